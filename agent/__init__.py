@@ -1,0 +1,1 @@
+"""Tulle node agent, control plane pieces and the `tulle` CLI."""
