@@ -1,0 +1,36 @@
+# Tulle: `make demo` and `make test` do all the set-up they need (see scripts/setup.sh).
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+TULLE := $(VENV)/bin/tulle
+
+.PHONY: setup demo test test-unit test-root lint down clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@bash scripts/demo.sh
+
+# Unit tier first (fast, no root), then the root tiers (netns, bpf). Under CI=true a
+# skipped root test fails the run: see tests/conftest.py.
+test: setup
+	@$(PY) -m pytest tests -m "not root and not netns and not bpf" -q
+	@$(PY) -m pytest tests -m "root or netns or bpf" -q
+	@$(MAKE) --no-print-directory lint
+
+test-unit: setup
+	@$(PY) -m pytest tests -m "not root and not netns and not bpf" -q
+
+test-root: setup
+	@$(PY) -m pytest tests -m "root or netns or bpf" -q
+
+lint: setup
+	@$(VENV)/bin/ruff check agent l7proxy tests
+	@$(VENV)/bin/mypy agent l7proxy
+
+down:
+	@$(TULLE) lab down
+
+clean: down
+	rm -rf $(VENV) *.egg-info

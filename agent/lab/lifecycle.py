@@ -1,0 +1,230 @@
+"""`tulle lab up|down|status`: build the lab, start its processes, and tear it all down."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.lab import network, procs
+from agent.lab.state import LabPaths, read_json, write_json_atomic
+from agent.lab.topology import LabPlan, NodePlan, plan_lab
+
+Progress = Callable[[str], None]
+HEALTH_STALE_SECONDS = 10.0
+BPF_PIN_ROOT = Path("/sys/fs/bpf/tulle")
+
+
+class LabError(RuntimeError):
+    """A lab operation failed; the message says what to do."""
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab builds network namespaces and needs root: run with sudo")
+
+
+def tulle_argv(*args: str) -> list[str]:
+    """Run our own CLI with the interpreter that is running now (the project venv)."""
+    return [sys.executable, "-m", "agent.cli.main", *args]
+
+
+def load_plan(paths: LabPaths) -> LabPlan | None:
+    data = read_json(paths.lab_file)
+    if not data:
+        return None
+    return plan_lab(data["name"], int(data["nodes"]))
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessStatus:
+    role: str
+    pid: int
+    alive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    name: str
+    netns: str
+    pod_cidr: str
+    netns_present: bool
+    agent_healthy: bool
+    agent_detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class LabStatus:
+    name: str
+    nodes: tuple[NodeStatus, ...]
+    processes: tuple[ProcessStatus, ...]
+    store: Path
+
+    @property
+    def healthy(self) -> bool:
+        return all(n.netns_present and n.agent_healthy for n in self.nodes) and all(
+            p.alive for p in self.processes
+        )
+
+
+def _node_health(paths: LabPaths, node: NodePlan) -> tuple[bool, str]:
+    data = read_json(paths.health / f"agent-{node.name}.json")
+    if not data:
+        return False, "no health report yet"
+    age = time.time() - float(data.get("time", 0))
+    if age > HEALTH_STALE_SECONDS:
+        return False, f"last report {age:.0f}s ago"
+    return bool(data.get("ready")), f"revision {data.get('revision')}, {data.get('objects', 0)} objects"
+
+
+def status(name: str) -> LabStatus | None:
+    paths = LabPaths.for_lab(name)
+    plan = load_plan(paths)
+    if plan is None:
+        return None
+    present = set(network.lab_namespaces(plan.prefix))
+    nodes = []
+    for node in plan.nodes:
+        healthy, detail = _node_health(paths, node)
+        nodes.append(
+            NodeStatus(node.name, node.netns, str(node.pod_cidr), node.netns in present, healthy, detail)
+        )
+    processes = tuple(
+        ProcessStatus(r.role, r.pid, procs.is_alive(r)) for r in procs.load_records(paths.procs)
+    )
+    return LabStatus(name, tuple(nodes), processes, paths.store)
+
+
+def up(name: str, node_count: int, progress: Progress) -> LabPlan:
+    require_root()
+    paths = LabPaths.for_lab(name)
+    existing = status(name)
+    if existing is not None:
+        if existing.healthy and len(existing.nodes) == node_count:
+            progress(f"lab {name!r} is already up with {node_count} nodes")
+            return plan_lab(name, node_count)
+        progress(f"lab {name!r} exists but is not healthy or has another size: rebuilding it")
+        down(name, progress)
+
+    plan = plan_lab(name, node_count)
+    paths.make_dirs()
+    write_json_atomic(paths.lab_file, {"name": name, "nodes": node_count})
+    try:
+        _seed_store(paths, plan)
+        progress(f"building the fabric ({plan.fabric_netns})")
+        network.build_fabric(plan)
+        for node in plan.nodes:
+            progress(f"building {node.name}: netns {node.netns}, pod CIDR {node.pod_cidr}")
+            network.build_node(plan, node)
+        _start_processes(paths, plan, progress)
+        _wait_healthy(name, progress)
+    except BaseException:
+        progress("lab up failed: removing what was created")
+        down(name, progress)
+        raise
+    return plan
+
+
+def _seed_store(paths: LabPaths, plan: LabPlan) -> None:
+    from agent.lab.seed import seed_objects
+    from agent.store import Store
+
+    with Store(paths.store) as store:
+        store.apply_many(seed_objects(plan))
+
+
+def _start_processes(paths: LabPaths, plan: LabPlan, progress: Progress) -> None:
+    store = str(paths.store)
+    progress("starting the lab controller (scheduler, kubelet, EndpointSlices)")
+    procs.spawn(
+        "controller",
+        tulle_argv("lab", "controller", "--name", plan.name),
+        log=paths.logs / "controller.log",
+        record_dir=paths.procs,
+    )
+    for node in plan.nodes:
+        progress(f"starting the agent and DNS on {node.name}")
+        procs.spawn(
+            f"agent-{node.name}",
+            procs.netns_argv(
+                node.netns,
+                tulle_argv(
+                    "agent", "--node", node.name, "--store", store,
+                    "--health-file", str(paths.health / f"agent-{node.name}.json"),
+                ),
+            ),
+            log=paths.logs / f"agent-{node.name}.log",
+            record_dir=paths.procs,
+        )
+        procs.spawn(
+            f"dns-{node.name}",
+            procs.netns_argv(node.netns, tulle_argv("lab", "dns", "--store", store)),
+            log=paths.logs / f"dns-{node.name}.log",
+            record_dir=paths.procs,
+        )
+
+
+def _wait_healthy(name: str, progress: Progress, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    st = status(name)
+    while time.monotonic() < deadline:
+        st = status(name)
+        if st is not None and st.healthy:
+            progress("all nodes report healthy")
+            return
+        dead = [p for p in (st.processes if st else ()) if not p.alive]
+        if dead:
+            logs = LabPaths.for_lab(name).logs
+            raise LabError(
+                f"lab process {dead[0].role} exited during start-up; see {logs}/{dead[0].role}.log"
+            )
+        time.sleep(0.2)
+    detail = ", ".join(f"{n.name}: {n.agent_detail}" for n in (st.nodes if st else ()))
+    raise LabError(f"lab did not become healthy within {timeout:.0f}s ({detail})")
+
+
+def down(name: str, progress: Progress) -> list[str]:
+    """Idempotent: stop processes, remove namespaces, pins and state. Returns what was removed."""
+    require_root()
+    paths = LabPaths.for_lab(name)
+    removed: list[str] = []
+    records = procs.load_records(paths.procs) if paths.procs.is_dir() else []
+    # The controller first: it stops its pods' processes on SIGTERM.
+    for rec in sorted(records, key=lambda r: r.role != "controller"):
+        if procs.terminate(rec):
+            removed.append(f"process {rec.role} (pid {rec.pid})")
+    for rec in _pod_records(paths):
+        if procs.terminate(rec, timeout=2.0):
+            removed.append(f"process {rec.role} (pid {rec.pid})")
+    prefix = f"tulle-{name}-"
+    for ns in network.destroy(prefix):
+        removed.append(f"netns {ns}")
+    pins = BPF_PIN_ROOT / name
+    if pins.exists():
+        _remove_tree(pins)
+        removed.append(f"bpf pins {pins}")
+    if paths.root.exists():
+        _remove_tree(paths.root)
+        removed.append(f"state {paths.root}")
+    for item in removed:
+        progress(f"removed {item}")
+    if not removed:
+        progress(f"lab {name!r}: nothing to remove")
+    return removed
+
+
+def _pod_records(paths: LabPaths) -> list[procs.ProcRecord]:
+    pod_dir = paths.procs / "pods"
+    return procs.load_records(pod_dir) if pod_dir.is_dir() else []
+
+
+def _remove_tree(path: Path) -> None:
+    # bpffs pins are removed with unlink/rmdir like files; shutil handles both.
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+    if path.exists():
+        raise LabError(f"could not remove {path}; remove it by hand and retry `tulle lab down`")

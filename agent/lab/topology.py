@@ -1,0 +1,101 @@
+"""The lab's address plan: pure functions from (lab name, node count) to names and CIDRs.
+
+Everything the lab creates is named from here, so `lab down` and the leak checks can find
+every namespace by prefix without any state file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass
+
+FABRIC_CIDR = ipaddress.IPv4Network("10.240.0.0/24")
+POD_SUPERNET = ipaddress.IPv4Network("10.244.0.0/16")
+SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/16")
+# NodeLocal-DNS style address: link-local, so it can never leak toward an uplink.
+DNS_ADDRESS = ipaddress.IPv4Address("169.254.20.10")
+CLUSTER_DOMAIN = "cluster.local"
+MAX_NODES = 200
+
+_LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+
+
+class TopologyError(ValueError):
+    """An impossible lab shape (bad name, too many nodes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlan:
+    name: str
+    index: int
+    netns: str
+    fabric_ip: ipaddress.IPv4Address
+    pod_cidr: ipaddress.IPv4Network
+    gateway_ip: ipaddress.IPv4Address  # the node's own address inside its pod CIDR
+
+    @property
+    def fabric_peer(self) -> str:
+        """Name of the node's port on the fabric bridge (inside the fabric netns)."""
+        return f"n{self.index}"
+
+
+@dataclass(frozen=True, slots=True)
+class LabPlan:
+    name: str
+    nodes: tuple[NodePlan, ...]
+
+    @property
+    def prefix(self) -> str:
+        return f"tulle-{self.name}-"
+
+    @property
+    def fabric_netns(self) -> str:
+        return f"{self.prefix}fabric"
+
+    def node(self, name: str) -> NodePlan:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(f"lab {self.name!r} has no node {name!r}")
+
+    def pod_netns(self, namespace: str, pod: str) -> str:
+        name = f"{self.prefix}pod-{namespace}-{pod}"
+        if len(name) > 200:  # netns names are file names; keep them well under NAME_MAX
+            digest = hashlib.sha256(f"{namespace}/{pod}".encode()).hexdigest()[:12]
+            name = f"{self.prefix}pod-{digest}"
+        return name
+
+
+def validate_lab_name(name: str) -> str:
+    if not _LAB_NAME.match(name):
+        raise TopologyError(
+            f"invalid lab name {name!r}: use 1-12 lowercase letters or digits, starting with a letter"
+        )
+    return name
+
+
+def plan_lab(name: str, node_count: int) -> LabPlan:
+    validate_lab_name(name)
+    if not 1 <= node_count <= MAX_NODES:
+        raise TopologyError(f"--nodes must be between 1 and {MAX_NODES}, got {node_count}")
+    nodes = tuple(_plan_node(name, i) for i in range(1, node_count + 1))
+    return LabPlan(name=name, nodes=nodes)
+
+
+def _plan_node(lab: str, index: int) -> NodePlan:
+    pod_cidr = ipaddress.IPv4Network(f"10.244.{index}.0/24")
+    return NodePlan(
+        name=f"node{index}",
+        index=index,
+        netns=f"tulle-{lab}-node{index}",
+        fabric_ip=FABRIC_CIDR.network_address + 10 + index,
+        pod_cidr=pod_cidr,
+        gateway_ip=pod_cidr.network_address + 1,
+    )
+
+
+def host_veth_name(namespace: str, pod: str) -> str:
+    """Node-side veth name: `lxc` + a stable hash, within IFNAMSIZ (15 chars)."""
+    return "lxc" + hashlib.sha256(f"{namespace}/{pod}".encode()).hexdigest()[:11]
