@@ -1,0 +1,116 @@
+"""What the Kubernetes API server does before storing: validate, default, admit.
+
+Every write from `tulle apply` passes through `admit`: the one converter validates and
+defaults each object, namespaces must exist, and Services get a ClusterIP. A batch is
+all-or-nothing: one invalid object and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Sequence
+from typing import Any
+
+from agent.lab.topology import SERVICE_CIDR
+from agent.model.convert import ConversionError, from_dict, to_dict
+from agent.model.kinds import resolve_kind
+from agent.store import Store
+
+# Conventional addresses: the API server and cluster DNS.
+RESERVED_SERVICE_IPS = frozenset(
+    {SERVICE_CIDR.network_address + 1, SERVICE_CIDR.network_address + 10}
+)
+
+
+class AdmissionError(ValueError):
+    def __init__(self, errors: Sequence[str]):
+        super().__init__("\n".join(errors))
+        self.errors = list(errors)
+
+
+def admit(store: Store, docs: Sequence[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    errors: list[str] = []
+    admitted: list[dict[str, Any]] = []
+    for source, doc in docs:
+        try:
+            admitted.append(to_dict(from_dict(doc)))
+        except ConversionError as err:
+            errors.append(f"{source}: {err}")
+    errors += _check_namespaces(store, admitted)
+    if not errors:
+        errors += _assign_cluster_ips(store, admitted)
+    if errors:
+        raise AdmissionError(errors)
+    return admitted
+
+
+def describe(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata", {})
+    ns = meta.get("namespace")
+    return f"{obj.get('kind')} {ns + '/' if ns else ''}{meta.get('name')}"
+
+
+def _check_namespaces(store: Store, objs: Sequence[dict[str, Any]]) -> list[str]:
+    known = {o["metadata"]["name"] for o in store.list("Namespace")[0]}
+    known |= {o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"}
+    errors = []
+    for obj in objs:
+        ns = obj["metadata"].get("namespace", "")
+        if resolve_kind(obj["kind"]).namespaced and ns not in known:
+            errors.append(
+                f"{describe(obj)}: metadata.namespace: namespace {ns!r} not found "
+                f"(create it first, or add a Namespace to the same apply)"
+            )
+    return errors
+
+
+def _assign_cluster_ips(store: Store, objs: Sequence[dict[str, Any]]) -> list[str]:
+    existing = {
+        (s["metadata"]["namespace"], s["metadata"]["name"]): s for s in store.list("Service")[0]
+    }
+    used = {
+        ipaddress.ip_address(s["spec"]["clusterIP"])
+        for s in existing.values()
+        if s.get("spec", {}).get("clusterIP") not in (None, "", "None")
+    }
+    errors = []
+    for obj in objs:
+        if obj["kind"] != "Service":
+            continue
+        spec = obj.setdefault("spec", {})
+        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        current = existing.get(key, {}).get("spec", {}).get("clusterIP")
+        wanted = spec.get("clusterIP")
+        if wanted == "None":
+            continue
+        if wanted:
+            if current and current != wanted:
+                errors.append(f"{describe(obj)}: spec.clusterIP: field is immutable (is {current})")
+                continue
+            ip = ipaddress.ip_address(wanted)
+            if ip not in SERVICE_CIDR:
+                errors.append(f"{describe(obj)}: spec.clusterIP: {wanted} is not in the service range {SERVICE_CIDR}")
+                continue
+            if ip in used and ip != (ipaddress.ip_address(current) if current else None):
+                errors.append(f"{describe(obj)}: spec.clusterIP: {wanted} is already allocated")
+                continue
+        else:
+            ip = ipaddress.ip_address(current) if current else _allocate(key, used)
+        used.add(ip)
+        spec["clusterIP"] = str(ip)
+        spec["clusterIPs"] = [str(ip)]
+    return errors
+
+
+def _allocate(key: tuple[str, str], used: set[Any]) -> ipaddress.IPv4Address:
+    """Start from a hash of the name so addresses are stable across re-creations of a lab."""
+    size = SERVICE_CIDR.num_addresses
+    start = int.from_bytes(hashlib.sha256("/".join(key).encode()).digest()[:4], "big") % size
+    for step in range(size):
+        ip = SERVICE_CIDR.network_address + (start + step) % size
+        if ip in (SERVICE_CIDR.network_address, SERVICE_CIDR.broadcast_address):
+            continue
+        if ip not in used and ip not in RESERVED_SERVICE_IPS:
+            return ip
+    raise RuntimeError(f"service range {SERVICE_CIDR} is full")

@@ -1,0 +1,122 @@
+"""`tulle lab up|down|status|exec`: the local lab cluster."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from agent.cli.context import lab_name, store_path
+from agent.lab import lifecycle
+from agent.lab.state import LabPaths
+from agent.lab.topology import TopologyError, plan_lab
+from agent.store import Store
+
+
+def _progress(message: str) -> None:
+    click.secho("• ", fg="blue", nl=False, err=True)
+    click.echo(message, err=True)
+
+
+@click.group()
+def lab() -> None:
+    """The local lab: a cluster made of network namespaces on this machine."""
+
+
+@lab.command()
+@click.option("--nodes", default=2, show_default=True, help="Number of lab nodes.")
+@click.option("--name", default=None, help="Lab name (default: $TULLE_LAB or 'lab').")
+@click.pass_context
+def up(ctx: click.Context, nodes: int, name: str | None) -> None:
+    """Build the lab: fabric, nodes, controller, agents and DNS."""
+    name = name or lab_name(ctx)
+    try:
+        plan = lifecycle.up(name, nodes, _progress)
+    except (lifecycle.LabError, TopologyError) as err:
+        raise click.ClickException(str(err)) from err
+    click.secho(f"lab {name!r} is up with {len(plan.nodes)} nodes", fg="green")
+    click.echo(f"  store: {LabPaths.for_lab(name).store}")
+    click.echo("  next:  tulle apply -f examples/   ·   tulle get pods -A -o wide   ·   tulle lab down")
+
+
+@lab.command()
+@click.option("--name", default=None)
+@click.pass_context
+def down(ctx: click.Context, name: str | None) -> None:
+    """Remove everything the lab created (idempotent)."""
+    name = name or lab_name(ctx)
+    try:
+        lifecycle.down(name, _progress)
+    except lifecycle.LabError as err:
+        raise click.ClickException(str(err)) from err
+    click.secho(f"lab {name!r} is down", fg="green")
+
+
+@lab.command()
+@click.option("--name", default=None)
+@click.pass_context
+def status(ctx: click.Context, name: str | None) -> None:
+    """Nodes, processes and health of the lab."""
+    name = name or lab_name(ctx)
+    st = lifecycle.status(name)
+    if st is None:
+        click.echo(f"lab {name!r} is not up (start it with `tulle lab up`)")
+        sys.exit(1)
+    click.echo(f"lab {st.name}: {'healthy' if st.healthy else 'DEGRADED'}   store {st.store}")
+    click.echo(f"{'NODE':8} {'NETNS':22} {'POD-CIDR':15} {'AGENT':8} DETAIL")
+    for n in st.nodes:
+        health = "ready" if n.agent_healthy else "NOTREADY"
+        netns = n.netns if n.netns_present else f"{n.netns} (MISSING)"
+        click.echo(f"{n.name:8} {netns:22} {n.pod_cidr:15} {health:8} {n.agent_detail}")
+    click.echo(f"{'PROCESS':16} {'PID':>7} STATE")
+    for p in st.processes:
+        click.echo(f"{p.role:16} {p.pid:>7} {'running' if p.alive else 'DEAD'}")
+    if not st.healthy:
+        click.echo(f"logs: {LabPaths.for_lab(name).logs}")
+        sys.exit(1)
+
+
+@lab.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.argument("pod")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def exec_(ctx: click.Context, namespace: str, pod: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND inside POD's network namespace: tulle lab exec POD -- CMD..."""
+    name = lab_name(ctx)
+    with Store(store_path(ctx)) as store:
+        obj = store.get("Pod", namespace, pod)
+    if obj is None:
+        raise click.ClickException(f'pod "{pod}" not found in namespace {namespace!r}')
+    st = lifecycle.status(name)
+    if st is None:
+        raise click.ClickException(f"lab {name!r} is not up")
+    plan = plan_lab(name, len(st.nodes))
+    netns = plan.pod_netns(namespace, pod)
+    if not os.path.exists(f"/var/run/netns/{netns}"):
+        raise click.ClickException(f"pod {namespace}/{pod} has no sandbox yet (is it scheduled and running?)")
+    env = dict(os.environ, POD_NAME=pod, NAMESPACE=namespace,
+               POD_IP=str((obj.get("status") or {}).get("podIP", "")))
+    # exec replaces this process: exit code, stdin and tty pass straight through.
+    os.execvpe("ip", ["ip", "netns", "exec", netns, *command], env)
+
+
+@lab.command(hidden=True)
+@click.option("--name", required=True)
+def controller(name: str) -> None:
+    """(internal) scheduler, Deployment and EndpointSlice controllers, kubelet."""
+    from agent.lab.controller import run
+
+    sys.exit(run(name))
+
+
+@lab.command(hidden=True)
+@click.option("--store", "store_file", required=True)
+def dns(store_file: str) -> None:
+    """(internal) node-local DNS server, run inside a node netns."""
+    from agent.lab.dns_process import run
+
+    sys.exit(run(store_file))
+
+

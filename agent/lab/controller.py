@@ -1,0 +1,158 @@
+"""The lab's control plane process: Deployment, scheduler, EndpointSlice and GC controllers,
+plus the kubelet for every lab node.
+
+Level-triggered: whenever the store revision moves, list, decode, compute plans with the
+pure controllers in agent.controllers, and write the differences back.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from agent.controllers.deployment import orphans, plan_deployment
+from agent.controllers.endpointslice import MANAGED_BY, MANAGED_BY_LABEL, desired_slices
+from agent.controllers.scheduler import schedule
+from agent.lab.kubelet import Kubelet
+from agent.lab.lifecycle import load_plan
+from agent.lab.state import LabPaths
+from agent.model.apps import Deployment
+from agent.model.convert import ConversionError, from_dict
+from agent.model.core import Pod, Service
+from agent.store import Conflict, NotFound, Store
+
+log = logging.getLogger("tulle.controller")
+WATCHED = ("Deployment", "Pod", "Service", "EndpointSlice")
+TICK = 0.1
+
+
+@dataclass
+class ClusterView:
+    deployments: list[Deployment] = field(default_factory=list)
+    pods: list[Pod] = field(default_factory=list)
+    services: list[Service] = field(default_factory=list)
+    slices: list[dict[str, Any]] = field(default_factory=list)
+
+
+def decode(objs: list[dict[str, Any]]) -> ClusterView:
+    view = ClusterView()
+    for obj in objs:
+        if obj["kind"] == "EndpointSlice":
+            view.slices.append(obj)
+            continue
+        try:
+            res = from_dict(obj)
+        except ConversionError as err:
+            log.error("skipping invalid stored object: %s", err)
+            continue
+        if isinstance(res, Deployment):
+            view.deployments.append(res)
+        elif isinstance(res, Pod):
+            view.pods.append(res)
+        elif isinstance(res, Service):
+            view.services.append(res)
+    return view
+
+
+class Controller:
+    def __init__(self, store: Store, nodes: list[str]):
+        self.store = store
+        self.nodes = nodes
+
+    def reconcile(self, view: ClusterView) -> None:
+        self._deployments(view)
+        self._schedule(view)
+        self._endpoint_slices(view)
+
+    def _deployments(self, view: ClusterView) -> None:
+        for deploy in view.deployments:
+            plan = plan_deployment(deploy, view.pods)
+            for pod in plan.create:
+                self.store.create(pod)
+                log.info("deployment %s/%s: created pod %s", deploy.metadata.namespace,
+                         deploy.metadata.name, pod["metadata"]["name"])
+            for victim in plan.delete:
+                self._delete_pod(victim, f"deployment {deploy.metadata.name} scaled or rolled")
+            self._write_status("Deployment", deploy.metadata.namespace, deploy.metadata.name, plan.status)
+        for pod in orphans(view.pods, {d.metadata.uid for d in view.deployments}):
+            self._delete_pod(pod, "its Deployment was deleted")
+
+    def _delete_pod(self, pod: Pod, why: str) -> None:
+        if self.store.delete("Pod", pod.metadata.namespace, pod.metadata.name) is not None:
+            log.info("deleted pod %s/%s: %s", pod.metadata.namespace, pod.metadata.name, why)
+
+    def _schedule(self, view: ClusterView) -> None:
+        bindings, unschedulable = schedule(view.pods, self.nodes)
+        for pod, reason in unschedulable:
+            log.warning("pod %s/%s unschedulable: %s", pod.metadata.namespace, pod.metadata.name, reason)
+        for pod, node in bindings:
+            obj = self.store.get("Pod", pod.metadata.namespace, pod.metadata.name)
+            if obj is None:
+                continue
+            obj["spec"]["nodeName"] = node
+            try:
+                self.store.update(obj)
+                log.info("bound pod %s/%s to %s", pod.metadata.namespace, pod.metadata.name, node)
+            except (Conflict, NotFound):
+                pass  # changed meanwhile: the next round sees it
+
+    def _endpoint_slices(self, view: ClusterView) -> None:
+        wanted: dict[tuple[str, str], dict[str, Any]] = {}
+        for svc in view.services:
+            for slc in desired_slices(svc, view.pods):
+                wanted[(slc["metadata"]["namespace"], slc["metadata"]["name"])] = slc
+        for slc in wanted.values():
+            self.store.apply(slc)
+        for existing in view.slices:
+            meta = existing["metadata"]
+            managed = (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
+            if managed and (meta["namespace"], meta["name"]) not in wanted:
+                self.store.delete("EndpointSlice", meta["namespace"], meta["name"])
+
+    def _write_status(self, kind: str, ns: str, name: str, status: dict[str, Any]) -> None:
+        try:
+            self.store.update_status(kind, ns, name, status)
+        except NotFound:
+            pass
+
+
+def run(name: str) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s controller %(levelname)s %(message)s")
+    paths = LabPaths.for_lab(name)
+    plan = load_plan(paths)
+    if plan is None:
+        log.error("lab %s has no lab.json; is it up?", name)
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with Store(paths.store) as store:
+        kubelet = Kubelet(plan, paths, store)
+        controller = Controller(store, [n.name for n in plan.nodes])
+        seen = -1
+        log.info("controller for lab %s started with nodes %s", name, controller.nodes)
+        try:
+            while not stop.is_set():
+                revision = store.revision()
+                if revision != seen:
+                    objs, seen = store.list(WATCHED)
+                    view = decode(objs)
+                    try:
+                        controller.reconcile(view)
+                    except Exception:
+                        log.exception("reconcile failed; retrying")
+                    kubelet.sync(view.pods)
+                kubelet.tick()
+                stop.wait(TICK)
+        finally:
+            log.info("stopping: tearing down pods")
+            kubelet.shutdown()
+    return 0

@@ -1,0 +1,275 @@
+"""The lab kubelet: runs Pods bound to the lab's nodes as processes in their own netns.
+
+`sync` is level-triggered on the desired Pods; `tick` restarts exited containers with
+back-off, evaluates readiness and writes Pod status when it changed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.lab import ipam, network, procs
+from agent.lab.readiness import ports_ready
+from agent.lab.state import LabPaths
+from agent.lab.topology import CLUSTER_DOMAIN, DNS_ADDRESS, LabPlan, NodePlan, host_veth_name
+from agent.model.core import Container, Pod
+from agent.store import NotFound, Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ECHO_PORT = 8080
+BACKOFF_START = 0.5
+BACKOFF_MAX = 10.0
+BACKOFF_RESET_AFTER = 10.0  # a container that ran this long starts its back-off afresh
+STOP_GRACE = 2.0
+
+
+def _now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class ContainerRuntime:
+    name: str
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    ports: tuple[tuple[int, str], ...]
+    proc: subprocess.Popen[bytes] | None = None
+    record: procs.ProcRecord | None = None
+    restarts: int = 0
+    started_at: float | None = None
+    started_at_text: str | None = None
+    next_start: float = 0.0
+    backoff: float = BACKOFF_START
+    last_exit: int | None = None
+    finished: bool = False  # exited and will not be restarted (restartPolicy)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class PodRuntime:
+    uid: str
+    namespace: str
+    name: str
+    node: NodePlan
+    netns: str
+    ip: ipaddress.IPv4Address
+    restart_policy: str
+    containers: list[ContainerRuntime]
+    start_time: str = field(default_factory=_now_rfc3339)
+    last_status: dict[str, Any] | None = None
+
+
+def container_argv(container: Container, python: str) -> tuple[tuple[str, ...], tuple[tuple[int, str], ...]]:
+    """The process a container runs, and the ports that make it ready.
+
+    A container without a command runs the built-in echo server (the lab's default
+    image) on every declared TCP containerPort, or on 8080 when none is declared.
+    """
+    declared = tuple((p.container_port, p.protocol) for p in container.ports)
+    if container.command:
+        return tuple(container.command) + tuple(container.args), declared
+    tcp_ports = [port for port, proto in declared if proto == "TCP"] or [DEFAULT_ECHO_PORT]
+    argv = [python, "-m", "agent.lab.echo"]
+    for port in tcp_ports:
+        argv += ["--port", str(port)]
+    ready_ports = declared or ((DEFAULT_ECHO_PORT, "TCP"),)
+    return tuple(argv) + tuple(container.args), ready_ports
+
+
+def pod_env(pod: Pod, ip: ipaddress.IPv4Address, node: NodePlan, container: Container) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "POD_NAME": pod.metadata.name,
+        "NAMESPACE": pod.metadata.namespace,
+        "POD_NAMESPACE": pod.metadata.namespace,
+        "POD_IP": str(ip),
+        "NODE_NAME": node.name,
+        "HOSTNAME": pod.metadata.name,
+    }
+    for var in container.env:
+        env[var.name] = var.value
+    return env
+
+
+def resolv_conf(namespace: str) -> str:
+    domain = CLUSTER_DOMAIN
+    return (
+        f"nameserver {DNS_ADDRESS}\n"
+        f"search {namespace}.svc.{domain} svc.{domain} {domain}\n"
+        "options ndots:5\n"
+    )
+
+
+def pod_status(rt: PodRuntime, ready_by_container: dict[str, bool]) -> dict[str, Any]:
+    """Kubernetes-shaped Pod status from the runtime view (pure)."""
+    statuses = []
+    for c in rt.containers:
+        if c.running:
+            state: dict[str, Any] = {"running": {"startedAt": c.started_at_text}}
+        elif c.finished:
+            state = {"terminated": {"exitCode": c.last_exit, "reason": "Completed" if c.last_exit == 0 else "Error"}}
+        else:
+            reason = "CrashLoopBackOff" if c.restarts else "ContainerCreating"
+            state = {"waiting": {"reason": reason}}
+        statuses.append(
+            {
+                "name": c.name,
+                "ready": ready_by_container.get(c.name, False),
+                "restartCount": c.restarts,
+                "started": c.running,
+                "state": state,
+            }
+        )
+    all_ready = bool(statuses) and all(s["ready"] for s in statuses)
+    if all(c.finished for c in rt.containers):
+        phase = "Succeeded" if all(c.last_exit == 0 for c in rt.containers) else "Failed"
+    else:
+        phase = "Running" if any(c.running for c in rt.containers) else "Pending"
+    ready = "True" if all_ready else "False"
+    return {
+        "phase": phase,
+        "podIP": str(rt.ip),
+        "podIPs": [{"ip": str(rt.ip)}],
+        "hostIP": str(rt.node.fabric_ip),
+        "startTime": rt.start_time,
+        "conditions": [
+            {"type": "PodScheduled", "status": "True"},
+            {"type": "Initialized", "status": "True"},
+            {"type": "ContainersReady", "status": ready},
+            {"type": "Ready", "status": ready},
+        ],
+        "containerStatuses": statuses,
+    }
+
+
+class Kubelet:
+    def __init__(self, plan: LabPlan, paths: LabPaths, store: Store, python: str = sys.executable):
+        self.plan = plan
+        self.paths = paths
+        self.store = store
+        self.python = python
+        self.pods: dict[str, PodRuntime] = {}
+        (paths.procs / "pods").mkdir(parents=True, exist_ok=True)
+
+    # -- desired state -------------------------------------------------------------------
+    def sync(self, pods: Sequence[Pod]) -> None:
+        lab_nodes = {n.name for n in self.plan.nodes}
+        wanted = {p.metadata.uid: p for p in pods if p.spec.node_name in lab_nodes}
+        for uid in [u for u in self.pods if u not in wanted]:
+            self._teardown(self.pods.pop(uid))
+        for uid, pod in wanted.items():
+            if uid not in self.pods:
+                try:
+                    self.pods[uid] = self._create(pod)
+                except Exception:
+                    log.exception("could not create pod %s/%s", pod.metadata.namespace, pod.metadata.name)
+
+    def _create(self, pod: Pod) -> PodRuntime:
+        node = self.plan.node(pod.spec.node_name or "")
+        used = {rt.ip for rt in self.pods.values() if rt.node.name == node.name}
+        ip = ipam.allocate(node.pod_cidr, used)
+        ns, name = pod.metadata.namespace, pod.metadata.name
+        netns = self.plan.pod_netns(ns, name)
+        log.info("creating pod %s/%s on %s: netns %s, ip %s", ns, name, node.name, netns, ip)
+        network.remove_netns(netns)  # a leftover from a crashed controller would hold stale state
+        network.add_pod(node, netns, host_veth_name(ns, name), ip)
+        network.write_pod_resolv_conf(netns, resolv_conf(ns))
+        containers = []
+        for c in pod.spec.containers:
+            argv, ports = container_argv(c, self.python)
+            containers.append(ContainerRuntime(c.name, argv, pod_env(pod, ip, node, c), ports))
+        return PodRuntime(
+            pod.metadata.uid, ns, name, node, netns, ip, pod.spec.restart_policy or "Always", containers
+        )
+
+    def _teardown(self, rt: PodRuntime) -> None:
+        log.info("removing pod %s/%s from %s", rt.namespace, rt.name, rt.node.name)
+        for c in rt.containers:
+            self._stop_container(rt, c)
+        network.remove_netns(rt.netns)
+
+    def shutdown(self) -> None:
+        for rt in list(self.pods.values()):
+            self._teardown(rt)
+        self.pods.clear()
+
+    # -- runtime -----------------------------------------------------------------------
+    def tick(self) -> None:
+        now = time.monotonic()
+        for rt in list(self.pods.values()):
+            ready: dict[str, bool] = {}
+            for c in rt.containers:
+                self._supervise(rt, c, now)
+                ready[c.name] = c.running and c.proc is not None and ports_ready(c.proc.pid, c.ports)
+            status = pod_status(rt, ready)
+            if status != rt.last_status:
+                self._write_status(rt, status)
+
+    def _supervise(self, rt: PodRuntime, c: ContainerRuntime, now: float) -> None:
+        if c.proc is not None and c.proc.poll() is not None:
+            c.last_exit = c.proc.returncode
+            ran_for = now - (c.started_at or now)
+            log.warning(
+                "container %s/%s:%s exited with %s after %.1fs",
+                rt.namespace, rt.name, c.name, c.last_exit, ran_for,
+            )
+            c.proc = None
+            c.backoff = BACKOFF_START if ran_for >= BACKOFF_RESET_AFTER else min(c.backoff * 2, BACKOFF_MAX)
+            c.next_start = now + c.backoff
+            restart = rt.restart_policy == "Always" or (
+                rt.restart_policy == "OnFailure" and c.last_exit != 0
+            )
+            if restart:
+                c.restarts += 1
+            else:
+                c.finished = True
+        if c.proc is None and not c.finished and now >= c.next_start:
+            self._start_container(rt, c)
+
+    def _start_container(self, rt: PodRuntime, c: ContainerRuntime) -> None:
+        argv = ["ip", "netns", "exec", rt.netns, *c.argv]
+        try:
+            c.proc, c.record = procs.spawn(
+                f"{rt.namespace}_{rt.name}_{c.name}",
+                argv,
+                log=self.paths.pod_log(rt.namespace, rt.name, c.name),
+                record_dir=self.paths.procs / "pods",
+                env=c.env,
+            )
+        except OSError as err:
+            log.error("cannot start %s/%s:%s: %s", rt.namespace, rt.name, c.name, err)
+            c.next_start = time.monotonic() + BACKOFF_MAX
+            return
+        c.started_at = time.monotonic()
+        c.started_at_text = _now_rfc3339()
+
+    def _stop_container(self, rt: PodRuntime, c: ContainerRuntime) -> None:
+        if c.record is not None:
+            procs.terminate(c.record, timeout=STOP_GRACE)
+        if c.proc is not None:
+            c.proc.wait(timeout=STOP_GRACE)
+        c.proc = None
+        (self.paths.procs / "pods" / f"{rt.namespace}_{rt.name}_{c.name}.json").unlink(missing_ok=True)
+
+    def _write_status(self, rt: PodRuntime, status: dict[str, Any]) -> None:
+        try:
+            self.store.update_status("Pod", rt.namespace, rt.name, status)
+            rt.last_status = status
+        except NotFound:
+            pass  # deleted meanwhile; the next sync tears it down
