@@ -1,0 +1,146 @@
+"""Flow enrichment at ingestion: the one place that names the endpoints of a flow.
+
+The datapath and the waypoint know addresses and ports; `enrich` fills in what users filter
+and read by: pod, namespace, labels (Cilium style, "k8s:app=web"), workload, security
+identity, service and node. It looks addresses up in an `EndpointIndex`, built from plain
+dicts so that it does not depend on the model's classes::
+
+    index = EndpointIndex.build(
+        pods=[{"ip": "10.1.0.5", "namespace": "shop", "name": "web-1", "labels": {"app": "web"},
+               "workload": {"kind": "Deployment", "name": "web"}, "identity": 12345,
+               "node": "node-1"}],
+        services=[{"cluster_ip": "10.96.0.10", "port": 80, "namespace": "shop", "name": "web"}],
+        nodes=[{"ip": "172.18.0.2", "name": "node-1"}],
+        local_node="node-1",
+    )
+    flow = enrich(flow, index)
+
+Addresses that are neither pods nor nodes get the reserved ``world`` identity. Values the
+producer already set (a pod name, an identity, a service) are kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.flows.flow import TCP, UDP, Endpoint, Flow, Service, Workload
+from agent.flows.names import IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD
+
+NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
+_WORLD = Endpoint(identity=IDENTITY_WORLD, labels=("reserved:world",))
+
+
+def pod_labels(namespace: str, labels: Mapping[str, str]) -> tuple[str, ...]:
+    """Cilium-style labels of a pod: its labels plus the namespace label, sorted."""
+    out = {f"k8s:{k}={v}" for k, v in labels.items()}
+    out.add(f"k8s:{NAMESPACE_LABEL}={namespace}")
+    return tuple(sorted(out))
+
+
+def derived_identity(labels: tuple[str, ...]) -> int:
+    """A stable identity (>= 256) from a label set, for pods given without one."""
+    return 256 + zlib.crc32("\n".join(labels).encode()) % (0xFFFF - 256)
+
+
+@dataclass(frozen=True)
+class EndpointIndex:
+    """Lookup tables from addresses to endpoints, services and nodes."""
+
+    pods: Mapping[str, Endpoint] = field(default_factory=dict)  # pod IP -> endpoint
+    services: Mapping[tuple[str, int], Service] = field(default_factory=dict)
+    service_ips: Mapping[str, Service] = field(default_factory=dict)  # any port
+    nodes: Mapping[str, str] = field(default_factory=dict)  # node IP -> node name
+    local_node: str = ""
+
+    @classmethod
+    def build(
+        cls,
+        pods: Iterable[Mapping[str, Any]] = (),
+        services: Iterable[Mapping[str, Any]] = (),
+        nodes: Iterable[Mapping[str, Any]] = (),
+        local_node: str = "",
+    ) -> EndpointIndex:
+        """From pods ``{ip|ips, namespace, name, labels, workload{kind,name}, identity, node,
+        id}``, services ``{cluster_ip, port, namespace, name}`` and nodes ``{ip, name}``;
+        optional keys may be missing."""
+        by_ip: dict[str, Endpoint] = {}
+        for pod in pods:
+            ns = pod.get("namespace", "default")
+            labels = pod_labels(ns, pod.get("labels") or {})
+            wl = pod.get("workload")
+            ep = Endpoint(
+                id=int(pod.get("id") or 0),
+                identity=int(pod.get("identity") or derived_identity(labels)),
+                namespace=ns,
+                labels=labels,
+                pod_name=pod.get("name", ""),
+                workloads=(Workload(name=wl["name"], kind=wl["kind"]),) if wl else (),
+            )
+            for ip in pod.get("ips") or [pod.get("ip")]:
+                if ip:
+                    by_ip[ip] = ep
+        by_port: dict[tuple[str, int], Service] = {}
+        by_svc_ip: dict[str, Service] = {}
+        for svc in services:
+            s = Service(name=svc["name"], namespace=svc.get("namespace", "default"))
+            by_port[(svc["cluster_ip"], int(svc.get("port") or 0))] = s
+            by_svc_ip.setdefault(svc["cluster_ip"], s)
+        node_ips = {n["ip"]: n["name"] for n in nodes if n.get("ip")}
+        return cls(by_ip, by_port, by_svc_ip, node_ips, local_node)
+
+    def endpoint(self, ip: str) -> Endpoint:
+        """The endpoint at `ip`: a pod, this node (host), another node, or the world."""
+        ep = self.pods.get(ip)
+        if ep is not None:
+            return ep
+        node = self.nodes.get(ip)
+        if node is not None:
+            if node == self.local_node:
+                return Endpoint(identity=IDENTITY_HOST, labels=("reserved:host",))
+            return Endpoint(identity=IDENTITY_REMOTE_NODE, labels=("reserved:remote-node",))
+        return _WORLD
+
+    def service(self, ip: str, port: int) -> Service | None:
+        return self.services.get((ip, port)) or (
+            self.service_ips.get(ip) if port == 0 else None
+        )
+
+
+def _merge(have: Endpoint | None, found: Endpoint) -> Endpoint:
+    if have is None or have == Endpoint():
+        return found
+    if have.pod_name or found is _WORLD:
+        return have  # the producer knew better
+    return dataclasses.replace(found, id=have.id or found.id,
+                               identity=have.identity or found.identity)
+
+
+def enrich(flow: Flow, index: EndpointIndex, node_name: str = "") -> Flow:
+    """The flow with endpoints, services and node filled from `index` (pure)."""
+    changes: dict[str, Any] = {}
+    if flow.ip is not None:
+        src = _merge(flow.source, index.endpoint(flow.ip.source))
+        if src is not flow.source:
+            changes["source"] = src
+        dst = _merge(flow.destination, index.endpoint(flow.ip.destination))
+        if dst is not flow.destination:
+            changes["destination"] = dst
+        sport = dport = 0
+        if isinstance(flow.l4, TCP | UDP):
+            sport, dport = flow.l4.source_port, flow.l4.destination_port
+        if flow.destination_service is None:
+            svc = index.service(flow.ip.destination, dport)
+            if svc is not None:
+                changes["destination_service"] = svc
+        if flow.source_service is None:
+            svc = index.service(flow.ip.source, sport)
+            if svc is not None:
+                changes["source_service"] = svc
+    node = node_name or index.local_node
+    if not flow.node_name and node:
+        changes["node_name"] = node
+    return dataclasses.replace(flow, **changes) if changes else flow

@@ -1,0 +1,257 @@
+"""The flow record: one decision seen by the datapath or the waypoint.
+
+`Flow` mirrors the part of Hubble's ``flow.Flow`` that Tulle fills, with Hubble's field
+meanings and enum names, plus Tulle-only data under one field, ``tulle`` (`TulleInfo`):
+byte and packet counts, connection duration, the HTTPRoute rule and backend chosen, and
+the BPF file and line of a drop.
+
+Everything here is pure data. The JSON form (Hubble's `-o json` schema) lives in
+`agent.flows.codec`; `flow_to_json` and `flow_from_json` are re-exported here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.flows.names import (
+    FlowType,
+    IPVersion,
+    L7Type,
+    LostEventSource,
+    TrafficDirection,
+    Verdict,
+)
+
+__all__ = [
+    "HTTP", "ICMPv4", "ICMPv6", "IP", "TCP", "UDP", "Endpoint", "EventType", "Flow",
+    "FlowType", "HTTPHeader", "IPVersion", "L7Type", "Layer4", "Layer7", "LostEvent",
+    "LostEventSource", "Service", "TCPFlags", "TrafficDirection", "TulleInfo", "Verdict",
+    "Workload", "flow_from_json", "flow_to_json", "summarize",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TCPFlags:
+    SYN: bool = False
+    ACK: bool = False
+    RST: bool = False
+    FIN: bool = False
+    PSH: bool = False
+    URG: bool = False
+    ECE: bool = False
+    CWR: bool = False
+    NS: bool = False
+
+    def names(self) -> list[str]:
+        """Set flags in Hubble's print order (SYN, ACK, RST, FIN, PSH, URG, ECE, CWR, NS)."""
+        return [name for name in _FLAG_ORDER if getattr(self, name)]
+
+    @classmethod
+    def of(cls, *names: str) -> TCPFlags:
+        """TCPFlags.of("SYN", "ACK"); names are case-insensitive. Unknown names raise."""
+        upper = [n.strip().upper() for n in names if n.strip()]
+        bad = [n for n in upper if n not in _FLAG_ORDER]
+        if bad:
+            raise ValueError(f"unknown TCP flag {bad[0]!r} (known: {', '.join(_FLAG_ORDER)})")
+        return cls(**{n: True for n in upper})
+
+
+_FLAG_ORDER = ("SYN", "ACK", "RST", "FIN", "PSH", "URG", "ECE", "CWR", "NS")
+NO_FLAGS = TCPFlags()
+
+
+@dataclass(frozen=True, slots=True)
+class TCP:
+    source_port: int
+    destination_port: int
+    flags: TCPFlags = NO_FLAGS
+
+
+@dataclass(frozen=True, slots=True)
+class UDP:
+    source_port: int
+    destination_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class ICMPv4:
+    type: int = 0
+    code: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ICMPv6:
+    type: int = 0
+    code: int = 0
+
+
+Layer4 = TCP | UDP | ICMPv4 | ICMPv6
+
+
+@dataclass(frozen=True, slots=True)
+class IP:
+    source: str
+    destination: str
+    ip_version: IPVersion = IPVersion.IPv4
+    encrypted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One side of a flow. ``labels`` use Cilium's "source:key=value" form ("k8s:app=web")."""
+
+    id: int = 0
+    identity: int = 0
+    namespace: str = ""
+    labels: tuple[str, ...] = ()
+    pod_name: str = ""
+    workloads: tuple[Workload, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    name: str
+    namespace: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EventType:
+    """Monitor message type (see `agent.flows.names.EVENT_*`) and its sub type."""
+
+    type: int
+    sub_type: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPHeader:
+    key: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class HTTP:
+    code: int = 0
+    method: str = ""
+    url: str = ""
+    protocol: str = ""
+    headers: tuple[HTTPHeader, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Layer7:
+    type: L7Type = L7Type.UNKNOWN_L7_TYPE
+    latency_ns: int = 0
+    http: HTTP | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TulleInfo:
+    """What Tulle records beyond Hubble's schema; printed under the JSON key ``tulle``."""
+
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    packets_sent: int = 0
+    packets_received: int = 0
+    duration_ns: int = 0
+    route: str = ""  # "namespace/httproute-name" that matched an L7 request
+    rule: str = ""  # rule within the route, or the policy rule that decided
+    backend: str = ""  # backend chosen: "namespace/service:port" or "ip:port"
+    drop_file: str = ""  # BPF source file that dropped
+    drop_line: int = 0
+    conn_id: int = 0  # connection id shared by all flows of one connection
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    time: int = 0  # nanoseconds since the Unix epoch
+    uuid: str = ""
+    verdict: Verdict = Verdict.VERDICT_UNKNOWN
+    drop_reason: int = 0
+    drop_reason_desc: str = ""  # Hubble's DropReason name, e.g. "POLICY_DENIED"
+    ip: IP | None = None
+    l4: Layer4 | None = None
+    source: Endpoint | None = None
+    destination: Endpoint | None = None
+    type: FlowType = FlowType.UNKNOWN_TYPE
+    node_name: str = ""
+    l7: Layer7 | None = None
+    is_reply: bool | None = None  # None: unknown direction
+    event_type: EventType | None = None
+    source_service: Service | None = None
+    destination_service: Service | None = None
+    traffic_direction: TrafficDirection = TrafficDirection.TRAFFIC_DIRECTION_UNKNOWN
+    policy_match_type: int = 0
+    trace_observation_point: str = ""  # Hubble enum name, e.g. "TO_ENDPOINT"
+    summary: str = ""  # empty: derived by summarize() when printed
+    tulle: TulleInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LostEvent:
+    """Events lost before they reached readers, like Hubble's ``flow.LostEvent``."""
+
+    source: LostEventSource
+    num_events_lost: int
+    cpu: int | None = None
+    time: int = 0  # when the loss was recorded, ns since the epoch
+    node_name: str = ""
+
+
+# -- the Summary text, as Hubble's parsers write it ----------------------------------------
+
+_ICMP4_TYPES = {
+    0: "EchoReply", 3: "DestinationUnreachable", 4: "SourceQuench", 5: "Redirect",
+    8: "EchoRequest", 9: "RouterAdvertisement", 10: "RouterSolicitation", 11: "TimeExceeded",
+    12: "ParameterProblem", 13: "TimestampRequest", 14: "TimestampReply",
+}
+_ICMP4_UNREACHABLE = {
+    0: "Net", 1: "Host", 2: "Protocol", 3: "Port", 4: "FragmentationNeeded",
+    5: "SourceRoutingFailed", 13: "CommAdminProhibited",
+}
+_ICMP6_TYPES = {
+    1: "DestinationUnreachable", 2: "PacketTooBig", 3: "TimeExceeded",
+    4: "ParameterProblem", 128: "EchoRequest", 129: "EchoReply",
+    133: "RouterSolicitation", 134: "RouterAdvertisement", 135: "NeighborSolicitation",
+    136: "NeighborAdvertisement",
+}
+
+
+def _icmp_text(names: dict[int, str], type_: int, code: int, unreachable: int) -> str:
+    name = names.get(type_, f"Type({type_})")
+    if type_ == unreachable and unreachable == 3 and code in _ICMP4_UNREACHABLE:
+        return f"{name}({_ICMP4_UNREACHABLE[code]})"
+    return name if code == 0 else f"{name}(Code: {code})"
+
+
+def summarize(flow: Flow) -> str:
+    """Hubble's Summary for a flow: "TCP Flags: SYN", "HTTP/1.1 200 3ms (GET http://x/)"…"""
+    if flow.summary:
+        return flow.summary
+    l7 = flow.l7
+    if l7 is not None and l7.http is not None:
+        http = l7.http
+        request = f"{http.method} {http.url}"
+        if l7.type == L7Type.RESPONSE:
+            return f"{http.protocol} {http.code} {l7.latency_ns // 1_000_000}ms ({request})"
+        return f"{http.protocol} {request}"
+    l4 = flow.l4
+    if isinstance(l4, TCP):
+        return "TCP Flags: " + ", ".join(l4.flags.names())
+    if isinstance(l4, UDP):
+        return "UDP"
+    if isinstance(l4, ICMPv4):
+        return "ICMPv4 " + _icmp_text(_ICMP4_TYPES, l4.type, l4.code, 3)
+    if isinstance(l4, ICMPv6):
+        return "ICMPv6 " + _icmp_text(_ICMP6_TYPES, l4.type, l4.code, 1)
+    return ""
+
+
+# Re-exported at the end to keep one import path (agent.flows.flow) for the record and its
+# JSON form; codec imports the classes above.
+from agent.flows.codec import flow_from_json, flow_to_json  # noqa: E402

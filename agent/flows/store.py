@@ -1,0 +1,259 @@
+"""The per-agent flow store: a bounded ring of flows and lost-event records.
+
+Writers (the datapath event reader, the waypoint's L7 events) call `FlowRing.put` or
+`put_many`; that is one lock, one slot write and two counter updates, so ingestion stays far
+above 200k flows/s on one core. When the ring is full the oldest record is overwritten and
+counted. Losses upstream of the ring are reported with `record_lost(source, n)`: they are
+counted per source and stored as `LostEvent` records that readers see in the stream, like
+Hubble's.
+
+Readers take a consistent `snapshot()` (records plus the sequence number after them) and
+then follow with a `Cursor`, which blocks on a condition variable (`wait`) or polls
+(`poll`, for asyncio code). A cursor that falls behind by more than the capacity yields a
+``HUBBLE_RING_BUFFER`` LostEvent for the records it missed.
+
+`select_records` is the pure selection shared by the ring, the server and offline replay:
+since/until, first/last N, and a filter predicate (lost events bypass the predicate).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from agent.flows.flow import Flow, LostEvent
+from agent.flows.names import LostEventSource
+
+Record = Flow | LostEvent
+DEFAULT_CAPACITY = 65_535
+
+
+@dataclass(frozen=True)
+class RingStats:
+    num_flows: int  # records currently held (flows and lost-event records)
+    max_flows: int  # capacity
+    seen_flows: int  # flows ever put
+    overwritten: int  # records overwritten because the ring was full
+    lost: dict[str, int] = field(default_factory=dict)  # events lost upstream, by source
+    uptime_ns: int = 0
+    flows_rate: float = 0.0  # flows/s over the rate window
+
+
+class FlowRing:
+    def __init__(
+        self,
+        capacity: int = DEFAULT_CAPACITY,
+        *,
+        rate_window_s: float = 10.0,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"flow ring capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self.rate_window_s = rate_window_s
+        self._clock_ns = clock_ns
+        self._started_ns = clock_ns()
+        self._buf: list[Record | None] = [None] * capacity
+        self._next = 0  # sequence number of the next record written
+        self._seen = 0
+        self._lost: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiters = 0
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def put(self, flow: Flow) -> None:
+        with self._lock:
+            seq = self._next
+            self._buf[seq % self.capacity] = flow
+            self._next = seq + 1
+            self._seen += 1
+            if self._waiters:
+                self._cond.notify_all()
+
+    def put_many(self, flows: Iterable[Flow]) -> None:
+        cap, buf = self.capacity, self._buf
+        with self._lock:
+            seq = self._next
+            for flow in flows:
+                buf[seq % cap] = flow
+                seq += 1
+            self._seen += seq - self._next
+            self._next = seq
+            if self._waiters:
+                self._cond.notify_all()
+
+    def record_lost(
+        self, source: LostEventSource | str, n: int, cpu: int | None = None, node_name: str = ""
+    ) -> None:
+        """Count `n` events lost at `source` and store a LostEvent record for readers."""
+        if n <= 0:
+            return
+        src = LostEventSource(source)
+        ev = LostEvent(src, n, cpu, time=self._clock_ns(), node_name=node_name)
+        with self._lock:
+            self._lost[src.value] = self._lost.get(src.value, 0) + n
+            seq = self._next
+            self._buf[seq % self.capacity] = ev
+            self._next = seq + 1
+            if self._waiters:
+                self._cond.notify_all()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    @property
+    def write_seq(self) -> int:
+        """Sequence number the next record will get (records ever stored)."""
+        return self._next
+
+    def _oldest(self) -> int:
+        return max(0, self._next - self.capacity)
+
+    def _slice(self, start: int, stop: int) -> list[Record]:
+        cap, buf = self.capacity, self._buf
+        a, b = start % cap, stop % cap
+        if stop - start == 0:
+            return []
+        if a < b:
+            out = buf[a:b]
+        else:
+            out = buf[a:] + buf[:b]
+        return out  # type: ignore[return-value]  # every slot in [oldest, next) is set
+
+    def snapshot(self) -> tuple[list[Record], int]:
+        """All held records, oldest first, and the sequence number after the last one."""
+        with self._lock:
+            return self._slice(self._oldest(), self._next), self._next
+
+    def get(
+        self,
+        number: int = 0,
+        *,
+        first: bool = False,
+        since: int | None = None,
+        until: int | None = None,
+        predicate: Callable[[Flow], bool] | None = None,
+    ) -> list[Record]:
+        """Stored records selected as `select_records` does."""
+        records, _ = self.snapshot()
+        return select_records(records, number, first=first, since=since, until=until,
+                              predicate=predicate)
+
+    def read(self, pos: int, limit: int = 4096) -> tuple[list[Record], int, int]:
+        """Records from sequence `pos`: (records, next position, records missed)."""
+        with self._lock:
+            oldest = self._oldest()
+            missed = oldest - pos if pos < oldest else 0
+            start = max(pos, oldest)
+            stop = min(self._next, start + limit)
+            return self._slice(start, stop), stop, missed
+
+    def wait(self, pos: int, timeout: float | None) -> bool:
+        """Block until a record at or after `pos` exists; False on timeout."""
+        with self._cond:
+            if self._next > pos:
+                return True
+            self._waiters += 1
+            try:
+                return self._cond.wait_for(lambda: self._next > pos, timeout)
+            finally:
+                self._waiters -= 1
+
+    def wake_all(self) -> None:
+        """Wake blocked readers (at shutdown) so they can notice they should stop."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def follow(self, pos: int | None = None) -> Cursor:
+        """A cursor at `pos`, or at the end of the ring (only new records)."""
+        return Cursor(self, self._next if pos is None else pos)
+
+    # -- status ------------------------------------------------------------------------------
+
+    def flows_rate(self) -> float:
+        """Flows per second whose time falls in the last `rate_window_s` seconds."""
+        now = self._clock_ns()
+        cutoff = now - int(self.rate_window_s * 1e9)
+        records, _ = self.snapshot()
+        count = 0
+        for rec in reversed(records):
+            if rec.time < cutoff:
+                break
+            if isinstance(rec, Flow) and rec.time <= now:
+                count += 1
+        return count / self.rate_window_s
+
+    def stats(self) -> RingStats:
+        with self._lock:
+            held = min(self._next, self.capacity)
+            overwritten = self._oldest()
+            seen, lost = self._seen, dict(self._lost)
+        return RingStats(
+            num_flows=held,
+            max_flows=self.capacity,
+            seen_flows=seen,
+            overwritten=overwritten,
+            lost=lost,
+            uptime_ns=self._clock_ns() - self._started_ns,
+            flows_rate=self.flows_rate(),
+        )
+
+
+class Cursor:
+    """A reader's position in a ring. Not thread-safe: one cursor per reader."""
+
+    def __init__(self, ring: FlowRing, pos: int) -> None:
+        self.ring = ring
+        self.pos = pos
+
+    def poll(self, limit: int = 4096) -> list[Record]:
+        """New records without blocking; a LostEvent first if the ring overtook us."""
+        records, self.pos, missed = self.ring.read(self.pos, limit)
+        if missed:
+            lost = LostEvent(LostEventSource.HUBBLE_RING_BUFFER, missed, time=time.time_ns())
+            return [lost, *records]
+        return records
+
+    def wait(self, timeout: float | None = None, limit: int = 4096) -> list[Record]:
+        """New records, blocking up to `timeout` seconds for the first one."""
+        if not self.ring.wait(self.pos, timeout):
+            return []
+        return self.poll(limit)
+
+
+def select_records(
+    records: Iterable[Record],
+    number: int = 0,
+    *,
+    first: bool = False,
+    since: int | None = None,
+    until: int | None = None,
+    predicate: Callable[[Flow], bool] | None = None,
+) -> list[Record]:
+    """Records in [since, until] whose flows pass `predicate`; then the first or last
+    `number` flows (0: all), keeping the lost-event records that fall among them."""
+    picked: list[Record] = []
+    for rec in records:
+        t = rec.time
+        if since is not None and t < since:
+            continue
+        if until is not None and t > until:
+            continue
+        if isinstance(rec, Flow) and predicate is not None and not predicate(rec):
+            continue
+        picked.append(rec)
+    if number <= 0:
+        return picked
+    order = picked if first else reversed(picked)
+    out: list[Record] = []
+    flows = 0
+    for rec in order:
+        if isinstance(rec, Flow):
+            if flows == number:
+                break
+            flows += 1
+        out.append(rec)
+    return out if first else out[::-1]
