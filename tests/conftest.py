@@ -31,3 +31,42 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if IN_CI and report.skipped and any(item.get_closest_marker(t) for t in ROOT_TIERS):
         report.outcome = "failed"
         report.longrepr = f"required tier skipped under CI: {report.longrepr}"
+
+
+# -- leak check --------------------------------------------------------------------------
+TEST_LAB_PREFIX = "tulle-test"
+
+
+def _leftovers() -> list[str]:
+    import subprocess
+    from pathlib import Path
+
+    found: list[str] = []
+    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    found += [f"netns {line.split()[0]}" for line in ns.splitlines() if line.startswith(TEST_LAB_PREFIX)]
+    pins = Path("/sys/fs/bpf/tulle")
+    if pins.is_dir():
+        found += [f"bpf pins {p}" for p in pins.glob("test*")]
+    etc = Path("/etc/netns")
+    if etc.is_dir():
+        found += [f"resolver dir {p}" for p in etc.glob(f"{TEST_LAB_PREFIX}*")]
+    # Lab processes and pods carry TULLE_LAB=<lab> in their environment.
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            env = environ.read_bytes().split(b"\0")
+            cmd = (environ.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(v.startswith(b"TULLE_LAB=test") for v in env):
+            found.append(f"process {environ.parent.name}: {cmd.strip()}")
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Every test run ends with a leak check: fixtures must remove all they created."""
+    if os.geteuid() != 0:
+        return
+    leaks = _leftovers()
+    if leaks:
+        print("\nLEAK CHECK FAILED: the tests left these behind:\n  " + "\n  ".join(leaks))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

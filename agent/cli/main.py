@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from agent.cli.lab import lab
-from agent.cli.resources import apply, delete, describe_cmd, get
+from agent.cli.resources import apply, delete, describe_cmd, get, wait
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,6 +32,7 @@ cli.add_command(apply)
 cli.add_command(delete)
 cli.add_command(get)
 cli.add_command(describe_cmd)
+cli.add_command(wait)
 
 
 def main() -> None:

@@ -170,3 +170,57 @@ def _all_conditions(status: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     for listener in status.get("listeners", []) or []:
         found += [(f"listener {listener.get('name')}: ", c) for c in listener.get("conditions", []) or []]
     return found
+
+
+def _has_condition(obj: dict[str, Any], ctype: str, want: str) -> bool:
+    return any(
+        c.get("type", "").lower() == ctype.lower() and c.get("status") == want
+        for c in (obj.get("status") or {}).get("conditions", []) or []
+    )
+
+
+@click.command()
+@click.argument("kind")
+@click.argument("names", nargs=-1)
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("--all", "all_", is_flag=True, help="Wait for every object of KIND in the namespace.")
+@click.option("--for", "for_", default="condition=Ready", show_default=True,
+              help="condition=NAME[=STATUS] or delete")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds.")
+@click.pass_context
+def wait(ctx: click.Context, kind: str, names: tuple[str, ...], namespace: str, all_: bool,
+         for_: str, timeout: float) -> None:
+    """Wait until objects meet a condition, like kubectl wait."""
+    import time
+
+    info = _kind(kind)
+    if not names and not all_:
+        raise click.UsageError("give NAME... or --all")
+    if for_ != "delete" and not for_.startswith("condition="):
+        raise click.UsageError("--for takes condition=NAME[=STATUS] or delete")
+    ctype, _, want = for_.removeprefix("condition=").partition("=")
+    ns = namespace if info.namespaced else ""
+    deadline = time.monotonic() + timeout
+    with Store(store_path(ctx)) as store:
+        while True:
+            objs, _ = store.list(info.kind, ns or None)
+            if names:
+                objs = [o for o in objs if o["metadata"]["name"] in names]
+            if for_ == "delete":
+                pending = [o["metadata"]["name"] for o in objs]
+            else:
+                missing = set(names) - {o["metadata"]["name"] for o in objs}
+                pending = sorted(missing) + [
+                    o["metadata"]["name"] for o in objs if not _has_condition(o, ctype, want or "True")
+                ]
+                if all_ and not objs:
+                    pending = ["(none exist yet)"]
+            if not pending:
+                for o in objs:
+                    click.echo(f"{info.kind.lower()}/{o['metadata']['name']} condition met")
+                return
+            if time.monotonic() >= deadline:
+                raise click.ClickException(
+                    f"timed out after {timeout:.0f}s waiting for {for_} on: {', '.join(pending)}"
+                )
+            time.sleep(0.2)

@@ -101,6 +101,13 @@ def plan_deployment(
         "updatedReplicas": len(current),
         "readyReplicas": ready,
         "availableReplicas": ready,
+        "conditions": [
+            {
+                "type": "Available",
+                "status": "True" if ready >= want else "False",
+                "reason": "MinimumReplicasAvailable" if ready >= want else "MinimumReplicasUnavailable",
+            }
+        ],
     }
     return DeploymentPlan(create=create, delete=tuple(surplus) + tuple(delete_old), status=status)
 

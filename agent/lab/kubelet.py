@@ -100,6 +100,7 @@ def pod_env(pod: Pod, ip: ipaddress.IPv4Address, node: NodePlan, container: Cont
         "POD_NAMESPACE": pod.metadata.namespace,
         "POD_IP": str(ip),
         "NODE_NAME": node.name,
+        "TULLE_LAB": os.environ.get("TULLE_LAB", ""),
         "HOSTNAME": pod.metadata.name,
     }
     for var in container.env:

@@ -138,12 +138,15 @@ def _seed_store(paths: LabPaths, plan: LabPlan) -> None:
 
 def _start_processes(paths: LabPaths, plan: LabPlan, progress: Progress) -> None:
     store = str(paths.store)
+    # TULLE_LAB marks every process of this lab (pods inherit it from the controller).
+    env = dict(os.environ, TULLE_LAB=plan.name, TULLE_STATE_DIR=str(paths.root.parent))
     progress("starting the lab controller (scheduler, kubelet, EndpointSlices)")
     procs.spawn(
         "controller",
         tulle_argv("lab", "controller", "--name", plan.name),
         log=paths.logs / "controller.log",
         record_dir=paths.procs,
+        env=env,
     )
     for node in plan.nodes:
         progress(f"starting the agent and DNS on {node.name}")
@@ -158,12 +161,14 @@ def _start_processes(paths: LabPaths, plan: LabPlan, progress: Progress) -> None
             ),
             log=paths.logs / f"agent-{node.name}.log",
             record_dir=paths.procs,
+            env=env,
         )
         procs.spawn(
             f"dns-{node.name}",
             procs.netns_argv(node.netns, tulle_argv("lab", "dns", "--store", store)),
             log=paths.logs / f"dns-{node.name}.log",
             record_dir=paths.procs,
+            env=env,
         )
 
 
