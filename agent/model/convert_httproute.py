@@ -1,0 +1,407 @@
+"""Reader for HTTPRoute, with the defaults and validation of the Gateway API CRD (its
+OpenAPI limits and CEL rules) and of the former admission webhook."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from agent.model.convert_core import MAX_PORT, MIN_PORT
+from agent.model.convert_gateway import (
+    read_backend_object_ref,
+    read_local_object_ref,
+    read_parent_ref,
+    read_route_status,
+    require_service_port,
+)
+from agent.model.gateway import RouteStatus
+from agent.model.httproute import (
+    CORS,
+    DEFAULT_MATCHES,
+    DEFAULT_RULES,
+    FilterType,
+    Fraction,
+    HeaderMatch,
+    HeaderModifier,
+    HTTPBackendRef,
+    HTTPHeader,
+    HTTPMethod,
+    HTTPRoute,
+    HTTPRouteFilter,
+    HTTPRouteMatch,
+    HTTPRouteRetry,
+    HTTPRouteRule,
+    HTTPRouteSpec,
+    HTTPRouteTimeouts,
+    PathMatch,
+    PathMatchType,
+    PathModifier,
+    PathModifierType,
+    QueryParamMatch,
+    RequestMirror,
+    RequestRedirect,
+    StringMatchType,
+    URLRewrite,
+)
+from agent.model.meta import ObjectMeta
+from agent.model.reader import REQUIRED, Reader, one_of
+from agent.model.validation import (
+    dns1123_label,
+    gateway_group,
+    gateway_kind,
+    hostname,
+    http_token,
+    object_name,
+    precise_hostname,
+    quote,
+    regular_expression,
+    section_name,
+)
+
+
+def read_http_route(r: Reader, metadata: ObjectMeta) -> HTTPRoute:
+    return HTTPRoute(
+        metadata=metadata,
+        spec=r.obj("spec", _read_spec, REQUIRED),
+        status=r.obj("status", read_route_status, RouteStatus()),
+    )
+
+
+def _read_spec(r: Reader) -> HTTPRouteSpec:
+    spec = HTTPRouteSpec(
+        parent_refs=r.objects("parentRefs", read_parent_ref, max_items=32),
+        hostnames=r.string_list("hostnames", check=hostname, max_items=16),
+        rules=r.objects("rules", _read_rule, min_items=1, max_items=16)
+        if r.has("rules")
+        else DEFAULT_RULES,
+    )
+    _check_parent_refs(r, spec)
+    r.check_unique("rules", [rule.name for rule in spec.rules], "name")
+    if sum(len(rule.matches) for rule in spec.rules) > 128:
+        r.fail("rules", "the total number of matches across all rules must be at most 128")
+    return spec
+
+
+def _check_parent_refs(r: Reader, spec: HTTPRouteSpec) -> None:
+    """References to one parent must all set sectionName/port alike, and differ in them."""
+    first: dict[tuple[str, str, str, str], int] = {}
+    for i, ref in enumerate(spec.parent_refs):
+        j = first.setdefault((ref.group, ref.kind, ref.namespace or "", ref.name), i)
+        if j == i:
+            continue
+        other = spec.parent_refs[j]
+        if (ref.section_name is None) != (other.section_name is None) or (ref.port is None) != (
+            other.port is None
+        ):
+            r.fail(
+                f"parentRefs[{i}]",
+                f"sectionName or port must be specified alike when parentRefs[{j}] "
+                "refers to the same parent",
+            )
+        if (ref.section_name, ref.port) == (other.section_name, other.port):
+            r.fail(f"parentRefs[{i}]", f"duplicates parentRefs[{j}]")
+
+
+# --- rules -----------------------------------------------------------------------------
+
+
+def _read_rule(r: Reader) -> HTTPRouteRule:
+    rule = HTTPRouteRule(
+        name=r.string("name", check=section_name),
+        matches=r.objects("matches", _read_match, max_items=64) or DEFAULT_MATCHES,
+        filters=_read_filters(r, "filters"),
+        backend_refs=r.objects("backendRefs", _read_backend_ref, max_items=16),
+        timeouts=r.obj("timeouts", _read_timeouts),
+        retry=r.obj("retry", _read_retry),
+    )
+    for i, f in enumerate(rule.filters):
+        if f.type is FilterType.REQUEST_REDIRECT and rule.backend_refs:
+            r.fail(f"filters[{i}]", "RequestRedirect filter must not be used with backendRefs")
+    prefix = PathMatchType.PATH_PREFIX
+    if not (len(rule.matches) == 1 and rule.matches[0].path.type is prefix):
+        for key, filters in [("filters", rule.filters)] + [
+            (f"backendRefs[{b}].filters", ref.filters) for b, ref in enumerate(rule.backend_refs)
+        ]:
+            for i, f in enumerate(filters):
+                if (where := _replace_prefix_field(f)) is not None:
+                    r.fail(
+                        f"{key}[{i}].{where}.path.type",
+                        "ReplacePrefixMatch requires the rule to have exactly one match, "
+                        "of type PathPrefix",
+                    )
+    return rule
+
+
+def _replace_prefix_field(f: HTTPRouteFilter) -> str | None:
+    """The field ("requestRedirect"/"urlRewrite") of a ReplacePrefixMatch filter, if any."""
+    for field, value in (("requestRedirect", f.request_redirect), ("urlRewrite", f.url_rewrite)):
+        if value is not None and value.path is not None:
+            if value.path.type is PathModifierType.REPLACE_PREFIX_MATCH:
+                return field
+    return None
+
+
+def _read_timeouts(r: Reader) -> HTTPRouteTimeouts:
+    timeouts = HTTPRouteTimeouts(
+        request=r.duration("request"), backend_request=r.duration("backendRequest")
+    )
+    request, backend = timeouts.request, timeouts.backend_request
+    if request and backend is not None and backend > request:
+        r.fail("backendRequest", "must not be longer than the request timeout")
+    return timeouts
+
+
+def _read_retry(r: Reader) -> HTTPRouteRetry:
+    return HTTPRouteRetry(
+        codes=r.integer_list("codes", minimum=400, maximum=599, unique=True),
+        attempts=r.integer("attempts", minimum=0),
+        backoff=r.duration("backoff"),
+    )
+
+
+def _read_backend_ref(r: Reader) -> HTTPBackendRef:
+    ref = HTTPBackendRef(
+        name=r.string("name", REQUIRED, check=object_name),
+        group=r.string("group", "", check=gateway_group),
+        kind=r.string("kind", "Service", check=gateway_kind),
+        namespace=r.string("namespace", check=dns1123_label),
+        port=r.integer("port", minimum=MIN_PORT, maximum=MAX_PORT),
+        weight=r.integer("weight", 1, minimum=0, maximum=1_000_000),
+        filters=_read_filters(r, "filters"),
+    )
+    require_service_port(r, ref.group, ref.kind, ref.port)
+    return ref
+
+
+# --- matches ---------------------------------------------------------------------------
+
+_PATH_CHARS = re.compile(r"^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})+$")
+
+
+def _read_match(r: Reader) -> HTTPRouteMatch:
+    match = HTTPRouteMatch(
+        path=r.obj("path", _read_path_match, PathMatch()),
+        headers=r.objects("headers", _read_header_match, max_items=16),
+        query_params=r.objects("queryParams", _read_query_param_match, max_items=16),
+        method=r.enum("method", HTTPMethod),
+    )
+    r.check_unique("headers", [h.name for h in match.headers], "name")
+    r.check_unique("queryParams", [q.name for q in match.query_params], "name")
+    return match
+
+
+def _read_path_match(r: Reader) -> PathMatch:
+    path = PathMatch(
+        type=r.enum("type", PathMatchType, PathMatchType.PATH_PREFIX), value=r.string("value", "/")
+    )
+    value = path.value
+    if len(value) > 1024:
+        r.fail("value", "must be no more than 1024 characters")
+    if path.type is PathMatchType.REGULAR_EXPRESSION:
+        if (problem := regular_expression(value)) is not None:
+            r.fail("value", problem)
+        return path
+    if not value.startswith("/"):
+        r.fail("value", 'must be an absolute path and start with "/"')
+    for bad in ("//", "/./", "/../", "%2f", "%2F", "#"):
+        if bad in value:
+            r.fail("value", f'must not contain "{bad}"')
+    for bad in ("/..", "/."):
+        if value.endswith(bad):
+            r.fail("value", f'must not end with "{bad}"')
+    if not _PATH_CHARS.match(value):
+        r.fail("value", "must only contain valid path characters (RFC 3986)")
+    return path
+
+
+def _read_string_match_value(r: Reader, max_length: int) -> tuple[StringMatchType, str]:
+    match_type = r.enum("type", StringMatchType, StringMatchType.EXACT)
+    value = r.string("value", REQUIRED)
+    if not 1 <= len(value) <= max_length:
+        r.fail("value", f"must be 1 to {max_length} characters")
+    if match_type is StringMatchType.REGULAR_EXPRESSION:
+        if (problem := regular_expression(value)) is not None:
+            r.fail("value", problem)
+    return match_type, value
+
+
+def _read_header_match(r: Reader) -> HeaderMatch:
+    name = r.string("name", REQUIRED, check=http_token)
+    match_type, value = _read_string_match_value(r, 4096)
+    return HeaderMatch(name=name, value=value, type=match_type)
+
+
+def _read_query_param_match(r: Reader) -> QueryParamMatch:
+    name = r.string("name", REQUIRED, check=http_token)
+    match_type, value = _read_string_match_value(r, 1024)
+    return QueryParamMatch(name=name, value=value, type=match_type)
+
+
+# --- filters ---------------------------------------------------------------------------
+
+
+def _read_filters(r: Reader, key: str) -> tuple[HTTPRouteFilter, ...]:
+    filters = r.objects(key, _read_filter, max_items=16)
+    counts: Counter[FilterType] = Counter()
+    for i, f in enumerate(filters):
+        counts[f.type] += 1
+        if counts[f.type] > 1 and f.type not in _REPEATABLE:
+            r.fail(f"{key}[{i}].type", f"{f.type} filter cannot be repeated")
+    if counts[FilterType.REQUEST_REDIRECT] and counts[FilterType.URL_REWRITE]:
+        r.fail(key, "may specify either RequestRedirect or URLRewrite, but not both")
+    return filters
+
+
+_REPEATABLE = (FilterType.REQUEST_MIRROR, FilterType.EXTENSION_REF)
+
+
+def _read_filter(r: Reader) -> HTTPRouteFilter:
+    filter_type = r.enum("type", FilterType, REQUIRED)
+    for other, (key, _, _) in _FILTER_FIELDS.items():
+        if other is not filter_type and r.has(key):
+            r.fail(key, f"must not be set when type is {filter_type}")
+    key, field, read = _FILTER_FIELDS[filter_type]
+    config: dict[str, Any] = {field: r.obj(key, read, REQUIRED)}
+    return HTTPRouteFilter(type=filter_type, **config)
+
+
+def _read_header_modifier(r: Reader) -> HeaderModifier:
+    modifier = HeaderModifier(
+        set=r.objects("set", _read_header, max_items=16),
+        add=r.objects("add", _read_header, max_items=16),
+        remove=r.string_list("remove", check=http_token, max_items=16),
+    )
+    # One action per header name; header names are case-insensitive.
+    seen: set[str] = set()
+    named = [
+        *((f"set[{i}].name", h.name) for i, h in enumerate(modifier.set)),
+        *((f"add[{i}].name", h.name) for i, h in enumerate(modifier.add)),
+        *((f"remove[{i}]", name) for i, name in enumerate(modifier.remove)),
+    ]
+    for key, name in named:
+        if name.lower() in seen:
+            r.fail(key, f"header {quote(name)} is already modified by this filter")
+        seen.add(name.lower())
+    return modifier
+
+
+def _read_header(r: Reader) -> HTTPHeader:
+    header = HTTPHeader(
+        name=r.string("name", REQUIRED, check=http_token), value=r.string("value", REQUIRED)
+    )
+    if not 1 <= len(header.value) <= 4096:
+        r.fail("value", "must be 1 to 4096 characters")
+    return header
+
+
+def _read_path_modifier(r: Reader) -> PathModifier:
+    modifier = PathModifier(
+        type=r.enum("type", PathModifierType, REQUIRED),
+        replace_full_path=r.string("replaceFullPath"),
+        replace_prefix_match=r.string("replacePrefixMatch"),
+    )
+    full, prefix = PathModifierType.REPLACE_FULL_PATH, PathModifierType.REPLACE_PREFIX_MATCH
+    for key, value, wanted in (
+        ("replaceFullPath", modifier.replace_full_path, full),
+        ("replacePrefixMatch", modifier.replace_prefix_match, prefix),
+    ):
+        if modifier.type is wanted and value is None:
+            r.fail(key, f"required when type is {wanted}")
+        if modifier.type is not wanted and value is not None:
+            r.fail(key, f"must not be set when type is {modifier.type}")
+        if value is not None and len(value) > 1024:
+            r.fail(key, "must be no more than 1024 characters")
+    return modifier
+
+
+def _read_redirect(r: Reader) -> RequestRedirect:
+    return RequestRedirect(
+        scheme=r.string("scheme", check=one_of("http", "https")),
+        hostname=r.string("hostname", check=precise_hostname),
+        path=r.obj("path", _read_path_modifier),
+        port=r.integer("port", minimum=MIN_PORT, maximum=MAX_PORT),
+        status_code=r.integer("statusCode", 302, choices=(301, 302, 303, 307, 308)),
+    )
+
+
+def _read_url_rewrite(r: Reader) -> URLRewrite:
+    return URLRewrite(
+        hostname=r.string("hostname", check=precise_hostname),
+        path=r.obj("path", _read_path_modifier),
+    )
+
+
+def _read_mirror(r: Reader) -> RequestMirror:
+    mirror = RequestMirror(
+        backend_ref=r.obj("backendRef", read_backend_object_ref, REQUIRED),
+        percent=r.integer("percent", minimum=0, maximum=100),
+        fraction=r.obj("fraction", _read_fraction),
+    )
+    if mirror.percent is not None and mirror.fraction is not None:
+        r.fail("fraction", "only one of percent or fraction may be specified")
+    return mirror
+
+
+def _read_fraction(r: Reader) -> Fraction:
+    fraction = Fraction(
+        numerator=r.integer("numerator", REQUIRED, minimum=0),
+        denominator=r.integer("denominator", 100, minimum=1),
+    )
+    if fraction.numerator > fraction.denominator:
+        r.fail("numerator", "must be less than or equal to denominator")
+    return fraction
+
+
+_ORIGIN = re.compile(
+    r"^https?://(\*|(\*\.)?[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?)(:[0-9]{1,5})?$"
+)
+_CORS_METHODS = (*(m.value for m in HTTPMethod), "*")
+
+
+def _origin(value: str) -> str | None:
+    if value == "*" or _ORIGIN.match(value):
+        return None
+    return f'invalid value {quote(value)}: must be "*" or an origin such as https://example.com'
+
+
+def _read_cors(r: Reader) -> CORS:
+    cors = CORS(
+        allow_origins=r.string_list("allowOrigins", check=_origin, max_items=64, unique=True),
+        allow_credentials=r.boolean("allowCredentials"),
+        allow_methods=r.string_list(
+            "allowMethods", check=one_of(*_CORS_METHODS), max_items=9, unique=True
+        ),
+        allow_headers=r.string_list("allowHeaders", check=http_token, max_items=64, unique=True),
+        expose_headers=r.string_list("exposeHeaders", check=http_token, max_items=64, unique=True),
+        max_age=r.integer("maxAge", 5, minimum=1),
+    )
+    for key, values in (
+        ("allowOrigins", cors.allow_origins),
+        ("allowMethods", cors.allow_methods),
+        ("allowHeaders", cors.allow_headers),
+    ):
+        if "*" in values and len(values) > 1:
+            r.fail(key, '"*" cannot be combined with other values')
+    return cors
+
+
+_FILTER_FIELDS: dict[FilterType, tuple[str, str, Callable[[Reader], Any]]] = {
+    FilterType.REQUEST_HEADER_MODIFIER: (
+        "requestHeaderModifier",
+        "request_header_modifier",
+        _read_header_modifier,
+    ),
+    FilterType.RESPONSE_HEADER_MODIFIER: (
+        "responseHeaderModifier",
+        "response_header_modifier",
+        _read_header_modifier,
+    ),
+    FilterType.REQUEST_MIRROR: ("requestMirror", "request_mirror", _read_mirror),
+    FilterType.REQUEST_REDIRECT: ("requestRedirect", "request_redirect", _read_redirect),
+    FilterType.URL_REWRITE: ("urlRewrite", "url_rewrite", _read_url_rewrite),
+    FilterType.CORS: ("cors", "cors", _read_cors),
+    FilterType.EXTENSION_REF: ("extensionRef", "extension_ref", read_local_object_ref),
+}
+"""Filter type -> (manifest key, HTTPRouteFilter field, reader)."""

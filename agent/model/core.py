@@ -1,0 +1,257 @@
+"""Core (v1) and discovery kinds: Namespace, Pod, Service, EndpointSlice, Secret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import ClassVar
+
+from agent.model.frozen import EMPTY, FrozenMap
+from agent.model.meta import ConditionStatus, ObjectMeta, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    kind: ClassVar[str] = "Namespace"
+    metadata: ObjectMeta
+
+
+# --- Pod -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EnvVar:
+    name: str
+    value: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerPort:
+    container_port: int
+    name: str | None = None
+    protocol: Protocol = Protocol.TCP
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """A container. In the lab, ``command`` + ``args`` run inside the pod's network
+    namespace; with no command the lab runs its echo server. ``image`` is informational."""
+
+    name: str
+    image: str = ""
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: tuple[EnvVar, ...] = ()
+    ports: tuple[ContainerPort, ...] = ()
+
+
+class RestartPolicy(StrEnum):
+    ALWAYS = "Always"
+    ON_FAILURE = "OnFailure"
+    NEVER = "Never"
+
+
+@dataclass(frozen=True, slots=True)
+class PodSpec:
+    """``node_name`` is set once the pod is scheduled; ``node_selector`` constrains where."""
+
+    containers: tuple[Container, ...]
+    node_name: str | None = None
+    node_selector: FrozenMap[str, str] = EMPTY
+    restart_policy: RestartPolicy = RestartPolicy.ALWAYS
+
+
+class PodPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    UNKNOWN = "Unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class PodCondition:
+    type: str
+    status: ConditionStatus
+    reason: str = ""
+    message: str = ""
+    last_transition_time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PodStatus:
+    """Always present on a Pod; empty until the kubelet reports."""
+
+    phase: PodPhase | None = None
+    pod_ip: str | None = None
+    host_ip: str | None = None
+    conditions: tuple[PodCondition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    kind: ClassVar[str] = "Pod"
+    metadata: ObjectMeta
+    spec: PodSpec
+    status: PodStatus = PodStatus()
+
+
+# --- Service ---------------------------------------------------------------------------
+
+
+class ServiceType(StrEnum):
+    CLUSTER_IP = "ClusterIP"
+    NODE_PORT = "NodePort"
+    LOAD_BALANCER = "LoadBalancer"
+
+
+class SessionAffinity(StrEnum):
+    NONE = "None"
+    CLIENT_IP = "ClientIP"
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    """A Service port. ``target_port`` is a number or a container port name; it defaults
+    to ``port``."""
+
+    port: int
+    target_port: int | str
+    name: str | None = None
+    protocol: Protocol = Protocol.TCP
+    app_protocol: str | None = None
+    node_port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientIPConfig:
+    timeout_seconds: int = 10800
+
+
+@dataclass(frozen=True, slots=True)
+class SessionAffinityConfig:
+    client_ip: ClientIPConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """``cluster_ip`` is None when unassigned, "None" for a headless Service, else an IP.
+    ``selector`` empty means the Service selects no pods (endpoints are managed by hand).
+    ``session_affinity_config`` is set exactly when affinity is ClientIP."""
+
+    type: ServiceType = ServiceType.CLUSTER_IP
+    cluster_ip: str | None = None
+    ports: tuple[ServicePort, ...] = ()
+    selector: FrozenMap[str, str] = EMPTY
+    session_affinity: SessionAffinity = SessionAffinity.NONE
+    session_affinity_config: SessionAffinityConfig | None = None
+
+    @property
+    def headless(self) -> bool:
+        return self.cluster_ip == "None"
+
+    @property
+    def affinity_timeout_seconds(self) -> int | None:
+        """ClientIP affinity timeout, or None when affinity is off."""
+        config = self.session_affinity_config
+        return config.client_ip.timeout_seconds if config and config.client_ip else None
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    kind: ClassVar[str] = "Service"
+    metadata: ObjectMeta
+    spec: ServiceSpec = field(default_factory=ServiceSpec)
+
+
+# --- EndpointSlice ---------------------------------------------------------------------
+
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+class AddressType(StrEnum):
+    IPV4 = "IPv4"
+    IPV6 = "IPv6"
+    FQDN = "FQDN"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConditions:
+    """Raw conditions as written; use the ``is_*`` properties for Kubernetes semantics
+    (an unset ``ready`` means ready, an unset ``serving`` means ``ready``)."""
+
+    ready: bool | None = None
+    serving: bool | None = None
+    terminating: bool | None = None
+
+    @property
+    def is_ready(self) -> bool:
+        return self.ready is not False
+
+    @property
+    def is_serving(self) -> bool:
+        return self.is_ready if self.serving is None else self.serving
+
+    @property
+    def is_terminating(self) -> bool:
+        return bool(self.terminating)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectReference:
+    kind: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+    uid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    addresses: tuple[str, ...]
+    conditions: EndpointConditions = field(default_factory=EndpointConditions)
+    hostname: str | None = None
+    node_name: str | None = None
+    zone: str | None = None
+    target_ref: ObjectReference | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointPort:
+    """``port`` None means "all ports"; ``name`` "" is the unnamed port."""
+
+    name: str = ""
+    port: int | None = None
+    protocol: Protocol = Protocol.TCP
+    app_protocol: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSlice:
+    kind: ClassVar[str] = "EndpointSlice"
+    metadata: ObjectMeta
+    address_type: AddressType
+    endpoints: tuple[Endpoint, ...] = ()
+    ports: tuple[EndpointPort, ...] = ()
+
+    @property
+    def service_name(self) -> str | None:
+        """The owning Service, from the kubernetes.io/service-name label."""
+        return self.metadata.labels.get(SERVICE_NAME_LABEL)
+
+
+# --- Secret ----------------------------------------------------------------------------
+
+
+TLS_SECRET_TYPE = "kubernetes.io/tls"
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """``data`` holds decoded bytes; manifest ``stringData`` is merged into it (and wins)."""
+
+    kind: ClassVar[str] = "Secret"
+    metadata: ObjectMeta
+    type: str = "Opaque"
+    data: FrozenMap[str, bytes] = EMPTY

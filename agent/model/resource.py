@@ -1,0 +1,39 @@
+"""Resource: the union of every model kind. Each exposes ``.kind`` and ``.metadata``."""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+from agent.model.apps import Deployment
+from agent.model.core import EndpointSlice, Namespace, Pod, Secret, Service
+from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
+from agent.model.httproute import HTTPRoute
+from agent.model.networking import NetworkPolicy
+
+Resource: TypeAlias = (
+    Namespace
+    | Pod
+    | Service
+    | Secret
+    | EndpointSlice
+    | Deployment
+    | NetworkPolicy
+    | GatewayClass
+    | Gateway
+    | HTTPRoute
+    | ReferenceGrant
+)
+
+RESOURCE_CLASSES: tuple[type[Resource], ...] = (
+    Namespace,
+    Pod,
+    Service,
+    Secret,
+    EndpointSlice,
+    Deployment,
+    NetworkPolicy,
+    GatewayClass,
+    Gateway,
+    HTTPRoute,
+    ReferenceGrant,
+)
