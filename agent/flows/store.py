@@ -234,7 +234,9 @@ def select_records(
     predicate: Callable[[Flow], bool] | None = None,
 ) -> list[Record]:
     """Records in [since, until] whose flows pass `predicate`; then the first or last
-    `number` flows (0: all), keeping the lost-event records that fall among them."""
+    `number` flows (0: all). Lost-event records bypass the predicate and are kept when they
+    fall inside the selected span: from the start up to the N-th flow with `first`, from the
+    N-th newest flow to the end otherwise."""
     picked: list[Record] = []
     for rec in records:
         t = rec.time
@@ -251,9 +253,9 @@ def select_records(
     out: list[Record] = []
     flows = 0
     for rec in order:
+        out.append(rec)
         if isinstance(rec, Flow):
+            flows += 1
             if flows == number:
                 break
-            flows += 1
-        out.append(rec)
     return out if first else out[::-1]
