@@ -47,6 +47,28 @@ class Agent:
             ns = f"{event.namespace}/" if event.namespace else ""
             log.info("%s %s %s%s (revision %d)", event.type, event.kind, ns, event.name, event.revision)
 
+    def report_node_ready(self, ready: bool, reason: str) -> None:
+        """Set the Ready condition on this node's Node object, only when it changes."""
+        node = self.store.get("Node", "", self.node)
+        if node is None:
+            log.warning("no Node object named %s in the store", self.node)
+            return
+        status = dict(node.get("status") or {})
+        others = [c for c in status.get("conditions") or [] if c.get("type") != "Ready"]
+        current = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        wanted = "True" if ready else "False"
+        if current.get("status") == wanted and current.get("reason") == reason:
+            return
+        condition = {
+            "type": "Ready",
+            "status": wanted,
+            "reason": reason,
+            "message": f"tulle agent pid {os.getpid()}",
+            "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        status["conditions"] = [*others, condition]
+        self.store.update_status("Node", "", self.node, status)
+
     def watch_forever(self) -> None:
         while not self.stop.is_set():
             try:
@@ -86,7 +108,11 @@ def run(node: str, store_file: str, health_file: str | None) -> int:
         watcher.start()
         log.info("agent for node %s started (pid %d), store %s", node, os.getpid(), store_file)
         while not agent.stop.wait(HEALTH_INTERVAL):
+            health = agent.health()
             if health_file:
-                write_json_atomic(Path(health_file), agent.health())
+                write_json_atomic(Path(health_file), health)
+            if health["ready"]:
+                agent.report_node_ready(True, "AgentReady")
         watcher.join(timeout=2.0)
+        agent.report_node_ready(False, "AgentStopped")
     return 0

@@ -66,17 +66,14 @@ def pod_for(deploy: Deployment, thash: str, suffix: str) -> dict[str, Any]:
     }
 
 
-def _deletion_rank(pod: Pod) -> tuple[int, int, str]:
+def _deletion_rank(pod: Pod) -> tuple[int, int, float]:
     # Like the ReplicaSet controller: unscheduled, then not ready, then newest go first.
+    created = pod.metadata.creation_timestamp
     return (
         0 if not pod.spec.node_name else 1,
         0 if not is_ready(pod) else 1,
-        _negated(pod.metadata.creation_timestamp or ""),
+        -created.timestamp() if created else 0.0,
     )
-
-
-def _negated(ts: str) -> str:
-    return "".join(chr(0x10FFFF - ord(ch)) for ch in ts)
 
 
 def plan_deployment(

@@ -71,15 +71,15 @@ class Controller:
     def _deployments(self, view: ClusterView) -> None:
         for deploy in view.deployments:
             plan = plan_deployment(deploy, view.pods)
-            for pod in plan.create:
-                self.store.create(pod)
+            for new_pod in plan.create:
+                self.store.create(new_pod)
                 log.info("deployment %s/%s: created pod %s", deploy.metadata.namespace,
-                         deploy.metadata.name, pod["metadata"]["name"])
+                         deploy.metadata.name, new_pod["metadata"]["name"])
             for victim in plan.delete:
                 self._delete_pod(victim, f"deployment {deploy.metadata.name} scaled or rolled")
             self._write_status("Deployment", deploy.metadata.namespace, deploy.metadata.name, plan.status)
-        for pod in orphans(view.pods, {d.metadata.uid for d in view.deployments}):
-            self._delete_pod(pod, "its Deployment was deleted")
+        for orphan in orphans(view.pods, {d.metadata.uid for d in view.deployments}):
+            self._delete_pod(orphan, "its Deployment was deleted")
 
     def _delete_pod(self, pod: Pod, why: str) -> None:
         if self.store.delete("Pod", pod.metadata.namespace, pod.metadata.name) is not None:

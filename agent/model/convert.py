@@ -32,6 +32,7 @@ from agent.model.convert_gateway import read_gateway, read_gateway_class, read_r
 from agent.model.convert_httproute import read_http_route
 from agent.model.convert_meta import read_object_meta
 from agent.model.convert_networking import read_network_policy
+from agent.model.convert_node import read_node
 from agent.model.documents import LoadError, load_documents, load_sources
 from agent.model.duration import format_duration
 from agent.model.kinds import UnknownKindError, kind_info, known_kinds
@@ -80,6 +81,7 @@ _Read = Callable[[Reader, ObjectMeta], Resource]
 
 _READERS: dict[str, tuple[_Read, Check]] = {
     "Namespace": (read_namespace, dns1123_label),
+    "Node": (read_node, dns1123_subdomain),
     "Pod": (read_pod, dns1123_subdomain),
     "Service": (read_service, dns1035_label),
     "Secret": (read_secret, dns1123_subdomain),
@@ -150,6 +152,8 @@ _K8S_NAMES = {
     "pod_ip": "podIP",
     "host_ip": "hostIP",
     "client_ip": "clientIP",
+    "pod_cidr": "podCIDR",
+    "pod_cidrs": "podCIDRs",
     "from_": "from",
     "except_": "except",
 }

@@ -38,6 +38,7 @@ _GW = "gateway.networking.k8s.io"
 
 KINDS: tuple[KindInfo, ...] = (
     KindInfo("Namespace", ("v1",), "namespaces", ("ns",), namespaced=False),
+    KindInfo("Node", ("v1",), "nodes", ("no",), namespaced=False),
     KindInfo("Pod", ("v1",), "pods", ("po",)),
     KindInfo("Service", ("v1",), "services", ("svc",)),
     KindInfo("Secret", ("v1",), "secrets"),

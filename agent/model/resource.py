@@ -9,9 +9,11 @@ from agent.model.core import EndpointSlice, Namespace, Pod, Secret, Service
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
 from agent.model.networking import NetworkPolicy
+from agent.model.node import Node
 
 Resource: TypeAlias = (
     Namespace
+    | Node
     | Pod
     | Service
     | Secret
@@ -26,6 +28,7 @@ Resource: TypeAlias = (
 
 RESOURCE_CLASSES: tuple[type[Resource], ...] = (
     Namespace,
+    Node,
     Pod,
     Service,
     Secret,

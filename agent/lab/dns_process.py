@@ -1,0 +1,102 @@
+"""The node-local DNS process: watches Services, EndpointSlices and Pods in the store and
+serves them on the node's link-local DNS address (NodeLocal-DNS style)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from typing import Any
+
+from agent.lab.dns import DnsServer, DnsTable, PodRecord, ServiceRecord
+from agent.lab.topology import CLUSTER_DOMAIN, DNS_ADDRESS
+from agent.store import Store
+from agent.store.informer import Cache, list_then_watch
+
+log = logging.getLogger("tulle.dns")
+WATCHED = ("Service", "EndpointSlice", "Pod")
+
+
+def build_table(objects: list[dict[str, Any]], serial: int) -> DnsTable:
+    """The one translation from stored objects to DNS records."""
+    ready_ips: dict[tuple[str, str], list[str]] = {}
+    for obj in objects:
+        if obj["kind"] != "EndpointSlice":
+            continue
+        svc = (obj["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
+        if not svc:
+            continue
+        ips = ready_ips.setdefault((obj["metadata"]["namespace"], svc), [])
+        for ep in obj.get("endpoints") or []:
+            if (ep.get("conditions") or {}).get("ready", True):
+                ips.extend(ep.get("addresses") or [])
+    services, pods = [], []
+    for obj in objects:
+        meta = obj["metadata"]
+        if obj["kind"] == "Service":
+            spec = obj.get("spec") or {}
+            cluster_ip = spec.get("clusterIP")
+            headless = cluster_ip in (None, "", "None")
+            services.append(
+                ServiceRecord(
+                    name=meta["name"],
+                    namespace=meta["namespace"],
+                    cluster_ips=() if headless else tuple(spec.get("clusterIPs") or [cluster_ip]),
+                    headless_ips=tuple(sorted(ready_ips.get((meta["namespace"], meta["name"]), []))) if headless else (),
+                    ports=tuple(
+                        (p.get("name", ""), p.get("protocol", "TCP"), int(p["port"]))
+                        for p in spec.get("ports") or []
+                    ),
+                )
+            )
+        elif obj["kind"] == "Pod":
+            ip = (obj.get("status") or {}).get("podIP")
+            if ip:
+                pods.append(PodRecord(name=meta["name"], namespace=meta["namespace"], ip=ip))
+    return DnsTable.build(services, pods, domain=CLUSTER_DOMAIN, serial=serial)
+
+
+class TableFeed:
+    """Keeps the current table; rebuilt on every store change, swapped atomically."""
+
+    def __init__(self) -> None:
+        self.cache = Cache()
+        self.table = DnsTable.build([], [], domain=CLUSTER_DOMAIN)
+        self.reported: set[str] = set()
+
+    def handle(self, event: Any) -> None:
+        self.cache.handle(event)
+        self.table = build_table(list(self.cache.objects.values()), serial=self.cache.revision)
+        for reason in set(self.table.rejected) - self.reported:
+            log.warning("record left out: %s", reason)
+            self.reported.add(reason)
+
+    def current(self) -> DnsTable:
+        return self.table
+
+
+async def _serve(store: Store, address: str) -> None:
+    feed = TableFeed()
+    stop = threading.Event()
+    watcher = threading.Thread(
+        target=list_then_watch, args=(store, WATCHED, feed.handle, stop), daemon=True
+    )
+    watcher.start()
+    server = DnsServer(feed.current, address=address, port=53)
+    await server.start()
+    log.info("serving cluster DNS on %s:53", address)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    await done.wait()
+    stop.set()
+    await server.close()
+
+
+def run(store_file: str, address: str = str(DNS_ADDRESS)) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s dns %(levelname)s %(message)s")
+    with Store(store_file) as store:
+        asyncio.run(_serve(store, address))
+    return 0
