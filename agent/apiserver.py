@@ -90,7 +90,10 @@ def _assign_cluster_ips(store: Store, objs: Sequence[dict[str, Any]]) -> list[st
                 continue
             ip = ipaddress.ip_address(wanted)
             if ip not in SERVICE_CIDR:
-                errors.append(f"{describe(obj)}: spec.clusterIP: {wanted} is not in the service range {SERVICE_CIDR}")
+                errors.append(
+                    f"{describe(obj)}: spec.clusterIP: {wanted} is not in the service range "
+                    f"{SERVICE_CIDR}"
+                )
                 continue
             if ip in used and ip != (ipaddress.ip_address(current) if current else None):
                 errors.append(f"{describe(obj)}: spec.clusterIP: {wanted} is already allocated")

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from agent.lab.state import write_json_atomic
 from agent.store import Store
@@ -41,11 +42,16 @@ class Agent:
             self.events_seen += 1
         if event.type == SYNC:
             counts = Counter(o["kind"] for o in event.object["items"])
-            log.info("synced at revision %d: %s", event.revision,
-                     ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no objects")
+            log.info(
+                "synced at revision %d: %s",
+                event.revision,
+                ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no objects",
+            )
         else:
             ns = f"{event.namespace}/" if event.namespace else ""
-            log.info("%s %s %s%s (revision %d)", event.type, event.kind, ns, event.name, event.revision)
+            log.info(
+                "%s %s %s%s (revision %d)", event.type, event.kind, ns, event.name, event.revision
+            )
 
     def report_node_ready(self, ready: bool, reason: str) -> None:
         """Set the Ready condition on this node's Node object, only when it changes."""
@@ -55,7 +61,9 @@ class Agent:
             return
         status = dict(node.get("status") or {})
         others = [c for c in status.get("conditions") or [] if c.get("type") != "Ready"]
-        current = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        current: dict[str, Any] = next(
+            (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
+        )
         wanted = "True" if ready else "False"
         if current.get("status") == wanted and current.get("reason") == reason:
             return

@@ -43,7 +43,9 @@ def _leftovers() -> list[str]:
 
     found: list[str] = []
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    found += [f"netns {line.split()[0]}" for line in ns.splitlines() if line.startswith(TEST_LAB_PREFIX)]
+    found += [
+        f"netns {line.split()[0]}" for line in ns.splitlines() if line.startswith(TEST_LAB_PREFIX)
+    ]
     pins = Path("/sys/fs/bpf/tulle")
     if pins.is_dir():
         found += [f"bpf pins {p}" for p in pins.glob("test*")]
@@ -54,7 +56,12 @@ def _leftovers() -> list[str]:
     for environ in Path("/proc").glob("[0-9]*/environ"):
         try:
             env = environ.read_bytes().split(b"\0")
-            cmd = (environ.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cmd = (
+                (environ.parent / "cmdline")
+                .read_bytes()
+                .replace(b"\0", b" ")
+                .decode(errors="replace")
+            )
         except OSError:
             continue
         if any(v.startswith(b"TULLE_LAB=test") for v in env):

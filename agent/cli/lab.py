@@ -37,7 +37,9 @@ def up(ctx: click.Context, nodes: int, name: str | None) -> None:
         raise click.ClickException(str(err)) from err
     click.secho(f"lab {name!r} is up with {len(plan.nodes)} nodes", fg="green")
     click.echo(f"  store: {LabPaths.for_lab(name).store}")
-    click.echo("  next:  tulle apply -f examples/   ·   tulle get pods -A -o wide   ·   tulle lab down")
+    click.echo(
+        "  next:  tulle apply -f examples/   ·   tulle get pods -A -o wide   ·   tulle lab down"
+    )
 
 
 @lab.command()
@@ -95,9 +97,15 @@ def exec_(ctx: click.Context, namespace: str, pod: str, command: tuple[str, ...]
     plan = plan_lab(name, len(st.nodes))
     netns = plan.pod_netns(namespace, pod)
     if not os.path.exists(f"/var/run/netns/{netns}"):
-        raise click.ClickException(f"pod {namespace}/{pod} has no sandbox yet (is it scheduled and running?)")
-    env = dict(os.environ, POD_NAME=pod, NAMESPACE=namespace,
-               POD_IP=str((obj.get("status") or {}).get("podIP", "")))
+        raise click.ClickException(
+            f"pod {namespace}/{pod} has no sandbox yet (is it scheduled and running?)"
+        )
+    env = dict(
+        os.environ,
+        POD_NAME=pod,
+        NAMESPACE=namespace,
+        POD_IP=str((obj.get("status") or {}).get("podIP", "")),
+    )
     # exec replaces this process: exit code, stdin and tty pass straight through.
     os.execvpe("ip", ["ip", "netns", "exec", netns, *command], env)
 
@@ -118,5 +126,3 @@ def dns(store_file: str) -> None:
     from agent.lab.dns_process import run
 
     sys.exit(run(store_file))
-
-

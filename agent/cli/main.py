@@ -10,8 +10,13 @@ from agent.cli.resources import apply, delete, describe_cmd, get, wait
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--lab", envvar="TULLE_LAB", default=None, help="Lab to talk to (default 'lab').")
-@click.option("--store", envvar="TULLE_STORE", default=None, type=click.Path(dir_okay=False),
-              help="Store file to use instead of the lab's.")
+@click.option(
+    "--store",
+    envvar="TULLE_STORE",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Store file to use instead of the lab's.",
+)
 def cli(lab: str | None, store: str | None) -> None:
     """Tulle: a sidecarless service mesh with an eBPF data path."""
 

@@ -98,40 +98,108 @@ COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
         [("IP", _get("status", "podIP")), ("NODE", _get("spec", "nodeName"))],
     ),
     "Service": (
-        [("TYPE", _get("spec", "type", default="ClusterIP")),
-         ("CLUSTER-IP", _get("spec", "clusterIP")), ("PORT(S)", _svc_ports)],
-        [("SELECTOR", lambda o: ",".join(f"{k}={v}" for k, v in (o.get("spec", {}).get("selector") or {}).items()) or "<none>")],
+        [
+            ("TYPE", _get("spec", "type", default="ClusterIP")),
+            ("CLUSTER-IP", _get("spec", "clusterIP")),
+            ("PORT(S)", _svc_ports),
+        ],
+        [
+            (
+                "SELECTOR",
+                lambda o: (
+                    ",".join(
+                        f"{k}={v}" for k, v in (o.get("spec", {}).get("selector") or {}).items()
+                    )
+                    or "<none>"
+                ),
+            )
+        ],
     ),
     "Deployment": (
-        [("READY", _deploy_ready), ("UP-TO-DATE", _get("status", "updatedReplicas", default="0")),
-         ("AVAILABLE", _get("status", "availableReplicas", default="0"))],
+        [
+            ("READY", _deploy_ready),
+            ("UP-TO-DATE", _get("status", "updatedReplicas", default="0")),
+            ("AVAILABLE", _get("status", "availableReplicas", default="0")),
+        ],
         [],
     ),
     "EndpointSlice": (
-        [("ADDRESSTYPE", _get("addressType")),
-         ("PORTS", lambda o: ",".join(str(p.get("port")) for p in o.get("ports", []) or []) or "<unset>"),
-         ("ENDPOINTS", _slice_endpoints)],
+        [
+            ("ADDRESSTYPE", _get("addressType")),
+            (
+                "PORTS",
+                lambda o: (
+                    ",".join(str(p.get("port")) for p in o.get("ports", []) or []) or "<unset>"
+                ),
+            ),
+            ("ENDPOINTS", _slice_endpoints),
+        ],
         [],
     ),
     "Node": (
         [("STATUS", lambda o: "Ready" if _condition(o, "Ready") == "True" else "NotReady")],
-        [("INTERNAL-IP", lambda o: next((a["address"] for a in o.get("status", {}).get("addresses", []) if a.get("type") == "InternalIP"), "<none>")),
-         ("POD-CIDR", _get("spec", "podCIDR"))],
+        [
+            (
+                "INTERNAL-IP",
+                lambda o: next(
+                    (
+                        a["address"]
+                        for a in o.get("status", {}).get("addresses", [])
+                        if a.get("type") == "InternalIP"
+                    ),
+                    "<none>",
+                ),
+            ),
+            ("POD-CIDR", _get("spec", "podCIDR")),
+        ],
     ),
-    "GatewayClass": ([("CONTROLLER", _get("spec", "controllerName")), ("ACCEPTED", lambda o: _condition(o, "Accepted"))], []),
+    "GatewayClass": (
+        [
+            ("CONTROLLER", _get("spec", "controllerName")),
+            ("ACCEPTED", lambda o: _condition(o, "Accepted")),
+        ],
+        [],
+    ),
     "Gateway": (
-        [("CLASS", _get("spec", "gatewayClassName")), ("ADDRESS", _gateway_address),
-         ("PROGRAMMED", lambda o: _condition(o, "Programmed"))],
+        [
+            ("CLASS", _get("spec", "gatewayClassName")),
+            ("ADDRESS", _gateway_address),
+            ("PROGRAMMED", lambda o: _condition(o, "Programmed")),
+        ],
         [],
     ),
     "HTTPRoute": ([("HOSTNAMES", _get("spec", "hostnames", default=""))], [("PARENTS", _parents)]),
-    "NetworkPolicy": ([("POD-SELECTOR", lambda o: ",".join(f"{k}={v}" for k, v in (o.get("spec", {}).get("podSelector", {}).get("matchLabels") or {}).items()) or "<none>")], []),
-    "Secret": ([("TYPE", _get("type", default="Opaque")), ("DATA", lambda o: str(len(o.get("data") or {})))], []),
+    "NetworkPolicy": (
+        [
+            (
+                "POD-SELECTOR",
+                lambda o: (
+                    ",".join(
+                        f"{k}={v}"
+                        for k, v in (
+                            o.get("spec", {}).get("podSelector", {}).get("matchLabels") or {}
+                        ).items()
+                    )
+                    or "<none>"
+                ),
+            )
+        ],
+        [],
+    ),
+    "Secret": (
+        [
+            ("TYPE", _get("type", default="Opaque")),
+            ("DATA", lambda o: str(len(o.get("data") or {}))),
+        ],
+        [],
+    ),
     "Namespace": ([("STATUS", _get("status", "phase", default="Active"))], []),
 }
 
 
-def table(objs: Sequence[Obj], kind: str, *, all_namespaces: bool, wide: bool, namespaced: bool) -> str:
+def table(
+    objs: Sequence[Obj], kind: str, *, all_namespaces: bool, wide: bool, namespaced: bool
+) -> str:
     normal, extra = COLUMNS.get(kind, ([], []))
     cols: list[Column] = []
     if all_namespaces and namespaced:
@@ -143,4 +211,6 @@ def table(objs: Sequence[Obj], kind: str, *, all_namespaces: bool, wide: bool, n
         cols += extra
     rows = [[header for header, _ in cols]] + [[fn(o) for _, fn in cols] for o in objs]
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
-    return "\n".join("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+    return "\n".join(
+        "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )

@@ -35,8 +35,14 @@ def _kind(text: str) -> KindInfo:
 
 
 @click.command()
-@click.option("-f", "--filename", "files", multiple=True, required=True,
-              help="File, directory or - for stdin (repeatable).")
+@click.option(
+    "-f",
+    "--filename",
+    "files",
+    multiple=True,
+    required=True,
+    help="File, directory or - for stdin (repeatable).",
+)
 @click.pass_context
 def apply(ctx: click.Context, files: tuple[str, ...]) -> None:
     """Create or update objects from YAML or JSON manifests (all-or-nothing)."""
@@ -55,13 +61,20 @@ def apply(ctx: click.Context, files: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.option("-f", "--filename", "files", multiple=True, help="Delete the objects in these manifests.")
+@click.option(
+    "-f", "--filename", "files", multiple=True, help="Delete the objects in these manifests."
+)
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.option("--ignore-not-found", is_flag=True)
 @click.argument("args", nargs=-1)
 @click.pass_context
-def delete(ctx: click.Context, files: tuple[str, ...], namespace: str, ignore_not_found: bool,
-           args: tuple[str, ...]) -> None:
+def delete(
+    ctx: click.Context,
+    files: tuple[str, ...],
+    namespace: str,
+    ignore_not_found: bool,
+    args: tuple[str, ...],
+) -> None:
     """Delete objects: `delete -f FILE` or `delete KIND NAME...`."""
     keys: list[tuple[str, str, str]] = []
     if files:
@@ -82,7 +95,10 @@ def delete(ctx: click.Context, files: tuple[str, ...], namespace: str, ignore_no
                 click.echo(f"{kind.lower()}/{name} deleted")
             elif not ignore_not_found:
                 missing += 1
-                click.echo(f'Error: {kind} "{name}" not found' + (f" in namespace {ns!r}" if ns else ""), err=True)
+                click.echo(
+                    f'Error: {kind} "{name}" not found' + (f" in namespace {ns!r}" if ns else ""),
+                    err=True,
+                )
     if missing:
         sys.exit(1)
 
@@ -95,8 +111,15 @@ def delete(ctx: click.Context, files: tuple[str, ...], namespace: str, ignore_no
 @click.option("-o", "--output", type=click.Choice(["yaml", "json", "wide", "name"]), default=None)
 @click.option("-l", "--selector", default=None, help="Label selector, e.g. app=echo,tier=web")
 @click.pass_context
-def get(ctx: click.Context, kind: str, name: str | None, namespace: str, all_namespaces: bool,
-        output: str | None, selector: str | None) -> None:
+def get(
+    ctx: click.Context,
+    kind: str,
+    name: str | None,
+    namespace: str,
+    all_namespaces: bool,
+    output: str | None,
+    selector: str | None,
+) -> None:
     """Show objects of KIND (name, plural or short name), like kubectl get."""
     info = _kind(kind)
     ns = None if (all_namespaces or not info.namespaced) else namespace
@@ -121,8 +144,15 @@ def get(ctx: click.Context, kind: str, name: str | None, namespace: str, all_nam
         where = "" if ns is None else f" in {ns} namespace"
         click.echo(f"No resources found{where}.", err=True)
     else:
-        click.echo(table(objs, info.kind, all_namespaces=ns is None, wide=output == "wide",
-                         namespaced=info.namespaced))
+        click.echo(
+            table(
+                objs,
+                info.kind,
+                all_namespaces=ns is None,
+                wide=output == "wide",
+                namespaced=info.namespaced,
+            )
+        )
 
 
 @click.command(name="describe")
@@ -143,7 +173,7 @@ def describe_cmd(ctx: click.Context, kind: str, name: str, namespace: str) -> No
         lines.append(f"Namespace:    {meta.get('namespace')}")
     lines += [
         f"Kind:         {obj['kind']} ({obj.get('apiVersion')})",
-        f"Labels:       {', '.join(f'{k}={v}' for k, v in (meta.get('labels') or {}).items()) or '<none>'}",
+        f"Labels:       {_labels(meta.get('labels') or {})}",
         f"Created:      {meta.get('creationTimestamp')}",
         f"Generation:   {meta.get('generation')}   ResourceVersion: {meta.get('resourceVersion')}",
     ]
@@ -162,13 +192,19 @@ def describe_cmd(ctx: click.Context, kind: str, name: str, namespace: str) -> No
     click.echo("\n".join(lines))
 
 
+def _labels(labels: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in labels.items()) or "<none>"
+
+
 def _all_conditions(status: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     found = [("", c) for c in status.get("conditions", []) or []]
     for parent in status.get("parents", []) or []:
         ref = parent.get("parentRef", {})
         found += [(f"parent {ref.get('name')}: ", c) for c in parent.get("conditions", []) or []]
     for listener in status.get("listeners", []) or []:
-        found += [(f"listener {listener.get('name')}: ", c) for c in listener.get("conditions", []) or []]
+        found += [
+            (f"listener {listener.get('name')}: ", c) for c in listener.get("conditions", []) or []
+        ]
     return found
 
 
@@ -184,12 +220,24 @@ def _has_condition(obj: dict[str, Any], ctype: str, want: str) -> bool:
 @click.argument("names", nargs=-1)
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.option("--all", "all_", is_flag=True, help="Wait for every object of KIND in the namespace.")
-@click.option("--for", "for_", default="condition=Ready", show_default=True,
-              help="condition=NAME[=STATUS] or delete")
+@click.option(
+    "--for",
+    "for_",
+    default="condition=Ready",
+    show_default=True,
+    help="condition=NAME[=STATUS] or delete",
+)
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds.")
 @click.pass_context
-def wait(ctx: click.Context, kind: str, names: tuple[str, ...], namespace: str, all_: bool,
-         for_: str, timeout: float) -> None:
+def wait(
+    ctx: click.Context,
+    kind: str,
+    names: tuple[str, ...],
+    namespace: str,
+    all_: bool,
+    for_: str,
+    timeout: float,
+) -> None:
     """Wait until objects meet a condition, like kubectl wait."""
     import time
 
@@ -211,7 +259,9 @@ def wait(ctx: click.Context, kind: str, names: tuple[str, ...], namespace: str, 
             else:
                 missing = set(names) - {o["metadata"]["name"] for o in objs}
                 pending = sorted(missing) + [
-                    o["metadata"]["name"] for o in objs if not _has_condition(o, ctype, want or "True")
+                    o["metadata"]["name"]
+                    for o in objs
+                    if not _has_condition(o, ctype, want or "True")
                 ]
                 if all_ and not objs:
                     pending = ["(none exist yet)"]

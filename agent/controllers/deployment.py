@@ -102,7 +102,9 @@ def plan_deployment(
             {
                 "type": "Available",
                 "status": "True" if ready >= want else "False",
-                "reason": "MinimumReplicasAvailable" if ready >= want else "MinimumReplicasUnavailable",
+                "reason": "MinimumReplicasAvailable"
+                if ready >= want
+                else "MinimumReplicasUnavailable",
             }
         ],
     }
@@ -112,7 +114,8 @@ def plan_deployment(
 def orphans(pods: Sequence[Pod], deployment_uids: set[str]) -> list[Pod]:
     """Pods whose owning Deployment is gone: garbage, as the GC controller would find."""
     return [
-        p for p in pods
+        p
+        for p in pods
         if any(r.kind == "Deployment" and r.controller for r in p.metadata.owner_references)
         and not any(r.uid in deployment_uids for r in p.metadata.owner_references)
     ]

@@ -56,7 +56,9 @@ def desired_slices(service: Service, pods: Sequence[Pod]) -> list[dict[str, Any]
     return [_slice(service, ports, members) for ports, members in sorted(groups.items())]
 
 
-def _slice(service: Service, ports: tuple[tuple[str, str, int], ...], pods: list[Pod]) -> dict[str, Any]:
+def _slice(
+    service: Service, ports: tuple[tuple[str, str, int], ...], pods: list[Pod]
+) -> dict[str, Any]:
     digest = hashlib.sha256(repr(ports).encode()).hexdigest()[:5]
     app_protocols = {p.name or "": p.app_protocol for p in service.spec.ports}
     slice_ports = []
@@ -89,8 +91,13 @@ def _slice(service: Service, ports: tuple[tuple[str, str, int], ...], pods: list
             "namespace": service.metadata.namespace,
             "labels": {SERVICE_NAME_LABEL: service.metadata.name, MANAGED_BY_LABEL: MANAGED_BY},
             "ownerReferences": [
-                {"apiVersion": "v1", "kind": "Service", "name": service.metadata.name,
-                 "uid": service.metadata.uid, "controller": True}
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "name": service.metadata.name,
+                    "uid": service.metadata.uid,
+                    "controller": True,
+                }
             ],
         },
         "addressType": "IPv4",

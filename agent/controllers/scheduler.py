@@ -19,9 +19,7 @@ def pick_node(pod: Pod, nodes: Sequence[str], load: Counter[str]) -> str:
     wanted = pod.spec.node_selector.get(HOSTNAME_LABEL)
     candidates = [n for n in nodes if wanted is None or n == wanted]
     if not candidates:
-        raise Unschedulable(
-            f"0/{len(nodes)} nodes match nodeSelector {HOSTNAME_LABEL}={wanted}"
-        )
+        raise Unschedulable(f"0/{len(nodes)} nodes match nodeSelector {HOSTNAME_LABEL}={wanted}")
     return min(candidates, key=lambda n: (load[n], n))
 
 

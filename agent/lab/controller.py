@@ -73,11 +73,17 @@ class Controller:
             plan = plan_deployment(deploy, view.pods)
             for new_pod in plan.create:
                 self.store.create(new_pod)
-                log.info("deployment %s/%s: created pod %s", deploy.metadata.namespace,
-                         deploy.metadata.name, new_pod["metadata"]["name"])
+                log.info(
+                    "deployment %s/%s: created pod %s",
+                    deploy.metadata.namespace,
+                    deploy.metadata.name,
+                    new_pod["metadata"]["name"],
+                )
             for victim in plan.delete:
                 self._delete_pod(victim, f"deployment {deploy.metadata.name} scaled or rolled")
-            self._write_status("Deployment", deploy.metadata.namespace, deploy.metadata.name, plan.status)
+            self._write_status(
+                "Deployment", deploy.metadata.namespace, deploy.metadata.name, plan.status
+            )
         for orphan in orphans(view.pods, {d.metadata.uid for d in view.deployments}):
             self._delete_pod(orphan, "its Deployment was deleted")
 
@@ -88,7 +94,9 @@ class Controller:
     def _schedule(self, view: ClusterView) -> None:
         bindings, unschedulable = schedule(view.pods, self.nodes)
         for pod, reason in unschedulable:
-            log.warning("pod %s/%s unschedulable: %s", pod.metadata.namespace, pod.metadata.name, reason)
+            log.warning(
+                "pod %s/%s unschedulable: %s", pod.metadata.namespace, pod.metadata.name, reason
+            )
         for pod, node in bindings:
             obj = self.store.get("Pod", pod.metadata.namespace, pod.metadata.name)
             if obj is None:
@@ -121,7 +129,9 @@ class Controller:
 
 
 def run(name: str) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s controller %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s controller %(levelname)s %(message)s"
+    )
     paths = LabPaths.for_lab(name)
     plan = load_plan(paths)
     if plan is None:

@@ -43,7 +43,9 @@ def build_table(objects: list[dict[str, Any]], serial: int) -> DnsTable:
                     name=meta["name"],
                     namespace=meta["namespace"],
                     cluster_ips=() if headless else tuple(spec.get("clusterIPs") or [cluster_ip]),
-                    headless_ips=tuple(sorted(ready_ips.get((meta["namespace"], meta["name"]), []))) if headless else (),
+                    headless_ips=tuple(sorted(ready_ips.get((meta["namespace"], meta["name"]), [])))
+                    if headless
+                    else (),
                     ports=tuple(
                         (p.get("name", ""), p.get("protocol", "TCP"), int(p["port"]))
                         for p in spec.get("ports") or []

@@ -72,7 +72,9 @@ class PodRuntime:
     last_status: dict[str, Any] | None = None
 
 
-def container_argv(container: Container, python: str) -> tuple[tuple[str, ...], tuple[tuple[int, str], ...]]:
+def container_argv(
+    container: Container, python: str
+) -> tuple[tuple[str, ...], tuple[tuple[int, str], ...]]:
     """The process a container runs, and the ports that make it ready.
 
     A container without a command runs the built-in echo server (the lab's default
@@ -89,7 +91,9 @@ def container_argv(container: Container, python: str) -> tuple[tuple[str, ...], 
     return tuple(argv) + tuple(container.args), ready_ports
 
 
-def pod_env(pod: Pod, ip: ipaddress.IPv4Address, node: NodePlan, container: Container) -> dict[str, str]:
+def pod_env(
+    pod: Pod, ip: ipaddress.IPv4Address, node: NodePlan, container: Container
+) -> dict[str, str]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
         "HOME": "/root",
@@ -124,7 +128,12 @@ def pod_status(rt: PodRuntime, ready_by_container: dict[str, bool]) -> dict[str,
         if c.running:
             state: dict[str, Any] = {"running": {"startedAt": c.started_at_text}}
         elif c.finished:
-            state = {"terminated": {"exitCode": c.last_exit, "reason": "Completed" if c.last_exit == 0 else "Error"}}
+            state = {
+                "terminated": {
+                    "exitCode": c.last_exit,
+                    "reason": "Completed" if c.last_exit == 0 else "Error",
+                }
+            }
         else:
             reason = "CrashLoopBackOff" if c.restarts else "ContainerCreating"
             state = {"waiting": {"reason": reason}}
@@ -179,7 +188,9 @@ class Kubelet:
                 try:
                     self.pods[uid] = self._create(pod)
                 except Exception:
-                    log.exception("could not create pod %s/%s", pod.metadata.namespace, pod.metadata.name)
+                    log.exception(
+                        "could not create pod %s/%s", pod.metadata.namespace, pod.metadata.name
+                    )
 
     def _create(self, pod: Pod) -> PodRuntime:
         node = self.plan.node(pod.spec.node_name or "")
@@ -196,7 +207,14 @@ class Kubelet:
             argv, ports = container_argv(c, self.python)
             containers.append(ContainerRuntime(c.name, argv, pod_env(pod, ip, node, c), ports))
         return PodRuntime(
-            pod.metadata.uid, ns, name, node, netns, ip, pod.spec.restart_policy or "Always", containers
+            pod.metadata.uid,
+            ns,
+            name,
+            node,
+            netns,
+            ip,
+            pod.spec.restart_policy or "Always",
+            containers,
         )
 
     def _teardown(self, rt: PodRuntime) -> None:
@@ -217,7 +235,9 @@ class Kubelet:
             ready: dict[str, bool] = {}
             for c in rt.containers:
                 self._supervise(rt, c, now)
-                ready[c.name] = c.running and c.proc is not None and ports_ready(c.proc.pid, c.ports)
+                ready[c.name] = (
+                    c.running and c.proc is not None and ports_ready(c.proc.pid, c.ports)
+                )
             status = pod_status(rt, ready)
             if status != rt.last_status:
                 self._write_status(rt, status)
@@ -228,10 +248,16 @@ class Kubelet:
             ran_for = now - (c.started_at or now)
             log.warning(
                 "container %s/%s:%s exited with %s after %.1fs",
-                rt.namespace, rt.name, c.name, c.last_exit, ran_for,
+                rt.namespace,
+                rt.name,
+                c.name,
+                c.last_exit,
+                ran_for,
             )
             c.proc = None
-            c.backoff = BACKOFF_START if ran_for >= BACKOFF_RESET_AFTER else min(c.backoff * 2, BACKOFF_MAX)
+            c.backoff = (
+                BACKOFF_START if ran_for >= BACKOFF_RESET_AFTER else min(c.backoff * 2, BACKOFF_MAX)
+            )
             c.next_start = now + c.backoff
             restart = rt.restart_policy == "Always" or (
                 rt.restart_policy == "OnFailure" and c.last_exit != 0
@@ -266,7 +292,9 @@ class Kubelet:
         if c.proc is not None:
             c.proc.wait(timeout=STOP_GRACE)
         c.proc = None
-        (self.paths.procs / "pods" / f"{rt.namespace}_{rt.name}_{c.name}.json").unlink(missing_ok=True)
+        (self.paths.procs / "pods" / f"{rt.namespace}_{rt.name}_{c.name}.json").unlink(
+            missing_ok=True
+        )
 
     def _write_status(self, rt: PodRuntime, status: dict[str, Any]) -> None:
         try:

@@ -77,7 +77,9 @@ def _node_health(paths: LabPaths, node: NodePlan) -> tuple[bool, str]:
     age = time.time() - float(data.get("time", 0))
     if age > HEALTH_STALE_SECONDS:
         return False, f"last report {age:.0f}s ago"
-    return bool(data.get("ready")), f"revision {data.get('revision')}, {data.get('objects', 0)} objects"
+    return bool(
+        data.get("ready")
+    ), f"revision {data.get('revision')}, {data.get('objects', 0)} objects"
 
 
 def status(name: str) -> LabStatus | None:
@@ -90,7 +92,9 @@ def status(name: str) -> LabStatus | None:
     for node in plan.nodes:
         healthy, detail = _node_health(paths, node)
         nodes.append(
-            NodeStatus(node.name, node.netns, str(node.pod_cidr), node.netns in present, healthy, detail)
+            NodeStatus(
+                node.name, node.netns, str(node.pod_cidr), node.netns in present, healthy, detail
+            )
         )
     processes = tuple(
         ProcessStatus(r.role, r.pid, procs.is_alive(r)) for r in procs.load_records(paths.procs)
@@ -155,8 +159,13 @@ def _start_processes(paths: LabPaths, plan: LabPlan, progress: Progress) -> None
             procs.netns_argv(
                 node.netns,
                 tulle_argv(
-                    "agent", "--node", node.name, "--store", store,
-                    "--health-file", str(paths.health / f"agent-{node.name}.json"),
+                    "agent",
+                    "--node",
+                    node.name,
+                    "--store",
+                    store,
+                    "--health-file",
+                    str(paths.health / f"agent-{node.name}.json"),
                 ),
             ),
             log=paths.logs / f"agent-{node.name}.log",

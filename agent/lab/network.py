@@ -98,9 +98,7 @@ def build_node(plan: LabPlan, node: NodePlan) -> None:
     )
 
 
-def add_pod(
-    node: NodePlan, pod_netns: str, host_veth: str, pod_ip: ipaddress.IPv4Address
-) -> None:
+def add_pod(node: NodePlan, pod_netns: str, host_veth: str, pod_ip: ipaddress.IPv4Address) -> None:
     """Pod netns with eth0 = pod_ip/32, default route via the node's gateway address."""
     _ensure_netns(pod_netns)
     with NetNS(node.netns) as ipr:
@@ -149,7 +147,7 @@ def destroy(prefix: str) -> list[str]:
     """Remove every netns (and /etc/netns entry) of a lab; returns what was removed."""
     removed = lab_namespaces(prefix)
     # Pods first, then nodes, then the fabric: links die with their namespaces.
-    for name in sorted(removed, key=lambda n: (0 if "-pod-" in n else 1 if "-node" in n else 2)):
+    for name in sorted(removed, key=lambda n: 0 if "-pod-" in n else 1 if "-node" in n else 2):
         remove_netns(name)
     if ETC_NETNS.is_dir():
         for leftover in ETC_NETNS.glob(f"{prefix}*"):

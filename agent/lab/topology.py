@@ -71,7 +71,8 @@ class LabPlan:
 def validate_lab_name(name: str) -> str:
     if not _LAB_NAME.match(name):
         raise TopologyError(
-            f"invalid lab name {name!r}: use 1-12 lowercase letters or digits, starting with a letter"
+            f"invalid lab name {name!r}: "
+            "use 1-12 lowercase letters or digits, starting with a letter"
         )
     return name
 

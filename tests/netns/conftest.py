@@ -26,14 +26,21 @@ class Lab:
     name: str
     env: dict[str, str]
 
-    def tulle(self, *args: str, input: str | None = None, check: bool = True,
-              timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def tulle(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [sys.executable, "-m", "agent.cli.main", *args],
-            env=self.env, input=input, capture_output=True, text=True, timeout=timeout,
+            env=self.env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if check and proc.returncode != 0:
-            raise AssertionError(f"tulle {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"tulle {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
     def apply(self, manifest: str) -> str:
@@ -43,22 +50,34 @@ class Lab:
         out = self.tulle("get", kind, "-n", namespace, "-o", "json").stdout
         return list(json.loads(out)["items"])
 
-    def exec(self, namespace: str, pod: str, *cmd: str, check: bool = True,
-             timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        return self.tulle("lab", "exec", "-n", namespace, pod, "--", *cmd, check=check, timeout=timeout)
+    def exec(
+        self, namespace: str, pod: str, *cmd: str, check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        return self.tulle(
+            "lab", "exec", "-n", namespace, pod, "--", *cmd, check=check, timeout=timeout
+        )
 
-    def wait_pods_ready(self, namespace: str, count: int, timeout: float = 60) -> list[dict[str, Any]]:
+    def wait_pods_ready(
+        self, namespace: str, count: int, timeout: float = 60
+    ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         pods: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
             pods = self.get("pods", namespace)
-            ready = [p for p in pods if any(
-                c.get("type") == "Ready" and c.get("status") == "True"
-                for c in (p.get("status") or {}).get("conditions", []))]
+            ready = [
+                p
+                for p in pods
+                if any(
+                    c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in (p.get("status") or {}).get("conditions", [])
+                )
+            ]
             if len(ready) == count and len(pods) == count:
                 return pods
             time.sleep(0.2)
-        raise AssertionError(f"{count} ready pods in {namespace} not seen within {timeout}s: {pods}")
+        raise AssertionError(
+            f"{count} ready pods in {namespace} not seen within {timeout}s: {pods}"
+        )
 
 
 def new_lab_env(tmp: Path, name: str) -> dict[str, str]:

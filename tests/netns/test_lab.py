@@ -62,7 +62,9 @@ def _curl_json(lab: Lab, ns: str, pod: str, url: str) -> dict:
 
 def test_pod_to_pod_across_nodes_gets_echo_json(lab: Lab, shop: list[dict]) -> None:
     a, b = sorted(shop, key=lambda p: p["spec"]["nodeName"])
-    body = _curl_json(lab, "shop", a["metadata"]["name"], f"http://{b['status']['podIP']}:8080/hello?x=1")
+    body = _curl_json(
+        lab, "shop", a["metadata"]["name"], f"http://{b['status']['podIP']}:8080/hello?x=1"
+    )
     assert body["path"] == "/hello?x=1"
     assert body["pod"] == b["metadata"]["name"]
     assert body["namespace"] == "shop"
@@ -73,18 +75,40 @@ def test_pod_to_pod_across_nodes_gets_echo_json(lab: Lab, shop: list[dict]) -> N
 def test_echo_special_paths_inside_the_lab(lab: Lab, shop: list[dict]) -> None:
     a, b = sorted(shop, key=lambda p: p["spec"]["nodeName"])
     src, ip = a["metadata"]["name"], b["status"]["podIP"]
-    code = lab.exec("shop", src, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                    f"http://{ip}:8080/status/418").stdout
+    code = lab.exec(
+        "shop",
+        src,
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        f"http://{ip}:8080/status/418",
+    ).stdout
     assert code == "418"
-    headers = lab.exec("shop", src, "curl", "-s", "-D", "-", "-o", "/dev/null",
-                       "-H", "X-Echo-Set-Header: X-Lab: yes", f"http://{ip}:8080/").stdout
+    headers = lab.exec(
+        "shop",
+        src,
+        "curl",
+        "-s",
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "-H",
+        "X-Echo-Set-Header: X-Lab: yes",
+        f"http://{ip}:8080/",
+    ).stdout
     assert "x-lab: yes" in headers.lower()
     started = time.monotonic()
     _curl_json(lab, "shop", src, f"http://{ip}:8080/?delay=300ms")
     assert time.monotonic() - started >= 0.3
 
 
-def test_endpointslice_lists_both_ready_pods_with_resolved_named_port(lab: Lab, shop: list[dict]) -> None:
+def test_endpointslice_lists_both_ready_pods_with_resolved_named_port(
+    lab: Lab, shop: list[dict]
+) -> None:
     slices = lab.get("endpointslices", "shop")
     assert len(slices) == 1
     slc = slices[0]
@@ -95,7 +119,9 @@ def test_endpointslice_lists_both_ready_pods_with_resolved_named_port(lab: Lab, 
     assert all(ep["conditions"]["ready"] for ep in slc["endpoints"])
 
 
-@pytest.mark.parametrize("name", ["echo", "echo.shop", "echo.shop.svc", "echo.shop.svc.cluster.local"])
+@pytest.mark.parametrize(
+    "name", ["echo", "echo.shop", "echo.shop.svc", "echo.shop.svc.cluster.local"]
+)
 def test_service_names_resolve_in_pods(lab: Lab, shop: list[dict], name: str) -> None:
     svc = lab.get("services", "shop")[0]
     out = lab.exec("shop", shop[0]["metadata"]["name"], "getent", "hosts", name).stdout
@@ -103,7 +129,9 @@ def test_service_names_resolve_in_pods(lab: Lab, shop: list[dict], name: str) ->
 
 
 def test_unknown_names_do_not_resolve(lab: Lab, shop: list[dict]) -> None:
-    proc = lab.exec("shop", shop[0]["metadata"]["name"], "getent", "hosts", "nope.shop", check=False)
+    proc = lab.exec(
+        "shop", shop[0]["metadata"]["name"], "getent", "hosts", "nope.shop", check=False
+    )
     assert proc.returncode != 0
 
 
@@ -134,13 +162,18 @@ def test_pod_process_restarts_after_it_dies(lab: Lab, shop: list[dict]) -> None:
     (new,) = [r for r in procs.load_records(record_dir) if r.role == f"shop_{name}_echo"]
     assert new.pid != rec.pid
     other = next(p for p in shop if p["metadata"]["name"] != name)
-    body = _curl_json(lab, "shop", other["metadata"]["name"], f"http://{pod['status']['podIP']}:8080/again")
+    body = _curl_json(
+        lab, "shop", other["metadata"]["name"], f"http://{pod['status']['podIP']}:8080/again"
+    )
     assert body["pod"] == name
 
 
 def test_deleting_a_deployment_removes_its_pods_and_sandboxes(lab: Lab) -> None:
-    lab.apply(APP.replace("name: echo, namespace: shop}", "name: gone, namespace: shop}", 1)
-              .replace("app: echo", "app: gone").split("---\napiVersion: v1\nkind: Service")[0])
+    lab.apply(
+        APP.replace("name: echo, namespace: shop}", "name: gone, namespace: shop}", 1)
+        .replace("app: echo", "app: gone")
+        .split("---\napiVersion: v1\nkind: Service")[0]
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         gone = [p for p in lab.get("pods", "shop") if p["metadata"]["labels"]["app"] == "gone"]

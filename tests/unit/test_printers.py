@@ -10,8 +10,11 @@ def _pod(name, ns, ready, restarts, phase="Running"):
         "kind": "Pod",
         "metadata": {"name": name, "namespace": ns, "creationTimestamp": "2026-11-22T11:59:00Z"},
         "spec": {"containers": [{"name": "c"}], "nodeName": "node1"},
-        "status": {"phase": phase, "podIP": "10.244.1.2",
-                   "containerStatuses": [{"ready": ready, "restartCount": restarts, "state": {}}]},
+        "status": {
+            "phase": phase,
+            "podIP": "10.244.1.2",
+            "containerStatuses": [{"ready": ready, "restartCount": restarts, "state": {}}],
+        },
     }
 
 
@@ -24,9 +27,20 @@ def test_age_buckets():
 
 
 def test_pod_table_columns_and_all_namespaces():
-    out = table([_pod("web-1", "shop", True, 2)], "Pod", all_namespaces=True, wide=True, namespaced=True)
+    out = table(
+        [_pod("web-1", "shop", True, 2)], "Pod", all_namespaces=True, wide=True, namespaced=True
+    )
     header, row = out.splitlines()
-    assert header.split() == ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
+    assert header.split() == [
+        "NAMESPACE",
+        "NAME",
+        "READY",
+        "STATUS",
+        "RESTARTS",
+        "AGE",
+        "IP",
+        "NODE",
+    ]
     assert row.split()[:5] == ["shop", "web-1", "1/1", "Running", "2"]
     assert row.split()[-2:] == ["10.244.1.2", "node1"]
 

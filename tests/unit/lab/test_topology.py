@@ -32,8 +32,12 @@ def test_long_pod_names_are_hashed_to_a_bounded_netns_name():
 
 @pytest.mark.parametrize(
     ("name", "nodes", "message"),
-    [("Bad", 2, "invalid lab name"), ("x" * 13, 2, "invalid lab name"), ("ok", 0, "--nodes"),
-     ("ok", 201, "--nodes")],
+    [
+        ("Bad", 2, "invalid lab name"),
+        ("x" * 13, 2, "invalid lab name"),
+        ("ok", 0, "--nodes"),
+        ("ok", 201, "--nodes"),
+    ],
 )
 def test_bad_lab_shapes_are_refused(name, nodes, message):
     with pytest.raises(TopologyError, match=message):
