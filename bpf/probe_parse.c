@@ -4,6 +4,8 @@
  * it saw in probe_result_v1, copies the drop reason (0 = none) into skb->cb[0], and returns
  * TC_ACT_OK, or TC_ACT_SHOT through send_drop() for malformed IPv4. Frames that are not IPv4
  * (ARP, IPv6, ...) pass untouched: the probe has no opinion on them. Never attached to a device.
+ * "site:" comments name each drop for tests/bpf, which check the line a drop records: the drop
+ * is on the line after its site comment.
  */
 #include "common.h"
 #include "drop.h"
@@ -40,7 +42,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct probe_result *
 	case IPPROTO_TCP: {
 		struct tcphdr *th = ctx_header(skb, off, sizeof(*th));
 
-		if (!th || th->doff < 5)
+		if (!th || th->doff < 5) /* site: tcp header */
 			return probe_drop(skb, res, DROP_CT_TRUNCATED_OR_INVALID_HEADER);
 		res->tuple.sport = th->source;
 		res->tuple.dport = th->dest;
@@ -49,7 +51,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct probe_result *
 	case IPPROTO_UDP: {
 		struct udphdr *uh = ctx_header(skb, off, sizeof(*uh));
 
-		if (!uh)
+		if (!uh) /* site: udp header */
 			return probe_drop(skb, res, DROP_CT_TRUNCATED_OR_INVALID_HEADER);
 		res->tuple.sport = uh->source;
 		res->tuple.dport = uh->dest;
@@ -58,7 +60,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, struct probe_result *
 	case IPPROTO_ICMP: {
 		struct icmphdr *ih = ctx_header(skb, off, sizeof(*ih));
 
-		if (!ih)
+		if (!ih) /* site: icmp header */
 			return probe_drop(skb, res, DROP_CT_TRUNCATED_OR_INVALID_HEADER);
 		res->icmp_type = ih->type;
 		res->icmp_code = ih->code;
@@ -77,15 +79,15 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct probe_result
 	__u32 hdr_len, tot_len;
 	int has_l4;
 
-	if (!ip4)
-		return probe_drop(skb, res, DROP_INVALID_PACKET_DROPPED); /* truncated header */
-	if (ip4->version != 4 || ip4->ihl < 5)
+	if (!ip4) /* site: truncated ipv4 header */
+		return probe_drop(skb, res, DROP_INVALID_PACKET_DROPPED);
+	if (ip4->version != 4 || ip4->ihl < 5) /* site: version or ihl */
 		return probe_drop(skb, res, DROP_INVALID_PACKET_DROPPED);
 	hdr_len = ip4->ihl * 4;
 	tot_len = bpf_ntohs(ip4->tot_len);
 	/* tot_len must cover the header (options included) and fit in the frame; trailing
 	 * Ethernet padding beyond tot_len is fine. */
-	if (tot_len < hdr_len || ETH_HLEN + tot_len > skb->len)
+	if (tot_len < hdr_len || ETH_HLEN + tot_len > skb->len) /* site: tot_len */
 		return probe_drop(skb, res, DROP_INVALID_PACKET_DROPPED);
 
 	/* Copy out everything we need: ctx_header() below may move the packet. */
@@ -94,7 +96,7 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct probe_result
 	res->tuple.proto = ip4->protocol;
 	has_l4 = ipv4_has_l4(ip4);
 	if (ipv4_is_fragment(ip4)) {
-		if (config_get(TULLE_CFG_DROP_FRAGMENTS))
+		if (config_get(TULLE_CFG_DROP_FRAGMENTS)) /* site: fragments off */
 			return probe_drop(skb, res, DROP_IP_FRAGMENTATION_NOT_SUPPORTED);
 		res->fragment = has_l4 ? FRAG_FIRST : FRAG_LATER;
 	}
@@ -117,7 +119,7 @@ int probe_parse(struct __sk_buff *skb)
 	res.cb1 = skb->cb[1];
 
 	eth = ctx_header(skb, 0, sizeof(*eth));
-	if (!eth) {
+	if (!eth) { /* site: ethernet */
 		verdict = probe_drop(skb, &res, DROP_INVALID_PACKET_DROPPED);
 	} else {
 		res.eth_proto = bpf_ntohs(eth->h_proto);

@@ -4,8 +4,9 @@
     assert result.retval == TC_ACT_OK and result.data_out == packet
 
 A thin ctypes wrapper over libbpf's ``bpf_prog_test_run_opts`` (BCC 0.26 has no binding).
-For tc (``sched_cls``) programs the kernel builds an skb from ``data`` (at least 14 bytes,
-starting at the Ethernet header) on the loopback device, runs the program once per ``repeat``
+For tc (``sched_cls``) programs the kernel builds an skb from ``data`` (starting at the Ethernet
+header; at least 14 bytes, and a complete IPv4 or IPv6 header when the ethertype says IP, so a
+truncated IP header cannot be test-run) on the loopback device, runs the program once per ``repeat``
 and returns the last run's verdict, the packet as the program left it, and the mean duration.
 """
 
@@ -116,8 +117,9 @@ libbpf.bpf_prog_test_run_opts.argtypes = [ctypes.c_int, ctypes.POINTER(TestRunOp
 libbpf.bpf_prog_test_run_opts.restype = ctypes.c_int
 
 _HINTS = {
-    errno.EINVAL: "data shorter than the program type allows (14 bytes for tc), a ctx field "
-    "the kernel does not accept set, or a program type without test-run support",
+    errno.EINVAL: "data too short for the program type (tc: 14 bytes of Ethernet, and since "
+    "kernel 6.x a whole IPv4/IPv6 header after an IP ethertype: 34/54 bytes), a ctx field "
+    "the kernel does not accept, or a program type without test-run support",
     errno.ENOSPC: "data_size_out is smaller than the packet the program produced",
     errno.EBADF: "not an open file descriptor",
     errno.ENODEV: "ctx.ifindex names no device in this network namespace",

@@ -1,0 +1,101 @@
+"""BPF unit tier: programs compiled once per session, packets through BPF_PROG_TEST_RUN.
+
+Fixtures:
+- ``probe``: ``bpf/probe_parse.c`` loaded as a tc program, wrapped in :class:`Probe`, whose
+  ``run(packet, ctx=None)`` returns the verdict, the output bytes, what the program recorded and
+  the drops this run added to ``tulle_drops_v1``.
+
+Other programs' tests follow the same shape: a session fixture that calls ``load_program`` once,
+and a small runner that resets the maps the test reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from agent.datapath import drop_reasons
+from agent.datapath.bpf_loader import BPF, BPF_DIR, LIB_DIR, load_fn, load_program
+from agent.datapath.cdefs import enum_values
+from agent.datapath.testrun import SkBuff, TestRunResult, test_run
+
+CONFIG_KEYS = enum_values(LIB_DIR / "common.h", "tulle_config")
+
+
+@dataclass(frozen=True)
+class Drop:
+    """One drop a run added to ``tulle_drops_v1``: the reason, and where in C it happened."""
+
+    reason: int
+    name: str
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    run: TestRunResult
+    seen: Any  # the program's ``struct probe_result`` as BCC's ctypes Leaf
+    drops: list[Drop]
+
+    @property
+    def verdict(self) -> int:
+        return self.run.retval
+
+
+def _drop_slots(bpf: BPF) -> dict[tuple[int, int], tuple[int, int, int]]:
+    """(reason, cpu) -> (packets, file id, line) for every non-empty per-CPU slot."""
+    table = bpf[b"tulle_drops_v1"]
+    slots: dict[tuple[int, int], tuple[int, int, int]] = {}
+    for reason in drop_reasons.REASONS:
+        for cpu, stat in enumerate(table.getvalue(table.Key(reason))):
+            if stat.packets:
+                slots[(reason, cpu)] = (stat.packets, stat.file, stat.line)
+    return slots
+
+
+class Probe:
+    """``probe_parse`` loaded once; each ``run`` starts from a cleared result slot."""
+
+    def __init__(self, bpf: BPF) -> None:
+        self.bpf = bpf
+        self.prog = load_fn(bpf, "probe_parse", BPF.SCHED_CLS)
+        self.results = bpf[b"probe_result_v1"]
+        self.config = bpf[b"tulle_config_v1"]
+
+    def set_config(self, key: str, value: int) -> None:
+        self.config[self.config.Key(CONFIG_KEYS[key])] = self.config.Leaf(value)
+
+    def run(self, packet: bytes, ctx: SkBuff | None = None) -> ProbeOutcome:
+        zero = self.results.Key(0)
+        self.results[zero] = self.results.Leaf()
+        before = _drop_slots(self.bpf)
+        result = test_run(self.prog.fd, packet, ctx=ctx)
+        after = _drop_slots(self.bpf)
+        drops = []
+        for slot, (packets, file_id, line) in after.items():
+            added = packets - before.get(slot, (0, 0, 0))[0]
+            reason = slot[0]
+            name = drop_reasons.by_code(reason).name
+            file = drop_reasons.source_file(file_id)
+            drops += [Drop(reason, name, file, line)] * added
+        return ProbeOutcome(result, self.results[zero], drops)
+
+
+@pytest.fixture(scope="session")
+def probe_bpf() -> Iterator[BPF]:
+    bpf = load_program([BPF_DIR / "probe_parse.c"], [])
+    yield bpf
+    bpf.cleanup()
+
+
+@pytest.fixture
+def probe(probe_bpf: BPF) -> Iterator[Probe]:
+    runner = Probe(probe_bpf)
+    yield runner
+    for key in CONFIG_KEYS.values():  # no switch outlives its test
+        if key < runner.config.max_entries:
+            runner.config[runner.config.Key(key)] = runner.config.Leaf(0)
