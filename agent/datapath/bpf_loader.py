@@ -8,8 +8,7 @@ BCC rewrites map calls (``m.lookup(&k)``) only in its main file, so a header tha
 would compile but fail to load. We therefore expand project headers (quoted includes found next to
 the including file, under ``bpf/lib`` or ``bpf/``) into one text with ``#line`` markers: clang's
 messages, the verifier's line info, ``__FILE_NAME__`` and ``__LINE__`` still name the real file
-and line. System headers
-(``<uapi/...>``) stay ordinary includes.
+and line. System headers (``<uapi/...>``) stay ordinary includes.
 
 Runtime switches belong in the config map (``bpf/lib/common.h``), not in ``-D`` flags: a flag
 forces a recompile and a program swap, a map write does not.
@@ -177,20 +176,15 @@ def load_program(
     flags = [f"-I{LIB_DIR}", f"-I{BPF_DIR}", *cflags]
     debug = DEBUG_PREPROCESSOR if debug_dump_path else 0
     bpf: BPF | None = None
-    # In debug mode libbcc also prints the kernel header directory on stdout.
-    with captured_stderr(1) as stdout, captured_stderr() as stderr:
+    with captured_stderr() as stderr:
         try:
             bpf = BPF(text=text.encode(), cflags=flags, debug=debug)
         except Exception:  # BCC raises a bare Exception; clang's text went to fd 2
             bpf = None
     printed = stderr[0]
     if debug_dump_path is not None:
-        notes = " ".join(stdout[0].split())
-        header = f"/* BCC input for {', '.join(map(str, source_files))}\n * cflags: {flags}\n"
-        body = _readable(_bcc_rewritten(printed) or text)
-        debug_dump_path.write_text(f"{header} * {notes}\n */\n{body}")
-    elif stdout[0]:
-        sys.stdout.write(stdout[0])
+        header = f"/* BCC input for {', '.join(map(str, source_files))}\n * cflags: {flags}\n */\n"
+        debug_dump_path.write_text(header + _readable(_bcc_rewritten(printed) or text))
     elif printed.strip():
         sys.stderr.write(printed)  # warnings of a good compile belong to the user, not to us
     if bpf is None:
