@@ -12,6 +12,7 @@ Everything here is pure data. The JSON form (Hubble's `-o json` schema) lives in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from agent.flows.names import (
     FlowType,
@@ -55,9 +56,22 @@ class TCPFlags:
             raise ValueError(f"unknown TCP flag {bad[0]!r} (known: {', '.join(_FLAG_ORDER)})")
         return cls(**{n: True for n in upper})
 
+    @staticmethod
+    def from_bits(bits: int) -> TCPFlags:
+        """Flags from the TCP header's flag bits (FIN=0x01 … CWR=0x80, NS=0x100); cached,
+        so decoders pay one dict lookup instead of building a frozen object per packet."""
+        return _flags_from_bits(bits & 0x1FF)
+
 
 _FLAG_ORDER = ("SYN", "ACK", "RST", "FIN", "PSH", "URG", "ECE", "CWR", "NS")
 NO_FLAGS = TCPFlags()
+_FLAG_BITS = {"FIN": 0x01, "SYN": 0x02, "RST": 0x04, "PSH": 0x08, "ACK": 0x10, "URG": 0x20,
+              "ECE": 0x40, "CWR": 0x80, "NS": 0x100}
+
+
+@lru_cache(maxsize=512)
+def _flags_from_bits(bits: int) -> TCPFlags:
+    return TCPFlags(**{name: bool(bits & bit) for name, bit in _FLAG_BITS.items()})
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,168 @@
+"""One node's observer API over its `FlowRing`.
+
+    ring = FlowRing()
+    server = ObserverServer(ring, "node-1", tcp_address="0.0.0.0:4244",
+                            unix_socket="/run/tulle/node-1/observer.sock")
+    server.start()
+    ...
+    server.stop()
+
+GetFlows returns the selected history (last or first N, since/until, filters) and, with
+``follow``, then streams new records as the ring receives them. Lost-event records pass
+every filter, so readers learn about gaps.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+
+from agent.flows.filters import FilterError, compile_filters
+from agent.flows.flow import Flow, LostEvent
+from agent.flows.store import FlowRing, Record, select_records
+from agent.observer import AGENT_PORT
+from agent.observer.convert import (
+    NodeInfo,
+    ServerStatus,
+    flow_response,
+    lost_response,
+    node_to_proto,
+    query_from_proto,
+    status_to_proto,
+    version,
+)
+from agent.observer.gen import observer_pb2 as pb
+from agent.observer.gen import observer_pb2_grpc as pb_grpc
+from agent.observer.hosting import GrpcHost
+
+
+class ObserverService(pb_grpc.ObserverServicer):
+    """The servicer: GetFlows, ServerStatus and GetNodes over one ring."""
+
+    def __init__(
+        self,
+        ring: FlowRing,
+        node_name: str,
+        *,
+        address: str = "",
+        poll_interval: float = 0.25,
+    ) -> None:
+        self.ring = ring
+        self.node_name = node_name
+        self.address = address
+        self.poll_interval = poll_interval
+        self.stopping = threading.Event()
+
+    def _response(self, rec: Record) -> pb.GetFlowsResponse:
+        if isinstance(rec, Flow):
+            return flow_response(rec, self.node_name)
+        return lost_response(rec, self.node_name)
+
+    def GetFlows(  # noqa: N802 (gRPC method name)
+        self, request: pb.GetFlowsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.GetFlowsResponse]:
+        q = query_from_proto(request)
+        try:
+            keep = compile_filters(q.whitelist, q.blacklist)
+        except FilterError as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid filter: {e}")
+        records, pos = self.ring.snapshot()
+        if not q.follow or q.number or q.since is not None:
+            history = select_records(records, q.number, first=q.first, since=q.since,
+                                     until=q.until, predicate=keep)
+            for rec in history:
+                yield self._response(rec)
+        if not q.follow:
+            return
+        cursor = self.ring.follow(pos)
+        while context.is_active() and not self.stopping.is_set():
+            for rec in cursor.wait(self.poll_interval):
+                if isinstance(rec, LostEvent):
+                    yield self._response(rec)
+                    continue
+                if q.until is not None and rec.time > q.until:
+                    return
+                if keep(rec):
+                    yield self._response(rec)
+
+    def status(self) -> ServerStatus:
+        s = self.ring.stats()
+        return ServerStatus(
+            num_flows=s.num_flows, max_flows=s.max_flows, seen_flows=s.seen_flows,
+            uptime_ns=s.uptime_ns, flows_rate=s.flows_rate, version=version(),
+            num_connected_nodes=1, num_unavailable_nodes=0, lost_events=s.lost,
+        )
+
+    def ServerStatus(  # noqa: N802
+        self, request: pb.ServerStatusRequest, context: grpc.ServicerContext
+    ) -> pb.ServerStatusResponse:
+        return status_to_proto(self.status())
+
+    def GetNodes(  # noqa: N802
+        self, request: pb.GetNodesRequest, context: grpc.ServicerContext
+    ) -> pb.GetNodesResponse:
+        s = self.status()
+        node = NodeInfo(
+            name=self.node_name, state="NODE_CONNECTED", address=self.address,
+            version=s.version, uptime_ns=s.uptime_ns, num_flows=s.num_flows,
+            max_flows=s.max_flows, seen_flows=s.seen_flows, flows_rate=s.flows_rate,
+        )
+        return pb.GetNodesResponse(nodes=[node_to_proto(node)])
+
+
+class ObserverServer:
+    """Serves a node's ring on TCP (default ``0.0.0.0:4244``) and, if given, a unix socket."""
+
+    def __init__(
+        self,
+        ring: FlowRing,
+        node_name: str,
+        *,
+        tcp_address: str | None = f"0.0.0.0:{AGENT_PORT}",
+        unix_socket: str | os.PathLike[str] | None = None,
+        max_workers: int = 32,
+    ) -> None:
+        self.ring = ring
+        self.node_name = node_name
+        self.tcp_address = tcp_address
+        self.unix_socket = unix_socket
+        self.max_workers = max_workers
+        self.service = ObserverService(ring, node_name, address=tcp_address or "")
+        self._host: GrpcHost | None = None
+
+    def start(self) -> ObserverServer:
+        self._host = GrpcHost(
+            lambda s: pb_grpc.add_ObserverServicer_to_server(self.service, s),
+            tcp_address=self.tcp_address, unix_socket=self.unix_socket,
+            max_workers=self.max_workers,
+        )
+        if self._host.tcp_port is not None:
+            self.service.address = self._host.targets[-1]
+        return self
+
+    @property
+    def tcp_port(self) -> int | None:
+        return self._host.tcp_port if self._host else None
+
+    @property
+    def targets(self) -> list[str]:
+        """Addresses clients can dial (unix socket first)."""
+        return self._host.targets if self._host else []
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        self.service.stopping.set()
+        self.ring.wake_all()
+        if self._host is not None:
+            self._host.stop(grace)
+            self._host = None
+
+    def __enter__(self) -> ObserverServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
