@@ -22,6 +22,23 @@ from agent.observer.gen import observer_pb2_grpc as pb_grpc
 from agent.observer.hosting import normalize_target
 
 
+def probe(channel: grpc.Channel, timeout: float) -> str | None:
+    """Wait up to `timeout` s for an observer to answer on `channel`; None, or what failed.
+
+    A ServerStatus call with wait_for_ready stands in for grpc.channel_ready_future, whose
+    polling thread races with closing the channel.
+    """
+    try:
+        pb_grpc.ObserverStub(channel).ServerStatus(
+            pb.ServerStatusRequest(), timeout=timeout, wait_for_ready=True
+        )
+        return None
+    except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return f"nothing answered within {timeout:g}s"
+        return e.details() or e.code().name
+
+
 class ObserverUnavailable(Exception):
     """Nothing answered at the address (or it went away); the message says which and why."""
 
@@ -48,12 +65,9 @@ class ObserverClient:
         """Wait for the server; raises ObserverUnavailable after `connect_timeout` seconds."""
         if self._connected:
             return
-        try:
-            grpc.channel_ready_future(self._channel).result(timeout=self.connect_timeout)
-        except grpc.FutureTimeoutError:
-            raise ObserverUnavailable(
-                self.address, f"nothing answered within {self.connect_timeout:g}s"
-            ) from None
+        problem = probe(self._channel, self.connect_timeout)
+        if problem:
+            raise ObserverUnavailable(self.address, problem)
         self._connected = True
 
     def _error(self, e: grpc.RpcError) -> Exception:

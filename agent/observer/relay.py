@@ -34,6 +34,7 @@ from typing import Any
 import grpc
 
 from agent.observer import RELAY_PORT
+from agent.observer.client import probe
 from agent.observer.convert import (
     NodeInfo,
     NodeStatus,
@@ -78,11 +79,9 @@ class _PeerStream(threading.Thread):
             self.out.put(("done", self.peer.name))
 
     def _run(self) -> None:
-        try:
-            grpc.channel_ready_future(self.channel).result(timeout=self.connect_timeout)
-        except grpc.FutureTimeoutError:
-            self._status("NODE_UNAVAILABLE", f"no answer from {self.peer.address} within "
-                                             f"{self.connect_timeout:g}s")
+        problem = probe(self.channel, self.connect_timeout)
+        if problem:
+            self._status("NODE_UNAVAILABLE", f"{self.peer.address}: {problem}")
             return
         if self._cancelled.is_set():
             return
