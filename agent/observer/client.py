@@ -23,15 +23,14 @@ from agent.observer.hosting import normalize_target
 
 
 def probe(channel: grpc.Channel, timeout: float) -> str | None:
-    """Wait up to `timeout` s for an observer to answer on `channel`; None, or what failed.
+    """Ask an observer on `channel` for its status; None if it answered, else what failed.
 
-    A ServerStatus call with wait_for_ready stands in for grpc.channel_ready_future, whose
-    polling thread races with closing the channel.
+    A refused connection or a missing socket fails at once with gRPC's reason; an address
+    that never answers fails after `timeout` seconds. (A plain call stands in for
+    grpc.channel_ready_future, whose polling thread races with closing the channel.)
     """
     try:
-        pb_grpc.ObserverStub(channel).ServerStatus(
-            pb.ServerStatusRequest(), timeout=timeout, wait_for_ready=True
-        )
+        pb_grpc.ObserverStub(channel).ServerStatus(pb.ServerStatusRequest(), timeout=timeout)
         return None
     except grpc.RpcError as e:
         if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:

@@ -95,7 +95,7 @@ def test_status_and_nodes(start_node: NodeFactory) -> None:
 
 def test_nothing_listening_is_reported_quickly(tmp_path: Path) -> None:
     started = time.monotonic()
-    with pytest.raises(ObserverUnavailable, match=r"nope\.sock: nothing answered within 0\.3s"):
+    with pytest.raises(ObserverUnavailable, match=r"nope\.sock"):
         ObserverClient(str(tmp_path / "nope.sock"), connect_timeout=0.3).server_status()
     assert time.monotonic() - started < 2
 
