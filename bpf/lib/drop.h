@@ -54,7 +54,11 @@ enum drop_reason {
 /* id -> file name (as __FILE_NAME__ spells it) for drop records; ids are stable, 0 = unknown. */
 #define TULLE_SOURCE_FILES(X) \
 	X(1, "probe_parse.c") \
-	X(2, "test_shim.c")
+	X(2, "test_shim.c") \
+	X(3, "from_pod.c") \
+	X(4, "to_pod.c") \
+	X(5, "parse.h") \
+	X(6, "lb.h")
 
 /* Folds to a constant: clang evaluates __builtin_strcmp on two literals at compile time. */
 static __always_inline __u16 source_file_id(const char *name)

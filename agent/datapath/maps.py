@@ -1,0 +1,225 @@
+"""The one translation from plans (pure Python values) to datapath map entries.
+
+Struct layouts come from C through BCC's ctypes (`table.Key`, `table.Leaf`); this module only
+fills them. Addresses and ports are stored in network byte order, as the packets carry them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agent.datapath.programs import Datapath
+
+EP_F_INGRESS_ENFORCED = 0x1
+EP_F_EGRESS_ENFORCED = 0x2
+BACKEND_GENERATION_SPAN = 1 << 15  # backend indices alternate between two halves per update
+
+
+def be32(ip: ipaddress.IPv4Address | str) -> int:
+    return int.from_bytes(ipaddress.IPv4Address(ip).packed, sys.byteorder)
+
+
+def be16(port: int) -> int:
+    return int.from_bytes(port.to_bytes(2, "big"), sys.byteorder)
+
+
+def from_be32(value: int) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(value.to_bytes(4, sys.byteorder))
+
+
+def from_be16(value: int) -> int:
+    return int.from_bytes(value.to_bytes(2, sys.byteorder), "big")
+
+
+# -- endpoints and identities --------------------------------------------------------------
+
+
+def write_endpoint(dp: Datapath, ifindex: int, ip: ipaddress.IPv4Address, identity: int,
+                   flags: int) -> None:
+    table = dp.table("endpoints_v1")
+    leaf = table.Leaf()
+    leaf.ip, leaf.identity, leaf.flags = be32(ip), identity, flags
+    table[table.Key(ifindex)] = leaf
+
+
+def delete_endpoint(dp: Datapath, ifindex: int) -> None:
+    _delete(dp.table("endpoints_v1"), dp.table("endpoints_v1").Key(ifindex))
+
+
+def read_endpoints(dp: Datapath) -> dict[int, tuple[ipaddress.IPv4Address, int, int]]:
+    return {
+        k.value: (from_be32(v.ip), v.identity, v.flags) for k, v in dp.table("endpoints_v1").items()
+    }
+
+
+def write_ipcache(dp: Datapath, entries: Mapping[ipaddress.IPv4Address, int]) -> None:
+    table = dp.table("ipcache_v1")
+    for ip, identity in entries.items():
+        leaf = table.Leaf()
+        leaf.identity = identity
+        table[table.Key(be32(ip))] = leaf
+
+
+def delete_ipcache(dp: Datapath, ips: Iterable[ipaddress.IPv4Address]) -> None:
+    table = dp.table("ipcache_v1")
+    for ip in ips:
+        _delete(table, table.Key(be32(ip)))
+
+
+def read_ipcache(dp: Datapath) -> dict[ipaddress.IPv4Address, int]:
+    return {from_be32(k.value): v.identity for k, v in dp.table("ipcache_v1").items()}
+
+
+# -- policy ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PortRuleValue:
+    protocol: int
+    first: int
+    last: int
+
+
+def _fill_rules(leaf: Any, rules: Iterable[Any], deny: bool = False) -> None:
+    items = list(rules)
+    leaf.count = len(items)
+    leaf.deny = 1 if deny else 0
+    for slot, rule in zip(leaf.rules, items, strict=False):
+        slot.proto, slot.first, slot.last = rule.protocol, rule.first, rule.last
+
+
+def policy_key(dp: Datapath, ep_ip: ipaddress.IPv4Address, identity: int, direction: int) -> Any:
+    key = dp.table("policy_v1").Key()
+    key.ep_ip, key.identity, key.dir = be32(ep_ip), identity, direction
+    return key
+
+
+def write_policy_rule(dp: Datapath, ep_ip: ipaddress.IPv4Address, identity: int,
+                      direction: int, rules: Iterable[Any]) -> None:
+    table = dp.table("policy_v1")
+    leaf = table.Leaf()
+    _fill_rules(leaf, rules)
+    table[policy_key(dp, ep_ip, identity, direction)] = leaf
+
+
+def delete_policy_rule(dp: Datapath, ep_ip: ipaddress.IPv4Address, identity: int,
+                       direction: int) -> None:
+    _delete(dp.table("policy_v1"), policy_key(dp, ep_ip, identity, direction))
+
+
+def cidr_key(dp: Datapath, ep_ip: ipaddress.IPv4Address, direction: int,
+             cidr: ipaddress.IPv4Network) -> Any:
+    key = dp.table("policy_cidr_v1").Key()
+    key.prefixlen = 64 + cidr.prefixlen
+    key.ep_ip, key.dir, key.addr = be32(ep_ip), direction, be32(cidr.network_address)
+    return key
+
+
+def write_cidr_rule(dp: Datapath, ep_ip: ipaddress.IPv4Address, direction: int,
+                    cidr: ipaddress.IPv4Network, deny: bool, rules: Iterable[Any]) -> None:
+    table = dp.table("policy_cidr_v1")
+    leaf = table.Leaf()
+    _fill_rules(leaf, rules, deny)
+    table[cidr_key(dp, ep_ip, direction, cidr)] = leaf
+
+
+def delete_cidr_rule(dp: Datapath, ep_ip: ipaddress.IPv4Address, direction: int,
+                     cidr: ipaddress.IPv4Network) -> None:
+    _delete(dp.table("policy_cidr_v1"), cidr_key(dp, ep_ip, direction, cidr))
+
+
+# -- services ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSlot:
+    """What a service occupies in the maps, so the next update knows what to free."""
+
+    generation: int
+    backend_count: int
+
+
+def lb_key(dp: Datapath, vip: ipaddress.IPv4Address, port: int, protocol: int) -> Any:
+    key = dp.table("lb_services_v1").Key()
+    key.vip, key.port, key.proto = be32(vip), be16(port), protocol
+    return key
+
+
+def write_service(dp: Datapath, vip: ipaddress.IPv4Address, port: int, protocol: int,
+                  backends: list[tuple[ipaddress.IPv4Address, int]], table: Iterable[int],
+                  affinity_timeout: int, previous: ServiceSlot | None) -> ServiceSlot:
+    """Backends at fresh indices, then the Maglev table in one update, then the count;
+    finally free the previous generation. Readers never see a slot without its backend."""
+    generation = 0 if previous is None else 1 - previous.generation
+    base = generation * BACKEND_GENERATION_SPAN
+    key = lb_key(dp, vip, port, protocol)
+    backends_map = dp.table("lb_backends_v1")
+    for index, (ip, bport) in enumerate(backends):
+        bkey = _backend_key(backends_map, key, base + index)
+        leaf = backends_map.Leaf()
+        leaf.addr, leaf.port = be32(ip), be16(bport)
+        backends_map[bkey] = leaf
+    maglev = dp.table("lb_maglev_v1")
+    if backends:
+        slots = maglev.Leaf()
+        for i, value in enumerate(table):
+            slots.slots[i] = base + value
+        maglev[key] = slots
+    else:
+        _delete(maglev, key)
+    services = dp.table("lb_services_v1")
+    svc = services.Leaf()
+    svc.backend_count, svc.affinity_timeout = len(backends), affinity_timeout
+    services[key] = svc
+    if previous is not None:
+        _free_backends(dp, key, previous)
+    return ServiceSlot(generation, len(backends))
+
+
+def delete_service(dp: Datapath, vip: ipaddress.IPv4Address, port: int, protocol: int,
+                   previous: ServiceSlot | None) -> None:
+    key = lb_key(dp, vip, port, protocol)
+    _delete(dp.table("lb_services_v1"), key)
+    _delete(dp.table("lb_maglev_v1"), key)
+    if previous is not None:
+        _free_backends(dp, key, previous)
+
+
+def _free_backends(dp: Datapath, key: Any, slot: ServiceSlot) -> None:
+    backends_map = dp.table("lb_backends_v1")
+    base = slot.generation * BACKEND_GENERATION_SPAN
+    for index in range(slot.backend_count):
+        _delete(backends_map, _backend_key(backends_map, key, base + index))
+
+
+def read_service_slots(dp: Datapath) -> dict[tuple[ipaddress.IPv4Address, int, int], ServiceSlot]:
+    """Rebuild what the pinned maps hold after an agent restart."""
+    slots: dict[tuple[ipaddress.IPv4Address, int, int], ServiceSlot] = {}
+    for key, svc in dp.table("lb_services_v1").items():
+        ident = (from_be32(key.vip), from_be16(key.port), key.proto)
+        generation = 0
+        backends_map = dp.table("lb_backends_v1")
+        probe = _backend_key(backends_map, key, BACKEND_GENERATION_SPAN)
+        if svc.backend_count and backends_map.get(probe) is not None:
+            generation = 1
+        slots[ident] = ServiceSlot(generation, svc.backend_count)
+    return slots
+
+
+def _backend_key(backends_map: Any, svc_key: Any, index: int) -> Any:
+    # BCC gives each table its own ctypes classes: copy the service key field by field.
+    key = backends_map.Key()
+    key.svc.vip, key.svc.port, key.svc.proto = svc_key.vip, svc_key.port, svc_key.proto
+    key.index = index
+    return key
+
+
+def _delete(table: Any, key: Any) -> None:
+    try:
+        del table[key]
+    except KeyError:
+        pass

@@ -1,0 +1,130 @@
+/* events.h: flow events to the agent through a ring buffer, with loss counted.
+ *
+ *   struct flow_event           one record; agent/datapath/events.py turns it into a Flow
+ *   emit_event(ev)              submit; on a full ring, count it in events_lost_v1
+ *   drop_flow(skb, pkt, reason, obs, dir, src_id, dst_id)
+ *                               record the drop (counter + event with file and line) and
+ *                               evaluate to TC_ACT_SHOT
+ *   trace_flow(pkt, type, verdict, obs, dir, ct, ifindex)
+ *                               a NEW or CLOSE event carrying the conntrack entry's counters
+ *   EVENT_*                     what happened: a new connection, a drop, a close
+ *   OBS_*                       where: Hubble's observation points
+ */
+#ifndef TULLE_EVENTS_H
+#define TULLE_EVENTS_H
+
+#include "common.h"
+#include "conntrack.h"
+#include "drop.h"
+#include "parse.h"
+#include "pin.h"
+
+#define EVENT_NEW 1   /* first packet of a connection, after policy */
+#define EVENT_DROP 2  /* a dropped packet, with its reason */
+#define EVENT_CLOSE 3 /* a connection closed, with its counters */
+
+#define VERDICT_FORWARDED 1
+#define VERDICT_DROPPED 2
+#define VERDICT_TRANSLATED 6
+
+#define OBS_FROM_ENDPOINT 3 /* leaving a pod (tc ingress on its host-side veth) */
+#define OBS_TO_ENDPOINT 0   /* entering a pod (tc egress on its host-side veth) */
+
+struct flow_event {
+	__u64 ts_ns;
+	struct tuple4 tuple;
+	__be32 orig_daddr; /* service VIP and port when translated, else 0 */
+	__be16 orig_dport;
+	__u8 type;
+	__u8 verdict;
+	__u8 dir;
+	__u8 obs_point;
+	__u8 tcp_flags;
+	__u8 is_reply;
+	__u16 drop_reason;
+	__u16 drop_file;
+	__u16 drop_line;
+	__u16 pad;
+	__u32 ifindex;
+	__u32 src_identity;
+	__u32 dst_identity;
+	__u64 packets_fwd;
+	__u64 bytes_fwd;
+	__u64 packets_rev;
+	__u64 bytes_rev;
+	__u64 duration_ns;
+};
+
+BPF_RINGBUF_OUTPUT(flow_events_v1, 256);
+/* Never written: its Leaf is struct flow_event as BCC's ctypes, so Python decodes ring records
+ * with the layout defined here, once. */
+BPF_ARRAY(flow_event_layout, struct flow_event, 1);
+PINNED_MAP("percpu_array", __u32, __u64, events_lost_v1, 1, 0);
+
+static __always_inline void emit_event(struct flow_event *ev)
+{
+	if (flow_events_v1.ringbuf_output(ev, sizeof(*ev), 0) != 0) {
+		__u32 zero = 0;
+		__u64 *lost = events_lost_v1.lookup(&zero);
+
+		if (lost)
+			*lost += 1;
+	}
+}
+
+static __always_inline void event_from_pkt(struct flow_event *ev, const struct pkt *p, __u8 type,
+					   __u8 verdict, __u8 obs, __u8 dir)
+{
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->tuple = p->tuple;
+	ev->type = type;
+	ev->verdict = verdict;
+	ev->obs_point = obs;
+	ev->dir = dir;
+	ev->tcp_flags = p->tcp_flags;
+}
+
+static __always_inline int __drop_flow(struct __sk_buff *skb, const struct pkt *p, __u32 reason,
+				       __u8 obs, __u8 dir, __u32 src_id, __u32 dst_id,
+				       __u16 file, __u16 line)
+{
+	struct flow_event ev;
+
+	event_from_pkt(&ev, p, EVENT_DROP, VERDICT_DROPPED, obs, dir);
+	ev.drop_reason = reason;
+	ev.drop_file = file;
+	ev.drop_line = line;
+	ev.ifindex = skb->ifindex;
+	ev.src_identity = src_id;
+	ev.dst_identity = dst_id;
+	emit_event(&ev);
+	return __send_drop(skb, reason, file, line);
+}
+
+#define drop_flow(skb, p, reason, obs, dir, src_id, dst_id)                       \
+	__drop_flow((skb), (p), (reason), (obs), (dir), (src_id), (dst_id),       \
+		    source_file_id(__FILE_NAME__), __LINE__)
+
+static __always_inline void trace_flow(const struct pkt *p, __u8 type, __u8 verdict, __u8 obs,
+				       __u8 dir, const struct ct_entry *ct, __u32 ifindex,
+				       int is_reply)
+{
+	struct flow_event ev;
+
+	event_from_pkt(&ev, p, type, verdict, obs, dir);
+	ev.is_reply = is_reply;
+	ev.ifindex = ifindex;
+	ev.orig_daddr = ct->rev_nat_addr;
+	ev.orig_dport = ct->rev_nat_port;
+	ev.src_identity = ct->src_identity;
+	ev.dst_identity = ct->dst_identity;
+	ev.packets_fwd = ct->packets_fwd;
+	ev.bytes_fwd = ct->bytes_fwd;
+	ev.packets_rev = ct->packets_rev;
+	ev.bytes_rev = ct->bytes_rev;
+	ev.duration_ns = ev.ts_ns - ct->created_ns;
+	emit_event(&ev);
+}
+
+#endif /* TULLE_EVENTS_H */

@@ -1,0 +1,96 @@
+/* parse.h: one bounds-checked parse of Ethernet + IPv4 + L4 into a struct pkt.
+ *
+ *   parse_packet(skb, &pkt)    PARSE_OK, PARSE_NOT_IPV4 (not ours: pass it), or a drop reason
+ *                              (> 0) for a malformed packet
+ *   pkt.tuple                  5-tuple in network order; ports 0 for ICMP
+ *   pkt.l4_off                 offset of the L4 header (IP options honoured)
+ *   pkt.tcp_flags              TCP flag byte (FIN 0x01 … CWR 0x80), 0 otherwise
+ *   pkt.fragment               1 for any piece of a fragmented datagram
+ */
+#ifndef TULLE_PARSE_H
+#define TULLE_PARSE_H
+
+#include "common.h"
+#include "drop.h"
+
+#define PARSE_OK 0
+#define PARSE_NOT_IPV4 (-1)
+
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
+
+struct pkt {
+	struct tuple4 tuple;
+	__u32 l4_off;
+	__u32 len;
+	__u8 tcp_flags;
+	__u8 fragment;
+	__u8 icmp_type;
+	__u8 pad;
+};
+
+static __always_inline int parse_packet(struct __sk_buff *skb, struct pkt *p)
+{
+	struct ethhdr *eth = ctx_header(skb, 0, sizeof(*eth));
+	struct iphdr *ip4;
+	__u32 ihl_len;
+
+	__builtin_memset(p, 0, sizeof(*p));
+	p->len = skb->len;
+	if (!eth)
+		return DROP_INVALID_PACKET_DROPPED;
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
+		return PARSE_NOT_IPV4;
+	ip4 = ctx_header(skb, ETH_HLEN, sizeof(*ip4));
+	if (!ip4)
+		return DROP_INVALID_PACKET_DROPPED;
+	if (ip4->version != 4 || ip4->ihl < 5)
+		return DROP_INVALID_PACKET_DROPPED;
+	ihl_len = ip4->ihl * 4;
+	if (bpf_ntohs(ip4->tot_len) < ihl_len || ETH_HLEN + bpf_ntohs(ip4->tot_len) > skb->len)
+		return DROP_INVALID_PACKET_DROPPED;
+	p->tuple.saddr = ip4->saddr;
+	p->tuple.daddr = ip4->daddr;
+	p->tuple.proto = ip4->protocol;
+	p->fragment = ipv4_is_fragment(ip4);
+	p->l4_off = ETH_HLEN + ihl_len;
+	if (p->fragment)
+		return PARSE_OK; /* callers drop fragments; never read ports from them */
+
+	switch (p->tuple.proto) {
+	case IPPROTO_TCP: {
+		struct tcphdr *th = ctx_header(skb, p->l4_off, sizeof(*th));
+
+		if (!th || th->doff < 5)
+			return DROP_CT_TRUNCATED_OR_INVALID_HEADER;
+		p->tuple.sport = th->source;
+		p->tuple.dport = th->dest;
+		p->tcp_flags = ((__u8 *)th)[13];
+		break;
+	}
+	case IPPROTO_UDP: {
+		struct udphdr *uh = ctx_header(skb, p->l4_off, sizeof(*uh));
+
+		if (!uh)
+			return DROP_CT_TRUNCATED_OR_INVALID_HEADER;
+		p->tuple.sport = uh->source;
+		p->tuple.dport = uh->dest;
+		break;
+	}
+	case IPPROTO_ICMP: {
+		struct icmphdr *ic = ctx_header(skb, p->l4_off, sizeof(*ic));
+
+		if (!ic)
+			return DROP_CT_TRUNCATED_OR_INVALID_HEADER;
+		p->icmp_type = ic->type;
+		break;
+	}
+	default:
+		break; /* other protocols: no ports; policy treats them by protocol only */
+	}
+	return PARSE_OK;
+}
+
+#endif /* TULLE_PARSE_H */
