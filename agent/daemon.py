@@ -1,7 +1,8 @@
 """The node agent: one per node (the DaemonSet's process).
 
-It watches desired state (the lab store here; the Kubernetes API in a cluster), logs what
-it sees and reports health. The datapath reconciler plugs in behind the same cache.
+It watches desired state (the lab store here; the Kubernetes API in a cluster), programs the
+eBPF datapath from it, turns datapath events into flows, serves them over the observer API,
+and reports health.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import socket
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from agent.datapath.controller import DatapathController
+from agent.flows.store import FlowRing
 from agent.lab.state import write_json_atomic
 from agent.store import Store
 from agent.store.events import SYNC, Event
@@ -24,6 +28,18 @@ from agent.store.informer import Cache, list_then_watch
 
 log = logging.getLogger("tulle.agent")
 HEALTH_INTERVAL = 1.0
+SYNC_DEBOUNCE = 0.02  # coalesce bursts of store events into one datapath sync
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    node: str
+    store_file: str
+    health_file: str | None = None
+    pin_dir: str | None = None  # None: no datapath (watch and report only)
+    observer_socket: str | None = None
+    observer_port: int = 4244  # Hubble's per-node port
+    flow_capacity: int = 65_535
 
 
 class Agent:
@@ -33,25 +49,24 @@ class Agent:
         self.cache = Cache()
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.changed = threading.Event()
         self.events_seen = 0
         self.last_error: str | None = None
+        self.datapath: DatapathController | None = None
 
     def handle(self, event: Event) -> None:
         with self.lock:
             self.cache.handle(event)
             self.events_seen += 1
+        self.changed.set()
         if event.type == SYNC:
             counts = Counter(o["kind"] for o in event.object["items"])
-            log.info(
-                "synced at revision %d: %s",
-                event.revision,
-                ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no objects",
-            )
+            log.info("synced at revision %d: %s", event.revision,
+                     ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no objects")
         else:
             ns = f"{event.namespace}/" if event.namespace else ""
-            log.info(
-                "%s %s %s%s (revision %d)", event.type, event.kind, ns, event.name, event.revision
-            )
+            log.info("%s %s %s%s (revision %d)", event.type, event.kind, ns, event.name,
+                     event.revision)
 
     def report_node_ready(self, ready: bool, reason: str) -> None:
         """Set the Ready condition on this node's Node object, only when it changes."""
@@ -86,9 +101,30 @@ class Agent:
                 log.exception("watch failed; retrying in 1s")
                 self.stop.wait(1.0)
 
+    def sync_forever(self) -> None:
+        """Program the datapath whenever the cache changed (debounced)."""
+        assert self.datapath is not None
+        while not self.stop.is_set():
+            if not self.changed.wait(0.5):
+                continue
+            self.stop.wait(SYNC_DEBOUNCE)
+            self.changed.clear()
+            with self.lock:
+                if not self.cache.synced:
+                    continue
+                objects = list(self.cache.objects.values())
+            try:
+                self.datapath.sync(objects)
+                self.last_error = None
+            except Exception as err:
+                self.last_error = f"datapath: {type(err).__name__}: {err}"
+                log.exception("datapath sync failed; retrying on the next change")
+                self.stop.wait(1.0)
+                self.changed.set()
+
     def health(self) -> dict[str, object]:
         with self.lock:
-            return {
+            report: dict[str, object] = {
                 "node": self.node,
                 "pid": os.getpid(),
                 "hostname": socket.gethostname(),
@@ -99,28 +135,69 @@ class Agent:
                 "events": self.events_seen,
                 "error": self.last_error,
             }
+        if self.datapath is not None:
+            report["datapath"] = {
+                "endpoints": len(self.datapath.applier.applied.endpoints),
+                "services": len(self.datapath.applier.applied.slots),
+                "last_sync_ms": round(self.datapath.last_sync_ms, 1),
+                "errors": list(self.datapath.errors),
+            }
+        return report
 
 
-def run(node: str, store_file: str, health_file: str | None) -> int:
+def _start_thread(target: Any, name: str, *args: Any) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def run(config: AgentConfig) -> int:
+    node = config.node
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {node} %(levelname)s %(message)s")
-    with Store(store_file) as store:
+    ring = FlowRing(config.flow_capacity)
+    with Store(config.store_file) as store:
         agent = Agent(node, store)
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal %d: stopping", signum)
+            log.info("signal %d: stopping (the datapath keeps forwarding)", signum)
             agent.stop.set()
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        watcher = threading.Thread(target=agent.watch_forever, name="watch", daemon=True)
-        watcher.start()
-        log.info("agent for node %s started (pid %d), store %s", node, os.getpid(), store_file)
+        if config.pin_dir:
+            from agent.datapath.programs import load_datapath
+
+            started = time.monotonic()
+            agent.datapath = DatapathController(node, load_datapath(Path(config.pin_dir)), ring)
+            log.info("datapath loaded in %.1fs, maps pinned at %s", time.monotonic() - started,
+                     config.pin_dir)
+            _start_thread(agent.sync_forever, "sync")
+            _start_thread(agent.datapath.run_events, "events", agent.stop)
+            _start_thread(agent.datapath.run_gc, "ct-gc", agent.stop)
+        observer = _start_observer(ring, config)
+        watcher = _start_thread(agent.watch_forever, "watch")
+        log.info("agent for node %s started (pid %d), store %s", node, os.getpid(),
+                 config.store_file)
         while not agent.stop.wait(HEALTH_INTERVAL):
             health = agent.health()
-            if health_file:
-                write_json_atomic(Path(health_file), health)
+            if config.health_file:
+                write_json_atomic(Path(config.health_file), health)
             if health["ready"]:
                 agent.report_node_ready(True, "AgentReady")
         watcher.join(timeout=2.0)
+        if observer is not None:
+            observer.stop()
         agent.report_node_ready(False, "AgentStopped")
     return 0
+
+
+def _start_observer(ring: FlowRing, config: AgentConfig) -> Any:
+    from agent.observer.server import ObserverServer
+
+    if config.observer_socket:
+        Path(config.observer_socket).unlink(missing_ok=True)
+    server = ObserverServer(
+        ring, config.node, tcp_address=f"0.0.0.0:{config.observer_port}",
+        unix_socket=config.observer_socket,
+    )
+    return server.start()

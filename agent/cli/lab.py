@@ -120,6 +120,15 @@ def controller(name: str) -> None:
 
 
 @lab.command(hidden=True)
+@click.option("--name", required=True)
+def relay(name: str) -> None:
+    """(internal) merges every node's flows; serves the lab's relay socket."""
+    from agent.lab.relay import run
+
+    sys.exit(run(name))
+
+
+@lab.command(hidden=True)
 @click.option("--store", "store_file", required=True)
 def dns(store_file: str) -> None:
     """(internal) node-local DNS server, run inside a node netns."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import click
 
+from agent.cli.context import lab_name
 from agent.cli.lab import lab
+from agent.cli.observe import list_group, observe, set_default_server, status
+from agent.lab.state import LabPaths
 from agent.cli.resources import apply, delete, describe_cmd, get, wait
 
 
@@ -25,11 +28,17 @@ def cli(lab: str | None, store: str | None) -> None:
 @click.option("--node", required=True, help="This node's name.")
 @click.option("--store", "store_file", required=True, type=click.Path(dir_okay=False))
 @click.option("--health-file", default=None, type=click.Path(dir_okay=False))
-def agent(node: str, store_file: str, health_file: str | None) -> None:
+@click.option("--pin-dir", default=None, help="Load the eBPF datapath, pinning maps here.")
+@click.option("--observer-socket", default=None, help="Unix socket for the observer API.")
+@click.option("--observer-port", default=4244, show_default=True, help="TCP port for the observer API.")
+@click.option("--flow-capacity", default=65_535, show_default=True, help="Flows kept in memory.")
+def agent(node: str, store_file: str, health_file: str | None, pin_dir: str | None,
+          observer_socket: str | None, observer_port: int, flow_capacity: int) -> None:
     """Run the node agent (one per node; the DaemonSet's process)."""
-    from agent.daemon import run
+    from agent.daemon import AgentConfig, run
 
-    raise SystemExit(run(node, store_file, health_file))
+    raise SystemExit(run(AgentConfig(node, store_file, health_file, pin_dir, observer_socket,
+                                     observer_port, flow_capacity)))
 
 
 cli.add_command(lab)
@@ -38,6 +47,17 @@ cli.add_command(delete)
 cli.add_command(get)
 cli.add_command(describe_cmd)
 cli.add_command(wait)
+cli.add_command(observe)
+cli.add_command(status)
+cli.add_command(list_group)
+
+
+def _lab_relay(ctx: click.Context) -> str | None:
+    socket = LabPaths.for_lab(lab_name(ctx)).relay_socket
+    return f"unix:{socket}" if socket.exists() else None
+
+
+set_default_server(_lab_relay)
 
 
 def main() -> None:

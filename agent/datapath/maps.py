@@ -38,8 +38,9 @@ def from_be16(value: int) -> int:
 # -- endpoints and identities --------------------------------------------------------------
 
 
-def write_endpoint(dp: Datapath, ifindex: int, ip: ipaddress.IPv4Address, identity: int,
-                   flags: int) -> None:
+def write_endpoint(
+    dp: Datapath, ifindex: int, ip: ipaddress.IPv4Address, identity: int, flags: int
+) -> None:
     table = dp.table("endpoints_v1")
     leaf = table.Leaf()
     leaf.ip, leaf.identity, leaf.flags = be32(ip), identity, flags
@@ -77,13 +78,6 @@ def read_ipcache(dp: Datapath) -> dict[ipaddress.IPv4Address, int]:
 # -- policy ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class PortRuleValue:
-    protocol: int
-    first: int
-    last: int
-
-
 def _fill_rules(leaf: Any, rules: Iterable[Any], deny: bool = False) -> None:
     items = list(rules)
     leaf.count = len(items)
@@ -98,37 +92,63 @@ def policy_key(dp: Datapath, ep_ip: ipaddress.IPv4Address, identity: int, direct
     return key
 
 
-def write_policy_rule(dp: Datapath, ep_ip: ipaddress.IPv4Address, identity: int,
-                      direction: int, rules: Iterable[Any]) -> None:
+def write_policy_rule(
+    dp: Datapath, ep_ip: ipaddress.IPv4Address, identity: int, direction: int, rules: Iterable[Any]
+) -> None:
     table = dp.table("policy_v1")
     leaf = table.Leaf()
     _fill_rules(leaf, rules)
     table[policy_key(dp, ep_ip, identity, direction)] = leaf
 
 
-def delete_policy_rule(dp: Datapath, ep_ip: ipaddress.IPv4Address, identity: int,
-                       direction: int) -> None:
+def delete_policy_rule(
+    dp: Datapath, ep_ip: ipaddress.IPv4Address, identity: int, direction: int
+) -> None:
     _delete(dp.table("policy_v1"), policy_key(dp, ep_ip, identity, direction))
 
 
-def cidr_key(dp: Datapath, ep_ip: ipaddress.IPv4Address, direction: int,
-             cidr: ipaddress.IPv4Network) -> Any:
+def read_policy_keys(dp: Datapath) -> list[tuple[ipaddress.IPv4Address, int, int]]:
+    """(endpoint ip, identity, direction) of every rule in policy_v1."""
+    return [(from_be32(k.ep_ip), k.identity, k.dir) for k in dp.table("policy_v1").keys()]
+
+
+def read_cidr_keys(
+    dp: Datapath,
+) -> list[tuple[ipaddress.IPv4Address, int, ipaddress.IPv4Network]]:
+    """(endpoint ip, direction, prefix) of every entry in policy_cidr_v1."""
+    out = []
+    for k in dp.table("policy_cidr_v1").keys():
+        net = ipaddress.IPv4Network(f"{from_be32(k.addr)}/{k.prefixlen - 64}")
+        out.append((from_be32(k.ep_ip), k.dir, net))
+    return out
+
+
+def cidr_key(
+    dp: Datapath, ep_ip: ipaddress.IPv4Address, direction: int, cidr: ipaddress.IPv4Network
+) -> Any:
     key = dp.table("policy_cidr_v1").Key()
     key.prefixlen = 64 + cidr.prefixlen
     key.ep_ip, key.dir, key.addr = be32(ep_ip), direction, be32(cidr.network_address)
     return key
 
 
-def write_cidr_rule(dp: Datapath, ep_ip: ipaddress.IPv4Address, direction: int,
-                    cidr: ipaddress.IPv4Network, deny: bool, rules: Iterable[Any]) -> None:
+def write_cidr_rule(
+    dp: Datapath,
+    ep_ip: ipaddress.IPv4Address,
+    direction: int,
+    cidr: ipaddress.IPv4Network,
+    deny: bool,
+    rules: Iterable[Any],
+) -> None:
     table = dp.table("policy_cidr_v1")
     leaf = table.Leaf()
     _fill_rules(leaf, rules, deny)
     table[cidr_key(dp, ep_ip, direction, cidr)] = leaf
 
 
-def delete_cidr_rule(dp: Datapath, ep_ip: ipaddress.IPv4Address, direction: int,
-                     cidr: ipaddress.IPv4Network) -> None:
+def delete_cidr_rule(
+    dp: Datapath, ep_ip: ipaddress.IPv4Address, direction: int, cidr: ipaddress.IPv4Network
+) -> None:
     _delete(dp.table("policy_cidr_v1"), cidr_key(dp, ep_ip, direction, cidr))
 
 
@@ -149,9 +169,16 @@ def lb_key(dp: Datapath, vip: ipaddress.IPv4Address, port: int, protocol: int) -
     return key
 
 
-def write_service(dp: Datapath, vip: ipaddress.IPv4Address, port: int, protocol: int,
-                  backends: list[tuple[ipaddress.IPv4Address, int]], table: Iterable[int],
-                  affinity_timeout: int, previous: ServiceSlot | None) -> ServiceSlot:
+def write_service(
+    dp: Datapath,
+    vip: ipaddress.IPv4Address,
+    port: int,
+    protocol: int,
+    backends: list[tuple[ipaddress.IPv4Address, int]],
+    table: Iterable[int],
+    affinity_timeout: int,
+    previous: ServiceSlot | None,
+) -> ServiceSlot:
     """Backends at fresh indices, then the Maglev table in one update, then the count;
     finally free the previous generation. Readers never see a slot without its backend."""
     generation = 0 if previous is None else 1 - previous.generation
@@ -180,8 +207,9 @@ def write_service(dp: Datapath, vip: ipaddress.IPv4Address, port: int, protocol:
     return ServiceSlot(generation, len(backends))
 
 
-def delete_service(dp: Datapath, vip: ipaddress.IPv4Address, port: int, protocol: int,
-                   previous: ServiceSlot | None) -> None:
+def delete_service(
+    dp: Datapath, vip: ipaddress.IPv4Address, port: int, protocol: int, previous: ServiceSlot | None
+) -> None:
     key = lb_key(dp, vip, port, protocol)
     _delete(dp.table("lb_services_v1"), key)
     _delete(dp.table("lb_maglev_v1"), key)

@@ -166,6 +166,10 @@ def _start_processes(paths: LabPaths, plan: LabPlan, progress: Progress) -> None
                     store,
                     "--health-file",
                     str(paths.health / f"agent-{node.name}.json"),
+                    "--pin-dir",
+                    str(BPF_PIN_ROOT / plan.name / node.name),
+                    "--observer-socket",
+                    str(paths.observer_socket(node.name)),
                 ),
             ),
             log=paths.logs / f"agent-{node.name}.log",
@@ -179,6 +183,18 @@ def _start_processes(paths: LabPaths, plan: LabPlan, progress: Progress) -> None
             record_dir=paths.procs,
             env=env,
         )
+    progress("starting the flow relay")
+    _start_relay(paths, plan, env)
+
+
+def _start_relay(paths: LabPaths, plan: LabPlan, env: dict[str, str]) -> None:
+    procs.spawn(
+        "relay",
+        tulle_argv("lab", "relay", "--name", plan.name),
+        log=paths.logs / "relay.log",
+        record_dir=paths.procs,
+        env=env,
+    )
 
 
 def _wait_healthy(name: str, progress: Progress, timeout: float = 30.0) -> None:
@@ -191,9 +207,12 @@ def _wait_healthy(name: str, progress: Progress, timeout: float = 30.0) -> None:
             return
         dead = [p for p in (st.processes if st else ()) if not p.alive]
         if dead:
-            logs = LabPaths.for_lab(name).logs
+            # The state directory goes with the rollback: quote the log instead of pointing at it.
+            log_file = LabPaths.for_lab(name).logs / f"{dead[0].role}.log"
+            tail = log_file.read_text(errors="replace").splitlines()[-15:] if log_file.exists() else []
             raise LabError(
-                f"lab process {dead[0].role} exited during start-up; see {logs}/{dead[0].role}.log"
+                f"lab process {dead[0].role} exited during start-up. Its log ended with:\n  "
+                + "\n  ".join(tail or ["(empty)"])
             )
         time.sleep(0.2)
     detail = ", ".join(f"{n.name}: {n.agent_detail}" for n in (st.nodes if st else ()))

@@ -44,6 +44,13 @@ class LabPaths:
     def logs(self) -> Path:
         return self.root / "logs"
 
+    def observer_socket(self, node: str) -> Path:
+        return self.root / f"observer-{node}.sock"
+
+    @property
+    def relay_socket(self) -> Path:
+        return self.root / "relay.sock"
+
     def pod_log(self, namespace: str, pod: str, container: str) -> Path:
         return self.logs / "pods" / f"{namespace}_{pod}_{container}.log"
 

@@ -5,8 +5,9 @@
  *   drop_flow(skb, pkt, reason, obs, dir, src_id, dst_id)
  *                               record the drop (counter + event with file and line) and
  *                               evaluate to TC_ACT_SHOT
- *   trace_flow(pkt, type, verdict, obs, dir, ct, ifindex)
- *                               a NEW or CLOSE event carrying the conntrack entry's counters
+ *   trace_flow(pkt, type, verdict, obs, dir, ct, ifindex, is_reply)
+ *                               a NEW or CLOSE event carrying the conntrack entry's counters,
+ *                               always oriented as the connection was opened
  *   EVENT_*                     what happened: a new connection, a drop, a close
  *   OBS_*                       where: Hubble's observation points
  */
@@ -113,7 +114,11 @@ static __always_inline void trace_flow(const struct pkt *p, __u8 type, __u8 verd
 	struct flow_event ev;
 
 	event_from_pkt(&ev, p, type, verdict, obs, dir);
-	ev.is_reply = is_reply;
+	/* Describe the connection as it was opened (client -> server), whichever packet closed
+	 * it, so the tuple matches the identities and counters taken from the entry. */
+	if (is_reply)
+		ct_reverse(&p->tuple, &ev.tuple);
+	ev.is_reply = 0;
 	ev.ifindex = ifindex;
 	ev.orig_daddr = ct->rev_nat_addr;
 	ev.orig_dport = ct->rev_nat_port;

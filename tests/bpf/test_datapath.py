@@ -20,6 +20,7 @@ from scapy.layers.l2 import ARP, Ether
 
 from agent.datapath import drop_reasons, maps
 from agent.datapath.maglev import maglev_table
+from agent.datapath.policy_ports import PortRule
 from agent.datapath.programs import Datapath, load_datapath, pin_dir_for
 from agent.datapath.testrun import SkBuff, test_run
 
@@ -204,7 +205,7 @@ def test_service_without_endpoints_records_a_drop_and_lets_the_route_reject(dp: 
 
 def test_ingress_policy_allows_by_identity_and_port_only(dp: Runner) -> None:
     client_endpoint(dp, flags=maps.EP_F_INGRESS_ENFORCED)
-    rule = maps.PortRuleValue(TCP_P, 8080, 8080)
+    rule = PortRule(TCP_P, 8080, 8080)
     maps.write_policy_rule(dp.dp, ipaddress.IPv4Address(CLIENT), BACKEND_ID, INGRESS, [rule])
     ok = dp.to_pod(pkt(BACKEND, CLIENT, TCP(sport=50000, dport=8080, flags="S")))
     assert ok.verdict == TC_ACT_OK and ok.events[0].verdict == 1
@@ -218,7 +219,7 @@ def test_ingress_policy_allows_by_identity_and_port_only(dp: Runner) -> None:
 def test_replies_of_allowed_connections_pass_egress_deny(dp: Runner) -> None:
     client_endpoint(dp, flags=maps.EP_F_INGRESS_ENFORCED | maps.EP_F_EGRESS_ENFORCED)
     maps.write_policy_rule(dp.dp, ipaddress.IPv4Address(CLIENT), BACKEND_ID, INGRESS,
-                           [maps.PortRuleValue(TCP_P, 8080, 8080)])
+                           [PortRule(TCP_P, 8080, 8080)])
     assert dp.to_pod(pkt(BACKEND, CLIENT, TCP(sport=50010, dport=8080, flags="S"))).verdict == TC_ACT_OK
     reply = dp.from_pod(pkt(CLIENT, BACKEND, TCP(sport=8080, dport=50010, flags="SA")))
     assert reply.verdict == TC_ACT_OK
@@ -229,7 +230,7 @@ def test_replies_of_allowed_connections_pass_egress_deny(dp: Runner) -> None:
 def test_cidr_rule_with_except(dp: Runner) -> None:
     client_endpoint(dp, flags=maps.EP_F_EGRESS_ENFORCED)
     ep = ipaddress.IPv4Address(CLIENT)
-    any_port = [maps.PortRuleValue(0, 0, 65535)]
+    any_port = [PortRule(0, 0, 65535)]
     maps.write_cidr_rule(dp.dp, ep, EGRESS, ipaddress.IPv4Network("10.240.0.0/24"), False, any_port)
     maps.write_cidr_rule(dp.dp, ep, EGRESS, ipaddress.IPv4Network("10.240.0.12/32"), True, [])
     allowed = dp.from_pod(pkt(CLIENT, "10.240.0.11", TCP(sport=1, dport=80, flags="S")))
@@ -303,7 +304,7 @@ def test_non_ip_frames_pass_untouched(dp: Runner) -> None:
 def test_icmp_is_policed_by_protocol(dp: Runner) -> None:
     client_endpoint(dp, flags=maps.EP_F_INGRESS_ENFORCED)
     maps.write_policy_rule(dp.dp, ipaddress.IPv4Address(CLIENT), 0, INGRESS,
-                           [maps.PortRuleValue(TCP_P, 0, 65535)])
+                           [PortRule(TCP_P, 0, 65535)])
     out = dp.to_pod(pkt(OTHER, CLIENT, ICMP()))
     assert out.verdict == TC_ACT_SHOT and reason(out.events[0]) == "POLICY_DENIED"
 

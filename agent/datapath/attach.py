@@ -1,0 +1,59 @@
+"""Attaching the datapath to pod veths with pyroute2 (tc clsact, direct-action bpf filters).
+
+Filters use a fixed priority and handle, so attaching again is an atomic in-place replace:
+a restarted agent swaps in its freshly loaded programs without a gap.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+INGRESS_PARENT = "ffff:fff2"  # packets the pod sends (they enter the node on its veth)
+EGRESS_PARENT = "ffff:fff3"  # packets delivered to the pod
+FILTER_PRIO = 1
+FILTER_HANDLE = 1
+
+
+def veth_for(ipr: IPRoute, pod_ip: ipaddress.IPv4Address) -> int | None:
+    """The node-side interface that routes to the pod: works with any routed-veth CNI."""
+    try:
+        routes = ipr.route("get", dst=str(pod_ip))
+    except NetlinkError:
+        return None
+    for route in routes:
+        oif = route.get_attr("RTA_OIF")
+        if oif and route.get_attr("RTA_GATEWAY") is None:
+            return int(oif)
+    return None
+
+
+def attach(ipr: IPRoute, ifindex: int, from_pod_fd: int, to_pod_fd: int) -> None:
+    try:
+        ipr.tc("add", "clsact", ifindex)
+    except NetlinkError as err:
+        if err.code != 17:  # EEXIST: already there
+            raise
+    for parent, fd, name in (
+        (INGRESS_PARENT, from_pod_fd, "tulle_from_pod"),
+        (EGRESS_PARENT, to_pod_fd, "tulle_to_pod"),
+    ):
+        ipr.tc(
+            "replace-filter", "bpf", ifindex, FILTER_HANDLE,
+            fd=fd, name=name, parent=parent, classid=1, direct_action=True, prio=FILTER_PRIO,
+        )
+
+
+def attached_names(ipr: IPRoute, ifindex: int) -> set[str]:
+    names = set()
+    for parent in (INGRESS_PARENT, EGRESS_PARENT):
+        try:
+            for flt in ipr.get_filters(ifindex, parent=parent):
+                name = flt.get_nested("TCA_OPTIONS", "TCA_BPF_NAME")
+                if name:
+                    names.add(str(name))
+        except NetlinkError:
+            continue
+    return names

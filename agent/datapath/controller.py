@@ -1,0 +1,176 @@
+"""The agent's datapath loop: store changes -> desired state -> maps; ring buffer -> flows.
+
+Threads: `sync` runs on the watch thread after each change; `run_events` drains the ring
+buffer into the flow ring; `run_gc` expires conntrack entries and reports what was lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from agent.datapath.applier import Applier
+from agent.datapath.desired import ClusterView, DesiredDatapath, desired_datapath, view_from_objects
+from agent.datapath.flowevents import EventDecoder
+from agent.datapath.programs import Datapath
+from agent.flows.enrich import EndpointIndex, enrich
+from agent.flows.flow import LostEventSource
+from agent.flows.store import FlowRing
+from agent.model.convert import ConversionError, from_dict
+from agent.model.resource import Resource
+
+log = logging.getLogger("tulle.datapath")
+WATCHED_KINDS = ("Node", "Namespace", "Pod", "Service", "EndpointSlice", "NetworkPolicy")
+CT_SERVICE, CT_F_CLOSED = 3, 0x4
+CLOSED_GRACE_NS = 10 * 10**9
+UDP_IDLE_NS = 60 * 10**9
+TCP_IDLE_NS = 6 * 3600 * 10**9
+
+
+class ModelCache:
+    """Converts stored dicts to model objects once per resourceVersion."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str, str], tuple[str, Resource | None]] = {}
+
+    def decode(self, obj: Mapping[str, Any]) -> Resource | None:
+        meta = obj.get("metadata", {})
+        key = (obj.get("kind", ""), meta.get("namespace", ""), meta.get("name", ""))
+        version = str(meta.get("resourceVersion", ""))
+        hit = self._cache.get(key)
+        if hit and hit[0] == version:
+            return hit[1]
+        try:
+            res: Resource | None = from_dict(obj)
+        except ConversionError as err:
+            log.error("ignoring invalid object: %s", err)
+            res = None
+        self._cache[key] = (version, res)
+        return res
+
+    def forget_missing(self, present: Iterable[tuple[str, str, str]]) -> None:
+        keep = set(present)
+        for key in [k for k in self._cache if k not in keep]:
+            del self._cache[key]
+
+
+def endpoint_index(view: ClusterView, desired: DesiredDatapath, node: str) -> EndpointIndex:
+    identities = {str(ip): identity for ip, identity in desired.ipcache.items()}
+    pods = []
+    for pod in view.pods:
+        if not pod.status.pod_ip:
+            continue
+        owner = next((r for r in pod.metadata.owner_references if r.controller), None)
+        pods.append({
+            "ip": pod.status.pod_ip, "namespace": pod.metadata.namespace,
+            "name": pod.metadata.name, "labels": dict(pod.metadata.labels),
+            "identity": identities.get(pod.status.pod_ip, 0), "node": pod.spec.node_name or "",
+            "workload": {"kind": owner.kind, "name": owner.name} if owner else None,
+        })
+    services = [
+        {"cluster_ip": str(key.vip), "port": key.port, "namespace": e.namespace, "name": e.name}
+        for key, e in desired.services.entries.items()
+    ]
+    nodes = [
+        {"ip": address, "name": n.metadata.name}
+        for n in view.nodes for address in [a.address for a in n.status.addresses if a.type == "InternalIP"]
+    ]
+    return EndpointIndex.build(pods=pods, services=services, nodes=nodes, local_node=node)
+
+
+class DatapathController:
+    def __init__(self, node: str, dp: Datapath, ring: FlowRing) -> None:
+        self.node = node
+        self.dp = dp
+        self.ring = ring
+        self.ipr = IPRoute()
+        self.applier = Applier(dp, self.ipr)
+        self.models = ModelCache()
+        self.decoder = EventDecoder(node)
+        self.index = EndpointIndex(local_node=node)
+        self.lock = threading.Lock()
+        self.last_sync_ms = 0.0
+        self.errors: tuple[str, ...] = ()
+        self._lost_seen = 0
+
+    # -- desired state ---------------------------------------------------------------------
+    def sync(self, objects: Iterable[Mapping[str, Any]]) -> None:
+        started = time.monotonic()
+        objs = [o for o in objects if o.get("kind") in WATCHED_KINDS]
+        view = view_from_objects(objs, self.models.decode)
+        self.models.forget_missing(
+            (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in objs
+        )
+        with self.lock:
+            desired = desired_datapath(view, self.node, self.applier.applied.services)
+            self.applier.apply(desired)
+            self.index = endpoint_index(view, desired, self.node)
+        if desired.errors != self.errors:
+            for error in desired.errors:
+                log.warning("datapath: %s", error)
+            self.errors = desired.errors
+        self.last_sync_ms = (time.monotonic() - started) * 1000
+
+    # -- events ----------------------------------------------------------------------------
+    def _on_event(self, _ctx: Any, data: Any, _size: int) -> None:
+        ev = self.dp.event(data)
+        flow = self.decoder.decode(ev)
+        original = self.decoder.original_destination(ev)
+        index = self.index
+        if original is not None:
+            svc = index.services.get(original)
+            if svc is not None:
+                flow = dataclasses.replace(flow, destination_service=svc)
+        self.ring.put(enrich(flow, index, self.node))
+
+    def run_events(self, stop: threading.Event) -> None:
+        self.dp.table("flow_events_v1").open_ring_buffer(self._on_event)
+        while not stop.is_set():
+            self.dp.bpf.ring_buffer_poll(100)
+            self._report_lost()
+
+    def _report_lost(self) -> None:
+        lost = sum(self.dp.table("events_lost_v1").getvalue(self.dp.table("events_lost_v1").Key(0)))
+        if lost > self._lost_seen:
+            self.ring.record_lost(LostEventSource.PERF_EVENT_RING_BUFFER, lost - self._lost_seen,
+                                  node_name=self.node)
+            log.warning("datapath lost %d flow events (ring buffer full)", lost - self._lost_seen)
+        self._lost_seen = lost
+
+    # -- conntrack garbage collection --------------------------------------------------------
+    def gc_once(self, now_ns: int | None = None) -> int:
+        now = now_ns if now_ns is not None else time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        table = self.dp.table("ct_v1")
+        doomed = []
+        for key, entry in table.items():
+            idle = now - entry.last_seen_ns
+            closed = entry.flags & CT_F_CLOSED
+            limit = UDP_IDLE_NS if key.tuple.proto != 6 else TCP_IDLE_NS
+            if (closed and idle > CLOSED_GRACE_NS) or idle > limit:
+                doomed.append(key)
+        for key in doomed:
+            try:
+                del table[key]
+            except KeyError:
+                pass
+        return len(doomed)
+
+    def run_gc(self, stop: threading.Event, interval: float = 10.0) -> None:
+        while not stop.wait(interval):
+            try:
+                removed = self.gc_once()
+                if removed:
+                    log.info("conntrack gc removed %d entries", removed)
+            except Exception:
+                log.exception("conntrack gc failed")
+
+    def close(self) -> None:
+        self.ipr.close()
+        self.dp.close()
+

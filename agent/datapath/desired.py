@@ -1,0 +1,131 @@
+"""Desired datapath state for one node, computed from the cluster view (pure).
+
+The one translation from Kubernetes objects to what the maps should hold: local endpoints
+with identities and enforcement flags, the cluster-wide ipcache, policy rules and services.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.datapath.identity import HOST, REMOTE_NODE, allocate_identities, identity_labels
+from agent.datapath.maps import EP_F_EGRESS_ENFORCED, EP_F_INGRESS_ENFORCED
+from agent.datapath.policy import compile_policy
+from agent.datapath.policy_plan import CidrKey, CidrRule, IdentityKey, PortRule, endpoint_from_pod
+from agent.datapath.services import ServicePlan, plan_services
+from agent.model.core import EndpointSlice, Namespace, Pod, Service
+from agent.model.networking import NetworkPolicy
+from agent.model.node import Node
+
+IPv4 = ipaddress.IPv4Address
+
+
+@dataclass(frozen=True, slots=True)
+class LocalEndpoint:
+    namespace: str
+    name: str
+    ip: IPv4
+    identity: int
+    flags: int
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """Typed objects the datapath cares about (already converted from the store)."""
+
+    nodes: tuple[Node, ...] = ()
+    namespaces: tuple[Namespace, ...] = ()
+    pods: tuple[Pod, ...] = ()
+    services: tuple[Service, ...] = ()
+    slices: tuple[EndpointSlice, ...] = ()
+    policies: tuple[NetworkPolicy, ...] = ()
+
+
+@dataclass(frozen=True)
+class DesiredDatapath:
+    endpoints: Mapping[IPv4, LocalEndpoint] = field(default_factory=dict)
+    ipcache: Mapping[IPv4, int] = field(default_factory=dict)
+    identity_rules: Mapping[IdentityKey, tuple[PortRule, ...]] = field(default_factory=dict)
+    cidr_rules: Mapping[CidrKey, CidrRule] = field(default_factory=dict)
+    services: ServicePlan = field(default_factory=ServicePlan)
+    errors: tuple[str, ...] = ()
+
+
+def node_addresses(node: Node) -> list[IPv4]:
+    """The node's InternalIP and its own address in its pod CIDR (the pods' gateway)."""
+    found: list[IPv4] = []
+    internal = node.status.address("InternalIP")
+    if internal:
+        found.append(IPv4(internal))
+    if node.spec.pod_cidr:
+        found.append(ipaddress.IPv4Network(node.spec.pod_cidr).network_address + 1)
+    return found
+
+
+def desired_datapath(
+    view: ClusterView, node_name: str, previous_services: ServicePlan | None = None
+) -> DesiredDatapath:
+    live_pods = [
+        p for p in view.pods if p.status.pod_ip and p.status.phase not in ("Succeeded", "Failed")
+    ]
+    label_sets = {
+        p.metadata.uid: identity_labels(p.metadata.namespace, p.metadata.labels) for p in live_pods
+    }
+    allocation = allocate_identities(label_sets.values())
+    identity_of = {uid: allocation.by_labels[labels] for uid, labels in label_sets.items()}
+
+    ipcache: dict[IPv4, int] = {}
+    for node in view.nodes:
+        for address in node_addresses(node):
+            ipcache[address] = HOST if node.metadata.name == node_name else REMOTE_NODE
+    pairs = []
+    for pod in live_pods:
+        endpoint = endpoint_from_pod(pod, identity_of[pod.metadata.uid])
+        if endpoint is not None:  # None until the pod has an IPv4 address
+            ipcache[endpoint.ip] = endpoint.identity
+            pairs.append((pod, endpoint))
+    policy_pods = [ep for _, ep in pairs]
+    local_eps = [ep for pod, ep in pairs if pod.spec.node_name == node_name]
+    plan = compile_policy(
+        view.policies,
+        policy_pods,
+        {ns.metadata.name: ns.metadata.labels for ns in view.namespaces},
+        [e.ip for e in local_eps],
+    )
+    endpoints = {}
+    for ep in local_eps:
+        policy = plan.endpoints.get(ep.ip)
+        flags = 0
+        if policy is not None:
+            flags |= EP_F_INGRESS_ENFORCED if policy.ingress_enforced else 0
+            flags |= EP_F_EGRESS_ENFORCED if policy.egress_enforced else 0
+        endpoints[ep.ip] = LocalEndpoint(ep.namespace, ep.name, ep.ip, ep.identity, flags)
+    services = plan_services(view.services, view.slices, previous=previous_services)
+    return DesiredDatapath(
+        endpoints=endpoints,
+        ipcache=ipcache,
+        identity_rules=plan.identity_rules,
+        cidr_rules=plan.cidr_rules,
+        services=services,
+        errors=tuple(allocation.collisions) + tuple(plan.errors) + tuple(services.errors),
+    )
+
+
+def view_from_objects(objects: Iterable[Mapping[str, Any]], decode: Any) -> ClusterView:
+    """Group decoded objects by kind; `decode` converts one dict (None when invalid)."""
+    buckets: dict[str, list[Any]] = {}
+    for obj in objects:
+        res = decode(obj)
+        if res is not None:
+            buckets.setdefault(res.kind, []).append(res)
+    return ClusterView(
+        nodes=tuple(buckets.get("Node", ())),
+        namespaces=tuple(buckets.get("Namespace", ())),
+        pods=tuple(buckets.get("Pod", ())),
+        services=tuple(buckets.get("Service", ())),
+        slices=tuple(buckets.get("EndpointSlice", ())),
+        policies=tuple(buckets.get("NetworkPolicy", ())),
+    )

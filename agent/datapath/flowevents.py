@@ -1,0 +1,97 @@
+"""The one translation from a datapath ring-buffer record to a Flow."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from agent.datapath import drop_reasons
+from agent.datapath.maps import from_be16, from_be32
+from agent.flows.flow import (
+    ICMPv4,
+    IP,
+    TCP,
+    UDP,
+    Endpoint,
+    EventType,
+    Flow,
+    FlowType,
+    TCPFlags,
+    TrafficDirection,
+    TulleInfo,
+    Verdict,
+)
+
+EVENT_NEW, EVENT_DROP, EVENT_CLOSE = 1, 2, 3
+_VERDICTS = {1: Verdict.FORWARDED, 2: Verdict.DROPPED, 6: Verdict.TRANSLATED}
+_DIRECTIONS = {1: TrafficDirection.INGRESS, 2: TrafficDirection.EGRESS}
+_OBS_POINTS = {0: "TO_ENDPOINT", 3: "FROM_ENDPOINT"}
+# Hubble's monitor message types and trace sub-types, so event_type filters behave alike.
+_MSG_DROP, _MSG_TRACE = 1, 4
+_TRACE_SUBTYPE = {0: 0, 3: 5}  # to-endpoint, from-endpoint
+_EVENT_TYPES = {(t, s): EventType(t, s) for t in (_MSG_DROP, _MSG_TRACE) for s in range(256)}
+
+
+def _boot_offset_ns() -> int:
+    """bpf_ktime_get_ns() is CLOCK_MONOTONIC; add this to get Unix time."""
+    return time.time_ns() - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+class EventDecoder:
+    def __init__(self, node_name: str) -> None:
+        self.node_name = node_name
+        self.offset_ns = _boot_offset_ns()
+
+    def decode(self, ev: Any) -> Flow:
+        t = ev.tuple
+        sport, dport = from_be16(t.sport), from_be16(t.dport)
+        l4: TCP | UDP | ICMPv4 | None
+        if t.proto == 6:
+            l4 = TCP(sport, dport, TCPFlags.from_bits(ev.tcp_flags))
+        elif t.proto == 17:
+            l4 = UDP(sport, dport)
+        elif t.proto == 1:
+            l4 = ICMPv4()
+        else:
+            l4 = None
+        dropped = ev.type == EVENT_DROP
+        reason = drop_reasons.by_code(ev.drop_reason) if dropped else None
+        info = TulleInfo(
+            bytes_sent=ev.bytes_fwd,
+            bytes_received=ev.bytes_rev,
+            packets_sent=ev.packets_fwd,
+            packets_received=ev.packets_rev,
+            duration_ns=ev.duration_ns if ev.type == EVENT_CLOSE else 0,
+            backend=f"{from_be32(t.daddr)}:{dport}" if ev.orig_daddr else "",
+            drop_file=drop_reasons.source_file(ev.drop_file) if dropped else "",
+            drop_line=ev.drop_line if dropped else 0,
+        )
+        event_type = (
+            _EVENT_TYPES[(_MSG_DROP, ev.drop_reason & 0xFF)]
+            if dropped
+            else _EVENT_TYPES[(_MSG_TRACE, _TRACE_SUBTYPE.get(ev.obs_point, 0))]
+        )
+        return Flow(
+            time=ev.ts_ns + self.offset_ns,
+            verdict=_VERDICTS.get(ev.verdict, Verdict.VERDICT_UNKNOWN),
+            drop_reason=ev.drop_reason if dropped else 0,
+            drop_reason_desc=reason.name if reason else "",
+            ip=IP(str(from_be32(t.saddr)), str(from_be32(t.daddr))),
+            l4=l4,
+            source=Endpoint(identity=ev.src_identity) if ev.src_identity else None,
+            destination=Endpoint(identity=ev.dst_identity) if ev.dst_identity else None,
+            type=FlowType.L3_L4,
+            node_name=self.node_name,
+            is_reply=bool(ev.is_reply),
+            event_type=event_type,
+            traffic_direction=_DIRECTIONS.get(ev.dir, TrafficDirection.TRAFFIC_DIRECTION_UNKNOWN),
+            trace_observation_point=_OBS_POINTS.get(ev.obs_point, ""),
+            summary="connection closed" if ev.type == EVENT_CLOSE else "",
+            tulle=info,
+        )
+
+    def original_destination(self, ev: Any) -> tuple[str, int] | None:
+        """The service VIP and port a translated flow was addressed to."""
+        if not ev.orig_daddr:
+            return None
+        return str(from_be32(ev.orig_daddr)), from_be16(ev.orig_dport)
