@@ -1,0 +1,121 @@
+"""Maglev consistent-hash lookup tables (Eisenbud et al., NSDI '16, section 3.4).
+
+A service's table has ``M`` slots, each naming one backend. The datapath hashes a flow's
+5-tuple to a slot, so a lookup is one array read however many backends there are, and
+every node that builds the table from the same backend names builds the same table.
+
+Each backend derives a preference list over the slots from two independent hashes of its
+name: ``offset = h1(name) mod M`` and ``skip = h2(name) mod (M - 1) + 1``; its j-th
+preference is ``(offset + j * skip) mod M``. Backends then take turns, in name order,
+claiming their most preferred slot that is still empty, until the table is full. Every
+backend therefore owns ``floor(M/N)`` or ``ceil(M/N)`` slots, and when a backend leaves,
+the others keep almost all of their slots: mostly only the leaver's slots are handed on.
+
+Determinism: the hashes are BLAKE2b (never Python's salted ``hash()``), and the backends
+are sorted by name before the fill, so the table depends only on the *set* of names. The
+returned indices refer to the caller's sequence, in whatever order it was given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from itertools import filterfalse
+
+MAGLEV_SIZE = 1021
+"""Slots per service table.
+
+It must be prime: ``skip`` is then coprime to ``M`` for every value in ``1..M-1``, so each
+backend's preference list visits every slot exactly once.
+
+The trade-off is memory against smoothness. A table costs ``4 * M`` bytes in the kernel
+(u32 backend ids), so 1021 slots fit one 4 KiB page and 10,000 services cost about 40 MiB;
+Cilium's default of 16381 would cost 16 times that. In exchange, the share of each backend
+can differ by one slot (``N/M``: 1% at 10 backends, 10% at 100), and a backend change moves
+a few more slots than the ideal ``M/N``, both growing with ``N/M``. The paper advises
+``M >= 100 * N``, which 1021 meets up to 10 backends; larger services stay correct and still
+consistent, but less even. A service with many hundreds of backends wants a larger prime.
+
+Measured at 1021 over random address names (N from 2 to 20, 120,000 removals): removing
+one backend moves 1.3 * M/N slots at the median and 1.9 * M/N at the 99th percentile (the
+ideal is exactly M/N, the leaver's own slots). About 0.4% of removals move more than
+2 * M/N, at worst 3.3 * M/N, nearly always because two survivors drew equal or opposite
+skips: they walk the same cycle in lock step and trade slots between them. A larger M makes
+that rarer. ``bpf/lib/lb.h`` has the same number as ``LB_MAGLEV_SIZE``.
+Adding a backend is the same change read backwards.
+"""
+
+_OFFSET_PERSON = b"tulle-mglv-offs"
+_SKIP_PERSON = b"tulle-mglv-skip"
+
+
+def maglev_table(backends: Sequence[str], size: int = MAGLEV_SIZE) -> tuple[int, ...]:
+    """Return the Maglev lookup table for ``backends`` as indices into ``backends``.
+
+    ``size`` must be a prime larger than the number of backends, and names must be unique.
+    No backends give the empty table. The table depends only on the set of names, not on
+    their order in ``backends``.
+    """
+    n = len(backends)
+    if not _is_prime(size):
+        raise ValueError(f"Maglev table size must be prime, got {size}")
+    if size <= n:
+        raise ValueError(f"Maglev table size {size} must exceed the number of backends ({n})")
+    if len(set(backends)) != n:
+        raise ValueError("Maglev backend names must be unique")
+    if n == 0:
+        return ()
+    order = sorted(range(n), key=backends.__getitem__)
+    if n == 1:
+        return (order[0],) * size
+    marks = [-1, *order]  # table mark k + 1 -> caller's index of the k-th name in order
+    table = _fill([_permutation(backends[i], size) for i in order], size)
+    return tuple(map(marks.__getitem__, table))
+
+
+def _permutation(name: str, size: int) -> tuple[int, int]:
+    """``(offset, skip)`` of a backend's preference list.
+
+    The two hashes are BLAKE2b with different personalisation strings, which makes them
+    independent functions of the name (the paper's h1 and h2).
+    """
+    data = name.encode()
+    offset = hashlib.blake2b(data, digest_size=8, person=_OFFSET_PERSON).digest()
+    skip = hashlib.blake2b(data, digest_size=8, person=_SKIP_PERSON).digest()
+    return int.from_bytes(offset, "big") % size, int.from_bytes(skip, "big") % (size - 1) + 1
+
+
+def _fill(prefs: list[tuple[int, int]], size: int) -> list[int]:
+    """The paper's population loop: backends take turns claiming their next empty slot.
+
+    Returns the table holding ``i + 1`` for backend ``i`` (0 is "empty" while filling).
+    Each backend's preference list is a lazy iterator filtered to empty slots; as it reads
+    the table while it is being filled, each ``next()`` skips slots taken meanwhile by
+    others. The walk runs in C (``range``, ``map``, ``filterfalse``): at most ``N * M``
+    probes for the whole table, and one Python step per claimed slot.
+    """
+    table = [0] * size
+    free = [
+        filterfalse(table.__getitem__, map(size.__rmod__, range(off, off + size * skip, skip)))
+        for off, skip in prefs
+    ]
+    turns = list(zip(free, range(1, len(prefs) + 1), strict=True))
+    for _ in range(size // len(prefs)):
+        for slots, mark in turns:
+            table[next(slots)] = mark
+    for slots, mark in turns[: size % len(prefs)]:
+        table[next(slots)] = mark
+    return table
+
+
+def _is_prime(value: int) -> bool:
+    if value < 2:
+        return False
+    if value % 2 == 0:
+        return value == 2
+    divisor = 3
+    while divisor * divisor <= value:
+        if value % divisor == 0:
+            return False
+        divisor += 2
+    return True

@@ -1,0 +1,225 @@
+"""The service load-balancing plan: Services and EndpointSlices in, datapath entries out.
+
+This is the one place where Kubernetes service semantics become what the datapath
+serves. It is pure: ``plan_services`` turns model objects into a ``ServicePlan`` with one
+``ServiceEntry`` per (ClusterIP, port, protocol), and ``diff_plans`` says which entries
+a map writer must upsert or delete to go from one plan to the next. Nothing here touches
+BPF maps, the store or the clock.
+
+Semantics follow kube-proxy:
+
+- Headless Services (``clusterIP: None``) and Services without a ClusterIP get no entries.
+- A Service's backends come from the EndpointSlices in its namespace labelled
+  ``kubernetes.io/service-name: <name>``. A service port takes the slice port with the same
+  name ("" for an unnamed port) and protocol; the slice port's number is the backend port,
+  so named targetPorts arrive already resolved by the EndpointSlice controller.
+- Ready endpoints serve. If a port has none, serving endpoints that are terminating serve
+  instead (KEP-1669), so connections still land while a rollout drains; otherwise the
+  entry has no backends and the datapath refuses new connections at once.
+- An endpoint's addresses are fungible; like kube-proxy we use the first one. The same
+  address and port listed by several slices is one backend (ready if any copy is).
+- Only IPv4 is load-balanced. IPv6 and FQDN slices, and IPv6 ClusterIPs, are skipped with
+  a note in ``ServicePlan.errors``, once per Service.
+- ``sessionAffinity: ClientIP`` sets ``affinity_timeout`` (Kubernetes' default 10800 s).
+
+Cost: a Maglev table is about 0.2 ms to build, so a first plan of 10,000 services takes a
+few seconds. Replanning with ``previous`` reuses the table of every entry whose backends are
+unchanged, and takes about 0.15 s for 10,000 services.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+from agent.datapath.maglev import maglev_table
+from agent.model.core import AddressType, EndpointSlice, Service, ServicePort
+from agent.model.frozen import EMPTY, FrozenMap
+
+PROTOCOLS: Mapping[str, int] = {"TCP": 6, "UDP": 17, "SCTP": 132}
+"""IP protocol numbers of the L4 protocols a Service port may name."""
+
+_PROTOCOL_NAMES = {number: name for name, number in PROTOCOLS.items()}
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class ServiceKey:
+    """What a client connects to: a ClusterIP, a port and an IP protocol number."""
+
+    vip: IPv4Address
+    port: int
+    protocol: int
+
+    def __str__(self) -> str:
+        protocol = _PROTOCOL_NAMES.get(self.protocol, str(self.protocol))
+        return f"{self.vip}:{self.port}/{protocol}"
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Backend:
+    """Where a connection goes. Orders by (ip, port); ``str()`` is its Maglev name."""
+
+    ip: IPv4Address
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEntry:
+    """Everything the datapath needs for one ServiceKey.
+
+    ``backends`` is sorted; empty means the Service has no usable endpoints and clients are
+    answered at once. ``table`` is ``maglev_table`` over ``str(backend)`` of ``backends``
+    (entries index ``backends``), or ``()`` without backends. ``affinity_timeout`` is the
+    ClientIP affinity in seconds, 0 when affinity is off.
+    """
+
+    key: ServiceKey
+    namespace: str
+    name: str
+    port_name: str
+    backends: tuple[Backend, ...]
+    affinity_timeout: int
+    table: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePlan:
+    """The whole desired service state. ``errors`` are notes on what could not be served."""
+
+    entries: Mapping[ServiceKey, ServiceEntry] = EMPTY
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PlanDiff:
+    """Entries to write (new or changed) and keys to remove, each sorted by key."""
+
+    upsert: tuple[ServiceEntry, ...] = ()
+    delete: tuple[ServiceKey, ...] = ()
+
+
+def plan_services(
+    services: Sequence[Service],
+    slices: Sequence[EndpointSlice],
+    *,
+    previous: ServicePlan | None = None,
+) -> ServicePlan:
+    """Plan every ClusterIP service port (see the module docstring for the rules).
+
+    The result does not depend on the order of ``services`` or ``slices``. If two Services
+    claim the same ClusterIP, port and protocol, the first by namespace/name wins and the
+    other is noted in ``errors``. ``previous`` only saves work: an entry whose backends are
+    unchanged reuses its Maglev table instead of building it again.
+    """
+    by_service: defaultdict[tuple[str, str], list[EndpointSlice]] = defaultdict(list)
+    for endpoint_slice in slices:
+        if endpoint_slice.service_name:
+            owner = (endpoint_slice.metadata.namespace, endpoint_slice.service_name)
+            by_service[owner].append(endpoint_slice)
+
+    entries: dict[ServiceKey, ServiceEntry] = {}
+    errors: list[str] = []
+    earlier = previous.entries if previous is not None else EMPTY
+    for service in sorted(services, key=lambda s: (s.metadata.namespace, s.metadata.name)):
+        spec, meta = service.spec, service.metadata
+        if spec.headless or spec.cluster_ip is None:
+            continue
+        where = f"Service {meta.namespace}/{meta.name}"
+        vip = _address(spec.cluster_ip)
+        if not isinstance(vip, IPv4Address):
+            errors.append(f"{where}: ClusterIP {vip} is IPv6; only IPv4 is load-balanced")
+            continue
+        usable = _ipv4_slices(by_service.get((meta.namespace, meta.name), ()), where, errors)
+        for port in spec.ports:
+            key = ServiceKey(vip, port.port, PROTOCOLS[port.protocol])
+            if key in entries:
+                first = entries[key]
+                errors.append(f"{where}: {key} is already served by {first.namespace}/{first.name}")
+                continue
+            backends = _backends(port, usable)
+            entries[key] = ServiceEntry(
+                key=key,
+                namespace=meta.namespace,
+                name=meta.name,
+                port_name=port.name or "",
+                backends=backends,
+                affinity_timeout=spec.affinity_timeout_seconds or 0,
+                table=_table(backends, earlier.get(key)),
+            )
+    return ServicePlan(entries=FrozenMap(entries), errors=tuple(errors))
+
+
+def diff_plans(old: ServicePlan, new: ServicePlan) -> PlanDiff:
+    """What changes between two plans; entries equal in both are left out."""
+    upsert = tuple(
+        new.entries[key] for key in sorted(new.entries) if old.entries.get(key) != new.entries[key]
+    )
+    delete = tuple(sorted(key for key in old.entries if key not in new.entries))
+    return PlanDiff(upsert=upsert, delete=delete)
+
+
+def _ipv4_slices(
+    slices: Iterable[EndpointSlice], where: str, errors: list[str]
+) -> list[EndpointSlice]:
+    """The IPv4 slices; one note per address type skipped."""
+    usable, skipped = [], set()
+    for endpoint_slice in slices:
+        if endpoint_slice.address_type is AddressType.IPV4:
+            usable.append(endpoint_slice)
+        else:
+            skipped.add(endpoint_slice.address_type)
+    for address_type in sorted(skipped):
+        errors.append(f"{where}: {address_type} EndpointSlices ignored; only IPv4 is load-balanced")
+    return usable
+
+
+def _backends(port: ServicePort, slices: Iterable[EndpointSlice]) -> tuple[Backend, ...]:
+    """Ready endpoints of the matching slice ports, else serving terminating ones."""
+    name = port.name or ""
+    ready: set[tuple[str, int]] = set()
+    draining: set[tuple[str, int]] = set()
+    for endpoint_slice in slices:
+        number = next(
+            (
+                p.port
+                for p in endpoint_slice.ports
+                if p.name == name and p.protocol == port.protocol
+            ),
+            None,
+        )
+        if number is None:  # no such port, or a port without a number (kube-proxy skips it)
+            continue
+        for endpoint in endpoint_slice.endpoints:
+            conditions = endpoint.conditions
+            if conditions.is_ready:
+                ready.add((endpoint.addresses[0], number))
+            elif conditions.is_serving and conditions.is_terminating:
+                draining.add((endpoint.addresses[0], number))
+    chosen = [Backend(_ipv4(address), number) for address, number in ready or draining]
+    chosen.sort(key=lambda b: (int(b.ip), b.port))
+    return tuple(chosen)
+
+
+@lru_cache(maxsize=1 << 16)
+def _address(text: str) -> IPv4Address | IPv6Address:
+    """Parse an address the model already validated. Memoised: replanning sees the same
+    addresses again and again, and parsing was the largest cost of a replan."""
+    return ip_address(text)
+
+
+def _ipv4(text: str) -> IPv4Address:
+    address = _address(text)
+    assert isinstance(address, IPv4Address), f"{text} in an IPv4 EndpointSlice"
+    return address
+
+
+def _table(backends: tuple[Backend, ...], earlier: ServiceEntry | None) -> tuple[int, ...]:
+    if earlier is not None and earlier.backends == backends:
+        return earlier.table
+    return maglev_table([str(backend) for backend in backends])
