@@ -10,13 +10,16 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from agent.controllers.deployment import orphans, plan_deployment
 from agent.controllers.endpointslice import MANAGED_BY, MANAGED_BY_LABEL, desired_slices
 from agent.controllers.scheduler import schedule
+from agent.lab import procs
 from agent.lab.kubelet import Kubelet
 from agent.lab.lifecycle import load_plan
 from agent.lab.state import LabPaths
@@ -128,6 +131,29 @@ class Controller:
             pass
 
 
+class SystemProcesses:
+    """Restarts the lab's node agents, DNS servers and relay when they exit, as the kubelet
+    restarts a DaemonSet's pods. Never the controller itself."""
+
+    def __init__(self, paths: LabPaths):
+        self.paths = paths
+        self.restarts: dict[str, int] = {}
+        self.next_check = 0.0
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now < self.next_check:
+            return
+        self.next_check = now + 0.5
+        for rec in procs.load_records(self.paths.procs):
+            if rec.role == "controller" or procs.is_alive(rec):
+                continue
+            count = self.restarts.get(rec.role, 0) + 1
+            self.restarts[rec.role] = count
+            log.warning("%s (pid %d) exited: restarting it (restart %d)", rec.role, rec.pid, count)
+            procs.spawn(rec.role, rec.argv, log=Path(rec.log), record_dir=self.paths.procs)
+
+
 def run(name: str) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s controller %(levelname)s %(message)s"
@@ -146,6 +172,7 @@ def run(name: str) -> int:
     signal.signal(signal.SIGINT, on_signal)
     with Store(paths.store) as store:
         kubelet = Kubelet(plan, paths, store)
+        system = SystemProcesses(paths)
         controller = Controller(store, [n.name for n in plan.nodes])
         seen = -1
         log.info("controller for lab %s started with nodes %s", name, controller.nodes)
@@ -161,6 +188,7 @@ def run(name: str) -> int:
                         log.exception("reconcile failed; retrying")
                     kubelet.sync(view.pods)
                 kubelet.tick()
+                system.tick()
                 stop.wait(TICK)
         finally:
             log.info("stopping: tearing down pods")
