@@ -206,13 +206,14 @@ def grant(
 
 
 def tls_secret(name: str, namespace: str = INFRA, valid: bool = True) -> Secret:
+    """A TLS Secret; not ``valid``: an Opaque Secret holding only a certificate."""
     data = {"tls.crt": "Y2VydA==", "tls.key": "a2V5"} if valid else {"tls.crt": "Y2VydA=="}
     obj = from_dict(
         {
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": {"name": name, "namespace": namespace},
-            "type": "kubernetes.io/tls",
+            "type": "kubernetes.io/tls" if valid else "Opaque",
             "data": data,
         }
     )

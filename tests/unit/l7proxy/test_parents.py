@@ -231,6 +231,7 @@ def test_allowed_routes(allowed: dict[str, Any], route_ns: str, attached: bool) 
 
 def test_gateway_of_another_controller_is_ignored() -> None:
     t = tables(
+        gateway_class(),
         gateway_class("other", controller="example.com/other"),
         gateway(class_name="other"),
         route("r"),
