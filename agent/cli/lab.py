@@ -27,12 +27,14 @@ def lab() -> None:
 @lab.command()
 @click.option("--nodes", default=2, show_default=True, help="Number of lab nodes.")
 @click.option("--name", default=None, help="Lab name (default: $TULLE_LAB or 'lab').")
+@click.option("--datapath/--no-datapath", default=True, show_default=True,
+              help="Load Tulle's eBPF datapath (off: a comparison lab for benchmarks).")
 @click.pass_context
-def up(ctx: click.Context, nodes: int, name: str | None) -> None:
+def up(ctx: click.Context, nodes: int, name: str | None, datapath: bool) -> None:
     """Build the lab: fabric, nodes, controller, agents and DNS."""
     name = name or lab_name(ctx)
     try:
-        plan = lifecycle.up(name, nodes, _progress)
+        plan = lifecycle.up(name, nodes, _progress, datapath=datapath)
     except (lifecycle.LabError, TopologyError) as err:
         raise click.ClickException(str(err)) from err
     click.secho(f"lab {name!r} is up with {len(plan.nodes)} nodes", fg="green")

@@ -102,7 +102,9 @@ def status(name: str) -> LabStatus | None:
     return LabStatus(name, tuple(nodes), processes, paths.store)
 
 
-def up(name: str, node_count: int, progress: Progress) -> LabPlan:
+def up(name: str, node_count: int, progress: Progress, *, datapath: bool = True) -> LabPlan:
+    """Build the lab. `datapath=False` runs agents without eBPF programs: a comparison lab
+    for benchmarks against other datapaths (e.g. kube-proxy-style iptables)."""
     require_root()
     paths = LabPaths.for_lab(name)
     existing = status(name)
@@ -115,7 +117,7 @@ def up(name: str, node_count: int, progress: Progress) -> LabPlan:
 
     plan = plan_lab(name, node_count)
     paths.make_dirs()
-    write_json_atomic(paths.lab_file, {"name": name, "nodes": node_count})
+    write_json_atomic(paths.lab_file, {"name": name, "nodes": node_count, "datapath": datapath})
     try:
         _seed_store(paths, plan)
         progress(f"building the fabric ({plan.fabric_netns})")
@@ -123,7 +125,7 @@ def up(name: str, node_count: int, progress: Progress) -> LabPlan:
         for node in plan.nodes:
             progress(f"building {node.name}: netns {node.netns}, pod CIDR {node.pod_cidr}")
             network.build_node(plan, node)
-        _start_processes(paths, plan, progress)
+        _start_processes(paths, plan, progress, datapath=datapath)
         _wait_healthy(name, progress)
     except BaseException:
         progress("lab up failed: removing what was created")
@@ -140,7 +142,9 @@ def _seed_store(paths: LabPaths, plan: LabPlan) -> None:
         store.apply_many(seed_objects(plan))
 
 
-def _start_processes(paths: LabPaths, plan: LabPlan, progress: Progress) -> None:
+def _start_processes(
+    paths: LabPaths, plan: LabPlan, progress: Progress, *, datapath: bool = True
+) -> None:
     store = str(paths.store)
     # TULLE_LAB marks every process of this lab (pods inherit it from the controller).
     env = dict(os.environ, TULLE_LAB=plan.name, TULLE_STATE_DIR=str(paths.root.parent))
@@ -166,10 +170,9 @@ def _start_processes(paths: LabPaths, plan: LabPlan, progress: Progress) -> None
                     store,
                     "--health-file",
                     str(paths.health / f"agent-{node.name}.json"),
-                    "--pin-dir",
-                    str(BPF_PIN_ROOT / plan.name / node.name),
                     "--observer-socket",
                     str(paths.observer_socket(node.name)),
+                    *(["--pin-dir", str(BPF_PIN_ROOT / plan.name / node.name)] if datapath else []),
                 ),
             ),
             log=paths.logs / f"agent-{node.name}.log",
