@@ -61,7 +61,10 @@ class ListenerState:
 
     @property
     def programmed(self) -> bool:
-        return self.accepted[0] and not self.conflicted and not self.refs
+        """Served by the waypoints. Unsupported route kinds do not block the listener
+        (spec: ListenerStatus.supportedKinds keeps the valid ones); bad certificates do."""
+        blocking = [reason for reason, _ in self.refs if reason != "InvalidRouteKinds"]
+        return self.accepted[0] and not self.conflicted and not blocking
 
 
 @dataclass(slots=True)

@@ -11,8 +11,10 @@ first (percent-decoded) value. Regexes are compiled once, when routes compile.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import parse_qsl
 
 from agent.model.httproute import (
@@ -110,6 +112,59 @@ def parse_query(query: str) -> dict[str, str]:
     for name, value in parse_qsl(query, keep_blank_values=True):
         params.setdefault(name, value)
     return params
+
+
+# --- regular expressions -------------------------------------------------------------
+
+
+def _sre(name: str) -> Any:
+    try:
+        return importlib.import_module(f"re.{name}")
+    except ImportError:  # the parser is private; without it no pattern is refused
+        return None
+
+
+_PARSER, _CONSTANTS = _sre("_parser"), _sre("_constants")
+
+
+def backtracking_hazard(pattern: str) -> bool:
+    """Whether ``pattern`` repeats a group that is itself nothing but a repetition, such
+    as ``(a+)+``, ``(.*)*`` or ``(?:x*)+``: the classic shapes whose matching time grows
+    exponentially with a non-matching input. Python's ``re`` backtracks, and paths and
+    headers come from clients, so Tulle refuses these (UnsupportedValue). Possessive and
+    atomic forms, ``(a++)+`` and ``(?>a+)+``, do not backtrack and are accepted."""
+    if _PARSER is None or _CONSTANTS is None:
+        return False
+    return _has_nested_repeat(_PARSER.parse(pattern).data)
+
+
+def _repeat_ops() -> tuple[Any, ...]:
+    return (_CONSTANTS.MAX_REPEAT, _CONSTANTS.MIN_REPEAT)
+
+
+def _only_repeat(items: Any) -> bool:
+    """Whether ``items`` is, under any plain groups, a single unbounded repetition."""
+    while len(items) == 1 and items[0][0] is _CONSTANTS.SUBPATTERN:
+        items = items[0][1][3]
+    return len(items) == 1 and items[0][0] in _repeat_ops() and items[0][1][1] > 1
+
+
+def _has_nested_repeat(items: Any) -> bool:
+    constants = _CONSTANTS
+    for op, arg in items:
+        if op in _repeat_ops():
+            _, high, body = arg
+            if high > 1 and _only_repeat(body):
+                return True
+            if _has_nested_repeat(body):
+                return True
+        elif op is constants.SUBPATTERN:
+            if _has_nested_repeat(arg[3]):
+                return True
+        elif op is constants.BRANCH:
+            if any(_has_nested_repeat(branch) for branch in arg[1]):
+                return True
+    return False
 
 
 # --- compiled matches ------------------------------------------------------------------

@@ -2,7 +2,8 @@
 problems that status reports.
 
 A rule is dropped (Accepted=False for that rule, PartiallyInvalid on the route) when its
-filters cannot be combined across the rule and backend levels (IncompatibleFilters).
+filters cannot be combined across the rule and backend levels (IncompatibleFilters), or
+when one of its regular expressions can backtrack catastrophically (UnsupportedValue).
 Unresolvable references never drop a rule (spec, HTTPRouteRule.backendRefs): an invalid
 backend keeps its share of traffic and answers 500, an invalid mirror is left out, and an
 ExtensionRef filter (Tulle supports none) answers 500 rather than being skipped.
@@ -21,6 +22,7 @@ from agent.model.httproute import (
     HTTPRouteRule,
     PathMatchType,
     RequestMirror,
+    StringMatchType,
 )
 from l7proxy.routing.backends import (
     Grants,
@@ -32,6 +34,7 @@ from l7proxy.routing.backends import (
 )
 from l7proxy.routing.cors import Cors
 from l7proxy.routing.filters import HeaderEdit, Mirror, Redirect, Rewrite, Unsupported
+from l7proxy.routing.match import backtracking_hazard
 from l7proxy.routing.retry import RetryPolicy, compile_timeouts
 from l7proxy.routing.types import BackendTarget, RuleRef, Timeouts
 
@@ -177,6 +180,19 @@ def _incompatible(rule_steps: tuple[FilterStep, ...], backends: list[CompiledBac
     return ""
 
 
+def _risky_regex(matches: tuple[HTTPRouteMatch, ...]) -> str:
+    """The first regular expression of ``matches`` that Tulle refuses ("" if none)."""
+    regex = StringMatchType.REGULAR_EXPRESSION
+    for match in matches:
+        patterns = [match.path.value] if match.path.type is PathMatchType.REGULAR_EXPRESSION else []
+        patterns += [h.value for h in match.headers if h.type is regex]
+        patterns += [q.value for q in match.query_params if q.type is regex]
+        for pattern in patterns:
+            if backtracking_hazard(pattern):
+                return pattern
+    return ""
+
+
 def compile_rule(
     route: HTTPRoute, index: int, rule: HTTPRouteRule, services: ServiceIndex, grants: Grants
 ) -> RuleReport:
@@ -196,6 +212,14 @@ def compile_rule(
     meta = route.metadata
     ref_ = RuleRef(meta.namespace, meta.name, index, rule.name)
     report = RuleReport(index=index, rule=None, refs=ctx.refs)
+    risky = _risky_regex(rule.matches)
+    if risky:
+        message = (
+            f"rule {_rule_label(ref_)}: regular expression {risky!r} repeats a repetition and "
+            "can backtrack catastrophically; use a possessive (a++) or atomic ((?>a+)) form"
+        )
+        report.dropped = ("UnsupportedValue", message)
+        return report
     problem = _incompatible(steps, backends)
     if problem:
         report.dropped = ("IncompatibleFilters", f"rule {_rule_label(ref_)}: {problem}")

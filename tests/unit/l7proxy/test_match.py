@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from l7proxy.routing.match import (
+    backtracking_hazard,
     normalize_path,
     parse_query,
     prefix_candidates,
@@ -166,6 +167,32 @@ def test_any_match_of_a_rule_selects_it() -> None:
     assert picked(t, "/foo", headers=[("version", "v2")]) == "default/r#0"
     assert picked(t, "/v2/foo") == "default/r#0"
     assert picked(t, "/foo") is None
+
+
+# Tulle refuses regexes that repeat a bare repetition (exponential backtracking in
+# Python's re); possessive and atomic forms are fine.
+@pytest.mark.parametrize(
+    ("pattern", "refused"),
+    [
+        ("(a+)+", True),
+        ("(.*)*", True),
+        ("(?:x*)+", True),
+        ("((ab)+)+", True),
+        ("/x|(a+)+", True),
+        ("(/[a-z]+)*", False),
+        ("/v[0-9]+/.*", False),
+        ("a{2,5}", False),
+        ("(a++)+", False),
+        ("(?>a+)+", False),
+    ],
+)
+def test_backtracking_hazard(pattern: str, refused: bool) -> None:
+    assert backtracking_hazard(pattern) is refused
+
+
+def test_refused_header_regex_drops_the_rule() -> None:
+    t = _one_rule({"headers": [{"name": "x", "type": "RegularExpression", "value": "(a*)*b"}]})
+    assert picked(t, headers=[("x", "aaab")]) is None
 
 
 # --- helpers -----------------------------------------------------------------------------

@@ -115,6 +115,21 @@ ROUTE_CASES: list[tuple[str, tuple[Resource, ...], dict[str, tuple[str, str]]]] 
         {**OK, "PartiallyInvalid": ("True", "UnsupportedValue")},
     ),
     (
+        "catastrophic regex",
+        (
+            route(
+                "r",
+                rules=[
+                    {
+                        "matches": [{"path": {"type": "RegularExpression", "value": "/(a+)+"}}],
+                        "backendRefs": [backend("web")],
+                    }
+                ],
+            ),
+        ),
+        {**OK, "Accepted": ("False", "UnsupportedValue")},
+    ),
+    (
         "missing backend",
         (route("r", rules=[{"backendRefs": [backend("nope")]}]),),
         {**OK, "ResolvedRefs": ("False", "BackendNotFound")},
@@ -307,7 +322,7 @@ LISTENER_CASES: list[
         "route kinds",
         listener(allowed={**ALL, "kinds": [{"kind": "HTTPRoute"}, {"kind": "TCPRoute"}]}),
         (),
-        {**LISTENER_OK, **NOT_PROGRAMMED, "ResolvedRefs": ("False", "InvalidRouteKinds")},
+        {**LISTENER_OK, "ResolvedRefs": ("False", "InvalidRouteKinds")},
     ),
     ("https", _https({"name": "cert"}), (tls_secret("cert"),), LISTENER_OK),
     (
