@@ -21,6 +21,7 @@ DEBS=(
   python3-venv python3-pip python3-dev         # the venv is made from the system interpreter
   iproute2 iptables util-linux procps          # netns, veth, nsenter, the iptables comparison
   curl dnsutils iputils-ping                   # used inside lab pods and by the tests
+  graphviz                                     # `dot` renders `tulle map` to SVG and PNG
 )
 
 missing=()
