@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 _SET_COOKIE = "set-cookie"
+_SCAN_LIMIT = 8
 
 
 class Headers:
@@ -56,7 +57,12 @@ class Headers:
     def combined(self, name: str) -> str | None:
         """The field's combined value (RFC 9110 section 5.3: lines joined with ","), or
         None when absent. This is the value header matches compare against."""
-        values = self._lookup().get(name.lower())
+        lower = name.lower()
+        if self._index is None and len(self._items) <= _SCAN_LIMIT:
+            # A short field list is cheaper to scan than to index.
+            found = [v for n, v in self._items if n.lower() == lower]
+            return ",".join(found) if found else None
+        values = self._lookup().get(lower)
         if not values:
             return None
         return values[0] if len(values) == 1 else ",".join(values)

@@ -181,16 +181,17 @@ class RouteTables:
         """Everything the server needs for one request: select a rule, run its filters,
         choose a backend and mirrors. With ``normalize`` the path is normalized first
         (dot segments, unreserved escapes) and forwarded normalized."""
+        path, _, query = request.target.partition("?")
         if normalize:
-            path = normalize_path(request.path)
-            if path != request.path:
-                request = request.with_path(path)
+            normal = normalize_path(path)
+            if normal != path:
+                request, path = request.with_path(normal), normal
         selected = self.select(
             parent,
             request.authority,
             request.method,
-            request.path,
-            request.query,
+            path,
+            query,
             request.headers,
             client_namespace=client_namespace,
         )

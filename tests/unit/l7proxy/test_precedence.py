@@ -317,7 +317,7 @@ def reference(
     return answer
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     specs=st.lists(route_strategy, min_size=1, max_size=4),
     requests=st.lists(request_strategy, min_size=1, max_size=6),
