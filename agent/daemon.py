@@ -61,12 +61,16 @@ class Agent:
         self.changed.set()
         if event.type == SYNC:
             counts = Counter(o["kind"] for o in event.object["items"])
-            log.info("synced at revision %d: %s", event.revision,
-                     ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no objects")
+            log.info(
+                "synced at revision %d: %s",
+                event.revision,
+                ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no objects",
+            )
         else:
             ns = f"{event.namespace}/" if event.namespace else ""
-            log.info("%s %s %s%s (revision %d)", event.type, event.kind, ns, event.name,
-                     event.revision)
+            log.info(
+                "%s %s %s%s (revision %d)", event.type, event.kind, ns, event.name, event.revision
+            )
 
     def report_node_ready(self, ready: bool, reason: str) -> None:
         """Set the Ready condition on this node's Node object, only when it changes."""
@@ -169,15 +173,19 @@ def run(config: AgentConfig) -> int:
 
             started = time.monotonic()
             agent.datapath = DatapathController(node, load_datapath(Path(config.pin_dir)), ring)
-            log.info("datapath loaded in %.1fs, maps pinned at %s", time.monotonic() - started,
-                     config.pin_dir)
+            log.info(
+                "datapath loaded in %.1fs, maps pinned at %s",
+                time.monotonic() - started,
+                config.pin_dir,
+            )
             _start_thread(agent.sync_forever, "sync")
             _start_thread(agent.datapath.run_events, "events", agent.stop)
             _start_thread(agent.datapath.run_gc, "ct-gc", agent.stop)
         observer = _start_observer(ring, config)
         watcher = _start_thread(agent.watch_forever, "watch")
-        log.info("agent for node %s started (pid %d), store %s", node, os.getpid(),
-                 config.store_file)
+        log.info(
+            "agent for node %s started (pid %d), store %s", node, os.getpid(), config.store_file
+        )
         while not agent.stop.wait(HEALTH_INTERVAL):
             health = agent.health()
             if config.health_file:
@@ -197,7 +205,9 @@ def _start_observer(ring: FlowRing, config: AgentConfig) -> Any:
     if config.observer_socket:
         Path(config.observer_socket).unlink(missing_ok=True)
     server = ObserverServer(
-        ring, config.node, tcp_address=f"0.0.0.0:{config.observer_port}",
+        ring,
+        config.node,
+        tcp_address=f"0.0.0.0:{config.observer_port}",
         unix_socket=config.observer_socket,
     )
     return server.start()

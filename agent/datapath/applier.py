@@ -43,7 +43,9 @@ class Applier:
     def _adopt(self) -> Applied:
         """What the pinned maps hold from a previous agent (entries are rewritten only when
         they differ; programs are re-attached everywhere so the new code takes over)."""
-        applied = Applied(endpoints=maps.read_endpoints(self.dp), ipcache=maps.read_ipcache(self.dp))
+        applied = Applied(
+            endpoints=maps.read_endpoints(self.dp), ipcache=maps.read_ipcache(self.dp)
+        )
         for (vip, port, proto), slot in maps.read_service_slots(self.dp).items():
             applied.slots[ServiceKey(vip, port, proto)] = slot
         # Unknown values: every adopted rule is rewritten once, and stale ones deleted.
@@ -52,8 +54,12 @@ class Applier:
         for ip, direction, net in maps.read_cidr_keys(self.dp):
             applied.cidr_rules[(ip, Direction(direction), net)] = _UNKNOWN_CIDR
         if applied.endpoints or applied.slots:
-            log.info("adopted pinned state: %d endpoints, %d ipcache entries, %d services",
-                     len(applied.endpoints), len(applied.ipcache), len(applied.slots))
+            log.info(
+                "adopted pinned state: %d endpoints, %d ipcache entries, %d services",
+                len(applied.endpoints),
+                len(applied.ipcache),
+                len(applied.slots),
+            )
         return applied
 
     def apply(self, desired: DesiredDatapath) -> None:
@@ -115,11 +121,18 @@ class Applier:
             if old.get(key) == entry and key in self.applied.slots:
                 continue
             self.applied.slots[key] = maps.write_service(
-                self.dp, key.vip, key.port, key.protocol,
-                [(b.ip, b.port) for b in entry.backends], entry.table,
-                entry.affinity_timeout, self.applied.slots.get(key),
+                self.dp,
+                key.vip,
+                key.port,
+                key.protocol,
+                [(b.ip, b.port) for b in entry.backends],
+                entry.table,
+                entry.affinity_timeout,
+                self.applied.slots.get(key),
             )
         stale = [k for k in self.applied.slots if k not in new]
         for key in stale:
-            maps.delete_service(self.dp, key.vip, key.port, key.protocol, self.applied.slots.pop(key))
+            maps.delete_service(
+                self.dp, key.vip, key.port, key.protocol, self.applied.slots.pop(key)
+            )
         self.applied.services = desired.services

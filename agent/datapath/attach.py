@@ -41,8 +41,16 @@ def attach(ipr: IPRoute, ifindex: int, from_pod_fd: int, to_pod_fd: int) -> None
         (EGRESS_PARENT, to_pod_fd, "tulle_to_pod"),
     ):
         ipr.tc(
-            "replace-filter", "bpf", ifindex, FILTER_HANDLE,
-            fd=fd, name=name, parent=parent, classid=1, direct_action=True, prio=FILTER_PRIO,
+            "replace-filter",
+            "bpf",
+            ifindex,
+            FILTER_HANDLE,
+            fd=fd,
+            name=name,
+            parent=parent,
+            classid=1,
+            direct_action=True,
+            prio=FILTER_PRIO,
         )
 
 

@@ -67,19 +67,25 @@ def endpoint_index(view: ClusterView, desired: DesiredDatapath, node: str) -> En
         if not pod.status.pod_ip:
             continue
         owner = next((r for r in pod.metadata.owner_references if r.controller), None)
-        pods.append({
-            "ip": pod.status.pod_ip, "namespace": pod.metadata.namespace,
-            "name": pod.metadata.name, "labels": dict(pod.metadata.labels),
-            "identity": identities.get(pod.status.pod_ip, 0), "node": pod.spec.node_name or "",
-            "workload": {"kind": owner.kind, "name": owner.name} if owner else None,
-        })
+        pods.append(
+            {
+                "ip": pod.status.pod_ip,
+                "namespace": pod.metadata.namespace,
+                "name": pod.metadata.name,
+                "labels": dict(pod.metadata.labels),
+                "identity": identities.get(pod.status.pod_ip, 0),
+                "node": pod.spec.node_name or "",
+                "workload": {"kind": owner.kind, "name": owner.name} if owner else None,
+            }
+        )
     services = [
         {"cluster_ip": str(key.vip), "port": key.port, "namespace": e.namespace, "name": e.name}
         for key, e in desired.services.entries.items()
     ]
     nodes = [
         {"ip": address, "name": n.metadata.name}
-        for n in view.nodes for address in [a.address for a in n.status.addresses if a.type == "InternalIP"]
+        for n in view.nodes
+        for address in [a.address for a in n.status.addresses if a.type == "InternalIP"]
     ]
     return EndpointIndex.build(pods=pods, services=services, nodes=nodes, local_node=node)
 
@@ -138,8 +144,9 @@ class DatapathController:
     def _report_lost(self) -> None:
         lost = sum(self.dp.table("events_lost_v1").getvalue(self.dp.table("events_lost_v1").Key(0)))
         if lost > self._lost_seen:
-            self.ring.record_lost(LostEventSource.PERF_EVENT_RING_BUFFER, lost - self._lost_seen,
-                                  node_name=self.node)
+            self.ring.record_lost(
+                LostEventSource.PERF_EVENT_RING_BUFFER, lost - self._lost_seen, node_name=self.node
+            )
             log.warning("datapath lost %d flow events (ring buffer full)", lost - self._lost_seen)
         self._lost_seen = lost
 
@@ -154,6 +161,10 @@ class DatapathController:
             limit = UDP_IDLE_NS if key.tuple.proto != 6 else TCP_IDLE_NS
             if (closed and idle > CLOSED_GRACE_NS) or idle > limit:
                 doomed.append(key)
+                if not closed and key.dir != CT_SERVICE:
+                    # Never closed by a FIN or RST: this is the connection's last word.
+                    flow = self.decoder.decode_expired(key, entry, now)
+                    self.ring.put(enrich(flow, self.index, self.node))
         for key in doomed:
             try:
                 del table[key]
@@ -173,4 +184,3 @@ class DatapathController:
     def close(self) -> None:
         self.ipr.close()
         self.dp.close()
-

@@ -8,7 +8,6 @@ from typing import Any
 from agent.datapath import drop_reasons
 from agent.datapath.maps import from_be16, from_be32
 from agent.flows.flow import (
-    ICMPv4,
     IP,
     TCP,
     UDP,
@@ -16,6 +15,7 @@ from agent.flows.flow import (
     EventType,
     Flow,
     FlowType,
+    ICMPv4,
     TCPFlags,
     TrafficDirection,
     TulleInfo,
@@ -88,6 +88,38 @@ class EventDecoder:
             trace_observation_point=_OBS_POINTS.get(ev.obs_point, ""),
             summary="connection closed" if ev.type == EVENT_CLOSE else "",
             tulle=info,
+        )
+
+    def decode_expired(self, key: Any, entry: Any, now_ns: int) -> Flow:
+        """A conntrack entry the garbage collector expired (idle UDP, or TCP never closed):
+        reported as that connection's closing flow, with its counters."""
+        t = key.tuple
+        sport, dport = from_be16(t.sport), from_be16(t.dport)
+        l4: TCP | UDP | None = (
+            TCP(sport, dport) if t.proto == 6 else UDP(sport, dport) if t.proto == 17 else None
+        )
+        ingress = key.dir == 2
+        return Flow(
+            time=now_ns + self.offset_ns,
+            verdict=Verdict.FORWARDED,
+            ip=IP(str(from_be32(t.saddr)), str(from_be32(t.daddr))),
+            l4=l4,
+            source=Endpoint(identity=entry.src_identity) if entry.src_identity else None,
+            destination=Endpoint(identity=entry.dst_identity) if entry.dst_identity else None,
+            type=FlowType.L3_L4,
+            node_name=self.node_name,
+            is_reply=False,
+            event_type=_EVENT_TYPES[(_MSG_TRACE, 0 if ingress else 5)],
+            traffic_direction=TrafficDirection.INGRESS if ingress else TrafficDirection.EGRESS,
+            trace_observation_point="TO_ENDPOINT" if ingress else "FROM_ENDPOINT",
+            summary="connection expired",
+            tulle=TulleInfo(
+                bytes_sent=entry.bytes_fwd,
+                bytes_received=entry.bytes_rev,
+                packets_sent=entry.packets_fwd,
+                packets_received=entry.packets_rev,
+                duration_ns=entry.last_seen_ns - entry.created_ns,
+            ),
         )
 
     def original_destination(self, ev: Any) -> tuple[str, int] | None:

@@ -212,7 +212,9 @@ def _wait_healthy(name: str, progress: Progress, timeout: float = 30.0) -> None:
         if dead:
             # The state directory goes with the rollback: quote the log instead of pointing at it.
             log_file = LabPaths.for_lab(name).logs / f"{dead[0].role}.log"
-            tail = log_file.read_text(errors="replace").splitlines()[-15:] if log_file.exists() else []
+            tail = (
+                log_file.read_text(errors="replace").splitlines()[-15:] if log_file.exists() else []
+            )
             raise LabError(
                 f"lab process {dead[0].role} exited during start-up. Its log ended with:\n  "
                 + "\n  ".join(tail or ["(empty)"])

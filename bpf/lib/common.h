@@ -184,6 +184,7 @@ enum traffic_direction {
  * Index into tulle_config_v1; 0 is every switch's default. Python reads this enum from here. */
 enum tulle_config {
 	TULLE_CFG_DROP_FRAGMENTS = 0, /* 1: drop IPv4 fragments (IP_FRAGMENTATION_NOT_SUPPORTED) */
+	TULLE_CFG_FLOW_EVENTS_OFF = 1, /* 1: emit no flow events (drops are still counted) */
 	TULLE_CFG_MAX = 32,
 };
 

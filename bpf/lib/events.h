@@ -64,6 +64,8 @@ PINNED_MAP("percpu_array", __u32, __u64, events_lost_v1, 1, 0);
 
 static __always_inline void emit_event(struct flow_event *ev)
 {
+	if (config_get(TULLE_CFG_FLOW_EVENTS_OFF))
+		return;
 	if (flow_events_v1.ringbuf_output(ev, sizeof(*ev), 0) != 0) {
 		__u32 zero = 0;
 		__u64 *lost = events_lost_v1.lookup(&zero);
