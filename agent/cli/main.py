@@ -7,8 +7,8 @@ import click
 from agent.cli.context import lab_name
 from agent.cli.lab import lab
 from agent.cli.observe import list_group, observe, set_default_server, status
-from agent.lab.state import LabPaths
 from agent.cli.resources import apply, delete, describe_cmd, get, wait
+from agent.lab.state import LabPaths
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,7 +30,7 @@ def cli(lab: str | None, store: str | None) -> None:
 @click.option("--health-file", default=None, type=click.Path(dir_okay=False))
 @click.option("--pin-dir", default=None, help="Load the eBPF datapath, pinning maps here.")
 @click.option("--observer-socket", default=None, help="Unix socket for the observer API.")
-@click.option("--observer-port", default=4244, show_default=True, help="TCP port for the observer API.")
+@click.option("--observer-port", default=4244, show_default=True, help="Observer API TCP port.")
 @click.option("--flow-capacity", default=65_535, show_default=True, help="Flows kept in memory.")
 def agent(node: str, store_file: str, health_file: str | None, pin_dir: str | None,
           observer_socket: str | None, observer_port: int, flow_capacity: int) -> None:
