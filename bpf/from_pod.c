@@ -12,11 +12,12 @@
 #include "conntrack.h"
 #include "policy.h"
 #include "lb.h"
+#include "redirect.h"
 #include "events.h"
 
 /* Returns 0 after translating (or when the packet is not for a service), else a drop reason. */
 static __always_inline int translate_service(struct __sk_buff *skb, struct pkt *p,
-					     struct ct_entry *new_ct)
+					     struct ct_entry *new_ct, __u32 client_identity)
 {
 	struct lb_key svc_key;
 	struct lb_service *svc = lb_lookup_service(&p->tuple, &svc_key);
@@ -32,8 +33,12 @@ static __always_inline int translate_service(struct __sk_buff *skb, struct pkt *
 		backend.port = svc_ct->backend_port;
 		svc_ct->last_seen_ns = bpf_ktime_get_ns();
 	} else {
-		if (lb_select_backend(&svc_key, svc, &p->tuple, &backend) != 0)
+		if ((svc->flags & LB_F_L7) && waypoint_target(&backend.addr, &backend.port)) {
+			/* L7 needs (HTTPRoute, Gateway): the waypoint picks the backend. */
+			redirect_record(&p->tuple, client_identity);
+		} else if (lb_select_backend(&svc_key, svc, &p->tuple, &backend) != 0) {
 			return DROP_NO_SERVICE;
+		}
 		fresh.backend_addr = backend.addr;
 		fresh.backend_port = backend.port;
 		if (ct_create(&p->tuple, CT_SERVICE, &fresh) != 0)
@@ -70,7 +75,7 @@ int tulle_from_pod(struct __sk_buff *skb)
 		return drop_flow(skb, &p, DROP_FRAG_NOT_SUPPORTED, OBS_FROM_ENDPOINT, DIR_EGRESS,
 				 ep_id, 0);
 
-	ret = translate_service(skb, &p, &new_ct);
+	ret = translate_service(skb, &p, &new_ct, ep_id);
 	if (ret == DROP_NO_SERVICE) {
 		/* Let the node's unreachable route for the service range answer with ICMP, so
 		 * the client fails at once; the flow records why. */
@@ -97,7 +102,8 @@ int tulle_from_pod(struct __sk_buff *skb)
 	}
 
 	dst_id = identity_of(p.tuple.daddr);
-	if ((ep_flags & EP_F_EGRESS_ENFORCED) &&
+	/* The waypoint is part of the node: reaching it is like reaching the host. */
+	if ((ep_flags & EP_F_EGRESS_ENFORCED) && dst_id != IDENTITY_WAYPOINT &&
 	    !policy_allows(ep_ip, DIR_EGRESS, p.tuple.daddr, dst_id, p.tuple.proto,
 			   bpf_ntohs(p.tuple.dport)))
 		return drop_flow(skb, &p, DROP_POLICY_DENIED, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id,

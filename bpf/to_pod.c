@@ -62,8 +62,10 @@ int tulle_to_pod(struct __sk_buff *skb)
 	}
 
 	src_id = identity_of(p.tuple.saddr);
-	/* The node itself (kubelet-style health checks) is always let in, as in Kubernetes. */
+	/* The node itself (kubelet-style health checks) is always let in, as in Kubernetes, and
+	 * so is the node's waypoint, which enforces L7 policy for what it forwards. */
 	if ((ep_flags & EP_F_INGRESS_ENFORCED) && src_id != IDENTITY_HOST &&
+	    src_id != IDENTITY_WAYPOINT &&
 	    !policy_allows(ep_ip, DIR_INGRESS, p.tuple.saddr, src_id, p.tuple.proto,
 			   bpf_ntohs(p.tuple.dport)))
 		return drop_flow(skb, &p, DROP_POLICY_DENIED, OBS_TO_ENDPOINT, DIR_INGRESS, src_id,

@@ -32,6 +32,8 @@ class Applied:
     cidr_rules: dict[CidrKey, CidrRule] = field(default_factory=dict)
     services: ServicePlan = field(default_factory=ServicePlan)
     slots: dict[ServiceKey, maps.ServiceSlot] = field(default_factory=dict)
+    flags: dict[ServiceKey, int] = field(default_factory=dict)
+    waypoint: tuple[IPv4, int] | None | bool = False  # False: never written by this agent
 
 
 class Applier:
@@ -115,24 +117,32 @@ class Applier:
         self.applied.cidr_rules = dict(desired.cidr_rules)
 
     def _services(self, desired: DesiredDatapath) -> None:
+        if desired.waypoint != self.applied.waypoint:
+            maps.write_waypoint(self.dp, desired.waypoint)
+            self.applied.waypoint = desired.waypoint
         new = desired.services.entries
         old = self.applied.services.entries
-        for key, entry in new.items():
-            if old.get(key) == entry and key in self.applied.slots:
+        gateway_keys = desired.l7 - set(new)  # Gateway listeners: no backends, always L7
+        for key in sorted(set(new) | gateway_keys):
+            entry = new.get(key)
+            flags = maps.LB_F_L7 if key in desired.l7 else 0
+            unchanged = old.get(key) == entry and self.applied.flags.get(key) == flags
+            if unchanged and key in self.applied.slots:
                 continue
             self.applied.slots[key] = maps.write_service(
                 self.dp,
                 key.vip,
                 key.port,
                 key.protocol,
-                [(b.ip, b.port) for b in entry.backends],
-                entry.table,
-                entry.affinity_timeout,
+                [(b.ip, b.port) for b in entry.backends] if entry else [],
+                entry.table if entry else (),
+                entry.affinity_timeout if entry else 0,
                 self.applied.slots.get(key),
+                flags,
             )
-        stale = [k for k in self.applied.slots if k not in new]
-        for key in stale:
-            maps.delete_service(
-                self.dp, key.vip, key.port, key.protocol, self.applied.slots.pop(key)
-            )
+            self.applied.flags[key] = flags
+        for key in [k for k in self.applied.slots if k not in new and k not in gateway_keys]:
+            slot = self.applied.slots.pop(key)
+            self.applied.flags.pop(key, None)
+            maps.delete_service(self.dp, key.vip, key.port, key.protocol, slot)
         self.applied.services = desired.services

@@ -16,7 +16,13 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from agent.datapath.applier import Applier
-from agent.datapath.desired import ClusterView, DesiredDatapath, desired_datapath, view_from_objects
+from agent.datapath.desired import (
+    ClusterView,
+    DesiredDatapath,
+    desired_datapath,
+    l7_keys,
+    view_from_objects,
+)
 from agent.datapath.flowevents import EventDecoder
 from agent.datapath.programs import Datapath
 from agent.flows.enrich import EndpointIndex, enrich
@@ -24,9 +30,22 @@ from agent.flows.flow import LostEventSource
 from agent.flows.store import FlowRing
 from agent.model.convert import ConversionError, from_dict
 from agent.model.resource import Resource
+from l7proxy.routing import RouteCompiler
 
 log = logging.getLogger("tulle.datapath")
-WATCHED_KINDS = ("Node", "Namespace", "Pod", "Service", "EndpointSlice", "NetworkPolicy")
+WATCHED_KINDS = (
+    "Node",
+    "Namespace",
+    "Pod",
+    "Service",
+    "EndpointSlice",
+    "NetworkPolicy",
+    "HTTPRoute",
+    "Gateway",
+    "GatewayClass",
+    "ReferenceGrant",
+    "Secret",
+)
 CT_SERVICE, CT_F_CLOSED = 3, 0x4
 CLOSED_GRACE_NS = 10 * 10**9
 UDP_IDLE_NS = 60 * 10**9
@@ -98,6 +117,7 @@ class DatapathController:
         self.ipr = IPRoute()
         self.applier = Applier(dp, self.ipr)
         self.models = ModelCache()
+        self.routes = RouteCompiler()
         self.decoder = EventDecoder(node)
         self.index = EndpointIndex(local_node=node)
         self.lock = threading.Lock()
@@ -114,7 +134,9 @@ class DatapathController:
             (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in objs
         )
         with self.lock:
-            desired = desired_datapath(view, self.node, self.applier.applied.services)
+            desired = desired_datapath(
+                view, self.node, self.applier.applied.services, l7_keys(view, self.routes)
+            )
             self.applier.apply(desired)
             self.index = endpoint_index(view, desired, self.node)
         if desired.errors != self.errors:

@@ -15,10 +15,16 @@ from agent.datapath.identity import HOST, REMOTE_NODE, allocate_identities, iden
 from agent.datapath.maps import EP_F_EGRESS_ENFORCED, EP_F_INGRESS_ENFORCED
 from agent.datapath.policy import compile_policy
 from agent.datapath.policy_plan import CidrKey, CidrRule, IdentityKey, PortRule, endpoint_from_pod
-from agent.datapath.services import ServicePlan, plan_services
-from agent.model.core import EndpointSlice, Namespace, Pod, Service
+from agent.datapath.services import ServiceKey, ServicePlan, plan_services
+from agent.model.core import EndpointSlice, Namespace, Pod, Secret, Service
+from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
+from agent.model.httproute import HTTPRoute
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
+from l7proxy.routing import RouteCompiler, RoutingInputs
+
+WAYPOINT = 8  # bpf/lib/endpoints.h IDENTITY_WAYPOINT
+WAYPOINT_ANNOTATION = "tulle.io/waypoint"  # "ip:port" where the node's waypoint listens
 
 IPv4 = ipaddress.IPv4Address
 
@@ -42,6 +48,11 @@ class ClusterView:
     services: tuple[Service, ...] = ()
     slices: tuple[EndpointSlice, ...] = ()
     policies: tuple[NetworkPolicy, ...] = ()
+    routes: tuple[HTTPRoute, ...] = ()
+    gateways: tuple[Gateway, ...] = ()
+    gateway_classes: tuple[GatewayClass, ...] = ()
+    grants: tuple[ReferenceGrant, ...] = ()
+    secrets: tuple[Secret, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,8 @@ class DesiredDatapath:
     identity_rules: Mapping[IdentityKey, tuple[PortRule, ...]] = field(default_factory=dict)
     cidr_rules: Mapping[CidrKey, CidrRule] = field(default_factory=dict)
     services: ServicePlan = field(default_factory=ServicePlan)
+    l7: frozenset[ServiceKey] = frozenset()  # service ports and Gateway listeners -> waypoint
+    waypoint: tuple[IPv4, int] | None = None  # this node's waypoint
     errors: tuple[str, ...] = ()
 
 
@@ -65,8 +78,49 @@ def node_addresses(node: Node) -> list[IPv4]:
     return found
 
 
+def waypoint_of(node: Node) -> tuple[IPv4, int] | None:
+    value = node.metadata.annotations.get(WAYPOINT_ANNOTATION)
+    if not value:
+        return None
+    host, _, port = value.rpartition(":")
+    try:
+        return IPv4(host), int(port)
+    except ValueError:
+        return None
+
+
+def l7_keys(view: ClusterView, compiler: RouteCompiler) -> frozenset[ServiceKey]:
+    """What must reach a waypoint: Service ports with HTTPRoutes (GAMMA), and every listener
+    of Gateways that have an address."""
+    tables = compiler.compile(
+        RoutingInputs.of(
+            view.routes,
+            view.gateways,
+            view.gateway_classes,
+            view.services,
+            view.grants,
+            view.namespaces,
+            view.secrets,
+        )
+    )
+    by_name = {(s.metadata.namespace, s.metadata.name): s for s in view.services}
+    keys = set()
+    for parent in tables.l7_services():
+        svc = by_name.get((parent.namespace, parent.name))
+        if svc is not None and svc.spec.cluster_ip not in (None, "", "None"):
+            keys.add(ServiceKey(IPv4(svc.spec.cluster_ip), parent.port, 6))
+    for gw in view.gateways:
+        for address in gw.status.addresses:
+            for listener in gw.spec.listeners:
+                keys.add(ServiceKey(IPv4(address.value), listener.port, 6))
+    return frozenset(keys)
+
+
 def desired_datapath(
-    view: ClusterView, node_name: str, previous_services: ServicePlan | None = None
+    view: ClusterView,
+    node_name: str,
+    previous_services: ServicePlan | None = None,
+    l7: frozenset[ServiceKey] = frozenset(),
 ) -> DesiredDatapath:
     live_pods = [
         p for p in view.pods if p.status.pod_ip and p.status.phase not in ("Succeeded", "Failed")
@@ -78,9 +132,15 @@ def desired_datapath(
     identity_of = {uid: allocation.by_labels[labels] for uid, labels in label_sets.items()}
 
     ipcache: dict[IPv4, int] = {}
+    waypoint = None
     for node in view.nodes:
         for address in node_addresses(node):
             ipcache[address] = HOST if node.metadata.name == node_name else REMOTE_NODE
+        target = waypoint_of(node)
+        if target is not None:
+            ipcache[target[0]] = WAYPOINT
+            if node.metadata.name == node_name:
+                waypoint = target
     pairs = []
     for pod in live_pods:
         endpoint = endpoint_from_pod(pod, identity_of[pod.metadata.uid])
@@ -110,6 +170,8 @@ def desired_datapath(
         identity_rules=plan.identity_rules,
         cidr_rules=plan.cidr_rules,
         services=services,
+        l7=l7,
+        waypoint=waypoint,
         errors=tuple(allocation.collisions) + tuple(plan.errors) + tuple(services.errors),
     )
 
@@ -128,4 +190,9 @@ def view_from_objects(objects: Iterable[Mapping[str, Any]], decode: Any) -> Clus
         services=tuple(buckets.get("Service", ())),
         slices=tuple(buckets.get("EndpointSlice", ())),
         policies=tuple(buckets.get("NetworkPolicy", ())),
+        routes=tuple(buckets.get("HTTPRoute", ())),
+        gateways=tuple(buckets.get("Gateway", ())),
+        gateway_classes=tuple(buckets.get("GatewayClass", ())),
+        grants=tuple(buckets.get("ReferenceGrant", ())),
+        secrets=tuple(buckets.get("Secret", ())),
     )

@@ -12,10 +12,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agent.datapath.cdefs import LIB_DIR, enum_values
 from agent.datapath.programs import Datapath
 
 EP_F_INGRESS_ENFORCED = 0x1
 EP_F_EGRESS_ENFORCED = 0x2
+LB_F_L7 = 0x1  # bpf/lib/lb.h: redirect new connections to this node's waypoint
+CFG_WAYPOINT = enum_values(LIB_DIR / "common.h", "tulle_config")["TULLE_CFG_WAYPOINT"]
 BACKEND_GENERATION_SPAN = 1 << 15  # backend indices alternate between two halves per update
 
 
@@ -178,6 +181,7 @@ def write_service(
     table: Iterable[int],
     affinity_timeout: int,
     previous: ServiceSlot | None,
+    flags: int = 0,
 ) -> ServiceSlot:
     """Backends at fresh indices, then the Maglev table in one update, then the count;
     finally free the previous generation. Readers never see a slot without its backend."""
@@ -200,7 +204,7 @@ def write_service(
         _delete(maglev, key)
     services = dp.table("lb_services_v1")
     svc = services.Leaf()
-    svc.backend_count, svc.affinity_timeout = len(backends), affinity_timeout
+    svc.backend_count, svc.affinity_timeout, svc.flags = len(backends), affinity_timeout, flags
     services[key] = svc
     if previous is not None:
         _free_backends(dp, key, previous)
@@ -236,6 +240,13 @@ def read_service_slots(dp: Datapath) -> dict[tuple[ipaddress.IPv4Address, int, i
             generation = 1
         slots[ident] = ServiceSlot(generation, svc.backend_count)
     return slots
+
+
+def write_waypoint(dp: Datapath, target: tuple[ipaddress.IPv4Address, int] | None) -> None:
+    """Where L7 connections go on this node (None: nowhere, L7 services act as plain L4)."""
+    config = dp.table("tulle_config_v1")
+    value = 0 if target is None else be32(target[0]) | (be16(target[1]) << 32)
+    config[config.Key(CFG_WAYPOINT)] = config.Leaf(value)
 
 
 def _backend_key(backends_map: Any, svc_key: Any, index: int) -> Any:

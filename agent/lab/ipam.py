@@ -13,8 +13,9 @@ class PoolExhausted(RuntimeError):
 def allocate(
     cidr: ipaddress.IPv4Network, used: Collection[ipaddress.IPv4Address]
 ) -> ipaddress.IPv4Address:
-    """Lowest free host address; the first host address is the node gateway, never handed out."""
-    reserved = {cidr.network_address + 1}
+    """Lowest free host address. The first host is the node's gateway and the last its
+    waypoint (agent/lab/topology.py): neither is ever handed out."""
+    reserved = {cidr.network_address + 1, cidr.broadcast_address - 1}
     for candidate in cidr.hosts():
         if candidate not in reserved and candidate not in used:
             return candidate

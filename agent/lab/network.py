@@ -71,10 +71,10 @@ def build_node(plan: LabPlan, node: NodePlan) -> None:
         ipr.addr("replace", index=uplink, address=str(node.fabric_ip), prefixlen=24)
         ipr.link("set", index=uplink, state="up")
 
-        # Gateway and DNS addresses live on lo (this kernel has no dummy links); with the
+        # Gateway, waypoint and DNS addresses live on lo (this kernel has no dummy links); with the
         # default arp_ignore=0 the node still answers pods' ARP for them on every veth.
         lo = _ifindex(ipr, "lo")
-        for address in (node.gateway_ip, DNS_ADDRESS):
+        for address in (node.gateway_ip, node.waypoint_ip, DNS_ADDRESS):
             ipr.addr("replace", index=lo, address=str(address), prefixlen=32)
 
         for other in plan.nodes:

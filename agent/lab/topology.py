@@ -17,6 +17,7 @@ SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/16")
 # NodeLocal-DNS style address: link-local, so it can never leak toward an uplink.
 DNS_ADDRESS = ipaddress.IPv4Address("169.254.20.10")
 CLUSTER_DOMAIN = "cluster.local"
+WAYPOINT_PORT = 15001  # where each node's waypoint accepts redirected connections
 MAX_NODES = 200
 
 _LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
@@ -34,6 +35,11 @@ class NodePlan:
     fabric_ip: ipaddress.IPv4Address
     pod_cidr: ipaddress.IPv4Network
     gateway_ip: ipaddress.IPv4Address  # the node's own address inside its pod CIDR
+
+    @property
+    def waypoint_ip(self) -> ipaddress.IPv4Address:
+        """The node's waypoint address: the last host of its pod CIDR, never given to a pod."""
+        return self.pod_cidr.broadcast_address - 1
 
     @property
     def fabric_peer(self) -> str:

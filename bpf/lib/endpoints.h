@@ -15,6 +15,7 @@
 #define IDENTITY_HOST 1
 #define IDENTITY_WORLD 2
 #define IDENTITY_REMOTE_NODE 6
+#define IDENTITY_WAYPOINT 8 /* the per-node L7 waypoint: admitted like the node itself */
 
 #define EP_F_INGRESS_ENFORCED 0x1 /* selected by an Ingress policy: default deny */
 #define EP_F_EGRESS_ENFORCED 0x2  /* selected by an Egress policy: default deny */

@@ -7,7 +7,8 @@
  *   lb_rev_nat(skb, pkt, addr, port)  rewrite source (replies from the VIP); 0 or a drop reason
  *
  * Tables (written by agent/datapath/lbmaps.py from agent/datapath/services.py):
- *   lb_services_v1  (VIP, port, proto) -> backend count, ClientIP affinity timeout
+ *   lb_services_v1  (VIP, port, proto) -> backend count, ClientIP affinity timeout, flags
+ *                   (LB_F_L7: connections go to this node's waypoint, see redirect.h)
  *   lb_backends_v1  (VIP, port, proto, index) -> backend address and port
  *   lb_maglev_v1    (VIP, port, proto) -> LB_MAGLEV_SIZE slots of backend indices
  *   lb_affinity_v1  (VIP, port, proto, client) -> last backend and when it was used
@@ -31,9 +32,13 @@ struct lb_key {
 	__u8 pad;
 };
 
+#define LB_F_L7 0x1 /* an HTTPRoute or Gateway listener: redirect to the local waypoint */
+
 struct lb_service {
 	__u32 backend_count;
 	__u32 affinity_timeout; /* seconds; 0 = no ClientIP affinity */
+	__u32 flags;            /* LB_F_* */
+	__u32 pad;
 };
 
 struct lb_backend_key {

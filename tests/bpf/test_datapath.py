@@ -53,7 +53,7 @@ class Runner:
         self.events.append(self.dp.event(data))
 
     def reset(self) -> None:
-        for name in ("endpoints_v1", "ipcache_v1", "ct_v1", "lb_services_v1", "lb_backends_v1",
+        for name in ("endpoints_v1", "ipcache_v1", "ct_v1", "lb_services_v1", "lb_backends_v1", "l7_orig_dst_v1",
                      "lb_maglev_v1", "lb_affinity_v1", "policy_v1", "policy_cidr_v1"):
             self.dp.table(name).clear()
         self.dp.bpf.ring_buffer_consume()
@@ -322,3 +322,43 @@ def test_close_event_carries_counters(dp: Runner) -> None:
 
 
 _ = ctypes  # ctypes structures come from BCC; kept for readers of this module
+
+
+# -- L7 redirection ------------------------------------------------------------------------
+
+WAYPOINT = ("10.244.1.254", 15001)
+
+
+def l7_service(r: Runner, backends: list[tuple[str, int]]) -> None:
+    bs = [(ipaddress.IPv4Address(ip), port) for ip, port in backends]
+    table = maglev_table([f"{ip}:{port}" for ip, port in bs]) if bs else ()
+    maps.write_service(r.dp, ipaddress.IPv4Address(VIP), 80, TCP_P, bs, table, 0, None, maps.LB_F_L7)
+
+
+def test_l7_service_goes_to_the_waypoint_with_its_original_destination(dp: Runner) -> None:
+    client_endpoint(dp)
+    l7_service(dp, [(BACKEND, 8080)])
+    maps.write_waypoint(dp.dp, (ipaddress.IPv4Address(WAYPOINT[0]), WAYPOINT[1]))
+    try:
+        out = dp.from_pod(pkt(CLIENT, VIP, TCP(sport=46000, dport=80, flags="S")))
+        assert (out.packet[IP].dst, out.packet[TCP].dport) == WAYPOINT
+        assert checksums_valid(out.packet)
+        table = dp.dp.table("l7_orig_dst_v1")
+        key = table.Key()
+        key.client, key.client_port, key.proto = maps.be32(CLIENT), maps.be16(46000), TCP_P
+        orig = table[key]
+        assert (maps.from_be32(orig.vip), maps.from_be16(orig.vport)) == (ipaddress.IPv4Address(VIP), 80)
+        assert orig.client_identity == CLIENT_ID
+        # The waypoint's answer reaches the client from the VIP.
+        reply = dp.to_pod(pkt(WAYPOINT[0], CLIENT, TCP(sport=WAYPOINT[1], dport=46000, flags="SA")))
+        assert (reply.packet[IP].src, reply.packet[TCP].sport) == (VIP, 80)
+    finally:
+        maps.write_waypoint(dp.dp, None)
+
+
+def test_l7_service_without_a_waypoint_falls_back_to_l4(dp: Runner) -> None:
+    client_endpoint(dp)
+    l7_service(dp, [(BACKEND, 8080)])
+    maps.write_waypoint(dp.dp, None)
+    out = dp.from_pod(pkt(CLIENT, VIP, TCP(sport=46001, dport=80, flags="S")))
+    assert (out.packet[IP].dst, out.packet[TCP].dport) == (BACKEND, 8080)

@@ -1,0 +1,58 @@
+/* redirect.h: steering L7 connections to this node's waypoint, keeping what they asked for.
+ *
+ *   waypoint_target(&addr, &port)     1 and the waypoint's address when one is configured
+ *   redirect_record(tuple, identity)  remember the client's original destination (VIP:port)
+ *                                     and identity; the waypoint reads l7_orig_dst_v1 with the
+ *                                     client address and port of the connection it accepted
+ * The connection is DNATed to the waypoint like to any backend, so conntrack reverse-NATs its
+ * replies back to the VIP: the client never sees the waypoint.
+ */
+#ifndef TULLE_REDIRECT_H
+#define TULLE_REDIRECT_H
+
+#include "common.h"
+#include "pin.h"
+
+struct orig_dst_key {
+	__be32 client;
+	__be16 client_port;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct orig_dst {
+	__be32 vip;
+	__be16 vport;
+	__u16 pad;
+	__u32 client_identity;
+	__u32 pad2;
+	__u64 created_ns;
+};
+
+PINNED_MAP("lru_hash", struct orig_dst_key, struct orig_dst, l7_orig_dst_v1, 65536, 0);
+
+static __always_inline int waypoint_target(__be32 *addr, __be16 *port)
+{
+	__u64 packed = config_get(TULLE_CFG_WAYPOINT);
+
+	if (!packed)
+		return 0;
+	*addr = (__be32)(packed & 0xffffffff);
+	*port = (__be16)(packed >> 32);
+	return 1;
+}
+
+static __always_inline void redirect_record(const struct tuple4 *t, __u32 client_identity)
+{
+	struct orig_dst_key key = { .client = t->saddr, .client_port = t->sport, .proto = t->proto };
+	struct orig_dst val = {
+		.vip = t->daddr,
+		.vport = t->dport,
+		.client_identity = client_identity,
+		.created_ns = bpf_ktime_get_ns(),
+	};
+
+	l7_orig_dst_v1.update(&key, &val);
+}
+
+#endif /* TULLE_REDIRECT_H */
