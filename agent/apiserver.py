@@ -99,14 +99,14 @@ def _assign_cluster_ips(store: Store, objs: Sequence[dict[str, Any]]) -> list[st
                 errors.append(f"{describe(obj)}: spec.clusterIP: {wanted} is already allocated")
                 continue
         else:
-            ip = ipaddress.ip_address(current) if current else _allocate(key, used)
+            ip = ipaddress.ip_address(current) if current else allocate_cluster_ip(key, used)
         used.add(ip)
         spec["clusterIP"] = str(ip)
         spec["clusterIPs"] = [str(ip)]
     return errors
 
 
-def _allocate(key: tuple[str, str], used: set[Any]) -> ipaddress.IPv4Address:
+def allocate_cluster_ip(key: tuple[str, ...], used: set[Any]) -> ipaddress.IPv4Address:
     """Start from a hash of the name so addresses are stable across re-creations of a lab."""
     size = SERVICE_CIDR.num_addresses
     start = int.from_bytes(hashlib.sha256("/".join(key).encode()).digest()[:4], "big") % size

@@ -20,6 +20,8 @@ from agent.controllers.deployment import orphans, plan_deployment
 from agent.controllers.endpointslice import MANAGED_BY, MANAGED_BY_LABEL, desired_slices
 from agent.controllers.scheduler import schedule
 from agent.lab import procs
+from agent.lab.gateways import KINDS as GATEWAY_KINDS
+from agent.lab.gateways import GatewayController
 from agent.lab.kubelet import Kubelet
 from agent.lab.lifecycle import load_plan
 from agent.lab.state import LabPaths
@@ -29,7 +31,7 @@ from agent.model.core import Pod, Service
 from agent.store import Conflict, NotFound, Store
 
 log = logging.getLogger("tulle.controller")
-WATCHED = ("Deployment", "Pod", "Service", "EndpointSlice")
+WATCHED = ("Deployment", "Pod", "Service", "EndpointSlice", *GATEWAY_KINDS)
 TICK = 0.1
 
 
@@ -47,6 +49,8 @@ def decode(objs: list[dict[str, Any]]) -> ClusterView:
         if obj["kind"] == "EndpointSlice":
             view.slices.append(obj)
             continue
+        if obj["kind"] not in ("Deployment", "Pod", "Service"):
+            continue  # the gateway controller decodes its own kinds
         try:
             res = from_dict(obj)
         except ConversionError as err:
@@ -174,6 +178,7 @@ def run(name: str) -> int:
         kubelet = Kubelet(plan, paths, store)
         system = SystemProcesses(paths)
         controller = Controller(store, [n.name for n in plan.nodes])
+        gateways = GatewayController(store)
         seen = -1
         log.info("controller for lab %s started with nodes %s", name, controller.nodes)
         try:
@@ -184,6 +189,7 @@ def run(name: str) -> int:
                     view = decode(objs)
                     try:
                         controller.reconcile(view)
+                        gateways.reconcile(objs, view.services)
                     except Exception:
                         log.exception("reconcile failed; retrying")
                     kubelet.sync(view.pods)

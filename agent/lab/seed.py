@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.lab.topology import WAYPOINT_PORT, LabPlan, NodePlan
+from l7proxy.routing import CONTROLLER_NAME
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "tulle-system")
 
@@ -29,9 +30,17 @@ def node_object(node: NodePlan) -> dict[str, Any]:
     }
 
 
+GATEWAY_CLASS = {
+    "apiVersion": "gateway.networking.k8s.io/v1",
+    "kind": "GatewayClass",
+    "metadata": {"name": "tulle"},
+    "spec": {"controllerName": CONTROLLER_NAME},
+}
+
+
 def seed_objects(plan: LabPlan) -> list[dict[str, Any]]:
     namespaces: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
         for ns in SYSTEM_NAMESPACES
     ]
-    return namespaces + [node_object(n) for n in plan.nodes]
+    return [*namespaces, GATEWAY_CLASS, *(node_object(n) for n in plan.nodes)]
