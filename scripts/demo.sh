@@ -42,11 +42,22 @@ done
 step "DNS inside a pod: Service names resolve as in Kubernetes"
 first_web="$(printf '%s' "$pods_json" | .venv/bin/python -c 'import json,sys; print(next(p["metadata"]["name"] for p in json.load(sys.stdin)["items"] if p["metadata"]["labels"].get("app")=="web"))')"
 $TULLE lab exec -n frontend "$first_web" -- getent hosts catalog.backend
-$TULLE lab exec -n frontend "$first_web" -- getent hosts web
+
+step "calling the catalog Service by name: load-balanced in the kernel (eBPF, Maglev), no iptables"
+for i in 1 2 3 4 5 6; do
+  $TULLE lab exec -n frontend "$first_web" -- curl -s --max-time 5 "http://catalog.backend/items?n=$i" \
+    | .venv/bin/python -c 'import json,sys; d=json.load(sys.stdin); print("  answered by", d["pod"], "for", d["path"])'
+done
+
+step "the flows those calls produced (tulle observe, Hubble-compatible)"
+sleep 0.5
+$TULLE observe --last 8 --from-pod "frontend/$first_web" --protocol tcp
 
 cat <<TXT
 
 $(printf '\033[1;32m')The lab is still running.$(printf '\033[0m') Things to try next:
+  .venv/bin/tulle observe -f                       # stream flows as they happen
+  .venv/bin/tulle observe --last 20 -o json | jq .flow.verdict
   .venv/bin/tulle get pods -A -o wide
   .venv/bin/tulle lab exec -n frontend $first_web -- curl -s http://<pod IP>:8080/status/418 -i
   .venv/bin/tulle describe deployment catalog -n backend

@@ -20,7 +20,7 @@ DEBS=(
   linux-headers-amd64                          # BCC compiles against kernel headers
   python3-venv python3-pip python3-dev         # the venv is made from the system interpreter
   iproute2 iptables util-linux procps          # netns, veth, nsenter, the iptables comparison
-  curl dnsutils iputils-ping                   # used inside lab pods and by the tests
+  curl dnsutils iputils-ping jq                # used inside lab pods, by the tests and the demo hints
   graphviz                                     # `dot` renders `tulle map` to SVG and PNG
 )
 
