@@ -1,0 +1,202 @@
+"""The waypoint's configuration: listeners, limits, route tables and endpoint resolution,
+plus a file loader (Gateway API YAML and an endpoints map) for tests and benchmarks.
+
+A config file is a multi-document YAML stream. Gateway API objects (GatewayClass,
+Gateway, HTTPRoute, ReferenceGrant), Services and Namespaces go through the model's one
+converter and the route engine's compiler. One extra document tells the waypoint what
+the cluster would otherwise tell it:
+
+    apiVersion: tulle.io/v1alpha1
+    kind: WaypointConfig
+    listeners:
+      - address: 127.0.0.1:15001
+        parent: {kind: Gateway, namespace: infra, name: gw, port: 80}
+    endpoints:
+      default/echo:8080: [127.0.0.1:9000, 127.0.0.1:9001]
+    protocols:
+      default/grpc:50051: h2c
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.model.convert import from_dict
+from agent.model.core import Namespace, Service
+from agent.model.documents import load_documents
+from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
+from agent.model.httproute import HTTPRoute
+from l7proxy.routing import (
+    BackendTarget,
+    GatewayParent,
+    Parent,
+    RouteCompiler,
+    RouteTables,
+    RoutingInputs,
+    ServiceParent,
+)
+
+Address = tuple[str, int]
+EndpointResolver = Callable[[BackendTarget], Sequence[Address]]
+"""(namespace, service, port) -> the endpoints (ip, port) to send to; empty: 503."""
+
+CONFIG_KIND = "WaypointConfig"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Connection and request limits. Times in seconds."""
+
+    max_header_bytes: int = 64 * 1024
+    """A request header section over this gets 431."""
+    max_headers: int = 128
+    """More header lines than this gets 431."""
+    header_timeout: float = 10.0
+    """A header section not complete this long after its first byte gets 408 (slowloris)."""
+    idle_timeout: float = 60.0
+    """A keep-alive connection with no request for this long is closed."""
+    max_connections: int = 10_000
+    """Client connections per worker; beyond it new ones get 503 and are closed."""
+    max_pipeline: int = 16
+    """Pipelined requests queued per connection before reading pauses."""
+    max_buffered_body: int = 1024 * 1024
+    """Request bodies up to this are kept for retries and mirrors; larger ones stream
+    and are not retried once sent."""
+    connect_timeout: float = 5.0
+    upstream_idle_timeout: float = 60.0
+    max_upstream_per_endpoint: int = 512
+    max_mirrors_in_flight: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    """A socket the waypoint serves. ``parent`` fixes what the requests are for: a
+    Gateway listener port (north-south) or a Service port. When None, the parent comes
+    from the connection's local address (the original destination that transparent
+    redirection preserves) and then from the Host name (``svc.ns[.svc.cluster.local]``)."""
+
+    host: str
+    port: int
+    parent: Parent | None = None
+
+
+class StaticEndpoints:
+    """An endpoint map: ``(namespace, name, port) -> [(ip, port)]``."""
+
+    def __init__(self, endpoints: Mapping[tuple[str, str, int], Sequence[Address]]) -> None:
+        self._map = {key: tuple(value) for key, value in endpoints.items()}
+
+    def __call__(self, target: BackendTarget) -> Sequence[Address]:
+        return self._map.get((target.namespace, target.name, target.port), ())
+
+
+@dataclass
+class WaypointConfig:
+    listeners: Sequence[ListenerConfig]
+    tables: RouteTables
+    endpoints: EndpointResolver
+    protocols: Mapping[tuple[str, str, int], str] = field(default_factory=dict)
+    """Backends that speak something other than HTTP/1.1: ``"h2c"`` (HTTP/2 with prior
+    knowledge, gRPC). Requests with a gRPC content type always go out as h2c."""
+    limits: Limits = field(default_factory=Limits)
+    metrics: Address | None = None
+    """Where to serve Prometheus metrics (per worker: port + worker index)."""
+    node_name: str = ""
+    scheme: str = "http"
+
+
+def parse_address(text: str) -> Address:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"address {text!r}: expected HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _target_key(text: str) -> tuple[str, str, int]:
+    """``namespace/name:port``."""
+    ns, slash, rest = text.partition("/")
+    name, colon, port = rest.rpartition(":")
+    if not slash or not colon or not port.isdigit():
+        raise ValueError(f"endpoint key {text!r}: expected namespace/service:port")
+    return ns, name, int(port)
+
+
+def _parent(spec: Mapping[str, Any]) -> Parent:
+    kind = spec.get("kind", "Gateway")
+    args = (str(spec["namespace"]), str(spec["name"]), int(spec["port"]))
+    if kind == "Gateway":
+        return GatewayParent(*args)
+    if kind == "Service":
+        return ServiceParent(*args)
+    raise ValueError(f"listener parent kind {kind!r}: expected Gateway or Service")
+
+
+@dataclass
+class FileConfig:
+    """What a config file holds, before it is combined with command-line overrides."""
+
+    tables: RouteTables
+    endpoints: dict[tuple[str, str, int], tuple[Address, ...]]
+    protocols: dict[tuple[str, str, int], str]
+    listeners: list[ListenerConfig]
+
+
+def load_config_text(text: str, source: str = "<config>") -> FileConfig:
+    documents = load_documents(text, source)
+    objects = []
+    extra: dict[str, Any] = {}
+    for doc in documents:
+        if doc.get("kind") == CONFIG_KIND:
+            extra = doc
+        else:
+            objects.append(from_dict(doc))
+    inputs = RoutingInputs.of(
+        routes=[o for o in objects if isinstance(o, HTTPRoute)],
+        gateways=[o for o in objects if isinstance(o, Gateway)],
+        gateway_classes=[o for o in objects if isinstance(o, GatewayClass)],
+        services=[o for o in objects if isinstance(o, Service)],
+        reference_grants=[o for o in objects if isinstance(o, ReferenceGrant)],
+        namespaces=[o for o in objects if isinstance(o, Namespace)],
+    )
+    tables = RouteCompiler().compile(inputs)
+    endpoints = {
+        _target_key(key): tuple(parse_address(a) for a in value)
+        for key, value in (extra.get("endpoints") or {}).items()
+    }
+    protocols = {_target_key(k): str(v) for k, v in (extra.get("protocols") or {}).items()}
+    listeners = []
+    for spec in extra.get("listeners") or ():
+        host, port = parse_address(str(spec["address"]))
+        parent = _parent(spec["parent"]) if spec.get("parent") else None
+        listeners.append(ListenerConfig(host, port, parent))
+    return FileConfig(tables, endpoints, protocols, listeners)
+
+
+def load_config(path: str | Path) -> FileConfig:
+    return load_config_text(Path(path).read_text(), str(path))
+
+
+def waypoint_config(
+    loaded: FileConfig,
+    *,
+    listen: Sequence[Address] = (),
+    limits: Limits | None = None,
+    metrics: Address | None = None,
+) -> WaypointConfig:
+    """A WaypointConfig from a loaded file; ``listen`` replaces the file's addresses
+    (each keeps the parent of the file's first listener, if any)."""
+    listeners = list(loaded.listeners)
+    if listen:
+        parent = listeners[0].parent if listeners else None
+        listeners = [ListenerConfig(host, port, parent) for host, port in listen]
+    return WaypointConfig(
+        listeners=listeners,
+        tables=loaded.tables,
+        endpoints=StaticEndpoints(loaded.endpoints),
+        protocols=loaded.protocols,
+        limits=limits or Limits(),
+        metrics=metrics,
+    )

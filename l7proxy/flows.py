@@ -1,0 +1,101 @@
+"""L7 flows: one per request, in the same ``Flow`` shape as the datapath's L4 flows.
+
+The hot path appends one tuple to a list. ``Flow`` objects are built in batches, when a
+batch fills or a short timer fires, and handed to the sink (for example
+``FlowRing.put_many``). With no sink nothing is recorded. A sink that cannot keep up
+loses the oldest pending records, never memory: at most ``max_pending`` are held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+from agent.flows.flow import (
+    HTTP,
+    IP,
+    TCP,
+    EventType,
+    Flow,
+    FlowType,
+    IPVersion,
+    L7Type,
+    Layer7,
+    TulleInfo,
+    Verdict,
+)
+from agent.flows.names import EVENT_L7
+
+FlowSink = Callable[[Sequence[Flow]], None]
+
+# (time_ns, latency_ns, code, method, url, protocol, route, rule, backend, drop_reason,
+#  client (ip, port), local (ip, port))
+Record = tuple[int, int, int, str, str, str, str, str, str, str, tuple[str, int], tuple[str, int]]
+
+
+class FlowRecorder:
+    def __init__(
+        self,
+        sink: FlowSink | None,
+        *,
+        node_name: str = "",
+        batch: int = 256,
+        interval: float = 0.2,
+        max_pending: int = 65_536,
+    ) -> None:
+        self.sink = sink
+        self.node_name = node_name
+        self.batch = batch
+        self.interval = interval
+        self.max_pending = max_pending
+        self.lost = 0
+        self._pending: list[Record] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.sink is not None
+
+    def record(self, entry: Record) -> None:
+        pending = self._pending
+        pending.append(entry)
+        if len(pending) >= self.batch:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pending, self._pending = self._pending, []
+        if not pending or self.sink is None:
+            return
+        if len(pending) > self.max_pending:
+            self.lost += len(pending) - self.max_pending
+            pending = pending[-self.max_pending :]
+        self.sink([self.to_flow(r) for r in pending])
+
+    def to_flow(self, r: Record) -> Flow:
+        when, latency, code, method, url, protocol, route, rule, backend, drop, client, local = r
+        v6 = ":" in client[0]
+        return Flow(
+            time=when,
+            uuid=str(uuid.uuid4()),
+            verdict=Verdict.DROPPED if drop else Verdict.FORWARDED,
+            drop_reason_desc=drop,
+            ip=IP(client[0], local[0], IPVersion.IPv6 if v6 else IPVersion.IPv4),
+            l4=TCP(client[1], local[1]),
+            type=FlowType.L7,
+            node_name=self.node_name,
+            l7=Layer7(L7Type.RESPONSE, latency, HTTP(code, method, url, protocol)),
+            event_type=EventType(EVENT_L7),
+            is_reply=True,
+            tulle=TulleInfo(duration_ns=latency, route=route, rule=rule, backend=backend),
+        )
+
+
+def now_ns() -> int:
+    return time.time_ns()

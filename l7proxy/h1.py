@@ -1,0 +1,311 @@
+"""The client-side HTTP/1.1 connection: parser events in, ``Proxy.handle`` per request,
+responses out in request order. A connection that opens with the HTTP/2 preface is
+handed to the h2c front end; one whose request was upgraded becomes a byte splice.
+
+Pipelining: requests are parsed as they arrive and queued (reading pauses beyond
+``max_pipeline``); each is served only after the previous response ended. A request that
+will close the connection is the last one read. A parse error is answered (400, 405,
+431) once the responses before it are out, then the connection closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from l7proxy.exchange import Exchange, RawHeaders, RequestBody
+from l7proxy.flows import now_ns
+from l7proxy.http.parser import END, BodyKind, ParseError, RequestHead, RequestParser, UpgradeData
+from l7proxy.http.wire import CONTINUE, LAST_CHUNK, chunk, error_response, reason, response_head
+from l7proxy.routing import Parent
+
+if TYPE_CHECKING:
+    from l7proxy.server import WaypointServer
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+class Http1Connection(asyncio.Protocol):
+    def __init__(self, server: WaypointServer, parent: Parent | None) -> None:
+        self.server = server
+        self.proxy = server.proxy
+        self.parent = parent
+        limits = server.config.limits
+        self.parser = RequestParser(
+            max_header_bytes=limits.max_header_bytes, max_headers=limits.max_headers
+        )
+        self.transport: asyncio.Transport | None = None
+        self.client: tuple[str, int] = ("", 0)
+        self.local_addr: tuple[str, int] = ("", 0)
+        self.queue: deque[tuple[Exchange, RequestHead]] = deque()
+        self.parsing: Exchange | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.error: ParseError | None = None
+        self.mode = "new"  # new, h1, h2, tunnel, closed
+        self.h2: asyncio.Protocol | None = None
+        self.upgrade_data = b""
+        self.tunnel_write: Callable[[bytes], None] | None = None
+        self.tunnel_close: Callable[[], None] | None = None
+        self.head_started = 0.0
+        self.idle_since = 0.0
+        self.paused = False
+        # the response in progress (Downstream state)
+        self.protocol = "HTTP/1.1"
+        self.scheme = server.config.scheme
+        self.started = False
+        self.keep_alive = True
+        self.chunked = False
+        self.pause_cb: Callable[[], None] | None = None
+        self.resume_cb: Callable[[], None] | None = None
+
+    # --- asyncio callbacks -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("", 0)
+        sock = transport.get_extra_info("sockname") or ("", 0)
+        self.client = (peer[0], peer[1])
+        self.local_addr = (sock[0], sock[1])
+        self.idle_since = self.server.loop.time()
+        self.server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        mode = self.mode
+        if mode == "h1":
+            self._feed(data)
+        elif mode == "tunnel":
+            if self.tunnel_write is not None:
+                self.tunnel_write(data)
+            else:
+                self.upgrade_data += data
+        elif mode == "h2":
+            assert self.h2 is not None
+            self.h2.data_received(data)
+        elif mode == "new":
+            if data[:24] == H2_PREFACE[: len(data)] and self.server.h2_factory is not None:
+                if len(data) < len(H2_PREFACE) and data == H2_PREFACE[: len(data)]:
+                    self.upgrade_data += data
+                    data = self.upgrade_data
+                    if len(data) < len(H2_PREFACE):
+                        return
+                self.mode = "h2"
+                self.h2 = self.server.h2_factory(self)
+                self.h2.data_received(data)
+                return
+            if self.upgrade_data:
+                data, self.upgrade_data = self.upgrade_data + data, b""
+            self.mode = "h1"
+            self._feed(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.mode = "closed"
+        self.server.connections.discard(self)
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self.tunnel_close is not None:
+            self.tunnel_close()
+        if self.h2 is not None:
+            self.h2.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.pause_cb is not None:
+            self.pause_cb()
+
+    def resume_writing(self) -> None:
+        if self.resume_cb is not None:
+            self.resume_cb()
+
+    # --- requests in -----------------------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        loop_time = self.server.loop.time
+        for event in self.parser.feed(data):
+            if event.__class__ is bytes:
+                assert isinstance(event, bytes) and self.parsing is not None
+                self.parsing.body.feed(event)
+            elif event is END:
+                assert self.parsing is not None
+                self.parsing.body.end()
+            elif isinstance(event, RequestHead):
+                self._request(event, loop_time())
+            elif isinstance(event, ParseError):
+                self.error = event
+                self._pause()
+                if self.task is None:
+                    self._answer_error()
+            elif isinstance(event, UpgradeData):
+                self.upgrade_data = event.data
+                self._pause()
+        if self.parser.in_head:
+            if not self.head_started:
+                self.head_started = loop_time()
+        else:
+            self.head_started = 0.0
+        if len(self.queue) > self.server.config.limits.max_pipeline:
+            self._pause()
+
+    def _request(self, head: RequestHead, now: float) -> None:
+        limits = self.server.config.limits
+        body = RequestBody(head.body, head.content_length, limits.max_buffered_body)
+        body.pause, body.resume = self._pause, self._resume
+        ex = Exchange(
+            head.method,
+            head.target,
+            head.authority,
+            head.headers,
+            body,
+            self.parent,
+            self.client,
+            self.local_addr,
+            started=now,
+            started_ns=now_ns() if self.proxy.flows.enabled else 0,
+            expect_continue=head.expect_continue,
+            upgrade=head.upgrade,
+            content_length_zero=head.content_length == 0,
+        )
+        self.parsing = ex
+        self.queue.append((ex, head))
+        if self.task is None:
+            self._next()
+
+    def _next(self) -> None:
+        if not self.queue:
+            self.task = None
+            self.idle_since = self.server.loop.time()
+            if self.error is not None:
+                self._answer_error()
+            elif self.paused and self.mode == "h1":
+                self._resume()
+            return
+        ex, head = self.queue.popleft()
+        self.started = False
+        self.chunked = False
+        self.keep_alive = head.keep_alive and not head.upgrade
+        self.protocol = "HTTP/1.0" if head.version == "1.0" else "HTTP/1.1"
+        self.task = self.server.loop.create_task(self._serve(ex))
+
+    async def _serve(self, ex: Exchange) -> None:
+        try:
+            await self.proxy.handle(ex, self)
+        except asyncio.CancelledError:
+            return
+        except Exception:  # noqa: BLE001 - the status was already answered and recorded
+            pass
+        if self.mode == "tunnel":
+            self.task = None
+            return
+        if not self.keep_alive or not ex.body.complete:
+            self._close()
+            return
+        self._next()
+
+    def _answer_error(self) -> None:
+        error = self.error
+        assert error is not None
+        self.server.record_error(self, error.status)
+        self._write(error_response(error.status, error.reason))
+        self._close()
+
+    # --- Downstream ------------------------------------------------------------------
+
+    def local(self, status: int, headers: RawHeaders, body: bytes, *, close: bool = False) -> None:
+        if close:
+            self.keep_alive = False
+        headers = [*headers, (b"content-length", b"%d" % len(body))]
+        if not self.keep_alive:
+            headers.append((b"connection", b"close"))
+        self.started = True
+        self._write(response_head(status, reason(status), headers) + body)
+
+    def head(
+        self,
+        status: int,
+        reason_phrase: bytes,
+        headers: RawHeaders,
+        body: BodyKind | None,
+        length: int | None,
+    ) -> None:
+        if body is BodyKind.LENGTH or (body is BodyKind.NONE and length is not None):
+            headers.append((b"content-length", b"%d" % (length or 0)))
+        elif body is BodyKind.NONE:
+            if status >= 200 and status not in (204, 304):
+                headers.append((b"content-length", b"0"))
+        elif self.protocol == "HTTP/1.1":
+            headers.append((b"transfer-encoding", b"chunked"))
+            self.chunked = True
+        else:
+            self.keep_alive = False
+        if not self.keep_alive and status != 101:
+            headers.append((b"connection", b"close"))
+        self.started = True
+        self._write(response_head(status, reason_phrase or reason(status), headers))
+
+    def data(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(chunk(data) if self.chunked else data)
+
+    def end(self, trailers: RawHeaders | None = None) -> None:
+        if self.chunked:
+            self._write(LAST_CHUNK)
+
+    def abort(self) -> None:
+        self.mode = "closed"
+        if self.transport is not None:
+            self.transport.abort()
+
+    def continue_(self) -> None:
+        if self.protocol == "HTTP/1.1":
+            self._write(CONTINUE)
+
+    def tunnel(
+        self, write_upstream: Callable[[bytes], None], close_upstream: Callable[[], None]
+    ) -> Callable[[bytes], None]:
+        self.mode = "tunnel"
+        self.tunnel_write = write_upstream
+        self.tunnel_close = close_upstream
+        if self.upgrade_data:
+            data, self.upgrade_data = self.upgrade_data, b""
+            write_upstream(data)
+        self._resume()
+        assert self.transport is not None
+        return self.transport.write
+
+    def pause_source(
+        self, pause: Callable[[], None] | None, resume: Callable[[], None] | None
+    ) -> None:
+        self.pause_cb, self.resume_cb = pause, resume
+
+    # --- plumbing --------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and self.mode != "closed":
+            self.transport.write(data)
+
+    def _pause(self) -> None:
+        if not self.paused and self.transport is not None and self.mode != "closed":
+            self.paused = True
+            self.transport.pause_reading()
+
+    def _resume(self) -> None:
+        if self.paused and self.transport is not None and self.mode != "closed":
+            self.paused = False
+            self.transport.resume_reading()
+
+    def _close(self) -> None:
+        if self.transport is not None and self.mode != "closed":
+            self.mode = "closed"
+            self.transport.close()
+
+    def check(self, now: float, header_timeout: float, idle_timeout: float) -> None:
+        """Called by the server's sweeper: 408 for a slow head, close when idle."""
+        if self.mode not in ("h1", "new") or self.task is not None:
+            return
+        if self.head_started and now - self.head_started > header_timeout:
+            self.server.record_error(self, 408)
+            self._write(error_response(408, "request header section not received in time"))
+            self._close()
+        elif not self.head_started and not self.queue and now - self.idle_since > idle_timeout:
+            self._close()

@@ -1,0 +1,178 @@
+"""The upstream response parser (llhttp through httptools), sans-IO.
+
+``ResponseParser.start(head=...)`` arms it for the response to one request; ``feed``
+returns a ``ResponseHead``, body pieces as ``bytes`` and ``END``; ``eof`` is called when
+the backend closes (it ends a close-delimited body). Interim 1xx responses other than
+101 are skipped (the waypoint answers ``100 Continue`` itself). A 101 yields the head
+and then ``UpgradeData`` with the first tunnel bytes. Malformed responses give a
+``ParseError`` (the proxy answers 502).
+"""
+
+from __future__ import annotations
+
+import httptools
+
+from l7proxy.http.parser import END, BodyKind, Event, ParseError, UpgradeData
+
+
+class ResponseHead:
+    __slots__ = ("status", "reason", "version", "headers", "keep_alive", "body", "length")
+
+    def __init__(
+        self,
+        status: int,
+        reason: bytes,
+        version: str,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+        body: BodyKind | None,
+        length: int | None,
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.version = version
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.body = body
+        """None: delimited by the connection closing."""
+        self.length = length
+
+    def __repr__(self) -> str:
+        return f"ResponseHead({self.status} {self.reason!r})"
+
+
+class _Stop(Exception):
+    pass
+
+
+_NO_BODY = frozenset({204, 304})
+
+
+class ResponseParser:
+    __slots__ = (
+        "_parser",
+        "_events",
+        "_reason",
+        "_headers",
+        "_head_request",
+        "_head",
+        "_done",
+        "reusable",
+    )
+
+    def __init__(self) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self._events: list[Event | ResponseHead] = []
+        self._reason = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_request = False
+        self._head: ResponseHead | None = None
+        self._done = False
+        self.reusable = True
+        """False once the connection cannot carry another request."""
+
+    def start(self, *, head: bool = False) -> None:
+        """Expect the response to a new request (``head``: the request was HEAD)."""
+        self._head_request = head
+        self._head = None
+        self._done = False
+
+    # --- llhttp callbacks ------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._reason = b""
+        self._headers = []
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        status = parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            return
+        length: int | None = None
+        chunked = False
+        for name, value in self._headers:
+            lower = name.lower()
+            if lower == b"content-length":
+                length = int(value)
+            elif lower == b"transfer-encoding":
+                chunked = True
+        body: BodyKind | None
+        if self._head_request or status in _NO_BODY:
+            body = BodyKind.NONE
+        elif chunked:
+            body = BodyKind.CHUNKED
+        elif length is not None:
+            body = BodyKind.LENGTH if length else BodyKind.NONE
+        else:
+            body = None
+        head = ResponseHead(
+            status,
+            self._reason,
+            parser.get_http_version(),
+            self._headers,
+            parser.should_keep_alive(),
+            body,
+            length,
+        )
+        self._head = head
+        if not head.keep_alive or body is None:
+            self.reusable = False
+        self._events.append(head)
+        if self._head_request:
+            # llhttp would wait for Content-Length bytes that a HEAD response never has.
+            self._events.append(END)
+            self._done = True
+            raise _Stop
+
+    def on_body(self, body: bytes) -> None:
+        self._events.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._head is None:
+            return  # an interim 1xx response
+        self._done = True
+        self._events.append(END)
+
+    # --- feeding ---------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def feed(self, data: bytes) -> list[Event | ResponseHead]:
+        events: list[Event | ResponseHead] = []
+        self._events = events
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            offset = int(upgrade.args[0]) if upgrade.args else len(data)
+            self.reusable = False
+            events.append(UpgradeData(data[offset:]))
+        except httptools.HttpParserCallbackError as error:
+            if isinstance(error.__context__, _Stop):
+                self._parser = httptools.HttpResponseParser(self)
+                self.reusable = False
+            else:
+                self.reusable = False
+                events.append(ParseError(502, f"malformed response: {error.__context__!r}"))
+        except httptools.HttpParserError as error:
+            self.reusable = False
+            events.append(ParseError(502, f"malformed response: {error}"))
+        return events
+
+    def eof(self) -> list[Event | ResponseHead]:
+        """The backend closed its side."""
+        self.reusable = False
+        if self._done:
+            return []
+        if self._head is not None and self._head.body is None:
+            self._done = True
+            return [END]
+        what = "response body" if self._head is not None else "response head"
+        return [ParseError(502, f"backend closed the connection before the {what} ended")]

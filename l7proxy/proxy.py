@@ -1,0 +1,459 @@
+"""The waypoint's per-request logic, shared by the HTTP/1.1 and HTTP/2 front ends:
+route (``RouteTables.route``), answer locally or forward with the rule's timeouts and
+retries, copy to mirrors, and record a flow and metrics. No sockets: upstream
+connections come from the pool (``upstream.py``), the client is a ``Downstream``."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Sequence
+
+from l7proxy.config import Limits, WaypointConfig
+from l7proxy.exchange import Downstream, Exchange, RawHeaders
+from l7proxy.flows import FlowRecorder
+from l7proxy.http.parser import BodyKind
+from l7proxy.http.response import ResponseHead
+from l7proxy.http.wire import HOP_BY_HOP, LAST_CHUNK, chunk, end_to_end, request_head
+from l7proxy.metrics import WaypointMetrics
+from l7proxy.routing import (
+    Answer,
+    BackendTarget,
+    Forward,
+    Headers,
+    Parent,
+    Request,
+    Respond,
+    Response,
+    RouteTables,
+    ServiceParent,
+    UpstreamError,
+)
+from l7proxy.upstream import Address, Connector, Http1Upstream, Pool, UpstreamFailure
+
+_DROPPED_ANSWERS = {
+    Answer.NO_ROUTE: "NO_ROUTE",
+    Answer.INVALID_BACKEND: "INVALID_BACKEND",
+    Answer.NO_BACKEND: "NO_BACKEND",
+    Answer.UNSUPPORTED_FILTER: "UNSUPPORTED_FILTER",
+}
+_DROPPED_ERRORS = {
+    UpstreamError.CONNECT_FAILED: "UPSTREAM_CONNECT_FAILED",
+    UpstreamError.CONNECT_TIMEOUT: "UPSTREAM_CONNECT_FAILED",
+    UpstreamError.REFUSED_STREAM: "UPSTREAM_REFUSED_STREAM",
+    UpstreamError.BACKEND_TIMEOUT: "UPSTREAM_TIMEOUT",
+    UpstreamError.RESET_AFTER_SEND: "UPSTREAM_RESET",
+}
+_SKIP_FORWARD = HOP_BY_HOP | {"host", "x-forwarded-for", "x-forwarded-proto"}
+_CLUSTER_SUFFIXES = (".svc.cluster.local", ".svc")
+
+
+class Failed(Exception):
+    """A try ended without a response the client can get: answer ``status``."""
+
+    def __init__(self, status: int, reason: str, error: UpstreamError) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.error = error
+        self.drop = (
+            _DROPPED_ERRORS[error]
+            if status != 503 or "no endpoints" not in reason
+            else ("SERVICE_BACKEND_NOT_FOUND")
+        )
+
+
+class Proxy:
+    """Everything a worker shares across connections."""
+
+    def __init__(
+        self,
+        config: WaypointConfig,
+        *,
+        connector: Connector | None = None,
+        flows: FlowRecorder | None = None,
+        metrics: WaypointMetrics | None = None,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config
+        self.tables: RouteTables = config.tables
+        self.endpoints = config.endpoints
+        self.limits: Limits = config.limits
+        self.connector = connector or Connector(connect_timeout=config.limits.connect_timeout)
+        self.pool = Pool(
+            self.connector,
+            max_per_endpoint=config.limits.max_upstream_per_endpoint,
+            idle_timeout=config.limits.upstream_idle_timeout,
+        )
+        self.flows = flows or FlowRecorder(None, node_name=config.node_name)
+        self.metrics = metrics or WaypointMetrics(lambda: self.pool.stats)
+        self.rng = rng
+        self.mirrors_in_flight = 0
+        self.h2: object | None = None
+        """The HTTP/2 upstream client (``h2.H2Upstreams``), set by the server."""
+        self._rr: dict[BackendTarget, int] = {}
+
+    # --- configuration updates ---------------------------------------------------------
+
+    def update(self, tables: RouteTables | None = None, endpoints: object | None = None) -> None:
+        """Swap in new route tables and/or an endpoint resolver; requests already routed
+        finish with what they had."""
+        if tables is not None:
+            self.tables = tables
+        if endpoints is not None:
+            assert callable(endpoints)
+            self.endpoints = endpoints
+
+    # --- per request -------------------------------------------------------------------
+
+    def parent_for(self, ex: Exchange) -> Parent | None:
+        if ex.parent is not None:
+            return ex.parent
+        parent = self.tables.parent_for_address(*ex.local)
+        if parent is not None:
+            return parent
+        host, _, port = ex.authority.partition(":")
+        for suffix in _CLUSTER_SUFFIXES:
+            if host.endswith(suffix):
+                host = host[: -len(suffix)]
+                break
+        name, dot, namespace = host.partition(".")
+        if not dot or "." in namespace:
+            return None
+        return ServiceParent(namespace, name, int(port) if port.isdigit() else ex.local[1])
+
+    def route(self, ex: Exchange) -> Forward | Respond:
+        parent = self.parent_for(ex)
+        request = Request(
+            ex.method,
+            "http",
+            ex.authority,
+            ex.target,
+            Headers([(n.decode("latin-1"), v.decode("latin-1")) for n, v in ex.headers]),
+        )
+        if parent is None:
+            from l7proxy.routing.actions import error_response
+
+            return Respond(error_response(404, "no route"), Answer.NO_ROUTE, None, "no parent")
+        return self.tables.route(parent, request, rng=self.rng)
+
+    async def handle(self, ex: Exchange, down: Downstream) -> None:
+        """Serve one request to completion (or failure) and account for it."""
+        metrics = self.metrics
+        metrics.in_flight += 1
+        route = rule = backend = drop = ""
+        status = 0
+        try:
+            decision = self.route(ex)
+            if isinstance(decision, Respond):
+                selection = decision.selection
+                if selection is not None:
+                    ref = selection.ref
+                    route, rule = f"{ref.namespace}/{ref.route}", str(ref)
+                response = decision.response
+                status = response.status
+                drop = _DROPPED_ANSWERS.get(decision.answer, "")
+                down.local(
+                    status, _raw(response.headers), response.body, close=not ex.body.complete
+                )
+                return
+            ref = decision.selection.ref
+            route, rule, backend = f"{ref.namespace}/{ref.route}", str(ref), str(decision.backend)
+            for mirror in decision.mirrors:
+                self._mirror(mirror.target, mirror.request, ex)
+            try:
+                status = await self.forward(ex, decision, down)
+            except Failed as failure:
+                status, drop = failure.status, failure.drop
+        finally:
+            metrics.in_flight -= 1
+            elapsed = asyncio.get_running_loop().time() - ex.started
+            metrics.observe(route, backend, status, elapsed)
+            if self.flows.enabled:
+                self.flows.record(
+                    (
+                        ex.started_ns,
+                        int(elapsed * 1e9),
+                        status,
+                        ex.method,
+                        f"http://{ex.authority}{ex.target}",
+                        down.protocol,
+                        route,
+                        rule,
+                        backend,
+                        drop,
+                        ex.client,
+                        ex.local,
+                    )
+                )
+
+    async def forward(self, ex: Exchange, fwd: Forward, down: Downstream) -> int:
+        """Send ``fwd.request`` upstream with retries; stream the answer to ``down``.
+        Returns the status sent; raises Failed when the proxy must answer an error."""
+        timeouts = fwd.timeouts
+        deadline = ex.started + timeouts.request if timeouts.request else None
+        if ex.expect_continue and not ex.body.complete:
+            down.continue_()
+        h2 = self.h2
+        try:
+            async with asyncio.timeout_at(deadline):
+                if h2 is not None and (ex.grpc or self._speaks_h2(fwd.backend)):
+                    return await h2.forward(self, ex, fwd, down)  # type: ignore[attr-defined]
+                return await self._tries(ex, fwd, down, deadline)
+        except TimeoutError:
+            if down.started:
+                down.abort()
+                return 504
+            return self._fail(down, Failed(504, "request timeout", UpstreamError.BACKEND_TIMEOUT))
+        except Failed as failure:
+            return self._fail(down, failure)
+
+    def _fail(self, down: Downstream, failure: Failed) -> int:
+        if down.started:
+            down.abort()
+        else:
+            body = (str(failure) + "\n").encode()
+            down.local(failure.status, [(b"content-type", b"text/plain")], body)
+        raise failure
+
+    async def _tries(
+        self, ex: Exchange, fwd: Forward, down: Downstream, deadline: float | None
+    ) -> int:
+        policy = fwd.retry
+        backend_timeout = fwd.timeouts.backend_request
+        attempt = 0
+        loop = asyncio.get_running_loop()
+        while True:
+            attempt += 1
+            outcome: int | UpstreamError
+            conn: Http1Upstream | None = None
+            try:
+                async with asyncio.timeout(backend_timeout):
+                    conn, head = await self._send(ex, fwd)
+                    wait = None
+                    if policy is not None and head.status in policy.codes and ex.body.replayable:
+                        remaining = deadline - loop.time() if deadline is not None else None
+                        wait = policy.should_retry(
+                            attempt, head.status, draw=self.rng(), remaining=remaining
+                        )
+                    if wait is None:
+                        return await self._stream(ex, fwd, conn, head, down)
+                self._discard(conn)
+                await asyncio.sleep(wait)
+                continue
+            except UpstreamFailure as exc:
+                if conn is not None:
+                    conn.abort()
+                if down.started:
+                    raise Failed(502, str(exc), UpstreamError.RESET_AFTER_SEND) from exc
+                outcome = (
+                    UpstreamError.RESET_AFTER_SEND if exc.sent else UpstreamError.CONNECT_FAILED
+                )
+                failure = Failed(502 if exc.sent else 503, str(exc), outcome)
+            except TimeoutError as exc:
+                if conn is not None:
+                    conn.abort()
+                if down.started or deadline is not None and loop.time() >= deadline:
+                    raise
+                outcome = UpstreamError.BACKEND_TIMEOUT
+                failure = Failed(504, "backend request timeout", outcome)
+                failure.__cause__ = exc
+            if policy is None or not ex.body.replayable:
+                raise failure
+            remaining = deadline - loop.time() if deadline is not None else None
+            wait = policy.should_retry(attempt, outcome, draw=self.rng(), remaining=remaining)
+            if wait is None:
+                raise failure
+            await asyncio.sleep(wait)
+
+    def _discard(self, conn: Http1Upstream) -> None:
+        if conn.done is not None and conn.done.done():
+            self.pool.release(conn)
+        else:
+            conn.abort()
+
+    def _speaks_h2(self, target: BackendTarget) -> bool:
+        protocols = self.config.protocols
+        return (
+            bool(protocols) and protocols.get((target.namespace, target.name, target.port)) == "h2c"
+        )
+
+    def pick(self, target: BackendTarget) -> Address:
+        endpoints: Sequence[Address] = self.endpoints(target)
+        if not endpoints:
+            raise UpstreamFailure(f"no endpoints for {target}", sent=False)
+        i = self._rr.get(target, 0)
+        self._rr[target] = i + 1
+        return endpoints[i % len(endpoints)]
+
+    async def _send(self, ex: Exchange, fwd: Forward) -> tuple[Http1Upstream, ResponseHead]:
+        """One try: a connection, the request written, the response head read. A pooled
+        connection that the backend closed while idle is replaced (up to three times)."""
+        address = self.pick(fwd.backend)
+        body = ex.body
+        for _ in range(3):
+            if ex.upgrade:
+                conn = await self.connector.connect(address, lambda: Http1Upstream(address))
+            else:
+                conn = await self.pool.acquire(address)
+            reused = conn.requests > 0
+            head_bytes, chunked = self.request_bytes(ex, fwd.request)
+            if body.complete or not body.kept:
+                payload = b"".join(body.chunks) if body.complete else b""
+            elif chunked:
+                payload = b"".join(chunk(c) for c in body.chunks)
+            else:
+                payload = b"".join(body.chunks)
+            future = conn.begin(head_bytes + payload, head_request=ex.method == "HEAD")
+            if not body.complete:
+                if chunked:
+                    body.attach(_chunked_writer(conn.write), _last_chunk_writer(conn.write))
+                else:
+                    body.attach(conn.write, _nothing)
+            try:
+                head = await future
+            except UpstreamFailure:
+                conn.abort()
+                if reused and not conn.received and body.replayable:
+                    continue
+                raise
+            except BaseException:
+                conn.abort()
+                raise
+            finally:
+                body.detach()
+            if not body.complete and head.status >= 300:
+                conn.parser.reusable = False  # the rest of the body will not be read
+            return conn, head
+        raise UpstreamFailure(f"backend {address[0]}:{address[1]} keeps closing", sent=True)
+
+    def request_bytes(self, ex: Exchange, request: Request) -> tuple[bytes, bool]:
+        """The upstream request head; ``True`` when the body goes out chunked."""
+        lines = [f"Host: {request.authority}"]
+        xff = ""
+        skip = _SKIP_FORWARD
+        for name, value in request.headers:
+            lower = name.lower()
+            if lower in skip:
+                if lower == "x-forwarded-for":
+                    xff = f"{xff}, {value}" if xff else value
+                elif lower == "upgrade" and ex.upgrade:
+                    lines.append(f"{name}: {value}")
+                continue
+            lines.append(f"{name}: {value}")
+        client = ex.client[0]
+        lines.append(f"X-Forwarded-For: {xff}, {client}" if xff else f"X-Forwarded-For: {client}")
+        lines.append("X-Forwarded-Proto: http")
+        if ex.upgrade:
+            lines.append("Connection: Upgrade")
+        body = ex.body
+        chunked = False
+        if body.complete:
+            if body.size or ex.content_length_zero or body.kind is not BodyKind.NONE:
+                lines.append(f"Content-Length: {body.size}")
+        elif body.kind is BodyKind.LENGTH:
+            lines.append(f"Content-Length: {body.length}")
+        else:
+            lines.append("Transfer-Encoding: chunked")
+            chunked = True
+        return request_head(request.method, request.target, lines), chunked
+
+    async def _stream(
+        self, ex: Exchange, fwd: Forward, conn: Http1Upstream, head: ResponseHead, down: Downstream
+    ) -> int:
+        status = head.status
+        headers = end_to_end(head.headers)
+        if fwd.response_steps:
+            finished = fwd.finish(Response(status, Headers.from_raw(headers)))
+            status, headers = finished.status, _raw(finished.headers)
+        if status == 101 and ex.upgrade:
+            headers.append((b"connection", b"Upgrade"))
+            headers.extend((n, v) for n, v in head.headers if n.lower() == b"upgrade")
+            down.head(101, head.reason, headers, BodyKind.NONE, None)
+            transport = conn.transport
+            assert transport is not None
+            to_client = down.tunnel(conn.write, conn.close)
+            conn.attach(to_client)
+            conn.on_close = down.abort
+            return 101
+        down.head(status, head.reason, headers, head.body, head.length)
+        transport = conn.transport
+        if transport is not None:
+            down.pause_source(transport.pause_reading, transport.resume_reading)
+        conn.attach(down.data)
+        assert conn.done is not None
+        try:
+            await conn.done
+        except UpstreamFailure:
+            down.abort()
+            error = UpstreamError.RESET_AFTER_SEND
+            raise Failed(502, "backend reset the response", error) from None
+        finally:
+            down.pause_source(None, None)
+        down.end()
+        if ex.upgrade:
+            conn.close()
+        else:
+            self.pool.release(conn)
+        return status
+
+    # --- mirrors -----------------------------------------------------------------------
+
+    def _mirror(self, target: BackendTarget, request: Request, ex: Exchange) -> None:
+        if self.mirrors_in_flight >= self.limits.max_mirrors_in_flight:
+            return
+        self.mirrors_in_flight += 1
+        asyncio.get_running_loop().create_task(self._send_mirror(target, request, ex))
+
+    async def _send_mirror(self, target: BackendTarget, request: Request, ex: Exchange) -> None:
+        try:
+            async with asyncio.timeout(30.0):
+                await ex.body.wait()
+                if not ex.body.kept:
+                    return
+                address = self.pick(target)
+                conn = await self.pool.acquire(address)
+                mirror = Exchange(
+                    ex.method,
+                    request.target,
+                    request.authority,
+                    ex.headers,
+                    ex.body,
+                    None,
+                    ex.client,
+                    ex.local,
+                    started=ex.started,
+                    started_ns=ex.started_ns,
+                )
+                head, _ = self.request_bytes(mirror, request)
+                future = conn.begin(
+                    head + b"".join(ex.body.chunks), head_request=ex.method == "HEAD"
+                )
+                await future
+                conn.attach(lambda _: None)
+                assert conn.done is not None
+                await conn.done
+                self.pool.release(conn)
+        except (UpstreamFailure, TimeoutError, OSError):
+            pass
+        finally:
+            self.mirrors_in_flight -= 1
+
+
+def _chunked_writer(write: Callable[[bytes], None]) -> Callable[[bytes], None]:
+    return lambda data: write(chunk(data))
+
+
+def _last_chunk_writer(write: Callable[[bytes], None]) -> Callable[[], None]:
+    return lambda: write(LAST_CHUNK)
+
+
+def _nothing() -> None:
+    return None
+
+
+def _raw(headers: Headers) -> RawHeaders:
+    return [
+        (n.encode("latin-1"), v.encode("latin-1"))
+        for n, v in headers
+        if n.lower() != "content-length"
+    ]

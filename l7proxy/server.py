@@ -1,0 +1,260 @@
+"""The waypoint server: listening sockets, connection limits and timers, worker
+processes. The only module that creates listening sockets; upstream connections are
+opened by ``upstream.Connector``.
+
+In process (tests, the agent)::
+
+    server = WaypointServer(config, flow_sink=ring.put_many)
+    await server.start()                # binds config.listeners; server.ports has them
+    server.update(tables=new_tables, endpoints=new_resolver)
+    await server.close()
+
+As a program: ``python -m l7proxy --config FILE --listen 127.0.0.1:15001 --workers N``
+(``run_workers``): N processes, each with its own SO_REUSEPORT socket and event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import random
+import signal
+import socket
+from collections.abc import Callable, Sequence
+
+from l7proxy.config import EndpointResolver, ListenerConfig, WaypointConfig
+from l7proxy.flows import FlowRecorder, FlowSink, now_ns
+from l7proxy.h1 import Http1Connection
+from l7proxy.http.wire import error_response
+from l7proxy.metrics import WaypointMetrics
+from l7proxy.proxy import Proxy
+from l7proxy.routing import RouteTables
+from l7proxy.upstream import Connector
+
+OVERLOADED = error_response(503, "waypoint overloaded: too many connections")
+BACKLOG = 1024
+
+
+def listening_socket(host: str, port: int, *, reuse_port: bool = True) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class _Rejected(asyncio.Protocol):
+    """A connection over the limit: answer 503 and close, holding nothing."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(OVERLOADED)
+        transport.close()
+
+
+class WaypointServer:
+    def __init__(
+        self,
+        config: WaypointConfig,
+        *,
+        flow_sink: FlowSink | None = None,
+        connector: Connector | None = None,
+        rng: Callable[[], float] | None = None,
+        enable_h2: bool = True,
+    ) -> None:
+        self.config = config
+        self.flows = FlowRecorder(flow_sink, node_name=config.node_name)
+        self.proxy = Proxy(config, connector=connector, flows=self.flows, rng=rng or random.random)
+        self.metrics: WaypointMetrics = self.proxy.metrics
+        self.connections: set[Http1Connection] = set()
+        self.ports: list[int] = []
+        self.h2_factory: Callable[[Http1Connection], asyncio.Protocol] | None = None
+        if enable_h2:
+            from l7proxy.h2 import H2Frontend, H2Upstreams
+
+            self.proxy.h2 = H2Upstreams(self.proxy.connector)
+            self.h2_factory = lambda conn: H2Frontend(conn)
+        self._servers: list[asyncio.base_events.Server] = []
+        self._sweeper: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None
+        return self._loop
+
+    async def start(self, *, reuse_port: bool = True) -> list[int]:
+        """Bind every listener; returns the bound ports (0 in the config picks one)."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            for listener in self.config.listeners:
+                sock = listening_socket(listener.host, listener.port, reuse_port=reuse_port)
+                server = await self._loop.create_server(self._factory(listener), sock=sock)
+                self._servers.append(server)
+                self.ports.append(sock.getsockname()[1])
+        except BaseException:
+            await self.close()
+            raise
+        self._sweeper = self._loop.create_task(self._sweep())
+        return list(self.ports)
+
+    def _factory(self, listener: ListenerConfig) -> Callable[[], asyncio.Protocol]:
+        limit = self.config.limits.max_connections
+        metrics = self.metrics
+
+        def protocol() -> asyncio.Protocol:
+            if len(self.connections) >= limit:
+                metrics.rejected_connections += 1
+                return _Rejected()
+            return Http1Connection(self, listener.parent)
+
+        return protocol
+
+    def update(
+        self, tables: RouteTables | None = None, endpoints: EndpointResolver | None = None
+    ) -> None:
+        """New route tables and/or endpoints, effective for the next request."""
+        self.proxy.update(tables, endpoints)
+
+    async def _sweep(self) -> None:
+        limits = self.config.limits
+        tick = max(0.05, min(1.0, limits.header_timeout / 4, limits.idle_timeout / 4))
+        while True:
+            await asyncio.sleep(tick)
+            now = self.loop.time()
+            self.metrics.connections = len(self.connections)
+            for conn in list(self.connections):
+                conn.check(now, limits.header_timeout, limits.idle_timeout)
+            self.proxy.pool.expire(now)
+            if self.proxy.h2 is not None:
+                self.proxy.h2.expire(now, limits.upstream_idle_timeout)  # type: ignore[attr-defined]
+
+    def record_error(self, conn: Http1Connection, status: int) -> None:
+        """A request refused by the parser or a timer: counted, and a DROPPED flow."""
+        self.metrics.observe("", "", status, 0.0)
+        if self.flows.enabled:
+            self.flows.record(
+                (
+                    now_ns(),
+                    0,
+                    status,
+                    "",
+                    "",
+                    "HTTP/1.1",
+                    "",
+                    "",
+                    "",
+                    "MALFORMED_REQUEST" if status != 408 else "REQUEST_TIMEOUT",
+                    conn.client,
+                    conn.local_addr,
+                )
+            )
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for server in self._servers:
+            server.close()
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+        self._servers.clear()
+        self.proxy.pool.close()
+        if self.proxy.h2 is not None:
+            self.proxy.h2.close()  # type: ignore[attr-defined]
+        self.flows.flush()
+
+
+# --- running as a program ------------------------------------------------------------
+
+
+def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
+    """``uvloop`` when asked for (or "auto" and installed), else asyncio's default."""
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+
+            return uvloop.new_event_loop()
+        except ImportError:
+            if kind == "uvloop":
+                raise
+    return asyncio.new_event_loop()
+
+
+async def serve(
+    config: WaypointConfig,
+    *,
+    worker: int = 0,
+    flow_sink: FlowSink | None = None,
+    ready: Callable[[list[int]], None] | None = None,
+) -> None:
+    server = WaypointServer(config, flow_sink=flow_sink)
+    await server.start()
+    if config.metrics is not None:
+        host, port = config.metrics
+        server.metrics.serve(host, port + worker if port else 0)
+    if ready is not None:
+        ready(server.ports)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.close()
+
+
+def run_worker(config: WaypointConfig, worker: int = 0, loop_kind: str = "auto") -> None:
+    loop = new_event_loop(loop_kind)
+    try:
+        loop.run_until_complete(serve(config, worker=worker))
+    finally:
+        loop.close()
+
+
+def run_workers(config: WaypointConfig, workers: int, loop_kind: str = "auto") -> int:
+    """Run ``workers`` processes sharing the listen addresses through SO_REUSEPORT."""
+    if workers <= 1:
+        run_worker(config, 0, loop_kind)
+        return 0
+    ctx = multiprocessing.get_context("fork")
+    procs = [
+        ctx.Process(target=run_worker, args=(config, i, loop_kind), name=f"waypoint-{i}")
+        for i in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    code = 0
+    for proc in procs:
+        proc.join()
+        code = code or (proc.exitcode or 0)
+    return code
+
+
+def describe(listeners: Sequence[ListenerConfig]) -> str:
+    return ", ".join(f"{entry.host}:{entry.port}" for entry in listeners)

@@ -1,0 +1,327 @@
+"""Upstream connections: the one ``Connector`` that opens them, the HTTP/1.1 backend
+connection protocol, and the bounded per-endpoint pool with idle expiry.
+
+``Connector.connect`` is the only place in the waypoint that opens a connection to a
+backend. Node-to-node mTLS tunnels (SPIFFE identities) belong there: a subclass (or a
+wrapper) that returns a transport over the tunnel keeps every caller unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from l7proxy.http.parser import END, ParseError, UpgradeData
+from l7proxy.http.response import ResponseHead, ResponseParser
+
+Address = tuple[str, int]
+P = TypeVar("P", bound=asyncio.BaseProtocol)
+
+
+class UpstreamFailure(Exception):
+    """A try failed without a usable response. ``sent``: the request may have reached
+    the backend (a reset after sending is not retried)."""
+
+    def __init__(self, message: str, *, sent: bool, timeout: bool = False) -> None:
+        super().__init__(message)
+        self.sent = sent
+        self.timeout = timeout
+
+
+class Connector:
+    """Opens every upstream connection. Subclass ``open`` to add mTLS tunnels."""
+
+    def __init__(self, *, connect_timeout: float = 5.0) -> None:
+        self.connect_timeout = connect_timeout
+        self.opened = 0
+        self.failed = 0
+
+    async def connect(self, address: Address, factory: Callable[[], P]) -> P:
+        """A connected protocol from ``factory`` to ``address`` (UpstreamFailure if not)."""
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, protocol = await self.open(address, factory)
+        except TimeoutError as exc:
+            self.failed += 1
+            raise UpstreamFailure(f"connect to {_show(address)} timed out", sent=False) from exc
+        except OSError as exc:
+            self.failed += 1
+            raise UpstreamFailure(
+                f"connect to {_show(address)} failed: {exc.strerror or exc}", sent=False
+            ) from exc
+        self.opened += 1
+        return protocol
+
+    async def open(
+        self, address: Address, factory: Callable[[], P]
+    ) -> tuple[asyncio.BaseTransport, P]:
+        loop = asyncio.get_running_loop()
+        return await loop.create_connection(factory, address[0], address[1])
+
+
+def _show(address: Address) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Http1Upstream(asyncio.Protocol):
+    """One HTTP/1.1 connection to a backend, carrying one request at a time.
+
+    ``begin`` writes a request and returns the future of its response head. Body pieces
+    go to ``sink`` once one is set (they are buffered until then); ``done`` resolves
+    when the response is complete. After a 101 every byte goes to ``sink``.
+    """
+
+    def __init__(self, address: Address) -> None:
+        self.address = address
+        self.transport: asyncio.Transport | None = None
+        self.parser = ResponseParser()
+        self.head: asyncio.Future[ResponseHead] | None = None
+        self.done: asyncio.Future[None] | None = None
+        self.sink: Callable[[bytes], None] | None = None
+        self.pending: list[bytes] = []
+        self.tunnel = False
+        self.closed = False
+        self.on_close: Callable[[], None] | None = None
+        self.idle_since = 0.0
+        self.requests = 0
+        self.received = False
+
+    # --- asyncio callbacks -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel:
+            if self.sink is not None:
+                self.sink(data)
+            return
+        self.received = True
+        if self.head is None:  # unsolicited bytes on an idle connection
+            self.parser.reusable = False
+            self.close()
+            return
+        for event in self.parser.feed(data):
+            if event.__class__ is bytes:
+                assert isinstance(event, bytes)
+                if self.sink is not None:
+                    self.sink(event)
+                else:
+                    self.pending.append(event)
+            elif event is END:
+                if self.done is not None and not self.done.done():
+                    self.done.set_result(None)
+            elif isinstance(event, ResponseHead):
+                if not self.head.done():
+                    self.head.set_result(event)
+            elif isinstance(event, UpgradeData):
+                self.tunnel = True
+                if event.data:
+                    self.pending.append(event.data)
+            elif isinstance(event, ParseError):
+                self._fail(UpstreamFailure(event.reason, sent=True))
+
+    def eof_received(self) -> bool:
+        for event in self.parser.eof():
+            if event is END and self.done is not None and not self.done.done():
+                self.done.set_result(None)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.parser.reusable = False
+        self.eof_received()
+        where = _show(self.address)
+        self._fail(UpstreamFailure(f"backend {where} closed the connection", sent=True))
+        if self.on_close is not None:
+            self.on_close()
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # --- used by the proxy -----------------------------------------------------------
+
+    def begin(self, data: bytes, *, head_request: bool = False) -> asyncio.Future[ResponseHead]:
+        loop = asyncio.get_running_loop()
+        self.head = loop.create_future()
+        self.done = loop.create_future()
+        self.sink = None
+        self.pending = []
+        self.parser.start(head=head_request)
+        self.requests += 1
+        self.received = False
+        assert self.transport is not None
+        self.transport.write(data)
+        return self.head
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def attach(self, sink: Callable[[bytes], None]) -> None:
+        """Send body bytes (buffered so far, then as they come) to ``sink``."""
+        self.sink = sink
+        pending, self.pending = self.pending, []
+        for piece in pending:
+            sink(piece)
+
+    @property
+    def reusable(self) -> bool:
+        return (
+            not self.closed
+            and self.parser.reusable
+            and self.done is not None
+            and self.done.done()
+            and not self.done.cancelled()
+            and self.done.exception() is None
+        )
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+        self.closed = True
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        self.closed = True
+
+    def _fail(self, error: UpstreamFailure) -> None:
+        for future in (self.head, self.done):
+            if future is not None and not future.done():
+                future.set_exception(error)
+                future.exception()  # mark retrieved: a caller may have moved on
+
+
+@dataclass
+class PoolStats:
+    open: int = 0
+    idle: int = 0
+    created: int = 0
+    reused: int = 0
+    expired: int = 0
+    waits: int = 0
+
+
+class _Slot:
+    __slots__ = ("idle", "count", "waiters")
+
+    def __init__(self) -> None:
+        self.idle: list[Http1Upstream] = []
+        self.count = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+
+class Pool:
+    """HTTP/1.1 connections per endpoint: at most ``max_per_endpoint`` open (callers
+    beyond that wait in order), idle ones reused newest-first and closed after
+    ``idle_timeout`` seconds."""
+
+    def __init__(
+        self,
+        connector: Connector,
+        *,
+        max_per_endpoint: int = 512,
+        max_idle_per_endpoint: int = 128,
+        idle_timeout: float = 60.0,
+    ) -> None:
+        self.connector = connector
+        self.max_per_endpoint = max_per_endpoint
+        self.max_idle = max_idle_per_endpoint
+        self.idle_timeout = idle_timeout
+        self.stats = PoolStats()
+        self._slots: dict[Address, _Slot] = {}
+
+    async def acquire(self, address: Address) -> Http1Upstream:
+        slot = self._slots.get(address)
+        if slot is None:
+            slot = self._slots[address] = _Slot()
+        idle = slot.idle
+        while idle:
+            conn = idle.pop()
+            self.stats.idle -= 1
+            if not conn.closed:
+                self.stats.reused += 1
+                return conn
+        while slot.count >= self.max_per_endpoint:
+            self.stats.waits += 1
+            waiter = asyncio.get_running_loop().create_future()
+            slot.waiters.append(waiter)
+            await waiter
+            if idle:
+                conn = idle.pop()
+                self.stats.idle -= 1
+                if not conn.closed:
+                    self.stats.reused += 1
+                    return conn
+        slot.count += 1
+        self.stats.open += 1
+        try:
+            conn = await self.connector.connect(address, lambda: Http1Upstream(address))
+        except BaseException:
+            self._forget(slot)
+            raise
+        self.stats.created += 1
+        conn.on_close = lambda: self._closed(slot, conn)
+        return conn
+
+    def release(self, conn: Http1Upstream) -> None:
+        """Return ``conn`` after its response ended; it is kept only when reusable."""
+        slot = self._slots.get(conn.address)
+        if slot is None:
+            conn.close()
+            return
+        if conn.reusable and len(slot.idle) < self.max_idle:
+            conn.sink = None
+            conn.head = None
+            conn.idle_since = asyncio.get_running_loop().time()
+            slot.idle.append(conn)
+            self.stats.idle += 1
+            self._wake(slot)
+        else:
+            conn.close()
+
+    def _closed(self, slot: _Slot, conn: Http1Upstream) -> None:
+        if conn in slot.idle:
+            slot.idle.remove(conn)
+            self.stats.idle -= 1
+        self._forget(slot)
+
+    def _forget(self, slot: _Slot) -> None:
+        slot.count -= 1
+        self.stats.open -= 1
+        self._wake(slot)
+
+    @staticmethod
+    def _wake(slot: _Slot) -> None:
+        while slot.waiters:
+            waiter = slot.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def expire(self, now: float) -> None:
+        """Close connections idle for longer than ``idle_timeout`` (called periodically)."""
+        limit = now - self.idle_timeout
+        for slot in self._slots.values():
+            stale = [c for c in slot.idle if c.idle_since < limit]
+            for conn in stale:
+                slot.idle.remove(conn)
+                self.stats.idle -= 1
+                self.stats.expired += 1
+                conn.close()
+
+    def close(self) -> None:
+        for slot in self._slots.values():
+            for conn in slot.idle:
+                conn.close()
+            slot.idle.clear()
+        self.stats.idle = 0
