@@ -38,9 +38,9 @@ def format_latency(ns: int | None) -> str:
 
 
 def format_window(seconds: float) -> str:
-    """300 -> "5m", 90 -> "1m30s", 5400 -> "1h30m", 2.5 -> "2.5s"."""
+    """300 -> "5m", 90 -> "1m30s", 5400 -> "1h30m", 2.5 -> "2.5s", 59.801 -> "59.8s"."""
     if seconds < 60:
-        return f"{seconds:g}s"
+        return f"{seconds:.3g}s"
     total = round(seconds)
     h, rem = divmod(total, 3600)
     m, s = divmod(rem, 60)
