@@ -19,9 +19,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from agent.datapath.controller import DatapathController
+from agent.flows.ingest import FlowIngest
 from agent.flows.store import FlowRing
 from agent.lab.state import write_json_atomic
+from agent.metrics import FlowMetrics, MapFillCollector, MetricsConfig, serve_metrics
 from agent.store import Store
 from agent.store.events import SYNC, Event
 from agent.store.informer import Cache, list_then_watch
@@ -39,6 +43,7 @@ class AgentConfig:
     pin_dir: str | None = None  # None: no datapath (watch and report only)
     observer_socket: str | None = None
     observer_port: int = 4244  # Hubble's per-node port
+    metrics_address: str | None = ":9965"  # Prometheus (Hubble's port); None: off
     flow_capacity: int = 65_535
 
 
@@ -159,6 +164,8 @@ def run(config: AgentConfig) -> int:
     node = config.node
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {node} %(levelname)s %(message)s")
     ring = FlowRing(config.flow_capacity)
+    registry, flow_metrics = _metrics(config)
+    ingest = FlowIngest(ring, (flow_metrics,) if flow_metrics else ())
     with Store(config.store_file) as store:
         agent = Agent(node, store)
 
@@ -172,7 +179,9 @@ def run(config: AgentConfig) -> int:
             from agent.datapath.programs import load_datapath
 
             started = time.monotonic()
-            agent.datapath = DatapathController(node, load_datapath(Path(config.pin_dir)), ring)
+            agent.datapath = DatapathController(node, load_datapath(Path(config.pin_dir)), ingest)
+            if registry is not None:
+                MapFillCollector(agent.datapath.map_fill, registry)
             log.info(
                 "datapath loaded in %.1fs, maps pinned at %s",
                 time.monotonic() - started,
@@ -182,6 +191,11 @@ def run(config: AgentConfig) -> int:
             _start_thread(agent.datapath.run_events, "events", agent.stop)
             _start_thread(agent.datapath.run_gc, "ct-gc", agent.stop)
         observer = _start_observer(ring, config)
+        metrics_server = (
+            serve_metrics(registry, config.metrics_address)
+            if registry is not None and config.metrics_address
+            else None
+        )
         watcher = _start_thread(agent.watch_forever, "watch")
         log.info(
             "agent for node %s started (pid %d), store %s", node, os.getpid(), config.store_file
@@ -195,8 +209,17 @@ def run(config: AgentConfig) -> int:
         watcher.join(timeout=2.0)
         if observer is not None:
             observer.stop()
+        if metrics_server is not None:
+            metrics_server.close()
         agent.report_node_ready(False, "AgentStopped")
     return 0
+
+
+def _metrics(config: AgentConfig) -> tuple[CollectorRegistry | None, FlowMetrics | None]:
+    if not config.metrics_address:
+        return None, None
+    registry = CollectorRegistry()
+    return registry, FlowMetrics(MetricsConfig(), registry)
 
 
 def _start_observer(ring: FlowRing, config: AgentConfig) -> Any:

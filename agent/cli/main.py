@@ -8,6 +8,7 @@ from agent.cli.context import lab_name
 from agent.cli.lab import lab
 from agent.cli.observe import list_group, observe, set_default_server, status
 from agent.cli.resources import apply, delete, describe_cmd, get, wait
+from agent.cli.servicemap import map_cmd
 from agent.lab.state import LabPaths
 
 
@@ -32,13 +33,39 @@ def cli(lab: str | None, store: str | None) -> None:
 @click.option("--observer-socket", default=None, help="Unix socket for the observer API.")
 @click.option("--observer-port", default=4244, show_default=True, help="Observer API TCP port.")
 @click.option("--flow-capacity", default=65_535, show_default=True, help="Flows kept in memory.")
-def agent(node: str, store_file: str, health_file: str | None, pin_dir: str | None,
-          observer_socket: str | None, observer_port: int, flow_capacity: int) -> None:
+@click.option(
+    "--metrics-address",
+    default=":9965",
+    show_default=True,
+    help="Prometheus endpoint; empty to disable.",
+)
+def agent(
+    node: str,
+    store_file: str,
+    health_file: str | None,
+    pin_dir: str | None,
+    observer_socket: str | None,
+    observer_port: int,
+    flow_capacity: int,
+    metrics_address: str,
+) -> None:
     """Run the node agent (one per node; the DaemonSet's process)."""
     from agent.daemon import AgentConfig, run
 
-    raise SystemExit(run(AgentConfig(node, store_file, health_file, pin_dir, observer_socket,
-                                     observer_port, flow_capacity)))
+    raise SystemExit(
+        run(
+            AgentConfig(
+                node,
+                store_file,
+                health_file,
+                pin_dir,
+                observer_socket,
+                observer_port,
+                metrics_address or None,
+                flow_capacity,
+            )
+        )
+    )
 
 
 cli.add_command(lab)
@@ -50,6 +77,7 @@ cli.add_command(wait)
 cli.add_command(observe)
 cli.add_command(status)
 cli.add_command(list_group)
+cli.add_command(map_cmd)
 
 
 def _lab_relay(ctx: click.Context) -> str | None:

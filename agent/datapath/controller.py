@@ -27,7 +27,7 @@ from agent.datapath.flowevents import EventDecoder
 from agent.datapath.programs import Datapath
 from agent.flows.enrich import EndpointIndex, enrich
 from agent.flows.flow import LostEventSource
-from agent.flows.store import FlowRing
+from agent.flows.ingest import FlowIngest
 from agent.model.convert import ConversionError, from_dict
 from agent.model.resource import Resource
 from l7proxy.routing import RouteCompiler
@@ -46,7 +46,7 @@ WATCHED_KINDS = (
     "ReferenceGrant",
     "Secret",
 )
-CT_SERVICE, CT_F_CLOSED = 3, 0x4
+CT_EGRESS, CT_SERVICE, CT_F_CLOSED = 1, 3, 0x4  # bpf/lib/conntrack.h
 CLOSED_GRACE_NS = 10 * 10**9
 UDP_IDLE_NS = 60 * 10**9
 TCP_IDLE_NS = 6 * 3600 * 10**9
@@ -110,7 +110,7 @@ def endpoint_index(view: ClusterView, desired: DesiredDatapath, node: str) -> En
 
 
 class DatapathController:
-    def __init__(self, node: str, dp: Datapath, ring: FlowRing) -> None:
+    def __init__(self, node: str, dp: Datapath, ring: FlowIngest) -> None:
         self.node = node
         self.dp = dp
         self.ring = ring
@@ -174,19 +174,33 @@ class DatapathController:
 
     # -- conntrack garbage collection --------------------------------------------------------
     def gc_once(self, now_ns: int | None = None) -> int:
+        """Expire idle and closed entries. A client->VIP service entry lives exactly as long
+        as the connection it steered: once that one is closed or gone, a reused source port
+        must not be sent to the old (possibly removed) backend."""
         now = now_ns if now_ns is not None else time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         table = self.dp.table("ct_v1")
-        doomed = []
+        doomed, services, live = [], [], set()
         for key, entry in table.items():
+            if key.dir == CT_SERVICE:
+                services.append((key, entry))
+                continue
             idle = now - entry.last_seen_ns
             closed = entry.flags & CT_F_CLOSED
             limit = UDP_IDLE_NS if key.tuple.proto != 6 else TCP_IDLE_NS
             if (closed and idle > CLOSED_GRACE_NS) or idle > limit:
                 doomed.append(key)
-                if not closed and key.dir != CT_SERVICE:
+                if not closed:
                     # Never closed by a FIN or RST: this is the connection's last word.
                     flow = self.decoder.decode_expired(key, entry, now)
                     self.ring.put(enrich(flow, self.index, self.node))
+            elif key.dir == CT_EGRESS and not closed:
+                t = key.tuple
+                live.add((t.saddr, t.sport, t.daddr, t.dport, t.proto))
+        for key, entry in services:
+            t = key.tuple
+            steered = (t.saddr, t.sport, entry.backend_addr, entry.backend_port, t.proto)
+            if steered not in live and now - entry.last_seen_ns > CLOSED_GRACE_NS:
+                doomed.append(key)
         for key in doomed:
             try:
                 del table[key]
@@ -202,6 +216,23 @@ class DatapathController:
                     log.info("conntrack gc removed %d entries", removed)
             except Exception:
                 log.exception("conntrack gc failed")
+
+    def map_fill(self) -> dict[str, tuple[int, int]]:
+        """Entries and capacity of the maps that can fill up, for the metrics."""
+        fill = {}
+        for name in (
+            "ct_v1",
+            "lb_services_v1",
+            "lb_backends_v1",
+            "ipcache_v1",
+            "policy_v1",
+            "endpoints_v1",
+            "l7_orig_dst_v1",
+            "lb_affinity_v1",
+        ):
+            table = self.dp.table(name)
+            fill[name] = (sum(1 for _ in table.keys()), table.max_entries)
+        return fill
 
     def close(self) -> None:
         self.ipr.close()

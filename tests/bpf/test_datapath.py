@@ -362,3 +362,31 @@ def test_l7_service_without_a_waypoint_falls_back_to_l4(dp: Runner) -> None:
     maps.write_waypoint(dp.dp, None)
     out = dp.from_pod(pkt(CLIENT, VIP, TCP(sport=46001, dport=80, flags="S")))
     assert (out.packet[IP].dst, out.packet[TCP].dport) == (BACKEND, 8080)
+
+
+def test_gc_expires_closed_connections_and_their_service_entries(dp: Runner) -> None:
+    import time as _time
+
+    from agent.datapath.controller import DatapathController
+    from agent.flows.store import FlowRing
+
+    client_endpoint(dp)
+    service(dp, [(BACKEND, 8080)])
+    for sport in (47000, 47001):
+        dp.from_pod(pkt(CLIENT, VIP, TCP(sport=sport, dport=80, flags="S")))
+    # 47000 closes; 47001 stays open.
+    dp.from_pod(pkt(CLIENT, VIP, TCP(sport=47000, dport=80, flags="FA")))
+    dp.to_pod(pkt(BACKEND, CLIENT, TCP(sport=8080, dport=47000, flags="FA")))
+    ring = FlowRing(64)
+    gc = DatapathController("n1", dp.dp, ring)
+    try:
+        later = _time.clock_gettime_ns(_time.CLOCK_MONOTONIC) + 11 * 10**9
+        assert gc.gc_once(later) == 2  # the closed egress entry and its service entry
+        left = {(k.dir, maps.from_be16(k.tuple.sport)) for k in dp.dp.table("ct_v1").keys()}
+        assert left == {(1, 47001), (3, 47001)}
+        much_later = later + 7 * 3600 * 10**9  # past the TCP idle limit: expired with a flow
+        assert gc.gc_once(much_later) == 2
+        (expired,) = [r for r in ring.get(0) if getattr(r, "summary", "") == "connection expired"]
+        assert expired.l4.source_port == 47001
+    finally:
+        gc.ipr.close()

@@ -200,7 +200,7 @@ def test_lab_up_then_down_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
         st = lifecycle.status(name)
         assert st is not None and st.healthy
         pids = [p.pid for p in st.processes]
-        assert len(pids) == 3  # controller, agent, dns
+        assert len(pids) == 4  # controller, agent, dns, relay
         records = procs.load_records(LabPaths.for_lab(name).procs)
     finally:
         lifecycle.down(name, lambda _m: None)

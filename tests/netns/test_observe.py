@@ -101,3 +101,32 @@ def test_status_and_nodes(lab: Lab, obs: dict[str, Any]) -> None:
     assert "2/2" in status or "Connected Nodes: 2" in status, status
     nodes = lab.tulle("list", "nodes").stdout
     assert "node1" in nodes and "node2" in nodes and "Connected" in nodes.replace("CONNECTED", "Connected")
+
+
+def test_metrics_scrape_has_flow_drop_and_map_series(lab: Lab, obs: dict[str, Any]) -> None:
+    lab.exec("obs", obs["caller"], "curl", "-s", "--max-time", "3", "http://api.obs/metrics-please")
+    time.sleep(0.5)
+    text = subprocess.run(
+        ["ip", "netns", "exec", f"tulle-{lab.name}-node1", "curl", "-s", "--max-time", "5",
+         "http://127.0.0.1:9965/metrics"], capture_output=True, text=True, check=True).stdout
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in text_string_to_metric_families(text) for s in fam.samples}
+    translated = [v for (name, labels), v in samples.items()
+                  if name == "tulle_flows_processed_total" and ("verdict", "TRANSLATED") in labels]
+    assert translated and translated[0] >= 1
+    assert any(name == "tulle_bpf_map_fill_ratio" and ("map", "ct_v1") in labels
+               for name, labels in samples)
+    assert any(name.startswith("tulle_lost_events") for name, _ in samples) or "tulle_lost_events" in text
+
+
+def test_map_renders_the_app_as_png_and_dot(lab: Lab, obs: dict[str, Any], tmp_path: Any) -> None:
+    lab.exec("obs", obs["caller"], "curl", "-s", "--max-time", "3", "http://api.obs/map")
+    time.sleep(0.5)
+    dot = lab.tulle("map", "--since", "10m", "-n", "obs", "-o", "dot", "--output", "-").stdout
+    assert "obs/api" in dot and "obs/caller" in dot
+    png = tmp_path / "map.png"
+    lab.tulle("map", "--since", "10m", "-n", "obs", "-o", "png", "--output", str(png))
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
