@@ -189,7 +189,14 @@ enum tulle_config {
 	TULLE_CFG_MAX = 32,
 };
 
+#ifdef TULLE_PIN_DIR
+/* Pinned with the node's maps, so switches survive agent restarts and operators (and the
+ * benchmarks) can flip them with bpftool. */
+BPF_TABLE_PINNED("array", __u32, __u64, tulle_config_v1, TULLE_CFG_MAX,
+		 TULLE_PIN_DIR "/tulle_config_v1");
+#else
 BPF_ARRAY(tulle_config_v1, __u64, TULLE_CFG_MAX);
+#endif
 
 static __always_inline __u64 config_get(__u32 key)
 {
