@@ -58,7 +58,8 @@ enum drop_reason {
 	X(3, "from_pod.c") \
 	X(4, "to_pod.c") \
 	X(5, "parse.h") \
-	X(6, "lb.h")
+	X(6, "lb.h") \
+	X(7, "waypoint_maps.c")
 
 /* Folds to a constant: clang evaluates __builtin_strcmp on two literals at compile time. */
 static __always_inline __u16 source_file_id(const char *name)
