@@ -111,16 +111,10 @@ int tulle_from_pod(struct __sk_buff *skb)
 
 	new_ct.src_identity = ep_id;
 	new_ct.dst_identity = dst_id;
-	new_ct.ifindex = skb->ifindex;
-	if (ct_create(&p.tuple, CT_EGRESS, &new_ct) != 0)
-		return drop_flow(skb, &p, DROP_CT_MAP_INSERTION_FAILED, OBS_FROM_ENDPOINT, DIR_EGRESS,
-				 ep_id, dst_id);
-	ct = ct_lookup(&p.tuple, CT_EGRESS);
-	if (ct) {
-		ct_account(ct, &p, 0);
-		trace_flow(&p, EVENT_NEW,
-			   new_ct.rev_nat_addr ? VERDICT_TRANSLATED : VERDICT_FORWARDED,
-			   OBS_FROM_ENDPOINT, DIR_EGRESS, ct, skb->ifindex, 0);
-	}
+	ret = open_connection(skb, &p, CT_EGRESS, &new_ct,
+			      new_ct.rev_nat_addr ? VERDICT_TRANSLATED : VERDICT_FORWARDED,
+			      OBS_FROM_ENDPOINT, DIR_EGRESS);
+	if (ret)
+		return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, dst_id);
 	return TC_ACT_OK;
 }

@@ -73,15 +73,9 @@ int tulle_to_pod(struct __sk_buff *skb)
 
 	new_ct.src_identity = src_id;
 	new_ct.dst_identity = ep_id;
-	new_ct.ifindex = skb->ifindex;
-	if (ct_create(&p.tuple, CT_INGRESS, &new_ct) != 0)
-		return drop_flow(skb, &p, DROP_CT_MAP_INSERTION_FAILED, OBS_TO_ENDPOINT, DIR_INGRESS,
-				 src_id, ep_id);
-	ct = ct_lookup(&p.tuple, CT_INGRESS);
-	if (ct) {
-		ct_account(ct, &p, 0);
-		trace_flow(&p, EVENT_NEW, VERDICT_FORWARDED, OBS_TO_ENDPOINT, DIR_INGRESS, ct,
-			   skb->ifindex, 0);
-	}
+	ret = open_connection(skb, &p, CT_INGRESS, &new_ct, VERDICT_FORWARDED, OBS_TO_ENDPOINT,
+			      DIR_INGRESS);
+	if (ret)
+		return drop_flow(skb, &p, ret, OBS_TO_ENDPOINT, DIR_INGRESS, src_id, ep_id);
 	return TC_ACT_OK;
 }

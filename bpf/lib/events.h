@@ -5,6 +5,9 @@
  *   drop_flow(skb, pkt, reason, obs, dir, src_id, dst_id)
  *                               record the drop (counter + event with file and line) and
  *                               evaluate to TC_ACT_SHOT
+ *   open_connection(skb, pkt, ct_dir, entry, verdict, obs, dir)
+ *                               conntrack entry + first packet counted + NEW event; 0, or
+ *                               DROP_CT_MAP_INSERTION_FAILED for the caller to drop_flow()
  *   trace_flow(pkt, type, verdict, obs, dir, ct, ifindex, is_reply)
  *                               a NEW or CLOSE event carrying the conntrack entry's counters,
  *                               always oriented as the connection was opened
@@ -132,6 +135,22 @@ static __always_inline void trace_flow(const struct pkt *p, __u8 type, __u8 verd
 	ev.bytes_rev = ct->bytes_rev;
 	ev.duration_ns = ev.ts_ns - ct->created_ns;
 	emit_event(&ev);
+}
+
+static __always_inline int open_connection(struct __sk_buff *skb, const struct pkt *p, __u8 ct_dir,
+					   struct ct_entry *entry, __u8 verdict, __u8 obs, __u8 dir)
+{
+	struct ct_entry *ct;
+
+	entry->ifindex = skb->ifindex;
+	if (ct_create(&p->tuple, ct_dir, entry) != 0)
+		return DROP_CT_MAP_INSERTION_FAILED;
+	ct = ct_lookup(&p->tuple, ct_dir);
+	if (ct) {
+		ct_account(ct, p, 0);
+		trace_flow(p, EVENT_NEW, verdict, obs, dir, ct, skb->ifindex, 0);
+	}
+	return 0;
 }
 
 #endif /* TULLE_EVENTS_H */
