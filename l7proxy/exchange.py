@@ -36,6 +36,9 @@ class Downstream(Protocol):
     ) -> None:
         """Start the response; ``body`` None means close-delimited."""
 
+    def flush(self) -> None:
+        """Send a held response head now (the body is not there yet)."""
+
     def data(self, data: bytes) -> None: ...
 
     def end(self, trailers: RawHeaders | None = None) -> None: ...

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from l7proxy.exchange import Exchange, RawHeaders, RequestBody
 from l7proxy.flows import now_ns
@@ -57,14 +57,14 @@ class Http1Connection(asyncio.Protocol):
         self.started = False
         self.keep_alive = True
         self.chunked = False
+        self.held = b""
         self.pause_cb: Callable[[], None] | None = None
         self.resume_cb: Callable[[], None] | None = None
 
     # --- asyncio callbacks -----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername") or ("", 0)
         sock = transport.get_extra_info("sockname") or ("", 0)
         self.client = (peer[0], peer[1])
@@ -154,7 +154,7 @@ class Http1Connection(asyncio.Protocol):
         ex = Exchange(
             head.method,
             head.target,
-            head.authority,
+            head.authority or _authority(self.local_addr),  # HTTP/1.0 may omit Host
             head.headers,
             body,
             self.parent,
@@ -183,6 +183,7 @@ class Http1Connection(asyncio.Protocol):
         ex, head = self.queue.popleft()
         self.started = False
         self.chunked = False
+        self.held = b""
         self.keep_alive = head.keep_alive and not head.upgrade
         self.protocol = "HTTP/1.0" if head.version == "1.0" else "HTTP/1.1"
         self.task = self.server.loop.create_task(self._serve(ex))
@@ -241,15 +242,25 @@ class Http1Connection(asyncio.Protocol):
         if not self.keep_alive and status != 101:
             headers.append((b"connection", b"close"))
         self.started = True
-        self._write(response_head(status, reason_phrase or reason(status), headers))
+        # Held until the first body bytes or flush(): one write for a small response.
+        self.held = response_head(status, reason_phrase or reason(status), headers)
+
+    def flush(self) -> None:
+        if self.held:
+            held, self.held = self.held, b""
+            self._write(held)
 
     def data(self, data: bytes) -> None:
         if self.transport is not None:
-            self.transport.write(chunk(data) if self.chunked else data)
+            payload = chunk(data) if self.chunked else data
+            if self.held:
+                payload, self.held = self.held + payload, b""
+            self.transport.write(payload)
 
     def end(self, trailers: RawHeaders | None = None) -> None:
         if self.chunked:
-            self._write(LAST_CHUNK)
+            self.held += LAST_CHUNK
+        self.flush()
 
     def abort(self) -> None:
         self.mode = "closed"
@@ -263,6 +274,7 @@ class Http1Connection(asyncio.Protocol):
     def tunnel(
         self, write_upstream: Callable[[bytes], None], close_upstream: Callable[[], None]
     ) -> Callable[[bytes], None]:
+        self.flush()
         self.mode = "tunnel"
         self.tunnel_write = write_upstream
         self.tunnel_close = close_upstream
@@ -309,3 +321,8 @@ class Http1Connection(asyncio.Protocol):
             self._close()
         elif not self.head_started and not self.queue and now - self.idle_since > idle_timeout:
             self._close()
+
+
+def _authority(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import h2.config
 import h2.connection
@@ -118,6 +118,9 @@ class _Stream:
             out.append((b"content-length", b"%d" % length))
         self.started = True
         self.front.send_headers(self.stream_id, out, end_stream=False)
+
+    def flush(self) -> None:
+        pass
 
     def data(self, data: bytes) -> None:
         self.sender.buffer += data
@@ -311,8 +314,7 @@ class H2Client(asyncio.Protocol):
         self.idle_since = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
         self.h2.initiate_connection()
         self.h2.increment_flow_control_window(_WINDOW)
         self.flush()
@@ -446,6 +448,7 @@ class H2Upstreams:
             stream.sink = down.data  # type: ignore[attr-defined]
             for piece in stream.pending:
                 down.data(piece)  # type: ignore[attr-defined]
+            down.flush()  # type: ignore[attr-defined]
             await stream.done
         except UpstreamFailure as exc:
             if down.started:  # type: ignore[attr-defined]

@@ -380,9 +380,12 @@ class Proxy:
         if transport is not None:
             down.pause_source(transport.pause_reading, transport.resume_reading)
         conn.attach(down.data)
-        assert conn.done is not None
+        done = conn.done
+        assert done is not None
+        if not done.done():
+            down.flush()
         try:
-            await conn.done
+            await done
         except UpstreamFailure:
             down.abort()
             error = UpstreamError.RESET_AFTER_SEND

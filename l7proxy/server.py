@@ -23,6 +23,7 @@ import random
 import signal
 import socket
 from collections.abc import Callable, Sequence
+from typing import cast
 
 from l7proxy.config import EndpointResolver, ListenerConfig, WaypointConfig
 from l7proxy.flows import FlowRecorder, FlowSink, now_ns
@@ -39,7 +40,7 @@ BACKLOG = 1024
 
 def listening_socket(host: str, port: int, *, reuse_port: bool = True) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio sets NODELAY
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
@@ -57,8 +58,7 @@ class _Rejected(asyncio.Protocol):
     """A connection over the limit: answer 503 and close, holding nothing."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.write(OVERLOADED)
+        cast(asyncio.Transport, transport).write(OVERLOADED)
         transport.close()
 
 

@@ -12,7 +12,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from l7proxy.http.parser import END, ParseError, UpgradeData
 from l7proxy.http.response import ResponseHead, ResponseParser
@@ -93,8 +93,7 @@ class Http1Upstream(asyncio.Protocol):
     # --- asyncio callbacks -----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel:
