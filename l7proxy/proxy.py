@@ -26,6 +26,7 @@ from l7proxy.routing import (
     Respond,
     Response,
     RouteTables,
+    RuleRef,
     ServiceParent,
     UpstreamError,
 )
@@ -91,6 +92,7 @@ class Proxy:
         self.h2: object | None = None
         """The HTTP/2 upstream client (``h2.H2Upstreams``), set by the server."""
         self._rr: dict[BackendTarget, int] = {}
+        self._labels: dict[tuple[RuleRef, BackendTarget], tuple[str, str, str]] = {}
 
     # --- configuration updates ---------------------------------------------------------
 
@@ -99,6 +101,7 @@ class Proxy:
         finish with what they had."""
         if tables is not None:
             self.tables = tables
+            self._labels.clear()
         if endpoints is not None:
             assert callable(endpoints)
             self.endpoints = endpoints
@@ -156,8 +159,12 @@ class Proxy:
                     status, _raw(response.headers), response.body, close=not ex.body.complete
                 )
                 return
-            ref = decision.selection.ref
-            route, rule, backend = f"{ref.namespace}/{ref.route}", str(ref), str(decision.backend)
+            key = (decision.selection.ref, decision.backend)
+            labels = self._labels.get(key)
+            if labels is None:
+                ref = key[0]
+                labels = self._labels[key] = (f"{ref.namespace}/{ref.route}", str(ref), str(key[1]))
+            route, rule, backend = labels
             for mirror in decision.mirrors:
                 self._mirror(mirror.target, mirror.request, ex)
             try:
@@ -193,12 +200,11 @@ class Proxy:
         deadline = ex.started + timeouts.request if timeouts.request else None
         if ex.expect_continue and not ex.body.complete:
             down.continue_()
-        h2 = self.h2
         try:
+            if deadline is None:
+                return await self._upstream(ex, fwd, down, None)
             async with asyncio.timeout_at(deadline):
-                if h2 is not None and (ex.grpc or self._speaks_h2(fwd.backend)):
-                    return await h2.forward(self, ex, fwd, down)  # type: ignore[attr-defined]
-                return await self._tries(ex, fwd, down, deadline)
+                return await self._upstream(ex, fwd, down, deadline)
         except TimeoutError:
             if down.started:
                 down.abort()
@@ -206,6 +212,14 @@ class Proxy:
             return self._fail(down, Failed(504, "request timeout", UpstreamError.BACKEND_TIMEOUT))
         except Failed as failure:
             return self._fail(down, failure)
+
+    async def _upstream(
+        self, ex: Exchange, fwd: Forward, down: Downstream, deadline: float | None
+    ) -> int:
+        h2 = self.h2
+        if h2 is not None and (ex.grpc or self._speaks_h2(fwd.backend)):
+            return await h2.forward(self, ex, fwd, down)  # type: ignore[attr-defined,no-any-return]
+        return await self._tries(ex, fwd, down, deadline)
 
     def _fail(self, down: Downstream, failure: Failed) -> int:
         if down.started:
@@ -225,24 +239,17 @@ class Proxy:
         while True:
             attempt += 1
             outcome: int | UpstreamError
-            conn: Http1Upstream | None = None
             try:
-                async with asyncio.timeout(backend_timeout):
-                    conn, head = await self._send(ex, fwd)
-                    wait = None
-                    if policy is not None and head.status in policy.codes and ex.body.replayable:
-                        remaining = deadline - loop.time() if deadline is not None else None
-                        wait = policy.should_retry(
-                            attempt, head.status, draw=self.rng(), remaining=remaining
-                        )
-                    if wait is None:
-                        return await self._stream(ex, fwd, conn, head, down)
-                self._discard(conn)
+                if backend_timeout is None:
+                    status, wait = await self._attempt(ex, fwd, down, attempt, deadline)
+                else:
+                    async with asyncio.timeout(backend_timeout):
+                        status, wait = await self._attempt(ex, fwd, down, attempt, deadline)
+                if wait is None:
+                    return status
                 await asyncio.sleep(wait)
                 continue
             except UpstreamFailure as exc:
-                if conn is not None:
-                    conn.abort()
                 if down.started:
                     raise Failed(502, str(exc), UpstreamError.RESET_AFTER_SEND) from exc
                 outcome = (
@@ -250,8 +257,6 @@ class Proxy:
                 )
                 failure = Failed(502 if exc.sent else 503, str(exc), outcome)
             except TimeoutError as exc:
-                if conn is not None:
-                    conn.abort()
                 if down.started or deadline is not None and loop.time() >= deadline:
                     raise
                 outcome = UpstreamError.BACKEND_TIMEOUT
@@ -264,6 +269,21 @@ class Proxy:
             if wait is None:
                 raise failure
             await asyncio.sleep(wait)
+
+    async def _attempt(
+        self, ex: Exchange, fwd: Forward, down: Downstream, attempt: int, deadline: float | None
+    ) -> tuple[int, float | None]:
+        """One try: (status sent, None), or (status, delay) when it is to be retried."""
+        conn, head = await self._send(ex, fwd)
+        policy = fwd.retry
+        if policy is not None and head.status in policy.codes and ex.body.replayable:
+            now = asyncio.get_running_loop().time()
+            remaining = deadline - now if deadline is not None else None
+            wait = policy.should_retry(attempt, head.status, draw=self.rng(), remaining=remaining)
+            if wait is not None:
+                self._discard(conn)
+                return head.status, wait
+        return await self._stream(ex, fwd, conn, head, down), None
 
     def _discard(self, conn: Http1Upstream) -> None:
         if conn.done is not None and conn.done.done():
@@ -305,6 +325,7 @@ class Proxy:
                 payload = b"".join(body.chunks)
             future = conn.begin(head_bytes + payload, head_request=ex.method == "HEAD")
             if not body.complete:
+                conn.on_pause, conn.on_resume = body.pause, body.resume
                 if chunked:
                     body.attach(_chunked_writer(conn.write), _last_chunk_writer(conn.write))
                 else:
@@ -390,6 +411,9 @@ class Proxy:
             down.abort()
             error = UpstreamError.RESET_AFTER_SEND
             raise Failed(502, "backend reset the response", error) from None
+        except BaseException:  # a timeout or the client went away
+            conn.abort()
+            raise
         finally:
             down.pause_source(None, None)
         down.end()

@@ -221,17 +221,20 @@ class _H2Conn(asyncio.Protocol):
 # --- a raw client ----------------------------------------------------------------------
 
 
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP/1.1 response (Content-Length, chunked, or until close)."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
+async def read_response(
+    reader: asyncio.StreamReader, *, head: bool = False
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response (Content-Length, chunked, or until close); ``head``: the
+    response to a HEAD request, which has no body."""
+    raw_head = await reader.readuntil(b"\r\n\r\n")
+    lines = raw_head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
     headers: dict[str, str] = {}
     for line in lines[1:]:
         if line:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-    if status in (101, 204, 304) or 100 <= status < 200:
+    if head or status in (101, 204, 304) or 100 <= status < 200:
         return status, headers, b""
     if "content-length" in headers:
         body = await reader.readexactly(int(headers["content-length"]))

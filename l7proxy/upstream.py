@@ -86,6 +86,8 @@ class Http1Upstream(asyncio.Protocol):
         self.tunnel = False
         self.closed = False
         self.on_close: Callable[[], None] | None = None
+        self.on_pause: Callable[[], None] | None = None
+        self.on_resume: Callable[[], None] | None = None
         self.idle_since = 0.0
         self.requests = 0
         self.received = False
@@ -141,10 +143,13 @@ class Http1Upstream(asyncio.Protocol):
             self.on_close()
 
     def pause_writing(self) -> None:
-        pass
+        # The backend is slower than the client: stop reading the client's body.
+        if self.on_pause is not None:
+            self.on_pause()
 
     def resume_writing(self) -> None:
-        pass
+        if self.on_resume is not None:
+            self.on_resume()
 
     # --- used by the proxy -----------------------------------------------------------
 
@@ -281,6 +286,7 @@ class Pool:
         if conn.reusable and len(slot.idle) < self.max_idle:
             conn.sink = None
             conn.head = None
+            conn.on_pause = conn.on_resume = None
             conn.idle_since = asyncio.get_running_loop().time()
             slot.idle.append(conn)
             self.stats.idle += 1

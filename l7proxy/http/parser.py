@@ -148,6 +148,8 @@ class RequestParser:
         "_in_head",
         "_consumed",
         "_begin_at",
+        "_began",
+        "_partial",
         "_max_bytes",
         "_max_headers",
         "_failed",
@@ -168,6 +170,8 @@ class RequestParser:
         self._in_head = False
         self._consumed = 0  # bytes of this feed accounted to earlier messages
         self._begin_at = 0
+        self._began = False
+        self._partial = 0
         self._max_bytes = max_header_bytes
         self._max_headers = max_headers
         self._failed = False
@@ -191,6 +195,7 @@ class RequestParser:
         self._headers = []
         self._head_size = 0
         self._begin_at = self._consumed
+        self._began = True
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -286,6 +291,7 @@ class RequestParser:
         events: list[Event] = []
         self._events = events
         self._consumed = 0
+        self._began = False
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -304,8 +310,15 @@ class RequestParser:
             if self._closed_after_close(error):
                 return events
             return self._fail(400, f"malformed request: {error}")
-        if self._in_head and len(data) - self._begin_at + self._head_size > self._max_bytes:
-            return self._fail(431, "request header section too large")
+        if self._in_head:
+            # Bytes of a head still incomplete, across feeds: llhttp buffers nothing, but
+            # httptools keeps the partial field; bound it.
+            if self._began:
+                self._partial = len(data) - self._begin_at
+            else:
+                self._partial += len(data)
+            if self._partial > self._max_bytes:
+                return self._fail(431, "request header section too large")
         return events
 
     def _closed_after_close(self, error: Exception) -> bool:

@@ -90,7 +90,7 @@ class Lab:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
         try:
             writer.write(raw)
-            return await asyncio.wait_for(read_response(reader), 10)
+            return await asyncio.wait_for(read_response(reader, head=raw[:5] == b"HEAD "), 10)
         finally:
             writer.close()
 
@@ -405,5 +405,35 @@ def test_h2c_prior_knowledge_to_http1_and_grpc_to_h2c() -> None:
         sent = dict(lab.h2.requests[-1])
         assert sent[b":path"] == b"/grpc.Echo/Say" and sent[b"te"] == b"trailers"
         writer.close()
+
+    run(body)
+
+
+def test_large_bodies_stream_both_ways() -> None:
+    async def body(lab: Lab) -> None:
+        big = bytes(range(256)) * 12_000  # 3 MB: over the 1 MiB kept for retries
+        reader, writer = await asyncio.open_connection("127.0.0.1", lab.port)
+        writer.write(
+            b"POST /raw/big HTTP/1.1\r\nHost: example.com\r\nContent-Length: %d\r\n\r\n" % len(big)
+        )
+        for i in range(0, len(big), 256 * 1024):
+            writer.write(big[i : i + 256 * 1024])
+            await writer.drain()
+        status, headers, data = await read_response(reader)
+        assert status == 200 and data == b"got:" + big
+        assert lab.raw.received[-1].body == big
+        writer.close()
+
+    run(body)
+
+
+def test_head_request_and_http10_client() -> None:
+    async def body(lab: Lab) -> None:
+        status, headers, data = await lab.request(
+            b"HEAD /hdr HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
+        )
+        assert status == 200 and data == b"" and int(headers["content-length"]) > 0
+        status, headers, data = await lab.request(b"GET /raw/chunked HTTP/1.0\r\n\r\n")
+        assert status == 200 and data == b"hello world" and "transfer-encoding" not in headers
 
     run(body)
