@@ -23,6 +23,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="processes (SO_REUSEPORT)")
     parser.add_argument("--metrics", default=None, help="HOST:PORT for /metrics (+worker index)")
     parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
+    parser.add_argument(
+        "--flows",
+        choices=("off", "count", "stdout"),
+        default="off",
+        help="L7 flows: not recorded, built and counted (benchmarks), or JSON lines on stdout",
+    )
     parser.add_argument("--max-connections", type=int, default=_DEFAULTS.max_connections)
     parser.add_argument("--header-timeout", type=float, default=_DEFAULTS.header_timeout)
     parser.add_argument("--idle-timeout", type=float, default=_DEFAULTS.idle_timeout)
@@ -52,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
         flush=True,
     )
-    return run_workers(config, args.workers, args.loop)
+    return run_workers(config, args.workers, args.loop, flows=args.flows)
 
 
 if __name__ == "__main__":

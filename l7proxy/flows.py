@@ -99,3 +99,25 @@ class FlowRecorder:
 
 def now_ns() -> int:
     return time.time_ns()
+
+
+class CountingSink:
+    """Builds and drops flows, counting them: for benchmarks with flows on."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, flows: Sequence[Flow]) -> None:
+        self.count += len(flows)
+
+
+def json_lines_sink(write: Callable[[str], object]) -> FlowSink:
+    """One Hubble-shaped JSON object per flow and line (``tulle observe -o json``)."""
+    import json
+
+    from agent.flows.codec import envelope
+
+    def sink(flows: Sequence[Flow]) -> None:
+        write("".join(json.dumps(envelope(f)) + "\n" for f in flows))
+
+    return sink

@@ -22,11 +22,12 @@ import os
 import random
 import signal
 import socket
+import sys
 from collections.abc import Callable, Sequence
 from typing import cast
 
 from l7proxy.config import EndpointResolver, ListenerConfig, WaypointConfig
-from l7proxy.flows import FlowRecorder, FlowSink, now_ns
+from l7proxy.flows import CountingSink, FlowRecorder, FlowSink, json_lines_sink, now_ns
 from l7proxy.h1 import Http1Connection
 from l7proxy.http.wire import error_response
 from l7proxy.metrics import WaypointMetrics
@@ -80,7 +81,8 @@ class WaypointServer:
         self.ports: list[int] = []
         self.h2_factory: Callable[[Http1Connection], asyncio.Protocol] | None = None
         if enable_h2:
-            from l7proxy.h2 import H2Frontend, H2Upstreams
+            from l7proxy.h2 import H2Frontend
+            from l7proxy.h2up import H2Upstreams
 
             self.proxy.h2 = H2Upstreams(self.proxy.connector)
             self.h2_factory = lambda conn: H2Frontend(conn)
@@ -220,22 +222,35 @@ async def serve(
         await server.close()
 
 
-def run_worker(config: WaypointConfig, worker: int = 0, loop_kind: str = "auto") -> None:
+def flow_sink_for(kind: str) -> FlowSink | None:
+    """The sink for ``--flows``: off, count (benchmarks) or stdout (JSON lines)."""
+    if kind == "count":
+        return CountingSink()
+    if kind == "stdout":
+        return json_lines_sink(lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+    return None
+
+
+def run_worker(
+    config: WaypointConfig, worker: int = 0, loop_kind: str = "auto", flows: str = "off"
+) -> None:
     loop = new_event_loop(loop_kind)
     try:
-        loop.run_until_complete(serve(config, worker=worker))
+        loop.run_until_complete(serve(config, worker=worker, flow_sink=flow_sink_for(flows)))
     finally:
         loop.close()
 
 
-def run_workers(config: WaypointConfig, workers: int, loop_kind: str = "auto") -> int:
+def run_workers(
+    config: WaypointConfig, workers: int, loop_kind: str = "auto", *, flows: str = "off"
+) -> int:
     """Run ``workers`` processes sharing the listen addresses through SO_REUSEPORT."""
     if workers <= 1:
-        run_worker(config, 0, loop_kind)
+        run_worker(config, 0, loop_kind, flows)
         return 0
     ctx = multiprocessing.get_context("fork")
     procs = [
-        ctx.Process(target=run_worker, args=(config, i, loop_kind), name=f"waypoint-{i}")
+        ctx.Process(target=run_worker, args=(config, i, loop_kind, flows), name=f"waypoint-{i}")
         for i in range(workers)
     ]
     for proc in procs:

@@ -4,6 +4,7 @@ program (``python -m l7proxy`` with SO_REUSEPORT workers and a metrics port)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -149,8 +150,11 @@ def test_program_runs_workers_with_reuseport_and_serves_metrics(tmp_path: Path) 
                 "2",
                 "--metrics",
                 f"127.0.0.1:{metrics}",
+                "--flows",
+                "stdout",
             ],
             env=env,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
@@ -178,6 +182,11 @@ def test_program_runs_workers_with_reuseport_and_serves_metrics(tmp_path: Path) 
                 raise
             await echo.close()
         assert code == 0
+        assert proc.stdout is not None
+        flows = [json.loads(line) for line in proc.stdout.read().splitlines()]
+        assert len(flows) == 6
+        assert {f["flow"]["l7"]["http"]["code"] for f in flows} == {200}
+        assert {f["flow"]["verdict"] for f in flows} == {"FORWARDED"}
 
     asyncio.run(main())
 
