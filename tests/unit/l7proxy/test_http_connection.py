@@ -72,7 +72,7 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def redirect(path: str, *, close: bool = False) -> bytes:
+def redirect(path: bytes, *, close: bool = False) -> bytes:
     tail = b"connection: close\r\n" if close else b""
     return (
         b"HTTP/1.1 302 Found\r\nlocation: http://new.example" + path + b"\r\n"
