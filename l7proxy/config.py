@@ -43,6 +43,8 @@ Address = tuple[str, int]
 EndpointResolver = Callable[[BackendTarget], Sequence[Address]]
 """(namespace, service, port) -> the endpoints (ip, port) to send to; empty: 503."""
 
+OriginalDestination = Callable[[Address], "Address | Parent | None"]
+
 CONFIG_KIND = "WaypointConfig"
 
 
@@ -106,6 +108,10 @@ class WaypointConfig:
     """Where to serve Prometheus metrics (per worker: port + worker index)."""
     node_name: str = ""
     scheme: str = "http"
+    original_destination: OriginalDestination | None = None
+    """Transparent redirection that rewrites the destination (Tulle's datapath DNATs to the
+    waypoint): the client's (ip, port) -> the address it asked for, or the Gateway listener
+    it reached. Called once per connection; None keeps the socket's local address."""
 
 
 def parse_address(text: str) -> Address:

@@ -9,8 +9,8 @@ loses the oldest pending records, never memory: at most ``max_pending`` are held
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-import uuid
 from collections.abc import Callable, Sequence
 
 from agent.flows.flow import (
@@ -27,6 +27,8 @@ from agent.flows.flow import (
     Verdict,
 )
 from agent.flows.names import EVENT_L7
+
+_L7_EVENT = EventType(EVENT_L7)
 
 FlowSink = Callable[[Sequence[Flow]], None]
 
@@ -53,6 +55,13 @@ class FlowRecorder:
         self.lost = 0
         self._pending: list[Record] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._ips: dict[tuple[str, str], IP] = {}
+        # Flow ids: UUID-shaped (version 4 layout), a random per-worker prefix and node
+        # part mixed with a counter; no urandom call per flow.
+        bits = random.getrandbits
+        self._uuid_prefix = f"{bits(32):08x}-{bits(16):04x}-4{bits(12):03x}"
+        self._uuid_node = random.getrandbits(48)
+        self._seq = 0
 
     @property
     def enabled(self) -> bool:
@@ -80,18 +89,26 @@ class FlowRecorder:
 
     def to_flow(self, r: Record) -> Flow:
         when, latency, code, method, url, protocol, route, rule, backend, drop, client, local = r
-        v6 = ":" in client[0]
+        key = (client[0], local[0])
+        ip = self._ips.get(key)
+        if ip is None:
+            if len(self._ips) > 4096:
+                self._ips.clear()
+            v6 = ":" in client[0]
+            ip = self._ips[key] = IP(client[0], local[0], IPVersion.IPv6 if v6 else IPVersion.IPv4)
+        self._seq += 1
         return Flow(
             time=when,
-            uuid=str(uuid.uuid4()),
+            uuid=f"{self._uuid_prefix}-{0x8000 | (self._seq >> 48) & 0x3FFF:04x}-"
+            f"{(self._uuid_node ^ self._seq) & 0xFFFFFFFFFFFF:012x}",
             verdict=Verdict.DROPPED if drop else Verdict.FORWARDED,
             drop_reason_desc=drop,
-            ip=IP(client[0], local[0], IPVersion.IPv6 if v6 else IPVersion.IPv4),
+            ip=ip,
             l4=TCP(client[1], local[1]),
             type=FlowType.L7,
             node_name=self.node_name,
             l7=Layer7(L7Type.RESPONSE, latency, HTTP(code, method, url, protocol)),
-            event_type=EventType(EVENT_L7),
+            event_type=_L7_EVENT,
             is_reply=True,
             tulle=TulleInfo(duration_ns=latency, route=route, rule=rule, backend=backend),
         )

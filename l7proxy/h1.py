@@ -19,9 +19,10 @@ from l7proxy.exchange import Exchange, RawHeaders, RequestBody
 from l7proxy.flows import now_ns
 from l7proxy.http.parser import END, BodyKind, ParseError, RequestHead, RequestParser, UpgradeData
 from l7proxy.http.wire import CONTINUE, LAST_CHUNK, chunk, error_response, reason, response_head
-from l7proxy.routing import Parent
+from l7proxy.routing import GatewayParent, Parent, ServiceParent
 
 if TYPE_CHECKING:
+    from l7proxy.h2 import H2Frontend
     from l7proxy.server import WaypointServer
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -44,7 +45,7 @@ class Http1Connection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.error: ParseError | None = None
         self.mode = "new"  # new, h1, h2, tunnel, closed
-        self.h2: asyncio.Protocol | None = None
+        self.h2: H2Frontend | None = None
         self.upgrade_data = b""
         self.tunnel_write: Callable[[bytes], None] | None = None
         self.tunnel_close: Callable[[], None] | None = None
@@ -69,6 +70,13 @@ class Http1Connection(asyncio.Protocol):
         sock = transport.get_extra_info("sockname") or ("", 0)
         self.client = (peer[0], peer[1])
         self.local_addr = (sock[0], sock[1])
+        resolve = self.server.config.original_destination
+        if resolve is not None:
+            original = resolve(self.client)
+            if isinstance(original, GatewayParent | ServiceParent):
+                self.parent = original
+            elif original is not None:
+                self.local_addr = (str(original[0]), int(original[1]))
         self.idle_since = self.server.loop.time()
         self.server.connections.add(self)
 
@@ -313,6 +321,10 @@ class Http1Connection(asyncio.Protocol):
 
     def check(self, now: float, header_timeout: float, idle_timeout: float) -> None:
         """Called by the server's sweeper: 408 for a slow head, close when idle."""
+        if self.mode == "h2":
+            if self.h2 is not None and not self.h2.streams and now - self.idle_since > idle_timeout:
+                self._close()
+            return
         if self.mode not in ("h1", "new") or self.task is not None:
             return
         if self.head_started and now - self.head_started > header_timeout:

@@ -277,6 +277,7 @@ class H2Frontend(asyncio.Protocol):
         finally:
             self.streams.pop(stream.stream_id, None)
             self.resumers.pop(stream.stream_id, None)
+            self.conn.idle_since = asyncio.get_running_loop().time()
 
     def connection_lost(self, exc: Exception | None) -> None:
         for stream in list(self.streams.values()):

@@ -171,6 +171,9 @@ class Proxy:
                 status = await self.forward(ex, decision, down)
             except Failed as failure:
                 status, drop = failure.status, failure.drop
+            except asyncio.CancelledError:
+                status, drop = 499, "CLIENT_CLOSED"  # nginx's code for a client gone
+                raise
         finally:
             metrics.in_flight -= 1
             elapsed = asyncio.get_running_loop().time() - ex.started

@@ -24,7 +24,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from l7proxy.config import EndpointResolver, ListenerConfig, WaypointConfig
 from l7proxy.flows import CountingSink, FlowRecorder, FlowSink, json_lines_sink, now_ns
@@ -34,6 +34,9 @@ from l7proxy.metrics import WaypointMetrics
 from l7proxy.proxy import Proxy
 from l7proxy.routing import RouteTables
 from l7proxy.upstream import Connector
+
+if TYPE_CHECKING:
+    from l7proxy.h2 import H2Frontend
 
 OVERLOADED = error_response(503, "waypoint overloaded: too many connections")
 BACKLOG = 1024
@@ -79,7 +82,7 @@ class WaypointServer:
         self.metrics: WaypointMetrics = self.proxy.metrics
         self.connections: set[Http1Connection] = set()
         self.ports: list[int] = []
-        self.h2_factory: Callable[[Http1Connection], asyncio.Protocol] | None = None
+        self.h2_factory: Callable[[Http1Connection], H2Frontend] | None = None
         if enable_h2:
             from l7proxy.h2 import H2Frontend
             from l7proxy.h2up import H2Upstreams
