@@ -11,6 +11,7 @@ will close the connection is the last one read. A parse error is answered (400, 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from l7proxy.h2 import H2Frontend
     from l7proxy.server import WaypointServer
 
+log = logging.getLogger("tulle.waypoint")
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
@@ -201,8 +203,12 @@ class Http1Connection(asyncio.Protocol):
             await self.proxy.handle(ex, self)
         except asyncio.CancelledError:
             return
-        except Exception:  # noqa: BLE001 - the status was already answered and recorded
-            pass
+        except Exception:
+            log.exception("waypoint: request %s %s failed", ex.method, ex.target)
+            if not self.started:
+                self.local(500, [], b"internal error\n", close=True)
+            self._close()
+            return
         if self.mode == "tunnel":
             self.task = None
             return

@@ -12,6 +12,7 @@ h2c upgrade from HTTP/1.1 (``Upgrade: h2c``), which clients rarely use.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from l7proxy.h1 import Http1Connection
     from l7proxy.proxy import Proxy
 
+log = logging.getLogger("tulle.waypoint")
 DROP = frozenset(
     {
         b"connection",
@@ -272,8 +274,12 @@ class H2Frontend(asyncio.Protocol):
     async def _serve(self, ex: Exchange, stream: _Stream) -> None:
         try:
             await self.proxy.handle(ex, stream)
-        except Exception:  # noqa: BLE001 - answered and recorded by handle
-            pass
+        except Exception:
+            log.exception("waypoint: h2 stream %d failed", stream.stream_id)
+            if not stream.started:
+                stream.local(500, [], b"internal error\n")
+            else:
+                stream.abort()
         finally:
             self.streams.pop(stream.stream_id, None)
             self.resumers.pop(stream.stream_id, None)

@@ -221,7 +221,11 @@ class Proxy:
     ) -> int:
         h2 = self.h2
         if h2 is not None and (ex.grpc or self._speaks_h2(fwd.backend)):
-            return await h2.forward(self, ex, fwd, down)  # type: ignore[attr-defined,no-any-return]
+            try:
+                return await h2.forward(self, ex, fwd, down)  # type: ignore[attr-defined,no-any-return]
+            except UpstreamFailure as exc:
+                error = UpstreamError.RESET_AFTER_SEND if exc.sent else UpstreamError.CONNECT_FAILED
+                raise Failed(502 if exc.sent else 503, str(exc), error) from exc
         return await self._tries(ex, fwd, down, deadline)
 
     def _fail(self, down: Downstream, failure: Failed) -> int:

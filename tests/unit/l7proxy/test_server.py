@@ -437,3 +437,59 @@ def test_head_request_and_http10_client() -> None:
         assert status == 200 and data == b"hello world" and "transfer-encoding" not in headers
 
     run(body)
+
+
+async def h2_exchange(port: int, streams: list[list[tuple[bytes, bytes]]]) -> list[dict[str, Any]]:
+    """Send each header list as a body-less stream over one h2c connection; collect the
+    answers (headers, data, trailers) in order."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    client = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding=None)
+    )
+    client.initiate_connection()
+    base = [(b":scheme", b"http"), (b":authority", b"example.com")]
+    ids = []
+    for headers in streams:
+        sid = client.get_next_available_stream_id()
+        client.send_headers(sid, [*headers[:2], *base, *headers[2:]], end_stream=True)
+        ids.append(sid)
+    writer.write(client.data_to_send())
+    answers: dict[int, dict[str, Any]] = {sid: {"data": b""} for sid in ids}
+    ended: set[int] = set()
+    while len(ended) < len(ids):
+        data = await asyncio.wait_for(reader.read(65536), 5)
+        assert data, "connection closed"
+        for event in client.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived):
+                answers[event.stream_id]["headers"] = dict(event.headers or [])
+            elif isinstance(event, h2.events.DataReceived):
+                answers[event.stream_id]["data"] += event.data or b""
+                client.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
+                ended.add(event.stream_id)
+        writer.write(client.data_to_send())
+    writer.close()
+    return [answers[sid] for sid in ids]
+
+
+def test_h2c_local_answers_and_unreachable_grpc_backend() -> None:
+    async def body(lab: Lab) -> None:
+        grpc = [(b"content-type", b"application/grpc")]
+        missing, down, redirected = await h2_exchange(
+            lab.port,
+            [
+                [(b":method", b"GET"), (b":path", b"/nothing")],
+                [(b":method", b"POST"), (b":path", b"/down/x"), *grpc],
+                [(b":method", b"GET"), (b":path", b"/old/h2")],
+            ],
+        )
+        assert missing["headers"][b":status"] == b"404"
+        assert down["headers"][b":status"] == b"503"
+        assert redirected["headers"][b":status"] == b"301"
+        assert redirected["headers"][b"location"] == b"https://example.com/old/h2"
+
+    run(body)
