@@ -248,7 +248,7 @@ def test_mirror_copies_the_request_and_ignores_the_answer() -> None:
 
 def test_backend_request_timeout_gives_504() -> None:
     async def body(lab: Lab) -> None:
-        status, _, _ = await lab.get("/slow?delay=2s")
+        status, _, _ = await lab.get("/slow?delay=600ms")
         assert status == 504
 
     run(body)
