@@ -22,7 +22,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from agent.datapath.controller import DatapathController
+from agent.flows.enrich import enrich
 from agent.flows.ingest import FlowIngest
+from agent.flows.l7intake import L7Intake
 from agent.flows.store import FlowRing
 from agent.lab.state import write_json_atomic
 from agent.metrics import FlowMetrics, MapFillCollector, MetricsConfig, serve_metrics
@@ -44,6 +46,7 @@ class AgentConfig:
     observer_socket: str | None = None
     observer_port: int = 4244  # Hubble's per-node port
     metrics_address: str | None = ":9965"  # Prometheus (Hubble's port); None: off
+    l7_intake: str | None = None  # unix socket where the node's waypoint hands over L7 flows
     flow_capacity: int = 65_535
 
 
@@ -191,6 +194,12 @@ def run(config: AgentConfig) -> int:
             _start_thread(agent.datapath.run_events, "events", agent.stop)
             _start_thread(agent.datapath.run_gc, "ct-gc", agent.stop)
         observer = _start_observer(ring, config)
+        intake = None
+        if config.l7_intake and agent.datapath is not None:
+            datapath = agent.datapath
+            intake = L7Intake(
+                Path(config.l7_intake), ingest, lambda f: enrich(f, datapath.index, node)
+            ).start()
         metrics_server = (
             serve_metrics(registry, config.metrics_address)
             if registry is not None and config.metrics_address
@@ -209,6 +218,8 @@ def run(config: AgentConfig) -> int:
         watcher.join(timeout=2.0)
         if observer is not None:
             observer.stop()
+        if intake is not None:
+            intake.stop()
         if metrics_server is not None:
             metrics_server.close()
         agent.report_node_ready(False, "AgentStopped")

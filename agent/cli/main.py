@@ -39,6 +39,7 @@ def cli(lab: str | None, store: str | None) -> None:
     show_default=True,
     help="Prometheus endpoint; empty to disable.",
 )
+@click.option("--l7-intake", default=None, help="Unix socket for the waypoint's L7 flows.")
 def agent(
     node: str,
     store_file: str,
@@ -48,24 +49,36 @@ def agent(
     observer_port: int,
     flow_capacity: int,
     metrics_address: str,
+    l7_intake: str | None,
 ) -> None:
     """Run the node agent (one per node; the DaemonSet's process)."""
     from agent.daemon import AgentConfig, run
 
-    raise SystemExit(
-        run(
-            AgentConfig(
-                node,
-                store_file,
-                health_file,
-                pin_dir,
-                observer_socket,
-                observer_port,
-                metrics_address or None,
-                flow_capacity,
-            )
-        )
+    config = AgentConfig(
+        node=node,
+        store_file=store_file,
+        health_file=health_file,
+        pin_dir=pin_dir,
+        observer_socket=observer_socket,
+        observer_port=observer_port,
+        metrics_address=metrics_address or None,
+        l7_intake=l7_intake,
+        flow_capacity=flow_capacity,
     )
+    raise SystemExit(run(config))
+
+
+@cli.command()
+@click.option("--node", required=True, help="This node's name.")
+@click.option("--store", "store_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--pin-dir", required=True, help="The node's datapath pin dir (redirect map).")
+@click.option("--listen", required=True, help="ADDRESS:PORT the datapath redirects to.")
+@click.option("--flow-intake", required=True, help="The node agent's L7 flow socket.")
+def waypoint(node: str, store_file: str, pin_dir: str, listen: str, flow_intake: str) -> None:
+    """Run the node's L7 waypoint (HTTPRoutes, Gateways) behind transparent redirection."""
+    from agent.waypoint import run
+
+    raise SystemExit(run(node, store_file, pin_dir, listen, flow_intake))
 
 
 cli.add_command(lab)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,18 +23,28 @@ class OriginalDestination:
 class OriginalDestinations:
     """Reads l7_orig_dst_v1, written by from_pod.c when it redirects a connection."""
 
-    def __init__(self, pin_dir: Path) -> None:
-        self.bpf: BPF = load_program([BPF_DIR / "waypoint_maps.c"], [f'-DTULLE_PIN_DIR="{pin_dir}"'])
+    def __init__(self, pin_dir: Path, wait: float = 60.0) -> None:
+        # The agent's datapath owns the map: never create it here, only open it once pinned.
+        pinned = pin_dir / "l7_orig_dst_v1"
+        deadline = time.monotonic() + wait
+        while not pinned.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{pinned} did not appear: is the node agent's datapath up?")
+            time.sleep(0.1)
+        sources = [BPF_DIR / "waypoint_maps.c"]
+        self.bpf: BPF = load_program(sources, [f'-DTULLE_PIN_DIR="{pin_dir}"'])
         self.table = self.bpf[b"l7_orig_dst_v1"]
 
     def lookup(self, client: str, client_port: int) -> OriginalDestination | None:
         key = self.table.Key()
-        key.client, key.client_port, key.proto = be32(ipaddress.IPv4Address(client)), be16(client_port), TCP
+        key.client = be32(ipaddress.IPv4Address(client))
+        key.client_port, key.proto = be16(client_port), TCP
         try:
             value = self.table[key]
         except KeyError:
             return None
-        return OriginalDestination(str(from_be32(value.vip)), from_be16(value.vport), value.client_identity)
+        vip, vport = str(from_be32(value.vip)), from_be16(value.vport)
+        return OriginalDestination(vip, vport, value.client_identity)
 
     def close(self) -> None:
         self.bpf.cleanup()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agent.lab import network, procs
 from agent.lab.state import LabPaths, read_json, write_json_atomic
-from agent.lab.topology import LabPlan, NodePlan, plan_lab
+from agent.lab.topology import WAYPOINT_PORT, LabPlan, NodePlan, plan_lab
 
 Progress = Callable[[str], None]
 HEALTH_STALE_SECONDS = 10.0
@@ -172,7 +172,16 @@ def _start_processes(
                     str(paths.health / f"agent-{node.name}.json"),
                     "--observer-socket",
                     str(paths.observer_socket(node.name)),
-                    *(["--pin-dir", str(BPF_PIN_ROOT / plan.name / node.name)] if datapath else []),
+                    *(
+                        [
+                            "--pin-dir",
+                            str(BPF_PIN_ROOT / plan.name / node.name),
+                            "--l7-intake",
+                            str(paths.l7_intake_socket(node.name)),
+                        ]
+                        if datapath
+                        else []
+                    ),
                 ),
             ),
             log=paths.logs / f"agent-{node.name}.log",
@@ -186,6 +195,29 @@ def _start_processes(
             record_dir=paths.procs,
             env=env,
         )
+        if datapath:
+            procs.spawn(
+                f"waypoint-{node.name}",
+                procs.netns_argv(
+                    node.netns,
+                    tulle_argv(
+                        "waypoint",
+                        "--node",
+                        node.name,
+                        "--store",
+                        store,
+                        "--pin-dir",
+                        str(BPF_PIN_ROOT / plan.name / node.name),
+                        "--listen",
+                        f"{node.waypoint_ip}:{WAYPOINT_PORT}",
+                        "--flow-intake",
+                        str(paths.l7_intake_socket(node.name)),
+                    ),
+                ),
+                log=paths.logs / f"waypoint-{node.name}.log",
+                record_dir=paths.procs,
+                env=env,
+            )
     progress("starting the flow relay")
     _start_relay(paths, plan, env)
 

@@ -47,6 +47,9 @@ class LabPaths:
     def observer_socket(self, node: str) -> Path:
         return self.root / f"observer-{node}.sock"
 
+    def l7_intake_socket(self, node: str) -> Path:
+        return self.root / f"l7-{node}.sock"
+
     @property
     def relay_socket(self) -> Path:
         return self.root / "relay.sock"
