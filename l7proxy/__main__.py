@@ -25,9 +25,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
     parser.add_argument(
         "--flows",
-        choices=("off", "count", "stdout"),
         default="off",
-        help="L7 flows: not recorded, built and counted (benchmarks), or JSON lines on stdout",
+        help="L7 flows: off, count (built and dropped: benchmarks), stdout (JSON lines), "
+        "or unix:PATH (the agent's flow intake socket)",
     )
     parser.add_argument("--max-connections", type=int, default=_DEFAULTS.max_connections)
     parser.add_argument("--header-timeout", type=float, default=_DEFAULTS.header_timeout)
@@ -47,6 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         idle_timeout=args.idle_timeout,
         max_header_bytes=args.max_header_bytes,
     )
+    if args.flows not in ("off", "count", "stdout") and not args.flows.startswith("unix:"):
+        print(
+            f"waypoint: --flows {args.flows!r}: expected off, count, stdout or unix:PATH",
+            file=sys.stderr,
+        )
+        return 2
     config = waypoint_config(loaded, listen=listen, limits=limits, metrics=metrics)
     if not config.listeners:
         print(

@@ -42,10 +42,6 @@ from l7proxy.routing import (
 Address = tuple[str, int]
 EndpointResolver = Callable[[BackendTarget], Sequence[Address]]
 """(namespace, service, port) -> the endpoints (ip, port) to send to; empty: 503."""
-OriginalDestination = Callable[[Address, Address], Address | None]
-"""(client address, local address) -> the address the client dialled, for connections
-the datapath redirected to the waypoint (for example ``OriginalDestinations.lookup``
-from ``agent.datapath.origdst``); None: the local address is the destination."""
 
 OriginalDestination = Callable[[Address], "Address | Parent | None"]
 
@@ -112,9 +108,6 @@ class WaypointConfig:
     """Where to serve Prometheus metrics (per worker: port + worker index)."""
     node_name: str = ""
     scheme: str = "http"
-    original_destination: OriginalDestination | None = None
-    """How a transparent listener (no fixed parent) learns what a redirected connection
-    was for; its Service parent comes from ``RouteTables.parent_for_address``."""
     original_destination: OriginalDestination | None = None
     """Transparent redirection that rewrites the destination (Tulle's datapath DNATs to the
     waypoint): the client's (ip, port) -> the address it asked for, or the Gateway listener

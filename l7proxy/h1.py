@@ -72,10 +72,6 @@ class Http1Connection(asyncio.Protocol):
         sock = transport.get_extra_info("sockname") or ("", 0)
         self.client = (peer[0], peer[1])
         self.local_addr = (sock[0], sock[1])
-        lookup = self.server.config.original_destination
-        if lookup is not None and self.parent is None:
-            # A redirected connection: flows and parent lookup use what the client dialled.
-            self.local_addr = lookup(self.client, self.local_addr) or self.local_addr
         resolve = self.server.config.original_destination
         if resolve is not None:
             original = resolve(self.client)

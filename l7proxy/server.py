@@ -226,9 +226,16 @@ async def serve(
 
 
 def flow_sink_for(kind: str) -> FlowSink | None:
-    """The sink for ``--flows``: off, count (benchmarks) or stdout (JSON lines)."""
+    """The sink for ``--flows``: off, count (benchmarks), stdout (JSON lines) or
+    ``unix:PATH`` (the agent's L7 flow intake socket)."""
     if kind == "count":
         return CountingSink()
+    if kind.startswith("unix:"):
+        from pathlib import Path
+
+        from agent.flows.l7intake import FlowForwarder
+
+        return FlowForwarder(Path(kind.removeprefix("unix:")))
     if kind == "stdout":
         return json_lines_sink(lambda text: (sys.stdout.write(text), sys.stdout.flush()))
     return None
