@@ -194,3 +194,58 @@ def test_program_runs_workers_with_reuseport_and_serves_metrics(tmp_path: Path) 
 def _scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         return str(response.read().decode())
+
+
+GAMMA = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: mesh, namespace: default}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web, port: 8080}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /v2}}]
+    backendRefs: [{name: web-v2, port: 8080}]
+  - backendRefs: [{name: web, port: 8080}]
+"""
+
+
+def test_transparent_listener_finds_the_service_parent() -> None:
+    """No fixed parent: the original destination (from the datapath) or the Host name
+    selects the GAMMA routes of the Service the client dialled."""
+    from l7proxy.config import ListenerConfig
+    from l7proxy.testing import service
+
+    async def main() -> None:
+        echo = EchoServer(EchoContext(pod="echo-v2"), log=lambda _: None)
+        [port] = await echo.start([0], "127.0.0.1")
+        text = service("web", ip="10.96.0.10") + service("web-v2") + "---\n" + GAMMA
+        config = gateway_config(text, {"default/web-v2:8080": [("127.0.0.1", port)]})
+        config.listeners = [ListenerConfig("127.0.0.1", 0)]
+        dialled: list[tuple[str, int]] = []
+
+        def original(client: tuple[str, int]) -> tuple[str, int]:
+            dialled.append(client)
+            return ("10.96.0.10", 8080)
+
+        config.original_destination = original
+        server = WaypointServer(config)
+        [listen] = await server.start()
+        try:
+            for host in (b"anything", b"web.default.svc.cluster.local:8080"):
+                reader, writer = await asyncio.open_connection("127.0.0.1", listen)
+                writer.write(b"GET /v2/x HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+                status, _, body = await asyncio.wait_for(read_response(reader), 5)
+                assert status == 200 and json.loads(body)["pod"] == "echo-v2"
+                writer.close()
+            assert len(dialled) == 2
+            config.original_destination = None  # now only the Host name tells
+            reader, writer = await asyncio.open_connection("127.0.0.1", listen)
+            writer.write(b"GET /v2/y HTTP/1.1\r\nHost: web.default.svc.cluster.local:8080\r\n\r\n")
+            status, _, body = await asyncio.wait_for(read_response(reader), 5)
+            assert status == 200 and json.loads(body)["path"] == "/v2/y"
+            writer.close()
+        finally:
+            await server.close()
+            await echo.close()
+
+    asyncio.run(main())
