@@ -30,6 +30,7 @@ from l7proxy.routing import GatewayParent, RouteCompiler, RouteTables, RoutingIn
 from l7proxy.server import WaypointServer
 
 log = logging.getLogger("tulle.waypoint")
+METRICS_PORT = 9966  # agent/metrics: the agent serves 9965, its waypoint 9966
 Address = tuple[str, int]
 KINDS = (
     "HTTPRoute",
@@ -135,6 +136,7 @@ async def serve(node: str, store: Store, pin_dir: Path, listen: Address, intake:
     )
     server = WaypointServer(config, flow_sink=FlowForwarder(intake))
     await server.start(reuse_port=False)
+    server.metrics.serve("0.0.0.0", METRICS_PORT)
     log.info("waypoint for %s listening on %s:%d", node, *listen)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
