@@ -169,6 +169,7 @@ class Exchange:
         "started_ns",
         "content_length_zero",
         "grpc",
+        "routed_headers",
     )
 
     def __init__(
@@ -203,3 +204,6 @@ class Exchange:
         self.upgrade = upgrade
         self.content_length_zero = content_length_zero
         self.grpc = grpc
+        self.routed_headers: object = None
+        """The ``Headers`` the route engine saw: when the forwarded request still has
+        them, no filter edited the headers and the raw bytes are forwarded as read."""

@@ -14,7 +14,7 @@ from l7proxy.exchange import Downstream, Exchange, RawHeaders
 from l7proxy.flows import FlowRecorder
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.response import ResponseHead
-from l7proxy.http.wire import HOP_BY_HOP, LAST_CHUNK, chunk, end_to_end, request_head
+from l7proxy.http.wire import HOP_BY_HOP, LAST_CHUNK, chunk, connection_tokens, end_to_end
 from l7proxy.metrics import WaypointMetrics
 from l7proxy.routing import (
     Answer,
@@ -45,7 +45,9 @@ _DROPPED_ERRORS = {
     UpstreamError.BACKEND_TIMEOUT: "UPSTREAM_TIMEOUT",
     UpstreamError.RESET_AFTER_SEND: "UPSTREAM_RESET",
 }
-_SKIP_FORWARD = HOP_BY_HOP | {"host", "x-forwarded-for", "x-forwarded-proto"}
+_SKIP_FORWARD = frozenset(
+    n.encode() for n in HOP_BY_HOP | {"host", "x-forwarded-for", "x-forwarded-proto"}
+)
 _CLUSTER_SUFFIXES = (".svc.cluster.local", ".svc")
 
 
@@ -126,13 +128,9 @@ class Proxy:
 
     def route(self, ex: Exchange) -> Forward | Respond:
         parent = self.parent_for(ex)
-        request = Request(
-            ex.method,
-            "http",
-            ex.authority,
-            ex.target,
-            Headers([(n.decode("latin-1"), v.decode("latin-1")) for n, v in ex.headers]),
-        )
+        headers = Headers([(n.decode("latin-1"), v.decode("latin-1")) for n, v in ex.headers])
+        ex.routed_headers = headers
+        request = Request(ex.method, "http", ex.authority, ex.target, headers)
         if parent is None:
             from l7proxy.routing.actions import error_response
 
@@ -355,35 +353,51 @@ class Proxy:
         raise UpstreamFailure(f"backend {address[0]}:{address[1]} keeps closing", sent=True)
 
     def request_bytes(self, ex: Exchange, request: Request) -> tuple[bytes, bool]:
-        """The upstream request head; ``True`` when the body goes out chunked."""
-        lines = [f"Host: {request.authority}"]
-        xff = ""
-        skip = _SKIP_FORWARD
-        for name, value in request.headers:
+        """The upstream request head; ``True`` when the body goes out chunked. Hop-by-hop
+        fields (and those Connection lists) are dropped, X-Forwarded-For/-Proto added."""
+        parts = [
+            f"{request.method} {request.target} HTTP/1.1\r\nHost: {request.authority}\r\n".encode(
+                "latin-1"
+            )
+        ]
+        xff = b""
+        upgrade = ex.upgrade
+        listed: frozenset[bytes] = frozenset()
+        if request.headers is ex.routed_headers:
+            fields = ex.headers  # unedited: forward the bytes as read
+        else:
+            fields = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in request.headers]
+        for name, value in fields:
             lower = name.lower()
-            if lower in skip:
-                if lower == "x-forwarded-for":
-                    xff = f"{xff}, {value}" if xff else value
-                elif lower == "upgrade" and ex.upgrade:
-                    lines.append(f"{name}: {value}")
+            if lower in _SKIP_FORWARD:
+                if lower == b"x-forwarded-for":
+                    xff = xff + b", " + value if xff else value
+                elif lower == b"upgrade" and upgrade:
+                    parts.append(name + b": " + value + b"\r\n")
+                elif lower == b"connection":
+                    listed = listed | connection_tokens([(name, value)])
                 continue
-            lines.append(f"{name}: {value}")
-        client = ex.client[0]
-        lines.append(f"X-Forwarded-For: {xff}, {client}" if xff else f"X-Forwarded-For: {client}")
-        lines.append("X-Forwarded-Proto: http")
-        if ex.upgrade:
-            lines.append("Connection: Upgrade")
+            parts.append(name + b": " + value + b"\r\n")
+        if listed and listed - {b"upgrade", b"keep-alive", b"close"}:
+            listed = listed - {b"upgrade"} if upgrade else listed
+            parts = [p for p in parts if p.partition(b":")[0].lower() not in listed]
+        client = ex.client[0].encode()
+        parts.append(b"X-Forwarded-For: " + (xff + b", " + client if xff else client) + b"\r\n")
+        parts.append(b"X-Forwarded-Proto: http\r\n")
+        if upgrade:
+            parts.append(b"Connection: Upgrade\r\n")
         body = ex.body
         chunked = False
         if body.complete:
             if body.size or ex.content_length_zero or body.kind is not BodyKind.NONE:
-                lines.append(f"Content-Length: {body.size}")
+                parts.append(b"Content-Length: %d\r\n" % body.size)
         elif body.kind is BodyKind.LENGTH:
-            lines.append(f"Content-Length: {body.length}")
+            parts.append(b"Content-Length: %d\r\n" % (body.length or 0))
         else:
-            lines.append("Transfer-Encoding: chunked")
+            parts.append(b"Transfer-Encoding: chunked\r\n")
             chunked = True
-        return request_head(request.method, request.target, lines), chunked
+        parts.append(b"\r\n")
+        return b"".join(parts), chunked
 
     async def _stream(
         self, ex: Exchange, fwd: Forward, conn: Http1Upstream, head: ResponseHead, down: Downstream

@@ -173,8 +173,11 @@ def test_routes_by_path_and_header_and_adds_forwarding_headers() -> None:
         assert seen["headers"]["X-Forwarded-For"] == ["127.0.0.1"]
         assert seen["headers"]["X-Forwarded-Proto"] == ["http"]
         assert seen["headers"]["Traceparent"] == ["00-abc-def-01"]
-        status, _, data = await lab.get("/hdr/a", "X-Forwarded-For: 10.0.0.1")
+        status, _, data = await lab.get(
+            "/hdr/a", "X-Forwarded-For: 10.0.0.1", "Connection: X-Private", "X-Private: 1"
+        )
         assert echoed(data)["pod"] == "echo-v1"
+        assert "X-Private" not in echoed(data)["headers"]  # listed in Connection: hop-by-hop
         assert echoed(data)["headers"]["X-Forwarded-For"] == ["10.0.0.1, 127.0.0.1"]
 
     run(body)
