@@ -44,6 +44,7 @@ class Http1Connection(asyncio.Protocol):
         self.local_addr: tuple[str, int] = ("", 0)
         self.queue: deque[tuple[Exchange, RequestHead]] = deque()
         self.parsing: Exchange | None = None
+        self.parsing_keep_alive = True
         self.task: asyncio.Task[None] | None = None
         self.error: ParseError | None = None
         self.mode = "new"  # new, h1, h2, tunnel, closed
@@ -139,6 +140,8 @@ class Http1Connection(asyncio.Protocol):
             elif event is END:
                 assert self.parsing is not None
                 self.parsing.body.end()
+                if not self.parsing_keep_alive:
+                    self._pause()  # the last request this connection will serve
             elif isinstance(event, RequestHead):
                 self._request(event, loop_time())
             elif isinstance(event, ParseError):
@@ -177,6 +180,7 @@ class Http1Connection(asyncio.Protocol):
             content_length_zero=head.content_length == 0,
         )
         self.parsing = ex
+        self.parsing_keep_alive = head.keep_alive
         self.queue.append((ex, head))
         if self.task is None:
             self._next()

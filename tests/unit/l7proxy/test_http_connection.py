@@ -94,7 +94,7 @@ def test_pipelined_requests_are_answered_in_order_then_close() -> None:
         assert first + b"\r\n\r\n" == redirect(b"/old/1")
         assert rest.startswith(b"HTTP/1.1 404 Not Found\r\n")
         assert rest.endswith(redirect(b"/old/2", close=True))
-        assert b"/old/never" not in out and transport.closed
+        assert b"/old/never" not in out and transport.closed and not transport.reading
 
     asyncio.run(main())
 
