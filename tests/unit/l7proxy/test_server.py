@@ -61,6 +61,16 @@ spec:
     matches: [{path: {type: PathPrefix, value: /slow}}]
     timeouts: {backendRequest: 200ms}
     backendRefs: [{name: v1, port: 8080}]
+  - name: slow-request
+    matches: [{path: {type: PathPrefix, value: /deadline}}]
+    timeouts: {request: 200ms}
+    backendRefs: [{name: v1, port: 8080}]
+  - name: cors
+    matches: [{path: {type: PathPrefix, value: /cors}}]
+    filters:
+    - type: CORS
+      cors: {allowOrigins: ["https://app.example"], allowMethods: [GET, PUT]}
+    backendRefs: [{name: v1, port: 8080}]
   - name: retry
     matches: [{path: {type: PathPrefix, value: /retry}}, {path: {type: PathPrefix, value: /status}}]
     retry: {attempts: 2, codes: [503], backoff: 10ms}
@@ -253,6 +263,23 @@ def test_backend_request_timeout_gives_504() -> None:
     async def body(lab: Lab) -> None:
         status, _, _ = await lab.get("/slow?delay=600ms")
         assert status == 504
+
+    run(body)
+
+
+def test_request_timeout_gives_504_and_cors_preflight_is_answered_locally() -> None:
+    async def body(lab: Lab) -> None:
+        status, _, data = await lab.get("/deadline?delay=600ms")
+        assert status == 504 and b"request timeout" in data
+        before = len(lab.logs["v1"])
+        status, headers, _ = await lab.request(
+            b"OPTIONS /cors/x HTTP/1.1\r\nHost: example.com\r\nOrigin: https://app.example\r\n"
+            b"Access-Control-Request-Method: PUT\r\n\r\n"
+        )
+        assert status == 200 and headers["access-control-allow-origin"] == "https://app.example"
+        assert len(lab.logs["v1"]) == before  # never reached the backend
+        status, headers, _ = await lab.get("/cors/y", "Origin: https://app.example")
+        assert status == 200 and headers["access-control-allow-origin"] == "https://app.example"
 
     run(body)
 
