@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from l7proxy.http.parser import BodyKind
-from l7proxy.routing import Parent
+from l7proxy.http.wire import HOP_BY_HOP, connection_tokens
+from l7proxy.routing import Parent, Request
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -207,3 +208,56 @@ class Exchange:
         self.routed_headers: object = None
         """The ``Headers`` the route engine saw: when the forwarded request still has
         them, no filter edited the headers and the raw bytes are forwarded as read."""
+
+
+_SKIP_FORWARD = frozenset(
+    n.encode() for n in HOP_BY_HOP | {"host", "x-forwarded-for", "x-forwarded-proto"}
+)
+
+
+def upstream_head(ex: Exchange, request: Request) -> tuple[bytes, bool]:
+    """The upstream request head; ``True`` when the body goes out chunked. Hop-by-hop
+    fields (and those Connection lists) are dropped, X-Forwarded-For/-Proto added."""
+    parts = [
+        f"{request.method} {request.target} HTTP/1.1\r\nHost: {request.authority}\r\n".encode(
+            "latin-1"
+        )
+    ]
+    xff = b""
+    upgrade = ex.upgrade
+    listed: frozenset[bytes] = frozenset()
+    if request.headers is ex.routed_headers:
+        fields = ex.headers  # unedited: forward the bytes as read
+    else:
+        fields = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in request.headers]
+    for name, value in fields:
+        lower = name.lower()
+        if lower in _SKIP_FORWARD:
+            if lower == b"x-forwarded-for":
+                xff = xff + b", " + value if xff else value
+            elif lower == b"upgrade" and upgrade:
+                parts.append(name + b": " + value + b"\r\n")
+            elif lower == b"connection":
+                listed = listed | connection_tokens([(name, value)])
+            continue
+        parts.append(name + b": " + value + b"\r\n")
+    if listed and listed - {b"upgrade", b"keep-alive", b"close"}:
+        listed = listed - {b"upgrade"} if upgrade else listed
+        parts = [p for p in parts if p.partition(b":")[0].lower() not in listed]
+    client = ex.client[0].encode()
+    parts.append(b"X-Forwarded-For: " + (xff + b", " + client if xff else client) + b"\r\n")
+    parts.append(b"X-Forwarded-Proto: http\r\n")
+    if upgrade:
+        parts.append(b"Connection: Upgrade\r\n")
+    body = ex.body
+    chunked = False
+    if body.complete:
+        if body.size or ex.content_length_zero or body.kind is not BodyKind.NONE:
+            parts.append(b"Content-Length: %d\r\n" % body.size)
+    elif body.kind is BodyKind.LENGTH:
+        parts.append(b"Content-Length: %d\r\n" % (body.length or 0))
+    else:
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+        chunked = True
+    parts.append(b"\r\n")
+    return b"".join(parts), chunked

@@ -10,11 +10,11 @@ import random
 from collections.abc import Callable, Sequence
 
 from l7proxy.config import Limits, WaypointConfig
-from l7proxy.exchange import Downstream, Exchange, RawHeaders
+from l7proxy.exchange import Downstream, Exchange, RawHeaders, upstream_head
 from l7proxy.flows import FlowRecorder
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.response import ResponseHead
-from l7proxy.http.wire import HOP_BY_HOP, LAST_CHUNK, chunk, connection_tokens, end_to_end
+from l7proxy.http.wire import LAST_CHUNK, chunk, end_to_end
 from l7proxy.metrics import WaypointMetrics
 from l7proxy.routing import (
     Answer,
@@ -45,9 +45,6 @@ _DROPPED_ERRORS = {
     UpstreamError.BACKEND_TIMEOUT: "UPSTREAM_TIMEOUT",
     UpstreamError.RESET_AFTER_SEND: "UPSTREAM_RESET",
 }
-_SKIP_FORWARD = frozenset(
-    n.encode() for n in HOP_BY_HOP | {"host", "x-forwarded-for", "x-forwarded-proto"}
-)
 _CLUSTER_SUFFIXES = (".svc.cluster.local", ".svc")
 
 
@@ -321,7 +318,7 @@ class Proxy:
             else:
                 conn = await self.pool.acquire(address)
             reused = conn.requests > 0
-            head_bytes, chunked = self.request_bytes(ex, fwd.request)
+            head_bytes, chunked = upstream_head(ex, fwd.request)
             if body.complete or not body.kept:
                 payload = b"".join(body.chunks) if body.complete else b""
             elif chunked:
@@ -351,53 +348,6 @@ class Proxy:
                 conn.parser.reusable = False  # the rest of the body will not be read
             return conn, head
         raise UpstreamFailure(f"backend {address[0]}:{address[1]} keeps closing", sent=True)
-
-    def request_bytes(self, ex: Exchange, request: Request) -> tuple[bytes, bool]:
-        """The upstream request head; ``True`` when the body goes out chunked. Hop-by-hop
-        fields (and those Connection lists) are dropped, X-Forwarded-For/-Proto added."""
-        parts = [
-            f"{request.method} {request.target} HTTP/1.1\r\nHost: {request.authority}\r\n".encode(
-                "latin-1"
-            )
-        ]
-        xff = b""
-        upgrade = ex.upgrade
-        listed: frozenset[bytes] = frozenset()
-        if request.headers is ex.routed_headers:
-            fields = ex.headers  # unedited: forward the bytes as read
-        else:
-            fields = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in request.headers]
-        for name, value in fields:
-            lower = name.lower()
-            if lower in _SKIP_FORWARD:
-                if lower == b"x-forwarded-for":
-                    xff = xff + b", " + value if xff else value
-                elif lower == b"upgrade" and upgrade:
-                    parts.append(name + b": " + value + b"\r\n")
-                elif lower == b"connection":
-                    listed = listed | connection_tokens([(name, value)])
-                continue
-            parts.append(name + b": " + value + b"\r\n")
-        if listed and listed - {b"upgrade", b"keep-alive", b"close"}:
-            listed = listed - {b"upgrade"} if upgrade else listed
-            parts = [p for p in parts if p.partition(b":")[0].lower() not in listed]
-        client = ex.client[0].encode()
-        parts.append(b"X-Forwarded-For: " + (xff + b", " + client if xff else client) + b"\r\n")
-        parts.append(b"X-Forwarded-Proto: http\r\n")
-        if upgrade:
-            parts.append(b"Connection: Upgrade\r\n")
-        body = ex.body
-        chunked = False
-        if body.complete:
-            if body.size or ex.content_length_zero or body.kind is not BodyKind.NONE:
-                parts.append(b"Content-Length: %d\r\n" % body.size)
-        elif body.kind is BodyKind.LENGTH:
-            parts.append(b"Content-Length: %d\r\n" % (body.length or 0))
-        else:
-            parts.append(b"Transfer-Encoding: chunked\r\n")
-            chunked = True
-        parts.append(b"\r\n")
-        return b"".join(parts), chunked
 
     async def _stream(
         self, ex: Exchange, fwd: Forward, conn: Http1Upstream, head: ResponseHead, down: Downstream
@@ -472,7 +422,7 @@ class Proxy:
                     started=ex.started,
                     started_ns=ex.started_ns,
                 )
-                head, _ = self.request_bytes(mirror, request)
+                head, _ = upstream_head(mirror, request)
                 future = conn.begin(
                     head + b"".join(ex.body.chunks), head_request=ex.method == "HEAD"
                 )
