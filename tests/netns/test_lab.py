@@ -199,8 +199,8 @@ def test_lab_up_then_down_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
         lifecycle.up(name, 1, lambda _m: None)
         st = lifecycle.status(name)
         assert st is not None and st.healthy
-        pids = [p.pid for p in st.processes]
-        assert len(pids) == 4  # controller, agent, dns, relay
+        roles = sorted(p.role for p in st.processes)
+        assert roles == ["agent-node1", "controller", "dns-node1", "relay", "waypoint-node1"]
         records = procs.load_records(LabPaths.for_lab(name).procs)
     finally:
         lifecycle.down(name, lambda _m: None)
