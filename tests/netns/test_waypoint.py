@@ -179,3 +179,18 @@ def test_a_service_without_routes_never_touches_the_waypoint(lab: Lab, mesh: dic
     assert _waypoint_requests(lab) > before  # the counter does move for routed Services
 
 
+
+
+def test_l7_flows_show_in_observe_with_route_and_client(lab: Lab, mesh: dict[str, Any]) -> None:
+    echo(lab, mesh, "http://echo.mesh/observed", "-H", "x-version: v2")
+    time.sleep(1.0)
+    out = lab.tulle("observe", "--last", "50", "-t", "l7", "--from-pod", f"{NS}/{mesh['client']}",
+                    "--http-path", "/observed", "-o", "json").stdout
+    flows = [json.loads(line)["flow"] for line in out.splitlines() if line.strip()]
+    assert flows, out
+    f = flows[-1]
+    assert f["Type"] == "L7" and f["verdict"] == "FORWARDED"
+    assert f["l7"]["http"]["code"] == 200 and f["l7"]["http"]["method"] == "GET"
+    assert f["source"]["pod_name"] == mesh["client"] and f["source"]["identity"] > 255
+    assert f["tulle"]["route"] == f"{NS}/split" and f["tulle"]["backend"].startswith(f"{NS}/echo-v2")
+    assert int(f["l7"]["latency_ns"]) > 0
