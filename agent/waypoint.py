@@ -25,13 +25,14 @@ from agent.model.core import EndpointSlice, Service
 from agent.model.gateway import Gateway
 from agent.store import Store
 from agent.store.informer import Cache, list_then_watch
-from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig
+from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
 from l7proxy.routing import GatewayParent, RouteCompiler, RouteTables, RoutingInputs
 from l7proxy.server import WaypointServer
 
 log = logging.getLogger("tulle.waypoint")
 METRICS_PORT = 9966  # agent/metrics: the agent serves 9965, its waypoint 9966
 Address = tuple[str, int]
+Certificates = dict[tuple[str, str], tuple[bytes, bytes]]
 KINDS = (
     "HTTPRoute",
     "Gateway",
@@ -81,7 +82,9 @@ class ClusterFeed:
             self.cache.handle(event)
         self.changed.set()
 
-    def snapshot(self) -> tuple[RouteTables, StaticEndpoints, dict[Address, GatewayParent]]:
+    def snapshot(
+        self,
+    ) -> tuple[RouteTables, StaticEndpoints, dict[Address, GatewayParent], Certificates]:
         with self.lock:
             objs = [o for o in self.cache.objects.values() if o.get("kind") in KINDS]
         typed: dict[str, list[Any]] = {}
@@ -105,7 +108,8 @@ class ClusterFeed:
             )
         )
         endpoints = StaticEndpoints(endpoint_map(services, typed.get("EndpointSlice", [])))
-        return tables, endpoints, gateway_parents(typed.get("Gateway", []))
+        certificates = tls_certificates(typed.get("Secret", []))
+        return tables, endpoints, gateway_parents(typed.get("Gateway", [])), certificates
 
 
 async def serve(node: str, store: Store, pin_dir: Path, listen: Address, intake: Path) -> None:
@@ -116,7 +120,7 @@ async def serve(node: str, store: Store, pin_dir: Path, listen: Address, intake:
     ).start()
     while not feed.cache.synced:
         await asyncio.sleep(0.05)
-    tables, endpoints, gateways = feed.snapshot()
+    tables, endpoints, gateways, certificates = feed.snapshot()
     origins = OriginalDestinations(pin_dir)
     state: dict[str, Mapping[Address, GatewayParent]] = {"gateways": gateways}
 
@@ -133,6 +137,7 @@ async def serve(node: str, store: Store, pin_dir: Path, listen: Address, intake:
         endpoints=endpoints,
         node_name=node,
         original_destination=original_destination,
+        certificates=certificates,
     )
     server = WaypointServer(config, flow_sink=FlowForwarder(intake))
     await server.start(reuse_port=False)
@@ -145,8 +150,8 @@ async def serve(node: str, store: Store, pin_dir: Path, listen: Address, intake:
     while not done.is_set():
         if feed.changed.is_set():
             feed.changed.clear()
-            tables, endpoints, state["gateways"] = feed.snapshot()
-            server.update(tables, endpoints)
+            tables, endpoints, state["gateways"], certificates = feed.snapshot()
+            server.update(tables, endpoints, certificates)
         try:
             await asyncio.wait_for(done.wait(), timeout=0.05)
         except TimeoutError:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.model.convert import from_dict
-from agent.model.core import Namespace, Service
+from agent.model.core import TLS_SECRET_TYPE, Namespace, Secret, Service
 from agent.model.documents import load_documents
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
@@ -112,6 +112,9 @@ class WaypointConfig:
     """Transparent redirection that rewrites the destination (Tulle's datapath DNATs to the
     waypoint): the client's (ip, port) -> the address it asked for, or the Gateway listener
     it reached. Called once per connection; None keeps the socket's local address."""
+    certificates: Mapping[tuple[str, str], tuple[bytes, bytes]] = field(default_factory=dict)
+    """``kubernetes.io/tls`` Secrets by (namespace, name): (tls.crt, tls.key) PEM, for
+    the HTTPS listeners whose certificateRefs name them (``tls.py``)."""
 
 
 def parse_address(text: str) -> Address:
@@ -148,6 +151,16 @@ class FileConfig:
     endpoints: dict[tuple[str, str, int], tuple[Address, ...]]
     protocols: dict[tuple[str, str, int], str]
     listeners: list[ListenerConfig]
+    certificates: dict[tuple[str, str], tuple[bytes, bytes]] = field(default_factory=dict)
+
+
+def tls_certificates(secrets: Sequence[Secret]) -> dict[tuple[str, str], tuple[bytes, bytes]]:
+    """(namespace, name) -> (tls.crt, tls.key) of the ``kubernetes.io/tls`` Secrets."""
+    return {
+        (s.metadata.namespace, s.metadata.name): (s.data["tls.crt"], s.data["tls.key"])
+        for s in secrets
+        if s.type == TLS_SECRET_TYPE and s.data.get("tls.crt") and s.data.get("tls.key")
+    }
 
 
 def load_config_text(text: str, source: str = "<config>") -> FileConfig:
@@ -166,6 +179,7 @@ def load_config_text(text: str, source: str = "<config>") -> FileConfig:
         services=[o for o in objects if isinstance(o, Service)],
         reference_grants=[o for o in objects if isinstance(o, ReferenceGrant)],
         namespaces=[o for o in objects if isinstance(o, Namespace)],
+        secrets=[o for o in objects if isinstance(o, Secret)],
     )
     tables = RouteCompiler().compile(inputs)
     endpoints = {
@@ -178,7 +192,7 @@ def load_config_text(text: str, source: str = "<config>") -> FileConfig:
         host, port = parse_address(str(spec["address"]))
         parent = _parent(spec["parent"]) if spec.get("parent") else None
         listeners.append(ListenerConfig(host, port, parent))
-    return FileConfig(tables, endpoints, protocols, listeners)
+    return FileConfig(tables, endpoints, protocols, listeners, tls_certificates(inputs.secrets))
 
 
 def load_config(path: str | Path) -> FileConfig:
@@ -205,4 +219,5 @@ def waypoint_config(
         protocols=loaded.protocols,
         limits=limits or Limits(),
         metrics=metrics,
+        certificates=loaded.certificates,
     )

@@ -25,6 +25,7 @@ from l7proxy.routing import GatewayParent, Parent, ServiceParent
 if TYPE_CHECKING:
     from l7proxy.h2 import H2Frontend
     from l7proxy.server import WaypointServer
+    from l7proxy.tls import TlsStream
 
 log = logging.getLogger("tulle.waypoint")
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -64,6 +65,8 @@ class Http1Connection(asyncio.Protocol):
         self.held = b""
         self.pause_cb: Callable[[], None] | None = None
         self.resume_cb: Callable[[], None] | None = None
+        self.tls: TlsStream | None = None
+        """TLS terminated here (HTTPS Gateway listeners): ``tls.listener`` is SNI's choice."""
 
     # --- asyncio callbacks -----------------------------------------------------------
 
@@ -80,6 +83,11 @@ class Http1Connection(asyncio.Protocol):
                 self.parent = original
             elif original is not None:
                 self.local_addr = (str(original[0]), int(original[1]))
+        tls = self.server.tls.port_for(self.parent)
+        if tls is not None:
+            self.scheme = "https"
+            self.tls = self.server.tls.wrap(self.transport, self, tls, self.client, self.local_addr)
+            self.transport = self.tls
         self.idle_since = self.server.loop.time()
         self.server.connections.add(self)
 
@@ -96,7 +104,11 @@ class Http1Connection(asyncio.Protocol):
             assert self.h2 is not None
             self.h2.data_received(data)
         elif mode == "new":
-            if data[:24] == H2_PREFACE[: len(data)] and self.server.h2_factory is not None:
+            if (
+                data[:24] == H2_PREFACE[: len(data)]
+                and self.server.h2_factory is not None
+                and self.tls is None  # no h2 over TLS yet (ALPN offers http/1.1)
+            ):
                 if len(data) < len(H2_PREFACE) and data == H2_PREFACE[: len(data)]:
                     self.upgrade_data += data
                     data = self.upgrade_data

@@ -20,6 +20,7 @@ from l7proxy.routing import (
     Answer,
     BackendTarget,
     Forward,
+    GatewayParent,
     Headers,
     Parent,
     Request,
@@ -30,6 +31,7 @@ from l7proxy.routing import (
     ServiceParent,
     UpstreamError,
 )
+from l7proxy.routing.types import host_of
 from l7proxy.upstream import Address, Connector, Http1Upstream, Pool, UpstreamFailure
 
 _DROPPED_ANSWERS = {
@@ -123,11 +125,11 @@ class Proxy:
             return None
         return ServiceParent(namespace, name, int(port) if port.isdigit() else ex.local[1])
 
-    def route(self, ex: Exchange) -> Forward | Respond:
+    def route(self, ex: Exchange, scheme: str = "http") -> Forward | Respond:
         parent = self.parent_for(ex)
         headers = Headers([(n.decode("latin-1"), v.decode("latin-1")) for n, v in ex.headers])
         ex.routed_headers = headers
-        request = Request(ex.method, "http", ex.authority, ex.target, headers)
+        request = Request(ex.method, scheme, ex.authority, ex.target, headers)
         if parent is None:
             from l7proxy.routing.actions import error_response
 
@@ -141,7 +143,13 @@ class Proxy:
         route = rule = backend = drop = ""
         status = 0
         try:
-            decision = self.route(ex)
+            tls = getattr(down, "tls", None)
+            if tls is not None and self._misdirected(ex, tls.listener):
+                status, drop = 421, "MISDIRECTED_REQUEST"
+                body = f"{host_of(ex.authority)} is not served by the TLS server name\n"
+                down.local(status, [(b"content-type", b"text/plain")], body.encode(), close=True)
+                return
+            decision = self.route(ex, down.scheme)
             if isinstance(decision, Respond):
                 selection = decision.selection
                 if selection is not None:
@@ -180,7 +188,7 @@ class Proxy:
                         int(elapsed * 1e9),
                         status,
                         ex.method,
-                        f"http://{ex.authority}{ex.target}",
+                        f"{down.scheme}://{ex.authority}{ex.target}",
                         down.protocol,
                         route,
                         rule,
@@ -190,6 +198,15 @@ class Proxy:
                         ex.local,
                     )
                 )
+
+    def _misdirected(self, ex: Exchange, sni_listener: str | None) -> bool:
+        """Over TLS, a Host whose listener is not the one SNI chose (Gateway API: 421)."""
+        parent = ex.parent
+        table = self.tables.gateways.get(parent) if isinstance(parent, GatewayParent) else None
+        if table is None:
+            return False
+        hosted = table.listener_for(host_of(ex.authority))
+        return hosted is None or hosted.info.name != sni_listener
 
     async def forward(self, ex: Exchange, fwd: Forward, down: Downstream) -> int:
         """Send ``fwd.request`` upstream with retries; stream the answer to ``down``.
@@ -318,7 +335,7 @@ class Proxy:
             else:
                 conn = await self.pool.acquire(address)
             reused = conn.requests > 0
-            head_bytes, chunked = upstream_head(ex, fwd.request)
+            head_bytes, chunked = _upstream_head(ex, fwd.request)
             if body.complete or not body.kept:
                 payload = b"".join(body.chunks) if body.complete else b""
             elif chunked:
@@ -422,7 +439,7 @@ class Proxy:
                     started=ex.started,
                     started_ns=ex.started_ns,
                 )
-                head, _ = upstream_head(mirror, request)
+                head, _ = _upstream_head(mirror, request)
                 future = conn.begin(
                     head + b"".join(ex.body.chunks), head_request=ex.method == "HEAD"
                 )
@@ -435,6 +452,13 @@ class Proxy:
             pass
         finally:
             self.mirrors_in_flight -= 1
+
+
+def _upstream_head(ex: Exchange, request: Request) -> tuple[bytes, bool]:
+    head, chunked = upstream_head(ex, request)
+    if request.scheme == "https":
+        head = head.replace(b"\r\nX-Forwarded-Proto: http\r\n", b"\r\nX-Forwarded-Proto: https\r\n")
+    return head, chunked
 
 
 def _chunked_writer(write: Callable[[bytes], None]) -> Callable[[bytes], None]:

@@ -23,7 +23,7 @@ import random
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, cast
 
 from l7proxy.config import EndpointResolver, ListenerConfig, WaypointConfig
@@ -33,6 +33,7 @@ from l7proxy.http.wire import error_response
 from l7proxy.metrics import WaypointMetrics
 from l7proxy.proxy import Proxy
 from l7proxy.routing import RouteTables
+from l7proxy.tls import CertificatePair, SecretKey, TlsTerminator
 from l7proxy.upstream import Connector
 
 if TYPE_CHECKING:
@@ -80,6 +81,9 @@ class WaypointServer:
         self.flows = FlowRecorder(flow_sink, node_name=config.node_name)
         self.proxy = Proxy(config, connector=connector, flows=self.flows, rng=rng or random.random)
         self.metrics: WaypointMetrics = self.proxy.metrics
+        self.tls = TlsTerminator(self.flows, handshake_timeout=config.limits.header_timeout)
+        self.tls.update(config.tables.listeners, config.certificates)
+        self.metrics.registry.register(self.tls.metrics)
         self.connections: set[Http1Connection] = set()
         self.ports: list[int] = []
         self.h2_factory: Callable[[Http1Connection], H2Frontend] | None = None
@@ -126,10 +130,18 @@ class WaypointServer:
         return protocol
 
     def update(
-        self, tables: RouteTables | None = None, endpoints: EndpointResolver | None = None
+        self,
+        tables: RouteTables | None = None,
+        endpoints: EndpointResolver | None = None,
+        certificates: Mapping[SecretKey, CertificatePair] | None = None,
     ) -> None:
-        """New route tables and/or endpoints, effective for the next request."""
+        """New route tables, endpoints and/or TLS Secrets, effective for the next request
+        (and the next handshake)."""
         self.proxy.update(tables, endpoints)
+        if certificates is not None:
+            self.config.certificates = certificates
+        if tables is not None or certificates is not None:
+            self.tls.update(self.proxy.tables.listeners, self.config.certificates)
 
     async def _sweep(self) -> None:
         limits = self.config.limits
