@@ -28,7 +28,7 @@ static __always_inline int translate_service(struct __sk_buff *skb, struct pkt *
 	if (!svc)
 		return 0;
 	svc_ct = ct_lookup(&p->tuple, CT_SERVICE);
-	if (svc_ct) {
+	if (svc_ct && !pkt_opens_tcp(p)) { /* a new connection always chooses afresh */
 		backend.addr = svc_ct->backend_addr;
 		backend.port = svc_ct->backend_port;
 		svc_ct->last_seen_ns = bpf_ktime_get_ns();
@@ -86,7 +86,7 @@ int tulle_from_pod(struct __sk_buff *skb)
 		return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, 0);
 
 	ct = ct_lookup(&p.tuple, CT_EGRESS);
-	if (ct) {
+	if (ct_continues(ct, &p)) {
 		if (ct_account(ct, &p, 0))
 			trace_flow(&p, EVENT_CLOSE, VERDICT_FORWARDED, OBS_FROM_ENDPOINT, DIR_EGRESS,
 				   ct, skb->ifindex, 0);

@@ -54,7 +54,7 @@ int tulle_to_pod(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	}
 	ct = ct_lookup(&p.tuple, CT_INGRESS);
-	if (ct) {
+	if (ct_continues(ct, &p)) {
 		if (ct_account(ct, &p, 0))
 			trace_flow(&p, EVENT_CLOSE, VERDICT_FORWARDED, OBS_TO_ENDPOINT, DIR_INGRESS, ct,
 				   skb->ifindex, 0);

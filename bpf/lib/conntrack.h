@@ -5,6 +5,8 @@
  *   CT_SERVICE  client -> VIP tuple, remembering the chosen backend
  *
  *   ct_lookup(tuple, dir)               entry or NULL
+ *   ct_continues(entry, pkt)            the entry carries this packet's connection (not a
+ *                                       closed one whose tuple a new SYN is reusing)
  *   ct_reverse(tuple, &out)             swap addresses and ports (the reply's key)
  *   ct_create(tuple, dir, &entry)       0, or -1 when the map refused the insert
  *   ct_account(entry, pkt, is_reply)    counters, TCP flags, last-seen; returns 1 exactly once,
@@ -60,6 +62,11 @@ static __always_inline struct ct_entry *ct_lookup(const struct tuple4 *tuple, __
 	struct ct_key key = { .tuple = *tuple, .dir = dir };
 
 	return ct_v1.lookup(&key);
+}
+
+static __always_inline int ct_continues(const struct ct_entry *e, const struct pkt *p)
+{
+	return e && !((e->flags & CT_F_CLOSED) && pkt_opens_tcp(p));
 }
 
 static __always_inline void ct_reverse(const struct tuple4 *in, struct tuple4 *out)

@@ -6,6 +6,7 @@
  *   pkt.l4_off                 offset of the L4 header (IP options honoured)
  *   pkt.tcp_flags              TCP flag byte (FIN 0x01 … CWR 0x80), 0 otherwise
  *   pkt.fragment               1 for any piece of a fragmented datagram
+ *   pkt_opens_tcp(pkt)         a bare SYN: always a new connection
  */
 #ifndef TULLE_PARSE_H
 #define TULLE_PARSE_H
@@ -91,6 +92,14 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct pkt *p)
 		break; /* other protocols: no ports; policy treats them by protocol only */
 	}
 	return PARSE_OK;
+}
+
+/* The first packet of a new TCP connection (SYN without ACK). It never continues an old
+ * connection: a reused source port must not inherit a closed entry's NAT or backend. */
+static __always_inline int pkt_opens_tcp(const struct pkt *p)
+{
+	return p->tuple.proto == IPPROTO_TCP &&
+	       (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
 }
 
 #endif /* TULLE_PARSE_H */

@@ -390,3 +390,30 @@ def test_gc_expires_closed_connections_and_their_service_entries(dp: Runner) -> 
         assert expired.l4.source_port == 47001
     finally:
         gc.ipr.close()
+
+
+def test_a_reused_port_after_a_direct_connection_still_gets_reverse_nat(dp: Runner) -> None:
+    """Regression: a ClusterIP connection reusing the tuple of a closed direct connection
+    must not inherit the old entry (no reverse NAT -> the client hangs)."""
+    client_endpoint(dp)
+    service(dp, [(BACKEND, 8080)])
+    dp.from_pod(pkt(CLIENT, BACKEND, TCP(sport=48000, dport=8080, flags="S")))
+    dp.from_pod(pkt(CLIENT, BACKEND, TCP(sport=48000, dport=8080, flags="FA")))
+    dp.to_pod(pkt(BACKEND, CLIENT, TCP(sport=8080, dport=48000, flags="FA")))
+    # Same client port, now to the VIP: DNAT gives the very same post-translation tuple.
+    out = dp.from_pod(pkt(CLIENT, VIP, TCP(sport=48000, dport=80, flags="S")))
+    assert out.events and out.events[-1].type == 1 and out.events[-1].verdict == 6  # NEW, TRANSLATED
+    reply = dp.to_pod(pkt(BACKEND, CLIENT, TCP(sport=8080, dport=48000, flags="SA")))
+    assert (reply.packet[IP].src, reply.packet[TCP].sport) == (VIP, 80)
+
+
+def test_a_new_connection_chooses_its_backend_afresh(dp: Runner) -> None:
+    client_endpoint(dp)
+    service(dp, [(BACKEND, 8080)])
+    dp.from_pod(pkt(CLIENT, VIP, TCP(sport=48100, dport=80, flags="S")))
+    service_moved = [("10.244.2.77", 8080)]
+    bs = [(ipaddress.IPv4Address(ip), port) for ip, port in service_moved]
+    maps.write_service(dp.dp, ipaddress.IPv4Address(VIP), 80, TCP_P, bs,
+                       maglev_table([f"{ip}:{port}" for ip, port in bs]), 0, None)
+    again = dp.from_pod(pkt(CLIENT, VIP, TCP(sport=48100, dport=80, flags="S")))
+    assert again.packet[IP].dst == "10.244.2.77"
