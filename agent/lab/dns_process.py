@@ -60,22 +60,31 @@ def build_table(objects: list[dict[str, Any]], serial: int) -> DnsTable:
 
 
 class TableFeed:
-    """Keeps the current table; rebuilt on every store change, swapped atomically."""
+    """Keeps the current table. Store events only mark it stale; the next query rebuilds it
+    once, so a burst of thousands of writes costs one rebuild, and an idle lab costs none."""
 
     def __init__(self) -> None:
         self.cache = Cache()
+        self.lock = threading.Lock()
+        self.stale = True
         self.table = DnsTable.build([], [], domain=CLUSTER_DOMAIN)
         self.reported: set[str] = set()
 
     def handle(self, event: Any) -> None:
-        self.cache.handle(event)
-        self.table = build_table(list(self.cache.objects.values()), serial=self.cache.revision)
-        for reason in set(self.table.rejected) - self.reported:
-            log.warning("record left out: %s", reason)
-            self.reported.add(reason)
+        with self.lock:
+            self.cache.handle(event)
+            self.stale = True
 
     def current(self) -> DnsTable:
-        return self.table
+        with self.lock:
+            if self.stale:
+                objects = list(self.cache.objects.values())
+                self.table = build_table(objects, serial=self.cache.revision)
+                self.stale = False
+                for reason in set(self.table.rejected) - self.reported:
+                    log.warning("record left out: %s", reason)
+                    self.reported.add(reason)
+            return self.table
 
 
 async def _serve(store: Store, address: str) -> None:
