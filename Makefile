@@ -34,3 +34,19 @@ down:
 
 clean: down
 	rm -rf $(VENV) *.egg-info
+
+# L4 benchmark (issue 3): Tulle's eBPF ClusterIP vs pod IP vs kube-proxy-style iptables, in
+# lab namespaces. Results go to bench/results/. `make bench-l4 ARGS=--quick` for a smoke run.
+.PHONY: bench-l4
+bench-l4: setup
+	@$(PY) -m bench.l4 $(ARGS)
+
+# Flow observability (issue 5): agent ingestion rate, and the datapath cost of flow events.
+.PHONY: bench-observe
+bench-observe: setup
+	@$(PY) -m bench.observe $(ARGS)
+
+# Waypoint vs Envoy (issue 4), each on one core, same 50-rule route table and backend.
+.PHONY: bench-l7
+bench-l7: setup
+	@$(PY) -m bench.l7 $(ARGS)
