@@ -1,0 +1,1 @@
+"""Benchmarks, kept apart from the test suite: they measure, they do not assert."""

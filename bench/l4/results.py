@@ -1,0 +1,134 @@
+"""What a run measured, and the ratios the issue's targets are about (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.l4.wrk import WrkResult
+
+DIRECT_TULLE = "direct-tulle"
+DIRECT_PLAIN = "direct-plain"
+TULLE = "tulle"
+IPTABLES = "iptables"
+CLOSE = "close"
+KEEPALIVE = "keepalive"
+
+PATH_TITLES = {
+    DIRECT_TULLE: "pod IP direct (Tulle lab: datapath on the veths)",
+    DIRECT_PLAIN: "pod IP direct (comparison lab: no datapath)",
+    TULLE: "ClusterIP via Tulle eBPF",
+    IPTABLES: "ClusterIP via iptables (kube-proxy chains)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    result: WrkResult
+    load1: float  # 1-minute load average when the run started
+    lab_cores: float  # cores the lab's own processes (agents, controller, DNS) used meanwhile
+    lab_roles: dict[str, float] = field(default_factory=dict)  # the same, per process
+    others_cores: float = 0.0  # cores used meanwhile by user processes outside the labs
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.result.to_json(), "load1": self.load1, "lab_cores": self.lab_cores,
+                "lab_roles": self.lab_roles, "others_cores": self.others_cores}
+
+
+@dataclass
+class Measurement:
+    path: str
+    services: int | None  # None for the direct paths
+    mode: str
+    url: str
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def best(self) -> Run:
+        return max(self.runs, key=lambda r: r.result.rps)
+
+    @property
+    def worst(self) -> Run:
+        return min(self.runs, key=lambda r: r.result.rps)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "services": self.services, "mode": self.mode, "url": self.url,
+            "best_rps": self.best.result.rps, "best_p99_ms": self.best.result.p99_ms,
+            "runs": [r.to_json() for r in self.runs],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Ratio:
+    name: str
+    value: float | None
+    low: float | None  # the worst pairing of the two runs on each side (noise range)
+    high: float | None
+    target: float | None = None  # None: informational
+
+    @property
+    def met(self) -> bool | None:
+        if self.target is None or self.value is None:
+            return None
+        return self.value >= self.target
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "low": self.low, "high": self.high,
+                "target": self.target, "met": self.met}
+
+
+def services(n: int) -> str:
+    return f"{n:,} service" + ("" if n == 1 else "s")
+
+
+def find(ms: list[Measurement], path: str, mode: str,
+         services: int | None = None) -> Measurement | None:
+    for m in ms:
+        if m.path == path and m.mode == mode and m.services == services and m.runs:
+            return m
+    return None
+
+
+def ratio(name: str, num: Measurement | None, den: Measurement | None,
+          target: float | None = None) -> Ratio:
+    if num is None or den is None or den.best.result.rps <= 0 or den.worst.result.rps <= 0:
+        return Ratio(name, None, None, None, target)
+    return Ratio(
+        name,
+        round(num.best.result.rps / den.best.result.rps, 3),
+        round(num.worst.result.rps / den.best.result.rps, 3),
+        round(num.best.result.rps / den.worst.result.rps, 3),
+        target,
+    )
+
+
+def ratios(ms: list[Measurement], counts: list[int]) -> list[Ratio]:
+    """The issue's three targets at the largest service count, then informational ratios."""
+    top, one = max(counts), min(counts)
+    out = [
+        ratio(f"Tulle new conn/s: {services(top)} ÷ {services(one)}",
+              find(ms, TULLE, CLOSE, top), find(ms, TULLE, CLOSE, one), 0.95),
+        ratio(f"new conn/s at {services(top)}: Tulle ÷ iptables",
+              find(ms, TULLE, CLOSE, top), find(ms, IPTABLES, CLOSE, top), 4.0),
+        ratio(f"keep-alive req/s: Tulle ClusterIP ({services(top)}) ÷ pod IP direct",
+              find(ms, TULLE, KEEPALIVE, top), find(ms, DIRECT_TULLE, KEEPALIVE), 0.97),
+    ]
+    for n in sorted(counts):
+        if n != top:
+            out.append(ratio(f"keep-alive req/s: Tulle ClusterIP ({services(n)}) ÷ pod IP direct",
+                             find(ms, TULLE, KEEPALIVE, n), find(ms, DIRECT_TULLE, KEEPALIVE)))
+    for n in sorted(counts):
+        out.append(ratio(f"new conn/s at {services(n)}: Tulle ÷ iptables",
+                         find(ms, TULLE, CLOSE, n), find(ms, IPTABLES, CLOSE, n)))
+    out += [
+        ratio(f"iptables new conn/s: {services(top)} ÷ {services(one)}",
+              find(ms, IPTABLES, CLOSE, top), find(ms, IPTABLES, CLOSE, one)),
+        ratio(f"Tulle new conn/s: ClusterIP ({services(one)}) ÷ pod IP direct",
+              find(ms, TULLE, CLOSE, one), find(ms, DIRECT_TULLE, CLOSE)),
+        ratio("pod IP direct, new conn/s: Tulle lab ÷ no-datapath lab",
+              find(ms, DIRECT_TULLE, CLOSE), find(ms, DIRECT_PLAIN, CLOSE)),
+        ratio("pod IP direct, keep-alive req/s: Tulle lab ÷ no-datapath lab",
+              find(ms, DIRECT_TULLE, KEEPALIVE), find(ms, DIRECT_PLAIN, KEEPALIVE)),
+    ]
+    return out

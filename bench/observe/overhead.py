@@ -1,0 +1,173 @@
+"""Datapath overhead: the L4 new-connection rate with flow events on and off, in one lab.
+
+The lab (`LAB`) is bench/l4's: nginx on node2, an idle client pod on node1, wrk with
+`Connection: close` from the client to the target Service's ClusterIP (its helpers are
+imported, not copied). Flow events are switched on both nodes through the runtime config map
+pinned at ``/sys/fs/bpf/tulle/<lab>/<node>/tulle_config_v1``, key
+``TULLE_CFG_FLOW_EVENTS_OFF`` from bpf/lib/common.h, written through libbpf (`pinned`). On and
+off alternate in pairs whose order flips every pair (on/off, off/on, ...), so slow drifts in
+the machine's other load do not favour one side; the figure is the median of the pairs'
+on/off ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.datapath.cdefs import LIB_DIR, enum_values
+from agent.datapath.programs import pin_dir_for
+from bench.l4 import machine, manifests
+from bench.l4.labs import BenchError, BenchLab, Progress
+from bench.l4.runner import BenchConfig, Runner
+from bench.l4.wrk import WrkResult
+from bench.observe import pinned
+
+LAB = "benchobs"
+NODES = ("node1", "node2")
+CFG_FLOW_EVENTS_OFF = enum_values(LIB_DIR / "common.h", "tulle_config")[
+    "TULLE_CFG_FLOW_EVENTS_OFF"]
+
+
+def set_flow_events(lab: str, on: bool) -> None:
+    """Flow events on or off in every node's datapath (read back after the write)."""
+    for node in NODES:
+        pinned.write_u64(pin_dir_for(lab, node) / "tulle_config_v1", CFG_FLOW_EVENTS_OFF,
+                         0 if on else 1)
+
+
+def events_lost(lab: str) -> int:
+    return sum(pinned.percpu_sum(pin_dir_for(lab, node) / "events_lost_v1") for node in NODES)
+
+
+def context_switches(pids: list[int]) -> int:
+    """Voluntary context switches (sleeps, i.e. wake-ups) of every thread of `pids`."""
+    total = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                for line in (task / "status").read_text().splitlines():
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+            except OSError:
+                continue  # the thread ended meanwhile
+    return total
+
+
+def pair_orders(pairs: int) -> list[tuple[bool, bool]]:
+    """(first, second) flow-event states per pair: on/off, off/on, on/off, ..."""
+    return [(True, False) if i % 2 == 0 else (False, True) for i in range(pairs)]
+
+
+def pair_ratios(runs: list[OverheadRun]) -> list[float]:
+    """new conn/s with events on ÷ off, per pair (pairs missing a side are skipped)."""
+    out = []
+    for pair in sorted({r.pair for r in runs}):
+        on = [r.result.rps for r in runs if r.pair == pair and r.events]
+        off = [r.result.rps for r in runs if r.pair == pair and not r.events]
+        if on and off and off[0] > 0:
+            out.append(on[0] / off[0])
+    return out
+
+
+def median_cost(ratios: list[float]) -> float | None:
+    """The cost of flow events in %: 100 × (1 − median on/off ratio)."""
+    return 100.0 * (1.0 - statistics.median(ratios)) if ratios else None
+
+
+@dataclass(frozen=True)
+class OverheadRun:
+    pair: int
+    events: bool
+    result: WrkResult
+    load1: float
+    lab_cores: float  # the lab's own processes (agents, controller, DNS, relay) meanwhile
+    lab_roles: dict[str, float]
+    lost: int  # events_lost_v1 over both nodes during the run
+    flows_seen: int | None  # flows the relay saw during the run (None: a node did not answer)
+    wakeups_per_s: float  # voluntary context switches of the lab's processes per second
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pair": self.pair, "flow_events": "on" if self.events else "off",
+                **self.result.to_json(), "load1": self.load1, "lab_cores": self.lab_cores,
+                "lab_roles": self.lab_roles, "events_lost": self.lost,
+                "flows_seen": self.flows_seen, "lab_wakeups_per_s": round(self.wakeups_per_s)}
+
+
+@dataclass
+class OverheadBench:
+    seconds: int
+    pairs: int
+    progress: Progress
+    threads: int = 2
+    connections: int = 32
+    warmup_seconds: int = 2
+    runs: list[OverheadRun] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    url: str = f"http://{manifests.TARGET_VIP}:{manifests.SERVICE_PORT}/"
+
+    def run(self) -> None:
+        lab = BenchLab(LAB, True, self.progress)
+        runner = Runner(BenchConfig(seconds=self.seconds, threads=self.threads,
+                                    connections=self.connections), self.progress)
+        try:
+            lab.up()
+            runner.deploy(lab)
+            lab.apply([manifests.target_service()])
+            runner.wait_answering(lab, self.url, "the target ClusterIP")
+            set_flow_events(LAB, True)
+            if self.warmup_seconds:
+                runner.wrk(lab, self.url, self.warmup_seconds, close=True)
+            for pair, order in enumerate(pair_orders(self.pairs)):
+                for on in order:
+                    self.runs.append(self.measure(lab, runner, pair, on))
+        finally:
+            try:
+                set_flow_events(LAB, True)
+            except OSError:
+                pass  # the lab never came up far enough to pin its maps
+            lab.down()
+
+    def seen_flows(self, lab: BenchLab) -> int | None:
+        """Flows both nodes' agents ever stored, per the relay; None unless both answered
+        (the relay sums the nodes it reaches, so a missing one would skew a difference)."""
+        try:
+            proc = lab.tulle("status", "-o", "json", timeout=30, check=False)
+            status = json.loads(proc.stdout) if proc.returncode == 0 else {}
+            if status.get("num_connected_nodes") != len(NODES):
+                return None
+            return int(status["seen_flows"])
+        except (BenchError, ValueError, KeyError):
+            return None
+
+    def measure(self, lab: BenchLab, runner: Runner, pair: int, on: bool) -> OverheadRun:
+        set_flow_events(LAB, on)
+        runner.settle(lab)
+        seen0, lost0 = self.seen_flows(lab), events_lost(LAB)
+        load1 = machine.loadavg()[0]
+        pids = list(lab.process_pids().values())
+        before, switches = lab.lab_cpu(), context_switches(pids)
+        result = runner.wrk(lab, self.url, self.seconds, close=True)
+        after, switches = lab.lab_cpu(), context_switches(pids) - switches
+        lost = events_lost(LAB) - lost0
+        seen1 = self.seen_flows(lab)
+        roles = {k: round((after.get(k, 0.0) - v) / result.seconds, 2) for k, v in before.items()}
+        run = OverheadRun(
+            pair=pair, events=on, result=result, load1=load1,
+            lab_cores=round(sum(roles.values()), 2), lab_roles=roles, lost=lost,
+            flows_seen=seen1 - seen0 if seen0 is not None and seen1 is not None else None,
+            wakeups_per_s=switches / result.seconds if result.seconds else 0.0,
+        )
+        p99 = f"{result.p99_ms:.2f}" if result.p99_ms is not None else "?"
+        self.progress(f"  pair {pair + 1} events {'on ' if on else 'off'}: "
+                      f"{result.rps:>8,.0f} new conn/s  p99 {p99} ms  errors {result.errors}  "
+                      f"lab procs {run.lab_cores:.2f} cores, {run.wakeups_per_s:,.0f} wake-ups/s  "
+                      f"flows seen {run.flows_seen}  "
+                      f"lost {lost}  load {load1:.1f}")
+        return run
+
+    def ratios(self) -> list[float]:
+        return pair_ratios(self.runs)
