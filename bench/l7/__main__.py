@@ -1,0 +1,3 @@
+from bench.l7.cli import main
+
+raise SystemExit(main())
