@@ -64,6 +64,7 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path, int]:
         labs=labs,
         iptables_restore=restore,
         quick=args.quick,
+        extra_runs=0 if args.quick else 2,
     )
     return cfg, args.out_dir, args.wait_quiet
 
@@ -107,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     progress(f"L4 benchmark: counts {', '.join(f'{c:,}' for c in cfg.counts)}; paths "
              f"{', '.join(cfg.labs)}; {cfg.repeats} x {cfg.seconds} s per figure; "
-             f"about {cfg.estimate_seconds() // 60 + 1} min")
+             f"about {cfg.estimate_seconds() // 60 + 1} min (plus up to "
+             f"{cfg.noise_budget / 60 if cfg.extra_runs else 0:.0f} min of re-runs if other "
+             "work disturbs the runs)")
     facts = machine.facts(cfg.iptables_restore)
     busy = machine.busy_processes()
     if busy:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.l4.results import (
+    CLEAN_CORES,
     CLOSE,
     DIRECT_PLAIN,
     DIRECT_TULLE,
@@ -29,7 +30,7 @@ def _num(value: float | None, digits: int = 0) -> str:
 def _runs(m: Measurement | None) -> str:
     if m is None:
         return "n/a"
-    return " / ".join(f"{r.result.rps:,.0f}" for r in m.runs)
+    return " / ".join(f"{r.result.rps:,.0f}" + ("" if r.clean else "*") for r in m.runs)
 
 
 def _p99(m: Measurement | None) -> str:
@@ -127,7 +128,9 @@ def render_markdown(report: dict[str, Any], measurements: Sequence[Measurement],
         markdown_table(HEADER, table_rows(measurements)),
         "",
         "p99 is from the best run. \"others\" is the most CPU that processes outside the "
-        "benchmark (other users of this machine) took during any run of that row.",
+        "benchmark (other users of this machine) took during any run of that row; runs marked "
+        f"* were disturbed (others took ≥ {CLEAN_CORES} cores) and are left out of the best "
+        "and of the ratios whenever a clean run of the same figure exists.",
         "",
         "## Targets (issue 3)",
         "",

@@ -158,6 +158,7 @@ def build(args: argparse.Namespace, facts: dict[str, Any], busy: list[dict[str, 
                 "sum of `events_lost_v1` over the run; check is produced = consumed + lost. "
                 f"Datapath compile and load took {ing.load_s:.1f} s (not in any figure)."),
             "idle_share": ing.idle_share,
+            "emit": ing.emit,
             "steps": [s.to_json() for s in ing.steps],
             "runs": [r.to_json() for r in ing.runs],
         }

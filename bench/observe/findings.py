@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from statistics import mean
+from statistics import mean, median
 from typing import Any
 
 from bench.observe.report import TARGET_COST_PCT, TARGET_EVENTS_PER_S
@@ -15,6 +15,37 @@ def _run(rep: dict[str, Any], key: str) -> dict[str, Any] | None:
 
 def _us(per_s: float) -> float:
     return 1e6 / per_s if per_s else 0.0
+
+
+def cost_model(rep: dict[str, Any]) -> dict[str, Any]:
+    """Predicted cost of flow events: flows per connection × the agent's CPU per event,
+    over the CPU a connection gets with events off (empty when a figure is missing)."""
+    over, full = rep.get("overhead") or {}, _run(rep, "full")
+    runs = over.get("runs") or []
+    per_conn = [r["flows_per_connection"] for r in runs
+                if r["flow_events"] == "on" and r.get("flows_per_connection")]
+    off = [r["rps"] for r in runs if r["flow_events"] == "off" and r["rps"] > 0]
+    nproc = int(rep["machine"].get("nproc") or 0)
+    if not (per_conn and off and full and full["consumed_per_consumer_cpu_s"] and nproc
+            and over.get("median_cost_pct") is not None):
+        return {}
+    agent_us = _us(full["consumed_per_consumer_cpu_s"])
+    flows = median(per_conn)
+    off_rps = median(off)
+    cpu_us = nproc * 1e6 / off_rps
+    out: dict[str, Any] = {
+        "flows_per_conn": round(flows, 2), "agent_us": round(agent_us, 2),
+        "agent_us_per_conn": round(flows * agent_us, 1), "nproc": nproc,
+        "off_rps": round(off_rps), "cpu_us_per_conn": round(cpu_us, 1),
+        "predicted_pct": round(100 * flows * agent_us / cpu_us, 1),
+        "measured_pct": over["median_cost_pct"],
+        "budget_us_per_event": round(TARGET_COST_PCT / 100 * cpu_us / flows, 2),
+    }
+    emit = (rep.get("ingestion") or {}).get("emit") or {}
+    if emit:
+        out["event_ns"] = emit["event_ns"]
+        out["kernel_pct"] = round(100 * flows * emit["event_ns"] / 1000 / cpu_us, 3)
+    return out
 
 
 def limits(rep: dict[str, Any]) -> list[str]:
@@ -97,11 +128,14 @@ def limits(rep: dict[str, Any]) -> list[str]:
         if seen:
             text += (f", storing about {mean(seen):,.0f} flows/s "
                      f"({mean(per_conn):.1f} per new connection, both nodes together)")
-        text += (f", and their threads woke {mean(r['lab_wakeups_per_s'] for r in on):,.0f} "
-                 f"times/s against {mean(r['lab_wakeups_per_s'] for r in off):,.0f}: at these "
-                 "rates each agent's consumer is usually caught up, so the ring buffer's "
-                 "adaptive notification wakes it for every few events (a context switch on "
-                 "the same two cores each time). That CPU and those switches are taken from "
+        wake_on = mean(r["lab_wakeups_per_s"] for r in on)
+        wake_off = mean(r["lab_wakeups_per_s"] for r in off)
+        text += (f", and their threads woke {wake_on:,.0f} times/s against {wake_off:,.0f}")
+        if seen and wake_on > wake_off:
+            text += (f", one extra wake-up per {mean(seen) / (wake_on - wake_off):.0f} flows: "
+                     "the ring buffer notifies a consumer that has caught up on every submit, "
+                     "and each wake-up is a context switch on the same two cores")
+        text += (". That CPU and those switches are taken from "
                  "wrk and nginx, which is what the cost measured here is made of; the "
                  "in-kernel part (one `bpf_ringbuf_output` of 96 bytes per event) is small "
                  "against the cost of a TCP connection through two veths and a bridge.")
@@ -109,6 +143,29 @@ def limits(rep: dict[str, Any]) -> list[str]:
         if lost:
             text += f" The datapath lost {lost:,} events during the on runs (ring full)."
         out.append(text)
+        model = cost_model(rep)
+        if model:
+            ratio = model["measured_pct"] / model["predicted_pct"] if model["predicted_pct"] else 0
+            text = (
+                f"The agents' CPU alone accounts for about {model['predicted_pct']:.0f}%: each "
+                f"new connection gave {model['flows_per_conn']:.1f} flow events (both nodes), "
+                f"each costing an agent about {model['agent_us']:.1f} µs of CPU (the ingestion "
+                f"figure), so {model['agent_us_per_conn']:.0f} µs per connection, against "
+                f"about {model['cpu_us_per_conn']:.0f} µs of CPU per connection in the off runs "
+                f"({model['nproc']} vCPUs ÷ {model['off_rps']:,.0f} conn/s, median; an upper "
+                "bound, since other processes took part of those vCPUs).")
+            if ratio > 1.5:
+                text += (f" The measured {model['measured_pct']:.0f}% is {ratio:.1f}× that: "
+                         "the rest is most likely contention the model leaves out: the "
+                         "agents' wake-ups preempting wrk and nginx, and two more runnable "
+                         "processes sharing the cores with them and with the other sessions' "
+                         "load.")
+            else:
+                text += f" The measured {model['measured_pct']:.0f}% is in line with it."
+            if model.get("event_ns") is not None:
+                text += (f" In the kernel an event costs about {model['event_ns']} ns (test-run, "
+                         f"on vs off), {model['kernel_pct']:.2f}% of a connection's CPU.")
+            out.append(text)
         loads = [r["load1"] for r in over["runs"]]
         out.append(f"Noise: 1-minute load average {min(loads):.1f}–{max(loads):.1f} during the "
                    "wrk runs (other sessions' labs and tests on the same 2 vCPUs); the on/off "
@@ -178,6 +235,13 @@ def closing(rep: dict[str, Any]) -> list[str]:
     over = rep.get("overhead")
     if over and over.get("median_cost_pct") is not None and \
             over["median_cost_pct"] > TARGET_COST_PCT:
+        model = cost_model(rep)
+        if model:
+            out.append(
+                f"Datapath overhead: at {model['flows_per_conn']:.1f} events per connection "
+                f"and {model['cpu_us_per_conn']:.0f} µs of CPU per connection here, 5% "
+                f"leaves the agent {model['budget_us_per_event']:.1f} µs per event: the same "
+                "order as the ingestion target, so the cheaper consumer above closes both.")
         out.append(
             "Datapath overhead: wake the agent per batch, not per event. Submit with "
             "`BPF_RB_NO_WAKEUP` and force a wake-up only when `bpf_ringbuf_query(..., "

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,7 @@ from agent.flows.ingest import FlowIngest, FlowObserver
 from agent.flows.store import FlowRing
 from agent.metrics import FlowMetrics, MetricsConfig
 from bench.observe import workload
+from bench.observe.pinned import CFG_FLOW_EVENTS_OFF
 from bench.observe.pyspy import Frame, inclusive, top_frames
 
 PIN_DIR = Path("/sys/fs/bpf/tulle/benchobs/n1")
@@ -248,6 +250,7 @@ class IngestBench:
     sample: bytes = b""  # one ring-buffer record, as the kernel wrote it
     idle_share: dict[str, float] = field(default_factory=dict)  # busy-loop share per core
     profile_raw: str = ""  # py-spy's collapsed stacks of the profiled run
+    emit: dict[str, Any] = field(default_factory=dict)  # in-kernel cost of emitting an event
 
     # -- the whole part ------------------------------------------------------------------------
     def run(self) -> None:
@@ -274,6 +277,10 @@ class IngestBench:
                 f"{v:.0%} of {k}" for k, v in self.idle_share.items())
                 + " right now (the rest goes to other processes)")
             os.sched_setaffinity(0, {CONSUMER_CPU})  # threads started from here inherit it
+            self.emit = self.emit_cost(packet)
+            self.progress(f"  in the kernel: {self.emit['on_ns']} ns per run with the event, "
+                          f"{self.emit['off_ns']} ns without (test-run means, median of "
+                          f"{self.emit['rounds']})")
             self.steps = self.step_costs()
             self.progress("  per-event cost by step (in process, no ring): " + ", ".join(
                 f"{c.step} {c.us:.1f} us" for c in self.steps))
@@ -323,6 +330,36 @@ class IngestBench:
                               f"{workload.EXPECTED_REASON}; got verdict {result.retval}, "
                               f"events {reasons}")
         self.sample = raw[0]
+
+    def emit_cost(self, packet: bytes, rounds: int = 10, repeat: int = 5_000) -> dict[str, Any]:
+        """The program's mean run time (BPF_PROG_TEST_RUN's own clock) with flow events on and
+        off, alternating, the ring drained between runs so every submit succeeds."""
+        from agent.datapath.testrun import SkBuff, test_run
+
+        assert self.dp is not None
+        dp = self.dp
+        config = dp.table("tulle_config_v1")
+        key = config.Key(CFG_FLOW_EVENTS_OFF)
+        counter = _Count()
+        dp.table("flow_events_v1").open_ring_buffer(counter.on_event)
+        ctx = SkBuff()
+        ctx.ifindex = workload.ENDPOINT_IFINDEX
+        lost0 = lost_total(dp)
+        times: dict[bool, list[int]] = {True: [], False: []}
+        try:
+            for i in range(rounds):
+                for on in ((True, False) if i % 2 == 0 else (False, True)):
+                    config[key] = config.Leaf(0 if on else 1)
+                    times[on].append(test_run(dp.from_pod_fd, packet, repeat=repeat,
+                                              ctx=ctx).duration_ns)
+                    dp.bpf.ring_buffer_consume()
+        finally:
+            config[key] = config.Leaf(0)
+            _close_ring(dp)
+        on_ns, off_ns = statistics.median(times[True]), statistics.median(times[False])
+        return {"on_ns": round(on_ns), "off_ns": round(off_ns),
+                "event_ns": round(on_ns - off_ns), "rounds": rounds, "repeat": repeat,
+                "events": counter.n, "lost": lost_total(dp) - lost0}
 
     def step_costs(self, n: int = 20_000, rounds: int = 3) -> list[StepCost]:
         """Each step of `DatapathController._on_event` timed alone on the recorded event."""

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.datapath.cdefs import LIB_DIR, enum_values
 from agent.datapath.programs import pin_dir_for
+from agent.lab.state import LabPaths
 from bench.l4 import machine, manifests
 from bench.l4.labs import BenchError, BenchLab, Progress
 from bench.l4.runner import BenchConfig, Runner
@@ -28,8 +28,7 @@ from bench.observe import pinned
 
 LAB = "benchobs"
 NODES = ("node1", "node2")
-CFG_FLOW_EVENTS_OFF = enum_values(LIB_DIR / "common.h", "tulle_config")[
-    "TULLE_CFG_FLOW_EVENTS_OFF"]
+CFG_FLOW_EVENTS_OFF = pinned.CFG_FLOW_EVENTS_OFF
 
 
 def set_flow_events(lab: str, on: bool) -> None:
@@ -89,12 +88,22 @@ class OverheadRun:
     lost: int  # events_lost_v1 over both nodes during the run
     flows_seen: int | None  # flows the relay saw during the run (None: a node did not answer)
     wakeups_per_s: float  # voluntary context switches of the lab's processes per second
+    agent_pids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def flows_per_conn(self) -> float | None:
+        if self.flows_seen is None or not self.result.requests:
+            return None
+        return self.flows_seen / self.result.requests
 
     def to_json(self) -> dict[str, Any]:
         return {"pair": self.pair, "flow_events": "on" if self.events else "off",
                 **self.result.to_json(), "load1": self.load1, "lab_cores": self.lab_cores,
                 "lab_roles": self.lab_roles, "events_lost": self.lost,
-                "flows_seen": self.flows_seen, "lab_wakeups_per_s": round(self.wakeups_per_s)}
+                "flows_seen": self.flows_seen, "lab_wakeups_per_s": round(self.wakeups_per_s),
+                "flows_per_connection": (round(f, 2) if (f := self.flows_per_conn) is not None
+                                         else None),
+                "agent_pids": self.agent_pids}
 
 
 @dataclass
@@ -124,12 +133,41 @@ class OverheadBench:
             for pair, order in enumerate(pair_orders(self.pairs)):
                 for on in order:
                     self.runs.append(self.measure(lab, runner, pair, on))
+            self.check(lab)
         finally:
             try:
                 set_flow_events(LAB, True)
             except OSError:
                 pass  # the lab never came up far enough to pin its maps
             lab.down()
+
+    def check(self, lab: BenchLab) -> None:
+        """Notes on anything that makes the on runs not what they claim: agents restarted,
+        errors in their logs, or on runs whose flows per connection fall far below the
+        others' (events not emitted or not ingested)."""
+        pids = {tuple(sorted(r.agent_pids.items())) for r in self.runs}
+        if len(pids) > 1:
+            self.notes.append(f"The lab's agents changed pids during the runs: {sorted(pids)}")
+        logs = LabPaths.for_lab(lab.name).logs
+        for node in NODES:
+            try:
+                lines = (logs / f"agent-{node}.log").read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            bad = [x for x in lines if "Traceback" in x or " ERROR " in x]
+            if bad:
+                self.notes.append(f"agent-{node}.log has {len(bad)} error lines, first: "
+                                  f"{bad[0][:200]}")
+        per_conn = [f for r in self.runs if r.events and (f := r.flows_per_conn) is not None]
+        if per_conn:
+            typical = statistics.median(per_conn)
+            for r in self.runs:
+                f = r.flows_per_conn
+                if r.events and f is not None and f < 0.5 * typical:
+                    self.notes.append(
+                        f"pair {r.pair + 1}, events on: {f:.2f} flows per connection against "
+                        f"{typical:.2f} in the other on runs, with {r.lost} events lost: "
+                        "events were not all emitted or not all ingested in that run.")
 
     def seen_flows(self, lab: BenchLab) -> int | None:
         """Flows both nodes' agents ever stored, per the relay; None unless both answered
@@ -148,7 +186,8 @@ class OverheadBench:
         runner.settle(lab)
         seen0, lost0 = self.seen_flows(lab), events_lost(LAB)
         load1 = machine.loadavg()[0]
-        pids = list(lab.process_pids().values())
+        procs = lab.process_pids()
+        pids = list(procs.values())
         before, switches = lab.lab_cpu(), context_switches(pids)
         result = runner.wrk(lab, self.url, self.seconds, close=True)
         after, switches = lab.lab_cpu(), context_switches(pids) - switches
@@ -160,6 +199,7 @@ class OverheadBench:
             lab_cores=round(sum(roles.values()), 2), lab_roles=roles, lost=lost,
             flows_seen=seen1 - seen0 if seen0 is not None and seen1 is not None else None,
             wakeups_per_s=switches / result.seconds if result.seconds else 0.0,
+            agent_pids={k: v for k, v in procs.items() if k.startswith("agent")},
         )
         p99 = f"{result.p99_ms:.2f}" if result.p99_ms is not None else "?"
         self.progress(f"  pair {pair + 1} events {'on ' if on else 'off'}: "

@@ -9,7 +9,11 @@ import os
 from pathlib import Path
 
 from agent.datapath.bpf_loader import open_pinned
+from agent.datapath.cdefs import LIB_DIR, enum_values
 from agent.datapath.native import check, libbpf
+
+CFG_FLOW_EVENTS_OFF = enum_values(LIB_DIR / "common.h", "tulle_config")[
+    "TULLE_CFG_FLOW_EVENTS_OFF"]
 
 libbpf.bpf_map_update_elem.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
                                        ctypes.c_uint64]

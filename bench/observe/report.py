@@ -45,14 +45,15 @@ def step_rows(steps: Sequence[dict[str, Any]]) -> list[list[str]]:
 
 
 OVERHEAD_HEADER = ["pair", "flow events", "new conn/s", "p99 ms", "errors", "lab procs (cores)",
-                   "lab wake-ups/s", "flows seen", "events lost", "load1"]
+                   "lab wake-ups/s", "flows seen", "flows/conn", "events lost", "load1"]
 
 
 def overhead_rows(runs: Sequence[dict[str, Any]]) -> list[list[str]]:
     return [[str(r["pair"] + 1), r["flow_events"], _n(r["rps"]), _n(r["p99_ms"], 2),
              str(r["errors"]), f"{r['lab_cores']:.2f}", _n(r["lab_wakeups_per_s"]),
              _n(r["flows_seen"]) if r["flows_seen"] is not None else "n/a",
-             _n(r["events_lost"]), f"{r['load1']:.1f}"] for r in runs]
+             _n(r["flows_per_connection"], 2), _n(r["events_lost"]), f"{r['load1']:.1f}"]
+            for r in runs]
 
 
 def target_rows(rep: dict[str, Any]) -> list[list[str]]:
@@ -111,6 +112,14 @@ def render_markdown(rep: dict[str, Any]) -> str:
                 "share\" is that CPU time over the wall time.")
             out.append("")
         out += [markdown_table(INGEST_HEADER, ingest_rows(ing["runs"])), ""]
+        emit = ing.get("emit") or {}
+        if emit:
+            out += [f"In the kernel, `tulle_from_pod` on this packet takes {emit['on_ns']} ns per "
+                    f"run with its flow event and {emit['off_ns']} ns with flow events off "
+                    f"(BPF_PROG_TEST_RUN's mean over {emit['repeat']:,} runs, median of "
+                    f"{emit['rounds']} alternating rounds, the ring drained between rounds; "
+                    f"{emit['lost']} lost): emitting an event costs about {emit['event_ns']} ns.",
+                    ""]
         if ing.get("steps"):
             out += ["### Per-event CPU cost by step (in process, no ring: each step alone on "
                     "the recorded event, best of 3 × 20,000 on the consumer's core)", "",
