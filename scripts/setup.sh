@@ -22,7 +22,7 @@ DEBS=(
   iproute2 iptables util-linux procps          # netns, veth, nsenter, the iptables comparison
   curl dnsutils iputils-ping jq                # used inside lab pods, by the tests and the demo hints
   graphviz                                     # `dot` renders `tulle map` to SVG and PNG
-  wrk nginx-light                              # load generator and backend for make bench-l4
+  wrk nginx-light strace                       # load, backends and syscall counts for the benchmarks
 )
 
 missing=()
