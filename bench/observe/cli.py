@@ -13,6 +13,7 @@ Results go to bench/results/observe-<date>.{md,json}. About 5 minutes with the d
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -52,7 +53,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-ingest", action="store_true")
     p.add_argument("--skip-overhead", action="store_true")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--render", type=Path, metavar="JSON",
+                   help="measure nothing: rewrite the findings and the .md of a saved report")
     return p.parse_args(argv)
+
+
+def render(path: Path) -> int:
+    """Re-derive the targets, limits and closing notes of a saved report and rewrite its
+    .json and .md (for wording changes; the measurements are kept as they are)."""
+    rep = json.loads(path.read_text())
+    rep["targets"] = report.target_rows(rep)
+    rep["limits"] = findings.limits(rep)
+    rep["closing"] = findings.closing(rep)
+    md_path, json_path = report.write(rep, report.render_markdown(rep), path.parent, path.stem)
+    print(f"rewrote {md_path} and {json_path}")
+    return 0
 
 
 def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -61,6 +76,8 @@ def _stop(signum: int, _frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        return render(args.render)
     if os.geteuid() != 0:
         print("bench-observe: needs root (BPF programs, lab namespaces). "
               "Run: sudo make bench-observe", file=sys.stderr)

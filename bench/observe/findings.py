@@ -13,6 +13,14 @@ def _run(rep: dict[str, Any], key: str) -> dict[str, Any] | None:
     return next((r for r in ing.get("runs", []) if r["variant"] == key), None)
 
 
+def _wall(run: dict[str, Any]) -> float:
+    """The consumer's wall time: go -> drained."""
+    if run.get("consumer_wall_s"):
+        return float(run["consumer_wall_s"])
+    share = run.get("consumer_core_share") or 0
+    return float(run["consumer_cpu_s"]) / share if share else float(run["window_s"])
+
+
 def _us(per_s: float) -> float:
     return 1e6 / per_s if per_s else 0.0
 
@@ -98,7 +106,7 @@ def limits(rep: dict[str, Any]) -> list[str]:
             + ", ".join(f"{100 * v:.0f}% of {k}" for k, v in shares.items())
             + f" before the runs, and the consumer got {100 * full['consumer_core_share']:.0f}% "
             "of its core during the full-chain run (it was runnable the rest of the time, "
-            f"waiting {full['consumer_runqueue_wait_s']:.1f} s of {full['window_s']:.1f} s for "
+            f"waiting {full['consumer_runqueue_wait_s']:.1f} s of {_wall(full):.1f} s for "
             "the CPU). Wall-clock rates are therefore a fraction of what one core does; the "
             "per-CPU-second column is the one-core capacity.")
     if full:

@@ -141,6 +141,7 @@ class IngestRun:
             "consumer_cpu_s": round(self.consumer_cpu_s, 3),
             "consumer_core_share": round(self.core_share, 3),
             "consumer_runqueue_wait_s": round(self.consumer_wait_s, 3),
+            "consumer_wall_s": round(self.wall_s, 3),
             "lost": self.lost, "loss_pct": round(self.loss_pct, 3),
             "lost_reported_by_agent": self.lost_reported, "unaccounted": self.unaccounted,
             "producer_calls": self.producer_calls,
