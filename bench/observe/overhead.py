@@ -13,7 +13,9 @@ on/off ratios.
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,6 +142,8 @@ class OverheadBench:
             except OSError:
                 pass  # the lab never came up far enough to pin its maps
             lab.down()
+            # bench/l4's deploy() keeps nginx's config and logs here
+            shutil.rmtree(Path(tempfile.gettempdir()) / LAB, ignore_errors=True)
 
     def check(self, lab: BenchLab) -> None:
         """Notes on anything that makes the on runs not what they claim: agents restarted,
