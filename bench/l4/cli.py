@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -15,7 +16,7 @@ from typing import Any
 from bench.l4 import machine, report
 from bench.l4.findings import limits
 from bench.l4.labs import BenchError
-from bench.l4.results import IPTABLES, TULLE, ratios
+from bench.l4.results import IPTABLES, TULLE, Measurement, ratios
 from bench.l4.runner import BenchConfig, Runner
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -26,7 +27,7 @@ def progress(message: str) -> None:
     print(f"[bench-l4 {time.monotonic() - _t0:6.1f}s] {message}", flush=True)
 
 
-def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path, int]:
+def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path, int, Path | None]:
     p = argparse.ArgumentParser(prog="bench-l4", description=__doc__)
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 and 100 services, 3 s per run, one run each")
@@ -40,6 +41,8 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path, int]:
     p.add_argument("--iptables", choices=["default", "nft", "legacy"], default="default",
                    help="iptables backend for the comparison lab (default: the system's)")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--render", type=Path, metavar="JSON",
+                   help="rewrite the Markdown report (findings, ratios) of a saved JSON result")
     p.add_argument("--wait-quiet", type=int, default=0, metavar="SECONDS",
                    help="on a shared machine, first wait up to SECONDS for other processes to "
                         "use under 0.2 cores (default: start at once)")
@@ -66,7 +69,7 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path, int]:
         quick=args.quick,
         extra_runs=0 if args.quick else 2,
     )
-    return cfg, args.out_dir, args.wait_quiet
+    return cfg, args.out_dir, args.wait_quiet, args.render
 
 
 def wait_quiet_for(limit: int, cores: float = 0.2, sample: float = 5.0) -> None:
@@ -88,7 +91,9 @@ def _stop(signum: int, _frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg, out_dir, wait_quiet = parse_args(argv)
+    cfg, out_dir, wait_quiet, render = parse_args(argv)
+    if render is not None:
+        return rerender(render)
     if os.geteuid() != 0:
         print("bench-l4: needs root (it builds lab network namespaces). "
               "Run: sudo make bench-l4", file=sys.stderr)
@@ -143,6 +148,20 @@ def main(argv: list[str] | None = None) -> int:
     print()
     progress(f"report: {md_path} and {json_path}")
     return 1 if failure else 0
+
+
+def rerender(path: Path) -> int:
+    """Recompute ratios and findings of a saved run and rewrite its Markdown (and JSON)."""
+    rep = json.loads(path.read_text())
+    ms = [Measurement.from_json(m) for m in rep["measurements"]]
+    rs = ratios(ms, list(rep["config"]["counts"]))
+    rep["limits"] = limits(rep["machine"], rep.get("busy_processes_at_start") or [], ms,
+                           rep["tulle_sync"])
+    md = report.render_markdown(rep, ms, rs)
+    rep["ratios"] = [r.to_json() for r in rs]
+    md_path, json_path = report.write(rep, md, path.parent, path.stem)
+    print(f"rewrote {md_path} and {json_path}")
+    return 0
 
 
 def build(cfg: BenchConfig, facts: dict[str, Any], busy: list[dict[str, Any]], runner: Runner,

@@ -5,7 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bench.l4.results import CLOSE, IPTABLES, TULLE, Measurement
+from bench.l4.results import (
+    CLOSE,
+    DIRECT_PLAIN,
+    DIRECT_TULLE,
+    IPTABLES,
+    KEEPALIVE,
+    PATH_TITLES,
+    TULLE,
+    Measurement,
+    find,
+    ratio,
+)
 
 
 def _max(values: Sequence[float]) -> float:
@@ -60,15 +71,38 @@ def limits(machine: dict[str, Any], busy: Sequence[dict[str, Any]],
             + ". They run on the same cores as wrk and nginx, so that cost is part of "
             "Tulle's figures (on a larger node it would sit on otherwise idle cores)."
         )
+    direct_close = ratio("", find(list(measurements), DIRECT_TULLE, CLOSE),
+                         find(list(measurements), DIRECT_PLAIN, CLOSE))
+    direct_keep = ratio("", find(list(measurements), DIRECT_TULLE, KEEPALIVE),
+                        find(list(measurements), DIRECT_PLAIN, KEEPALIVE))
+    if direct_close.value is not None and direct_close.value < 0.9:
+        out.append(
+            "The cost is per connection, not per service: to the pod IP, with no service "
+            f"translation at all, the Tulle lab reaches {direct_close.value:.2f}x the new "
+            "connections per second of the lab without a datapath"
+            + (f" (keep-alive: {direct_keep.value:.2f}x)" if direct_keep.value is not None
+               else "") + "."
+        )
+    slow = [(m, r) for m in measurements for r in m.runs
+            if r.result.p99_ms is not None and r.result.p99_ms >= 100]
+    if slow:
+        out.append(
+            "Latency outliers: "
+            + "; ".join(f"{PATH_TITLES[m.path]}"
+                        + (f" at {m.services:,} services" if m.services else "")
+                        + f", {m.mode} run with p99 {r.result.p99_ms:,.0f} ms "
+                        f"(p50 {r.result.p50_ms or 0:.2f} ms)" for m, r in slow[:3])
+            + ": a few connections stalled for a retransmission timeout or more."
+        )
     if "nf_tables" in str(machine.get("iptables", "")):
         out.append(
             "iptables here is the nf_tables backend (iptables-nft), as on Debian 12 and most "
             "current distributions, where kube-proxy's iptables mode uses it too; its rules "
             "are still walked one by one for the first packet of each connection."
         )
-    slow = [s for s in tulle_sync if (s.get("node1_last_sync_ms") or 0) > 1000]
-    if slow:
-        worst = max(slow, key=lambda s: s["services"])
+    heavy = [s for s in tulle_sync if (s.get("node1_last_sync_ms") or 0) > 1000]
+    if heavy:
+        worst = max(heavy, key=lambda s: s["services"])
         out.append(
             f"Tulle's agent resyncs all desired state on every change: at "
             f"{worst['services']:,} services one sync took {worst['node1_last_sync_ms']:,.0f} ms "

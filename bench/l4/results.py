@@ -40,6 +40,11 @@ class Run:
                 "lab_roles": self.lab_roles, "others_cores": self.others_cores,
                 "clean": self.clean}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Run:
+        return cls(WrkResult.from_json(data), data.get("load1", 0.0), data.get("lab_cores", 0.0),
+                   dict(data.get("lab_roles") or {}), data.get("others_cores", 0.0))
+
 
 @dataclass
 class Measurement:
@@ -68,6 +73,11 @@ class Measurement:
             "best_rps": self.best.result.rps, "best_p99_ms": self.best.result.p99_ms,
             "runs": [r.to_json() for r in self.runs],
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Measurement:
+        return cls(data["path"], data["services"], data["mode"], data["url"],
+                   [Run.from_json(r) for r in data["runs"]])
 
 
 @dataclass(frozen=True, slots=True)

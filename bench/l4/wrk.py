@@ -40,6 +40,13 @@ class WrkResult:
         out["errors"] = self.errors
         return out
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WrkResult:
+        return cls(rps=data["rps"], requests=data["requests"], seconds=data["seconds"],
+                   p50_ms=data.get("p50_ms"), p99_ms=data.get("p99_ms"),
+                   socket_errors=dict(data.get("socket_errors") or {}),
+                   non_2xx=data.get("non_2xx", 0))
+
 
 def wrk_argv(
     url: str, *, threads: int, connections: int, seconds: int, close: bool
