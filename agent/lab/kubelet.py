@@ -31,6 +31,7 @@ BACKOFF_START = 0.5
 BACKOFF_MAX = 10.0
 BACKOFF_RESET_AFTER = 10.0  # a container that ran this long starts its back-off afresh
 STOP_GRACE = 2.0
+READY_RECHECK = 5.0  # once ready, re-check listening ports this often
 
 
 def _now_rfc3339() -> str:
@@ -52,6 +53,8 @@ class ContainerRuntime:
     backoff: float = BACKOFF_START
     last_exit: int | None = None
     finished: bool = False  # exited and will not be restarted (restartPolicy)
+    ready: bool = False
+    ready_checked: float = 0.0
 
     @property
     def running(self) -> bool:
@@ -235,12 +238,21 @@ class Kubelet:
             ready: dict[str, bool] = {}
             for c in rt.containers:
                 self._supervise(rt, c, now)
-                ready[c.name] = (
-                    c.running and c.proc is not None and ports_ready(c.proc.pid, c.ports)
-                )
+                ready[c.name] = self._ready(c, now)
             status = pod_status(rt, ready)
             if status != rt.last_status:
                 self._write_status(rt, status)
+
+    def _ready(self, c: ContainerRuntime, now: float) -> bool:
+        """Every tick until ready, then every READY_RECHECK seconds like a probe period:
+        reading /proc/PID/net/tcp costs real CPU when a pod holds many sockets."""
+        if not c.running or c.proc is None:
+            c.ready = False
+            return False
+        if not c.ready or now - c.ready_checked >= READY_RECHECK:
+            c.ready = ports_ready(c.proc.pid, c.ports)
+            c.ready_checked = now
+        return c.ready
 
     def _supervise(self, rt: PodRuntime, c: ContainerRuntime, now: float) -> None:
         if c.proc is not None and c.proc.poll() is not None:
