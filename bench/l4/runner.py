@@ -36,31 +36,6 @@ from bench.l4.wrk import WrkOutputError, parse_wrk, wrk_argv
 
 TULLE_LAB = "benchl4"
 IPTABLES_LAB = "benchipt"
-# Tulle's conntrack keeps a closed connection's entry for 10 s after its last packet and the
-# agent collects them every 10 s. A new connection that reuses such an entry's tuple inherits
-# its NAT state (measured: a SYN to the ClusterIP reusing a source port that a pod-IP
-# connection just used gets its SYN-ACK without reverse NAT and hangs until the entry is
-# collected). So the Tulle lab rests this long whenever the load switches destination.
-CT_GRACE_SECONDS = 25.0
-CT_REUSE_NOTE = (
-    "Datapath problem seen while building this benchmark: in Tulle's conntrack a new TCP "
-    "connection that reuses the tuple of a recently closed one (source port reuse, common at "
-    "thousands of connections per second) is matched to the closed entry and inherits its NAT "
-    "state, and the CT_SERVICE entry (backend choice) is never marked closed, so it lives for "
-    "the 6 h idle timeout. After pod-IP load, connections to the ClusterIP that reused those "
-    "ports got SYN-ACKs without reverse NAT and hung for 30-60 s (wrk's blocking start-up "
-    "connect hung outright; such SYNs also produced no flow event). The benchmark therefore "
-    f"waits {CT_GRACE_SECONDS:.0f} s (until the agent has collected the closed entries) "
-    "whenever the Tulle lab's load switches between the pod IP and the ClusterIP."
-)
-DNS_NOTE = (
-    "Both labs' node-local DNS processes were stopped after start-up (the benchmark uses IPs "
-    "only). The lab DNS rebuilds its whole table on every store event, so a bulk apply costs "
-    "O(events x objects): measured, one rebuild takes ~180 ms at 2,000 objects, and after "
-    "applying 1,000 filler Services each DNS process burned 0.3-0.8 of a core for over 4 "
-    "minutes (at 10,000 it would be hours), on the cores wrk and nginx need. It is a lab "
-    "problem, not a datapath one, but it would have skewed the Tulle lab's figures."
-)
 
 
 @dataclass(frozen=True)
@@ -86,8 +61,7 @@ class BenchConfig:
         per_target = self.repeats * 2 * (self.seconds + 2) + self.warmup_seconds + 3
         targets = len(self.labs) * (1 + len(self.counts))
         sync = 60 * max(self.counts) / 10_000 if TULLE in self.labs else 0
-        rests = 2 * CT_GRACE_SECONDS if TULLE in self.labs else 0
-        return int(targets * per_target + sync + rests + 40 * len(self.labs))
+        return int(targets * per_target + sync + 40 * len(self.labs))
 
 
 @dataclass
@@ -100,7 +74,6 @@ class Runner:
     notes: list[str] = field(default_factory=list)
     labs: list[BenchLab] = field(default_factory=list)
     tulle_base: int = 0  # services the Tulle lab's agents program before ours exist
-    last_load: dict[str, tuple[str, float]] = field(default_factory=dict)  # lab -> url, when
     noise_spent: float = 0.0  # seconds spent waiting out other load and re-running
 
     # -- the whole run ---------------------------------------------------------------------
@@ -114,10 +87,6 @@ class Runner:
             for lab in self.labs:
                 lab.up()
                 backend[lab.name] = self.deploy(lab)
-                stopped = lab.stop_processes("dns-")
-                self.progress(f"lab {lab.name}: stopped {', '.join(stopped) or 'no'} DNS "
-                              "processes (unused here; see the notes)")
-            self.notes.append(DNS_NOTE)
             if tulle is not None:
                 self.tulle_base = tulle.programmed_services("node1")
                 self.measure(tulle, DIRECT_TULLE, None, f"http://{backend[tulle.name]}:{manifests.BACKEND_PORT}/")
@@ -274,7 +243,6 @@ class Runner:
         every 20 ms: the time to the first 200 is the end-to-end propagation (store ->
         EndpointSlice controller -> agent -> BPF maps)."""
         url = f"http://{manifests.TARGET_VIP}:{manifests.SERVICE_PORT}/"
-        self.ct_guard(lab, url)
         curl = f"curl -s --connect-timeout 0.1 -m 0.5 -o /dev/null -w %{{http_code}} {url}"
         script = (
             'echo ready; for i in $(seq 1 3000); do '
@@ -296,7 +264,6 @@ class Runner:
         if probe.returncode != 0:
             raise BenchError(f"lab {lab.name}: the target ClusterIP {url} never answered after "
                              f"the Service was created ({count:,} services)")
-        self.loaded(lab, url)
         first_ok = float(out.strip().splitlines()[-1]) - started
         self.progress(f"lab {lab.name}: target Service #{count:,} created; its ClusterIP "
                       f"answered {first_ok * 1000:.0f} ms later (apply took "
@@ -332,28 +299,11 @@ class Runner:
         self.iptables_sync.append({"services": count, "restore_s": round(restore_s, 3),
                                    "nat_rules": total, "kube_services_rules": rules})
 
-    # -- Tulle's conntrack grace (see CT_GRACE_SECONDS) -----------------------------------------
-    def ct_guard(self, lab: BenchLab, url: str) -> None:
-        last = self.last_load.get(lab.name)
-        if not lab.datapath or last is None or last[0] == url:
-            return
-        rest = CT_GRACE_SECONDS - (time.monotonic() - last[1])
-        if rest > 0:
-            self.progress(f"lab {lab.name}: resting {rest:.0f}s so the agent collects the "
-                          "closed conntrack entries of the last load (tuple reuse, see notes)")
-            time.sleep(rest)
-        if CT_REUSE_NOTE not in self.notes:
-            self.notes.append(CT_REUSE_NOTE)
-
-    def loaded(self, lab: BenchLab, url: str) -> None:
-        self.last_load[lab.name] = (url, time.monotonic())
-
     # -- wrk -------------------------------------------------------------------------------
     def measure(self, lab: BenchLab, path: str, services: int | None, url: str) -> None:
         cfg = self.config
         where = PATH_TITLES[path] + (f", {n_services(services)}" if services else "")
         self.progress(f"measuring {where}: {url}")
-        self.ct_guard(lab, url)
         self.settle(lab)
         self.wait_answering(lab, url, where)
         if cfg.warmup_seconds:
@@ -376,7 +326,6 @@ class Runner:
                 extra += 1
                 self.noise_spent += time.monotonic() - started
         self.measurements += modes.values()
-        self.loaded(lab, url)
 
     def run_once(self, lab: BenchLab, m: Measurement) -> None:
         load1 = machine.loadavg()[0]
