@@ -61,6 +61,7 @@ class Agent:
         self.events_seen = 0
         self.last_error: str | None = None
         self.datapath: DatapathController | None = None
+        self.reported: tuple[bool, str] | None = None  # last Ready condition written
 
     def handle(self, event: Event) -> None:
         with self.lock:
@@ -82,6 +83,8 @@ class Agent:
 
     def report_node_ready(self, ready: bool, reason: str) -> None:
         """Set the Ready condition on this node's Node object, only when it changes."""
+        if self.reported == (ready, reason):
+            return  # called every health tick: no store read when nothing changed
         node = self.store.get("Node", "", self.node)
         if node is None:
             log.warning("no Node object named %s in the store", self.node)
@@ -93,6 +96,7 @@ class Agent:
         )
         wanted = "True" if ready else "False"
         if current.get("status") == wanted and current.get("reason") == reason:
+            self.reported = (ready, reason)
             return
         condition = {
             "type": "Ready",
@@ -103,6 +107,7 @@ class Agent:
         }
         status["conditions"] = [*others, condition]
         self.store.update_status("Node", "", self.node, status)
+        self.reported = (ready, reason)
 
     def watch_forever(self) -> None:
         while not self.stop.is_set():

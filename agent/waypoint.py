@@ -20,7 +20,7 @@ from typing import Any
 from agent.datapath.origdst import OriginalDestinations
 from agent.datapath.services import plan_services
 from agent.flows.l7intake import FlowForwarder
-from agent.model.convert import ConversionError, from_dict
+from agent.model.cache import ModelCache
 from agent.model.core import EndpointSlice, Service
 from agent.model.gateway import Gateway
 from agent.store import Store
@@ -76,6 +76,7 @@ class ClusterFeed:
         self.lock = threading.Lock()
         self.changed = threading.Event()
         self.compiler = RouteCompiler()
+        self.models = ModelCache()
 
     def handle(self, event: Any) -> None:
         with self.lock:
@@ -88,12 +89,7 @@ class ClusterFeed:
         with self.lock:
             objs = [o for o in self.cache.objects.values() if o.get("kind") in KINDS]
         typed: dict[str, list[Any]] = {}
-        for obj in objs:
-            try:
-                res = from_dict(obj)
-            except ConversionError as err:
-                log.error("ignoring invalid object: %s", err)
-                continue
+        for res in self.models.decode_all(objs):
             typed.setdefault(res.kind, []).append(res)
         services = typed.get("Service", [])
         tables = self.compiler.compile(

@@ -10,7 +10,7 @@ import click
 from agent.cli.context import lab_name, store_path
 from agent.lab import lifecycle
 from agent.lab.state import LabPaths
-from agent.lab.topology import TopologyError, plan_lab
+from agent.lab.topology import TopologyError
 from agent.store import Store
 
 
@@ -93,10 +93,9 @@ def exec_(ctx: click.Context, namespace: str, pod: str, command: tuple[str, ...]
         obj = store.get("Pod", namespace, pod)
     if obj is None:
         raise click.ClickException(f'pod "{pod}" not found in namespace {namespace!r}')
-    st = lifecycle.status(name)
-    if st is None:
+    plan = lifecycle.load_plan(LabPaths.for_lab(name))
+    if plan is None:
         raise click.ClickException(f"lab {name!r} is not up")
-    plan = plan_lab(name, len(st.nodes))
     netns = plan.pod_netns(namespace, pod)
     if not os.path.exists(f"/var/run/netns/{netns}"):
         raise click.ClickException(

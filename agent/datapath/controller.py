@@ -21,15 +21,14 @@ from agent.datapath.desired import (
     DesiredDatapath,
     desired_datapath,
     l7_keys,
-    view_from_objects,
+    view_of,
 )
 from agent.datapath.flowevents import EventDecoder
 from agent.datapath.programs import Datapath
 from agent.flows.enrich import EndpointIndex, enrich
 from agent.flows.flow import LostEventSource
 from agent.flows.ingest import FlowIngest
-from agent.model.convert import ConversionError, from_dict
-from agent.model.resource import Resource
+from agent.model.cache import ModelCache
 from l7proxy.routing import RouteCompiler
 
 log = logging.getLogger("tulle.datapath")
@@ -50,33 +49,6 @@ CT_EGRESS, CT_SERVICE, CT_F_CLOSED = 1, 3, 0x4  # bpf/lib/conntrack.h
 CLOSED_GRACE_NS = 10 * 10**9
 UDP_IDLE_NS = 60 * 10**9
 TCP_IDLE_NS = 6 * 3600 * 10**9
-
-
-class ModelCache:
-    """Converts stored dicts to model objects once per resourceVersion."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, str, str], tuple[str, Resource | None]] = {}
-
-    def decode(self, obj: Mapping[str, Any]) -> Resource | None:
-        meta = obj.get("metadata", {})
-        key = (obj.get("kind", ""), meta.get("namespace", ""), meta.get("name", ""))
-        version = str(meta.get("resourceVersion", ""))
-        hit = self._cache.get(key)
-        if hit and hit[0] == version:
-            return hit[1]
-        try:
-            res: Resource | None = from_dict(obj)
-        except ConversionError as err:
-            log.error("ignoring invalid object: %s", err)
-            res = None
-        self._cache[key] = (version, res)
-        return res
-
-    def forget_missing(self, present: Iterable[tuple[str, str, str]]) -> None:
-        keep = set(present)
-        for key in [k for k in self._cache if k not in keep]:
-            del self._cache[key]
 
 
 def endpoint_index(view: ClusterView, desired: DesiredDatapath, node: str) -> EndpointIndex:
@@ -128,11 +100,7 @@ class DatapathController:
     # -- desired state ---------------------------------------------------------------------
     def sync(self, objects: Iterable[Mapping[str, Any]]) -> None:
         started = time.monotonic()
-        objs = [o for o in objects if o.get("kind") in WATCHED_KINDS]
-        view = view_from_objects(objs, self.models.decode)
-        self.models.forget_missing(
-            (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in objs
-        )
+        view = view_of(self.models.decode_all(objects, WATCHED_KINDS))
         with self.lock:
             desired = desired_datapath(
                 view, self.node, self.applier.applied.services, l7_keys(view, self.routes)

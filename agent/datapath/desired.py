@@ -11,7 +11,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.datapath.identity import HOST, REMOTE_NODE, allocate_identities, identity_labels
+from agent.datapath.identity import (
+    HOST,
+    REMOTE_NODE,
+    WAYPOINT,
+    allocate_identities,
+    identity_labels,
+)
 from agent.datapath.maps import EP_F_EGRESS_ENFORCED, EP_F_INGRESS_ENFORCED
 from agent.datapath.policy import compile_policy
 from agent.datapath.policy_plan import CidrKey, CidrRule, IdentityKey, PortRule, endpoint_from_pod
@@ -21,9 +27,9 @@ from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
+from agent.model.resource import Resource
 from l7proxy.routing import RouteCompiler, RoutingInputs
 
-WAYPOINT = 8  # bpf/lib/endpoints.h IDENTITY_WAYPOINT
 WAYPOINT_ANNOTATION = "tulle.io/waypoint"  # "ip:port" where the node's waypoint listens
 
 IPv4 = ipaddress.IPv4Address
@@ -176,13 +182,11 @@ def desired_datapath(
     )
 
 
-def view_from_objects(objects: Iterable[Mapping[str, Any]], decode: Any) -> ClusterView:
-    """Group decoded objects by kind; `decode` converts one dict (None when invalid)."""
+def view_of(resources: Iterable[Resource]) -> ClusterView:
+    """Group decoded objects by kind."""
     buckets: dict[str, list[Any]] = {}
-    for obj in objects:
-        res = decode(obj)
-        if res is not None:
-            buckets.setdefault(res.kind, []).append(res)
+    for res in resources:
+        buckets.setdefault(res.kind, []).append(res)
     return ClusterView(
         nodes=tuple(buckets.get("Node", ())),
         namespaces=tuple(buckets.get("Namespace", ())),

@@ -29,6 +29,8 @@ WORLD = 2
 """Any address outside the cluster."""
 REMOTE_NODE = 6
 """Another node of the cluster."""
+WAYPOINT = 8
+"""The per-node L7 waypoint (bpf/lib/endpoints.h IDENTITY_WAYPOINT): admitted like the node."""
 
 RESERVED: Mapping[int, str] = {
     WILDCARD: "wildcard",

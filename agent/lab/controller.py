@@ -26,7 +26,7 @@ from agent.lab.kubelet import Kubelet
 from agent.lab.lifecycle import load_plan
 from agent.lab.state import LabPaths
 from agent.model.apps import Deployment
-from agent.model.convert import ConversionError, from_dict
+from agent.model.cache import ModelCache
 from agent.model.core import Pod, Service
 from agent.store import Conflict, NotFound, Store
 
@@ -43,19 +43,9 @@ class ClusterView:
     slices: list[dict[str, Any]] = field(default_factory=list)
 
 
-def decode(objs: list[dict[str, Any]]) -> ClusterView:
-    view = ClusterView()
-    for obj in objs:
-        if obj["kind"] == "EndpointSlice":
-            view.slices.append(obj)
-            continue
-        if obj["kind"] not in ("Deployment", "Pod", "Service"):
-            continue  # the gateway controller decodes its own kinds
-        try:
-            res = from_dict(obj)
-        except ConversionError as err:
-            log.error("skipping invalid stored object: %s", err)
-            continue
+def decode(objs: list[dict[str, Any]], models: ModelCache) -> ClusterView:
+    view = ClusterView(slices=[o for o in objs if o["kind"] == "EndpointSlice"])
+    for res in models.decode_all(objs, ("Deployment", "Pod", "Service")):
         if isinstance(res, Deployment):
             view.deployments.append(res)
         elif isinstance(res, Pod):
@@ -179,6 +169,7 @@ def run(name: str) -> int:
         system = SystemProcesses(paths)
         controller = Controller(store, [n.name for n in plan.nodes])
         gateways = GatewayController(store)
+        models = ModelCache()
         seen = -1
         log.info("controller for lab %s started with nodes %s", name, controller.nodes)
         try:
@@ -186,7 +177,7 @@ def run(name: str) -> int:
                 revision = store.revision()
                 if revision != seen:
                     objs, seen = store.list(WATCHED)
-                    view = decode(objs)
+                    view = decode(objs, models)
                     try:
                         controller.reconcile(view)
                         gateways.reconcile(objs, view.services)

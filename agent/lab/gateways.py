@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agent.apiserver import allocate_cluster_ip
-from agent.model.convert import ConversionError, from_dict
+from agent.model.cache import ModelCache
 from agent.model.core import Namespace, Secret, Service
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
@@ -45,9 +45,10 @@ def gateway_addresses(
 class GatewayController:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.models = ModelCache()
 
     def reconcile(self, objects: Sequence[dict[str, Any]], services: Sequence[Service]) -> None:
-        typed = _decode(objects)
+        typed = self.models.decode_all(objects, KINDS)
         routes = [o for o in typed if isinstance(o, HTTPRoute)]
         gateways = [o for o in typed if isinstance(o, Gateway)]
         classes = [o for o in typed if isinstance(o, GatewayClass)]
@@ -88,15 +89,3 @@ class GatewayController:
                 self.store.update_status(kind, ns, name, merged)
             except NotFound:
                 pass
-
-
-def _decode(objects: Sequence[dict[str, Any]]) -> list[Any]:
-    out = []
-    for obj in objects:
-        if obj.get("kind") not in KINDS:
-            continue
-        try:
-            out.append(from_dict(obj))
-        except ConversionError as err:
-            log.error("skipping invalid stored object: %s", err)
-    return out
