@@ -1,14 +1,19 @@
-"""Read the numbers Tulle's BPF headers define, so Python never types them a second time.
+"""Read the numbers and records Tulle's BPF headers define, so Python never types them a
+second time.
 
     enum_entries(LIB_DIR / "drop.h", "drop_reason")   # [CEnumEntry("DROP_POLICY_DENIED", 133, ...)]
     enum_values(LIB_DIR / "common.h", "tulle_config")  # {"TULLE_CFG_DROP_FRAGMENTS": 0, ...}
+    struct_type(LIB_DIR / "events.h", "flow_event")     # a ctypes.Structure with C's layout
 
 A deliberately small parser for the one style our headers use: one enumerator per line,
-``NAME = value, /* comment */``, values as integer literals or earlier enumerators.
+``NAME = value, /* comment */``, values as integer literals or earlier enumerators; one
+scalar field per line in the structs Python reads (``__u32 name; /* comment */``). The BPF
+tier checks `struct_type` against the layout BCC compiles.
 """
 
 from __future__ import annotations
 
+import ctypes
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,3 +80,29 @@ def aliases(path: Path) -> dict[str, str]:
     """``#define ALIAS TARGET`` lines in ``path`` whose target is a plain identifier."""
     found = (_ALIAS.match(line) for line in path.read_text().splitlines())
     return {m["alias"]: m["target"] for m in found if m}
+
+
+_SCALARS: dict[str, type[ctypes._SimpleCData]] = {
+    "__u8": ctypes.c_uint8, "__u16": ctypes.c_uint16, "__u32": ctypes.c_uint32,
+    "__u64": ctypes.c_uint64, "__be16": ctypes.c_uint16, "__be32": ctypes.c_uint32,
+}
+_FIELD = re.compile(r"^\s*(?P<type>\w+)\s+(?P<name>[A-Za-z_]\w*)\s*;")
+
+
+def struct_type(path: Path, struct: str) -> type[ctypes.Structure]:
+    """``struct <struct>`` in ``path`` as a ctypes Structure with C's natural alignment.
+    Only scalar fields (``_SCALARS``) are read; anything else is an error, not a guess."""
+    text = re.sub(r"/\*.*?\*/", "", path.read_text(), flags=re.DOTALL)
+    match = re.search(rf"\bstruct\s+{re.escape(struct)}\s*\{{(?P<body>.*?)\}}\s*;", text,
+                      re.DOTALL)
+    if not match:
+        raise CDefsError(f"{path}: no 'struct {struct} {{ ... }};'")
+    fields: list[tuple[str, type[ctypes._SimpleCData]]] = []
+    for line in match["body"].splitlines():
+        if not line.strip():
+            continue
+        field = _FIELD.match(line)
+        if not field or field["type"] not in _SCALARS:
+            raise CDefsError(f"{path}: cannot read field line {line.strip()!r} in {struct}")
+        fields.append((field["name"], _SCALARS[field["type"]]))
+    return type(struct, (ctypes.Structure,), {"_fields_": fields})

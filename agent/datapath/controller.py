@@ -1,12 +1,12 @@
 """The agent's datapath loop: store changes -> desired state -> maps; ring buffer -> flows.
 
 Threads: `sync` runs on the watch thread after each change; `run_events` drains the ring
-buffer into the flow ring; `run_gc` expires conntrack entries and reports what was lost.
+buffer into the flow ring (`agent.datapath.eventreader`); `run_gc` expires conntrack entries
+and reports connections that ended without a close.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -23,10 +23,10 @@ from agent.datapath.desired import (
     l7_keys,
     view_of,
 )
+from agent.datapath.eventreader import EventReader
 from agent.datapath.flowevents import EventDecoder
 from agent.datapath.programs import Datapath
 from agent.flows.enrich import EndpointIndex, enrich
-from agent.flows.flow import LostEventSource
 from agent.flows.ingest import FlowIngest
 from agent.model.cache import ModelCache
 from l7proxy.routing import RouteCompiler
@@ -95,7 +95,7 @@ class DatapathController:
         self.lock = threading.Lock()
         self.last_sync_ms = 0.0
         self.errors: tuple[str, ...] = ()
-        self._lost_seen = 0
+        self.events = EventReader(self.decoder, ring, lambda: self.index)
 
     # -- desired state ---------------------------------------------------------------------
     def sync(self, objects: Iterable[Mapping[str, Any]]) -> None:
@@ -114,31 +114,8 @@ class DatapathController:
         self.last_sync_ms = (time.monotonic() - started) * 1000
 
     # -- events ----------------------------------------------------------------------------
-    def _on_event(self, _ctx: Any, data: Any, _size: int) -> None:
-        ev = self.dp.event(data)
-        flow = self.decoder.decode(ev)
-        original = self.decoder.original_destination(ev)
-        index = self.index
-        if original is not None:
-            svc = index.services.get(original)
-            if svc is not None:
-                flow = dataclasses.replace(flow, destination_service=svc)
-        self.ring.put(enrich(flow, index, self.node))
-
     def run_events(self, stop: threading.Event) -> None:
-        self.dp.table("flow_events_v1").open_ring_buffer(self._on_event)
-        while not stop.is_set():
-            self.dp.bpf.ring_buffer_poll(100)
-            self._report_lost()
-
-    def _report_lost(self) -> None:
-        lost = sum(self.dp.table("events_lost_v1").getvalue(self.dp.table("events_lost_v1").Key(0)))
-        if lost > self._lost_seen:
-            self.ring.record_lost(
-                LostEventSource.PERF_EVENT_RING_BUFFER, lost - self._lost_seen, node_name=self.node
-            )
-            log.warning("datapath lost %d flow events (ring buffer full)", lost - self._lost_seen)
-        self._lost_seen = lost
+        self.events.run(self.dp, stop)
 
     # -- conntrack garbage collection --------------------------------------------------------
     def gc_once(self, now_ns: int | None = None) -> int:

@@ -1,11 +1,23 @@
-"""The one translation from a datapath ring-buffer record to a Flow."""
+"""The one translation from a datapath ring-buffer record to a Flow.
+
+Records are ``struct flow_event`` (bpf/lib/events.h), read with the layout parsed from that
+header (`FlowEventLayout`). `RecordKeys` names the two byte ranges the agent keys its caches
+on without decoding anything: "who" (addresses and service ports: what enrichment depends
+on) and "what" (protocol, type, verdict, direction, observation point, TCP flags, drop
+reason: everything the flow metrics count by).
+"""
 
 from __future__ import annotations
 
+import ctypes
+import socket
+import struct
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from agent.datapath import drop_reasons
+from agent.datapath.cdefs import LIB_DIR, struct_type
 from agent.datapath.maps import from_be16, from_be32
 from agent.flows.flow import (
     IP,
@@ -32,6 +44,45 @@ _TRACE_SUBTYPE = {0: 0, 3: 5}  # to-endpoint, from-endpoint
 _EVENT_TYPES = {(t, s): EventType(t, s) for t in (_MSG_DROP, _MSG_TRACE) for s in range(256)}
 
 
+FlowEventLayout = struct_type(LIB_DIR / "events.h", "flow_event")
+RECORD_SIZE = ctypes.sizeof(FlowEventLayout)
+_WHO = ("saddr", "daddr", "orig_daddr", "dport", "orig_dport")
+_WHAT = ("proto", "type", "verdict", "dir", "obs_point", "tcp_flags", "drop_reason")
+
+
+def _span(layout: type[ctypes.Structure], names: tuple[str, ...]) -> tuple[int, int]:
+    """[start, stop) of fields `names`, which must be adjacent and in this order in C."""
+    order = [field[0] for field in layout._fields_]
+    first = order.index(names[0])
+    if tuple(order[first:first + len(names)]) != names:
+        raise ValueError(f"struct flow_event must keep {', '.join(names)} adjacent, in order")
+    last = getattr(layout, names[-1])
+    return getattr(layout, names[0]).offset, last.offset + last.size
+
+
+@dataclass(frozen=True)
+class RecordKeys:
+    """Where the cache keys sit in a raw record: ``raw[who[0]:who[1]]`` and the same for what."""
+
+    who: tuple[int, int]
+    what: tuple[int, int]
+
+    @classmethod
+    def of(cls, layout: type[ctypes.Structure] = FlowEventLayout) -> RecordKeys:
+        return cls(_span(layout, _WHO), _span(layout, _WHAT))
+
+    def addresses(self, who: bytes) -> tuple[str, str, int, tuple[str, int] | None]:
+        """(source, destination, destination port, original VIP and port or None) of a who
+        key."""
+        src, dst, orig, dport, orig_dport = _WHO_FIELDS.unpack(who)
+        original = (socket.inet_ntoa(orig), orig_dport) if orig != b"\0\0\0\0" else None
+        return socket.inet_ntoa(src), socket.inet_ntoa(dst), dport, original
+
+
+_WHO_FIELDS = struct.Struct("!4s4s4sHH")  # saddr, daddr, orig_daddr, dport, orig_dport
+_TS = struct.Struct("=Q")
+
+
 def _boot_offset_ns() -> int:
     """bpf_ktime_get_ns() is CLOCK_MONOTONIC; add this to get Unix time."""
     return time.time_ns() - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
@@ -42,15 +93,22 @@ class EventDecoder:
         self.node_name = node_name
         self.offset_ns = _boot_offset_ns()
 
-    def decode(self, ev: Any) -> Flow:
-        t = ev.tuple
-        sport, dport = from_be16(t.sport), from_be16(t.dport)
+    def time(self, raw: bytes) -> int:
+        """Unix time (ns) of a raw record, without decoding the rest."""
+        return int(_TS.unpack_from(raw)[0]) + self.offset_ns
+
+    def decode(self, raw: bytes) -> Flow:
+        """The flow of one raw record (RECORD_SIZE bytes), not yet enriched."""
+        return self.decode_event(FlowEventLayout.from_buffer_copy(raw))
+
+    def decode_event(self, ev: Any) -> Flow:
+        sport, dport = from_be16(ev.sport), from_be16(ev.dport)
         l4: TCP | UDP | ICMPv4 | None
-        if t.proto == 6:
+        if ev.proto == 6:
             l4 = TCP(sport, dport, TCPFlags.from_bits(ev.tcp_flags))
-        elif t.proto == 17:
+        elif ev.proto == 17:
             l4 = UDP(sport, dport)
-        elif t.proto == 1:
+        elif ev.proto == 1:
             l4 = ICMPv4()
         else:
             l4 = None
@@ -62,7 +120,7 @@ class EventDecoder:
             packets_sent=ev.packets_fwd,
             packets_received=ev.packets_rev,
             duration_ns=ev.duration_ns if ev.type == EVENT_CLOSE else 0,
-            backend=f"{from_be32(t.daddr)}:{dport}" if ev.orig_daddr else "",
+            backend=f"{from_be32(ev.daddr)}:{dport}" if ev.orig_daddr else "",
             drop_file=drop_reasons.source_file(ev.drop_file) if dropped else "",
             drop_line=ev.drop_line if dropped else 0,
         )
@@ -76,7 +134,7 @@ class EventDecoder:
             verdict=_VERDICTS.get(ev.verdict, Verdict.VERDICT_UNKNOWN),
             drop_reason=ev.drop_reason if dropped else 0,
             drop_reason_desc=reason.name if reason else "",
-            ip=IP(str(from_be32(t.saddr)), str(from_be32(t.daddr))),
+            ip=IP(str(from_be32(ev.saddr)), str(from_be32(ev.daddr))),
             l4=l4,
             source=Endpoint(identity=ev.src_identity) if ev.src_identity else None,
             destination=Endpoint(identity=ev.dst_identity) if ev.dst_identity else None,
@@ -121,9 +179,3 @@ class EventDecoder:
                 duration_ns=entry.last_seen_ns - entry.created_ns,
             ),
         )
-
-    def original_destination(self, ev: Any) -> tuple[str, int] | None:
-        """The service VIP and port a translated flow was addressed to."""
-        if not ev.orig_daddr:
-            return None
-        return str(from_be32(ev.orig_daddr)), from_be16(ev.orig_dport)

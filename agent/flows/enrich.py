@@ -111,6 +111,27 @@ class EndpointIndex:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Peers:
+    """What an `EndpointIndex` says about one address pair: computed once per pair and index
+    version by the datapath's event reader, applied to every flow of that pair."""
+
+    source: Endpoint
+    destination: Endpoint
+    source_service: Service | None = None
+    destination_service: Service | None = None
+    node_name: str = ""
+
+
+def peers(index: EndpointIndex, src: str, dst: str, sport: int | None, dport: int,
+          node_name: str = "") -> Peers:
+    """The endpoints, services (by address and port) and node for a flow src -> dst;
+    `sport` None: the source is known not to be a service."""
+    return Peers(index.endpoint(src), index.endpoint(dst),
+                 index.service(src, sport) if sport is not None else None,
+                 index.service(dst, dport), node_name or index.local_node)
+
+
 def _merge(have: Endpoint | None, found: Endpoint) -> Endpoint:
     if have is None or have == _EMPTY:
         return found
@@ -120,31 +141,36 @@ def _merge(have: Endpoint | None, found: Endpoint) -> Endpoint:
                                identity=have.identity or found.identity)
 
 
+def apply_peers(flow: Flow, found: Peers) -> Flow:
+    """The flow with what `found` names filled in; values the producer set are kept."""
+    changes: dict[str, Any] = {}
+    src = _merge(flow.source, found.source)
+    if src is not flow.source:
+        changes["source"] = src
+    dst = _merge(flow.destination, found.destination)
+    if dst is not flow.destination:
+        changes["destination"] = dst
+    if flow.destination_service is None and found.destination_service is not None:
+        changes["destination_service"] = found.destination_service
+    if flow.source_service is None and found.source_service is not None:
+        changes["source_service"] = found.source_service
+    if not flow.node_name and found.node_name:
+        changes["node_name"] = found.node_name
+    return _evolve(flow, changes) if changes else flow
+
+
 def enrich(flow: Flow, index: EndpointIndex, node_name: str = "") -> Flow:
     """The flow with endpoints, services and node filled from `index` (pure)."""
-    changes: dict[str, Any] = {}
-    if flow.ip is not None:
-        src = _merge(flow.source, index.endpoint(flow.ip.source))
-        if src is not flow.source:
-            changes["source"] = src
-        dst = _merge(flow.destination, index.endpoint(flow.ip.destination))
-        if dst is not flow.destination:
-            changes["destination"] = dst
-        sport = dport = 0
-        if isinstance(flow.l4, TCP | UDP):
-            sport, dport = flow.l4.source_port, flow.l4.destination_port
-        if flow.destination_service is None:
-            svc = index.service(flow.ip.destination, dport)
-            if svc is not None:
-                changes["destination_service"] = svc
-        if flow.source_service is None:
-            svc = index.service(flow.ip.source, sport)
-            if svc is not None:
-                changes["source_service"] = svc
-    node = node_name or index.local_node
-    if not flow.node_name and node:
-        changes["node_name"] = node
-    return _evolve(flow, changes) if changes else flow
+    if flow.ip is None:
+        node = node_name or index.local_node
+        if not flow.node_name and node:
+            return _evolve(flow, {"node_name": node})
+        return flow
+    sport = dport = 0
+    if isinstance(flow.l4, TCP | UDP):
+        sport, dport = flow.l4.source_port, flow.l4.destination_port
+    return apply_peers(flow, peers(index, flow.ip.source, flow.ip.destination, sport, dport,
+                                   node_name))
 
 
 _FLOW_FIELDS = tuple(f.name for f in dataclasses.fields(Flow))

@@ -1,16 +1,19 @@
 """The one door flows enter an agent by: every flow goes to the ring (for readers) and to
-the metrics, and every loss is recorded in both."""
+the metrics, and every loss is recorded in both. The datapath's reader enters raw records
+(`put_deferred`) with their metrics already counted per kind of flow."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
 from agent.flows.flow import Flow, LostEventSource
-from agent.flows.store import FlowRing
+from agent.flows.store import Deferred, FlowRing
 
 
 class FlowObserver(Protocol):
     def observe(self, flow: Flow) -> None: ...
+
+    def observe_counts(self, counts: list[tuple[Flow, int]]) -> None: ...
 
     def observe_lost(self, source: LostEventSource | str, count: int) -> None: ...
 
@@ -24,6 +27,13 @@ class FlowIngest:
         self.ring.put(flow)
         for observer in self.observers:
             observer.observe(flow)
+
+    def put_deferred(self, entries: list[Deferred], counts: list[tuple[Flow, int]]) -> None:
+        """Raw records (flows built when read) and, for the metrics, one sample flow per kind
+        of record with how many records of that kind there were."""
+        self.ring.put_deferred(entries)
+        for observer in self.observers:
+            observer.observe_counts(counts)
 
     def record_lost(self, source: LostEventSource | str, n: int, node_name: str = "") -> None:
         self.ring.record_lost(source, n, node_name=node_name)

@@ -1,16 +1,20 @@
 """The per-agent flow store: a bounded ring of flows and lost-event records.
 
-Writers (the datapath event reader, the waypoint's L7 events) call `FlowRing.put` or
-`put_many`; that is one lock, one slot write and two counter updates, so ingestion stays far
-above 200k flows/s on one core. When the ring is full the oldest record is overwritten and
-counted. Losses upstream of the ring are reported with `record_lost(source, n)`: they are
-counted per source and stored as `LostEvent` records that readers see in the stream, like
-Hubble's.
+Writers (the waypoint's L7 events, the conntrack collector) call `FlowRing.put` or
+`put_many` with flows. The datapath's event reader, which must keep up with hundreds of
+thousands of events a second, calls `put_deferred` instead: each slot then holds the raw
+record and what the reader resolved for it at ingestion (a `Deferred` pair), and the `Flow`
+is built only when a reader reads that slot, once (it replaces the pair in the ring). Most
+flows are never read, so most are never built.
+
+When the ring is full the oldest record is overwritten and counted. Losses upstream of the
+ring are reported with `record_lost(source, n)`: they are counted per source and stored as
+`LostEvent` records that readers see in the stream, like Hubble's.
 
 Readers take a consistent `snapshot()` (records plus the sequence number after them) and
 then follow with a `Cursor`, which blocks on a condition variable (`wait`) or polls
-(`poll`, for asyncio code). A cursor that falls behind by more than the capacity yields a
-``HUBBLE_RING_BUFFER`` LostEvent for the records it missed.
+(`poll`, for asyncio code); both see only built flows. A cursor that falls behind by more
+than the capacity yields a ``HUBBLE_RING_BUFFER`` LostEvent for the records it missed.
 
 `select_records` is the pure selection shared by the ring, the server and offline replay:
 since/until, first/last N, and a filter predicate (lost events bypass the predicate).
@@ -20,14 +24,27 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, overload
 
 from agent.flows.flow import Flow, LostEvent
 from agent.flows.names import LostEventSource
 
 Record = Flow | LostEvent
 DEFAULT_CAPACITY = 65_535
+
+
+class Materializer(Protocol):
+    """Builds the flow of a raw record; what a `Deferred` slot needs to become a `Flow`."""
+
+    def flow(self, raw: bytes) -> Flow: ...
+
+    def time(self, raw: bytes) -> int: ...
+
+
+Deferred = tuple[bytes, Materializer]
+_Slot = Record | Deferred
 
 
 @dataclass(frozen=True)
@@ -55,7 +72,7 @@ class FlowRing:
         self.rate_window_s = rate_window_s
         self._clock_ns = clock_ns
         self._started_ns = clock_ns()
-        self._buf: list[Record | None] = [None] * capacity
+        self._buf: list[_Slot | None] = [None] * capacity
         self._next = 0  # sequence number of the next record written
         self._seen = 0
         self._lost: dict[str, int] = {}
@@ -86,6 +103,31 @@ class FlowRing:
             if self._waiters:
                 self._cond.notify_all()
 
+    def put_deferred(self, entries: list[Deferred]) -> None:
+        """Store raw records whose flows are built when first read (see the module doc)."""
+        cap, buf = self.capacity, self._buf
+        with self._lock:
+            seq = self._next
+            for entry in entries:
+                buf[seq % cap] = entry
+                seq += 1
+            self._seen += seq - self._next
+            self._next = seq
+            if self._waiters:
+                self._cond.notify_all()
+
+    def _materialize(self, seq: int, slot: _Slot) -> Record:
+        """The record at `seq`, building (and keeping) the flow of a deferred slot."""
+        if type(slot) is not tuple:
+            return slot  # type: ignore[return-value]
+        raw, how = slot
+        flow = how.flow(raw)
+        with self._lock:
+            i = seq % self.capacity
+            if self._buf[i] is slot:  # not overwritten meanwhile
+                self._buf[i] = flow
+        return flow
+
     def record_lost(
         self, source: LostEventSource | str, n: int, cpu: int | None = None, node_name: str = ""
     ) -> None:
@@ -112,7 +154,7 @@ class FlowRing:
     def _oldest(self) -> int:
         return max(0, self._next - self.capacity)
 
-    def _slice(self, start: int, stop: int) -> list[Record]:
+    def _slice(self, start: int, stop: int) -> list[_Slot]:
         cap, buf = self.capacity, self._buf
         a, b = start % cap, stop % cap
         if stop - start == 0:
@@ -123,10 +165,12 @@ class FlowRing:
             out = buf[a:] + buf[:b]
         return out  # type: ignore[return-value]  # every slot in [oldest, next) is set
 
-    def snapshot(self) -> tuple[list[Record], int]:
-        """All held records, oldest first, and the sequence number after the last one."""
+    def snapshot(self) -> tuple[Records, int]:
+        """All held records, oldest first, and the sequence number after the last one. Flows
+        of deferred slots are built as the returned sequence is read."""
         with self._lock:
-            return self._slice(self._oldest(), self._next), self._next
+            start, stop = self._oldest(), self._next
+            return Records(self, start, self._slice(start, stop)), stop
 
     def get(
         self,
@@ -149,7 +193,8 @@ class FlowRing:
             missed = oldest - pos if pos < oldest else 0
             start = max(pos, oldest)
             stop = min(self._next, start + limit)
-            return self._slice(start, stop), stop, missed
+            slots = self._slice(start, stop)
+        return [self._materialize(start + i, s) for i, s in enumerate(slots)], stop, missed
 
     def wait(self, pos: int, timeout: float | None) -> bool:
         """Block until a record at or after `pos` exists; False on timeout."""
@@ -177,12 +222,19 @@ class FlowRing:
         """Flows per second whose time falls in the last `rate_window_s` seconds."""
         now = self._clock_ns()
         cutoff = now - int(self.rate_window_s * 1e9)
-        records, _ = self.snapshot()
+        with self._lock:
+            slots = self._slice(self._oldest(), self._next)
         count = 0
-        for rec in reversed(records):
-            if rec.time < cutoff:
+        for slot in reversed(slots):
+            if type(slot) is tuple:
+                t = slot[1].time(slot[0])
+            elif isinstance(slot, Flow):
+                t = slot.time
+            else:
+                continue  # lost-event records are not flows
+            if t < cutoff:
                 break
-            if isinstance(rec, Flow) and rec.time <= now:
+            if t <= now:
                 count += 1
         return count / self.rate_window_s
 
@@ -200,6 +252,44 @@ class FlowRing:
             uptime_ns=self._clock_ns() - self._started_ns,
             flows_rate=self.flows_rate(),
         )
+
+
+class Records(Sequence[Record]):
+    """A snapshot of the ring's slots that builds deferred flows as they are read."""
+
+    def __init__(self, ring: FlowRing, start: int, slots: list[_Slot]) -> None:
+        self._ring = ring
+        self._start = start
+        self._slots = slots
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    @overload
+    def __getitem__(self, i: int) -> Record: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Record]: ...
+
+    def __getitem__(self, i: int | slice) -> Record | list[Record]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self._slots)))]
+        if i < 0:
+            i += len(self._slots)
+        slot = self._slots[i]
+        if type(slot) is not tuple:
+            return slot  # type: ignore[return-value]
+        rec = self._ring._materialize(self._start + i, slot)
+        self._slots[i] = rec
+        return rec
+
+    def __iter__(self) -> Iterator[Record]:
+        for i in range(len(self._slots)):
+            yield self[i]
+
+    def __reversed__(self) -> Iterator[Record]:
+        for i in range(len(self._slots) - 1, -1, -1):
+            yield self[i]
 
 
 class Cursor:
@@ -225,7 +315,7 @@ class Cursor:
 
 
 def select_records(
-    records: Iterable[Record],
+    records: Sequence[Record] | Iterable[Record],
     number: int = 0,
     *,
     first: bool = False,
@@ -236,26 +326,27 @@ def select_records(
     """Records in [since, until] whose flows pass `predicate`; then the first or last
     `number` flows (0: all). Lost-event records bypass the predicate and are kept when they
     fall inside the selected span: from the start up to the N-th flow with `first`, from the
-    N-th newest flow to the end otherwise."""
-    picked: list[Record] = []
-    for rec in records:
+    N-th newest flow to the end otherwise.
+
+    The last N are found walking backwards and stop at the N-th, so a `Records` snapshot
+    builds only the flows it has to look at."""
+    backwards = number > 0 and not first
+    if backwards and not isinstance(records, Sequence):
+        records = list(records)
+    order = reversed(records) if backwards else records  # type: ignore[arg-type]
+    out: list[Record] = []
+    flows = 0
+    for rec in order:
         t = rec.time
         if since is not None and t < since:
             continue
         if until is not None and t > until:
             continue
-        if isinstance(rec, Flow) and predicate is not None and not predicate(rec):
-            continue
-        picked.append(rec)
-    if number <= 0:
-        return picked
-    order = picked if first else reversed(picked)
-    out: list[Record] = []
-    flows = 0
-    for rec in order:
-        out.append(rec)
         if isinstance(rec, Flow):
+            if predicate is not None and not predicate(rec):
+                continue
             flows += 1
-            if flows == number:
-                break
-    return out if first else out[::-1]
+        out.append(rec)
+        if number > 0 and flows == number:
+            break
+    return out[::-1] if backwards else out

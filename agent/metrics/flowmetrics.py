@@ -1,10 +1,12 @@
 """`FlowMetrics`: Hubble-style Prometheus metrics computed from flows.
 
 The agent calls `observe(flow)` (or `observe_many(flows)`) for every flow it stores, on the
-ingestion path, and `observe_lost(source, n)` wherever it counts lost events. Counts live
-in plain per-family cells (see `agent.metrics.series`) behind one lock; the Prometheus
-families are built only when scraped (`collect`), so a flow costs a few dict lookups and
-integer additions instead of one locked prometheus_client child update per series.
+ingestion path (the datapath's reader calls `observe_counts` once per batch, with one
+sample flow per kind of record and its count), and `observe_lost(source, n)` wherever it
+counts lost events. Counts live in plain per-family cells (see `agent.metrics.series`)
+behind one lock; the Prometheus families are built only when scraped (`collect`), so a
+flow costs a few dict lookups and integer additions instead of one locked prometheus_client
+child update per series.
 
 Families (labels as in `agent.metrics.config.FAMILY_LABELS`):
 
@@ -158,6 +160,13 @@ class FlowMetrics:
             for flow in flows:
                 observe(flow)
 
+    def observe_counts(self, counts: Iterable[tuple[Flow, int]]) -> None:
+        """Observe each flow as if it had been seen `n` times (the datapath's batches)."""
+        with self._lock:
+            observe = self._observe
+            for flow, n in counts:
+                observe(flow, n)
+
     def observe_lost(self, source: LostEventSource | str, count: int) -> None:
         """Count `count` events lost at `source` (as `FlowRing.record_lost` is told)."""
         if count <= 0:
@@ -166,7 +175,7 @@ class FlowMetrics:
         with self._lock:
             self._lost[key] = self._lost.get(key, 0) + count
 
-    def _observe(self, flow: Flow) -> None:
+    def _observe(self, flow: Flow, n: int = 1) -> None:
         verdict = flow.verdict
         et = flow.event_type
         l4cls = flow.l4.__class__
@@ -185,7 +194,7 @@ class FlowMetrics:
             cell = s.cache.get(raw)
             if cell is None:
                 cell = s.admit(raw, _flow_labels(etype, esub, verdict, l4cls, l7kind, flow.type))
-            cell[0] += 1
+            cell[0] += n
 
         if dropped:
             s = self._drops
@@ -197,19 +206,19 @@ class FlowMetrics:
                     reason = desc or (f"DROP_REASON_{flow.drop_reason}" if flow.drop_reason
                                       else "DROP_REASON_UNKNOWN")
                     cell = s.admit(raw, (reason, _protocol(l4cls, l7kind)))
-                cell[0] += 1
+                cell[0] += n
             if desc in POLICY_DROP_REASONS and etype != EVENT_POLICY_VERDICT:
-                self._count_policy(flow.traffic_direction, verdict)
+                self._count_policy(flow.traffic_direction, verdict, n)
         elif l4cls is TCP and verdict == _FORWARDED and self._flags is not None:
-            self._count_flags(flow)
+            self._count_flags(flow, n)
 
         if etype == EVENT_POLICY_VERDICT:
-            self._count_policy(flow.traffic_direction, verdict)
+            self._count_policy(flow.traffic_direction, verdict, n)
 
         if l7kind == 2 and l7 is not None and l7.type == _RESPONSE:
-            self._count_http(flow, l7, l7.http)  # type: ignore[arg-type]
+            self._count_http(flow, l7, l7.http, n)  # type: ignore[arg-type]
 
-    def _count_flags(self, flow: Flow) -> None:
+    def _count_flags(self, flow: Flow, n: int) -> None:
         flags = flow.l4.flags  # type: ignore[union-attr]
         if not (flags.SYN or flags.FIN or flags.RST):
             return
@@ -223,9 +232,9 @@ class FlowMetrics:
                 cell = s.cache.get(raw)
                 if cell is None:
                     cell = s.admit(raw, (name, str(family)))
-                cell[0] += 1
+                cell[0] += n
 
-    def _count_policy(self, direction: str, verdict: str) -> None:
+    def _count_policy(self, direction: str, verdict: str, n: int) -> None:
         s = self._policy
         if s is None:
             return
@@ -235,7 +244,7 @@ class FlowMetrics:
             word = str(direction).lower()
             cell = s.admit(raw, (word if word in ("ingress", "egress") else "unknown",
                                  str(verdict).lower()))
-        cell[0] += 1
+        cell[0] += n
 
     def _workload(self, ep: Endpoint | None) -> str:
         if ep is None:
@@ -249,7 +258,7 @@ class FlowMetrics:
         self._ep_cache[id(ep)] = (ep, label)  # holding `ep` keeps its id from being reused
         return label
 
-    def _count_http(self, flow: Flow, l7: Layer7, http: HTTP) -> None:
+    def _count_http(self, flow: Flow, l7: Layer7, http: HTTP, n: int) -> None:
         if flow.is_reply is False:  # a response flow recorded client -> server
             client, server = flow.source, flow.destination
         else:
@@ -262,7 +271,7 @@ class FlowMetrics:
             cell = s.cache.get(raw)
             if cell is None:
                 cell = s.admit(raw, (method or "unknown", str(http.code), src, dst))
-            cell[0] += 1
+            cell[0] += n
         s = self._durations
         latency = l7.latency_ns
         if s is not None and latency > 0:
@@ -270,8 +279,8 @@ class FlowMetrics:
             cell = s.cache.get(raw)
             if cell is None:
                 cell = s.admit(raw, (method or "unknown", src, dst))
-            cell[bisect_left(self._bounds_ns, latency)] += 1
-            cell[-1] += latency
+            cell[bisect_left(self._bounds_ns, latency)] += n
+            cell[-1] += latency * n
 
     # -- scraping ----------------------------------------------------------------------------
 

@@ -3,11 +3,11 @@
 The datapath is loaded into a private pin dir (`PIN_DIR`), an endpoint is written at ifindex 1
 and `tulle_from_pod` is pinned there for the producer, a separate process on `PRODUCER_CPU`
 (see `producer`). This process, pinned to `CONSUMER_CPU`, runs `DatapathController.run_events`
-itself: BCC's `open_ring_buffer` on `flow_events_v1`, `ring_buffer_poll(100)` and the lost-event
-report after each poll, with the controller's `_on_event` (decode -> enrich -> FlowIngest into
-a FlowRing and FlowMetrics). Variants swap the callback or the observers to show where the
-time goes. Loss is the per-CPU sum of `events_lost_v1` over the run, and every run checks
-produced == consumed + lost.
+itself: the agent's `EventReader` loop (BCC `open_ring_buffer` on `flow_events_v1`, poll with
+the drain interval, consume, `drain`: resolve + count + `FlowIngest.put_deferred` into a
+FlowRing and FlowMetrics, the lost-event report). Variants swap the callback or the
+observers to show where the time goes. Loss is the per-CPU sum of `events_lost_v1` over the
+run, and every run checks produced == consumed + lost.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from prometheus_client import CollectorRegistry
 
 from agent.datapath import drop_reasons, maps
 from agent.datapath.controller import DatapathController
+from agent.datapath.eventreader import MAX_BATCH
 from agent.datapath.flowevents import EVENT_DROP
 from agent.datapath.native import obj_pin
 from agent.datapath.programs import Datapath, load_datapath
-from agent.flows.enrich import enrich
 from agent.flows.ingest import FlowIngest, FlowObserver
 from agent.flows.store import FlowRing
 from agent.metrics import FlowMetrics, MetricsConfig
@@ -52,15 +52,12 @@ PROG_PIN = "bench_from_pod"
 # Where the agent's per-event steps live, for the profile's inclusive shares.
 STEPS = {
     "ring-buffer callback (BCC)": "RingBuf.open_ring_buffer.<locals>.ringbuf_cb_ (bcc/table.py)",
-    "DatapathController._on_event": "DatapathController._on_event (datapath/controller.py)",
-    "Datapath.event (copy out)": "Datapath.event (datapath/programs.py)",
-    "EventDecoder.decode": "EventDecoder.decode (datapath/flowevents.py)",
-    "enrich": "enrich (flows/enrich.py)",
-    "FlowIngest.put": "FlowIngest.put (flows/ingest.py)",
-    "FlowRing.put": "FlowRing.put (flows/store.py)",
-    "FlowMetrics.observe": "FlowMetrics.observe (metrics/flowmetrics.py)",
+    "EventReader.on_record (copy out)": "EventReader.on_record (datapath/eventreader.py)",
+    "EventReader.drain": "EventReader.drain (datapath/eventreader.py)",
+    "FlowRing.put_deferred": "FlowRing.put_deferred (flows/store.py)",
+    "FlowMetrics.observe_counts": "FlowMetrics.observe_counts (metrics/flowmetrics.py)",
 }
-CONSUMER_FRAME = "DatapathController.run_events (datapath/controller.py)"
+CONSUMER_FRAME = "EventReader.run (datapath/eventreader.py)"
 Progress = Callable[[str], None]
 EventCallback = Callable[[Any, Any, int], None]
 
@@ -74,18 +71,14 @@ class Variant:
     key: str
     title: str
     metrics: bool = True  # FlowMetrics among the FlowIngest observers
-    callback: str = "agent"  # agent: DatapathController._on_event; or no-enrich, count
+    callback: str = "agent"  # agent: EventReader.on_record; or count
     rate: float = 0.0  # offered events/s; 0: the producer runs flat out
 
 
-FULL = Variant("full", "agent consumer: decode -> enrich -> FlowIngest(ring + FlowMetrics)")
+FULL = Variant("full", "agent reader: copy -> resolve + count -> ring (deferred) + FlowMetrics")
 VARIANTS = (
     FULL,
-    Variant("no-metrics", "metrics off: decode -> enrich -> FlowIngest(ring)", metrics=False),
-    Variant("no-enrich", "enrichment off: decode -> FlowIngest(ring + FlowMetrics)",
-            callback="no-enrich"),
-    Variant("decode-ring", "enrichment and metrics off: decode -> FlowIngest(ring)",
-            metrics=False, callback="no-enrich"),
+    Variant("no-metrics", "metrics off: copy -> resolve -> ring (deferred)", metrics=False),
     Variant("callback", "empty callback (BCC ring buffer -> ctypes -> Python, counting)",
             metrics=False, callback="count"),
 )
@@ -201,25 +194,19 @@ class _Count:
     def __init__(self) -> None:
         self.n = 0
 
-    def on_event(self, _ctx: Any, _data: Any, _size: int) -> None:
+    def on_event(self, _ctx: Any, _data: Any, _size: int) -> int:
         self.n += 1
+        # Polls end per batch, as the reader's do; and BCC converts the result with int(),
+        # so None would raise (and be caught) on every record.
+        return 0 if self.n % MAX_BATCH else -1
 
-
-def _no_enrich(controller: DatapathController) -> EventCallback:
-    """`DatapathController._on_event` without the `enrich` call (the same steps otherwise)."""
-    dp, decoder, ingest = controller.dp, controller.decoder, controller.ring
-
-    def on_event(_ctx: Any, data: Any, _size: int) -> None:
-        ev = dp.event(data)
-        flow = decoder.decode(ev)
-        original = decoder.original_destination(ev)
-        if original is not None:
-            svc = controller.index.services.get(original)
-            if svc is not None:
-                flow = dataclasses.replace(flow, destination_service=svc)
-        ingest.put(flow)
-
-    return on_event
+    def consume_all(self, dp: Datapath) -> None:
+        """Consume until the ring is empty (one consume stops at a full batch)."""
+        while True:
+            before = self.n
+            dp.bpf.ring_buffer_consume()
+            if self.n == before:
+                return
 
 
 def _close_ring(dp: Datapath) -> None:
@@ -353,7 +340,7 @@ class IngestBench:
                     config[key] = config.Leaf(0 if on else 1)
                     times[on].append(test_run(dp.from_pod_fd, packet, repeat=repeat,
                                               ctx=ctx).duration_ns)
-                    dp.bpf.ring_buffer_consume()
+                    counter.consume_all(dp)
         finally:
             config[key] = config.Leaf(0)
             _close_ring(dp)
@@ -362,28 +349,40 @@ class IngestBench:
                 "event_ns": round(on_ns - off_ns), "rounds": rounds, "repeat": repeat,
                 "events": counter.n, "lost": lost_total(dp) - lost0}
 
-    def step_costs(self, n: int = 20_000, rounds: int = 3) -> list[StepCost]:
-        """Each step of `DatapathController._on_event` timed alone on the recorded event."""
+    def step_costs(self, n: int = 20_000, rounds: int = 3, batch: int = 1_000) -> list[StepCost]:
+        """The reader's steps timed alone on the recorded event, and what a read costs."""
         assert self.dp is not None
         dp = self.dp
         ring = FlowRing()
         metrics = FlowMetrics(MetricsConfig(), CollectorRegistry())
         controller = DatapathController(workload.NODE, dp, FlowIngest(ring, (metrics,)))
+        reader = controller.events
         try:
-            controller.index = index = workload.endpoint_index()
+            controller.index = workload.endpoint_index()
             buf = ctypes.create_string_buffer(self.sample, len(self.sample))
-            ev = dp.event(buf)
-            flow = controller.decoder.decode(ev)
-            full = enrich(flow, index, workload.NODE)
-            steps: list[tuple[str, Callable[[], object]]] = [
-                ("copy out (Datapath.event)", lambda: dp.event(buf)),
-                ("decode (EventDecoder.decode)", lambda: controller.decoder.decode(ev)),
-                ("enrich", lambda: enrich(flow, index, workload.NODE)),
-                ("FlowRing.put", lambda: ring.put(full)),
-                ("FlowMetrics.observe", lambda: metrics.observe(full)),
-                ("whole _on_event", lambda: controller._on_event(None, buf, len(self.sample))),
+            size = len(self.sample)
+
+            def copy_out() -> None:
+                reader.on_record(None, buf, size)
+                if len(reader.batch) >= batch:
+                    reader.batch.clear()
+
+            def drain() -> None:
+                reader.batch.extend([self.sample] * batch)
+                reader.drain()
+
+            reader.batch.append(self.sample)
+            reader.drain()  # warm the caches as a running agent has them
+            (raw, how), = [slot for slot in ring._buf if type(slot) is tuple][:1]
+            steps: list[tuple[str, Callable[[], object], int]] = [
+                ("copy out (EventReader.on_record)", copy_out, 1),
+                (f"resolve, count and store (EventReader.drain, batches of {batch:,})", drain,
+                 batch),
+                ("build the flow when a reader reads it (decode + apply peers)",
+                 lambda: how.flow(raw), 1),
             ]
-            return [StepCost(name, _best_us(fn, n, rounds)) for name, fn in steps]
+            return [StepCost(name, _best_us(fn, max(1, n // per), rounds) / per)
+                    for name, fn, per in steps]
         finally:
             controller.ipr.close()
 
@@ -399,16 +398,14 @@ class IngestBench:
         controller = DatapathController(workload.NODE, dp, FlowIngest(ring, observers))
         controller.index = workload.endpoint_index()
         counter = _Count()
-        if variant.callback == "no-enrich":
-            controller._on_event = _no_enrich(controller)  # type: ignore[method-assign,assignment]
-        elif variant.callback == "count":
-            controller._on_event = counter.on_event  # type: ignore[method-assign,assignment]
+        if variant.callback == "count":
+            controller.events.on_record = counter.on_event  # type: ignore[method-assign,assignment]
 
         def consumed() -> int:
             return counter.n if variant.callback == "count" else ring.stats().seen_flows
 
         lost_before = lost_total(dp)
-        controller._lost_seen = lost_before
+        controller.events._lost_seen = lost_before
         _close_ring(dp)
         argv = [sys.executable, "-m", "bench.observe.producer", "--prog", str(PIN_DIR / PROG_PIN),
                 "--packet", packet.hex(), "--cpu", str(PRODUCER_CPU), "--seconds", str(seconds)]
@@ -438,8 +435,12 @@ class IngestBench:
             if profile:
                 spy = self.start_pyspy(raw_profile, seconds)
             controller.run_events(stop)  # the agent's loop, on this core, until the producer ends
-            dp.bpf.ring_buffer_consume()  # what arrived after the last poll
-            controller._report_lost()
+            while True:  # what arrived after the last poll; a consume stops at a full batch
+                before = counter.n
+                dp.bpf.ring_buffer_consume()
+                if not controller.events.drain() and counter.n == before:
+                    break
+            controller.events.report_lost(lost_total(dp))
             wall, cpu = time.monotonic() - wall0, time.thread_time() - cpu0
             wait = schedstat()[1] - wait0
             out = producer.stdout.read().strip().splitlines()

@@ -1,7 +1,8 @@
 /* events.h: flow events to the agent through a ring buffer, with loss counted.
  *
- *   struct flow_event           one record; agent/datapath/events.py turns it into a Flow
- *   emit_event(ev)              submit; on a full ring, count it in events_lost_v1
+ *   struct flow_event           one record; agent/datapath/flowevents.py turns it into a Flow
+ *   emit_event(ev)              submit, waking the agent once per batch; on a full ring,
+ *                               count it in events_lost_v1
  *   drop_flow(skb, pkt, reason, obs, dir, src_id, dst_id)
  *                               record the drop (counter + event with file and line) and
  *                               evaluate to TC_ACT_SHOT
@@ -34,24 +35,36 @@
 #define OBS_FROM_ENDPOINT 3 /* leaving a pod (tc ingress on its host-side veth) */
 #define OBS_TO_ENDPOINT 0   /* entering a pod (tc egress on its host-side veth) */
 
+/* Field order is for the agent: it keys its enrichment cache on the contiguous "who" bytes
+ * (addresses and the service port) and its metrics on the "what" bytes (protocol, type,
+ * verdict, direction, observation point, TCP flags, drop reason), each one byte slice of the
+ * raw record, so ingesting a record costs a few dict lookups and no decoding. */
 struct flow_event {
 	__u64 ts_ns;
-	struct tuple4 tuple;
+	/* who */
+	__be32 saddr;
+	__be32 daddr;
 	__be32 orig_daddr; /* service VIP and port when translated, else 0 */
+	__be16 dport;
 	__be16 orig_dport;
+	/* what */
+	__u8 proto;
 	__u8 type;
 	__u8 verdict;
 	__u8 dir;
 	__u8 obs_point;
 	__u8 tcp_flags;
-	__u8 is_reply;
 	__u16 drop_reason;
+	/* the rest */
+	__be16 sport;
+	__u8 is_reply;
+	__u8 pad;
 	__u16 drop_file;
 	__u16 drop_line;
-	__u16 pad;
 	__u32 ifindex;
 	__u32 src_identity;
 	__u32 dst_identity;
+	__u32 pad2;
 	__u64 packets_fwd;
 	__u64 bytes_fwd;
 	__u64 packets_rev;
@@ -59,17 +72,39 @@ struct flow_event {
 	__u64 duration_ns;
 };
 
-BPF_RINGBUF_OUTPUT(flow_events_v1, 256);
+/* 2 MiB: about 20,000 records, room for several wake-up batches from every CPU. */
+BPF_RINGBUF_OUTPUT(flow_events_v1, 512);
 /* Never written: its Leaf is struct flow_event as BCC's ctypes, so Python decodes ring records
  * with the layout defined here, once. */
 BPF_ARRAY(flow_event_layout, struct flow_event, 1);
 PINNED_MAP("percpu_array", __u32, __u64, events_lost_v1, 1, 0);
 
+/* Wake the agent once per EVENTS_PER_WAKEUP records a CPU emits, never per record: a wake-up
+ * per record costs a context switch per packet event, which at thousands of new connections
+ * a second is most of the price of flow events. Between batches the agent drains the ring on
+ * its own timer (agent/datapath/eventreader.py), so a quiet node's flows are at most
+ * that late. */
+#define EVENTS_PER_WAKEUP 1024
+BPF_PERCPU_ARRAY(events_unwoken, __u32, 1);
+
+static __always_inline __u64 wakeup_flag(void)
+{
+	__u32 zero = 0;
+	__u32 *n = events_unwoken.lookup(&zero);
+
+	if (!n)
+		return 0; /* adaptive: the kernel decides */
+	if (++*n < EVENTS_PER_WAKEUP)
+		return BPF_RB_NO_WAKEUP;
+	*n = 0;
+	return BPF_RB_FORCE_WAKEUP;
+}
+
 static __always_inline void emit_event(struct flow_event *ev)
 {
 	if (config_get(TULLE_CFG_FLOW_EVENTS_OFF))
 		return;
-	if (flow_events_v1.ringbuf_output(ev, sizeof(*ev), 0) != 0) {
+	if (flow_events_v1.ringbuf_output(ev, sizeof(*ev), wakeup_flag()) != 0) {
 		__u32 zero = 0;
 		__u64 *lost = events_lost_v1.lookup(&zero);
 
@@ -78,12 +113,21 @@ static __always_inline void emit_event(struct flow_event *ev)
 	}
 }
 
+static __always_inline void event_set_tuple(struct flow_event *ev, const struct tuple4 *t)
+{
+	ev->saddr = t->saddr;
+	ev->daddr = t->daddr;
+	ev->sport = t->sport;
+	ev->dport = t->dport;
+	ev->proto = t->proto;
+}
+
 static __always_inline void event_from_pkt(struct flow_event *ev, const struct pkt *p, __u8 type,
 					   __u8 verdict, __u8 obs, __u8 dir)
 {
 	__builtin_memset(ev, 0, sizeof(*ev));
 	ev->ts_ns = bpf_ktime_get_ns();
-	ev->tuple = p->tuple;
+	event_set_tuple(ev, &p->tuple);
 	ev->type = type;
 	ev->verdict = verdict;
 	ev->obs_point = obs;
@@ -121,8 +165,12 @@ static __always_inline void trace_flow(const struct pkt *p, __u8 type, __u8 verd
 	event_from_pkt(&ev, p, type, verdict, obs, dir);
 	/* Describe the connection as it was opened (client -> server), whichever packet closed
 	 * it, so the tuple matches the identities and counters taken from the entry. */
-	if (is_reply)
-		ct_reverse(&p->tuple, &ev.tuple);
+	if (is_reply) {
+		struct tuple4 opened;
+
+		ct_reverse(&p->tuple, &opened);
+		event_set_tuple(&ev, &opened);
+	}
 	ev.is_reply = 0;
 	ev.ifindex = ifindex;
 	ev.orig_daddr = ct->rev_nat_addr;

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ctypes
 import ipaddress
+import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -19,6 +21,8 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 
 from agent.datapath import drop_reasons, maps
+from agent.datapath.cdefs import LIB_DIR
+from agent.datapath.flowevents import FlowEventLayout
 from agent.datapath.maglev import maglev_table
 from agent.datapath.policy_ports import PortRule
 from agent.datapath.programs import Datapath, load_datapath, pin_dir_for
@@ -417,3 +421,44 @@ def test_a_new_connection_chooses_its_backend_afresh(dp: Runner) -> None:
                        maglev_table([f"{ip}:{port}" for ip, port in bs]), 0, None)
     again = dp.from_pod(pkt(CLIENT, VIP, TCP(sport=48100, dport=80, flags="S")))
     assert again.packet[IP].dst == "10.244.2.77"
+
+
+# -- flow events ---------------------------------------------------------------------------
+
+def test_python_reads_the_compiled_event_layout(dp: Runner) -> None:
+    """The layout Python parses from events.h is the one the compiler laid out."""
+    compiled = dp.dp.table("flow_event_layout").Leaf
+    assert ctypes.sizeof(FlowEventLayout) == ctypes.sizeof(compiled)
+    mine = [(name, getattr(FlowEventLayout, name).offset, getattr(FlowEventLayout, name).size)
+            for name, *_ in FlowEventLayout._fields_]
+    theirs = [(name, getattr(compiled, name).offset, getattr(compiled, name).size)
+              for name, *_ in compiled._fields_]
+    assert mine == theirs
+
+
+def test_the_reader_is_woken_once_per_batch_not_per_event(dp: Runner) -> None:
+    """Records below the batch size wait for the reader's timer (a poll sees nothing, a
+    consume gets them); the batch's last record wakes the reader."""
+    per_wakeup = int(re.search(r"#define EVENTS_PER_WAKEUP (\d+)",
+                               (LIB_DIR / "events.h").read_text())[1])  # type: ignore[index]
+    unwoken = dp.dp.table("events_unwoken")
+    ctx = SkBuff()
+    ctx.ifindex = IFINDEX
+    frame = bytes(pkt(CLIENT, OTHER, TCP(sport=1, dport=80, flags="S")))  # UNKNOWN_SENDER
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})  # one CPU, so one per-CPU count
+    try:
+        unwoken.clear()
+        test_run(dp.dp.from_pod_fd, frame, ctx=ctx)
+        dp.dp.bpf.ring_buffer_poll(0)
+        assert dp.events == []
+        test_run(dp.dp.from_pod_fd, frame, ctx=ctx, repeat=per_wakeup - 2)
+        dp.dp.bpf.ring_buffer_poll(0)
+        assert dp.events == []
+        dp.dp.bpf.ring_buffer_consume()
+        assert len(dp.events) == per_wakeup - 1
+        test_run(dp.dp.from_pod_fd, frame, ctx=ctx)  # the batch's last record
+        dp.dp.bpf.ring_buffer_poll(0)
+        assert len(dp.events) == per_wakeup
+    finally:
+        os.sched_setaffinity(0, cpus)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import ctypes
 from pathlib import Path
 
 import pytest
 
-from agent.datapath.cdefs import CDefsError, CEnumEntry, aliases, enum_entries, enum_values
+from agent.datapath.cdefs import (
+    CDefsError,
+    CEnumEntry,
+    aliases,
+    enum_entries,
+    enum_values,
+    struct_type,
+)
 
 
 def header(tmp_path: Path, text: str) -> Path:
@@ -45,3 +53,29 @@ def test_missing_enum_and_unreadable_values(tmp_path: Path) -> None:
         enum_entries(path, "nope")
     with pytest.raises(CDefsError, match="not a literal"):
         enum_entries(path, "e")
+
+
+def test_struct_type_has_c_layout(tmp_path: Path) -> None:
+    path = header(
+        tmp_path,
+        "struct other { __u8 x; };\n"
+        "struct rec {\n"
+        "\t__u64 ts; /* first */\n"
+        "\t/* a comment line */\n"
+        "\t__be32 addr;\n"
+        "\t__u8 kind;\n"
+        "\t__u16 port; /* padded to 2 */\n"
+        "\t__u64 total;\n"
+        "};\n",
+    )
+    rec = struct_type(path, "rec")
+    assert [field[0] for field in rec._fields_] == ["ts", "addr", "kind", "port", "total"]
+    assert (rec.addr.offset, rec.kind.offset, rec.port.offset, rec.total.offset) == (8, 12, 14, 16)
+    assert ctypes.sizeof(rec) == 24
+
+
+def test_struct_type_refuses_what_it_cannot_read(tmp_path: Path) -> None:
+    with pytest.raises(CDefsError, match="no 'struct missing"):
+        struct_type(header(tmp_path, "struct rec { __u8 a; };\n"), "missing")
+    with pytest.raises(CDefsError, match="cannot read field line 'struct tuple4 t;'"):
+        struct_type(header(tmp_path, "struct rec {\n\t__u8 a;\n\tstruct tuple4 t;\n};\n"), "rec")
