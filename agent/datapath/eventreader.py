@@ -2,8 +2,9 @@
 
 A record costs the agent a copy and a few dict lookups; nothing is decoded on the way in:
 
-- BCC calls `on_record` per record; it only copies the raw bytes into the batch.
-- `drain` (after each poll) resolves each record's endpoints and services through a cache
+- `run` reads the ring through its memory map, a batch at a time (`MappedRingBuffer`), with
+  no Python call per record.
+- `drain` resolves each record's endpoints and services through a cache
   keyed by the record's "who" bytes (`RecordKeys`), rebuilt when the `EndpointIndex` changes,
   so enrichment is still done at ingestion, with the index of that moment, once per address
   pair rather than once per event. The store keeps (raw, resolved) pairs and builds a flow
@@ -18,14 +19,13 @@ are.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from agent.datapath.flowevents import RECORD_SIZE, EventDecoder, RecordKeys
 from agent.datapath.programs import Datapath
+from agent.datapath.ringbuf import MappedRingBuffer
 from agent.flows.enrich import EndpointIndex, Peers, apply_peers, peers
 from agent.flows.flow import Flow, LostEventSource
 from agent.flows.ingest import FlowIngest
@@ -33,8 +33,11 @@ from agent.flows.store import Deferred
 
 log = logging.getLogger("tulle.datapath")
 DRAIN_INTERVAL_S = 0.1
-MAX_BATCH = 8192  # records held before they are drained (about 1 MiB)
+MAX_BATCH_BYTES = 1 << 20  # read at most this much of the ring per batch (~10,000 records)
 _SAMPLE_LIMIT = 4096  # distinct metric keys kept decoded; the key space is small in practice
+# Address pairs kept resolved. Pod-to-pod pairs are few, but world traffic (a scan, many
+# clients from outside) is not: past this the cache starts over rather than grow.
+PEER_CACHE_LIMIT = 65_536
 
 
 class Resolved:
@@ -66,27 +69,18 @@ class EventReader:
         self.ingest = ingest
         self.index = index
         self.keys = keys or RecordKeys.of()
-        self.batch: list[bytes] = []
-        self._append = self.batch.append
         self._resolved: dict[bytes, Resolved] = {}
         self._resolved_for: EndpointIndex | None = None
         self._samples: dict[bytes, Flow] = {}
         self._lost_seen = 0
 
-    def on_record(self, _ctx: Any, data: Any, size: int) -> int:
-        """BCC's ring-buffer callback: copy the record out, nothing more. A full batch
-        returns -1, which ends this poll (libbpf keeps consuming while records keep coming,
-        so under a steady flood a poll would otherwise never return)."""
-        self._append(ctypes.string_at(data, size))
-        return -1 if len(self.batch) >= MAX_BATCH else 0  # BCC wants an int, every time
-
-    def drain(self) -> int:
-        """Resolve, count and store the batch; the number of records stored."""
-        batch = self.batch
+    def drain(self, batch: list[bytes]) -> int:
+        """Resolve, count and store a batch of raw records; the number stored."""
         if not batch:
             return 0
         index = self.index()
-        if index is not self._resolved_for:  # new endpoints: resolve pairs afresh
+        if index is not self._resolved_for or len(self._resolved) > PEER_CACHE_LIMIT:
+            # New endpoints (or too many pairs): resolve pairs afresh.
             self._resolved = {}
             self._resolved_for = index
         resolved = self._resolved
@@ -113,7 +107,6 @@ class EventReader:
             if how is None:
                 how = resolved[who] = self._resolve(index, who)
             put((raw, how))
-        batch.clear()
         self.ingest.put_deferred(entries, [(self._sample(k, samples[k]), n)
                                            for k, n in counts.items()])
         return len(entries)
@@ -139,14 +132,23 @@ class EventReader:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self, dp: Datapath, stop: threading.Event) -> None:
-        dp.table("flow_events_v1").open_ring_buffer(self.on_record)
-        timeout_ms = int(DRAIN_INTERVAL_S * 1000)
-        while not stop.is_set():
-            dp.bpf.ring_buffer_poll(timeout_ms)  # returns early on a kernel wake-up
-            dp.bpf.ring_buffer_consume()  # records the kernel did not wake us for
-            self.drain()
-            self.report_lost(sum(dp.table("events_lost_v1").getvalue(
-                dp.table("events_lost_v1").Key(0))))
+        table = dp.table("flow_events_v1")
+        ring = MappedRingBuffer(table.map_fd, table.max_entries, RECORD_SIZE)
+        lost = dp.table("events_lost_v1")
+        self._lost_seen = sum(lost.getvalue(lost.Key(0)))  # pinned: losses before us are old
+        try:
+            while not stop.is_set():
+                batch = ring.read(MAX_BATCH_BYTES)
+                if batch:
+                    self.drain(batch)
+                else:
+                    ring.wait(DRAIN_INTERVAL_S)  # a kernel wake-up, or the drain timer
+                self.report_lost(sum(lost.getvalue(lost.Key(0))))
+            while self.drain(ring.read(MAX_BATCH_BYTES)):  # what is left, before we go
+                pass
+            self.report_lost(sum(lost.getvalue(lost.Key(0))))
+        finally:
+            ring.close()
 
     def report_lost(self, lost_total: int) -> None:
         """Record events the kernel could not queue since the last call (ring full)."""

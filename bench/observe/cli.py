@@ -3,7 +3,7 @@
 1. Ingestion (`ingest`): a producer process on core 0 drives the datapath with
    BPF_PROG_TEST_RUN, one DROP flow event per run; this process, on core 1, runs the agent's
    own ring-buffer reader for a fixed time; consumed/s and loss, plus variants with metrics
-   off and an empty callback, the per-step costs, and a py-spy profile.
+   off and reading alone, the per-step costs, and a py-spy profile.
 2. Datapath overhead (`overhead`): L4 new connections per second through a ClusterIP in the
    `benchobs` lab with flow events on vs off, interleaved.
 
@@ -166,10 +166,10 @@ def build(args: argparse.Namespace, facts: dict[str, Any], busy: list[dict[str, 
                 "a neighbour's source address (10.244.1.3), so every run is dropped as "
                 "INVALID_SOURCE_IP and emits exactly one **DROP** flow event (the synthetic "
                 "event type used here). Consumer: this process pinned to core 1 runs the "
-                "agent's own `DatapathController.run_events` loop (`EventReader.run`): BCC "
-                "`open_ring_buffer` on `flow_events_v1`, `ring_buffer_poll` with the 100 ms "
-                "drain interval, `ring_buffer_consume`, then `drain` (resolve each record's "
-                "endpoints through the per-address-pair cache, count it for the metrics, "
+                "agent's own `DatapathController.run_events` loop (`EventReader.run`): "
+                "`MappedRingBuffer.read` of `flow_events_v1` through its memory map (epoll "
+                "with the 100 ms drain interval when it is empty), then `drain` (resolve each "
+                "record's endpoints through the per-address-pair cache, count it for the metrics, "
                 "`FlowIngest.put_deferred` into a 65,535-slot FlowRing and FlowMetrics) and "
                 "the lost-event report, with an EndpointIndex of 200 pods, 50 services and "
                 "2 nodes in which both addresses are pods. consumed/s counts flows that reached "

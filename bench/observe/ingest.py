@@ -5,7 +5,7 @@ and `tulle_from_pod` is pinned there for the producer, a separate process on `PR
 (see `producer`). This process, pinned to `CONSUMER_CPU`, runs `DatapathController.run_events`
 itself: the agent's `EventReader` loop (BCC `open_ring_buffer` on `flow_events_v1`, poll with
 the drain interval, consume, `drain`: resolve + count + `FlowIngest.put_deferred` into a
-FlowRing and FlowMetrics, the lost-event report). Variants swap the callback or the
+FlowRing and FlowMetrics, the lost-event report). Variants swap the drain step or the
 observers to show where the time goes. Loss is the per-CPU sum of `events_lost_v1` over the
 run, and every run checks produced == consumed + lost.
 """
@@ -35,10 +35,10 @@ from prometheus_client import CollectorRegistry
 
 from agent.datapath import drop_reasons, maps
 from agent.datapath.controller import DatapathController
-from agent.datapath.eventreader import MAX_BATCH
-from agent.datapath.flowevents import EVENT_DROP
+from agent.datapath.flowevents import EVENT_DROP, RECORD_SIZE
 from agent.datapath.native import obj_pin
 from agent.datapath.programs import Datapath, load_datapath
+from agent.datapath.ringbuf import MappedRingBuffer
 from agent.flows.ingest import FlowIngest, FlowObserver
 from agent.flows.store import FlowRing
 from agent.metrics import FlowMetrics, MetricsConfig
@@ -51,8 +51,7 @@ PRODUCER_CPU, CONSUMER_CPU = 0, 1
 PROG_PIN = "bench_from_pod"
 # Where the agent's per-event steps live, for the profile's inclusive shares.
 STEPS = {
-    "ring-buffer callback (BCC)": "RingBuf.open_ring_buffer.<locals>.ringbuf_cb_ (bcc/table.py)",
-    "EventReader.on_record (copy out)": "EventReader.on_record (datapath/eventreader.py)",
+    "MappedRingBuffer.read": "MappedRingBuffer.read (datapath/ringbuf.py)",
     "EventReader.drain": "EventReader.drain (datapath/eventreader.py)",
     "FlowRing.put_deferred": "FlowRing.put_deferred (flows/store.py)",
     "FlowMetrics.observe_counts": "FlowMetrics.observe_counts (metrics/flowmetrics.py)",
@@ -71,7 +70,7 @@ class Variant:
     key: str
     title: str
     metrics: bool = True  # FlowMetrics among the FlowIngest observers
-    callback: str = "agent"  # agent: EventReader.on_record; or count
+    callback: str = "agent"  # agent: EventReader.drain; or count (read, then count only)
     rate: float = 0.0  # offered events/s; 0: the producer runs flat out
 
 
@@ -79,7 +78,7 @@ FULL = Variant("full", "agent reader: copy -> resolve + count -> ring (deferred)
 VARIANTS = (
     FULL,
     Variant("no-metrics", "metrics off: copy -> resolve -> ring (deferred)", metrics=False),
-    Variant("callback", "empty callback (BCC ring buffer -> ctypes -> Python, counting)",
+    Variant("read-only", "read only: mapped ring -> records, counted, nothing stored",
             metrics=False, callback="count"),
 )
 
@@ -198,7 +197,11 @@ class _Count:
         self.n += 1
         # Polls end per batch, as the reader's do; and BCC converts the result with int(),
         # so None would raise (and be caught) on every record.
-        return 0 if self.n % MAX_BATCH else -1
+        return 0 if self.n % 8192 else -1
+
+    def count(self, batch: list[bytes]) -> int:
+        self.n += len(batch)
+        return len(batch)
 
     def consume_all(self, dp: Datapath) -> None:
         """Consume until the ring is empty (one consume stops at a full batch)."""
@@ -239,6 +242,7 @@ class IngestBench:
     idle_share: dict[str, float] = field(default_factory=dict)  # busy-loop share per core
     profile_raw: str = ""  # py-spy's collapsed stacks of the profiled run
     emit: dict[str, Any] = field(default_factory=dict)  # in-kernel cost of emitting an event
+    packet_hex: str = ""  # the synthetic packet
 
     # -- the whole part ------------------------------------------------------------------------
     def run(self) -> None:
@@ -258,6 +262,7 @@ class IngestBench:
                                 workload.ENDPOINT_IDENTITY, 0)
             obj_pin(dp.from_pod_fd, PIN_DIR / PROG_PIN)
             packet = workload.spoofed_packet()
+            self.packet_hex = packet.hex()
             self.check_one_event(dp, packet)
             self.idle_share = {f"cpu{c}": round(core_share(c), 3)
                                for c in (PRODUCER_CPU, CONSUMER_CPU)}
@@ -359,32 +364,45 @@ class IngestBench:
         reader = controller.events
         try:
             controller.index = workload.endpoint_index()
-            buf = ctypes.create_string_buffer(self.sample, len(self.sample))
-            size = len(self.sample)
-
-            def copy_out() -> None:
-                reader.on_record(None, buf, size)
-                if len(reader.batch) >= batch:
-                    reader.batch.clear()
-
-            def drain() -> None:
-                reader.batch.extend([self.sample] * batch)
-                reader.drain()
-
-            reader.batch.append(self.sample)
-            reader.drain()  # warm the caches as a running agent has them
+            reader.drain([self.sample])  # warm the caches as a running agent has them
             (raw, how), = [slot for slot in ring._buf if type(slot) is tuple][:1]
             steps: list[tuple[str, Callable[[], object], int]] = [
-                ("copy out (EventReader.on_record)", copy_out, 1),
-                (f"resolve, count and store (EventReader.drain, batches of {batch:,})", drain,
-                 batch),
+                (f"resolve, count and store (EventReader.drain, batches of {batch:,})",
+                 lambda: reader.drain([self.sample] * batch), batch),
                 ("build the flow when a reader reads it (decode + apply peers)",
                  lambda: how.flow(raw), 1),
             ]
-            return [StepCost(name, _best_us(fn, max(1, n // per), rounds) / per)
-                    for name, fn, per in steps]
+            costs = [StepCost(f"read the mapped ring (MappedRingBuffer.read, batches of "
+                              f"{batch:,})", self.read_cost(batch, rounds))]
+            return costs + [StepCost(name, _best_us(fn, max(1, n // per), rounds) / per)
+                            for name, fn, per in steps]
         finally:
             controller.ipr.close()
+
+    def read_cost(self, batch: int, rounds: int) -> float:
+        """CPU µs per record of MappedRingBuffer.read on `batch` real records (best round)."""
+        from agent.datapath.testrun import SkBuff, test_run
+
+        assert self.dp is not None
+        table = self.dp.table("flow_events_v1")
+        mapped = MappedRingBuffer(table.map_fd, table.max_entries, RECORD_SIZE)
+        ctx = SkBuff()
+        ctx.ifindex = workload.ENDPOINT_IFINDEX
+        packet = bytes.fromhex(self.packet_hex)
+        best = float("inf")
+        try:
+            while mapped.read():
+                pass
+            for _ in range(rounds * 3):
+                test_run(self.dp.from_pod_fd, packet, repeat=batch, ctx=ctx)
+                started = time.thread_time()
+                got = mapped.read()
+                took = time.thread_time() - started
+                if len(got) == batch:
+                    best = min(best, took)
+        finally:
+            mapped.close()
+        return best / batch * 1e6 if best != float("inf") else 0.0
 
     # -- one run ---------------------------------------------------------------------------------
     def run_variant(self, variant: Variant, seconds: float, packet: bytes,
@@ -399,7 +417,7 @@ class IngestBench:
         controller.index = workload.endpoint_index()
         counter = _Count()
         if variant.callback == "count":
-            controller.events.on_record = counter.on_event  # type: ignore[method-assign,assignment]
+            controller.events.drain = counter.count  # type: ignore[method-assign]
 
         def consumed() -> int:
             return counter.n if variant.callback == "count" else ring.stats().seen_flows
@@ -435,12 +453,6 @@ class IngestBench:
             if profile:
                 spy = self.start_pyspy(raw_profile, seconds)
             controller.run_events(stop)  # the agent's loop, on this core, until the producer ends
-            while True:  # what arrived after the last poll; a consume stops at a full batch
-                before = counter.n
-                dp.bpf.ring_buffer_consume()
-                if not controller.events.drain() and counter.n == before:
-                    break
-            controller.events.report_lost(lost_total(dp))
             wall, cpu = time.monotonic() - wall0, time.thread_time() - cpu0
             wait = schedstat()[1] - wait0
             out = producer.stdout.read().strip().splitlines()

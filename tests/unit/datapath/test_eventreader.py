@@ -70,10 +70,7 @@ class Reader:
                                   lambda: self.index)
 
     def feed(self, *raws: bytes) -> int:
-        for raw in raws:
-            buf = ctypes.create_string_buffer(raw, len(raw))
-            self.reader.on_record(None, ctypes.addressof(buf), len(raw))
-        return self.reader.drain()
+        return self.reader.drain(list(raws))
 
     def eager(self, raw: bytes) -> Flow:
         """Decode and enrich at once, as the agent did before deferring."""
@@ -188,3 +185,13 @@ def test_last_n_builds_only_what_it_returns(r: Reader) -> None:
     assert r.ring.flows_rate() >= 0  # reads deferred slots' times without building them
     assert sum(type(slot) is tuple for slot in r.ring._buf[:100]) == 95
 
+
+
+def test_the_pair_cache_is_bounded(r: Reader, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("agent.datapath.eventreader.PEER_CACHE_LIMIT", 10)
+    for i in range(40):  # forty different outside clients
+        r.feed(record(f"192.0.2.{i + 1}", CLIENT, vip=None, verdict=1))
+        assert len(r.reader._resolved) <= 11
+    got = r.ring.get()
+    assert [f.ip.source for f in got if isinstance(f, Flow) and f.ip] == [
+        f"192.0.2.{i + 1}" for i in range(40)]

@@ -109,3 +109,47 @@ def test_flows_rate_over_window() -> None:
     assert ring.stats().uptime_ns == 5 * 10**9
     now[0] += 10 * 10**9
     assert ring.flows_rate() == 0.0
+
+
+class Built:
+    """A materializer for deferred slots: raw is the flow's uuid; counts what it builds."""
+
+    def __init__(self) -> None:
+        self.built: list[bytes] = []
+
+    def flow(self, raw: bytes) -> Flow:
+        self.built.append(raw)
+        return Flow(time=int(raw), uuid=raw.decode())
+
+    def time(self, raw: bytes) -> int:
+        return int(raw)
+
+
+def test_deferred_slots_are_built_once_when_read() -> None:
+    ring, how = FlowRing(10), Built()
+    ring.put_deferred([(str(i).encode(), how) for i in range(1, 6)])
+    assert ring.stats().seen_flows == 5 and how.built == []
+    assert ids(ring.get(2)) == ["4", "5"] and how.built == [b"5", b"4"]
+    assert ids(ring.get()) == ["1", "2", "3", "4", "5"]
+    assert ids(ring.get()) == ["1", "2", "3", "4", "5"]
+    assert sorted(how.built) == [b"1", b"2", b"3", b"4", b"5"]  # each built once
+    cur = ring.follow(0)
+    ring.put_deferred([(b"6", how)])
+    assert ids(cur.poll()) == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_a_snapshot_read_after_its_slots_were_overwritten_keeps_the_new_records() -> None:
+    ring, how = FlowRing(3), Built()
+    ring.put_deferred([(b"1", how), (b"2", how), (b"3", how)])
+    records, _ = ring.snapshot()
+    ring.put_deferred([(b"7", how), (b"8", how), (b"9", how)])  # the ring moved on
+    assert ids(records) == ["1", "2", "3"]  # the snapshot still reads what it saw
+    assert ids(ring.get()) == ["7", "8", "9"]  # and did not write its flows over newer slots
+
+
+def test_rate_reads_deferred_times_without_building() -> None:
+    now = [100 * 10**9]
+    ring, how = FlowRing(100, rate_window_s=10, clock_ns=lambda: now[0]), Built()
+    ring.put_deferred([(str(now[0] - i * 10**8).encode(), how) for i in range(30, 0, -1)])
+    assert ring.flows_rate() == pytest.approx(3.0)
+    assert how.built == []
