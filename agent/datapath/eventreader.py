@@ -7,8 +7,8 @@ A record costs the agent a copy and a few dict lookups; nothing is decoded on th
 - `drain` resolves each record's endpoints and services through a cache
   keyed by the record's "who" bytes (`RecordKeys`), rebuilt when the `EndpointIndex` changes,
   so enrichment is still done at ingestion, with the index of that moment, once per address
-  pair rather than once per event. The store keeps (raw, resolved) pairs and builds a flow
-  only when a reader reads it (`FlowRing.put_deferred`).
+  pair rather than once per event. The store keeps each raw record with what was resolved
+  for it and builds a flow only when a reader reads it (`FlowRing.put_deferred`).
 - Metrics are counted per "what" key (everything the flow metrics look at) and handed over
   once per batch with a count, decoded from one sample record per key.
 
@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable
+from operator import itemgetter
 
 from agent.datapath.flowevents import RECORD_SIZE, EventDecoder, RecordKeys
 from agent.datapath.programs import Datapath
@@ -29,7 +31,6 @@ from agent.datapath.ringbuf import MappedRingBuffer
 from agent.flows.enrich import EndpointIndex, Peers, apply_peers, peers
 from agent.flows.flow import Flow, LostEventSource
 from agent.flows.ingest import FlowIngest
-from agent.flows.store import Deferred
 
 log = logging.getLogger("tulle.datapath")
 DRAIN_INTERVAL_S = 0.1
@@ -69,47 +70,48 @@ class EventReader:
         self.ingest = ingest
         self.index = index
         self.keys = keys or RecordKeys.of()
+        self._who = itemgetter(slice(*self.keys.who))
+        self._what = itemgetter(slice(*self.keys.what))
         self._resolved: dict[bytes, Resolved] = {}
         self._resolved_for: EndpointIndex | None = None
         self._samples: dict[bytes, Flow] = {}
         self._lost_seen = 0
 
     def drain(self, batch: list[bytes]) -> int:
-        """Resolve, count and store a batch of raw records; the number stored."""
+        """Resolve, count and store a batch of raw records; the number stored. The per-record
+        steps are C-level loops (map, Counter, zip); Python runs once per new key."""
         if not batch:
             return 0
+        if set(map(len, batch)) != {RECORD_SIZE}:
+            batch = self._well_formed(batch)
         index = self.index()
         if index is not self._resolved_for or len(self._resolved) > PEER_CACHE_LIMIT:
             # New endpoints (or too many pairs): resolve pairs afresh.
             self._resolved = {}
             self._resolved_for = index
         resolved = self._resolved
-        w0, w1 = self.keys.who
-        m0, m1 = self.keys.what
-        counts: dict[bytes, int] = {}
-        samples: dict[bytes, bytes] = {}
-        entries: list[Deferred] = []
-        put = entries.append
+        whos = list(map(self._who, batch))
+        hows = list(map(resolved.get, whos))
+        if None in hows:
+            for i, how in enumerate(hows):
+                if how is None:
+                    who = whos[i]
+                    how = resolved.get(who)
+                    if how is None:
+                        how = resolved[who] = self._resolve(index, who)
+                    hows[i] = how
+        counts = Counter(map(self._what, batch))
+        self.ingest.put_deferred(batch, hows,  # type: ignore[arg-type]  # no None left
+                                 [(self._sample(k, batch), n) for k, n in counts.items()])
+        return len(batch)
+
+    @staticmethod
+    def _well_formed(batch: list[bytes]) -> list[bytes]:
         for raw in batch:
             if len(raw) != RECORD_SIZE:
                 log.warning("datapath: ignored a %d-byte flow record (want %d)", len(raw),
                             RECORD_SIZE)
-                continue
-            what = raw[m0:m1]
-            n = counts.get(what)
-            if n is None:
-                counts[what] = 1
-                samples[what] = raw
-            else:
-                counts[what] = n + 1
-            who = raw[w0:w1]
-            how = resolved.get(who)
-            if how is None:
-                how = resolved[who] = self._resolve(index, who)
-            put((raw, how))
-        self.ingest.put_deferred(entries, [(self._sample(k, samples[k]), n)
-                                           for k, n in counts.items()])
-        return len(entries)
+        return [raw for raw in batch if len(raw) == RECORD_SIZE]
 
     def _resolve(self, index: EndpointIndex, who: bytes) -> Resolved:
         src, dst, dport, original = self.keys.addresses(who)
@@ -121,9 +123,12 @@ class EventReader:
             found = Peers(found.source, found.destination, None, svc, found.node_name)
         return Resolved(self.decoder, found)
 
-    def _sample(self, what: bytes, raw: bytes) -> Flow:
+    def _sample(self, what: bytes, batch: list[bytes]) -> Flow:
+        """A decoded flow of kind `what` (what the metrics look at), from the first record
+        of that kind the first time it is seen."""
         flow = self._samples.get(what)
         if flow is None:
+            raw = next(r for r in batch if self._what(r) == what)
             if len(self._samples) >= _SAMPLE_LIMIT:
                 self._samples.clear()
             flow = self._samples[what] = self.decoder.decode(raw)

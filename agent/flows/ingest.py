@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from agent.flows.flow import Flow, LostEventSource
-from agent.flows.store import Deferred, FlowRing
+from agent.flows.store import FlowRing, Materializer
 
 
 class FlowObserver(Protocol):
@@ -28,10 +28,11 @@ class FlowIngest:
         for observer in self.observers:
             observer.observe(flow)
 
-    def put_deferred(self, entries: list[Deferred], counts: list[tuple[Flow, int]]) -> None:
-        """Raw records (flows built when read) and, for the metrics, one sample flow per kind
-        of record with how many records of that kind there were."""
-        self.ring.put_deferred(entries)
+    def put_deferred(self, raws: list[bytes], hows: list[Materializer],
+                     counts: list[tuple[Flow, int]]) -> None:
+        """Raw records (flows built when read, `hows[i]` building `raws[i]`) and, for the
+        metrics, one sample flow per kind of record with how many records of that kind."""
+        self.ring.put_deferred(raws, hows)
         for observer in self.observers:
             observer.observe_counts(counts)
 

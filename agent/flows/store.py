@@ -2,10 +2,11 @@
 
 Writers (the waypoint's L7 events, the conntrack collector) call `FlowRing.put` or
 `put_many` with flows. The datapath's event reader, which must keep up with hundreds of
-thousands of events a second, calls `put_deferred` instead: each slot then holds the raw
-record and what the reader resolved for it at ingestion (a `Deferred` pair), and the `Flow`
-is built only when a reader reads that slot, once (it replaces the pair in the ring). Most
-flows are never read, so most are never built.
+thousands of events a second, calls `put_deferred` instead: a slot then holds the raw record
+(bytes) and a parallel slot what the reader resolved for it at ingestion (its `Materializer`),
+and the `Flow` is built only when a reader reads that slot, once (it replaces the bytes).
+Most flows are never read, so most are never built; and since bytes are not tracked by
+Python's garbage collector, a ring of raw records costs the collector nothing.
 
 When the ring is full the oldest record is overwritten and counted. Losses upstream of the
 ring are reported with `record_lost(source, n)`: they are counted per source and stored as
@@ -26,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, overload
+from typing import Any, Protocol, overload
 
 from agent.flows.flow import Flow, LostEvent
 from agent.flows.names import LostEventSource
@@ -36,15 +37,14 @@ DEFAULT_CAPACITY = 65_535
 
 
 class Materializer(Protocol):
-    """Builds the flow of a raw record; what a `Deferred` slot needs to become a `Flow`."""
+    """Builds the flow of a raw record; what a deferred slot needs to become a `Flow`."""
 
     def flow(self, raw: bytes) -> Flow: ...
 
     def time(self, raw: bytes) -> int: ...
 
 
-Deferred = tuple[bytes, Materializer]
-_Slot = Record | Deferred
+_Slot = Record | bytes  # bytes: a raw record, its Materializer in the parallel slot
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class FlowRing:
         self._clock_ns = clock_ns
         self._started_ns = clock_ns()
         self._buf: list[_Slot | None] = [None] * capacity
+        self._how: list[Materializer | None] = [None] * capacity
         self._next = 0  # sequence number of the next record written
         self._seen = 0
         self._lost: dict[str, int] = {}
@@ -103,29 +104,38 @@ class FlowRing:
             if self._waiters:
                 self._cond.notify_all()
 
-    def put_deferred(self, entries: list[Deferred]) -> None:
-        """Store raw records whose flows are built when first read (see the module doc)."""
-        cap, buf = self.capacity, self._buf
+    def put_deferred(self, raws: list[bytes], hows: list[Materializer]) -> None:
+        """Store raw records whose flows are built when first read, `hows[i]` building
+        `raws[i]` (see the module doc). Slice assignments: one C loop, not one per record."""
+        n = len(raws)
+        if len(hows) != n:
+            raise ValueError(f"{n} raw records but {len(hows)} materializers")
+        cap = self.capacity
+        if n > cap:
+            raws, hows = raws[n - cap:], hows[n - cap:]
+        kept = len(raws)
         with self._lock:
-            seq = self._next
-            for entry in entries:
-                buf[seq % cap] = entry
-                seq += 1
-            self._seen += seq - self._next
-            self._next = seq
+            start = (self._next + n - kept) % cap  # the first slot written
+            first = min(kept, cap - start)
+            for buf, items in ((self._buf, raws), (self._how, hows)):
+                buf[start:start + first] = items[:first]  # type: ignore[assignment]
+                buf[:kept - first] = items[first:]  # type: ignore[assignment]
+            self._seen += n
+            self._next += n
             if self._waiters:
                 self._cond.notify_all()
 
-    def _materialize(self, seq: int, slot: _Slot) -> Record:
+    def _materialize(self, seq: int, slot: _Slot, how: Materializer | None) -> Record:
         """The record at `seq`, building (and keeping) the flow of a deferred slot."""
-        if type(slot) is not tuple:
+        if type(slot) is not bytes:
             return slot  # type: ignore[return-value]
-        raw, how = slot
-        flow = how.flow(raw)
+        assert how is not None
+        flow = how.flow(slot)
         with self._lock:
             i = seq % self.capacity
             if self._buf[i] is slot:  # not overwritten meanwhile
                 self._buf[i] = flow
+                self._how[i] = None
         return flow
 
     def record_lost(
@@ -154,8 +164,10 @@ class FlowRing:
     def _oldest(self) -> int:
         return max(0, self._next - self.capacity)
 
-    def _slice(self, start: int, stop: int) -> list[_Slot]:
-        cap, buf = self.capacity, self._buf
+    def _slice(self, start: int, stop: int, buf: list[Any] | None = None) -> list[Any]:
+        """Slots [start, stop) of the ring (or of its parallel `buf`); under the lock."""
+        cap = self.capacity
+        buf = self._buf if buf is None else buf
         a, b = start % cap, stop % cap
         if stop - start == 0:
             return []
@@ -170,7 +182,8 @@ class FlowRing:
         of deferred slots are built as the returned sequence is read."""
         with self._lock:
             start, stop = self._oldest(), self._next
-            return Records(self, start, self._slice(start, stop)), stop
+            slots, hows = self._slice(start, stop), self._slice(start, stop, self._how)
+        return Records(self, start, slots, hows), stop
 
     def get(
         self,
@@ -193,8 +206,10 @@ class FlowRing:
             missed = oldest - pos if pos < oldest else 0
             start = max(pos, oldest)
             stop = min(self._next, start + limit)
-            slots = self._slice(start, stop)
-        return [self._materialize(start + i, s) for i, s in enumerate(slots)], stop, missed
+            slots, hows = self._slice(start, stop), self._slice(start, stop, self._how)
+        pairs = enumerate(zip(slots, hows, strict=True))
+        built = [self._materialize(start + i, slot, how) for i, (slot, how) in pairs]
+        return built, stop, missed
 
     def wait(self, pos: int, timeout: float | None) -> bool:
         """Block until a record at or after `pos` exists; False on timeout."""
@@ -223,11 +238,12 @@ class FlowRing:
         now = self._clock_ns()
         cutoff = now - int(self.rate_window_s * 1e9)
         with self._lock:
-            slots = self._slice(self._oldest(), self._next)
+            start, stop = self._oldest(), self._next
+            slots, hows = self._slice(start, stop), self._slice(start, stop, self._how)
         count = 0
-        for slot in reversed(slots):
-            if type(slot) is tuple:
-                t = slot[1].time(slot[0])
+        for slot, how in zip(reversed(slots), reversed(hows), strict=True):
+            if type(slot) is bytes:
+                t = how.time(slot)
             elif isinstance(slot, Flow):
                 t = slot.time
             else:
@@ -257,10 +273,12 @@ class FlowRing:
 class Records(Sequence[Record]):
     """A snapshot of the ring's slots that builds deferred flows as they are read."""
 
-    def __init__(self, ring: FlowRing, start: int, slots: list[_Slot]) -> None:
+    def __init__(self, ring: FlowRing, start: int, slots: list[_Slot],
+                 hows: list[Materializer | None]) -> None:
         self._ring = ring
         self._start = start
         self._slots = slots
+        self._hows = hows
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -277,9 +295,9 @@ class Records(Sequence[Record]):
         if i < 0:
             i += len(self._slots)
         slot = self._slots[i]
-        if type(slot) is not tuple:
+        if type(slot) is not bytes:
             return slot  # type: ignore[return-value]
-        rec = self._ring._materialize(self._start + i, slot)
+        rec = self._ring._materialize(self._start + i, slot, self._hows[i])
         self._slots[i] = rec
         return rec
 

@@ -365,7 +365,8 @@ class IngestBench:
         try:
             controller.index = workload.endpoint_index()
             reader.drain([self.sample])  # warm the caches as a running agent has them
-            (raw, how), = [slot for slot in ring._buf if type(slot) is tuple][:1]
+            raw, how = ring._buf[0], ring._how[0]
+            assert isinstance(raw, bytes) and how is not None
             steps: list[tuple[str, Callable[[], object], int]] = [
                 (f"resolve, count and store (EventReader.drain, batches of {batch:,})",
                  lambda: reader.drain([self.sample] * batch), batch),

@@ -141,7 +141,9 @@ def render_markdown(rep: dict[str, Any]) -> str:
                 over["method"], "", markdown_table(OVERHEAD_HEADER, overhead_rows(over["runs"])),
                 ""]
     out += ["## What limits these numbers", ""] + [f"- {x}" for x in rep["limits"]] + [""]
-    out += ["## What would close the gap", ""] + [f"- {x}" for x in rep["closing"]] + [""]
+    met = all("not met" not in row[-1] for row in rep["targets"])
+    out += ["## What remains" if met else "## What would close the gap", ""]
+    out += [f"- {x}" for x in rep["closing"]] + [""]
     if rep["notes"]:
         out += ["## Notes from the run", ""] + [f"- {x}" for x in rep["notes"]] + [""]
     return "\n".join(out)

@@ -124,10 +124,10 @@ def test_flows_are_the_eager_ones_built_when_read(r: Reader) -> None:
         record(BACKEND, WORLD, 8080, 443, vip=None, verdict=1, ts=3_001),
     ]
     assert r.feed(*raws) == len(raws)
-    assert all(type(slot) is tuple for slot in r.ring._buf[: len(raws)])  # nothing built yet
+    assert all(type(slot) is bytes for slot in r.ring._buf[: len(raws)])  # nothing built yet
     got, _ = r.ring.snapshot()
     assert list(got) == [r.eager(raw) for raw in raws]
-    assert not any(type(slot) is tuple for slot in r.ring._buf[: len(raws)])  # built once
+    assert not any(type(slot) is bytes for slot in r.ring._buf[: len(raws)])  # built once
     first = got[0]
     assert isinstance(first, Flow) and first.destination_service == Service("echo", "shop")
     assert first.source is not None and first.source.pod_name == "client-1"
@@ -181,9 +181,9 @@ def test_last_n_builds_only_what_it_returns(r: Reader) -> None:
     r.feed(*[record(sport=1000 + i, ts=i) for i in range(100)])
     last = r.ring.get(5)
     assert [f.time for f in last] == [r.decoder.offset_ns + t for t in range(95, 100)]
-    assert sum(type(slot) is tuple for slot in r.ring._buf[:100]) == 95
+    assert sum(type(slot) is bytes for slot in r.ring._buf[:100]) == 95
     assert r.ring.flows_rate() >= 0  # reads deferred slots' times without building them
-    assert sum(type(slot) is tuple for slot in r.ring._buf[:100]) == 95
+    assert sum(type(slot) is bytes for slot in r.ring._buf[:100]) == 95
 
 
 

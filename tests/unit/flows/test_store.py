@@ -127,22 +127,22 @@ class Built:
 
 def test_deferred_slots_are_built_once_when_read() -> None:
     ring, how = FlowRing(10), Built()
-    ring.put_deferred([(str(i).encode(), how) for i in range(1, 6)])
+    ring.put_deferred([str(i).encode() for i in range(1, 6)], [how] * 5)
     assert ring.stats().seen_flows == 5 and how.built == []
     assert ids(ring.get(2)) == ["4", "5"] and how.built == [b"5", b"4"]
     assert ids(ring.get()) == ["1", "2", "3", "4", "5"]
     assert ids(ring.get()) == ["1", "2", "3", "4", "5"]
     assert sorted(how.built) == [b"1", b"2", b"3", b"4", b"5"]  # each built once
     cur = ring.follow(0)
-    ring.put_deferred([(b"6", how)])
+    ring.put_deferred([b"6"], [how])
     assert ids(cur.poll()) == ["1", "2", "3", "4", "5", "6"]
 
 
 def test_a_snapshot_read_after_its_slots_were_overwritten_keeps_the_new_records() -> None:
     ring, how = FlowRing(3), Built()
-    ring.put_deferred([(b"1", how), (b"2", how), (b"3", how)])
+    ring.put_deferred([b"1", b"2", b"3"], [how] * 3)
     records, _ = ring.snapshot()
-    ring.put_deferred([(b"7", how), (b"8", how), (b"9", how)])  # the ring moved on
+    ring.put_deferred([b"7", b"8", b"9"], [how] * 3)  # the ring moved on
     assert ids(records) == ["1", "2", "3"]  # the snapshot still reads what it saw
     assert ids(ring.get()) == ["7", "8", "9"]  # and did not write its flows over newer slots
 
@@ -150,6 +150,29 @@ def test_a_snapshot_read_after_its_slots_were_overwritten_keeps_the_new_records(
 def test_rate_reads_deferred_times_without_building() -> None:
     now = [100 * 10**9]
     ring, how = FlowRing(100, rate_window_s=10, clock_ns=lambda: now[0]), Built()
-    ring.put_deferred([(str(now[0] - i * 10**8).encode(), how) for i in range(30, 0, -1)])
+    ring.put_deferred([str(now[0] - i * 10**8).encode() for i in range(30, 0, -1)], [how] * 30)
     assert ring.flows_rate() == pytest.approx(3.0)
     assert how.built == []
+
+
+def test_deferred_batches_wrap_and_overflow_like_single_puts() -> None:
+    for capacity in (1, 3, 7):
+        for sizes in ([2, 2, 2], [5], [1, 9, 1], [7, 3]):
+            deferred, single, how = FlowRing(capacity), FlowRing(capacity), Built()
+            n = 0
+            for size in sizes:
+                batch = [str(n + i + 1).encode() for i in range(size)]
+                deferred.put_deferred(batch, [how] * size)
+                for raw in batch:
+                    single.put(how.flow(raw))
+                n += size
+                assert ids(deferred.get()) == ids(single.get())
+                d, s = deferred.stats(), single.stats()
+                assert (d.num_flows, d.seen_flows, d.overwritten) == (
+                    s.num_flows, s.seen_flows, s.overwritten) == (min(n, capacity), n,
+                                                                  max(0, n - capacity))
+
+
+def test_deferred_records_need_one_materializer_each() -> None:
+    with pytest.raises(ValueError, match="2 raw records but 1 materializers"):
+        FlowRing(4).put_deferred([b"1", b"2"], [Built()])
