@@ -305,6 +305,11 @@ class Records(Sequence[Record]):
         for i in range(len(self._slots)):
             yield self[i]
 
+    def times(self) -> list[int]:
+        """Every record's time, without building deferred flows."""
+        return [how.time(slot) if type(slot) is bytes else slot.time  # type: ignore[union-attr]
+                for slot, how in zip(self._slots, self._hows, strict=True)]
+
     def __reversed__(self) -> Iterator[Record]:
         for i in range(len(self._slots) - 1, -1, -1):
             yield self[i]
@@ -346,20 +351,25 @@ def select_records(
     fall inside the selected span: from the start up to the N-th flow with `first`, from the
     N-th newest flow to the end otherwise.
 
-    The last N are found walking backwards and stop at the N-th, so a `Records` snapshot
-    builds only the flows it has to look at."""
+    The last N are found walking backwards and stop at the N-th, and a `Records` snapshot
+    checks since/until on its records' times before building them, so it builds only the
+    flows it has to look at."""
     backwards = number > 0 and not first
-    if backwards and not isinstance(records, Sequence):
+    if not isinstance(records, Sequence):
         records = list(records)
-    order = reversed(records) if backwards else records  # type: ignore[arg-type]
+    window = since is not None or until is not None
+    times = records.times() if window and isinstance(records, Records) else None
+    order = range(len(records) - 1, -1, -1) if backwards else range(len(records))
     out: list[Record] = []
     flows = 0
-    for rec in order:
-        t = rec.time
-        if since is not None and t < since:
-            continue
-        if until is not None and t > until:
-            continue
+    for i in order:
+        if window:
+            t = times[i] if times is not None else records[i].time
+            if since is not None and t < since:
+                continue
+            if until is not None and t > until:
+                continue
+        rec = records[i]
         if isinstance(rec, Flow):
             if predicate is not None and not predicate(rec):
                 continue

@@ -176,3 +176,12 @@ def test_deferred_batches_wrap_and_overflow_like_single_puts() -> None:
 def test_deferred_records_need_one_materializer_each() -> None:
     with pytest.raises(ValueError, match="2 raw records but 1 materializers"):
         FlowRing(4).put_deferred([b"1", b"2"], [Built()])
+
+
+def test_a_time_window_builds_only_the_flows_inside_it() -> None:
+    ring, how = FlowRing(100), Built()
+    ring.put_deferred([str(t).encode() for t in range(1, 51)], [how] * 50)
+    assert ids(ring.get(since=41, until=45)) == ["41", "42", "43", "44", "45"]
+    assert sorted(how.built) == [b"41", b"42", b"43", b"44", b"45"]
+    assert ids(ring.get(2, since=10, until=20)) == ["19", "20"]
+    assert ids(ring.get(2, first=True, since=10)) == ["10", "11"]
