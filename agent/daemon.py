@@ -203,7 +203,7 @@ def run(config: AgentConfig) -> int:
         if config.l7_intake and agent.datapath is not None:
             datapath = agent.datapath
             intake = L7Intake(
-                Path(config.l7_intake), ingest, lambda f: enrich(f, datapath.index, node)
+                Path(config.l7_intake), ingest, lambda f: enrich(f, datapath.index, node), node
             ).start()
         metrics_server = (
             serve_metrics(registry, config.metrics_address)

@@ -1,46 +1,33 @@
 """L7 flows: one per request, in the same ``Flow`` shape as the datapath's L4 flows.
 
-The hot path appends one tuple to a list. ``Flow`` objects are built in batches, when a
-batch fills or a short timer fires, and handed to the sink (for example
-``FlowRing.put_many``). With no sink nothing is recorded. A sink that cannot keep up
-loses the oldest pending records, never memory: at most ``max_pending`` are held.
+The hot path appends one tuple (an `L7Record`) to a list. When a batch fills or a short
+timer fires the batch goes to the sink: a *record sink* (``raw_records = True``, such as the
+agent forwarder) takes the tuples as they are, and the agent builds the flows; any other
+sink (``FlowRing.put_many``, the stdout JSON sink) gets ``Flow`` objects built here. With no
+sink nothing is recorded. A sink that cannot keep up loses the oldest pending records, never
+memory: at most ``max_pending`` are held.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable, Sequence
+from typing import cast
 
-from agent.flows.flow import (
-    HTTP,
-    IP,
-    TCP,
-    EventType,
-    Flow,
-    FlowType,
-    IPVersion,
-    L7Type,
-    Layer7,
-    TulleInfo,
-    Verdict,
-)
-from agent.flows.names import EVENT_L7
-
-_L7_EVENT = EventType(EVENT_L7)
+from agent.flows.flow import Flow
+from agent.flows.l7record import L7FlowBuilder, L7Record
 
 FlowSink = Callable[[Sequence[Flow]], None]
-
-# (time_ns, latency_ns, code, method, url, protocol, route, rule, backend, drop_reason,
-#  client (ip, port), local (ip, port))
-Record = tuple[int, int, int, str, str, str, str, str, str, str, tuple[str, int], tuple[str, int]]
+RecordSink = Callable[[Sequence[L7Record]], None]
+Sink = FlowSink | RecordSink  # a RecordSink says so with a true `raw_records` attribute
+Record = L7Record
 
 
 class FlowRecorder:
     def __init__(
         self,
-        sink: FlowSink | None,
+        sink: Sink | None,
         *,
         node_name: str = "",
         batch: int = 256,
@@ -55,13 +42,8 @@ class FlowRecorder:
         self.lost = 0
         self._pending: list[Record] = []
         self._timer: asyncio.TimerHandle | None = None
-        self._ips: dict[tuple[str, str], IP] = {}
-        # Flow ids: UUID-shaped (version 4 layout), a random per-worker prefix and node
-        # part mixed with a counter; no urandom call per flow.
-        bits = random.getrandbits
-        self._uuid_prefix = f"{bits(32):08x}-{bits(16):04x}-4{bits(12):03x}"
-        self._uuid_node = random.getrandbits(48)
-        self._seq = 0
+        self._raw = bool(getattr(sink, "raw_records", False))
+        self._builder = L7FlowBuilder(node_name)
 
     @property
     def enabled(self) -> bool:
@@ -85,33 +67,19 @@ class FlowRecorder:
         if len(pending) > self.max_pending:
             self.lost += len(pending) - self.max_pending
             pending = pending[-self.max_pending :]
-        self.sink([self.to_flow(r) for r in pending])
+        self.send(pending)
+
+    def send(self, records: Sequence[Record]) -> None:
+        """Hand `records` to the sink now: as they are, or as flows for a flow sink."""
+        if self.sink is None:
+            return
+        if self._raw:
+            cast(RecordSink, self.sink)(records)
+        else:
+            cast(FlowSink, self.sink)([self._builder.flow(r) for r in records])
 
     def to_flow(self, r: Record) -> Flow:
-        when, latency, code, method, url, protocol, route, rule, backend, drop, client, local = r
-        key = (client[0], local[0])
-        ip = self._ips.get(key)
-        if ip is None:
-            if len(self._ips) > 4096:
-                self._ips.clear()
-            v6 = ":" in client[0]
-            ip = self._ips[key] = IP(client[0], local[0], IPVersion.IPv6 if v6 else IPVersion.IPv4)
-        self._seq += 1
-        return Flow(
-            time=when,
-            uuid=f"{self._uuid_prefix}-{0x8000 | (self._seq >> 48) & 0x3FFF:04x}-"
-            f"{(self._uuid_node ^ self._seq) & 0xFFFFFFFFFFFF:012x}",
-            verdict=Verdict.DROPPED if drop else Verdict.FORWARDED,
-            drop_reason_desc=drop,
-            ip=ip,
-            l4=TCP(client[1], local[1]),
-            type=FlowType.L7,
-            node_name=self.node_name,
-            l7=Layer7(L7Type.RESPONSE, latency, HTTP(code, method, url, protocol)),
-            event_type=_L7_EVENT,
-            is_reply=True,
-            tulle=TulleInfo(duration_ns=latency, route=route, rule=rule, backend=backend),
-        )
+        return self._builder.flow(r)
 
 
 def now_ns() -> int:

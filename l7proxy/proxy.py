@@ -196,6 +196,7 @@ class Proxy:
                         drop,
                         ex.client,
                         ex.local,
+                        "",
                     )
                 )
 

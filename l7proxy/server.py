@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, cast
 
 from l7proxy.config import EndpointResolver, ListenerConfig, WaypointConfig
-from l7proxy.flows import CountingSink, FlowRecorder, FlowSink, json_lines_sink, now_ns
+from l7proxy.flows import CountingSink, FlowRecorder, Sink, json_lines_sink, now_ns
 from l7proxy.h1 import Http1Connection
 from l7proxy.http.wire import error_response
 from l7proxy.metrics import WaypointMetrics
@@ -72,7 +72,7 @@ class WaypointServer:
         self,
         config: WaypointConfig,
         *,
-        flow_sink: FlowSink | None = None,
+        flow_sink: Sink | None = None,
         connector: Connector | None = None,
         rng: Callable[[], float] | None = None,
         enable_h2: bool = True,
@@ -174,6 +174,7 @@ class WaypointServer:
                     "MALFORMED_REQUEST" if status != 408 else "REQUEST_TIMEOUT",
                     conn.client,
                     conn.local_addr,
+                    "",
                 )
             )
 
@@ -217,7 +218,7 @@ async def serve(
     config: WaypointConfig,
     *,
     worker: int = 0,
-    flow_sink: FlowSink | None = None,
+    flow_sink: Sink | None = None,
     ready: Callable[[list[int]], None] | None = None,
 ) -> None:
     server = WaypointServer(config, flow_sink=flow_sink)
@@ -237,7 +238,7 @@ async def serve(
         await server.close()
 
 
-def flow_sink_for(kind: str) -> FlowSink | None:
+def flow_sink_for(kind: str) -> Sink | None:
     """The sink for ``--flows``: off, count (benchmarks), stdout (JSON lines) or
     ``unix:PATH`` (the agent's L7 flow intake socket)."""
     if kind == "count":

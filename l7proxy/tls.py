@@ -239,9 +239,8 @@ class TlsTerminator:
         if flows is None or flows.sink is None:
             return
         url = f"https://{stream.server_name or stream.local[0]}:{stream.port.parent.port}"
-        record = (now_ns(), 0, 0, "", url, "TLS", "", "", "", reason, stream.client, stream.local)
-        flow = flows.to_flow(record)
-        flows.sink([dataclasses.replace(flow, summary=f"TLS handshake refused: {summary}")])
+        flows.send([(now_ns(), 0, 0, "", url, "TLS", "", "", "", reason, stream.client,
+                     stream.local, f"TLS handshake refused: {summary}")])
 
 
 def _entries(port: TlsPort) -> list[ListenerCertificate]:

@@ -285,10 +285,11 @@ class Run:
         drained = peers.drain_count(drain)
         self.stop(drain)
         result.flows = {
-            "sink": f"--flows unix:{drain_path.name}: FlowForwarder (JSON lines) to a drain "
-                    "that counts lines (bench.l7.drain, on the load core)",
+            "sink": f"--flows unix:{drain_path.name}: FlowForwarder (a JSON array of compact "
+                    "records per line) to a drain that counts the flows in them "
+                    "(bench.l7.drain, on the load core)",
             "requests_counted_by_waypoint": tulle_counted,
-            "flow_lines_received": drained,
+            "flows_received": drained,
         }
         self.stop(nginx)
         result.machine = machine_info(load_avg_start, measurements)

@@ -1,12 +1,14 @@
 """``python -m bench.l7.drain PATH``: the agent's L7 flow intake reduced to reading. It
 listens on the unix socket the waypoint's ``--flows unix:PATH`` connects to, reads the
-JSON lines and counts them; on SIGTERM it prints ``lines N`` and exits. It runs on the
-load generator's core, so the waypoint's core pays exactly what production makes it pay
-(building each flow, encoding it to JSON, writing it to the socket) and the agent's side
-(parsing, enrichment, the flow ring) is not charged to either peer."""
+lines (a JSON array of compact records each, or one flow object) and counts the flows in
+them; on SIGTERM it prints ``flows N`` and exits. It runs on the load generator's core, so
+the waypoint's core pays exactly what production makes it pay (encoding each batch of
+records, writing it to the socket) and the agent's side (building flows, enrichment, the
+flow ring) is not charged to either peer."""
 
 from __future__ import annotations
 
+import json
 import selectors
 import signal
 import socket
@@ -27,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     server.setblocking(False)
     selector = selectors.DefaultSelector()
     selector.register(server, selectors.EVENT_READ)
-    lines = 0
+    flows = 0
+    partial: dict[socket.socket, bytes] = {}
     running = True
 
     def stop(_signum: int, _frame: object) -> None:
@@ -53,12 +56,15 @@ def main(argv: list[str] | None = None) -> int:
                 data = b""
             if not data:
                 selector.unregister(sock)
+                partial.pop(sock, None)
                 sock.close()
                 continue
-            lines += data.count(b"\n")
+            *lines, partial[sock] = (partial.get(sock, b"") + data).split(b"\n")
+            for line in lines:
+                flows += len(json.loads(line)) if line.startswith(b"[") else 1
     server.close()
     path.unlink(missing_ok=True)
-    print(f"lines {lines}", flush=True)
+    print(f"flows {flows}", flush=True)
     return 0
 
 

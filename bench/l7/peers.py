@@ -233,10 +233,10 @@ def start_drain(workdir: Path, cpu: int) -> tuple[Proc, Path]:
 
 
 def drain_count(proc: Proc) -> int | None:
-    """Stop the drain; the number of flow lines it read."""
+    """Stop the drain; the number of flows it read."""
     proc.stop()
     for line in reversed(proc.tail().splitlines()):
-        if line.startswith("lines "):
+        if line.startswith("flows "):
             return int(line.split()[1])
     return None
 
