@@ -4,6 +4,7 @@ back to the store only when it changed."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
 from agent.store import NotFound, Store
 from l7proxy.routing import CONTROLLER_NAME, RoutingInputs, compute_status
+from l7proxy.tls import certificate_problem
 
 log = logging.getLogger("tulle.gateways")
 KINDS = ("HTTPRoute", "Gateway", "GatewayClass", "ReferenceGrant", "Namespace", "Secret")
@@ -40,6 +42,13 @@ def gateway_addresses(
             used.add(ip)
             fresh[(gw.metadata.namespace, gw.metadata.name)] = str(ip)
     return fresh
+
+
+@functools.lru_cache(maxsize=256)
+def _certificate_problem(crt: bytes, key: bytes) -> str | None:
+    """The waypoint's own check (the same TLS library, the same errors); a Secret's content
+    is checked once per content, not per reconcile."""
+    return certificate_problem(crt, key)
 
 
 class GatewayController:
@@ -68,7 +77,8 @@ class GatewayController:
                 [o for o in typed if isinstance(o, ReferenceGrant)],
                 [o for o in typed if isinstance(o, Namespace)],
                 [o for o in typed if isinstance(o, Secret)],
-            )
+            ),
+            certificate_check=_certificate_problem,
         )
         for kind, statuses in (
             ("HTTPRoute", report.routes),

@@ -10,6 +10,7 @@ from agent.model.core import Namespace, Secret, Service
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
 from l7proxy.routing.attach import (
+    CertificateCheck,
     GatewayState,
     ParentResult,
     attach_gateway,
@@ -109,7 +110,8 @@ class Analysis:
     routes: list[RouteReport]
 
 
-def analyze(inputs: RoutingInputs) -> Analysis:
+def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Analysis:
+    """`check` (optional) also vets TLS certificates' content for listener status."""
     classes = [
         c for c in inputs.gateway_classes if c.spec.controller_name == inputs.controller_name
     ]
@@ -119,7 +121,7 @@ def analyze(inputs: RoutingInputs) -> Analysis:
     services = {(s.metadata.namespace, s.metadata.name): s for s in inputs.services}
     labels = {n.metadata.name: n.metadata.labels for n in inputs.namespaces}
     gateways = {
-        (g.metadata.namespace, g.metadata.name): gateway_state(g, secrets, grants)
+        (g.metadata.namespace, g.metadata.name): gateway_state(g, secrets, grants, check)
         for g in sorted(inputs.gateways, key=lambda g: g.metadata.key)
         if g.spec.gateway_class_name in class_names
     }

@@ -20,7 +20,7 @@ only. The route's hostnames are ignored, as GEP-1426 asks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from agent.model.core import Secret, Service
@@ -78,8 +78,17 @@ class GatewayState:
         return (self.gateway.metadata.namespace, self.gateway.metadata.name)
 
 
+CertificateCheck = Callable[[bytes, bytes], str | None]
+"""Why a certificate and key cannot serve TLS, or None: the caller's (this package parses no
+PEM itself; the lab passes `l7proxy.tls.certificate_problem`)."""
+
+
 def _certificate_problems(
-    gateway: Gateway, listener: Listener, secrets: Mapping[tuple[str, str], Secret], grants: Grants
+    gateway: Gateway,
+    listener: Listener,
+    secrets: Mapping[tuple[str, str], Secret],
+    grants: Grants,
+    check: CertificateCheck | None = None,
 ) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     if listener.tls is None:
@@ -108,11 +117,18 @@ def _certificate_problems(
                     f"Secret {where} must be of type {TLS_SECRET} with tls.crt and tls.key",
                 )
             )
+        elif check is not None and (
+            why := check(secret.data["tls.crt"], secret.data["tls.key"])
+        ):
+            problems.append(("InvalidCertificateRef", f"Secret {where}: {why}"))
     return problems
 
 
 def gateway_state(
-    gateway: Gateway, secrets: Mapping[tuple[str, str], Secret], grants: Grants
+    gateway: Gateway,
+    secrets: Mapping[tuple[str, str], Secret],
+    grants: Grants,
+    check: CertificateCheck | None = None,
 ) -> GatewayState:
     protocols_by_port: dict[int, set[ListenerProtocol]] = {}
     for listener in gateway.spec.listeners:
@@ -133,7 +149,7 @@ def gateway_state(
             invalid = [f"{k.group}/{k.kind}" for k in asked if k != HTTPROUTE_KIND]
             if invalid:
                 refs.append(("InvalidRouteKinds", f"unsupported route kinds: {', '.join(invalid)}"))
-            refs.extend(_certificate_problems(gateway, listener, secrets, grants))
+            refs.extend(_certificate_problems(gateway, listener, secrets, grants, check))
             accepted = (True, "Accepted", "")
         conflicted = ""
         if len(protocols_by_port[listener.port]) > 1:

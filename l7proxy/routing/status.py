@@ -28,7 +28,7 @@ from typing import Any
 from agent.model.gateway import ParentReference, RouteParentStatus
 from agent.model.meta import Condition, ObjectMeta
 from l7proxy.routing.analysis import Analysis, RouteReport, RoutingInputs, analyze
-from l7proxy.routing.attach import GatewayState, ListenerState, ParentResult
+from l7proxy.routing.attach import CertificateCheck, GatewayState, ListenerState, ParentResult
 
 StatusDict = dict[str, Any]
 
@@ -217,12 +217,17 @@ def _gateway_status(state: GatewayState, attached: dict[str, int], now: datetime
 
 
 def compute_status(
-    inputs: RoutingInputs, now: datetime | None = None, *, analysis: Analysis | None = None
+    inputs: RoutingInputs,
+    now: datetime | None = None,
+    *,
+    analysis: Analysis | None = None,
+    certificate_check: CertificateCheck | None = None,
 ) -> StatusReport:
     """Status for every HTTPRoute, and for the Gateways and GatewayClasses that are
-    Tulle's. ``now`` stamps conditions whose status changed."""
+    Tulle's. ``now`` stamps conditions whose status changed; ``certificate_check`` vets the
+    content of listeners' certificates (InvalidCertificateRef when it objects)."""
     now = now or datetime.now(UTC)
-    analysis = analysis or analyze(inputs)
+    analysis = analysis or analyze(inputs, certificate_check)
     controller = inputs.controller_name
     routes = {r.route.metadata.key: _route_status(r, controller, now) for r in analysis.routes}
     attached: dict[tuple[str, str], dict[str, int]] = {}

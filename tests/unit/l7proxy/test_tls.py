@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from agent.flows.flow import Flow, Verdict
+from agent.model.convert import from_dict
 from l7proxy.config import load_config_text, waypoint_config
 from l7proxy.http import RequestHead
-from l7proxy.routing import GatewayParent
+from l7proxy.routing import CONTROLLER_NAME, GatewayParent, RoutingInputs, compute_status
 from l7proxy.server import WaypointServer
 from l7proxy.testing import GATEWAY_PREAMBLE, RawBackend, read_response
 from l7proxy.tls import (
@@ -410,3 +411,39 @@ def test_certificate_problems_name_the_secret_and_the_field() -> None:
     assert "tls.key" in (certificate_problem(good.crt, b"garbage") or "")
     with pytest.raises(CertificateError, match="Secret ns/bad: tls.key"):
         certificate_context([(("ns", "bad"), (good.crt, b"garbage"))])
+
+
+def test_gateway_status_names_a_certificate_that_cannot_serve() -> None:
+    """ResolvedRefs is False (InvalidCertificateRef) for a kubernetes.io/tls Secret whose
+    content the waypoint could not serve, and the listener is not Programmed."""
+    ca = CertificateAuthority()
+    good = ca.issue("web.example")
+    listener = {"name": "https", "port": 443, "protocol": "HTTPS",
+                "tls": {"certificateRefs": [{"name": "cert"}]}}
+    gw = from_dict({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                    "metadata": {"name": "gw", "namespace": "web"},
+                    "spec": {"gatewayClassName": "tulle", "listeners": [listener]}})
+    cls = from_dict({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+                     "metadata": {"name": "tulle"},
+                     "spec": {"controllerName": CONTROLLER_NAME}})
+
+    def conditions(crt: bytes, key: bytes) -> dict[str, tuple[str, str, str]]:
+        secret = from_dict({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                            "metadata": {"name": "cert", "namespace": "web"},
+                            "data": {"tls.crt": base64.b64encode(crt).decode(),
+                                     "tls.key": base64.b64encode(key).decode()}})
+        inputs = RoutingInputs.of(gateways=[gw], gateway_classes=[cls], secrets=[secret])
+        status = compute_status(inputs, certificate_check=certificate_problem)
+        listener_status = status.gateways["web/gw"]["listeners"][0]
+        return {c["type"]: (c["status"], c["reason"], c["message"])
+                for c in listener_status["conditions"]}
+
+    ok = conditions(good.crt, good.key)
+    assert ok["ResolvedRefs"][:2] == ("True", "ResolvedRefs") and ok["Programmed"][0] == "True"
+    for crt, key, field_ in ((b"not a certificate", good.key, "tls.crt"),
+                             (good.crt, other_key(), "tls.key"),
+                             (good.crt, b"garbage", "tls.key")):
+        bad = conditions(crt, key)
+        assert bad["ResolvedRefs"][:2] == ("False", "InvalidCertificateRef")
+        assert f"Secret web/cert: {field_}" in bad["ResolvedRefs"][2]
+        assert bad["Programmed"][0] == "False"
