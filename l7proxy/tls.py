@@ -75,8 +75,10 @@ def certificate_context(pairs: Sequence[tuple[SecretKey, CertificatePair]]) -> s
             key_path.touch(mode=0o600)
             key_path.write_bytes(key)
             try:
-                context.load_cert_chain(crt_path, key_path)
-            except (ssl.SSLError, ValueError) as exc:
+                # An empty password: an encrypted key fails here instead of OpenSSL asking
+                # for a pass phrase on the terminal (or failing with a bare OSError).
+                context.load_cert_chain(crt_path, key_path, password=b"")
+            except (ssl.SSLError, ValueError, OSError) as exc:
                 detail = getattr(exc, "reason", None) or str(exc)
                 raise CertificateError(
                     f"{where}: tls.key is not a valid private key for tls.crt ({detail})"

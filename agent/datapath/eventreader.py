@@ -143,12 +143,16 @@ class EventReader:
         self._lost_seen = sum(lost.getvalue(lost.Key(0)))  # pinned: losses before us are old
         try:
             while not stop.is_set():
-                batch = ring.read(MAX_BATCH_BYTES)
-                if batch:
-                    self.drain(batch)
-                else:
-                    ring.wait(DRAIN_INTERVAL_S)  # a kernel wake-up, or the drain timer
-                self.report_lost(sum(lost.getvalue(lost.Key(0))))
+                try:
+                    batch = ring.read(MAX_BATCH_BYTES)  # consumed: a failure is not retried
+                    if batch:
+                        self.drain(batch)
+                    else:
+                        ring.wait(DRAIN_INTERVAL_S)  # a kernel wake-up, or the drain timer
+                    self.report_lost(sum(lost.getvalue(lost.Key(0))))
+                except Exception:  # a bad batch must not end flow ingestion for good
+                    log.exception("flow events: a batch failed; going on with the next")
+                    stop.wait(DRAIN_INTERVAL_S)
             while self.drain(ring.read(MAX_BATCH_BYTES)):  # what is left, before we go
                 pass
             self.report_lost(sum(lost.getvalue(lost.Key(0))))

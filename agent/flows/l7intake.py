@@ -27,7 +27,7 @@ class L7Intake:
                  node_name: str = "") -> None:
         self.path = path
         self.builder = L7FlowBuilder(node_name)
-        self.lock = threading.Lock()  # one handler thread per waypoint connection
+        self.lock = threading.RLock()  # one handler thread per waypoint connection
         intake = self
 
         class Handler(socketserver.StreamRequestHandler):
@@ -71,7 +71,8 @@ class L7Intake:
             self.ingest.put(flow)
 
     def _reject(self, why: str) -> None:
-        self.rejected += 1
+        with self.lock:
+            self.rejected += 1
         log.warning("dropping a malformed L7 flow from the waypoint: %s", why)
 
     def start(self) -> L7Intake:

@@ -1,8 +1,8 @@
 /* events.h: flow events to the agent through a ring buffer, with loss counted.
  *
  *   struct flow_event           one record; agent/datapath/flowevents.py turns it into a Flow
- *   emit_event(ev)              submit, waking the agent once per batch; on a full ring,
- *                               count it in events_lost_v1
+ *   emit_event(ev)              submit, waking the agent once per EVENTS_PER_WAKEUP
+ *                               records; on a full ring, count it in events_lost_v1
  *   drop_flow(skb, pkt, reason, obs, dir, src_id, dst_id)
  *                               record the drop (counter + event with file and line) and
  *                               evaluate to TC_ACT_SHOT
@@ -79,24 +79,26 @@ BPF_RINGBUF_OUTPUT(flow_events_v1, 512);
 BPF_ARRAY(flow_event_layout, struct flow_event, 1);
 PINNED_MAP("percpu_array", __u32, __u64, events_lost_v1, 1, 0);
 
-/* Wake the agent once per EVENTS_PER_WAKEUP records a CPU emits, never per record: a wake-up
- * per record costs a context switch per packet event, which at thousands of new connections
- * a second is most of the price of flow events. Between batches the agent drains the ring on
- * its own timer (agent/datapath/eventreader.py), so a quiet node's flows are at most
- * that late. */
-#define EVENTS_PER_WAKEUP 1024
-BPF_PERCPU_ARRAY(events_unwoken, __u32, 1);
+/* Wake the agent once per EVENTS_PER_WAKEUP records, never per record: a wake-up per record
+ * costs a context switch per packet event, which at thousands of new connections a second is
+ * most of the price of flow events. The count is one for the whole node, not per CPU, so at
+ * most EVENTS_PER_WAKEUP - 1 records (about 100 KiB of the 2 MiB ring) wait unannounced,
+ * however many CPUs produce; the shared atomic costs no more than the ring's own reservation
+ * lock, which every producer already takes. Between wake-ups the agent drains the ring on
+ * its own timer (agent/datapath/eventreader.py), so a quiet node's flows are at most that
+ * late. */
+#define EVENTS_PER_WAKEUP 1024 /* a power of two */
+BPF_ARRAY(events_unwoken, __u64, 1);
 
 static __always_inline __u64 wakeup_flag(void)
 {
 	__u32 zero = 0;
-	__u32 *n = events_unwoken.lookup(&zero);
+	__u64 *n = events_unwoken.lookup(&zero);
 
 	if (!n)
 		return 0; /* adaptive: the kernel decides */
-	if (++*n < EVENTS_PER_WAKEUP)
+	if ((__sync_fetch_and_add(n, 1) + 1) & (EVENTS_PER_WAKEUP - 1))
 		return BPF_RB_NO_WAKEUP;
-	*n = 0;
 	return BPF_RB_FORCE_WAKEUP;
 }
 

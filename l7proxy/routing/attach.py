@@ -80,7 +80,9 @@ class GatewayState:
 
 CertificateCheck = Callable[[bytes, bytes], str | None]
 """Why a certificate and key cannot serve TLS, or None: the caller's (this package parses no
-PEM itself; the lab passes `l7proxy.tls.certificate_problem`)."""
+PEM itself; the lab passes `l7proxy.tls.certificate_problem`). Status only: the waypoint's
+tables are compiled without it, so it still binds such a listener and refuses its TLS
+handshakes, each recorded as a flow."""
 
 
 def _certificate_problems(

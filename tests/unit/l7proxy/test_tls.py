@@ -447,3 +447,13 @@ def test_gateway_status_names_a_certificate_that_cannot_serve() -> None:
         assert bad["ResolvedRefs"][:2] == ("False", "InvalidCertificateRef")
         assert f"Secret web/cert: {field_}" in bad["ResolvedRefs"][2]
         assert bad["Programmed"][0] == "False"
+
+
+def test_an_encrypted_key_is_a_problem_not_a_prompt() -> None:
+    """OpenSSL would ask for a pass phrase (or fail with a bare OSError without a terminal)."""
+    good = CertificateAuthority().issue("web.example")
+    key = serialization.load_pem_private_key(good.key, password=None)
+    encrypted = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.BestAvailableEncryption(b"secret"))
+    assert b"ENCRYPTED" in encrypted
+    assert "tls.key" in (certificate_problem(good.crt, encrypted) or "")
