@@ -127,7 +127,7 @@ def limits(rep: dict[str, Any]) -> list[str]:
         wake_on = mean(r["lab_wakeups_per_s"] for r in on)
         wake_off = mean(r["lab_wakeups_per_s"] for r in off)
         text += (f"; their threads woke {wake_on:,.0f} times/s against {wake_off:,.0f}: the "
-                 "kernel wakes a reader once per 1,024 records per CPU and the reader "
+                 "kernel wakes a reader once per 1,024 records (node-wide) and the reader "
                  "otherwise drains every 100 ms, so wake-ups no longer grow with the flow "
                  "rate.")
         lost = sum(r["events_lost"] for r in on)
