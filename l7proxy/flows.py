@@ -21,7 +21,6 @@ from agent.flows.l7record import L7FlowBuilder, L7Record
 FlowSink = Callable[[Sequence[Flow]], None]
 RecordSink = Callable[[Sequence[L7Record]], None]
 Sink = FlowSink | RecordSink  # a RecordSink says so with a true `raw_records` attribute
-Record = L7Record
 
 
 class FlowRecorder:
@@ -40,7 +39,7 @@ class FlowRecorder:
         self.interval = interval
         self.max_pending = max_pending
         self.lost = 0
-        self._pending: list[Record] = []
+        self._pending: list[L7Record] = []
         self._timer: asyncio.TimerHandle | None = None
         self._raw = bool(getattr(sink, "raw_records", False))
         self._builder = L7FlowBuilder(node_name)
@@ -49,7 +48,7 @@ class FlowRecorder:
     def enabled(self) -> bool:
         return self.sink is not None
 
-    def record(self, entry: Record) -> None:
+    def record(self, entry: L7Record) -> None:
         pending = self._pending
         pending.append(entry)
         if len(pending) >= self.batch:
@@ -69,7 +68,7 @@ class FlowRecorder:
             pending = pending[-self.max_pending :]
         self.send(pending)
 
-    def send(self, records: Sequence[Record]) -> None:
+    def send(self, records: Sequence[L7Record]) -> None:
         """Hand `records` to the sink now: as they are, or as flows for a flow sink."""
         if self.sink is None:
             return
@@ -78,8 +77,6 @@ class FlowRecorder:
         else:
             cast(FlowSink, self.sink)([self._builder.flow(r) for r in records])
 
-    def to_flow(self, r: Record) -> Flow:
-        return self._builder.flow(r)
 
 
 def now_ns() -> int:

@@ -139,8 +139,7 @@ class EventReader:
     def run(self, dp: Datapath, stop: threading.Event) -> None:
         table = dp.table("flow_events_v1")
         ring = MappedRingBuffer(table.map_fd, table.max_entries, RECORD_SIZE)
-        lost = dp.table("events_lost_v1")
-        self._lost_seen = sum(lost.getvalue(lost.Key(0)))  # pinned: losses before us are old
+        self._lost_seen = dp.events_lost()  # pinned: losses before us are old
         try:
             while not stop.is_set():
                 try:
@@ -149,13 +148,13 @@ class EventReader:
                         self.drain(batch)
                     else:
                         ring.wait(DRAIN_INTERVAL_S)  # a kernel wake-up, or the drain timer
-                    self.report_lost(sum(lost.getvalue(lost.Key(0))))
+                    self.report_lost(dp.events_lost())
                 except Exception:  # a bad batch must not end flow ingestion for good
                     log.exception("flow events: a batch failed; going on with the next")
                     stop.wait(DRAIN_INTERVAL_S)
             while self.drain(ring.read(MAX_BATCH_BYTES)):  # what is left, before we go
                 pass
-            self.report_lost(sum(lost.getvalue(lost.Key(0))))
+            self.report_lost(dp.events_lost())
         finally:
             ring.close()
 

@@ -99,9 +99,7 @@ class EventDecoder:
 
     def decode(self, raw: bytes) -> Flow:
         """The flow of one raw record (RECORD_SIZE bytes), not yet enriched."""
-        return self.decode_event(FlowEventLayout.from_buffer_copy(raw))
-
-    def decode_event(self, ev: Any) -> Flow:
+        ev = FlowEventLayout.from_buffer_copy(raw)
         sport, dport = from_be16(ev.sport), from_be16(ev.dport)
         l4: TCP | UDP | ICMPv4 | None
         if ev.proto == 6:

@@ -37,6 +37,12 @@ class Datapath:
         leaf = self.table("flow_event_layout").Leaf
         return leaf.from_buffer_copy(ctypes.string_at(data, ctypes.sizeof(leaf)))
 
+    def events_lost(self) -> int:
+        """Flow events the kernel could not queue (ring full), ever: the per-CPU sum of the
+        pinned ``events_lost_v1``."""
+        table = self.table("events_lost_v1")
+        return int(sum(table.getvalue(table.Key(0))))
+
     def close(self) -> None:
         """Release our handles; attached programs and pinned maps live on in the kernel."""
         self.bpf.cleanup()

@@ -84,43 +84,33 @@ class FlowRing:
     # -- writing -----------------------------------------------------------------------------
 
     def put(self, flow: Flow) -> None:
-        with self._lock:
-            seq = self._next
-            self._buf[seq % self.capacity] = flow
-            self._next = seq + 1
-            self._seen += 1
-            if self._waiters:
-                self._cond.notify_all()
+        self._store([flow], [None], flows=1)
 
     def put_many(self, flows: Iterable[Flow]) -> None:
-        cap, buf = self.capacity, self._buf
-        with self._lock:
-            seq = self._next
-            for flow in flows:
-                buf[seq % cap] = flow
-                seq += 1
-            self._seen += seq - self._next
-            self._next = seq
-            if self._waiters:
-                self._cond.notify_all()
+        items: list[_Slot] = list(flows)
+        self._store(items, [None] * len(items), flows=len(items))
 
     def put_deferred(self, raws: list[bytes], hows: list[Materializer]) -> None:
         """Store raw records whose flows are built when first read, `hows[i]` building
-        `raws[i]` (see the module doc). Slice assignments: one C loop, not one per record."""
-        n = len(raws)
-        if len(hows) != n:
-            raise ValueError(f"{n} raw records but {len(hows)} materializers")
-        cap = self.capacity
+        `raws[i]` (see the module doc)."""
+        if len(hows) != len(raws):
+            raise ValueError(f"{len(raws)} raw records but {len(hows)} materializers")
+        self._store(raws, hows, flows=len(raws))  # type: ignore[arg-type]
+
+    def _store(self, items: list[_Slot], hows: list[Materializer | None], *, flows: int) -> None:
+        """Append `items` and their materializers (None: nothing to build), overwriting the
+        oldest; `flows` of them count as seen. Slice assignments: one C loop per batch."""
+        n, cap = len(items), self.capacity
         if n > cap:
-            raws, hows = raws[n - cap:], hows[n - cap:]
-        kept = len(raws)
+            items, hows = items[n - cap:], hows[n - cap:]
+        kept = len(items)
         with self._lock:
             start = (self._next + n - kept) % cap  # the first slot written
             first = min(kept, cap - start)
-            for buf, items in ((self._buf, raws), (self._how, hows)):
-                buf[start:start + first] = items[:first]  # type: ignore[assignment]
-                buf[:kept - first] = items[first:]  # type: ignore[assignment]
-            self._seen += n
+            for buf, part in ((self._buf, items), (self._how, hows)):
+                buf[start:start + first] = part[:first]  # type: ignore[assignment]
+                buf[:kept - first] = part[first:]  # type: ignore[assignment]
+            self._seen += flows
             self._next += n
             if self._waiters:
                 self._cond.notify_all()
@@ -145,14 +135,10 @@ class FlowRing:
         if n <= 0:
             return
         src = LostEventSource(source)
-        ev = LostEvent(src, n, cpu, time=self._clock_ns(), node_name=node_name)
         with self._lock:
             self._lost[src.value] = self._lost.get(src.value, 0) + n
-            seq = self._next
-            self._buf[seq % self.capacity] = ev
-            self._next = seq + 1
-            if self._waiters:
-                self._cond.notify_all()
+        self._store([LostEvent(src, n, cpu, time=self._clock_ns(), node_name=node_name)], [None],
+                    flows=0)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -164,10 +150,12 @@ class FlowRing:
     def _oldest(self) -> int:
         return max(0, self._next - self.capacity)
 
-    def _slice(self, start: int, stop: int, buf: list[Any] | None = None) -> list[Any]:
-        """Slots [start, stop) of the ring (or of its parallel `buf`); under the lock."""
+    def _slices(self, start: int, stop: int) -> tuple[list[_Slot], list[Materializer | None]]:
+        """Slots [start, stop) and their materializers; under the lock."""
+        return self._slice(start, stop, self._buf), self._slice(start, stop, self._how)
+
+    def _slice(self, start: int, stop: int, buf: list[Any]) -> list[Any]:
         cap = self.capacity
-        buf = self._buf if buf is None else buf
         a, b = start % cap, stop % cap
         if stop - start == 0:
             return []
@@ -182,7 +170,7 @@ class FlowRing:
         of deferred slots are built as the returned sequence is read."""
         with self._lock:
             start, stop = self._oldest(), self._next
-            slots, hows = self._slice(start, stop), self._slice(start, stop, self._how)
+            slots, hows = self._slices(start, stop)
         return Records(self, start, slots, hows), stop
 
     def get(
@@ -206,7 +194,7 @@ class FlowRing:
             missed = oldest - pos if pos < oldest else 0
             start = max(pos, oldest)
             stop = min(self._next, start + limit)
-            slots, hows = self._slice(start, stop), self._slice(start, stop, self._how)
+            slots, hows = self._slices(start, stop)
         pairs = enumerate(zip(slots, hows, strict=True))
         built = [self._materialize(start + i, slot, how) for i, (slot, how) in pairs]
         return built, stop, missed
@@ -239,15 +227,12 @@ class FlowRing:
         cutoff = now - int(self.rate_window_s * 1e9)
         with self._lock:
             start, stop = self._oldest(), self._next
-            slots, hows = self._slice(start, stop), self._slice(start, stop, self._how)
+            slots, hows = self._slices(start, stop)
         count = 0
         for slot, how in zip(reversed(slots), reversed(hows), strict=True):
-            if type(slot) is bytes:
-                t = how.time(slot)
-            elif isinstance(slot, Flow):
-                t = slot.time
-            else:
+            if isinstance(slot, LostEvent):
                 continue  # lost-event records are not flows
+            t = _time(slot, how)
             if t < cutoff:
                 break
             if t <= now:
@@ -268,6 +253,14 @@ class FlowRing:
             uptime_ns=self._clock_ns() - self._started_ns,
             flows_rate=self.flows_rate(),
         )
+
+
+def _time(slot: _Slot, how: Materializer | None) -> int:
+    """A slot's time, without building a deferred flow."""
+    if type(slot) is bytes:
+        assert how is not None
+        return how.time(slot)
+    return slot.time  # type: ignore[union-attr]
 
 
 class Records(Sequence[Record]):
@@ -294,10 +287,7 @@ class Records(Sequence[Record]):
             return [self[j] for j in range(*i.indices(len(self._slots)))]
         if i < 0:
             i += len(self._slots)
-        slot = self._slots[i]
-        if type(slot) is not bytes:
-            return slot  # type: ignore[return-value]
-        rec = self._ring._materialize(self._start + i, slot, self._hows[i])
+        rec = self._ring._materialize(self._start + i, self._slots[i], self._hows[i])
         self._slots[i] = rec
         return rec
 
@@ -307,8 +297,7 @@ class Records(Sequence[Record]):
 
     def times(self) -> list[int]:
         """Every record's time, without building deferred flows."""
-        return [how.time(slot) if type(slot) is bytes else slot.time  # type: ignore[union-attr]
-                for slot, how in zip(self._slots, self._hows, strict=True)]
+        return [_time(slot, how) for slot, how in zip(self._slots, self._hows, strict=True)]
 
     def __reversed__(self) -> Iterator[Record]:
         for i in range(len(self._slots) - 1, -1, -1):

@@ -155,10 +155,7 @@ class FlowMetrics:
             self._observe(flow)
 
     def observe_many(self, flows: Iterable[Flow]) -> None:
-        with self._lock:
-            observe = self._observe
-            for flow in flows:
-                observe(flow)
+        self.observe_counts((flow, 1) for flow in flows)
 
     def observe_counts(self, counts: Iterable[tuple[Flow, int]]) -> None:
         """Observe each flow as if it had been seen `n` times (the datapath's batches)."""

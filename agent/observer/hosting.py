@@ -1,4 +1,5 @@
-"""Hosting a gRPC servicer on a TCP address and a unix socket at once."""
+"""Hosting a gRPC servicer on a TCP address and a unix socket at once, and the start/stop
+life of an Observer API server (`ObserverHost`: the node's server and the relay)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import os
 from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import grpc
+
+from agent.observer.gen import observer_pb2_grpc as pb_grpc
 
 
 def normalize_target(address: str) -> str:
@@ -75,3 +78,54 @@ class GrpcHost:
         self._server.stop(grace).wait()
         if self.unix_socket is not None and self.unix_socket.is_socket():
             self.unix_socket.unlink()
+
+
+class ObserverHost:
+    """Serves `self.service` (an Observer servicer with a ``stopping`` event) on TCP and/or a
+    unix socket. Subclasses set `service` and may hook `_started` and `_stopping`."""
+
+    service: Any
+
+    def __init__(self, tcp_address: str | None, unix_socket: str | os.PathLike[str] | None,
+                 max_workers: int) -> None:
+        self.tcp_address = tcp_address
+        self.unix_socket = unix_socket
+        self.max_workers = max_workers
+        self._host: GrpcHost | None = None
+
+    def start(self) -> Self:
+        self._host = GrpcHost(
+            lambda s: pb_grpc.add_ObserverServicer_to_server(self.service, s),
+            tcp_address=self.tcp_address, unix_socket=self.unix_socket,
+            max_workers=self.max_workers,
+        )
+        self._started(self._host)
+        return self
+
+    def _started(self, host: GrpcHost) -> None:
+        """After the server listens."""
+
+    def _stopping(self) -> None:
+        """After `service.stopping` is set, before the server stops: wake blocked streams."""
+
+    @property
+    def tcp_port(self) -> int | None:
+        return self._host.tcp_port if self._host else None
+
+    @property
+    def targets(self) -> list[str]:
+        """Addresses clients can dial (unix socket first)."""
+        return self._host.targets if self._host else []
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        self.service.stopping.set()
+        self._stopping()
+        if self._host is not None:
+            self._host.stop(grace)
+            self._host = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

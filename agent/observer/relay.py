@@ -47,7 +47,7 @@ from agent.observer.convert import (
 )
 from agent.observer.gen import observer_pb2 as pb
 from agent.observer.gen import observer_pb2_grpc as pb_grpc
-from agent.observer.hosting import GrpcHost, normalize_target
+from agent.observer.hosting import ObserverHost, normalize_target
 
 
 @dataclass(frozen=True)
@@ -311,7 +311,7 @@ class RelayService(pb_grpc.ObserverServicer):
         return pb.GetNodesResponse(nodes=[node_to_proto(n) for n in nodes])
 
 
-class Relay:
+class Relay(ObserverHost):
     """Serves the merged API on TCP (default ``0.0.0.0:4245``) and optionally a unix socket."""
 
     def __init__(
@@ -326,41 +326,15 @@ class Relay:
         reorder_window: float = 0.3,
         max_workers: int = 32,
     ) -> None:
+        super().__init__(tcp_address, unix_socket, max_workers)
         self.service = RelayService(
             peers, connect_timeout=connect_timeout, request_timeout=request_timeout,
             status_timeout=status_timeout, reorder_window=reorder_window,
         )
-        self.tcp_address, self.unix_socket, self.max_workers = tcp_address, unix_socket, max_workers
-        self._host: GrpcHost | None = None
 
     def set_peers(self, peers: Sequence[tuple[str, str]]) -> None:
         self.service.set_peers(peers)
 
-    def start(self) -> Relay:
-        self._host = GrpcHost(
-            lambda s: pb_grpc.add_ObserverServicer_to_server(self.service, s),
-            tcp_address=self.tcp_address, unix_socket=self.unix_socket,
-            max_workers=self.max_workers,
-        )
-        return self
-
-    @property
-    def tcp_port(self) -> int | None:
-        return self._host.tcp_port if self._host else None
-
-    @property
-    def targets(self) -> list[str]:
-        return self._host.targets if self._host else []
-
     def stop(self, grace: float | None = 1.0) -> None:
-        self.service.stopping.set()
-        if self._host is not None:
-            self._host.stop(grace)
-            self._host = None
+        super().stop(grace)
         self.service.close()
-
-    def __enter__(self) -> Relay:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()

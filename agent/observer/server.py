@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import grpc
 
@@ -37,7 +36,7 @@ from agent.observer.convert import (
 )
 from agent.observer.gen import observer_pb2 as pb
 from agent.observer.gen import observer_pb2_grpc as pb_grpc
-from agent.observer.hosting import GrpcHost
+from agent.observer.hosting import GrpcHost, ObserverHost
 
 
 class ObserverService(pb_grpc.ObserverServicer):
@@ -114,7 +113,7 @@ class ObserverService(pb_grpc.ObserverServicer):
         return pb.GetNodesResponse(nodes=[node_to_proto(node)])
 
 
-class ObserverServer:
+class ObserverServer(ObserverHost):
     """Serves a node's ring on TCP (default ``0.0.0.0:4244``) and, if given, a unix socket."""
 
     def __init__(
@@ -126,43 +125,15 @@ class ObserverServer:
         unix_socket: str | os.PathLike[str] | None = None,
         max_workers: int = 32,
     ) -> None:
+        super().__init__(tcp_address, unix_socket, max_workers)
         self.ring = ring
         self.node_name = node_name
-        self.tcp_address = tcp_address
-        self.unix_socket = unix_socket
-        self.max_workers = max_workers
         self.service = ObserverService(ring, node_name, address=tcp_address or "")
-        self._host: GrpcHost | None = None
 
-    def start(self) -> ObserverServer:
-        self._host = GrpcHost(
-            lambda s: pb_grpc.add_ObserverServicer_to_server(self.service, s),
-            tcp_address=self.tcp_address, unix_socket=self.unix_socket,
-            max_workers=self.max_workers,
-        )
-        if self._host.tcp_port is not None:
-            self.service.address = self._host.targets[-1]
-        return self
+    def _started(self, host: GrpcHost) -> None:
+        if host.tcp_port is not None:
+            self.service.address = host.targets[-1]
 
-    @property
-    def tcp_port(self) -> int | None:
-        return self._host.tcp_port if self._host else None
-
-    @property
-    def targets(self) -> list[str]:
-        """Addresses clients can dial (unix socket first)."""
-        return self._host.targets if self._host else []
-
-    def stop(self, grace: float | None = 1.0) -> None:
-        self.service.stopping.set()
+    def _stopping(self) -> None:
         self.ring.wake_all()
-        if self._host is not None:
-            self._host.stop(grace)
-            self._host = None
-
-    def __enter__(self) -> ObserverServer:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 

@@ -25,8 +25,8 @@ class WrkResult:
     rps: float
     requests: int
     seconds: float
-    p50_ms: float | None
-    p99_ms: float | None
+    p50_ms: float
+    p99_ms: float
     socket_errors: dict[str, int] = field(default_factory=dict)
     non_2xx: int = 0
 
@@ -43,7 +43,7 @@ class WrkResult:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> WrkResult:
         return cls(rps=data["rps"], requests=data["requests"], seconds=data["seconds"],
-                   p50_ms=data.get("p50_ms"), p99_ms=data.get("p99_ms"),
+                   p50_ms=data["p50_ms"], p99_ms=data["p99_ms"],
                    socket_errors=dict(data.get("socket_errors") or {}),
                    non_2xx=data.get("non_2xx", 0))
 
@@ -61,12 +61,13 @@ def wrk_argv(
 
 
 def parse_wrk(text: str) -> WrkResult:
+    """A ``--latency`` report: requests/s, totals, the 50th and 99th percentiles, errors."""
     rps = _RPS.search(text)
     total = _TOTAL.search(text)
-    if rps is None or total is None:
-        raise WrkOutputError("no 'Requests/sec' in wrk output:\n" + text.strip()[-800:])
     latencies = {m.group(1): float(m.group(2)) * _UNITS_MS[m.group(3)]
                  for m in _LATENCY.finditer(text)}
+    if rps is None or total is None or "50" not in latencies or "99" not in latencies:
+        raise WrkOutputError("not a wrk --latency report:\n" + text.strip()[-800:])
     socket = _SOCKET.search(text)
     socket_errors = (
         dict(zip(("connect", "read", "write", "timeout"), map(int, socket.groups()), strict=True))
@@ -77,8 +78,8 @@ def parse_wrk(text: str) -> WrkResult:
         rps=float(rps.group(1)),
         requests=int(total.group(1)),
         seconds=float(total.group(2)) * _UNITS_MS[total.group(3)] / 1000.0,
-        p50_ms=latencies.get("50"),
-        p99_ms=latencies.get("99"),
+        p50_ms=latencies["50"],
+        p99_ms=latencies["99"],
         socket_errors=socket_errors,
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
     )

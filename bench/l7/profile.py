@@ -20,7 +20,7 @@ FLOWS_BUILD = "flows: Flow objects built from records"
 # syscall wrapper, which puts kernel time in the kernel stages.
 FLOW_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (FLOWS_JSON, ("FlowForwarder.__call__", "json_lines_sink")),
-    (FLOWS_BUILD, ("FlowRecorder.to_flow", "FlowRecorder.flush")),
+    (FLOWS_BUILD, ("L7FlowBuilder.flow", "FlowRecorder.flush")),
 )
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("kernel: socket reads (read syscalls under uvloop)", ("read", "readv", "recv", "recvfrom",

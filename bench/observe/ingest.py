@@ -221,11 +221,6 @@ def _close_ring(dp: Datapath) -> None:
         dp.bpf._ringbuf_manager = None
 
 
-def lost_total(dp: Datapath) -> int:
-    table = dp.table("events_lost_v1")
-    return int(sum(table.getvalue(table.Key(0))))
-
-
 @dataclass
 class IngestBench:
     seconds: float
@@ -337,7 +332,7 @@ class IngestBench:
         dp.table("flow_events_v1").open_ring_buffer(counter.on_event)
         ctx = SkBuff()
         ctx.ifindex = workload.ENDPOINT_IFINDEX
-        lost0 = lost_total(dp)
+        lost0 = dp.events_lost()
         times: dict[bool, list[int]] = {True: [], False: []}
         try:
             for i in range(rounds):
@@ -352,7 +347,7 @@ class IngestBench:
         on_ns, off_ns = statistics.median(times[True]), statistics.median(times[False])
         return {"on_ns": round(on_ns), "off_ns": round(off_ns),
                 "event_ns": round(on_ns - off_ns), "rounds": rounds, "repeat": repeat,
-                "events": counter.n, "lost": lost_total(dp) - lost0}
+                "events": counter.n, "lost": dp.events_lost() - lost0}
 
     def step_costs(self, n: int = 20_000, rounds: int = 3, batch: int = 1_000) -> list[StepCost]:
         """The reader's steps timed alone on the recorded event, and what a read costs."""
@@ -423,7 +418,7 @@ class IngestBench:
         def consumed() -> int:
             return counter.n if variant.callback == "count" else ring.stats().seen_flows
 
-        lost_before = lost_total(dp)
+        lost_before = dp.events_lost()
         controller.events._lost_seen = lost_before
         _close_ring(dp)
         argv = [sys.executable, "-m", "bench.observe.producer", "--prog", str(PIN_DIR / PROG_PIN),
@@ -486,7 +481,7 @@ class IngestBench:
             variant=variant, seconds=report["end"] - report["start"],
             produced=int(report["produced"]), consumed=consumed(),
             window_consumed=int(window["n"]), window_s=window["t"] - report["start"],
-            lost=lost_total(dp) - lost_before,
+            lost=dp.events_lost() - lost_before,
             lost_reported=sum(ring.stats().lost.values()),
             producer_calls=int(report["calls"]), consumer_cpu_s=cpu, consumer_wait_s=wait,
             wall_s=wall,
