@@ -43,6 +43,8 @@ class Answer(StrEnum):
     INVALID_BACKEND = "InvalidBackend"
     NO_BACKEND = "NoBackend"
     UNSUPPORTED_FILTER = "UnsupportedFilter"
+    INVALID_PATH = "InvalidPath"
+    """The request target is refused by the path policy (``paths.py``): 400."""
 
 
 @dataclass(frozen=True, slots=True)
