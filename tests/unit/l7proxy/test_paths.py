@@ -109,7 +109,7 @@ def test_route_answers_400_and_forwards_normalized() -> None:
                     "backendRefs": [backend("web")],
                 },
             ],
-        )
+        ),
     )
     sent = forward(t.route(PARENT, request("//public/./a/%62?q=1"), rng=draws(0.0)))
     assert sent.request.target == "/public/a/b?q=1" and sent.backend.name == "web"

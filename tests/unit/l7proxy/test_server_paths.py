@@ -205,7 +205,12 @@ async def h2_request(port: int, headers: list[tuple[bytes, bytes]]) -> bytes:
 
 
 def _h2(method: bytes, path: bytes, authority: bytes = b"example.com") -> list[tuple[bytes, bytes]]:
-    return [(b":method", method), (b":path", path), (b":scheme", b"http"), (b":authority", authority)]
+    return [
+        (b":method", method),
+        (b":path", path),
+        (b":scheme", b"http"),
+        (b":authority", authority),
+    ]
 
 
 @pytest.mark.parametrize(

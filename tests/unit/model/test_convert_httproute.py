@@ -378,8 +378,7 @@ ERRORS = [
     ),
     (
         edit(ROUTE, "spec.rules[0].matches[0].path.value", "/api/."),
-        f'{R}: spec.rules[0].matches[0].path.value: invalid value "/api/.": '
-        'must not end with "/."',
+        f'{R}: spec.rules[0].matches[0].path.value: invalid value "/api/.": must not end with "/."',
     ),
     (
         edit(ROUTE, "spec.rules[0].matches[0].path.value", "/a b"),
@@ -660,7 +659,7 @@ ERRORS = [
     (
         edit(ROUTE, "spec.rules[1].filters[0].requestRedirect.hostname", "a.example\r"),
         f"{R}: spec.rules[1].filters[0].requestRedirect.hostname: invalid value "
-        '"a.example\\r": must be a lowercase RFC 1123 hostname, optionally prefixed by \'*.\'',
+        "\"a.example\\r\": must be a lowercase RFC 1123 hostname, optionally prefixed by '*.'",
     ),
     # issue 9, item 6: regular expressions are RE2 (linear time), capped at 1024 bytes.
     (
