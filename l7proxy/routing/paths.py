@@ -38,8 +38,21 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 _PLAIN = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,=:@/]*")
 """Paths that need no work unless they hold "//" or "/." (checked separately)."""
 
+_METHOD = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")
+_AUTHORITY = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]{0,5})?")
+_KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE"))
 _REFUSED = re.compile(r"[^\x21-\x7e]|[\\#;]")
 _QUERY_REFUSED = re.compile(r"[\x00-\x20\x7f#]")
+
+
+def request_line_problem(method: str, authority: str) -> str | None:
+    """Why ``method`` or ``authority`` cannot go into an HTTP/1.1 head, or None. HTTP/1.1
+    parsers check both; an HTTP/2 ``:method`` or ``:authority`` arrives unchecked."""
+    if method not in _KNOWN_METHODS and _METHOD.fullmatch(method) is None:
+        return f"method {method[:40]!r} is not an HTTP token"
+    if _AUTHORITY.fullmatch(authority) is None:
+        return f"authority {authority[:80]!r} is not a host[:port]"
+    return None
 
 
 def split_target(target: str) -> tuple[str, str]:

@@ -30,7 +30,7 @@ from l7proxy.routing.actions import (
 from l7proxy.routing.headers import Headers
 from l7proxy.routing.hostnames import wildcard_suffixes
 from l7proxy.routing.match import lazy_query
-from l7proxy.routing.paths import PathRefused, split_target
+from l7proxy.routing.paths import PathRefused, request_line_problem, split_target
 from l7proxy.routing.precedence import HostIndex
 from l7proxy.routing.types import (
     GatewayParent,
@@ -191,7 +191,11 @@ class RouteTables:
         """Everything the server needs for one request: select a rule, run its filters,
         choose a backend and mirrors. With ``normalize`` the path is normalized first
         (``paths.py``: dot segments, slashes, escapes) and forwarded normalized; a target
-        the policy refuses is answered 400 and never matched."""
+        the policy refuses is answered 400 and never matched, and so is a method or
+        authority that cannot be written into an HTTP/1.1 head."""
+        if (problem := request_line_problem(request.method, request.authority)) is not None:
+            response = error_response(400, f"bad request: {problem}")
+            return Respond(response, Answer.INVALID_REQUEST, None, problem)
         if normalize:
             try:
                 path, query = split_target(request.target)

@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 
 from l7proxy.routing import Answer
 from l7proxy.routing.match import prefix_matches
-from l7proxy.routing.paths import PathRefused, normalize_path, split_target
+from l7proxy.routing.paths import (
+    PathRefused,
+    normalize_path,
+    request_line_problem,
+    split_target,
+)
 from tests.unit.l7proxy.helpers import (
     PARENT,
     backend,
@@ -187,3 +192,18 @@ def test_prefix_match_of_the_normalized_path_holds_for_the_backend(raw: str, pre
     if normal is None or not prefix_matches(prefix, normal):
         return
     assert prefix_matches(prefix, backend_view(normal))
+
+
+@pytest.mark.parametrize(
+    ("method", "authority", "problem"),
+    [
+        ("GET", "example.com:8080", None),
+        ("PROPFIND", "[::1]:80", None),
+        ("GET", "", None),
+        ("GET /admin", "example.com", "method 'GET /admin' is not an HTTP token"),
+        ("GET", "example.com /admin", "authority 'example.com /admin' is not a host[:port]"),
+        ("GET", "a@b", "authority 'a@b' is not a host[:port]"),
+    ],
+)
+def test_request_line_problem(method: str, authority: str, problem: str | None) -> None:
+    assert request_line_problem(method, authority) == problem

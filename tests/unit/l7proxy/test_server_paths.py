@@ -220,9 +220,10 @@ def _h2(method: bytes, path: bytes, authority: bytes = b"example.com") -> list[t
         (_h2(b"GET", b"/public/x HTTP/1.0"), b"400"),
         (_h2(b"GET", b"/public/x?a= b"), b"400"),
         # A space in :method: "GET /admin /public/x HTTP/1.1" upstream.
-        (_h2(b"GET /admin", b"/public/x"), b"500"),
+        (_h2(b"GET /admin", b"/public/x"), b"400"),
+        (_h2(b"GET", b"/public/x", b"example.com /admin"), b"400"),
     ],
-    ids=["space in :path", "space in :path query", "space in :method"],
+    ids=["space in :path", "space in :path query", "space in :method", "space in :authority"],
 )
 def test_h2_pseudo_headers_cannot_rewrite_the_request_line(
     headers: list[tuple[bytes, bytes]], status: bytes
@@ -230,5 +231,9 @@ def test_h2_pseudo_headers_cannot_rewrite_the_request_line(
     async def body(lab: Lab) -> None:
         assert await h2_request(lab.port, headers) == status
         assert not lab.svc_a.heads and not lab.svc_b.heads
+        lab.server.flows.flush()
+        [flow] = lab.flows
+        assert flow.verdict is Verdict.DROPPED
+        assert flow.drop_reason_desc in ("INVALID_PATH", "INVALID_REQUEST")
 
     run(body)
