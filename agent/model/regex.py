@@ -11,9 +11,10 @@ Gateway API's own cap on a path match value, so program size (RE2 memory) stays 
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any
 
 import re2
+from re2 import _re2
 
 MAX_PATTERN_BYTES = 1024
 
@@ -22,22 +23,38 @@ class RegexError(ValueError):
     """A pattern that Tulle refuses; the message says why."""
 
 
-class Match(Protocol):
-    def group(self, index: int = 0) -> str: ...
+class LinearPattern:
+    """A compiled RE2 pattern that answers yes or no. Calls the binding's ``RE2.Match``
+    directly: ``re2.compile(...).fullmatch`` builds match objects and costs about 3 us a
+    call against 0.7 us here, and routes match on every request. Captures are off
+    (``never_capture``): nothing reads groups."""
 
+    __slots__ = ("pattern", "_regexp")
 
-class Pattern(Protocol):
-    """The part of an RE2 pattern the matchers use (same names as ``re.Pattern``)."""
+    def __init__(self, pattern: str, regexp: Any) -> None:
+        self.pattern = pattern
+        self._regexp = regexp
 
-    pattern: str
+    def fullmatch(self, text: str) -> bool:
+        """Whether the whole of ``text`` matches."""
+        data = text.encode("utf-8", "surrogatepass")
+        return bool(self._regexp.Match(_BOTH, data, 0, len(data))[0] != _NO_SPAN)
 
-    def fullmatch(self, text: str) -> Match | None: ...
+    def search(self, text: str) -> bool:
+        """Whether some part of ``text`` matches."""
+        data = text.encode("utf-8", "surrogatepass")
+        return bool(self._regexp.Match(_UNANCHORED, data, 0, len(data))[0] != _NO_SPAN)
 
-    def search(self, text: str) -> Match | None: ...
+    def __repr__(self) -> str:
+        return f"LinearPattern({self.pattern!r})"
 
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # errors come back as exceptions, not on stderr
+_OPTIONS.never_capture = True
+_BOTH = _re2.RE2.Anchor.ANCHOR_BOTH
+_UNANCHORED = _re2.RE2.Anchor.UNANCHORED
+_NO_SPAN = (-1, -1)
 
 _UNSUPPORTED = (
     ("invalid perl operator: (?=", "lookahead (?=...)"),
@@ -51,18 +68,18 @@ _UNSUPPORTED = (
 )
 
 
-def compile_linear(pattern: str) -> Pattern:
+def compile_linear(pattern: str) -> LinearPattern:
     """``pattern`` compiled by RE2, or RegexError saying what is wrong with it."""
-    size = len(pattern.encode("utf-8", "surrogatepass"))
-    if size > MAX_PATTERN_BYTES:
+    encoded = pattern.encode("utf-8", "surrogatepass")
+    if len(encoded) > MAX_PATTERN_BYTES:
         raise RegexError(
-            f"is {size} bytes long; regular expressions are limited to {MAX_PATTERN_BYTES} bytes"
+            f"is {len(encoded)} bytes long; regular expressions are limited to "
+            f"{MAX_PATTERN_BYTES} bytes"
         )
-    try:
-        compiled: Pattern = re2.compile(pattern, _OPTIONS)
-    except re2.error as exc:
-        raise RegexError(_explain(exc)) from None
-    return compiled
+    regexp = _re2.RE2(encoded, _OPTIONS)
+    if not regexp.ok():
+        raise RegexError(_explain(regexp.error()))
+    return LinearPattern(pattern, regexp)
 
 
 def regex_problem(pattern: str) -> str | None:
@@ -74,9 +91,8 @@ def regex_problem(pattern: str) -> str | None:
     return None
 
 
-def _explain(exc: Exception) -> str:
-    raw = exc.args[0] if exc.args else str(exc)
-    detail = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+def _explain(raw: bytes | str) -> str:
+    detail = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     for needle, feature in _UNSUPPORTED:
         if detail.startswith(needle):
             return (

@@ -22,7 +22,7 @@ from agent.model.httproute import (
     QueryParamMatch,
     StringMatchType,
 )
-from agent.model.regex import Pattern, compile_linear
+from agent.model.regex import LinearPattern, compile_linear
 from l7proxy.routing.headers import Headers
 
 # --- paths -----------------------------------------------------------------------------
@@ -67,7 +67,7 @@ def parse_query(query: str) -> dict[str, str]:
 
 # --- compiled matches ------------------------------------------------------------------
 
-StringTest = tuple[str, str | None, Pattern | None]
+StringTest = tuple[str, str | None, LinearPattern | None]
 """(name, exact value or None, regex or None)."""
 
 
@@ -91,7 +91,7 @@ class CompiledMatch:
             _string_test(q.name, q.type, q.value) for q in _first_query(match.query_params)
         )
         path = match.path
-        self.path_regex: Pattern | None = (
+        self.path_regex: LinearPattern | None = (
             compile_linear(path.value) if path.type is PathMatchType.REGULAR_EXPRESSION else None
         )
 
@@ -106,7 +106,7 @@ class CompiledMatch:
             if exact is not None:
                 if value != exact:
                     return False
-            elif regex is not None and regex.fullmatch(value) is None:
+            elif regex is not None and not regex.fullmatch(value):
                 return False
         if self.query:
             params = query.get()
@@ -117,7 +117,7 @@ class CompiledMatch:
                 if exact is not None:
                     if found != exact:
                         return False
-                elif regex is not None and regex.fullmatch(found) is None:
+                elif regex is not None and not regex.fullmatch(found):
                     return False
         return True
 
