@@ -21,4 +21,3 @@ def test_http_path_with_unsupported_regex_is_a_usage_error(pattern: str, why: st
     result = CliRunner().invoke(observe, ["--http-path", pattern, "--input-file", "-"], input="")
     assert result.exit_code == 2, result.output
     assert "http path: regular expression" in result.output and why in result.output
-
