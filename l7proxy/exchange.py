@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from l7proxy.http.parser import BodyKind
-from l7proxy.http.wire import HOP_BY_HOP, connection_tokens
+from l7proxy.http.wire import HOP_BY_HOP, check_head, connection_tokens
 from l7proxy.routing import Parent, Request
 
 RawHeaders = list[tuple[bytes, bytes]]
@@ -217,7 +217,9 @@ _SKIP_FORWARD = frozenset(
 
 def upstream_head(ex: Exchange, request: Request) -> tuple[bytes, bool]:
     """The upstream request head; ``True`` when the body goes out chunked. Hop-by-hop
-    fields (and those Connection lists) are dropped, X-Forwarded-For/-Proto added."""
+    fields (and those Connection lists) are dropped, X-Forwarded-For/-Proto added.
+    Raises ``UnsafeHead`` rather than return a head that a CR, LF or NUL in a value
+    (from an h2 pseudo-header, say) would split: it never goes out."""
     parts = [
         f"{request.method} {request.target} HTTP/1.1\r\nHost: {request.authority}\r\n".encode(
             "latin-1"
@@ -260,4 +262,5 @@ def upstream_head(ex: Exchange, request: Request) -> tuple[bytes, bool]:
         parts.append(b"Transfer-Encoding: chunked\r\n")
         chunked = True
     parts.append(b"\r\n")
-    return b"".join(parts), chunked
+    # The first part holds two lines (request line and Host), every other part one.
+    return check_head(b"".join(parts), len(parts) + 1, request=True), chunked

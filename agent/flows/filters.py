@@ -8,7 +8,8 @@ and no deny-list (blacklist) filter: `compile_filters(whitelist, blacklist)`.
 Field syntax follows Hubble's FlowFilter: pods and services as "[namespace/][name-prefix]"
 (no namespace means "default"), IPs exact or CIDR, label selectors in Kubernetes syntax
 ("app=web", "k8s:app in (a,b)", "!canary"), HTTP status codes exact ("404") or as prefixes
-("5+", "40+"), HTTP paths as regular expressions searched in the request path.
+("5+", "40+"), HTTP paths as regular expressions searched in the request path (RE2
+syntax, matched in linear time, patterns up to 1024 bytes).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit
 from agent.flows.flow import TCP, UDP, Endpoint, Flow, ICMPv4, ICMPv6, TCPFlags
 from agent.flows.labels import LabelSelector, parse_selector
 from agent.flows.names import DROP_REASONS, Verdict
+from agent.model.regex import RegexError, compile_linear
 
 Predicate = Callable[[Flow], bool]
 
@@ -247,12 +249,14 @@ def _match_http_status(values: Sequence[str]) -> Predicate:
 
 
 def _match_http_path(values: Sequence[str]) -> Predicate:
+    # RE2: paths come from clients and patterns from anyone with observer access, so
+    # matching must stay linear (a backtracking pattern would stall the agent).
     patterns = []
     for v in values:
         try:
-            patterns.append(re.compile(v))
-        except re.error as e:
-            raise FilterError(f"http path: {v!r} is not a regular expression: {e}") from None
+            patterns.append(compile_linear(v))
+        except RegexError as e:
+            raise FilterError(f"http path: regular expression {v[:80]!r} {e}") from None
 
     def match(f: Flow) -> bool:
         http = f.l7.http if f.l7 is not None else None

@@ -206,7 +206,8 @@ class HTTPRouteTimeouts:
 
 @dataclass(frozen=True, slots=True)
 class HTTPRouteRetry:
-    """``codes`` are 400..599; ``attempts`` 0 disables retries."""
+    """``codes`` are 400..599; ``attempts`` 0 disables retries and is at most 10
+    (``MAX_RETRY_ATTEMPTS``, checked at admission)."""
 
     codes: tuple[int, ...] = ()
     attempts: int | None = None

@@ -12,6 +12,8 @@ import json
 import re
 from collections.abc import Callable
 
+from agent.model.regex import regex_problem
+
 Check = Callable[[str], str | None]
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -30,6 +32,8 @@ _CONTROLLER_NAME = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
     r"/[A-Za-z0-9/\-._~%!$&'()*+,;=:]+$"
 )
+_NOT_FIELD_VALUE = re.compile(r"[^\t\x20-\x7e]")
+_PATH_CHARS = re.compile(r"^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})+$")
 _CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 _CONDITION_TYPE = re.compile(
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
@@ -50,7 +54,7 @@ def dns1123_label(value: str) -> str | None:
     """A namespace or port name: at most 63 lowercase alphanumerics or '-'."""
     if len(value) > 63:
         return _bad(value, "must be no more than 63 characters")
-    if not _DNS1123_LABEL.match(value):
+    if not _DNS1123_LABEL.fullmatch(value):
         return _bad(
             value,
             "must be a lowercase RFC 1123 label (lowercase alphanumerics or '-', "
@@ -63,7 +67,7 @@ def dns1123_subdomain(value: str) -> str | None:
     """Most object names: dot-separated RFC 1123 labels, at most 253 characters."""
     if len(value) > 253:
         return _bad(value, "must be no more than 253 characters")
-    if not _DNS1123_SUBDOMAIN.match(value):
+    if not _DNS1123_SUBDOMAIN.fullmatch(value):
         return _bad(
             value,
             "must be a lowercase RFC 1123 subdomain (lowercase alphanumerics, '-' or '.', "
@@ -76,7 +80,7 @@ def dns1035_label(value: str) -> str | None:
     """A Service name: like an RFC 1123 label but starting with a letter."""
     if len(value) > 63:
         return _bad(value, "must be no more than 63 characters")
-    if not _DNS1035_LABEL.match(value):
+    if not _DNS1035_LABEL.fullmatch(value):
         return _bad(
             value,
             "must be an RFC 1035 label (lowercase alphanumerics or '-', starting with a "
@@ -90,7 +94,7 @@ def qualified_name(value: str) -> str | None:
     prefix, slash, name = value.rpartition("/")
     if slash and (not prefix or dns1123_subdomain(prefix) is not None):
         return _bad(value, "prefix before '/' must be a lowercase RFC 1123 subdomain")
-    if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
+    if not name or len(name) > 63 or not _QUALIFIED_NAME.fullmatch(name):
         return _bad(
             value,
             "name part must be at most 63 alphanumerics, '-', '_' or '.', "
@@ -101,7 +105,7 @@ def qualified_name(value: str) -> str | None:
 
 def label_value(value: str) -> str | None:
     """A label value: empty, or at most 63 alphanumerics, '-', '_' or '.'."""
-    if len(value) > 63 or not _LABEL_VALUE.match(value):
+    if len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
         return _bad(
             value,
             "a label value must be empty or at most 63 alphanumerics, '-', '_' or '.', "
@@ -114,7 +118,7 @@ def iana_svc_name(value: str) -> str | None:
     """A named port: at most 15 lowercase alphanumerics or '-', with at least one letter."""
     if len(value) > 15:
         return _bad(value, "a port name must be no more than 15 characters")
-    if not _IANA_SVC_NAME.match(value) or "--" in value:
+    if not _IANA_SVC_NAME.fullmatch(value) or "--" in value:
         return _bad(
             value,
             "a port name must be lowercase alphanumerics or '-', must not start or end "
@@ -127,7 +131,7 @@ def iana_svc_name(value: str) -> str | None:
 
 def hostname(value: str) -> str | None:
     """A Gateway API Hostname: an RFC 1123 name, optionally prefixed with '*.'; no IPs."""
-    if len(value) > 253 or not _HOSTNAME.match(value):
+    if len(value) > 253 or not _HOSTNAME.fullmatch(value):
         return _bad(value, "must be a lowercase RFC 1123 hostname, optionally prefixed by '*.'")
     if ip_address(value) is None:
         return _bad(value, "must be a hostname, not an IP address")
@@ -143,21 +147,21 @@ def precise_hostname(value: str) -> str | None:
 
 def http_token(value: str) -> str | None:
     """An HTTP header or query parameter name (an RFC 7230 token, 1..256 characters)."""
-    if len(value) > 256 or not _HTTP_TOKEN.match(value):
+    if len(value) > 256 or not _HTTP_TOKEN.fullmatch(value):
         return _bad(value, "must be a valid HTTP header name (RFC 7230 token characters)")
     return None
 
 
 def gateway_group(value: str) -> str | None:
     """An API group in a Gateway API reference; "" is the core group."""
-    if len(value) > 253 or not _GW_GROUP.match(value):
+    if len(value) > 253 or not _GW_GROUP.fullmatch(value):
         return _bad(value, "must be an API group (an RFC 1123 subdomain, or empty for core)")
     return None
 
 
 def gateway_kind(value: str) -> str | None:
     """A Kind in a Gateway API reference."""
-    if not value or len(value) > 63 or not _GW_KIND.match(value):
+    if not value or len(value) > 63 or not _GW_KIND.fullmatch(value):
         return _bad(value, "must be a Kind (letters, digits and '-', starting with a letter)")
     return None
 
@@ -176,21 +180,21 @@ def section_name(value: str) -> str | None:
 
 def controller_name(value: str) -> str | None:
     """A GatewayClass controllerName: a domain-prefixed path such as example.net/gateway."""
-    if len(value) > 253 or not _CONTROLLER_NAME.match(value):
+    if len(value) > 253 or not _CONTROLLER_NAME.fullmatch(value):
         return _bad(value, "must be a domain-prefixed path, such as example.net/gateway")
     return None
 
 
 def config_key(value: str) -> str | None:
     """A Secret or ConfigMap data key."""
-    if len(value) > 253 or not _CONFIG_KEY.match(value):
+    if len(value) > 253 or not _CONFIG_KEY.fullmatch(value):
         return _bad(value, "a data key must consist of alphanumerics, '-', '_' or '.'")
     return None
 
 
 def condition_type(value: str) -> str | None:
     """A metav1.Condition type such as Accepted or example.com/Ready."""
-    if len(value) > 316 or not _CONDITION_TYPE.match(value):
+    if len(value) > 316 or not _CONDITION_TYPE.fullmatch(value):
         return _bad(value, "must be a condition type such as 'Accepted'")
     return None
 
@@ -232,9 +236,42 @@ def cidr(value: str) -> str | None:
 
 
 def regular_expression(value: str) -> str | None:
-    """A regular expression that Python's ``re`` compiles."""
-    try:
-        re.compile(value)
-    except re.error as exc:
-        return _bad(value, f"must be a valid regular expression ({exc})")
+    """A regular expression that RE2 accepts: matching is linear in the input, see
+    ``agent.model.regex`` (no backreferences or lookarounds, at most 1024 bytes)."""
+    problem = regex_problem(value)
+    if problem is None:
+        return None
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    return _bad(shown, f"regular expression {problem}")
+
+
+def header_value(value: str) -> str | None:
+    """An HTTP field value that a route puts on the wire (RFC 9110 section 5.5): visible
+    ASCII, spaces and tabs, no leading or trailing whitespace. CR, LF, NUL and the other
+    control characters would end the field or the head early (header injection)."""
+    bad = _NOT_FIELD_VALUE.search(value)
+    if bad is not None:
+        char = bad.group()
+        what = "a control character" if char < " " or char == "\x7f" else "a non-ASCII character"
+        return _bad(value, f"must not contain {what} ({quote(char)} at offset {bad.start()})")
+    if value != value.strip(" \t"):
+        return _bad(value, "must not begin or end with whitespace")
+    return None
+
+
+def http_path(value: str) -> str | None:
+    """An absolute path that a route matches or writes (RFC 3986 path-absolute, plus the
+    Gateway API's rules for HTTPPathMatch): no "//", dot segments, encoded slashes or
+    backslashes, or fragment; only path characters and well-formed %XX escapes."""
+    if not value.startswith("/"):
+        return _bad(value, 'must be an absolute path and start with "/"')
+    lowered = value.lower()
+    for bad in ("//", "/./", "/../", "%2f", "%5c", "#"):
+        if bad in lowered:
+            return _bad(value, f"must not contain {quote(bad.upper() if '%' in bad else bad)}")
+    for bad in ("/..", "/."):
+        if value.endswith(bad):
+            return _bad(value, f"must not end with {quote(bad)}")
+    if not _PATH_CHARS.fullmatch(value):
+        return _bad(value, "must only contain valid path characters (RFC 3986)")
     return None

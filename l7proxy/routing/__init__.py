@@ -6,7 +6,7 @@ Per request the asyncio server calls one of:
   (send ``forward.request`` to ``forward.backend``, copy to ``forward.mirrors``, honour
   ``forward.timeouts`` and ``forward.retry``, pass the answer through ``forward.finish``)
   or ``Respond`` (answer ``respond.response`` directly: 404, redirect, CORS preflight,
-  500 for an invalid backend);
+  500 for an invalid backend, 400 for a request target the path policy refuses);
 - or the two halves, ``RouteTables.select(...)`` -> ``Selection | NoRoute`` and
   ``Selection.apply(request, rng)``.
 
@@ -19,7 +19,7 @@ from l7proxy.routing.actions import Answer, Forward, MirrorRequest, Respond, Sel
 from l7proxy.routing.analysis import RoutingInputs
 from l7proxy.routing.compile import RouteCompiler, compile_analysis, compile_routes
 from l7proxy.routing.headers import Headers
-from l7proxy.routing.match import normalize_path
+from l7proxy.routing.paths import PathRefused, normalize_path
 from l7proxy.routing.retry import RetryPolicy, UpstreamError
 from l7proxy.routing.status import StatusReport, compute_status
 from l7proxy.routing.tables import ListenerInfo, RouteTables
@@ -49,6 +49,7 @@ __all__ = [
     "NoRoute",
     "NoRouteReason",
     "Parent",
+    "PathRefused",
     "Request",
     "Respond",
     "Response",

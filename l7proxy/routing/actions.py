@@ -43,6 +43,10 @@ class Answer(StrEnum):
     INVALID_BACKEND = "InvalidBackend"
     NO_BACKEND = "NoBackend"
     UNSUPPORTED_FILTER = "UnsupportedFilter"
+    INVALID_PATH = "InvalidPath"
+    """The request target is refused by the path policy (``paths.py``): 400."""
+    INVALID_REQUEST = "InvalidRequest"
+    """The method or authority cannot go into an HTTP/1.1 head: 400."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,18 +3,16 @@
 Spec (HTTPPathMatch, PathMatchType): Exact is a case-sensitive comparison of the whole
 path; PathPrefix matches element by element, ignoring one trailing "/" in the prefix
 (``/abc`` matches ``/abc``, ``/abc/`` and ``/abc/def`` but not ``/abcd``);
-RegularExpression is implementation-specific: here Python ``re``, full match. Header
+RegularExpression is implementation-specific: here RE2 (linear time), full match. Header
 names compare case-insensitively, values exactly or by regular expression (full match)
 against the combined field value; query parameter names compare exactly, against the
-first (percent-decoded) value. Regexes are compiled once, when routes compile.
+first (percent-decoded) value. Regexes are compiled once, when routes compile; paths are
+normalized before they get here (``paths.py``).
 """
 
 from __future__ import annotations
 
-import importlib
-import re
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import parse_qsl
 
 from agent.model.httproute import (
@@ -24,6 +22,7 @@ from agent.model.httproute import (
     QueryParamMatch,
     StringMatchType,
 )
+from agent.model.regex import LinearPattern, compile_linear
 from l7proxy.routing.headers import Headers
 
 # --- paths -----------------------------------------------------------------------------
@@ -55,54 +54,6 @@ def prefix_candidates(path: str) -> Iterator[str]:
     yield ""
 
 
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-
-
-def _decode_unreserved(segment: str) -> str:
-    """Percent-decode only the unreserved characters (RFC 3986 section 6.2.2.2); "%2F"
-    and other reserved escapes stay encoded, with their hex digits uppercased."""
-    if "%" not in segment:
-        return segment
-    out: list[str] = []
-    i = 0
-    while i < len(segment):
-        char = segment[i]
-        if char == "%" and _is_hex(segment[i + 1 : i + 3]):
-            decoded = chr(int(segment[i + 1 : i + 3], 16))
-            out.append(decoded if decoded in _UNRESERVED else "%" + segment[i + 1 : i + 3].upper())
-            i += 3
-        else:
-            out.append(char)
-            i += 1
-    return "".join(out)
-
-
-def _is_hex(text: str) -> bool:
-    return len(text) == 2 and all(c in "0123456789abcdefABCDEF" for c in text)
-
-
-def normalize_path(path: str) -> str:
-    """RFC 3986 normalization of a request path before matching: decode unreserved
-    escapes and remove "." and ".." segments (a path may not climb above "/"). Other
-    escapes, "%2F" among them, stay encoded, so "/a%2Fb" never matches prefix "/a"."""
-    if not path.startswith("/"):
-        path = "/" + path
-    if "%" not in path and "/." not in path:
-        return path
-    segments = _decode_unreserved(path).split("/")[1:]
-    out: list[str] = []
-    for segment in segments:
-        if segment == ".":
-            continue
-        if segment == "..":
-            if out:
-                out.pop()
-            continue
-        out.append(segment)
-    trailing = segments and segments[-1] in (".", "..")
-    return "/" + "/".join(out) + ("/" if trailing and out else "")
-
-
 # --- queries ---------------------------------------------------------------------------
 
 
@@ -114,68 +65,15 @@ def parse_query(query: str) -> dict[str, str]:
     return params
 
 
-# --- regular expressions -------------------------------------------------------------
-
-
-def _sre(name: str) -> Any:
-    try:
-        return importlib.import_module(f"re.{name}")
-    except ImportError:  # the parser is private; without it no pattern is refused
-        return None
-
-
-_PARSER, _CONSTANTS = _sre("_parser"), _sre("_constants")
-
-
-def backtracking_hazard(pattern: str) -> bool:
-    """Whether ``pattern`` repeats a group that is itself nothing but a repetition, such
-    as ``(a+)+``, ``(.*)*`` or ``(?:x*)+``: the classic shapes whose matching time grows
-    exponentially with a non-matching input. Python's ``re`` backtracks, and paths and
-    headers come from clients, so Tulle refuses these (UnsupportedValue). Possessive and
-    atomic forms, ``(a++)+`` and ``(?>a+)+``, do not backtrack and are accepted."""
-    if _PARSER is None or _CONSTANTS is None:
-        return False
-    return _has_nested_repeat(_PARSER.parse(pattern).data)
-
-
-def _repeat_ops() -> tuple[Any, ...]:
-    return (_CONSTANTS.MAX_REPEAT, _CONSTANTS.MIN_REPEAT)
-
-
-def _only_repeat(items: Any) -> bool:
-    """Whether ``items`` is, under any plain groups, a single unbounded repetition."""
-    while len(items) == 1 and items[0][0] is _CONSTANTS.SUBPATTERN:
-        items = items[0][1][3]
-    return len(items) == 1 and items[0][0] in _repeat_ops() and items[0][1][1] > 1
-
-
-def _has_nested_repeat(items: Any) -> bool:
-    constants = _CONSTANTS
-    for op, arg in items:
-        if op in _repeat_ops():
-            _, high, body = arg
-            if high > 1 and _only_repeat(body):
-                return True
-            if _has_nested_repeat(body):
-                return True
-        elif op is constants.SUBPATTERN:
-            if _has_nested_repeat(arg[3]):
-                return True
-        elif op is constants.BRANCH:
-            if any(_has_nested_repeat(branch) for branch in arg[1]):
-                return True
-    return False
-
-
 # --- compiled matches ------------------------------------------------------------------
 
-StringTest = tuple[str, str | None, "re.Pattern[str] | None"]
+StringTest = tuple[str, str | None, LinearPattern | None]
 """(name, exact value or None, regex or None)."""
 
 
 def _string_test(name: str, kind: StringMatchType, value: str) -> StringTest:
     if kind is StringMatchType.REGULAR_EXPRESSION:
-        return (name, None, re.compile(value))
+        return (name, None, compile_linear(value))
     return (name, value, None)
 
 
@@ -193,8 +91,8 @@ class CompiledMatch:
             _string_test(q.name, q.type, q.value) for q in _first_query(match.query_params)
         )
         path = match.path
-        self.path_regex: re.Pattern[str] | None = (
-            re.compile(path.value) if path.type is PathMatchType.REGULAR_EXPRESSION else None
+        self.path_regex: LinearPattern | None = (
+            compile_linear(path.value) if path.type is PathMatchType.REGULAR_EXPRESSION else None
         )
 
     def accepts(self, method: str, headers: Headers, query: _LazyQuery) -> bool:
@@ -208,7 +106,7 @@ class CompiledMatch:
             if exact is not None:
                 if value != exact:
                     return False
-            elif regex is not None and regex.fullmatch(value) is None:
+            elif regex is not None and not regex.fullmatch(value):
                 return False
         if self.query:
             params = query.get()
@@ -219,7 +117,7 @@ class CompiledMatch:
                 if exact is not None:
                     if found != exact:
                         return False
-                elif regex is not None and regex.fullmatch(found) is None:
+                elif regex is not None and not regex.fullmatch(found):
                     return False
         return True
 

@@ -103,7 +103,7 @@ class PathIndex:
                     return entry
         for _, entry in self.regex:
             regex = entry.match.path_regex
-            if regex is not None and regex.fullmatch(path) is not None:
+            if regex is not None and regex.fullmatch(path):
                 if entry.match.accepts(method, headers, query):
                     return entry
         prefix = self.prefix

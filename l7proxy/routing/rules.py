@@ -24,6 +24,7 @@ from agent.model.httproute import (
     RequestMirror,
     StringMatchType,
 )
+from agent.model.regex import regex_problem
 from l7proxy.routing.backends import (
     Grants,
     RefProblem,
@@ -34,7 +35,6 @@ from l7proxy.routing.backends import (
 )
 from l7proxy.routing.cors import Cors
 from l7proxy.routing.filters import HeaderEdit, Mirror, Redirect, Rewrite, Unsupported
-from l7proxy.routing.match import backtracking_hazard
 from l7proxy.routing.retry import RetryPolicy, compile_timeouts
 from l7proxy.routing.types import BackendTarget, RuleRef, Timeouts
 
@@ -180,16 +180,17 @@ def _incompatible(rule_steps: tuple[FilterStep, ...], backends: list[CompiledBac
     return ""
 
 
-def _risky_regex(matches: tuple[HTTPRouteMatch, ...]) -> str:
-    """The first regular expression of ``matches`` that Tulle refuses ("" if none)."""
+def _refused_regex(matches: tuple[HTTPRouteMatch, ...]) -> str:
+    """Why the first regular expression of ``matches`` that RE2 refuses is refused ("" if
+    none). Admission already refuses these; routes built in code get here unchecked."""
     regex = StringMatchType.REGULAR_EXPRESSION
     for match in matches:
         patterns = [match.path.value] if match.path.type is PathMatchType.REGULAR_EXPRESSION else []
         patterns += [h.value for h in match.headers if h.type is regex]
         patterns += [q.value for q in match.query_params if q.type is regex]
         for pattern in patterns:
-            if backtracking_hazard(pattern):
-                return pattern
+            if (problem := regex_problem(pattern)) is not None:
+                return f"regular expression {pattern[:80]!r} {problem}"
     return ""
 
 
@@ -212,13 +213,9 @@ def compile_rule(
     meta = route.metadata
     ref_ = RuleRef(meta.namespace, meta.name, index, rule.name)
     report = RuleReport(index=index, rule=None, refs=ctx.refs)
-    risky = _risky_regex(rule.matches)
-    if risky:
-        message = (
-            f"rule {_rule_label(ref_)}: regular expression {risky!r} repeats a repetition and "
-            "can backtrack catastrophically; use a possessive (a++) or atomic ((?>a+)) form"
-        )
-        report.dropped = ("UnsupportedValue", message)
+    refused = _refused_regex(rule.matches)
+    if refused:
+        report.dropped = ("UnsupportedValue", f"rule {_rule_label(ref_)}: {refused}")
         return report
     problem = _incompatible(steps, backends)
     if problem:

@@ -17,10 +17,20 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from l7proxy.routing.actions import Forward, Random, Respond, Selection, execute, not_found
+from l7proxy.routing.actions import (
+    Answer,
+    Forward,
+    Random,
+    Respond,
+    Selection,
+    error_response,
+    execute,
+    not_found,
+)
 from l7proxy.routing.headers import Headers
 from l7proxy.routing.hostnames import wildcard_suffixes
-from l7proxy.routing.match import lazy_query, normalize_path
+from l7proxy.routing.match import lazy_query
+from l7proxy.routing.paths import PathRefused, request_line_problem, split_target
 from l7proxy.routing.precedence import HostIndex
 from l7proxy.routing.types import (
     GatewayParent,
@@ -180,12 +190,22 @@ class RouteTables:
     ) -> Forward | Respond:
         """Everything the server needs for one request: select a rule, run its filters,
         choose a backend and mirrors. With ``normalize`` the path is normalized first
-        (dot segments, unreserved escapes) and forwarded normalized."""
-        path, _, query = request.target.partition("?")
+        (``paths.py``: dot segments, slashes, escapes) and forwarded normalized; a target
+        the policy refuses is answered 400 and never matched, and so is a method or
+        authority that cannot be written into an HTTP/1.1 head."""
+        if (problem := request_line_problem(request.method, request.authority)) is not None:
+            response = error_response(400, f"bad request: {problem}")
+            return Respond(response, Answer.INVALID_REQUEST, None, problem)
         if normalize:
-            normal = normalize_path(path)
-            if normal != path:
-                request, path = request.with_path(normal), normal
+            try:
+                path, query = split_target(request.target)
+            except PathRefused as exc:
+                response = error_response(400, f"bad request target: {exc}")
+                return Respond(response, Answer.INVALID_PATH, None, str(exc))
+            if path != request.path:
+                request = request.with_path(path)
+        else:
+            path, _, query = request.target.partition("?")
         selected = self.select(
             parent,
             request.authority,

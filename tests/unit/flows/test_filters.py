@@ -140,6 +140,23 @@ def test_http_method_and_path_regex() -> None:
         compile_filter(FlowFilter(http_path=("(",)))
 
 
+def test_http_path_regex_runs_in_linear_time() -> None:
+    """Issue 9, item 6: patterns that backtrack exponentially under Python's re return
+    at once under RE2; unsupported syntax and over-long patterns are refused by name."""
+    long_path = http_request(path="/" + "a" * 20_000 + "!")
+    for pattern in ("^/(a+)+$", "^/(\\w+\\s?)*$", "^/(a|aa)+$"):
+        assert not compile_filter(FlowFilter(http_path=(pattern,)))(long_path)
+    assert compile_filter(FlowFilter(http_path=("^/(a+)+!$",)))(long_path)
+    for pattern, why in (
+        ("(a)\\1", "backreferences"),
+        ("/x(?=y)", "lookahead"),
+        ("/(?<!x)y", "negative lookbehind"),
+        ("a" * 1025, "limited to 1024 bytes"),
+    ):
+        with pytest.raises(FilterError, match=f"http path: regular expression .*{why}"):
+            compile_filter(FlowFilter(http_path=(pattern,)))
+
+
 def test_event_types_and_verdicts() -> None:
     assert uuids(FlowFilter(event_type=(EventTypeFilter(1),))) == ["3"]
     assert uuids(FlowFilter(event_type=(EventTypeFilter(129),))) == ["4", "5"]

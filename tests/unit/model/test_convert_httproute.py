@@ -363,29 +363,32 @@ ERRORS = [
     ),
     (
         edit(ROUTE, "spec.rules[0].matches[1].path.value", "health"),
-        f'{R}: spec.rules[0].matches[1].path.value: must be an absolute path and start with "/"',
+        f'{R}: spec.rules[0].matches[1].path.value: invalid value "health": must be an '
+        'absolute path and start with "/"',
     ),
     (
         edit(ROUTE, "spec.rules[0].matches[0].path.value", "/api//v1"),
-        f'{R}: spec.rules[0].matches[0].path.value: must not contain "//"',
+        f'{R}: spec.rules[0].matches[0].path.value: invalid value "/api//v1": '
+        'must not contain "//"',
     ),
     (
         edit(ROUTE, "spec.rules[0].matches[0].path.value", "/api/../admin"),
-        f'{R}: spec.rules[0].matches[0].path.value: must not contain "/../"',
+        f'{R}: spec.rules[0].matches[0].path.value: invalid value "/api/../admin": '
+        'must not contain "/../"',
     ),
     (
         edit(ROUTE, "spec.rules[0].matches[0].path.value", "/api/."),
-        f'{R}: spec.rules[0].matches[0].path.value: must not end with "/."',
+        f'{R}: spec.rules[0].matches[0].path.value: invalid value "/api/.": must not end with "/."',
     ),
     (
         edit(ROUTE, "spec.rules[0].matches[0].path.value", "/a b"),
-        f"{R}: spec.rules[0].matches[0].path.value: must only contain valid path characters "
-        "(RFC 3986)",
+        f'{R}: spec.rules[0].matches[0].path.value: invalid value "/a b": must only contain '
+        "valid path characters (RFC 3986)",
     ),
     (
         edit(ROUTE, "spec.rules[0].matches[2].path.value", "/items/[0-9+"),
-        f'{R}: spec.rules[0].matches[2].path.value: invalid value "/items/[0-9+": must be a '
-        "valid regular expression (unterminated character set at position 7)",
+        f'{R}: spec.rules[0].matches[2].path.value: invalid value "/items/[0-9+": regular '
+        "expression is not valid RE2 syntax (missing ]: [0-9+)",
     ),
     (
         edit(ROUTE, "spec.rules[0].matches[0].headers[0].name", "x version"),
@@ -577,7 +580,105 @@ ERRORS = [
     ),
     (
         edit(ROUTE, "spec.rules[0].retry.attempts", -1),
-        f"{R}: spec.rules[0].retry.attempts: must be at least 0, got -1",
+        f"{R}: spec.rules[0].retry.attempts: must be between 0 and 10, got -1",
+    ),
+    (  # issue 9: retries are capped (each holds a body and a backend connection)
+        edit(ROUTE, "spec.rules[0].retry.attempts", 11),
+        f"{R}: spec.rules[0].retry.attempts: must be between 0 and 10, got 11",
+    ),
+    # issue 9, item 4: nothing from a route may smuggle bytes onto the wire.
+    (
+        edit(ROUTE, "spec.rules[0].filters[0].requestHeaderModifier.set[0].value", "a\r\nx: 1"),
+        f"{R}: spec.rules[0].filters[0].requestHeaderModifier.set[0].value: invalid value "
+        '"a\\r\\nx: 1": must not contain a control character ("\\r" at offset 1)',
+    ),
+    (
+        edit(ROUTE, "spec.rules[0].filters[0].requestHeaderModifier.add[0].value", "1\x00"),
+        f"{R}: spec.rules[0].filters[0].requestHeaderModifier.add[0].value: invalid value "
+        '"1\\u0000": must not contain a control character ("\\u0000" at offset 1)',
+    ),
+    (
+        edit(ROUTE, "spec.rules[0].filters[1].responseHeaderModifier.set[0].value", "tulle\n"),
+        f"{R}: spec.rules[0].filters[1].responseHeaderModifier.set[0].value: invalid value "
+        '"tulle\\n": must not contain a control character ("\\n" at offset 5)',
+    ),
+    (
+        edit(ROUTE, "spec.rules[0].filters[1].responseHeaderModifier.set[0].value", " tulle"),
+        f"{R}: spec.rules[0].filters[1].responseHeaderModifier.set[0].value: invalid value "
+        '" tulle": must not begin or end with whitespace',
+    ),
+    (
+        edit(ROUTE, "spec.rules[0].filters[0].requestHeaderModifier.set[0].name", "x-route\n"),
+        f"{R}: spec.rules[0].filters[0].requestHeaderModifier.set[0].name: invalid value "
+        '"x-route\\n": must be a valid HTTP header name (RFC 7230 token characters)',
+    ),
+    (
+        edit(ROUTE, "spec.rules[0].matches[0].path.value", "/api\n"),
+        f'{R}: spec.rules[0].matches[0].path.value: invalid value "/api\\n": must only contain '
+        "valid path characters (RFC 3986)",
+    ),
+    (
+        edit(
+            ROUTE,
+            "spec.rules[0].backendRefs[1].filters[0].urlRewrite.path.replaceFullPath",
+            "/v2 HTTP/1.1\r\nHost: evil",
+        ),
+        f"{R}: spec.rules[0].backendRefs[1].filters[0].urlRewrite.path.replaceFullPath: "
+        'invalid value "/v2 HTTP/1.1\\r\\nHost: evil": must only contain valid path '
+        "characters (RFC 3986)",
+    ),
+    (
+        edit(
+            ROUTE,
+            "spec.rules[0].backendRefs[1].filters[0].urlRewrite.path.replaceFullPath",
+            "/v2/../admin",
+        ),
+        f"{R}: spec.rules[0].backendRefs[1].filters[0].urlRewrite.path.replaceFullPath: "
+        'invalid value "/v2/../admin": must not contain "/../"',
+    ),
+    (
+        edit(
+            ROUTE,
+            "spec.rules[0].backendRefs[1].filters[0].urlRewrite.hostname",
+            "orders.internal\n",
+        ),
+        f"{R}: spec.rules[0].backendRefs[1].filters[0].urlRewrite.hostname: invalid value "
+        '"orders.internal\\n": must be a lowercase RFC 1123 hostname, optionally prefixed '
+        "by '*.'",
+    ),
+    (
+        edit(ROUTE, "spec.rules[1].filters[0].requestRedirect.path.replacePrefixMatch", "x"),
+        f"{R}: spec.rules[1].filters[0].requestRedirect.path.replacePrefixMatch: invalid value "
+        '"x": must be an absolute path and start with "/"',
+    ),
+    (
+        edit(ROUTE, "spec.rules[1].filters[0].requestRedirect.path.replacePrefixMatch", "/a%2F"),
+        f"{R}: spec.rules[1].filters[0].requestRedirect.path.replacePrefixMatch: invalid value "
+        '"/a%2F": must not contain "%2F"',
+    ),
+    (
+        edit(ROUTE, "spec.rules[1].filters[0].requestRedirect.hostname", "a.example\r"),
+        f"{R}: spec.rules[1].filters[0].requestRedirect.hostname: invalid value "
+        "\"a.example\\r\": must be a lowercase RFC 1123 hostname, optionally prefixed by '*.'",
+    ),
+    # issue 9, item 6: regular expressions are RE2 (linear time), capped at 1024 bytes.
+    (
+        edit(ROUTE, "spec.rules[0].matches[2].path.value", "/(a)/\\1"),
+        f'{R}: spec.rules[0].matches[2].path.value: invalid value "/(a)/\\\\1": regular '
+        "expression uses backreferences (\\1 ... \\9), which RE2 does not support: Tulle "
+        "matches regular expressions in linear time (RE2 syntax)",
+    ),
+    (
+        edit(ROUTE, "spec.rules[0].matches[0].headers[1].value", "(?!admin).*"),
+        f"{R}: spec.rules[0].matches[0].headers[1].value: invalid value "
+        '"(?!admin).*": regular expression uses negative lookahead (?!...), which RE2 does '
+        "not support: Tulle matches regular expressions in linear time (RE2 syntax)",
+    ),
+    (
+        edit(ROUTE, "spec.rules[0].matches[0].headers[1].value", "a" * 1025),
+        f"{R}: spec.rules[0].matches[0].headers[1].value: invalid value "
+        f'"{"a" * 77}...": regular expression is 1025 bytes long; regular expressions are '
+        "limited to 1024 bytes",
     ),
     (
         edit(ROUTE, "spec.rules[1].name", "api"),
