@@ -138,8 +138,16 @@ def _seed_store(paths: LabPaths, plan: LabPlan) -> None:
     from agent.lab.seed import seed_objects
     from agent.store import Store
 
+    objs = seed_objects(plan)
     with Store(paths.store) as store:
-        store.apply_many(seed_objects(plan))
+        store.apply_many(objs)
+        # Status is a subresource: apply never writes it, the status path does.
+        for obj in objs:
+            if "status" in obj:
+                meta = obj["metadata"]
+                store.update_status(
+                    obj["kind"], meta.get("namespace", ""), meta["name"], obj["status"]
+                )
 
 
 def _start_processes(
