@@ -69,7 +69,8 @@ def _size_problem(doc: dict[str, Any]) -> str | None:
 
 
 def describe(obj: dict[str, Any]) -> str:
-    meta = obj.get("metadata", {})
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
     ns = meta.get("namespace")
     return f"{obj.get('kind')} {ns + '/' if ns else ''}{meta.get('name')}"
 
