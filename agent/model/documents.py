@@ -205,7 +205,8 @@ def _check_yaml_depth(text: str, source: str) -> None:
         elif isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
-                raise LoadError(source, _too_deep(number), event.start_mark.line + 1)
+                line = event.start_mark.line + 1 if event.start_mark else None
+                raise LoadError(source, _too_deep(number), line)
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
 

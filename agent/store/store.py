@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -298,7 +298,7 @@ class Store:
         *,
         poll_interval: float = 0.05,
         stop: threading.Event | None = None,
-    ) -> Iterator[Event]:
+    ) -> Generator[Event, None, None]:
         """Yield every event after ``revision`` as it happens, in revision order.
 
         Blocks between events; returns once ``stop`` is set. Raises
