@@ -72,3 +72,13 @@ def test_supervisor_restarts_at_once_then_backs_off(tmp_path: Path) -> None:
     finally:
         for rec in procs.load_records(paths.procs):
             procs.terminate(rec, timeout=1.0)
+
+
+def test_lab_status_shows_restarts_and_a_pending_back_off() -> None:
+    from agent.lab.lifecycle import _process_status
+
+    dead = procs.ProcRecord("relay", 999_999_999, 1, ("x",), "/dev/null")
+    waiting = _process_status(dead, {"restarts": 3, "crashes": 3, "restartAt": time.time() + 8})
+    assert (waiting.alive, waiting.restarts) == (False, 3)
+    assert waiting.restart_in is not None and 7 <= waiting.restart_in <= 8
+    assert _process_status(dead, {}).restart_in is None
