@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agent.lab.controller import TICK, ControlLoop, Controller
+from agent.lab.controller import TICK, Controller, ControlLoop
 from agent.store import Store, StoreBusy
 from agent.store.retry import Backoff
 
