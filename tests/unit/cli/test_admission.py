@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from agent.apiserver import admit
 from agent.cli.main import cli
 from agent.controllers.endpointslice import desired_slices
 from agent.datapath.desired import l7_keys, view_of
@@ -42,8 +45,11 @@ POD = {
     "kind": "Pod",
     "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}},
     "spec": {"containers": [{"name": "echo"}], "nodeName": "node1"},
-    "status": {"phase": "Running", "podIP": FORGED_IP, "conditions": [
-        {"type": "Ready", "status": "True"}]},
+    "status": {
+        "phase": "Running",
+        "podIP": FORGED_IP,
+        "conditions": [{"type": "Ready", "status": "True"}],
+    },
 }
 SERVICE = {
     "apiVersion": "v1",
@@ -130,8 +136,14 @@ def test_an_invalid_status_does_not_block_apply(run) -> None:
 
 
 def test_objects_over_one_and_a_half_mib_are_refused_by_name(run) -> None:
-    big = {**SERVICE, "metadata": {**SERVICE["metadata"], "name": "big",
-                                   "annotations": {"blob": "x" * MAX_OBJECT_BYTES}}}
+    big = {
+        **SERVICE,
+        "metadata": {
+            **SERVICE["metadata"],
+            "name": "big",
+            "annotations": {"blob": "x" * MAX_OBJECT_BYTES},
+        },
+    }
     result = _apply(run, NAMESPACE, big)
     assert result.exit_code != 0
     assert "Service shop/big: object is" in result.output
@@ -160,8 +172,45 @@ def test_alias_bombs_are_refused_while_modest_aliases_load() -> None:
 def test_deep_nesting_is_refused_with_its_line(depth: int, flavour: str) -> None:
     # 200,000 levels used to overflow libyaml's composer (a segfault) or Python's recursion.
     nested = "[" * depth + "]" * depth
-    text = f"kind: X\nspec: {nested}\n" if flavour == "yaml" else '{"kind": "X", "spec": ' + nested + "}"
+    text = (
+        f"kind: X\nspec: {nested}\n"
+        if flavour == "yaml"
+        else '{"kind": "X", "spec": ' + nested + "}"
+    )
     with pytest.raises(LoadError, match=f"nested more than {MAX_DEPTH} levels deep"):
         load_documents(text, f"deep.{flavour}")
     ok = "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)
     assert load_documents(f"kind: X\nspec: {ok}\n", "ok.yaml")
+
+
+JSON_LEAF = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+JSON_VALUE = st.recursive(
+    JSON_LEAF,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(status=st.dictionaries(st.text(min_size=1, max_size=8), JSON_VALUE, max_size=4))
+def test_no_status_a_user_sends_is_ever_stored(tmp_path_factory, status: dict[str, Any]) -> None:
+    path = tmp_path_factory.mktemp("s") / "store.db"
+    with Store(path) as store:
+        objs = admit(store, [("-", NAMESPACE), ("-", {**SERVICE, "status": status})])
+        for stored, _ in store.apply_many(objs):
+            assert "status" not in stored
+        store.update_status("Service", "shop", "web", {"loadBalancer": {}})
+        again = admit(store, [("-", {**SERVICE, "status": status})])
+        store.apply_many(again)
+        assert store.get("Service", "shop", "web")["status"] == {"loadBalancer": {}}
+
+
+@settings(max_examples=80, deadline=None)
+@given(spec=JSON_VALUE, copies=st.integers(1, 6))
+def test_ordinary_documents_with_shared_parts_load_unchanged(spec: Any, copies: int) -> None:
+    # PyYAML writes anchors and aliases for shared objects: modest sharing must load as before.
+    doc = {"kind": "X", "metadata": {"name": "a"}, "spec": [spec] * copies}
+    text = yaml.safe_dump(doc)
+    assert load_documents(text, "doc.yaml") == [doc]

@@ -20,8 +20,18 @@ POLICY = RestartPolicy(initial=1.0, cap=30.0, stable_after=60.0)
 
 @pytest.mark.parametrize(
     ("crashes", "delay"),
-    [(0, 0.0), (1, 0.0), (2, 1.0), (3, 2.0), (4, 4.0), (5, 8.0), (6, 16.0), (7, 30.0), (50, 30.0),
-     (10_000, 30.0)],
+    [
+        (0, 0.0),
+        (1, 0.0),
+        (2, 1.0),
+        (3, 2.0),
+        (4, 4.0),
+        (5, 8.0),
+        (6, 16.0),
+        (7, 30.0),
+        (50, 30.0),
+        (10_000, 30.0),
+    ],
 )
 def test_restart_delay_is_immediate_then_doubles_to_the_cap(crashes: int, delay: float) -> None:
     assert restart_delay(crashes, POLICY) == delay
