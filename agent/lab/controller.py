@@ -201,14 +201,12 @@ class ControlLoop:
         self,
         store: Store,
         kubelet: Kubelet,
-        system: SystemProcesses,
         controller: Controller,
         gateways: GatewayController,
         backoff: Backoff = STORE_BACKOFF,
     ) -> None:
         self.store = store
         self.kubelet = kubelet
-        self.system = system
         self.controller = controller
         self.gateways = gateways
         self.backoff = backoff
@@ -218,7 +216,6 @@ class ControlLoop:
 
     def step(self) -> float:
         """Run one round; return the seconds to wait before the next."""
-        self.system.tick()  # system processes are restarted whatever the store's state
         errors: list[Exception] = []
         for part in (self._sync, self.kubelet.tick):
             try:
@@ -285,14 +282,28 @@ def run(name: str) -> int:
     with Store(paths.store) as store:
         kubelet = Kubelet(plan, paths, store)
         controller = Controller(store, [n.name for n in plan.nodes])
-        loop = ControlLoop(
-            store, kubelet, SystemProcesses(paths), controller, GatewayController(store)
+        loop = ControlLoop(store, kubelet, controller, GatewayController(store))
+        # A thread of its own: a slow or locked store never delays restarting a waypoint.
+        supervisor = threading.Thread(
+            target=supervise, args=(SystemProcesses(paths), stop), name="supervisor", daemon=True
         )
+        supervisor.start()
         log.info("controller for lab %s started with nodes %s", name, controller.nodes)
         try:
             while not stop.is_set():
                 stop.wait(loop.step())
         finally:
+            stop.set()
+            supervisor.join(timeout=2.0)
             log.info("stopping: tearing down pods")
             kubelet.shutdown()
     return 0
+
+
+def supervise(system: SystemProcesses, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            system.tick()
+        except Exception:
+            log.exception("supervising system processes failed; retrying")
+        stop.wait(CHECK_INTERVAL / 2)

@@ -63,14 +63,6 @@ class FakeKubelet:
         self.shutdowns += 1
 
 
-class FakeSystem:
-    def __init__(self) -> None:
-        self.ticks = 0
-
-    def tick(self) -> None:
-        self.ticks += 1
-
-
 class NoGateways:
     def reconcile(self, objs: Any, services: Any) -> None:
         pass
@@ -82,16 +74,14 @@ def loop(tmp_path: Path):
         real.create(POD)
         store = FailingStore(real)
         kubelet = FakeKubelet()
-        system = FakeSystem()
         loop = ControlLoop(
             store,  # type: ignore[arg-type]
             kubelet,  # type: ignore[arg-type]
-            system,  # type: ignore[arg-type]
             Controller(store, ["node1"]),  # type: ignore[arg-type]
             NoGateways(),  # type: ignore[arg-type]
             backoff=Backoff(initial=1.0, cap=8.0),
         )
-        yield loop, store, kubelet, system
+        yield loop, store, kubelet
 
 
 @pytest.mark.parametrize(
@@ -104,7 +94,7 @@ def loop(tmp_path: Path):
     ],
 )
 def test_store_errors_back_off_and_never_tear_down_pods(loop, error: Exception) -> None:
-    loop, store, kubelet, system = loop
+    loop, store, kubelet = loop
     assert loop.step() == TICK
     assert kubelet.synced == [["web"]]
     store.store.apply({**POD, "metadata": {**POD["metadata"], "labels": {"v": "2"}}})
@@ -113,14 +103,14 @@ def test_store_errors_back_off_and_never_tear_down_pods(loop, error: Exception) 
     assert 0.5 <= delays[0] <= 1.0 < delays[1] <= 2.0 < delays[2] <= 4.0  # growing back-off
     assert kubelet.synced == [["web"]]  # no view from a failed listing reached the kubelet
     assert kubelet.shutdowns == 0
-    assert system.ticks == 4 and kubelet.ticks == 4  # supervision went on meanwhile
+    assert kubelet.ticks == 4  # container supervision went on meanwhile
     assert loop.step() == TICK  # the store is back: the change is reconciled
     assert kubelet.synced == [["web"], ["web"]]
     assert loop.failures == 0
 
 
 def test_a_failing_status_write_in_the_kubelet_is_retried_not_fatal(loop) -> None:
-    loop, store, kubelet, _ = loop
+    loop, store, kubelet = loop
     kubelet.tick_errors = [sqlite3.OperationalError("database is locked")]
     assert loop.step() > TICK
     assert loop.step() == TICK
@@ -128,7 +118,7 @@ def test_a_failing_status_write_in_the_kubelet_is_retried_not_fatal(loop) -> Non
 
 
 def test_a_failed_reconcile_is_retried_even_without_a_new_revision(loop) -> None:
-    loop, store, kubelet, _ = loop
+    loop, store, kubelet = loop
     calls = []
 
     class FlakyGateways:
