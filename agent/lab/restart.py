@@ -15,7 +15,7 @@ from dataclasses import dataclass
 class RestartPolicy:
     initial: float = 1.0
     cap: float = 30.0
-    stable_after: float = 60.0
+    stable_after: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
