@@ -23,7 +23,14 @@ from agent.lab.seed import GATEWAY_CLASS
 from agent.lab.topology import SERVICE_CIDR
 from agent.model.convert import from_dict
 from agent.model.core import Pod, Service
-from agent.model.documents import MAX_ALIAS_EXPANSION, MAX_DEPTH, LoadError, load_documents
+from agent.model.documents import (
+    MAX_ALIAS_EXPANSION,
+    MAX_DEPTH,
+    LoadError,
+    _alias_expansion,
+    _children,
+    load_documents,
+)
 from agent.store import Store
 from agent.store.objects import MAX_OBJECT_BYTES
 from l7proxy.routing import RouteCompiler
@@ -214,3 +221,40 @@ def test_ordinary_documents_with_shared_parts_load_unchanged(spec: Any, copies: 
     doc = {"kind": "X", "metadata": {"name": "a"}, "spec": [spec] * copies}
     text = yaml.safe_dump(doc)
     assert load_documents(text, "doc.yaml") == [doc]
+
+
+def _tree_nodes(value: Any) -> int:
+    """YAML nodes in ``value`` written out as a tree (shared parts counted every time)."""
+    if isinstance(value, dict):
+        return 1 + sum(1 + _tree_nodes(v) for v in value.values())
+    if isinstance(value, list):
+        return 1 + sum(_tree_nodes(v) for v in value)
+    return 1
+
+
+@st.composite
+def shared_graphs(draw: st.DrawFn) -> Any:
+    """Nested lists and mappings that reuse earlier parts, so the dump has anchors/aliases."""
+    parts: list[Any] = [draw(JSON_LEAF)]
+    for _ in range(draw(st.integers(1, 8))):
+        picks = draw(st.lists(st.sampled_from(range(len(parts))), min_size=1, max_size=4))
+        chosen = [parts[i] for i in picks]
+        if draw(st.booleans()):
+            parts.append(chosen)
+        else:
+            parts.append({f"k{n}": v for n, v in enumerate(chosen)})
+    return parts[-1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(graph=shared_graphs())
+def test_alias_expansion_counts_exactly_what_expansion_adds(graph: Any) -> None:
+    node = yaml.compose(yaml.safe_dump(graph), Loader=yaml.SafeLoader)
+    unique: set[int] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if id(current) not in unique:
+            unique.add(id(current))
+            stack.extend(_children(current))
+    assert _alias_expansion(node) == _tree_nodes(graph) - len(unique)
