@@ -3,19 +3,26 @@
 Every write from `tulle apply` passes through `admit`: the one converter validates and
 defaults each object, namespaces must exist, and Services get a ClusterIP. A batch is
 all-or-nothing: one invalid object and nothing is stored.
+
+`status` is a subresource: admission drops whatever status a user sends (the store keeps the
+stored one on update and starts without one on create), so only controllers, the kubelet and
+node agents write it, through ``Store.update_status``. Objects over the 1.5 MiB limit are
+refused by name before they are converted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from agent.lab.topology import SERVICE_CIDR
 from agent.model.convert import ConversionError, from_dict, to_dict
 from agent.model.kinds import resolve_kind
-from agent.store import Store
+from agent.store import ObjectTooLarge, Store
+from agent.store.objects import MAX_OBJECT_BYTES
 
 # Conventional addresses: the API server and cluster DNS.
 RESERVED_SERVICE_IPS = frozenset(
@@ -33,8 +40,13 @@ def admit(store: Store, docs: Sequence[tuple[str, dict[str, Any]]]) -> list[dict
     errors: list[str] = []
     admitted: list[dict[str, Any]] = []
     for source, doc in docs:
+        user_part = {k: v for k, v in doc.items() if k != "status"}
         try:
-            admitted.append(to_dict(from_dict(doc)))
+            size_problem = _size_problem(user_part)
+            if size_problem:
+                errors.append(f"{source}: {size_problem}")
+                continue
+            admitted.append(to_dict(from_dict(user_part)))
         except ConversionError as err:
             errors.append(f"{source}: {err}")
     errors += _check_namespaces(store, admitted)
@@ -45,8 +57,20 @@ def admit(store: Store, docs: Sequence[tuple[str, dict[str, Any]]]) -> list[dict
     return admitted
 
 
+def _size_problem(doc: dict[str, Any]) -> str | None:
+    """Refuse, by name, an object over the store's size limit before converting it."""
+    try:
+        size = len(json.dumps(doc, separators=(",", ":")).encode())
+    except (TypeError, ValueError) as err:
+        return f"{describe(doc)}: not representable as JSON: {err}"
+    if size > MAX_OBJECT_BYTES:
+        return str(ObjectTooLarge(describe(doc), size, MAX_OBJECT_BYTES))
+    return None
+
+
 def describe(obj: dict[str, Any]) -> str:
-    meta = obj.get("metadata", {})
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
     ns = meta.get("namespace")
     return f"{obj.get('kind')} {ns + '/' if ns else ''}{meta.get('name')}"
 

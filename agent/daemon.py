@@ -31,6 +31,7 @@ from agent.metrics import FlowMetrics, MapFillCollector, MetricsConfig, serve_me
 from agent.store import Store
 from agent.store.events import SYNC, Event
 from agent.store.informer import Cache, list_then_watch
+from agent.store.retry import is_transient
 
 log = logging.getLogger("tulle.agent")
 HEALTH_INTERVAL = 1.0
@@ -82,7 +83,17 @@ class Agent:
             )
 
     def report_node_ready(self, ready: bool, reason: str) -> None:
-        """Set the Ready condition on this node's Node object, only when it changes."""
+        """Set the Ready condition on this node's Node object, only when it changes.
+
+        A transient store error is logged and retried on the next health tick, not fatal."""
+        try:
+            self._report_node_ready(ready, reason)
+        except Exception as err:
+            if not is_transient(err):
+                raise
+            log.warning("cannot report Node Ready (%s); retrying on the next health tick", err)
+
+    def _report_node_ready(self, ready: bool, reason: str) -> None:
         if self.reported == (ready, reason):
             return  # called every health tick: no store read when nothing changed
         node = self.store.get("Node", "", self.node)

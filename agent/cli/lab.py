@@ -73,9 +73,12 @@ def status(ctx: click.Context, name: str | None) -> None:
         health = "ready" if n.agent_healthy else "NOTREADY"
         netns = n.netns if n.netns_present else f"{n.netns} (MISSING)"
         click.echo(f"{n.name:8} {netns:22} {n.pod_cidr:15} {health:8} {n.agent_detail}")
-    click.echo(f"{'PROCESS':16} {'PID':>7} STATE")
+    click.echo(f"{'PROCESS':16} {'PID':>7} {'RESTARTS':>8} STATE")
     for p in st.processes:
-        click.echo(f"{p.role:16} {p.pid:>7} {'running' if p.alive else 'DEAD'}")
+        state = "running" if p.alive else "DEAD"
+        if p.restart_in is not None:
+            state += f" (back-off: restart in {p.restart_in:.0f}s)"
+        click.echo(f"{p.role:16} {p.pid:>7} {p.restarts:>8} {state}")
     if not st.healthy:
         click.echo(f"logs: {LabPaths.for_lab(name).logs}")
         sys.exit(1)

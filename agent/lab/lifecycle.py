@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agent.lab import network, procs
 from agent.lab.state import LabPaths, read_json, write_json_atomic
@@ -15,6 +16,7 @@ from agent.lab.topology import WAYPOINT_PORT, LabPlan, NodePlan, plan_lab
 
 Progress = Callable[[str], None]
 HEALTH_STALE_SECONDS = 10.0
+RESTARTS_FILE = "restarts.json"  # in the health dir, written by the controller's supervisor
 BPF_PIN_ROOT = Path("/sys/fs/bpf/tulle")
 
 
@@ -44,6 +46,8 @@ class ProcessStatus:
     role: str
     pid: int
     alive: bool
+    restarts: int = 0
+    restart_in: float | None = None  # seconds of back-off left before the next restart
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,13 @@ def _node_health(paths: LabPaths, node: NodePlan) -> tuple[bool, str]:
     ), f"revision {data.get('revision')}, {data.get('objects', 0)} objects"
 
 
+def _process_status(rec: procs.ProcRecord, restarts: dict[str, Any]) -> ProcessStatus:
+    alive = procs.is_alive(rec)
+    restart_at = restarts.get("restartAt")
+    pending = None if alive or restart_at is None else max(0.0, restart_at - time.time())
+    return ProcessStatus(rec.role, rec.pid, alive, int(restarts.get("restarts", 0)), pending)
+
+
 def status(name: str) -> LabStatus | None:
     paths = LabPaths.for_lab(name)
     plan = load_plan(paths)
@@ -96,8 +107,9 @@ def status(name: str) -> LabStatus | None:
                 node.name, node.netns, str(node.pod_cidr), node.netns in present, healthy, detail
             )
         )
+    restarts = read_json(paths.health / RESTARTS_FILE) or {}
     processes = tuple(
-        ProcessStatus(r.role, r.pid, procs.is_alive(r)) for r in procs.load_records(paths.procs)
+        _process_status(r, restarts.get(r.role) or {}) for r in procs.load_records(paths.procs)
     )
     return LabStatus(name, tuple(nodes), processes, paths.store)
 
@@ -138,8 +150,16 @@ def _seed_store(paths: LabPaths, plan: LabPlan) -> None:
     from agent.lab.seed import seed_objects
     from agent.store import Store
 
+    objs = seed_objects(plan)
     with Store(paths.store) as store:
-        store.apply_many(seed_objects(plan))
+        store.apply_many(objs)
+        # Status is a subresource: apply never writes it, the status path does.
+        for obj in objs:
+            if "status" in obj:
+                meta = obj["metadata"]
+                store.update_status(
+                    obj["kind"], meta.get("namespace", ""), meta["name"], obj["status"]
+                )
 
 
 def _start_processes(

@@ -36,6 +36,17 @@ def proc_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def uptime(rec: ProcRecord) -> float:
+    """Seconds since the recorded process started (it may have exited since); 0 if unknown."""
+    if rec.start_time <= 0:
+        return 0.0
+    try:
+        since_boot = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, since_boot - rec.start_time / os.sysconf("SC_CLK_TCK"))
+
+
 def is_alive(rec: ProcRecord) -> bool:
     return proc_start_time(rec.pid) == rec.start_time and not _is_zombie(rec.pid)
 

@@ -3,6 +3,12 @@
 Documents are returned as dicts for ``convert.from_dict``. Empty documents are skipped and
 List objects (``kind: List`` or a typed list such as ``PodList``) expand into their items.
 YAML is read as Kubernetes reads it: timestamps stay strings and duplicate keys are errors.
+
+Hostile input is refused before it is built into Python objects: a document nested deeper
+than :data:`MAX_DEPTH` (libyaml's composer recurses and can overflow the C stack), or whose
+aliases would expand it by more than :data:`MAX_ALIAS_EXPANSION` nodes (a "billion laughs"
+document: PyYAML shares aliased objects, but every later walk, conversion or JSON encoding
+would expand them). Both checks are linear in the document's text.
 """
 
 from __future__ import annotations
@@ -22,6 +28,11 @@ STDIN_SOURCE = "<stdin>"
 _YAML_BASE: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+
+MAX_DEPTH = 100
+"""Nesting levels a document may have; Kubernetes objects, CRD schemas included, need far fewer."""
+MAX_ALIAS_EXPANSION = 1_000_000
+"""Nodes that aliases may add to one document once expanded (more than any 1.5 MiB object)."""
 
 
 class LoadError(ValueError):
@@ -133,22 +144,41 @@ def _json_documents(text: str, source: str) -> list[tuple[int, Any]] | None:
             position += 1
         if position == len(text):
             return documents
+        line = text.count("\n", 0, position) + 1
         try:
             value, end = decoder.raw_decode(text, position)
         except json.JSONDecodeError as exc:
             if source.endswith(".json"):
                 raise LoadError(source, f"invalid JSON: {exc.msg}", exc.lineno) from None
             return None
-        documents.append((text.count("\n", 0, position) + 1, value))
+        except RecursionError:
+            raise LoadError(source, _too_deep(len(documents) + 1), line) from None
+        if _depth_over(value, MAX_DEPTH):
+            raise LoadError(source, _too_deep(len(documents) + 1), line)
+        documents.append((line, value))
         position = end
 
 
 def _yaml_documents(text: str, source: str) -> Iterator[tuple[int, Any]]:
     loader = _ManifestLoader(text)
     try:
+        _check_yaml_depth(text, source)
+        number = 0
         while loader.check_node():
             node = loader.get_node()
-            yield node.start_mark.line + 1, loader.construct_document(node)
+            number += 1
+            line = node.start_mark.line + 1
+            added = _alias_expansion(node)
+            if added is None:
+                raise LoadError(source, f"document {number}: an alias refers to itself", line)
+            if added > MAX_ALIAS_EXPANSION:
+                raise LoadError(
+                    source,
+                    f"document {number}: YAML aliases would expand it by {added} nodes, over "
+                    f'the limit of {MAX_ALIAS_EXPANSION} (a "billion laughs" document?)',
+                    line,
+                )
+            yield line, loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "syntax error"
@@ -159,6 +189,70 @@ def _yaml_documents(text: str, source: str) -> Iterator[tuple[int, Any]]:
         raise LoadError(source, f"invalid YAML: {exc}") from None
     finally:
         loader.dispose()
+
+
+def _too_deep(number: int) -> str:
+    return f"document {number}: nested more than {MAX_DEPTH} levels deep"
+
+
+def _check_yaml_depth(text: str, source: str) -> None:
+    """Refuse deep nesting from the event stream, which libyaml produces without recursing."""
+    depth = 0
+    number = 0
+    for event in yaml.parse(text, Loader=_YAML_BASE):
+        if isinstance(event, yaml.DocumentStartEvent):
+            number += 1
+        elif isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark else None
+                raise LoadError(source, _too_deep(number), line)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _alias_expansion(root: yaml.Node) -> int | None:
+    """How many nodes aliases add when the graph under ``root`` is expanded into a tree, or
+    None if an alias refers to a node that contains it. Each distinct node is visited once."""
+    sizes: dict[int, int] = {}  # id(node) -> nodes in its expanded tree
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        children = _children(node)
+        if children_done:
+            on_path.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+            continue
+        if id(node) in sizes:
+            continue
+        if id(node) in on_path:
+            return None
+        on_path.add(id(node))
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+    return sizes[id(root)] - len(sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether a decoded JSON value nests deeper than ``limit`` (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth + 1 > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _expand(document: Any, source: str, number: int, line: int) -> list[dict[str, Any]]:

@@ -16,6 +16,18 @@ class InvalidObject(StoreError):
     """The object cannot be stored (no kind or name, or not JSON-serialisable)."""
 
 
+class ObjectTooLarge(InvalidObject):
+    """The object is over the size limit (Kubernetes: 1.5 MiB); nothing was written."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"{what}: object is {size} bytes, over the {limit} byte (1.5 MiB) limit; "
+            "keep large data out of objects"
+        )
+        self.size = size
+        self.limit = limit
+
+
 class StoreClosed(StoreError):
     """The store was used after :meth:`Store.close`."""
 

@@ -10,6 +10,7 @@ because objects missing from the list were deleted while it was not watching. A 
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Collection
 from typing import Any
@@ -17,7 +18,10 @@ from typing import Any
 from agent.store.errors import Expired
 from agent.store.events import SYNC, Event
 from agent.store.objects import Key, key_of
+from agent.store.retry import STORE_BACKOFF, Backoff, is_transient
 from agent.store.store import Store
+
+log = logging.getLogger("tulle.store")
 
 
 def sync_event(items: list[dict[str, Any]], revision: int) -> Event:
@@ -38,22 +42,67 @@ def list_then_watch(
     stop: threading.Event,
     *,
     poll_interval: float = 0.05,
+    backoff: Backoff = STORE_BACKOFF,
 ) -> None:
     """List ``kinds`` (None: every kind), then watch from the list's revision until ``stop``.
 
     Blocks the calling thread; run it in a thread of its own. Relists (and emits ``SYNC``) on
-    :class:`Expired`. Exceptions raised by ``on_event`` propagate and end the loop.
+    :class:`Expired`. A transient store error (busy, locked, I/O, corrupt: see
+    :func:`~agent.store.retry.is_transient`) is logged and retried with capped, jittered
+    exponential back-off: the watch resumes after the last event delivered, or the list is
+    retried, so the callback never sees a partial view and keeps what it has meanwhile.
+    Other errors, and exceptions raised by ``on_event``, propagate and end the loop.
     """
     watched = None if kinds is None else sorted(set(kinds))
+    failures = 0
+    revision: int | None = None  # None: list first
     while not stop.is_set():
-        items, revision = store.list(watched)
-        on_event(sync_event(items, revision))
+        if failures:
+            stop.wait(backoff.delay(failures))
+            if stop.is_set():
+                return
+        if revision is None:
+            try:
+                items, revision = store.list(watched)
+            except Exception as err:
+                if not is_transient(err):
+                    raise
+                failures = _failed(failures, err, "list")
+                continue
+            failures = 0
+            on_event(sync_event(items, revision))
+        # A generator: connecting and reading happen in next(), below.
+        events = store.watch(revision, watched, poll_interval=poll_interval, stop=stop)
         try:
-            for event in store.watch(revision, watched, poll_interval=poll_interval, stop=stop):
+            while True:
+                try:
+                    event = next(events)
+                except StopIteration:
+                    return
+                except Expired:
+                    revision = None
+                    break
+                except Exception as err:
+                    if not is_transient(err):
+                        raise
+                    failures = _failed(failures, err, "watch")
+                    break
+                failures = 0
+                revision = event.revision
                 on_event(event)
-        except Expired:
-            continue
-        return
+        finally:
+            events.close()
+
+
+def _failed(failures: int, err: Exception, what: str) -> int:
+    log.warning(
+        "store %s failed (%s: %s); retrying with back-off (failure %d in a row)",
+        what,
+        type(err).__name__,
+        err,
+        failures + 1,
+    )
+    return failures + 1
 
 
 class Cache:

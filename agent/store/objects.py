@@ -5,6 +5,11 @@ The store owns four metadata fields, as the Kubernetes API server does: ``uid`` 
 object's latest write) and ``generation`` (1 on create, +1 whenever the desired state changes).
 "Desired state" is every top-level field except ``apiVersion``, ``kind``, ``metadata`` and
 ``status``: edits to labels, annotations or status never bump the generation.
+
+``status`` is a subresource, as in Kubernetes: a create starts without one and an update keeps
+the stored one, whatever the incoming object carries. Only :func:`with_status` (the store's
+``update_status``, the path controllers, the kubelet and node agents use) writes it, so a user's
+``apply`` cannot plant datapath-driving state such as a Gateway's ``status.addresses``.
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.store.errors import InvalidObject
+from agent.store.errors import InvalidObject, ObjectTooLarge, describe
 
 Key = tuple[str, str, str]
 """(kind, namespace, name); cluster-scoped objects use namespace ""."""
+
+MAX_OBJECT_BYTES = 1536 * 1024
+"""Kubernetes' limit (etcd's 1.5 MiB request cap), on the object as stored (compact JSON)."""
 
 SERVER_FIELDS = ("uid", "creationTimestamp", "resourceVersion", "generation")
 _NOT_SPEC = frozenset({"apiVersion", "kind", "metadata", "status"})
@@ -48,6 +56,13 @@ def normalise(obj: Mapping[str, Any]) -> dict[str, Any]:
     return copy
 
 
+def check_size(key: Key, body: str) -> None:
+    """Refuse an object whose stored form is over :data:`MAX_OBJECT_BYTES`."""
+    size = len(body.encode())
+    if size > MAX_OBJECT_BYTES:
+        raise ObjectTooLarge(describe(*key), size, MAX_OBJECT_BYTES)
+
+
 def key_of(obj: Mapping[str, Any]) -> Key:
     meta = obj["metadata"]
     return obj["kind"], meta.get("namespace") or "", meta["name"]
@@ -76,8 +91,9 @@ def desired_state(obj: Mapping[str, Any]) -> dict[str, Any]:
 def prepare_create(obj: dict[str, Any], *, uid: str, now: str) -> dict[str, Any]:
     """Set the create-time server fields on ``obj`` (in place; ``obj`` is a private copy).
 
-    Any client-supplied uid, timestamp, generation or resourceVersion is ignored.
+    Any client-supplied uid, timestamp, generation, resourceVersion or status is ignored.
     """
+    obj.pop("status", None)
     meta = obj["metadata"]
     meta.pop("resourceVersion", None)
     meta["uid"] = uid
@@ -91,13 +107,13 @@ def merge_update(
 ) -> tuple[dict[str, Any], bool]:
     """Merge an incoming full object over the stored one; return (merged, changed).
 
-    Server fields come from ``existing`` (the generation goes up by one if the desired state
-    differs). ``status`` comes from ``incoming`` if it has one, else from ``existing``, the way
-    ``kubectl apply`` leaves status alone. ``changed`` is False when nothing but server fields
-    differ, in which case the caller must not write.
+    Server fields and ``status`` come from ``existing`` (the generation goes up by one if the
+    desired state differs); an incoming ``status`` is ignored (status subresource semantics).
+    ``changed`` is False when nothing but server fields differ, in which case the caller must
+    not write.
     """
-    merged = dict(incoming)
-    if "status" not in merged and "status" in existing:
+    merged = {k: v for k, v in incoming.items() if k != "status"}
+    if "status" in existing:
         merged["status"] = existing["status"]
     old_meta = existing["metadata"]
     meta = {k: v for k, v in incoming["metadata"].items() if k not in SERVER_FIELDS}

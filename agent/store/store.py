@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -61,6 +61,7 @@ class _WriteTxn:
         self.head += 1
         obj["metadata"]["resourceVersion"] = str(self.head)
         body = _dumps(obj)
+        objects.check_size(key, body)
         self.conn.execute(
             "INSERT INTO objects (kind, namespace, name, revision, body) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (kind, namespace, name)"
@@ -150,7 +151,8 @@ class Store:
 
         Each result is (stored object, action): "created", "configured", or "unchanged" when
         only server-set fields differ (then nothing is written). An update keeps uid and
-        creationTimestamp, and keeps the stored ``status`` unless the object brings one.
+        creationTimestamp, and keeps the stored ``status``: an incoming one is ignored (only
+        :meth:`update_status` writes status). A create starts without status.
         The incoming ``resourceVersion`` is ignored: apply is last-writer-wins.
         """
         prepared = [objects.normalise(obj) for obj in objs]
@@ -169,7 +171,7 @@ class Store:
     def update(
         self, obj: Mapping[str, Any], *, expect_resource_version: str | None = None
     ) -> JSONObject:
-        """Replace an existing object (server fields and absent status are kept).
+        """Replace an existing object (server fields and the stored status are kept).
 
         The expected resourceVersion is ``expect_resource_version`` if given, else the object's
         own ``metadata.resourceVersion`` if it has one; a mismatch raises :class:`Conflict`.
@@ -193,7 +195,10 @@ class Store:
         *,
         expect_resource_version: str | None = None,
     ) -> JSONObject:
-        """Replace only ``status``; never bumps the generation; no write if it is identical."""
+        """Replace only ``status``; never bumps the generation; no write if it is identical.
+
+        The status subresource: the one way status is written (controllers, kubelet, agents).
+        """
         key = (kind, namespace, name)
         with self._write() as txn:
             existing = self._existing(txn, key, expect_resource_version)
@@ -293,7 +298,7 @@ class Store:
         *,
         poll_interval: float = 0.05,
         stop: threading.Event | None = None,
-    ) -> Iterator[Event]:
+    ) -> Generator[Event, None, None]:
         """Yield every event after ``revision`` as it happens, in revision order.
 
         Blocks between events; returns once ``stop`` is set. Raises

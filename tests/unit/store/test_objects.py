@@ -11,8 +11,11 @@ from .conftest import svc
 
 
 def stored(obj: dict) -> dict:
+    """As the store holds it; a status as if written through the status path."""
     created = prepare_create(normalise(obj), uid="u-1", now="2026-11-22T10:00:00Z")
     created["metadata"]["resourceVersion"] = "7"
+    if "status" in obj:
+        created["status"] = obj["status"]
     return created
 
 
@@ -38,7 +41,6 @@ def test_merge_keeps_server_fields_and_bumps_generation_on_spec_change() -> None
     [
         lambda o: o["metadata"].update(labels={"a": "b"}),
         lambda o: o["metadata"].update(annotations={"note": "x"}),
-        lambda o: o.update(status={"ready": True}),
         lambda o: o.update(apiVersion="v2"),
     ],
 )
@@ -55,6 +57,21 @@ def test_merge_of_identical_object_is_unchanged_and_keeps_status() -> None:
     merged, changed = merge_update(existing, normalise(svc()))
     assert not changed
     assert merged == existing
+
+
+def test_prepare_create_drops_client_status() -> None:
+    created = prepare_create(normalise(svc(status={"ready": True})), uid="u", now="t")
+    assert "status" not in created
+
+
+def test_merge_ignores_incoming_status_and_keeps_the_stored_one() -> None:
+    existing = stored(svc(status={"ready": True}))
+    merged, changed = merge_update(existing, normalise(svc(status={"ready": False})))
+    assert not changed
+    assert merged["status"] == {"ready": True}
+    merged, changed = merge_update(stored(svc()), normalise(svc(port=81, status={"x": 1})))
+    assert changed
+    assert "status" not in merged
 
 
 def test_normalise_rejects_objects_without_key_fields() -> None:

@@ -15,10 +15,12 @@ from agent.store import (
     Conflict,
     InvalidObject,
     NotFound,
+    ObjectTooLarge,
     Store,
     StoreClosed,
     StoreError,
 )
+from agent.store.objects import MAX_OBJECT_BYTES
 
 from .conftest import svc
 
@@ -101,16 +103,49 @@ def test_label_change_configures_without_bumping_generation(store: Store) -> Non
     assert labelled["metadata"]["labels"] == {"app": "web"}
 
 
-def test_apply_keeps_status_unless_given(store: Store) -> None:
+def test_apply_keeps_the_stored_status_whatever_the_object_brings(store: Store) -> None:
     store.apply(svc())
     store.update_status("Service", "default", "web", {"loadBalancer": {"ip": "10.0.0.1"}})
     reapplied, action = store.apply(svc())
     assert action == "unchanged"
     assert reapplied["status"] == {"loadBalancer": {"ip": "10.0.0.1"}}
-    replaced, action = store.apply(svc(status={"loadBalancer": {}}))
+    forged, action = store.apply(svc(status={"loadBalancer": {"ip": "6.6.6.6"}}))
+    assert action == "unchanged"
+    assert store.get("Service", "default", "web")["status"] == {
+        "loadBalancer": {"ip": "10.0.0.1"}
+    }
+    relabelled, action = store.apply(svc(labels={"a": "b"}, status={"loadBalancer": {}}))
     assert action == "configured"
-    assert replaced["status"] == {"loadBalancer": {}}
-    assert replaced["metadata"]["generation"] == 1
+    assert relabelled["status"] == {"loadBalancer": {"ip": "10.0.0.1"}}
+
+
+@pytest.mark.parametrize("write", ["apply", "create"])
+def test_create_starts_without_status(store: Store, write: str) -> None:
+    obj = svc(status={"loadBalancer": {"ip": "6.6.6.6"}})
+    created = store.apply(obj)[0] if write == "apply" else store.create(obj)
+    assert "status" not in created
+    assert "status" not in store.get("Service", "default", "web")
+
+
+def test_update_keeps_the_stored_status(store: Store) -> None:
+    store.create(svc())
+    store.update_status("Service", "default", "web", {"ready": True})
+    updated = store.update(svc(port=81, status={"ready": False}))
+    assert updated["status"] == {"ready": True}
+    assert updated["spec"]["ports"] == [{"port": 81}]
+
+
+def test_objects_over_the_size_limit_are_refused_by_name(store: Store) -> None:
+    big = svc()
+    big["metadata"]["annotations"] = {"blob": "x" * MAX_OBJECT_BYTES}
+    with pytest.raises(ObjectTooLarge, match=r"Service default/web: object is \d+ bytes, over"):
+        store.apply(big)
+    assert store.get("Service", "default", "web") is None
+    store.create(svc())
+    with pytest.raises(ObjectTooLarge, match="Service default/web"):
+        store.update_status("Service", "default", "web", {"blob": "x" * MAX_OBJECT_BYTES})
+    assert "status" not in store.get("Service", "default", "web")
+    assert store.revision() == 1
 
 
 def test_update_status_never_bumps_generation_and_skips_identical(store: Store) -> None:
