@@ -301,6 +301,7 @@ class Proxy:
             remaining = deadline - now if deadline is not None else None
             wait = policy.should_retry(attempt, head.status, draw=self.rng(), remaining=remaining)
             if wait is not None:
+                ex.body.detach()
                 self._discard(conn)
                 return head.status, wait
         return await self._stream(ex, fwd, conn, head, down), None
@@ -343,31 +344,39 @@ class Proxy:
                 payload = b"".join(chunk(c) for c in body.chunks)
             else:
                 payload = b"".join(body.chunks)
-            future = conn.begin(head_bytes + payload, head_request=ex.method == "HEAD")
+            future = conn.begin(
+                head_bytes + payload, complete=body.complete, head_request=ex.method == "HEAD"
+            )
             if not body.complete:
+                # The rest of the body follows as it arrives, also after the response head
+                # (until the response ends); the connection is reusable only if it all went.
                 conn.on_pause, conn.on_resume = body.pause, body.resume
-                if chunked:
-                    body.attach(_chunked_writer(conn.write), _last_chunk_writer(conn.write))
-                else:
-                    body.attach(conn.write, _nothing)
+                write = _chunked_writer(conn.write) if chunked else conn.write
+                body.attach(write, _request_end(conn, chunked))
             try:
                 head = await future
             except UpstreamFailure:
+                body.detach()
                 conn.abort()
                 if reused and not conn.received and body.replayable:
                     continue
                 raise
             except BaseException:
+                body.detach()
                 conn.abort()
                 raise
-            finally:
-                body.detach()
-            if not body.complete and head.status >= 300:
-                conn.parser.reusable = False  # the rest of the body will not be read
             return conn, head
         raise UpstreamFailure(f"backend {address[0]}:{address[1]} keeps closing", sent=True)
 
     async def _stream(
+        self, ex: Exchange, fwd: Forward, conn: Http1Upstream, head: ResponseHead, down: Downstream
+    ) -> int:
+        try:
+            return await self._respond(ex, fwd, conn, head, down)
+        finally:
+            ex.body.detach()  # the response ended: send no more of the body on ``conn``
+
+    async def _respond(
         self, ex: Exchange, fwd: Forward, conn: Http1Upstream, head: ResponseHead, down: Downstream
     ) -> int:
         status = head.status
@@ -442,7 +451,7 @@ class Proxy:
                 )
                 head, _ = _upstream_head(mirror, request)
                 future = conn.begin(
-                    head + b"".join(ex.body.chunks), head_request=ex.method == "HEAD"
+                    head + b"".join(ex.body.chunks), complete=True, head_request=ex.method == "HEAD"
                 )
                 await future
                 conn.attach(lambda _: None)
@@ -466,12 +475,15 @@ def _chunked_writer(write: Callable[[bytes], None]) -> Callable[[bytes], None]:
     return lambda data: write(chunk(data))
 
 
-def _last_chunk_writer(write: Callable[[bytes], None]) -> Callable[[], None]:
-    return lambda: write(LAST_CHUNK)
+def _request_end(conn: Http1Upstream, chunked: bool) -> Callable[[], None]:
+    """The body's end: the last chunk if chunked, and the request is owed no more."""
 
+    def end() -> None:
+        if chunked:
+            conn.write(LAST_CHUNK)
+        conn.finish_request()
 
-def _nothing() -> None:
-    return None
+    return end
 
 
 def _raw(headers: Headers) -> RawHeaders:
