@@ -104,24 +104,31 @@ class Http1Connection(asyncio.Protocol):
             assert self.h2 is not None
             self.h2.data_received(data)
         elif mode == "new":
-            if (
-                data[:24] == H2_PREFACE[: len(data)]
-                and self.server.h2_factory is not None
-                and self.tls is None  # no h2 over TLS yet (ALPN offers http/1.1)
-            ):
-                if len(data) < len(H2_PREFACE) and data == H2_PREFACE[: len(data)]:
-                    self.upgrade_data += data
-                    data = self.upgrade_data
-                    if len(data) < len(H2_PREFACE):
-                        return
-                self.mode = "h2"
-                self.h2 = self.server.h2_factory(self)
-                self.h2.data_received(data)
+            self._first_bytes(data)
+
+    def _first_bytes(self, data: bytes) -> None:
+        """HTTP/2 prior knowledge or HTTP/1.1? Decided on the whole 24-byte preface, which
+        may arrive over several reads: a prefix of it is held until it is complete or
+        differs (then everything held is HTTP/1.1)."""
+        if self.upgrade_data:
+            data, self.upgrade_data = self.upgrade_data + data, b""
+        if (
+            data[:24] == H2_PREFACE[: len(data)]
+            and self.server.h2_factory is not None
+            and self.tls is None  # no h2 over TLS yet (ALPN offers http/1.1)
+        ):
+            if len(data) < len(H2_PREFACE):
+                self.upgrade_data = data
+                if not self.head_started:
+                    self.head_started = self.server.loop.time()  # the 408 timer holds it
                 return
-            if self.upgrade_data:
-                data, self.upgrade_data = self.upgrade_data + data, b""
-            self.mode = "h1"
-            self._feed(data)
+            self.head_started = 0.0
+            self.mode = "h2"
+            self.h2 = self.server.h2_factory(self)
+            self.h2.data_received(data)
+            return
+        self.mode = "h1"
+        self._feed(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.mode = "closed"

@@ -53,11 +53,21 @@ _CLUSTER_SUFFIXES = (".svc.cluster.local", ".svc")
 class Failed(Exception):
     """A try ended without a response the client can get: answer ``status``."""
 
-    def __init__(self, status: int, reason: str, error: UpstreamError) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        error: UpstreamError,
+        *,
+        drop: str = "",
+        close: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.error = error
-        self.drop = (
+        self.close = close
+        """The client connection closes after the answer."""
+        self.drop = drop or (
             _DROPPED_ERRORS[error]
             if status != 503 or "no endpoints" not in reason
             else ("SERVICE_BACKEND_NOT_FOUND")
@@ -246,7 +256,9 @@ class Proxy:
             down.abort()
         else:
             body = (str(failure) + "\n").encode()
-            down.local(failure.status, [(b"content-type", b"text/plain")], body)
+            down.local(
+                failure.status, [(b"content-type", b"text/plain")], body, close=failure.close
+            )
         raise failure
 
     async def _tries(
@@ -379,6 +391,12 @@ class Proxy:
     async def _respond(
         self, ex: Exchange, fwd: Forward, conn: Http1Upstream, head: ResponseHead, down: Downstream
     ) -> int:
+        if head.status == 101:
+            problem = _upgrade_problem(ex, head)
+            if problem:
+                conn.abort()
+                error = UpstreamError.RESET_AFTER_SEND
+                raise Failed(502, problem, error, drop="UPSTREAM_PROTOCOL_ERROR", close=True)
         status = head.status
         headers = end_to_end(head.headers)
         if fwd.response_steps:
@@ -473,6 +491,32 @@ def _upstream_head(ex: Exchange, request: Request) -> tuple[bytes, bool]:
 
 def _chunked_writer(write: Callable[[bytes], None]) -> Callable[[bytes], None]:
     return lambda data: write(chunk(data))
+
+
+def _tokens(headers: RawHeaders, name: bytes) -> list[bytes]:
+    return [
+        t.strip().lower()
+        for n, v in headers
+        if n.lower() == name
+        for t in v.split(b",")
+        if t.strip()
+    ]
+
+
+def _upgrade_problem(ex: Exchange, head: ResponseHead) -> str:
+    """Why a 101 cannot be spliced (RFC 9110 section 7.8: the server switches only to a
+    protocol the client listed in Upgrade), or "" when it can."""
+    if not ex.upgrade:
+        return "backend switched protocols (101) but the request asked for no Upgrade"
+    offered = set(_tokens(ex.headers, b"upgrade"))
+    chosen = _tokens(head.headers, b"upgrade")
+    if not chosen:
+        return "backend switched protocols (101) without naming one in Upgrade"
+    unasked = [t for t in chosen if t not in offered]
+    if unasked:
+        names = ", ".join(t.decode("latin-1") for t in unasked)
+        return f"backend switched to {names}, which the request did not ask for"
+    return ""
 
 
 def _request_end(conn: Http1Upstream, chunked: bool) -> Callable[[], None]:

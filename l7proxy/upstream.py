@@ -243,8 +243,8 @@ class _Slot:
 
 class Pool:
     """HTTP/1.1 connections per endpoint: at most ``max_per_endpoint`` open (callers
-    beyond that wait in order, up to ``wait_timeout`` seconds), idle ones reused newest-first and closed after
-    ``idle_timeout`` seconds."""
+    beyond that wait in order, up to ``wait_timeout`` seconds), idle ones reused
+    newest-first and closed after ``idle_timeout`` seconds."""
 
     def __init__(
         self,

@@ -117,9 +117,7 @@ def test_early_answer_never_lets_the_next_request_become_the_rest_of_the_body(
                 first += b"a\r\n" + b"x" * 10 + b"\r\n"
             code, _ = await _request(server.ports[0], first, then=b"y" * 20)
             assert code == status
-            code, body = await _request(
-                server.ports[0], b"GET /second HTTP/1.1\r\nHost: a\r\n\r\n"
-            )
+            code, body = await _request(server.ports[0], b"GET /second HTTP/1.1\r\nHost: a\r\n\r\n")
             assert code == status  # answered: the backend read it as a request
             [(conn1, target1, body1), (conn2, target2, body2)] = seen.requests
             assert (target1, target2) == ("/upload", "/second")
@@ -224,7 +222,9 @@ async def _settle() -> None:
 
 async def _playbook_server() -> tuple[WaypointServer, Backends]:
     backends = Backends()
-    config = gateway_config(ROUTE, {"default/early:8080": [("10.1.0.5", 8080)]}, services=("early",))
+    config = gateway_config(
+        ROUTE, {"default/early:8080": [("10.1.0.5", 8080)]}, services=("early",)
+    )
     server = WaypointServer(config, connector=backends, enable_h2=False)
     server._loop = asyncio.get_running_loop()
     return server, backends
