@@ -95,6 +95,7 @@ class Proxy:
             self.connector,
             max_per_endpoint=config.limits.max_upstream_per_endpoint,
             idle_timeout=config.limits.upstream_idle_timeout,
+            wait_timeout=config.limits.pool_wait_timeout,
         )
         self.flows = flows or FlowRecorder(None, node_name=config.node_name)
         self.metrics = metrics or WaypointMetrics(lambda: self.pool.stats)
@@ -185,7 +186,8 @@ class Proxy:
             except Failed as failure:
                 status, drop = failure.status, failure.drop
             except asyncio.CancelledError:
-                status, drop = 499, "CLIENT_CLOSED"  # nginx's code for a client gone
+                # nginx's code for a client gone, unless the client side said why it ended
+                status, drop = ex.aborted or (499, "CLIENT_CLOSED")
                 raise
         finally:
             metrics.in_flight -= 1
@@ -287,7 +289,7 @@ class Proxy:
                 outcome = (
                     UpstreamError.RESET_AFTER_SEND if exc.sent else UpstreamError.CONNECT_FAILED
                 )
-                failure = Failed(502 if exc.sent else 503, str(exc), outcome)
+                failure = Failed(502 if exc.sent else 503, str(exc), outcome, drop=exc.drop)
             except TimeoutError as exc:
                 if down.started or deadline is not None and loop.time() >= deadline:
                     raise
@@ -408,6 +410,8 @@ class Proxy:
             down.head(101, head.reason, headers, BodyKind.NONE, None)
             transport = conn.transport
             assert transport is not None
+            # A client slower than the backend pauses the backend, as for any response.
+            down.pause_source(transport.pause_reading, transport.resume_reading)
             to_client = down.tunnel(conn.write, conn.close)
             conn.attach(to_client)
             conn.on_close = down.abort

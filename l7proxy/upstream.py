@@ -25,10 +25,14 @@ class UpstreamFailure(Exception):
     """A try failed without a usable response. ``sent``: the request may have reached
     the backend (a reset after sending is not retried)."""
 
-    def __init__(self, message: str, *, sent: bool, timeout: bool = False) -> None:
+    def __init__(
+        self, message: str, *, sent: bool, timeout: bool = False, drop: str = ""
+    ) -> None:
         super().__init__(message)
         self.sent = sent
         self.timeout = timeout
+        self.drop = drop
+        """The flow's drop reason when it is more specific than the error's."""
 
 
 class Connector:
@@ -318,6 +322,7 @@ class Pool:
                     f"no connection to {_show(address)} free within {self.wait_timeout:g} s "
                     f"({self.max_per_endpoint} open)",
                     sent=False,
+                    drop="UPSTREAM_POOL_EXHAUSTED",
                 ) from None
             conn = self._take_idle(slot)
             if conn is not None:
