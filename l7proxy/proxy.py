@@ -13,7 +13,7 @@ from l7proxy.config import Limits, WaypointConfig
 from l7proxy.exchange import Downstream, Exchange, RawHeaders, upstream_head
 from l7proxy.flows import FlowRecorder
 from l7proxy.http.parser import BodyKind
-from l7proxy.http.response import ResponseHead
+from l7proxy.http.response import ResponseHead, upgrade_refusal
 from l7proxy.http.wire import LAST_CHUNK, chunk, end_to_end
 from l7proxy.metrics import WaypointMetrics
 from l7proxy.routing import (
@@ -394,7 +394,7 @@ class Proxy:
         self, ex: Exchange, fwd: Forward, conn: Http1Upstream, head: ResponseHead, down: Downstream
     ) -> int:
         if head.status == 101:
-            problem = _upgrade_problem(ex, head)
+            problem = upgrade_refusal(ex.upgrade, ex.headers, head)
             if problem:
                 conn.abort()
                 error = UpstreamError.RESET_AFTER_SEND
@@ -495,32 +495,6 @@ def _upstream_head(ex: Exchange, request: Request) -> tuple[bytes, bool]:
 
 def _chunked_writer(write: Callable[[bytes], None]) -> Callable[[bytes], None]:
     return lambda data: write(chunk(data))
-
-
-def _tokens(headers: RawHeaders, name: bytes) -> list[bytes]:
-    return [
-        t.strip().lower()
-        for n, v in headers
-        if n.lower() == name
-        for t in v.split(b",")
-        if t.strip()
-    ]
-
-
-def _upgrade_problem(ex: Exchange, head: ResponseHead) -> str:
-    """Why a 101 cannot be spliced (RFC 9110 section 7.8: the server switches only to a
-    protocol the client listed in Upgrade), or "" when it can."""
-    if not ex.upgrade:
-        return "backend switched protocols (101) but the request asked for no Upgrade"
-    offered = set(_tokens(ex.headers, b"upgrade"))
-    chosen = _tokens(head.headers, b"upgrade")
-    if not chosen:
-        return "backend switched protocols (101) without naming one in Upgrade"
-    unasked = [t for t in chosen if t not in offered]
-    if unasked:
-        names = ", ".join(t.decode("latin-1") for t in unasked)
-        return f"backend switched to {names}, which the request did not ask for"
-    return ""
 
 
 def _request_end(conn: Http1Upstream, chunked: bool) -> Callable[[], None]:

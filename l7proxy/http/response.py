@@ -201,3 +201,31 @@ class ResponseParser:
             return [END]
         what = "response body" if self._head is not None else "response head"
         return [ParseError(502, f"backend closed the connection before the {what} ended")]
+
+
+def _tokens(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
+    return [
+        t.strip().lower()
+        for n, v in headers
+        if n.lower() == name
+        for t in v.split(b",")
+        if t.strip()
+    ]
+
+
+def upgrade_refusal(
+    requested: bool, request_headers: list[tuple[bytes, bytes]], head: ResponseHead
+) -> str:
+    """Why a 101 ``head`` cannot be spliced (RFC 9110 section 7.8: a server switches only
+    to a protocol the client listed in Upgrade), or "" when it can."""
+    if not requested:
+        return "backend switched protocols (101) but the request asked for no Upgrade"
+    offered = set(_tokens(request_headers, b"upgrade"))
+    chosen = _tokens(head.headers, b"upgrade")
+    if not chosen:
+        return "backend switched protocols (101) without naming one in Upgrade"
+    unasked = [t for t in chosen if t not in offered]
+    if unasked:
+        names = ", ".join(t.decode("latin-1") for t in unasked)
+        return f"backend switched to {names}, which the request did not ask for"
+    return ""
