@@ -310,7 +310,7 @@ class Http1Connection(asyncio.Protocol):
             self._write(held)
 
     def data(self, data: bytes) -> None:
-        if self.transport is not None:
+        if self.transport is not None and self.mode != "closed":
             payload = chunk(data) if self.chunked else data
             if self.held:
                 payload, self.held = self.held + payload, b""

@@ -266,3 +266,18 @@ def test_tls_key_is_never_written_to_a_file(
     assert call["nlink"] == 0 and call["key"].startswith("/memfd:")  # anonymous memory
     assert len(os.listdir("/proc/self/fd")) == fds_before  # and closed afterwards
     assert list(tmp_path.iterdir()) == []
+
+
+def test_upgrade_refusal_accepts_only_a_protocol_the_client_listed() -> None:
+    from l7proxy.http.response import ResponseHead, upgrade_refusal
+
+    def head(upgrade: bytes | None) -> ResponseHead:
+        headers = [(b"Upgrade", upgrade)] if upgrade is not None else []
+        return ResponseHead(101, b"Switching Protocols", "1.1", headers, True, None, None)
+
+    asked = [(b"Upgrade", b"websocket, foo/2")]
+    assert upgrade_refusal(True, asked, head(b"WebSocket")) == ""
+    assert upgrade_refusal(True, asked, head(b"foo/2")) == ""
+    assert "foo/3" in upgrade_refusal(True, asked, head(b"foo/3"))
+    assert "without naming" in upgrade_refusal(True, asked, head(None))
+    assert "asked for no Upgrade" in upgrade_refusal(False, [], head(b"websocket"))
