@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from l7proxy.http.parser import END, RequestHead, RequestParser
 from l7proxy.http.response import ResponseParser
@@ -281,3 +283,44 @@ def test_upgrade_refusal_accepts_only_a_protocol_the_client_listed() -> None:
     assert "foo/3" in upgrade_refusal(True, asked, head(b"foo/3"))
     assert "without naming" in upgrade_refusal(True, asked, head(None))
     assert "asked for no Upgrade" in upgrade_refusal(False, [], head(b"websocket"))
+
+
+# --- properties: however the bytes are split -----------------------------------------------
+
+
+def _split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8))
+def test_property_trailers_never_join_the_head_however_split(cuts: list[int]) -> None:
+    parser = RequestParser()
+    events = [e for piece in _split(CHUNKED_WITH_TRAILERS, cuts) for e in parser.feed(piece)]
+    [head] = [e for e in events if isinstance(e, RequestHead)]
+    assert [n for n, _ in head.headers] == [b"Host", b"Transfer-Encoding"]
+    assert b"".join(e for e in events if isinstance(e, bytes)) == b"hi"
+    assert events[-1] is END
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8),
+    extra=st.binary(min_size=1, max_size=64),
+)
+def test_property_nothing_past_a_response_end_is_ever_delivered(
+    cuts: list[int], extra: bytes
+) -> None:
+    parser = ResponseParser()
+    parser.start()
+    wire = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" + extra
+    events = [e for piece in _split(wire, cuts) for e in parser.feed(piece)]
+    assert [type(e).__name__ for e in events if not isinstance(e, bytes)] == [
+        "ResponseHead",
+        "_End",
+    ]
+    assert b"".join(e for e in events if isinstance(e, bytes)) == b"hello"
+    # llhttp skips empty lines between messages (RFC 9112 section 2.2); any other byte
+    # past the end means the framing is in doubt: the connection is not reused.
+    assert parser.reusable == (extra.strip(b"\r\n") == b"")
