@@ -10,7 +10,7 @@ import random
 from collections.abc import Callable, Sequence
 
 from l7proxy.config import Limits, WaypointConfig
-from l7proxy.exchange import Downstream, Exchange, RawHeaders, upstream_head
+from l7proxy.exchange import Downstream, Exchange, RawHeaders, RequestBody, upstream_head
 from l7proxy.flows import FlowRecorder
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.response import ResponseHead, upgrade_refusal
@@ -366,7 +366,7 @@ class Proxy:
                 # (until the response ends); the connection is reusable only if it all went.
                 conn.on_pause, conn.on_resume = body.pause, body.resume
                 write = _chunked_writer(conn.write) if chunked else conn.write
-                body.attach(write, _request_end(conn, chunked))
+                body.attach(write, _request_end(conn, body, chunked))
             try:
                 head = await future
             except UpstreamFailure:
@@ -497,13 +497,16 @@ def _chunked_writer(write: Callable[[bytes], None]) -> Callable[[bytes], None]:
     return lambda data: write(chunk(data))
 
 
-def _request_end(conn: Http1Upstream, chunked: bool) -> Callable[[], None]:
-    """The body's end: the last chunk if chunked, and the request is owed no more."""
+def _request_end(conn: Http1Upstream, body: RequestBody, chunked: bool) -> Callable[[], None]:
+    """The body's end: the last chunk if chunked; the request is owed nothing more once
+    every declared byte went (a short Content-Length body leaves the backend waiting)."""
 
     def end() -> None:
         if chunked:
             conn.write(LAST_CHUNK)
-        conn.finish_request()
+            conn.finish_request()
+        elif body.kind is not BodyKind.LENGTH or body.size == body.length:
+            conn.finish_request()
 
     return end
 

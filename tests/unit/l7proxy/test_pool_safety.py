@@ -282,3 +282,22 @@ def test_playbook_body_finished_after_the_answer_head_keeps_the_connection() -> 
         assert not upstream_wire.closed and server.proxy.pool.stats.idle == 1
 
     asyncio.run(main())
+
+
+def test_a_body_ending_short_of_its_content_length_leaves_the_request_owed() -> None:
+    from l7proxy.exchange import RequestBody
+    from l7proxy.http.parser import BodyKind
+    from l7proxy.proxy import _request_end
+
+    async def main() -> None:
+        for fed, owed in ((b"abcd", True), (b"abcdefghij", False)):
+            conn = Http1Upstream(("10.1.0.5", 8080))
+            conn.connection_made(Wire())
+            conn.begin(b"POST / HTTP/1.1\r\n\r\n", complete=False)
+            body = RequestBody(BodyKind.LENGTH, 10, 1024)
+            body.attach(conn.write, _request_end(conn, body, chunked=False))
+            body.feed(fed)
+            body.end()
+            assert conn.request_complete is not owed
+
+    asyncio.run(main())
