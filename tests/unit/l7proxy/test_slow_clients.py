@@ -281,7 +281,8 @@ def test_pool_wait_gives_up_with_a_clear_503() -> None:
         limits = Limits(max_upstream_per_endpoint=1, pool_wait_timeout=0.2)
         async with waypoint(limits, slow) as lab:
             first = asyncio.ensure_future(_get(lab.port, "/slow"))
-            await asyncio.sleep(0.2)  # holds the only connection
+            while not lab.backend.received:  # the first holds the only connection
+                await asyncio.sleep(0.01)
             status, body = await asyncio.wait_for(_get(lab.port, "/fast"), 1.0)
             assert status == 503
             assert body.startswith(b"no connection to 127.0.0.1:") and b"free within 0.2 s" in body
