@@ -68,7 +68,7 @@ class Http1Connection(asyncio.Protocol):
         self.serving: Exchange | None = None
         self.writes_paused_since = 0.0
         """Since when the socket's buffer has been over its high-water mark (0: it is not)."""
-        self.status = 0
+        self.response_status = 0
         # the response in progress (Downstream state)
         self.protocol = "HTTP/1.1"
         self.scheme = server.config.scheme
@@ -233,7 +233,7 @@ class Http1Connection(asyncio.Protocol):
             return
         ex, head = self.queue.popleft()
         self.serving = ex
-        self.status = 0
+        self.response_status = 0
         self.started = False
         self.chunked = False
         self.held = b""
@@ -276,7 +276,7 @@ class Http1Connection(asyncio.Protocol):
         if not self.keep_alive:
             headers.append((b"connection", b"close"))
         self.started = True
-        self.status = status
+        self.response_status = status
         self._write(response_head(status, reason(status), headers) + body)
 
     def head(
@@ -300,7 +300,7 @@ class Http1Connection(asyncio.Protocol):
         if not self.keep_alive and status != 101:
             headers.append((b"connection", b"close"))
         self.started = True
-        self.status = status
+        self.response_status = status
         # Held until the first body bytes or flush(): one write for a small response.
         self.held = response_head(status, reason_phrase or reason(status), headers)
 
@@ -373,7 +373,7 @@ class Http1Connection(asyncio.Protocol):
     def _drop_slow_client(self, reason: str) -> None:
         self.server.metrics.count_close(reason)
         if self.serving is not None:
-            self.serving.aborted = (self.status or 499, reason)
+            self.serving.aborted = (self.response_status or 499, reason)
         self.abort()
 
     def _pause(self) -> None:
@@ -436,7 +436,9 @@ class Http1Connection(asyncio.Protocol):
             self.server.record_error(self, 408)
         if task is None or (self.serving is ex and not self.started):
             self._write(error_response(408, why))
-        self._close()
+            self._close()
+        else:
+            self.abort()  # a response is under way: cut it, never let it look complete
 
 
 def _authority(address: tuple[str, int]) -> str:
