@@ -71,6 +71,21 @@ class Limits:
     upstream_idle_timeout: float = 60.0
     max_upstream_per_endpoint: int = 512
     max_mirrors_in_flight: int = 256
+    body_idle_timeout: float = 30.0
+    """A request body with no bytes for this long while the waypoint reads gets 408 (or,
+    once the response started, the connection closes): a stalled upload."""
+    body_timeout: float = 300.0
+    """A request body not complete this long after its head: 408 or close (a trickle of
+    one byte per ``body_idle_timeout`` cannot hold a connection forever)."""
+    pool_wait_timeout: float = 10.0
+    """A request waiting for an upstream connection at ``max_upstream_per_endpoint``
+    gives up after this long with 503."""
+    max_write_buffer: int = 4 * 1024 * 1024
+    """Bytes buffered toward one client connection beyond this close it: a client that
+    does not read cannot make the waypoint hold its responses in memory."""
+    write_timeout: float = 60.0
+    """A client that has read nothing for this long while responses wait for it (the
+    transport paused its writers) is closed."""
 
 
 @dataclass(frozen=True, slots=True)

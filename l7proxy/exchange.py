@@ -171,6 +171,7 @@ class Exchange:
         "content_length_zero",
         "grpc",
         "routed_headers",
+        "aborted",
     )
 
     def __init__(
@@ -208,6 +209,9 @@ class Exchange:
         self.routed_headers: object = None
         """The ``Headers`` the route engine saw: when the forwarded request still has
         them, no filter edited the headers and the raw bytes are forwarded as read."""
+        self.aborted: tuple[int, str] | None = None
+        """Set by the client side before it cancels the exchange (a body timeout, a
+        client too slow to read): the (status, drop reason) its flow records."""
 
 
 _SKIP_FORWARD = frozenset(

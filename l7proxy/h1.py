@@ -2,6 +2,13 @@
 responses out in request order. A connection that opens with the HTTP/2 preface is
 handed to the h2c front end; one whose request was upgraded becomes a byte splice.
 
+Slow clients: a head not complete in ``header_timeout`` gets 408; a request body that
+stalls (``body_idle_timeout`` without a byte while the waypoint reads) or takes longer
+than ``body_timeout`` gets 408 (or the connection closes once the response started);
+a client that lets more than ``max_write_buffer`` bytes queue toward it, or reads
+nothing for ``write_timeout`` while responses wait, is closed. Each is counted and,
+for a request, recorded as a DROPPED flow.
+
 Pipelining: requests are parsed as they arrive and queued (reading pauses beyond
 ``max_pipeline``); each is served only after the previous response ended. A request that
 will close the connection is the last one read. A parse error is answered (400, 405,
@@ -56,6 +63,12 @@ class Http1Connection(asyncio.Protocol):
         self.head_started = 0.0
         self.idle_since = 0.0
         self.paused = False
+        self.body_read_at = 0.0
+        """When the request body being read last made progress (or reading resumed)."""
+        self.serving: Exchange | None = None
+        self.writes_paused_since = 0.0
+        """Since when the socket's buffer has been over its high-water mark (0: it is not)."""
+        self.response_status = 0
         # the response in progress (Downstream state)
         self.protocol = "HTTP/1.1"
         self.scheme = server.config.scheme
@@ -104,24 +117,31 @@ class Http1Connection(asyncio.Protocol):
             assert self.h2 is not None
             self.h2.data_received(data)
         elif mode == "new":
-            if (
-                data[:24] == H2_PREFACE[: len(data)]
-                and self.server.h2_factory is not None
-                and self.tls is None  # no h2 over TLS yet (ALPN offers http/1.1)
-            ):
-                if len(data) < len(H2_PREFACE) and data == H2_PREFACE[: len(data)]:
-                    self.upgrade_data += data
-                    data = self.upgrade_data
-                    if len(data) < len(H2_PREFACE):
-                        return
-                self.mode = "h2"
-                self.h2 = self.server.h2_factory(self)
-                self.h2.data_received(data)
+            self._first_bytes(data)
+
+    def _first_bytes(self, data: bytes) -> None:
+        """HTTP/2 prior knowledge or HTTP/1.1? Decided on the whole 24-byte preface, which
+        may arrive over several reads: a prefix of it is held until it is complete or
+        differs (then everything held is HTTP/1.1)."""
+        if self.upgrade_data:
+            data, self.upgrade_data = self.upgrade_data + data, b""
+        if (
+            data[:24] == H2_PREFACE[: len(data)]
+            and self.server.h2_factory is not None
+            and self.tls is None  # no h2 over TLS yet (ALPN offers http/1.1)
+        ):
+            if len(data) < len(H2_PREFACE):
+                self.upgrade_data = data
+                if not self.head_started:
+                    self.head_started = self.server.loop.time()  # the 408 timer holds it
                 return
-            if self.upgrade_data:
-                data, self.upgrade_data = self.upgrade_data + data, b""
-            self.mode = "h1"
-            self._feed(data)
+            self.head_started = 0.0
+            self.mode = "h2"
+            self.h2 = self.server.h2_factory(self)
+            self.h2.data_received(data)
+            return
+        self.mode = "h1"
+        self._feed(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.mode = "closed"
@@ -134,10 +154,12 @@ class Http1Connection(asyncio.Protocol):
             self.h2.connection_lost(exc)
 
     def pause_writing(self) -> None:
+        self.writes_paused_since = self.server.loop.time()
         if self.pause_cb is not None:
             self.pause_cb()
 
     def resume_writing(self) -> None:
+        self.writes_paused_since = 0.0
         if self.resume_cb is not None:
             self.resume_cb()
 
@@ -148,6 +170,7 @@ class Http1Connection(asyncio.Protocol):
         for event in self.parser.feed(data):
             if event.__class__ is bytes:
                 assert isinstance(event, bytes) and self.parsing is not None
+                self.body_read_at = loop_time()
                 self.parsing.body.feed(event)
             elif event is END:
                 assert self.parsing is not None
@@ -192,12 +215,14 @@ class Http1Connection(asyncio.Protocol):
             content_length_zero=head.content_length == 0,
         )
         self.parsing = ex
+        self.body_read_at = now
         self.parsing_keep_alive = head.keep_alive
         self.queue.append((ex, head))
         if self.task is None:
             self._next()
 
     def _next(self) -> None:
+        self.serving = None
         if not self.queue:
             self.task = None
             self.idle_since = self.server.loop.time()
@@ -207,6 +232,8 @@ class Http1Connection(asyncio.Protocol):
                 self._resume()
             return
         ex, head = self.queue.popleft()
+        self.serving = ex
+        self.response_status = 0
         self.started = False
         self.chunked = False
         self.held = b""
@@ -249,6 +276,7 @@ class Http1Connection(asyncio.Protocol):
         if not self.keep_alive:
             headers.append((b"connection", b"close"))
         self.started = True
+        self.response_status = status
         self._write(response_head(status, reason(status), headers) + body)
 
     def head(
@@ -272,6 +300,7 @@ class Http1Connection(asyncio.Protocol):
         if not self.keep_alive and status != 101:
             headers.append((b"connection", b"close"))
         self.started = True
+        self.response_status = status
         # Held until the first body bytes or flush(): one write for a small response.
         self.held = response_head(status, reason_phrase or reason(status), headers)
 
@@ -281,11 +310,13 @@ class Http1Connection(asyncio.Protocol):
             self._write(held)
 
     def data(self, data: bytes) -> None:
-        if self.transport is not None:
+        if self.transport is not None and self.mode != "closed":
             payload = chunk(data) if self.chunked else data
             if self.held:
                 payload, self.held = self.held + payload, b""
             self.transport.write(payload)
+            if self.writes_paused_since:
+                self._check_buffer()
 
     def end(self, trailers: RawHeaders | None = None) -> None:
         if self.chunked:
@@ -312,8 +343,13 @@ class Http1Connection(asyncio.Protocol):
             data, self.upgrade_data = self.upgrade_data, b""
             write_upstream(data)
         self._resume()
-        assert self.transport is not None
-        return self.transport.write
+        return self._tunnel_out
+
+    def _tunnel_out(self, data: bytes) -> None:
+        if self.transport is not None and self.mode != "closed":
+            self.transport.write(data)
+            if self.writes_paused_since:
+                self._check_buffer()
 
     def pause_source(
         self, pause: Callable[[], None] | None, resume: Callable[[], None] | None
@@ -325,6 +361,20 @@ class Http1Connection(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         if self.transport is not None and self.mode != "closed":
             self.transport.write(data)
+            if self.writes_paused_since:
+                self._check_buffer()
+
+    def _check_buffer(self) -> None:
+        """Over the high-water mark: past the ceiling, the client is not reading."""
+        assert self.transport is not None
+        if self.transport.get_write_buffer_size() > self.server.config.limits.max_write_buffer:
+            self._drop_slow_client("CLIENT_WRITE_BUFFER_FULL")
+
+    def _drop_slow_client(self, reason: str) -> None:
+        self.server.metrics.count_close(reason)
+        if self.serving is not None:
+            self.serving.aborted = (self.response_status or 499, reason)
+        self.abort()
 
     def _pause(self) -> None:
         if not self.paused and self.transport is not None and self.mode != "closed":
@@ -334,6 +384,7 @@ class Http1Connection(asyncio.Protocol):
     def _resume(self) -> None:
         if self.paused and self.transport is not None and self.mode != "closed":
             self.paused = False
+            self.body_read_at = self.server.loop.time()  # our pause is not the client's stall
             self.transport.resume_reading()
 
     def _close(self) -> None:
@@ -342,12 +393,28 @@ class Http1Connection(asyncio.Protocol):
             self.transport.close()
 
     def check(self, now: float, header_timeout: float, idle_timeout: float) -> None:
-        """Called by the server's sweeper: 408 for a slow head, close when idle."""
-        if self.mode == "h2":
+        """Called by the server's sweeper: 408 for a slow head or body, close when idle
+        or when the client stopped reading."""
+        mode = self.mode
+        if mode == "h2":
             if self.h2 is not None and not self.h2.streams and now - self.idle_since > idle_timeout:
                 self._close()
             return
-        if self.mode not in ("h1", "new") or self.task is not None:
+        limits = self.server.config.limits
+        if self.writes_paused_since and now - self.writes_paused_since > limits.write_timeout:
+            self._drop_slow_client("CLIENT_WRITE_TIMEOUT")
+            return
+        if mode not in ("h1", "new"):
+            return
+        ex = self.parsing
+        if ex is not None and not ex.body.complete:
+            if now - ex.started > limits.body_timeout:
+                self._body_timeout(ex, "request body not received in time")
+                return
+            if not self.paused and now - self.body_read_at > limits.body_idle_timeout:
+                self._body_timeout(ex, "request body stalled")
+                return
+        if self.task is not None:
             return
         if self.head_started and now - self.head_started > header_timeout:
             self.server.record_error(self, 408)
@@ -355,6 +422,23 @@ class Http1Connection(asyncio.Protocol):
             self._close()
         elif not self.head_started and not self.queue and now - self.idle_since > idle_timeout:
             self._close()
+
+    def _body_timeout(self, ex: Exchange, why: str) -> None:
+        """A slow or stalled request body: 408 if no response started, then close. The
+        request being served ends with that status in its flow; a queued one is
+        recorded here."""
+        self.server.metrics.count_close("REQUEST_BODY_TIMEOUT")
+        task = self.task
+        if task is not None and self.serving is ex:
+            ex.aborted = (408, "REQUEST_TIMEOUT")
+            task.cancel()
+        else:
+            self.server.record_error(self, 408)
+        if task is None or (self.serving is ex and not self.started):
+            self._write(error_response(408, why))
+            self._close()
+        else:
+            self.abort()  # a response is under way: cut it, never let it look complete
 
 
 def _authority(address: tuple[str, int]) -> str:

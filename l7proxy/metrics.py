@@ -48,6 +48,8 @@ class WaypointMetrics(Collector):
         self.in_flight = 0
         self.connections = 0
         self.rejected_connections = 0
+        self.closes: dict[str, int] = {}
+        """Client connections the waypoint ended for being slow, by reason."""
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -59,6 +61,9 @@ class WaypointMetrics(Collector):
         series.count += 1
         series.total += seconds
         series.buckets[bisect_left(BUCKETS, seconds)] += 1
+
+    def count_close(self, reason: str) -> None:
+        self.closes[reason] = self.closes.get(reason, 0) + 1
 
     def requests(self, route: str, backend: str, code: int) -> int:
         """Requests counted so far for one label set (for tests and the CLI)."""
@@ -100,6 +105,14 @@ class WaypointMetrics(Collector):
             "Client connections refused with 503 over the connection limit",
             value=self.rejected_connections,
         )
+        closes = CounterMetricFamily(
+            "tulle_waypoint_slow_client_closes",
+            "Client connections closed for a slow or stalled body, or for not reading",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.closes.items()):
+            closes.add_metric([reason], count)
+        yield closes
         if self._pool_stats is not None:
             stats = self._pool_stats()
             pool = GaugeMetricFamily(
@@ -120,6 +133,11 @@ class WaypointMetrics(Collector):
                 "tulle_waypoint_upstream_pool_waits",
                 "Requests that waited for a connection at the per-endpoint bound",
                 value=stats.waits,
+            )
+            yield CounterMetricFamily(
+                "tulle_waypoint_upstream_pool_wait_timeouts",
+                "Requests answered 503 after waiting too long for an upstream connection",
+                value=stats.wait_timeouts,
             )
 
     def serve(self, host: str, port: int) -> None:

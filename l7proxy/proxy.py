@@ -10,10 +10,10 @@ import random
 from collections.abc import Callable, Sequence
 
 from l7proxy.config import Limits, WaypointConfig
-from l7proxy.exchange import Downstream, Exchange, RawHeaders, upstream_head
+from l7proxy.exchange import Downstream, Exchange, RawHeaders, RequestBody, upstream_head
 from l7proxy.flows import FlowRecorder
 from l7proxy.http.parser import BodyKind
-from l7proxy.http.response import ResponseHead
+from l7proxy.http.response import ResponseHead, upgrade_refusal
 from l7proxy.http.wire import LAST_CHUNK, chunk, end_to_end
 from l7proxy.metrics import WaypointMetrics
 from l7proxy.routing import (
@@ -55,11 +55,21 @@ _CLUSTER_SUFFIXES = (".svc.cluster.local", ".svc")
 class Failed(Exception):
     """A try ended without a response the client can get: answer ``status``."""
 
-    def __init__(self, status: int, reason: str, error: UpstreamError) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        error: UpstreamError,
+        *,
+        drop: str = "",
+        close: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.error = error
-        self.drop = (
+        self.close = close
+        """The client connection closes after the answer."""
+        self.drop = drop or (
             _DROPPED_ERRORS[error]
             if status != 503 or "no endpoints" not in reason
             else ("SERVICE_BACKEND_NOT_FOUND")
@@ -87,6 +97,7 @@ class Proxy:
             self.connector,
             max_per_endpoint=config.limits.max_upstream_per_endpoint,
             idle_timeout=config.limits.upstream_idle_timeout,
+            wait_timeout=config.limits.pool_wait_timeout,
         )
         self.flows = flows or FlowRecorder(None, node_name=config.node_name)
         self.metrics = metrics or WaypointMetrics(lambda: self.pool.stats)
@@ -177,7 +188,8 @@ class Proxy:
             except Failed as failure:
                 status, drop = failure.status, failure.drop
             except asyncio.CancelledError:
-                status, drop = 499, "CLIENT_CLOSED"  # nginx's code for a client gone
+                # nginx's code for a client gone, unless the client side said why it ended
+                status, drop = ex.aborted or (499, "CLIENT_CLOSED")
                 raise
         finally:
             metrics.in_flight -= 1
@@ -248,7 +260,9 @@ class Proxy:
             down.abort()
         else:
             body = (str(failure) + "\n").encode()
-            down.local(failure.status, [(b"content-type", b"text/plain")], body)
+            down.local(
+                failure.status, [(b"content-type", b"text/plain")], body, close=failure.close
+            )
         raise failure
 
     async def _tries(
@@ -277,7 +291,7 @@ class Proxy:
                 outcome = (
                     UpstreamError.RESET_AFTER_SEND if exc.sent else UpstreamError.CONNECT_FAILED
                 )
-                failure = Failed(502 if exc.sent else 503, str(exc), outcome)
+                failure = Failed(502 if exc.sent else 503, str(exc), outcome, drop=exc.drop)
             except TimeoutError as exc:
                 if down.started or deadline is not None and loop.time() >= deadline:
                     raise
@@ -303,6 +317,7 @@ class Proxy:
             remaining = deadline - now if deadline is not None else None
             wait = policy.should_retry(attempt, head.status, draw=self.rng(), remaining=remaining)
             if wait is not None:
+                ex.body.detach()
                 self._discard(conn)
                 return head.status, wait
         return await self._stream(ex, fwd, conn, head, down), None
@@ -345,33 +360,47 @@ class Proxy:
                 payload = b"".join(chunk(c) for c in body.chunks)
             else:
                 payload = b"".join(body.chunks)
-            future = conn.begin(head_bytes + payload, head_request=ex.method == "HEAD")
+            future = conn.begin(
+                head_bytes + payload, complete=body.complete, head_request=ex.method == "HEAD"
+            )
             if not body.complete:
+                # The rest of the body follows as it arrives, also after the response head
+                # (until the response ends); the connection is reusable only if it all went.
                 conn.on_pause, conn.on_resume = body.pause, body.resume
-                if chunked:
-                    body.attach(_chunked_writer(conn.write), _last_chunk_writer(conn.write))
-                else:
-                    body.attach(conn.write, _nothing)
+                write = _chunked_writer(conn.write) if chunked else conn.write
+                body.attach(write, _request_end(conn, body, chunked))
             try:
                 head = await future
             except UpstreamFailure:
+                body.detach()
                 conn.abort()
                 if reused and not conn.received and body.replayable:
                     continue
                 raise
             except BaseException:
+                body.detach()
                 conn.abort()
                 raise
-            finally:
-                body.detach()
-            if not body.complete and head.status >= 300:
-                conn.parser.reusable = False  # the rest of the body will not be read
             return conn, head
         raise UpstreamFailure(f"backend {address[0]}:{address[1]} keeps closing", sent=True)
 
     async def _stream(
         self, ex: Exchange, fwd: Forward, conn: Http1Upstream, head: ResponseHead, down: Downstream
     ) -> int:
+        try:
+            return await self._respond(ex, fwd, conn, head, down)
+        finally:
+            ex.body.detach()  # the response ended: send no more of the body on ``conn``
+
+    async def _respond(
+        self, ex: Exchange, fwd: Forward, conn: Http1Upstream, head: ResponseHead, down: Downstream
+    ) -> int:
+        if head.status == 101:
+            problem = upgrade_refusal(ex.upgrade, ex.headers, head)
+            if problem:
+                conn.abort()
+                error = UpstreamError.RESET_AFTER_SEND
+                raise Failed(502, problem, error, drop="UPSTREAM_PROTOCOL_ERROR", close=True)
         status = head.status
         headers = end_to_end(head.headers)
         if fwd.response_steps:
@@ -383,6 +412,8 @@ class Proxy:
             down.head(101, head.reason, headers, BodyKind.NONE, None)
             transport = conn.transport
             assert transport is not None
+            # A client slower than the backend pauses the backend, as for any response.
+            down.pause_source(transport.pause_reading, transport.resume_reading)
             to_client = down.tunnel(conn.write, conn.close)
             conn.attach(to_client)
             conn.on_close = down.abort
@@ -444,7 +475,7 @@ class Proxy:
                 )
                 head, _ = _upstream_head(mirror, request)
                 future = conn.begin(
-                    head + b"".join(ex.body.chunks), head_request=ex.method == "HEAD"
+                    head + b"".join(ex.body.chunks), complete=True, head_request=ex.method == "HEAD"
                 )
                 await future
                 conn.attach(lambda _: None)
@@ -468,12 +499,18 @@ def _chunked_writer(write: Callable[[bytes], None]) -> Callable[[bytes], None]:
     return lambda data: write(chunk(data))
 
 
-def _last_chunk_writer(write: Callable[[bytes], None]) -> Callable[[], None]:
-    return lambda: write(LAST_CHUNK)
+def _request_end(conn: Http1Upstream, body: RequestBody, chunked: bool) -> Callable[[], None]:
+    """The body's end: the last chunk if chunked; the request is owed nothing more once
+    every declared byte went (a short Content-Length body leaves the backend waiting)."""
 
+    def end() -> None:
+        if chunked:
+            conn.write(LAST_CHUNK)
+            conn.finish_request()
+        elif body.kind is not BodyKind.LENGTH or body.size == body.length:
+            conn.finish_request()
 
-def _nothing() -> None:
-    return None
+    return end
 
 
 def _raw(headers: Headers) -> RawHeaders:

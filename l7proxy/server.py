@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import multiprocessing
 import os
 import random
+import resource
 import signal
 import socket
 import sys
@@ -41,6 +43,42 @@ if TYPE_CHECKING:
 
 OVERLOADED = error_response(503, "waypoint overloaded: too many connections")
 BACKLOG = 1024
+FD_RESERVE = 256
+"""Descriptors beyond two per client connection (its socket and one upstream): listeners,
+idle pooled and h2 upstream connections, the event loop, logs and flow sockets."""
+
+log = logging.getLogger("tulle.waypoint")
+
+
+def raise_fd_limit(
+    max_connections: int,
+    *,
+    get: Callable[[int], tuple[int, int]] = resource.getrlimit,
+    set_: Callable[[int, tuple[int, int]], None] = resource.setrlimit,
+) -> int:
+    """Raise RLIMIT_NOFILE's soft limit to the hard one (or, when unlimited, to what
+    ``max_connections`` needs), so the connection cap is reachable rather than failing
+    accept() with EMFILE first. Logs when that is not possible; returns the soft limit."""
+    needed = 2 * max_connections + FD_RESERVE
+    soft, hard = get(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, needed)
+    if soft != resource.RLIM_INFINITY and target > soft:
+        try:
+            set_(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning(
+                "waypoint: cannot raise the open-file limit from %d to %d: %s", soft, target, exc
+            )
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning(
+            "waypoint: the open-file limit is %d but %d connections need about %d; "
+            "raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower max_connections",
+            soft,
+            max_connections,
+            needed,
+        )
+    return soft
 
 
 def listening_socket(host: str, port: int, *, reuse_port: bool = True) -> socket.socket:
@@ -105,6 +143,7 @@ class WaypointServer:
     async def start(self, *, reuse_port: bool = True) -> list[int]:
         """Bind every listener; returns the bound ports (0 in the config picks one)."""
         self._loop = asyncio.get_running_loop()
+        raise_fd_limit(self.config.limits.max_connections)
         try:
             for listener in self.config.listeners:
                 sock = listening_socket(listener.host, listener.port, reuse_port=reuse_port)
@@ -145,7 +184,13 @@ class WaypointServer:
 
     async def _sweep(self) -> None:
         limits = self.config.limits
-        tick = max(0.05, min(1.0, limits.header_timeout / 4, limits.idle_timeout / 4))
+        timers = (
+            limits.header_timeout,
+            limits.idle_timeout,
+            limits.body_idle_timeout,
+            limits.write_timeout,
+        )
+        tick = max(0.05, min(1.0, *(t / 4 for t in timers)))
         while True:
             await asyncio.sleep(tick)
             now = self.loop.time()

@@ -17,12 +17,12 @@ it are refused, recorded as a DROPPED flow naming the reason, and counted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import os
 import ssl
-import tempfile
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Mapping, Sequence
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -63,27 +63,39 @@ def certificate_context(pairs: Sequence[tuple[SecretKey, CertificatePair]]) -> s
     """A server context holding every certificate and key of a listener (one per key type,
     as ``certificateRefs`` allows). Raises CertificateError naming the first bad Secret."""
     context = server_context()
-    with tempfile.TemporaryDirectory(prefix="tulle-tls-") as tmp:
-        for (ns, name), (crt, key) in pairs:
-            where = f"Secret {ns}/{name}"
-            try:
-                ssl.create_default_context(cadata=crt.decode("ascii"))
-            except (ssl.SSLError, ValueError, UnicodeDecodeError) as exc:
-                raise CertificateError(f"{where}: tls.crt holds no valid PEM certificate") from exc
-            crt_path, key_path = Path(tmp, "tls.crt"), Path(tmp, "tls.key")
-            crt_path.write_bytes(crt)
-            key_path.touch(mode=0o600)
-            key_path.write_bytes(key)
-            try:
+    for (ns, name), (crt, key) in pairs:
+        where = f"Secret {ns}/{name}"
+        try:
+            ssl.create_default_context(cadata=crt.decode("ascii"))
+        except (ssl.SSLError, ValueError, UnicodeDecodeError) as exc:
+            raise CertificateError(f"{where}: tls.crt holds no valid PEM certificate") from exc
+        try:
+            with _memory_file(crt) as crt_path, _memory_file(key) as key_path:
                 # An empty password: an encrypted key fails here instead of OpenSSL asking
                 # for a pass phrase on the terminal (or failing with a bare OSError).
                 context.load_cert_chain(crt_path, key_path, password=b"")
-            except (ssl.SSLError, ValueError, OSError) as exc:
-                detail = getattr(exc, "reason", None) or str(exc)
-                raise CertificateError(
-                    f"{where}: tls.key is not a valid private key for tls.crt ({detail})"
-                ) from exc
+        except (ssl.SSLError, ValueError, OSError) as exc:
+            detail = getattr(exc, "reason", None) or str(exc)
+            raise CertificateError(
+                f"{where}: tls.key is not a valid private key for tls.crt ({detail})"
+            ) from exc
     return context
+
+
+@contextlib.contextmanager
+def _memory_file(data: bytes) -> Iterator[str]:
+    """A path OpenSSL can open that names no file on any disk: an anonymous memfd (RAM
+    only, gone when closed), read through /proc/self/fd. ``ssl`` loads keys only from
+    paths, and a key written to /tmp (even briefly, even 0600) can be copied or left
+    behind by a crash."""
+    fd = os.memfd_create("tulle-tls", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
 
 
 def certificate_problem(crt: bytes, key: bytes) -> str | None:

@@ -25,10 +25,14 @@ class UpstreamFailure(Exception):
     """A try failed without a usable response. ``sent``: the request may have reached
     the backend (a reset after sending is not retried)."""
 
-    def __init__(self, message: str, *, sent: bool, timeout: bool = False) -> None:
+    def __init__(
+        self, message: str, *, sent: bool, timeout: bool = False, drop: str = ""
+    ) -> None:
         super().__init__(message)
         self.sent = sent
         self.timeout = timeout
+        self.drop = drop
+        """The flow's drop reason when it is more specific than the error's."""
 
 
 class Connector:
@@ -73,6 +77,10 @@ class Http1Upstream(asyncio.Protocol):
     ``begin`` writes a request and returns the future of its response head. Body pieces
     go to ``sink`` once one is set (they are buffered until then); ``done`` resolves
     when the response is complete. After a 101 every byte goes to ``sink``.
+
+    A connection is reusable only when the response is complete *and* the request was
+    sent whole (``request_complete``): a backend may answer before reading the body, and
+    whatever it still expects must never be taken from the next request.
     """
 
     def __init__(self, address: Address) -> None:
@@ -91,6 +99,8 @@ class Http1Upstream(asyncio.Protocol):
         self.idle_since = 0.0
         self.requests = 0
         self.received = False
+        self.request_complete = True
+        """Every byte of the current request was written (nothing is owed upstream)."""
 
     # --- asyncio callbacks -----------------------------------------------------------
 
@@ -153,7 +163,11 @@ class Http1Upstream(asyncio.Protocol):
 
     # --- used by the proxy -----------------------------------------------------------
 
-    def begin(self, data: bytes, *, head_request: bool = False) -> asyncio.Future[ResponseHead]:
+    def begin(
+        self, data: bytes, *, complete: bool, head_request: bool = False
+    ) -> asyncio.Future[ResponseHead]:
+        """Write a request head (and the body so far); ``complete``: nothing more follows
+        (else the caller writes the rest and calls ``finish_request``)."""
         loop = asyncio.get_running_loop()
         self.head = loop.create_future()
         self.done = loop.create_future()
@@ -162,6 +176,7 @@ class Http1Upstream(asyncio.Protocol):
         self.parser.start(head=head_request)
         self.requests += 1
         self.received = False
+        self.request_complete = complete
         assert self.transport is not None
         self.transport.write(data)
         return self.head
@@ -169,6 +184,10 @@ class Http1Upstream(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
             self.transport.write(data)
+
+    def finish_request(self) -> None:
+        """The last byte of the request body was written."""
+        self.request_complete = True
 
     def attach(self, sink: Callable[[bytes], None]) -> None:
         """Send body bytes (buffered so far, then as they come) to ``sink``."""
@@ -181,6 +200,7 @@ class Http1Upstream(asyncio.Protocol):
     def reusable(self) -> bool:
         return (
             not self.closed
+            and self.request_complete
             and self.parser.reusable
             and self.done is not None
             and self.done.done()
@@ -213,6 +233,7 @@ class PoolStats:
     reused: int = 0
     expired: int = 0
     waits: int = 0
+    wait_timeouts: int = 0
 
 
 class _Slot:
@@ -226,8 +247,8 @@ class _Slot:
 
 class Pool:
     """HTTP/1.1 connections per endpoint: at most ``max_per_endpoint`` open (callers
-    beyond that wait in order), idle ones reused newest-first and closed after
-    ``idle_timeout`` seconds."""
+    beyond that wait in order, up to ``wait_timeout`` seconds), idle ones reused
+    newest-first and closed after ``idle_timeout`` seconds."""
 
     def __init__(
         self,
@@ -236,36 +257,29 @@ class Pool:
         max_per_endpoint: int = 512,
         max_idle_per_endpoint: int = 128,
         idle_timeout: float = 60.0,
+        wait_timeout: float = 10.0,
     ) -> None:
         self.connector = connector
         self.max_per_endpoint = max_per_endpoint
         self.max_idle = max_idle_per_endpoint
         self.idle_timeout = idle_timeout
+        self.wait_timeout = wait_timeout
         self.stats = PoolStats()
         self._slots: dict[Address, _Slot] = {}
 
     async def acquire(self, address: Address) -> Http1Upstream:
+        """An idle connection, else a new one; at the bound, wait in order for one (at
+        most ``wait_timeout`` seconds, then UpstreamFailure: the proxy answers 503)."""
         slot = self._slots.get(address)
         if slot is None:
             slot = self._slots[address] = _Slot()
-        idle = slot.idle
-        while idle:
-            conn = idle.pop()
-            self.stats.idle -= 1
-            if not conn.closed:
-                self.stats.reused += 1
+        conn = self._take_idle(slot)
+        if conn is not None:
+            return conn
+        if slot.count >= self.max_per_endpoint:
+            conn = await self._wait(slot, address)
+            if conn is not None:
                 return conn
-        while slot.count >= self.max_per_endpoint:
-            self.stats.waits += 1
-            waiter = asyncio.get_running_loop().create_future()
-            slot.waiters.append(waiter)
-            await waiter
-            if idle:
-                conn = idle.pop()
-                self.stats.idle -= 1
-                if not conn.closed:
-                    self.stats.reused += 1
-                    return conn
         slot.count += 1
         self.stats.open += 1
         try:
@@ -276,6 +290,44 @@ class Pool:
         self.stats.created += 1
         conn.on_close = lambda: self._closed(slot, conn)
         return conn
+
+    def _take_idle(self, slot: _Slot) -> Http1Upstream | None:
+        idle = slot.idle
+        while idle:
+            conn = idle.pop()
+            self.stats.idle -= 1
+            if not conn.closed:
+                self.stats.reused += 1
+                return conn
+        return None
+
+    async def _wait(self, slot: _Slot, address: Address) -> Http1Upstream | None:
+        """Wait until ``slot`` has an idle connection (returned) or room for a new one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_timeout
+        while slot.count >= self.max_per_endpoint:
+            self.stats.waits += 1
+            waiter = loop.create_future()
+            slot.waiters.append(waiter)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await waiter
+            except BaseException as exc:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake(slot)  # woken but leaving: pass the turn on
+                if not isinstance(exc, TimeoutError):
+                    raise
+                self.stats.wait_timeouts += 1
+                raise UpstreamFailure(
+                    f"no connection to {_show(address)} free within {self.wait_timeout:g} s "
+                    f"({self.max_per_endpoint} open)",
+                    sent=False,
+                    drop="UPSTREAM_POOL_EXHAUSTED",
+                ) from None
+            conn = self._take_idle(slot)
+            if conn is not None:
+                return conn
+        return None
 
     def release(self, conn: Http1Upstream) -> None:
         """Return ``conn`` after its response ended; it is kept only when reusable."""

@@ -11,7 +11,8 @@ llhttp in strict mode already refuses (measured): whitespace before a colon, obs
 Content-Length together with Transfer-Encoding, duplicate Content-Length (equal or not),
 list or signed Content-Length, an invalid or overflowing chunk size, a Transfer-Encoding
 that does not end in chunked, bare CR or LF, control characters, unknown methods and
-versions, and data after a request that asked to close. This module adds: the Host rules
+versions, and data after a request that asked to close. Trailer fields after a chunked body are
+dropped (never merged into the head), within the header size limit. This module adds: the Host rules
 (exactly one, well formed, on HTTP/1.1), the header section size and count limits (431),
 Transfer-Encoding on HTTP/1.0, and CONNECT (a waypoint is not a forward proxy: 405).
 """
@@ -130,6 +131,10 @@ class _HeadTooLarge(Exception):
     pass
 
 
+class _TrailersTooLarge(Exception):
+    pass
+
+
 class _BadHead(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
@@ -145,6 +150,7 @@ class RequestParser:
         "_url",
         "_headers",
         "_head_size",
+        "_trailers",
         "_in_head",
         "_consumed",
         "_begin_at",
@@ -167,6 +173,7 @@ class RequestParser:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
+        self._trailers = 0
         self._in_head = False
         self._consumed = 0  # bytes of this feed accounted to earlier messages
         self._begin_at = 0
@@ -194,6 +201,7 @@ class RequestParser:
         self._url = b""
         self._headers = []
         self._head_size = 0
+        self._trailers = 0
         self._begin_at = self._consumed
         self._began = True
 
@@ -204,6 +212,13 @@ class RequestParser:
             raise _HeadTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            # A trailer field after a chunked body: never merged into the head (it could
+            # add a field the routing or the backend trusts); bounded like a head, dropped.
+            self._trailers += len(name) + len(value) + 4
+            if self._trailers > self._max_bytes:
+                raise _TrailersTooLarge
+            return
         headers = self._headers
         headers.append((name, value))
         self._head_size += len(name) + len(value) + 4
@@ -303,6 +318,8 @@ class RequestParser:
             cause = error.__context__
             if isinstance(cause, _HeadTooLarge):
                 return self._fail(431, "request header section too large")
+            if isinstance(cause, _TrailersTooLarge):
+                return self._fail(431, "request trailer section too large")
             if isinstance(cause, _BadHead):
                 return self._fail(cause.status, str(cause))
             return self._fail(400, f"malformed request: {cause!r}")

@@ -2,7 +2,9 @@
 
 ``ResponseParser.start(head=...)`` arms it for the response to one request; ``feed``
 returns a ``ResponseHead``, body pieces as ``bytes`` and ``END``; ``eof`` is called when
-the backend closes (it ends a close-delimited body). Interim 1xx responses other than
+the backend closes (it ends a close-delimited body). Bytes after a complete response
+(past its Content-Length or last chunk) are dropped, never taken as a second response,
+and the connection is marked not reusable. Interim 1xx responses other than
 101 are skipped (the waypoint answers ``100 Continue`` itself). A 101 yields the head
 and then ``UpgradeData`` with the first tunnel bytes. Malformed responses give a
 ``ParseError`` (the proxy answers 502).
@@ -45,6 +47,10 @@ class _Stop(Exception):
     pass
 
 
+class _Extra(Exception):
+    """Bytes after a complete response, before the next request: never a response."""
+
+
 _NO_BODY = frozenset({204, 304})
 
 
@@ -58,6 +64,7 @@ class ResponseParser:
         "_head",
         "_done",
         "reusable",
+        "extra",
     )
 
     def __init__(self) -> None:
@@ -70,6 +77,8 @@ class ResponseParser:
         self._done = False
         self.reusable = True
         """False once the connection cannot carry another request."""
+        self.extra = False
+        """Bytes came after a complete response (dropped; the connection is not reused)."""
 
     def start(self, *, head: bool = False) -> None:
         """Expect the response to a new request (``head``: the request was HEAD)."""
@@ -80,6 +89,8 @@ class ResponseParser:
     # --- llhttp callbacks ------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._done:
+            raise _Extra
         self._reason = b""
         self._headers = []
 
@@ -148,6 +159,9 @@ class ResponseParser:
     def feed(self, data: bytes) -> list[Event | ResponseHead]:
         events: list[Event | ResponseHead] = []
         self._events = events
+        if self._done:
+            self._extra()
+            return events
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -158,13 +172,24 @@ class ResponseParser:
             if isinstance(error.__context__, _Stop):
                 self._parser = httptools.HttpResponseParser(self)
                 self.reusable = False
+            elif isinstance(error.__context__, _Extra):
+                self._extra()
             else:
                 self.reusable = False
                 events.append(ParseError(502, f"malformed response: {error.__context__!r}"))
         except httptools.HttpParserError as error:
-            self.reusable = False
-            events.append(ParseError(502, f"malformed response: {error}"))
+            if self._done:
+                self._extra()
+            else:
+                self.reusable = False
+                events.append(ParseError(502, f"malformed response: {error}"))
         return events
+
+    def _extra(self) -> None:
+        # Past the response's end (its Content-Length or last chunk): the backend and
+        # the waypoint disagree on framing. Drop the bytes and never reuse the connection.
+        self.reusable = False
+        self.extra = True
 
     def eof(self) -> list[Event | ResponseHead]:
         """The backend closed its side."""
@@ -176,3 +201,31 @@ class ResponseParser:
             return [END]
         what = "response body" if self._head is not None else "response head"
         return [ParseError(502, f"backend closed the connection before the {what} ended")]
+
+
+def _tokens(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
+    return [
+        t.strip().lower()
+        for n, v in headers
+        if n.lower() == name
+        for t in v.split(b",")
+        if t.strip()
+    ]
+
+
+def upgrade_refusal(
+    requested: bool, request_headers: list[tuple[bytes, bytes]], head: ResponseHead
+) -> str:
+    """Why a 101 ``head`` cannot be spliced (RFC 9110 section 7.8: a server switches only
+    to a protocol the client listed in Upgrade), or "" when it can."""
+    if not requested:
+        return "backend switched protocols (101) but the request asked for no Upgrade"
+    offered = set(_tokens(request_headers, b"upgrade"))
+    chosen = _tokens(head.headers, b"upgrade")
+    if not chosen:
+        return "backend switched protocols (101) without naming one in Upgrade"
+    unasked = [t for t in chosen if t not in offered]
+    if unasked:
+        names = ", ".join(t.decode("latin-1") for t in unasked)
+        return f"backend switched to {names}, which the request did not ask for"
+    return ""
