@@ -71,6 +71,22 @@ class Limits:
     upstream_idle_timeout: float = 60.0
     max_upstream_per_endpoint: int = 512
     max_mirrors_in_flight: int = 256
+    h2_max_concurrent_streams: int = 100
+    """HTTP/2 streams a client may have open (advertised; one more is a connection error)."""
+    h2_window: int = 1 << 20
+    """HTTP/2 receive window per stream and for the connection: the most request body a
+    client can have sent that the waypoint has not yet passed on."""
+    h2_budget_period: float = 10.0
+    h2_max_resets: int = 200
+    h2_max_pings: int = 100
+    h2_max_settings: int = 100
+    """RST_STREAM, PING and SETTINGS frames a client may send per ``h2_budget_period``
+    (a token bucket); over it: GOAWAY(ENHANCE_YOUR_CALM) and close."""
+    h2_max_write_buffer: int = 4 * 1024 * 1024
+    """Bytes queued toward an HTTP/2 client beyond which the connection is closed."""
+    h2_stream_timeout: float = 30.0
+    """An HTTP/2 stream waiting on its client (request body not arriving though the
+    window is open, or response not read) this long is reset."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -344,8 +344,8 @@ class Http1Connection(asyncio.Protocol):
     def check(self, now: float, header_timeout: float, idle_timeout: float) -> None:
         """Called by the server's sweeper: 408 for a slow head, close when idle."""
         if self.mode == "h2":
-            if self.h2 is not None and not self.h2.streams and now - self.idle_since > idle_timeout:
-                self._close()
+            if self.h2 is not None:
+                self.h2.check(now, idle_timeout)  # idle, and streams stalled on the client
             return
         if self.mode not in ("h1", "new") or self.task is not None:
             return

@@ -5,6 +5,14 @@
 - ``h2up.H2Upstreams``: one multiplexed h2c connection per backend endpoint, for
   backends marked ``h2c`` and for gRPC requests (trailers pass through both ways).
 
+Resource limits (``config.Limits.h2_*``): request heads are checked (``h2head``) before
+they become a request line; at most ``h2_max_concurrent_streams`` streams; request body
+bytes are acknowledged (WINDOW_UPDATE) only once passed on, so a client can have at most
+``h2_window`` bytes parked here; responses pause their source while the client's window
+or socket is full, and more than ``h2_max_write_buffer`` queued bytes close the
+connection; RST_STREAM, PING and SETTINGS are budgeted (``h2limits``); a stream waiting
+on its client for ``h2_stream_timeout`` is reset.
+
 Not done: h2 over TLS (ALPN), extended CONNECT (WebSocket over h2), server push, and
 h2c upgrade from HTTP/1.1 (``Upgrade: h2c``), which clients rarely use.
 """
@@ -21,10 +29,12 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
-from h2.settings import SettingCodes
+from h2.settings import SettingCodes, Settings
 
+from l7proxy import h2limits
 from l7proxy.exchange import Exchange, RawHeaders, RequestBody
 from l7proxy.flows import now_ns
+from l7proxy.h2head import Malformed, parse_request
 from l7proxy.http.parser import BodyKind
 from l7proxy.upstream import UpstreamFailure
 
@@ -45,12 +55,14 @@ DROP = frozenset(
     }
 )
 WINDOW = 1 << 20
+MIN_WINDOW = 65_535  # a smaller window could not apply before the client's SETTINGS ACK
+Codes = h2.errors.ErrorCodes
 
 
 class Sender:
     """Outbound DATA for one stream, paced by HTTP/2 flow control."""
 
-    __slots__ = ("conn", "stream_id", "buffer", "ending", "trailers", "closed")
+    __slots__ = ("conn", "stream_id", "buffer", "ending", "trailers", "closed", "sent")
 
     def __init__(self, conn: h2.connection.H2Connection, stream_id: int) -> None:
         self.conn: h2.connection.H2Connection = conn
@@ -59,6 +71,7 @@ class Sender:
         self.ending = False
         self.trailers: RawHeaders | None = None
         self.closed = False
+        self.sent = 0
 
     def flush(self) -> None:
         conn, sid = self.conn, self.stream_id
@@ -75,6 +88,7 @@ class Sender:
                     return
                 conn.send_data(sid, bytes(self.buffer[:size]))
                 del self.buffer[:size]
+                self.sent += size
             if self.ending:
                 self.closed = True
                 if self.trailers:
@@ -99,6 +113,25 @@ class _Stream:
         self.sender = Sender(front.h2, stream_id)
         self.task: asyncio.Task[None] | None = None
         self.pause_cb: Callable[[], None] | None = None
+        self.held = False
+        """Request body bytes are not being passed on: do not reopen the window."""
+        self.unacked = 0
+        self.mark = (0, 0.0)
+        """(bytes moved, when) as last seen by ``H2Frontend.check``."""
+
+    # --- request body flow control ------------------------------------------------------
+
+    def hold(self) -> None:
+        self.held = True
+
+    def release(self) -> None:
+        self.held = False
+        if self.unacked:
+            count, self.unacked = self.unacked, 0
+            self.front.ack(count, self.stream_id)
+            self.front.flush()
+
+    # --- Downstream ---------------------------------------------------------------------
 
     def local(self, status: int, headers: RawHeaders, body: bytes, *, close: bool = False) -> None:
         self.head(status, b"", list(headers), BodyKind.LENGTH, len(body))
@@ -124,9 +157,11 @@ class _Stream:
         pass
 
     def data(self, data: bytes) -> None:
-        self.sender.buffer += data
-        self.sender.flush()
-        if self.sender.buffer and self.pause_cb is not None and len(self.sender.buffer) > WINDOW:
+        sender = self.sender
+        sender.buffer += data
+        if self.front.writable:
+            sender.flush()
+        if self.pause_cb is not None and len(sender.buffer) > self.front.window:
             self.pause_cb()
         self.front.flush()
 
@@ -134,7 +169,8 @@ class _Stream:
         self.sender.ending = True
         if trailers:
             self.sender.trailers = [(n.lower(), v) for n, v in trailers]
-        self.sender.flush()
+        if self.front.writable:
+            self.sender.flush()
         self.front.flush()
 
     def abort(self) -> None:
@@ -161,21 +197,47 @@ class H2Frontend(asyncio.Protocol):
     def __init__(self, conn: Http1Connection) -> None:
         self.conn = conn
         self.proxy: Proxy = conn.proxy
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
-        self.h2: h2.connection.H2Connection = h2.connection.H2Connection(config=config)
-        self.h2.initiate_connection()
-        self.h2.update_settings(
-            {SettingCodes.INITIAL_WINDOW_SIZE: WINDOW, SettingCodes.MAX_CONCURRENT_STREAMS: 256}
+        self.limits = limits = self.proxy.limits
+        self.stats = self.proxy.h2.stats  # type: ignore[attr-defined]
+        self.window = max(limits.h2_window, MIN_WINDOW)
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding=None, validate_inbound_headers=False
         )
-        self.h2.increment_flow_control_window(WINDOW)
+        self.h2: h2.connection.H2Connection = h2.connection.H2Connection(config=config)
+        # In force from the first SETTINGS frame (h2 would apply updates only on ACK).
+        self.h2.local_settings = Settings(
+            client=False,
+            initial_values={
+                SettingCodes.MAX_CONCURRENT_STREAMS: limits.h2_max_concurrent_streams,
+                SettingCodes.INITIAL_WINDOW_SIZE: self.window,
+                SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_bytes,
+            },
+        )
+        self.h2.initiate_connection()
+        if self.window > MIN_WINDOW:
+            self.h2.increment_flow_control_window(self.window - MIN_WINDOW)
         self.streams: dict[int, _Stream] = {}
         self.resumers: dict[int, Callable[[], None] | None] = {}
+        now = asyncio.get_running_loop().time()
+        period = limits.h2_budget_period
+        self.frames = h2limits.FrameCounter()
+        self.resets = h2limits.Budget(limits.h2_max_resets, period, now)
+        self.pings = h2limits.Budget(limits.h2_max_pings, period, now)
+        self.settings = h2limits.Budget(limits.h2_max_settings, period, now)
+        self.writable = True
+        self.closed = False
+        conn.pause_source(self._write_paused, self._write_resumed)
         self.flush()
+
+    # --- output ---------------------------------------------------------------------------
 
     def flush(self) -> None:
         data = self.h2.data_to_send()
-        if data and self.conn.transport is not None and self.conn.mode != "closed":
-            self.conn.transport.write(data)
+        transport = self.conn.transport
+        if data and transport is not None and self.conn.mode != "closed":
+            transport.write(data)
+            if transport.get_write_buffer_size() > self.limits.h2_max_write_buffer:
+                self._give_up(h2limits.WRITE_BUFFER, "client does not read its responses")
 
     def send_headers(self, stream_id: int, headers: RawHeaders, *, end_stream: bool) -> None:
         try:
@@ -184,29 +246,57 @@ class H2Frontend(asyncio.Protocol):
             pass
         self.flush()
 
-    def reset(self, stream_id: int) -> None:
+    def reset(self, stream_id: int, code: Codes = Codes.INTERNAL_ERROR) -> None:
         try:
-            self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            self.h2.reset_stream(stream_id, code)
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             pass
         self.flush()
 
+    def ack(self, count: int, stream_id: int) -> None:
+        """Reopen the window for ``count`` bytes passed on (or dropped)."""
+        try:
+            self.h2.acknowledge_received_data(count, stream_id)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            pass
+
+    def _write_paused(self) -> None:
+        self.writable = False
+
+    def _write_resumed(self) -> None:
+        self.writable = True
+        self._window(0)
+        self.flush()
+
+    # --- input ----------------------------------------------------------------------------
+
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        now = asyncio.get_running_loop().time()
+        resets, pings, settings = self.frames.feed(data)
+        limits = self.limits
+        for budget, count, reason, limit, what in (
+            (self.resets, resets, h2limits.RESET_FLOOD, limits.h2_max_resets, "RST_STREAM"),
+            (self.pings, pings, h2limits.PING_FLOOD, limits.h2_max_pings, "PING"),
+            (self.settings, settings, h2limits.SETTINGS_FLOOD, limits.h2_max_settings, "SETTINGS"),
+        ):
+            if not budget.spend(count, now):
+                self._calm(reason, f"over {limit} {what} frames per {limits.h2_budget_period:g}s")
+                return
         try:
             events = self.h2.receive_data(data)
-        except h2.exceptions.ProtocolError:
-            self.flush()
-            self.conn._close()
+        except h2.exceptions.TooManyStreamsError as exc:
+            self._give_up(h2limits.TOO_MANY_STREAMS, str(exc))
+            return
+        except h2.exceptions.ProtocolError as exc:
+            self._give_up(h2limits.PROTOCOL_ERROR, str(exc))
             return
         for event in events:
             if isinstance(event, h2.events.RequestReceived):
                 self._request(event.stream_id, event.headers or [], bool(event.stream_ended))
             elif isinstance(event, h2.events.DataReceived):
-                stream = self.streams.get(event.stream_id)
-                if event.flow_controlled_length:
-                    self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-                if stream is not None and event.data:
-                    stream.body.feed(event.data)
+                self._data(event.stream_id, event.data or b"", event.flow_controlled_length or 0)
             elif isinstance(event, h2.events.StreamEnded):
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
@@ -214,14 +304,28 @@ class H2Frontend(asyncio.Protocol):
             elif isinstance(event, h2.events.StreamReset):
                 stream = self.streams.pop(event.stream_id, None)
                 if stream is not None and stream.task is not None:
-                    stream.task.cancel()
+                    stream.task.cancel()  # the exchange resets or aborts its upstream
             elif isinstance(event, h2.events.WindowUpdated):
                 self._window(event.stream_id)
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self.conn._close()
         self.flush()
 
+    def _data(self, stream_id: int, data: bytes, flow_controlled: int) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            self.ack(flow_controlled, stream_id)  # answered already: drop, keep the window
+            return
+        if data:
+            stream.body.feed(data)  # passed on, or kept (which may hold the stream)
+        if stream.held:
+            stream.unacked += flow_controlled
+        elif flow_controlled:
+            self.ack(flow_controlled, stream_id)
+
     def _window(self, stream_id: int) -> None:
+        if not self.writable:
+            return
         targets = (
             list(self.streams.values())
             if stream_id == 0
@@ -235,31 +339,30 @@ class H2Frontend(asyncio.Protocol):
                     resume()
 
     def _request(self, stream_id: int, headers: list[tuple[bytes, bytes]], ended: bool) -> None:
-        pseudo: dict[bytes, bytes] = {}
-        regular: RawHeaders = []
-        for name, value in headers:
-            if name[:1] == b":":
-                pseudo[name] = value
-            else:
-                regular.append((name, value))
-        authority = pseudo.get(b":authority") or next((v for n, v in regular if n == b"host"), b"")
-        method = pseudo.get(b":method", b"GET").decode("latin-1")
-        length = next((int(v) for n, v in regular if n == b"content-length" and v.isdigit()), None)
+        try:
+            head = parse_request(headers, max_headers=self.limits.max_headers)
+        except Malformed as exc:
+            self._malformed(stream_id, str(exc))
+            return
+        length = head.content_length
         kind = (
             BodyKind.NONE if ended else BodyKind.LENGTH if length is not None else BodyKind.CHUNKED
         )
         body = RequestBody(kind, length, self.proxy.limits.max_buffered_body)
         stream = _Stream(self, stream_id, body)
-        if not authority or b":path" not in pseudo:
-            stream.local(400, [], b"missing :authority or :path\n")
-            return
-        grpc = any(n == b"content-type" and v.startswith(b"application/grpc") for n, v in regular)
+        if not ended:
+            # Nothing is passed on before the proxy attaches a sink: hold the window.
+            body.pause, body.resume = stream.hold, stream.release
+            body.paused = stream.held = True
+        grpc = any(
+            n == b"content-type" and v.startswith(b"application/grpc") for n, v in head.headers
+        )
         loop = asyncio.get_running_loop()
         ex = Exchange(
-            method,
-            pseudo[b":path"].decode("latin-1"),
-            authority.decode("latin-1").lower(),
-            regular,
+            head.method,
+            head.path,
+            head.authority,
+            head.headers,
             body,
             self.conn.parent,
             self.conn.client,
@@ -268,6 +371,7 @@ class H2Frontend(asyncio.Protocol):
             started_ns=now_ns() if self.proxy.flows.enabled else 0,
             grpc=grpc,
         )
+        stream.mark = (0, ex.started)
         self.streams[stream_id] = stream
         stream.task = loop.create_task(self._serve(ex, stream))
 
@@ -281,12 +385,82 @@ class H2Frontend(asyncio.Protocol):
             else:
                 stream.abort()
         finally:
-            self.streams.pop(stream.stream_id, None)
-            self.resumers.pop(stream.stream_id, None)
+            sid = stream.stream_id
+            self.streams.pop(sid, None)
+            self.resumers.pop(sid, None)
+            if stream.unacked:
+                self.ack(stream.unacked, sid)  # the connection window comes back
+                stream.unacked = 0
+            if not stream.body.complete and not self.closed:
+                self.reset(sid, Codes.NO_ERROR)  # answered: stop sending (RFC 9113 8.1)
             self.conn.idle_since = asyncio.get_running_loop().time()
+            self.flush()
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    # --- limits ---------------------------------------------------------------------------
+
+    def _malformed(self, stream_id: int, reason: str) -> None:
+        """RFC 9113 8.1.1: a stream error. Our resets count against the reset budget too:
+        a client must not make the waypoint reset streams for free either."""
+        self.reset(stream_id, Codes.PROTOCOL_ERROR)
+        self.stats.reset("malformed")
+        self._record("MALFORMED_REQUEST", reason)
+        if not self.resets.spend(1, asyncio.get_running_loop().time()):
+            self._calm(h2limits.RESET_FLOOD, f"over {self.limits.h2_max_resets} stream resets")
+
+    def _calm(self, reason: str, detail: str) -> None:
+        self.h2.close_connection(Codes.ENHANCE_YOUR_CALM, additional_data=detail.encode())
+        self._give_up(reason, detail)
+
+    def _give_up(self, reason: str, detail: str) -> None:
+        """Close the connection (after any GOAWAY queued); count it; record a flow."""
+        if self.closed:
+            return
+        self.closed = True
+        self.stats.goaway(reason)
+        self._record(h2limits.DROP_REASONS[reason], detail)
+        if reason != h2limits.WRITE_BUFFER:
+            self.flush()
+            self.conn._close()
+        elif self.conn.transport is not None:
+            self.conn.mode = "closed"
+            self.conn.transport.abort()
+        self._cancel_all()
+
+    def _record(self, drop: str, detail: str) -> None:
+        flows = self.proxy.flows
+        if flows.enabled:
+            conn = self.conn
+            flows.record(
+                (now_ns(), 0, 0, "", "", "HTTP/2", "", "", "", drop, conn.client, conn.local_addr,
+                 detail[:200])
+            )
+
+    def check(self, now: float, idle_timeout: float) -> None:
+        """From the server's sweeper: close when idle; reset streams stalled on the client
+        (request body owed but not arriving, or response not being read)."""
+        if not self.streams:
+            if now - self.conn.idle_since > idle_timeout:
+                self.conn._close()
+            return
+        timeout = self.limits.h2_stream_timeout
+        for stream in list(self.streams.values()):
+            waiting = (not stream.body.complete and not stream.held) or bool(stream.sender.buffer)
+            moved = stream.body.size + stream.sender.sent
+            if not waiting or moved != stream.mark[0]:
+                stream.mark = (moved, now)
+            elif now - stream.mark[1] > timeout:
+                self.stats.reset("stalled")
+                self.streams.pop(stream.stream_id, None)
+                self.reset(stream.stream_id, Codes.CANCEL)
+                if stream.task is not None:
+                    stream.task.cancel()
+
+    def _cancel_all(self) -> None:
         for stream in list(self.streams.values()):
             if stream.task is not None:
                 stream.task.cancel()
         self.streams.clear()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_all()
