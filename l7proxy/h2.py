@@ -57,6 +57,7 @@ DROP = frozenset(
 WINDOW = 1 << 20
 MIN_WINDOW = 65_535  # a smaller window could not apply before the client's SETTINGS ACK
 Codes = h2.errors.ErrorCodes
+LINGER = 2.0  # seconds a connection closed with GOAWAY keeps discarding input
 
 
 class Sender:
@@ -226,6 +227,7 @@ class H2Frontend(asyncio.Protocol):
         self.settings = h2limits.Budget(limits.h2_max_settings, period, now)
         self.writable = True
         self.closed = False
+        self.shut = False  # our side sent FIN (lingering close)
         conn.pause_source(self._write_paused, self._write_resumed)
         self.flush()
 
@@ -234,7 +236,7 @@ class H2Frontend(asyncio.Protocol):
     def flush(self) -> None:
         data = self.h2.data_to_send()
         transport = self.conn.transport
-        if data and transport is not None and self.conn.mode != "closed":
+        if data and transport is not None and self.conn.mode != "closed" and not self.shut:
             transport.write(data)
             if transport.get_write_buffer_size() > self.limits.h2_max_write_buffer:
                 self._give_up(h2limits.WRITE_BUFFER, "client does not read its responses")
@@ -418,13 +420,23 @@ class H2Frontend(asyncio.Protocol):
         self.closed = True
         self.stats.goaway(reason)
         self._record(h2limits.DROP_REASONS[reason], detail)
-        if reason != h2limits.WRITE_BUFFER:
-            self.flush()
-            self.conn._close()
-        elif self.conn.transport is not None:
-            self.conn.mode = "closed"
-            self.conn.transport.abort()
+        transport = self.conn.transport
         self._cancel_all()
+        if transport is None:
+            return
+        if reason == h2limits.WRITE_BUFFER:
+            self.conn.mode = "closed"
+            transport.abort()  # the client is not reading: nothing more can reach it
+            return
+        self.flush()
+        # Lingering close: closing with unread input would send a TCP reset, and the
+        # client's kernel would drop the GOAWAY. Send FIN, discard input, close later.
+        if transport.can_write_eof():
+            transport.write_eof()
+            self.shut = True
+            asyncio.get_running_loop().call_later(LINGER, self.conn._close)
+        else:
+            self.conn._close()
 
     def _record(self, drop: str, detail: str) -> None:
         flows = self.proxy.flows
