@@ -121,10 +121,16 @@ def test_max_concurrent_streams_is_advertised_and_enforced() -> None:
             assert goaway is not None and goaway.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
             assert wp.metric("tulle_waypoint_h2_goaways_total", reason="too_many_streams") == 1
             client.close()
-        async with waypoint() as wp:
+        async with waypoint() as wp:  # the default: 100, also after the client's ACK
             client = await RawClient.connect(wp.port)
-            settings = await client.until(kind("SettingsFrame"))
-            assert settings.settings[SettingsFrame.MAX_CONCURRENT_STREAMS] == 100
+            await client.until(kind("SettingsFrame"))
+            await client.until(kind("SettingsFrame"), timeout=0.3)  # any update (there is none)
+            ack = bytes(SettingsFrame(0, flags=["ACK"]).serialize())
+            client.write(ack, ack)
+            post = get(b"/h1/x", b"POST")
+            client.write(*(client.headers(s, post, end=False) for s in range(1, 203, 2)))
+            goaway = await client.until(kind("GoAwayFrame"))
+            assert goaway is not None and goaway.last_stream_id == 199
             client.close()
 
     run(body)
