@@ -24,8 +24,8 @@ import h2.events
 import h2.exceptions
 
 from l7proxy.exchange import Downstream, Exchange, RawHeaders
-from l7proxy.h2 import DROP, WINDOW, Sender
 from l7proxy.h2limits import H2Stats
+from l7proxy.h2stream import DROP, WINDOW, Sender
 from l7proxy.routing import Forward, UpstreamError
 from l7proxy.upstream import Address, Connector, UpstreamFailure
 
