@@ -72,6 +72,8 @@ class H2Frontend(asyncio.Protocol):
         if self.window > MIN_WINDOW:
             self.h2.increment_flow_control_window(self.window - MIN_WINDOW)
         self.streams: dict[int, H2Stream] = {}
+        self.draining: dict[int, H2Stream] = {}
+        """Exchanges done whose last response bytes wait for the client's window."""
         self.resumers: dict[int, Callable[[], None] | None] = {}
         now = asyncio.get_running_loop().time()
         period = limits.h2_budget_period
@@ -159,8 +161,11 @@ class H2Frontend(asyncio.Protocol):
                     stream.body.end()
             elif isinstance(event, h2.events.StreamReset):
                 stream = self.streams.pop(event.stream_id, None)
-                if stream is not None and stream.task is not None:
-                    stream.task.cancel()  # the exchange resets or aborts its upstream
+                self.draining.pop(event.stream_id, None)
+                if stream is not None:
+                    stream.sender.closed = True
+                    if stream.task is not None:
+                        stream.task.cancel()  # the exchange resets or aborts its upstream
             elif isinstance(event, h2.events.WindowUpdated):
                 self._window(event.stream_id)
             elif isinstance(event, h2.events.ConnectionTerminated):
@@ -182,14 +187,17 @@ class H2Frontend(asyncio.Protocol):
     def _window(self, stream_id: int) -> None:
         if not self.writable:
             return
-        targets = (
-            list(self.streams.values())
-            if stream_id == 0
-            else [s for s in (self.streams.get(stream_id),) if s is not None]
-        )
+        if stream_id == 0:
+            targets = [*self.streams.values(), *self.draining.values()]
+        else:
+            one = self.streams.get(stream_id) or self.draining.get(stream_id)
+            targets = [one] if one is not None else []
         for stream in targets:
             stream.sender.flush()
-            if not stream.sender.buffer:
+            if stream.stream_id in self.draining:
+                if stream.sender.closed:
+                    self._done(stream)
+            elif not stream.sender.buffer:
                 resume = self.resumers.get(stream.stream_id)
                 if resume is not None:
                     resume()
@@ -247,10 +255,18 @@ class H2Frontend(asyncio.Protocol):
             if stream.unacked:
                 self.ack(stream.unacked, sid)  # the connection window comes back
                 stream.unacked = 0
-            if not stream.body.complete and not self.closed:
-                self.reset(sid, Codes.NO_ERROR)  # answered: stop sending (RFC 9113 8.1)
+            if stream.sender.closed or self.closed:
+                self._done(stream)
+            else:
+                self.draining[sid] = stream  # the response waits for the client's window
             self.conn.idle_since = asyncio.get_running_loop().time()
             self.flush()
+
+    def _done(self, stream: H2Stream) -> None:
+        """The response is all out: a client still sending the body is told to stop."""
+        self.draining.pop(stream.stream_id, None)
+        if not stream.body.complete and not self.closed:
+            self.reset(stream.stream_id, Codes.NO_ERROR)  # RFC 9113 8.1
 
     # --- limits ---------------------------------------------------------------------------
 
@@ -304,20 +320,25 @@ class H2Frontend(asyncio.Protocol):
     def check(self, now: float, idle_timeout: float) -> None:
         """From the server's sweeper: close when idle; reset streams stalled on the client
         (request body owed but not arriving, or response not being read)."""
-        if not self.streams:
+        if not self.streams and not self.draining:
             if now - self.conn.idle_since > idle_timeout:
                 self.conn._close()
             return
         timeout = self.limits.h2_stream_timeout
-        for stream in list(self.streams.values()):
-            waiting = (not stream.body.complete and not stream.held) or bool(stream.sender.buffer)
-            moved = stream.body.size + stream.sender.sent
+        for stream in [*self.streams.values(), *self.draining.values()]:
+            sender = stream.sender
+            if stream.stream_id in self.streams:
+                waiting = (not stream.body.complete and not stream.held) or bool(sender.buffer)
+            else:
+                waiting = not sender.closed  # draining: only the client's window is missing
+            moved = stream.body.size + sender.sent
             if not waiting or moved != stream.mark[0]:
                 stream.mark = (moved, now)
             elif now - stream.mark[1] > timeout:
                 self.stats.reset("stalled")
                 self.streams.pop(stream.stream_id, None)
-                self.reset(stream.stream_id, Codes.CANCEL)
+                self.draining.pop(stream.stream_id, None)
+                stream.abort(Codes.CANCEL)
                 if stream.task is not None:
                     stream.task.cancel()
 

@@ -148,8 +148,10 @@ class H2Stream:
             self.sender.flush()
         self.front.flush()
 
-    def abort(self) -> None:
-        self.front.reset(self.stream_id)
+    def abort(self, code: h2.errors.ErrorCodes = h2.errors.ErrorCodes.INTERNAL_ERROR) -> None:
+        self.sender.closed = True
+        self.sender.buffer.clear()
+        self.front.reset(self.stream_id, code)
 
     def continue_(self) -> None:
         pass

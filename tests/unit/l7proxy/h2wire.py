@@ -100,7 +100,9 @@ class Client:
         while not self.closed:
             for event in await self.read(max(0.01, end - loop.time())):
                 if done(event):
+                    self.send()
                     return event
+            self.send()  # what ``done`` queued (window updates)
         return None
 
     async def response(self, stream_id: int, timeout: float = 5.0) -> dict[str, Any]:
@@ -125,7 +127,9 @@ class Client:
 
         for event in self.events:
             if done(event):
+                self.send()
                 return out
+        self.send()
         await self.until(done, timeout)
         return out
 
@@ -194,8 +198,12 @@ class HoldingBackend:
 
 @dataclass
 class HoldingH2Backend:
-    """An h2c backend that records requests and resets and never answers."""
+    """An h2c backend that records requests and resets. It never answers, or with
+    ``respond`` answers each request with that many body bytes as fast as flow control
+    lets it (``sent`` counts them)."""
 
+    respond: int = 0
+    sent: int = 0
     requests: list[int] = field(default_factory=list)
     resets: list[tuple[int, int]] = field(default_factory=list)
     transports: list[asyncio.Transport] = field(default_factory=list)
@@ -208,6 +216,7 @@ class HoldingH2Backend:
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
                 self.transport = cast(asyncio.Transport, transport)
                 backend.transports.append(self.transport)
+                self.owed: dict[int, int] = {}
                 config = h2.config.H2Configuration(client_side=False, header_encoding=None)
                 self.h2 = h2.connection.H2Connection(config=config)
                 self.h2.initiate_connection()
@@ -217,9 +226,27 @@ class HoldingH2Backend:
                 for event in self.h2.receive_data(data):
                     if isinstance(event, h2.events.RequestReceived):
                         backend.requests.append(event.stream_id)
+                        if backend.respond:
+                            self.h2.send_headers(event.stream_id, [(b":status", b"200")])
+                            self.owed[event.stream_id] = backend.respond
                     elif isinstance(event, h2.events.StreamReset):
                         backend.resets.append((event.stream_id, event.error_code))
+                        self.owed.pop(event.stream_id, None)
+                self.pump()
                 self.transport.write(self.h2.data_to_send())
+
+            def pump(self) -> None:
+                for sid, left in list(self.owed.items()):
+                    while left:
+                        n = min(left, self.h2.local_flow_control_window(sid), 16384)
+                        if n <= 0:
+                            break
+                        self.h2.send_data(sid, b"r" * n, end_stream=n == left)
+                        left -= n
+                        backend.sent += n
+                    self.owed[sid] = left
+                    if not left:
+                        del self.owed[sid]
 
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(Conn, "127.0.0.1", 0)
@@ -246,9 +273,11 @@ class Waypoint:
 
 
 @asynccontextmanager
-async def waypoint(limits: Limits | None = None, *, paused: bool = False) -> AsyncIterator[Waypoint]:
+async def waypoint(
+    limits: Limits | None = None, *, paused: bool = False, respond: int = 0
+) -> AsyncIterator[Waypoint]:
     h1 = HoldingBackend(paused=paused)
-    h2b = HoldingH2Backend()
+    h2b = HoldingH2Backend(respond=respond)
     endpoints = {
         "default/h1:8080": [("127.0.0.1", await h1.start())],
         "default/grpc:8080": [("127.0.0.1", await h2b.start())],

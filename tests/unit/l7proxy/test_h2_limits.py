@@ -201,6 +201,26 @@ def test_stream_stalled_on_its_client_is_reset() -> None:
     run(body)
 
 
+def test_response_not_read_by_its_client_is_reset_and_so_is_the_backend_stream() -> None:
+    async def body() -> None:
+        limits = Limits(h2_stream_timeout=0.5, header_timeout=0.4)
+        async with waypoint(limits, respond=4 << 20) as wp:
+            client = await Client.connect(wp.port)
+            client.h2.send_headers(1, get(b"/grpc.Echo/Big"), end_stream=True)
+            client.send()
+            reset = await client.until(lambda e: isinstance(e, h2.events.StreamReset))
+            assert reset is not None and reset.error_code == h2.errors.ErrorCodes.CANCEL
+            assert wp.metric("tulle_waypoint_h2_stream_resets_total", reason="stalled") == 1
+            for _ in range(50):
+                if wp.h2.resets:
+                    break
+                await asyncio.sleep(0.05)
+            assert [code for _, code in wp.h2.resets] == [h2.errors.ErrorCodes.CANCEL]
+            client.close()
+
+    run(body)
+
+
 # --- flow control and buffers -----------------------------------------------------------------
 
 
@@ -250,6 +270,26 @@ async def send_until_stalled(client: Client, sid: int, size: int, *, end: bool =
     client.send()
     await client.writer.drain()
     return sent
+
+
+def test_h2_backend_window_opens_only_as_the_client_reads() -> None:
+    async def body() -> None:
+        size = 8 << 20
+        async with waypoint(respond=size) as wp:
+            client = await Client.connect(wp.port)
+            client.h2.send_headers(1, get(b"/grpc.Echo/Big"), end_stream=True)
+            client.send()
+            for _ in range(10):  # read, never acknowledge: the client's window stays shut
+                try:
+                    await client.read(timeout=0.1)
+                except TimeoutError:
+                    pass
+            assert 0 < wp.h2.sent < 3 << 20, f"backend sent {wp.h2.sent} to a stalled client"
+            answer = await client.response(1, timeout=20)  # now read and acknowledge
+            assert answer.get("ended") and len(answer["data"]) == size
+            client.close()
+
+    run(body)
 
 
 def test_write_buffer_ceiling_closes_a_client_that_does_not_read() -> None:
