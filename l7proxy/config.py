@@ -84,9 +84,10 @@ class Limits:
     (a token bucket); over it: GOAWAY(ENHANCE_YOUR_CALM) and close."""
     h2_max_write_buffer: int = 4 * 1024 * 1024
     """Bytes queued toward an HTTP/2 client beyond which the connection is closed."""
-    h2_stream_timeout: float = 30.0
+    h2_stream_timeout: float = 300.0
     """An HTTP/2 stream waiting on its client (request body not arriving though the
-    window is open, or response not read) this long is reset."""
+    window is open, or response not read) with no byte moving either way this long is
+    reset. Envoy's stream idle default; long enough for quiet gRPC streams."""
 
 
 @dataclass(frozen=True, slots=True)
