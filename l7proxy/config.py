@@ -88,6 +88,9 @@ class Limits:
     """An HTTP/2 stream waiting on its client (request body not arriving though the
     window is open, or response not read) with no byte moving either way this long is
     reset. Envoy's stream idle default; long enough for quiet gRPC streams."""
+    h2_max_kept_bodies: int = 4 * 1024 * 1024
+    """Request body bytes one HTTP/2 connection may keep for retries and mirrors across
+    its streams; a stream that would pass it streams its body without a copy (no retry)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,8 @@ class H2Frontend(asyncio.Protocol):
             self.h2.increment_flow_control_window(self.window - MIN_WINDOW)
         self.streams: dict[int, H2Stream] = {}
         self.draining: dict[int, H2Stream] = {}
+        self.kept = 0
+        """Request body bytes kept for retries across the streams (``h2_max_kept_bodies``)."""
         """Exchanges done whose last response bytes wait for the client's window."""
         self.resumers: dict[int, Callable[[], None] | None] = {}
         now = asyncio.get_running_loop().time()
@@ -178,11 +180,24 @@ class H2Frontend(asyncio.Protocol):
             self.ack(flow_controlled, stream_id)  # answered already: drop, keep the window
             return
         if data:
-            stream.body.feed(data)  # passed on, or kept (which may hold the stream)
+            body = stream.body
+            body.feed(data)  # passed on, or kept (which may hold the stream)
+            if body.kept:
+                stream.kept += len(data)
+                self.kept += len(data)
+                if self.kept > self.limits.h2_max_kept_bodies and body.sink is not None:
+                    body.kept, body.chunks = False, []  # already passed on: no retry copy
+                    self._unkeep(stream)
+            elif stream.kept:
+                self._unkeep(stream)
         if stream.held:
             stream.unacked += flow_controlled
         elif flow_controlled:
             self.ack(flow_controlled, stream_id)
+
+    def _unkeep(self, stream: H2Stream) -> None:
+        self.kept -= stream.kept
+        stream.kept = 0
 
     def _window(self, stream_id: int) -> None:
         if not self.writable:
@@ -252,6 +267,7 @@ class H2Frontend(asyncio.Protocol):
             sid = stream.stream_id
             self.streams.pop(sid, None)
             self.resumers.pop(sid, None)
+            self._unkeep(stream)
             if stream.unacked:
                 self.ack(stream.unacked, sid)  # the connection window comes back
                 stream.unacked = 0

@@ -25,7 +25,7 @@ import h2.exceptions
 
 from l7proxy.exchange import Downstream, Exchange, RawHeaders
 from l7proxy.h2limits import H2Stats
-from l7proxy.h2stream import DROP, WINDOW, Sender
+from l7proxy.h2stream import DROP, STREAM_BUFFER, WINDOW, Sender
 from l7proxy.routing import Forward, UpstreamError
 from l7proxy.upstream import Address, Connector, UpstreamFailure
 
@@ -124,7 +124,7 @@ class H2Client(asyncio.Protocol):
             elif isinstance(event, h2.events.WindowUpdated):
                 for up in list(self.streams.values()):
                     up.sender.flush()
-                    if up.drained is not None and len(up.sender.buffer) <= WINDOW:
+                    if up.drained is not None and len(up.sender.buffer) <= STREAM_BUFFER:
                         up.drained()
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self.usable = False
@@ -227,7 +227,8 @@ class H2Upstreams:
                 stream.sender.buffer += data
                 stream.sender.flush()
                 client.flush()
-                if len(stream.sender.buffer) > WINDOW and not paused and body.pause is not None:
+                full = len(stream.sender.buffer) > STREAM_BUFFER
+                if full and not paused and body.pause is not None:
                     paused = True  # the backend's window is shut: stop the client
                     body.pause()
 

@@ -246,6 +246,31 @@ def test_request_body_window_opens_only_as_the_backend_reads() -> None:
     run(body)
 
 
+def test_bodies_kept_for_retries_are_bounded_per_connection() -> None:
+    async def body() -> None:
+        limit = 1 << 20
+        async with waypoint(Limits(h2_max_kept_bodies=limit)) as wp:
+            client = await Client.connect(wp.port)
+            await client.read()
+            for sid in (1, 3, 5, 7):  # four bodies of 768 KiB, each under max_buffered_body
+                client.h2.send_headers(sid, get(b"/h1/upload", b"POST"))
+                assert await send_until_stalled(client, sid, 768 << 10) == 768 << 10
+            for _ in range(100):
+                if wp.h1.received >= 4 * (768 << 10):
+                    break
+                await asyncio.sleep(0.05)
+            [conn] = wp.server.connections
+            front = conn.h2
+            assert front is not None and len(front.streams) == 4
+            kept = [s.body.size for s in front.streams.values() if s.body.kept]
+            assert sum(kept) <= limit and front.kept == sum(kept)
+            assert len(kept) < 4  # the rest streamed on without a retry copy
+            assert wp.h1.received >= 4 * (768 << 10)  # every byte still reached the backend
+            client.close()
+
+    run(body)
+
+
 async def send_until_stalled(client: Client, sid: int, size: int, *, end: bool = False) -> int:
     """Send up to ``size`` body bytes as the window allows; stop when the window stays
     shut for a second. Returns the bytes sent."""
