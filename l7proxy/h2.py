@@ -68,14 +68,15 @@ class H2Frontend(asyncio.Protocol):
                 SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_bytes,
             },
         )
+        self.h2.decoder.max_header_list_size = limits.max_header_bytes
         self.h2.initiate_connection()
         if self.window > MIN_WINDOW:
             self.h2.increment_flow_control_window(self.window - MIN_WINDOW)
         self.streams: dict[int, H2Stream] = {}
         self.draining: dict[int, H2Stream] = {}
+        """Exchanges done whose last response bytes wait for the client's window."""
         self.kept = 0
         """Request body bytes kept for retries across the streams (``h2_max_kept_bodies``)."""
-        """Exchanges done whose last response bytes wait for the client's window."""
         self.resumers: dict[int, Callable[[], None] | None] = {}
         now = asyncio.get_running_loop().time()
         period = limits.h2_budget_period
@@ -153,6 +154,8 @@ class H2Frontend(asyncio.Protocol):
             self._give_up(h2limits.PROTOCOL_ERROR, str(exc))
             return
         for event in events:
+            if self.closed:
+                return  # a limit closed the connection while handling this read
             if isinstance(event, h2.events.RequestReceived):
                 self._request(event.stream_id, event.headers or [], bool(event.stream_ended))
             elif isinstance(event, h2.events.DataReceived):
@@ -271,6 +274,8 @@ class H2Frontend(asyncio.Protocol):
             if stream.unacked:
                 self.ack(stream.unacked, sid)  # the connection window comes back
                 stream.unacked = 0
+            if not stream.started and not stream.sender.closed:
+                stream.abort()  # no answer at all: never leave the client waiting
             if stream.sender.closed or self.closed:
                 self._done(stream)
             else:
@@ -329,8 +334,21 @@ class H2Frontend(asyncio.Protocol):
         if flows.enabled:
             conn = self.conn
             flows.record(
-                (now_ns(), 0, 0, "", "", "HTTP/2", "", "", "", drop, conn.client, conn.local_addr,
-                 detail[:200])
+                (
+                    now_ns(),
+                    0,
+                    0,
+                    "",
+                    "",
+                    "HTTP/2",
+                    "",
+                    "",
+                    "",
+                    drop,
+                    conn.client,
+                    conn.local_addr,
+                    detail[:200],
+                )
             )
 
     def check(self, now: float, idle_timeout: float) -> None:

@@ -50,9 +50,7 @@ class Malformed(ValueError):
     """RFC 9113 8.1.1: the request is malformed (a stream error, PROTOCOL_ERROR)."""
 
 
-def parse_request(
-    block: list[tuple[bytes, bytes]], *, max_headers: int = 128
-) -> H2Request:
+def parse_request(block: list[tuple[bytes, bytes]], *, max_headers: int = 128) -> H2Request:
     """Check a request header block; raise ``Malformed`` naming the first problem."""
     pseudo: dict[bytes, bytes] = {}
     regular: list[tuple[bytes, bytes]] = []

@@ -35,7 +35,15 @@ if TYPE_CHECKING:
 
 class _UpStream:
     __slots__ = (
-        "head", "done", "sink", "pending", "trailers", "sender", "held", "unacked", "drained"
+        "head",
+        "done",
+        "sink",
+        "pending",
+        "trailers",
+        "sender",
+        "held",
+        "unacked",
+        "drained",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sender: Sender) -> None:

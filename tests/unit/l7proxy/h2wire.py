@@ -5,7 +5,7 @@ with chosen limits."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -13,9 +13,8 @@ from typing import Any, cast
 import h2.config
 import h2.connection
 import h2.events
-import h2.settings
 
-from agent.flows.flow import Flow
+from agent.flows.flow import Flow, Verdict
 from l7proxy.config import Limits
 from l7proxy.server import WaypointServer
 from l7proxy.testing import gateway_config
@@ -141,6 +140,32 @@ class Client:
 
     def close(self) -> None:
         self.writer.close()
+
+
+async def send_until_stalled(client: Client, sid: int, size: int, *, end: bool = False) -> int:
+    """Send up to ``size`` body bytes as the window allows; stop when the window stays
+    shut for a second. Returns the bytes sent."""
+    chunk = b"x" * 16384
+    sent = 0
+    while sent < size:
+        window = client.h2.local_flow_control_window(sid)
+        if window > 0:
+            n = min(window, len(chunk), size - sent)
+            client.h2.send_data(sid, chunk[:n], end_stream=end and sent + n == size)
+            sent += n
+            if sent % (1 << 18) == 0 or n == window:
+                client.send()
+                await client.writer.drain()
+            continue
+        client.send()
+        await client.writer.drain()
+        try:
+            await client.read(timeout=1.0)
+        except TimeoutError:
+            return sent
+    client.send()
+    await client.writer.drain()
+    return sent
 
 
 # --- backends ----------------------------------------------------------------------------
@@ -300,8 +325,14 @@ async def waypoint(
         await h2b.close()
 
 
-def settings_of(client: Client) -> h2.settings.Settings:
-    return client.h2.remote_settings
+def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), 30))
+
+
+def dropped(wp: Waypoint, reason: str) -> list[Flow]:
+    """The DROPPED flows recorded so far with this drop reason."""
+    wp.server.flows.flush()
+    return [f for f in wp.flows if f.verdict is Verdict.DROPPED and f.drop_reason_desc == reason]
 
 
 # --- a raw frame client (an attacker: no state machine of its own) -------------------------

@@ -56,7 +56,12 @@ def test_a_plain_request_passes() -> None:
         [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b"host", b"h:80")],
         [*block(), (b"host", b"example.com")],
         block(b"/", (b"x-empty", b"")),
-        [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"[::1]:443"), (b":path", b"/")],
+        [
+            (b":method", b"GET"),
+            (b":scheme", b"https"),
+            (b":authority", b"[::1]:443"),
+            (b":path", b"/"),
+        ],
     ],
 )
 def test_accepted_forms(headers: list[tuple[bytes, bytes]]) -> None:
@@ -72,13 +77,51 @@ def test_accepted_forms(headers: list[tuple[bytes, bytes]]) -> None:
         (block(b"*"), ":path"),
         (block(b""), ":path"),
         (block(b"a"), ":path"),
-        ([(b":method", b"G\x00T"), (b":scheme", b"http"), (b":authority", b"h"), (b":path", b"/")], ":method"),
-        ([(b":method", b""), (b":scheme", b"http"), (b":authority", b"h"), (b":path", b"/")], ":method"),
+        (
+            [
+                (b":method", b"G\x00T"),
+                (b":scheme", b"http"),
+                (b":authority", b"h"),
+                (b":path", b"/"),
+            ],
+            ":method",
+        ),
+        (
+            [(b":method", b""), (b":scheme", b"http"), (b":authority", b"h"), (b":path", b"/")],
+            ":method",
+        ),
         ([(b":method", b"CONNECT"), (b":authority", b"h:443")], "CONNECT"),
-        ([(b":method", b"GET"), (b":scheme", b"1ttp"), (b":authority", b"h"), (b":path", b"/")], ":scheme"),
-        ([(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"u@h"), (b":path", b"/")], ":authority"),
-        ([(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"h:99999"), (b":path", b"/")], ":authority"),
-        ([(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"h h"), (b":path", b"/")], ":authority"),
+        (
+            [(b":method", b"GET"), (b":scheme", b"1ttp"), (b":authority", b"h"), (b":path", b"/")],
+            ":scheme",
+        ),
+        (
+            [
+                (b":method", b"GET"),
+                (b":scheme", b"http"),
+                (b":authority", b"u@h"),
+                (b":path", b"/"),
+            ],
+            ":authority",
+        ),
+        (
+            [
+                (b":method", b"GET"),
+                (b":scheme", b"http"),
+                (b":authority", b"h:99999"),
+                (b":path", b"/"),
+            ],
+            ":authority",
+        ),
+        (
+            [
+                (b":method", b"GET"),
+                (b":scheme", b"http"),
+                (b":authority", b"h h"),
+                (b":path", b"/"),
+            ],
+            ":authority",
+        ),
         ([(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/")], ":authority"),
         (block(b"/", (b"x-a", b" lead")), "edge whitespace"),
         (block(b"/", (b"x-a", b"bell\x07")), "control character"),
@@ -134,14 +177,22 @@ def test_nothing_unsafe_reaches_an_upstream_request_line(
         return
     body = RequestBody(BodyKind.NONE, None, 1024)
     ex = Exchange(
-        head.method, head.path, head.authority, head.headers, body, None,
-        ("10.0.0.1", 1234), ("10.0.0.2", 80), started=0.0, started_ns=0,
+        head.method,
+        head.path,
+        head.authority,
+        head.headers,
+        body,
+        None,
+        ("10.0.0.1", 1234),
+        ("10.0.0.2", 80),
+        started=0.0,
+        started_ns=0,
     )
     routed = Headers([(n.decode("latin-1"), v.decode("latin-1")) for n, v in head.headers])
     ex.routed_headers = routed
     wire, _ = upstream_head(ex, Request(head.method, "http", head.authority, head.path, routed))
     line = wire.split(b"\r\n", 1)[0]
-    assert line.count(b" ") == 2 and not any(c < 0x21 and c != 0x20 or c == 0x7f for c in line)
+    assert line.count(b" ") == 2 and not any(c < 0x21 and c != 0x20 or c == 0x7F for c in line)
     method_bytes = head.method.encode()
     assert TOKEN.fullmatch(method_bytes) and wire.startswith(method_bytes + b" ")
     # llhttp knows a fixed list of methods: read the rest back under GET
