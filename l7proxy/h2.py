@@ -235,7 +235,7 @@ class H2Frontend(asyncio.Protocol):
         if not ended:
             # Nothing is passed on before the proxy attaches a sink: hold the window.
             body.pause, body.resume = stream.hold, stream.release
-            body.paused = stream.held = True
+            stream.hold()
         grpc = any(
             n == b"content-type" and v.startswith(b"application/grpc") for n, v in head.headers
         )

@@ -102,10 +102,12 @@ class H2Stream:
     # --- request body flow control ------------------------------------------------------
 
     def hold(self) -> None:
-        self.held = True
+        # body.paused too: a sink attached later (a retry after the paused upstream
+        # failed) then releases the window instead of leaving it shut.
+        self.held = self.body.paused = True
 
     def release(self) -> None:
-        self.held = False
+        self.held = self.body.paused = False
         if self.unacked:
             count, self.unacked = self.unacked, 0
             self.front.ack(count, self.stream_id)
