@@ -282,6 +282,10 @@ class H2Upstreams:
             body.detach()
             stream.drained = None
             down.pause_source(None, None)
+            if stream.unacked:  # ended or cancelled while held: the connection's window
+                client.ack(stream.unacked, sid)  # is shared, give it back
+                stream.unacked = 0
+                client.flush()
         down.end(stream.trailers)
         return status
 

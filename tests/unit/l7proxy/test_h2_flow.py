@@ -127,3 +127,27 @@ def test_h2c_request_with_body_still_reaches_the_backend() -> None:
             client.close()
 
     run(body)
+
+
+def test_shared_h2_backend_connection_keeps_its_window_across_slow_clients() -> None:
+    """A response that ends while its client is slow must still give the backend
+    connection its window back, or the shared connection stalls for everyone."""
+
+    async def body() -> None:
+        size = 150 << 10  # ends while the client side holds it (past 64 KiB buffered)
+        async with waypoint(respond=size) as wp:
+            client = await Client.connect(wp.port)
+            for i in range(5):
+                sid = 1 + 2 * i
+                client.h2.send_headers(sid, get(b"/grpc.Echo/Big"), end_stream=True)
+                client.send()
+                await asyncio.sleep(0.05)  # the client is slow to read
+                answer = await client.response(sid, timeout=5)
+                assert answer.get("ended") and len(answer["data"]) == size, i
+            [upstream] = wp.server.proxy.h2.clients.values()  # type: ignore[attr-defined]
+            window = upstream.h2._inbound_flow_control_window_manager
+            # every byte received was acknowledged (sent as WINDOW_UPDATE or batched)
+            assert window.current_window_size + window._bytes_processed == window.max_window_size
+            client.close()
+
+    run(body)
