@@ -74,6 +74,23 @@ def test_settings_flood_gets_goaway() -> None:
     run(body)
 
 
+def test_resets_the_client_provokes_count_against_its_budget() -> None:
+    """MadeYouReset (CVE-2025-8671): requests the waypoint must reset (malformed) cost the
+    client nothing either, so they draw on the same budget as its own RST_STREAM."""
+
+    async def body() -> None:
+        async with waypoint(Limits(h2_max_resets=5)) as wp:
+            client = await RawClient.connect(wp.port)
+            bad = [(b":method", b"GET"), (b":path", b"/h1/a b"), *BASE]
+            client.write(*(client.headers(s, bad) for s in range(1, 21, 2)))
+            goaway = await client.until(kind("GoAwayFrame"))
+            assert goaway is not None and goaway.error_code == CALM
+            assert wp.metric("tulle_waypoint_h2_goaways_total", reason="reset_flood") == 1
+            client.close()
+
+    run(body)
+
+
 def test_traffic_within_the_budgets_is_served() -> None:
     async def body() -> None:
         async with waypoint() as wp:
