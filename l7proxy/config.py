@@ -74,8 +74,8 @@ class Limits:
     h2_max_concurrent_streams: int = 100
     """HTTP/2 streams a client may have open (advertised; one more is a connection error)."""
     h2_window: int = 1 << 20
-    """HTTP/2 receive window per stream and for the connection: the most request body a
-    client can have sent that the waypoint has not yet passed on."""
+    """HTTP/2 receive window per stream and for the connection (at least 65,535): the
+    most request body a client can have sent that the waypoint has not yet passed on."""
     h2_budget_period: float = 10.0
     h2_max_resets: int = 200
     h2_max_pings: int = 100
