@@ -34,7 +34,7 @@ from h2.settings import SettingCodes, Settings
 from l7proxy import h2limits
 from l7proxy.exchange import Exchange, RawHeaders, RequestBody
 from l7proxy.flows import now_ns
-from l7proxy.h2head import Malformed, parse_request
+from l7proxy.h2head import Malformed, Unsupported, parse_request
 from l7proxy.h2stream import H2Stream
 from l7proxy.http.parser import BodyKind
 
@@ -225,6 +225,15 @@ class H2Frontend(asyncio.Protocol):
             head = parse_request(headers, max_headers=self.limits.max_headers)
         except Malformed as exc:
             self._malformed(stream_id, str(exc))
+            return
+        except Unsupported as exc:
+            refused = H2Stream(self, stream_id, RequestBody(BodyKind.NONE, None, 0))
+            refused.body.complete = ended
+            refused.local(405, [(b"content-type", b"text/plain")], f"{exc}\n".encode())
+            if refused.sender.closed:
+                self._done(refused)
+            else:
+                self.draining[stream_id] = refused
             return
         length = head.content_length
         kind = (

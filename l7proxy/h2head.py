@@ -50,8 +50,13 @@ class Malformed(ValueError):
     """RFC 9113 8.1.1: the request is malformed (a stream error, PROTOCOL_ERROR)."""
 
 
+class Unsupported(ValueError):
+    """A well-formed request the waypoint does not serve (answered 405)."""
+
+
 def parse_request(block: list[tuple[bytes, bytes]], *, max_headers: int = 128) -> H2Request:
-    """Check a request header block; raise ``Malformed`` naming the first problem."""
+    """Check a request header block; raise ``Malformed`` naming the first problem
+    (``Unsupported`` for a CONNECT that passed the checks before it)."""
     pseudo: dict[bytes, bytes] = {}
     regular: list[tuple[bytes, bytes]] = []
     host: bytes | None = None
@@ -90,7 +95,7 @@ def parse_request(block: list[tuple[bytes, bytes]], *, max_headers: int = 128) -
     if method is None or _TOKEN.fullmatch(method) is None:
         raise Malformed(":method missing or not a token")
     if method == b"CONNECT":
-        raise Malformed("CONNECT is not supported over HTTP/2")
+        raise Unsupported("CONNECT is not supported")  # as over HTTP/1.1
     scheme = pseudo.get(b":scheme")
     if scheme is None or _SCHEME.fullmatch(scheme) is None:
         raise Malformed(":scheme missing or invalid")

@@ -5,6 +5,7 @@ backend, and malformed request heads (flow control and buffers: ``test_h2_flow``
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import h2.errors
 import h2.events
@@ -291,6 +292,24 @@ def test_malformed_request_heads_are_stream_errors_and_never_forwarded() -> None
             await asyncio.sleep(0.1)
             assert wp.h1.received == 0 and not wp.h1.transports
             assert len(dropped(wp, "MALFORMED_REQUEST")) == len(BAD_HEADS)
+            client.close()
+
+    run(body)
+
+
+def test_connect_is_answered_405_like_over_http1() -> None:
+    async def body() -> None:
+        async with waypoint() as wp:
+            client = await RawClient.connect(wp.port)
+            client.write(client.headers(1, [(b":method", b"CONNECT"), (b":authority", b"h:443")]))
+            answer = await client.until(lambda f: kind("HeadersFrame")(f) and f.stream_id == 1)
+            assert answer is not None and answer.headers[b":status"] == b"405"
+
+            def ends(f: Any) -> bool:
+                return f.stream_id == 1 and "END_STREAM" in getattr(f, "flags", ())
+
+            assert any(ends(f) for f in client.frames) or await client.until(ends)
+            assert not wp.h1.transports
             client.close()
 
     run(body)

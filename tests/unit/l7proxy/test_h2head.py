@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from l7proxy.exchange import Exchange, RequestBody, upstream_head
-from l7proxy.h2head import H2Request, Malformed, parse_request
+from l7proxy.h2head import H2Request, Malformed, Unsupported, parse_request
 from l7proxy.http.parser import BodyKind, RequestHead, RequestParser
 from l7proxy.routing import Headers, Request
 
@@ -90,7 +90,6 @@ def test_accepted_forms(headers: list[tuple[bytes, bytes]]) -> None:
             [(b":method", b""), (b":scheme", b"http"), (b":authority", b"h"), (b":path", b"/")],
             ":method",
         ),
-        ([(b":method", b"CONNECT"), (b":authority", b"h:443")], "CONNECT"),
         (
             [(b":method", b"GET"), (b":scheme", b"1ttp"), (b":authority", b"h"), (b":path", b"/")],
             ":scheme",
@@ -138,6 +137,11 @@ def test_accepted_forms(headers: list[tuple[bytes, bytes]]) -> None:
 def test_malformed_heads_name_the_problem(headers: list[tuple[bytes, bytes]], message: str) -> None:
     with pytest.raises(Malformed, match=message):
         parse_request(headers)
+
+
+def test_connect_is_well_formed_but_unsupported() -> None:
+    with pytest.raises(Unsupported, match="CONNECT"):
+        parse_request([(b":method", b"CONNECT"), (b":authority", b"h:443")])
 
 
 def test_header_count_is_capped() -> None:
