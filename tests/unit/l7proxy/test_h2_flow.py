@@ -9,15 +9,8 @@ import asyncio
 import h2.events
 
 from l7proxy.config import Limits
-from tests.unit.l7proxy.h2wire import (
-    Client,
-    RawClient,
-    dropped,
-    get,
-    run,
-    send_until_stalled,
-    waypoint,
-)
+from tests.unit.l7proxy.h2lab import dropped, waypoint
+from tests.unit.l7proxy.h2wire import Client, RawClient, get, run, send_until_stalled
 
 
 def test_request_body_window_opens_only_as_the_backend_reads() -> None:

@@ -12,7 +12,8 @@ import h2.events
 from hyperframe.frame import PingFrame, RstStreamFrame, SettingsFrame
 
 from l7proxy.config import Limits
-from tests.unit.l7proxy.h2wire import BASE, Client, RawClient, dropped, get, kind, run, waypoint
+from tests.unit.l7proxy.h2lab import dropped, waypoint
+from tests.unit.l7proxy.h2wire import BASE, Client, RawClient, get, kind, run
 
 CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
 
