@@ -86,6 +86,26 @@ class Limits:
     write_timeout: float = 60.0
     """A client that has read nothing for this long while responses wait for it (the
     transport paused its writers) is closed."""
+    h2_max_concurrent_streams: int = 100
+    """HTTP/2 streams a client may have open (advertised; one more is a connection error)."""
+    h2_window: int = 1 << 20
+    """HTTP/2 receive window per stream and for the connection (at least 65,535): the
+    most request body a client can have sent that the waypoint has not yet passed on."""
+    h2_budget_period: float = 10.0
+    h2_max_resets: int = 200
+    h2_max_pings: int = 100
+    h2_max_settings: int = 100
+    """RST_STREAM, PING and SETTINGS frames a client may send per ``h2_budget_period``
+    (a token bucket); over it: GOAWAY(ENHANCE_YOUR_CALM) and close."""
+    h2_max_write_buffer: int = 4 * 1024 * 1024
+    """Bytes queued toward an HTTP/2 client beyond which the connection is closed."""
+    h2_stream_timeout: float = 300.0
+    """An HTTP/2 stream waiting on its client (request body not arriving though the
+    window is open, or response not read) with no byte moving either way this long is
+    reset. Envoy's stream idle default; long enough for quiet gRPC streams."""
+    h2_max_kept_bodies: int = 4 * 1024 * 1024
+    """Request body bytes one HTTP/2 connection may keep for retries and mirrors across
+    its streams; a stream that would pass it streams its body without a copy (no retry)."""
 
 
 @dataclass(frozen=True, slots=True)
