@@ -8,7 +8,8 @@ the lab's process record; the lab controller restarts it. Reported per round:
 - ``l4_failures``: must be 0 (L4 never touches the waypoint);
 - ``outage_s``: kill -> first L7 success afterwards;
 - ``restart_s``: kill -> the new waypoint process started (the controller's reaction);
-- ``recovery_s``: the new process started -> first L7 success (its start-up; goal < 1 s).
+- ``recovery_s``: the new process started -> first L7 success (its start-up; goal < 1 s);
+- ``waypoint_rss_mb``: the killed waypoint's resident memory.
 
     sudo .venv/bin/python -m bench.waypoint_failover [--rounds 3]
 
@@ -164,6 +165,7 @@ class Round:
     outage_s: float
     restart_s: float
     recovery_s: float
+    waypoint_rss_mb: float  # the killed waypoint's resident memory
 
 
 def run_round(lab: LabLike, s: Setup, *, duration: float = 10.0, kill_after: float = 2.0) -> Round:
@@ -176,6 +178,7 @@ def run_round(lab: LabLike, s: Setup, *, duration: float = 10.0, kill_after: flo
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=dict(os.environ, TULLE_LAB=lab.name))
     time.sleep(kill_after)
+    rss_mb = _rss_mb(old.pid)
     killed_at = time.time()
     os.kill(old.pid, signal.SIGKILL)  # the lab's own waypoint, checked alive by start time
     new = _wait(lambda: (r := waypoint_record(lab.name)).pid != old.pid and r, "a restart", 30)
@@ -195,7 +198,15 @@ def run_round(lab: LabLike, s: Setup, *, duration: float = 10.0, kill_after: flo
         outage_s=round(first_ok - killed_at, 3),
         restart_s=round(restarted_at - killed_at, 3),
         recovery_s=round(first_ok - restarted_at, 3),
+        waypoint_rss_mb=rss_mb,
     )
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
 
 
 class CliLab:
@@ -247,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             "median_outage_s": statistics.median(r.outage_s for r in rounds),
             "median_restart_s": statistics.median(r.restart_s for r in rounds),
             "median_recovery_s": statistics.median(r.recovery_s for r in rounds),
+            "median_waypoint_rss_mb": statistics.median(r.waypoint_rss_mb for r in rounds),
             "recovery_goal_s": 1.0,
         }
         print(json.dumps(result))

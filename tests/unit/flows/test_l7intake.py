@@ -223,3 +223,31 @@ def test_the_intake_socket_is_private(tmp_path: Path) -> None:
     shared.chmod(0o755)
     with pytest.raises(PermissionError, match="mode 0755.*0700"):
         L7Intake(shared / "node1.sock", FlowIngest(FlowRing(10)), lambda f: f, "node1")
+
+
+def test_an_agent_that_goes_away_costs_the_queue_and_the_next_batch_reconnects(
+        tmp_path: Path) -> None:
+    path = tmp_path / "l7.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(8)
+    forwarder = FlowForwarder(path)
+    try:
+        forwarder([OK])
+        first, _ = listener.accept()
+        assert first.recv(65536).count(b"\n") == 1
+        first.close()  # the agent restarts: its end of the connection is gone
+        deadline = time.monotonic() + 5
+        while forwarder.sock is not None and time.monotonic() < deadline:
+            forwarder([OK, DENIED])  # EPIPE/ECONNRESET once the kernel notices
+        assert forwarder.sock is None and forwarder.lost_unavailable >= 2
+        assert forwarder.lost_backlog == 0
+        forwarder([DENIED])  # reconnects
+        second, _ = listener.accept()
+        second.settimeout(5)
+        line = second.recv(65536)
+        assert line.endswith(b"\n") and [record_from_json(v) for v in json.loads(line)] == [DENIED]
+        second.close()
+    finally:
+        forwarder.close()
+        listener.close()
