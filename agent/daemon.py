@@ -45,8 +45,12 @@ class AgentConfig:
     health_file: str | None = None
     pin_dir: str | None = None  # None: no datapath (watch and report only)
     observer_socket: str | None = None
+    # TCP listeners bind the node netns's loopback by default: every pod routes to every
+    # other node address (the kernel accepts a local address on any interface), so binding
+    # the node IP only helps behind a host firewall (ARCHITECTURE.md, "Exposure").
+    observer_host: str = "127.0.0.1"
     observer_port: int = 4244  # Hubble's per-node port
-    metrics_address: str | None = ":9965"  # Prometheus (Hubble's port); None: off
+    metrics_address: str | None = "127.0.0.1:9965"  # Prometheus (Hubble's port); None: off
     l7_intake: str | None = None  # unix socket where the node's waypoint hands over L7 flows
     flow_capacity: int = 65_535
 
@@ -249,6 +253,10 @@ def _metrics(config: AgentConfig) -> tuple[CollectorRegistry | None, FlowMetrics
     return registry, FlowMetrics(MetricsConfig(), registry)
 
 
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 def _start_observer(ring: FlowRing, config: AgentConfig) -> Any:
     from agent.observer.server import ObserverServer
 
@@ -257,7 +265,7 @@ def _start_observer(ring: FlowRing, config: AgentConfig) -> Any:
     server = ObserverServer(
         ring,
         config.node,
-        tcp_address=f"0.0.0.0:{config.observer_port}",
+        tcp_address=f"{_host(config.observer_host)}:{config.observer_port}",
         unix_socket=config.observer_socket,
     )
     return server.start()

@@ -20,17 +20,21 @@ from typing import Any
 from agent.datapath.origdst import OriginalDestinations
 from agent.datapath.services import plan_services
 from agent.flows.l7intake import FlowForwarder
+from agent.metrics.server import parse_address
 from agent.model.cache import ModelCache
 from agent.model.core import EndpointSlice, Service
 from agent.model.gateway import Gateway
 from agent.store import Store
 from agent.store.informer import Cache, list_then_watch
 from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
+from l7proxy.flows import FlowLossCollector
 from l7proxy.routing import GatewayParent, RouteCompiler, RouteTables, RoutingInputs
 from l7proxy.server import WaypointServer
 
 log = logging.getLogger("tulle.waypoint")
 METRICS_PORT = 9966  # agent/metrics: the agent serves 9965, its waypoint 9966
+# Loopback of the node's netns: pods route to every other node address (see ARCHITECTURE).
+METRICS_ADDRESS = f"127.0.0.1:{METRICS_PORT}"
 Address = tuple[str, int]
 Certificates = dict[tuple[str, str], tuple[bytes, bytes]]
 KINDS = (
@@ -108,7 +112,8 @@ class ClusterFeed:
         return tables, endpoints, gateway_parents(typed.get("Gateway", [])), certificates
 
 
-async def serve(node: str, store: Store, pin_dir: Path, listen: Address, intake: Path) -> None:
+async def serve(node: str, store: Store, pin_dir: Path, listen: Address, intake: Path,
+                metrics: Address = ("127.0.0.1", METRICS_PORT)) -> None:
     feed = ClusterFeed()
     stop = threading.Event()
     threading.Thread(
@@ -135,9 +140,11 @@ async def serve(node: str, store: Store, pin_dir: Path, listen: Address, intake:
         original_destination=original_destination,
         certificates=certificates,
     )
-    server = WaypointServer(config, flow_sink=FlowForwarder(intake))
+    forwarder = FlowForwarder(intake)
+    server = WaypointServer(config, flow_sink=forwarder)
+    server.metrics.registry.register(FlowLossCollector(server.flows))
     await server.start(reuse_port=False)
-    server.metrics.serve("0.0.0.0", METRICS_PORT)
+    server.metrics.serve(*metrics)
     log.info("waypoint for %s listening on %s:%d", node, *listen)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -154,15 +161,18 @@ async def serve(node: str, store: Store, pin_dir: Path, listen: Address, intake:
             pass
     stop.set()
     await server.close()
+    forwarder.close()
     origins.close()
 
 
-def run(node: str, store_file: str, pin_dir: str, listen: str, intake: str) -> int:
+def run(node: str, store_file: str, pin_dir: str, listen: str, intake: str,
+        metrics_address: str = METRICS_ADDRESS) -> int:
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s waypoint {node} %(levelname)s %(message)s"
     )
     host, _, port = listen.rpartition(":")
     ipaddress.ip_address(host)
+    metrics = parse_address(metrics_address, METRICS_PORT)
     with Store(store_file) as store:
-        asyncio.run(serve(node, store, Path(pin_dir), (host, int(port)), Path(intake)))
+        asyncio.run(serve(node, store, Path(pin_dir), (host, int(port)), Path(intake), metrics))
     return 0
