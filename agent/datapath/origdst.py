@@ -7,10 +7,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.datapath.bpf_loader import BPF, BPF_DIR, load_program
+from agent.datapath.bpf_loader import BPF, BPF_DIR, LIB_DIR, load_program
+from agent.datapath.cdefs import enum_values
 from agent.datapath.maps import be16, be32, from_be16, from_be32
 
 TCP = 6
+WAYPOINT_MARK = enum_values(LIB_DIR / "redirect.h", "tulle_mark")["TULLE_MARK_WAYPOINT"]
+"""SO_MARK on the waypoint's upstream sockets: to_pod.c admits this node's waypoint address
+as the waypoint only with it."""
 
 
 @dataclass(frozen=True, slots=True)
