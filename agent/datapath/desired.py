@@ -20,7 +20,14 @@ from agent.datapath.identity import (
 )
 from agent.datapath.maps import EP_F_EGRESS_ENFORCED, EP_F_INGRESS_ENFORCED
 from agent.datapath.policy import compile_policy
-from agent.datapath.policy_plan import CidrKey, CidrRule, IdentityKey, PortRule, endpoint_from_pod
+from agent.datapath.policy_plan import (
+    CidrKey,
+    CidrRule,
+    IdentityKey,
+    PodEndpoint,
+    PortRule,
+    endpoint_from_pod,
+)
 from agent.datapath.services import ServiceKey, ServicePlan, plan_services
 from agent.model.core import EndpointSlice, Namespace, Pod, Secret, Service
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
@@ -29,8 +36,6 @@ from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
 from agent.model.resource import Resource
 from l7proxy.routing import RouteCompiler, RoutingInputs
-
-WAYPOINT_ANNOTATION = "tulle.io/waypoint"  # "ip:port" where the node's waypoint listens
 
 IPv4 = ipaddress.IPv4Address
 
@@ -84,15 +89,19 @@ def node_addresses(node: Node) -> list[IPv4]:
     return found
 
 
-def waypoint_of(node: Node) -> tuple[IPv4, int] | None:
-    value = node.metadata.annotations.get(WAYPOINT_ANNOTATION)
-    if not value:
+def waypoint_address(node: Node) -> IPv4 | None:
+    """Where a node's waypoint listens, by the cluster's rule: the last host of the node's
+    pod CIDR (never handed to a pod). Only Node.spec, which the node controller owns,
+    decides it; nothing a user can write on the Node (annotations, labels) does."""
+    if not node.spec.pod_cidr:
         return None
-    host, _, port = value.rpartition(":")
     try:
-        return IPv4(host), int(port)
+        network = ipaddress.ip_network(node.spec.pod_cidr, strict=False)
     except ValueError:
         return None
+    if not isinstance(network, ipaddress.IPv4Network) or network.num_addresses < 4:
+        return None
+    return network.broadcast_address - 1
 
 
 def l7_keys(view: ClusterView, compiler: RouteCompiler) -> frozenset[ServiceKey]:
@@ -122,37 +131,56 @@ def l7_keys(view: ClusterView, compiler: RouteCompiler) -> frozenset[ServiceKey]
     return frozenset(keys)
 
 
-def desired_datapath(
-    view: ClusterView,
-    node_name: str,
-    previous_services: ServicePlan | None = None,
-    l7: frozenset[ServiceKey] = frozenset(),
-) -> DesiredDatapath:
+@dataclass(frozen=True)
+class PodEndpoints:
+    """Every live pod's policy view, with identities from one allocation."""
+
+    pairs: tuple[tuple[Pod, PodEndpoint], ...]
+    collisions: tuple[str, ...]
+
+
+def pod_endpoints(pods: Iterable[Pod]) -> PodEndpoints:
+    """The one rule for which pods take part in policy and with which identity (the
+    datapath's maps and the waypoint's policy checks both use it)."""
     live_pods = [
-        p for p in view.pods if p.status.pod_ip and p.status.phase not in ("Succeeded", "Failed")
+        p for p in pods if p.status.pod_ip and p.status.phase not in ("Succeeded", "Failed")
     ]
     label_sets = {
         p.metadata.uid: identity_labels(p.metadata.namespace, p.metadata.labels) for p in live_pods
     }
     allocation = allocate_identities(label_sets.values())
-    identity_of = {uid: allocation.by_labels[labels] for uid, labels in label_sets.items()}
+    pairs = []
+    for pod in live_pods:
+        identity = allocation.by_labels[label_sets[pod.metadata.uid]]
+        endpoint = endpoint_from_pod(pod, identity)
+        if endpoint is not None:  # None until the pod has an IPv4 address
+            pairs.append((pod, endpoint))
+    return PodEndpoints(tuple(pairs), tuple(allocation.collisions))
 
+
+def desired_datapath(
+    view: ClusterView,
+    node_name: str,
+    previous_services: ServicePlan | None = None,
+    l7: frozenset[ServiceKey] = frozenset(),
+    waypoint: tuple[IPv4, int] | None = None,
+) -> DesiredDatapath:
+    """``waypoint``: where this node's waypoint listens, from the agent's own configuration
+    (None: no waypoint, L7 services act as L4). Other nodes' waypoints follow
+    ``waypoint_address``; every waypoint address gets the waypoint identity."""
     ipcache: dict[IPv4, int] = {}
-    waypoint = None
     for node in view.nodes:
         for address in node_addresses(node):
             ipcache[address] = HOST if node.metadata.name == node_name else REMOTE_NODE
-        target = waypoint_of(node)
-        if target is not None:
-            ipcache[target[0]] = WAYPOINT
-            if node.metadata.name == node_name:
-                waypoint = target
-    pairs = []
-    for pod in live_pods:
-        endpoint = endpoint_from_pod(pod, identity_of[pod.metadata.uid])
-        if endpoint is not None:  # None until the pod has an IPv4 address
-            ipcache[endpoint.ip] = endpoint.identity
-            pairs.append((pod, endpoint))
+        remote = waypoint_address(node)
+        if remote is not None and node.metadata.name != node_name:
+            ipcache[remote] = WAYPOINT
+    if waypoint is not None:
+        ipcache[waypoint[0]] = WAYPOINT
+    found = pod_endpoints(view.pods)
+    pairs = found.pairs
+    for _, endpoint in pairs:
+        ipcache[endpoint.ip] = endpoint.identity
     policy_pods = [ep for _, ep in pairs]
     local_eps = [ep for pod, ep in pairs if pod.spec.node_name == node_name]
     plan = compile_policy(
@@ -178,7 +206,7 @@ def desired_datapath(
         services=services,
         l7=l7,
         waypoint=waypoint,
-        errors=tuple(allocation.collisions) + tuple(plan.errors) + tuple(services.errors),
+        errors=found.collisions + tuple(plan.errors) + tuple(services.errors),
     )
 
 
