@@ -78,7 +78,8 @@ def gateway_parents(gateways: Sequence[Gateway]) -> dict[Address, GatewayParent]
 
 
 class PolicyGate:
-    """``WaypointConfig.admits``: the current ConnectionPolicy, swapped on every change."""
+    """``WaypointConfig.admits`` and ``client_namespace``: the current ConnectionPolicy
+    (every pod's policy, identity and namespace), swapped on every change."""
 
     def __init__(self, policy: ConnectionPolicy) -> None:
         self.swap(policy)
@@ -86,6 +87,9 @@ class PolicyGate:
     def swap(self, policy: ConnectionPolicy) -> None:
         self.policy = policy
         self._verdicts: dict[tuple[str, Address], bool] = {}
+
+    def namespace_of(self, ip: str) -> str | None:
+        return self.policy.namespaces.get(ip)
 
     def __call__(self, client: Address, backend: Address) -> bool:
         key = (client[0], backend)  # the client's port never matters
@@ -199,6 +203,7 @@ async def serve(node: str, store: Store, pin_dir: Path, listen: Address, intake:
         original_destination=original_destination,
         certificates=certificates,
         admits=gate,
+        client_namespace=gate.namespace_of,
     )
     connector = WaypointConnector(
         listen[0], WAYPOINT_MARK, connect_timeout=config.limits.connect_timeout

@@ -35,7 +35,8 @@ static __always_inline int translate_service(struct __sk_buff *skb, struct pkt *
 		backend.port = svc_ct->backend_port;
 		svc_ct->last_seen_ns = bpf_ktime_get_ns();
 	} else {
-		if ((svc->flags & LB_F_L7) && waypoint_target(&backend.addr, &backend.port)) {
+		if (l7_wanted(svc->flags & LB_F_L7, svc->flags & LB_F_L7_CLIENTS, &p->tuple) &&
+		    waypoint_target(&backend.addr, &backend.port)) {
 			/* L7 needs (HTTPRoute, Gateway): the waypoint picks the backend. */
 			redirect_record(&p->tuple, client_identity);
 			*redirected = 1;

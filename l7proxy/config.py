@@ -117,6 +117,9 @@ class WaypointConfig:
     it reached. Called once per connection; None keeps the socket's local address.
     When set, a connection it knows nothing of was not redirected by the datapath: it is
     refused (reset) and recorded, and the Host header never chooses a parent."""
+    client_namespace: Callable[[str], str | None] | None = None
+    """The namespace of the pod at a client address: it selects GAMMA consumer routes
+    (routes in the client's namespace whose parent is another namespace's Service)."""
     admits: Admission | None = None
     """NetworkPolicy on the client's identity: endpoints it denies are never picked; a
     request with no admitted endpoint is answered 403 (POLICY_DENIED). None: no policy."""

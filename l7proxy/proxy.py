@@ -138,7 +138,9 @@ class Proxy:
             from l7proxy.routing.actions import error_response
 
             return Respond(error_response(404, "no route"), Answer.NO_ROUTE, None, "no parent")
-        return self.tables.route(parent, request, rng=self.rng)
+        namespace_of = self.config.client_namespace
+        client_namespace = namespace_of(ex.client[0]) if namespace_of is not None else None
+        return self.tables.route(parent, request, rng=self.rng, client_namespace=client_namespace)
 
     async def handle(self, ex: Exchange, down: Downstream) -> None:
         """Serve one request to completion (or failure) and account for it."""

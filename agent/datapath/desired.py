@@ -74,6 +74,8 @@ class DesiredDatapath:
     cidr_rules: Mapping[CidrKey, CidrRule] = field(default_factory=dict)
     services: ServicePlan = field(default_factory=ServicePlan)
     l7: frozenset[ServiceKey] = frozenset()  # service ports and Gateway listeners -> waypoint
+    l7_some: frozenset[ServiceKey] = frozenset()  # ports only some clients reach via waypoint
+    l7_clients: frozenset[tuple[ServiceKey, IPv4]] = frozenset()  # ... and those clients
     waypoint: tuple[IPv4, int] | None = None  # this node's waypoint
     errors: tuple[str, ...] = ()
 
@@ -104,9 +106,19 @@ def waypoint_address(node: Node) -> IPv4 | None:
     return network.broadcast_address - 1
 
 
-def l7_keys(view: ClusterView, compiler: RouteCompiler) -> frozenset[ServiceKey]:
-    """What must reach a waypoint: Service ports with HTTPRoutes (GAMMA), and every listener
-    of Gateways that have an address."""
+@dataclass(frozen=True)
+class L7Needs:
+    """``every``: Service ports and Gateway listeners whose every client goes to the
+    waypoint. ``consumers``: Service ports with only consumer routes, and the namespaces
+    whose pods go to the waypoint for them (the rest stay plain L4)."""
+
+    every: frozenset[ServiceKey] = frozenset()
+    consumers: Mapping[ServiceKey, frozenset[str]] = field(default_factory=dict)
+
+
+def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
+    """What must reach a waypoint: Service ports with HTTPRoutes (GAMMA; consumer routes
+    only for clients in their namespace), and every listener of Gateways with an address."""
     tables = compiler.compile(
         RoutingInputs.of(
             view.routes,
@@ -120,15 +132,21 @@ def l7_keys(view: ClusterView, compiler: RouteCompiler) -> frozenset[ServiceKey]
     )
     by_name = {(s.metadata.namespace, s.metadata.name): s for s in view.services}
     keys = set()
+    consumers: dict[ServiceKey, frozenset[str]] = {}
     for parent in tables.l7_services():
         svc = by_name.get((parent.namespace, parent.name))
         if svc is not None and svc.spec.cluster_ip not in (None, "", "None"):
-            keys.add(ServiceKey(IPv4(svc.spec.cluster_ip), parent.port, 6))
+            key = ServiceKey(IPv4(svc.spec.cluster_ip), parent.port, 6)
+            namespaces = tables.l7_client_namespaces(parent)
+            if namespaces is None:
+                keys.add(key)
+            elif namespaces:
+                consumers[key] = namespaces
     for gw in view.gateways:
         for address in gw.status.addresses:
             for listener in gw.spec.listeners:
                 keys.add(ServiceKey(IPv4(address.value), listener.port, 6))
-    return frozenset(keys)
+    return L7Needs(frozenset(keys), {k: v for k, v in consumers.items() if k not in keys})
 
 
 @dataclass(frozen=True)
@@ -162,7 +180,7 @@ def desired_datapath(
     view: ClusterView,
     node_name: str,
     previous_services: ServicePlan | None = None,
-    l7: frozenset[ServiceKey] = frozenset(),
+    l7: L7Needs | None = None,
     waypoint: tuple[IPv4, int] | None = None,
 ) -> DesiredDatapath:
     """``waypoint``: where this node's waypoint listens, from the agent's own configuration
@@ -198,13 +216,22 @@ def desired_datapath(
             flags |= EP_F_EGRESS_ENFORCED if policy.egress_enforced else 0
         endpoints[ep.ip] = LocalEndpoint(ep.namespace, ep.name, ep.ip, ep.identity, flags)
     services = plan_services(view.services, view.slices, previous=previous_services)
+    needs = l7 or L7Needs()
+    l7_clients = frozenset(
+        (key, ep.ip)
+        for key, namespaces in needs.consumers.items()
+        for ep in local_eps
+        if ep.namespace in namespaces
+    )
     return DesiredDatapath(
         endpoints=endpoints,
         ipcache=ipcache,
         identity_rules=plan.identity_rules,
         cidr_rules=plan.cidr_rules,
         services=services,
-        l7=l7,
+        l7=needs.every,
+        l7_some=frozenset(needs.consumers),
+        l7_clients=l7_clients,
         waypoint=waypoint,
         errors=found.collisions + tuple(plan.errors) + tuple(services.errors),
     )

@@ -33,6 +33,8 @@ class ConnectionPolicy:
     plan: PolicyPlan = field(default_factory=lambda: PolicyPlan({}, {}, {}))
     identities: Mapping[IPv4Address, int] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
+    namespaces: Mapping[str, str] = field(default_factory=dict)
+    """Pod address (text) -> the pod's namespace: selects GAMMA consumer routes."""
 
     def identity(self, address: IPv4Address) -> int:
         """A pod's identity; anything else is the world (the waypoint's clients are pods)."""
@@ -65,4 +67,5 @@ def connection_policy(
         [e.ip for e in endpoints],
     )
     identities = {e.ip: e.identity for e in endpoints}
-    return ConnectionPolicy(plan, identities, found.collisions + plan.errors)
+    by_address = {str(e.ip): e.namespace for e in endpoints}
+    return ConnectionPolicy(plan, identities, found.collisions + plan.errors, by_address)

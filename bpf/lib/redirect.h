@@ -1,6 +1,11 @@
 /* redirect.h: steering L7 connections to this node's waypoint, keeping what they asked for.
  *
  *   waypoint_target(&addr, &port)     1 and the waypoint's address when one is configured
+ *   l7_wanted(all, some, tuple)       whether this connection needs the waypoint: every
+ *                                     client's (LB_F_L7: producer routes, Gateways), or only
+ *                                     listed clients' (LB_F_L7_CLIENTS: a Service port with
+ *                                     only consumer routes, for pods in those routes'
+ *                                     namespaces; everyone else stays plain L4)
  *   redirect_record(tuple, identity)  remember the client's original destination (VIP:port)
  *                                     and identity; the waypoint reads l7_orig_dst_v1 with the
  *                                     client address and port of the connection it accepted
@@ -37,6 +42,18 @@ enum tulle_mark {
 	TULLE_MARK_WAYPOINT = 0x7e1e0000, /* the local waypoint's own connections to backends */
 };
 
+#define LB_F_L7_CLIENTS 0x2 /* lb_service flag: only clients in l7_clients_v1 go to the waypoint */
+
+struct l7_client_key {
+	__be32 vip;
+	__be32 client;
+	__be16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+PINNED_MAP("hash", struct l7_client_key, __u32, l7_clients_v1, 65536, 0);
+
 PINNED_MAP("lru_hash", struct orig_dst_key, struct orig_dst, l7_orig_dst_v1, 65536, 0);
 
 static __always_inline int waypoint_target(__be32 *addr, __be16 *port)
@@ -48,6 +65,17 @@ static __always_inline int waypoint_target(__be32 *addr, __be16 *port)
 	*addr = (__be32)(packed & 0xffffffff);
 	*port = (__be16)(packed >> 32);
 	return 1;
+}
+
+static __always_inline int l7_wanted(__u32 all, __u32 some, const struct tuple4 *t)
+{
+	struct l7_client_key key = {
+		.vip = t->daddr, .client = t->saddr, .port = t->dport, .proto = t->proto,
+	};
+
+	if (all)
+		return 1;
+	return some && l7_clients_v1.lookup(&key) != NULL;
 }
 
 /* A remote waypoint's address is trusted as the fabric is (no mark crosses the wire; pods
