@@ -14,6 +14,7 @@ from scapy.layers.l2 import Ether
 
 from agent.datapath import maps
 from agent.datapath.identity import WAYPOINT as WAYPOINT_ID
+from agent.datapath.maglev import maglev_table
 from agent.datapath.origdst import WAYPOINT_MARK
 from agent.datapath.policy_ports import PortRule
 from agent.datapath.testrun import SkBuff, test_run
@@ -109,3 +110,23 @@ def test_a_remote_waypoint_is_trusted_like_the_fabric(waypoints: Runner) -> None
     out = to_pod_marked(waypoints, pkt(REMOTE_WAYPOINT, CLIENT, TCP(sport=41002, dport=8080,
                                                                      flags="S")), mark=0)
     assert out.verdict == TC_ACT_OK
+
+
+def test_consumer_only_port_redirects_only_listed_clients(waypoints: Runner) -> None:
+    """LB_F_L7_CLIENTS (issue 9 item 3): a Service port with only consumer routes goes to the
+    waypoint for the clients the agent listed (pods in those routes' namespaces); every
+    other client keeps plain L4 to a backend."""
+    bs = [(ipaddress.IPv4Address(BACKEND), 8080)]
+    maps.write_service(waypoints.dp, ipaddress.IPv4Address(VIP), 80, TCP_P, bs,
+                       maglev_table([f"{BACKEND}:8080"]), 0, None, maps.LB_F_L7_CLIENTS)
+    listed = (ipaddress.IPv4Address(VIP), 80, TCP_P, ipaddress.IPv4Address(CLIENT))
+    other = pkt(CLIENT, VIP, TCP(sport=48000, dport=80, flags="S"))
+    out = waypoints.from_pod(other)
+    assert (out.packet[IP].dst, out.packet[TCP].dport) == (BACKEND, 8080)
+    maps.write_l7_client(waypoints.dp, listed)
+    try:
+        out = waypoints.from_pod(pkt(CLIENT, VIP, TCP(sport=48001, dport=80, flags="S")))
+        assert (out.packet[IP].dst, out.packet[TCP].dport) == LOCAL_WAYPOINT
+        assert maps.read_l7_clients(waypoints.dp) == {listed}
+    finally:
+        maps.delete_l7_client(waypoints.dp, listed)
