@@ -185,6 +185,7 @@ class DatapathController:
             "policy_v1",
             "endpoints_v1",
             "l7_orig_dst_v1",
+            "l7_clients_v1",
             "lb_affinity_v1",
         ):
             table = self.dp.table(name)
