@@ -187,12 +187,18 @@ def desired_datapath(
     (None: no waypoint, L7 services act as L4). Other nodes' waypoints follow
     ``waypoint_address``; every waypoint address gets the waypoint identity."""
     ipcache: dict[IPv4, int] = {}
+    waypoint_errors = []
     for node in view.nodes:
         for address in node_addresses(node):
             ipcache[address] = HOST if node.metadata.name == node_name else REMOTE_NODE
-        remote = waypoint_address(node)
-        if remote is not None and node.metadata.name != node_name:
-            ipcache[remote] = WAYPOINT
+        by_rule = waypoint_address(node)
+        if by_rule is not None and node.metadata.name != node_name:
+            ipcache[by_rule] = WAYPOINT
+        elif node.metadata.name == node_name and waypoint and waypoint[0] != by_rule:
+            waypoint_errors.append(
+                f"Node {node_name}: --waypoint {waypoint[0]} is not the last host of "
+                f"spec.podCIDR ({by_rule}): other nodes will not admit this waypoint's traffic"
+            )
     if waypoint is not None:
         ipcache[waypoint[0]] = WAYPOINT
     found = pod_endpoints(view.pods)
@@ -233,7 +239,9 @@ def desired_datapath(
         l7_some=frozenset(needs.consumers),
         l7_clients=l7_clients,
         waypoint=waypoint,
-        errors=found.collisions + tuple(plan.errors) + tuple(services.errors),
+        errors=(
+            tuple(waypoint_errors) + found.collisions + tuple(plan.errors) + tuple(services.errors)
+        ),
     )
 
 

@@ -64,3 +64,11 @@ def test_waypoint_address_rule() -> None:
     assert waypoint_address(node("n", "10.10.0.0/16", "10.0.0.1")) == IPv4Address("10.10.255.254")
     assert waypoint_address(node("n", "", "10.0.0.1")) is None
     assert waypoint_address(node("n", "10.244.7.0/31", "10.0.0.1")) is None
+
+
+def test_a_waypoint_off_the_rule_is_reported() -> None:
+    view = ClusterView(nodes=(node("n1", "10.244.1.0/24", "10.240.0.11"),))
+    assert desired_datapath(view, "n1", waypoint=OWN).errors == ()
+    odd = desired_datapath(view, "n1", waypoint=(IPv4Address("10.244.1.9"), 15001))
+    assert odd.waypoint == (IPv4Address("10.244.1.9"), 15001)
+    assert odd.errors and "10.244.1.254" in odd.errors[0]
