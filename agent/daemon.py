@@ -7,6 +7,7 @@ and reports health.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import signal
@@ -53,6 +54,7 @@ class AgentConfig:
     metrics_address: str | None = "127.0.0.1:9965"  # Prometheus (Hubble's port); None: off
     l7_intake: str | None = None  # unix socket where the node's waypoint hands over L7 flows
     flow_capacity: int = 65_535
+    waypoint: str | None = None  # "ip:port" of this node's waypoint (L7 redirect target)
 
 
 class Agent:
@@ -202,7 +204,9 @@ def run(config: AgentConfig) -> int:
             from agent.datapath.programs import load_datapath
 
             started = time.monotonic()
-            agent.datapath = DatapathController(node, load_datapath(Path(config.pin_dir)), ingest)
+            agent.datapath = DatapathController(
+                node, load_datapath(Path(config.pin_dir)), ingest, _waypoint(config.waypoint)
+            )
             if registry is not None:
                 MapFillCollector(agent.datapath.map_fill, registry)
             log.info(
@@ -244,6 +248,18 @@ def run(config: AgentConfig) -> int:
             metrics_server.close()
         agent.report_node_ready(False, "AgentStopped")
     return 0
+
+
+def _waypoint(text: str | None) -> tuple[ipaddress.IPv4Address, int] | None:
+    if not text:
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SystemExit(f"--waypoint {text!r}: expected IPv4:PORT")
+    try:
+        return ipaddress.IPv4Address(host), int(port)
+    except ValueError:
+        raise SystemExit(f"--waypoint {text!r}: {host!r} is not an IPv4 address") from None
 
 
 def _metrics(config: AgentConfig) -> tuple[CollectorRegistry | None, FlowMetrics | None]:

@@ -44,6 +44,9 @@ EndpointResolver = Callable[[BackendTarget], Sequence[Address]]
 """(namespace, service, port) -> the endpoints (ip, port) to send to; empty: 503."""
 
 OriginalDestination = Callable[[Address], "Address | Parent | None"]
+Admission = Callable[[Address, Address], bool]
+"""NetworkPolicy for a proxied request: may this client (ip, port) reach this backend
+endpoint (ip, port)? Judged as the kernel judges a direct connection (agent/waypoint.py)."""
 
 CONFIG_KIND = "WaypointConfig"
 
@@ -146,7 +149,15 @@ class WaypointConfig:
     original_destination: OriginalDestination | None = None
     """Transparent redirection that rewrites the destination (Tulle's datapath DNATs to the
     waypoint): the client's (ip, port) -> the address it asked for, or the Gateway listener
-    it reached. Called once per connection; None keeps the socket's local address."""
+    it reached. Called once per connection; None keeps the socket's local address.
+    When set, a connection it knows nothing of was not redirected by the datapath: it is
+    refused (reset) and recorded, and the Host header never chooses a parent."""
+    client_namespace: Callable[[str], str | None] | None = None
+    """The namespace of the pod at a client address: it selects GAMMA consumer routes
+    (routes in the client's namespace whose parent is another namespace's Service)."""
+    admits: Admission | None = None
+    """NetworkPolicy on the client's identity: endpoints it denies are never picked; a
+    request with no admitted endpoint is answered 403 (POLICY_DENIED). None: no policy."""
     certificates: Mapping[tuple[str, str], tuple[bytes, bytes]] = field(default_factory=dict)
     """``kubernetes.io/tls`` Secrets by (namespace, name): (tls.crt, tls.key) PEM, for
     the HTTPS listeners whose certificateRefs name them (``tls.py``)."""

@@ -92,6 +92,11 @@ class Http1Connection(asyncio.Protocol):
         resolve = self.server.config.original_destination
         if resolve is not None:
             original = resolve(self.client)
+            if original is None:  # not redirected by the datapath: nothing to serve
+                self.mode = "closed"
+                self.proxy.refuse(self.client, self.local_addr, "WAYPOINT_NOT_REDIRECTED")
+                self.transport.abort()
+                return
             if isinstance(original, GatewayParent | ServiceParent):
                 self.parent = original
             elif original is not None:

@@ -209,7 +209,7 @@ class H2Upstreams:
         from l7proxy.proxy import Failed
 
         request = fwd.request
-        client = await self.client(proxy.pick(fwd.backend))
+        client = await self.client(proxy.pick(fwd.backend, ex.client))
         headers = [
             (b":method", request.method.encode()),
             (b":scheme", b"http"),

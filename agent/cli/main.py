@@ -46,6 +46,12 @@ def cli(lab: str | None, store: str | None) -> None:
     help="Prometheus endpoint HOST:PORT; empty to disable.",
 )
 @click.option("--l7-intake", default=None, help="Unix socket for the waypoint's L7 flows.")
+@click.option(
+    "--waypoint",
+    default=None,
+    metavar="IPv4:PORT",
+    help="Where this node's waypoint listens: the datapath redirects L7 connections there.",
+)
 def agent(
     node: str,
     store_file: str,
@@ -57,6 +63,7 @@ def agent(
     flow_capacity: int,
     metrics_address: str,
     l7_intake: str | None,
+    waypoint: str | None,
 ) -> None:
     """Run the node agent (one per node; the DaemonSet's process)."""
     from agent.daemon import AgentConfig, run
@@ -72,6 +79,7 @@ def agent(
         metrics_address=metrics_address or None,
         l7_intake=l7_intake,
         flow_capacity=flow_capacity,
+        waypoint=waypoint,
     )
     raise SystemExit(run(config))
 

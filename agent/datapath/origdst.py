@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.datapath.cdefs import LIB_DIR, struct_type
+from agent.datapath.cdefs import LIB_DIR, enum_values, struct_type
 from agent.datapath.native import check, libbpf, obj_get
 
 TCP = 6
@@ -38,6 +38,11 @@ class MapInfoHead(ctypes.Structure):
 
     _fields_ = [(name, ctypes.c_uint32) for name in
                 ("type", "id", "key_size", "value_size", "max_entries", "map_flags")]
+
+
+WAYPOINT_MARK = enum_values(LIB_DIR / "redirect.h", "tulle_mark")["TULLE_MARK_WAYPOINT"]
+"""SO_MARK on the waypoint's upstream sockets: to_pod.c admits this node's waypoint address
+as the waypoint only with it."""
 
 
 @dataclass(frozen=True, slots=True)
