@@ -18,7 +18,9 @@ from agent.datapath.programs import Datapath
 EP_F_INGRESS_ENFORCED = 0x1
 EP_F_EGRESS_ENFORCED = 0x2
 LB_F_L7 = 0x1  # bpf/lib/lb.h: redirect new connections to this node's waypoint
-CFG_WAYPOINT = enum_values(LIB_DIR / "common.h", "tulle_config")["TULLE_CFG_WAYPOINT"]
+_CONFIG = enum_values(LIB_DIR / "common.h", "tulle_config")
+CFG_WAYPOINT = _CONFIG["TULLE_CFG_WAYPOINT"]
+CFG_CT_ENDPOINT_QUOTA = _CONFIG["TULLE_CFG_CT_ENDPOINT_QUOTA"]
 BACKEND_GENERATION_SPAN = 1 << 15  # backend indices alternate between two halves per update
 
 
@@ -240,6 +242,29 @@ def read_service_slots(dp: Datapath) -> dict[tuple[ipaddress.IPv4Address, int, i
             generation = 1
         slots[ident] = ServiceSlot(generation, svc.backend_count)
     return slots
+
+
+# -- conntrack quota -----------------------------------------------------------------------
+
+
+def write_ct_quota_counts(dp: Datapath, counts: Mapping[int, int]) -> None:
+    """Set each endpoint's live-connection count (keys: be32 source addresses) from the CT
+    GC's census; endpoints with none left lose their slot. BPF only ever counts up, so this
+    census is also what returns quota after LRU evictions."""
+    table = dp.table("ct_quota_v1")
+    for key in list(table.keys()):
+        if key.value not in counts:
+            _delete(table, key)
+    for addr, count in counts.items():
+        table[table.Key(addr)] = table.Leaf(count)
+
+
+def write_ct_endpoint_quota(dp: Datapath, quota: int) -> None:
+    """Live connections one endpoint may open (0: the default, a quarter of ct_v1)."""
+    if quota < 0:
+        raise ValueError(f"conntrack endpoint quota must be 0 or more, got {quota}")
+    config = dp.table("tulle_config_v1")
+    config[config.Key(CFG_CT_ENDPOINT_QUOTA)] = config.Leaf(quota)
 
 
 def write_waypoint(dp: Datapath, target: tuple[ipaddress.IPv4Address, int] | None) -> None:

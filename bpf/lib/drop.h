@@ -43,6 +43,7 @@ enum drop_reason {
 	DROP_INVALID_IDENTITY = 171,               /* Invalid identity */
 	DROP_UNKNOWN_SENDER = 172,                 /* Unknown sender */
 	DROP_TTL_EXCEEDED = 196,                   /* TTL exceeded */
+	DROP_CT_ENDPOINT_QUOTA_EXCEEDED = 240,     /* CT: endpoint connection quota exceeded */
 	DROP_REASON_MAX = 256,                     /* not a reason: size of tulle_drops_v1 */
 };
 
