@@ -106,6 +106,10 @@ int tulle_from_pod(struct __sk_buff *skb)
 	}
 
 	dst_id = identity_of(p.tuple.daddr);
+	/* endpoints.h: its egress policy did not fit the maps: deny, never half-enforce. */
+	if (ep_flags & EP_F_EGRESS_OVERFLOW)
+		return drop_flow(skb, &p, DROP_POLICY_MAP_OVERFLOW, OBS_FROM_ENDPOINT, DIR_EGRESS,
+				 ep_id, dst_id);
 	/* The waypoint is part of the node: reaching it is like reaching the host. */
 	if ((ep_flags & EP_F_EGRESS_ENFORCED) && dst_id != IDENTITY_WAYPOINT &&
 	    !policy_allows(ep_ip, DIR_EGRESS, p.tuple.daddr, dst_id, p.tuple.proto,

@@ -62,6 +62,10 @@ int tulle_to_pod(struct __sk_buff *skb)
 	}
 
 	src_id = identity_of(p.tuple.saddr);
+	/* endpoints.h: its ingress policy did not fit the maps; the node itself still reaches it. */
+	if ((ep_flags & EP_F_INGRESS_OVERFLOW) && src_id != IDENTITY_HOST)
+		return drop_flow(skb, &p, DROP_POLICY_MAP_OVERFLOW, OBS_TO_ENDPOINT, DIR_INGRESS,
+				 src_id, ep_id);
 	/* The node itself (kubelet-style health checks) is always let in, as in Kubernetes, and
 	 * so is the node's waypoint, which enforces L7 policy for what it forwards. */
 	if ((ep_flags & EP_F_INGRESS_ENFORCED) && src_id != IDENTITY_HOST &&

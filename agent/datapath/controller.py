@@ -28,6 +28,7 @@ from agent.datapath.desired import (
     view_of,
 )
 from agent.datapath.eventreader import EventReader
+from agent.datapath.fit import Overflow, selecting_policies
 from agent.datapath.flowevents import EventDecoder
 from agent.datapath.programs import Datapath
 from agent.flows.enrich import EndpointIndex, enrich
@@ -83,6 +84,33 @@ def endpoint_index(view: ClusterView, desired: DesiredDatapath, node: str) -> En
         for address in [a.address for a in n.status.addresses if a.type == "InternalIP"]
     ]
     return EndpointIndex.build(pods=pods, services=services, nodes=nodes, local_node=node)
+
+
+def overflow_error(overflow: Overflow, view: ClusterView, desired: DesiredDatapath) -> str:
+    """The health/log line for a policy unit left out of the maps, naming its pod and the
+    NetworkPolicies behind it."""
+    side = overflow.direction.name.lower()
+    ep = desired.endpoints.get(overflow.endpoint)
+    who, policies = str(overflow.endpoint), []
+    if ep is not None:
+        who = f"pod {ep.namespace}/{ep.name} ({overflow.endpoint})"
+        pod = next(
+            (
+                p
+                for p in view.pods
+                if (p.metadata.namespace, p.metadata.name) == (ep.namespace, ep.name)
+            ),
+            None,
+        )
+        if pod is not None:
+            policies = selecting_policies(
+                view.policies, ep.namespace, pod.metadata.labels, overflow.direction
+            )
+    return (
+        f"policy map overflow: the {side} policy of {who} did not fit ({overflow.reason}); "
+        f"its new {side} connections are dropped (POLICY_MAP_OVERFLOW) until it fits. "
+        f"NetworkPolicies: {', '.join(policies) or 'unknown'}"
+    )
 
 
 @dataclass(frozen=True)
@@ -150,10 +178,14 @@ class DatapathController:
             )
             self.applier.apply(desired)
             self.index = endpoint_index(view, desired, self.node)
-        if desired.errors != self.errors:
-            for error in desired.errors:
+            overflows = tuple(
+                overflow_error(o, view, desired) for _, o in sorted(self.applier.overflows.items())
+            )
+        errors = desired.errors + overflows
+        if errors != self.errors:
+            for error in errors:
                 log.warning("datapath: %s", error)
-            self.errors = desired.errors
+            self.errors = errors
         self.last_sync_ms = (time.monotonic() - started) * 1000
 
     # -- events ----------------------------------------------------------------------------

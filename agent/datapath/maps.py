@@ -17,6 +17,8 @@ from agent.datapath.programs import Datapath
 
 EP_F_INGRESS_ENFORCED = 0x1
 EP_F_EGRESS_ENFORCED = 0x2
+EP_F_INGRESS_OVERFLOW = 0x40  # bpf/lib/endpoints.h: its ingress policy did not fit: deny
+EP_F_EGRESS_OVERFLOW = 0x80
 LB_F_L7 = 0x1  # bpf/lib/lb.h: redirect new connections to this node's waypoint
 _CONFIG = enum_values(LIB_DIR / "common.h", "tulle_config")
 CFG_WAYPOINT = _CONFIG["TULLE_CFG_WAYPOINT"]

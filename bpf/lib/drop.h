@@ -44,6 +44,7 @@ enum drop_reason {
 	DROP_UNKNOWN_SENDER = 172,                 /* Unknown sender */
 	DROP_TTL_EXCEEDED = 196,                   /* TTL exceeded */
 	DROP_CT_ENDPOINT_QUOTA_EXCEEDED = 240,     /* CT: endpoint connection quota exceeded */
+	DROP_POLICY_MAP_OVERFLOW = 241,            /* Policy: the endpoint's policy did not fit the policy maps */
 	DROP_REASON_MAX = 256,                     /* not a reason: size of tulle_drops_v1 */
 };
 
