@@ -52,6 +52,7 @@ class Applier:
         self.ipr = ipr
         self.applied = self._adopt()
         self.overflows: dict[Unit, Overflow] = {}  # policy units left out (fail closed)
+        self.refused_services: dict[ServiceKey, str] = {}  # service ports the lb maps refused
 
     def _adopt(self) -> Applied:
         """What the pinned maps hold from a previous agent (entries are rewritten only when
@@ -167,26 +168,37 @@ class Applier:
         new = desired.services.entries
         old = self.applied.services.entries
         gateway_keys = desired.l7 - set(new)  # Gateway listeners: no backends, always L7
-        for key in sorted(set(new) | gateway_keys):
-            entry = new.get(key)
-            flags = maps.LB_F_L7 if key in desired.l7 else 0
-            unchanged = old.get(key) == entry and self.applied.flags.get(key) == flags
-            if unchanged and key in self.applied.slots:
-                continue
-            self.applied.slots[key] = maps.write_service(
-                self.dp,
-                key.vip,
-                key.port,
-                key.protocol,
-                [(b.ip, b.port) for b in entry.backends] if entry else [],
-                entry.table if entry else (),
-                entry.affinity_timeout if entry else 0,
-                self.applied.slots.get(key),
-                flags,
-            )
-            self.applied.flags[key] = flags
+        # Removed services first: their slots make room for the new ones.
         for key in [k for k in self.applied.slots if k not in new and k not in gateway_keys]:
             slot = self.applied.slots.pop(key)
             self.applied.flags.pop(key, None)
             maps.delete_service(self.dp, key.vip, key.port, key.protocol, slot)
+        refused: dict[ServiceKey, str] = {}
+        for key in sorted(set(new) | gateway_keys):
+            entry = new.get(key)
+            flags = maps.LB_F_L7 if key in desired.l7 else 0
+            unchanged = old.get(key) == entry and self.applied.flags.get(key) == flags
+            if unchanged and key in self.applied.slots and key not in self.refused_services:
+                continue
+            try:
+                self.applied.slots[key] = maps.write_service(
+                    self.dp,
+                    key.vip,
+                    key.port,
+                    key.protocol,
+                    [(b.ip, b.port) for b in entry.backends] if entry else [],
+                    entry.table if entry else (),
+                    entry.affinity_timeout if entry else 0,
+                    self.applied.slots.get(key),
+                    flags,
+                )
+            except Exception as err:
+                if not _refused_by_kernel(err):
+                    raise
+                # It keeps what it had (or stays unserved: its VIP then fails fast), and
+                # every other service still syncs.
+                refused[key] = str(err)
+                continue
+            self.applied.flags[key] = flags
+        self.refused_services = refused
         self.applied.services = desired.services

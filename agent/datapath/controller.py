@@ -31,6 +31,7 @@ from agent.datapath.eventreader import EventReader
 from agent.datapath.fit import Overflow, selecting_policies
 from agent.datapath.flowevents import EventDecoder
 from agent.datapath.programs import Datapath
+from agent.datapath.services import ServiceKey
 from agent.flows.enrich import EndpointIndex, enrich
 from agent.flows.ingest import FlowIngest
 from agent.model.cache import ModelCache
@@ -113,6 +114,15 @@ def overflow_error(overflow: Overflow, view: ClusterView, desired: DesiredDatapa
     )
 
 
+def service_error(key: ServiceKey, reason: str, desired: DesiredDatapath) -> str:
+    entry = desired.services.entries.get(key)
+    what = f"Service {entry.namespace}/{entry.name}" if entry else "Gateway listener"
+    return (
+        f"lb map overflow: {what} {key.vip}:{key.port} did not fit ({reason}); it keeps its "
+        "previous backends, or is not served if it is new, until it fits"
+    )
+
+
 @dataclass(frozen=True)
 class GcPlan:
     doomed: list[Any]  # ct_v1 keys to delete
@@ -180,6 +190,9 @@ class DatapathController:
             self.index = endpoint_index(view, desired, self.node)
             overflows = tuple(
                 overflow_error(o, view, desired) for _, o in sorted(self.applier.overflows.items())
+            ) + tuple(
+                service_error(key, reason, desired)
+                for key, reason in sorted(self.applier.refused_services.items())
             )
         errors = desired.errors + overflows
         if errors != self.errors:

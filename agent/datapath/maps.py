@@ -188,28 +188,37 @@ def write_service(
     flags: int = 0,
 ) -> ServiceSlot:
     """Backends at fresh indices, then the Maglev table in one update, then the count;
-    finally free the previous generation. Readers never see a slot without its backend."""
+    finally free the previous generation. Readers never see a slot without its backend.
+
+    When a map refuses an insert (full), what this call wrote is taken back and the error
+    raised: the service keeps its previous generation, or stays absent if it was new."""
     generation = 0 if previous is None else 1 - previous.generation
     base = generation * BACKEND_GENERATION_SPAN
     key = lb_key(dp, vip, port, protocol)
     backends_map = dp.table("lb_backends_v1")
-    for index, (ip, bport) in enumerate(backends):
-        bkey = _backend_key(backends_map, key, base + index)
-        leaf = backends_map.Leaf()
-        leaf.addr, leaf.port = be32(ip), be16(bport)
-        backends_map[bkey] = leaf
     maglev = dp.table("lb_maglev_v1")
-    if backends:
-        slots = maglev.Leaf()
-        for i, value in enumerate(table):
-            slots.slots[i] = base + value
-        maglev[key] = slots
-    else:
-        _delete(maglev, key)
-    services = dp.table("lb_services_v1")
-    svc = services.Leaf()
-    svc.backend_count, svc.affinity_timeout, svc.flags = len(backends), affinity_timeout, flags
-    services[key] = svc
+    try:
+        for index, (ip, bport) in enumerate(backends):
+            bkey = _backend_key(backends_map, key, base + index)
+            leaf = backends_map.Leaf()
+            leaf.addr, leaf.port = be32(ip), be16(bport)
+            backends_map[bkey] = leaf
+        if backends:
+            slots = maglev.Leaf()
+            for i, value in enumerate(table):
+                slots.slots[i] = base + value
+            maglev[key] = slots
+        else:
+            _delete(maglev, key)
+        services = dp.table("lb_services_v1")
+        svc = services.Leaf()
+        svc.backend_count, svc.affinity_timeout, svc.flags = len(backends), affinity_timeout, flags
+        services[key] = svc
+    except Exception:
+        _free_backends(dp, key, ServiceSlot(generation, len(backends)))
+        if previous is None:
+            _delete(maglev, key)
+        raise
     if previous is not None:
         _free_backends(dp, key, previous)
     return ServiceSlot(generation, len(backends))

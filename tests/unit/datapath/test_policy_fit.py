@@ -48,13 +48,32 @@ def test_a_full_cidr_table_fails_only_its_unit() -> None:
 
 
 class Struct:
+    """Stands in for BCC's ctypes keys and leaves: nested fields appear on first use."""
+
     def __init__(self, value: Any = None) -> None:
         if value is not None:
             self.value = value
-        self.rules = [Struct.__new__(Struct) for _ in range(16)]
+        self._items: dict[int, Any] = {}
+        self.rules = [Struct(0) for _ in range(16)] if value is None else []
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        child = Struct.__new__(Struct)
+        child._items = {}
+        setattr(self, name, child)
+        return child
+
+    def __setitem__(self, index: int, value: Any) -> None:
+        self._items[index] = value
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._items.values())
 
     def _id(self) -> tuple[Any, ...]:
-        return tuple(sorted((k, v) for k, v in vars(self).items() if k != "rules"))
+        return tuple(
+            sorted((k, v) for k, v in vars(self).items() if k != "rules" and not k.startswith("_"))
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Struct) and self._id() == other._id()
@@ -189,3 +208,27 @@ def test_the_health_error_names_the_pod_direction_and_policies() -> None:
     assert "ingress policy of pod ns-huge/huge (10.244.1.2)" in text
     assert "needs 10 policy_v1 entries" in text and "POLICY_MAP_OVERFLOW" in text
     assert text.endswith("NetworkPolicies: ns-huge/giant")
+
+
+
+def test_a_service_that_does_not_fit_is_reported_and_the_others_still_sync() -> None:
+    from agent.datapath.controller import service_error
+    from agent.datapath.services import Backend, ServiceEntry, ServiceKey, ServicePlan
+
+    def entry(vip: str, count: int) -> ServiceEntry:
+        key = ServiceKey(IPv4Address(vip), 80, 6)
+        backends = tuple(Backend(IPv4Address(f"10.244.2.{i + 1}"), 8080) for i in range(count))
+        return ServiceEntry(key, "shop", f"svc-{vip[-1]}", "http", backends, 0, (0, 1, 2))
+
+    first, big, last = entry("10.96.0.1", 3), entry("10.96.0.2", 4), entry("10.96.0.3", 1)
+    dp = FakeDatapath(lb_backends_v1=FakeMap(holds=5))
+    applier = Applier(dp, None)  # type: ignore[arg-type]
+    plan = ServicePlan(entries={e.key: e for e in (first, big, last)})
+    applier.apply(DesiredDatapath(services=plan))
+    assert set(applier.refused_services) == {big.key}
+    written = {maps.from_be32(k.vip) for k in dp.table("lb_services_v1").keys()}
+    assert written == {first.key.vip, last.key.vip}
+    assert len(dp.table("lb_backends_v1").data) == 4  # big's partial backends taken back
+    assert big.key.vip not in {maps.from_be32(k.vip) for k in dp.table("lb_maglev_v1").keys()}
+    text = service_error(big.key, applier.refused_services[big.key], DesiredDatapath(services=plan))
+    assert text.startswith("lb map overflow: Service shop/svc-2 10.96.0.2:80 did not fit")
