@@ -40,6 +40,13 @@ def cli(lab: str | None, store: str | None) -> None:
     help="Prometheus endpoint; empty to disable.",
 )
 @click.option("--l7-intake", default=None, help="Unix socket for the waypoint's L7 flows.")
+@click.option(
+    "--ct-endpoint-quota",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Live connections one pod may open (conntrack fairness); 0: a quarter of the table.",
+)
 def agent(
     node: str,
     store_file: str,
@@ -50,6 +57,7 @@ def agent(
     flow_capacity: int,
     metrics_address: str,
     l7_intake: str | None,
+    ct_endpoint_quota: int,
 ) -> None:
     """Run the node agent (one per node; the DaemonSet's process)."""
     from agent.daemon import AgentConfig, run
@@ -64,6 +72,7 @@ def agent(
         metrics_address=metrics_address or None,
         l7_intake=l7_intake,
         flow_capacity=flow_capacity,
+        ct_endpoint_quota=ct_endpoint_quota,
     )
     raise SystemExit(run(config))
 

@@ -163,9 +163,12 @@ def plan_gc(entries: Iterable[tuple[Any, Any]], now: int) -> GcPlan:
 
 
 class DatapathController:
-    def __init__(self, node: str, dp: Datapath, ring: FlowIngest) -> None:
+    def __init__(
+        self, node: str, dp: Datapath, ring: FlowIngest, ct_endpoint_quota: int = 0
+    ) -> None:
         self.node = node
         self.dp = dp
+        maps.write_ct_endpoint_quota(dp, ct_endpoint_quota)
         self.ring = ring
         self.ipr = IPRoute()
         self.applier = Applier(dp, self.ipr)

@@ -110,7 +110,7 @@ def test_gc_census_returns_quota_for_removed_entries(dp: Runner) -> None:
     table = dp.dp.table("ct_v1")
     evicted = next(k for k in table.keys() if k.dir == 1 and maps.from_be16(k.tuple.sport) == 44001)
     del table[evicted]
-    gc = DatapathController("n1", dp.dp, FlowRing(64))
+    gc = DatapathController("n1", dp.dp, FlowRing(64), ct_endpoint_quota=QUOTA)  # type: ignore[arg-type]
     try:
         later = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + 11 * 10**9
         gc.gc_once(later)
@@ -131,3 +131,12 @@ def test_the_default_quota_is_a_quarter_of_conntrack(dp: Runner) -> None:
     table[key] = table.Leaf(dp.dp.table("ct_v1").max_entries // 4 - 1)
     assert dp.from_pod(syn(CLIENT, 45000)).verdict == TC_ACT_OK
     assert dp.from_pod(syn(CLIENT, 45001)).verdict == TC_ACT_SHOT
+
+
+def test_the_agents_configured_quota_is_the_one_enforced(dp: Runner) -> None:
+    maps.write_ct_endpoint_quota(dp.dp, 0)
+    agent = DatapathController("n1", dp.dp, FlowRing(64), ct_endpoint_quota=1)  # type: ignore[arg-type]
+    agent.ipr.close()
+    as_tenant(dp, CLIENT)
+    assert dp.from_pod(syn(CLIENT, 46000)).verdict == TC_ACT_OK
+    assert dp.from_pod(syn(CLIENT, 46001)).verdict == TC_ACT_SHOT
