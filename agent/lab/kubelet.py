@@ -213,15 +213,20 @@ class Kubelet:
         store: Store,
         python: str = sys.executable,
         *,
-        attached: AttachedProbe | None = network.datapath_attached,
+        probe: AttachedProbe | None = None,
     ):
-        """`attached` None: start containers at once (a lab without Tulle's datapath)."""
+        """`probe`: is the datapath on a pod's veth (default: ask the node over netlink).
+        A lab without Tulle's datapath (lab.json) starts containers at once."""
         self.plan = plan
         self.paths = paths
         self.store = store
         self.python = python
         lab = read_json(paths.lab_file) or {}
-        self.attached = attached if lab.get("datapath", True) else None
+        wait = bool(lab.get("datapath", True))
+        self.netlink: network.DatapathProbe | None = None
+        if wait and probe is None:
+            probe = self.netlink = network.DatapathProbe()
+        self.attached = probe if wait else None
         self.pods: dict[str, PodRuntime] = {}
         (paths.procs / "pods").mkdir(parents=True, exist_ok=True)
 
@@ -278,6 +283,8 @@ class Kubelet:
         for rt in list(self.pods.values()):
             self._teardown(rt)
         self.pods.clear()
+        if self.netlink is not None:
+            self.netlink.close()
 
     # -- runtime -----------------------------------------------------------------------
     def tick(self) -> None:

@@ -123,11 +123,28 @@ def add_pod(node: NodePlan, pod_netns: str, host_veth: str, pod_ip: ipaddress.IP
         pod.route("replace", dst="0.0.0.0/0", gateway=str(node.gateway_ip), oif=eth0)
 
 
-def datapath_attached(node: NodePlan, host_veth: str) -> bool:
-    """Both of the agent's tc programs are on the pod's host veth (the CNI-ADD condition)."""
-    with NetNS(node.netns) as ipr:
-        found = ipr.link_lookup(ifname=host_veth)
-        return bool(found) and DATAPATH_PROGRAMS <= attached_names(ipr, int(found[0]))
+class DatapathProbe:
+    """(node, host veth) -> both of the agent's tc programs are on the veth (the CNI-ADD
+    condition). Keeps one netlink socket per node netns: kubelets poll this while pods wait."""
+
+    def __init__(self) -> None:
+        self._sockets: dict[str, NetNS] = {}
+
+    def __call__(self, node: NodePlan, host_veth: str) -> bool:
+        ipr = self._sockets.get(node.netns)
+        if ipr is None:  # flags=0: never create a node netns that is gone
+            ipr = self._sockets[node.netns] = NetNS(node.netns, flags=0)
+        try:
+            found = ipr.link_lookup(ifname=host_veth)
+            return bool(found) and DATAPATH_PROGRAMS <= attached_names(ipr, int(found[0]))
+        except Exception:
+            self._sockets.pop(node.netns).close()
+            raise
+
+    def close(self) -> None:
+        for ipr in self._sockets.values():
+            ipr.close()
+        self._sockets.clear()
 
 
 def remove_netns(name: str) -> None:

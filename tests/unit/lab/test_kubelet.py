@@ -103,7 +103,7 @@ def _gated_kubelet(tmp_path, probe, datapath=True):
     paths.make_dirs()
     paths.lab_file.write_text(json.dumps({"name": "t", "nodes": 1, "datapath": datapath}))
     store = _Statuses()
-    kubelet = Kubelet(plan_lab("t", 1), paths, store, attached=probe)  # type: ignore[arg-type]
+    kubelet = Kubelet(plan_lab("t", 1), paths, store, probe=probe)  # type: ignore[arg-type]
     started: list[str] = []
     kubelet._start_container = lambda rt, c: started.append(c.name)  # type: ignore[method-assign]
     rt = _runtime(ContainerRuntime("c", ("x",), {}, ()), attached=kubelet.attached is None)
