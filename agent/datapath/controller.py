@@ -28,10 +28,9 @@ from agent.datapath.desired import (
     view_of,
 )
 from agent.datapath.eventreader import EventReader
-from agent.datapath.fit import Overflow, selecting_policies
+from agent.datapath.fit import overflow_error, service_error
 from agent.datapath.flowevents import EventDecoder
 from agent.datapath.programs import Datapath
-from agent.datapath.services import ServiceKey
 from agent.flows.enrich import EndpointIndex, enrich
 from agent.flows.ingest import FlowIngest
 from agent.model.cache import ModelCache
@@ -85,42 +84,6 @@ def endpoint_index(view: ClusterView, desired: DesiredDatapath, node: str) -> En
         for address in [a.address for a in n.status.addresses if a.type == "InternalIP"]
     ]
     return EndpointIndex.build(pods=pods, services=services, nodes=nodes, local_node=node)
-
-
-def overflow_error(overflow: Overflow, view: ClusterView, desired: DesiredDatapath) -> str:
-    """The health/log line for a policy unit left out of the maps, naming its pod and the
-    NetworkPolicies behind it."""
-    side = overflow.direction.name.lower()
-    ep = desired.endpoints.get(overflow.endpoint)
-    who, policies = str(overflow.endpoint), []
-    if ep is not None:
-        who = f"pod {ep.namespace}/{ep.name} ({overflow.endpoint})"
-        pod = next(
-            (
-                p
-                for p in view.pods
-                if (p.metadata.namespace, p.metadata.name) == (ep.namespace, ep.name)
-            ),
-            None,
-        )
-        if pod is not None:
-            policies = selecting_policies(
-                view.policies, ep.namespace, pod.metadata.labels, overflow.direction
-            )
-    return (
-        f"policy map overflow: the {side} policy of {who} did not fit ({overflow.reason}); "
-        f"its new {side} connections are dropped (POLICY_MAP_OVERFLOW) until it fits. "
-        f"NetworkPolicies: {', '.join(policies) or 'unknown'}"
-    )
-
-
-def service_error(key: ServiceKey, reason: str, desired: DesiredDatapath) -> str:
-    entry = desired.services.entries.get(key)
-    what = f"Service {entry.namespace}/{entry.name}" if entry else "Gateway listener"
-    return (
-        f"lb map overflow: {what} {key.vip}:{key.port} did not fit ({reason}); it keeps its "
-        "previous backends, or is not served if it is new, until it fits"
-    )
 
 
 @dataclass(frozen=True)

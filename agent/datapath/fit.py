@@ -1,4 +1,5 @@
-"""Fitting the policy plan into the policy maps' fixed sizes (pure).
+"""Fitting the policy plan into the policy maps' fixed sizes, and naming what did not fit
+(pure).
 
 One endpoint's huge policy must not keep every other endpoint's policy out of the maps. The
 unit of fitting is one endpoint's policy in one direction (its policy_v1 and policy_cidr_v1
@@ -15,7 +16,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from agent.datapath.desired import ClusterView, DesiredDatapath
 from agent.datapath.policy_plan import CidrKey, CidrRule, Direction, IdentityKey, PortRule
+from agent.datapath.services import ServiceKey
 from agent.model.networking import NetworkPolicy
 
 IDENTITY_TABLE = "policy_v1"
@@ -86,3 +89,39 @@ def selecting_policies(
         if policy.metadata.namespace == namespace and affects and spec.pod_selector.matches(labels):
             found.append(policy.metadata.key)
     return sorted(found)
+
+
+def overflow_error(overflow: Overflow, view: ClusterView, desired: DesiredDatapath) -> str:
+    """The health/log line for a policy unit left out of the maps, naming its pod and the
+    NetworkPolicies behind it."""
+    side = overflow.direction.name.lower()
+    ep = desired.endpoints.get(overflow.endpoint)
+    who, policies = str(overflow.endpoint), []
+    if ep is not None:
+        who = f"pod {ep.namespace}/{ep.name} ({overflow.endpoint})"
+        pod = next(
+            (
+                p
+                for p in view.pods
+                if (p.metadata.namespace, p.metadata.name) == (ep.namespace, ep.name)
+            ),
+            None,
+        )
+        if pod is not None:
+            policies = selecting_policies(
+                view.policies, ep.namespace, pod.metadata.labels, overflow.direction
+            )
+    return (
+        f"policy map overflow: the {side} policy of {who} did not fit ({overflow.reason}); "
+        f"its new {side} connections are dropped (POLICY_MAP_OVERFLOW) until it fits. "
+        f"NetworkPolicies: {', '.join(policies) or 'unknown'}"
+    )
+
+
+def service_error(key: ServiceKey, reason: str, desired: DesiredDatapath) -> str:
+    entry = desired.services.entries.get(key)
+    what = f"Service {entry.namespace}/{entry.name}" if entry else "Gateway listener"
+    return (
+        f"lb map overflow: {what} {key.vip}:{key.port} did not fit ({reason}); it keeps its "
+        "previous backends, or is not served if it is new, until it fits"
+    )

@@ -13,9 +13,18 @@ import pytest
 from agent.datapath import applier as applier_mod
 from agent.datapath import maps
 from agent.datapath.applier import Applier
-from agent.datapath.desired import DesiredDatapath, LocalEndpoint
-from agent.datapath.fit import CIDR_TABLE, IDENTITY_TABLE, fit_policy, selecting_policies
+from agent.datapath.desired import ClusterView, DesiredDatapath, LocalEndpoint
+from agent.datapath.fit import (
+    CIDR_TABLE,
+    IDENTITY_TABLE,
+    Overflow,
+    fit_policy,
+    overflow_error,
+    selecting_policies,
+    service_error,
+)
 from agent.datapath.policy_plan import CidrRule, Direction, PortRule
+from agent.datapath.services import Backend, ServiceEntry, ServiceKey, ServicePlan
 from agent.model.convert import from_dict
 
 IN, OUT = Direction.INGRESS, Direction.EGRESS
@@ -192,9 +201,6 @@ def test_the_report_names_the_policies_that_select_the_endpoint() -> None:
 
 
 def test_the_health_error_names_the_pod_direction_and_policies() -> None:
-    from agent.datapath.controller import overflow_error
-    from agent.datapath.desired import ClusterView
-    from agent.datapath.fit import Overflow
 
     pod = from_dict({"apiVersion": "v1", "kind": "Pod",
                      "metadata": {"name": "huge", "namespace": "ns-huge", "labels": {"app": "web"}},
@@ -212,8 +218,6 @@ def test_the_health_error_names_the_pod_direction_and_policies() -> None:
 
 
 def test_a_service_that_does_not_fit_is_reported_and_the_others_still_sync() -> None:
-    from agent.datapath.controller import service_error
-    from agent.datapath.services import Backend, ServiceEntry, ServiceKey, ServicePlan
 
     def entry(vip: str, count: int) -> ServiceEntry:
         key = ServiceKey(IPv4Address(vip), 80, 6)
