@@ -48,7 +48,7 @@ class AgentConfig:
     metrics_address: str | None = ":9965"  # Prometheus (Hubble's port); None: off
     l7_intake: str | None = None  # unix socket where the node's waypoint hands over L7 flows
     flow_capacity: int = 65_535
-    ct_endpoint_quota: int = 0  # live connections one pod may open; 0: 1/4 of ct_v1 (quota.h)
+    ct_endpoint_quota: int = 0  # live connections one pod may open; 0: 1/8 of ct_v1 (quota.h)
 
 
 class Agent:

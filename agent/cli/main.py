@@ -45,7 +45,7 @@ def cli(lab: str | None, store: str | None) -> None:
     default=0,
     show_default=True,
     type=click.IntRange(min=0),
-    help="Live connections one pod may open (conntrack fairness); 0: a quarter of the table.",
+    help="Live connections one pod may open (conntrack fairness); 0: an eighth of the table.",
 )
 def agent(
     node: str,

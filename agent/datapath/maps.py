@@ -271,7 +271,7 @@ def write_ct_quota_counts(dp: Datapath, counts: Mapping[int, int]) -> None:
 
 
 def write_ct_endpoint_quota(dp: Datapath, quota: int) -> None:
-    """Live connections one endpoint may open (0: the default, a quarter of ct_v1)."""
+    """Live connections one endpoint may open (0: the default, an eighth of ct_v1)."""
     if quota < 0:
         raise ValueError(f"conntrack endpoint quota must be 0 or more, got {quota}")
     config = dp.table("tulle_config_v1")

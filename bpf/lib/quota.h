@@ -20,7 +20,9 @@
 #include "drop.h"
 #include "pin.h"
 
-#define CT_QUOTA_DEFAULT (CT_MAX_ENTRIES / 4)
+/* One connection a pod opens holds up to three entries (its CT_SERVICE and CT_EGRESS, and the
+ * CT_INGRESS of a backend on this node): an eighth keeps one pod under half of ct_v1. */
+#define CT_QUOTA_DEFAULT (CT_MAX_ENTRIES / 8)
 
 /* Twice endpoints_v1: counts of removed endpoints linger until the next GC pass. */
 PINNED_MAP("hash", __be32, __u64, ct_quota_v1, 8192, 0);

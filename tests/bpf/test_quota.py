@@ -123,12 +123,12 @@ def test_gc_census_returns_quota_for_removed_entries(dp: Runner) -> None:
     assert dp.from_pod(syn(CLIENT, 44103)).verdict == TC_ACT_SHOT
 
 
-def test_the_default_quota_is_a_quarter_of_conntrack(dp: Runner) -> None:
+def test_the_default_quota_is_an_eighth_of_conntrack(dp: Runner) -> None:
     maps.write_ct_endpoint_quota(dp.dp, 0)
     as_tenant(dp, CLIENT)
     table = dp.dp.table("ct_quota_v1")
     key = table.Key(maps.be32(CLIENT))
-    table[key] = table.Leaf(dp.dp.table("ct_v1").max_entries // 4 - 1)
+    table[key] = table.Leaf(dp.dp.table("ct_v1").max_entries // 8 - 1)
     assert dp.from_pod(syn(CLIENT, 45000)).verdict == TC_ACT_OK
     assert dp.from_pod(syn(CLIENT, 45001)).verdict == TC_ACT_SHOT
 
