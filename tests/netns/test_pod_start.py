@@ -82,3 +82,30 @@ def test_first_packets_are_policed_and_recorded(lab: Lab) -> None:
         for kind, name in (("pod", "fenced"), ("pod", "open"), ("deployment", "target"),
                            ("networkpolicy", "fence")):
             lab.tulle("delete", kind, name, "-n", NS, check=False)
+
+
+def echo_pod(ns: str, name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+            "spec": {"nodeSelector": {"kubernetes.io/hostname": "node1"},
+                     "containers": [{"name": "echo", "image": "tulle/echo",
+                                     "ports": [{"containerPort": 8080}]}]}}
+
+
+def test_pods_whose_names_read_alike_across_namespaces_get_their_own_netns(lab: Lab) -> None:
+    """`kq-a-b/c` and `kq-a/b-c` both read `kq-a-b-c`: once they shared a netns name, so the
+    second pod's sandbox replaced the first's."""
+    pods = (("kq-a-b", "c"), ("kq-a", "b-c"))
+    apply(lab, *(namespace(ns) for ns, _ in pods), *(echo_pod(ns, name) for ns, name in pods))
+    try:
+        ips = {}
+        for ns, name in pods:
+            ready = lab.wait_pods_ready(ns, 1, timeout=60)
+            ips[(ns, name)] = ready[0]["status"]["podIP"]
+        for (ns, name), (peer_ns, peer) in ((pods[0], pods[1]), (pods[1], pods[0])):
+            out = lab.exec(ns, name, "curl", "-s", "--max-time", "3",
+                           f"http://{ips[(peer_ns, peer)]}:8080/", check=False).stdout
+            answer = json.loads(out) if out.startswith("{") else {}
+            assert (answer.get("namespace"), answer.get("pod")) == (peer_ns, peer), out
+    finally:
+        for ns, name in pods:
+            lab.tulle("delete", "pod", name, "-n", ns, check=False)
