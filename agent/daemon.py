@@ -55,6 +55,7 @@ class AgentConfig:
     l7_intake: str | None = None  # unix socket where the node's waypoint hands over L7 flows
     flow_capacity: int = 65_535
     waypoint: str | None = None  # "ip:port" of this node's waypoint (L7 redirect target)
+    ct_endpoint_quota: int = 0  # live connections one pod may open; 0: 1/8 of ct_v1 (quota.h)
 
 
 class Agent:
@@ -205,7 +206,11 @@ def run(config: AgentConfig) -> int:
 
             started = time.monotonic()
             agent.datapath = DatapathController(
-                node, load_datapath(Path(config.pin_dir)), ingest, _waypoint(config.waypoint)
+                node,
+                load_datapath(Path(config.pin_dir)),
+                ingest,
+                _waypoint(config.waypoint),
+                config.ct_endpoint_quota,
             )
             if registry is not None:
                 MapFillCollector(agent.datapath.map_fill, registry)

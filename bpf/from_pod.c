@@ -10,6 +10,7 @@
 #include "parse.h"
 #include "endpoints.h"
 #include "conntrack.h"
+#include "quota.h"
 #include "policy.h"
 #include "lb.h"
 #include "redirect.h"
@@ -45,6 +46,9 @@ static __always_inline int translate_service(struct __sk_buff *skb, struct pkt *
 		}
 		fresh.backend_addr = backend.addr;
 		fresh.backend_port = backend.port;
+		/* quota.h: a pod over its quota must not churn CT_SERVICE entries either. */
+		if (ct_quota_admit(p->tuple.saddr))
+			return DROP_CT_ENDPOINT_QUOTA_EXCEEDED;
 		if (ct_create(&p->tuple, CT_SERVICE, &fresh) != 0)
 			return DROP_CT_MAP_INSERTION_FAILED;
 	}
@@ -107,6 +111,10 @@ int tulle_from_pod(struct __sk_buff *skb)
 	}
 
 	dst_id = identity_of(p.tuple.daddr);
+	/* endpoints.h: its egress policy did not fit the maps: deny, never half-enforce. */
+	if (ep_flags & EP_F_EGRESS_OVERFLOW)
+		return drop_flow(skb, &p, DROP_POLICY_MAP_OVERFLOW, OBS_FROM_ENDPOINT, DIR_EGRESS,
+				 ep_id, dst_id);
 	if (dst_id == IDENTITY_WAYPOINT) {
 		/* Any node's waypoint is reached only through the redirect above, which records
 		 * the original destination: the waypoint judges this pod's egress policy against
@@ -123,10 +131,14 @@ int tulle_from_pod(struct __sk_buff *skb)
 
 	new_ct.src_identity = ep_id;
 	new_ct.dst_identity = dst_id;
-	ret = open_connection(skb, &p, CT_EGRESS, &new_ct,
-			      new_ct.rev_nat_addr ? VERDICT_TRANSLATED : VERDICT_FORWARDED,
-			      OBS_FROM_ENDPOINT, DIR_EGRESS);
+	/* quota.h: one pod cannot fill (or, LRU, evict) the node's conntrack. */
+	ret = ct_quota_admit(ep_ip);
+	if (!ret)
+		ret = open_connection(skb, &p, CT_EGRESS, &new_ct,
+				      new_ct.rev_nat_addr ? VERDICT_TRANSLATED : VERDICT_FORWARDED,
+				      OBS_FROM_ENDPOINT, DIR_EGRESS);
 	if (ret)
 		return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, dst_id);
+	ct_quota_charge(ep_ip);
 	return TC_ACT_OK;
 }

@@ -66,6 +66,10 @@ int tulle_to_pod(struct __sk_buff *skb)
 	/* Another local process bound this node's waypoint address: it is nobody in particular. */
 	if (src_id == IDENTITY_WAYPOINT && !waypoint_sent(skb, p.tuple.saddr))
 		src_id = IDENTITY_WORLD;
+	/* endpoints.h: its ingress policy did not fit the maps; the node itself still reaches it. */
+	if ((ep_flags & EP_F_INGRESS_OVERFLOW) && src_id != IDENTITY_HOST)
+		return drop_flow(skb, &p, DROP_POLICY_MAP_OVERFLOW, OBS_TO_ENDPOINT, DIR_INGRESS,
+				 src_id, ep_id);
 	/* The node itself (kubelet-style health checks) is always let in, as in Kubernetes, and
 	 * so is a waypoint: it judged the client's egress and this pod's ingress policy on the
 	 * client's identity before forwarding (ARCHITECTURE.md, "Policy through the waypoint"). */

@@ -52,6 +52,13 @@ def cli(lab: str | None, store: str | None) -> None:
     metavar="IPv4:PORT",
     help="Where this node's waypoint listens: the datapath redirects L7 connections there.",
 )
+@click.option(
+    "--ct-endpoint-quota",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Live connections one pod may open (conntrack fairness); 0: an eighth of the table.",
+)
 def agent(
     node: str,
     store_file: str,
@@ -64,6 +71,7 @@ def agent(
     metrics_address: str,
     l7_intake: str | None,
     waypoint: str | None,
+    ct_endpoint_quota: int,
 ) -> None:
     """Run the node agent (one per node; the DaemonSet's process)."""
     from agent.daemon import AgentConfig, run
@@ -80,6 +88,7 @@ def agent(
         l7_intake=l7_intake,
         flow_capacity=flow_capacity,
         waypoint=waypoint,
+        ct_endpoint_quota=ct_endpoint_quota,
     )
     raise SystemExit(run(config))
 

@@ -14,6 +14,7 @@ from pyroute2 import IPRoute
 
 from agent.datapath import attach, maps
 from agent.datapath.desired import DesiredDatapath
+from agent.datapath.fit import CIDR_TABLE, IDENTITY_TABLE, Overflow, Unit, fit_policy
 from agent.datapath.policy_plan import CidrKey, CidrRule, Direction, IdentityKey, PortRule
 from agent.datapath.programs import Datapath
 from agent.datapath.services import ServiceKey, ServicePlan
@@ -21,6 +22,15 @@ from agent.datapath.services import ServiceKey, ServicePlan
 log = logging.getLogger("tulle.datapath")
 IPv4 = ipaddress.IPv4Address
 _UNKNOWN_CIDR = CidrRule(deny=True, ports=())
+OVERFLOW_FLAG = {
+    Direction.INGRESS: maps.EP_F_INGRESS_OVERFLOW,
+    Direction.EGRESS: maps.EP_F_EGRESS_OVERFLOW,
+}
+
+
+def _refused_by_kernel(err: Exception) -> bool:
+    """BCC reports a failed map update as a bare Exception with the errno's text."""
+    return str(err).startswith("Could not update table")
 
 
 @dataclass
@@ -42,6 +52,8 @@ class Applier:
         self.dp = dp
         self.ipr = ipr
         self.applied = self._adopt()
+        self.overflows: dict[Unit, Overflow] = {}  # policy units left out (fail closed)
+        self.refused_services: dict[ServiceKey, str] = {}  # service ports the lb maps refused
 
     def _adopt(self) -> Applied:
         """What the pinned maps hold from a previous agent (entries are rewritten only when
@@ -79,7 +91,10 @@ class Applier:
             ifindex = attach.veth_for(self.ipr, ep.ip)
             if ifindex is None:
                 continue  # the sandbox is not wired yet; the next round finds it
-            wanted[ifindex] = (ep.ip, ep.identity, ep.flags)
+            flags = ep.flags
+            for direction, flag in OVERFLOW_FLAG.items():
+                flags |= flag if (ep.ip, direction) in self.overflows else 0
+            wanted[ifindex] = (ep.ip, ep.identity, flags)
         for ifindex, entry in wanted.items():
             if self.applied.endpoints.get(ifindex) != entry:
                 maps.write_endpoint(self.dp, ifindex, *entry)
@@ -104,20 +119,50 @@ class Applier:
         self.applied.ipcache = dict(desired.ipcache)
 
     def _policy(self, desired: DesiredDatapath) -> None:
-        old = self.applied.identity_rules
-        for key, rules in desired.identity_rules.items():
-            if old.get(key) != rules:
-                maps.write_policy_rule(self.dp, key[0], key[1], int(key[2]), rules)
-        for key in [k for k in old if k not in desired.identity_rules]:
+        """Write what fits (see agent.datapath.fit); stale entries go first, so old and new
+        never together overrun a map. A unit the kernel refuses part of is taken out whole."""
+        capacity = {t: self.dp.table(t).max_entries for t in (IDENTITY_TABLE, CIDR_TABLE)}
+        fit = fit_policy(desired.identity_rules, desired.cidr_rules, capacity)
+        rules = self.applied.identity_rules
+        cidrs = self.applied.cidr_rules
+        for key in [k for k in rules if k not in fit.identity_rules]:
             maps.delete_policy_rule(self.dp, key[0], key[1], int(key[2]))
-        self.applied.identity_rules = dict(desired.identity_rules)
-        old_cidr = self.applied.cidr_rules
-        for ckey, rule in desired.cidr_rules.items():
-            if old_cidr.get(ckey) != rule or old_cidr.get(ckey) is _UNKNOWN_CIDR:
-                maps.write_cidr_rule(self.dp, ckey[0], int(ckey[1]), ckey[2], rule.deny, rule.ports)
-        for ckey in [k for k in old_cidr if k not in desired.cidr_rules]:
+            del rules[key]
+        for ckey in [k for k in cidrs if k not in fit.cidr_rules]:
             maps.delete_cidr_rule(self.dp, ckey[0], int(ckey[1]), ckey[2])
-        self.applied.cidr_rules = dict(desired.cidr_rules)
+            del cidrs[ckey]
+        refused: dict[Unit, str] = {}
+        for key, wanted in fit.identity_rules.items():
+            unit = (key[0], key[2])
+            if unit in refused or (key in rules and rules[key] == wanted):
+                continue
+            try:
+                maps.write_policy_rule(self.dp, key[0], key[1], int(key[2]), wanted)
+                rules[key] = wanted
+            except Exception as err:
+                if not _refused_by_kernel(err):
+                    raise
+                refused[unit] = f"the kernel refused a {IDENTITY_TABLE} entry: {err}"
+        for ckey, rule in fit.cidr_rules.items():
+            unit = (ckey[0], ckey[1])
+            if unit in refused or (cidrs.get(ckey) == rule and cidrs[ckey] is not _UNKNOWN_CIDR):
+                continue
+            try:
+                maps.write_cidr_rule(self.dp, ckey[0], int(ckey[1]), ckey[2], rule.deny, rule.ports)
+                cidrs[ckey] = rule
+            except Exception as err:
+                if not _refused_by_kernel(err):
+                    raise
+                refused[unit] = f"the kernel refused a {CIDR_TABLE} entry: {err}"
+        for key in [k for k in rules if (k[0], k[2]) in refused]:
+            maps.delete_policy_rule(self.dp, key[0], key[1], int(key[2]))
+            del rules[key]
+        for ckey in [k for k in cidrs if (k[0], k[1]) in refused]:
+            maps.delete_cidr_rule(self.dp, ckey[0], int(ckey[1]), ckey[2])
+            del cidrs[ckey]
+        self.overflows = dict(fit.overflows)
+        for (ip, direction), reason in refused.items():
+            self.overflows[(ip, direction)] = Overflow(ip, direction, reason)
 
     def _services(self, desired: DesiredDatapath) -> None:
         if desired.waypoint != self.applied.waypoint:
@@ -132,6 +177,12 @@ class Applier:
         new = desired.services.entries
         old = self.applied.services.entries
         gateway_keys = desired.l7 - set(new)  # Gateway listeners: no backends, always L7
+        # Removed services first: their slots make room for the new ones.
+        for key in [k for k in self.applied.slots if k not in new and k not in gateway_keys]:
+            slot = self.applied.slots.pop(key)
+            self.applied.flags.pop(key, None)
+            maps.delete_service(self.dp, key.vip, key.port, key.protocol, slot)
+        refused: dict[ServiceKey, str] = {}
         for key in sorted(set(new) | gateway_keys):
             entry = new.get(key)
             flags = (
@@ -142,22 +193,27 @@ class Applier:
                 else 0
             )
             unchanged = old.get(key) == entry and self.applied.flags.get(key) == flags
-            if unchanged and key in self.applied.slots:
+            if unchanged and key in self.applied.slots and key not in self.refused_services:
                 continue
-            self.applied.slots[key] = maps.write_service(
-                self.dp,
-                key.vip,
-                key.port,
-                key.protocol,
-                [(b.ip, b.port) for b in entry.backends] if entry else [],
-                entry.table if entry else (),
-                entry.affinity_timeout if entry else 0,
-                self.applied.slots.get(key),
-                flags,
-            )
+            try:
+                self.applied.slots[key] = maps.write_service(
+                    self.dp,
+                    key.vip,
+                    key.port,
+                    key.protocol,
+                    [(b.ip, b.port) for b in entry.backends] if entry else [],
+                    entry.table if entry else (),
+                    entry.affinity_timeout if entry else 0,
+                    self.applied.slots.get(key),
+                    flags,
+                )
+            except Exception as err:
+                if not _refused_by_kernel(err):
+                    raise
+                # It keeps what it had (or stays unserved: its VIP then fails fast), and
+                # every other service still syncs.
+                refused[key] = str(err)
+                continue
             self.applied.flags[key] = flags
-        for key in [k for k in self.applied.slots if k not in new and k not in gateway_keys]:
-            slot = self.applied.slots.pop(key)
-            self.applied.flags.pop(key, None)
-            maps.delete_service(self.dp, key.vip, key.port, key.protocol, slot)
+        self.refused_services = refused
         self.applied.services = desired.services

@@ -1,8 +1,9 @@
 """The agent's datapath loop: store changes -> desired state -> maps; ring buffer -> flows.
 
 Threads: `sync` runs on the watch thread after each change; `run_events` drains the ring
-buffer into the flow ring (`agent.datapath.eventreader`); `run_gc` expires conntrack entries
-and reports connections that ended without a close.
+buffer into the flow ring (`agent.datapath.eventreader`); `run_gc` expires conntrack entries,
+reports connections that ended without a close, and recounts each endpoint's live connections
+for its conntrack quota (bpf/lib/quota.h).
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ import ipaddress
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pyroute2 import IPRoute
 
+from agent.datapath import maps
 from agent.datapath.applier import Applier
 from agent.datapath.desired import (
     ClusterView,
@@ -25,6 +29,7 @@ from agent.datapath.desired import (
     view_of,
 )
 from agent.datapath.eventreader import EventReader
+from agent.datapath.fit import overflow_error, service_error
 from agent.datapath.flowevents import EventDecoder
 from agent.datapath.programs import Datapath
 from agent.flows.enrich import EndpointIndex, enrich
@@ -82,6 +87,45 @@ def endpoint_index(view: ClusterView, desired: DesiredDatapath, node: str) -> En
     return EndpointIndex.build(pods=pods, services=services, nodes=nodes, local_node=node)
 
 
+@dataclass(frozen=True)
+class GcPlan:
+    doomed: list[Any]  # ct_v1 keys to delete
+    expired: list[tuple[Any, Any]]  # (key, entry) of doomed connections never closed
+    quota_counts: dict[int, int]  # be32 endpoint address -> CT_EGRESS entries it keeps
+
+
+def plan_gc(entries: Iterable[tuple[Any, Any]], now: int) -> GcPlan:
+    """Which conntrack entries go (pure). A client->VIP service entry lives exactly as long
+    as the connection it steered: once that one is closed or gone, a reused source port must
+    not be sent to the old (possibly removed) backend. The CT_EGRESS entries that stay are
+    each endpoint's count against its quota: a census, not a decrement, so entries the LRU
+    evicted (or tuples BPF re-opened and counted twice) give their quota back too."""
+    doomed, expired, services, kept = [], [], [], []
+    live = set()
+    for key, entry in entries:
+        if key.dir == CT_SERVICE:
+            services.append((key, entry))
+            continue
+        idle = now - entry.last_seen_ns
+        closed = entry.flags & CT_F_CLOSED
+        limit = UDP_IDLE_NS if key.tuple.proto != 6 else TCP_IDLE_NS
+        if (closed and idle > CLOSED_GRACE_NS) or idle > limit:
+            doomed.append(key)
+            if not closed:
+                expired.append((key, entry))
+        elif key.dir == CT_EGRESS:
+            t = key.tuple
+            kept.append(t.saddr)
+            if not closed:
+                live.add((t.saddr, t.sport, t.daddr, t.dport, t.proto))
+    for key, entry in services:
+        t = key.tuple
+        steered = (t.saddr, t.sport, entry.backend_addr, entry.backend_port, t.proto)
+        if steered not in live and now - entry.last_seen_ns > CLOSED_GRACE_NS:
+            doomed.append(key)
+    return GcPlan(doomed, expired, dict(Counter(kept)))
+
+
 class DatapathController:
     def __init__(
         self,
@@ -89,10 +133,12 @@ class DatapathController:
         dp: Datapath,
         ring: FlowIngest,
         waypoint: tuple[ipaddress.IPv4Address, int] | None = None,
+        ct_endpoint_quota: int = 0,
     ) -> None:
         self.node = node
         self.waypoint = waypoint  # from the agent's configuration, never from the cluster
         self.dp = dp
+        maps.write_ct_endpoint_quota(dp, ct_endpoint_quota)
         self.ring = ring
         self.ipr = IPRoute()
         self.applier = Applier(dp, self.ipr)
@@ -119,10 +165,17 @@ class DatapathController:
             )
             self.applier.apply(desired)
             self.index = endpoint_index(view, desired, self.node)
-        if desired.errors != self.errors:
-            for error in desired.errors:
+            overflows = tuple(
+                overflow_error(o, view, desired) for _, o in sorted(self.applier.overflows.items())
+            ) + tuple(
+                service_error(key, reason, desired)
+                for key, reason in sorted(self.applier.refused_services.items())
+            )
+        errors = desired.errors + overflows
+        if errors != self.errors:
+            for error in errors:
                 log.warning("datapath: %s", error)
-            self.errors = desired.errors
+            self.errors = errors
         self.last_sync_ms = (time.monotonic() - started) * 1000
 
     # -- events ----------------------------------------------------------------------------
@@ -131,39 +184,22 @@ class DatapathController:
 
     # -- conntrack garbage collection --------------------------------------------------------
     def gc_once(self, now_ns: int | None = None) -> int:
-        """Expire idle and closed entries. A client->VIP service entry lives exactly as long
-        as the connection it steered: once that one is closed or gone, a reused source port
-        must not be sent to the old (possibly removed) backend."""
+        """Expire idle and closed entries (see `plan_gc`), report connections that ended
+        without a close, and recount each endpoint's connections for its quota."""
         now = now_ns if now_ns is not None else time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         table = self.dp.table("ct_v1")
-        doomed, services, live = [], [], set()
-        for key, entry in table.items():
-            if key.dir == CT_SERVICE:
-                services.append((key, entry))
-                continue
-            idle = now - entry.last_seen_ns
-            closed = entry.flags & CT_F_CLOSED
-            limit = UDP_IDLE_NS if key.tuple.proto != 6 else TCP_IDLE_NS
-            if (closed and idle > CLOSED_GRACE_NS) or idle > limit:
-                doomed.append(key)
-                if not closed:
-                    # Never closed by a FIN or RST: this is the connection's last word.
-                    flow = self.decoder.decode_expired(key, entry, now)
-                    self.ring.put(enrich(flow, self.index, self.node))
-            elif key.dir == CT_EGRESS and not closed:
-                t = key.tuple
-                live.add((t.saddr, t.sport, t.daddr, t.dport, t.proto))
-        for key, entry in services:
-            t = key.tuple
-            steered = (t.saddr, t.sport, entry.backend_addr, entry.backend_port, t.proto)
-            if steered not in live and now - entry.last_seen_ns > CLOSED_GRACE_NS:
-                doomed.append(key)
-        for key in doomed:
+        plan = plan_gc(table.items(), now)
+        for key, entry in plan.expired:
+            # Never closed by a FIN or RST: this is the connection's last word.
+            flow = self.decoder.decode_expired(key, entry, now)
+            self.ring.put(enrich(flow, self.index, self.node))
+        for key in plan.doomed:
             try:
                 del table[key]
             except KeyError:
                 pass
-        return len(doomed)
+        maps.write_ct_quota_counts(self.dp, plan.quota_counts)
+        return len(plan.doomed)
 
     def run_gc(self, stop: threading.Event, interval: float = 10.0) -> None:
         while not stop.wait(interval):

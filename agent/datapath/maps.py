@@ -17,9 +17,13 @@ from agent.datapath.programs import Datapath
 
 EP_F_INGRESS_ENFORCED = 0x1
 EP_F_EGRESS_ENFORCED = 0x2
+EP_F_INGRESS_OVERFLOW = 0x40  # bpf/lib/endpoints.h: its ingress policy did not fit: deny
+EP_F_EGRESS_OVERFLOW = 0x80
 LB_F_L7 = 0x1  # bpf/lib/lb.h: redirect new connections to this node's waypoint
 LB_F_L7_CLIENTS = 0x2  # bpf/lib/redirect.h: redirect only the clients in l7_clients_v1
-CFG_WAYPOINT = enum_values(LIB_DIR / "common.h", "tulle_config")["TULLE_CFG_WAYPOINT"]
+_CONFIG = enum_values(LIB_DIR / "common.h", "tulle_config")
+CFG_WAYPOINT = _CONFIG["TULLE_CFG_WAYPOINT"]
+CFG_CT_ENDPOINT_QUOTA = _CONFIG["TULLE_CFG_CT_ENDPOINT_QUOTA"]
 BACKEND_GENERATION_SPAN = 1 << 15  # backend indices alternate between two halves per update
 
 
@@ -185,28 +189,37 @@ def write_service(
     flags: int = 0,
 ) -> ServiceSlot:
     """Backends at fresh indices, then the Maglev table in one update, then the count;
-    finally free the previous generation. Readers never see a slot without its backend."""
+    finally free the previous generation. Readers never see a slot without its backend.
+
+    When a map refuses an insert (full), what this call wrote is taken back and the error
+    raised: the service keeps its previous generation, or stays absent if it was new."""
     generation = 0 if previous is None else 1 - previous.generation
     base = generation * BACKEND_GENERATION_SPAN
     key = lb_key(dp, vip, port, protocol)
     backends_map = dp.table("lb_backends_v1")
-    for index, (ip, bport) in enumerate(backends):
-        bkey = _backend_key(backends_map, key, base + index)
-        leaf = backends_map.Leaf()
-        leaf.addr, leaf.port = be32(ip), be16(bport)
-        backends_map[bkey] = leaf
     maglev = dp.table("lb_maglev_v1")
-    if backends:
-        slots = maglev.Leaf()
-        for i, value in enumerate(table):
-            slots.slots[i] = base + value
-        maglev[key] = slots
-    else:
-        _delete(maglev, key)
-    services = dp.table("lb_services_v1")
-    svc = services.Leaf()
-    svc.backend_count, svc.affinity_timeout, svc.flags = len(backends), affinity_timeout, flags
-    services[key] = svc
+    try:
+        for index, (ip, bport) in enumerate(backends):
+            bkey = _backend_key(backends_map, key, base + index)
+            leaf = backends_map.Leaf()
+            leaf.addr, leaf.port = be32(ip), be16(bport)
+            backends_map[bkey] = leaf
+        if backends:
+            slots = maglev.Leaf()
+            for i, value in enumerate(table):
+                slots.slots[i] = base + value
+            maglev[key] = slots
+        else:
+            _delete(maglev, key)
+        services = dp.table("lb_services_v1")
+        svc = services.Leaf()
+        svc.backend_count, svc.affinity_timeout, svc.flags = len(backends), affinity_timeout, flags
+        services[key] = svc
+    except Exception:
+        _free_backends(dp, key, ServiceSlot(generation, len(backends)))
+        if previous is None:
+            _delete(maglev, key)
+        raise
     if previous is not None:
         _free_backends(dp, key, previous)
     return ServiceSlot(generation, len(backends))
@@ -268,6 +281,29 @@ def read_l7_clients(dp: Datapath) -> set[L7Client]:
         (from_be32(k.vip), from_be16(k.port), k.proto, from_be32(k.client))
         for k in dp.table("l7_clients_v1").keys()
     }
+
+
+# -- conntrack quota -----------------------------------------------------------------------
+
+
+def write_ct_quota_counts(dp: Datapath, counts: Mapping[int, int]) -> None:
+    """Set each endpoint's live-connection count (keys: be32 source addresses) from the CT
+    GC's census; endpoints with none left lose their slot. BPF only ever counts up, so this
+    census is also what returns quota after LRU evictions."""
+    table = dp.table("ct_quota_v1")
+    for key in list(table.keys()):
+        if key.value not in counts:
+            _delete(table, key)
+    for addr, count in counts.items():
+        table[table.Key(addr)] = table.Leaf(count)
+
+
+def write_ct_endpoint_quota(dp: Datapath, quota: int) -> None:
+    """Live connections one endpoint may open (0: the default, an eighth of ct_v1)."""
+    if quota < 0:
+        raise ValueError(f"conntrack endpoint quota must be 0 or more, got {quota}")
+    config = dp.table("tulle_config_v1")
+    config[config.Key(CFG_CT_ENDPOINT_QUOTA)] = config.Leaf(quota)
 
 
 def write_waypoint(dp: Datapath, target: tuple[ipaddress.IPv4Address, int] | None) -> None:

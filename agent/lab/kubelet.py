@@ -2,6 +2,10 @@
 
 `sync` is level-triggered on the desired Pods; `tick` restarts exited containers with
 back-off, evaluates readiness and writes Pod status when it changed.
+
+Like a CNI ADD, a pod's sandbox is ready only once the node agent polices its veth: no
+container starts before the datapath's programs are attached to the host-side veth (the
+agent writes the endpoint entry before it attaches), so a pod's first packet is policed.
 """
 
 from __future__ import annotations
@@ -12,14 +16,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from agent.lab import ipam, network, procs
 from agent.lab.readiness import ports_ready
-from agent.lab.state import LabPaths
+from agent.lab.state import LabPaths, read_json
 from agent.lab.topology import CLUSTER_DOMAIN, DNS_ADDRESS, LabPlan, NodePlan, host_veth_name
 from agent.model.core import Container, Pod
 from agent.store import NotFound, Store
@@ -32,6 +36,11 @@ BACKOFF_MAX = 10.0
 BACKOFF_RESET_AFTER = 10.0  # a container that ran this long starts its back-off afresh
 STOP_GRACE = 2.0
 READY_RECHECK = 5.0  # once ready, re-check listening ports this often
+ATTACH_TIMEOUT = 30.0  # past this the pod reports DatapathNotAttached (and keeps waiting)
+ATTACH_POLL = 0.2
+ATTACH_POLL_SLOW = 1.0  # after the timeout
+
+AttachedProbe = Callable[[NodePlan, str], bool]  # (node, host veth) -> datapath attached?
 
 
 def _now_rfc3339() -> str:
@@ -73,6 +82,11 @@ class PodRuntime:
     containers: list[ContainerRuntime]
     start_time: str = field(default_factory=_now_rfc3339)
     last_status: dict[str, Any] | None = None
+    host_veth: str = ""
+    attached: bool = False  # the datapath polices the veth: containers may start
+    attach_timed_out: bool = False
+    created_at: float = field(default_factory=time.monotonic)
+    next_attach_check: float = 0.0
 
 
 def container_argv(
@@ -124,12 +138,25 @@ def resolv_conf(namespace: str) -> str:
     )
 
 
+def _sandbox_waiting(rt: PodRuntime) -> tuple[str, str]:
+    if rt.attach_timed_out:
+        return "DatapathNotAttached", (
+            f"the node agent has not attached its programs to {rt.host_veth} on "
+            f"{rt.node.name} within {ATTACH_TIMEOUT:.0f}s; containers start only once it has "
+            "(check the agent's log and health)"
+        )
+    return "WaitingForDatapath", f"waiting for the node agent to attach to {rt.host_veth}"
+
+
 def pod_status(rt: PodRuntime, ready_by_container: dict[str, bool]) -> dict[str, Any]:
     """Kubernetes-shaped Pod status from the runtime view (pure)."""
     statuses = []
     for c in rt.containers:
-        if c.running:
-            state: dict[str, Any] = {"running": {"startedAt": c.started_at_text}}
+        if not rt.attached:
+            message = _sandbox_waiting(rt)[1]
+            state: dict[str, Any] = {"waiting": {"reason": "ContainerCreating", "message": message}}
+        elif c.running:
+            state = {"running": {"startedAt": c.started_at_text}}
         elif c.finished:
             state = {
                 "terminated": {
@@ -155,6 +182,12 @@ def pod_status(rt: PodRuntime, ready_by_container: dict[str, bool]) -> dict[str,
     else:
         phase = "Running" if any(c.running for c in rt.containers) else "Pending"
     ready = "True" if all_ready else "False"
+    sandbox: dict[str, Any] = {"type": "PodReadyToStartContainers", "status": "True"}
+    not_ready: dict[str, Any] = {}
+    if not rt.attached:
+        reason, message = _sandbox_waiting(rt)
+        sandbox = {**sandbox, "status": "False", "reason": reason, "message": message}
+        not_ready = {"reason": reason, "message": message}
     return {
         "phase": phase,
         "podIP": str(rt.ip),
@@ -163,20 +196,37 @@ def pod_status(rt: PodRuntime, ready_by_container: dict[str, bool]) -> dict[str,
         "startTime": rt.start_time,
         "conditions": [
             {"type": "PodScheduled", "status": "True"},
+            sandbox,
             {"type": "Initialized", "status": "True"},
-            {"type": "ContainersReady", "status": ready},
-            {"type": "Ready", "status": ready},
+            {"type": "ContainersReady", "status": ready, **not_ready},
+            {"type": "Ready", "status": ready, **not_ready},
         ],
         "containerStatuses": statuses,
     }
 
 
 class Kubelet:
-    def __init__(self, plan: LabPlan, paths: LabPaths, store: Store, python: str = sys.executable):
+    def __init__(
+        self,
+        plan: LabPlan,
+        paths: LabPaths,
+        store: Store,
+        python: str = sys.executable,
+        *,
+        probe: AttachedProbe | None = None,
+    ):
+        """`probe`: is the datapath on a pod's veth (default: ask the node over netlink).
+        A lab without Tulle's datapath (lab.json) starts containers at once."""
         self.plan = plan
         self.paths = paths
         self.store = store
         self.python = python
+        lab = read_json(paths.lab_file) or {}
+        wait = bool(lab.get("datapath", True))
+        self.netlink: network.DatapathProbe | None = None
+        if wait and probe is None:
+            probe = self.netlink = network.DatapathProbe()
+        self.attached = probe if wait else None
         self.pods: dict[str, PodRuntime] = {}
         (paths.procs / "pods").mkdir(parents=True, exist_ok=True)
 
@@ -201,9 +251,10 @@ class Kubelet:
         ip = ipam.allocate(node.pod_cidr, used)
         ns, name = pod.metadata.namespace, pod.metadata.name
         netns = self.plan.pod_netns(ns, name)
+        veth = host_veth_name(ns, name)
         log.info("creating pod %s/%s on %s: netns %s, ip %s", ns, name, node.name, netns, ip)
         network.remove_netns(netns)  # a leftover from a crashed controller would hold stale state
-        network.add_pod(node, netns, host_veth_name(ns, name), ip)
+        network.add_pod(node, netns, veth, ip)
         network.write_pod_resolv_conf(netns, resolv_conf(ns))
         containers = []
         for c in pod.spec.containers:
@@ -218,6 +269,8 @@ class Kubelet:
             ip,
             pod.spec.restart_policy or "Always",
             containers,
+            host_veth=veth,
+            attached=self.attached is None,
         )
 
     def _teardown(self, rt: PodRuntime) -> None:
@@ -230,18 +283,46 @@ class Kubelet:
         for rt in list(self.pods.values()):
             self._teardown(rt)
         self.pods.clear()
+        if self.netlink is not None:
+            self.netlink.close()
 
     # -- runtime -----------------------------------------------------------------------
     def tick(self) -> None:
         now = time.monotonic()
         for rt in list(self.pods.values()):
+            if not rt.attached:
+                self._check_attached(rt, now)
             ready: dict[str, bool] = {}
             for c in rt.containers:
-                self._supervise(rt, c, now)
+                if rt.attached:
+                    self._supervise(rt, c, now)
                 ready[c.name] = self._ready(c, now)
             status = pod_status(rt, ready)
             if status != rt.last_status:
                 self._write_status(rt, status)
+
+    def _check_attached(self, rt: PodRuntime, now: float) -> None:
+        """Poll the node for the datapath on the pod's veth; never start a pod unpoliced."""
+        if self.attached is None or now < rt.next_attach_check:
+            return
+        try:
+            rt.attached = self.attached(rt.node, rt.host_veth)
+        except Exception as err:  # a netlink hiccup: report and poll again
+            log.warning("cannot check the datapath on %s: %s", rt.host_veth, err)
+        waited = now - rt.created_at
+        if rt.attached:
+            log.info(
+                "pod %s/%s: datapath attached to %s after %.1fs; starting containers",
+                rt.namespace,
+                rt.name,
+                rt.host_veth,
+                waited,
+            )
+            return
+        if waited > ATTACH_TIMEOUT and not rt.attach_timed_out:
+            rt.attach_timed_out = True
+            log.error("pod %s/%s: %s", rt.namespace, rt.name, _sandbox_waiting(rt)[1])
+        rt.next_attach_check = now + (ATTACH_POLL_SLOW if rt.attach_timed_out else ATTACH_POLL)
 
     def _ready(self, c: ContainerRuntime, now: float) -> bool:
         """Every tick until ready, then every READY_RECHECK seconds like a probe period:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pyroute2 import NetNS, netns
 
+from agent.datapath.attach import attached_names
 from agent.lab.topology import DNS_ADDRESS, SERVICE_CIDR, LabPlan, NodePlan
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 FABRIC_BRIDGE = "fabric0"
 NODE_UPLINK = "eth0"
 ETC_NETNS = Path("/etc/netns")
+DATAPATH_PROGRAMS = frozenset({"tulle_from_pod", "tulle_to_pod"})  # agent.datapath.attach
 
 
 def _sysctl(ns: str, **values: str | int) -> None:
@@ -119,6 +121,30 @@ def add_pod(node: NodePlan, pod_netns: str, host_veth: str, pod_ip: ipaddress.IP
         pod.link("set", index=eth0, state="up")
         pod.route("replace", dst=f"{node.gateway_ip}/32", oif=eth0, scope="link")
         pod.route("replace", dst="0.0.0.0/0", gateway=str(node.gateway_ip), oif=eth0)
+
+
+class DatapathProbe:
+    """(node, host veth) -> both of the agent's tc programs are on the veth (the CNI-ADD
+    condition). Keeps one netlink socket per node netns: kubelets poll this while pods wait."""
+
+    def __init__(self) -> None:
+        self._sockets: dict[str, NetNS] = {}
+
+    def __call__(self, node: NodePlan, host_veth: str) -> bool:
+        ipr = self._sockets.get(node.netns)
+        if ipr is None:  # flags=0: never create a node netns that is gone
+            ipr = self._sockets[node.netns] = NetNS(node.netns, flags=0)
+        try:
+            found = ipr.link_lookup(ifname=host_veth)
+            return bool(found) and DATAPATH_PROGRAMS <= attached_names(ipr, int(found[0]))
+        except Exception:
+            self._sockets.pop(node.netns).close()
+            raise
+
+    def close(self) -> None:
+        for ipr in self._sockets.values():
+            ipr.close()
+        self._sockets.clear()
 
 
 def remove_netns(name: str) -> None:

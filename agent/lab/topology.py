@@ -19,6 +19,7 @@ DNS_ADDRESS = ipaddress.IPv4Address("169.254.20.10")
 CLUSTER_DOMAIN = "cluster.local"
 WAYPOINT_PORT = 15001  # where each node's waypoint accepts redirected connections
 MAX_NODES = 200
+POD_NETNS_READABLE = 40  # netns names are file names: keep them short
 
 _LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 
@@ -67,11 +68,11 @@ class LabPlan:
         raise KeyError(f"lab {self.name!r} has no node {name!r}")
 
     def pod_netns(self, namespace: str, pod: str) -> str:
-        name = f"{self.prefix}pod-{namespace}-{pod}"
-        if len(name) > 200:  # netns names are file names; keep them well under NAME_MAX
-            digest = hashlib.sha256(f"{namespace}/{pod}".encode()).hexdigest()[:12]
-            name = f"{self.prefix}pod-{digest}"
-        return name
+        """A readable, bounded prefix plus a hash of `namespace/pod`: `-` may appear in both
+        names (so `a-b/c` and `a/b-c` read alike) but `/` in neither, so the hash is unique."""
+        digest = hashlib.sha256(f"{namespace}/{pod}".encode()).hexdigest()[:16]
+        readable = f"{namespace}-{pod}"[:POD_NETNS_READABLE]
+        return f"{self.prefix}pod-{readable}-{digest}"
 
 
 def validate_lab_name(name: str) -> str:

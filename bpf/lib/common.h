@@ -186,6 +186,7 @@ enum tulle_config {
 	TULLE_CFG_DROP_FRAGMENTS = 0, /* 1: drop IPv4 fragments (IP_FRAGMENTATION_NOT_SUPPORTED) */
 	TULLE_CFG_FLOW_EVENTS_OFF = 1, /* 1: emit no flow events (drops are still counted) */
 	TULLE_CFG_WAYPOINT = 2,        /* waypoint addr (be32) | port (be16) << 32; 0: L7 acts as L4 */
+	TULLE_CFG_CT_ENDPOINT_QUOTA = 24, /* live connections one pod may open (quota.h); 0: 1/8 of ct_v1 */
 	TULLE_CFG_MAX = 32,
 };
 

@@ -55,7 +55,9 @@ struct ct_entry {
 	__u32 flags; /* CT_F_* */
 };
 
-PINNED_MAP("lru_hash", struct ct_key, struct ct_entry, ct_v1, 262144, 0);
+#define CT_MAX_ENTRIES 262144
+
+PINNED_MAP("lru_hash", struct ct_key, struct ct_entry, ct_v1, CT_MAX_ENTRIES, 0);
 
 static __always_inline struct ct_entry *ct_lookup(const struct tuple4 *tuple, __u8 dir)
 {

@@ -1,6 +1,17 @@
 import ipaddress
+import json
+from typing import Any
 
-from agent.lab.kubelet import ContainerRuntime, PodRuntime, container_argv, pod_status, resolv_conf
+from agent.lab import kubelet as kubelet_mod
+from agent.lab.kubelet import (
+    ContainerRuntime,
+    Kubelet,
+    PodRuntime,
+    container_argv,
+    pod_status,
+    resolv_conf,
+)
+from agent.lab.state import LabPaths
 from agent.lab.topology import plan_lab
 from agent.model.convert import from_dict
 from agent.model.core import Pod
@@ -37,7 +48,7 @@ def test_command_and_args_run_as_given():
     assert argv == ("sleep", "60") and ready == ()
 
 
-def _runtime(*containers: ContainerRuntime) -> PodRuntime:
+def _runtime(*containers: ContainerRuntime, attached: bool = True) -> PodRuntime:
     node = plan_lab("t", 1).nodes[0]
     return PodRuntime(
         "uid",
@@ -49,6 +60,8 @@ def _runtime(*containers: ContainerRuntime) -> PodRuntime:
         "Always",
         list(containers),
         start_time="2026-11-22T10:00:00Z",
+        host_veth="lxc0123456789a",
+        attached=attached,
     )
 
 
@@ -75,3 +88,79 @@ def test_resolv_conf_searches_the_pod_namespace_first():
         "search shop.svc.cluster.local svc.cluster.local cluster.local",
         "options ndots:5",
     ]
+
+
+class _Statuses:
+    def __init__(self) -> None:
+        self.written: list[dict[str, Any]] = []
+
+    def update_status(self, kind: str, ns: str, name: str, status: dict[str, Any]) -> None:
+        self.written.append(status)
+
+
+def _gated_kubelet(tmp_path, probe, datapath=True):
+    paths = LabPaths("t", tmp_path)
+    paths.make_dirs()
+    paths.lab_file.write_text(json.dumps({"name": "t", "nodes": 1, "datapath": datapath}))
+    store = _Statuses()
+    kubelet = Kubelet(plan_lab("t", 1), paths, store, probe=probe)  # type: ignore[arg-type]
+    started: list[str] = []
+    kubelet._start_container = lambda rt, c: started.append(c.name)  # type: ignore[method-assign]
+    rt = _runtime(ContainerRuntime("c", ("x",), {}, ()), attached=kubelet.attached is None)
+    kubelet.pods[rt.uid] = rt
+    return kubelet, rt, store, started
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == kind)
+
+
+def test_no_container_starts_before_the_datapath_is_attached(tmp_path):
+    attached = {"now": False}
+    probed: list[tuple[str, str]] = []
+
+    def probe(node, veth):
+        probed.append((node.name, veth))
+        return attached["now"]
+
+    kubelet, rt, store, started = _gated_kubelet(tmp_path, probe)
+    for _ in range(3):
+        rt.next_attach_check = 0.0
+        kubelet.tick()
+    assert started == [] and probed[0] == ("node1", "lxc0123456789a")
+    status = store.written[-1]
+    assert status["podIP"] == "10.244.1.2"  # written, so the agent can find the pod's veth
+    sandbox = _condition(status, "PodReadyToStartContainers")
+    assert sandbox["status"] == "False" and sandbox["reason"] == "WaitingForDatapath"
+    assert status["containerStatuses"][0]["state"]["waiting"]["reason"] == "ContainerCreating"
+
+    attached["now"] = True
+    rt.next_attach_check = 0.0
+    kubelet.tick()
+    assert started == ["c"]
+    assert _condition(store.written[-1], "PodReadyToStartContainers")["status"] == "True"
+
+
+def test_a_pod_never_attached_stays_unstarted_and_says_why(tmp_path):
+    kubelet, rt, store, started = _gated_kubelet(tmp_path, lambda node, veth: False)
+    rt.created_at -= kubelet_mod.ATTACH_TIMEOUT + 1
+    kubelet.tick()
+    assert started == []
+    ready = _condition(store.written[-1], "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "DatapathNotAttached"
+    assert "lxc0123456789a" in ready["message"] and "node1" in ready["message"]
+
+
+def test_a_failing_probe_is_not_taken_for_attached(tmp_path):
+    def probe(node, veth):
+        raise OSError("netlink busy")
+
+    kubelet, rt, store, started = _gated_kubelet(tmp_path, probe)
+    kubelet.tick()
+    assert started == [] and not rt.attached
+
+
+def test_a_lab_without_the_datapath_starts_pods_at_once(tmp_path):
+    kubelet, rt, store, started = _gated_kubelet(tmp_path, lambda n, v: False, datapath=False)
+    kubelet.tick()
+    assert started == ["c"]

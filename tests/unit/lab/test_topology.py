@@ -26,7 +26,7 @@ def test_every_lab_namespace_carries_the_lab_prefix():
 def test_long_pod_names_are_hashed_to_a_bounded_netns_name():
     plan = plan_lab("demo", 1)
     long = plan.pod_netns("n" * 63, "p" * 253)
-    assert long.startswith("tulle-demo-pod-") and len(long) < 64
+    assert long.startswith("tulle-demo-pod-") and len(long) < 100
     assert long == plan.pod_netns("n" * 63, "p" * 253)
 
 
@@ -60,3 +60,18 @@ def test_ipam_reports_exhaustion():
     cidr = ipaddress.IPv4Network("10.244.1.0/30")  # hosts .1 (gateway) and .2
     with pytest.raises(ipam.PoolExhausted, match="no free address"):
         ipam.allocate(cidr, {ipaddress.IPv4Address("10.244.1.2")})
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (("a-b", "c"), ("a", "b-c")),  # `-` joins both names: must not read alike
+        (("shop", "x" * 60 + "1"), ("shop", "x" * 60 + "2")),  # differ past the readable part
+        (("n" * 63, "p" * 253), ("n" * 62, "p" * 254)),
+    ],
+)
+def test_pod_netns_names_never_collide_across_namespaces(first, second):
+    plan = plan_lab("demo", 1)
+    a, b = plan.pod_netns(*first), plan.pod_netns(*second)
+    assert a != b
+    assert all(n.startswith("tulle-demo-pod-") and len(n) < 100 for n in (a, b))

@@ -1,0 +1,96 @@
+"""The CT GC's bookkeeping for per-endpoint conntrack quotas (pure plan, fake map)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from agent.datapath import maps
+from agent.datapath.controller import (
+    CLOSED_GRACE_NS,
+    CT_EGRESS,
+    CT_F_CLOSED,
+    CT_SERVICE,
+    TCP_IDLE_NS,
+    plan_gc,
+)
+
+NOW = 100 * 10**12
+A, B = 0x0201F40A, 0x0701F40A  # be32 10.244.1.2 and 10.244.1.7 as BPF stores them
+CT_INGRESS = 2
+
+
+def entry(idle: int = 0, closed: bool = False) -> Any:
+    return SimpleNamespace(last_seen_ns=NOW - idle, flags=CT_F_CLOSED if closed else 0,
+                           backend_addr=0, backend_port=0)
+
+
+def key(saddr: int, sport: int, direction: int = CT_EGRESS) -> Any:
+    t = SimpleNamespace(saddr=saddr, sport=sport, daddr=9, dport=80, proto=6)
+    return SimpleNamespace(dir=direction, tuple=t)
+
+
+def test_counts_are_a_census_of_the_egress_entries_that_stay() -> None:
+    entries = [
+        (key(A, 1), entry()),
+        (key(A, 2), entry()),
+        (key(A, 3), entry(idle=CLOSED_GRACE_NS + 1, closed=True)),  # goes
+        (key(A, 4), entry(idle=TCP_IDLE_NS + 1)),  # expires
+        (key(A, 5), entry(closed=True)),  # closed but in its grace: still holds a slot
+        (key(B, 1), entry()),
+        (key(B, 2, CT_INGRESS), entry()),  # accepted, not opened: not B's quota
+        (key(B, 3, CT_SERVICE), entry()),  # service entries ride on their egress entry
+    ]
+    plan = plan_gc(entries, NOW)
+    assert plan.quota_counts == {A: 3, B: 1}
+    assert [k.tuple.sport for k in plan.doomed] == [3, 4]
+    assert [k.tuple.sport for k, _ in plan.expired] == [4]
+
+
+def test_an_endpoint_whose_entries_all_went_has_no_count() -> None:
+    plan = plan_gc([(key(A, 1), entry(idle=TCP_IDLE_NS + 1))], NOW)
+    assert plan.quota_counts == {}
+
+
+class FakeTable:
+    def __init__(self, values: dict[int, int]) -> None:
+        self.values = dict(values)
+
+    def Key(self, value: int) -> Any:  # noqa: N802 (BCC's spelling)
+        return SimpleNamespace(value=value)
+
+    def Leaf(self, value: int) -> Any:  # noqa: N802
+        return value
+
+    def keys(self) -> list[Any]:
+        return [self.Key(v) for v in self.values]
+
+    def __setitem__(self, k: Any, v: int) -> None:
+        self.values[k.value] = v
+
+    def __delitem__(self, k: Any) -> None:
+        del self.values[k.value]
+
+
+class FakeDatapath:
+    def __init__(self, **tables: FakeTable) -> None:
+        self.tables = tables
+
+    def table(self, name: str) -> FakeTable:
+        return self.tables[name]
+
+
+def test_writing_counts_replaces_drifted_values_and_frees_gone_endpoints() -> None:
+    quota = FakeTable({A: 900, B: 4})  # A drifted up (LRU evictions); B has no entries left
+    maps.write_ct_quota_counts(FakeDatapath(ct_quota_v1=quota), {A: 3})  # type: ignore[arg-type]
+    assert quota.values == {A: 3}
+
+
+def test_a_negative_quota_is_refused_by_name() -> None:
+    config = FakeTable({})
+    with pytest.raises(ValueError, match="conntrack endpoint quota"):
+        maps.write_ct_endpoint_quota(FakeDatapath(tulle_config_v1=config), -1)  # type: ignore[arg-type]
+    maps.write_ct_endpoint_quota(FakeDatapath(tulle_config_v1=config), 500)  # type: ignore[arg-type]
+    assert config.values == {maps.CFG_CT_ENDPOINT_QUOTA: 500}
