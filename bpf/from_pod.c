@@ -1,6 +1,7 @@
 /* from_pod.c: tc ingress on a pod's host-side veth; every packet the pod sends.
  *
- * Order: parse -> anti-spoofing -> service translation (Maglev, DNAT) -> conntrack
+ * Order: parse -> non-IPv4 (ARP from the pod's own address only) -> anti-spoofing ->
+ * fragments (ports from the first) -> service translation (Maglev, DNAT) -> conntrack
  * (continuing egress connection, or reply of an accepted one) -> egress policy for a new
  * connection -> conntrack entry and a NEW flow event. Replies of allowed connections never
  * meet policy.
@@ -8,6 +9,8 @@
 #include "common.h"
 #include "drop.h"
 #include "parse.h"
+#include "nonip.h"
+#include "frag.h"
 #include "endpoints.h"
 #include "conntrack.h"
 #include "policy.h"
@@ -59,21 +62,27 @@ int tulle_from_pod(struct __sk_buff *skb)
 	__u32 ep_ip, ep_id, ep_flags, dst_id;
 	int ret = parse_packet(skb, &p);
 
-	if (ret == PARSE_NOT_IPV4)
-		return TC_ACT_OK; /* ARP and IPv6 neighbour traffic: not policed here */
 	ep = endpoint_by_ifindex(skb->ifindex);
 	if (!ep)
 		return drop_flow(skb, &p, DROP_UNKNOWN_SENDER, OBS_FROM_ENDPOINT, DIR_EGRESS, 0, 0);
 	ep_ip = ep->ip;
 	ep_id = ep->identity;
 	ep_flags = ep->flags;
+	/* Fail closed (nonip.h): ARP speaking for the pod's own address, nothing else. */
+	if (ret == PARSE_NOT_IPV4) {
+		ret = nonip_from_pod(skb, &p, ep_ip);
+		if (ret)
+			return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, 0);
+		return TC_ACT_OK;
+	}
 	if (ret != PARSE_OK)
 		return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, 0);
 	if (p.tuple.saddr != ep_ip)
 		return drop_flow(skb, &p, DROP_SPOOFED_SOURCE, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, 0);
-	if (p.fragment)
-		return drop_flow(skb, &p, DROP_FRAG_NOT_SUPPORTED, OBS_FROM_ENDPOINT, DIR_EGRESS,
-				 ep_id, 0);
+	/* Fragments (frag.h): later ones get the first one's ports, hence its fate. */
+	ret = frag_track(&p);
+	if (ret)
+		return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, 0);
 
 	ret = translate_service(skb, &p, &new_ct, ep_id);
 	if (ret == DROP_NO_SERVICE) {

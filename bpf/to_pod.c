@@ -1,12 +1,14 @@
 /* to_pod.c: tc egress on a pod's host-side veth; every packet delivered to the pod.
  *
- * Order: parse -> reply of the pod's own egress connection (reverse NAT from the backend
- * back to the service VIP) -> continuing ingress connection -> ingress policy for a new
+ * Order: parse -> non-IPv4 (ARP only) -> fragments (ports from the first) -> reply of the
+ * pod's own egress connection (reverse NAT from the backend back to the service VIP) -> continuing ingress connection -> ingress policy for a new
  * connection -> conntrack entry and a NEW flow event.
  */
 #include "common.h"
 #include "drop.h"
 #include "parse.h"
+#include "nonip.h"
+#include "frag.h"
 #include "endpoints.h"
 #include "conntrack.h"
 #include "policy.h"
@@ -23,19 +25,25 @@ int tulle_to_pod(struct __sk_buff *skb)
 	__u32 ep_ip, ep_id, ep_flags, src_id;
 	int ret = parse_packet(skb, &p);
 
-	if (ret == PARSE_NOT_IPV4)
-		return TC_ACT_OK;
 	ep = endpoint_by_ifindex(skb->ifindex);
 	if (!ep)
 		return drop_flow(skb, &p, DROP_UNKNOWN_SENDER, OBS_TO_ENDPOINT, DIR_INGRESS, 0, 0);
 	ep_ip = ep->ip;
 	ep_id = ep->identity;
 	ep_flags = ep->flags;
+	/* Fail closed (nonip.h): ARP from the node, nothing else. */
+	if (ret == PARSE_NOT_IPV4) {
+		ret = nonip_to_pod(skb, &p);
+		if (ret)
+			return drop_flow(skb, &p, ret, OBS_TO_ENDPOINT, DIR_INGRESS, 0, ep_id);
+		return TC_ACT_OK;
+	}
 	if (ret != PARSE_OK)
 		return drop_flow(skb, &p, ret, OBS_TO_ENDPOINT, DIR_INGRESS, 0, ep_id);
-	if (p.fragment)
-		return drop_flow(skb, &p, DROP_FRAG_NOT_SUPPORTED, OBS_TO_ENDPOINT, DIR_INGRESS, 0,
-				 ep_id);
+	/* Fragments (frag.h): later ones get the first one's ports, hence its fate. */
+	ret = frag_track(&p);
+	if (ret)
+		return drop_flow(skb, &p, ret, OBS_TO_ENDPOINT, DIR_INGRESS, 0, ep_id);
 
 	ct_reverse(&p.tuple, &reply);
 	ct = ct_lookup(&reply, CT_EGRESS);

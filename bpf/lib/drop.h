@@ -42,6 +42,7 @@ enum drop_reason {
 	DROP_FIB_LOOKUP_FAILED = 169,              /* FIB lookup failed */
 	DROP_INVALID_IDENTITY = 171,               /* Invalid identity */
 	DROP_UNKNOWN_SENDER = 172,                 /* Unknown sender */
+	DROP_FRAG_NOT_FOUND = 175,                 /* Fragment without its first fragment (ports unknown) */
 	DROP_TTL_EXCEEDED = 196,                   /* TTL exceeded */
 	DROP_REASON_MAX = 256,                     /* not a reason: size of tulle_drops_v1 */
 };
