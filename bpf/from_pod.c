@@ -1,16 +1,17 @@
 /* from_pod.c: tc ingress on a pod's host-side veth; every packet the pod sends.
  *
  * Order: parse -> non-IPv4 (ARP from the pod's own address only) -> anti-spoofing ->
- * fragments (ports from the first) -> service translation (Maglev, DNAT) -> conntrack
- * (continuing egress connection, or reply of an accepted one) -> egress policy for a new
- * connection -> conntrack entry and a NEW flow event. Replies of allowed connections never
- * meet policy.
+ * fragments (ports from the first) -> ICMP errors related to a connection -> service
+ * translation (Maglev, DNAT) -> conntrack (continuing egress connection, or reply of an
+ * accepted one) -> egress policy for a new connection -> conntrack entry and a NEW flow
+ * event. Replies of allowed connections never meet policy.
  */
 #include "common.h"
 #include "drop.h"
 #include "parse.h"
 #include "nonip.h"
 #include "frag.h"
+#include "icmp.h"
 #include "endpoints.h"
 #include "conntrack.h"
 #include "policy.h"
@@ -59,6 +60,7 @@ int tulle_from_pod(struct __sk_buff *skb)
 	struct ct_entry *ct;
 	struct ct_entry new_ct = {};
 	struct tuple4 reply;
+	struct icmp_quote quote;
 	__u32 ep_ip, ep_id, ep_flags, dst_id;
 	int ret = parse_packet(skb, &p);
 
@@ -83,6 +85,29 @@ int tulle_from_pod(struct __sk_buff *skb)
 	ret = frag_track(&p);
 	if (ret)
 		return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, 0);
+	/* ICMP errors (icmp.h): one quoting a connection of this pod passes egress policy. */
+	if (icmp_error_quote(skb, &p, &quote)) {
+		if (ct_lookup(&quote.tuple, CT_INGRESS)) /* about a packet the pod accepted */
+			return TC_ACT_OK;
+		ct_reverse(&quote.tuple, &reply); /* about a reply on the pod's own connection */
+		ct = ct_lookup(&reply, CT_SERVICE);
+		if (ct) { /* the reply came from a VIP: the error goes to the backend behind it */
+			struct tuple4 real = reply;
+
+			real.daddr = ct->backend_addr;
+			real.dport = ct->backend_port;
+			if (ct_lookup(&real, CT_EGRESS)) {
+				ret = icmp_xlate(skb, &p, &quote, 0, reply.daddr, real.daddr, reply.dport,
+						 real.dport);
+				if (ret)
+					return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS,
+							 ep_id, 0);
+				return TC_ACT_OK;
+			}
+		}
+		if (ct_lookup(&reply, CT_EGRESS))
+			return TC_ACT_OK;
+	}
 
 	ret = translate_service(skb, &p, &new_ct, ep_id);
 	if (ret == DROP_NO_SERVICE) {

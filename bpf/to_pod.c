@@ -1,14 +1,16 @@
 /* to_pod.c: tc egress on a pod's host-side veth; every packet delivered to the pod.
  *
- * Order: parse -> non-IPv4 (ARP only) -> fragments (ports from the first) -> reply of the
- * pod's own egress connection (reverse NAT from the backend back to the service VIP) -> continuing ingress connection -> ingress policy for a new
- * connection -> conntrack entry and a NEW flow event.
+ * Order: parse -> non-IPv4 (ARP only) -> fragments (ports from the first) -> ICMP errors
+ * related to a connection (quote reverse-NATed) -> reply of the pod's own egress connection
+ * (reverse NAT from the backend back to the service VIP) -> continuing ingress connection ->
+ * ingress policy for a new connection -> conntrack entry and a NEW flow event.
  */
 #include "common.h"
 #include "drop.h"
 #include "parse.h"
 #include "nonip.h"
 #include "frag.h"
+#include "icmp.h"
 #include "endpoints.h"
 #include "conntrack.h"
 #include "policy.h"
@@ -22,6 +24,7 @@ int tulle_to_pod(struct __sk_buff *skb)
 	struct ct_entry *ct;
 	struct ct_entry new_ct = {};
 	struct tuple4 reply;
+	struct icmp_quote quote;
 	__u32 ep_ip, ep_id, ep_flags, src_id;
 	int ret = parse_packet(skb, &p);
 
@@ -44,6 +47,24 @@ int tulle_to_pod(struct __sk_buff *skb)
 	ret = frag_track(&p);
 	if (ret)
 		return drop_flow(skb, &p, ret, OBS_TO_ENDPOINT, DIR_INGRESS, 0, ep_id);
+	/* ICMP errors (icmp.h): one quoting a connection of this pod passes ingress policy, with
+	 * the connection's reverse NAT applied to the quote (and to a translated sender). */
+	if (icmp_error_quote(skb, &p, &quote)) {
+		ct = ct_lookup(&quote.tuple, CT_EGRESS); /* about a packet the pod sent */
+		if (ct) {
+			__be32 vip = ct->rev_nat_addr;
+			__be16 vport = ct->rev_nat_port;
+
+			ret = vip ? icmp_xlate(skb, &p, &quote, 1, quote.tuple.daddr, vip,
+					       quote.tuple.dport, vport) : 0;
+			if (ret)
+				return drop_flow(skb, &p, ret, OBS_TO_ENDPOINT, DIR_INGRESS, 0, ep_id);
+			return TC_ACT_OK;
+		}
+		ct_reverse(&quote.tuple, &reply); /* about the pod's reply on a connection it accepted */
+		if (ct_lookup(&reply, CT_INGRESS))
+			return TC_ACT_OK;
+	}
 
 	ct_reverse(&p.tuple, &reply);
 	ct = ct_lookup(&reply, CT_EGRESS);

@@ -15,6 +15,7 @@ import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, defragment, fragment
 from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ND_NS, IPv6
 from scapy.layers.l2 import ARP, Ether
+from scapy.utils import checksum
 
 from agent.datapath import drop_reasons, maps
 from agent.datapath.cdefs import LIB_DIR, enum_values
@@ -37,6 +38,7 @@ from .test_datapath import (
     Runner,
     checksums_valid,
     client_endpoint,
+    pkt,
     reason,
     service,
 )
@@ -259,4 +261,111 @@ def test_the_operator_switch_still_drops_every_fragment(dp: Runner) -> None:
         assert out.verdict == TC_ACT_SHOT and reason(out.events[0]) == "IP_FRAGMENTATION_NOT_SUPPORTED"
 
 
-_ = (EGRESS, TCP_P, ICMP)  # shared constants used by the sections below
+
+
+# -- ICMP errors -----------------------------------------------------------------------------
+
+ROUTER = "10.240.0.1"  # a hop on the path: not translated, never a pod
+
+
+def quote(src: str, dst: str, l4: Any) -> bytes:
+    """What an ICMP error carries: the offending packet's IP header and its first bytes."""
+    return bytes(IP(src=src, dst=dst) / l4 / (b"x" * 1400))[:20 + 28]
+
+
+def icmp_error(src: str, dst: str, quoted: bytes, type_: int = 3, code: int = 4) -> Any:
+    icmp = ICMP(type=type_, code=code, nexthopmtu=1400) if type_ == 3 else ICMP(type=type_, code=code)
+    return pkt(src, dst, icmp / quoted)
+
+
+def icmp_valid(p: Any) -> bool:
+    raw = bytes(p[ICMP])
+    fresh = ICMP(raw)
+    del fresh.chksum
+    quoted_ip = raw[8:28]
+    return bool(ICMP(bytes(fresh)).chksum == p[ICMP].chksum and checksum(quoted_ip) == 0)
+
+
+def quoted(p: Any) -> tuple[str, str, int, int]:
+    ip = IP(bytes(p[ICMP])[8:])
+    return ip.src, ip.dst, int.from_bytes(bytes(ip)[20:22], "big"), int.from_bytes(bytes(ip)[22:24], "big")
+
+
+def open_to_vip(r: Runner, sport: int, proto: int = TCP_P) -> None:
+    service(r, [(BACKEND, 8080)], proto=proto)
+    l4 = TCP(sport=sport, dport=80, flags="S") if proto == TCP_P else UDP(sport=sport, dport=80)
+    assert r.from_pod(pkt(CLIENT, VIP, l4)).verdict == TC_ACT_OK
+
+
+@pytest.mark.parametrize("type_,code", [(3, 4), (3, 3), (11, 0)], ids=["frag-needed", "port-unreachable", "ttl"])
+def test_an_error_about_the_pods_connection_passes_ingress_policy_with_the_vip_restored(
+        dp: Runner, type_: int, code: int) -> None:
+    client_endpoint(dp, flags=maps.EP_F_INGRESS_ENFORCED)  # nothing allowed in, not even ICMP
+    open_to_vip(dp, 51000)
+    err = icmp_error(ROUTER, CLIENT, quote(CLIENT, BACKEND, TCP(sport=51000, dport=8080, flags="A")), type_, code)
+    out = dp.to_pod(err)
+    assert out.verdict == TC_ACT_OK and out.events == []
+    assert quoted(out.packet) == (CLIENT, VIP, 51000, 80)
+    assert out.packet[IP].src == ROUTER  # a router on the path keeps its own address
+    assert icmp_valid(out.packet) and checksums_valid(out.packet)
+    if type_ == 3 and code == 4:
+        assert out.packet[ICMP].nexthopmtu == 1400
+
+
+def test_an_error_from_the_backend_itself_comes_from_the_vip(dp: Runner) -> None:
+    client_endpoint(dp, flags=maps.EP_F_INGRESS_ENFORCED)
+    open_to_vip(dp, 51001, proto=UDP_P)
+    err = icmp_error(BACKEND, CLIENT, quote(CLIENT, BACKEND, UDP(sport=51001, dport=8080)), 3, 3)
+    out = dp.to_pod(err)
+    assert out.verdict == TC_ACT_OK
+    assert out.packet[IP].src == VIP and quoted(out.packet) == (CLIENT, VIP, 51001, 80)
+    assert icmp_valid(out.packet) and checksums_valid(out.packet)
+
+
+def test_an_error_about_a_reply_of_an_accepted_connection_passes(dp: Runner) -> None:
+    client_endpoint(dp, flags=maps.EP_F_INGRESS_ENFORCED)
+    maps.write_policy_rule(dp.dp, ipaddress.IPv4Address(CLIENT), BACKEND_ID, INGRESS, [PortRule(TCP_P, 8080, 8080)])
+    assert dp.to_pod(pkt(BACKEND, CLIENT, TCP(sport=52000, dport=8080, flags="S"))).verdict == TC_ACT_OK
+    err = icmp_error(ROUTER, CLIENT, quote(CLIENT, BACKEND, TCP(sport=8080, dport=52000, flags="SA")))
+    out = dp.to_pod(err)
+    assert out.verdict == TC_ACT_OK and bytes(out.packet) == bytes(err)
+
+
+@pytest.mark.parametrize("about", ["no-connection", "other-port", "other-pod"])
+def test_an_unrelated_error_toward_a_pod_under_ingress_policy_is_dropped(dp: Runner, about: str) -> None:
+    client_endpoint(dp, flags=maps.EP_F_INGRESS_ENFORCED)
+    open_to_vip(dp, 51002)
+    quotes = {"no-connection": quote(CLIENT, OTHER, TCP(sport=51002, dport=8080)),
+              "other-port": quote(CLIENT, BACKEND, TCP(sport=51003, dport=8080)),
+              "other-pod": quote(OTHER, BACKEND, TCP(sport=51002, dport=8080))}
+    out = dp.to_pod(icmp_error(ROUTER, CLIENT, quotes[about]))
+    assert out.verdict == TC_ACT_SHOT and reason(out.events[0]) == "POLICY_DENIED"
+
+
+def test_a_truncated_quote_is_not_related(dp: Runner) -> None:
+    client_endpoint(dp, flags=maps.EP_F_INGRESS_ENFORCED)
+    open_to_vip(dp, 51004)
+    err = icmp_error(ROUTER, CLIENT, quote(CLIENT, BACKEND, TCP(sport=51004, dport=8080))[:22])
+    assert dp.to_pod(err).verdict == TC_ACT_SHOT
+
+
+def test_the_pods_own_error_about_an_accepted_connection_passes_egress_policy(dp: Runner) -> None:
+    client_endpoint(dp, flags=maps.EP_F_EGRESS_ENFORCED)  # nothing allowed out
+    assert dp.to_pod(pkt(OTHER, CLIENT, UDP(sport=53000, dport=8080))).verdict == TC_ACT_OK
+    err = icmp_error(CLIENT, OTHER, quote(OTHER, CLIENT, UDP(sport=53000, dport=8080)), 3, 3)
+    assert dp.from_pod(err).verdict == TC_ACT_OK
+    unrelated = icmp_error(CLIENT, OTHER, quote(OTHER, CLIENT, UDP(sport=53001, dport=8080)), 3, 3)
+    out = dp.from_pod(unrelated)
+    assert out.verdict == TC_ACT_SHOT and reason(out.events[0]) == "POLICY_DENIED"
+
+
+def test_the_pods_error_about_a_reply_from_a_vip_goes_to_the_backend(dp: Runner) -> None:
+    client_endpoint(dp, flags=maps.EP_F_EGRESS_ENFORCED)
+    maps.write_policy_rule(dp.dp, ipaddress.IPv4Address(CLIENT), BACKEND_ID, EGRESS, [PortRule(UDP_P, 8080, 8080)])
+    open_to_vip(dp, 54000, proto=UDP_P)
+    # The reply reached the pod reverse-NATed (from VIP:80); the pod's socket is gone.
+    err = icmp_error(CLIENT, VIP, quote(VIP, CLIENT, UDP(sport=80, dport=54000)), 3, 3)
+    out = dp.from_pod(err)
+    assert out.verdict == TC_ACT_OK
+    assert out.packet[IP].dst == BACKEND and quoted(out.packet) == (BACKEND, CLIENT, 8080, 54000)
+    assert icmp_valid(out.packet) and checksums_valid(out.packet)
