@@ -17,6 +17,7 @@
 #include "policy.h"
 #include "lb.h"
 #include "redirect.h"
+#include "hairpin.h"
 #include "events.h"
 
 /* Returns 0 after translating (or when the packet is not for a service), else a drop reason. */
@@ -62,6 +63,7 @@ int tulle_from_pod(struct __sk_buff *skb)
 	struct tuple4 reply;
 	struct icmp_quote quote;
 	__u32 ep_ip, ep_id, ep_flags, dst_id;
+	int hairpin;
 	int ret = parse_packet(skb, &p);
 
 	ep = endpoint_by_ifindex(skb->ifindex);
@@ -118,13 +120,15 @@ int tulle_from_pod(struct __sk_buff *skb)
 	}
 	if (ret)
 		return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, 0);
+	/* Hairpin (hairpin.h): the Service chose the pod itself. */
+	hairpin = new_ct.rev_nat_addr && p.tuple.daddr == ep_ip;
 
 	ct = ct_lookup(&p.tuple, CT_EGRESS);
 	if (ct_continues(ct, &p)) {
 		if (ct_account(ct, &p, 0))
 			trace_flow(&p, EVENT_CLOSE, VERDICT_FORWARDED, OBS_FROM_ENDPOINT, DIR_EGRESS,
 				   ct, skb->ifindex, 0);
-		return TC_ACT_OK;
+		goto out;
 	}
 	ct_reverse(&p.tuple, &reply);
 	ct = ct_lookup(&reply, CT_INGRESS);
@@ -132,6 +136,10 @@ int tulle_from_pod(struct __sk_buff *skb)
 		if (ct_account(ct, &p, 1))
 			trace_flow(&p, EVENT_CLOSE, VERDICT_FORWARDED, OBS_FROM_ENDPOINT, DIR_INGRESS,
 				   ct, skb->ifindex, 1);
+		/* Hairpin: the answer to the pod's own call goes back to the pod. */
+		ret = p.tuple.daddr == HAIRPIN_ADDR ? hairpin_reply(skb, &p, ep_ip) : 0;
+		if (ret)
+			return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_INGRESS, ep_id, 0);
 		return TC_ACT_OK;
 	}
 
@@ -150,5 +158,10 @@ int tulle_from_pod(struct __sk_buff *skb)
 			      OBS_FROM_ENDPOINT, DIR_EGRESS);
 	if (ret)
 		return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, dst_id);
+out:
+	/* Hairpin: from an address the pod does not own, so its stack accepts the packet. */
+	ret = hairpin ? hairpin_snat(skb, &p) : 0;
+	if (ret)
+		return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, ep_id);
 	return TC_ACT_OK;
 }

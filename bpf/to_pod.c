@@ -16,6 +16,7 @@
 #include "policy.h"
 #include "lb.h"
 #include "events.h"
+#include "hairpin.h"
 
 int tulle_to_pod(struct __sk_buff *skb)
 {
@@ -26,6 +27,7 @@ int tulle_to_pod(struct __sk_buff *skb)
 	struct tuple4 reply;
 	struct icmp_quote quote;
 	__u32 ep_ip, ep_id, ep_flags, src_id;
+	__be32 peer_ip;
 	int ret = parse_packet(skb, &p);
 
 	ep = endpoint_by_ifindex(skb->ifindex);
@@ -91,11 +93,17 @@ int tulle_to_pod(struct __sk_buff *skb)
 	}
 
 	src_id = identity_of(p.tuple.saddr);
+	peer_ip = p.tuple.saddr;
+	/* Hairpin (hairpin.h): the pod calling itself through a Service is judged as itself. */
+	if (hairpin_peer(&p, ep_ip)) {
+		src_id = ep_id;
+		peer_ip = ep_ip;
+	}
 	/* The node itself (kubelet-style health checks) is always let in, as in Kubernetes, and
 	 * so is the node's waypoint, which enforces L7 policy for what it forwards. */
 	if ((ep_flags & EP_F_INGRESS_ENFORCED) && src_id != IDENTITY_HOST &&
 	    src_id != IDENTITY_WAYPOINT &&
-	    !policy_allows(ep_ip, DIR_INGRESS, p.tuple.saddr, src_id, p.tuple.proto,
+	    !policy_allows(ep_ip, DIR_INGRESS, peer_ip, src_id, p.tuple.proto,
 			   bpf_ntohs(p.tuple.dport)))
 		return drop_flow(skb, &p, DROP_POLICY_DENIED, OBS_TO_ENDPOINT, DIR_INGRESS, src_id,
 				 ep_id);

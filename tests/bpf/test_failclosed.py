@@ -369,3 +369,48 @@ def test_the_pods_error_about_a_reply_from_a_vip_goes_to_the_backend(dp: Runner)
     assert out.verdict == TC_ACT_OK
     assert out.packet[IP].dst == BACKEND and quoted(out.packet) == (BACKEND, CLIENT, 8080, 54000)
     assert icmp_valid(out.packet) and checksums_valid(out.packet)
+
+
+# -- hairpin ---------------------------------------------------------------------------------
+
+HAIRPIN = "169.254.42.1"
+
+
+def test_a_pod_reaches_itself_through_its_own_service(dp: Runner) -> None:
+    client_endpoint(dp, flags=maps.EP_F_INGRESS_ENFORCED | maps.EP_F_EGRESS_ENFORCED)
+    me = ipaddress.IPv4Address(CLIENT)
+    maps.write_policy_rule(dp.dp, me, CLIENT_ID, INGRESS, [PortRule(TCP_P, 8080, 8080)])
+    maps.write_policy_rule(dp.dp, me, CLIENT_ID, EGRESS, [PortRule(TCP_P, 8080, 8080)])
+    service(dp, [(CLIENT, 8080)])
+    leg1 = dp.from_pod(pkt(CLIENT, VIP, TCP(sport=55000, dport=80, flags="S")))
+    assert leg1.verdict == TC_ACT_OK
+    assert (leg1.packet[IP].src, leg1.packet[IP].dst, leg1.packet[TCP].dport) == (HAIRPIN, CLIENT, 8080)
+    assert checksums_valid(leg1.packet)
+    # The node routes it back down the same veth: the pod accepts it, judged as itself.
+    in1 = dp.to_pod(leg1.packet)
+    assert in1.verdict == TC_ACT_OK and bytes(in1.packet) == bytes(leg1.packet)
+    (new,) = in1.events
+    assert new.type == 1 and (new.src_identity, new.dst_identity) == (CLIENT_ID, CLIENT_ID)
+    # The answer goes back to the pod's own address, then reaches it from the VIP.
+    leg2 = dp.from_pod(pkt(CLIENT, HAIRPIN, TCP(sport=8080, dport=55000, flags="SA")))
+    assert leg2.verdict == TC_ACT_OK
+    assert (leg2.packet[IP].src, leg2.packet[IP].dst) == (CLIENT, CLIENT) and checksums_valid(leg2.packet)
+    in2 = dp.to_pod(leg2.packet)
+    assert in2.verdict == TC_ACT_OK
+    assert (in2.packet[IP].src, in2.packet[TCP].sport, in2.packet[IP].dst, in2.packet[TCP].dport) == (
+        VIP, 80, CLIENT, 55000)
+    assert checksums_valid(in2.packet)
+    # Later packets of the connection take the same legs.
+    more = dp.from_pod(pkt(CLIENT, VIP, TCP(sport=55000, dport=80, flags="A") / b"GET /"))
+    assert (more.packet[IP].src, more.packet[IP].dst) == (HAIRPIN, CLIENT) and checksums_valid(more.packet)
+    assert dp.to_pod(more.packet).verdict == TC_ACT_OK
+
+
+def test_the_hairpin_address_grants_nothing_to_others(dp: Runner) -> None:
+    client_endpoint(dp, flags=maps.EP_F_INGRESS_ENFORCED)
+    maps.write_policy_rule(dp.dp, ipaddress.IPv4Address(CLIENT), CLIENT_ID, INGRESS, [PortRule(TCP_P, 8080, 8080)])
+    forged = dp.to_pod(pkt(HAIRPIN, CLIENT, TCP(sport=55001, dport=8080, flags="S")))
+    assert forged.verdict == TC_ACT_SHOT and reason(forged.events[0]) == "POLICY_DENIED"
+    # Nor does a reply to the hairpin address un-NAT anything without its connection.
+    stray = dp.from_pod(pkt(CLIENT, HAIRPIN, TCP(sport=8080, dport=55001, flags="SA")))
+    assert stray.packet[IP].dst == HAIRPIN
