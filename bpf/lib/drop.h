@@ -42,8 +42,9 @@ enum drop_reason {
 	DROP_FIB_LOOKUP_FAILED = 169,              /* FIB lookup failed */
 	DROP_INVALID_IDENTITY = 171,               /* Invalid identity */
 	DROP_UNKNOWN_SENDER = 172,                 /* Unknown sender */
-	DROP_FRAG_NOT_FOUND = 175,                 /* Fragment without its first fragment (ports unknown) */
 	DROP_TTL_EXCEEDED = 196,                   /* TTL exceeded */
+	/* Tulle-only codes (Hubble has no name for them): */
+	DROP_FRAG_NOT_FOUND = 230,                 /* Fragment without its first fragment (ports unknown) */
 	DROP_REASON_MAX = 256,                     /* not a reason: size of tulle_drops_v1 */
 };
 

@@ -5,7 +5,7 @@
  *
  *   frag_track(pkt)   0 (pkt.tuple has its ports, also for a later fragment), or a drop
  *                     reason: DROP_FRAG_NOT_SUPPORTED when TULLE_CFG_DROP_FRAGMENTS is set,
- *                     DROP_FRAG_NOT_FOUND for a later fragment whose first was never seen
+ *                     DROP_FRAG_NOT_FOUND (230) for a later fragment whose first was never seen
  *                     (out of order, or a crafted fragment hoping to slip past policy)
  *
  * Call it before the packet's tuple is used and before any NAT: the key is the datagram's
