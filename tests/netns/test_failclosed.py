@@ -156,3 +156,35 @@ def test_a_pod_reaches_itself_through_its_own_service(lab: Lab, pods: dict[str, 
     for _ in range(3):  # new connections, each hairpinned
         out = lab.exec(NS, me, "curl", "-s", "--max-time", "3", f"http://selfie.{NS}/")
         assert json.loads(out.stdout)["pod"] == me
+
+
+ARP_SPOOF = r"""
+import socket, struct, sys
+claimed, target = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+mac = s.getsockname()[4]
+arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, socket.inet_aton(claimed),
+                  b"\0" * 6, socket.inet_aton(target))
+for _ in range(3):
+    s.send(b"\xff" * 6 + mac + b"\x08\x06" + arp)
+print("{}")
+"""
+
+
+def test_a_pod_cannot_claim_another_address_by_arp(lab: Lab, pods: dict[str, Any]) -> None:
+    attacker, victim = pods["v6a"], pods["v6b"]
+    victim_ip = victim["status"]["podIP"]
+    gateway = victim_ip.rsplit(".", 1)[0] + ".1"
+    run_py(lab, NS, name(attacker), ARP_SPOOF, victim_ip, gateway)  # "who has the gateway? I am victim"
+    veth = host_veth_name(NS, name(attacker))
+
+    def recorded() -> bool:
+        out = lab.tulle("observe", "--last", "1000", "--verdict", "DROPPED", "-o", "json").stdout
+        flows = [json.loads(line)["flow"] for line in out.splitlines() if line]
+        return any(f.get("drop_reason_desc") == "INVALID_SOURCE_IP"
+                   and f.get("IP", {}).get("source") == victim_ip for f in flows)
+
+    wait_for(recorded, what="the spoofed ARP recorded as a drop")
+    learned = in_node(lab, "node1", "ip", "neigh", "show", "dev", veth).stdout
+    assert victim_ip not in learned.split(), learned
