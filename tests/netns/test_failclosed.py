@@ -188,3 +188,42 @@ def test_a_pod_cannot_claim_another_address_by_arp(lab: Lab, pods: dict[str, Any
     wait_for(recorded, what="the spoofed ARP recorded as a drop")
     learned = in_node(lab, "node1", "ip", "neigh", "show", "dev", veth).stdout
     assert victim_ip not in learned.split(), learned
+
+
+UPLOAD = r"""
+import json, socket, sys
+body = b"x" * 60000
+s = socket.create_connection((sys.argv[1], 80), timeout=5)
+s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+data = b""
+try:
+    while chunk := s.recv(65536):
+        data += chunk
+except OSError as e:
+    print(json.dumps({"error": str(e)}))
+    raise SystemExit
+print(json.dumps({"status": data.split(b" ")[1].decode() if data else None}))
+"""
+
+
+def test_path_mtu_discovery_works_for_a_pod_under_ingress_policy(lab: Lab) -> None:
+    """A client that accepts no ingress uploads through a ClusterIP to a backend on the other
+    node whose last hop has a smaller MTU: the backend's node answers "fragmentation needed"
+    (from a remote-node address, which the policy does not admit); the error must reach the
+    client, quoting the VIP it connected to, or the upload black-holes."""
+    apply(lab, deployment(NS, "pmtuc", 1, node="node2"), deployment(NS, "pmtus", 1, node="node1"),
+          service(NS, "pmtus"),
+          {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+           "metadata": {"name": "pmtuc-no-ingress", "namespace": NS},
+           "spec": {"podSelector": {"matchLabels": {"app": "pmtuc"}}, "policyTypes": ["Ingress"],
+                    "ingress": []}})
+    lab.wait_pods_ready(NS, 7, timeout=90)
+    wait_for(lambda: ready_slices(lab, NS, "pmtus", 1), what="pmtus endpoint")
+    client, backend = pods_of(lab, NS, "pmtuc")[0], pods_of(lab, NS, "pmtus")[0]
+    route = [f"{backend['status']['podIP']}/32", "dev", host_veth_name(NS, name(backend)), "scope", "link"]
+    in_node(lab, "node1", "ip", "route", "replace", *route, "mtu", "lock", "1200")
+    try:
+        result = run_py(lab, NS, name(client), UPLOAD, f"pmtus.{NS}")
+    finally:
+        in_node(lab, "node1", "ip", "route", "replace", *route)
+    assert result == {"status": "200"}
