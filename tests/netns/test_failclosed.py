@@ -206,7 +206,7 @@ print(json.dumps({"status": data.split(b" ")[1].decode() if data else None}))
 """
 
 
-def test_path_mtu_discovery_works_for_a_pod_under_ingress_policy(lab: Lab) -> None:
+def test_path_mtu_discovery_works_for_a_pod_under_ingress_policy(lab: Lab, pods: dict[str, Any]) -> None:
     """A client that accepts no ingress uploads through a ClusterIP to a backend on the other
     node whose last hop has a smaller MTU: the backend's node answers "fragmentation needed"
     (from a remote-node address, which the policy does not admit); the error must reach the
