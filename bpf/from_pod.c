@@ -87,8 +87,9 @@ int tulle_from_pod(struct __sk_buff *skb)
 	ret = frag_track(&p);
 	if (ret)
 		return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, 0);
-	/* ICMP errors (icmp.h): one quoting a connection of this pod passes egress policy. */
-	if (icmp_error_quote(skb, &p, &quote)) {
+	/* ICMP errors (icmp.h): one quoting a connection of this pod passes egress policy. It
+	 * must go back to the quoted packet's sender: a quote is no pass to reach anyone else. */
+	if (icmp_error_quote(skb, &p, &quote) && p.tuple.daddr == quote.tuple.saddr) {
 		if (ct_lookup(&quote.tuple, CT_INGRESS)) /* about a packet the pod accepted */
 			return TC_ACT_OK;
 		ct_reverse(&quote.tuple, &reply); /* about a reply on the pod's own connection */

@@ -357,6 +357,10 @@ def test_the_pods_own_error_about_an_accepted_connection_passes_egress_policy(dp
     unrelated = icmp_error(CLIENT, OTHER, quote(OTHER, CLIENT, UDP(sport=53001, dport=8080)), 3, 3)
     out = dp.from_pod(unrelated)
     assert out.verdict == TC_ACT_SHOT and reason(out.events[0]) == "POLICY_DENIED"
+    # A related quote sent to someone other than the quoted sender opens nothing.
+    elsewhere = icmp_error(CLIENT, BACKEND, quote(OTHER, CLIENT, UDP(sport=53000, dport=8080)), 3, 3)
+    out = dp.from_pod(elsewhere)
+    assert out.verdict == TC_ACT_SHOT and reason(out.events[0]) == "POLICY_DENIED"
 
 
 def test_the_pods_error_about_a_reply_from_a_vip_goes_to_the_backend(dp: Runner) -> None:
