@@ -1,19 +1,24 @@
 /* from_pod.c: tc ingress on a pod's host-side veth; every packet the pod sends.
  *
- * Order: parse -> anti-spoofing -> service translation (Maglev, DNAT) -> conntrack
- * (continuing egress connection, or reply of an accepted one) -> egress policy for a new
- * connection -> conntrack entry and a NEW flow event. Replies of allowed connections never
- * meet policy.
+ * Order: parse -> non-IPv4 (ARP from the pod's own address only) -> anti-spoofing ->
+ * fragments (ports from the first) -> ICMP errors related to a connection -> service
+ * translation (Maglev, DNAT) -> conntrack (continuing egress connection, or reply of an
+ * accepted one) -> egress policy for a new connection -> conntrack entry and a NEW flow
+ * event. Replies of allowed connections never meet policy.
  */
 #include "common.h"
 #include "drop.h"
 #include "parse.h"
+#include "nonip.h"
+#include "frag.h"
+#include "icmp.h"
 #include "endpoints.h"
 #include "conntrack.h"
 #include "quota.h"
 #include "policy.h"
 #include "lb.h"
 #include "redirect.h"
+#include "hairpin.h"
 #include "events.h"
 
 /* Returns 0 after translating (or when the packet is not for a service), else a drop reason.
@@ -64,25 +69,57 @@ int tulle_from_pod(struct __sk_buff *skb)
 	struct ct_entry *ct;
 	struct ct_entry new_ct = {};
 	struct tuple4 reply;
+	struct icmp_quote quote;
 	__u32 ep_ip, ep_id, ep_flags, dst_id;
 	int redirected = 0;
+	int hairpin;
 	int ret = parse_packet(skb, &p);
 
-	if (ret == PARSE_NOT_IPV4)
-		return TC_ACT_OK; /* ARP and IPv6 neighbour traffic: not policed here */
 	ep = endpoint_by_ifindex(skb->ifindex);
 	if (!ep)
 		return drop_flow(skb, &p, DROP_UNKNOWN_SENDER, OBS_FROM_ENDPOINT, DIR_EGRESS, 0, 0);
 	ep_ip = ep->ip;
 	ep_id = ep->identity;
 	ep_flags = ep->flags;
+	/* Fail closed (nonip.h): ARP speaking for the pod's own address, nothing else. */
+	if (ret == PARSE_NOT_IPV4) {
+		ret = nonip_from_pod(skb, &p, ep_ip);
+		if (ret)
+			return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, 0);
+		return TC_ACT_OK;
+	}
 	if (ret != PARSE_OK)
 		return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, 0);
 	if (p.tuple.saddr != ep_ip)
 		return drop_flow(skb, &p, DROP_SPOOFED_SOURCE, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, 0);
-	if (p.fragment)
-		return drop_flow(skb, &p, DROP_FRAG_NOT_SUPPORTED, OBS_FROM_ENDPOINT, DIR_EGRESS,
-				 ep_id, 0);
+	/* Fragments (frag.h): later ones get the first one's ports, hence its fate. */
+	ret = frag_track(&p);
+	if (ret)
+		return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, 0);
+	/* ICMP errors (icmp.h): one quoting a connection of this pod passes egress policy. It
+	 * must go back to the quoted packet's sender: a quote is no pass to reach anyone else. */
+	if (icmp_error_quote(skb, &p, &quote) && p.tuple.daddr == quote.tuple.saddr) {
+		if (ct_lookup(&quote.tuple, CT_INGRESS)) /* about a packet the pod accepted */
+			return TC_ACT_OK;
+		ct_reverse(&quote.tuple, &reply); /* about a reply on the pod's own connection */
+		ct = ct_lookup(&reply, CT_SERVICE);
+		if (ct) { /* the reply came from a VIP: the error goes to the backend behind it */
+			struct tuple4 real = reply;
+
+			real.daddr = ct->backend_addr;
+			real.dport = ct->backend_port;
+			if (ct_lookup(&real, CT_EGRESS)) {
+				ret = icmp_xlate(skb, &p, &quote, 0, reply.daddr, real.daddr, reply.dport,
+						 real.dport);
+				if (ret)
+					return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS,
+							 ep_id, 0);
+				return TC_ACT_OK;
+			}
+		}
+		if (ct_lookup(&reply, CT_EGRESS))
+			return TC_ACT_OK;
+	}
 
 	ret = translate_service(skb, &p, &new_ct, ep_id, &redirected);
 	if (ret == DROP_NO_SERVICE) {
@@ -93,13 +130,15 @@ int tulle_from_pod(struct __sk_buff *skb)
 	}
 	if (ret)
 		return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, 0);
+	/* Hairpin (hairpin.h): the Service chose the pod itself. */
+	hairpin = new_ct.rev_nat_addr && p.tuple.daddr == ep_ip;
 
 	ct = ct_lookup(&p.tuple, CT_EGRESS);
 	if (ct_continues(ct, &p)) {
 		if (ct_account(ct, &p, 0))
 			trace_flow(&p, EVENT_CLOSE, VERDICT_FORWARDED, OBS_FROM_ENDPOINT, DIR_EGRESS,
 				   ct, skb->ifindex, 0);
-		return TC_ACT_OK;
+		goto out;
 	}
 	ct_reverse(&p.tuple, &reply);
 	ct = ct_lookup(&reply, CT_INGRESS);
@@ -107,6 +146,10 @@ int tulle_from_pod(struct __sk_buff *skb)
 		if (ct_account(ct, &p, 1))
 			trace_flow(&p, EVENT_CLOSE, VERDICT_FORWARDED, OBS_FROM_ENDPOINT, DIR_INGRESS,
 				   ct, skb->ifindex, 1);
+		/* Hairpin: the answer to the pod's own call goes back to the pod. */
+		ret = p.tuple.daddr == HAIRPIN_ADDR ? hairpin_reply(skb, &p, ep_ip) : 0;
+		if (ret)
+			return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_INGRESS, ep_id, 0);
 		return TC_ACT_OK;
 	}
 
@@ -140,5 +183,10 @@ int tulle_from_pod(struct __sk_buff *skb)
 	if (ret)
 		return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, dst_id);
 	ct_quota_charge(ep_ip);
+out:
+	/* Hairpin: from an address the pod does not own, so its stack accepts the packet. */
+	ret = hairpin ? hairpin_snat(skb, &p) : 0;
+	if (ret)
+		return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, ep_id);
 	return TC_ACT_OK;
 }

@@ -1,18 +1,23 @@
 /* to_pod.c: tc egress on a pod's host-side veth; every packet delivered to the pod.
  *
- * Order: parse -> reply of the pod's own egress connection (reverse NAT from the backend
- * back to the service VIP) -> continuing ingress connection -> ingress policy for a new
- * connection -> conntrack entry and a NEW flow event.
+ * Order: parse -> non-IPv4 (ARP only) -> fragments (ports from the first) -> ICMP errors
+ * related to a connection (quote reverse-NATed) -> reply of the pod's own egress connection
+ * (reverse NAT from the backend back to the service VIP) -> continuing ingress connection ->
+ * ingress policy for a new connection -> conntrack entry and a NEW flow event.
  */
 #include "common.h"
 #include "drop.h"
 #include "parse.h"
+#include "nonip.h"
+#include "frag.h"
+#include "icmp.h"
 #include "endpoints.h"
 #include "conntrack.h"
 #include "policy.h"
 #include "lb.h"
 #include "redirect.h"
 #include "events.h"
+#include "hairpin.h"
 
 int tulle_to_pod(struct __sk_buff *skb)
 {
@@ -21,22 +26,48 @@ int tulle_to_pod(struct __sk_buff *skb)
 	struct ct_entry *ct;
 	struct ct_entry new_ct = {};
 	struct tuple4 reply;
+	struct icmp_quote quote;
 	__u32 ep_ip, ep_id, ep_flags, src_id;
+	__be32 peer_ip;
 	int ret = parse_packet(skb, &p);
 
-	if (ret == PARSE_NOT_IPV4)
-		return TC_ACT_OK;
 	ep = endpoint_by_ifindex(skb->ifindex);
 	if (!ep)
 		return drop_flow(skb, &p, DROP_UNKNOWN_SENDER, OBS_TO_ENDPOINT, DIR_INGRESS, 0, 0);
 	ep_ip = ep->ip;
 	ep_id = ep->identity;
 	ep_flags = ep->flags;
+	/* Fail closed (nonip.h): ARP from the node, nothing else. */
+	if (ret == PARSE_NOT_IPV4) {
+		ret = nonip_to_pod(skb, &p);
+		if (ret)
+			return drop_flow(skb, &p, ret, OBS_TO_ENDPOINT, DIR_INGRESS, 0, ep_id);
+		return TC_ACT_OK;
+	}
 	if (ret != PARSE_OK)
 		return drop_flow(skb, &p, ret, OBS_TO_ENDPOINT, DIR_INGRESS, 0, ep_id);
-	if (p.fragment)
-		return drop_flow(skb, &p, DROP_FRAG_NOT_SUPPORTED, OBS_TO_ENDPOINT, DIR_INGRESS, 0,
-				 ep_id);
+	/* Fragments (frag.h): later ones get the first one's ports, hence its fate. */
+	ret = frag_track(&p);
+	if (ret)
+		return drop_flow(skb, &p, ret, OBS_TO_ENDPOINT, DIR_INGRESS, 0, ep_id);
+	/* ICMP errors (icmp.h): one quoting a connection of this pod passes ingress policy, with
+	 * the connection's reverse NAT applied to the quote (and to a translated sender). */
+	if (icmp_error_quote(skb, &p, &quote)) {
+		ct = ct_lookup(&quote.tuple, CT_EGRESS); /* about a packet the pod sent */
+		if (ct) {
+			__be32 vip = ct->rev_nat_addr;
+			__be16 vport = ct->rev_nat_port;
+
+			ret = vip ? icmp_xlate(skb, &p, &quote, 1, quote.tuple.daddr, vip,
+					       quote.tuple.dport, vport) : 0;
+			if (ret)
+				return drop_flow(skb, &p, ret, OBS_TO_ENDPOINT, DIR_INGRESS, 0, ep_id);
+			return TC_ACT_OK;
+		}
+		ct_reverse(&quote.tuple, &reply); /* about the pod's reply on a connection it accepted */
+		if (ct_lookup(&reply, CT_INGRESS))
+			return TC_ACT_OK;
+	}
 
 	ct_reverse(&p.tuple, &reply);
 	ct = ct_lookup(&reply, CT_EGRESS);
@@ -63,9 +94,15 @@ int tulle_to_pod(struct __sk_buff *skb)
 	}
 
 	src_id = identity_of(p.tuple.saddr);
+	peer_ip = p.tuple.saddr;
 	/* Another local process bound this node's waypoint address: it is nobody in particular. */
 	if (src_id == IDENTITY_WAYPOINT && !waypoint_sent(skb, p.tuple.saddr))
 		src_id = IDENTITY_WORLD;
+	/* Hairpin (hairpin.h): the pod calling itself through a Service is judged as itself. */
+	if (hairpin_peer(&p, ep_ip)) {
+		src_id = ep_id;
+		peer_ip = ep_ip;
+	}
 	/* endpoints.h: its ingress policy did not fit the maps; the node itself still reaches it. */
 	if ((ep_flags & EP_F_INGRESS_OVERFLOW) && src_id != IDENTITY_HOST)
 		return drop_flow(skb, &p, DROP_POLICY_MAP_OVERFLOW, OBS_TO_ENDPOINT, DIR_INGRESS,
@@ -75,7 +112,7 @@ int tulle_to_pod(struct __sk_buff *skb)
 	 * client's identity before forwarding (ARCHITECTURE.md, "Policy through the waypoint"). */
 	if ((ep_flags & EP_F_INGRESS_ENFORCED) && src_id != IDENTITY_HOST &&
 	    src_id != IDENTITY_WAYPOINT &&
-	    !policy_allows(ep_ip, DIR_INGRESS, p.tuple.saddr, src_id, p.tuple.proto,
+	    !policy_allows(ep_ip, DIR_INGRESS, peer_ip, src_id, p.tuple.proto,
 			   bpf_ntohs(p.tuple.dport)))
 		return drop_flow(skb, &p, DROP_POLICY_DENIED, OBS_TO_ENDPOINT, DIR_INGRESS, src_id,
 				 ep_id);

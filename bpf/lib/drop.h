@@ -43,6 +43,8 @@ enum drop_reason {
 	DROP_INVALID_IDENTITY = 171,               /* Invalid identity */
 	DROP_UNKNOWN_SENDER = 172,                 /* Unknown sender */
 	DROP_TTL_EXCEEDED = 196,                   /* TTL exceeded */
+	/* Tulle-only codes (Hubble has no name for them): */
+	DROP_FRAG_NOT_FOUND = 230,                 /* Fragment without its first fragment (ports unknown) */
 	DROP_CT_ENDPOINT_QUOTA_EXCEEDED = 240,     /* CT: endpoint connection quota exceeded */
 	DROP_POLICY_MAP_OVERFLOW = 241,            /* Policy: the endpoint's policy did not fit the policy maps */
 	DROP_WAYPOINT_NOT_REDIRECTED = 250,        /* Waypoint dialled directly (only the datapath's L7 redirect may reach a waypoint) */

@@ -162,6 +162,8 @@ static __always_inline int lb_rewrite(struct __sk_buff *skb, const struct pkt *p
 	__u64 mangled = p->tuple.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 	__u32 csum_off;
 
+	if (!pkt_has_l4(p)) /* a later fragment: the first one's L4 checksum covered it all */
+		goto l3;
 	if (csum_rel < 0 || p->tuple.proto == IPPROTO_ICMP)
 		return DROP_UNKNOWN_L4_PROTOCOL;
 	csum_off = p->l4_off + csum_rel;
@@ -170,12 +172,13 @@ static __always_inline int lb_rewrite(struct __sk_buff *skb, const struct pkt *p
 	if (from_port != to_port &&
 	    csum_l4_replace_port(skb, csum_off, from_port, to_port, mangled) < 0)
 		return DROP_ERROR_WHILE_CORRECTING_L4_CHECKSUM;
+	if (from_port != to_port &&
+	    bpf_skb_store_bytes(skb, port_off, &to_port, sizeof(to_port), 0) < 0)
+		return DROP_ERROR_WRITING_TO_PACKET;
+l3:
 	if (csum_l3_replace(skb, IPV4_CSUM_OFF, from_addr, to_addr) < 0)
 		return DROP_ERROR_WHILE_CORRECTING_L3_CHECKSUM;
 	if (bpf_skb_store_bytes(skb, addr_off, &to_addr, sizeof(to_addr), 0) < 0)
-		return DROP_ERROR_WRITING_TO_PACKET;
-	if (from_port != to_port &&
-	    bpf_skb_store_bytes(skb, port_off, &to_port, sizeof(to_port), 0) < 0)
 		return DROP_ERROR_WRITING_TO_PACKET;
 	return 0;
 }

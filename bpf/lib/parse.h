@@ -1,11 +1,16 @@
 /* parse.h: one bounds-checked parse of Ethernet + IPv4 + L4 into a struct pkt.
  *
- *   parse_packet(skb, &pkt)    PARSE_OK, PARSE_NOT_IPV4 (not ours: pass it), or a drop reason
- *                              (> 0) for a malformed packet
- *   pkt.tuple                  5-tuple in network order; ports 0 for ICMP
+ *   parse_packet(skb, &pkt)    PARSE_OK, PARSE_NOT_IPV4 (pkt.eth_proto says what it is: the
+ *                              caller decides, see nonip.h), or a drop reason (> 0) for a
+ *                              malformed packet
+ *   pkt.tuple                  5-tuple in network order; ports 0 for ICMP and for a later
+ *                              fragment until frag.h fills them in
  *   pkt.l4_off                 offset of the L4 header (IP options honoured)
  *   pkt.tcp_flags              TCP flag byte (FIN 0x01 … CWR 0x80), 0 otherwise
  *   pkt.fragment               1 for any piece of a fragmented datagram
+ *   pkt.later_fragment         1 for a piece after the first: payload only, no L4 header
+ *   pkt.eth_proto, pkt.ip_id   EtherType; IPv4 identification (keys fragment tracking)
+ *   pkt_has_l4(pkt)            the packet carries its L4 header (not a later fragment)
  *   pkt_opens_tcp(pkt)         a bare SYN: always a new connection
  */
 #ifndef TULLE_PARSE_H
@@ -29,7 +34,9 @@ struct pkt {
 	__u8 tcp_flags;
 	__u8 fragment;
 	__u8 icmp_type;
-	__u8 pad;
+	__u8 later_fragment;
+	__be16 eth_proto;
+	__be16 ip_id;
 };
 
 static __always_inline int parse_packet(struct __sk_buff *skb, struct pkt *p)
@@ -42,6 +49,7 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct pkt *p)
 	p->len = skb->len;
 	if (!eth)
 		return DROP_INVALID_PACKET_DROPPED;
+	p->eth_proto = eth->h_proto;
 	if (eth->h_proto != bpf_htons(ETH_P_IP))
 		return PARSE_NOT_IPV4;
 	ip4 = ctx_header(skb, ETH_HLEN, sizeof(*ip4));
@@ -56,9 +64,11 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct pkt *p)
 	p->tuple.daddr = ip4->daddr;
 	p->tuple.proto = ip4->protocol;
 	p->fragment = ipv4_is_fragment(ip4);
+	p->later_fragment = !ipv4_has_l4(ip4);
+	p->ip_id = ip4->id;
 	p->l4_off = ETH_HLEN + ihl_len;
-	if (p->fragment)
-		return PARSE_OK; /* callers drop fragments; never read ports from them */
+	if (p->later_fragment)
+		return PARSE_OK; /* payload only: never read ports from it (frag.h supplies them) */
 
 	switch (p->tuple.proto) {
 	case IPPROTO_TCP: {
@@ -92,6 +102,11 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct pkt *p)
 		break; /* other protocols: no ports; policy treats them by protocol only */
 	}
 	return PARSE_OK;
+}
+
+static __always_inline int pkt_has_l4(const struct pkt *p)
+{
+	return !p->later_fragment;
 }
 
 /* The first packet of a new TCP connection (SYN without ACK). It never continues an old

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
-from scapy.layers.l2 import ARP, Ether
+from scapy.layers.l2 import Ether
 
 from agent.datapath import drop_reasons, maps
 from agent.datapath.cdefs import LIB_DIR
@@ -281,13 +281,6 @@ def test_ip_options_are_skipped_and_translation_still_works(dp: Runner) -> None:
     assert checksums_valid(out.packet)
 
 
-@pytest.mark.parametrize("frag", [{"flags": "MF"}, {"frag": 10}])
-def test_fragments_are_dropped_with_a_reason(dp: Runner, frag: dict[str, Any]) -> None:
-    client_endpoint(dp)
-    out = dp.from_pod(pkt(CLIENT, OTHER, UDP(sport=1, dport=2) / (b"x" * 32), **frag))
-    assert out.verdict == TC_ACT_SHOT and reason(out.events[0]) == "IP_FRAGMENTATION_NOT_SUPPORTED"
-
-
 def test_truncated_tcp_header_is_dropped(dp: Runner) -> None:
     client_endpoint(dp)
     raw = bytes(pkt(CLIENT, OTHER, TCP(sport=1, dport=80)))[:14 + 20 + 8]
@@ -305,12 +298,6 @@ def test_bad_ihl_is_dropped(dp: Runner) -> None:
     raw[14] = 0x44  # version 4, IHL 4 (< 5)
     out = dp.from_pod(Ether(bytes(raw)))
     assert out.verdict == TC_ACT_SHOT and reason(out.events[0]) == "INVALID_PACKET_DROPPED"
-
-
-def test_non_ip_frames_pass_untouched(dp: Runner) -> None:
-    frame = Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=CLIENT)
-    out = dp.from_pod(frame)
-    assert out.verdict == TC_ACT_OK and bytes(out.packet) == bytes(frame) and out.events == []
 
 
 def test_icmp_is_policed_by_protocol(dp: Runner) -> None:
