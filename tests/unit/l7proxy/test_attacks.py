@@ -1,0 +1,149 @@
+"""Attacker review of issue 9's proxy fixes: each test tries to walk around a promise
+(framing owned by the waypoint, path normalisation, pool safety) another way. Real
+sockets over loopback through the real waypoint; the backends are scripted
+(``l7proxy.testing.RawBackend``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from l7proxy.http.parser import RequestHead
+from l7proxy.server import WaypointServer
+from l7proxy.testing import RawBackend, gateway_config, read_response
+
+Answer = Callable[[RequestHead, bytes], Awaitable[bytes] | bytes]
+
+ROUTE = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: default}
+spec:
+  parentRefs: [{name: gw, namespace: infra}]
+  rules:
+  - backendRefs: [{name: raw, port: 8080}]
+"""
+
+
+def ok(head: RequestHead, body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+@asynccontextmanager
+async def waypoint(
+    answer: Answer = ok, *, route: str = ROUTE
+) -> AsyncIterator[tuple[int, RawBackend]]:
+    backend = RawBackend(answer)
+    port = await backend.start()
+    config = gateway_config(route, {"default/raw:8080": [("127.0.0.1", port)]}, services=("raw",))
+    server = WaypointServer(config, enable_h2=False)
+    [listen] = await server.start()
+    try:
+        yield listen, backend
+    finally:
+        await server.close()
+        await backend.close()
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    async def main() -> None:
+        await asyncio.wait_for(test(), 20)
+
+    asyncio.run(main())
+
+
+async def exchange(port: int, raw: bytes) -> bytes:
+    """Send ``raw``, return everything the waypoint wrote until it went quiet or closed."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(raw)
+        out = b""
+        while True:
+            try:
+                data = await asyncio.wait_for(reader.read(65536), 0.5)
+            except TimeoutError:
+                return out
+            if not data:
+                return out
+            out += data
+    finally:
+        writer.close()
+
+
+def _framing(head: bytes) -> list[bytes]:
+    lines = head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]
+    names = [line.partition(b":")[0].strip().lower() for line in lines]
+    return [n for n in names if n in (b"content-length", b"transfer-encoding")]
+
+
+# --- framing: the waypoint writes Content-Length / Transfer-Encoding, nobody else ------
+
+
+def _modifier_route(kind: str, name: str, value: str) -> str:
+    key = kind[0].lower() + kind[1:]
+    return ROUTE + (
+        f"    filters:\n    - type: {kind}\n      {key}:\n"
+        f'        set: [{{name: {name}, value: "{value}"}}]\n'
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("Transfer-Encoding", "chunked"),
+        ("Content-Length", "10"),
+        ("Connection", "close"),
+        ("Upgrade", "websocket"),
+    ],
+)
+def test_a_response_header_filter_cannot_add_framing_or_hop_by_hop_fields(
+    name: str, value: str
+) -> None:
+    """A ResponseHeaderModifier that sets Transfer-Encoding beside the waypoint's own
+    Content-Length gives the client (or any proxy in front of a Gateway) two framings:
+    response splitting. Hop-by-hop fields belong to the waypoint's hop alone."""
+
+    async def main() -> None:
+        async with waypoint(route=_modifier_route("ResponseHeaderModifier", name, value)) as (
+            port,
+            _,
+        ):
+            out = await exchange(port, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+            head = out.split(b"\r\n\r\n", 1)[0].lower()
+            assert out.startswith(b"HTTP/1.1 200 ")
+            assert _framing(out) == [b"content-length"]
+            assert name.lower().encode() + b":" not in head.replace(b"content-length: 2", b"")
+            assert out.endswith(b"\r\n\r\nok")
+
+    run(main)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("Transfer-Encoding", "chunked"), ("Content-Length", "0"), ("Host", "evil")],
+)
+def test_a_request_header_filter_cannot_change_framing_or_host(name: str, value: str) -> None:
+    """Held: the request side already skips framing fields and Host from filters."""
+
+    async def main() -> None:
+        route = _modifier_route("RequestHeaderModifier", name, value)
+        async with waypoint(route=route) as (port, backend):
+            raw = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+            status, _, _ = await asyncio.wait_for(_one(port, raw), 5)
+            assert status == 200
+            [got] = backend.received
+            assert got.body == b"abc" and got.head.authority == "a"
+
+    run(main)
+
+
+async def _one(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(raw)
+        return await read_response(reader)
+    finally:
+        writer.close()
