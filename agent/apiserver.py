@@ -6,8 +6,9 @@ all-or-nothing: one invalid object and nothing is stored.
 
 `status` is a subresource: admission drops whatever status a user sends (the store keeps the
 stored one on update and starts without one on create), so only controllers, the kubelet and
-node agents write it, through ``Store.update_status``. Objects over the 1.5 MiB limit are
-refused by name before they are converted.
+node agents write it, through ``Store.update_status``. Likewise the datapath-driving
+annotations in ``RESERVED_ANNOTATIONS`` (a Node's waypoint address) are Tulle's alone.
+Objects over the 1.5 MiB limit are refused by name before they are converted.
 """
 
 from __future__ import annotations
@@ -50,11 +51,39 @@ def admit(store: Store, docs: Sequence[tuple[str, dict[str, Any]]]) -> list[dict
         except ConversionError as err:
             errors.append(f"{source}: {err}")
     errors += _check_namespaces(store, admitted)
+    errors += _keep_reserved_annotations(store, admitted)
     if not errors:
         errors += _assign_cluster_ips(store, admitted)
     if errors:
         raise AdmissionError(errors)
     return admitted
+
+
+RESERVED_ANNOTATIONS = frozenset({"tulle.io/waypoint"})
+"""Annotations that drive the datapath (a Node's waypoint address decides where the node's
+L7 connections go and which address carries waypoint identity). Tulle writes them when the
+lab is seeded; ``apply`` can neither set nor change them, and an apply that omits them keeps
+the stored value, as it keeps status."""
+
+
+def _keep_reserved_annotations(store: Store, objs: Sequence[dict[str, Any]]) -> list[str]:
+    errors = []
+    for obj in objs:
+        meta = obj["metadata"]
+        stored = store.get(obj["kind"], meta.get("namespace") or "", meta["name"])
+        owned = ((stored or {}).get("metadata") or {}).get("annotations") or {}
+        annotations = dict(meta.get("annotations") or {})
+        for key in RESERVED_ANNOTATIONS:
+            if key in annotations and annotations[key] != owned.get(key):
+                errors.append(
+                    f"{describe(obj)}: metadata.annotations[{key!r}]: is set by Tulle, not "
+                    "by apply (it decides where the node's L7 traffic goes)"
+                )
+            elif key in owned:
+                annotations[key] = owned[key]
+        if annotations:
+            meta["annotations"] = annotations
+    return errors
 
 
 def _size_problem(doc: dict[str, Any]) -> str | None:

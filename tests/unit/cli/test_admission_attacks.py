@@ -1,0 +1,102 @@
+"""Attacker review of issue 9, item 8: admission is the API server's, not a back door.
+Each test tries to plant datapath-driving state through ``tulle apply`` another way than
+the one the first fix closed (a Gateway's or Pod's ``status``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from agent.cli.main import cli
+from agent.datapath.desired import desired_datapath, view_of, waypoint_of
+from agent.lab.seed import node_object
+from agent.lab.topology import plan_lab
+from agent.model.convert import from_dict
+from agent.model.node import Node
+from agent.store import Store
+
+ATTACKER = "10.244.1.66"
+
+
+@pytest.fixture
+def run(tmp_path: Path):
+    store = tmp_path / "store.db"
+
+    def invoke(*args: str, input: str | None = None):
+        return CliRunner().invoke(cli, ["--store", str(store), *args], input=input)
+
+    invoke.store = store  # type: ignore[attr-defined]
+    return invoke
+
+
+def _seed_node(run) -> dict[str, Any]:
+    """The lab's own Node object, written the way ``lab up`` seeds it (not through apply)."""
+    node = node_object(plan_lab("t", 1).nodes[0])
+    with Store(run.store) as store:
+        store.apply_many([node])
+    return node
+
+
+def _stored_node(run, name: str) -> Node:
+    with Store(run.store) as store:
+        [obj] = [o for o in store.list("Node")[0] if o["metadata"]["name"] == name]
+    node = from_dict(obj)
+    assert isinstance(node, Node)
+    return node
+
+
+def _user_node(node: dict[str, Any], annotations: dict[str, str] | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": node["metadata"]["name"]}
+    if annotations is not None:
+        meta["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Node", "metadata": meta, "spec": node["spec"]}
+
+
+def test_apply_cannot_move_a_nodes_waypoint_to_an_attacker_address(run) -> None:
+    """The node's waypoint address decides where every L7 connection on the node goes and
+    which address carries waypoint identity: a user's apply must not set it."""
+    seeded = _seed_node(run)
+    name = seeded["metadata"]["name"]
+    before = waypoint_of(_stored_node(run, name))
+    assert before is not None
+    forged = _user_node(seeded, {"tulle.io/waypoint": f"{ATTACKER}:15008"})
+    result = run("apply", "-f", "-", input=yaml.safe_dump(forged))
+    assert result.exit_code != 0
+    assert "tulle.io/waypoint" in result.output
+    assert waypoint_of(_stored_node(run, name)) == before
+    plan = desired_datapath(view_of([_stored_node(run, name)]), name)
+    assert plan.waypoint == before
+    assert ATTACKER not in {str(ip) for ip in plan.ipcache}
+
+
+def test_a_new_node_cannot_claim_waypoint_identity_for_an_address(run) -> None:
+    seeded = _seed_node(run)
+    forged = _user_node(seeded, {"tulle.io/waypoint": f"{ATTACKER}:15008"})
+    forged["metadata"]["name"] = "rogue"
+    forged["spec"] = {}
+    result = run("apply", "-f", "-", input=yaml.safe_dump(forged))
+    assert result.exit_code != 0
+    assert "tulle.io/waypoint" in result.output
+    with Store(run.store) as store:
+        assert [o["metadata"]["name"] for o in store.list("Node")[0]] == [
+            seeded["metadata"]["name"]
+        ]
+
+
+def test_applying_a_node_without_the_annotation_keeps_its_waypoint(run) -> None:
+    """kubectl-style apply of a Node (a label edit, say) must not drop the waypoint
+    either: that would turn every L7 Service on the node into plain L4, routes unenforced."""
+    seeded = _seed_node(run)
+    name = seeded["metadata"]["name"]
+    before = waypoint_of(_stored_node(run, name))
+    edited = _user_node(seeded, None)
+    edited["metadata"]["labels"] = {"team": "a"}
+    result = run("apply", "-f", "-", input=yaml.safe_dump(edited))
+    assert result.exit_code == 0, result.output
+    node = _stored_node(run, name)
+    assert waypoint_of(node) == before
+    assert node.metadata.labels.get("team") == "a"
