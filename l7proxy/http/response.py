@@ -6,8 +6,8 @@ the backend closes (it ends a close-delimited body). Bytes after a complete resp
 (past its Content-Length or last chunk) are dropped, never taken as a second response,
 and the connection is marked not reusable. Interim 1xx responses other than
 101 are skipped (the waypoint answers ``100 Continue`` itself). A 101 yields the head
-and then ``UpgradeData`` with the first tunnel bytes. Malformed responses give a
-``ParseError`` (the proxy answers 502).
+and then ``UpgradeData`` with the first tunnel bytes. Trailer fields are dropped (never
+merged into the head). Malformed responses give a ``ParseError`` (the proxy answers 502).
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class ResponseParser:
         "_head_request",
         "_head",
         "_done",
+        "_in_body",
         "reusable",
         "extra",
     )
@@ -75,6 +76,7 @@ class ResponseParser:
         self._head_request = False
         self._head: ResponseHead | None = None
         self._done = False
+        self._in_body = False
         self.reusable = True
         """False once the connection cannot carry another request."""
         self.extra = False
@@ -93,11 +95,17 @@ class ResponseParser:
             raise _Extra
         self._reason = b""
         self._headers = []
+        self._in_body = False
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._in_body:
+            # A trailer field after a chunked body: dropped, never appended to the head's
+            # fields (which the proxy may not have serialised yet when one read carried
+            # head, body and trailers).
+            return
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -132,6 +140,7 @@ class ResponseParser:
             length,
         )
         self._head = head
+        self._in_body = True
         if not head.keep_alive or body is None:
             self.reusable = False
         self._events.append(head)

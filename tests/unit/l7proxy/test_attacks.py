@@ -11,7 +11,8 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from l7proxy.http.parser import RequestHead
+from l7proxy.http.parser import END, RequestHead
+from l7proxy.http.response import ResponseHead, ResponseParser
 from l7proxy.server import WaypointServer
 from l7proxy.testing import RawBackend, gateway_config, read_response
 
@@ -147,3 +148,37 @@ async def _one(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
         return await read_response(reader)
     finally:
         writer.close()
+
+
+# --- response trailers: never part of the response head -------------------------------
+
+TRAILED = (
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+    b"Set-Cookie: session=planted\r\nLocation: http://elsewhere/\r\n\r\n"
+)
+
+
+def test_backend_trailers_in_the_same_segment_never_join_the_response_head() -> None:
+    """The request side drops trailers; the response side appended them to the head's
+    field list, which the waypoint serialises only after the whole read is parsed: a
+    trailer sent in the same segment as the head became a response header."""
+
+    async def main() -> None:
+        async with waypoint(lambda head, body: TRAILED) as (port, _):
+            out = await exchange(port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert out.startswith(b"HTTP/1.1 200 ")
+            assert b"planted" not in out and b"elsewhere" not in out
+            assert out.endswith(b"2\r\nok\r\n0\r\n\r\n")
+
+    run(main)
+
+
+def test_response_trailers_stay_out_of_the_head_at_every_split_point() -> None:
+    for cut in range(1, len(TRAILED)):
+        parser = ResponseParser()
+        parser.start()
+        events = parser.feed(TRAILED[:cut]) + parser.feed(TRAILED[cut:])
+        [head] = [e for e in events if isinstance(e, ResponseHead)]
+        assert [n for n, _ in head.headers] == [b"Transfer-Encoding"], cut
+        assert b"".join(e for e in events if isinstance(e, bytes)) == b"ok"
+        assert events[-1] is END and parser.reusable
