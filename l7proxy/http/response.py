@@ -114,18 +114,23 @@ class ResponseParser:
         if 100 <= status < 200 and status != 101:
             return
         length: int | None = None
-        chunked = False
+        codings: list[bytes] = []
         for name, value in self._headers:
             lower = name.lower()
             if lower == b"content-length":
                 length = int(value)
             elif lower == b"transfer-encoding":
-                chunked = True
+                codings += [t.strip().lower() for t in value.split(b",")]
+        # RFC 9112 section 6.3: chunked only if it is the final coding; any other transfer
+        # coding is read until the backend closes (as llhttp does).
+        chunked = codings[-1:] == [b"chunked"]
         body: BodyKind | None
         if self._head_request or status in _NO_BODY:
             body = BodyKind.NONE
         elif chunked:
             body = BodyKind.CHUNKED
+        elif codings:
+            body = None
         elif length is not None:
             body = BodyKind.LENGTH if length else BodyKind.NONE
         else:

@@ -182,3 +182,27 @@ def test_response_trailers_stay_out_of_the_head_at_every_split_point() -> None:
         assert [n for n, _ in head.headers] == [b"Transfer-Encoding"], cut
         assert b"".join(e for e in events if isinstance(e, bytes)) == b"ok"
         assert events[-1] is END and parser.reusable
+
+
+def test_a_response_whose_transfer_coding_does_not_end_in_chunked_is_read_until_close() -> None:
+    """RFC 9112 section 6.3: such a body ends when the backend closes (llhttp reads it
+    so). The waypoint called it chunked, so the close looked like a cut and the client's
+    response was aborted; the raw body must arrive whole and never be de-chunked."""
+
+    async def main() -> None:
+        body = b"5\r\nhello\r\n0\r\n\r\n"  # not chunk framing here: the body's own bytes
+
+        async def answer(head: RequestHead, _: bytes) -> bytes:
+            return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\n" + body
+
+        async with waypoint(answer) as (port, backend):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            await asyncio.sleep(0.2)
+            for transport in list(backend.transports):
+                transport.close()  # the body ends here
+            status, headers, got = await asyncio.wait_for(read_response(reader), 5)
+            writer.close()
+            assert status == 200 and got == body
+
+    run(main)
