@@ -67,7 +67,10 @@ class LabPlan:
         raise KeyError(f"lab {self.name!r} has no node {name!r}")
 
     def pod_netns(self, namespace: str, pod: str) -> str:
-        name = f"{self.prefix}pod-{namespace}-{pod}"
+        # "_" appears in neither a namespace (an RFC 1123 label) nor a pod name (an RFC
+        # 1123 subdomain), so no two pods share a netns ("a-b"/"c" vs "a"/"b-c"); the
+        # hashed form has no "_", so it never equals a short one either.
+        name = f"{self.prefix}pod-{namespace}_{pod}"
         if len(name) > 200:  # netns names are file names; keep them well under NAME_MAX
             digest = hashlib.sha256(f"{namespace}/{pod}".encode()).hexdigest()[:12]
             name = f"{self.prefix}pod-{digest}"

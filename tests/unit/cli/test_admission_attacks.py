@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.cli.main import cli
 from agent.datapath.desired import desired_datapath, view_of, waypoint_of
@@ -100,3 +102,30 @@ def test_applying_a_node_without_the_annotation_keeps_its_waypoint(run) -> None:
     node = _stored_node(run, name)
     assert waypoint_of(node) == before
     assert node.metadata.labels.get("team") == "a"
+
+
+# --- pod network namespaces: one per (namespace, pod), whatever the names -------------
+
+# A small alphabet so that different (namespace, pod) pairs often join to the same text.
+_LABEL = st.from_regex(r"[ab]([-ab]{0,3}[ab])?", fullmatch=True)
+_SUBDOMAIN = st.from_regex(r"[ab]([-.ab]{0,3}[ab])?", fullmatch=True)
+
+
+def test_pods_in_different_namespaces_never_share_a_network_namespace() -> None:
+    """Namespace "a-b" pod "c" and namespace "a" pod "b-c" were both "…-pod-a-b-c": a
+    tenant could name a pod so that the kubelet set up (or tore down) another
+    namespace's pod netns."""
+    plan = plan_lab("t", 1)
+    assert plan.pod_netns("a-b", "c") != plan.pod_netns("a", "b-c")
+
+
+@settings(max_examples=200, deadline=None)
+@given(_LABEL, _SUBDOMAIN)
+def test_no_other_split_of_a_pods_names_shares_its_network_namespace(ns: str, pod: str) -> None:
+    """Every other (namespace, pod) pair spelled with the same characters gets its own."""
+    plan = plan_lab("t", 1)
+    joined = f"{ns}-{pod}"
+    for cut in range(1, len(joined) - 1):
+        other = (joined[:cut], joined[cut + 1 :])
+        if joined[cut] == "-" and other != (ns, pod) and "." not in other[0]:
+            assert plan.pod_netns(*other) != plan.pod_netns(ns, pod)
