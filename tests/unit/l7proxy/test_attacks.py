@@ -15,6 +15,8 @@ from l7proxy.http.parser import END, RequestHead
 from l7proxy.http.response import ResponseHead, ResponseParser
 from l7proxy.server import WaypointServer
 from l7proxy.testing import RawBackend, gateway_config, read_response
+from tests.unit.l7proxy.test_server_paths import Lab
+from tests.unit.l7proxy.test_server_paths import run as run_lab
 
 Answer = Callable[[RequestHead, bytes], Awaitable[bytes] | bytes]
 
@@ -286,3 +288,59 @@ def test_an_h2c_upgrade_with_a_body_is_refused_not_forwarded_without_it() -> Non
             assert backend.received == []
 
     run(main)
+
+
+def test_a_refused_websocket_upgrade_leaves_no_tunnel_behind() -> None:
+    """Held (WebSocket smuggling): a backend that answers 426 instead of 101 must not
+    leave a spliced connection on which the next bytes reach it unrouted."""
+
+    async def main() -> None:
+        def refuse(head: RequestHead, body: bytes) -> bytes:
+            return b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n"
+
+        async with waypoint(refuse) as (port, backend):
+            request = (
+                b"GET /socket HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                b"Upgrade: websocket\r\nSec-WebSocket-Version: 1337\r\n\r\n"
+            )
+            out = await exchange(port, request + b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert out.startswith(b"HTTP/1.1 426 ") and out.count(b"HTTP/1.1") == 1
+            assert [r.head.target for r in backend.received] == ["/socket"]
+
+    run(main)
+
+
+# --- path escapes that survive normalisation and become structure at the backend -------
+
+ESCAPE_ATTACKS = [
+    # "..%3B" decodes to "..;": a backend that decodes, then strips ";" parameters (the
+    # model test_server_paths.backend_path encodes) resolves it as ".." into /admin.
+    b"/public/..%3B/admin",
+    b"/public/%2e%2e%3bx/admin",
+    # Overlong UTF-8 for "." ("%C0%AE"): old IIS, Tomcat (CVE-2008-2938) and lax
+    # decoders read "../"; no valid UTF-8 text is spelled so.
+    b"/public/%C0%AE%C0%AE/admin",
+    b"/public/%c0%2e%c0%2e/admin",
+    b"/public/%E0%80%AE%E0%80%AE/admin",
+    b"/public/%FF/admin",
+]
+
+
+@pytest.mark.parametrize("target", ESCAPE_ATTACKS, ids=[a.decode() for a in ESCAPE_ATTACKS])
+def test_escapes_that_a_backend_decodes_into_dot_segments_are_refused(target: bytes) -> None:
+    async def body(lab: Lab) -> None:
+        status, _ = await lab.get(target)
+        assert status == 400, (target, lab.svc_a.heads)
+        assert not lab.svc_a.heads and not lab.svc_b.heads
+
+    run_lab(body)
+
+
+def test_valid_utf8_escapes_and_other_reserved_escapes_still_pass() -> None:
+    async def body(lab: Lab) -> None:
+        assert await lab.get(b"/public/caf%C3%A9/%E2%82%AC%3F%23%40") == (200, b"svc-a")
+        assert [h.split(b" ")[1] for h in lab.svc_a.heads] == [
+            b"/public/caf%C3%A9/%E2%82%AC%3F%23%40"
+        ]
+
+    run_lab(body)
