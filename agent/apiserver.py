@@ -127,6 +127,9 @@ def _assign_cluster_ips(store: Store, objs: Sequence[dict[str, Any]]) -> list[st
         for s in existing.values()
         if s.get("spec", {}).get("clusterIP") not in (None, "", "None")
     }
+    # Gateway addresses come from the same range (the Gateway controller allocates them):
+    # a Service on one would share the VIP with the Gateway's listeners.
+    used |= _gateway_addresses(store)
     errors = []
     for obj in objs:
         if obj["kind"] != "Service":
@@ -157,6 +160,17 @@ def _assign_cluster_ips(store: Store, objs: Sequence[dict[str, Any]]) -> list[st
         spec["clusterIP"] = str(ip)
         spec["clusterIPs"] = [str(ip)]
     return errors
+
+
+def _gateway_addresses(store: Store) -> set[Any]:
+    found: set[Any] = set()
+    for gateway in store.list("Gateway")[0]:
+        for address in (gateway.get("status") or {}).get("addresses") or []:
+            try:
+                found.add(ipaddress.ip_address(address.get("value", "")))
+            except ValueError:
+                continue  # a hostname address: nothing to collide with
+    return found
 
 
 def allocate_cluster_ip(key: tuple[str, ...], used: set[Any]) -> ipaddress.IPv4Address:

@@ -13,9 +13,11 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.apiserver import allocate_cluster_ip
 from agent.cli.main import cli
 from agent.datapath.desired import desired_datapath, view_of, waypoint_of
-from agent.lab.seed import node_object
+from agent.lab.gateways import GatewayController
+from agent.lab.seed import GATEWAY_CLASS, node_object
 from agent.lab.topology import plan_lab
 from agent.model.convert import from_dict
 from agent.model.node import Node
@@ -129,3 +131,64 @@ def test_no_other_split_of_a_pods_names_shares_its_network_namespace(ns: str, po
         other = (joined[:cut], joined[cut + 1 :])
         if joined[cut] == "-" and other != (ns, pod) and "." not in other[0]:
             assert plan.pod_netns(*other) != plan.pod_netns(ns, pod)
+
+
+# --- a Service cannot take a Gateway's address ----------------------------------------
+
+NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}
+GATEWAY = {
+    "apiVersion": "gateway.networking.k8s.io/v1",
+    "kind": "Gateway",
+    "metadata": {"name": "edge", "namespace": "shop"},
+    "spec": {
+        "gatewayClassName": "tulle",
+        "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}],
+    },
+}
+
+
+def _service(ip: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"selector": {"app": "web"}, "ports": [{"port": 80}]}
+    if ip is not None:
+        spec["clusterIP"] = ip
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": spec,
+    }
+
+
+def _gateway_address(run) -> str:
+    with Store(run.store) as store:
+        GatewayController(store).reconcile(store.list()[0], [])
+        gateway = store.get("Gateway", "shop", "edge")
+    assert gateway is not None
+    return str(gateway["status"]["addresses"][0]["value"])
+
+
+def test_a_service_cannot_claim_a_gateways_address_as_its_cluster_ip(run) -> None:
+    """Gateway addresses come from the service range; a Service given the same address
+    would share the VIP with the Gateway's listeners (its backends on the Gateway's
+    ports, its routes in front of the Gateway's traffic)."""
+    assert run("apply", "-f", "-", input=yaml.safe_dump_all([NAMESPACE, GATEWAY_CLASS, GATEWAY]))
+    address = _gateway_address(run)
+    result = run("apply", "-f", "-", input=yaml.safe_dump(_service(address)))
+    assert result.exit_code != 0
+    assert "already allocated" in result.output and address in result.output
+    with Store(run.store) as store:
+        assert store.get("Service", "shop", "web") is None
+
+
+def test_an_allocated_cluster_ip_never_lands_on_a_gateways_address(run) -> None:
+    assert run("apply", "-f", "-", input=yaml.safe_dump_all([NAMESPACE, GATEWAY_CLASS, GATEWAY]))
+    # The controller assigned the Gateway the very address the Service would hash to.
+    preferred = str(allocate_cluster_ip(("shop", "web"), set()))
+    with Store(run.store) as store:
+        addresses = [{"type": "IPAddress", "value": preferred}]
+        store.update_status("Gateway", "shop", "edge", {"addresses": addresses})
+    result = run("apply", "-f", "-", input=yaml.safe_dump(_service()))
+    assert result.exit_code == 0, result.output
+    with Store(run.store) as store:
+        service = store.get("Service", "shop", "web")
+    assert service is not None and service["spec"]["clusterIP"] != preferred
