@@ -192,3 +192,22 @@ def test_an_allocated_cluster_ip_never_lands_on_a_gateways_address(run) -> None:
     with Store(run.store) as store:
         service = store.get("Service", "shop", "web")
     assert service is not None and service["spec"]["clusterIP"] != preferred
+
+
+# --- YAML in other hostile shapes: a clear error naming the line, never a traceback ---
+
+HOSTILE_YAML = {
+    "alias as a mapping key": "kind: Namespace\na: &a [1, 2]\n? *a\n: x\n",
+    "sequence as a mapping key": "kind: Namespace\n? [1, 2]\n: x\n",
+    "mapping as a mapping key": "kind: Namespace\n? {a: 1}\n: x\n",
+    "100000-digit integer": "kind: Namespace\nmetadata: {name: " + "9" * 100_000 + "}\n",
+    "100000-digit integer in JSON": '{"kind": "Namespace", "n": ' + "9" * 100_000 + "}",
+}
+
+
+@pytest.mark.parametrize("text", HOSTILE_YAML.values(), ids=HOSTILE_YAML.keys())
+def test_hostile_yaml_shapes_get_a_clear_error_naming_the_source(run, text: str) -> None:
+    result = run("apply", "-f", "-", input=text)
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # a usage error, not a traceback
+    assert "<stdin>:" in result.output
