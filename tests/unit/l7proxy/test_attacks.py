@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from l7proxy.http.parser import END, RequestHead
+from l7proxy.http.parser import END, ParseError, RequestHead
 from l7proxy.http.response import ResponseHead, ResponseParser
 from l7proxy.server import WaypointServer
 from l7proxy.testing import RawBackend, gateway_config, read_response
@@ -344,3 +344,53 @@ def test_valid_utf8_escapes_and_other_reserved_escapes_still_pass() -> None:
         ]
 
     run_lab(body)
+
+
+# --- a backend cannot grow the shared waypoint without bound ---------------------------
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"".join(b"X-Pad-%d: %b\r\n" % (i, b"a" * 100) for i in range(2000)),  # ~220 KB
+        b"X-Big: " + b"a" * 200_000 + b"\r\n",
+        b"".join(b"X-%d: 1\r\n" % i for i in range(1000)),  # many small fields
+    ],
+    ids=["many 100-byte fields", "one 200 KB field", "1000 fields"],
+)
+def test_a_backend_response_head_is_bounded_like_a_request_head(head: bytes) -> None:
+    """Requests are capped at 64 KiB / 128 fields (431); response heads were read without
+    a limit, so one tenant's backend could make the per-node waypoint hold any amount of
+    memory for every response (Envoy caps response heads at 60 KiB / 100 fields)."""
+
+    async def main() -> None:
+        response = b"HTTP/1.1 200 OK\r\n" + head + b"Content-Length: 2\r\n\r\nok"
+        async with waypoint(lambda h, b: response) as (port, _):
+            out = await exchange(port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert out.startswith(b"HTTP/1.1 502 "), out[:80]
+            assert b"header" in out
+
+    run(main)
+
+
+def test_a_response_head_trickled_in_small_reads_is_bounded_too() -> None:
+    parser = ResponseParser()
+    parser.start()
+    events = parser.feed(b"HTTP/1.1 200 OK\r\nX-Big: ")
+    for _ in range(100):  # one endless field value, 1 KB per read
+        events += parser.feed(b"a" * 1024)
+        if events:
+            break
+    [error] = events
+    assert isinstance(error, ParseError) and error.status == 502
+    assert not parser.reusable
+
+
+def test_ordinary_responses_across_many_reads_are_not_limited_by_their_bodies() -> None:
+    parser = ResponseParser()
+    for _ in range(3):  # the same connection, reused
+        parser.start()
+        events = parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n")
+        for _ in range(200):
+            events += parser.feed(b"b" * 1000)
+        assert events[-1] is END and parser.reusable
