@@ -271,7 +271,9 @@ class RequestParser:
         if absolute is not None:
             # RFC 9112 section 3.2.2: absolute-form overrides Host.
             host = absolute.group(2)
-            url = absolute.group(3) or b"/"
+            url = absolute.group(3)
+            if url[:1] != b"/":
+                url = b"/" + url  # an empty path is "/", also before a query
         elif url != b"*" and url[:1] != b"/":
             raise _BadHead(400, "request target is not origin-form")
         elif url == b"*" and method != "OPTIONS":

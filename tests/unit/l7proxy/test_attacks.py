@@ -394,3 +394,29 @@ def test_ordinary_responses_across_many_reads_are_not_limited_by_their_bodies() 
         for _ in range(200):
             events += parser.feed(b"b" * 1000)
         assert events[-1] is END and parser.reusable
+
+
+# --- absolute-form targets: the authority in the target wins, the path is normalised ---
+
+
+@pytest.mark.parametrize(
+    ("target", "authority", "path"),
+    [
+        (b"http://b.example/public/../admin", "b.example", "/admin"),
+        (b"HTTP://B.EXAMPLE:80/x", "b.example:80", "/x"),
+        (b"http://b.example", "b.example", "/"),
+        (b"http://b.example?q=1", "b.example", "/?q=1"),  # RFC 9112 3.2.2: empty path is "/"
+    ],
+)
+def test_absolute_form_overrides_host_and_is_normalised(
+    target: bytes, authority: str, path: str
+) -> None:
+    async def main() -> None:
+        async with waypoint() as (port, backend):
+            raw = b"GET " + target + b" HTTP/1.1\r\nHost: a.example\r\n\r\n"
+            status, _, _ = await asyncio.wait_for(_one(port, raw), 5)
+            assert status == 200
+            [got] = backend.received
+            assert (got.head.authority, got.head.target) == (authority, path)
+
+    run(main)
