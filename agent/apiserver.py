@@ -7,7 +7,9 @@ all-or-nothing: one invalid object and nothing is stored.
 `status` is a subresource: admission drops whatever status a user sends (the store keeps the
 stored one on update and starts without one on create), so only controllers, the kubelet and
 node agents write it, through ``Store.update_status``. Likewise the datapath-driving
-annotations in ``RESERVED_ANNOTATIONS`` (a Node's waypoint address) are Tulle's alone.
+annotations in ``RESERVED_ANNOTATIONS`` (a Node's waypoint address) are Tulle's alone, and
+Nodes are registered by the lab: apply edits their labels, never creates one or moves its
+pod CIDR. Gateway addresses count as allocated ClusterIPs.
 Objects over the 1.5 MiB limit are refused by name before they are converted.
 """
 
@@ -52,6 +54,7 @@ def admit(store: Store, docs: Sequence[tuple[str, dict[str, Any]]]) -> list[dict
             errors.append(f"{source}: {err}")
     errors += _check_namespaces(store, admitted)
     errors += _keep_reserved_annotations(store, admitted)
+    errors += _guard_nodes(store, admitted)
     if not errors:
         errors += _assign_cluster_ips(store, admitted)
     if errors:
@@ -83,6 +86,37 @@ def _keep_reserved_annotations(store: Store, objs: Sequence[dict[str, Any]]) -> 
                 annotations[key] = owned[key]
         if annotations:
             meta["annotations"] = annotations
+    return errors
+
+
+_NODE_CIDR_FIELDS = ("podCIDR", "podCIDRs")
+
+
+def _guard_nodes(store: Store, objs: Sequence[dict[str, Any]]) -> list[str]:
+    """Nodes are registered by the lab, as kubelets register themselves; apply may edit
+    their labels and annotations but not create one nor move its pod CIDR, whose first
+    address the datapath gives node (host or remote-node) identity. An omitted pod CIDR
+    keeps the stored one (Kubernetes: podCIDR may only be set once)."""
+    errors = []
+    for obj in objs:
+        if obj["kind"] != "Node":
+            continue
+        stored = store.get("Node", "", obj["metadata"]["name"])
+        if stored is None:
+            errors.append(
+                f"{describe(obj)}: Nodes are registered by the lab (tulle lab up), not "
+                "created by apply"
+            )
+            continue
+        spec = obj.setdefault("spec", {})
+        owned = stored.get("spec") or {}
+        for field in _NODE_CIDR_FIELDS:
+            if field in spec and spec[field] != owned.get(field):
+                errors.append(
+                    f"{describe(obj)}: spec.{field}: field is immutable (is {owned.get(field)})"
+                )
+            elif field in owned:
+                spec[field] = owned[field]
     return errors
 
 

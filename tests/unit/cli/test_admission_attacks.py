@@ -211,3 +211,41 @@ def test_hostile_yaml_shapes_get_a_clear_error_naming_the_source(run, text: str)
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit)  # a usage error, not a traceback
     assert "<stdin>:" in result.output
+
+
+# --- Node pod CIDRs: the datapath gives the first address host / remote-node identity ---
+
+
+def test_apply_cannot_create_a_node_whose_pod_cidr_claims_node_identity(run) -> None:
+    """A Node's podCIDR makes its first address a node address: host identity on that
+    node (exempt from ingress policy, as kubelet probes are) or remote-node elsewhere. A
+    Node moved to 93.184.216.0/24 would let 93.184.216.1 into every pod on it past
+    ingress policy. Nodes are registered by the lab."""
+    _seed_node(run)
+    rogue = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "rogue"},
+        "spec": {"podCIDR": "93.184.216.0/24"},
+    }
+    result = run("apply", "-f", "-", input=yaml.safe_dump(rogue))
+    assert result.exit_code != 0 and "registered by the lab" in result.output
+    with Store(run.store) as store:
+        assert store.get("Node", "", "rogue") is None
+
+
+def test_apply_cannot_change_a_nodes_pod_cidr_and_keeps_it_when_omitted(run) -> None:
+    seeded = _seed_node(run)
+    name = seeded["metadata"]["name"]
+    moved = _user_node(seeded, None)
+    moved["spec"] = {"podCIDR": "93.184.216.0/24", "podCIDRs": ["93.184.216.0/24"]}
+    result = run("apply", "-f", "-", input=yaml.safe_dump(moved))
+    assert result.exit_code != 0 and "immutable" in result.output
+    labelled = _user_node(seeded, None)
+    labelled["spec"] = {}
+    labelled["metadata"]["labels"] = {"zone": "a"}
+    result = run("apply", "-f", "-", input=yaml.safe_dump(labelled))
+    assert result.exit_code == 0, result.output
+    node = _stored_node(run, name)
+    assert node.spec.pod_cidr == seeded["spec"]["podCIDR"]
+    assert node.metadata.labels.get("zone") == "a"
