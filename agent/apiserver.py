@@ -6,11 +6,11 @@ all-or-nothing: one invalid object and nothing is stored.
 
 `status` is a subresource: admission drops whatever status a user sends (the store keeps the
 stored one on update and starts without one on create), so only controllers, the kubelet and
-node agents write it, through ``Store.update_status``. Likewise the datapath-driving
-annotations in ``RESERVED_ANNOTATIONS`` (a Node's waypoint address) are Tulle's alone, and
-Nodes are registered by the lab: apply edits their labels, never creates one or moves its
-pod CIDR. Gateway addresses count as allocated ClusterIPs.
-Objects over the 1.5 MiB limit are refused by name before they are converted.
+node agents write it, through ``Store.update_status``. Nodes are registered by the lab:
+apply edits their labels and annotations, never creates one or moves its pod CIDR (which
+decides the node's waypoint address and node identity). Gateway addresses count as
+allocated ClusterIPs. Objects over the 1.5 MiB limit are refused by name before they are
+converted.
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ def admit(store: Store, docs: Sequence[tuple[str, dict[str, Any]]]) -> list[dict
         except ConversionError as err:
             errors.append(f"{source}: {err}")
     errors += _check_namespaces(store, admitted)
-    errors += _keep_reserved_annotations(store, admitted)
     errors += _guard_nodes(store, admitted)
     if not errors:
         errors += _assign_cluster_ips(store, admitted)
@@ -62,41 +61,15 @@ def admit(store: Store, docs: Sequence[tuple[str, dict[str, Any]]]) -> list[dict
     return admitted
 
 
-RESERVED_ANNOTATIONS = frozenset({"tulle.io/waypoint"})
-"""Annotations that drive the datapath (a Node's waypoint address decides where the node's
-L7 connections go and which address carries waypoint identity). Tulle writes them when the
-lab is seeded; ``apply`` can neither set nor change them, and an apply that omits them keeps
-the stored value, as it keeps status."""
-
-
-def _keep_reserved_annotations(store: Store, objs: Sequence[dict[str, Any]]) -> list[str]:
-    errors = []
-    for obj in objs:
-        meta = obj["metadata"]
-        stored = store.get(obj["kind"], meta.get("namespace") or "", meta["name"])
-        owned = ((stored or {}).get("metadata") or {}).get("annotations") or {}
-        annotations = dict(meta.get("annotations") or {})
-        for key in RESERVED_ANNOTATIONS:
-            if key in annotations and annotations[key] != owned.get(key):
-                errors.append(
-                    f"{describe(obj)}: metadata.annotations[{key!r}]: is set by Tulle, not "
-                    "by apply (it decides where the node's L7 traffic goes)"
-                )
-            elif key in owned:
-                annotations[key] = owned[key]
-        if annotations:
-            meta["annotations"] = annotations
-    return errors
-
-
 _NODE_CIDR_FIELDS = ("podCIDR", "podCIDRs")
 
 
 def _guard_nodes(store: Store, objs: Sequence[dict[str, Any]]) -> list[str]:
     """Nodes are registered by the lab, as kubelets register themselves; apply may edit
-    their labels and annotations but not create one nor move its pod CIDR, whose first
-    address the datapath gives node (host or remote-node) identity. An omitted pod CIDR
-    keeps the stored one (Kubernetes: podCIDR may only be set once)."""
+    their labels and annotations but not create one nor move its pod CIDR, which decides
+    the node's waypoint address (where its L7 connections go, which address has waypoint
+    identity) and gives its first address node (host or remote-node) identity. An
+    omitted pod CIDR keeps the stored one (Kubernetes: podCIDR may only be set once)."""
     errors = []
     for obj in objs:
         if obj["kind"] != "Node":

@@ -7,6 +7,7 @@ and reports health.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import signal
@@ -45,10 +46,15 @@ class AgentConfig:
     health_file: str | None = None
     pin_dir: str | None = None  # None: no datapath (watch and report only)
     observer_socket: str | None = None
+    # TCP listeners bind the node netns's loopback by default: every pod routes to every
+    # other node address (the kernel accepts a local address on any interface), so binding
+    # the node IP only helps behind a host firewall (ARCHITECTURE.md, "Exposure").
+    observer_host: str = "127.0.0.1"
     observer_port: int = 4244  # Hubble's per-node port
-    metrics_address: str | None = ":9965"  # Prometheus (Hubble's port); None: off
+    metrics_address: str | None = "127.0.0.1:9965"  # Prometheus (Hubble's port); None: off
     l7_intake: str | None = None  # unix socket where the node's waypoint hands over L7 flows
     flow_capacity: int = 65_535
+    waypoint: str | None = None  # "ip:port" of this node's waypoint (L7 redirect target)
 
 
 class Agent:
@@ -198,7 +204,9 @@ def run(config: AgentConfig) -> int:
             from agent.datapath.programs import load_datapath
 
             started = time.monotonic()
-            agent.datapath = DatapathController(node, load_datapath(Path(config.pin_dir)), ingest)
+            agent.datapath = DatapathController(
+                node, load_datapath(Path(config.pin_dir)), ingest, _waypoint(config.waypoint)
+            )
             if registry is not None:
                 MapFillCollector(agent.datapath.map_fill, registry)
             log.info(
@@ -242,11 +250,27 @@ def run(config: AgentConfig) -> int:
     return 0
 
 
+def _waypoint(text: str | None) -> tuple[ipaddress.IPv4Address, int] | None:
+    if not text:
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SystemExit(f"--waypoint {text!r}: expected IPv4:PORT")
+    try:
+        return ipaddress.IPv4Address(host), int(port)
+    except ValueError:
+        raise SystemExit(f"--waypoint {text!r}: {host!r} is not an IPv4 address") from None
+
+
 def _metrics(config: AgentConfig) -> tuple[CollectorRegistry | None, FlowMetrics | None]:
     if not config.metrics_address:
         return None, None
     registry = CollectorRegistry()
     return registry, FlowMetrics(MetricsConfig(), registry)
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _start_observer(ring: FlowRing, config: AgentConfig) -> Any:
@@ -257,7 +281,7 @@ def _start_observer(ring: FlowRing, config: AgentConfig) -> Any:
     server = ObserverServer(
         ring,
         config.node,
-        tcp_address=f"0.0.0.0:{config.observer_port}",
+        tcp_address=f"{_host(config.observer_host)}:{config.observer_port}",
         unix_socket=config.observer_socket,
     )
     return server.start()

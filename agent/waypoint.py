@@ -3,7 +3,10 @@
 The waypoint watches the store like the agent does, compiles route tables with the route
 engine, resolves Service backends with the datapath's own service plan (one readiness rule
 for L4 and L7), learns each redirected connection's original destination from the pinned
-l7_orig_dst_v1 map, and hands every request's flow to the node agent.
+l7_orig_dst_v1 map, judges NetworkPolicy on the client's identity for the backend each
+request is routed to (agent/datapath/policy_waypoint.py), opens backend connections from
+its own address with the waypoint mark (bpf/lib/redirect.h), and hands every request's
+flow to the node agent.
 """
 
 from __future__ import annotations
@@ -12,28 +15,38 @@ import asyncio
 import ipaddress
 import logging
 import signal
+import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.datapath.origdst import OriginalDestinations
+from agent.datapath.origdst import WAYPOINT_MARK, OriginalDestinations
+from agent.datapath.policy_waypoint import ConnectionPolicy, connection_policy
 from agent.datapath.services import plan_services
 from agent.flows.l7intake import FlowForwarder
+from agent.metrics.server import parse_address
 from agent.model.cache import ModelCache
 from agent.model.core import EndpointSlice, Service
 from agent.model.gateway import Gateway
 from agent.store import Store
 from agent.store.informer import Cache, list_then_watch
 from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
+from l7proxy.flows import FlowLossCollector
 from l7proxy.routing import GatewayParent, RouteCompiler, RouteTables, RoutingInputs
 from l7proxy.server import WaypointServer
+from l7proxy.upstream import Connector, P
 
 log = logging.getLogger("tulle.waypoint")
 METRICS_PORT = 9966  # agent/metrics: the agent serves 9965, its waypoint 9966
+# Loopback of the node's netns: pods route to every other node address (see ARCHITECTURE).
+METRICS_ADDRESS = f"127.0.0.1:{METRICS_PORT}"
 Address = tuple[str, int]
 Certificates = dict[tuple[str, str], tuple[bytes, bytes]]
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 KINDS = (
+    "Pod",
+    "NetworkPolicy",
     "HTTPRoute",
     "Gateway",
     "GatewayClass",
@@ -68,6 +81,58 @@ def gateway_parents(gateways: Sequence[Gateway]) -> dict[Address, GatewayParent]
     return out
 
 
+class PolicyGate:
+    """``WaypointConfig.admits`` and ``client_namespace``: the current ConnectionPolicy
+    (every pod's policy, identity and namespace), swapped on every change."""
+
+    def __init__(self, policy: ConnectionPolicy) -> None:
+        self.swap(policy)
+
+    def swap(self, policy: ConnectionPolicy) -> None:
+        self.policy = policy
+        self._verdicts: dict[tuple[str, Address], bool] = {}
+
+    def namespace_of(self, ip: str) -> str | None:
+        return self.policy.namespaces.get(ip)
+
+    def __call__(self, client: Address, backend: Address) -> bool:
+        key = (client[0], backend)  # the client's port never matters
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            if len(self._verdicts) > 65536:
+                self._verdicts.clear()
+            verdict = self._verdicts[key] = self.policy.allows(client, backend)
+        return verdict
+
+
+class WaypointConnector(Connector):
+    """Backend connections from the waypoint's own address, marked as the waypoint's: the
+    kernel admits the waypoint identity only with the mark (SO_MARK needs CAP_NET_ADMIN, so
+    another process binding the address gets none), and a remote node sees the waypoint
+    address, whose identity its ingress check trusts (ARCHITECTURE.md)."""
+
+    def __init__(self, source: str, mark: int, *, connect_timeout: float) -> None:
+        super().__init__(connect_timeout=connect_timeout)
+        self.source = source
+        self.mark = mark
+
+    async def open(
+        self, address: Address, factory: Callable[[], P]
+    ) -> tuple[asyncio.BaseTransport, P]:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, self.mark)
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((self.source, 0))
+            sock.setblocking(False)
+            await loop.sock_connect(sock, address)
+        except BaseException:
+            sock.close()
+            raise
+        return await loop.create_connection(factory, sock=sock)
+
+
 class ClusterFeed:
     """Typed objects from the store cache, recompiled into routing state on change."""
 
@@ -85,7 +150,9 @@ class ClusterFeed:
 
     def snapshot(
         self,
-    ) -> tuple[RouteTables, StaticEndpoints, dict[Address, GatewayParent], Certificates]:
+    ) -> tuple[
+        RouteTables, StaticEndpoints, dict[Address, GatewayParent], Certificates, ConnectionPolicy
+    ]:
         with self.lock:
             objs = [o for o in self.cache.objects.values() if o.get("kind") in KINDS]
         typed: dict[str, list[Any]] = {}
@@ -105,10 +172,15 @@ class ClusterFeed:
         )
         endpoints = StaticEndpoints(endpoint_map(services, typed.get("EndpointSlice", [])))
         certificates = tls_certificates(typed.get("Secret", []))
-        return tables, endpoints, gateway_parents(typed.get("Gateway", [])), certificates
+        policy = connection_policy(
+            typed.get("Pod", []), typed.get("Namespace", []), typed.get("NetworkPolicy", [])
+        )
+        gateways = gateway_parents(typed.get("Gateway", []))
+        return tables, endpoints, gateways, certificates, policy
 
 
-async def serve(node: str, store: Store, pin_dir: Path, listen: Address, intake: Path) -> None:
+async def serve(node: str, store: Store, pin_dir: Path, listen: Address, intake: Path,
+                metrics: Address = ("127.0.0.1", METRICS_PORT)) -> None:
     feed = ClusterFeed()
     stop = threading.Event()
     threading.Thread(
@@ -116,7 +188,8 @@ async def serve(node: str, store: Store, pin_dir: Path, listen: Address, intake:
     ).start()
     while not feed.cache.synced:
         await asyncio.sleep(0.05)
-    tables, endpoints, gateways, certificates = feed.snapshot()
+    tables, endpoints, gateways, certificates, policy = feed.snapshot()
+    gate = PolicyGate(policy)
     origins = OriginalDestinations(pin_dir)
     state: dict[str, Mapping[Address, GatewayParent]] = {"gateways": gateways}
 
@@ -134,10 +207,17 @@ async def serve(node: str, store: Store, pin_dir: Path, listen: Address, intake:
         node_name=node,
         original_destination=original_destination,
         certificates=certificates,
+        admits=gate,
+        client_namespace=gate.namespace_of,
     )
-    server = WaypointServer(config, flow_sink=FlowForwarder(intake))
+    connector = WaypointConnector(
+        listen[0], WAYPOINT_MARK, connect_timeout=config.limits.connect_timeout
+    )
+    forwarder = FlowForwarder(intake)
+    server = WaypointServer(config, flow_sink=forwarder, connector=connector)
+    server.metrics.registry.register(FlowLossCollector(server.flows))
     await server.start(reuse_port=False)
-    server.metrics.serve("0.0.0.0", METRICS_PORT)
+    server.metrics.serve(*metrics)
     log.info("waypoint for %s listening on %s:%d", node, *listen)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -146,7 +226,8 @@ async def serve(node: str, store: Store, pin_dir: Path, listen: Address, intake:
     while not done.is_set():
         if feed.changed.is_set():
             feed.changed.clear()
-            tables, endpoints, state["gateways"], certificates = feed.snapshot()
+            tables, endpoints, state["gateways"], certificates, policy = feed.snapshot()
+            gate.swap(policy)
             server.update(tables, endpoints, certificates)
         try:
             await asyncio.wait_for(done.wait(), timeout=0.05)
@@ -154,15 +235,18 @@ async def serve(node: str, store: Store, pin_dir: Path, listen: Address, intake:
             pass
     stop.set()
     await server.close()
+    forwarder.close()
     origins.close()
 
 
-def run(node: str, store_file: str, pin_dir: str, listen: str, intake: str) -> int:
+def run(node: str, store_file: str, pin_dir: str, listen: str, intake: str,
+        metrics_address: str = METRICS_ADDRESS) -> int:
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s waypoint {node} %(levelname)s %(message)s"
     )
     host, _, port = listen.rpartition(":")
     ipaddress.ip_address(host)
+    metrics = parse_address(metrics_address, METRICS_PORT)
     with Store(store_file) as store:
-        asyncio.run(serve(node, store, Path(pin_dir), (host, int(port)), Path(intake)))
+        asyncio.run(serve(node, store, Path(pin_dir), (host, int(port)), Path(intake), metrics))
     return 0

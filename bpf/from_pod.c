@@ -15,9 +15,11 @@
 #include "redirect.h"
 #include "events.h"
 
-/* Returns 0 after translating (or when the packet is not for a service), else a drop reason. */
+/* Returns 0 after translating (or when the packet is not for a service), else a drop reason.
+ * *redirected becomes 1 when this packet was sent to the waypoint. */
 static __always_inline int translate_service(struct __sk_buff *skb, struct pkt *p,
-					     struct ct_entry *new_ct, __u32 client_identity)
+					     struct ct_entry *new_ct, __u32 client_identity,
+					     int *redirected)
 {
 	struct lb_key svc_key;
 	struct lb_service *svc = lb_lookup_service(&p->tuple, &svc_key);
@@ -33,9 +35,11 @@ static __always_inline int translate_service(struct __sk_buff *skb, struct pkt *
 		backend.port = svc_ct->backend_port;
 		svc_ct->last_seen_ns = bpf_ktime_get_ns();
 	} else {
-		if ((svc->flags & LB_F_L7) && waypoint_target(&backend.addr, &backend.port)) {
+		if (l7_wanted(svc->flags & LB_F_L7, svc->flags & LB_F_L7_CLIENTS, &p->tuple) &&
+		    waypoint_target(&backend.addr, &backend.port)) {
 			/* L7 needs (HTTPRoute, Gateway): the waypoint picks the backend. */
 			redirect_record(&p->tuple, client_identity);
+			*redirected = 1;
 		} else if (lb_select_backend(&svc_key, svc, &p->tuple, &backend) != 0) {
 			return DROP_NO_SERVICE;
 		}
@@ -57,6 +61,7 @@ int tulle_from_pod(struct __sk_buff *skb)
 	struct ct_entry new_ct = {};
 	struct tuple4 reply;
 	__u32 ep_ip, ep_id, ep_flags, dst_id;
+	int redirected = 0;
 	int ret = parse_packet(skb, &p);
 
 	if (ret == PARSE_NOT_IPV4)
@@ -75,7 +80,7 @@ int tulle_from_pod(struct __sk_buff *skb)
 		return drop_flow(skb, &p, DROP_FRAG_NOT_SUPPORTED, OBS_FROM_ENDPOINT, DIR_EGRESS,
 				 ep_id, 0);
 
-	ret = translate_service(skb, &p, &new_ct, ep_id);
+	ret = translate_service(skb, &p, &new_ct, ep_id, &redirected);
 	if (ret == DROP_NO_SERVICE) {
 		/* Let the node's unreachable route for the service range answer with ICMP, so
 		 * the client fails at once; the flow records why. */
@@ -102,12 +107,19 @@ int tulle_from_pod(struct __sk_buff *skb)
 	}
 
 	dst_id = identity_of(p.tuple.daddr);
-	/* The waypoint is part of the node: reaching it is like reaching the host. */
-	if ((ep_flags & EP_F_EGRESS_ENFORCED) && dst_id != IDENTITY_WAYPOINT &&
-	    !policy_allows(ep_ip, DIR_EGRESS, p.tuple.daddr, dst_id, p.tuple.proto,
-			   bpf_ntohs(p.tuple.dport)))
+	if (dst_id == IDENTITY_WAYPOINT) {
+		/* Any node's waypoint is reached only through the redirect above, which records
+		 * the original destination: the waypoint judges this pod's egress policy against
+		 * the backend its route picks (ARCHITECTURE.md, "Policy through the waypoint"). */
+		if (!redirected)
+			return drop_flow(skb, &p, DROP_WAYPOINT_NOT_REDIRECTED, OBS_FROM_ENDPOINT,
+					 DIR_EGRESS, ep_id, dst_id);
+	} else if ((ep_flags & EP_F_EGRESS_ENFORCED) &&
+		   !policy_allows(ep_ip, DIR_EGRESS, p.tuple.daddr, dst_id, p.tuple.proto,
+				  bpf_ntohs(p.tuple.dport))) {
 		return drop_flow(skb, &p, DROP_POLICY_DENIED, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id,
 				 dst_id);
+	}
 
 	new_ct.src_identity = ep_id;
 	new_ct.dst_identity = dst_id;

@@ -11,6 +11,7 @@
 #include "conntrack.h"
 #include "policy.h"
 #include "lb.h"
+#include "redirect.h"
 #include "events.h"
 
 int tulle_to_pod(struct __sk_buff *skb)
@@ -62,8 +63,12 @@ int tulle_to_pod(struct __sk_buff *skb)
 	}
 
 	src_id = identity_of(p.tuple.saddr);
+	/* Another local process bound this node's waypoint address: it is nobody in particular. */
+	if (src_id == IDENTITY_WAYPOINT && !waypoint_sent(skb, p.tuple.saddr))
+		src_id = IDENTITY_WORLD;
 	/* The node itself (kubelet-style health checks) is always let in, as in Kubernetes, and
-	 * so is the node's waypoint, which enforces L7 policy for what it forwards. */
+	 * so is a waypoint: it judged the client's egress and this pod's ingress policy on the
+	 * client's identity before forwarding (ARCHITECTURE.md, "Policy through the waypoint"). */
 	if ((ep_flags & EP_F_INGRESS_ENFORCED) && src_id != IDENTITY_HOST &&
 	    src_id != IDENTITY_WAYPOINT &&
 	    !policy_allows(ep_ip, DIR_INGRESS, p.tuple.saddr, src_id, p.tuple.proto,

@@ -44,6 +44,9 @@ EndpointResolver = Callable[[BackendTarget], Sequence[Address]]
 """(namespace, service, port) -> the endpoints (ip, port) to send to; empty: 503."""
 
 OriginalDestination = Callable[[Address], "Address | Parent | None"]
+Admission = Callable[[Address, Address], bool]
+"""NetworkPolicy for a proxied request: may this client (ip, port) reach this backend
+endpoint (ip, port)? Judged as the kernel judges a direct connection (agent/waypoint.py)."""
 
 CONFIG_KIND = "WaypointConfig"
 
@@ -86,6 +89,26 @@ class Limits:
     write_timeout: float = 60.0
     """A client that has read nothing for this long while responses wait for it (the
     transport paused its writers) is closed."""
+    h2_max_concurrent_streams: int = 100
+    """HTTP/2 streams a client may have open (advertised; one more is a connection error)."""
+    h2_window: int = 1 << 20
+    """HTTP/2 receive window per stream and for the connection (at least 65,535): the
+    most request body a client can have sent that the waypoint has not yet passed on."""
+    h2_budget_period: float = 10.0
+    h2_max_resets: int = 200
+    h2_max_pings: int = 100
+    h2_max_settings: int = 100
+    """RST_STREAM, PING and SETTINGS frames a client may send per ``h2_budget_period``
+    (a token bucket); over it: GOAWAY(ENHANCE_YOUR_CALM) and close."""
+    h2_max_write_buffer: int = 4 * 1024 * 1024
+    """Bytes queued toward an HTTP/2 client beyond which the connection is closed."""
+    h2_stream_timeout: float = 300.0
+    """An HTTP/2 stream waiting on its client (request body not arriving though the
+    window is open, or response not read) with no byte moving either way this long is
+    reset. Envoy's stream idle default; long enough for quiet gRPC streams."""
+    h2_max_kept_bodies: int = 4 * 1024 * 1024
+    """Request body bytes one HTTP/2 connection may keep for retries and mirrors across
+    its streams; a stream that would pass it streams its body without a copy (no retry)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +149,15 @@ class WaypointConfig:
     original_destination: OriginalDestination | None = None
     """Transparent redirection that rewrites the destination (Tulle's datapath DNATs to the
     waypoint): the client's (ip, port) -> the address it asked for, or the Gateway listener
-    it reached. Called once per connection; None keeps the socket's local address."""
+    it reached. Called once per connection; None keeps the socket's local address.
+    When set, a connection it knows nothing of was not redirected by the datapath: it is
+    refused (reset) and recorded, and the Host header never chooses a parent."""
+    client_namespace: Callable[[str], str | None] | None = None
+    """The namespace of the pod at a client address: it selects GAMMA consumer routes
+    (routes in the client's namespace whose parent is another namespace's Service)."""
+    admits: Admission | None = None
+    """NetworkPolicy on the client's identity: endpoints it denies are never picked; a
+    request with no admitted endpoint is answered 403 (POLICY_DENIED). None: no policy."""
     certificates: Mapping[tuple[str, str], tuple[bytes, bytes]] = field(default_factory=dict)
     """``kubernetes.io/tls`` Secrets by (namespace, name): (tls.crt, tls.key) PEM, for
     the HTTPS listeners whose certificateRefs name them (``tls.py``)."""

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import cast
+
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from agent.flows.flow import Flow
 from agent.flows.l7record import L7FlowBuilder, L7Record
@@ -68,6 +71,12 @@ class FlowRecorder:
             pending = pending[-self.max_pending :]
         self.send(pending)
 
+    def losses(self) -> dict[str, int]:
+        """Records dropped so far by reason: here (``pending_overflow``) and in the sink, if
+        it counts its own (the agent forwarder does: ``agent_backlog``, ``agent_unavailable``)."""
+        counts = getattr(self.sink, "losses", None)
+        return {"pending_overflow": self.lost, **(counts() if callable(counts) else {})}
+
     def send(self, records: Sequence[L7Record]) -> None:
         """Hand `records` to the sink now: as they are, or as flows for a flow sink."""
         if self.sink is None:
@@ -77,6 +86,23 @@ class FlowRecorder:
         else:
             cast(FlowSink, self.sink)([self._builder.flow(r) for r in records])
 
+
+class FlowLossCollector(Collector):
+    """``tulle_waypoint_flows_dropped_total{reason}``: L7 flow records the waypoint dropped
+    rather than wait for the agent (read at scrape time, nothing on the hot path)."""
+
+    def __init__(self, recorder: FlowRecorder) -> None:
+        self.recorder = recorder
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "tulle_waypoint_flows_dropped",
+            "L7 flow records dropped before reaching the node agent, by reason",
+            labels=["reason"],
+        )
+        for reason, count in self.recorder.losses().items():
+            family.add_metric([reason], count)
+        yield family
 
 
 def now_ns() -> int:

@@ -92,6 +92,11 @@ class Http1Connection(asyncio.Protocol):
         resolve = self.server.config.original_destination
         if resolve is not None:
             original = resolve(self.client)
+            if original is None:  # not redirected by the datapath: nothing to serve
+                self.mode = "closed"
+                self.proxy.refuse(self.client, self.local_addr, "WAYPOINT_NOT_REDIRECTED")
+                self.transport.abort()
+                return
             if isinstance(original, GatewayParent | ServiceParent):
                 self.parent = original
             elif original is not None:
@@ -397,8 +402,8 @@ class Http1Connection(asyncio.Protocol):
         or when the client stopped reading."""
         mode = self.mode
         if mode == "h2":
-            if self.h2 is not None and not self.h2.streams and now - self.idle_since > idle_timeout:
-                self._close()
+            if self.h2 is not None:
+                self.h2.check(now, idle_timeout)  # idle, and streams stalled on the client
             return
         limits = self.server.config.limits
         if self.writes_paused_since and now - self.writes_paused_since > limits.write_timeout:

@@ -5,6 +5,14 @@
 - ``h2up.H2Upstreams``: one multiplexed h2c connection per backend endpoint, for
   backends marked ``h2c`` and for gRPC requests (trailers pass through both ways).
 
+Resource limits (``config.Limits.h2_*``): request heads are checked (``h2head``) before
+they become a request line; at most ``h2_max_concurrent_streams`` streams; request body
+bytes are acknowledged (WINDOW_UPDATE) only once passed on, so a client can have at most
+``h2_window`` bytes parked here; responses pause their source while the client's window
+or socket is full, and more than ``h2_max_write_buffer`` queued bytes close the
+connection; RST_STREAM, PING and SETTINGS are budgeted (``h2limits``); a stream waiting
+on its client for ``h2_stream_timeout`` is reset.
+
 Not done: h2 over TLS (ALPN), extended CONNECT (WebSocket over h2), server push, and
 h2c upgrade from HTTP/1.1 (``Upgrade: h2c``), which clients rarely use.
 """
@@ -21,161 +29,76 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
-from h2.settings import SettingCodes
+from h2.settings import SettingCodes, Settings
 
+from l7proxy import h2limits
 from l7proxy.exchange import Exchange, RawHeaders, RequestBody
 from l7proxy.flows import now_ns
+from l7proxy.h2head import Malformed, Unsupported, parse_request
+from l7proxy.h2stream import H2Stream
 from l7proxy.http.parser import BodyKind
-from l7proxy.upstream import UpstreamFailure
 
 if TYPE_CHECKING:
     from l7proxy.h1 import Http1Connection
     from l7proxy.proxy import Proxy
 
 log = logging.getLogger("tulle.waypoint")
-DROP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"upgrade",
-        b"host",
-        b"content-length",
-    }
-)
-WINDOW = 1 << 20
-
-
-class Sender:
-    """Outbound DATA for one stream, paced by HTTP/2 flow control."""
-
-    __slots__ = ("conn", "stream_id", "buffer", "ending", "trailers", "closed")
-
-    def __init__(self, conn: h2.connection.H2Connection, stream_id: int) -> None:
-        self.conn: h2.connection.H2Connection = conn
-        self.stream_id = stream_id
-        self.buffer = bytearray()
-        self.ending = False
-        self.trailers: RawHeaders | None = None
-        self.closed = False
-
-    def flush(self) -> None:
-        conn, sid = self.conn, self.stream_id
-        if self.closed:
-            return
-        try:
-            while self.buffer:
-                size = min(
-                    conn.local_flow_control_window(sid),
-                    conn.max_outbound_frame_size,
-                    len(self.buffer),
-                )
-                if size <= 0:
-                    return
-                conn.send_data(sid, bytes(self.buffer[:size]))
-                del self.buffer[:size]
-            if self.ending:
-                self.closed = True
-                if self.trailers:
-                    conn.send_headers(sid, self.trailers, end_stream=True)
-                else:
-                    conn.send_data(sid, b"", end_stream=True)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            self.closed = True
-
-
-class _Stream:
-    """One client stream: the ``Downstream`` of its exchange."""
-
-    protocol = "HTTP/2"
-
-    def __init__(self, front: H2Frontend, stream_id: int, body: RequestBody) -> None:
-        self.front = front
-        self.stream_id = stream_id
-        self.body = body
-        self.scheme = front.conn.scheme
-        self.started = False
-        self.sender = Sender(front.h2, stream_id)
-        self.task: asyncio.Task[None] | None = None
-        self.pause_cb: Callable[[], None] | None = None
-
-    def local(self, status: int, headers: RawHeaders, body: bytes, *, close: bool = False) -> None:
-        self.head(status, b"", list(headers), BodyKind.LENGTH, len(body))
-        self.data(body)
-        self.end()
-
-    def head(
-        self,
-        status: int,
-        reason: bytes,
-        headers: RawHeaders,
-        body: BodyKind | None,
-        length: int | None,
-    ) -> None:
-        out = [(b":status", b"%d" % status)]
-        out += [(n.lower(), v) for n, v in headers if n.lower() not in DROP]
-        if length is not None and body is not None:
-            out.append((b"content-length", b"%d" % length))
-        self.started = True
-        self.front.send_headers(self.stream_id, out, end_stream=False)
-
-    def flush(self) -> None:
-        pass
-
-    def data(self, data: bytes) -> None:
-        self.sender.buffer += data
-        self.sender.flush()
-        if self.sender.buffer and self.pause_cb is not None and len(self.sender.buffer) > WINDOW:
-            self.pause_cb()
-        self.front.flush()
-
-    def end(self, trailers: RawHeaders | None = None) -> None:
-        self.sender.ending = True
-        if trailers:
-            self.sender.trailers = [(n.lower(), v) for n, v in trailers]
-        self.sender.flush()
-        self.front.flush()
-
-    def abort(self) -> None:
-        self.front.reset(self.stream_id)
-
-    def continue_(self) -> None:
-        pass
-
-    def tunnel(
-        self,
-        write_upstream: Callable[[bytes], None],
-        close_upstream: Callable[[], None],
-    ) -> Callable[[bytes], None]:
-        raise UpstreamFailure("Upgrade over HTTP/2 is not supported", sent=True)
-
-    def pause_source(
-        self, pause: Callable[[], None] | None, resume: Callable[[], None] | None
-    ) -> None:
-        self.pause_cb = pause
-        self.front.resumers[self.stream_id] = resume
+Codes = h2.errors.ErrorCodes
+MIN_WINDOW = 65_535  # a smaller window could not apply before the client's SETTINGS ACK
+LINGER = 2.0  # seconds a connection closed with GOAWAY keeps discarding input
 
 
 class H2Frontend(asyncio.Protocol):
     def __init__(self, conn: Http1Connection) -> None:
         self.conn = conn
         self.proxy: Proxy = conn.proxy
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
-        self.h2: h2.connection.H2Connection = h2.connection.H2Connection(config=config)
-        self.h2.initiate_connection()
-        self.h2.update_settings(
-            {SettingCodes.INITIAL_WINDOW_SIZE: WINDOW, SettingCodes.MAX_CONCURRENT_STREAMS: 256}
+        self.limits = limits = self.proxy.limits
+        self.stats = self.proxy.h2.stats  # type: ignore[attr-defined]
+        self.window = max(limits.h2_window, MIN_WINDOW)
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding=None, validate_inbound_headers=False
         )
-        self.h2.increment_flow_control_window(WINDOW)
-        self.streams: dict[int, _Stream] = {}
+        self.h2: h2.connection.H2Connection = h2.connection.H2Connection(config=config)
+        # In force from the first SETTINGS frame (h2 would apply updates only on ACK).
+        self.h2.local_settings = Settings(
+            client=False,
+            initial_values={
+                SettingCodes.MAX_CONCURRENT_STREAMS: limits.h2_max_concurrent_streams,
+                SettingCodes.INITIAL_WINDOW_SIZE: self.window,
+                SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_bytes,
+            },
+        )
+        self.h2.decoder.max_header_list_size = limits.max_header_bytes
+        self.h2.initiate_connection()
+        if self.window > MIN_WINDOW:
+            self.h2.increment_flow_control_window(self.window - MIN_WINDOW)
+        self.streams: dict[int, H2Stream] = {}
+        self.draining: dict[int, H2Stream] = {}
+        """Exchanges done whose last response bytes wait for the client's window."""
+        self.kept = 0
+        """Request body bytes kept for retries across the streams (``h2_max_kept_bodies``)."""
         self.resumers: dict[int, Callable[[], None] | None] = {}
+        now = asyncio.get_running_loop().time()
+        period = limits.h2_budget_period
+        self.frames = h2limits.FrameCounter()
+        self.resets = h2limits.Budget(limits.h2_max_resets, period, now)
+        self.pings = h2limits.Budget(limits.h2_max_pings, period, now)
+        self.settings = h2limits.Budget(limits.h2_max_settings, period, now)
+        self.writable = True
+        self.closed = False
+        self.shut = False  # our side sent FIN (lingering close)
+        conn.pause_source(self._write_paused, self._write_resumed)
         self.flush()
+
+    # --- output ---------------------------------------------------------------------------
 
     def flush(self) -> None:
         data = self.h2.data_to_send()
-        if data and self.conn.transport is not None and self.conn.mode != "closed":
-            self.conn.transport.write(data)
+        transport = self.conn.transport
+        if data and transport is not None and self.conn.mode != "closed" and not self.shut:
+            transport.write(data)
+            if transport.get_write_buffer_size() > self.limits.h2_max_write_buffer:
+                self._give_up(h2limits.WRITE_BUFFER, "client does not read its responses")
 
     def send_headers(self, stream_id: int, headers: RawHeaders, *, end_stream: bool) -> None:
         try:
@@ -184,82 +107,153 @@ class H2Frontend(asyncio.Protocol):
             pass
         self.flush()
 
-    def reset(self, stream_id: int) -> None:
+    def reset(self, stream_id: int, code: Codes = Codes.INTERNAL_ERROR) -> None:
         try:
-            self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            self.h2.reset_stream(stream_id, code)
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             pass
         self.flush()
 
+    def ack(self, count: int, stream_id: int) -> None:
+        """Reopen the window for ``count`` bytes passed on (or dropped)."""
+        try:
+            self.h2.acknowledge_received_data(count, stream_id)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            pass
+
+    def _write_paused(self) -> None:
+        self.writable = False
+
+    def _write_resumed(self) -> None:
+        self.writable = True
+        self._window(0)
+        self.flush()
+
+    # --- input ----------------------------------------------------------------------------
+
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        now = asyncio.get_running_loop().time()
+        resets, pings, settings = self.frames.feed(data)
+        limits = self.limits
+        for budget, count, reason, limit, what in (
+            (self.resets, resets, h2limits.RESET_FLOOD, limits.h2_max_resets, "RST_STREAM"),
+            (self.pings, pings, h2limits.PING_FLOOD, limits.h2_max_pings, "PING"),
+            (self.settings, settings, h2limits.SETTINGS_FLOOD, limits.h2_max_settings, "SETTINGS"),
+        ):
+            if not budget.spend(count, now):
+                self._calm(reason, f"over {limit} {what} frames per {limits.h2_budget_period:g}s")
+                return
         try:
             events = self.h2.receive_data(data)
-        except h2.exceptions.ProtocolError:
-            self.flush()
-            self.conn._close()
+        except h2.exceptions.TooManyStreamsError as exc:
+            self._give_up(h2limits.TOO_MANY_STREAMS, str(exc))
+            return
+        except h2.exceptions.ProtocolError as exc:
+            self._give_up(h2limits.PROTOCOL_ERROR, str(exc))
             return
         for event in events:
+            if self.closed:
+                return  # a limit closed the connection while handling this read
             if isinstance(event, h2.events.RequestReceived):
                 self._request(event.stream_id, event.headers or [], bool(event.stream_ended))
             elif isinstance(event, h2.events.DataReceived):
-                stream = self.streams.get(event.stream_id)
-                if event.flow_controlled_length:
-                    self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-                if stream is not None and event.data:
-                    stream.body.feed(event.data)
+                self._data(event.stream_id, event.data or b"", event.flow_controlled_length or 0)
             elif isinstance(event, h2.events.StreamEnded):
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
                     stream.body.end()
             elif isinstance(event, h2.events.StreamReset):
                 stream = self.streams.pop(event.stream_id, None)
-                if stream is not None and stream.task is not None:
-                    stream.task.cancel()
+                self.draining.pop(event.stream_id, None)
+                if stream is not None:
+                    stream.sender.closed = True
+                    if stream.task is not None:
+                        stream.task.cancel()  # the exchange resets or aborts its upstream
             elif isinstance(event, h2.events.WindowUpdated):
                 self._window(event.stream_id)
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self.conn._close()
         self.flush()
 
+    def _data(self, stream_id: int, data: bytes, flow_controlled: int) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            self.ack(flow_controlled, stream_id)  # answered already: drop, keep the window
+            return
+        if data:
+            body = stream.body
+            body.feed(data)  # passed on, or kept (which may hold the stream)
+            if body.kept:
+                stream.kept += len(data)
+                self.kept += len(data)
+                if self.kept > self.limits.h2_max_kept_bodies and body.sink is not None:
+                    body.kept, body.chunks = False, []  # already passed on: no retry copy
+                    self._unkeep(stream)
+            elif stream.kept:
+                self._unkeep(stream)
+        if stream.held:
+            stream.unacked += flow_controlled
+        elif flow_controlled:
+            self.ack(flow_controlled, stream_id)
+
+    def _unkeep(self, stream: H2Stream) -> None:
+        self.kept -= stream.kept
+        stream.kept = 0
+
     def _window(self, stream_id: int) -> None:
-        targets = (
-            list(self.streams.values())
-            if stream_id == 0
-            else [s for s in (self.streams.get(stream_id),) if s is not None]
-        )
+        if not self.writable:
+            return
+        if stream_id == 0:
+            targets = [*self.streams.values(), *self.draining.values()]
+        else:
+            one = self.streams.get(stream_id) or self.draining.get(stream_id)
+            targets = [one] if one is not None else []
         for stream in targets:
             stream.sender.flush()
-            if not stream.sender.buffer:
+            if stream.stream_id in self.draining:
+                if stream.sender.closed:
+                    self._done(stream)
+            elif not stream.sender.buffer:
                 resume = self.resumers.get(stream.stream_id)
                 if resume is not None:
                     resume()
 
     def _request(self, stream_id: int, headers: list[tuple[bytes, bytes]], ended: bool) -> None:
-        pseudo: dict[bytes, bytes] = {}
-        regular: RawHeaders = []
-        for name, value in headers:
-            if name[:1] == b":":
-                pseudo[name] = value
+        try:
+            head = parse_request(headers, max_headers=self.limits.max_headers)
+        except Malformed as exc:
+            self._malformed(stream_id, str(exc))
+            return
+        except Unsupported as exc:
+            refused = H2Stream(self, stream_id, RequestBody(BodyKind.NONE, None, 0))
+            refused.body.complete = ended
+            refused.local(405, [(b"content-type", b"text/plain")], f"{exc}\n".encode())
+            if refused.sender.closed:
+                self._done(refused)
             else:
-                regular.append((name, value))
-        authority = pseudo.get(b":authority") or next((v for n, v in regular if n == b"host"), b"")
-        method = pseudo.get(b":method", b"GET").decode("latin-1")
-        length = next((int(v) for n, v in regular if n == b"content-length" and v.isdigit()), None)
+                self.draining[stream_id] = refused
+            return
+        length = head.content_length
         kind = (
             BodyKind.NONE if ended else BodyKind.LENGTH if length is not None else BodyKind.CHUNKED
         )
         body = RequestBody(kind, length, self.proxy.limits.max_buffered_body)
-        stream = _Stream(self, stream_id, body)
-        if not authority or b":path" not in pseudo:
-            stream.local(400, [], b"missing :authority or :path\n")
-            return
-        grpc = any(n == b"content-type" and v.startswith(b"application/grpc") for n, v in regular)
+        stream = H2Stream(self, stream_id, body)
+        if not ended:
+            # Nothing is passed on before the proxy attaches a sink: hold the window.
+            body.pause, body.resume = stream.hold, stream.release
+            stream.hold()
+        grpc = any(
+            n == b"content-type" and v.startswith(b"application/grpc") for n, v in head.headers
+        )
         loop = asyncio.get_running_loop()
         ex = Exchange(
-            method,
-            pseudo[b":path"].decode("latin-1"),
-            authority.decode("latin-1").lower(),
-            regular,
+            head.method,
+            head.path,
+            head.authority,
+            head.headers,
             body,
             self.conn.parent,
             self.conn.client,
@@ -268,10 +262,11 @@ class H2Frontend(asyncio.Protocol):
             started_ns=now_ns() if self.proxy.flows.enabled else 0,
             grpc=grpc,
         )
+        stream.mark = (0, ex.started)
         self.streams[stream_id] = stream
         stream.task = loop.create_task(self._serve(ex, stream))
 
-    async def _serve(self, ex: Exchange, stream: _Stream) -> None:
+    async def _serve(self, ex: Exchange, stream: H2Stream) -> None:
         try:
             await self.proxy.handle(ex, stream)
         except Exception:
@@ -281,12 +276,121 @@ class H2Frontend(asyncio.Protocol):
             else:
                 stream.abort()
         finally:
-            self.streams.pop(stream.stream_id, None)
-            self.resumers.pop(stream.stream_id, None)
+            sid = stream.stream_id
+            self.streams.pop(sid, None)
+            self.resumers.pop(sid, None)
+            self._unkeep(stream)
+            if stream.unacked:
+                self.ack(stream.unacked, sid)  # the connection window comes back
+                stream.unacked = 0
+            if not stream.started and not stream.sender.closed:
+                stream.abort()  # no answer at all: never leave the client waiting
+            if stream.sender.closed or self.closed:
+                self._done(stream)
+            else:
+                self.draining[sid] = stream  # the response waits for the client's window
             self.conn.idle_since = asyncio.get_running_loop().time()
+            self.flush()
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _done(self, stream: H2Stream) -> None:
+        """The response is all out: a client still sending the body is told to stop."""
+        self.draining.pop(stream.stream_id, None)
+        if not stream.body.complete and not self.closed:
+            self.reset(stream.stream_id, Codes.NO_ERROR)  # RFC 9113 8.1
+
+    # --- limits ---------------------------------------------------------------------------
+
+    def _malformed(self, stream_id: int, reason: str) -> None:
+        """RFC 9113 8.1.1: a stream error. Our resets count against the reset budget too:
+        a client must not make the waypoint reset streams for free either."""
+        self.reset(stream_id, Codes.PROTOCOL_ERROR)
+        self.stats.reset("malformed")
+        self._record("MALFORMED_REQUEST", reason)
+        if not self.resets.spend(1, asyncio.get_running_loop().time()):
+            self._calm(h2limits.RESET_FLOOD, f"over {self.limits.h2_max_resets} stream resets")
+
+    def _calm(self, reason: str, detail: str) -> None:
+        self.h2.close_connection(Codes.ENHANCE_YOUR_CALM, additional_data=detail.encode())
+        self._give_up(reason, detail)
+
+    def _give_up(self, reason: str, detail: str) -> None:
+        """Close the connection (after any GOAWAY queued); count it; record a flow."""
+        if self.closed:
+            return
+        self.closed = True
+        self.stats.goaway(reason)
+        self._record(h2limits.DROP_REASONS[reason], detail)
+        transport = self.conn.transport
+        self._cancel_all()
+        if transport is None:
+            return
+        if reason == h2limits.WRITE_BUFFER:
+            self.conn.mode = "closed"
+            transport.abort()  # the client is not reading: nothing more can reach it
+            return
+        self.flush()
+        # Lingering close: closing with unread input would send a TCP reset, and the
+        # client's kernel would drop the GOAWAY. Send FIN, discard input, close later.
+        if transport.can_write_eof():
+            transport.write_eof()
+            self.shut = True
+            asyncio.get_running_loop().call_later(LINGER, self.conn._close)
+        else:
+            self.conn._close()
+
+    def _record(self, drop: str, detail: str) -> None:
+        flows = self.proxy.flows
+        if flows.enabled:
+            conn = self.conn
+            flows.record(
+                (
+                    now_ns(),
+                    0,
+                    0,
+                    "",
+                    "",
+                    "HTTP/2",
+                    "",
+                    "",
+                    "",
+                    drop,
+                    conn.client,
+                    conn.local_addr,
+                    detail[:200],
+                )
+            )
+
+    def check(self, now: float, idle_timeout: float) -> None:
+        """From the server's sweeper: close when idle; reset streams stalled on the client
+        (request body owed but not arriving, or response not being read)."""
+        if not self.streams and not self.draining:
+            if now - self.conn.idle_since > idle_timeout:
+                self.conn._close()
+            return
+        timeout = self.limits.h2_stream_timeout
+        for stream in [*self.streams.values(), *self.draining.values()]:
+            sender = stream.sender
+            if stream.stream_id in self.streams:
+                waiting = (not stream.body.complete and not stream.held) or bool(sender.buffer)
+            else:
+                waiting = not sender.closed  # draining: only the client's window is missing
+            moved = stream.body.size + sender.sent
+            if not waiting or moved != stream.mark[0]:
+                stream.mark = (moved, now)
+            elif now - stream.mark[1] > timeout:
+                self.stats.reset("stalled")
+                self.streams.pop(stream.stream_id, None)
+                self.draining.pop(stream.stream_id, None)
+                stream.abort(Codes.CANCEL)
+                if stream.task is not None:
+                    stream.task.cancel()
+
+    def _cancel_all(self) -> None:
         for stream in list(self.streams.values()):
             if stream.task is not None:
                 stream.task.cancel()
         self.streams.clear()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_all()

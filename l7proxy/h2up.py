@@ -2,6 +2,11 @@
 endpoint, opened through the one ``Connector``, for backends marked ``h2c`` and for gRPC
 requests. Response trailers (``grpc-status``) are handed to the client's ``end``.
 
+Flow control end to end: response DATA is acknowledged to the backend only once the
+client side took it (``Downstream.pause_source``), and the request body is paused at its
+source while the backend's window is shut. A client that cancels its stream (or goes
+away) makes the exchange reset the backend stream (CANCEL), so the backend stops too.
+
 Not done: retries over h2c (a single try; connection failures answer 503), and a bound
 on concurrent streams per connection beyond the backend's own SETTINGS.
 """
@@ -19,7 +24,8 @@ import h2.events
 import h2.exceptions
 
 from l7proxy.exchange import Downstream, Exchange, RawHeaders
-from l7proxy.h2 import DROP, WINDOW, Sender
+from l7proxy.h2limits import H2Stats
+from l7proxy.h2stream import DROP, STREAM_BUFFER, WINDOW, Sender
 from l7proxy.routing import Forward, UpstreamError
 from l7proxy.upstream import Address, Connector, UpstreamFailure
 
@@ -28,7 +34,17 @@ if TYPE_CHECKING:
 
 
 class _UpStream:
-    __slots__ = ("head", "done", "sink", "pending", "trailers", "sender")
+    __slots__ = (
+        "head",
+        "done",
+        "sink",
+        "pending",
+        "trailers",
+        "sender",
+        "held",
+        "unacked",
+        "drained",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sender: Sender) -> None:
         self.head: asyncio.Future[tuple[int, RawHeaders]] = loop.create_future()
@@ -37,6 +53,11 @@ class _UpStream:
         self.pending: list[bytes] = []
         self.trailers: RawHeaders | None = None
         self.sender = sender
+        self.held = False
+        """The client side is not taking response bytes: do not reopen the window."""
+        self.unacked = 0
+        self.drained: Callable[[], None] | None = None
+        """Called when the backend's window let the request body buffer drain."""
 
 
 class H2Client(asyncio.Protocol):
@@ -85,12 +106,19 @@ class H2Client(asyncio.Protocol):
                 status = next((int(v) for n, v in headers if n == b":status"), 502)
                 stream.head.set_result((status, [(n, v) for n, v in headers if n[:1] != b":"]))
             elif isinstance(event, h2.events.DataReceived):
-                self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-                if stream is not None and event.data:
+                size = event.flow_controlled_length or 0
+                if stream is None:
+                    self.ack(size, event.stream_id)
+                    continue
+                if event.data:
                     if stream.sink is not None:
-                        stream.sink(event.data)
+                        stream.sink(event.data)  # may hold the stream (client full)
                     else:
                         stream.pending.append(event.data)
+                if stream.held or stream.sink is None:
+                    stream.unacked += size
+                else:
+                    self.ack(size, event.stream_id)
             elif isinstance(event, h2.events.TrailersReceived) and stream is not None:
                 stream.trailers = list(event.headers or [])
             elif isinstance(event, h2.events.StreamEnded) and stream is not None:
@@ -104,8 +132,36 @@ class H2Client(asyncio.Protocol):
             elif isinstance(event, h2.events.WindowUpdated):
                 for up in list(self.streams.values()):
                     up.sender.flush()
+                    if up.drained is not None and len(up.sender.buffer) <= STREAM_BUFFER:
+                        up.drained()
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self.usable = False
+        self.flush()
+
+    def ack(self, size: int, stream_id: int) -> None:
+        if size:
+            try:
+                self.h2.acknowledge_received_data(size, stream_id)
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                pass
+
+    def release(self, sid: int, stream: _UpStream) -> None:
+        """The client side takes bytes again: reopen the window for what it took."""
+        stream.held = False
+        if stream.unacked and stream.sink is not None:
+            size, stream.unacked = stream.unacked, 0
+            self.ack(size, sid)
+            self.flush()
+
+    def cancel(self, sid: int) -> None:
+        """The client gave up on the exchange: reset the backend stream."""
+        stream = self.streams.pop(sid, None)
+        if stream is not None:
+            self._fail(stream, UpstreamFailure("cancelled", sent=True))
+        try:
+            self.h2.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            pass
         self.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -125,12 +181,21 @@ class H2Client(asyncio.Protocol):
                 future.exception()
 
 
+def stream_hold(stream: _UpStream) -> Callable[[], None]:
+    def hold() -> None:
+        stream.held = True
+
+    return hold
+
+
 class H2Upstreams:
     """h2c connections by endpoint: one each, reopened when closed or after GOAWAY."""
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector
         self.clients: dict[Address, H2Client] = {}
+        self.stats = H2Stats()
+        """Counters of the client-side HTTP/2 limits (``h2.H2Frontend``), one per worker."""
 
     async def client(self, address: Address) -> H2Client:
         client = self.clients.get(address)
@@ -144,7 +209,7 @@ class H2Upstreams:
         from l7proxy.proxy import Failed
 
         request = fwd.request
-        client = await self.client(proxy.pick(fwd.backend))
+        client = await self.client(proxy.pick(fwd.backend, ex.client))
         headers = [
             (b":method", request.method.encode()),
             (b":scheme", b"http"),
@@ -163,17 +228,30 @@ class H2Upstreams:
         sid, stream = client.open(headers, end_stream=body.complete and not body.size)
         if body.size or not body.complete:
             stream.sender.buffer += b"".join(body.chunks)
+            paused = False
 
             def more(data: bytes) -> None:
+                nonlocal paused
                 stream.sender.buffer += data
                 stream.sender.flush()
                 client.flush()
+                full = len(stream.sender.buffer) > STREAM_BUFFER
+                if full and not paused and body.pause is not None:
+                    paused = True  # the backend's window is shut: stop the client
+                    body.pause()
+
+            def drained() -> None:
+                nonlocal paused
+                if paused and body.resume is not None:
+                    paused = False
+                    body.resume()
 
             def finish() -> None:
                 stream.sender.ending = True
                 stream.sender.flush()
                 client.flush()
 
+            stream.drained = drained
             if body.complete:
                 finish()
             else:
@@ -183,9 +261,12 @@ class H2Upstreams:
         try:
             status, resp_headers = await stream.head
             down.head(status, b"", resp_headers, None, None)
+            down.pause_source(stream_hold(stream), lambda: client.release(sid, stream))
             stream.sink = down.data
             for piece in stream.pending:
                 down.data(piece)
+            stream.pending.clear()
+            client.release(sid, stream)
             down.flush()
             await stream.done
         except UpstreamFailure as exc:
@@ -194,8 +275,17 @@ class H2Upstreams:
                 return 502
             error = UpstreamError.RESET_AFTER_SEND if exc.sent else UpstreamError.REFUSED_STREAM
             raise Failed(502, str(exc), error) from exc
+        except BaseException:  # cancelled (the client reset or left) or timed out
+            client.cancel(sid)
+            raise
         finally:
             body.detach()
+            stream.drained = None
+            down.pause_source(None, None)
+            if stream.unacked:  # ended or cancelled while held: the connection's window
+                client.ack(stream.unacked, sid)  # is shared, give it back
+                stream.unacked = 0
+                client.flush()
         down.end(stream.trailers)
         return status
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from l7proxy.config import Limits, WaypointConfig
 from l7proxy.exchange import Downstream, Exchange, RawHeaders, RequestBody, upstream_head
-from l7proxy.flows import FlowRecorder
+from l7proxy.flows import FlowRecorder, now_ns
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.response import ResponseHead, upgrade_refusal
 from l7proxy.http.wire import HOP_BY_HOP, LAST_CHUNK, chunk, end_to_end
@@ -50,6 +50,7 @@ _DROPPED_ERRORS = {
     UpstreamError.RESET_AFTER_SEND: "UPSTREAM_RESET",
 }
 _CLUSTER_SUFFIXES = (".svc.cluster.local", ".svc")
+_POLICY_DENIED_BODY = b"NetworkPolicy denies this client the backend\n"
 
 
 class Failed(Exception):
@@ -102,6 +103,7 @@ class Proxy:
         self.flows = flows or FlowRecorder(None, node_name=config.node_name)
         self.metrics = metrics or WaypointMetrics(lambda: self.pool.stats)
         self.rng = rng
+        self.admits = config.admits
         self.mirrors_in_flight = 0
         self.h2: object | None = None
         """The HTTP/2 upstream client (``h2.H2Upstreams``), set by the server."""
@@ -126,7 +128,9 @@ class Proxy:
         if ex.parent is not None:
             return ex.parent
         parent = self.tables.parent_for_address(*ex.local)
-        if parent is not None:
+        if parent is not None or self.config.original_destination is not None:
+            # Behind redirection the original destination alone decides: a Host header
+            # must not reach a Service the client never dialled.
             return parent
         host, _, port = ex.authority.partition(":")
         for suffix in _CLUSTER_SUFFIXES:
@@ -147,7 +151,9 @@ class Proxy:
             from l7proxy.routing.actions import error_response
 
             return Respond(error_response(404, "no route"), Answer.NO_ROUTE, None, "no parent")
-        return self.tables.route(parent, request, rng=self.rng)
+        namespace_of = self.config.client_namespace
+        client_namespace = namespace_of(ex.client[0]) if namespace_of is not None else None
+        return self.tables.route(parent, request, rng=self.rng, client_namespace=client_namespace)
 
     async def handle(self, ex: Exchange, down: Downstream) -> None:
         """Serve one request to completion (or failure) and account for it."""
@@ -181,8 +187,18 @@ class Proxy:
                 ref = key[0]
                 labels = self._labels[key] = (f"{ref.namespace}/{ref.route}", str(ref), str(key[1]))
             route, rule, backend = labels
+            if not self._admitted(ex.client, decision.backend, any_endpoints=False):
+                status, drop = 403, "POLICY_DENIED"
+                down.local(
+                    status,
+                    [(b"content-type", b"text/plain")],
+                    _POLICY_DENIED_BODY,
+                    close=not ex.body.complete,
+                )
+                return
             for mirror in decision.mirrors:
-                self._mirror(mirror.target, mirror.request, ex)
+                if self._admitted(ex.client, mirror.target, any_endpoints=True):
+                    self._mirror(mirror.target, mirror.request, ex)
             try:
                 status = await self.forward(ex, decision, down)
             except Failed as failure:
@@ -213,6 +229,22 @@ class Proxy:
                         "",
                     )
                 )
+
+    def _admitted(self, client: Address, target: BackendTarget, *, any_endpoints: bool) -> bool:
+        """Whether NetworkPolicy lets ``client`` reach some endpoint of ``target``. A target
+        without endpoints counts as admitted unless ``any_endpoints`` (its 503 follows)."""
+        admits = self.admits
+        if admits is None:
+            return True
+        endpoints = self.endpoints(target)
+        if not endpoints:
+            return not any_endpoints
+        return any(admits(client, e) for e in endpoints)
+
+    def refuse(self, client: Address, local: Address, drop: str) -> None:
+        """Record a connection refused before any request (reset by the caller)."""
+        if self.flows.enabled:
+            self.flows.record((now_ns(), 0, 0, "", "", "", "", "", "", drop, client, local, ""))
 
     def _misdirected(self, ex: Exchange, sni_listener: str | None) -> bool:
         """Over TLS, a Host whose listener is not the one SNI chose (Gateway API: 421)."""
@@ -334,8 +366,14 @@ class Proxy:
             bool(protocols) and protocols.get((target.namespace, target.name, target.port)) == "h2c"
         )
 
-    def pick(self, target: BackendTarget) -> Address:
+    def pick(self, target: BackendTarget, client: Address) -> Address:
+        """The next endpoint of ``target`` that NetworkPolicy lets ``client`` reach."""
         endpoints: Sequence[Address] = self.endpoints(target)
+        admits = self.admits
+        if admits is not None and endpoints:
+            endpoints = [e for e in endpoints if admits(client, e)]
+            if not endpoints:  # policy changed since handle() checked
+                raise UpstreamFailure(f"no endpoints for {target} admit the client", sent=False)
         if not endpoints:
             raise UpstreamFailure(f"no endpoints for {target}", sent=False)
         i = self._rr.get(target, 0)
@@ -345,7 +383,7 @@ class Proxy:
     async def _send(self, ex: Exchange, fwd: Forward) -> tuple[Http1Upstream, ResponseHead]:
         """One try: a connection, the request written, the response head read. A pooled
         connection that the backend closed while idle is replaced (up to three times)."""
-        address = self.pick(fwd.backend)
+        address = self.pick(fwd.backend, ex.client)
         body = ex.body
         for _ in range(3):
             if ex.upgrade:
@@ -459,7 +497,7 @@ class Proxy:
                 await ex.body.wait()
                 if not ex.body.kept:
                     return
-                address = self.pick(target)
+                address = self.pick(target, ex.client)
                 conn = await self.pool.acquire(address)
                 mirror = Exchange(
                     ex.method,

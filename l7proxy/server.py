@@ -130,6 +130,7 @@ class WaypointServer:
             from l7proxy.h2up import H2Upstreams
 
             self.proxy.h2 = H2Upstreams(self.proxy.connector)
+            self.metrics.registry.register(self.proxy.h2.stats)
             self.h2_factory = lambda conn: H2Frontend(conn)
         self._servers: list[asyncio.base_events.Server] = []
         self._sweeper: asyncio.Task[None] | None = None

@@ -31,25 +31,39 @@ def cli(lab: str | None, store: str | None) -> None:
 @click.option("--health-file", default=None, type=click.Path(dir_okay=False))
 @click.option("--pin-dir", default=None, help="Load the eBPF datapath, pinning maps here.")
 @click.option("--observer-socket", default=None, help="Unix socket for the observer API.")
+@click.option(
+    "--observer-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the observer API's TCP port binds (the node IP only behind a host firewall).",
+)
 @click.option("--observer-port", default=4244, show_default=True, help="Observer API TCP port.")
 @click.option("--flow-capacity", default=65_535, show_default=True, help="Flows kept in memory.")
 @click.option(
     "--metrics-address",
-    default=":9965",
+    default="127.0.0.1:9965",
     show_default=True,
-    help="Prometheus endpoint; empty to disable.",
+    help="Prometheus endpoint HOST:PORT; empty to disable.",
 )
 @click.option("--l7-intake", default=None, help="Unix socket for the waypoint's L7 flows.")
+@click.option(
+    "--waypoint",
+    default=None,
+    metavar="IPv4:PORT",
+    help="Where this node's waypoint listens: the datapath redirects L7 connections there.",
+)
 def agent(
     node: str,
     store_file: str,
     health_file: str | None,
     pin_dir: str | None,
     observer_socket: str | None,
+    observer_host: str,
     observer_port: int,
     flow_capacity: int,
     metrics_address: str,
     l7_intake: str | None,
+    waypoint: str | None,
 ) -> None:
     """Run the node agent (one per node; the DaemonSet's process)."""
     from agent.daemon import AgentConfig, run
@@ -60,10 +74,12 @@ def agent(
         health_file=health_file,
         pin_dir=pin_dir,
         observer_socket=observer_socket,
+        observer_host=observer_host,
         observer_port=observer_port,
         metrics_address=metrics_address or None,
         l7_intake=l7_intake,
         flow_capacity=flow_capacity,
+        waypoint=waypoint,
     )
     raise SystemExit(run(config))
 
@@ -74,11 +90,19 @@ def agent(
 @click.option("--pin-dir", required=True, help="The node's datapath pin dir (redirect map).")
 @click.option("--listen", required=True, help="ADDRESS:PORT the datapath redirects to.")
 @click.option("--flow-intake", required=True, help="The node agent's L7 flow socket.")
-def waypoint(node: str, store_file: str, pin_dir: str, listen: str, flow_intake: str) -> None:
+@click.option(
+    "--metrics-address",
+    default="127.0.0.1:9966",
+    show_default=True,
+    help="The waypoint's Prometheus endpoint HOST:PORT.",
+)
+def waypoint(
+    node: str, store_file: str, pin_dir: str, listen: str, flow_intake: str, metrics_address: str
+) -> None:
     """Run the node's L7 waypoint (HTTPRoutes, Gateways) behind transparent redirection."""
     from agent.waypoint import run
 
-    raise SystemExit(run(node, store_file, pin_dir, listen, flow_intake))
+    raise SystemExit(run(node, store_file, pin_dir, listen, flow_intake, metrics_address))
 
 
 cli.add_command(lab)

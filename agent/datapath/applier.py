@@ -33,6 +33,7 @@ class Applied:
     services: ServicePlan = field(default_factory=ServicePlan)
     slots: dict[ServiceKey, maps.ServiceSlot] = field(default_factory=dict)
     flags: dict[ServiceKey, int] = field(default_factory=dict)
+    l7_clients: set[maps.L7Client] = field(default_factory=set)
     waypoint: tuple[IPv4, int] | None | bool = False  # False: never written by this agent
 
 
@@ -46,7 +47,9 @@ class Applier:
         """What the pinned maps hold from a previous agent (entries are rewritten only when
         they differ; programs are re-attached everywhere so the new code takes over)."""
         applied = Applied(
-            endpoints=maps.read_endpoints(self.dp), ipcache=maps.read_ipcache(self.dp)
+            endpoints=maps.read_endpoints(self.dp),
+            ipcache=maps.read_ipcache(self.dp),
+            l7_clients=maps.read_l7_clients(self.dp),
         )
         for (vip, port, proto), slot in maps.read_service_slots(self.dp).items():
             applied.slots[ServiceKey(vip, port, proto)] = slot
@@ -120,12 +123,24 @@ class Applier:
         if desired.waypoint != self.applied.waypoint:
             maps.write_waypoint(self.dp, desired.waypoint)
             self.applied.waypoint = desired.waypoint
+        wanted = {(k.vip, k.port, k.protocol, ip) for k, ip in desired.l7_clients}
+        for client in wanted - self.applied.l7_clients:  # before the flag that reads them
+            maps.write_l7_client(self.dp, client)
+        for client in self.applied.l7_clients - wanted:
+            maps.delete_l7_client(self.dp, client)
+        self.applied.l7_clients = wanted
         new = desired.services.entries
         old = self.applied.services.entries
         gateway_keys = desired.l7 - set(new)  # Gateway listeners: no backends, always L7
         for key in sorted(set(new) | gateway_keys):
             entry = new.get(key)
-            flags = maps.LB_F_L7 if key in desired.l7 else 0
+            flags = (
+                maps.LB_F_L7
+                if key in desired.l7
+                else maps.LB_F_L7_CLIENTS
+                if key in desired.l7_some
+                else 0
+            )
             unchanged = old.get(key) == entry and self.applied.flags.get(key) == flags
             if unchanged and key in self.applied.slots:
                 continue

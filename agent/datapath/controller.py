@@ -7,6 +7,7 @@ and reports connections that ended without a close.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
@@ -82,8 +83,15 @@ def endpoint_index(view: ClusterView, desired: DesiredDatapath, node: str) -> En
 
 
 class DatapathController:
-    def __init__(self, node: str, dp: Datapath, ring: FlowIngest) -> None:
+    def __init__(
+        self,
+        node: str,
+        dp: Datapath,
+        ring: FlowIngest,
+        waypoint: tuple[ipaddress.IPv4Address, int] | None = None,
+    ) -> None:
         self.node = node
+        self.waypoint = waypoint  # from the agent's configuration, never from the cluster
         self.dp = dp
         self.ring = ring
         self.ipr = IPRoute()
@@ -103,7 +111,11 @@ class DatapathController:
         view = view_of(self.models.decode_all(objects, WATCHED_KINDS))
         with self.lock:
             desired = desired_datapath(
-                view, self.node, self.applier.applied.services, l7_keys(view, self.routes)
+                view,
+                self.node,
+                self.applier.applied.services,
+                l7_keys(view, self.routes),
+                self.waypoint,
             )
             self.applier.apply(desired)
             self.index = endpoint_index(view, desired, self.node)
@@ -173,6 +185,7 @@ class DatapathController:
             "policy_v1",
             "endpoints_v1",
             "l7_orig_dst_v1",
+            "l7_clients_v1",
             "lb_affinity_v1",
         ):
             table = self.dp.table(name)

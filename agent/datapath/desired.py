@@ -20,7 +20,14 @@ from agent.datapath.identity import (
 )
 from agent.datapath.maps import EP_F_EGRESS_ENFORCED, EP_F_INGRESS_ENFORCED
 from agent.datapath.policy import compile_policy
-from agent.datapath.policy_plan import CidrKey, CidrRule, IdentityKey, PortRule, endpoint_from_pod
+from agent.datapath.policy_plan import (
+    CidrKey,
+    CidrRule,
+    IdentityKey,
+    PodEndpoint,
+    PortRule,
+    endpoint_from_pod,
+)
 from agent.datapath.services import ServiceKey, ServicePlan, plan_services
 from agent.model.core import EndpointSlice, Namespace, Pod, Secret, Service
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
@@ -29,8 +36,6 @@ from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
 from agent.model.resource import Resource
 from l7proxy.routing import RouteCompiler, RoutingInputs
-
-WAYPOINT_ANNOTATION = "tulle.io/waypoint"  # "ip:port" where the node's waypoint listens
 
 IPv4 = ipaddress.IPv4Address
 
@@ -69,6 +74,8 @@ class DesiredDatapath:
     cidr_rules: Mapping[CidrKey, CidrRule] = field(default_factory=dict)
     services: ServicePlan = field(default_factory=ServicePlan)
     l7: frozenset[ServiceKey] = frozenset()  # service ports and Gateway listeners -> waypoint
+    l7_some: frozenset[ServiceKey] = frozenset()  # ports only some clients reach via waypoint
+    l7_clients: frozenset[tuple[ServiceKey, IPv4]] = frozenset()  # ... and those clients
     waypoint: tuple[IPv4, int] | None = None  # this node's waypoint
     errors: tuple[str, ...] = ()
 
@@ -84,20 +91,34 @@ def node_addresses(node: Node) -> list[IPv4]:
     return found
 
 
-def waypoint_of(node: Node) -> tuple[IPv4, int] | None:
-    value = node.metadata.annotations.get(WAYPOINT_ANNOTATION)
-    if not value:
+def waypoint_address(node: Node) -> IPv4 | None:
+    """Where a node's waypoint listens, by the cluster's rule: the last host of the node's
+    pod CIDR (never handed to a pod). Only Node.spec, which the node controller owns,
+    decides it; nothing a user can write on the Node (annotations, labels) does."""
+    if not node.spec.pod_cidr:
         return None
-    host, _, port = value.rpartition(":")
     try:
-        return IPv4(host), int(port)
+        network = ipaddress.ip_network(node.spec.pod_cidr, strict=False)
     except ValueError:
         return None
+    if not isinstance(network, ipaddress.IPv4Network) or network.num_addresses < 4:
+        return None
+    return network.broadcast_address - 1
 
 
-def l7_keys(view: ClusterView, compiler: RouteCompiler) -> frozenset[ServiceKey]:
-    """What must reach a waypoint: Service ports with HTTPRoutes (GAMMA), and every listener
-    of Gateways that have an address."""
+@dataclass(frozen=True)
+class L7Needs:
+    """``every``: Service ports and Gateway listeners whose every client goes to the
+    waypoint. ``consumers``: Service ports with only consumer routes, and the namespaces
+    whose pods go to the waypoint for them (the rest stay plain L4)."""
+
+    every: frozenset[ServiceKey] = frozenset()
+    consumers: Mapping[ServiceKey, frozenset[str]] = field(default_factory=dict)
+
+
+def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
+    """What must reach a waypoint: Service ports with HTTPRoutes (GAMMA; consumer routes
+    only for clients in their namespace), and every listener of Gateways with an address."""
     tables = compiler.compile(
         RoutingInputs.of(
             view.routes,
@@ -111,48 +132,79 @@ def l7_keys(view: ClusterView, compiler: RouteCompiler) -> frozenset[ServiceKey]
     )
     by_name = {(s.metadata.namespace, s.metadata.name): s for s in view.services}
     keys = set()
+    consumers: dict[ServiceKey, frozenset[str]] = {}
     for parent in tables.l7_services():
         svc = by_name.get((parent.namespace, parent.name))
         if svc is not None and svc.spec.cluster_ip not in (None, "", "None"):
-            keys.add(ServiceKey(IPv4(svc.spec.cluster_ip), parent.port, 6))
+            key = ServiceKey(IPv4(svc.spec.cluster_ip), parent.port, 6)
+            namespaces = tables.l7_client_namespaces(parent)
+            if namespaces is None:
+                keys.add(key)
+            elif namespaces:
+                consumers[key] = namespaces
     for gw in view.gateways:
         for address in gw.status.addresses:
             for listener in gw.spec.listeners:
                 keys.add(ServiceKey(IPv4(address.value), listener.port, 6))
-    return frozenset(keys)
+    return L7Needs(frozenset(keys), {k: v for k, v in consumers.items() if k not in keys})
+
+
+@dataclass(frozen=True)
+class PodEndpoints:
+    """Every live pod's policy view, with identities from one allocation."""
+
+    pairs: tuple[tuple[Pod, PodEndpoint], ...]
+    collisions: tuple[str, ...]
+
+
+def pod_endpoints(pods: Iterable[Pod]) -> PodEndpoints:
+    """The one rule for which pods take part in policy and with which identity (the
+    datapath's maps and the waypoint's policy checks both use it)."""
+    live_pods = [
+        p for p in pods if p.status.pod_ip and p.status.phase not in ("Succeeded", "Failed")
+    ]
+    label_sets = {
+        p.metadata.uid: identity_labels(p.metadata.namespace, p.metadata.labels) for p in live_pods
+    }
+    allocation = allocate_identities(label_sets.values())
+    pairs = []
+    for pod in live_pods:
+        identity = allocation.by_labels[label_sets[pod.metadata.uid]]
+        endpoint = endpoint_from_pod(pod, identity)
+        if endpoint is not None:  # None until the pod has an IPv4 address
+            pairs.append((pod, endpoint))
+    return PodEndpoints(tuple(pairs), tuple(allocation.collisions))
 
 
 def desired_datapath(
     view: ClusterView,
     node_name: str,
     previous_services: ServicePlan | None = None,
-    l7: frozenset[ServiceKey] = frozenset(),
+    l7: L7Needs | None = None,
+    waypoint: tuple[IPv4, int] | None = None,
 ) -> DesiredDatapath:
-    live_pods = [
-        p for p in view.pods if p.status.pod_ip and p.status.phase not in ("Succeeded", "Failed")
-    ]
-    label_sets = {
-        p.metadata.uid: identity_labels(p.metadata.namespace, p.metadata.labels) for p in live_pods
-    }
-    allocation = allocate_identities(label_sets.values())
-    identity_of = {uid: allocation.by_labels[labels] for uid, labels in label_sets.items()}
-
+    """``waypoint``: where this node's waypoint listens, from the agent's own configuration
+    (None: no waypoint, L7 services act as L4). Other nodes' waypoints follow
+    ``waypoint_address``; every waypoint address gets the waypoint identity."""
     ipcache: dict[IPv4, int] = {}
-    waypoint = None
+    waypoint_errors = []
     for node in view.nodes:
         for address in node_addresses(node):
             ipcache[address] = HOST if node.metadata.name == node_name else REMOTE_NODE
-        target = waypoint_of(node)
-        if target is not None:
-            ipcache[target[0]] = WAYPOINT
-            if node.metadata.name == node_name:
-                waypoint = target
-    pairs = []
-    for pod in live_pods:
-        endpoint = endpoint_from_pod(pod, identity_of[pod.metadata.uid])
-        if endpoint is not None:  # None until the pod has an IPv4 address
-            ipcache[endpoint.ip] = endpoint.identity
-            pairs.append((pod, endpoint))
+        by_rule = waypoint_address(node)
+        if by_rule is not None and node.metadata.name != node_name:
+            ipcache[by_rule] = WAYPOINT
+        elif node.metadata.name == node_name and waypoint and waypoint[0] != by_rule:
+            waypoint_errors.append(
+                f"Node {node_name}: --waypoint {waypoint[0]} is not the last host of "
+                f"spec.podCIDR ({by_rule}): other nodes will not admit this waypoint's traffic"
+            )
+    if waypoint is not None:
+        ipcache[waypoint[0]] = WAYPOINT
+    found = pod_endpoints(view.pods)
+    pairs = found.pairs
+    for _, endpoint in pairs:
+        ipcache[endpoint.ip] = endpoint.identity
     policy_pods = [ep for _, ep in pairs]
     local_eps = [ep for pod, ep in pairs if pod.spec.node_name == node_name]
     plan = compile_policy(
@@ -170,15 +222,26 @@ def desired_datapath(
             flags |= EP_F_EGRESS_ENFORCED if policy.egress_enforced else 0
         endpoints[ep.ip] = LocalEndpoint(ep.namespace, ep.name, ep.ip, ep.identity, flags)
     services = plan_services(view.services, view.slices, previous=previous_services)
+    needs = l7 or L7Needs()
+    l7_clients = frozenset(
+        (key, ep.ip)
+        for key, namespaces in needs.consumers.items()
+        for ep in local_eps
+        if ep.namespace in namespaces
+    )
     return DesiredDatapath(
         endpoints=endpoints,
         ipcache=ipcache,
         identity_rules=plan.identity_rules,
         cidr_rules=plan.cidr_rules,
         services=services,
-        l7=l7,
+        l7=needs.every,
+        l7_some=frozenset(needs.consumers),
+        l7_clients=l7_clients,
         waypoint=waypoint,
-        errors=tuple(allocation.collisions) + tuple(plan.errors) + tuple(services.errors),
+        errors=(
+            tuple(waypoint_errors) + found.collisions + tuple(plan.errors) + tuple(services.errors)
+        ),
     )
 
 

@@ -18,6 +18,7 @@ from agent.datapath.programs import Datapath
 EP_F_INGRESS_ENFORCED = 0x1
 EP_F_EGRESS_ENFORCED = 0x2
 LB_F_L7 = 0x1  # bpf/lib/lb.h: redirect new connections to this node's waypoint
+LB_F_L7_CLIENTS = 0x2  # bpf/lib/redirect.h: redirect only the clients in l7_clients_v1
 CFG_WAYPOINT = enum_values(LIB_DIR / "common.h", "tulle_config")["TULLE_CFG_WAYPOINT"]
 BACKEND_GENERATION_SPAN = 1 << 15  # backend indices alternate between two halves per update
 
@@ -240,6 +241,33 @@ def read_service_slots(dp: Datapath) -> dict[tuple[ipaddress.IPv4Address, int, i
             generation = 1
         slots[ident] = ServiceSlot(generation, svc.backend_count)
     return slots
+
+
+L7Client = tuple[ipaddress.IPv4Address, int, int, ipaddress.IPv4Address]  # vip, port, proto, client
+
+
+def _l7_client_key(dp: Datapath, entry: L7Client) -> Any:
+    key = dp.table("l7_clients_v1").Key()
+    vip, port, proto, client = entry
+    key.vip, key.client, key.port, key.proto = be32(vip), be32(client), be16(port), proto
+    return key
+
+
+def write_l7_client(dp: Datapath, entry: L7Client) -> None:
+    """This client's connections to (vip, port, proto) go to the waypoint (LB_F_L7_CLIENTS)."""
+    table = dp.table("l7_clients_v1")
+    table[_l7_client_key(dp, entry)] = table.Leaf(1)
+
+
+def delete_l7_client(dp: Datapath, entry: L7Client) -> None:
+    _delete(dp.table("l7_clients_v1"), _l7_client_key(dp, entry))
+
+
+def read_l7_clients(dp: Datapath) -> set[L7Client]:
+    return {
+        (from_be32(k.vip), from_be16(k.port), k.proto, from_be32(k.client))
+        for k in dp.table("l7_clients_v1").keys()
+    }
 
 
 def write_waypoint(dp: Datapath, target: tuple[ipaddress.IPv4Address, int] | None) -> None:

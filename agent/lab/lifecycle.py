@@ -198,6 +198,8 @@ def _start_processes(
                             str(BPF_PIN_ROOT / plan.name / node.name),
                             "--l7-intake",
                             str(paths.l7_intake_socket(node.name)),
+                            "--waypoint",
+                            f"{node.waypoint_ip}:{WAYPOINT_PORT}",
                         ]
                         if datapath
                         else []

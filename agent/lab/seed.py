@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.lab.topology import WAYPOINT_PORT, LabPlan, NodePlan
+from agent.lab.topology import LabPlan, NodePlan
 from l7proxy.routing import CONTROLLER_NAME
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "tulle-system")
@@ -17,8 +17,6 @@ def node_object(node: NodePlan) -> dict[str, Any]:
         "metadata": {
             "name": node.name,
             "labels": {"kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux"},
-            # Where this node's waypoint listens; agents redirect L7 connections there.
-            "annotations": {"tulle.io/waypoint": f"{node.waypoint_ip}:{WAYPOINT_PORT}"},
         },
         "spec": {"podCIDR": str(node.pod_cidr), "podCIDRs": [str(node.pod_cidr)]},
         "status": {

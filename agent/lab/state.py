@@ -48,7 +48,7 @@ class LabPaths:
         return self.root / f"observer-{node}.sock"
 
     def l7_intake_socket(self, node: str) -> Path:
-        return self.root / f"l7-{node}.sock"
+        return self.root / "l7intake" / f"{node}.sock"  # a private (0700) directory
 
     @property
     def relay_socket(self) -> Path:

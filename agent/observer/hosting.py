@@ -3,8 +3,10 @@ life of an Observer API server (`ObserverHost`: the node's server and the relay)
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any, Self
@@ -21,6 +23,44 @@ def normalize_target(address: str) -> str:
     if address.startswith("/") or address.startswith("./"):
         return "unix:" + str(Path(address).absolute())
     return address
+
+
+MAX_STREAMS = 16  # concurrent GetFlows streams per server; half the default worker threads
+
+
+class StreamLimit:
+    """At most ``limit`` concurrent GetFlows streams. Each holds a worker thread for its whole
+    life (a follow stream: until the client leaves), so without a cap a few clients could
+    take every thread and stall the server; over the cap a call fails fast with
+    RESOURCE_EXHAUSTED, naming the limit."""
+
+    def __init__(self, limit: int = MAX_STREAMS) -> None:
+        if limit < 1:
+            raise ValueError(f"max streams must be at least 1, got {limit}")
+        self.limit = limit
+        self.active = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def hold(self, context: grpc.ServicerContext) -> Iterator[None]:
+        with self._lock:
+            full = self.active >= self.limit
+            if full:
+                self.refused += 1
+            else:
+                self.active += 1
+        if full:
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many concurrent GetFlows streams: this server allows {self.limit}; "
+                "close another stream (tulle observe --follow) or retry later",
+            )
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.active -= 1
 
 
 class GrpcHost:
@@ -44,6 +84,8 @@ class GrpcHost:
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="observer"),
             options=[("grpc.so_reuseport", 0)],
+            # Every call holds a worker: beyond that, refuse (RESOURCE_EXHAUSTED), never queue.
+            maximum_concurrent_rpcs=max_workers,
         )
         register(self._server)
         self.tcp_port: int | None = None
@@ -87,7 +129,10 @@ class ObserverHost:
     service: Any
 
     def __init__(self, tcp_address: str | None, unix_socket: str | os.PathLike[str] | None,
-                 max_workers: int) -> None:
+                 max_workers: int, max_streams: int = MAX_STREAMS) -> None:
+        if max_streams >= max_workers:
+            raise ValueError(f"max streams ({max_streams}) must stay below the worker threads "
+                             f"({max_workers}) so status calls still get one")
         self.tcp_address = tcp_address
         self.unix_socket = unix_socket
         self.max_workers = max_workers

@@ -47,7 +47,7 @@ from agent.observer.convert import (
 )
 from agent.observer.gen import observer_pb2 as pb
 from agent.observer.gen import observer_pb2_grpc as pb_grpc
-from agent.observer.hosting import ObserverHost, normalize_target
+from agent.observer.hosting import MAX_STREAMS, ObserverHost, StreamLimit, normalize_target
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,8 @@ def trim(responses: list[pb.GetFlowsResponse], number: int, first: bool) -> list
 class RelayService(pb_grpc.ObserverServicer):
     def __init__(self, peers: Sequence[tuple[str, str]], *, connect_timeout: float = 2.0,
                  request_timeout: float = 10.0, status_timeout: float = 2.0,
-                 reorder_window: float = 0.3) -> None:
+                 reorder_window: float = 0.3, max_streams: int = MAX_STREAMS) -> None:
+        self.streams = StreamLimit(max_streams)
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.status_timeout = status_timeout
@@ -178,6 +179,12 @@ class RelayService(pb_grpc.ObserverServicer):
     # -- GetFlows --------------------------------------------------------------------------
 
     def GetFlows(  # noqa: N802 (gRPC method name)
+        self, request: pb.GetFlowsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.GetFlowsResponse]:
+        with self.streams.hold(context):  # each also holds one stream on every node
+            yield from self._flows(request, context)
+
+    def _flows(
         self, request: pb.GetFlowsRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.GetFlowsResponse]:
         peers = self.peers()
@@ -325,11 +332,13 @@ class Relay(ObserverHost):
         status_timeout: float = 2.0,
         reorder_window: float = 0.3,
         max_workers: int = 32,
+        max_streams: int = MAX_STREAMS,
     ) -> None:
-        super().__init__(tcp_address, unix_socket, max_workers)
+        super().__init__(tcp_address, unix_socket, max_workers, max_streams)
         self.service = RelayService(
             peers, connect_timeout=connect_timeout, request_timeout=request_timeout,
             status_timeout=status_timeout, reorder_window=reorder_window,
+            max_streams=max_streams,
         )
 
     def set_peers(self, peers: Sequence[tuple[str, str]]) -> None:

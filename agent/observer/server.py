@@ -1,7 +1,7 @@
 """One node's observer API over its `FlowRing`.
 
     ring = FlowRing()
-    server = ObserverServer(ring, "node-1", tcp_address="0.0.0.0:4244",
+    server = ObserverServer(ring, "node-1", tcp_address="127.0.0.1:4244",
                             unix_socket="/run/tulle/node-1/observer.sock")
     server.start()
     ...
@@ -36,7 +36,7 @@ from agent.observer.convert import (
 )
 from agent.observer.gen import observer_pb2 as pb
 from agent.observer.gen import observer_pb2_grpc as pb_grpc
-from agent.observer.hosting import GrpcHost, ObserverHost
+from agent.observer.hosting import MAX_STREAMS, GrpcHost, ObserverHost, StreamLimit
 
 
 class ObserverService(pb_grpc.ObserverServicer):
@@ -49,12 +49,14 @@ class ObserverService(pb_grpc.ObserverServicer):
         *,
         address: str = "",
         poll_interval: float = 0.25,
+        max_streams: int = MAX_STREAMS,
     ) -> None:
         self.ring = ring
         self.node_name = node_name
         self.address = address
         self.poll_interval = poll_interval
         self.stopping = threading.Event()
+        self.streams = StreamLimit(max_streams)
 
     def _response(self, rec: Record) -> pb.GetFlowsResponse:
         if isinstance(rec, Flow):
@@ -62,6 +64,12 @@ class ObserverService(pb_grpc.ObserverServicer):
         return lost_response(rec, self.node_name)
 
     def GetFlows(  # noqa: N802 (gRPC method name)
+        self, request: pb.GetFlowsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.GetFlowsResponse]:
+        with self.streams.hold(context):
+            yield from self._flows(request, context)
+
+    def _flows(
         self, request: pb.GetFlowsRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.GetFlowsResponse]:
         q = query_from_proto(request)
@@ -114,21 +122,25 @@ class ObserverService(pb_grpc.ObserverServicer):
 
 
 class ObserverServer(ObserverHost):
-    """Serves a node's ring on TCP (default ``0.0.0.0:4244``) and, if given, a unix socket."""
+    """Serves a node's ring on TCP (default ``127.0.0.1:4244``: the node's own loopback, see
+    ARCHITECTURE's "Exposure") and, if given, a unix socket. At most ``max_streams``
+    GetFlows calls run at once."""
 
     def __init__(
         self,
         ring: FlowRing,
         node_name: str,
         *,
-        tcp_address: str | None = f"0.0.0.0:{AGENT_PORT}",
+        tcp_address: str | None = f"127.0.0.1:{AGENT_PORT}",
         unix_socket: str | os.PathLike[str] | None = None,
         max_workers: int = 32,
+        max_streams: int = MAX_STREAMS,
     ) -> None:
-        super().__init__(tcp_address, unix_socket, max_workers)
+        super().__init__(tcp_address, unix_socket, max_workers, max_streams)
         self.ring = ring
         self.node_name = node_name
-        self.service = ObserverService(ring, node_name, address=tcp_address or "")
+        self.service = ObserverService(ring, node_name, address=tcp_address or "",
+                                       max_streams=max_streams)
 
     def _started(self, host: GrpcHost) -> None:
         if host.tcp_port is not None:

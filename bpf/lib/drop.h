@@ -43,6 +43,7 @@ enum drop_reason {
 	DROP_INVALID_IDENTITY = 171,               /* Invalid identity */
 	DROP_UNKNOWN_SENDER = 172,                 /* Unknown sender */
 	DROP_TTL_EXCEEDED = 196,                   /* TTL exceeded */
+	DROP_WAYPOINT_NOT_REDIRECTED = 250,        /* Waypoint dialled directly (only the datapath's L7 redirect may reach a waypoint) */
 	DROP_REASON_MAX = 256,                     /* not a reason: size of tulle_drops_v1 */
 };
 

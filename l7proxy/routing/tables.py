@@ -138,6 +138,17 @@ class RouteTables:
         """Service ports with attached routes: the ones the datapath must redirect."""
         return frozenset(self.services)
 
+    def l7_client_namespaces(self, parent: ServiceParent) -> frozenset[str] | None:
+        """Whose connections to a Service port need routing: None for every client (it has
+        producer routes), else the namespaces of its consumer routes (GEP-1426: a consumer
+        route is for clients in its own namespace; everyone else keeps plain L4)."""
+        table = self.services.get(parent)
+        if table is None:
+            return frozenset()
+        if table.producer is not None:
+            return None
+        return frozenset(table.consumers)
+
     def select(
         self,
         parent: Parent,

@@ -194,3 +194,79 @@ def test_l7_flows_show_in_observe_with_route_and_client(lab: Lab, mesh: dict[str
     assert f["source"]["pod_name"] == mesh["client"] and f["source"]["identity"] > 255
     assert f["tulle"]["route"] == f"{NS}/split" and f["tulle"]["backend"].startswith(f"{NS}/echo-v2")
     assert int(f["l7"]["latency_ns"]) > 0
+
+
+# -- GAMMA consumer routes (issue 9 item 3) ------------------------------------------------
+# Service gy/api (HTTP on 80, a server-first raw TCP stream on 9000) has no routes of its own;
+# namespace gx adds a consumer route on every port. Clients in gx get it; clients in gz keep
+# plain L4, so they get a plain 200 and the raw port works for them.
+
+def consumer_route() -> dict[str, Any]:
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "mine", "namespace": "gx"},
+            "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "api", "namespace": "gy"}],
+                     "rules": [{"filters": [{"type": "RequestHeaderModifier", "requestHeaderModifier": {
+                         "add": [{"name": "X-Consumer", "value": "gx"}]}}],
+                         "backendRefs": [{"name": "api", "namespace": "gy", "port": 80}]}]}}
+
+
+@pytest.fixture(scope="module")
+def consumers(lab: Lab) -> dict[str, Any]:
+    api = deployment("gy", "api", 1, node="node1")
+    api["spec"]["template"]["spec"]["containers"].append(
+        {"name": "raw", "image": "tulle/echo", "command": ["/usr/bin/python3", "-c", clients.STREAM_SERVER],
+         "ports": [{"name": "raw", "containerPort": 9000}]})
+    svc = service("gy", "api")
+    svc["spec"]["ports"].append({"name": "raw", "port": 9000, "targetPort": "raw", "protocol": "TCP"})
+    grant = {"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+             "metadata": {"name": "from-gx", "namespace": "gy"},
+             "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "gx"}],
+                      "to": [{"group": "", "kind": "Service"}]}}
+    apply(lab, namespace("gx"), namespace("gy"), namespace("gz"), api, svc, grant,
+          deployment("gx", "cx", 1, node="node2"), deployment("gx", "cx1", 1, node="node1"),
+          deployment("gz", "cz", 1, node="node2"), deployment("gz", "cz1", 1, node="node1"),
+          consumer_route())
+    for ns, count in (("gy", 1), ("gx", 2), ("gz", 2)):
+        lab.wait_pods_ready(ns, count, timeout=90)
+    pods = {app: (ns, pods_of(lab, ns, app)[0]["metadata"]["name"])
+            for ns, app in (("gx", "cx"), ("gx", "cx1"), ("gz", "cz"), ("gz", "cz1"))}
+    wait_for(lambda: consumer_header(lab, *pods["cx"]) == ["gx"], timeout=30,
+             what="the consumer route served to gx")
+    return pods
+
+
+def consumer_header(lab: Lab, ns: str, pod: str) -> Any:
+    out = lab.exec(ns, pod, "curl", "-s", "--max-time", "3", "http://api.gy/", check=False)
+    if out.returncode != 0:
+        return f"curl failed: {out.returncode} {out.stdout[-200:]}"
+    try:
+        return json.loads(out.stdout)["headers"].get("X-Consumer")
+    except ValueError:
+        return f"not JSON: {out.stdout[-200:]}"
+
+
+RAW_READ = r"""
+import json, socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+data = b""
+while b"\n" not in data:
+    chunk = s.recv(256)
+    if not chunk:
+        break
+    data += chunk
+print(json.dumps(data.split(b"\n")[0].decode(errors="replace")))
+"""
+
+
+@pytest.mark.parametrize("client", ["cx", "cx1", "cz", "cz1"])
+def test_consumer_route_serves_its_namespace_only(lab: Lab, consumers: dict[str, Any], client: str) -> None:
+    ns, pod = consumers[client]
+    expected = ["gx"] if ns == "gx" else None
+    assert consumer_header(lab, ns, pod) == expected
+
+
+@pytest.mark.parametrize("client", ["cz", "cz1"])
+def test_other_namespaces_keep_the_raw_port(lab: Lab, consumers: dict[str, Any], client: str) -> None:
+    ns, pod = consumers[client]
+    banner = run_py(lab, ns, pod, RAW_READ, "api.gy", 9000, timeout=20)
+    assert banner.startswith("api-"), banner

@@ -4,6 +4,7 @@ the one the first fix closed (a Gateway's or Pod's ``status``)."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from agent.apiserver import allocate_cluster_ip
 from agent.cli.main import cli
-from agent.datapath.desired import desired_datapath, view_of, waypoint_of
+from agent.datapath.desired import waypoint_address
 from agent.lab.gateways import GatewayController
 from agent.lab.seed import GATEWAY_CLASS, node_object
 from agent.lab.topology import plan_lab
@@ -23,7 +24,7 @@ from agent.model.convert import from_dict
 from agent.model.node import Node
 from agent.store import Store
 
-ATTACKER = "10.244.1.66"
+ATTACKER = "10.244.1.126"  # a pod on node1: the last host of 10.244.1.64/26
 
 
 @pytest.fixture
@@ -60,49 +61,35 @@ def _user_node(node: dict[str, Any], annotations: dict[str, str] | None) -> dict
     return {"apiVersion": "v1", "kind": "Node", "metadata": meta, "spec": node["spec"]}
 
 
-def test_apply_cannot_move_a_nodes_waypoint_to_an_attacker_address(run) -> None:
-    """The node's waypoint address decides where every L7 connection on the node goes and
-    which address carries waypoint identity: a user's apply must not set it."""
+def test_apply_cannot_move_a_nodes_waypoint_by_moving_its_pod_cidr(run) -> None:
+    """The node's waypoint address is the last host of its pod CIDR: it decides where
+    every L7 connection on the node goes and which address carries waypoint identity. A
+    user's apply must not move it (to a CIDR whose last host is the attacker's)."""
     seeded = _seed_node(run)
     name = seeded["metadata"]["name"]
-    before = waypoint_of(_stored_node(run, name))
+    before = waypoint_address(_stored_node(run, name))
     assert before is not None
-    forged = _user_node(seeded, {"tulle.io/waypoint": f"{ATTACKER}:15008"})
+    forged = _user_node(seeded, None)
+    forged["spec"] = {"podCIDR": "10.244.1.64/26", "podCIDRs": ["10.244.1.64/26"]}
+    assert waypoint_address(from_dict(forged)) == ipaddress.ip_address(ATTACKER)
     result = run("apply", "-f", "-", input=yaml.safe_dump(forged))
-    assert result.exit_code != 0
-    assert "tulle.io/waypoint" in result.output
-    assert waypoint_of(_stored_node(run, name)) == before
-    plan = desired_datapath(view_of([_stored_node(run, name)]), name)
-    assert plan.waypoint == before
-    assert ATTACKER not in {str(ip) for ip in plan.ipcache}
+    assert result.exit_code != 0 and "immutable" in result.output
+    assert waypoint_address(_stored_node(run, name)) == before
 
 
-def test_a_new_node_cannot_claim_waypoint_identity_for_an_address(run) -> None:
-    seeded = _seed_node(run)
-    forged = _user_node(seeded, {"tulle.io/waypoint": f"{ATTACKER}:15008"})
-    forged["metadata"]["name"] = "rogue"
-    forged["spec"] = {}
-    result = run("apply", "-f", "-", input=yaml.safe_dump(forged))
-    assert result.exit_code != 0
-    assert "tulle.io/waypoint" in result.output
-    with Store(run.store) as store:
-        assert [o["metadata"]["name"] for o in store.list("Node")[0]] == [
-            seeded["metadata"]["name"]
-        ]
-
-
-def test_applying_a_node_without_the_annotation_keeps_its_waypoint(run) -> None:
-    """kubectl-style apply of a Node (a label edit, say) must not drop the waypoint
-    either: that would turn every L7 Service on the node into plain L4, routes unenforced."""
+def test_applying_a_node_without_its_pod_cidr_keeps_its_waypoint(run) -> None:
+    """kubectl-style apply of a Node (a label edit, say) must not drop the pod CIDR
+    either: the node would lose its waypoint, every L7 Service on it plain L4."""
     seeded = _seed_node(run)
     name = seeded["metadata"]["name"]
-    before = waypoint_of(_stored_node(run, name))
-    edited = _user_node(seeded, None)
+    before = waypoint_address(_stored_node(run, name))
+    edited = _user_node(seeded, {"team-note": "x"})
+    edited["spec"] = {}
     edited["metadata"]["labels"] = {"team": "a"}
     result = run("apply", "-f", "-", input=yaml.safe_dump(edited))
     assert result.exit_code == 0, result.output
     node = _stored_node(run, name)
-    assert waypoint_of(node) == before
+    assert waypoint_address(node) == before
     assert node.metadata.labels.get("team") == "a"
 
 

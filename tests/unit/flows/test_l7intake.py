@@ -3,8 +3,13 @@ built into the same flows the waypoint would have built; Hubble JSON lines still
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
+import stat
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +20,11 @@ from agent.flows.ingest import FlowIngest
 from agent.flows.l7intake import FlowForwarder, L7Intake
 from agent.flows.l7record import L7FlowBuilder, L7Record, encode_batch, record_from_json
 from agent.flows.store import FlowRing
+from agent.lab.echo import EchoServer
+from agent.lab.echo_http import EchoContext
+from l7proxy.flows import FlowLossCollector
+from l7proxy.server import WaypointServer
+from l7proxy.testing import gateway_config
 
 OK: L7Record = (1_700_000_000_000_000_000, 2_500_000, 200, "GET", "http://echo.shop/x",
                 "HTTP/1.1", "shop/orders", "0", "shop/echo:8080", "",
@@ -95,3 +105,149 @@ def test_the_forwarder_delivers_batches_and_counts_loss(tmp_path: Path) -> None:
         intake.stop()
         if forwarder.sock is not None:
             forwarder.sock.close()
+
+
+# --- the waypoint never waits for the agent ---------------------------------------------
+
+ROUTE = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: main, namespace: default}
+spec:
+  parentRefs: [{name: gw, namespace: infra}]
+  rules:
+  - backendRefs: [{name: v1, port: 8080}]
+"""
+
+
+class LoopThread:
+    """An event loop in a thread, like the waypoint's: what blocks it shows as timeouts."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any, timeout: float = 10.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
+        async def wrap() -> Any:
+            return fn()
+
+        return self.run(wrap(), timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def http_get(port: int) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(b"GET /x HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+        head = conn.recv(64)
+    return int(head.split()[1])
+
+
+def test_an_intake_that_never_reads_never_stalls_the_waypoint(tmp_path: Path) -> None:
+    path = tmp_path / "l7.sock"
+    stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stuck.bind(str(path))
+    stuck.listen(8)  # never accepts, never reads: the connection's buffers fill and stay full
+    forwarder = FlowForwarder(path, max_queued_bytes=64 << 10)
+    loop = LoopThread()
+    echo = EchoServer(EchoContext(namespace="default", pod="echo-v1"), log=lambda _: None)
+    server: WaypointServer | None = None
+    try:
+        [echo_port] = loop.run(echo.start([0], "127.0.0.1"))
+        config = gateway_config(ROUTE, {"default/v1:8080": [("127.0.0.1", echo_port)]},
+                                services=("v1",))
+        server = WaypointServer(config, flow_sink=forwarder)
+        server.metrics.registry.register(FlowLossCollector(server.flows))
+        [port] = loop.run(server.start())
+        # Fill the connection from the waypoint's loop with small batches (~1 MB), past the
+        # socket buffers and the 64 KiB queue. A blocking send would never return.
+        loop.call(lambda: [forwarder([OK] * 4) for _ in range(1000)])
+        assert forwarder.lost_backlog > 0 and forwarder.lost_unavailable == 0
+        before = forwarder.lost_backlog
+        assert [http_get(port) for _ in range(5)] == [200] * 5
+        deadline = time.monotonic() + 5
+        while forwarder.lost_backlog == before and time.monotonic() < deadline:
+            time.sleep(0.05)  # the recorder's 0.2 s timer hands the 5 records over
+        assert forwarder.lost_backlog > before  # room for them: the oldest batch went
+        dropped = server.metrics.registry.get_sample_value(
+            "tulle_waypoint_flows_dropped_total", {"reason": "agent_backlog"})
+        assert dropped == forwarder.lost_backlog
+    finally:
+        if server is not None:
+            loop.run(server.close())
+        loop.run(echo.close())
+        loop.call(forwarder.close)
+        loop.stop()
+        stuck.close()
+
+
+def test_a_partly_sent_line_survives_and_whole_lines_arrive(tmp_path: Path) -> None:
+    """Under back-pressure the intake still reads only whole lines: no batch is cut."""
+    path = tmp_path / "l7.sock"
+    intake = L7Intake(path, FlowIngest(FlowRing(100_000)), lambda f: f, "node1")
+    forwarder = FlowForwarder(path, max_queued_bytes=256 << 10)
+    batch = [OK] * 256
+    for _ in range(40):  # the intake is not serving yet: its socket buffer fills
+        forwarder([*batch])
+    sent = 40 * 256 - forwarder.lost
+    assert forwarder.lost_backlog > 0
+    intake.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(stored(intake)) < sent and time.monotonic() < deadline:
+            forwarder([])  # no loop here: a call drains what the socket now takes
+            forwarder._flush()
+            time.sleep(0.01)
+        assert len(stored(intake)) == sent and intake.rejected == 0
+    finally:
+        forwarder.close()
+        intake.stop()
+
+
+def test_the_intake_socket_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "intake" / "node1.sock"
+    intake = L7Intake(path, FlowIngest(FlowRing(10)), lambda f: f, "node1")
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    finally:
+        intake.stop()
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    with pytest.raises(PermissionError, match="mode 0755.*0700"):
+        L7Intake(shared / "node1.sock", FlowIngest(FlowRing(10)), lambda f: f, "node1")
+
+
+def test_an_agent_that_goes_away_costs_the_queue_and_the_next_batch_reconnects(
+        tmp_path: Path) -> None:
+    path = tmp_path / "l7.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(8)
+    forwarder = FlowForwarder(path)
+    try:
+        forwarder([OK])
+        first, _ = listener.accept()
+        assert first.recv(65536).count(b"\n") == 1
+        first.close()  # the agent restarts: its end of the connection is gone
+        deadline = time.monotonic() + 5
+        while forwarder.sock is not None and time.monotonic() < deadline:
+            forwarder([OK, DENIED])  # EPIPE/ECONNRESET once the kernel notices
+        assert forwarder.sock is None and forwarder.lost_unavailable >= 2
+        assert forwarder.lost_backlog == 0
+        forwarder([DENIED])  # reconnects
+        second, _ = listener.accept()
+        second.settimeout(5)
+        line = second.recv(65536)
+        assert line.endswith(b"\n") and [record_from_json(v) for v in json.loads(line)] == [DENIED]
+        second.close()
+    finally:
+        forwarder.close()
+        listener.close()

@@ -1,0 +1,71 @@
+"""NetworkPolicy for connections the waypoint makes on a client's behalf (pure).
+
+The kernel judges a direct connection twice: the client's egress policy in from_pod.c and
+the backend's ingress policy in to_pod.c, both on the peer's identity. A request through
+the waypoint is judged the same way, by the same compiled plan (``compile_policy``,
+``evaluate``) over every pod of the cluster, on the client's identity: the kernel skips
+both checks for it (the waypoint is the only way in, and its own packets carry waypoint
+identity), so this is the one place they happen. See ARCHITECTURE.md, "Policy through the
+waypoint".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, ip_address
+
+from agent.datapath.desired import pod_endpoints
+from agent.datapath.identity import WORLD
+from agent.datapath.policy import compile_policy
+from agent.datapath.policy_plan import Direction, PolicyPlan, evaluate
+from agent.model.core import Namespace, Pod
+from agent.model.networking import NetworkPolicy
+
+TCP = 6
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class ConnectionPolicy:
+    """The cluster's policy plan for every pod, and each pod address's identity."""
+
+    plan: PolicyPlan = field(default_factory=lambda: PolicyPlan({}, {}, {}))
+    identities: Mapping[IPv4Address, int] = field(default_factory=dict)
+    errors: tuple[str, ...] = ()
+    namespaces: Mapping[str, str] = field(default_factory=dict)
+    """Pod address (text) -> the pod's namespace: selects GAMMA consumer routes."""
+
+    def identity(self, address: IPv4Address) -> int:
+        """A pod's identity; anything else is the world (the waypoint's clients are pods)."""
+        return self.identities.get(address, WORLD)
+
+    def allows(self, client: Address, backend: Address, protocol: int = TCP) -> bool:
+        """Whether a direct connection from ``client`` to ``backend`` would pass both the
+        client's egress and the backend's ingress policy."""
+        try:
+            src, dst = ip_address(client[0]), ip_address(backend[0])
+        except ValueError:
+            return False
+        if not isinstance(src, IPv4Address) or not isinstance(dst, IPv4Address):
+            return False
+        port = backend[1]
+        return evaluate(
+            self.plan, src, Direction.EGRESS, dst, self.identity(dst), protocol, port
+        ) and evaluate(self.plan, dst, Direction.INGRESS, src, self.identity(src), protocol, port)
+
+
+def connection_policy(
+    pods: Iterable[Pod], namespaces: Iterable[Namespace], policies: Iterable[NetworkPolicy]
+) -> ConnectionPolicy:
+    found = pod_endpoints(pods)
+    endpoints = [endpoint for _, endpoint in found.pairs]
+    plan = compile_policy(
+        list(policies),
+        endpoints,
+        {ns.metadata.name: ns.metadata.labels for ns in namespaces},
+        [e.ip for e in endpoints],
+    )
+    identities = {e.ip: e.identity for e in endpoints}
+    by_address = {str(e.ip): e.namespace for e in endpoints}
+    return ConnectionPolicy(plan, identities, found.collisions + plan.errors, by_address)

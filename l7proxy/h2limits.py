@@ -1,0 +1,128 @@
+"""Per-connection HTTP/2 budgets (pure) and their counters.
+
+Some frames cost the waypoint work but the client nothing: RST_STREAM right after HEADERS
+(rapid reset, CVE-2023-44487: each stream starts a request that is then cancelled), PING
+and SETTINGS (each must be acknowledged: CVE-2019-9512, CVE-2019-9515). ``FrameCounter``
+counts them straight from the byte stream, before the ``h2`` library parses it, so a
+frame that ``h2`` ignores silently (a reset of a closed stream) still counts. Each kind
+has a token bucket (``Budget``): ``limit`` frames, refilled over ``period`` seconds. A
+connection over budget gets GOAWAY(ENHANCE_YOUR_CALM) and is closed; ``H2Stats`` counts
+it (``tulle_waypoint_h2_goaways_total{reason}``) and the front end records a DROPPED flow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+PREFACE_LENGTH = 24
+HEADERS, RST_STREAM, SETTINGS, PING = 0x1, 0x3, 0x4, 0x6
+ACK = 0x1
+
+# GOAWAY reasons: metric label -> flow drop reason.
+RESET_FLOOD = "reset_flood"
+PING_FLOOD = "ping_flood"
+SETTINGS_FLOOD = "settings_flood"
+TOO_MANY_STREAMS = "too_many_streams"
+PROTOCOL_ERROR = "protocol_error"
+WRITE_BUFFER = "write_buffer"
+DROP_REASONS = {
+    RESET_FLOOD: "H2_RESET_FLOOD",
+    PING_FLOOD: "H2_PING_FLOOD",
+    SETTINGS_FLOOD: "H2_SETTINGS_FLOOD",
+    TOO_MANY_STREAMS: "H2_TOO_MANY_STREAMS",
+    PROTOCOL_ERROR: "H2_PROTOCOL_ERROR",
+    WRITE_BUFFER: "H2_WRITE_BUFFER_FULL",
+}
+
+
+class FrameCounter:
+    """Counts a client's RST_STREAM, PING and SETTINGS frames (not their ACKs) in the
+    raw stream that follows the connection preface, across arbitrary read boundaries."""
+
+    __slots__ = ("skip", "partial")
+
+    def __init__(self) -> None:
+        self.skip = PREFACE_LENGTH  # bytes to pass over: the preface, then payloads
+        self.partial = b""  # the start of a frame header split across reads
+
+    def feed(self, data: bytes) -> tuple[int, int, int]:
+        """(resets, pings, settings) whose frame header is in ``data``."""
+        resets = pings = settings = 0
+        if self.partial:
+            data, self.partial = self.partial + data, b""
+        pos, end = 0, len(data)
+        while True:
+            if self.skip:
+                step = min(self.skip, end - pos)
+                pos += step
+                self.skip -= step
+                if self.skip:
+                    break
+            if end - pos < 9:
+                self.partial = data[pos:]
+                break
+            kind, flags = data[pos + 3], data[pos + 4]
+            self.skip = int.from_bytes(data[pos : pos + 3], "big")
+            pos += 9
+            if kind == RST_STREAM:
+                resets += 1
+            elif kind == PING and not flags & ACK:
+                pings += 1
+            elif kind == SETTINGS and not flags & ACK:
+                settings += 1
+        return resets, pings, settings
+
+
+class Budget:
+    """A token bucket: ``limit`` events at once, refilled at ``limit / period`` per second."""
+
+    __slots__ = ("limit", "rate", "tokens", "stamp")
+
+    def __init__(self, limit: int, period: float, now: float) -> None:
+        self.limit = float(limit)
+        self.rate = limit / period if period > 0 else 0.0
+        self.tokens = float(limit)
+        self.stamp = now
+
+    def spend(self, count: int, now: float) -> bool:
+        """Take ``count`` tokens; False once the bucket is overdrawn."""
+        if not count:
+            return self.tokens >= 0
+        self.tokens = min(self.limit, self.tokens + (now - self.stamp) * self.rate) - count
+        self.stamp = now
+        return self.tokens >= 0
+
+
+class H2Stats(Collector):
+    """HTTP/2 connection and stream terminations, by reason (per worker)."""
+
+    def __init__(self) -> None:
+        self.goaways: dict[str, int] = {}
+        self.resets: dict[str, int] = {}
+
+    def goaway(self, reason: str) -> None:
+        self.goaways[reason] = self.goaways.get(reason, 0) + 1
+
+    def reset(self, reason: str) -> None:
+        self.resets[reason] = self.resets.get(reason, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        goaways = CounterMetricFamily(
+            "tulle_waypoint_h2_goaways",
+            "HTTP/2 client connections closed by the waypoint, by reason",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.goaways.items()):
+            goaways.add_metric([reason], count)
+        yield goaways
+        resets = CounterMetricFamily(
+            "tulle_waypoint_h2_stream_resets",
+            "HTTP/2 client streams reset by the waypoint, by reason",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.resets.items()):
+            resets.add_metric([reason], count)
+        yield resets

@@ -1,0 +1,177 @@
+"""One HTTP/2 stream's output (``Sender``: DATA paced by flow control, shared with the
+h2c upstream client) and a client stream as the ``Downstream`` of its exchange
+(``H2Stream``), with the request-body window it holds until bytes are passed on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import h2.connection
+import h2.errors
+import h2.exceptions
+
+from l7proxy.exchange import RawHeaders, RequestBody
+from l7proxy.http.parser import BodyKind
+from l7proxy.upstream import UpstreamFailure
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from l7proxy.h2 import H2Frontend
+
+DROP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
+    }
+)
+WINDOW = 1 << 20
+STREAM_BUFFER = 64 * 1024
+"""Bytes a stream holds for a peer that cannot take them before its source is paused
+(per stream: a client with 100 streams that reads nothing parks about 100 x this)."""
+
+
+class Sender:
+    """Outbound DATA for one stream, paced by HTTP/2 flow control."""
+
+    __slots__ = ("conn", "stream_id", "buffer", "ending", "trailers", "closed", "sent")
+
+    def __init__(self, conn: h2.connection.H2Connection, stream_id: int) -> None:
+        self.conn: h2.connection.H2Connection = conn
+        self.stream_id = stream_id
+        self.buffer = bytearray()
+        self.ending = False
+        self.trailers: RawHeaders | None = None
+        self.closed = False
+        self.sent = 0
+
+    def flush(self) -> None:
+        conn, sid = self.conn, self.stream_id
+        if self.closed:
+            return
+        try:
+            while self.buffer:
+                size = min(
+                    conn.local_flow_control_window(sid),
+                    conn.max_outbound_frame_size,
+                    len(self.buffer),
+                )
+                if size <= 0:
+                    return
+                conn.send_data(sid, bytes(self.buffer[:size]))
+                del self.buffer[:size]
+                self.sent += size
+            if self.ending:
+                self.closed = True
+                if self.trailers:
+                    conn.send_headers(sid, self.trailers, end_stream=True)
+                else:
+                    conn.send_data(sid, b"", end_stream=True)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self.closed = True
+
+
+class H2Stream:
+    """One client stream: the ``Downstream`` of its exchange."""
+
+    protocol = "HTTP/2"
+
+    def __init__(self, front: H2Frontend, stream_id: int, body: RequestBody) -> None:
+        self.front = front
+        self.stream_id = stream_id
+        self.body = body
+        self.scheme = front.conn.scheme
+        self.started = False
+        self.sender = Sender(front.h2, stream_id)
+        self.task: asyncio.Task[None] | None = None
+        self.pause_cb: Callable[[], None] | None = None
+        self.held = False
+        """Request body bytes are not being passed on: do not reopen the window."""
+        self.unacked = 0
+        self.kept = 0
+        """Bytes of the body kept for retries, as counted in ``H2Frontend.kept``."""
+        self.mark = (0, 0.0)
+        """(bytes moved, when) as last seen by ``H2Frontend.check``."""
+
+    # --- request body flow control ------------------------------------------------------
+
+    def hold(self) -> None:
+        # body.paused too: a sink attached later (a retry after the paused upstream
+        # failed) then releases the window instead of leaving it shut.
+        self.held = self.body.paused = True
+
+    def release(self) -> None:
+        self.held = self.body.paused = False
+        if self.unacked:
+            count, self.unacked = self.unacked, 0
+            self.front.ack(count, self.stream_id)
+            self.front.flush()
+
+    # --- Downstream ---------------------------------------------------------------------
+
+    def local(self, status: int, headers: RawHeaders, body: bytes, *, close: bool = False) -> None:
+        self.head(status, b"", list(headers), BodyKind.LENGTH, len(body))
+        self.data(body)
+        self.end()
+
+    def head(
+        self,
+        status: int,
+        reason: bytes,
+        headers: RawHeaders,
+        body: BodyKind | None,
+        length: int | None,
+    ) -> None:
+        out = [(b":status", b"%d" % status)]
+        out += [(n.lower(), v) for n, v in headers if n.lower() not in DROP]
+        if length is not None and body is not None:
+            out.append((b"content-length", b"%d" % length))
+        self.started = True
+        self.front.send_headers(self.stream_id, out, end_stream=False)
+
+    def flush(self) -> None:
+        pass
+
+    def data(self, data: bytes) -> None:
+        sender = self.sender
+        sender.buffer += data
+        if self.front.writable:
+            sender.flush()
+        if self.pause_cb is not None and len(sender.buffer) > STREAM_BUFFER:
+            self.pause_cb()
+        self.front.flush()
+
+    def end(self, trailers: RawHeaders | None = None) -> None:
+        self.sender.ending = True
+        if trailers:
+            self.sender.trailers = [(n.lower(), v) for n, v in trailers]
+        if self.front.writable:
+            self.sender.flush()
+        self.front.flush()
+
+    def abort(self, code: h2.errors.ErrorCodes = h2.errors.ErrorCodes.INTERNAL_ERROR) -> None:
+        self.sender.closed = True
+        self.sender.buffer.clear()
+        self.front.reset(self.stream_id, code)
+
+    def continue_(self) -> None:
+        pass
+
+    def tunnel(
+        self,
+        write_upstream: Callable[[bytes], None],
+        close_upstream: Callable[[], None],
+    ) -> Callable[[bytes], None]:
+        raise UpstreamFailure("Upgrade over HTTP/2 is not supported", sent=True)
+
+    def pause_source(
+        self, pause: Callable[[], None] | None, resume: Callable[[], None] | None
+    ) -> None:
+        self.pause_cb = pause
+        self.front.resumers[self.stream_id] = resume

@@ -1,0 +1,76 @@
+"""The waypoint's policy check equals the kernel's two checks of a direct connection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agent.datapath.policy_waypoint import connection_policy
+from agent.model.convert import from_dict
+from agent.model.core import Namespace, Pod
+from agent.model.networking import NetworkPolicy
+
+from .policy_cluster import pod_doc
+
+
+def _pod(ns: str, name: str, ip: str, app: str) -> Pod:
+    doc = pod_doc(ns, name, ip, {"app": app}, [{"name": "alt", "containerPort": 9090}])
+    doc["metadata"]["uid"] = f"{ns}-{name}"
+    obj = from_dict(doc)
+    assert isinstance(obj, Pod)
+    return obj
+
+
+def _ns(name: str, labels: dict[str, str]) -> Namespace:
+    obj = from_dict({"apiVersion": "v1", "kind": "Namespace",
+                     "metadata": {"name": name, "labels": labels}})
+    assert isinstance(obj, Namespace)
+    return obj
+
+
+def _policy(ns: str, spec: dict[str, Any]) -> NetworkPolicy:
+    obj = from_dict({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                     "metadata": {"name": "p", "namespace": ns}, "spec": spec})
+    assert isinstance(obj, NetworkPolicy)
+    return obj
+
+
+PODS = [_pod("a", "srv", "10.244.1.5", "srv"), _pod("b", "cli", "10.244.2.6", "cli"),
+        _pod("c", "cli", "10.244.2.7", "cli")]
+NAMESPACES = [_ns("a", {"team": "a"}), _ns("b", {"team": "b"}), _ns("c", {"team": "c"})]
+SRV, B, C = ("10.244.1.5", 8080), ("10.244.2.6", 40000), ("10.244.2.7", 40000)
+
+
+@pytest.mark.parametrize(("spec", "ns", "expect"), [
+    ({"podSelector": {}, "policyTypes": ["Ingress"]}, "a", (False, False)),
+    ({"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {
+        "matchLabels": {"team": "b"}}}]}]}, "a", (True, False)),
+    ({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {
+        "cidr": "10.244.0.0/16", "except": ["10.244.2.7/32"]}}]}]}, "a", (True, False)),
+    ({"podSelector": {}, "policyTypes": ["Egress"]}, "b", (False, True)),
+    ({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [{
+        "namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "srv"}}}],
+        "ports": [{"port": 8080}]}]}, "b", (True, True)),
+], ids=["deny-ingress", "ingress-from-namespace", "ipblock-except", "egress-deny",
+        "egress-to-pod-on-port"])
+def test_client_egress_and_backend_ingress_both_apply(
+        spec: dict[str, Any], ns: str, expect: tuple[bool, bool]) -> None:
+    judge = connection_policy(PODS, NAMESPACES, [_policy(ns, spec)])
+    assert (judge.allows(B, SRV), judge.allows(C, SRV)) == expect
+
+
+def test_named_port_and_wrong_port() -> None:
+    spec = {"podSelector": {}, "ingress": [{"ports": [{"port": "alt"}]}]}
+    judge = connection_policy(PODS, NAMESPACES, [_policy("a", spec)])
+    assert judge.allows(B, ("10.244.1.5", 9090))
+    assert not judge.allows(B, ("10.244.1.5", 8080))
+
+
+def test_no_policy_allows_and_unknown_clients_are_the_world() -> None:
+    assert connection_policy(PODS, NAMESPACES, []).allows(B, SRV)
+    spec = {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}]}]}
+    judge = connection_policy(PODS, NAMESPACES, [_policy("a", spec)])
+    assert judge.allows(B, SRV)
+    assert not judge.allows(("10.244.9.9", 1), SRV)  # not a pod: not in any namespace
+    assert not judge.allows(("not-an-ip", 1), SRV)

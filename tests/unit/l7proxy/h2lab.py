@@ -1,0 +1,195 @@
+"""A waypoint on loopback with chosen limits, and backends that hold requests: the
+HTTP/1.1 ``HoldingBackend`` (optionally not reading) and the h2c ``HoldingH2Backend``
+(optionally streaming a response as fast as flow control allows)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import cast
+
+import h2.config
+import h2.connection
+import h2.events
+
+from agent.flows.flow import Flow, Verdict
+from l7proxy.config import Limits
+from l7proxy.server import WaypointServer
+from l7proxy.testing import gateway_config
+
+ROUTES = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: main, namespace: default}
+spec:
+  parentRefs: [{name: gw, namespace: infra}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /h1}}]
+    backendRefs: [{name: h1, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: /grpc.Echo}}]
+    backendRefs: [{name: grpc, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: /old}}]
+    filters: [{type: RequestRedirect, requestRedirect: {scheme: https, statusCode: 301}}]
+"""
+
+
+@dataclass
+class HoldingBackend:
+    """An HTTP/1.1 backend that never answers. With ``paused`` it does not read either
+    (its receive buffer kept small) until ``resume``; ``received`` counts bytes read."""
+
+    paused: bool = False
+    received: int = 0
+    closed: int = 0
+    transports: list[asyncio.Transport] = field(default_factory=list)
+    port: int = 0
+    _server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> int:
+        import socket
+
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # inherited by accepts
+        sock.bind(("127.0.0.1", 0))
+        backend = self
+
+        class Conn(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport = cast(asyncio.Transport, transport)
+                backend.transports.append(self.transport)
+
+            def data_received(self, data: bytes) -> None:
+                backend.received += len(data)
+                if backend.paused:  # (pausing in connection_made is undone by asyncio)
+                    self.transport.pause_reading()
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                backend.closed += 1
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(Conn, sock=sock)
+        self.port = sock.getsockname()[1]
+        return self.port
+
+    def resume(self) -> None:
+        self.paused = False
+        for transport in self.transports:
+            transport.resume_reading()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for transport in self.transports:
+            transport.abort()
+
+
+@dataclass
+class HoldingH2Backend:
+    """An h2c backend that records requests and resets. It never answers, or with
+    ``respond`` answers each request with that many body bytes as fast as flow control
+    lets it (``sent`` counts them)."""
+
+    respond: int = 0
+    sent: int = 0
+    requests: list[int] = field(default_factory=list)
+    resets: list[tuple[int, int]] = field(default_factory=list)
+    transports: list[asyncio.Transport] = field(default_factory=list)
+    _server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> int:
+        backend = self
+
+        class Conn(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport = cast(asyncio.Transport, transport)
+                backend.transports.append(self.transport)
+                self.owed: dict[int, int] = {}
+                config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+                self.h2 = h2.connection.H2Connection(config=config)
+                self.h2.initiate_connection()
+                self.transport.write(self.h2.data_to_send())
+
+            def data_received(self, data: bytes) -> None:
+                for event in self.h2.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        backend.requests.append(event.stream_id)
+                        if backend.respond:
+                            self.h2.send_headers(event.stream_id, [(b":status", b"200")])
+                            self.owed[event.stream_id] = backend.respond
+                    elif isinstance(event, h2.events.StreamReset):
+                        backend.resets.append((event.stream_id, event.error_code))
+                        self.owed.pop(event.stream_id, None)
+                self.pump()
+                self.transport.write(self.h2.data_to_send())
+
+            def pump(self) -> None:
+                for sid, left in list(self.owed.items()):
+                    while left:
+                        n = min(left, self.h2.local_flow_control_window(sid), 16384)
+                        if n <= 0:
+                            break
+                        self.h2.send_data(sid, b"r" * n, end_stream=n == left)
+                        left -= n
+                        backend.sent += n
+                    self.owed[sid] = left
+                    if not left:
+                        del self.owed[sid]
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(Conn, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for transport in self.transports:
+            transport.abort()
+
+
+@dataclass
+class Waypoint:
+    server: WaypointServer
+    port: int
+    h1: HoldingBackend
+    h2: HoldingH2Backend
+    flows: list[Flow]
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.server.metrics.registry.get_sample_value(name, labels)
+        return value or 0.0
+
+
+@asynccontextmanager
+async def waypoint(
+    limits: Limits | None = None, *, paused: bool = False, respond: int = 0
+) -> AsyncIterator[Waypoint]:
+    h1 = HoldingBackend(paused=paused)
+    h2b = HoldingH2Backend(respond=respond)
+    endpoints = {
+        "default/h1:8080": [("127.0.0.1", await h1.start())],
+        "default/grpc:8080": [("127.0.0.1", await h2b.start())],
+    }
+    config = gateway_config(
+        ROUTES,
+        endpoints,
+        services=("h1", "grpc"),
+        limits=limits,
+        protocols={"default/grpc:8080": "h2c"},
+    )
+    flows: list[Flow] = []
+    server = WaypointServer(config, flow_sink=flows.extend)
+    [port] = await server.start()
+    try:
+        yield Waypoint(server, port, h1, h2b, flows)
+    finally:
+        await server.close()
+        await h1.close()
+        await h2b.close()
+
+
+def dropped(wp: Waypoint, reason: str) -> list[Flow]:
+    """The DROPPED flows recorded so far with this drop reason."""
+    wp.server.flows.flush()
+    return [f for f in wp.flows if f.verdict is Verdict.DROPPED and f.drop_reason_desc == reason]
