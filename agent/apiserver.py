@@ -6,8 +6,11 @@ all-or-nothing: one invalid object and nothing is stored.
 
 `status` is a subresource: admission drops whatever status a user sends (the store keeps the
 stored one on update and starts without one on create), so only controllers, the kubelet and
-node agents write it, through ``Store.update_status``. Objects over the 1.5 MiB limit are
-refused by name before they are converted.
+node agents write it, through ``Store.update_status``. Nodes are registered by the lab:
+apply edits their labels and annotations, never creates one or moves its pod CIDR (which
+decides the node's waypoint address and node identity). Gateway addresses count as
+allocated ClusterIPs. Objects over the 1.5 MiB limit are refused by name before they are
+converted.
 """
 
 from __future__ import annotations
@@ -50,11 +53,44 @@ def admit(store: Store, docs: Sequence[tuple[str, dict[str, Any]]]) -> list[dict
         except ConversionError as err:
             errors.append(f"{source}: {err}")
     errors += _check_namespaces(store, admitted)
+    errors += _guard_nodes(store, admitted)
     if not errors:
         errors += _assign_cluster_ips(store, admitted)
     if errors:
         raise AdmissionError(errors)
     return admitted
+
+
+_NODE_CIDR_FIELDS = ("podCIDR", "podCIDRs")
+
+
+def _guard_nodes(store: Store, objs: Sequence[dict[str, Any]]) -> list[str]:
+    """Nodes are registered by the lab, as kubelets register themselves; apply may edit
+    their labels and annotations but not create one nor move its pod CIDR, which decides
+    the node's waypoint address (where its L7 connections go, which address has waypoint
+    identity) and gives its first address node (host or remote-node) identity. An
+    omitted pod CIDR keeps the stored one (Kubernetes: podCIDR may only be set once)."""
+    errors = []
+    for obj in objs:
+        if obj["kind"] != "Node":
+            continue
+        stored = store.get("Node", "", obj["metadata"]["name"])
+        if stored is None:
+            errors.append(
+                f"{describe(obj)}: Nodes are registered by the lab (tulle lab up), not "
+                "created by apply"
+            )
+            continue
+        spec = obj.setdefault("spec", {})
+        owned = stored.get("spec") or {}
+        for field in _NODE_CIDR_FIELDS:
+            if field in spec and spec[field] != owned.get(field):
+                errors.append(
+                    f"{describe(obj)}: spec.{field}: field is immutable (is {owned.get(field)})"
+                )
+            elif field in owned:
+                spec[field] = owned[field]
+    return errors
 
 
 def _size_problem(doc: dict[str, Any]) -> str | None:
@@ -98,6 +134,9 @@ def _assign_cluster_ips(store: Store, objs: Sequence[dict[str, Any]]) -> list[st
         for s in existing.values()
         if s.get("spec", {}).get("clusterIP") not in (None, "", "None")
     }
+    # Gateway addresses come from the same range (the Gateway controller allocates them):
+    # a Service on one would share the VIP with the Gateway's listeners.
+    used |= _gateway_addresses(store)
     errors = []
     for obj in objs:
         if obj["kind"] != "Service":
@@ -128,6 +167,17 @@ def _assign_cluster_ips(store: Store, objs: Sequence[dict[str, Any]]) -> list[st
         spec["clusterIP"] = str(ip)
         spec["clusterIPs"] = [str(ip)]
     return errors
+
+
+def _gateway_addresses(store: Store) -> set[Any]:
+    found: set[Any] = set()
+    for gateway in store.list("Gateway")[0]:
+        for address in (gateway.get("status") or {}).get("addresses") or []:
+            try:
+                found.add(ipaddress.ip_address(address.get("value", "")))
+            except ValueError:
+                continue  # a hostname address: nothing to collide with
+    return found
 
 
 def allocate_cluster_ip(key: tuple[str, ...], used: set[Any]) -> ipaddress.IPv4Address:

@@ -14,7 +14,7 @@ from l7proxy.exchange import Downstream, Exchange, RawHeaders, RequestBody, upst
 from l7proxy.flows import FlowRecorder, now_ns
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.response import ResponseHead, upgrade_refusal
-from l7proxy.http.wire import LAST_CHUNK, chunk, end_to_end
+from l7proxy.http.wire import HOP_BY_HOP, LAST_CHUNK, chunk, end_to_end
 from l7proxy.metrics import WaypointMetrics
 from l7proxy.routing import (
     Answer,
@@ -552,8 +552,11 @@ def _request_end(conn: Http1Upstream, body: RequestBody, chunked: bool) -> Calla
 
 
 def _raw(headers: Headers) -> RawHeaders:
+    """Response fields after the route's filters, without framing and hop-by-hop fields:
+    the waypoint writes those for its own hop, so a filter that sets Transfer-Encoding
+    beside the waypoint's Content-Length cannot give the client two framings."""
     return [
         (n.encode("latin-1"), v.encode("latin-1"))
         for n, v in headers
-        if n.lower() != "content-length"
+        if n.lower() not in HOP_BY_HOP
     ]

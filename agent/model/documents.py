@@ -58,7 +58,13 @@ class _ManifestLoader(_YAML_BASE):  # type: ignore[valid-type,misc]
             if key_node.tag == _MERGE_TAG:
                 continue
             key = self.construct_object(key_node, deep=True)
-            if isinstance(key, str | int | float | bool) and key in seen:
+            if not isinstance(key, str | int | float | bool | None):
+                # A list or mapping as a key (``? [a]``, ``? *anchor``): no JSON object has
+                # one, and it is not hashable; refused here rather than as a TypeError.
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a mapping key must be a scalar", key_node.start_mark
+                )
+            if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {json.dumps(key)}", key_node.start_mark
                 )
@@ -153,6 +159,8 @@ def _json_documents(text: str, source: str) -> list[tuple[int, Any]] | None:
             return None
         except RecursionError:
             raise LoadError(source, _too_deep(len(documents) + 1), line) from None
+        except ValueError as exc:  # an integer past Python's 4300 digits
+            raise LoadError(source, f"document {len(documents) + 1}: {exc}", line) from None
         if _depth_over(value, MAX_DEPTH):
             raise LoadError(source, _too_deep(len(documents) + 1), line)
         documents.append((line, value))
@@ -178,7 +186,12 @@ def _yaml_documents(text: str, source: str) -> Iterator[tuple[int, Any]]:
                     f'the limit of {MAX_ALIAS_EXPANSION} (a "billion laughs" document?)',
                     line,
                 )
-            yield line, loader.construct_document(node)
+            try:
+                document = loader.construct_document(node)
+            except (TypeError, ValueError) as exc:
+                # A constructor refusing a value (an integer past Python's 4300 digits).
+                raise LoadError(source, f"document {number}: {exc}", line) from None
+            yield line, document
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "syntax error"

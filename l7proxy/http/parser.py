@@ -14,7 +14,8 @@ that does not end in chunked, bare CR or LF, control characters, unknown methods
 versions, and data after a request that asked to close. Trailer fields after a chunked body are
 dropped (never merged into the head), within the header size limit. This module adds: the Host rules
 (exactly one, well formed, on HTTP/1.1), the header section size and count limits (431),
-Transfer-Encoding on HTTP/1.0, and CONNECT (a waypoint is not a forward proxy: 405).
+Transfer-Encoding on HTTP/1.0, CONNECT (a waypoint is not a forward proxy: 405), and
+declining ``Upgrade: h2c`` (the request is served over HTTP/1.1, then the connection closes).
 """
 
 from __future__ import annotations
@@ -270,7 +271,9 @@ class RequestParser:
         if absolute is not None:
             # RFC 9112 section 3.2.2: absolute-form overrides Host.
             host = absolute.group(2)
-            url = absolute.group(3) or b"/"
+            url = absolute.group(3)
+            if url[:1] != b"/":
+                url = b"/" + url  # an empty path is "/", also before a query
         elif url != b"*" and url[:1] != b"/":
             raise _BadHead(400, "request target is not origin-form")
         elif url == b"*" and method != "OPTIONS":
@@ -282,17 +285,27 @@ class RequestParser:
         elif _AUTHORITY.fullmatch(host) is None:
             raise _BadHead(400, "invalid Host header")
         body = BodyKind.CHUNKED if chunked else BodyKind.LENGTH if content_length else BodyKind.NONE
+        upgrade = parser.should_upgrade()
+        keep_alive = parser.should_keep_alive()
+        if upgrade and _offers_h2c(self._headers):
+            # h2c upgrade smuggling: forwarded, an h2c backend would switch and the client
+            # would speak HTTP/2 straight to it, past every route rule. Declined (RFC 9110
+            # lets a server ignore Upgrade): served over HTTP/1.1, then the connection
+            # closes, since llhttp took what followed the head for the new protocol.
+            if body is not BodyKind.NONE:
+                raise _BadHead(400, "Upgrade: h2c with a request body is not supported")
+            upgrade = keep_alive = False
         return RequestHead(
             method,
             url.decode("latin-1"),
             version,
             self._headers,
             host.decode("ascii").lower(),
-            parser.should_keep_alive(),
+            keep_alive,
             body,
             content_length,
             expect,
-            parser.should_upgrade(),
+            upgrade,
             self._head_size,
         )
 
@@ -355,3 +368,12 @@ class RequestParser:
             events.pop()
         events.append(ParseError(status, reason))
         return events
+
+
+def _offers_h2c(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(
+        token.strip().lower() == b"h2c"
+        for name, value in headers
+        if name.lower() == b"upgrade"
+        for token in value.split(b",")
+    )

@@ -6,15 +6,23 @@ the backend closes (it ends a close-delimited body). Bytes after a complete resp
 (past its Content-Length or last chunk) are dropped, never taken as a second response,
 and the connection is marked not reusable. Interim 1xx responses other than
 101 are skipped (the waypoint answers ``100 Continue`` itself). A 101 yields the head
-and then ``UpgradeData`` with the first tunnel bytes. Malformed responses give a
-``ParseError`` (the proxy answers 502).
+and then ``UpgradeData`` with the first tunnel bytes. Trailer fields are dropped (never
+merged into the head). Malformed responses give a ``ParseError`` (the proxy answers 502).
 """
 
 from __future__ import annotations
 
 import httptools
 
-from l7proxy.http.parser import END, BodyKind, Event, ParseError, UpgradeData
+from l7proxy.http.parser import (
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_HEADERS,
+    END,
+    BodyKind,
+    Event,
+    ParseError,
+    UpgradeData,
+)
 
 
 class ResponseHead:
@@ -47,6 +55,10 @@ class _Stop(Exception):
     pass
 
 
+class _HeadTooLarge(Exception):
+    pass
+
+
 class _Extra(Exception):
     """Bytes after a complete response, before the next request: never a response."""
 
@@ -63,18 +75,35 @@ class ResponseParser:
         "_head_request",
         "_head",
         "_done",
+        "_in_body",
+        "_head_size",
+        "_partial",
+        "_max_bytes",
+        "_max_headers",
         "reusable",
         "extra",
     )
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+        max_headers: int = DEFAULT_MAX_HEADERS,
+    ) -> None:
         self._parser = httptools.HttpResponseParser(self)
+        self._head_size = 0
+        self._partial = 0
+        """Bytes fed since the current head began, while it is incomplete (httptools
+        keeps a partial field across feeds)."""
+        self._max_bytes = max_header_bytes
+        self._max_headers = max_headers
         self._events: list[Event | ResponseHead] = []
         self._reason = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_request = False
         self._head: ResponseHead | None = None
         self._done = False
+        self._in_body = False
         self.reusable = True
         """False once the connection cannot carry another request."""
         self.extra = False
@@ -85,6 +114,7 @@ class ResponseParser:
         self._head_request = head
         self._head = None
         self._done = False
+        self._partial = 0
 
     # --- llhttp callbacks ------------------------------------------------------------
 
@@ -93,12 +123,25 @@ class ResponseParser:
             raise _Extra
         self._reason = b""
         self._headers = []
+        self._in_body = False
+        self._head_size = 0
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
+        self._head_size += len(reason) + 16
+        if self._head_size > self._max_bytes:
+            raise _HeadTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._in_body:
+            # A trailer field after a chunked body: dropped, never appended to the head's
+            # fields (which the proxy may not have serialised yet when one read carried
+            # head, body and trailers).
+            return
         self._headers.append((name, value))
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self._max_bytes or len(self._headers) > self._max_headers:
+            raise _HeadTooLarge
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -106,18 +149,23 @@ class ResponseParser:
         if 100 <= status < 200 and status != 101:
             return
         length: int | None = None
-        chunked = False
+        codings: list[bytes] = []
         for name, value in self._headers:
             lower = name.lower()
             if lower == b"content-length":
                 length = int(value)
             elif lower == b"transfer-encoding":
-                chunked = True
+                codings += [t.strip().lower() for t in value.split(b",")]
+        # RFC 9112 section 6.3: chunked only if it is the final coding; any other transfer
+        # coding is read until the backend closes (as llhttp does).
+        chunked = codings[-1:] == [b"chunked"]
         body: BodyKind | None
         if self._head_request or status in _NO_BODY:
             body = BodyKind.NONE
         elif chunked:
             body = BodyKind.CHUNKED
+        elif codings:
+            body = None
         elif length is not None:
             body = BodyKind.LENGTH if length else BodyKind.NONE
         else:
@@ -132,6 +180,7 @@ class ResponseParser:
             length,
         )
         self._head = head
+        self._in_body = True
         if not head.keep_alive or body is None:
             self.reusable = False
         self._events.append(head)
@@ -174,6 +223,8 @@ class ResponseParser:
                 self.reusable = False
             elif isinstance(error.__context__, _Extra):
                 self._extra()
+            elif isinstance(error.__context__, _HeadTooLarge):
+                self._too_large(events)
             else:
                 self.reusable = False
                 events.append(ParseError(502, f"malformed response: {error.__context__!r}"))
@@ -183,7 +234,25 @@ class ResponseParser:
             else:
                 self.reusable = False
                 events.append(ParseError(502, f"malformed response: {error}"))
+        else:
+            if self._head is None or not self._in_body:
+                self._partial += len(data)  # still in a head: bound what httptools keeps
+                if self._partial > self._max_bytes:
+                    self._too_large(events)
+            else:
+                self._partial = 0
         return events
+
+    def _too_large(self, events: list[Event | ResponseHead]) -> None:
+        self.reusable = False
+        self._done = True  # nothing more is parsed from this connection
+        events.append(
+            ParseError(
+                502,
+                f"response header section over {self._max_bytes} bytes or "
+                f"{self._max_headers} fields",
+            )
+        )
 
     def _extra(self) -> None:
         # Past the response's end (its Content-Length or last chunk): the backend and

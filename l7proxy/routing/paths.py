@@ -14,9 +14,10 @@ stricter where backends disagree with each other (see routing/SUPPORT.md):
 - runs of slashes become one;
 - refused with 400: ``%2F`` and ``%5C`` (an encoded slash or backslash, which some
   backends decode before routing and others not), a raw backslash (IIS and others read
-  it as "/"), ``;`` path parameters (Tomcat, Jetty and Spring strip them, so
-  ``/admin;x/`` is ``/admin/`` there but not for nginx or Go), a ``#`` fragment, control
-  characters, spaces and non-ASCII bytes, and encoded control characters (``%00``);
+  it as "/"), ``;`` path parameters, raw or as ``%3B`` (Tomcat, Jetty and Spring strip
+  them, so ``/admin;x/`` is ``/admin/`` there but not for nginx or Go), a ``#``
+  fragment, control characters, spaces and non-ASCII bytes, encoded control characters
+  (``%00``), and escapes that are not UTF-8 (overlong ``%C0%AE`` is "." to lax decoders);
 - the query string is not rewritten; it is refused only for bytes that would break the
   request line (controls, spaces) or a fragment.
 
@@ -26,6 +27,7 @@ The request goes upstream with the normalized path.
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote_to_bytes
 
 
 class PathRefused(ValueError):
@@ -109,9 +111,23 @@ def _decode(path: str) -> str:
             )
         if decoded < " " or decoded == "\x7f":
             raise PathRefused(f"path contains an encoded control character (%{digits.upper()})")
+        if decoded == ";":
+            # "..%3B" is ".." to a backend that decodes before it strips ";" parameters.
+            raise PathRefused(
+                "path contains an encoded path parameter (%3B), which some backends decode "
+                "and then strip"
+            )
         out.append(decoded if decoded in _UNRESERVED else "%" + digits.upper())
         i += 3
-    return "".join(out)
+    result = "".join(out)
+    try:
+        unquote_to_bytes(result).decode("utf-8")
+    except UnicodeDecodeError:
+        # Overlong forms ("%C0%AE" for ".") are "../" to lax decoders (CVE-2008-2938).
+        raise PathRefused(
+            "path contains percent-escapes that are not UTF-8 (overlong or invalid bytes)"
+        ) from None
+    return result
 
 
 _WHY = {
