@@ -171,6 +171,9 @@ class H2Frontend(asyncio.Protocol):
                     stream.sender.closed = True
                     if stream.task is not None:
                         stream.task.cancel()  # the exchange resets or aborts its upstream
+                if not event.remote_reset:  # h2 reset it: a stream error the client caused
+                    self.stats.reset("protocol")
+                    self._provoked()
             elif isinstance(event, h2.events.WindowUpdated):
                 self._window(event.stream_id)
             elif isinstance(event, h2.events.ConnectionTerminated):
@@ -306,7 +309,12 @@ class H2Frontend(asyncio.Protocol):
         self.reset(stream_id, Codes.PROTOCOL_ERROR)
         self.stats.reset("malformed")
         self._record("MALFORMED_REQUEST", reason)
-        if not self.resets.spend(1, asyncio.get_running_loop().time()):
+        self._provoked()
+
+    def _provoked(self) -> None:
+        """A stream reset the client provoked (MadeYouReset, CVE-2025-8671: a malformed
+        head, DATA after END_STREAM, a stream window overflow) spends a reset token."""
+        if not self.closed and not self.resets.spend(1, asyncio.get_running_loop().time()):
             self._calm(h2limits.RESET_FLOOD, f"over {self.limits.h2_max_resets} stream resets")
 
     def _calm(self, reason: str, detail: str) -> None:
