@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
+import h2.config
+import h2.connection
 import h2.errors
+import h2.events
 import pytest
 from hyperframe.frame import DataFrame, WindowUpdateFrame
 
 from l7proxy.config import Limits
+from l7proxy.server import WaypointServer
+from l7proxy.testing import gateway_config
 from tests.unit.l7proxy.h2lab import waypoint
 from tests.unit.l7proxy.h2wire import RawClient, get, kind, run
 
@@ -57,5 +63,106 @@ def test_resets_the_h2_library_sends_for_the_client_draw_on_its_budget(how: str)
             assert wp.metric("tulle_waypoint_h2_goaways_total", reason="reset_flood") == 1
             assert wp.metric("tulle_waypoint_h2_stream_resets_total", reason="protocol") >= 5
             client.close()
+
+    run(body)
+
+
+# --- h2c upgrade ----------------------------------------------------------------------------
+
+UPGRADE_ROUTES = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: main, namespace: default}
+spec:
+  parentRefs: [{name: gw, namespace: infra}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /public}}]
+    backendRefs: [{name: app, port: 8080}]
+"""
+
+
+class H2cUpgradingBackend(asyncio.Protocol):
+    """An HTTP/1.1 backend that takes ``Upgrade: h2c`` (as many servers do) and then
+    serves HTTP/2 on the connection, recording every path it is asked for."""
+
+    paths: list[bytes]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.buffer = b""
+        self.h2: h2.connection.H2Connection | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.h2 is not None:
+            self._h2(data)
+            return
+        self.buffer += data
+        head, sep, rest = self.buffer.partition(b"\r\n\r\n")
+        if not sep:
+            return
+        line, *fields = head.split(b"\r\n")
+        self.paths.append(line.split(b" ")[1])
+        names = {f.partition(b":")[0].strip().lower(): f for f in fields}
+        if b"upgrade" in names and b"h2c" in names[b"upgrade"].lower():
+            self.transport.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+            )
+            config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+            self.h2 = h2.connection.H2Connection(config=config)
+            self.h2.initiate_upgrade_connection()
+            self.transport.write(self.h2.data_to_send())
+            self._h2(rest)
+        else:
+            self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            self.buffer = rest
+
+    def _h2(self, data: bytes) -> None:
+        assert self.h2 is not None
+        for event in self.h2.receive_data(data):
+            if isinstance(event, h2.events.RequestReceived):
+                path = dict(event.headers or []).get(b":path", b"")
+                self.paths.append(path)
+                self.h2.send_headers(event.stream_id, [(b":status", b"200")], end_stream=True)
+        self.transport.write(self.h2.data_to_send())
+
+
+def test_http1_upgrade_to_h2c_is_never_spliced_past_the_routes() -> None:
+    """h2c smuggling: a backend that accepts ``Upgrade: h2c`` would get a raw HTTP/2
+    connection from the client, whose requests then skip every route (here: a path the
+    routes do not serve). The waypoint must not splice it."""
+
+    async def body() -> None:
+        paths: list[bytes] = []
+        loop = asyncio.get_running_loop()
+        backend = await loop.create_server(
+            lambda: type("B", (H2cUpgradingBackend,), {"paths": paths})(), "127.0.0.1", 0
+        )
+        port = backend.sockets[0].getsockname()[1]
+        config = gateway_config(
+            UPGRADE_ROUTES, {"default/app:8080": [("127.0.0.1", port)]}, services=("app",)
+        )
+        server = WaypointServer(config)
+        [wp_port] = await server.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", wp_port)
+            writer.write(
+                b"GET /public/x HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\n"
+                b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+            )
+            status = await asyncio.wait_for(reader.readline(), 5)
+            client = h2.connection.H2Connection(
+                h2.config.H2Configuration(client_side=True, header_encoding=None)
+            )
+            client.initiate_connection()
+            client.send_headers(3, [*get(b"/admin/secrets"), (b"x", b"y")], end_stream=True)
+            writer.write(client.data_to_send())
+            await asyncio.sleep(0.3)
+            assert b"/admin/secrets" not in paths, f"spliced after {status!r}: {paths}"
+            assert status.startswith(b"HTTP/1.1 502 "), status  # refused, and closed
+            assert await asyncio.wait_for(reader.read(), 5) is not None
+            writer.close()
+        finally:
+            await server.close()
+            backend.close()
 
     run(body)
