@@ -80,7 +80,7 @@ class H2Frontend(asyncio.Protocol):
         self.resumers: dict[int, Callable[[], None] | None] = {}
         now = asyncio.get_running_loop().time()
         period = limits.h2_budget_period
-        self.frames = h2limits.FrameCounter()
+        self.frames = h2limits.FrameCounter(self.h2.max_inbound_frame_size)
         self.resets = h2limits.Budget(limits.h2_max_resets, period, now)
         self.pings = h2limits.Budget(limits.h2_max_pings, period, now)
         self.settings = h2limits.Budget(limits.h2_max_settings, period, now)
@@ -136,6 +136,11 @@ class H2Frontend(asyncio.Protocol):
             return
         now = asyncio.get_running_loop().time()
         resets, pings, settings = self.frames.feed(data)
+        if self.frames.oversized:
+            size, most = self.frames.oversized, self.frames.max_frame
+            detail = f"a {size}-byte frame (SETTINGS_MAX_FRAME_SIZE is {most})"
+            self._calm(h2limits.FRAME_SIZE, detail, Codes.FRAME_SIZE_ERROR)  # RFC 9113 4.2
+            return
         limits = self.limits
         for budget, count, reason, limit, what in (
             (self.resets, resets, h2limits.RESET_FLOOD, limits.h2_max_resets, "RST_STREAM"),
@@ -317,8 +322,8 @@ class H2Frontend(asyncio.Protocol):
         if not self.closed and not self.resets.spend(1, asyncio.get_running_loop().time()):
             self._calm(h2limits.RESET_FLOOD, f"over {self.limits.h2_max_resets} stream resets")
 
-    def _calm(self, reason: str, detail: str) -> None:
-        self.h2.close_connection(Codes.ENHANCE_YOUR_CALM, additional_data=detail.encode())
+    def _calm(self, reason: str, detail: str, code: Codes = Codes.ENHANCE_YOUR_CALM) -> None:
+        self.h2.close_connection(code, additional_data=detail.encode())
         self._give_up(reason, detail)
 
     def _give_up(self, reason: str, detail: str) -> None:

@@ -28,6 +28,7 @@ SETTINGS_FLOOD = "settings_flood"
 TOO_MANY_STREAMS = "too_many_streams"
 PROTOCOL_ERROR = "protocol_error"
 WRITE_BUFFER = "write_buffer"
+FRAME_SIZE = "frame_size"
 DROP_REASONS = {
     RESET_FLOOD: "H2_RESET_FLOOD",
     PING_FLOOD: "H2_PING_FLOOD",
@@ -35,18 +36,25 @@ DROP_REASONS = {
     TOO_MANY_STREAMS: "H2_TOO_MANY_STREAMS",
     PROTOCOL_ERROR: "H2_PROTOCOL_ERROR",
     WRITE_BUFFER: "H2_WRITE_BUFFER_FULL",
+    FRAME_SIZE: "H2_FRAME_TOO_LARGE",
 }
 
 
 class FrameCounter:
     """Counts a client's RST_STREAM, PING and SETTINGS frames (not their ACKs) in the
-    raw stream that follows the connection preface, across arbitrary read boundaries."""
+    raw stream that follows the connection preface, across arbitrary read boundaries.
 
-    __slots__ = ("skip", "partial")
+    It also notes a frame header announcing more than ``max_frame`` bytes (``oversized``):
+    the ``h2`` library checks the length only once the whole frame is buffered, so a
+    client could otherwise park 16 MiB per connection outside any flow control."""
 
-    def __init__(self) -> None:
+    __slots__ = ("skip", "partial", "max_frame", "oversized")
+
+    def __init__(self, max_frame: int = 16_384) -> None:
         self.skip = PREFACE_LENGTH  # bytes to pass over: the preface, then payloads
         self.partial = b""  # the start of a frame header split across reads
+        self.max_frame = max_frame
+        self.oversized = 0
 
     def feed(self, data: bytes) -> tuple[int, int, int]:
         """(resets, pings, settings) whose frame header is in ``data``."""
@@ -67,6 +75,9 @@ class FrameCounter:
             kind, flags = data[pos + 3], data[pos + 4]
             self.skip = int.from_bytes(data[pos : pos + 3], "big")
             pos += 9
+            if self.skip > self.max_frame:
+                self.oversized = self.skip
+                break  # the connection ends here: nothing after it counts
             if kind == RST_STREAM:
                 resets += 1
             elif kind == PING and not flags & ACK:

@@ -15,7 +15,7 @@ from hyperframe.frame import DataFrame, WindowUpdateFrame
 from l7proxy.config import Limits
 from l7proxy.server import WaypointServer
 from l7proxy.testing import gateway_config
-from tests.unit.l7proxy.h2lab import waypoint
+from tests.unit.l7proxy.h2lab import dropped, waypoint
 from tests.unit.l7proxy.h2wire import RawClient, get, kind, run
 
 CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
@@ -62,6 +62,28 @@ def test_resets_the_h2_library_sends_for_the_client_draw_on_its_budget(how: str)
             assert goaway.last_stream_id < 39
             assert wp.metric("tulle_waypoint_h2_goaways_total", reason="reset_flood") == 1
             assert wp.metric("tulle_waypoint_h2_stream_resets_total", reason="protocol") >= 5
+            client.close()
+
+    run(body)
+
+
+def test_frame_over_max_frame_size_ends_the_connection_before_it_is_buffered() -> None:
+    """RFC 9113 4.2: a frame longer than SETTINGS_MAX_FRAME_SIZE is a connection error.
+    The ``h2`` library checks only once the whole (up to 16 MiB) frame is buffered: a
+    client could park that much per connection, outside flow control, for free."""
+
+    async def body() -> None:
+        async with waypoint() as wp:
+            client = await RawClient.connect(wp.port)
+            client.write(client.headers(1, get(b"/h1/x", b"POST"), end=False))
+            client.write((0xFFFFFF).to_bytes(3, "big") + b"\x00\x00" + (1).to_bytes(4, "big"))
+            client.write(b"x" * (1 << 20))  # a sixteenth of it: the rest never needs to come
+            goaway = await client.until(kind("GoAwayFrame"))
+            assert goaway is not None
+            assert goaway.error_code == h2.errors.ErrorCodes.FRAME_SIZE_ERROR
+            assert wp.metric("tulle_waypoint_h2_goaways_total", reason="frame_size") == 1
+            [flow] = dropped(wp, "H2_FRAME_TOO_LARGE")
+            assert "16777215-byte frame" in flow.summary
             client.close()
 
     run(body)
