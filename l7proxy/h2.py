@@ -9,9 +9,11 @@ Resource limits (``config.Limits.h2_*``): request heads are checked (``h2head``)
 they become a request line; at most ``h2_max_concurrent_streams`` streams; request body
 bytes are acknowledged (WINDOW_UPDATE) only once passed on, so a client can have at most
 ``h2_window`` bytes parked here; responses pause their source while the client's window
-or socket is full, and more than ``h2_max_write_buffer`` queued bytes close the
-connection; RST_STREAM, PING and SETTINGS are budgeted (``h2limits``); a stream waiting
-on its client for ``h2_stream_timeout`` is reset.
+or socket is full (a connection WINDOW_UPDATE retries only the streams parked on the
+connection window; a SETTINGS_INITIAL_WINDOW_SIZE change retries all), and more than
+``h2_max_write_buffer`` queued bytes close the connection; RST_STREAM, PING and SETTINGS
+are budgeted (``h2limits``); a stream waiting on its client for ``h2_stream_timeout`` is
+reset.
 
 Not done: h2 over TLS (ALPN), extended CONNECT (WebSocket over h2), server push, and
 h2c upgrade from HTTP/1.1 (``Upgrade: h2c``), which clients rarely use.
@@ -78,6 +80,9 @@ class H2Frontend(asyncio.Protocol):
         self.kept = 0
         """Request body bytes kept for retries across the streams (``h2_max_kept_bodies``)."""
         self.resumers: dict[int, Callable[[], None] | None] = {}
+        self.parked: dict[int, H2Stream] = {}
+        """Streams whose response waits for the connection window (not their own), in
+        turn: the only ones a connection WINDOW_UPDATE retries, so its cost is what moves."""
         now = asyncio.get_running_loop().time()
         period = limits.h2_budget_period
         self.frames = h2limits.FrameCounter(self.h2.max_inbound_frame_size)
@@ -126,8 +131,16 @@ class H2Frontend(asyncio.Protocol):
 
     def _write_resumed(self) -> None:
         self.writable = True
-        self._window(0)
+        self._wake_all()
         self.flush()
+
+    def move(self, stream: H2Stream) -> None:
+        """Send what the windows allow of ``stream``; park it if the connection's stopped it."""
+        sender, sid = stream.sender, stream.stream_id
+        sender.flush()
+        self.parked.pop(sid, None)
+        if sender.buffer and not sender.closed and self.h2.outbound_flow_control_window <= 0:
+            self.parked[sid] = stream  # at the back: the connection window goes round
 
     # --- input ----------------------------------------------------------------------------
 
@@ -172,6 +185,7 @@ class H2Frontend(asyncio.Protocol):
             elif isinstance(event, h2.events.StreamReset):
                 stream = self.streams.pop(event.stream_id, None)
                 self.draining.pop(event.stream_id, None)
+                self.parked.pop(event.stream_id, None)
                 if stream is not None:
                     stream.sender.closed = True
                     if stream.task is not None:
@@ -181,6 +195,9 @@ class H2Frontend(asyncio.Protocol):
                     self._provoked()
             elif isinstance(event, h2.events.WindowUpdated):
                 self._window(event.stream_id)
+            elif isinstance(event, h2.events.RemoteSettingsChanged):
+                if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+                    self._wake_all()  # every stream window moved (RFC 9113 6.9.2)
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self.conn._close()
         self.flush()
@@ -211,22 +228,34 @@ class H2Frontend(asyncio.Protocol):
         stream.kept = 0
 
     def _window(self, stream_id: int) -> None:
+        """A window opened (``stream_id`` 0: the connection's): send what can move now."""
         if not self.writable:
             return
         if stream_id == 0:
-            targets = [*self.streams.values(), *self.draining.values()]
+            targets = list(self.parked.values())
         else:
             one = self.streams.get(stream_id) or self.draining.get(stream_id)
             targets = [one] if one is not None else []
         for stream in targets:
-            stream.sender.flush()
-            if stream.stream_id in self.draining:
-                if stream.sender.closed:
-                    self._done(stream)
-            elif not stream.sender.buffer:
-                resume = self.resumers.get(stream.stream_id)
-                if resume is not None:
-                    resume()
+            if stream_id == 0 and self.h2.outbound_flow_control_window <= 0:
+                break
+            self._moved(stream)
+
+    def _wake_all(self) -> None:
+        """Any stream may move: the socket drained, or every stream window changed."""
+        if self.writable:
+            for stream in [*self.streams.values(), *self.draining.values()]:
+                self._moved(stream)
+
+    def _moved(self, stream: H2Stream) -> None:
+        self.move(stream)
+        if stream.stream_id in self.draining:
+            if stream.sender.closed:
+                self._done(stream)
+        elif not stream.sender.buffer:
+            resume = self.resumers.get(stream.stream_id)
+            if resume is not None:
+                resume()
 
     def _request(self, stream_id: int, headers: list[tuple[bytes, bytes]], ended: bool) -> None:
         try:
@@ -303,6 +332,7 @@ class H2Frontend(asyncio.Protocol):
     def _done(self, stream: H2Stream) -> None:
         """The response is all out: a client still sending the body is told to stop."""
         self.draining.pop(stream.stream_id, None)
+        self.parked.pop(stream.stream_id, None)
         if not stream.body.complete and not self.closed:
             self.reset(stream.stream_id, Codes.NO_ERROR)  # RFC 9113 8.1
 
@@ -354,24 +384,8 @@ class H2Frontend(asyncio.Protocol):
     def _record(self, drop: str, detail: str) -> None:
         flows = self.proxy.flows
         if flows.enabled:
-            conn = self.conn
-            flows.record(
-                (
-                    now_ns(),
-                    0,
-                    0,
-                    "",
-                    "",
-                    "HTTP/2",
-                    "",
-                    "",
-                    "",
-                    drop,
-                    conn.client,
-                    conn.local_addr,
-                    detail[:200],
-                )
-            )
+            flow = (now_ns(), 0, 0, "", "", "HTTP/2", "", "", "", drop)
+            flows.record((*flow, self.conn.client, self.conn.local_addr, detail[:200]))
 
     def check(self, now: float, idle_timeout: float) -> None:
         """From the server's sweeper: close when idle; reset streams stalled on the client
@@ -382,18 +396,11 @@ class H2Frontend(asyncio.Protocol):
             return
         timeout = self.limits.h2_stream_timeout
         for stream in [*self.streams.values(), *self.draining.values()]:
-            sender = stream.sender
-            if stream.stream_id in self.streams:
-                waiting = (not stream.body.complete and not stream.held) or bool(sender.buffer)
-            else:
-                waiting = not sender.closed  # draining: only the client's window is missing
-            moved = stream.body.size + sender.sent
-            if not waiting or moved != stream.mark[0]:
-                stream.mark = (moved, now)
-            elif now - stream.mark[1] > timeout:
+            if stream.stalled(now, timeout, draining=stream.stream_id not in self.streams):
                 self.stats.reset("stalled")
                 self.streams.pop(stream.stream_id, None)
                 self.draining.pop(stream.stream_id, None)
+                self.parked.pop(stream.stream_id, None)
                 stream.abort(Codes.CANCEL)
                 if stream.task is not None:
                     stream.task.cancel()
@@ -403,6 +410,7 @@ class H2Frontend(asyncio.Protocol):
             if stream.task is not None:
                 stream.task.cancel()
         self.streams.clear()
+        self.parked.clear()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

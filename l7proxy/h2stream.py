@@ -113,6 +113,19 @@ class H2Stream:
             self.front.ack(count, self.stream_id)
             self.front.flush()
 
+    def stalled(self, now: float, timeout: float, *, draining: bool) -> bool:
+        """Waiting on the client (body owed while the window is open, or response not
+        read) with no byte moving for ``timeout`` (``H2Frontend.check``)."""
+        sender = self.sender
+        if draining:
+            waiting = not sender.closed  # the exchange is done: only the window is missing
+        else:
+            waiting = (not self.body.complete and not self.held) or bool(sender.buffer)
+        moved = self.body.size + sender.sent
+        if not waiting or moved != self.mark[0]:
+            self.mark = (moved, now)
+        return now - self.mark[1] > timeout
+
     # --- Downstream ---------------------------------------------------------------------
 
     def local(self, status: int, headers: RawHeaders, body: bytes, *, close: bool = False) -> None:
@@ -142,7 +155,7 @@ class H2Stream:
         sender = self.sender
         sender.buffer += data
         if self.front.writable:
-            sender.flush()
+            self.front.move(self)
         if self.pause_cb is not None and len(sender.buffer) > STREAM_BUFFER:
             self.pause_cb()
         self.front.flush()
@@ -152,7 +165,7 @@ class H2Stream:
         if trailers:
             self.sender.trailers = [(n.lower(), v) for n, v in trailers]
         if self.front.writable:
-            self.sender.flush()
+            self.front.move(self)
         self.front.flush()
 
     def abort(self, code: h2.errors.ErrorCodes = h2.errors.ErrorCodes.INTERNAL_ERROR) -> None:

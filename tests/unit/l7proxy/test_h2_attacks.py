@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from typing import Any, cast
 
 import h2.config
 import h2.connection
 import h2.errors
 import h2.events
 import pytest
-from hyperframe.frame import DataFrame, WindowUpdateFrame
+from hyperframe.frame import DataFrame, SettingsFrame, WindowUpdateFrame
 
 from l7proxy.config import Limits
+from l7proxy.h2stream import Sender
 from l7proxy.server import WaypointServer
 from l7proxy.testing import gateway_config
 from tests.unit.l7proxy.h2lab import dropped, waypoint
@@ -64,6 +65,75 @@ def test_resets_the_h2_library_sends_for_the_client_draw_on_its_budget(how: str)
             assert wp.metric("tulle_waypoint_h2_stream_resets_total", reason="protocol") >= 5
             client.close()
 
+    run(body)
+
+
+# --- flow control ---------------------------------------------------------------------------
+
+
+def initial_window(size: int) -> bytes:
+    frame = SettingsFrame(0)
+    frame.settings[SettingsFrame.INITIAL_WINDOW_SIZE] = size
+    return bytes(frame.serialize())
+
+
+def test_a_settings_change_that_reopens_stream_windows_resumes_responses() -> None:
+    """RFC 9113 6.9.2: SETTINGS_INITIAL_WINDOW_SIZE adjusts every open stream's window
+    (it may go negative); a client that raises it again owes no WINDOW_UPDATE."""
+
+    async def body() -> None:
+        async with waypoint(respond=40_000) as wp:
+            client = await RawClient.connect(wp.port)
+            client.write(initial_window(0), client.headers(1, get(b"/grpc.Echo/Say")))
+            head = await client.until(lambda f: kind("HeadersFrame")(f) and f.stream_id == 1)
+            assert head is not None and head.headers[b":status"] == b"200"
+            assert await client.until(kind("DataFrame"), timeout=0.3) is None  # window 0
+            client.write(initial_window(65_535))
+
+            def ended(f: Any) -> bool:
+                return kind("DataFrame")(f) and "END_STREAM" in f.flags
+
+            assert await client.until(ended) is not None
+            got = sum(len(f.data) for f in client.frames if kind("DataFrame")(f))
+            assert got == 40_000
+            client.close()
+
+    run(body)
+
+
+def test_connection_window_updates_cost_work_only_for_streams_that_can_move(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With 99 responses blocked on their own (zero) stream windows, each 13-byte
+    connection WINDOW_UPDATE used to retry all 99 streams: a CPU amplifier."""
+    flushes = 0
+    flush = Sender.flush
+
+    def counting(self: Sender) -> None:
+        nonlocal flushes
+        flushes += 1
+        flush(self)
+
+    async def body() -> None:
+        nonlocal flushes
+        async with waypoint(respond=1000) as wp:
+            client = await RawClient.connect(wp.port)
+            client.write(initial_window(0))
+            client.write(*(client.headers(s, get(b"/grpc.Echo/Say")) for s in range(1, 199, 2)))
+            for _ in range(100):
+                heads = [f for f in client.frames if kind("HeadersFrame")(f)]
+                if len(heads) == 99:
+                    break
+                await client.read(timeout=1.0)
+            await asyncio.sleep(0.2)
+            flushes = 0
+            client.write(window_update(0, 1) * 1000)
+            client.write(client.headers(199, get(b"/old/x")))  # served after all of them
+            assert await client.until(lambda f: getattr(f, "stream_id", 0) == 199) is not None
+            assert flushes < 3000, flushes  # was 99 per WINDOW_UPDATE
+            client.close()
+
+    monkeypatch.setattr(Sender, "flush", counting)
     run(body)
 
 
