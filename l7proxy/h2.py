@@ -89,6 +89,7 @@ class H2Frontend(asyncio.Protocol):
         self.resets = h2limits.Budget(limits.h2_max_resets, period, now)
         self.pings = h2limits.Budget(limits.h2_max_pings, period, now)
         self.settings = h2limits.Budget(limits.h2_max_settings, period, now)
+        self.empty = h2limits.Budget(limits.h2_max_empty, period, now)
         self.writable = True
         self.closed = False
         self.shut = False  # our side sent FIN (lingering close)
@@ -148,7 +149,7 @@ class H2Frontend(asyncio.Protocol):
         if self.closed:
             return
         now = asyncio.get_running_loop().time()
-        resets, pings, settings = self.frames.feed(data)
+        resets, pings, settings, empty = self.frames.feed(data)
         if self.frames.oversized:
             size, most = self.frames.oversized, self.frames.max_frame
             detail = f"a {size}-byte frame (SETTINGS_MAX_FRAME_SIZE is {most})"
@@ -159,6 +160,7 @@ class H2Frontend(asyncio.Protocol):
             (self.resets, resets, h2limits.RESET_FLOOD, limits.h2_max_resets, "RST_STREAM"),
             (self.pings, pings, h2limits.PING_FLOOD, limits.h2_max_pings, "PING"),
             (self.settings, settings, h2limits.SETTINGS_FLOOD, limits.h2_max_settings, "SETTINGS"),
+            (self.empty, empty, h2limits.EMPTY_FLOOD, limits.h2_max_empty, "empty"),
         ):
             if not budget.spend(count, now):
                 self._calm(reason, f"over {limit} {what} frames per {limits.h2_budget_period:g}s")

@@ -2,7 +2,9 @@
 
 Some frames cost the waypoint work but the client nothing: RST_STREAM right after HEADERS
 (rapid reset, CVE-2023-44487: each stream starts a request that is then cancelled), PING
-and SETTINGS (each must be acknowledged: CVE-2019-9512, CVE-2019-9515). ``FrameCounter``
+and SETTINGS (each must be acknowledged: CVE-2019-9512, CVE-2019-9515), and frames that
+carry nothing (DATA with no data and no END_STREAM, PRIORITY, which RFC 9113 deprecates:
+CVE-2019-9518). ``FrameCounter``
 counts them straight from the byte stream, before the ``h2`` library parses it, so a
 frame that ``h2`` ignores silently (a reset of a closed stream) still counts. Each kind
 has a token bucket (``Budget``): ``limit`` frames, refilled over ``period`` seconds. A
@@ -18,13 +20,14 @@ from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 PREFACE_LENGTH = 24
-HEADERS, RST_STREAM, SETTINGS, PING = 0x1, 0x3, 0x4, 0x6
-ACK = 0x1
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PING = 0x0, 0x1, 0x2, 0x3, 0x4, 0x6
+ACK = END_STREAM = 0x1
 
 # GOAWAY reasons: metric label -> flow drop reason.
 RESET_FLOOD = "reset_flood"
 PING_FLOOD = "ping_flood"
 SETTINGS_FLOOD = "settings_flood"
+EMPTY_FLOOD = "empty_flood"
 TOO_MANY_STREAMS = "too_many_streams"
 PROTOCOL_ERROR = "protocol_error"
 WRITE_BUFFER = "write_buffer"
@@ -33,6 +36,7 @@ DROP_REASONS = {
     RESET_FLOOD: "H2_RESET_FLOOD",
     PING_FLOOD: "H2_PING_FLOOD",
     SETTINGS_FLOOD: "H2_SETTINGS_FLOOD",
+    EMPTY_FLOOD: "H2_EMPTY_FRAME_FLOOD",
     TOO_MANY_STREAMS: "H2_TOO_MANY_STREAMS",
     PROTOCOL_ERROR: "H2_PROTOCOL_ERROR",
     WRITE_BUFFER: "H2_WRITE_BUFFER_FULL",
@@ -41,8 +45,9 @@ DROP_REASONS = {
 
 
 class FrameCounter:
-    """Counts a client's RST_STREAM, PING and SETTINGS frames (not their ACKs) in the
-    raw stream that follows the connection preface, across arbitrary read boundaries.
+    """Counts a client's RST_STREAM, PING and SETTINGS frames (not their ACKs) and empty
+    frames (DATA with no payload and no END_STREAM, PRIORITY) in the raw stream that
+    follows the connection preface, across arbitrary read boundaries.
 
     It also notes a frame header announcing more than ``max_frame`` bytes (``oversized``):
     the ``h2`` library checks the length only once the whole frame is buffered, so a
@@ -56,9 +61,9 @@ class FrameCounter:
         self.max_frame = max_frame
         self.oversized = 0
 
-    def feed(self, data: bytes) -> tuple[int, int, int]:
-        """(resets, pings, settings) whose frame header is in ``data``."""
-        resets = pings = settings = 0
+    def feed(self, data: bytes) -> tuple[int, int, int, int]:
+        """(resets, pings, settings, empty) whose frame header is in ``data``."""
+        resets = pings = settings = empty = 0
         if self.partial:
             data, self.partial = self.partial + data, b""
         pos, end = 0, len(data)
@@ -84,7 +89,9 @@ class FrameCounter:
                 pings += 1
             elif kind == SETTINGS and not flags & ACK:
                 settings += 1
-        return resets, pings, settings
+            elif kind == PRIORITY or (kind == DATA and not self.skip and not flags & END_STREAM):
+                empty += 1
+        return resets, pings, settings, empty
 
 
 class Budget:

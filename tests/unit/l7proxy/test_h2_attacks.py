@@ -10,7 +10,7 @@ import h2.connection
 import h2.errors
 import h2.events
 import pytest
-from hyperframe.frame import DataFrame, SettingsFrame, WindowUpdateFrame
+from hyperframe.frame import DataFrame, PriorityFrame, SettingsFrame, WindowUpdateFrame
 
 from l7proxy.config import Limits
 from l7proxy.h2stream import Sender
@@ -63,6 +63,30 @@ def test_resets_the_h2_library_sends_for_the_client_draw_on_its_budget(how: str)
             assert goaway.last_stream_id < 39
             assert wp.metric("tulle_waypoint_h2_goaways_total", reason="reset_flood") == 1
             assert wp.metric("tulle_waypoint_h2_stream_resets_total", reason="protocol") >= 5
+            client.close()
+
+    run(body)
+
+
+def priority(sid: int) -> bytes:
+    return bytes(PriorityFrame(sid, depends_on=0).serialize())
+
+
+@pytest.mark.parametrize("what", ["empty DATA", "PRIORITY"])
+def test_frames_that_carry_nothing_are_budgeted(what: str) -> None:
+    """CVE-2019-9518 (empty frames) and PRIORITY floods: each costs the waypoint a parse
+    and an event and the client 9 bytes; 100 k of them held the event loop ~1 s."""
+
+    async def body() -> None:
+        async with waypoint() as wp:
+            client = await RawClient.connect(wp.port)
+            client.write(client.headers(1, get(b"/h1/x", b"POST"), end=False))
+            flood = data(1) if what == "empty DATA" else priority(3)
+            client.write(flood * 100_000)
+            goaway = await client.until(kind("GoAwayFrame"))
+            assert goaway is not None and goaway.error_code == CALM
+            assert wp.metric("tulle_waypoint_h2_goaways_total", reason="empty_flood") == 1
+            assert dropped(wp, "H2_EMPTY_FRAME_FLOOD")
             client.close()
 
     run(body)
