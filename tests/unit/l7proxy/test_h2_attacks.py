@@ -15,7 +15,7 @@ from hyperframe.frame import DataFrame, PriorityFrame, SettingsFrame, WindowUpda
 from l7proxy.config import Limits
 from l7proxy.h2stream import Sender
 from l7proxy.server import WaypointServer
-from l7proxy.testing import gateway_config
+from l7proxy.testing import RawBackend, gateway_config
 from tests.unit.l7proxy.h2lab import dropped, waypoint
 from tests.unit.l7proxy.h2wire import RawClient, get, kind, run
 
@@ -179,6 +179,50 @@ def test_frame_over_max_frame_size_ends_the_connection_before_it_is_buffered() -
             [flow] = dropped(wp, "H2_FRAME_TOO_LARGE")
             assert "16777215-byte frame" in flow.summary
             client.close()
+
+    run(body)
+
+
+# --- pseudo-headers and fields -------------------------------------------------------------
+
+COOKIE_ROUTES = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: main, namespace: default}
+spec:
+  parentRefs: [{name: gw, namespace: infra}]
+  rules:
+  - matches: [{headers: [{name: cookie, value: "role=user; tenant=a"}]}]
+    backendRefs: [{name: app, port: 8080}]
+"""
+
+
+def test_cookie_crumbs_are_one_cookie_line_for_routing_and_backend() -> None:
+    """RFC 9113 8.2.3: HTTP/2 splits Cookie into crumbs, which are joined with "; " before
+    HTTP/1.1. Otherwise the route is chosen on "a, b" (no match here) while the backend
+    sees two Cookie lines (some read only the first)."""
+
+    async def body() -> None:
+        backend = RawBackend(lambda head, body: b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        port = await backend.start()
+        config = gateway_config(
+            COOKIE_ROUTES, {"default/app:8080": [("127.0.0.1", port)]}, services=("app",)
+        )
+        server = WaypointServer(config)
+        [wp_port] = await server.start()
+        try:
+            client = await RawClient.connect(wp_port)
+            crumbs = [(b"cookie", b"role=user"), (b"x-a", b"1"), (b"cookie", b"tenant=a")]
+            client.write(client.headers(1, [*get(b"/"), *crumbs]))
+            answer = await client.until(lambda f: kind("HeadersFrame")(f) and f.stream_id == 1)
+            assert answer is not None and answer.headers[b":status"] == b"200"
+            [got] = backend.received
+            cookies = [v for n, v in got.head.headers if n.lower() == b"cookie"]
+            assert cookies == [b"role=user; tenant=a"]
+            client.close()
+        finally:
+            await server.close()
+            await backend.close()
 
     run(body)
 
