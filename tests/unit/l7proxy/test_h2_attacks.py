@@ -183,6 +183,22 @@ def test_frame_over_max_frame_size_ends_the_connection_before_it_is_buffered() -
     run(body)
 
 
+def test_prior_knowledge_preface_then_http1_garbage_is_closed_at_once() -> None:
+    """"GET / HT" read as a frame header announces a 4.6 MB frame: the connection used to
+    wait for it (buffering) until the idle timeout."""
+
+    async def body() -> None:
+        async with waypoint() as wp:
+            reader, writer = await asyncio.open_connection("127.0.0.1", wp.port)
+            writer.write(RawClient.PREFACE + b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+            answer = await asyncio.wait_for(reader.read(), 5)  # to EOF: closed
+            assert answer.endswith(b"a 4670804-byte frame (SETTINGS_MAX_FRAME_SIZE is 16384)")
+            assert not wp.h1.transports
+            writer.close()
+
+    run(body)
+
+
 # --- pseudo-headers and fields -------------------------------------------------------------
 
 COOKIE_ROUTES = """
