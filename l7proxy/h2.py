@@ -37,7 +37,7 @@ from l7proxy import h2limits
 from l7proxy.exchange import Exchange, RawHeaders, RequestBody
 from l7proxy.flows import now_ns
 from l7proxy.h2head import Malformed, Unsupported, parse_request
-from l7proxy.h2stream import H2Stream
+from l7proxy.h2stream import ENCODER_TABLE, H2Stream
 from l7proxy.http.parser import BodyKind
 
 if TYPE_CHECKING:
@@ -198,7 +198,12 @@ class H2Frontend(asyncio.Protocol):
             elif isinstance(event, h2.events.WindowUpdated):
                 self._window(event.stream_id)
             elif isinstance(event, h2.events.RemoteSettingsChanged):
-                if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+                changed = event.changed_settings
+                if SettingCodes.HEADER_TABLE_SIZE in changed:
+                    self.h2.encoder.header_table_size = min(
+                        changed[SettingCodes.HEADER_TABLE_SIZE].new_value, ENCODER_TABLE
+                    )
+                if SettingCodes.INITIAL_WINDOW_SIZE in changed:
                     self._wake_all()  # every stream window moved (RFC 9113 6.9.2)
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self.conn._close()

@@ -32,6 +32,10 @@ DROP = frozenset(
     }
 )
 WINDOW = 1 << 20
+ENCODER_TABLE = 4096
+"""The most HPACK dynamic table we keep for a peer's decoder, whatever larger size its
+SETTINGS_HEADER_TABLE_SIZE allows (RFC 7541 4.2: the encoder may use less): otherwise a
+peer could make us keep every header we ever sent it (a Location with its own path)."""
 STREAM_BUFFER = 64 * 1024
 """Bytes a stream holds for a peer that cannot take them before its source is paused
 (per stream: a client with 100 streams that reads nothing parks about 100 x this)."""

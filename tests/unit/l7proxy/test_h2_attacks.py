@@ -13,7 +13,7 @@ import pytest
 from hyperframe.frame import DataFrame, PriorityFrame, SettingsFrame, WindowUpdateFrame
 
 from l7proxy.config import Limits
-from l7proxy.h2stream import Sender
+from l7proxy.h2stream import ENCODER_TABLE, Sender
 from l7proxy.server import WaypointServer
 from l7proxy.testing import RawBackend, gateway_config
 from tests.unit.l7proxy.h2lab import dropped, waypoint
@@ -184,8 +184,8 @@ def test_frame_over_max_frame_size_ends_the_connection_before_it_is_buffered() -
 
 
 def test_prior_knowledge_preface_then_http1_garbage_is_closed_at_once() -> None:
-    """"GET / HT" read as a frame header announces a 4.6 MB frame: the connection used to
-    wait for it (buffering) until the idle timeout."""
+    """The bytes "GET / HT", read as a frame header, announce a 4.6 MB frame: the
+    connection used to wait for it (buffering it) until the idle timeout."""
 
     async def body() -> None:
         async with waypoint() as wp:
@@ -195,6 +195,38 @@ def test_prior_knowledge_preface_then_http1_garbage_is_closed_at_once() -> None:
             assert answer.endswith(b"a 4670804-byte frame (SETTINGS_MAX_FRAME_SIZE is 16384)")
             assert not wp.h1.transports
             writer.close()
+
+    run(body)
+
+
+def test_a_huge_header_table_setting_does_not_make_the_waypoint_keep_what_it_sent() -> None:
+    """SETTINGS_HEADER_TABLE_SIZE 2 GiB let the waypoint's HPACK encoder keep every
+    response header it sent on the connection: here each redirect's Location, 8 kB of
+    the client's own path (1.6 MB after 200 requests, growing without end)."""
+
+    async def body() -> None:
+        async with waypoint() as wp:
+            client = await RawClient.connect(wp.port)
+            settings = SettingsFrame(0)
+            settings.settings[SettingsFrame.HEADER_TABLE_SIZE] = 2**31
+            client.write(bytes(settings.serialize()))
+            client.decoder.max_allowed_table_size = 2**31
+            for s in range(1, 400, 2):
+                client.write(client.headers(s, get(b"/old/%d/" % s + b"a" * 8000)))
+
+            def last(f: Any) -> bool:
+                return kind("HeadersFrame")(f) and f.stream_id == 399
+
+            answer = await client.until(last, timeout=10)
+            assert answer is not None and answer.headers[b"location"].endswith(
+                b"/399/" + b"a" * 8000
+            )
+            [conn] = list(wp.server.connections)
+            assert conn.h2 is not None
+            table = conn.h2.h2.encoder.header_table
+            assert table.maxsize <= ENCODER_TABLE
+            assert sum(32 + len(n) + len(v) for n, v in table.dynamic_entries) <= ENCODER_TABLE
+            client.close()
 
     run(body)
 
