@@ -22,10 +22,11 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+from h2.settings import SettingCodes
 
 from l7proxy.exchange import Downstream, Exchange, RawHeaders
 from l7proxy.h2limits import H2Stats
-from l7proxy.h2stream import DROP, STREAM_BUFFER, WINDOW, Sender
+from l7proxy.h2stream import DROP, ENCODER_TABLE, STREAM_BUFFER, WINDOW, Sender
 from l7proxy.routing import Forward, UpstreamError
 from l7proxy.upstream import Address, Connector, UpstreamFailure
 
@@ -134,6 +135,10 @@ class H2Client(asyncio.Protocol):
                     up.sender.flush()
                     if up.drained is not None and len(up.sender.buffer) <= STREAM_BUFFER:
                         up.drained()
+            elif isinstance(event, h2.events.RemoteSettingsChanged):
+                table = event.changed_settings.get(SettingCodes.HEADER_TABLE_SIZE)
+                if table is not None:  # as toward clients: keep what we send small
+                    self.h2.encoder.header_table_size = min(table.new_value, ENCODER_TABLE)
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self.usable = False
         self.flush()

@@ -231,6 +231,29 @@ def test_a_huge_header_table_setting_does_not_make_the_waypoint_keep_what_it_sen
     run(body)
 
 
+def test_a_backend_huge_header_table_setting_is_capped_too() -> None:
+    """The same toward an h2c backend: the requests' headers (the clients' own paths)
+    must not pile up in the encoder table of a shared backend connection."""
+
+    async def body() -> None:
+        async with waypoint(respond=1, table=2**31) as wp:
+            client = await RawClient.connect(wp.port)
+            for s in range(1, 200, 2):
+                client.write(client.headers(s, get(b"/grpc.Echo/%d/" % s + b"a" * 8000)))
+
+            def last(f: Any) -> bool:
+                return kind("DataFrame")(f) and f.stream_id == 199 and "END_STREAM" in f.flags
+
+            assert await client.until(last, timeout=10) is not None
+            [up] = wp.server.proxy.h2.clients.values()
+            table = up.h2.encoder.header_table
+            assert len(wp.h2.requests) == 100 and table.maxsize <= ENCODER_TABLE
+            assert sum(32 + len(n) + len(v) for n, v in table.dynamic_entries) <= ENCODER_TABLE
+            client.close()
+
+    run(body)
+
+
 # --- pseudo-headers and fields -------------------------------------------------------------
 
 COOKIE_ROUTES = """
