@@ -186,6 +186,11 @@ class H2Client(asyncio.Protocol):
                 future.exception()
 
 
+def _retrieve(future: asyncio.Future[H2Client]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def stream_hold(stream: _UpStream) -> Callable[[], None]:
     def hold() -> None:
         stream.held = True
@@ -199,15 +204,30 @@ class H2Upstreams:
     def __init__(self, connector: Connector) -> None:
         self.connector = connector
         self.clients: dict[Address, H2Client] = {}
+        self.connecting: dict[Address, asyncio.Future[H2Client]] = {}
+        """Connects under way: concurrent first requests share one (else each opened its
+        own connection, and all but the last stayed open, unused)."""
         self.stats = H2Stats()
         """Counters of the client-side HTTP/2 limits (``h2.H2Frontend``), one per worker."""
 
     async def client(self, address: Address) -> H2Client:
         client = self.clients.get(address)
-        if client is None or not client.usable:
+        if client is not None and client.usable:
+            return client
+        pending = self.connecting.get(address)
+        if pending is None:
+            pending = asyncio.ensure_future(self._connect(address))
+            pending.add_done_callback(_retrieve)  # every waiter may have gone
+            self.connecting[address] = pending
+        return await asyncio.shield(pending)  # a waiter cancelled leaves the others be
+
+    async def _connect(self, address: Address) -> H2Client:
+        try:
             client = await self.connector.connect(address, lambda: H2Client(address))
             self.clients[address] = client
-        return client
+            return client
+        finally:
+            self.connecting.pop(address, None)
 
     async def forward(self, proxy: Proxy, ex: Exchange, fwd: Forward, down: Downstream) -> int:
         """One try over h2c (connect failures retried by the caller's policy)."""
@@ -300,6 +320,8 @@ class H2Upstreams:
                 del self.clients[address]
 
     def close(self) -> None:
+        for pending in self.connecting.values():
+            pending.cancel()
         for client in self.clients.values():
             if client.transport is not None:
                 client.transport.close()

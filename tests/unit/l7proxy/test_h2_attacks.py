@@ -254,6 +254,26 @@ def test_a_backend_huge_header_table_setting_is_capped_too() -> None:
     run(body)
 
 
+def test_a_burst_of_requests_to_a_new_h2c_backend_opens_one_connection() -> None:
+    """Concurrent first requests each opened their own backend connection, of which only
+    the last was kept: the others stayed open, unused, until the backend closed them."""
+
+    async def body() -> None:
+        async with waypoint(respond=1) as wp:
+            client = await RawClient.connect(wp.port)
+            client.write(*(client.headers(s, get(b"/grpc.Echo/Say")) for s in range(1, 100, 2)))
+
+            def last(f: Any) -> bool:
+                return kind("DataFrame")(f) and f.stream_id == 99 and "END_STREAM" in f.flags
+
+            assert await client.until(last, timeout=10) is not None
+            assert len(wp.h2.requests) == 50
+            assert len(wp.h2.transports) == 1
+            client.close()
+
+    run(body)
+
+
 # --- pseudo-headers and fields -------------------------------------------------------------
 
 COOKIE_ROUTES = """
