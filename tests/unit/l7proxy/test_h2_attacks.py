@@ -10,7 +10,15 @@ import h2.connection
 import h2.errors
 import h2.events
 import pytest
-from hyperframe.frame import DataFrame, PriorityFrame, SettingsFrame, WindowUpdateFrame
+from hpack import Encoder, NeverIndexedHeaderTuple
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    HeadersFrame,
+    PriorityFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
 
 from l7proxy.config import Limits
 from l7proxy.h2stream import ENCODER_TABLE, Sender
@@ -87,6 +95,51 @@ def test_frames_that_carry_nothing_are_budgeted(what: str) -> None:
             assert goaway is not None and goaway.error_code == CALM
             assert wp.metric("tulle_waypoint_h2_goaways_total", reason="empty_flood") == 1
             assert dropped(wp, "H2_EMPTY_FRAME_FLOOD")
+            client.close()
+
+    run(body)
+
+
+def header_block(sid: int, block: bytes) -> bytes:
+    """One HEADERS frame carrying an encoded ``block`` (END_HEADERS, END_STREAM)."""
+    return bytes(HeadersFrame(sid, block, flags=["END_HEADERS", "END_STREAM"]).serialize())
+
+
+def test_hpack_bomb_is_refused_by_its_decoded_size() -> None:
+    """A 4 kB field indexed once, then referenced by one byte 2000 times: 2 kB on the wire,
+    8 MB decoded. SETTINGS_MAX_HEADER_LIST_SIZE (64 KiB) holds while decoding."""
+
+    async def body() -> None:
+        async with waypoint() as wp:
+            client = await RawClient.connect(wp.port)
+            encoder = Encoder()
+            big = (b"x-big", b"a" * 4000)
+            first = encoder.encode([*get(b"/h1/a"), big])
+            head = encoder.encode([NeverIndexedHeaderTuple(n, v) for n, v in get(b"/h1/b")])
+            bomb = head + encoder.encode([big]) * 2000  # x-big stays in the table
+            assert len(bomb) < 2100
+            client.write(header_block(1, first), header_block(3, bomb))
+            goaway = await client.until(kind("GoAwayFrame"))
+            assert goaway is not None and goaway.error_code == CALM
+            assert goaway.last_stream_id == 1  # the bomb never became a request
+            assert wp.metric("tulle_waypoint_h2_goaways_total", reason="protocol_error") == 1
+            client.close()
+
+    run(body)
+
+
+def test_continuation_flood_without_end_headers_ends_the_connection() -> None:
+    """CVE-2024-27316 class: CONTINUATION frames that never end the header block."""
+
+    async def body() -> None:
+        async with waypoint() as wp:
+            client = await RawClient.connect(wp.port)
+            start = HeadersFrame(1, Encoder().encode(get(b"/h1/x")))
+            flood = bytes(ContinuationFrame(1, b"\x00" * 16_000).serialize()) * 200
+            client.write(bytes(start.serialize()) + flood)
+            goaway = await client.until(kind("GoAwayFrame"))
+            assert goaway is not None and goaway.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
+            assert not wp.h1.transports
             client.close()
 
     run(body)
@@ -245,7 +298,7 @@ def test_a_backend_huge_header_table_setting_is_capped_too() -> None:
                 return kind("DataFrame")(f) and f.stream_id == 199 and "END_STREAM" in f.flags
 
             assert await client.until(last, timeout=10) is not None
-            [up] = wp.server.proxy.h2.clients.values()
+            [up] = wp.server.proxy.h2.clients.values()  # type: ignore[attr-defined]
             table = up.h2.encoder.header_table
             assert len(wp.h2.requests) == 100 and table.maxsize <= ENCODER_TABLE
             assert sum(32 + len(n) + len(v) for n, v in table.dynamic_entries) <= ENCODER_TABLE
