@@ -3,8 +3,8 @@
 Some frames cost the waypoint work but the client nothing: RST_STREAM right after HEADERS
 (rapid reset, CVE-2023-44487: each stream starts a request that is then cancelled), PING
 and SETTINGS (each must be acknowledged: CVE-2019-9512, CVE-2019-9515), and frames that
-carry nothing (DATA with no data and no END_STREAM, PRIORITY, which RFC 9113 deprecates:
-CVE-2019-9518). ``FrameCounter``
+carry nothing (DATA with no data and no END_STREAM, PRIORITY, which RFC 9113 deprecates,
+and PING or SETTINGS ACKs the waypoint never asked for: CVE-2019-9518). ``FrameCounter``
 counts them straight from the byte stream, before the ``h2`` library parses it, so a
 frame that ``h2`` ignores silently (a reset of a closed stream) still counts. Each kind
 has a token bucket (``Budget``): ``limit`` frames, refilled over ``period`` seconds. A
@@ -45,8 +45,8 @@ DROP_REASONS = {
 
 
 class FrameCounter:
-    """Counts a client's RST_STREAM, PING and SETTINGS frames (not their ACKs) and empty
-    frames (DATA with no payload and no END_STREAM, PRIORITY) in the raw stream that
+    """Counts a client's RST_STREAM, PING and SETTINGS frames and empty ones (DATA with
+    no payload and no END_STREAM, PRIORITY, PING and SETTINGS ACKs) in the raw stream that
     follows the connection preface, across arbitrary read boundaries.
 
     It also notes a frame header announcing more than ``max_frame`` bytes (``oversized``):
@@ -85,10 +85,16 @@ class FrameCounter:
                 break  # the connection ends here: nothing after it counts
             if kind == RST_STREAM:
                 resets += 1
-            elif kind == PING and not flags & ACK:
-                pings += 1
-            elif kind == SETTINGS and not flags & ACK:
-                settings += 1
+            elif kind == PING:
+                if flags & ACK:
+                    empty += 1  # the waypoint sends no PING: nothing to acknowledge
+                else:
+                    pings += 1
+            elif kind == SETTINGS:
+                if flags & ACK:
+                    empty += 1  # the waypoint sends one SETTINGS (one ACK owed)
+                else:
+                    settings += 1
             elif kind == PRIORITY or (kind == DATA and not self.skip and not flags & END_STREAM):
                 empty += 1
         return resets, pings, settings, empty

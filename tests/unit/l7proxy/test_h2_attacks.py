@@ -15,6 +15,7 @@ from hyperframe.frame import (
     ContinuationFrame,
     DataFrame,
     HeadersFrame,
+    PingFrame,
     PriorityFrame,
     SettingsFrame,
     WindowUpdateFrame,
@@ -80,17 +81,24 @@ def priority(sid: int) -> bytes:
     return bytes(PriorityFrame(sid, depends_on=0).serialize())
 
 
-@pytest.mark.parametrize("what", ["empty DATA", "PRIORITY"])
+NOTHING = {
+    "empty DATA": data(1),
+    "PRIORITY": priority(3),
+    "PING ACK": bytes(PingFrame(0, b"12345678", flags=["ACK"]).serialize()),
+    "SETTINGS ACK": bytes(SettingsFrame(0, flags=["ACK"]).serialize()),
+}
+
+
+@pytest.mark.parametrize("what", sorted(NOTHING))
 def test_frames_that_carry_nothing_are_budgeted(what: str) -> None:
-    """CVE-2019-9518 (empty frames) and PRIORITY floods: each costs the waypoint a parse
-    and an event and the client 9 bytes; 100 k of them held the event loop ~1 s."""
+    """CVE-2019-9518 (empty frames), PRIORITY floods, ACKs of nothing: each costs the
+    waypoint a parse and an event and the client 9 bytes; 100 k held the loop ~1 s."""
 
     async def body() -> None:
         async with waypoint() as wp:
             client = await RawClient.connect(wp.port)
             client.write(client.headers(1, get(b"/h1/x", b"POST"), end=False))
-            flood = data(1) if what == "empty DATA" else priority(3)
-            client.write(flood * 100_000)
+            client.write(NOTHING[what] * 100_000)
             goaway = await client.until(kind("GoAwayFrame"))
             assert goaway is not None and goaway.error_code == CALM
             assert wp.metric("tulle_waypoint_h2_goaways_total", reason="empty_flood") == 1
