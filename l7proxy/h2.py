@@ -90,6 +90,8 @@ class H2Frontend(asyncio.Protocol):
         self.pings = h2limits.Budget(limits.h2_max_pings, period, now)
         self.settings = h2limits.Budget(limits.h2_max_settings, period, now)
         self.empty = h2limits.Budget(limits.h2_max_empty, period, now)
+        self.updates = h2limits.Budget(limits.h2_max_window_updates, period, now)
+        """Refilled too by what the waypoint sends: a client's WINDOW_UPDATEs follow it."""
         self.writable = True
         self.closed = False
         self.shut = False  # our side sent FIN (lingering close)
@@ -103,6 +105,7 @@ class H2Frontend(asyncio.Protocol):
         transport = self.conn.transport
         if data and transport is not None and self.conn.mode != "closed" and not self.shut:
             transport.write(data)
+            self.updates.give(len(data) >> 10)  # a WINDOW_UPDATE per KiB sent is fair
             if transport.get_write_buffer_size() > self.limits.h2_max_write_buffer:
                 self._give_up(h2limits.WRITE_BUFFER, "client does not read its responses")
 
@@ -149,7 +152,7 @@ class H2Frontend(asyncio.Protocol):
         if self.closed:
             return
         now = asyncio.get_running_loop().time()
-        resets, pings, settings, empty = self.frames.feed(data)
+        resets, pings, settings, empty, updates = self.frames.feed(data)
         if self.frames.oversized:
             size, most = self.frames.oversized, self.frames.max_frame
             detail = f"a {size}-byte frame (SETTINGS_MAX_FRAME_SIZE is {most})"
@@ -161,6 +164,7 @@ class H2Frontend(asyncio.Protocol):
             (self.pings, pings, h2limits.PING_FLOOD, limits.h2_max_pings, "PING"),
             (self.settings, settings, h2limits.SETTINGS_FLOOD, limits.h2_max_settings, "SETTINGS"),
             (self.empty, empty, h2limits.EMPTY_FLOOD, limits.h2_max_empty, "empty"),
+            (self.updates, updates, h2limits.WINDOW_FLOOD, limits.h2_max_window_updates, "idle WU"),
         ):
             if not budget.spend(count, now):
                 self._calm(reason, f"over {limit} {what} frames per {limits.h2_budget_period:g}s")

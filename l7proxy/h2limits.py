@@ -2,14 +2,16 @@
 
 Some frames cost the waypoint work but the client nothing: RST_STREAM right after HEADERS
 (rapid reset, CVE-2023-44487: each stream starts a request that is then cancelled), PING
-and SETTINGS (each must be acknowledged: CVE-2019-9512, CVE-2019-9515), and frames that
-carry nothing (DATA with no data and no END_STREAM, PRIORITY, which RFC 9113 deprecates,
-and PING or SETTINGS ACKs the waypoint never asked for: CVE-2019-9518). ``FrameCounter``
-counts them straight from the byte stream, before the ``h2`` library parses it, so a
-frame that ``h2`` ignores silently (a reset of a closed stream) still counts. Each kind
-has a token bucket (``Budget``): ``limit`` frames, refilled over ``period`` seconds. A
-connection over budget gets GOAWAY(ENHANCE_YOUR_CALM) and is closed; ``H2Stats`` counts
-it (``tulle_waypoint_h2_goaways_total{reason}``) and the front end records a DROPPED flow.
+and SETTINGS (each must be acknowledged: CVE-2019-9512, CVE-2019-9515), frames that carry
+nothing (DATA with no data and no END_STREAM, PRIORITY, which RFC 9113 deprecates, PING
+or SETTINGS ACKs the waypoint never asked for: CVE-2019-9518), and WINDOW_UPDATEs beyond
+what the data the waypoint sent explains (Envoy bounds them per DATA frame sent).
+``FrameCounter`` counts them straight from the byte stream, before the ``h2`` library
+parses it, so a frame that ``h2`` ignores silently (a reset of a closed stream) still
+counts. Each kind has a token bucket (``Budget``): ``limit`` frames, refilled over
+``period`` seconds. A connection over budget gets GOAWAY(ENHANCE_YOUR_CALM) and is
+closed; ``H2Stats`` counts it (``tulle_waypoint_h2_goaways_total{reason}``) and the
+front end records a DROPPED flow.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from prometheus_client.registry import Collector
 
 PREFACE_LENGTH = 24
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PING = 0x0, 0x1, 0x2, 0x3, 0x4, 0x6
+WINDOW_UPDATE = 0x8
 ACK = END_STREAM = 0x1
 
 # GOAWAY reasons: metric label -> flow drop reason.
@@ -28,6 +31,7 @@ RESET_FLOOD = "reset_flood"
 PING_FLOOD = "ping_flood"
 SETTINGS_FLOOD = "settings_flood"
 EMPTY_FLOOD = "empty_flood"
+WINDOW_FLOOD = "window_update_flood"
 TOO_MANY_STREAMS = "too_many_streams"
 PROTOCOL_ERROR = "protocol_error"
 WRITE_BUFFER = "write_buffer"
@@ -37,6 +41,7 @@ DROP_REASONS = {
     PING_FLOOD: "H2_PING_FLOOD",
     SETTINGS_FLOOD: "H2_SETTINGS_FLOOD",
     EMPTY_FLOOD: "H2_EMPTY_FRAME_FLOOD",
+    WINDOW_FLOOD: "H2_WINDOW_UPDATE_FLOOD",
     TOO_MANY_STREAMS: "H2_TOO_MANY_STREAMS",
     PROTOCOL_ERROR: "H2_PROTOCOL_ERROR",
     WRITE_BUFFER: "H2_WRITE_BUFFER_FULL",
@@ -45,8 +50,9 @@ DROP_REASONS = {
 
 
 class FrameCounter:
-    """Counts a client's RST_STREAM, PING and SETTINGS frames and empty ones (DATA with
-    no payload and no END_STREAM, PRIORITY, PING and SETTINGS ACKs) in the raw stream that
+    """Counts a client's RST_STREAM, PING, SETTINGS and WINDOW_UPDATE frames and empty ones
+    (DATA with no payload and no END_STREAM, PRIORITY, PING and SETTINGS ACKs) in the raw
+    stream that
     follows the connection preface, across arbitrary read boundaries.
 
     It also notes a frame header announcing more than ``max_frame`` bytes (``oversized``):
@@ -61,9 +67,9 @@ class FrameCounter:
         self.max_frame = max_frame
         self.oversized = 0
 
-    def feed(self, data: bytes) -> tuple[int, int, int, int]:
-        """(resets, pings, settings, empty) whose frame header is in ``data``."""
-        resets = pings = settings = empty = 0
+    def feed(self, data: bytes) -> tuple[int, int, int, int, int]:
+        """(resets, pings, settings, empty, updates) whose frame header is in ``data``."""
+        resets = pings = settings = empty = updates = 0
         if self.partial:
             data, self.partial = self.partial + data, b""
         pos, end = 0, len(data)
@@ -95,9 +101,11 @@ class FrameCounter:
                     empty += 1  # the waypoint sends one SETTINGS (one ACK owed)
                 else:
                     settings += 1
+            elif kind == WINDOW_UPDATE:
+                updates += 1
             elif kind == PRIORITY or (kind == DATA and not self.skip and not flags & END_STREAM):
                 empty += 1
-        return resets, pings, settings, empty
+        return resets, pings, settings, empty, updates
 
 
 class Budget:
@@ -110,6 +118,10 @@ class Budget:
         self.rate = limit / period if period > 0 else 0.0
         self.tokens = float(limit)
         self.stamp = now
+
+    def give(self, count: int) -> None:
+        """Add ``count`` tokens (earned, not waited for), up to the limit."""
+        self.tokens = min(self.limit, self.tokens + count)
 
     def spend(self, count: int, now: float) -> bool:
         """Take ``count`` tokens; False once the bucket is overdrawn."""

@@ -26,7 +26,7 @@ from l7proxy.h2stream import ENCODER_TABLE, Sender
 from l7proxy.server import WaypointServer
 from l7proxy.testing import RawBackend, gateway_config
 from tests.unit.l7proxy.h2lab import dropped, waypoint
-from tests.unit.l7proxy.h2wire import RawClient, get, kind, run
+from tests.unit.l7proxy.h2wire import Client, RawClient, get, kind, run
 
 CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
 
@@ -153,6 +153,38 @@ def test_continuation_flood_without_end_headers_ends_the_connection() -> None:
     run(body)
 
 
+def test_window_updates_beyond_the_data_sent_are_budgeted() -> None:
+    async def body() -> None:
+        async with waypoint() as wp:
+            client = await RawClient.connect(wp.port)
+            client.write(window_update(0, 1) * 100_000)
+            goaway = await client.until(kind("GoAwayFrame"))
+            assert goaway is not None and goaway.error_code == CALM
+            reason = "window_update_flood"
+            assert wp.metric("tulle_waypoint_h2_goaways_total", reason=reason) == 1
+            assert dropped(wp, "H2_WINDOW_UPDATE_FLOOD")
+            client.close()
+
+    run(body)
+
+
+def test_window_updates_that_follow_the_data_are_never_budgeted_away() -> None:
+    """A client reading 8 MiB in 16 KiB frames returns the window as it goes: hundreds of
+    WINDOW_UPDATEs, far over the time budget (20 here), all earned by the data sent."""
+
+    async def body() -> None:
+        async with waypoint(Limits(h2_max_window_updates=20), respond=8 << 20) as wp:
+            client = await Client.connect(wp.port)
+            client.h2.send_headers(1, get(b"/grpc.Echo/Say"), end_stream=True)
+            client.send()
+            answer = await client.response(1, timeout=20)
+            assert answer.get("ended") and len(answer["data"]) == 8 << 20
+            assert client.goaway() is None
+            client.close()
+
+    run(body)
+
+
 # --- flow control ---------------------------------------------------------------------------
 
 
@@ -190,7 +222,8 @@ def test_connection_window_updates_cost_work_only_for_streams_that_can_move(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With 99 responses blocked on their own (zero) stream windows, each 13-byte
-    connection WINDOW_UPDATE used to retry all 99 streams: a CPU amplifier."""
+    connection WINDOW_UPDATE used to retry all 99 streams: a CPU amplifier (within the
+    WINDOW_UPDATE budget, raised here to show the cost per frame)."""
     flushes = 0
     flush = Sender.flush
 
@@ -201,7 +234,7 @@ def test_connection_window_updates_cost_work_only_for_streams_that_can_move(
 
     async def body() -> None:
         nonlocal flushes
-        async with waypoint(respond=1000) as wp:
+        async with waypoint(Limits(h2_max_window_updates=2000), respond=1000) as wp:
             client = await RawClient.connect(wp.port)
             client.write(initial_window(0))
             client.write(*(client.headers(s, get(b"/grpc.Echo/Say")) for s in range(1, 199, 2)))

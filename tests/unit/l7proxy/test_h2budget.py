@@ -6,7 +6,17 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from l7proxy.h2limits import ACK, DATA, PING, PRIORITY, RST_STREAM, SETTINGS, Budget, FrameCounter
+from l7proxy.h2limits import (
+    ACK,
+    DATA,
+    PING,
+    PRIORITY,
+    RST_STREAM,
+    SETTINGS,
+    WINDOW_UPDATE,
+    Budget,
+    FrameCounter,
+)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -42,9 +52,10 @@ def test_counts_survive_any_read_boundaries(
             or (k in (PING, SETTINGS) and f & ACK)
             for k, f, p in frames
         ),
+        sum(k == WINDOW_UPDATE for k, _, _ in frames),
     )
     counter = FrameCounter()
-    totals = [0, 0, 0, 0]
+    totals = [0, 0, 0, 0, 0]
     start = 0
     for cut in sorted({c % (len(stream) + 1) for c in cuts}) + [len(stream)]:
         for i, n in enumerate(counter.feed(stream[start:cut])):
@@ -56,7 +67,7 @@ def test_counts_survive_any_read_boundaries(
 def test_a_payload_that_looks_like_frames_is_not_counted() -> None:
     fake = frame(RST_STREAM, 0, b"\x00\x00\x00\x08") * 10
     counter = FrameCounter()
-    assert counter.feed(PREFACE + frame(0x0, 0, fake)) == (0, 0, 0, 0)
+    assert counter.feed(PREFACE + frame(0x0, 0, fake)) == (0, 0, 0, 0, 0)
 
 
 def test_budget_refills_over_its_period() -> None:
