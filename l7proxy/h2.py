@@ -5,15 +5,10 @@
 - ``h2up.H2Upstreams``: one multiplexed h2c connection per backend endpoint, for
   backends marked ``h2c`` and for gRPC requests (trailers pass through both ways).
 
-Resource limits (``config.Limits.h2_*``): request heads are checked (``h2head``) before
-they become a request line; at most ``h2_max_concurrent_streams`` streams; request body
-bytes are acknowledged (WINDOW_UPDATE) only once passed on, so a client can have at most
-``h2_window`` bytes parked here; responses pause their source while the client's window
-or socket is full (a connection WINDOW_UPDATE retries only the streams parked on the
-connection window; a SETTINGS_INITIAL_WINDOW_SIZE change retries all), and more than
-``h2_max_write_buffer`` queued bytes close the connection; RST_STREAM, PING and SETTINGS
-are budgeted (``h2limits``); a stream waiting on its client for ``h2_stream_timeout`` is
-reset.
+Resource limits (``config.Limits.h2_*``, listed in SERVER.md): heads checked (``h2head``),
+streams capped, request body acknowledged only once passed on, responses paced by the
+client's windows (a connection WINDOW_UPDATE retries only streams ``parked`` on it), a
+write-buffer ceiling, frame budgets (``h2limits``), stalled and slow streams reset.
 
 Not done: h2 over TLS (ALPN), extended CONNECT (WebSocket over h2), server push, and
 h2c upgrade from HTTP/1.1 (``Upgrade: h2c``), which clients rarely use.
@@ -84,14 +79,7 @@ class H2Frontend(asyncio.Protocol):
         """Streams whose response waits for the connection window (not their own), in
         turn: the only ones a connection WINDOW_UPDATE retries, so its cost is what moves."""
         now = asyncio.get_running_loop().time()
-        period = limits.h2_budget_period
-        self.frames = h2limits.FrameCounter(self.h2.max_inbound_frame_size)
-        self.resets = h2limits.Budget(limits.h2_max_resets, period, now)
-        self.pings = h2limits.Budget(limits.h2_max_pings, period, now)
-        self.settings = h2limits.Budget(limits.h2_max_settings, period, now)
-        self.empty = h2limits.Budget(limits.h2_max_empty, period, now)
-        self.updates = h2limits.Budget(limits.h2_max_window_updates, period, now)
-        """Refilled too by what the waypoint sends: a client's WINDOW_UPDATEs follow it."""
+        self.budgets = h2limits.Budgets(limits, self.h2.max_inbound_frame_size, now)
         self.writable = True
         self.closed = False
         self.shut = False  # our side sent FIN (lingering close)
@@ -105,7 +93,7 @@ class H2Frontend(asyncio.Protocol):
         transport = self.conn.transport
         if data and transport is not None and self.conn.mode != "closed" and not self.shut:
             transport.write(data)
-            self.updates.give(len(data) >> 10)  # a WINDOW_UPDATE per KiB sent is fair
+            self.budgets.updates.give(len(data) >> 10)  # a WINDOW_UPDATE per KiB sent is fair
             if transport.get_write_buffer_size() > self.limits.h2_max_write_buffer:
                 self._give_up(h2limits.WRITE_BUFFER, "client does not read its responses")
 
@@ -152,23 +140,14 @@ class H2Frontend(asyncio.Protocol):
         if self.closed:
             return
         now = asyncio.get_running_loop().time()
-        resets, pings, settings, empty, updates = self.frames.feed(data)
-        if self.frames.oversized:
-            size, most = self.frames.oversized, self.frames.max_frame
-            detail = f"a {size}-byte frame (SETTINGS_MAX_FRAME_SIZE is {most})"
-            self._calm(h2limits.FRAME_SIZE, detail, Codes.FRAME_SIZE_ERROR)  # RFC 9113 4.2
+        over = self.budgets.over(data, now)
+        if over is not None:
+            reason, detail = over
+            oversized = reason == h2limits.FRAME_SIZE  # RFC 9113 4.2
+            self._calm(
+                reason, detail, Codes.FRAME_SIZE_ERROR if oversized else Codes.ENHANCE_YOUR_CALM
+            )
             return
-        limits = self.limits
-        for budget, count, reason, limit, what in (
-            (self.resets, resets, h2limits.RESET_FLOOD, limits.h2_max_resets, "RST_STREAM"),
-            (self.pings, pings, h2limits.PING_FLOOD, limits.h2_max_pings, "PING"),
-            (self.settings, settings, h2limits.SETTINGS_FLOOD, limits.h2_max_settings, "SETTINGS"),
-            (self.empty, empty, h2limits.EMPTY_FLOOD, limits.h2_max_empty, "empty"),
-            (self.updates, updates, h2limits.WINDOW_FLOOD, limits.h2_max_window_updates, "idle WU"),
-        ):
-            if not budget.spend(count, now):
-                self._calm(reason, f"over {limit} {what} frames per {limits.h2_budget_period:g}s")
-                return
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.TooManyStreamsError as exc:
@@ -183,6 +162,9 @@ class H2Frontend(asyncio.Protocol):
             if isinstance(event, h2.events.RequestReceived):
                 self._request(event.stream_id, event.headers or [], bool(event.stream_ended))
             elif isinstance(event, h2.events.DataReceived):
+                stream = self.streams.get(event.stream_id)
+                if stream is not None and event.data:
+                    stream.body_at = now
                 self._data(event.stream_id, event.data or b"", event.flow_controlled_length or 0)
             elif isinstance(event, h2.events.StreamEnded):
                 stream = self.streams.get(event.stream_id)
@@ -311,6 +293,7 @@ class H2Frontend(asyncio.Protocol):
             grpc=grpc,
         )
         stream.mark = (0, ex.started)
+        stream.exchange, stream.body_at = ex, ex.started
         self.streams[stream_id] = stream
         stream.task = loop.create_task(self._serve(ex, stream))
 
@@ -360,7 +343,7 @@ class H2Frontend(asyncio.Protocol):
     def _provoked(self) -> None:
         """A stream reset the client provoked (MadeYouReset, CVE-2025-8671: a malformed
         head, DATA after END_STREAM, a stream window overflow) spends a reset token."""
-        if not self.closed and not self.resets.spend(1, asyncio.get_running_loop().time()):
+        if not self.closed and not self.budgets.resets.spend(1, asyncio.get_running_loop().time()):
             self._calm(h2limits.RESET_FLOOD, f"over {self.limits.h2_max_resets} stream resets")
 
     def _calm(self, reason: str, detail: str, code: Codes = Codes.ENHANCE_YOUR_CALM) -> None:
@@ -407,7 +390,12 @@ class H2Frontend(asyncio.Protocol):
             return
         timeout = self.limits.h2_stream_timeout
         for stream in [*self.streams.values(), *self.draining.values()]:
-            if stream.stalled(now, timeout, draining=stream.stream_id not in self.streams):
+            late = stream.late_body(now, self.limits) if stream.stream_id in self.streams else ""
+            if late:
+                self.stats.reset("slow_body")
+                self.streams.pop(stream.stream_id, None)  # its task's end drains the answer
+                stream.body_timed_out(late)
+            elif stream.stalled(now, timeout, draining=stream.stream_id not in self.streams):
                 self.stats.reset("stalled")
                 self.streams.pop(stream.stream_id, None)
                 self.draining.pop(stream.stream_id, None)

@@ -17,9 +17,13 @@ front end records a DROPPED flow.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from l7proxy.config import Limits
 
 PREFACE_LENGTH = 24
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PING = 0x0, 0x1, 0x2, 0x3, 0x4, 0x6
@@ -130,6 +134,49 @@ class Budget:
         self.tokens = min(self.limit, self.tokens + (now - self.stamp) * self.rate) - count
         self.stamp = now
         return self.tokens >= 0
+
+
+class Budgets:
+    """One connection's budgets, fed its raw input (``over``)."""
+
+    def __init__(self, limits: Limits, max_frame: int, now: float) -> None:
+        period = limits.h2_budget_period
+        self.limits = limits
+        self.frames = FrameCounter(max_frame)
+        self.resets = Budget(limits.h2_max_resets, period, now)
+        self.pings = Budget(limits.h2_max_pings, period, now)
+        self.settings = Budget(limits.h2_max_settings, period, now)
+        self.empty = Budget(limits.h2_max_empty, period, now)
+        self.updates = Budget(limits.h2_max_window_updates, period, now)
+        """Also refilled by what the waypoint sends: a client's WINDOW_UPDATEs follow it."""
+
+    def over(self, data: bytes, now: float) -> tuple[str, str] | None:
+        """(reason, detail) of the first limit ``data`` breaks, or None."""
+        counts = self.frames.feed(data)
+        if self.frames.oversized:
+            most = self.frames.max_frame
+            return (
+                FRAME_SIZE,
+                f"a {self.frames.oversized}-byte frame (SETTINGS_MAX_FRAME_SIZE is {most})",
+            )
+        limits = self.limits
+        for count, budget, reason, limit, what in zip(
+            counts,
+            (self.resets, self.pings, self.settings, self.empty, self.updates),
+            (RESET_FLOOD, PING_FLOOD, SETTINGS_FLOOD, EMPTY_FLOOD, WINDOW_FLOOD),
+            (
+                limits.h2_max_resets,
+                limits.h2_max_pings,
+                limits.h2_max_settings,
+                limits.h2_max_empty,
+                limits.h2_max_window_updates,
+            ),
+            ("RST_STREAM", "PING", "SETTINGS", "empty", "WINDOW_UPDATE"),
+            strict=True,
+        ):
+            if not budget.spend(count, now):
+                return reason, f"over {limit} {what} frames per {limits.h2_budget_period:g}s"
+        return None
 
 
 class H2Stats(Collector):

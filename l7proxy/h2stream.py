@@ -11,13 +11,14 @@ import h2.connection
 import h2.errors
 import h2.exceptions
 
-from l7proxy.exchange import RawHeaders, RequestBody
+from l7proxy.exchange import Exchange, RawHeaders, RequestBody
 from l7proxy.http.parser import BodyKind
 from l7proxy.upstream import UpstreamFailure
 
 if TYPE_CHECKING:
     import asyncio
 
+    from l7proxy.config import Limits
     from l7proxy.h2 import H2Frontend
 
 DROP = frozenset(
@@ -102,6 +103,9 @@ class H2Stream:
         """Bytes of the body kept for retries, as counted in ``H2Frontend.kept``."""
         self.mark = (0, 0.0)
         """(bytes moved, when) as last seen by ``H2Frontend.check``."""
+        self.exchange: Exchange | None = None
+        self.body_at = 0.0
+        """When request body bytes last arrived."""
 
     # --- request body flow control ------------------------------------------------------
 
@@ -129,6 +133,30 @@ class H2Stream:
         if not waiting or moved != self.mark[0]:
             self.mark = (moved, now)
         return now - self.mark[1] > timeout
+
+    def late_body(self, now: float, limits: Limits) -> str:
+        """Why the request body is too slow under HTTP/1.1's deadlines (``body_timeout``
+        in all, ``body_idle_timeout`` between bytes while read), or "". Not for gRPC,
+        whose client streams may last (they hold an h2c stream, not a pooled connection)."""
+        ex = self.exchange
+        if ex is None or ex.grpc or self.body.complete:
+            return ""
+        if now - ex.started > limits.body_timeout:
+            return "request body not received in time"
+        if not self.held and now - self.body_at > limits.body_idle_timeout:
+            return "request body stalled"
+        return ""
+
+    def body_timed_out(self, why: str) -> None:
+        """End the exchange 408: answered so if nothing was yet, else reset."""
+        if self.exchange is not None:
+            self.exchange.aborted = (408, "REQUEST_TIMEOUT")
+        if self.task is not None:
+            self.task.cancel()
+        if self.started:
+            self.abort(h2.errors.ErrorCodes.CANCEL)
+        else:
+            self.local(408, [(b"content-type", b"text/plain")], f"{why}\n".encode())
 
     # --- Downstream ---------------------------------------------------------------------
 

@@ -368,6 +368,32 @@ def test_a_burst_of_requests_to_a_new_h2c_backend_opens_one_connection() -> None
     run(body)
 
 
+# --- slow clients ---------------------------------------------------------------------------
+
+
+def test_a_trickled_request_body_meets_the_http1_body_deadline() -> None:
+    """A byte every 0.2 s never looks stalled to the 300 s stream timeout, and held the
+    backend connection (one per request toward HTTP/1.1) for as long as it liked."""
+
+    async def body() -> None:
+        limits = Limits(body_timeout=0.8, header_timeout=0.4)  # sweeper every 0.1 s
+        async with waypoint(limits) as wp:
+            client = await Client.connect(wp.port)
+            client.h2.send_headers(1, get(b"/h1/x", b"POST"))
+            for _ in range(8):  # 1.6 s, never idle 0.2 s
+                client.h2.send_data(1, b"x")
+                client.send()
+                await asyncio.sleep(0.2)
+            answer = await client.response(1)
+            assert answer["headers"].get(b":status") == b"408", answer
+            assert wp.metric("tulle_waypoint_h2_stream_resets_total", reason="slow_body") == 1
+            await asyncio.sleep(0.2)
+            assert wp.h1.closed == 1  # the backend connection went with it
+            client.close()
+
+    run(body)
+
+
 # --- pseudo-headers and fields -------------------------------------------------------------
 
 COOKIE_ROUTES = """
