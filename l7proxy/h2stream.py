@@ -143,7 +143,9 @@ class H2Stream:
             return ""
         if now - ex.started > limits.body_timeout:
             return "request body not received in time"
-        if not self.held and now - self.body_at > limits.body_idle_timeout:
+        if self.held:
+            self.body_at = now  # the waypoint is not reading: the client owes nothing yet
+        elif now - self.body_at > limits.body_idle_timeout:
             return "request body stalled"
         return ""
 

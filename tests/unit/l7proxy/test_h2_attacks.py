@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any, cast
 
 import h2.config
@@ -22,7 +23,9 @@ from hyperframe.frame import (
 )
 
 from l7proxy.config import Limits
-from l7proxy.h2stream import ENCODER_TABLE, Sender
+from l7proxy.exchange import RequestBody
+from l7proxy.h2stream import ENCODER_TABLE, H2Stream, Sender
+from l7proxy.http.parser import BodyKind
 from l7proxy.server import WaypointServer
 from l7proxy.testing import RawBackend, gateway_config
 from tests.unit.l7proxy.h2lab import dropped, waypoint
@@ -392,6 +395,19 @@ def test_a_trickled_request_body_meets_the_http1_body_deadline() -> None:
             client.close()
 
     run(body)
+
+
+def test_time_the_waypoint_held_the_body_window_is_not_the_clients_idle_time() -> None:
+    front = SimpleNamespace(conn=SimpleNamespace(scheme="http"), h2=None)
+    stream = H2Stream(front, 1, RequestBody(BodyKind.CHUNKED, None, 1024))  # type: ignore[arg-type]
+    stream.exchange = SimpleNamespace(grpc=False, started=0.0)  # type: ignore[assignment]
+    limits = Limits(body_idle_timeout=30.0, body_timeout=300.0)
+    stream.hold()  # the backend does not read: the window stays shut
+    assert stream.late_body(100.0, limits) == ""
+    stream.release()
+    assert stream.late_body(100.5, limits) == ""  # the client could not send until now
+    assert stream.late_body(131.0, limits) == "request body stalled"
+    assert stream.late_body(301.0, limits) == "request body not received in time"
 
 
 # --- pseudo-headers and fields -------------------------------------------------------------
