@@ -97,12 +97,19 @@ class H2Frontend(asyncio.Protocol):
             if transport.get_write_buffer_size() > self.limits.h2_max_write_buffer:
                 self._give_up(h2limits.WRITE_BUFFER, "client does not read its responses")
 
-    def send_headers(self, stream_id: int, headers: RawHeaders, *, end_stream: bool) -> None:
+    def send_headers(self, stream_id: int, headers: RawHeaders, *, end_stream: bool) -> bool:
+        """False if ``h2`` refused the head (a field HTTP/2 forbids): the stream is reset,
+        as DATA must not follow a head that was never sent."""
+        sent = True
         try:
             self.h2.send_headers(stream_id, headers, end_stream=end_stream)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+        except h2.exceptions.StreamClosedError:
             pass
+        except h2.exceptions.ProtocolError:
+            log.warning("waypoint: h2 stream %d: response head refused", stream_id, exc_info=True)
+            sent = False
         self.flush()
+        return sent
 
     def reset(self, stream_id: int, code: Codes = Codes.INTERNAL_ERROR) -> None:
         try:

@@ -30,6 +30,7 @@ DROP = frozenset(
         b"upgrade",
         b"host",
         b"content-length",
+        b"te",
     }
 )
 WINDOW = 1 << 20
@@ -78,8 +79,14 @@ class Sender:
                     conn.send_headers(sid, self.trailers, end_stream=True)
                 else:
                     conn.send_data(sid, b"", end_stream=True)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+        except h2.exceptions.StreamClosedError:
             self.closed = True
+        except h2.exceptions.ProtocolError:  # trailers h2 refuses: end the stream, reset
+            self.closed = True
+            try:
+                conn.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            except h2.exceptions.ProtocolError:
+                pass
 
 
 class H2Stream:
@@ -180,7 +187,8 @@ class H2Stream:
         if length is not None and body is not None:
             out.append((b"content-length", b"%d" % length))
         self.started = True
-        self.front.send_headers(self.stream_id, out, end_stream=False)
+        if not self.front.send_headers(self.stream_id, out, end_stream=False):
+            self.abort()
 
     def flush(self) -> None:
         pass

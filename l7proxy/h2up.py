@@ -244,7 +244,7 @@ class H2Upstreams:
         headers += [
             (n.lower().encode("latin-1"), v.encode("latin-1"))
             for n, v in request.headers
-            if n.lower().encode("latin-1") not in DROP and n.lower() != "te"
+            if n.lower().encode("latin-1") not in DROP
         ]
         if ex.grpc:
             headers.append((b"te", b"trailers"))

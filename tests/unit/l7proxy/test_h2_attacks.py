@@ -24,7 +24,7 @@ from hyperframe.frame import (
 
 from l7proxy.config import Limits
 from l7proxy.exchange import RequestBody
-from l7proxy.h2stream import ENCODER_TABLE, H2Stream, Sender
+from l7proxy.h2stream import DROP, ENCODER_TABLE, H2Stream, Sender
 from l7proxy.http.parser import BodyKind
 from l7proxy.server import WaypointServer
 from l7proxy.testing import RawBackend, gateway_config
@@ -446,6 +446,58 @@ def test_cookie_crumbs_are_one_cookie_line_for_routing_and_backend() -> None:
             [got] = backend.received
             cookies = [v for n, v in got.head.headers if n.lower() == b"cookie"]
             assert cookies == [b"role=user; tenant=a"]
+            client.close()
+        finally:
+            await server.close()
+            await backend.close()
+
+    run(body)
+
+
+TE_ROUTES = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: main, namespace: default}
+spec:
+  parentRefs: [{name: gw, namespace: infra}]
+  rules:
+  - backendRefs: [{name: app, port: 8080}]
+    filters:
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {add: [{name: te, value: gzip}]}
+"""
+
+
+@pytest.mark.parametrize("drop_te", [True, False])
+def test_a_response_field_http2_forbids_never_breaks_the_connection(
+    drop_te: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A route may add ``te`` to responses (fine in HTTP/1.1). The h2 library refused to
+    send that head, the refusal was swallowed, and the body went out as DATA before any
+    HEADERS: a connection error that ended every stream of the client's connection.
+    Now ``te`` is dropped; and a head h2 still refuses (``te`` kept) is a stream reset."""
+    if not drop_te:
+        monkeypatch.setattr("l7proxy.h2stream.DROP", DROP - {b"te"})
+
+    async def body() -> None:
+        backend = RawBackend(lambda head, body: b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        port = await backend.start()
+        config = gateway_config(
+            TE_ROUTES, {"default/app:8080": [("127.0.0.1", port)]}, services=("app",)
+        )
+        server = WaypointServer(config)
+        [wp_port] = await server.start()
+        try:
+            client = await Client.connect(wp_port)
+            client.h2.send_headers(1, get(b"/x"), end_stream=True)
+            client.send()
+            answer = await client.response(1, timeout=3)
+            if drop_te:
+                assert answer["headers"].get(b":status") == b"200" and answer["data"] == b"ok"
+                assert b"te" not in answer["headers"]
+            else:
+                assert answer.get("reset") == h2.errors.ErrorCodes.INTERNAL_ERROR
+            assert client.goaway() is None and not client.closed
             client.close()
         finally:
             await server.close()
