@@ -98,8 +98,12 @@ class Limits:
     h2_max_resets: int = 200
     h2_max_pings: int = 100
     h2_max_settings: int = 100
-    """RST_STREAM, PING and SETTINGS frames a client may send per ``h2_budget_period``
-    (a token bucket); over it: GOAWAY(ENHANCE_YOUR_CALM) and close."""
+    h2_max_empty: int = 200
+    h2_max_window_updates: int = 200
+    """RST_STREAM, PING and SETTINGS frames, and frames that ask for nothing (DATA with
+    no data and no END_STREAM, PRIORITY, unasked ACKs: CVE-2019-9518), a client may send per
+    ``h2_budget_period`` (token buckets; WINDOW_UPDATE's also earns one per KiB sent to
+    the client); over one: GOAWAY(ENHANCE_YOUR_CALM) and close."""
     h2_max_write_buffer: int = 4 * 1024 * 1024
     """Bytes queued toward an HTTP/2 client beyond which the connection is closed."""
     h2_stream_timeout: float = 300.0

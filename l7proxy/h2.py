@@ -5,13 +5,10 @@
 - ``h2up.H2Upstreams``: one multiplexed h2c connection per backend endpoint, for
   backends marked ``h2c`` and for gRPC requests (trailers pass through both ways).
 
-Resource limits (``config.Limits.h2_*``): request heads are checked (``h2head``) before
-they become a request line; at most ``h2_max_concurrent_streams`` streams; request body
-bytes are acknowledged (WINDOW_UPDATE) only once passed on, so a client can have at most
-``h2_window`` bytes parked here; responses pause their source while the client's window
-or socket is full, and more than ``h2_max_write_buffer`` queued bytes close the
-connection; RST_STREAM, PING and SETTINGS are budgeted (``h2limits``); a stream waiting
-on its client for ``h2_stream_timeout`` is reset.
+Resource limits (``config.Limits.h2_*``, listed in SERVER.md): heads checked (``h2head``),
+streams capped, request body acknowledged only once passed on, responses paced by the
+client's windows (a connection WINDOW_UPDATE retries only streams ``parked`` on it), a
+write-buffer ceiling, frame budgets (``h2limits``), stalled and slow streams reset.
 
 Not done: h2 over TLS (ALPN), extended CONNECT (WebSocket over h2), server push, and
 h2c upgrade from HTTP/1.1 (``Upgrade: h2c``), which clients rarely use.
@@ -35,7 +32,7 @@ from l7proxy import h2limits
 from l7proxy.exchange import Exchange, RawHeaders, RequestBody
 from l7proxy.flows import now_ns
 from l7proxy.h2head import Malformed, Unsupported, parse_request
-from l7proxy.h2stream import H2Stream
+from l7proxy.h2stream import ENCODER_TABLE, H2Stream
 from l7proxy.http.parser import BodyKind
 
 if TYPE_CHECKING:
@@ -78,12 +75,11 @@ class H2Frontend(asyncio.Protocol):
         self.kept = 0
         """Request body bytes kept for retries across the streams (``h2_max_kept_bodies``)."""
         self.resumers: dict[int, Callable[[], None] | None] = {}
+        self.parked: dict[int, H2Stream] = {}
+        """Streams whose response waits for the connection window (not their own), in
+        turn: the only ones a connection WINDOW_UPDATE retries, so its cost is what moves."""
         now = asyncio.get_running_loop().time()
-        period = limits.h2_budget_period
-        self.frames = h2limits.FrameCounter()
-        self.resets = h2limits.Budget(limits.h2_max_resets, period, now)
-        self.pings = h2limits.Budget(limits.h2_max_pings, period, now)
-        self.settings = h2limits.Budget(limits.h2_max_settings, period, now)
+        self.budgets = h2limits.Budgets(limits, self.h2.max_inbound_frame_size, now)
         self.writable = True
         self.closed = False
         self.shut = False  # our side sent FIN (lingering close)
@@ -97,15 +93,23 @@ class H2Frontend(asyncio.Protocol):
         transport = self.conn.transport
         if data and transport is not None and self.conn.mode != "closed" and not self.shut:
             transport.write(data)
+            self.budgets.updates.give(len(data) >> 10)  # a WINDOW_UPDATE per KiB sent is fair
             if transport.get_write_buffer_size() > self.limits.h2_max_write_buffer:
                 self._give_up(h2limits.WRITE_BUFFER, "client does not read its responses")
 
-    def send_headers(self, stream_id: int, headers: RawHeaders, *, end_stream: bool) -> None:
+    def send_headers(self, stream_id: int, headers: RawHeaders, *, end_stream: bool) -> bool:
+        """False if ``h2`` refused the head (a field HTTP/2 forbids): the stream is reset,
+        as DATA must not follow a head that was never sent."""
+        sent = True
         try:
             self.h2.send_headers(stream_id, headers, end_stream=end_stream)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+        except h2.exceptions.StreamClosedError:
             pass
+        except h2.exceptions.ProtocolError:
+            log.warning("waypoint: h2 stream %d: response head refused", stream_id, exc_info=True)
+            sent = False
         self.flush()
+        return sent
 
     def reset(self, stream_id: int, code: Codes = Codes.INTERNAL_ERROR) -> None:
         try:
@@ -126,8 +130,16 @@ class H2Frontend(asyncio.Protocol):
 
     def _write_resumed(self) -> None:
         self.writable = True
-        self._window(0)
+        self._wake_all()
         self.flush()
+
+    def move(self, stream: H2Stream) -> None:
+        """Send what the windows allow of ``stream``; park it if the connection's stopped it."""
+        sender, sid = stream.sender, stream.stream_id
+        sender.flush()
+        self.parked.pop(sid, None)
+        if sender.buffer and not sender.closed and self.h2.outbound_flow_control_window <= 0:
+            self.parked[sid] = stream  # at the back: the connection window goes round
 
     # --- input ----------------------------------------------------------------------------
 
@@ -135,16 +147,14 @@ class H2Frontend(asyncio.Protocol):
         if self.closed:
             return
         now = asyncio.get_running_loop().time()
-        resets, pings, settings = self.frames.feed(data)
-        limits = self.limits
-        for budget, count, reason, limit, what in (
-            (self.resets, resets, h2limits.RESET_FLOOD, limits.h2_max_resets, "RST_STREAM"),
-            (self.pings, pings, h2limits.PING_FLOOD, limits.h2_max_pings, "PING"),
-            (self.settings, settings, h2limits.SETTINGS_FLOOD, limits.h2_max_settings, "SETTINGS"),
-        ):
-            if not budget.spend(count, now):
-                self._calm(reason, f"over {limit} {what} frames per {limits.h2_budget_period:g}s")
-                return
+        over = self.budgets.over(data, now)
+        if over is not None:
+            reason, detail = over
+            oversized = reason == h2limits.FRAME_SIZE  # RFC 9113 4.2
+            self._calm(
+                reason, detail, Codes.FRAME_SIZE_ERROR if oversized else Codes.ENHANCE_YOUR_CALM
+            )
+            return
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.TooManyStreamsError as exc:
@@ -159,6 +169,9 @@ class H2Frontend(asyncio.Protocol):
             if isinstance(event, h2.events.RequestReceived):
                 self._request(event.stream_id, event.headers or [], bool(event.stream_ended))
             elif isinstance(event, h2.events.DataReceived):
+                stream = self.streams.get(event.stream_id)
+                if stream is not None and event.data:
+                    stream.body_at = now
                 self._data(event.stream_id, event.data or b"", event.flow_controlled_length or 0)
             elif isinstance(event, h2.events.StreamEnded):
                 stream = self.streams.get(event.stream_id)
@@ -167,12 +180,24 @@ class H2Frontend(asyncio.Protocol):
             elif isinstance(event, h2.events.StreamReset):
                 stream = self.streams.pop(event.stream_id, None)
                 self.draining.pop(event.stream_id, None)
+                self.parked.pop(event.stream_id, None)
                 if stream is not None:
                     stream.sender.closed = True
                     if stream.task is not None:
                         stream.task.cancel()  # the exchange resets or aborts its upstream
+                if not event.remote_reset:  # h2 reset it: a stream error the client caused
+                    self.stats.reset("protocol")
+                    self._provoked()
             elif isinstance(event, h2.events.WindowUpdated):
                 self._window(event.stream_id)
+            elif isinstance(event, h2.events.RemoteSettingsChanged):
+                changed = event.changed_settings
+                if SettingCodes.HEADER_TABLE_SIZE in changed:
+                    self.h2.encoder.header_table_size = min(
+                        changed[SettingCodes.HEADER_TABLE_SIZE].new_value, ENCODER_TABLE
+                    )
+                if SettingCodes.INITIAL_WINDOW_SIZE in changed:
+                    self._wake_all()  # every stream window moved (RFC 9113 6.9.2)
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self.conn._close()
         self.flush()
@@ -203,22 +228,34 @@ class H2Frontend(asyncio.Protocol):
         stream.kept = 0
 
     def _window(self, stream_id: int) -> None:
+        """A window opened (``stream_id`` 0: the connection's): send what can move now."""
         if not self.writable:
             return
         if stream_id == 0:
-            targets = [*self.streams.values(), *self.draining.values()]
+            targets = list(self.parked.values())
         else:
             one = self.streams.get(stream_id) or self.draining.get(stream_id)
             targets = [one] if one is not None else []
         for stream in targets:
-            stream.sender.flush()
-            if stream.stream_id in self.draining:
-                if stream.sender.closed:
-                    self._done(stream)
-            elif not stream.sender.buffer:
-                resume = self.resumers.get(stream.stream_id)
-                if resume is not None:
-                    resume()
+            if stream_id == 0 and self.h2.outbound_flow_control_window <= 0:
+                break
+            self._moved(stream)
+
+    def _wake_all(self) -> None:
+        """Any stream may move: the socket drained, or every stream window changed."""
+        if self.writable:
+            for stream in [*self.streams.values(), *self.draining.values()]:
+                self._moved(stream)
+
+    def _moved(self, stream: H2Stream) -> None:
+        self.move(stream)
+        if stream.stream_id in self.draining:
+            if stream.sender.closed:
+                self._done(stream)
+        elif not stream.sender.buffer:
+            resume = self.resumers.get(stream.stream_id)
+            if resume is not None:
+                resume()
 
     def _request(self, stream_id: int, headers: list[tuple[bytes, bytes]], ended: bool) -> None:
         try:
@@ -263,6 +300,7 @@ class H2Frontend(asyncio.Protocol):
             grpc=grpc,
         )
         stream.mark = (0, ex.started)
+        stream.exchange, stream.body_at = ex, ex.started
         self.streams[stream_id] = stream
         stream.task = loop.create_task(self._serve(ex, stream))
 
@@ -295,6 +333,7 @@ class H2Frontend(asyncio.Protocol):
     def _done(self, stream: H2Stream) -> None:
         """The response is all out: a client still sending the body is told to stop."""
         self.draining.pop(stream.stream_id, None)
+        self.parked.pop(stream.stream_id, None)
         if not stream.body.complete and not self.closed:
             self.reset(stream.stream_id, Codes.NO_ERROR)  # RFC 9113 8.1
 
@@ -306,11 +345,16 @@ class H2Frontend(asyncio.Protocol):
         self.reset(stream_id, Codes.PROTOCOL_ERROR)
         self.stats.reset("malformed")
         self._record("MALFORMED_REQUEST", reason)
-        if not self.resets.spend(1, asyncio.get_running_loop().time()):
+        self._provoked()
+
+    def _provoked(self) -> None:
+        """A stream reset the client provoked (MadeYouReset, CVE-2025-8671: a malformed
+        head, DATA after END_STREAM, a stream window overflow) spends a reset token."""
+        if not self.closed and not self.budgets.resets.spend(1, asyncio.get_running_loop().time()):
             self._calm(h2limits.RESET_FLOOD, f"over {self.limits.h2_max_resets} stream resets")
 
-    def _calm(self, reason: str, detail: str) -> None:
-        self.h2.close_connection(Codes.ENHANCE_YOUR_CALM, additional_data=detail.encode())
+    def _calm(self, reason: str, detail: str, code: Codes = Codes.ENHANCE_YOUR_CALM) -> None:
+        self.h2.close_connection(code, additional_data=detail.encode())
         self._give_up(reason, detail)
 
     def _give_up(self, reason: str, detail: str) -> None:
@@ -341,24 +385,8 @@ class H2Frontend(asyncio.Protocol):
     def _record(self, drop: str, detail: str) -> None:
         flows = self.proxy.flows
         if flows.enabled:
-            conn = self.conn
-            flows.record(
-                (
-                    now_ns(),
-                    0,
-                    0,
-                    "",
-                    "",
-                    "HTTP/2",
-                    "",
-                    "",
-                    "",
-                    drop,
-                    conn.client,
-                    conn.local_addr,
-                    detail[:200],
-                )
-            )
+            flow = (now_ns(), 0, 0, "", "", "HTTP/2", "", "", "", drop)
+            flows.record((*flow, self.conn.client, self.conn.local_addr, detail[:200]))
 
     def check(self, now: float, idle_timeout: float) -> None:
         """From the server's sweeper: close when idle; reset streams stalled on the client
@@ -369,18 +397,16 @@ class H2Frontend(asyncio.Protocol):
             return
         timeout = self.limits.h2_stream_timeout
         for stream in [*self.streams.values(), *self.draining.values()]:
-            sender = stream.sender
-            if stream.stream_id in self.streams:
-                waiting = (not stream.body.complete and not stream.held) or bool(sender.buffer)
-            else:
-                waiting = not sender.closed  # draining: only the client's window is missing
-            moved = stream.body.size + sender.sent
-            if not waiting or moved != stream.mark[0]:
-                stream.mark = (moved, now)
-            elif now - stream.mark[1] > timeout:
+            late = stream.late_body(now, self.limits) if stream.stream_id in self.streams else ""
+            if late:
+                self.stats.reset("slow_body")
+                self.streams.pop(stream.stream_id, None)  # its task's end drains the answer
+                stream.body_timed_out(late)
+            elif stream.stalled(now, timeout, draining=stream.stream_id not in self.streams):
                 self.stats.reset("stalled")
                 self.streams.pop(stream.stream_id, None)
                 self.draining.pop(stream.stream_id, None)
+                self.parked.pop(stream.stream_id, None)
                 stream.abort(Codes.CANCEL)
                 if stream.task is not None:
                     stream.task.cancel()
@@ -390,6 +416,7 @@ class H2Frontend(asyncio.Protocol):
             if stream.task is not None:
                 stream.task.cancel()
         self.streams.clear()
+        self.parked.clear()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

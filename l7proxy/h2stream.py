@@ -11,13 +11,14 @@ import h2.connection
 import h2.errors
 import h2.exceptions
 
-from l7proxy.exchange import RawHeaders, RequestBody
+from l7proxy.exchange import Exchange, RawHeaders, RequestBody
 from l7proxy.http.parser import BodyKind
 from l7proxy.upstream import UpstreamFailure
 
 if TYPE_CHECKING:
     import asyncio
 
+    from l7proxy.config import Limits
     from l7proxy.h2 import H2Frontend
 
 DROP = frozenset(
@@ -29,9 +30,14 @@ DROP = frozenset(
         b"upgrade",
         b"host",
         b"content-length",
+        b"te",
     }
 )
 WINDOW = 1 << 20
+ENCODER_TABLE = 4096
+"""The most HPACK dynamic table we keep for a peer's decoder, whatever larger size its
+SETTINGS_HEADER_TABLE_SIZE allows (RFC 7541 4.2: the encoder may use less): otherwise a
+peer could make us keep every header we ever sent it (a Location with its own path)."""
 STREAM_BUFFER = 64 * 1024
 """Bytes a stream holds for a peer that cannot take them before its source is paused
 (per stream: a client with 100 streams that reads nothing parks about 100 x this)."""
@@ -73,8 +79,14 @@ class Sender:
                     conn.send_headers(sid, self.trailers, end_stream=True)
                 else:
                     conn.send_data(sid, b"", end_stream=True)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+        except h2.exceptions.StreamClosedError:
             self.closed = True
+        except h2.exceptions.ProtocolError:  # trailers h2 refuses: end the stream, reset
+            self.closed = True
+            try:
+                conn.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            except h2.exceptions.ProtocolError:
+                pass
 
 
 class H2Stream:
@@ -98,6 +110,9 @@ class H2Stream:
         """Bytes of the body kept for retries, as counted in ``H2Frontend.kept``."""
         self.mark = (0, 0.0)
         """(bytes moved, when) as last seen by ``H2Frontend.check``."""
+        self.exchange: Exchange | None = None
+        self.body_at = 0.0
+        """When request body bytes last arrived."""
 
     # --- request body flow control ------------------------------------------------------
 
@@ -112,6 +127,45 @@ class H2Stream:
             count, self.unacked = self.unacked, 0
             self.front.ack(count, self.stream_id)
             self.front.flush()
+
+    def stalled(self, now: float, timeout: float, *, draining: bool) -> bool:
+        """Waiting on the client (body owed while the window is open, or response not
+        read) with no byte moving for ``timeout`` (``H2Frontend.check``)."""
+        sender = self.sender
+        if draining:
+            waiting = not sender.closed  # the exchange is done: only the window is missing
+        else:
+            waiting = (not self.body.complete and not self.held) or bool(sender.buffer)
+        moved = self.body.size + sender.sent
+        if not waiting or moved != self.mark[0]:
+            self.mark = (moved, now)
+        return now - self.mark[1] > timeout
+
+    def late_body(self, now: float, limits: Limits) -> str:
+        """Why the request body is too slow under HTTP/1.1's deadlines (``body_timeout``
+        in all, ``body_idle_timeout`` between bytes while read), or "". Not for gRPC,
+        whose client streams may last (they hold an h2c stream, not a pooled connection)."""
+        ex = self.exchange
+        if ex is None or ex.grpc or self.body.complete:
+            return ""
+        if now - ex.started > limits.body_timeout:
+            return "request body not received in time"
+        if self.held:
+            self.body_at = now  # the waypoint is not reading: the client owes nothing yet
+        elif now - self.body_at > limits.body_idle_timeout:
+            return "request body stalled"
+        return ""
+
+    def body_timed_out(self, why: str) -> None:
+        """End the exchange 408: answered so if nothing was yet, else reset."""
+        if self.exchange is not None:
+            self.exchange.aborted = (408, "REQUEST_TIMEOUT")
+        if self.task is not None:
+            self.task.cancel()
+        if self.started:
+            self.abort(h2.errors.ErrorCodes.CANCEL)
+        else:
+            self.local(408, [(b"content-type", b"text/plain")], f"{why}\n".encode())
 
     # --- Downstream ---------------------------------------------------------------------
 
@@ -133,7 +187,8 @@ class H2Stream:
         if length is not None and body is not None:
             out.append((b"content-length", b"%d" % length))
         self.started = True
-        self.front.send_headers(self.stream_id, out, end_stream=False)
+        if not self.front.send_headers(self.stream_id, out, end_stream=False):
+            self.abort()
 
     def flush(self) -> None:
         pass
@@ -142,7 +197,7 @@ class H2Stream:
         sender = self.sender
         sender.buffer += data
         if self.front.writable:
-            sender.flush()
+            self.front.move(self)
         if self.pause_cb is not None and len(sender.buffer) > STREAM_BUFFER:
             self.pause_cb()
         self.front.flush()
@@ -152,7 +207,7 @@ class H2Stream:
         if trailers:
             self.sender.trailers = [(n.lower(), v) for n, v in trailers]
         if self.front.writable:
-            self.sender.flush()
+            self.front.move(self)
         self.front.flush()
 
     def abort(self, code: h2.errors.ErrorCodes = h2.errors.ErrorCodes.INTERNAL_ERROR) -> None:

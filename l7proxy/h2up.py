@@ -22,10 +22,11 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+from h2.settings import SettingCodes
 
 from l7proxy.exchange import Downstream, Exchange, RawHeaders
 from l7proxy.h2limits import H2Stats
-from l7proxy.h2stream import DROP, STREAM_BUFFER, WINDOW, Sender
+from l7proxy.h2stream import DROP, ENCODER_TABLE, STREAM_BUFFER, WINDOW, Sender
 from l7proxy.routing import Forward, UpstreamError
 from l7proxy.upstream import Address, Connector, UpstreamFailure
 
@@ -134,6 +135,10 @@ class H2Client(asyncio.Protocol):
                     up.sender.flush()
                     if up.drained is not None and len(up.sender.buffer) <= STREAM_BUFFER:
                         up.drained()
+            elif isinstance(event, h2.events.RemoteSettingsChanged):
+                table = event.changed_settings.get(SettingCodes.HEADER_TABLE_SIZE)
+                if table is not None:  # as toward clients: keep what we send small
+                    self.h2.encoder.header_table_size = min(table.new_value, ENCODER_TABLE)
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self.usable = False
         self.flush()
@@ -181,6 +186,11 @@ class H2Client(asyncio.Protocol):
                 future.exception()
 
 
+def _retrieve(future: asyncio.Future[H2Client]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def stream_hold(stream: _UpStream) -> Callable[[], None]:
     def hold() -> None:
         stream.held = True
@@ -194,15 +204,30 @@ class H2Upstreams:
     def __init__(self, connector: Connector) -> None:
         self.connector = connector
         self.clients: dict[Address, H2Client] = {}
+        self.connecting: dict[Address, asyncio.Future[H2Client]] = {}
+        """Connects under way: concurrent first requests share one (else each opened its
+        own connection, and all but the last stayed open, unused)."""
         self.stats = H2Stats()
         """Counters of the client-side HTTP/2 limits (``h2.H2Frontend``), one per worker."""
 
     async def client(self, address: Address) -> H2Client:
         client = self.clients.get(address)
-        if client is None or not client.usable:
+        if client is not None and client.usable:
+            return client
+        pending = self.connecting.get(address)
+        if pending is None:
+            pending = asyncio.ensure_future(self._connect(address))
+            pending.add_done_callback(_retrieve)  # every waiter may have gone
+            self.connecting[address] = pending
+        return await asyncio.shield(pending)  # a waiter cancelled leaves the others be
+
+    async def _connect(self, address: Address) -> H2Client:
+        try:
             client = await self.connector.connect(address, lambda: H2Client(address))
             self.clients[address] = client
-        return client
+            return client
+        finally:
+            self.connecting.pop(address, None)
 
     async def forward(self, proxy: Proxy, ex: Exchange, fwd: Forward, down: Downstream) -> int:
         """One try over h2c (connect failures retried by the caller's policy)."""
@@ -219,7 +244,7 @@ class H2Upstreams:
         headers += [
             (n.lower().encode("latin-1"), v.encode("latin-1"))
             for n, v in request.headers
-            if n.lower().encode("latin-1") not in DROP and n.lower() != "te"
+            if n.lower().encode("latin-1") not in DROP
         ]
         if ex.grpc:
             headers.append((b"te", b"trailers"))
@@ -295,6 +320,8 @@ class H2Upstreams:
                 del self.clients[address]
 
     def close(self) -> None:
+        for pending in self.connecting.values():
+            pending.cancel()
         for client in self.clients.values():
             if client.transport is not None:
                 client.transport.close()

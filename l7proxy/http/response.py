@@ -286,13 +286,16 @@ def upgrade_refusal(
     requested: bool, request_headers: list[tuple[bytes, bytes]], head: ResponseHead
 ) -> str:
     """Why a 101 ``head`` cannot be spliced (RFC 9110 section 7.8: a server switches only
-    to a protocol the client listed in Upgrade), or "" when it can."""
+    to a protocol the client listed in Upgrade; never to h2c, whose requests the waypoint
+    would no longer route), or "" when it can."""
     if not requested:
         return "backend switched protocols (101) but the request asked for no Upgrade"
     offered = set(_tokens(request_headers, b"upgrade"))
     chosen = _tokens(head.headers, b"upgrade")
     if not chosen:
         return "backend switched protocols (101) without naming one in Upgrade"
+    if b"h2c" in chosen:  # h2c smuggling: the client's HTTP/2 requests would skip the routes
+        return "backend switched to h2c, which the waypoint never splices"
     unasked = [t for t in chosen if t not in offered]
     if unasked:
         names = ", ".join(t.decode("latin-1") for t in unasked)

@@ -13,6 +13,7 @@ from typing import cast
 import h2.config
 import h2.connection
 import h2.events
+from h2.settings import SettingCodes
 
 from agent.flows.flow import Flow, Verdict
 from l7proxy.config import Limits
@@ -92,6 +93,8 @@ class HoldingH2Backend:
     lets it (``sent`` counts them)."""
 
     respond: int = 0
+    table: int = 0
+    """With ``table``, the backend allows that large an HPACK table (its SETTINGS)."""
     sent: int = 0
     requests: list[int] = field(default_factory=list)
     resets: list[tuple[int, int]] = field(default_factory=list)
@@ -109,6 +112,9 @@ class HoldingH2Backend:
                 config = h2.config.H2Configuration(client_side=False, header_encoding=None)
                 self.h2 = h2.connection.H2Connection(config=config)
                 self.h2.initiate_connection()
+                if backend.table:
+                    self.h2.decoder.max_allowed_table_size = backend.table
+                    self.h2.update_settings({SettingCodes.HEADER_TABLE_SIZE: backend.table})
                 self.transport.write(self.h2.data_to_send())
 
             def data_received(self, data: bytes) -> None:
@@ -163,10 +169,10 @@ class Waypoint:
 
 @asynccontextmanager
 async def waypoint(
-    limits: Limits | None = None, *, paused: bool = False, respond: int = 0
+    limits: Limits | None = None, *, paused: bool = False, respond: int = 0, table: int = 0
 ) -> AsyncIterator[Waypoint]:
     h1 = HoldingBackend(paused=paused)
-    h2b = HoldingH2Backend(respond=respond)
+    h2b = HoldingH2Backend(respond=respond, table=table)
     endpoints = {
         "default/h1:8080": [("127.0.0.1", await h1.start())],
         "default/grpc:8080": [("127.0.0.1", await h2b.start())],

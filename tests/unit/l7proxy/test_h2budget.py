@@ -6,7 +6,17 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from l7proxy.h2limits import ACK, PING, RST_STREAM, SETTINGS, Budget, FrameCounter
+from l7proxy.h2limits import (
+    ACK,
+    DATA,
+    PING,
+    PRIORITY,
+    RST_STREAM,
+    SETTINGS,
+    WINDOW_UPDATE,
+    Budget,
+    FrameCounter,
+)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -19,7 +29,7 @@ def frame(kind: int, flags: int = 0, payload: bytes = b"", stream: int = 1) -> b
 
 frames = st.lists(
     st.tuples(
-        st.sampled_from([0x0, 0x1, RST_STREAM, SETTINGS, PING, 0x7, 0x8, 0x9, 0xFA]),
+        st.sampled_from([DATA, 0x1, PRIORITY, RST_STREAM, SETTINGS, PING, 0x7, 0x8, 0x9, 0xFA]),
         st.sampled_from([0, ACK, 0x4, 0x5]),
         st.binary(max_size=40),
     ),
@@ -36,9 +46,16 @@ def test_counts_survive_any_read_boundaries(
         sum(k == RST_STREAM for k, _, _ in frames),
         sum(k == PING and not f & ACK for k, f, _ in frames),
         sum(k == SETTINGS and not f & ACK for k, f, _ in frames),
+        sum(
+            k == PRIORITY
+            or (k == DATA and not p and not f & 0x1)
+            or (k in (PING, SETTINGS) and f & ACK)
+            for k, f, p in frames
+        ),
+        sum(k == WINDOW_UPDATE for k, _, _ in frames),
     )
     counter = FrameCounter()
-    totals = [0, 0, 0]
+    totals = [0, 0, 0, 0, 0]
     start = 0
     for cut in sorted({c % (len(stream) + 1) for c in cuts}) + [len(stream)]:
         for i, n in enumerate(counter.feed(stream[start:cut])):
@@ -50,7 +67,7 @@ def test_counts_survive_any_read_boundaries(
 def test_a_payload_that_looks_like_frames_is_not_counted() -> None:
     fake = frame(RST_STREAM, 0, b"\x00\x00\x00\x08") * 10
     counter = FrameCounter()
-    assert counter.feed(PREFACE + frame(0x0, 0, fake)) == (0, 0, 0)
+    assert counter.feed(PREFACE + frame(0x0, 0, fake)) == (0, 0, 0, 0, 0)
 
 
 def test_budget_refills_over_its_period() -> None:
