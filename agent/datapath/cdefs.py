@@ -4,6 +4,7 @@ second time.
     enum_entries(LIB_DIR / "drop.h", "drop_reason")   # [CEnumEntry("DROP_POLICY_DENIED", 133, ...)]
     enum_values(LIB_DIR / "common.h", "tulle_config")  # {"TULLE_CFG_DROP_FRAGMENTS": 0, ...}
     struct_type(LIB_DIR / "events.h", "flow_event")     # a ctypes.Structure with C's layout
+    defines(LIB_DIR / "endpoints.h", "EP_F_")           # {"EP_F_INGRESS_ENFORCED": 1, ...}
 
 A deliberately small parser for the one style our headers use: one enumerator per line,
 ``NAME = value, /* comment */``, values as integer literals or earlier enumerators; one
@@ -80,6 +81,20 @@ def aliases(path: Path) -> dict[str, str]:
     """``#define ALIAS TARGET`` lines in ``path`` whose target is a plain identifier."""
     found = (_ALIAS.match(line) for line in path.read_text().splitlines())
     return {m["alias"]: m["target"] for m in found if m}
+
+
+_DEFINE = re.compile(
+    r"^\s*#\s*define\s+(?P<name>[A-Za-z_]\w*)\s+(?P<value>0[xX][0-9a-fA-F]+|\d+)[uUlL]*\s*(?:/\*.*)?$"
+)
+
+
+def defines(path: Path, prefix: str) -> dict[str, int]:
+    """``#define NAME <integer literal>`` lines in ``path`` whose name starts with ``prefix``."""
+    found = (_DEFINE.match(line) for line in path.read_text().splitlines())
+    values = {m["name"]: int(m["value"], 0) for m in found if m and m["name"].startswith(prefix)}
+    if not values:
+        raise CDefsError(f"{path}: no #define {prefix}* with an integer value")
+    return values
 
 
 _SCALARS: dict[str, type[ctypes._SimpleCData]] = {

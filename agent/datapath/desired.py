@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.datapath.flags import EP_F_EGRESS_ENFORCED, EP_F_INGRESS_ENFORCED
 from agent.datapath.identity import (
     HOST,
     REMOTE_NODE,
@@ -18,7 +19,6 @@ from agent.datapath.identity import (
     allocate_identities,
     identity_labels,
 )
-from agent.datapath.maps import EP_F_EGRESS_ENFORCED, EP_F_INGRESS_ENFORCED
 from agent.datapath.policy import compile_policy
 from agent.datapath.policy_plan import (
     CidrKey,

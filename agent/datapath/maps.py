@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.datapath.cdefs import LIB_DIR, enum_values
+from agent.datapath.flags import (  # noqa: F401  (re-exported for the map writers' callers)
+    EP_F_EGRESS_ENFORCED,
+    EP_F_EGRESS_OVERFLOW,
+    EP_F_INGRESS_ENFORCED,
+    EP_F_INGRESS_OVERFLOW,
+    LB_F_L7,
+    LB_F_L7_CLIENTS,
+)
 from agent.datapath.programs import Datapath
 
-EP_F_INGRESS_ENFORCED = 0x1
-EP_F_EGRESS_ENFORCED = 0x2
-EP_F_INGRESS_OVERFLOW = 0x40  # bpf/lib/endpoints.h: its ingress policy did not fit: deny
-EP_F_EGRESS_OVERFLOW = 0x80
-LB_F_L7 = 0x1  # bpf/lib/lb.h: redirect new connections to this node's waypoint
-LB_F_L7_CLIENTS = 0x2  # bpf/lib/redirect.h: redirect only the clients in l7_clients_v1
 _CONFIG = enum_values(LIB_DIR / "common.h", "tulle_config")
 CFG_WAYPOINT = _CONFIG["TULLE_CFG_WAYPOINT"]
 CFG_CT_ENDPOINT_QUOTA = _CONFIG["TULLE_CFG_CT_ENDPOINT_QUOTA"]

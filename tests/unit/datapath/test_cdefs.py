@@ -79,3 +79,27 @@ def test_struct_type_refuses_what_it_cannot_read(tmp_path: Path) -> None:
         struct_type(header(tmp_path, "struct rec { __u8 a; };\n"), "missing")
     with pytest.raises(CDefsError, match="cannot read field line 'struct tuple4 t;'"):
         struct_type(header(tmp_path, "struct rec {\n\t__u8 a;\n\tstruct tuple4 t;\n};\n"), "rec")
+
+
+def test_defines_reads_integer_flags_from_the_header(tmp_path) -> None:
+    from agent.datapath.cdefs import CDefsError, defines
+
+    header = tmp_path / "flags.h"
+    header.write_text(
+        "#define EP_F_A 0x1 /* one */\n#define EP_F_B 64\n#define EP_F_ALIAS EP_F_A\n"
+        "#define OTHER 0x2\n"
+    )
+    assert defines(header, "EP_F_") == {"EP_F_A": 1, "EP_F_B": 64}
+    with pytest.raises(CDefsError, match="no #define NOPE_"):
+        defines(header, "NOPE_")
+
+
+def test_the_waypoint_and_the_planners_load_without_bcc() -> None:
+    """The waypoint reads shared flags from C through cdefs, not through the BCC-backed map
+    writers: importing BCC (libLLVM, libclang) cost it ~60 MB and start-up time."""
+    import subprocess
+    import sys
+
+    code = "import sys, agent.waypoint, agent.datapath.desired; print('bcc' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
