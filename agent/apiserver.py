@@ -98,6 +98,14 @@ def _assign_cluster_ips(store: Store, objs: Sequence[dict[str, Any]]) -> list[st
         for s in existing.values()
         if s.get("spec", {}).get("clusterIP") not in (None, "", "None")
     }
+    # Gateway addresses come from the same range (agent/lab/gateways.py): a Service on one
+    # would have its connections captured by that Gateway's listeners.
+    used |= {
+        ipaddress.ip_address(a["value"])
+        for g in store.list("Gateway")[0]
+        for a in (g.get("status") or {}).get("addresses", [])
+        if _is_ip(a.get("value"))
+    }
     errors = []
     for obj in objs:
         if obj["kind"] != "Service":
@@ -128,6 +136,14 @@ def _assign_cluster_ips(store: Store, objs: Sequence[dict[str, Any]]) -> list[st
         spec["clusterIP"] = str(ip)
         spec["clusterIPs"] = [str(ip)]
     return errors
+
+
+def _is_ip(value: Any) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def allocate_cluster_ip(key: tuple[str, ...], used: set[Any]) -> ipaddress.IPv4Address:

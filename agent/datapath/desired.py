@@ -114,6 +114,7 @@ class L7Needs:
 
     every: frozenset[ServiceKey] = frozenset()
     consumers: Mapping[ServiceKey, frozenset[str]] = field(default_factory=dict)
+    errors: tuple[str, ...] = ()
 
 
 def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
@@ -142,11 +143,41 @@ def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
                 keys.add(key)
             elif namespaces:
                 consumers[key] = namespaces
-    for gw in view.gateways:
+    usable, errors = gateway_addresses(view.gateways, view.services)
+    for gw, address in usable:
+        for listener in gw.spec.listeners:
+            keys.add(ServiceKey(address, listener.port, 6))
+    return L7Needs(
+        frozenset(keys), {k: v for k, v in consumers.items() if k not in keys}, tuple(errors)
+    )
+
+
+def gateway_addresses(
+    gateways: Iterable[Gateway], services: Iterable[Service]
+) -> tuple[list[tuple[Gateway, IPv4]], list[str]]:
+    """Each Gateway's addresses that are its alone. An address that is also a Service's
+    ClusterIP stays the Service's: a Gateway (perhaps another namespace's) that shared it
+    would capture the Service's connections for its own routes."""
+    cluster_ips = {
+        s.spec.cluster_ip: s.metadata.key
+        for s in services
+        if s.spec.cluster_ip not in (None, "", "None")
+    }
+    usable, errors = [], []
+    for gw in gateways:
         for address in gw.status.addresses:
-            for listener in gw.spec.listeners:
-                keys.add(ServiceKey(IPv4(address.value), listener.port, 6))
-    return L7Needs(frozenset(keys), {k: v for k, v in consumers.items() if k not in keys})
+            holder = cluster_ips.get(address.value)
+            if holder is not None:
+                errors.append(
+                    f"Gateway {gw.metadata.key}: address {address.value} is the ClusterIP of "
+                    f"Service {holder}: not programmed (the Service keeps it)"
+                )
+                continue
+            try:
+                usable.append((gw, IPv4(address.value)))
+            except ValueError:
+                continue
+    return usable, errors
 
 
 @dataclass(frozen=True)
@@ -240,7 +271,11 @@ def desired_datapath(
         l7_clients=l7_clients,
         waypoint=waypoint,
         errors=(
-            tuple(waypoint_errors) + found.collisions + tuple(plan.errors) + tuple(services.errors)
+            tuple(waypoint_errors)
+            + found.collisions
+            + tuple(plan.errors)
+            + tuple(services.errors)
+            + needs.errors
         ),
     )
 
