@@ -50,6 +50,10 @@ class ConnectionPolicy:
             return False
         if not isinstance(src, IPv4Address) or not isinstance(dst, IPv4Address):
             return False
+        if src not in self.identities:
+            # Not a pod this view knows (yet, or any more): its egress policy cannot be
+            # judged, and the kernel drops what no endpoint sent. Fail closed.
+            return False
         if special_address(dst) is not None:
             # Loopback, 0.0.0.0, link-local: from the waypoint these are the node's own
             # listeners, which no pod reaches directly (admission refuses such endpoints too).

@@ -105,3 +105,12 @@ def test_a_gateway_never_captures_a_service_that_shares_its_address() -> None:
     assert gateway_parents([gateway], [service]) == {}
     desired = desired_datapath(view_of([gateway, service, cls]), "node1", l7=needs)
     assert any("att/trap" in e for e in desired.errors)
+
+
+def test_a_client_the_waypoint_does_not_know_is_refused_even_without_policy() -> None:
+    """A pod the waypoint's view does not have yet (its watch lags the agent's) or any
+    more (deleted, its address not yet reused in this view): its egress policy cannot be
+    judged, so nothing is admitted for it (the kernel likewise drops unknown senders)."""
+    judge = connection_policy(PODS, NAMESPACES, [])
+    assert judge.allows(B, ("10.244.1.5", 8080))
+    assert not judge.allows(("10.244.2.99", 40000), ("10.244.1.5", 8080))
