@@ -219,8 +219,18 @@ def desired_datapath(
     ``waypoint_address``; every waypoint address gets the waypoint identity."""
     ipcache: dict[IPv4, int] = {}
     waypoint_errors = []
+    waypoints = {waypoint_address(n) for n in view.nodes if n.metadata.name != node_name}
+    waypoints |= {waypoint[0]} if waypoint is not None else set()
     for node in view.nodes:
         for address in node_addresses(node):
+            if address in waypoints:
+                # A Node claiming a waypoint's address must not strip its waypoint identity
+                # (a pod could then dial that waypoint, and its traffic would meet policy).
+                waypoint_errors.append(
+                    f"Node {node.metadata.name}: address {address} is a node's waypoint "
+                    "address: ignored"
+                )
+                continue
             ipcache[address] = HOST if node.metadata.name == node_name else REMOTE_NODE
         by_rule = waypoint_address(node)
         if by_rule is not None and node.metadata.name != node_name:

@@ -3,6 +3,7 @@ waypoint to dial that it could not reach directly."""
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ from click.testing import CliRunner
 
 from agent.apiserver import allocate_cluster_ip
 from agent.cli.main import cli
-from agent.datapath.desired import desired_datapath, l7_keys, view_of
+from agent.datapath.desired import ClusterView, desired_datapath, l7_keys, view_of
+from agent.datapath.identity import WAYPOINT
 from agent.datapath.policy_waypoint import connection_policy
 from agent.lab.gateways import GatewayController
 from agent.lab.seed import GATEWAY_CLASS
@@ -23,6 +25,7 @@ from agent.store import Store
 from agent.waypoint import gateway_parents
 from l7proxy.routing import RouteCompiler
 
+from .test_desired_waypoint import node
 from .test_policy_waypoint import NAMESPACES, PODS
 
 B = ("10.244.2.6", 40000)
@@ -114,3 +117,16 @@ def test_a_client_the_waypoint_does_not_know_is_refused_even_without_policy() ->
     judge = connection_policy(PODS, NAMESPACES, [])
     assert judge.allows(B, ("10.244.1.5", 8080))
     assert not judge.allows(("10.244.2.99", 40000), ("10.244.1.5", 8080))
+
+
+@pytest.mark.parametrize("claimed", ["10.244.2.254", "10.244.1.254"], ids=["remote", "own"])
+def test_a_node_claiming_a_waypoint_address_does_not_strip_its_identity(claimed: str) -> None:
+    """A Node object (listed after the real one) whose InternalIP is a waypoint's address
+    made the ipcache call it a remote node: pods could then dial that waypoint directly and
+    its forwarded traffic would meet the backends' ingress policy as a node's."""
+    view = ClusterView(nodes=(node("n1", "10.244.1.0/24", "10.240.0.11"),
+                              node("n2", "10.244.2.0/24", "10.240.0.12"),
+                              node("n3", "", claimed)))
+    desired = desired_datapath(view, "n1", waypoint=(IPv4Address("10.244.1.254"), 15001))
+    assert desired.ipcache[IPv4Address(claimed)] == WAYPOINT
+    assert any("Node n3" in e and claimed in e for e in desired.errors), desired.errors
