@@ -4,6 +4,8 @@ directly. Each test is an attempt; the waypoint must refuse it."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -141,3 +143,59 @@ def _dump(*objs: dict[str, Any]) -> str:
     import yaml
 
     return yaml.safe_dump_all(objs)
+
+
+KEEPALIVE = """
+import http.client, sys, time
+c = http.client.HTTPConnection('lbl.pa-lbl', 80, timeout=2)
+codes = []
+deadline = time.monotonic() + 15
+while time.monotonic() < deadline:
+    c.request('GET', '/keepalive')
+    r = c.getresponse(); r.read()
+    codes.append(r.status)
+    if r.status == 403:
+        break
+    if codes == [200]:
+        print('first', flush=True)
+    time.sleep(0.2)
+print(' '.join(map(str, codes)))
+"""
+
+
+def test_a_relabelled_client_is_judged_anew_on_its_open_connection(
+        lab: Lab, env: dict[str, Any]) -> None:
+    """The client keeps one HTTP/1.1 connection open through the waypoint while its
+    namespace loses the label the backend's ingress policy admits: the next request on the
+    same connection is refused (policy is judged per request on the client's current
+    identity, not the one it had when it connected)."""
+    apply(lab, namespace("pa-lbl"), deployment("pa-lbl", "lbl", 1, node="node2"),
+          service("pa-lbl", "lbl"), route("pa-lbl", "lbl", "lbl"),
+          {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+           "metadata": {"name": "ok-only", "namespace": "pa-lbl"},
+           "spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {
+               "matchLabels": {"team": "ok"}}}]}]}},
+          namespace(NS, {"team": "ok"}))
+    try:
+        lab.wait_pods_ready("pa-lbl", 1, timeout=90)
+        wait_for(lambda: curl(lab, env["cli"], "http://lbl.pa-lbl/")[0] == "200", timeout=30,
+                 what="the labelled client admitted")
+        result: dict[str, str] = {}
+
+        def run() -> None:
+            proc = lab.exec(NS, env["cli"], "/usr/bin/python3", "-c", KEEPALIVE, check=False,
+                            timeout=30)
+            result["out"] = proc.stdout + proc.stderr
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        time.sleep(2.0)  # the first requests pass on the open connection
+        apply(lab, namespace(NS, {"team": "no"}))
+        thread.join(40)
+        lines = result["out"].strip().splitlines()
+        assert lines[0] == "first", result
+        codes = lines[-1].split()
+        assert codes[0] == "200" and codes[-1] == "403", result
+    finally:
+        apply(lab, namespace(NS))
+        lab.tulle("delete", "namespace", "pa-lbl", check=False)
