@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from agent.datapath.desired import gateway_addresses
 from agent.datapath.origdst import WAYPOINT_MARK, OriginalDestinations
 from agent.datapath.policy_waypoint import ConnectionPolicy, connection_policy
 from agent.datapath.services import plan_services
@@ -69,15 +70,17 @@ def endpoint_map(
     }
 
 
-def gateway_parents(gateways: Sequence[Gateway]) -> dict[Address, GatewayParent]:
-    """(address, listener port) -> the Gateway listener a redirected connection was for."""
+def gateway_parents(
+    gateways: Sequence[Gateway], services: Sequence[Service]
+) -> dict[Address, GatewayParent]:
+    """(address, listener port) -> the Gateway listener a redirected connection was for.
+    Never a Service's ClusterIP (``gateway_addresses``): that connection is the Service's."""
     out = {}
-    for gw in gateways:
-        for address in gw.status.addresses:
-            for listener in gw.spec.listeners:
-                out[(address.value, listener.port)] = GatewayParent(
-                    gw.metadata.namespace, gw.metadata.name, listener.port
-                )
+    for gw, address in gateway_addresses(gateways, services)[0]:
+        for listener in gw.spec.listeners:
+            out[(str(address), listener.port)] = GatewayParent(
+                gw.metadata.namespace, gw.metadata.name, listener.port
+            )
     return out
 
 
@@ -175,7 +178,7 @@ class ClusterFeed:
         policy = connection_policy(
             typed.get("Pod", []), typed.get("Namespace", []), typed.get("NetworkPolicy", [])
         )
-        gateways = gateway_parents(typed.get("Gateway", []))
+        gateways = gateway_parents(typed.get("Gateway", []), services)
         return tables, endpoints, gateways, certificates, policy
 
 

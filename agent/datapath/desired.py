@@ -114,6 +114,7 @@ class L7Needs:
 
     every: frozenset[ServiceKey] = frozenset()
     consumers: Mapping[ServiceKey, frozenset[str]] = field(default_factory=dict)
+    errors: tuple[str, ...] = ()
 
 
 def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
@@ -142,11 +143,41 @@ def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
                 keys.add(key)
             elif namespaces:
                 consumers[key] = namespaces
-    for gw in view.gateways:
+    usable, errors = gateway_addresses(view.gateways, view.services)
+    for gw, address in usable:
+        for listener in gw.spec.listeners:
+            keys.add(ServiceKey(address, listener.port, 6))
+    return L7Needs(
+        frozenset(keys), {k: v for k, v in consumers.items() if k not in keys}, tuple(errors)
+    )
+
+
+def gateway_addresses(
+    gateways: Iterable[Gateway], services: Iterable[Service]
+) -> tuple[list[tuple[Gateway, IPv4]], list[str]]:
+    """Each Gateway's addresses that are its alone. An address that is also a Service's
+    ClusterIP stays the Service's: a Gateway (perhaps another namespace's) that shared it
+    would capture the Service's connections for its own routes."""
+    cluster_ips = {
+        s.spec.cluster_ip: s.metadata.key
+        for s in services
+        if s.spec.cluster_ip not in (None, "", "None")
+    }
+    usable, errors = [], []
+    for gw in gateways:
         for address in gw.status.addresses:
-            for listener in gw.spec.listeners:
-                keys.add(ServiceKey(IPv4(address.value), listener.port, 6))
-    return L7Needs(frozenset(keys), {k: v for k, v in consumers.items() if k not in keys})
+            holder = cluster_ips.get(address.value)
+            if holder is not None:
+                errors.append(
+                    f"Gateway {gw.metadata.key}: address {address.value} is the ClusterIP of "
+                    f"Service {holder}: not programmed (the Service keeps it)"
+                )
+                continue
+            try:
+                usable.append((gw, IPv4(address.value)))
+            except ValueError:
+                continue
+    return usable, errors
 
 
 @dataclass(frozen=True)
@@ -188,8 +219,18 @@ def desired_datapath(
     ``waypoint_address``; every waypoint address gets the waypoint identity."""
     ipcache: dict[IPv4, int] = {}
     waypoint_errors = []
+    waypoints = {waypoint_address(n) for n in view.nodes if n.metadata.name != node_name}
+    waypoints |= {waypoint[0]} if waypoint is not None else set()
     for node in view.nodes:
         for address in node_addresses(node):
+            if address in waypoints:
+                # A Node claiming a waypoint's address must not strip its waypoint identity
+                # (a pod could then dial that waypoint, and its traffic would meet policy).
+                waypoint_errors.append(
+                    f"Node {node.metadata.name}: address {address} is a node's waypoint "
+                    "address: ignored"
+                )
+                continue
             ipcache[address] = HOST if node.metadata.name == node_name else REMOTE_NODE
         by_rule = waypoint_address(node)
         if by_rule is not None and node.metadata.name != node_name:
@@ -240,7 +281,11 @@ def desired_datapath(
         l7_clients=l7_clients,
         waypoint=waypoint,
         errors=(
-            tuple(waypoint_errors) + found.collisions + tuple(plan.errors) + tuple(services.errors)
+            tuple(waypoint_errors)
+            + found.collisions
+            + tuple(plan.errors)
+            + tuple(services.errors)
+            + needs.errors
         ),
     )
 

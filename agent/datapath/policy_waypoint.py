@@ -21,6 +21,7 @@ from agent.datapath.policy import compile_policy
 from agent.datapath.policy_plan import Direction, PolicyPlan, evaluate
 from agent.model.core import Namespace, Pod
 from agent.model.networking import NetworkPolicy
+from agent.model.validation import special_address
 
 TCP = 6
 Address = tuple[str, int]
@@ -48,6 +49,14 @@ class ConnectionPolicy:
         except ValueError:
             return False
         if not isinstance(src, IPv4Address) or not isinstance(dst, IPv4Address):
+            return False
+        if src not in self.identities:
+            # Not a pod this view knows (yet, or any more): its egress policy cannot be
+            # judged, and the kernel drops what no endpoint sent. Fail closed.
+            return False
+        if special_address(dst) is not None:
+            # Loopback, 0.0.0.0, link-local: from the waypoint these are the node's own
+            # listeners, which no pod reaches directly (admission refuses such endpoints too).
             return False
         port = backend[1]
         return evaluate(

@@ -40,10 +40,10 @@ from agent.model.validation import (
     config_key,
     dns1123_label,
     dns1123_subdomain,
+    endpoint_ipv4,
+    endpoint_ipv6,
     iana_svc_name,
     ip_address,
-    ipv4_address,
-    ipv6_address,
     quote,
 )
 
@@ -204,8 +204,8 @@ def _read_client_ip(r: Reader) -> ClientIPConfig:
 # --- EndpointSlice ---------------------------------------------------------------------
 
 _ADDRESS_CHECKS = {
-    AddressType.IPV4: ipv4_address,
-    AddressType.IPV6: ipv6_address,
+    AddressType.IPV4: endpoint_ipv4,
+    AddressType.IPV6: endpoint_ipv6,
     AddressType.FQDN: dns1123_subdomain,
 }
 

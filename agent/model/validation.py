@@ -224,6 +224,47 @@ def ipv6_address(value: str) -> str | None:
     return None
 
 
+def special_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Kubernetes' ValidateNonSpecialIP: an endpoint never names the node's own loopback,
+    an unspecified or a link-local address (a proxy on the node would dial itself)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # as Go's net.IP does
+    if address.is_unspecified:
+        return "may not be unspecified (0.0.0.0, ::)"
+    if address.is_loopback:
+        return "may not be in the loopback range (127.0.0.0/8, ::1/128)"
+    if address.is_link_local:
+        return "may not be in the link-local range (169.254.0.0/16, fe80::/10)"
+    if (
+        address in _LINK_LOCAL_MULTICAST_V4
+        if isinstance(address, ipaddress.IPv4Address)
+        else address.is_multicast and address.packed[1] & 0x0F == 2
+    ):
+        return "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)"
+    return None
+
+
+_LINK_LOCAL_MULTICAST_V4 = ipaddress.IPv4Network("224.0.0.0/24")
+
+
+def endpoint_ipv4(value: str) -> str | None:
+    """An EndpointSlice IPv4 address: valid and not special (see ``special_address``)."""
+    problem = ipv4_address(value)
+    if problem is None:
+        why = special_address(ipaddress.IPv4Address(value))
+        problem = None if why is None else _bad(value, why)
+    return problem
+
+
+def endpoint_ipv6(value: str) -> str | None:
+    """An EndpointSlice IPv6 address: valid and not special (see ``special_address``)."""
+    problem = ipv6_address(value)
+    if problem is None:
+        why = special_address(ipaddress.IPv6Address(value))
+        problem = None if why is None else _bad(value, why)
+    return problem
+
+
 def cidr(value: str) -> str | None:
     """An IPv4 or IPv6 CIDR such as 10.0.0.0/8 (host bits may be set, as Kubernetes allows)."""
     if "/" not in value:

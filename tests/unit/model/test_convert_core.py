@@ -583,3 +583,27 @@ ERRORS = [
 @pytest.mark.parametrize(("doc", "message"), ERRORS, ids=[m for _, m in ERRORS])
 def test_invalid_objects_name_object_and_field(doc: dict[str, Any], message: str) -> None:
     assert error_of(doc) == message
+
+
+@pytest.mark.parametrize(
+    ("address_type", "address", "why"),
+    [
+        ("IPv4", "127.0.0.1", "may not be in the loopback range (127.0.0.0/8, ::1/128)"),
+        ("IPv4", "0.0.0.0", "may not be unspecified (0.0.0.0, ::)"),
+        ("IPv4", "169.254.20.10", "may not be in the link-local range (169.254.0.0/16, fe80::/10)"),
+        ("IPv4", "224.0.0.251", "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)"),
+        ("IPv6", "::1", "may not be in the loopback range (127.0.0.0/8, ::1/128)"),
+        ("IPv6", "::ffff:127.0.0.1", "may not be in the loopback range (127.0.0.0/8, ::1/128)"),
+        ("IPv6", "fe80::1", "may not be in the link-local range (169.254.0.0/16, fe80::/10)"),
+    ],
+)
+def test_endpoint_slice_refuses_special_addresses(address_type: str, address: str, why: str) -> None:
+    """Kubernetes' ValidateNonSpecialIP: a hand-written EndpointSlice behind an HTTPRoute
+    would otherwise make the node's waypoint dial the node's own loopback listeners
+    (tests/netns/test_policy_attacks.py)."""
+    doc = edit(edit(ENDPOINT_SLICE, "addressType", address_type), "endpoints[1].addresses[0]", address)
+    if address_type == "IPv6":
+        doc = edit(edit(doc, "endpoints[0].addresses[0]", "fd00::5"), "endpoints[2].addresses[0]", "fd00::7")
+    assert error_of(doc) == (
+        f'EndpointSlice shop/orders-abc12: endpoints[1].addresses[0]: invalid value "{address}": {why}'
+    )
