@@ -1,0 +1,176 @@
+"""The API as a function from request to response (no sockets here; ``server.py`` carries bytes)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from agent.store import Store
+from lab.apiserver import discovery, openapi, reads, tables, writes
+from lab.apiserver.errors import ApiError, bad_request
+from lab.apiserver.routing import Discovery, Target, route
+from lab.apiserver.watch import WatchSettings, watch
+
+PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    path: str
+    query: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    body: bytes = b""
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name.lower(), "")
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: Any  # a JSON value, or bytes with content_type
+    content_type: str = "application/json"
+    stream: Iterator[dict[str, Any]] | None = None  # watch events, one JSON object a line
+
+
+class Api:
+    def __init__(
+        self,
+        store: Store,
+        tokens: frozenset[str],
+        *,
+        server_address: str = "127.0.0.1:6443",
+        watch_settings: WatchSettings | None = None,
+    ) -> None:
+        self.store = store
+        self.tokens = tokens
+        self.server_address = server_address
+        self.watch_settings = watch_settings or WatchSettings()
+        self.stopping = threading.Event()
+
+    def handle(self, request: Request) -> Response:
+        try:
+            return self._handle(request)
+        except ApiError as err:
+            return Response(err.code, err.status())
+
+    def _authenticated(self, request: Request) -> bool:
+        scheme, _, token = request.header("authorization").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        return any(hmac.compare_digest(token.strip(), t) for t in self.tokens)
+
+    def _handle(self, request: Request) -> Response:
+        path = request.path.rstrip("/") or "/"
+        if path not in PUBLIC_PATHS and not self._authenticated(request):
+            raise ApiError(401, "Unauthorized")
+        if path == "/version":
+            return Response(200, discovery.version())
+        if path in ("/healthz", "/livez", "/readyz"):
+            return Response(200, b"ok", "text/plain")
+        if path.startswith("/openapi/"):
+            return openapi.respond(path, request.header("accept"))
+        target = route(path)
+        if isinstance(target, Discovery):
+            if request.method != "GET":
+                raise ApiError(405, f"{request.method} is not allowed on {path}")
+            return Response(200, discovery.document(target, self.server_address))
+        return self._resource(request, target)
+
+    def _resource(self, request: Request, target: Target) -> Response:
+        q, method = request.query, request.method
+        dry_run = q.get("dryRun") == "All"
+        if method == "GET":
+            return self._read(request, target)
+        if method == "POST" and target.name is None:
+            obj = writes.create(self.store, target, _body(request), dry_run=dry_run)
+            return Response(201, reads.served(target, obj))
+        if method == "PUT" and target.name is not None:
+            obj = writes.update(self.store, target, _body(request), dry_run=dry_run)
+            return Response(200, reads.served(target, obj))
+        if method == "PATCH" and target.name is not None:
+            ctype = request.header("content-type").split(";")[0].strip()
+            obj = writes.patch(self.store, target, _body(request), ctype, dry_run=dry_run)
+            return Response(200, reads.served(target, obj))
+        if method == "DELETE" and target.name is not None:
+            options = _body(request) if request.body.strip() else {}
+            if options.get("dryRun") == ["All"]:
+                dry_run = True
+            obj = writes.delete(self.store, target, options, dry_run=dry_run)
+            return Response(200, reads.served(target, obj))
+        if method == "DELETE":
+            items, _ = reads.list_objects(self.store, target, q)
+            gone = []
+            for obj in items:
+                one = Target(
+                    target.resource,
+                    target.version,
+                    obj["metadata"].get("namespace"),
+                    obj["metadata"]["name"],
+                )
+                gone.append(writes.delete(self.store, one, {}, dry_run=dry_run))
+            return Response(200, reads.list_body(target, gone, {"resourceVersion": ""}))
+        raise ApiError(405, f"{method} is not allowed on this path")
+
+    def _read(self, request: Request, target: Target) -> Response:
+        q = dict(request.query)
+        as_table = "as=Table" in request.header("accept")
+        include = q.get("includeObject", "Metadata")
+        if target.name is not None and q.get("watch") in ("true", "1"):
+            q["fieldSelector"] = ",".join(
+                s for s in (q.get("fieldSelector"), f"metadata.name={target.name}") if s
+            )
+            target = Target(target.resource, target.version, target.namespace)
+        if target.name is not None:
+            obj = writes.get(self.store, target)
+            if as_table:
+                meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+                return Response(200, tables.table(target, [obj], meta, include))
+            return Response(200, reads.served(target, obj))
+        if q.get("watch") in ("true", "1"):
+            events = watch(self.store, target, q, self.watch_settings, self.stopping)
+            if as_table:
+                events = _as_tables(target, events, include)
+            return Response(200, None, stream=events)
+        reads.check_list_request(q)
+        items, meta = reads.list_objects(self.store, target, q)
+        if as_table:
+            return Response(200, tables.table(target, items, meta, include))
+        return Response(200, reads.list_body(target, items, meta))
+
+
+def _as_tables(
+    target: Target, events: Iterator[dict[str, Any]], include: str
+) -> Iterator[dict[str, Any]]:
+    for event in events:
+        if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+            obj = event["object"]
+            meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+            event = {"type": event["type"], "object": tables.table(target, [obj], meta, include)}
+        yield event
+
+
+def _body(request: Request) -> Any:
+    ctype = request.header("content-type").split(";")[0].strip()
+    if "protobuf" in ctype or "cbor" in ctype:
+        raise ApiError(
+            415,
+            f"the body of the request was in an unknown format - accepted media types include: "
+            f"application/json, application/yaml (got {ctype})",
+        )
+    text = request.body.decode("utf-8", errors="replace")
+    try:
+        if "yaml" in ctype:
+            return yaml.safe_load(text)
+        return json.loads(text)
+    except (ValueError, yaml.YAMLError) as err:
+        raise bad_request(
+            f"the request body is not valid {'YAML' if 'yaml' in ctype else 'JSON'}: {err}"
+        ) from None

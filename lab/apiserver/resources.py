@@ -1,0 +1,118 @@
+"""The resource table: every kind the server serves, with the names discovery publishes.
+
+Kinds the typed model knows (``agent.model.kinds``) are admitted through ``agent.apiserver``;
+the others are stored as sent after a metadata check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.model.kinds import KINDS
+
+VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    group: str  # "" for the core group
+    versions: tuple[str, ...]  # the first is the preferred (and stored) version
+    kind: str
+    plural: str
+    namespaced: bool = True
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()
+    modelled: bool = False  # admitted through the typed model
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def builtin(self) -> bool:
+        """Kubernetes' own types, for which strategic merge patch is defined."""
+        return not self.group.endswith(".networking.k8s.io") or self.group == "networking.k8s.io"
+
+    def api_version(self, version: str | None = None) -> str:
+        version = version or self.versions[0]
+        return f"{self.group}/{version}" if self.group else version
+
+
+_EXTRA = {
+    # kind: (short names, categories, subresources)
+    "Pod": (("po",), ("all",), ("status",)),
+    "Service": (("svc",), ("all",), ("status",)),
+    "Deployment": (("deploy",), ("all",), ("status",)),
+    "Namespace": (("ns",), (), ("status",)),
+    "Node": (("no",), (), ("status",)),
+    "GatewayClass": (("gc",), ("gateway-api",), ("status",)),
+    "Gateway": (("gtw",), ("gateway-api",), ("status",)),
+    "HTTPRoute": ((), ("gateway-api",), ("status",)),
+    "ReferenceGrant": (("refgrant",), ("gateway-api",), ()),
+}
+
+
+def _modelled() -> list[Resource]:
+    out = []
+    for info in KINDS:
+        short, categories, subresources = _EXTRA.get(info.kind, (info.short_names, (), ()))
+        versions = tuple(v.rpartition("/")[2] for v in info.api_versions)
+        out.append(
+            Resource(
+                info.group,
+                versions,
+                info.kind,
+                info.plural,
+                info.namespaced,
+                short or info.short_names,
+                categories,
+                subresources,
+                modelled=True,
+            )
+        )
+    return out
+
+
+_RBAC = "rbac.authorization.k8s.io"
+RESOURCES: tuple[Resource, ...] = (
+    *_modelled(),
+    Resource("", ("v1",), "ConfigMap", "configmaps", short_names=("cm",)),
+    Resource("", ("v1",), "ServiceAccount", "serviceaccounts", short_names=("sa",)),
+    Resource("", ("v1",), "Event", "events", short_names=("ev",)),
+    Resource("coordination.k8s.io", ("v1",), "Lease", "leases"),
+    Resource(_RBAC, ("v1",), "ClusterRole", "clusterroles", namespaced=False),
+    Resource(_RBAC, ("v1",), "ClusterRoleBinding", "clusterrolebindings", namespaced=False),
+    Resource(_RBAC, ("v1",), "Role", "roles"),
+    Resource(_RBAC, ("v1",), "RoleBinding", "rolebindings"),
+    Resource(
+        "apiextensions.k8s.io",
+        ("v1",),
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        namespaced=False,
+        short_names=("crd", "crds"),
+        subresources=("status",),
+    ),
+)
+
+_BY_PATH = {(r.group, v, r.plural): r for r in RESOURCES for v in r.versions}
+
+
+def lookup(group: str, version: str, plural: str) -> Resource | None:
+    return _BY_PATH.get((group, version, plural))
+
+
+def groups() -> dict[str, list[str]]:
+    """Every group (core is "") with its versions, preferred first."""
+    out: dict[str, list[str]] = {}
+    for r in RESOURCES:
+        versions = out.setdefault(r.group, [])
+        for v in r.versions:
+            if v not in versions:
+                versions.append(v)
+    return out
+
+
+def in_group_version(group: str, version: str) -> list[Resource]:
+    return [r for r in RESOURCES if r.group == group and version in r.versions]

@@ -1,0 +1,208 @@
+"""create, update, patch and delete: admission, then one store write.
+
+Status is a subresource for the kinds that have one: writes to the object keep the stored
+status, writes to ``/status`` change nothing but status. ``dry_run`` answers what would be
+stored and writes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from agent.store import AlreadyExists, Conflict, NotFound, Store, StoreError
+from lab.apiserver import patch as patches
+from lab.apiserver.admission import admitted, check_namespace, shape
+from lab.apiserver.errors import ApiError, already_exists, bad_request, conflict, not_found
+from lab.apiserver.routing import Target
+
+MERGE = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC = "application/strategic-merge-patch+json"
+APPLY = "application/apply-patch+yaml"
+PATCH_TYPES = (MERGE, JSON_PATCH, STRATEGIC, APPLY)
+
+
+def _key(target: Target) -> tuple[str, str, str]:
+    return target.resource.kind, target.namespace or "", target.name or ""
+
+
+def _store_errors(target: Target, err: StoreError) -> ApiError:
+    r = target.resource
+    if isinstance(err, NotFound):
+        return not_found(r.plural, err.name, r.group)
+    if isinstance(err, AlreadyExists):
+        return already_exists(r.plural, err.name, r.group)
+    if isinstance(err, Conflict):
+        return conflict(r.plural, err.name, r.group)
+    return ApiError(422, f'{r.kind} "{target.name or ""}": {err}')
+
+
+def _has_status(target: Target) -> bool:
+    return "status" in target.resource.subresources
+
+
+def get(store: Store, target: Target) -> dict[str, Any]:
+    obj = store.get(*_key(target))
+    if obj is None:
+        raise not_found(target.resource.plural, target.name or "", target.resource.group)
+    return obj
+
+
+def create(store: Store, target: Target, body: Any, *, dry_run: bool = False) -> dict[str, Any]:
+    obj = shape(target, body, creating=True)
+    if _has_status(target):
+        obj.pop("status", None)
+    check_namespace(store, target, obj)
+    obj = admitted(store, target, obj)
+    if dry_run:
+        if store.get(obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"]):
+            raise already_exists(
+                target.resource.plural, obj["metadata"]["name"], target.resource.group
+            )
+        return obj
+    try:
+        created = store.create(obj)
+        if obj["kind"] == "Namespace":
+            created = store.update_status(
+                "Namespace", "", obj["metadata"]["name"], {"phase": "Active"}
+            )
+        return created
+    except StoreError as err:
+        raise _store_errors(target, err) from None
+
+
+def update(store: Store, target: Target, body: Any, *, dry_run: bool = False) -> dict[str, Any]:
+    """PUT: the body replaces the object; its resourceVersion, if any, must be current."""
+    if target.subresource == "status":
+        return _update_status(store, target, body, dry_run=dry_run)
+    obj = shape(target, body, creating=False)
+    expected = obj["metadata"].get("resourceVersion")
+    if _has_status(target):
+        obj.pop("status", None)
+    existing = get(store, target)
+    if expected is not None and str(expected) != existing["metadata"].get("resourceVersion"):
+        raise conflict(target.resource.plural, target.name or "", target.resource.group)
+    obj = admitted(store, target, obj)
+    if dry_run:
+        return {**obj, "status": existing.get("status")} if "status" in existing else obj
+    try:
+        return store.update(
+            obj, expect_resource_version=expected or existing["metadata"]["resourceVersion"]
+        )
+    except StoreError as err:
+        raise _store_errors(target, err) from None
+
+
+def _update_status(store: Store, target: Target, body: Any, *, dry_run: bool) -> dict[str, Any]:
+    obj = shape(target, body, creating=False)
+    expected = obj["metadata"].get("resourceVersion")
+    existing = get(store, target)
+    status = obj.get("status")
+    if status is None:
+        status = {}
+    if not isinstance(status, dict):
+        raise bad_request("status must be an object")
+    if dry_run:
+        return {**existing, "status": status}
+    try:
+        kind, ns, name = _key(target)
+        return store.update_status(kind, ns, name, status, expect_resource_version=expected)
+    except StoreError as err:
+        raise _store_errors(target, err) from None
+
+
+def patch(
+    store: Store, target: Target, body: Any, content_type: str, *, dry_run: bool = False
+) -> dict[str, Any]:
+    """PATCH: apply the patch to the stored object and write it back (retried on a conflict
+    with a concurrent writer unless the patch itself names a resourceVersion)."""
+    res = target.resource
+    if content_type == STRATEGIC and not res.builtin:
+        raise ApiError(
+            415,
+            f"the body of the request was in an unknown format - accepted media types include: "
+            f"{JSON_PATCH}, {MERGE}, {APPLY}",
+        )
+    for _attempt in range(5):
+        existing = get(store, target)
+        patched = _patched(res.kind, existing, body, content_type)
+        for field in ("kind", "apiVersion"):
+            if patched.get(field) != existing.get(field) and field != "apiVersion":
+                raise bad_request(f"a patch cannot change {field}")
+        meta = patched.get("metadata")
+        if not isinstance(meta, dict) or meta.get("name") != existing["metadata"]["name"]:
+            raise bad_request("a patch cannot change metadata.name")
+        patched["apiVersion"] = target.api_version
+        pinned = _pins_version(body, content_type)
+        if not pinned:
+            patched["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+        try:
+            return update(store, target, patched, dry_run=dry_run)
+        except ApiError as err:
+            if err.code != 409 or pinned or err.reason != "Conflict":
+                raise
+    raise conflict(res.plural, target.name or "", res.group)
+
+
+def _patched(kind: str, existing: dict[str, Any], body: Any, content_type: str) -> dict[str, Any]:
+    try:
+        if content_type == MERGE:
+            if not isinstance(body, dict):
+                raise patches.PatchError("a merge patch must be a JSON object")
+            result = patches.merge_patch(existing, body)
+        elif content_type == JSON_PATCH:
+            result = patches.json_patch(existing, body)
+        elif content_type == STRATEGIC:
+            result = patches.strategic_merge_patch(kind, existing, body)
+        else:
+            raise ApiError(
+                415,
+                f"unsupported patch type {content_type!r}; accepted: {', '.join(PATCH_TYPES[:3])}",
+            )
+    except patches.PatchError as err:
+        raise bad_request(str(err)) from None
+    except patches.PatchConflict as err:
+        raise ApiError(422, str(err)) from None
+    if not isinstance(result, dict):
+        raise ApiError(422, "the patched document is not an object")
+    return copy.deepcopy(result)
+
+
+def _pins_version(body: Any, content_type: str) -> bool:
+    if content_type == JSON_PATCH:
+        return isinstance(body, list) and any(
+            isinstance(op, dict) and op.get("path") == "/metadata/resourceVersion" for op in body
+        )
+    meta = body.get("metadata") if isinstance(body, dict) else None
+    return isinstance(meta, dict) and meta.get("resourceVersion") is not None
+
+
+def delete(
+    store: Store, target: Target, options: dict[str, Any], *, dry_run: bool = False
+) -> dict[str, Any]:
+    """DELETE one object; a Namespace takes everything in it along (the namespace controller's
+    job on a cluster, done here at once so nothing of it outlives the namespace)."""
+    existing = get(store, target)
+    preconditions = options.get("preconditions") or {}
+    expected = preconditions.get("resourceVersion")
+    if expected is not None and str(expected) != existing["metadata"].get("resourceVersion"):
+        raise conflict(target.resource.plural, target.name or "", target.resource.group)
+    uid = preconditions.get("uid")
+    if uid is not None and uid != existing["metadata"].get("uid"):
+        raise conflict(target.resource.plural, target.name or "", target.resource.group)
+    if dry_run:
+        return existing
+    kind, ns, name = _key(target)
+    try:
+        if kind == "Namespace":
+            inside, _ = store.list(namespace=name)
+            keys = [(o["kind"], name, o["metadata"]["name"]) for o in inside]
+            deleted = store.delete_many([*keys, (kind, ns, name)])
+            return next(o for o in deleted if o["kind"] == "Namespace")
+        gone = store.delete(kind, ns, name, expect_resource_version=expected)
+    except StoreError as err:
+        raise _store_errors(target, err) from None
+    if gone is None:
+        raise not_found(target.resource.plural, name, target.resource.group)
+    return gone
