@@ -127,9 +127,8 @@ def patch(
     for _attempt in range(5):
         existing = get(store, target)
         patched = _patched(res.kind, existing, body, content_type)
-        for field in ("kind", "apiVersion"):
-            if patched.get(field) != existing.get(field) and field != "apiVersion":
-                raise bad_request(f"a patch cannot change {field}")
+        if patched.get("kind") != existing.get("kind"):
+            raise bad_request("a patch cannot change kind")
         meta = patched.get("metadata")
         if not isinstance(meta, dict) or meta.get("name") != existing["metadata"]["name"]:
             raise bad_request("a patch cannot change metadata.name")
