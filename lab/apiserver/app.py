@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from agent.store import Store
-from lab.apiserver import discovery, openapi, reads, tables, writes
+from lab.apiserver import discovery, openapi, reads, subresources, tables, writes
 from lab.apiserver.errors import ApiError, bad_request
 from lab.apiserver.routing import Discovery, Target, route
 from lab.apiserver.watch import WatchSettings, watch
@@ -87,6 +87,13 @@ class Api:
     def _resource(self, request: Request, target: Target) -> Response:
         q, method = request.query, request.method
         dry_run = q.get("dryRun") == "All"
+        if target.resource.verbs == ("create",):
+            if method != "POST" or target.name is not None:
+                raise ApiError(405, f"{method} is not allowed on {target.resource.plural}")
+            body = {} if _binary(request) else _body(request)
+            return Response(201, subresources.review(target, body))
+        if target.subresource == "scale":
+            return self._scale(request, target, dry_run)
         if method == "GET":
             return self._read(request, target)
         if method == "POST" and target.name is None:
@@ -118,6 +125,23 @@ class Api:
                 gone.append(writes.delete(self.store, one, {}, dry_run=dry_run))
             return Response(200, reads.list_body(target, gone, {"resourceVersion": ""}))
         raise ApiError(405, f"{method} is not allowed on this path")
+
+    def _scale(self, request: Request, target: Target, dry_run: bool) -> Response:
+        main = Target(target.resource, target.version, target.namespace, target.name)
+        deployment = writes.get(self.store, main)
+        if request.method == "GET":
+            return Response(200, subresources.scale_of(deployment))
+        if request.method == "PUT":
+            scale = _body(request)
+        elif request.method == "PATCH":
+            ctype = request.header("content-type").split(";")[0].strip()
+            scale = subresources.patched_scale(deployment, _body(request), ctype)
+        else:
+            raise ApiError(405, f"{request.method} is not allowed on deployments/scale")
+        updated = writes.update(
+            self.store, main, subresources.scaled(deployment, scale), dry_run=dry_run
+        )
+        return Response(200, subresources.scale_of(updated))
 
     def _read(self, request: Request, target: Target) -> Response:
         q = dict(request.query)
@@ -155,6 +179,11 @@ def _as_tables(
             meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
             event = {"type": event["type"], "object": tables.table(target, [obj], meta, include)}
         yield event
+
+
+def _binary(request: Request) -> bool:
+    ctype = request.header("content-type")
+    return "protobuf" in ctype or "cbor" in ctype
 
 
 def _body(request: Request) -> Any:

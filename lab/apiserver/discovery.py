@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.apiserver.resources import VERBS, groups, in_group_version
+from lab.apiserver.resources import groups, in_group_version
 from lab.apiserver.routing import Discovery
 
 KUBE_VERSION = ("1", "32")
@@ -56,7 +56,7 @@ def resource_list(group: str, version: str) -> dict[str, Any]:
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": list(VERBS),
+            "verbs": list(r.verbs),
         }
         if r.short_names:
             entry["shortNames"] = list(r.short_names)
@@ -64,14 +64,15 @@ def resource_list(group: str, version: str) -> dict[str, Any]:
             entry["categories"] = list(r.categories)
         entries.append(entry)
         for sub in r.subresources:
-            entries.append(
-                {
-                    "name": f"{r.plural}/{sub}",
-                    "singularName": "",
-                    "namespaced": r.namespaced,
-                    "kind": r.kind,
-                    "verbs": ["get", "patch", "update"],
-                }
-            )
+            entry = {
+                "name": f"{r.plural}/{sub}",
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": r.kind,
+                "verbs": ["get", "patch", "update"],
+            }
+            if sub == "scale":
+                entry.update({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+            entries.append(entry)
     gv = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": entries}

@@ -4,8 +4,9 @@ strategic-merge patch metadata and ``explain`` (kinds and top-level fields).
 kubectl 1.27+ reads ``/openapi/v3`` (an index of group-versions) and then one document per
 group-version. It decides whether the server validates fields by finding a PATCH operation
 tagged with the kind's group-version-kind that takes a ``fieldValidation`` query parameter.
-``/openapi/v2`` is not served (kubectl asks for it as protobuf); kubectl falls back to v3 or to
-its compiled-in types.
+kubectl 1.27 also insists on ``/openapi/v2``, in gnostic's protobuf encoding only: it gets a
+document with no paths and no definitions, so it skips client-side validation and computes
+apply patches from its compiled-in types, as it would for kinds a server does not describe.
 """
 
 from __future__ import annotations
@@ -169,10 +170,37 @@ def _index() -> dict[str, Any]:
     return {"paths": paths}
 
 
+V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (the lengths here stay under 128 bytes)."""
+    assert len(payload) < 128
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+def v2_protobuf() -> bytes:
+    """gnostic ``openapi_v2.Document{swagger: "2.0", info: {title, version}}``."""
+    info = _field(1, b"Kubernetes") + _field(2, b"v1.32.0-tulle")
+    return _field(1, b"2.0") + _field(2, info)
+
+
 def respond(path: str, accept: str) -> Any:
     from lab.apiserver.app import Response  # a cycle only at call time
 
     parts = [p for p in path.split("/") if p]
+    if parts == ["openapi", "v2"]:
+        if "protobuf" in accept:
+            return Response(200, v2_protobuf(), "application/octet-stream")
+        return Response(
+            200,
+            {
+                "swagger": "2.0",
+                "info": {"title": "Kubernetes", "version": "v1.32.0-tulle"},
+                "paths": {},
+                "definitions": {},
+            },
+        )
     if parts[:2] == ["openapi", "v3"]:
         if len(parts) == 2:
             return Response(200, _index())

@@ -24,6 +24,7 @@ class Resource:
     categories: tuple[str, ...] = ()
     subresources: tuple[str, ...] = ()
     modelled: bool = False  # admitted through the typed model
+    verbs: tuple[str, ...] = VERBS  # ("create",) for reviews, which are answered, not stored
 
     @property
     def singular(self) -> str:
@@ -43,7 +44,7 @@ _EXTRA = {
     # kind: (short names, categories, subresources)
     "Pod": (("po",), ("all",), ("status",)),
     "Service": (("svc",), ("all",), ("status",)),
-    "Deployment": (("deploy",), ("all",), ("status",)),
+    "Deployment": (("deploy",), ("all",), ("status", "scale")),
     "Namespace": (("ns",), (), ("status",)),
     "Node": (("no",), (), ("status",)),
     "GatewayClass": (("gc",), ("gateway-api",), ("status",)),
@@ -75,6 +76,7 @@ def _modelled() -> list[Resource]:
 
 
 _RBAC = "rbac.authorization.k8s.io"
+_AUTHZ = "authorization.k8s.io"
 RESOURCES: tuple[Resource, ...] = (
     *_modelled(),
     Resource("", ("v1",), "ConfigMap", "configmaps", short_names=("cm",)),
@@ -93,6 +95,22 @@ RESOURCES: tuple[Resource, ...] = (
         namespaced=False,
         short_names=("crd", "crds"),
         subresources=("status",),
+    ),
+    Resource(
+        _AUTHZ,
+        ("v1",),
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        namespaced=False,
+        verbs=("create",),
+    ),
+    Resource(
+        _AUTHZ,
+        ("v1",),
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        namespaced=False,
+        verbs=("create",),
     ),
 )
 

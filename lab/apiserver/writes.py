@@ -118,6 +118,8 @@ def patch(
     """PATCH: apply the patch to the stored object and write it back (retried on a conflict
     with a concurrent writer unless the patch itself names a resourceVersion)."""
     res = target.resource
+    if content_type == APPLY:
+        return _server_side_apply(store, target, body, dry_run=dry_run)
     if content_type == STRATEGIC and not res.builtin:
         raise ApiError(
             415,
@@ -166,6 +168,19 @@ def _patched(kind: str, existing: dict[str, Any], body: Any, content_type: str) 
     if not isinstance(result, dict):
         raise ApiError(422, "the patched document is not an object")
     return copy.deepcopy(result)
+
+
+def _server_side_apply(store: Store, target: Target, body: Any, *, dry_run: bool) -> dict[str, Any]:
+    """Server-side apply without field ownership: create the object, or merge the applied
+    configuration into it (strategic merge for built-in kinds, JSON merge otherwise). Fields
+    a previous apply set and this one omits are kept, where a cluster would remove them."""
+    obj = shape(target, body, creating=True)
+    if store.get(target.resource.kind, target.namespace or "", obj["metadata"]["name"]) is None:
+        return create(store, target, obj, dry_run=dry_run)
+    obj["metadata"] = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
+    obj.pop("status", None)
+    kind = STRATEGIC if target.resource.builtin else MERGE
+    return patch(store, target, obj, kind, dry_run=dry_run)
 
 
 def _pins_version(body: Any, content_type: str) -> bool:

@@ -1,0 +1,83 @@
+"""Answers that are not stored objects: a Deployment's ``scale`` and the self-reviews behind
+``kubectl auth can-i``.
+
+Every authenticated client holds the lab's admin token today, which may do everything, so the
+truthful answer to every review is "yes"; RBAC (issue 10) will answer from Roles.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from lab.apiserver import patch as patches
+from lab.apiserver.errors import ApiError, bad_request
+from lab.apiserver.routing import Target
+
+
+def scale_of(deployment: dict[str, Any]) -> dict[str, Any]:
+    meta = deployment["metadata"]
+    labels = deployment.get("spec", {}).get("selector", {}).get("matchLabels") or {}
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
+        "spec": {"replicas": deployment.get("spec", {}).get("replicas", 1)},
+        "status": {
+            "replicas": deployment.get("status", {}).get("replicas", 0),
+            "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        },
+    }
+
+
+def scaled(deployment: dict[str, Any], scale: Any) -> dict[str, Any]:
+    """The Deployment with the replicas of ``scale``; raises 400/409 on a bad or stale Scale."""
+    if not isinstance(scale, dict):
+        raise bad_request("the body must be a Scale object")
+    replicas = (scale.get("spec") or {}).get("replicas")
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+        raise ApiError(
+            422,
+            f'Scale.autoscaling "{deployment["metadata"]["name"]}" is invalid: spec.replicas: '
+            f"Invalid value: {replicas!r}: must be a non-negative integer",
+        )
+    out = copy.deepcopy(deployment)
+    out["spec"]["replicas"] = replicas
+    rv = (scale.get("metadata") or {}).get("resourceVersion")
+    out["metadata"]["resourceVersion"] = rv or deployment["metadata"]["resourceVersion"]
+    return out
+
+
+def patched_scale(deployment: dict[str, Any], body: Any, content_type: str) -> dict[str, Any]:
+    scale = scale_of(deployment)
+    try:
+        if content_type == "application/json-patch+json":
+            return patches.json_patch(scale, body)
+        if not isinstance(body, dict):
+            raise patches.PatchError("the patch must be a JSON object")
+        return patches.merge_patch(scale, body)
+    except patches.PatchError as err:
+        raise bad_request(str(err)) from None
+    except patches.PatchConflict as err:
+        raise ApiError(422, str(err)) from None
+
+
+def review(target: Target, body: Any) -> dict[str, Any]:
+    """A SelfSubjectAccessReview or SelfSubjectRulesReview, answered for the admin token."""
+    spec = body.get("spec", {}) if isinstance(body, dict) else {}
+    kind = target.resource.kind
+    out: dict[str, Any] = {"kind": kind, "apiVersion": target.api_version, "metadata": {}}
+    out["spec"] = spec
+    if kind == "SelfSubjectAccessReview":
+        out["status"] = {"allowed": True, "reason": "the lab admin token may do everything"}
+    else:
+        out["status"] = {
+            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+            "incomplete": False,
+        }
+    return out
