@@ -37,7 +37,9 @@ class Client:
         self.ctx = ssl.create_default_context(cafile=str(ca))
 
     def _conn(self, timeout: float = 10) -> http.client.HTTPSConnection:
-        return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=timeout)
+        return http.client.HTTPSConnection(
+            "127.0.0.1", self.port, context=self.ctx, timeout=timeout
+        )
 
     def request(
         self,
@@ -51,10 +53,14 @@ class Client:
         token: str | None = None,
     ) -> Reply:
         conn = self._conn()
-        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        data = (
+            None
+            if body is None
+            else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        )
         url = path + ("?" + urlencode(query) if query else "")
         headers = {"Content-Type": ctype, "Accept": accept}
-        if (token if token is not None else self.token):
+        if token if token is not None else self.token:
             headers["Authorization"] = f"Bearer {token if token is not None else self.token}"
         conn.request(method, url, body=data, headers=headers)
         resp = conn.getresponse()
@@ -113,7 +119,9 @@ def store(server_parts: tuple[ApiServer, Store, Client]) -> Store:
     return server_parts[1]
 
 
-def configmap(name: str, ns: str = "default", labels: dict[str, str] | None = None, **data: str) -> dict[str, Any]:
+def configmap(
+    name: str, ns: str = "default", labels: dict[str, str] | None = None, **data: str
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": ns}
     if labels:
         meta["labels"] = labels

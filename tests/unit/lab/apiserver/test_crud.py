@@ -58,7 +58,6 @@ def test_invalid_object_is_422_naming_the_field(client: Client) -> None:
 
 def test_update_with_a_stale_resource_version_is_409_conflict(client: Client) -> None:
     first = client.request("POST", CMS, configmap("a", x="1")).body
-    stale_rv = first["metadata"]["resourceVersion"]
     newer = client.request("PUT", f"{CMS}/a", {**first, "data": {"x": "2"}})
     assert newer.status == 200 and newer.body["data"] == {"x": "2"}
     stale = client.request("PUT", f"{CMS}/a", {**first, "data": {"x": "3"}})
@@ -87,8 +86,14 @@ def _route(status: dict | None = None) -> dict:
     return obj
 
 
-FORGED = {"parents": [{"parentRef": {"name": "gw"}, "controllerName": "evil.example/x", "conditions": []}]}
-REAL = {"parents": [{"parentRef": {"name": "gw"}, "controllerName": "tulle.dev/gateway", "conditions": []}]}
+FORGED = {
+    "parents": [{"parentRef": {"name": "gw"}, "controllerName": "evil.example/x", "conditions": []}]
+}
+REAL = {
+    "parents": [
+        {"parentRef": {"name": "gw"}, "controllerName": "tulle.dev/gateway", "conditions": []}
+    ]
+}
 
 
 def test_create_and_update_ignore_status(client: Client, store: Store) -> None:
@@ -105,7 +110,11 @@ def test_create_and_update_ignore_status(client: Client, store: Store) -> None:
 
 def test_status_subresource_ignores_spec(client: Client) -> None:
     created = client.request("POST", ROUTES, _route()).body
-    sent = {**created, "spec": {**created["spec"], "hostnames": ["changed.example"]}, "status": REAL}
+    sent = {
+        **created,
+        "spec": {**created["spec"], "hostnames": ["changed.example"]},
+        "status": REAL,
+    }
     reply = client.request("PUT", f"{ROUTES}/r/status", sent)
     assert reply.status == 200
     stored = client.get(f"{ROUTES}/r").body
@@ -117,7 +126,9 @@ def test_status_subresource_ignores_spec(client: Client) -> None:
 def test_status_patch_changes_only_status(client: Client) -> None:
     client.request("POST", ROUTES, _route())
     patch = {"spec": {"hostnames": ["x.example"]}, "status": REAL}
-    reply = client.request("PATCH", f"{ROUTES}/r/status", patch, ctype="application/merge-patch+json")
+    reply = client.request(
+        "PATCH", f"{ROUTES}/r/status", patch, ctype="application/merge-patch+json"
+    )
     assert reply.status == 200
     stored = client.get(f"{ROUTES}/r").body
     assert stored["spec"]["hostnames"] == ["a.example"] and stored["status"]["parents"]

@@ -78,7 +78,9 @@ def test_pagination_applies_selectors_before_the_limit(client: Client) -> None:
     _make(client, "b")
     page = client.get(CMS, limit="1", labelSelector="keep=yes").body
     assert _names(page) == ["a"]
-    rest = client.get(CMS, limit="1", labelSelector="keep=yes", **{"continue": page["metadata"]["continue"]})
+    rest = client.get(
+        CMS, limit="1", labelSelector="keep=yes", **{"continue": page["metadata"]["continue"]}
+    )
     assert _names(rest.body) == ["c"]
 
 
@@ -159,7 +161,9 @@ def test_bookmarks_carry_the_latest_revision(client: Client) -> None:
     _make(client, "a")
     rv = client.get(CMS).body["metadata"]["resourceVersion"]
     # Writes to another kind advance the revision; the bookmark reports it.
-    client.request("POST", "/api/v1/namespaces/default/secrets", {"kind": "Secret", "metadata": {"name": "s"}})
+    client.request(
+        "POST", "/api/v1/namespaces/default/secrets", {"kind": "Secret", "metadata": {"name": "s"}}
+    )
     head = client.get("/api/v1/namespaces/default/secrets").body["metadata"]["resourceVersion"]
     events = list(
         client.watch(CMS, resourceVersion=rv, allowWatchBookmarks="true", timeoutSeconds="0.6")
