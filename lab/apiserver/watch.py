@@ -5,6 +5,9 @@
   carrying a ``Status`` with code 410 (reason Expired), as Kubernetes sends; client-go relists.
 - ``allowWatchBookmarks``: a BOOKMARK with the revision seen so far after each quiet
   ``bookmark_interval``, so a client can resume from it without replaying.
+- ``sendInitialEvents=true`` (client-go's streaming list, on by default in kubectl 1.35+):
+  ADDED for every current object whatever the resourceVersion, then a BOOKMARK annotated
+  ``k8s.io/initial-events-end``, then changes.
 - ``timeoutSeconds``: the stream ends after that long.
 - With a label or field selector an object that stops matching arrives as DELETED and one that
   starts matching as ADDED, as the watch cache does.
@@ -71,6 +74,9 @@ def watch(
 ) -> Iterator[WatchEvent]:
     """Validate the request (raising ApiError before anything is sent), then stream."""
     start = _revision(query)
+    initial_end = query.get("sendInitialEvents") in ("true", "1")
+    if initial_end:
+        start = None
     match = selector(target, query)
     has_selector = bool(query.get("labelSelector") or query.get("fieldSelector"))
     bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
@@ -90,6 +96,10 @@ def watch(
             for obj in current:
                 if match(obj):
                     yield {"type": "ADDED", "object": served(target, obj)}
+            if initial_end:
+                end = _bookmark(target, revision)
+                end["object"]["metadata"]["annotations"] = {"k8s.io/initial-events-end": "true"}
+                yield end
         conn = schema.connect(store.path, 30.0)
         try:
             seen_version: int | None = None
