@@ -9,6 +9,7 @@ import string
 from typing import Any
 
 from agent.apiserver import AdmissionError, admit
+from agent.model.convert import ConversionError, from_dict
 from agent.store import Store
 from lab.apiserver.errors import ApiError, bad_request, invalid, not_found
 from lab.apiserver.routing import Target
@@ -86,8 +87,30 @@ def check_namespace(store: Store, target: Target, obj: dict[str, Any]) -> None:
         raise not_found("namespaces", ns)
 
 
+def overlay(sent: Any, admitted: Any) -> Any:
+    """``admitted`` (validated, defaulted) laid over ``sent``: fields the model does not carry
+    (probes, resources, volumes...) stay as sent, every field it does carry takes its value."""
+    if isinstance(sent, dict) and isinstance(admitted, dict):
+        out = dict(sent)
+        for key, value in admitted.items():
+            out[key] = overlay(sent[key], value) if key in sent else value
+        return out
+    if isinstance(sent, list) and isinstance(admitted, list) and len(sent) == len(admitted):
+        return [overlay(s, a) for s, a in zip(sent, admitted, strict=True)]
+    return admitted
+
+
+def _same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    try:
+        return from_dict(a) == from_dict(b)
+    except ConversionError:
+        return False
+
+
 def admitted(store: Store, target: Target, obj: dict[str, Any]) -> dict[str, Any]:
-    """The object as the lab's admission stores it (modelled kinds), else as sent."""
+    """The object to store: for modelled kinds, what the lab's admission validated and
+    defaulted, laid over what was sent, so ``kubectl get -o yaml`` shows every field applied
+    (as a cluster does) while the model reads exactly what admission checked."""
     if not target.resource.modelled:
         return obj
     try:
@@ -100,9 +123,10 @@ def admitted(store: Store, target: Target, obj: dict[str, Any]) -> dict[str, Any
         raise ApiError(
             422, f'{obj["kind"]} "{obj["metadata"]["name"]}" is invalid: {err}'
         ) from None
-    if obj["kind"] == "Namespace":
-        result["status"] = {"phase": "Active"}
-    return result
+    result.pop("status", None)
+    full = overlay(obj, result)
+    full.pop("status", None)
+    return full if _same_model(full, result) else result
 
 
 def _field(error: str) -> tuple[str, str]:

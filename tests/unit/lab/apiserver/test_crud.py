@@ -167,3 +167,27 @@ def test_served_in_the_requested_version(client: Client) -> None:
 def test_unknown_resource_is_404(client: Client) -> None:
     assert client.get("/api/v1/namespaces/default/widgets").status == 404
     assert client.get("/apis/example.com/v1").status == 404
+
+
+def test_fields_the_model_does_not_carry_are_kept_and_defaults_are_added(client: Client) -> None:
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "containers": [
+                        {"name": "web", "image": "echo", "resources": {"limits": {"cpu": "1"}}}
+                    ]
+                },
+            },
+        },
+    }
+    reply = client.request("POST", "/apis/apps/v1/namespaces/default/deployments", deployment)
+    assert reply.status == 201
+    pod_spec = reply.body["spec"]["template"]["spec"]
+    assert pod_spec["containers"][0]["resources"] == {"limits": {"cpu": "1"}}  # kept
+    assert pod_spec["restartPolicy"] == "Always"  # the model's default

@@ -67,6 +67,10 @@ spec:
         image: echo
         ports:
         - containerPort: 8080
+        resources:
+          limits: {cpu: 500m}
+        readinessProbe:
+          httpGet: {path: /healthz, port: 8080}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -151,7 +155,10 @@ def test_kubectl_session(binary: Path, lab: tuple[Store, Path], tmp_path: Path) 
         "httproute.gateway.networking.k8s.io/shop created",
     ):
         assert line in created
-    assert "service/web unchanged" in k.apply(2)
+    again = k.apply(2)
+    assert "service/web unchanged" in again and "deployment.apps/web unchanged" in again
+    probe = "jsonpath={.spec.template.spec.containers[0].readinessProbe.httpGet.path}"
+    assert k.out("get", "deploy", "web", "-o", probe) == "/healthz"
     assert "deployment.apps/web configured" in k.apply(3)
     assert k.out("get", "deploy", "web", "-o", "jsonpath={.spec.replicas}") == "3"
 
