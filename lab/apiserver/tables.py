@@ -34,8 +34,8 @@ def human_duration(seconds: float) -> str:
         return f"{hours // 24}d{hours % 24}h" if hours % 24 else f"{hours // 24}d"
     if hours < 24 * 365 * 2:
         return f"{hours // 24}d"
-    years = hours // (24 * 365)
-    return f"{years}y{(hours // 24) % 365}d" if years < 8 else f"{years}y"
+    years, days = hours // (24 * 365), (hours // 24) % 365
+    return f"{years}y{days}d" if years < 8 and days else f"{years}y"
 
 
 def age(obj: Obj) -> str:
