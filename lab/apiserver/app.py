@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from agent.store import Store
-from lab.apiserver import discovery, openapi, reads, subresources, tables, writes
+from lab.apiserver import discovery, openapi, protobuf, reads, subresources, tables, writes
 from lab.apiserver.errors import ApiError, bad_request
 from lab.apiserver.routing import Discovery, Target, route
 from lab.apiserver.watch import WatchSettings, watch
@@ -188,6 +188,11 @@ def _binary(request: Request) -> bool:
 
 def _body(request: Request) -> Any:
     ctype = request.header("content-type").split(";")[0].strip()
+    if ctype == "application/vnd.kubernetes.protobuf":
+        try:
+            return protobuf.decode(request.body)
+        except (protobuf.ProtobufError, UnicodeDecodeError, ValueError) as err:
+            raise ApiError(415, f"the body of the request could not be read: {err}") from None
     if "protobuf" in ctype or "cbor" in ctype:
         raise ApiError(
             415,

@@ -187,6 +187,13 @@ def test_kubectl_session(binary: Path, lab: tuple[Store, Path], tmp_path: Path) 
     assert missing.returncode != 0
     assert 'Error from server (NotFound): services "nope" not found' in missing.stderr
 
+    # Typed create commands (protobuf bodies from 1.32 on).
+    assert "namespace/made-by-create created" in k.out("create", "namespace", "made-by-create")
+    assert "configmap/literal created" in k.out(
+        "create", "configmap", "literal", "--from-literal=a=b"
+    )
+    assert k.out("get", "cm", "literal", "-o", "jsonpath={.data.a}") == "b"
+
     # label, annotate, patch (three types), describe, edit, scale.
     assert "service/web labeled" in k.out("label", "svc", "web", "tier=front")
     # kubectl 1.27 prints "service/web annotate".
