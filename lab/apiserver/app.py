@@ -12,7 +12,16 @@ from typing import Any
 import yaml
 
 from agent.store import Store
-from lab.apiserver import discovery, openapi, protobuf, reads, subresources, tables, writes
+from lab.apiserver import (
+    discovery,
+    fieldvalidation,
+    openapi,
+    protobuf,
+    reads,
+    subresources,
+    tables,
+    writes,
+)
 from lab.apiserver.errors import ApiError, bad_request
 from lab.apiserver.routing import Discovery, Target, route
 from lab.apiserver.watch import WatchSettings, watch
@@ -38,6 +47,7 @@ class Response:
     body: Any  # a JSON value, or bytes with content_type
     content_type: str = "application/json"
     stream: Iterator[dict[str, Any]] | None = None  # watch events, one JSON object a line
+    warnings: list[str] = field(default_factory=list)  # sent as Warning headers
 
 
 class Api:
@@ -97,15 +107,20 @@ class Api:
         if method == "GET":
             return self._read(request, target)
         if method == "POST" and target.name is None:
-            obj = writes.create(self.store, target, _body(request), dry_run=dry_run)
-            return Response(201, reads.served(target, obj))
+            body, warnings = self._validate(target, _body(request), q)
+            obj = writes.create(self.store, target, body, dry_run=dry_run)
+            return Response(201, reads.served(target, obj), warnings=warnings)
         if method == "PUT" and target.name is not None:
-            obj = writes.update(self.store, target, _body(request), dry_run=dry_run)
-            return Response(200, reads.served(target, obj))
+            body, warnings = self._validate(target, _body(request), q)
+            obj = writes.update(self.store, target, body, dry_run=dry_run)
+            return Response(200, reads.served(target, obj), warnings=warnings)
         if method == "PATCH" and target.name is not None:
             ctype = request.header("content-type").split(";")[0].strip()
-            obj = writes.patch(self.store, target, _body(request), ctype, dry_run=dry_run)
-            return Response(200, reads.served(target, obj))
+            body, warnings = _body(request), []
+            if ctype != writes.JSON_PATCH:
+                body, warnings = self._validate(target, body, q)
+            obj = writes.patch(self.store, target, body, ctype, dry_run=dry_run)
+            return Response(200, reads.served(target, obj), warnings=warnings)
         if method == "DELETE" and target.name is not None:
             options = _body(request) if request.body.strip() else {}
             if options.get("dryRun") == ["All"]:
@@ -125,6 +140,11 @@ class Api:
                 gone.append(writes.delete(self.store, one, {}, dry_run=dry_run))
             return Response(200, reads.list_body(target, gone, {"resourceVersion": ""}))
         raise ApiError(405, f"{method} is not allowed on this path")
+
+    @staticmethod
+    def _validate(target: Target, body: Any, query: Mapping[str, str]) -> tuple[Any, list[str]]:
+        mode = query.get("fieldValidation")
+        return fieldvalidation.check(target.resource.kind, target.version, body, mode)
 
     def _scale(self, request: Request, target: Target, dry_run: bool) -> Response:
         main = Target(target.resource, target.version, target.namespace, target.name)

@@ -72,6 +72,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Cache-Control", "no-cache, private")
+        for warning in response.warnings:
+            self.send_header("Warning", '299 - "{}"'.format(warning.replace('"', '\\"')))
         self.end_headers()
         self.wfile.write(payload)
 

@@ -187,6 +187,15 @@ def test_kubectl_session(binary: Path, lab: tuple[Store, Path], tmp_path: Path) 
     assert missing.returncode != 0
     assert 'Error from server (NotFound): services "nope" not found' in missing.stderr
 
+    # Field validation names the unknown field (kubectl asks for Strict by default).
+    (tmp_path / "typo.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: typo}\ndta: {a: b}\n"
+    )
+    typo = k.run("apply", "-f", str(tmp_path / "typo.yaml"), ok=False)
+    assert typo.returncode != 0 and 'unknown field "dta"' in typo.stderr
+    warned = k.run("apply", "-f", str(tmp_path / "typo.yaml"), "--validate=warn")
+    assert 'Warning: unknown field "dta"' in warned.stderr
+
     # Typed create commands (protobuf bodies from 1.32 on).
     assert "namespace/made-by-create created" in k.out("create", "namespace", "made-by-create")
     assert "configmap/literal created" in k.out(
