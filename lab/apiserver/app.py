@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import hmac
-import json
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from agent.store import Store
 from lab.apiserver import (
+    bodies,
     discovery,
     fieldvalidation,
     openapi,
-    protobuf,
     reads,
     subresources,
     tables,
     writes,
 )
-from lab.apiserver.errors import ApiError, bad_request
+from lab.apiserver.errors import ApiError
 from lab.apiserver.routing import Discovery, Target, route
 from lab.apiserver.watch import WatchSettings, watch
 
@@ -46,7 +43,7 @@ class Response:
     status: int
     body: Any  # a JSON value, or bytes with content_type
     content_type: str = "application/json"
-    stream: Iterator[dict[str, Any]] | None = None  # watch events, one JSON object a line
+    stream: Iterator[dict[str, Any] | None] | None = None  # watch events; None: heartbeat
     warnings: list[str] = field(default_factory=list)  # sent as Warning headers
 
 
@@ -191,40 +188,20 @@ class Api:
 
 
 def _as_tables(
-    target: Target, events: Iterator[dict[str, Any]], include: str
-) -> Iterator[dict[str, Any]]:
+    target: Target, events: Iterator[dict[str, Any] | None], include: str
+) -> Iterator[dict[str, Any] | None]:
     for event in events:
-        if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+        if event is not None and event["type"] in ("ADDED", "MODIFIED", "DELETED"):
             obj = event["object"]
             meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
             event = {"type": event["type"], "object": tables.table(target, [obj], meta, include)}
         yield event
 
 
+def _body(request: Request) -> Any:
+    return bodies.decode(request.header("content-type"), request.body)
+
+
 def _binary(request: Request) -> bool:
     ctype = request.header("content-type")
     return "protobuf" in ctype or "cbor" in ctype
-
-
-def _body(request: Request) -> Any:
-    ctype = request.header("content-type").split(";")[0].strip()
-    if ctype == "application/vnd.kubernetes.protobuf":
-        try:
-            return protobuf.decode(request.body)
-        except (protobuf.ProtobufError, UnicodeDecodeError, ValueError) as err:
-            raise ApiError(415, f"the body of the request could not be read: {err}") from None
-    if "protobuf" in ctype or "cbor" in ctype:
-        raise ApiError(
-            415,
-            f"the body of the request was in an unknown format - accepted media types include: "
-            f"application/json, application/yaml (got {ctype})",
-        )
-    text = request.body.decode("utf-8", errors="replace")
-    try:
-        if "yaml" in ctype:
-            return yaml.safe_load(text)
-        return json.loads(text)
-    except (ValueError, yaml.YAMLError) as err:
-        raise bad_request(
-            f"the request body is not valid {'YAML' if 'yaml' in ctype else 'JSON'}: {err}"
-        ) from None

@@ -7,6 +7,7 @@ the lab has a handful of clients. Watches are written with chunked transfer enco
 from __future__ import annotations
 
 import json
+import select
 import socket
 import ssl
 import threading
@@ -87,6 +88,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         try:
             for event in response.stream:
+                if event is None:
+                    if self._client_gone():
+                        break
+                    continue
                 line = _dumps(event) + b"\n"
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
                 self.wfile.flush()
@@ -98,6 +103,12 @@ class _Handler(BaseHTTPRequestHandler):
             close = getattr(response.stream, "close", None)
             if close is not None:
                 close()
+
+    def _client_gone(self) -> bool:
+        """During a watch the client sends nothing: anything readable is its FIN (or TLS
+        close_notify), so the stream ends instead of polling for a client that left."""
+        readable, _, _ = select.select([self.connection], [], [], 0)
+        return bool(readable)
 
 
 class _Server(ThreadingHTTPServer):

@@ -30,7 +30,10 @@ from lab.apiserver.errors import bad_request, status_object
 from lab.apiserver.reads import selector, served
 from lab.apiserver.routing import Target
 
-WatchEvent = dict[str, Any]
+WatchEvent = dict[str, Any] | None
+"""An event to send, or None: a heartbeat on which the transport checks the client is there."""
+
+HEARTBEAT = 1.0  # seconds between liveness checks of an idle watch's client
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +63,7 @@ def _timeout(query: Mapping[str, str], default: float) -> float:
         raise bad_request(f"timeoutSeconds must be a number, got {text!r}") from None
 
 
-def _gone(requested: int, compacted: int) -> WatchEvent:
+def _gone(requested: int, compacted: int) -> dict[str, Any]:
     message = f"too old resource version: {requested} ({compacted + 1})"
     return {"type": "ERROR", "object": status_object(410, "Expired", message)}
 
@@ -103,7 +106,7 @@ def watch(
         conn = schema.connect(store.path, 30.0)
         try:
             seen_version: int | None = None
-            last_sent = time.monotonic()
+            last_sent = last_beat = time.monotonic()
             while not stop.is_set() and time.monotonic() < deadline:
                 version = conn.execute("PRAGMA data_version").fetchone()[0]
                 if version != seen_version:
@@ -125,6 +128,9 @@ def watch(
                 if bookmarks and time.monotonic() - last_sent >= settings.bookmark_interval:
                     last_sent = time.monotonic()
                     yield _bookmark(target, position)
+                if time.monotonic() - last_beat >= HEARTBEAT:
+                    last_beat = time.monotonic()
+                    yield None
                 stop.wait(settings.poll_interval)
         finally:
             conn.close()
@@ -170,7 +176,7 @@ def _filtered(
     return None
 
 
-def _bookmark(target: Target, position: int) -> WatchEvent:
+def _bookmark(target: Target, position: int) -> dict[str, Any]:
     return {
         "type": "BOOKMARK",
         "object": {

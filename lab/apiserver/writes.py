@@ -51,6 +51,8 @@ def get(store: Store, target: Target) -> dict[str, Any]:
 
 def create(store: Store, target: Target, body: Any, *, dry_run: bool = False) -> dict[str, Any]:
     obj = shape(target, body, creating=True)
+    if obj["metadata"].get("resourceVersion"):
+        raise bad_request("resourceVersion should not be set on objects to be created")
     if _has_status(target):
         obj.pop("status", None)
     check_namespace(store, target, obj)
@@ -175,9 +177,9 @@ def _server_side_apply(store: Store, target: Target, body: Any, *, dry_run: bool
     configuration into it (strategic merge for built-in kinds, JSON merge otherwise). Fields
     a previous apply set and this one omits are kept, where a cluster would remove them."""
     obj = shape(target, body, creating=True)
+    obj["metadata"] = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
     if store.get(target.resource.kind, target.namespace or "", obj["metadata"]["name"]) is None:
         return create(store, target, obj, dry_run=dry_run)
-    obj["metadata"] = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
     obj.pop("status", None)
     kind = STRATEGIC if target.resource.builtin else MERGE
     return patch(store, target, obj, kind, dry_run=dry_run)
