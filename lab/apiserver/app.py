@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -10,10 +9,12 @@ from typing import Any
 
 from agent.store import Store
 from lab.apiserver import (
+    auth,
     bodies,
     discovery,
     fieldvalidation,
     openapi,
+    rbac,
     reads,
     subresources,
     tables,
@@ -68,37 +69,48 @@ class Api:
         except ApiError as err:
             return Response(err.code, err.status())
 
-    def _authenticated(self, request: Request) -> bool:
-        scheme, _, token = request.header("authorization").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return False
-        return any(hmac.compare_digest(token.strip(), t) for t in self.tokens)
+    def _rbac_objects(self) -> list[dict[str, Any]]:
+        return self.store.list(auth.RBAC_KINDS)[0]
+
+    def _authorize(self, user: rbac.User, attrs: rbac.Attributes) -> None:
+        if user.groups and rbac.MASTERS in user.groups:
+            return
+        if not rbac.allowed(user, attrs, self._rbac_objects()):
+            raise ApiError(403, rbac.forbidden_message(user, attrs))
 
     def _handle(self, request: Request) -> Response:
         path = request.path.rstrip("/") or "/"
-        if path not in PUBLIC_PATHS and not self._authenticated(request):
-            raise ApiError(401, "Unauthorized")
+        user = rbac.User("system:anonymous", ("system:unauthenticated",))
+        if path not in PUBLIC_PATHS:
+            found = auth.authenticate(self.store, self.tokens, request.header("authorization"))
+            if found is None:
+                raise ApiError(401, "Unauthorized")
+            user = found
+        target = None if path in PUBLIC_PATHS or path.startswith("/openapi/") else route(path)
+        if isinstance(target, Target):
+            self._authorize(user, auth.request_attributes(request.method, request.query, target))
+            return self._resource(request, target, user)
+        self._authorize(user, rbac.Attributes(request.method.lower(), path=path))
         if path == "/version":
             return Response(200, discovery.version())
         if path in ("/healthz", "/livez", "/readyz"):
             return Response(200, b"ok", "text/plain")
         if path.startswith("/openapi/"):
             return openapi.respond(path, request.header("accept"))
-        target = route(path)
         if isinstance(target, Discovery):
             if request.method != "GET":
                 raise ApiError(405, f"{request.method} is not allowed on {path}")
             return Response(200, discovery.document(target, self.server_address))
-        return self._resource(request, target)
+        raise ApiError(404, f"the server could not find the requested resource ({path})")
 
-    def _resource(self, request: Request, target: Target) -> Response:
+    def _resource(self, request: Request, target: Target, user: rbac.User) -> Response:
         q, method = request.query, request.method
         dry_run = q.get("dryRun") == "All"
         if target.resource.verbs == ("create",):
             if method != "POST" or target.name is not None:
                 raise ApiError(405, f"{method} is not allowed on {target.resource.plural}")
-            body = {} if _binary(request) else _body(request)
-            return Response(201, subresources.review(target, body))
+            review = subresources.review(target, _body(request), user, self._rbac_objects())
+            return Response(201, review)
         if target.subresource == "scale":
             return self._scale(request, target, dry_run)
         if method == "GET":
@@ -200,8 +212,3 @@ def _as_tables(
 
 def _body(request: Request) -> Any:
     return bodies.decode(request.header("content-type"), request.body)
-
-
-def _binary(request: Request) -> bool:
-    ctype = request.header("content-type")
-    return "protobuf" in ctype or "cbor" in ctype

@@ -111,7 +111,17 @@ def credentials(state: Path) -> Credentials:
     return Credentials(state / "ca.crt", cert, key, token_path.read_text().strip())
 
 
-def write_kubeconfig(path: Path, lab: str, url: str, creds: Credentials) -> Path:
+def write_kubeconfig(
+    path: Path,
+    lab: str,
+    url: str,
+    creds: Credentials,
+    *,
+    token: str | None = None,
+    user: str = "admin",
+) -> Path:
+    """A kubeconfig for context ``tulle-<lab>``: the lab CA, and the admin token unless
+    another (a ServiceAccount's) is given."""
     context = f"tulle-{lab}"
     config = {
         "apiVersion": "v1",
@@ -122,11 +132,15 @@ def write_kubeconfig(path: Path, lab: str, url: str, creds: Credentials) -> Path
                 "cluster": {"server": url, "certificate-authority": str(creds.ca_cert)},
             }
         ],
-        "users": [{"name": f"{context}-admin", "user": {"token": creds.token}}],
+        "users": [{"name": f"{context}-{user}", "user": {"token": token or creds.token}}],
         "contexts": [
             {
                 "name": context,
-                "context": {"cluster": context, "user": f"{context}-admin", "namespace": "default"},
+                "context": {
+                    "cluster": context,
+                    "user": f"{context}-{user}",
+                    "namespace": "default",
+                },
             }
         ],
         "current-context": context,

@@ -51,8 +51,40 @@ _MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
         4: ("automountServiceAccountToken", "bool"),
     },
     "LocalObjectReference": {1: ("name", "string")},
+    "SelfSubjectAccessReview": {
+        1: ("metadata", "msg:ObjectMeta"),
+        2: ("spec", "msg:SelfSubjectAccessReviewSpec"),
+    },
+    "SelfSubjectAccessReviewSpec": {
+        1: ("resourceAttributes", "msg:ResourceAttributes"),
+        2: ("nonResourceAttributes", "msg:NonResourceAttributes"),
+    },
+    "ResourceAttributes": {
+        1: ("namespace", "string"),
+        2: ("verb", "string"),
+        3: ("group", "string"),
+        4: ("version", "string"),
+        5: ("resource", "string"),
+        6: ("subresource", "string"),
+        7: ("name", "string"),
+    },
+    "NonResourceAttributes": {1: ("path", "string"), 2: ("verb", "string")},
+    "SelfSubjectRulesReview": {
+        1: ("metadata", "msg:ObjectMeta"),
+        2: ("spec", "msg:SelfSubjectRulesReviewSpec"),
+    },
+    "SelfSubjectRulesReviewSpec": {1: ("namespace", "string")},
 }
-KINDS = frozenset({"Namespace", "ConfigMap", "Secret", "ServiceAccount"})
+KINDS = frozenset(
+    {
+        "Namespace",
+        "ConfigMap",
+        "Secret",
+        "ServiceAccount",
+        "SelfSubjectAccessReview",
+        "SelfSubjectRulesReview",
+    }
+)
 
 
 class ProtobufError(ValueError):

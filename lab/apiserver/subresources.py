@@ -1,17 +1,24 @@
 """Answers that are not stored objects: a Deployment's ``scale`` and the self-reviews behind
 ``kubectl auth can-i``.
 
-Every authenticated client holds the lab's admin token today, which may do everything, so the
-truthful answer to every review is "yes"; RBAC (issue 10) will answer from Roles.
+Reviews are answered by RBAC (``rbac.py``), for the user that asks.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lab.apiserver import patch as patches
 from lab.apiserver.errors import ApiError, bad_request
+from lab.apiserver.rbac import (
+    MASTERS,
+    Attributes,
+    User,
+    allowed,
+    applicable_rules,
+)
 from lab.apiserver.routing import Target
 
 
@@ -66,18 +73,45 @@ def patched_scale(deployment: dict[str, Any], body: Any, content_type: str) -> d
         raise ApiError(422, str(err)) from None
 
 
-def review(target: Target, body: Any) -> dict[str, Any]:
-    """A SelfSubjectAccessReview or SelfSubjectRulesReview, answered for the admin token."""
-    spec = body.get("spec", {}) if isinstance(body, dict) else {}
+def review(
+    target: Target, body: Any, user: User, rbac_objects: Iterable[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """A SelfSubjectAccessReview (may I do this?) or SelfSubjectRulesReview (what may I do in
+    this namespace?), answered by the same RBAC rules that authorize requests."""
+    spec = body.get("spec") if isinstance(body, dict) else None
+    spec = spec if isinstance(spec, dict) else {}
     kind = target.resource.kind
     out: dict[str, Any] = {"kind": kind, "apiVersion": target.api_version, "metadata": {}}
     out["spec"] = spec
+    objs = list(rbac_objects)
     if kind == "SelfSubjectAccessReview":
-        out["status"] = {"allowed": True, "reason": "the lab admin token may do everything"}
+        attrs = _review_attributes(spec)
+        # A denial carries no reason, as RBAC's does not: kubectl prints a bare "no".
+        out["status"] = {"allowed": allowed(user, attrs, objs)}
+        return out
+    if MASTERS in user.groups:
+        rules: list[Mapping[str, Any]] = [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}]
+        non_resource: list[Mapping[str, Any]] = [{"verbs": ["*"], "nonResourceURLs": ["*"]}]
     else:
-        out["status"] = {
-            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-            "incomplete": False,
-        }
+        granted = applicable_rules(user, str(spec.get("namespace") or ""), objs)
+        rules = [r for r in granted if r.get("resources")]
+        non_resource = [r for r in granted if r.get("nonResourceURLs")]
+    out["status"] = {"resourceRules": rules, "nonResourceRules": non_resource, "incomplete": False}
     return out
+
+
+def _review_attributes(spec: Mapping[str, Any]) -> Attributes:
+    res = spec.get("resourceAttributes")
+    if isinstance(res, Mapping):
+        return Attributes(
+            str(res.get("verb") or ""),
+            str(res.get("group") or ""),
+            str(res.get("resource") or ""),
+            str(res.get("subresource") or ""),
+            str(res.get("namespace") or ""),
+            str(res.get("name") or ""),
+        )
+    non = spec.get("nonResourceAttributes")
+    if isinstance(non, Mapping):
+        return Attributes(str(non.get("verb") or ""), path=str(non.get("path") or ""))
+    raise bad_request("spec.resourceAttributes or spec.nonResourceAttributes is required")

@@ -13,6 +13,7 @@ from typing import Any
 from agent.store import AlreadyExists, Conflict, NotFound, Store, StoreError
 from lab.apiserver import patch as patches
 from lab.apiserver.admission import admitted, check_namespace, shape
+from lab.apiserver.auth import with_token
 from lab.apiserver.errors import ApiError, already_exists, bad_request, conflict, not_found
 from lab.apiserver.routing import Target
 
@@ -55,6 +56,8 @@ def create(store: Store, target: Target, body: Any, *, dry_run: bool = False) ->
         raise bad_request("resourceVersion should not be set on objects to be created")
     if _has_status(target):
         obj.pop("status", None)
+    if obj["kind"] == "Secret":
+        obj = with_token(obj)
     check_namespace(store, target, obj)
     obj = admitted(store, target, obj)
     if dry_run:

