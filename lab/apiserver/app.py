@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from lab.apiserver import (
 from lab.apiserver.errors import ApiError
 from lab.apiserver.routing import Discovery, Target, route
 from lab.apiserver.watch import WatchSettings, watch
+
+log = logging.getLogger(__name__)
 
 PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
 
@@ -68,6 +71,9 @@ class Api:
             return self._handle(request)
         except ApiError as err:
             return Response(err.code, err.status())
+        except Exception as err:  # a bug must cost one request a 500, not the connection
+            log.exception("%s %s failed", request.method, request.path)
+            return Response(500, ApiError(500, f"Internal error occurred: {err}").status())
 
     def _rbac_objects(self) -> list[dict[str, Any]]:
         return self.store.list(auth.RBAC_KINDS)[0]
@@ -132,6 +138,8 @@ class Api:
             return Response(200, reads.served(target, obj), warnings=warnings)
         if method == "DELETE" and target.name is not None:
             options = _body(request) if request.body.strip() else {}
+            if not isinstance(options, dict):
+                raise ApiError(400, "the body of a DELETE must be a DeleteOptions object")
             if options.get("dryRun") == ["All"]:
                 dry_run = True
             obj = writes.delete(self.store, target, options, dry_run=dry_run)

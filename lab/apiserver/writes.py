@@ -204,6 +204,8 @@ def delete(
     job on a cluster, done here at once so nothing of it outlives the namespace)."""
     existing = get(store, target)
     preconditions = options.get("preconditions") or {}
+    if not isinstance(preconditions, dict):
+        raise bad_request("preconditions must be an object")
     expected = preconditions.get("resourceVersion")
     if expected is not None and str(expected) != existing["metadata"].get("resourceVersion"):
         raise conflict(target.resource.plural, target.name or "", target.resource.group)

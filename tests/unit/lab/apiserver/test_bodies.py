@@ -81,3 +81,13 @@ def test_a_watch_whose_client_left_ends(server_parts: tuple[ApiServer, Store, Cl
     while threading.active_count() > before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert threading.active_count() <= before
+
+
+@pytest.mark.parametrize("options", [[1], "x", {"preconditions": "x"}])
+def test_malformed_delete_options_are_400_and_delete_nothing(
+    client: Client, options: object
+) -> None:
+    client.request("POST", CMS, configmap("a"))
+    reply = client.request("DELETE", f"{CMS}/a", options)
+    assert reply.status == 400 and reply.body["kind"] == "Status"
+    assert client.get(f"{CMS}/a").status == 200
