@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent.store import Expired, Store
+from lab.apiserver import storeview
 from lab.apiserver.errors import ApiError, bad_request, expired
 from lab.apiserver.routing import Target
 from lab.apiserver.selectors import Predicate, parse_field_selector, parse_label_selector
@@ -54,29 +55,30 @@ def list_objects(
     store: Store, target: Target, query: Mapping[str, str]
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(items, list metadata) for a list request."""
-    match = selector(target, query)
+    has_selector = bool(query.get("labelSelector") or query.get("fieldSelector"))
+    match = selector(target, query) if has_selector else None
     limit = _limit(query)
     token = query.get("continue")
-    objs, revision = store.list(target.resource.kind, target.namespace)
     start: tuple[str, str] | None = None
+    first_revision: int | None = None
     if token:
-        revision, ns, name = decode_continue(token)
+        first_revision, ns, name = decode_continue(token)
         try:
-            store.events_since(revision, kinds=(), limit=1)
+            store.events_since(first_revision, kinds=(), limit=1)
         except Expired:
             raise expired(
                 "The provided continue parameter is too old to display a consistent list "
                 "result. You can start a new list without the continue parameter."
             ) from None
         start = (ns, name)
-    items = [o for o in objs if match(o) and (start is None or _position(o) > start)]
+    found = storeview.page(store, target.resource.kind, target.namespace, start, match, limit)
+    revision = found.revision if first_revision is None else first_revision
     meta: dict[str, Any] = {"resourceVersion": str(revision)}
-    if limit is not None and len(items) > limit:
-        last = items[limit - 1]
-        meta["continue"] = encode_continue(revision, *_position(last))
-        meta["remainingItemCount"] = len(items) - limit
-        items = items[:limit]
-    return items, meta
+    if found.more:
+        meta["continue"] = encode_continue(revision, *_position(found.items[-1]))
+        if found.remaining is not None:
+            meta["remainingItemCount"] = found.remaining
+    return found.items, meta
 
 
 def _position(obj: Mapping[str, Any]) -> tuple[str, str]:
