@@ -12,6 +12,7 @@ from agent.store import Store
 from lab.apiserver import (
     auth,
     bodies,
+    crds,
     discovery,
     fieldvalidation,
     openapi,
@@ -92,7 +93,9 @@ class Api:
             if found is None:
                 raise ApiError(401, "Unauthorized")
             user = found
-        target = None if path in PUBLIC_PATHS or path.startswith("/openapi/") else route(path)
+        registry = crds.registry(self.store)
+        public = path in PUBLIC_PATHS or path.startswith("/openapi/")
+        target = None if public else route(path, registry)
         if isinstance(target, Target):
             self._authorize(user, auth.request_attributes(request.method, request.query, target))
             return self._resource(request, target, user)
@@ -102,11 +105,11 @@ class Api:
         if path in ("/healthz", "/livez", "/readyz"):
             return Response(200, b"ok", "text/plain")
         if path.startswith("/openapi/"):
-            return openapi.respond(path, request.header("accept"))
+            return openapi.respond(path, request.header("accept"), registry)
         if isinstance(target, Discovery):
             if request.method != "GET":
                 raise ApiError(405, f"{request.method} is not allowed on {path}")
-            return Response(200, discovery.document(target, self.server_address))
+            return Response(200, discovery.document(target, self.server_address, registry))
         raise ApiError(404, f"the server could not find the requested resource ({path})")
 
     def _resource(self, request: Request, target: Target, user: rbac.User) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.apiserver.resources import groups, in_group_version
+from lab.apiserver.resources import BUILTIN, Registry
 from lab.apiserver.routing import Discovery
 
 KUBE_VERSION = ("1", "32")
@@ -31,7 +31,7 @@ def _group(name: str, versions: list[str]) -> dict[str, Any]:
     return {"name": name, "versions": gvs, "preferredVersion": gvs[0]}
 
 
-def document(d: Discovery, server_address: str) -> dict[str, Any]:
+def document(d: Discovery, server_address: str, registry: Registry = BUILTIN) -> dict[str, Any]:
     if d.kind == "versions":
         return {
             "kind": "APIVersions",
@@ -41,16 +41,17 @@ def document(d: Discovery, server_address: str) -> dict[str, Any]:
             ],
         }
     if d.kind == "groups":
-        listed = [_group(g, vs) for g, vs in groups().items() if g]
+        listed = [_group(g, vs) for g, vs in registry.groups().items() if g]
         return {"kind": "APIGroupList", "apiVersion": "v1", "groups": listed}
     if d.kind == "group":
-        return {"kind": "APIGroup", "apiVersion": "v1", **_group(d.group, groups()[d.group])}
-    return resource_list(d.group, d.version)
+        group = _group(d.group, registry.groups()[d.group])
+        return {"kind": "APIGroup", "apiVersion": "v1", **group}
+    return resource_list(d.group, d.version, registry)
 
 
-def resource_list(group: str, version: str) -> dict[str, Any]:
+def resource_list(group: str, version: str, registry: Registry = BUILTIN) -> dict[str, Any]:
     entries: list[dict[str, Any]] = []
-    for r in in_group_version(group, version):
+    for r in registry.in_group_version(group, version):
         entry: dict[str, Any] = {
             "name": r.plural,
             "singularName": r.singular,

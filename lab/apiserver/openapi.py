@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from lab.apiserver.errors import ApiError
-from lab.apiserver.resources import Resource, groups, in_group_version
+from lab.apiserver.resources import BUILTIN, Registry, Resource
 from lab.apiserver.smp_meta import merge_key_table
 
 _PARAMS = ("dryRun", "fieldManager", "fieldValidation", "force", "pretty")
@@ -134,11 +134,11 @@ def _operation(r: Resource, version: str, verb: str) -> dict[str, Any]:
     }
 
 
-def group_version(group: str, version: str) -> dict[str, Any]:
+def group_version(group: str, version: str, registry: Registry = BUILTIN) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {_OBJECT_META: _object_meta()}
     prefix = "/" + _gv_path(group, version)
-    for r in in_group_version(group, version):
+    for r in registry.in_group_version(group, version):
         scope = f"{prefix}/namespaces/{{namespace}}" if r.namespaced else prefix
         paths[f"{scope}/{r.plural}"] = {
             "post": _operation(r, version, "post"),
@@ -159,11 +159,11 @@ def group_version(group: str, version: str) -> dict[str, Any]:
     }
 
 
-def _index() -> dict[str, Any]:
+def _index(registry: Registry) -> dict[str, Any]:
     paths = {}
-    for group, versions in groups().items():
+    for group, versions in registry.groups().items():
         for version in versions:
-            doc = json.dumps(group_version(group, version), sort_keys=True).encode()
+            doc = json.dumps(group_version(group, version, registry), sort_keys=True).encode()
             digest = hashlib.sha256(doc).hexdigest()[:32].upper()
             path = _gv_path(group, version)
             paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
@@ -185,7 +185,7 @@ def v2_protobuf() -> bytes:
     return _field(1, b"2.0") + _field(2, info)
 
 
-def respond(path: str, accept: str) -> Any:
+def respond(path: str, accept: str, registry: Registry = BUILTIN) -> Any:
     from lab.apiserver.app import Response  # a cycle only at call time
 
     parts = [p for p in path.split("/") if p]
@@ -203,10 +203,11 @@ def respond(path: str, accept: str) -> Any:
         )
     if parts[:2] == ["openapi", "v3"]:
         if len(parts) == 2:
-            return Response(200, _index())
+            return Response(200, _index(registry))
         rest = parts[2:]
-        if rest[0] == "api" and len(rest) == 2 and rest[1] in groups().get("", []):
-            return Response(200, group_version("", rest[1]))
-        if rest[0] == "apis" and len(rest) == 3 and rest[2] in groups().get(rest[1], []):
-            return Response(200, group_version(rest[1], rest[2]))
+        served = registry.groups()
+        if rest[0] == "api" and len(rest) == 2 and rest[1] in served.get("", []):
+            return Response(200, group_version("", rest[1], registry))
+        if rest[0] == "apis" and len(rest) == 3 and rest[2] in served.get(rest[1], []):
+            return Response(200, group_version(rest[1], rest[2], registry))
     raise ApiError(404, f"the server could not find the requested resource ({path})")

@@ -25,6 +25,8 @@ class Resource:
     subresources: tuple[str, ...] = ()
     modelled: bool = False  # admitted through the typed model
     verbs: tuple[str, ...] = VERBS  # ("create",) for reviews, which are answered, not stored
+    custom: bool = False  # defined by a CustomResourceDefinition
+    printer_columns: tuple[tuple[str, str, str, int], ...] = ()  # CRDs: name, type, path, priority
 
     @property
     def singular(self) -> str:
@@ -32,8 +34,9 @@ class Resource:
 
     @property
     def builtin(self) -> bool:
-        """Kubernetes' own types, for which strategic merge patch is defined."""
-        return not self.group.endswith(".networking.k8s.io") or self.group == "networking.k8s.io"
+        """Kubernetes' own types, for which strategic merge patch is defined (not Gateway
+        API's, which a cluster serves from CRDs, nor any CRD's)."""
+        return not self.custom and self.group != "gateway.networking.k8s.io"
 
     def api_version(self, version: str | None = None) -> str:
         version = version or self.versions[0]
@@ -114,23 +117,33 @@ RESOURCES: tuple[Resource, ...] = (
     ),
 )
 
-_BY_PATH = {(r.group, v, r.plural): r for r in RESOURCES for v in r.versions}
+
+class Registry:
+    """The resources served: the built-in table plus those CustomResourceDefinitions add."""
+
+    def __init__(self, resources: tuple[Resource, ...]) -> None:
+        self.resources = resources
+        self._by_path = {(r.group, v, r.plural): r for r in resources for v in r.versions}
+
+    def lookup(self, group: str, version: str, plural: str) -> Resource | None:
+        return self._by_path.get((group, version, plural))
+
+    def groups(self) -> dict[str, list[str]]:
+        """Every group (core is "") with its versions, preferred first."""
+        out: dict[str, list[str]] = {}
+        for r in self.resources:
+            versions = out.setdefault(r.group, [])
+            for v in r.versions:
+                if v not in versions:
+                    versions.append(v)
+        return out
+
+    def in_group_version(self, group: str, version: str) -> list[Resource]:
+        return [r for r in self.resources if r.group == group and version in r.versions]
+
+
+BUILTIN = Registry(RESOURCES)
 
 
 def lookup(group: str, version: str, plural: str) -> Resource | None:
-    return _BY_PATH.get((group, version, plural))
-
-
-def groups() -> dict[str, list[str]]:
-    """Every group (core is "") with its versions, preferred first."""
-    out: dict[str, list[str]] = {}
-    for r in RESOURCES:
-        versions = out.setdefault(r.group, [])
-        for v in r.versions:
-            if v not in versions:
-                versions.append(v)
-    return out
-
-
-def in_group_version(group: str, version: str) -> list[Resource]:
-    return [r for r in RESOURCES if r.group == group and version in r.versions]
+    return BUILTIN.lookup(group, version, plural)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lab.apiserver.errors import ApiError, not_found
-from lab.apiserver.resources import Resource, groups, lookup
+from lab.apiserver.resources import BUILTIN, Registry, Resource
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ class Discovery:
     version: str = ""
 
 
-def route(path: str) -> Target | Discovery:
+def route(path: str, registry: Registry = BUILTIN) -> Target | Discovery:
     parts = [p for p in path.split("/") if p]
     if parts == ["api"]:
         return Discovery("versions")
@@ -42,21 +42,21 @@ def route(path: str) -> Target | Discovery:
         group, version, rest = "", parts[1], parts[2:]
     elif parts[:1] == ["apis"] and len(parts) >= 2:
         group = parts[1]
-        if group not in groups():
+        if group not in registry.groups():
             raise ApiError(404, f"the server could not find the requested resource ({path})")
         if len(parts) == 2:
             return Discovery("group", group)
         version, rest = parts[2], parts[3:]
     else:
         raise ApiError(404, f"the server could not find the requested resource ({path})")
-    if version not in groups().get(group, []):
+    if version not in registry.groups().get(group, []):
         raise ApiError(404, f"the server could not find the requested resource ({path})")
     if not rest:
         return Discovery("resources", group, version)
-    return _target(group, version, rest, path)
+    return _target(registry, group, version, rest, path)
 
 
-def _target(group: str, version: str, rest: list[str], path: str) -> Target:
+def _target(registry: Registry, group: str, version: str, rest: list[str], path: str) -> Target:
     namespace: str | None = None
     # /namespaces/NS/RESOURCE/... but not /namespaces/NAME[/status] (the Namespace itself).
     if (
@@ -72,7 +72,7 @@ def _target(group: str, version: str, rest: list[str], path: str) -> Target:
         namespace, rest = rest[1], rest[2:]
     elif rest[0] == "namespaces" and group != "" and len(rest) >= 3:
         namespace, rest = rest[1], rest[2:]
-    resource = lookup(group, version, rest[0])
+    resource = registry.lookup(group, version, rest[0])
     if resource is None or len(rest) > 3:
         raise ApiError(404, f"the server could not find the requested resource ({path})")
     if namespace is not None and not resource.namespaced:

@@ -293,10 +293,31 @@ def _row_object(obj: Obj, include: str, target: Target) -> dict[str, Any] | None
     }
 
 
+def _at(path: str) -> Callable[[Obj], Any]:
+    def cell(obj: Obj) -> Any:
+        return _get(obj, path, "")
+
+    return cell
+
+
+def _printer_columns(target: Target) -> list[Column]:
+    """A CRD's additionalPrinterColumns (simple ``.a.b`` paths), then Age as a cluster adds."""
+    cols: list[Column] = [_NAME]
+    for name, type_, path, priority in target.resource.printer_columns:
+        kind = type_ if type_ in ("integer", "number", "boolean") else "string"
+        cols.append((name, kind, priority, _at(path)))
+    if not any(c[0] == "Age" for c in cols):
+        cols.append(_AGE)
+    return cols
+
+
 def table(
     target: Target, objs: list[dict[str, Any]], list_meta: Mapping[str, Any], include: str
 ) -> dict[str, Any]:
-    cols = columns(target.resource.kind)
+    if target.resource.custom:
+        cols = _printer_columns(target)
+    else:
+        cols = columns(target.resource.kind)
     rows = []
     for obj in objs:
         row: dict[str, Any] = {"cells": [cell(obj) for _, _, _, cell in cols]}

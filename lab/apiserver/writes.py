@@ -11,6 +11,7 @@ import copy
 from typing import Any
 
 from agent.store import AlreadyExists, Conflict, NotFound, Store, StoreError
+from lab.apiserver import crds
 from lab.apiserver import patch as patches
 from lab.apiserver.admission import admitted, check_namespace, shape
 from lab.apiserver.auth import with_token
@@ -68,10 +69,9 @@ def create(store: Store, target: Target, body: Any, *, dry_run: bool = False) ->
         return obj
     try:
         created = store.create(obj)
-        if obj["kind"] == "Namespace":
-            created = store.update_status(
-                "Namespace", "", obj["metadata"]["name"], {"phase": "Active"}
-            )
+        status = _initial_status(created)
+        if status is not None:
+            created = store.update_status(created["kind"], "", obj["metadata"]["name"], status)
         return created
     except StoreError as err:
         raise _store_errors(target, err) from None
@@ -197,11 +197,47 @@ def _pins_version(body: Any, content_type: str) -> bool:
     return isinstance(meta, dict) and meta.get("resourceVersion") is not None
 
 
+def _initial_status(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """What a cluster's controllers would set at once: an Active Namespace, an Established CRD
+    (so ``kubectl wait --for condition=established`` works)."""
+    if obj["kind"] == "Namespace":
+        return {"phase": "Active"}
+    if obj["kind"] == crds.CRD_KIND:
+        now = obj["metadata"]["creationTimestamp"]
+        conditions = [
+            {"type": t, "status": "True", "reason": r, "message": m, "lastTransitionTime": now}
+            for t, r, m in (
+                ("NamesAccepted", "NoConflicts", "no conflicts found"),
+                ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+            )
+        ]
+        names = (obj.get("spec") or {}).get("names") or {}
+        return {"conditions": conditions, "acceptedNames": names, "storedVersions": []}
+    return None
+
+
+def _contents(store: Store, obj: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """What goes with ``obj`` when it is deleted: a Namespace's objects (the namespace
+    controller's job on a cluster, done at once so nothing outlives the namespace), a CRD's
+    custom resources."""
+    if obj["kind"] == "Namespace":
+        name = obj["metadata"]["name"]
+        return [(o["kind"], name, o["metadata"]["name"]) for o in store.list(namespace=name)[0]]
+    if obj["kind"] == crds.CRD_KIND:
+        res = crds.resource_of(obj)
+        if res is not None and res in crds.registry(store).resources and res.custom:
+            return [objects_key(o) for o in store.list(res.kind)[0]]
+    return []
+
+
+def objects_key(obj: dict[str, Any]) -> tuple[str, str, str]:
+    return obj["kind"], obj["metadata"].get("namespace") or "", obj["metadata"]["name"]
+
+
 def delete(
     store: Store, target: Target, options: dict[str, Any], *, dry_run: bool = False
 ) -> dict[str, Any]:
-    """DELETE one object; a Namespace takes everything in it along (the namespace controller's
-    job on a cluster, done here at once so nothing of it outlives the namespace)."""
+    """DELETE one object, with what goes with it (see ``_contents``)."""
     existing = get(store, target)
     preconditions = options.get("preconditions") or {}
     if not isinstance(preconditions, dict):
@@ -216,11 +252,10 @@ def delete(
         return existing
     kind, ns, name = _key(target)
     try:
-        if kind == "Namespace":
-            inside, _ = store.list(namespace=name)
-            keys = [(o["kind"], name, o["metadata"]["name"]) for o in inside]
-            deleted = store.delete_many([*keys, (kind, ns, name)])
-            return next(o for o in deleted if o["kind"] == "Namespace")
+        contents = _contents(store, existing)
+        if contents:
+            deleted = store.delete_many([*contents, (kind, ns, name)])
+            return next(o for o in deleted if o["kind"] == kind)
         gone = store.delete(kind, ns, name, expect_resource_version=expected)
     except StoreError as err:
         raise _store_errors(target, err) from None

