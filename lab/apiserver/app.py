@@ -13,6 +13,7 @@ from lab.apiserver import (
     auth,
     bodies,
     crds,
+    deletion,
     discovery,
     fieldvalidation,
     openapi,
@@ -145,7 +146,7 @@ class Api:
                 raise ApiError(400, "the body of a DELETE must be a DeleteOptions object")
             if options.get("dryRun") == ["All"]:
                 dry_run = True
-            obj = writes.delete(self.store, target, options, dry_run=dry_run)
+            obj = deletion.delete(self.store, target, options, dry_run=dry_run)
             return Response(200, reads.served(target, obj))
         if method == "DELETE":
             items, _ = reads.list_objects(self.store, target, q)
@@ -157,7 +158,7 @@ class Api:
                     obj["metadata"].get("namespace"),
                     obj["metadata"]["name"],
                 )
-                gone.append(writes.delete(self.store, one, {}, dry_run=dry_run))
+                gone.append(deletion.delete(self.store, one, {}, dry_run=dry_run))
             return Response(200, reads.list_body(target, gone, {"resourceVersion": ""}))
         raise ApiError(405, f"{method} is not allowed on this path")
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from agent.store import AlreadyExists, Conflict, NotFound, Store, StoreError
-from lab.apiserver import crds
+from agent.store import Store, StoreError
+from lab.apiserver import deletion
 from lab.apiserver import patch as patches
 from lab.apiserver.admission import admitted, check_namespace, shape
 from lab.apiserver.auth import with_token
-from lab.apiserver.errors import ApiError, already_exists, bad_request, conflict, not_found
+from lab.apiserver.errors import ApiError, already_exists, bad_request, conflict
 from lab.apiserver.routing import Target
+from lab.apiserver.stored import get, key, store_errors
 
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -25,36 +26,16 @@ APPLY = "application/apply-patch+yaml"
 PATCH_TYPES = (MERGE, JSON_PATCH, STRATEGIC, APPLY)
 
 
-def _key(target: Target) -> tuple[str, str, str]:
-    return target.resource.kind, target.namespace or "", target.name or ""
-
-
-def _store_errors(target: Target, err: StoreError) -> ApiError:
-    r = target.resource
-    if isinstance(err, NotFound):
-        return not_found(r.plural, err.name, r.group)
-    if isinstance(err, AlreadyExists):
-        return already_exists(r.plural, err.name, r.group)
-    if isinstance(err, Conflict):
-        return conflict(r.plural, err.name, r.group)
-    return ApiError(422, f'{r.kind} "{target.name or ""}": {err}')
-
-
 def _has_status(target: Target) -> bool:
     return "status" in target.resource.subresources
-
-
-def get(store: Store, target: Target) -> dict[str, Any]:
-    obj = store.get(*_key(target))
-    if obj is None:
-        raise not_found(target.resource.plural, target.name or "", target.resource.group)
-    return obj
 
 
 def create(store: Store, target: Target, body: Any, *, dry_run: bool = False) -> dict[str, Any]:
     obj = shape(target, body, creating=True)
     if obj["metadata"].get("resourceVersion"):
         raise bad_request("resourceVersion should not be set on objects to be created")
+    for field in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+        obj["metadata"].pop(field, None)  # set by the server on DELETE only
     if _has_status(target):
         obj.pop("status", None)
     if obj["kind"] == "Secret":
@@ -69,12 +50,12 @@ def create(store: Store, target: Target, body: Any, *, dry_run: bool = False) ->
         return obj
     try:
         created = store.create(obj)
-        status = _initial_status(created)
+        status = deletion.initial_status(created)
         if status is not None:
             created = store.update_status(created["kind"], "", obj["metadata"]["name"], status)
         return created
     except StoreError as err:
-        raise _store_errors(target, err) from None
+        raise store_errors(target, err) from None
 
 
 def update(store: Store, target: Target, body: Any, *, dry_run: bool = False) -> dict[str, Any]:
@@ -89,14 +70,16 @@ def update(store: Store, target: Target, body: Any, *, dry_run: bool = False) ->
     if expected is not None and str(expected) != existing["metadata"].get("resourceVersion"):
         raise conflict(target.resource.plural, target.name or "", target.resource.group)
     obj = admitted(store, target, obj)
+    deletion.keep_deletion_state(existing, obj)
     if dry_run:
         return {**obj, "status": existing.get("status")} if "status" in existing else obj
     try:
-        return store.update(
+        stored = store.update(
             obj, expect_resource_version=expected or existing["metadata"]["resourceVersion"]
         )
+        return deletion.finish_if_released(store, stored)
     except StoreError as err:
-        raise _store_errors(target, err) from None
+        raise store_errors(target, err) from None
 
 
 def _update_status(store: Store, target: Target, body: Any, *, dry_run: bool) -> dict[str, Any]:
@@ -111,10 +94,10 @@ def _update_status(store: Store, target: Target, body: Any, *, dry_run: bool) ->
     if dry_run:
         return {**existing, "status": status}
     try:
-        kind, ns, name = _key(target)
+        kind, ns, name = key(target)
         return store.update_status(kind, ns, name, status, expect_resource_version=expected)
     except StoreError as err:
-        raise _store_errors(target, err) from None
+        raise store_errors(target, err) from None
 
 
 def patch(
@@ -195,70 +178,3 @@ def _pins_version(body: Any, content_type: str) -> bool:
         )
     meta = body.get("metadata") if isinstance(body, dict) else None
     return isinstance(meta, dict) and meta.get("resourceVersion") is not None
-
-
-def _initial_status(obj: dict[str, Any]) -> dict[str, Any] | None:
-    """What a cluster's controllers would set at once: an Active Namespace, an Established CRD
-    (so ``kubectl wait --for condition=established`` works)."""
-    if obj["kind"] == "Namespace":
-        return {"phase": "Active"}
-    if obj["kind"] == crds.CRD_KIND:
-        now = obj["metadata"]["creationTimestamp"]
-        conditions = [
-            {"type": t, "status": "True", "reason": r, "message": m, "lastTransitionTime": now}
-            for t, r, m in (
-                ("NamesAccepted", "NoConflicts", "no conflicts found"),
-                ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
-            )
-        ]
-        names = (obj.get("spec") or {}).get("names") or {}
-        return {"conditions": conditions, "acceptedNames": names, "storedVersions": []}
-    return None
-
-
-def _contents(store: Store, obj: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """What goes with ``obj`` when it is deleted: a Namespace's objects (the namespace
-    controller's job on a cluster, done at once so nothing outlives the namespace), a CRD's
-    custom resources."""
-    if obj["kind"] == "Namespace":
-        name = obj["metadata"]["name"]
-        return [(o["kind"], name, o["metadata"]["name"]) for o in store.list(namespace=name)[0]]
-    if obj["kind"] == crds.CRD_KIND:
-        res = crds.resource_of(obj)
-        if res is not None and res in crds.registry(store).resources and res.custom:
-            return [objects_key(o) for o in store.list(res.kind)[0]]
-    return []
-
-
-def objects_key(obj: dict[str, Any]) -> tuple[str, str, str]:
-    return obj["kind"], obj["metadata"].get("namespace") or "", obj["metadata"]["name"]
-
-
-def delete(
-    store: Store, target: Target, options: dict[str, Any], *, dry_run: bool = False
-) -> dict[str, Any]:
-    """DELETE one object, with what goes with it (see ``_contents``)."""
-    existing = get(store, target)
-    preconditions = options.get("preconditions") or {}
-    if not isinstance(preconditions, dict):
-        raise bad_request("preconditions must be an object")
-    expected = preconditions.get("resourceVersion")
-    if expected is not None and str(expected) != existing["metadata"].get("resourceVersion"):
-        raise conflict(target.resource.plural, target.name or "", target.resource.group)
-    uid = preconditions.get("uid")
-    if uid is not None and uid != existing["metadata"].get("uid"):
-        raise conflict(target.resource.plural, target.name or "", target.resource.group)
-    if dry_run:
-        return existing
-    kind, ns, name = _key(target)
-    try:
-        contents = _contents(store, existing)
-        if contents:
-            deleted = store.delete_many([*contents, (kind, ns, name)])
-            return next(o for o in deleted if o["kind"] == kind)
-        gone = store.delete(kind, ns, name, expect_resource_version=expected)
-    except StoreError as err:
-        raise _store_errors(target, err) from None
-    if gone is None:
-        raise not_found(target.resource.plural, name, target.resource.group)
-    return gone
