@@ -127,18 +127,30 @@ class Api:
             return self._read(request, target)
         if method == "POST" and target.name is None:
             body, warnings = self._validate(target, _body(request), q)
-            obj = writes.create(self.store, target, body, dry_run=dry_run)
+            obj = writes.create(
+                self.store, target, body, dry_run=dry_run, manager=_manager(request)
+            )
             return Response(201, reads.served(target, obj), warnings=warnings)
         if method == "PUT" and target.name is not None:
             body, warnings = self._validate(target, _body(request), q)
-            obj = writes.update(self.store, target, body, dry_run=dry_run)
+            obj = writes.update(
+                self.store, target, body, dry_run=dry_run, manager=_manager(request)
+            )
             return Response(200, reads.served(target, obj), warnings=warnings)
         if method == "PATCH" and target.name is not None:
             ctype = request.header("content-type").split(";")[0].strip()
             body, warnings = _body(request), []
             if ctype != writes.JSON_PATCH:
                 body, warnings = self._validate(target, body, q)
-            obj = writes.patch(self.store, target, body, ctype, dry_run=dry_run)
+            obj = writes.patch(
+                self.store,
+                target,
+                body,
+                ctype,
+                dry_run=dry_run,
+                manager=q.get("fieldManager") if ctype == writes.APPLY else _manager(request),
+                force=q.get("force") in ("true", "1"),
+            )
             return Response(200, reads.served(target, obj), warnings=warnings)
         if method == "DELETE" and target.name is not None:
             options = _body(request) if request.body.strip() else {}
@@ -179,8 +191,9 @@ class Api:
             scale = subresources.patched_scale(deployment, _body(request), ctype)
         else:
             raise ApiError(405, f"{request.method} is not allowed on deployments/scale")
+        scaled = subresources.scaled(deployment, scale)
         updated = writes.update(
-            self.store, main, subresources.scaled(deployment, scale), dry_run=dry_run
+            self.store, main, scaled, dry_run=dry_run, manager=_manager(request)
         )
         return Response(200, subresources.scale_of(updated))
 
@@ -220,6 +233,16 @@ def _as_tables(
             meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
             event = {"type": event["type"], "object": tables.table(target, [obj], meta, include)}
         yield event
+
+
+def _manager(request: Request) -> str:
+    """The field manager: the ``fieldManager`` parameter, else the client's name from its
+    User-Agent, as the API server defaults it."""
+    named = request.query.get("fieldManager")
+    if named:
+        return named
+    agent = request.header("user-agent").split("/")[0].strip()
+    return agent or "unknown"
 
 
 def _body(request: Request) -> Any:

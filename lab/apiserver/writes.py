@@ -11,7 +11,7 @@ import copy
 from typing import Any
 
 from agent.store import Store, StoreError
-from lab.apiserver import deletion
+from lab.apiserver import deletion, fieldsets, ownership
 from lab.apiserver import patch as patches
 from lab.apiserver.admission import admitted, check_namespace, shape
 from lab.apiserver.auth import with_token
@@ -30,7 +30,16 @@ def _has_status(target: Target) -> bool:
     return "status" in target.resource.subresources
 
 
-def create(store: Store, target: Target, body: Any, *, dry_run: bool = False) -> dict[str, Any]:
+def create(
+    store: Store,
+    target: Target,
+    body: Any,
+    *,
+    dry_run: bool = False,
+    manager: str | None = None,
+    applied: Any = None,
+) -> dict[str, Any]:
+    """POST. ``manager`` owns the new object's fields (an Apply owns those of ``applied``)."""
     obj = shape(target, body, creating=True)
     if obj["metadata"].get("resourceVersion"):
         raise bad_request("resourceVersion should not be set on objects to be created")
@@ -42,6 +51,11 @@ def create(store: Store, target: Target, body: Any, *, dry_run: bool = False) ->
         obj = with_token(obj)
     check_namespace(store, target, obj)
     obj = admitted(store, target, obj)
+    if manager and applied is not None:
+        paths = fieldsets.leaf_paths(obj["kind"], applied)
+        obj["metadata"]["managedFields"] = ownership.entries({(manager, "Apply"): paths}, obj)
+    elif manager:
+        ownership.record_update(obj["kind"], None, obj, manager)
     if dry_run:
         if store.get(obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"]):
             raise already_exists(
@@ -58,8 +72,11 @@ def create(store: Store, target: Target, body: Any, *, dry_run: bool = False) ->
         raise store_errors(target, err) from None
 
 
-def update(store: Store, target: Target, body: Any, *, dry_run: bool = False) -> dict[str, Any]:
-    """PUT: the body replaces the object; its resourceVersion, if any, must be current."""
+def update(
+    store: Store, target: Target, body: Any, *, dry_run: bool = False, manager: str | None = None
+) -> dict[str, Any]:
+    """PUT: the body replaces the object; its resourceVersion, if any, must be current.
+    ``manager`` takes the fields it changed (None: the body's managedFields stand)."""
     if target.subresource == "status":
         return _update_status(store, target, body, dry_run=dry_run)
     obj = shape(target, body, creating=False)
@@ -71,6 +88,8 @@ def update(store: Store, target: Target, body: Any, *, dry_run: bool = False) ->
         raise conflict(target.resource.plural, target.name or "", target.resource.group)
     obj = admitted(store, target, obj)
     deletion.keep_deletion_state(existing, obj)
+    if manager:
+        ownership.record_update(obj["kind"], existing, obj, manager)
     if dry_run:
         return {**obj, "status": existing.get("status")} if "status" in existing else obj
     try:
@@ -101,13 +120,24 @@ def _update_status(store: Store, target: Target, body: Any, *, dry_run: bool) ->
 
 
 def patch(
-    store: Store, target: Target, body: Any, content_type: str, *, dry_run: bool = False
+    store: Store,
+    target: Target,
+    body: Any,
+    content_type: str,
+    *,
+    dry_run: bool = False,
+    manager: str | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """PATCH: apply the patch to the stored object and write it back (retried on a conflict
     with a concurrent writer unless the patch itself names a resourceVersion)."""
     res = target.resource
     if content_type == APPLY:
-        return _server_side_apply(store, target, body, dry_run=dry_run)
+        if not manager:
+            raise bad_request("PATCH, application/apply-patch+yaml: fieldManager is required")
+        return _server_side_apply(
+            store, target, body, dry_run=dry_run, manager=manager, force=force
+        )
     if content_type == STRATEGIC and not res.builtin:
         raise ApiError(
             415,
@@ -127,7 +157,7 @@ def patch(
         if not pinned:
             patched["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
         try:
-            return update(store, target, patched, dry_run=dry_run)
+            return update(store, target, patched, dry_run=dry_run, manager=manager)
         except ApiError as err:
             if err.code != 409 or pinned or err.reason != "Conflict":
                 raise
@@ -158,17 +188,29 @@ def _patched(kind: str, existing: dict[str, Any], body: Any, content_type: str) 
     return copy.deepcopy(result)
 
 
-def _server_side_apply(store: Store, target: Target, body: Any, *, dry_run: bool) -> dict[str, Any]:
-    """Server-side apply without field ownership: create the object, or merge the applied
-    configuration into it (strategic merge for built-in kinds, JSON merge otherwise). Fields
-    a previous apply set and this one omits are kept, where a cluster would remove them."""
-    obj = shape(target, body, creating=True)
-    obj["metadata"] = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
-    if store.get(target.resource.kind, target.namespace or "", obj["metadata"]["name"]) is None:
-        return create(store, target, obj, dry_run=dry_run)
-    obj.pop("status", None)
-    kind = STRATEGIC if target.resource.builtin else MERGE
-    return patch(store, target, obj, kind, dry_run=dry_run)
+def _server_side_apply(
+    store: Store, target: Target, body: Any, *, dry_run: bool, manager: str, force: bool
+) -> dict[str, Any]:
+    """Server-side apply: create the object, or merge the configuration in (strategic merge
+    for built-in kinds, JSON merge otherwise) with field ownership (``ownership.py``)."""
+    config = shape(target, body, creating=True)
+    config["metadata"] = {k: v for k, v in config["metadata"].items() if k != "resourceVersion"}
+    config.pop("status", None)
+    res = target.resource
+    if store.get(res.kind, target.namespace or "", config["metadata"]["name"]) is None:
+        return create(store, target, config, dry_run=dry_run, manager=manager, applied=config)
+    merge = STRATEGIC if res.builtin else MERGE
+    for _attempt in range(5):
+        live = get(store, target)
+        merged = _patched(res.kind, live, config, merge)
+        owned = ownership.apply(res.kind, live, merged, config, manager, force)
+        owned["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+        try:
+            return update(store, target, owned, dry_run=dry_run)
+        except ApiError as err:
+            if err.code != 409 or err.reason != "Conflict":
+                raise
+    raise conflict(res.plural, target.name or "", res.group)
 
 
 def _pins_version(body: Any, content_type: str) -> bool:

@@ -366,6 +366,15 @@ def test_kubectl_session(
     assert k.out("get", "deploy", "web").splitlines()[1].split()[1] == "5/5"
 
     # Server-side apply, diff, explain, auth can-i, events.
+    # Server-side apply: replicas were last set by kubectl scale and apply's manifest, so an
+    # unforced server-side apply of another value conflicts; forced, it takes them over.
+    (tmp_path / "app.yaml").write_text(MANIFESTS.replace("REPLICAS", "4"))
+    unforced = k.run("apply", "--server-side", "-f", str(tmp_path / "app.yaml"), ok=False)
+    assert (
+        unforced.returncode != 0
+        and "Apply failed with" in unforced.stderr
+        and ".spec.replicas" in unforced.stderr
+    )
     assert "serverside-applied" in k.apply(4, "--server-side", "--force-conflicts")
     assert k.out("get", "deploy", "web", "-o", "jsonpath={.spec.replicas}") == "4"
     (tmp_path / "more.yaml").write_text(MANIFESTS.replace("REPLICAS", "6"))
