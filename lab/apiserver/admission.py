@@ -11,6 +11,7 @@ from typing import Any
 from agent.apiserver import AdmissionError, admit
 from agent.model.convert import ConversionError, from_dict
 from agent.store import Store
+from lab.apiserver import schema
 from lab.apiserver.errors import ApiError, bad_request, invalid, not_found
 from lab.apiserver.routing import Target
 
@@ -112,6 +113,10 @@ def admitted(store: Store, target: Target, obj: dict[str, Any]) -> dict[str, Any
     defaulted, laid over what was sent, so ``kubectl get -o yaml`` shows every field applied
     (as a cluster does) while the model reads exactly what admission checked."""
     if not target.resource.modelled:
+        declared = target.resource.schema_dict()
+        problems = schema.validate(declared, obj) if declared is not None else []
+        if problems:
+            raise invalid(obj["kind"], obj["metadata"]["name"], problems, target.resource.group)
         return obj
     try:
         (result,) = admit(store, [("request", obj)])

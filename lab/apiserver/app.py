@@ -177,7 +177,7 @@ class Api:
     @staticmethod
     def _validate(target: Target, body: Any, query: Mapping[str, str]) -> tuple[Any, list[str]]:
         mode = query.get("fieldValidation")
-        return fieldvalidation.check(target.resource.kind, target.version, body, mode)
+        return fieldvalidation.check(target.resource, target.version, body, mode)
 
     def _scale(self, request: Request, target: Target, dry_run: bool) -> Response:
         main = Target(target.resource, target.version, target.namespace, target.name)

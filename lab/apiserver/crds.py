@@ -1,14 +1,16 @@
 """CustomResourceDefinitions: a stored CRD makes its kind served (discovery, CRUD, list, watch,
 merge and JSON patch, the status subresource if declared, its additionalPrinterColumns).
 
-Not yet: validation against ``openAPIV3Schema``, conversion between versions (all versions
-share one stored form, as with ``conversion: None``). A CRD naming a resource the server
+Custom resources are validated against the storage version's ``openAPIV3Schema``
+(``schema.py``); versions are not converted (all share one stored form, as with
+``conversion: None``). A CRD naming a resource the server
 already serves (the Gateway API CRDs, say) changes nothing: the built-in one, admitted by the
 typed model, stays.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +34,11 @@ def _columns(version: Mapping[str, Any]) -> tuple[tuple[str, str, str, int], ...
                 )
             )
     return tuple(out)
+
+
+def _schema(version: Mapping[str, Any]) -> str:
+    found = (version.get("schema") or {}).get("openAPIV3Schema")
+    return json.dumps(found, sort_keys=True) if isinstance(found, Mapping) else ""
 
 
 def resource_of(crd: Mapping[str, Any]) -> Resource | None:
@@ -65,6 +72,7 @@ def resource_of(crd: Mapping[str, Any]) -> Resource | None:
         subresources=("status",) if has_status else (),
         custom=True,
         printer_columns=_columns(versions[0]),
+        schema=_schema(versions[0]),
     )
 
 

@@ -1,9 +1,9 @@
 """``fieldValidation``: unknown fields are rejected (Strict), reported as warnings (Warn, the
 default) or dropped silently (Ignore), as the API server's strict decoding does.
 
-Checked: every kind's top-level fields and ``metadata``, and the whole of the simple kinds
-(ConfigMap, Secret, ServiceAccount). Fields inside ``spec`` and ``status`` are not (yet): that
-needs the kinds' schemas.
+Checked: every kind's top-level fields and ``metadata``, the whole of the simple kinds
+(ConfigMap, Secret, ServiceAccount) and of custom resources (against their CRD's schema).
+Fields inside the built-in kinds' ``spec`` are not: that needs their schemas.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from lab.apiserver import schema
 from lab.apiserver.errors import ApiError
+from lab.apiserver.resources import Resource
 
 _META = frozenset(
     {
@@ -80,7 +82,7 @@ def _without(body: Mapping[str, Any], paths: list[str]) -> dict[str, Any]:
     return out
 
 
-def check(kind: str, version: str, body: Any, mode: str | None) -> tuple[Any, list[str]]:
+def check(resource: Resource, version: str, body: Any, mode: str | None) -> tuple[Any, list[str]]:
     """(the body without its unknown fields, warnings); raises 400 under Strict.
 
     ``mode`` None means Warn. Unknown fields are never stored: Go's decoder has nowhere to
@@ -91,7 +93,11 @@ def check(kind: str, version: str, body: Any, mode: str | None) -> tuple[Any, li
         raise ApiError(400, f"fieldValidation must be one of {', '.join(MODES)}, got {mode!r}")
     if not isinstance(body, Mapping):
         return body, []
+    kind = resource.kind
+    declared = resource.schema_dict()
     unknown = unknown_fields(kind, body)
+    if declared is not None:
+        unknown += schema.unknown_fields(declared, body)
     if not unknown:
         return body, []
     messages = [f'unknown field "{path}"' for path in unknown]
@@ -101,4 +107,7 @@ def check(kind: str, version: str, body: Any, mode: str | None) -> tuple[Any, li
             f'{kind} in version "{version}" cannot be handled as a {kind}: strict decoding '
             f"error: {', '.join(messages)}",
         )
-    return _without(body, unknown), [] if mode == "Ignore" else messages
+    pruned = _without(body, unknown)
+    if declared is not None:
+        pruned = schema.prune(declared, pruned)
+    return pruned, [] if mode == "Ignore" else messages

@@ -87,9 +87,20 @@ def _kind_schema(r: Resource, version: str) -> dict[str, Any]:
     for field, value in nested.items():
         if field not in ("spec", "status", "metadata"):
             props[field] = value
+    declared = r.schema_dict()
+    if declared is not None:  # a CRD's own schema describes its fields for explain
+        props = {
+            **props,
+            **{
+                k: v
+                for k, v in (declared.get("properties") or {}).items()
+                if k not in ("apiVersion", "kind", "metadata")
+            },
+        }
     return {
         "type": "object",
-        "description": f"{r.kind} ({r.api_version(version)}), served by the Tulle lab API server.",
+        "description": (declared or {}).get("description")
+        or f"{r.kind} ({r.api_version(version)}), served by the Tulle lab API server.",
         "properties": props,
         "x-kubernetes-group-version-kind": [{"group": r.group, "version": version, "kind": r.kind}],
     }

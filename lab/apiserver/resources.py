@@ -6,7 +6,9 @@ the others are stored as sent after a metadata check.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from agent.model.kinds import KINDS
 
@@ -27,6 +29,10 @@ class Resource:
     verbs: tuple[str, ...] = VERBS  # ("create",) for reviews, which are answered, not stored
     custom: bool = False  # defined by a CustomResourceDefinition
     printer_columns: tuple[tuple[str, str, str, int], ...] = ()  # CRDs: name, type, path, priority
+    schema: str = ""  # CRDs: the storage version's openAPIV3Schema, as JSON
+
+    def schema_dict(self) -> dict[str, Any] | None:
+        return json.loads(self.schema) if self.schema else None
 
     @property
     def singular(self) -> str:

@@ -31,7 +31,12 @@ def _crd(
                     "additionalPrinterColumns": [
                         {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"}
                     ],
-                    "schema": {"openAPIV3Schema": {"type": "object"}},
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
                 }
             ],
         },
@@ -117,3 +122,84 @@ def test_a_malformed_crd_serves_nothing_and_breaks_nothing(client: Client) -> No
     assert client.request("POST", CRDS, broken).status == 201
     assert client.get("/apis/example.com/v1").status == 404
     assert client.get("/api/v1/namespaces/default/configmaps").status == 200
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "spec": {
+            "type": "object",
+            "required": ["mode"],
+            "properties": {
+                "mode": {"type": "string", "enum": ["STRICT", "PERMISSIVE"]},
+                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                "hosts": {
+                    "type": "array",
+                    "maxItems": 2,
+                    "items": {"type": "string", "pattern": "^[a-z.]+$"},
+                },
+                "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            },
+        },
+        "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+    },
+}
+
+
+def _crd_with_schema() -> dict[str, Any]:
+    crd = _crd()
+    crd["spec"]["versions"][0]["schema"] = {"openAPIV3Schema": SCHEMA}
+    return crd
+
+
+def _mp_spec(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "tulle.dev/v1alpha1",
+        "kind": "MeshPolicy",
+        "metadata": {"name": "p"},
+        "spec": spec,
+    }
+
+
+def test_custom_resources_are_validated_against_the_crd_schema(client: Client) -> None:
+    client.request("POST", CRDS, _crd_with_schema())
+    cases = [
+        (_mp_spec(mode="LOOSE"), "spec.mode", "Unsupported value"),
+        (_mp_spec(mode="STRICT", port=70000), "spec.port", "<= 65535"),
+        (_mp_spec(mode="STRICT", port="80"), "spec.port", "must be of type integer"),
+        (_mp_spec(mode="STRICT", hosts=["a", "b", "c"]), "spec.hosts", "at most 2"),
+        (_mp_spec(mode="STRICT", hosts=["Bad_Host"]), "spec.hosts[0]", "should match"),
+        (_mp_spec(port=80), "spec.mode", "Required value"),
+    ]
+    for body, field, words in cases:
+        reply = client.request("POST", MPS, body)
+        assert reply.status == 422, body
+        causes = reply.body["details"]["causes"]
+        assert any(c["field"] == field and words in c["message"] for c in causes), (body, causes)
+    ok = client.request(
+        "POST",
+        MPS,
+        _mp_spec(mode="STRICT", port=80, hosts=["a.example"], extra={"any": {"thing": 1}}),
+    )
+    assert ok.status == 201 and ok.body["spec"]["extra"] == {"any": {"thing": 1}}
+
+
+def test_unknown_custom_resource_fields_are_refused_under_strict_and_pruned_otherwise(
+    client: Client,
+) -> None:
+    client.request("POST", CRDS, _crd_with_schema())
+    strict = client.request(
+        "POST", MPS, _mp_spec(mode="STRICT", mdoe="x"), query={"fieldValidation": "Strict"}
+    )
+    assert strict.status == 400 and 'unknown field "spec.mdoe"' in strict.body["message"]
+    pruned = client.request(
+        "POST", MPS, _mp_spec(mode="STRICT", mdoe="x"), query={"fieldValidation": "Ignore"}
+    )
+    assert pruned.status == 201 and pruned.body["spec"] == {"mode": "STRICT"}
+
+
+def test_explain_sees_the_crd_schema(client: Client) -> None:
+    client.request("POST", CRDS, _crd_with_schema())
+    doc = client.get("/openapi/v3/apis/tulle.dev/v1alpha1").body
+    schema = doc["components"]["schemas"]["dev.tulle.v1alpha1.MeshPolicy"]
+    assert schema["properties"]["spec"]["properties"]["mode"]["enum"] == ["STRICT", "PERMISSIVE"]

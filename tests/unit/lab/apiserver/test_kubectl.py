@@ -127,7 +127,13 @@ spec:
     additionalPrinterColumns:
     - {name: Mode, type: string, jsonPath: .spec.mode}
     schema:
-      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              mode: {type: string, enum: [STRICT, PERMISSIVE], description: How strictly peers authenticate.}
 """
 
 MESH_POLICY = """\
@@ -399,6 +405,12 @@ def test_kubectl_session(
         "strict",
         "STRICT",
     ]
+    (tmp_path / "loose.yaml").write_text(
+        MESH_POLICY.replace("strict", "loose").replace("STRICT", "LOOSE")
+    )
+    loose = k.run("apply", "-f", str(tmp_path / "loose.yaml"), ok=False)
+    assert loose.returncode != 0 and 'spec.mode: Unsupported value: "LOOSE"' in loose.stderr
+    assert "How strictly peers authenticate" in k.out("explain", "meshpolicy.spec.mode")
 
     # RBAC: a ServiceAccount's token is denied until a binding grants it, and can-i says so.
     (tmp_path / "robot.yaml").write_text(ROBOT)
