@@ -265,6 +265,19 @@ def test_kubectl_session(
     warned = k.run("apply", "-f", str(tmp_path / "typo.yaml"), "--validate=warn")
     assert 'Warning: unknown field "dta"' in warned.stderr
 
+    # apply --prune needs every kind of kubectl's default allowlist to be served.
+    two = "".join(
+        f"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: p{i}, labels: {{set: x}}}}\n"
+        for i in (1, 2)
+    )
+    (tmp_path / "two.yaml").write_text(two)
+    (tmp_path / "one.yaml").write_text(two.split("---\n")[1])
+    k.out("apply", "-f", str(tmp_path / "two.yaml"))
+    assert "configmap/p2 pruned" in k.out(
+        "apply", "-f", str(tmp_path / "one.yaml"), "-l", "set=x", "--prune"
+    )
+    assert k.out("get", "cm", "-l", "set=x", "-o", "name").split() == ["configmap/p1"]
+
     # Typed create commands (protobuf bodies from 1.32 on).
     assert "namespace/made-by-create created" in k.out("create", "namespace", "made-by-create")
     assert "configmap/literal created" in k.out(
