@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from lab.apiserver.app import Api, Request, Response
+from lab.apiserver.errors import status_object
 
 MAX_BODY = 3 * 1024 * 1024  # the Kubernetes API server's request body limit
 
@@ -33,26 +34,26 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.verbose:
             super().log_message(format, *args)
 
+    def _fail(self, code: int, reason: str, message: str) -> None:
+        self._send(Response(code, status_object(code, reason, message)))
+        self.close_connection = True
+
     def _serve(self) -> None:
         url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._fail(400, "BadRequest", "Content-Length must be a non-negative integer")
+            return
         if length > MAX_BODY:
-            self._send(
-                Response(
-                    413,
-                    {
-                        "kind": "Status",
-                        "apiVersion": "v1",
-                        "status": "Failure",
-                        "message": "request entity too large",
-                        "reason": "RequestEntityTooLarge",
-                        "code": 413,
-                    },
-                )
-            )
-            self.close_connection = True
+            self._fail(413, "RequestEntityTooLarge", f"request body over {MAX_BODY} bytes")
             return
         body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            self.close_connection = True  # the client went away mid-body
+            return
         request = Request(
             self.command,
             url.path,
@@ -116,9 +117,15 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(
-        self, address: tuple[str, int], api: Api, tls: ssl.SSLContext | None, verbose: bool
+        self,
+        address: tuple[str, int],
+        api: Api,
+        tls: ssl.SSLContext | None,
+        verbose: bool,
+        idle_timeout: float,
     ) -> None:
         self.api = api
+        self.idle_timeout = idle_timeout
         self.tls = tls
         self.verbose = verbose
         super().__init__(address, _Handler)
@@ -139,7 +146,9 @@ class _Server(ThreadingHTTPServer):
                 request.do_handshake()
             except (ssl.SSLError, OSError):
                 return
-            request.settimeout(None)
+        # An idle or stalled client (a half-sent request, a keep-alive never reused) gives
+        # its thread back after idle_timeout; watches only write, so they are unaffected.
+        request.settimeout(self.idle_timeout)
         super().finish_request(request, client_address)
 
 
@@ -155,10 +164,16 @@ class ApiServer:
     """Serve ``api`` on 127.0.0.1:``port`` (0 picks one) in a background thread."""
 
     def __init__(
-        self, api: Api, tls: ssl.SSLContext | None, port: int = 0, *, verbose: bool = False
+        self,
+        api: Api,
+        tls: ssl.SSLContext | None,
+        port: int = 0,
+        *,
+        verbose: bool = False,
+        idle_timeout: float = 300.0,
     ) -> None:
         self.api = api
-        self._server = _Server(("127.0.0.1", port), api, tls, verbose)
+        self._server = _Server(("127.0.0.1", port), api, tls, verbose, idle_timeout)
         self.port = self._server.server_address[1]
         api.server_address = f"127.0.0.1:{self.port}"
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"

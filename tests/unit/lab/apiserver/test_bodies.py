@@ -6,6 +6,7 @@ import http.client
 import json
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,46 @@ def test_malformed_delete_options_are_400_and_delete_nothing(
     reply = client.request("DELETE", f"{CMS}/a", options)
     assert reply.status == 400 and reply.body["kind"] == "Status"
     assert client.get(f"{CMS}/a").status == 200
+
+
+def _raw_tls(client: Client) -> Any:
+    import socket
+
+    raw = socket.create_connection(("127.0.0.1", client.port), timeout=10)
+    return client.ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("length", "code"), [("-5", b" 400 "), ("abc", b" 400 "), (str(4 * 1024 * 1024), b" 413 ")]
+)
+def test_bad_content_lengths_are_refused(client: Client, length: str, code: bytes) -> None:
+    sock = _raw_tls(client)
+    request = f"POST {CMS} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {client.token}\r\nContent-Length: {length}\r\n\r\n"
+    sock.sendall(request.encode())
+    status_line = sock.recv(4096).split(b"\r\n")[0]
+    sock.close()
+    assert code in status_line
+
+
+def test_a_stalled_client_is_disconnected(tmp_path: Any) -> None:
+    from lab.apiserver.app import Api
+    from lab.apiserver.certs import credentials
+    from lab.apiserver.server import tls_context
+
+    creds = credentials(tmp_path / "state")
+    store = Store(tmp_path / "s.db")
+    server = ApiServer(
+        Api(store, frozenset({creds.token})),
+        tls_context(creds.server_cert, creds.server_key),
+        idle_timeout=0.5,
+    ).start()
+    try:
+        client = Client(server.port, creds.ca_cert, creds.token)
+        sock = _raw_tls(client)
+        sock.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n")  # never finished
+        sock.settimeout(10)
+        assert sock.recv(4096) == b""  # the server hung up (a stuck server raises a timeout)
+        sock.close()
+    finally:
+        server.stop()
+        store.close()
