@@ -110,7 +110,10 @@ def _orphan_dependents(store: Store, owner: dict[str, Any]) -> None:
             meta = {k: v for k, v in obj["metadata"].items() if k != "ownerReferences"}
             if kept:
                 meta["ownerReferences"] = kept
-            store.update({**obj, "metadata": meta})
+            try:
+                store.update({**obj, "metadata": meta})
+            except StoreError:
+                continue  # changed or gone meanwhile: best effort, as the garbage collector
 
 
 def _mark_deleting(store: Store, target: Target, existing: dict[str, Any]) -> dict[str, Any]:
