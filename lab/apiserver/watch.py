@@ -33,6 +33,7 @@ from lab.apiserver.routing import Target
 WatchEvent = dict[str, Any] | None
 """An event to send, or None: a heartbeat on which the transport checks the client is there."""
 
+_PAGE = 500  # events read per transaction
 HEARTBEAT = 1.0  # seconds between liveness checks of an idle watch's client
 
 
@@ -106,10 +107,11 @@ def watch(
         conn = schema.connect(store.path, 30.0)
         try:
             seen_version: int | None = None
+            behind = False  # the last read was a full page: more events are already there
             last_sent = last_beat = time.monotonic()
             while not stop.is_set() and time.monotonic() < deadline:
                 version = conn.execute("PRAGMA data_version").fetchone()[0]
-                if version != seen_version:
+                if version != seen_version or behind:
                     seen_version = version
                     try:
                         events, position = _read(conn, position, kind)
@@ -123,7 +125,8 @@ def watch(
                         if out is not None:
                             last_sent = time.monotonic()
                             yield {"type": out, "object": served(target, event.object)}
-                    if len(events) == 500:
+                    behind = len(events) == _PAGE
+                    if behind:
                         continue
                 if bookmarks and time.monotonic() - last_sent >= settings.bookmark_interval:
                     last_sent = time.monotonic()
@@ -141,7 +144,7 @@ def watch(
 def _read(conn: sqlite3.Connection, position: int, kind: str) -> tuple[list[Any], int]:
     conn.execute("BEGIN")
     try:
-        return eventlog.read_events(conn, position, (kind,), 500)
+        return eventlog.read_events(conn, position, (kind,), _PAGE)
     finally:
         conn.execute("COMMIT")
 

@@ -135,3 +135,30 @@ def test_watch_from_any_revision_replays_exactly_the_later_changes(
             for e in events
         ]
         assert got == [e for e in expected if e[0] > start]
+
+
+def test_watch_replays_a_history_longer_than_one_read() -> None:
+    # Events are read 500 at a time; a resumed watch must go on past the first page.
+    target = Target(lookup("", "v1", "configmaps"), "v1", "default")  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "s.db") as store:
+        store.apply_many(
+            [
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": f"c{i}", "namespace": "default"},
+                }
+                for i in range(1200)
+            ]
+        )
+        query = {"resourceVersion": "7", "timeoutSeconds": "0.5"}
+        events = [
+            e
+            for e in watch(
+                store, target, query, WatchSettings(poll_interval=0.01), threading.Event()
+            )
+            if e is not None
+        ]
+        assert [int(e["object"]["metadata"]["resourceVersion"]) for e in events] == list(
+            range(8, 1201)
+        )
