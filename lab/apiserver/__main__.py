@@ -1,0 +1,74 @@
+"""``python -m lab.apiserver --store FILE --state-dir DIR [--port 0] [--lab NAME]``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from agent.store import Store
+from lab.apiserver.app import Api
+from lab.apiserver.certs import credentials, write_kubeconfig
+from lab.apiserver.server import ApiServer, tls_context
+
+
+def bootstrap(store: Store) -> None:
+    """Namespaces every cluster has (kubectl's default context namespace is "default")."""
+    for name in ("default", "kube-system"):
+        if store.get("Namespace", "", name) is None:
+            created = store.create(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            )
+            store.update_status(
+                "Namespace",
+                "",
+                name,
+                {"phase": "Active"},
+                expect_resource_version=created["metadata"]["resourceVersion"],
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab.apiserver", description=__doc__)
+    parser.add_argument("--store", required=True, type=Path, help="the lab's store (SQLite file)")
+    parser.add_argument(
+        "--state-dir", required=True, type=Path, help="CA, certificates, token, kubeconfig"
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="port on 127.0.0.1 (0 picks a free one)"
+    )
+    parser.add_argument(
+        "--lab", default="lab", help="lab name: the kubeconfig context is tulle-NAME"
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+
+    creds = credentials(args.state_dir)
+    store = Store(args.store)
+    bootstrap(store)
+    api = Api(store, frozenset({creds.token}))
+    server = ApiServer(
+        api, tls_context(creds.server_cert, creds.server_key), args.port, verbose=args.verbose
+    )
+    kubeconfig = write_kubeconfig(args.state_dir / "kubeconfig", args.lab, server.url, creds)
+    print(f"serving {server.url}", flush=True)
+    print(f"KUBECONFIG={kubeconfig}", flush=True)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        api.stopping.set()
+        store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""The API as a function from request to response (no sockets here; ``server.py`` carries bytes)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.store import Store
+from lab.apiserver import (
+    auth,
+    bodies,
+    crds,
+    deletion,
+    discovery,
+    fieldvalidation,
+    openapi,
+    rbac,
+    reads,
+    subresources,
+    tables,
+    writes,
+)
+from lab.apiserver.errors import ApiError
+from lab.apiserver.routing import Discovery, Target, route
+from lab.apiserver.watch import WatchSettings, watch
+
+log = logging.getLogger(__name__)
+
+PUBLIC_PATHS = frozenset({"/version", "/healthz", "/livez", "/readyz"})
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    path: str
+    query: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    body: bytes = b""
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name.lower(), "")
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: Any  # a JSON value, or bytes with content_type
+    content_type: str = "application/json"
+    stream: Iterator[dict[str, Any] | None] | None = None  # watch events; None: heartbeat
+    warnings: list[str] = field(default_factory=list)  # sent as Warning headers
+
+
+class Api:
+    def __init__(
+        self,
+        store: Store,
+        tokens: frozenset[str],
+        *,
+        server_address: str = "127.0.0.1:6443",
+        watch_settings: WatchSettings | None = None,
+    ) -> None:
+        self.store = store
+        self.tokens = tokens
+        self.server_address = server_address
+        self.watch_settings = watch_settings or WatchSettings()
+        self.stopping = threading.Event()
+
+    def handle(self, request: Request) -> Response:
+        try:
+            return self._handle(request)
+        except ApiError as err:
+            return Response(err.code, err.status())
+        except Exception as err:  # a bug must cost one request a 500, not the connection
+            log.exception("%s %s failed", request.method, request.path)
+            return Response(500, ApiError(500, f"Internal error occurred: {err}").status())
+
+    def _rbac_objects(self) -> list[dict[str, Any]]:
+        return self.store.list(auth.RBAC_KINDS)[0]
+
+    def _authorize(self, user: rbac.User, attrs: rbac.Attributes) -> None:
+        if user.groups and rbac.MASTERS in user.groups:
+            return
+        if not rbac.allowed(user, attrs, self._rbac_objects()):
+            raise ApiError(403, rbac.forbidden_message(user, attrs))
+
+    def _handle(self, request: Request) -> Response:
+        path = request.path.rstrip("/") or "/"
+        user = rbac.User("system:anonymous", ("system:unauthenticated",))
+        if path not in PUBLIC_PATHS:
+            found = auth.authenticate(self.store, self.tokens, request.header("authorization"))
+            if found is None:
+                raise ApiError(401, "Unauthorized")
+            user = found
+        registry = crds.registry(self.store)
+        public = path in PUBLIC_PATHS or path.startswith("/openapi/")
+        target = None if public else route(path, registry)
+        if isinstance(target, Target):
+            self._authorize(user, auth.request_attributes(request.method, request.query, target))
+            return self._resource(request, target, user)
+        self._authorize(user, rbac.Attributes(request.method.lower(), path=path))
+        if path == "/version":
+            return Response(200, discovery.version())
+        if path in ("/healthz", "/livez", "/readyz"):
+            return Response(200, b"ok", "text/plain")
+        if path.startswith("/openapi/"):
+            return openapi.respond(path, request.header("accept"), registry)
+        if isinstance(target, Discovery):
+            if request.method != "GET":
+                raise ApiError(405, f"{request.method} is not allowed on {path}")
+            return Response(200, discovery.document(target, self.server_address, registry))
+        raise ApiError(404, f"the server could not find the requested resource ({path})")
+
+    def _resource(self, request: Request, target: Target, user: rbac.User) -> Response:
+        q, method = request.query, request.method
+        dry_run = q.get("dryRun") == "All"
+        if target.resource.verbs == ("create",):
+            if method != "POST" or target.name is not None:
+                raise ApiError(405, f"{method} is not allowed on {target.resource.plural}")
+            review = subresources.review(target, _body(request), user, self._rbac_objects())
+            return Response(201, review)
+        if target.subresource == "scale":
+            return self._scale(request, target, dry_run)
+        if method == "GET":
+            return self._read(request, target)
+        if method == "POST" and target.name is None:
+            body, warnings = self._validate(target, _body(request), q)
+            obj = writes.create(
+                self.store, target, body, dry_run=dry_run, manager=_manager(request)
+            )
+            return Response(201, reads.served(target, obj), warnings=warnings)
+        if method == "PUT" and target.name is not None:
+            body, warnings = self._validate(target, _body(request), q)
+            obj = writes.update(
+                self.store, target, body, dry_run=dry_run, manager=_manager(request)
+            )
+            return Response(200, reads.served(target, obj), warnings=warnings)
+        if method == "PATCH" and target.name is not None:
+            ctype = request.header("content-type").split(";")[0].strip()
+            body, warnings = _body(request), []
+            if ctype != writes.JSON_PATCH:
+                body, warnings = self._validate(target, body, q)
+            obj = writes.patch(
+                self.store,
+                target,
+                body,
+                ctype,
+                dry_run=dry_run,
+                manager=q.get("fieldManager") if ctype == writes.APPLY else _manager(request),
+                force=q.get("force") in ("true", "1"),
+            )
+            return Response(200, reads.served(target, obj), warnings=warnings)
+        if method == "DELETE" and target.name is not None:
+            options = _body(request) if request.body.strip() else {}
+            if not isinstance(options, dict):
+                raise ApiError(400, "the body of a DELETE must be a DeleteOptions object")
+            if options.get("dryRun") == ["All"]:
+                dry_run = True
+            obj = deletion.delete(self.store, target, options, dry_run=dry_run)
+            return Response(200, reads.served(target, obj))
+        if method == "DELETE":
+            items, _ = reads.list_objects(self.store, target, q)
+            gone = []
+            for obj in items:
+                one = Target(
+                    target.resource,
+                    target.version,
+                    obj["metadata"].get("namespace"),
+                    obj["metadata"]["name"],
+                )
+                gone.append(deletion.delete(self.store, one, {}, dry_run=dry_run))
+            return Response(200, reads.list_body(target, gone, {"resourceVersion": ""}))
+        raise ApiError(405, f"{method} is not allowed on this path")
+
+    @staticmethod
+    def _validate(target: Target, body: Any, query: Mapping[str, str]) -> tuple[Any, list[str]]:
+        mode = query.get("fieldValidation")
+        return fieldvalidation.check(target.resource, target.version, body, mode)
+
+    def _scale(self, request: Request, target: Target, dry_run: bool) -> Response:
+        main = Target(target.resource, target.version, target.namespace, target.name)
+        deployment = writes.get(self.store, main)
+        if request.method == "GET":
+            return Response(200, subresources.scale_of(deployment))
+        if request.method == "PUT":
+            scale = _body(request)
+        elif request.method == "PATCH":
+            ctype = request.header("content-type").split(";")[0].strip()
+            scale = subresources.patched_scale(deployment, _body(request), ctype)
+        else:
+            raise ApiError(405, f"{request.method} is not allowed on deployments/scale")
+        scaled = subresources.scaled(deployment, scale)
+        updated = writes.update(
+            self.store, main, scaled, dry_run=dry_run, manager=_manager(request)
+        )
+        return Response(200, subresources.scale_of(updated))
+
+    def _read(self, request: Request, target: Target) -> Response:
+        q = dict(request.query)
+        as_table = "as=Table" in request.header("accept")
+        include = q.get("includeObject", "Metadata")
+        if target.name is not None and q.get("watch") in ("true", "1"):
+            q["fieldSelector"] = ",".join(
+                s for s in (q.get("fieldSelector"), f"metadata.name={target.name}") if s
+            )
+            target = Target(target.resource, target.version, target.namespace)
+        if target.name is not None:
+            obj = writes.get(self.store, target)
+            if as_table:
+                meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+                return Response(200, tables.table(target, [obj], meta, include))
+            return Response(200, reads.served(target, obj))
+        if q.get("watch") in ("true", "1"):
+            events = watch(self.store, target, q, self.watch_settings, self.stopping)
+            if as_table:
+                events = _as_tables(target, events, include)
+            return Response(200, None, stream=events)
+        reads.check_list_request(q)
+        items, meta = reads.list_objects(self.store, target, q)
+        if as_table:
+            return Response(200, tables.table(target, items, meta, include))
+        return Response(200, reads.list_body(target, items, meta))
+
+
+def _as_tables(
+    target: Target, events: Iterator[dict[str, Any] | None], include: str
+) -> Iterator[dict[str, Any] | None]:
+    for event in events:
+        if event is not None and event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+            obj = event["object"]
+            meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+            event = {"type": event["type"], "object": tables.table(target, [obj], meta, include)}
+        yield event
+
+
+def _manager(request: Request) -> str:
+    """The field manager: the ``fieldManager`` parameter, else the client's name from its
+    User-Agent, as the API server defaults it."""
+    named = request.query.get("fieldManager")
+    if named:
+        return named
+    agent = request.header("user-agent").split("/")[0].strip()
+    return agent or "unknown"
+
+
+def _body(request: Request) -> Any:
+    return bodies.decode(request.header("content-type"), request.body)

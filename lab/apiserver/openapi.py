@@ -1,0 +1,224 @@
+"""OpenAPI v3 documents: enough for kubectl's server-side field validation check, ``apply``'s
+strategic-merge patch metadata and ``explain`` (kinds and top-level fields).
+
+kubectl 1.27+ reads ``/openapi/v3`` (an index of group-versions) and then one document per
+group-version. It decides whether the server validates fields by finding a PATCH operation
+tagged with the kind's group-version-kind that takes a ``fieldValidation`` query parameter.
+kubectl 1.27 also insists on ``/openapi/v2``, in gnostic's protobuf encoding only: it gets a
+document with no paths and no definitions, so it skips client-side validation and computes
+apply patches from its compiled-in types, as it would for kinds a server does not describe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from lab.apiserver.errors import ApiError
+from lab.apiserver.resources import BUILTIN, Registry, Resource
+from lab.apiserver.smp_meta import merge_key_table
+
+_PARAMS = ("dryRun", "fieldManager", "fieldValidation", "force", "pretty")
+_OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+
+
+def _gv_path(group: str, version: str) -> str:
+    return f"apis/{group}/{version}" if group else f"api/{version}"
+
+
+def _schema_name(r: Resource, version: str) -> str:
+    if r.group:
+        return f"{'.'.join(reversed(r.group.split('.')))}.{version}.{r.kind}"
+    return f"io.k8s.api.core.{version}.{r.kind}"
+
+
+def _nested(kind: str) -> dict[str, Any]:
+    """Properties carrying the patch strategy of every merging list of ``kind``."""
+    root: dict[str, Any] = {}
+    for dotted, key in merge_key_table(kind).items():
+        node = root
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            entry = node.setdefault(part, {"type": "object", "properties": {}})
+            if entry.get("type") == "array":
+                entry = entry["items"]
+                entry.setdefault("properties", {})
+            node = entry["properties"]
+        leaf = node.setdefault(parts[-1], {"type": "array", "items": {"type": "object"}})
+        leaf["type"] = "array"
+        leaf.setdefault("items", {"type": "object"})
+        if key:
+            leaf["x-kubernetes-patch-merge-key"] = key
+            leaf["x-kubernetes-patch-strategy"] = "merge"
+            leaf["x-kubernetes-list-type"] = "map"
+            leaf["x-kubernetes-list-map-keys"] = [key]
+        else:
+            leaf["items"] = {"type": "string"}
+            leaf["x-kubernetes-patch-strategy"] = "merge"
+            leaf["x-kubernetes-list-type"] = "set"
+    return root
+
+
+def _kind_schema(r: Resource, version: str) -> dict[str, Any]:
+    nested = _nested(r.kind)
+    props: dict[str, Any] = {
+        "apiVersion": {
+            "type": "string",
+            "description": "The versioned schema of this representation of an object.",
+        },
+        "kind": {
+            "type": "string",
+            "description": "The REST resource this object represents.",
+        },
+        "metadata": {
+            "allOf": [{"$ref": f"#/components/schemas/{_OBJECT_META}"}],
+            "description": "Standard object's metadata.",
+        },
+    }
+    for top in ("spec", "status"):
+        sub = nested.get(top, {}).get("properties", {})
+        props[top] = {
+            "type": "object",
+            "description": f"{top} of the {r.kind}.",
+            "properties": sub,
+            "x-kubernetes-preserve-unknown-fields": True,
+        }
+    for field, value in nested.items():
+        if field not in ("spec", "status", "metadata"):
+            props[field] = value
+    declared = r.schema_dict()
+    if declared is not None:  # a CRD's own schema describes its fields for explain
+        props = {
+            **props,
+            **{
+                k: v
+                for k, v in (declared.get("properties") or {}).items()
+                if k not in ("apiVersion", "kind", "metadata")
+            },
+        }
+    return {
+        "type": "object",
+        "description": (declared or {}).get("description")
+        or f"{r.kind} ({r.api_version(version)}), served by the Tulle lab API server.",
+        "properties": props,
+        "x-kubernetes-group-version-kind": [{"group": r.group, "version": version, "kind": r.kind}],
+    }
+
+
+def _object_meta() -> dict[str, Any]:
+    strings = ("name", "namespace", "generateName", "uid", "resourceVersion", "creationTimestamp")
+    props: dict[str, Any] = {f: {"type": "string", "description": f} for f in strings}
+    props["generation"] = {"type": "integer", "format": "int64"}
+    for f in ("labels", "annotations"):
+        props[f] = {"type": "object", "additionalProperties": {"type": "string", "default": ""}}
+    props["finalizers"] = {
+        "type": "array",
+        "items": {"type": "string"},
+        "x-kubernetes-patch-strategy": "merge",
+        "x-kubernetes-list-type": "set",
+    }
+    props["ownerReferences"] = {
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        "x-kubernetes-patch-merge-key": "uid",
+        "x-kubernetes-patch-strategy": "merge",
+    }
+    props["managedFields"] = {
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+    }
+    return {
+        "type": "object",
+        "description": "ObjectMeta is metadata that all persisted resources must have.",
+        "properties": props,
+    }
+
+
+def _operation(r: Resource, version: str, verb: str) -> dict[str, Any]:
+    return {
+        "operationId": f"{verb}{r.kind}",
+        "x-kubernetes-action": verb,
+        "x-kubernetes-group-version-kind": {"group": r.group, "version": version, "kind": r.kind},
+        "parameters": [{"name": p, "in": "query", "schema": {"type": "string"}} for p in _PARAMS],
+        "responses": {"200": {"description": "OK"}},
+    }
+
+
+def group_version(group: str, version: str, registry: Registry = BUILTIN) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {_OBJECT_META: _object_meta()}
+    prefix = "/" + _gv_path(group, version)
+    for r in registry.in_group_version(group, version):
+        scope = f"{prefix}/namespaces/{{namespace}}" if r.namespaced else prefix
+        paths[f"{scope}/{r.plural}"] = {
+            "post": _operation(r, version, "post"),
+            "get": _operation(r, version, "list"),
+        }
+        paths[f"{scope}/{r.plural}/{{name}}"] = {
+            "get": _operation(r, version, "get"),
+            "put": _operation(r, version, "put"),
+            "patch": _operation(r, version, "patch"),
+            "delete": _operation(r, version, "delete"),
+        }
+        schemas[_schema_name(r, version)] = _kind_schema(r, version)
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.32.0-tulle"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
+
+
+def _index(registry: Registry) -> dict[str, Any]:
+    paths = {}
+    for group, versions in registry.groups().items():
+        for version in versions:
+            doc = json.dumps(group_version(group, version, registry), sort_keys=True).encode()
+            digest = hashlib.sha256(doc).hexdigest()[:32].upper()
+            path = _gv_path(group, version)
+            paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
+    return {"paths": paths}
+
+
+V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (the lengths here stay under 128 bytes)."""
+    assert len(payload) < 128
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+def v2_protobuf() -> bytes:
+    """gnostic ``openapi_v2.Document{swagger: "2.0", info: {title, version}}``."""
+    info = _field(1, b"Kubernetes") + _field(2, b"v1.32.0-tulle")
+    return _field(1, b"2.0") + _field(2, info)
+
+
+def respond(path: str, accept: str, registry: Registry = BUILTIN) -> Any:
+    from lab.apiserver.app import Response  # a cycle only at call time
+
+    parts = [p for p in path.split("/") if p]
+    if parts == ["openapi", "v2"]:
+        if "protobuf" in accept:
+            return Response(200, v2_protobuf(), "application/octet-stream")
+        return Response(
+            200,
+            {
+                "swagger": "2.0",
+                "info": {"title": "Kubernetes", "version": "v1.32.0-tulle"},
+                "paths": {},
+                "definitions": {},
+            },
+        )
+    if parts[:2] == ["openapi", "v3"]:
+        if len(parts) == 2:
+            return Response(200, _index(registry))
+        rest = parts[2:]
+        served = registry.groups()
+        if rest[0] == "api" and len(rest) == 2 and rest[1] in served.get("", []):
+            return Response(200, group_version("", rest[1], registry))
+        if rest[0] == "apis" and len(rest) == 3 and rest[2] in served.get(rest[1], []):
+            return Response(200, group_version(rest[1], rest[2], registry))
+    raise ApiError(404, f"the server could not find the requested resource ({path})")

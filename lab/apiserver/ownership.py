@@ -1,0 +1,126 @@
+"""Field ownership (``metadata.managedFields``), as server-side apply needs it.
+
+Every write records which leaf fields its field manager set: an Update (create, PUT, PATCH)
+takes the fields it changed from whoever held them; an Apply owns exactly the fields of its
+configuration. An Apply that would change a field another manager holds is a conflict (409)
+unless forced, and the fields a manager applied before and no longer applies are removed from
+the object when nobody else holds them.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from agent.store.objects import now_rfc3339
+from lab.apiserver import fieldsets
+from lab.apiserver.errors import ApiError
+from lab.apiserver.fieldsets import Path
+
+Managers = dict[tuple[str, str], set[Path]]  # (manager, operation) -> fields
+
+
+def read(obj: Mapping[str, Any]) -> Managers:
+    out: Managers = {}
+    for entry in obj.get("metadata", {}).get("managedFields") or []:
+        if not isinstance(entry, Mapping) or entry.get("subresource"):
+            continue
+        fields = entry.get("fieldsV1")
+        key = (str(entry.get("manager", "")), str(entry.get("operation", "Update")))
+        out.setdefault(key, set()).update(
+            fieldsets.from_fields_v1(fields) if isinstance(fields, Mapping) else set()
+        )
+    return out
+
+
+def entries(managers: Managers, obj: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """managedFields for ``obj``: only fields it still has, only managers holding some."""
+    now = now_rfc3339()
+    out = []
+    for (manager, operation), paths in sorted(managers.items()):
+        held = {p for p in paths if fieldsets.get(obj, p) is not fieldsets._MISSING}
+        if held:
+            out.append(
+                {
+                    "manager": manager,
+                    "operation": operation,
+                    "apiVersion": obj.get("apiVersion", ""),
+                    "time": now,
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": fieldsets.to_fields_v1(held),
+                }
+            )
+    return out
+
+
+def record_update(
+    kind: str, old: Mapping[str, Any] | None, new: dict[str, Any], manager: str
+) -> None:
+    """Set ``new``'s managedFields after an Update by ``manager`` (in place)."""
+    managers = read(old) if old is not None else {}
+    new_paths = fieldsets.leaf_paths(kind, new)
+    if old is None:
+        changed = new_paths
+    else:
+        old_paths = fieldsets.leaf_paths(kind, old)
+        changed = {
+            p for p in new_paths | old_paths if fieldsets.get(old, p) != fieldsets.get(new, p)
+        }
+    for key in list(managers):
+        managers[key] -= changed
+    managers.setdefault((manager, "Update"), set()).update(changed & new_paths)
+    new["metadata"]["managedFields"] = entries(managers, new)
+
+
+def apply(
+    kind: str,
+    live: Mapping[str, Any],
+    merged: dict[str, Any],
+    config: Mapping[str, Any],
+    manager: str,
+    force: bool,
+) -> dict[str, Any]:
+    """``merged`` (live with ``config`` merged in) with ownership applied: conflicts raise 409
+    unless ``force``; fields ``manager`` no longer applies are removed; managedFields set."""
+    managers = read(live)
+    applied = fieldsets.leaf_paths(kind, config)
+    conflicts: dict[Path, list[str]] = {}
+    for (other, operation), paths in managers.items():
+        if other == manager and operation == "Apply":
+            continue
+        for path in applied & paths:
+            if fieldsets.get(live, path) != fieldsets.get(config, path):
+                conflicts.setdefault(path, []).append(other)
+    if conflicts and not force:
+        raise _conflict(conflicts, str(live.get("apiVersion", "")))
+    for key in list(managers):
+        if key != (manager, "Apply"):
+            managers[key] -= set(conflicts) if force else set()
+            if key[0] == manager:  # this manager's own Updates become part of its apply
+                managers[key] -= applied
+    previous = managers.get((manager, "Apply"), set())
+    held_by_others = set().union(*(p for k, p in managers.items() if k != (manager, "Apply")))
+    result = copy.deepcopy(merged)
+    for path in sorted(previous - applied - held_by_others, key=len, reverse=True):
+        fieldsets.remove(result, path)
+    managers[(manager, "Apply")] = applied
+    result["metadata"]["managedFields"] = entries(managers, result)
+    return result
+
+
+def _conflict(conflicts: dict[Path, list[str]], api_version: str) -> ApiError:
+    lines = [
+        f'conflict with "{owner}" using {api_version}: {fieldsets.dotted(path)}'
+        for path, owners in sorted(conflicts.items())
+        for owner in owners
+    ]
+    count = len(lines)
+    message = f"Apply failed with {count} conflict{'s' if count != 1 else ''}: " + "\n".join(lines)
+    causes = [
+        {"reason": "FieldManagerConflict", "message": line, "field": fieldsets.dotted(path)}
+        for (path, _), line in zip(
+            [(p, o) for p, owners in sorted(conflicts.items()) for o in owners], lines, strict=True
+        )
+    ]
+    return ApiError(409, message, details={"causes": causes})

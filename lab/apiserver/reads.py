@@ -1,0 +1,107 @@
+"""list: selectors, then pagination with ``limit`` and ``continue``.
+
+A continue token carries the list's revision and the last key returned. Later pages read the
+store as it is now (not a snapshot at that revision, which SQLite cannot give us) but keep the
+first page's resourceVersion; a token older than the compacted event history is refused with
+410 Expired, as Kubernetes refuses one older than etcd's compaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from agent.store import Expired, Store
+from lab.apiserver import storeview
+from lab.apiserver.errors import ApiError, bad_request, expired
+from lab.apiserver.routing import Target
+from lab.apiserver.selectors import Predicate, parse_field_selector, parse_label_selector
+
+
+def selector(target: Target, query: Mapping[str, str]) -> Predicate:
+    labels = parse_label_selector(query.get("labelSelector", ""))
+    fields = parse_field_selector(query.get("fieldSelector", ""), target.resource.kind)
+    return lambda o: labels(o) and fields(o)
+
+
+def encode_continue(revision: int, namespace: str, name: str) -> str:
+    raw = json.dumps({"rv": revision, "ns": namespace, "name": name}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_continue(token: str) -> tuple[int, str, str]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return int(raw["rv"]), str(raw["ns"]), str(raw["name"])
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise bad_request("invalid continue token; list again without one") from None
+
+
+def _limit(query: Mapping[str, str]) -> int | None:
+    text = query.get("limit")
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise bad_request(f"limit must be an integer, got {text!r}") from None
+    return value if value > 0 else None
+
+
+def list_objects(
+    store: Store, target: Target, query: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(items, list metadata) for a list request."""
+    has_selector = bool(query.get("labelSelector") or query.get("fieldSelector"))
+    match = selector(target, query) if has_selector else None
+    limit = _limit(query)
+    token = query.get("continue")
+    start: tuple[str, str] | None = None
+    first_revision: int | None = None
+    if token:
+        first_revision, ns, name = decode_continue(token)
+        try:
+            store.events_since(first_revision, kinds=(), limit=1)
+        except Expired:
+            raise expired(
+                "The provided continue parameter is too old to display a consistent list "
+                "result. You can start a new list without the continue parameter."
+            ) from None
+        start = (ns, name)
+    found = storeview.page(store, target.resource.kind, target.namespace, start, match, limit)
+    revision = found.revision if first_revision is None else first_revision
+    meta: dict[str, Any] = {"resourceVersion": str(revision)}
+    if found.more:
+        meta["continue"] = encode_continue(revision, *_position(found.items[-1]))
+        if found.remaining is not None:
+            meta["remainingItemCount"] = found.remaining
+    return found.items, meta
+
+
+def _position(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj["metadata"]
+    return meta.get("namespace") or "", meta["name"]
+
+
+def list_body(target: Target, items: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": f"{target.resource.kind}List",
+        "apiVersion": target.api_version,
+        "metadata": meta,
+        "items": [served(target, o) for o in items],
+    }
+
+
+def served(target: Target, obj: dict[str, Any]) -> dict[str, Any]:
+    """The object in the version the request asked for (versions differ only in name here)."""
+    if obj.get("apiVersion") == target.api_version:
+        return obj
+    return {**obj, "apiVersion": target.api_version}
+
+
+def check_list_request(query: Mapping[str, str]) -> None:
+    if query.get("continue") and query.get("resourceVersion") not in (None, ""):
+        raise ApiError(400, "specifying resource version is not allowed when using continue")

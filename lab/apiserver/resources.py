@@ -1,0 +1,229 @@
+"""The resource table: every kind the server serves, with the names discovery publishes.
+
+Kinds the typed model knows (``agent.model.kinds``) are admitted through ``agent.apiserver``;
+the others are stored as sent after a metadata check.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from agent.model.kinds import KINDS
+
+VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    group: str  # "" for the core group
+    versions: tuple[str, ...]  # the first is the preferred (and stored) version
+    kind: str
+    plural: str
+    namespaced: bool = True
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()
+    modelled: bool = False  # admitted through the typed model
+    verbs: tuple[str, ...] = VERBS  # ("create",) for reviews, which are answered, not stored
+    custom: bool = False  # defined by a CustomResourceDefinition
+    printer_columns: tuple[tuple[str, str, str, int], ...] = ()  # CRDs: name, type, path, priority
+    schema: str = ""  # CRDs: the storage version's openAPIV3Schema, as JSON
+
+    def schema_dict(self) -> dict[str, Any] | None:
+        return json.loads(self.schema) if self.schema else None
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def builtin(self) -> bool:
+        """Kubernetes' own types, for which strategic merge patch is defined (not Gateway
+        API's, which a cluster serves from CRDs, nor any CRD's)."""
+        return not self.custom and self.group != "gateway.networking.k8s.io"
+
+    def api_version(self, version: str | None = None) -> str:
+        version = version or self.versions[0]
+        return f"{self.group}/{version}" if self.group else version
+
+
+_EXTRA = {
+    # kind: (short names, categories, subresources)
+    "Pod": (("po",), ("all",), ("status",)),
+    "Service": (("svc",), ("all",), ("status",)),
+    "Deployment": (("deploy",), ("all",), ("status", "scale")),
+    "Namespace": (("ns",), (), ("status",)),
+    "Node": (("no",), (), ("status",)),
+    "GatewayClass": (("gc",), ("gateway-api",), ("status",)),
+    "Gateway": (("gtw",), ("gateway-api",), ("status",)),
+    "HTTPRoute": ((), ("gateway-api",), ("status",)),
+    "ReferenceGrant": (("refgrant",), ("gateway-api",), ()),
+}
+
+
+def _modelled() -> list[Resource]:
+    out = []
+    for info in KINDS:
+        short, categories, subresources = _EXTRA.get(info.kind, (info.short_names, (), ()))
+        versions = tuple(v.rpartition("/")[2] for v in info.api_versions)
+        out.append(
+            Resource(
+                info.group,
+                versions,
+                info.kind,
+                info.plural,
+                info.namespaced,
+                short or info.short_names,
+                categories,
+                subresources,
+                modelled=True,
+            )
+        )
+    return out
+
+
+_RBAC = "rbac.authorization.k8s.io"
+_AUTHZ = "authorization.k8s.io"
+RESOURCES: tuple[Resource, ...] = (
+    *_modelled(),
+    Resource("", ("v1",), "ConfigMap", "configmaps", short_names=("cm",)),
+    # Stored only, no controller acts on them: served because kubectl expects them (the
+    # default prune allowlist of `apply --prune`, `get all`, `describe deployment`).
+    Resource("", ("v1",), "Endpoints", "endpoints", short_names=("ep",)),
+    Resource(
+        "",
+        ("v1",),
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        short_names=("pvc",),
+        subresources=("status",),
+    ),
+    Resource(
+        "",
+        ("v1",),
+        "PersistentVolume",
+        "persistentvolumes",
+        namespaced=False,
+        short_names=("pv",),
+        subresources=("status",),
+    ),
+    Resource(
+        "",
+        ("v1",),
+        "ReplicationController",
+        "replicationcontrollers",
+        short_names=("rc",),
+        categories=("all",),
+        subresources=("status",),
+    ),
+    Resource(
+        "apps",
+        ("v1",),
+        "ReplicaSet",
+        "replicasets",
+        short_names=("rs",),
+        categories=("all",),
+        subresources=("status",),
+    ),
+    Resource(
+        "apps",
+        ("v1",),
+        "StatefulSet",
+        "statefulsets",
+        short_names=("sts",),
+        categories=("all",),
+        subresources=("status",),
+    ),
+    Resource(
+        "apps",
+        ("v1",),
+        "DaemonSet",
+        "daemonsets",
+        short_names=("ds",),
+        categories=("all",),
+        subresources=("status",),
+    ),
+    Resource("batch", ("v1",), "Job", "jobs", categories=("all",), subresources=("status",)),
+    Resource(
+        "batch",
+        ("v1",),
+        "CronJob",
+        "cronjobs",
+        short_names=("cj",),
+        categories=("all",),
+        subresources=("status",),
+    ),
+    Resource(
+        "networking.k8s.io",
+        ("v1",),
+        "Ingress",
+        "ingresses",
+        short_names=("ing",),
+        subresources=("status",),
+    ),
+    Resource("", ("v1",), "ServiceAccount", "serviceaccounts", short_names=("sa",)),
+    Resource("", ("v1",), "Event", "events", short_names=("ev",)),
+    Resource("coordination.k8s.io", ("v1",), "Lease", "leases"),
+    Resource(_RBAC, ("v1",), "ClusterRole", "clusterroles", namespaced=False),
+    Resource(_RBAC, ("v1",), "ClusterRoleBinding", "clusterrolebindings", namespaced=False),
+    Resource(_RBAC, ("v1",), "Role", "roles"),
+    Resource(_RBAC, ("v1",), "RoleBinding", "rolebindings"),
+    Resource(
+        "apiextensions.k8s.io",
+        ("v1",),
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        namespaced=False,
+        short_names=("crd", "crds"),
+        subresources=("status",),
+    ),
+    Resource(
+        _AUTHZ,
+        ("v1",),
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        namespaced=False,
+        verbs=("create",),
+    ),
+    Resource(
+        _AUTHZ,
+        ("v1",),
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        namespaced=False,
+        verbs=("create",),
+    ),
+)
+
+
+class Registry:
+    """The resources served: the built-in table plus those CustomResourceDefinitions add."""
+
+    def __init__(self, resources: tuple[Resource, ...]) -> None:
+        self.resources = resources
+        self._by_path = {(r.group, v, r.plural): r for r in resources for v in r.versions}
+
+    def lookup(self, group: str, version: str, plural: str) -> Resource | None:
+        return self._by_path.get((group, version, plural))
+
+    def groups(self) -> dict[str, list[str]]:
+        """Every group (core is "") with its versions, preferred first."""
+        out: dict[str, list[str]] = {}
+        for r in self.resources:
+            versions = out.setdefault(r.group, [])
+            for v in r.versions:
+                if v not in versions:
+                    versions.append(v)
+        return out
+
+    def in_group_version(self, group: str, version: str) -> list[Resource]:
+        return [r for r in self.resources if r.group == group and version in r.versions]
+
+
+BUILTIN = Registry(RESOURCES)
+
+
+def lookup(group: str, version: str, plural: str) -> Resource | None:
+    return BUILTIN.lookup(group, version, plural)

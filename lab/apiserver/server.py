@@ -1,0 +1,194 @@
+"""HTTPS transport: a threading HTTP/1.1 server on loopback that hands requests to ``Api``.
+
+One thread per connection keeps watches simple (each holds its thread while it streams);
+the lab has a handful of clients. Watches are written with chunked transfer encoding.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from lab.apiserver.app import Api, Request, Response
+from lab.apiserver.errors import status_object
+
+MAX_BODY = 3 * 1024 * 1024  # the Kubernetes API server's request body limit
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+    def _fail(self, code: int, reason: str, message: str) -> None:
+        self._send(Response(code, status_object(code, reason, message)))
+        self.close_connection = True
+
+    def _serve(self) -> None:
+        url = urlsplit(self.path)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._fail(400, "BadRequest", "Content-Length must be a non-negative integer")
+            return
+        if length > MAX_BODY:
+            self._fail(413, "RequestEntityTooLarge", f"request body over {MAX_BODY} bytes")
+            return
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            self.close_connection = True  # the client went away mid-body
+            return
+        request = Request(
+            self.command,
+            url.path,
+            dict(parse_qsl(url.query, keep_blank_values=True)),
+            {k.lower(): v for k, v in self.headers.items()},
+            body,
+        )
+        self._send(self.server.api.handle(request))
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+    def _send(self, response: Response) -> None:
+        if response.stream is not None:
+            self._stream(response)
+            return
+        payload = response.body if isinstance(response.body, bytes) else _dumps(response.body)
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Cache-Control", "no-cache, private")
+        for warning in response.warnings:
+            self.send_header("Warning", '299 - "{}"'.format(warning.replace('"', '\\"')))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _stream(self, response: Response) -> None:
+        assert response.stream is not None
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+        self.wfile.flush()
+        try:
+            for event in response.stream:
+                if event is None:
+                    if self._client_gone():
+                        break
+                    continue
+                line = _dumps(event) + b"\n"
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+            self.close_connection = True
+        finally:
+            close = getattr(response.stream, "close", None)
+            if close is not None:
+                close()
+
+    def _client_gone(self) -> bool:
+        """During a watch the client sends nothing: anything readable is its FIN (or TLS
+        close_notify), so the stream ends instead of polling for a client that left."""
+        readable, _, _ = select.select([self.connection], [], [], 0)
+        return bool(readable)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        api: Api,
+        tls: ssl.SSLContext | None,
+        verbose: bool,
+        idle_timeout: float,
+    ) -> None:
+        self.api = api
+        self.idle_timeout = idle_timeout
+        self.tls = tls
+        self.verbose = verbose
+        super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = super().get_request()
+        # Headers and body go out in separate writes: without this, Nagle's algorithm and
+        # delayed ACKs add 40 ms to every response.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is None:
+            return sock, addr
+        sock.settimeout(10)  # bound the handshake; the handler thread does it
+        return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            try:
+                request.do_handshake()
+            except (ssl.SSLError, OSError):
+                return
+        # An idle or stalled client (a half-sent request, a keep-alive never reused) gives
+        # its thread back after idle_timeout; watches only write, so they are unaffected.
+        request.settimeout(self.idle_timeout)
+        super().finish_request(request, client_address)
+
+
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+class ApiServer:
+    """Serve ``api`` on 127.0.0.1:``port`` (0 picks one) in a background thread."""
+
+    def __init__(
+        self,
+        api: Api,
+        tls: ssl.SSLContext | None,
+        port: int = 0,
+        *,
+        verbose: bool = False,
+        idle_timeout: float = 300.0,
+    ) -> None:
+        self.api = api
+        self._server = _Server(("127.0.0.1", port), api, tls, verbose, idle_timeout)
+        self.port = self._server.server_address[1]
+        api.server_address = f"127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="apiserver", daemon=True
+        )
+
+    def start(self) -> ApiServer:
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self.api.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()

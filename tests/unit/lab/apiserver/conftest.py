@@ -1,0 +1,137 @@
+"""A lab API server on loopback (HTTPS, the lab CA) over a temporary store, and a small client."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from agent.store import Store
+from lab.apiserver.__main__ import bootstrap
+from lab.apiserver.app import Api
+from lab.apiserver.certs import credentials
+from lab.apiserver.server import ApiServer, tls_context
+from lab.apiserver.watch import WatchSettings
+
+JSON = "application/json"
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+
+
+class Client:
+    def __init__(self, port: int, ca: Path, token: str) -> None:
+        self.port = port
+        self.token = token
+        self.ctx = ssl.create_default_context(cafile=str(ca))
+
+    def _conn(self, timeout: float = 10) -> http.client.HTTPSConnection:
+        return http.client.HTTPSConnection(
+            "127.0.0.1", self.port, context=self.ctx, timeout=timeout
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: dict[str, str] | None = None,
+        ctype: str = JSON,
+        accept: str = JSON,
+        token: str | None = None,
+    ) -> Reply:
+        conn = self._conn()
+        data = (
+            None
+            if body is None
+            else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        )
+        url = path + ("?" + urlencode(query) if query else "")
+        headers = {"Content-Type": ctype, "Accept": accept}
+        if token if token is not None else self.token:
+            headers["Authorization"] = f"Bearer {token if token is not None else self.token}"
+        conn.request(method, url, body=data, headers=headers)
+        resp = conn.getresponse()
+        raw = resp.read()
+        conn.close()
+        try:
+            return Reply(resp.status, json.loads(raw))
+        except ValueError:
+            return Reply(resp.status, raw)
+
+    def get(self, path: str, **query: str) -> Reply:
+        return self.request("GET", path, query=query or None)
+
+    def watch(self, path: str, accept: str = JSON, **query: str) -> Iterator[dict[str, Any]]:
+        """Watch events as they arrive; the iterator ends when the server ends the stream."""
+        conn = self._conn(timeout=10)
+        conn.request(
+            "GET",
+            path + "?" + urlencode({"watch": "true", **query}),
+            headers={"Authorization": f"Bearer {self.token}", "Accept": accept},
+        )
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+        try:
+            while line := resp.readline():
+                yield json.loads(line)
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def server_parts(tmp_path: Path) -> Iterator[tuple[ApiServer, Store, Client]]:
+    creds = credentials(tmp_path / "state")
+    store = Store(tmp_path / "store.db", history=20)
+    bootstrap(store)
+    api = Api(
+        store,
+        frozenset({creds.token}),
+        watch_settings=WatchSettings(poll_interval=0.01, bookmark_interval=0.2),
+    )
+    server = ApiServer(api, tls_context(creds.server_cert, creds.server_key)).start()
+    try:
+        yield server, store, Client(server.port, creds.ca_cert, creds.token)
+    finally:
+        server.stop()
+        store.close()
+
+
+@pytest.fixture
+def client(server_parts: tuple[ApiServer, Store, Client]) -> Client:
+    return server_parts[2]
+
+
+@pytest.fixture
+def store(server_parts: tuple[ApiServer, Store, Client]) -> Store:
+    return server_parts[1]
+
+
+def configmap(
+    name: str, ns: str = "default", labels: dict[str, str] | None = None, **data: str
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": ns}
+    if labels:
+        meta["labels"] = labels
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
+
+
+def service(name: str, ns: str = "default", port: int = 80) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"selector": {"app": name}, "ports": [{"port": port}]},
+    }

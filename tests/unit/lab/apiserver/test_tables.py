@@ -1,0 +1,95 @@
+"""Table responses: the columns kubectl prints, computed by the server."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.store import Store
+from lab.apiserver.tables import human_duration
+from tests.unit.lab.apiserver.conftest import TABLE, Client, configmap, service
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (5, "5s"),
+        (119, "119s"),
+        (150, "2m30s"),
+        (180, "3m"),
+        (3600, "60m"),
+        (4 * 3600 + 60, "4h1m"),
+        (20 * 3600, "20h"),
+        (3 * 86400 + 3600, "3d1h"),
+        (30 * 86400, "30d"),
+        (3 * 365 * 86400, "3y"),
+        ((3 * 365 + 3) * 86400, "3y3d"),
+    ],
+)
+def test_ages_read_like_kubectl(seconds: int, text: str) -> None:
+    assert human_duration(seconds) == text
+
+
+def _pod() -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "echo", "namespace": "default"},
+        "spec": {
+            "nodeName": "node1",
+            "containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}],
+        },
+    }
+
+
+def _table(client: Client, path: str) -> dict:
+    reply = client.request("GET", path, accept=TABLE)
+    assert reply.status == 200 and reply.body["kind"] == "Table"
+    return reply.body
+
+
+def test_pod_columns(client: Client, store: Store) -> None:
+    assert client.request("POST", "/api/v1/namespaces/default/pods", _pod()).status == 201
+    store.update_status(
+        "Pod",
+        "default",
+        "echo",
+        {
+            "phase": "Running",
+            "podIP": "10.244.1.7",
+            "containerStatuses": [
+                {"name": "a", "ready": True, "restartCount": 2},
+                {"name": "b", "ready": False, "restartCount": 1},
+            ],
+        },
+    )
+    table = _table(client, "/api/v1/namespaces/default/pods")
+    columns = [(c["name"], c["priority"]) for c in table["columnDefinitions"]]
+    assert columns[:5] == [("Name", 0), ("Ready", 0), ("Status", 0), ("Restarts", 0), ("Age", 0)]
+    assert ("IP", 1) in columns and ("Node", 1) in columns
+    cells = dict(
+        zip([c["name"] for c in table["columnDefinitions"]], table["rows"][0]["cells"], strict=True)
+    )
+    assert cells["Name"] == "echo" and cells["Ready"] == "1/2" and cells["Status"] == "Running"
+    assert cells["Restarts"] == 3 and cells["IP"] == "10.244.1.7" and cells["Node"] == "node1"
+    assert table["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+
+
+def test_service_columns_and_one_object_as_a_table(client: Client) -> None:
+    client.request("POST", "/api/v1/namespaces/default/services", service("web", port=8080))
+    table = _table(client, "/api/v1/namespaces/default/services/web")
+    names = [c["name"] for c in table["columnDefinitions"]]
+    assert names[:6] == ["Name", "Type", "Cluster-IP", "External-IP", "Port(s)", "Age"]
+    cells = table["rows"][0]["cells"]
+    assert cells[0] == "web" and cells[1] == "ClusterIP" and cells[4] == "8080/TCP"
+    assert cells[2].startswith("10.")
+
+
+def test_include_object_none_leaves_rows_bare(client: Client) -> None:
+    client.request("POST", "/api/v1/namespaces/default/configmaps", configmap("c", a="1", b="2"))
+    reply = client.request(
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        query={"includeObject": "None"},
+        accept=TABLE,
+    )
+    assert reply.body["rows"] == [{"cells": ["c", 2, reply.body["rows"][0]["cells"][2]]}]
