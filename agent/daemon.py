@@ -49,6 +49,7 @@ class AgentConfig:
     metrics_address: str | None = ":9965"  # Prometheus (Hubble's port); None: off
     l7_intake: str | None = None  # unix socket where the node's waypoint hands over L7 flows
     flow_capacity: int = 65_535
+    trace: bool = True  # kernel connection tracing (needs the datapath)
 
 
 class Agent:
@@ -63,6 +64,7 @@ class Agent:
         self.last_error: str | None = None
         self.datapath: DatapathController | None = None
         self.reported: tuple[bool, str] | None = None  # last Ready condition written
+        self.tracing: Any = None  # agent.tracing.tracer.HookPlan once tracing runs
 
     def handle(self, event: Event) -> None:
         with self.lock:
@@ -170,6 +172,9 @@ class Agent:
                 "last_sync_ms": round(self.datapath.last_sync_ms, 1),
                 "errors": list(self.datapath.errors),
             }
+        if self.tracing is not None:
+            report["tracing"] = {"hooks": list(self.tracing.hooks),
+                                 "missing": list(self.tracing.missing)}
         return report
 
 
@@ -209,6 +214,10 @@ def run(config: AgentConfig) -> int:
             _start_thread(agent.sync_forever, "sync")
             _start_thread(agent.datapath.run_events, "events", agent.stop)
             _start_thread(agent.datapath.run_gc, "ct-gc", agent.stop)
+            if config.trace:  # kernel connection tracing (issue 12): best effort
+                from agent.tracing.start import start_tracing
+
+                agent.tracing = start_tracing(agent.datapath, ingest, node, agent.stop)
         observer = _start_observer(ring, config)
         intake = None
         if config.l7_intake and agent.datapath is not None:

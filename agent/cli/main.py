@@ -40,6 +40,12 @@ def cli(lab: str | None, store: str | None) -> None:
     help="Prometheus endpoint; empty to disable.",
 )
 @click.option("--l7-intake", default=None, help="Unix socket for the waypoint's L7 flows.")
+@click.option(
+    "--trace/--no-trace",
+    default=True,
+    show_default=True,
+    help="Kernel connection tracing (tracepoints; needs --pin-dir).",
+)
 def agent(
     node: str,
     store_file: str,
@@ -50,6 +56,7 @@ def agent(
     flow_capacity: int,
     metrics_address: str,
     l7_intake: str | None,
+    trace: bool,
 ) -> None:
     """Run the node agent (one per node; the DaemonSet's process)."""
     from agent.daemon import AgentConfig, run
@@ -64,6 +71,7 @@ def agent(
         metrics_address=metrics_address or None,
         l7_intake=l7_intake,
         flow_capacity=flow_capacity,
+        trace=trace,
     )
     raise SystemExit(run(config))
 
