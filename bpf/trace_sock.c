@@ -4,7 +4,10 @@
  *                              stamps connect latency; CLOSE sends one record and forgets it
  *   tcp:tcp_probe              every segment received on an established socket: srtt
  *                              min / sum / max / last (the kernel's own smoothed RTT)
- *   tcp:tcp_retransmit_skb     retransmitted segments
+ *   tcp:tcp_retransmit_skb     retransmissions that left the stack (err == 0 where the
+ *                              tracepoint has err, as tcpi_total_retrans counts them). One per
+ *                              skb: a TSO skb holding several segments counts once, where
+ *                              tcpi_total_retrans (ss "retrans:x/TOTAL") counts its segments
  *
  * All three key the state by the socket's address (skaddr), which the kernel gives each of
  * them. A socket is traced only when it belongs to a pod of this node (conn_trace.h). A
@@ -111,6 +114,10 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 	__u64 sk = (__u64)args->skaddr;
 	struct conn_state *st = trace_conns_v1.lookup(&sk);
 
+#ifdef TRACE_RETRANSMIT_HAS_ERR
+	if (args->err)
+		return 0; /* refused below TCP (a full qdisc): it will be tried again */
+#endif
 	if (st)
 		__sync_fetch_and_add(&st->retransmits, 1);
 	return 0;

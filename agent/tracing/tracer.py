@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ipaddress
+import re
 import socket
 import struct
 from collections.abc import Iterable, Mapping
@@ -78,6 +79,20 @@ def offset_flags(offsets: Mapping[str, int | None]) -> list[str]:
     return [f"-D{name}={value}" for name, value in offsets.items() if value is not None]
 
 
+def tracepoint_has_field(category: str, event: str, field: str) -> bool:
+    """Whether a tracepoint's tracefs format declares `field` (they gain fields over time)."""
+    from agent.tracing.reasons import TRACEFS_ROOTS
+
+    pattern = re.compile(rf"field:[^;]*\b{re.escape(field)};")
+    for root in TRACEFS_ROOTS:
+        try:
+            text = (root / "events" / category / event / "format").read_text()
+        except OSError:
+            continue
+        return bool(pattern.search(text))
+    return False
+
+
 def _be32(ip: str) -> int:
     """An IPv4 address as the kernel stores __be32, read as a little-endian integer (the
     value BCC's ctypes shows for it)."""
@@ -106,7 +121,10 @@ class Tracer:
                 "kernel tracing unavailable: " + (", ".join(plan.missing) or "no hooks")
             )
         offsets = {name: field_offset(*where) for name, where in OFFSETS.items()}
-        bpf = load_program([BPF_DIR / s for s in plan.sources], offset_flags(offsets))
+        flags = offset_flags(offsets)
+        if tracepoint_has_field("tcp", "tcp_retransmit_skb", "err"):
+            flags.append("-DTRACE_RETRANSMIT_HAS_ERR")
+        bpf = load_program([BPF_DIR / s for s in plan.sources], flags)
         return cls(bpf, plan)  # BCC attached every TRACEPOINT_PROBE while loading
 
     def set_local(self, ips: Iterable[str]) -> None:
