@@ -2,10 +2,12 @@
  *
  * The tracepoint gives the packet's address, its receiving socket (rx_sk, when there was
  * one), the protocol and enum skb_drop_reason. The IPv4 and TCP/UDP headers are read from the
- * packet at offsets of struct sk_buff taken from BTF (conn_trace.h). A drop is reported when
- * either address is a local pod's, or when its socket is a traced connection (then it carries
- * that connection's id). Reason names are not known here: the agent reads them from the
- * kernel (tracefs format or BTF).
+ * packet at offsets of struct sk_buff taken from BTF (conn_trace.h). A drop is a local pod's
+ * when it happened in that pod's network namespace (learned from the pod's sockets), when it
+ * was headed for the pod's address, or, with no namespace known, came from it; its socket,
+ * when it is a traced connection, gives the connection's id. Every node's tracer sees every
+ * drop on a shared kernel (the lab), so the namespace decides which node reports one. Reason
+ * names are not known here: the agent reads them from the kernel (tracefs format or BTF).
  */
 #include <uapi/linux/in.h>
 #include <uapi/linux/ip.h>
@@ -22,8 +24,31 @@ enum skb_drop_reason { TULLE_SKB_DROP_REASON_OPAQUE = 0x7fffffff };
 #ifndef TRACE_OFF_SKB_NETWORK_HEADER
 #define TRACE_OFF_SKB_NETWORK_HEADER -1
 #endif
+#ifndef TRACE_OFF_SKB_DEV /* struct sk_buff: dev */
+#define TRACE_OFF_SKB_DEV -1
+#endif
+#ifndef TRACE_OFF_DEV_NET /* struct net_device: nd_net.net */
+#define TRACE_OFF_DEV_NET -1
+#endif
 
 #define TRACE_ETH_P_IP 0x0800 /* the tracepoint's protocol is in host byte order */
+
+/* The network namespace the packet was dropped in: its device's, else its socket's. */
+static __always_inline __u32 skb_netns(const char *skb, const void *rx_sk)
+{
+	void *dev = 0, *net = 0;
+	__u32 inum = 0;
+
+	if (TRACE_OFF_SKB_DEV < 0 || TRACE_OFF_DEV_NET < 0 || TRACE_OFF_NET_INUM < 0)
+		return sock_netns(rx_sk);
+	if (bpf_probe_read_kernel(&dev, sizeof(dev), skb + TRACE_OFF_SKB_DEV) || !dev)
+		return sock_netns(rx_sk);
+	if (bpf_probe_read_kernel(&net, sizeof(net), (const char *)dev + TRACE_OFF_DEV_NET) || !net)
+		return sock_netns(rx_sk);
+	if (bpf_probe_read_kernel(&inum, sizeof(inum), (const char *)net + TRACE_OFF_NET_INUM))
+		return 0;
+	return inum;
+}
 
 TRACEPOINT_PROBE(skb, kfree_skb)
 {
@@ -35,6 +60,7 @@ TRACEPOINT_PROBE(skb, kfree_skb)
 	__u16 ports[2] = {};
 	__u64 sk = (__u64)args->rx_sk;
 	struct conn_state *st = 0;
+	__be32 *pod = 0;
 
 	if (TRACE_OFF_SKB_HEAD < 0 || TRACE_OFF_SKB_NETWORK_HEADER < 0)
 		return 0;
@@ -49,14 +75,16 @@ TRACEPOINT_PROBE(skb, kfree_skb)
 		return 0;
 	if (sk)
 		st = trace_conns_v1.lookup(&sk);
+	rec.netns = skb_netns(skb, args->rx_sk);
 	if (st && st->pod_ip) {
 		rec.conn_id = st->conn_id;
 		rec.pod_ip = st->pod_ip;
-		rec.netns = st->netns;
 		rec.role = st->role;
+	} else if (rec.netns && (pod = trace_netns_v1.lookup(&rec.netns))) {
+		rec.pod_ip = *pod;
 	} else if (trace_local_v1.lookup(&ip.daddr)) {
 		rec.pod_ip = ip.daddr;
-	} else if (trace_local_v1.lookup(&ip.saddr)) {
+	} else if (!rec.netns && trace_local_v1.lookup(&ip.saddr)) {
 		rec.pod_ip = ip.saddr;
 	} else {
 		return 0;

@@ -3,7 +3,9 @@
  *   sock:inet_sock_set_state   SYN_SENT / SYN_RECV start a connection's state; ESTABLISHED
  *                              stamps connect latency; CLOSE sends one record and forgets it
  *   tcp:tcp_probe              every segment received on an established socket: srtt
- *                              min / sum / max / last (the kernel's own smoothed RTT)
+ *                              min / sum / max / last (the kernel's own smoothed RTT); one
+ *                              more sample, and the kernel's retransmitted-segment total,
+ *                              are read from the socket when it leaves ESTABLISHED / closes
  *   tcp:tcp_retransmit_skb     retransmissions that left the stack (err == 0 where the
  *                              tracepoint has err, as tcpi_total_retrans counts them). One per
  *                              skb: a TSO skb holding several segments counts once, where
@@ -57,8 +59,11 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 			trace_conns_v1.delete(&sk); /* not a pod of this node */
 		return 0;
 	}
+	if (args->oldstate == TRACE_TCP_ESTABLISHED)
+		srtt_at_close(st, args->skaddr);
 	if (newstate != TRACE_TCP_CLOSE)
 		return 0;
+	retrans_at_close(st, args->skaddr);
 	if (st->pod_ip) {
 		struct trace_record rec = {};
 
@@ -83,6 +88,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 		rec.role = st->role;
 		rec.last_state = args->oldstate;
 		rec.protocol = IPPROTO_TCP;
+		rec.retrans_segments = st->retrans_segments;
 		trace_emit(&rec);
 	}
 	trace_conns_v1.delete(&sk);
@@ -95,17 +101,8 @@ TRACEPOINT_PROBE(tcp, tcp_probe)
 	struct conn_state *st = trace_conns_v1.lookup(&sk);
 	__u32 srtt = args->srtt; /* microseconds: the tracepoint unscales tp->srtt_us */
 
-	if (!st || !srtt)
-		return 0;
-	if (!st->srtt_samples)
-		st->srtt_first_us = srtt;
-	st->srtt_samples += 1;
-	st->srtt_sum_us += srtt;
-	st->srtt_last_us = srtt;
-	if (srtt < st->srtt_min_us)
-		st->srtt_min_us = srtt;
-	if (srtt > st->srtt_max_us)
-		st->srtt_max_us = srtt;
+	if (st)
+		srtt_sample(st, srtt);
 	return 0;
 }
 

@@ -9,6 +9,7 @@ from agent.cli.lab import lab
 from agent.cli.observe import list_group, observe, set_default_server, status
 from agent.cli.resources import apply, delete, describe_cmd, get, wait
 from agent.cli.servicemap import map_cmd
+from agent.cli.trace import trace
 from agent.lab.state import LabPaths
 
 
@@ -99,6 +100,7 @@ cli.add_command(observe)
 cli.add_command(status)
 cli.add_command(list_group)
 cli.add_command(map_cmd)
+cli.add_command(trace)
 
 
 def _lab_relay(ctx: click.Context) -> str | None:

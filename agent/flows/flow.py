@@ -184,7 +184,8 @@ class TcpTrace:
     connect_latency_ns: int = 0  # client: SYN sent to ESTABLISHED; 0 if never established
     handshake_rtt_us: int = 0  # the kernel's first RTT sample: SYN/SYN-ACK round trip
     srtt_us: SrttSummary | None = None
-    retransmits: int = 0
+    retransmits: int = 0  # retransmitted packets (tcp:tcp_retransmit_skb)
+    retransmitted_segments: int = 0  # the kernel's total at close (ss "retrans:x/TOTAL")
     lifetime_ns: int = 0  # first SYN (client) or final handshake ACK (server) to close
     established: bool = False
     last_state: str = ""  # TCP state left for CLOSE ("SYN_SENT": the connect failed)

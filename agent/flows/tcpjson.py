@@ -7,7 +7,8 @@ from typing import Any
 
 from agent.flows.flow import SrttSummary, TcpTrace
 
-_INTS = ("connect_latency_ns", "handshake_rtt_us", "retransmits", "lifetime_ns")
+_INTS = ("connect_latency_ns", "handshake_rtt_us", "retransmits", "retransmitted_segments",
+         "lifetime_ns")
 _SRTT = ("min", "mean", "max", "last", "samples")
 
 
@@ -21,6 +22,7 @@ def tcp_to_json(t: TcpTrace) -> dict[str, Any]:
     if t.srtt_us is not None:
         out["srtt_us"] = {n: getattr(t.srtt_us, n) for n in _SRTT}
     out["retransmits"] = t.retransmits  # 0 is an answer here, not a missing value
+    out["retransmitted_segments"] = t.retransmitted_segments
     if t.lifetime_ns:
         out["lifetime_ns"] = t.lifetime_ns
     out["established"] = t.established

@@ -70,6 +70,7 @@ class KernelRecord:
     srtt_first_us: int = 0
     srtt_samples: int = 0
     retransmits: int = 0
+    retrans_segments: int = 0
     netns: int = 0
     last_state: int = 0
     drop_reason: int = 0
@@ -129,6 +130,7 @@ def tcp_trace(rec: KernelRecord) -> TcpTrace:
         handshake_rtt_us=rec.srtt_first_us,
         srtt_us=srtt,
         retransmits=rec.retransmits,
+        retransmitted_segments=rec.retrans_segments,
         lifetime_ns=max(0, rec.time_ns - rec.start_ns) if rec.start_ns else 0,
         established=established,
         last_state=TCP_STATES.get(rec.last_state, str(rec.last_state) if rec.last_state else ""),
@@ -149,8 +151,7 @@ def close_summary(t: TcpTrace) -> str:
             f"/{format_duration(s.max * 1000)}"
         )
     parts.append(f"retrans {t.retransmits}")
-    parts.append(f"lifetime {format_duration(t.lifetime_ns)}")
-    return " ".join(parts)
+    return " ".join(parts)  # the lifetime is tulle.duration_ns, printed after the summary
 
 
 def format_duration(ns: int) -> str:
@@ -201,7 +202,7 @@ def drop_flow(
         ip=_ip(rec.saddr, rec.daddr),
         l4=_l4(rec.protocol, rec.sport, rec.dport),
         type=FlowType.L3_L4,
-        event_type=EventType(EVENT_DROP),
+        event_type=EventType(EVENT_DROP, 0),  # sub type 0: no Tulle datapath reason
         traffic_direction=TrafficDirection.INGRESS if ingress else TrafficDirection.EGRESS,
         summary=f"kernel drop {name}" + (f" at {location}" if location else ""),
         tulle=TulleInfo(

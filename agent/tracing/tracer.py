@@ -40,6 +40,10 @@ OFFSETS = {
     "TRACE_OFF_NET_INUM": ("net", "ns.inum"),
     "TRACE_OFF_SKB_HEAD": ("sk_buff", "head"),
     "TRACE_OFF_SKB_NETWORK_HEADER": ("sk_buff", "network_header"),
+    "TRACE_OFF_TCP_SRTT": ("tcp_sock", "srtt_us"),
+    "TRACE_OFF_TCP_TOTAL_RETRANS": ("tcp_sock", "total_retrans"),
+    "TRACE_OFF_SKB_DEV": ("sk_buff", "dev"),
+    "TRACE_OFF_DEV_NET": ("net_device", "nd_net.net"),
 }
 MAX_READ_BYTES = 1 << 20
 

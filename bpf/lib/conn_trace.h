@@ -42,6 +42,12 @@
 #ifndef TRACE_OFF_NET_INUM /* struct net: ns.inum */
 #define TRACE_OFF_NET_INUM -1
 #endif
+#ifndef TRACE_OFF_TCP_SRTT /* struct tcp_sock: srtt_us (8 times the smoothed RTT) */
+#define TRACE_OFF_TCP_SRTT -1
+#endif
+#ifndef TRACE_OFF_TCP_TOTAL_RETRANS /* struct tcp_sock: total_retrans (segments) */
+#define TRACE_OFF_TCP_TOTAL_RETRANS -1
+#endif
 
 struct conn_state {
 	__u64 conn_id;
@@ -57,7 +63,8 @@ struct conn_state {
 	__u32 netns;
 	__be32 pod_ip; /* 0: not (yet) attributed to a local pod */
 	__u8 role;
-	__u8 pad[7];
+	__u8 pad[3];
+	__u32 retrans_segments; /* the kernel's tcpi_total_retrans, read at close */
 };
 
 struct trace_record {
@@ -84,7 +91,7 @@ struct trace_record {
 	__u8 role;
 	__u8 last_state; /* close: the state the socket left for TCP_CLOSE */
 	__u8 protocol;
-	__u32 pad;
+	__u32 retrans_segments;
 };
 
 BPF_TABLE("lru_hash", __u64, struct conn_state, trace_conns_v1, 65536);
@@ -127,6 +134,44 @@ static __always_inline __be32 trace_pod_of(__be32 addr, __u32 netns)
 			return *pod;
 	}
 	return 0;
+}
+
+static __always_inline void srtt_sample(struct conn_state *st, __u32 srtt)
+{
+	if (!srtt)
+		return;
+	if (!st->srtt_samples)
+		st->srtt_first_us = srtt;
+	st->srtt_samples += 1;
+	st->srtt_sum_us += srtt;
+	st->srtt_last_us = srtt;
+	if (srtt < st->srtt_min_us)
+		st->srtt_min_us = srtt;
+	if (srtt > st->srtt_max_us)
+		st->srtt_max_us = srtt;
+}
+
+/* When a socket leaves ESTABLISHED, its srtt as the kernel holds it then (what ss -ti would
+ * show): tcp_probe fires before a segment's ACK is processed, so its samples lag one update. */
+static __always_inline void srtt_at_close(struct conn_state *st, const void *sk)
+{
+	__u32 srtt8 = 0;
+
+	if (TRACE_OFF_TCP_SRTT < 0 || !sk)
+		return;
+	if (!bpf_probe_read_kernel(&srtt8, sizeof(srtt8), (const char *)sk + TRACE_OFF_TCP_SRTT))
+		srtt_sample(st, srtt8 >> 3);
+}
+
+static __always_inline void retrans_at_close(struct conn_state *st, const void *sk)
+{
+	__u32 total = 0;
+
+	if (TRACE_OFF_TCP_TOTAL_RETRANS < 0 || !sk)
+		return;
+	if (!bpf_probe_read_kernel(&total, sizeof(total),
+				   (const char *)sk + TRACE_OFF_TCP_TOTAL_RETRANS))
+		st->retrans_segments = total;
 }
 
 static __always_inline void trace_emit(struct trace_record *rec)

@@ -100,8 +100,8 @@ def test_rtt_matches_ss_for_the_same_socket(lab: Lab, trc: dict[str, Any]) -> No
                        what="the client's close record")
     srtt = records[0]["flow"]["tulle"]["tcp"]["srtt_us"]
     reference = got["ss_rtt_us"]
-    # ss reads tp->srtt_us while the socket is open; our last sample is the last segment the
-    # socket received before that (nothing arrives in between: the exchange was over).
+    # ss reads tp->srtt_us while the socket is open; our last sample is read from the same
+    # socket as it leaves ESTABLISHED (nothing arrives in between: the exchange was over).
     assert abs(srtt["last"] - reference) <= max(0.10 * reference, 50), (srtt, got["ss"])
     print(f"\naccuracy: ss rtt {reference:.0f}µs, traced last {srtt['last']}µs, "
           f"min/mean/max {srtt['min']}/{srtt['mean']}/{srtt['max']}µs")
@@ -163,9 +163,53 @@ def test_retransmits_caused_on_purpose_are_counted(lab: Lab, trc: dict[str, Any]
     ss_retrans = re.search(r"\bretrans:\d+/(\d+)", got["ss"])
     records = wait_for(lambda: [r for r in closes(lab, got["port"]) if r["node_name"] == "node1"],
                        what="the uploader's close record")
-    counted = records[0]["flow"]["tulle"]["tcp"]["retransmits"]
+    tcp = records[0]["flow"]["tulle"]["tcp"]
+    counted = tcp["retransmits"]
     assert counted > 0, got["ss"]
-    # The kernel's own total for the socket, read just before close, counts segments; we
-    # count retransmitted packets, and a TSO packet may carry several segments.
+    # The kernel's own total for the socket, read just before close, counts segments; the
+    # tracepoint counts retransmitted packets, and a TSO packet may carry several segments.
     assert ss_retrans and 0 < counted <= int(ss_retrans.group(1)), got["ss"]
-    print(f"\nretransmits: traced {counted}, ss total {ss_retrans and ss_retrans.group(1)}")
+    assert tcp["retransmitted_segments"] == int(ss_retrans.group(1))
+    print(f"\nretransmits: traced {counted} packets, {tcp['retransmitted_segments']} segments;"
+          f" ss total {ss_retrans.group(1)}")
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_trace_cli_and_observe_filters(lab: Lab, trc: dict[str, Any]) -> None:
+    got = run_py(lab, NS, trc["cli"], CLIENT, trc["srv_ip"], 3)
+    lab.exec(NS, trc["cli"], "curl", "-s", "--max-time", "2", f"http://{trc['srv_ip']}:9/",
+             check=False)
+    wait_for(lambda: len(closes(lab, got["port"])) == 2, what="close records")
+
+    def connects() -> list[dict[str, Any]]:
+        out = lab.tulle("trace", "connect", "-o", "json", "--last", "100", "-n", NS).stdout
+        return [e for e in _json_lines(out) if e.get("source_port") == got["port"]]
+
+    events = wait_for(lambda: len(connects()) == 2 and connects(), what="trace connect events")
+    client = next(e for e in events if e["role"] == "client")
+    assert client["event"] == "connect" and client["connect_latency_ns"] > 0
+    assert client["source"]["pod_name"] == trc["cli"]
+    assert client["destination"]["workload"] == {"kind": "Deployment", "name": "srv"}
+
+    text = lab.tulle("trace", "rtt", "--last", "100", "--from-pod", f"{NS}/{trc['cli']}").stdout
+    assert f"{NS}/{trc['cli']}:{got['port']} -> {NS}/{trc['srv']}:8080 client srtt" in text
+
+    hist = lab.tulle("trace", "connect", "--histogram", "-n", NS).stdout
+    assert f"{NS}/cli -> {NS}/srv (" in hist and "connect µs" in hist
+
+    drops = _json_lines(lab.tulle("trace", "drops", "-o", "json", "--last", "50", "-n", NS,
+                                  "--to-port", "9").stdout)
+    assert drops and all(d["reason"] == "NO_SOCKET" for d in drops)
+
+    # observe: the retransmit filter keeps only connections that retransmitted, and the RTT
+    # threshold splits by the mean smoothed RTT.
+    retrans = [r["flow"] for r in trace_flows(lab, "--retransmits")]
+    assert all(f["tulle"]["tcp"]["retransmits"] > 0 for f in retrans)
+    mine = [r for r in trace_flows(lab, "--rtt-over", "1us") if r["flow"].get("tulle", {})
+            .get("tcp") and r["flow"]["l4"]["TCP"]["source_port"] == got["port"]]
+    assert len(mine) == 2
+    assert not [r for r in trace_flows(lab, "--rtt-over", "10s")
+                if r["flow"]["l4"].get("TCP", {}).get("source_port") == got["port"]]
