@@ -57,7 +57,8 @@ TRACEPOINT_PROBE(skb, kfree_skb)
 	unsigned char *head = 0;
 	__u16 network = 0;
 	struct iphdr ip = {};
-	__u16 ports[2] = {};
+	__u8 l4[14] = {}; /* ports, and for TCP the data offset and flags (bytes 12, 13) */
+	__u32 l4_len;
 	__u64 sk = (__u64)args->rx_sk;
 	struct conn_state *st = 0;
 	__be32 *pod = 0;
@@ -91,13 +92,25 @@ TRACEPOINT_PROBE(skb, kfree_skb)
 	}
 	if ((ip.protocol == IPPROTO_TCP || ip.protocol == IPPROTO_UDP) &&
 	    !(ip.frag_off & bpf_htons(0x1fff)))
-		bpf_probe_read_kernel(ports, sizeof(ports), head + network + ip.ihl * 4);
+		bpf_probe_read_kernel(l4, sizeof(l4), head + network + ip.ihl * 4);
+	/* Payload length: a FIN or bare ACK purged from a closing socket's queue is no loss. */
+	l4_len = bpf_ntohs(ip.tot_len) - ip.ihl * 4;
+	if (ip.protocol == IPPROTO_TCP) {
+		rec.tcp_flags = l4[13];
+		rec.payload_len = l4_len > (__u32)(l4[12] >> 4) * 4 ? l4_len - (l4[12] >> 4) * 4 : 0;
+	} else if (ip.protocol == IPPROTO_UDP) {
+		rec.payload_len = l4_len > 8 ? l4_len - 8 : 0;
+	}
+#ifdef TRACE_REASON_QUEUE_PURGE /* its code on this kernel, read from tracefs by the loader */
+	if (args->reason == TRACE_REASON_QUEUE_PURGE && !rec.payload_len)
+		return 0; /* the FIN every close purges: no loss, and one per connection */
+#endif
 	rec.time_ns = bpf_ktime_get_ns();
 	rec.location = (__u64)args->location;
 	rec.saddr = ip.saddr;
 	rec.daddr = ip.daddr;
-	rec.sport = bpf_ntohs(ports[0]);
-	rec.dport = bpf_ntohs(ports[1]);
+	rec.sport = ((__u16)l4[0] << 8) | l4[1];
+	rec.dport = ((__u16)l4[2] << 8) | l4[3];
 	rec.drop_reason = args->reason;
 	rec.kind = TRACE_KIND_DROP;
 	rec.protocol = ip.protocol;

@@ -27,6 +27,7 @@ from agent.flows.flow import (
     FlowType,
     IPVersion,
     SrttSummary,
+    TCPFlags,
     TcpTrace,
     TrafficDirection,
     TulleInfo,
@@ -45,6 +46,9 @@ TCP_STATES = {
 }
 # Drops Tulle's own tc programs made: the datapath already reports them with its own reason.
 DUPLICATE_DROP_PREFIXES = ("TC_",)
+# Reasons that are no loss when the packet carried no data: every close purges the FIN (or a
+# bare ACK) still queued on the socket it ends.
+NO_LOSS_WITHOUT_DATA = frozenset({"QUEUE_PURGE"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,8 @@ class KernelRecord:
     last_state: int = 0
     drop_reason: int = 0
     location: int = 0
+    payload_len: int = 0
+    tcp_flags: int = 0
 
     @classmethod
     def of(cls, leaf: Any) -> KernelRecord:
@@ -98,9 +104,9 @@ class Clock:
 Symbolizer = Callable[[int], str]
 
 
-def _l4(protocol: int, sport: int, dport: int) -> TCP | UDP | None:
+def _l4(protocol: int, sport: int, dport: int, flags: int = 0) -> TCP | UDP | None:
     if protocol == socket.IPPROTO_TCP:
-        return TCP(sport, dport)
+        return TCP(sport, dport, TCPFlags.from_bits(flags))
     if protocol == socket.IPPROTO_UDP:
         return UDP(sport, dport)
     return None
@@ -193,6 +199,8 @@ def drop_flow(
     name = reasons.get(rec.drop_reason, f"REASON_{rec.drop_reason}")
     if name.startswith(DUPLICATE_DROP_PREFIXES):
         return None
+    if name in NO_LOSS_WITHOUT_DATA and rec.payload_len == 0:
+        return None
     location = symbol(rec.location) if rec.location else ""
     ingress = rec.daddr == rec.pod_ip
     return Flow(
@@ -200,7 +208,7 @@ def drop_flow(
         verdict=Verdict.DROPPED,
         drop_reason_desc=name,
         ip=_ip(rec.saddr, rec.daddr),
-        l4=_l4(rec.protocol, rec.sport, rec.dport),
+        l4=_l4(rec.protocol, rec.sport, rec.dport, rec.tcp_flags),
         type=FlowType.L3_L4,
         event_type=EventType(EVENT_DROP, 0),  # sub type 0: no Tulle datapath reason
         traffic_direction=TrafficDirection.INGRESS if ingress else TrafficDirection.EGRESS,

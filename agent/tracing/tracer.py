@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.datapath.cdefs import BPF_DIR
-from agent.tracing.records import KernelRecord
+from agent.tracing.reasons import kernel_drop_reasons
+from agent.tracing.records import NO_LOSS_WITHOUT_DATA, KernelRecord
 
 RING = "trace_events_v1"
 SOURCES: dict[str, tuple[str, ...]] = {
@@ -83,6 +84,12 @@ def offset_flags(offsets: Mapping[str, int | None]) -> list[str]:
     return [f"-D{name}={value}" for name, value in offsets.items() if value is not None]
 
 
+def reason_flags(reasons: Mapping[int, str]) -> list[str]:
+    """-D flags giving the C side the codes it filters on, as this kernel numbers them."""
+    return [f"-DTRACE_REASON_{name}={code}" for code, name in sorted(reasons.items())
+            if name in NO_LOSS_WITHOUT_DATA]
+
+
 def tracepoint_has_field(category: str, event: str, field: str) -> bool:
     """Whether a tracepoint's tracefs format declares `field` (they gain fields over time)."""
     from agent.tracing.reasons import TRACEFS_ROOTS
@@ -128,6 +135,7 @@ class Tracer:
         flags = offset_flags(offsets)
         if tracepoint_has_field("tcp", "tcp_retransmit_skb", "err"):
             flags.append("-DTRACE_RETRANSMIT_HAS_ERR")
+        flags.extend(reason_flags(kernel_drop_reasons()))
         bpf = load_program([BPF_DIR / s for s in plan.sources], flags)
         return cls(bpf, plan)  # BCC attached every TRACEPOINT_PROBE while loading
 

@@ -92,6 +92,9 @@ struct trace_record {
 	__u8 last_state; /* close: the state the socket left for TCP_CLOSE */
 	__u8 protocol;
 	__u32 retrans_segments;
+	__u32 payload_len; /* drop: bytes after the TCP/UDP header */
+	__u8 tcp_flags;    /* drop: the TCP header's flags */
+	__u8 pad[3];
 };
 
 BPF_TABLE("lru_hash", __u64, struct conn_state, trace_conns_v1, 65536);

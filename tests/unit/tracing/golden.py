@@ -52,8 +52,9 @@ LOOPBACK_CLOSE = KernelRecord(
 DROP = KernelRecord(
     kind=KIND_DROP, time_ns=T, saddr="10.244.1.2", daddr="10.244.2.2", sport=40000, dport=9,
     pod_ip="10.244.2.2", protocol=6, drop_reason=3, location=0xFFFF0010, netns=4026532001,
+    tcp_flags=0x02,
 )
-REASONS = {2: "NOT_SPECIFIED", 3: "NO_SOCKET", 70: "TC_INGRESS"}
+REASONS = {2: "NOT_SPECIFIED", 3: "NO_SOCKET", 70: "TC_INGRESS", 105: "QUEUE_PURGE"}
 
 
 def symbols(address: int) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from agent.tracing.kallsyms import Symbols, parse
 from agent.tracing.reasons import parse_format
-from agent.tracing.tracer import SOURCES, HookPlan, offset_flags, plan_hooks
+from agent.tracing.tracer import SOURCES, HookPlan, offset_flags, plan_hooks, reason_flags
 
 FORMAT = '''name: kfree_skb
 format:
@@ -68,3 +68,8 @@ def test_no_ring_buffer_means_no_program() -> None:
 def test_offsets_not_found_are_left_out_of_the_flags() -> None:
     assert offset_flags({"TRACE_OFF_A": 48, "TRACE_OFF_B": None, "TRACE_OFF_C": 0}) == [
         "-DTRACE_OFF_A=48", "-DTRACE_OFF_C=0"]
+
+
+def test_the_c_side_gets_reason_codes_as_this_kernel_numbers_them() -> None:
+    assert reason_flags({3: "NO_SOCKET", 105: "QUEUE_PURGE"}) == ["-DTRACE_REASON_QUEUE_PURGE=105"]
+    assert reason_flags({3: "NO_SOCKET"}) == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from agent.flows.codec import flow_from_json, flow_to_json
-from agent.flows.flow import SrttSummary, TcpTrace, TrafficDirection, Verdict
+from agent.flows.flow import TCP, SrttSummary, TCPFlags, TcpTrace, TrafficDirection, Verdict
 from agent.tracing.feed import attribute
 from agent.tracing.records import KIND_DROP, close_flow, drop_flow, tcp_trace, to_flow
 
@@ -73,6 +73,19 @@ def test_unknown_reason_code_is_named_by_number() -> None:
 
 def test_drops_of_tulles_own_tc_programs_are_not_reported_twice() -> None:
     assert drop_flow(dataclasses.replace(DROP, drop_reason=70), CLOCK, REASONS, symbols) is None
+
+
+def test_drop_keeps_the_tcp_flags_of_the_packet() -> None:
+    f = drop_flow(DROP, CLOCK, REASONS, symbols)
+    assert f is not None and f.l4 == TCP(40000, 9, TCPFlags.of("SYN"))
+
+
+def test_a_purged_fin_is_no_loss_but_purged_data_is() -> None:
+    fin = dataclasses.replace(DROP, drop_reason=105, tcp_flags=0x11, payload_len=0)
+    assert drop_flow(fin, CLOCK, REASONS, symbols) is None
+    data = dataclasses.replace(fin, payload_len=512)
+    f = drop_flow(data, CLOCK, REASONS, symbols)
+    assert f is not None and f.drop_reason_desc == "QUEUE_PURGE"
 
 
 def test_unknown_record_kind_is_ignored() -> None:
