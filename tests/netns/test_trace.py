@@ -5,7 +5,12 @@ retransmits caused on purpose with a tbf qdisc inside a pod."""
 from __future__ import annotations
 
 import json
+import queue
 import re
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +96,8 @@ def test_connection_traced_on_both_nodes_with_pods_attributed(lab: Lab, trc: dic
         assert f["event_type"]["type"] == 7 and f["verdict"] == "FORWARDED"
     assert by_node["node1"]["tulle"]["tcp"]["connect_latency_ns"] > 0
     assert "connect_latency_ns" not in by_node["node2"]["tulle"]["tcp"]
+    # The server's handshake: the kernel's SYN-ACK round trip, its first RTT sample.
+    assert by_node["node2"]["tulle"]["tcp"]["handshake_rtt_us"] > 0
 
 
 def test_rtt_matches_ss_for_the_same_socket(lab: Lab, trc: dict[str, Any]) -> None:
@@ -213,3 +220,29 @@ def test_trace_cli_and_observe_filters(lab: Lab, trc: dict[str, Any]) -> None:
     assert len(mine) == 2
     assert not [r for r in trace_flows(lab, "--rtt-over", "10s")
                 if r["flow"]["l4"].get("TCP", {}).get("source_port") == got["port"]]
+
+
+def test_trace_follow_prints_new_connections_as_they_close(lab: Lab, trc: dict[str, Any]) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli.main", "trace", "connect", "-f", "-o", "json",
+         "--from-pod", f"{NS}/{trc['cli']}", "--node-name", "node1"],
+        env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)  # the follow request reaches the agents before the connection
+        got = run_py(lab, NS, trc["cli"], CLIENT, trc["srv_ip"], 1)
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout or ()],
+                         daemon=True).start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                event = json.loads(lines.get(timeout=1))
+            except queue.Empty:
+                continue
+            if event.get("source_port") == got["port"]:
+                assert event["role"] == "client" and event["connect_latency_ns"] > 0
+                return
+        raise AssertionError("no followed event for the new connection")
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
