@@ -252,3 +252,35 @@ def test_lab_status_reports_the_hooks_in_use(lab: Lab) -> None:
     out = wait_for(lambda: (s := lab.tulle("lab", "status").stdout).count(
         "tracing on 4 tracepoints") == 2 and s, what="both agents tracing")
     assert "missing" not in out
+
+
+# A UDP socket with the smallest receive buffer that never reads: datagrams past the buffer
+# are dropped by the kernel on arrival, with the socket's own reason.
+FLOOD = r"""
+import json, socket, sys
+ip = sys.argv[1]
+r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+r.bind((ip, 0))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(50):
+    s.sendto(b"x" * 1000, (ip, r.getsockname()[1]))
+print(json.dumps({"port": r.getsockname()[1]}))
+"""
+
+
+def test_full_receive_queue_drop_has_the_kernel_reason(lab: Lab, trc: dict[str, Any]) -> None:
+    got = run_py(lab, NS, trc["srv"], FLOOD, trc["srv_ip"])
+
+    def dropped() -> list[dict[str, Any]]:
+        return [r for r in trace_flows(lab, "--verdict", "DROPPED", "--protocol", "udp")
+                if r["flow"]["l4"]["UDP"]["destination_port"] == got["port"]]
+
+    names = _kernel_reason_names()
+    records = wait_for(lambda: [r for r in dropped()
+                                if r["flow"]["drop_reason_desc"] == "SOCKET_RCVBUFF"],
+                       what="kernel drops at the full socket")
+    for r in dropped():  # also the datagrams the closing socket had queued, unread
+        assert r["flow"]["drop_reason_desc"] == names[r["flow"]["tulle"]["kernel_drop_reason"]]
+    assert {r["node_name"] for r in records} == {"node2"}
+    assert records[-1]["flow"]["destination"]["pod_name"] == trc["srv"]
