@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 
 from agent.flows.flow import Flow, TcpTrace
 
@@ -30,7 +31,7 @@ def parse_duration_ns(text: str, field: str) -> int:
     m = _DURATION.match(text)
     if m is None:
         raise TraceFilterError(f"{field}: {text!r} is not a duration (examples: 500us, 5ms, 1s)")
-    return int(float(m["n"]) * _UNIT_NS[m["unit"]])
+    return int(Decimal(m["n"]) * _UNIT_NS[m["unit"]])  # exact: no float rounding
 
 
 def _tcp(f: Flow) -> TcpTrace | None:

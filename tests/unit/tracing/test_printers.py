@@ -7,11 +7,14 @@ import dataclasses
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.cli.trace import VERB_FILTERS, narrow
 from agent.flows.filters import FilterError, FlowFilter, compile_filters
 from agent.flows.flagfilters import FilterBuilder
 from agent.flows.flow import Flow
+from agent.flows.tracefilters import parse_duration_ns
 from agent.observer.convert import FlowsQuery, filter_from_proto, filter_to_proto
 from agent.tracing import tracefmt
 from agent.tracing.feed import attribute
@@ -181,3 +184,27 @@ def test_verbs_narrow_every_allow_filter() -> None:
     assert [f for f in ALL if keep(f)] == [DROPPED]
     keep = compile_filters(narrow(FlowsQuery(), "rtt").whitelist)
     assert [f for f in ALL if keep(f)] == [CLIENT, SERVER]
+
+
+# -- properties --------------------------------------------------------------------------------
+
+
+@given(st.integers(min_value=0, max_value=2**63))
+def test_every_value_falls_in_its_buckets_range(v: int) -> None:
+    lo, hi = bucket_range(bucket(v))
+    assert lo <= v <= hi
+
+
+@given(st.lists(st.integers(min_value=0, max_value=10**9), min_size=1, max_size=50))
+def test_histogram_counts_every_value_once(values: list[int]) -> None:
+    h = Log2Histogram()
+    for v in values:
+        h.add(v)
+    lines = h.lines("µs")
+    assert h.total == len(values) == sum(int(line.split(":")[1].split()[0]) for line in lines[1:])
+
+
+@given(st.integers(min_value=0, max_value=10**12),
+       st.sampled_from([("ns", 1), ("us", 1_000), ("µs", 1_000), ("ms", 10**6), ("s", 10**9)]))
+def test_durations_parse_in_every_unit(n: int, unit: tuple[str, int]) -> None:
+    assert parse_duration_ns(f"{n}{unit[0]}", "x") == n * unit[1]
