@@ -176,7 +176,9 @@ def test_retransmits_caused_on_purpose_are_counted(lab: Lab, trc: dict[str, Any]
     # The kernel's own total for the socket, read just before close, counts segments; the
     # tracepoint counts retransmitted packets, and a TSO packet may carry several segments.
     assert ss_retrans and 0 < counted <= int(ss_retrans.group(1)), got["ss"]
-    assert tcp["retransmitted_segments"] == int(ss_retrans.group(1))
+    # Read at close, after ss: equal, unless the FIN itself had to be sent again.
+    assert int(ss_retrans.group(1)) <= tcp["retransmitted_segments"] <= int(
+        ss_retrans.group(1)) + 2
     print(f"\nretransmits: traced {counted} packets, {tcp['retransmitted_segments']} segments;"
           f" ss total {ss_retrans.group(1)}")
 
