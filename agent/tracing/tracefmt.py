@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from agent.flows.flow import TCP, UDP, Endpoint, Flow, TcpTrace
+from agent.flows.flow import TCP, UDP, Endpoint, Flow, Service, TcpTrace
 from agent.flows.printer import format_timestamp, hostnames
 from agent.tracing.hist import Log2Histogram
 from agent.tracing.records import format_duration
@@ -116,21 +116,23 @@ def event_json(verb: str, flow: Flow) -> dict[str, Any]:
 UNITS = {"connect": "connect µs", "rtt": "srtt µs", "retrans": "retransmits", "drops": ""}
 
 
-def workload_name(ep: Endpoint | None, ip: str) -> str:
-    """"ns/workload" (a Deployment's name, not its pods'), else "ns/pod", else the address."""
-    if ep is None:
-        return ip
-    if ep.workloads:
+def workload_name(ep: Endpoint | None, ip: str, service: Service | None = None) -> str:
+    """"ns/workload" (a Deployment's name, not its pods'), else "ns/pod", else the Service
+    the address is (a client's socket keeps the ClusterIP it connected to), else the address."""
+    if ep is not None and ep.workloads:
         return f"{ep.namespace}/{ep.workloads[0].name}"
-    if ep.pod_name:
+    if ep is not None and ep.pod_name:
         return f"{ep.namespace}/{ep.pod_name}"
+    if service is not None:
+        return f"{service.namespace}/{service.name}"
     return ip
 
 
 def pair(flow: Flow) -> str:
     src_ip = flow.ip.source if flow.ip else ""
     dst_ip = flow.ip.destination if flow.ip else ""
-    return f"{workload_name(flow.source, src_ip)} -> {workload_name(flow.destination, dst_ip)}"
+    src = workload_name(flow.source, src_ip, flow.source_service)
+    return f"{src} -> {workload_name(flow.destination, dst_ip, flow.destination_service)}"
 
 
 def value(verb: str, flow: Flow) -> int | None:

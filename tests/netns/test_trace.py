@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from .conftest import Lab
-from .test_datapath import apply, deployment, namespace, pods_of, run_py, wait_for
+from .test_datapath import apply, deployment, namespace, pods_of, run_py, service, wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.bpf]
 
@@ -27,7 +27,7 @@ NS = "trc"
 @pytest.fixture(scope="module")
 def trc(lab: Lab) -> dict[str, Any]:
     apply(lab, namespace(NS), deployment(NS, "srv", 1, node="node2"),
-          deployment(NS, "cli", 1, node="node1"))
+          deployment(NS, "cli", 1, node="node1"), service(NS, "srv", port=80))
     lab.wait_pods_ready(NS, 2, timeout=90)
     cli = pods_of(lab, NS, "cli")[0]
     srv = pods_of(lab, NS, "srv")[0]
@@ -286,3 +286,24 @@ def test_full_receive_queue_drop_has_the_kernel_reason(lab: Lab, trc: dict[str, 
         assert r["flow"]["drop_reason_desc"] == names[r["flow"]["tulle"]["kernel_drop_reason"]]
     assert {r["node_name"] for r in records} == {"node2"}
     assert records[-1]["flow"]["destination"]["pod_name"] == trc["srv"]
+
+
+# The same client through the Service: the client's socket keeps the ClusterIP it dialled.
+VIA_SERVICE = CLIENT.replace("(ip, 8080)", "(ip, 80)")
+
+
+def test_connection_through_a_service_names_it(lab: Lab, trc: dict[str, Any]) -> None:
+    vip = lab.get("services", NS)[0]["spec"]["clusterIP"]
+    got = wait_for(lambda: run_py(lab, NS, trc["cli"], VIA_SERVICE, vip, 2),
+                   what="service reachable")
+    records = wait_for(lambda: len(closes(lab, got["port"])) == 2 and closes(lab, got["port"]),
+                       what="close records of the service connection")
+    by_node = {r["node_name"]: r["flow"] for r in records}
+    client = by_node["node1"]
+    assert client["IP"]["destination"] == vip
+    assert client["destination_service"] == {"name": "srv", "namespace": NS}
+    assert client["l4"]["TCP"]["destination_port"] == 80
+    server = by_node["node2"]  # the server's socket sees the pod address after translation
+    assert server["IP"]["destination"] == trc["srv_ip"]
+    assert server["destination"]["pod_name"] == trc["srv"]
+    assert server["source"]["pod_name"] == trc["cli"]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from agent.cli.trace import VERB_FILTERS, narrow
 from agent.flows.filters import FilterError, FlowFilter, compile_filters
 from agent.flows.flagfilters import FilterBuilder
-from agent.flows.flow import Flow
+from agent.flows.flow import Flow, Service
 from agent.flows.tracefilters import parse_duration_ns
 from agent.observer.convert import FlowsQuery, filter_from_proto, filter_to_proto
 from agent.tracing import tracefmt
@@ -122,6 +122,9 @@ def test_histograms_per_workload_pair() -> None:
     assert lines[0] == "trc/cli -> trc/srv (2 connections)"  # the server side has no latency
     assert any(line.startswith("        32 -> 63        : 1") for line in lines)
     assert any(line.startswith("       512 -> 1023      : 1") for line in lines)
+    via_service = dataclasses.replace(
+        CLIENT, destination=None, destination_service=Service("catalog", "backend"))
+    assert tracefmt.pair(via_service) == "trc/cli -> backend/catalog"
     assert tracefmt.histograms("drops", [DROPPED, DROPPED]) == [
         "       2  trc/cli -> trc/srv  NO_SOCKET"]
 
