@@ -56,6 +56,7 @@ class AgentConfig:
     flow_capacity: int = 65_535
     waypoint: str | None = None  # "ip:port" of this node's waypoint (L7 redirect target)
     ct_endpoint_quota: int = 0  # live connections one pod may open; 0: 1/8 of ct_v1 (quota.h)
+    trace: bool = True  # kernel connection tracing (needs the datapath)
 
 
 class Agent:
@@ -70,6 +71,7 @@ class Agent:
         self.last_error: str | None = None
         self.datapath: DatapathController | None = None
         self.reported: tuple[bool, str] | None = None  # last Ready condition written
+        self.tracing: Any = None  # agent.tracing.tracer.HookPlan once tracing runs
 
     def handle(self, event: Event) -> None:
         with self.lock:
@@ -177,6 +179,9 @@ class Agent:
                 "last_sync_ms": round(self.datapath.last_sync_ms, 1),
                 "errors": list(self.datapath.errors),
             }
+        if self.tracing is not None:
+            report["tracing"] = {"hooks": list(self.tracing.hooks),
+                                 "missing": list(self.tracing.missing)}
         return report
 
 
@@ -222,6 +227,10 @@ def run(config: AgentConfig) -> int:
             _start_thread(agent.sync_forever, "sync")
             _start_thread(agent.datapath.run_events, "events", agent.stop)
             _start_thread(agent.datapath.run_gc, "ct-gc", agent.stop)
+            if config.trace:  # kernel connection tracing (issue 12): best effort
+                from agent.tracing.start import start_tracing
+
+                agent.tracing = start_tracing(agent.datapath, ingest, node, agent.stop)
         observer = _start_observer(ring, config)
         intake = None
         if config.l7_intake and agent.datapath is not None:

@@ -53,6 +53,10 @@ step "the flows those calls produced (tulle observe, Hubble-compatible)"
 sleep 0.5
 $TULLE observe --last 8 --from-pod "frontend/$first_web" --protocol tcp
 
+step "the kernel's view of those connections: connect latency and RTT (tulle trace, tracepoints)"
+$TULLE trace connect --last 6 --from-pod "frontend/$first_web"
+$TULLE trace rtt --histogram --from-pod "frontend/$first_web"
+
 step "the service map seen in those flows"
 $TULLE map --since 10m -o text
 $TULLE map --since 10m -o png --output tulle-map.png >/dev/null && echo "  picture: $(pwd)/tulle-map.png"

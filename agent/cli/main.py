@@ -9,6 +9,7 @@ from agent.cli.lab import lab
 from agent.cli.observe import list_group, observe, set_default_server, status
 from agent.cli.resources import apply, delete, describe_cmd, get, wait
 from agent.cli.servicemap import map_cmd
+from agent.cli.trace import trace
 from agent.lab.state import LabPaths
 
 
@@ -59,6 +60,12 @@ def cli(lab: str | None, store: str | None) -> None:
     type=click.IntRange(min=0),
     help="Live connections one pod may open (conntrack fairness); 0: an eighth of the table.",
 )
+@click.option(
+    "--trace/--no-trace",
+    default=True,
+    show_default=True,
+    help="Kernel connection tracing (tracepoints; needs --pin-dir).",
+)
 def agent(
     node: str,
     store_file: str,
@@ -72,6 +79,7 @@ def agent(
     l7_intake: str | None,
     waypoint: str | None,
     ct_endpoint_quota: int,
+    trace: bool,
 ) -> None:
     """Run the node agent (one per node; the DaemonSet's process)."""
     from agent.daemon import AgentConfig, run
@@ -89,6 +97,7 @@ def agent(
         flow_capacity=flow_capacity,
         waypoint=waypoint,
         ct_endpoint_quota=ct_endpoint_quota,
+        trace=trace,
     )
     raise SystemExit(run(config))
 
@@ -124,6 +133,7 @@ cli.add_command(observe)
 cli.add_command(status)
 cli.add_command(list_group)
 cli.add_command(map_cmd)
+cli.add_command(trace)
 
 
 def _lab_relay(ctx: click.Context) -> str | None:

@@ -100,6 +100,8 @@ _FILTER_FLAGS: list[tuple[tuple[str, ...], str]] = [
     (("--node-name",), "Node name pattern (wildcards allowed)."),
     (("--traffic-direction",), "ingress or egress."),
     (("--uuid",), "Flow UUID."),
+    (("--rtt-over",), "Traced TCP connections whose mean RTT exceeds this: 500us, 5ms."),
+    (("--connect-over",), "Traced TCP connections whose connect latency exceeds this."),
 ]
 
 
@@ -122,6 +124,8 @@ class ObserveCommand(click.Command):
                 sequence.append(("not", None))
             elif param.name == "all_namespaces":
                 sequence.append(("all-namespaces", None))
+            elif param.name == "retransmits":
+                sequence.append(("retransmits", "1"))
         ctx.meta["tulle.observe.filters"] = sequence
         return super().parse_args(ctx, args)
 
@@ -132,6 +136,8 @@ _FILTER_DESTS = {_dest(d): d[-1].lstrip("-") for d, _ in _FILTER_FLAGS}
 def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for decls, text in reversed(_FILTER_FLAGS):
         f = click.option(*decls, _dest(decls), multiple=True, metavar="VALUE", help=text)(f)
+    f = click.option("--retransmits", "retransmits", count=True,
+                     help="Traced TCP connections that retransmitted.")(f)
     f = click.option("-A", "--all-namespaces", "all_namespaces", is_flag=True,
                      help="Flows in any namespace (the default; refuses -n).")(f)
     return click.option("--not", "not_", count=True,

@@ -51,6 +51,7 @@ from agent.flows.names import (
     TrafficDirection,
     Verdict,
 )
+from agent.flows.tcpjson import tcp_from_json, tcp_to_json
 
 JSON = dict[str, Any]
 
@@ -167,7 +168,10 @@ def _l7(l7: Layer7) -> JSON:
 
 
 def _tulle(t: TulleInfo) -> JSON:
-    return {name: getattr(t, name) for name in TulleInfo.__slots__ if getattr(t, name)}
+    out = {name: getattr(t, name) for name in TulleInfo.__slots__ if getattr(t, name)}
+    if t.tcp is not None:
+        out["tcp"] = tcp_to_json(t.tcp)
+    return out
 
 
 def flow_to_json(flow: Flow) -> JSON:
@@ -399,7 +403,8 @@ def flow_from_json(data: JSON) -> Flow:
         trace_observation_point=str(data.get("trace_observation_point", "")),
         summary=data.get("Summary", ""),
         tulle=None if tulle is None else TulleInfo(
-            **{k: v for k, v in tulle.items() if k in known}
+            **{k: v for k, v in tulle.items() if k in known and k != "tcp"},
+            tcp=tcp_from_json(tulle.get("tcp")),
         ),
     )
 

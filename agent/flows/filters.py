@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from agent.flows import tracefilters
 from agent.flows.flow import TCP, UDP, Endpoint, Flow, ICMPv4, ICMPv6, TCPFlags
 from agent.flows.labels import LabelSelector, parse_selector
 from agent.flows.names import DROP_REASONS, Verdict
@@ -69,6 +70,10 @@ class FlowFilter:
     traffic_direction: tuple[str, ...] = ()
     reply: tuple[bool, ...] = ()
     ip_version: tuple[str, ...] = ()
+    # kernel connection trace (agent/flows/tracefilters.py)
+    tcp_retransmits: tuple[str, ...] = ()
+    tcp_rtt_over: tuple[str, ...] = ()
+    tcp_connect_over: tuple[str, ...] = ()
 
     def is_empty(self) -> bool:
         return not any(getattr(self, f.name) for f in fields(self))
@@ -416,12 +421,24 @@ def compile_filter(ff: FlowFilter) -> Predicate:
         add(_one_of(ff.reply, lambda f: bool(f.is_reply)))
     if ff.ip_version:
         add(_one_of(_ip_versions(ff.ip_version), lambda f: f.ip.ip_version if f.ip else None))
+    checks.extend(_trace_checks(ff))
 
     if not checks:
         return lambda f: True
     if len(checks) == 1:
         return checks[0]
     return lambda f: all(c(f) for c in checks)
+
+
+def _trace_checks(ff: FlowFilter) -> list[Predicate]:
+    try:
+        return [make(values) for values, make in (
+            (ff.tcp_retransmits, tracefilters.match_retransmits),
+            (ff.tcp_rtt_over, tracefilters.match_rtt_over),
+            (ff.tcp_connect_over, tracefilters.match_connect_over),
+        ) if values]
+    except tracefilters.TraceFilterError as e:
+        raise FilterError(str(e)) from None
 
 
 def _svc(f: Flow, source: bool) -> tuple[str, str]:

@@ -49,6 +49,8 @@ _BOTH = {
     "http-status": "http_status_code", "http-method": "http_method", "http-path": "http_path",
     "node-name": "node_name", "traffic-direction": "traffic_direction", "uuid": "uuid",
     "tcp-flags": "tcp_flags", "type": "event_type",
+    "retransmits": "tcp_retransmits", "rtt-over": "tcp_rtt_over",
+    "connect-over": "tcp_connect_over",
 }
 NAMESPACE_FLAGS = ("namespace", "from-namespace", "to-namespace", "all-namespaces")
 FILTER_FLAGS = frozenset(_EITHER) | frozenset(_BOTH) | frozenset(NAMESPACE_FLAGS)

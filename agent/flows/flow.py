@@ -26,8 +26,8 @@ from agent.flows.names import (
 __all__ = [
     "HTTP", "ICMPv4", "ICMPv6", "IP", "TCP", "UDP", "Endpoint", "EventType", "Flow",
     "FlowType", "HTTPHeader", "IPVersion", "L7Type", "Layer4", "Layer7", "LostEvent",
-    "LostEventSource", "Service", "TCPFlags", "TrafficDirection", "TulleInfo", "Verdict",
-    "Workload", "flow_from_json", "flow_to_json", "summarize",
+    "LostEventSource", "Service", "SrttSummary", "TCPFlags", "TcpTrace", "TrafficDirection",
+    "TulleInfo", "Verdict", "Workload", "flow_from_json", "flow_to_json", "summarize",
 ]
 
 
@@ -165,6 +165,33 @@ class Layer7:
 
 
 @dataclass(frozen=True, slots=True)
+class SrttSummary:
+    """The kernel's smoothed RTT over a connection's life, in microseconds (``tcp:tcp_probe``
+    samples: one per segment received while established)."""
+
+    min: int = 0
+    mean: int = 0
+    max: int = 0
+    last: int = 0
+    samples: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TcpTrace:
+    """What the kernel tracer measured for one TCP connection of a local pod (at its close)."""
+
+    role: str = ""  # "client" (this pod connected) or "server" (this pod accepted)
+    connect_latency_ns: int = 0  # client: SYN sent to ESTABLISHED; 0 if never established
+    handshake_rtt_us: int = 0  # the kernel's first RTT sample: SYN/SYN-ACK round trip
+    srtt_us: SrttSummary | None = None
+    retransmits: int = 0  # retransmitted packets (tcp:tcp_retransmit_skb)
+    retransmitted_segments: int = 0  # the kernel's total at close (ss "retrans:x/TOTAL")
+    lifetime_ns: int = 0  # first SYN (client) or final handshake ACK (server) to close
+    established: bool = False
+    last_state: str = ""  # TCP state left for CLOSE ("SYN_SENT": the connect failed)
+
+
+@dataclass(frozen=True, slots=True)
 class TulleInfo:
     """What Tulle records beyond Hubble's schema; printed under the JSON key ``tulle``."""
 
@@ -179,6 +206,10 @@ class TulleInfo:
     drop_file: str = ""  # BPF source file that dropped
     drop_line: int = 0
     conn_id: int = 0  # connection id shared by all flows of one connection
+    tcp: TcpTrace | None = None  # kernel connection trace (close records)
+    socket_id: int = 0  # traced socket: its close record and its kernel drops share this
+    kernel_drop_reason: int = 0  # enum skb_drop_reason code (name in drop_reason_desc)
+    kernel_drop_location: str = ""  # kernel function that freed the packet ("tcp_v4_rcv+0x…")
 
 
 @dataclass(frozen=True, slots=True)

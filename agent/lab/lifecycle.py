@@ -81,9 +81,13 @@ def _node_health(paths: LabPaths, node: NodePlan) -> tuple[bool, str]:
     age = time.time() - float(data.get("time", 0))
     if age > HEALTH_STALE_SECONDS:
         return False, f"last report {age:.0f}s ago"
-    return bool(
-        data.get("ready")
-    ), f"revision {data.get('revision')}, {data.get('objects', 0)} objects"
+    detail = f"revision {data.get('revision')}, {data.get('objects', 0)} objects"
+    tracing = data.get("tracing")
+    if isinstance(tracing, dict):  # kernel connection tracing: which hooks it runs on
+        detail += f", tracing on {len(tracing.get('hooks') or [])} tracepoints"
+        if tracing.get("missing"):
+            detail += f" (missing {', '.join(tracing['missing'])})"
+    return bool(data.get("ready")), detail
 
 
 def _process_status(rec: procs.ProcRecord, restarts: dict[str, Any]) -> ProcessStatus:

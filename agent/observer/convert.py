@@ -25,6 +25,7 @@ _STRING_FIELDS = (
     "destination_pod", "destination_label", "destination_service", "traffic_direction",
     "verdict", "http_status_code", "protocol", "source_port", "destination_port",
     "http_method", "http_path", "node_name", "ip_version", "drop_reason_desc",
+    "tcp_retransmits", "tcp_rtt_over", "tcp_connect_over",
 )
 
 

@@ -28,7 +28,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tulle/observer/v1/observer.proto\x12\x11tulle.observer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfa\x01\n\x0fGetFlowsRequest\x12\x0e\n\x06number\x18\x01 \x01(\x04\x12\r\n\x05\x66irst\x18\t \x01(\x08\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x30\n\tblacklist\x18\x05 \x03(\x0b\x32\x1d.tulle.observer.v1.FlowFilter\x12\x30\n\twhitelist\x18\x06 \x03(\x0b\x32\x1d.tulle.observer.v1.FlowFilter\x12)\n\x05since\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe8\x01\n\x10GetFlowsResponse\x12\x13\n\tflow_json\x18\x01 \x01(\tH\x00\x12\x39\n\x0bnode_status\x18\x02 \x01(\x0b\x32\".tulle.observer.v1.NodeStatusEventH\x00\x12\x33\n\x0blost_events\x18\x03 \x01(\x0b\x32\x1c.tulle.observer.v1.LostEventH\x00\x12\x12\n\tnode_name\x18\xe8\x07 \x01(\t\x12)\n\x04time\x18\xe9\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\n\x0eresponse_types\"\xe7\x05\n\nFlowFilter\x12\x0c\n\x04uuid\x18\x1d \x03(\t\x12\x11\n\tsource_ip\x18\x01 \x03(\t\x12\x12\n\nsource_pod\x18\x02 \x03(\t\x12\x14\n\x0csource_label\x18\n \x03(\t\x12\x16\n\x0esource_service\x18\x10 \x03(\t\x12\x34\n\x0fsource_workload\x18\x1a \x03(\x0b\x32\x1b.tulle.observer.v1.Workload\x12\x16\n\x0e\x64\x65stination_ip\x18\x03 \x03(\t\x12\x17\n\x0f\x64\x65stination_pod\x18\x04 \x03(\t\x12\x19\n\x11\x64\x65stination_label\x18\x0b \x03(\t\x12\x1b\n\x13\x64\x65stination_service\x18\x11 \x03(\t\x12\x39\n\x14\x64\x65stination_workload\x18\x1b \x03(\x0b\x32\x1b.tulle.observer.v1.Workload\x12\x19\n\x11traffic_direction\x18\x1e \x03(\t\x12\x0f\n\x07verdict\x18\x05 \x03(\t\x12\x36\n\nevent_type\x18\x06 \x03(\x0b\x32\".tulle.observer.v1.EventTypeFilter\x12\x18\n\x10http_status_code\x18\t \x03(\t\x12\x10\n\x08protocol\x18\x0c \x03(\t\x12\x13\n\x0bsource_port\x18\r \x03(\t\x12\x18\n\x10\x64\x65stination_port\x18\x0e \x03(\t\x12\r\n\x05reply\x18\x0f \x03(\x08\x12\x17\n\x0fsource_identity\x18\x13 \x03(\r\x12\x1c\n\x14\x64\x65stination_identity\x18\x14 \x03(\r\x12\x13\n\x0bhttp_method\x18\x15 \x03(\t\x12\x11\n\thttp_path\x18\x16 \x03(\t\x12.\n\ttcp_flags\x18\x17 \x03(\x0b\x32\x1b.tulle.observer.v1.TCPFlags\x12\x11\n\tnode_name\x18\x18 \x03(\t\x12\x12\n\nip_version\x18\x19 \x03(\t\x12\x18\n\x10\x64rop_reason_desc\x18! \x03(\t\"&\n\x08Workload\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\"I\n\x0f\x45ventTypeFilter\x12\x0c\n\x04type\x18\x01 \x01(\x05\x12\x16\n\x0ematch_sub_type\x18\x02 \x01(\x08\x12\x10\n\x08sub_type\x18\x03 \x01(\x05\"~\n\x08TCPFlags\x12\x0b\n\x03\x46IN\x18\x01 \x01(\x08\x12\x0b\n\x03SYN\x18\x02 \x01(\x08\x12\x0b\n\x03RST\x18\x03 \x01(\x08\x12\x0b\n\x03PSH\x18\x04 \x01(\x08\x12\x0b\n\x03\x41\x43K\x18\x05 \x01(\x08\x12\x0b\n\x03URG\x18\x06 \x01(\x08\x12\x0b\n\x03\x45\x43\x45\x18\x07 \x01(\x08\x12\x0b\n\x03\x43WR\x18\x08 \x01(\x08\x12\n\n\x02NS\x18\t \x01(\x08\"r\n\tLostEvent\x12\x32\n\x06source\x18\x01 \x01(\x0e\x32\".tulle.observer.v1.LostEventSource\x12\x17\n\x0fnum_events_lost\x18\x02 \x01(\x04\x12\x10\n\x03\x63pu\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x06\n\x04_cpu\"j\n\x0fNodeStatusEvent\x12\x32\n\x0cstate_change\x18\x01 \x01(\x0e\x32\x1c.tulle.observer.v1.NodeState\x12\x12\n\nnode_names\x18\x02 \x03(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x15\n\x13ServerStatusRequest\"\x9c\x03\n\x14ServerStatusResponse\x12\x11\n\tnum_flows\x18\x01 \x01(\x04\x12\x11\n\tmax_flows\x18\x02 \x01(\x04\x12\x12\n\nseen_flows\x18\x03 \x01(\x04\x12\x11\n\tuptime_ns\x18\x04 \x01(\x04\x12 \n\x13num_connected_nodes\x18\x05 \x01(\rH\x00\x88\x01\x01\x12\"\n\x15num_unavailable_nodes\x18\x06 \x01(\rH\x01\x88\x01\x01\x12\x19\n\x11unavailable_nodes\x18\x07 \x03(\t\x12\x0f\n\x07version\x18\x08 \x01(\t\x12\x12\n\nflows_rate\x18\t \x01(\x01\x12L\n\x0blost_events\x18\n \x03(\x0b\x32\x37.tulle.observer.v1.ServerStatusResponse.LostEventsEntry\x1a\x31\n\x0fLostEventsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x42\x16\n\x14_num_connected_nodesB\x18\n\x16_num_unavailable_nodes\"\x11\n\x0fGetNodesRequest\":\n\x10GetNodesResponse\x12&\n\x05nodes\x18\x01 \x03(\x0b\x32\x17.tulle.observer.v1.Node\"\xca\x01\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12+\n\x05state\x18\x04 \x01(\x0e\x32\x1c.tulle.observer.v1.NodeState\x12\x11\n\tuptime_ns\x18\x06 \x01(\x04\x12\x11\n\tnum_flows\x18\x07 \x01(\x04\x12\x11\n\tmax_flows\x18\x08 \x01(\x04\x12\x12\n\nseen_flows\x18\t \x01(\x04\x12\x12\n\nflows_rate\x18\n \x01(\x01J\x04\x08\x05\x10\x06*\x7f\n\x0fLostEventSource\x12\x1d\n\x19UNKNOWN_LOST_EVENT_SOURCE\x10\x00\x12\x1a\n\x16PERF_EVENT_RING_BUFFER\x10\x01\x12\x19\n\x15OBSERVER_EVENTS_QUEUE\x10\x02\x12\x16\n\x12HUBBLE_RING_BUFFER\x10\x03*l\n\tNodeState\x12\x16\n\x12UNKNOWN_NODE_STATE\x10\x00\x12\x12\n\x0eNODE_CONNECTED\x10\x01\x12\x14\n\x10NODE_UNAVAILABLE\x10\x02\x12\r\n\tNODE_GONE\x10\x03\x12\x0e\n\nNODE_ERROR\x10\x04\x32\x9d\x02\n\x08Observer\x12W\n\x08GetFlows\x12\".tulle.observer.v1.GetFlowsRequest\x1a#.tulle.observer.v1.GetFlowsResponse\"\x00\x30\x01\x12U\n\x08GetNodes\x12\".tulle.observer.v1.GetNodesRequest\x1a#.tulle.observer.v1.GetNodesResponse\"\x00\x12\x61\n\x0cServerStatus\x12&.tulle.observer.v1.ServerStatusRequest\x1a\'.tulle.observer.v1.ServerStatusResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tulle/observer/v1/observer.proto\x12\x11tulle.observer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfa\x01\n\x0fGetFlowsRequest\x12\x0e\n\x06number\x18\x01 \x01(\x04\x12\r\n\x05\x66irst\x18\t \x01(\x08\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x30\n\tblacklist\x18\x05 \x03(\x0b\x32\x1d.tulle.observer.v1.FlowFilter\x12\x30\n\twhitelist\x18\x06 \x03(\x0b\x32\x1d.tulle.observer.v1.FlowFilter\x12)\n\x05since\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe8\x01\n\x10GetFlowsResponse\x12\x13\n\tflow_json\x18\x01 \x01(\tH\x00\x12\x39\n\x0bnode_status\x18\x02 \x01(\x0b\x32\".tulle.observer.v1.NodeStatusEventH\x00\x12\x33\n\x0blost_events\x18\x03 \x01(\x0b\x32\x1c.tulle.observer.v1.LostEventH\x00\x12\x12\n\tnode_name\x18\xe8\x07 \x01(\t\x12)\n\x04time\x18\xe9\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x10\n\x0eresponse_types\"\xb0\x06\n\nFlowFilter\x12\x0c\n\x04uuid\x18\x1d \x03(\t\x12\x11\n\tsource_ip\x18\x01 \x03(\t\x12\x12\n\nsource_pod\x18\x02 \x03(\t\x12\x14\n\x0csource_label\x18\n \x03(\t\x12\x16\n\x0esource_service\x18\x10 \x03(\t\x12\x34\n\x0fsource_workload\x18\x1a \x03(\x0b\x32\x1b.tulle.observer.v1.Workload\x12\x16\n\x0e\x64\x65stination_ip\x18\x03 \x03(\t\x12\x17\n\x0f\x64\x65stination_pod\x18\x04 \x03(\t\x12\x19\n\x11\x64\x65stination_label\x18\x0b \x03(\t\x12\x1b\n\x13\x64\x65stination_service\x18\x11 \x03(\t\x12\x39\n\x14\x64\x65stination_workload\x18\x1b \x03(\x0b\x32\x1b.tulle.observer.v1.Workload\x12\x19\n\x11traffic_direction\x18\x1e \x03(\t\x12\x0f\n\x07verdict\x18\x05 \x03(\t\x12\x36\n\nevent_type\x18\x06 \x03(\x0b\x32\".tulle.observer.v1.EventTypeFilter\x12\x18\n\x10http_status_code\x18\t \x03(\t\x12\x10\n\x08protocol\x18\x0c \x03(\t\x12\x13\n\x0bsource_port\x18\r \x03(\t\x12\x18\n\x10\x64\x65stination_port\x18\x0e \x03(\t\x12\r\n\x05reply\x18\x0f \x03(\x08\x12\x17\n\x0fsource_identity\x18\x13 \x03(\r\x12\x1c\n\x14\x64\x65stination_identity\x18\x14 \x03(\r\x12\x13\n\x0bhttp_method\x18\x15 \x03(\t\x12\x11\n\thttp_path\x18\x16 \x03(\t\x12.\n\ttcp_flags\x18\x17 \x03(\x0b\x32\x1b.tulle.observer.v1.TCPFlags\x12\x11\n\tnode_name\x18\x18 \x03(\t\x12\x12\n\nip_version\x18\x19 \x03(\t\x12\x18\n\x10\x64rop_reason_desc\x18! \x03(\t\x12\x17\n\x0ftcp_retransmits\x18( \x03(\t\x12\x14\n\x0ctcp_rtt_over\x18) \x03(\t\x12\x18\n\x10tcp_connect_over\x18* \x03(\t\"&\n\x08Workload\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\"I\n\x0f\x45ventTypeFilter\x12\x0c\n\x04type\x18\x01 \x01(\x05\x12\x16\n\x0ematch_sub_type\x18\x02 \x01(\x08\x12\x10\n\x08sub_type\x18\x03 \x01(\x05\"~\n\x08TCPFlags\x12\x0b\n\x03\x46IN\x18\x01 \x01(\x08\x12\x0b\n\x03SYN\x18\x02 \x01(\x08\x12\x0b\n\x03RST\x18\x03 \x01(\x08\x12\x0b\n\x03PSH\x18\x04 \x01(\x08\x12\x0b\n\x03\x41\x43K\x18\x05 \x01(\x08\x12\x0b\n\x03URG\x18\x06 \x01(\x08\x12\x0b\n\x03\x45\x43\x45\x18\x07 \x01(\x08\x12\x0b\n\x03\x43WR\x18\x08 \x01(\x08\x12\n\n\x02NS\x18\t \x01(\x08\"r\n\tLostEvent\x12\x32\n\x06source\x18\x01 \x01(\x0e\x32\".tulle.observer.v1.LostEventSource\x12\x17\n\x0fnum_events_lost\x18\x02 \x01(\x04\x12\x10\n\x03\x63pu\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x06\n\x04_cpu\"j\n\x0fNodeStatusEvent\x12\x32\n\x0cstate_change\x18\x01 \x01(\x0e\x32\x1c.tulle.observer.v1.NodeState\x12\x12\n\nnode_names\x18\x02 \x03(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x15\n\x13ServerStatusRequest\"\x9c\x03\n\x14ServerStatusResponse\x12\x11\n\tnum_flows\x18\x01 \x01(\x04\x12\x11\n\tmax_flows\x18\x02 \x01(\x04\x12\x12\n\nseen_flows\x18\x03 \x01(\x04\x12\x11\n\tuptime_ns\x18\x04 \x01(\x04\x12 \n\x13num_connected_nodes\x18\x05 \x01(\rH\x00\x88\x01\x01\x12\"\n\x15num_unavailable_nodes\x18\x06 \x01(\rH\x01\x88\x01\x01\x12\x19\n\x11unavailable_nodes\x18\x07 \x03(\t\x12\x0f\n\x07version\x18\x08 \x01(\t\x12\x12\n\nflows_rate\x18\t \x01(\x01\x12L\n\x0blost_events\x18\n \x03(\x0b\x32\x37.tulle.observer.v1.ServerStatusResponse.LostEventsEntry\x1a\x31\n\x0fLostEventsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x42\x16\n\x14_num_connected_nodesB\x18\n\x16_num_unavailable_nodes\"\x11\n\x0fGetNodesRequest\":\n\x10GetNodesResponse\x12&\n\x05nodes\x18\x01 \x03(\x0b\x32\x17.tulle.observer.v1.Node\"\xca\x01\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12+\n\x05state\x18\x04 \x01(\x0e\x32\x1c.tulle.observer.v1.NodeState\x12\x11\n\tuptime_ns\x18\x06 \x01(\x04\x12\x11\n\tnum_flows\x18\x07 \x01(\x04\x12\x11\n\tmax_flows\x18\x08 \x01(\x04\x12\x12\n\nseen_flows\x18\t \x01(\x04\x12\x12\n\nflows_rate\x18\n \x01(\x01J\x04\x08\x05\x10\x06*\x7f\n\x0fLostEventSource\x12\x1d\n\x19UNKNOWN_LOST_EVENT_SOURCE\x10\x00\x12\x1a\n\x16PERF_EVENT_RING_BUFFER\x10\x01\x12\x19\n\x15OBSERVER_EVENTS_QUEUE\x10\x02\x12\x16\n\x12HUBBLE_RING_BUFFER\x10\x03*l\n\tNodeState\x12\x16\n\x12UNKNOWN_NODE_STATE\x10\x00\x12\x12\n\x0eNODE_CONNECTED\x10\x01\x12\x14\n\x10NODE_UNAVAILABLE\x10\x02\x12\r\n\tNODE_GONE\x10\x03\x12\x0e\n\nNODE_ERROR\x10\x04\x32\x9d\x02\n\x08Observer\x12W\n\x08GetFlows\x12\".tulle.observer.v1.GetFlowsRequest\x1a#.tulle.observer.v1.GetFlowsResponse\"\x00\x30\x01\x12U\n\x08GetNodes\x12\".tulle.observer.v1.GetNodesRequest\x1a#.tulle.observer.v1.GetNodesResponse\"\x00\x12\x61\n\x0cServerStatus\x12&.tulle.observer.v1.ServerStatusRequest\x1a\'.tulle.observer.v1.ServerStatusResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,38 +37,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SERVERSTATUSRESPONSE_LOSTEVENTSENTRY']._loaded_options = None
   _globals['_SERVERSTATUSRESPONSE_LOSTEVENTSENTRY']._serialized_options = b'8\001'
-  _globals['_LOSTEVENTSOURCE']._serialized_start=2511
-  _globals['_LOSTEVENTSOURCE']._serialized_end=2638
-  _globals['_NODESTATE']._serialized_start=2640
-  _globals['_NODESTATE']._serialized_end=2748
+  _globals['_LOSTEVENTSOURCE']._serialized_start=2584
+  _globals['_LOSTEVENTSOURCE']._serialized_end=2711
+  _globals['_NODESTATE']._serialized_start=2713
+  _globals['_NODESTATE']._serialized_end=2821
   _globals['_GETFLOWSREQUEST']._serialized_start=89
   _globals['_GETFLOWSREQUEST']._serialized_end=339
   _globals['_GETFLOWSRESPONSE']._serialized_start=342
   _globals['_GETFLOWSRESPONSE']._serialized_end=574
   _globals['_FLOWFILTER']._serialized_start=577
-  _globals['_FLOWFILTER']._serialized_end=1320
-  _globals['_WORKLOAD']._serialized_start=1322
-  _globals['_WORKLOAD']._serialized_end=1360
-  _globals['_EVENTTYPEFILTER']._serialized_start=1362
-  _globals['_EVENTTYPEFILTER']._serialized_end=1435
-  _globals['_TCPFLAGS']._serialized_start=1437
-  _globals['_TCPFLAGS']._serialized_end=1563
-  _globals['_LOSTEVENT']._serialized_start=1565
-  _globals['_LOSTEVENT']._serialized_end=1679
-  _globals['_NODESTATUSEVENT']._serialized_start=1681
-  _globals['_NODESTATUSEVENT']._serialized_end=1787
-  _globals['_SERVERSTATUSREQUEST']._serialized_start=1789
-  _globals['_SERVERSTATUSREQUEST']._serialized_end=1810
-  _globals['_SERVERSTATUSRESPONSE']._serialized_start=1813
-  _globals['_SERVERSTATUSRESPONSE']._serialized_end=2225
-  _globals['_SERVERSTATUSRESPONSE_LOSTEVENTSENTRY']._serialized_start=2126
-  _globals['_SERVERSTATUSRESPONSE_LOSTEVENTSENTRY']._serialized_end=2175
-  _globals['_GETNODESREQUEST']._serialized_start=2227
-  _globals['_GETNODESREQUEST']._serialized_end=2244
-  _globals['_GETNODESRESPONSE']._serialized_start=2246
-  _globals['_GETNODESRESPONSE']._serialized_end=2304
-  _globals['_NODE']._serialized_start=2307
-  _globals['_NODE']._serialized_end=2509
-  _globals['_OBSERVER']._serialized_start=2751
-  _globals['_OBSERVER']._serialized_end=3036
+  _globals['_FLOWFILTER']._serialized_end=1393
+  _globals['_WORKLOAD']._serialized_start=1395
+  _globals['_WORKLOAD']._serialized_end=1433
+  _globals['_EVENTTYPEFILTER']._serialized_start=1435
+  _globals['_EVENTTYPEFILTER']._serialized_end=1508
+  _globals['_TCPFLAGS']._serialized_start=1510
+  _globals['_TCPFLAGS']._serialized_end=1636
+  _globals['_LOSTEVENT']._serialized_start=1638
+  _globals['_LOSTEVENT']._serialized_end=1752
+  _globals['_NODESTATUSEVENT']._serialized_start=1754
+  _globals['_NODESTATUSEVENT']._serialized_end=1860
+  _globals['_SERVERSTATUSREQUEST']._serialized_start=1862
+  _globals['_SERVERSTATUSREQUEST']._serialized_end=1883
+  _globals['_SERVERSTATUSRESPONSE']._serialized_start=1886
+  _globals['_SERVERSTATUSRESPONSE']._serialized_end=2298
+  _globals['_SERVERSTATUSRESPONSE_LOSTEVENTSENTRY']._serialized_start=2199
+  _globals['_SERVERSTATUSRESPONSE_LOSTEVENTSENTRY']._serialized_end=2248
+  _globals['_GETNODESREQUEST']._serialized_start=2300
+  _globals['_GETNODESREQUEST']._serialized_end=2317
+  _globals['_GETNODESRESPONSE']._serialized_start=2319
+  _globals['_GETNODESRESPONSE']._serialized_end=2377
+  _globals['_NODE']._serialized_start=2380
+  _globals['_NODE']._serialized_end=2582
+  _globals['_OBSERVER']._serialized_start=2824
+  _globals['_OBSERVER']._serialized_end=3109
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,98 @@
+"""The tracer's records into the agent's flow store: translate, name the pods, ingest.
+
+A record names the local pod it is about (``pod_ip``): the socket's own address, or for a
+socket inside the pod that does not carry it (loopback), the pod whose network namespace the
+socket lives in. `attribute` puts that pod on the flow's local side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from agent.flows.enrich import EndpointIndex, enrich
+from agent.flows.flow import Flow, LostEventSource, TrafficDirection
+from agent.flows.ingest import FlowIngest
+from agent.tracing.kallsyms import Symbols
+from agent.tracing.reasons import kernel_drop_reasons
+from agent.tracing.records import Clock, KernelRecord, Symbolizer, to_flow
+from agent.tracing.tracer import Tracer
+
+log = logging.getLogger("tulle.tracing")
+DRAIN_INTERVAL_S = 0.2  # records wake nobody (conn_trace.h): this bounds how late they are
+
+
+def attribute(flow: Flow, rec: KernelRecord, index: EndpointIndex, node: str) -> Flow:
+    """`flow` enriched from `index`, with the record's pod on the local side. Pure."""
+    flow = enrich(flow, index, node)
+    if flow.ip is None:
+        return flow
+    local_is_source = flow.traffic_direction == TrafficDirection.EGRESS
+    address = flow.ip.source if local_is_source else flow.ip.destination
+    if address == rec.pod_ip or rec.pod_ip not in index.pods:
+        return flow
+    if local_is_source:
+        return dataclasses.replace(flow, source=index.endpoint(rec.pod_ip))
+    return dataclasses.replace(flow, destination=index.endpoint(rec.pod_ip))
+
+
+def monotonic_clock() -> Clock:
+    return Clock(time.time_ns() - time.clock_gettime_ns(time.CLOCK_MONOTONIC))
+
+
+class TraceFeed:
+    def __init__(
+        self,
+        tracer: Tracer,
+        ingest: FlowIngest,
+        index: Callable[[], EndpointIndex],
+        local_ips: Callable[[], Iterable[str]],
+        node: str,
+        *,
+        reasons: dict[int, str] | None = None,
+        symbols: Symbolizer | None = None,
+    ) -> None:
+        self.tracer = tracer
+        self.ingest = ingest
+        self.index = index
+        self.local_ips = local_ips
+        self.node = node
+        self.reasons = kernel_drop_reasons() if reasons is None else reasons
+        self.symbols = symbols or Symbols()
+        self.clock = monotonic_clock()
+        self._lost_seen = 0
+        self.records = 0
+
+    def step(self) -> int:
+        """Update the local pods, drain the ring once; the number of flows stored."""
+        self.tracer.set_local(self.local_ips())
+        index = self.index()
+        stored = 0
+        for rec in self.tracer.read():
+            self.records += 1
+            flow = to_flow(rec, self.clock, self.reasons, self.symbols)
+            if flow is not None:
+                self.ingest.put(attribute(flow, rec, index, self.node))
+                stored += 1
+        lost = self.tracer.lost()
+        if lost > self._lost_seen:
+            self.ingest.record_lost(LostEventSource.PERF_EVENT_RING_BUFFER,
+                                    lost - self._lost_seen, node_name=self.node)
+            log.warning("tracer lost %d records (ring buffer full)", lost - self._lost_seen)
+            self._lost_seen = lost
+        return stored
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    self.step()
+                except Exception:  # one bad batch must not end tracing for good
+                    log.exception("tracer: a batch failed; going on with the next")
+                stop.wait(DRAIN_INTERVAL_S)
+            self.step()
+        finally:
+            self.tracer.close()

@@ -1,0 +1,180 @@
+"""Load the kernel connection tracer, keep its list of local pods, read its records.
+
+    plan = plan_hooks(feature_probe())         # pure: which programs this kernel can run
+    tracer = Tracer.load(plan)                 # compiles bpf/trace_*.c; BCC attaches them
+    tracer.set_local({"10.1.0.5", ...})        # the node's pods: what to trace
+    records = tracer.read()                    # KernelRecords drained from the ring buffer
+
+Hooks are tracepoints only (DESIGN.md: no kprobes, no fentry here). ``trace_sock.c`` needs
+the three socket/TCP tracepoints, ``trace_drop.c`` needs ``skb:kfree_skb``; each is loaded
+when its hooks exist, and the plan says which are in use and which are missing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+import re
+import socket
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agent.datapath.cdefs import BPF_DIR
+from agent.tracing.reasons import kernel_drop_reasons
+from agent.tracing.records import NO_LOSS_WITHOUT_DATA, KernelRecord
+
+RING = "trace_events_v1"
+SOURCES: dict[str, tuple[str, ...]] = {
+    "trace_sock.c": (
+        "tracepoint:sock:inet_sock_set_state",
+        "tracepoint:tcp:tcp_probe",
+        "tracepoint:tcp:tcp_retransmit_skb",
+    ),
+    "trace_drop.c": ("tracepoint:skb:kfree_skb",),
+}
+NEEDED_MAPS = ("map:ringbuf", "map:lru_hash")
+# -D name -> (struct, member path) read from BTF at load time (agent/tracing/btf.py)
+OFFSETS = {
+    "TRACE_OFF_SK_NET": ("sock", "__sk_common.skc_net"),
+    "TRACE_OFF_NET_INUM": ("net", "ns.inum"),
+    "TRACE_OFF_SKB_HEAD": ("sk_buff", "head"),
+    "TRACE_OFF_SKB_NETWORK_HEADER": ("sk_buff", "network_header"),
+    "TRACE_OFF_TCP_SRTT": ("tcp_sock", "srtt_us"),
+    "TRACE_OFF_TCP_TOTAL_RETRANS": ("tcp_sock", "total_retrans"),
+    "TRACE_OFF_SKB_DEV": ("sk_buff", "dev"),
+    "TRACE_OFF_DEV_NET": ("net_device", "nd_net.net"),
+}
+MAX_READ_BYTES = 1 << 20
+
+
+class TracerUnavailable(Exception):
+    """This kernel lacks what the tracer needs; the message names what is missing."""
+
+
+@dataclass(frozen=True)
+class HookPlan:
+    sources: tuple[str, ...]  # bpf/*.c files to load
+    hooks: tuple[str, ...]  # hooks in use
+    missing: tuple[str, ...]  # hooks or maps this kernel lacks
+
+    def describe(self) -> str:
+        used = ", ".join(self.hooks) or "none"
+        lacking = f"; missing: {', '.join(self.missing)}" if self.missing else ""
+        return f"tracing hooks in use: {used}{lacking}"
+
+
+def plan_hooks(features: Mapping[str, bool]) -> HookPlan:
+    """Which tracer programs this kernel can run, from `feature_probe()`'s answers. Pure."""
+    missing = [m for m in NEEDED_MAPS if not features.get(m)]
+    sources: list[str] = []
+    hooks: list[str] = []
+    for source, needs in SOURCES.items():
+        lacking = [h for h in needs if not features.get(h)]
+        missing.extend(lacking)
+        if not lacking and not missing:
+            sources.append(source)
+            hooks.extend(needs)
+    return HookPlan(tuple(sources), tuple(hooks), tuple(missing))
+
+
+def offset_flags(offsets: Mapping[str, int | None]) -> list[str]:
+    """-D flags for the struct offsets found (an absent one leaves its feature off in C)."""
+    return [f"-D{name}={value}" for name, value in offsets.items() if value is not None]
+
+
+def reason_flags(reasons: Mapping[int, str]) -> list[str]:
+    """-D flags giving the C side the codes it filters on, as this kernel numbers them."""
+    return [f"-DTRACE_REASON_{name}={code}" for code, name in sorted(reasons.items())
+            if name in NO_LOSS_WITHOUT_DATA]
+
+
+def tracepoint_has_field(category: str, event: str, field: str) -> bool:
+    """Whether a tracepoint's tracefs format declares `field` (they gain fields over time)."""
+    from agent.tracing.reasons import TRACEFS_ROOTS
+
+    pattern = re.compile(rf"field:[^;]*\b{re.escape(field)};")
+    for root in TRACEFS_ROOTS:
+        try:
+            text = (root / "events" / category / event / "format").read_text()
+        except OSError:
+            continue
+        return bool(pattern.search(text))
+    return False
+
+
+def _be32(ip: str) -> int:
+    """An IPv4 address as the kernel stores __be32, read as a little-endian integer (the
+    value BCC's ctypes shows for it)."""
+    return int(struct.unpack("<I", socket.inet_aton(ip))[0])
+
+
+class Tracer:
+    def __init__(self, bpf: Any, plan: HookPlan) -> None:
+        from agent.datapath.ringbuf import MappedRingBuffer
+
+        self.bpf = bpf
+        self.plan = plan
+        self.layout = bpf[b"trace_record_layout"].Leaf
+        self.record_size = ctypes.sizeof(self.layout)
+        ring = bpf[RING.encode()]
+        self.ring = MappedRingBuffer(ring.map_fd, ring.max_entries, self.record_size)
+        self.local: set[str] = set()
+
+    @classmethod
+    def load(cls, plan: HookPlan) -> Tracer:
+        from agent.datapath.bpf_loader import load_program
+        from agent.tracing.btf import field_offset
+
+        if not plan.sources:
+            raise TracerUnavailable(
+                "kernel tracing unavailable: " + (", ".join(plan.missing) or "no hooks")
+            )
+        offsets = {name: field_offset(*where) for name, where in OFFSETS.items()}
+        flags = offset_flags(offsets)
+        if tracepoint_has_field("tcp", "tcp_retransmit_skb", "err"):
+            flags.append("-DTRACE_RETRANSMIT_HAS_ERR")
+        flags.extend(reason_flags(kernel_drop_reasons()))
+        bpf = load_program([BPF_DIR / s for s in plan.sources], flags)
+        return cls(bpf, plan)  # BCC attached every TRACEPOINT_PROBE while loading
+
+    def set_local(self, ips: Iterable[str]) -> None:
+        """Trace sockets of these (IPv4) pod addresses from now on; forget the others."""
+        wanted = {ip for ip in ips if ipaddress.ip_address(ip).version == 4}
+        if wanted == self.local:
+            return
+        table = self.bpf[b"trace_local_v1"]
+        for ip in wanted - self.local:
+            table[table.Key(_be32(ip))] = table.Leaf(1)
+        gone = {_be32(ip) for ip in self.local - wanted}
+        for ip_value in gone:
+            try:
+                del table[table.Key(ip_value)]
+            except KeyError:
+                pass
+        if gone:  # a namespace learned for a pod that left must not name the next one
+            netns = self.bpf[b"trace_netns_v1"]
+            for key, value in list(netns.items()):
+                if value.value in gone:
+                    try:
+                        del netns[key]
+                    except KeyError:
+                        pass
+        self.local = wanted
+
+    def read(self) -> list[KernelRecord]:
+        return [
+            KernelRecord.of(self.layout.from_buffer_copy(raw))
+            for raw in self.ring.read(MAX_READ_BYTES)
+            if len(raw) == self.record_size
+        ]
+
+    def lost(self) -> int:
+        table = self.bpf[b"trace_lost_v1"]
+        return int(sum(table.getvalue(table.Key(0))))
+
+    def close(self) -> None:
+        """Detach: the programs and maps go with the last fd."""
+        self.ring.close()
+        self.bpf.cleanup()

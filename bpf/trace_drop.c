@@ -1,0 +1,119 @@
+/* trace_drop.c: packets the kernel dropped, with the kernel's own reason (skb:kfree_skb).
+ *
+ * The tracepoint gives the packet's address, its receiving socket (rx_sk, when there was
+ * one), the protocol and enum skb_drop_reason. The IPv4 and TCP/UDP headers are read from the
+ * packet at offsets of struct sk_buff taken from BTF (conn_trace.h). A drop is a local pod's
+ * when it happened in that pod's network namespace (learned from the pod's sockets), when it
+ * was headed for the pod's address, or, with no namespace known, came from it; its socket,
+ * when it is a traced connection, gives the connection's id. Every node's tracer sees every
+ * drop on a shared kernel (the lab), so the namespace decides which node reports one. Reason
+ * names are not known here: the agent reads them from the kernel (tracefs format or BTF).
+ */
+#include <uapi/linux/in.h>
+#include <uapi/linux/ip.h>
+#include "conn_trace.h"
+
+/* BCC declares the tracepoint's reason field with the kernel's enum type, which the (older)
+ * installed headers may lack; completing it here only gives it a size (4 bytes, as the
+ * tracefs format says). The names are read at run time, never from here. */
+enum skb_drop_reason { TULLE_SKB_DROP_REASON_OPAQUE = 0x7fffffff };
+
+#ifndef TRACE_OFF_SKB_HEAD
+#define TRACE_OFF_SKB_HEAD -1
+#endif
+#ifndef TRACE_OFF_SKB_NETWORK_HEADER
+#define TRACE_OFF_SKB_NETWORK_HEADER -1
+#endif
+#ifndef TRACE_OFF_SKB_DEV /* struct sk_buff: dev */
+#define TRACE_OFF_SKB_DEV -1
+#endif
+#ifndef TRACE_OFF_DEV_NET /* struct net_device: nd_net.net */
+#define TRACE_OFF_DEV_NET -1
+#endif
+
+#define TRACE_ETH_P_IP 0x0800 /* the tracepoint's protocol is in host byte order */
+
+/* The network namespace the packet was dropped in: its device's, else its socket's. */
+static __always_inline __u32 skb_netns(const char *skb, const void *rx_sk)
+{
+	void *dev = 0, *net = 0;
+	__u32 inum = 0;
+
+	if (TRACE_OFF_SKB_DEV < 0 || TRACE_OFF_DEV_NET < 0 || TRACE_OFF_NET_INUM < 0)
+		return sock_netns(rx_sk);
+	if (bpf_probe_read_kernel(&dev, sizeof(dev), skb + TRACE_OFF_SKB_DEV) || !dev)
+		return sock_netns(rx_sk);
+	if (bpf_probe_read_kernel(&net, sizeof(net), (const char *)dev + TRACE_OFF_DEV_NET) || !net)
+		return sock_netns(rx_sk);
+	if (bpf_probe_read_kernel(&inum, sizeof(inum), (const char *)net + TRACE_OFF_NET_INUM))
+		return 0;
+	return inum;
+}
+
+TRACEPOINT_PROBE(skb, kfree_skb)
+{
+	const char *skb = (const char *)args->skbaddr;
+	struct trace_record rec = {};
+	unsigned char *head = 0;
+	__u16 network = 0;
+	struct iphdr ip = {};
+	__u8 l4[14] = {}; /* ports, and for TCP the data offset and flags (bytes 12, 13) */
+	__u32 l4_len;
+	__u64 sk = (__u64)args->rx_sk;
+	struct conn_state *st = 0;
+	__be32 *pod = 0;
+
+	if (TRACE_OFF_SKB_HEAD < 0 || TRACE_OFF_SKB_NETWORK_HEADER < 0)
+		return 0;
+	if (args->protocol != TRACE_ETH_P_IP)
+		return 0;
+	if (bpf_probe_read_kernel(&head, sizeof(head), skb + TRACE_OFF_SKB_HEAD) || !head)
+		return 0;
+	if (bpf_probe_read_kernel(&network, sizeof(network), skb + TRACE_OFF_SKB_NETWORK_HEADER) ||
+	    network == 0xffff)
+		return 0;
+	if (bpf_probe_read_kernel(&ip, sizeof(ip), head + network) || ip.version != 4)
+		return 0;
+	if (sk)
+		st = trace_conns_v1.lookup(&sk);
+	rec.netns = skb_netns(skb, args->rx_sk);
+	if (st && st->pod_ip) {
+		rec.conn_id = st->conn_id;
+		rec.pod_ip = st->pod_ip;
+		rec.role = st->role;
+	} else if (rec.netns && (pod = trace_netns_v1.lookup(&rec.netns))) {
+		rec.pod_ip = *pod;
+	} else if (trace_local_v1.lookup(&ip.daddr)) {
+		rec.pod_ip = ip.daddr;
+	} else if (!rec.netns && trace_local_v1.lookup(&ip.saddr)) {
+		rec.pod_ip = ip.saddr;
+	} else {
+		return 0;
+	}
+	if ((ip.protocol == IPPROTO_TCP || ip.protocol == IPPROTO_UDP) &&
+	    !(ip.frag_off & bpf_htons(0x1fff)))
+		bpf_probe_read_kernel(l4, sizeof(l4), head + network + ip.ihl * 4);
+	/* Payload length: a FIN or bare ACK purged from a closing socket's queue is no loss. */
+	l4_len = bpf_ntohs(ip.tot_len) - ip.ihl * 4;
+	if (ip.protocol == IPPROTO_TCP) {
+		rec.tcp_flags = l4[13];
+		rec.payload_len = l4_len > (__u32)(l4[12] >> 4) * 4 ? l4_len - (l4[12] >> 4) * 4 : 0;
+	} else if (ip.protocol == IPPROTO_UDP) {
+		rec.payload_len = l4_len > 8 ? l4_len - 8 : 0;
+	}
+#ifdef TRACE_REASON_QUEUE_PURGE /* its code on this kernel, read from tracefs by the loader */
+	if (args->reason == TRACE_REASON_QUEUE_PURGE && !rec.payload_len)
+		return 0; /* the FIN every close purges: no loss, and one per connection */
+#endif
+	rec.time_ns = bpf_ktime_get_ns();
+	rec.location = (__u64)args->location;
+	rec.saddr = ip.saddr;
+	rec.daddr = ip.daddr;
+	rec.sport = ((__u16)l4[0] << 8) | l4[1];
+	rec.dport = ((__u16)l4[2] << 8) | l4[3];
+	rec.drop_reason = args->reason;
+	rec.kind = TRACE_KIND_DROP;
+	rec.protocol = ip.protocol;
+	trace_emit(&rec);
+	return 0;
+}

@@ -1,0 +1,121 @@
+/* trace_sock.c: TCP connection tracing from tracepoints (no kprobes, no fentry on this kernel).
+ *
+ *   sock:inet_sock_set_state   SYN_SENT / SYN_RECV start a connection's state; ESTABLISHED
+ *                              stamps connect latency; CLOSE sends one record and forgets it
+ *   tcp:tcp_probe              every segment received on an established socket: srtt
+ *                              min / sum / max / last (the kernel's own smoothed RTT); one
+ *                              more sample, and the kernel's retransmitted-segment total,
+ *                              are read from the socket when it leaves ESTABLISHED / closes
+ *   tcp:tcp_retransmit_skb     retransmissions that left the stack (err == 0 where the
+ *                              tracepoint has err, as tcpi_total_retrans counts them). One per
+ *                              skb: a TSO skb holding several segments counts once, where
+ *                              tcpi_total_retrans (ss "retrans:x/TOTAL") counts its segments
+ *
+ * All three key the state by the socket's address (skaddr), which the kernel gives each of
+ * them. A socket is traced only when it belongs to a pod of this node (conn_trace.h). A
+ * server-side socket learns its addresses after SYN_RECV fires, so it is attributed when it
+ * becomes ESTABLISHED.
+ */
+#include <uapi/linux/in.h>
+#include "conn_trace.h"
+
+TRACEPOINT_PROBE(sock, inet_sock_set_state)
+{
+	__u64 sk = (__u64)args->skaddr;
+	int newstate = args->newstate;
+	__u64 now;
+	__be32 saddr;
+
+	if (args->protocol != IPPROTO_TCP || args->family != AF_INET)
+		return 0;
+	now = bpf_ktime_get_ns();
+	__builtin_memcpy(&saddr, args->saddr, sizeof(saddr));
+	if (newstate == TRACE_TCP_SYN_SENT || newstate == TRACE_TCP_SYN_RECV) {
+		struct conn_state st = {};
+
+		st.netns = sock_netns(args->skaddr);
+		if (newstate == TRACE_TCP_SYN_SENT) {
+			st.pod_ip = trace_pod_of(saddr, st.netns);
+			if (!st.pod_ip)
+				return 0;
+		}
+		st.conn_id = ((__u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32();
+		st.start_ns = now;
+		st.srtt_min_us = 0xffffffff;
+		st.role = newstate == TRACE_TCP_SYN_SENT ? TRACE_ROLE_CLIENT : TRACE_ROLE_SERVER;
+		trace_conns_v1.update(&sk, &st);
+		return 0;
+	}
+
+	struct conn_state *st = trace_conns_v1.lookup(&sk);
+
+	if (!st)
+		return 0;
+	if (newstate == TRACE_TCP_ESTABLISHED && !st->established_ns) {
+		st->established_ns = now;
+		if (!st->pod_ip)
+			st->pod_ip = trace_pod_of(saddr, st->netns);
+		if (!st->pod_ip)
+			trace_conns_v1.delete(&sk); /* not a pod of this node */
+		return 0;
+	}
+	if (args->oldstate == TRACE_TCP_ESTABLISHED)
+		srtt_at_close(st, args->skaddr);
+	if (newstate != TRACE_TCP_CLOSE)
+		return 0;
+	retrans_at_close(st, args->skaddr);
+	if (st->pod_ip) {
+		struct trace_record rec = {};
+
+		rec.time_ns = now;
+		rec.conn_id = st->conn_id;
+		rec.start_ns = st->start_ns;
+		rec.established_ns = st->established_ns;
+		rec.srtt_sum_us = st->srtt_sum_us;
+		rec.srtt_min_us = st->srtt_samples ? st->srtt_min_us : 0;
+		rec.srtt_max_us = st->srtt_max_us;
+		rec.srtt_last_us = st->srtt_last_us;
+		rec.srtt_first_us = st->srtt_first_us;
+		rec.srtt_samples = st->srtt_samples;
+		rec.retransmits = st->retransmits;
+		rec.netns = st->netns;
+		rec.pod_ip = st->pod_ip;
+		rec.saddr = saddr;
+		__builtin_memcpy(&rec.daddr, args->daddr, sizeof(rec.daddr));
+		rec.sport = args->sport;
+		rec.dport = args->dport;
+		rec.kind = TRACE_KIND_CLOSE;
+		rec.role = st->role;
+		rec.last_state = args->oldstate;
+		rec.protocol = IPPROTO_TCP;
+		rec.retrans_segments = st->retrans_segments;
+		trace_emit(&rec);
+	}
+	trace_conns_v1.delete(&sk);
+	return 0;
+}
+
+TRACEPOINT_PROBE(tcp, tcp_probe)
+{
+	__u64 sk = (__u64)args->skaddr;
+	struct conn_state *st = trace_conns_v1.lookup(&sk);
+	__u32 srtt = args->srtt; /* microseconds: the tracepoint unscales tp->srtt_us */
+
+	if (st)
+		srtt_sample(st, srtt);
+	return 0;
+}
+
+TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
+{
+	__u64 sk = (__u64)args->skaddr;
+	struct conn_state *st = trace_conns_v1.lookup(&sk);
+
+#ifdef TRACE_RETRANSMIT_HAS_ERR
+	if (args->err)
+		return 0; /* refused below TCP (a full qdisc): it will be tried again */
+#endif
+	if (st)
+		__sync_fetch_and_add(&st->retransmits, 1);
+	return 0;
+}

@@ -1,0 +1,75 @@
+"""Reading the kernel's own tables: drop reason names from the tracefs format, kallsyms,
+and which hooks the tracer can use given the feature probe's answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.tracing.kallsyms import Symbols, parse
+from agent.tracing.reasons import parse_format
+from agent.tracing.tracer import SOURCES, HookPlan, offset_flags, plan_hooks, reason_flags
+
+FORMAT = '''name: kfree_skb
+format:
+\tfield:void * skbaddr;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:enum skb_drop_reason reason;\toffset:36;\tsize:4;\tsigned:0;
+
+print fmt: "skbaddr=%p reason: %s", REC->skbaddr, __print_symbolic(REC->reason, \
+{ 1, "CONSUMED" }, { 2, "NOT_SPECIFIED" }, { 3, "NO_SOCKET" }, { 77, "TCP_FLAGS" }, \
+{ 130, "MAX" })
+'''
+
+
+def test_reason_names_come_from_the_format_text() -> None:
+    assert parse_format(FORMAT) == {2: "NOT_SPECIFIED", 3: "NO_SOCKET", 77: "TCP_FLAGS"}
+
+
+def test_a_format_without_reasons_gives_none() -> None:
+    assert parse_format('print fmt: "skbaddr=%p", REC->skbaddr') == {}
+
+
+def test_kallsyms_resolves_the_nearest_text_symbol(tmp_path: Path) -> None:
+    f = tmp_path / "kallsyms"
+    f.write_text("ffffffff81000000 T _stext\nffffffff81000100 t tcp_v4_rcv\n"
+                 "ffffffff81000200 D some_data\nffffffff81000300 T ip_rcv\n")
+    symbols = Symbols(f)
+    assert symbols(0xFFFFFFFF81000199) == "tcp_v4_rcv+0x99"
+    assert symbols(0xFFFFFFFF81000300) == "ip_rcv+0x0"
+    assert symbols(0x10) == ""
+
+
+def test_kallsyms_without_root_shows_zeros_and_resolves_nothing() -> None:
+    assert parse("0000000000000000 T _stext\n0000000000000000 t tcp_v4_rcv\n") == ([], [])
+
+
+ALL = {h: True for needs in SOURCES.values() for h in needs} | {
+    "map:ringbuf": True, "map:lru_hash": True, "kprobe": False, "fentry": False}
+
+
+def test_every_hook_present_loads_both_programs() -> None:
+    plan = plan_hooks(ALL)
+    assert plan.sources == ("trace_sock.c", "trace_drop.c") and plan.missing == ()
+    assert "tracepoint:tcp:tcp_probe" in plan.hooks and "kprobe" not in plan.hooks
+    assert plan.describe().startswith("tracing hooks in use: tracepoint:sock:inet_sock_set_state")
+
+
+def test_a_missing_tracepoint_drops_only_its_program_and_is_named() -> None:
+    plan = plan_hooks(ALL | {"tracepoint:skb:kfree_skb": False})
+    assert plan == HookPlan(("trace_sock.c",), SOURCES["trace_sock.c"],
+                            ("tracepoint:skb:kfree_skb",))
+    assert "missing: tracepoint:skb:kfree_skb" in plan.describe()
+
+
+def test_no_ring_buffer_means_no_program() -> None:
+    plan = plan_hooks(ALL | {"map:ringbuf": False})
+    assert plan.sources == () and "map:ringbuf" in plan.missing
+
+
+def test_offsets_not_found_are_left_out_of_the_flags() -> None:
+    assert offset_flags({"TRACE_OFF_A": 48, "TRACE_OFF_B": None, "TRACE_OFF_C": 0}) == [
+        "-DTRACE_OFF_A=48", "-DTRACE_OFF_C=0"]
+
+
+def test_the_c_side_gets_reason_codes_as_this_kernel_numbers_them() -> None:
+    assert reason_flags({3: "NO_SOCKET", 105: "QUEUE_PURGE"}) == ["-DTRACE_REASON_QUEUE_PURGE=105"]
+    assert reason_flags({3: "NO_SOCKET"}) == []
