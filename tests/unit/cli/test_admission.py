@@ -184,8 +184,11 @@ def test_deep_nesting_is_refused_with_its_line(depth: int, flavour: str) -> None
         if flavour == "yaml"
         else '{"kind": "X", "spec": ' + nested + "}"
     )
-    with pytest.raises(LoadError, match=f"nested more than {MAX_DEPTH} levels deep"):
+    # PyYAML >= 6.0.4's libyaml refuses very deep flow nesting itself, with its own words.
+    refused = f"nested more than {MAX_DEPTH} levels deep|exceeded maximum nesting depth"
+    with pytest.raises(LoadError, match=refused) as caught:
         load_documents(text, f"deep.{flavour}")
+    assert str(caught.value).startswith(f"deep.{flavour}:")
     ok = "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)
     assert load_documents(f"kind: X\nspec: {ok}\n", "ok.yaml")
 
