@@ -479,7 +479,7 @@ def test_a_response_field_http2_forbids_never_breaks_the_connection(
     Now ``te`` is dropped; and a head h2 still refuses (``te`` kept) is a stream reset."""
     if not drop_te:  # both guards off: the proxy's hop-by-hop filter and the h2 one
         monkeypatch.setattr("l7proxy.h2stream.DROP", DROP - {b"te"})
-        monkeypatch.setattr("l7proxy.proxy.HOP_BY_HOP", HOP_BY_HOP - {"te"})
+        monkeypatch.setattr("l7proxy.forward.HOP_BY_HOP", HOP_BY_HOP - {"te"})
 
     async def body() -> None:
         backend = RawBackend(lambda head, body: b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")

@@ -286,8 +286,8 @@ def test_playbook_body_finished_after_the_answer_head_keeps_the_connection() -> 
 
 def test_a_body_ending_short_of_its_content_length_leaves_the_request_owed() -> None:
     from l7proxy.exchange import RequestBody
+    from l7proxy.forward import _request_end
     from l7proxy.http.parser import BodyKind
-    from l7proxy.proxy import _request_end
 
     async def main() -> None:
         for fed, owed in ((b"abcd", True), (b"abcdefghij", False)):
