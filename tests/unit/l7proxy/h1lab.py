@@ -43,16 +43,17 @@ async def raw_waypoint(
     answer: Answer,
     *,
     route: str = ROUTE,
+    service: str = "raw",
     h2: bool = False,
     limits: Limits | None = None,
     flow_sink: Callable[[list[Any]], None] | None = None,
 ) -> AsyncIterator[tuple[WaypointServer, RawBackend]]:
-    """A started waypoint whose backend ``raw`` answers with ``answer``; both closed after."""
+    """A started waypoint whose backend (Service ``service``:8080 in ``default``) answers
+    with ``answer``; both closed after."""
     backend = RawBackend(answer)
     port = await backend.start()
-    config = gateway_config(
-        route, {"default/raw:8080": [("127.0.0.1", port)]}, services=("raw",), limits=limits
-    )
+    endpoints = {f"default/{service}:8080": [("127.0.0.1", port)]}
+    config = gateway_config(route, endpoints, services=(service,), limits=limits)
     server = WaypointServer(config, flow_sink=flow_sink, enable_h2=h2)
     await server.start()
     try:
