@@ -1,6 +1,6 @@
 """One request as the proxy carries it, independent of the client's protocol: its head,
 its body as it arrives, and the ``Downstream`` that answers the client (HTTP/1.1 or
-HTTP/2). The forwarding logic (``proxy.py``) works only with these."""
+HTTP/2). The request logic (``proxy.py``, ``forward.py``) works only with these."""
 
 from __future__ import annotations
 

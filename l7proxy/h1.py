@@ -23,10 +23,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from l7proxy.exchange import Exchange, RawHeaders, RequestBody
+from l7proxy.exchange import Exchange, RequestBody
 from l7proxy.flows import now_ns
-from l7proxy.http.parser import END, BodyKind, ParseError, RequestHead, RequestParser, UpgradeData
-from l7proxy.http.wire import CONTINUE, LAST_CHUNK, chunk, error_response, reason, response_head
+from l7proxy.h1out import Http1Responder
+from l7proxy.http.parser import END, ParseError, RequestHead, RequestParser, UpgradeData
+from l7proxy.http.wire import error_response
 from l7proxy.routing import GatewayParent, Parent, ServiceParent
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ log = logging.getLogger("tulle.waypoint")
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
-class Http1Connection(asyncio.Protocol):
+class Http1Connection(Http1Responder, asyncio.Protocol):
     def __init__(self, server: WaypointServer, parent: Parent | None) -> None:
         self.server = server
         self.proxy = server.proxy
@@ -272,70 +273,7 @@ class Http1Connection(asyncio.Protocol):
         self._write(error_response(error.status, error.reason))
         self._close()
 
-    # --- Downstream ------------------------------------------------------------------
-
-    def local(self, status: int, headers: RawHeaders, body: bytes, *, close: bool = False) -> None:
-        if close:
-            self.keep_alive = False
-        headers = [*headers, (b"content-length", b"%d" % len(body))]
-        if not self.keep_alive:
-            headers.append((b"connection", b"close"))
-        self.started = True
-        self.response_status = status
-        self._write(response_head(status, reason(status), headers) + body)
-
-    def head(
-        self,
-        status: int,
-        reason_phrase: bytes,
-        headers: RawHeaders,
-        body: BodyKind | None,
-        length: int | None,
-    ) -> None:
-        if body is BodyKind.LENGTH or (body is BodyKind.NONE and length is not None):
-            headers.append((b"content-length", b"%d" % (length or 0)))
-        elif body is BodyKind.NONE:
-            if status >= 200 and status not in (204, 304):
-                headers.append((b"content-length", b"0"))
-        elif self.protocol == "HTTP/1.1":
-            headers.append((b"transfer-encoding", b"chunked"))
-            self.chunked = True
-        else:
-            self.keep_alive = False
-        if not self.keep_alive and status != 101:
-            headers.append((b"connection", b"close"))
-        self.started = True
-        self.response_status = status
-        # Held until the first body bytes or flush(): one write for a small response.
-        self.held = response_head(status, reason_phrase or reason(status), headers)
-
-    def flush(self) -> None:
-        if self.held:
-            held, self.held = self.held, b""
-            self._write(held)
-
-    def data(self, data: bytes) -> None:
-        if self.transport is not None and self.mode != "closed":
-            payload = chunk(data) if self.chunked else data
-            if self.held:
-                payload, self.held = self.held + payload, b""
-            self.transport.write(payload)
-            if self.writes_paused_since:
-                self._check_buffer()
-
-    def end(self, trailers: RawHeaders | None = None) -> None:
-        if self.chunked:
-            self.held += LAST_CHUNK
-        self.flush()
-
-    def abort(self) -> None:
-        self.mode = "closed"
-        if self.transport is not None:
-            self.transport.abort()
-
-    def continue_(self) -> None:
-        if self.protocol == "HTTP/1.1":
-            self._write(CONTINUE)
+    # --- Downstream (the rest in h1out.Http1Responder) ---------------------------------
 
     def tunnel(
         self, write_upstream: Callable[[bytes], None], close_upstream: Callable[[], None]
@@ -356,30 +294,7 @@ class Http1Connection(asyncio.Protocol):
             if self.writes_paused_since:
                 self._check_buffer()
 
-    def pause_source(
-        self, pause: Callable[[], None] | None, resume: Callable[[], None] | None
-    ) -> None:
-        self.pause_cb, self.resume_cb = pause, resume
-
     # --- plumbing --------------------------------------------------------------------
-
-    def _write(self, data: bytes) -> None:
-        if self.transport is not None and self.mode != "closed":
-            self.transport.write(data)
-            if self.writes_paused_since:
-                self._check_buffer()
-
-    def _check_buffer(self) -> None:
-        """Over the high-water mark: past the ceiling, the client is not reading."""
-        assert self.transport is not None
-        if self.transport.get_write_buffer_size() > self.server.config.limits.max_write_buffer:
-            self._drop_slow_client("CLIENT_WRITE_BUFFER_FULL")
-
-    def _drop_slow_client(self, reason: str) -> None:
-        self.server.metrics.count_close(reason)
-        if self.serving is not None:
-            self.serving.aborted = (self.response_status or 499, reason)
-        self.abort()
 
     def _pause(self) -> None:
         if not self.paused and self.transport is not None and self.mode != "closed":
@@ -391,11 +306,6 @@ class Http1Connection(asyncio.Protocol):
             self.paused = False
             self.body_read_at = self.server.loop.time()  # our pause is not the client's stall
             self.transport.resume_reading()
-
-    def _close(self) -> None:
-        if self.transport is not None and self.mode != "closed":
-            self.mode = "closed"
-            self.transport.close()
 
     def check(self, now: float, header_timeout: float, idle_timeout: float) -> None:
         """Called by the server's sweeper: 408 for a slow head or body, close when idle

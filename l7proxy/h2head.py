@@ -14,9 +14,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from l7proxy.tokens import LOWER_TCHAR, TCHAR
+
 # RFC 9110 5.6.2 token (methods, field names; field names are lowercase in HTTP/2).
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+_TOKEN = re.compile(f"[{TCHAR}]+".encode())
+_NAME = re.compile(f"[{LOWER_TCHAR}]+".encode())
 # Origin-form (RFC 9113 8.3.1: path and query): what the HTTP/1.1 parser takes in a
 # request target (visible ASCII) minus '#', since fragments are never sent. No space,
 # CTL, DEL or bytes over 0x7f (RFC 3986: percent-encode them).

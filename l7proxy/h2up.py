@@ -231,7 +231,7 @@ class H2Upstreams:
 
     async def forward(self, proxy: Proxy, ex: Exchange, fwd: Forward, down: Downstream) -> int:
         """One try over h2c (connect failures retried by the caller's policy)."""
-        from l7proxy.proxy import Failed
+        from l7proxy.forward import Failed
 
         request = fwd.request
         client = await self.client(proxy.pick(fwd.backend, ex.client))

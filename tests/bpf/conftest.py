@@ -5,22 +5,33 @@ Fixtures:
   ``run(packet, ctx=None)`` returns the verdict, the output bytes, what the program recorded and
   the drops this run added to ``tulle_drops_v1``.
 
+- ``runner``: the node datapath (``loaded_datapath``) in test_datapath's ``Runner``, once per
+  module; ``dp``: the same, its maps reset for each test (modules that need more per-test
+  state override ``dp``).
+
 Other programs' tests follow the same shape: a session fixture that calls ``load_program`` once,
 and a small runner that resets the maps the test reads.
 """
 
 from __future__ import annotations
 
+import secrets
+import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from agent.datapath import drop_reasons
 from agent.datapath.bpf_loader import BPF, BPF_DIR, LIB_DIR, load_fn, load_program
 from agent.datapath.cdefs import enum_values
+from agent.datapath.programs import Datapath, load_datapath, pin_dir_for
 from agent.datapath.testrun import SkBuff, TestRunResult, test_run
+
+if TYPE_CHECKING:
+    from tests.bpf.test_datapath import Runner
 
 CONFIG_KEYS = enum_values(LIB_DIR / "common.h", "tulle_config")
 
@@ -99,3 +110,29 @@ def probe(probe_bpf: BPF) -> Iterator[Probe]:
     for key in CONFIG_KEYS.values():  # no switch outlives its test
         if key < runner.config.max_entries:
             runner.config[runner.config.Key(key)] = runner.config.Leaf(0)
+
+
+@contextmanager
+def loaded_datapath() -> Iterator[Datapath]:
+    """The node datapath, loaded under a throwaway pin directory that is removed after."""
+    pin = pin_dir_for("test" + secrets.token_hex(3), "n1")
+    dp = load_datapath(pin)
+    try:
+        yield dp
+    finally:
+        dp.close()
+        shutil.rmtree(pin.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[Runner]:
+    from tests.bpf.test_datapath import Runner
+
+    with loaded_datapath() as datapath:
+        yield Runner(datapath)
+
+
+@pytest.fixture
+def dp(runner: Runner) -> Runner:
+    runner.reset()
+    return runner

@@ -10,11 +10,8 @@ import ctypes
 import ipaddress
 import os
 import re
-import secrets
-import shutil
 import threading
 import time as _time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +26,7 @@ from agent.datapath.eventreader import EventReader
 from agent.datapath.flowevents import EventDecoder, FlowEventLayout
 from agent.datapath.maglev import maglev_table
 from agent.datapath.policy_ports import PortRule
-from agent.datapath.programs import Datapath, load_datapath, pin_dir_for
+from agent.datapath.programs import Datapath
 from agent.datapath.testrun import SkBuff, test_run
 from agent.flows.enrich import EndpointIndex
 from agent.flows.flow import Flow, Verdict
@@ -84,23 +81,6 @@ class Runner:
 
     def to_pod(self, pkt: Any) -> Outcome:
         return self.run(self.dp.to_pod_fd, pkt)
-
-
-@pytest.fixture(scope="module")
-def runner() -> Iterator[Runner]:
-    pin = pin_dir_for("test" + secrets.token_hex(3), "n1")
-    dp = load_datapath(pin)
-    try:
-        yield Runner(dp)
-    finally:
-        dp.close()
-        shutil.rmtree(pin.parent, ignore_errors=True)
-
-
-@pytest.fixture
-def dp(runner: Runner) -> Runner:
-    runner.reset()
-    return runner
 
 
 def client_endpoint(r: Runner, flags: int = 0, ip: str = CLIENT, identity: int = CLIENT_ID) -> None:

@@ -5,10 +5,7 @@ fragments follow their first fragment. ICMP errors and hairpin: test_icmp_hairpi
 from __future__ import annotations
 
 import ipaddress
-import secrets
-import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -19,7 +16,6 @@ from scapy.layers.l2 import ARP, Ether
 from agent.datapath import drop_reasons, maps
 from agent.datapath.cdefs import LIB_DIR, enum_values
 from agent.datapath.policy_ports import PortRule
-from agent.datapath.programs import load_datapath, pin_dir_for
 
 from .test_datapath import (
     BACKEND,
@@ -43,24 +39,6 @@ pytestmark = pytest.mark.bpf
 
 CONFIG = enum_values(LIB_DIR / "common.h", "tulle_config")
 MAC_POD, MAC_NODE = "02:00:00:00:00:01", "02:00:00:00:00:02"
-
-
-@contextmanager
-def loaded_runner() -> Iterator[Runner]:
-    """The node datapath, loaded under a throwaway pin directory (test_icmp_hairpin shares it)."""
-    pin = pin_dir_for("test" + secrets.token_hex(3), "n1")
-    dp = load_datapath(pin)
-    try:
-        yield Runner(dp)
-    finally:
-        dp.close()
-        shutil.rmtree(pin.parent, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def runner() -> Iterator[Runner]:
-    with loaded_runner() as r:
-        yield r
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ itself through its own Service (hairpin)."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -35,21 +34,8 @@ from .test_datapath import (
     reason,
     service,
 )
-from .test_failclosed import loaded_runner
 
 pytestmark = pytest.mark.bpf
-
-
-@pytest.fixture(scope="module")
-def runner() -> Iterator[Runner]:
-    with loaded_runner() as r:
-        yield r
-
-
-@pytest.fixture
-def dp(runner: Runner) -> Runner:
-    runner.reset()
-    return runner
 
 
 # -- ICMP errors -----------------------------------------------------------------------------

@@ -8,8 +8,6 @@ with the key and value layouts parsed from bpf/lib/redirect.h.
 from __future__ import annotations
 
 import ipaddress
-import secrets
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,8 +19,10 @@ from scapy.layers.l2 import Ether
 from agent.datapath import maps
 from agent.datapath.maglev import maglev_table
 from agent.datapath.origdst import OriginalDestination, OriginalDestinations
-from agent.datapath.programs import Datapath, load_datapath, pin_dir_for
+from agent.datapath.programs import Datapath
 from agent.datapath.testrun import SkBuff, test_run
+
+from .conftest import loaded_datapath
 
 pytestmark = pytest.mark.bpf
 
@@ -34,13 +34,8 @@ WAYPOINT = (ipaddress.IPv4Address("10.244.1.254"), 15001)
 
 @pytest.fixture(scope="module")
 def datapath() -> Iterator[Datapath]:
-    pin = pin_dir_for("test" + secrets.token_hex(3), "n1")
-    dp = load_datapath(pin)
-    try:
+    with loaded_datapath() as dp:
         yield dp
-    finally:
-        dp.close()
-        shutil.rmtree(pin.parent, ignore_errors=True)
 
 
 def redirect(dp: Datapath, client_port: int, vport: int) -> None:

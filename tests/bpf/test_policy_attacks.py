@@ -14,11 +14,9 @@ from .test_datapath import (
     TC_ACT_SHOT,
     VIP,
     Runner,
-    dp,  # noqa: F401  (fixture)
     l7_service,
     pkt,
     reason,
-    runner,  # noqa: F401  (fixture)
     service,
 )
 from .test_waypoint_policy import LOCAL_WAYPOINT, REMOTE_WAYPOINT, waypoints  # noqa: F401

@@ -4,15 +4,11 @@
 from __future__ import annotations
 
 import ipaddress
-import secrets
-import shutil
-from collections.abc import Iterator
 
 import pytest
 from scapy.layers.inet import TCP
 
 from agent.datapath import maps
-from agent.datapath.programs import load_datapath, pin_dir_for
 
 from .test_datapath import (
     BACKEND,
@@ -27,23 +23,6 @@ from .test_datapath import (
 
 pytestmark = pytest.mark.bpf
 NODE = "10.244.1.1"  # the node's own address: identity HOST
-
-
-@pytest.fixture(scope="module")
-def runner() -> Iterator[Runner]:
-    pin = pin_dir_for("test" + secrets.token_hex(3), "n1")
-    dp = load_datapath(pin)
-    try:
-        yield Runner(dp)
-    finally:
-        dp.close()
-        shutil.rmtree(pin.parent, ignore_errors=True)
-
-
-@pytest.fixture
-def dp(runner: Runner) -> Runner:
-    runner.reset()
-    return runner
 
 
 def test_ingress_overflow_denies_peers_with_its_reason_but_not_the_node(dp: Runner) -> None:

@@ -5,8 +5,6 @@ established connections carry on; the CT GC's census gives quota back."""
 from __future__ import annotations
 
 import ipaddress
-import secrets
-import shutil
 import time
 from collections.abc import Iterator
 
@@ -15,7 +13,6 @@ from scapy.layers.inet import TCP, UDP
 
 from agent.datapath import maps
 from agent.datapath.controller import DatapathController
-from agent.datapath.programs import load_datapath, pin_dir_for
 from agent.flows.store import FlowRing
 
 from .test_datapath import (
@@ -37,17 +34,6 @@ pytestmark = pytest.mark.bpf
 QUOTA = 3
 TENANT_B = "10.244.1.7"  # a second pod on the node (same test veth, its own endpoint entry)
 OVER = "CT_ENDPOINT_QUOTA_EXCEEDED"
-
-
-@pytest.fixture(scope="module")
-def runner() -> Iterator[Runner]:
-    pin = pin_dir_for("test" + secrets.token_hex(3), "n1")
-    dp = load_datapath(pin)
-    try:
-        yield Runner(dp)
-    finally:
-        dp.close()
-        shutil.rmtree(pin.parent, ignore_errors=True)
 
 
 @pytest.fixture

@@ -32,11 +32,9 @@ from .test_datapath import (
     Outcome,
     Runner,
     client_endpoint,
-    dp,  # noqa: F401  (fixture)
     l7_service,
     pkt,
     reason,
-    runner,  # noqa: F401  (fixture)
 )
 
 pytestmark = pytest.mark.bpf

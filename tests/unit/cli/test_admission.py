@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.apiserver import admit
-from agent.cli.main import cli
 from agent.controllers.endpointslice import desired_slices
 from agent.datapath.desired import l7_keys, view_of
 from agent.lab.gateways import GatewayController
@@ -73,17 +70,6 @@ BILLION_LAUGHS = (
         for i in range(8)
     )
 )
-
-
-@pytest.fixture
-def run(tmp_path: Path):
-    store = tmp_path / "store.db"
-
-    def invoke(*args: str, input: str | None = None):
-        return CliRunner().invoke(cli, ["--store", str(store), *args], input=input)
-
-    invoke.store = store  # type: ignore[attr-defined]
-    return invoke
 
 
 def _apply(run, *objs: dict[str, Any]):

@@ -5,17 +5,14 @@ the one the first fix closed (a Gateway's or Pod's ``status``)."""
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.apiserver import allocate_cluster_ip
-from agent.cli.main import cli
 from agent.datapath.desired import waypoint_address
 from agent.lab.gateways import GatewayController
 from agent.lab.seed import GATEWAY_CLASS, node_object
@@ -25,17 +22,6 @@ from agent.model.node import Node
 from agent.store import Store
 
 ATTACKER = "10.244.1.126"  # a pod on node1: the last host of 10.244.1.64/26
-
-
-@pytest.fixture
-def run(tmp_path: Path):
-    store = tmp_path / "store.db"
-
-    def invoke(*args: str, input: str | None = None):
-        return CliRunner().invoke(cli, ["--store", str(store), *args], input=input)
-
-    invoke.store = store  # type: ignore[attr-defined]
-    return invoke
 
 
 def _seed_node(run) -> dict[str, Any]:

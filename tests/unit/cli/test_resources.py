@@ -34,17 +34,6 @@ spec:
 """
 
 
-@pytest.fixture
-def run(tmp_path: Path):
-    store = tmp_path / "store.db"
-
-    def invoke(*args: str, input: str | None = None):
-        return CliRunner().invoke(cli, ["--store", str(store), *args], input=input)
-
-    invoke.store = store  # type: ignore[attr-defined]
-    return invoke
-
-
 def test_apply_creates_then_reports_unchanged_and_configured(run):
     first = run("apply", "-f", "-", input=NAMESPACE + "---\n" + SERVICE)
     assert first.exit_code == 0, first.output

@@ -6,56 +6,16 @@ sockets over loopback through the real waypoint; the backends are scripted
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 
 import pytest
 
 from l7proxy.http.parser import END, ParseError, RequestHead
 from l7proxy.http.response import ResponseHead, ResponseParser
 from l7proxy.server import WaypointServer
-from l7proxy.testing import RawBackend, gateway_config, read_response
+from l7proxy.testing import gateway_config, read_response
+from tests.unit.l7proxy.h1lab import ROUTE, run, waypoint
 from tests.unit.l7proxy.test_server_paths import Lab
 from tests.unit.l7proxy.test_server_paths import run as run_lab
-
-Answer = Callable[[RequestHead, bytes], Awaitable[bytes] | bytes]
-
-ROUTE = """
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: r, namespace: default}
-spec:
-  parentRefs: [{name: gw, namespace: infra}]
-  rules:
-  - backendRefs: [{name: raw, port: 8080}]
-"""
-
-
-def ok(head: RequestHead, body: bytes) -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
-
-@asynccontextmanager
-async def waypoint(
-    answer: Answer = ok, *, route: str = ROUTE
-) -> AsyncIterator[tuple[int, RawBackend]]:
-    backend = RawBackend(answer)
-    port = await backend.start()
-    config = gateway_config(route, {"default/raw:8080": [("127.0.0.1", port)]}, services=("raw",))
-    server = WaypointServer(config, enable_h2=False)
-    [listen] = await server.start()
-    try:
-        yield listen, backend
-    finally:
-        await server.close()
-        await backend.close()
-
-
-def run(test: Callable[[], Awaitable[None]]) -> None:
-    async def main() -> None:
-        await asyncio.wait_for(test(), 20)
-
-    asyncio.run(main())
 
 
 async def exchange(port: int, raw: bytes) -> bytes:

@@ -10,8 +10,6 @@ import os
 import socket
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,42 +20,9 @@ from hypothesis import strategies as st
 from l7proxy.http.parser import END, RequestHead, RequestParser
 from l7proxy.http.response import ResponseParser
 from l7proxy.server import WaypointServer
-from l7proxy.testing import RawBackend, gateway_config, read_response
+from l7proxy.testing import gateway_config, read_response
 from l7proxy.tls import certificate_context
-
-ROUTE = """
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: r, namespace: default}
-spec:
-  parentRefs: [{name: gw, namespace: infra}]
-  rules:
-  - backendRefs: [{name: raw, port: 8080}]
-"""
-
-Answer = Callable[[RequestHead, bytes], Awaitable[bytes] | bytes]
-
-
-@asynccontextmanager
-async def waypoint(answer: Answer, *, h2: bool = False) -> AsyncIterator[tuple[int, RawBackend]]:
-    backend = RawBackend(answer)
-    port = await backend.start()
-    config = gateway_config(ROUTE, {"default/raw:8080": [("127.0.0.1", port)]}, services=("raw",))
-    server = WaypointServer(config, enable_h2=h2)
-    [listen] = await server.start()
-    try:
-        yield listen, backend
-    finally:
-        await server.close()
-        await backend.close()
-
-
-def run(test: Callable[[], Awaitable[None]]) -> None:
-    async def main() -> None:
-        await asyncio.wait_for(test(), 20)
-
-    asyncio.run(main())
-
+from tests.unit.l7proxy.h1lab import ROUTE, run, waypoint
 
 # --- trailers ----------------------------------------------------------------------------
 

@@ -28,7 +28,8 @@ from l7proxy.h2stream import DROP, ENCODER_TABLE, H2Stream, Sender
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.wire import HOP_BY_HOP
 from l7proxy.server import WaypointServer
-from l7proxy.testing import RawBackend, gateway_config
+from l7proxy.testing import gateway_config
+from tests.unit.l7proxy.h1lab import raw_waypoint
 from tests.unit.l7proxy.h2lab import dropped, waypoint
 from tests.unit.l7proxy.h2wire import Client, RawClient, get, kind, run
 
@@ -431,15 +432,11 @@ def test_cookie_crumbs_are_one_cookie_line_for_routing_and_backend() -> None:
     sees two Cookie lines (some read only the first)."""
 
     async def body() -> None:
-        backend = RawBackend(lambda head, body: b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-        port = await backend.start()
-        config = gateway_config(
-            COOKIE_ROUTES, {"default/app:8080": [("127.0.0.1", port)]}, services=("app",)
-        )
-        server = WaypointServer(config)
-        [wp_port] = await server.start()
-        try:
-            client = await RawClient.connect(wp_port)
+        empty = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+        async with raw_waypoint(
+            lambda head, body: empty, route=COOKIE_ROUTES, service="app", h2=True
+        ) as (server, backend):
+            client = await RawClient.connect(server.ports[0])
             crumbs = [(b"cookie", b"role=user"), (b"x-a", b"1"), (b"cookie", b"tenant=a")]
             client.write(client.headers(1, [*get(b"/"), *crumbs]))
             answer = await client.until(lambda f: kind("HeadersFrame")(f) and f.stream_id == 1)
@@ -448,9 +445,6 @@ def test_cookie_crumbs_are_one_cookie_line_for_routing_and_backend() -> None:
             cookies = [v for n, v in got.head.headers if n.lower() == b"cookie"]
             assert cookies == [b"role=user; tenant=a"]
             client.close()
-        finally:
-            await server.close()
-            await backend.close()
 
     run(body)
 
@@ -479,18 +473,14 @@ def test_a_response_field_http2_forbids_never_breaks_the_connection(
     Now ``te`` is dropped; and a head h2 still refuses (``te`` kept) is a stream reset."""
     if not drop_te:  # both guards off: the proxy's hop-by-hop filter and the h2 one
         monkeypatch.setattr("l7proxy.h2stream.DROP", DROP - {b"te"})
-        monkeypatch.setattr("l7proxy.proxy.HOP_BY_HOP", HOP_BY_HOP - {"te"})
+        monkeypatch.setattr("l7proxy.forward.HOP_BY_HOP", HOP_BY_HOP - {"te"})
 
     async def body() -> None:
-        backend = RawBackend(lambda head, body: b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-        port = await backend.start()
-        config = gateway_config(
-            TE_ROUTES, {"default/app:8080": [("127.0.0.1", port)]}, services=("app",)
-        )
-        server = WaypointServer(config)
-        [wp_port] = await server.start()
-        try:
-            client = await Client.connect(wp_port)
+        ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+        async with raw_waypoint(
+            lambda head, body: ok, route=TE_ROUTES, service="app", h2=True
+        ) as (server, _):
+            client = await Client.connect(server.ports[0])
             client.h2.send_headers(1, get(b"/x"), end_stream=True)
             client.send()
             answer = await client.response(1, timeout=3)
@@ -501,9 +491,6 @@ def test_a_response_field_http2_forbids_never_breaks_the_connection(
                 assert answer.get("reset") == h2.errors.ErrorCodes.INTERNAL_ERROR
             assert client.goaway() is None and not client.closed
             client.close()
-        finally:
-            await server.close()
-            await backend.close()
 
     run(body)
 

@@ -5,12 +5,12 @@ Only locally answered routes (404, redirect) are used, so no backend is involved
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from l7proxy.config import Limits
 from l7proxy.h1 import Http1Connection
 from l7proxy.server import WaypointServer
 from l7proxy.testing import gateway_config
+from tests.unit.l7proxy.h1lab import Wire
 
 REDIRECT = """
 apiVersion: gateway.networking.k8s.io/v1
@@ -24,45 +24,11 @@ spec:
 """
 
 
-class FakeTransport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.out = bytearray()
-        self.closed = False
-        self.reading = True
-
-    def write(self, data: Any) -> None:
-        assert not self.closed, "write after close"
-        self.out += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("10.0.0.9", 40000), "sockname": ("10.0.0.1", 80)}.get(name, default)
-
-    def take(self) -> bytes:
-        data, self.out = bytes(self.out), bytearray()
-        return data
-
-
-async def connection(limits: Limits | None = None) -> tuple[Http1Connection, FakeTransport]:
+async def connection(limits: Limits | None = None) -> tuple[Http1Connection, Wire]:
     server = WaypointServer(gateway_config(REDIRECT, {}, limits=limits), enable_h2=False)
     server._loop = asyncio.get_running_loop()
     conn = Http1Connection(server, server.config.listeners[0].parent)
-    transport = FakeTransport()
+    transport = Wire()
     conn.connection_made(transport)
     return conn, transport
 

@@ -18,17 +18,9 @@ from l7proxy.http.parser import END, RequestHead, RequestParser
 from l7proxy.server import WaypointServer
 from l7proxy.testing import gateway_config, read_response
 from l7proxy.upstream import Connector, Http1Upstream, P
+from tests.unit.l7proxy.h1lab import Wire, raw_route
 
-ROUTE = """
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: r, namespace: default}
-spec:
-  parentRefs: [{name: gw, namespace: infra}]
-  rules:
-  - backendRefs: [{name: early, port: 8080}]
-"""
-
+ROUTE = raw_route("early")
 
 class Seen:
     """What the backend read: each request head's target with the body read for it."""
@@ -165,41 +157,6 @@ def test_body_keeps_flowing_to_a_backend_that_answers_while_reading() -> None:
 # --- the same conversation as a playbook (no sockets) ---------------------------------------
 
 
-class Wire(asyncio.Transport):
-    """A transport that records what was written."""
-
-    def __init__(self, peer: tuple[str, int] = ("10.0.0.9", 40000)) -> None:
-        super().__init__()
-        self.out = bytearray()
-        self.closed = False
-        self.peer = peer
-
-    def write(self, data: Any) -> None:
-        if not self.closed:
-            self.out += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": self.peer, "sockname": ("10.0.0.1", 80)}.get(name, default)
-
-
 class Backends(Connector):
     """Opens upstream connections over ``Wire``s: the test plays the backend."""
 
@@ -209,7 +166,7 @@ class Backends(Connector):
 
     async def open(self, address: tuple[str, int], factory: Any) -> tuple[asyncio.BaseTransport, P]:
         protocol = factory()
-        wire = Wire()
+        wire = Wire(strict=False)
         protocol.connection_made(wire)
         self.conns.append((protocol, wire))
         return wire, cast(P, protocol)
@@ -232,7 +189,7 @@ async def _playbook_server() -> tuple[WaypointServer, Backends]:
 
 def _client(server: WaypointServer) -> tuple[Http1Connection, Wire]:
     conn = Http1Connection(server, server.config.listeners[0].parent)
-    wire = Wire()
+    wire = Wire(strict=False)
     conn.connection_made(wire)
     return conn, wire
 
@@ -286,13 +243,13 @@ def test_playbook_body_finished_after_the_answer_head_keeps_the_connection() -> 
 
 def test_a_body_ending_short_of_its_content_length_leaves_the_request_owed() -> None:
     from l7proxy.exchange import RequestBody
+    from l7proxy.forward import _request_end
     from l7proxy.http.parser import BodyKind
-    from l7proxy.proxy import _request_end
 
     async def main() -> None:
         for fed, owed in ((b"abcd", True), (b"abcdefghij", False)):
             conn = Http1Upstream(("10.1.0.5", 8080))
-            conn.connection_made(Wire())
+            conn.connection_made(Wire(strict=False))
             conn.begin(b"POST / HTTP/1.1\r\n\r\n", complete=False)
             body = RequestBody(BodyKind.LENGTH, 10, 1024)
             body.attach(conn.write, _request_end(conn, body, chunked=False))

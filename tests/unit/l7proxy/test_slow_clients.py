@@ -9,7 +9,7 @@ import asyncio
 import logging
 import resource
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,18 +22,7 @@ from l7proxy.http.parser import RequestHead
 from l7proxy.server import WaypointServer, raise_fd_limit
 from l7proxy.testing import RawBackend, gateway_config, read_response
 from l7proxy.upstream import Connector, Pool, UpstreamFailure
-
-ROUTE = """
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: r, namespace: default}
-spec:
-  parentRefs: [{name: gw, namespace: infra}]
-  rules:
-  - backendRefs: [{name: raw, port: 8080}]
-"""
-
-OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+from tests.unit.l7proxy.h1lab import OK, ROUTE, Answer, Wire, ok, raw_waypoint, run
 
 
 class Lab:
@@ -51,30 +40,10 @@ class Lab:
 
 
 @asynccontextmanager
-async def waypoint(
-    limits: Limits,
-    answer: Callable[[RequestHead, bytes], Awaitable[bytes] | bytes] = lambda h, b: OK,
-) -> AsyncIterator[Lab]:
-    backend = RawBackend(answer)
-    port = await backend.start()
-    config = gateway_config(
-        ROUTE, {"default/raw:8080": [("127.0.0.1", port)]}, services=("raw",), limits=limits
-    )
+async def waypoint(limits: Limits, answer: Answer = ok) -> AsyncIterator[Lab]:
     flows: list[Flow] = []
-    server = WaypointServer(config, flow_sink=flows.extend, enable_h2=False)
-    await server.start()
-    try:
+    async with raw_waypoint(answer, limits=limits, flow_sink=flows.extend) as (server, backend):
         yield Lab(server, backend, flows)
-    finally:
-        await server.close()
-        await backend.close()
-
-
-def run(test: Callable[[], Awaitable[None]]) -> None:
-    async def main() -> None:
-        await asyncio.wait_for(test(), 20)
-
-    asyncio.run(main())
 
 
 # --- slow request bodies -------------------------------------------------------------------
@@ -168,39 +137,6 @@ async def _read_until_cut(reader: asyncio.StreamReader) -> bytes:
     except ConnectionResetError:
         pass
     return data
-
-
-class Wire(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.out = bytearray()
-        self.closed = False
-        self.buffered = 0
-
-    def write(self, data: Any) -> None:
-        assert not self.closed
-        self.out += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return self.buffered
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("10.0.0.9", 40000), "sockname": ("10.0.0.1", 80)}.get(name, default)
 
 
 async def _client(limits: Limits) -> tuple[Http1Connection, Wire]:
