@@ -6,6 +6,7 @@ import click
 
 from agent.cli.context import lab_name
 from agent.cli.lab import lab
+from agent.cli.namespaces import list_namespaces
 from agent.cli.observe import list_group, observe, set_default_server, status
 from agent.cli.resources import apply, delete, describe_cmd, get, wait
 from agent.cli.servicemap import map_cmd
@@ -139,6 +140,7 @@ cli.add_command(describe_cmd)
 cli.add_command(wait)
 cli.add_command(observe)
 cli.add_command(status)
+list_group.add_command(list_namespaces)
 cli.add_command(list_group)
 cli.add_command(map_cmd)
 cli.add_command(trace)
