@@ -52,6 +52,7 @@ class AgentConfig:
     observer_host: str = "127.0.0.1"
     observer_port: int = 4244  # Hubble's per-node port
     metrics_address: str | None = "127.0.0.1:9965"  # Prometheus (Hubble's port); None: off
+    metrics_hubble_names: bool = False  # hubble_* names for the families Hubble also has
     l7_intake: str | None = None  # unix socket where the node's waypoint hands over L7 flows
     flow_capacity: int = 65_535
     waypoint: str | None = None  # "ip:port" of this node's waypoint (L7 redirect target)
@@ -280,7 +281,8 @@ def _metrics(config: AgentConfig) -> tuple[CollectorRegistry | None, FlowMetrics
     if not config.metrics_address:
         return None, None
     registry = CollectorRegistry()
-    return registry, FlowMetrics(MetricsConfig(), registry)
+    return registry, FlowMetrics(MetricsConfig(hubble_names=config.metrics_hubble_names),
+                                 registry)
 
 
 def _host(host: str) -> str:

@@ -6,6 +6,7 @@ import click
 
 from agent.cli.context import lab_name
 from agent.cli.lab import lab
+from agent.cli.namespaces import list_namespaces
 from agent.cli.observe import list_group, observe, set_default_server, status
 from agent.cli.resources import apply, delete, describe_cmd, get, wait
 from agent.cli.servicemap import map_cmd
@@ -46,6 +47,12 @@ def cli(lab: str | None, store: str | None) -> None:
     show_default=True,
     help="Prometheus endpoint HOST:PORT; empty to disable.",
 )
+@click.option(
+    "--metrics-hubble-names/--no-metrics-hubble-names",
+    default=False,
+    show_default=True,
+    help="Expose flow metrics Hubble also has under Hubble's names (hubble_drop_total…).",
+)
 @click.option("--l7-intake", default=None, help="Unix socket for the waypoint's L7 flows.")
 @click.option(
     "--waypoint",
@@ -76,6 +83,7 @@ def agent(
     observer_port: int,
     flow_capacity: int,
     metrics_address: str,
+    metrics_hubble_names: bool,
     l7_intake: str | None,
     waypoint: str | None,
     ct_endpoint_quota: int,
@@ -93,6 +101,7 @@ def agent(
         observer_host=observer_host,
         observer_port=observer_port,
         metrics_address=metrics_address or None,
+        metrics_hubble_names=metrics_hubble_names,
         l7_intake=l7_intake,
         flow_capacity=flow_capacity,
         waypoint=waypoint,
@@ -131,6 +140,7 @@ cli.add_command(describe_cmd)
 cli.add_command(wait)
 cli.add_command(observe)
 cli.add_command(status)
+list_group.add_command(list_namespaces)
 cli.add_command(list_group)
 cli.add_command(map_cmd)
 cli.add_command(trace)

@@ -22,8 +22,9 @@ import click
 from agent.flows.filters import FilterError, compile_filters
 from agent.flows.flagfilters import FilterBuilder
 from agent.flows.flow import Flow, LostEvent
-from agent.flows.printer import OUTPUTS, FlowPrinter, format_duration
+from agent.flows.printer import OUTPUT_ALIASES, OUTPUTS, FlowPrinter, format_duration
 from agent.flows.replay import parse_time_arg, read_events, select_stream
+from agent.flows.timefmt import DEFAULT_TIME_FORMAT, TIME_FORMATS
 from agent.observer import RELAY_PORT
 from agent.observer.client import ObserverClient, ObserverRequestError, ObserverUnavailable
 from agent.observer.convert import ALL, FlowsQuery, NodeStatus
@@ -86,6 +87,9 @@ _FILTER_FLAGS: list[tuple[tuple[str, ...], str]] = [
     (("--port",), "L4 port of source or destination."),
     (("--from-port",), "Source port."),
     (("--to-port",), "Destination port."),
+    (("--workload",), "Workload, [kind/]name (Deployment/web), as source or destination."),
+    (("--from-workload",), "Source workload, [kind/]name."),
+    (("--to-workload",), "Destination workload, [kind/]name."),
     (("--identity",), "Security identity (number or reserved name) of either side."),
     (("--from-identity",), "Source identity."),
     (("--to-identity",), "Destination identity."),
@@ -97,6 +101,9 @@ _FILTER_FLAGS: list[tuple[tuple[str, ...], str]] = [
     (("--http-status",), "HTTP status code or prefix: 404, 5+, 40+."),
     (("--http-method",), "HTTP method."),
     (("--http-path",), "Regular expression searched in the HTTP path."),
+    (("--http-url",), "Regular expression searched in the full HTTP URL."),
+    (("--http-header",), "HTTP header key:value (key case-insensitive, exact value)."),
+    (("--ip-version",), "ipv4 or ipv6 (also -4, -6)."),
     (("--node-name",), "Node name pattern (wildcards allowed)."),
     (("--traffic-direction",), "ingress or egress."),
     (("--uuid",), "Flow UUID."),
@@ -126,6 +133,8 @@ class ObserveCommand(click.Command):
                 sequence.append(("all-namespaces", None))
             elif param.name == "retransmits":
                 sequence.append(("retransmits", "1"))
+            elif param.name in ("ipv4", "ipv6"):
+                sequence.append(("ip-version", param.name))
         ctx.meta["tulle.observe.filters"] = sequence
         return super().parse_args(ctx, args)
 
@@ -138,6 +147,8 @@ def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
         f = click.option(*decls, _dest(decls), multiple=True, metavar="VALUE", help=text)(f)
     f = click.option("--retransmits", "retransmits", count=True,
                      help="Traced TCP connections that retransmitted.")(f)
+    f = click.option("-6", "--ipv6", "ipv6", count=True, help="IPv6 flows (--ip-version ipv6).")(f)
+    f = click.option("-4", "--ipv4", "ipv4", count=True, help="IPv4 flows (--ip-version ipv4).")(f)
     f = click.option("-A", "--all-namespaces", "all_namespaces", is_flag=True,
                      help="Flows in any namespace (the default; refuses -n).")(f)
     return click.option("--not", "not_", count=True,
@@ -220,8 +231,12 @@ def _print_events(printer: FlowPrinter, events: Iterable[Any], follow: bool) -> 
 @click.option("--since", metavar="TIME", help="Flows since TIME: 5m, 1h30m or RFC 3339.")
 @click.option("--until", metavar="TIME", help="Flows until TIME: 5m, 1h30m or RFC 3339.")
 @filter_options
-@click.option("-o", "--output", type=click.Choice(OUTPUTS), default="compact",
-              show_default=True, help="Output format.")
+@click.option("-o", "--output", type=click.Choice([*OUTPUTS, *OUTPUT_ALIASES]),
+              default="compact", show_default=True,
+              help="Output format (jsonpb: as json, one GetFlowsResponse per line; tab: table).")
+@click.option("--time-format", type=click.Choice(list(TIME_FORMATS)),
+              default=DEFAULT_TIME_FORMAT, show_default=True,
+              help="Timestamps of compact, dict and table output (Go layout names, UTC).")
 @click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto",
               show_default=True, help="Colour compact and dict output.")
 @click.option("--print-node-name", is_flag=True, help="Show the node of each flow.")
@@ -230,13 +245,14 @@ def _print_events(printer: FlowPrinter, events: Iterable[Any], follow: bool) -> 
 @server_options
 @click.pass_context
 def observe(ctx: click.Context, last: int | None, first: int | None, all_: bool,
-            follow: bool, since: str | None, until: str | None, output: str, color: str,
-            print_node_name: bool, input_file: Any, server: str | None, timeout: float,
+            follow: bool, since: str | None, until: str | None, output: str, time_format: str,
+            color: str, print_node_name: bool, input_file: Any, server: str | None, timeout: float,
             **_filters: Any) -> None:
     """Show flows, Hubble style. Repeated values of a filter flag are OR-ed, different
     flags are AND-ed, and --not sends the next flag to a deny list."""
     query = _query(ctx, last, first, all_, follow, since, until)
-    printer = FlowPrinter(output, color=_use_color(color), node_name=print_node_name)
+    printer = FlowPrinter(output, color=_use_color(color), node_name=print_node_name,
+                          time_format=time_format)
     try:
         if input_file is not None:
             _replay(input_file, query, printer)

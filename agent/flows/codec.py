@@ -227,6 +227,10 @@ def flow_to_json(flow: Flow) -> JSON:
         out["drop_reason_desc"] = flow.drop_reason_desc
     if flow.is_reply is not None:
         out["is_reply"] = flow.is_reply
+    if flow.tulle is not None and flow.tulle.drop_file:
+        # Hubble's FileInfo: the datapath source file and line that dropped (also kept
+        # under tulle.drop_file/drop_line for older readers)
+        out["file"] = {"name": flow.tulle.drop_file, "line": flow.tulle.drop_line}
     if flow.tulle is not None:
         out["tulle"] = _tulle(flow.tulle)
     out["Summary"] = summarize(flow)
@@ -369,6 +373,11 @@ def flow_from_json(data: JSON) -> Flow:
     if reply is None and data.get("reply"):
         reply = True
     tulle = data.get("tulle")
+    file = data.get("file")
+    if isinstance(file, dict) and file.get("name") and not (tulle or {}).get("drop_file"):
+        # Hubble's FileInfo, from a Hubble file or a line without the tulle copy
+        tulle = {**(tulle or {}), "drop_file": str(file["name"]),
+                 "drop_line": _int(file.get("line"))}
     known = set(TulleInfo.__slots__)
     drop_desc = data.get("drop_reason_desc", "")
     return Flow(

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from agent.flows import tracefilters
 from agent.flows.flow import TCP, UDP, Endpoint, Flow, ICMPv4, ICMPv6, TCPFlags
+from agent.flows.httpfilters import HttpFilterError, match_http_header, match_http_url
 from agent.flows.labels import LabelSelector, parse_selector
 from agent.flows.names import DROP_REASONS, Verdict
 from agent.model.regex import RegexError, compile_linear
@@ -66,6 +67,8 @@ class FlowFilter:
     http_status_code: tuple[str, ...] = ()
     http_method: tuple[str, ...] = ()
     http_path: tuple[str, ...] = ()
+    http_url: tuple[str, ...] = ()  # regular expressions searched in the full URL
+    http_header: tuple[tuple[str, str], ...] = ()  # (key, value); key case-insensitive
     node_name: tuple[str, ...] = ()
     traffic_direction: tuple[str, ...] = ()
     reply: tuple[bool, ...] = ()
@@ -412,6 +415,13 @@ def compile_filter(ff: FlowFilter) -> Predicate:
             and f.l7.http.method.upper() in methods)
     if ff.http_path:
         add(_match_http_path(ff.http_path))
+    try:
+        if ff.http_url:
+            add(match_http_url(ff.http_url))
+        if ff.http_header:
+            add(match_http_header(ff.http_header))
+    except HttpFilterError as e:
+        raise FilterError(str(e)) from None
     if ff.node_name:
         patterns = list(ff.node_name)
         add(lambda f: any(fnmatch.fnmatchcase(f.node_name, p) for p in patterns))

@@ -36,6 +36,7 @@ _EITHER = {
     "service": ("source_service", "destination_service"),
     "port": ("source_port", "destination_port"),
     "identity": ("source_identity", "destination_identity"),
+    "workload": ("source_workload", "destination_workload"),
 }
 # Flags that add a value to one field of every filter.
 _BOTH = {
@@ -45,6 +46,8 @@ _BOTH = {
     "from-service": "source_service", "to-service": "destination_service",
     "from-port": "source_port", "to-port": "destination_port",
     "from-identity": "source_identity", "to-identity": "destination_identity",
+    "from-workload": "source_workload", "to-workload": "destination_workload",
+    "ip-version": "ip_version", "http-url": "http_url", "http-header": "http_header",
     "protocol": "protocol", "verdict": "verdict", "drop-reason-desc": "drop_reason_desc",
     "http-status": "http_status_code", "http-method": "http_method", "http-path": "http_path",
     "node-name": "node_name", "traffic-direction": "traffic_direction", "uuid": "uuid",
@@ -67,6 +70,7 @@ _CONFLICTS = [
     {"service", "from-service"}, {"service", "to-service"},
     {"port", "to-port"}, {"port", "from-port"},
     {"identity", "to-identity"}, {"identity", "from-identity"},
+    {"workload", "to-workload"}, {"workload", "from-workload"},
     {"all-namespaces", "namespace"}, {"all-namespaces", "from-namespace"},
     {"all-namespaces", "to-namespace"},
 ]
@@ -103,7 +107,29 @@ def _identity(value: str) -> int:
                       f"{', '.join(RESERVED_IDENTITIES.values())}")
 
 
+def parse_workload(value: str) -> tuple[str, str]:
+    """Hubble's ``[kind/]name``: "Deployment/web" or "web" (any kind)."""
+    kind, sep, name = value.partition("/")
+    if not sep:
+        kind, name = "", value
+    if not name or "/" in name:
+        raise FilterError(f"workload: {value!r}, expected [kind/]name (Deployment/web)")
+    return kind, name
+
+
+def parse_header(value: str) -> tuple[str, str]:
+    """Hubble's ``--http-header key:value``."""
+    key, sep, val = value.partition(":")
+    if not sep or not key.strip():
+        raise FilterError(f"http-header: {value!r}, expected key:value (x-user:alice)")
+    return key.strip(), val.strip()
+
+
 def _value(flag: str, value: str) -> Any:
+    if flag.endswith("workload"):
+        return parse_workload(value)
+    if flag == "http-header":
+        return parse_header(value)
     if flag == "tcp-flags":
         try:
             return TCPFlags.of(*value.split(","))

@@ -13,7 +13,6 @@ to-endpoint FORWARDED (TCP Flags: SYN)
 from __future__ import annotations
 
 import json
-import time as _time
 from collections.abc import Sequence
 from typing import TextIO
 
@@ -31,8 +30,12 @@ from agent.flows.names import (
     TRACE_POINTS,
     drop_reason_text,
 )
+from agent.flows.timefmt import DEFAULT_TIME_FORMAT, format_time_as
 
 OUTPUTS = ("compact", "json", "dict", "table")
+# Hubble's other spellings: ``jsonpb`` is the GetFlowsResponse object per line, which is
+# what ``json`` prints here; ``tab`` is the table.
+OUTPUT_ALIASES = {"jsonpb": "json", "tab": "table"}
 
 _COLORS = {"host": "36", "identity": "35", "green": "32", "red": "31", "yellow": "33"}
 
@@ -43,14 +46,10 @@ def _paint(text: str, color: str | None, enabled: bool) -> str:
     return f"\x1b[{_COLORS[color]}m{text}\x1b[0m"
 
 
-def format_timestamp(ns: int) -> str:
-    """Go's time.StampMilli in UTC ("Jan _2 15:04:05.000"), or N/A for no time."""
-    if ns <= 0:
-        return "N/A"
-    secs, frac = divmod(ns, 1_000_000_000)
-    t = _time.gmtime(secs)
-    return f"{_time.strftime('%b', t)} {t.tm_mday:2d} {_time.strftime('%H:%M:%S', t)}" \
-        f".{frac // 1_000_000:03d}"
+def format_timestamp(ns: int, layout: str = DEFAULT_TIME_FORMAT) -> str:
+    """Go's time.StampMilli in UTC ("Jan _2 15:04:05.000") or another of Hubble's
+    ``--time-format`` layouts, or N/A for no time."""
+    return format_time_as(ns, layout)
 
 
 def _join_host_port(host: str, port: int) -> str:
@@ -169,7 +168,8 @@ def summary_text(flow: Flow) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def format_compact(flow: Flow, *, color: bool = False, node_name: bool = False) -> str:
+def format_compact(flow: Flow, *, color: bool = False, node_name: bool = False,
+                   time_format: str = DEFAULT_TIME_FORMAT) -> str:
     src, dst = hostnames(flow)
     src_id = format_identity(flow.source.identity if flow.source else 0)
     dst_id = format_identity(flow.destination.identity if flow.destination else 0)
@@ -180,16 +180,17 @@ def format_compact(flow: Flow, *, color: bool = False, node_name: bool = False) 
         src, dst, src_id, dst_id, arrow = dst, src, dst_id, src_id, "<-"
     node = f" [{flow.node_name}]" if node_name else ""
     return (
-        f"{format_timestamp(flow.time)}{node}: "
+        f"{format_timestamp(flow.time, time_format)}{node}: "
         f"{_paint(src, 'host', color)} {_paint(src_id, 'identity', color)} {arrow} "
         f"{_paint(dst, 'host', color)} {_paint(dst_id, 'identity', color)} "
         f"{flow_type(flow)} {verdict_text(flow, color)} ({summary_text(flow)})"
     )
 
 
-def format_dict(flow: Flow, *, color: bool = False, node_name: bool = False) -> str:
+def format_dict(flow: Flow, *, color: bool = False, node_name: bool = False,
+                time_format: str = DEFAULT_TIME_FORMAT) -> str:
     src, dst = hostnames(flow)
-    lines = [f"  TIMESTAMP: {format_timestamp(flow.time)}"]
+    lines = [f"  TIMESTAMP: {format_timestamp(flow.time, time_format)}"]
     if node_name:
         lines.append(f"       NODE: {flow.node_name}")
     lines += [
@@ -205,9 +206,10 @@ def format_dict(flow: Flow, *, color: bool = False, node_name: bool = False) -> 
 TABLE_HEADER = ("TIMESTAMP", "SOURCE", "DESTINATION", "TYPE", "VERDICT", "SUMMARY")
 
 
-def table_row(flow: Flow, *, node_name: bool = False) -> list[str]:
+def table_row(flow: Flow, *, node_name: bool = False,
+              time_format: str = DEFAULT_TIME_FORMAT) -> list[str]:
     src, dst = hostnames(flow)
-    row = [format_timestamp(flow.time)]
+    row = [format_timestamp(flow.time, time_format)]
     if node_name:
         row.append(flow.node_name)
     return row + [src, dst, flow_type(flow), verdict_text(flow), summary_text(flow)]
@@ -244,9 +246,12 @@ class FlowPrinter:
         *,
         color: bool = False,
         node_name: bool = False,
+        time_format: str = DEFAULT_TIME_FORMAT,
     ) -> None:
         import sys
 
+        output = OUTPUT_ALIASES.get(output, output)
+        format_time_as(1, time_format)  # refuses an unknown layout now, not per flow
         if output not in OUTPUTS:
             raise ValueError(f"unknown output {output!r} (choose {', '.join(OUTPUTS)})")
         self.output = output
@@ -254,6 +259,7 @@ class FlowPrinter:
         self.err = err if err is not None else sys.stderr
         self.color = color and output in ("compact", "dict")  # tables cannot align colour
         self.node_name = node_name
+        self.time_format = time_format
         self._rows: list[list[str]] = []
         self._count = 0
         self._header = False  # table header written
@@ -262,13 +268,16 @@ class FlowPrinter:
         if self.output == "json":
             self.out.write(json.dumps(envelope(flow), separators=(",", ":")) + "\n")
         elif self.output == "compact":
-            self.out.write(format_compact(flow, color=self.color, node_name=self.node_name) + "\n")
+            self.out.write(format_compact(flow, color=self.color, node_name=self.node_name,
+                                          time_format=self.time_format) + "\n")
         elif self.output == "dict":
             if self._count:
                 self.out.write("------------\n")
-            self.out.write(format_dict(flow, color=self.color, node_name=self.node_name) + "\n")
+            self.out.write(format_dict(flow, color=self.color, node_name=self.node_name,
+                                       time_format=self.time_format) + "\n")
         else:
-            self._rows.append(table_row(flow, node_name=self.node_name))
+            self._rows.append(table_row(flow, node_name=self.node_name,
+                                        time_format=self.time_format))
         self._count += 1
 
     def lost(self, ev: LostEvent) -> None:
@@ -279,7 +288,7 @@ class FlowPrinter:
 
     def node_status(self, state: str, nodes: Sequence[str], message: str, time_ns: int) -> None:
         """Report unavailable or failing nodes (stderr); connected-node notices are quiet."""
-        prefix = f"{format_timestamp(time_ns)}"
+        prefix = f"{format_timestamp(time_ns, self.time_format)}"
         names = ", ".join(nodes)
         if state == "NODE_UNAVAILABLE":
             text = f"{prefix}: {len(nodes)} nodes are unavailable: {names}"

@@ -31,12 +31,31 @@ FAMILY_LABELS: dict[str, tuple[str, ...]] = {
     "policy_verdicts": ("direction", "action"),
     "http_requests": ("method", "code", "source_workload", "destination_workload"),
     "http_request_duration_seconds": ("method", "source_workload", "destination_workload"),
+    "tcp_connect_duration_seconds": ("source_workload", "destination_workload"),
+    "tcp_rtt_seconds": ("source_workload", "destination_workload"),
+    "tcp_retransmits": ("source_workload", "destination_workload"),
+    "kernel_drops": ("reason", "direction"),
 }
+
+# Families that Hubble also exports; `MetricsConfig.hubble_names` exposes them as
+# ``hubble_<family>`` with Hubble's label names, so Hubble's dashboards and alerts work.
+HUBBLE_FAMILIES = frozenset({
+    "flows_processed", "drop", "tcp_flags", "policy_verdicts", "http_requests",
+    "http_request_duration_seconds", "lost_events",
+})
+HUBBLE_LABELS = {"code": "status"}  # Tulle's label -> Hubble's (httpV2's ``status``)
 
 # HTTP latencies through a node-local waypoint are often sub-millisecond, so the buckets
 # start lower than Prometheus' defaults (5ms).
 DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+
+# Kernel TCP times: RTTs between pods on one node are tens of microseconds, a SYN lost
+# once costs a second (the kernel's initial RTO), so the buckets span both.
+DEFAULT_TCP_BUCKETS: tuple[float, ...] = (
+    0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )
 
 
@@ -78,6 +97,16 @@ class MetricsConfig:
     http_duration_buckets: tuple[float, ...] = DEFAULT_DURATION_BUCKETS
     """Upper bounds, in seconds, of `tulle_http_request_duration_seconds` (+Inf is added)."""
 
+    tcp_connect_buckets: tuple[float, ...] = DEFAULT_TCP_BUCKETS
+    """Upper bounds, in seconds, of `tulle_tcp_connect_duration_seconds`."""
+
+    tcp_rtt_buckets: tuple[float, ...] = DEFAULT_TCP_BUCKETS
+    """Upper bounds, in seconds, of `tulle_tcp_rtt_seconds`."""
+
+    hubble_names: bool = False
+    """Expose the families Hubble also has (`HUBBLE_FAMILIES`) under Hubble's metric and
+    label names (``hubble_http_requests_total{status}``…) instead of Tulle's."""
+
     families: Mapping[str, FamilyConfig] = field(default_factory=dict)
     """Per-family settings by family name (keys of `FAMILY_LABELS`); absent families use
     the defaults: enabled, every label, the global caps."""
@@ -104,12 +133,25 @@ class MetricsConfig:
             raise ValueError("metrics config: max_label_values and max_series must be >= 1")
         if not self.overflow_value:
             raise ValueError("metrics config: overflow_value must not be empty")
-        bounds = self.http_duration_buckets
-        if not bounds or any(b <= a for a, b in zip(bounds, bounds[1:], strict=False)):
-            raise ValueError("metrics config: http_duration_buckets must be increasing")
+        for what in ("http_duration_buckets", "tcp_connect_buckets", "tcp_rtt_buckets"):
+            bounds = getattr(self, what)
+            if not bounds or any(b <= a for a, b in zip(bounds, bounds[1:], strict=False)):
+                raise ValueError(f"metrics config: {what} must be increasing")
 
     def family(self, name: str) -> FamilyConfig:
         return self.families.get(name) or FamilyConfig()
+
+    def metric_name(self, name: str, suffix: str = "_total") -> str:
+        """The exposed name of family `name`: ``tulle_…`` or, with `hubble_names`, Hubble's."""
+        prefix = "hubble_" if self.hubble_names and name in HUBBLE_FAMILIES else "tulle_"
+        return f"{prefix}{name}{suffix}"
+
+    def exposed_labels(self, name: str) -> tuple[str, ...]:
+        """`labels_of`, renamed to Hubble's label names when `hubble_names` applies."""
+        labels = self.labels_of(name)
+        if self.hubble_names and name in HUBBLE_FAMILIES:
+            return tuple(HUBBLE_LABELS.get(lb, lb) for lb in labels)
+        return labels
 
     def labels_of(self, name: str) -> tuple[str, ...]:
         """The labels `name` exposes, in the family's order."""
@@ -137,7 +179,10 @@ class MetricsConfig:
                 raw["labels"] = tuple(raw["labels"])
             fams[name] = FamilyConfig(**raw)
         kwargs["families"] = fams
-        if "http_duration_buckets" in kwargs:
-            buckets = kwargs["http_duration_buckets"]
-            kwargs["http_duration_buckets"] = tuple(float(b) for b in buckets)
+        for what in ("http_duration_buckets", "tcp_connect_buckets", "tcp_rtt_buckets"):
+            if what in kwargs:
+                kwargs[what] = tuple(float(b) for b in kwargs[what])
+        if "hubble_names" in kwargs and not isinstance(kwargs["hubble_names"], bool):
+            raise ValueError("metrics config: hubble_names must be true or false, "
+                             f"got {kwargs['hubble_names']!r}")
         return cls(**kwargs)

@@ -22,8 +22,13 @@ Families (labels as in `agent.metrics.config.FAMILY_LABELS`):
   from L7 RESPONSE flows (one per request; the client is the response's destination),
   duration from ``l7.latency_ns`` (responses without a latency are not observed);
 - ``tulle_lost_events_total{source}``: from `observe_lost`;
+- the kernel connection-trace families of `agent.metrics.kernel` (connect latency and RTT
+  histograms, retransmits, kernel drops by the kernel's reason);
 - ``tulle_metrics_label_overflow_total{metric,label}``: observations whose labels collapsed
   into the overflow value.
+
+With ``MetricsConfig.hubble_names`` the families Hubble also has are exposed as
+``hubble_…`` with Hubble's label names (``code`` -> ``status``), for Hubble's dashboards.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from agent.flows.names import (
     LostEventSource,
 )
 from agent.metrics.config import FAMILY_LABELS, MetricsConfig
+from agent.metrics.kernel import KERNEL_HELP, KernelSeries, histogram_buckets
 from agent.metrics.series import Cell, Series
 from agent.servicemap.peers import workload_label
 
@@ -73,6 +79,7 @@ _HELP = {
     "http_requests": "HTTP requests (from L7 response flows), by method, status code, and "
                      "source and destination workload.",
     "http_request_duration_seconds": "HTTP request latency seen by the waypoint, in seconds.",
+    **KERNEL_HELP,
 }
 
 
@@ -124,27 +131,33 @@ class FlowMetrics:
         self._lost: dict[str, int] = {}
         self._ep_cache: dict[int, tuple[Endpoint, str]] = {}
         self._bounds_ns = tuple(round(b * 1e9) for b in cfg.http_duration_buckets)
-        nbuckets = len(self._bounds_ns) + 2  # + the +Inf bucket and the sum
 
-        def series(family: str, suffix: str = "_total", histogram: bool = False) -> Series | None:
+        def series(family: str, suffix: str = "_total", histogram: int = 0) -> Series | None:
+            """`histogram`: its number of bounds (cells add +Inf and the sum); 0: counter."""
             fam = cfg.family(family)
             if not fam.enabled:
                 return None
-            return Series(
-                f"tulle_{family}{suffix}", FAMILY_LABELS[family], cfg.labels_of(family),
+            s = Series(
+                cfg.metric_name(family, suffix), FAMILY_LABELS[family], cfg.labels_of(family),
                 max_values=fam.max_label_values or cfg.max_label_values,
                 max_series=fam.max_series or cfg.max_series,
                 overflow_value=cfg.overflow_value,
                 overflow=self._overflow,
-                new_cell=(lambda: [0] * nbuckets) if histogram else _counter_cell,
+                new_cell=(lambda: [0] * (histogram + 2)) if histogram else _counter_cell,
             )
+            s.labels = cfg.exposed_labels(family)  # same order, maybe Hubble's names
+            return s
 
         self._flows = series("flows_processed")
         self._drops = series("drop")
         self._flags = series("tcp_flags")
         self._policy = series("policy_verdicts")
         self._http = series("http_requests")
-        self._durations = series("http_request_duration_seconds", "", histogram=True)
+        self._durations = series("http_request_duration_seconds", "",
+                                 histogram=len(self._bounds_ns))
+        self._kernel = KernelSeries(series, cfg.tcp_connect_buckets, cfg.tcp_rtt_buckets,
+                                    self._workload)
+        self._lost_name = cfg.metric_name("lost_events")
         if registry is not None:
             registry.register(self)
 
@@ -214,6 +227,8 @@ class FlowMetrics:
 
         if l7kind == 2 and l7 is not None and l7.type == _RESPONSE:
             self._count_http(flow, l7, l7.http, n)  # type: ignore[arg-type]
+        elif (tulle := flow.tulle) is not None and (tulle.tcp or tulle.kernel_drop_reason):
+            self._kernel.observe(flow, tulle, n)
 
     def _count_flags(self, flow: Flow, n: int) -> None:
         flags = flow.l4.flags  # type: ignore[union-attr]
@@ -284,12 +299,19 @@ class FlowMetrics:
     def _families(self) -> list[tuple[str, Series | None]]:
         return [("flows_processed", self._flows), ("drop", self._drops),
                 ("tcp_flags", self._flags), ("policy_verdicts", self._policy),
-                ("http_requests", self._http)]
+                ("http_requests", self._http), *self._kernel.families()]
+
+    def _histograms(self) -> list[tuple[str, Series | None, tuple[float, ...]]]:
+        cfg = self.config
+        return [("http_request_duration_seconds", self._durations, cfg.http_duration_buckets),
+                ("tcp_connect_duration_seconds", self._kernel.connect, cfg.tcp_connect_buckets),
+                ("tcp_rtt_seconds", self._kernel.rtt, cfg.tcp_rtt_buckets)]
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             counters = [(fam, s, s.snapshot()) for fam, s in self._families() if s is not None]
-            durations = self._durations.snapshot() if self._durations is not None else None
+            histograms = [(fam, s, bounds, s.snapshot())
+                          for fam, s, bounds in self._histograms() if s is not None]
             lost = dict(self._lost)
             overflow = dict(self._overflow)
         for family, s, rows in counters:
@@ -297,9 +319,13 @@ class FlowMetrics:
             for labels, cell in sorted(rows):
                 m.add_metric(labels, cell[0])
             yield m
-        if durations is not None and self._durations is not None:
-            yield self._histogram(self._durations, durations)
-        m = CounterMetricFamily("tulle_lost_events_total",
+        for family, s, bounds, hrows in histograms:
+            h = HistogramMetricFamily(s.name, _HELP[family], labels=s.labels)
+            for labels, cell in sorted(hrows):
+                buckets, total = histogram_buckets(bounds, cell)
+                h.add_metric(list(labels), buckets, total)
+            yield h
+        m = CounterMetricFamily(self._lost_name,
                                 "Events lost before reaching the flow store, by source.",
                                 labels=["source"])
         for source, n in sorted(lost.items()):
@@ -314,27 +340,14 @@ class FlowMetrics:
             m.add_metric([metric, label], n)
         yield m
 
-    def _histogram(self, s: Series, rows: list[tuple[tuple[str, ...], Cell]]) -> Metric:
-        m = HistogramMetricFamily(s.name, _HELP["http_request_duration_seconds"],
-                                  labels=s.labels)
-        bounds = [repr(float(b)) for b in self.config.http_duration_buckets] + ["+Inf"]
-        for labels, cell in sorted(rows):
-            total, buckets = 0, []
-            for le, n in zip(bounds, cell[:-1], strict=True):
-                total += n
-                buckets.append((le, total))
-            m.add_metric(list(labels), buckets, cell[-1] / 1e9)
-        return m
-
     def describe(self) -> Iterator[Metric]:
         """The families' names, for the registry's duplicate check (no values)."""
         for family, s in self._families():
             if s is not None:
                 yield CounterMetricFamily(s.name, _HELP[family], labels=s.labels)
-        if self._durations is not None:
-            yield HistogramMetricFamily(self._durations.name,
-                                        _HELP["http_request_duration_seconds"],
-                                        labels=self._durations.labels)
-        yield CounterMetricFamily("tulle_lost_events_total", "", labels=["source"])
+        for family, s, _ in self._histograms():
+            if s is not None:
+                yield HistogramMetricFamily(s.name, _HELP[family], labels=s.labels)
+        yield CounterMetricFamily(self._lost_name, "", labels=["source"])
         yield CounterMetricFamily("tulle_metrics_label_overflow_total", "",
                                   labels=["metric", "label"])

@@ -25,7 +25,7 @@ _STRING_FIELDS = (
     "destination_pod", "destination_label", "destination_service", "traffic_direction",
     "verdict", "http_status_code", "protocol", "source_port", "destination_port",
     "http_method", "http_path", "node_name", "ip_version", "drop_reason_desc",
-    "tcp_retransmits", "tcp_rtt_over", "tcp_connect_over",
+    "tcp_retransmits", "tcp_rtt_over", "tcp_connect_over", "http_url",
 )
 
 
@@ -50,6 +50,8 @@ def filter_to_proto(ff: FlowFilter) -> pb.FlowFilter:
         msg.source_workload.add(kind=kind, name=name)
     for kind, name in ff.destination_workload:
         msg.destination_workload.add(kind=kind, name=name)
+    for key, value in ff.http_header:
+        msg.http_header.add(key=key, value=value)
     for et in ff.event_type:
         msg.event_type.add(type=et.type, match_sub_type=et.sub_type is not None,
                            sub_type=et.sub_type or 0)
@@ -67,6 +69,7 @@ def filter_from_proto(msg: pb.FlowFilter) -> FlowFilter:
         reply=tuple(msg.reply),
         source_workload=tuple((w.kind, w.name) for w in msg.source_workload),
         destination_workload=tuple((w.kind, w.name) for w in msg.destination_workload),
+        http_header=tuple((h.key, h.value) for h in msg.http_header),
         event_type=tuple(
             EventTypeFilter(e.type, e.sub_type if e.match_sub_type else None)
             for e in msg.event_type

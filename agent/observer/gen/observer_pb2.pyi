@@ -70,7 +70,7 @@ class GetFlowsResponse(_message.Message):
     def __init__(self, flow_json: _Optional[str] = ..., node_status: _Optional[_Union[NodeStatusEvent, _Mapping]] = ..., lost_events: _Optional[_Union[LostEvent, _Mapping]] = ..., node_name: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class FlowFilter(_message.Message):
-    __slots__ = ("uuid", "source_ip", "source_pod", "source_label", "source_service", "source_workload", "destination_ip", "destination_pod", "destination_label", "destination_service", "destination_workload", "traffic_direction", "verdict", "event_type", "http_status_code", "protocol", "source_port", "destination_port", "reply", "source_identity", "destination_identity", "http_method", "http_path", "tcp_flags", "node_name", "ip_version", "drop_reason_desc", "tcp_retransmits", "tcp_rtt_over", "tcp_connect_over")
+    __slots__ = ("uuid", "source_ip", "source_pod", "source_label", "source_service", "source_workload", "destination_ip", "destination_pod", "destination_label", "destination_service", "destination_workload", "traffic_direction", "verdict", "event_type", "http_status_code", "protocol", "source_port", "destination_port", "reply", "source_identity", "destination_identity", "http_method", "http_path", "tcp_flags", "node_name", "ip_version", "drop_reason_desc", "http_url", "http_header", "tcp_retransmits", "tcp_rtt_over", "tcp_connect_over")
     UUID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_IP_FIELD_NUMBER: _ClassVar[int]
     SOURCE_POD_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,8 @@ class FlowFilter(_message.Message):
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     IP_VERSION_FIELD_NUMBER: _ClassVar[int]
     DROP_REASON_DESC_FIELD_NUMBER: _ClassVar[int]
+    HTTP_URL_FIELD_NUMBER: _ClassVar[int]
+    HTTP_HEADER_FIELD_NUMBER: _ClassVar[int]
     TCP_RETRANSMITS_FIELD_NUMBER: _ClassVar[int]
     TCP_RTT_OVER_FIELD_NUMBER: _ClassVar[int]
     TCP_CONNECT_OVER_FIELD_NUMBER: _ClassVar[int]
@@ -128,10 +130,20 @@ class FlowFilter(_message.Message):
     node_name: _containers.RepeatedScalarFieldContainer[str]
     ip_version: _containers.RepeatedScalarFieldContainer[str]
     drop_reason_desc: _containers.RepeatedScalarFieldContainer[str]
+    http_url: _containers.RepeatedScalarFieldContainer[str]
+    http_header: _containers.RepeatedCompositeFieldContainer[HeaderFilter]
     tcp_retransmits: _containers.RepeatedScalarFieldContainer[str]
     tcp_rtt_over: _containers.RepeatedScalarFieldContainer[str]
     tcp_connect_over: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, uuid: _Optional[_Iterable[str]] = ..., source_ip: _Optional[_Iterable[str]] = ..., source_pod: _Optional[_Iterable[str]] = ..., source_label: _Optional[_Iterable[str]] = ..., source_service: _Optional[_Iterable[str]] = ..., source_workload: _Optional[_Iterable[_Union[Workload, _Mapping]]] = ..., destination_ip: _Optional[_Iterable[str]] = ..., destination_pod: _Optional[_Iterable[str]] = ..., destination_label: _Optional[_Iterable[str]] = ..., destination_service: _Optional[_Iterable[str]] = ..., destination_workload: _Optional[_Iterable[_Union[Workload, _Mapping]]] = ..., traffic_direction: _Optional[_Iterable[str]] = ..., verdict: _Optional[_Iterable[str]] = ..., event_type: _Optional[_Iterable[_Union[EventTypeFilter, _Mapping]]] = ..., http_status_code: _Optional[_Iterable[str]] = ..., protocol: _Optional[_Iterable[str]] = ..., source_port: _Optional[_Iterable[str]] = ..., destination_port: _Optional[_Iterable[str]] = ..., reply: _Optional[_Iterable[bool]] = ..., source_identity: _Optional[_Iterable[int]] = ..., destination_identity: _Optional[_Iterable[int]] = ..., http_method: _Optional[_Iterable[str]] = ..., http_path: _Optional[_Iterable[str]] = ..., tcp_flags: _Optional[_Iterable[_Union[TCPFlags, _Mapping]]] = ..., node_name: _Optional[_Iterable[str]] = ..., ip_version: _Optional[_Iterable[str]] = ..., drop_reason_desc: _Optional[_Iterable[str]] = ..., tcp_retransmits: _Optional[_Iterable[str]] = ..., tcp_rtt_over: _Optional[_Iterable[str]] = ..., tcp_connect_over: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, uuid: _Optional[_Iterable[str]] = ..., source_ip: _Optional[_Iterable[str]] = ..., source_pod: _Optional[_Iterable[str]] = ..., source_label: _Optional[_Iterable[str]] = ..., source_service: _Optional[_Iterable[str]] = ..., source_workload: _Optional[_Iterable[_Union[Workload, _Mapping]]] = ..., destination_ip: _Optional[_Iterable[str]] = ..., destination_pod: _Optional[_Iterable[str]] = ..., destination_label: _Optional[_Iterable[str]] = ..., destination_service: _Optional[_Iterable[str]] = ..., destination_workload: _Optional[_Iterable[_Union[Workload, _Mapping]]] = ..., traffic_direction: _Optional[_Iterable[str]] = ..., verdict: _Optional[_Iterable[str]] = ..., event_type: _Optional[_Iterable[_Union[EventTypeFilter, _Mapping]]] = ..., http_status_code: _Optional[_Iterable[str]] = ..., protocol: _Optional[_Iterable[str]] = ..., source_port: _Optional[_Iterable[str]] = ..., destination_port: _Optional[_Iterable[str]] = ..., reply: _Optional[_Iterable[bool]] = ..., source_identity: _Optional[_Iterable[int]] = ..., destination_identity: _Optional[_Iterable[int]] = ..., http_method: _Optional[_Iterable[str]] = ..., http_path: _Optional[_Iterable[str]] = ..., tcp_flags: _Optional[_Iterable[_Union[TCPFlags, _Mapping]]] = ..., node_name: _Optional[_Iterable[str]] = ..., ip_version: _Optional[_Iterable[str]] = ..., drop_reason_desc: _Optional[_Iterable[str]] = ..., http_url: _Optional[_Iterable[str]] = ..., http_header: _Optional[_Iterable[_Union[HeaderFilter, _Mapping]]] = ..., tcp_retransmits: _Optional[_Iterable[str]] = ..., tcp_rtt_over: _Optional[_Iterable[str]] = ..., tcp_connect_over: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class HeaderFilter(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: str
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class Workload(_message.Message):
     __slots__ = ("name", "kind")

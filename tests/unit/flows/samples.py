@@ -16,13 +16,15 @@ from agent.flows.flow import (
     L7Type,
     Layer7,
     Service,
+    SrttSummary,
     TCPFlags,
+    TcpTrace,
     TrafficDirection,
     TulleInfo,
     Verdict,
     Workload,
 )
-from agent.flows.names import EVENT_DROP, EVENT_L7, EVENT_TRACE
+from agent.flows.names import EVENT_DROP, EVENT_L7, EVENT_TRACE, EVENT_TRACE_SOCK
 
 # Nov 22 2023 10:00:00.123 UTC
 T0 = calendar.timegm((2023, 11, 22, 10, 0, 0, 0, 0, 0)) * 1_000_000_000 + 123_000_000
@@ -166,3 +168,32 @@ def dns_udp(t: int = T0 + 7_000_000) -> Flow:
 
 def all_samples() -> list[Flow]:
     return [syn(), synack(), policy_drop(), http_request(), http_response(), dns_udp()]
+
+
+def tcp_close(t: int = T0 + 9_000_000, connect_ns: int = 120_000, srtt_mean_us: int = 40,
+              retransmits: int = 2, client: Endpoint = WEB, server: Endpoint = ECHO) -> Flow:
+    """A kernel tracer close record: the client pod's side of web -> echo."""
+    trace = TcpTrace(role="client", connect_latency_ns=connect_ns, handshake_rtt_us=35,
+                     srtt_us=SrttSummary(min=20, mean=srtt_mean_us, max=90, last=30, samples=12),
+                     retransmits=retransmits, retransmitted_segments=retransmits,
+                     lifetime_ns=5_000_000, established=connect_ns > 0, last_state="FIN_WAIT2")
+    return Flow(
+        time=t, verdict=Verdict.FORWARDED, node_name="node-1",
+        ip=IP("10.0.1.5", "10.0.2.7"), l4=TCP(40000, 8080), source=client, destination=server,
+        type=FlowType.L3_L4, is_reply=False, event_type=EventType(EVENT_TRACE_SOCK),
+        traffic_direction=TrafficDirection.EGRESS,
+        tulle=TulleInfo(duration_ns=5_000_000, tcp=trace, socket_id=77),
+    )
+
+
+def kernel_drop(t: int = T0 + 10_000_000, reason: str = "NO_SOCKET", code: int = 3) -> Flow:
+    """A kernel drop (skb:kfree_skb) of a SYN to a closed port on echo."""
+    return Flow(
+        time=t, verdict=Verdict.DROPPED, drop_reason_desc=reason, node_name="node-1",
+        ip=IP("10.0.1.5", "10.0.2.7"), l4=TCP(40001, 9999, TCPFlags.of("SYN")),
+        source=WEB, destination=ECHO, type=FlowType.L3_L4,
+        event_type=EventType(EVENT_DROP, 0), traffic_direction=TrafficDirection.INGRESS,
+        summary=f"kernel drop {reason} at tcp_v4_rcv+0x1a",
+        tulle=TulleInfo(socket_id=78, kernel_drop_reason=code,
+                        kernel_drop_location="tcp_v4_rcv+0x1a"),
+    )

@@ -168,3 +168,15 @@ def test_lost_event_line() -> None:
                                  "cpu": 1},
                  "node_name": "n1", "time": "2023-11-22T10:00:00.123Z"}
     assert lost_event_from_json(j) == ev
+
+
+def test_drop_file_and_line_in_hubble_fileinfo() -> None:
+    """Issue 12 item 6: drops carry Hubble's ``file{name,line}``; Hubble's JSON reads back."""
+    out = flow_to_json(policy_drop())
+    assert out["file"] == {"name": "bpf_lxc.c", "line": 412}
+    assert "file" not in flow_to_json(syn())
+    hubble = {k: v for k, v in out.items() if k != "tulle"}  # as Hubble writes it
+    back = flow_from_json(hubble)
+    assert back.tulle is not None
+    assert (back.tulle.drop_file, back.tulle.drop_line) == ("bpf_lxc.c", 412)
+    assert flow_from_json(out) == flow_from_json(json.loads(json.dumps(out)))

@@ -28,7 +28,8 @@ def exposed() -> dict[str, set[str]]:
     fm = FlowMetrics(MetricsConfig(max_label_values=1), registry)  # 1: force an overflow
     MapFillCollector(lambda: {"tulle_ct4_v1": (1, 2)}, registry)
     fm.observe_many(samples.all_samples())
-    fm.observe_many([samples.http_response(code=500)])
+    fm.observe_many([samples.http_response(code=500), samples.tcp_close(),
+                     samples.kernel_drop()])
     fm.observe_lost("PERF_EVENT_RING_BUFFER", 1)
     out: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
@@ -78,6 +79,15 @@ def test_dashboard_covers_what_issue_5_asks_for(dashboard: dict[str, Any]) -> No
                    "tulle_bpf_map_fill_ratio"):
         assert metric in text, f"no panel shows {metric}"
     assert "histogram_quantile(0.99" in text
+
+
+def test_dashboard_has_a_tcp_latency_row(dashboard: dict[str, Any]) -> None:
+    rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
+    assert "TCP latency (kernel connection tracing)" in rows
+    text = " ".join(e for _, e in exprs(dashboard))
+    for metric in ("tulle_tcp_connect_duration_seconds_bucket", "tulle_tcp_rtt_seconds_bucket",
+                   "tulle_tcp_retransmits_total", "tulle_kernel_drops_total"):
+        assert metric in text, f"no panel shows {metric}"
 
 
 def test_every_query_uses_exposed_metrics_and_labels(dashboard: dict[str, Any]) -> None:
