@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -128,13 +129,22 @@ def run_client(name: str, kubeconfig: Path, since: str, count: int) -> dict[str,
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per field, the median over runs (the machine is shared: single runs are noisy)."""
+    good = [r for r in runs if "error" not in r]
+    if not good:
+        return runs[0]
+    return {k: statistics.median(r[k] for r in good) for k in good[0]} | {"runs": len(good)}
+
+
 def markdown(meta: dict[str, Any], rows: dict[str, dict[str, Any]]) -> str:
     lines = [
         f"# Kubernetes client libraries against the lab API server ({meta['date']})",
         "",
         f"{meta['services']} Services, {meta['endpoints']} endpoints in EndpointSlices of "
         f"{SLICE_SIZE}; watch of {meta['changes']} Service changes from before them. "
-        "One run each, own process; server on loopback (TLS) in the bench process. "
+        f"Median of {meta['repeat']} runs, each in its own process; "
+        "server on loopback (TLS) in the bench process. "
         f"Versions: {meta['versions']}.",
         "",
         "| client | list Services (s) | list EndpointSlices (s) | watch events/s "
@@ -169,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--services", type=int, default=10_000)
     parser.add_argument("--endpoints", type=int, default=100_000)
     parser.add_argument("--changes", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per client; the median is kept")
     parser.add_argument("--only", action="append", choices=sorted(RUNS), help="run only these")
     parser.add_argument("--out", type=Path, default=None, help="report path stem")
     args = parser.parse_args(argv)
@@ -186,8 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = {}
         try:
             for name in args.only or list(RUNS):
-                rows[name] = run_client(name, kubeconfig, since, args.changes)
-                print(f"{name}: {rows[name]}", file=sys.stderr)
+                runs = [
+                    run_client(name, kubeconfig, since, args.changes) for _ in range(args.repeat)
+                ]
+                print(f"{name}: {runs}", file=sys.stderr)
+                rows[name] = median_row(runs)
         finally:
             server.stop()
             store.close()
@@ -196,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         "services": args.services,
         "endpoints": args.endpoints,
         "changes": args.changes,
+        "repeat": args.repeat,
         "versions": _versions(),
     }
     stem = args.out or RESULTS / f"clients-{meta['date']}"

@@ -40,6 +40,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def _serve(self) -> None:
+        if self.server.api.stopping.is_set():
+            # A stopped server must not keep answering on kept-alive connections (a client
+            # would never notice the restart and watch a server that no longer streams).
+            self._fail(503, "ServiceUnavailable", "the API server is shutting down")
+            return
         url = urlsplit(self.path)
         try:
             length = int(self.headers.get("Content-Length") or 0)
@@ -63,6 +68,8 @@ class _Handler(BaseHTTPRequestHandler):
             body,
         )
         self._send(self.server.api.handle(request))
+        if self.server.api.stopping.is_set():
+            self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
