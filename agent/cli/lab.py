@@ -27,8 +27,12 @@ def lab() -> None:
 @lab.command()
 @click.option("--nodes", default=2, show_default=True, help="Number of lab nodes.")
 @click.option("--name", default=None, help="Lab name (default: $TULLE_LAB or 'lab').")
-@click.option("--datapath/--no-datapath", default=True, show_default=True,
-              help="Load Tulle's eBPF datapath (off: a comparison lab for benchmarks).")
+@click.option(
+    "--datapath/--no-datapath",
+    default=True,
+    show_default=True,
+    help="Load Tulle's eBPF datapath (off: a comparison lab for benchmarks).",
+)
 @click.pass_context
 def up(ctx: click.Context, nodes: int, name: str | None, datapath: bool) -> None:
     """Build the lab: fabric, nodes, controller, agents and DNS."""
@@ -39,9 +43,36 @@ def up(ctx: click.Context, nodes: int, name: str | None, datapath: bool) -> None
         raise click.ClickException(str(err)) from err
     click.secho(f"lab {name!r} is up with {len(plan.nodes)} nodes", fg="green")
     click.echo(f"  store: {LabPaths.for_lab(name).store}")
+    click.echo(f"  kubeconfig: {lifecycle.kubeconfig_path(name)}  (context tulle-{name})")
     click.echo(
         "  next:  tulle apply -f examples/   ·   tulle get pods -A -o wide   ·   tulle lab down"
     )
+
+
+@lab.command()
+@click.option("--name", default=None)
+@click.option(
+    "--component",
+    default=None,
+    help="A component's kubeconfig (e.g. tulle-agent): its token, the fabric address.",
+)
+@click.pass_context
+def kubeconfig(ctx: click.Context, name: str | None, component: str | None) -> None:
+    """Print the lab's kubeconfig path: export KUBECONFIG=$(tulle lab kubeconfig)."""
+    name = name or lab_name(ctx)
+    path = lifecycle.kubeconfig_path(name)
+    if component is not None:
+        path = path.with_name(f"{component}.kubeconfig")
+    if not path.exists():
+        raise click.ClickException(
+            f"no kubeconfig at {path}: is lab {name!r} up (`tulle lab up`)?"
+            + (
+                " Components: tulle-agent, tulle-waypoint, tulle-lab-controller, tulle-lab-dns."
+                if component
+                else ""
+            )
+        )
+    click.echo(str(path))
 
 
 @lab.command()

@@ -12,12 +12,20 @@ from typing import Any
 
 from agent.lab import network, procs
 from agent.lab.state import LabPaths, read_json, write_json_atomic
-from agent.lab.topology import WAYPOINT_PORT, LabPlan, NodePlan, plan_lab
+from agent.lab.topology import (
+    API_SERVER_IP,
+    API_SERVER_PORT,
+    WAYPOINT_PORT,
+    LabPlan,
+    NodePlan,
+    plan_lab,
+)
 
 Progress = Callable[[str], None]
 HEALTH_STALE_SECONDS = 10.0
 RESTARTS_FILE = "restarts.json"  # in the health dir, written by the controller's supervisor
 BPF_PIN_ROOT = Path("/sys/fs/bpf/tulle")
+APISERVER_START_SECONDS = 20.0
 
 
 class LabError(RuntimeError):
@@ -32,6 +40,16 @@ def require_root() -> None:
 def tulle_argv(*args: str) -> list[str]:
     """Run our own CLI with the interpreter that is running now (the project venv)."""
     return [sys.executable, "-m", "agent.cli.main", *args]
+
+
+def apiserver_dir(paths: LabPaths) -> Path:
+    """The lab API server's CA, certificates, tokens and kubeconfigs."""
+    return paths.root / "apiserver"
+
+
+def kubeconfig_path(name: str) -> Path:
+    """The host's (admin) kubeconfig; ``<component>.kubeconfig`` beside it point at the fabric."""
+    return apiserver_dir(LabPaths.for_lab(name)) / "kubeconfig"
 
 
 def load_plan(paths: LabPaths) -> LabPlan | None:
@@ -172,6 +190,7 @@ def _start_processes(
     store = str(paths.store)
     # TULLE_LAB marks every process of this lab (pods inherit it from the controller).
     env = dict(os.environ, TULLE_LAB=plan.name, TULLE_STATE_DIR=str(paths.root.parent))
+    _start_apiserver(paths, plan, progress, env)
     progress("starting the lab controller (scheduler, kubelet, EndpointSlices)")
     procs.spawn(
         "controller",
@@ -246,6 +265,53 @@ def _start_processes(
             )
     progress("starting the flow relay")
     _start_relay(paths, plan, env)
+
+
+def _start_apiserver(
+    paths: LabPaths, plan: LabPlan, progress: Progress, env: dict[str, str]
+) -> None:
+    """The Kubernetes API server: on loopback for the host, and on the fabric bridge (a socket
+    it opens inside the fabric netns) for the nodes."""
+    state = apiserver_dir(paths)
+    kubeconfig = state / "kubeconfig"
+    kubeconfig.unlink(missing_ok=True)
+    progress(
+        f"starting the API server (loopback, and {API_SERVER_IP}:{API_SERVER_PORT} in the fabric)"
+    )
+    proc, _ = procs.spawn(
+        "apiserver",
+        [
+            sys.executable,
+            "-m",
+            "lab.apiserver",
+            "--store",
+            str(paths.store),
+            "--state-dir",
+            str(state),
+            "--lab",
+            plan.name,
+            "--fabric-netns",
+            plan.fabric_netns,
+            "--fabric-address",
+            f"{API_SERVER_IP}:{API_SERVER_PORT}",
+            "--identities",
+        ],
+        log=paths.logs / "apiserver.log",
+        record_dir=paths.procs,
+        env=env,
+    )
+    deadline = time.monotonic() + APISERVER_START_SECONDS
+    while not kubeconfig.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            log_file = paths.logs / "apiserver.log"
+            tail = (
+                log_file.read_text(errors="replace").splitlines()[-15:] if log_file.exists() else []
+            )
+            raise LabError(
+                "the lab API server did not start. Its log ended with:\n  "
+                + "\n  ".join(tail or ["(empty)"])
+            )
+        time.sleep(0.1)
 
 
 def _start_relay(paths: LabPaths, plan: LabPlan, env: dict[str, str]) -> None:

@@ -16,7 +16,14 @@ from pathlib import Path
 from pyroute2 import NetNS, netns
 
 from agent.datapath.attach import attached_names
-from agent.lab.topology import DNS_ADDRESS, SERVICE_CIDR, LabPlan, NodePlan
+from agent.lab.topology import (
+    API_SERVER_IP,
+    DNS_ADDRESS,
+    FABRIC_CIDR,
+    SERVICE_CIDR,
+    LabPlan,
+    NodePlan,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +61,12 @@ def build_fabric(plan: LabPlan) -> None:
         ipr.link("set", index=_ifindex(ipr, "lo"), state="up")
         if not ipr.link_lookup(ifname=FABRIC_BRIDGE):
             ipr.link("add", ifname=FABRIC_BRIDGE, kind="bridge")
-        ipr.link("set", index=_ifindex(ipr, FABRIC_BRIDGE), state="up")
+        bridge = _ifindex(ipr, FABRIC_BRIDGE)
+        # The lab API server listens here (lab.apiserver --fabric-address).
+        ipr.addr(
+            "replace", index=bridge, address=str(API_SERVER_IP), prefixlen=FABRIC_CIDR.prefixlen
+        )
+        ipr.link("set", index=bridge, state="up")
 
 
 def build_node(plan: LabPlan, node: NodePlan) -> None:

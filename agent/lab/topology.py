@@ -14,6 +14,10 @@ from dataclasses import dataclass
 FABRIC_CIDR = ipaddress.IPv4Network("10.240.0.0/24")
 POD_SUPERNET = ipaddress.IPv4Network("10.244.0.0/16")
 SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/16")
+# The lab API server's second listener, on the fabric bridge (inside the fabric netns): every
+# node reaches it over its uplink, and the root namespace gets no address or route.
+API_SERVER_IP = FABRIC_CIDR.network_address + 1
+API_SERVER_PORT = 6443
 # NodeLocal-DNS style address: link-local, so it can never leak toward an uplink.
 DNS_ADDRESS = ipaddress.IPv4Address("169.254.20.10")
 CLUSTER_DOMAIN = "cluster.local"

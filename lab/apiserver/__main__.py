@@ -1,4 +1,5 @@
-"""``python -m lab.apiserver --store FILE --state-dir DIR [--port 0] [--lab NAME]``."""
+"""``python -m lab.apiserver --store FILE --state-dir DIR [--port 0] [--lab NAME]
+[--fabric-netns NS --fabric-address IP:PORT] [--identities]``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from types import FrameType
 
 from agent.store import Store
+from lab.apiserver import identities
 from lab.apiserver.app import Api
 from lab.apiserver.certs import credentials, write_kubeconfig
 from lab.apiserver.server import ApiServer, tls_context
@@ -42,16 +44,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lab", default="lab", help="lab name: the kubeconfig context is tulle-NAME"
     )
+    parser.add_argument(
+        "--fabric-netns", help="also listen inside this network namespace (the lab fabric)"
+    )
+    parser.add_argument(
+        "--fabric-address", default="", help="IP:PORT to listen on inside --fabric-netns"
+    )
+    parser.add_argument(
+        "--identities",
+        action="store_true",
+        help="seed the components' ServiceAccounts and ClusterRoles; write a kubeconfig each",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
+    fabric_host, _, fabric_port = args.fabric_address.rpartition(":")
+    if args.fabric_netns and not (fabric_host and fabric_port.isdigit()):
+        parser.error(f"--fabric-address must be IP:PORT, got {args.fabric_address!r}")
 
-    creds = credentials(args.state_dir)
+    creds = credentials(args.state_dir, [fabric_host] if args.fabric_netns else [])
     store = Store(args.store)
     bootstrap(store)
+    tokens = (
+        identities.seed(store, identities.load(identities.MANIFESTS)) if args.identities else {}
+    )
     api = Api(store, frozenset({creds.token}))
     server = ApiServer(
         api, tls_context(creds.server_cert, creds.server_key), args.port, verbose=args.verbose
     )
+    # Components use the fabric listener (reachable from every node namespace) when there is one.
+    component_url = server.url
+    if args.fabric_netns:
+        component_url = server.listen_also(fabric_host, int(fabric_port), args.fabric_netns)
+        print(f"serving {component_url} in netns {args.fabric_netns}", flush=True)
+        write_kubeconfig(args.state_dir / "fabric.kubeconfig", args.lab, component_url, creds)
+    for name, token in tokens.items():
+        write_kubeconfig(
+            args.state_dir / f"{name}.kubeconfig",
+            args.lab,
+            component_url,
+            creds,
+            token=token,
+            user=name,
+        )
+    # Written last: its presence tells `tulle lab up` that every listener is open.
     kubeconfig = write_kubeconfig(args.state_dir / "kubeconfig", args.lab, server.url, creds)
     print(f"serving {server.url}", flush=True)
     print(f"KUBECONFIG={kubeconfig}", flush=True)

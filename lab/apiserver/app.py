@@ -24,7 +24,7 @@ from lab.apiserver import (
     writes,
 )
 from lab.apiserver.errors import ApiError
-from lab.apiserver.routing import Discovery, Target, route
+from lab.apiserver.routing import Discovery, Target, query_flag, route
 from lab.apiserver.watch import WatchSettings, watch
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ class Api:
                 ctype,
                 dry_run=dry_run,
                 manager=q.get("fieldManager") if ctype == writes.APPLY else _manager(request),
-                force=q.get("force") in ("true", "1"),
+                force=query_flag(q, "force"),
             )
             return Response(200, reads.served(target, obj), warnings=warnings)
         if method == "DELETE" and target.name is not None:
@@ -201,7 +201,7 @@ class Api:
         q = dict(request.query)
         as_table = "as=Table" in request.header("accept")
         include = q.get("includeObject", "Metadata")
-        if target.name is not None and q.get("watch") in ("true", "1"):
+        if target.name is not None and query_flag(q, "watch"):
             q["fieldSelector"] = ",".join(
                 s for s in (q.get("fieldSelector"), f"metadata.name={target.name}") if s
             )
@@ -212,7 +212,7 @@ class Api:
                 meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
                 return Response(200, tables.table(target, [obj], meta, include))
             return Response(200, reads.served(target, obj))
-        if q.get("watch") in ("true", "1"):
+        if query_flag(q, "watch"):
             events = watch(self.store, target, q, self.watch_settings, self.stopping)
             if as_table:
                 events = _as_tables(target, events, include)

@@ -16,7 +16,7 @@ from typing import Any
 
 from agent.store import Store
 from lab.apiserver.rbac import MASTERS, Attributes, User
-from lab.apiserver.routing import Target
+from lab.apiserver.routing import Target, query_flag
 
 RBAC_KINDS = ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 
@@ -79,7 +79,7 @@ def request_attributes(method: str, query: Mapping[str, str], target: Target) ->
     """The RBAC verb and resource a request to ``target`` needs."""
     named = target.name is not None
     if method == "GET":
-        verb = "watch" if query.get("watch") in ("true", "1") else "get" if named else "list"
+        verb = "watch" if query_flag(query, "watch") else "get" if named else "list"
     elif method == "DELETE":
         verb = "delete" if named else "deletecollection"
     else:

@@ -6,6 +6,7 @@ import datetime
 import ipaddress
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +71,10 @@ def _ca(state: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
 
 
 def _server_cert(
-    state: Path, ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey
+    state: Path,
+    ca: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    addresses: Sequence[str] = (),
 ) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
@@ -80,6 +84,7 @@ def _server_cert(
         x509.DNSName("kubernetes"),
         x509.DNSName("kubernetes.default"),
         x509.DNSName("kubernetes.default.svc"),
+        *(x509.IPAddress(ipaddress.ip_address(a)) for a in addresses),
     ]
     cert = (
         x509.CertificateBuilder()
@@ -100,11 +105,12 @@ def _server_cert(
     return cert_path, key_path
 
 
-def credentials(state: Path) -> Credentials:
-    """Create (or reuse) the CA and admin token under ``state``; a fresh server certificate."""
+def credentials(state: Path, addresses: Sequence[str] = ()) -> Credentials:
+    """Create (or reuse) the CA and admin token under ``state``; a fresh server certificate
+    for 127.0.0.1 and ``addresses`` (e.g. the lab fabric's)."""
     state.mkdir(parents=True, exist_ok=True)
     ca, ca_key = _ca(state)
-    cert, key = _server_cert(state, ca, ca_key)
+    cert, key = _server_cert(state, ca, ca_key, addresses)
     token_path = state / "admin.token"
     if not token_path.exists():
         _write_private(token_path, secrets.token_urlsafe(32).encode())

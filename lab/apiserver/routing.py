@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lab.apiserver.errors import ApiError, not_found
 from lab.apiserver.resources import BUILTIN, Registry, Resource
+
+# Boolean query parameters parse as Go's strconv.ParseBool does in kube-apiserver (clients
+# send "true", "1" or, like kubernetes-asyncio, "True").
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+
+
+def query_flag(query: Mapping[str, str], name: str) -> bool:
+    return query.get(name) in _TRUE
 
 
 @dataclass(frozen=True, slots=True)

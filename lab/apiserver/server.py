@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from lab.apiserver.app import Api, Request, Response
 from lab.apiserver.errors import status_object
+from lab.apiserver.netns import in_netns
 
 MAX_BODY = 3 * 1024 * 1024  # the Kubernetes API server's request body limit
 
@@ -39,6 +40,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def _serve(self) -> None:
+        if self.server.api.stopping.is_set():
+            # A stopped server must not keep answering on kept-alive connections (a client
+            # would never notice the restart and watch a server that no longer streams).
+            self._fail(503, "ServiceUnavailable", "the API server is shutting down")
+            return
         url = urlsplit(self.path)
         try:
             length = int(self.headers.get("Content-Length") or 0)
@@ -62,6 +68,8 @@ class _Handler(BaseHTTPRequestHandler):
             body,
         )
         self._send(self.server.api.handle(request))
+        if self.server.api.stopping.is_set():
+            self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
@@ -173,13 +181,31 @@ class ApiServer:
         idle_timeout: float = 300.0,
     ) -> None:
         self.api = api
+        self._tls, self._verbose, self._idle_timeout = tls, verbose, idle_timeout
         self._server = _Server(("127.0.0.1", port), api, tls, verbose, idle_timeout)
+        self._others: list[tuple[_Server, threading.Thread]] = []
         self.port = self._server.server_address[1]
         api.server_address = f"127.0.0.1:{self.port}"
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="apiserver", daemon=True
         )
+
+    def listen_also(self, host: str, port: int, netns: str | None = None) -> str:
+        """Serve the same API on ``host:port`` too, inside network namespace ``netns`` if given
+        (the lab's fabric, so node namespaces reach it with no route in the root namespace).
+        Returns its URL."""
+
+        def make() -> _Server:
+            return _Server((host, port), self.api, self._tls, self._verbose, self._idle_timeout)
+
+        server = in_netns(netns, make) if netns else make()
+        thread = threading.Thread(
+            target=server.serve_forever, name=f"apiserver-{host}", daemon=True
+        )
+        thread.start()
+        self._others.append((server, thread))
+        return f"{'https' if self._tls else 'http'}://{host}:{server.server_address[1]}"
 
     def start(self) -> ApiServer:
         self._thread.start()
@@ -190,5 +216,8 @@ class ApiServer:
 
     def stop(self) -> None:
         self.api.stopping.set()
+        for server, _ in self._others:
+            server.shutdown()
+            server.server_close()
         self._server.shutdown()
         self._server.server_close()

@@ -28,7 +28,7 @@ from typing import Any
 from agent.store import Expired, Store, eventlog, schema
 from lab.apiserver.errors import bad_request, status_object
 from lab.apiserver.reads import selector, served
-from lab.apiserver.routing import Target
+from lab.apiserver.routing import Target, query_flag
 
 WatchEvent = dict[str, Any] | None
 """An event to send, or None: a heartbeat on which the transport checks the client is there."""
@@ -78,12 +78,12 @@ def watch(
 ) -> Iterator[WatchEvent]:
     """Validate the request (raising ApiError before anything is sent), then stream."""
     start = _revision(query)
-    initial_end = query.get("sendInitialEvents") in ("true", "1")
+    initial_end = query_flag(query, "sendInitialEvents")
     if initial_end:
         start = None
     match = selector(target, query)
     has_selector = bool(query.get("labelSelector") or query.get("fieldSelector"))
-    bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+    bookmarks = query_flag(query, "allowWatchBookmarks")
     timeout = _timeout(query, settings.default_timeout)
     kind, namespace = target.resource.kind, target.namespace
 

@@ -200,7 +200,7 @@ def test_lab_up_then_down_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
         st = lifecycle.status(name)
         assert st is not None and st.healthy
         roles = sorted(p.role for p in st.processes)
-        assert roles == ["agent-node1", "controller", "dns-node1", "relay", "waypoint-node1"]
+        assert roles == ["agent-node1", "apiserver", "controller", "dns-node1", "relay", "waypoint-node1"]
         records = procs.load_records(LabPaths.for_lab(name).procs)
     finally:
         lifecycle.down(name, lambda _m: None)

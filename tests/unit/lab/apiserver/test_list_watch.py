@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from tests.unit.lab.apiserver.conftest import Client, configmap
 
@@ -204,3 +207,18 @@ def test_watch_of_one_namespace_ignores_others(client: Client) -> None:
     client.request("POST", "/api/v1/namespaces/other/configmaps", configmap("x", ns="other"))
     _make(client, "mine")
     assert _summary(watch.wait_for(1)) == [("ADDED", "mine")]
+
+
+@pytest.mark.parametrize("flag", ["True", "t", "1", "TRUE"])
+def test_watch_flag_parses_like_go_parsebool(client: Client, flag: str) -> None:
+    # kubernetes-asyncio sends watch=True; kube-apiserver parses the flag with strconv.ParseBool.
+    _make(client, "a")
+    conn = client._conn()
+    conn.request(
+        "GET",
+        f"{CMS}?watch={flag}&timeoutSeconds=0.5",
+        headers={"Authorization": f"Bearer {client.token}"},
+    )
+    lines = conn.getresponse().read().splitlines()
+    conn.close()
+    assert [json.loads(line)["type"] for line in lines] == ["ADDED"]

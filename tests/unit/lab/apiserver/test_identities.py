@@ -1,0 +1,78 @@
+"""The lab's components run as ServiceAccounts with the ClusterRoles the cluster manifests
+ship (deploy/daemonset/rbac.yaml, lab/apiserver/lab-rbac.yaml): least privilege, tested."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.store import Store
+from lab.apiserver import identities
+from tests.unit.lab.apiserver.conftest import Client, service
+
+SERVICES = "/api/v1/namespaces/default/services"
+
+
+@pytest.fixture
+def tokens(store: Store) -> dict[str, str]:
+    return identities.seed(store, identities.load(identities.MANIFESTS))
+
+
+def test_every_component_gets_a_token(tokens: dict[str, str]) -> None:
+    assert sorted(tokens) == [
+        "tulle-agent",
+        "tulle-lab-controller",
+        "tulle-lab-dns",
+        "tulle-waypoint",
+    ]
+    assert len(set(tokens.values())) == 4
+
+
+def test_seeding_again_keeps_the_tokens(store: Store, tokens: dict[str, str]) -> None:
+    assert identities.seed(store, identities.load(identities.MANIFESTS)) == tokens
+
+
+def test_the_agent_reads_but_cannot_write(client: Client, tokens: dict[str, str]) -> None:
+    agent = tokens["tulle-agent"]
+    assert client.request("GET", SERVICES, token=agent).status == 200
+    assert (
+        client.request("GET", "/apis/discovery.k8s.io/v1/endpointslices", token=agent).status == 200
+    )
+    assert client.request("GET", "/api/v1/nodes", token=agent).status == 200
+    denied = client.request("POST", SERVICES, service("web"), token=agent)
+    assert denied.status == 403
+    assert denied.body["reason"] == "Forbidden"
+    assert client.request("GET", "/api/v1/secrets", token=agent).status == 403
+
+
+def test_the_dns_cannot_read_secrets_or_nodes(client: Client, tokens: dict[str, str]) -> None:
+    dns = tokens["tulle-lab-dns"]
+    assert client.request("GET", SERVICES, token=dns).status == 200
+    assert client.request("GET", "/api/v1/namespaces/kube-system/secrets", token=dns).status == 403
+    assert client.request("GET", "/api/v1/nodes", token=dns).status == 403
+
+
+def test_the_controller_writes_endpointslices_not_services(
+    client: Client, tokens: dict[str, str]
+) -> None:
+    ctl = tokens["tulle-lab-controller"]
+    slice_ = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "web-1", "namespace": "default"},
+        "addressType": "IPv4",
+        "endpoints": [],
+    }
+    created = client.request(
+        "POST", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices", slice_, token=ctl
+    )
+    assert created.status == 201, created.body
+    assert client.request("POST", SERVICES, service("web"), token=ctl).status == 403
+
+
+def test_a_manifest_with_another_kind_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "rbac.yaml"
+    bad.write_text("apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: default}\n")
+    with pytest.raises(identities.IdentityError, match="kind 'Secret'"):
+        identities.load([bad])
