@@ -9,6 +9,7 @@ median, and the target (tracing costs <= 2%). Results: bench/results/trace-<date
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -41,6 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--render", type=Path, metavar="JSON",
+                   help="measure nothing: rewrite the .md of a saved report (e.g. after "
+                        "writing its findings)")
     args = p.parse_args(argv)
     if args.quick:
         args.pairs, args.seconds = 2, 3
@@ -88,6 +92,11 @@ def _stop(signum: int, _frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        rep = json.loads(args.render.read_text())
+        md_path, _ = write(rep, render_markdown(rep), args.render.parent, args.render.stem)
+        print(f"rewrote {md_path}")
+        return 0
     if os.geteuid() != 0:
         print("bench-trace: needs root (lab namespaces, BPF). Run: sudo make bench-trace",
               file=sys.stderr)
