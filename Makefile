@@ -47,6 +47,12 @@ bench-observe: setup
 	@$(PY) -m bench.observe $(ARGS)
 
 # Waypoint vs Envoy (issue 4), each on one core, same 50-rule route table and backend.
+# Kernel tracing cost (issue 12): tracing on vs off in one lab, L4 + keep-alive + waypoint.
+# `make bench-trace ARGS=--quick` for a smoke run.
+.PHONY: bench-trace
+bench-trace: setup
+	@$(PY) -m bench.trace $(ARGS)
+
 .PHONY: bench-l7
 bench-l7: setup
 	@$(PY) -m bench.l7 $(ARGS)

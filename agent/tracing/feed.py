@@ -65,9 +65,16 @@ class TraceFeed:
         self.clock = monotonic_clock()
         self._lost_seen = 0
         self.records = 0
+        self.want_attached = True  # set from a signal handler; applied by the feed thread
+        self.attached = True
 
     def step(self) -> int:
         """Update the local pods, drain the ring once; the number of flows stored."""
+        if self.want_attached != self.attached:
+            self.tracer.set_attached(self.want_attached)
+            self.attached = self.want_attached
+            log.info("kernel tracing %s", "resumed (tracepoints attached)" if self.attached
+                     else "paused (tracepoints detached)")
         self.tracer.set_local(self.local_ips())
         index = self.index()
         stored = 0

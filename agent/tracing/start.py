@@ -7,6 +7,7 @@ is missing and the agent runs on without it.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 
 from agent.datapath.controller import DatapathController
@@ -40,5 +41,10 @@ def start_tracing(
     feed = TraceFeed(
         tracer, ingest, lambda: datapath.index, lambda: local_pod_ips(datapath), node
     )
+    # SIGUSR1 pauses tracing (tracepoints detached), SIGUSR2 resumes it: the run-time switch
+    # bench/trace uses; the feed thread applies it within one drain interval.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGUSR1, lambda _s, _f: setattr(feed, "want_attached", False))
+        signal.signal(signal.SIGUSR2, lambda _s, _f: setattr(feed, "want_attached", True))
     threading.Thread(target=feed.run, args=(stop,), name="trace", daemon=True).start()
     return plan

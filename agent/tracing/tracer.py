@@ -110,6 +110,12 @@ def _be32(ip: str) -> int:
     return int(struct.unpack("<I", socket.inet_aton(ip))[0])
 
 
+def attach_points(plan: HookPlan) -> list[bytes]:
+    """BCC's names (b"category:event") of the plan's tracepoints."""
+    return [h.removeprefix("tracepoint:").encode() for h in plan.hooks
+            if h.startswith("tracepoint:")]
+
+
 class Tracer:
     def __init__(self, bpf: Any, plan: HookPlan) -> None:
         from agent.datapath.ringbuf import MappedRingBuffer
@@ -173,6 +179,16 @@ class Tracer:
     def lost(self) -> int:
         table = self.bpf[b"trace_lost_v1"]
         return int(sum(table.getvalue(table.Key(0))))
+
+    def set_attached(self, on: bool) -> None:
+        """Attach or detach every hook of the plan (maps and ring stay): the run-time switch
+        `make bench-trace` uses to compare tracing on and off without reloading anything."""
+        for tp in attach_points(self.plan):
+            if on and tp not in self.bpf.tracepoint_fds:
+                category, event = tp.split(b":")
+                self.bpf.attach_tracepoint(tp=tp, fn_name=b"tracepoint__%s__%s" % (category, event))
+            elif not on and tp in self.bpf.tracepoint_fds:
+                self.bpf.detach_tracepoint(tp)
 
     def close(self) -> None:
         """Detach: the programs and maps go with the last fd."""

@@ -1,0 +1,1 @@
+"""`make bench-trace`: what kernel connection tracing costs (issue 12)."""

@@ -1,0 +1,161 @@
+"""`python -m bench.trace` (`make bench-trace`): tracing on vs off, side by side in one run.
+
+Three workloads in one lab, each as alternating on/off pairs of wrk runs: L4 new
+connections/s and keep-alive requests/s through a ClusterIP, and requests/s through the
+waypoint (a Service with an HTTPRoute). Per workload: the on/off ratio of every pair, their
+median, and the target (tracing costs <= 2%). Results: bench/results/trace-<date>.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench.l4 import machine
+from bench.l4.labs import BenchError
+from bench.l4.report import markdown_table, text_table
+from bench.observe.report import write
+from bench.trace.overhead import LAB, WORKLOADS, TraceBench, summary
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+TARGET_COST_PCT = 2.0
+_t0 = time.monotonic()
+
+
+def progress(message: str) -> None:
+    print(f"[bench-trace {time.monotonic() - _t0:6.1f}s] {message}", flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench-trace", description=__doc__.splitlines()[0])
+    p.add_argument("--pairs", type=int, default=4, help="on/off pairs per workload (default 4)")
+    p.add_argument("--seconds", type=int, default=5, help="seconds per wrk run (default 5)")
+    p.add_argument("--quick", action="store_true", help="2 pairs of 3 s runs (a smoke run)")
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--render", type=Path, metavar="JSON",
+                   help="measure nothing: rewrite the .md of a saved report (e.g. after "
+                        "writing its findings)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.pairs, args.seconds = 2, 3
+    return args
+
+
+def target_rows(workloads: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for name, w in workloads.items():
+        cost = w["median_cost_pct"]
+        met = "n/a" if cost is None else ("**met**" if cost <= TARGET_COST_PCT else "**missed**")
+        rows.append([w["what"], ", ".join(f"{r:.3f}" for r in w["pair_ratios"]),
+                     "n/a" if w["median_ratio"] is None else f"{w['median_ratio']:.3f}",
+                     "n/a" if cost is None else f"{cost:+.1f}%", f"<= {TARGET_COST_PCT:.0f}%",
+                     met])
+        del name
+    return rows
+
+
+TARGET_HEADER = ["workload", "on/off per pair", "median on/off", "cost", "target", ""]
+RUN_HEADER = ["workload", "pair", "tracing", "req/s", "p99 ms", "errors", "lab cores", "load"]
+
+
+def run_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
+    return [[r["workload"], str(r["pair"] + 1), r["tracing"], f"{r['rps']:,.0f}",
+             f"{r['p99_ms']:.2f}", str(r.get("errors", 0)), f"{r['lab_cores']:.2f}",
+             f"{r['load1']:.1f}"] for r in runs]
+
+
+def render_markdown(rep: dict[str, Any]) -> str:
+    lines = [f"# Kernel tracing cost — {rep['date']}", "", rep["method"], "",
+             "## Result", "", markdown_table(TARGET_HEADER, rep["targets"]), ""]
+    if rep.get("findings"):
+        lines += ["## Findings", "", rep["findings"], ""]
+    if rep["notes"]:
+        lines += ["## Notes", "", *[f"- {n}" for n in rep["notes"]], ""]
+    lines += ["## Runs", "", markdown_table(RUN_HEADER, run_rows(rep["runs"])), "",
+              f"Machine: {rep['machine']}", "", f"Command: `{rep['command']}`", ""]
+    return "\n".join(lines)
+
+
+def _stop(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.render:
+        rep = json.loads(args.render.read_text())
+        md_path, _ = write(rep, render_markdown(rep), args.render.parent, args.render.stem)
+        print(f"rewrote {md_path}")
+        return 0
+    if os.geteuid() != 0:
+        print("bench-trace: needs root (lab namespaces, BPF). Run: sudo make bench-trace",
+              file=sys.stderr)
+        return 2
+    if missing := machine.missing_tools():
+        print(f"bench-trace: missing tools: {', '.join(missing)} (make setup)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _stop)
+    started = datetime.now(UTC)
+    progress(f"kernel tracing cost: lab {LAB}, {len(WORKLOADS)} workloads × {args.pairs} "
+             f"on/off pairs × {args.seconds} s")
+    bench = TraceBench(args.seconds, args.pairs, progress, threads=args.threads,
+                       connections=args.connections)
+    failure = None
+    try:
+        bench.run()
+    except (BenchError, OSError) as err:
+        failure = str(err)
+        progress(f"FAILED: {err}")
+    except KeyboardInterrupt:
+        progress("interrupted: the lab was removed; no report written")
+        return 130
+    if not bench.runs:
+        return 1
+    rep = build(args, bench, started, failure)
+    stem = f"trace-{started:%Y-%m-%d}" + ("-quick" if args.quick else "") + (
+        "-partial" if failure else "")
+    md_path, json_path = write(rep, render_markdown(rep), args.out_dir, stem)
+    print()
+    print(text_table(TARGET_HEADER, rep["targets"]).replace("**", ""))
+    progress(f"report: {md_path} and {json_path}")
+    return 1 if failure else 0
+
+
+def build(args: argparse.Namespace, bench: TraceBench, started: datetime,
+          failure: str | None) -> dict[str, Any]:
+    workloads = {name: {"what": what, "url": url, "connection_close": close,
+                        **summary(bench.runs, name)}
+                 for name, (what, url, close) in WORKLOADS.items()}
+    return {
+        "date": f"{started:%Y-%m-%d %H:%M} UTC",
+        "command": "make bench-trace" + (" ARGS=--quick" if args.quick else
+                                         f" ARGS='--pairs {args.pairs} --seconds {args.seconds}'"),
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "machine": {"loadavg_end": machine.loadavg(), "cpus": os.cpu_count()},
+        "method": (
+            f"Lab `{LAB}` (2 nodes, bench/l4's workload): nginx on node2, wrk -t{bench.threads} "
+            f"-c{bench.connections} for {bench.seconds} s per run in a client pod on node1. "
+            "Workloads: (1) `Connection: close` to the `target` ClusterIP (new connections/s), "
+            "(2) keep-alive to the same ClusterIP, (3) keep-alive to the `routed` ClusterIP, "
+            "whose HTTPRoute sends every request through node1's waypoint to `target`. "
+            "Tracing is switched at run time on both agents (SIGUSR1 detaches the tracer's "
+            "tracepoints, SIGUSR2 re-attaches them; each switch confirmed in the agent's log), "
+            "so the lab, its pods and the datapath stay the same between on and off. Pairs "
+            "alternate order (on/off, off/on, ...); the cost is 1 − the median of the pairs' "
+            "on ÷ off ratios (negative: on was faster, i.e. noise)."),
+        "workloads": workloads,
+        "targets": target_rows(workloads),
+        "runs": [r.to_json() for r in bench.runs],
+        "notes": ([f"The run did not finish: {failure}"] if failure else []) + bench.notes,
+        "findings": "",
+    }

@@ -1,0 +1,162 @@
+"""Tracing on vs off, side by side in one lab: three workloads, alternating on/off pairs.
+
+The lab (`LAB`) and workload are bench/l4's (nginx on node2, wrk in a client pod on node1),
+plus a second Service, `routed`, whose HTTPRoute sends every request through node1's
+waypoint. Tracing is switched at run time on both agents: SIGUSR1 detaches the tracer's
+tracepoints, SIGUSR2 attaches them again (agent/tracing/start.py); each switch is confirmed
+by the agent's log line before measuring. Pair orders flip (on/off, off/on, ...) as in
+bench/observe/overhead.py, whose pair helpers are reused.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.lab.state import LabPaths
+from bench.l4 import machine, manifests
+from bench.l4.labs import BenchError, BenchLab, Progress
+from bench.l4.runner import BenchConfig, Runner
+from bench.l4.wrk import WrkResult
+from bench.observe.overhead import median_cost, pair_orders, pair_ratios
+
+LAB = "benchtrace"
+NODES = ("node1", "node2")
+ROUTED_VIP = "10.96.200.11"
+PAUSED, RESUMED = "kernel tracing paused", "kernel tracing resumed"
+TARGET_URL = f"http://{manifests.TARGET_VIP}:{manifests.SERVICE_PORT}/"
+ROUTED_URL = f"http://{ROUTED_VIP}:{manifests.SERVICE_PORT}/"
+# name -> (what, url, Connection: close)
+WORKLOADS: dict[str, tuple[str, str, bool]] = {
+    "l4_new_conn": ("L4 new connections/s through a ClusterIP", TARGET_URL, True),
+    "l4_keepalive": ("keep-alive requests/s through a ClusterIP", TARGET_URL, False),
+    "waypoint": ("waypoint requests/s (Service with an HTTPRoute)", ROUTED_URL, False),
+}
+
+
+def routed_objects() -> list[dict[str, Any]]:
+    """Service `routed` (same backend as `target`) and an HTTPRoute on it to `target`."""
+    ns, port = manifests.NAMESPACE, manifests.SERVICE_PORT
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "routed", "namespace": ns},
+           "spec": {"clusterIP": ROUTED_VIP, "selector": {"app": "backend"},
+                    "ports": [{"name": "http", "port": port,
+                               "targetPort": manifests.BACKEND_PORT, "protocol": "TCP"}]}}
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": "routed", "namespace": ns},
+             "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "routed",
+                                      "port": port}],
+                      "rules": [{"backendRefs": [{"name": "target", "port": port}]}]}}
+    return [svc, route]
+
+
+@dataclass(frozen=True)
+class TraceRun:
+    workload: str
+    pair: int
+    events: bool  # tracing on (the name bench/observe's pair_ratios reads)
+    result: WrkResult
+    load1: float
+    lab_cores: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"workload": self.workload, "pair": self.pair,
+                "tracing": "on" if self.events else "off", **self.result.to_json(),
+                "load1": self.load1, "lab_cores": self.lab_cores}
+
+
+def summary(runs: list[TraceRun], workload: str) -> dict[str, Any]:
+    mine = [r for r in runs if r.workload == workload]
+    ratios = pair_ratios(mine)  # type: ignore[arg-type]  # same fields as OverheadRun
+    cost = median_cost(ratios)
+    return {"pair_ratios": [round(x, 4) for x in ratios],
+            "median_ratio": round(1 - cost / 100, 4) if cost is not None else None,
+            "median_cost_pct": round(cost, 2) if cost is not None else None}
+
+
+@dataclass
+class TraceBench:
+    seconds: int
+    pairs: int
+    progress: Progress
+    threads: int = 2
+    connections: int = 32
+    runs: list[TraceRun] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    tracing: bool = True  # the agents' state as last confirmed
+
+    def run(self) -> None:
+        lab = BenchLab(LAB, True, self.progress)
+        runner = Runner(BenchConfig(seconds=self.seconds, threads=self.threads,
+                                    connections=self.connections), self.progress)
+        try:
+            lab.up()
+            runner.deploy(lab)
+            lab.apply([manifests.target_service(), *routed_objects()])
+            runner.wait_answering(lab, TARGET_URL, "the target ClusterIP")
+            runner.wait_answering(lab, ROUTED_URL, "the routed Service (waypoint)")
+            self.check_tracing(lab)
+            for name, (_what, url, close) in WORKLOADS.items():
+                runner.wrk(lab, url, 2, close=close)  # warm-up, not counted
+                for pair, order in enumerate(pair_orders(self.pairs)):
+                    for on in order:
+                        self.runs.append(self.measure(lab, runner, name, pair, on))
+            self.notes.extend(runner.notes)
+        finally:
+            try:
+                self.switch(lab, True)
+            except BenchError:
+                pass  # the lab never came up far enough
+            lab.down()
+            shutil.rmtree(Path(tempfile.gettempdir()) / LAB, ignore_errors=True)
+
+    def check_tracing(self, lab: BenchLab) -> None:
+        for node in NODES:
+            hooks = (lab.health(node).get("tracing") or {}).get("hooks") or []
+            if not hooks:
+                raise BenchError(f"agent on {node} runs without kernel tracing: nothing to "
+                                 "compare (health file has no tracing hooks)")
+
+    def agent_log(self, node: str) -> str:
+        path = LabPaths.for_lab(LAB).logs / f"agent-{node}.log"
+        return path.read_text(errors="replace")
+
+    def switch(self, lab: BenchLab, on: bool, timeout: float = 5.0) -> None:
+        """Tracing on/off on every agent; returns once each agent logged the switch."""
+        if on == self.tracing:
+            return  # the feed logs only real switches; agents start with tracing on
+        pids = lab.process_pids()
+        line = RESUMED if on else PAUSED
+        before = {n: self.agent_log(n).count(line) for n in NODES}
+        for node in NODES:
+            pid = pids.get(f"agent-{node}")
+            if pid is None:
+                raise BenchError(f"agent-{node} is not running")
+            os.kill(pid, signal.SIGUSR2 if on else signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self.agent_log(n).count(line) > before[n] for n in NODES):
+                self.tracing = on
+                return
+            time.sleep(0.1)
+        raise BenchError(f"the agents did not confirm '{line}' within {timeout:.0f} s")
+
+    def measure(self, lab: BenchLab, runner: Runner, workload: str, pair: int,
+                on: bool) -> TraceRun:
+        self.switch(lab, on)
+        runner.settle(lab)
+        load1 = machine.loadavg()[0]
+        before = lab.lab_cpu()
+        _what, url, close = WORKLOADS[workload]
+        result = runner.wrk(lab, url, self.seconds, close=close)
+        after = lab.lab_cpu()
+        cores = sum(after.get(k, 0.0) - v for k, v in before.items()) / max(result.seconds, 1e-9)
+        self.progress(f"  {workload:<12} pair {pair + 1} tracing {'on ' if on else 'off'}: "
+                      f"{result.rps:>9,.0f}/s  p99 {result.p99_ms:.2f} ms  "
+                      f"errors {result.errors}  lab procs {cores:.2f} cores  load {load1:.1f}")
+        return TraceRun(workload, pair, on, result, load1, round(cores, 2))

@@ -1,0 +1,35 @@
+"""bench/trace's pure parts: per-workload pair ratios and the routed Service's manifests."""
+
+from __future__ import annotations
+
+from bench.l4.wrk import WrkResult
+from bench.trace.cli import target_rows
+from bench.trace.overhead import ROUTED_VIP, TraceRun, routed_objects, summary
+
+
+def run(workload: str, pair: int, on: bool, rps: float) -> TraceRun:
+    return TraceRun(workload, pair, on, WrkResult(rps, int(rps), 1.0, 1.0, 2.0), 0.5, 0.1)
+
+
+def test_summary_pairs_on_with_off_per_workload() -> None:
+    runs = [run("a", 0, True, 98), run("a", 0, False, 100),
+            run("a", 1, False, 100), run("a", 1, True, 96),
+            run("a", 2, True, 100), run("a", 2, False, 100),
+            run("b", 0, True, 1), run("b", 0, False, 1000)]  # another workload: not mixed in
+    s = summary(runs, "a")
+    assert s["pair_ratios"] == [0.98, 0.96, 1.0]
+    assert s["median_ratio"] == 0.98
+    assert s["median_cost_pct"] == 2.0
+    rows = target_rows({"a": {"what": "A", **s}, "b": {"what": "B", **summary(runs, "b")}})
+    assert rows[0][-1] == "**met**" and rows[1][-1] == "**missed**"
+
+
+def test_summary_without_a_complete_pair() -> None:
+    assert summary([run("a", 0, True, 10)], "a")["median_cost_pct"] is None
+
+
+def test_routed_service_sends_its_route_to_the_target() -> None:
+    svc, route = routed_objects()
+    assert svc["spec"]["clusterIP"] == ROUTED_VIP
+    assert route["spec"]["parentRefs"][0]["name"] == svc["metadata"]["name"]
+    assert route["spec"]["rules"][0]["backendRefs"][0]["name"] == "target"
