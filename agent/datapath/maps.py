@@ -7,11 +7,11 @@ fills them. Addresses and ports are stored in network byte order, as the packets
 from __future__ import annotations
 
 import ipaddress
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agent.datapath.byteorder import be16, be32, from_be16, from_be32  # noqa: F401 (re-exported)
 from agent.datapath.cdefs import LIB_DIR, enum_values
 from agent.datapath.flags import (  # noqa: F401  (re-exported for the map writers' callers)
     EP_F_EGRESS_ENFORCED,
@@ -27,22 +27,6 @@ _CONFIG = enum_values(LIB_DIR / "common.h", "tulle_config")
 CFG_WAYPOINT = _CONFIG["TULLE_CFG_WAYPOINT"]
 CFG_CT_ENDPOINT_QUOTA = _CONFIG["TULLE_CFG_CT_ENDPOINT_QUOTA"]
 BACKEND_GENERATION_SPAN = 1 << 15  # backend indices alternate between two halves per update
-
-
-def be32(ip: ipaddress.IPv4Address | str) -> int:
-    return int.from_bytes(ipaddress.IPv4Address(ip).packed, sys.byteorder)
-
-
-def be16(port: int) -> int:
-    return int.from_bytes(port.to_bytes(2, "big"), sys.byteorder)
-
-
-def from_be32(value: int) -> ipaddress.IPv4Address:
-    return ipaddress.IPv4Address(value.to_bytes(4, sys.byteorder))
-
-
-def from_be16(value: int) -> int:
-    return int.from_bytes(value.to_bytes(2, sys.byteorder), "big")
 
 
 # -- endpoints and identities --------------------------------------------------------------

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import ipaddress
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.datapath.byteorder import be16, be32, from_be16, from_be32
 from agent.datapath.cdefs import LIB_DIR, enum_values, struct_type
 from agent.datapath.native import check, libbpf, obj_get
 
@@ -52,23 +51,6 @@ class OriginalDestination:
     client_identity: int
 
 
-def _net32(address: str) -> int:
-    """An IPv4 address as the in-memory value of a ``__be32`` field."""
-    return int.from_bytes(ipaddress.IPv4Address(address).packed, sys.byteorder)
-
-
-def _net16(port: int) -> int:
-    return int.from_bytes(port.to_bytes(2, "big"), sys.byteorder)
-
-
-def _host32(value: int) -> str:
-    return str(ipaddress.IPv4Address(value.to_bytes(4, sys.byteorder)))
-
-
-def _host16(value: int) -> int:
-    return int.from_bytes(value.to_bytes(2, sys.byteorder), "big")
-
-
 class OriginalDestinations:
     """Reads l7_orig_dst_v1, written by from_pod.c when it redirects a connection."""
 
@@ -88,14 +70,14 @@ class OriginalDestinations:
             raise
 
     def lookup(self, client: str, client_port: int) -> OriginalDestination | None:
-        key = OrigDstKey(client=_net32(client), client_port=_net16(client_port), proto=TCP)
+        key = OrigDstKey(client=be32(client), client_port=be16(client_port), proto=TCP)
         value = OrigDst()
         ret = libbpf.bpf_map_lookup_elem(self.fd, ctypes.byref(key), ctypes.byref(value))
         if ret < 0:
             if (-ret if ret < -1 else ctypes.get_errno()) == errno.ENOENT:
                 return None  # not a connection the datapath redirected
             check(ret, f"bpf_map_lookup_elem({MAP_NAME})")
-        return OriginalDestination(_host32(value.vip), _host16(value.vport),
+        return OriginalDestination(str(from_be32(value.vip)), from_be16(value.vport),
                                    value.client_identity)
 
     def close(self) -> None:
