@@ -28,6 +28,7 @@ test-root: setup
 lint: setup
 	@$(VENV)/bin/ruff check agent l7proxy lab tests
 	@$(VENV)/bin/mypy agent l7proxy lab
+	@$(VENV)/bin/lint-imports --no-cache
 
 down:
 	@$(TULLE) lab down
