@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import pytest
 from agent.store import Store
 from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.app import Api
-from lab.apiserver.certs import credentials
+from lab.apiserver.certs import credentials, write_kubeconfig
 from lab.apiserver.server import ApiServer, tls_context
 from lab.apiserver.watch import WatchSettings
 
@@ -135,3 +135,23 @@ def service(name: str, ns: str = "default", port: int = 80) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": ns},
         "spec": {"selector": {"app": name}, "ports": [{"port": port}]},
     }
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[Store, Path, Callable[[str], Path]]]:
+    creds = credentials(tmp_path / "state")
+    store = Store(tmp_path / "store.db")
+    bootstrap(store)
+    api = Api(store, frozenset({creds.token}), watch_settings=WatchSettings(poll_interval=0.02))
+    server = ApiServer(api, tls_context(creds.server_cert, creds.server_key)).start()
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "test", server.url, creds)
+    try:
+
+        def as_user(token: str) -> Path:
+            path = tmp_path / "robot.kubeconfig"
+            return write_kubeconfig(path, "test", server.url, creds, token=token, user="robot")
+
+        yield store, kubeconfig, as_user
+    finally:
+        server.stop()
+        store.close()

@@ -13,17 +13,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from agent.store import Store
-from lab.apiserver.__main__ import bootstrap
-from lab.apiserver.app import Api
-from lab.apiserver.certs import credentials, write_kubeconfig
-from lab.apiserver.server import ApiServer, tls_context
-from lab.apiserver.watch import WatchSettings
 from tests.conftest import IN_CI
 
 PYPI_KUBECTL = Path(sys.executable).parent / "kubectl"
@@ -183,26 +178,6 @@ class Kubectl:
         path = self.workdir / "app.yaml"
         path.write_text(MANIFESTS.replace("REPLICAS", str(replicas)))
         return self.out("apply", "-f", str(path), *extra)
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[tuple[Store, Path, Callable[[str], Path]]]:
-    creds = credentials(tmp_path / "state")
-    store = Store(tmp_path / "store.db")
-    bootstrap(store)
-    api = Api(store, frozenset({creds.token}), watch_settings=WatchSettings(poll_interval=0.02))
-    server = ApiServer(api, tls_context(creds.server_cert, creds.server_key)).start()
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "test", server.url, creds)
-    try:
-
-        def as_user(token: str) -> Path:
-            path = tmp_path / "robot.kubeconfig"
-            return write_kubeconfig(path, "test", server.url, creds, token=token, user="robot")
-
-        yield store, kubeconfig, as_user
-    finally:
-        server.stop()
-        store.close()
 
 
 @pytest.mark.parametrize("binary", _binaries())
