@@ -5,7 +5,7 @@ A body is ``k8s\\x00`` followed by a ``runtime.Unknown`` holding apiVersion, kin
 object's own protobuf encoding. kubectl does not fall back to JSON when a server refuses
 protobuf (a cluster reads it for every built-in kind, and discovery advertises nothing about
 it), so the server reads every built-in kind: field numbers and types come from
-``builtin_types.json.gz`` (``protogen.py``, from k8s.io/api's ``generated.proto``). The
+``builtin_types.py`` (generated from k8s.io/api's ``generated.proto``). The
 result is the JSON a cluster would make of the same Go object: non-pointer ``omitempty``
 scalars that gogo protobuf writes as zero are left out, structs stay (``strategy: {}``), and
 the well-known types (Time, IntOrString, Quantity, RawExtension...) take their JSON forms.
@@ -17,65 +17,23 @@ from __future__ import annotations
 
 import base64
 import datetime
-import functools
-import gzip
 import json
 import struct
-from pathlib import Path
 from typing import Any
 
+from lab.apiserver import builtin_types
+from lab.apiserver.builtin_types import messages
+
 MAGIC = b"k8s\x00"
-TABLE = Path(__file__).with_name("builtin_types.json.gz")
 MAX_DEPTH = 64
 
-_META = "k8s.io.apimachinery.pkg.apis.meta.v1"
+_META = builtin_types.META
 _UNKNOWN = "k8s.io.apimachinery.pkg.runtime.Unknown"
 _VARINTS = frozenset({"int32", "int64", "bool"})
-# API group (first label) -> k8s.io/api package; "" is the core group.
-_PACKAGES = {
-    "": "core",
-    "apps": "apps",
-    "batch": "batch",
-    "networking.k8s.io": "networking",
-    "rbac.authorization.k8s.io": "rbac",
-    "coordination.k8s.io": "coordination",
-    "discovery.k8s.io": "discovery",
-    "authorization.k8s.io": "authorization",
-    "autoscaling": "autoscaling",
-    "policy": "policy",
-    "scheduling.k8s.io": "scheduling",
-    "events.k8s.io": "events",
-}
-
-Field = tuple[str, str, str, str]  # json name, type, flags, description
 
 
 class ProtobufError(ValueError):
     pass
-
-
-@functools.cache
-def messages() -> dict[str, dict[int, Field]]:
-    """Message name -> {field number: field}, from the generated table."""
-    doc = json.loads(gzip.decompress(TABLE.read_bytes()))
-    return {
-        name: {int(n): (f[0], f[1], f[2], f[3]) for n, f in msg["f"].items()}
-        for name, msg in doc["messages"].items()
-    }
-
-
-@functools.cache
-def descriptions() -> dict[str, str]:
-    doc = json.loads(gzip.decompress(TABLE.read_bytes()))
-    return {name: msg["d"] for name, msg in doc["messages"].items()}
-
-
-def message_name(api_version: str, kind: str) -> str | None:
-    """The proto message of a built-in kind, or None for kinds k8s.io/api does not define."""
-    group, _, version = api_version.rpartition("/")
-    package = _PACKAGES.get(group)
-    name = f"k8s.io.api.{package}.{version}.{kind}"
-    return name if package is not None and name in messages() else None
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -216,7 +174,7 @@ def decode_message(name: str, data: bytes, depth: int = 0) -> dict[str, Any]:
     """The JSON form of one message, as a cluster would write the Go object."""
     if depth > MAX_DEPTH:
         raise ProtobufError(f"the body nests deeper than {MAX_DEPTH} messages")
-    schema = messages()[name]
+    schema = messages()[name].by_number
     out: dict[str, Any] = {}
     for number, wire, value in _fields(data):
         field = schema.get(number)
@@ -225,7 +183,7 @@ def decode_message(name: str, data: bytes, depth: int = 0) -> dict[str, Any]:
             if value in (0, b""):
                 continue  # nothing is lost
             raise ProtobufError(f"{short}: field {number} is not known to this server")
-        json_name, type_, flags, _ = field
+        json_name, type_ = field.name, field.type
         where = f"{short}.{json_name}"
         if type_.startswith("map<"):
             key_type, value_type = type_[4:-1].split(",")
@@ -237,7 +195,7 @@ def decode_message(name: str, data: bytes, depth: int = 0) -> dict[str, Any]:
             out.setdefault(json_name, {})[_scalar(key_type, k_wire, k, where)] = _value(
                 value_type, v_wire, v, where, depth
             )
-        elif "r" in flags:
+        elif field.repeated:
             items = out.setdefault(json_name, [])
             if wire == 2 and type_ in _VARINTS and isinstance(value, bytes):  # packed
                 pos = 0
@@ -246,13 +204,13 @@ def decode_message(name: str, data: bytes, depth: int = 0) -> dict[str, Any]:
                     items.append(_scalar(type_, 0, item, where))
             else:
                 items.append(_value(type_, wire, value, where, depth))
-        elif "i" in flags:  # an embedded struct: JSON inlines its fields
+        elif field.inline:  # an embedded struct: JSON inlines its fields
             inlined = _value(type_, wire, value, where, depth)
             if isinstance(inlined, dict):
                 out.update(inlined)
         else:
             converted = _value(type_, wire, value, where, depth)
-            if converted is None or ("z" in flags and _is_zero(converted)):
+            if converted is None or (field.omit_zero and _is_zero(converted)):
                 out.pop(json_name, None)
             else:
                 out[json_name] = converted
@@ -267,7 +225,7 @@ def decode(body: bytes) -> dict[str, Any]:
     api_version, kind = unknown.get("apiVersion", ""), unknown.get("kind", "")
     if unknown.get("contentEncoding"):
         raise ProtobufError(f"content encoding {unknown['contentEncoding']!r} is not read")
-    name = message_name(api_version, kind)
+    name = builtin_types.message_name(api_version, kind)
     if name is None:
         raise ProtobufError(f"{kind or 'an object'} ({api_version}) is not a built-in kind")
     obj = decode_message(name, base64.b64decode(unknown.get("raw", "")))

@@ -10,7 +10,9 @@ protobuf writes them even when zero and a cluster would not show them.
     git -C k8s.io/api archive --prefix=api/ HEAD | tar x   # and apimachinery/
     python -m lab.apiserver.protogen --api api --apimachinery apimachinery
 
-Each message: ``{"d": description, "f": {number: [json name, type, flags, description]}}``;
+Each message: ``{"d": description, "f": {number: [json name, type, flags, description,
+{list markers}?]}}``; the markers are a list's ``patchMergeKey``, ``patchStrategy``,
+``listType`` and ``listMapKey`` (comma-joined);
 type is a proto scalar, ``map<K,V>`` or a message's full name; flags: ``r`` repeated,
 ``z`` omitted from JSON when zero, ``i`` an embedded struct whose fields JSON inlines.
 """
@@ -63,7 +65,7 @@ def _description(lines: list[str]) -> str:
         text = line.strip()
         if text == "---":
             break
-        if text.startswith("+"):
+        if text.startswith(("+", "TODO")):
             continue
         if not text:
             if paragraphs[-1]:
@@ -101,6 +103,19 @@ def _go_flags(go_dir: Path) -> dict[tuple[str, int], str]:
     return out
 
 
+_MARKER = re.compile(r"^\+(patchMergeKey|patchStrategy|listType|listMapKey)=(\S+)$")
+
+
+def _list_markers(lines: list[str]) -> dict[str, str]:
+    """A list's merge markers: patchMergeKey, patchStrategy, listType, listMapKey (joined)."""
+    out: dict[str, str] = {}
+    for line in lines:
+        if m := _MARKER.match(line.strip()):
+            key, value = m.groups()
+            out[key] = f"{out[key]},{value}" if key in out else value
+    return out
+
+
 def parse(proto: str, go_flags: dict[tuple[str, int], str]) -> dict[str, dict[str, object]]:
     package = _PACKAGE.search(proto)
     assert package, "no package line"
@@ -135,17 +150,42 @@ def parse(proto: str, go_flags: dict[tuple[str, int], str]) -> dict[str, dict[st
             fields = current["f"]
             assert isinstance(fields, dict)
             fields[number] = [field, type_, flags, _description(comment)]
+            if lists := _list_markers(comment):
+                fields[number].append(lists)
         elif stripped == "}":
             current = None if line == "}" else current
         comment = [] if not stripped.startswith("//") else comment
     return messages
 
 
+def _package_of(proto: Path) -> str:
+    found = _PACKAGE.search(proto.read_text())
+    assert found, f"{proto}: no package line"
+    return found.group(1)
+
+
+def _referenced(type_: str) -> str:
+    return type_[4:-1].split(",")[1] if type_.startswith("map<") else type_
+
+
 def generate(api: Path, machinery: Path) -> dict[str, dict[str, object]]:
+    """The messages of the served packages and every message they reach (newer types reach
+    into alpha packages: those messages come along, their packages do not)."""
+    every: dict[str, dict[str, object]] = {}
+    for proto in sorted([*api.rglob("generated.proto"), *machinery.rglob("generated.proto")]):
+        every.update(parse(proto.read_text(), _go_flags(proto.parent)))
+    roots = [api / p for p in API_PACKAGES] + [machinery / p for p in MACHINERY_PACKAGES]
+    prefixes = tuple(f"{_package_of(d / 'generated.proto')}." for d in roots)
+    todo = [name for name in every if name.startswith(prefixes)]
     table: dict[str, dict[str, object]] = {}
-    dirs = [api / p for p in API_PACKAGES] + [machinery / p for p in MACHINERY_PACKAGES]
-    for d in dirs:
-        table.update(parse((d / "generated.proto").read_text(), _go_flags(d)))
+    while todo:
+        name = todo.pop()
+        if name in table:
+            continue
+        table[name] = every[name]
+        fields = every[name]["f"]
+        assert isinstance(fields, dict)
+        todo += [t for f in fields.values() if (t := _referenced(f[1])) in every]
     return table
 
 

@@ -377,6 +377,15 @@ def test_kubectl_session(
     assert "KIND:" in k.out("explain", "deployment") and "Deployment" in k.out(
         "explain", "deployment"
     )
+    # explain below the top level reads k8s.io/api's own descriptions and types.
+    replicas = k.out("explain", "deployment.spec.replicas")
+    assert "replicas <integer>" in replicas and "Number of desired pods" in replicas
+    containers = k.out("explain", "pod.spec.containers")
+    assert "containers <[]Container>" in containers and "livenessProbe\t<Probe>" in containers
+    port = k.out("explain", "deploy.spec.template.spec.containers.readinessProbe.httpGet.port")
+    assert "Name or number of the port" in port
+    nope = k.run("explain", "deployment.spec.nope", ok=False)
+    assert nope.returncode != 0 and 'field "nope" does not exist' in nope.stderr
     assert k.out("auth", "can-i", "create", "deployments").strip() == "yes"
     assert k.run("events").returncode == 0
 
