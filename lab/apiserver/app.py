@@ -16,6 +16,7 @@ from lab.apiserver import (
     deletion,
     discovery,
     fieldvalidation,
+    impersonation,
     openapi,
     rbac,
     reads,
@@ -41,7 +42,13 @@ class Request:
     body: bytes = b""
 
     def header(self, name: str) -> str:
-        return self.headers.get(name.lower(), "")
+        """The (first) value of a header, "" when absent."""
+        return self.headers.get(name.lower(), "").split("\n")[0]
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of a header sent more than once (``Impersonate-Group``)."""
+        value = self.headers.get(name.lower())
+        return [] if value is None else value.split("\n")
 
 
 @dataclass(slots=True)
@@ -86,6 +93,17 @@ class Api:
         if not rbac.allowed(user, attrs, self._rbac_objects()):
             raise ApiError(403, rbac.forbidden_message(user, attrs))
 
+    def _impersonated(self, request: Request, user: rbac.User) -> rbac.User:
+        """The user to act as: the authenticated one, or whom it may impersonate."""
+        asked = {
+            name: request.header_values(name)
+            for name in request.headers
+            if name.startswith("impersonate-")
+        }
+        if not impersonation.requested(asked):
+            return user
+        return impersonation.impersonated(asked, lambda attrs: self._authorize(user, attrs))
+
     def _handle(self, request: Request) -> Response:
         path = request.path.rstrip("/") or "/"
         user = rbac.User("system:anonymous", ("system:unauthenticated",))
@@ -93,7 +111,7 @@ class Api:
             found = auth.authenticate(self.store, self.tokens, request.header("authorization"))
             if found is None:
                 raise ApiError(401, "Unauthorized")
-            user = found
+            user = self._impersonated(request, found)
         registry = crds.registry(self.store)
         public = path in PUBLIC_PATHS or path.startswith("/openapi/")
         target = None if public else route(path, registry)

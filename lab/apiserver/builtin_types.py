@@ -27,6 +27,7 @@ PACKAGES = {
     "rbac.authorization.k8s.io": "rbac",
     "coordination.k8s.io": "coordination",
     "discovery.k8s.io": "discovery",
+    "authentication.k8s.io": "authentication",
     "authorization.k8s.io": "authorization",
     "autoscaling": "autoscaling",
     "policy": "policy",

@@ -33,6 +33,7 @@ API_PACKAGES = (
     "rbac/v1",
     "coordination/v1",
     "discovery/v1",
+    "authentication/v1",
     "authorization/v1",
     "autoscaling/v1",
     "policy/v1",

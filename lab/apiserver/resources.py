@@ -195,6 +195,14 @@ RESOURCES: tuple[Resource, ...] = (
         namespaced=False,
         verbs=("create",),
     ),
+    Resource(
+        "authentication.k8s.io",
+        ("v1",),
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        namespaced=False,
+        verbs=("create",),
+    ),
 )
 
 

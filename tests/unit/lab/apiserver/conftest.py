@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,9 @@ class Client:
         ctype: str = JSON,
         accept: str = JSON,
         token: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
     ) -> Reply:
+        """One request; ``headers`` are sent as given, repeated names included."""
         conn = self._conn()
         data = (
             None
@@ -59,10 +61,14 @@ class Client:
             else (body if isinstance(body, bytes) else json.dumps(body).encode())
         )
         url = path + ("?" + urlencode(query) if query else "")
-        headers = {"Content-Type": ctype, "Accept": accept}
+        sent = [("Content-Type", ctype), ("Accept", accept), *headers]
         if token if token is not None else self.token:
-            headers["Authorization"] = f"Bearer {token if token is not None else self.token}"
-        conn.request(method, url, body=data, headers=headers)
+            sent.append(("Authorization", f"Bearer {token if token is not None else self.token}"))
+        conn.putrequest(method, url)
+        for name, value in sent:
+            conn.putheader(name, value)
+        conn.putheader("Content-Length", str(len(data or b"")))
+        conn.endheaders(data)
         resp = conn.getresponse()
         raw = resp.read()
         conn.close()

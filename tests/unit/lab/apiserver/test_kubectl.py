@@ -430,6 +430,23 @@ def test_kubectl_session(
     assert "configmaps" in robot.out("auth", "can-i", "--list")
     assert "settings" in robot.out("get", "cm")
 
+    # Impersonation: the admin may act as anyone; the robot may not impersonate.
+    as_robot = "--as=system:serviceaccount:default:robot"
+    assert k.out("auth", "can-i", "list", "configmaps", as_robot).strip() == "yes"
+    assert k.run("auth", "can-i", "delete", "configmaps", as_robot, ok=False).stdout.strip() == "no"
+    alice = k.run("get", "cm", "--as=alice", "--as-group=devs", ok=False)
+    assert (
+        'Error from server (Forbidden): configmaps is forbidden: User "alice" cannot list'
+        in alice.stderr
+    )
+    assert "settings" in k.out("get", "cm", "--as=alice", "--as-group=system:masters")
+    refused = robot.run("get", "cm", "--as=bob", ok=False)
+    assert (
+        'Error from server (Forbidden): users "bob" is forbidden: User '
+        '"system:serviceaccount:default:robot" cannot impersonate resource "users" in API '
+        'group "" at the cluster scope'
+    ) in refused.stderr
+
     # get -w sees a change as it happens.
     watcher = subprocess.Popen(
         [str(k.binary), "get", "cm", "-w", "--request-timeout=4s"],
