@@ -67,9 +67,7 @@ def checks(headers: dict[str, list[str]]) -> tuple[User, list[Attributes]]:
     return User(name, all_groups), needed
 
 
-def impersonated(
-    headers: dict[str, list[str]], authorize: Callable[[Attributes], None]
-) -> User:
+def impersonated(headers: dict[str, list[str]], authorize: Callable[[Attributes], None]) -> User:
     """The user the request runs as; ``authorize`` raises 403 for a check that fails."""
     user, needed = checks(headers)
     for attrs in needed:

@@ -239,6 +239,19 @@ def test_kubectl_session(
     assert typo.returncode != 0 and 'unknown field "dta"' in typo.stderr
     warned = k.run("apply", "-f", str(tmp_path / "typo.yaml"), "--validate=warn")
     assert 'Warning: unknown field "dta"' in warned.stderr
+    # ... at any depth of a built-in kind, as a cluster's strict decoding names it.
+    deep = MANIFESTS.replace("REPLICAS", "1").replace(
+        "image: echo", "image: echo\n        imagee: x"
+    )
+    deep = deep.split("---\n")[2].replace("metadata:\n  name: web", "metadata:\n  name: deep")
+    (tmp_path / "deep.yaml").write_text(deep)
+    refused = k.run("apply", "-f", str(tmp_path / "deep.yaml"), ok=False)
+    assert refused.returncode != 0
+    assert "Error from server (BadRequest)" in refused.stderr
+    assert (
+        'Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: '
+        'unknown field "spec.template.spec.containers[0].imagee"'
+    ) in refused.stderr
 
     # apply --prune needs every kind of kubectl's default allowlist to be served.
     two = "".join(
