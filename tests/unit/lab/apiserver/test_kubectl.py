@@ -107,6 +107,21 @@ subjects:
 """
 
 
+EVENT = """\
+apiVersion: v1
+kind: Event
+metadata: {name: web.1}
+involvedObject: {apiVersion: apps/v1, kind: Deployment, name: web, namespace: default, uid: UID}
+reason: ScalingReplicaSet
+message: Scaled up replica set web-1 to 4
+type: Normal
+source: {component: deployment-controller}
+firstTimestamp: "2026-01-01T00:00:00Z"
+lastTimestamp: "2026-01-01T00:00:00Z"
+count: 1
+"""
+
+
 CRD = """\
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
@@ -400,7 +415,18 @@ def test_kubectl_session(
     nope = k.run("explain", "deployment.spec.nope", ok=False)
     assert nope.returncode != 0 and 'field "nope" does not exist' in nope.stderr
     assert k.out("auth", "can-i", "create", "deployments").strip() == "yes"
-    assert k.run("events").returncode == 0
+    # Events a controller records (here through the API) show in events, get and describe.
+    uid = k.out("get", "deploy", "web", "-o", "jsonpath={.metadata.uid}")
+    (tmp_path / "event.yaml").write_text(EVENT.replace("UID", uid))
+    k.out("create", "-f", str(tmp_path / "event.yaml"))
+    events = k.out("events", "--for", "deploy/web").splitlines()
+    assert events[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert "ScalingReplicaSet" in events[1] and "Scaled up replica set web-1 to 4" in events[1]
+    listed = k.out("get", "events", "-o", "wide").splitlines()
+    assert listed[0].split()[:6] == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "SUBOBJECT"]
+    assert "deployment/web" in listed[1] and "deployment-controller" in listed[1]
+    described = k.out("describe", "deploy", "web")
+    assert "Events:" in described and "ScalingReplicaSet" in described
 
     # A CustomResourceDefinition serves its kind, with its printer columns.
     (tmp_path / "crd.yaml").write_text(CRD)
