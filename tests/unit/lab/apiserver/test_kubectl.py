@@ -386,6 +386,16 @@ def test_kubectl_session(
     )
     assert "successfully rolled out" in k.out("rollout", "status", "deploy/web", "--timeout=10s")
     assert k.out("get", "deploy", "web").splitlines()[1].split()[1] == "5/5"
+    # The lab's Deployment controller keeps no ReplicaSets, so there is no history to show or
+    # undo to (kubectl's own words, as for a Deployment whose ReplicaSets were deleted).
+    assert "No rollout history found." in k.out("rollout", "history", "deploy/web")
+    undo = k.run("rollout", "undo", "deploy/web", ok=False)
+    assert undo.returncode == 1 and 'no rollout history found for deployment "web"' in undo.stderr
+    assert "deployment.apps/web restarted" in k.out("rollout", "restart", "deploy/web")
+    restarted = k.out(
+        "get", "deploy", "web", "-o", "jsonpath={.spec.template.metadata.annotations}"
+    )
+    assert "kubectl.kubernetes.io/restartedAt" in restarted
 
     # Server-side apply, diff, explain, auth can-i, events.
     # Server-side apply: replicas were last set by kubectl scale and apply's manifest, so an
