@@ -24,7 +24,7 @@ from lab.apiserver import (
     tables,
     writes,
 )
-from lab.apiserver.errors import ApiError
+from lab.apiserver.errors import NOT_FOUND, ApiError
 from lab.apiserver.routing import Discovery, Target, query_flag, route
 from lab.apiserver.watch import WatchSettings, watch
 
@@ -129,7 +129,7 @@ class Api:
             if request.method != "GET":
                 raise ApiError(405, f"{request.method} is not allowed on {path}")
             return Response(200, discovery.document(target, self.server_address, registry))
-        raise ApiError(404, f"the server could not find the requested resource ({path})")
+        raise ApiError(404, NOT_FOUND)
 
     def _resource(self, request: Request, target: Target, user: rbac.User) -> Response:
         q, method = request.query, request.method

@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from lab.apiserver import builtin_openapi, builtin_types
-from lab.apiserver.errors import ApiError
+from lab.apiserver.errors import NOT_FOUND, ApiError
 from lab.apiserver.resources import BUILTIN, Registry, Resource
 from lab.apiserver.smp_meta import merge_key_table
 
@@ -218,4 +218,4 @@ def respond(path: str, accept: str, registry: Registry = BUILTIN) -> Any:
             return Response(200, group_version("", rest[1], registry))
         if rest[0] == "apis" and len(rest) == 3 and rest[2] in served.get(rest[1], []):
             return Response(200, group_version(rest[1], rest[2], registry))
-    raise ApiError(404, f"the server could not find the requested resource ({path})")
+    raise ApiError(404, NOT_FOUND)
