@@ -106,7 +106,10 @@ def _time(msg: dict[int, Any], micro: bool) -> str | None:
     seconds, nanos = msg.get(1, 0), msg.get(2, 0)
     if not seconds and not nanos:
         return None  # Go's zero time: JSON null, left out
-    when = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    try:
+        when = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ProtobufError(f"{seconds} seconds is not a time") from None
     if micro:
         return when.strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos // 1000:06d}Z"
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lab.apiserver import protobuf
 from lab.apiserver.protobuf import ProtobufError, decode, decode_message
@@ -229,3 +231,45 @@ def test_kubectl_create_sends_protobuf_read_as_kubectl_built_it(
     assert k.out("get", "deploy", "web", "-o", "jsonpath={.spec.replicas}") == "0"
     paths = k.out("get", "ing", "ing", "-o", "jsonpath={.spec.rules[0].http.paths[0].path}")
     assert paths == "/bar"
+
+
+def _messages() -> st.SearchStrategy[bytes]:
+    """Well-formed protobuf of random shape: fields 1-20, varints of any size, nested
+    messages, strings (valid UTF-8 or not): what a crafted body could hold."""
+    leaf = st.one_of(st.binary(max_size=12), st.text(max_size=12).map(str.encode))
+
+    def fields(inner: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
+        varint = st.tuples(st.integers(1, 20), st.integers(0, 2**64 - 1)).map(
+            lambda f: _int(f[0], f[1])
+        )
+        nested = st.tuples(st.integers(1, 20), inner).map(lambda f: _field(f[0], f[1]))
+        return st.lists(st.one_of(varint, nested), max_size=6).map(b"".join)
+
+    return st.recursive(leaf, fields, max_leaves=25)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    kind=st.sampled_from(
+        [(b"v1", b"Pod"), (b"apps/v1", b"Deployment"), (b"v1", b"Event"), (b"v1", b"Service")]
+    ),
+    raw=st.one_of(st.binary(max_size=200), _messages()),
+)
+def test_arbitrary_bytes_decode_or_are_refused_as_protobuf_errors(
+    kind: tuple[bytes, bytes], raw: bytes
+) -> None:
+    # Whatever an attacker sends inside the envelope: a JSON-shaped result or ProtobufError,
+    # never another exception (which would be a 500).
+    try:
+        out = decode(_envelope(kind[1], raw, kind[0]))
+    except ProtobufError:
+        return
+    assert out["kind"] == kind[1].decode()
+    json.dumps(out)
+
+
+@pytest.mark.parametrize("seconds", [2**62, -(2**62)])
+def test_an_impossible_time_is_refused(seconds: int) -> None:
+    meta = _field(1, b"n") + _field(8, _int(1, seconds))
+    with pytest.raises(ProtobufError, match="time"):
+        decode(_envelope(b"Namespace", _field(1, meta)))
