@@ -15,11 +15,13 @@ from lab.apiserver import (
     crds,
     deletion,
     discovery,
+    events_view,
     fieldvalidation,
     impersonation,
     openapi,
     rbac,
     reads,
+    stored,
     subresources,
     tables,
     writes,
@@ -141,6 +143,8 @@ class Api:
             return Response(201, review)
         if target.subresource == "scale":
             return self._scale(request, target, dry_run)
+        if events_view.is_view(target.resource) and method in ("POST", "PUT", "PATCH"):
+            return self._write_event_view(request, target, dry_run)
         if method == "GET":
             return self._read(request, target)
         if method == "POST" and target.name is None:
@@ -191,6 +195,40 @@ class Api:
                 gone.append(deletion.delete(self.store, one, {}, dry_run=dry_run))
             return Response(200, reads.list_body(target, gone, {"resourceVersion": ""}))
         raise ApiError(405, f"{method} is not allowed on this path")
+
+    def _write_event_view(self, request: Request, target: Target, dry_run: bool) -> Response:
+        """A write to an events.k8s.io Event: checked in that shape, stored as core/v1."""
+        core, q = events_view.core_target(target), request.query
+        ctype = request.header("content-type").split(";")[0].strip()
+        body, warnings = _body(request), list[str]()
+        if request.method != "PATCH" or ctype != writes.JSON_PATCH:
+            body, warnings = self._validate(target, body, q)
+        manager = _manager(request)
+        if request.method == "POST" and target.name is None:
+            obj = writes.create(
+                self.store, core, events_view.to_core(body), dry_run=dry_run, manager=manager
+            )
+            return Response(201, reads.served(target, obj), warnings=warnings)
+        if target.name is None:
+            raise ApiError(405, f"{request.method} is not allowed on this path")
+        if request.method == "PATCH" and ctype != writes.APPLY:
+            view = reads.served(target, stored.get(self.store, core))
+            body = writes.patched_object("Event", view, body, ctype)
+        elif request.method == "PATCH":
+            obj = writes.patch(
+                self.store,
+                core,
+                events_view.to_core(body),
+                ctype,
+                dry_run=dry_run,
+                manager=q.get("fieldManager"),
+                force=query_flag(q, "force"),
+            )
+            return Response(200, reads.served(target, obj), warnings=warnings)
+        obj = writes.update(
+            self.store, core, events_view.to_core(body), dry_run=dry_run, manager=manager
+        )
+        return Response(200, reads.served(target, obj), warnings=warnings)
 
     @staticmethod
     def _validate(target: Target, body: Any, query: Mapping[str, str]) -> tuple[Any, list[str]]:

@@ -165,6 +165,8 @@ RESOURCES: tuple[Resource, ...] = (
     ),
     Resource("", ("v1",), "ServiceAccount", "serviceaccounts", short_names=("sa",)),
     Resource("", ("v1",), "Event", "events", short_names=("ev",)),
+    # The same Events in the newer API's shape (events_view.py converts).
+    Resource("events.k8s.io", ("v1",), "Event", "events", short_names=("ev",)),
     Resource("coordination.k8s.io", ("v1",), "Lease", "leases"),
     Resource(_RBAC, ("v1",), "ClusterRole", "clusterroles", namespaced=False),
     Resource(_RBAC, ("v1",), "ClusterRoleBinding", "clusterrolebindings", namespaced=False),

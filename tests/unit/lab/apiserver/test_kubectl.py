@@ -437,6 +437,9 @@ def test_kubectl_session(
     assert "deployment/web" in listed[1] and "deployment-controller" in listed[1]
     described = k.out("describe", "deploy", "web")
     assert "Events:" in described and "ScalingReplicaSet" in described
+    # The same Event through events.k8s.io/v1, in that API's shape.
+    note = k.out("get", "events.events.k8s.io", "web.1", "-o", "jsonpath={.note}")
+    assert note == "Scaled up replica set web-1 to 4"
 
     # A CustomResourceDefinition serves its kind, with its printer columns.
     (tmp_path / "crd.yaml").write_text(CRD)
