@@ -24,6 +24,7 @@ from lab.apiserver import (
     stored,
     subresources,
     tables,
+    tokenrequest,
     writes,
 )
 from lab.apiserver.errors import NOT_FOUND, ApiError
@@ -143,6 +144,14 @@ class Api:
             return Response(201, review)
         if target.subresource == "scale":
             return self._scale(request, target, dry_run)
+        if target.subresource == "token":
+            if method != "POST":
+                raise ApiError(405, f"{method} is not allowed on serviceaccounts/token")
+            account = stored.get(
+                self.store, Target(target.resource, "v1", target.namespace, target.name)
+            )
+            key = tokenrequest.signing_key(self.tokens)
+            return Response(201, tokenrequest.answer(key, account, _body(request)))
         if events_view.is_view(target.resource) and method in ("POST", "PUT", "PATCH"):
             return self._write_event_view(request, target, dry_run)
         if method == "GET":

@@ -163,7 +163,14 @@ RESOURCES: tuple[Resource, ...] = (
         short_names=("ing",),
         subresources=("status",),
     ),
-    Resource("", ("v1",), "ServiceAccount", "serviceaccounts", short_names=("sa",)),
+    Resource(
+        "",
+        ("v1",),
+        "ServiceAccount",
+        "serviceaccounts",
+        short_names=("sa",),
+        subresources=("token",),
+    ),
     Resource("", ("v1",), "Event", "events", short_names=("ev",)),
     # The same Events in the newer API's shape (events_view.py converts).
     Resource("events.k8s.io", ("v1",), "Event", "events", short_names=("ev",)),

@@ -481,6 +481,10 @@ def test_kubectl_session(
     assert robot.run("auth", "can-i", "delete", "configmaps", ok=False).stdout.strip() == "no"
     assert "configmaps" in robot.out("auth", "can-i", "--list")
     assert "settings" in robot.out("get", "cm")
+    # kubectl create token: a token bound to the account, working as the Secret's does.
+    issued = k.out("create", "token", "robot").strip()
+    bound = Kubectl(binary, as_user(issued), tmp_path)
+    assert bound.out("auth", "can-i", "list", "configmaps").strip() == "yes"
 
     # Impersonation: the admin may act as anyone; the robot may not impersonate.
     as_robot = "--as=system:serviceaccount:default:robot"
