@@ -151,6 +151,8 @@ class Api:
                 self.store, Target(target.resource, "v1", target.namespace, target.name)
             )
             key = tokenrequest.signing_key(self.tokens)
+            if key is None:
+                raise ApiError(404, NOT_FOUND)
             return Response(201, tokenrequest.answer(key, account, _body(request)))
         if events_view.is_view(target.resource) and method in ("POST", "PUT", "PATCH"):
             return self._write_event_view(request, target, dry_run)

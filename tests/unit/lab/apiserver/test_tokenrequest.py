@@ -8,7 +8,9 @@ from lab.apiserver.errors import ApiError
 from lab.apiserver.tokenrequest import PREFIX, answer, mint, signing_key, verify
 from tests.unit.lab.apiserver.conftest import Client
 
-KEY = signing_key(frozenset({"admin"}))
+_KEY = signing_key(frozenset({"admin"}))
+assert _KEY is not None
+KEY: bytes = _KEY
 ACCOUNT = {"metadata": {"name": "robot", "namespace": "shop", "uid": "u-1"}}
 
 
@@ -20,6 +22,9 @@ def test_a_token_verifies_until_it_expires_and_only_under_its_key() -> None:
     }  # fmt: skip
     assert verify(KEY, token, now=1600) is None
     assert verify(signing_key(frozenset({"other"})), token, now=1000) is None
+    # Without an admin token there is no key: nothing verifies, not even a token minted
+    # under a key derived from nothing.
+    assert signing_key(frozenset()) is None and verify(None, token, now=1000) is None
 
 
 @pytest.mark.parametrize(
