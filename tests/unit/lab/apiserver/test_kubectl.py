@@ -336,6 +336,16 @@ def test_kubectl_session(
         k.out("get", "httproute", "shop", "-o", "jsonpath={.spec.hostnames[0]}") == "store.example"
     )
     assert "deployment.apps/web scaled" in k.out("scale", "deploy", "web", "--replicas=5")
+    # Generators: run, expose, set (typed objects and patches).
+    assert "pod/solo created" in k.out("run", "solo", "--image=echo", "--port=8080")
+    assert "service/web-exposed exposed" in k.out(
+        "expose", "deploy", "web", "--port=81", "--target-port=8080", "--name=web-exposed"
+    )
+    assert k.out("get", "svc", "web-exposed", "-o", "jsonpath={.spec.selector.app}") == "web"
+    assert "image updated" in k.out("set", "image", "deploy/web", "web=echo:2")
+    assert "env updated" in k.out("set", "env", "deploy/web", "MODE=fast")
+    image = "jsonpath={.spec.template.spec.containers[?(@.name=='web')].image}"
+    assert k.out("get", "deploy", "web", "-o", image) == "echo:2"
     assert k.out("get", "deploy", "web", "-o", "jsonpath={.spec.replicas}") == "5"
 
     # Status written by controllers shows in get; wait and rollout status read it.
