@@ -6,8 +6,9 @@ The ``Impersonate-User``, ``Impersonate-Group``, ``Impersonate-Uid`` and
 ``users``, ``groups`` or, for a ``system:serviceaccount:NS:NAME`` user, that
 ``serviceaccounts`` object in NS (core group); ``uids`` and ``userextras/<key>`` in
 ``authentication.k8s.io``. The request then runs as the impersonated user: its groups are
-those asked for plus ``system:authenticated`` (a ServiceAccount also gets its
-``system:serviceaccounts`` groups). Groups, uid or extras without a user are refused.
+those asked for (a ServiceAccount's own when none are) plus ``system:authenticated``
+(``system:unauthenticated`` for ``system:anonymous``) unless one of those was asked for.
+Groups, uid or extras without a user are refused.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import unquote
 
-from lab.apiserver.auth import service_account_user
 from lab.apiserver.errors import bad_request
 from lab.apiserver.rbac import Attributes, User
 
@@ -25,6 +25,9 @@ UID = "impersonate-uid"
 EXTRA = "impersonate-extra-"
 _AUTHN = "authentication.k8s.io"
 _SA_PREFIX = "system:serviceaccount:"
+_ANONYMOUS = "system:anonymous"
+_AUTHENTICATED = "system:authenticated"
+_UNAUTHENTICATED = "system:unauthenticated"
 
 
 def requested(headers: dict[str, list[str]]) -> bool:
@@ -49,22 +52,31 @@ def checks(headers: dict[str, list[str]]) -> tuple[User, list[Attributes]]:
         )
     name = users[0]
     needed: list[Attributes] = []
+    asked = list(groups)
     if name.startswith(_SA_PREFIX) and name.count(":") == 3:
         namespace, sa = name.removeprefix(_SA_PREFIX).split(":")
         needed.append(Attributes("impersonate", "", "serviceaccounts", "", namespace, sa))
-        base = service_account_user(namespace, sa)
-        implied = [g for g in base.groups if g not in groups]
+        if not groups:  # a ServiceAccount's groups are known: a fixed mapping
+            groups = ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"]
     else:
         needed.append(Attributes("impersonate", "", "users", name=name))
-        implied = [] if name == "system:anonymous" else ["system:authenticated"]
-    needed += [Attributes("impersonate", "", "groups", name=g) for g in groups]
+    needed += [Attributes("impersonate", "", "groups", name=g) for g in asked]
     if len(uids) > 1:
         raise bad_request("at most one Impersonate-Uid header is allowed")
     needed += [Attributes("impersonate", _AUTHN, "uids", name=u) for u in uids]
     for key, values in extras.items():
         needed += [Attributes("impersonate", _AUTHN, "userextras", key, name=v) for v in values]
-    all_groups = tuple(dict.fromkeys([*groups, *implied]))
-    return User(name, all_groups), needed
+    return User(name, tuple(groups) + _implied(name, groups)), needed
+
+
+def _implied(name: str, groups: list[str]) -> tuple[str, ...]:
+    """system:authenticated for anyone but system:anonymous (system:unauthenticated), unless
+    either is asked for, as the real filter adds them."""
+    if name == _ANONYMOUS:
+        return () if _UNAUTHENTICATED in groups else (_UNAUTHENTICATED,)
+    if _AUTHENTICATED in groups or _UNAUTHENTICATED in groups:
+        return ()
+    return (_AUTHENTICATED,)
 
 
 def impersonated(headers: dict[str, list[str]], authorize: Callable[[Attributes], None]) -> User:

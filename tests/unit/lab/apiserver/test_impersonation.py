@@ -34,6 +34,26 @@ def test_a_service_account_is_checked_in_its_namespace_and_gets_its_groups() -> 
     )
 
 
+@pytest.mark.parametrize(
+    ("user", "groups", "expected"),
+    [
+        # Groups asked for replace a ServiceAccount's own.
+        ("system:serviceaccount:shop:robot", ["g"], ("g", "system:authenticated")),
+        ("alice", ["system:authenticated"], ("system:authenticated",)),
+        ("alice", ["system:unauthenticated"], ("system:unauthenticated",)),
+        ("system:anonymous", [], ("system:unauthenticated",)),
+        ("system:anonymous", ["g"], ("g", "system:unauthenticated")),
+    ],
+)
+def test_implied_groups_as_the_real_filter_adds_them(
+    user: str, groups: list[str], expected: tuple[str, ...]
+) -> None:
+    headers = {"impersonate-user": [user]}
+    if groups:
+        headers["impersonate-group"] = groups
+    assert checks(headers)[0].groups == expected
+
+
 def test_uid_and_extras_are_checked_in_authentication() -> None:
     _, needed = checks(
         {
