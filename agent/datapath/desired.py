@@ -136,8 +136,9 @@ def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
     consumers: dict[ServiceKey, frozenset[str]] = {}
     for parent in tables.l7_services():
         svc = by_name.get((parent.namespace, parent.name))
-        if svc is not None and svc.spec.cluster_ip not in (None, "", "None"):
-            key = ServiceKey(IPv4(svc.spec.cluster_ip), parent.port, 6)
+        vip = _ipv4_or_none(svc.spec.cluster_ip) if svc is not None else None
+        if vip is not None:  # an IPv6 ClusterIP is not load-balanced (plan_services notes it)
+            key = ServiceKey(vip, parent.port, 6)
             namespaces = tables.l7_client_namespaces(parent)
             if namespaces is None:
                 keys.add(key)
@@ -150,6 +151,13 @@ def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
     return L7Needs(
         frozenset(keys), {k: v for k, v in consumers.items() if k not in keys}, tuple(errors)
     )
+
+
+def _ipv4_or_none(text: str | None) -> IPv4 | None:
+    try:
+        return IPv4(text) if text not in (None, "", "None") else None
+    except ValueError:
+        return None
 
 
 def gateway_addresses(
@@ -207,16 +215,24 @@ def pod_endpoints(pods: Iterable[Pod]) -> PodEndpoints:
     return PodEndpoints(tuple(pairs), tuple(allocation.collisions))
 
 
-def desired_datapath(
-    view: ClusterView,
-    node_name: str,
-    previous_services: ServicePlan | None = None,
-    l7: L7Needs | None = None,
-    waypoint: tuple[IPv4, int] | None = None,
-) -> DesiredDatapath:
-    """``waypoint``: where this node's waypoint listens, from the agent's own configuration
-    (None: no waypoint, L7 services act as L4). Other nodes' waypoints follow
-    ``waypoint_address``; every waypoint address gets the waypoint identity."""
+@dataclass(frozen=True)
+class EndpointsPart:
+    """The part of the desired state that Nodes, Pods, Namespaces and NetworkPolicies decide:
+    local endpoints, the ipcache and the policy entries (``local``: the local endpoints'
+    policy views, for the consumer routes' clients)."""
+
+    endpoints: Mapping[IPv4, LocalEndpoint]
+    ipcache: Mapping[IPv4, int]
+    identity_rules: Mapping[IdentityKey, tuple[PortRule, ...]]
+    cidr_rules: Mapping[CidrKey, CidrRule]
+    local: tuple[PodEndpoint, ...]
+    errors: tuple[str, ...]
+
+
+def plan_endpoints(
+    view: ClusterView, node_name: str, waypoint: tuple[IPv4, int] | None = None
+) -> EndpointsPart:
+    """Reads only ``view``'s nodes, pods, namespaces and policies."""
     ipcache: dict[IPv4, int] = {}
     waypoint_errors = []
     waypoints = {waypoint_address(n) for n in view.nodes if n.metadata.name != node_name}
@@ -262,31 +278,61 @@ def desired_datapath(
             flags |= EP_F_INGRESS_ENFORCED if policy.ingress_enforced else 0
             flags |= EP_F_EGRESS_ENFORCED if policy.egress_enforced else 0
         endpoints[ep.ip] = LocalEndpoint(ep.namespace, ep.name, ep.ip, ep.identity, flags)
-    services = plan_services(view.services, view.slices, previous=previous_services)
-    needs = l7 or L7Needs()
-    l7_clients = frozenset(
-        (key, ep.ip)
-        for key, namespaces in needs.consumers.items()
-        for ep in local_eps
-        if ep.namespace in namespaces
-    )
-    return DesiredDatapath(
+    return EndpointsPart(
         endpoints=endpoints,
         ipcache=ipcache,
         identity_rules=plan.identity_rules,
         cidr_rules=plan.cidr_rules,
+        local=tuple(local_eps),
+        errors=tuple(waypoint_errors) + found.collisions + tuple(plan.errors),
+    )
+
+
+def assemble(
+    part: EndpointsPart,
+    services: ServicePlan,
+    needs: L7Needs,
+    waypoint: tuple[IPv4, int] | None,
+) -> DesiredDatapath:
+    """The desired state from its parts (each computed alone: see agent.datapath.planner)."""
+    l7_clients = frozenset(
+        (key, ep.ip)
+        for key, namespaces in needs.consumers.items()
+        for ep in part.local
+        if ep.namespace in namespaces
+    )
+    return DesiredDatapath(
+        endpoints=part.endpoints,
+        ipcache=part.ipcache,
+        identity_rules=part.identity_rules,
+        cidr_rules=part.cidr_rules,
         services=services,
         l7=needs.every,
         l7_some=frozenset(needs.consumers),
         l7_clients=l7_clients,
         waypoint=waypoint,
-        errors=(
-            tuple(waypoint_errors)
-            + found.collisions
-            + tuple(plan.errors)
-            + tuple(services.errors)
-            + needs.errors
-        ),
+        errors=part.errors + tuple(services.errors) + needs.errors,
+    )
+
+
+def desired_datapath(
+    view: ClusterView,
+    node_name: str,
+    previous_services: ServicePlan | None = None,
+    l7: L7Needs | None = None,
+    waypoint: tuple[IPv4, int] | None = None,
+) -> DesiredDatapath:
+    """The whole desired state, planned from scratch: the reference that the incremental
+    planner (agent.datapath.planner) must always equal.
+
+    ``waypoint``: where this node's waypoint listens, from the agent's own configuration
+    (None: no waypoint, L7 services act as L4). Other nodes' waypoints follow
+    ``waypoint_address``; every waypoint address gets the waypoint identity."""
+    return assemble(
+        plan_endpoints(view, node_name, waypoint),
+        plan_services(view.services, view.slices, previous=previous_services),
+        l7 or L7Needs(),
+        waypoint,
     )
 
 
