@@ -172,7 +172,7 @@ def gateway_addresses(
         if s.spec.cluster_ip not in (None, "", "None")
     }
     usable, errors = [], []
-    for gw in gateways:
+    for gw in sorted(gateways, key=lambda g: g.metadata.key):  # errors in one order
         for address in gw.status.addresses:
             holder = cluster_ips.get(address.value)
             if holder is not None:
@@ -237,7 +237,7 @@ def plan_endpoints(
     waypoint_errors = []
     waypoints = {waypoint_address(n) for n in view.nodes if n.metadata.name != node_name}
     waypoints |= {waypoint[0]} if waypoint is not None else set()
-    for node in view.nodes:
+    for node in sorted(view.nodes, key=lambda n: n.metadata.name):  # errors in one order
         for address in node_addresses(node):
             if address in waypoints:
                 # A Node claiming a waypoint's address must not strip its waypoint identity

@@ -88,15 +88,21 @@ class Planner:
         self.index_stale = True  # the enricher's index must be rebuilt from view()
 
     def reset(self, resources: Iterable[Resource]) -> None:
-        """Start over from a full list of objects (a resync); unchanged objects (the same
-        Python objects) cost nothing in the service part."""
+        """Start over from a full list of objects (a resync). It becomes the deltas from
+        what the planner holds: the same Python object (an unchanged resourceVersion, from
+        agent.model.cache) is no change, so a resync replans only what changed."""
         fresh: dict[str, dict[Name, Any]] = {kind: {} for kind in VIEW_FIELDS}
         for res in resources:
             if res.kind in fresh:
                 fresh[res.kind][(res.metadata.namespace, res.metadata.name)] = res
-        self.objects = fresh
-        self.services.reset(fresh["Service"].values(), fresh["EndpointSlice"].values())
-        self._part = self._needs = self._view = self._desired = None
+        changes = []
+        for kind, objects in fresh.items():
+            held = self.objects[kind]
+            changes += [Change(kind, *name, None) for name in held if name not in objects]
+            changes += [
+                Change(kind, *name, o) for name, o in objects.items() if held.get(name) is not o
+            ]
+        self.update(changes)
         self.index_stale = True
 
     def update(self, changes: Iterable[Change]) -> None:

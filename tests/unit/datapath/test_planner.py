@@ -179,18 +179,21 @@ def full_replan(objects: dict[tuple[str, str, str], Resource]) -> DesiredDatapat
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(changes(), min_size=1, max_size=30))
+@given(st.lists(st.tuples(changes(), st.integers(0, 5)), min_size=1, max_size=30))
 def test_incremental_plan_equals_full_replan(steps: list[Any]) -> None:
     planner = Planner(NODE, WAYPOINT)
     objects: dict[tuple[str, str, str], Resource] = {}
-    for kind, ns, name, doc in steps:
+    for (kind, ns, name, doc), how in steps:
         key = (kind, ns, name)
         obj = decoded(doc) if doc is not None else None
         if obj is None:
             objects.pop(key, None)
         else:
             objects[key] = obj
-        planner.update([Change(kind, ns, name, obj)])
+        if how == 0:  # a resync (relist): the planner finds the deltas itself
+            planner.reset(list(objects.values()))
+        else:
+            planner.update([Change(kind, ns, name, obj)])
         # Every change is checked, and the maps' full contents compared: entries with their
         # backends and Maglev tables, ipcache, policy, endpoints, L7 flags, errors.
         assert planner.desired() == full_replan(objects)
