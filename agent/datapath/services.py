@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from socket import AF_INET, inet_pton
@@ -53,6 +53,15 @@ class ServiceKey:
     vip: IPv4Address
     port: int
     protocol: int
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Keys are hashed in every plan and apply pass over all services; IPv4Address
+        # hashes through hex() in Python, so the default hash was most of a pass's time.
+        object.__setattr__(self, "_hash", hash((int(self.vip), self.port, self.protocol)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __str__(self) -> str:
         protocol = _PROTOCOL_NAMES.get(self.protocol, str(self.protocol))

@@ -1,0 +1,354 @@
+"""What one EndpointSlice change costs the agent's datapath controller: full replan (the
+controller before issue 10 item 4) against the incremental planner, at 10 and 10,000
+Services, pure (no kernel): map writes are counted, not made.
+
+Each size runs in its own process per path (so peak RSS is that path's), on the objects an
+informer would hold: N Services with one EndpointSlice of E ready endpoints each (10,000 x 10
+= 100,000 endpoints), 10 Namespaces, 4 Nodes, optional Pods. Per process:
+
+- first full sync: decode every object, plan, apply (map writes stubbed), build the flow
+  enricher's index; seconds and peak RSS (ru_maxrss, which includes the objects themselves);
+- then C EndpointSlice changes (an endpoint replaced in a different Service each time), each
+  timed from the changed object (a dict, as an informer hands it over) to the map writes
+  decided, index rebuilt when needed.
+
+``full`` runs main's controller sync: decode_all over every object (cached, unchanged ones
+are lookups), view_of, l7_keys, desired_datapath, apply, endpoint_index. ``incremental``
+runs DatapathController.apply_changes: decode the one object, Planner.update, desired,
+apply. Both use the same Applier with stubbed map writes.
+
+``python -m bench.control.replan [--sizes 10,10000] [--endpoints-per-service 10]
+[--pods 0] [--changes 50]`` writes bench/results/replan-<date>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+NAMESPACES = 10
+NODES = 4
+NODE = "node1"
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def service(i: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": f"svc-{i}",
+            "namespace": f"ns-{i % NAMESPACES}",
+            "resourceVersion": str(i + 100),
+        },
+        "spec": {
+            "selector": {"app": f"a{i}"},
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}],
+            "clusterIP": f"10.96.{i // 250}.{i % 250 + 1}",
+            "type": "ClusterIP",
+        },
+    }
+
+
+def address(n: int) -> str:
+    return f"10.{64 + n // 65536}.{n // 256 % 256}.{n % 256}"
+
+
+def endpoint_slice(i: int, size: int, version: int, shift: int = 0) -> dict[str, Any]:
+    """Service i's slice; ``shift`` replaces its first endpoint with a fresh address."""
+    base = i * size
+    addresses = [address(base + j) for j in range(size)]
+    if shift and addresses:
+        addresses[0] = address(10_000_000 + shift)
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"svc-{i}-abcde",
+            "namespace": f"ns-{i % NAMESPACES}",
+            "labels": {"kubernetes.io/service-name": f"svc-{i}"},
+            "resourceVersion": str(version),
+        },
+        "addressType": "IPv4",
+        "endpoints": [
+            {
+                "addresses": [a],
+                "conditions": {"ready": True, "serving": True, "terminating": False},
+                "nodeName": f"node{j % NODES + 1}",
+            }
+            for j, a in enumerate(addresses)
+        ],
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+    }
+
+
+def pod(n: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"p-{n}",
+            "namespace": f"ns-{n % NAMESPACES}",
+            "uid": f"uid-{n}",
+            "labels": {"app": f"a{n // 10}"},
+            "resourceVersion": str(n + 10_000_000),
+        },
+        "spec": {"nodeName": f"node{n % NODES + 1}", "containers": [{"name": "c"}]},
+        "status": {"podIP": address(n), "phase": "Running"},
+    }
+
+
+def cluster(services: int, per_service: int, pods: int) -> list[dict[str, Any]]:
+    objs: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"ns-{n}"}}
+        for n in range(NAMESPACES)
+    ]
+    objs += [
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": f"node{n + 1}", "resourceVersion": "1"},
+            "spec": {"podCIDR": f"10.244.{n + 1}.0/24"},
+            "status": {"addresses": [{"type": "InternalIP", "address": f"10.240.0.{n + 2}"}]},
+        }
+        for n in range(NODES)
+    ]
+    objs += [service(i) for i in range(services)]
+    objs += [endpoint_slice(i, per_service, 1_000_000 + i) for i in range(services)]
+    objs += [pod(n) for n in range(pods)]
+    return objs
+
+
+class _Table:
+    max_entries = 1 << 20
+
+    def items(self) -> list[Any]:
+        return []
+
+    def keys(self) -> list[Any]:
+        return []
+
+
+class _Datapath:
+    """Enough of programs.Datapath for the Applier to adopt nothing."""
+
+    def table(self, _name: str) -> _Table:
+        return _Table()
+
+
+def _stub_maps(writes: list[Any]) -> Any:
+    from agent.datapath import maps
+
+    def write_service(*args: Any, **_: Any) -> Any:
+        writes.append(args[1:4])
+        return maps.ServiceSlot(0, len(args[4]))
+
+    noop = mock.MagicMock()
+    return mock.patch.multiple(
+        maps,
+        write_service=write_service,
+        delete_service=noop,
+        write_ipcache=noop,
+        delete_ipcache=noop,
+        write_policy_rule=noop,
+        delete_policy_rule=noop,
+        write_cidr_rule=noop,
+        delete_cidr_rule=noop,
+        write_l7_client=noop,
+        delete_l7_client=noop,
+        write_waypoint=noop,
+        write_endpoint=noop,
+        delete_endpoint=noop,
+    )
+
+
+def run_path(path: str, services: int, per_service: int, pods: int, changes: int) -> dict[str, Any]:
+    """One process, one path: first sync, then ``changes`` EndpointSlice changes."""
+    from agent.datapath.applier import Applier
+    from agent.datapath.controller import WATCHED_KINDS, endpoint_index
+    from agent.datapath.desired import desired_datapath, l7_keys, view_of
+    from agent.datapath.planner import Change, Planner
+    from agent.model.cache import ModelCache
+    from l7proxy.routing import RouteCompiler
+
+    rss_start = _rss_mb()
+    objs = cluster(services, per_service, pods)
+    rss_objects = _rss_mb()
+    writes: list[Any] = []
+    with _stub_maps(writes):
+        applier = Applier(_Datapath(), None)  # type: ignore[arg-type]
+        models, planner, routes = ModelCache(), Planner(NODE), RouteCompiler()
+        previous: Any = None
+
+        def full_sync() -> dict[str, float]:
+            nonlocal previous
+            t0 = time.perf_counter()
+            view = view_of(models.decode_all(objs, WATCHED_KINDS))
+            t1 = time.perf_counter()
+            desired = desired_datapath(view, NODE, previous, l7_keys(view, routes))
+            previous = desired.services
+            t2 = time.perf_counter()
+            applier.apply(desired)
+            t3 = time.perf_counter()
+            endpoint_index(view, desired, NODE)
+            t4 = time.perf_counter()
+            return {"decode": t1 - t0, "plan": t2 - t1, "apply": t3 - t2, "index": t4 - t3}
+
+        def incremental_sync(changed: list[dict[str, Any]] | None) -> dict[str, float]:
+            t0 = time.perf_counter()
+            if changed is None:
+                planner.reset(models.decode_all(objs, WATCHED_KINDS))
+            else:
+                decoded = []
+                for obj in changed:
+                    meta = obj["metadata"]
+                    res = models.decode(obj)
+                    decoded.append(Change(obj["kind"], meta["namespace"], meta["name"], res))
+                planner.update(decoded)
+            t1 = time.perf_counter()
+            desired = planner.desired()
+            t2 = time.perf_counter()
+            applier.apply(desired)
+            t3 = time.perf_counter()
+            if planner.index_stale:
+                endpoint_index(planner.view(), desired, NODE)
+                planner.index_stale = False
+            t4 = time.perf_counter()
+            return {"decode": t1 - t0, "plan": t2 - t1, "apply": t3 - t2, "index": t4 - t3}
+
+        first = full_sync() if path == "full" else incremental_sync(None)
+        first_writes = len(writes)
+        peak_first = _peak_mb()
+        timings = []
+        write_counts = []
+        slice_base = len(objs) - pods - services
+        for c in range(changes):
+            i = (c * 7919) % services
+            changed = endpoint_slice(i, per_service, 2_000_000 + c, shift=c + 1)
+            objs[slice_base + i] = changed
+            writes.clear()
+            parts = full_sync() if path == "full" else incremental_sync([changed])
+            timings.append(sum(parts.values()))
+            write_counts.append(len(writes))
+    return {
+        "path": path,
+        "services": services,
+        "endpoints": services * per_service,
+        "pods": pods,
+        "first_sync_s": round(sum(first.values()), 3),
+        "first_sync_parts_s": {k: round(v, 3) for k, v in first.items()},
+        "first_sync_service_writes": first_writes,
+        "rss_start_mb": round(rss_start, 1),
+        "rss_objects_mb": round(rss_objects, 1),
+        "peak_rss_after_first_sync_mb": round(peak_first, 1),
+        "change_ms_p50": round(statistics.median(timings) * 1000, 2),
+        "change_ms_p99": round(_quantile(timings, 0.99) * 1000, 2),
+        "change_ms_max": round(max(timings) * 1000, 2),
+        "changes": changes,
+        "service_writes_per_change": sorted(set(write_counts)),
+    }
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run_child(args: list[str]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.control.replan", "--child", *args],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"child {args} failed: {done.stderr.strip()[-2000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    lines = [
+        f"# One EndpointSlice change: full replan vs incremental planner ({meta['date']})",
+        "",
+        f"Pure (no kernel): map writes stubbed and counted. Each Service has one port and one "
+        f"EndpointSlice of {meta['endpoints_per_service']} ready endpoints; {meta['pods']} Pods; "
+        f"{meta['changes']} changes per row, each replacing one endpoint of a different Service. "
+        "One process per row (peak RSS is that path's, objects included). "
+        "`python -m bench.control.replan`; machine: 2 cores, shared.",
+        "",
+        "| Services | endpoints | path | first sync (s) | decode / plan / apply / index (s) "
+        "| peak RSS (MB) | objects alone (MB) | change p50 (ms) | p99 (ms) | max (ms) "
+        "| service writes per change |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        p = r["first_sync_parts_s"]
+        lines.append(
+            f"| {r['services']} | {r['endpoints']} | {r['path']} | {r['first_sync_s']} "
+            f"| {p['decode']} / {p['plan']} / {p['apply']} / {p['index']} "
+            f"| {r['peak_rss_after_first_sync_mb']} | {r['rss_objects_mb'] - r['rss_start_mb']:.1f} "
+            f"| {r['change_ms_p50']} | {r['change_ms_p99']} | {r['change_ms_max']} "
+            f"| {', '.join(map(str, r['service_writes_per_change']))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.control.replan", description=__doc__)
+    parser.add_argument("--sizes", default="10,10000", help="Service counts, comma-separated")
+    parser.add_argument("--endpoints-per-service", type=int, default=10)
+    parser.add_argument("--pods", type=int, default=0)
+    parser.add_argument("--changes", type=int, default=50)
+    parser.add_argument("--full-changes", type=int, default=20, help="changes timed on full")
+    parser.add_argument("--paths", default="full,incremental")
+    parser.add_argument("--out", type=Path, default=None, help="report path stem")
+    parser.add_argument("--child", nargs=5, metavar=("PATH", "N", "E", "PODS", "CHANGES"))
+    args = parser.parse_args(argv)
+    if args.child:
+        path, n, e, pods, changes = args.child
+        print(json.dumps(run_path(path, int(n), int(e), int(pods), int(changes))))
+        return 0
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        for path in args.paths.split(","):
+            changes = args.full_changes if path == "full" else args.changes
+            row = run_child(
+                [path, str(size), str(args.endpoints_per_service), str(args.pods), str(changes)]
+            )
+            print(json.dumps(row), file=sys.stderr)
+            rows.append(row)
+    meta = {
+        "date": datetime.date.today().isoformat(),
+        "endpoints_per_service": args.endpoints_per_service,
+        "pods": args.pods,
+        "changes": f"{args.full_changes} (full) / {args.changes} (incremental)",
+    }
+    stem = args.out or RESULTS / f"replan-{meta['date']}"
+    stem.with_suffix(".json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(meta, rows))
+    print(markdown(meta, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
