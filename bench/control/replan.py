@@ -303,10 +303,11 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         p = r["first_sync_parts_s"]
+        objects_mb = r["rss_objects_mb"] - r["rss_start_mb"]
         lines.append(
             f"| {r['services']} | {r['endpoints']} | {r['path']} | {r['first_sync_s']} "
             f"| {p['decode']} / {p['plan']} / {p['apply']} / {p['index']} "
-            f"| {r['peak_rss_after_first_sync_mb']} | {r['rss_objects_mb'] - r['rss_start_mb']:.1f} "
+            f"| {r['peak_rss_after_first_sync_mb']} | {objects_mb:.1f} "
             f"| {r['change_ms_p50']} | {r['change_ms_p99']} | {r['change_ms_max']} "
             f"| {', '.join(map(str, r['service_writes_per_change']))} |"
         )
