@@ -206,23 +206,30 @@ class Applier:
         for client in self.applied.l7_clients - wanted:
             maps.delete_l7_client(self.dp, client)
         self.applied.l7_clients = wanted
-        new = desired.services.entries
+        plan, new = desired.services, desired.services.entries
         old = self.applied.services.entries
-        gateway_keys = desired.l7 - set(new)  # Gateway listeners: no backends, always L7
+        slots = self.applied.slots
+        gateway_keys = {k for k in desired.l7 if k not in new}  # listeners: always L7
+        flags_as_applied = self._done.get("flags") == (desired.l7, desired.l7_some)
+        quiet = flags_as_applied and not self.refused_services
+        if quiet and plan.base and plan.base == self.applied.services.generation:
+            # The plan says what changed since the applied one: O(changes) at any size.
+            stale = [k for k in plan.changed if k in slots and k not in new]
+            todo = {k for k in plan.changed if k in new or k in gateway_keys}
+        else:
+            stale = [k for k in slots if k not in new and k not in gateway_keys]
+            if quiet:  # only entries the planner replaced can differ
+                todo = {k for k, entry in new.items() if old.get(k) is not entry or k not in slots}
+            else:
+                todo = set(new) | gateway_keys
         # Removed services first: their slots make room for the new ones.
-        for key in [k for k in self.applied.slots if k not in new and k not in gateway_keys]:
+        for key in stale:
+            if key in gateway_keys:
+                continue
             slot = self.applied.slots.pop(key)
             self.applied.flags.pop(key, None)
             maps.delete_service(self.dp, key.vip, key.port, key.protocol, slot)
         refused: dict[ServiceKey, str] = {}
-        flags_as_applied = self._done.get("flags") == (desired.l7, desired.l7_some)
-        if flags_as_applied and not self.refused_services:
-            # Flags as applied and nothing refused: only entries the planner replaced can
-            # differ (an O(changes) write for an EndpointSlice change at any cluster size).
-            slots = self.applied.slots
-            todo = {k for k, entry in new.items() if old.get(k) is not entry or k not in slots}
-        else:
-            todo = set(new) | gateway_keys
         self._done.pop("flags", None)
         for key in sorted(todo):
             entry = new.get(key)

@@ -11,6 +11,7 @@ tests/unit/datapath/test_planner.py holds it to that).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 from agent.datapath.services import (
@@ -25,6 +26,7 @@ from agent.model.core import EndpointSlice, Service
 from agent.model.frozen import FrozenMap
 
 Name = tuple[str, str]  # (namespace, name)
+_GENERATIONS = itertools.count(1)  # process-wide: no two plans share a generation
 
 
 class ServiceState:
@@ -38,6 +40,7 @@ class ServiceState:
         self._errors: dict[Name, tuple[str, ...]] = {}  # only Services with notes
         self._dirty: set[Name] = set()
         self._plan: ServicePlan | None = ServicePlan()
+        self._generation = 0  # of the last plan made
 
     # -- changes (cheap; the work happens in plan()) ------------------------------------------
     def put_service(self, service: Service | None, name: Name) -> None:
@@ -102,9 +105,13 @@ class ServiceState:
             renote |= self._claims[key]
         for name in renote:
             self._note(name)
+        base, self._generation = self._generation, next(_GENERATIONS)
         self._plan = ServicePlan(
             entries=FrozenMap(self._entries),
             errors=tuple(e for name in sorted(self._errors) for e in self._errors[name]),
+            generation=self._generation,
+            base=base,
+            changed=frozenset(keys),
         )
         return self._plan
 

@@ -36,7 +36,7 @@ from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from socket import AF_INET, inet_pton
 
-from agent.datapath.maglev import maglev_table
+from agent.datapath.maglev import CompactTable, maglev_table
 from agent.model.core import AddressType, EndpointSlice, Service, ServicePort
 from agent.model.frozen import EMPTY, FrozenMap
 
@@ -95,15 +95,22 @@ class ServiceEntry:
     port_name: str
     backends: tuple[Backend, ...]
     affinity_timeout: int
-    table: tuple[int, ...]
+    table: Sequence[int]  # a CompactTable
 
 
 @dataclass(frozen=True, slots=True)
 class ServicePlan:
-    """The whole desired service state. ``errors`` are notes on what could not be served."""
+    """The whole desired service state. ``errors`` are notes on what could not be served.
+
+    A plan kept up to date by ``service_state.ServiceState`` also says how it differs from
+    the one before: it is ``generation``, and equals plan ``base`` except at the keys in
+    ``changed`` (0: unknown). Equality ignores these."""
 
     entries: Mapping[ServiceKey, ServiceEntry] = EMPTY
     errors: tuple[str, ...] = ()
+    generation: int = field(default=0, compare=False)
+    base: int = field(default=0, compare=False)
+    changed: frozenset[ServiceKey] = field(default=frozenset(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +275,7 @@ def _ipv4(text: str) -> IPv4Address:
         raise AssertionError(f"{text} in an IPv4 EndpointSlice") from None
 
 
-def _table(backends: tuple[Backend, ...], earlier: ServiceEntry | None) -> tuple[int, ...]:
+def _table(backends: tuple[Backend, ...], earlier: ServiceEntry | None) -> Sequence[int]:
     if earlier is not None and earlier.backends == backends:
         return earlier.table
-    return maglev_table([str(backend) for backend in backends])
+    return CompactTable(maglev_table([str(backend) for backend in backends]))

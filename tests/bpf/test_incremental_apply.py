@@ -101,6 +101,8 @@ def test_deltas_leave_the_maps_a_full_replan_would(dp: Runner) -> None:
         change(endpoint_slice("a", "y1", "y", "10.244.2.4", "10.244.2.5", version="2")),
         change(None, "EndpointSlice", "a", "y1"),
         change(None, "Pod", "a", "p1"),
+        change(None, "Service", "a", "y"),  # its address is served no more
+        change(service("a", "z", "10.96.0.3")),
     ]
     try:
         for step in steps:
