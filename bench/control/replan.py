@@ -15,7 +15,9 @@ informer would hold: N Services with one EndpointSlice of E ready endpoints each
 ``full`` runs main's controller sync: decode_all over every object (cached, unchanged ones
 are lookups), view_of, l7_keys, desired_datapath, apply, endpoint_index. ``incremental``
 runs DatapathController.apply_changes: decode the one object, Planner.update, desired,
-apply. Both use the same Applier with stubbed map writes.
+apply. ``resync`` runs DatapathController.resync with every object, as agent/daemon.py
+calls it today (``sync``): the planner finds the one changed object itself. All use the
+same Applier with stubbed map writes.
 
 ``python -m bench.control.replan [--sizes 10,10000] [--endpoints-per-service 10]
 [--pods 0] [--changes 50]`` writes bench/results/replan-<date>.json and .md.
@@ -120,7 +122,8 @@ def pod(n: int) -> dict[str, Any]:
     }
 
 
-def cluster(services: int, per_service: int, pods: int) -> list[dict[str, Any]]:
+def cluster(services: int, per_service: int, pods: int, backed: int) -> list[dict[str, Any]]:
+    """``backed``: how many Services (the first ones) have a slice of ``per_service``."""
     objs: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"ns-{n}"}}
         for n in range(NAMESPACES)
@@ -136,7 +139,7 @@ def cluster(services: int, per_service: int, pods: int) -> list[dict[str, Any]]:
         for n in range(NODES)
     ]
     objs += [service(i) for i in range(services)]
-    objs += [endpoint_slice(i, per_service, 1_000_000 + i) for i in range(services)]
+    objs += [endpoint_slice(i, per_service, 1_000_000 + i) for i in range(backed)]
     objs += [pod(n) for n in range(pods)]
     return objs
 
@@ -185,7 +188,9 @@ def _stub_maps(writes: list[Any]) -> Any:
     )
 
 
-def run_path(path: str, services: int, per_service: int, pods: int, changes: int) -> dict[str, Any]:
+def run_path(
+    path: str, services: int, per_service: int, pods: int, changes: int, backed: int
+) -> dict[str, Any]:
     """One process, one path: first sync, then ``changes`` EndpointSlice changes."""
     from agent.datapath.controller import (
         WATCHED_KINDS,
@@ -197,7 +202,7 @@ def run_path(path: str, services: int, per_service: int, pods: int, changes: int
     from agent.flows.store import FlowRing
 
     rss_start = _rss_mb()
-    objs = cluster(services, per_service, pods)
+    objs = cluster(services, per_service, pods, backed)
     rss_objects = _rss_mb()
     writes: list[Any] = []
     with _stub_maps(writes):
@@ -224,15 +229,17 @@ def run_path(path: str, services: int, per_service: int, pods: int, changes: int
         first_writes = len(writes)
         peak_first = _peak_mb()
         timings, cpu_timings, write_counts = [], [], []
-        slice_base = len(objs) - pods - services
+        slice_base = len(objs) - pods - backed
         for c in range(changes):
-            i = (c * 7919) % services
+            i = (c * 7919) % backed
             changed = endpoint_slice(i, per_service, 2_000_000 + c, shift=c + 1)
             old, objs[slice_base + i] = objs[slice_base + i], changed
             writes.clear()
             wall, cpu = time.perf_counter(), time.process_time()
             if path == "full":
                 full_sync()
+            elif path == "resync":
+                controller.resync(objs)
             else:
                 meta = changed["metadata"]
                 delta = ObjectChange("EndpointSlice", meta["namespace"], meta["name"], old, changed)
@@ -244,7 +251,8 @@ def run_path(path: str, services: int, per_service: int, pods: int, changes: int
     return {
         "path": path,
         "services": services,
-        "endpoints": services * per_service,
+        "endpoints": backed * per_service,
+        "services_with_endpoints": backed,
         "pods": pods,
         "first_sync_s": round(first[0], 3),
         "first_sync_cpu_s": round(first[1], 3),
@@ -282,21 +290,24 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     lines = [
         f"# One EndpointSlice change: full replan vs incremental planner ({meta['date']})",
         "",
-        f"Pure (no kernel): map writes stubbed and counted. Each Service has one port and one "
-        f"EndpointSlice of {meta['endpoints_per_service']} ready endpoints; {meta['pods']} Pods; "
+        "Pure (no kernel): map writes stubbed and counted. Each Service has one port; the "
+        "first ones have one EndpointSlice each (slice size in the table), the rest none; "
+        f"{meta['pods']} Pods; "
         f"{meta['changes']} changes per row, each replacing one endpoint of a different Service. "
         "One process per row (peak RSS is that path's, objects included). "
         "`python -m bench.control.replan`; machine: 2 cores, shared.",
         "",
-        "| Services | endpoints | path | first sync (s) | first sync CPU (s) "
+        "| Services | endpoints (slice size) | path | first sync (s) | first sync CPU (s) "
         "| peak RSS (MB) | objects alone (MB) | change p50 (ms) | p99 (ms) | max (ms) "
         "| change CPU p50 (ms) | service writes per change |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         objects_mb = r["rss_objects_mb"] - r["rss_start_mb"]
+        slice_size = r["endpoints"] // r["services_with_endpoints"]
         lines.append(
-            f"| {r['services']} | {r['endpoints']} | {r['path']} | {r['first_sync_s']} "
+            f"| {r['services']} | {r['endpoints']} ({slice_size})"
+            f" | {r['path']} | {r['first_sync_s']} "
             f"| {r['first_sync_cpu_s']} | {r['peak_rss_after_first_sync_mb']} | {objects_mb:.1f} "
             f"| {r['change_ms_p50']} | {r['change_ms_p99']} | {r['change_ms_max']} "
             f"| {r['change_cpu_ms_p50']} | {', '.join(map(str, r['service_writes_per_change']))} |"
@@ -307,24 +318,37 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.control.replan", description=__doc__)
     parser.add_argument("--sizes", default="10,10000", help="Service counts, comma-separated")
-    parser.add_argument("--endpoints-per-service", type=int, default=10)
+    parser.add_argument("--endpoints-per-service", type=int, default=10, help="on average")
+    parser.add_argument(
+        "--slice-sizes",
+        default="10,100",
+        help="endpoints per slice: 10 gives every Service a slice; 100 a tenth of them "
+        "(bench.control.clients' shape); the second and later only at the largest size",
+    )
     parser.add_argument("--pods", type=int, default=0)
     parser.add_argument("--changes", type=int, default=50)
     parser.add_argument("--full-changes", type=int, default=20, help="changes timed on full")
-    parser.add_argument("--paths", default="full,incremental")
+    parser.add_argument("--paths", default="full,resync,incremental")
     parser.add_argument("--out", type=Path, default=None, help="report path stem")
-    parser.add_argument("--child", nargs=5, metavar=("PATH", "N", "E", "PODS", "CHANGES"))
+    parser.add_argument(
+        "--child", nargs=6, metavar=("PATH", "N", "SLICE", "PODS", "CHANGES", "BACKED")
+    )
     args = parser.parse_args(argv)
     if args.child:
-        path, n, e, pods, changes = args.child
-        print(json.dumps(run_path(path, int(n), int(e), int(pods), int(changes))))
+        path, n, e, pods, changes, backed = args.child
+        row = run_path(path, int(n), int(e), int(pods), int(changes), int(backed))
+        print(json.dumps(row))
         return 0
     rows = []
-    for size in (int(s) for s in args.sizes.split(",")):
+    sizes = [int(s) for s in args.sizes.split(",")]
+    slice_sizes = [int(s) for s in args.slice_sizes.split(",")]
+    runs = [(n, slice_sizes[0]) for n in sizes] + [(max(sizes), s) for s in slice_sizes[1:]]
+    for size, slice_size in runs:
+        backed = max(1, size * args.endpoints_per_service // slice_size)
         for path in args.paths.split(","):
-            changes = args.full_changes if path == "full" else args.changes
+            changes = args.changes if path == "incremental" else args.full_changes
             row = run_child(
-                [path, str(size), str(args.endpoints_per_service), str(args.pods), str(changes)]
+                [path, str(size), str(slice_size), str(args.pods), str(changes), str(backed)]
             )
             print(json.dumps(row), file=sys.stderr)
             rows.append(row)
@@ -332,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.date.today().isoformat(),
         "endpoints_per_service": args.endpoints_per_service,
         "pods": args.pods,
-        "changes": f"{args.full_changes} (full) / {args.changes} (incremental)",
+        "changes": f"{args.full_changes} (full, resync) / {args.changes} (incremental)",
     }
     stem = args.out or RESULTS / f"replan-{meta['date']}"
     stem.with_suffix(".json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
