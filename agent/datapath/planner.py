@@ -27,6 +27,7 @@ from agent.datapath.desired import (
     DesiredDatapath,
     EndpointsPart,
     L7Needs,
+    PodMemo,
     assemble,
     l7_keys,
     plan_endpoints,
@@ -82,6 +83,7 @@ class Planner:
         self.objects: dict[str, dict[Name, Any]] = {kind: {} for kind in VIEW_FIELDS}
         self.services = ServiceState()
         self._part: EndpointsPart | None = None
+        self._pod_memo: PodMemo = {}  # per-Pod work of the last endpoints part
         self._needs: L7Needs | None = None
         self._view: ClusterView | None = None
         self._desired: DesiredDatapath | None = None
@@ -143,7 +145,9 @@ class Planner:
         if self._desired is not None:
             return self._desired
         if self._part is None:
-            self._part = plan_endpoints(self._endpoint_view(), self.node, self.waypoint)
+            self._part = plan_endpoints(
+                self._endpoint_view(), self.node, self.waypoint, self._pod_memo
+            )
         if self._needs is None:
             self._needs = self._l7()
         self._desired = assemble(self._part, self.services.plan(), self._needs, self.waypoint)

@@ -275,3 +275,18 @@ def test_an_endpoint_change_replans_only_its_service() -> None:
     # The other parts are the very objects planned before: the applier skips them.
     assert after.ipcache is before.ipcache and after.identity_rules is before.identity_rules
     assert after.endpoints is before.endpoints and after.l7 is before.l7
+
+
+def test_pods_without_uid_keep_their_own_identities() -> None:
+    """pod_endpoints keyed label sets by metadata.uid: two pods without one (objects from
+    YAML) shared the last one's identity, and policy for one applied to the other."""
+    def pod(name: str, app: str, ip: str) -> Resource:
+        return from_dict({"apiVersion": "v1", "kind": "Pod",
+                          "metadata": {"namespace": "a", "name": name, "labels": {"app": app}},
+                          "spec": {"nodeName": NODE, "containers": [{"name": "c"}]},
+                          "status": {"podIP": ip, "phase": "Running"}})
+
+    _, desired = run(("Pod", "a", "web", pod("web", "web", "10.244.1.2")),
+                     ("Pod", "a", "db", pod("db", "db", "10.244.1.3")))
+    web, db = desired.ipcache[IPv4Address("10.244.1.2")], desired.ipcache[IPv4Address("10.244.1.3")]
+    assert web != db
