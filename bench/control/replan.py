@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -192,12 +193,7 @@ def run_path(
     path: str, services: int, per_service: int, pods: int, changes: int, backed: int
 ) -> dict[str, Any]:
     """One process, one path: first sync, then ``changes`` EndpointSlice changes."""
-    from agent.datapath.controller import (
-        WATCHED_KINDS,
-        DatapathController,
-        ObjectChange,
-        endpoint_index,
-    )
+    from agent.datapath.controller import WATCHED_KINDS, DatapathController, endpoint_index
     from agent.datapath.desired import desired_datapath, l7_keys, view_of
     from agent.flows.store import FlowRing
 
@@ -241,6 +237,8 @@ def run_path(
             elif path == "resync":
                 controller.resync(objs)
             else:
+                from agent.datapath.controller import ObjectChange  # not in the code before
+
                 meta = changed["metadata"]
                 delta = ObjectChange("EndpointSlice", meta["namespace"], meta["name"], old, changed)
                 controller.apply_changes([delta])
@@ -274,12 +272,16 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run_child(args: list[str]) -> dict[str, Any]:
+def run_child(args: list[str], tree: Path | None = None) -> dict[str, Any]:
+    """One row in its own process; ``tree``: import the agent from that checkout instead."""
+    env = dict(os.environ, PYTHONPATH=str(tree)) if tree else None
     done = subprocess.run(
-        [sys.executable, "-m", "bench.control.replan", "--child", *args],
+        [sys.executable, str(Path(__file__).resolve()), "--child", *args],
         capture_output=True,
         text=True,
         timeout=1800,
+        env=env,
+        cwd=tree,
     )
     if done.returncode != 0:
         raise RuntimeError(f"child {args} failed: {done.stderr.strip()[-2000:]}")
@@ -331,6 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paths", default="full,resync,incremental")
     parser.add_argument("--out", type=Path, default=None, help="report path stem")
     parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="a checkout of the code before the planner (git worktree add /tmp/x main): "
+        "its full path is measured too, as 'full (before)'",
+    )
+    parser.add_argument(
         "--child", nargs=6, metavar=("PATH", "N", "SLICE", "PODS", "CHANGES", "BACKED")
     )
     args = parser.parse_args(argv)
@@ -350,6 +359,21 @@ def main(argv: list[str] | None = None) -> int:
             row = run_child(
                 [path, str(size), str(slice_size), str(args.pods), str(changes), str(backed)]
             )
+            print(json.dumps(row), file=sys.stderr)
+            rows.append(row)
+        if args.before:
+            row = run_child(
+                [
+                    "full",
+                    str(size),
+                    str(slice_size),
+                    str(args.pods),
+                    str(args.full_changes),
+                    str(backed),
+                ],
+                args.before,
+            )
+            row["path"] = "full (before)"
             print(json.dumps(row), file=sys.stderr)
             rows.append(row)
     meta = {
