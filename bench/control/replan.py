@@ -155,14 +155,14 @@ class _Table:
         return []
 
 
-class _Datapath:
+class NoMaps:
     """Enough of programs.Datapath for the Applier to adopt nothing."""
 
     def table(self, _name: str) -> _Table:
         return _Table()
 
 
-def _stub_maps(writes: list[Any]) -> Any:
+def stub_map_writes(writes: list[Any]) -> Any:
     from agent.datapath import maps
 
     def write_service(*args: Any, **_: Any) -> Any:
@@ -201,8 +201,8 @@ def run_path(
     objs = cluster(services, per_service, pods, backed)
     rss_objects = _rss_mb()
     writes: list[Any] = []
-    with _stub_maps(writes):
-        controller = DatapathController(NODE, _Datapath(), FlowRing(16))  # type: ignore[arg-type]
+    with stub_map_writes(writes):
+        controller = DatapathController(NODE, NoMaps(), FlowRing(16))  # type: ignore[arg-type]
         controller.ipr.close()  # only veth lookups use it, and no endpoint is local
         previous: Any = None
         routes = RouteCompiler()
