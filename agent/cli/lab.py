@@ -164,9 +164,14 @@ def relay(name: str) -> None:
 
 
 @lab.command(hidden=True)
-@click.option("--store", "store_file", required=True)
-def dns(store_file: str) -> None:
+@click.option(
+    "--kubeconfig",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Kubeconfig to reach the API server with (default: the in-cluster ServiceAccount).",
+)
+def dns(kubeconfig: str | None) -> None:
     """(internal) node-local DNS server, run inside a node netns."""
     from agent.lab.dns_process import run
 
-    sys.exit(run(store_file))
+    sys.exit(run(kubeconfig))

@@ -29,7 +29,12 @@ def cli(lab: str | None, store: str | None) -> None:
 
 @cli.command()
 @click.option("--node", required=True, help="This node's name.")
-@click.option("--store", "store_file", required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--kubeconfig",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Kubeconfig to reach the API server with (default: the in-cluster ServiceAccount).",
+)
 @click.option("--health-file", default=None, type=click.Path(dir_okay=False))
 @click.option("--pin-dir", default=None, help="Load the eBPF datapath, pinning maps here.")
 @click.option("--observer-socket", default=None, help="Unix socket for the observer API.")
@@ -75,7 +80,7 @@ def cli(lab: str | None, store: str | None) -> None:
 )
 def agent(
     node: str,
-    store_file: str,
+    kubeconfig: str | None,
     health_file: str | None,
     pin_dir: str | None,
     observer_socket: str | None,
@@ -94,7 +99,7 @@ def agent(
 
     config = AgentConfig(
         node=node,
-        store_file=store_file,
+        kubeconfig=kubeconfig,
         health_file=health_file,
         pin_dir=pin_dir,
         observer_socket=observer_socket,
@@ -113,7 +118,12 @@ def agent(
 
 @cli.command()
 @click.option("--node", required=True, help="This node's name.")
-@click.option("--store", "store_file", required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--kubeconfig",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Kubeconfig to reach the API server with (default: the in-cluster ServiceAccount).",
+)
 @click.option("--pin-dir", required=True, help="The node's datapath pin dir (redirect map).")
 @click.option("--listen", required=True, help="ADDRESS:PORT the datapath redirects to.")
 @click.option("--flow-intake", required=True, help="The node agent's L7 flow socket.")
@@ -124,12 +134,17 @@ def agent(
     help="The waypoint's Prometheus endpoint HOST:PORT.",
 )
 def waypoint(
-    node: str, store_file: str, pin_dir: str, listen: str, flow_intake: str, metrics_address: str
+    node: str,
+    kubeconfig: str | None,
+    pin_dir: str,
+    listen: str,
+    flow_intake: str,
+    metrics_address: str,
 ) -> None:
     """Run the node's L7 waypoint (HTTPRoutes, Gateways) behind transparent redirection."""
     from agent.waypoint import run
 
-    raise SystemExit(run(node, store_file, pin_dir, listen, flow_intake, metrics_address))
+    raise SystemExit(run(node, kubeconfig, pin_dir, listen, flow_intake, metrics_address))
 
 
 cli.add_command(lab)

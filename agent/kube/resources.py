@@ -13,11 +13,22 @@ from __future__ import annotations
 from functools import cache
 
 from lightkube.core import resource as res
-from lightkube.generic_resource import GenericGlobalResource, GenericNamespacedResource
+from lightkube.generic_resource import (
+    GenericGlobalResource,
+    GenericGlobalStatus,
+    GenericNamespacedResource,
+)
 
 from agent.model.kinds import kind_info
 
 WATCH_VERBS = ["list", "watch", "global_list", "global_watch"]
+_NODE = res.ResourceDef("", "v1", "Node")
+
+
+class NodeStatus(GenericGlobalStatus):
+    """nodes/NAME/status: where a node agent reports its Ready condition (PATCH only)."""
+
+    _api_info = res.ApiInfo(_NODE, "nodes", ["patch"], parent=_NODE, action="status")
 
 
 @cache

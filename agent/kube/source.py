@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any
 
+import httpx2 as httpx  # lightkube 1.x's HTTP client
 from lightkube import Client, ConfigError, KubeConfig
 
 from agent.kube.cache import Delta
@@ -38,7 +41,7 @@ def connect(kubeconfig: str | Path | None) -> Client:
         else:
             config = KubeConfig.from_file(kubeconfig)
         # trust_env off: a proxy set for the host must not carry a node's API traffic.
-        return Client(config=config, timeout=REQUEST_TIMEOUT, trust_env=False)
+        return Client(config=config, timeout=httpx.Timeout(REQUEST_TIMEOUT), trust_env=False)
     except (ConfigError, OSError, ValueError, KeyError) as err:
         where = (
             f"--kubeconfig {kubeconfig}"
@@ -66,12 +69,12 @@ class ClusterSource:
         self.lock = threading.Lock()
         self.changed = threading.Event()  # set on every change; consumers clear it
         self._on_change = on_change
-        self.informers = [
+        self.informers: list[Informer[Any]] = [
             Informer(
                 client,
                 resource_for(kind),
-                on_delta=lambda d, k=kind: self._delta(k, d),
-                on_listed=lambda rev, k=kind: self._listed(k, rev),
+                on_delta=partial(self._delta, kind),
+                on_listed=partial(self._listed, kind),
                 watch_timeout=watch_timeout,
                 backoff=backoff,
             )

@@ -47,6 +47,11 @@ def apiserver_dir(paths: LabPaths) -> Path:
     return paths.root / "apiserver"
 
 
+def component_kubeconfig(paths: LabPaths, account: str) -> str:
+    """A node component's kubeconfig: its ServiceAccount's token, the fabric address."""
+    return str(apiserver_dir(paths) / f"{account}.kubeconfig")
+
+
 def kubeconfig_path(name: str) -> Path:
     """The host's (admin) kubeconfig; ``<component>.kubeconfig`` beside it point at the fabric."""
     return apiserver_dir(LabPaths.for_lab(name)) / "kubeconfig"
@@ -187,7 +192,6 @@ def _seed_store(paths: LabPaths, plan: LabPlan) -> None:
 def _start_processes(
     paths: LabPaths, plan: LabPlan, progress: Progress, *, datapath: bool = True
 ) -> None:
-    store = str(paths.store)
     # TULLE_LAB marks every process of this lab (pods inherit it from the controller).
     env = dict(os.environ, TULLE_LAB=plan.name, TULLE_STATE_DIR=str(paths.root.parent))
     _start_apiserver(paths, plan, progress, env)
@@ -209,8 +213,8 @@ def _start_processes(
                     "agent",
                     "--node",
                     node.name,
-                    "--store",
-                    store,
+                    "--kubeconfig",
+                    component_kubeconfig(paths, "tulle-agent"),
                     "--health-file",
                     str(paths.health / f"agent-{node.name}.json"),
                     "--observer-socket",
@@ -235,7 +239,12 @@ def _start_processes(
         )
         procs.spawn(
             f"dns-{node.name}",
-            procs.netns_argv(node.netns, tulle_argv("lab", "dns", "--store", store)),
+            procs.netns_argv(
+                node.netns,
+                tulle_argv(
+                    "lab", "dns", "--kubeconfig", component_kubeconfig(paths, "tulle-lab-dns")
+                ),
+            ),
             log=paths.logs / f"dns-{node.name}.log",
             record_dir=paths.procs,
             env=env,
@@ -249,8 +258,8 @@ def _start_processes(
                         "waypoint",
                         "--node",
                         node.name,
-                        "--store",
-                        store,
+                        "--kubeconfig",
+                        component_kubeconfig(paths, "tulle-waypoint"),
                         "--pin-dir",
                         str(BPF_PIN_ROOT / plan.name / node.name),
                         "--listen",
