@@ -30,13 +30,13 @@ from agent.flows.enrich import enrich
 from agent.flows.ingest import FlowIngest
 from agent.flows.l7intake import L7Intake
 from agent.flows.store import FlowRing
+from agent.kube.backoff import Backoff
 from agent.kube.cache import Delta
 from agent.kube.informer import WATCH_BACKOFF
 from agent.kube.resources import NodeStatus
 from agent.kube.source import ClusterSource, KubeconfigError, connect
 from agent.lab.state import write_json_atomic
 from agent.metrics import FlowMetrics, MapFillCollector, MetricsConfig, serve_metrics
-from agent.store.retry import Backoff
 
 log = logging.getLogger("tulle.agent")
 # What the datapath plans from, less Secrets: its plan never reads them (a Gateway's

@@ -8,6 +8,7 @@ import sys
 import click
 
 from agent.cli.context import lab_name, store_path
+from agent.cli.node import dns
 from agent.lab import lifecycle
 from agent.lab.state import LabPaths
 from agent.lab.topology import TopologyError
@@ -163,15 +164,4 @@ def relay(name: str) -> None:
     sys.exit(run(name))
 
 
-@lab.command(hidden=True)
-@click.option(
-    "--kubeconfig",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="Kubeconfig to reach the API server with (default: the in-cluster ServiceAccount).",
-)
-def dns(kubeconfig: str | None) -> None:
-    """(internal) node-local DNS server, run inside a node netns."""
-    from agent.lab.dns_process import run
-
-    sys.exit(run(kubeconfig))
+lab.add_command(dns)

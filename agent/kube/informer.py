@@ -28,8 +28,8 @@ from lightkube.core import decoders
 from lightkube.core import resource as res
 from lightkube.generic_resource import Generic as GenericDict
 
+from agent.kube.backoff import Backoff
 from agent.kube.cache import Cache, CacheError, Delta, key_of, revision_of
-from agent.store.retry import Backoff
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")

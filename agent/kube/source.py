@@ -19,11 +19,11 @@ from typing import Any
 import httpx2 as httpx  # lightkube 1.x's HTTP client
 from lightkube import Client, ConfigError, KubeConfig
 
+from agent.kube.backoff import Backoff
 from agent.kube.cache import Delta
 from agent.kube.informer import WATCH_BACKOFF, Informer
 from agent.kube.resources import resource_for
 from agent.kube.state import ClusterState, Obj
-from agent.store.retry import Backoff
 
 OnChange = Callable[[str, "Delta[Obj] | None"], None]
 REQUEST_TIMEOUT = 10.0

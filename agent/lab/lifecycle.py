@@ -42,6 +42,11 @@ def tulle_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "agent.cli.main", *args]
 
 
+def node_argv(*args: str) -> list[str]:
+    """A node component (agent, waypoint, DNS) from its lean entry point (agent.cli.node)."""
+    return [sys.executable, "-m", "agent.cli.node", *args]
+
+
 def apiserver_dir(paths: LabPaths) -> Path:
     """The lab API server's CA, certificates, tokens and kubeconfigs."""
     return paths.root / "apiserver"
@@ -209,7 +214,7 @@ def _start_processes(
             f"agent-{node.name}",
             procs.netns_argv(
                 node.netns,
-                tulle_argv(
+                node_argv(
                     "agent",
                     "--node",
                     node.name,
@@ -241,9 +246,7 @@ def _start_processes(
             f"dns-{node.name}",
             procs.netns_argv(
                 node.netns,
-                tulle_argv(
-                    "lab", "dns", "--kubeconfig", component_kubeconfig(paths, "tulle-lab-dns")
-                ),
+                node_argv("dns", "--kubeconfig", component_kubeconfig(paths, "tulle-lab-dns")),
             ),
             log=paths.logs / f"dns-{node.name}.log",
             record_dir=paths.procs,
@@ -254,7 +257,7 @@ def _start_processes(
                 f"waypoint-{node.name}",
                 procs.netns_argv(
                     node.netns,
-                    tulle_argv(
+                    node_argv(
                         "waypoint",
                         "--node",
                         node.name,

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from lightkube import Client, KubeConfig
 from lightkube.resources.core_v1 import ConfigMap
 
+from agent.kube.backoff import Backoff
 from agent.kube.cache import Delta
 from agent.kube.informer import Informer
 from agent.store import Store
-from agent.store.retry import Backoff
 from tests.unit.kube.conftest import HISTORY, Lab
 
 Entry = tuple[int, str, str]  # (revision, "namespace/name", type)

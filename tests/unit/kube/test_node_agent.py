@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from agent.daemon import AGENT_KINDS, Agent
+from agent.kube.backoff import Backoff
 from agent.kube.source import connect
-from agent.store.retry import Backoff
 from agent.waypoint import KINDS as WAYPOINT_KINDS
 from tests.unit.kube.conftest import Lab, account_kubeconfig
 

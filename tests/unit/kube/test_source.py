@@ -14,13 +14,13 @@ import pytest
 from lightkube.core.resource import ApiInfo, ResourceDef
 from lightkube.generic_resource import GenericNamespacedResource
 
+from agent.kube.backoff import Backoff
 from agent.kube.cache import Delta
 from agent.kube.informer import Informer
 from agent.kube.resources import WATCH_VERBS
 from agent.kube.source import ClusterSource, KubeconfigError, connect
 from agent.kube.state import ClusterState
 from agent.store import Store
-from agent.store.retry import Backoff
 from tests.unit.kube.conftest import HISTORY, Lab
 
 FAST = Backoff(0.02, 0.2)
