@@ -77,11 +77,6 @@ def test_an_api_server_away_is_retried_on_the_next_tick(lab: Lab, agent: Agent) 
     assert conditions(lab)["Ready"] == "True"
 
 
-def test_the_agent_watches_no_secrets() -> None:
-    assert "Secret" not in AGENT_KINDS
-    assert "Secret" in WAYPOINT_KINDS
-
-
 def _can_i(kubeconfig: Path, *args: str) -> str:
     done = subprocess.run(
         [str(KUBECTL), "--kubeconfig", str(kubeconfig), "auth", "can-i", *args],
@@ -103,3 +98,42 @@ def test_kubectl_auth_can_i_answers_least_privilege(lab: Lab) -> None:
     assert _can_i(waypoint, "watch", "secrets") == "yes"
     assert _can_i(waypoint, "get", "secrets") == "no"
     assert _can_i(waypoint, "patch", "nodes", "--subresource=status") == "no"
+
+
+def test_the_datapath_plan_never_reads_secrets() -> None:
+    """Why the agent's ServiceAccount may not read Secrets: with a Gateway terminating TLS,
+    the desired datapath is the same whether its certificate Secret is there or not."""
+    from agent.datapath.desired import desired_datapath, l7_keys, view_of
+    from agent.model.convert import from_dict
+    from l7proxy.routing import CONTROLLER_NAME, RouteCompiler
+
+    gw = "gateway.networking.k8s.io/v1"
+    docs: list[dict[str, object]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "y"}},
+        {"apiVersion": gw, "kind": "GatewayClass", "metadata": {"name": "tulle"},
+         "spec": {"controllerName": CONTROLLER_NAME}},
+        {"apiVersion": gw, "kind": "Gateway", "metadata": {"name": "gw", "namespace": "y"},
+         "spec": {"gatewayClassName": "tulle", "listeners": [
+             {"name": "https", "port": 443, "protocol": "HTTPS", "hostname": "a.example",
+              "tls": {"mode": "Terminate", "certificateRefs": [{"name": "cert"}]}}]},
+         "status": {"addresses": [{"type": "IPAddress", "value": "10.96.1.1"}]}},
+        {"apiVersion": gw, "kind": "HTTPRoute", "metadata": {"name": "r", "namespace": "y"},
+         "spec": {"parentRefs": [{"name": "gw"}], "hostnames": ["a.example"],
+                  "rules": [{"backendRefs": [{"name": "api", "port": 80}]}]}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api", "namespace": "y"},
+         "spec": {"clusterIP": "10.96.0.20", "ports": [{"port": 80}]}},
+    ]
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+              "metadata": {"name": "cert", "namespace": "y"},
+              "data": {"tls.crt": "Y2VydA==", "tls.key": "a2V5"}}
+
+    def plan(objs: list[dict[str, object]]) -> object:
+        view = view_of([from_dict(o) for o in objs])
+        needs = l7_keys(view, RouteCompiler())
+        desired = desired_datapath(view, "n1", l7=needs)
+        return needs.every, dict(needs.consumers), desired.l7, desired.l7_some
+
+    with_secret = plan([*docs, secret])
+    assert with_secret[0]  # the Gateway's listener is redirected
+    assert plan(docs) == with_secret
+    assert "Secret" not in AGENT_KINDS and "Secret" in WAYPOINT_KINDS
