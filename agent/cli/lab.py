@@ -8,6 +8,7 @@ import sys
 import click
 
 from agent.cli.context import lab_name, store_path
+from agent.cli.node import dns
 from agent.lab import lifecycle
 from agent.lab.state import LabPaths
 from agent.lab.topology import TopologyError
@@ -163,10 +164,4 @@ def relay(name: str) -> None:
     sys.exit(run(name))
 
 
-@lab.command(hidden=True)
-@click.option("--store", "store_file", required=True)
-def dns(store_file: str) -> None:
-    """(internal) node-local DNS server, run inside a node netns."""
-    from agent.lab.dns_process import run
-
-    sys.exit(run(store_file))
+lab.add_command(dns)

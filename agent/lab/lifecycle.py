@@ -42,9 +42,19 @@ def tulle_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "agent.cli.main", *args]
 
 
+def node_argv(*args: str) -> list[str]:
+    """A node component (agent, waypoint, DNS) from its lean entry point (agent.cli.node)."""
+    return [sys.executable, "-m", "agent.cli.node", *args]
+
+
 def apiserver_dir(paths: LabPaths) -> Path:
     """The lab API server's CA, certificates, tokens and kubeconfigs."""
     return paths.root / "apiserver"
+
+
+def component_kubeconfig(paths: LabPaths, account: str) -> str:
+    """A node component's kubeconfig: its ServiceAccount's token, the fabric address."""
+    return str(apiserver_dir(paths) / f"{account}.kubeconfig")
 
 
 def kubeconfig_path(name: str) -> Path:
@@ -187,7 +197,6 @@ def _seed_store(paths: LabPaths, plan: LabPlan) -> None:
 def _start_processes(
     paths: LabPaths, plan: LabPlan, progress: Progress, *, datapath: bool = True
 ) -> None:
-    store = str(paths.store)
     # TULLE_LAB marks every process of this lab (pods inherit it from the controller).
     env = dict(os.environ, TULLE_LAB=plan.name, TULLE_STATE_DIR=str(paths.root.parent))
     _start_apiserver(paths, plan, progress, env)
@@ -205,12 +214,12 @@ def _start_processes(
             f"agent-{node.name}",
             procs.netns_argv(
                 node.netns,
-                tulle_argv(
+                node_argv(
                     "agent",
                     "--node",
                     node.name,
-                    "--store",
-                    store,
+                    "--kubeconfig",
+                    component_kubeconfig(paths, "tulle-agent"),
                     "--health-file",
                     str(paths.health / f"agent-{node.name}.json"),
                     "--observer-socket",
@@ -235,7 +244,10 @@ def _start_processes(
         )
         procs.spawn(
             f"dns-{node.name}",
-            procs.netns_argv(node.netns, tulle_argv("lab", "dns", "--store", store)),
+            procs.netns_argv(
+                node.netns,
+                node_argv("dns", "--kubeconfig", component_kubeconfig(paths, "tulle-lab-dns")),
+            ),
             log=paths.logs / f"dns-{node.name}.log",
             record_dir=paths.procs,
             env=env,
@@ -245,12 +257,12 @@ def _start_processes(
                 f"waypoint-{node.name}",
                 procs.netns_argv(
                     node.netns,
-                    tulle_argv(
+                    node_argv(
                         "waypoint",
                         "--node",
                         node.name,
-                        "--store",
-                        store,
+                        "--kubeconfig",
+                        component_kubeconfig(paths, "tulle-waypoint"),
                         "--pin-dir",
                         str(BPF_PIN_ROOT / plan.name / node.name),
                         "--listen",
