@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.lab import ipam, network, procs
+from agent.lab.kubeapi import NotFound, StatusWriter
 from agent.lab.readiness import ports_ready
 from agent.lab.state import LabPaths, read_json
 from agent.lab.topology import CLUSTER_DOMAIN, DNS_ADDRESS, LabPlan, NodePlan, host_veth_name
 from agent.model.core import Container, Pod
-from agent.store import NotFound, Store
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ class Kubelet:
         self,
         plan: LabPlan,
         paths: LabPaths,
-        store: Store,
+        api: StatusWriter,
         python: str = sys.executable,
         *,
         probe: AttachedProbe | None = None,
@@ -219,7 +219,7 @@ class Kubelet:
         A lab without Tulle's datapath (lab.json) starts containers at once."""
         self.plan = plan
         self.paths = paths
-        self.store = store
+        self.api = api
         self.python = python
         lab = read_json(paths.lab_file) or {}
         wait = bool(lab.get("datapath", True))
@@ -288,7 +288,10 @@ class Kubelet:
 
     # -- runtime -----------------------------------------------------------------------
     def tick(self) -> None:
+        """Supervise every pod; a status write that fails (API away) is retried next tick and
+        never stops the other pods' supervision. The first such error is raised at the end."""
         now = time.monotonic()
+        failed: Exception | None = None
         for rt in list(self.pods.values()):
             if not rt.attached:
                 self._check_attached(rt, now)
@@ -299,7 +302,12 @@ class Kubelet:
                 ready[c.name] = self._ready(c, now)
             status = pod_status(rt, ready)
             if status != rt.last_status:
-                self._write_status(rt, status)
+                try:
+                    self._write_status(rt, status)
+                except Exception as err:
+                    failed = failed or err
+        if failed is not None:
+            raise failed
 
     def _check_attached(self, rt: PodRuntime, now: float) -> None:
         """Poll the node for the datapath on the pod's veth; never start a pod unpoliced."""
@@ -391,7 +399,7 @@ class Kubelet:
 
     def _write_status(self, rt: PodRuntime, status: dict[str, Any]) -> None:
         try:
-            self.store.update_status("Pod", rt.namespace, rt.name, status)
+            self.api.update_status("Pod", rt.namespace, rt.name, status)
             rt.last_status = status
         except NotFound:
             pass  # deleted meanwhile; the next sync tears it down

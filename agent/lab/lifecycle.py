@@ -26,6 +26,8 @@ HEALTH_STALE_SECONDS = 10.0
 RESTARTS_FILE = "restarts.json"  # in the health dir, written by the controller's supervisor
 BPF_PIN_ROOT = Path("/sys/fs/bpf/tulle")
 APISERVER_START_SECONDS = 20.0
+NODE_REGISTRATION_SECONDS = 20.0
+CONTROLLER_ACCOUNT = "tulle-lab-controller"  # lab/apiserver/lab-rbac.yaml
 
 
 class LabError(RuntimeError):
@@ -50,6 +52,12 @@ def apiserver_dir(paths: LabPaths) -> Path:
 def kubeconfig_path(name: str) -> Path:
     """The host's (admin) kubeconfig; ``<component>.kubeconfig`` beside it point at the fabric."""
     return apiserver_dir(LabPaths.for_lab(name)) / "kubeconfig"
+
+
+def controller_kubeconfig(paths: LabPaths) -> Path:
+    """The lab controller's ServiceAccount on the host's loopback address: it runs in the
+    root netns, which has no way into the fabric (and gets none)."""
+    return apiserver_dir(paths) / f"{CONTROLLER_ACCOUNT}.host.kubeconfig"
 
 
 def load_plan(paths: LabPaths) -> LabPlan | None:
@@ -153,7 +161,6 @@ def up(name: str, node_count: int, progress: Progress, *, datapath: bool = True)
     paths.make_dirs()
     write_json_atomic(paths.lab_file, {"name": name, "nodes": node_count, "datapath": datapath})
     try:
-        _seed_store(paths, plan)
         progress(f"building the fabric ({plan.fabric_netns})")
         network.build_fabric(plan)
         for node in plan.nodes:
@@ -168,20 +175,59 @@ def up(name: str, node_count: int, progress: Progress, *, datapath: bool = True)
     return plan
 
 
-def _seed_store(paths: LabPaths, plan: LabPlan) -> None:
-    from agent.lab.seed import seed_objects
-    from agent.store import Store
+def _seed(paths: LabPaths, plan: LabPlan, progress: Progress) -> None:
+    """Namespaces and the GatewayClass, created through the API as the lab's admin."""
+    from agent.lab.kubeapi import ApiWriter, connect
+    from agent.lab.seed import cluster_objects, seed
 
-    objs = seed_objects(plan)
-    with Store(paths.store) as store:
-        store.apply_many(objs)
-        # Status is a subresource: apply never writes it, the status path does.
-        for obj in objs:
-            if "status" in obj:
-                meta = obj["metadata"]
-                store.update_status(
-                    obj["kind"], meta.get("namespace", ""), meta["name"], obj["status"]
+    with connect(apiserver_dir(paths) / "kubeconfig", "tulle-lab") as client:
+        created = seed(ApiWriter(client), cluster_objects(plan))
+    progress(f"seeded {', '.join(created) or 'nothing new'} through the API")
+
+
+def _write_controller_kubeconfig(paths: LabPaths) -> Path:
+    """The controller ServiceAccount's kubeconfig (written by the API server for the fabric
+    address) pointed at the loopback listener of the admin kubeconfig."""
+    import yaml
+
+    state = apiserver_dir(paths)
+    config = yaml.safe_load((state / f"{CONTROLLER_ACCOUNT}.kubeconfig").read_text())
+    host = yaml.safe_load((state / "kubeconfig").read_text())
+    server = host["clusters"][0]["cluster"]["server"]
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = server
+    path = controller_kubeconfig(paths)
+    path.touch(mode=0o600)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _wait_nodes_registered(paths: LabPaths, plan: LabPlan, progress: Progress) -> None:
+    """The kubelet (in the controller) registers the Nodes; agents report into them."""
+    from agent.lab.kubeapi import ApiWriter, connect
+
+    deadline = time.monotonic() + NODE_REGISTRATION_SECONDS
+    missing = [n.name for n in plan.nodes]
+    with connect(apiserver_dir(paths) / "kubeconfig", "tulle-lab") as client:
+        api = ApiWriter(client)
+        while missing:
+            missing = [n for n in missing if api.get("Node", "", n) is None]
+            if not missing:
+                break
+            dead = [r for r in procs.load_records(paths.procs) if r.role == "controller"]
+            if time.monotonic() > deadline or any(not procs.is_alive(r) for r in dead):
+                raise LabError(
+                    f"the lab controller did not register nodes {', '.join(missing)}. "
+                    "Its log ended with:\n  " + "\n  ".join(_log_tail(paths, "controller"))
                 )
+            time.sleep(0.1)
+    progress(f"nodes registered: {', '.join(n.name for n in plan.nodes)}")
+
+
+def _log_tail(paths: LabPaths, role: str, lines: int = 15) -> list[str]:
+    log_file = paths.logs / f"{role}.log"
+    tail = log_file.read_text(errors="replace").splitlines()[-lines:] if log_file.exists() else []
+    return tail or ["(empty)"]
 
 
 def _start_processes(
@@ -191,14 +237,23 @@ def _start_processes(
     # TULLE_LAB marks every process of this lab (pods inherit it from the controller).
     env = dict(os.environ, TULLE_LAB=plan.name, TULLE_STATE_DIR=str(paths.root.parent))
     _start_apiserver(paths, plan, progress, env)
-    progress("starting the lab controller (scheduler, kubelet, EndpointSlices)")
+    _seed(paths, plan, progress)
+    progress("starting the lab controller (scheduler, kubelet, EndpointSlices, Gateway status)")
     procs.spawn(
         "controller",
-        tulle_argv("lab", "controller", "--name", plan.name),
+        tulle_argv(
+            "lab",
+            "controller",
+            "--name",
+            plan.name,
+            "--kubeconfig",
+            str(_write_controller_kubeconfig(paths)),
+        ),
         log=paths.logs / "controller.log",
         record_dir=paths.procs,
         env=env,
     )
+    _wait_nodes_registered(paths, plan, progress)
     for node in plan.nodes:
         progress(f"starting the agent and DNS on {node.name}")
         procs.spawn(
@@ -271,7 +326,8 @@ def _start_apiserver(
     paths: LabPaths, plan: LabPlan, progress: Progress, env: dict[str, str]
 ) -> None:
     """The Kubernetes API server: on loopback for the host, and on the fabric bridge (a socket
-    it opens inside the fabric netns) for the nodes."""
+    it opens inside the fabric netns) for the nodes. The loopback port is chosen here, once,
+    so a restarted API server (the controller's supervisor) serves the same kubeconfigs."""
     state = apiserver_dir(paths)
     kubeconfig = state / "kubeconfig"
     kubeconfig.unlink(missing_ok=True)
@@ -290,6 +346,8 @@ def _start_apiserver(
             str(state),
             "--lab",
             plan.name,
+            "--port",
+            str(_free_loopback_port()),
             "--fabric-netns",
             plan.fabric_netns,
             "--fabric-address",
@@ -312,6 +370,14 @@ def _start_apiserver(
                 + "\n  ".join(tail or ["(empty)"])
             )
         time.sleep(0.1)
+
+
+def _free_loopback_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _start_relay(paths: LabPaths, plan: LabPlan, env: dict[str, str]) -> None:
