@@ -157,9 +157,10 @@ class Parts:
             time.sleep(min(self.loop.step(), 0.05))
 
 
-def parts(
-    lab: ApiLab, *, informers: bool = True, backoff: Backoff = Backoff(0.01, 0.05)
-) -> Parts:
+QUICK = Backoff(0.01, 0.05)
+
+
+def parts(lab: ApiLab, *, informers: bool = True, backoff: Backoff = QUICK) -> Parts:
     view = LiveView(WATCHED)
     api = ApiWriter(connect(lab.controller, FIELD_MANAGER), view)
     kubelet = FakeKubelet(api)

@@ -33,7 +33,10 @@ def service(name: str = "web") -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "namespace": "default"},
-        "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+        "spec": {
+            "selector": {"app": name},
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+        },
     }
 
 
@@ -42,8 +45,12 @@ def test_a_deployment_becomes_bound_pods_an_endpointslice_and_status(apilab: Api
     svc = apilab.store.create(service())
     p = parts(apilab)
     try:
-        p.settle(lambda: len(apilab.objects("EndpointSlice")) == 1
-                 and len(apilab.objects("EndpointSlice")[0]["endpoints"]) == 2)
+        p.settle(
+            lambda: (
+                len(apilab.objects("EndpointSlice")) == 1
+                and len(apilab.objects("EndpointSlice")[0]["endpoints"]) == 2
+            )
+        )
         pods = apilab.objects("Pod")
         assert len(pods) == 2
         for pod in pods:
@@ -63,8 +70,14 @@ def test_a_deployment_becomes_bound_pods_an_endpointslice_and_status(apilab: Api
         assert sorted(e["addresses"][0] for e in slc["endpoints"]) == sorted(
             p.kubelet.reported.values()
         )
-        p.settle(lambda: (apilab.store.get("Deployment", "default", "web") or {})
-                 .get("status", {}).get("readyReplicas") == 2)
+        p.settle(
+            lambda: (
+                (apilab.store.get("Deployment", "default", "web") or {})
+                .get("status", {})
+                .get("readyReplicas")
+                == 2
+            )
+        )
         # Settled: further rounds write nothing (no churn of revisions).
         for _ in range(5):
             p.loop.step()
@@ -76,8 +89,12 @@ def test_a_deployment_becomes_bound_pods_an_endpointslice_and_status(apilab: Api
         assert apilab.store.revision() == before
         # Scaled down through the API: one pod goes, the slice follows.
         apilab.store.apply({**deployment(replicas=1)})
-        p.settle(lambda: len(apilab.objects("Pod")) == 1
-                 and len(apilab.objects("EndpointSlice")[0]["endpoints"]) == 1)
+        p.settle(
+            lambda: (
+                len(apilab.objects("Pod")) == 1
+                and len(apilab.objects("EndpointSlice")[0]["endpoints"]) == 1
+            )
+        )
         # The Service goes: its slice goes too; the Deployment goes: its pods go.
         apilab.store.delete("Service", "default", "web")
         apilab.store.delete("Deployment", "default", "web")
@@ -153,8 +170,9 @@ def test_api_server_away_keeps_pods_backs_off_and_catches_up(apilab: ApiLab) -> 
         assert p.kubelet.shutdowns == 0
         assert all(names == ran for names in p.kubelet.synced[-1:])  # nothing torn down
         apilab.start()
-        p.settle(lambda: len(apilab.objects("Pod")) == 2 and len(p.kubelet.reported) == 2,
-                 timeout=20)
+        p.settle(
+            lambda: len(apilab.objects("Pod")) == 2 and len(p.kubelet.reported) == 2, timeout=20
+        )
         assert p.loop.failures == 0
     finally:
         assert p.informers is not None
