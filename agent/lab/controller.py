@@ -13,7 +13,6 @@ import copy
 import logging
 import signal
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,17 +24,16 @@ from lightkube import ApiError
 from agent.controllers.deployment import orphans, plan_deployment
 from agent.controllers.endpointslice import MANAGED_BY, MANAGED_BY_LABEL, desired_slices
 from agent.controllers.scheduler import schedule
-from agent.lab import procs
 from agent.lab.gateways import KINDS as GATEWAY_KINDS
 from agent.lab.gateways import GatewayController
 from agent.lab.kubeapi import API_BACKOFF, ApiWriter, Conflict, Informers, NotFound, connect
 from agent.lab.kubeapi import retryable as is_transient
 from agent.lab.kubelet import Kubelet
-from agent.lab.lifecycle import RESTARTS_FILE, controller_kubeconfig, load_plan
+from agent.lab.lifecycle import controller_kubeconfig, load_plan
 from agent.lab.liveview import LiveView
-from agent.lab.restart import RestartPolicy, RestartState, on_exit
 from agent.lab.seed import register_node
-from agent.lab.state import LabPaths, write_json_atomic
+from agent.lab.state import LabPaths
+from agent.lab.supervisor import SystemProcesses, supervise
 from agent.lab.topology import LabPlan
 from agent.model.apps import Deployment
 from agent.model.cache import ModelCache
@@ -46,8 +44,6 @@ log = logging.getLogger("tulle.controller")
 FIELD_MANAGER = "tulle-lab-controller"
 WATCHED = ("Deployment", "Pod", "Service", "EndpointSlice", *GATEWAY_KINDS)
 TICK = 0.1
-CHECK_INTERVAL = 0.2  # how often exited system processes are looked for
-DEFAULT_RESTART_POLICY = RestartPolicy()
 Ref = tuple[str, str, str]  # (kind, namespace, name)
 
 
@@ -187,69 +183,6 @@ class Controller:
             pass
 
 
-class SystemProcesses:
-    """Restarts the lab's node agents, waypoints, DNS servers and relay when they exit, as the
-    kubelet restarts a DaemonSet's pods, with back-off for crash loops (agent.lab.restart).
-    Never the controller itself. The back-off shows in the log and in `tulle lab status`."""
-
-    def __init__(self, paths: LabPaths, policy: RestartPolicy = DEFAULT_RESTART_POLICY):
-        self.paths = paths
-        self.policy = policy
-        self.states: dict[str, RestartState] = {}
-        self.due: dict[str, float] = {}  # role -> monotonic time of its pending restart
-        self.next_check = 0.0
-
-    def tick(self) -> None:
-        now = time.monotonic()
-        if now < self.next_check:
-            return
-        self.next_check = now + CHECK_INTERVAL
-        changed = False
-        for rec in procs.load_records(self.paths.procs):
-            if rec.role == "controller" or procs.is_alive(rec):
-                continue
-            if rec.role not in self.due:
-                self._exited(rec, now)
-                changed = True
-            if now >= self.due[rec.role]:
-                del self.due[rec.role]
-                procs.spawn(rec.role, rec.argv, log=Path(rec.log), record_dir=self.paths.procs)
-                changed = True
-        if changed:
-            self._publish(now)
-
-    def _exited(self, rec: procs.ProcRecord, now: float) -> None:
-        ran_for = procs.uptime(rec)
-        state, delay = on_exit(self.states.get(rec.role, RestartState()), ran_for, self.policy)
-        self.states[rec.role] = state
-        self.due[rec.role] = now + delay
-        when = "now" if delay == 0 else f"in {delay:.0f}s (back-off: {state.crashes} quick exits)"
-        log.warning(
-            "%s (pid %d) exited after %.1fs: restarting it %s (restart %d)",
-            rec.role,
-            rec.pid,
-            ran_for,
-            when,
-            state.restarts,
-        )
-
-    def _publish(self, now: float) -> None:
-        """What `tulle lab status` shows: restarts and any pending back-off, per role."""
-        write_json_atomic(
-            self.paths.health / RESTARTS_FILE,
-            {
-                role: {
-                    "restarts": state.restarts,
-                    "crashes": state.crashes,
-                    "restartAt": time.time() + max(0.0, self.due[role] - now)
-                    if role in self.due
-                    else None,
-                }
-                for role, state in self.states.items()
-            },
-        )
-
-
 class ControlLoop:
     """One lab controller round at a time. API errors never tear pods down: a round that
     fails keeps every running pod, logs, backs off (capped, jittered) and tries again. The
@@ -349,6 +282,7 @@ def run(name: str, kubeconfig: Path | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s controller %(levelname)s %(message)s"
     )
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # not a line per request
     paths = LabPaths.for_lab(name)
     plan = load_plan(paths)
     if plan is None:
@@ -389,12 +323,3 @@ def run(name: str, kubeconfig: Path | None = None) -> int:
         log.info("stopping: tearing down pods")
         kubelet.shutdown()
     return 0
-
-
-def supervise(system: SystemProcesses, stop: threading.Event) -> None:
-    while not stop.is_set():
-        try:
-            system.tick()
-        except Exception:
-            log.exception("supervising system processes failed; retrying")
-        stop.wait(CHECK_INTERVAL / 2)
