@@ -255,6 +255,24 @@ def test_pods_keep_running_while_the_api_server_restarts(lab: Lab, shop: list[di
         lab.tulle("delete", "deployment", "steady", "-n", "shop")
 
 
+def test_the_controller_never_opens_the_store(lab: Lab, shop: list[dict]) -> None:
+    """The controller, kubelet and Gateway status controller reach the cluster through the
+    API server only: no file descriptor of the controller process is the store."""
+    paths = LabPaths.for_lab(lab.name)
+    (controller,) = [r for r in procs.load_records(paths.procs) if r.role == "controller"]
+    fd_dir = Path(f"/proc/{controller.pid}/fd")
+    opened = set()
+    for fd in fd_dir.iterdir():
+        try:
+            opened.add(os.readlink(fd))
+        except OSError:
+            continue  # closed meanwhile
+    assert not [f for f in opened if f.startswith(str(paths.store))], opened
+    (apiserver,) = [r for r in procs.load_records(paths.procs) if r.role == "apiserver"]
+    served = {os.readlink(fd) for fd in Path(f"/proc/{apiserver.pid}/fd").iterdir()}
+    assert str(paths.store) in served  # the check can see a store when it is open
+
+
 def test_lab_up_then_down_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     name = "test" + secrets.token_hex(3)
     monkeypatch.setenv("TULLE_STATE_DIR", str(tmp_path))
