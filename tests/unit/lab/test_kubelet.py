@@ -3,14 +3,8 @@ import json
 from typing import Any
 
 from agent.lab import kubelet as kubelet_mod
-from agent.lab.kubelet import (
-    ContainerRuntime,
-    Kubelet,
-    PodRuntime,
-    container_argv,
-    pod_status,
-    resolv_conf,
-)
+from agent.lab.kubelet import ContainerRuntime, Kubelet, PodRuntime, pod_status
+from agent.lab.podspec import container_argv, resolv_conf
 from agent.lab.state import LabPaths
 from agent.lab.topology import plan_lab
 from agent.model.convert import from_dict
