@@ -24,6 +24,7 @@ from lightkube import ApiError
 from agent.controllers.deployment import orphans, plan_deployment
 from agent.controllers.endpointslice import MANAGED_BY, MANAGED_BY_LABEL, desired_slices
 from agent.controllers.scheduler import schedule
+from agent.lab.events import Recorder, involved
 from agent.lab.gateways import KINDS as GATEWAY_KINDS
 from agent.lab.gateways import GatewayController
 from agent.lab.kubeapi import API_BACKOFF, ApiWriter, Conflict, Informers, NotFound, connect
@@ -45,6 +46,7 @@ FIELD_MANAGER = "tulle-lab-controller"
 WATCHED = ("Deployment", "Pod", "Service", "EndpointSlice", *GATEWAY_KINDS)
 TICK = 0.1
 Ref = tuple[str, str, str]  # (kind, namespace, name)
+_DEPLOYMENTS = "deployment-controller"  # the reporting component of its events
 
 
 @dataclass
@@ -100,6 +102,7 @@ class Controller:
     def __init__(self, api: ApiWriter, nodes: list[str]):
         self.api = api
         self.nodes = nodes
+        self.events = Recorder(api)
 
     def reconcile(self, view: ClusterView) -> None:
         self._deployments(view)
@@ -111,22 +114,34 @@ class Controller:
             plan = plan_deployment(deploy, view.pods)
             for new_pod in plan.create:
                 self.api.create(new_pod)
+                name = new_pod["metadata"]["name"]
                 log.info(
                     "deployment %s/%s: created pod %s",
                     deploy.metadata.namespace,
                     deploy.metadata.name,
-                    new_pod["metadata"]["name"],
+                    name,
+                )
+                self.events.record(
+                    involved(deploy), "SuccessfulCreate", f"Created pod: {name}", _DEPLOYMENTS
                 )
             for victim in plan.delete:
-                self._delete_pod(victim, f"deployment {deploy.metadata.name} scaled or rolled")
+                if self._delete_pod(victim, f"deployment {deploy.metadata.name} scaled or rolled"):
+                    self.events.record(
+                        involved(deploy),
+                        "SuccessfulDelete",
+                        f"Deleted pod: {victim.metadata.name}",
+                        _DEPLOYMENTS,
+                    )
             ref = ("Deployment", deploy.metadata.namespace, deploy.metadata.name)
             self._write_status(ref, view.raw.get(ref), plan.status)
         for orphan in orphans(view.pods, {d.metadata.uid for d in view.deployments}):
             self._delete_pod(orphan, "its Deployment was deleted")
 
-    def _delete_pod(self, pod: Pod, why: str) -> None:
-        if self.api.delete("Pod", pod.metadata.namespace, pod.metadata.name):
-            log.info("deleted pod %s/%s: %s", pod.metadata.namespace, pod.metadata.name, why)
+    def _delete_pod(self, pod: Pod, why: str) -> bool:
+        if not self.api.delete("Pod", pod.metadata.namespace, pod.metadata.name):
+            return False
+        log.info("deleted pod %s/%s: %s", pod.metadata.namespace, pod.metadata.name, why)
+        return True
 
     def _schedule(self, view: ClusterView) -> None:
         bindings, unschedulable = schedule(view.pods, self.nodes)
@@ -140,11 +155,14 @@ class Controller:
                 continue
             obj = copy.deepcopy(raw)
             obj["spec"]["nodeName"] = node
+            ns, name = pod.metadata.namespace, pod.metadata.name
             try:
                 self.api.update(obj)
-                log.info("bound pod %s/%s to %s", pod.metadata.namespace, pod.metadata.name, node)
             except (Conflict, NotFound):
-                pass  # changed or gone meanwhile: the view has its news, the next round acts
+                continue  # changed or gone meanwhile: the view has its news, the next round acts
+            log.info("bound pod %s/%s to %s", ns, name, node)
+            message = f"Successfully assigned {ns}/{name} to {node}"
+            self.events.record(involved(pod), "Scheduled", message, "default-scheduler")
 
     def _endpoint_slices(self, view: ClusterView) -> None:
         wanted: dict[tuple[str, str], dict[str, Any]] = {}

@@ -58,16 +58,24 @@ def retryable(err: BaseException) -> bool:
     return isinstance(err, httpx.HTTPError | OSError | Conflict)
 
 
+_UNMODELLED = {"Event": ("v1", "events", True)}  # written, never read, by the controller
+
+
+def _modelled(kind: str) -> tuple[str, str, bool]:
+    info = kind_info(kind)
+    return info.api_version, info.plural, info.namespaced
+
+
 @functools.cache
 def resource(kind: str) -> Any:
     """A lightkube resource class for ``kind`` whose objects are dicts. Not registered with
     lightkube's registry, so lightkube's own typed models stay as they are for other users."""
-    info = kind_info(kind)
-    group, _, version = info.api_version.rpartition("/")
-    api = create_api_info(group, version, kind, info.plural)
+    api_version, plural, namespaced = _UNMODELLED.get(kind) or _modelled(kind)
+    group, _, version = api_version.rpartition("/")
+    api = create_api_info(group, version, kind, plural)
     base, status_base = (
         (GenericNamespacedResource, GenericNamespacedStatus)
-        if info.namespaced
+        if namespaced
         else (GenericGlobalResource, GenericGlobalStatus)
     )
     status = type(

@@ -70,6 +70,20 @@ def test_a_deployment_becomes_bound_pods_an_endpointslice_and_status(apilab: Api
         assert sorted(e["addresses"][0] for e in slc["endpoints"]) == sorted(
             p.kubelet.reported.values()
         )
+        events = apilab.objects("Event")
+        for pod in pods:
+            name, node = pod["metadata"]["name"], pod["spec"]["nodeName"]
+            assert {
+                "reason": "Scheduled",
+                "message": f"Successfully assigned default/{name} to {node}",
+                "uid": pod["metadata"]["uid"],
+            } in [
+                {"reason": e["reason"], "message": e["message"], "uid": e["involvedObject"]["uid"]}
+                for e in events
+            ]
+        created_events = [e for e in events if e["reason"] == "SuccessfulCreate"]
+        assert len(created_events) == 2
+        assert {e["involvedObject"]["name"] for e in created_events} == {"web"}
         p.settle(
             lambda: (
                 (apilab.store.get("Deployment", "default", "web") or {})

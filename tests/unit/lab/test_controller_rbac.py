@@ -34,6 +34,7 @@ ALLOWED = [
     "update endpointslices.discovery.k8s.io",
     "delete endpointslices.discovery.k8s.io",
     "list secrets",
+    "create events",
     "watch httproutes.gateway.networking.k8s.io",
     "patch httproutes.gateway.networking.k8s.io --subresource=status",
     "patch gateways.gateway.networking.k8s.io --subresource=status",
@@ -54,6 +55,8 @@ DENIED = [
     "list configmaps",
     "list clusterroles",
     "create clusterrolebindings",
+    "delete events",
+    "list events",
     "patch deployments.apps --subresource=scale",
 ]
 
