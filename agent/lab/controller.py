@@ -24,13 +24,14 @@ from lightkube import ApiError
 from agent.controllers.deployment import orphans, plan_deployment
 from agent.controllers.endpointslice import MANAGED_BY, MANAGED_BY_LABEL, desired_slices
 from agent.controllers.scheduler import schedule
+from agent.lab.controlplane import controller_kubeconfig
 from agent.lab.events import Recorder, involved
 from agent.lab.gateways import KINDS as GATEWAY_KINDS
 from agent.lab.gateways import GatewayController
 from agent.lab.kubeapi import API_BACKOFF, ApiWriter, Conflict, Informers, NotFound, connect
 from agent.lab.kubeapi import retryable as is_transient
 from agent.lab.kubelet import Kubelet
-from agent.lab.lifecycle import controller_kubeconfig, load_plan
+from agent.lab.lifecycle import load_plan
 from agent.lab.liveview import LiveView
 from agent.lab.seed import register_node
 from agent.lab.state import LabPaths

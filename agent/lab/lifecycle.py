@@ -5,33 +5,31 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agent.lab import network, procs
+from agent.lab.controlplane import (
+    LabError,
+    Progress,
+    apiserver_dir,
+    seed_cluster,
+    start_apiserver,
+    wait_nodes_registered,
+    write_controller_kubeconfig,
+)
 from agent.lab.state import LabPaths, read_json, write_json_atomic
 from agent.lab.topology import (
-    API_SERVER_IP,
-    API_SERVER_PORT,
     WAYPOINT_PORT,
     LabPlan,
     NodePlan,
     plan_lab,
 )
 
-Progress = Callable[[str], None]
 HEALTH_STALE_SECONDS = 10.0
 RESTARTS_FILE = "restarts.json"  # in the health dir, written by the controller's supervisor
 BPF_PIN_ROOT = Path("/sys/fs/bpf/tulle")
-APISERVER_START_SECONDS = 20.0
-NODE_REGISTRATION_SECONDS = 20.0
-CONTROLLER_ACCOUNT = "tulle-lab-controller"  # lab/apiserver/lab-rbac.yaml
-
-
-class LabError(RuntimeError):
-    """A lab operation failed; the message says what to do."""
 
 
 def require_root() -> None:
@@ -44,20 +42,9 @@ def tulle_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "agent.cli.main", *args]
 
 
-def apiserver_dir(paths: LabPaths) -> Path:
-    """The lab API server's CA, certificates, tokens and kubeconfigs."""
-    return paths.root / "apiserver"
-
-
 def kubeconfig_path(name: str) -> Path:
     """The host's (admin) kubeconfig; ``<component>.kubeconfig`` beside it point at the fabric."""
     return apiserver_dir(LabPaths.for_lab(name)) / "kubeconfig"
-
-
-def controller_kubeconfig(paths: LabPaths) -> Path:
-    """The lab controller's ServiceAccount on the host's loopback address: it runs in the
-    root netns, which has no way into the fabric (and gets none)."""
-    return apiserver_dir(paths) / f"{CONTROLLER_ACCOUNT}.host.kubeconfig"
 
 
 def load_plan(paths: LabPaths) -> LabPlan | None:
@@ -175,69 +162,14 @@ def up(name: str, node_count: int, progress: Progress, *, datapath: bool = True)
     return plan
 
 
-def _seed(paths: LabPaths, plan: LabPlan, progress: Progress) -> None:
-    """Namespaces and the GatewayClass, created through the API as the lab's admin."""
-    from agent.lab.kubeapi import ApiWriter, connect
-    from agent.lab.seed import cluster_objects, seed
-
-    with connect(apiserver_dir(paths) / "kubeconfig", "tulle-lab") as client:
-        created = seed(ApiWriter(client), cluster_objects(plan))
-    progress(f"seeded {', '.join(created) or 'nothing new'} through the API")
-
-
-def _write_controller_kubeconfig(paths: LabPaths) -> Path:
-    """The controller ServiceAccount's kubeconfig (written by the API server for the fabric
-    address) pointed at the loopback listener of the admin kubeconfig."""
-    import yaml
-
-    state = apiserver_dir(paths)
-    config = yaml.safe_load((state / f"{CONTROLLER_ACCOUNT}.kubeconfig").read_text())
-    host = yaml.safe_load((state / "kubeconfig").read_text())
-    server = host["clusters"][0]["cluster"]["server"]
-    for cluster in config["clusters"]:
-        cluster["cluster"]["server"] = server
-    path = controller_kubeconfig(paths)
-    path.touch(mode=0o600)
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def _wait_nodes_registered(paths: LabPaths, plan: LabPlan, progress: Progress) -> None:
-    """The kubelet (in the controller) registers the Nodes; agents report into them."""
-    from agent.lab.kubeapi import ApiWriter, connect
-
-    deadline = time.monotonic() + NODE_REGISTRATION_SECONDS
-    missing = [n.name for n in plan.nodes]
-    with connect(apiserver_dir(paths) / "kubeconfig", "tulle-lab") as client:
-        api = ApiWriter(client)
-        while missing:
-            missing = [n for n in missing if api.get("Node", "", n) is None]
-            if not missing:
-                break
-            dead = [r for r in procs.load_records(paths.procs) if r.role == "controller"]
-            if time.monotonic() > deadline or any(not procs.is_alive(r) for r in dead):
-                raise LabError(
-                    f"the lab controller did not register nodes {', '.join(missing)}. "
-                    "Its log ended with:\n  " + "\n  ".join(_log_tail(paths, "controller"))
-                )
-            time.sleep(0.1)
-    progress(f"nodes registered: {', '.join(n.name for n in plan.nodes)}")
-
-
-def _log_tail(paths: LabPaths, role: str, lines: int = 15) -> list[str]:
-    log_file = paths.logs / f"{role}.log"
-    tail = log_file.read_text(errors="replace").splitlines()[-lines:] if log_file.exists() else []
-    return tail or ["(empty)"]
-
-
 def _start_processes(
     paths: LabPaths, plan: LabPlan, progress: Progress, *, datapath: bool = True
 ) -> None:
     store = str(paths.store)
     # TULLE_LAB marks every process of this lab (pods inherit it from the controller).
     env = dict(os.environ, TULLE_LAB=plan.name, TULLE_STATE_DIR=str(paths.root.parent))
-    _start_apiserver(paths, plan, progress, env)
-    _seed(paths, plan, progress)
+    start_apiserver(paths, plan, progress, env)
+    seed_cluster(paths, plan, progress)
     progress("starting the lab controller (scheduler, kubelet, EndpointSlices, Gateway status)")
     procs.spawn(
         "controller",
@@ -247,13 +179,13 @@ def _start_processes(
             "--name",
             plan.name,
             "--kubeconfig",
-            str(_write_controller_kubeconfig(paths)),
+            str(write_controller_kubeconfig(paths)),
         ),
         log=paths.logs / "controller.log",
         record_dir=paths.procs,
         env=env,
     )
-    _wait_nodes_registered(paths, plan, progress)
+    wait_nodes_registered(paths, plan, progress)
     for node in plan.nodes:
         progress(f"starting the agent and DNS on {node.name}")
         procs.spawn(
@@ -320,64 +252,6 @@ def _start_processes(
             )
     progress("starting the flow relay")
     _start_relay(paths, plan, env)
-
-
-def _start_apiserver(
-    paths: LabPaths, plan: LabPlan, progress: Progress, env: dict[str, str]
-) -> None:
-    """The Kubernetes API server: on loopback for the host, and on the fabric bridge (a socket
-    it opens inside the fabric netns) for the nodes. The loopback port is chosen here, once,
-    so a restarted API server (the controller's supervisor) serves the same kubeconfigs."""
-    state = apiserver_dir(paths)
-    kubeconfig = state / "kubeconfig"
-    kubeconfig.unlink(missing_ok=True)
-    progress(
-        f"starting the API server (loopback, and {API_SERVER_IP}:{API_SERVER_PORT} in the fabric)"
-    )
-    proc, _ = procs.spawn(
-        "apiserver",
-        [
-            sys.executable,
-            "-m",
-            "lab.apiserver",
-            "--store",
-            str(paths.store),
-            "--state-dir",
-            str(state),
-            "--lab",
-            plan.name,
-            "--port",
-            str(_free_loopback_port()),
-            "--fabric-netns",
-            plan.fabric_netns,
-            "--fabric-address",
-            f"{API_SERVER_IP}:{API_SERVER_PORT}",
-            "--identities",
-        ],
-        log=paths.logs / "apiserver.log",
-        record_dir=paths.procs,
-        env=env,
-    )
-    deadline = time.monotonic() + APISERVER_START_SECONDS
-    while not kubeconfig.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            log_file = paths.logs / "apiserver.log"
-            tail = (
-                log_file.read_text(errors="replace").splitlines()[-15:] if log_file.exists() else []
-            )
-            raise LabError(
-                "the lab API server did not start. Its log ended with:\n  "
-                + "\n  ".join(tail or ["(empty)"])
-            )
-        time.sleep(0.1)
-
-
-def _free_loopback_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _start_relay(paths: LabPaths, plan: LabPlan, env: dict[str, str]) -> None:
