@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -148,11 +149,18 @@ def exec_(ctx: click.Context, namespace: str, pod: str, command: tuple[str, ...]
 
 @lab.command(hidden=True)
 @click.option("--name", required=True)
-def controller(name: str) -> None:
-    """(internal) scheduler, Deployment and EndpointSlice controllers, kubelet."""
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The controller ServiceAccount's kubeconfig (default: the lab's, on loopback).",
+)
+def controller(name: str, kubeconfig: Path | None) -> None:
+    """(internal) scheduler, Deployment, EndpointSlice and Gateway status controllers,
+    kubelet; a client of the lab's Kubernetes API."""
     from agent.lab.controller import run
 
-    sys.exit(run(name))
+    sys.exit(run(name, kubeconfig))
 
 
 @lab.command(hidden=True)
