@@ -11,6 +11,7 @@ from typing import Protocol
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.wire import HOP_BY_HOP, check_head, connection_tokens
 from l7proxy.routing import Parent, Request
+from l7proxy.timing import Marks, now
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -172,6 +173,14 @@ class Exchange:
         "grpc",
         "routed_headers",
         "aborted",
+        "t_start",
+        "t_sent",
+        "t_connect",
+        "t_connect_late",
+        "t_first",
+        "t_head_out",
+        "t_last",
+        "upstream_rtt_us",
     )
 
     def __init__(
@@ -212,6 +221,27 @@ class Exchange:
         self.aborted: tuple[int, str] | None = None
         """Set by the client side before it cancels the exchange (a body timeout, a
         client too slow to read): the (status, drop reason) its flow records."""
+        # Where the time goes (``l7proxy.timing``): monotonic ns, 0 until it happens.
+        self.t_start = now()
+        self.t_sent = self.t_connect = self.t_connect_late = 0
+        self.t_first = self.t_head_out = self.t_last = 0
+        self.upstream_rtt_us = 0
+
+    def connected(self, ns: int) -> None:
+        """An upstream connection took ``ns`` to open (or to fail) for this request."""
+        self.t_connect += ns
+        if self.t_sent:
+            self.t_connect_late += ns
+
+    def marks(self, client_rtt_us: int) -> Marks:
+        """The request's marks relative to its start (``l7proxy.timing``)."""
+        start = self.t_start
+
+        def rel(t: int) -> int:
+            return t - start if t else 0
+
+        return (client_rtt_us, rel(self.t_sent), self.t_connect, self.t_connect_late,
+                rel(self.t_first), rel(self.t_head_out), rel(self.t_last), self.upstream_rtt_us)
 
 
 _SKIP_FORWARD = frozenset(

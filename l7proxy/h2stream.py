@@ -114,6 +114,11 @@ class H2Stream:
         self.body_at = 0.0
         """When request body bytes last arrived."""
 
+    @property
+    def sock(self) -> object:
+        """The client connection's socket (the kernel's RTT of the client, for timing)."""
+        return self.front.conn.sock
+
     # --- request body flow control ------------------------------------------------------
 
     def hold(self) -> None:
