@@ -103,7 +103,9 @@ class L7FlowBuilder:
             node_name=self.node_name,
             l7=Layer7(L7Type.RESPONSE, latency, HTTP(code, method, url, protocol)),
             event_type=_L7_EVENT,
-            is_reply=True,
+            # The record names the client as source: a response recorded client -> server,
+            # so metrics and the service map read the workload pair the right way round.
+            is_reply=False,
             summary=summary,
             tulle=TulleInfo(duration_ns=latency, route=route, rule=rule, backend=backend,
                             request=None if marks is None else split(latency, marks)),
