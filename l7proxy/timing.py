@@ -7,8 +7,8 @@ Marks, in ns after the request head was read (0: did not happen):
 ``sent`` the upstream request head was written (first try), ``first`` the response head
 arrived, ``head_out`` it was handed to the client side, ``last`` the response's last byte
 arrived; ``connect`` the time spent opening upstream connections, ``connect_late`` the
-part of it after ``sent`` (a retry's new connection). RTTs are the kernel's smoothed
-figures (``tcpi_rtt``, µs): of the client's socket when the request ended and of the
+part of it after ``sent`` (a retry's new connection). RTTs are the kernel's figures for
+the path (``rtt_us``, µs): of the client's socket when the request ended and of the
 upstream socket when the response head arrived.
 """
 
@@ -21,27 +21,38 @@ from typing import Any
 
 now = time.monotonic_ns
 
-# struct tcp_info (uapi linux/tcp.h): tcpi_rtt is the u32 at byte 68, after 8 bytes of u8
-# fields and 15 u32s. A stable ABI since Linux 2.6.
-_RTT_OFFSET = 68
-_RTT = struct.Struct("=I")
-_INFO_LEN = _RTT_OFFSET + _RTT.size
+# struct tcp_info (uapi linux/tcp.h, a stable ABI): tcpi_rtt (smoothed) is the u32 at byte
+# 68, tcpi_min_rtt (Linux 4.6+) the u32 at byte 148.
+_U32 = struct.Struct("=I")
+_SRTT, _MIN_RTT = 68, 148
+_INFO_LEN = _MIN_RTT + _U32.size
 
 Marks = tuple[int, int, int, int, int, int, int, int]
 """(client_rtt_us, sent, connect, connect_late, first, head_out, last, upstream_rtt_us)"""
 
 
 def rtt_us(sock: Any) -> int:
-    """The kernel's smoothed RTT of a TCP socket (µs); 0 for no socket, not TCP, or closed."""
+    """The kernel's round-trip time of a TCP socket's path (µs): ``tcpi_min_rtt``, the
+    lowest RTT the kernel sampled on it (its window is minutes), else the smoothed
+    ``tcpi_rtt`` on a kernel without it; 0 for no socket, not TCP, or closed.
+
+    Not the smoothed RTT: the kernel times a segment until its ACK, and a peer that
+    answers within its delayed-ACK time (~40 ms) sends the ACK with the answer, so the
+    smoothed RTT takes in the peer's own time (a backend's processing, a client's pause
+    between requests). Measured in the lab: a backend alternating fast answers and 200 ms
+    ones pushed the upstream srtt to 18 ms on a 60 µs path (ARCHITECTURE.md).
+    """
     if sock is None:
         return 0
     try:
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _INFO_LEN)
     except (OSError, ValueError, AttributeError):
         return 0
-    if len(info) < _INFO_LEN:
-        return 0
-    return int(_RTT.unpack_from(info, _RTT_OFFSET)[0])
+    if len(info) >= _INFO_LEN:
+        return int(_U32.unpack_from(info, _MIN_RTT)[0])
+    if len(info) >= _SRTT + _U32.size:
+        return int(_U32.unpack_from(info, _SRTT)[0])
+    return 0
 
 
 def transport_socket(transport: Any) -> Any:
