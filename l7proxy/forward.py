@@ -14,7 +14,7 @@ from l7proxy.http.parser import BodyKind
 from l7proxy.http.response import ResponseHead, upgrade_refusal
 from l7proxy.http.wire import HOP_BY_HOP, LAST_CHUNK, chunk, end_to_end
 from l7proxy.routing import BackendTarget, Forward, Headers, Request, Response, UpstreamError
-from l7proxy.timing import now, rtt_us
+from l7proxy.timing import now
 from l7proxy.upstream import Http1Upstream, UpstreamFailure
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ async def _send(proxy: Proxy, ex: Exchange, fwd: Forward) -> tuple[Http1Upstream
             conn.abort()
             raise
         ex.t_first = conn.head_at
-        ex.upstream_rtt_us = rtt_us(conn.sock)
+        ex.upstream_rtt_us = conn.rtt.get(conn.head_at)
         return conn, head
     raise UpstreamFailure(f"backend {address[0]}:{address[1]} keeps closing", sent=True)
 

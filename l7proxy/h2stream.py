@@ -13,6 +13,7 @@ import h2.exceptions
 
 from l7proxy.exchange import Exchange, RawHeaders, RequestBody
 from l7proxy.http.parser import BodyKind
+from l7proxy.timing import RttCache
 from l7proxy.upstream import UpstreamFailure
 
 if TYPE_CHECKING:
@@ -115,9 +116,9 @@ class H2Stream:
         """When request body bytes last arrived."""
 
     @property
-    def sock(self) -> object:
-        """The client connection's socket (the kernel's RTT of the client, for timing)."""
-        return self.front.conn.sock
+    def rtt(self) -> RttCache:
+        """The kernel's RTT of the client connection (timing)."""
+        return self.front.conn.rtt
 
     # --- request body flow control ------------------------------------------------------
 

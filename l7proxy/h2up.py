@@ -28,7 +28,7 @@ from l7proxy.exchange import Downstream, Exchange, RawHeaders
 from l7proxy.h2limits import H2Stats
 from l7proxy.h2stream import DROP, ENCODER_TABLE, STREAM_BUFFER, WINDOW, Sender
 from l7proxy.routing import Forward, UpstreamError
-from l7proxy.timing import now, rtt_us, transport_socket
+from l7proxy.timing import NO_RTT, RttCache, now, transport_socket
 from l7proxy.upstream import Address, Connector, UpstreamFailure
 
 if TYPE_CHECKING:
@@ -73,9 +73,11 @@ class H2Client(asyncio.Protocol):
         self.streams: dict[int, _UpStream] = {}
         self.usable = True
         self.idle_since = 0.0
+        self.rtt = NO_RTT  # the kernel's RTT of this connection (timing)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self.rtt = RttCache(transport_socket(transport))
         self.h2.initiate_connection()
         self.h2.increment_flow_control_window(WINDOW)
         self.flush()
@@ -299,7 +301,7 @@ class H2Upstreams:
         try:
             status, resp_headers = await stream.head
             ex.t_first = ex.t_head_out = now()
-            ex.upstream_rtt_us = rtt_us(transport_socket(client.transport))
+            ex.upstream_rtt_us = client.rtt.get(ex.t_first)
             down.head(status, b"", resp_headers, None, None)
             down.pause_source(stream_hold(stream), lambda: client.release(sid, stream))
             stream.sink = down.data

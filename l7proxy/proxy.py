@@ -30,7 +30,7 @@ from l7proxy.routing import (
     ServiceParent,
 )
 from l7proxy.routing.types import host_of
-from l7proxy.timing import now, rtt_us
+from l7proxy.timing import now
 from l7proxy.upstream import Address, Connector, Pool, UpstreamFailure
 
 __all__ = ["Failed", "Proxy"]
@@ -179,7 +179,8 @@ class Proxy:
                 raise
         finally:
             metrics.in_flight -= 1
-            span = now() - ex.t_start
+            end = now()
+            span = end - ex.t_start
             metrics.observe(route, backend, status, span / 1e9)
             if self.flows.enabled:
                 self.flows.record(
@@ -197,7 +198,7 @@ class Proxy:
                         ex.client,
                         ex.local,
                         "",
-                        ex.marks(rtt_us(getattr(down, "sock", None))),
+                        ex.marks(down.rtt.get(end)),
                     )
                 )
 

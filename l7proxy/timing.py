@@ -55,6 +55,28 @@ def rtt_us(sock: Any) -> int:
     return 0
 
 
+class RttCache:
+    """A socket's ``rtt_us``, read again at most once a ``refresh_ns`` (a getsockopt costs
+    about 2 µs, a few percent of a request; the kernel's minimum RTT rarely moves)."""
+
+    __slots__ = ("sock", "value", "read_at", "refresh_ns")
+
+    def __init__(self, sock: Any, refresh_ns: int = 1_000_000_000) -> None:
+        self.sock = sock
+        self.value = 0
+        self.read_at = 0
+        self.refresh_ns = refresh_ns
+
+    def get(self, now_ns: int) -> int:
+        if not self.read_at or now_ns - self.read_at >= self.refresh_ns or not self.value:
+            self.value = rtt_us(self.sock)
+            self.read_at = now_ns
+        return self.value
+
+
+NO_RTT = RttCache(None)
+
+
 def transport_socket(transport: Any) -> Any:
     """The socket under an asyncio or uvloop transport (both answer getsockopt), or None."""
     try:

@@ -16,7 +16,7 @@ from typing import TypeVar, cast
 
 from l7proxy.http.parser import END, ParseError, UpgradeData
 from l7proxy.http.response import ResponseHead, ResponseParser
-from l7proxy.timing import now, transport_socket
+from l7proxy.timing import NO_RTT, RttCache, now, transport_socket
 
 Address = tuple[str, int]
 P = TypeVar("P", bound=asyncio.BaseProtocol)
@@ -112,7 +112,7 @@ class Http1Upstream(asyncio.Protocol):
         self.received = False
         self.request_complete = True
         """Every byte of the current request was written (nothing is owed upstream)."""
-        self.sock: object = None
+        self.rtt = NO_RTT  # the kernel's RTT of this connection (timing)
         self.connect_ns = 0  # how long opening this connection took (``Connector``)
         self.head_at = 0  # monotonic ns: the current response's head arrived
         self.end_at = 0  # ... and its last byte
@@ -121,7 +121,7 @@ class Http1Upstream(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        self.sock = transport_socket(transport)
+        self.rtt = RttCache(transport_socket(transport))
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel:
