@@ -174,9 +174,10 @@ def test_a_link_shaped_with_tbf_raises_the_network_part_and_nothing_else(
     assert queued >= 5 * MS, got
     raised = median(shaped, "client_network_ns") - median(base, "client_network_ns")
     # The client connection's RTT carries the queue (the client's ACKs wait in it).
-    # The kernel's minimum RTT of the connection (opened behind the queue) is the queue's
-    # low point, so it is at least a third of the stopwatch's median, and not more.
-    assert queued / 3 <= raised <= queued, (queued, raised, _show(base), _show(shaped))
+    # Both see the queue once (the stopwatch: the request waits in it; the RTT: the
+    # client's ACKs do). The kernel's minimum RTT of a connection opened behind the queue is
+    # the queue's low point: between a third of the stopwatch's median and one and a half.
+    assert queued / 3 <= raised <= queued * 1.5, (queued, raised, _show(base), _show(shaped))
     for part in ("proxy_ns", "upstream_connect_ns", "upstream_network_ns", "backend_ns"):
         assert median(shaped, part) <= median(base, part) + 3 * MS, (part, _show(base),
                                                                      _show(shaped))
