@@ -4,6 +4,9 @@ field names are a contract), the per-pair histograms, and the server-side narrow
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+from click.testing import CliRunner
 
 from agent.cli.trace import VERB_FILTERS, narrow
 from agent.flows.enrich import EndpointIndex, enrich
@@ -95,3 +98,37 @@ def test_the_server_narrows_to_l7_flows() -> None:
     keep = compile_filters(query.whitelist, ())
     assert keep(FLOW)
     assert VERB_FILTERS["request"]["event_type"][0].type == 129
+
+
+# -- the command, against an in-process observer ----------------------------------------------
+
+def test_trace_request_prints_one_json_object_per_request(tmp_path: Path) -> None:
+    from agent.cli.trace import trace
+    from agent.flows.store import FlowRing
+    from agent.observer.server import ObserverServer
+
+    ring = FlowRing(100)
+    other = flow_of((*RECORD[:13], None))  # type: ignore[arg-type]
+    ring.put_many([FLOW, other, FLOW])
+    sock = tmp_path / "observer.sock"
+    server = ObserverServer(ring, "node1", unix_socket=sock).start()
+    try:
+        def run(*args: str) -> str:
+            result = CliRunner().invoke(trace, ["request", "--server", f"unix:{sock}", *args],
+                                        catch_exceptions=False)
+            assert result.exit_code == 0, result.output
+            return result.stdout
+
+        lines = run("-o", "json", "--last", "10").splitlines()
+        objects = [json.loads(line) for line in lines]
+        assert len(objects) == 2  # the flow without a split is not a request event
+        for obj in objects:
+            assert {"total_ns", "client_network_ns", "proxy_ns", "upstream_connect_ns",
+                    "upstream_network_ns", "backend_ns", "source", "destination_service",
+                    "route", "status"} <= set(obj)
+        text = run("--last", "10", "--from-pod", "shop/web")
+        assert text.count("GET /cart?id=7 200 total 20.3ms") == 2
+        hist = run("--histogram", "-n", "shop")
+        assert hist.startswith("shop/web -> shop/echo (2 requests)")
+    finally:
+        server.stop(grace=0)
