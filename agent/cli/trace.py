@@ -1,9 +1,11 @@
-"""`tulle trace connect|rtt|retrans|drops`: the kernel connection tracer's events, live or
-from the flows the agents keep, with `observe`'s selectors.
+"""`tulle trace connect|rtt|retrans|drops|request`: the kernel connection tracer's events
+and the waypoint's per-request time split, live or from the flows the agents keep, with
+`observe`'s selectors.
 
 Each verb is `observe` narrowed to one kind of event (the server filters): close records of
-traced TCP connections (connect, rtt, retrans) or kernel drops. ``--histogram`` prints log2
-histograms per workload pair instead of lines (after ``-f`` is interrupted, when following).
+traced TCP connections (connect, rtt, retrans), kernel drops, or L7 requests (request).
+``--histogram`` prints log2 histograms per workload pair instead of lines (after ``-f`` is
+interrupted, when following).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from agent.cli.observe import (
 )
 from agent.flows.filters import EventTypeFilter, FlowFilter
 from agent.flows.flow import Flow
-from agent.flows.names import EVENT_DROP, EVENT_TRACE_SOCK
+from agent.flows.names import EVENT_DROP, EVENT_L7, EVENT_TRACE_SOCK
 from agent.observer.client import ObserverClient, ObserverRequestError, ObserverUnavailable
 from agent.observer.convert import FlowsQuery
 from agent.tracing import tracefmt
@@ -39,12 +41,16 @@ VERB_FILTERS: dict[str, dict[str, Any]] = {
     "retrans": {"event_type": (EventTypeFilter(EVENT_TRACE_SOCK),), "tcp_retransmits": ("1",)},
     # Kernel drops carry sub type 0; the datapath's own drops carry their Tulle reason.
     "drops": {"event_type": (EventTypeFilter(EVENT_DROP, 0),), "verdict": ("DROPPED",)},
+    # The waypoint's L7 flows: each carries where its request's time went (tulle.request).
+    "request": {"event_type": (EventTypeFilter(EVENT_L7),)},
 }
 HELP = {
     "connect": "Connect latency of traced TCP connections (client) and handshake RTT (server).",
     "rtt": "Smoothed RTT (min/mean/max/last) of traced TCP connections, at close.",
     "retrans": "Traced TCP connections that retransmitted, with the count.",
     "drops": "Packets the kernel dropped for local pods, with the kernel's reason.",
+    "request": "Where each L7 request's time went: client network, waypoint, upstream "
+               "connect, upstream network and backend (the parts add up to the total).",
 }
 
 
@@ -119,7 +125,8 @@ def _verb(verb: str) -> click.Command:
 @click.group("trace")
 def trace() -> None:
     """Kernel connection tracing: connect latency, RTT, retransmits and kernel drops, per
-    connection of the cluster's pods (tracepoints; see `tulle status` for the hooks in use)."""
+    connection of the cluster's pods (tracepoints; see `tulle status` for the hooks in use),
+    and where each L7 request's time went (request)."""
 
 
 for _name in tracefmt.VERBS:

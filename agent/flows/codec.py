@@ -17,6 +17,7 @@ import re
 import time as _time
 from typing import Any
 
+from agent.flows import reqsplit
 from agent.flows.flow import (
     HTTP,
     IP,
@@ -171,6 +172,8 @@ def _tulle(t: TulleInfo) -> JSON:
     out = {name: getattr(t, name) for name in TulleInfo.__slots__ if getattr(t, name)}
     if t.tcp is not None:
         out["tcp"] = tcp_to_json(t.tcp)
+    if t.request is not None:
+        out["request"] = reqsplit.to_json(t.request)
     return out
 
 
@@ -412,8 +415,9 @@ def flow_from_json(data: JSON) -> Flow:
         trace_observation_point=str(data.get("trace_observation_point", "")),
         summary=data.get("Summary", ""),
         tulle=None if tulle is None else TulleInfo(
-            **{k: v for k, v in tulle.items() if k in known and k != "tcp"},
+            **{k: v for k, v in tulle.items() if k in known and k not in ("tcp", "request")},
             tcp=tcp_from_json(tulle.get("tcp")),
+            request=reqsplit.from_json(tulle.get("request")),
         ),
     )
 

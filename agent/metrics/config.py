@@ -35,6 +35,7 @@ FAMILY_LABELS: dict[str, tuple[str, ...]] = {
     "tcp_rtt_seconds": ("source_workload", "destination_workload"),
     "tcp_retransmits": ("source_workload", "destination_workload"),
     "kernel_drops": ("reason", "direction"),
+    "request_split_seconds": ("part", "source_workload", "destination_workload"),
 }
 
 # Families that Hubble also exports; `MetricsConfig.hubble_names` exposes them as
@@ -103,6 +104,10 @@ class MetricsConfig:
     tcp_rtt_buckets: tuple[float, ...] = DEFAULT_TCP_BUCKETS
     """Upper bounds, in seconds, of `tulle_tcp_rtt_seconds`."""
 
+    request_split_buckets: tuple[float, ...] = DEFAULT_TCP_BUCKETS
+    """Upper bounds, in seconds, of `tulle_request_split_seconds` (parts run from tens of
+    microseconds, a pod-to-pod RTT, to seconds, a slow backend)."""
+
     hubble_names: bool = False
     """Expose the families Hubble also has (`HUBBLE_FAMILIES`) under Hubble's metric and
     label names (``hubble_http_requests_total{status}``…) instead of Tulle's."""
@@ -133,7 +138,8 @@ class MetricsConfig:
             raise ValueError("metrics config: max_label_values and max_series must be >= 1")
         if not self.overflow_value:
             raise ValueError("metrics config: overflow_value must not be empty")
-        for what in ("http_duration_buckets", "tcp_connect_buckets", "tcp_rtt_buckets"):
+        for what in ("http_duration_buckets", "tcp_connect_buckets", "tcp_rtt_buckets",
+                     "request_split_buckets"):
             bounds = getattr(self, what)
             if not bounds or any(b <= a for a, b in zip(bounds, bounds[1:], strict=False)):
                 raise ValueError(f"metrics config: {what} must be increasing")
@@ -179,7 +185,8 @@ class MetricsConfig:
                 raw["labels"] = tuple(raw["labels"])
             fams[name] = FamilyConfig(**raw)
         kwargs["families"] = fams
-        for what in ("http_duration_buckets", "tcp_connect_buckets", "tcp_rtt_buckets"):
+        for what in ("http_duration_buckets", "tcp_connect_buckets", "tcp_rtt_buckets",
+                     "request_split_buckets"):
             if what in kwargs:
                 kwargs[what] = tuple(float(b) for b in kwargs[what])
         if "hubble_names" in kwargs and not isinstance(kwargs["hubble_names"], bool):

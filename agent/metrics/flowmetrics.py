@@ -24,6 +24,8 @@ Families (labels as in `agent.metrics.config.FAMILY_LABELS`):
 - ``tulle_lost_events_total{source}``: from `observe_lost`;
 - the kernel connection-trace families of `agent.metrics.kernel` (connect latency and RTT
   histograms, retransmits, kernel drops by the kernel's reason);
+- ``tulle_request_split_seconds{part,source_workload,destination_workload}``
+  (`agent.metrics.split`): where L7 requests spent their time;
 - ``tulle_metrics_label_overflow_total{metric,label}``: observations whose labels collapsed
   into the overflow value.
 
@@ -58,6 +60,7 @@ from agent.flows.names import (
 from agent.metrics.config import FAMILY_LABELS, MetricsConfig
 from agent.metrics.kernel import KERNEL_HELP, KernelSeries, histogram_buckets
 from agent.metrics.series import Cell, Series
+from agent.metrics.split import SPLIT_HELP, SplitSeries
 from agent.servicemap.peers import workload_label
 
 _TYPE_NAMES = {
@@ -80,6 +83,7 @@ _HELP = {
                      "source and destination workload.",
     "http_request_duration_seconds": "HTTP request latency seen by the waypoint, in seconds.",
     **KERNEL_HELP,
+    **SPLIT_HELP,
 }
 
 
@@ -157,6 +161,7 @@ class FlowMetrics:
                                  histogram=len(self._bounds_ns))
         self._kernel = KernelSeries(series, cfg.tcp_connect_buckets, cfg.tcp_rtt_buckets,
                                     self._workload)
+        self._split = SplitSeries(series, cfg.request_split_buckets, self._workload)
         self._lost_name = cfg.metric_name("lost_events")
         if registry is not None:
             registry.register(self)
@@ -293,6 +298,9 @@ class FlowMetrics:
                 cell = s.admit(raw, (method or "unknown", src, dst))
             cell[bisect_left(self._bounds_ns, latency)] += n
             cell[-1] += latency * n
+        tulle = flow.tulle
+        if tulle is not None and tulle.request is not None:
+            self._split.observe(tulle.request, client, server, flow.destination_service, n)
 
     # -- scraping ----------------------------------------------------------------------------
 
@@ -305,7 +313,8 @@ class FlowMetrics:
         cfg = self.config
         return [("http_request_duration_seconds", self._durations, cfg.http_duration_buckets),
                 ("tcp_connect_duration_seconds", self._kernel.connect, cfg.tcp_connect_buckets),
-                ("tcp_rtt_seconds", self._kernel.rtt, cfg.tcp_rtt_buckets)]
+                ("tcp_rtt_seconds", self._kernel.rtt, cfg.tcp_rtt_buckets),
+                ("request_split_seconds", self._split.hist, cfg.request_split_buckets)]
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
