@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.datapath import drop_reasons
-from agent.datapath.cdefs import LIB_DIR, struct_type
+from agent.datapath.cdefs import LIB_DIR, defines, struct_type
 from agent.datapath.maps import from_be16, from_be32
+from agent.datapath.policy_names import REGISTRY, PolicyNames
 from agent.flows.flow import (
     IP,
     TCP,
@@ -28,11 +29,13 @@ from agent.flows.flow import (
     Flow,
     FlowType,
     ICMPv4,
+    Policy,
     TCPFlags,
     TrafficDirection,
     TulleInfo,
     Verdict,
 )
+from agent.flows.policyjson import network_policy
 
 EVENT_NEW, EVENT_DROP, EVENT_CLOSE = 1, 2, 3
 _VERDICTS = {1: Verdict.FORWARDED, 2: Verdict.DROPPED, 6: Verdict.TRANSLATED}
@@ -42,6 +45,8 @@ _OBS_POINTS = {0: "TO_ENDPOINT", 3: "FROM_ENDPOINT"}
 _MSG_DROP, _MSG_TRACE = 1, 4
 _TRACE_SUBTYPE = {0: 0, 3: 5}  # to-endpoint, from-endpoint
 _EVENT_TYPES = {(t, s): EventType(t, s) for t in (_MSG_DROP, _MSG_TRACE) for s in range(256)}
+_POLICY = defines(LIB_DIR / "policy.h", "POLICY_")
+POLICY_MATCHED, POLICY_SET_MASK = _POLICY["POLICY_MATCHED"], _POLICY["POLICY_SET_MASK"]
 
 
 FlowEventLayout = struct_type(LIB_DIR / "events.h", "flow_event")
@@ -89,9 +94,17 @@ def _boot_offset_ns() -> int:
 
 
 class EventDecoder:
-    def __init__(self, node_name: str) -> None:
+    def __init__(self, node_name: str, policy_names: PolicyNames = REGISTRY) -> None:
         self.node_name = node_name
         self.offset_ns = _boot_offset_ns()
+        self.policy_names = policy_names
+
+    def allowed_by(self, policy: int, protocol: int, port: int) -> tuple[Policy, ...]:
+        """The NetworkPolicies behind a NEW event's ``policy`` (policy.h's policy_allows)."""
+        if not policy & POLICY_MATCHED:
+            return ()
+        names = self.policy_names.allowed_by(policy & POLICY_SET_MASK, protocol, port)
+        return tuple(network_policy(name) for name in names)
 
     def time(self, raw: bytes) -> int:
         """Unix time (ns) of a raw record, without decoding the rest."""
@@ -127,6 +140,9 @@ class EventDecoder:
             if dropped
             else _EVENT_TYPES[(_MSG_TRACE, _TRACE_SUBTYPE.get(ev.obs_point, 0))]
         )
+        direction = _DIRECTIONS.get(ev.dir, TrafficDirection.TRAFFIC_DIRECTION_UNKNOWN)
+        allowed = self.allowed_by(ev.policy, ev.proto, dport) if ev.type == EVENT_NEW else ()
+        ingress = direction == TrafficDirection.INGRESS
         return Flow(
             time=ev.ts_ns + self.offset_ns,
             verdict=_VERDICTS.get(ev.verdict, Verdict.VERDICT_UNKNOWN),
@@ -140,10 +156,12 @@ class EventDecoder:
             node_name=self.node_name,
             is_reply=bool(ev.is_reply),
             event_type=event_type,
-            traffic_direction=_DIRECTIONS.get(ev.dir, TrafficDirection.TRAFFIC_DIRECTION_UNKNOWN),
+            traffic_direction=direction,
             trace_observation_point=_OBS_POINTS.get(ev.obs_point, ""),
             summary="connection closed" if ev.type == EVENT_CLOSE else "",
             tulle=info,
+            ingress_allowed_by=allowed if ingress else (),
+            egress_allowed_by=() if ingress else allowed,
         )
 
     def decode_expired(self, key: Any, entry: Any, now_ns: int) -> Flow:

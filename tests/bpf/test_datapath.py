@@ -23,8 +23,9 @@ from agent.datapath import drop_reasons, maps
 from agent.datapath.cdefs import LIB_DIR
 from agent.datapath.controller import DatapathController
 from agent.datapath.eventreader import EventReader
-from agent.datapath.flowevents import EventDecoder, FlowEventLayout
+from agent.datapath.flowevents import POLICY_MATCHED, EventDecoder, FlowEventLayout
 from agent.datapath.maglev import maglev_table
+from agent.datapath.policy_names import PolicyNames
 from agent.datapath.policy_ports import PortRule
 from agent.datapath.programs import Datapath
 from agent.datapath.testrun import SkBuff, test_run
@@ -229,6 +230,40 @@ def test_cidr_rule_with_except(dp: Runner) -> None:
     excepted = dp.from_pod(pkt(CLIENT, "10.240.0.12", TCP(sport=2, dport=80, flags="S")))
     outside = dp.from_pod(pkt(CLIENT, "10.241.0.1", TCP(sport=3, dport=80, flags="S")))
     assert (allowed.verdict, excepted.verdict, outside.verdict) == (TC_ACT_OK, TC_ACT_SHOT, TC_ACT_SHOT)
+
+
+def test_new_event_names_the_policies_whose_rule_allowed_it(dp: Runner) -> None:
+    """The matched rule's policy set id rides the NEW event; the agent names the policies
+    of that set whose own rules match the port (not every policy of the map value)."""
+    names = PolicyNames()
+    pid = names.learn([("prod/allow-web", PortRule(TCP_P, 8080, 8080)),
+                       ("prod/allow-metrics", PortRule(TCP_P, 9090, 9090))])
+    client_endpoint(dp, flags=maps.EP_F_INGRESS_ENFORCED | maps.EP_F_EGRESS_ENFORCED)
+    ep = ipaddress.IPv4Address(CLIENT)
+    maps.write_policy_rule(dp.dp, ep, BACKEND_ID, INGRESS,
+                           [PortRule(TCP_P, 8080, 8080, pid), PortRule(TCP_P, 9090, 9090, pid)])
+    cidr_pid = names.learn([("prod/to-fabric", PortRule(0, 0, 65535))])
+    maps.write_cidr_rule(dp.dp, ep, EGRESS, ipaddress.IPv4Network("10.240.0.0/24"), False,
+                         [PortRule(0, 0, 65535, cidr_pid)])
+    decoder = EventDecoder("node-1", names)
+
+    web = dp.to_pod(pkt(BACKEND, CLIENT, TCP(sport=50020, dport=8080, flags="S")))
+    metrics = dp.to_pod(pkt(BACKEND, CLIENT, TCP(sport=50021, dport=9090, flags="S")))
+    out = dp.from_pod(pkt(CLIENT, "10.240.0.11", TCP(sport=50022, dport=443, flags="S")))
+    assert [o.verdict for o in (web, metrics, out)] == [TC_ACT_OK] * 3
+    assert web.events[0].policy == POLICY_MATCHED | pid
+    flows = [decoder.decode(bytes(o.events[0])) for o in (web, metrics, out)]
+    assert [[p.name for p in f.ingress_allowed_by] for f in flows] == [
+        ["allow-web"], ["allow-metrics"], []]
+    assert [p.name for p in flows[2].egress_allowed_by] == ["to-fabric"]
+    assert flows[0].ingress_allowed_by[0].namespace == "prod"
+    assert flows[0].ingress_allowed_by[0].kind == "NetworkPolicy"
+
+
+def test_unenforced_connection_carries_no_policy(dp: Runner) -> None:
+    client_endpoint(dp)
+    out = dp.to_pod(pkt(OTHER, CLIENT, TCP(sport=2, dport=1234, flags="S")))
+    assert out.verdict == TC_ACT_OK and out.events[0].policy == 0
 
 
 def test_unenforced_endpoint_allows_everything(dp: Runner) -> None:
