@@ -75,11 +75,16 @@ int tulle_to_pod(struct __sk_buff *skb)
 	if (ct) { /* a reply to a connection this pod opened */
 		__be32 vip = ct->rev_nat_addr;
 		__be16 vport = ct->rev_nat_port;
+		/* One reply flow per translated connection, not per packet (events.h). */
+		int first_reply = vip && !ct->packets_rev;
 
 		if (ct_account(ct, &p, 1))
 			trace_flow(&p, EVENT_CLOSE, VERDICT_FORWARDED, OBS_TO_ENDPOINT, DIR_EGRESS, ct,
 				   skb->ifindex, 1);
 		if (vip) {
+			if (first_reply)
+				trace_flow(&p, EVENT_REPLY, VERDICT_TRANSLATED, OBS_TO_ENDPOINT,
+					   DIR_EGRESS, ct, skb->ifindex, 1);
 			ret = lb_rev_nat(skb, &p, vip, vport);
 			if (ret)
 				return drop_flow(skb, &p, ret, OBS_TO_ENDPOINT, DIR_EGRESS, 0, ep_id);

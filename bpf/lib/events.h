@@ -28,6 +28,9 @@
 #define EVENT_NEW 1   /* first packet of a connection, after policy */
 #define EVENT_DROP 2  /* a dropped packet, with its reason */
 #define EVENT_CLOSE 3 /* a connection closed, with its counters */
+#define EVENT_REPLY 4 /* the first reply of a translated connection, reverse-NATed to the VIP:
+		       * oriented as the connection was opened (the agent flips it, and names
+		       * the VIP as the reply's IP.source_xlated) */
 
 #define VERDICT_FORWARDED 1
 #define VERDICT_DROPPED 2

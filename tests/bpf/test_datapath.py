@@ -145,6 +145,29 @@ def test_reply_is_reverse_translated_to_the_vip(dp: Runner) -> None:
     assert checksums_valid(out.packet)
 
 
+def test_first_reply_through_a_vip_is_a_reply_flow_with_source_xlated(dp: Runner) -> None:
+    """Hubble's IP.source_xlated: the reply left the backend (IP.source) and reached the
+    client from the VIP. One such flow per translated connection, none for direct ones."""
+    client_endpoint(dp)
+    service(dp, [(BACKEND, 8080)])
+    dp.from_pod(pkt(CLIENT, VIP, TCP(sport=40002, dport=80, flags="S")))
+    first = dp.to_pod(pkt(BACKEND, CLIENT, TCP(sport=8080, dport=40002, flags="SA")))
+    again = dp.to_pod(pkt(BACKEND, CLIENT, TCP(sport=8080, dport=40002, flags="A")))
+    (ev,) = first.events
+    assert again.events == []
+    flow = EventDecoder("node-1").decode(bytes(ev))
+    assert flow.ip is not None
+    assert (flow.ip.source, flow.ip.source_xlated, flow.ip.destination) == (BACKEND, VIP, CLIENT)
+    assert flow.is_reply is True and flow.verdict == Verdict.TRANSLATED
+    assert (flow.l4.source_port, flow.l4.destination_port) == (8080, 40002)  # type: ignore[union-attr]
+    assert flow.l4.flags.names() == ["SYN", "ACK"]  # type: ignore[union-attr]
+    assert (flow.source.identity, flow.destination.identity) == (BACKEND_ID, CLIENT_ID)  # type: ignore[union-attr]
+    # A connection straight to the backend has no translation, hence no reply flow.
+    dp.from_pod(pkt(CLIENT, BACKEND, TCP(sport=40003, dport=8080, flags="S")))
+    direct = dp.to_pod(pkt(BACKEND, CLIENT, TCP(sport=8080, dport=40003, flags="SA")))
+    assert direct.verdict == TC_ACT_OK and direct.events == []
+
+
 def test_udp_translation_keeps_a_valid_checksum(dp: Runner) -> None:
     client_endpoint(dp)
     service(dp, [(BACKEND, 5353)], proto=UDP_P)
