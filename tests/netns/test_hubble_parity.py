@@ -36,7 +36,7 @@ def hp(lab: Lab) -> dict[str, Any]:
 
 
 def flows(lab: Lab, *args: str) -> list[dict[str, Any]]:
-    out = lab.tulle("observe", "-o", "json", "--last", "500", "-n", NS, *args).stdout
+    out = lab.tulle("observe", "-o", "json", "--last", "500", *args).stdout
     return [json.loads(line)["flow"] for line in out.splitlines() if line.strip()]
 
 
@@ -51,7 +51,7 @@ def test_allowed_connection_names_its_network_policy(lab: Lab, hp: dict[str, Any
         "allow-caller", NS, "NetworkPolicy")
     # The caller's egress is not selected by any policy: nothing to name there.
     assert not any(f.get("egress_allowed_by") for f in flows(lab, "--from-pod", f"{NS}/{hp['caller']}"))
-    text = lab.tulle("observe", "--last", "500", "-n", NS, "--to-pod", f"{NS}/{hp['api']}",
+    text = lab.tulle("observe", "--last", "500", "--to-pod", f"{NS}/{hp['api']}",
                      "--print-policy-names").stdout
     assert "BY allow-caller (NetworkPolicy)" in text, text[-2000:]
 
@@ -67,5 +67,5 @@ def test_reply_through_the_vip_carries_source_xlated(lab: Lab, hp: dict[str, Any
     assert r["source"]["pod_name"] == hp["api"] and r["destination"]["pod_name"] == hp["caller"]
     assert r["source_service"] == {"name": "api", "namespace": NS}
     # Hubble's compact line shows the reply flipped back: caller <- api.
-    text = lab.tulle("observe", "--last", "500", "-n", NS, "--to-pod", f"{NS}/{hp['caller']}").stdout
+    text = lab.tulle("observe", "--last", "500", "--to-pod", f"{NS}/{hp['caller']}").stdout
     assert f"{NS}/{hp['caller']}" in text and " <- " in text
