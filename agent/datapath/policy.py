@@ -29,7 +29,7 @@ Compilation (Kubernetes semantics; the allowed set is the union over selecting p
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, ip_network
 
@@ -112,8 +112,13 @@ class _Compiler:
         self.namespace_labels = namespace_labels
         self.local = self._local_endpoints(local_ips)
         self.enforced: dict[IPv4Address, set[Direction]] = defaultdict(set)
-        self.identity_rules: dict[IdentityKey, list[PortRule]] = defaultdict(list)
-        self.identity_grants: dict[IdentityKey, list[Grant]] = defaultdict(list)
+        # key -> policy -> the rule tuples it granted (appended per peer pod: the same tuple
+        # object many times, deduplicated by identity in `_grants`, never hashed per call)
+        self.identity_grants: dict[IdentityKey, dict[str, list[Sequence[PortRule]]]] = (
+            defaultdict(dict)
+        )
+        # (endpoint, direction) -> policies with ipBlock grants there
+
         self.grants: dict[tuple[IPv4Address, Direction], list[CidrGrant]] = defaultdict(list)
         self.sources: dict[object, set[str]] = defaultdict(set)
 
@@ -268,9 +273,7 @@ class _Compiler:
 
     def _allow(self, source: str, key: IdentityKey, rules: Sequence[PortRule]) -> None:
         if rules:
-            self.identity_rules[key].extend(rules)
-            self.identity_grants[key].extend((source, rule) for rule in rules)
-            self.sources[key].add(source)
+            self.identity_grants[key].setdefault(source, []).append(rules)
 
     def _allow_block(
         self, source: str, endpoint: PodEndpoint, direction: Direction, grant: CidrGrant
@@ -296,38 +299,52 @@ class _Compiler:
         }
         by_ip = {e.ip: e for e in self.local}
         identity_rules: dict[IdentityKey, tuple[PortRule, ...]] = {}
-        for key in sorted(self.identity_rules):
+        for key in sorted(self.identity_grants):
             ip, peer, direction = key
             what = f"{direction.name.lower()} rules for peer identity {peer}"
-            kept = self._fit(by_ip[ip], what, normalise(self.identity_rules[key]), key)
-            identity_rules[key] = self._named(kept, self.identity_grants[key])
+            granted = _grants(self.identity_grants[key])
+            policies = self.identity_grants[key].keys()
+            kept = self._fit(by_ip[ip], what, normalise(r for _, r in granted), policies)
+            identity_rules[key] = self._named(kept, granted)
         cidr_rules: dict[CidrKey, CidrRule] = {}
         for (ip, direction), grants in sorted(self.grants.items()):
             for network, ports in merge_grants(grants).items():
                 what = f"{direction.name.lower()} rules for {network}"
-                kept = self._fit(by_ip[ip], what, ports, (ip, direction))
+                kept = self._fit(by_ip[ip], what, ports, self.sources[(ip, direction)])
                 kept = self._named(kept, grants_of(grants, network))
                 cidr_rules[(ip, direction, network)] = CidrRule(deny=not kept, ports=kept)
         return PolicyPlan(endpoints, identity_rules, cidr_rules, tuple(self.errors))
 
-    def _named(self, rules: tuple[PortRule, ...], grants: list[Grant]) -> tuple[PortRule, ...]:
+    def _named(
+        self, rules: tuple[PortRule, ...], grants: Iterable[Grant]
+    ) -> tuple[PortRule, ...]:
         """``rules`` stamped with the id of the policies they came from (policy_names)."""
         pid = self.names.learn(grants) if rules else 0
         return tuple(replace(rule, policy=pid) for rule in rules)
 
     def _fit(
-        self, endpoint: PodEndpoint, what: str, rules: tuple[PortRule, ...], source_key: object
+        self, endpoint: PodEndpoint, what: str, rules: tuple[PortRule, ...],
+        policies: Iterable[str],
     ) -> tuple[PortRule, ...]:
         if len(rules) <= MAX_PORT_RULES:
             return rules
         kept, dropped = rules[:MAX_PORT_RULES], rules[MAX_PORT_RULES:]
-        policies = ", ".join(sorted(self.sources[source_key]))
+        names = ", ".join(sorted(policies))
         self.errors.append(
             f"Pod {endpoint.key} ({endpoint.ip}): {what} need {len(rules)} port rules, more "
             f"than the limit of {MAX_PORT_RULES}; denied {format_rules(dropped)} "
-            f"(from NetworkPolicy {policies})"
+            f"(from NetworkPolicy {names})"
         )
         return kept
+
+
+def _grants(by_policy: Mapping[str, list[Sequence[PortRule]]]) -> list[Grant]:
+    return [
+        (source, rule)
+        for source, granted in by_policy.items()
+        for rules in {id(r): r for r in granted}.values()
+        for rule in rules
+    ]
 
 
 def compile_policy(

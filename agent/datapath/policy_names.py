@@ -48,14 +48,23 @@ class PolicyNames:
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.capacity = capacity
         self._by_id: OrderedDict[int, tuple[Provenance, ...]] = OrderedDict()
+        self._ids: dict[Provenance, int] = {}  # memo: every compile learns every value again
         self._lock = threading.Lock()
 
     def learn(self, grants: Iterable[Grant]) -> int:
         """The id of this provenance, remembered for ``allowed_by``."""
-        provenance = frozenset((name, PortRule(r.protocol, r.first, r.last)) for name, r in grants)
+        provenance = frozenset(
+            (name, r if not r.policy else PortRule(r.protocol, r.first, r.last))
+            for name, r in grants
+        )
         if not provenance:
             return 0
-        pid = provenance_id(provenance)
+        pid = self._ids.get(provenance)
+        if pid is None:
+            pid = provenance_id(provenance)
+            if len(self._ids) >= self.capacity:
+                self._ids.clear()
+            self._ids[provenance] = pid
         with self._lock:
             known = self._by_id.pop(pid, ())
             if provenance not in known:

@@ -103,7 +103,7 @@ def normalise(rules: Iterable[PortRule]) -> tuple[PortRule, ...]:
     """``rules`` sorted and merged: one rule per maximal range of each protocol, and no
     protocol-specific rule that an any-protocol rule already covers."""
     merged: list[PortRule] = []
-    for rule in sorted({PortRule(r.protocol, r.first, r.last) for r in rules}):
+    for rule in sorted(set(rules)):  # unstamped (policy 0): ids are set after merging
         last = merged[-1] if merged else None
         if last is not None and last.protocol == rule.protocol and rule.first <= last.last + 1:
             merged[-1] = PortRule(rule.protocol, last.first, max(last.last, rule.last))
