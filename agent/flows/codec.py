@@ -52,6 +52,7 @@ from agent.flows.names import (
     TrafficDirection,
     Verdict,
 )
+from agent.flows.policyjson import policies_from_json, policies_to_json
 from agent.flows.tcpjson import tcp_from_json, tcp_to_json
 
 JSON = dict[str, Any]
@@ -189,7 +190,10 @@ def flow_to_json(flow: Flow) -> JSON:
     if flow.drop_reason:
         out["drop_reason"] = flow.drop_reason
     if flow.ip is not None:
-        ip: JSON = {"source": flow.ip.source, "destination": flow.ip.destination}
+        ip: JSON = {"source": flow.ip.source}
+        if flow.ip.source_xlated:
+            ip["source_xlated"] = flow.ip.source_xlated
+        ip["destination"] = flow.ip.destination
         if flow.ip.ip_version not in ENUM_ZERO:
             ip["ipVersion"] = str(flow.ip.ip_version)
         if flow.ip.encrypted:
@@ -234,6 +238,7 @@ def flow_to_json(flow: Flow) -> JSON:
         # Hubble's FileInfo: the datapath source file and line that dropped (also kept
         # under tulle.drop_file/drop_line for older readers)
         out["file"] = {"name": flow.tulle.drop_file, "line": flow.tulle.drop_line}
+    out.update(policies_to_json(flow))
     if flow.tulle is not None:
         out["tulle"] = _tulle(flow.tulle)
     out["Summary"] = summarize(flow)
@@ -394,6 +399,7 @@ def flow_from_json(data: JSON) -> Flow:
             destination=ip.get("destination", ""),
             ip_version=_enum(ip.get("ipVersion"), IP_VERSION_NUMBERS, IPVersion.IP_NOT_USED),
             encrypted=bool(ip.get("encrypted", False)),
+            source_xlated=str(ip.get("source_xlated", "")),
         ),
         l4=_l4_from(data.get("l4")),
         source=_endpoint_from(data.get("source")),
@@ -419,6 +425,7 @@ def flow_from_json(data: JSON) -> Flow:
             tcp=tcp_from_json(tulle.get("tcp")),
             request=reqsplit.from_json(tulle.get("request")),
         ),
+        **policies_from_json(data),
     )
 
 

@@ -26,7 +26,8 @@ from agent.flows.names import (
 __all__ = [
     "HTTP", "ICMPv4", "ICMPv6", "IP", "TCP", "UDP", "Endpoint", "EventType", "Flow",
     "FlowType", "HTTPHeader", "IPVersion", "L7Type", "Layer4", "Layer7", "LostEvent",
-    "LostEventSource", "RequestSplit", "Service", "SrttSummary", "TCPFlags", "TcpTrace",
+    "LostEventSource", "Policy", "RequestSplit", "Service", "SrttSummary", "TCPFlags",
+    "TcpTrace",
     "TrafficDirection", "TulleInfo", "Verdict", "Workload", "flow_from_json", "flow_to_json",
     "summarize",
 ]
@@ -109,6 +110,7 @@ class IP:
     destination: str
     ip_version: IPVersion = IPVersion.IPv4
     encrypted: bool = False
+    source_xlated: str = ""  # a reply's source before reverse NAT (the backend behind a VIP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,17 @@ class Endpoint:
 class Service:
     name: str
     namespace: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A policy behind a verdict (Hubble's ``flow.Policy``)."""
+
+    name: str
+    namespace: str = ""
+    labels: tuple[str, ...] = ()
+    revision: int = 0
+    kind: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +264,11 @@ class Flow:
     trace_observation_point: str = ""  # Hubble enum name, e.g. "TO_ENDPOINT"
     summary: str = ""  # empty: derived by summarize() when printed
     tulle: TulleInfo | None = None
+    # The policies behind a policy verdict (Hubble's names; agent.flows.policyjson)
+    egress_allowed_by: tuple[Policy, ...] = ()
+    ingress_allowed_by: tuple[Policy, ...] = ()
+    egress_denied_by: tuple[Policy, ...] = ()
+    ingress_denied_by: tuple[Policy, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

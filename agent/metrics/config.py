@@ -28,9 +28,11 @@ FAMILY_LABELS: dict[str, tuple[str, ...]] = {
     "flows_processed": ("type", "subtype", "verdict", "protocol"),
     "drop": ("reason", "protocol"),
     "tcp_flags": ("flag", "family"),
-    "policy_verdicts": ("direction", "action"),
-    "http_requests": ("method", "code", "source_workload", "destination_workload"),
-    "http_request_duration_seconds": ("method", "source_workload", "destination_workload"),
+    "policy_verdicts": ("direction", "match", "action"),
+    "http_requests": ("method", "protocol", "code", "reporter", "source_workload",
+                      "destination_workload"),
+    "http_request_duration_seconds": ("method", "reporter", "source_workload",
+                                      "destination_workload"),
     "tcp_connect_duration_seconds": ("source_workload", "destination_workload"),
     "tcp_rtt_seconds": ("source_workload", "destination_workload"),
     "tcp_retransmits": ("source_workload", "destination_workload"),
@@ -45,6 +47,15 @@ HUBBLE_FAMILIES = frozenset({
     "http_request_duration_seconds", "lost_events",
 })
 HUBBLE_LABELS = {"code": "status"}  # Tulle's label -> Hubble's (httpV2's ``status``)
+# Labels only Hubble's names carry by default (Hubble's policy and httpV2 handlers), so
+# Tulle's own series keep their label sets; a family's ``labels`` setting may still ask for
+# them. Each takes a handful of fixed values: ``match`` Hubble's policy match types
+# ("none", "l3-l4", "l7/http"…), ``protocol`` the HTTP version, ``reporter`` client/server.
+HUBBLE_ONLY_LABELS: dict[str, frozenset[str]] = {
+    "policy_verdicts": frozenset({"match"}),
+    "http_requests": frozenset({"protocol", "reporter"}),
+    "http_request_duration_seconds": frozenset({"reporter"}),
+}
 
 # HTTP latencies through a node-local waypoint are often sub-millisecond, so the buckets
 # start lower than Prometheus' defaults (5ms).
@@ -160,10 +171,16 @@ class MetricsConfig:
         return labels
 
     def labels_of(self, name: str) -> tuple[str, ...]:
-        """The labels `name` exposes, in the family's order."""
+        """The labels `name` exposes, in the family's order: the configured ones, else all
+        (without `HUBBLE_ONLY_LABELS` unless `hubble_names` applies to the family)."""
         keep = self.family(name).labels
         full = FAMILY_LABELS[name]
-        return full if keep is None else tuple(lb for lb in full if lb in keep)
+        if keep is not None:
+            return tuple(lb for lb in full if lb in keep)
+        if self.hubble_names and name in HUBBLE_FAMILIES:
+            return full
+        hubble_only = HUBBLE_ONLY_LABELS.get(name, frozenset())
+        return tuple(lb for lb in full if lb not in hubble_only)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> MetricsConfig:

@@ -30,7 +30,13 @@ Families (labels as in `agent.metrics.config.FAMILY_LABELS`):
   into the overflow value.
 
 With ``MetricsConfig.hubble_names`` the families Hubble also has are exposed as
-``hubble_…`` with Hubble's label names (``code`` -> ``status``), for Hubble's dashboards.
+``hubble_…`` with Hubble's label names (``code`` -> ``status``), for Hubble's dashboards,
+and with Hubble's extra labels (`HUBBLE_ONLY_LABELS`): ``match`` on policy verdicts
+(Hubble's match type: ``none`` for a denial, ``l7/http`` for the waypoint's), ``protocol``
+(``HTTP/1.1``…) and ``reporter`` on HTTP requests and durations. ``reporter`` follows
+Hubble (``server`` for an ingress flow, ``client`` for egress); the waypoint's flows carry
+no direction, and it serves the client's node (the kernel redirects at the client), so they
+are ``client``.
 """
 
 from __future__ import annotations
@@ -43,7 +49,17 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
-from agent.flows.flow import HTTP, TCP, Endpoint, Flow, FlowType, L7Type, Layer7, Verdict
+from agent.flows.flow import (
+    HTTP,
+    TCP,
+    Endpoint,
+    Flow,
+    FlowType,
+    L7Type,
+    Layer7,
+    TrafficDirection,
+    Verdict,
+)
 from agent.flows.names import (
     EVENT_AGENT,
     EVENT_CAPTURE,
@@ -53,6 +69,7 @@ from agent.flows.names import (
     EVENT_POLICY_VERDICT,
     EVENT_TRACE,
     EVENT_TRACE_SOCK,
+    POLICY_MATCH_TYPES,
     TRACE_POINT_BY_ENUM,
     TRACE_POINTS,
     LostEventSource,
@@ -71,6 +88,7 @@ _TYPE_NAMES = {
 _L4_NAMES = {"TCP": "TCP", "UDP": "UDP", "ICMPv4": "ICMPv4", "ICMPv6": "ICMPv6"}
 POLICY_DROP_REASONS = frozenset({"POLICY_DENIED", "POLICY_DENY", "AUTH_REQUIRED"})
 _DROPPED, _FORWARDED = Verdict.DROPPED, Verdict.FORWARDED
+_INGRESS = TrafficDirection.INGRESS
 _RESPONSE = L7Type.RESPONSE
 _EP_CACHE_LIMIT = 4096
 
@@ -223,12 +241,16 @@ class FlowMetrics:
                     cell = s.admit(raw, (reason, _protocol(l4cls, l7kind)))
                 cell[0] += n
             if desc in POLICY_DROP_REASONS and etype != EVENT_POLICY_VERDICT:
-                self._count_policy(flow.traffic_direction, verdict, n)
+                # A denial matched no rule; the waypoint's is an L7 decision.
+                match = "l7/http" if l7kind == 2 else "none"
+                self._count_policy(flow.traffic_direction, verdict, n, match)
         elif l4cls is TCP and verdict == _FORWARDED and self._flags is not None:
             self._count_flags(flow, n)
 
         if etype == EVENT_POLICY_VERDICT:
-            self._count_policy(flow.traffic_direction, verdict, n)
+            match = ("l7/http" if l7kind == 2 else
+                     POLICY_MATCH_TYPES.get(flow.policy_match_type, "unknown").lower())
+            self._count_policy(flow.traffic_direction, verdict, n, match)
 
         if l7kind == 2 and l7 is not None and l7.type == _RESPONSE:
             self._count_http(flow, l7, l7.http, n)  # type: ignore[arg-type]
@@ -251,15 +273,15 @@ class FlowMetrics:
                     cell = s.admit(raw, (name, str(family)))
                 cell[0] += n
 
-    def _count_policy(self, direction: str, verdict: str, n: int) -> None:
+    def _count_policy(self, direction: str, verdict: str, n: int, match: str) -> None:
         s = self._policy
         if s is None:
             return
-        raw = (direction, verdict)
+        raw = (direction, verdict, match)
         cell = s.cache.get(raw)
         if cell is None:
             word = str(direction).lower()
-            cell = s.admit(raw, (word if word in ("ingress", "egress") else "unknown",
+            cell = s.admit(raw, (word if word in ("ingress", "egress") else "unknown", match,
                                  str(verdict).lower()))
         cell[0] += n
 
@@ -282,20 +304,22 @@ class FlowMetrics:
             client, server = flow.destination, flow.source
         src, dst = self._workload(client), self._workload(server)
         method = http.method
+        reporter = "server" if flow.traffic_direction == _INGRESS else "client"
         s = self._http
         if s is not None:
-            raw: tuple[Any, ...] = (method, http.code, src, dst)
+            raw: tuple[Any, ...] = (method, http.protocol, http.code, reporter, src, dst)
             cell = s.cache.get(raw)
             if cell is None:
-                cell = s.admit(raw, (method or "unknown", str(http.code), src, dst))
+                cell = s.admit(raw, (method or "unknown", http.protocol or "unknown",
+                                     str(http.code), reporter, src, dst))
             cell[0] += n
         s = self._durations
         latency = l7.latency_ns
         if s is not None and latency > 0:
-            raw = (method, src, dst)
+            raw = (method, reporter, src, dst)
             cell = s.cache.get(raw)
             if cell is None:
-                cell = s.admit(raw, (method or "unknown", src, dst))
+                cell = s.admit(raw, (method or "unknown", reporter, src, dst))
             cell[bisect_left(self._bounds_ns, latency)] += n
             cell[-1] += latency * n
         tulle = flow.tulle
