@@ -113,12 +113,14 @@ def test_a_relist_of_one_kind_keeps_every_other_kind(
     lab.store.apply(service("api", "10.96.0.11"))
     lab.store.apply(pod("web-1"))
     seen: list[set[str]] = []  # the Services in the state at each change after the sync
+    holder: list[ClusterSource] = []  # changes may arrive before started() returns
 
     def on_change(_kind: str, _delta: Delta[Any] | None) -> None:
-        if source.state.synced:
-            seen.append({k[2] for k in source.state.objects if k[0] == "Service"})
+        if holder and holder[0].state.synced:
+            seen.append({k[2] for k in holder[0].state.objects if k[0] == "Service"})
 
     source = started(("Service", "Pod"), on_change)
+    holder.append(source)
     wait_for(lambda: source.synced, "the first sync")
     services, pods = source.informers
     for step in range(HISTORY + 5):  # paced: the Pod watch keeps up, never 410
