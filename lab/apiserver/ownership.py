@@ -10,6 +10,7 @@ the object when nobody else holds them.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,21 +35,31 @@ def read(obj: Mapping[str, Any]) -> Managers:
     return out
 
 
-def entries(managers: Managers, obj: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """managedFields for ``obj``: only fields it still has, only managers holding some."""
+def entries(
+    managers: Managers, obj: Mapping[str, Any], previous: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """managedFields for ``obj``: only fields it still has, only managers holding some. An
+    entry that ``previous`` already had unchanged keeps its time, so that a write changing
+    nothing (a repeated apply) leaves the object, and its resourceVersion, as they were."""
     now = now_rfc3339()
+    before = {
+        (e.get("manager"), e.get("operation"), json.dumps(e.get("fieldsV1"), sort_keys=True)): e.get("time")
+        for e in (previous or {}).get("metadata", {}).get("managedFields") or []
+        if isinstance(e, Mapping)
+    }
     out = []
     for (manager, operation), paths in sorted(managers.items()):
         held = {p for p in paths if fieldsets.get(obj, p) is not fieldsets._MISSING}
         if held:
+            fields = fieldsets.to_fields_v1(held)
             out.append(
                 {
                     "manager": manager,
                     "operation": operation,
                     "apiVersion": obj.get("apiVersion", ""),
-                    "time": now,
+                    "time": before.get((manager, operation, json.dumps(fields, sort_keys=True))) or now,
                     "fieldsType": "FieldsV1",
-                    "fieldsV1": fieldsets.to_fields_v1(held),
+                    "fieldsV1": fields,
                 }
             )
     return out
@@ -105,7 +116,7 @@ def apply(
     for path in sorted(previous - applied - held_by_others, key=len, reverse=True):
         fieldsets.remove(result, path)
     managers[(manager, "Apply")] = applied
-    result["metadata"]["managedFields"] = entries(managers, result)
+    result["metadata"]["managedFields"] = entries(managers, result, live)
     return result
 
 

@@ -1,0 +1,222 @@
+"""`tulle apply -f`: server-side apply (field manager ``tulle``) of files, directories and
+stdin, all-or-nothing as far as a server allows.
+
+Every object is first applied as a server-side dry run; one refusal and nothing is written,
+and every refusal is reported, naming the object and the field. A server cannot dry-run an
+object into a Namespace, or of a kind, that does not exist yet, so when the apply itself
+creates those, they are created first, the objects that need them are dry-run next, and on
+a refusal the Namespaces and CustomResourceDefinitions just created are deleted again. Only
+a failure during the writes themselves (a concurrent change, the server going away) can
+leave a batch half applied; that is reported object by object.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import click
+
+from agent.cli.cluster import Cluster, ClusterError, connect
+from agent.cli.context import cluster_options
+from agent.cli.discovery import ApiResource, from_crd
+from agent.cli.manifests import Doc, for_apply, label, load, resource_of
+
+FIRST = ("Namespace", "CustomResourceDefinition")  # what other objects need to exist
+CRD_ESTABLISHED_TIMEOUT = 30.0
+
+
+@dataclass
+class Item:
+    source: str
+    res: ApiResource
+    body: Doc
+    creates_dependency: bool = False  # a Namespace or CRD this apply creates
+    needs_dependency: bool = False  # in such a Namespace, or of such a kind
+
+    @property
+    def name(self) -> str:
+        return f"{self.res.qualified_kind}/{self.body['metadata']['name']}"
+
+
+class Refused(click.ClickException):
+    def __init__(self, errors: list[str], note: str = "") -> None:
+        for line in errors:
+            click.echo(f"error: {line}", err=True)
+        super().__init__(f"{len(errors)} object(s) refused; nothing was applied{note}")
+
+
+def plan(cluster: Cluster, docs: list[tuple[str, Doc]]) -> list[Item]:
+    """Resolve every object's resource and mark the ones that wait for a Namespace or a CRD
+    the same apply creates; Namespaces and CRDs go first, the rest keep file order."""
+    pending = [r for _, d in docs if d["kind"] == "CustomResourceDefinition" for r in from_crd(d)]
+    items: list[Item] = []
+    errors: list[str] = []
+    for source, doc in docs:
+        try:
+            res = resource_of(cluster, source, doc, pending)
+        except click.ClickException as err:
+            errors.append(err.message)
+            continue
+        items.append(Item(source, res, for_apply(doc, res, cluster.namespace)))
+    if errors:
+        raise Refused(errors)
+    served = {(r.api_version, r.kind) for r in pending if cluster.resource_for(r.api_version, r.kind)}
+    new_kinds = {(r.api_version, r.kind) for r in pending} - served
+    namespaces = _existing_namespaces(cluster, {i.body["metadata"].get("namespace") for i in items})
+    for item in items:
+        meta = item.body["metadata"]
+        if item.res.kind == "Namespace" and meta["name"] not in namespaces:
+            item.creates_dependency = True
+        elif item.res.kind == "CustomResourceDefinition" and any(
+            (r.api_version, r.kind) in new_kinds for r in from_crd(item.body)
+        ):
+            item.creates_dependency = True
+        elif (item.res.api_version, item.res.kind) in new_kinds:
+            item.needs_dependency = True
+        elif item.res.namespaced and meta["namespace"] not in namespaces:
+            item.needs_dependency = True
+    return sorted(items, key=lambda i: i.res.kind not in FIRST)
+
+
+def _existing_namespaces(cluster: Cluster, names: set[str | None]) -> set[str]:
+    namespace = cluster.resource_for("v1", "Namespace")
+    assert namespace is not None, "every Kubernetes API serves v1 Namespaces"
+    found = set()
+    for name in sorted(n for n in names if n):
+        try:
+            cluster.get(namespace, name, "")
+            found.add(name)
+        except ClusterError as err:
+            if err.code != 404:
+                raise
+    return found
+
+
+def check(cluster: Cluster, items: list[Item], force: bool) -> list[str]:
+    """Every object's refusal by a server-side dry run, naming the object and field."""
+    errors = []
+    for item in items:
+        try:
+            cluster.apply(item.res, item.body, dry_run=True, force=force)
+        except ClusterError as err:
+            if err.code in (0, 401):
+                raise  # the server is away or does not know us: no object's fault
+            errors.append(f"{item.source}: {label(item.body)}: {err.detail}")
+    return errors
+
+
+def write(cluster: Cluster, item: Item, force: bool) -> str:
+    """Apply one object for real: "created", "configured" or "unchanged"."""
+    meta = item.body["metadata"]
+    try:
+        before = cluster.get(item.res, meta["name"], meta.get("namespace", ""))
+    except ClusterError as err:
+        if err.code != 404:
+            raise
+        before = None
+    after = cluster.apply(item.res, item.body, dry_run=False, force=force)
+    if before is None:
+        return "created"
+    same = before["metadata"].get("resourceVersion") == after["metadata"].get("resourceVersion")
+    return "unchanged" if same else "configured"
+
+
+def _wait_established(cluster: Cluster, crds: list[Item]) -> None:
+    """A CRD's kinds are served once it is Established; the lab's at once, a cluster's soon."""
+    deadline = time.monotonic() + CRD_ESTABLISHED_TIMEOUT
+    for item in crds:
+        while True:
+            obj = cluster.get(item.res, item.body["metadata"]["name"], "")
+            conditions = (obj.get("status") or {}).get("conditions") or []
+            if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+                break
+            if time.monotonic() >= deadline:
+                raise click.ClickException(f"{item.name} was not established in time")
+            time.sleep(0.2)
+    cluster.forget_discovery()
+
+
+def _undo(cluster: Cluster, created: list[Item]) -> str:
+    removed = []
+    for item in reversed(created):
+        try:
+            cluster.delete(item.res, item.body["metadata"]["name"], "")
+            removed.append(item.name)
+        except ClusterError as err:
+            click.echo(f"error: could not remove {item.name} again: {err.message}", err=True)
+    return f" ({', '.join(removed)}, created to check the rest, removed again)" if removed else ""
+
+
+@click.command()
+@click.option(
+    "-f",
+    "--filename",
+    "files",
+    multiple=True,
+    required=True,
+    help="File, directory or - for stdin (repeatable).",
+)
+@click.option("--dry-run", is_flag=True, help="Only ask the server to check (server dry run).")
+@click.option(
+    "--force-conflicts", is_flag=True, help="Take over fields another field manager owns."
+)
+@cluster_options
+@click.pass_context
+def apply(
+    ctx: click.Context,
+    files: tuple[str, ...],
+    dry_run: bool,
+    force_conflicts: bool,
+    kubeconfig: str | None,
+    context_name: str | None,
+) -> None:
+    """Create or update objects from YAML or JSON manifests (server-side apply, all-or-nothing)."""
+    docs = load(files)
+    cluster = connect(ctx, kubeconfig, context_name)
+    items = plan(cluster, docs)
+    ready = [i for i in items if not i.needs_dependency]
+    waiting = [i for i in items if i.needs_dependency]
+    errors = check(cluster, ready, force_conflicts)
+    if errors:
+        raise Refused(errors)
+    if dry_run:
+        for item in ready:
+            click.echo(f"{item.name} checked (server dry run)")
+        for item in waiting:
+            click.echo(f"{item.name} not checked: it needs a Namespace or kind this apply creates")
+        return
+    created = [i for i in ready if i.creates_dependency] if waiting else []
+    done = [(i, write(cluster, i, force_conflicts)) for i in created]
+    if waiting:
+        _wait_established(cluster, [i for i in created if i.res.kind != "Namespace"])
+        waiting = [_refresh(cluster, i) for i in waiting]
+        errors = check(cluster, waiting, force_conflicts)
+        if errors:
+            raise Refused(errors, _undo(cluster, created))
+    for item, action in done:
+        click.echo(f"{item.name} {action}")
+    rest = [i for i in ready if i not in created] + waiting
+    _write_all(cluster, sorted(rest, key=lambda i: i.res.kind not in FIRST), force_conflicts)
+
+
+def _refresh(cluster: Cluster, item: Item) -> Item:
+    """Resolve a kind from a CRD applied moments ago against what the server now serves."""
+    if item.res.verbs:
+        return item
+    served = cluster.resource_for(item.res.api_version, item.res.kind)
+    return Item(item.source, served or item.res, item.body)
+
+
+def _write_all(cluster: Cluster, rest: list[Item], force: bool) -> None:
+    for item in rest:
+        try:
+            action = write(cluster, item, force)
+        except ClusterError as err:
+            left = [i.name for i in rest[rest.index(item) + 1 :]]
+            click.echo(f"error: {item.source}: {label(item.body)}: {err.detail}", err=True)
+            raise click.ClickException(
+                f"applying stopped at {item.name}"
+                + (f"; not applied: {', '.join(left)}" if left else "")
+            ) from err
+        click.echo(f"{item.name} {action}")
