@@ -63,10 +63,11 @@ def plan(cluster: Cluster, docs: list[tuple[str, Doc]]) -> list[Item]:
         raise Refused(errors)
     served = {(r.api_version, r.kind) for r in pending if cluster.resource_for(r.api_version, r.kind)}
     new_kinds = {(r.api_version, r.kind) for r in pending} - served
-    namespaces = _existing_namespaces(cluster, {i.body["metadata"].get("namespace") for i in items})
+    batch = {i.body["metadata"]["name"] for i in items if i.res.kind == "Namespace"}
+    new_namespaces = batch - _existing_namespaces(cluster, batch)
     for item in items:
         meta = item.body["metadata"]
-        if item.res.kind == "Namespace" and meta["name"] not in namespaces:
+        if item.res.kind == "Namespace" and meta["name"] in new_namespaces:
             item.creates_dependency = True
         elif item.res.kind == "CustomResourceDefinition" and any(
             (r.api_version, r.kind) in new_kinds for r in from_crd(item.body)
@@ -74,16 +75,16 @@ def plan(cluster: Cluster, docs: list[tuple[str, Doc]]) -> list[Item]:
             item.creates_dependency = True
         elif (item.res.api_version, item.res.kind) in new_kinds:
             item.needs_dependency = True
-        elif item.res.namespaced and meta["namespace"] not in namespaces:
+        elif item.res.namespaced and meta["namespace"] in new_namespaces:
             item.needs_dependency = True
     return sorted(items, key=lambda i: i.res.kind not in FIRST)
 
 
-def _existing_namespaces(cluster: Cluster, names: set[str | None]) -> set[str]:
+def _existing_namespaces(cluster: Cluster, names: set[str]) -> set[str]:
     namespace = cluster.resource_for("v1", "Namespace")
     assert namespace is not None, "every Kubernetes API serves v1 Namespaces"
     found = set()
-    for name in sorted(n for n in names if n):
+    for name in sorted(names):
         try:
             cluster.get(namespace, name, "")
             found.add(name)
@@ -102,7 +103,8 @@ def check(cluster: Cluster, items: list[Item], force: bool) -> list[str]:
         except ClusterError as err:
             if err.code in (0, 401):
                 raise  # the server is away or does not know us: no object's fault
-            errors.append(f"{item.source}: {label(item.body)}: {err.detail}")
+            hint = " (--force-conflicts takes them over)" if err.code == 409 else ""
+            errors.append(f"{item.source}: {label(item.body)}: {err.detail}{hint}")
     return errors
 
 

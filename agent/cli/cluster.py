@@ -64,7 +64,7 @@ class ClusterError(click.ClickException):
     @property
     def detail(self) -> str:
         """The causes naming their fields, else the server's message."""
-        if self.causes:
+        if self.causes and self.reason == "Invalid":
             return "; ".join(f"{f}: {m}" if f else m for f, m in self.causes)
         return self.message.removeprefix(f"Error from server ({self.reason}): ")
 

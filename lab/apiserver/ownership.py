@@ -115,9 +115,20 @@ def apply(
     result = copy.deepcopy(merged)
     for path in sorted(previous - applied - held_by_others, key=len, reverse=True):
         fieldsets.remove(result, path)
+    # A keyed list item applied before and not now goes as a whole, with the fields the
+    # server defaulted in it (a Service port's protocol): Kubernetes owns the item itself.
+    keep = applied | held_by_others
+    for item in sorted(_items(previous - applied), key=len, reverse=True):
+        if not any(p[: len(item)] == item for p in keep):
+            fieldsets.remove(result, item)
     managers[(manager, "Apply")] = applied
     result["metadata"]["managedFields"] = entries(managers, result, live)
     return result
+
+
+def _items(paths: set[Path]) -> set[Path]:
+    """The keyed list items (paths ending in a ``k:`` token) that ``paths`` lie in."""
+    return {p[: i + 1] for p in paths for i, token in enumerate(p) if token.startswith("k:")}
 
 
 def _conflict(conflicts: dict[Path, list[str]], api_version: str) -> ApiError:
