@@ -61,8 +61,9 @@ def plan(cluster: Cluster, docs: list[tuple[str, Doc]]) -> list[Item]:
         items.append(Item(source, res, for_apply(doc, res, cluster.namespace)))
     if errors:
         raise Refused(errors)
-    served = {(r.api_version, r.kind) for r in pending if cluster.resource_for(r.api_version, r.kind)}
-    new_kinds = {(r.api_version, r.kind) for r in pending} - served
+    new_kinds = {
+        (r.api_version, r.kind) for r in pending if not cluster.resource_for(r.api_version, r.kind)
+    }
     batch = {i.body["metadata"]["name"] for i in items if i.res.kind == "Namespace"}
     new_namespaces = batch - _existing_namespaces(cluster, batch)
     for item in items:
@@ -131,12 +132,16 @@ def _wait_established(cluster: Cluster, crds: list[Item]) -> None:
         while True:
             obj = cluster.get(item.res, item.body["metadata"]["name"], "")
             conditions = (obj.get("status") or {}).get("conditions") or []
-            if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+            if any(_established(c) for c in conditions):
                 break
             if time.monotonic() >= deadline:
                 raise click.ClickException(f"{item.name} was not established in time")
             time.sleep(0.2)
     cluster.forget_discovery()
+
+
+def _established(condition: dict[str, str]) -> bool:
+    return condition.get("type") == "Established" and condition.get("status") == "True"
 
 
 def _undo(cluster: Cluster, created: list[Item]) -> str:

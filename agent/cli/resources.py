@@ -85,7 +85,8 @@ def get(
         else:
             objs = [cluster.get(res, name, ns or cluster.namespace) for res, name in named]
             kinds = [res for res, _ in named]
-            body = objs[0] if len(objs) == 1 else {"apiVersion": "v1", "kind": "List", "items": objs}
+            body = objs[0] if len(objs) == 1 else {"apiVersion": "v1", "kind": "List"}
+            body = body if len(objs) == 1 else {**body, "items": objs}
         if output == "name":
             for res, obj in zip(kinds, objs, strict=True):
                 click.echo(f"{res.qualified_kind}/{obj['metadata']['name']}")
@@ -127,8 +128,13 @@ def describe_cmd(
     if not named:
         raise click.UsageError("give KIND NAME... or KIND/NAME...")
     ns = namespace or cluster.namespace
-    shown = [printers.describe(cluster.get(res, n, ns), namespaced=res.namespaced) for res, n in named]
-    click.echo("\n\n".join(shown))
+    shown = [cluster.get(res, n, ns) for res, n in named]
+    click.echo(
+        "\n\n".join(
+            printers.describe(obj, namespaced=res.namespaced)
+            for (res, _), obj in zip(named, shown, strict=True)
+        )
+    )
 
 
 @click.command()

@@ -43,7 +43,7 @@ def entries(
     nothing (a repeated apply) leaves the object, and its resourceVersion, as they were."""
     now = now_rfc3339()
     before = {
-        (e.get("manager"), e.get("operation"), json.dumps(e.get("fieldsV1"), sort_keys=True)): e.get("time")
+        (e.get("manager"), e.get("operation"), _canonical(e.get("fieldsV1"))): e.get("time")
         for e in (previous or {}).get("metadata", {}).get("managedFields") or []
         if isinstance(e, Mapping)
     }
@@ -57,12 +57,16 @@ def entries(
                     "manager": manager,
                     "operation": operation,
                     "apiVersion": obj.get("apiVersion", ""),
-                    "time": before.get((manager, operation, json.dumps(fields, sort_keys=True))) or now,
+                    "time": before.get((manager, operation, _canonical(fields))) or now,
                     "fieldsType": "FieldsV1",
                     "fieldsV1": fields,
                 }
             )
     return out
+
+
+def _canonical(fields: Any) -> str:
+    return json.dumps(fields, sort_keys=True)
 
 
 def record_update(
