@@ -64,13 +64,13 @@ def plan(cluster: Cluster, docs: list[tuple[str, Doc]]) -> list[Item]:
     new_kinds = {
         (r.api_version, r.kind) for r in pending if not cluster.resource_for(r.api_version, r.kind)
     }
-    batch = {i.body["metadata"]["name"] for i in items if i.res.kind == "Namespace"}
-    new_namespaces = batch - _existing_namespaces(cluster, batch)
+    new_namespaces = _new(cluster, items, "Namespace")
+    new_crds = _new(cluster, items, "CustomResourceDefinition")  # never undo one that existed
     for item in items:
         meta = item.body["metadata"]
         if item.res.kind == "Namespace" and meta["name"] in new_namespaces:
             item.creates_dependency = True
-        elif item.res.kind == "CustomResourceDefinition" and any(
+        elif meta["name"] in new_crds and any(
             (r.api_version, r.kind) in new_kinds for r in from_crd(item.body)
         ):
             item.creates_dependency = True
@@ -81,18 +81,19 @@ def plan(cluster: Cluster, docs: list[tuple[str, Doc]]) -> list[Item]:
     return sorted(items, key=lambda i: i.res.kind not in FIRST)
 
 
-def _existing_namespaces(cluster: Cluster, names: set[str]) -> set[str]:
-    namespace = cluster.resource_for("v1", "Namespace")
-    assert namespace is not None, "every Kubernetes API serves v1 Namespaces"
-    found = set()
-    for name in sorted(names):
+def _new(cluster: Cluster, items: list[Item], kind: str) -> set[str]:
+    """The names of the ``kind`` objects in ``items`` that do not exist yet."""
+    new = set()
+    for item in items:
+        if item.res.kind != kind:
+            continue
         try:
-            cluster.get(namespace, name, "")
-            found.add(name)
+            cluster.get(item.res, item.body["metadata"]["name"], "")
         except ClusterError as err:
             if err.code != 404:
                 raise
-    return found
+            new.add(item.body["metadata"]["name"])
+    return new
 
 
 def check(cluster: Cluster, items: list[Item], force: bool) -> list[str]:
@@ -109,19 +110,42 @@ def check(cluster: Cluster, items: list[Item], force: bool) -> list[str]:
     return errors
 
 
-def write(cluster: Cluster, item: Item, force: bool) -> str:
-    """Apply one object for real: "created", "configured" or "unchanged"."""
+Key = tuple[ApiResource, str, str]  # resource, namespace ("" cluster-wide), name
+LIST_FROM = 20  # objects of one resource and namespace: list them rather than get each
+
+
+def _key(item: Item) -> Key:
     meta = item.body["metadata"]
-    try:
-        before = cluster.get(item.res, meta["name"], meta.get("namespace", ""))
-    except ClusterError as err:
-        if err.code != 404:
-            raise
-        before = None
+    return item.res, meta.get("namespace", ""), meta["name"]
+
+
+def versions(cluster: Cluster, items: list[Item]) -> dict[Key, str]:
+    """The resourceVersion of each object that exists already (a missing key: none)."""
+    groups: dict[tuple[ApiResource, str], list[Key]] = {}
+    for item in items:
+        key = _key(item)
+        groups.setdefault(key[:2], []).append(key)
+    found: dict[Key, str] = {}
+    for (res, ns), keys in groups.items():
+        if len(keys) >= LIST_FROM:
+            for obj in cluster.list(res, ns or None):
+                found[(res, ns, obj["metadata"]["name"])] = obj["metadata"]["resourceVersion"]
+            continue
+        for key in keys:
+            try:
+                found[key] = cluster.get(res, key[2], ns)["metadata"]["resourceVersion"]
+            except ClusterError as err:
+                if err.code != 404:
+                    raise
+    return found
+
+
+def write(cluster: Cluster, item: Item, force: bool, before: dict[Key, str]) -> str:
+    """Apply one object for real: "created", "configured" or "unchanged"."""
     after = cluster.apply(item.res, item.body, dry_run=False, force=force)
-    if before is None:
+    if _key(item) not in before:
         return "created"
-    same = before["metadata"].get("resourceVersion") == after["metadata"].get("resourceVersion")
+    same = before[_key(item)] == after["metadata"].get("resourceVersion")
     return "unchanged" if same else "configured"
 
 
@@ -194,7 +218,7 @@ def apply(
             click.echo(f"{item.name} not checked: it needs a Namespace or kind this apply creates")
         return
     created = [i for i in ready if i.creates_dependency] if waiting else []
-    done = [(i, write(cluster, i, force_conflicts)) for i in created]
+    done = [(i, write(cluster, i, force_conflicts, {})) for i in created]
     if waiting:
         _wait_established(cluster, [i for i in created if i.res.kind != "Namespace"])
         waiting = [_refresh(cluster, i) for i in waiting]
@@ -216,9 +240,10 @@ def _refresh(cluster: Cluster, item: Item) -> Item:
 
 
 def _write_all(cluster: Cluster, rest: list[Item], force: bool) -> None:
+    before = versions(cluster, rest)
     for item in rest:
         try:
-            action = write(cluster, item, force)
+            action = write(cluster, item, force, before)
         except ClusterError as err:
             left = [i.name for i in rest[rest.index(item) + 1 :]]
             click.echo(f"error: {item.source}: {label(item.body)}: {err.detail}", err=True)

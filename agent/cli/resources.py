@@ -85,8 +85,9 @@ def get(
         else:
             objs = [cluster.get(res, name, ns or cluster.namespace) for res, name in named]
             kinds = [res for res, _ in named]
-            body = objs[0] if len(objs) == 1 else {"apiVersion": "v1", "kind": "List"}
-            body = body if len(objs) == 1 else {**body, "items": objs}
+            body = (
+                objs[0] if len(objs) == 1 else {"apiVersion": "v1", "kind": "List", "items": objs}
+            )
         if output == "name":
             for res, obj in zip(kinds, objs, strict=True):
                 click.echo(f"{res.qualified_kind}/{obj['metadata']['name']}")
