@@ -192,10 +192,14 @@ class Cluster:
         return dict(obj)
 
     def list(
-        self, res: ApiResource, namespace: str | None, selector: str | None = None
+        self,
+        res: ApiResource,
+        namespace: str | None,
+        selector: str | None = None,
+        fields: str | None = None,
     ) -> list[dict[str, Any]]:
         """Every page of a list; ``namespace`` None lists across namespaces."""
-        params = {"labelSelector": selector} if selector else None
+        params = {"labelSelector": selector, "fieldSelector": fields}
         ns = ALL_NS if namespace is None or not res.namespaced else namespace
         with self.talking():
             request = self._generic_client.prepare_request(

@@ -46,8 +46,10 @@ class ApiResource:
         names = {self.kind.lower(), self.plural, self.singular, *self.short_names} - {""}
         if name not in names:
             return False
-        return not suffix or suffix in (self.group, f"{self.version}.{self.group}") or (
-            not self.group and suffix == self.version
+        return (
+            not suffix
+            or suffix in (self.group, f"{self.version}.{self.group}")
+            or (not self.group and suffix == self.version)
         )
 
 

@@ -5,6 +5,7 @@ too) shows the columns a cluster defines for it; ``-o wide`` adds the priority >
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
@@ -94,6 +95,55 @@ def describe(obj: Obj, *, namespaced: bool) -> str:
             lines.append(f"{section.capitalize()}:")
             lines += ["  " + line for line in dump_yaml(obj[section]).splitlines()]
     return "\n".join(lines)
+
+
+def events(items: Sequence[Obj], now: datetime | None = None) -> str:
+    """kubectl describe's Events section, oldest first."""
+    if not items:
+        return "Events:       <none>"
+    stamped = sorted(items, key=_event_time)
+    rows = [
+        ["Type", "Reason", "Age", "From", "Message"],
+        ["----", "------", "----", "----", "-------"],
+    ]
+    for e in stamped:
+        source = (e.get("source") or {}).get("component") or e.get("reportingComponent") or ""
+        count = int(e.get("count") or 1)
+        age = _age(_event_time(e), now)
+        rows.append(
+            [
+                str(e.get("type", "")),
+                str(e.get("reason", "")),
+                f"{age} (x{count})" if count > 1 else age,
+                str(source),
+                str(e.get("message", "")).strip(),
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4]
+        for r in rows
+    ]
+    return "Events:\n" + "\n".join(line.rstrip() for line in lines)
+
+
+def _event_time(event: Obj) -> str:
+    meta = event.get("metadata") or {}
+    return str(
+        event.get("lastTimestamp") or event.get("eventTime") or meta.get("creationTimestamp") or ""
+    )
+
+
+def _age(stamp: str, now: datetime | None) -> str:
+    try:
+        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return "<unknown>"
+    seconds = int(((now or datetime.now(UTC)) - then).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
 
 
 def _pairs(values: Mapping[str, Any]) -> str:

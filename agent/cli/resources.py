@@ -129,13 +129,27 @@ def describe_cmd(
     if not named:
         raise click.UsageError("give KIND NAME... or KIND/NAME...")
     ns = namespace or cluster.namespace
-    shown = [cluster.get(res, n, ns) for res, n in named]
-    click.echo(
-        "\n\n".join(
-            printers.describe(obj, namespaced=res.namespaced)
-            for (res, _), obj in zip(named, shown, strict=True)
-        )
-    )
+    shown = []
+    for res, name in named:
+        obj = cluster.get(res, name, ns)
+        text = printers.describe(obj, namespaced=res.namespaced)
+        shown.append(text + "\n" + printers.events(_events(cluster, obj)))
+    click.echo("\n\n".join(shown))
+
+
+def _events(cluster: Cluster, obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The object's Events, as kubectl describe finds them; none when we may not list them."""
+    events = cluster.resource_for("v1", "Event")
+    if events is None:
+        return []
+    meta = obj["metadata"]
+    fields = f"involvedObject.name={meta['name']},involvedObject.kind={obj.get('kind')}"
+    try:
+        return cluster.list(events, meta.get("namespace") or "default", fields=fields)
+    except ClusterError as err:
+        if err.code in (403, 404):
+            return []
+        raise
 
 
 @click.command()

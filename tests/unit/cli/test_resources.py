@@ -97,8 +97,28 @@ def test_describe_shows_conditions_first_including_route_parents(shop):
     described = shop("describe", "httproute", "r1", "-n", "shop").output
     assert "Name:         r1" in described and "Namespace:    shop" in described
     assert "parent echo: Accepted=True (Accepted)" in described
+    assert "Events:       <none>" in described
     missing = shop("describe", "svc", "nope", "-n", "shop")
     assert missing.exit_code == 1 and "NotFound" in missing.output
+
+
+def test_describe_lists_the_objects_events_only(shop):
+    with Store(shop.store) as store:
+        for name, involved in (("echo.1", "echo"), ("other.1", "other")):
+            store.create({
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": name, "namespace": "shop"},
+                "involvedObject": {"kind": "Service", "name": involved, "namespace": "shop"},
+                "type": "Warning", "reason": "NoEndpoints", "message": f"{involved} has none",
+                "source": {"component": "tulle-lab-controller"}, "count": 3,
+                "lastTimestamp": "2026-01-01T00:00:00Z",
+            })
+    described = shop("describe", "svc", "echo", "-n", "shop").output
+    events = described[described.index("Events:"):].splitlines()
+    assert events[1].split() == ["Type", "Reason", "Age", "From", "Message"]
+    assert events[3].split()[:2] == ["Warning", "NoEndpoints"]
+    assert "(x3)" in events[3] and events[3].endswith("tulle-lab-controller  echo has none")
+    assert len(events) == 4  # other's event is not shown
 
 
 def test_delete_by_name_by_slash_and_from_manifests(shop, tmp_path: Path):
