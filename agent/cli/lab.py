@@ -46,7 +46,8 @@ def up(ctx: click.Context, nodes: int, name: str | None, datapath: bool) -> None
     click.echo(f"  store: {LabPaths.for_lab(name).store}")
     click.echo(f"  kubeconfig: {lifecycle.kubeconfig_path(name)}  (context tulle-{name})")
     click.echo(
-        "  next:  tulle apply -f examples/   ·   tulle get pods -A -o wide   ·   tulle lab down"
+        f"  next:  export KUBECONFIG=$(tulle lab kubeconfig --name {name})   ·   "
+        "kubectl apply -f examples/   ·   tulle lab down"
     )
 
 
@@ -117,8 +118,8 @@ def status(ctx: click.Context, name: str | None) -> None:
 
 
 def lab_pod(name: str, namespace: str, pod: str) -> dict[str, Any]:
-    """The pod, read through the lab's API server (whatever kubeconfig is in the environment:
-    exec always runs in this lab's namespaces)."""
+    """The pod, read through the lab's API server with the lab's own kubeconfig, whatever
+    $KUBECONFIG says: exec always runs in this lab's namespaces."""
     path = lifecycle.kubeconfig_path(name)
     if not path.exists():
         raise click.ClickException(f"lab {name!r} is not up (no kubeconfig at {path})")
