@@ -46,9 +46,12 @@ class Refused(click.ClickException):
         super().__init__(f"{len(errors)} object(s) refused; nothing was applied{note}")
 
 
-def plan(cluster: Cluster, docs: list[tuple[str, Doc]]) -> list[Item]:
+def plan(cluster: Cluster, docs: list[tuple[str, Doc]], given: str | None = None) -> list[Item]:
     """Resolve every object's resource and mark the ones that wait for a Namespace or a CRD
-    the same apply creates; Namespaces and CRDs go first, the rest keep file order."""
+    the same apply creates; Namespaces and CRDs go first, the rest keep file order. Objects
+    without a namespace go to ``given`` (-n) or the context's; one naming another than
+    ``given`` is refused, as kubectl refuses it."""
+    namespace = given or cluster.namespace
     pending = [r for _, d in docs if d["kind"] == "CustomResourceDefinition" for r in from_crd(d)]
     items: list[Item] = []
     errors: list[str] = []
@@ -58,7 +61,13 @@ def plan(cluster: Cluster, docs: list[tuple[str, Doc]]) -> list[Item]:
         except click.ClickException as err:
             errors.append(err.message)
             continue
-        items.append(Item(source, res, for_apply(doc, res, cluster.namespace)))
+        if given and res.namespaced and doc["metadata"].get("namespace") not in (None, given):
+            errors.append(
+                f"{source}: {label(doc)}: the namespace of the object does not match "
+                f"--namespace {given}"
+            )
+            continue
+        items.append(Item(source, res, for_apply(doc, res, namespace)))
     if errors:
         raise Refused(errors)
     new_kinds = {
@@ -188,6 +197,9 @@ def _undo(cluster: Cluster, created: list[Item]) -> str:
     required=True,
     help="File, directory or - for stdin (repeatable).",
 )
+@click.option(
+    "-n", "--namespace", default=None, help="For objects without one (default: the context's)."
+)
 @click.option("--dry-run", is_flag=True, help="Only ask the server to check (server dry run).")
 @click.option(
     "--force-conflicts", is_flag=True, help="Take over fields another field manager owns."
@@ -197,6 +209,7 @@ def _undo(cluster: Cluster, created: list[Item]) -> str:
 def apply(
     ctx: click.Context,
     files: tuple[str, ...],
+    namespace: str | None,
     dry_run: bool,
     force_conflicts: bool,
     kubeconfig: str | None,
@@ -205,7 +218,7 @@ def apply(
     """Create or update objects from YAML or JSON manifests (server-side apply, all-or-nothing)."""
     docs = load(files)
     cluster = connect(ctx, kubeconfig, context_name)
-    items = plan(cluster, docs)
+    items = plan(cluster, docs, namespace)
     ready = [i for i in items if not i.needs_dependency]
     waiting = [i for i in items if i.needs_dependency]
     errors = check(cluster, ready, force_conflicts)

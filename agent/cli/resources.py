@@ -158,6 +158,10 @@ def _events(cluster: Cluster, obj: dict[str, Any]) -> list[dict[str, Any]]:
 )
 @click.option("-n", "--namespace", default=None, help="Default: the context's namespace.")
 @click.option("--ignore-not-found", is_flag=True)
+@click.option(
+    "-l", "--selector", default=None, help="Delete the objects of KIND with these labels."
+)
+@click.option("--all", "all_", is_flag=True, help="Delete every object of KIND in the namespace.")
 @click.argument("args", nargs=-1)
 @cluster_options
 @click.pass_context
@@ -166,11 +170,14 @@ def delete(
     files: tuple[str, ...],
     namespace: str | None,
     ignore_not_found: bool,
+    selector: str | None,
+    all_: bool,
     args: tuple[str, ...],
     kubeconfig: str | None,
     context_name: str | None,
 ) -> None:
-    """Delete objects: `delete -f FILE`, `delete KIND NAME...` or `delete KIND/NAME...`.
+    """Delete objects: `delete -f FILE`, `delete KIND NAME...`, `delete KIND/NAME...` or
+    `delete KIND -l SELECTOR | --all`.
 
     From manifests, Namespaces and CustomResourceDefinitions go last: deleting them first
     would take the other objects along and report those as not found."""
@@ -185,10 +192,17 @@ def delete(
             targets.append((res, str(meta["name"]), meta.get("namespace") or ""))
         targets.sort(key=lambda t: t[0].kind in ("Namespace", "CustomResourceDefinition"))
     else:
-        _, named = _targets(cluster, args)
-        if not named:
-            raise click.UsageError("give KIND NAME... or KIND/NAME...")
-        targets = [(res, name, "") for res, name in named]
+        listed, named = _targets(cluster, args)
+        if listed is not None and not named and (selector or all_):
+            ns = namespace or cluster.namespace
+            found = cluster.list(listed, ns, selector)
+            targets = [(listed, o["metadata"]["name"], ns) for o in found]
+            if not targets:
+                click.echo(f"No resources found{_where(listed, ns)}.", err=True)
+        elif not named or selector or all_:
+            raise click.UsageError("give KIND NAME..., KIND/NAME... or KIND -l SELECTOR | --all")
+        else:
+            targets = [(res, name, "") for res, name in named]
     failed = 0
     for res, name, ns in targets:
         ns = ns or namespace or cluster.namespace

@@ -234,3 +234,16 @@ def test_an_unreachable_api_server_is_named(run, tmp_path: Path):
     assert f"cannot reach the Kubernetes API at https://127.0.0.1:{port} (--kubeconfig)" in (
         result.output
     )
+
+
+def test_namespace_flag_fills_in_and_must_agree(run):
+    run("apply", "-f", "-", input=NAMESPACE)
+    bare = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"
+    assert run("apply", "-n", "shop", "-f", "-", input=bare).exit_code == 0
+    assert [o["metadata"]["namespace"] for o in _stored(run, "ConfigMap")] == ["shop"]
+    other = bare.replace("{name: c}", "{name: d, namespace: default}")
+    refused = run("apply", "-n", "shop", "-f", "-", input=other)
+    assert refused.exit_code == 1
+    assert "ConfigMap default/d: the namespace of the object does not match --namespace shop" in (
+        refused.output
+    )

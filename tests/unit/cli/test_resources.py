@@ -188,3 +188,13 @@ def _route(name: str) -> str:
         "spec": {"parentRefs": [{"name": "echo", "kind": "Service", "group": ""}],
                  "rules": [{"backendRefs": [{"name": "echo", "port": 80}]}]},
     })
+
+
+def test_delete_by_selector_or_all(shop):
+    shop("apply", "-f", "-", input=SERVICE.replace("name: echo", "name: two").replace(
+        "labels: {app: echo}", "labels: {app: two}"))
+    by_label = shop("delete", "svc", "-n", "shop", "-l", "app=two")
+    assert by_label.exit_code == 0 and by_label.output.strip() == "service/two deleted"
+    everything = shop("delete", "svc", "-n", "shop", "--all")
+    assert everything.output.strip() == "service/echo deleted"
+    assert shop("delete", "svc", "echo", "--all").exit_code == 2  # names or --all, not both
