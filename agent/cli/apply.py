@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import click
 
@@ -40,10 +41,16 @@ class Item:
 
 
 class Refused(click.ClickException):
+    """Every refusal, one per line, then what that means for the batch."""
+
     def __init__(self, errors: list[str], note: str = "") -> None:
-        for line in errors:
-            click.echo(f"error: {line}", err=True)
         super().__init__(f"{len(errors)} object(s) refused; nothing was applied{note}")
+        self.errors = errors
+
+    def show(self, file: Any = None) -> None:
+        for line in self.errors:
+            click.echo(f"error: {line}", err=True)
+        super().show(file)
 
 
 def plan(cluster: Cluster, docs: list[tuple[str, Doc]], given: str | None = None) -> list[Item]:
