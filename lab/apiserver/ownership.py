@@ -117,17 +117,23 @@ def apply(
     previous = managers.get((manager, "Apply"), set())
     held_by_others = set().union(*(p for k, p in managers.items() if k != (manager, "Apply")))
     result = copy.deepcopy(merged)
+    keep = applied | held_by_others
     for path in sorted(previous - applied - held_by_others, key=len, reverse=True):
-        fieldsets.remove(result, path)
+        if not _holds_any(path, keep):  # `labels: {}` applied before, `labels: {a: b}` now
+            fieldsets.remove(result, path)
     # A keyed list item applied before and not now goes as a whole, with the fields the
     # server defaulted in it (a Service port's protocol): Kubernetes owns the item itself.
-    keep = applied | held_by_others
     for item in sorted(_items(previous - applied), key=len, reverse=True):
-        if not any(p[: len(item)] == item for p in keep):
+        if not _holds_any(item, keep):
             fieldsets.remove(result, item)
     managers[(manager, "Apply")] = applied
     result["metadata"]["managedFields"] = entries(managers, result, live)
     return result
+
+
+def _holds_any(prefix: Path, paths: set[Path]) -> bool:
+    """Whether a field in ``paths`` lies at or inside ``prefix``."""
+    return any(p[: len(prefix)] == prefix for p in paths)
 
 
 def _items(paths: set[Path]) -> set[Path]:

@@ -34,3 +34,18 @@ def test_a_port_no_longer_applied_goes_with_its_defaulted_protocol(client: Clien
     moved = _apply(client, 81)
     assert moved.status == 200, moved.body
     assert [p["port"] for p in moved.body["spec"]["ports"]] == [81]
+
+
+def test_labels_applied_into_a_map_applied_empty_before_are_kept(client: Client) -> None:
+    path = "/api/v1/namespaces/team"
+
+    def apply(labels: dict[str, str]):
+        body = {"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "team", "labels": labels}}
+        return client.request("PATCH", path, body, ctype=APPLY, query={"fieldManager": "me"})
+
+    assert apply({}).status in (200, 201)
+    labelled = apply({"team": "ok"})
+    assert labelled.status == 200, labelled.body
+    assert labelled.body["metadata"]["labels"] == {"team": "ok"}
+    assert apply({}).body["metadata"].get("labels", {}) == {}  # and they go again
