@@ -61,6 +61,9 @@ def _where(res: ApiResource, ns: str | None) -> str:
 @click.option("-A", "--all-namespaces", is_flag=True)
 @click.option("-o", "--output", type=click.Choice(["yaml", "json", "wide", "name"]), default=None)
 @click.option("-l", "--selector", default=None, help="Label selector, e.g. app=echo,tier!=db")
+@click.option(
+    "--show-managed-fields", is_flag=True, help="Keep metadata.managedFields (-o yaml|json)."
+)
 @cluster_options
 @click.pass_context
 def get(
@@ -70,6 +73,7 @@ def get(
     all_namespaces: bool,
     output: str | None,
     selector: str | None,
+    show_managed_fields: bool,
     kubeconfig: str | None,
     context_name: str | None,
 ) -> None:
@@ -88,6 +92,9 @@ def get(
             body = (
                 objs[0] if len(objs) == 1 else {"apiVersion": "v1", "kind": "List", "items": objs}
             )
+        if not show_managed_fields:  # kubectl hides them too
+            for obj in objs:
+                obj.get("metadata", {}).pop("managedFields", None)
         if output == "name":
             for res, obj in zip(kinds, objs, strict=True):
                 click.echo(f"{res.qualified_kind}/{obj['metadata']['name']}")
