@@ -208,7 +208,11 @@ class Cluster:
             return [dict(o) for o in self._generic_client.list(request)]
 
     def table(
-        self, res: ApiResource, namespace: str | None, name: str | None, selector: str | None
+        self,
+        res: ApiResource,
+        namespace: str | None,
+        name: str | None = None,
+        selector: str | None = None,
     ) -> dict[str, Any]:
         """The server's ``Table``: the columns ``kubectl get`` prints."""
         params = {"labelSelector": selector} if selector and not name else None

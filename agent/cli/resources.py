@@ -7,6 +7,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -81,14 +82,16 @@ def get(
     cluster = connect(ctx, kubeconfig, context_name)
     listed, named = _targets(cluster, args)
     ns = _namespace(cluster, namespace, all_namespaces)
+    missing: list[ClusterError] = []  # kubectl shows what it found, then what it did not
+    first = listed or named[0][0]
     if output in ("yaml", "json", "name"):
         if listed is not None and not named:
             objs = cluster.list(listed, ns, selector)
             body: Any = printers.as_list(objs, listed.api_version, listed.kind)
             kinds = [listed] * len(objs)
         else:
-            objs = [cluster.get(res, name, ns or cluster.namespace) for res, name in named]
-            kinds = [res for res, _ in named]
+            found = _each(missing, named, lambda r, n: cluster.get(r, n, ns or cluster.namespace))
+            kinds, objs = [r for r, _ in found], [o for _, o in found]
             body = (
                 objs[0] if len(objs) == 1 else {"apiVersion": "v1", "kind": "List", "items": objs}
             )
@@ -98,24 +101,42 @@ def get(
         if output == "name":
             for res, obj in zip(kinds, objs, strict=True):
                 click.echo(f"{res.qualified_kind}/{obj['metadata']['name']}")
-        elif output == "json":
-            click.echo(json.dumps(body, indent=2))
-        else:
-            click.echo(printers.dump_yaml(body))
-        if not objs and output == "name":
-            click.echo(f"No resources found{_where(listed or named[0][0], ns)}.", err=True)
-        return
-    if listed is not None and not named:
-        tables = [cluster.table(listed, ns, None, selector)]
+        elif objs or not missing:
+            click.echo(json.dumps(body, indent=2) if output == "json" else printers.dump_yaml(body))
+        if not objs and not missing and output == "name":
+            click.echo(f"No resources found{_where(first, ns)}.", err=True)
     else:
-        tables = [cluster.table(res, ns or cluster.namespace, name, None) for res, name in named]
-    if not printers.row_count(tables):
-        click.echo(f"No resources found{_where(listed or named[0][0], ns)}.", err=True)
-        return
-    namespaced = (listed or named[0][0]).namespaced
-    click.echo(
-        printers.table(tables, wide=output == "wide", with_namespace=ns is None and namespaced)
-    )
+        if listed is not None and not named:
+            tables = [cluster.table(listed, ns, None, selector)]
+        else:
+            at = ns or cluster.namespace
+            tables = [t for _, t in _each(missing, named, lambda r, n: cluster.table(r, at, n))]
+        if printers.row_count(tables):
+            wide, across = output == "wide", ns is None and first.namespaced
+            click.echo(printers.table(tables, wide=wide, with_namespace=across))
+        elif not missing:
+            click.echo(f"No resources found{_where(first, ns)}.", err=True)
+    for err in missing:
+        err.show()
+    if missing:
+        sys.exit(1)
+
+
+def _each(
+    missing: list[ClusterError],
+    named: list[tuple[ApiResource, str]],
+    read: Callable[[ApiResource, str], dict[str, Any]],
+) -> list[tuple[ApiResource, dict[str, Any]]]:
+    """``read`` each named object; the ones not found go to ``missing``."""
+    found = []
+    for res, name in named:
+        try:
+            found.append((res, read(res, name)))
+        except ClusterError as err:
+            if err.code != 404:
+                raise
+            missing.append(err)
+    return found
 
 
 @click.command(name="describe")

@@ -198,3 +198,12 @@ def test_delete_by_selector_or_all(shop):
     everything = shop("delete", "svc", "-n", "shop", "--all")
     assert everything.output.strip() == "service/echo deleted"
     assert shop("delete", "svc", "echo", "--all").exit_code == 2  # names or --all, not both
+
+
+def test_get_shows_what_it_found_then_what_it_did_not(shop):
+    result = shop("get", "svc", "echo", "nope", "-n", "shop")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[1].split()[0] == "echo"
+    assert 'Error from server (NotFound): services "nope" not found' in result.stderr
+    named = shop("get", "svc/nope", "svc/echo", "-n", "shop", "-o", "name")
+    assert named.exit_code == 1 and named.stdout.strip() == "service/echo"
