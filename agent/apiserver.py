@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -126,14 +127,15 @@ def _check_namespaces(store: Store, objs: Sequence[dict[str, Any]]) -> list[str]
 
 
 def _assign_cluster_ips(store: Store, objs: Sequence[dict[str, Any]]) -> list[str]:
-    existing = {
-        (s["metadata"]["namespace"], s["metadata"]["name"]): s for s in store.list("Service")[0]
+    if not any(obj["kind"] == "Service" for obj in objs):
+        return []  # every write is admitted here: only Services pay for the scan below
+    # One field per Service, read in SQLite: decoding 10,000 whole Services cost ~90 ms a write.
+    current_ips = {
+        (ns, name): ip
+        for ns, name, ip in store.field_values("Service", "$.spec.clusterIP")
+        if ip not in (None, "")
     }
-    used = {
-        ipaddress.ip_address(s["spec"]["clusterIP"])
-        for s in existing.values()
-        if s.get("spec", {}).get("clusterIP") not in (None, "", "None")
-    }
+    used = {_fast_ip(ip) for ip in current_ips.values() if ip != "None"}
     # Gateway addresses come from the same range (the Gateway controller allocates them):
     # a Service on one would share the VIP with the Gateway's listeners.
     used |= _gateway_addresses(store)
@@ -143,7 +145,7 @@ def _assign_cluster_ips(store: Store, objs: Sequence[dict[str, Any]]) -> list[st
             continue
         spec = obj.setdefault("spec", {})
         key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-        current = existing.get(key, {}).get("spec", {}).get("clusterIP")
+        current = current_ips.get(key)
         wanted = spec.get("clusterIP")
         if wanted == "None":
             continue
@@ -167,6 +169,15 @@ def _assign_cluster_ips(store: Store, objs: Sequence[dict[str, Any]]) -> list[st
         spec["clusterIP"] = str(ip)
         spec["clusterIPs"] = [str(ip)]
     return errors
+
+
+def _fast_ip(text: str) -> Any:
+    """``ipaddress.ip_address`` for stored addresses; IPv4 through inet_pton, which is ~10
+    times faster (10,000 Services were 70 ms of parsing per Service write)."""
+    try:
+        return ipaddress.IPv4Address(int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big"))
+    except OSError:
+        return ipaddress.ip_address(text)
 
 
 def _gateway_addresses(store: Store) -> set[Any]:

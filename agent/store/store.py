@@ -275,6 +275,17 @@ class Store:
         found = (json.loads(body) for (body,) in rows)
         return [o for o in found if objects.matches_labels(o, label_selector)], revision
 
+    def field_values(self, kind: str, json_path: str) -> builtins.list[tuple[str, str, Any]]:
+        """``(namespace, name, value)`` of one JSON field (SQLite path, e.g. ``$.spec.clusterIP``)
+        for every object of ``kind``: a scan in SQLite, without decoding whole objects, for
+        admission checks that run on every write (e.g. which ClusterIPs are taken)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT namespace, name, json_extract(body, ?) FROM objects WHERE kind = ?",
+                (json_path, kind),
+            ).fetchall()
+        return [(ns, name, value) for ns, name, value in rows]
+
     def revision(self) -> int:
         """The latest revision written (0 for an empty, never-written store)."""
         row = self._conn().execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()

@@ -15,15 +15,19 @@ from lab.apiserver import (
     crds,
     deletion,
     discovery,
+    events_view,
     fieldvalidation,
+    impersonation,
     openapi,
     rbac,
     reads,
+    stored,
     subresources,
     tables,
+    tokenrequest,
     writes,
 )
-from lab.apiserver.errors import ApiError
+from lab.apiserver.errors import NOT_FOUND, ApiError
 from lab.apiserver.routing import Discovery, Target, query_flag, route
 from lab.apiserver.watch import WatchSettings, watch
 
@@ -41,7 +45,13 @@ class Request:
     body: bytes = b""
 
     def header(self, name: str) -> str:
-        return self.headers.get(name.lower(), "")
+        """The (first) value of a header, "" when absent."""
+        return self.headers.get(name.lower(), "").split("\n")[0]
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of a header sent more than once (``Impersonate-Group``)."""
+        value = self.headers.get(name.lower())
+        return [] if value is None else value.split("\n")
 
 
 @dataclass(slots=True)
@@ -86,6 +96,17 @@ class Api:
         if not rbac.allowed(user, attrs, self._rbac_objects()):
             raise ApiError(403, rbac.forbidden_message(user, attrs))
 
+    def _impersonated(self, request: Request, user: rbac.User) -> rbac.User:
+        """The user to act as: the authenticated one, or whom it may impersonate."""
+        asked = {
+            name: request.header_values(name)
+            for name in request.headers
+            if name.startswith("impersonate-")
+        }
+        if not impersonation.requested(asked):
+            return user
+        return impersonation.impersonated(asked, lambda attrs: self._authorize(user, attrs))
+
     def _handle(self, request: Request) -> Response:
         path = request.path.rstrip("/") or "/"
         user = rbac.User("system:anonymous", ("system:unauthenticated",))
@@ -93,7 +114,7 @@ class Api:
             found = auth.authenticate(self.store, self.tokens, request.header("authorization"))
             if found is None:
                 raise ApiError(401, "Unauthorized")
-            user = found
+            user = self._impersonated(request, found)
         registry = crds.registry(self.store)
         public = path in PUBLIC_PATHS or path.startswith("/openapi/")
         target = None if public else route(path, registry)
@@ -111,7 +132,7 @@ class Api:
             if request.method != "GET":
                 raise ApiError(405, f"{request.method} is not allowed on {path}")
             return Response(200, discovery.document(target, self.server_address, registry))
-        raise ApiError(404, f"the server could not find the requested resource ({path})")
+        raise ApiError(404, NOT_FOUND)
 
     def _resource(self, request: Request, target: Target, user: rbac.User) -> Response:
         q, method = request.query, request.method
@@ -123,6 +144,18 @@ class Api:
             return Response(201, review)
         if target.subresource == "scale":
             return self._scale(request, target, dry_run)
+        if target.subresource == "token":
+            if method != "POST":
+                raise ApiError(405, f"{method} is not allowed on serviceaccounts/token")
+            account = stored.get(
+                self.store, Target(target.resource, "v1", target.namespace, target.name)
+            )
+            key = tokenrequest.signing_key(self.tokens)
+            if key is None:
+                raise ApiError(404, NOT_FOUND)
+            return Response(201, tokenrequest.answer(key, account, _body(request)))
+        if events_view.is_view(target.resource) and method in ("POST", "PUT", "PATCH"):
+            return self._write_event_view(request, target, dry_run)
         if method == "GET":
             return self._read(request, target)
         if method == "POST" and target.name is None:
@@ -173,6 +206,40 @@ class Api:
                 gone.append(deletion.delete(self.store, one, {}, dry_run=dry_run))
             return Response(200, reads.list_body(target, gone, {"resourceVersion": ""}))
         raise ApiError(405, f"{method} is not allowed on this path")
+
+    def _write_event_view(self, request: Request, target: Target, dry_run: bool) -> Response:
+        """A write to an events.k8s.io Event: checked in that shape, stored as core/v1."""
+        core, q = events_view.core_target(target), request.query
+        ctype = request.header("content-type").split(";")[0].strip()
+        body, warnings = _body(request), list[str]()
+        if request.method != "PATCH" or ctype != writes.JSON_PATCH:
+            body, warnings = self._validate(target, body, q)
+        manager = _manager(request)
+        if request.method == "POST" and target.name is None:
+            obj = writes.create(
+                self.store, core, events_view.to_core(body), dry_run=dry_run, manager=manager
+            )
+            return Response(201, reads.served(target, obj), warnings=warnings)
+        if target.name is None:
+            raise ApiError(405, f"{request.method} is not allowed on this path")
+        if request.method == "PATCH" and ctype != writes.APPLY:
+            view = reads.served(target, stored.get(self.store, core))
+            body = writes.patched_object("Event", view, body, ctype)
+        elif request.method == "PATCH":
+            obj = writes.patch(
+                self.store,
+                core,
+                events_view.to_core(body),
+                ctype,
+                dry_run=dry_run,
+                manager=q.get("fieldManager"),
+                force=query_flag(q, "force"),
+            )
+            return Response(200, reads.served(target, obj), warnings=warnings)
+        obj = writes.update(
+            self.store, core, events_view.to_core(body), dry_run=dry_run, manager=manager
+        )
+        return Response(200, reads.served(target, obj), warnings=warnings)
 
     @staticmethod
     def _validate(target: Target, body: Any, query: Mapping[str, str]) -> tuple[Any, list[str]]:

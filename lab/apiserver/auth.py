@@ -1,4 +1,5 @@
-"""Authentication by bearer token: the lab's admin token, or a ServiceAccount's token.
+"""Authentication by bearer token: the lab's admin token, or a ServiceAccount's token, from a
+token Secret or issued by a TokenRequest (``tokenrequest.py``).
 
 ServiceAccount tokens live, as in Kubernetes before bound tokens, in Secrets of type
 ``kubernetes.io/service-account-token`` annotated with the account's name; the server fills in
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent.store import Store
+from lab.apiserver import tokenrequest
 from lab.apiserver.rbac import MASTERS, Attributes, User
 from lab.apiserver.routing import Target, query_flag
 
@@ -54,6 +56,14 @@ def authenticate(store: Store, admin_tokens: frozenset[str], header: str) -> Use
         return None
     if any(hmac.compare_digest(token, t) for t in admin_tokens):
         return ADMIN
+    if token.startswith(tokenrequest.PREFIX):
+        claims = tokenrequest.verify(tokenrequest.signing_key(admin_tokens), token)
+        if claims is None:
+            return None
+        account = store.get("ServiceAccount", str(claims["ns"]), str(claims["name"]))
+        if account is None or account["metadata"].get("uid") != claims["uid"]:
+            return None  # the account is gone (or is another of the same name)
+        return service_account_user(str(claims["ns"]), str(claims["name"]))
     for secret in store.list("Secret")[0]:
         if secret.get("type") != SA_TOKEN_TYPE:
             continue

@@ -74,6 +74,15 @@ def resource_list(group: str, version: str, registry: Registry = BUILTIN) -> dic
             }
             if sub == "scale":
                 entry.update({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+            if sub == "token":
+                entry.update(
+                    {
+                        "group": "authentication.k8s.io",
+                        "version": "v1",
+                        "kind": "TokenRequest",
+                        "verbs": ["create"],
+                    }
+                )
             entries.append(entry)
     gv = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": entries}

@@ -19,6 +19,10 @@ _REASONS = {
 }
 
 
+NOT_FOUND = "the server could not find the requested resource"
+"""A path that names nothing served, in a cluster's words (no path: kubectl adds context)."""
+
+
 class ApiError(Exception):
     """An error answered as a ``Status`` with ``code`` and ``reason``."""
 

@@ -1,9 +1,10 @@
 """``fieldValidation``: unknown fields are rejected (Strict), reported as warnings (Warn, the
 default) or dropped silently (Ignore), as the API server's strict decoding does.
 
-Checked: every kind's top-level fields and ``metadata``, the whole of the simple kinds
-(ConfigMap, Secret, ServiceAccount) and of custom resources (against their CRD's schema).
-Fields inside the built-in kinds' ``spec`` are not: that needs their schemas.
+Checked: the built-in kinds at every depth against their types (``builtin_validation``,
+which also refuses a value of the wrong type as Go's decoder would, in every mode); custom
+resources against their CRD's schema; Gateway API kinds (served as CRDs on a cluster, here
+without their schemas unless the CRDs are applied) at the top level and ``metadata``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lab.apiserver import schema
+from lab.apiserver import builtin_types, builtin_validation, schema
 from lab.apiserver.errors import ApiError
 from lab.apiserver.resources import Resource
 
@@ -94,10 +95,23 @@ def check(resource: Resource, version: str, body: Any, mode: str | None) -> tupl
     if not isinstance(body, Mapping):
         return body, []
     kind = resource.kind
+    message = (
+        None if resource.custom else builtin_types.message_name(resource.api_version(version), kind)
+    )
     declared = resource.schema_dict()
-    unknown = unknown_fields(kind, body)
-    if declared is not None:
-        unknown += schema.unknown_fields(declared, body)
+    if message is not None:  # a built-in kind: its whole type, at every depth
+        decoded = builtin_validation.decode(message, dict(body))
+        if decoded.type_error is not None:
+            raise ApiError(
+                400,
+                f'{kind} in version "{version}" cannot be handled as a {kind}: '
+                f"{decoded.type_error}",
+            )
+        unknown = decoded.unknown
+    else:
+        unknown = unknown_fields(kind, body)
+        if declared is not None:
+            unknown += schema.unknown_fields(declared, body)
     if not unknown:
         return body, []
     messages = [f'unknown field "{path}"' for path in unknown]
@@ -107,7 +121,7 @@ def check(resource: Resource, version: str, body: Any, mode: str | None) -> tupl
             f'{kind} in version "{version}" cannot be handled as a {kind}: strict decoding '
             f"error: {', '.join(messages)}",
         )
-    pruned = _without(body, unknown)
-    if declared is not None:
+    pruned = decoded.pruned if message is not None else _without(body, unknown)
+    if declared is not None and message is None:
         pruned = schema.prune(declared, pruned)
     return pruned, [] if mode == "Ignore" else messages

@@ -1,5 +1,7 @@
-"""OpenAPI v3 documents: enough for kubectl's server-side field validation check, ``apply``'s
-strategic-merge patch metadata and ``explain`` (kinds and top-level fields).
+"""OpenAPI v3 documents: kubectl's server-side field validation check, ``apply``'s
+strategic-merge patch metadata and ``explain``. Built-in kinds are described in full from
+k8s.io/api's types (``builtin_openapi.py``); Gateway API kinds by a stub (kind, top-level
+fields) unless their CRDs are applied; CRDs by their own schema.
 
 kubectl 1.27+ reads ``/openapi/v3`` (an index of group-versions) and then one document per
 group-version. It decides whether the server validates fields by finding a PATCH operation
@@ -11,11 +13,13 @@ apply patches from its compiled-in types, as it would for kinds a server does no
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any
 
-from lab.apiserver.errors import ApiError
+from lab.apiserver import builtin_openapi, builtin_types
+from lab.apiserver.errors import NOT_FOUND, ApiError
 from lab.apiserver.resources import BUILTIN, Registry, Resource
 from lab.apiserver.smp_meta import merge_key_table
 
@@ -102,36 +106,7 @@ def _kind_schema(r: Resource, version: str) -> dict[str, Any]:
         "description": (declared or {}).get("description")
         or f"{r.kind} ({r.api_version(version)}), served by the Tulle lab API server.",
         "properties": props,
-        "x-kubernetes-group-version-kind": [{"group": r.group, "version": version, "kind": r.kind}],
-    }
-
-
-def _object_meta() -> dict[str, Any]:
-    strings = ("name", "namespace", "generateName", "uid", "resourceVersion", "creationTimestamp")
-    props: dict[str, Any] = {f: {"type": "string", "description": f} for f in strings}
-    props["generation"] = {"type": "integer", "format": "int64"}
-    for f in ("labels", "annotations"):
-        props[f] = {"type": "object", "additionalProperties": {"type": "string", "default": ""}}
-    props["finalizers"] = {
-        "type": "array",
-        "items": {"type": "string"},
-        "x-kubernetes-patch-strategy": "merge",
-        "x-kubernetes-list-type": "set",
-    }
-    props["ownerReferences"] = {
-        "type": "array",
-        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-        "x-kubernetes-patch-merge-key": "uid",
-        "x-kubernetes-patch-strategy": "merge",
-    }
-    props["managedFields"] = {
-        "type": "array",
-        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-    }
-    return {
-        "type": "object",
-        "description": "ObjectMeta is metadata that all persisted resources must have.",
-        "properties": props,
+        "x-kubernetes-group-version-kind": _gvk(r, version),
     }
 
 
@@ -145,11 +120,22 @@ def _operation(r: Resource, version: str, verb: str) -> dict[str, Any]:
     }
 
 
+def _gvk(r: Resource, version: str) -> list[dict[str, str]]:
+    return [{"group": r.group, "version": version, "kind": r.kind}]
+
+
 def group_version(group: str, version: str, registry: Registry = BUILTIN) -> dict[str, Any]:
+    return _group_version(group, version, tuple(registry.in_group_version(group, version)))
+
+
+@functools.lru_cache(maxsize=64)
+def _group_version(group: str, version: str, resources: tuple[Resource, ...]) -> dict[str, Any]:
+    """One group-version's document (cached: a built-in group's is large and kubectl asks
+    for it on every command; CRD changes make new keys)."""
     paths: dict[str, Any] = {}
-    schemas: dict[str, Any] = {_OBJECT_META: _object_meta()}
+    schemas = builtin_openapi.schemas(builtin_types.OBJECT_META)
     prefix = "/" + _gv_path(group, version)
-    for r in registry.in_group_version(group, version):
+    for r in resources:
         scope = f"{prefix}/namespaces/{{namespace}}" if r.namespaced else prefix
         paths[f"{scope}/{r.plural}"] = {
             "post": _operation(r, version, "post"),
@@ -161,7 +147,13 @@ def group_version(group: str, version: str, registry: Registry = BUILTIN) -> dic
             "patch": _operation(r, version, "patch"),
             "delete": _operation(r, version, "delete"),
         }
-        schemas[_schema_name(r, version)] = _kind_schema(r, version)
+        message = None if r.custom else builtin_types.message_name(r.api_version(version), r.kind)
+        if message is None:
+            schemas[_schema_name(r, version)] = _kind_schema(r, version)
+            continue
+        schemas.update(builtin_openapi.schemas(message))
+        name = builtin_openapi.component_name(message)
+        schemas[name] = {**schemas[name], "x-kubernetes-group-version-kind": _gvk(r, version)}
     return {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "v1.32.0-tulle"},
@@ -170,12 +162,17 @@ def group_version(group: str, version: str, registry: Registry = BUILTIN) -> dic
     }
 
 
+@functools.lru_cache(maxsize=64)
+def _digest(group: str, version: str, resources: tuple[Resource, ...]) -> str:
+    doc = json.dumps(_group_version(group, version, resources), sort_keys=True).encode()
+    return hashlib.sha256(doc).hexdigest()[:32].upper()
+
+
 def _index(registry: Registry) -> dict[str, Any]:
     paths = {}
     for group, versions in registry.groups().items():
         for version in versions:
-            doc = json.dumps(group_version(group, version, registry), sort_keys=True).encode()
-            digest = hashlib.sha256(doc).hexdigest()[:32].upper()
+            digest = _digest(group, version, tuple(registry.in_group_version(group, version)))
             path = _gv_path(group, version)
             paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
     return {"paths": paths}
@@ -221,4 +218,4 @@ def respond(path: str, accept: str, registry: Registry = BUILTIN) -> Any:
             return Response(200, group_version("", rest[1], registry))
         if rest[0] == "apis" and len(rest) == 3 and rest[2] in served.get(rest[1], []):
             return Response(200, group_version(rest[1], rest[2], registry))
-    raise ApiError(404, f"the server could not find the requested resource ({path})")
+    raise ApiError(404, NOT_FOUND)

@@ -1,90 +1,35 @@
-"""Reading the protobuf bodies kubectl 1.32+ sends from its typed commands
-(``kubectl create namespace|configmap|secret|serviceaccount``).
+"""Reading the protobuf bodies kubectl 1.32+ sends from its typed commands (``kubectl create
+deployment|service|job|cronjob|ingress|role|...``, and every typed client).
 
 A body is ``k8s\\x00`` followed by a ``runtime.Unknown`` holding apiVersion, kind and the
-object's own protobuf encoding. Only the kinds below are described (field numbers from the
-``generated.proto`` files of k8s.io/api and apimachinery); any other kind gets 415, as a
-server that does not speak protobuf for it would answer. Responses are always JSON (kubectl
-accepts both).
+object's own protobuf encoding. kubectl does not fall back to JSON when a server refuses
+protobuf (a cluster reads it for every built-in kind, and discovery advertises nothing about
+it), so the server reads every built-in kind: field numbers and types come from
+``builtin_types.py`` (generated from k8s.io/api's ``generated.proto``). The
+result is the JSON a cluster would make of the same Go object: non-pointer ``omitempty``
+scalars that gogo protobuf writes as zero are left out, structs stay (``strategy: {}``), and
+the well-known types (Time, IntOrString, Quantity, RawExtension...) take their JSON forms.
+A field the table does not know is refused by number rather than dropped. Responses are
+JSON (kubectl accepts either).
 """
 
 from __future__ import annotations
 
 import base64
+import datetime
+import json
+import struct
 from typing import Any
 
-MAGIC = b"k8s\x00"
+from lab.apiserver import builtin_types
+from lab.apiserver.builtin_types import messages
 
-# message: {field number: (json name, type)}; types: string, bytes, bool, int, msg:<name>,
-# list:<type>, map:<value type>.
-_MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
-    "Unknown": {1: ("typeMeta", "msg:TypeMeta"), 2: ("raw", "bytes")},
-    "TypeMeta": {1: ("apiVersion", "string"), 2: ("kind", "string")},
-    "ObjectMeta": {
-        1: ("name", "string"),
-        2: ("generateName", "string"),
-        3: ("namespace", "string"),
-        5: ("uid", "string"),
-        6: ("resourceVersion", "string"),
-        11: ("labels", "map:string"),
-        12: ("annotations", "map:string"),
-        14: ("finalizers", "list:string"),
-    },
-    "Namespace": {1: ("metadata", "msg:ObjectMeta"), 2: ("spec", "msg:NamespaceSpec")},
-    "NamespaceSpec": {1: ("finalizers", "list:string")},
-    "ConfigMap": {
-        1: ("metadata", "msg:ObjectMeta"),
-        2: ("data", "map:string"),
-        3: ("binaryData", "map:bytes"),
-        4: ("immutable", "bool"),
-    },
-    "Secret": {
-        1: ("metadata", "msg:ObjectMeta"),
-        2: ("data", "map:bytes"),
-        3: ("type", "string"),
-        4: ("stringData", "map:string"),
-        5: ("immutable", "bool"),
-    },
-    "ServiceAccount": {
-        1: ("metadata", "msg:ObjectMeta"),
-        3: ("imagePullSecrets", "list:msg:LocalObjectReference"),
-        4: ("automountServiceAccountToken", "bool"),
-    },
-    "LocalObjectReference": {1: ("name", "string")},
-    "SelfSubjectAccessReview": {
-        1: ("metadata", "msg:ObjectMeta"),
-        2: ("spec", "msg:SelfSubjectAccessReviewSpec"),
-    },
-    "SelfSubjectAccessReviewSpec": {
-        1: ("resourceAttributes", "msg:ResourceAttributes"),
-        2: ("nonResourceAttributes", "msg:NonResourceAttributes"),
-    },
-    "ResourceAttributes": {
-        1: ("namespace", "string"),
-        2: ("verb", "string"),
-        3: ("group", "string"),
-        4: ("version", "string"),
-        5: ("resource", "string"),
-        6: ("subresource", "string"),
-        7: ("name", "string"),
-    },
-    "NonResourceAttributes": {1: ("path", "string"), 2: ("verb", "string")},
-    "SelfSubjectRulesReview": {
-        1: ("metadata", "msg:ObjectMeta"),
-        2: ("spec", "msg:SelfSubjectRulesReviewSpec"),
-    },
-    "SelfSubjectRulesReviewSpec": {1: ("namespace", "string")},
-}
-KINDS = frozenset(
-    {
-        "Namespace",
-        "ConfigMap",
-        "Secret",
-        "ServiceAccount",
-        "SelfSubjectAccessReview",
-        "SelfSubjectRulesReview",
-    }
-)
+MAGIC = b"k8s\x00"
+MAX_DEPTH = 64
+
+_META = builtin_types.META
+_UNKNOWN = "k8s.io.apimachinery.pkg.runtime.Unknown"
+_VARINTS = frozenset({"int32", "int64", "bool"})
 
 
 class ProtobufError(ValueError):
@@ -104,75 +49,187 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             return value, pos
 
 
-def _fields(data: bytes) -> list[tuple[int, int | bytes]]:
-    out: list[tuple[int, int | bytes]] = []
+def _fields(data: bytes) -> list[tuple[int, int, int | bytes]]:
+    """(number, wire type, value) of each field: varints as ints, the rest as bytes."""
+    out: list[tuple[int, int, int | bytes]] = []
     pos = 0
     while pos < len(data):
         key, pos = _varint(data, pos)
         number, wire = key >> 3, key & 7
         if wire == 0:
             value, pos = _varint(data, pos)
-            out.append((number, value))
-        elif wire == 2:
+            out.append((number, wire, value))
+            continue
+        if wire == 2:
             length, pos = _varint(data, pos)
-            if pos + length > len(data):
-                raise ProtobufError("truncated field")
-            out.append((number, data[pos : pos + length]))
-            pos += length
         elif wire in (1, 5):
-            pos += 8 if wire == 1 else 4
+            length = 8 if wire == 1 else 4
         else:
             raise ProtobufError(f"unsupported wire type {wire}")
+        if pos + length > len(data):
+            raise ProtobufError("truncated field")
+        out.append((number, wire, data[pos : pos + length]))
+        pos += length
     return out
 
 
-def _scalar(type_: str, value: int | bytes) -> Any:
+def _signed(value: int, bits: int) -> int:
+    value &= (1 << 64) - 1
+    value = value - (1 << 64) if value >= 1 << 63 else value
+    if not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+        raise ProtobufError(f"{value} does not fit in int{bits}")
+    return value
+
+
+def _scalar(type_: str, wire: int, value: int | bytes, where: str) -> Any:
+    if type_ in _VARINTS:
+        if not isinstance(value, int):
+            raise ProtobufError(f"{where}: a {type_} must be a varint")
+        if type_ == "bool":
+            return bool(value)
+        return _signed(value, 32 if type_ == "int32" else 64)
+    if not isinstance(value, bytes):
+        raise ProtobufError(f"{where}: a {type_} cannot be a varint")
     if type_ == "string":
-        return value.decode() if isinstance(value, bytes) else str(value)
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            raise ProtobufError(f"{where}: a string must be UTF-8") from None
     if type_ == "bytes":
-        return base64.b64encode(value if isinstance(value, bytes) else b"").decode()
-    if type_ == "bool":
-        return bool(value)
-    if type_ == "int":
-        return int(value) if isinstance(value, int) else 0
-    if type_.startswith("msg:") and isinstance(value, bytes):
-        return decode_message(type_[4:], value)
-    raise ProtobufError(f"cannot read a {type_} from {type(value).__name__}")
+        return base64.b64encode(value).decode()
+    if type_ in ("double", "float") and wire in (1, 5):
+        return struct.unpack("<d" if wire == 1 else "<f", value)[0]
+    raise ProtobufError(f"{where}: cannot read a {type_} from wire type {wire}")
 
 
-def decode_message(name: str, data: bytes) -> dict[str, Any]:
-    schema = _MESSAGES[name]
+def _time(msg: dict[int, Any], micro: bool) -> str | None:
+    seconds, nanos = msg.get(1, 0), msg.get(2, 0)
+    if not seconds and not nanos:
+        return None  # Go's zero time: JSON null, left out
+    try:
+        when = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ProtobufError(f"{seconds} seconds is not a time") from None
+    if micro:
+        return when.strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos // 1000:06d}Z"
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _go_duration(ns: int) -> str:
+    """Go's time.Duration.String for whole-second and smaller values."""
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-", -ns) if ns < 0 else ("", ns)
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                return f"{sign}{ns / size:g}{unit}"
+    hours, rest = divmod(ns, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    seconds = f"{rest / 1e9:.9f}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{seconds}"
+    return f"{sign}{minutes}m{seconds}" if minutes else f"{sign}{seconds}"
+
+
+def _raw_json(raw: bytes, where: str) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ProtobufError(f"{where}: an embedded object must be JSON") from None
+
+
+def _well_known(name: str, data: bytes, depth: int) -> tuple[bool, Any]:
+    """The JSON form of a type that does not marshal as an object."""
+    short = name.rsplit(".", 1)[-1]
+    if name in (f"{_META}.Time", f"{_META}.MicroTime", f"{_META}.Duration"):
+        raw = {n: v for n, _, v in _fields(data) if isinstance(v, int)}
+        if short == "Duration":
+            return True, _go_duration(_signed(raw.get(1, 0), 64))
+        return True, _time({k: _signed(v, 64) for k, v in raw.items()}, short == "MicroTime")
+    if name == "k8s.io.apimachinery.pkg.util.intstr.IntOrString":
+        msg = decode_message(name, data, depth)
+        return True, msg.get("strVal", "") if msg.get("type") == 1 else msg.get("intVal", 0)
+    if name == "k8s.io.apimachinery.pkg.api.resource.Quantity":
+        return True, decode_message(name, data, depth).get("string", "")
+    if name in ("k8s.io.apimachinery.pkg.runtime.RawExtension", f"{_META}.FieldsV1"):
+        raw_b64 = next(iter(decode_message(name, data, depth).values()), "")
+        return True, _raw_json(base64.b64decode(raw_b64), short)
+    return False, None
+
+
+def _value(type_: str, wire: int, value: int | bytes, where: str, depth: int) -> Any:
+    if type_ not in messages():
+        return _scalar(type_, wire, value, where)
+    if not isinstance(value, bytes):
+        raise ProtobufError(f"{where}: a {type_.rsplit('.', 1)[-1]} must be a message")
+    special, converted = _well_known(type_, value, depth + 1)
+    return converted if special else decode_message(type_, value, depth + 1)
+
+
+def _is_zero(value: Any) -> bool:
+    return value is None or (not isinstance(value, dict) and value in ("", 0, False))
+
+
+def decode_message(name: str, data: bytes, depth: int = 0) -> dict[str, Any]:
+    """The JSON form of one message, as a cluster would write the Go object."""
+    if depth > MAX_DEPTH:
+        raise ProtobufError(f"the body nests deeper than {MAX_DEPTH} messages")
+    schema = messages()[name].by_number
     out: dict[str, Any] = {}
-    for number, value in _fields(data):
-        if number not in schema:
-            continue
-        field, type_ = schema[number]
-        if type_.startswith("list:"):
-            out.setdefault(field, []).append(_scalar(type_[5:], value))
-        elif type_.startswith("map:"):
+    for number, wire, value in _fields(data):
+        field = schema.get(number)
+        short = name.rsplit(".", 1)[-1]
+        if field is None:
+            if value in (0, b""):
+                continue  # nothing is lost
+            raise ProtobufError(f"{short}: field {number} is not known to this server")
+        json_name, type_ = field.name, field.type
+        where = f"{short}.{json_name}"
+        if type_.startswith("map<"):
+            key_type, value_type = type_[4:-1].split(",")
             if not isinstance(value, bytes):
-                raise ProtobufError(f"{field}: a map entry must be a message")
-            entry = dict(_fields(value))
-            key = entry.get(1, b"")
-            out.setdefault(field, {})[_scalar("string", key)] = _scalar(
-                type_[4:], entry.get(2, b"")
+                raise ProtobufError(f"{where}: a map entry must be a message")
+            entry = {n: (w, v) for n, w, v in _fields(value)}
+            k_wire, k = entry.get(1, (2, b""))
+            v_wire, v = entry.get(2, (2, b""))
+            out.setdefault(json_name, {})[_scalar(key_type, k_wire, k, where)] = _value(
+                value_type, v_wire, v, where, depth
             )
+        elif field.repeated:
+            items = out.setdefault(json_name, [])
+            if wire == 2 and type_ in _VARINTS and isinstance(value, bytes):  # packed
+                pos = 0
+                while pos < len(value):
+                    item, pos = _varint(value, pos)
+                    items.append(_scalar(type_, 0, item, where))
+            else:
+                items.append(_value(type_, wire, value, where, depth))
+        elif field.inline:  # an embedded struct: JSON inlines its fields
+            inlined = _value(type_, wire, value, where, depth)
+            if isinstance(inlined, dict):
+                out.update(inlined)
         else:
-            out[field] = _scalar(type_, value)
-    # gogo-protobuf writes every optional string, even empty: drop the empty ones.
-    return {k: v for k, v in out.items() if v not in ("", {}, [])}
+            converted = _value(type_, wire, value, where, depth)
+            if converted is None or (field.omit_zero and _is_zero(converted)):
+                out.pop(json_name, None)
+            else:
+                out[json_name] = converted
+    return out
 
 
 def decode(body: bytes) -> dict[str, Any]:
-    """The JSON form of a protobuf request body; raises ProtobufError for other kinds."""
+    """The JSON form of a protobuf request body; raises ProtobufError for anything else."""
     if not body.startswith(MAGIC):
         raise ProtobufError("not a Kubernetes protobuf body (no k8s magic)")
-    unknown = decode_message("Unknown", body[len(MAGIC) :])
-    type_meta = unknown.get("typeMeta", {})
-    kind = type_meta.get("kind", "")
-    if kind not in KINDS:
-        raise ProtobufError(
-            f"protobuf bodies are read for {', '.join(sorted(KINDS))} only, not {kind!r}"
-        )
-    obj = decode_message(kind, base64.b64decode(unknown.get("raw", "")))
-    return {"apiVersion": type_meta.get("apiVersion", "v1"), "kind": kind, **obj}
+    unknown = decode_message(_UNKNOWN, body[len(MAGIC) :])
+    api_version, kind = unknown.get("apiVersion", ""), unknown.get("kind", "")
+    if unknown.get("contentEncoding"):
+        raise ProtobufError(f"content encoding {unknown['contentEncoding']!r} is not read")
+    name = builtin_types.message_name(api_version, kind)
+    if name is None:
+        raise ProtobufError(f"{kind or 'an object'} ({api_version}) is not a built-in kind")
+    obj = decode_message(name, base64.b64decode(unknown.get("raw", "")))
+    return {"apiVersion": api_version, "kind": kind, **obj}

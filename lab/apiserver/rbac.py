@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 MASTERS = "system:masters"
-_SELF_REVIEWS = ("selfsubjectaccessreviews", "selfsubjectrulesreviews")
+_SELF_REVIEWS = {
+    "authorization.k8s.io": ("selfsubjectaccessreviews", "selfsubjectrulesreviews"),
+    "authentication.k8s.io": ("selfsubjectreviews",),
+}
 _PUBLIC_PREFIXES = ("/api", "/apis", "/openapi", "/version", "/healthz", "/livez", "/readyz")
 
 
@@ -115,7 +118,7 @@ def allowed(user: User, attrs: Attributes, rbac_objects: Iterable[Obj]) -> bool:
         return True
     if not attrs.is_resource and attrs.verb == "get" and attrs.path.startswith(_PUBLIC_PREFIXES):
         return True
-    if attrs.group == "authorization.k8s.io" and attrs.resource in _SELF_REVIEWS:
+    if attrs.resource in _SELF_REVIEWS.get(attrs.group, ()):
         return attrs.verb == "create"  # system:basic-user: anyone may ask what they may do
     return any(rule_allows(r, attrs) for r in applicable_rules(user, attrs.namespace, rbac_objects))
 

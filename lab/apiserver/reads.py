@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent.store import Expired, Store
-from lab.apiserver import storeview
+from lab.apiserver import events_view, storeview
 from lab.apiserver.errors import ApiError, bad_request, expired
 from lab.apiserver.routing import Target
 from lab.apiserver.selectors import Predicate, parse_field_selector, parse_label_selector
@@ -96,7 +96,10 @@ def list_body(target: Target, items: list[dict[str, Any]], meta: dict[str, Any])
 
 
 def served(target: Target, obj: dict[str, Any]) -> dict[str, Any]:
-    """The object in the version the request asked for (versions differ only in name here)."""
+    """The object in the version the request asked for (versions differ only in name here,
+    but for Events asked for as events.k8s.io, converted from core/v1)."""
+    if events_view.is_view(target.resource):
+        return events_view.to_view(obj, target.api_version)
     if obj.get("apiVersion") == target.api_version:
         return obj
     return {**obj, "apiVersion": target.api_version}

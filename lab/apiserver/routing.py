@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from lab.apiserver.errors import ApiError, not_found
+from lab.apiserver.errors import NOT_FOUND, ApiError, not_found
 from lab.apiserver.resources import BUILTIN, Registry, Resource
 
 # Boolean query parameters parse as Go's strconv.ParseBool does in kube-apiserver (clients
@@ -52,14 +52,14 @@ def route(path: str, registry: Registry = BUILTIN) -> Target | Discovery:
     elif parts[:1] == ["apis"] and len(parts) >= 2:
         group = parts[1]
         if group not in registry.groups():
-            raise ApiError(404, f"the server could not find the requested resource ({path})")
+            raise ApiError(404, NOT_FOUND)
         if len(parts) == 2:
             return Discovery("group", group)
         version, rest = parts[2], parts[3:]
     else:
-        raise ApiError(404, f"the server could not find the requested resource ({path})")
+        raise ApiError(404, NOT_FOUND)
     if version not in registry.groups().get(group, []):
-        raise ApiError(404, f"the server could not find the requested resource ({path})")
+        raise ApiError(404, NOT_FOUND)
     if not rest:
         return Discovery("resources", group, version)
     return _target(registry, group, version, rest, path)
@@ -83,13 +83,13 @@ def _target(registry: Registry, group: str, version: str, rest: list[str], path:
         namespace, rest = rest[1], rest[2:]
     resource = registry.lookup(group, version, rest[0])
     if resource is None or len(rest) > 3:
-        raise ApiError(404, f"the server could not find the requested resource ({path})")
+        raise ApiError(404, NOT_FOUND)
     if namespace is not None and not resource.namespaced:
-        raise ApiError(404, f"the server could not find the requested resource ({path})")
+        raise ApiError(404, NOT_FOUND)
     name = rest[1] if len(rest) > 1 else None
     sub = rest[2] if len(rest) > 2 else None
     if sub is not None and sub not in resource.subresources:
         raise not_found(f"{resource.plural}/{sub}", name or "", group)
     if resource.namespaced and name is not None and namespace is None:
-        raise ApiError(404, f"the server could not find the requested resource ({path})")
+        raise ApiError(404, NOT_FOUND)
     return Target(resource, version, namespace, name, sub)

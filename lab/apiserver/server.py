@@ -11,6 +11,7 @@ import select
 import socket
 import ssl
 import threading
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.command,
             url.path,
             dict(parse_qsl(url.query, keep_blank_values=True)),
-            {k.lower(): v for k, v in self.headers.items()},
+            _headers(self.headers.items()),
             body,
         )
         self._send(self.server.api.handle(request))
@@ -221,3 +222,13 @@ class ApiServer:
             server.server_close()
         self._server.shutdown()
         self._server.server_close()
+
+
+def _headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Lower-case names; a repeated header's values joined by a newline, which no header
+    value can hold (``Request.header_values`` splits them again)."""
+    out: dict[str, str] = {}
+    for name, value in items:
+        key = name.lower()
+        out[key] = f"{out[key]}\n{value}" if key in out else value
+    return out

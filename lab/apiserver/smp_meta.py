@@ -1,58 +1,44 @@
 """Which lists of the built-in kinds merge, and by which key (``patchMergeKey``).
 
-Taken from the ``patchStrategy``/``patchMergeKey`` tags of the Kubernetes API types; every
-list not named here is atomic (replaced whole), as in the API. "" means a set of scalars.
+Read from the ``patchStrategy``/``patchMergeKey`` tags of the Kubernetes API types
+(``builtin_types.py``), the same table the OpenAPI documents kubectl reads are made from;
+every other list is atomic (replaced whole), as in the API. "" means a set of scalars.
+Kinds that are not built in (Gateway API, CRDs) have ObjectMeta's lists only.
 """
 
 from __future__ import annotations
 
-_CONTAINER = {
-    "ports": "containerPort",
-    "env": "name",
-    "volumeMounts": "mountPath",
-    "volumeDevices": "devicePath",
-}
-_POD_SPEC = {
-    "containers": "name",
-    "initContainers": "name",
-    "ephemeralContainers": "name",
-    "volumes": "name",
-    "imagePullSecrets": "name",
-    "hostAliases": "ip",
-    "topologySpreadConstraints": "topologyKey",
-    "schedulingGates": "name",
-    "resourceClaims": "name",
-}
-_METADATA = {"metadata.finalizers": "", "metadata.ownerReferences": "uid"}
-_CONDITIONS = {"status.conditions": "type"}
+import functools
 
-
-def _pod_spec(prefix: str) -> dict[str, str]:
-    table = {f"{prefix}.{field}": key for field, key in _POD_SPEC.items()}
-    for containers in ("containers", "initContainers", "ephemeralContainers"):
-        for field, key in _CONTAINER.items():
-            table[f"{prefix}.{containers}.{field}"] = key
-    return table
-
-
-_BY_KIND: dict[str, dict[str, str]] = {
-    "Pod": {**_pod_spec("spec"), **_CONDITIONS},
-    "Deployment": {**_pod_spec("spec.template.spec"), **_CONDITIONS},
-    "Service": {"spec.ports": "port"},
-    "Node": {**_CONDITIONS, "status.addresses": "type", "spec.podCIDRs": ""},
-    "ServiceAccount": {"secrets": "name"},
-    "Namespace": {**_CONDITIONS},
-}
+from lab.apiserver import builtin_types
 
 
 def merge_key(kind: str, path: tuple[str, ...]) -> str | None:
     """The merge key of the list at ``path`` (field names, list items skipped), or None."""
-    dotted = ".".join(path)
-    if dotted in _METADATA:
-        return _METADATA[dotted]
-    return _BY_KIND.get(kind, {}).get(dotted)
+    return builtin_types.merge_key(kind, path)
 
 
+@functools.cache
 def merge_key_table(kind: str) -> dict[str, str]:
     """Every merging list of ``kind`` (dotted path: merge key), metadata's included."""
-    return {**_METADATA, **_BY_KIND.get(kind, {})}
+    table: dict[str, str] = {}
+    root = builtin_types.kind_message(kind)
+    stack: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
+        (builtin_types.OBJECT_META, ("metadata",), frozenset())
+    ]
+    if root is not None:
+        stack.append((root, (), frozenset()))
+    messages = builtin_types.messages()
+    while stack:
+        name, prefix, seen = stack.pop()
+        for field in messages[name].by_name.values():
+            path = (*prefix, field.name)
+            if prefix == () and field.name == "metadata":
+                continue  # walked from ObjectMeta above
+            key = builtin_types.merge_key(kind, path)
+            if key is not None:
+                table[".".join(path)] = key
+            child = field.map_value or field.type
+            if child in messages and child not in seen:
+                stack.append((child, path, seen | {name}))
+    return table

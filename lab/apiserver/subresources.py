@@ -77,13 +77,17 @@ def review(
     target: Target, body: Any, user: User, rbac_objects: Iterable[Mapping[str, Any]]
 ) -> dict[str, Any]:
     """A SelfSubjectAccessReview (may I do this?) or SelfSubjectRulesReview (what may I do in
-    this namespace?), answered by the same RBAC rules that authorize requests."""
+    this namespace?), answered by the same RBAC rules that authorize requests; a
+    SelfSubjectReview (who am I?) by the user itself."""
     spec = body.get("spec") if isinstance(body, dict) else None
     spec = spec if isinstance(spec, dict) else {}
     kind = target.resource.kind
     out: dict[str, Any] = {"kind": kind, "apiVersion": target.api_version, "metadata": {}}
     out["spec"] = spec
     objs = list(rbac_objects)
+    if kind == "SelfSubjectReview":  # kubectl auth whoami
+        info = {"username": user.name, "groups": list(user.groups)}
+        return {**{k: v for k, v in out.items() if k != "spec"}, "status": {"userInfo": info}}
     if kind == "SelfSubjectAccessReview":
         attrs = _review_attributes(spec)
         # A denial carries no reason, as RBAC's does not: kubectl prints a bare "no".

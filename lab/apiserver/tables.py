@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from lab.apiserver import event_columns
 from lab.apiserver.routing import Target
 
 Obj = Mapping[str, Any]
@@ -227,32 +228,7 @@ _COLUMNS: dict[str, list[Column]] = {
         _AGE,
     ],
     "HTTPRoute": [_NAME, ("Hostnames", "string", 0, _names("spec.hostnames")), _AGE],
-    "Event": [
-        (
-            "Last Seen",
-            "string",
-            0,
-            lambda o: age(
-                {
-                    "metadata": {
-                        "creationTimestamp": o.get("lastTimestamp")
-                        or o["metadata"].get("creationTimestamp")
-                    }
-                }
-            ),
-        ),
-        ("Type", "string", 0, lambda o: o.get("type", "")),
-        ("Reason", "string", 0, lambda o: o.get("reason", "")),
-        (
-            "Object",
-            "string",
-            0,
-            lambda o: (
-                f"{_get(o, 'involvedObject.kind', '').lower()}/{_get(o, 'involvedObject.name', '')}"
-            ),
-        ),
-        ("Message", "string", 0, lambda o: o.get("message", "")),
-    ],
+    "Event": event_columns.columns(human_duration),
     "Lease": [_NAME, ("Holder", "string", 0, lambda o: _get(o, "spec.holderIdentity", "")), _AGE],
     "ClusterRoleBinding": [
         _NAME,

@@ -146,7 +146,7 @@ def patch(
         )
     for _attempt in range(5):
         existing = get(store, target)
-        patched = _patched(res.kind, existing, body, content_type)
+        patched = patched_object(res.kind, existing, body, content_type)
         if patched.get("kind") != existing.get("kind"):
             raise bad_request("a patch cannot change kind")
         meta = patched.get("metadata")
@@ -164,7 +164,9 @@ def patch(
     raise conflict(res.plural, target.name or "", res.group)
 
 
-def _patched(kind: str, existing: dict[str, Any], body: Any, content_type: str) -> dict[str, Any]:
+def patched_object(
+    kind: str, existing: dict[str, Any], body: Any, content_type: str
+) -> dict[str, Any]:
     try:
         if content_type == MERGE:
             if not isinstance(body, dict):
@@ -202,7 +204,7 @@ def _server_side_apply(
     merge = STRATEGIC if res.builtin else MERGE
     for _attempt in range(5):
         live = get(store, target)
-        merged = _patched(res.kind, live, config, merge)
+        merged = patched_object(res.kind, live, config, merge)
         owned = ownership.apply(res.kind, live, merged, config, manager, force)
         owned["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
         try:

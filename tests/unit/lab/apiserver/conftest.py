@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import pytest
 from agent.store import Store
 from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.app import Api
-from lab.apiserver.certs import credentials
+from lab.apiserver.certs import credentials, write_kubeconfig
 from lab.apiserver.server import ApiServer, tls_context
 from lab.apiserver.watch import WatchSettings
 
@@ -51,7 +51,9 @@ class Client:
         ctype: str = JSON,
         accept: str = JSON,
         token: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
     ) -> Reply:
+        """One request; ``headers`` are sent as given, repeated names included."""
         conn = self._conn()
         data = (
             None
@@ -59,10 +61,14 @@ class Client:
             else (body if isinstance(body, bytes) else json.dumps(body).encode())
         )
         url = path + ("?" + urlencode(query) if query else "")
-        headers = {"Content-Type": ctype, "Accept": accept}
+        sent = [("Content-Type", ctype), ("Accept", accept), *headers]
         if token if token is not None else self.token:
-            headers["Authorization"] = f"Bearer {token if token is not None else self.token}"
-        conn.request(method, url, body=data, headers=headers)
+            sent.append(("Authorization", f"Bearer {token if token is not None else self.token}"))
+        conn.putrequest(method, url)
+        for name, value in sent:
+            conn.putheader(name, value)
+        conn.putheader("Content-Length", str(len(data or b"")))
+        conn.endheaders(data)
         resp = conn.getresponse()
         raw = resp.read()
         conn.close()
@@ -135,3 +141,23 @@ def service(name: str, ns: str = "default", port: int = 80) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": ns},
         "spec": {"selector": {"app": name}, "ports": [{"port": port}]},
     }
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[Store, Path, Callable[[str], Path]]]:
+    creds = credentials(tmp_path / "state")
+    store = Store(tmp_path / "store.db")
+    bootstrap(store)
+    api = Api(store, frozenset({creds.token}), watch_settings=WatchSettings(poll_interval=0.02))
+    server = ApiServer(api, tls_context(creds.server_cert, creds.server_key)).start()
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "test", server.url, creds)
+    try:
+
+        def as_user(token: str) -> Path:
+            path = tmp_path / "robot.kubeconfig"
+            return write_kubeconfig(path, "test", server.url, creds, token=token, user="robot")
+
+        yield store, kubeconfig, as_user
+    finally:
+        server.stop()
+        store.close()

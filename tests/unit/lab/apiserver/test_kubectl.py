@@ -13,17 +13,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from agent.store import Store
-from lab.apiserver.__main__ import bootstrap
-from lab.apiserver.app import Api
-from lab.apiserver.certs import credentials, write_kubeconfig
-from lab.apiserver.server import ApiServer, tls_context
-from lab.apiserver.watch import WatchSettings
 from tests.conftest import IN_CI
 
 PYPI_KUBECTL = Path(sys.executable).parent / "kubectl"
@@ -112,6 +107,21 @@ subjects:
 """
 
 
+EVENT = """\
+apiVersion: v1
+kind: Event
+metadata: {name: web.1}
+involvedObject: {apiVersion: apps/v1, kind: Deployment, name: web, namespace: default, uid: UID}
+reason: ScalingReplicaSet
+message: Scaled up replica set web-1 to 4
+type: Normal
+source: {component: deployment-controller}
+firstTimestamp: "2026-01-01T00:00:00Z"
+lastTimestamp: "2026-01-01T00:00:00Z"
+count: 1
+"""
+
+
 CRD = """\
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
@@ -185,26 +195,6 @@ class Kubectl:
         return self.out("apply", "-f", str(path), *extra)
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[tuple[Store, Path, Callable[[str], Path]]]:
-    creds = credentials(tmp_path / "state")
-    store = Store(tmp_path / "store.db")
-    bootstrap(store)
-    api = Api(store, frozenset({creds.token}), watch_settings=WatchSettings(poll_interval=0.02))
-    server = ApiServer(api, tls_context(creds.server_cert, creds.server_key)).start()
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "test", server.url, creds)
-    try:
-
-        def as_user(token: str) -> Path:
-            path = tmp_path / "robot.kubeconfig"
-            return write_kubeconfig(path, "test", server.url, creds, token=token, user="robot")
-
-        yield store, kubeconfig, as_user
-    finally:
-        server.stop()
-        store.close()
-
-
 @pytest.mark.parametrize("binary", _binaries())
 def test_kubectl_session(
     binary: Path, lab: tuple[Store, Path, Callable[[str], Path]], tmp_path: Path
@@ -264,6 +254,19 @@ def test_kubectl_session(
     assert typo.returncode != 0 and 'unknown field "dta"' in typo.stderr
     warned = k.run("apply", "-f", str(tmp_path / "typo.yaml"), "--validate=warn")
     assert 'Warning: unknown field "dta"' in warned.stderr
+    # ... at any depth of a built-in kind, as a cluster's strict decoding names it.
+    deep = MANIFESTS.replace("REPLICAS", "1").replace(
+        "image: echo", "image: echo\n        imagee: x"
+    )
+    deep = deep.split("---\n")[2].replace("metadata:\n  name: web", "metadata:\n  name: deep")
+    (tmp_path / "deep.yaml").write_text(deep)
+    refused = k.run("apply", "-f", str(tmp_path / "deep.yaml"), ok=False)
+    assert refused.returncode != 0
+    assert "Error from server (BadRequest)" in refused.stderr
+    assert (
+        'Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: '
+        'unknown field "spec.template.spec.containers[0].imagee"'
+    ) in refused.stderr
 
     # apply --prune needs every kind of kubectl's default allowlist to be served.
     two = "".join(
@@ -333,6 +336,16 @@ def test_kubectl_session(
         k.out("get", "httproute", "shop", "-o", "jsonpath={.spec.hostnames[0]}") == "store.example"
     )
     assert "deployment.apps/web scaled" in k.out("scale", "deploy", "web", "--replicas=5")
+    # Generators: run, expose, set (typed objects and patches).
+    assert "pod/solo created" in k.out("run", "solo", "--image=echo", "--port=8080")
+    assert "service/web-exposed exposed" in k.out(
+        "expose", "deploy", "web", "--port=81", "--target-port=8080", "--name=web-exposed"
+    )
+    assert k.out("get", "svc", "web-exposed", "-o", "jsonpath={.spec.selector.app}") == "web"
+    assert "image updated" in k.out("set", "image", "deploy/web", "web=echo:2")
+    assert "env updated" in k.out("set", "env", "deploy/web", "MODE=fast")
+    image = "jsonpath={.spec.template.spec.containers[?(@.name=='web')].image}"
+    assert k.out("get", "deploy", "web", "-o", image) == "echo:2"
     assert k.out("get", "deploy", "web", "-o", "jsonpath={.spec.replicas}") == "5"
 
     # Status written by controllers shows in get; wait and rollout status read it.
@@ -383,6 +396,16 @@ def test_kubectl_session(
     )
     assert "successfully rolled out" in k.out("rollout", "status", "deploy/web", "--timeout=10s")
     assert k.out("get", "deploy", "web").splitlines()[1].split()[1] == "5/5"
+    # The lab's Deployment controller keeps no ReplicaSets, so there is no history to show or
+    # undo to (kubectl's own words, as for a Deployment whose ReplicaSets were deleted).
+    assert "No rollout history found." in k.out("rollout", "history", "deploy/web")
+    undo = k.run("rollout", "undo", "deploy/web", ok=False)
+    assert undo.returncode == 1 and 'no rollout history found for deployment "web"' in undo.stderr
+    assert "deployment.apps/web restarted" in k.out("rollout", "restart", "deploy/web")
+    restarted = k.out(
+        "get", "deploy", "web", "-o", "jsonpath={.spec.template.metadata.annotations}"
+    )
+    assert "kubectl.kubernetes.io/restartedAt" in restarted
 
     # Server-side apply, diff, explain, auth can-i, events.
     # Server-side apply: replicas were last set by kubectl scale and apply's manifest, so an
@@ -402,8 +425,31 @@ def test_kubectl_session(
     assert "KIND:" in k.out("explain", "deployment") and "Deployment" in k.out(
         "explain", "deployment"
     )
+    # explain below the top level reads k8s.io/api's own descriptions and types.
+    replicas = k.out("explain", "deployment.spec.replicas")
+    assert "replicas <integer>" in replicas and "Number of desired pods" in replicas
+    containers = k.out("explain", "pod.spec.containers")
+    assert "containers <[]Container>" in containers and "livenessProbe\t<Probe>" in containers
+    port = k.out("explain", "deploy.spec.template.spec.containers.readinessProbe.httpGet.port")
+    assert "Name or number of the port" in port
+    nope = k.run("explain", "deployment.spec.nope", ok=False)
+    assert nope.returncode != 0 and 'field "nope" does not exist' in nope.stderr
     assert k.out("auth", "can-i", "create", "deployments").strip() == "yes"
-    assert k.run("events").returncode == 0
+    # Events a controller records (here through the API) show in events, get and describe.
+    uid = k.out("get", "deploy", "web", "-o", "jsonpath={.metadata.uid}")
+    (tmp_path / "event.yaml").write_text(EVENT.replace("UID", uid))
+    k.out("create", "-f", str(tmp_path / "event.yaml"))
+    events = k.out("events", "--for", "deploy/web").splitlines()
+    assert events[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert "ScalingReplicaSet" in events[1] and "Scaled up replica set web-1 to 4" in events[1]
+    listed = k.out("get", "events", "-o", "wide").splitlines()
+    assert listed[0].split()[:6] == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "SUBOBJECT"]
+    assert "deployment/web" in listed[1] and "deployment-controller" in listed[1]
+    described = k.out("describe", "deploy", "web")
+    assert "Events:" in described and "ScalingReplicaSet" in described
+    # The same Event through events.k8s.io/v1, in that API's shape.
+    note = k.out("get", "events.events.k8s.io", "web.1", "-o", "jsonpath={.note}")
+    assert note == "Scaled up replica set web-1 to 4"
 
     # A CustomResourceDefinition serves its kind, with its printer columns.
     (tmp_path / "crd.yaml").write_text(CRD)
@@ -445,6 +491,27 @@ def test_kubectl_session(
     assert robot.run("auth", "can-i", "delete", "configmaps", ok=False).stdout.strip() == "no"
     assert "configmaps" in robot.out("auth", "can-i", "--list")
     assert "settings" in robot.out("get", "cm")
+    # kubectl create token: a token bound to the account, working as the Secret's does.
+    issued = k.out("create", "token", "robot").strip()
+    bound = Kubectl(binary, as_user(issued), tmp_path)
+    assert bound.out("auth", "can-i", "list", "configmaps").strip() == "yes"
+
+    # Impersonation: the admin may act as anyone; the robot may not impersonate.
+    as_robot = "--as=system:serviceaccount:default:robot"
+    assert k.out("auth", "can-i", "list", "configmaps", as_robot).strip() == "yes"
+    assert k.run("auth", "can-i", "delete", "configmaps", as_robot, ok=False).stdout.strip() == "no"
+    alice = k.run("get", "cm", "--as=alice", "--as-group=devs", ok=False)
+    assert (
+        'Error from server (Forbidden): configmaps is forbidden: User "alice" cannot list'
+        in alice.stderr
+    )
+    assert "settings" in k.out("get", "cm", "--as=alice", "--as-group=system:masters")
+    refused = robot.run("get", "cm", "--as=bob", ok=False)
+    assert (
+        'Error from server (Forbidden): users "bob" is forbidden: User '
+        '"system:serviceaccount:default:robot" cannot impersonate resource "users" in API '
+        'group "" at the cluster scope'
+    ) in refused.stderr
 
     # get -w sees a change as it happens.
     watcher = subprocess.Popen(

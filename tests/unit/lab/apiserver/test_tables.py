@@ -93,3 +93,58 @@ def test_include_object_none_leaves_rows_bare(client: Client) -> None:
         accept=TABLE,
     )
     assert reply.body["rows"] == [{"cells": ["c", 2, reply.body["rows"][0]["cells"][2]]}]
+
+
+def _ago(seconds: int, micro: bool = False) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    when = datetime.now(UTC) - timedelta(seconds=seconds)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_events_print_as_a_clusters_do_recorded_either_way(client: Client) -> None:
+    # Ages chosen where kubectl's rounding is coarse (a second's delay changes no cell).
+    old_style = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "web.1"},
+        "involvedObject": {"kind": "Pod", "name": "web-x", "fieldPath": "spec.containers{web}"},
+        "reason": "BackOff",
+        "message": "Back-off restarting failed container ",
+        "type": "Warning",
+        "source": {"component": "kubelet", "host": "node1"},
+        "firstTimestamp": _ago(3 * 3600),
+        "lastTimestamp": _ago(20 * 60),
+        "count": 3,
+    }
+    new_style = {  # what the events.k8s.io recorder writes: eventTime (micro), series
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "web.2"},
+        "involvedObject": {"kind": "Deployment", "name": "web"},
+        "reason": "ScalingReplicaSet",
+        "message": "Scaled up",
+        "type": "Normal",
+        "eventTime": _ago(5 * 3600, micro=True),
+        "series": {"count": 4, "lastObservedTime": _ago(40 * 60, micro=True)},
+        "reportingComponent": "tulle.dev/deployment",
+        "reportingInstance": "lab-1",
+    }
+    path = "/api/v1/namespaces/default/events"
+    for event in (old_style, new_style):
+        assert client.request("POST", path, event).status == 201
+    wide = client.request("GET", path, accept=TABLE, query={"includeObject": "None"}).body
+    names = [c["name"] for c in wide["columnDefinitions"]]
+    assert names == [
+        "Last Seen", "Type", "Reason", "Object", "Subobject", "Source", "Message",
+        "First Seen", "Count", "Name",
+    ]  # fmt: skip
+    rows = {r["cells"][-1]: r["cells"] for r in wide["rows"]}
+    assert rows["web.1"] == [
+        "20m", "Warning", "BackOff", "pod/web-x", "spec.containers{web}", "kubelet, node1",
+        "Back-off restarting failed container", "3h", 3, "web.1",
+    ]  # fmt: skip
+    assert rows["web.2"] == [
+        "40m", "Normal", "ScalingReplicaSet", "deployment/web", "",
+        "tulle.dev/deployment, lab-1", "Scaled up", "5h", 4, "web.2",
+    ]  # fmt: skip
