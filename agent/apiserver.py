@@ -6,9 +6,10 @@ all-or-nothing: one invalid object and nothing is stored.
 
 `status` is a subresource: admission drops whatever status a user sends (the store keeps the
 stored one on update and starts without one on create), so only controllers, the kubelet and
-node agents write it, through ``Store.update_status``. Nodes are registered by the lab:
-apply edits their labels and annotations, never creates one or moves its pod CIDR (which
-decides the node's waypoint address and node identity). Gateway addresses count as
+node agents write it, through ``Store.update_status``. Nodes are registered by the lab's
+kubelet (``registrar``, the lab API server's node registrar identity): apply edits their
+labels and annotations, never creates one or moves its pod CIDR (which decides the node's
+waypoint address and node identity). Gateway addresses count as
 allocated ClusterIPs. Objects over the 1.5 MiB limit are refused by name before they are
 converted.
 """
@@ -40,7 +41,10 @@ class AdmissionError(ValueError):
         self.errors = list(errors)
 
 
-def admit(store: Store, docs: Sequence[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+def admit(
+    store: Store, docs: Sequence[tuple[str, dict[str, Any]]], *, registrar: bool = False
+) -> list[dict[str, Any]]:
+    """``registrar``: the writer is the lab's kubelet, which registers Nodes."""
     errors: list[str] = []
     admitted: list[dict[str, Any]] = []
     for source, doc in docs:
@@ -54,7 +58,7 @@ def admit(store: Store, docs: Sequence[tuple[str, dict[str, Any]]]) -> list[dict
         except ConversionError as err:
             errors.append(f"{source}: {err}")
     errors += _check_namespaces(store, admitted)
-    errors += _guard_nodes(store, admitted)
+    errors += _guard_nodes(store, admitted, registrar)
     if not errors:
         errors += _assign_cluster_ips(store, admitted)
     if errors:
@@ -65,7 +69,9 @@ def admit(store: Store, docs: Sequence[tuple[str, dict[str, Any]]]) -> list[dict
 _NODE_CIDR_FIELDS = ("podCIDR", "podCIDRs")
 
 
-def _guard_nodes(store: Store, objs: Sequence[dict[str, Any]]) -> list[str]:
+def _guard_nodes(
+    store: Store, objs: Sequence[dict[str, Any]], registrar: bool = False
+) -> list[str]:
     """Nodes are registered by the lab, as kubelets register themselves; apply may edit
     their labels and annotations but not create one nor move its pod CIDR, which decides
     the node's waypoint address (where its L7 connections go, which address has waypoint
@@ -76,6 +82,8 @@ def _guard_nodes(store: Store, objs: Sequence[dict[str, Any]]) -> list[str]:
         if obj["kind"] != "Node":
             continue
         stored = store.get("Node", "", obj["metadata"]["name"])
+        if stored is None and registrar:
+            continue
         if stored is None:
             errors.append(
                 f"{describe(obj)}: Nodes are registered by the lab (tulle lab up), not "

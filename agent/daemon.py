@@ -1,8 +1,9 @@
 """The node agent: one per node (the DaemonSet's process).
 
-It watches desired state (the lab store here; the Kubernetes API in a cluster), programs the
-eBPF datapath from it, turns datapath events into flows, serves them over the observer API,
-and reports health.
+It watches desired state through the Kubernetes API (a cluster's or the lab's, with a
+kubeconfig or the in-cluster ServiceAccount), programs the eBPF datapath from it, turns
+datapath events into flows, serves them over the observer API, and reports health (a
+health file, and the Node's Ready condition).
 """
 
 from __future__ import annotations
@@ -14,35 +15,42 @@ import signal
 import socket
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import httpx2 as httpx  # lightkube 1.x's HTTP client
+from lightkube import ApiError, Client
+from lightkube.types import PatchType
 from prometheus_client import CollectorRegistry
 
-from agent.datapath.controller import DatapathController
+from agent.datapath.controller import WATCHED_KINDS, DatapathController, ObjectChange
 from agent.flows.enrich import enrich
 from agent.flows.ingest import FlowIngest
 from agent.flows.l7intake import L7Intake
 from agent.flows.store import FlowRing
+from agent.kube.backoff import Backoff
+from agent.kube.cache import Delta
+from agent.kube.informer import WATCH_BACKOFF
+from agent.kube.resources import NodeStatus
+from agent.kube.source import ClusterSource, KubeconfigError, connect
 from agent.lab.state import write_json_atomic
 from agent.metrics import FlowMetrics, MapFillCollector, MetricsConfig, serve_metrics
-from agent.store import Store
-from agent.store.events import SYNC, Event
-from agent.store.informer import Cache, list_then_watch
-from agent.store.retry import is_transient
 
 log = logging.getLogger("tulle.agent")
+# What the datapath plans from, less Secrets: its plan never reads them (a Gateway's
+# listeners are redirected by its addresses; only the waypoint terminates TLS), so the
+# agent's ServiceAccount may not read Secrets (deploy/daemonset/rbac.yaml).
+AGENT_KINDS = tuple(k for k in WATCHED_KINDS if k != "Secret")
 HEALTH_INTERVAL = 1.0
-SYNC_DEBOUNCE = 0.02  # coalesce bursts of store events into one datapath sync
+SYNC_DEBOUNCE = 0.02  # coalesce bursts of cluster changes into one datapath sync
 
 
 @dataclass(frozen=True)
 class AgentConfig:
     node: str
-    store_file: str
+    kubeconfig: str | None = None  # None: the in-cluster ServiceAccount (a DaemonSet pod)
     health_file: str | None = None
     pin_dir: str | None = None  # None: no datapath (watch and report only)
     observer_socket: str | None = None
@@ -61,11 +69,10 @@ class AgentConfig:
 
 
 class Agent:
-    def __init__(self, node: str, store: Store):
+    def __init__(self, node: str, client: Client, *, backoff: Backoff = WATCH_BACKOFF) -> None:
         self.node = node
-        self.store = store
-        self.cache = Cache()
-        self.lock = threading.Lock()
+        self.client = client
+        self.source = ClusterSource(client, AGENT_KINDS, self.handle, backoff=backoff)
         self.stop = threading.Event()
         self.changed = threading.Event()
         self.events_seen = 0
@@ -75,48 +82,52 @@ class Agent:
         self.tracing: Any = None  # agent.tracing.tracer.HookPlan once tracing runs
         self.first_sync_s: float | None = None  # process start -> first full datapath sync
         self.loaded_s: float | None = None  # process start -> eBPF programs loaded
+        # What the datapath has not seen yet (guarded by source.lock): single changes are
+        # planned incrementally; a (re)list of any kind makes the next sync a full resync.
+        self.pending: list[ObjectChange] = []
+        self.needs_resync = True
 
-    def handle(self, event: Event) -> None:
-        with self.lock:
-            self.cache.handle(event)
-            self.events_seen += 1
+    def handle(self, kind: str, delta: Delta[dict[str, Any]] | None) -> None:
+        """One change from the cluster source (called under ``source.lock``)."""
+        self.events_seen += 1
+        if delta is None or delta.resync:
+            self.needs_resync = True
+            self.pending.clear()
+        elif not self.needs_resync:
+            namespace, name = delta.key
+            new = None if delta.type == "DELETED" else delta.obj
+            self.pending.append(ObjectChange(kind, namespace, name, None, new))
         self.changed.set()
-        if event.type == SYNC:
-            counts = Counter(o["kind"] for o in event.object["items"])
-            log.info(
-                "synced at revision %d: %s",
-                event.revision,
-                ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no objects",
-            )
-        else:
-            ns = f"{event.namespace}/" if event.namespace else ""
-            log.info(
-                "%s %s %s%s (revision %d)", event.type, event.kind, ns, event.name, event.revision
-            )
+        state = self.source.state
+        if delta is None:
+            count = sum(1 for _ in state.of_kind(kind))
+            log.info("listed %s: %d at revision %d%s", kind, count, state.revision,
+                     "; synced" if state.synced else "")
+        elif not delta.resync:  # a relist's deltas are summed up by its "listed" line
+            ns = f"{delta.key[0]}/" if delta.key[0] else ""
+            log.info("%s %s %s%s (revision %d)", delta.type, kind, ns, delta.key[1],
+                     delta.revision)
 
     def report_node_ready(self, ready: bool, reason: str) -> None:
         """Set the Ready condition on this node's Node object, only when it changes.
 
-        A transient store error is logged and retried on the next health tick, not fatal."""
+        An API error (server away, refused) is logged and retried on the next health tick,
+        not fatal: the datapath keeps serving whatever the report's fate."""
         try:
             self._report_node_ready(ready, reason)
-        except Exception as err:
-            if not is_transient(err):
-                raise
+        except (ApiError, httpx.HTTPError, OSError) as err:
             log.warning("cannot report Node Ready (%s); retrying on the next health tick", err)
 
     def _report_node_ready(self, ready: bool, reason: str) -> None:
         if self.reported == (ready, reason):
-            return  # called every health tick: no store read when nothing changed
-        node = self.store.get("Node", "", self.node)
+            return  # called every health tick: no request when nothing changed
+        with self.source.lock:
+            node = self.source.state.get("Node", "", self.node)
         if node is None:
-            log.warning("no Node object named %s in the store", self.node)
+            log.warning("no Node object named %s in the cluster", self.node)
             return
-        status = dict(node.get("status") or {})
-        others = [c for c in status.get("conditions") or [] if c.get("type") != "Ready"]
-        current: dict[str, Any] = next(
-            (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
-        )
+        conditions = (node.get("status") or {}).get("conditions") or []
+        current: dict[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
         wanted = "True" if ready else "False"
         if current.get("status") == wanted and current.get("reason") == reason:
             self.reported = (ready, reason)
@@ -128,18 +139,12 @@ class Agent:
             "message": f"tulle agent pid {os.getpid()}",
             "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        status["conditions"] = [*others, condition]
-        self.store.update_status("Node", "", self.node, status)
+        # Strategic merge: conditions merge by type, so other conditions stay as they are.
+        self.client.patch(
+            NodeStatus, self.node, {"status": {"conditions": [condition]}},
+            patch_type=PatchType.STRATEGIC,
+        )
         self.reported = (ready, reason)
-
-    def watch_forever(self) -> None:
-        while not self.stop.is_set():
-            try:
-                list_then_watch(self.store, None, self.handle, self.stop)
-            except Exception as err:  # keep serving health; report and retry
-                self.last_error = f"{type(err).__name__}: {err}"
-                log.exception("watch failed; retrying in 1s")
-                self.stop.wait(1.0)
 
     def sync_forever(self) -> None:
         """Program the datapath whenever the cache changed (debounced)."""
@@ -149,14 +154,22 @@ class Agent:
                 continue
             self.stop.wait(SYNC_DEBOUNCE)
             self.changed.clear()
-            with self.lock:
-                if not self.cache.synced:
+            objects: list[dict[str, Any]] | None = None
+            with self.source.lock:
+                if not self.source.state.synced:
                     continue
-                objects = list(self.cache.objects.values())
+                if self.needs_resync:
+                    objects = list(self.source.state.objects.values())
+                    self.needs_resync = False
+                    self.pending.clear()
+                changes, self.pending = self.pending, []
             try:
-                self.datapath.sync(objects)
+                if objects is not None:
+                    self.datapath.resync(objects)
+                elif changes:
+                    self.datapath.apply_changes(changes)  # work per change, not per cluster
                 self.last_error = None
-                if self.first_sync_s is None:
+                if self.first_sync_s is None and objects is not None:
                     self.first_sync_s = process_age()
                     log.info(
                         "first datapath sync done %.2f s after the process started: %d objects",
@@ -165,20 +178,23 @@ class Agent:
                     )
             except Exception as err:
                 self.last_error = f"datapath: {type(err).__name__}: {err}"
-                log.exception("datapath sync failed; retrying on the next change")
+                log.exception("datapath sync failed; resyncing in full on the next round")
+                with self.source.lock:
+                    self.needs_resync = True  # what failed half-way is replanned from scratch
                 self.stop.wait(1.0)
                 self.changed.set()
 
     def health(self) -> dict[str, object]:
-        with self.lock:
+        with self.source.lock:
+            state = self.source.state
             report: dict[str, object] = {
                 "node": self.node,
                 "pid": os.getpid(),
                 "hostname": socket.gethostname(),
                 "time": time.time(),
-                "ready": self.cache.synced and self.last_error is None,
-                "revision": self.cache.revision,
-                "objects": len(self.cache.objects),
+                "ready": state.synced and self.last_error is None,
+                "revision": state.revision,
+                "objects": len(state.objects),
                 "events": self.events_seen,
                 "error": self.last_error,
             }
@@ -219,71 +235,77 @@ def run(config: AgentConfig) -> int:
     ring = FlowRing(config.flow_capacity)
     registry, flow_metrics = _metrics(config)
     ingest = FlowIngest(ring, (flow_metrics,) if flow_metrics else ())
-    with Store(config.store_file) as store:
-        agent = Agent(node, store)
+    try:
+        client = connect(config.kubeconfig)
+    except KubeconfigError as err:
+        raise SystemExit(f"tulle agent: {err}") from None
+    agent = Agent(node, client)
 
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal %d: stopping (the datapath keeps forwarding)", signum)
-            agent.stop.set()
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping (the datapath keeps forwarding)", signum)
+        agent.stop.set()
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        if config.pin_dir:
-            from agent.datapath.programs import load_datapath
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if config.pin_dir:
+        from agent.datapath.programs import load_datapath
 
-            started = time.monotonic()
-            agent.datapath = DatapathController(
-                node,
-                load_datapath(Path(config.pin_dir)),
-                ingest,
-                _waypoint(config.waypoint),
-                config.ct_endpoint_quota,
-            )
-            if registry is not None:
-                MapFillCollector(agent.datapath.map_fill, registry)
-            agent.loaded_s = process_age()
-            log.info(
-                "datapath loaded in %.1fs, maps pinned at %s",
-                time.monotonic() - started,
-                config.pin_dir,
-            )
-            _start_thread(agent.sync_forever, "sync")
-            _start_thread(agent.datapath.run_events, "events", agent.stop)
-            _start_thread(agent.datapath.run_gc, "ct-gc", agent.stop)
-            if config.trace:  # kernel connection tracing (issue 12): best effort
-                from agent.tracing.start import start_tracing
-
-                agent.tracing = start_tracing(agent.datapath, ingest, node, agent.stop)
-        observer = _start_observer(ring, config)
-        intake = None
-        if config.l7_intake and agent.datapath is not None:
-            datapath = agent.datapath
-            intake = L7Intake(
-                Path(config.l7_intake), ingest, lambda f: enrich(f, datapath.index, node), node
-            ).start()
-        metrics_server = (
-            serve_metrics(registry, config.metrics_address)
-            if registry is not None and config.metrics_address
-            else None
+        started = time.monotonic()
+        agent.datapath = DatapathController(
+            node,
+            load_datapath(Path(config.pin_dir)),
+            ingest,
+            _waypoint(config.waypoint),
+            config.ct_endpoint_quota,
         )
-        watcher = _start_thread(agent.watch_forever, "watch")
+        if registry is not None:
+            MapFillCollector(agent.datapath.map_fill, registry)
+        agent.loaded_s = process_age()
         log.info(
-            "agent for node %s started (pid %d), store %s", node, os.getpid(), config.store_file
+            "datapath loaded in %.1fs, maps pinned at %s",
+            time.monotonic() - started,
+            config.pin_dir,
         )
-        while not agent.stop.wait(HEALTH_INTERVAL):
-            health = agent.health()
-            if config.health_file:
-                write_json_atomic(Path(config.health_file), health)
-            if health["ready"]:
-                agent.report_node_ready(True, "AgentReady")
-        watcher.join(timeout=2.0)
-        if observer is not None:
-            observer.stop()
-        if intake is not None:
-            intake.stop()
-        if metrics_server is not None:
-            metrics_server.close()
-        agent.report_node_ready(False, "AgentStopped")
+        _start_thread(agent.sync_forever, "sync")
+        _start_thread(agent.datapath.run_events, "events", agent.stop)
+        _start_thread(agent.datapath.run_gc, "ct-gc", agent.stop)
+        if config.trace:  # kernel connection tracing (issue 12): best effort
+            from agent.tracing.start import start_tracing
+
+            agent.tracing = start_tracing(agent.datapath, ingest, node, agent.stop)
+    observer = _start_observer(ring, config)
+    intake = None
+    if config.l7_intake and agent.datapath is not None:
+        datapath = agent.datapath
+        intake = L7Intake(
+            Path(config.l7_intake), ingest, lambda f: enrich(f, datapath.index, node), node
+        ).start()
+    metrics_server = (
+        serve_metrics(registry, config.metrics_address)
+        if registry is not None and config.metrics_address
+        else None
+    )
+    agent.source.start()
+    log.info(
+        "agent for node %s started (pid %d), kubeconfig %s",
+        node,
+        os.getpid(),
+        config.kubeconfig or "in-cluster",
+    )
+    while not agent.stop.wait(HEALTH_INTERVAL):
+        health = agent.health()
+        if config.health_file:
+            write_json_atomic(Path(config.health_file), health)
+        if health["ready"]:
+            agent.report_node_ready(True, "AgentReady")
+    agent.source.stop(timeout=2.0)
+    if observer is not None:
+        observer.stop()
+    if intake is not None:
+        intake.stop()
+    if metrics_server is not None:
+        metrics_server.close()
+    agent.report_node_ready(False, "AgentStopped")
     return 0
 
 

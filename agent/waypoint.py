@@ -1,6 +1,7 @@
 """Runs a node's waypoint: the l7proxy server, fed from the cluster state.
 
-The waypoint watches the store like the agent does, compiles route tables with the route
+The waypoint watches the cluster through the Kubernetes API like the agent does (its own
+ServiceAccount: it also reads Secrets, for TLS), compiles route tables with the route
 engine, resolves Service backends with the datapath's own service plan (one readiness rule
 for L4 and L7), learns each redirected connection's original destination from the pinned
 l7_orig_dst_v1 map, judges NetworkPolicy on the client's identity for the backend each
@@ -16,22 +17,22 @@ import ipaddress
 import logging
 import signal
 import socket
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from lightkube import Client
 
 from agent.datapath.desired import gateway_addresses
 from agent.datapath.origdst import WAYPOINT_MARK, OriginalDestinations
 from agent.datapath.policy_waypoint import ConnectionPolicy, connection_policy
 from agent.datapath.services import plan_services
 from agent.flows.l7intake import FlowForwarder
+from agent.kube.source import ClusterSource, KubeconfigError, connect
 from agent.metrics.server import parse_address
 from agent.model.cache import ModelCache
 from agent.model.core import EndpointSlice, Service
 from agent.model.gateway import Gateway
-from agent.store import Store
-from agent.store.informer import Cache, list_then_watch
 from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
 from l7proxy.flows import FlowLossCollector
 from l7proxy.routing import GatewayParent, RouteCompiler, RouteTables, RoutingInputs
@@ -137,27 +138,21 @@ class WaypointConnector(Connector):
 
 
 class ClusterFeed:
-    """Typed objects from the store cache, recompiled into routing state on change."""
+    """Typed objects from the cluster source, recompiled into routing state on change."""
 
-    def __init__(self) -> None:
-        self.cache = Cache()
-        self.lock = threading.Lock()
-        self.changed = threading.Event()
+    def __init__(self, client: Client) -> None:
+        self.source = ClusterSource(client, KINDS)
+        self.changed = self.source.changed
         self.compiler = RouteCompiler()
         self.models = ModelCache()
-
-    def handle(self, event: Any) -> None:
-        with self.lock:
-            self.cache.handle(event)
-        self.changed.set()
 
     def snapshot(
         self,
     ) -> tuple[
         RouteTables, StaticEndpoints, dict[Address, GatewayParent], Certificates, ConnectionPolicy
     ]:
-        with self.lock:
-            objs = [o for o in self.cache.objects.values() if o.get("kind") in KINDS]
+        with self.source.lock:
+            objs = list(self.source.state.objects.values())
         typed: dict[str, list[Any]] = {}
         for res in self.models.decode_all(objs):
             typed.setdefault(res.kind, []).append(res)
@@ -182,15 +177,13 @@ class ClusterFeed:
         return tables, endpoints, gateways, certificates, policy
 
 
-async def serve(node: str, store: Store, pin_dir: Path, listen: Address, intake: Path,
+async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intake: Path,
                 metrics: Address = ("127.0.0.1", METRICS_PORT)) -> None:
-    feed = ClusterFeed()
-    stop = threading.Event()
-    threading.Thread(
-        target=list_then_watch, args=(store, KINDS, feed.handle, stop), name="watch", daemon=True
-    ).start()
-    while not feed.cache.synced:
+    feed = ClusterFeed(client)
+    feed.source.start()
+    while not feed.source.synced:  # every kind listed: never route from a partial view
         await asyncio.sleep(0.05)
+    feed.changed.clear()
     tables, endpoints, gateways, certificates, policy = feed.snapshot()
     gate = PolicyGate(policy)
     origins = OriginalDestinations(pin_dir)
@@ -236,13 +229,13 @@ async def serve(node: str, store: Store, pin_dir: Path, listen: Address, intake:
             await asyncio.wait_for(done.wait(), timeout=0.05)
         except TimeoutError:
             pass
-    stop.set()
+    feed.source.stop(timeout=1.0)
     await server.close()
     forwarder.close()
     origins.close()
 
 
-def run(node: str, store_file: str, pin_dir: str, listen: str, intake: str,
+def run(node: str, kubeconfig: str | None, pin_dir: str, listen: str, intake: str,
         metrics_address: str = METRICS_ADDRESS) -> int:
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s waypoint {node} %(levelname)s %(message)s"
@@ -250,6 +243,9 @@ def run(node: str, store_file: str, pin_dir: str, listen: str, intake: str,
     host, _, port = listen.rpartition(":")
     ipaddress.ip_address(host)
     metrics = parse_address(metrics_address, METRICS_PORT)
-    with Store(store_file) as store:
-        asyncio.run(serve(node, store, Path(pin_dir), (host, int(port)), Path(intake), metrics))
+    try:
+        client = connect(kubeconfig)
+    except KubeconfigError as err:
+        raise SystemExit(f"tulle waypoint: {err}") from None
+    asyncio.run(serve(node, client, Path(pin_dir), (host, int(port)), Path(intake), metrics))
     return 0

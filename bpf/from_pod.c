@@ -71,6 +71,7 @@ int tulle_from_pod(struct __sk_buff *skb)
 	struct tuple4 reply;
 	struct icmp_quote quote;
 	__u32 ep_ip, ep_id, ep_flags, dst_id;
+	__u32 policy = 0; /* policy.h: which policy set allowed a new connection */
 	int redirected = 0;
 	int hairpin;
 	int ret = parse_packet(skb, &p);
@@ -165,11 +166,12 @@ int tulle_from_pod(struct __sk_buff *skb)
 		if (!redirected)
 			return drop_flow(skb, &p, DROP_WAYPOINT_NOT_REDIRECTED, OBS_FROM_ENDPOINT,
 					 DIR_EGRESS, ep_id, dst_id);
-	} else if ((ep_flags & EP_F_EGRESS_ENFORCED) &&
-		   !policy_allows(ep_ip, DIR_EGRESS, p.tuple.daddr, dst_id, p.tuple.proto,
-				  bpf_ntohs(p.tuple.dport))) {
-		return drop_flow(skb, &p, DROP_POLICY_DENIED, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id,
-				 dst_id);
+	} else if (ep_flags & EP_F_EGRESS_ENFORCED) {
+		policy = policy_allows(ep_ip, DIR_EGRESS, p.tuple.daddr, dst_id, p.tuple.proto,
+				       bpf_ntohs(p.tuple.dport));
+		if (!policy)
+			return drop_flow(skb, &p, DROP_POLICY_DENIED, OBS_FROM_ENDPOINT, DIR_EGRESS,
+					 ep_id, dst_id);
 	}
 
 	new_ct.src_identity = ep_id;
@@ -179,7 +181,7 @@ int tulle_from_pod(struct __sk_buff *skb)
 	if (!ret)
 		ret = open_connection(skb, &p, CT_EGRESS, &new_ct,
 				      new_ct.rev_nat_addr ? VERDICT_TRANSLATED : VERDICT_FORWARDED,
-				      OBS_FROM_ENDPOINT, DIR_EGRESS);
+				      OBS_FROM_ENDPOINT, DIR_EGRESS, policy);
 	if (ret)
 		return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, dst_id);
 	ct_quota_charge(ep_ip);

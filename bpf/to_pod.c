@@ -28,6 +28,7 @@ int tulle_to_pod(struct __sk_buff *skb)
 	struct tuple4 reply;
 	struct icmp_quote quote;
 	__u32 ep_ip, ep_id, ep_flags, src_id;
+	__u32 policy = 0; /* policy.h: which policy set allowed a new connection */
 	__be32 peer_ip;
 	int ret = parse_packet(skb, &p);
 
@@ -74,11 +75,16 @@ int tulle_to_pod(struct __sk_buff *skb)
 	if (ct) { /* a reply to a connection this pod opened */
 		__be32 vip = ct->rev_nat_addr;
 		__be16 vport = ct->rev_nat_port;
+		/* One reply flow per translated connection, not per packet (events.h). */
+		int first_reply = vip && !ct->packets_rev;
 
 		if (ct_account(ct, &p, 1))
 			trace_flow(&p, EVENT_CLOSE, VERDICT_FORWARDED, OBS_TO_ENDPOINT, DIR_EGRESS, ct,
 				   skb->ifindex, 1);
 		if (vip) {
+			if (first_reply)
+				trace_flow(&p, EVENT_REPLY, VERDICT_TRANSLATED, OBS_TO_ENDPOINT,
+					   DIR_EGRESS, ct, skb->ifindex, 1);
 			ret = lb_rev_nat(skb, &p, vip, vport);
 			if (ret)
 				return drop_flow(skb, &p, ret, OBS_TO_ENDPOINT, DIR_EGRESS, 0, ep_id);
@@ -111,16 +117,18 @@ int tulle_to_pod(struct __sk_buff *skb)
 	 * so is a waypoint: it judged the client's egress and this pod's ingress policy on the
 	 * client's identity before forwarding (ARCHITECTURE.md, "Policy through the waypoint"). */
 	if ((ep_flags & EP_F_INGRESS_ENFORCED) && src_id != IDENTITY_HOST &&
-	    src_id != IDENTITY_WAYPOINT &&
-	    !policy_allows(ep_ip, DIR_INGRESS, peer_ip, src_id, p.tuple.proto,
-			   bpf_ntohs(p.tuple.dport)))
-		return drop_flow(skb, &p, DROP_POLICY_DENIED, OBS_TO_ENDPOINT, DIR_INGRESS, src_id,
-				 ep_id);
+	    src_id != IDENTITY_WAYPOINT) {
+		policy = policy_allows(ep_ip, DIR_INGRESS, peer_ip, src_id, p.tuple.proto,
+				       bpf_ntohs(p.tuple.dport));
+		if (!policy)
+			return drop_flow(skb, &p, DROP_POLICY_DENIED, OBS_TO_ENDPOINT, DIR_INGRESS,
+					 src_id, ep_id);
+	}
 
 	new_ct.src_identity = src_id;
 	new_ct.dst_identity = ep_id;
 	ret = open_connection(skb, &p, CT_INGRESS, &new_ct, VERDICT_FORWARDED, OBS_TO_ENDPOINT,
-			      DIR_INGRESS);
+			      DIR_INGRESS, policy);
 	if (ret)
 		return drop_flow(skb, &p, ret, OBS_TO_ENDPOINT, DIR_INGRESS, src_id, ep_id);
 	return TC_ACT_OK;

@@ -2,10 +2,16 @@
  *
  *   sock:inet_sock_set_state   SYN_SENT / SYN_RECV start a connection's state; ESTABLISHED
  *                              stamps connect latency; CLOSE sends one record and forgets it
- *   tcp:tcp_probe              every segment received on an established socket: srtt
+ *   tcp_probe                  every segment received on an established socket: srtt
  *                              min / sum / max / last (the kernel's own smoothed RTT); one
  *                              more sample, and the kernel's retransmitted-segment total,
- *                              are read from the socket when it leaves ESTABLISHED / closes
+ *                              are read from the socket when it leaves ESTABLISHED / closes.
+ *                              A raw tracepoint (TRACE_PROBE_RAW) when BTF gave the srtt
+ *                              offset: the classic tracepoint fills a 136-byte record per
+ *                              segment (two sockaddr copies, ten fields, the socket cookie)
+ *                              for every TCP socket on the node, ours or not, before the
+ *                              program runs; the raw one hands over the socket pointer and
+ *                              the program reads srtt_us only for sockets it traces
  *   tcp:tcp_retransmit_skb     retransmissions that left the stack (err == 0 where the
  *                              tracepoint has err, as tcpi_total_retrans counts them). One per
  *                              skb: a TSO skb holding several segments counts once, where
@@ -95,6 +101,21 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 	return 0;
 }
 
+#if defined(TRACE_PROBE_RAW) && TRACE_OFF_TCP_SRTT >= 0
+RAW_TRACEPOINT_PROBE(tcp_probe)
+{
+	/* TP_PROTO(struct sock *sk, const struct sk_buff *skb) */
+	const void *skp = (const void *)ctx->args[0];
+	__u64 sk = (__u64)skp;
+	struct conn_state *st = trace_conns_v1.lookup(&sk);
+	__u32 srtt8 = 0;
+
+	/* The same value the classic tracepoint reports: tp->srtt_us >> 3, in microseconds. */
+	if (st && !bpf_probe_read_kernel(&srtt8, sizeof(srtt8), (const char *)skp + TRACE_OFF_TCP_SRTT))
+		srtt_sample(st, srtt8 >> 3);
+	return 0;
+}
+#else
 TRACEPOINT_PROBE(tcp, tcp_probe)
 {
 	__u64 sk = (__u64)args->skaddr;
@@ -105,6 +126,7 @@ TRACEPOINT_PROBE(tcp, tcp_probe)
 		srtt_sample(st, srtt);
 	return 0;
 }
+#endif
 
 TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 {

@@ -14,6 +14,7 @@ from l7proxy.http.parser import BodyKind
 from l7proxy.http.response import ResponseHead, upgrade_refusal
 from l7proxy.http.wire import HOP_BY_HOP, LAST_CHUNK, chunk, end_to_end
 from l7proxy.routing import BackendTarget, Forward, Headers, Request, Response, UpstreamError
+from l7proxy.timing import now
 from l7proxy.upstream import Http1Upstream, UpstreamFailure
 
 if TYPE_CHECKING:
@@ -116,6 +117,8 @@ async def _tries(
             await asyncio.sleep(wait)
             continue
         except UpstreamFailure as exc:
+            if exc.connect_ns:
+                ex.connected(exc.connect_ns)
             if down.started:
                 raise Failed(502, str(exc), UpstreamError.RESET_AFTER_SEND) from exc
             outcome = UpstreamError.RESET_AFTER_SEND if exc.sent else UpstreamError.CONNECT_FAILED
@@ -175,6 +178,8 @@ async def _send(proxy: Proxy, ex: Exchange, fwd: Forward) -> tuple[Http1Upstream
         else:
             conn = await proxy.pool.acquire(address)
         reused = conn.requests > 0
+        if not reused:
+            ex.connected(conn.connect_ns)
         head_bytes, chunked = upstream_request_head(ex, fwd.request)
         if body.complete or not body.kept:
             payload = b"".join(body.chunks) if body.complete else b""
@@ -185,6 +190,8 @@ async def _send(proxy: Proxy, ex: Exchange, fwd: Forward) -> tuple[Http1Upstream
         future = conn.begin(
             head_bytes + payload, complete=body.complete, head_request=ex.method == "HEAD"
         )
+        if not ex.t_sent:
+            ex.t_sent = now()
         if not body.complete:
             # The rest of the body follows as it arrives, also after the response head
             # (until the response ends); the connection is reusable only if it all went.
@@ -203,6 +210,8 @@ async def _send(proxy: Proxy, ex: Exchange, fwd: Forward) -> tuple[Http1Upstream
             body.detach()
             conn.abort()
             raise
+        ex.t_first = conn.head_at
+        ex.upstream_rtt_us = conn.rtt.get(conn.head_at)
         return conn, head
     raise UpstreamFailure(f"backend {address[0]}:{address[1]} keeps closing", sent=True)
 
@@ -240,6 +249,7 @@ async def _respond(
     if fwd.response_steps:
         finished = fwd.finish(Response(status, Headers.from_raw(headers)))
         status, headers = finished.status, raw_headers(finished.headers)
+    ex.t_head_out = now()
     if status == 101 and ex.upgrade:
         headers.append((b"connection", b"Upgrade"))
         headers.extend((n, v) for n, v in head.headers if n.lower() == b"upgrade")
@@ -272,6 +282,7 @@ async def _respond(
         raise
     finally:
         down.pause_source(None, None)
+    ex.t_last = conn.end_at or now()
     down.end()
     if ex.upgrade:
         conn.close()

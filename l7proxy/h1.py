@@ -29,6 +29,7 @@ from l7proxy.h1out import Http1Responder
 from l7proxy.http.parser import END, ParseError, RequestHead, RequestParser, UpgradeData
 from l7proxy.http.wire import error_response
 from l7proxy.routing import GatewayParent, Parent, ServiceParent
+from l7proxy.timing import NO_RTT, RttCache, transport_socket
 
 if TYPE_CHECKING:
     from l7proxy.h2 import H2Frontend
@@ -49,6 +50,7 @@ class Http1Connection(Http1Responder, asyncio.Protocol):
             max_header_bytes=limits.max_header_bytes, max_headers=limits.max_headers
         )
         self.transport: asyncio.Transport | None = None
+        self.rtt = NO_RTT  # the kernel's RTT of the client (timing)
         self.client: tuple[str, int] = ("", 0)
         self.local_addr: tuple[str, int] = ("", 0)
         self.queue: deque[tuple[Exchange, RequestHead]] = deque()
@@ -86,6 +88,7 @@ class Http1Connection(Http1Responder, asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self.rtt = RttCache(transport_socket(transport))
         peer = transport.get_extra_info("peername") or ("", 0)
         sock = transport.get_extra_info("sockname") or ("", 0)
         self.client = (peer[0], peer[1])

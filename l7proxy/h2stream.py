@@ -13,6 +13,7 @@ import h2.exceptions
 
 from l7proxy.exchange import Exchange, RawHeaders, RequestBody
 from l7proxy.http.parser import BodyKind
+from l7proxy.timing import RttCache
 from l7proxy.upstream import UpstreamFailure
 
 if TYPE_CHECKING:
@@ -113,6 +114,11 @@ class H2Stream:
         self.exchange: Exchange | None = None
         self.body_at = 0.0
         """When request body bytes last arrived."""
+
+    @property
+    def rtt(self) -> RttCache:
+        """The kernel's RTT of the client connection (timing)."""
+        return self.front.conn.rtt
 
     # --- request body flow control ------------------------------------------------------
 

@@ -28,6 +28,7 @@ from l7proxy.exchange import Downstream, Exchange, RawHeaders
 from l7proxy.h2limits import H2Stats
 from l7proxy.h2stream import DROP, ENCODER_TABLE, STREAM_BUFFER, WINDOW, Sender
 from l7proxy.routing import Forward, UpstreamError
+from l7proxy.timing import NO_RTT, RttCache, now, transport_socket
 from l7proxy.upstream import Address, Connector, UpstreamFailure
 
 if TYPE_CHECKING:
@@ -72,9 +73,11 @@ class H2Client(asyncio.Protocol):
         self.streams: dict[int, _UpStream] = {}
         self.usable = True
         self.idle_since = 0.0
+        self.rtt = NO_RTT  # the kernel's RTT of this connection (timing)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self.rtt = RttCache(transport_socket(transport))
         self.h2.initiate_connection()
         self.h2.increment_flow_control_window(WINDOW)
         self.flush()
@@ -234,7 +237,17 @@ class H2Upstreams:
         from l7proxy.forward import Failed
 
         request = fwd.request
-        client = await self.client(proxy.pick(fwd.backend, ex.client))
+        address = proxy.pick(fwd.backend, ex.client)
+        known = self.clients.get(address)
+        connecting = known is None or not known.usable
+        started = now()
+        try:
+            client = await self.client(address)
+        except UpstreamFailure as exc:
+            ex.connected(exc.connect_ns or now() - started)
+            raise
+        if connecting:  # this request opened (or waited for) the connection
+            ex.connected(now() - started)
         headers = [
             (b":method", request.method.encode()),
             (b":scheme", b"http"),
@@ -251,6 +264,8 @@ class H2Upstreams:
         headers.append((b"x-forwarded-for", ex.client[0].encode()))
         body = ex.body
         sid, stream = client.open(headers, end_stream=body.complete and not body.size)
+        if not ex.t_sent:
+            ex.t_sent = now()
         if body.size or not body.complete:
             stream.sender.buffer += b"".join(body.chunks)
             paused = False
@@ -285,6 +300,8 @@ class H2Upstreams:
             client.flush()
         try:
             status, resp_headers = await stream.head
+            ex.t_first = ex.t_head_out = now()
+            ex.upstream_rtt_us = client.rtt.get(ex.t_first)
             down.head(status, b"", resp_headers, None, None)
             down.pause_source(stream_hold(stream), lambda: client.release(sid, stream))
             stream.sink = down.data
@@ -294,6 +311,7 @@ class H2Upstreams:
             client.release(sid, stream)
             down.flush()
             await stream.done
+            ex.t_last = now()
         except UpstreamFailure as exc:
             if down.started:
                 down.abort()

@@ -30,6 +30,7 @@ from l7proxy.routing import (
     ServiceParent,
 )
 from l7proxy.routing.types import host_of
+from l7proxy.timing import now
 from l7proxy.upstream import Address, Connector, Pool, UpstreamFailure
 
 __all__ = ["Failed", "Proxy"]
@@ -178,13 +179,14 @@ class Proxy:
                 raise
         finally:
             metrics.in_flight -= 1
-            elapsed = asyncio.get_running_loop().time() - ex.started
-            metrics.observe(route, backend, status, elapsed)
+            end = now()
+            span = end - ex.t_start
+            metrics.observe(route, backend, status, span / 1e9)
             if self.flows.enabled:
                 self.flows.record(
                     (
                         ex.started_ns,
-                        int(elapsed * 1e9),
+                        span,
                         status,
                         ex.method,
                         f"{down.scheme}://{ex.authority}{ex.target}",
@@ -196,6 +198,7 @@ class Proxy:
                         ex.client,
                         ex.local,
                         "",
+                        ex.marks(down.rtt.get(end)),
                     )
                 )
 
@@ -213,7 +216,9 @@ class Proxy:
     def refuse(self, client: Address, local: Address, drop: str) -> None:
         """Record a connection refused before any request (reset by the caller)."""
         if self.flows.enabled:
-            self.flows.record((now_ns(), 0, 0, "", "", "", "", "", "", drop, client, local, ""))
+            self.flows.record(
+                (now_ns(), 0, 0, "", "", "", "", "", "", drop, client, local, "", None)
+            )
 
     def _misdirected(self, ex: Exchange, sni_listener: str | None) -> bool:
         """Over TLS, a Host whose listener is not the one SNI chose (Gateway API: 421)."""

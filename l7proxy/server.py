@@ -221,6 +221,7 @@ class WaypointServer:
                     conn.client,
                     conn.local_addr,
                     "",
+                    None,
                 )
             )
 

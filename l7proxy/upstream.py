@@ -16,6 +16,7 @@ from typing import TypeVar, cast
 
 from l7proxy.http.parser import END, ParseError, UpgradeData
 from l7proxy.http.response import ResponseHead, ResponseParser
+from l7proxy.timing import NO_RTT, RttCache, now, transport_socket
 
 Address = tuple[str, int]
 P = TypeVar("P", bound=asyncio.BaseProtocol)
@@ -33,6 +34,8 @@ class UpstreamFailure(Exception):
         self.timeout = timeout
         self.drop = drop
         """The flow's drop reason when it is more specific than the error's."""
+        self.connect_ns = 0
+        """Time spent on a connect that failed (the request's upstream connect time)."""
 
 
 class Connector:
@@ -44,19 +47,27 @@ class Connector:
         self.failed = 0
 
     async def connect(self, address: Address, factory: Callable[[], P]) -> P:
-        """A connected protocol from ``factory`` to ``address`` (UpstreamFailure if not)."""
+        """A connected protocol from ``factory`` to ``address`` (UpstreamFailure if not).
+        The time it took is the protocol's ``connect_ns`` (or the failure's)."""
+        start = now()
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, protocol = await self.open(address, factory)
         except TimeoutError as exc:
             self.failed += 1
-            raise UpstreamFailure(f"connect to {_show(address)} timed out", sent=False) from exc
+            failure = UpstreamFailure(f"connect to {_show(address)} timed out", sent=False)
+            failure.connect_ns = now() - start
+            raise failure from exc
         except OSError as exc:
             self.failed += 1
-            raise UpstreamFailure(
+            failure = UpstreamFailure(
                 f"connect to {_show(address)} failed: {exc.strerror or exc}", sent=False
-            ) from exc
+            )
+            failure.connect_ns = now() - start
+            raise failure from exc
         self.opened += 1
+        if hasattr(protocol, "connect_ns"):
+            protocol.connect_ns = now() - start
         return protocol
 
     async def open(
@@ -101,11 +112,16 @@ class Http1Upstream(asyncio.Protocol):
         self.received = False
         self.request_complete = True
         """Every byte of the current request was written (nothing is owed upstream)."""
+        self.rtt = NO_RTT  # the kernel's RTT of this connection (timing)
+        self.connect_ns = 0  # how long opening this connection took (``Connector``)
+        self.head_at = 0  # monotonic ns: the current response's head arrived
+        self.end_at = 0  # ... and its last byte
 
     # --- asyncio callbacks -----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self.rtt = RttCache(transport_socket(transport))
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel:
@@ -126,9 +142,11 @@ class Http1Upstream(asyncio.Protocol):
                     self.pending.append(event)
             elif event is END:
                 if self.done is not None and not self.done.done():
+                    self.end_at = now()
                     self.done.set_result(None)
             elif isinstance(event, ResponseHead):
                 if not self.head.done():
+                    self.head_at = now()
                     self.head.set_result(event)
             elif isinstance(event, UpgradeData):
                 self.tunnel = True
@@ -140,6 +158,7 @@ class Http1Upstream(asyncio.Protocol):
     def eof_received(self) -> bool:
         for event in self.parser.eof():
             if event is END and self.done is not None and not self.done.done():
+                self.end_at = now()
                 self.done.set_result(None)
         return False
 
@@ -177,6 +196,7 @@ class Http1Upstream(asyncio.Protocol):
         self.requests += 1
         self.received = False
         self.request_complete = complete
+        self.head_at = self.end_at = 0
         assert self.transport is not None
         self.transport.write(data)
         return self.head

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: bring the lab up, apply examples/, send requests between pods on different
-# nodes and show who answered. The lab stays up afterwards.
+# nodes and show who answered, then route the catalog Service through the waypoint and show
+# where the time of a few requests went. The lab stays up afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TULLE=.venv/bin/tulle
@@ -68,6 +69,33 @@ step "the service map seen in those flows"
 $TULLE map --since 10m -o text
 $TULLE map --since 10m -o png --output tulle-map.png >/dev/null && echo "  picture: $(pwd)/tulle-map.png"
 
+step "an HTTPRoute on the catalog Service: its requests now pass the node's waypoint (L7)"
+$TULLE apply -f - <<'YAML'
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: catalog, namespace: backend}
+spec:
+  parentRefs: [{group: "", kind: Service, name: catalog, port: 80}]
+  rules: [{backendRefs: [{name: catalog, port: 80}]}]
+YAML
+for i in 1 2 3 4 5 6 7 8 9 10; do  # until the route is served (the waypoint picks it up)
+  code="$($TULLE lab exec -n frontend "$first_web" -- curl -s -o /dev/null -w '%{http_code}' \
+          --max-time 5 "http://catalog.backend/items?warmup=$i" || true)"
+  [ "$code" = 200 ] && $TULLE trace request --last 1 --from-pod "frontend/$first_web" \
+    | grep -q warmup && break
+  sleep 0.5
+done
+delays=(0 0 20ms 0 50ms)
+for i in "${!delays[@]}"; do
+  d="${delays[$i]}"
+  $TULLE lab exec -n frontend "$first_web" -- curl -s -o /dev/null --max-time 5 \
+    "http://catalog.backend/items?n=$i$([ "$d" = 0 ] || echo "&delay=$d")"
+done
+
+step "where the time of those requests went (tulle trace request: client network, waypoint, upstream connect, upstream network, backend)"
+sleep 0.5
+$TULLE trace request --last 5 --from-pod "frontend/$first_web"
+
 cat <<TXT
 
 $(printf '\033[1;32m')The lab is still running.$(printf '\033[0m') Things to try next:
@@ -76,6 +104,8 @@ $(printf '\033[1;32m')The lab is still running.$(printf '\033[0m') Things to try
   export KUBECONFIG=\$(.venv/bin/tulle lab kubeconfig); kubectl get pods -A -o wide
   .venv/bin/tulle lab exec -n frontend $first_web -- curl -s http://<pod IP>:8080/status/418 -i
   kubectl describe deployment catalog -n backend   # or: .venv/bin/tulle describe ...
+  .venv/bin/tulle trace request -f -o json          # where each request's time goes
+  .venv/bin/tulle map --since 10m --color-by latency-part
   .venv/bin/tulle lab status
   .venv/bin/tulle lab down          # removes every namespace, link and process
 TXT

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
 from agent.cli.cluster import ClusterError, connect_to
 from agent.cli.context import Choice, lab_name
+from agent.cli.node import dns
 from agent.lab import lifecycle
 from agent.lab.state import LabPaths
 from agent.lab.topology import TopologyError
@@ -167,11 +169,18 @@ def exec_(ctx: click.Context, namespace: str, pod: str, command: tuple[str, ...]
 
 @lab.command(hidden=True)
 @click.option("--name", required=True)
-def controller(name: str) -> None:
-    """(internal) scheduler, Deployment and EndpointSlice controllers, kubelet."""
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The controller ServiceAccount's kubeconfig (default: the lab's, on loopback).",
+)
+def controller(name: str, kubeconfig: Path | None) -> None:
+    """(internal) scheduler, Deployment, EndpointSlice and Gateway status controllers,
+    kubelet; a client of the lab's Kubernetes API."""
     from agent.lab.controller import run
 
-    sys.exit(run(name))
+    sys.exit(run(name, kubeconfig))
 
 
 @lab.command(hidden=True)
@@ -183,10 +192,4 @@ def relay(name: str) -> None:
     sys.exit(run(name))
 
 
-@lab.command(hidden=True)
-@click.option("--store", "store_file", required=True)
-def dns(store_file: str) -> None:
-    """(internal) node-local DNS server, run inside a node netns."""
-    from agent.lab.dns_process import run
-
-    sys.exit(run(store_file))
+lab.add_command(dns)

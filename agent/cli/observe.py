@@ -240,19 +240,23 @@ def _print_events(printer: FlowPrinter, events: Iterable[Any], follow: bool) -> 
 @click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto",
               show_default=True, help="Colour compact and dict output.")
 @click.option("--print-node-name", is_flag=True, help="Show the node of each flow.")
+@click.option("--print-policy-names", is_flag=True,
+              help="After the verdict, the NetworkPolicies that allowed the flow "
+                   "(\"FORWARDED BY name (NetworkPolicy)\"); JSON always carries them.")
 @click.option("--input-file", type=click.File("r"), default=None, metavar="FILE|-",
               help="Replay flows saved with -o json (or Hubble's) instead of asking a server.")
 @server_options
 @click.pass_context
 def observe(ctx: click.Context, last: int | None, first: int | None, all_: bool,
             follow: bool, since: str | None, until: str | None, output: str, time_format: str,
-            color: str, print_node_name: bool, input_file: Any, server: str | None, timeout: float,
+            color: str, print_node_name: bool, print_policy_names: bool, input_file: Any,
+            server: str | None, timeout: float,
             **_filters: Any) -> None:
     """Show flows, Hubble style. Repeated values of a filter flag are OR-ed, different
     flags are AND-ed, and --not sends the next flag to a deny list."""
     query = _query(ctx, last, first, all_, follow, since, until)
     printer = FlowPrinter(output, color=_use_color(color), node_name=print_node_name,
-                          time_format=time_format)
+                          time_format=time_format, policy_names=print_policy_names)
     try:
         if input_file is not None:
             _replay(input_file, query, printer)

@@ -100,12 +100,17 @@ def _write(data: bytes, target: str, what: str) -> None:
                    "tulle-map.svg / tulle-map.png for images.")
 @click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto",
               show_default=True, help="Colour the text output.")
+@click.option("--color-by", type=click.Choice(["errors", "latency-part"]), default="errors",
+              show_default=True,
+              help="What edge colours show: error rates, or where most of the requests' time "
+                   "went (client network, waypoint, upstream connect, upstream network, "
+                   "backend; from the waypoint's request split).")
 @click.option("--input-file", type=click.File("r"), default=None, metavar="FILE|-",
               help="Flows saved with `tulle observe -o json` instead of asking a server.")
 @server_options
 @click.pass_context
 def map_cmd(ctx: click.Context, since: str | None, fmt: str, output_file: str | None,
-            color: str, input_file: Any, server: str | None, timeout: float,
+            color: str, color_by: str, input_file: Any, server: str | None, timeout: float,
             **_filters: Any) -> None:
     """Draw the service dependency graph seen in the flows: workloads and services as
     nodes, edges with request rate, error rate and p99."""
@@ -129,10 +134,11 @@ def map_cmd(ctx: click.Context, since: str | None, fmt: str, output_file: str | 
     graph = build_graph(flows, window)
 
     if fmt == "text":
-        text = render_text(graph, color=_use_color(color) and output_file in (None, "-"))
+        text = render_text(graph, color=_use_color(color) and output_file in (None, "-"),
+                           color_by=color_by)
         _write(text.encode(), output_file or "-", "text")
         return
-    dot = to_dot(graph)
+    dot = to_dot(graph, color_by=color_by)
     if fmt == "dot":
         _write(dot.encode(), output_file or "-", "Graphviz DOT")
         return

@@ -59,6 +59,7 @@ def pod_for(deploy: Deployment, thash: str, suffix: str) -> dict[str, Any]:
                     "name": deploy.metadata.name,
                     "uid": deploy.metadata.uid,
                     "controller": True,
+                    "blockOwnerDeletion": True,
                 }
             ],
         },

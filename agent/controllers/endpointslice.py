@@ -97,6 +97,7 @@ def _slice(
                     "name": service.metadata.name,
                     "uid": service.metadata.uid,
                     "controller": True,
+                    "blockOwnerDeletion": True,
                 }
             ],
         },

@@ -54,6 +54,10 @@ class Applier:
         self.applied = self._adopt()
         self.overflows: dict[Unit, Overflow] = {}  # policy units left out (fail closed)
         self.refused_services: dict[ServiceKey, str] = {}  # service ports the lb maps refused
+        # The parts of the last DesiredDatapath each pass applied in full. The planner hands
+        # over the very same object for a part no change reached, so a pass whose part is
+        # that object has nothing to compare (agent.datapath.planner).
+        self._done: dict[str, object] = {}
 
     def _adopt(self) -> Applied:
         """What the pinned maps hold from a previous agent (entries are rewritten only when
@@ -85,11 +89,28 @@ class Applier:
         self._endpoints(desired)
         self._services(desired)
 
+    def _unchanged(self, part: str, *values: object) -> bool:
+        done = self._done.get(part)
+        return (
+            isinstance(done, tuple)
+            and len(done) == len(values)
+            and all(a is b for a, b in zip(done, values, strict=True))
+        )
+
     def _endpoints(self, desired: DesiredDatapath) -> None:
+        overflowed = frozenset(self.overflows)
+        if (
+            self._unchanged("endpoints", desired.endpoints)
+            and self._done.get("overflowed") == overflowed
+        ):
+            return
+        self._done.pop("endpoints", None)
         wanted: dict[int, tuple[IPv4, int, int]] = {}
+        missing = False
         for ep in desired.endpoints.values():
             ifindex = attach.veth_for(self.ipr, ep.ip)
             if ifindex is None:
+                missing = True
                 continue  # the sandbox is not wired yet; the next round finds it
             flags = ep.flags
             for direction, flag in OVERFLOW_FLAG.items():
@@ -108,8 +129,13 @@ class Applier:
             maps.delete_endpoint(self.dp, ifindex)
             self.applied.endpoints.pop(ifindex)
             self.applied.attached.discard(ifindex)
+        if not missing:  # else look again next round, for the veths not found yet
+            self._done["endpoints"] = (desired.endpoints,)
+            self._done["overflowed"] = overflowed
 
     def _ipcache(self, desired: DesiredDatapath) -> None:
+        if self._unchanged("ipcache", desired.ipcache):
+            return
         changed = {ip: i for ip, i in desired.ipcache.items() if self.applied.ipcache.get(ip) != i}
         gone = [ip for ip in self.applied.ipcache if ip not in desired.ipcache]
         if changed:
@@ -117,10 +143,14 @@ class Applier:
         if gone:
             maps.delete_ipcache(self.dp, gone)
         self.applied.ipcache = dict(desired.ipcache)
+        self._done["ipcache"] = (desired.ipcache,)
 
     def _policy(self, desired: DesiredDatapath) -> None:
         """Write what fits (see agent.datapath.fit); stale entries go first, so old and new
         never together overrun a map. A unit the kernel refuses part of is taken out whole."""
+        if self._unchanged("policy", desired.identity_rules, desired.cidr_rules):
+            return
+        self._done.pop("policy", None)
         capacity = {t: self.dp.table(t).max_entries for t in (IDENTITY_TABLE, CIDR_TABLE)}
         fit = fit_policy(desired.identity_rules, desired.cidr_rules, capacity)
         rules = self.applied.identity_rules
@@ -163,6 +193,8 @@ class Applier:
         self.overflows = dict(fit.overflows)
         for (ip, direction), reason in refused.items():
             self.overflows[(ip, direction)] = Overflow(ip, direction, reason)
+        if not refused:  # a refused unit is tried again next round
+            self._done["policy"] = (desired.identity_rules, desired.cidr_rules)
 
     def _services(self, desired: DesiredDatapath) -> None:
         if desired.waypoint != self.applied.waypoint:
@@ -174,16 +206,32 @@ class Applier:
         for client in self.applied.l7_clients - wanted:
             maps.delete_l7_client(self.dp, client)
         self.applied.l7_clients = wanted
-        new = desired.services.entries
+        plan, new = desired.services, desired.services.entries
         old = self.applied.services.entries
-        gateway_keys = desired.l7 - set(new)  # Gateway listeners: no backends, always L7
+        slots = self.applied.slots
+        gateway_keys = {k for k in desired.l7 if k not in new}  # listeners: always L7
+        flags_as_applied = self._done.get("flags") == (desired.l7, desired.l7_some)
+        quiet = flags_as_applied and not self.refused_services
+        if quiet and plan.base and plan.base == self.applied.services.generation:
+            # The plan says what changed since the applied one: O(changes) at any size.
+            stale = [k for k in plan.changed if k in slots and k not in new]
+            todo = {k for k in plan.changed if k in new or k in gateway_keys}
+        else:
+            stale = [k for k in slots if k not in new and k not in gateway_keys]
+            if quiet:  # only entries the planner replaced can differ
+                todo = {k for k, entry in new.items() if old.get(k) is not entry or k not in slots}
+            else:
+                todo = set(new) | gateway_keys
         # Removed services first: their slots make room for the new ones.
-        for key in [k for k in self.applied.slots if k not in new and k not in gateway_keys]:
+        for key in stale:
+            if key in gateway_keys:
+                continue
             slot = self.applied.slots.pop(key)
             self.applied.flags.pop(key, None)
             maps.delete_service(self.dp, key.vip, key.port, key.protocol, slot)
         refused: dict[ServiceKey, str] = {}
-        for key in sorted(set(new) | gateway_keys):
+        self._done.pop("flags", None)
+        for key in sorted(todo):
             entry = new.get(key)
             flags = (
                 maps.LB_F_L7
@@ -217,3 +265,4 @@ class Applier:
             self.applied.flags[key] = flags
         self.refused_services = refused
         self.applied.services = desired.services
+        self._done["flags"] = (desired.l7, desired.l7_some)

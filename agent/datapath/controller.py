@@ -1,4 +1,17 @@
-"""The agent's datapath loop: store changes -> desired state -> maps; ring buffer -> flows.
+"""The agent's datapath loop: cluster changes -> desired state -> maps; ring buffer -> flows.
+
+The seam to the agent's event source (agent/daemon.py) is two calls, both taking
+Kubernetes-shaped dicts as informers deliver them:
+
+- ``apply_changes([ObjectChange(kind, namespace, name, old, new), ...])``: per-object deltas
+  (``new`` None: deleted). Only the changed objects are decoded, and only the parts of the
+  plan they reach are replanned (agent.datapath.planner): an EndpointSlice change rewrites
+  that Service's map entries and nothing else.
+- ``resync(objects)``: the whole cluster (after a list or relist). Objects whose
+  resourceVersion is unchanged cost a cache lookup; the rest go through the same deltas.
+  ``sync`` is its old name.
+
+Kinds the datapath does not read (``WATCHED_KINDS``) are ignored by both.
 
 Threads: `sync` runs on the watch thread after each change; `run_events` drains the ring
 buffer into the flow ring (`agent.datapath.eventreader`); `run_gc` expires conntrack entries,
@@ -8,12 +21,14 @@ for its conntrack quota (bpf/lib/quota.h).
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,21 +36,15 @@ from pyroute2 import IPRoute
 
 from agent.datapath import maps
 from agent.datapath.applier import Applier
-from agent.datapath.desired import (
-    ClusterView,
-    DesiredDatapath,
-    desired_datapath,
-    l7_keys,
-    view_of,
-)
+from agent.datapath.desired import ClusterView, DesiredDatapath
 from agent.datapath.eventreader import EventReader
 from agent.datapath.fit import overflow_error, service_error
 from agent.datapath.flowevents import EventDecoder
+from agent.datapath.planner import Change, Planner
 from agent.datapath.programs import Datapath
 from agent.flows.enrich import EndpointIndex, enrich
 from agent.flows.ingest import FlowIngest
 from agent.model.cache import ModelCache
-from l7proxy.routing import RouteCompiler
 
 log = logging.getLogger("tulle.datapath")
 WATCHED_KINDS = (
@@ -55,6 +64,31 @@ CT_EGRESS, CT_SERVICE, CT_F_CLOSED = 1, 3, 0x4  # bpf/lib/conntrack.h
 CLOSED_GRACE_NS = 10 * 10**9
 UDP_IDLE_NS = 60 * 10**9
 TCP_IDLE_NS = 6 * 3600 * 10**9
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """No cyclic collection while a resync allocates 100,000s of long-lived objects: each
+    collection would walk them all, and a first sync spent a third of its time there."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectChange:
+    """One object as an informer saw it change. ``new`` None: deleted; ``old`` None: added
+    (``old`` is informational: the controller keeps its own copy of every object)."""
+
+    kind: str
+    namespace: str
+    name: str
+    old: Mapping[str, Any] | None
+    new: Mapping[str, Any] | None
 
 
 def endpoint_index(view: ClusterView, desired: DesiredDatapath, node: str) -> EndpointIndex:
@@ -143,7 +177,8 @@ class DatapathController:
         self.ipr = IPRoute()
         self.applier = Applier(dp, self.ipr)
         self.models = ModelCache()
-        self.routes = RouteCompiler()
+        self.planner = Planner(node, waypoint)
+        self._frozen = False
         self.decoder = EventDecoder(node)
         self.index = EndpointIndex(local_node=node)
         self.lock = threading.Lock()
@@ -153,20 +188,49 @@ class DatapathController:
 
     # -- desired state ---------------------------------------------------------------------
     def sync(self, objects: Iterable[Mapping[str, Any]]) -> None:
+        self.resync(objects)
+
+    def resync(self, objects: Iterable[Mapping[str, Any]]) -> None:
+        """The whole cluster: what is not in ``objects`` is gone."""
         started = time.monotonic()
-        view = view_of(self.models.decode_all(objects, WATCHED_KINDS))
+        with _no_gc():
+            with self.lock:
+                self.planner.reset(self.models.decode_all(objects, WATCHED_KINDS))
+            self._program(started)
+        if not self._frozen:
+            # What the first sync decoded and planned mostly stays for the agent's life:
+            # out of the collector's generations, later collections do not walk it again.
+            # Once only: objects frozen are never collected as cycles.
+            gc.freeze()
+            self._frozen = True
+
+    def apply_changes(self, changes: Iterable[ObjectChange]) -> None:
+        started = time.monotonic()
+        decoded = []
         with self.lock:
-            desired = desired_datapath(
-                view,
-                self.node,
-                self.applier.applied.services,
-                l7_keys(view, self.routes),
-                self.waypoint,
-            )
+            for change in changes:
+                if change.kind not in WATCHED_KINDS:
+                    continue
+                key = (change.kind, change.namespace, change.name)
+                if change.new is None:
+                    self.models.forget(key)
+                    obj = None
+                else:
+                    obj = self.models.decode(change.new)  # None: invalid, counts as absent
+                decoded.append(Change(change.kind, change.namespace, change.name, obj))
+            self.planner.update(decoded)
+        self._program(started)
+
+    def _program(self, started: float) -> None:
+        with self.lock:
+            desired = self.planner.desired()
             self.applier.apply(desired)
-            self.index = endpoint_index(view, desired, self.node)
+            if self.planner.index_stale:  # Pods, Nodes, Services: not on endpoint changes
+                self.index = endpoint_index(self.planner.view(), desired, self.node)
+                self.planner.index_stale = False
             overflows = tuple(
-                overflow_error(o, view, desired) for _, o in sorted(self.applier.overflows.items())
+                overflow_error(o, self.planner.view(), desired)
+                for _, o in sorted(self.applier.overflows.items())
             ) + tuple(
                 service_error(key, reason, desired)
                 for key, reason in sorted(self.applier.refused_services.items())

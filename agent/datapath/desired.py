@@ -16,6 +16,7 @@ from agent.datapath.identity import (
     HOST,
     REMOTE_NODE,
     WAYPOINT,
+    LabelSet,
     allocate_identities,
     identity_labels,
 )
@@ -136,8 +137,9 @@ def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
     consumers: dict[ServiceKey, frozenset[str]] = {}
     for parent in tables.l7_services():
         svc = by_name.get((parent.namespace, parent.name))
-        if svc is not None and svc.spec.cluster_ip not in (None, "", "None"):
-            key = ServiceKey(IPv4(svc.spec.cluster_ip), parent.port, 6)
+        vip = _ipv4_or_none(svc.spec.cluster_ip) if svc is not None else None
+        if vip is not None:  # an IPv6 ClusterIP is not load-balanced (plan_services notes it)
+            key = ServiceKey(vip, parent.port, 6)
             namespaces = tables.l7_client_namespaces(parent)
             if namespaces is None:
                 keys.add(key)
@@ -152,6 +154,13 @@ def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
     )
 
 
+def _ipv4_or_none(text: str | None) -> IPv4 | None:
+    try:
+        return IPv4(text) if text not in (None, "", "None") else None
+    except ValueError:
+        return None
+
+
 def gateway_addresses(
     gateways: Iterable[Gateway], services: Iterable[Service]
 ) -> tuple[list[tuple[Gateway, IPv4]], list[str]]:
@@ -164,7 +173,7 @@ def gateway_addresses(
         if s.spec.cluster_ip not in (None, "", "None")
     }
     usable, errors = [], []
-    for gw in gateways:
+    for gw in sorted(gateways, key=lambda g: g.metadata.key):  # errors in one order
         for address in gw.status.addresses:
             holder = cluster_ips.get(address.value)
             if holder is not None:
@@ -188,40 +197,74 @@ class PodEndpoints:
     collisions: tuple[str, ...]
 
 
-def pod_endpoints(pods: Iterable[Pod]) -> PodEndpoints:
+PodMemo = dict[int, tuple[Pod, LabelSet, int, PodEndpoint | None]]
+"""id(pod) -> (pod, its label set, its identity, its endpoint): what ``pod_endpoints``
+derived from a Pod object last time (kept with the pod, so the id cannot be reused)."""
+
+
+def pod_endpoints(pods: Iterable[Pod], memo: PodMemo | None = None) -> PodEndpoints:
     """The one rule for which pods take part in policy and with which identity (the
-    datapath's maps and the waypoint's policy checks both use it)."""
+    datapath's maps and the waypoint's policy checks both use it).
+
+    ``memo`` (updated in place) saves the per-pod work for Pod objects seen last time: the
+    planner replans this part on every Pod change, at 100,000 Pods."""
     live_pods = [
         p for p in pods if p.status.pod_ip and p.status.phase not in ("Succeeded", "Failed")
     ]
-    label_sets = {
-        p.metadata.uid: identity_labels(p.metadata.namespace, p.metadata.labels) for p in live_pods
-    }
-    allocation = allocate_identities(label_sets.values())
-    pairs = []
+    earlier = memo if memo is not None else {}
+    label_sets = []
     for pod in live_pods:
-        identity = allocation.by_labels[label_sets[pod.metadata.uid]]
-        endpoint = endpoint_from_pod(pod, identity)
+        seen = earlier.get(id(pod))
+        if seen is not None and seen[0] is pod:
+            label_sets.append(seen[1])
+        else:
+            label_sets.append(identity_labels(pod.metadata.namespace, pod.metadata.labels))
+    allocation = allocate_identities(label_sets)
+    pairs = []
+    fresh: PodMemo = {}
+    for pod, label_set in zip(live_pods, label_sets, strict=True):
+        identity = allocation.by_labels[label_set]
+        seen = earlier.get(id(pod))
+        if seen is not None and seen[0] is pod and seen[2] == identity:
+            endpoint = seen[3]
+        else:
+            endpoint = endpoint_from_pod(pod, identity)
+        fresh[id(pod)] = (pod, label_set, identity, endpoint)
         if endpoint is not None:  # None until the pod has an IPv4 address
             pairs.append((pod, endpoint))
+    if memo is not None:
+        memo.clear()
+        memo.update(fresh)
     return PodEndpoints(tuple(pairs), tuple(allocation.collisions))
 
 
-def desired_datapath(
+@dataclass(frozen=True)
+class EndpointsPart:
+    """The part of the desired state that Nodes, Pods, Namespaces and NetworkPolicies decide:
+    local endpoints, the ipcache and the policy entries (``local``: the local endpoints'
+    policy views, for the consumer routes' clients)."""
+
+    endpoints: Mapping[IPv4, LocalEndpoint]
+    ipcache: Mapping[IPv4, int]
+    identity_rules: Mapping[IdentityKey, tuple[PortRule, ...]]
+    cidr_rules: Mapping[CidrKey, CidrRule]
+    local: tuple[PodEndpoint, ...]
+    errors: tuple[str, ...]
+
+
+def plan_endpoints(
     view: ClusterView,
     node_name: str,
-    previous_services: ServicePlan | None = None,
-    l7: L7Needs | None = None,
     waypoint: tuple[IPv4, int] | None = None,
-) -> DesiredDatapath:
-    """``waypoint``: where this node's waypoint listens, from the agent's own configuration
-    (None: no waypoint, L7 services act as L4). Other nodes' waypoints follow
-    ``waypoint_address``; every waypoint address gets the waypoint identity."""
+    memo: PodMemo | None = None,
+) -> EndpointsPart:
+    """Reads only ``view``'s nodes, pods, namespaces and policies (``memo``: see
+    ``pod_endpoints``)."""
     ipcache: dict[IPv4, int] = {}
     waypoint_errors = []
     waypoints = {waypoint_address(n) for n in view.nodes if n.metadata.name != node_name}
     waypoints |= {waypoint[0]} if waypoint is not None else set()
-    for node in view.nodes:
+    for node in sorted(view.nodes, key=lambda n: n.metadata.name):  # errors in one order
         for address in node_addresses(node):
             if address in waypoints:
                 # A Node claiming a waypoint's address must not strip its waypoint identity
@@ -242,12 +285,16 @@ def desired_datapath(
             )
     if waypoint is not None:
         ipcache[waypoint[0]] = WAYPOINT
-    found = pod_endpoints(view.pods)
+    found = pod_endpoints(view.pods, memo)
     pairs = found.pairs
     for _, endpoint in pairs:
         ipcache[endpoint.ip] = endpoint.identity
-    policy_pods = [ep for _, ep in pairs]
     local_eps = [ep for pod, ep in pairs if pod.spec.node_name == node_name]
+    if view.policies:
+        policy_pods = [ep for _, ep in pairs]
+    else:  # without policies only the pods at local addresses matter (the same plan)
+        local_ips = {e.ip for e in local_eps}
+        policy_pods = [ep for _, ep in pairs if ep.ip in local_ips]
     plan = compile_policy(
         view.policies,
         policy_pods,
@@ -262,31 +309,61 @@ def desired_datapath(
             flags |= EP_F_INGRESS_ENFORCED if policy.ingress_enforced else 0
             flags |= EP_F_EGRESS_ENFORCED if policy.egress_enforced else 0
         endpoints[ep.ip] = LocalEndpoint(ep.namespace, ep.name, ep.ip, ep.identity, flags)
-    services = plan_services(view.services, view.slices, previous=previous_services)
-    needs = l7 or L7Needs()
-    l7_clients = frozenset(
-        (key, ep.ip)
-        for key, namespaces in needs.consumers.items()
-        for ep in local_eps
-        if ep.namespace in namespaces
-    )
-    return DesiredDatapath(
+    return EndpointsPart(
         endpoints=endpoints,
         ipcache=ipcache,
         identity_rules=plan.identity_rules,
         cidr_rules=plan.cidr_rules,
+        local=tuple(local_eps),
+        errors=tuple(waypoint_errors) + found.collisions + tuple(plan.errors),
+    )
+
+
+def assemble(
+    part: EndpointsPart,
+    services: ServicePlan,
+    needs: L7Needs,
+    waypoint: tuple[IPv4, int] | None,
+) -> DesiredDatapath:
+    """The desired state from its parts (each computed alone: see agent.datapath.planner)."""
+    l7_clients = frozenset(
+        (key, ep.ip)
+        for key, namespaces in needs.consumers.items()
+        for ep in part.local
+        if ep.namespace in namespaces
+    )
+    return DesiredDatapath(
+        endpoints=part.endpoints,
+        ipcache=part.ipcache,
+        identity_rules=part.identity_rules,
+        cidr_rules=part.cidr_rules,
         services=services,
         l7=needs.every,
         l7_some=frozenset(needs.consumers),
         l7_clients=l7_clients,
         waypoint=waypoint,
-        errors=(
-            tuple(waypoint_errors)
-            + found.collisions
-            + tuple(plan.errors)
-            + tuple(services.errors)
-            + needs.errors
-        ),
+        errors=part.errors + tuple(services.errors) + needs.errors,
+    )
+
+
+def desired_datapath(
+    view: ClusterView,
+    node_name: str,
+    previous_services: ServicePlan | None = None,
+    l7: L7Needs | None = None,
+    waypoint: tuple[IPv4, int] | None = None,
+) -> DesiredDatapath:
+    """The whole desired state, planned from scratch: the reference that the incremental
+    planner (agent.datapath.planner) must always equal.
+
+    ``waypoint``: where this node's waypoint listens, from the agent's own configuration
+    (None: no waypoint, L7 services act as L4). Other nodes' waypoints follow
+    ``waypoint_address``; every waypoint address gets the waypoint identity."""
+    return assemble(
+        plan_endpoints(view, node_name, waypoint),
+        plan_services(view.services, view.slices, previous=previous_services),
+        l7 or L7Needs(),
+        waypoint,
     )
 
 

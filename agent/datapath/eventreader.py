@@ -52,7 +52,10 @@ class Resolved:
         self.peers = found
 
     def flow(self, raw: bytes) -> Flow:
-        return apply_peers(self.decoder.decode(raw), self.peers)
+        flow = self.decoder.decode(raw)
+        if flow.is_reply:  # a reply flow (EVENT_REPLY): the pair, resolved as opened, flips
+            return apply_peers(flow, self.peers.flipped())
+        return apply_peers(flow, self.peers)
 
     def time(self, raw: bytes) -> int:
         return self.decoder.time(raw)

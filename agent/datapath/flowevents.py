@@ -10,6 +10,8 @@ reason: everything the flow metrics count by).
 from __future__ import annotations
 
 import ctypes
+import ipaddress
+import re
 import socket
 import struct
 import time
@@ -17,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.datapath import drop_reasons
-from agent.datapath.cdefs import LIB_DIR, struct_type
+from agent.datapath.cdefs import LIB_DIR, defines, struct_type
 from agent.datapath.maps import from_be16, from_be32
+from agent.datapath.policy_names import REGISTRY, PolicyNames
 from agent.flows.flow import (
     IP,
     TCP,
@@ -28,13 +31,15 @@ from agent.flows.flow import (
     Flow,
     FlowType,
     ICMPv4,
+    Policy,
     TCPFlags,
     TrafficDirection,
     TulleInfo,
     Verdict,
 )
+from agent.flows.policyjson import network_policy
 
-EVENT_NEW, EVENT_DROP, EVENT_CLOSE = 1, 2, 3
+EVENT_NEW, EVENT_DROP, EVENT_CLOSE, EVENT_REPLY = 1, 2, 3, 4
 _VERDICTS = {1: Verdict.FORWARDED, 2: Verdict.DROPPED, 6: Verdict.TRANSLATED}
 _DIRECTIONS = {1: TrafficDirection.INGRESS, 2: TrafficDirection.EGRESS}
 _OBS_POINTS = {0: "TO_ENDPOINT", 3: "FROM_ENDPOINT"}
@@ -42,6 +47,20 @@ _OBS_POINTS = {0: "TO_ENDPOINT", 3: "FROM_ENDPOINT"}
 _MSG_DROP, _MSG_TRACE = 1, 4
 _TRACE_SUBTYPE = {0: 0, 3: 5}  # to-endpoint, from-endpoint
 _EVENT_TYPES = {(t, s): EventType(t, s) for t in (_MSG_DROP, _MSG_TRACE) for s in range(256)}
+_POLICY = defines(LIB_DIR / "policy.h", "POLICY_")
+POLICY_MATCHED, POLICY_SET_MASK = _POLICY["POLICY_MATCHED"], _POLICY["POLICY_SET_MASK"]
+
+
+def _hairpin_addr() -> str:
+    """hairpin.h's HAIRPIN_ADDR: the source a pod calling itself through a Service gets."""
+    text = (LIB_DIR / "hairpin.h").read_text()
+    m = re.search(r"#define\s+HAIRPIN_ADDR\s+bpf_htonl\((0x[0-9a-fA-F]+)\)", text)
+    if m is None:
+        raise ValueError(f"{LIB_DIR / 'hairpin.h'}: no #define HAIRPIN_ADDR bpf_htonl(0x…)")
+    return str(ipaddress.IPv4Address(int(m.group(1), 16)))
+
+
+HAIRPIN_ADDR = _hairpin_addr()
 
 
 FlowEventLayout = struct_type(LIB_DIR / "events.h", "flow_event")
@@ -89,18 +108,40 @@ def _boot_offset_ns() -> int:
 
 
 class EventDecoder:
-    def __init__(self, node_name: str) -> None:
+    def __init__(self, node_name: str, policy_names: PolicyNames = REGISTRY) -> None:
         self.node_name = node_name
         self.offset_ns = _boot_offset_ns()
+        self.policy_names = policy_names
+
+    def allowed_by(self, policy: int, protocol: int, port: int) -> tuple[Policy, ...]:
+        """The NetworkPolicies behind a NEW event's ``policy`` (policy.h's policy_allows)."""
+        if not policy & POLICY_MATCHED:
+            return ()
+        names = self.policy_names.allowed_by(policy & POLICY_SET_MASK, protocol, port)
+        return tuple(network_policy(name) for name in names)
 
     def time(self, raw: bytes) -> int:
         """Unix time (ns) of a raw record, without decoding the rest."""
         return int(_TS.unpack_from(raw)[0]) + self.offset_ns
 
     def decode(self, raw: bytes) -> Flow:
-        """The flow of one raw record (RECORD_SIZE bytes), not yet enriched."""
+        """The flow of one raw record (RECORD_SIZE bytes), not yet enriched.
+
+        ``IP.source_xlated`` (Hubble: the source after translation, ``IP.source`` before) is
+        set where the datapath rewrote a source: on a translated connection's reply flow
+        (EVENT_REPLY: the backend's reply leaves to_pod with the VIP as its source), and on
+        a hairpin connection's NEW flow (the pod's own address SNATed to HAIRPIN_ADDR)."""
         ev = FlowEventLayout.from_buffer_copy(raw)
         sport, dport = from_be16(ev.sport), from_be16(ev.dport)
+        src, dst = str(from_be32(ev.saddr)), str(from_be32(ev.daddr))
+        src_id, dst_id = ev.src_identity, ev.dst_identity
+        reply = ev.type == EVENT_REPLY
+        xlated = ""
+        if reply:  # recorded as the connection was opened: the packet went the other way
+            src, dst, sport, dport, src_id, dst_id = dst, src, dport, sport, dst_id, src_id
+            xlated = str(from_be32(ev.orig_daddr))
+        elif ev.type == EVENT_NEW and ev.orig_daddr and ev.saddr == ev.daddr:
+            xlated = HAIRPIN_ADDR
         l4: TCP | UDP | ICMPv4 | None
         if ev.proto == 6:
             l4 = TCP(sport, dport, TCPFlags.from_bits(ev.tcp_flags))
@@ -112,13 +153,14 @@ class EventDecoder:
             l4 = None
         dropped = ev.type == EVENT_DROP
         reason = drop_reasons.by_code(ev.drop_reason) if dropped else None
+        counted = not reply  # a reply flow's counters would be the connection's so far
         info = TulleInfo(
-            bytes_sent=ev.bytes_fwd,
-            bytes_received=ev.bytes_rev,
-            packets_sent=ev.packets_fwd,
-            packets_received=ev.packets_rev,
+            bytes_sent=ev.bytes_fwd if counted else 0,
+            bytes_received=ev.bytes_rev if counted else 0,
+            packets_sent=ev.packets_fwd if counted else 0,
+            packets_received=ev.packets_rev if counted else 0,
             duration_ns=ev.duration_ns if ev.type == EVENT_CLOSE else 0,
-            backend=f"{from_be32(ev.daddr)}:{dport}" if ev.orig_daddr else "",
+            backend=f"{from_be32(ev.daddr)}:{from_be16(ev.dport)}" if ev.orig_daddr else "",
             drop_file=drop_reasons.source_file(ev.drop_file) if dropped else "",
             drop_line=ev.drop_line if dropped else 0,
         )
@@ -127,23 +169,28 @@ class EventDecoder:
             if dropped
             else _EVENT_TYPES[(_MSG_TRACE, _TRACE_SUBTYPE.get(ev.obs_point, 0))]
         )
+        direction = _DIRECTIONS.get(ev.dir, TrafficDirection.TRAFFIC_DIRECTION_UNKNOWN)
+        allowed = self.allowed_by(ev.policy, ev.proto, dport) if ev.type == EVENT_NEW else ()
+        ingress = direction == TrafficDirection.INGRESS
         return Flow(
             time=ev.ts_ns + self.offset_ns,
             verdict=_VERDICTS.get(ev.verdict, Verdict.VERDICT_UNKNOWN),
             drop_reason=ev.drop_reason if dropped else 0,
             drop_reason_desc=reason.name if reason else "",
-            ip=IP(str(from_be32(ev.saddr)), str(from_be32(ev.daddr))),
+            ip=IP(src, dst, source_xlated=xlated),
             l4=l4,
-            source=Endpoint(identity=ev.src_identity) if ev.src_identity else None,
-            destination=Endpoint(identity=ev.dst_identity) if ev.dst_identity else None,
+            source=Endpoint(identity=src_id) if src_id else None,
+            destination=Endpoint(identity=dst_id) if dst_id else None,
             type=FlowType.L3_L4,
             node_name=self.node_name,
-            is_reply=bool(ev.is_reply),
+            is_reply=reply or bool(ev.is_reply),
             event_type=event_type,
-            traffic_direction=_DIRECTIONS.get(ev.dir, TrafficDirection.TRAFFIC_DIRECTION_UNKNOWN),
+            traffic_direction=direction,
             trace_observation_point=_OBS_POINTS.get(ev.obs_point, ""),
             summary="connection closed" if ev.type == EVENT_CLOSE else "",
             tulle=info,
+            ingress_allowed_by=allowed if ingress else (),
+            egress_allowed_by=() if ingress else allowed,
         )
 
     def decode_expired(self, key: Any, entry: Any, now_ns: int) -> Flow:

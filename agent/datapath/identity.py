@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 WILDCARD = 0
 """Policy keys only: "any peer". Never the identity of a real peer."""
@@ -87,6 +88,7 @@ def identity_labels(namespace: str, labels: Mapping[str, str]) -> LabelSet:
     return tuple(sorted(relevant.items()))
 
 
+@lru_cache(maxsize=1 << 17)
 def identity_for(label_set: LabelSet) -> int:
     """The hashed identity of ``label_set``: stable across processes, nodes and versions.
 
@@ -125,7 +127,7 @@ def allocate_identities(label_sets: Iterable[LabelSet]) -> IdentityAllocation:
     number that is neither another set's hashed number nor already handed out. Only the set
     of inputs matters, not their order or multiplicity.
     """
-    ordered = sorted({tuple(sorted(label_set)) for label_set in label_sets})
+    ordered = sorted({tuple(sorted(label_set)) for label_set in set(label_sets)})
     hashed = {label_set: identity_for(label_set) for label_set in ordered}
     owner: dict[int, LabelSet] = {}
     for label_set in ordered:

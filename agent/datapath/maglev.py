@@ -19,8 +19,10 @@ returned indices refer to the caller's sequence, in whatever order it was given.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import filterfalse
+from typing import overload
 
 MAGLEV_SIZE = 1021
 """Slots per service table.
@@ -71,6 +73,44 @@ def maglev_table(backends: Sequence[str], size: int = MAGLEV_SIZE) -> tuple[int,
     marks = [-1, *order]  # table mark k + 1 -> caller's index of the k-th name in order
     table = _fill([_permutation(backends[i], size) for i in order], size)
     return tuple(map(marks.__getitem__, table))
+
+
+class CompactTable(Sequence[int]):
+    """A lookup table in 2 bytes a slot (a tuple of ints takes 8): at 10,000 services the
+    planner holds 20 MB of tables instead of 80. Compares equal to the same slots in any
+    sequence, so it stands in for ``maglev_table``'s tuple."""
+
+    __slots__ = ("_slots",)
+
+    def __init__(self, slots: Iterable[int] = ()) -> None:
+        self._slots = array("H", slots)
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[int]: ...
+
+    def __getitem__(self, index: int | slice) -> int | Sequence[int]:
+        return self._slots[index]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._slots)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, CompactTable):
+            return self._slots == other._slots
+        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
+            return len(other) == len(self._slots) and all(map(int.__eq__, self._slots, other))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._slots))  # as the equal tuple's
+
+    def __repr__(self) -> str:
+        return f"CompactTable({list(self._slots)!r})"
 
 
 def _permutation(name: str, size: int) -> tuple[int, int]:

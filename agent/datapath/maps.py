@@ -78,6 +78,7 @@ def _fill_rules(leaf: Any, rules: Iterable[Any], deny: bool = False) -> None:
     leaf.deny = 1 if deny else 0
     for slot, rule in zip(leaf.rules, items, strict=False):
         slot.proto, slot.first, slot.last = rule.protocol, rule.first, rule.last
+        slot.policy = rule.policy  # policy set id (policy_names), handed back on a match
 
 
 def policy_key(dp: Datapath, ep_ip: ipaddress.IPv4Address, identity: int, direction: int) -> Any:

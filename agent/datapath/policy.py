@@ -29,8 +29,8 @@ Compilation (Kubernetes semantics; the allowed set is the union over selecting p
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, ip_network
 
 from agent.datapath.identity import (
@@ -39,7 +39,8 @@ from agent.datapath.identity import (
     MIN_POD_IDENTITY,
     WILDCARD,
 )
-from agent.datapath.policy_cidr import CidrGrant, CidrRule, merge_grants
+from agent.datapath.policy_cidr import CidrGrant, CidrRule, grants_of, merge_grants
+from agent.datapath.policy_names import REGISTRY, Grant, PolicyNames
 from agent.datapath.policy_plan import (
     MAX_PORT_RULES,
     CidrKey,
@@ -48,6 +49,7 @@ from agent.datapath.policy_plan import (
     IdentityKey,
     PodEndpoint,
     PolicyPlan,
+    decide,
     endpoint_from_pod,
     evaluate,
     lookup_cidr,
@@ -74,6 +76,7 @@ __all__ = [
     "PolicyPlan",
     "PortRule",
     "compile_policy",
+    "decide",
     "endpoint_from_pod",
     "evaluate",
     "lookup_cidr",
@@ -101,13 +104,21 @@ class _Compiler:
         pods: Sequence[PodEndpoint],
         namespace_labels: Mapping[str, Mapping[str, str]],
         local_ips: Collection[IPv4Address],
+        names: PolicyNames,
     ) -> None:
+        self.names = names
         self.errors: list[str] = []
         self.pods = self._valid_pods(pods)
         self.namespace_labels = namespace_labels
         self.local = self._local_endpoints(local_ips)
         self.enforced: dict[IPv4Address, set[Direction]] = defaultdict(set)
-        self.identity_rules: dict[IdentityKey, list[PortRule]] = defaultdict(list)
+        # key -> policy -> the rule tuples it granted (appended per peer pod: the same tuple
+        # object many times, deduplicated by identity in `_grants`, never hashed per call)
+        self.identity_grants: dict[IdentityKey, dict[str, list[Sequence[PortRule]]]] = (
+            defaultdict(dict)
+        )
+        # (endpoint, direction) -> policies with ipBlock grants there
+
         self.grants: dict[tuple[IPv4Address, Direction], list[CidrGrant]] = defaultdict(list)
         self.sources: dict[object, set[str]] = defaultdict(set)
 
@@ -236,7 +247,8 @@ class _Compiler:
             for pod in peers.pods:
                 self._allow(source, (endpoint.ip, pod.identity, direction), own)
             for network, excepts in peers.blocks:
-                self._allow_block(source, endpoint, direction, CidrGrant(network, excepts, own))
+                grant = CidrGrant(network, excepts, own, source)
+                self._allow_block(source, endpoint, direction, grant)
             return
         # Egress: named ports are the peer's, so they resolve per peer pod.
         if peers.wildcard:
@@ -249,20 +261,19 @@ class _Compiler:
             rules = fixed + (named_port_rules(ports, pod.named_ports) if named else ())
             self._allow(source, (endpoint.ip, pod.identity, direction), rules)
         for network, excepts in peers.blocks:
-            block = CidrGrant(network, excepts, fixed)
+            block = CidrGrant(network, excepts, fixed, source)
             self._allow_block(source, endpoint, direction, block)
             if not named:
                 continue
             for pod in self.pods:
                 rules = named_port_rules(ports, pod.named_ports)
                 if rules and block.allows(pod.ip):
-                    grant = CidrGrant(IPv4Network(pod.ip), (), rules)
+                    grant = CidrGrant(IPv4Network(pod.ip), (), rules, source)
                     self._allow_block(source, endpoint, direction, grant)
 
     def _allow(self, source: str, key: IdentityKey, rules: Sequence[PortRule]) -> None:
         if rules:
-            self.identity_rules[key].extend(rules)
-            self.sources[key].add(source)
+            self.identity_grants[key].setdefault(source, []).append(rules)
 
     def _allow_block(
         self, source: str, endpoint: PodEndpoint, direction: Direction, grant: CidrGrant
@@ -288,33 +299,52 @@ class _Compiler:
         }
         by_ip = {e.ip: e for e in self.local}
         identity_rules: dict[IdentityKey, tuple[PortRule, ...]] = {}
-        for key in sorted(self.identity_rules):
+        for key in sorted(self.identity_grants):
             ip, peer, direction = key
             what = f"{direction.name.lower()} rules for peer identity {peer}"
-            identity_rules[key] = self._fit(
-                by_ip[ip], what, normalise(self.identity_rules[key]), key
-            )
+            granted = _grants(self.identity_grants[key])
+            policies = self.identity_grants[key].keys()
+            kept = self._fit(by_ip[ip], what, normalise(r for _, r in granted), policies)
+            identity_rules[key] = self._named(kept, granted)
         cidr_rules: dict[CidrKey, CidrRule] = {}
         for (ip, direction), grants in sorted(self.grants.items()):
             for network, ports in merge_grants(grants).items():
                 what = f"{direction.name.lower()} rules for {network}"
-                kept = self._fit(by_ip[ip], what, ports, (ip, direction))
+                kept = self._fit(by_ip[ip], what, ports, self.sources[(ip, direction)])
+                kept = self._named(kept, grants_of(grants, network))
                 cidr_rules[(ip, direction, network)] = CidrRule(deny=not kept, ports=kept)
         return PolicyPlan(endpoints, identity_rules, cidr_rules, tuple(self.errors))
 
+    def _named(
+        self, rules: tuple[PortRule, ...], grants: Iterable[Grant]
+    ) -> tuple[PortRule, ...]:
+        """``rules`` stamped with the id of the policies they came from (policy_names)."""
+        pid = self.names.learn(grants) if rules else 0
+        return tuple(replace(rule, policy=pid) for rule in rules)
+
     def _fit(
-        self, endpoint: PodEndpoint, what: str, rules: tuple[PortRule, ...], source_key: object
+        self, endpoint: PodEndpoint, what: str, rules: tuple[PortRule, ...],
+        policies: Iterable[str],
     ) -> tuple[PortRule, ...]:
         if len(rules) <= MAX_PORT_RULES:
             return rules
         kept, dropped = rules[:MAX_PORT_RULES], rules[MAX_PORT_RULES:]
-        policies = ", ".join(sorted(self.sources[source_key]))
+        names = ", ".join(sorted(policies))
         self.errors.append(
             f"Pod {endpoint.key} ({endpoint.ip}): {what} need {len(rules)} port rules, more "
             f"than the limit of {MAX_PORT_RULES}; denied {format_rules(dropped)} "
-            f"(from NetworkPolicy {policies})"
+            f"(from NetworkPolicy {names})"
         )
         return kept
+
+
+def _grants(by_policy: Mapping[str, list[Sequence[PortRule]]]) -> list[Grant]:
+    return [
+        (source, rule)
+        for source, granted in by_policy.items()
+        for rules in {id(r): r for r in granted}.values()
+        for rule in rules
+    ]
 
 
 def compile_policy(
@@ -322,13 +352,16 @@ def compile_policy(
     pods: Sequence[PodEndpoint],
     namespace_labels: Mapping[str, Mapping[str, str]],
     local_ips: Collection[IPv4Address],
+    names: PolicyNames = REGISTRY,
 ) -> PolicyPlan:
     """The policy map entries of the endpoints at ``local_ips``.
 
     ``pods`` is every pod of the cluster (peers are selected among them), each with its
-    identity; ``namespace_labels`` maps namespace names to their labels.
+    identity; ``namespace_labels`` maps namespace names to their labels. Each value's rules
+    carry the id of the policies they came from, learnt by ``names`` (the agent's registry:
+    the one piece of state, a bounded cache, so the flow decoder can name them).
     """
-    compiler = _Compiler(pods, namespace_labels, local_ips)
+    compiler = _Compiler(pods, namespace_labels, local_ips, names)
     for policy in sorted(policies, key=lambda p: p.metadata.key):
         compiler.add_policy(policy)
     return compiler.plan()

@@ -41,9 +41,14 @@ class CidrGrant:
     network: IPv4Network
     excepts: tuple[IPv4Network, ...]
     ports: tuple[PortRule, ...]
+    source: str = ""  # "namespace/name" of the NetworkPolicy
 
     def allows(self, address: IPv4Address) -> bool:
         return address in self.network and not any(address in e for e in self.excepts)
+
+    def covers(self, prefix: IPv4Network) -> bool:
+        """Whether every address of ``prefix`` (a prefix some grant mentions) is granted."""
+        return prefix.subnet_of(self.network) and not any(prefix.subnet_of(e) for e in self.excepts)
 
 
 def merge_grants(grants: Iterable[CidrGrant]) -> dict[IPv4Network, tuple[PortRule, ...]]:
@@ -52,13 +57,13 @@ def merge_grants(grants: Iterable[CidrGrant]) -> dict[IPv4Network, tuple[PortRul
     prefixes = {g.network for g in grants} | {e for g in grants for e in g.excepts}
     table: dict[IPv4Network, tuple[PortRule, ...]] = {}
     for prefix in sorted(prefixes):
-        table[prefix] = normalise(
-            rule
-            for g in grants
-            if prefix.subnet_of(g.network) and not any(prefix.subnet_of(e) for e in g.excepts)
-            for rule in g.ports
-        )
+        table[prefix] = normalise(rule for g in grants if g.covers(prefix) for rule in g.ports)
     return table
+
+
+def grants_of(grants: Iterable[CidrGrant], prefix: IPv4Network) -> list[tuple[str, PortRule]]:
+    """(policy, rule) pairs behind ``merge_grants``' entry for ``prefix``."""
+    return [(g.source, rule) for g in grants if g.covers(prefix) for rule in g.ports]
 
 
 def longest_prefix_match(

@@ -36,11 +36,16 @@ NamedPorts = Mapping[tuple[str, int], int]
 
 @dataclass(frozen=True, order=True)
 class PortRule:
-    """Allow ``protocol`` (0: any) on ports ``first..last`` inclusive (0..65535: any)."""
+    """Allow ``protocol`` (0: any) on ports ``first..last`` inclusive (0..65535: any).
+
+    ``policy``: the policy set id of the map value the rule sits in (``policy_names``), which
+    the kernel hands back when the rule allows a connection; 0 while the rule is being
+    compiled. It is part of equality, so a value whose policies change is rewritten."""
 
     protocol: int
     first: int
     last: int
+    policy: int = 0
 
     def matches(self, protocol: int, port: int) -> bool:
         return self.protocol in (ANY_PROTOCOL, protocol) and self.first <= port <= self.last
@@ -98,7 +103,7 @@ def normalise(rules: Iterable[PortRule]) -> tuple[PortRule, ...]:
     """``rules`` sorted and merged: one rule per maximal range of each protocol, and no
     protocol-specific rule that an any-protocol rule already covers."""
     merged: list[PortRule] = []
-    for rule in sorted(set(rules)):
+    for rule in sorted(set(rules)):  # unstamped (policy 0): ids are set after merging
         last = merged[-1] if merged else None
         if last is not None and last.protocol == rule.protocol and rule.first <= last.last + 1:
             merged[-1] = PortRule(rule.protocol, last.first, max(last.last, rule.last))

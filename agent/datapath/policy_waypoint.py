@@ -18,7 +18,8 @@ from ipaddress import IPv4Address, ip_address
 from agent.datapath.desired import pod_endpoints
 from agent.datapath.identity import WORLD
 from agent.datapath.policy import compile_policy
-from agent.datapath.policy_plan import Direction, PolicyPlan, evaluate
+from agent.datapath.policy_names import REGISTRY, PolicyNames
+from agent.datapath.policy_plan import NOT_ENFORCED, Direction, PolicyPlan, decide, evaluate
 from agent.model.core import Namespace, Pod
 from agent.model.networking import NetworkPolicy
 from agent.model.validation import special_address
@@ -62,6 +63,27 @@ class ConnectionPolicy:
         return evaluate(
             self.plan, src, Direction.EGRESS, dst, self.identity(dst), protocol, port
         ) and evaluate(self.plan, dst, Direction.INGRESS, src, self.identity(src), protocol, port)
+
+    def allowed_by(
+        self, client: Address, backend: Address, protocol: int = TCP,
+        names: PolicyNames = REGISTRY,
+    ) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """For a connection ``allows`` admits, the NetworkPolicies ("namespace/name") that
+        allowed the client's egress and the backend's ingress (Hubble's
+        ``egress_allowed_by``/``ingress_allowed_by``; empty where no policy selects that
+        side); None when it is denied. ``names``: the registry the plan was compiled with."""
+        if not self.allows(client, backend, protocol):
+            return None
+        src, dst, port = IPv4Address(client[0]), IPv4Address(backend[0]), backend[1]
+        sides = (
+            decide(self.plan, src, Direction.EGRESS, dst, self.identity(dst), protocol, port),
+            decide(self.plan, dst, Direction.INGRESS, src, self.identity(src), protocol, port),
+        )
+        egress, ingress = (
+            () if pid is None or pid == NOT_ENFORCED else names.allowed_by(pid, protocol, port)
+            for pid in sides
+        )
+        return egress, ingress
 
 
 def connection_policy(

@@ -17,6 +17,7 @@ import re
 import time as _time
 from typing import Any
 
+from agent.flows import reqsplit
 from agent.flows.flow import (
     HTTP,
     IP,
@@ -51,6 +52,7 @@ from agent.flows.names import (
     TrafficDirection,
     Verdict,
 )
+from agent.flows.policyjson import policies_from_json, policies_to_json
 from agent.flows.tcpjson import tcp_from_json, tcp_to_json
 
 JSON = dict[str, Any]
@@ -171,6 +173,8 @@ def _tulle(t: TulleInfo) -> JSON:
     out = {name: getattr(t, name) for name in TulleInfo.__slots__ if getattr(t, name)}
     if t.tcp is not None:
         out["tcp"] = tcp_to_json(t.tcp)
+    if t.request is not None:
+        out["request"] = reqsplit.to_json(t.request)
     return out
 
 
@@ -186,7 +190,10 @@ def flow_to_json(flow: Flow) -> JSON:
     if flow.drop_reason:
         out["drop_reason"] = flow.drop_reason
     if flow.ip is not None:
-        ip: JSON = {"source": flow.ip.source, "destination": flow.ip.destination}
+        ip: JSON = {"source": flow.ip.source}
+        if flow.ip.source_xlated:
+            ip["source_xlated"] = flow.ip.source_xlated
+        ip["destination"] = flow.ip.destination
         if flow.ip.ip_version not in ENUM_ZERO:
             ip["ipVersion"] = str(flow.ip.ip_version)
         if flow.ip.encrypted:
@@ -231,6 +238,7 @@ def flow_to_json(flow: Flow) -> JSON:
         # Hubble's FileInfo: the datapath source file and line that dropped (also kept
         # under tulle.drop_file/drop_line for older readers)
         out["file"] = {"name": flow.tulle.drop_file, "line": flow.tulle.drop_line}
+    out.update(policies_to_json(flow))
     if flow.tulle is not None:
         out["tulle"] = _tulle(flow.tulle)
     out["Summary"] = summarize(flow)
@@ -391,6 +399,7 @@ def flow_from_json(data: JSON) -> Flow:
             destination=ip.get("destination", ""),
             ip_version=_enum(ip.get("ipVersion"), IP_VERSION_NUMBERS, IPVersion.IP_NOT_USED),
             encrypted=bool(ip.get("encrypted", False)),
+            source_xlated=str(ip.get("source_xlated", "")),
         ),
         l4=_l4_from(data.get("l4")),
         source=_endpoint_from(data.get("source")),
@@ -412,9 +421,11 @@ def flow_from_json(data: JSON) -> Flow:
         trace_observation_point=str(data.get("trace_observation_point", "")),
         summary=data.get("Summary", ""),
         tulle=None if tulle is None else TulleInfo(
-            **{k: v for k, v in tulle.items() if k in known and k != "tcp"},
+            **{k: v for k, v in tulle.items() if k in known and k not in ("tcp", "request")},
             tcp=tcp_from_json(tulle.get("tcp")),
+            request=reqsplit.from_json(tulle.get("request")),
         ),
+        **policies_from_json(data),
     )
 
 

@@ -122,6 +122,11 @@ class Peers:
     destination_service: Service | None = None
     node_name: str = ""
 
+    def flipped(self) -> Peers:
+        """The same pair seen from a reply: source and destination (and services) swapped."""
+        return Peers(self.destination, self.source, self.destination_service,
+                     self.source_service, self.node_name)
+
 
 def peers(index: EndpointIndex, src: str, dst: str, sport: int | None, dport: int,
           node_name: str = "") -> Peers:

@@ -26,8 +26,10 @@ from agent.flows.names import (
 __all__ = [
     "HTTP", "ICMPv4", "ICMPv6", "IP", "TCP", "UDP", "Endpoint", "EventType", "Flow",
     "FlowType", "HTTPHeader", "IPVersion", "L7Type", "Layer4", "Layer7", "LostEvent",
-    "LostEventSource", "Service", "SrttSummary", "TCPFlags", "TcpTrace", "TrafficDirection",
-    "TulleInfo", "Verdict", "Workload", "flow_from_json", "flow_to_json", "summarize",
+    "LostEventSource", "Policy", "RequestSplit", "Service", "SrttSummary", "TCPFlags",
+    "TcpTrace",
+    "TrafficDirection", "TulleInfo", "Verdict", "Workload", "flow_from_json", "flow_to_json",
+    "summarize",
 ]
 
 
@@ -108,6 +110,7 @@ class IP:
     destination: str
     ip_version: IPVersion = IPVersion.IPv4
     encrypted: bool = False
+    source_xlated: str = ""  # a reply's source before reverse NAT (the backend behind a VIP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +135,17 @@ class Endpoint:
 class Service:
     name: str
     namespace: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A policy behind a verdict (Hubble's ``flow.Policy``)."""
+
+    name: str
+    namespace: str = ""
+    labels: tuple[str, ...] = ()
+    revision: int = 0
+    kind: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +206,20 @@ class TcpTrace:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestSplit:
+    """Where one request's time went (``agent.flows.reqsplit``), in ns. The parts add up to
+    ``total_ns``: one round trip of the client's connection plus the waypoint's span
+    (``l7.latency_ns``: request head read to response handed to the client)."""
+
+    total_ns: int = 0
+    client_network_ns: int = 0  # the kernel's smoothed RTT of the client's connection
+    proxy_ns: int = 0  # inside the waypoint: request in -> upstream write, response in -> out
+    upstream_connect_ns: int = 0  # opening upstream connections (0 on a pooled one)
+    upstream_network_ns: int = 0  # the kernel's smoothed RTT of the upstream connection
+    backend_ns: int = 0  # the rest: the backend's answer and its response body
+
+
+@dataclass(frozen=True, slots=True)
 class TulleInfo:
     """What Tulle records beyond Hubble's schema; printed under the JSON key ``tulle``."""
 
@@ -210,6 +238,7 @@ class TulleInfo:
     socket_id: int = 0  # traced socket: its close record and its kernel drops share this
     kernel_drop_reason: int = 0  # enum skb_drop_reason code (name in drop_reason_desc)
     kernel_drop_location: str = ""  # kernel function that freed the packet ("tcp_v4_rcv+0x…")
+    request: RequestSplit | None = None  # L7: where the request's time went
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +264,11 @@ class Flow:
     trace_observation_point: str = ""  # Hubble enum name, e.g. "TO_ENDPOINT"
     summary: str = ""  # empty: derived by summarize() when printed
     tulle: TulleInfo | None = None
+    # The policies behind a policy verdict (Hubble's names; agent.flows.policyjson)
+    egress_allowed_by: tuple[Policy, ...] = ()
+    ingress_allowed_by: tuple[Policy, ...] = ()
+    egress_denied_by: tuple[Policy, ...] = ()
+    ingress_denied_by: tuple[Policy, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

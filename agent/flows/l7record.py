@@ -29,11 +29,12 @@ from agent.flows.flow import (
     Verdict,
 )
 from agent.flows.names import EVENT_L7
+from agent.flows.reqsplit import check_marks, split
 
 # (time_ns, latency_ns, code, method, url, protocol, route, rule, backend, drop_reason,
-#  client (ip, port), local (ip, port), summary)
+#  client (ip, port), local (ip, port), summary, timing marks or None (`l7proxy.timing`))
 L7Record = tuple[int, int, int, str, str, str, str, str, str, str, tuple[str, int],
-                 tuple[str, int], str]
+                 tuple[str, int], str, tuple[int, ...] | None]
 _INTS = (0, 1, 2)
 _STRS = (3, 4, 5, 6, 7, 8, 9, 12)
 _L7_EVENT = EventType(EVENT_L7)
@@ -53,8 +54,8 @@ def _address(value: Any, what: str) -> tuple[str, int]:
 
 def record_from_json(value: Any) -> L7Record:
     """A record as `encode_batch` wrote it, checked field by field (ValueError says which)."""
-    if not isinstance(value, list) or len(value) != 13:
-        raise ValueError("an L7 record is an array of 13 fields")
+    if not isinstance(value, list) or len(value) not in (13, 14):
+        raise ValueError("an L7 record is an array of 14 fields (13 without timing marks)")
     for i in _INTS:
         if type(value[i]) is not int:
             raise ValueError(f"field {i} must be an integer, got {value[i]!r}")
@@ -62,8 +63,9 @@ def record_from_json(value: Any) -> L7Record:
         if not isinstance(value[i], str):
             raise ValueError(f"field {i} must be a string, got {value[i]!r}")
     client, local = _address(value[10], "client"), _address(value[11], "local")
+    marks = check_marks(value[13]) if len(value) == 14 else None
     return (value[0], value[1], value[2], value[3], value[4], value[5], value[6], value[7],
-            value[8], value[9], client, local, value[12])
+            value[8], value[9], client, local, value[12], marks)
 
 
 class L7FlowBuilder:
@@ -80,7 +82,7 @@ class L7FlowBuilder:
 
     def flow(self, r: L7Record) -> Flow:
         when, latency, code, method, url, protocol, route, rule, backend, drop, client, local, \
-            summary = r
+            summary, marks = r
         key = (client[0], local[0])
         ip = self._ips.get(key)
         if ip is None:
@@ -101,7 +103,10 @@ class L7FlowBuilder:
             node_name=self.node_name,
             l7=Layer7(L7Type.RESPONSE, latency, HTTP(code, method, url, protocol)),
             event_type=_L7_EVENT,
-            is_reply=True,
+            # The record names the client as source: a response recorded client -> server,
+            # so metrics and the service map read the workload pair the right way round.
+            is_reply=False,
             summary=summary,
-            tulle=TulleInfo(duration_ns=latency, route=route, rule=rule, backend=backend),
+            tulle=TulleInfo(duration_ns=latency, route=route, rule=rule, backend=backend,
+                            request=None if marks is None else split(latency, marks)),
         )

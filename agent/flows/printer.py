@@ -30,6 +30,7 @@ from agent.flows.names import (
     TRACE_POINTS,
     drop_reason_text,
 )
+from agent.flows.policyjson import policy_names_suffix
 from agent.flows.timefmt import DEFAULT_TIME_FORMAT, format_time_as
 
 OUTPUTS = ("compact", "json", "dict", "table")
@@ -116,13 +117,17 @@ def flow_type(flow: Flow) -> str:
     return "UNKNOWN"
 
 
-def verdict_text(flow: Flow, color: bool = False) -> str:
+def verdict_text(flow: Flow, color: bool = False, policy_names: bool = False) -> str:
+    """The VERDICT column; with ``policy_names`` (``--print-policy-names``) followed by
+    " BY name (Kind), …" where the flow names the policies behind its verdict (Tulle's NEW
+    flows are its policy verdicts, so they carry them too)."""
     verdict = str(flow.verdict)
     policy = flow.event_type is not None and flow.event_type.type == EVENT_POLICY_VERDICT
+    by = policy_names_suffix(flow) if policy_names else ""
     if verdict in ("FORWARDED", "REDIRECTED"):
-        return _paint("ALLOWED" if policy else verdict, "green", color)
+        return _paint(("ALLOWED" if policy else verdict) + by, "green", color)
     if verdict in ("DROPPED", "ERROR"):
-        return _paint("DENIED" if policy else verdict, "red", color)
+        return _paint(("DENIED" if policy else verdict) + by, "red", color)
     if verdict == "AUDIT":
         return _paint("AUDITED" if policy else verdict, "yellow", color)
     if verdict in ("TRACED", "TRANSLATED"):
@@ -169,7 +174,7 @@ def summary_text(flow: Flow) -> str:
 
 
 def format_compact(flow: Flow, *, color: bool = False, node_name: bool = False,
-                   time_format: str = DEFAULT_TIME_FORMAT) -> str:
+                   time_format: str = DEFAULT_TIME_FORMAT, policy_names: bool = False) -> str:
     src, dst = hostnames(flow)
     src_id = format_identity(flow.source.identity if flow.source else 0)
     dst_id = format_identity(flow.destination.identity if flow.destination else 0)
@@ -183,12 +188,12 @@ def format_compact(flow: Flow, *, color: bool = False, node_name: bool = False,
         f"{format_timestamp(flow.time, time_format)}{node}: "
         f"{_paint(src, 'host', color)} {_paint(src_id, 'identity', color)} {arrow} "
         f"{_paint(dst, 'host', color)} {_paint(dst_id, 'identity', color)} "
-        f"{flow_type(flow)} {verdict_text(flow, color)} ({summary_text(flow)})"
+        f"{flow_type(flow)} {verdict_text(flow, color, policy_names)} ({summary_text(flow)})"
     )
 
 
 def format_dict(flow: Flow, *, color: bool = False, node_name: bool = False,
-                time_format: str = DEFAULT_TIME_FORMAT) -> str:
+                time_format: str = DEFAULT_TIME_FORMAT, policy_names: bool = False) -> str:
     src, dst = hostnames(flow)
     lines = [f"  TIMESTAMP: {format_timestamp(flow.time, time_format)}"]
     if node_name:
@@ -197,7 +202,7 @@ def format_dict(flow: Flow, *, color: bool = False, node_name: bool = False,
         f"     SOURCE: {_paint(src, 'host', color)}",
         f"DESTINATION: {_paint(dst, 'host', color)}",
         f"       TYPE: {flow_type(flow)}",
-        f"    VERDICT: {verdict_text(flow, color)}",
+        f"    VERDICT: {verdict_text(flow, color, policy_names)}",
         f"    SUMMARY: {summary_text(flow)}",
     ]
     return "\n".join(lines)
@@ -206,13 +211,14 @@ def format_dict(flow: Flow, *, color: bool = False, node_name: bool = False,
 TABLE_HEADER = ("TIMESTAMP", "SOURCE", "DESTINATION", "TYPE", "VERDICT", "SUMMARY")
 
 
-def table_row(flow: Flow, *, node_name: bool = False,
-              time_format: str = DEFAULT_TIME_FORMAT) -> list[str]:
+def table_row(flow: Flow, *, node_name: bool = False, time_format: str = DEFAULT_TIME_FORMAT,
+              policy_names: bool = False) -> list[str]:
     src, dst = hostnames(flow)
     row = [format_timestamp(flow.time, time_format)]
     if node_name:
         row.append(flow.node_name)
-    return row + [src, dst, flow_type(flow), verdict_text(flow), summary_text(flow)]
+    verdict = verdict_text(flow, policy_names=policy_names)
+    return row + [src, dst, flow_type(flow), verdict, summary_text(flow)]
 
 
 def format_table(
@@ -247,6 +253,7 @@ class FlowPrinter:
         color: bool = False,
         node_name: bool = False,
         time_format: str = DEFAULT_TIME_FORMAT,
+        policy_names: bool = False,
     ) -> None:
         import sys
 
@@ -260,6 +267,7 @@ class FlowPrinter:
         self.color = color and output in ("compact", "dict")  # tables cannot align colour
         self.node_name = node_name
         self.time_format = time_format
+        self.policy_names = policy_names
         self._rows: list[list[str]] = []
         self._count = 0
         self._header = False  # table header written
@@ -269,15 +277,18 @@ class FlowPrinter:
             self.out.write(json.dumps(envelope(flow), separators=(",", ":")) + "\n")
         elif self.output == "compact":
             self.out.write(format_compact(flow, color=self.color, node_name=self.node_name,
-                                          time_format=self.time_format) + "\n")
+                                          time_format=self.time_format,
+                                          policy_names=self.policy_names) + "\n")
         elif self.output == "dict":
             if self._count:
                 self.out.write("------------\n")
             self.out.write(format_dict(flow, color=self.color, node_name=self.node_name,
-                                       time_format=self.time_format) + "\n")
+                                       time_format=self.time_format,
+                                       policy_names=self.policy_names) + "\n")
         else:
             self._rows.append(table_row(flow, node_name=self.node_name,
-                                        time_format=self.time_format))
+                                        time_format=self.time_format,
+                                        policy_names=self.policy_names))
         self._count += 1
 
     def lost(self, ev: LostEvent) -> None:

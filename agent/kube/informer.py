@@ -1,10 +1,17 @@
 """An informer: list, then watch from the list's revision with bookmarks; relist on 410 Gone;
 reconnect with capped, jittered back-off when the API server is away. Each change reaches the
-cache (agent.kube.cache) and ``on_delta`` once, in revision order.
+cache (agent.kube.cache) and ``on_delta`` once, in revision order; ``on_listed`` follows every
+full list (its deltas came first).
 
-Built on lightkube's sync client: its typed resources, kubeconfig/in-cluster config and TLS.
-Its own ``watch`` never asks for bookmarks and relists on its own terms, so the loop here
-drives the watch request itself (``Client._client``, lightkube 1.x's generic client).
+Built on lightkube's sync client: its kubeconfig/in-cluster config, TLS, authentication,
+URLs and errors. Its own ``watch`` never asks for bookmarks, relists on its own terms and
+decodes each event's metadata into a typed model, so the loop here sends the list and watch
+requests itself (``Client._client``, lightkube 1.x's generic client) and decodes the bodies:
+lightkube's typed models for typed resources, plain dicts (``kind`` and ``apiVersion``
+filled in, as list items lack them) for the generic ones of agent.kube.resources.
+
+A kind the server does not serve (404: say, Gateway API CRDs not installed) counts as empty
+and synced, and is listed again after the back-off's cap, so a node works without it.
 """
 
 from __future__ import annotations
@@ -15,15 +22,21 @@ from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 import httpx2 as httpx  # lightkube 1.x's HTTP client
+import msgspec
 from lightkube import ApiError, Client
+from lightkube.core import decoders
+from lightkube.core import resource as res
+from lightkube.generic_resource import Generic as GenericDict
 
-from agent.kube.cache import Cache, Delta
-from agent.store.retry import Backoff
+from agent.kube.backoff import Backoff
+from agent.kube.cache import Cache, CacheError, Delta, key_of, revision_of
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 ALL_NAMESPACES = "*"
 WATCH_BACKOFF = Backoff(initial=0.1, cap=10.0)
+READ_SLACK = 30.0  # a watch silent this long past its timeoutSeconds is a dead connection
+_decode_json = msgspec.json.decode
 
 
 class Informer(Generic[R]):
@@ -32,25 +45,39 @@ class Informer(Generic[R]):
         client: Client,
         resource: type[R],
         *,
-        namespace: str = ALL_NAMESPACES,
+        namespace: str | None = ALL_NAMESPACES,
         on_delta: Callable[[Delta[R]], None] | None = None,
+        on_listed: Callable[[int], None] | None = None,
         watch_timeout: int = 300,
         backoff: Backoff = WATCH_BACKOFF,
     ) -> None:
         self.client = client
         self.resource = resource
-        self.namespace = namespace
+        # A cluster-scoped kind has no namespace in its path, not even "all".
+        namespaced = issubclass(resource, res.NamespacedResource | res.NamespacedResourceG)
+        self.namespace = namespace if namespaced else None
         self.cache: Cache[R] = Cache()
         self.synced = threading.Event()  # set after the first full list
         self.list_revisions: list[int] = []  # the revision of every full list, in order
         self._on_delta = on_delta
+        self._on_listed = on_listed
         self._watch_timeout = watch_timeout
         self._backoff = backoff
         self._stop = threading.Event()
+        self._response: httpx.Response | None = None  # the open watch stream, for stop()
+        info = res.api_info(resource)  # type: ignore[arg-type]
+        self._as_dict = issubclass(resource, GenericDict)
+        self._stamp = {"apiVersion": info.resource.api_version, "kind": info.resource.kind}
 
     def stop(self) -> None:
-        """Ends ``run`` at the next event, bookmark or watch timeout."""
+        """Ends ``run`` now: an open watch stream is closed under it."""
         self._stop.set()
+        response = self._response
+        if response is not None:
+            try:
+                response.close()
+            except Exception:  # the reading thread may be closing it too
+                pass
 
     def run(self) -> None:
         failures = 0
@@ -58,12 +85,14 @@ class Informer(Generic[R]):
         while not self._stop.is_set():
             try:
                 if not listed:
-                    self._list()
-                    listed = True
+                    listed = self._list()
+                    if not listed:  # not served: empty until the next look
+                        self._stop.wait(self._backoff.cap)
+                        continue
                 for type_, obj in self._watch(self.cache.revision):
                     if self._stop.is_set():
                         return
-                    self._emit(self.cache.apply(type_, obj))
+                    self._apply(type_, obj)
                 failures = 0  # the server ended the watch (timeoutSeconds): resume
             except ApiError as err:
                 if err.status.code == 410:
@@ -72,9 +101,17 @@ class Informer(Generic[R]):
                     continue
                 failures += 1
                 log.warning("%s: %s; retrying", self._name, err)
-            except (httpx.HTTPError, OSError) as err:
+            except (httpx.HTTPError, httpx.StreamError, OSError) as err:
+                if self._stop.is_set():
+                    return
                 failures += 1
                 log.warning("%s: API server unreachable (%s); retrying", self._name, err)
+            except msgspec.MsgspecError as err:
+                failures += 1
+                log.warning("%s: unreadable response (%s); watching again", self._name, err)
+            except Exception:  # a consumer's bug must not end the informer silently
+                failures += 1
+                log.exception("%s: failed; retrying", self._name)
             if failures:
                 self._stop.wait(self._backoff.delay(failures))
 
@@ -86,16 +123,72 @@ class Informer(Generic[R]):
         if delta is not None and self._on_delta is not None:
             self._on_delta(delta)
 
-    def _list(self) -> None:
-        listing = self.client.list(self.resource, namespace=self.namespace)  # type: ignore[call-overload,type-var]
-        items = list(listing)
-        revision = int(listing.resourceVersion)
-        for delta in self.cache.replace(items, revision):
+    def _apply(self, type_: str, obj: Any) -> None:
+        try:
+            delta = self.cache.apply(type_, obj)
+        except CacheError as err:
+            log.error("%s: ignoring a %s event: %s", self._name, type_, err)
+            return
+        self._emit(delta)
+
+    def _placeable(self, items: list[Any]) -> list[Any]:
+        """The listed objects the cache can hold; the others are logged and left out."""
+        good = []
+        for item in items:
+            try:
+                key_of(item), revision_of(item)
+            except CacheError as err:
+                log.error("%s: ignoring a listed object: %s", self._name, err)
+                continue
+            good.append(item)
+        return good
+
+    def _decode(self, raw: bytes) -> Any:
+        if not self._as_dict:
+            return decoders.decode_object(raw, self.resource)
+        obj = _decode_json(raw)
+        obj.update(self._stamp)
+        return obj
+
+    def _list(self) -> bool:
+        """One full list into the cache; False when the server does not serve the kind."""
+        generic = self.client._client  # noqa: SLF001 - see the module docstring
+        request = generic.prepare_request("list", self.resource, namespace=self.namespace)  # type: ignore[arg-type]
+        items: list[Any] = []
+        while True:
+            response = generic.send(generic.build_adapter_request(request))
+            if response.status_code == 404 and not items:
+                if not self.synced.is_set() or self.cache.objects:
+                    log.warning("%s: not served by the API server; empty until it is", self._name)
+                self._listed(self.cache.replace([], self.cache.revision))
+                return False
+            generic.raise_for_status(response)
+            if self._as_dict:
+                body = _decode_json(response.content)
+                page = body.get("items") or []
+                for item in page:
+                    item.update(self._stamp)
+                meta = body.get("metadata") or {}
+                revision, more = meta.get("resourceVersion"), meta.get("continue")
+            else:
+                more, revision, page = decoders.decode_list(response.content, self.resource)
+            items.extend(page)
+            if not more:
+                break
+            request.params["continue"] = more
+        self._listed(self.cache.replace(self._placeable(items), int(revision or 0)))
+        return True
+
+    def _listed(self, deltas: list[Delta[R]]) -> None:
+        for delta in deltas:
             self._emit(delta)
-        self.list_revisions.append(revision)
+        self.list_revisions.append(self.cache.revision)
         self.synced.set()
+        if self._on_listed is not None:
+            self._on_listed(self.cache.revision)
 
     def _watch(self, revision: int) -> Iterator[tuple[str, Any]]:
+        """Events until the server ends the stream; a 410 (or any error event) raises."""
         generic = self.client._client  # noqa: SLF001 - see the module docstring
         request = generic.prepare_request(
             "list",
@@ -108,7 +201,22 @@ class Informer(Generic[R]):
                 "timeoutSeconds": str(self._watch_timeout),
             },
         )
-        # on_error raise: 410 and connection errors come back here, where the loop decides.
-        # When the server ends the stream (timeoutSeconds) lightkube re-watches from the last
-        # revision it saw, which is the cache's: nothing is replayed or skipped.
-        yield from generic.watch(request)
+        request.timeout = httpx.Timeout(10.0, read=self._watch_timeout + READ_SLACK)
+        response = generic.send(generic.build_adapter_request(request), stream=True)
+        self._response = response
+        try:
+            if self._stop.is_set():
+                return
+            if response.is_error:
+                response.read()
+                generic.raise_for_status(response)
+            for line in response.iter_lines():
+                if not line:
+                    continue
+                event = decoders.decode_watch_event(line)
+                if event.type == "ERROR":
+                    raise ApiError(status=decoders.decode_status(event.object))
+                yield event.type, self._decode(event.object)
+        finally:
+            self._response = None
+            response.close()

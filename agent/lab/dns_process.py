@@ -1,18 +1,19 @@
-"""The node-local DNS process: watches Services, EndpointSlices and Pods in the store and
-serves them on the node's link-local DNS address (NodeLocal-DNS style)."""
+"""The node-local DNS process: watches Services, EndpointSlices and Pods through the
+Kubernetes API (the tulle-lab-dns ServiceAccount) and serves them on the node's link-local
+DNS address (NodeLocal-DNS style)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
-import threading
 from typing import Any
 
+from lightkube import Client
+
+from agent.kube.source import ClusterSource, KubeconfigError, connect
 from agent.lab.dns import DnsServer, DnsTable, PodRecord, ServiceRecord
 from agent.lab.topology import CLUSTER_DOMAIN, DNS_ADDRESS
-from agent.store import Store
-from agent.store.informer import Cache, list_then_watch
 
 log = logging.getLogger("tulle.dns")
 WATCHED = ("Service", "EndpointSlice", "Pod")
@@ -60,26 +61,25 @@ def build_table(objects: list[dict[str, Any]], serial: int) -> DnsTable:
 
 
 class TableFeed:
-    """Keeps the current table. Store events only mark it stale; the next query rebuilds it
-    once, so a burst of thousands of writes costs one rebuild, and an idle lab costs none."""
+    """Keeps the current table. Cluster changes only mark it stale; the next query rebuilds
+    it once, so a burst of thousands of writes costs one rebuild, and an idle lab costs none.
+    Until every kind is listed it answers from the last full table (empty at start)."""
 
-    def __init__(self) -> None:
-        self.cache = Cache()
-        self.lock = threading.Lock()
+    def __init__(self, client: Client) -> None:
+        self.source = ClusterSource(client, WATCHED, self.handle)
         self.stale = True
         self.table = DnsTable.build([], [], domain=CLUSTER_DOMAIN)
         self.reported: set[str] = set()
 
-    def handle(self, event: Any) -> None:
-        with self.lock:
-            self.cache.handle(event)
-            self.stale = True
+    def handle(self, _kind: str, _delta: Any) -> None:
+        self.stale = True  # called under source.lock
 
     def current(self) -> DnsTable:
-        with self.lock:
-            if self.stale:
-                objects = list(self.cache.objects.values())
-                self.table = build_table(objects, serial=self.cache.revision)
+        with self.source.lock:
+            state = self.source.state
+            if self.stale and state.synced:
+                objects = list(state.objects.values())
+                self.table = build_table(objects, serial=state.revision)
                 self.stale = False
                 for reason in set(self.table.rejected) - self.reported:
                     log.warning("record left out: %s", reason)
@@ -87,13 +87,9 @@ class TableFeed:
             return self.table
 
 
-async def _serve(store: Store, address: str) -> None:
-    feed = TableFeed()
-    stop = threading.Event()
-    watcher = threading.Thread(
-        target=list_then_watch, args=(store, WATCHED, feed.handle, stop), daemon=True
-    )
-    watcher.start()
+async def _serve(client: Client, address: str) -> None:
+    feed = TableFeed(client)
+    feed.source.start()
     server = DnsServer(feed.current, address=address, port=53)
     await server.start()
     log.info("serving cluster DNS on %s:53", address)
@@ -102,12 +98,15 @@ async def _serve(store: Store, address: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
     await done.wait()
-    stop.set()
+    feed.source.stop(timeout=1.0)
     await server.close()
 
 
-def run(store_file: str, address: str = str(DNS_ADDRESS)) -> int:
+def run(kubeconfig: str | None, address: str = str(DNS_ADDRESS)) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s dns %(levelname)s %(message)s")
-    with Store(store_file) as store:
-        asyncio.run(_serve(store, address))
+    try:
+        client = connect(kubeconfig)
+    except KubeconfigError as err:
+        raise SystemExit(f"tulle lab dns: {err}") from None
+    asyncio.run(_serve(client, address))
     return 0

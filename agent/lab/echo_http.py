@@ -24,7 +24,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 MAX_DELAY_S = 60.0
 DEFAULT_RETRY_CODE = 503
@@ -184,7 +184,20 @@ def log_line(request: EchoRequest) -> str:
 
 
 def _query(request: EchoRequest) -> dict[str, list[str]]:
-    return parse_qs(urlsplit(request.target).query, keep_blank_values=True)
+    # Origin-form ("/p?q") by hand: urlsplit reads "//[" as a bad IPv6 authority and raises.
+    if request.target.startswith("/"):
+        query = request.target.partition("?")[2].partition("#")[0]
+    else:
+        query = _split(request.target).query
+    return parse_qs(query, keep_blank_values=True)
+
+
+def _split(target: str) -> SplitResult:
+    """urlsplit for absolute-form targets; a malformed authority is an empty URL, not a 500."""
+    try:
+        return urlsplit(target)
+    except ValueError:
+        return SplitResult("", "", "", "", "")
 
 
 def _first(query: dict[str, list[str]], key: str) -> str:
@@ -197,7 +210,7 @@ def _route_path(target: str) -> str:
     if target.startswith("/"):
         path = target.split("?", 1)[0]
     else:  # absolute-form ("http://host/p") or "*"
-        path = urlsplit(target).path or "/"
+        path = _split(target).path or "/"
     return path.replace("//", "/")
 
 
@@ -243,7 +256,7 @@ def echo_body(request: EchoRequest, ctx: EchoContext) -> dict[str, object]:
         headers.setdefault(key, []).append(value)
     if not request.target.startswith("/"):
         # For an absolute-form target Go takes r.Host from the URL, not the header.
-        host = urlsplit(request.target).netloc or host
+        host = _split(request.target).netloc or host
     return {
         "path": request.target,
         "host": host,

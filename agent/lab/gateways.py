@@ -1,6 +1,6 @@
 """The lab's Gateway API controller: addresses for Tulle's Gateways, and the status of
 every HTTPRoute, Gateway and GatewayClass, computed by the route engine (pure) and written
-back to the store only when it changed."""
+through the status subresource only when it changed."""
 
 from __future__ import annotations
 
@@ -11,16 +11,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from agent.apiserver import allocate_cluster_ip
+from agent.lab.kubeapi import NotFound, StatusWriter
 from agent.model.cache import ModelCache
 from agent.model.core import Namespace, Secret, Service
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
-from agent.store import NotFound, Store
 from l7proxy.routing import CONTROLLER_NAME, RoutingInputs, compute_status
 from l7proxy.tls import certificate_problem
 
 log = logging.getLogger("tulle.gateways")
 KINDS = ("HTTPRoute", "Gateway", "GatewayClass", "ReferenceGrant", "Namespace", "Secret")
+_WITH_STATUS = ("HTTPRoute", "Gateway", "GatewayClass")
 
 
 def gateway_addresses(
@@ -52,11 +53,20 @@ def _certificate_problem(crt: bytes, key: bytes) -> str | None:
 
 
 class GatewayController:
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, api: StatusWriter) -> None:
+        self.api = api
         self.models = ModelCache()
+        self.current: dict[tuple[str, str, str], dict[str, Any]] = {}  # this round's statuses
 
     def reconcile(self, objects: Sequence[dict[str, Any]], services: Sequence[Service]) -> None:
+        """``objects``: the kinds in KINDS as the API serves them (with their status)."""
+        self.current = {
+            (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): (
+                o.get("status") or {}
+            )
+            for o in objects
+            if o.get("kind") in _WITH_STATUS
+        }
         typed = self.models.decode_all(objects, KINDS)
         routes = [o for o in typed if isinstance(o, HTTPRoute)]
         gateways = [o for o in typed if isinstance(o, Gateway)]
@@ -90,12 +100,13 @@ class GatewayController:
                 self._merge_status(kind, ns, name, status)
 
     def _merge_status(self, kind: str, ns: str, name: str, status: dict[str, Any]) -> None:
-        current = self.store.get(kind, ns, name)
+        current = self.current.get((kind, ns, name))
         if current is None:
             return
-        merged = {**(current.get("status") or {}), **status}
-        if merged != current.get("status"):
+        merged = {**current, **status}
+        if merged != current:
             try:
-                self.store.update_status(kind, ns, name, merged)
+                self.api.update_status(kind, ns, name, merged)
             except NotFound:
-                pass
+                return
+            self.current[(kind, ns, name)] = merged  # a later write this round builds on it

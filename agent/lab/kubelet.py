@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import subprocess
 import sys
 import time
@@ -22,15 +21,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.lab import ipam, network, procs
+from agent.lab.kubeapi import NotFound, StatusWriter
+from agent.lab.podspec import container_argv, pod_env, resolv_conf
 from agent.lab.readiness import ports_ready
 from agent.lab.state import LabPaths, read_json
-from agent.lab.topology import CLUSTER_DOMAIN, DNS_ADDRESS, LabPlan, NodePlan, host_veth_name
-from agent.model.core import Container, Pod
-from agent.store import NotFound, Store
+from agent.lab.topology import LabPlan, NodePlan, host_veth_name
+from agent.model.core import Pod
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ECHO_PORT = 8080
 BACKOFF_START = 0.5
 BACKOFF_MAX = 10.0
 BACKOFF_RESET_AFTER = 10.0  # a container that ran this long starts its back-off afresh
@@ -87,55 +86,6 @@ class PodRuntime:
     attach_timed_out: bool = False
     created_at: float = field(default_factory=time.monotonic)
     next_attach_check: float = 0.0
-
-
-def container_argv(
-    container: Container, python: str
-) -> tuple[tuple[str, ...], tuple[tuple[int, str], ...]]:
-    """The process a container runs, and the ports that make it ready.
-
-    A container without a command runs the built-in echo server (the lab's default
-    image) on every declared TCP containerPort, or on 8080 when none is declared.
-    """
-    declared = tuple((p.container_port, p.protocol) for p in container.ports)
-    if container.command:
-        return tuple(container.command) + tuple(container.args), declared
-    tcp_ports = [port for port, proto in declared if proto == "TCP"] or [DEFAULT_ECHO_PORT]
-    argv = [python, "-m", "agent.lab.echo"]
-    for port in tcp_ports:
-        argv += ["--port", str(port)]
-    ready_ports = declared or ((DEFAULT_ECHO_PORT, "TCP"),)
-    return tuple(argv) + tuple(container.args), ready_ports
-
-
-def pod_env(
-    pod: Pod, ip: ipaddress.IPv4Address, node: NodePlan, container: Container
-) -> dict[str, str]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        "HOME": "/root",
-        "LANG": "C.UTF-8",
-        "PYTHONUNBUFFERED": "1",
-        "POD_NAME": pod.metadata.name,
-        "NAMESPACE": pod.metadata.namespace,
-        "POD_NAMESPACE": pod.metadata.namespace,
-        "POD_IP": str(ip),
-        "NODE_NAME": node.name,
-        "TULLE_LAB": os.environ.get("TULLE_LAB", ""),
-        "HOSTNAME": pod.metadata.name,
-    }
-    for var in container.env:
-        env[var.name] = var.value
-    return env
-
-
-def resolv_conf(namespace: str) -> str:
-    domain = CLUSTER_DOMAIN
-    return (
-        f"nameserver {DNS_ADDRESS}\n"
-        f"search {namespace}.svc.{domain} svc.{domain} {domain}\n"
-        "options ndots:5\n"
-    )
 
 
 def _sandbox_waiting(rt: PodRuntime) -> tuple[str, str]:
@@ -210,7 +160,7 @@ class Kubelet:
         self,
         plan: LabPlan,
         paths: LabPaths,
-        store: Store,
+        api: StatusWriter,
         python: str = sys.executable,
         *,
         probe: AttachedProbe | None = None,
@@ -219,7 +169,7 @@ class Kubelet:
         A lab without Tulle's datapath (lab.json) starts containers at once."""
         self.plan = plan
         self.paths = paths
-        self.store = store
+        self.api = api
         self.python = python
         lab = read_json(paths.lab_file) or {}
         wait = bool(lab.get("datapath", True))
@@ -288,7 +238,10 @@ class Kubelet:
 
     # -- runtime -----------------------------------------------------------------------
     def tick(self) -> None:
+        """Supervise every pod; a status write that fails (API away) is retried next tick and
+        never stops the other pods' supervision. The first such error is raised at the end."""
         now = time.monotonic()
+        failed: Exception | None = None
         for rt in list(self.pods.values()):
             if not rt.attached:
                 self._check_attached(rt, now)
@@ -299,7 +252,12 @@ class Kubelet:
                 ready[c.name] = self._ready(c, now)
             status = pod_status(rt, ready)
             if status != rt.last_status:
-                self._write_status(rt, status)
+                try:
+                    self._write_status(rt, status)
+                except Exception as err:
+                    failed = failed or err
+        if failed is not None:
+            raise failed
 
     def _check_attached(self, rt: PodRuntime, now: float) -> None:
         """Poll the node for the datapath on the pod's veth; never start a pod unpoliced."""
@@ -391,7 +349,7 @@ class Kubelet:
 
     def _write_status(self, rt: PodRuntime, status: dict[str, Any]) -> None:
         try:
-            self.store.update_status("Pod", rt.namespace, rt.name, status)
+            self.api.update_status("Pod", rt.namespace, rt.name, status)
             rt.last_status = status
         except NotFound:
             pass  # deleted meanwhile; the next sync tears it down

@@ -5,31 +5,31 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agent.lab import network, procs
+from agent.lab.controlplane import (
+    LabError,
+    Progress,
+    apiserver_dir,
+    seed_cluster,
+    start_apiserver,
+    wait_nodes_registered,
+    write_controller_kubeconfig,
+)
 from agent.lab.state import LabPaths, read_json, write_json_atomic
 from agent.lab.topology import (
-    API_SERVER_IP,
-    API_SERVER_PORT,
     WAYPOINT_PORT,
     LabPlan,
     NodePlan,
     plan_lab,
 )
 
-Progress = Callable[[str], None]
 HEALTH_STALE_SECONDS = 10.0
 RESTARTS_FILE = "restarts.json"  # in the health dir, written by the controller's supervisor
 BPF_PIN_ROOT = Path("/sys/fs/bpf/tulle")
-APISERVER_START_SECONDS = 20.0
-
-
-class LabError(RuntimeError):
-    """A lab operation failed; the message says what to do."""
 
 
 def require_root() -> None:
@@ -42,9 +42,14 @@ def tulle_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "agent.cli.main", *args]
 
 
-def apiserver_dir(paths: LabPaths) -> Path:
-    """The lab API server's CA, certificates, tokens and kubeconfigs."""
-    return paths.root / "apiserver"
+def node_argv(*args: str) -> list[str]:
+    """A node component (agent, waypoint, DNS) from its lean entry point (agent.cli.node)."""
+    return [sys.executable, "-m", "agent.cli.node", *args]
+
+
+def component_kubeconfig(paths: LabPaths, account: str) -> str:
+    """A node component's kubeconfig: its ServiceAccount's token, the fabric address."""
+    return str(apiserver_dir(paths) / f"{account}.kubeconfig")
 
 
 def kubeconfig_path(name: str) -> Path:
@@ -153,7 +158,6 @@ def up(name: str, node_count: int, progress: Progress, *, datapath: bool = True)
     paths.make_dirs()
     write_json_atomic(paths.lab_file, {"name": name, "nodes": node_count, "datapath": datapath})
     try:
-        _seed_store(paths, plan)
         progress(f"building the fabric ({plan.fabric_netns})")
         network.build_fabric(plan)
         for node in plan.nodes:
@@ -168,49 +172,41 @@ def up(name: str, node_count: int, progress: Progress, *, datapath: bool = True)
     return plan
 
 
-def _seed_store(paths: LabPaths, plan: LabPlan) -> None:
-    from agent.lab.seed import seed_objects
-    from agent.store import Store
-
-    objs = seed_objects(plan)
-    with Store(paths.store) as store:
-        store.apply_many(objs)
-        # Status is a subresource: apply never writes it, the status path does.
-        for obj in objs:
-            if "status" in obj:
-                meta = obj["metadata"]
-                store.update_status(
-                    obj["kind"], meta.get("namespace", ""), meta["name"], obj["status"]
-                )
-
-
 def _start_processes(
     paths: LabPaths, plan: LabPlan, progress: Progress, *, datapath: bool = True
 ) -> None:
-    store = str(paths.store)
     # TULLE_LAB marks every process of this lab (pods inherit it from the controller).
     env = dict(os.environ, TULLE_LAB=plan.name, TULLE_STATE_DIR=str(paths.root.parent))
-    _start_apiserver(paths, plan, progress, env)
-    progress("starting the lab controller (scheduler, kubelet, EndpointSlices)")
+    start_apiserver(paths, plan, progress, env)
+    seed_cluster(paths, plan, progress)
+    progress("starting the lab controller (scheduler, kubelet, EndpointSlices, Gateway status)")
     procs.spawn(
         "controller",
-        tulle_argv("lab", "controller", "--name", plan.name),
+        tulle_argv(
+            "lab",
+            "controller",
+            "--name",
+            plan.name,
+            "--kubeconfig",
+            str(write_controller_kubeconfig(paths)),
+        ),
         log=paths.logs / "controller.log",
         record_dir=paths.procs,
         env=env,
     )
+    wait_nodes_registered(paths, plan, progress)
     for node in plan.nodes:
         progress(f"starting the agent and DNS on {node.name}")
         procs.spawn(
             f"agent-{node.name}",
             procs.netns_argv(
                 node.netns,
-                tulle_argv(
+                node_argv(
                     "agent",
                     "--node",
                     node.name,
-                    "--store",
-                    store,
+                    "--kubeconfig",
+                    component_kubeconfig(paths, "tulle-agent"),
                     "--health-file",
                     str(paths.health / f"agent-{node.name}.json"),
                     "--observer-socket",
@@ -235,7 +231,10 @@ def _start_processes(
         )
         procs.spawn(
             f"dns-{node.name}",
-            procs.netns_argv(node.netns, tulle_argv("lab", "dns", "--store", store)),
+            procs.netns_argv(
+                node.netns,
+                node_argv("dns", "--kubeconfig", component_kubeconfig(paths, "tulle-lab-dns")),
+            ),
             log=paths.logs / f"dns-{node.name}.log",
             record_dir=paths.procs,
             env=env,
@@ -245,12 +244,12 @@ def _start_processes(
                 f"waypoint-{node.name}",
                 procs.netns_argv(
                     node.netns,
-                    tulle_argv(
+                    node_argv(
                         "waypoint",
                         "--node",
                         node.name,
-                        "--store",
-                        store,
+                        "--kubeconfig",
+                        component_kubeconfig(paths, "tulle-waypoint"),
                         "--pin-dir",
                         str(BPF_PIN_ROOT / plan.name / node.name),
                         "--listen",
@@ -265,53 +264,6 @@ def _start_processes(
             )
     progress("starting the flow relay")
     _start_relay(paths, plan, env)
-
-
-def _start_apiserver(
-    paths: LabPaths, plan: LabPlan, progress: Progress, env: dict[str, str]
-) -> None:
-    """The Kubernetes API server: on loopback for the host, and on the fabric bridge (a socket
-    it opens inside the fabric netns) for the nodes."""
-    state = apiserver_dir(paths)
-    kubeconfig = state / "kubeconfig"
-    kubeconfig.unlink(missing_ok=True)
-    progress(
-        f"starting the API server (loopback, and {API_SERVER_IP}:{API_SERVER_PORT} in the fabric)"
-    )
-    proc, _ = procs.spawn(
-        "apiserver",
-        [
-            sys.executable,
-            "-m",
-            "lab.apiserver",
-            "--store",
-            str(paths.store),
-            "--state-dir",
-            str(state),
-            "--lab",
-            plan.name,
-            "--fabric-netns",
-            plan.fabric_netns,
-            "--fabric-address",
-            f"{API_SERVER_IP}:{API_SERVER_PORT}",
-            "--identities",
-        ],
-        log=paths.logs / "apiserver.log",
-        record_dir=paths.procs,
-        env=env,
-    )
-    deadline = time.monotonic() + APISERVER_START_SECONDS
-    while not kubeconfig.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            log_file = paths.logs / "apiserver.log"
-            tail = (
-                log_file.read_text(errors="replace").splitlines()[-15:] if log_file.exists() else []
-            )
-            raise LabError(
-                "the lab API server did not start. Its log ended with:\n  "
-                + "\n  ".join(tail or ["(empty)"])
-            )
-        time.sleep(0.1)
 
 
 def _start_relay(paths: LabPaths, plan: LabPlan, env: dict[str, str]) -> None:

@@ -28,13 +28,16 @@ FAMILY_LABELS: dict[str, tuple[str, ...]] = {
     "flows_processed": ("type", "subtype", "verdict", "protocol"),
     "drop": ("reason", "protocol"),
     "tcp_flags": ("flag", "family"),
-    "policy_verdicts": ("direction", "action"),
-    "http_requests": ("method", "code", "source_workload", "destination_workload"),
-    "http_request_duration_seconds": ("method", "source_workload", "destination_workload"),
+    "policy_verdicts": ("direction", "match", "action"),
+    "http_requests": ("method", "protocol", "code", "reporter", "source_workload",
+                      "destination_workload"),
+    "http_request_duration_seconds": ("method", "reporter", "source_workload",
+                                      "destination_workload"),
     "tcp_connect_duration_seconds": ("source_workload", "destination_workload"),
     "tcp_rtt_seconds": ("source_workload", "destination_workload"),
     "tcp_retransmits": ("source_workload", "destination_workload"),
     "kernel_drops": ("reason", "direction"),
+    "request_split_seconds": ("part", "source_workload", "destination_workload"),
 }
 
 # Families that Hubble also exports; `MetricsConfig.hubble_names` exposes them as
@@ -44,6 +47,15 @@ HUBBLE_FAMILIES = frozenset({
     "http_request_duration_seconds", "lost_events",
 })
 HUBBLE_LABELS = {"code": "status"}  # Tulle's label -> Hubble's (httpV2's ``status``)
+# Labels only Hubble's names carry by default (Hubble's policy and httpV2 handlers), so
+# Tulle's own series keep their label sets; a family's ``labels`` setting may still ask for
+# them. Each takes a handful of fixed values: ``match`` Hubble's policy match types
+# ("none", "l3-l4", "l7/http"…), ``protocol`` the HTTP version, ``reporter`` client/server.
+HUBBLE_ONLY_LABELS: dict[str, frozenset[str]] = {
+    "policy_verdicts": frozenset({"match"}),
+    "http_requests": frozenset({"protocol", "reporter"}),
+    "http_request_duration_seconds": frozenset({"reporter"}),
+}
 
 # HTTP latencies through a node-local waypoint are often sub-millisecond, so the buckets
 # start lower than Prometheus' defaults (5ms).
@@ -103,6 +115,10 @@ class MetricsConfig:
     tcp_rtt_buckets: tuple[float, ...] = DEFAULT_TCP_BUCKETS
     """Upper bounds, in seconds, of `tulle_tcp_rtt_seconds`."""
 
+    request_split_buckets: tuple[float, ...] = DEFAULT_TCP_BUCKETS
+    """Upper bounds, in seconds, of `tulle_request_split_seconds` (parts run from tens of
+    microseconds, a pod-to-pod RTT, to seconds, a slow backend)."""
+
     hubble_names: bool = False
     """Expose the families Hubble also has (`HUBBLE_FAMILIES`) under Hubble's metric and
     label names (``hubble_http_requests_total{status}``…) instead of Tulle's."""
@@ -133,7 +149,8 @@ class MetricsConfig:
             raise ValueError("metrics config: max_label_values and max_series must be >= 1")
         if not self.overflow_value:
             raise ValueError("metrics config: overflow_value must not be empty")
-        for what in ("http_duration_buckets", "tcp_connect_buckets", "tcp_rtt_buckets"):
+        for what in ("http_duration_buckets", "tcp_connect_buckets", "tcp_rtt_buckets",
+                     "request_split_buckets"):
             bounds = getattr(self, what)
             if not bounds or any(b <= a for a, b in zip(bounds, bounds[1:], strict=False)):
                 raise ValueError(f"metrics config: {what} must be increasing")
@@ -154,10 +171,16 @@ class MetricsConfig:
         return labels
 
     def labels_of(self, name: str) -> tuple[str, ...]:
-        """The labels `name` exposes, in the family's order."""
+        """The labels `name` exposes, in the family's order: the configured ones, else all
+        (without `HUBBLE_ONLY_LABELS` unless `hubble_names` applies to the family)."""
         keep = self.family(name).labels
         full = FAMILY_LABELS[name]
-        return full if keep is None else tuple(lb for lb in full if lb in keep)
+        if keep is not None:
+            return tuple(lb for lb in full if lb in keep)
+        if self.hubble_names and name in HUBBLE_FAMILIES:
+            return full
+        hubble_only = HUBBLE_ONLY_LABELS.get(name, frozenset())
+        return tuple(lb for lb in full if lb not in hubble_only)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> MetricsConfig:
@@ -179,7 +202,8 @@ class MetricsConfig:
                 raw["labels"] = tuple(raw["labels"])
             fams[name] = FamilyConfig(**raw)
         kwargs["families"] = fams
-        for what in ("http_duration_buckets", "tcp_connect_buckets", "tcp_rtt_buckets"):
+        for what in ("http_duration_buckets", "tcp_connect_buckets", "tcp_rtt_buckets",
+                     "request_split_buckets"):
             if what in kwargs:
                 kwargs[what] = tuple(float(b) for b in kwargs[what])
         if "hubble_names" in kwargs and not isinstance(kwargs["hubble_names"], bool):

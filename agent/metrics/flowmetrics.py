@@ -24,11 +24,19 @@ Families (labels as in `agent.metrics.config.FAMILY_LABELS`):
 - ``tulle_lost_events_total{source}``: from `observe_lost`;
 - the kernel connection-trace families of `agent.metrics.kernel` (connect latency and RTT
   histograms, retransmits, kernel drops by the kernel's reason);
+- ``tulle_request_split_seconds{part,source_workload,destination_workload}``
+  (`agent.metrics.split`): where L7 requests spent their time;
 - ``tulle_metrics_label_overflow_total{metric,label}``: observations whose labels collapsed
   into the overflow value.
 
 With ``MetricsConfig.hubble_names`` the families Hubble also has are exposed as
-``hubble_…`` with Hubble's label names (``code`` -> ``status``), for Hubble's dashboards.
+``hubble_…`` with Hubble's label names (``code`` -> ``status``), for Hubble's dashboards,
+and with Hubble's extra labels (`HUBBLE_ONLY_LABELS`): ``match`` on policy verdicts
+(Hubble's match type: ``none`` for a denial, ``l7/http`` for the waypoint's), ``protocol``
+(``HTTP/1.1``…) and ``reporter`` on HTTP requests and durations. ``reporter`` follows
+Hubble (``server`` for an ingress flow, ``client`` for egress); the waypoint's flows carry
+no direction, and it serves the client's node (the kernel redirects at the client), so they
+are ``client``.
 """
 
 from __future__ import annotations
@@ -41,7 +49,17 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
-from agent.flows.flow import HTTP, TCP, Endpoint, Flow, FlowType, L7Type, Layer7, Verdict
+from agent.flows.flow import (
+    HTTP,
+    TCP,
+    Endpoint,
+    Flow,
+    FlowType,
+    L7Type,
+    Layer7,
+    TrafficDirection,
+    Verdict,
+)
 from agent.flows.names import (
     EVENT_AGENT,
     EVENT_CAPTURE,
@@ -51,6 +69,7 @@ from agent.flows.names import (
     EVENT_POLICY_VERDICT,
     EVENT_TRACE,
     EVENT_TRACE_SOCK,
+    POLICY_MATCH_TYPES,
     TRACE_POINT_BY_ENUM,
     TRACE_POINTS,
     LostEventSource,
@@ -58,6 +77,7 @@ from agent.flows.names import (
 from agent.metrics.config import FAMILY_LABELS, MetricsConfig
 from agent.metrics.kernel import KERNEL_HELP, KernelSeries, histogram_buckets
 from agent.metrics.series import Cell, Series
+from agent.metrics.split import SPLIT_HELP, SplitSeries
 from agent.servicemap.peers import workload_label
 
 _TYPE_NAMES = {
@@ -68,6 +88,7 @@ _TYPE_NAMES = {
 _L4_NAMES = {"TCP": "TCP", "UDP": "UDP", "ICMPv4": "ICMPv4", "ICMPv6": "ICMPv6"}
 POLICY_DROP_REASONS = frozenset({"POLICY_DENIED", "POLICY_DENY", "AUTH_REQUIRED"})
 _DROPPED, _FORWARDED = Verdict.DROPPED, Verdict.FORWARDED
+_INGRESS = TrafficDirection.INGRESS
 _RESPONSE = L7Type.RESPONSE
 _EP_CACHE_LIMIT = 4096
 
@@ -80,6 +101,7 @@ _HELP = {
                      "source and destination workload.",
     "http_request_duration_seconds": "HTTP request latency seen by the waypoint, in seconds.",
     **KERNEL_HELP,
+    **SPLIT_HELP,
 }
 
 
@@ -157,6 +179,7 @@ class FlowMetrics:
                                  histogram=len(self._bounds_ns))
         self._kernel = KernelSeries(series, cfg.tcp_connect_buckets, cfg.tcp_rtt_buckets,
                                     self._workload)
+        self._split = SplitSeries(series, cfg.request_split_buckets, self._workload)
         self._lost_name = cfg.metric_name("lost_events")
         if registry is not None:
             registry.register(self)
@@ -218,12 +241,16 @@ class FlowMetrics:
                     cell = s.admit(raw, (reason, _protocol(l4cls, l7kind)))
                 cell[0] += n
             if desc in POLICY_DROP_REASONS and etype != EVENT_POLICY_VERDICT:
-                self._count_policy(flow.traffic_direction, verdict, n)
+                # A denial matched no rule; the waypoint's is an L7 decision.
+                match = "l7/http" if l7kind == 2 else "none"
+                self._count_policy(flow.traffic_direction, verdict, n, match)
         elif l4cls is TCP and verdict == _FORWARDED and self._flags is not None:
             self._count_flags(flow, n)
 
         if etype == EVENT_POLICY_VERDICT:
-            self._count_policy(flow.traffic_direction, verdict, n)
+            match = ("l7/http" if l7kind == 2 else
+                     POLICY_MATCH_TYPES.get(flow.policy_match_type, "unknown").lower())
+            self._count_policy(flow.traffic_direction, verdict, n, match)
 
         if l7kind == 2 and l7 is not None and l7.type == _RESPONSE:
             self._count_http(flow, l7, l7.http, n)  # type: ignore[arg-type]
@@ -246,15 +273,15 @@ class FlowMetrics:
                     cell = s.admit(raw, (name, str(family)))
                 cell[0] += n
 
-    def _count_policy(self, direction: str, verdict: str, n: int) -> None:
+    def _count_policy(self, direction: str, verdict: str, n: int, match: str) -> None:
         s = self._policy
         if s is None:
             return
-        raw = (direction, verdict)
+        raw = (direction, verdict, match)
         cell = s.cache.get(raw)
         if cell is None:
             word = str(direction).lower()
-            cell = s.admit(raw, (word if word in ("ingress", "egress") else "unknown",
+            cell = s.admit(raw, (word if word in ("ingress", "egress") else "unknown", match,
                                  str(verdict).lower()))
         cell[0] += n
 
@@ -277,22 +304,27 @@ class FlowMetrics:
             client, server = flow.destination, flow.source
         src, dst = self._workload(client), self._workload(server)
         method = http.method
+        reporter = "server" if flow.traffic_direction == _INGRESS else "client"
         s = self._http
         if s is not None:
-            raw: tuple[Any, ...] = (method, http.code, src, dst)
+            raw: tuple[Any, ...] = (method, http.protocol, http.code, reporter, src, dst)
             cell = s.cache.get(raw)
             if cell is None:
-                cell = s.admit(raw, (method or "unknown", str(http.code), src, dst))
+                cell = s.admit(raw, (method or "unknown", http.protocol or "unknown",
+                                     str(http.code), reporter, src, dst))
             cell[0] += n
         s = self._durations
         latency = l7.latency_ns
         if s is not None and latency > 0:
-            raw = (method, src, dst)
+            raw = (method, reporter, src, dst)
             cell = s.cache.get(raw)
             if cell is None:
-                cell = s.admit(raw, (method or "unknown", src, dst))
+                cell = s.admit(raw, (method or "unknown", reporter, src, dst))
             cell[bisect_left(self._bounds_ns, latency)] += n
             cell[-1] += latency * n
+        tulle = flow.tulle
+        if tulle is not None and tulle.request is not None:
+            self._split.observe(tulle.request, client, server, flow.destination_service, n)
 
     # -- scraping ----------------------------------------------------------------------------
 
@@ -305,7 +337,8 @@ class FlowMetrics:
         cfg = self.config
         return [("http_request_duration_seconds", self._durations, cfg.http_duration_buckets),
                 ("tcp_connect_duration_seconds", self._kernel.connect, cfg.tcp_connect_buckets),
-                ("tcp_rtt_seconds", self._kernel.rtt, cfg.tcp_rtt_buckets)]
+                ("tcp_rtt_seconds", self._kernel.rtt, cfg.tcp_rtt_buckets),
+                ("request_split_seconds", self._split.hist, cfg.request_split_buckets)]
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:

@@ -46,6 +46,10 @@ class ModelCache:
         )
         return [res for res in map(self.decode, wanted) if res is not None]
 
+    def forget(self, key: Key) -> None:
+        """A deleted object: (kind, namespace, name)."""
+        self._cache.pop(key, None)
+
     def forget_missing(self, present: Iterable[Key]) -> None:
         keep = set(present)
         for key in [k for k in self._cache if k not in keep]:

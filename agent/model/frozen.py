@@ -44,6 +44,10 @@ class FrozenMap(Mapping[K, V], Generic[K, V]):
     def __contains__(self, key: object) -> bool:
         return key in self._data
 
+    def get(self, key: K, default: Any = None) -> Any:  # type: ignore[override]
+        # Mapping.get goes through __getitem__ and a KeyError per miss: 20 times slower.
+        return self._data.get(key, default)
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, FrozenMap):
             return self._data == other._data

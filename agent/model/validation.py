@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import socket
 from collections.abc import Callable
 
 from agent.model.regex import regex_problem
@@ -250,6 +251,14 @@ _LINK_LOCAL_MULTICAST_V4 = ipaddress.IPv4Network("224.0.0.0/24")
 
 def endpoint_ipv4(value: str) -> str | None:
     """An EndpointSlice IPv4 address: valid and not special (see ``special_address``)."""
+    try:
+        packed = socket.inet_pton(socket.AF_INET, value)
+    except (OSError, ValueError):
+        packed = b""
+    # Fast path (a cluster has 100,000s of endpoints): glibc's inet_pton takes exactly the
+    # dotted quads ipaddress does, and no special range starts outside these first octets.
+    if packed and packed[0] not in (0, 127, 169, 224):
+        return None
     problem = ipv4_address(value)
     if problem is None:
         why = special_address(ipaddress.IPv4Address(value))

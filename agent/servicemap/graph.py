@@ -9,7 +9,8 @@ What counts, per edge:
 
 - **L7** (HTTP): one request per RESPONSE flow (its source is the server, its destination
   the client), plus L7 flows the waypoint DROPPED (denied, no response). Errors are HTTP
-  status >= 500 and drops; latency is ``l7.latency_ns``.
+  status >= 500 and drops; latency is ``l7.latency_ns``; requests that carry where their
+  time went (``tulle.request``) add their parts to ``split_sum_ns``.
 - **L3/L4**: one connection attempt per opening flow that is not a reply (a TCP SYN
   without ACK, or a datapath "new connection" event without flags; any UDP/ICMP opening
   flow), and one per DROPPED flow, which is also an error. Closing flows (those carrying
@@ -32,6 +33,8 @@ from dataclasses import dataclass, field
 from agent.flows.flow import TCP, Flow, L7Type, Verdict
 from agent.servicemap.peers import RESERVED, Peer, endpoint_peer, service_peer
 
+SPLIT_PARTS = ("client_network", "proxy", "upstream_connect", "upstream_network", "backend")
+_SPLIT_FIELDS = tuple(f"{p}_ns" for p in SPLIT_PARTS)
 _L7_RESPONSE = L7Type.RESPONSE
 _DROPPED = Verdict.DROPPED
 _MIN_WINDOW_S = 1.0
@@ -59,6 +62,8 @@ class Edge:
     bytes: int = 0  # both directions, from closing flows
     protocols: tuple[str, ...] = ()  # "HTTP", "TCP:5432", "UDP:53"…
     drop_reasons: tuple[tuple[str, int], ...] = ()  # most frequent first
+    split_sum_ns: tuple[int, ...] = ()  # per SPLIT_PARTS, summed over split_requests
+    split_requests: int = 0  # L7 requests that carried where their time went
 
     @property
     def is_l7(self) -> bool:
@@ -93,6 +98,20 @@ class Edge:
     @property
     def has_errors(self) -> bool:
         return self.request_errors > 0 or self.connection_errors > 0
+
+    @property
+    def split_shares(self) -> list[tuple[str, float]]:
+        """Each part's share of the requests' total time (empty without a split)."""
+        total = sum(self.split_sum_ns)
+        if not total:
+            return []
+        return [(p, n / total) for p, n in zip(SPLIT_PARTS, self.split_sum_ns, strict=True)]
+
+    @property
+    def dominant_part(self) -> tuple[str, float] | None:
+        """Where most of the time went on this edge: (part, share), or None."""
+        shares = self.split_shares
+        return max(shares, key=lambda ps: ps[1]) if shares else None
 
 
 @dataclass(frozen=True)
@@ -141,6 +160,8 @@ class _EdgeAcc:
     bytes: int = 0
     protocols: dict[str, int] = field(default_factory=dict)
     drops: dict[str, int] = field(default_factory=dict)
+    split: list[int] = field(default_factory=lambda: [0] * len(SPLIT_PARTS))
+    split_requests: int = 0
 
     def side(self, direction: str) -> _Side:
         s = self.sides.get(direction)
@@ -162,6 +183,8 @@ class _EdgeAcc:
             bytes=self.bytes,
             protocols=tuple(sorted(self.protocols, key=lambda p: (-self.protocols[p], p))),
             drop_reasons=tuple(sorted(self.drops.items(), key=lambda kv: (-kv[1], kv[0]))),
+            split_sum_ns=tuple(self.split) if self.split_requests else (),
+            split_requests=self.split_requests,
         )
 
 
@@ -223,7 +246,12 @@ class _Builder:
                 return  # requests are counted by their responses
             code = l7.http.code if l7.http is not None else 0
             failed = dropped or code >= 500
+            split = flow.tulle.request if flow.tulle is not None else None
             for acc in self.hops(flow, client_is_source):
+                if split is not None:
+                    acc.split_requests += 1
+                    for i, name in enumerate(_SPLIT_FIELDS):
+                        acc.split[i] += getattr(split, name)
                 side = acc.side(direction)
                 side.requests += 1
                 side.request_errors += failed

@@ -14,15 +14,23 @@
 
 Drops add the reasons after the count ("dropped: POLICY_DENIED 4").
 
-Error rates are red (>= 5%) or yellow (> 0) when colour is on.
+Error rates are red (>= 5%) or yellow (> 0) when colour is on. With
+``color_by="latency-part"`` each L7 edge also says where most of its requests' time went
+("time backend 92%", from the waypoint's request split), in that part's colour.
 """
 
 from __future__ import annotations
 
-from agent.servicemap.graph import Edge, ServiceGraph
+from agent.servicemap.graph import SPLIT_PARTS, Edge, ServiceGraph
 from agent.servicemap.peers import ADDRESS, RESERVED, SERVICE, Peer
 
 ERROR_RED = 0.05  # error rate at or above which an edge is drawn red, else yellow if > 0
+COLOR_BY = ("errors", "latency-part")
+PART_NAMES = {"client_network": "client net", "proxy": "waypoint",
+              "upstream_connect": "connect", "upstream_network": "upstream net",
+              "backend": "backend"}
+_ANSI = {"red": "31", "yellow": "33", "bold": "1", "client_network": "36", "proxy": "35",
+         "upstream_connect": "33", "upstream_network": "34", "backend": "32"}
 
 
 def format_latency(ns: int | None) -> str:
@@ -70,8 +78,7 @@ def node_text(peer: Peer) -> str:
 def _paint(text: str, color: str | None, enabled: bool) -> str:
     if not enabled or color is None:
         return text
-    code = {"red": "31", "yellow": "33", "bold": "1"}[color]
-    return f"\x1b[{code}m{text}\x1b[0m"
+    return f"\x1b[{_ANSI[color]}m{text}\x1b[0m"
 
 
 def error_color(edge: Edge) -> str | None:
@@ -80,6 +87,18 @@ def error_color(edge: Edge) -> str | None:
     if rate >= ERROR_RED:
         return "red"
     return "yellow" if edge.has_errors else None
+
+
+def part_text(edge: Edge) -> str:
+    """Where most of the edge's request time went: "backend 92%", or "-"."""
+    top = edge.dominant_part
+    if top is None:
+        return "-"
+    return f"{PART_NAMES[top[0]]} {100 * top[1]:.0f}%"
+
+
+def legend() -> str:
+    return "time: " + ", ".join(PART_NAMES[p] for p in SPLIT_PARTS)
 
 
 def _notes(edge: Edge) -> str:
@@ -112,9 +131,14 @@ def reading_order(graph: ServiceGraph) -> list[Peer]:
     return [graph.node(n) for n in order]
 
 
-def render_text(graph: ServiceGraph, color: bool = False) -> str:
+def render_text(graph: ServiceGraph, color: bool = False, color_by: str = "errors") -> str:
+    if color_by not in COLOR_BY:
+        raise ValueError(f"unknown colouring {color_by!r} (known: {', '.join(COLOR_BY)})")
+    by_part = color_by == "latency-part"
     head = (f"Service map: last {format_window(graph.window_s)}, {graph.flows:,} flows, "
             f"{len(graph.nodes)} nodes, {len(graph.edges)} edges")
+    if by_part:
+        head += f"\n{legend()} (where most of each edge's request time went)"
     if not graph.edges:
         return head + "\n\nNo traffic between workloads in this window.\n"
     rows: list[tuple[str, list[str], Edge]] = []
@@ -129,6 +153,8 @@ def render_text(graph: ServiceGraph, color: bool = False) -> str:
                 "p99 " + format_latency(e.p99_ns),
                 f"n={e.count:,}",
             ]
+            if by_part:
+                cells.append("time " + part_text(e))
             rows.append((node.id, cells, e))
     widths = [max(len(cells[i]) for _, cells, _ in rows) for i in range(len(rows[0][1]))]
     right = {2}  # rates align right
@@ -141,8 +167,11 @@ def render_text(graph: ServiceGraph, color: bool = False) -> str:
         parts = []
         for i, cell in enumerate(cells):
             padded = cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-            if i == 4:
+            if i == 4 and not by_part:
                 padded = _paint(padded, error_color(e), color)
+            elif i == 7:
+                top = e.dominant_part
+                padded = _paint(padded, top[0] if top else None, color)
             parts.append(padded)
         notes = _notes(e)
         line = "  " + "  ".join(parts)

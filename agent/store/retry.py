@@ -10,33 +10,17 @@ cluster's desired state, so a watcher or controller that meets one must keep wha
 
 from __future__ import annotations
 
-import random
 import sqlite3
-from collections.abc import Callable
-from dataclasses import dataclass
 
+from agent.kube.backoff import Backoff  # one back-off rule for the store and the API
 from agent.store.errors import StoreBusy
+
+__all__ = ["STORE_BACKOFF", "Backoff", "is_transient"]
 
 
 def is_transient(err: BaseException) -> bool:
     """A store error to retry (busy, locked, I/O, corrupt) rather than a caller's bug."""
     return isinstance(err, StoreBusy | sqlite3.DatabaseError)
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped exponential back-off with "equal jitter": the n-th consecutive failure waits
-    between half and all of ``min(cap, initial * 2**(n-1))`` seconds, so waits keep growing
-    while processes that failed together spread out."""
-
-    initial: float = 0.05
-    cap: float = 5.0
-
-    def delay(self, failures: int, rand: Callable[[], float] = random.random) -> float:
-        if failures < 1:
-            return 0.0
-        ceiling = min(self.cap, self.initial * 2 ** min(failures - 1, 62))
-        return ceiling / 2 + rand() * ceiling / 2
 
 
 STORE_BACKOFF = Backoff()

@@ -1,9 +1,12 @@
-"""What `tulle trace connect|rtt|retrans|drops` print: one line or one JSON object per event,
-and log2 histograms per workload pair. Pure (flows in, text out); the golden tests use these.
+"""What `tulle trace connect|rtt|retrans|drops|request` print: one line or one JSON object
+per event, and log2 histograms per workload pair. Pure (flows in, text out); the golden
+tests use these.
 
 Lines look like bcc's tools, with pods in place of PIDs::
 
     Dec  5 07:01:02.123 node1 trc/cli-1:43512 -> trc/srv-2:8080 client connect 63µs
+    Dec  5 07:01:02.123 node1 shop/web-1:40000 -> shop/echo:8080 GET /x 200 total 12.3ms = \
+        client 40µs + waypoint 210µs + connect 0 + upstream 60µs + backend 12ms (shop/orders)
 """
 
 from __future__ import annotations
@@ -11,20 +14,32 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from agent.flows.flow import TCP, UDP, Endpoint, Flow, Service, TcpTrace
+from agent.flows.flow import TCP, UDP, Endpoint, Flow, RequestSplit, Service, TcpTrace
 from agent.flows.printer import format_timestamp, hostnames
+from agent.flows.reqsplit import FIELDS as SPLIT_FIELDS
+from agent.flows.reqsplit import PARTS as SPLIT_PARTS
 from agent.tracing.hist import Log2Histogram
 from agent.tracing.records import format_duration
 
-VERBS = ("connect", "rtt", "retrans", "drops")
+VERBS = ("connect", "rtt", "retrans", "drops", "request")
+# The parts of a request's time as the text line and the histograms name them.
+PART_NAMES = {"client_network_ns": "client", "proxy_ns": "waypoint",
+              "upstream_connect_ns": "connect", "upstream_network_ns": "upstream",
+              "backend_ns": "backend"}
 
 
 def _tcp(flow: Flow) -> TcpTrace | None:
     return flow.tulle.tcp if flow.tulle is not None else None
 
 
+def _split(flow: Flow) -> RequestSplit | None:
+    return flow.tulle.request if flow.tulle is not None else None
+
+
 def wanted(verb: str, flow: Flow) -> bool:
     """Whether `flow` is an event of `verb` (the server filters first; this makes sure)."""
+    if verb == "request":
+        return _split(flow) is not None
     t = _tcp(flow)
     if verb == "connect":
         return t is not None
@@ -41,7 +56,34 @@ def _us(us: int) -> str:
     return format_duration(us * 1000)
 
 
+def _request_detail(flow: Flow, r: RequestSplit) -> str:
+    http = flow.l7.http if flow.l7 is not None else None
+    what = f"{http.method} {_path(http.url)} {http.code}" if http is not None else "request"
+    if flow.drop_reason_desc:
+        what += f" {flow.drop_reason_desc}"
+    parts = " + ".join(f"{PART_NAMES[p]} {_duration(getattr(r, p))}" for p in SPLIT_PARTS)
+    route = f" ({flow.tulle.route})" if flow.tulle is not None and flow.tulle.route else ""
+    return f"{what} total {_duration(r.total_ns)} = {parts}{route}"
+
+
+def _duration(ns: int) -> str:
+    return format_duration(ns) if ns else "0"
+
+
+def _path(url: str) -> str:
+    """The request target of an absolute URL ("http://echo.shop:8080/x?y" -> "/x?y")."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    slash = rest.find("/")
+    return rest[slash:] if slash >= 0 else "/"
+
+
 def detail(verb: str, flow: Flow) -> str:
+    if verb == "request":
+        r = _split(flow)
+        assert r is not None
+        return _request_detail(flow, r)
     t = _tcp(flow)
     if verb == "drops":
         where = flow.tulle.kernel_drop_location if flow.tulle else ""
@@ -108,12 +150,39 @@ def event_json(verb: str, flow: Flow) -> dict[str, Any]:
     if flow.tulle is not None and flow.tulle.kernel_drop_reason:
         out.update(reason=flow.drop_reason_desc, reason_code=flow.tulle.kernel_drop_reason,
                    location=flow.tulle.kernel_drop_location)
+    r = _split(flow)
+    if verb == "request" and r is not None:
+        out.update(_request_json(flow, r))
+    return out
+
+
+def _request_json(flow: Flow, r: RequestSplit) -> dict[str, Any]:
+    """The request's pods are in ``source``/``destination``; here what it asked, where it
+    was routed, how it ended, and the parts of its time (the field names are a contract)."""
+    out: dict[str, Any] = {}
+    if flow.source_service is not None:
+        out["source_service"] = f"{flow.source_service.namespace}/{flow.source_service.name}"
+    if flow.destination_service is not None:
+        svc = flow.destination_service
+        out["destination_service"] = f"{svc.namespace}/{svc.name}"
+    http = flow.l7.http if flow.l7 is not None else None
+    if http is not None:
+        out.update(method=http.method, url=http.url, http_protocol=http.protocol,
+                   status=http.code)
+    t = flow.tulle
+    out.update(route=t.route if t else "", rule=t.rule if t else "",
+               backend=t.backend if t else "", verdict=str(flow.verdict))
+    if flow.drop_reason_desc:
+        out["drop_reason"] = flow.drop_reason_desc
+    out["latency_ns"] = flow.l7.latency_ns if flow.l7 is not None else 0
+    out.update({name: getattr(r, name) for name in SPLIT_FIELDS})
     return out
 
 
 # -- histograms ------------------------------------------------------------------------------
 
-UNITS = {"connect": "connect µs", "rtt": "srtt µs", "retrans": "retransmits", "drops": ""}
+UNITS = {"connect": "connect µs", "rtt": "srtt µs", "retrans": "retransmits", "drops": "",
+         "request": "total µs"}
 
 
 def workload_name(ep: Endpoint | None, ip: str, service: Service | None = None) -> str:
@@ -137,6 +206,9 @@ def pair(flow: Flow) -> str:
 
 def value(verb: str, flow: Flow) -> int | None:
     """The number a verb's histogram counts, or None when the event has none."""
+    if verb == "request":
+        r = _split(flow)
+        return r.total_ns // 1000 if r is not None else None
     t = _tcp(flow)
     if t is None:
         return None
@@ -157,6 +229,8 @@ def histograms(verb: str, flows: Iterable[Flow]) -> list[str]:
             key = (pair(f), f.drop_reason_desc)
             counts[key] = counts.get(key, 0) + 1
         return [f"{n:>8}  {p}  {reason}" for (p, reason), n in sorted(counts.items())]
+    if verb == "request":
+        return request_histograms(flows)
     hists: dict[str, Log2Histogram] = {}
     for f in flows:
         v = value(verb, f)
@@ -167,5 +241,29 @@ def histograms(verb: str, flows: Iterable[Flow]) -> list[str]:
         h = hists[name]
         out.append(f"{name} ({h.total} connections)")
         out.extend(h.lines(UNITS[verb]))
+        out.append("")
+    return out
+
+
+def request_histograms(flows: Iterable[Flow]) -> list[str]:
+    """Per workload pair: the total's log2 histogram, then each part's (parts that were
+    zero for every request are left out), in µs."""
+    hists: dict[str, dict[str, Log2Histogram]] = {}
+    for f in flows:
+        r = _split(f)
+        if r is None:
+            continue
+        by_part = hists.setdefault(pair(f), {})
+        for name in SPLIT_FIELDS:
+            by_part.setdefault(name, Log2Histogram()).add(getattr(r, name) // 1000)
+    out: list[str] = []
+    for name in sorted(hists):
+        by_part = hists[name]
+        out.append(f"{name} ({by_part['total_ns'].total} requests)")
+        for part in SPLIT_FIELDS:
+            h = by_part[part]
+            if part != "total_ns" and set(h.counts) == {0}:
+                continue  # all under 2 µs: nothing to see
+            out.extend(h.lines(f"{PART_NAMES.get(part, 'total')} µs"))
         out.append("")
     return out

@@ -8,6 +8,12 @@
 Hooks are tracepoints only (DESIGN.md: no kprobes, no fentry here). ``trace_sock.c`` needs
 the three socket/TCP tracepoints, ``trace_drop.c`` needs ``skb:kfree_skb``; each is loaded
 when its hooks exist, and the plan says which are in use and which are missing.
+
+``tcp_probe`` fires for every segment any TCP socket of the node receives, so it runs as a
+raw tracepoint where the kernel has them (``raw_tracepoint:tcp_probe``): the classic one
+fills its whole record (sockaddr copies, the socket cookie) before the program even looks
+up the socket (bench/results/trace-2026-12-05.md: keep-alive +4.4%, waypoint +2.2%). The
+classic tracepoint stays the fallback, also when BTF lacks ``tcp_sock.srtt_us``.
 """
 
 from __future__ import annotations
@@ -26,14 +32,19 @@ from agent.tracing.reasons import kernel_drop_reasons
 from agent.tracing.records import NO_LOSS_WITHOUT_DATA, KernelRecord
 
 RING = "trace_events_v1"
+RAW_PROBE, CLASSIC_PROBE = "raw_tracepoint:tcp_probe", "tracepoint:tcp:tcp_probe"
 SOURCES: dict[str, tuple[str, ...]] = {
     "trace_sock.c": (
         "tracepoint:sock:inet_sock_set_state",
-        "tracepoint:tcp:tcp_probe",
+        RAW_PROBE,
         "tracepoint:tcp:tcp_retransmit_skb",
     ),
     "trace_drop.c": ("tracepoint:skb:kfree_skb",),
 }
+# Hooks the feature probe does not try by name, and what proves them: raw tracepoints attach
+# (it tries kfree_skb), and the tcp_probe event exists.
+DERIVED = {RAW_PROBE: ("raw_tracepoint:kfree_skb", CLASSIC_PROBE)}
+FALLBACK = {RAW_PROBE: CLASSIC_PROBE}
 NEEDED_MAPS = ("map:ringbuf", "map:lru_hash")
 # -D name -> (struct, member path) read from BTF at load time (agent/tracing/btf.py)
 OFFSETS = {
@@ -67,16 +78,30 @@ class HookPlan:
 
 def plan_hooks(features: Mapping[str, bool]) -> HookPlan:
     """Which tracer programs this kernel can run, from `feature_probe()`'s answers. Pure."""
-    missing = [m for m in NEEDED_MAPS if not features.get(m)]
+    maps_missing = [m for m in NEEDED_MAPS if not features.get(m)]
+    missing = list(maps_missing)
     sources: list[str] = []
     hooks: list[str] = []
-    for source, needs in SOURCES.items():
-        lacking = [h for h in needs if not features.get(h)]
+    for source, wanted in SOURCES.items():
+        needs = tuple(_usable(h, features) for h in wanted)
+        lacking = [h for h in needs if not features.get(h) and not _derived(h, features)]
         missing.extend(lacking)
-        if not lacking and not missing:
+        if not lacking and not maps_missing:  # one program's missing hook spares the other
             sources.append(source)
             hooks.extend(needs)
     return HookPlan(tuple(sources), tuple(hooks), tuple(missing))
+
+
+def _derived(hook: str, features: Mapping[str, bool]) -> bool:
+    proofs = DERIVED.get(hook)
+    return proofs is not None and all(features.get(p) for p in proofs)
+
+
+def _usable(hook: str, features: Mapping[str, bool]) -> str:
+    """`hook`, or its fallback when the kernel offers only that."""
+    if features.get(hook) or _derived(hook, features) or hook not in FALLBACK:
+        return hook
+    return FALLBACK[hook]
 
 
 def offset_flags(offsets: Mapping[str, int | None]) -> list[str]:
@@ -116,6 +141,12 @@ def attach_points(plan: HookPlan) -> list[bytes]:
             if h.startswith("tracepoint:")]
 
 
+def raw_attach_points(plan: HookPlan) -> list[bytes]:
+    """BCC's names (b"event") of the plan's raw tracepoints."""
+    return [h.removeprefix("raw_tracepoint:").encode() for h in plan.hooks
+            if h.startswith("raw_tracepoint:")]
+
+
 class Tracer:
     def __init__(self, bpf: Any, plan: HookPlan) -> None:
         from agent.datapath.ringbuf import MappedRingBuffer
@@ -139,11 +170,16 @@ class Tracer:
             )
         offsets = {name: field_offset(*where) for name, where in OFFSETS.items()}
         flags = offset_flags(offsets)
+        if RAW_PROBE in plan.hooks and offsets["TRACE_OFF_TCP_SRTT"] is not None:
+            flags.append("-DTRACE_PROBE_RAW")
+        elif RAW_PROBE in plan.hooks:  # the raw probe reads srtt_us itself: it needs BTF
+            hooks = tuple(CLASSIC_PROBE if h == RAW_PROBE else h for h in plan.hooks)
+            plan = HookPlan(plan.sources, hooks, plan.missing)
         if tracepoint_has_field("tcp", "tcp_retransmit_skb", "err"):
             flags.append("-DTRACE_RETRANSMIT_HAS_ERR")
         flags.extend(reason_flags(kernel_drop_reasons()))
         bpf = load_program([BPF_DIR / s for s in plan.sources], flags)
-        return cls(bpf, plan)  # BCC attached every TRACEPOINT_PROBE while loading
+        return cls(bpf, plan)  # BCC attached every (RAW_)TRACEPOINT_PROBE while loading
 
     def set_local(self, ips: Iterable[str]) -> None:
         """Trace sockets of these (IPv4) pod addresses from now on; forget the others."""
@@ -189,6 +225,11 @@ class Tracer:
                 self.bpf.attach_tracepoint(tp=tp, fn_name=b"tracepoint__%s__%s" % (category, event))
             elif not on and tp in self.bpf.tracepoint_fds:
                 self.bpf.detach_tracepoint(tp)
+        for raw in raw_attach_points(self.plan):
+            if on and raw not in self.bpf.raw_tracepoint_fds:
+                self.bpf.attach_raw_tracepoint(tp=raw, fn_name=b"raw_tracepoint__" + raw)
+            elif not on and raw in self.bpf.raw_tracepoint_fds:
+                self.bpf.detach_raw_tracepoint(raw)
 
     def close(self) -> None:
         """Detach: the programs and maps go with the last fd."""

@@ -6,8 +6,9 @@
  *   drop_flow(skb, pkt, reason, obs, dir, src_id, dst_id)
  *                               record the drop (counter + event with file and line) and
  *                               evaluate to TC_ACT_SHOT
- *   open_connection(skb, pkt, ct_dir, entry, verdict, obs, dir)
- *                               conntrack entry + first packet counted + NEW event; 0, or
+ *   open_connection(skb, pkt, ct_dir, entry, verdict, obs, dir, policy)
+ *                               conntrack entry + first packet counted + NEW event (with
+ *                               policy_allows()'s match, 0 when no policy decided); 0, or
  *                               DROP_CT_MAP_INSERTION_FAILED for the caller to drop_flow()
  *   trace_flow(pkt, type, verdict, obs, dir, ct, ifindex, is_reply)
  *                               a NEW or CLOSE event carrying the conntrack entry's counters,
@@ -27,6 +28,9 @@
 #define EVENT_NEW 1   /* first packet of a connection, after policy */
 #define EVENT_DROP 2  /* a dropped packet, with its reason */
 #define EVENT_CLOSE 3 /* a connection closed, with its counters */
+#define EVENT_REPLY 4 /* the first reply of a translated connection, reverse-NATed to the VIP:
+		       * oriented as the connection was opened (the agent flips it, and names
+		       * the VIP as the reply's IP.source_xlated) */
 
 #define VERDICT_FORWARDED 1
 #define VERDICT_DROPPED 2
@@ -64,7 +68,7 @@ struct flow_event {
 	__u32 ifindex;
 	__u32 src_identity;
 	__u32 dst_identity;
-	__u32 pad2;
+	__u32 policy; /* NEW: policy_allows() (policy.h): POLICY_MATCHED | policy set id, or 0 */
 	__u64 packets_fwd;
 	__u64 bytes_fwd;
 	__u64 packets_rev;
@@ -158,9 +162,9 @@ static __always_inline int __drop_flow(struct __sk_buff *skb, const struct pkt *
 	__drop_flow((skb), (p), (reason), (obs), (dir), (src_id), (dst_id),       \
 		    source_file_id(__FILE_NAME__), __LINE__)
 
-static __always_inline void trace_flow(const struct pkt *p, __u8 type, __u8 verdict, __u8 obs,
-				       __u8 dir, const struct ct_entry *ct, __u32 ifindex,
-				       int is_reply)
+static __always_inline void __trace_flow(const struct pkt *p, __u8 type, __u8 verdict, __u8 obs,
+					 __u8 dir, const struct ct_entry *ct, __u32 ifindex,
+					 int is_reply, __u32 policy)
 {
 	struct flow_event ev;
 
@@ -184,11 +188,16 @@ static __always_inline void trace_flow(const struct pkt *p, __u8 type, __u8 verd
 	ev.packets_rev = ct->packets_rev;
 	ev.bytes_rev = ct->bytes_rev;
 	ev.duration_ns = ev.ts_ns - ct->created_ns;
+	ev.policy = policy;
 	emit_event(&ev);
 }
 
+#define trace_flow(p, type, verdict, obs, dir, ct, ifindex, is_reply)                  \
+	__trace_flow((p), (type), (verdict), (obs), (dir), (ct), (ifindex), (is_reply), 0)
+
 static __always_inline int open_connection(struct __sk_buff *skb, const struct pkt *p, __u8 ct_dir,
-					   struct ct_entry *entry, __u8 verdict, __u8 obs, __u8 dir)
+					   struct ct_entry *entry, __u8 verdict, __u8 obs, __u8 dir,
+					   __u32 policy)
 {
 	struct ct_entry *ct;
 
@@ -198,7 +207,7 @@ static __always_inline int open_connection(struct __sk_buff *skb, const struct p
 	ct = ct_lookup(&p->tuple, ct_dir);
 	if (ct) {
 		ct_account(ct, p, 0);
-		trace_flow(p, EVENT_NEW, verdict, obs, dir, ct, skb->ifindex, 0);
+		__trace_flow(p, EVENT_NEW, verdict, obs, dir, ct, skb->ifindex, 0, policy);
 	}
 	return 0;
 }

@@ -1,6 +1,8 @@
 /* policy.h: Kubernetes NetworkPolicy verdicts for a new connection.
  *
- *   policy_allows(ep_ip, dir, peer_ip, peer_identity, proto, port)  1 allow, 0 deny
+ *   policy_allows(ep_ip, dir, peer_ip, peer_identity, proto, port)
+ *       0: deny; else POLICY_MATCHED | the matched rule's policy set id (low 16 bits), which
+ *       the NEW flow event carries so the agent can name the policies that allowed it
  *
  * Tables (compiled by agent/datapath/policy.py):
  *   policy_v1       (endpoint, peer identity or IDENTITY_WILDCARD, direction) -> port rules
@@ -17,13 +19,15 @@
 #include "pin.h"
 
 #define POLICY_MAX_RULES 16
+#define POLICY_MATCHED 0x10000u
+#define POLICY_SET_MASK 0xffffu
 
 struct port_rule {
 	__u8 proto; /* 0: any protocol */
 	__u8 pad;
 	__u16 first; /* host order; 0..65535 is any port */
 	__u16 last;
-	__u16 pad2;
+	__u16 policy; /* policy set that granted it (agent/datapath/policy_names.py); 0 unknown */
 };
 
 struct port_rules {
@@ -51,7 +55,7 @@ PINNED_MAP("hash", struct policy_key, struct port_rules, policy_v1, 65536, MAP_N
 PINNED_MAP("lpm_trie", struct policy_cidr_key, struct port_rules, policy_cidr_v1, 16384,
 	   MAP_NO_PREALLOC);
 
-static __always_inline int port_rules_match(const struct port_rules *r, __u8 proto, __u16 port)
+static __always_inline __u32 port_rules_match(const struct port_rules *r, __u8 proto, __u16 port)
 {
 	__u32 n = r->count;
 
@@ -63,34 +67,37 @@ static __always_inline int port_rules_match(const struct port_rules *r, __u8 pro
 			break;
 		if ((rule->proto == 0 || rule->proto == proto) && port >= rule->first &&
 		    port <= rule->last)
-			return 1;
+			return POLICY_MATCHED | rule->policy;
 	}
 	return 0;
 }
 
-static __always_inline int policy_identity_allows(__be32 ep_ip, __u32 identity, __u8 dir,
-						  __u8 proto, __u16 port)
+static __always_inline __u32 policy_identity_allows(__be32 ep_ip, __u32 identity, __u8 dir,
+						    __u8 proto, __u16 port)
 {
 	struct policy_key key = { .ep_ip = ep_ip, .identity = identity, .dir = dir };
 	struct port_rules *rules = policy_v1.lookup(&key);
 
-	return rules && port_rules_match(rules, proto, port);
+	return rules ? port_rules_match(rules, proto, port) : 0;
 }
 
-static __always_inline int policy_allows(__be32 ep_ip, __u8 dir, __be32 peer_ip,
+static __always_inline __u32 policy_allows(__be32 ep_ip, __u8 dir, __be32 peer_ip,
 					 __u32 peer_identity, __u8 proto, __u16 port)
 {
 	struct policy_cidr_key ckey = {
 		.prefixlen = 64 + 32, .ep_ip = ep_ip, .dir = dir, .addr = peer_ip,
 	};
 	struct port_rules *rules;
+	__u32 match;
 
-	if (policy_identity_allows(ep_ip, peer_identity, dir, proto, port))
-		return 1;
-	if (policy_identity_allows(ep_ip, IDENTITY_WILDCARD, dir, proto, port))
-		return 1;
+	match = policy_identity_allows(ep_ip, peer_identity, dir, proto, port);
+	if (match)
+		return match;
+	match = policy_identity_allows(ep_ip, IDENTITY_WILDCARD, dir, proto, port);
+	if (match)
+		return match;
 	rules = policy_cidr_v1.lookup(&ckey);
-	return rules && !rules->deny && port_rules_match(rules, proto, port);
+	return rules && !rules->deny ? port_rules_match(rules, proto, port) : 0;
 }
 
 #endif /* TULLE_POLICY_H */

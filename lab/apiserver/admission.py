@@ -108,7 +108,9 @@ def _same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:
         return False
 
 
-def admitted(store: Store, target: Target, obj: dict[str, Any]) -> dict[str, Any]:
+def admitted(
+    store: Store, target: Target, obj: dict[str, Any], *, registrar: bool = False
+) -> dict[str, Any]:
     """The object to store: for modelled kinds, what the lab's admission validated and
     defaulted, laid over what was sent, so ``kubectl get -o yaml`` shows every field applied
     (as a cluster does) while the model reads exactly what admission checked."""
@@ -119,7 +121,7 @@ def admitted(store: Store, target: Target, obj: dict[str, Any]) -> dict[str, Any
             raise invalid(obj["kind"], obj["metadata"]["name"], problems, target.resource.group)
         return obj
     try:
-        (result,) = admit(store, [("request", obj)])
+        (result,) = admit(store, [("request", obj)], registrar=registrar)
     except AdmissionError as err:
         raise invalid(
             obj["kind"], obj["metadata"]["name"], [_field(e) for e in err.errors]

@@ -161,7 +161,12 @@ class Api:
         if method == "POST" and target.name is None:
             body, warnings = self._validate(target, _body(request), q)
             obj = writes.create(
-                self.store, target, body, dry_run=dry_run, manager=_manager(request)
+                self.store,
+                target,
+                body,
+                dry_run=dry_run,
+                manager=_manager(request),
+                registrar=user.name in auth.NODE_REGISTRARS,
             )
             return Response(201, reads.served(target, obj), warnings=warnings)
         if method == "PUT" and target.name is not None:

@@ -25,6 +25,10 @@ RBAC_KINDS = ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
 SA_NAME = "kubernetes.io/service-account.name"
 ADMIN = User("tulle:admin", (MASTERS, "system:authenticated"))
+# Who may create Nodes, as NodeRestriction leaves that to kubelets: the lab's kubelet runs in
+# the lab controller. Everyone else (admin included) may edit a Node, never create one: its
+# pod CIDR decides node identity (agent/apiserver.py). RBAC must allow the create as well.
+NODE_REGISTRARS = frozenset({"system:serviceaccount:kube-system:tulle-lab-controller"})
 
 
 def bearer(header: str) -> str | None:

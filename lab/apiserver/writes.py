@@ -38,8 +38,10 @@ def create(
     dry_run: bool = False,
     manager: str | None = None,
     applied: Any = None,
+    registrar: bool = False,
 ) -> dict[str, Any]:
-    """POST. ``manager`` owns the new object's fields (an Apply owns those of ``applied``)."""
+    """POST. ``manager`` owns the new object's fields (an Apply owns those of ``applied``);
+    ``registrar``: the caller is the node registrar (may create Nodes)."""
     obj = shape(target, body, creating=True)
     if obj["metadata"].get("resourceVersion"):
         raise bad_request("resourceVersion should not be set on objects to be created")
@@ -50,7 +52,7 @@ def create(
     if obj["kind"] == "Secret":
         obj = with_token(obj)
     check_namespace(store, target, obj)
-    obj = admitted(store, target, obj)
+    obj = admitted(store, target, obj, registrar=registrar)
     if manager and applied is not None:
         paths = fieldsets.leaf_paths(obj["kind"], applied)
         obj["metadata"]["managedFields"] = ownership.entries({(manager, "Apply"): paths}, obj)

@@ -23,8 +23,9 @@ from agent.datapath import drop_reasons, maps
 from agent.datapath.cdefs import LIB_DIR
 from agent.datapath.controller import DatapathController
 from agent.datapath.eventreader import EventReader
-from agent.datapath.flowevents import EventDecoder, FlowEventLayout
+from agent.datapath.flowevents import POLICY_MATCHED, EventDecoder, FlowEventLayout
 from agent.datapath.maglev import maglev_table
+from agent.datapath.policy_names import PolicyNames
 from agent.datapath.policy_ports import PortRule
 from agent.datapath.programs import Datapath
 from agent.datapath.testrun import SkBuff, test_run
@@ -144,6 +145,29 @@ def test_reply_is_reverse_translated_to_the_vip(dp: Runner) -> None:
     assert checksums_valid(out.packet)
 
 
+def test_first_reply_through_a_vip_is_a_reply_flow_with_source_xlated(dp: Runner) -> None:
+    """Hubble's IP.source_xlated: the reply left the backend (IP.source) and reached the
+    client from the VIP. One such flow per translated connection, none for direct ones."""
+    client_endpoint(dp)
+    service(dp, [(BACKEND, 8080)])
+    dp.from_pod(pkt(CLIENT, VIP, TCP(sport=40002, dport=80, flags="S")))
+    first = dp.to_pod(pkt(BACKEND, CLIENT, TCP(sport=8080, dport=40002, flags="SA")))
+    again = dp.to_pod(pkt(BACKEND, CLIENT, TCP(sport=8080, dport=40002, flags="A")))
+    (ev,) = first.events
+    assert again.events == []
+    flow = EventDecoder("node-1").decode(bytes(ev))
+    assert flow.ip is not None
+    assert (flow.ip.source, flow.ip.source_xlated, flow.ip.destination) == (BACKEND, VIP, CLIENT)
+    assert flow.is_reply is True and flow.verdict == Verdict.TRANSLATED
+    assert (flow.l4.source_port, flow.l4.destination_port) == (8080, 40002)  # type: ignore[union-attr]
+    assert flow.l4.flags.names() == ["SYN", "ACK"]  # type: ignore[union-attr]
+    assert (flow.source.identity, flow.destination.identity) == (BACKEND_ID, CLIENT_ID)  # type: ignore[union-attr]
+    # A connection straight to the backend has no translation, hence no reply flow.
+    dp.from_pod(pkt(CLIENT, BACKEND, TCP(sport=40003, dport=8080, flags="S")))
+    direct = dp.to_pod(pkt(BACKEND, CLIENT, TCP(sport=8080, dport=40003, flags="SA")))
+    assert direct.verdict == TC_ACT_OK and direct.events == []
+
+
 def test_udp_translation_keeps_a_valid_checksum(dp: Runner) -> None:
     client_endpoint(dp)
     service(dp, [(BACKEND, 5353)], proto=UDP_P)
@@ -229,6 +253,40 @@ def test_cidr_rule_with_except(dp: Runner) -> None:
     excepted = dp.from_pod(pkt(CLIENT, "10.240.0.12", TCP(sport=2, dport=80, flags="S")))
     outside = dp.from_pod(pkt(CLIENT, "10.241.0.1", TCP(sport=3, dport=80, flags="S")))
     assert (allowed.verdict, excepted.verdict, outside.verdict) == (TC_ACT_OK, TC_ACT_SHOT, TC_ACT_SHOT)
+
+
+def test_new_event_names_the_policies_whose_rule_allowed_it(dp: Runner) -> None:
+    """The matched rule's policy set id rides the NEW event; the agent names the policies
+    of that set whose own rules match the port (not every policy of the map value)."""
+    names = PolicyNames()
+    pid = names.learn([("prod/allow-web", PortRule(TCP_P, 8080, 8080)),
+                       ("prod/allow-metrics", PortRule(TCP_P, 9090, 9090))])
+    client_endpoint(dp, flags=maps.EP_F_INGRESS_ENFORCED | maps.EP_F_EGRESS_ENFORCED)
+    ep = ipaddress.IPv4Address(CLIENT)
+    maps.write_policy_rule(dp.dp, ep, BACKEND_ID, INGRESS,
+                           [PortRule(TCP_P, 8080, 8080, pid), PortRule(TCP_P, 9090, 9090, pid)])
+    cidr_pid = names.learn([("prod/to-fabric", PortRule(0, 0, 65535))])
+    maps.write_cidr_rule(dp.dp, ep, EGRESS, ipaddress.IPv4Network("10.240.0.0/24"), False,
+                         [PortRule(0, 0, 65535, cidr_pid)])
+    decoder = EventDecoder("node-1", names)
+
+    web = dp.to_pod(pkt(BACKEND, CLIENT, TCP(sport=50020, dport=8080, flags="S")))
+    metrics = dp.to_pod(pkt(BACKEND, CLIENT, TCP(sport=50021, dport=9090, flags="S")))
+    out = dp.from_pod(pkt(CLIENT, "10.240.0.11", TCP(sport=50022, dport=443, flags="S")))
+    assert [o.verdict for o in (web, metrics, out)] == [TC_ACT_OK] * 3
+    assert web.events[0].policy == POLICY_MATCHED | pid
+    flows = [decoder.decode(bytes(o.events[0])) for o in (web, metrics, out)]
+    assert [[p.name for p in f.ingress_allowed_by] for f in flows] == [
+        ["allow-web"], ["allow-metrics"], []]
+    assert [p.name for p in flows[2].egress_allowed_by] == ["to-fabric"]
+    assert flows[0].ingress_allowed_by[0].namespace == "prod"
+    assert flows[0].ingress_allowed_by[0].kind == "NetworkPolicy"
+
+
+def test_unenforced_connection_carries_no_policy(dp: Runner) -> None:
+    client_endpoint(dp)
+    out = dp.to_pod(pkt(OTHER, CLIENT, TCP(sport=2, dport=1234, flags="S")))
+    assert out.verdict == TC_ACT_OK and out.events[0].policy == 0
 
 
 def test_unenforced_endpoint_allows_everything(dp: Runner) -> None:

@@ -12,6 +12,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.utils import checksum
 
 from agent.datapath import maps
+from agent.datapath.flowevents import EventDecoder
 from agent.datapath.policy_ports import PortRule
 
 from .test_datapath import (
@@ -176,6 +177,14 @@ def test_a_pod_reaches_itself_through_its_own_service(dp: Runner) -> None:
     assert (leg2.packet[IP].src, leg2.packet[IP].dst) == (CLIENT, CLIENT) and checksums_valid(leg2.packet)
     in2 = dp.to_pod(leg2.packet)
     assert in2.verdict == TC_ACT_OK
+    # Hubble's IP.source_xlated: the pod's source became the hairpin address on the way out,
+    # and its answer reached it from the VIP.
+    decoder = EventDecoder("node-1")
+    out_new = decoder.decode(bytes(leg1.events[0]))
+    reply = decoder.decode(bytes(in2.events[0]))
+    assert out_new.ip is not None and reply.ip is not None
+    assert (out_new.ip.source, out_new.ip.source_xlated) == (CLIENT, HAIRPIN)
+    assert (reply.ip.source, reply.ip.source_xlated, reply.is_reply) == (CLIENT, VIP, True)
     assert (in2.packet[IP].src, in2.packet[TCP].sport, in2.packet[IP].dst, in2.packet[TCP].dport) == (
         VIP, 80, CLIENT, 55000)
     assert checksums_valid(in2.packet)

@@ -75,6 +75,7 @@ def test_every_tracing_hook_exists_here_and_none_is_a_kprobe() -> None:
     assert plan.missing == ()
     assert plan.sources == tuple(SOURCES)
     assert not any(h.startswith(("kprobe", "fentry")) for h in plan.hooks)
+    assert "raw_tracepoint:tcp_probe" in plan.hooks  # per segment: the cheap kind
 
 
 def _records(tracer: Tracer, want: int, timeout: float = 10.0) -> list[KernelRecord]:
@@ -88,6 +89,7 @@ def _records(tracer: Tracer, want: int, timeout: float = 10.0) -> list[KernelRec
 
 def test_programs_fire_and_attribute_by_address_and_namespace(tracer: Tracer, netns: str) -> None:
     tracer.set_local([POD_IP])
+    assert b"tcp_probe" in tracer.bpf.raw_tracepoint_fds  # so the samples below are its
     ports = json.loads(subprocess.run(
         ["ip", "netns", "exec", netns, sys.executable, "-c", SCRIPT, POD_IP],
         check=True, capture_output=True, text=True, timeout=30).stdout)

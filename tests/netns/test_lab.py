@@ -192,6 +192,87 @@ def test_deleting_a_deployment_removes_its_pods_and_sandboxes(lab: Lab) -> None:
     raise AssertionError(f"pods {names} or their netns still present")
 
 
+def _ready_pods(lab: Lab, app: str) -> list[dict]:
+    return [
+        p
+        for p in lab.get("pods", "shop")
+        if p["metadata"]["labels"].get("app") == app
+        and any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (p.get("status") or {}).get("conditions", [])
+        )
+    ]
+
+
+def _wait(what: str, check, timeout: float = 30):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not seen within {timeout}s")
+
+
+def test_pods_keep_running_while_the_api_server_restarts(lab: Lab, shop: list[dict]) -> None:
+    """The controller reaches the cluster only through the API server: when that dies, every
+    pod keeps its processes; once it is back (restarted by the supervisor, same address) the
+    controller's watches resume and it reconciles what changed."""
+    steady = (
+        APP.replace("name: echo, namespace: shop}", "name: steady, namespace: shop}", 1)
+        .replace("app: echo", "app: steady")
+        .split("---\napiVersion: v1\nkind: Service")[0]
+        .split("---\n", 1)[1]
+    )
+    paths = LabPaths.for_lab(lab.name)
+    lab.apply(steady.replace("replicas: 2", "replicas: 1"))
+    (first,) = _wait("a ready steady pod", lambda: _ready_pods(lab, "steady"))
+    name = first["metadata"]["name"]
+    (container,) = [
+        r for r in procs.load_records(paths.procs / "pods") if r.role == f"shop_{name}_echo"
+    ]
+    (controller,) = [r for r in procs.load_records(paths.procs) if r.role == "controller"]
+    (apiserver,) = [r for r in procs.load_records(paths.procs) if r.role == "apiserver"]
+    try:
+        os.kill(apiserver.pid, signal.SIGKILL)
+        _wait(
+            "the API server restarted",
+            lambda: any(
+                r.role == "apiserver" and r.pid != apiserver.pid and procs.is_alive(r)
+                for r in procs.load_records(paths.procs)
+            ),
+        )
+        lab.apply(steady)  # two replicas now
+        pods = _wait(
+            "two ready steady pods",
+            lambda: len(_ready_pods(lab, "steady")) == 2 and _ready_pods(lab, "steady"),
+        )
+        assert name in {p["metadata"]["name"] for p in pods}  # the first pod was kept
+        kept = next(p for p in pods if p["metadata"]["name"] == name)
+        assert kept["status"]["containerStatuses"][0]["restartCount"] == 0
+        assert procs.is_alive(container) and procs.is_alive(controller)
+    finally:
+        lab.tulle("delete", "deployment", "steady", "-n", "shop")
+
+
+def test_the_controller_never_opens_the_store(lab: Lab, shop: list[dict]) -> None:
+    """The controller, kubelet and Gateway status controller reach the cluster through the
+    API server only: no file descriptor of the controller process is the store."""
+    paths = LabPaths.for_lab(lab.name)
+    (controller,) = [r for r in procs.load_records(paths.procs) if r.role == "controller"]
+    fd_dir = Path(f"/proc/{controller.pid}/fd")
+    opened = set()
+    for fd in fd_dir.iterdir():
+        try:
+            opened.add(os.readlink(fd))
+        except OSError:
+            continue  # closed meanwhile
+    assert not [f for f in opened if f.startswith(str(paths.store))], opened
+    (apiserver,) = [r for r in procs.load_records(paths.procs) if r.role == "apiserver"]
+    served = {os.readlink(fd) for fd in Path(f"/proc/{apiserver.pid}/fd").iterdir()}
+    assert str(paths.store) in served  # the check can see a store when it is open
+
+
 def test_lab_up_then_down_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     name = "test" + secrets.token_hex(3)
     monkeypatch.setenv("TULLE_STATE_DIR", str(tmp_path))
@@ -200,7 +281,14 @@ def test_lab_up_then_down_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
         st = lifecycle.status(name)
         assert st is not None and st.healthy
         roles = sorted(p.role for p in st.processes)
-        assert roles == ["agent-node1", "apiserver", "controller", "dns-node1", "relay", "waypoint-node1"]
+        assert roles == [
+            "agent-node1",
+            "apiserver",
+            "controller",
+            "dns-node1",
+            "relay",
+            "waypoint-node1",
+        ]
         records = procs.load_records(LabPaths.for_lab(name).procs)
     finally:
         lifecycle.down(name, lambda _m: None)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from ipaddress import IPv4Address
 from typing import Any
 
 from agent.datapath.identity import allocate_identities, identity_labels
 from agent.datapath.policy import PodEndpoint, PolicyPlan, compile_policy
+from agent.datapath.policy_cidr import CidrRule
 from agent.datapath.policy_plan import endpoint_from_pod
+from agent.datapath.policy_ports import PortRule
 from agent.model.convert import from_dict
 from agent.model.core import Pod
 from agent.model.networking import NetworkPolicy
@@ -99,3 +102,14 @@ def compile_specs(*specs: dict[str, Any], pods: list[PodEndpoint] | None = None)
 
 def ip(text: str) -> IPv4Address:
     return IPv4Address(text)
+
+
+def unnamed(rules: Mapping[Any, Any]) -> dict[Any, Any]:
+    """A plan's rule maps without the policy set ids (policy_names), to compare port rules."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, CidrRule):
+            return CidrRule(value.deny, strip(value.ports))
+        return tuple(PortRule(r.protocol, r.first, r.last) for r in value)
+
+    return {key: strip(value) for key, value in rules.items()}

@@ -72,3 +72,18 @@ def test_a_portless_consumer_route_claims_every_port_for_its_namespace_only() ->
 def test_producer_routes_redirect_everyone() -> None:
     needs = l7_keys(view_of(_objs(*BASE, route("x"), route("y"))), RouteCompiler())
     assert needs.every == {KEY_HTTP} and not needs.consumers
+
+
+def test_route_to_an_ipv6_service_needs_no_waypoint_and_plans_the_rest() -> None:
+    """Found by the planner's property test: a route whose Service has an IPv6 ClusterIP made
+    l7_keys raise, so every datapath sync failed; now that Service is left out (plan_services
+    notes that IPv6 is not load-balanced) and the IPv4 Service keeps its L7 flag."""
+    v6 = {**SERVICE, "metadata": {"name": "v6", "namespace": "y"},
+          "spec": {**SERVICE["spec"], "clusterIP": "fd00::10", "ipFamilies": ["IPv6"]}}
+    v6_route = route("y")
+    v6_route["metadata"]["name"] = "r-v6"
+    v6_route["spec"]["parentRefs"][0]["name"] = "v6"
+    view = view_of(_objs(*BASE, v6, v6_route, route("y")))
+    needs = l7_keys(view, RouteCompiler())
+    assert needs.every == frozenset({KEY_HTTP})
+    assert any("fd00::10 is IPv6" in e for e in desired_datapath(view, "n1", l7=needs).errors)

@@ -195,3 +195,26 @@ def test_the_pair_cache_is_bounded(r: Reader, monkeypatch: pytest.MonkeyPatch) -
     got = r.ring.get()
     assert [f.ip.source for f in got if isinstance(f, Flow) and f.ip] == [
         f"192.0.2.{i + 1}" for i in range(40)]
+
+
+def test_a_reply_flow_names_the_backend_as_source_and_the_service_as_its_service(
+    r: Reader,
+) -> None:
+    """EVENT_REPLY shares the connection's pair key (recorded as opened); the reader flips
+    the resolved pair for it, so the reply's source is the backend and its source service
+    the VIP's."""
+    new = record(sport=40100, ts=10)
+    reply = record(sport=40100, ts=11, kind=4, verdict=6, flags=0x12, src_identity=300,
+                   dst_identity=400)
+    assert r.feed(new, reply) == 2
+    got, _ = r.ring.snapshot()
+    opened, back = got[0], got[1]
+    assert isinstance(opened, Flow) and isinstance(back, Flow)
+    assert back.is_reply is True and back.ip is not None
+    assert (back.ip.source, back.ip.source_xlated, back.ip.destination) == (BACKEND, VIP, CLIENT)
+    assert back.source is not None and back.source.pod_name == "echo-1"
+    assert back.destination is not None and back.destination.pod_name == "client-1"
+    assert back.source_service == Service("echo", "shop") and back.destination_service is None
+    assert (back.source.identity, back.destination.identity) == (400, 300)
+    assert opened.is_reply is False and opened.ip is not None and opened.ip.source_xlated == ""
+    assert opened.destination_service == Service("echo", "shop")

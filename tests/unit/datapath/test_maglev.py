@@ -228,3 +228,16 @@ def test_typical_disruption_over_a_fixed_corpus() -> None:
     assert statistics.median(ratios) <= 1.5
     assert sum(r <= 2.0 for r in ratios) >= 0.98 * len(ratios)
     assert statistics.median(survivor_shares) <= 0.05
+
+
+def test_compact_table_stands_in_for_the_tuple_at_a_quarter_of_the_memory() -> None:
+    import sys
+
+    from agent.datapath.maglev import CompactTable
+
+    table = maglev_table([f"10.0.0.{i}:80" for i in range(10)])
+    compact = CompactTable(table)
+    assert compact == table and table == compact and list(compact) == list(table)
+    assert hash(compact) == hash(table) and compact[3] == table[3] and len(compact) == M
+    assert compact != table[:-1] and CompactTable(()) == () and compact != "x"
+    assert sys.getsizeof(compact) + sys.getsizeof(compact._slots) < sys.getsizeof(table) / 3

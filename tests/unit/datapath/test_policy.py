@@ -39,6 +39,7 @@ from tests.unit.datapath.policy_cluster import (
     ip,
     netpol,
     pod_doc,
+    unnamed,
 )
 
 IN, OUT = Direction.INGRESS, Direction.EGRESS
@@ -325,8 +326,8 @@ def test_policy_case(case: Case) -> None:
         )
         for e in LOCAL
     }
-    assert dict(plan.identity_rules) == case.identity_rules
-    assert dict(plan.cidr_rules) == case.cidr_rules
+    assert unnamed(plan.identity_rules) == case.identity_rules
+    assert unnamed(plan.cidr_rules) == case.cidr_rules
     for endpoint, direction, peer, identity, proto, port, expected in case.verdicts:
         verdict = evaluate(plan, endpoint, direction, peer, identity, proto, port)
         assert verdict is expected, (endpoint, direction.name, peer, proto, port)
@@ -346,13 +347,15 @@ def test_overlapping_ip_blocks_merge_per_prefix() -> None:
             ],
         }
     )
-    assert dict(plan.cidr_rules) == {
+    assert unnamed(plan.cidr_rules) == {
         (DB, IN, net("10.8.0.0/16")): allow(tcp(1)),
         (DB, IN, net("10.8.0.0/20")): allow(tcp(1, 2)),
         (DB, IN, net("10.8.1.0/24")): allow(tcp(2)),
         (DB, IN, net("10.8.1.128/25")): allow(tcp(2, 3)),
     }
-    assert lookup_cidr(plan, DB, IN, ip("10.8.1.200")) == (net("10.8.1.128/25"), allow(tcp(2, 3)))
+    found = lookup_cidr(plan, DB, IN, ip("10.8.1.200"))
+    assert found is not None and found[0] == net("10.8.1.128/25")
+    assert unnamed({0: found[1]}) == {0: allow(tcp(2, 3))}
     assert lookup_cidr(plan, DB, IN, ip("10.9.0.0")) is None
 
 
@@ -370,7 +373,7 @@ def test_egress_named_port_to_an_ip_block_is_per_pod_address() -> None:
         }
     )
     # web-1 (10.0.1.10) is inside the except; web-2 and client are in the block.
-    assert dict(plan.cidr_rules) == {
+    assert unnamed(plan.cidr_rules) == {
         (DB, OUT, net("10.0.0.0/16")): allow(tcp(443)),
         (DB, OUT, net("10.0.1.0/24")): DENY,
         (DB, OUT, net(f"{WEB2}/32")): allow(tcp(443), tcp(8080)),
@@ -387,7 +390,7 @@ def test_egress_named_port_to_every_peer_keys_by_identity() -> None:
             "egress": [{"ports": [{"port": "http"}, {"port": 443}]}],
         }
     )
-    assert dict(plan.identity_rules) == {
+    assert unnamed(plan.identity_rules) == {
         (DB, WILDCARD, OUT): (tcp(443),),
         (DB, ID_WEB, OUT): (tcp(8080),),
         (DB, ID_CLIENT, OUT): (tcp(9090),),
@@ -401,7 +404,7 @@ def test_too_many_port_rules_fail_closed_and_say_so() -> None:
     plan = compile_specs(
         {"podSelector": WEB, "ingress": [{"from": [{"podSelector": DBSEL}], "ports": ports}]}
     )
-    kept = plan.identity_rules[(WEB1, ID_DB, IN)]
+    kept = unnamed(plan.identity_rules)[(WEB1, ID_DB, IN)]
     assert kept == tuple(tcp(1000 + 2 * i) for i in range(MAX_PORT_RULES))
     assert plan.errors == (
         f"Pod prod/web-1 ({WEB1}): ingress rules for peer identity {ID_DB} need 18 port rules, "
@@ -429,7 +432,7 @@ def test_selectors_on_non_identity_labels_are_flagged() -> None:
             "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod-template-hash": "a"}}}]}],
         }
     )
-    assert plan.identity_rules == {(DB, ID_WEB, IN): (ANY_PORT,)}
+    assert unnamed(plan.identity_rules) == {(DB, ID_WEB, IN): (ANY_PORT,)}
     assert len(plan.errors) == 1
     assert plan.errors[0].startswith(
         "NetworkPolicy prod/np0: spec.ingress[0].from[0].podSelector: label 'pod-template-hash'"

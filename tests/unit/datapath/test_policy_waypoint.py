@@ -74,3 +74,18 @@ def test_no_policy_allows_and_unknown_clients_are_the_world() -> None:
     assert judge.allows(B, SRV)
     assert not judge.allows(("10.244.9.9", 1), SRV)  # not a pod: not in any namespace
     assert not judge.allows(("not-an-ip", 1), SRV)
+
+
+def test_waypoint_names_the_policies_of_both_sides() -> None:
+    ingress = _policy("a", {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {
+        "matchLabels": {"team": "b"}}}]}]})
+    egress = from_dict({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                        "metadata": {"name": "out", "namespace": "b"},
+                        "spec": {"podSelector": {}, "policyTypes": ["Egress"],
+                                 "egress": [{"ports": [{"port": 8080}]}]}})
+    assert isinstance(egress, NetworkPolicy)
+    policy = connection_policy(PODS, NAMESPACES, [ingress, egress])
+    assert policy.allowed_by(B, SRV) == (("b/out",), ("a/p",))
+    assert policy.allowed_by(C, SRV) is None  # denied: nothing to name
+    open_policy = connection_policy(PODS, NAMESPACES, [])
+    assert open_policy.allowed_by(C, SRV) == ((), ())  # no policy selects either side

@@ -28,10 +28,11 @@ from l7proxy.testing import gateway_config
 
 OK: L7Record = (1_700_000_000_000_000_000, 2_500_000, 200, "GET", "http://echo.shop/x",
                 "HTTP/1.1", "shop/orders", "0", "shop/echo:8080", "",
-                ("10.244.1.2", 40000), ("10.244.1.254", 15001), "")
+                ("10.244.1.2", 40000), ("10.244.1.254", 15001), "",
+                (40, 300_000, 0, 0, 900_000, 950_000, 960_000, 60))
 DENIED: L7Record = (*OK[:2], 403, "POST", "http://echo.shop/admin", "HTTP/1.1", "", "", "",
                     "POLICY_DENIED", ("10.244.1.3", 40001), ("10.244.1.254", 15001),
-                    "TLS handshake refused: no certificate")  # type: ignore[assignment]
+                    "TLS handshake refused: no certificate", None)  # type: ignore[assignment]
 
 
 @pytest.fixture
@@ -56,14 +57,24 @@ def test_records_round_trip_through_a_batch_line(intake: L7Intake) -> None:
     assert denied.verdict == Verdict.DROPPED and denied.drop_reason_desc == "POLICY_DENIED"
     assert denied.summary == "TLS handshake refused: no certificate"
     assert ok.uuid != denied.uuid
+    assert ok.tulle is not None and ok.tulle.request is not None
+    assert ok.tulle.request.backend_ns == 600_000 - 60_000 + 10_000
+    assert denied.tulle is not None and denied.tulle.request is None
+
+
+def test_a_record_without_timing_marks_is_still_read() -> None:
+    """A waypoint from before the split sends 13 fields: read, with no split."""
+    assert record_from_json(json.loads(encode_batch([OK]))[0][:13])[13] is None
 
 
 @pytest.mark.parametrize(("bad", "why"), [
-    ([1, 2], "array of 13 fields"),
+    ([1, 2], "array of 14 fields"),
+    ([*list(OK)[:13], [1, 2]], "timing marks must be an array of 8 integers"),
+    ([*list(OK)[:13], [1, 2, 3, 4, 5, 6, 7, "8"]], "timing marks must be an array of 8"),
     (["x", *list(OK)[1:]], "field 0 must be an integer"),
     ([*list(OK)[:3], 7, *list(OK)[4:]], "field 3 must be a string"),
     ([*list(OK)[:10], ["10.0.0.1"], *list(OK)[11:]], "client must be [ip, port]"),
-    ([*list(OK)[:11], ["10.0.0.1", "80"], OK[12]], "local must be [ip, port]"),
+    ([*list(OK)[:11], ["10.0.0.1", "80"], OK[12], None], "local must be [ip, port]"),
     ([*list(OK)[:2], True, *list(OK)[3:]], "field 2 must be an integer"),
 ])
 def test_malformed_records_are_named(bad: list[Any], why: str) -> None:

@@ -4,77 +4,22 @@ the writers' revision log)."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lightkube import Client, KubeConfig
 from lightkube.resources.core_v1 import ConfigMap
 
+from agent.kube.backoff import Backoff
 from agent.kube.cache import Delta
 from agent.kube.informer import Informer
 from agent.store import Store
-from agent.store.retry import Backoff
-from lab.apiserver.__main__ import bootstrap
-from lab.apiserver.app import Api
-from lab.apiserver.certs import Credentials, credentials, write_kubeconfig
-from lab.apiserver.server import ApiServer, tls_context
-from lab.apiserver.watch import WatchSettings
+from tests.unit.kube.conftest import HISTORY, Lab
 
-HISTORY = 30
 Entry = tuple[int, str, str]  # (revision, "namespace/name", type)
-
-
-@dataclass
-class Lab:
-    store: Store
-    creds: Credentials
-    port: int
-    kubeconfig: Path
-    server: ApiServer | None = None
-
-    def start(self) -> None:
-        api = Api(
-            self.store,
-            frozenset({self.creds.token}),
-            watch_settings=WatchSettings(poll_interval=0.01, bookmark_interval=0.2),
-        )
-        self.server = ApiServer(
-            api, tls_context(self.creds.server_cert, self.creds.server_key), self.port
-        ).start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    creds = credentials(tmp_path / "state")
-    store = Store(tmp_path / "store.db", history=HISTORY)
-    bootstrap(store)
-    port = _free_port()
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "t", f"https://127.0.0.1:{port}", creds)
-    lab = Lab(store, creds, port, kubeconfig)
-    lab.start()
-    try:
-        yield lab
-    finally:
-        lab.stop()
-        store.close()
 
 
 @dataclass

@@ -550,3 +550,10 @@ def test_cli_serves_several_ports_and_exits_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("target", ["//[", "//[?delay=1s", "http://[/x", "//[::1/x?a=b"])
+def test_a_target_urlsplit_cannot_read_is_answered(target: str) -> None:
+    # urlsplit raises "Invalid IPv6 URL" on these; the echo server answers instead of failing.
+    r = respond(EchoRequest("GET", target, ()), EchoContext())
+    assert 200 <= r.status <= 599

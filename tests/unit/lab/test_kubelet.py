@@ -3,14 +3,8 @@ import json
 from typing import Any
 
 from agent.lab import kubelet as kubelet_mod
-from agent.lab.kubelet import (
-    ContainerRuntime,
-    Kubelet,
-    PodRuntime,
-    container_argv,
-    pod_status,
-    resolv_conf,
-)
+from agent.lab.kubelet import ContainerRuntime, Kubelet, PodRuntime, pod_status
+from agent.lab.podspec import container_argv, resolv_conf
 from agent.lab.state import LabPaths
 from agent.lab.topology import plan_lab
 from agent.model.convert import from_dict
@@ -164,3 +158,29 @@ def test_a_lab_without_the_datapath_starts_pods_at_once(tmp_path):
     kubelet, rt, store, started = _gated_kubelet(tmp_path, lambda n, v: False, datapath=False)
     kubelet.tick()
     assert started == ["c"]
+
+
+def test_a_status_write_that_fails_stops_no_other_pod_and_is_retried(tmp_path):
+    """The API server away for one write: every pod is still supervised this tick, the error
+    reaches the loop (which backs off), and the status is written again next tick."""
+    import pytest
+
+    kubelet, first, store, started = _gated_kubelet(tmp_path, lambda n, v: True, datapath=False)
+    second = _runtime(ContainerRuntime("d", ("x",), {}, ()), attached=True)
+    second.uid, second.name = "uid2", "q"
+    kubelet.pods[second.uid] = second
+    failures = [ConnectionRefusedError("the API server is away")]
+    written_before = store.update_status
+
+    def flaky(kind, ns, name, status):
+        if failures:
+            raise failures.pop(0)
+        written_before(kind, ns, name, status)
+
+    store.update_status = flaky  # type: ignore[method-assign]
+    with pytest.raises(ConnectionRefusedError):
+        kubelet.tick()
+    assert started == ["c", "d"]  # the second pod started although the first write failed
+    assert first.last_status is None  # not taken for written
+    kubelet.tick()
+    assert first.last_status is not None and len(store.written) == 2

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from agent.lab import procs
-from agent.lab.controller import SystemProcesses
 from agent.lab.lifecycle import RESTARTS_FILE
 from agent.lab.restart import RestartPolicy, RestartState, on_exit, restart_delay
 from agent.lab.state import LabPaths, read_json
+from agent.lab.supervisor import SystemProcesses
 
 POLICY = RestartPolicy(initial=1.0, cap=30.0, stable_after=60.0)
 

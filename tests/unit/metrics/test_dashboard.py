@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.metrics import FlowMetrics, MapFillCollector, MetricsConfig
 from tests.unit.flows import samples
+from tests.unit.tracing.test_request_printers import FLOW as SPLIT_FLOW
 
 DASHBOARD = Path(__file__).parents[3] / "deploy" / "grafana" / "tulle-dashboard.json"
 SCRAPE_LABELS = {"instance", "job"}  # added by Prometheus, not by the agent
@@ -29,7 +30,7 @@ def exposed() -> dict[str, set[str]]:
     MapFillCollector(lambda: {"tulle_ct4_v1": (1, 2)}, registry)
     fm.observe_many(samples.all_samples())
     fm.observe_many([samples.http_response(code=500), samples.tcp_close(),
-                     samples.kernel_drop()])
+                     samples.kernel_drop(), SPLIT_FLOW])
     fm.observe_lost("PERF_EVENT_RING_BUFFER", 1)
     out: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
@@ -88,6 +89,17 @@ def test_dashboard_has_a_tcp_latency_row(dashboard: dict[str, Any]) -> None:
     for metric in ("tulle_tcp_connect_duration_seconds_bucket", "tulle_tcp_rtt_seconds_bucket",
                    "tulle_tcp_retransmits_total", "tulle_kernel_drops_total"):
         assert metric in text, f"no panel shows {metric}"
+
+
+def test_the_latency_row_shows_where_request_time_goes(dashboard: dict[str, Any]) -> None:
+    row = [p["gridPos"]["y"] for p in dashboard["panels"]
+           if p["title"] == "TCP latency (kernel connection tracing)"][0]
+    split = [p for p in panels(dashboard)
+             if any("tulle_request_split_seconds" in t["expr"] for t in p.get("targets", []))]
+    assert len(split) == 2 and all(p["gridPos"]["y"] > row for p in split)
+    stacked = [p for p in split
+               if p["fieldConfig"]["defaults"]["custom"]["stacking"]["mode"] == "normal"]
+    assert stacked and "by (part)" in stacked[0]["targets"][0]["expr"]
 
 
 def test_every_query_uses_exposed_metrics_and_labels(dashboard: dict[str, Any]) -> None:

@@ -97,9 +97,14 @@ def test_hubble_names_expose_hubble_families_and_labels() -> None:
     assert not {n for n in names if n.startswith("tulle_") and n.replace(
         "tulle_", "hubble_") in names}, "a family must not be exposed under both names"
     http = series(got, "hubble_http_requests_total")
-    assert http == {labels(method="GET", status="200", source_workload="shop/web",
-                           destination_workload="shop/echo"): 1}
+    assert http == {labels(method="GET", protocol="HTTP/1.1", status="200", reporter="client",
+                           source_workload="shop/web", destination_workload="shop/echo"): 1}
+    durations = series(got, "hubble_http_request_duration_seconds_count")
+    assert durations == {labels(method="GET", reporter="client", source_workload="shop/web",
+                                destination_workload="shop/echo"): 1}
     assert series(got, "hubble_drop_total")[labels(reason="POLICY_DENIED", protocol="TCP")] == 1
+    assert series(got, "hubble_policy_verdicts_total") == {
+        labels(direction="ingress", match="none", action="dropped"): 1}
     assert series(got, "hubble_lost_events_total") == {labels(source="perf_event_ring_buffer"): 4}
     # Tulle-only families keep their names
     assert "tulle_kernel_drops" in names and "tulle_metrics_label_overflow" in names

@@ -129,29 +129,3 @@ def test_other_errors_still_end_the_loop(store: Store) -> None:
     flaky = FlakyStore(store, list_errors=[ValueError("not a store error")], watch_errors=[])
     with pytest.raises(ValueError, match="not a store error"):
         list_then_watch(flaky, None, lambda e: None, threading.Event(), backoff=FAST)  # type: ignore[arg-type]
-
-
-def test_node_ready_report_survives_a_locked_store(store: Store) -> None:
-    from agent.daemon import Agent
-
-    store.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node1"}})
-
-    class LockedOnce:
-        def __init__(self) -> None:
-            self.failed = False
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(store, name)
-
-        def update_status(self, *args: Any, **kw: Any) -> Any:
-            if not self.failed:
-                self.failed = True
-                raise sqlite3.OperationalError("database is locked")
-            return store.update_status(*args, **kw)
-
-    agent = Agent("node1", LockedOnce())  # type: ignore[arg-type]
-    agent.report_node_ready(True, "AgentReady")  # used to raise and end the agent
-    assert "status" not in store.get("Node", "", "node1")
-    agent.report_node_ready(True, "AgentReady")
-    conditions = store.get("Node", "", "node1")["status"]["conditions"]
-    assert [(c["type"], c["status"]) for c in conditions] == [("Ready", "True")]

@@ -49,7 +49,7 @@ ALL = {h: True for needs in SOURCES.values() for h in needs} | {
 def test_every_hook_present_loads_both_programs() -> None:
     plan = plan_hooks(ALL)
     assert plan.sources == ("trace_sock.c", "trace_drop.c") and plan.missing == ()
-    assert "tracepoint:tcp:tcp_probe" in plan.hooks and "kprobe" not in plan.hooks
+    assert "raw_tracepoint:tcp_probe" in plan.hooks and "kprobe" not in plan.hooks
     assert plan.describe().startswith("tracing hooks in use: tracepoint:sock:inet_sock_set_state")
 
 
@@ -73,3 +73,29 @@ def test_offsets_not_found_are_left_out_of_the_flags() -> None:
 def test_the_c_side_gets_reason_codes_as_this_kernel_numbers_them() -> None:
     assert reason_flags({3: "NO_SOCKET", 105: "QUEUE_PURGE"}) == ["-DTRACE_REASON_QUEUE_PURGE=105"]
     assert reason_flags({3: "NO_SOCKET"}) == []
+
+
+# What feature_probe() reports (it tries raw tracepoints on kfree_skb, not tcp_probe).
+PROBED = {"tracepoint:sock:inet_sock_set_state": True, "tracepoint:tcp:tcp_probe": True,
+          "tracepoint:tcp:tcp_retransmit_skb": True, "tracepoint:skb:kfree_skb": True,
+          "raw_tracepoint:kfree_skb": True, "map:ringbuf": True, "map:lru_hash": True}
+
+
+def test_tcp_probe_runs_raw_where_raw_tracepoints_attach() -> None:
+    """Every received segment of every TCP socket hits tcp_probe: the raw tracepoint skips
+    the classic one's record fill (the suspect of bench/results/trace-2026-12-05.md)."""
+    plan = plan_hooks(PROBED)
+    assert "raw_tracepoint:tcp_probe" in plan.hooks and plan.missing == ()
+    assert "tracepoint:tcp:tcp_probe" not in plan.hooks
+
+
+def test_without_raw_tracepoints_the_classic_tcp_probe_is_used() -> None:
+    plan = plan_hooks(PROBED | {"raw_tracepoint:kfree_skb": False})
+    assert "tracepoint:tcp:tcp_probe" in plan.hooks and plan.missing == ()
+    assert plan.sources == ("trace_sock.c", "trace_drop.c")
+
+
+def test_without_the_tcp_probe_event_its_program_is_left_out_and_named() -> None:
+    plan = plan_hooks(PROBED | {"tracepoint:tcp:tcp_probe": False})
+    assert plan.sources == ("trace_drop.c",)
+    assert plan.missing == ("tracepoint:tcp:tcp_probe",)

@@ -70,8 +70,9 @@ def test_which_flows_each_verb_takes() -> None:
     assert not tracefmt.wanted("rtt", FAILED)  # no segment: no RTT
     assert not tracefmt.wanted("retrans", SERVER)
     assert not tracefmt.wanted("connect", DROPPED) and not tracefmt.wanted("drops", CLIENT)
+    assert not tracefmt.wanted("request", CLIENT)  # no request split on a close record
     with pytest.raises(ValueError, match="unknown trace verb"):
-        tracefmt.wanted("request", CLIENT)
+        tracefmt.wanted("bogus", CLIENT)
 
 
 def test_json_golden() -> None:

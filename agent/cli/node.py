@@ -1,0 +1,144 @@
+"""The node components' commands: `tulle agent`, `tulle waypoint` and (internal) `tulle lab
+dns`. `tulle lab up` runs them as `python -m agent.cli.node ...`, so that each process
+imports only what it runs, not the whole CLI (the observer client's gRPC alone is ~10 MB of
+a waypoint's memory)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def node_cli() -> None:
+    """Tulle's per-node processes."""
+
+
+kubeconfig_option = click.option(
+    "--kubeconfig",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Kubeconfig to reach the API server with (default: the in-cluster ServiceAccount).",
+)
+
+
+@node_cli.command()
+@click.option("--node", required=True, help="This node's name.")
+@kubeconfig_option
+@click.option("--health-file", default=None, type=click.Path(dir_okay=False))
+@click.option("--pin-dir", default=None, help="Load the eBPF datapath, pinning maps here.")
+@click.option("--observer-socket", default=None, help="Unix socket for the observer API.")
+@click.option(
+    "--observer-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the observer API's TCP port binds (the node IP only behind a host firewall).",
+)
+@click.option("--observer-port", default=4244, show_default=True, help="Observer API TCP port.")
+@click.option("--flow-capacity", default=65_535, show_default=True, help="Flows kept in memory.")
+@click.option(
+    "--metrics-address",
+    default="127.0.0.1:9965",
+    show_default=True,
+    help="Prometheus endpoint HOST:PORT; empty to disable.",
+)
+@click.option(
+    "--metrics-hubble-names/--no-metrics-hubble-names",
+    default=False,
+    show_default=True,
+    help="Expose flow metrics Hubble also has under Hubble's names (hubble_drop_total…).",
+)
+@click.option("--l7-intake", default=None, help="Unix socket for the waypoint's L7 flows.")
+@click.option(
+    "--waypoint",
+    default=None,
+    metavar="IPv4:PORT",
+    help="Where this node's waypoint listens: the datapath redirects L7 connections there.",
+)
+@click.option(
+    "--ct-endpoint-quota",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Live connections one pod may open (conntrack fairness); 0: an eighth of the table.",
+)
+@click.option(
+    "--trace/--no-trace",
+    default=True,
+    show_default=True,
+    help="Kernel connection tracing (tracepoints; needs --pin-dir).",
+)
+def agent(
+    node: str,
+    kubeconfig: str | None,
+    health_file: str | None,
+    pin_dir: str | None,
+    observer_socket: str | None,
+    observer_host: str,
+    observer_port: int,
+    flow_capacity: int,
+    metrics_address: str,
+    metrics_hubble_names: bool,
+    l7_intake: str | None,
+    waypoint: str | None,
+    ct_endpoint_quota: int,
+    trace: bool,
+) -> None:
+    """Run the node agent (one per node; the DaemonSet's process)."""
+    from agent.daemon import AgentConfig, run
+
+    config = AgentConfig(
+        node=node,
+        kubeconfig=kubeconfig,
+        health_file=health_file,
+        pin_dir=pin_dir,
+        observer_socket=observer_socket,
+        observer_host=observer_host,
+        observer_port=observer_port,
+        metrics_address=metrics_address or None,
+        metrics_hubble_names=metrics_hubble_names,
+        l7_intake=l7_intake,
+        flow_capacity=flow_capacity,
+        waypoint=waypoint,
+        ct_endpoint_quota=ct_endpoint_quota,
+        trace=trace,
+    )
+    raise SystemExit(run(config))
+
+
+@node_cli.command()
+@click.option("--node", required=True, help="This node's name.")
+@kubeconfig_option
+@click.option("--pin-dir", required=True, help="The node's datapath pin dir (redirect map).")
+@click.option("--listen", required=True, help="ADDRESS:PORT the datapath redirects to.")
+@click.option("--flow-intake", required=True, help="The node agent's L7 flow socket.")
+@click.option(
+    "--metrics-address",
+    default="127.0.0.1:9966",
+    show_default=True,
+    help="The waypoint's Prometheus endpoint HOST:PORT.",
+)
+def waypoint(
+    node: str,
+    kubeconfig: str | None,
+    pin_dir: str,
+    listen: str,
+    flow_intake: str,
+    metrics_address: str,
+) -> None:
+    """Run the node's L7 waypoint (HTTPRoutes, Gateways) behind transparent redirection."""
+    from agent.waypoint import run
+
+    raise SystemExit(run(node, kubeconfig, pin_dir, listen, flow_intake, metrics_address))
+
+
+@node_cli.command(hidden=True)
+@kubeconfig_option
+def dns(kubeconfig: str | None) -> None:
+    """(internal) node-local DNS server, run inside a node netns."""
+    from agent.lab.dns_process import run
+
+    raise SystemExit(run(kubeconfig))
+
+
+if __name__ == "__main__":
+    node_cli()

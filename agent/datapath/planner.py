@@ -1,0 +1,167 @@
+"""The desired datapath kept up to date one object change at a time (pure).
+
+``desired_datapath`` plans everything from the whole cluster view; the planner splits that
+plan into parts by what they read and replans only the parts a change reaches:
+
+- service entries (``ServiceState``): Service, EndpointSlice; replanned per Service;
+- endpoints, ipcache, policy (``plan_endpoints``): Node, Pod, Namespace, NetworkPolicy;
+  replanned whole;
+- L7 needs (``l7_keys``): HTTPRoute and the Gateway API kinds, Service, Namespace, Secret;
+  replanned whole, and skipped while there is no HTTPRoute and no Gateway.
+
+So an EndpointSlice change replans one Service (one Maglev table) and nothing else. Parts
+that did not change are the very same objects in the next ``DesiredDatapath``, which lets the
+applier skip them without comparing. ``desired()`` always equals ``desired_datapath`` over
+the same objects (tests/unit/datapath/test_planner.py checks random change sequences).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from agent.datapath.desired import (
+    ClusterView,
+    DesiredDatapath,
+    EndpointsPart,
+    L7Needs,
+    PodMemo,
+    assemble,
+    l7_keys,
+    plan_endpoints,
+)
+from agent.datapath.service_state import ServiceState
+from agent.model.core import EndpointSlice, Service
+from agent.model.resource import Resource
+from l7proxy.routing import RouteCompiler
+
+IPv4 = ipaddress.IPv4Address
+Name = tuple[str, str]
+
+VIEW_FIELDS = {  # kind -> ClusterView field
+    "Node": "nodes",
+    "Namespace": "namespaces",
+    "Pod": "pods",
+    "Service": "services",
+    "EndpointSlice": "slices",
+    "NetworkPolicy": "policies",
+    "HTTPRoute": "routes",
+    "Gateway": "gateways",
+    "GatewayClass": "gateway_classes",
+    "ReferenceGrant": "grants",
+    "Secret": "secrets",
+}
+ENDPOINT_KINDS = frozenset({"Node", "Pod", "Namespace", "NetworkPolicy"})
+L7_KINDS = frozenset(
+    {"HTTPRoute", "Gateway", "GatewayClass", "ReferenceGrant", "Secret", "Namespace", "Service"}
+)
+INDEX_KINDS = frozenset({"Node", "Pod", "Service"})  # what the flow enricher's index reads
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One object set (``obj``) or deleted (``obj`` None)."""
+
+    kind: str
+    namespace: str
+    name: str
+    obj: Resource | None
+
+
+class Planner:
+    def __init__(
+        self,
+        node: str,
+        waypoint: tuple[IPv4, int] | None = None,
+        routes: RouteCompiler | None = None,
+    ) -> None:
+        self.node = node
+        self.waypoint = waypoint
+        self.routes = routes or RouteCompiler()
+        self.objects: dict[str, dict[Name, Any]] = {kind: {} for kind in VIEW_FIELDS}
+        self.services = ServiceState()
+        self._part: EndpointsPart | None = None
+        self._pod_memo: PodMemo = {}  # per-Pod work of the last endpoints part
+        self._needs: L7Needs | None = None
+        self._view: ClusterView | None = None
+        self._desired: DesiredDatapath | None = None
+        self.index_stale = True  # the enricher's index must be rebuilt from view()
+
+    def reset(self, resources: Iterable[Resource]) -> None:
+        """Start over from a full list of objects (a resync). It becomes the deltas from
+        what the planner holds: the same Python object (an unchanged resourceVersion, from
+        agent.model.cache) is no change, so a resync replans only what changed."""
+        fresh: dict[str, dict[Name, Any]] = {kind: {} for kind in VIEW_FIELDS}
+        for res in resources:
+            if res.kind in fresh:
+                fresh[res.kind][(res.metadata.namespace, res.metadata.name)] = res
+        changes = []
+        for kind, objects in fresh.items():
+            held = self.objects[kind]
+            changes += [Change(kind, *name, None) for name in held if name not in objects]
+            changes += [
+                Change(kind, *name, o) for name, o in objects.items() if held.get(name) is not o
+            ]
+        self.update(changes)
+        self.index_stale = True
+
+    def update(self, changes: Iterable[Change]) -> None:
+        for change in changes:
+            kind = change.kind
+            bucket = self.objects.get(kind)
+            if bucket is None:
+                continue  # a kind the datapath does not read
+            name = (change.namespace, change.name)
+            if change.obj is None:
+                if bucket.pop(name, None) is None:
+                    continue
+            else:
+                bucket[name] = change.obj
+            self._view = self._desired = None
+            if kind == "Service":
+                assert change.obj is None or isinstance(change.obj, Service)
+                self.services.put_service(change.obj, name)
+            elif kind == "EndpointSlice":
+                assert change.obj is None or isinstance(change.obj, EndpointSlice)
+                self.services.put_slice(change.obj, name)
+            if kind in ENDPOINT_KINDS:
+                self._part = None
+            if kind in L7_KINDS:
+                self._needs = None
+            if kind in INDEX_KINDS:
+                self.index_stale = True
+
+    def view(self) -> ClusterView:
+        """Every object, grouped by kind (built on demand: O(cluster))."""
+        if self._view is None:
+            self._view = ClusterView(
+                **{f: tuple(self.objects[kind].values()) for kind, f in VIEW_FIELDS.items()}
+            )
+        return self._view
+
+    def desired(self) -> DesiredDatapath:
+        if self._desired is not None:
+            return self._desired
+        if self._part is None:
+            self._part = plan_endpoints(
+                self._endpoint_view(), self.node, self.waypoint, self._pod_memo
+            )
+        if self._needs is None:
+            self._needs = self._l7()
+        self._desired = assemble(self._part, self.services.plan(), self._needs, self.waypoint)
+        return self._desired
+
+    def _endpoint_view(self) -> ClusterView:
+        return ClusterView(
+            nodes=tuple(self.objects["Node"].values()),
+            namespaces=tuple(self.objects["Namespace"].values()),
+            pods=tuple(self.objects["Pod"].values()),
+            policies=tuple(self.objects["NetworkPolicy"].values()),
+        )
+
+    def _l7(self) -> L7Needs:
+        if not self.objects["HTTPRoute"] and not self.objects["Gateway"]:
+            return L7Needs()  # nothing can need a waypoint: skip the O(Services) compile
+        return l7_keys(self.view(), self.routes)

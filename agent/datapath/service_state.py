@@ -1,0 +1,153 @@
+"""The service plan kept up to date one object at a time (pure).
+
+``plan_services`` replans every Service on every change; ``ServiceState`` replans only the
+Services a change touches: a Service change replans that Service, an EndpointSlice change
+the Service(s) it is labelled for (before and after the change). What stays cluster-wide is
+which Service wins a contested (ClusterIP, port, protocol): the first by namespace/name, as
+in ``plan_services``, so a change also re-decides the keys its Service claimed or claims.
+``plan()`` always equals ``plan_services`` over the same objects (the property test in
+tests/unit/datapath/test_planner.py holds it to that).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+
+from agent.datapath.services import (
+    ServiceEntries,
+    ServiceEntry,
+    ServiceKey,
+    ServicePlan,
+    conflict_error,
+    service_entries,
+)
+from agent.model.core import EndpointSlice, Service
+from agent.model.frozen import FrozenMap
+
+Name = tuple[str, str]  # (namespace, name)
+_GENERATIONS = itertools.count(1)  # process-wide: no two plans share a generation
+
+
+class ServiceState:
+    def __init__(self) -> None:
+        self.services: dict[Name, Service] = {}
+        self.slices: dict[Name, EndpointSlice] = {}
+        self._slices_of: dict[Name, dict[str, EndpointSlice]] = {}  # Service -> its slices
+        self._wanted: dict[Name, ServiceEntries] = {}
+        self._claims: dict[ServiceKey, set[Name]] = {}
+        self._entries: dict[ServiceKey, ServiceEntry] = {}
+        self._errors: dict[Name, tuple[str, ...]] = {}  # only Services with notes
+        self._dirty: set[Name] = set()
+        self._plan: ServicePlan | None = ServicePlan()
+        self._generation = 0  # of the last plan made
+
+    # -- changes (cheap; the work happens in plan()) ------------------------------------------
+    def put_service(self, service: Service | None, name: Name) -> None:
+        """Set (or with None, remove) the Service ``name``."""
+        if service is None:
+            self.services.pop(name, None)
+        else:
+            self.services[name] = service
+        self._touch(name)
+
+    def put_slice(self, endpoint_slice: EndpointSlice | None, name: Name) -> None:
+        """Set (or with None, remove) the EndpointSlice ``name``."""
+        old = self.slices.pop(name, None)
+        if old is not None and old.service_name:
+            owner = (name[0], old.service_name)
+            self._slices_of[owner].pop(name[1], None)
+            if not self._slices_of[owner]:
+                del self._slices_of[owner]
+            self._touch(owner)
+        if endpoint_slice is not None:
+            self.slices[name] = endpoint_slice
+            if endpoint_slice.service_name:
+                owner = (name[0], endpoint_slice.service_name)
+                self._slices_of.setdefault(owner, {})[name[1]] = endpoint_slice
+                self._touch(owner)
+
+    def _touch(self, name: Name) -> None:
+        self._dirty.add(name)
+        self._plan = None
+
+    # -- planning -----------------------------------------------------------------------------
+    def plan(self) -> ServicePlan:
+        """The plan (the same object until a change touches it)."""
+        if self._plan is not None:
+            return self._plan
+        dirty, self._dirty = self._dirty, set()
+        keys: set[ServiceKey] = set()  # keys whose winner may have changed
+        for name in dirty:
+            before = self._wanted.pop(name, ServiceEntries())
+            for entry in before.entries:
+                keys.add(entry.key)
+                claimants = self._claims[entry.key]
+                claimants.discard(name)
+                if not claimants:
+                    del self._claims[entry.key]
+            service = self.services.get(name)
+            if service is None:
+                continue
+            earlier = {e.key: e for e in before.entries}
+            now = service_entries(service, self._slices_of.get(name, {}).values(), earlier)
+            self._wanted[name] = now
+            for entry in now.entries:
+                keys.add(entry.key)
+                self._claims.setdefault(entry.key, set()).add(name)
+        renote = set(dirty)
+        for key in keys:
+            if key not in self._claims:
+                self._entries.pop(key, None)
+                continue
+            winner = min(self._claims[key])
+            self._entries[key] = _first(self._wanted[winner].entries, key)
+            renote |= self._claims[key]
+        for name in renote:
+            self._note(name)
+        base, self._generation = self._generation, next(_GENERATIONS)
+        self._plan = ServicePlan(
+            entries=FrozenMap(self._entries),
+            errors=tuple(e for name in sorted(self._errors) for e in self._errors[name]),
+            generation=self._generation,
+            base=base,
+            changed=frozenset(keys),
+        )
+        return self._plan
+
+    def _note(self, name: Name) -> None:
+        """A Service's notes: its own, then one per port whose key it does not serve."""
+        wanted = self._wanted.get(name)
+        service = self.services.get(name)
+        notes = list(wanted.errors) if wanted else []
+        if wanted is not None and service is not None:
+            seen: set[ServiceKey] = set()
+            for entry in wanted.entries:
+                winner = min(self._claims[entry.key])
+                if entry.key in seen or winner != name:
+                    first = _first(self._wanted[winner].entries, entry.key)
+                    notes.append(conflict_error(service, entry.key, first))
+                seen.add(entry.key)
+        if notes:
+            self._errors[name] = tuple(notes)
+        else:
+            self._errors.pop(name, None)
+
+    def reset(self, services: Iterable[Service], slices: Iterable[EndpointSlice]) -> None:
+        """Start over from a full list (Maglev tables of unchanged backends are kept)."""
+        fresh_services = {(s.metadata.namespace, s.metadata.name): s for s in services}
+        fresh_slices = {(s.metadata.namespace, s.metadata.name): s for s in slices}
+        for name in [n for n in self.slices if n not in fresh_slices]:
+            self.put_slice(None, name)
+        for name, endpoint_slice in fresh_slices.items():
+            if self.slices.get(name) is not endpoint_slice:
+                self.put_slice(endpoint_slice, name)
+        for name in [n for n in self.services if n not in fresh_services]:
+            self.put_service(None, name)
+        for name, service in fresh_services.items():
+            if self.services.get(name) is not service:
+                self.put_service(service, name)
+
+
+def _first(entries: tuple[ServiceEntry, ...], key: ServiceKey) -> ServiceEntry:
+    return next(e for e in entries if e.key == key)

@@ -1,0 +1,86 @@
+"""Where a request's time went: the waypoint's timing marks (``l7proxy.timing``) turned into
+the parts of ``RequestSplit``, and their JSON form (``flow.tulle.request``). Pure.
+
+The waypoint's span (``l7.latency_ns``, from the request head read to the response handed
+to the client) is cut at its marks, all on one monotonic clock::
+
+    start     sent                 first   head_out          last            end
+      |-proxy-|--connect--|--window: network + backend--|-proxy-|--body: backend--|-proxy-|
+
+- ``upstream_connect_ns``: time spent opening upstream connections (retries included);
+- ``upstream_network_ns``: the kernel's smoothed RTT of the upstream socket, at most the
+  window it is part of (request written to response head read, less late connects);
+- ``backend_ns``: the rest of that window, plus the response body's arrival;
+- ``proxy_ns``: everything else in the span (routing, pool waits, the response's way out);
+- ``client_network_ns``: the kernel's smoothed RTT of the client's connection, which lies
+  outside the span (the request's way in and the response's way out).
+
+So ``total_ns = client_network_ns + span`` and the parts add up to it exactly (the
+arithmetic never loses or double counts a nanosecond; ``tests/unit/flows/test_reqsplit``).
+What the parts *mean* is only as good as the kernel's RTT: a peer that answers within its
+delayed-ACK time carries the ACK on its answer, and its think time enters the RTT (see
+ARCHITECTURE.md, "Where a request's time went").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from agent.flows.flow import RequestSplit
+
+FIELDS = ("total_ns", "client_network_ns", "proxy_ns", "upstream_connect_ns",
+          "upstream_network_ns", "backend_ns")
+PARTS = FIELDS[1:]
+MARKS = 8  # (client_rtt_us, sent, connect, connect_late, first, head_out, last, upstream_rtt_us)
+
+
+def split(span_ns: int, marks: Sequence[int]) -> RequestSplit:
+    """The parts of one request from its span and marks (``l7proxy.timing``)."""
+    client_rtt_us, sent, connect, late, first, head_out, last, upstream_rtt_us = marks
+    span = max(0, span_ns)
+    client = max(0, client_rtt_us) * 1000
+    connect = min(max(0, connect), span)
+    if sent <= 0:  # answered without an upstream request (local answer, connect failure)
+        return RequestSplit(client + span, client, span - connect, connect, 0, 0)
+    sent = min(sent, span)
+    late = min(max(0, late), connect)
+    end_window = min(first, span) if first > 0 else span  # no response head: all of it
+    window = max(0, end_window - sent - late)
+    network = min(max(0, upstream_rtt_us) * 1000, window)
+    body = 0
+    if first > 0 and last > 0:
+        # The response body arrived between its head going out and its last byte (which
+        # may come in the same read as the head: then there is no body time).
+        out = min(max(head_out, first), span)
+        body = max(0, min(last, span) - out)
+    backend = window - network + body
+    proxy = max(0, span - connect - window - body)
+    return RequestSplit(client + span, client, proxy, connect, network, backend)
+
+
+def to_json(r: RequestSplit) -> dict[str, int]:
+    """Every part, zeros included (0 is a measurement here: no connect, no upstream)."""
+    return {name: getattr(r, name) for name in FIELDS}
+
+
+def from_json(data: Any) -> RequestSplit | None:
+    if not isinstance(data, dict):
+        return None
+    values: dict[str, int] = {}
+    for name in FIELDS:
+        try:
+            values[name] = int(data.get(name, 0))
+        except (TypeError, ValueError):
+            values[name] = 0
+    return RequestSplit(**values)
+
+
+def check_marks(value: Any) -> tuple[int, ...] | None:
+    """A record's marks as sent (null: none), checked (ValueError says what is wrong)."""
+    if value is None:
+        return None
+    if (not isinstance(value, list | tuple) or len(value) != MARKS
+            or any(type(v) is not int for v in value)):
+        raise ValueError(f"timing marks must be an array of {MARKS} integers, got {value!r}")
+    return tuple(value)

@@ -1,0 +1,97 @@
+"""``python -m bench.l7.ab BEFORE_TREE AFTER_TREE``: the waypoint from two source trees (a
+``git worktree`` of the commit before a change, and the change), the same nginx backend,
+route table, wrk load and flow drain as ``bench.l7``, in alternating rounds. Reports req/s
+and the waypoint's CPU time per request (its core's user+system over the run, divided by
+the requests wrk counted): the second is what a change costs the waypoint, whatever else
+runs on the load core. Not a side-by-side with a peer: a before/after of one change."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.l7 import peers, table
+from bench.l7.peers import HOST, Proc
+from bench.l7.wrk import parse_wrk, wrk_argv
+
+
+def _waypoint(tree: Path, work: Path, config: str, tag: str, sock: Path
+              ) -> tuple[Proc, tuple[str, int]]:
+    port, metrics = peers.free_port(), peers.free_port()
+    path = work / f"tulle-{tag}.yaml"
+    path.write_text(config.replace("LISTEN", f"{HOST}:{port}"))
+    argv = [*peers.pinned(1), sys.executable, "-m", "l7proxy", "--config", str(path),
+            "--listen", f"{HOST}:{port}", "--workers", "1", "--metrics", f"{HOST}:{metrics}",
+            "--flows", f"unix:{sock}"]
+    env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
+    here = os.getcwd()
+    os.chdir(tree)  # ``-m l7proxy`` imports from the working directory first
+    try:
+        proc = Proc("tulle", argv, work / f"tulle-{tag}.log", env=env)
+    finally:
+        os.chdir(here)
+    return proc, (HOST, port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.l7.ab", description=__doc__)
+    parser.add_argument("before", type=Path)
+    parser.add_argument("after", type=Path)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args(argv)
+    trees = {"before": args.before.resolve(), "after": args.after.resolve()}
+    work = Path(tempfile.mkdtemp(prefix="tulle-ab-"))
+    backend = peers.free_port()
+    nginx = peers.start_nginx(work, backend, 0)
+    drain, sock = peers.start_drain(work, 0)
+    routes = table.build()
+    path, headers = routes.request()
+    config = table.tulle_config(routes, listen="LISTEN", backend=f"{HOST}:{backend}")
+    rps: dict[str, list[float]] = {k: [] for k in trees}
+    cpu: dict[str, list[float]] = {k: [] for k in trees}
+    try:
+        for r in range(args.rounds):
+            for name in (list(trees) if r % 2 == 0 else list(trees)[::-1]):
+                proc, address = _waypoint(trees[name], work, config, f"{name}-{r}", sock)
+                peers.wait_http(address, path, headers, proc)
+                url = f"http://{address[0]}:{address[1]}{path}"
+                used = 0.0
+                for seconds, tag in ((1, "warm"), (args.duration, "run")):
+                    before = sum(peers.cpu_seconds(proc.pid))
+                    load = Proc("wrk", wrk_argv(url, headers=headers,
+                                                connections=args.connections,
+                                                seconds=seconds, cpu=0),
+                                work / f"wrk-{name}-{r}-{tag}.txt")
+                    load.wait(seconds + 30)
+                    load.stop()
+                    used = sum(peers.cpu_seconds(proc.pid)) - before
+                result = parse_wrk((work / f"wrk-{name}-{r}-run.txt").read_text())
+                proc.stop()
+                rps[name].append(result.rps)
+                cpu[name].append(used / result.requests * 1e6)
+                print(f"round {r} {name}: {result.rps:,.0f} req/s, waypoint "
+                      f"{cpu[name][-1]:.1f} µs CPU per request, errors {result.errors}",
+                      flush=True)
+    finally:
+        drain.stop()
+        nginx.stop()
+    summary = {k: {"rps_median": statistics.median(rps[k]),
+                   "cpu_us_per_request_median": statistics.median(cpu[k]),
+                   "rps": rps[k], "cpu_us_per_request": cpu[k]} for k in trees}
+    b, a = summary["before"], summary["after"]
+    summary["ratios"] = {"rps": a["rps_median"] / b["rps_median"],
+                         "cpu_per_request": (a["cpu_us_per_request_median"]
+                                             / b["cpu_us_per_request_median"])}
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,292 @@
+"""The incremental planner equals a full replan, after any sequence of object changes.
+
+Objects come from a small universe (few names, few addresses) so that random sequences
+create and break the interesting cases: Services contesting one ClusterIP and port, slices
+moving between Services, IPv6 slices, terminating endpoints, pods changing identity or node,
+policies, Nodes claiming waypoint addresses, routes turning ports L7.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agent.datapath.desired import DesiredDatapath, desired_datapath, l7_keys, view_of
+from agent.datapath.planner import Change, Planner
+from agent.model.convert import ConversionError, from_dict
+from agent.model.resource import Resource
+from l7proxy.routing import RouteCompiler
+
+NODE = "n1"
+WAYPOINT = (IPv4Address("10.244.1.254"), 15001)
+NAMESPACES = ("a", "b")
+NAMES = ("x", "y")
+VIPS = ("10.96.0.1", "10.96.0.2", "None", "fd00::10")
+POD_IPS = ("10.244.1.2", "10.244.1.3", "10.244.2.2", "10.244.2.3")
+PORTS = (
+    {"name": "http", "port": 80, "targetPort": 8080},
+    {"name": "dns", "port": 53, "protocol": "UDP"},
+    {"port": 80, "targetPort": 9090},
+)
+HTTP, DNS = {"name": "http", "port": 8080}, {"name": "dns", "port": 5353, "protocol": "UDP"}
+SLICE_PORTS = ([HTTP], [HTTP], [HTTP, DNS], [{"name": "", "port": 9090}], [])
+
+names = st.sampled_from(NAMES)
+namespaces = st.sampled_from(NAMESPACES)
+labels = st.dictionaries(st.sampled_from(("app", "tier")), st.sampled_from(("x", "y")), max_size=2)
+
+
+@st.composite
+def services(draw: Any) -> dict[str, Any]:
+    chosen = draw(st.lists(st.sampled_from(range(len(PORTS))), min_size=1, max_size=3, unique=True))
+    ports = [dict(PORTS[i]) for i in chosen]
+    if len(ports) > 1:  # several ports must all be named
+        ports = [{**p, "name": p.get("name", "alt")} for p in ports]
+    spec: dict[str, Any] = {"clusterIP": draw(st.sampled_from(VIPS)), "ports": ports}
+    if draw(st.booleans()):
+        spec["sessionAffinity"] = "ClientIP"
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {}, "spec": spec}
+
+
+@st.composite
+def endpoint_slices(draw: Any) -> dict[str, Any]:
+    owner = draw(st.one_of(st.none(), names))
+    ipv6 = draw(st.integers(0, 9)) == 0
+    endpoints = [
+        {
+            "addresses": ["fd00::1" if ipv6 else draw(st.sampled_from(POD_IPS))],
+            "conditions": {
+                "ready": draw(st.sampled_from((True, True, False))),
+                "serving": draw(st.booleans()),
+                "terminating": draw(st.booleans()),
+            },
+        }
+        for _ in range(draw(st.integers(0, 3)))
+    ]
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"labels": {"kubernetes.io/service-name": owner} if owner else {}},
+        "addressType": "IPv6" if ipv6 else "IPv4",
+        "endpoints": endpoints,
+        "ports": draw(st.sampled_from(SLICE_PORTS)),
+    }
+
+
+@st.composite
+def pods(draw: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"labels": draw(labels)},
+        "spec": {
+            "nodeName": draw(st.sampled_from(("n1", "n2"))),
+            "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}],
+        },
+        "status": {
+            "podIP": draw(st.sampled_from(POD_IPS)),
+            "phase": draw(st.sampled_from(("Running", "Running", "Succeeded"))),
+        },
+    }
+
+
+@st.composite
+def policies(draw: Any) -> dict[str, Any]:
+    peer = {"podSelector": {"matchLabels": draw(labels)}}
+    rule = {"from": [peer], "ports": [{"port": draw(st.sampled_from((8080, "http")))}]}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {},
+        "spec": {
+            "podSelector": {"matchLabels": draw(labels)},
+            "policyTypes": draw(st.sampled_from((["Ingress"], ["Ingress", "Egress"]))),
+            "ingress": [rule],
+        },
+    }
+
+
+@st.composite
+def nodes(draw: Any) -> dict[str, Any]:
+    internal = draw(st.sampled_from(("10.240.0.2", "10.240.0.3", "10.244.1.254")))
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {},
+        "spec": {"podCIDR": draw(st.sampled_from(("10.244.1.0/24", "10.244.2.0/24")))},
+        "status": {"addresses": [{"type": "InternalIP", "address": internal}]},
+    }
+
+
+@st.composite
+def routes(draw: Any) -> dict[str, Any]:
+    parent: dict[str, Any] = {"group": "", "kind": "Service", "name": draw(names)}
+    if draw(st.booleans()):
+        parent["port"] = 80
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {},
+        "spec": {"parentRefs": [parent], "rules": [{"backendRefs": [{"name": "x", "port": 80}]}]},
+    }
+
+
+@st.composite
+def changes(draw: Any) -> tuple[str, str, str, dict[str, Any] | None]:
+    kind = draw(
+        st.sampled_from(
+            ("Service", "Service", "EndpointSlice", "EndpointSlice", "EndpointSlice", "Pod",
+             "Pod", "NetworkPolicy", "Node", "Namespace", "HTTPRoute")
+        )
+    )
+    ns, name = draw(namespaces), draw(names)
+    if kind == "Node":
+        ns, name = "", draw(st.sampled_from(("n1", "n2")))
+    if kind == "Namespace":
+        ns = ""
+        name = draw(namespaces)
+    if draw(st.integers(0, 4)) == 0:
+        return kind, ns, name, None  # deleted
+    if kind == "Node":
+        doc = nodes()
+    elif kind == "Namespace":
+        doc = st.just({"apiVersion": "v1", "kind": "Namespace",
+                       "metadata": {"labels": draw(labels)}})
+    else:
+        doc = {"Service": services(), "EndpointSlice": endpoint_slices(), "Pod": pods(),
+               "NetworkPolicy": policies(), "HTTPRoute": routes()}[kind]
+    body = draw(doc)
+    body["metadata"] = {**body["metadata"], "name": name, "uid": f"{ns}-{name}"}
+    if ns:
+        body["metadata"]["namespace"] = ns
+    return kind, ns, name, body
+
+
+def decoded(doc: dict[str, Any]) -> Resource | None:
+    """As the agent decodes: an invalid object (e.g. two ports 80/TCP) counts as absent."""
+    try:
+        return from_dict(doc)
+    except ConversionError:
+        return None
+
+
+def full_replan(objects: dict[tuple[str, str, str], Resource]) -> DesiredDatapath:
+    view = view_of(objects.values())
+    return desired_datapath(view, NODE, None, l7_keys(view, RouteCompiler()), WAYPOINT)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(changes(), st.integers(0, 5)), min_size=1, max_size=30))
+def test_incremental_plan_equals_full_replan(steps: list[Any]) -> None:
+    planner = Planner(NODE, WAYPOINT)
+    objects: dict[tuple[str, str, str], Resource] = {}
+    for (kind, ns, name, doc), how in steps:
+        key = (kind, ns, name)
+        obj = decoded(doc) if doc is not None else None
+        if obj is None:
+            objects.pop(key, None)
+        else:
+            objects[key] = obj
+        if how == 0:  # a resync (relist): the planner finds the deltas itself
+            planner.reset(list(objects.values()))
+        else:
+            planner.update([Change(kind, ns, name, obj)])
+        # Every change is checked, and the maps' full contents compared: entries with their
+        # backends and Maglev tables, ipcache, policy, endpoints, L7 flags, errors.
+        assert planner.desired() == full_replan(objects)
+    fresh = Planner(NODE, WAYPOINT)
+    fresh.reset(objects.values())
+    assert fresh.desired() == planner.desired()
+
+
+# -- the cases the property test must reach, spelled out ------------------------------------
+
+def svc(ns: str, name: str, vip: str = "10.96.0.1") -> Resource:
+    return from_dict({"apiVersion": "v1", "kind": "Service",
+                      "metadata": {"namespace": ns, "name": name},
+                      "spec": {"clusterIP": vip, "ports": [{"name": "http", "port": 80}]}})
+
+
+def eps(ns: str, name: str, owner: str, *ips: str) -> Resource:
+    return from_dict({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                      "metadata": {"namespace": ns, "name": name,
+                                   "labels": {"kubernetes.io/service-name": owner}},
+                      "addressType": "IPv4", "ports": [HTTP],
+                      "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}
+                                    for ip in ips]})
+
+
+def run(*changes: tuple[str, str, str, Resource | None]) -> tuple[Planner, DesiredDatapath]:
+    planner = Planner(NODE, WAYPOINT)
+    objects: dict[tuple[str, str, str], Resource] = {}
+    for kind, ns, name, obj in changes:
+        planner.update([Change(kind, ns, name, obj)])
+        if obj is None:
+            objects.pop((kind, ns, name), None)
+        else:
+            objects[(kind, ns, name)] = obj
+        assert planner.desired() == full_replan(objects)
+    return planner, planner.desired()
+
+
+def backends_of(desired: DesiredDatapath) -> dict[str, list[str]]:
+    return {f"{e.namespace}/{e.name}": [str(b) for b in e.backends]
+            for e in desired.services.entries.values()}
+
+
+def test_deleted_and_relabelled_slices_leave_their_service() -> None:
+    _, desired = run(
+        ("Service", "a", "x", svc("a", "x")),
+        ("Service", "a", "y", svc("a", "y", "10.96.0.2")),
+        ("EndpointSlice", "a", "s1", eps("a", "s1", "x", "10.244.1.2")),
+        ("EndpointSlice", "a", "s2", eps("a", "s2", "x", "10.244.1.3")),
+        ("EndpointSlice", "a", "s1", None),
+        ("EndpointSlice", "a", "s2", eps("a", "s2", "y", "10.244.1.3")),
+    )
+    assert backends_of(desired) == {"a/x": [], "a/y": ["10.244.1.3:8080"]}
+
+
+def test_contested_address_passes_to_the_next_service_when_the_first_goes() -> None:
+    planner, desired = run(
+        ("Service", "b", "x", svc("b", "x")),
+        ("Service", "a", "x", svc("a", "x")),
+        ("EndpointSlice", "b", "s", eps("b", "s", "x", "10.244.2.2")),
+    )
+    assert backends_of(desired) == {"a/x": []}
+    assert desired.errors == ("Service b/x: 10.96.0.1:80/TCP is already served by a/x",)
+    planner.update([Change("Service", "a", "x", None)])
+    assert backends_of(planner.desired()) == {"b/x": ["10.244.2.2:8080"]}
+    assert planner.desired().errors == ()
+
+
+def test_an_endpoint_change_replans_only_its_service() -> None:
+    planner, before = run(
+        *[("Service", "a", f"s{i}", svc("a", f"s{i}", f"10.96.0.{i + 1}")) for i in range(3)],
+        *[("EndpointSlice", "a", f"e{i}", eps("a", f"e{i}", f"s{i}", f"10.244.1.{i + 2}"))
+          for i in range(3)],
+    )
+    planner.update([Change("EndpointSlice", "a", "e1", eps("a", "e1", "s1", "10.244.1.9"))])
+    after = planner.desired()
+    changed = [k for k, e in after.services.entries.items() if before.services.entries[k] is not e]
+    assert [str(k) for k in changed] == ["10.96.0.2:80/TCP"]
+    # The other parts are the very objects planned before: the applier skips them.
+    assert after.ipcache is before.ipcache and after.identity_rules is before.identity_rules
+    assert after.endpoints is before.endpoints and after.l7 is before.l7
+
+
+def test_pods_without_uid_keep_their_own_identities() -> None:
+    """pod_endpoints keyed label sets by metadata.uid: two pods without one (objects from
+    YAML) shared the last one's identity, and policy for one applied to the other."""
+    def pod(name: str, app: str, ip: str) -> Resource:
+        return from_dict({"apiVersion": "v1", "kind": "Pod",
+                          "metadata": {"namespace": "a", "name": name, "labels": {"app": app}},
+                          "spec": {"nodeName": NODE, "containers": [{"name": "c"}]},
+                          "status": {"podIP": ip, "phase": "Running"}})
+
+    _, desired = run(("Pod", "a", "web", pod("web", "web", "10.244.1.2")),
+                     ("Pod", "a", "db", pod("db", "db", "10.244.1.3")))
+    web, db = desired.ipcache[IPv4Address("10.244.1.2")], desired.ipcache[IPv4Address("10.244.1.3")]
+    assert web != db

@@ -1,0 +1,102 @@
+"""The split arithmetic (agent.flows.reqsplit): worked examples, the parts always adding up
+to the total for marks in the order the waypoint takes them, and the JSON form."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.flows.codec import flow_from_json, flow_to_json
+from agent.flows.flow import Flow, RequestSplit, TulleInfo
+from agent.flows.reqsplit import FIELDS, PARTS, from_json, split, to_json
+
+MS = 1_000_000
+
+
+def test_a_forwarded_request_on_a_new_connection() -> None:
+    # head read at 0; connect 2 ms; request written at 3 ms; response head at 13 ms
+    # (upstream RTT 1 ms: so 9 ms backend); head out at 14 ms; last byte at 20 ms (6 ms
+    # of body: backend); handed to the client at 21 ms; client RTT 0.5 ms.
+    r = split(21 * MS, (500, 3 * MS, 2 * MS, 0, 13 * MS, 14 * MS, 20 * MS, 1000))
+    assert r == RequestSplit(total_ns=21_500_000, client_network_ns=500_000,
+                             proxy_ns=3 * MS, upstream_connect_ns=2 * MS,
+                             upstream_network_ns=1 * MS, backend_ns=15 * MS)
+
+
+def test_a_response_whose_last_byte_came_with_its_head_has_no_body_time() -> None:
+    r = split(10 * MS, (0, 1 * MS, 0, 0, 8 * MS, 9 * MS, 8 * MS, 2000))
+    assert (r.upstream_network_ns, r.backend_ns, r.proxy_ns) == (2 * MS, 5 * MS, 3 * MS)
+
+
+def test_a_retry_on_a_new_connection_is_connect_time_inside_the_window() -> None:
+    # first try written at 1 ms; its connection failed, a new one took 4 ms (late)
+    r = split(30 * MS, (0, 1 * MS, 4 * MS, 4 * MS, 25 * MS, 25 * MS, 29 * MS, 0))
+    assert r.upstream_connect_ns == 4 * MS
+    assert r.backend_ns == (25 - 1 - 4 + 4) * MS
+    assert r.proxy_ns == 2 * MS
+
+
+def test_an_rtt_longer_than_the_window_is_cut_to_it() -> None:
+    r = split(5 * MS, (0, 1 * MS, 0, 0, 2 * MS, 2 * MS, 2 * MS, 9000))
+    assert r.upstream_network_ns == 1 * MS and r.backend_ns == 0
+
+
+def test_no_upstream_request_is_all_proxy_and_connect() -> None:
+    assert split(7 * MS, (100, 0, 5 * MS, 0, 0, 0, 0, 0)) == RequestSplit(
+        7_100_000, 100_000, 2 * MS, 5 * MS, 0, 0)
+
+
+def test_no_response_head_leaves_the_rest_of_the_span_upstream() -> None:
+    r = split(10 * MS, (0, 2 * MS, 0, 0, 0, 0, 0, 500))
+    assert (r.proxy_ns, r.upstream_network_ns, r.backend_ns) == (2 * MS, 500_000, 7_500_000)
+
+
+@st.composite
+def ordered_marks(draw: st.DrawFn) -> tuple[int, tuple[int, ...]]:
+    """Marks as the waypoint takes them: early connects before the write, the response
+    head after it, head out and last byte (in either order) after the head."""
+    span = draw(st.integers(0, 10**11))
+    client = draw(st.integers(0, 10**7))
+    up_rtt = draw(st.integers(0, 10**7))
+    if draw(st.booleans()):
+        return span, (client, 0, draw(st.integers(0, span)), 0, 0, 0, 0, up_rtt)
+    sent = draw(st.integers(1, max(1, span)))
+    early = draw(st.integers(0, sent))
+    first = draw(st.one_of(st.just(0), st.integers(sent, max(sent, span))))
+    late = draw(st.integers(0, (first or span) - sent if (first or span) >= sent else 0))
+    head_out = draw(st.integers(first, max(first, span))) if first else 0
+    last = draw(st.integers(first, max(first, span))) if first else 0
+    return span, (client, sent, early + late, late, first, head_out, last, up_rtt)
+
+
+@given(ordered_marks())
+def test_the_parts_add_up_to_the_total(case: tuple[int, tuple[int, ...]]) -> None:
+    span, marks = case
+    r = split(span, marks)
+    assert all(getattr(r, p) >= 0 for p in PARTS)
+    assert sum(getattr(r, p) for p in PARTS) == r.total_ns == marks[0] * 1000 + span
+
+
+@given(st.integers(-10**9, 10**12), st.lists(st.integers(-10**12, 10**12), min_size=8,
+                                               max_size=8))
+def test_any_marks_give_parts_that_are_never_negative(span: int, marks: list[int]) -> None:
+    r = split(span, marks)
+    assert all(getattr(r, p) >= 0 for p in FIELDS)
+
+
+def test_json_field_names_are_the_contract() -> None:
+    r = RequestSplit(1, 2, 3, 4, 5, 6)
+    assert list(to_json(r)) == ["total_ns", "client_network_ns", "proxy_ns",
+                                "upstream_connect_ns", "upstream_network_ns", "backend_ns"]
+    flow = Flow(time=1, tulle=TulleInfo(route="a/b", request=r))
+    out = json.loads(json.dumps(flow_to_json(flow)))
+    assert out["tulle"]["request"] == to_json(r)
+    assert flow_from_json(out).tulle == flow.tulle
+
+
+def test_json_zeros_are_kept_and_bad_values_read_as_zero() -> None:
+    assert to_json(RequestSplit())["upstream_connect_ns"] == 0
+    assert from_json({"total_ns": "12", "proxy_ns": "x"}) == RequestSplit(total_ns=12)
+    assert from_json("nope") is None

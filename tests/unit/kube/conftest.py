@@ -1,0 +1,79 @@
+"""A lab API server on loopback over a temporary store, stoppable and restartable on its
+port, with a kubeconfig for lightkube (the admin token)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from agent.store import Store
+from lab.apiserver import identities
+from lab.apiserver.__main__ import bootstrap
+from lab.apiserver.app import Api
+from lab.apiserver.certs import Credentials, credentials, write_kubeconfig
+from lab.apiserver.server import ApiServer, tls_context
+from lab.apiserver.watch import WatchSettings
+
+HISTORY = 30
+
+
+@dataclass
+class Lab:
+    store: Store
+    creds: Credentials
+    port: int
+    kubeconfig: Path
+    server: ApiServer | None = None
+    bookmark_interval: float = 0.2
+
+    def start(self) -> None:
+        api = Api(
+            self.store,
+            frozenset({self.creds.token}),
+            watch_settings=WatchSettings(poll_interval=0.01, bookmark_interval=self.bookmark_interval),
+        )
+        self.server = ApiServer(
+            api, tls_context(self.creds.server_cert, self.creds.server_key), self.port
+        ).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    creds = credentials(tmp_path / "state")
+    store = Store(tmp_path / "store.db", history=HISTORY)
+    bootstrap(store)
+    port = _free_port()
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "t", f"https://127.0.0.1:{port}", creds)
+    lab = Lab(store, creds, port, kubeconfig)
+    lab.start()
+    try:
+        yield lab
+    finally:
+        lab.stop()
+        store.close()
+
+
+def account_kubeconfig(lab: Lab, account: str) -> Path:
+    """A kubeconfig with ``account``'s token, as `tulle lab up` writes for each component
+    (seeds the ServiceAccounts and roles of deploy/daemonset/rbac.yaml and lab-rbac.yaml)."""
+    tokens = identities.seed(lab.store, identities.load(identities.MANIFESTS))
+    path = lab.kubeconfig.with_name(f"{account}.kubeconfig")
+    url = f"https://127.0.0.1:{lab.port}"
+    return write_kubeconfig(path, "t", url, lab.creds, token=tokens[account], user=account)
+
+

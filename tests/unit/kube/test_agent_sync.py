@@ -1,0 +1,94 @@
+"""How the agent hands cluster changes to its datapath: the whole state once listed, then each
+change on its own (incremental planning), and the whole state again after a failed round."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from agent.daemon import Agent
+from agent.datapath.controller import ObjectChange
+from agent.kube.backoff import Backoff
+from agent.kube.source import connect
+from tests.unit.kube.conftest import Lab, account_kubeconfig
+from tests.unit.kube.test_node_agent import wait_for
+
+
+class RecordingDatapath:
+    """Stands in for DatapathController: records what the agent hands it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.fail_next_change = False
+        self.lock = threading.Lock()
+
+    def resync(self, objects: list[dict[str, Any]]) -> None:
+        with self.lock:
+            self.calls.append(("resync", {(o["kind"], o["metadata"]["name"]) for o in objects}))
+
+    def apply_changes(self, changes: list[ObjectChange]) -> None:
+        with self.lock:
+            if self.fail_next_change:
+                self.fail_next_change = False
+                raise RuntimeError("map full")
+            self.calls.append(("changes", [(c.kind, c.name, c.new is None) for c in changes]))
+
+    def kinds_of_calls(self) -> list[str]:
+        with self.lock:
+            return [kind for kind, _ in self.calls]
+
+
+def service(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"clusterIP": "10.96.7.7", "ports": [{"port": 80}]}}
+
+
+@pytest.fixture
+def running(lab: Lab) -> Iterator[tuple[Agent, RecordingDatapath]]:
+    lab.store.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
+    agent = Agent("node1", connect(account_kubeconfig(lab, "tulle-agent")),
+                  backoff=Backoff(0.02, 0.2))
+    datapath = RecordingDatapath()
+    agent.datapath = datapath  # type: ignore[assignment]
+    agent.source.start()
+    syncer = threading.Thread(target=agent.sync_forever, daemon=True)
+    syncer.start()
+    try:
+        yield agent, datapath
+    finally:
+        agent.stop.set()
+        agent.source.stop()
+        syncer.join(timeout=5)
+
+
+def test_listed_state_then_each_change_alone(
+    lab: Lab, running: tuple[Agent, RecordingDatapath]
+) -> None:
+    agent, datapath = running
+    wait_for(lambda: datapath.kinds_of_calls()[:1] == ["resync"], "the first full sync")
+    assert ("Namespace", "default") in datapath.calls[0][1]
+    lab.store.apply(service("web"))
+    wait_for(lambda: "changes" in datapath.kinds_of_calls(), "the Service as a change")
+    assert datapath.kinds_of_calls() == ["resync", "changes"]
+    assert datapath.calls[1][1] == [("Service", "web", False)]
+    lab.store.delete("Service", "default", "web")
+    wait_for(lambda: len(datapath.calls) == 3, "the deletion as a change")
+    assert datapath.calls[2] == ("changes", [("Service", "web", True)])
+    assert agent.first_sync_s is not None and agent.first_sync_s > 0
+
+
+def test_a_failed_round_is_followed_by_a_full_resync(
+    lab: Lab, running: tuple[Agent, RecordingDatapath]
+) -> None:
+    agent, datapath = running
+    wait_for(lambda: datapath.kinds_of_calls() == ["resync"], "the first full sync")
+    datapath.fail_next_change = True
+    lab.store.apply(service("web"))
+    # The failed change is not lost: the next round replans everything, with the Service.
+    wait_for(lambda: datapath.kinds_of_calls() == ["resync", "resync"], "a full resync", 10.0)
+    assert ("Service", "web") in datapath.calls[1][1]
+    assert agent.last_error is None

