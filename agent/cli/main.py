@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import click
 
-from agent.cli.context import lab_name
+from agent.cli.apply import apply
+from agent.cli.context import cluster_options, lab_name
 from agent.cli.lab import lab
 from agent.cli.namespaces import list_namespaces
 from agent.cli.node import agent, waypoint
 from agent.cli.observe import list_group, observe, set_default_server, status
-from agent.cli.resources import apply, delete, describe_cmd, get, wait
+from agent.cli.resources import delete, describe_cmd, get, wait
 from agent.cli.servicemap import map_cmd
 from agent.cli.trace import trace
 from agent.lab.state import LabPaths
@@ -17,15 +18,15 @@ from agent.lab.state import LabPaths
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--lab", envvar="TULLE_LAB", default=None, help="Lab to talk to (default 'lab').")
-@click.option(
-    "--store",
-    envvar="TULLE_STORE",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="Store file to use instead of the lab's.",
-)
-def cli(lab: str | None, store: str | None) -> None:
-    """Tulle: a sidecarless service mesh with an eBPF data path."""
+@cluster_options
+def cli(lab: str | None, kubeconfig: str | None, context_name: str | None) -> None:
+    """Tulle: a sidecarless service mesh with an eBPF data path.
+
+    \b
+    apply, get, describe, delete and wait talk to the Kubernetes API with the kubeconfig of:
+    --kubeconfig; else --lab/$TULLE_LAB (that lab's); else $KUBECONFIG; else the lab 'lab'
+    when it is up; else ~/.kube/config; else in-cluster config. --context picks a context.
+    """
 
 
 cli.add_command(agent)

@@ -1,216 +1,165 @@
-"""kubectl-style tables for `tulle get`, computed from Kubernetes-shaped objects."""
+"""What `tulle get` and `tulle describe` print (pure). Tables come from the server's ``Table``
+responses, as kubectl's do, so every kind (custom resources with their printer columns
+too) shows the columns a cluster defines for it; ``-o wide`` adds the priority > 0 ones."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-Obj = dict[str, Any]
-Column = tuple[str, Callable[[Obj], str]]
+import yaml
+
+Obj = Mapping[str, Any]
+PADDING = "   "
 
 
-def age(obj: Obj, now: datetime | None = None) -> str:
-    ts = obj.get("metadata", {}).get("creationTimestamp")
-    if not ts:
-        return "<unknown>"
-    created = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    seconds = int(((now or datetime.now(UTC)) - created).total_seconds())
-    if seconds < 120:
-        return f"{max(seconds, 0)}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "<none>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) or "<none>"
+    return str(value)
 
 
-def _condition(obj: Obj, ctype: str) -> str:
-    for cond in obj.get("status", {}).get("conditions", []) or []:
-        if cond.get("type") == ctype:
-            return str(cond.get("status", "Unknown"))
-    return "Unknown"
-
-
-def _pod_ready(obj: Obj) -> str:
-    statuses = obj.get("status", {}).get("containerStatuses", []) or []
-    total = len(obj.get("spec", {}).get("containers", []) or [])
-    return f"{sum(1 for s in statuses if s.get('ready'))}/{total}"
-
-
-def _pod_status(obj: Obj) -> str:
-    status = obj.get("status", {})
-    for cs in status.get("containerStatuses", []) or []:
-        waiting = cs.get("state", {}).get("waiting")
-        if waiting and waiting.get("reason") not in (None, "ContainerCreating"):
-            return str(waiting["reason"])
-    return str(status.get("phase", "Pending"))
-
-
-def _restarts(obj: Obj) -> str:
-    statuses = obj.get("status", {}).get("containerStatuses", []) or []
-    return str(sum(int(s.get("restartCount", 0)) for s in statuses))
-
-
-def _svc_ports(obj: Obj) -> str:
-    ports = obj.get("spec", {}).get("ports", []) or []
-    return ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in ports) or "<none>"
-
-
-def _parents(obj: Obj) -> str:
-    refs = obj.get("spec", {}).get("parentRefs", []) or []
-    return ",".join(f"{r.get('kind', 'Gateway')}/{r.get('name')}" for r in refs) or "<none>"
-
-
-def _get(*path: str, default: str = "<none>") -> Callable[[Obj], str]:
-    def read(obj: Obj) -> str:
-        cur: Any = obj
-        for key in path:
-            if not isinstance(cur, dict) or key not in cur:
-                return default
-            cur = cur[key]
-        if isinstance(cur, list):
-            return ",".join(str(x) for x in cur) or default
-        return str(cur)
-
-    return read
-
-
-def _gateway_address(obj: Obj) -> str:
-    addrs = obj.get("status", {}).get("addresses", []) or []
-    return ",".join(str(a.get("value")) for a in addrs) or "<none>"
-
-
-def _deploy_ready(obj: Obj) -> str:
-    status = obj.get("status", {})
-    return f"{status.get('readyReplicas', 0)}/{obj.get('spec', {}).get('replicas', 1)}"
-
-
-def _slice_endpoints(obj: Obj) -> str:
-    addrs = [a for ep in obj.get("endpoints", []) or [] for a in ep.get("addresses", [])]
-    return ",".join(addrs[:3]) + (f" + {len(addrs) - 3} more" if len(addrs) > 3 else "") or "<none>"
-
-
-# kind -> (normal columns, extra columns for -o wide)
-COLUMNS: dict[str, tuple[list[Column], list[Column]]] = {
-    "Pod": (
-        [("READY", _pod_ready), ("STATUS", _pod_status), ("RESTARTS", _restarts)],
-        [("IP", _get("status", "podIP")), ("NODE", _get("spec", "nodeName"))],
-    ),
-    "Service": (
-        [
-            ("TYPE", _get("spec", "type", default="ClusterIP")),
-            ("CLUSTER-IP", _get("spec", "clusterIP")),
-            ("PORT(S)", _svc_ports),
-        ],
-        [
-            (
-                "SELECTOR",
-                lambda o: (
-                    ",".join(
-                        f"{k}={v}" for k, v in (o.get("spec", {}).get("selector") or {}).items()
-                    )
-                    or "<none>"
-                ),
-            )
-        ],
-    ),
-    "Deployment": (
-        [
-            ("READY", _deploy_ready),
-            ("UP-TO-DATE", _get("status", "updatedReplicas", default="0")),
-            ("AVAILABLE", _get("status", "availableReplicas", default="0")),
-        ],
-        [],
-    ),
-    "EndpointSlice": (
-        [
-            ("ADDRESSTYPE", _get("addressType")),
-            (
-                "PORTS",
-                lambda o: (
-                    ",".join(str(p.get("port")) for p in o.get("ports", []) or []) or "<unset>"
-                ),
-            ),
-            ("ENDPOINTS", _slice_endpoints),
-        ],
-        [],
-    ),
-    "Node": (
-        [("STATUS", lambda o: "Ready" if _condition(o, "Ready") == "True" else "NotReady")],
-        [
-            (
-                "INTERNAL-IP",
-                lambda o: next(
-                    (
-                        a["address"]
-                        for a in o.get("status", {}).get("addresses", [])
-                        if a.get("type") == "InternalIP"
-                    ),
-                    "<none>",
-                ),
-            ),
-            ("POD-CIDR", _get("spec", "podCIDR")),
-        ],
-    ),
-    "GatewayClass": (
-        [
-            ("CONTROLLER", _get("spec", "controllerName")),
-            ("ACCEPTED", lambda o: _condition(o, "Accepted")),
-        ],
-        [],
-    ),
-    "Gateway": (
-        [
-            ("CLASS", _get("spec", "gatewayClassName")),
-            ("ADDRESS", _gateway_address),
-            ("PROGRAMMED", lambda o: _condition(o, "Programmed")),
-        ],
-        [],
-    ),
-    "HTTPRoute": ([("HOSTNAMES", _get("spec", "hostnames", default=""))], [("PARENTS", _parents)]),
-    "NetworkPolicy": (
-        [
-            (
-                "POD-SELECTOR",
-                lambda o: (
-                    ",".join(
-                        f"{k}={v}"
-                        for k, v in (
-                            o.get("spec", {}).get("podSelector", {}).get("matchLabels") or {}
-                        ).items()
-                    )
-                    or "<none>"
-                ),
-            )
-        ],
-        [],
-    ),
-    "Secret": (
-        [
-            ("TYPE", _get("type", default="Opaque")),
-            ("DATA", lambda o: str(len(o.get("data") or {}))),
-        ],
-        [],
-    ),
-    "Namespace": ([("STATUS", _get("status", "phase", default="Active"))], []),
-}
-
-
-def table(
-    objs: Sequence[Obj], kind: str, *, all_namespaces: bool, wide: bool, namespaced: bool
-) -> str:
-    normal, extra = COLUMNS.get(kind, ([], []))
-    cols: list[Column] = []
-    if all_namespaces and namespaced:
-        cols.append(("NAMESPACE", lambda o: str(o["metadata"].get("namespace", ""))))
-    cols.append(("NAME", lambda o: str(o["metadata"]["name"])))
-    cols += normal
-    cols.append(("AGE", age))
-    if wide:
-        cols += extra
-    rows = [[header for header, _ in cols]] + [[fn(o) for _, fn in cols] for o in objs]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
+def table(tables: Sequence[Obj], *, wide: bool, with_namespace: bool) -> str:
+    """kubectl's rendering of one or more ``Table`` responses with the same columns:
+    upper-cased headers, a NAMESPACE column first across namespaces (from each row's object
+    metadata), priority > 0 columns only when ``wide``."""
+    if not tables:
+        return ""
+    definitions = list(tables[0].get("columnDefinitions") or [])
+    shown = [i for i, d in enumerate(definitions) if wide or not d.get("priority")]
+    header = [str(definitions[i].get("name", "")).upper() for i in shown]
+    if with_namespace:
+        header.insert(0, "NAMESPACE")
+    rows = [header]
+    for t in tables:
+        for row in t.get("rows") or []:
+            cells = list(row.get("cells") or [])
+            line = [_cell(cells[i]) if i < len(cells) else "<none>" for i in shown]
+            if with_namespace:
+                meta = (row.get("object") or {}).get("metadata") or {}
+                line.insert(0, str(meta.get("namespace", "")))
+            rows.append(line)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join(
-        "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+        PADDING.join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
     )
+
+
+def row_count(tables: Sequence[Obj]) -> int:
+    return sum(len(t.get("rows") or []) for t in tables)
+
+
+def as_list(items: Sequence[Obj], api_version: str, kind: str) -> dict[str, Any]:
+    """kubectl's ``-o yaml|json`` of several objects: a v1 List whose items carry their
+    apiVersion and kind (list responses leave them out)."""
+    filled = [{"apiVersion": api_version, "kind": kind, **item} for item in items]
+    return {"apiVersion": "v1", "kind": "List", "items": filled, "metadata": {}}
+
+
+def dump_yaml(obj: Any) -> str:
+    return yaml.safe_dump(obj, sort_keys=False).rstrip()
+
+
+def describe(obj: Obj, *, namespaced: bool) -> str:
+    """One object in detail, conditions first (routes' and listeners' included)."""
+    meta = obj.get("metadata") or {}
+    lines = [f"Name:         {meta.get('name')}"]
+    if namespaced:
+        lines.append(f"Namespace:    {meta.get('namespace')}")
+    lines += [
+        f"Kind:         {obj.get('kind')} ({obj.get('apiVersion')})",
+        f"Labels:       {_pairs(meta.get('labels') or {})}",
+        f"Annotations:  {_pairs(meta.get('annotations') or {})}",
+        f"Created:      {meta.get('creationTimestamp')}",
+        f"Generation:   {meta.get('generation')}   ResourceVersion: {meta.get('resourceVersion')}",
+    ]
+    owners = meta.get("ownerReferences") or []
+    if owners:
+        lines.append(
+            "Owned by:     " + ", ".join(f"{o.get('kind')}/{o.get('name')}" for o in owners)
+        )
+    conditions = all_conditions(obj.get("status") or {})
+    if conditions:
+        lines.append("Conditions:")
+        for where, cond in conditions:
+            reason = f" ({cond.get('reason')})" if cond.get("reason") else ""
+            msg = f": {cond.get('message')}" if cond.get("message") else ""
+            lines.append(f"  {where}{cond.get('type')}={cond.get('status')}{reason}{msg}")
+    for section in ("spec", "data", "status"):
+        if obj.get(section):
+            lines.append(f"{section.capitalize()}:")
+            lines += ["  " + line for line in dump_yaml(obj[section]).splitlines()]
+    return "\n".join(lines)
+
+
+def events(items: Sequence[Obj], now: datetime | None = None) -> str:
+    """kubectl describe's Events section, oldest first."""
+    if not items:
+        return "Events:       <none>"
+    stamped = sorted(items, key=_event_time)
+    rows = [
+        ["Type", "Reason", "Age", "From", "Message"],
+        ["----", "------", "----", "----", "-------"],
+    ]
+    for e in stamped:
+        source = (e.get("source") or {}).get("component") or e.get("reportingComponent") or ""
+        count = int(e.get("count") or 1)
+        age = _age(_event_time(e), now)
+        rows.append(
+            [
+                str(e.get("type", "")),
+                str(e.get("reason", "")),
+                f"{age} (x{count})" if count > 1 else age,
+                str(source),
+                str(e.get("message", "")).strip(),
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4]
+        for r in rows
+    ]
+    return "Events:\n" + "\n".join(line.rstrip() for line in lines)
+
+
+def _event_time(event: Obj) -> str:
+    meta = event.get("metadata") or {}
+    return str(
+        event.get("lastTimestamp") or event.get("eventTime") or meta.get("creationTimestamp") or ""
+    )
+
+
+def _age(stamp: str, now: datetime | None) -> str:
+    try:
+        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return "<unknown>"
+    seconds = int(((now or datetime.now(UTC)) - then).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def _pairs(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items()) or "<none>"
+
+
+def all_conditions(status: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """Top-level conditions, then each route parent's and each listener's, with where."""
+    found: list[tuple[str, Mapping[str, Any]]] = [
+        ("", c) for c in status.get("conditions", []) or []
+    ]
+    for parent in status.get("parents", []) or []:
+        ref = parent.get("parentRef", {})
+        found += [(f"parent {ref.get('name')}: ", c) for c in parent.get("conditions", []) or []]
+    for listener in status.get("listeners", []) or []:
+        found += [
+            (f"listener {listener.get('name')}: ", c) for c in listener.get("conditions", []) or []
+        ]
+    return found

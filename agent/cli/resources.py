@@ -1,225 +1,274 @@
-"""`tulle apply|delete|get|describe`: kubectl-shaped verbs over the store."""
+"""`tulle get|describe|delete|wait`: kubectl-shaped conveniences over the Kubernetes API
+(agent.cli.cluster), so they work the same against a lab and a cluster."""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import click
-import yaml
 
-from agent.apiserver import AdmissionError, admit
-from agent.cli.context import store_path
-from agent.cli.printers import table
-from agent.model.convert import load_sources
-from agent.model.kinds import KindInfo, UnknownKindError, resolve_kind
-from agent.store import Store
+from agent.cli import printers
+from agent.cli.cluster import Cluster, ClusterError, connect
+from agent.cli.context import cluster_options
+from agent.cli.discovery import ApiResource
+from agent.cli.manifests import load, resource_of
 
-
-def _load(files: tuple[str, ...]) -> list[tuple[str, dict[str, Any]]]:
-    try:
-        docs = load_sources(list(files), sys.stdin)
-    except (OSError, ValueError) as err:
-        raise click.ClickException(str(err)) from err
-    if not docs:
-        raise click.ClickException(f"no objects found in {', '.join(files)}")
-    return docs
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 
 
-def _kind(text: str) -> KindInfo:
-    try:
-        return resolve_kind(text)
-    except UnknownKindError as err:
-        raise click.ClickException(str(err)) from err
+def parse_duration(text: str) -> float:
+    """Seconds from "60", "60s", "2m", "1h30m" (kubectl's --timeout)."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or match is None:
+        raise click.BadParameter(f"{text!r} is not a duration (e.g. 30, 30s, 2m, 1h)")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _targets(
+    cluster: Cluster, args: tuple[str, ...]
+) -> tuple[ApiResource | None, list[tuple[ApiResource, str]]]:
+    """``KIND [NAME...]`` or ``KIND/NAME...`` (kubectl's two forms)."""
+    if not args:
+        raise click.UsageError("give KIND [NAME...] or KIND/NAME...")
+    if "/" in args[0]:
+        named = []
+        for arg in args:
+            kind, sep, name = arg.partition("/")
+            if not sep or not name:
+                raise click.UsageError(f"{arg!r}: mix no KIND NAME with KIND/NAME forms")
+            named.append((cluster.resource(kind), name))
+        return None, named
+    res = cluster.resource(args[0])
+    return res, [(res, name) for name in args[1:]]
+
+
+def _namespace(cluster: Cluster, namespace: str | None, all_namespaces: bool) -> str | None:
+    return None if all_namespaces else (namespace or cluster.namespace)
+
+
+def _where(res: ApiResource, ns: str | None) -> str:
+    return f" in {ns} namespace" if res.namespaced and ns is not None else ""
 
 
 @click.command()
+@click.argument("args", nargs=-1, required=True)
+@click.option("-n", "--namespace", default=None, help="Default: the context's namespace.")
+@click.option("-A", "--all-namespaces", is_flag=True)
+@click.option("-o", "--output", type=click.Choice(["yaml", "json", "wide", "name"]), default=None)
+@click.option("-l", "--selector", default=None, help="Label selector, e.g. app=echo,tier!=db")
 @click.option(
-    "-f",
-    "--filename",
-    "files",
-    multiple=True,
-    required=True,
-    help="File, directory or - for stdin (repeatable).",
+    "--show-managed-fields", is_flag=True, help="Keep metadata.managedFields (-o yaml|json)."
 )
+@cluster_options
 @click.pass_context
-def apply(ctx: click.Context, files: tuple[str, ...]) -> None:
-    """Create or update objects from YAML or JSON manifests (all-or-nothing)."""
-    docs = _load(files)
-    with Store(store_path(ctx)) as store:
+def get(
+    ctx: click.Context,
+    args: tuple[str, ...],
+    namespace: str | None,
+    all_namespaces: bool,
+    output: str | None,
+    selector: str | None,
+    show_managed_fields: bool,
+    kubeconfig: str | None,
+    context_name: str | None,
+) -> None:
+    """Show objects: `get KIND [NAME...]` or `get KIND/NAME...`, like kubectl get."""
+    cluster = connect(ctx, kubeconfig, context_name)
+    listed, named = _targets(cluster, args)
+    ns = _namespace(cluster, namespace, all_namespaces)
+    missing: list[ClusterError] = []  # kubectl shows what it found, then what it did not
+    first = listed or named[0][0]
+    if output in ("yaml", "json", "name"):
+        if listed is not None and not named:
+            objs = cluster.list(listed, ns, selector)
+            body: Any = printers.as_list(objs, listed.api_version, listed.kind)
+            kinds = [listed] * len(objs)
+        else:
+            found = _each(missing, named, lambda r, n: cluster.get(r, n, ns or cluster.namespace))
+            kinds, objs = [r for r, _ in found], [o for _, o in found]
+            body = (
+                objs[0] if len(objs) == 1 else {"apiVersion": "v1", "kind": "List", "items": objs}
+            )
+        if not show_managed_fields:  # kubectl hides them too
+            for obj in objs:
+                obj.get("metadata", {}).pop("managedFields", None)
+        if output == "name":
+            for res, obj in zip(kinds, objs, strict=True):
+                click.echo(f"{res.qualified_kind}/{obj['metadata']['name']}")
+        elif objs or not missing:
+            click.echo(json.dumps(body, indent=2) if output == "json" else printers.dump_yaml(body))
+        if not objs and not missing and output == "name":
+            click.echo(f"No resources found{_where(first, ns)}.", err=True)
+    else:
+        if listed is not None and not named:
+            tables = [cluster.table(listed, ns, None, selector)]
+        else:
+            at = ns or cluster.namespace
+            tables = [t for _, t in _each(missing, named, lambda r, n: cluster.table(r, at, n))]
+        if printers.row_count(tables):
+            wide, across = output == "wide", ns is None and first.namespaced
+            click.echo(printers.table(tables, wide=wide, with_namespace=across))
+        elif not missing:
+            click.echo(f"No resources found{_where(first, ns)}.", err=True)
+    for err in missing:
+        err.show()
+    if missing:
+        sys.exit(1)
+
+
+def _each(
+    missing: list[ClusterError],
+    named: list[tuple[ApiResource, str]],
+    read: Callable[[ApiResource, str], dict[str, Any]],
+) -> list[tuple[ApiResource, dict[str, Any]]]:
+    """``read`` each named object; the ones not found go to ``missing``."""
+    found = []
+    for res, name in named:
         try:
-            objs = admit(store, docs)
-        except AdmissionError as err:
-            for line in err.errors:
-                click.echo(f"error: {line}", err=True)
-            raise click.ClickException(
-                f"{len(err.errors)} invalid object(s); nothing was applied"
-            ) from err
-        for stored, action in store.apply_many(objs):
-            click.echo(f"{stored['kind'].lower()}/{stored['metadata']['name']} {action}")
+            found.append((res, read(res, name)))
+        except ClusterError as err:
+            if err.code != 404:
+                raise
+            missing.append(err)
+    return found
+
+
+@click.command(name="describe")
+@click.argument("args", nargs=-1, required=True)
+@click.option("-n", "--namespace", default=None, help="Default: the context's namespace.")
+@cluster_options
+@click.pass_context
+def describe_cmd(
+    ctx: click.Context,
+    args: tuple[str, ...],
+    namespace: str | None,
+    kubeconfig: str | None,
+    context_name: str | None,
+) -> None:
+    """Show objects in detail, conditions first: `describe KIND NAME...`."""
+    cluster = connect(ctx, kubeconfig, context_name)
+    _, named = _targets(cluster, args)
+    if not named:
+        raise click.UsageError("give KIND NAME... or KIND/NAME...")
+    ns = namespace or cluster.namespace
+    shown = []
+    for res, name in named:
+        obj = cluster.get(res, name, ns)
+        text = printers.describe(obj, namespaced=res.namespaced)
+        shown.append(text + "\n" + printers.events(_events(cluster, obj)))
+    click.echo("\n\n".join(shown))
+
+
+def _events(cluster: Cluster, obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The object's Events, as kubectl describe finds them; none when we may not list them."""
+    events = cluster.resource_for("v1", "Event")
+    if events is None:
+        return []
+    meta = obj["metadata"]
+    fields = f"involvedObject.name={meta['name']},involvedObject.kind={obj.get('kind')}"
+    try:
+        return cluster.list(events, meta.get("namespace") or "default", fields=fields)
+    except ClusterError as err:
+        if err.code in (403, 404):
+            return []
+        raise
 
 
 @click.command()
 @click.option(
     "-f", "--filename", "files", multiple=True, help="Delete the objects in these manifests."
 )
-@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("-n", "--namespace", default=None, help="Default: the context's namespace.")
 @click.option("--ignore-not-found", is_flag=True)
+@click.option(
+    "-l", "--selector", default=None, help="Delete the objects of KIND with these labels."
+)
+@click.option("--all", "all_", is_flag=True, help="Delete every object of KIND in the namespace.")
 @click.argument("args", nargs=-1)
+@cluster_options
 @click.pass_context
 def delete(
     ctx: click.Context,
     files: tuple[str, ...],
-    namespace: str,
+    namespace: str | None,
     ignore_not_found: bool,
+    selector: str | None,
+    all_: bool,
     args: tuple[str, ...],
+    kubeconfig: str | None,
+    context_name: str | None,
 ) -> None:
-    """Delete objects: `delete -f FILE` or `delete KIND NAME...`."""
-    keys: list[tuple[str, str, str]] = []
+    """Delete objects: `delete -f FILE`, `delete KIND NAME...`, `delete KIND/NAME...` or
+    `delete KIND -l SELECTOR | --all`.
+
+    From manifests, Namespaces and CustomResourceDefinitions go last: deleting them first
+    would take the other objects along and report those as not found."""
+    if bool(files) == bool(args):
+        raise click.UsageError("give -f FILE or KIND NAME... (not both)")
+    cluster = connect(ctx, kubeconfig, context_name)
+    targets: list[tuple[ApiResource, str, str]] = []
     if files:
-        for _, doc in _load(files):
-            info = _kind(str(doc.get("kind", "")))
-            meta = doc.get("metadata") or {}
-            ns = (meta.get("namespace") or "default") if info.namespaced else ""
-            keys.append((info.kind, ns, str(meta.get("name", ""))))
-    elif len(args) >= 2:
-        info = _kind(args[0])
-        keys = [(info.kind, namespace if info.namespaced else "", name) for name in args[1:]]
+        for source, doc in load(files):
+            res = resource_of(cluster, source, doc)
+            meta = doc["metadata"]
+            targets.append((res, str(meta["name"]), meta.get("namespace") or ""))
+        targets.sort(key=lambda t: t[0].kind in ("Namespace", "CustomResourceDefinition"))
     else:
-        raise click.UsageError("give -f FILE or KIND NAME...")
-    missing = 0
-    with Store(store_path(ctx)) as store:
-        for kind, ns, name in keys:
-            if store.delete(kind, ns, name) is not None:
-                click.echo(f"{kind.lower()}/{name} deleted")
-            elif not ignore_not_found:
-                missing += 1
-                click.echo(
-                    f'Error: {kind} "{name}" not found' + (f" in namespace {ns!r}" if ns else ""),
-                    err=True,
-                )
-    if missing:
+        listed, named = _targets(cluster, args)
+        if listed is not None and not named and (selector or all_):
+            ns = namespace or cluster.namespace
+            found = cluster.list(listed, ns, selector)
+            targets = [(listed, o["metadata"]["name"], ns) for o in found]
+            if not targets:
+                click.echo(f"No resources found{_where(listed, ns)}.", err=True)
+        elif not named or selector or all_:
+            raise click.UsageError("give KIND NAME..., KIND/NAME... or KIND -l SELECTOR | --all")
+        else:
+            targets = [(res, name, "") for res, name in named]
+    failed = 0
+    for res, name, ns in targets:
+        ns = ns or namespace or cluster.namespace
+        try:
+            cluster.delete(res, name, ns)
+        except ClusterError as err:
+            if err.code == 404 and ignore_not_found:
+                continue
+            failed += 1
+            click.echo(f"error: {res.qualified_kind}/{name}: {err.message}", err=True)
+            continue
+        click.echo(f"{res.qualified_kind}/{name} deleted")
+    if failed:
         sys.exit(1)
 
 
-@click.command()
-@click.argument("kind")
-@click.argument("name", required=False)
-@click.option("-n", "--namespace", default="default", show_default=True)
-@click.option("-A", "--all-namespaces", is_flag=True)
-@click.option("-o", "--output", type=click.Choice(["yaml", "json", "wide", "name"]), default=None)
-@click.option("-l", "--selector", default=None, help="Label selector, e.g. app=echo,tier=web")
-@click.pass_context
-def get(
-    ctx: click.Context,
-    kind: str,
-    name: str | None,
-    namespace: str,
-    all_namespaces: bool,
-    output: str | None,
-    selector: str | None,
-) -> None:
-    """Show objects of KIND (name, plural or short name), like kubectl get."""
-    info = _kind(kind)
-    ns = None if (all_namespaces or not info.namespaced) else namespace
-    labels = dict(part.split("=", 1) for part in selector.split(",")) if selector else None
-    with Store(store_path(ctx)) as store:
-        objs, _ = store.list(info.kind, ns, labels)
-    if name:
-        objs = [o for o in objs if o["metadata"]["name"] == name]
-        if not objs:
-            where = f" in namespace {namespace!r}" if info.namespaced and not all_namespaces else ""
-            raise click.ClickException(f'{info.kind} "{name}" not found{where}')
-    if output == "json":
-        body = objs[0] if name else {"apiVersion": "v1", "kind": "List", "items": objs}
-        click.echo(json.dumps(body, indent=2))
-    elif output == "yaml":
-        body = objs[0] if name else {"apiVersion": "v1", "kind": "List", "items": objs}
-        click.echo(yaml.safe_dump(body, sort_keys=False).rstrip())
-    elif output == "name":
-        for o in objs:
-            click.echo(f"{info.plural}/{o['metadata']['name']}")
-    elif not objs:
-        where = "" if ns is None else f" in {ns} namespace"
-        click.echo(f"No resources found{where}.", err=True)
-    else:
-        click.echo(
-            table(
-                objs,
-                info.kind,
-                all_namespaces=ns is None,
-                wide=output == "wide",
-                namespaced=info.namespaced,
-            )
+def condition_met(obj: dict[str, Any], ctype: str, want: str) -> bool:
+    """kubectl wait's test on ``status.conditions``; an object without top-level conditions
+    (a Gateway API route) meets it when every parent's status has it."""
+    status = obj.get("status") or {}
+
+    def has(conditions: list[dict[str, Any]]) -> bool:
+        return any(
+            c.get("type", "").lower() == ctype.lower() and c.get("status") == want
+            for c in conditions or []
         )
 
-
-@click.command(name="describe")
-@click.argument("kind")
-@click.argument("name")
-@click.option("-n", "--namespace", default="default", show_default=True)
-@click.pass_context
-def describe_cmd(ctx: click.Context, kind: str, name: str, namespace: str) -> None:
-    """Show one object in detail, conditions first."""
-    info = _kind(kind)
-    with Store(store_path(ctx)) as store:
-        obj = store.get(info.kind, namespace if info.namespaced else "", name)
-    if obj is None:
-        raise click.ClickException(f'{info.kind} "{name}" not found')
-    meta = obj["metadata"]
-    lines = [f"Name:         {meta['name']}"]
-    if info.namespaced:
-        lines.append(f"Namespace:    {meta.get('namespace')}")
-    lines += [
-        f"Kind:         {obj['kind']} ({obj.get('apiVersion')})",
-        f"Labels:       {_labels(meta.get('labels') or {})}",
-        f"Created:      {meta.get('creationTimestamp')}",
-        f"Generation:   {meta.get('generation')}   ResourceVersion: {meta.get('resourceVersion')}",
-    ]
-    conditions = _all_conditions(obj.get("status") or {})
-    if conditions:
-        lines.append("Conditions:")
-        for where, cond in conditions:
-            reason = f" ({cond.get('reason')})" if cond.get("reason") else ""
-            msg = f": {cond.get('message')}" if cond.get("message") else ""
-            lines.append(f"  {where}{cond.get('type')}={cond.get('status')}{reason}{msg}")
-    for section in ("spec", "data", "status"):
-        if obj.get(section):
-            lines.append(f"{section.capitalize()}:")
-            body = yaml.safe_dump(obj[section], sort_keys=False).rstrip()
-            lines += ["  " + line for line in body.splitlines()]
-    click.echo("\n".join(lines))
-
-
-def _labels(labels: dict[str, str]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in labels.items()) or "<none>"
-
-
-def _all_conditions(status: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    found = [("", c) for c in status.get("conditions", []) or []]
-    for parent in status.get("parents", []) or []:
-        ref = parent.get("parentRef", {})
-        found += [(f"parent {ref.get('name')}: ", c) for c in parent.get("conditions", []) or []]
-    for listener in status.get("listeners", []) or []:
-        found += [
-            (f"listener {listener.get('name')}: ", c) for c in listener.get("conditions", []) or []
-        ]
-    return found
-
-
-def _has_condition(obj: dict[str, Any], ctype: str, want: str) -> bool:
-    return any(
-        c.get("type", "").lower() == ctype.lower() and c.get("status") == want
-        for c in (obj.get("status") or {}).get("conditions", []) or []
-    )
+    if status.get("conditions"):
+        return has(status["conditions"])
+    parents = status.get("parents") or []
+    return bool(parents) and all(has(p.get("conditions")) for p in parents)
 
 
 @click.command()
-@click.argument("kind")
-@click.argument("names", nargs=-1)
-@click.option("-n", "--namespace", default="default", show_default=True)
+@click.argument("args", nargs=-1, required=True)
+@click.option("-n", "--namespace", default=None, help="Default: the context's namespace.")
 @click.option("--all", "all_", is_flag=True, help="Wait for every object of KIND in the namespace.")
+@click.option("-l", "--selector", default=None, help="Wait for the objects with these labels.")
 @click.option(
     "--for",
     "for_",
@@ -227,50 +276,76 @@ def _has_condition(obj: dict[str, Any], ctype: str, want: str) -> bool:
     show_default=True,
     help="condition=NAME[=STATUS] or delete",
 )
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds.")
+@click.option("--timeout", default="60s", show_default=True, help="e.g. 30s, 2m.")
+@cluster_options
 @click.pass_context
 def wait(
     ctx: click.Context,
-    kind: str,
-    names: tuple[str, ...],
-    namespace: str,
+    args: tuple[str, ...],
+    namespace: str | None,
     all_: bool,
+    selector: str | None,
     for_: str,
-    timeout: float,
+    timeout: str,
+    kubeconfig: str | None,
+    context_name: str | None,
 ) -> None:
-    """Wait until objects meet a condition, like kubectl wait."""
-    import time
-
-    info = _kind(kind)
-    if not names and not all_:
-        raise click.UsageError("give NAME... or --all")
+    """Wait until objects meet a condition (or are gone), like kubectl wait."""
+    seconds = parse_duration(timeout)
     if for_ != "delete" and not for_.startswith("condition="):
         raise click.UsageError("--for takes condition=NAME[=STATUS] or delete")
+    cluster = connect(ctx, kubeconfig, context_name)
+    listed, named = _targets(cluster, args)
+    if not named and not (all_ or selector):
+        raise click.UsageError("give NAME..., --all or -l SELECTOR")
     ctype, _, want = for_.removeprefix("condition=").partition("=")
-    ns = namespace if info.namespaced else ""
-    deadline = time.monotonic() + timeout
-    with Store(store_path(ctx)) as store:
-        while True:
-            objs, _ = store.list(info.kind, ns or None)
-            if names:
-                objs = [o for o in objs if o["metadata"]["name"] in names]
-            if for_ == "delete":
-                pending = [o["metadata"]["name"] for o in objs]
-            else:
-                missing = set(names) - {o["metadata"]["name"] for o in objs}
-                pending = sorted(missing) + [
-                    o["metadata"]["name"]
-                    for o in objs
-                    if not _has_condition(o, ctype, want or "True")
-                ]
-                if all_ and not objs:
-                    pending = ["(none exist yet)"]
-            if not pending:
-                for o in objs:
-                    click.echo(f"{info.kind.lower()}/{o['metadata']['name']} condition met")
-                return
-            if time.monotonic() >= deadline:
-                raise click.ClickException(
-                    f"timed out after {timeout:.0f}s waiting for {for_} on: {', '.join(pending)}"
-                )
-            time.sleep(0.2)
+    ns = namespace or cluster.namespace
+    deadline = time.monotonic() + seconds
+    while True:
+        pending, met = _wait_round(cluster, listed, named, ns, selector, for_, ctype, want)
+        if not pending:
+            for line in met:
+                click.echo(line)
+            return
+        if time.monotonic() >= deadline:
+            raise click.ClickException(
+                f"timed out after {timeout} waiting for {for_} on: {', '.join(pending)}"
+            )
+        time.sleep(0.2)
+
+
+def _wait_round(
+    cluster: Cluster,
+    listed: ApiResource | None,
+    named: list[tuple[ApiResource, str]],
+    ns: str,
+    selector: str | None,
+    for_: str,
+    ctype: str,
+    want: str,
+) -> tuple[list[str], list[str]]:
+    """(what is still pending, the lines to print once nothing is)."""
+    if named:
+        found: list[tuple[ApiResource, str, dict[str, Any] | None]] = []
+        for res, name in named:
+            try:
+                found.append((res, name, cluster.get(res, name, ns)))
+            except ClusterError as err:
+                if err.code != 404:
+                    raise
+                found.append((res, name, None))
+    else:
+        assert listed is not None
+        objs = cluster.list(listed, ns, selector)
+        found = [(listed, o["metadata"]["name"], o) for o in objs]
+        if not found and for_ != "delete":
+            return ["(none exist yet)"], []
+    if for_ == "delete":
+        pending = [f"{r.qualified_kind}/{n}" for r, n, o in found if o is not None]
+        return pending, [f"{r.qualified_kind}/{n} deleted" for r, n, _ in found]
+    pending = [
+        f"{r.qualified_kind}/{n}"
+        for r, n, o in found
+        if o is None or not condition_met(o, ctype, want or "True")
+    ]
+    return pending, [f"{r.qualified_kind}/{n} condition met" for r, n, _ in found]

@@ -10,6 +10,7 @@ the object when nobody else holds them.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,24 +35,38 @@ def read(obj: Mapping[str, Any]) -> Managers:
     return out
 
 
-def entries(managers: Managers, obj: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """managedFields for ``obj``: only fields it still has, only managers holding some."""
+def entries(
+    managers: Managers, obj: Mapping[str, Any], previous: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """managedFields for ``obj``: only fields it still has, only managers holding some. An
+    entry that ``previous`` already had unchanged keeps its time, so that a write changing
+    nothing (a repeated apply) leaves the object, and its resourceVersion, as they were."""
     now = now_rfc3339()
+    before = {
+        (e.get("manager"), e.get("operation"), _canonical(e.get("fieldsV1"))): e.get("time")
+        for e in (previous or {}).get("metadata", {}).get("managedFields") or []
+        if isinstance(e, Mapping)
+    }
     out = []
     for (manager, operation), paths in sorted(managers.items()):
         held = {p for p in paths if fieldsets.get(obj, p) is not fieldsets._MISSING}
         if held:
+            fields = fieldsets.to_fields_v1(held)
             out.append(
                 {
                     "manager": manager,
                     "operation": operation,
                     "apiVersion": obj.get("apiVersion", ""),
-                    "time": now,
+                    "time": before.get((manager, operation, _canonical(fields))) or now,
                     "fieldsType": "FieldsV1",
-                    "fieldsV1": fieldsets.to_fields_v1(held),
+                    "fieldsV1": fields,
                 }
             )
     return out
+
+
+def _canonical(fields: Any) -> str:
+    return json.dumps(fields, sort_keys=True)
 
 
 def record_update(
@@ -102,11 +117,28 @@ def apply(
     previous = managers.get((manager, "Apply"), set())
     held_by_others = set().union(*(p for k, p in managers.items() if k != (manager, "Apply")))
     result = copy.deepcopy(merged)
+    keep = applied | held_by_others
     for path in sorted(previous - applied - held_by_others, key=len, reverse=True):
-        fieldsets.remove(result, path)
+        if not _holds_any(path, keep):  # `labels: {}` applied before, `labels: {a: b}` now
+            fieldsets.remove(result, path)
+    # A keyed list item applied before and not now goes as a whole, with the fields the
+    # server defaulted in it (a Service port's protocol): Kubernetes owns the item itself.
+    for item in sorted(_items(previous - applied), key=len, reverse=True):
+        if not _holds_any(item, keep):
+            fieldsets.remove(result, item)
     managers[(manager, "Apply")] = applied
-    result["metadata"]["managedFields"] = entries(managers, result)
+    result["metadata"]["managedFields"] = entries(managers, result, live)
     return result
+
+
+def _holds_any(prefix: Path, paths: set[Path]) -> bool:
+    """Whether a field in ``paths`` lies at or inside ``prefix``."""
+    return any(p[: len(prefix)] == prefix for p in paths)
+
+
+def _items(paths: set[Path]) -> set[Path]:
+    """The keyed list items (paths ending in a ``k:`` token) that ``paths`` lie in."""
+    return {p[: i + 1] for p in paths for i, token in enumerate(p) if token.startswith("k:")}
 
 
 def _conflict(conflicts: dict[Path, list[str]], api_version: str) -> ApiError:

@@ -25,6 +25,7 @@ from agent.store import Store
 from agent.waypoint import gateway_parents
 from l7proxy.routing import RouteCompiler
 
+from ..cli.labapi import lab_api
 from .test_desired_waypoint import node
 from .test_policy_waypoint import NAMESPACES, PODS
 
@@ -71,8 +72,10 @@ def _trap_address(store_path: Path) -> str:
 
 
 def _apply(store_path: Path, *objs: dict[str, Any]) -> Any:
-    return CliRunner().invoke(cli, ["--store", str(store_path), "apply", "-f", "-"],
-                              input=yaml.safe_dump_all(objs))
+    """`tulle apply` through a lab API server over the store (the CLI's only way in)."""
+    with lab_api(store_path) as api:
+        return CliRunner().invoke(cli, ["--kubeconfig", str(api.kubeconfig), "apply", "-f", "-"],
+                                  input=yaml.safe_dump_all(objs))
 
 
 def test_a_service_cannot_be_given_a_gateways_address(tmp_path: Path) -> None:
