@@ -28,6 +28,7 @@ from agent.datapath.origdst import WAYPOINT_MARK, OriginalDestinations
 from agent.datapath.policy_waypoint import ConnectionPolicy, connection_policy
 from agent.datapath.services import plan_services
 from agent.flows.l7intake import FlowForwarder
+from agent.flows.l7record import PolicyNames
 from agent.kube.source import ClusterSource, KubeconfigError, connect
 from agent.metrics.server import parse_address
 from agent.model.cache import ModelCache
@@ -86,27 +87,33 @@ def gateway_parents(
 
 
 class PolicyGate:
-    """``WaypointConfig.admits`` and ``client_namespace``: the current ConnectionPolicy
-    (every pod's policy, identity and namespace), swapped on every change."""
+    """``WaypointConfig.admits``, ``policy_names`` and ``client_namespace``: the current
+    ConnectionPolicy (every pod's policy, identity and namespace), swapped on every change.
+    A (client address, backend) pair is judged and named once, then read from the cache."""
 
     def __init__(self, policy: ConnectionPolicy) -> None:
         self.swap(policy)
 
     def swap(self, policy: ConnectionPolicy) -> None:
         self.policy = policy
-        self._verdicts: dict[tuple[str, Address], bool] = {}
+        self._verdicts: dict[tuple[str, Address], PolicyNames | None] = {}
 
     def namespace_of(self, ip: str) -> str | None:
         return self.policy.namespaces.get(ip)
 
-    def __call__(self, client: Address, backend: Address) -> bool:
+    def names(self, client: Address, backend: Address) -> PolicyNames | None:
+        """The policies that allowed client egress and backend ingress; None: denied."""
         key = (client[0], backend)  # the client's port never matters
-        verdict = self._verdicts.get(key)
-        if verdict is None:
+        try:
+            return self._verdicts[key]
+        except KeyError:
             if len(self._verdicts) > 65536:
                 self._verdicts.clear()
-            verdict = self._verdicts[key] = self.policy.allows(client, backend)
-        return verdict
+            verdict = self._verdicts[key] = self.policy.allowed_by(client, backend)
+            return verdict
+
+    def __call__(self, client: Address, backend: Address) -> bool:
+        return self.names(client, backend) is not None
 
 
 class WaypointConnector(Connector):
@@ -204,6 +211,7 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
         original_destination=original_destination,
         certificates=certificates,
         admits=gate,
+        policy_names=gate.names,
         client_namespace=gate.namespace_of,
     )
     connector = WaypointConnector(

@@ -45,6 +45,7 @@ EndpointResolver = Callable[[BackendTarget], Sequence[Address]]
 
 OriginalDestination = Callable[[Address], "Address | Parent | None"]
 Admission = Callable[[Address, Address], bool]
+PolicyNaming = Callable[[Address, Address], tuple[tuple[str, ...], tuple[str, ...]] | None]
 """NetworkPolicy for a proxied request: may this client (ip, port) reach this backend
 endpoint (ip, port)? Judged as the kernel judges a direct connection (agent/waypoint.py)."""
 
@@ -162,6 +163,10 @@ class WaypointConfig:
     admits: Admission | None = None
     """NetworkPolicy on the client's identity: endpoints it denies are never picked; a
     request with no admitted endpoint is answered 403 (POLICY_DENIED). None: no policy."""
+    policy_names: PolicyNaming | None = None
+    """(client, endpoint) -> the NetworkPolicies ("namespace/name") that allowed the client's
+    egress and the endpoint's ingress, for the request's flow (Hubble's ``*_allowed_by``);
+    None when denied. Called per request with flows on: cache it (``PolicyGate`` does)."""
     certificates: Mapping[tuple[str, str], tuple[bytes, bytes]] = field(default_factory=dict)
     """``kubernetes.io/tls`` Secrets by (namespace, name): (tls.crt, tls.key) PEM, for
     the HTTPS listeners whose certificateRefs name them (``tls.py``)."""

@@ -185,6 +185,7 @@ class Exchange:
         "t_head_out",
         "t_last",
         "upstream_rtt_us",
+        "endpoint",
     )
 
     def __init__(
@@ -230,6 +231,8 @@ class Exchange:
         self.t_sent = self.t_connect = self.t_connect_late = 0
         self.t_first = self.t_head_out = self.t_last = 0
         self.upstream_rtt_us = 0
+        self.endpoint: tuple[str, int] | None = None
+        """The backend endpoint last picked for the request: whose policies its flow names."""
 
     def connected(self, ns: int) -> None:
         """An upstream connection took ``ns`` to open (or to fail) for this request."""

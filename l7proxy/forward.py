@@ -170,7 +170,7 @@ def _speaks_h2(proxy: Proxy, target: BackendTarget) -> bool:
 async def _send(proxy: Proxy, ex: Exchange, fwd: Forward) -> tuple[Http1Upstream, ResponseHead]:
     """One try: a connection, the request written, the response head read. A pooled
     connection that the backend closed while idle is replaced (up to three times)."""
-    address = proxy.pick(fwd.backend, ex.client)
+    address = ex.endpoint = proxy.pick(fwd.backend, ex.client)
     body = ex.body
     for _ in range(3):
         if ex.upgrade:

@@ -237,7 +237,7 @@ class H2Upstreams:
         from l7proxy.forward import Failed
 
         request = fwd.request
-        address = proxy.pick(fwd.backend, ex.client)
+        address = ex.endpoint = proxy.pick(fwd.backend, ex.client)
         known = self.clients.get(address)
         connecting = known is None or not known.usable
         started = now()

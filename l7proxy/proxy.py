@@ -74,6 +74,7 @@ class Proxy:
         self.metrics = metrics or WaypointMetrics(lambda: self.pool.stats)
         self.rng = rng
         self.admits = config.admits
+        self.policy_names = config.policy_names
         self.mirrors_in_flight = 0
         self.h2: object | None = None
         """The HTTP/2 upstream client (``h2.H2Upstreams``), set by the server."""
@@ -199,6 +200,7 @@ class Proxy:
                         ex.local,
                         "",
                         ex.marks(down.rtt.get(end)),
+                        self._policy_names(ex) if self.policy_names is not None else None,
                     )
                 )
 
@@ -213,11 +215,19 @@ class Proxy:
             return not any_endpoints
         return any(admits(client, e) for e in endpoints)
 
+    def _policy_names(self, ex: Exchange) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """The policies that let the request reach the endpoint it was sent to; None when
+        it never reached one (refused by policy, no route, no endpoint)."""
+        endpoint = ex.endpoint
+        if endpoint is None or self.policy_names is None:
+            return None
+        return self.policy_names(ex.client, endpoint)
+
     def refuse(self, client: Address, local: Address, drop: str) -> None:
         """Record a connection refused before any request (reset by the caller)."""
         if self.flows.enabled:
             self.flows.record(
-                (now_ns(), 0, 0, "", "", "", "", "", "", drop, client, local, "", None)
+                (now_ns(), 0, 0, "", "", "", "", "", "", drop, client, local, "", None, None)
             )
 
     def _misdirected(self, ex: Exchange, sni_listener: str | None) -> bool:

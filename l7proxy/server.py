@@ -222,6 +222,7 @@ class WaypointServer:
                     conn.local_addr,
                     "",
                     None,
+                    None,
                 )
             )
 

@@ -25,16 +25,21 @@ from agent.flows.flow import (
     IPVersion,
     L7Type,
     Layer7,
+    Policy,
     TulleInfo,
     Verdict,
 )
 from agent.flows.names import EVENT_L7
+from agent.flows.policyjson import network_policy
 from agent.flows.reqsplit import check_marks, split
 
 # (time_ns, latency_ns, code, method, url, protocol, route, rule, backend, drop_reason,
-#  client (ip, port), local (ip, port), summary, timing marks or None (`l7proxy.timing`))
+#  client (ip, port), local (ip, port), summary, timing marks or None (`l7proxy.timing`),
+#  policy names or None: the NetworkPolicies ("namespace/name") that allowed the client's
+#  egress and the backend's ingress, as ``ConnectionPolicy.allowed_by`` gives them)
+PolicyNames = tuple[tuple[str, ...], tuple[str, ...]]
 L7Record = tuple[int, int, int, str, str, str, str, str, str, str, tuple[str, int],
-                 tuple[str, int], str, tuple[int, ...] | None]
+                 tuple[str, int], str, tuple[int, ...] | None, PolicyNames | None]
 _INTS = (0, 1, 2)
 _STRS = (3, 4, 5, 6, 7, 8, 9, 12)
 _L7_EVENT = EventType(EVENT_L7)
@@ -52,10 +57,27 @@ def _address(value: Any, what: str) -> tuple[str, int]:
     return value[0], value[1]
 
 
+def _names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"policy names must be arrays of strings, got {value!r}")
+    return tuple(value)
+
+
+def _policy_names(value: Any) -> PolicyNames | None:
+    """[[egress names], [ingress names]] or null."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2:
+        raise ValueError(f"policy names must be [[egress...], [ingress...]], got {value!r}")
+    return _names(value[0]), _names(value[1])
+
+
 def record_from_json(value: Any) -> L7Record:
-    """A record as `encode_batch` wrote it, checked field by field (ValueError says which)."""
-    if not isinstance(value, list) or len(value) not in (13, 14):
-        raise ValueError("an L7 record is an array of 14 fields (13 without timing marks)")
+    """A record as `encode_batch` wrote it, checked field by field (ValueError says which).
+    Older waypoints wrote 13 fields (no timing marks) or 14 (no policy names)."""
+    if not isinstance(value, list) or len(value) not in (13, 14, 15):
+        raise ValueError("an L7 record is an array of 15 fields (13 or 14 from older "
+                         "waypoints: without timing marks, without policy names)")
     for i in _INTS:
         if type(value[i]) is not int:
             raise ValueError(f"field {i} must be an integer, got {value[i]!r}")
@@ -63,9 +85,10 @@ def record_from_json(value: Any) -> L7Record:
         if not isinstance(value[i], str):
             raise ValueError(f"field {i} must be a string, got {value[i]!r}")
     client, local = _address(value[10], "client"), _address(value[11], "local")
-    marks = check_marks(value[13]) if len(value) == 14 else None
+    marks = check_marks(value[13]) if len(value) >= 14 else None
+    names = _policy_names(value[14]) if len(value) == 15 else None
     return (value[0], value[1], value[2], value[3], value[4], value[5], value[6], value[7],
-            value[8], value[9], client, local, value[12], marks)
+            value[8], value[9], client, local, value[12], marks, names)
 
 
 class L7FlowBuilder:
@@ -79,10 +102,22 @@ class L7FlowBuilder:
         self._uuid_prefix = f"{bits(32):08x}-{bits(16):04x}-4{bits(12):03x}"
         self._uuid_node = random.getrandbits(48)
         self._seq = 0
+        self._policies: dict[tuple[str, ...], tuple[Policy, ...]] = {}
+
+    def _named(self, names: tuple[str, ...]) -> tuple[Policy, ...]:
+        """Policy objects for names, built once per distinct list (few per cluster)."""
+        if not names:
+            return ()
+        found = self._policies.get(names)
+        if found is None:
+            if len(self._policies) > 4096:
+                self._policies.clear()
+            found = self._policies[names] = tuple(network_policy(n) for n in names)
+        return found
 
     def flow(self, r: L7Record) -> Flow:
         when, latency, code, method, url, protocol, route, rule, backend, drop, client, local, \
-            summary, marks = r
+            summary, marks, names = r
         key = (client[0], local[0])
         ip = self._ips.get(key)
         if ip is None:
@@ -109,4 +144,8 @@ class L7FlowBuilder:
             summary=summary,
             tulle=TulleInfo(duration_ns=latency, route=route, rule=rule, backend=backend,
                             request=None if marks is None else split(latency, marks)),
+            # Both sides were judged by the waypoint (policy_waypoint.py); a denied request
+            # names none: NetworkPolicy has no deny rules, so Hubble's *_denied_by stay empty.
+            egress_allowed_by=self._named(names[0]) if names else (),
+            ingress_allowed_by=self._named(names[1]) if names else (),
         )

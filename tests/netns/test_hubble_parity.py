@@ -69,3 +69,35 @@ def test_reply_through_the_vip_carries_source_xlated(lab: Lab, hp: dict[str, Any
     # Hubble's compact line shows the reply flipped back: caller <- api.
     text = lab.tulle("observe", "--last", "500", "--to-pod", f"{NS}/{hp['caller']}").stdout
     assert f"{NS}/{hp['caller']}" in text and " <- " in text
+
+
+def test_a_request_through_the_waypoint_names_its_network_policy(
+    lab: Lab, hp: dict[str, Any]
+) -> None:
+    """With an HTTPRoute the caller's requests go through the waypoint, which judges both
+    sides itself: its L7 flow names allow-caller (the api's ingress) and nothing for the
+    caller's egress, which no policy selects."""
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": "api", "namespace": NS},
+             "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "api", "port": 80}],
+                      "rules": [{"backendRefs": [{"name": "api", "port": 80}]}]}}
+    apply(lab, route)
+    try:
+        def l7() -> list[dict[str, Any]]:
+            lab.exec(NS, hp["caller"], "curl", "-s", "--max-time", "2", f"http://api.{NS}/l7",
+                     check=False)
+            return [f for f in flows(lab, "--from-pod", f"{NS}/{hp['caller']}")
+                    if f.get("l7") and "/l7" in json.dumps(f["l7"])]
+
+        wait_for(lambda: bool(l7()), what="an L7 flow of the caller's request")
+        flow = l7()[-1]
+        assert flow["verdict"] == "FORWARDED", flow
+        (policy,) = flow["ingress_allowed_by"]
+        assert (policy["name"], policy["namespace"], policy["kind"]) == (
+            "allow-caller", NS, "NetworkPolicy")
+        assert "egress_allowed_by" not in flow
+        text = lab.tulle("observe", "--last", "500", "--from-pod", f"{NS}/{hp['caller']}",
+                         "--print-policy-names").stdout
+        assert "http-response FORWARDED BY allow-caller (NetworkPolicy)" in text, text[-2000:]
+    finally:
+        lab.tulle("delete", "httproute", "api", "-n", NS)

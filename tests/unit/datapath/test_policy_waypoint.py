@@ -89,3 +89,35 @@ def test_waypoint_names_the_policies_of_both_sides() -> None:
     assert policy.allowed_by(C, SRV) is None  # denied: nothing to name
     open_policy = connection_policy(PODS, NAMESPACES, [])
     assert open_policy.allowed_by(C, SRV) == ((), ())  # no policy selects either side
+
+
+def test_the_gate_names_only_matching_policies_once_per_pair() -> None:
+    """PolicyGate (the waypoint's ``admits`` and ``policy_names``): a policy that selects
+    the backend but whose rule does not match the client is not named; a pair is judged
+    once (the request path reads a cache), and a policy change judges it afresh."""
+    from agent.waypoint import PolicyGate
+
+    from_b = _policy("a", {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {
+        "matchLabels": {"team": "b"}}}]}]})
+    from_c = from_dict({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                        "metadata": {"name": "from-c", "namespace": "a"},
+                        "spec": {"podSelector": {}, "ingress": [{"from": [{
+                            "namespaceSelector": {"matchLabels": {"team": "c"}}}]}]}})
+    assert isinstance(from_c, NetworkPolicy)
+    policy = connection_policy(PODS, NAMESPACES, [from_b, from_c])
+    calls: list[tuple[Any, ...]] = []
+    real = policy.allowed_by
+
+    class Counting(type(policy)):  # type: ignore[misc]
+        def allowed_by(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            return real(*args, **kwargs)
+
+    gate = PolicyGate(Counting(policy.plan, policy.identities, policy.errors,
+                               policy.namespaces))
+    assert gate.names(B, SRV) == ((), ("a/p",))
+    assert gate.names(C, SRV) == ((), ("a/from-c",))
+    assert gate(B, SRV) and gate((B[0], 50000), SRV)  # another client port: same pair
+    assert len(calls) == 2
+    gate.swap(connection_policy(PODS, NAMESPACES, [from_b]))
+    assert gate.names(C, SRV) is None and not gate(C, SRV)

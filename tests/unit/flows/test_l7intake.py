@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from agent.flows.flow import Flow, Verdict, flow_to_json
+from agent.flows.flow import Flow, Verdict, flow_from_json, flow_to_json
 from agent.flows.ingest import FlowIngest
 from agent.flows.l7intake import FlowForwarder, L7Intake
 from agent.flows.l7record import L7FlowBuilder, L7Record, encode_batch, record_from_json
+from agent.flows.policyjson import network_policy
 from agent.flows.store import FlowRing
 from agent.lab.echo import EchoServer
 from agent.lab.echo_http import EchoContext
@@ -29,10 +30,11 @@ from l7proxy.testing import gateway_config
 OK: L7Record = (1_700_000_000_000_000_000, 2_500_000, 200, "GET", "http://echo.shop/x",
                 "HTTP/1.1", "shop/orders", "0", "shop/echo:8080", "",
                 ("10.244.1.2", 40000), ("10.244.1.254", 15001), "",
-                (40, 300_000, 0, 0, 900_000, 950_000, 960_000, 60))
+                (40, 300_000, 0, 0, 900_000, 950_000, 960_000, 60),
+                (("shop/client-out",), ("shop/allow-web", "shop/allow-all")))
 DENIED: L7Record = (*OK[:2], 403, "POST", "http://echo.shop/admin", "HTTP/1.1", "", "", "",
                     "POLICY_DENIED", ("10.244.1.3", 40001), ("10.244.1.254", 15001),
-                    "TLS handshake refused: no certificate", None)  # type: ignore[assignment]
+                    "TLS handshake refused: no certificate", None, None)  # type: ignore[assignment]
 
 
 @pytest.fixture
@@ -67,8 +69,35 @@ def test_a_record_without_timing_marks_is_still_read() -> None:
     assert record_from_json(json.loads(encode_batch([OK]))[0][:13])[13] is None
 
 
+def test_a_record_without_policy_names_is_still_read() -> None:
+    """A waypoint from before policy names sends 14 fields: read, naming no policy."""
+    old = record_from_json(json.loads(encode_batch([OK]))[0][:14])
+    assert old == (*OK[:14], None)
+    flow = L7FlowBuilder("node1").flow(old)
+    assert flow.egress_allowed_by == flow.ingress_allowed_by == ()
+
+
+def test_an_allowed_flow_names_both_sides_and_a_denied_one_none(intake: L7Intake) -> None:
+    intake.accept(encode_batch([OK, DENIED]))
+    ok, denied = stored(intake)
+    assert ok.egress_allowed_by == (network_policy("shop/client-out"),)
+    assert ok.ingress_allowed_by == (network_policy("shop/allow-web"),
+                                     network_policy("shop/allow-all"))
+    out = flow_to_json(ok)
+    assert [p["name"] for p in out["ingress_allowed_by"]] == ["allow-web", "allow-all"]
+    assert flow_from_json(json.loads(json.dumps(out))).egress_allowed_by == ok.egress_allowed_by
+    # Hubble: a NetworkPolicy default-deny drop names no policy (there are no deny rules).
+    assert denied.verdict == Verdict.DROPPED
+    assert not (denied.egress_allowed_by or denied.ingress_allowed_by
+                or denied.egress_denied_by or denied.ingress_denied_by)
+
+
 @pytest.mark.parametrize(("bad", "why"), [
-    ([1, 2], "array of 14 fields"),
+    ([1, 2], "array of 15 fields"),
+    ([*list(OK)[:14], [["a/b"]]], "policy names must be"),
+    ([*list(OK)[:14], [["a/b"], "c/d"]], "policy names must be arrays of strings"),
+    ([*list(OK)[:14], [["a/b"], [7]]], "policy names must be arrays of strings"),
+    ([*list(OK), None], "array of 15 fields"),
     ([*list(OK)[:13], [1, 2]], "timing marks must be an array of 8 integers"),
     ([*list(OK)[:13], [1, 2, 3, 4, 5, 6, 7, "8"]], "timing marks must be an array of 8"),
     (["x", *list(OK)[1:]], "field 0 must be an integer"),

@@ -85,3 +85,24 @@ def test_printer_option_reaches_every_text_output() -> None:
         printer.flow(allowed())
         printer.close()
         assert "FORWARDED BY allow-web (NetworkPolicy)" in out.getvalue(), output
+
+
+def test_an_l7_flow_names_both_sides_it_was_judged_on() -> None:
+    """The waypoint's L7 flows carry no direction: both the client's egress and the
+    backend's ingress were judged, so --print-policy-names names both, once each."""
+    from agent.flows.l7record import L7FlowBuilder
+    from tests.unit.flows.test_l7intake import DENIED, OK
+
+    names = (("shop/client-out", "shop/allow-all"), ("shop/allow-web", "shop/allow-all"))
+    flow = L7FlowBuilder("node1").flow((*OK[:14], names))
+    line = format_compact(flow, policy_names=True)
+    assert line.endswith(
+        " http-response FORWARDED BY client-out (NetworkPolicy), allow-all (NetworkPolicy), "
+        "allow-web (NetworkPolicy) (HTTP/1.1 200 2ms (GET http://echo.shop/x); duration 2ms; "
+        "route shop/orders rule 0; backend shop/echo:8080)"
+    ), line
+    assert " BY " not in format_compact(flow)
+    assert flow_to_json(flow)["egress_allowed_by"][0]["name"] == "client-out"
+    denied = L7FlowBuilder("node1").flow(DENIED)
+    assert format_compact(denied, policy_names=True).endswith(
+        " http-response DROPPED (TLS handshake refused: no certificate; duration 2ms)")

@@ -181,3 +181,44 @@ def test_only_admitted_endpoints_are_picked() -> None:
             await b.close()
 
     asyncio.run(main())
+
+
+def test_an_admitted_requests_flow_names_the_policies_of_the_endpoint_it_reached() -> None:
+    """Each flow names what allowed the client to reach the endpoint the request went to
+    (``policy_names``, cached by the agent per pair); a POLICY_DENIED one names none."""
+    async def main() -> None:
+        seen: list[str] = []
+        a, port_a = await _echo("web-a", seen)
+        b, port_b = await _echo("web-b", seen)
+        config = _config([("127.0.0.1", port_a), ("127.0.0.1", port_b)], [])
+        config.original_destination = lambda client: VIP
+        names = {port_a: (("default/out",), ("default/to-a",)),
+                 port_b: ((), ("default/to-b", "default/all"))}
+        config.admits = lambda client, backend: True
+        config.policy_names = lambda client, backend: names[backend[1]]
+        sink = Sink()
+        server = WaypointServer(config, flow_sink=sink)
+        [listen] = await server.start()
+        try:
+            pods = []
+            for _ in range(2):
+                status, body = await _get(listen)
+                assert status == 200
+                pods.append(json.loads(body)["pod"])
+            config.admits = server.proxy.admits = lambda client, backend: False
+            status, _ = await _get(listen)
+            assert status == 403
+            server.flows.flush()
+            got = [([p.namespace + "/" + p.name for p in f.egress_allowed_by],
+                    [p.namespace + "/" + p.name for p in f.ingress_allowed_by])
+                   for f in sink.flows]
+            want = {"web-a": (["default/out"], ["default/to-a"]),
+                    "web-b": ([], ["default/to-b", "default/all"])}
+            assert got == [want[pod] for pod in pods] + [([], [])]
+            assert sink.flows[-1].drop_reason_desc == "POLICY_DENIED"
+        finally:
+            await server.close()
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())

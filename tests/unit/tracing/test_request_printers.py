@@ -30,6 +30,7 @@ RECORD: L7Record = (
     "HTTP/1.1", "shop/orders", "shop/orders#0", "shop/echo:8080", "",
     ("10.244.1.2", 40000), ("10.96.0.20", 8080), "",
     (40, 2_100_000, 2 * MS, 0, 14_100_000, 14_200_000, 20_200_000, 100),
+    None,
 )
 
 
@@ -71,7 +72,7 @@ def test_json_golden() -> None:
 
 def test_a_dropped_request_names_its_reason() -> None:
     denied = flow_of((*RECORD[:2], 403, *RECORD[3:9], "POLICY_DENIED", *RECORD[10:13],
-                      (40, 0, 0, 0, 0, 0, 0, 0)))  # type: ignore[arg-type]
+                      (40, 0, 0, 0, 0, 0, 0, 0), None))  # type: ignore[arg-type]
     line = tracefmt.format_line("request", denied)
     assert "GET /cart?id=7 403 POLICY_DENIED total 20.3ms = client 40µs + waypoint 20.3ms" \
         in line
@@ -79,13 +80,13 @@ def test_a_dropped_request_names_its_reason() -> None:
 
 
 def test_flows_without_a_split_are_not_requests() -> None:
-    old = flow_of((*RECORD[:13], None))  # type: ignore[arg-type]
+    old = flow_of((*RECORD[:13], None, None))  # type: ignore[arg-type]
     assert not tracefmt.wanted("request", old)
 
 
 def test_histograms_per_workload_pair_show_each_part() -> None:
     slow = flow_of((*RECORD[:13], (40, 2_100_000, 0, 0, 500_000_000, 500_000_000,
-                                   500_100_000, 100)))  # type: ignore[arg-type]
+                                   500_100_000, 100), None))  # type: ignore[arg-type]
     lines = tracefmt.histograms("request", [FLOW, slow])
     assert lines[0] == "shop/web -> shop/echo (2 requests)"
     headers = [line.split(":")[0].strip() for line in lines if "distribution" in line]
@@ -108,7 +109,7 @@ def test_trace_request_prints_one_json_object_per_request(tmp_path: Path) -> Non
     from agent.observer.server import ObserverServer
 
     ring = FlowRing(100)
-    other = flow_of((*RECORD[:13], None))  # type: ignore[arg-type]
+    other = flow_of((*RECORD[:13], None, None))  # type: ignore[arg-type]
     ring.put_many([FLOW, other, FLOW])
     sock = tmp_path / "observer.sock"
     server = ObserverServer(ring, "node1", unix_socket=sock).start()
