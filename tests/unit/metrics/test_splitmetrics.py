@@ -49,7 +49,7 @@ def test_the_http_metrics_read_a_waypoint_flow_client_first() -> None:
 
 def test_flows_without_a_split_and_a_disabled_family_observe_nothing() -> None:
     fm, reg = metrics()
-    fm.observe(flow_of((*RECORD[:13], None)))  # type: ignore[arg-type]
+    fm.observe(flow_of((*RECORD[:13], None, None)))  # type: ignore[arg-type]
     assert series(scrape(reg), NAME + "_count") == {}
     cfg = MetricsConfig(families={"request_split_seconds": FamilyConfig(enabled=False)})
     fm, reg = metrics(cfg)

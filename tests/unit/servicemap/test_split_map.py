@@ -18,7 +18,7 @@ from tests.unit.tracing.test_request_printers import FLOW, RECORD, flow_of
 
 # FLOW: 17.9 ms backend of 20.34 ms (88%). SLOW_CONNECT: 15 ms of connect (74%).
 SLOW_CONNECT = flow_of((*RECORD[:13], (40, 15_000_000, 15_000_000, 0, 16_000_000, 16_000_000,
-                                       16_100_000, 100)))  # type: ignore[arg-type]
+                                       16_100_000, 100), None))  # type: ignore[arg-type]
 
 
 def test_the_edge_sums_the_parts_of_its_requests() -> None:
@@ -54,7 +54,7 @@ def test_dot_colours_the_edge_by_its_dominant_part() -> None:
 
 
 def test_an_edge_without_a_split_stays_grey() -> None:
-    dot = to_dot(build_graph([flow_of((*RECORD[:13], None))]),  # type: ignore[arg-type]
+    dot = to_dot(build_graph([flow_of((*RECORD[:13], None, None))]),  # type: ignore[arg-type]
                  color_by="latency-part")
     assert 'color="#5b6b7f"' in dot and "time:" not in dot.split("\n", 4)[-1]
 
