@@ -31,14 +31,7 @@ class Lab:
     bookmark_interval: float = 0.2
 
     def start(self) -> None:
-        api = Api(
-            self.store,
-            frozenset({self.creds.token}),
-            watch_settings=WatchSettings(poll_interval=0.01, bookmark_interval=self.bookmark_interval),
-        )
-        self.server = ApiServer(
-            api, tls_context(self.creds.server_cert, self.creds.server_key), self.port
-        ).start()
+        self.server = serve(self.store, self.creds, self.port, self.bookmark_interval)
 
     def stop(self) -> None:
         if self.server is not None:
@@ -46,7 +39,17 @@ class Lab:
             self.server = None
 
 
-def _free_port() -> int:
+def serve(store: Store, creds: Credentials, port: int, bookmark_interval: float = 0.2) -> ApiServer:
+    """The lab API server on 127.0.0.1:``port``, quick to poll, admin token only."""
+    api = Api(
+        store,
+        frozenset({creds.token}),
+        watch_settings=WatchSettings(poll_interval=0.01, bookmark_interval=bookmark_interval),
+    )
+    return ApiServer(api, tls_context(creds.server_cert, creds.server_key), port).start()
+
+
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -57,7 +60,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     creds = credentials(tmp_path / "state")
     store = Store(tmp_path / "store.db", history=HISTORY)
     bootstrap(store)
-    port = _free_port()
+    port = free_port()
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "t", f"https://127.0.0.1:{port}", creds)
     lab = Lab(store, creds, port, kubeconfig)
     lab.start()

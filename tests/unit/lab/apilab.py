@@ -4,7 +4,6 @@ runs them), with a fake kubelet."""
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,18 +20,11 @@ from agent.store import Store
 from agent.store.retry import Backoff
 from lab.apiserver import identities
 from lab.apiserver.__main__ import bootstrap
-from lab.apiserver.app import Api
 from lab.apiserver.certs import Credentials, credentials, write_kubeconfig
-from lab.apiserver.server import ApiServer, tls_context
-from lab.apiserver.watch import WatchSettings
+from lab.apiserver.server import ApiServer
+from tests.unit.kube.conftest import free_port, serve
 
 NODES = ["node1", "node2"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -46,14 +38,7 @@ class ApiLab:
     server: ApiServer | None = None
 
     def start(self) -> None:
-        api = Api(
-            self.store,
-            frozenset({self.creds.token}),
-            watch_settings=WatchSettings(poll_interval=0.01, bookmark_interval=0.2),
-        )
-        self.server = ApiServer(
-            api, tls_context(self.creds.server_cert, self.creds.server_key), self.port
-        ).start()
+        self.server = serve(self.store, self.creds, self.port)
 
     def stop(self) -> None:
         if self.server is not None:
@@ -74,7 +59,7 @@ def apilab(tmp_path: Path) -> Iterator[ApiLab]:
     store = Store(tmp_path / "store.db", history=200)
     bootstrap(store)
     tokens = identities.seed(store, identities.load(identities.MANIFESTS))
-    port = _free_port()
+    port = free_port()
     url = f"https://127.0.0.1:{port}"
     admin = write_kubeconfig(tmp_path / "admin.kubeconfig", "t", url, creds)
     controller = write_kubeconfig(
