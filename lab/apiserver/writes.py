@@ -50,7 +50,7 @@ def create(
     if _has_status(target):
         obj.pop("status", None)
     if obj["kind"] == "Secret":
-        obj = with_token(obj)
+        obj = with_token(store, obj)
     check_namespace(store, target, obj)
     obj = admitted(store, target, obj, registrar=registrar)
     if manager and applied is not None:
