@@ -60,7 +60,7 @@ def seed(store: Store, objs: list[dict[str, Any]]) -> dict[str, str]:
                             "namespace": namespace,
                             "annotations": {SA_NAME: name},
                         },
-                    }
+                    },
                 )
             )
         token = _token_of(secret)
