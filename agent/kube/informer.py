@@ -173,7 +173,8 @@ class Informer(Generic[R]):
                 for item in page:
                     if isinstance(item, dict):  # the others are logged and left out below
                         item.update(self._stamp)
-                meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+                meta = body.get("metadata")
+                meta = meta if isinstance(meta, dict) else {}
                 revision, more = meta.get("resourceVersion"), meta.get("continue")
             else:
                 more, revision, page = decoders.decode_list(response.content, self.resource)
