@@ -390,3 +390,36 @@ def test_odd_limits_are_a_full_list_or_400(client: Client, limit: str) -> None:
     assert reply.status in (200, 400)
     if reply.status == 400:
         assert "limit" in reply.body["message"]
+
+
+def test_the_agent_gets_nothing_through_protobuf_subresources_or_the_events_view(
+    client: Client, agent_token: str
+) -> None:
+    attempts = [
+        client.request(
+            "POST",
+            "/api/v1/namespaces/shop/secrets",
+            b"k8s\x00not a secret",
+            ctype="application/vnd.kubernetes.protobuf",
+            token=agent_token,
+        ),  # authorized before the body is read: 403, not 415
+        client.request("GET", "/apis/events.k8s.io/v1/events", token=agent_token),
+        client.request("GET", "/api/v1/events", token=agent_token),
+        client.request(
+            "GET", "/apis/apps/v1/namespaces/shop/deployments/d/scale", token=agent_token
+        ),
+        client.request(
+            "PATCH",
+            "/api/v1/namespaces/shop/pods/p/status",
+            {"status": {}},
+            ctype="application/merge-patch+json",
+            token=agent_token,
+        ),
+        client.request(
+            "POST",
+            "/api/v1/namespaces/kube-system/serviceaccounts/tulle-lab-controller/token",
+            {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1", "spec": {}},
+            token=agent_token,
+        ),
+    ]
+    assert [reply.status for reply in attempts] == [403] * len(attempts)
