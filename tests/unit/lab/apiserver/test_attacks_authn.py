@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from agent.store import Store
 from tests.unit.lab.apiserver.conftest import Client
 
 SAS = "/api/v1/namespaces/{ns}/serviceaccounts"
@@ -193,3 +194,41 @@ def test_a_tampered_token_request_token_is_401(client: Client, change: dict) -> 
     forged = _b64(json.dumps({**claims, **change}, sort_keys=True, separators=(",", ":")).encode())
     assert _whoami(client, f"tulle-sa.{forged}.{mac}") == (401, None)
     assert _whoami(client, f"tulle-sa.{payload}.{mac[:-2]}") == (401, None)
+
+
+def test_wrong_tokens_do_not_make_the_server_read_every_secret(
+    client: Client, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each unknown token scanned (and decoded) every Secret: a cheap way, for anyone who
+    can reach the port, to make every request slow. Now the Secrets are read once."""
+    _namespace(client, "shop")
+    _account(client, "shop", "robot")
+    token = _token(_token_secret(client, "shop", "robot", "robot-token"))
+    for i in range(20):
+        client.request(
+            "POST", SECRETS.format(ns="shop"), {"kind": "Secret", "metadata": {"name": f"s{i}"}}
+        )
+    listed: list[object] = []
+    real = store.list
+    monkeypatch.setattr(
+        store, "list", lambda kind=None, *a, **k: listed.append(kind) or real(kind, *a, **k)
+    )
+    for i in range(10):
+        assert _whoami(client, f"wrong-{i}") == (401, None)
+        assert _whoami(client, token)[0] == 201
+    assert listed.count("Secret") <= 1
+
+
+def test_a_token_secret_changed_or_deleted_takes_effect_at_once(client: Client) -> None:
+    _namespace(client, "shop")
+    _account(client, "shop", "robot")
+    secret = _token_secret(client, "shop", "robot", "robot-token")
+    old = _token(secret)
+    assert _whoami(client, old)[0] == 201
+    path = SECRETS.format(ns="shop") + "/robot-token"
+    new = base64.b64encode(b"a-new-token").decode()
+    assert client.request("PUT", path, {**secret, "data": {"token": new}}).status == 200
+    assert _whoami(client, old) == (401, None)
+    assert _whoami(client, "a-new-token")[0] == 201
+    assert client.request("DELETE", path).status == 200
+    assert _whoami(client, "a-new-token") == (401, None)
