@@ -423,3 +423,41 @@ def test_the_agent_gets_nothing_through_protobuf_subresources_or_the_events_view
         ),
     ]
     assert [reply.status for reply in attempts] == [403] * len(attempts)
+
+
+def test_a_watch_limited_to_one_secret_by_name_sees_only_that_one(
+    client: Client, tenant: str
+) -> None:
+    """A Role granting watch on the Secret "db" only: a named watch is filtered to it, and
+    no field selector (a trailing comma, a parenthesis) widens it to the others."""
+    one = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["watch"], "resourceNames": ["db"]}
+    _ok(client.request("POST", ROLES, _role("db-watcher", one)))
+    _ok(client.request("POST", BINDINGS, _binding("db-watcher", "Role", "db-watcher")))
+    for name in ("db", "other"):
+        secret = {"kind": "Secret", "metadata": {"name": name}, "stringData": {"k": name}}
+        _ok(client.request("POST", "/api/v1/namespaces/shop/secrets", secret))
+    base = "/api/v1/namespaces/shop/secrets"
+    assert client.request("GET", base, query={"watch": "1"}, token=tenant).status == 403
+    assert (
+        client.request(
+            "GET", base, query={"watch": "1", "fieldSelector": "metadata.name=db"}, token=tenant
+        ).status
+        == 403
+    )
+    for selector in ("metadata.name!=db", "metadata.name=other", "metadata.name=(", ","):
+        reply = client.request(
+            "GET",
+            f"{base}/db",
+            query={"watch": "1", "fieldSelector": selector, "timeoutSeconds": "1"},
+            token=tenant,
+        )
+        assert reply.status in (200, 400), reply.body
+        assert b"other" not in (reply.body if isinstance(reply.body, bytes) else b"")
+        if reply.status == 200 and isinstance(reply.body, bytes):
+            names = {
+                json.loads(line)["object"]["metadata"]["name"]
+                for line in reply.body.splitlines()
+                if line.strip()
+            }
+            assert names <= {"db"}
+    assert client.request("GET", f"{base}/other", query={"watch": "1"}, token=tenant).status == 403
