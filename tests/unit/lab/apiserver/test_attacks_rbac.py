@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from agent.store import Store
 from lab.apiserver import identities
+from lab.apiserver.auth import with_token
 from tests.unit.lab.apiserver.conftest import TABLE, Client, Reply, configmap
+from tests.unit.lab.apiserver.test_kubectl import PYPI_KUBECTL
 
 RBAC = "/apis/rbac.authorization.k8s.io/v1"
 ROLES = f"{RBAC}/namespaces/shop/roles"
@@ -461,3 +466,75 @@ def test_a_watch_limited_to_one_secret_by_name_sees_only_that_one(
             }
             assert names <= {"db"}
     assert client.request("GET", f"{base}/other", query={"watch": "1"}, token=tenant).status == 403
+
+
+def test_kubectl_as_a_tenant_cannot_grant_itself_secrets(
+    lab: tuple[Store, Path, Callable[[str], Path]],
+) -> None:
+    """kubectl 1.32+ sends `create role|rolebinding` as protobuf: the same check holds."""
+    store, _, as_user = lab
+    store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
+    store.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "t", "namespace": "shop"},
+        }
+    )
+    meta = {
+        "name": "t-token",
+        "namespace": "shop",
+        "annotations": {"kubernetes.io/service-account.name": "t"},
+    }
+    secret = store.create(
+        with_token(
+            store,
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "kubernetes.io/service-account-token",
+                "metadata": meta,
+            },
+        )
+    )
+    store.create({**_role("t", WRITE_RBAC, READ_CMS)})
+    store.create({**_binding("t", "Role", "t", account="t")})
+    store.create(
+        _role(
+            "everything",
+            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+            kind="ClusterRole",
+        )
+    )
+    config = as_user(base64.b64decode(secret["data"]["token"]).decode())
+
+    def kubectl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(PYPI_KUBECTL), "--kubeconfig", str(config), "-n", "shop", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    role = kubectl("create", "role", "more", "--verb=get", "--resource=secrets")
+    assert role.returncode == 1
+    assert role.stderr == (
+        'Error from server (Forbidden): roles.rbac.authorization.k8s.io "more" is forbidden: '
+        'user "system:serviceaccount:shop:t" (groups=["system:serviceaccounts" '
+        '"system:serviceaccounts:shop" "system:authenticated"]) is attempting to grant RBAC '
+        'permissions not currently held:\n{APIGroups:[""], Resources:["secrets"], Verbs:["get"]}\n'
+    )
+    bind = kubectl(
+        "create", "rolebinding", "root", "--clusterrole=everything", "--serviceaccount=shop:t"
+    )
+    assert bind.returncode == 1
+    assert bind.stderr.startswith(  # kubectl's own wording for create rolebinding
+        'error: failed to create rolebinding: rolebindings.rbac.authorization.k8s.io "root" is '
+        'forbidden: user "system:serviceaccount:shop:t"'
+    )
+    assert bind.stderr.endswith(
+        'not currently held:\n{APIGroups:["*"], Resources:["*"], Verbs:["*"]}\n'
+    )
+    assert kubectl("auth", "can-i", "get", "secrets").stdout.strip() == "no"
+    assert kubectl("create", "role", "fine", "--verb=get", "--resource=configmaps").returncode == 0
