@@ -16,9 +16,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lightkube import Client, KubeConfig
 
 from agent.kube.backoff import Backoff
+from agent.kube.cache import Cache, CacheError, key_of
 from agent.kube.informer import Informer
 from agent.kube.resources import resource_for
 
@@ -234,3 +237,42 @@ def test_a_stream_cut_mid_json_applies_nothing_of_it_and_watches_again(
     assert informer.cache.get("default", "a")["spec"]["ports"] == [{"port": 80}]
     watches = [parse_qs(urlsplit(r).query) for r in script.requests if "watch" in r]
     assert {w["resourceVersion"][0] for w in watches[1:]} == {"11"}  # resumed, not relisted
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+_metadata = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": _json | st.text(max_size=3),
+        "namespace": _json,
+        "resourceVersion": _json | st.integers(0, 20).map(str),
+    },
+)
+_objects = _json | st.fixed_dictionaries({"metadata": _metadata | _json})
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "X"]), _objects),
+        max_size=12,
+    )
+)
+def test_the_cache_takes_any_event_or_says_why(events: list[tuple[str, Any]]) -> None:
+    """Whatever a watch delivers, the cache applies it whole or raises CacheError (which the
+    informer logs and skips); what it holds stays well-formed."""
+    cache: Cache[Any] = Cache()
+    for type_, obj in events:
+        try:
+            cache.apply(type_, obj)
+        except CacheError:
+            pass
+        for (namespace, name), held in cache.objects.items():
+            assert isinstance(namespace, str) and isinstance(name, str) and name
+            assert key_of(held) == (namespace, name)
