@@ -202,3 +202,55 @@ def test_selectors_parse_or_say_why(text: str) -> None:
             assert err.code == 400 and "selector" in err.message.lower() or "field" in err.message
             continue
         predicate({"metadata": {"name": "n", "labels": {"a": "b"}}})
+
+
+def test_a_watch_that_never_reads_is_dropped(tmp_path: Path) -> None:
+    """A watcher that stops reading holds one page of events and the socket buffers, no
+    more: the stream is pulled from the store as the socket takes it, and a write blocked
+    for the idle timeout ends the connection."""
+    creds = credentials(tmp_path / "state")
+    store = Store(tmp_path / "store.db")
+    bootstrap(store)
+    server = ApiServer(
+        Api(store, frozenset({creds.token})),
+        tls_context(creds.server_cert, creds.server_key),
+        idle_timeout=1.0,
+    ).start()
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(5)
+    raw.connect(("127.0.0.1", server.port))
+    ctx = ssl.create_default_context(cafile=str(creds.ca_cert))
+    sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    try:
+        sock.sendall(
+            b"GET /api/v1/namespaces/default/configmaps?watch=1 HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: Bearer " + creds.token.encode() + b"\r\n\r\n"
+        )
+        sock.recv(1)
+        blob = "x" * 10_000
+        for start in range(0, 600, 100):
+            store.apply_many(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": f"c{i}", "namespace": "default"},
+                    "data": {"blob": blob},
+                }
+                for i in range(start, start + 100)
+            )
+        time.sleep(4)  # we read nothing; the server's write blocks, then times out
+        ended = False
+        try:
+            while sock.recv(65536):
+                pass
+            ended = True  # EOF after what was buffered
+        except TimeoutError:
+            ended = False  # still streaming: never dropped
+        except (ssl.SSLError, OSError):
+            ended = True  # reset
+        assert ended
+    finally:
+        sock.close()
+        server.stop()
+        store.close()
