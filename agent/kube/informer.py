@@ -106,7 +106,7 @@ class Informer(Generic[R]):
                     return
                 failures += 1
                 log.warning("%s: API server unreachable (%s); retrying", self._name, err)
-            except msgspec.MsgspecError as err:
+            except (msgspec.MsgspecError, CacheError) as err:
                 failures += 1
                 log.warning("%s: unreadable response (%s); watching again", self._name, err)
             except Exception:  # a consumer's bug must not end the informer silently
@@ -147,6 +147,8 @@ class Informer(Generic[R]):
         if not self._as_dict:
             return decoders.decode_object(raw, self.resource)
         obj = _decode_json(raw)
+        if not isinstance(obj, dict):
+            raise CacheError(f"not an object: {bytes(raw)[:200]!r}")
         obj.update(self._stamp)
         return obj
 
@@ -165,10 +167,14 @@ class Informer(Generic[R]):
             generic.raise_for_status(response)
             if self._as_dict:
                 body = _decode_json(response.content)
+                if not isinstance(body, dict) or not isinstance(body.get("items") or [], list):
+                    raise CacheError(f"a list response without a list of items: {body!r:.200}")
                 page = body.get("items") or []
                 for item in page:
-                    item.update(self._stamp)
-                meta = body.get("metadata") or {}
+                    if isinstance(item, dict):  # the others are logged and left out below
+                        item.update(self._stamp)
+                meta = body.get("metadata")
+                meta = meta if isinstance(meta, dict) else {}
                 revision, more = meta.get("resourceVersion"), meta.get("continue")
             else:
                 more, revision, page = decoders.decode_list(response.content, self.resource)
@@ -176,7 +182,11 @@ class Informer(Generic[R]):
             if not more:
                 break
             request.params["continue"] = more
-        self._listed(self.cache.replace(self._placeable(items), int(revision or 0)))
+        try:
+            listed_at = int(revision or 0)
+        except (TypeError, ValueError):
+            raise CacheError(f"list resourceVersion {revision!r} is not a revision") from None
+        self._listed(self.cache.replace(self._placeable(items), listed_at))
         return True
 
     def _listed(self, deltas: list[Delta[R]]) -> None:
@@ -216,7 +226,16 @@ class Informer(Generic[R]):
                 event = decoders.decode_watch_event(line)
                 if event.type == "ERROR":
                     raise ApiError(status=decoders.decode_status(event.object))
-                yield event.type, self._decode(event.object)
+                try:
+                    obj = self._decode(event.object)
+                except (CacheError, ValueError, TypeError, msgspec.MsgspecError) as err:
+                    # Skipped, not retried: watching again from the same revision would
+                    # replay it for ever. The cache keeps the object's last good version.
+                    log.error(
+                        "%s: skipping an undecodable %s event: %s", self._name, event.type, err
+                    )
+                    continue
+                yield event.type, obj
         finally:
             self._response = None
             response.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 from agent.store import Store
 from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.app import Api
+from lab.apiserver.auth import with_token
 from lab.apiserver.certs import Credentials, credentials, write_kubeconfig
 from lab.apiserver.server import ApiServer, tls_context
 
@@ -45,7 +46,7 @@ class LabApi:
             },
             "data": {"token": base64.b64encode(f"tok-{namespace}-{name}".encode()).decode()},
         }
-        self.store.create(secret)
+        self.store.create(with_token(self.store, secret))  # bound to the account's uid
         return f"tok-{namespace}-{name}"
 
 
