@@ -345,6 +345,9 @@ def test_events_and_describe_show_what_the_controllers_did(
     assert f"Node: {node.name}/{node.fabric_ip}" in about
     assert f"IP: {pod['status']['podIP']}" in about and "Status: Running" in about
     assert "Successfully assigned" in about and "default-scheduler" in about
+    assert "Started container web" in about  # the lab kubelet's own Event
+    started = k.out("events", "--for", f"pod/{pod['metadata']['name']}", "-n", k.ns, "--types=Normal")
+    assert any(line.split()[2:4] == ["Started", f"Pod/{pod['metadata']['name']}"] for line in started.splitlines())
 
 
 def test_explain_and_api_resources(k: Kubectl) -> None:
