@@ -7,7 +7,9 @@ waypoints carry (or refuse) traffic.
 
 kubectl 1.27 has every verb used here (``kubectl events`` left alpha in 1.26). The lab is the
 session's; each kubectl version works in namespaces of its own (``kc-<version>``), so the two
-sessions never see each other's objects.
+sessions never see each other's objects. Within a version the tests are one scripted session,
+in file order: each step starts from where the one before left the app (2 replicas, then 3, a
+rollout, ...).
 """
 
 from __future__ import annotations
