@@ -327,7 +327,7 @@ def run(name: str, kubeconfig: Path | None = None) -> int:
     # Watches hold their connections open; writes get a client of their own.
     informers = Informers(connect(kubeconfig, FIELD_MANAGER), view).start()
     api = ApiWriter(connect(kubeconfig, FIELD_MANAGER), view)
-    kubelet = Kubelet(plan, paths, api)
+    kubelet = Kubelet(plan, paths, api, events=Recorder(api))
     controller = Controller(api, [n.name for n in plan.nodes])
     loop = ControlLoop(view, informers.synced, kubelet, controller, GatewayController(api))
     log.info("controller for lab %s started with nodes %s", name, controller.nodes)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from agent.lab.kubeapi import ApiWriter
 from agent.model.kinds import kind_info
@@ -48,6 +48,17 @@ def event(
         "lastTimestamp": now,
         "count": 1,
     }
+
+
+class EventSink(Protocol):
+    def record(
+        self,
+        about: dict[str, str],
+        reason: str,
+        message: str,
+        component: str,
+        type_: str = "Normal",
+    ) -> None: ...
 
 
 class Recorder:

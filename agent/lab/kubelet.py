@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.lab import ipam, network, procs
+from agent.lab.events import EventSink
 from agent.lab.kubeapi import NotFound, StatusWriter
 from agent.lab.podspec import container_argv, pod_env, resolv_conf
 from agent.lab.readiness import ports_ready
@@ -164,12 +165,16 @@ class Kubelet:
         python: str = sys.executable,
         *,
         probe: AttachedProbe | None = None,
+        events: EventSink | None = None,
     ):
         """`probe`: is the datapath on a pod's veth (default: ask the node over netlink).
-        A lab without Tulle's datapath (lab.json) starts containers at once."""
+        A lab without Tulle's datapath (lab.json) starts containers at once. `events`:
+        where the kubelet's Events go (a container started, a crashed one backing off),
+        which `kubectl describe pod` and `kubectl events` show as on a cluster."""
         self.plan = plan
         self.paths = paths
         self.api = api
+        self.events = events
         self.python = python
         lab = read_json(paths.lab_file) or {}
         wait = bool(lab.get("datapath", True))
@@ -315,6 +320,13 @@ class Kubelet:
             )
             if restart:
                 c.restarts += 1
+                self._event(
+                    rt,
+                    "BackOff",
+                    f"Back-off restarting failed container {c.name} in pod "
+                    f"{rt.name}_{rt.namespace}({rt.uid})",
+                    "Warning",
+                )
             else:
                 c.finished = True
         if c.proc is None and not c.finished and now >= c.next_start:
@@ -336,6 +348,19 @@ class Kubelet:
             return
         c.started_at = time.monotonic()
         c.started_at_text = _now_rfc3339()
+        self._event(rt, "Started", f"Started container {c.name}")
+
+    def _event(self, rt: PodRuntime, reason: str, message: str, type_: str = "Normal") -> None:
+        if self.events is None:
+            return
+        about = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "namespace": rt.namespace,
+            "name": rt.name,
+            "uid": rt.uid,
+        }
+        self.events.record(about, reason, message, "kubelet", type_)
 
     def _stop_container(self, rt: PodRuntime, c: ContainerRuntime) -> None:
         if c.record is not None:
