@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.store import Store
+from lab import gatewayapi
 from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.app import Api
 from lab.apiserver.certs import Credentials, credentials, write_kubeconfig
@@ -55,6 +56,7 @@ def lab_api(store_path: Path, state: Path | None = None) -> Iterator[LabApi]:
     creds = credentials(state)
     store = Store(store_path)
     bootstrap(store)
+    gatewayapi.install(store)  # as `tulle lab up` does
     server = ApiServer(Api(store, frozenset({creds.token})),
                        tls_context(creds.server_cert, creds.server_key)).start()
     url = f"https://127.0.0.1:{server.port}"
