@@ -51,12 +51,16 @@ class LabApi:
 
 
 @contextmanager
-def lab_api(store_path: Path, state: Path | None = None) -> Iterator[LabApi]:
+def lab_api(
+    store_path: Path, state: Path | None = None, *, gateway_api: bool = True
+) -> Iterator[LabApi]:
+    """``gateway_api`` False: a cluster without the Gateway API CRDs."""
     state = state or store_path.parent / "apiserver"
     creds = credentials(state)
     store = Store(store_path)
     bootstrap(store)
-    gatewayapi.install(store)  # as `tulle lab up` does
+    if gateway_api:
+        gatewayapi.install(store)  # as `tulle lab up` does
     server = ApiServer(Api(store, frozenset({creds.token})),
                        tls_context(creds.server_cert, creds.server_key)).start()
     url = f"https://127.0.0.1:{server.port}"

@@ -207,3 +207,16 @@ def test_get_shows_what_it_found_then_what_it_did_not(shop):
     assert 'Error from server (NotFound): services "nope" not found' in result.stderr
     named = shop("get", "svc/nope", "svc/echo", "-n", "shop", "-o", "name")
     assert named.exit_code == 1 and named.stdout.strip() == "service/echo"
+
+
+def test_a_gateway_api_kind_on_a_cluster_without_its_crds_says_what_to_install(tmp_path: Path):
+    from tests.unit.cli.labapi import lab_api
+
+    with lab_api(tmp_path / "store.db", gateway_api=False) as api:
+        kubeconfig = ["--kubeconfig", str(api.kubeconfig)]
+        routes = CliRunner().invoke(cli, [*kubeconfig, "get", "httproutes"])
+        assert routes.exit_code == 1
+        assert 'the server doesn\'t have a resource type "httproutes"' in routes.output
+        assert "deploy/crds/gateway-api" in routes.output
+        gizmos = CliRunner().invoke(cli, [*kubeconfig, "get", "gizmos"])
+        assert gizmos.exit_code == 1 and "deploy/crds" not in gizmos.output
