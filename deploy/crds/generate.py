@@ -745,6 +745,7 @@ def crd(
     scope: str = "Namespaced",
     short: tuple[str, ...] = (),
     columns: tuple[dict[str, Any], ...] = (),
+    wide: tuple[dict[str, Any], ...] = (),
     versions: tuple[str, ...] = ("v1", "v1beta1"),
     storage: str = "v1",
     status: bool = True,
@@ -774,7 +775,7 @@ def crd(
                     "name": v,
                     "served": True,
                     "storage": v == storage,
-                    "additionalPrinterColumns": [*columns, PRINT_AGE],
+                    "additionalPrinterColumns": [*columns, PRINT_AGE, *wide],
                     "schema": {"openAPIV3Schema": root},
                     "subresources": {"status": {}} if status else {},
                 }
@@ -796,6 +797,8 @@ def crds() -> dict[str, dict[str, Any]]:
             columns=(
                 {"jsonPath": ".spec.controllerName", "name": "Controller", "type": "string"},
                 condition_column("Accepted"),
+            ),
+            wide=(
                 {
                     "jsonPath": ".spec.description",
                     "name": "Description",
