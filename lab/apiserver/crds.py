@@ -16,7 +16,7 @@ of apiextensions' validation that a CRD must pass before it is stored.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from agent.store import Store
@@ -103,28 +103,32 @@ _TAKEN = frozenset({(r.group, r.plural) for r in RESOURCES} | {r.kind for r in R
 
 
 def registry(store: Store) -> Registry:
-    """What the server serves now: the built-in resources and every established CRD's."""
-    crds = store.list(CRD_KIND)[0]
-    if not crds:
-        return BUILTIN
-    versions = tuple(
-        (c["metadata"]["name"], c["metadata"].get("resourceVersion", "")) for c in crds
+    """What the server serves now: the built-in resources and every established CRD's.
+
+    Asked on every request, so it reads only the CRDs' names and resourceVersions (no
+    decoding: the Gateway API schemas run to 100 KB) and rebuilds when they change."""
+    seen = _versions(
+        (name, version)
+        for _, name, version in store.field_values(CRD_KIND, "$.metadata.resourceVersion")
     )
-    return _registry(versions, crds)
-
-
-def _registry(versions: tuple[tuple[str, str], ...], crds: list[dict[str, Any]]) -> Registry:
-    """One Registry per set of CRD versions: a request then costs a list of the CRDs, not a
-    rebuild (schemas run to 100 KB)."""
-    hit = _LAST.get(versions)
+    if not seen:
+        return BUILTIN
+    hit = _LAST.get(seen)
     if hit is None:
+        crds = store.list(CRD_KIND)[0]
         hit = _build(crds)
+        listed = _versions((c["metadata"]["name"], c["metadata"]["resourceVersion"]) for c in crds)
         _LAST.clear()
-        _LAST[versions] = hit
+        _LAST[listed] = hit  # a write between the two reads: the next request rebuilds
     return hit
 
 
-_LAST: dict[tuple[tuple[str, str], ...], Registry] = {}
+Versions = tuple[tuple[str, str], ...]
+_LAST: dict[Versions, Registry] = {}
+
+
+def _versions(pairs: Iterable[tuple[str, Any]]) -> Versions:
+    return tuple(sorted((str(name), str(version)) for name, version in pairs))
 
 
 def _build(crds: list[dict[str, Any]]) -> Registry:
