@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +44,14 @@ spec:
 """
 
 
+class FreshKubectl(Kubectl):
+    """kubectl with its own discovery cache: the cache is keyed by host and port, and an
+    earlier test's server on the same port may have served these kinds."""
+
+    def run(self, *args: str, ok: bool = True, env: dict[str, str] | None = None) -> Any:
+        return super().run(f"--cache-dir={self.workdir / 'kube-cache'}", *args, ok=ok, env=env)
+
+
 @pytest.fixture
 def bare_kubeconfig(tmp_path: Path) -> Iterator[Path]:
     creds = credentials(tmp_path / "state")
@@ -61,7 +70,7 @@ def bare_kubeconfig(tmp_path: Path) -> Iterator[Path]:
 def test_kubectl_installs_the_crds_then_uses_their_kinds(
     binary: Path, bare_kubeconfig: Path, tmp_path: Path
 ) -> None:
-    k = Kubectl(binary, bare_kubeconfig, tmp_path)
+    k = FreshKubectl(binary, bare_kubeconfig, tmp_path)
     missing = k.run("get", "httproutes", ok=False)
     assert missing.returncode != 0 and 'the server doesn\'t have a resource type "httproutes"' in (
         missing.stderr
