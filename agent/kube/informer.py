@@ -186,7 +186,7 @@ class Informer(Generic[R]):
                 break
             request.params["continue"] = more
         if self._served is False:
-            log.warning("%s: now served by the API server", self._name)
+            log.info("%s: now served by the API server", self._name)
         self._served = True
         self._listed(self.cache.replace(self._placeable(items), int(revision or 0)))
         return True
