@@ -10,8 +10,9 @@ requests itself (``Client._client``, lightkube 1.x's generic client) and decodes
 lightkube's typed models for typed resources, plain dicts (``kind`` and ``apiVersion``
 filled in, as list items lack them) for the generic ones of agent.kube.resources.
 
-A kind the server does not serve (404: say, Gateway API CRDs not installed) counts as empty
-and synced, and is listed again after the back-off's cap, so a node works without it.
+A kind the server does not serve (404: say, Gateway API CRDs not installed, or their CRD
+deleted) counts as empty and synced, so a node works without it; it is listed again with
+back-off (logged once, not per retry) and picked up when its CRD is established.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class Informer(Generic[R]):
         self._backoff = backoff
         self._stop = threading.Event()
         self._response: httpx.Response | None = None  # the open watch stream, for stop()
+        self._served: bool | None = None  # whether the last list found the kind served
         info = res.api_info(resource)  # type: ignore[arg-type]
         self._as_dict = issubclass(resource, GenericDict)
         self._stamp = {"apiVersion": info.resource.api_version, "kind": info.resource.kind}
@@ -81,14 +83,17 @@ class Informer(Generic[R]):
 
     def run(self) -> None:
         failures = 0
+        unserved = 0  # lists in a row that found the kind not served
         listed = False
         while not self._stop.is_set():
             try:
                 if not listed:
                     listed = self._list()
                     if not listed:  # not served: empty until the next look
-                        self._stop.wait(self._backoff.cap)
+                        unserved += 1
+                        self._stop.wait(self._backoff.delay(unserved))
                         continue
+                    unserved = 0
                 for type_, obj in self._watch(self.cache.revision):
                     if self._stop.is_set():
                         return
@@ -97,6 +102,9 @@ class Informer(Generic[R]):
             except ApiError as err:
                 if err.status.code == 410:
                     log.info("%s: revision %d expired, relisting", self._name, self.cache.revision)
+                    listed = False
+                    continue
+                if err.status.code == 404:  # no longer served (its CRD went): list says so
                     listed = False
                     continue
                 failures += 1
@@ -160,8 +168,9 @@ class Informer(Generic[R]):
         while True:
             response = generic.send(generic.build_adapter_request(request))
             if response.status_code == 404 and not items:
-                if not self.synced.is_set() or self.cache.objects:
+                if self._served is not False:  # once per absence, not per retry
                     log.warning("%s: not served by the API server; empty until it is", self._name)
+                self._served = False
                 self._listed(self.cache.replace([], self.cache.revision))
                 return False
             generic.raise_for_status(response)
@@ -186,6 +195,9 @@ class Informer(Generic[R]):
             listed_at = int(revision or 0)
         except (TypeError, ValueError):
             raise CacheError(f"list resourceVersion {revision!r} is not a revision") from None
+        if self._served is False:
+            log.info("%s: now served by the API server", self._name)
+        self._served = True
         self._listed(self.cache.replace(self._placeable(items), listed_at))
         return True
 

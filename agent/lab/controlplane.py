@@ -93,12 +93,17 @@ def _free_loopback_port() -> int:
 
 
 def seed_cluster(paths: LabPaths, plan: LabPlan, progress: Progress) -> None:
-    """Namespaces and the GatewayClass, created through the API as the lab's admin."""
+    """The Gateway API CRDs (established before anything uses their kinds), then Namespaces
+    and the GatewayClass, created through the API as the lab's admin."""
     from agent.lab.kubeapi import ApiWriter, connect
-    from agent.lab.seed import cluster_objects, seed
+    from agent.lab.seed import cluster_objects, install_crds, seed
+    from lab import gatewayapi
 
     with connect(apiserver_dir(paths) / "kubeconfig", "tulle-lab") as client:
-        created = seed(ApiWriter(client), cluster_objects(plan))
+        api = ApiWriter(client)
+        installed = install_crds(api, gatewayapi.manifests())
+        created = seed(api, cluster_objects(plan))
+    progress(f"installed {', '.join(installed) or 'no new'} CRDs through the API")
     progress(f"seeded {', '.join(created) or 'nothing new'} through the API")
 
 

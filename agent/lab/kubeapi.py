@@ -58,7 +58,11 @@ def retryable(err: BaseException) -> bool:
     return isinstance(err, httpx.HTTPError | OSError | Conflict)
 
 
-_UNMODELLED = {"Event": ("v1", "events", True)}  # written, never read, by the controller
+# Written, never watched: Events (the controller), CRDs (`lab up` installs Gateway API's).
+_UNMODELLED = {
+    "Event": ("v1", "events", True),
+    "CustomResourceDefinition": ("apiextensions.k8s.io/v1", "customresourcedefinitions", False),
+}
 
 
 def _modelled(kind: str) -> tuple[str, str, bool]:
@@ -103,7 +107,8 @@ def connect(kubeconfig: Path, field_manager: str, timeout: float = REQUEST_TIMEO
 
 
 def _namespace(kind: str, namespace: str) -> str | None:
-    return namespace if kind_info(kind).namespaced else None
+    namespaced = _UNMODELLED[kind][2] if kind in _UNMODELLED else kind_info(kind).namespaced
+    return namespace if namespaced else None
 
 
 def _code(err: ApiError) -> int:

@@ -1,8 +1,10 @@
-"""Objects every lab starts with: its Namespaces, the GatewayClass and one Node per lab node,
-written through the API (`lab up` as the admin; each Node by the kubelet that runs it)."""
+"""Objects every lab starts with: the Gateway API CustomResourceDefinitions, its Namespaces,
+the GatewayClass and one Node per lab node, written through the API (`lab up` as the admin;
+each Node by the kubelet that runs it)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from lightkube import ApiError
@@ -66,6 +68,45 @@ def seed(api: ApiWriter, objs: list[dict[str, Any]]) -> list[str]:
             continue
         created.append(f"{obj['kind']}/{obj['metadata']['name']}")
     return created
+
+
+CRD_ESTABLISH_SECONDS = 10.0
+
+
+def install_crds(
+    api: ApiWriter, crds: list[dict[str, Any]], timeout: float = CRD_ESTABLISH_SECONDS
+) -> list[str]:
+    """Create each CRD, or replace one whose spec differs (an older lab's), then wait until
+    every one is Established, as `kubectl wait --for condition=established` would: only then
+    are their kinds served. Returns the names created or replaced."""
+    changed = []
+    for crd in crds:
+        name = crd["metadata"]["name"]
+        live = api.get("CustomResourceDefinition", "", name)
+        if live is None:
+            api.create(crd)
+        elif live.get("spec") != crd["spec"]:
+            meta = {**crd["metadata"], "resourceVersion": live["metadata"]["resourceVersion"]}
+            api.update({**crd, "metadata": meta})
+        else:
+            continue
+        changed.append(name)
+    deadline = time.monotonic() + timeout
+    waiting = [c["metadata"]["name"] for c in crds]
+    while waiting:
+        waiting = [
+            n for n in waiting if not _established(api.get("CustomResourceDefinition", "", n))
+        ]
+        if waiting and time.monotonic() > deadline:
+            raise TimeoutError(f"CustomResourceDefinitions not established: {', '.join(waiting)}")
+        if waiting:
+            time.sleep(0.05)
+    return changed
+
+
+def _established(crd: dict[str, Any] | None) -> bool:
+    conditions = ((crd or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
 
 def register_node(api: ApiWriter, node: NodePlan) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.store import Store
+from lab import gatewayapi
 from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.app import Api
 from lab.apiserver.auth import with_token
@@ -51,11 +52,16 @@ class LabApi:
 
 
 @contextmanager
-def lab_api(store_path: Path, state: Path | None = None) -> Iterator[LabApi]:
+def lab_api(
+    store_path: Path, state: Path | None = None, *, gateway_api: bool = True
+) -> Iterator[LabApi]:
+    """``gateway_api`` False: a cluster without the Gateway API CRDs."""
     state = state or store_path.parent / "apiserver"
     creds = credentials(state)
     store = Store(store_path)
     bootstrap(store)
+    if gateway_api:
+        gatewayapi.install(store)  # as `tulle lab up` does
     server = ApiServer(Api(store, frozenset({creds.token})),
                        tls_context(creds.server_cert, creds.server_key)).start()
     url = f"https://127.0.0.1:{server.port}"

@@ -18,6 +18,7 @@ from agent.lab.kubeapi import ApiWriter, Informers, connect
 from agent.lab.liveview import LiveView
 from agent.store import Store
 from agent.store.retry import Backoff
+from lab import gatewayapi
 from lab.apiserver import identities
 from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.certs import Credentials, credentials, write_kubeconfig
@@ -58,6 +59,7 @@ def apilab(tmp_path: Path) -> Iterator[ApiLab]:
     creds = credentials(tmp_path / "state")
     store = Store(tmp_path / "store.db", history=200)
     bootstrap(store)
+    gatewayapi.install(store)  # as `tulle lab up` does
     tokens = identities.seed(store, identities.load(identities.MANIFESTS))
     port = free_port()
     url = f"https://127.0.0.1:{port}"
