@@ -35,8 +35,8 @@ from agent.kube.cache import Delta
 from agent.kube.informer import WATCH_BACKOFF
 from agent.kube.resources import NodeStatus
 from agent.kube.source import ClusterSource, KubeconfigError, connect
-from agent.lab.state import write_json_atomic
 from agent.metrics import FlowMetrics, MapFillCollector, MetricsConfig, serve_metrics
+from lab.state import write_json_atomic
 
 log = logging.getLogger("tulle.agent")
 # What the datapath plans from, less Secrets: its plan never reads them (a Gateway's

@@ -36,9 +36,9 @@ from typing import Any
 from lightkube import Client, KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
 
-from agent.lab import lifecycle
-from agent.lab.procs import ProcRecord, is_alive
-from agent.lab.state import LabPaths, read_json
+from lab import lifecycle
+from lab.procs import ProcRecord, is_alive
+from lab.state import LabPaths, read_json
 
 LAB = "benchctl"
 NAMESPACE = "default"

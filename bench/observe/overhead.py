@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from agent.datapath.programs import pin_dir_for
-from agent.lab.state import LabPaths
 from bench.l4 import machine, manifests
 from bench.l4.labs import BenchError, BenchLab, Progress
 from bench.l4.runner import BenchConfig, Runner
 from bench.l4.wrk import WrkResult
 from bench.observe import pinned
+from lab.state import LabPaths
 
 LAB = "benchobs"
 NODES = ("node1", "node2")

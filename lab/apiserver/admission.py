@@ -1,5 +1,5 @@
 """Checks every write passes before the store: URL and body agree, names are valid, the
-namespace exists, and modelled kinds go through the lab's admission (``agent.apiserver``)."""
+namespace exists, and modelled kinds go through the lab's admission (``model_admission.py``)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import secrets
 import string
 from typing import Any
 
-from agent.apiserver import AdmissionError, admit
 from agent.model.convert import ConversionError, from_dict
-from agent.store import Store
 from lab.apiserver import schema
 from lab.apiserver.errors import ApiError, bad_request, invalid, not_found
+from lab.apiserver.model_admission import AdmissionError, admit
 from lab.apiserver.routing import Target
+from lab.store import Store
 
 _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"

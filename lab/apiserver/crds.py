@@ -14,8 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from agent.store import Store
 from lab.apiserver.resources import BUILTIN, RESOURCES, Registry, Resource
+from lab.store import Store
 
 CRD_KIND = "CustomResourceDefinition"
 

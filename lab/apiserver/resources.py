@@ -1,6 +1,6 @@
 """The resource table: every kind the server serves, with the names discovery publishes.
 
-Kinds the typed model knows (``agent.model.kinds``) are admitted through ``agent.apiserver``;
+Kinds the typed model knows (``agent.model.kinds``) are admitted through ``model_admission``;
 the others are stored as sent after a metadata check.
 """
 

@@ -9,11 +9,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.store import Store
 from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.app import Api
 from lab.apiserver.certs import Credentials, credentials, write_kubeconfig
 from lab.apiserver.server import ApiServer, tls_context
+from lab.store import Store
 
 
 @dataclass

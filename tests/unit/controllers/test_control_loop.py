@@ -10,10 +10,10 @@ import pytest
 from lightkube import ApiError
 from lightkube.models.meta_v1 import Status
 
-from agent.lab.controller import TICK, Controller, ControlLoop
-from agent.lab.kubeapi import retryable
-from agent.lab.liveview import LiveView
-from agent.store.retry import Backoff
+from lab.controllers.manager import TICK, Controller, ControlLoop
+from lab.kubeapi import retryable
+from lab.liveview import LiveView
+from lab.store.retry import Backoff
 
 POD = {
     "apiVersion": "v1",

@@ -1,6 +1,6 @@
 import itertools
 
-from agent.controllers.deployment import TEMPLATE_HASH, orphans, plan_deployment, template_hash
+from lab.controllers.deployment import TEMPLATE_HASH, orphans, plan_deployment, template_hash
 
 from .factories import deployment, pod
 

@@ -1,4 +1,4 @@
-from agent.controllers.endpointslice import MANAGED_BY, desired_slices
+from lab.controllers.endpointslice import MANAGED_BY, desired_slices
 
 from .factories import pod, service
 

@@ -1,6 +1,6 @@
 import pytest
 
-from agent.controllers.scheduler import schedule
+from lab.controllers.scheduler import schedule
 
 from .factories import pod
 

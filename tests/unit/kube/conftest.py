@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.store import Store
 from lab.apiserver import identities
 from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.app import Api
 from lab.apiserver.certs import Credentials, credentials, write_kubeconfig
 from lab.apiserver.server import ApiServer, tls_context
 from lab.apiserver.watch import WatchSettings
+from lab.store import Store
 
 HISTORY = 30
 

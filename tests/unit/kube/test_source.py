@@ -20,7 +20,7 @@ from agent.kube.informer import Informer
 from agent.kube.resources import WATCH_VERBS
 from agent.kube.source import ClusterSource, KubeconfigError, connect
 from agent.kube.state import ClusterState
-from agent.store import Store
+from lab.store import Store
 from tests.unit.kube.conftest import HISTORY, Lab
 
 FAST = Backoff(0.02, 0.2)

@@ -12,16 +12,16 @@ from typing import Any
 
 import pytest
 
-from agent.lab.controller import FIELD_MANAGER, WATCHED, Controller, ControlLoop
-from agent.lab.gateways import GatewayController
-from agent.lab.kubeapi import ApiWriter, Informers, connect
-from agent.lab.liveview import LiveView
-from agent.store import Store
-from agent.store.retry import Backoff
 from lab.apiserver import identities
 from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.certs import Credentials, credentials, write_kubeconfig
 from lab.apiserver.server import ApiServer
+from lab.controllers.gateways import GatewayController
+from lab.controllers.manager import FIELD_MANAGER, WATCHED, Controller, ControlLoop
+from lab.kubeapi import ApiWriter, Informers, connect
+from lab.liveview import LiveView
+from lab.store import Store
+from lab.store.retry import Backoff
 from tests.unit.kube.conftest import free_port, serve
 
 NODES = ["node1", "node2"]

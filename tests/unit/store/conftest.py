@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agent.store import Store
+from lab.store import Store
 
 
 @pytest.fixture

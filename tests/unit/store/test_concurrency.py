@@ -9,7 +9,7 @@ from multiprocessing.synchronize import Event as MPEvent
 from pathlib import Path
 from typing import Any
 
-from agent.store import Conflict, Store
+from lab.store import Conflict, Store
 
 from .conftest import svc
 

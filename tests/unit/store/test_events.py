@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.store import SYNC, Cache, Event, Expired, Store, list_then_watch
+from lab.store import SYNC, Cache, Event, Expired, Store, list_then_watch
 
 from .conftest import svc
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from agent.store import Store
+from lab.store import Store
 
 
 def _svc(name: str, ip: str | None) -> dict:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.store import InvalidObject
-from agent.store.objects import key_of, matches_labels, merge_update, normalise, prepare_create
+from lab.store import InvalidObject
+from lab.store.objects import key_of, matches_labels, merge_update, normalise, prepare_create
 
 from .conftest import svc
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from agent.store import Conflict, Event, Store, StoreBusy, StoreClosed
-from agent.store.informer import list_then_watch
-from agent.store.retry import Backoff, is_transient
+from lab.store import Conflict, Event, Store, StoreBusy, StoreClosed
+from lab.store.informer import list_then_watch
+from lab.store.retry import Backoff, is_transient
 
 from .conftest import svc
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.store import (
+from lab.store import (
     AlreadyExists,
     Conflict,
     InvalidObject,
@@ -20,7 +20,7 @@ from agent.store import (
     StoreClosed,
     StoreError,
 )
-from agent.store.objects import MAX_OBJECT_BYTES
+from lab.store.objects import MAX_OBJECT_BYTES
 
 from .conftest import svc
 

@@ -13,12 +13,12 @@ from urllib.parse import urlencode
 
 import pytest
 
-from agent.store import Store
 from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.app import Api
 from lab.apiserver.certs import credentials, write_kubeconfig
 from lab.apiserver.server import ApiServer, tls_context
 from lab.apiserver.watch import WatchSettings
+from lab.store import Store
 
 JSON = "application/json"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
