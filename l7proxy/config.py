@@ -29,7 +29,7 @@ from agent.model.core import TLS_SECRET_TYPE, Namespace, Secret, Service
 from agent.model.documents import load_documents
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
-from l7proxy.routing import (
+from gatewayapi import (
     BackendTarget,
     GatewayParent,
     Parent,

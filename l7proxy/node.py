@@ -34,9 +34,9 @@ from agent.metrics.server import parse_address
 from agent.model.cache import ModelCache
 from agent.model.core import EndpointSlice, Service
 from agent.model.gateway import Gateway
+from gatewayapi import GatewayParent, RouteCompiler, RouteTables, RoutingInputs
 from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
 from l7proxy.flows import FlowLossCollector
-from l7proxy.routing import GatewayParent, RouteCompiler, RouteTables, RoutingInputs
 from l7proxy.server import WaypointServer
 from l7proxy.upstream import Connector, P
 

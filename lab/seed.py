@@ -7,7 +7,7 @@ from typing import Any
 
 from lightkube import ApiError
 
-from l7proxy.routing import CONTROLLER_NAME
+from gatewayapi import CONTROLLER_NAME
 from lab.kubeapi import ApiWriter
 from lab.topology import LabPlan, NodePlan
 

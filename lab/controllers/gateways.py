@@ -14,8 +14,8 @@ from agent.model.cache import ModelCache
 from agent.model.core import Namespace, Secret, Service
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
-from l7proxy.routing import CONTROLLER_NAME, RoutingInputs, compute_status
-from l7proxy.tls import certificate_problem
+from gatewayapi import CONTROLLER_NAME, RoutingInputs, compute_status
+from l7proxy.tlscerts import certificate_problem
 from lab.apiserver.model_admission import allocate_cluster_ip
 from lab.kubeapi import NotFound, StatusWriter
 

@@ -23,7 +23,7 @@ from agent.model.documents import (
     _children,
     load_documents,
 )
-from l7proxy.routing import RouteCompiler
+from gatewayapi import RouteCompiler
 from lab.apiserver.model_admission import admit
 from lab.controllers.endpointslice import desired_slices
 from lab.controllers.gateways import GatewayController

@@ -18,8 +18,8 @@ from agent.datapath.policy_waypoint import connection_policy
 from agent.model.convert import from_dict
 from agent.model.core import Service
 from agent.model.gateway import Gateway
+from gatewayapi import RouteCompiler
 from l7proxy.node import gateway_parents
-from l7proxy.routing import RouteCompiler
 from lab.apiserver.model_admission import allocate_cluster_ip
 from lab.controllers.gateways import GatewayController
 from lab.seed import GATEWAY_CLASS

@@ -105,7 +105,7 @@ def test_the_datapath_plan_never_reads_secrets() -> None:
     the desired datapath is the same whether its certificate Secret is there or not."""
     from agent.datapath.desired import desired_datapath, l7_keys, view_of
     from agent.model.convert import from_dict
-    from l7proxy.routing import CONTROLLER_NAME, RouteCompiler
+    from gatewayapi import CONTROLLER_NAME, RouteCompiler
 
     gw = "gateway.networking.k8s.io/v1"
     docs: list[dict[str, object]] = [

@@ -11,7 +11,7 @@ from agent.model.core import Namespace, Secret, Service
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
 from agent.model.resource import Resource
-from l7proxy.routing import (
+from gatewayapi import (
     CONTROLLER_NAME,
     Forward,
     GatewayParent,
@@ -24,7 +24,7 @@ from l7proxy.routing import (
     ServiceParent,
     compile_routes,
 )
-from l7proxy.routing.types import NoRoute
+from gatewayapi.types import NoRoute
 
 GW = "gateway.networking.k8s.io/v1"
 INFRA = "infra"

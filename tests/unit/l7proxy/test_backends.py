@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from l7proxy.routing import Answer, BackendTarget, ServiceParent
-from l7proxy.routing.backends import WeightedChoice
+from gatewayapi import Answer, BackendTarget, ServiceParent
+from gatewayapi.backends import WeightedChoice
 from tests.unit.l7proxy.helpers import (
     PARENT,
     backend,

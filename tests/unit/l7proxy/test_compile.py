@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from agent.model.gateway import RouteStatus
-from l7proxy.routing import RouteCompiler, RoutingInputs
+from gatewayapi import RouteCompiler, RoutingInputs
 from tests.unit.l7proxy.helpers import (
     PARENT,
     backend,

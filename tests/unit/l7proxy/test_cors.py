@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from l7proxy.routing import Answer, Headers, Response
+from gatewayapi import Answer, Headers, Response
 from tests.unit.l7proxy.helpers import (
     PARENT,
     backend,

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.model.httproute import PathModifier, PathModifierType
-from l7proxy.routing import Answer, BackendTarget, GatewayParent, Headers, Response
-from l7proxy.routing.filters import HeaderEdit, modify_path, replace_prefix
-from l7proxy.routing.match import prefix_matches
+from gatewayapi import Answer, BackendTarget, GatewayParent, Headers, Response
+from gatewayapi.filters import HeaderEdit, modify_path, replace_prefix
+from gatewayapi.match import prefix_matches
 from tests.unit.l7proxy.helpers import (
     INFRA,
     PARENT,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from l7proxy.routing import Headers, Request
+from gatewayapi import Headers, Request
 
 
 def test_lookup_is_case_insensitive_and_keeps_order() -> None:

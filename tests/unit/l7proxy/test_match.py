@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from l7proxy.routing.match import (
+from gatewayapi.match import (
     parse_query,
     prefix_candidates,
     prefix_key,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from l7proxy.routing import GatewayParent, NoRoute, NoRouteReason, ServiceParent
-from l7proxy.routing.hostnames import effective_hostnames, intersect, matches
+from gatewayapi import GatewayParent, NoRoute, NoRouteReason, ServiceParent
+from gatewayapi.hostnames import effective_hostnames, intersect, matches
 from tests.unit.l7proxy.helpers import (
     INFRA,
     backend,

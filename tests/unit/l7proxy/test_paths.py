@@ -1,4 +1,4 @@
-"""The path policy (l7proxy/routing/paths.py, issue 9 item 5): tables of normalized and
+"""The path policy (gatewayapi/paths.py, issue 9 item 5): tables of normalized and
 refused targets, and properties that tie the waypoint's view of a path to a backend's."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from l7proxy.routing import Answer
-from l7proxy.routing.match import prefix_matches
-from l7proxy.routing.paths import (
+from gatewayapi import Answer
+from gatewayapi.match import prefix_matches
+from gatewayapi.paths import (
     PathRefused,
     normalize_path,
     request_line_problem,

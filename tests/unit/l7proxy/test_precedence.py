@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from l7proxy.routing.hostnames import matches as host_matches
-from l7proxy.routing.hostnames import specificity
-from l7proxy.routing.match import parse_query, prefix_key, prefix_matches
+from gatewayapi.hostnames import matches as host_matches
+from gatewayapi.hostnames import specificity
+from gatewayapi.match import parse_query, prefix_key, prefix_matches
 from tests.unit.l7proxy.helpers import backend, gateway, listener, picked, route, tables
 
 

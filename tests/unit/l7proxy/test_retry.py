@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from l7proxy.routing import RetryPolicy, Selection, Timeouts, UpstreamError
+from gatewayapi import RetryPolicy, Selection, Timeouts, UpstreamError
 from tests.unit.l7proxy.helpers import (
     PARENT,
     backend,

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from gatewayapi import BackendTarget, GatewayParent
 from l7proxy.benchmark import bench_config
 from l7proxy.config import StaticEndpoints, load_config_text, parse_address
-from l7proxy.routing import BackendTarget, GatewayParent
 from l7proxy.server import WaypointServer
 from l7proxy.testing import gateway_config, read_response
 from l7proxy.upstream import Connector, Http1Upstream, Pool, UpstreamFailure

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from agent.model.resource import Resource
-from l7proxy.routing import CONTROLLER_NAME, StatusReport, compute_status
+from gatewayapi import CONTROLLER_NAME, StatusReport, compute_status
 from tests.unit.l7proxy.helpers import (
     INFRA,
     backend,

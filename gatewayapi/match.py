@@ -23,7 +23,7 @@ from agent.model.httproute import (
     StringMatchType,
 )
 from agent.model.regex import LinearPattern, compile_linear
-from l7proxy.routing.headers import Headers
+from gatewayapi.headers import Headers
 
 # --- paths -----------------------------------------------------------------------------
 

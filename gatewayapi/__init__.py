@@ -1,6 +1,10 @@
-"""The waypoint's route engine: pure, sans-IO Gateway API HTTPRoute routing.
+"""Gateway API semantics, pure and sans-IO (no sockets, no asyncio, no BCC): which routes
+attach to which parents, their status, and the HTTPRoute route tables. One package for its
+three readers, so they never disagree: the datapath (which Service ports and Gateway
+listeners need L7: ``RouteTables.l7_services``), the lab's Gateway API status controller
+(``compute_status``) and the waypoint (the tables it serves requests from).
 
-Per request the asyncio server calls one of:
+Per request the waypoint's asyncio server calls one of:
 
 - ``RouteTables.route(parent, request, rng=..., client_namespace=...)`` -> ``Forward``
   (send ``forward.request`` to ``forward.backend``, copy to ``forward.mirrors``, honour
@@ -15,15 +19,15 @@ Tables come from ``compile_routes(...)`` or, memoised on the inputs, from
 ``compute_status(inputs, now)``.
 """
 
-from l7proxy.routing.actions import Answer, Forward, MirrorRequest, Respond, Selection
-from l7proxy.routing.analysis import RoutingInputs
-from l7proxy.routing.compile import RouteCompiler, compile_analysis, compile_routes
-from l7proxy.routing.headers import Headers
-from l7proxy.routing.paths import PathRefused, normalize_path
-from l7proxy.routing.retry import RetryPolicy, UpstreamError
-from l7proxy.routing.status import StatusReport, compute_status
-from l7proxy.routing.tables import ListenerInfo, RouteTables
-from l7proxy.routing.types import (
+from gatewayapi.actions import Answer, Forward, MirrorRequest, Respond, Selection
+from gatewayapi.analysis import RoutingInputs
+from gatewayapi.compile import RouteCompiler, compile_analysis, compile_routes
+from gatewayapi.headers import Headers
+from gatewayapi.paths import PathRefused, normalize_path
+from gatewayapi.retry import RetryPolicy, UpstreamError
+from gatewayapi.status import StatusReport, compute_status
+from gatewayapi.tables import ListenerInfo, RouteTables
+from gatewayapi.types import (
     CONTROLLER_NAME,
     BackendTarget,
     GatewayParent,

@@ -13,16 +13,16 @@ from collections.abc import Iterable
 from agent.model.core import Namespace, Secret, Service
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
-from l7proxy.routing.analysis import Analysis, RoutingInputs, analyze
-from l7proxy.routing.precedence import IndexBuilder, route_order
-from l7proxy.routing.tables import (
+from gatewayapi.analysis import Analysis, RoutingInputs, analyze
+from gatewayapi.precedence import IndexBuilder, route_order
+from gatewayapi.tables import (
     GatewayPortTable,
     ListenerInfo,
     ListenerTable,
     RouteTables,
     ServicePortTable,
 )
-from l7proxy.routing.types import CONTROLLER_NAME, GatewayParent, ServiceParent
+from gatewayapi.types import CONTROLLER_NAME, GatewayParent, ServiceParent
 
 
 def compile_routes(

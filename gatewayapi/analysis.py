@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from agent.model.core import Namespace, Secret, Service
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
-from l7proxy.routing.attach import (
+from gatewayapi.attach import (
     CertificateCheck,
     GatewayState,
     ParentResult,
@@ -19,9 +19,9 @@ from l7proxy.routing.attach import (
     is_gateway_ref,
     is_service_ref,
 )
-from l7proxy.routing.backends import Grants, RefProblem
-from l7proxy.routing.rules import RuleReport, compile_route_rules
-from l7proxy.routing.types import CONTROLLER_NAME
+from gatewayapi.backends import Grants, RefProblem
+from gatewayapi.rules import RuleReport, compile_route_rules
+from gatewayapi.types import CONTROLLER_NAME
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from l7proxy.routing.cors import Cors
-from l7proxy.routing.filters import HeaderEdit, Mirror, Redirect, Rewrite, Unsupported
-from l7proxy.routing.headers import Headers
-from l7proxy.routing.retry import RetryPolicy
-from l7proxy.routing.rules import CompiledRule, FilterStep, Step
-from l7proxy.routing.types import (
+from gatewayapi.cors import Cors
+from gatewayapi.filters import HeaderEdit, Mirror, Redirect, Rewrite, Unsupported
+from gatewayapi.headers import Headers
+from gatewayapi.retry import RetryPolicy
+from gatewayapi.rules import CompiledRule, FilterStep, Step
+from gatewayapi.types import (
     BackendTarget,
     NoRoute,
     Parent,

@@ -18,7 +18,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 from agent.model.httproute import HTTPRouteRetry, HTTPRouteTimeouts
-from l7proxy.routing.types import NO_TIMEOUTS, Timeouts
+from gatewayapi.types import NO_TIMEOUTS, Timeouts
 
 DEFAULT_BACKOFF = 0.025
 DEFAULT_ATTEMPTS = 1

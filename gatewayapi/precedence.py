@@ -26,12 +26,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from agent.model.httproute import HTTPRouteMatch, PathMatchType
-from l7proxy.routing.headers import Headers
-from l7proxy.routing.hostnames import HostKey, is_wildcard, wildcard_suffixes
-from l7proxy.routing.match import CompiledMatch, _LazyQuery, prefix_candidates, prefix_key
+from gatewayapi.headers import Headers
+from gatewayapi.hostnames import HostKey, is_wildcard, wildcard_suffixes
+from gatewayapi.match import CompiledMatch, _LazyQuery, prefix_candidates, prefix_key
 
 if TYPE_CHECKING:
-    from l7proxy.routing.rules import CompiledRule
+    from gatewayapi.rules import CompiledRule
 
 RouteOrder = tuple[bool, str, str]
 """(no timestamp, ISO creation time, "namespace/name"): older first, then alphabetical."""

@@ -34,8 +34,8 @@ from agent.model.gateway import (
     RouteGroupKind,
 )
 from agent.model.httproute import HTTPRoute
-from l7proxy.routing.backends import Grants
-from l7proxy.routing.hostnames import HostKey, effective_hostnames
+from gatewayapi.backends import Grants
+from gatewayapi.hostnames import HostKey, effective_hostnames
 
 HTTPROUTE_KIND = RouteGroupKind(kind="HTTPRoute", group=GATEWAY_GROUP)
 HTTP_PROTOCOLS = (ListenerProtocol.HTTP, ListenerProtocol.HTTPS)

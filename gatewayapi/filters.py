@@ -17,8 +17,8 @@ from agent.model.httproute import (
     RequestRedirect,
     URLRewrite,
 )
-from l7proxy.routing.headers import Headers
-from l7proxy.routing.types import BackendTarget, Request, Response
+from gatewayapi.headers import Headers
+from gatewayapi.types import BackendTarget, Request, Response
 
 WELL_KNOWN_PORTS = {"http": 80, "https": 443}
 

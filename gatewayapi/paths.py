@@ -6,7 +6,7 @@ classic tricks (``/public/../admin``, ``/public/%2e%2e/admin``, ``/public%2F..%2
 ``//admin``, ``/public/..;/admin``, ``/public\\..\\admin``) make a backend resolve a path
 the proxy did not match. The policy follows Envoy's ``normalize_path: true``,
 ``merge_slashes: true`` and ``path_with_escaped_slashes_action: REJECT_REQUEST``, and is
-stricter where backends disagree with each other (see routing/SUPPORT.md):
+stricter where backends disagree with each other (see SUPPORT.md):
 
 - percent-encoded unreserved characters are decoded, other escapes get uppercase hex
   (RFC 3986 section 6.2.2); a malformed escape is refused;

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 
 from agent.model.httproute import CORS
-from l7proxy.routing.headers import Headers
-from l7proxy.routing.types import Request, Response
+from gatewayapi.headers import Headers
+from gatewayapi.types import Request, Response
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ORIGIN = re.compile(r"^(https?)://([^/:]+|\[[^\]]+\])(?::([0-9]{1,5}))?$")

@@ -27,8 +27,8 @@ from typing import Any
 
 from agent.model.gateway import ParentReference, RouteParentStatus
 from agent.model.meta import Condition, ObjectMeta
-from l7proxy.routing.analysis import Analysis, RouteReport, RoutingInputs, analyze
-from l7proxy.routing.attach import CertificateCheck, GatewayState, ListenerState, ParentResult
+from gatewayapi.analysis import Analysis, RouteReport, RoutingInputs, analyze
+from gatewayapi.attach import CertificateCheck, GatewayState, ListenerState, ParentResult
 
 StatusDict = dict[str, Any]
 

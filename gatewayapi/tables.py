@@ -17,7 +17,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from l7proxy.routing.actions import (
+from gatewayapi.actions import (
     Answer,
     Forward,
     Random,
@@ -27,12 +27,12 @@ from l7proxy.routing.actions import (
     execute,
     not_found,
 )
-from l7proxy.routing.headers import Headers
-from l7proxy.routing.hostnames import wildcard_suffixes
-from l7proxy.routing.match import lazy_query
-from l7proxy.routing.paths import PathRefused, request_line_problem, split_target
-from l7proxy.routing.precedence import HostIndex
-from l7proxy.routing.types import (
+from gatewayapi.headers import Headers
+from gatewayapi.hostnames import wildcard_suffixes
+from gatewayapi.match import lazy_query
+from gatewayapi.paths import PathRefused, request_line_problem, split_target
+from gatewayapi.precedence import HostIndex
+from gatewayapi.types import (
     GatewayParent,
     NoRoute,
     NoRouteReason,

@@ -22,7 +22,7 @@ from enum import StrEnum
 
 from agent.model.core import Service
 from agent.model.gateway import GATEWAY_GROUP, ReferenceGrant
-from l7proxy.routing.types import BackendTarget
+from gatewayapi.types import BackendTarget
 
 
 class RefProblem(StrEnum):

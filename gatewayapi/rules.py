@@ -25,7 +25,7 @@ from agent.model.httproute import (
     StringMatchType,
 )
 from agent.model.regex import regex_problem
-from l7proxy.routing.backends import (
+from gatewayapi.backends import (
     Grants,
     RefProblem,
     Resolution,
@@ -33,10 +33,10 @@ from l7proxy.routing.backends import (
     WeightedChoice,
     resolve,
 )
-from l7proxy.routing.cors import Cors
-from l7proxy.routing.filters import HeaderEdit, Mirror, Redirect, Rewrite, Unsupported
-from l7proxy.routing.retry import RetryPolicy, compile_timeouts
-from l7proxy.routing.types import BackendTarget, RuleRef, Timeouts
+from gatewayapi.cors import Cors
+from gatewayapi.filters import HeaderEdit, Mirror, Redirect, Rewrite, Unsupported
+from gatewayapi.retry import RetryPolicy, compile_timeouts
+from gatewayapi.types import BackendTarget, RuleRef, Timeouts
 
 
 class Step(StrEnum):

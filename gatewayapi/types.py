@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import NamedTuple
 
-from l7proxy.routing.headers import Headers
+from gatewayapi.headers import Headers
 
 CONTROLLER_NAME = "tulle.io/gateway-controller"
 """The GatewayClass ``controllerName`` Tulle answers for."""
