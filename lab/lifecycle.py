@@ -19,7 +19,7 @@ from lab.controlplane import (
     wait_nodes_registered,
     write_controller_kubeconfig,
 )
-from lab.state import LabPaths, read_json, write_json_atomic
+from lab.state import BPF_PIN_ROOT, LabPaths, pin_dir, read_json, write_json_atomic
 from lab.topology import (
     WAYPOINT_PORT,
     LabPlan,
@@ -29,7 +29,6 @@ from lab.topology import (
 
 HEALTH_STALE_SECONDS = 10.0
 RESTARTS_FILE = "restarts.json"  # in the health dir, written by the controller's supervisor
-BPF_PIN_ROOT = Path("/sys/fs/bpf/tulle")
 
 
 def require_root() -> None:
@@ -214,7 +213,7 @@ def _start_processes(
                     *(
                         [
                             "--pin-dir",
-                            str(BPF_PIN_ROOT / plan.name / node.name),
+                            str(pin_dir(plan.name, node.name)),
                             "--l7-intake",
                             str(paths.l7_intake_socket(node.name)),
                             "--waypoint",
@@ -251,7 +250,7 @@ def _start_processes(
                         "--kubeconfig",
                         component_kubeconfig(paths, "tulle-waypoint"),
                         "--pin-dir",
-                        str(BPF_PIN_ROOT / plan.name / node.name),
+                        str(pin_dir(plan.name, node.name)),
                         "--listen",
                         f"{node.waypoint_ip}:{WAYPOINT_PORT}",
                         "--flow-intake",

@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lab.state import read_json, write_json_atomic
+from agent.files import read_json, write_json_atomic
+from agent.procfs import seconds_since, start_ticks
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,29 +27,18 @@ class ProcRecord:
     log: str
 
 
-def proc_start_time(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # The command name (field 2) may contain spaces; fields resume after the last ')'.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[19])
-
-
 def uptime(rec: ProcRecord) -> float:
     """Seconds since the recorded process started (it may have exited since); 0 if unknown."""
     if rec.start_time <= 0:
         return 0.0
     try:
-        since_boot = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, seconds_since(rec.start_time))
     except (OSError, ValueError, IndexError):
         return 0.0
-    return max(0.0, since_boot - rec.start_time / os.sysconf("SC_CLK_TCK"))
 
 
 def is_alive(rec: ProcRecord) -> bool:
-    return proc_start_time(rec.pid) == rec.start_time and not _is_zombie(rec.pid)
+    return start_ticks(rec.pid) == rec.start_time and not _is_zombie(rec.pid)
 
 
 def _is_zombie(pid: int) -> bool:
@@ -86,7 +76,7 @@ def spawn(
             env=dict(env) if env is not None else None,
             close_fds=True,
         )
-    start = proc_start_time(proc.pid) or 0
+    start = start_ticks(proc.pid) or 0
     rec = ProcRecord(role=role, pid=proc.pid, start_time=start, argv=tuple(argv), log=str(log))
     if record_dir is not None:
         write_json_atomic(record_dir / f"{role}.json", asdict(rec))

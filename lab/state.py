@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from agent.files import read_json, write_json_atomic
+
+__all__ = [
+    "BPF_PIN_ROOT",
+    "DEFAULT_LAB",
+    "LabPaths",
+    "pin_dir",
+    "read_json",
+    "state_root",
+    "write_json_atomic",
+]
 
 DEFAULT_LAB = "lab"
+BPF_PIN_ROOT = Path("/sys/fs/bpf/tulle")
 
 
 def state_root() -> Path:
     return Path(os.environ.get("TULLE_STATE_DIR", "/run/tulle"))
+
+
+def pin_dir(lab: str, node: str) -> Path:
+    """Where a lab node's agent pins its maps (its and its waypoint's ``--pin-dir``)."""
+    return BPF_PIN_ROOT / lab / node
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +76,3 @@ class LabPaths:
     def make_dirs(self) -> None:
         for d in (self.root, self.procs, self.health, self.logs, self.logs / "pods"):
             d.mkdir(parents=True, exist_ok=True)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> Any | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
