@@ -7,7 +7,6 @@ writes go through ``ApiWriter``, whose answers land in the view at once.
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 import threading
 from pathlib import Path
@@ -15,20 +14,13 @@ from typing import Any, Protocol
 
 import httpx2 as httpx  # lightkube 1.x's HTTP client
 from lightkube import ApiError, Client, KubeConfig
-from lightkube.core.resource import ApiInfo
-from lightkube.generic_resource import (
-    GenericGlobalResource,
-    GenericGlobalStatus,
-    GenericNamespacedResource,
-    GenericNamespacedStatus,
-    create_api_info,
-)
 from lightkube.types import PatchType
 
+from agent.kube.backoff import Backoff
 from agent.kube.informer import Informer
+from agent.kube.resources import generic_resource, resource_for
 from agent.model.kinds import kind_info
 from lab.liveview import LiveView, Obj
-from lab.store.retry import Backoff
 
 log = logging.getLogger("tulle.kubeapi")
 API_BACKOFF = Backoff(initial=0.1, cap=5.0)
@@ -61,37 +53,12 @@ def retryable(err: BaseException) -> bool:
 _UNMODELLED = {"Event": ("v1", "events", True)}  # written, never read, by the controller
 
 
-def _modelled(kind: str) -> tuple[str, str, bool]:
-    info = kind_info(kind)
-    return info.api_version, info.plural, info.namespaced
-
-
-@functools.cache
 def resource(kind: str) -> Any:
-    """A lightkube resource class for ``kind`` whose objects are dicts. Not registered with
-    lightkube's registry, so lightkube's own typed models stay as they are for other users."""
-    api_version, plural, namespaced = _UNMODELLED.get(kind) or _modelled(kind)
-    group, _, version = api_version.rpartition("/")
-    api = create_api_info(group, version, kind, plural)
-    base, status_base = (
-        (GenericNamespacedResource, GenericNamespacedStatus)
-        if namespaced
-        else (GenericGlobalResource, GenericGlobalStatus)
-    )
-    status = type(
-        f"{kind}Status",
-        (status_base,),
-        {
-            "_api_info": ApiInfo(
-                resource=api.resource,
-                parent=api.resource,
-                plural=api.plural,
-                verbs=["get", "patch", "put"],
-                action="status",
-            )
-        },
-    )
-    return type(kind, (base,), {"_api_info": api, "Status": status})
+    """A lightkube resource class for ``kind`` whose objects are dicts (the agent's own)."""
+    if kind in _UNMODELLED:
+        api_version, plural, namespaced = _UNMODELLED[kind]
+        return generic_resource(api_version, plural, kind, namespaced=namespaced)
+    return resource_for(kind)
 
 
 def connect(kubeconfig: Path, field_manager: str, timeout: float = REQUEST_TIMEOUT) -> Client:

@@ -21,6 +21,7 @@ from typing import Any
 
 from lightkube import ApiError
 
+from agent.kube.backoff import Backoff
 from agent.model.apps import Deployment
 from agent.model.cache import ModelCache
 from agent.model.core import Pod, Service
@@ -38,7 +39,6 @@ from lab.lifecycle import load_plan
 from lab.liveview import LiveView
 from lab.seed import register_node
 from lab.state import LabPaths
-from lab.store.retry import Backoff
 from lab.supervisor import SystemProcesses, supervise
 from lab.topology import LabPlan
 
