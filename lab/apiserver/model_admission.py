@@ -16,7 +16,6 @@ converted.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 import socket
@@ -25,14 +24,10 @@ from typing import Any
 
 from agent.model.convert import ConversionError, from_dict, to_dict
 from agent.model.kinds import resolve_kind
+from lab.ipam import allocate_cluster_ip
 from lab.store import ObjectTooLarge, Store
 from lab.store.objects import MAX_OBJECT_BYTES
 from lab.topology import SERVICE_CIDR
-
-# Conventional addresses: the API server and cluster DNS.
-RESERVED_SERVICE_IPS = frozenset(
-    {SERVICE_CIDR.network_address + 1, SERVICE_CIDR.network_address + 10}
-)
 
 
 class AdmissionError(ValueError):
@@ -197,16 +192,3 @@ def _gateway_addresses(store: Store) -> set[Any]:
             except ValueError:
                 continue  # a hostname address: nothing to collide with
     return found
-
-
-def allocate_cluster_ip(key: tuple[str, ...], used: set[Any]) -> ipaddress.IPv4Address:
-    """Start from a hash of the name so addresses are stable across re-creations of a lab."""
-    size = SERVICE_CIDR.num_addresses
-    start = int.from_bytes(hashlib.sha256("/".join(key).encode()).digest()[:4], "big") % size
-    for step in range(size):
-        ip = SERVICE_CIDR.network_address + (start + step) % size
-        if ip in (SERVICE_CIDR.network_address, SERVICE_CIDR.broadcast_address):
-            continue
-        if ip not in used and ip not in RESERVED_SERVICE_IPS:
-            return ip
-    raise RuntimeError(f"service range {SERVICE_CIDR} is full")

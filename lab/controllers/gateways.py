@@ -16,7 +16,7 @@ from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
 from gatewayapi import CONTROLLER_NAME, RoutingInputs, compute_status
 from l7proxy.tlscerts import certificate_problem
-from lab.apiserver.model_admission import allocate_cluster_ip
+from lab.ipam import allocate_cluster_ip
 from lab.kubeapi import NotFound, StatusWriter
 
 log = logging.getLogger("tulle.gateways")

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from agent.datapath.desired import waypoint_address
 from agent.model.convert import from_dict
 from agent.model.node import Node
-from lab.apiserver.model_admission import allocate_cluster_ip
 from lab.controllers.gateways import GatewayController
+from lab.ipam import allocate_cluster_ip
 from lab.seed import GATEWAY_CLASS, node_object
 from lab.store import Store
 from lab.topology import plan_lab

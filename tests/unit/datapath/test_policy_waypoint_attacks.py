@@ -20,8 +20,8 @@ from agent.model.core import Service
 from agent.model.gateway import Gateway
 from gatewayapi import RouteCompiler
 from l7proxy.node import gateway_parents
-from lab.apiserver.model_admission import allocate_cluster_ip
 from lab.controllers.gateways import GatewayController
+from lab.ipam import allocate_cluster_ip
 from lab.seed import GATEWAY_CLASS
 from lab.store import Store
 
