@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gatewayapi import RetryPolicy, Selection, Timeouts, UpstreamError
-from tests.unit.l7proxy.helpers import (
+from tests.unit.gatewayapi.helpers import (
     PARENT,
     backend,
     draws,

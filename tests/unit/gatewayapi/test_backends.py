@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from gatewayapi import Answer, BackendTarget, ServiceParent
 from gatewayapi.backends import WeightedChoice
-from tests.unit.l7proxy.helpers import (
+from tests.unit.gatewayapi.helpers import (
     PARENT,
     backend,
     draws,

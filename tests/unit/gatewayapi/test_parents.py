@@ -9,7 +9,7 @@ import pytest
 
 from gatewayapi import GatewayParent, NoRoute, NoRouteReason, ServiceParent
 from gatewayapi.hostnames import effective_hostnames, intersect, matches
-from tests.unit.l7proxy.helpers import (
+from tests.unit.gatewayapi.helpers import (
     INFRA,
     backend,
     gateway,

@@ -14,7 +14,7 @@ import pytest
 
 from agent.model.resource import Resource
 from gatewayapi import CONTROLLER_NAME, StatusReport, compute_status
-from tests.unit.l7proxy.helpers import (
+from tests.unit.gatewayapi.helpers import (
     INFRA,
     backend,
     gateway,

@@ -14,7 +14,7 @@ from gatewayapi.match import (
     prefix_key,
     prefix_matches,
 )
-from tests.unit.l7proxy.helpers import backend, picked, route, tables
+from tests.unit.gatewayapi.helpers import backend, picked, route, tables
 
 
 def _one_rule(match: dict[str, Any]) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gatewayapi import Answer, Headers, Response
-from tests.unit.l7proxy.helpers import (
+from tests.unit.gatewayapi.helpers import (
     PARENT,
     backend,
     draws,

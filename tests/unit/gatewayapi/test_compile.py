@@ -7,7 +7,7 @@ import dataclasses
 
 from agent.model.gateway import RouteStatus
 from gatewayapi import RouteCompiler, RoutingInputs
-from tests.unit.l7proxy.helpers import (
+from tests.unit.gatewayapi.helpers import (
     PARENT,
     backend,
     draws,

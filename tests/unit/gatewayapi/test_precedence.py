@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from gatewayapi.hostnames import matches as host_matches
 from gatewayapi.hostnames import specificity
 from gatewayapi.match import parse_query, prefix_key, prefix_matches
-from tests.unit.l7proxy.helpers import backend, gateway, listener, picked, route, tables
+from tests.unit.gatewayapi.helpers import backend, gateway, listener, picked, route, tables
 
 
 def _r(

@@ -13,7 +13,7 @@ from agent.model.httproute import PathModifier, PathModifierType
 from gatewayapi import Answer, BackendTarget, GatewayParent, Headers, Response
 from gatewayapi.filters import HeaderEdit, modify_path, replace_prefix
 from gatewayapi.match import prefix_matches
-from tests.unit.l7proxy.helpers import (
+from tests.unit.gatewayapi.helpers import (
     INFRA,
     PARENT,
     backend,

@@ -18,7 +18,7 @@ from gatewayapi.paths import (
     request_line_problem,
     split_target,
 )
-from tests.unit.l7proxy.helpers import (
+from tests.unit.gatewayapi.helpers import (
     PARENT,
     backend,
     draws,
@@ -28,7 +28,7 @@ from tests.unit.l7proxy.helpers import (
     route,
     service,
 )
-from tests.unit.l7proxy.helpers import tables as compile_tables
+from tests.unit.gatewayapi.helpers import tables as compile_tables
 
 # RFC 3986 section 5.2.4 (dot segments), 6.2.2 (escapes); Envoy's merge_slashes.
 NORMALIZED = [
