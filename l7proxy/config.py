@@ -29,7 +29,7 @@ from agent.model.core import TLS_SECRET_TYPE, Namespace, Secret, Service
 from agent.model.documents import load_documents
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
-from l7proxy.routing import (
+from gatewayapi import (
     BackendTarget,
     GatewayParent,
     Parent,
@@ -47,7 +47,7 @@ OriginalDestination = Callable[[Address], "Address | Parent | None"]
 Admission = Callable[[Address, Address], bool]
 PolicyNaming = Callable[[Address, Address], tuple[tuple[str, ...], tuple[str, ...]] | None]
 """NetworkPolicy for a proxied request: may this client (ip, port) reach this backend
-endpoint (ip, port)? Judged as the kernel judges a direct connection (agent/waypoint.py)."""
+endpoint (ip, port)? Judged as the kernel judges a direct connection (l7proxy/node.py)."""
 
 CONFIG_KIND = "WaypointConfig"
 

@@ -8,9 +8,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
+from gatewayapi import Parent, Request
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.wire import HOP_BY_HOP, check_head, connection_tokens
-from l7proxy.routing import Parent, Request
 from l7proxy.timing import Marks, RttCache, now
 
 RawHeaders = list[tuple[bytes, bytes]]

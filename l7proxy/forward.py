@@ -9,11 +9,11 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from gatewayapi import BackendTarget, Forward, Headers, Request, Response, UpstreamError
 from l7proxy.exchange import Downstream, Exchange, RawHeaders, RequestBody, upstream_head
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.response import ResponseHead, upgrade_refusal
 from l7proxy.http.wire import HOP_BY_HOP, LAST_CHUNK, chunk, end_to_end
-from l7proxy.routing import BackendTarget, Forward, Headers, Request, Response, UpstreamError
 from l7proxy.timing import now
 from l7proxy.upstream import Http1Upstream, UpstreamFailure
 

@@ -23,12 +23,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from gatewayapi import GatewayParent, Parent, ServiceParent
 from l7proxy.exchange import Exchange, RequestBody
 from l7proxy.flows import now_ns
 from l7proxy.h1out import Http1Responder
 from l7proxy.http.parser import END, ParseError, RequestHead, RequestParser, UpgradeData
 from l7proxy.http.wire import error_response
-from l7proxy.routing import GatewayParent, Parent, ServiceParent
 from l7proxy.timing import NO_RTT, RttCache, transport_socket
 
 if TYPE_CHECKING:

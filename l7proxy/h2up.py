@@ -24,10 +24,10 @@ import h2.events
 import h2.exceptions
 from h2.settings import SettingCodes
 
+from gatewayapi import Forward, UpstreamError
 from l7proxy.exchange import Downstream, Exchange, RawHeaders
 from l7proxy.h2limits import H2Stats
 from l7proxy.h2stream import DROP, ENCODER_TABLE, STREAM_BUFFER, WINDOW, Sender
-from l7proxy.routing import Forward, UpstreamError
 from l7proxy.timing import NO_RTT, RttCache, now, transport_socket
 from l7proxy.upstream import Address, Connector, UpstreamFailure
 

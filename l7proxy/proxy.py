@@ -10,13 +10,7 @@ import asyncio
 import random
 from collections.abc import Callable, Sequence
 
-from l7proxy.config import Limits, WaypointConfig
-from l7proxy.exchange import Downstream, Exchange
-from l7proxy.flows import FlowRecorder, now_ns
-from l7proxy.forward import Failed, forward, raw_headers
-from l7proxy.metrics import WaypointMetrics
-from l7proxy.mirror import send_mirror
-from l7proxy.routing import (
+from gatewayapi import (
     Answer,
     BackendTarget,
     Forward,
@@ -29,7 +23,13 @@ from l7proxy.routing import (
     RuleRef,
     ServiceParent,
 )
-from l7proxy.routing.types import host_of
+from gatewayapi.types import host_of
+from l7proxy.config import Limits, WaypointConfig
+from l7proxy.exchange import Downstream, Exchange
+from l7proxy.flows import FlowRecorder, now_ns
+from l7proxy.forward import Failed, forward, raw_headers
+from l7proxy.metrics import WaypointMetrics
+from l7proxy.mirror import send_mirror
 from l7proxy.timing import now
 from l7proxy.upstream import Address, Connector, Pool, UpstreamFailure
 
@@ -119,7 +119,7 @@ class Proxy:
         ex.routed_headers = headers
         request = Request(ex.method, scheme, ex.authority, ex.target, headers)
         if parent is None:
-            from l7proxy.routing.actions import error_response
+            from gatewayapi.actions import error_response
 
             return Respond(error_response(404, "no route"), Answer.NO_ROUTE, None, "no parent")
         namespace_of = self.config.client_namespace

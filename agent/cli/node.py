@@ -126,7 +126,7 @@ def waypoint(
     metrics_address: str,
 ) -> None:
     """Run the node's L7 waypoint (HTTPRoutes, Gateways) behind transparent redirection."""
-    from agent.waypoint import run
+    from l7proxy.node import run
 
     raise SystemExit(run(node, kubeconfig, pin_dir, listen, flow_intake, metrics_address))
 
@@ -135,7 +135,7 @@ def waypoint(
 @kubeconfig_option
 def dns(kubeconfig: str | None) -> None:
     """(internal) node-local DNS server, run inside a node netns."""
-    from agent.lab.dns_process import run
+    from lab.dns.process import run
 
     raise SystemExit(run(kubeconfig))
 

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.lab.state import LabPaths
 from bench.l4 import machine, manifests
 from bench.l4.labs import BenchError, BenchLab, Progress
 from bench.l4.runner import BenchConfig, Runner
 from bench.l4.wrk import WrkResult
 from bench.observe.overhead import median_cost, pair_orders, pair_ratios
+from lab.state import LabPaths
 
 LAB = "benchtrace"
 NODES = ("node1", "node2")

@@ -1,6 +1,6 @@
 """Checks every write passes before the store: URL and body agree, names are valid, the
 namespace exists, custom resources match their CRD's schema (a CRD, apiextensions' rules),
-and modelled kinds go through the lab's admission (``agent.apiserver``), custom ones after
+and modelled kinds go through the lab's admission (``model_admission.py``), custom ones after
 their schema."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import secrets
 import string
 from typing import Any
 
-from agent.apiserver import AdmissionError, admit
 from agent.model.convert import ConversionError, from_dict
-from agent.store import Store
 from lab.apiserver import crds, schema
 from lab.apiserver.errors import ApiError, bad_request, invalid, not_found
+from lab.apiserver.model_admission import AdmissionError, admit
 from lab.apiserver.routing import Target
+from lab.store import Store
 
 _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"

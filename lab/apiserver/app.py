@@ -8,7 +8,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.store import Store
 from lab.apiserver import (
     auth,
     bodies,
@@ -30,6 +29,7 @@ from lab.apiserver import (
 from lab.apiserver.errors import NOT_FOUND, ApiError
 from lab.apiserver.routing import Discovery, Target, query_flag, route
 from lab.apiserver.watch import WatchSettings, watch
+from lab.store import Store
 
 log = logging.getLogger(__name__)
 

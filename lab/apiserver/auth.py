@@ -21,10 +21,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.store import Expired, Store
 from lab.apiserver import tokenrequest
 from lab.apiserver.rbac import MASTERS, Attributes, User
 from lab.apiserver.routing import Target, query_flag
+from lab.store import Expired, Store
 
 RBAC_KINDS = ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 
@@ -34,7 +34,7 @@ SA_UID = "kubernetes.io/service-account.uid"
 ADMIN = User("tulle:admin", (MASTERS, "system:authenticated"))
 # Who may create Nodes, as NodeRestriction leaves that to kubelets: the lab's kubelet runs in
 # the lab controller. Everyone else (admin included) may edit a Node, never create one: its
-# pod CIDR decides node identity (agent/apiserver.py). RBAC must allow the create as well.
+# pod CIDR decides node identity (model_admission.py). RBAC must allow the create as well.
 NODE_REGISTRARS = frozenset({"system:serviceaccount:kube-system:tulle-lab-controller"})
 
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
-from agent.store import Store
 from lab.apiserver import jsonpath
 from lab.apiserver.resources import BUILTIN, CRD_MODELLED, RESOURCES, Registry, Resource
+from lab.store import Store
 
 CRD_KIND = "CustomResourceDefinition"
 Problem = tuple[str, str]
@@ -272,3 +273,17 @@ def _structural(where: str, node: Mapping[str, Any]) -> list[Problem]:
         if isinstance(child, Mapping):
             out += _structural(f"{where}.{key}", child)
     return out
+
+
+def install_gateway_api(store: Store, directory: Path | None = None) -> None:
+    """Create the CRDs in ``store`` through the API server's own write path (admission,
+    the Established status), as a POST would: for tests and tools holding the store."""
+    from lab import gateway_crds
+    from lab.apiserver import writes
+    from lab.apiserver.routing import Target
+
+    res = BUILTIN.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+    assert res is not None
+    for crd in gateway_crds.manifests(directory or gateway_crds.CRD_DIR):
+        if store.get(res.kind, "", crd["metadata"]["name"]) is None:
+            writes.create(store, Target(res, "v1", None), crd)

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from agent.store import Store
 from lab.apiserver.auth import SA_NAME, SA_TOKEN_TYPE, SA_UID, _token_of, with_token
+from lab.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = (REPO / "deploy" / "daemonset" / "rbac.yaml", Path(__file__).with_name("lab-rbac.yaml"))

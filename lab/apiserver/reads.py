@@ -14,11 +14,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from agent.store import Expired, Store
 from lab.apiserver import events_view, storeview
 from lab.apiserver.errors import ApiError, bad_request, expired
 from lab.apiserver.routing import Target
 from lab.apiserver.selectors import Predicate, parse_field_selector, parse_label_selector
+from lab.store import Expired, Store
 
 
 def selector(target: Target, query: Mapping[str, str]) -> Predicate:

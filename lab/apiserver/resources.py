@@ -1,7 +1,7 @@
 """The resource table: every built-in kind the server serves, with the names discovery
 publishes.
 
-Kinds the typed model knows (``agent.model.kinds``) are admitted through ``agent.apiserver``;
+Kinds the typed model knows (``agent.model.kinds``) are admitted through ``model_admission``;
 the others are stored as sent after a metadata check. The model's Gateway API kinds are not
 built in: as on a cluster, they are served once their CustomResourceDefinitions are
 (``crds.py``), and admitted against the CRD's schema, then by the model.

@@ -11,7 +11,6 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from agent.store import Store, StoreError
 from lab.apiserver import deletion, fieldsets, ownership
 from lab.apiserver import patch as patches
 from lab.apiserver.admission import admitted, check_namespace, shape
@@ -19,6 +18,7 @@ from lab.apiserver.auth import with_token
 from lab.apiserver.errors import ApiError, already_exists, bad_request, conflict
 from lab.apiserver.routing import Target
 from lab.apiserver.stored import get, key, store_errors
+from lab.store import Store, StoreError
 
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.lab.topology import plan_lab
+from lab.topology import plan_lab
 from tests.conftest import IN_CI
 
 from . import clients

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.lab import lifecycle, procs
-from agent.lab.state import LabPaths
+from lab import lifecycle, procs
+from lab.state import LabPaths
 
 from .conftest import Lab
 

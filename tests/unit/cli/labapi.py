@@ -9,13 +9,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.store import Store
-from lab import gatewayapi
 from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.app import Api
 from lab.apiserver.auth import with_token
 from lab.apiserver.certs import Credentials, credentials, write_kubeconfig
+from lab.apiserver.crds import install_gateway_api
 from lab.apiserver.server import ApiServer, tls_context
+from lab.store import Store
 
 
 @dataclass
@@ -61,7 +61,7 @@ def lab_api(
     store = Store(store_path)
     bootstrap(store)
     if gateway_api:
-        gatewayapi.install(store)  # as `tulle lab up` does
+        install_gateway_api(store)  # as `tulle lab up` does
     server = ApiServer(Api(store, frozenset({creds.token})),
                        tls_context(creds.server_cert, creds.server_key)).start()
     url = f"https://127.0.0.1:{server.port}"

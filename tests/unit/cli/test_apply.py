@@ -15,8 +15,8 @@ from lightkube import Client, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap
 
-from agent.store import Store
 from lab.apiserver.certs import write_kubeconfig
+from lab.store import Store
 
 SERVICE = """
 apiVersion: v1

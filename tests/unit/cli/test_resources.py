@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from agent.cli.main import cli
-from agent.store import Store
+from lab.store import Store
 
 SERVICE = """
 apiVersion: v1

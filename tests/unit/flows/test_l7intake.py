@@ -21,11 +21,11 @@ from agent.flows.l7intake import FlowForwarder, L7Intake
 from agent.flows.l7record import L7FlowBuilder, L7Record, encode_batch, record_from_json
 from agent.flows.policyjson import network_policy
 from agent.flows.store import FlowRing
-from agent.lab.echo import EchoServer
-from agent.lab.echo_http import EchoContext
 from l7proxy.flows import FlowLossCollector
 from l7proxy.server import WaypointServer
 from l7proxy.testing import gateway_config
+from lab.echo.responses import EchoContext
+from lab.echo.server import EchoServer
 
 OK: L7Record = (1_700_000_000_000_000_000, 2_500_000, 200, "GET", "http://echo.shop/x",
                 "HTTP/1.1", "shop/orders", "0", "shop/echo:8080", "",

@@ -18,13 +18,13 @@ from agent.kube.backoff import Backoff
 from agent.kube.informer import Informer
 from agent.kube.resources import resource_for
 from agent.kube.source import ClusterSource
-from agent.store import Store
-from lab import gatewayapi
 from lab.apiserver import deletion
 from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.certs import credentials, write_kubeconfig
+from lab.apiserver.crds import install_gateway_api
 from lab.apiserver.resources import BUILTIN
 from lab.apiserver.routing import Target
+from lab.store import Store
 from tests.unit.kube.conftest import HISTORY, Lab, free_port
 
 FAST = Backoff(0.01, 0.05)
@@ -97,7 +97,7 @@ def test_an_unserved_kind_is_empty_and_synced_logged_once_and_picked_up_later(
         _until(lambda: informer.synced.is_set() and informer.lists >= 5, "five lists")
         assert informer.cache.objects == {}
         assert len(_not_served_lines(caplog)) == 1
-        gatewayapi.install(bare.store)
+        install_gateway_api(bare.store)
         bare.store.create(_route("shop"))
         _until(lambda: len(informer.cache.objects) == 1, "the route after its CRD")
         warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
@@ -127,7 +127,7 @@ def test_a_deleted_crd_empties_the_kind_without_a_warning_per_retry_and_it_comes
         assert len(_not_served_lines(caplog)) == 1
         warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
         assert not [w for w in warnings if "retrying" in w], warnings
-        gatewayapi.install(lab.store)
+        install_gateway_api(lab.store)
         lab.store.create(_route("again"))
         _until(lambda: set(informer.cache.objects) == {("default", "again")}, "the new route")
     finally:
@@ -140,7 +140,7 @@ def test_a_source_is_synced_on_a_cluster_without_gateway_api(bare: Lab) -> None:
     source = ClusterSource(client, ["Service", "HTTPRoute", "Gateway"], backoff=FAST).start()
     try:
         _until(lambda: source.synced, "the source to sync")
-        gatewayapi.install(bare.store)
+        install_gateway_api(bare.store)
         bare.store.create(_route("shop"))
         _until(lambda: source.state.get("HTTPRoute", "default", "shop") is not None, "the route")
     finally:

@@ -2,13 +2,13 @@ import ipaddress
 import json
 from typing import Any
 
-from agent.lab import kubelet as kubelet_mod
-from agent.lab.kubelet import ContainerRuntime, Kubelet, PodRuntime, pod_status
-from agent.lab.podspec import container_argv, resolv_conf
-from agent.lab.state import LabPaths
-from agent.lab.topology import plan_lab
 from agent.model.convert import from_dict
 from agent.model.core import Pod
+from lab import kubelet as kubelet_mod
+from lab.kubelet import ContainerRuntime, Kubelet, PodRuntime, pod_status
+from lab.podspec import container_argv, resolv_conf
+from lab.state import LabPaths
+from lab.topology import plan_lab
 
 
 def _container(**spec):
@@ -28,7 +28,7 @@ def test_no_command_runs_the_echo_server_on_declared_tcp_ports():
     argv, ready = container_argv(
         _container(ports=[{"containerPort": 9090}, {"containerPort": 53, "protocol": "UDP"}]), "/py"
     )
-    assert argv == ("/py", "-m", "agent.lab.echo", "--port", "9090")
+    assert argv == ("/py", "-m", "lab.echo.server", "--port", "9090")
     assert set(ready) == {(9090, "TCP"), (53, "UDP")}
 
 

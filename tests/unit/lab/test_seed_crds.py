@@ -6,9 +6,9 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from agent.lab.kubeapi import ApiWriter, connect
-from agent.lab.seed import GATEWAY_CLASS, install_crds, seed
-from lab import gatewayapi
+from lab import gateway_crds
+from lab.kubeapi import ApiWriter, connect
+from lab.seed import GATEWAY_CLASS, install_crds, seed
 from tests.unit.cli.labapi import lab_api
 
 
@@ -16,7 +16,7 @@ def test_lab_up_installs_the_crds_before_the_gateway_class(tmp_path: Path) -> No
     with lab_api(tmp_path / "store.db", gateway_api=False) as lab:
         with connect(lab.kubeconfig, "tulle-lab") as client:
             api = ApiWriter(client)
-            crds = gatewayapi.manifests()
+            crds = gateway_crds.manifests()
             assert sorted(install_crds(api, crds)) == sorted(c["metadata"]["name"] for c in crds)
             assert seed(api, [GATEWAY_CLASS]) == ["GatewayClass/tulle"]
             assert install_crds(api, crds) == []  # a restart: nothing to do

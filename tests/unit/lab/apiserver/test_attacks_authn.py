@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from agent.store import Store
+from lab.store import Store
 from tests.unit.lab.apiserver.conftest import Client
 
 SAS = "/api/v1/namespaces/{ns}/serviceaccounts"

@@ -13,13 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.store import Store
 from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.app import Api
 from lab.apiserver.certs import Credentials, credentials
 from lab.apiserver.errors import ApiError
 from lab.apiserver.selectors import parse_field_selector, parse_label_selector
 from lab.apiserver.server import ApiServer, Limits, tls_context
+from lab.store import Store
 from tests.unit.lab.apiserver.conftest import Client
 
 CAP = 4

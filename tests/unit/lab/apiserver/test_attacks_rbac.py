@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.store import Store
 from lab.apiserver import identities
 from lab.apiserver.auth import with_token
+from lab.store import Store
 from tests.unit.lab.apiserver.conftest import TABLE, Client, Reply, configmap
 from tests.unit.lab.apiserver.test_kubectl import PYPI_KUBECTL
 

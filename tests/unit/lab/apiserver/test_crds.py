@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.store import Store
+from lab.store import Store
 from tests.unit.lab.apiserver.conftest import TABLE, Client
 
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"

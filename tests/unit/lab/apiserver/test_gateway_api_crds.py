@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from agent.store import Store
-from lab import gatewayapi
+from lab import gateway_crds
 from lab.apiserver import crds
 from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.app import Api, Request
+from lab.apiserver.crds import install_gateway_api
+from lab.store import Store
 
 TOKEN = "admin-token"
 GW = "/apis/gateway.networking.k8s.io"
@@ -57,7 +58,7 @@ def bare(tmp_path: Path) -> Iterator[tuple[Store, Direct]]:
 
 @pytest.fixture
 def api(bare: tuple[Store, Direct]) -> Direct:
-    gatewayapi.install(bare[0])
+    install_gateway_api(bare[0])
     return bare[1]
 
 
@@ -78,7 +79,7 @@ def causes(body: dict[str, Any]) -> dict[str, str]:
 
 
 def _generator() -> Any:
-    path = gatewayapi.REPO / "deploy" / "crds" / "generate.py"
+    path = gateway_crds.REPO / "deploy" / "crds" / "generate.py"
     spec = importlib.util.spec_from_file_location("crd_generate", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -89,14 +90,14 @@ def _generator() -> Any:
 def test_the_crd_files_are_what_the_generator_writes() -> None:
     generator = _generator()
     for name, doc in generator.crds().items():
-        assert (gatewayapi.CRD_DIR / name).read_text() == generator.render(doc), (
+        assert (gateway_crds.CRD_DIR / name).read_text() == generator.render(doc), (
             f"{name} is stale: run python deploy/crds/generate.py"
         )
 
 
 def test_the_crds_pass_the_servers_validation_and_serve_the_modelled_kinds() -> None:
     found = {}
-    for crd in gatewayapi.manifests():
+    for crd in gateway_crds.manifests():
         assert crds.problems(crd) == [], crd["metadata"]["name"]
         res = crds.resource_of(crd)
         assert res is not None and res.modelled and res.custom
@@ -130,7 +131,7 @@ def test_gateway_kinds_are_served_only_while_their_crd_is_established(
     groups = [g["name"] for g in call("GET", "/apis")[1]["groups"]]
     assert "gateway.networking.k8s.io" not in groups
     # Stored but not yet established (no status): still not served.
-    (routes_crd,) = [c for c in gatewayapi.manifests() if c["spec"]["names"]["kind"] == "HTTPRoute"]
+    (routes_crd,) = [c for c in gateway_crds.manifests() if c["spec"]["names"]["kind"] == "HTTPRoute"]
     store.create(routes_crd)
     assert call("GET", ROUTES)[0] == 404
     store.update_status(

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from agent.store import Store
-from lab import gatewayapi
+from lab import gateway_crds
 from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.app import Api
 from lab.apiserver.certs import credentials, write_kubeconfig
 from lab.apiserver.server import ApiServer, tls_context
 from lab.apiserver.watch import WatchSettings
+from lab.store import Store
 from tests.unit.lab.apiserver.test_kubectl import Kubectl, _binaries
 
 ROUTE = """\
@@ -75,7 +75,7 @@ def test_kubectl_installs_the_crds_then_uses_their_kinds(
     assert missing.returncode != 0 and 'the server doesn\'t have a resource type "httproutes"' in (
         missing.stderr
     )
-    applied = k.out("apply", "-f", str(gatewayapi.CRD_DIR))
+    applied = k.out("apply", "-f", str(gateway_crds.CRD_DIR))
     for plural in ("gatewayclasses", "gateways", "httproutes", "referencegrants"):
         assert f"{plural}.gateway.networking.k8s.io created" in applied
     k.out("wait", "--for", "condition=established", "crd", "--all", "--timeout=10s")
@@ -117,7 +117,7 @@ def test_kubectl_installs_the_crds_then_uses_their_kinds(
     assert gateways[0].split() == ["NAME", "CLASS", "ADDRESS", "PROGRAMMED", "AGE"]
     assert gateways[1].split()[:2] == ["edge", "tulle"]
 
-    deleted = k.out("delete", "-f", str(gatewayapi.CRD_DIR / "httproutes.yaml"))
+    deleted = k.out("delete", "-f", str(gateway_crds.CRD_DIR / "httproutes.yaml"))
     assert "httproutes.gateway.networking.k8s.io" in deleted and "deleted" in deleted
     gone = k.run("get", "httproutes", ok=False)
     assert gone.returncode != 0
