@@ -242,3 +242,20 @@ def test_a_response_the_client_reads_slowly_is_client_time_not_backend_time() ->
         assert r.backend_ns < reading // 4, (reading, r)
 
     run(body)
+
+
+def test_the_node_waypoint_switches_the_split_with_the_tracing_signals(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from agent.waypoint import switch_split
+
+    caplog.set_level("INFO", logger="tulle.waypoint")
+    try:
+        switch_split(False)  # SIGUSR1
+        switch_split(False)  # no change: no line (bench/trace counts the lines)
+        assert timing.SPLIT.on is False
+        switch_split(True)  # SIGUSR2
+        assert timing.SPLIT.on is True
+    finally:
+        timing.SPLIT.on = True
+    assert [r.getMessage() for r in caplog.records] == ["request split paused",
+                                                        "request split resumed"]
