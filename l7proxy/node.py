@@ -38,6 +38,7 @@ from gatewayapi import GatewayParent, RouteCompiler, RouteTables, RoutingInputs
 from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
 from l7proxy.flows import FlowLossCollector
 from l7proxy.server import WaypointServer
+from l7proxy.timing import SPLIT
 from l7proxy.upstream import Connector, P
 
 log = logging.getLogger("tulle.waypoint")
@@ -184,8 +185,18 @@ class ClusterFeed:
         return tables, endpoints, gateways, certificates, policy
 
 
+def switch_split(on: bool) -> None:
+    """The request split on or off at run time, with the agent's kernel tracing (the same
+    signals: SIGUSR1 pauses, SIGUSR2 resumes; bench/trace switches both). Logged only
+    when it changes: the log line is what the bench waits for."""
+    if SPLIT.on != on:
+        SPLIT.on = on
+        log.info("request split %s", "resumed" if on else "paused")
+
+
 async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intake: Path,
-                metrics: Address = ("127.0.0.1", METRICS_PORT)) -> None:
+                metrics: Address = ("127.0.0.1", METRICS_PORT),
+                request_split: bool = True) -> None:
     feed = ClusterFeed(client)
     feed.source.start()
     while not feed.source.synced:  # every kind listed: never route from a partial view
@@ -213,6 +224,7 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
         admits=gate,
         policy_names=gate.names,
         client_namespace=gate.namespace_of,
+        request_split=request_split,
     )
     connector = WaypointConnector(
         listen[0], WAYPOINT_MARK, connect_timeout=config.limits.connect_timeout
@@ -222,11 +234,14 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
     server.metrics.registry.register(FlowLossCollector(server.flows))
     await server.start(reuse_port=False)
     server.metrics.serve(*metrics)
-    log.info("waypoint for %s listening on %s:%d", node, *listen)
+    log.info("waypoint for %s listening on %s:%d (request split %s)", node, *listen,
+             "on" if request_split else "off")
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
+    loop.add_signal_handler(signal.SIGUSR1, switch_split, False)
+    loop.add_signal_handler(signal.SIGUSR2, switch_split, True)
     while not done.is_set():
         if feed.changed.is_set():
             feed.changed.clear()
@@ -244,7 +259,7 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
 
 
 def run(node: str, kubeconfig: str | None, pin_dir: str, listen: str, intake: str,
-        metrics_address: str = METRICS_ADDRESS) -> int:
+        metrics_address: str = METRICS_ADDRESS, request_split: bool = True) -> int:
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s waypoint {node} %(levelname)s %(message)s"
     )
@@ -255,5 +270,6 @@ def run(node: str, kubeconfig: str | None, pin_dir: str, listen: str, intake: st
         client = connect(kubeconfig)
     except KubeconfigError as err:
         raise SystemExit(f"tulle waypoint: {err}") from None
-    asyncio.run(serve(node, client, Path(pin_dir), (host, int(port)), Path(intake), metrics))
+    asyncio.run(serve(node, client, Path(pin_dir), (host, int(port)), Path(intake), metrics,
+                      request_split))
     return 0
