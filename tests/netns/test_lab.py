@@ -242,6 +242,11 @@ def test_pods_keep_running_while_the_api_server_restarts(lab: Lab, shop: list[di
                 for r in procs.load_records(paths.procs)
             ),
         )
+        # A live process is not yet a listening one: apply once the restarted server answers.
+        _wait(
+            "the API server answering",
+            lambda: lab.tulle("get", "namespaces", check=False, timeout=10).returncode == 0,
+        )
         lab.apply(steady)  # two replicas now
         pods = _wait(
             "two ready steady pods",
