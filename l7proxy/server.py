@@ -306,10 +306,22 @@ def run_worker(
     config: WaypointConfig, worker: int = 0, loop_kind: str = "auto", flows: str = "off"
 ) -> None:
     loop = new_event_loop(loop_kind)
+    # A stop that arrives while the worker is still starting ends it cleanly, not by the
+    # default disposition (run_workers forks with the stop signals blocked until here).
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, _exit_cleanly)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     try:
         loop.run_until_complete(serve(config, worker=worker, flow_sink=flow_sink_for(flows)))
     finally:
         loop.close()
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def run_workers(
@@ -324,8 +336,6 @@ def run_workers(
         ctx.Process(target=run_worker, args=(config, i, loop_kind, flows), name=f"waypoint-{i}")
         for i in range(workers)
     ]
-    for proc in procs:
-        proc.start()
 
     def forward(signum: int, _frame: object) -> None:
         for proc in procs:
@@ -333,8 +343,17 @@ def run_workers(
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signum)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    # Block the stop signals across the forks: a SIGTERM before the handlers below exist
+    # would otherwise kill a starting worker (exit -15) or this process.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        for proc in procs:
+            proc.start()
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     code = 0
     for proc in procs:
         proc.join()

@@ -259,3 +259,41 @@ def test_transparent_listener_finds_the_service_parent() -> None:
             await echo.close()
 
     asyncio.run(main())
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_a_stop_while_the_workers_start_ends_every_worker_cleanly(
+    tmp_path: Path, round_: int
+) -> None:
+    """SIGTERM as soon as the workers are forked, before they serve: each stops with 0 (a
+    worker still starting used to die by the default disposition, and the program with it)."""
+    config = tmp_path / "waypoint.yaml"
+    config.write_text(bench_config("127.0.0.1:9", rules=4, listen="127.0.0.1:1"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "l7proxy", "--config", str(config)]
+        + ["--listen", f"127.0.0.1:{free_port()}", "--workers", "2"],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert len(_children(proc.pid)) == 2, "the workers were not forked"
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert code == 0, proc.stderr.read().decode() if proc.stderr else ""
