@@ -240,3 +240,24 @@ def test_patch_operations_name_the_patch_types_the_server_takes(client: Client) 
 )
 def test_if_none_match(header: str, matches: bool) -> None:
     assert etag_matches(header, '"AB"') is matches
+
+
+def test_a_304_keeps_the_connection_usable(client: Client) -> None:
+    """No body follows a 304: the next request on the same kept-alive connection is read
+    from where it starts (a stray body would be taken for the next response)."""
+    conn = http.client.HTTPSConnection("127.0.0.1", client.port, context=client.ctx, timeout=10)
+    auth = {"Authorization": f"Bearer {client.token}", "Accept": KUBECTL_ACCEPT}
+    try:
+        conn.request("GET", "/apis", headers=auth)
+        first = conn.getresponse()
+        etag = first.getheader("ETag")
+        assert first.status == 200 and json.loads(first.read())["items"]
+        conn.request("GET", "/apis", headers={**auth, "If-None-Match": etag})
+        second = conn.getresponse()
+        assert second.status == 304 and second.read() == b""
+        assert second.getheader("Content-Type") is None
+        conn.request("GET", "/api", headers=auth)
+        third = conn.getresponse()
+        assert third.status == 200 and json.loads(third.read())["kind"] == "APIGroupDiscoveryList"
+    finally:
+        conn.close()
