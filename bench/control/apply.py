@@ -53,52 +53,37 @@ ServiceRes = create_namespaced_resource("", "v1", "Service", "services")
 
 
 def service(i: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": f"bench-{i}", "namespace": NAMESPACE},
-        "spec": {
-            "ports": [{"name": "http", "port": PORT, "targetPort": TARGET_PORT, "protocol": "TCP"}]
-        },
-    }
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": f"bench-{i}", "namespace": NAMESPACE},
+            "spec": {"ports": [{"name": "http", "port": PORT, "targetPort": TARGET_PORT,
+                                "protocol": "TCP"}]}}
 
 
 def endpoint_slice(i: int, count: int) -> dict[str, Any]:
     """Service i's slice with `count` endpoints; addresses are unique per (i, endpoint)."""
     base = int(ipaddress.IPv4Address("10.250.0.0"))
     return {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {
-            "name": f"bench-{i}-1",
-            "namespace": NAMESPACE,
-            "labels": {"kubernetes.io/service-name": f"bench-{i}"},
-        },
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": f"bench-{i}-1", "namespace": NAMESPACE,
+                     "labels": {"kubernetes.io/service-name": f"bench-{i}"}},
         "addressType": "IPv4",
-        "endpoints": [
-            {
-                "addresses": [str(ipaddress.IPv4Address(base + i * 16 + e))],
-                "conditions": {"ready": True},
-            }
-            for e in range(count)
-        ],
+        "endpoints": [{"addresses": [str(ipaddress.IPv4Address(base + i * 16 + e))],
+                       "conditions": {"ready": True}} for e in range(count)],
         "ports": [{"name": "http", "port": TARGET_PORT, "protocol": "TCP"}],
     }
 
 
 def seed(client: Client, services: int, endpoints: int, progress: Any) -> None:
     """Create the Services, then their slices, a few requests at a time."""
-
     def create(obj: dict[str, Any]) -> None:
         res = ServiceRes if obj["kind"] == "Service" else EndpointSlice
         client.create(res.from_dict(obj), namespace=NAMESPACE)  # type: ignore[attr-defined]
 
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        for what, objs in (
-            ("Services", [service(i) for i in range(services)]),
-            ("EndpointSlices", [endpoint_slice(i, endpoints) for i in range(services)]),
-        ):
+        for what, objs in (("Services", [service(i) for i in range(services)]),
+                           ("EndpointSlices", [endpoint_slice(i, endpoints)
+                                               for i in range(services)])):
             list(pool.map(create, objs))
             progress(f"created {len(objs)} {what} ({time.monotonic() - started:.0f} s)")
 
@@ -138,9 +123,8 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
-def apply_changes(
-    kubeconfig: Path, client: Client, table: ServiceMap, services: int, endpoints: int, changes: int
-) -> dict[str, Any]:
+def apply_changes(kubeconfig: Path, client: Client, table: ServiceMap, services: int,
+                  endpoints: int, changes: int) -> dict[str, Any]:
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
     from_start: list[float] = []
     from_commit: list[float] = []
@@ -150,39 +134,25 @@ def apply_changes(
         want = endpoints + 1 if table.backends(vip) == endpoints else endpoints
         body = json.dumps(endpoint_slice(i, want))
         started = time.monotonic()
-        done = subprocess.run(
-            [str(KUBECTL), "apply", "-f", "-"],
-            input=body,
-            env=env,
-            text=True,
-            capture_output=True,
-            timeout=60,
-        )
+        done = subprocess.run([str(KUBECTL), "apply", "-f", "-"], input=body, env=env,
+                              text=True, capture_output=True, timeout=60)
         committed = time.monotonic()
         if done.returncode != 0:
             raise SystemExit(f"kubectl apply failed: {done.stderr.strip()}")
-        wait_for(
-            lambda vip=vip, want=want: table.backends(vip) == want,
-            10.0,
-            f"change {n} on bench-{i} reaching the maps",
-        )
+        wait_for(lambda vip=vip, want=want: table.backends(vip) == want, 10.0,
+                 f"change {n} on bench-{i} reaching the maps")
         seen = time.monotonic()
         from_start.append((seen - started) * 1000)
         from_commit.append((seen - committed) * 1000)
         time.sleep(0.05)
 
     def summary(samples: list[float]) -> dict[str, float]:
-        return {
-            "p50_ms": round(statistics.median(samples), 1),
-            "p99_ms": round(percentile(samples, 0.99), 1),
-            "max_ms": round(max(samples), 1),
-        }
+        return {"p50_ms": round(statistics.median(samples), 1),
+                "p99_ms": round(percentile(samples, 0.99), 1),
+                "max_ms": round(max(samples), 1)}
 
-    return {
-        "changes": changes,
-        "from_kubectl_start": summary(from_start),
-        "from_commit": summary(from_commit),
-    }
+    return {"changes": changes, "from_kubectl_start": summary(from_start),
+            "from_commit": summary(from_commit)}
 
 
 def agent_record(paths: LabPaths, node: str) -> ProcRecord | None:
@@ -218,16 +188,14 @@ def first_sync(paths: LabPaths, node: str, progress: Any) -> dict[str, Any]:
     wait_for(synced, 120.0, "the restarted agent's first sync", interval=0.1)
     datapath = (read_json(health_file) or {})["datapath"]
     status = Path(f"/proc/{new.pid}/status").read_text()
-    hwm_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    hwm_kb = next(int(line.split()[1]) for line in status.splitlines()
+                  if line.startswith("VmHWM:"))
     loaded = datapath.get("loaded_s")
-    return {
-        "seconds": round(float(datapath["first_sync_s"]), 2),
-        # after the eBPF programs are loaded (BCC compiles them): list, plan, program maps
-        "after_load_s": None if loaded is None else round(datapath["first_sync_s"] - loaded, 2),
-        "peak_rss_mb": round(hwm_kb / 1024, 1),
-        "services": datapath.get("services"),
-        "endpoints": datapath.get("endpoints"),
-    }
+    return {"seconds": round(float(datapath["first_sync_s"]), 2),
+            # after the eBPF programs are loaded (BCC compiles them): list, plan, program maps
+            "after_load_s": None if loaded is None else round(datapath["first_sync_s"] - loaded, 2),
+            "peak_rss_mb": round(hwm_kb / 1024, 1),
+            "services": datapath.get("services"), "endpoints": datapath.get("endpoints")}
 
 
 def run_size(services: int, endpoints: int, changes: int, progress: Any) -> dict[str, Any]:
@@ -242,18 +210,12 @@ def run_size(services: int, endpoints: int, changes: int, progress: Any) -> dict
         table = ServiceMap(LAB)
         last = client.get(ServiceRes, f"bench-{services - 1}", namespace=NAMESPACE)
         vip = last.spec["clusterIP"]  # type: ignore[attr-defined]
-        wait_for(
-            lambda: table.backends(vip) == endpoints,
-            300.0,
-            "the seeded Services in the maps",
-            interval=0.1,
-        )
+        wait_for(lambda: table.backends(vip) == endpoints, 300.0, "the seeded Services in the maps",
+                 interval=0.1)
         progress("seeded objects are in node1's maps; applying changes with kubectl")
-        result = {
-            "services": services,
-            "endpoints": services * endpoints,
-            "apply_to_maps": apply_changes(kubeconfig, client, table, services, endpoints, changes),
-        }
+        result = {"services": services, "endpoints": services * endpoints,
+                  "apply_to_maps": apply_changes(kubeconfig, client, table, services,
+                                                 endpoints, changes)}
         result["first_sync"] = first_sync(paths, "node1", progress)
         return result
     finally:
@@ -263,23 +225,17 @@ def run_size(services: int, endpoints: int, changes: int, progress: Any) -> dict
 
 
 def report(results: list[dict[str, Any]]) -> str:
-    lines = [
-        "| Services | endpoints | kubectl start → maps p50 / p99 | commit → maps p50 / p99 "
-        "| first sync (after eBPF load) | peak RSS |",
-        "|---|---|---|---|---|---|",
-    ]
+    lines = ["| Services | endpoints | kubectl start → maps p50 / p99 | commit → maps p50 / p99 "
+             "| first sync (after eBPF load) | peak RSS |", "|---|---|---|---|---|---|"]
     for r in results:
         a, s = r["apply_to_maps"], r["first_sync"]
         lines.append(
             f"| {r['services']:,} | {r['endpoints']:,} "
             f"| {a['from_kubectl_start']['p50_ms']} / {a['from_kubectl_start']['p99_ms']} ms "
             f"| {a['from_commit']['p50_ms']} / {a['from_commit']['p99_ms']} ms "
-            f"| {s['seconds']} s ({s['after_load_s']} s) | {s['peak_rss_mb']} MB |"
-        )
-    lines.append(
-        f"\nTargets: p99 ≤ {TARGET_P99_MS:.0f} ms at both sizes; first sync at the large "
-        f"size ≤ {SYNC_TARGET_S:.0f} s and ≤ {SYNC_TARGET_MB:.0f} MB."
-    )
+            f"| {s['seconds']} s ({s['after_load_s']} s) | {s['peak_rss_mb']} MB |")
+    lines.append(f"\nTargets: p99 ≤ {TARGET_P99_MS:.0f} ms at both sizes; first sync at the large "
+                 f"size ≤ {SYNC_TARGET_S:.0f} s and ≤ {SYNC_TARGET_MB:.0f} MB.")
     return "\n".join(lines)
 
 
@@ -298,9 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     def progress(message: str) -> None:
         print(f"• {message}", file=sys.stderr, flush=True)
 
-    results = [
-        run_size(int(n), args.endpoints, args.changes, progress) for n in args.sizes.split(",")
-    ]
+    results = [run_size(int(n), args.endpoints, args.changes, progress)
+               for n in args.sizes.split(",")]
     table = report(results)
     print(table)
     out = Path(args.out)
@@ -308,11 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     out.with_suffix(".md").write_text(
         "# bench-control\n\n`sudo .venv/bin/python -m bench.control.apply "
-        + " ".join(argv if argv is not None else sys.argv[1:])
-        + "`\n\n"
-        + table
-        + "\n"
-    )
+        + " ".join(argv if argv is not None else sys.argv[1:]) + "`\n\n" + table + "\n")
     return 0
 
 
