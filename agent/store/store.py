@@ -412,13 +412,16 @@ class Store:
         with self._committed:
             return self._commits
 
-    def wait_for_commit(self, seen: int, timeout: float) -> int:
+    def wait_for_commit(
+        self, seen: int, timeout: float, stop: threading.Event | None = None
+    ) -> int:
         """Wait up to ``timeout`` seconds unless a write committed through this object since
         ``commits()`` returned ``seen``; returns the count now. A watcher in the writing
         process wakes at once instead of at its next poll; other processes' writes are
-        still found by polling. :meth:`wake` ends every wait early."""
+        still found by polling. :meth:`wake` ends every wait early; set ``stop`` before
+        calling it and a wait that starts later returns at once too."""
         with self._committed:
-            if self._commits == seen:
+            if self._commits == seen and not (stop is not None and stop.is_set()):
                 self._committed.wait(timeout)
             return self._commits
 

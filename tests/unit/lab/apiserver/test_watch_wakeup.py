@@ -102,3 +102,6 @@ def test_wait_for_commit_returns_at_a_write_or_a_wake(tmp_path: Path) -> None:
         woke = threading.Thread(target=store.wake)
         threading.Timer(0.05, woke.start).start()
         assert store.wait_for_commit(seen + 1, SLOW_POLL) == seen + 1  # woken, nothing new
+        stopped = threading.Event()
+        stopped.set()  # a stop set before the wait starts (its wake came too early)
+        assert store.wait_for_commit(seen + 1, SLOW_POLL, stopped) == seen + 1
