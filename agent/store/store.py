@@ -114,8 +114,6 @@ class Store:
         self._local = threading.local()
         self._holders: weakref.WeakSet[_Holder] = weakref.WeakSet()
         self._abandoned: list[_Holder] = []
-        self._commits = 0  # writes committed through this object (any thread)
-        self._committed = threading.Condition()
         self._adopt(schema.initialise(self.path, busy_timeout))
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -403,32 +401,6 @@ class Store:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        with self._committed:
-            self._commits += 1
-            self._committed.notify_all()
-
-    def commits(self) -> int:
-        """How many writes have committed through this object (see :meth:`wait_for_commit`)."""
-        with self._committed:
-            return self._commits
-
-    def wait_for_commit(
-        self, seen: int, timeout: float, stop: threading.Event | None = None
-    ) -> int:
-        """Wait up to ``timeout`` seconds unless a write committed through this object since
-        ``commits()`` returned ``seen``; returns the count now. A watcher in the writing
-        process wakes at once instead of at its next poll; other processes' writes are
-        still found by polling. :meth:`wake` ends every wait early; set ``stop`` before
-        calling it and a wait that starts later returns at once too."""
-        with self._committed:
-            if self._commits == seen and not (stop is not None and stop.is_set()):
-                self._committed.wait(timeout)
-            return self._commits
-
-    def wake(self) -> None:
-        """End every :meth:`wait_for_commit` now (a server stopping its watches)."""
-        with self._committed:
-            self._committed.notify_all()
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:

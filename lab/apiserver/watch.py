@@ -13,8 +13,7 @@
   starts matching as ADDED, as the watch cache does.
 
 The stream reads the event log on a private SQLite connection and wakes on
-``PRAGMA data_version`` (which changes only when another connection commits), polled every
-``poll_interval``, or at once when this process commits a write (``Store.wait_for_commit``).
+``PRAGMA data_version`` (which changes only when another connection commits).
 """
 
 from __future__ import annotations
@@ -36,10 +35,6 @@ WatchEvent = dict[str, Any] | None
 
 _PAGE = 500  # events read per transaction
 HEARTBEAT = 1.0  # seconds between liveness checks of an idle watch's client
-# A watch reads the log at most this often: the first write after a quiet spell is sent at
-# once, a burst of writes in batches (one wake-up per write per watch halved the API
-# server's write rate with 8 watches).
-MIN_READ_GAP = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +106,6 @@ def watch(
                 yield end
         conn = schema.connect(store.path, 30.0)
         try:
-            writes = store.commits()  # before the first read: a later write wakes the wait
-            last_read = 0.0
             seen_version: int | None = None
             behind = False  # the last read was a full page: more events are already there
             last_sent = last_beat = time.monotonic()
@@ -120,7 +113,6 @@ def watch(
                 version = conn.execute("PRAGMA data_version").fetchone()[0]
                 if version != seen_version or behind:
                     seen_version = version
-                    last_read = time.monotonic()
                     try:
                         events, position = _read(conn, position, kind)
                     except Expired as err:
@@ -142,13 +134,7 @@ def watch(
                 if time.monotonic() - last_beat >= HEARTBEAT:
                     last_beat = time.monotonic()
                     yield None
-                # Woken by a write through this server at once (the commit -> event delay
-                # was the poll interval: 25 ms on average); others' writes by polling. Not
-                # waiting for writes until MIN_READ_GAP after a read bounds the wake-ups.
-                gap = last_read + MIN_READ_GAP - time.monotonic()
-                if gap > 0:
-                    stop.wait(gap)
-                writes = store.wait_for_commit(writes, settings.poll_interval, stop)
+                stop.wait(settings.poll_interval)
         finally:
             conn.close()
 
