@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Collection
+from collections.abc import Collection, Container
 from typing import Any
 
 from lab.topology import SERVICE_CIDR
@@ -32,7 +32,7 @@ def allocate(
     raise PoolExhausted(f"pod CIDR {cidr} has no free address ({len(used)} in use)")
 
 
-def allocate_cluster_ip(key: tuple[str, ...], used: set[Any]) -> ipaddress.IPv4Address:
+def allocate_cluster_ip(key: tuple[str, ...], used: Container[Any]) -> ipaddress.IPv4Address:
     """Start from a hash of the name so addresses are stable across re-creations of a lab."""
     size = SERVICE_CIDR.num_addresses
     start = int.from_bytes(hashlib.sha256("/".join(key).encode()).digest()[:4], "big") % size

@@ -61,6 +61,7 @@ class Response:
     content_type: str = "application/json"
     stream: Iterator[dict[str, Any] | None] | None = None  # watch events; None: heartbeat
     warnings: list[str] = field(default_factory=list)  # sent as Warning headers
+    headers: dict[str, str] = field(default_factory=dict)  # ETag, Cache-Control, Location...
 
 
 class Api:
@@ -140,11 +141,23 @@ class Api:
         if path in ("/healthz", "/livez", "/readyz"):
             return Response(200, b"ok", "text/plain")
         if path.startswith("/openapi/"):
-            return openapi.respond(path, request.header("accept"), registry)
+            return openapi.respond(
+                path,
+                request.header("accept"),
+                registry,
+                request.query.get("hash"),
+                request.header("if-none-match"),
+            )
         if isinstance(target, Discovery):
             if request.method != "GET":
                 raise ApiError(405, f"{request.method} is not allowed on {path}")
-            return Response(200, discovery.document(target, self.server_address, registry))
+            return discovery.respond(
+                target,
+                request.header("accept"),
+                request.header("if-none-match"),
+                self.server_address,
+                registry,
+            )
         raise ApiError(404, NOT_FOUND)
 
     def _resource(self, request: Request, target: Target, user: rbac.User) -> Response:

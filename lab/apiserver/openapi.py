@@ -13,9 +13,11 @@ apply patches from its compiled-in types, as it would for kinds a server does no
 
 from __future__ import annotations
 
+import email.utils
 import functools
 import hashlib
 import json
+import time
 from typing import Any
 
 from lab.apiserver import builtin_openapi, builtin_types
@@ -23,6 +25,12 @@ from lab.apiserver.errors import NOT_FOUND, ApiError
 from lab.apiserver.resources import BUILTIN, Registry, Resource
 from lab.apiserver.smp_meta import merge_key_table
 
+PATCH_TYPES = (
+    "application/apply-patch+yaml",
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+)
 _PARAMS = ("dryRun", "fieldManager", "fieldValidation", "force", "pretty")
 _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
@@ -111,13 +119,21 @@ def _kind_schema(r: Resource, version: str) -> dict[str, Any]:
 
 
 def _operation(r: Resource, version: str, verb: str) -> dict[str, Any]:
-    return {
+    op: dict[str, Any] = {
         "operationId": f"{verb}{r.kind}",
         "x-kubernetes-action": verb,
         "x-kubernetes-group-version-kind": {"group": r.group, "version": version, "kind": r.kind},
         "parameters": [{"name": p, "in": "query", "schema": {"type": "string"}} for p in _PARAMS],
         "responses": {"200": {"description": "OK"}},
     }
+    if verb == "patch":
+        # The patch types the server takes. kubectl computes a strategic merge patch from
+        # this document's schemas when the kind's PATCH lists that type; otherwise it fetches
+        # /openapi/v2 too (a request more per apply) and falls back to its compiled-in types.
+        types = PATCH_TYPES if r.builtin else tuple(t for t in PATCH_TYPES if "strategic" not in t)
+        body = {"schema": {"type": "object"}}
+        op["requestBody"] = {"content": {t: body for t in types}, "required": True}
+    return op
 
 
 def _gvk(r: Resource, version: str) -> list[dict[str, str]]:
@@ -193,8 +209,30 @@ def v2_protobuf() -> bytes:
     return _field(1, b"2.0") + _field(2, info)
 
 
-def respond(path: str, accept: str, registry: Registry = BUILTIN) -> Any:
+@functools.lru_cache(maxsize=64)
+def _document(group: str, version: str, resources: tuple[Resource, ...]) -> tuple[bytes, str]:
+    """A group-version's document serialised once, and its hash (the index's ``?hash=``)."""
+    body = json.dumps(_group_version(group, version, resources), separators=(",", ":")).encode()
+    return body, _digest(group, version, resources)
+
+
+def _etag(digest: str) -> str:
+    return f'"{digest}"'
+
+
+def respond(
+    path: str,
+    accept: str,
+    registry: Registry = BUILTIN,
+    hash_: str | None = None,
+    if_none_match: str = "",
+) -> Any:
+    """Documents with an ETag (``304 Not Modified`` for a client holding the current one), as
+    kube-openapi serves them: a group-version asked for by the index's ``?hash=`` is
+    immutable (kubectl's HTTP cache then answers it from disk without a request), and a stale
+    hash is redirected to the current one."""
     from lab.apiserver.app import Response  # a cycle only at call time
+    from lab.apiserver.discovery import etag_matches
 
     parts = [p for p in path.split("/") if p]
     if parts == ["openapi", "v2"]:
@@ -209,13 +247,33 @@ def respond(path: str, accept: str, registry: Registry = BUILTIN) -> Any:
                 "definitions": {},
             },
         )
-    if parts[:2] == ["openapi", "v3"]:
-        if len(parts) == 2:
-            return Response(200, _index(registry))
-        rest = parts[2:]
-        served = registry.groups()
+    if parts[:2] != ["openapi", "v3"]:
+        raise ApiError(404, NOT_FOUND)
+    if len(parts) == 2:
+        body, digest = _index_document(registry.resources)
+        headers = {"ETag": _etag(digest)}
+    else:
+        rest, served = parts[2:], registry.groups()
         if rest[0] == "api" and len(rest) == 2 and rest[1] in served.get("", []):
-            return Response(200, group_version("", rest[1], registry))
-        if rest[0] == "apis" and len(rest) == 3 and rest[2] in served.get(rest[1], []):
-            return Response(200, group_version(rest[1], rest[2], registry))
-    raise ApiError(404, NOT_FOUND)
+            group, version = "", rest[1]
+        elif rest[0] == "apis" and len(rest) == 3 and rest[2] in served.get(rest[1], []):
+            group, version = rest[1], rest[2]
+        else:
+            raise ApiError(404, NOT_FOUND)
+        body, digest = _document(group, version, tuple(registry.in_group_version(group, version)))
+        headers = {"ETag": _etag(digest), "Vary": "Accept"}
+        if hash_ and hash_ != digest:
+            location = f"/openapi/v3/{_gv_path(group, version)}?hash={digest}"
+            return Response(301, b"", headers={"Location": location})
+        if hash_:
+            expires = email.utils.formatdate(time.time() + 365 * 86400, usegmt=True)
+            headers |= {"Cache-Control": "public, immutable", "Expires": expires}
+    if etag_matches(if_none_match, headers["ETag"]):
+        return Response(304, b"", headers=headers)
+    return Response(200, body, headers=headers)
+
+
+@functools.lru_cache(maxsize=16)
+def _index_document(resources: tuple[Resource, ...]) -> tuple[bytes, str]:
+    body = json.dumps(_index(Registry(resources)), separators=(",", ":")).encode()
+    return body, hashlib.sha256(body).hexdigest()[:32].upper()

@@ -112,9 +112,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         payload = response.body if isinstance(response.body, bytes) else _dumps(response.body)
         self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Cache-Control", "no-cache, private")
+        headers = {"Cache-Control": "no-cache, private", **response.headers}
+        if response.status == 304:
+            # No body, and no headers describing one: a client's cache merges a 304's headers
+            # into the response it holds (a Content-Length of 0 would contradict its body).
+            payload = b""
+        else:
+            headers["Content-Type"] = response.content_type
+            headers["Content-Length"] = str(len(payload))
+        for name, value in headers.items():
+            self.send_header(name, value)
         for warning in response.warnings:
             self.send_header("Warning", '299 - "{}"'.format(warning.replace('"', '\\"')))
         self.end_headers()

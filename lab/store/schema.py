@@ -32,6 +32,16 @@ _TABLES = (
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 
+# Fields looked up by value on every write (admission: is this ClusterIP taken?), each with a
+# partial expression index, so a lookup is a B-tree search, not a scan of every object of the
+# kind. Additive: older builds open the file and SQLite keeps the index current for them too.
+INDEXED_FIELDS = {("Service", "$.spec.clusterIP"): "objects_service_cluster_ip"}
+_INDEXES = tuple(
+    f"CREATE INDEX IF NOT EXISTS {name} ON objects (json_extract(body, '{path}'))"
+    f" WHERE kind = '{kind}'"
+    for (kind, path), name in INDEXED_FIELDS.items()
+)
+
 
 def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     """Open one connection in autocommit mode; callers issue BEGIN/COMMIT themselves.
@@ -67,7 +77,7 @@ def initialise(path: Path, busy_timeout: float) -> sqlite3.Connection:
                     f"{path} has store schema {version}, newer than this build's "
                     f"{SCHEMA_VERSION}; upgrade tulle"
                 )
-            for statement in _TABLES:
+            for statement in (*_TABLES, *_INDEXES):
                 conn.execute(statement)
             conn.execute("COMMIT")
         except BaseException:

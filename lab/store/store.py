@@ -286,6 +286,19 @@ class Store:
             ).fetchall()
         return [(ns, name, value) for ns, name, value in rows]
 
+    def holders(self, kind: str, json_path: str, value: Any) -> builtins.list[tuple[str, str]]:
+        """``(namespace, name)`` of each object of ``kind`` whose field equals ``value``,
+        through the field's index (``schema.INDEXED_FIELDS``; other fields are refused)."""
+        if (kind, json_path) not in schema.INDEXED_FIELDS:
+            raise ValueError(f"{kind} {json_path} has no index (see schema.INDEXED_FIELDS)")
+        # Literals, not parameters: SQLite uses a partial expression index only for a query
+        # whose terms match its definition textually (both come from INDEXED_FIELDS).
+        sql = (
+            "SELECT namespace, name FROM objects"
+            f" WHERE kind = '{kind}' AND json_extract(body, '{json_path}') = ?"
+        )
+        return [(ns, name) for ns, name in self._conn().execute(sql, (value,)).fetchall()]
+
     def revision(self) -> int:
         """The latest revision written (0 for an empty, never-written store)."""
         row = self._conn().execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()
