@@ -42,7 +42,9 @@ class Direct:
         }
         data = json.dumps(body).encode() if body is not None else b""
         reply = self.api.handle(Request(method, path, {}, headers, data))
-        return reply.status, reply.body
+        # Discovery and OpenAPI replies are serialised once and served as bytes.
+        body = json.loads(reply.body) if isinstance(reply.body, bytes) else reply.body
+        return reply.status, body
 
 
 @pytest.fixture
