@@ -140,7 +140,7 @@ def run_stages(kubeconfig: str, pin_dir: str | None, trace: bool) -> dict[str, A
             row["objects"] = len(informer.cache.objects)
     objects = list(agent.source.state.objects.values())
     maglev = Timer()
-    svcs.maglev_table = maglev.wrap(svcs.maglev_table)  # type: ignore[attr-defined]
+    svcs.maglev_slots = maglev.wrap(svcs.maglev_slots)  # type: ignore[attr-defined]
     import gc
 
     with ctl._no_gc():  # noqa: SLF001 - as resync runs it
