@@ -45,6 +45,7 @@ log = logging.getLogger("tulle.agent")
 AGENT_KINDS = tuple(k for k in WATCHED_KINDS if k != "Secret")
 HEALTH_INTERVAL = 1.0
 SYNC_DEBOUNCE = 0.02  # coalesce bursts of cluster changes into one datapath sync
+TRACE_ORDER = "after-first-sync"  # the tracer compiles once the datapath is programmed
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class Agent:
         self.tracing: Any = None  # agent.tracing.tracer.HookPlan once tracing runs
         self.first_sync_s: float | None = None  # process start -> first full datapath sync
         self.loaded_s: float | None = None  # process start -> eBPF programs loaded
+        self.first_synced = threading.Event()  # set once the datapath was programmed in full
         # What the datapath has not seen yet (guarded by source.lock): single changes are
         # planned incrementally; a (re)list of any kind makes the next sync a full resync.
         self.pending: list[ObjectChange] = []
@@ -171,6 +173,7 @@ class Agent:
                 self.last_error = None
                 if self.first_sync_s is None and objects is not None:
                     self.first_sync_s = process_age()
+                    self.first_synced.set()
                     log.info(
                         "first datapath sync done %.2f s after the process started: %d objects",
                         self.first_sync_s,
@@ -248,6 +251,7 @@ def run(config: AgentConfig) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     if config.pin_dir:
+        from agent.datapath.native import malloc_trim
         from agent.datapath.programs import load_datapath
 
         started = time.monotonic()
@@ -258,6 +262,7 @@ def run(config: AgentConfig) -> int:
             _waypoint(config.waypoint),
             config.ct_endpoint_quota,
         )
+        malloc_trim()  # the compile's freed LLVM memory: not under the first sync's peak
         if registry is not None:
             MapFillCollector(agent.datapath.map_fill, registry)
         agent.loaded_s = process_age()
@@ -270,9 +275,7 @@ def run(config: AgentConfig) -> int:
         _start_thread(agent.datapath.run_events, "events", agent.stop)
         _start_thread(agent.datapath.run_gc, "ct-gc", agent.stop)
         if config.trace:  # kernel connection tracing (issue 12): best effort
-            from agent.tracing.start import start_tracing
-
-            agent.tracing = start_tracing(agent.datapath, ingest, node, agent.stop)
+            _trace_after_first_sync(agent, ingest)
     observer = _start_observer(ring, config)
     intake = None
     if config.l7_intake and agent.datapath is not None:
@@ -307,6 +310,23 @@ def run(config: AgentConfig) -> int:
         metrics_server.close()
     agent.report_node_ready(False, "AgentStopped")
     return 0
+
+
+def _trace_after_first_sync(agent: Agent, ingest: FlowIngest) -> None:
+    """The tracer's BCC compile waits for the first datapath sync (TRACE_ORDER): the
+    datapath is programmed ~1.5 s sooner, and the two memory peaks do not stack."""
+    from agent.datapath.native import malloc_trim
+    from agent.tracing.start import start_tracing_after
+
+    assert agent.datapath is not None
+
+    def started(plan: Any) -> None:
+        agent.tracing = plan
+        malloc_trim()
+
+    start_tracing_after(
+        agent.first_synced, agent.datapath, ingest, agent.node, agent.stop, started
+    )
 
 
 def _waypoint(text: str | None) -> tuple[ipaddress.IPv4Address, int] | None:

@@ -87,3 +87,18 @@ def captured_stderr(fd: int = 2) -> Iterator[list[str]]:
             os.close(saved)
             tmp.seek(0)
             out.append(tmp.read().decode(errors="replace"))
+
+
+def malloc_trim() -> bool:
+    """Hand the C heap's free pages back to the kernel (glibc's malloc_trim(0)). A BCC
+    compile leaves tens of MB of freed LLVM memory in the heap; without this, the agent's
+    first sync stacks its own peak on top of it. False where the libc has no malloc_trim."""
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    trim(0)
+    return True
