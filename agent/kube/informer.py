@@ -28,6 +28,7 @@ from lightkube.core import decoders
 from lightkube.core import resource as res
 from lightkube.generic_resource import Generic as GenericDict
 
+from agent.kube import gcpause
 from agent.kube.backoff import Backoff
 from agent.kube.cache import Cache, CacheError, Delta, key_of, revision_of
 
@@ -37,6 +38,14 @@ ALL_NAMESPACES = "*"
 WATCH_BACKOFF = Backoff(initial=0.1, cap=10.0)
 READ_SLACK = 30.0  # a watch silent this long past its timeoutSeconds is a dead connection
 _decode_json = msgspec.json.decode
+
+
+def _slim(obj: Any) -> None:
+    """Drops ``metadata.managedFields``: no Tulle process reads it (server-side apply's
+    bookkeeping), and it is half of a Service's memory (3.9 -> 1.8 KB per object)."""
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
 
 
 class Informer(Generic[R]):
@@ -147,6 +156,7 @@ class Informer(Generic[R]):
         if not self._as_dict:
             return decoders.decode_object(raw, self.resource)
         obj = _decode_json(raw)
+        _slim(obj)
         obj.update(self._stamp)
         return obj
 
@@ -163,15 +173,17 @@ class Informer(Generic[R]):
                 self._listed(self.cache.replace([], self.cache.revision))
                 return False
             generic.raise_for_status(response)
-            if self._as_dict:
-                body = _decode_json(response.content)
-                page = body.get("items") or []
-                for item in page:
-                    item.update(self._stamp)
-                meta = body.get("metadata") or {}
-                revision, more = meta.get("resourceVersion"), meta.get("continue")
-            else:
-                more, revision, page = decoders.decode_list(response.content, self.resource)
+            with gcpause.paused():  # a page is 1,000s of containers that all stay
+                if self._as_dict:
+                    body = _decode_json(response.content)
+                    page = body.get("items") or []
+                    for item in page:
+                        _slim(item)
+                        item.update(self._stamp)
+                    meta = body.get("metadata") or {}
+                    revision, more = meta.get("resourceVersion"), meta.get("continue")
+                else:
+                    more, revision, page = decoders.decode_list(response.content, self.resource)
             items.extend(page)
             if not more:
                 break

@@ -134,6 +134,10 @@ def run_stages(kubeconfig: str, pin_dir: str | None, trace: bool) -> dict[str, A
     agent = daemon.Agent(NODE, client)
     send_timer, decode_timer = Timer(), Timer()
     inf._decode_json = decode_timer.wrap(inf._decode_json)  # type: ignore[attr-defined]
+    if os.environ.get("FSBENCH_NOGC"):
+        import gc as _gc
+
+        _gc.disable()
     for informer, kind in zip(agent.source.informers, agent.source.state.kinds, strict=True):
         generic = client._client  # noqa: SLF001 - what the informer sends through
         generic.send = send_timer.wrap(generic.__class__.send.__get__(generic))  # type: ignore[method-assign]
