@@ -6,7 +6,9 @@ fills them. Addresses and ports are stored in network byte order, as the packets
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
+from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -192,10 +194,7 @@ def write_service(
             leaf.addr, leaf.port = be32(ip), be16(bport)
             backends_map[bkey] = leaf
         if backends:
-            slots = maglev.Leaf()
-            for i, value in enumerate(table):
-                slots.slots[i] = base + value
-            maglev[key] = slots
+            maglev[key] = _maglev_leaf(maglev, table, base)
         else:
             _delete(maglev, key)
         services = dp.table("lb_services_v1")
@@ -210,6 +209,16 @@ def write_service(
     if previous is not None:
         _free_backends(dp, key, previous)
     return ServiceSlot(generation, len(backends))
+
+
+def _maglev_leaf(maglev: Any, table: Iterable[int], base: int) -> Any:
+    """The table's slots offset by ``base``, copied into the leaf in one memmove: setting
+    1,021 ctypes elements one by one was most of a first sync's map-write time."""
+    leaf = maglev.Leaf()
+    slots = array("I", map(base.__add__, table) if base else table)
+    size = min(len(slots) * slots.itemsize, ctypes.sizeof(leaf.slots))
+    ctypes.memmove(ctypes.addressof(leaf.slots), slots.buffer_info()[0], size)
+    return leaf
 
 
 def delete_service(
