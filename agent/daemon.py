@@ -26,6 +26,7 @@ from lightkube.types import PatchType
 from prometheus_client import CollectorRegistry
 
 from agent.datapath.controller import WATCHED_KINDS, DatapathController, ObjectChange
+from agent.datapath.native import malloc_trim
 from agent.flows.enrich import enrich
 from agent.flows.ingest import FlowIngest
 from agent.flows.l7intake import L7Intake
@@ -173,6 +174,7 @@ class Agent:
                 self.last_error = None
                 if self.first_sync_s is None and objects is not None:
                     self.first_sync_s = process_age()
+                    malloc_trim()  # the lists' freed bodies, before the tracer's compile
                     self.first_synced.set()
                     log.info(
                         "first datapath sync done %.2f s after the process started: %d objects",
@@ -251,7 +253,6 @@ def run(config: AgentConfig) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     if config.pin_dir:
-        from agent.datapath.native import malloc_trim
         from agent.datapath.programs import load_datapath
 
         started = time.monotonic()
@@ -315,7 +316,6 @@ def run(config: AgentConfig) -> int:
 def _trace_after_first_sync(agent: Agent, ingest: FlowIngest) -> None:
     """The tracer's BCC compile waits for the first datapath sync (TRACE_ORDER): the
     datapath is programmed ~1.5 s sooner, and the two memory peaks do not stack."""
-    from agent.datapath.native import malloc_trim
     from agent.tracing.start import start_tracing_after
 
     assert agent.datapath is not None

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 ALL_NAMESPACES = "*"
 WATCH_BACKOFF = Backoff(initial=0.1, cap=10.0)
+# Objects per list page, as client-go's reflector asks: a 10,000-EndpointSlice list then never
+# sits in memory as one 20 MB body beside its decoded objects.
+LIST_PAGE = 500
 READ_SLACK = 30.0  # a watch silent this long past its timeoutSeconds is a dead connection
 _decode_json = msgspec.json.decode
 
@@ -163,7 +166,12 @@ class Informer(Generic[R]):
     def _list(self) -> bool:
         """One full list into the cache; False when the server does not serve the kind."""
         generic = self.client._client  # noqa: SLF001 - see the module docstring
-        request = generic.prepare_request("list", self.resource, namespace=self.namespace)  # type: ignore[arg-type]
+        request = generic.prepare_request(
+            "list",
+            self.resource,  # type: ignore[arg-type]
+            namespace=self.namespace,
+            params={"limit": str(LIST_PAGE)},
+        )
         items: list[Any] = []
         while True:
             response = generic.send(generic.build_adapter_request(request))
