@@ -31,6 +31,7 @@ from agent.flows.enrich import enrich
 from agent.flows.ingest import FlowIngest
 from agent.flows.l7intake import L7Intake
 from agent.flows.store import FlowRing
+from agent.kube import gcpause
 from agent.kube.backoff import Backoff
 from agent.kube.cache import Delta
 from agent.kube.informer import WATCH_BACKOFF
@@ -46,6 +47,7 @@ log = logging.getLogger("tulle.agent")
 AGENT_KINDS = tuple(k for k in WATCHED_KINDS if k != "Secret")
 HEALTH_INTERVAL = 1.0
 SYNC_DEBOUNCE = 0.02  # coalesce bursts of cluster changes into one datapath sync
+STARTUP_GC_PAUSE_MAX = 120.0  # seconds
 TRACE_ORDER = "after-first-sync"  # the tracer compiles once the datapath is programmed
 
 
@@ -85,6 +87,7 @@ class Agent:
         self.first_sync_s: float | None = None  # process start -> first full datapath sync
         self.loaded_s: float | None = None  # process start -> eBPF programs loaded
         self.first_synced = threading.Event()  # set once the datapath was programmed in full
+        self.startup_gc: gcpause.Hold | None = None  # released after the first sync
         # What the datapath has not seen yet (guarded by source.lock): single changes are
         # planned incrementally; a (re)list of any kind makes the next sync a full resync.
         self.pending: list[ObjectChange] = []
@@ -174,6 +177,8 @@ class Agent:
                 self.last_error = None
                 if self.first_sync_s is None and objects is not None:
                     self.first_sync_s = process_age()
+                    if self.startup_gc is not None:  # what the sync built is frozen by now
+                        self.startup_gc.release()
                     malloc_trim()  # the lists' freed bodies, before the tracer's compile
                     self.first_synced.set()
                     log.info(
@@ -245,6 +250,12 @@ def run(config: AgentConfig) -> int:
     except KubeconfigError as err:
         raise SystemExit(f"tulle agent: {err}") from None
     agent = Agent(node, client)
+    # No cyclic GC from here to the first sync (agent.kube.gcpause.Hold); bounded, should the
+    # first sync never come.
+    agent.startup_gc = gcpause.Hold()
+    timer = threading.Timer(STARTUP_GC_PAUSE_MAX, agent.startup_gc.release)
+    timer.daemon = True
+    timer.start()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stopping (the datapath keeps forwarding)", signum)

@@ -9,6 +9,7 @@ collector comes back when the last one ends, and only if it was on before the fi
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
 from collections.abc import Iterator
@@ -34,3 +35,21 @@ def paused() -> Iterator[None]:
             _depth -= 1
             if _depth == 0 and _was_enabled:
                 gc.enable()
+
+
+class Hold:
+    """A pause held across threads until ``release`` (idempotent): the agent holds one from
+    its start to its first sync, and freezes what that sync built before releasing it, so
+    the collector never walks the 100,000s of objects a first list and plan leave behind
+    (after a long pause, the first collection walks everything the pause let through)."""
+
+    def __init__(self) -> None:
+        self._cm: contextlib.AbstractContextManager[None] | None = paused()
+        self._cm.__enter__()
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        with self._lock:
+            cm, self._cm = self._cm, None
+        if cm is not None:
+            cm.__exit__(None, None, None)

@@ -134,10 +134,11 @@ def run_stages(kubeconfig: str, pin_dir: str | None, trace: bool) -> dict[str, A
     agent = daemon.Agent(NODE, client)
     send_timer, decode_timer = Timer(), Timer()
     inf._decode_json = decode_timer.wrap(inf._decode_json)  # type: ignore[attr-defined]
-    if os.environ.get("FSBENCH_NOGC"):
-        import gc as _gc
+    hold = None
+    if getattr(daemon.Agent(NODE, client), "startup_gc", False) is not False:
+        from agent.kube.gcpause import Hold
 
-        _gc.disable()
+        hold = Hold()  # as the daemon's run() holds one from its start to its first sync
     for informer, kind in zip(agent.source.informers, agent.source.state.kinds, strict=True):
         generic = client._client  # noqa: SLF001 - what the informer sends through
         generic.send = send_timer.wrap(generic.__class__.send.__get__(generic))  # type: ignore[method-assign]
@@ -166,8 +167,10 @@ def run_stages(kubeconfig: str, pin_dir: str | None, trace: bool) -> dict[str, A
         with stages.stage("flow enricher index"):
             datapath.index = ctl.endpoint_index(datapath.planner.view(), desired, NODE)
             datapath.planner.index_stale = False
-    with stages.stage("gc.freeze"):
+    with stages.stage("gc.freeze, collector back on"):
         gc.freeze()
+        if hold is not None:
+            hold.release()
     first_sync = sum(r["s"] for r in stages.rows if r["stage"] != "python start")
     if trace and stages_order != "trace-first":
         tracer_stage(stages, datapath, ingest, pin_dir)
@@ -247,8 +250,8 @@ def _spy(profile: Path | None, name: str) -> list[str]:
     if profile is None:
         return []
     profile.mkdir(parents=True, exist_ok=True)
-    return [str(spy), "record", "--nonblocking", "--native", "-r", "200",
-            "-o", str(profile / f"{name}.svg"), "--"]
+    return [str(spy), "record", "--nonblocking", "-r", "200",
+            "--format", "raw", "-o", str(profile / f"{name}.txt"), "--"]
 
 
 def stages_mode(kubeconfig: Path, bpf: bool, trace: bool,
