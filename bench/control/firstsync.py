@@ -69,10 +69,12 @@ class Stages:
         row["s"] = round(time.monotonic() - wall, 3)
         row["cpu_s"] = round(_cpu() - cpu, 3)
         row["rss_mb"] = round(_status_mb("VmRSS"), 1)
+        row["anon_mb"] = round(_status_mb("RssAnon"), 1)  # the rest: file-backed (libbcc)
         row["hwm_mb"] = round(_status_mb("VmHWM"), 1)
         self.rows.append(row)
         print(f"  {name:<34} {row['s']:>7.3f} s  cpu {row['cpu_s']:>7.3f} s  "
-              f"rss {row['rss_mb']:>6.1f} MB  peak {row['hwm_mb']:>6.1f} MB",
+              f"rss {row['rss_mb']:>6.1f} MB (anon {row['anon_mb']:>6.1f})  "
+              f"peak {row['hwm_mb']:>6.1f} MB",
               file=sys.stderr, flush=True)
 
 
@@ -320,13 +322,13 @@ def report(result: dict[str, Any]) -> str:
     stages = result.get("stages")
     if stages:
         lines += [f"Stages (one process, daemon order: {stages['order']}):", "",
-                  "| stage | s | CPU s | RSS after (MB) | peak RSS (MB) | detail |",
-                  "|---|---|---|---|---|---|"]
+                  "| stage | s | CPU s | RSS after (MB) | of it anon (MB) | peak RSS (MB) "
+                  "| detail |", "|---|---|---|---|---|---|---|"]
         for row in stages["rows"]:
             detail = ", ".join(f"{k} {v}" for k, v in row.items()
-                               if k not in ("stage", "s", "cpu_s", "rss_mb", "hwm_mb"))
+                               if k not in ("stage", "s", "cpu_s", "rss_mb", "anon_mb", "hwm_mb"))
             lines.append(f"| {row['stage']} | {row['s']} | {row['cpu_s']} | {row['rss_mb']} "
-                         f"| {row['hwm_mb']} | {detail} |")
+                         f"| {row['anon_mb']} | {row['hwm_mb']} | {detail} |")
         lines.append(f"\nfirst sync (sum of stages after python start, tracer excluded when "
                      f"deferred): {stages['first_sync_s']} s; peak RSS {stages['peak_rss_mb']} MB")
     daemon = result.get("daemon")
@@ -353,6 +355,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pin-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     trace = not args.no_trace
+    if args.child and os.environ.get("FSBENCH_TRACEMALLOC"):  # where the memory stays
+        import tracemalloc
+
+        tracemalloc.start()
+        run_stages(args.child, args.pin_dir, trace)
+        top = tracemalloc.take_snapshot().statistics("lineno")[:25]
+        print("\n".join(str(stat) for stat in top), file=sys.stderr)
+        return 1
     if args.child:
         Path(args.child_out).write_text(json.dumps(run_stages(args.child, args.pin_dir, trace)))
         return 0
