@@ -88,9 +88,9 @@ def start_tracing_after(
     stop: threading.Event,
     started: Callable[[HookPlan | None], None],
 ) -> threading.Thread:
-    """Compile and start the tracer once ``synced`` is set (the agent's first datapath sync):
-    its BCC compile (~1.5 s, tens of MB of LLVM memory) then neither delays the datapath's
-    programming nor stacks its memory peak on the sync's. Call from the main thread."""
+    """Compile and start the tracer on a thread of its own once ``synced`` is set (already
+    set: at once), so that its BCC compile (~1.2 s) does not hold up the caller. Call from
+    the main thread (it installs the pause/resume signal handlers)."""
     switch = TraceSwitch().install()
 
     def run() -> None:

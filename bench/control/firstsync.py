@@ -129,9 +129,13 @@ def run_stages(kubeconfig: str, pin_dir: str | None, trace: bool) -> dict[str, A
 
                 malloc_trim()
                 row["note"] = "then malloc_trim"
-    stages_order = daemon_stage_order(daemon)
+    stages_order = os.environ.get("FSBENCH_TRACE_ORDER") or daemon_stage_order(daemon)
     if trace and stages_order == "trace-first":
         tracer_stage(stages, datapath, ingest, pin_dir)
+        if stage_trim(daemon):
+            from agent.datapath.native import malloc_trim
+
+            malloc_trim()
     client = connect(kubeconfig)
     agent = daemon.Agent(NODE, client)
     send_timer, decode_timer = Timer(), Timer()
