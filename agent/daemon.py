@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from agent.datapath.controller import WATCHED_KINDS, DatapathController, ObjectChange
 from agent.datapath.native import malloc_trim
+from agent.files import write_json_atomic
 from agent.flows.enrich import enrich
 from agent.flows.ingest import FlowIngest
 from agent.flows.l7intake import L7Intake
@@ -37,8 +38,8 @@ from agent.kube.cache import Delta
 from agent.kube.informer import WATCH_BACKOFF
 from agent.kube.resources import NodeStatus
 from agent.kube.source import ClusterSource, KubeconfigError, connect
-from agent.lab.state import write_json_atomic
 from agent.metrics import FlowMetrics, MapFillCollector, MetricsConfig, serve_metrics
+from agent.procfs import seconds_since, start_ticks
 
 log = logging.getLogger("tulle.agent")
 # What the datapath plans from, less Secrets: its plan never reads them (a Gateway's
@@ -227,10 +228,7 @@ class Agent:
 
 def process_age() -> float:
     """Seconds since this process started (by /proc, so imports and BPF loading count too)."""
-    stat = Path("/proc/self/stat").read_text()
-    started_ticks = int(stat[stat.rindex(")") + 2 :].split()[19])
-    uptime = float(Path("/proc/uptime").read_text().split()[0])
-    return uptime - started_ticks / os.sysconf("SC_CLK_TCK")
+    return seconds_since(start_ticks() or 0)
 
 
 def _start_thread(target: Any, name: str, *args: Any) -> threading.Thread:

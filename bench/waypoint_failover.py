@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.lab import procs
-from agent.lab.state import LabPaths
+from lab import procs
+from lab.state import LabPaths
 
 NS = "failover"
 PY = "/usr/bin/python3"
@@ -235,7 +235,7 @@ class CliLab:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from agent.lab import lifecycle
+    from lab import lifecycle
 
     parser = argparse.ArgumentParser(description="kill a node's waypoint during traffic")
     parser.add_argument("--rounds", type=int, default=3)

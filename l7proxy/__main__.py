@@ -29,6 +29,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="L7 flows: off, count (built and dropped: benchmarks), stdout (JSON lines), "
         "or unix:PATH (the agent's flow intake socket)",
     )
+    parser.add_argument(
+        "--request-split",
+        choices=("on", "off"),
+        default="on",
+        help="where each request's time went, in its flow (l7proxy.timing; default on)",
+    )
     parser.add_argument("--max-connections", type=int, default=_DEFAULTS.max_connections)
     parser.add_argument("--header-timeout", type=float, default=_DEFAULTS.header_timeout)
     parser.add_argument("--idle-timeout", type=float, default=_DEFAULTS.idle_timeout)
@@ -53,7 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    config = waypoint_config(loaded, listen=listen, limits=limits, metrics=metrics)
+    config = waypoint_config(
+        loaded, listen=listen, limits=limits, metrics=metrics,
+        request_split=args.request_split == "on",
+    )
     if not config.listeners:
         print(
             "waypoint: no listen address (use --listen or listeners: in the file)", file=sys.stderr

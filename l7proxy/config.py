@@ -29,7 +29,7 @@ from agent.model.core import TLS_SECRET_TYPE, Namespace, Secret, Service
 from agent.model.documents import load_documents
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
-from l7proxy.routing import (
+from gatewayapi import (
     BackendTarget,
     GatewayParent,
     Parent,
@@ -47,7 +47,7 @@ OriginalDestination = Callable[[Address], "Address | Parent | None"]
 Admission = Callable[[Address, Address], bool]
 PolicyNaming = Callable[[Address, Address], tuple[tuple[str, ...], tuple[str, ...]] | None]
 """NetworkPolicy for a proxied request: may this client (ip, port) reach this backend
-endpoint (ip, port)? Judged as the kernel judges a direct connection (agent/waypoint.py)."""
+endpoint (ip, port)? Judged as the kernel judges a direct connection (l7proxy/node.py)."""
 
 CONFIG_KIND = "WaypointConfig"
 
@@ -170,6 +170,10 @@ class WaypointConfig:
     certificates: Mapping[tuple[str, str], tuple[bytes, bytes]] = field(default_factory=dict)
     """``kubernetes.io/tls`` Secrets by (namespace, name): (tls.crt, tls.key) PEM, for
     the HTTPS listeners whose certificateRefs name them (``tls.py``)."""
+    request_split: bool = True
+    """Where each request's time went (``l7proxy.timing``): timing marks and the kernel's
+    RTTs in every L7 flow. Part of tracing; off, requests take no marks and no RTT reads
+    and flows carry no split. The process's switch is set from it when a server starts."""
 
 
 def parse_address(text: str) -> Address:
@@ -260,6 +264,7 @@ def waypoint_config(
     listen: Sequence[Address] = (),
     limits: Limits | None = None,
     metrics: Address | None = None,
+    request_split: bool = True,
 ) -> WaypointConfig:
     """A WaypointConfig from a loaded file; ``listen`` replaces the file's addresses
     (each keeps the parent of the file's first listener, if any)."""
@@ -275,4 +280,5 @@ def waypoint_config(
         limits=limits or Limits(),
         metrics=metrics,
         certificates=loaded.certificates,
+        request_split=request_split,
     )

@@ -8,10 +8,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
+from gatewayapi import Parent, Request
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.wire import HOP_BY_HOP, check_head, connection_tokens
-from l7proxy.routing import Parent, Request
-from l7proxy.timing import Marks, RttCache, now
+from l7proxy.timing import SPLIT, Marks, RttCache, now
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -178,6 +178,7 @@ class Exchange:
         "routed_headers",
         "aborted",
         "t_start",
+        "timed",
         "t_sent",
         "t_connect",
         "t_connect_late",
@@ -185,6 +186,8 @@ class Exchange:
         "t_head_out",
         "t_last",
         "upstream_rtt_us",
+        "t_body_end",
+        "t_stall",
         "endpoint",
     )
 
@@ -226,11 +229,13 @@ class Exchange:
         self.aborted: tuple[int, str] | None = None
         """Set by the client side before it cancels the exchange (a body timeout, a
         client too slow to read): the (status, drop reason) its flow records."""
-        # Where the time goes (``l7proxy.timing``): monotonic ns, 0 until it happens.
+        # Where the time goes (``l7proxy.timing``): monotonic ns, 0 until it happens. The
+        # span (t_start to the flow) is every flow's latency; the rest only when ``timed``.
         self.t_start = now()
+        self.timed = SPLIT.on
         self.t_sent = self.t_connect = self.t_connect_late = 0
         self.t_first = self.t_head_out = self.t_last = 0
-        self.upstream_rtt_us = 0
+        self.upstream_rtt_us = self.t_body_end = self.t_stall = 0
         self.endpoint: tuple[str, int] | None = None
         """The backend endpoint last picked for the request: whose policies its flow names."""
 
@@ -241,13 +246,25 @@ class Exchange:
             self.t_connect_late += ns
 
     def marks(self, client_rtt_us: int) -> Marks:
-        """The request's marks relative to its start (``l7proxy.timing``)."""
+        """The request's marks relative to its start (``l7proxy.timing``); the two
+        optional ones only when not 0 (each integer costs the flow's encoding ~50 ns)."""
         start = self.t_start
         sent, first, head_out, last = self.t_sent, self.t_first, self.t_head_out, self.t_last
-        return (client_rtt_us, sent - start if sent else 0, self.t_connect,
-                self.t_connect_late, first - start if first else 0,
-                head_out - start if head_out else 0, last - start if last else 0,
-                self.upstream_rtt_us)
+        marks = (client_rtt_us, sent - start if sent else 0, self.t_connect,
+                 self.t_connect_late, first - start if first else 0,
+                 head_out - start if head_out else 0, last - start if last else 0,
+                 self.upstream_rtt_us)
+        if self.t_stall:
+            body_end = self.t_body_end
+            return (*marks, body_end - start if body_end else 0, self.t_stall)
+        if self.t_body_end:
+            return (*marks, self.t_body_end - start)
+        return marks
+
+    def body_ended(self) -> None:
+        """The request body's last byte arrived after the request went upstream."""
+        if self.timed:
+            self.t_body_end = now()
 
 
 _SKIP_FORWARD = frozenset(

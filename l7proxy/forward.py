@@ -9,11 +9,11 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from gatewayapi import BackendTarget, Forward, Headers, Request, Response, UpstreamError
 from l7proxy.exchange import Downstream, Exchange, RawHeaders, RequestBody, upstream_head
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.response import ResponseHead, upgrade_refusal
 from l7proxy.http.wire import HOP_BY_HOP, LAST_CHUNK, chunk, end_to_end
-from l7proxy.routing import BackendTarget, Forward, Headers, Request, Response, UpstreamError
 from l7proxy.timing import now
 from l7proxy.upstream import Http1Upstream, UpstreamFailure
 
@@ -187,17 +187,18 @@ async def _send(proxy: Proxy, ex: Exchange, fwd: Forward) -> tuple[Http1Upstream
             payload = b"".join(chunk(c) for c in body.chunks)
         else:
             payload = b"".join(body.chunks)
+        timed = conn.timed = ex.timed
         future = conn.begin(
             head_bytes + payload, complete=body.complete, head_request=ex.method == "HEAD"
         )
-        if not ex.t_sent:
+        if timed and not ex.t_sent:
             ex.t_sent = now()
         if not body.complete:
             # The rest of the body follows as it arrives, also after the response head
             # (until the response ends); the connection is reusable only if it all went.
             conn.on_pause, conn.on_resume = body.pause, body.resume
             write = _chunked_writer(conn.write) if chunked else conn.write
-            body.attach(write, _request_end(conn, body, chunked))
+            body.attach(write, _request_end(conn, body, chunked, ex))
         try:
             head = await future
         except UpstreamFailure:
@@ -210,8 +211,10 @@ async def _send(proxy: Proxy, ex: Exchange, fwd: Forward) -> tuple[Http1Upstream
             body.detach()
             conn.abort()
             raise
-        ex.t_first = conn.head_at
-        ex.upstream_rtt_us = conn.rtt.get(conn.head_at)
+        if timed:
+            ex.t_first = at = conn.head_at
+            rtt = conn.rtt
+            ex.upstream_rtt_us = rtt.value if at < rtt.until else rtt.get(at)
         return conn, head
     raise UpstreamFailure(f"backend {address[0]}:{address[1]} keeps closing", sent=True)
 
@@ -249,7 +252,9 @@ async def _respond(
     if fwd.response_steps:
         finished = fwd.finish(Response(status, Headers.from_raw(headers)))
         status, headers = finished.status, raw_headers(finished.headers)
-    ex.t_head_out = now()
+    timed = ex.timed
+    if timed:
+        ex.t_head_out = now()
     if status == 101 and ex.upgrade:
         headers.append((b"connection", b"Upgrade"))
         headers.extend((n, v) for n, v in head.headers if n.lower() == b"upgrade")
@@ -282,7 +287,8 @@ async def _respond(
         raise
     finally:
         down.pause_source(None, None)
-    ex.t_last = conn.end_at or now()
+    if timed:
+        ex.t_last = conn.end_at or now()
     down.end()
     if ex.upgrade:
         conn.close()
@@ -302,11 +308,17 @@ def _chunked_writer(write: Callable[[bytes], None]) -> Callable[[bytes], None]:
     return lambda data: write(chunk(data))
 
 
-def _request_end(conn: Http1Upstream, body: RequestBody, chunked: bool) -> Callable[[], None]:
+def _request_end(
+    conn: Http1Upstream, body: RequestBody, chunked: bool, ex: Exchange | None = None
+) -> Callable[[], None]:
     """The body's end: the last chunk if chunked; the request is owed nothing more once
-    every declared byte went (a short Content-Length body leaves the backend waiting)."""
+    every declared byte went (a short Content-Length body leaves the backend waiting).
+    It came after the request went upstream: until then the backend waited on the client
+    (``Exchange.body_ended``)."""
 
     def end() -> None:
+        if ex is not None:
+            ex.body_ended()
         if chunked:
             conn.write(LAST_CHUNK)
             conn.finish_request()

@@ -23,13 +23,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from gatewayapi import GatewayParent, Parent, ServiceParent
 from l7proxy.exchange import Exchange, RequestBody
 from l7proxy.flows import now_ns
 from l7proxy.h1out import Http1Responder
 from l7proxy.http.parser import END, ParseError, RequestHead, RequestParser, UpgradeData
 from l7proxy.http.wire import error_response
-from l7proxy.routing import GatewayParent, Parent, ServiceParent
-from l7proxy.timing import NO_RTT, RttCache, transport_socket
+from l7proxy.timing import NO_RTT, RttCache, now, transport_socket
 
 if TYPE_CHECKING:
     from l7proxy.h2 import H2Frontend
@@ -71,6 +71,8 @@ class Http1Connection(Http1Responder, asyncio.Protocol):
         self.serving: Exchange | None = None
         self.writes_paused_since = 0.0
         """Since when the socket's buffer has been over its high-water mark (0: it is not)."""
+        self.stalled_at = 0
+        """Monotonic ns: writes paused while a timed response was under way (0: not)."""
         self.response_status = 0
         # the response in progress (Downstream state)
         self.protocol = "HTTP/1.1"
@@ -164,13 +166,26 @@ class Http1Connection(Http1Responder, asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.writes_paused_since = self.server.loop.time()
+        ex = self.serving
+        if ex is not None and ex.timed:
+            self.stalled_at = now()  # the client, not the backend, holds the response up
         if self.pause_cb is not None:
             self.pause_cb()
 
     def resume_writing(self) -> None:
         self.writes_paused_since = 0.0
+        self._unstall()
         if self.resume_cb is not None:
             self.resume_cb()
+
+    def _unstall(self) -> None:
+        """Add the write stall so far to the response being served (``timing``)."""
+        if self.stalled_at:
+            at = now()
+            ex = self.serving
+            if ex is not None:
+                ex.t_stall += at - self.stalled_at
+            self.stalled_at = 0
 
     # --- requests in -----------------------------------------------------------------
 
@@ -241,6 +256,8 @@ class Http1Connection(Http1Responder, asyncio.Protocol):
                 self._resume()
             return
         ex, head = self.queue.popleft()
+        # Writes still paused: from now on the stall holds up this response.
+        self.stalled_at = now() if self.writes_paused_since and ex.timed else 0
         self.serving = ex
         self.response_status = 0
         self.started = False

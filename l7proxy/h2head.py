@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from l7proxy.tokens import LOWER_TCHAR, TCHAR
+from agent.model.tokens import LOWER_TCHAR, TCHAR
 
 # RFC 9110 5.6.2 token (methods, field names; field names are lowercase in HTTP/2).
 _TOKEN = re.compile(f"[{TCHAR}]+".encode())

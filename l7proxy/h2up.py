@@ -24,10 +24,10 @@ import h2.events
 import h2.exceptions
 from h2.settings import SettingCodes
 
+from gatewayapi import Forward, UpstreamError
 from l7proxy.exchange import Downstream, Exchange, RawHeaders
 from l7proxy.h2limits import H2Stats
 from l7proxy.h2stream import DROP, ENCODER_TABLE, STREAM_BUFFER, WINDOW, Sender
-from l7proxy.routing import Forward, UpstreamError
 from l7proxy.timing import NO_RTT, RttCache, now, transport_socket
 from l7proxy.upstream import Address, Connector, UpstreamFailure
 
@@ -240,13 +240,15 @@ class H2Upstreams:
         address = ex.endpoint = proxy.pick(fwd.backend, ex.client)
         known = self.clients.get(address)
         connecting = known is None or not known.usable
-        started = now()
+        timed = ex.timed
+        started = now() if timed else 0
         try:
             client = await self.client(address)
         except UpstreamFailure as exc:
-            ex.connected(exc.connect_ns or now() - started)
+            if timed:
+                ex.connected(exc.connect_ns or now() - started)
             raise
-        if connecting:  # this request opened (or waited for) the connection
+        if connecting and timed:  # this request opened (or waited for) the connection
             ex.connected(now() - started)
         headers = [
             (b":method", request.method.encode()),
@@ -264,9 +266,10 @@ class H2Upstreams:
         headers.append((b"x-forwarded-for", ex.client[0].encode()))
         body = ex.body
         sid, stream = client.open(headers, end_stream=body.complete and not body.size)
-        if not ex.t_sent:
+        if timed and not ex.t_sent:
             ex.t_sent = now()
         if body.size or not body.complete:
+            complete = body.complete
             stream.sender.buffer += b"".join(body.chunks)
             paused = False
 
@@ -287,12 +290,14 @@ class H2Upstreams:
                     body.resume()
 
             def finish() -> None:
+                if not complete:  # the body ended after the request went upstream
+                    ex.body_ended()
                 stream.sender.ending = True
                 stream.sender.flush()
                 client.flush()
 
             stream.drained = drained
-            if body.complete:
+            if complete:
                 finish()
             else:
                 body.attach(more, finish)
@@ -300,8 +305,10 @@ class H2Upstreams:
             client.flush()
         try:
             status, resp_headers = await stream.head
-            ex.t_first = ex.t_head_out = now()
-            ex.upstream_rtt_us = client.rtt.get(ex.t_first)
+            if timed:
+                ex.t_first = ex.t_head_out = at = now()
+                rtt = client.rtt
+                ex.upstream_rtt_us = rtt.value if at < rtt.until else rtt.get(at)
             down.head(status, b"", resp_headers, None, None)
             down.pause_source(stream_hold(stream), lambda: client.release(sid, stream))
             stream.sink = down.data
@@ -311,7 +318,8 @@ class H2Upstreams:
             client.release(sid, stream)
             down.flush()
             await stream.done
-            ex.t_last = now()
+            if timed:
+                ex.t_last = now()
         except UpstreamFailure as exc:
             if down.started:
                 down.abort()

@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from gatewayapi import BackendTarget, Request
 from l7proxy.exchange import Exchange
 from l7proxy.forward import upstream_request_head
-from l7proxy.routing import BackendTarget, Request
 from l7proxy.upstream import UpstreamFailure
 
 if TYPE_CHECKING:

@@ -10,13 +10,7 @@ import asyncio
 import random
 from collections.abc import Callable, Sequence
 
-from l7proxy.config import Limits, WaypointConfig
-from l7proxy.exchange import Downstream, Exchange
-from l7proxy.flows import FlowRecorder, now_ns
-from l7proxy.forward import Failed, forward, raw_headers
-from l7proxy.metrics import WaypointMetrics
-from l7proxy.mirror import send_mirror
-from l7proxy.routing import (
+from gatewayapi import (
     Answer,
     BackendTarget,
     Forward,
@@ -29,8 +23,14 @@ from l7proxy.routing import (
     RuleRef,
     ServiceParent,
 )
-from l7proxy.routing.types import host_of
-from l7proxy.timing import now
+from gatewayapi.types import host_of
+from l7proxy.config import Limits, WaypointConfig
+from l7proxy.exchange import Downstream, Exchange
+from l7proxy.flows import FlowRecorder, now_ns
+from l7proxy.forward import Failed, forward, raw_headers
+from l7proxy.metrics import WaypointMetrics
+from l7proxy.mirror import send_mirror
+from l7proxy.timing import SPLIT, Marks, now
 from l7proxy.upstream import Address, Connector, Pool, UpstreamFailure
 
 __all__ = ["Failed", "Proxy"]
@@ -60,6 +60,7 @@ class Proxy:
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.config = config
+        SPLIT.on = config.request_split  # one waypoint per process (``l7proxy.timing``)
         self.tables: RouteTables = config.tables
         self.endpoints = config.endpoints
         self.limits: Limits = config.limits
@@ -119,7 +120,7 @@ class Proxy:
         ex.routed_headers = headers
         request = Request(ex.method, scheme, ex.authority, ex.target, headers)
         if parent is None:
-            from l7proxy.routing.actions import error_response
+            from gatewayapi.actions import error_response
 
             return Respond(error_response(404, "no route"), Answer.NO_ROUTE, None, "no parent")
         namespace_of = self.config.client_namespace
@@ -184,6 +185,10 @@ class Proxy:
             span = end - ex.t_start
             metrics.observe(route, backend, status, span / 1e9)
             if self.flows.enabled:
+                marks: Marks | None = None
+                if ex.timed:  # the split (``l7proxy.timing``): the client's RTT, cached
+                    rtt = down.rtt
+                    marks = ex.marks(rtt.value if end < rtt.until else rtt.get(end))
                 self.flows.record(
                     (
                         ex.started_ns,
@@ -199,7 +204,7 @@ class Proxy:
                         ex.client,
                         ex.local,
                         "",
-                        ex.marks(down.rtt.get(end)),
+                        marks,
                         self._policy_names(ex) if self.policy_names is not None else None,
                     )
                 )

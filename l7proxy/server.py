@@ -28,13 +28,13 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, cast
 
+from gatewayapi import RouteTables
 from l7proxy.config import EndpointResolver, ListenerConfig, WaypointConfig
 from l7proxy.flows import CountingSink, FlowRecorder, Sink, json_lines_sink, now_ns
 from l7proxy.h1 import Http1Connection
 from l7proxy.http.wire import error_response
 from l7proxy.metrics import WaypointMetrics
 from l7proxy.proxy import Proxy
-from l7proxy.routing import RouteTables
 from l7proxy.tls import CertificatePair, SecretKey, TlsTerminator
 from l7proxy.upstream import Connector
 

@@ -3,13 +3,23 @@
 kernel's RTT of a socket. The arithmetic that turns marks into parts is the agent's
 (``agent.flows.reqsplit``); the hot path only stamps integers.
 
+The split is part of tracing and has a switch (``SPLIT``, on by default): off, requests
+take no marks and no RTT reads (only the span every flow has), and their flows carry no
+split. ``WaypointConfig.request_split`` sets it when a server starts; the node's
+waypoint also flips it at run time with the agent's tracing signals (SIGUSR1 off, SIGUSR2
+on). A request keeps the state it started with (``Exchange.timed``).
+
 Marks, in ns after the request head was read (0: did not happen):
 ``sent`` the upstream request head was written (first try), ``first`` the response head
 arrived, ``head_out`` it was handed to the client side, ``last`` the response's last byte
 arrived; ``connect`` the time spent opening upstream connections, ``connect_late`` the
 part of it after ``sent`` (a retry's new connection). RTTs are the kernel's figures for
 the path (``rtt_us``, µs): of the client's socket when the request ended and of the
-upstream socket when the response head arrived.
+upstream socket when the response head arrived. Two optional marks follow, sent only
+when not 0 (most requests have neither): ``body_end`` the request body's last byte
+arrived from the client after ``sent`` (a client that sends its body late), and
+``stalled`` ns the client's connection would not take response bytes while the response
+was under way (a slow reader: the waypoint paused the backend meanwhile).
 """
 
 from __future__ import annotations
@@ -27,8 +37,21 @@ _U32 = struct.Struct("=I")
 _SRTT, _MIN_RTT = 68, 148
 _INFO_LEN = _MIN_RTT + _U32.size
 
-Marks = tuple[int, int, int, int, int, int, int, int]
-"""(client_rtt_us, sent, connect, connect_late, first, head_out, last, upstream_rtt_us)"""
+Marks = tuple[int, ...]
+"""(client_rtt_us, sent, connect, connect_late, first, head_out, last, upstream_rtt_us
+[, body_end[, stalled]])"""
+
+
+class Switch:
+    """Whether requests take timing marks (the process's one ``SPLIT``)."""
+
+    __slots__ = ("on",)
+
+    def __init__(self, on: bool = True) -> None:
+        self.on = on
+
+
+SPLIT = Switch()
 
 
 def rtt_us(sock: Any) -> int:
@@ -57,20 +80,22 @@ def rtt_us(sock: Any) -> int:
 
 class RttCache:
     """A socket's ``rtt_us``, read again at most once a ``refresh_ns`` (a getsockopt costs
-    about 2 µs, a few percent of a request; the kernel's minimum RTT rarely moves)."""
+    about 2 µs, a few percent of a request; the kernel's minimum RTT rarely moves). A 0
+    (no sample yet) is read again next time. Hot paths read ``value`` while the clock is
+    before ``until`` and call ``get`` only after it (one comparison, no call)."""
 
-    __slots__ = ("sock", "value", "read_at", "refresh_ns")
+    __slots__ = ("sock", "value", "until", "refresh_ns")
 
     def __init__(self, sock: Any, refresh_ns: int = 1_000_000_000) -> None:
         self.sock = sock
         self.value = 0
-        self.read_at = 0
+        self.until = 0 if sock is not None else 1 << 62  # no socket: 0 for ever
         self.refresh_ns = refresh_ns
 
     def get(self, now_ns: int) -> int:
-        if not self.read_at or now_ns - self.read_at >= self.refresh_ns or not self.value:
-            self.value = rtt_us(self.sock)
-            self.read_at = now_ns
+        if now_ns >= self.until:
+            self.value = value = rtt_us(self.sock)
+            self.until = now_ns + self.refresh_ns if value else now_ns
         return self.value
 
 

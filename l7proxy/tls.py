@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gatewayapi import GatewayParent, ListenerInfo
 from l7proxy.flows import FlowRecorder, now_ns
-from l7proxy.routing import GatewayParent, ListenerInfo
 from l7proxy.tlscerts import (
     CertificateError,
     CertificatePair,

@@ -11,8 +11,8 @@ import os
 import ssl
 from collections.abc import Iterator, Sequence
 
-from l7proxy.routing import GatewayParent
-from l7proxy.routing.hostnames import wildcard_suffixes
+from gatewayapi import GatewayParent
+from gatewayapi.hostnames import wildcard_suffixes
 
 SecretKey = tuple[str, str]
 """(namespace, name) of a ``kubernetes.io/tls`` Secret."""

@@ -16,7 +16,7 @@ from typing import TypeVar, cast
 
 from l7proxy.http.parser import END, ParseError, UpgradeData
 from l7proxy.http.response import ResponseHead, ResponseParser
-from l7proxy.timing import NO_RTT, RttCache, now, transport_socket
+from l7proxy.timing import NO_RTT, SPLIT, RttCache, now, transport_socket
 
 Address = tuple[str, int]
 P = TypeVar("P", bound=asyncio.BaseProtocol)
@@ -49,24 +49,24 @@ class Connector:
     async def connect(self, address: Address, factory: Callable[[], P]) -> P:
         """A connected protocol from ``factory`` to ``address`` (UpstreamFailure if not).
         The time it took is the protocol's ``connect_ns`` (or the failure's)."""
-        start = now()
+        start = now() if SPLIT.on else 0  # the request split's (``l7proxy.timing``)
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, protocol = await self.open(address, factory)
         except TimeoutError as exc:
             self.failed += 1
             failure = UpstreamFailure(f"connect to {_show(address)} timed out", sent=False)
-            failure.connect_ns = now() - start
+            failure.connect_ns = now() - start if start else 0
             raise failure from exc
         except OSError as exc:
             self.failed += 1
             failure = UpstreamFailure(
                 f"connect to {_show(address)} failed: {exc.strerror or exc}", sent=False
             )
-            failure.connect_ns = now() - start
+            failure.connect_ns = now() - start if start else 0
             raise failure from exc
         self.opened += 1
-        if hasattr(protocol, "connect_ns"):
+        if start and hasattr(protocol, "connect_ns"):
             protocol.connect_ns = now() - start
         return protocol
 
@@ -114,6 +114,7 @@ class Http1Upstream(asyncio.Protocol):
         """Every byte of the current request was written (nothing is owed upstream)."""
         self.rtt = NO_RTT  # the kernel's RTT of this connection (timing)
         self.connect_ns = 0  # how long opening this connection took (``Connector``)
+        self.timed = False  # the current request takes timing marks (``Exchange.timed``)
         self.head_at = 0  # monotonic ns: the current response's head arrived
         self.end_at = 0  # ... and its last byte
 
@@ -133,6 +134,7 @@ class Http1Upstream(asyncio.Protocol):
             self.parser.reusable = False
             self.close()
             return
+        at = 0  # one clock read for the head and the end in the same read (timed only)
         for event in self.parser.feed(data):
             if event.__class__ is bytes:
                 assert isinstance(event, bytes)
@@ -142,11 +144,13 @@ class Http1Upstream(asyncio.Protocol):
                     self.pending.append(event)
             elif event is END:
                 if self.done is not None and not self.done.done():
-                    self.end_at = now()
+                    if self.timed:
+                        self.end_at = at = at or now()
                     self.done.set_result(None)
             elif isinstance(event, ResponseHead):
                 if not self.head.done():
-                    self.head_at = now()
+                    if self.timed:
+                        self.head_at = at = now()
                     self.head.set_result(event)
             elif isinstance(event, UpgradeData):
                 self.tunnel = True
@@ -158,7 +162,8 @@ class Http1Upstream(asyncio.Protocol):
     def eof_received(self) -> bool:
         for event in self.parser.eof():
             if event is END and self.done is not None and not self.done.done():
-                self.end_at = now()
+                if self.timed:
+                    self.end_at = now()
                 self.done.set_result(None)
         return False
 

@@ -33,6 +33,7 @@ from agent.cli.discovery import (
     group_might_hold,
     parse_resource_list,
     preferred_versions,
+    unserved,
 )
 
 JSON = "application/json"
@@ -173,9 +174,7 @@ class Cluster:
             if group_might_hold(group_version.partition("/")[0], text):
                 found = first_named(self.resources_of(group_version), text)
         if found is None:
-            raise click.ClickException(
-                f'the server doesn\'t have a resource type "{text}" ({self.server})'
-            )
+            raise click.ClickException(unserved(text, self.server))
         return found
 
     def resource_for(self, api_version: str, kind: str) -> ApiResource | None:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import click
 import yaml
 
-from agent.lab.state import DEFAULT_LAB
+from lab.state import DEFAULT_LAB
 
 F = TypeVar("F", bound=Callable[..., Any])
 IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
@@ -135,7 +135,7 @@ def cluster_options(func: F) -> F:
 
 
 def choice_for(ctx: click.Context, kubeconfig: str | None = None) -> Choice:
-    from agent.lab.lifecycle import kubeconfig_path
+    from lab.lifecycle import kubeconfig_path
 
     root = ctx.find_root()
     return choose(

@@ -10,6 +10,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agent.model.kinds import UnknownKindError, resolve_kind
+
+# Groups a cluster serves only once their CustomResourceDefinitions are installed.
+CRD_HINTS = {
+    "gateway.networking.k8s.io": (
+        "Gateway API kinds are served from CustomResourceDefinitions, and this cluster has "
+        "none for it: install them (kubectl apply -f deploy/crds/gateway-api/; "
+        "`tulle lab up` installs them in a lab)"
+    ),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class ApiResource:
@@ -118,3 +129,14 @@ def from_crd(crd: Mapping[str, Any]) -> list[ApiResource]:
         for v in spec.get("versions") or []
         if v.get("served", True)
     ]
+
+
+def unserved(text: str, server: str) -> str:
+    """The error for a resource name the server does not serve, as kubectl words it, with
+    what to do when it is a kind Tulle knows that comes from a CRD (Gateway API's)."""
+    message = f'the server doesn\'t have a resource type "{text}" ({server})'
+    try:
+        hint = CRD_HINTS.get(resolve_kind(text).group)
+    except UnknownKindError:
+        hint = None
+    return f"{message}. {hint}" if hint else message

@@ -12,9 +12,9 @@ import click
 from agent.cli.cluster import ClusterError, connect_to
 from agent.cli.context import Choice, lab_name
 from agent.cli.node import dns
-from agent.lab import lifecycle
-from agent.lab.state import LabPaths
-from agent.lab.topology import TopologyError
+from lab import lifecycle
+from lab.state import LabPaths
+from lab.topology import TopologyError
 
 
 def _progress(message: str) -> None:
@@ -178,7 +178,7 @@ def exec_(ctx: click.Context, namespace: str, pod: str, command: tuple[str, ...]
 def controller(name: str, kubeconfig: Path | None) -> None:
     """(internal) scheduler, Deployment, EndpointSlice and Gateway status controllers,
     kubelet; a client of the lab's Kubernetes API."""
-    from agent.lab.controller import run
+    from lab.controllers.manager import run
 
     sys.exit(run(name, kubeconfig))
 
@@ -187,7 +187,7 @@ def controller(name: str, kubeconfig: Path | None) -> None:
 @click.option("--name", required=True)
 def relay(name: str) -> None:
     """(internal) merges every node's flows; serves the lab's relay socket."""
-    from agent.lab.relay import run
+    from lab.relay import run
 
     sys.exit(run(name))
 

@@ -13,7 +13,7 @@ from agent.cli.observe import list_group, observe, set_default_server, status
 from agent.cli.resources import delete, describe_cmd, get, wait
 from agent.cli.servicemap import map_cmd
 from agent.cli.trace import trace
-from agent.lab.state import LabPaths
+from lab.state import LabPaths
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -117,6 +117,13 @@ def agent(
     show_default=True,
     help="The waypoint's Prometheus endpoint HOST:PORT.",
 )
+@click.option(
+    "--request-split/--no-request-split",
+    default=True,
+    show_default=True,
+    help="Where each request's time went (tulle trace request), part of tracing; "
+    "SIGUSR1/SIGUSR2 switch it at run time, as they do the agent's kernel tracing.",
+)
 def waypoint(
     node: str,
     kubeconfig: str | None,
@@ -124,18 +131,21 @@ def waypoint(
     listen: str,
     flow_intake: str,
     metrics_address: str,
+    request_split: bool,
 ) -> None:
     """Run the node's L7 waypoint (HTTPRoutes, Gateways) behind transparent redirection."""
-    from agent.waypoint import run
+    from l7proxy.node import run
 
-    raise SystemExit(run(node, kubeconfig, pin_dir, listen, flow_intake, metrics_address))
+    raise SystemExit(
+        run(node, kubeconfig, pin_dir, listen, flow_intake, metrics_address, request_split)
+    )
 
 
 @node_cli.command(hidden=True)
 @kubeconfig_option
 def dns(kubeconfig: str | None) -> None:
     """(internal) node-local DNS server, run inside a node netns."""
-    from agent.lab.dns_process import run
+    from lab.dns.process import run
 
     raise SystemExit(run(kubeconfig))
 

@@ -64,9 +64,15 @@ def narrow(query: FlowsQuery, verb: str) -> FlowsQuery:
 
 
 def _flows(events: Iterable[Any], verb: str) -> Iterable[Flow]:
+    noted = False
     for ev in events:
-        if isinstance(ev, Flow) and tracefmt.wanted(verb, ev):
+        if not isinstance(ev, Flow):
+            continue
+        if tracefmt.wanted(verb, ev):
             yield ev
+        elif verb == "request" and not noted and tracefmt.unsplit_request(ev):
+            noted = True  # say why once, on stderr (stdout stays one object per line)
+            click.echo(tracefmt.SPLIT_OFF_NOTE, err=True)
 
 
 def _write_png(verb: str, flows: Iterable[Flow], path: str) -> None:

@@ -2,7 +2,7 @@
 
     bpf = load_program([BPF_DIR / "probe_parse.c"], [])
     prog = load_fn(bpf, "probe_parse", BPF.SCHED_CLS)
-    pin_map(bpf, "tulle_drops_v1", PIN_ROOT / "lab" / "node1" / "tulle_drops_v1")
+    pin_map(bpf, "tulle_drops_v1", pin_dir / "tulle_drops_v1")
 
 BCC rewrites map calls (``m.lookup(&k)``) only in its main file, so a header that touched a map
 would compile but fail to load. We therefore expand project headers (quoted includes found next to
@@ -32,7 +32,6 @@ __all__ = [
     "BPF",
     "BPF_DIR",
     "LIB_DIR",
-    "PIN_ROOT",
     "BpfError",
     "CompileError",
     "LoadError",
@@ -46,8 +45,6 @@ __all__ = [
     "pin_map",
     "unpin",
 ]
-
-PIN_ROOT = Path("/sys/fs/bpf/tulle")
 
 _INCLUDE = re.compile(r'^\s*#\s*include\s*"(?P<name>[^"]+)"')
 _CLANG_ERROR = re.compile(

@@ -36,7 +36,7 @@ from agent.model.httproute import HTTPRoute
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
 from agent.model.resource import Resource
-from l7proxy.routing import RouteCompiler, RoutingInputs
+from gatewayapi import RouteCompiler, RoutingInputs
 
 IPv4 = ipaddress.IPv4Address
 

@@ -35,7 +35,7 @@ from agent.datapath.desired import (
 from agent.datapath.service_state import ServiceState
 from agent.model.core import EndpointSlice, Service
 from agent.model.resource import Resource
-from l7proxy.routing import RouteCompiler
+from gatewayapi import RouteCompiler
 
 IPv4 = ipaddress.IPv4Address
 Name = tuple[str, str]

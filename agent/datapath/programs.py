@@ -11,15 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.datapath.bpf_loader import BPF, BPF_DIR, PIN_ROOT, load_fn, load_program
+from agent.datapath.bpf_loader import BPF, BPF_DIR, load_fn, load_program
 
 PROGRAM_SOURCES = (BPF_DIR / "from_pod.c", BPF_DIR / "to_pod.c")
 FROM_POD = "tulle_from_pod"
 TO_POD = "tulle_to_pod"
-
-
-def pin_dir_for(lab: str, node: str) -> Path:
-    return PIN_ROOT / lab / node
 
 
 @dataclass

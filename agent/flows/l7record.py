@@ -45,9 +45,14 @@ _STRS = (3, 4, 5, 6, 7, 8, 9, 12)
 _L7_EVENT = EventType(EVENT_L7)
 
 
+# Records are trees of tuples the waypoint built (no cycles): skipping json's check for
+# circular references saves ~50 ns per tuple, four per record (the marks' among them).
+_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+
 def encode_batch(records: Sequence[L7Record]) -> bytes:
     """One line: a JSON array of records (tuples become arrays)."""
-    return json.dumps(records, separators=(",", ":")).encode() + b"\n"
+    return _encode(records).encode() + b"\n"
 
 
 def _address(value: Any, what: str) -> tuple[str, int]:

@@ -13,9 +13,14 @@ to the client) is cut at its marks, all on one monotonic clock::
 - ``backend_ns``: the rest of that window, plus the response body's arrival;
 - ``proxy_ns``: everything else in the span (routing, pool waits, the response's way out);
 - ``client_network_ns``: the kernel's smoothed RTT of the client's connection, which lies
-  outside the span (the request's way in and the response's way out).
+  outside the span (the request's way in and the response's way out), plus the time the
+  waypoint waited on the client inside it: a request body that arrived after the request
+  went upstream (``body_end``: the window up to it; the backend was waiting for it) and
+  a response the client would not take (``stalled``: out of the body's time; the waypoint
+  paused the backend meanwhile). Both are the client's side of the exchange, not the
+  backend's.
 
-So ``total_ns = client_network_ns + span`` and the parts add up to it exactly (the
+So ``total_ns`` is the client's RTT plus the span, and the parts add up to it exactly (the
 arithmetic never loses or double counts a nanosecond; ``tests/unit/flows/test_reqsplit``).
 What the parts *mean* is only as good as the kernel's RTT: a peer that answers within its
 delayed-ACK time carries the ACK on its answer, and its think time enters the RTT (see
@@ -33,11 +38,14 @@ FIELDS = ("total_ns", "client_network_ns", "proxy_ns", "upstream_connect_ns",
           "upstream_network_ns", "backend_ns")
 PARTS = FIELDS[1:]
 MARKS = 8  # (client_rtt_us, sent, connect, connect_late, first, head_out, last, upstream_rtt_us)
+MAX_MARKS = 10  # ... [, body_end[, stalled]]: sent only when not 0
 
 
 def split(span_ns: int, marks: Sequence[int]) -> RequestSplit:
     """The parts of one request from its span and marks (``l7proxy.timing``)."""
-    client_rtt_us, sent, connect, late, first, head_out, last, upstream_rtt_us = marks
+    client_rtt_us, sent, connect, late, first, head_out, last, upstream_rtt_us = marks[:MARKS]
+    body_end = marks[8] if len(marks) > 8 else 0
+    stalled = marks[9] if len(marks) > 9 else 0
     span = max(0, span_ns)
     client = max(0, client_rtt_us) * 1000
     connect = min(max(0, connect), span)
@@ -47,16 +55,20 @@ def split(span_ns: int, marks: Sequence[int]) -> RequestSplit:
     late = min(max(0, late), connect)
     end_window = min(first, span) if first > 0 else span  # no response head: all of it
     window = max(0, end_window - sent - late)
-    network = min(max(0, upstream_rtt_us) * 1000, window)
+    # The backend waited for the client's late body (at most the window).
+    waited = max(0, min(min(body_end, end_window) - sent, window)) if body_end > sent else 0
+    network = min(max(0, upstream_rtt_us) * 1000, window - waited)
     body = 0
     if first > 0 and last > 0:
         # The response body arrived between its head going out and its last byte (which
         # may come in the same read as the head: then there is no body time).
         out = min(max(head_out, first), span)
         body = max(0, min(last, span) - out)
-    backend = window - network + body
+    stall = min(max(0, stalled), body)  # the client held the body up, not the backend
+    backend = window - waited - network + body - stall
     proxy = max(0, span - connect - window - body)
-    return RequestSplit(client + span, client, proxy, connect, network, backend)
+    return RequestSplit(client + span, client + waited + stall, proxy, connect, network,
+                        backend)
 
 
 def to_json(r: RequestSplit) -> dict[str, int]:
@@ -80,7 +92,8 @@ def check_marks(value: Any) -> tuple[int, ...] | None:
     """A record's marks as sent (null: none), checked (ValueError says what is wrong)."""
     if value is None:
         return None
-    if (not isinstance(value, list | tuple) or len(value) != MARKS
+    if (not isinstance(value, list | tuple) or not MARKS <= len(value) <= MAX_MARKS
             or any(type(v) is not int for v in value)):
-        raise ValueError(f"timing marks must be an array of {MARKS} integers, got {value!r}")
+        raise ValueError(f"timing marks must be an array of {MARKS} to {MAX_MARKS} integers, "
+                         f"got {value!r}")
     return tuple(value)

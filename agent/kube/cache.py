@@ -40,10 +40,10 @@ def _field(meta: Any, name: str) -> Any:
 
 def key_of(obj: Any) -> Key:
     meta = meta_of(obj)
-    name = _field(meta, "name")
-    if not name:
-        raise CacheError(f"object without metadata.name: {obj!r:.200}")
-    return (_field(meta, "namespace") or "", name)
+    name, namespace = _field(meta, "name"), _field(meta, "namespace") or ""
+    if not name or not isinstance(name, str) or not isinstance(namespace, str):
+        raise CacheError(f"object without a string metadata.name (and namespace): {obj!r:.200}")
+    return (namespace, name)
 
 
 def revision_of(obj: Any) -> int:

@@ -10,8 +10,9 @@ requests itself (``Client._client``, lightkube 1.x's generic client) and decodes
 lightkube's typed models for typed resources, plain dicts (``kind`` and ``apiVersion``
 filled in, as list items lack them) for the generic ones of agent.kube.resources.
 
-A kind the server does not serve (404: say, Gateway API CRDs not installed) counts as empty
-and synced, and is listed again after the back-off's cap, so a node works without it.
+A kind the server does not serve (404: say, Gateway API CRDs not installed, or their CRD
+deleted) counts as empty and synced, so a node works without it; it is listed again with
+back-off (logged once, not per retry) and picked up when its CRD is established.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class Informer(Generic[R]):
         self._backoff = backoff
         self._stop = threading.Event()
         self._response: httpx.Response | None = None  # the open watch stream, for stop()
+        self._served: bool | None = None  # whether the last list found the kind served
         info = res.api_info(resource)  # type: ignore[arg-type]
         self._as_dict = issubclass(resource, GenericDict)
         self._stamp = {"apiVersion": info.resource.api_version, "kind": info.resource.kind}
@@ -87,14 +89,17 @@ class Informer(Generic[R]):
 
     def run(self) -> None:
         failures = 0
+        unserved = 0  # lists in a row that found the kind not served
         listed = False
         while not self._stop.is_set():
             try:
                 if not listed:
                     listed = self._list()
                     if not listed:  # not served: empty until the next look
-                        self._stop.wait(self._backoff.cap)
+                        unserved += 1
+                        self._stop.wait(self._backoff.delay(unserved))
                         continue
+                    unserved = 0
                 for type_, obj in self._watch(self.cache.revision):
                     if self._stop.is_set():
                         return
@@ -105,6 +110,9 @@ class Informer(Generic[R]):
                     log.info("%s: revision %d expired, relisting", self._name, self.cache.revision)
                     listed = False
                     continue
+                if err.status.code == 404:  # no longer served (its CRD went): list says so
+                    listed = False
+                    continue
                 failures += 1
                 log.warning("%s: %s; retrying", self._name, err)
             except (httpx.HTTPError, httpx.StreamError, OSError) as err:
@@ -112,7 +120,7 @@ class Informer(Generic[R]):
                     return
                 failures += 1
                 log.warning("%s: API server unreachable (%s); retrying", self._name, err)
-            except msgspec.MsgspecError as err:
+            except (msgspec.MsgspecError, CacheError) as err:
                 failures += 1
                 log.warning("%s: unreadable response (%s); watching again", self._name, err)
             except Exception:  # a consumer's bug must not end the informer silently
@@ -153,6 +161,8 @@ class Informer(Generic[R]):
         if not self._as_dict:
             return decoders.decode_object(raw, self.resource)
         obj = _decode_json(raw)
+        if not isinstance(obj, dict):
+            raise CacheError(f"not an object: {bytes(raw)[:200]!r}")
         compact(self._kind, obj)
         obj.update(self._stamp)
         return obj
@@ -170,19 +180,26 @@ class Informer(Generic[R]):
         while True:
             response = generic.send(generic.build_adapter_request(request))
             if response.status_code == 404 and not items:
-                if not self.synced.is_set() or self.cache.objects:
+                if self._served is not False:  # once per absence, not per retry
                     log.warning("%s: not served by the API server; empty until it is", self._name)
+                self._served = False
                 self._listed(self.cache.replace([], self.cache.revision))
                 return False
             generic.raise_for_status(response)
             with gcpause.paused():  # a page is 1,000s of containers that all stay
                 if self._as_dict:
                     body = _decode_json(response.content)
+                    if not isinstance(body, dict) or not isinstance(body.get("items") or [], list):
+                        raise CacheError(
+                            f"a list response without a list of items: {body!r:.200}"
+                        )
                     page = body.get("items") or []
                     for item in page:
-                        compact(self._kind, item)
-                        item.update(self._stamp)
-                    meta = body.get("metadata") or {}
+                        if isinstance(item, dict):  # the others are logged and left out below
+                            compact(self._kind, item)
+                            item.update(self._stamp)
+                    meta = body.get("metadata")
+                    meta = meta if isinstance(meta, dict) else {}
                     revision, more = meta.get("resourceVersion"), meta.get("continue")
                 else:
                     more, revision, page = decoders.decode_list(response.content, self.resource)
@@ -190,7 +207,14 @@ class Informer(Generic[R]):
             if not more:
                 break
             request.params["continue"] = more
-        self._listed(self.cache.replace(self._placeable(items), int(revision or 0)))
+        try:
+            listed_at = int(revision or 0)
+        except (TypeError, ValueError):
+            raise CacheError(f"list resourceVersion {revision!r} is not a revision") from None
+        if self._served is False:
+            log.info("%s: now served by the API server", self._name)
+        self._served = True
+        self._listed(self.cache.replace(self._placeable(items), listed_at))
         return True
 
     def _listed(self, deltas: list[Delta[R]]) -> None:
@@ -230,7 +254,16 @@ class Informer(Generic[R]):
                 event = decoders.decode_watch_event(line)
                 if event.type == "ERROR":
                     raise ApiError(status=decoders.decode_status(event.object))
-                yield event.type, self._decode(event.object)
+                try:
+                    obj = self._decode(event.object)
+                except (CacheError, ValueError, TypeError, msgspec.MsgspecError) as err:
+                    # Skipped, not retried: watching again from the same revision would
+                    # replay it for ever. The cache keeps the object's last good version.
+                    log.error(
+                        "%s: skipping an undecodable %s event: %s", self._name, event.type, err
+                    )
+                    continue
+                yield event.type, obj
         finally:
             self._response = None
             response.close()

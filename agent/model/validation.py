@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable
 
 from agent.model.regex import regex_problem
-from l7proxy.tokens import TCHAR
+from agent.model.tokens import TCHAR
 
 Check = Callable[[str], str | None]
 

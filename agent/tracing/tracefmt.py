@@ -36,6 +36,18 @@ def _split(flow: Flow) -> RequestSplit | None:
     return flow.tulle.request if flow.tulle is not None else None
 
 
+SPLIT_OFF_NOTE = (
+    "note: L7 requests without a time split are left out: the waypoint's request split "
+    "is off (tulle waypoint --no-request-split, or tracing paused with SIGUSR1). Turn it "
+    "on: run the waypoint with --request-split (the default), or send it SIGUSR2.")
+
+
+def unsplit_request(flow: Flow) -> bool:
+    """An L7 request the waypoint served without taking its time split (split off)."""
+    http = flow.l7.http if flow.l7 is not None else None
+    return http is not None and bool(http.method) and _split(flow) is None
+
+
 def wanted(verb: str, flow: Flow) -> bool:
     """Whether `flow` is an event of `verb` (the server filters first; this makes sure)."""
     if verb == "request":

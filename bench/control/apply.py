@@ -36,9 +36,9 @@ from typing import Any
 from lightkube import Client, KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
 
-from agent.lab import lifecycle
-from agent.lab.procs import ProcRecord, is_alive
-from agent.lab.state import LabPaths, read_json
+from lab import lifecycle
+from lab.procs import ProcRecord, is_alive
+from lab.state import LabPaths, pin_dir, read_json
 
 LAB = "benchctl"
 NAMESPACE = "default"
@@ -93,10 +93,10 @@ class ServiceMap:
 
     def __init__(self, lab: str) -> None:
         from agent.datapath import maps
-        from agent.datapath.programs import load_datapath, pin_dir_for
+        from agent.datapath.programs import load_datapath
 
         self._maps = maps
-        self.dp = load_datapath(pin_dir_for(lab, "node1"))  # adopts the agent's pinned maps
+        self.dp = load_datapath(pin_dir(lab, "node1"))  # adopts the agent's pinned maps
         self.table = self.dp.table("lb_services_v1")
 
     def backends(self, vip: str) -> int:

@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.store import Store
 from bench.control.client_runs import RUNS
 from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.app import Api
 from lab.apiserver.certs import credentials, write_kubeconfig
 from lab.apiserver.server import ApiServer, tls_context
+from lab.store import Store
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 NAMESPACES = 10

@@ -219,9 +219,9 @@ def free_port() -> int:
 
 @contextmanager
 def api_server(workdir: Path, services: int, endpoints: int) -> Iterator[Path]:
-    from agent.store import Store
     from bench.control import fsseed
     from lab.apiserver.__main__ import bootstrap
+    from lab.store import Store
 
     started = time.monotonic()
     store_path = workdir / "store.db"

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from agent.store import Store
+from lab.store import Store
 
 NAMESPACE = "default"
 PORT, TARGET_PORT = 80, 8080

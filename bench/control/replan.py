@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from l7proxy.routing import RouteCompiler
+from gatewayapi import RouteCompiler
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 NAMESPACES = 10

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.lab import procs
-from agent.lab.state import LabPaths
+from lab import procs
+from lab.state import LabPaths
 
 Progress = Callable[[str], None]
 TULLE = str(Path(sys.executable).with_name("tulle"))

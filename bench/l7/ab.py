@@ -3,13 +3,18 @@
 route table, wrk load and flow drain as ``bench.l7``, in alternating rounds. Reports req/s
 and the waypoint's CPU time per request (its core's user+system over the run, divided by
 the requests wrk counted): the second is what a change costs the waypoint, whatever else
-runs on the load core. Not a side-by-side with a peer: a before/after of one change."""
+runs on the load core. Not a side-by-side with a peer: a before/after of one change.
+
+``--before-args``/``--after-args`` add waypoint flags to one side, so one tree can be
+measured against itself with a feature off and on: ``python -m bench.l7.ab T T
+--before-args="--request-split off"`` is what the request split costs."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
 import statistics
 import sys
 import tempfile
@@ -20,14 +25,14 @@ from bench.l7.peers import HOST, Proc
 from bench.l7.wrk import parse_wrk, wrk_argv
 
 
-def _waypoint(tree: Path, work: Path, config: str, tag: str, sock: Path
+def _waypoint(tree: Path, work: Path, config: str, tag: str, sock: Path, extra: list[str]
               ) -> tuple[Proc, tuple[str, int]]:
     port, metrics = peers.free_port(), peers.free_port()
     path = work / f"tulle-{tag}.yaml"
     path.write_text(config.replace("LISTEN", f"{HOST}:{port}"))
     argv = [*peers.pinned(1), sys.executable, "-m", "l7proxy", "--config", str(path),
             "--listen", f"{HOST}:{port}", "--workers", "1", "--metrics", f"{HOST}:{metrics}",
-            "--flows", f"unix:{sock}"]
+            "--flows", f"unix:{sock}", *extra]
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
     here = os.getcwd()
     os.chdir(tree)  # ``-m l7proxy`` imports from the working directory first
@@ -45,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--before-args", default="", help="waypoint flags for BEFORE")
+    parser.add_argument("--after-args", default="", help="waypoint flags for AFTER")
     args = parser.parse_args(argv)
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
+    extra = {"before": shlex.split(args.before_args), "after": shlex.split(args.after_args)}
     work = Path(tempfile.mkdtemp(prefix="tulle-ab-"))
     backend = peers.free_port()
     nginx = peers.start_nginx(work, backend, 0)
@@ -59,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for r in range(args.rounds):
             for name in (list(trees) if r % 2 == 0 else list(trees)[::-1]):
-                proc, address = _waypoint(trees[name], work, config, f"{name}-{r}", sock)
+                proc, address = _waypoint(trees[name], work, config, f"{name}-{r}", sock,
+                                          extra[name])
                 peers.wait_http(address, path, headers, proc)
                 url = f"http://{address[0]}:{address[1]}{path}"
                 used = 0.0

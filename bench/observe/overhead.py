@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.datapath.programs import pin_dir_for
-from agent.lab.state import LabPaths
 from bench.l4 import machine, manifests
 from bench.l4.labs import BenchError, BenchLab, Progress
 from bench.l4.runner import BenchConfig, Runner
 from bench.l4.wrk import WrkResult
 from bench.observe import pinned
+from lab.state import LabPaths, pin_dir
 
 LAB = "benchobs"
 NODES = ("node1", "node2")
@@ -36,12 +35,12 @@ CFG_FLOW_EVENTS_OFF = pinned.CFG_FLOW_EVENTS_OFF
 def set_flow_events(lab: str, on: bool) -> None:
     """Flow events on or off in every node's datapath (read back after the write)."""
     for node in NODES:
-        pinned.write_u64(pin_dir_for(lab, node) / "tulle_config_v1", CFG_FLOW_EVENTS_OFF,
+        pinned.write_u64(pin_dir(lab, node) / "tulle_config_v1", CFG_FLOW_EVENTS_OFF,
                          0 if on else 1)
 
 
 def events_lost(lab: str) -> int:
-    return sum(pinned.percpu_sum(pin_dir_for(lab, node) / "events_lost_v1") for node in NODES)
+    return sum(pinned.percpu_sum(pin_dir(lab, node) / "events_lost_v1") for node in NODES)
 
 
 def context_switches(pids: list[int]) -> int:

@@ -148,8 +148,9 @@ def build(args: argparse.Namespace, bench: TraceBench, started: datetime,
             "Workloads: (1) `Connection: close` to the `target` ClusterIP (new connections/s), "
             "(2) keep-alive to the same ClusterIP, (3) keep-alive to the `routed` ClusterIP, "
             "whose HTTPRoute sends every request through node1's waypoint to `target`. "
-            "Tracing is switched at run time on both agents (SIGUSR1 detaches the tracer's "
-            "tracepoints, SIGUSR2 re-attaches them; each switch confirmed in the agent's log), "
+            "Tracing is switched at run time on both agents and both waypoints (SIGUSR1 "
+            "detaches the tracer's tracepoints and turns the waypoint's per-request time "
+            "split off, SIGUSR2 turns both on; each switch confirmed in every process's log), "
             "so the lab, its pods and the datapath stay the same between on and off. Pairs "
             "alternate order (on/off, off/on, ...); the cost is 1 − the median of the pairs' "
             "on ÷ off ratios (negative: on was faster, i.e. noise)."),

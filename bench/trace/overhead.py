@@ -2,10 +2,11 @@
 
 The lab (`LAB`) and workload are bench/l4's (nginx on node2, wrk in a client pod on node1),
 plus a second Service, `routed`, whose HTTPRoute sends every request through node1's
-waypoint. Tracing is switched at run time on both agents: SIGUSR1 detaches the tracer's
-tracepoints, SIGUSR2 attaches them again (agent/tracing/start.py); each switch is confirmed
-by the agent's log line before measuring. Pair orders flip (on/off, off/on, ...) as in
-bench/observe/overhead.py, whose pair helpers are reused.
+waypoint. Tracing is switched at run time on both agents and both waypoints: SIGUSR1
+detaches the tracer's tracepoints (agent/tracing/start.py) and turns the waypoint's request
+split off (l7proxy/node.py, l7proxy/timing.py), SIGUSR2 turns both on again; each switch
+is confirmed by every process's log line before measuring. Pair orders flip (on/off,
+off/on, ...) as in bench/observe/overhead.py, whose pair helpers are reused.
 """
 
 from __future__ import annotations
@@ -19,17 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.lab.state import LabPaths
 from bench.l4 import machine, manifests
 from bench.l4.labs import BenchError, BenchLab, Progress
 from bench.l4.runner import BenchConfig, Runner
 from bench.l4.wrk import WrkResult
 from bench.observe.overhead import median_cost, pair_orders, pair_ratios
+from lab.state import LabPaths
 
 LAB = "benchtrace"
 NODES = ("node1", "node2")
 ROUTED_VIP = "10.96.200.11"
-PAUSED, RESUMED = "kernel tracing paused", "kernel tracing resumed"
+# What each switched process logs: (its log file's prefix, paused line, resumed line).
+SWITCHED = (("agent", "kernel tracing paused", "kernel tracing resumed"),
+            ("waypoint", "request split paused", "request split resumed"))
 TARGET_URL = f"http://{manifests.TARGET_VIP}:{manifests.SERVICE_PORT}/"
 ROUTED_URL = f"http://{ROUTED_VIP}:{manifests.SERVICE_PORT}/"
 # name -> (what, url, Connection: close)
@@ -122,29 +125,32 @@ class TraceBench:
                 raise BenchError(f"agent on {node} runs without kernel tracing: nothing to "
                                  "compare (health file has no tracing hooks)")
 
-    def agent_log(self, node: str) -> str:
-        path = LabPaths.for_lab(LAB).logs / f"agent-{node}.log"
+    def log(self, process: str) -> str:
+        path = LabPaths.for_lab(LAB).logs / f"{process}.log"
         return path.read_text(errors="replace")
 
     def switch(self, lab: BenchLab, on: bool, timeout: float = 5.0) -> None:
-        """Tracing on/off on every agent; returns once each agent logged the switch."""
+        """Tracing on/off on every agent and waypoint; returns once each logged it."""
         if on == self.tracing:
-            return  # the feed logs only real switches; agents start with tracing on
+            return  # both log only real switches; both start with tracing on
         pids = lab.process_pids()
-        line = RESUMED if on else PAUSED
-        before = {n: self.agent_log(n).count(line) for n in NODES}
-        for node in NODES:
-            pid = pids.get(f"agent-{node}")
+        lines = {f"{kind}-{node}": resumed if on else paused
+                 for kind, paused, resumed in SWITCHED for node in NODES}
+        before = {p: self.log(p).count(line) for p, line in lines.items()}
+        for process in lines:
+            pid = pids.get(process)
             if pid is None:
-                raise BenchError(f"agent-{node} is not running")
+                raise BenchError(f"{process} is not running")
             os.kill(pid, signal.SIGUSR2 if on else signal.SIGUSR1)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(self.agent_log(n).count(line) > before[n] for n in NODES):
+            if all(self.log(p).count(line) > before[p] for p, line in lines.items()):
                 self.tracing = on
                 return
             time.sleep(0.1)
-        raise BenchError(f"the agents did not confirm '{line}' within {timeout:.0f} s")
+        missing = [p for p, line in lines.items() if self.log(p).count(line) <= before[p]]
+        raise BenchError(f"{', '.join(missing)} did not log the switch "
+                         f"({'on' if on else 'off'}) within {timeout:.0f} s")
 
     def measure(self, lab: BenchLab, runner: Runner, workload: str, pair: int,
                 on: bool) -> TraceRun:

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from agent.store import Store
 from lab.apiserver import identities
 from lab.apiserver.app import Api
 from lab.apiserver.certs import credentials, write_kubeconfig
 from lab.apiserver.server import ApiServer, tls_context
+from lab.store import Store
 
 
 def bootstrap(store: Store) -> None:

@@ -1,5 +1,7 @@
 """Checks every write passes before the store: URL and body agree, names are valid, the
-namespace exists, and modelled kinds go through the lab's admission (``agent.apiserver``)."""
+namespace exists, custom resources match their CRD's schema (a CRD, apiextensions' rules),
+and modelled kinds go through the lab's admission (``model_admission.py``), custom ones after
+their schema."""
 
 from __future__ import annotations
 
@@ -8,12 +10,12 @@ import secrets
 import string
 from typing import Any
 
-from agent.apiserver import AdmissionError, admit
 from agent.model.convert import ConversionError, from_dict
-from agent.store import Store
-from lab.apiserver import schema
+from lab.apiserver import crds, schema
 from lab.apiserver.errors import ApiError, bad_request, invalid, not_found
+from lab.apiserver.model_admission import AdmissionError, admit
 from lab.apiserver.routing import Target
+from lab.store import Store
 
 _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -114,17 +116,24 @@ def admitted(
     """The object to store: for modelled kinds, what the lab's admission validated and
     defaulted, laid over what was sent, so ``kubectl get -o yaml`` shows every field applied
     (as a cluster does) while the model reads exactly what admission checked."""
+    declared = target.resource.schema_dict()
+    problems = schema.validate(declared, obj) if declared is not None else []
+    if obj["kind"] == crds.CRD_KIND:
+        problems = crds.problems(obj)
+    if problems:
+        raise invalid(obj["kind"], obj["metadata"]["name"], problems, target.resource.group)
     if not target.resource.modelled:
-        declared = target.resource.schema_dict()
-        problems = schema.validate(declared, obj) if declared is not None else []
-        if problems:
-            raise invalid(obj["kind"], obj["metadata"]["name"], problems, target.resource.group)
         return obj
+    # A modelled custom resource (Gateway API): the schema passed; the typed model checks
+    # what upstream's CEL rules and webhooks would (the lab's stand-in for them).
     try:
         (result,) = admit(store, [("request", obj)], registrar=registrar)
     except AdmissionError as err:
         raise invalid(
-            obj["kind"], obj["metadata"]["name"], [_field(e) for e in err.errors]
+            obj["kind"],
+            obj["metadata"]["name"],
+            [_field(e) for e in err.errors],
+            target.resource.group,
         ) from None
     except ValueError as err:  # admission's own limits (size, depth) raise ValueError too
         raise ApiError(

@@ -8,7 +8,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.store import Store
 from lab.apiserver import (
     auth,
     bodies,
@@ -30,6 +29,7 @@ from lab.apiserver import (
 from lab.apiserver.errors import NOT_FOUND, ApiError
 from lab.apiserver.routing import Discovery, Target, query_flag, route
 from lab.apiserver.watch import WatchSettings, watch
+from lab.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,19 @@ class Api:
             return
         if not rbac.allowed(user, attrs, self._rbac_objects()):
             raise ApiError(403, rbac.forbidden_message(user, attrs))
+
+    def _no_escalation(self, user: rbac.User) -> writes.Admit:
+        """Refuses (403) a Role or binding granting more than ``user`` holds (``rbac.py``)."""
+
+        def admit(obj: dict[str, Any]) -> None:
+            if obj.get("kind") not in auth.RBAC_KINDS or rbac.MASTERS in user.groups:
+                return
+            objs = self._rbac_objects()
+            why = rbac.escalation(user, obj, objs, lambda a: rbac.allowed(user, a, objs))
+            if why is not None:
+                raise ApiError(403, why)
+
+        return admit
 
     def _impersonated(self, request: Request, user: rbac.User) -> rbac.User:
         """The user to act as: the authenticated one, or whom it may impersonate."""
@@ -167,12 +180,18 @@ class Api:
                 dry_run=dry_run,
                 manager=_manager(request),
                 registrar=user.name in auth.NODE_REGISTRARS,
+                admit=self._no_escalation(user),
             )
             return Response(201, reads.served(target, obj), warnings=warnings)
         if method == "PUT" and target.name is not None:
             body, warnings = self._validate(target, _body(request), q)
             obj = writes.update(
-                self.store, target, body, dry_run=dry_run, manager=_manager(request)
+                self.store,
+                target,
+                body,
+                dry_run=dry_run,
+                manager=_manager(request),
+                admit=self._no_escalation(user),
             )
             return Response(200, reads.served(target, obj), warnings=warnings)
         if method == "PATCH" and target.name is not None:
@@ -188,6 +207,7 @@ class Api:
                 dry_run=dry_run,
                 manager=q.get("fieldManager") if ctype == writes.APPLY else _manager(request),
                 force=query_flag(q, "force"),
+                admit=self._no_escalation(user),
             )
             return Response(200, reads.served(target, obj), warnings=warnings)
         if method == "DELETE" and target.name is not None:

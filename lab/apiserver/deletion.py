@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.store import Store, StoreError
-from agent.store.objects import now_rfc3339
 from lab.apiserver import crds
 from lab.apiserver.errors import bad_request, conflict, invalid, not_found
 from lab.apiserver.routing import Target
 from lab.apiserver.stored import get, key, store_errors
+from lab.store import Store, StoreError
+from lab.store.objects import now_rfc3339
 
 
 def initial_status(obj: dict[str, Any]) -> dict[str, Any] | None:

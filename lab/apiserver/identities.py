@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from agent.store import Store
-from lab.apiserver.auth import SA_NAME, SA_TOKEN_TYPE, _token_of, with_token
+from lab.apiserver.auth import SA_NAME, SA_TOKEN_TYPE, SA_UID, _token_of, with_token
+from lab.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = (REPO / "deploy" / "daemonset" / "rbac.yaml", Path(__file__).with_name("lab-rbac.yaml"))
@@ -43,9 +43,14 @@ def seed(store: Store, objs: list[dict[str, Any]]) -> dict[str, str]:
             continue
         name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
         secret = store.get("Secret", namespace, f"{name}-token")
+        account = store.get("ServiceAccount", namespace, name)
+        uid = (account or {}).get("metadata", {}).get("uid")
+        if secret is not None and (secret["metadata"].get("annotations") or {}).get(SA_UID) != uid:
+            secret, _ = store.apply(with_token(store, secret))  # a store from before uid binding
         if secret is None or _token_of(secret) is None:
             secret, _ = store.apply(
                 with_token(
+                    store,
                     {
                         "apiVersion": "v1",
                         "kind": "Secret",
@@ -55,7 +60,7 @@ def seed(store: Store, objs: list[dict[str, Any]]) -> dict[str, str]:
                             "namespace": namespace,
                             "annotations": {SA_NAME: name},
                         },
-                    }
+                    },
                 )
             )
         token = _token_of(secret)

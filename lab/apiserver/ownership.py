@@ -14,10 +14,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from agent.store.objects import now_rfc3339
 from lab.apiserver import fieldsets
 from lab.apiserver.errors import ApiError
 from lab.apiserver.fieldsets import Path
+from lab.store.objects import now_rfc3339
 
 Managers = dict[tuple[str, str], set[Path]]  # (manager, operation) -> fields
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import msgspec
 
-from agent.store import Expired, Store
 from lab.apiserver import events_view, storeview
 from lab.apiserver.errors import ApiError, bad_request, expired
 from lab.apiserver.routing import Target
 from lab.apiserver.selectors import Predicate, parse_field_selector, parse_label_selector
+from lab.store import Expired, Store
 
 
 def selector(target: Target, query: Mapping[str, str]) -> Predicate:

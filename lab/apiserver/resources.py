@@ -1,16 +1,27 @@
-"""The resource table: every kind the server serves, with the names discovery publishes.
+"""The resource table: every built-in kind the server serves, with the names discovery
+publishes.
 
-Kinds the typed model knows (``agent.model.kinds``) are admitted through ``agent.apiserver``;
-the others are stored as sent after a metadata check.
+Kinds the typed model knows (``agent.model.kinds``) are admitted through ``model_admission``;
+the others are stored as sent after a metadata check. The model's Gateway API kinds are not
+built in: as on a cluster, they are served once their CustomResourceDefinitions are
+(``crds.py``), and admitted against the CRD's schema, then by the model.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from agent.model.kinds import KINDS
+from agent.model.kinds import KINDS, KindInfo
+
+
+@functools.lru_cache(maxsize=32)
+def _loads(text: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
 
 VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
@@ -28,11 +39,13 @@ class Resource:
     modelled: bool = False  # admitted through the typed model
     verbs: tuple[str, ...] = VERBS  # ("create",) for reviews, which are answered, not stored
     custom: bool = False  # defined by a CustomResourceDefinition
-    printer_columns: tuple[tuple[str, str, str, int], ...] = ()  # CRDs: name, type, path, priority
+    # CRDs: (name, type, jsonPath, priority) of each additionalPrinterColumn
+    printer_columns: tuple[tuple[str, str, str, int], ...] = ()
     schema: str = ""  # CRDs: the storage version's openAPIV3Schema, as JSON
 
     def schema_dict(self) -> dict[str, Any] | None:
-        return json.loads(self.schema) if self.schema else None
+        """The schema (shared and cached: callers must not change it)."""
+        return _loads(self.schema) if self.schema else None
 
     @property
     def singular(self) -> str:
@@ -40,9 +53,8 @@ class Resource:
 
     @property
     def builtin(self) -> bool:
-        """Kubernetes' own types, for which strategic merge patch is defined (not Gateway
-        API's, which a cluster serves from CRDs, nor any CRD's)."""
-        return not self.custom and self.group != "gateway.networking.k8s.io"
+        """Kubernetes' own types, for which strategic merge patch is defined (not a CRD's)."""
+        return not self.custom
 
     def api_version(self, version: str | None = None) -> str:
         version = version or self.versions[0]
@@ -56,16 +68,17 @@ _EXTRA = {
     "Deployment": (("deploy",), ("all",), ("status", "scale")),
     "Namespace": (("ns",), (), ("status",)),
     "Node": (("no",), (), ("status",)),
-    "GatewayClass": (("gc",), ("gateway-api",), ("status",)),
-    "Gateway": (("gtw",), ("gateway-api",), ("status",)),
-    "HTTPRoute": ((), ("gateway-api",), ("status",)),
-    "ReferenceGrant": (("refgrant",), ("gateway-api",), ()),
 }
+# Groups whose kinds the model reads but a cluster serves from CustomResourceDefinitions.
+CRD_GROUPS = frozenset({"gateway.networking.k8s.io"})
+CRD_MODELLED: dict[str, KindInfo] = {i.kind: i for i in KINDS if i.group in CRD_GROUPS}
 
 
 def _modelled() -> list[Resource]:
     out = []
     for info in KINDS:
+        if info.group in CRD_GROUPS:
+            continue
         short, categories, subresources = _EXTRA.get(info.kind, (info.short_names, (), ()))
         versions = tuple(v.rpartition("/")[2] for v in info.api_versions)
         out.append(

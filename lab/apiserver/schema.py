@@ -138,21 +138,24 @@ def unknown_fields(schema: Mapping[str, Any], value: Any, path: str = "") -> lis
     return out
 
 
-def prune(schema: Mapping[str, Any], value: Any) -> Any:
-    """``value`` without its unknown fields."""
+def prune(schema: Mapping[str, Any], value: Any, root: bool = True) -> Any:
+    """``value`` without its unknown fields (the root's apiVersion, kind and metadata are
+    checked elsewhere: a CRD's ``metadata: {type: object}`` does not prune them)."""
     if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        return [prune(schema["items"], v) for v in value]
+        return [prune(schema["items"], v, False) for v in value]
     if not isinstance(value, Mapping) or schema.get("x-kubernetes-preserve-unknown-fields"):
         return value
     props = schema.get("properties") or {}
     extra = schema.get("additionalProperties")
     out = {}
     for name, child in value.items():
-        if name in props:
-            out[name] = prune(props[name], child)
+        if root and name in _SKIP:
+            out[name] = child
+        elif name in props:
+            out[name] = prune(props[name], child, False)
         elif isinstance(extra, Mapping):
-            out[name] = prune(extra, child)
-        elif extra is True or name in _SKIP:
+            out[name] = prune(extra, child, False)
+        elif extra is True:
             out[name] = child
     return out
 

@@ -10,8 +10,11 @@ import json
 import select
 import socket
 import ssl
+import sys
 import threading
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,14 @@ from lab.apiserver.errors import status_object
 from lab.apiserver.netns import in_netns
 
 MAX_BODY = 3 * 1024 * 1024  # the Kubernetes API server's request body limit
+MAX_CONNECTIONS = 512
+"""Open connections per listener; more are closed at accept (each holds a thread: without a
+cap, a client opening connections without end exhausts threads and memory)."""
+REQUEST_TIMEOUT = 32.0
+"""Seconds from a request's first byte (or a connection's TLS handshake) until its line,
+headers and body have all arrived (kube-apiserver's ReadHeaderTimeout is 32 s): a socket
+timeout bounds each read only, so a client sending a byte at a time would hold its
+connection for ever."""
 
 
 def _dumps(value: Any) -> bytes:
@@ -57,9 +68,14 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_BODY:
             self._fail(413, "RequestEntityTooLarge", f"request body over {MAX_BODY} bytes")
             return
+        if self.headers.get("Transfer-Encoding", "identity").lower() != "identity":
+            # Read as no body, its chunks would be taken for the next request.
+            self._fail(411, "LengthRequired", "send the request body with a Content-Length")
+            return
         body = self.rfile.read(length) if length else b""
+        self.server.deadlines.end(self.connection)  # all in: a watch may now take its time
         if len(body) < length:
-            self.close_connection = True  # the client went away mid-body
+            self.close_connection = True  # the client went away mid-body (or too slowly)
             return
         request = Request(
             self.command,
@@ -73,6 +89,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+    def handle_one_request(self) -> None:
+        # An idle keep-alive connection waits for its next request under the socket's
+        # idle timeout; from the first byte on, the request must arrive in full in time.
+        try:
+            if not self.rfile.peek(1):  # type: ignore[attr-defined]
+                self.close_connection = True
+                return
+        except OSError:
+            self.close_connection = True
+            return
+        self.server.deadlines.begin(self.connection)
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.deadlines.end(self.connection)
 
     def _send(self, response: Response) -> None:
         if response.stream is not None:
@@ -121,6 +153,42 @@ class _Handler(BaseHTTPRequestHandler):
         return bool(readable)
 
 
+class _Deadlines:
+    """Cuts off connections whose request (or TLS handshake) has not arrived in full by its
+    deadline; one thread for all of a listener's connections."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._due: dict[int, tuple[float, socket.socket]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="apiserver-deadlines", daemon=True)
+        self._thread.start()
+
+    def begin(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._due[id(sock)] = (time.monotonic() + self.seconds, sock)
+
+    def end(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._due.pop(id(sock), None)
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(min(1.0, self.seconds / 4)):
+            now = time.monotonic()
+            with self._lock:
+                late = [key for key, (due, _) in self._due.items() if due <= now]
+                socks = [self._due.pop(key)[1] for key in late]
+            for sock in socks:
+                try:  # the plain socket's shutdown: the blocked read returns, the handler ends
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -132,12 +200,40 @@ class _Server(ThreadingHTTPServer):
         tls: ssl.SSLContext | None,
         verbose: bool,
         idle_timeout: float,
+        limits: Limits,
     ) -> None:
         self.api = api
         self.idle_timeout = idle_timeout
         self.tls = tls
         self.verbose = verbose
+        self.deadlines = _Deadlines(limits.request_timeout)
+        self._slots = threading.BoundedSemaphore(limits.max_connections)
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # over the cap: closed now, costing no thread
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A connection cut (by its client, or by a deadline) is no server error.
+        if not isinstance(sys.exc_info()[1], OSError) or self.verbose:
+            super().handle_error(request, client_address)
+
+    def server_close(self) -> None:
+        self.deadlines.close()
+        super().server_close()
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = super().get_request()
@@ -151,10 +247,13 @@ class _Server(ThreadingHTTPServer):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         if isinstance(request, ssl.SSLSocket):
+            self.deadlines.begin(request)
             try:
                 request.do_handshake()
             except (ssl.SSLError, OSError):
                 return
+            finally:
+                self.deadlines.end(request)
         # An idle or stalled client (a half-sent request, a keep-alive never reused) gives
         # its thread back after idle_timeout; watches only write, so they are unaffected.
         request.settimeout(self.idle_timeout)
@@ -169,6 +268,12 @@ def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     return ctx
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_connections: int = MAX_CONNECTIONS
+    request_timeout: float = REQUEST_TIMEOUT
+
+
 class ApiServer:
     """Serve ``api`` on 127.0.0.1:``port`` (0 picks one) in a background thread."""
 
@@ -180,10 +285,12 @@ class ApiServer:
         *,
         verbose: bool = False,
         idle_timeout: float = 300.0,
+        limits: Limits | None = None,
     ) -> None:
         self.api = api
         self._tls, self._verbose, self._idle_timeout = tls, verbose, idle_timeout
-        self._server = _Server(("127.0.0.1", port), api, tls, verbose, idle_timeout)
+        self._limits = limits or Limits()
+        self._server = _Server(("127.0.0.1", port), api, tls, verbose, idle_timeout, self._limits)
         self._others: list[tuple[_Server, threading.Thread]] = []
         self.port = self._server.server_address[1]
         api.server_address = f"127.0.0.1:{self.port}"
@@ -198,7 +305,9 @@ class ApiServer:
         Returns its URL."""
 
         def make() -> _Server:
-            return _Server((host, port), self.api, self._tls, self._verbose, self._idle_timeout)
+            return _Server(
+                (host, port), self.api, self._tls, self._verbose, self._idle_timeout, self._limits
+            )
 
         server = in_netns(netns, make) if netns else make()
         thread = threading.Thread(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.store import AlreadyExists, Conflict, NotFound, Store, StoreError
 from lab.apiserver.errors import ApiError, already_exists, conflict, not_found
 from lab.apiserver.routing import Target
+from lab.store import AlreadyExists, Conflict, NotFound, Store, StoreError
 
 
 def key(target: Target) -> tuple[str, str, str]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.store import Store, eventlog, schema
+from lab.store import Store, eventlog, schema
 
 _local = threading.local()
 

@@ -3,11 +3,12 @@ cluster (priority 1 columns show with ``-o wide``)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from lab.apiserver import event_columns
+from lab.apiserver import event_columns, jsonpath
 from lab.apiserver.routing import Target
 
 Obj = Mapping[str, Any]
@@ -269,19 +270,45 @@ def _row_object(obj: Obj, include: str, target: Target) -> dict[str, Any] | None
     }
 
 
-def _at(path: str) -> Callable[[Obj], Any]:
+def _json_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def _custom_cell(type_: str, path: str) -> Callable[[Obj], Any]:
+    """A CRD column's cell, as the apiextensions table convertor fills it: one value in the
+    column's type (a ``date`` as an age), several joined by spaces, none as null."""
+    steps = jsonpath.parse(path)
+
     def cell(obj: Obj) -> Any:
-        return _get(obj, path, "")
+        found = [v for v in jsonpath.find(obj, steps) if v is not None]
+        if not found:
+            return None
+        if len(found) > 1 or type_ == "string":
+            return " ".join(_json_text(v) for v in found)
+        value = found[0]
+        if type_ == "date" and isinstance(value, str):
+            try:
+                then = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            except ValueError:
+                return "<invalid>"
+            return human_duration((datetime.now(UTC) - then).total_seconds())
+        if type_ == "integer" and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if type_ == "number" and isinstance(value, int | float) and not isinstance(value, bool):
+            return value
+        if type_ == "boolean" and isinstance(value, bool):
+            return value
+        return None
 
     return cell
 
 
 def _printer_columns(target: Target) -> list[Column]:
-    """A CRD's additionalPrinterColumns (simple ``.a.b`` paths), then Age as a cluster adds."""
+    """A CRD's additionalPrinterColumns, with Age added if it has none, as a cluster does."""
     cols: list[Column] = [_NAME]
     for name, type_, path, priority in target.resource.printer_columns:
         kind = type_ if type_ in ("integer", "number", "boolean") else "string"
-        cols.append((name, kind, priority, _at(path)))
+        cols.append((name, kind, priority, _custom_cell(type_, path)))
     if not any(c[0] == "Age" for c in cols):
         cols.append(_AGE)
     return cols

@@ -49,18 +49,22 @@ def mint(key: bytes, claims: Mapping[str, Any]) -> str:
 
 
 def verify(key: bytes | None, token: str, now: float | None = None) -> dict[str, Any] | None:
-    """The claims of a token this key issued and that has not expired; else None."""
+    """The claims of a token this key issued for this API server (its audiences include
+    ``AUDIENCE``: a token minted for another audience is for someone else to accept) and
+    that has not expired; else None."""
     if key is None or not token.startswith(PREFIX):
         return None
     payload, _, mac = token.removeprefix(PREFIX).partition(".")
     expected = _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
-    if not hmac.compare_digest(mac, expected):
+    if not hmac.compare_digest(mac.encode(), expected.encode()):  # bytes: mac may be non-ASCII
         return None
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (binascii.Error, ValueError):
         return None
     if not isinstance(claims, dict) or not isinstance(claims.get("exp"), int):
+        return None
+    if AUDIENCE not in (claims.get("aud") or []):
         return None
     return claims if claims["exp"] > (time.time() if now is None else now) else None
 
@@ -92,13 +96,20 @@ def answer(
                 f"Invalid value: {seconds}: may not specify a duration larger than 2^32 seconds",
             )
         )
+    audiences = spec.get("audiences")
+    if audiences is not None and (
+        not isinstance(audiences, list) or not all(isinstance(a, str) and a for a in audiences)
+    ):
+        problems.append(
+            ("spec.audiences", f"Invalid value: {audiences!r}: must be a list of non-empty strings")
+        )
     if spec.get("boundObjectRef"):
         problems.append(
             ("spec.boundObjectRef", "Forbidden: the lab API server does not bind tokens to objects")
         )
     if problems:
         raise invalid("TokenRequest", name, problems, "authentication.k8s.io")
-    audiences = [str(a) for a in spec.get("audiences") or [AUDIENCE]]
+    audiences = list(audiences or [AUDIENCE])
     issued = int(time.time() if now is None else now)
     meta = account["metadata"]
     claims = {

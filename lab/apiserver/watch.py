@@ -25,10 +25,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.store import Expired, Store, eventlog, schema
 from lab.apiserver.errors import bad_request, status_object
 from lab.apiserver.reads import selector, served
 from lab.apiserver.routing import Target, query_flag
+from lab.store import Expired, Store, eventlog, schema
 
 WatchEvent = dict[str, Any] | None
 """An event to send, or None: a heartbeat on which the transport checks the client is there."""

@@ -8,9 +8,9 @@ stored and writes nothing.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
-from agent.store import Store, StoreError
 from lab.apiserver import deletion, fieldsets, ownership
 from lab.apiserver import patch as patches
 from lab.apiserver.admission import admitted, check_namespace, shape
@@ -18,12 +18,14 @@ from lab.apiserver.auth import with_token
 from lab.apiserver.errors import ApiError, already_exists, bad_request, conflict
 from lab.apiserver.routing import Target
 from lab.apiserver.stored import get, key, store_errors
+from lab.store import Store, StoreError
 
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
 APPLY = "application/apply-patch+yaml"
 PATCH_TYPES = (MERGE, JSON_PATCH, STRATEGIC, APPLY)
+Admit = Callable[[dict[str, Any]], None]
 
 
 def _has_status(target: Target) -> bool:
@@ -39,9 +41,11 @@ def create(
     manager: str | None = None,
     applied: Any = None,
     registrar: bool = False,
+    admit: Admit | None = None,
 ) -> dict[str, Any]:
     """POST. ``manager`` owns the new object's fields (an Apply owns those of ``applied``);
-    ``registrar``: the caller is the node registrar (may create Nodes)."""
+    ``registrar``: the caller is the node registrar (may create Nodes); ``admit`` checks the
+    object as it would be stored, for the caller (raises to refuse it)."""
     obj = shape(target, body, creating=True)
     if obj["metadata"].get("resourceVersion"):
         raise bad_request("resourceVersion should not be set on objects to be created")
@@ -50,9 +54,11 @@ def create(
     if _has_status(target):
         obj.pop("status", None)
     if obj["kind"] == "Secret":
-        obj = with_token(obj)
+        obj = with_token(store, obj)
     check_namespace(store, target, obj)
     obj = admitted(store, target, obj, registrar=registrar)
+    if admit is not None:
+        admit(obj)
     if manager and applied is not None:
         paths = fieldsets.leaf_paths(obj["kind"], applied)
         obj["metadata"]["managedFields"] = ownership.entries({(manager, "Apply"): paths}, obj)
@@ -75,7 +81,13 @@ def create(
 
 
 def update(
-    store: Store, target: Target, body: Any, *, dry_run: bool = False, manager: str | None = None
+    store: Store,
+    target: Target,
+    body: Any,
+    *,
+    dry_run: bool = False,
+    manager: str | None = None,
+    admit: Admit | None = None,
 ) -> dict[str, Any]:
     """PUT: the body replaces the object; its resourceVersion, if any, must be current.
     ``manager`` takes the fields it changed (None: the body's managedFields stand)."""
@@ -89,6 +101,8 @@ def update(
     if expected is not None and str(expected) != existing["metadata"].get("resourceVersion"):
         raise conflict(target.resource.plural, target.name or "", target.resource.group)
     obj = admitted(store, target, obj)
+    if admit is not None:
+        admit(obj)
     deletion.keep_deletion_state(existing, obj)
     if manager:
         ownership.record_update(obj["kind"], existing, obj, manager)
@@ -130,6 +144,7 @@ def patch(
     dry_run: bool = False,
     manager: str | None = None,
     force: bool = False,
+    admit: Admit | None = None,
 ) -> dict[str, Any]:
     """PATCH: apply the patch to the stored object and write it back (retried on a conflict
     with a concurrent writer unless the patch itself names a resourceVersion)."""
@@ -138,7 +153,7 @@ def patch(
         if not manager:
             raise bad_request("PATCH, application/apply-patch+yaml: fieldManager is required")
         return _server_side_apply(
-            store, target, body, dry_run=dry_run, manager=manager, force=force
+            store, target, body, dry_run=dry_run, manager=manager, force=force, admit=admit
         )
     if content_type == STRATEGIC and not res.builtin:
         raise ApiError(
@@ -159,7 +174,7 @@ def patch(
         if not pinned:
             patched["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
         try:
-            return update(store, target, patched, dry_run=dry_run, manager=manager)
+            return update(store, target, patched, dry_run=dry_run, manager=manager, admit=admit)
         except ApiError as err:
             if err.code != 409 or pinned or err.reason != "Conflict":
                 raise
@@ -193,7 +208,14 @@ def patched_object(
 
 
 def _server_side_apply(
-    store: Store, target: Target, body: Any, *, dry_run: bool, manager: str, force: bool
+    store: Store,
+    target: Target,
+    body: Any,
+    *,
+    dry_run: bool,
+    manager: str,
+    force: bool,
+    admit: Admit | None = None,
 ) -> dict[str, Any]:
     """Server-side apply: create the object, or merge the configuration in (strategic merge
     for built-in kinds, JSON merge otherwise) with field ownership (``ownership.py``)."""
@@ -202,7 +224,9 @@ def _server_side_apply(
     config.pop("status", None)
     res = target.resource
     if store.get(res.kind, target.namespace or "", config["metadata"]["name"]) is None:
-        return create(store, target, config, dry_run=dry_run, manager=manager, applied=config)
+        return create(
+            store, target, config, dry_run=dry_run, manager=manager, applied=config, admit=admit
+        )
     merge = STRATEGIC if res.builtin else MERGE
     for _attempt in range(5):
         live = get(store, target)
@@ -210,7 +234,7 @@ def _server_side_apply(
         owned = ownership.apply(res.kind, live, merged, config, manager, force)
         owned["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
         try:
-            return update(store, target, owned, dry_run=dry_run)
+            return update(store, target, owned, dry_run=dry_run, admit=admit)
         except ApiError as err:
             if err.code != 409 or err.reason != "Conflict":
                 raise

@@ -27,8 +27,9 @@ import pytest
 from agent.datapath import drop_reasons
 from agent.datapath.bpf_loader import BPF, BPF_DIR, LIB_DIR, load_fn, load_program
 from agent.datapath.cdefs import enum_values
-from agent.datapath.programs import Datapath, load_datapath, pin_dir_for
+from agent.datapath.programs import Datapath, load_datapath
 from agent.datapath.testrun import SkBuff, TestRunResult, test_run
+from lab.state import pin_dir
 
 if TYPE_CHECKING:
     from tests.bpf.test_datapath import Runner
@@ -115,7 +116,7 @@ def probe(probe_bpf: BPF) -> Iterator[Probe]:
 @contextmanager
 def loaded_datapath() -> Iterator[Datapath]:
     """The node datapath, loaded under a throwaway pin directory that is removed after."""
-    pin = pin_dir_for("test" + secrets.token_hex(3), "n1")
+    pin = pin_dir("test" + secrets.token_hex(3), "n1")
     dp = load_datapath(pin)
     try:
         yield dp

@@ -14,7 +14,7 @@ from agent.datapath.controller import DatapathController, ObjectChange
 from agent.datapath.desired import DesiredDatapath, desired_datapath, l7_keys, view_of
 from agent.flows.store import FlowRing
 from agent.model.convert import from_dict
-from l7proxy.routing import RouteCompiler
+from gatewayapi import RouteCompiler
 from tests.bpf.test_datapath import Runner
 
 pytestmark = pytest.mark.bpf

@@ -14,7 +14,6 @@ from bcc.libbcc import lib as bcc_lib
 from agent.datapath.bpf_loader import (
     BPF,
     BPF_DIR,
-    PIN_ROOT,
     CompileError,
     LoadError,
     expand_sources,
@@ -26,6 +25,7 @@ from agent.datapath.bpf_loader import (
     pin_map,
     unpin,
 )
+from lab.state import BPF_PIN_ROOT
 from tests.bpf.conftest import Probe
 
 pytestmark = pytest.mark.bpf
@@ -130,7 +130,7 @@ def test_expanded_sources_mark_every_line() -> None:
 
 @pytest.fixture
 def pin_dir() -> Iterator[Path]:
-    path = PIN_ROOT / f"test-loader-{os.getpid()}"
+    path = BPF_PIN_ROOT / f"test-loader-{os.getpid()}"
     yield path
     for pin in path.glob("*"):
         unpin(pin)

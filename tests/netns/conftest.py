@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from agent.lab import lifecycle
+from lab import lifecycle
 
 
 @dataclass

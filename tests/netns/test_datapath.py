@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.lab import procs
-from agent.lab.state import LabPaths
+from lab import procs
+from lab.state import LabPaths
 
 from . import clients
 from .conftest import Lab

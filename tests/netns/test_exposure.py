@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from agent.lab.state import LabPaths
-from agent.lab.topology import DNS_ADDRESS, plan_lab
+from lab.state import LabPaths
+from lab.topology import DNS_ADDRESS, plan_lab
 
 from .conftest import Lab
 from .test_datapath import apply, deployment, namespace, pods_of, run_py, wait_for

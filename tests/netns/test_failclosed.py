@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agent.lab.topology import host_veth_name
+from lab.topology import host_veth_name
 
 from .conftest import Lab
 from .test_datapath import (

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.lab import lifecycle, procs
-from agent.lab.state import LabPaths
+from lab import lifecycle, procs
+from lab.state import LabPaths
 
 from .conftest import Lab
 
@@ -241,6 +241,11 @@ def test_pods_keep_running_while_the_api_server_restarts(lab: Lab, shop: list[di
                 r.role == "apiserver" and r.pid != apiserver.pid and procs.is_alive(r)
                 for r in procs.load_records(paths.procs)
             ),
+        )
+        # A live process is not yet a listening one: apply once the restarted server answers.
+        _wait(
+            "the API server answering",
+            lambda: lab.tulle("get", "namespaces", check=False, timeout=10).returncode == 0,
         )
         lab.apply(steady)  # two replicas now
         pods = _wait(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.lab.topology import API_SERVER_IP, plan_lab
+from lab.topology import API_SERVER_IP, plan_lab
 
 from .conftest import Lab
 

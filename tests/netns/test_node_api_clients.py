@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from agent.lab import procs
-from agent.lab.state import LabPaths
-from agent.store import Store
+from lab import procs
+from lab.state import LabPaths
+from lab.store import Store
 
 from .conftest import Lab
 

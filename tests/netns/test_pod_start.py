@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from agent.lab.state import LabPaths
+from lab.state import LabPaths
 
 from .conftest import Lab
 from .test_datapath import PY, apply, deployment, namespace, pods_of, wait_for

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agent.lab.state import LabPaths
+from lab.state import LabPaths
 
 from .conftest import Lab
 from .test_datapath import apply, deployment, namespace, pods_of, service, wait_for

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from agent.lab.state import LabPaths
-from agent.lab.topology import WAYPOINT_PORT, plan_lab
+from lab.state import LabPaths
+from lab.topology import WAYPOINT_PORT, plan_lab
 
 from .conftest import Lab
 from .test_datapath import apply, deployment, namespace, pods_of, service, wait_for

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from .conftest import Lab
-from .test_datapath import apply, deployment, namespace, pods_of, run_py, service, wait_for
+from .test_datapath import PY, apply, deployment, namespace, pods_of, run_py, service, wait_for
 
 pytestmark = pytest.mark.netns
 NS = "rsp"
@@ -60,7 +60,8 @@ def collect(lab: Lab, marker: str, count: int) -> list[dict[str, Any]]:
                     timeout=20, what=f"{count} requests {marker}")
     for r in rows:  # the arithmetic holds for every request
         assert sum(r[p] for p in PARTS) == r["total_ns"], r
-        assert r["total_ns"] == r["client_network_ns"] + r["latency_ns"], r
+        # the total: the client's RTT (within client_network_ns) plus the waypoint's span
+        assert 0 <= r["total_ns"] - r["latency_ns"] <= r["client_network_ns"], r
     return list(rows)
 
 
@@ -181,3 +182,118 @@ def test_a_link_shaped_with_tbf_raises_the_network_part_and_nothing_else(
     for part in ("proxy_ns", "upstream_connect_ns", "upstream_network_ns", "backend_ns"):
         assert median(shaped, part) <= median(base, part) + 3 * MS, (part, _show(base),
                                                                      _show(shaped))
+
+
+# --- the client's own time is not the backend's ----------------------------------------------
+
+# POST with its body sent `late` seconds after the head (the echo answers once it has the
+# body), over a fresh connection; prints the client's stopwatch (ns) and the status.
+LATE_BODY_CLIENT = r"""
+import json, socket, sys, time
+host, path, late = sys.argv[1], sys.argv[2], float(sys.argv[3])
+s = socket.create_connection((host, 80), timeout=20)
+t = time.monotonic_ns()
+s.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\n\r\n".encode())
+time.sleep(late)
+s.sendall(b"hello")
+data = b""
+while b"\r\n\r\n" not in data:
+    data += s.recv(65536)
+print(json.dumps({"ns": time.monotonic_ns() - t, "status": int(data.split()[1])}))
+"""
+
+BIG_BYTES = 4 << 20
+# A backend that answers every request with BIG_BYTES (then closes the connection).
+BIG_SERVER = r"""
+import socket, threading
+BODY = b"x" * (4 << 20)
+def serve(c):
+    try:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = c.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                  % len(BODY) + BODY)
+    except OSError:
+        pass
+    finally:
+        c.close()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 8080))
+s.listen(64)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+# GET with a small receive buffer, reading 16 KB every 2 ms (~8 MB/s: the response takes
+# ~0.5 s, most of it held up by the client, not the backend); prints the stopwatch (ns).
+SLOW_READER = r"""
+import json, re, socket, sys, time
+host, path = sys.argv[1], sys.argv[2]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+s.settimeout(20)
+s.connect((host, 80))
+t = time.monotonic_ns()
+s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+data = b""
+while b"\r\n\r\n" not in data:
+    data += s.recv(16384)
+head, _, body = data.partition(b"\r\n\r\n")
+length, got = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1)), len(body)
+while got < length:
+    chunk = s.recv(16384)
+    if not chunk:
+        break
+    got += len(chunk)
+    time.sleep(0.002)
+print(json.dumps({"ns": time.monotonic_ns() - t, "got": got, "length": length}))
+"""
+
+
+def test_a_request_body_the_client_sends_late_is_not_backend_time(
+        lab: Lab, rsp: dict[str, Any]) -> None:
+    for i in range(3):
+        got = run_py(lab, NS, rsp["client"], LATE_BODY_CLIENT, "echo.rsp",
+                     f"/late/{i}", "0.2")
+        assert got["status"] == 200, got
+    rows = collect(lab, "/late/", 3)
+    for r in rows:  # the 200 ms the client kept its body is the client's side (less the
+        # time the head took to go upstream: the wait counts from then)
+        assert r["client_network_ns"] >= 190 * MS, _show(rows)
+        assert r["backend_ns"] < 50 * MS, _show(rows)
+
+
+def test_a_response_the_client_reads_slowly_is_not_backend_time(lab: Lab, rsp: dict[str, Any]
+                                                                ) -> None:
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": "big", "namespace": NS},
+             "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "big",
+                                      "port": 80}],
+                      "rules": [{"backendRefs": [{"name": "big", "port": 80}]}]}}
+    apply(lab, deployment(NS, "big", 1, node="node2", command=[PY, "-c", BIG_SERVER]),
+          service(NS, "big"), route)
+    lab.wait_pods_ready(NS, 4, timeout=90)
+
+    def routed() -> bool:
+        lab.exec(NS, rsp["client"], "curl", "-s", "-o", "/dev/null", "--max-time", "5",
+                 "http://big.rsp/ready", check=False)
+        return bool(requests(lab, "big.rsp/ready"))
+
+    wait_for(routed, timeout=40, what="a routed request to the big backend")
+    stopwatch = [run_py(lab, NS, rsp["client"], SLOW_READER, "big.rsp", f"/slow/{i}")
+                 for i in range(2)]
+    assert all(s["got"] == s["length"] == BIG_BYTES for s in stopwatch), stopwatch
+    rows = collect(lab, "/slow/", 2)
+    reading = min(s["ns"] for s in stopwatch)
+    assert reading >= 300 * MS, stopwatch  # the client held the response up
+    for r in rows:
+        # Nearly all of the reading fell inside the waypoint's span (the buffers on the way
+        # hold ~150 KB of the 4 MB): the client's side, and little of it the backend's.
+        assert r["client_network_ns"] >= reading // 2, (reading, _show(rows))
+        assert r["backend_ns"] < reading // 4, (reading, _show(rows))

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.lab.state import LabPaths
+from lab.state import LabPaths
 
 from . import clients
 from .conftest import Lab

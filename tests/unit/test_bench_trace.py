@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from bench.l4.labs import BenchError
 from bench.l4.wrk import WrkResult
 from bench.trace.cli import target_rows
 from bench.trace.overhead import ROUTED_VIP, TraceRun, routed_objects, summary
@@ -33,3 +40,37 @@ def test_routed_service_sends_its_route_to_the_target() -> None:
     assert svc["spec"]["clusterIP"] == ROUTED_VIP
     assert route["spec"]["parentRefs"][0]["name"] == svc["metadata"]["name"]
     assert route["spec"]["rules"][0]["backendRefs"][0]["name"] == "target"
+
+
+def test_the_switch_signals_agents_and_waypoints_and_waits_for_each_to_log_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.trace import overhead
+
+    names = ["agent-node1", "agent-node2", "waypoint-node1", "waypoint-node2"]
+    pids = {name: 100 + i for i, name in enumerate(names)}
+    for name in names:
+        (tmp_path / f"{name}.log").write_text("")
+    said = {"agent": ("kernel tracing paused", "kernel tracing resumed"),
+            "waypoint": ("request split paused", "request split resumed")}
+    signals: list[tuple[str, int]] = []
+
+    def kill(pid: int, sig: int) -> None:  # each process logs its switch, as the real ones
+        name = next(n for n, p in pids.items() if p == pid)
+        signals.append((name, sig))
+        if name != "waypoint-node2" or not stuck:
+            line = said[name.split("-")[0]][sig == signal.SIGUSR2]
+            with open(tmp_path / f"{name}.log", "a") as out:
+                out.write(line + "\n")
+
+    monkeypatch.setattr(overhead.os, "kill", kill)
+    monkeypatch.setattr(overhead.LabPaths, "for_lab", lambda _name: SimpleNamespace(logs=tmp_path))
+    lab = SimpleNamespace(process_pids=lambda: pids)
+    bench = overhead.TraceBench(1, 1, lambda _m: None)
+    stuck = False
+    bench.switch(lab, False)  # type: ignore[arg-type]
+    assert bench.tracing is False
+    assert sorted(signals) == sorted((n, signal.SIGUSR1) for n in names)
+    stuck = True  # one waypoint never confirms: the bench says which
+    with pytest.raises(BenchError, match="waypoint-node2 did not log the switch"):
+        bench.switch(lab, True, timeout=0.3)  # type: ignore[arg-type]
+    assert bench.tracing is False

@@ -9,11 +9,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.store import Store
 from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.app import Api
+from lab.apiserver.auth import with_token
 from lab.apiserver.certs import Credentials, credentials, write_kubeconfig
+from lab.apiserver.crds import install_gateway_api
 from lab.apiserver.server import ApiServer, tls_context
+from lab.store import Store
 
 
 @dataclass
@@ -45,16 +47,21 @@ class LabApi:
             },
             "data": {"token": base64.b64encode(f"tok-{namespace}-{name}".encode()).decode()},
         }
-        self.store.create(secret)
+        self.store.create(with_token(self.store, secret))  # bound to the account's uid
         return f"tok-{namespace}-{name}"
 
 
 @contextmanager
-def lab_api(store_path: Path, state: Path | None = None) -> Iterator[LabApi]:
+def lab_api(
+    store_path: Path, state: Path | None = None, *, gateway_api: bool = True
+) -> Iterator[LabApi]:
+    """``gateway_api`` False: a cluster without the Gateway API CRDs."""
     state = state or store_path.parent / "apiserver"
     creds = credentials(state)
     store = Store(store_path)
     bootstrap(store)
+    if gateway_api:
+        install_gateway_api(store)  # as `tulle lab up` does
     server = ApiServer(Api(store, frozenset({creds.token})),
                        tls_context(creds.server_cert, creds.server_key)).start()
     url = f"https://127.0.0.1:{server.port}"

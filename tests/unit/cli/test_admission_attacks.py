@@ -12,14 +12,14 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.apiserver import allocate_cluster_ip
 from agent.datapath.desired import waypoint_address
-from agent.lab.gateways import GatewayController
-from agent.lab.seed import GATEWAY_CLASS, node_object
-from agent.lab.topology import plan_lab
 from agent.model.convert import from_dict
 from agent.model.node import Node
-from agent.store import Store
+from lab.controllers.gateways import GatewayController
+from lab.ipam import allocate_cluster_ip
+from lab.seed import GATEWAY_CLASS, node_object
+from lab.store import Store
+from lab.topology import plan_lab
 
 ATTACKER = "10.244.1.126"  # a pod on node1: the last host of 10.244.1.64/26
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from agent.cli.lab import lab_pod
 from agent.cli.main import cli
-from agent.lab.lifecycle import kubeconfig_path
+from lab.lifecycle import kubeconfig_path
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "default"},
        "spec": {"containers": [{"name": "c"}]}}

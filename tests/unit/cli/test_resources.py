@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from agent.cli.main import cli
-from agent.store import Store
+from lab.store import Store
 
 SERVICE = """
 apiVersion: v1
@@ -35,7 +35,13 @@ def shop(run):
 def test_get_prints_the_servers_table_with_a_namespace_column_across_namespaces(shop):
     table = shop("get", "svc", "-A").output.splitlines()
     assert table[0].split() == [
-        "NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"
+        "NAMESPACE",
+        "NAME",
+        "TYPE",
+        "CLUSTER-IP",
+        "EXTERNAL-IP",
+        "PORT(S)",
+        "AGE",
     ]
     assert table[1].split()[:3] == ["shop", "echo", "ClusterIP"]
     wide = shop("get", "services", "-n", "shop", "-o", "wide").output.splitlines()
@@ -57,8 +63,13 @@ def test_get_yaml_json_and_name_like_kubectl(shop):
 
 def test_get_by_kind_plural_short_name_and_group(shop):
     shop("apply", "-f", "-", input=_route("r1"))
-    for text in ("httproute", "httproutes", "HTTPRoute", "httproutes.gateway.networking.k8s.io",
-                 "httproute.v1.gateway.networking.k8s.io"):
+    for text in (
+        "httproute",
+        "httproutes",
+        "HTTPRoute",
+        "httproutes.gateway.networking.k8s.io",
+        "httproute.v1.gateway.networking.k8s.io",
+    ):
         out = shop("get", text, "-n", "shop", "-o", "name")
         assert out.output.strip() == "httproute.gateway.networking.k8s.io/r1", (text, out.output)
 
@@ -91,9 +102,22 @@ def test_namespace_defaults_to_the_contexts(shop):
 def test_describe_shows_conditions_first_including_route_parents(shop):
     shop("apply", "-f", "-", input=_route("r1"))
     with Store(shop.store) as store:
-        store.update_status("HTTPRoute", "shop", "r1", {"parents": [{
-            "parentRef": {"name": "echo"}, "controllerName": "tulle.dev/gateway",
-            "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted"}]}]})
+        store.update_status(
+            "HTTPRoute",
+            "shop",
+            "r1",
+            {
+                "parents": [
+                    {
+                        "parentRef": {"name": "echo"},
+                        "controllerName": "tulle.dev/gateway",
+                        "conditions": [
+                            {"type": "Accepted", "status": "True", "reason": "Accepted"}
+                        ],
+                    }
+                ]
+            },
+        )
     described = shop("describe", "httproute", "r1", "-n", "shop").output
     assert "Name:         r1" in described and "Namespace:    shop" in described
     assert "parent echo: Accepted=True (Accepted)" in described
@@ -105,16 +129,22 @@ def test_describe_shows_conditions_first_including_route_parents(shop):
 def test_describe_lists_the_objects_events_only(shop):
     with Store(shop.store) as store:
         for name, involved in (("echo.1", "echo"), ("other.1", "other")):
-            store.create({
-                "apiVersion": "v1", "kind": "Event",
-                "metadata": {"name": name, "namespace": "shop"},
-                "involvedObject": {"kind": "Service", "name": involved, "namespace": "shop"},
-                "type": "Warning", "reason": "NoEndpoints", "message": f"{involved} has none",
-                "source": {"component": "tulle-lab-controller"}, "count": 3,
-                "lastTimestamp": "2026-01-01T00:00:00Z",
-            })
+            store.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Event",
+                    "metadata": {"name": name, "namespace": "shop"},
+                    "involvedObject": {"kind": "Service", "name": involved, "namespace": "shop"},
+                    "type": "Warning",
+                    "reason": "NoEndpoints",
+                    "message": f"{involved} has none",
+                    "source": {"component": "tulle-lab-controller"},
+                    "count": 3,
+                    "lastTimestamp": "2026-01-01T00:00:00Z",
+                }
+            )
     described = shop("describe", "svc", "echo", "-n", "shop").output
-    events = described[described.index("Events:"):].splitlines()
+    events = described[described.index("Events:") :].splitlines()
     assert events[1].split() == ["Type", "Reason", "Age", "From", "Message"]
     assert events[3].split()[:2] == ["Warning", "NoEndpoints"]
     assert "(x3)" in events[3] and events[3].endswith("tulle-lab-controller  echo has none")
@@ -138,8 +168,9 @@ def test_delete_by_name_by_slash_and_from_manifests(shop, tmp_path: Path):
 
 
 def test_wait_times_out_with_the_pending_names(shop):
-    result = shop("wait", "svc", "echo", "-n", "shop", "--for", "condition=Ready",
-                  "--timeout", "0.3s")
+    result = shop(
+        "wait", "svc", "echo", "-n", "shop", "--for", "condition=Ready", "--timeout", "0.3s"
+    )
     assert result.exit_code != 0 and "timed out" in result.output
     assert "service/echo" in result.output
 
@@ -148,15 +179,27 @@ def test_wait_returns_once_the_condition_is_written(shop):
     def later() -> None:
         time.sleep(0.5)
         with Store(shop.store) as store:
-            store.update_status("HTTPRoute", "shop", "r1", {"parents": [{
-                "parentRef": {"name": "echo"}, "controllerName": "tulle.dev/gateway",
-                "conditions": [{"type": "Accepted", "status": "True"}]}]})
+            store.update_status(
+                "HTTPRoute",
+                "shop",
+                "r1",
+                {
+                    "parents": [
+                        {
+                            "parentRef": {"name": "echo"},
+                            "controllerName": "tulle.dev/gateway",
+                            "conditions": [{"type": "Accepted", "status": "True"}],
+                        }
+                    ]
+                },
+            )
 
     shop("apply", "-f", "-", input=_route("r1"))
     writer = threading.Thread(target=later)
     writer.start()
-    result = shop("wait", "httproute/r1", "-n", "shop", "--for=condition=Accepted",
-                  "--timeout", "20s")
+    result = shop(
+        "wait", "httproute/r1", "-n", "shop", "--for=condition=Accepted", "--timeout", "20s"
+    )
     writer.join()
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "httproute.gateway.networking.k8s.io/r1 condition met"
@@ -182,17 +225,28 @@ def test_no_cluster_at_all_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.
 
 
 def _route(name: str) -> str:
-    return yaml.safe_dump({
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": {"name": name, "namespace": "shop"},
-        "spec": {"parentRefs": [{"name": "echo", "kind": "Service", "group": ""}],
-                 "rules": [{"backendRefs": [{"name": "echo", "port": 80}]}]},
-    })
+    return yaml.safe_dump(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {
+                "parentRefs": [{"name": "echo", "kind": "Service", "group": ""}],
+                "rules": [{"backendRefs": [{"name": "echo", "port": 80}]}],
+            },
+        }
+    )
 
 
 def test_delete_by_selector_or_all(shop):
-    shop("apply", "-f", "-", input=SERVICE.replace("name: echo", "name: two").replace(
-        "labels: {app: echo}", "labels: {app: two}"))
+    shop(
+        "apply",
+        "-f",
+        "-",
+        input=SERVICE.replace("name: echo", "name: two").replace(
+            "labels: {app: echo}", "labels: {app: two}"
+        ),
+    )
     by_label = shop("delete", "svc", "-n", "shop", "-l", "app=two")
     assert by_label.exit_code == 0 and by_label.output.strip() == "service/two deleted"
     everything = shop("delete", "svc", "-n", "shop", "--all")
@@ -207,3 +261,16 @@ def test_get_shows_what_it_found_then_what_it_did_not(shop):
     assert 'Error from server (NotFound): services "nope" not found' in result.stderr
     named = shop("get", "svc/nope", "svc/echo", "-n", "shop", "-o", "name")
     assert named.exit_code == 1 and named.stdout.strip() == "service/echo"
+
+
+def test_a_gateway_api_kind_on_a_cluster_without_its_crds_says_what_to_install(tmp_path: Path):
+    from tests.unit.cli.labapi import lab_api
+
+    with lab_api(tmp_path / "store.db", gateway_api=False) as api:
+        kubeconfig = ["--kubeconfig", str(api.kubeconfig)]
+        routes = CliRunner().invoke(cli, [*kubeconfig, "get", "httproutes"])
+        assert routes.exit_code == 1
+        assert 'the server doesn\'t have a resource type "httproutes"' in routes.output
+        assert "deploy/crds/gateway-api" in routes.output
+        gizmos = CliRunner().invoke(cli, [*kubeconfig, "get", "gizmos"])
+        assert gizmos.exit_code == 1 and "deploy/crds" not in gizmos.output

@@ -100,6 +100,6 @@ def test_the_waypoint_and_the_planners_load_without_bcc() -> None:
     import subprocess
     import sys
 
-    code = "import sys, agent.waypoint, agent.datapath.desired; print('bcc' in sys.modules)"
+    code = "import sys, l7proxy.node, agent.datapath.desired; print('bcc' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

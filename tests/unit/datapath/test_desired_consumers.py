@@ -11,7 +11,7 @@ from agent.datapath.desired import desired_datapath, l7_keys, view_of
 from agent.datapath.services import ServiceKey
 from agent.model.convert import from_dict
 from agent.model.resource import Resource
-from l7proxy.routing import RouteCompiler
+from gatewayapi import RouteCompiler
 
 VIP = "10.96.0.20"
 KEY_HTTP, KEY_RAW = ServiceKey(IPv4Address(VIP), 80, 6), ServiceKey(IPv4Address(VIP), 9000, 6)

@@ -18,7 +18,7 @@ from agent.datapath.desired import DesiredDatapath, desired_datapath, l7_keys, v
 from agent.datapath.planner import Change, Planner
 from agent.model.convert import ConversionError, from_dict
 from agent.model.resource import Resource
-from l7proxy.routing import RouteCompiler
+from gatewayapi import RouteCompiler
 
 NODE = "n1"
 WAYPOINT = (IPv4Address("10.244.1.254"), 15001)

@@ -11,19 +11,19 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from agent.apiserver import allocate_cluster_ip
 from agent.cli.main import cli
 from agent.datapath.desired import ClusterView, desired_datapath, l7_keys, view_of
 from agent.datapath.identity import WAYPOINT
 from agent.datapath.policy_waypoint import connection_policy
-from agent.lab.gateways import GatewayController
-from agent.lab.seed import GATEWAY_CLASS
 from agent.model.convert import from_dict
 from agent.model.core import Service
 from agent.model.gateway import Gateway
-from agent.store import Store
-from agent.waypoint import gateway_parents
-from l7proxy.routing import RouteCompiler
+from gatewayapi import RouteCompiler
+from l7proxy.node import gateway_parents
+from lab.controllers.gateways import GatewayController
+from lab.ipam import allocate_cluster_ip
+from lab.seed import GATEWAY_CLASS
+from lab.store import Store
 
 from ..cli.labapi import lab_api
 from .test_desired_waypoint import node

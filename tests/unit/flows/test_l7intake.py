@@ -21,11 +21,11 @@ from agent.flows.l7intake import FlowForwarder, L7Intake
 from agent.flows.l7record import L7FlowBuilder, L7Record, encode_batch, record_from_json
 from agent.flows.policyjson import network_policy
 from agent.flows.store import FlowRing
-from agent.lab.echo import EchoServer
-from agent.lab.echo_http import EchoContext
 from l7proxy.flows import FlowLossCollector
 from l7proxy.server import WaypointServer
 from l7proxy.testing import gateway_config
+from lab.echo.responses import EchoContext
+from lab.echo.server import EchoServer
 
 OK: L7Record = (1_700_000_000_000_000_000, 2_500_000, 200, "GET", "http://echo.shop/x",
                 "HTTP/1.1", "shop/orders", "0", "shop/echo:8080", "",
@@ -98,8 +98,9 @@ def test_an_allowed_flow_names_both_sides_and_a_denied_one_none(intake: L7Intake
     ([*list(OK)[:14], [["a/b"], "c/d"]], "policy names must be arrays of strings"),
     ([*list(OK)[:14], [["a/b"], [7]]], "policy names must be arrays of strings"),
     ([*list(OK), None], "array of 15 fields"),
-    ([*list(OK)[:13], [1, 2]], "timing marks must be an array of 8 integers"),
+    ([*list(OK)[:13], [1, 2]], "timing marks must be an array of 8 to 10 integers"),
     ([*list(OK)[:13], [1, 2, 3, 4, 5, 6, 7, "8"]], "timing marks must be an array of 8"),
+    ([*list(OK)[:13], list(range(11))], "timing marks must be an array of 8 to 10"),
     (["x", *list(OK)[1:]], "field 0 must be an integer"),
     ([*list(OK)[:3], 7, *list(OK)[4:]], "field 3 must be a string"),
     ([*list(OK)[:10], ["10.0.0.1"], *list(OK)[11:]], "client must be [ip, port]"),

@@ -53,6 +53,27 @@ def test_no_response_head_leaves_the_rest_of_the_span_upstream() -> None:
     assert (r.proxy_ns, r.upstream_network_ns, r.backend_ns) == (2 * MS, 500_000, 7_500_000)
 
 
+def test_a_late_request_body_is_client_time_not_backend_time() -> None:
+    # written upstream at 1 ms without its body; the body's last byte came from the client
+    # at 201 ms; the response head at 203 ms (upstream RTT 1 ms: 1 ms backend)
+    r = split(205 * MS, (500, 1 * MS, 0, 0, 203 * MS, 203 * MS, 203 * MS, 1000, 201 * MS))
+    assert r.client_network_ns == 500_000 + 200 * MS
+    assert (r.upstream_network_ns, r.backend_ns, r.proxy_ns) == (1 * MS, 1 * MS, 3 * MS)
+    # a body that ended before the request went upstream took nothing from the backend
+    assert split(10 * MS, (0, 2 * MS, 0, 0, 8 * MS, 8 * MS, 8 * MS, 0, 1 * MS)).backend_ns == 6 * MS
+
+
+def test_a_response_the_client_would_not_take_is_client_time_not_backend_time() -> None:
+    # head out at 4 ms; the last byte at 604 ms, 500 ms of which the client's connection
+    # would not take more (the backend was paused meanwhile)
+    r = split(605 * MS, (0, 1 * MS, 0, 0, 3 * MS, 4 * MS, 604 * MS, 0, 0, 500 * MS))
+    assert r.client_network_ns == 500 * MS
+    assert r.backend_ns == 2 * MS + 100 * MS
+    # a stall longer than the body (it went on after the last byte) is cut to the body
+    r = split(20 * MS, (0, 1 * MS, 0, 0, 3 * MS, 3 * MS, 13 * MS, 0, 0, 50 * MS))
+    assert (r.client_network_ns, r.backend_ns) == (10 * MS, 2 * MS)
+
+
 @st.composite
 def ordered_marks(draw: st.DrawFn) -> tuple[int, tuple[int, ...]]:
     """Marks as the waypoint takes them: early connects before the write, the response
@@ -68,7 +89,11 @@ def ordered_marks(draw: st.DrawFn) -> tuple[int, tuple[int, ...]]:
     late = draw(st.integers(0, (first or span) - sent if (first or span) >= sent else 0))
     head_out = draw(st.integers(first, max(first, span))) if first else 0
     last = draw(st.integers(first, max(first, span))) if first else 0
-    return span, (client, sent, early + late, late, first, head_out, last, up_rtt)
+    marks = (client, sent, early + late, late, first, head_out, last, up_rtt)
+    extra = draw(st.integers(0, 2))  # a late request body, a stalled client
+    body_end = draw(st.integers(0, span))
+    stalled = draw(st.integers(0, span))
+    return span, (*marks, body_end, stalled)[: 8 + extra]
 
 
 @given(ordered_marks())
@@ -80,7 +105,7 @@ def test_the_parts_add_up_to_the_total(case: tuple[int, tuple[int, ...]]) -> Non
 
 
 @given(st.integers(-10**9, 10**12), st.lists(st.integers(-10**12, 10**12), min_size=8,
-                                               max_size=8))
+                                               max_size=10))
 def test_any_marks_give_parts_that_are_never_negative(span: int, marks: list[int]) -> None:
     r = split(span, marks)
     assert all(getattr(r, p) >= 0 for p in FIELDS)

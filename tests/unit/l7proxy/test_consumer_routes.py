@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 
-from agent.lab.echo import EchoServer
-from agent.lab.echo_http import EchoContext
 from l7proxy.config import ListenerConfig
 from l7proxy.server import WaypointServer
 from l7proxy.testing import gateway_config, read_response, service
+from lab.echo.responses import EchoContext
+from lab.echo.server import EchoServer
 
 ROUTES = """
 apiVersion: gateway.networking.k8s.io/v1

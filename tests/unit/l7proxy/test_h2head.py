@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gatewayapi import Headers, Request
 from l7proxy.exchange import Exchange, RequestBody, upstream_head
 from l7proxy.h2head import H2Request, Malformed, Unsupported, parse_request
 from l7proxy.http.parser import BodyKind, RequestHead, RequestParser
-from l7proxy.routing import Headers, Request
 
 BASE = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"example.com")]
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.flows.flow import Flow, FlowType, Verdict
-from agent.lab.echo import EchoServer
-from agent.lab.echo_http import EchoContext
 from l7proxy.http import RequestHead
 from l7proxy.server import WaypointServer
 from l7proxy.testing import H2Backend, RawBackend, gateway_config, read_response
+from lab.echo.responses import EchoContext
+from lab.echo.server import EchoServer
 
 ROUTES = """
 apiVersion: gateway.networking.k8s.io/v1

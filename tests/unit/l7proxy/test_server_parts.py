@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.lab.echo import EchoServer
-from agent.lab.echo_http import EchoContext
+from gatewayapi import BackendTarget, GatewayParent
 from l7proxy.benchmark import bench_config
 from l7proxy.config import StaticEndpoints, load_config_text, parse_address
-from l7proxy.routing import BackendTarget, GatewayParent
 from l7proxy.server import WaypointServer
 from l7proxy.testing import gateway_config, read_response
 from l7proxy.upstream import Connector, Http1Upstream, Pool, UpstreamFailure
+from lab.echo.responses import EchoContext
+from lab.echo.server import EchoServer
 
 REPO = Path(__file__).resolve().parents[3]
 ROUTE = """

@@ -6,10 +6,20 @@ part, and the parts add up to the total."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import socket
+import time
+from typing import Any
+
+import pytest
 
 from agent.flows.flow import Flow, RequestSplit
 from agent.flows.reqsplit import PARTS
-from tests.unit.l7proxy.test_server import Lab, run
+from l7proxy import timing
+from l7proxy.exchange import Exchange
+from l7proxy.server import WaypointServer
+from l7proxy.testing import gateway_config, read_response
+from tests.unit.l7proxy.test_server import ROUTES, Lab, run
 
 DELAY_NS = 300_000_000  # the backend's own time, from ?delay=300ms
 
@@ -25,7 +35,8 @@ def _splits(lab: Lab) -> list[tuple[Flow, RequestSplit]]:
 
 def _adds_up(f: Flow, r: RequestSplit) -> None:
     assert sum(getattr(r, p) for p in PARTS) == r.total_ns
-    assert f.l7 is not None and r.total_ns == r.client_network_ns + f.l7.latency_ns
+    # the total is the client's RTT (part of client_network_ns) plus the span
+    assert f.l7 is not None and 0 <= r.total_ns - f.l7.latency_ns <= r.client_network_ns
     assert all(getattr(r, p) >= 0 for p in PARTS)
 
 
@@ -108,3 +119,143 @@ def test_an_h2c_backend_has_the_split_too() -> None:
         assert r.upstream_connect_ns > 0 and r.upstream_network_ns > 0
 
     run(body)
+
+
+# --- the switch: the split is part of tracing ------------------------------------------------
+
+def test_with_the_split_off_requests_take_no_marks_and_no_rtt_reads(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[object] = []
+
+    def counted(sock: object) -> int:
+        reads.append(sock)
+        return 7
+
+    monkeypatch.setattr(timing, "rtt_us", counted)
+    exchanges: list[Exchange] = []
+    real_init = Exchange.__init__
+
+    def keep(self: Exchange, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        exchanges.append(self)
+
+    monkeypatch.setattr(Exchange, "__init__", keep)
+
+    async def body(lab: Lab) -> None:
+        timing.SPLIT.on = False  # as SIGUSR1 does in the node's waypoint
+        try:
+            for path in ("/hdr?a=1", "/hdr?a=2", "/nothing/here"):
+                await lab.get(path)
+            await lab.request(b"POST /grpc.Echo/Say HTTP/1.1\r\nHost: example.com\r\n"
+                              b"Content-Length: 2\r\n\r\nhi")  # and over h2c
+        finally:
+            timing.SPLIT.on = True
+        lab.server.flows.flush()
+        assert len(lab.flows) == 4
+        for f in lab.flows:  # the flows: latency as always, no split
+            assert f.tulle is not None and f.tulle.request is None, f
+            assert f.l7 is not None and f.l7.latency_ns > 0
+        assert reads == []  # no TCP_INFO
+        assert exchanges and all(
+            not ex.timed and ex.t_sent == ex.t_first == ex.t_head_out == ex.t_last == 0
+            and ex.t_connect == 0 for ex in exchanges)
+        # switched on again: the next request has its split (and reads the RTTs)
+        await lab.get("/hdr?a=3")
+        lab.server.flows.flush()
+        assert lab.flows[-1].tulle is not None and lab.flows[-1].tulle.request is not None
+        assert reads
+
+    run(body)
+
+
+def test_the_config_sets_the_switch() -> None:
+    config = gateway_config(ROUTES, {}, services=("v1",))
+    WaypointServer(dataclasses.replace(config, request_split=False))
+    assert timing.SPLIT.on is False
+    WaypointServer(config)
+    assert timing.SPLIT.on is True
+
+
+# --- the client's own time is not the backend's ---------------------------------------------
+
+LATE_NS = 200_000_000
+
+
+def test_a_request_body_the_client_sends_late_is_client_time_not_backend_time() -> None:
+    async def body(lab: Lab) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", lab.port)
+        try:
+            writer.write(b"POST /hdr?late HTTP/1.1\r\nHost: example.com\r\n"
+                         b"Content-Length: 5\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(LATE_NS / 1e9)  # the echo waits for the body to answer
+            writer.write(b"hello")
+            await asyncio.wait_for(read_response(reader), 10)
+        finally:
+            writer.close()
+        [(f, r)] = _splits(lab)
+        _adds_up(f, r)
+        assert r.client_network_ns >= LATE_NS - 1_000_000, r
+        assert r.backend_ns < LATE_NS // 4, r
+
+    run(body)
+
+
+RESPONSE_BYTES = 1_000_000  # the raw backend answers "got:" + the request body
+
+
+def test_a_response_the_client_reads_slowly_is_client_time_not_backend_time() -> None:
+    async def body(lab: Lab) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window
+        sock.connect(("127.0.0.1", lab.port))
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        while not lab.server.connections:
+            await asyncio.sleep(0.001)
+        # A response larger than what the buffers on its way hold (loopback's would grow
+        # to 4 MB): the waypoint's socket toward the client keeps 32 KB.
+        [conn] = lab.server.connections
+        assert conn.transport is not None
+        conn.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        try:
+            await loop.sock_sendall(sock, b"POST /raw/slow HTTP/1.1\r\nHost: example.com\r\n"
+                                    b"Content-Length: %d\r\n\r\n" % RESPONSE_BYTES
+                                    + b"x" * RESPONSE_BYTES)
+            started = time.monotonic_ns()
+            got = 0
+            while got < RESPONSE_BYTES:  # ~16 KB per 5 ms: ~300 ms for the response
+                data = await loop.sock_recv(sock, 16384)
+                assert data, "the waypoint closed the connection"
+                got += len(data)
+                await asyncio.sleep(0.005)
+            reading = time.monotonic_ns() - started
+        finally:
+            sock.close()
+        [(f, r)] = _splits(lab)
+        _adds_up(f, r)
+        assert reading >= 200_000_000
+        # Most of the reading time fell inside the span (the backend was paused behind
+        # the client): it is the client's, and at most a quarter of it is the backend's.
+        assert r.client_network_ns >= reading // 2, (reading, r)
+        assert r.backend_ns < reading // 4, (reading, r)
+
+    run(body)
+
+
+def test_the_node_waypoint_switches_the_split_with_the_tracing_signals(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from l7proxy.node import switch_split
+
+    caplog.set_level("INFO", logger="tulle.waypoint")
+    try:
+        switch_split(False)  # SIGUSR1
+        switch_split(False)  # no change: no line (bench/trace counts the lines)
+        assert timing.SPLIT.on is False
+        switch_split(True)  # SIGUSR2
+        assert timing.SPLIT.on is True
+    finally:
+        timing.SPLIT.on = True
+    assert [r.getMessage() for r in caplog.records] == ["request split paused",
+                                                        "request split resumed"]

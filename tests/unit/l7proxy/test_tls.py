@@ -18,9 +18,9 @@ import pytest
 
 from agent.flows.flow import Flow, Verdict
 from agent.model.convert import from_dict
+from gatewayapi import CONTROLLER_NAME, GatewayParent, RoutingInputs, compute_status
 from l7proxy.config import load_config_text, waypoint_config
 from l7proxy.http import RequestHead
-from l7proxy.routing import CONTROLLER_NAME, GatewayParent, RoutingInputs, compute_status
 from l7proxy.server import WaypointServer
 from l7proxy.testing import GATEWAY_PREAMBLE, RawBackend, read_response
 from l7proxy.tls import (

@@ -10,11 +10,11 @@ import json
 from collections.abc import Sequence
 
 from agent.flows.flow import Flow, Verdict
-from agent.lab.echo import EchoServer
-from agent.lab.echo_http import EchoContext
 from l7proxy.config import ListenerConfig, WaypointConfig
 from l7proxy.server import WaypointServer
 from l7proxy.testing import gateway_config, read_response, service
+from lab.echo.responses import EchoContext
+from lab.echo.server import EchoServer
 
 GAMMA = """
 apiVersion: gateway.networking.k8s.io/v1

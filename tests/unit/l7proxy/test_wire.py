@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gatewayapi import Headers, Request
 from l7proxy.exchange import Exchange, RequestBody, upstream_head
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.wire import UnsafeHead, request_head, response_head
-from l7proxy.routing import Headers, Request
 
 INJECTIONS = ["v\r\nx-injected: 1", "v\nx-injected: 1", "v\rx", "v\x00"]
 

@@ -12,16 +12,17 @@ from typing import Any
 
 import pytest
 
-from agent.lab.controller import FIELD_MANAGER, WATCHED, Controller, ControlLoop
-from agent.lab.gateways import GatewayController
-from agent.lab.kubeapi import ApiWriter, Informers, connect
-from agent.lab.liveview import LiveView
-from agent.store import Store
-from agent.store.retry import Backoff
 from lab.apiserver import identities
 from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.certs import Credentials, credentials, write_kubeconfig
+from lab.apiserver.crds import install_gateway_api
 from lab.apiserver.server import ApiServer
+from lab.controllers.gateways import GatewayController
+from lab.controllers.manager import FIELD_MANAGER, WATCHED, Controller, ControlLoop
+from lab.kubeapi import ApiWriter, Informers, connect
+from lab.liveview import LiveView
+from lab.store import Store
+from lab.store.retry import Backoff
 from tests.unit.kube.conftest import free_port, serve
 
 NODES = ["node1", "node2"]
@@ -58,6 +59,7 @@ def apilab(tmp_path: Path) -> Iterator[ApiLab]:
     creds = credentials(tmp_path / "state")
     store = Store(tmp_path / "store.db", history=200)
     bootstrap(store)
+    install_gateway_api(store)  # as `tulle lab up` does
     tokens = identities.seed(store, identities.load(identities.MANIFESTS))
     port = free_port()
     url = f"https://127.0.0.1:{port}"

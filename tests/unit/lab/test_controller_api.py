@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from agent.lab.controller import TICK
-from agent.lab.kubeapi import Conflict
+from lab.controllers.manager import TICK
+from lab.kubeapi import Conflict
 from tests.unit.lab.apilab import ApiLab, parts
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.lab.controller import FIELD_MANAGER
-from agent.lab.gateways import GatewayController
-from agent.lab.kubeapi import ApiWriter, connect
-from agent.lab.seed import GATEWAY_CLASS, register_node
-from agent.lab.topology import plan_lab
+from lab.controllers.gateways import GatewayController
+from lab.controllers.manager import FIELD_MANAGER
+from lab.kubeapi import ApiWriter, connect
+from lab.seed import GATEWAY_CLASS, register_node
+from lab.topology import plan_lab
 from tests.unit.lab.apilab import ApiLab
 
 KUBECTL = Path(sys.executable).parent / "kubectl"

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.lab.dns import (
+from lab.dns.server import (
     TTL,
     DnsServer,
     DnsTable,

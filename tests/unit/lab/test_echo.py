@@ -19,8 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.lab.echo import EchoServer, context_from_env, ports_from
-from agent.lab.echo_http import (
+from lab.echo.responses import (
     EchoContext,
     EchoRequest,
     RetryLedger,
@@ -31,6 +30,7 @@ from agent.lab.echo_http import (
     parse_ports,
     respond,
 )
+from lab.echo.server import EchoServer, context_from_env, ports_from
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -514,7 +514,7 @@ def test_cli_serves_several_ports_and_exits_on_sigterm() -> None:
         [
             sys.executable,
             "-m",
-            "agent.lab.echo",
+            "lab.echo.server",
             "--address",
             "127.0.0.1",
             "--port",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.lab.events import Recorder, event, involved
 from agent.model.convert import from_dict
+from lab.controllers.events import Recorder, event, involved
 
 
 def test_an_event_names_its_object_as_kubectl_reads_it() -> None:

@@ -1,9 +1,9 @@
 import ipaddress
 
-from agent.lab.gateways import gateway_addresses
-from agent.lab.seed import GATEWAY_CLASS
-from agent.lab.topology import SERVICE_CIDR
 from agent.model.convert import from_dict
+from lab.controllers.gateways import gateway_addresses
+from lab.seed import GATEWAY_CLASS
+from lab.topology import SERVICE_CIDR
 
 
 def _gw(name: str, cls: str = "tulle", address: str | None = None):

@@ -2,13 +2,13 @@ import ipaddress
 import json
 from typing import Any
 
-from agent.lab import kubelet as kubelet_mod
-from agent.lab.kubelet import ContainerRuntime, Kubelet, PodRuntime, pod_status
-from agent.lab.podspec import container_argv, resolv_conf
-from agent.lab.state import LabPaths
-from agent.lab.topology import plan_lab
 from agent.model.convert import from_dict
 from agent.model.core import Pod
+from lab import kubelet as kubelet_mod
+from lab.kubelet import ContainerRuntime, Kubelet, PodRuntime, pod_status
+from lab.podspec import container_argv, resolv_conf
+from lab.state import LabPaths
+from lab.topology import plan_lab
 
 
 def _container(**spec):
@@ -28,7 +28,7 @@ def test_no_command_runs_the_echo_server_on_declared_tcp_ports():
     argv, ready = container_argv(
         _container(ports=[{"containerPort": 9090}, {"containerPort": 53, "protocol": "UDP"}]), "/py"
     )
-    assert argv == ("/py", "-m", "agent.lab.echo", "--port", "9090")
+    assert argv == ("/py", "-m", "lab.echo.server", "--port", "9090")
     assert set(ready) == {(9090, "TCP"), (53, "UDP")}
 
 
@@ -184,3 +184,52 @@ def test_a_status_write_that_fails_stops_no_other_pod_and_is_retried(tmp_path):
     assert first.last_status is None  # not taken for written
     kubelet.tick()
     assert first.last_status is not None and len(store.written) == 2
+
+
+class _Events:
+    def __init__(self) -> None:
+        self.recorded: list[tuple[str, str, str, str, str]] = []
+
+    def record(
+        self, about: dict[str, str], reason: str, message: str, component: str, type_: str = "Normal"
+    ) -> None:
+        self.recorded.append((about["kind"], about["name"], reason, message, f"{component}/{type_}"))
+
+
+class _Proc:
+    pid = 1
+
+    def __init__(self) -> None:
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+
+def test_the_kubelet_records_a_started_container_and_a_crashed_one_backing_off(
+    tmp_path, monkeypatch
+):
+    """As a cluster's kubelet: `kubectl describe pod` shows Started, then BackOff."""
+    paths = LabPaths("t", tmp_path)
+    paths.make_dirs()
+    events = _Events()
+    kubelet = Kubelet(
+        plan_lab("t", 1), paths, _Statuses(), probe=lambda node, veth: True, events=events
+    )  # type: ignore[arg-type]
+    procs = iter([_Proc(), _Proc()])
+    monkeypatch.setattr(kubelet_mod.procs, "spawn", lambda *a, **kw: (next(procs), None))
+    rt = _runtime(ContainerRuntime("web", ("x",), {}, ()))
+    kubelet.pods[rt.uid] = rt
+    kubelet.tick()
+    assert events.recorded == [("Pod", "p", "Started", "Started container web", "kubelet/Normal")]
+    assert rt.containers[0].proc is not None
+    rt.containers[0].proc.returncode = 1  # type: ignore[attr-defined]
+    kubelet.tick()
+    assert events.recorded[1] == (
+        "Pod",
+        "p",
+        "BackOff",
+        "Back-off restarting failed container web in pod p_shop(uid)",
+        "kubelet/Warning",
+    )
+    assert len(events.recorded) == 2  # the restart waits out its back-off first

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.kube.cache import Delta
-from agent.lab.liveview import LiveView
+from lab.liveview import LiveView
 
 
 def pod(name: str, rv: int, **labels: str) -> dict[str, Any]:

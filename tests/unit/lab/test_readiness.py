@@ -1,7 +1,7 @@
 import os
 import socket
 
-from agent.lab.readiness import listening_ports, ports_ready
+from lab.readiness import listening_ports, ports_ready
 
 
 def test_a_listening_tcp_socket_makes_its_port_ready():

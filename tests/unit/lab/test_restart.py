@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.lab import procs
-from agent.lab.lifecycle import RESTARTS_FILE
-from agent.lab.restart import RestartPolicy, RestartState, on_exit, restart_delay
-from agent.lab.state import LabPaths, read_json
-from agent.lab.supervisor import SystemProcesses
+from lab import procs
+from lab.lifecycle import RESTARTS_FILE
+from lab.restart import RestartPolicy, RestartState, on_exit, restart_delay
+from lab.state import LabPaths, read_json
+from lab.supervisor import SystemProcesses
 
 POLICY = RestartPolicy(initial=1.0, cap=30.0, stable_after=60.0)
 
@@ -85,7 +85,7 @@ def test_supervisor_restarts_at_once_then_backs_off(tmp_path: Path) -> None:
 
 
 def test_lab_status_shows_restarts_and_a_pending_back_off() -> None:
-    from agent.lab.lifecycle import _process_status
+    from lab.lifecycle import _process_status
 
     dead = procs.ProcRecord("relay", 999_999_999, 1, ("x",), "/dev/null")
     waiting = _process_status(dead, {"restarts": 3, "crashes": 3, "restartAt": time.time() + 8})

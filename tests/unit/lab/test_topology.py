@@ -2,8 +2,8 @@ import ipaddress
 
 import pytest
 
-from agent.lab import ipam
-from agent.lab.topology import SERVICE_CIDR, TopologyError, host_veth_name, plan_lab
+from lab import ipam
+from lab.topology import SERVICE_CIDR, TopologyError, host_veth_name, plan_lab
 
 
 def test_plan_assigns_disjoint_cidrs_and_fabric_addresses():

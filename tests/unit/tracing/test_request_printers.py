@@ -133,3 +133,24 @@ def test_trace_request_prints_one_json_object_per_request(tmp_path: Path) -> Non
         assert hist.startswith("shop/web -> shop/echo (2 requests)")
     finally:
         server.stop(grace=0)
+
+
+def test_trace_request_says_the_split_is_off_and_how_to_turn_it_on(tmp_path: Path) -> None:
+    from agent.cli.trace import trace
+    from agent.flows.store import FlowRing
+    from agent.observer.server import ObserverServer
+
+    ring = FlowRing(100)
+    unsplit = flow_of((*RECORD[:13], None, None))  # type: ignore[arg-type]  # split off
+    ring.put_many([unsplit, unsplit])
+    sock = tmp_path / "observer.sock"
+    server = ObserverServer(ring, "node1", unix_socket=sock).start()
+    try:
+        result = CliRunner().invoke(trace, ["request", "--server", f"unix:{sock}", "-o", "json"],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert result.stdout == ""  # stdout stays one JSON object per request: none here
+        assert result.stderr.count("request split is off") == 1  # said once
+        assert "--request-split" in result.stderr and "SIGUSR2" in result.stderr
+    finally:
+        server.stop(grace=0)

@@ -13,12 +13,13 @@ from urllib.parse import urlencode
 
 import pytest
 
-from agent.store import Store
 from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.app import Api
 from lab.apiserver.certs import credentials, write_kubeconfig
+from lab.apiserver.crds import install_gateway_api
 from lab.apiserver.server import ApiServer, tls_context
 from lab.apiserver.watch import WatchSettings
+from lab.store import Store
 
 JSON = "application/json"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
@@ -102,6 +103,7 @@ def server_parts(tmp_path: Path) -> Iterator[tuple[ApiServer, Store, Client]]:
     creds = credentials(tmp_path / "state")
     store = Store(tmp_path / "store.db", history=20)
     bootstrap(store)
+    install_gateway_api(store)  # as `tulle lab up` does
     api = Api(
         store,
         frozenset({creds.token}),
@@ -148,6 +150,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[Store, Path, Callable[[str], Path]]]:
     creds = credentials(tmp_path / "state")
     store = Store(tmp_path / "store.db")
     bootstrap(store)
+    install_gateway_api(store)  # as `tulle lab up` does
     api = Api(store, frozenset({creds.token}), watch_settings=WatchSettings(poll_interval=0.02))
     server = ApiServer(api, tls_context(creds.server_cert, creds.server_key)).start()
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "test", server.url, creds)

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from agent.store import Store
 from lab.apiserver.server import ApiServer
+from lab.store import Store
 from tests.unit.lab.apiserver.conftest import Client, configmap
 
 CMS = "/api/v1/namespaces/default/configmaps"

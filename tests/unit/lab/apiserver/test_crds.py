@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.store import Store
+from lab.store import Store
 from tests.unit.lab.apiserver.conftest import TABLE, Client
 
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
@@ -97,31 +97,47 @@ def test_deleting_the_crd_deletes_its_resources(client: Client, store: Store) ->
     assert client.get(MPS).status == 404
 
 
-def test_a_crd_cannot_replace_a_built_in_kind(client: Client) -> None:
-    # Applying the Gateway API's own CRD leaves HTTPRoute admitted by the typed model.
-    client.request("POST", CRDS, _crd("gateway.networking.k8s.io", "httproutes", "HTTPRoute"))
-    bad = {
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": {"name": "r"},
-        "spec": {"rules": [{"matches": [{"path": {"type": "Regex", "value": "/"}}]}]},
-    }
-    reply = client.request(
-        "POST", "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes", bad
-    )
-    assert reply.status == 422
+def test_a_crd_cannot_take_a_built_in_or_modelled_kind(client: Client) -> None:
+    # The store keys objects by kind: a ConfigMap or HTTPRoute of another group is not served,
+    # and the real ones stay as they were.
+    for kind, plural in (("ConfigMap", "configmaps"), ("HTTPRoute", "httproutes")):
+        assert client.request("POST", CRDS, _crd("example.com", plural, kind)).status == 201
+        assert client.get(f"/apis/example.com/v1alpha1/namespaces/default/{plural}").status == 404
+    assert client.get("/api/v1/namespaces/default/configmaps").status == 200
+    routes = "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes"
+    assert client.get(routes).status == 200
 
 
-def test_a_malformed_crd_serves_nothing_and_breaks_nothing(client: Client) -> None:
+def test_a_malformed_crd_is_refused_naming_its_fields_and_breaks_nothing(client: Client) -> None:
     broken = {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {"name": "x.example.com"},
         "spec": {"group": "example.com"},
     }
-    assert client.request("POST", CRDS, broken).status == 201
+    reply = client.request("POST", CRDS, broken)
+    assert reply.status == 422
+    fields = {c["field"] for c in reply.body["details"]["causes"]}
+    assert {"spec.names.plural", "spec.names.kind", "spec.versions"} <= fields
     assert client.get("/apis/example.com/v1").status == 404
     assert client.get("/api/v1/namespaces/default/configmaps").status == 200
+
+
+def test_a_crd_schema_must_be_structural(client: Client) -> None:
+    crd = _crd()
+    crd["spec"]["versions"][0]["schema"] = {
+        "openAPIV3Schema": {"type": "object", "properties": {"spec": {"properties": {}}}}
+    }
+    crd["spec"]["versions"][0]["additionalPrinterColumns"] = [
+        {"name": "Mode", "type": "text", "jsonPath": "spec.mode"}
+    ]
+    reply = client.request("POST", CRDS, crd)
+    assert reply.status == 422
+    causes = {c["field"]: c["message"] for c in reply.body["details"]["causes"]}
+    at = "spec.versions[0]"
+    assert causes[f"{at}.schema.openAPIV3Schema.properties[spec].type"].startswith("Required value")
+    assert causes[f"{at}.additionalPrinterColumns[0].type"].startswith('Unsupported value: "text"')
+    assert f"{at}.additionalPrinterColumns[0].jsonPath" in causes
 
 
 SCHEMA = {

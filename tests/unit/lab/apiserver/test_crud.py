@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.store import Store
+from lab.store import Store
 from tests.unit.lab.apiserver.conftest import Client, configmap, service
 
 CMS = "/api/v1/namespaces/default/configmaps"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.store import Store
 from lab.apiserver import identities
+from lab.store import Store
 from tests.unit.lab.apiserver.conftest import Client, service
 
 SERVICES = "/api/v1/namespaces/default/services"

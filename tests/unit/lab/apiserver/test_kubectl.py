@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.store import Store
+from lab.store import Store
 from tests.conftest import IN_CI
 
 PYPI_KUBECTL = Path(sys.executable).parent / "kubectl"

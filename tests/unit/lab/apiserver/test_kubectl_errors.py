@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.store import Store
+from lab.store import Store
 from tests.unit.lab.apiserver.test_kubectl import Kubectl, _binaries
 
 # kubectl frames a 404 differently per verb and version; the server's part is the same.

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.store import Store
 from lab.apiserver import reads
 from lab.apiserver.resources import lookup
 from lab.apiserver.routing import Target
+from lab.store import Store
 from tests.unit.lab.apiserver.conftest import Client, configmap
 
 CMS = "/api/v1/namespaces/default/configmaps"

@@ -10,12 +10,12 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.store import Store
 from lab.apiserver.patch import json_patch, merge_patch, strategic_merge_patch
 from lab.apiserver.resources import lookup
 from lab.apiserver.routing import Target
 from lab.apiserver.selectors import parse_label_selector
 from lab.apiserver.watch import WatchSettings, watch
+from lab.store import Store
 
 keys = st.sampled_from(["a", "b", "c", "d"])
 scalars = st.one_of(st.integers(-5, 5), st.text("xyz", max_size=3), st.booleans())

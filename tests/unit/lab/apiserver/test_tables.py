@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.store import Store
 from lab.apiserver.tables import human_duration
+from lab.store import Store
 from tests.unit.lab.apiserver.conftest import TABLE, Client, configmap, service
 
 

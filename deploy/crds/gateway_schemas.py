@@ -1,0 +1,220 @@
+"""GatewayClass, Gateway and ReferenceGrant schemas: every field Tulle's model reads
+(``agent/model/convert_gateway.py``), upstream's structure and bounds, our descriptions."""
+
+from __future__ import annotations
+
+from schema_parts import (
+    ADDRESS,
+    ATOMIC,
+    LABEL_SELECTOR,
+    PORT,
+    ROUTE_GROUP_KIND,
+    SECRET_REF,
+    array,
+    conditions,
+    enum,
+    integer,
+    keyed,
+    kind,
+    name,
+    namespace,
+    obj,
+    string,
+)
+
+# --- GatewayClass ------------------------------------------------------------------------
+
+GATEWAY_CLASS = obj(
+    "A class of Gateways that one controller implements, as a StorageClass is a class of "
+    "volumes. Cluster-scoped; Gateways name it in spec.gatewayClassName.",
+    {
+        "spec": obj(
+            "What the class is and who implements it.",
+            {
+                "controllerName": string(
+                    "The controller that manages Gateways of this class, as a domain-prefixed "
+                    "path (Tulle's: tulle.dev/gateway-controller). It cannot change once set.",
+                    1,
+                    253,
+                ),
+                "description": string("A short human-readable description of the class.", hi=64),
+            },
+            ("controllerName",),
+        ),
+        "status": obj(
+            "What the controller reports about the class.",
+            {
+                "conditions": conditions(
+                    "The class's state; Accepted says whether the controller took it."
+                )
+            },
+        ),
+    },
+    ("spec",),
+)
+
+# --- Gateway -----------------------------------------------------------------------------
+
+LISTENER = obj(
+    "One logical endpoint of a Gateway: a port, a protocol and, optionally, a hostname.",
+    {
+        "name": name(
+            "The listener's name, unique within the Gateway; routes attach to it by sectionName."
+        ),
+        "hostname": string(
+            "The host the listener serves (an exact name or a '*.' wildcard); every host "
+            "when unset. Ignored for TCP and UDP.",
+            1,
+            253,
+        ),
+        "port": integer("The network port.", *PORT),
+        "protocol": string(
+            "The protocol the listener speaks: HTTP, HTTPS, TLS, TCP, UDP, or a "
+            "domain-prefixed implementation-specific one.",
+            1,
+            255,
+        ),
+        "tls": obj(
+            "TLS settings; required for HTTPS and TLS, not allowed for HTTP, TCP and UDP.",
+            {
+                "mode": enum(
+                    "Terminate TLS at the Gateway, or pass the stream through untouched.",
+                    ["Terminate", "Passthrough"],
+                    default="Terminate",
+                ),
+                "certificateRefs": array(
+                    "The certificates (Secrets) to serve; at least one when terminating.",
+                    SECRET_REF,
+                    hi=64,
+                    **ATOMIC,
+                ),
+            },
+        ),
+        "allowedRoutes": obj(
+            "Which routes may attach to this listener.",
+            {
+                "namespaces": obj(
+                    "From which namespaces routes may attach.",
+                    {
+                        "from": enum(
+                            "All namespaces, only the Gateway's own, or those matching selector.",
+                            ["All", "Selector", "Same"],
+                            default="Same",
+                        ),
+                        "selector": LABEL_SELECTOR,
+                    },
+                    default={"from": "Same"},
+                ),
+                "kinds": array(
+                    "The route kinds allowed; by default those the listener's protocol carries.",
+                    ROUTE_GROUP_KIND,
+                    hi=8,
+                    **ATOMIC,
+                ),
+            },
+            default={"namespaces": {"from": "Same"}},
+        ),
+    },
+    ("name", "port", "protocol"),
+)
+
+LISTENER_STATUS = obj(
+    "The state of one listener.",
+    {
+        "name": name("The listener this entry describes."),
+        "attachedRoutes": integer("How many routes are attached to the listener."),
+        "supportedKinds": array(
+            "The route kinds the listener accepts.", ROUTE_GROUP_KIND, hi=8, **ATOMIC
+        ),
+        "conditions": conditions("The listener's state."),
+    },
+    ("name", "attachedRoutes"),
+)
+
+GATEWAY = obj(
+    "A load balancer or proxy that takes traffic in for routes: its listeners say on which "
+    "ports, protocols and hosts, its class says which controller implements it.",
+    {
+        "spec": obj(
+            "The Gateway wanted.",
+            {
+                "gatewayClassName": name("The GatewayClass this Gateway belongs to."),
+                "listeners": array(
+                    "The Gateway's listeners; names are unique, and so are port, protocol and "
+                    "hostname together.",
+                    LISTENER,
+                    1,
+                    64,
+                    **keyed("name"),
+                ),
+                "addresses": array(
+                    "Addresses asked for; the controller assigns them when unset.",
+                    ADDRESS,
+                    hi=16,
+                    **ATOMIC,
+                ),
+            },
+            ("gatewayClassName", "listeners"),
+        ),
+        "status": obj(
+            "What the controller reports about the Gateway.",
+            {
+                "addresses": array(
+                    "The addresses the Gateway is reachable at.", ADDRESS, hi=16, **ATOMIC
+                ),
+                "conditions": conditions("The Gateway's state: Accepted, Programmed."),
+                "listeners": array(
+                    "The state of each listener.", LISTENER_STATUS, hi=64, **keyed("name")
+                ),
+            },
+        ),
+    },
+    ("spec",),
+)
+
+# --- ReferenceGrant ----------------------------------------------------------------------
+
+REFERENCE_GRANT = obj(
+    "Lets objects of the listed kinds in other namespaces refer to objects of this "
+    "namespace. A reference across namespaces (a route to another namespace's Service, a "
+    "Gateway to another namespace's Secret) is honoured only while a grant allows it.",
+    {
+        "spec": obj(
+            "Who may refer, and to what.",
+            {
+                "from": array(
+                    "The referring kinds and namespaces; any one suffices.",
+                    obj(
+                        "A kind of object in one namespace that may refer here.",
+                        {
+                            "group": string("The referrer's API group; empty for core.", hi=253),
+                            "kind": kind("The referrer's kind, such as HTTPRoute."),
+                            "namespace": namespace("The referrer's namespace."),
+                        },
+                        ("group", "kind", "namespace"),
+                    ),
+                    1,
+                    16,
+                    **ATOMIC,
+                ),
+                "to": array(
+                    "The kinds (optionally one object) of this namespace that may be referred to.",
+                    obj(
+                        "A kind of object here that may be referred to.",
+                        {
+                            "group": string("The referent's API group; empty for core.", hi=253),
+                            "kind": kind("The referent's kind, such as Service or Secret."),
+                            "name": name("One object's name; every object of the kind when unset."),
+                        },
+                        ("group", "kind"),
+                    ),
+                    1,
+                    16,
+                    **ATOMIC,
+                ),
+            },
+            ("from", "to"),
+        ),
+    },
+    ("spec",),
+)

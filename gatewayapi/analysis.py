@@ -1,0 +1,139 @@
+"""The inputs of the route engine and the one analysis that both compilation and status
+are derived from, so what the waypoint serves and what status says never disagree."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from agent.model.core import Namespace, Secret, Service
+from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
+from agent.model.httproute import HTTPRoute
+from gatewayapi.attach import (
+    CertificateCheck,
+    GatewayState,
+    ParentResult,
+    attach_gateway,
+    attach_service,
+    gateway_state,
+    is_gateway_ref,
+    is_service_ref,
+)
+from gatewayapi.backends import Grants, RefProblem
+from gatewayapi.rules import RuleReport, compile_route_rules
+from gatewayapi.types import CONTROLLER_NAME
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingInputs:
+    """Everything routes and their status depend on. Order does not matter."""
+
+    routes: tuple[HTTPRoute, ...] = ()
+    gateways: tuple[Gateway, ...] = ()
+    gateway_classes: tuple[GatewayClass, ...] = ()
+    services: tuple[Service, ...] = ()
+    reference_grants: tuple[ReferenceGrant, ...] = ()
+    namespaces: tuple[Namespace, ...] = ()
+    secrets: tuple[Secret, ...] = ()
+    controller_name: str = CONTROLLER_NAME
+
+    @classmethod
+    def of(
+        cls,
+        routes: Iterable[HTTPRoute] = (),
+        gateways: Iterable[Gateway] = (),
+        gateway_classes: Iterable[GatewayClass] = (),
+        services: Iterable[Service] = (),
+        reference_grants: Iterable[ReferenceGrant] = (),
+        namespaces: Iterable[Namespace] = (),
+        secrets: Iterable[Secret] = (),
+        controller_name: str = CONTROLLER_NAME,
+    ) -> RoutingInputs:
+        return cls(
+            tuple(routes),
+            tuple(gateways),
+            tuple(gateway_classes),
+            tuple(services),
+            tuple(reference_grants),
+            tuple(namespaces),
+            tuple(secrets),
+            controller_name,
+        )
+
+    def fingerprint(self) -> tuple[object, ...]:
+        """What compilation reads, without status, resource versions or uids: equal
+        fingerprints compile to equal tables. Sorted, so input order does not matter."""
+        return (
+            self.controller_name,
+            _by_key((r.metadata.key, r.metadata.creation_timestamp, r.spec) for r in self.routes),
+            _by_key((g.metadata.key, g.spec) for g in self.gateways),
+            _by_key((c.metadata.key, c.spec) for c in self.gateway_classes),
+            _by_key((s.metadata.key, s.spec) for s in self.services),
+            _by_key((g.metadata.key, g.spec) for g in self.reference_grants),
+            _by_key((n.metadata.key, n.metadata.labels) for n in self.namespaces),
+            _by_key((s.metadata.key, s.type, s.data) for s in self.secrets),
+        )
+
+
+def _by_key(entries: Iterable[tuple[object, ...]]) -> tuple[tuple[object, ...], ...]:
+    return tuple(sorted(entries, key=lambda entry: str(entry[0])))
+
+
+@dataclass(slots=True)
+class RouteReport:
+    route: HTTPRoute
+    rules: list[RuleReport]
+    parents: list[ParentResult] = field(default_factory=list)
+    """Results for the parentRefs that are Tulle's, in parentRefs order."""
+
+    @property
+    def served_rules(self) -> list[RuleReport]:
+        return [r for r in self.rules if r.rule is not None]
+
+    @property
+    def dropped_rules(self) -> list[RuleReport]:
+        return [r for r in self.rules if r.dropped is not None]
+
+    @property
+    def ref_problems(self) -> list[tuple[RefProblem, str]]:
+        return [problem for r in self.rules for problem in r.refs]
+
+    def accepted(self, parent: ParentResult) -> bool:
+        return parent.attached and bool(self.served_rules)
+
+
+@dataclass(slots=True)
+class Analysis:
+    inputs: RoutingInputs
+    classes: list[GatewayClass]
+    gateways: dict[tuple[str, str], GatewayState]
+    routes: list[RouteReport]
+
+
+def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Analysis:
+    """`check` (optional) also vets TLS certificates' content for listener status."""
+    classes = [
+        c for c in inputs.gateway_classes if c.spec.controller_name == inputs.controller_name
+    ]
+    class_names = {c.metadata.name for c in classes}
+    grants = Grants(inputs.reference_grants)
+    secrets = {(s.metadata.namespace, s.metadata.name): s for s in inputs.secrets}
+    services = {(s.metadata.namespace, s.metadata.name): s for s in inputs.services}
+    labels = {n.metadata.name: n.metadata.labels for n in inputs.namespaces}
+    gateways = {
+        (g.metadata.namespace, g.metadata.name): gateway_state(g, secrets, grants, check)
+        for g in sorted(inputs.gateways, key=lambda g: g.metadata.key)
+        if g.spec.gateway_class_name in class_names
+    }
+    reports = []
+    for route in sorted(inputs.routes, key=lambda r: r.metadata.key):
+        report = RouteReport(route, compile_route_rules(route, services, grants))
+        for ref in route.spec.parent_refs:
+            if is_gateway_ref(ref):
+                state = gateways.get((ref.namespace or route.metadata.namespace, ref.name))
+                if state is not None:
+                    report.parents.append(attach_gateway(route, ref, state, labels))
+            elif is_service_ref(ref):
+                report.parents.append(attach_service(route, ref, services))
+        reports.append(report)
+    return Analysis(inputs, classes, gateways, reports)

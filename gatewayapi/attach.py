@@ -1,0 +1,303 @@
+"""Parents: which Gateways and listeners are Tulle's and valid, and where a route's
+parentRefs attach.
+
+Spec: a Gateway is Tulle's when its GatewayClass names Tulle's controllerName. A listener
+serves HTTPRoutes when its protocol is HTTP or HTTPS and its allowedRoutes.kinds (empty:
+the protocol's kinds) include HTTPRoute; listeners sharing a port with another protocol
+are Conflicted (ProtocolConflict) and not accepted; an HTTPS listener needs its
+certificateRefs resolved (a cross-namespace Secret needs a ReferenceGrant).
+
+A parentRef to a Gateway attaches to every listener that its sectionName and port select
+(else NoMatchingParent), whose allowedRoutes admit the route's kind and namespace (else
+NotAllowedByListeners), and whose hostname intersects the route's hostnames (else
+NoMatchingListenerHostname). Listener status does not affect attachment.
+
+A parentRef to a Service (GAMMA, GEP-1426) attaches to the Service ports its port and
+sectionName (port name) select. A route in the Service's namespace is a producer route,
+for every client; a route elsewhere is a consumer route, for clients in its own namespace
+only. The route's hostnames are ignored, as GEP-1426 asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from agent.model.core import Secret, Service
+from agent.model.gateway import (
+    GATEWAY_GROUP,
+    FromNamespaces,
+    Gateway,
+    Listener,
+    ListenerProtocol,
+    ParentReference,
+    RouteGroupKind,
+)
+from agent.model.httproute import HTTPRoute
+from gatewayapi.backends import Grants
+from gatewayapi.hostnames import HostKey, effective_hostnames
+
+HTTPROUTE_KIND = RouteGroupKind(kind="HTTPRoute", group=GATEWAY_GROUP)
+HTTP_PROTOCOLS = (ListenerProtocol.HTTP, ListenerProtocol.HTTPS)
+NAME_LABEL = "kubernetes.io/metadata.name"
+TLS_SECRET = "kubernetes.io/tls"
+
+
+@dataclass(slots=True)
+class ListenerState:
+    gateway: Gateway
+    listener: Listener
+    supported_kinds: tuple[RouteGroupKind, ...]
+    accepted: tuple[bool, str, str]
+    """(status, reason, message) of the Accepted condition."""
+    conflicted: str = ""
+    """The Conflicted reason, "" for none."""
+    refs: list[tuple[str, str]] = field(default_factory=list)
+    """ResolvedRefs problems (reason, message)."""
+
+    @property
+    def serves_httproutes(self) -> bool:
+        return HTTPROUTE_KIND in self.supported_kinds
+
+    @property
+    def programmed(self) -> bool:
+        """Served by the waypoints. Unsupported route kinds do not block the listener
+        (spec: ListenerStatus.supportedKinds keeps the valid ones); bad certificates do."""
+        blocking = [reason for reason, _ in self.refs if reason != "InvalidRouteKinds"]
+        return self.accepted[0] and not self.conflicted and not blocking
+
+
+@dataclass(slots=True)
+class GatewayState:
+    gateway: Gateway
+    listeners: list[ListenerState]
+    unsupported_addresses: list[str]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.gateway.metadata.namespace, self.gateway.metadata.name)
+
+
+CertificateCheck = Callable[[bytes, bytes], str | None]
+"""Why a certificate and key cannot serve TLS, or None: the caller's (this package parses no
+PEM itself; the lab passes `l7proxy.tls.certificate_problem`). Status only: the waypoint's
+tables are compiled without it, so it still binds such a listener and refuses its TLS
+handshakes, each recorded as a flow."""
+
+
+def _certificate_problems(
+    gateway: Gateway,
+    listener: Listener,
+    secrets: Mapping[tuple[str, str], Secret],
+    grants: Grants,
+    check: CertificateCheck | None = None,
+) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if listener.tls is None:
+        return problems
+    gw_ns = gateway.metadata.namespace
+    for ref in listener.tls.certificate_refs:
+        ns = ref.namespace or gw_ns
+        where = f"{ns}/{ref.name}"
+        if (ref.group, ref.kind) != ("", "Secret"):
+            problems.append(("InvalidCertificateRef", f"{ref.kind} {where} is not a Secret"))
+        elif not grants.allows(GATEWAY_GROUP, "Gateway", gw_ns, "", "Secret", ns, ref.name):
+            problems.append(
+                (
+                    "RefNotPermitted",
+                    f"no ReferenceGrant in {ns} allows Gateways from {gw_ns} to use Secret {where}",
+                )
+            )
+        elif (secret := secrets.get((ns, ref.name))) is None:
+            problems.append(("InvalidCertificateRef", f"Secret {where} not found"))
+        elif secret.type != TLS_SECRET or not (
+            secret.data.get("tls.crt") and secret.data.get("tls.key")
+        ):
+            problems.append(
+                (
+                    "InvalidCertificateRef",
+                    f"Secret {where} must be of type {TLS_SECRET} with tls.crt and tls.key",
+                )
+            )
+        elif check is not None and (
+            why := check(secret.data["tls.crt"], secret.data["tls.key"])
+        ):
+            problems.append(("InvalidCertificateRef", f"Secret {where}: {why}"))
+    return problems
+
+
+def gateway_state(
+    gateway: Gateway,
+    secrets: Mapping[tuple[str, str], Secret],
+    grants: Grants,
+    check: CertificateCheck | None = None,
+) -> GatewayState:
+    protocols_by_port: dict[int, set[ListenerProtocol]] = {}
+    for listener in gateway.spec.listeners:
+        protocols_by_port.setdefault(listener.port, set()).add(listener.protocol)
+    states = []
+    for listener in gateway.spec.listeners:
+        refs: list[tuple[str, str]] = []
+        if listener.protocol not in HTTP_PROTOCOLS:
+            accepted = (
+                False,
+                "UnsupportedProtocol",
+                f"protocol {listener.protocol} is not supported (HTTP and HTTPS are)",
+            )
+            kinds: tuple[RouteGroupKind, ...] = ()
+        else:
+            asked = listener.allowed_routes.kinds or (HTTPROUTE_KIND,)
+            kinds = tuple(k for k in asked if k == HTTPROUTE_KIND)
+            invalid = [f"{k.group}/{k.kind}" for k in asked if k != HTTPROUTE_KIND]
+            if invalid:
+                refs.append(("InvalidRouteKinds", f"unsupported route kinds: {', '.join(invalid)}"))
+            refs.extend(_certificate_problems(gateway, listener, secrets, grants, check))
+            accepted = (True, "Accepted", "")
+        conflicted = ""
+        if len(protocols_by_port[listener.port]) > 1:
+            conflicted = "ProtocolConflict"
+            accepted = (
+                False,
+                "ProtocolConflict",
+                f"port {listener.port} is used by listeners of different protocols",
+            )
+        states.append(ListenerState(gateway, listener, kinds, accepted, conflicted, refs))
+    unsupported = [a.value for a in gateway.spec.addresses if a.type != "IPAddress"]
+    return GatewayState(gateway, states, unsupported)
+
+
+# --- parentRefs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerAttachment:
+    state: ListenerState
+    hostnames: tuple[tuple[str | None, HostKey], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAttachment:
+    service: Service
+    port: int
+    consumer_namespace: str | None
+    """The route's namespace for a consumer route; None for a producer route."""
+
+
+@dataclass(slots=True)
+class ParentResult:
+    """Where one parentRef attached, or why it did not (reason, message)."""
+
+    ref: ParentReference
+    listeners: list[ListenerAttachment] = field(default_factory=list)
+    services: list[ServiceAttachment] = field(default_factory=list)
+    reason: str = "Accepted"
+    message: str = ""
+
+    @property
+    def attached(self) -> bool:
+        return bool(self.listeners or self.services)
+
+
+def namespace_labels(namespace: str, labels: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """A namespace's labels, with the name label Kubernetes always sets."""
+    return {**labels.get(namespace, {}), NAME_LABEL: namespace}
+
+
+def _admits(
+    state: ListenerState, route: HTTPRoute, labels: Mapping[str, Mapping[str, str]]
+) -> bool:
+    if not state.serves_httproutes:
+        return False
+    namespaces = state.listener.allowed_routes.namespaces
+    route_ns = route.metadata.namespace
+    match namespaces.from_:
+        case FromNamespaces.ALL:
+            return True
+        case FromNamespaces.SAME:
+            return route_ns == state.gateway.metadata.namespace
+        case FromNamespaces.SELECTOR:
+            selector = namespaces.selector
+            return selector is not None and selector.matches(namespace_labels(route_ns, labels))
+    return False
+
+
+def attach_gateway(
+    route: HTTPRoute,
+    ref: ParentReference,
+    gateway: GatewayState,
+    labels: Mapping[str, Mapping[str, str]],
+) -> ParentResult:
+    result = ParentResult(ref)
+    selected = [
+        s
+        for s in gateway.listeners
+        if (ref.section_name is None or s.listener.name == ref.section_name)
+        and (ref.port is None or s.listener.port == ref.port)
+    ]
+    gw = gateway.gateway.metadata.key
+    if not selected:
+        wanted = " and ".join(
+            part
+            for part in (
+                f"name {ref.section_name}" if ref.section_name is not None else "",
+                f"port {ref.port}" if ref.port is not None else "",
+            )
+            if part
+        )
+        result.reason, result.message = (
+            "NoMatchingParent",
+            f"Gateway {gw} has no listener with {wanted}",
+        )
+        return result
+    admitted = [s for s in selected if _admits(s, route, labels)]
+    if not admitted:
+        result.reason = "NotAllowedByListeners"
+        result.message = (
+            f"no listener of Gateway {gw} allows HTTPRoutes from namespace "
+            f"{route.metadata.namespace}"
+        )
+        return result
+    for state in admitted:
+        hostnames = effective_hostnames(state.listener.hostname, route.spec.hostnames)
+        if hostnames:
+            result.listeners.append(ListenerAttachment(state, tuple(hostnames)))
+    if not result.listeners:
+        result.reason = "NoMatchingListenerHostname"
+        result.message = f"no hostname of the route intersects a listener hostname of Gateway {gw}"
+    return result
+
+
+def attach_service(
+    route: HTTPRoute, ref: ParentReference, services: Mapping[tuple[str, str], Service]
+) -> ParentResult:
+    result = ParentResult(ref)
+    ns = ref.namespace or route.metadata.namespace
+    service = services.get((ns, ref.name))
+    if service is None:
+        result.reason, result.message = "NoMatchingParent", f"Service {ns}/{ref.name} not found"
+        return result
+    if service.spec.headless:
+        result.reason = "NoMatchingParent"
+        result.message = f"Service {ns}/{ref.name} is headless and has no frontend to route"
+        return result
+    ports = [
+        p.port
+        for p in service.spec.ports
+        if (ref.port is None or p.port == ref.port)
+        and (ref.section_name is None or p.name == ref.section_name)
+    ]
+    if not ports:
+        result.reason = "NoMatchingParent"
+        result.message = f"Service {ns}/{ref.name} has no port matching the parentRef"
+        return result
+    consumer = route.metadata.namespace if route.metadata.namespace != ns else None
+    result.services = [ServiceAttachment(service, port, consumer) for port in ports]
+    return result
+
+
+def is_gateway_ref(ref: ParentReference) -> bool:
+    return ref.group == GATEWAY_GROUP and ref.kind == "Gateway"
+
+
+def is_service_ref(ref: ParentReference) -> bool:
+    return ref.group == "" and ref.kind == "Service"

@@ -1,0 +1,255 @@
+"""Status of HTTPRoutes, Gateways and GatewayClasses, as Kubernetes-shaped dicts.
+
+Derived from the same analysis as the tables, so status says exactly what is served.
+
+- HTTPRoute ``status.parents[]``, one entry per parentRef Tulle owns (a Tulle Gateway, or
+  any Service), with Accepted (Accepted, NoMatchingParent, NotAllowedByListeners,
+  NoMatchingListenerHostname, IncompatibleFilters, UnsupportedValue), ResolvedRefs
+  (ResolvedRefs, BackendNotFound, RefNotPermitted, InvalidKind) and, when some rules were
+  dropped, PartiallyInvalid (its message starts "Dropped Rule", as the spec asks). Entries
+  of other controllers are kept as they are.
+- Gateway: Accepted and Programmed; per listener Accepted, Programmed, ResolvedRefs and
+  Conflicted, supportedKinds and attachedRoutes (routes Accepted on that listener).
+  ``status.addresses`` is left as found: addresses are assigned elsewhere.
+- GatewayClass: Accepted.
+
+Every condition carries observedGeneration (when the object has a generation) and keeps
+its lastTransitionTime while its status does not change, so recomputing status for
+unchanged inputs yields identical dicts and no write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.model.gateway import ParentReference, RouteParentStatus
+from agent.model.meta import Condition, ObjectMeta
+from gatewayapi.analysis import Analysis, RouteReport, RoutingInputs, analyze
+from gatewayapi.attach import CertificateCheck, GatewayState, ListenerState, ParentResult
+
+StatusDict = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """``status`` dicts by object key ("namespace/name"; "name" for GatewayClasses)."""
+
+    routes: dict[str, StatusDict]
+    gateways: dict[str, StatusDict]
+    gateway_classes: dict[str, StatusDict]
+
+
+def _time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _Conditions:
+    """Builds conditions for one object, reusing previous transition times."""
+
+    def __init__(self, meta: ObjectMeta, previous: Iterable[Condition], now: datetime) -> None:
+        self.generation = meta.generation
+        self.previous = {c.type: c for c in previous}
+        self.now = now
+
+    def make(self, type_: str, status: bool, reason: str, message: str = "") -> StatusDict:
+        value = "True" if status else "False"
+        before = self.previous.get(type_)
+        since = self.now
+        if before is not None and before.status == value and before.last_transition_time:
+            since = before.last_transition_time
+        condition: StatusDict = {
+            "type": type_,
+            "status": value,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": _time(since),
+        }
+        if self.generation is not None:
+            condition["observedGeneration"] = self.generation
+        return condition
+
+
+def parent_ref_dict(ref: ParentReference) -> StatusDict:
+    out: StatusDict = {"group": ref.group, "kind": ref.kind, "name": ref.name}
+    if ref.namespace is not None:
+        out["namespace"] = ref.namespace
+    if ref.section_name is not None:
+        out["sectionName"] = ref.section_name
+    if ref.port is not None:
+        out["port"] = ref.port
+    return out
+
+
+def _condition_dict(c: Condition) -> StatusDict:
+    out: StatusDict = {"type": c.type, "status": c.status.value, "reason": c.reason}
+    out["message"] = c.message
+    if c.last_transition_time is not None:
+        out["lastTransitionTime"] = _time(c.last_transition_time)
+    if c.observed_generation is not None:
+        out["observedGeneration"] = c.observed_generation
+    return out
+
+
+def _foreign_parent(entry: RouteParentStatus) -> StatusDict:
+    return {
+        "parentRef": parent_ref_dict(entry.parent_ref),
+        "controllerName": entry.controller_name,
+        "conditions": [_condition_dict(c) for c in entry.conditions],
+    }
+
+
+def _join(messages: Sequence[str]) -> str:
+    return "; ".join(messages)
+
+
+def _route_parent(report: RouteReport, parent: ParentResult, make: _Conditions) -> list[StatusDict]:
+    conditions = []
+    served, dropped = report.served_rules, report.dropped_rules
+    if not parent.attached:
+        conditions.append(make.make("Accepted", False, parent.reason, parent.message))
+    elif not served:
+        reasons = [r.dropped for r in dropped if r.dropped is not None]
+        reason = reasons[0][0] if reasons else "UnsupportedValue"
+        message = _join([m for _, m in reasons]) or "the route has no valid rule"
+        conditions.append(make.make("Accepted", False, reason, message))
+    else:
+        conditions.append(make.make("Accepted", True, "Accepted", "Route is accepted"))
+    problems = report.ref_problems
+    if problems:
+        message = _join([m for _, m in problems])
+        conditions.append(make.make("ResolvedRefs", False, problems[0][0].value, message))
+    else:
+        conditions.append(make.make("ResolvedRefs", True, "ResolvedRefs", "References resolved"))
+    if parent.attached and served and dropped:
+        labels = ", ".join(str(r.index) for r in dropped)
+        why = _join([r.dropped[1] for r in dropped if r.dropped is not None])
+        message = f"Dropped Rule(s) {labels}: {why}"
+        conditions.append(make.make("PartiallyInvalid", True, "UnsupportedValue", message))
+    return conditions
+
+
+def _route_status(report: RouteReport, controller: str, now: datetime) -> StatusDict:
+    route = report.route
+    ours = {(p.parent_ref, p.controller_name): p for p in route.status.parents}
+    parents: list[StatusDict] = []
+    for parent in report.parents:
+        previous = ours.get((parent.ref, controller))
+        make = _Conditions(route.metadata, previous.conditions if previous else (), now)
+        parents.append(
+            {
+                "parentRef": parent_ref_dict(parent.ref),
+                "controllerName": controller,
+                "conditions": _route_parent(report, parent, make),
+            }
+        )
+    foreign = [_foreign_parent(p) for p in route.status.parents if p.controller_name != controller]
+    return {"parents": parents + foreign}
+
+
+def _listener_status(
+    state: ListenerState, attached: int, now: datetime, previous: Iterable[Condition]
+) -> StatusDict:
+    listener = state.listener
+    make = _Conditions(state.gateway.metadata, previous, now)
+    accepted, reason, message = state.accepted
+    conditions = [make.make("Accepted", accepted, reason, message or "Listener is accepted")]
+    if state.programmed:
+        conditions.append(make.make("Programmed", True, "Programmed", "Listener is programmed"))
+    else:
+        conditions.append(make.make("Programmed", False, "Invalid", "Listener is not programmed"))
+    if state.refs:
+        conditions.append(
+            make.make("ResolvedRefs", False, state.refs[0][0], _join([m for _, m in state.refs]))
+        )
+    else:
+        conditions.append(make.make("ResolvedRefs", True, "ResolvedRefs", "References resolved"))
+    if state.conflicted:
+        conditions.append(make.make("Conflicted", True, state.conflicted, message))
+    else:
+        conditions.append(make.make("Conflicted", False, "NoConflicts", "No conflicts"))
+    return {
+        "name": listener.name,
+        "supportedKinds": [{"group": k.group, "kind": k.kind} for k in state.supported_kinds],
+        "attachedRoutes": attached,
+        "conditions": conditions,
+    }
+
+
+def _gateway_status(state: GatewayState, attached: dict[str, int], now: datetime) -> StatusDict:
+    gateway = state.gateway
+    make = _Conditions(gateway.metadata, gateway.status.conditions, now)
+    previous_listeners = {ls.name: ls.conditions for ls in gateway.status.listeners}
+    listeners = [
+        _listener_status(
+            s, attached.get(s.listener.name, 0), now, previous_listeners.get(s.listener.name, ())
+        )
+        for s in state.listeners
+    ]
+    usable = [s for s in state.listeners if s.accepted[0]]
+    all_valid = all(s.programmed for s in state.listeners)
+    if state.unsupported_addresses:
+        accepted = make.make(
+            "Accepted",
+            False,
+            "UnsupportedAddress",
+            f"only IPAddress addresses are supported: {', '.join(state.unsupported_addresses)}",
+        )
+    elif usable:
+        reason = "Accepted" if all_valid else "ListenersNotValid"
+        message = "Gateway is accepted" if all_valid else "some listeners are not valid"
+        accepted = make.make("Accepted", True, reason, message)
+    else:
+        accepted = make.make("Accepted", False, "ListenersNotValid", "no listener is valid")
+    programmed_ok = accepted["status"] == "True" and any(s.programmed for s in state.listeners)
+    programmed = (
+        make.make("Programmed", True, "Programmed", "Gateway is programmed on the waypoints")
+        if programmed_ok
+        else make.make("Programmed", False, "Invalid", "Gateway has no programmed listener")
+    )
+    addresses = [{"type": a.type, "value": a.value} for a in gateway.status.addresses]
+    out: StatusDict = {"conditions": [accepted, programmed], "listeners": listeners}
+    if addresses:
+        out["addresses"] = addresses
+    return out
+
+
+def compute_status(
+    inputs: RoutingInputs,
+    now: datetime | None = None,
+    *,
+    analysis: Analysis | None = None,
+    certificate_check: CertificateCheck | None = None,
+) -> StatusReport:
+    """Status for every HTTPRoute, and for the Gateways and GatewayClasses that are
+    Tulle's. ``now`` stamps conditions whose status changed; ``certificate_check`` vets the
+    content of listeners' certificates (InvalidCertificateRef when it objects)."""
+    now = now or datetime.now(UTC)
+    analysis = analysis or analyze(inputs, certificate_check)
+    controller = inputs.controller_name
+    routes = {r.route.metadata.key: _route_status(r, controller, now) for r in analysis.routes}
+    attached: dict[tuple[str, str], dict[str, int]] = {}
+    for report in analysis.routes:
+        counted: set[tuple[str, str, str]] = set()
+        for parent in report.parents:
+            if not report.accepted(parent):
+                continue
+            for attachment in parent.listeners:
+                gw = attachment.state.gateway.metadata
+                key = (gw.namespace, gw.name, attachment.state.listener.name)
+                if key not in counted:
+                    counted.add(key)
+                    per = attached.setdefault((gw.namespace, gw.name), {})
+                    per[key[2]] = per.get(key[2], 0) + 1
+    gateways = {
+        state.gateway.metadata.key: _gateway_status(state, attached.get(key, {}), now)
+        for key, state in analysis.gateways.items()
+    }
+    classes = {}
+    for gateway_class in analysis.classes:
+        make = _Conditions(gateway_class.metadata, gateway_class.status.conditions, now)
+        accepted = make.make("Accepted", True, "Accepted", f"Handled by {controller}")
+        classes[gateway_class.metadata.key] = {"conditions": [accepted]}
+    return StatusReport(routes, gateways, classes)

@@ -1,0 +1,231 @@
+"""RouteTables: the compiled, immutable lookup structure the waypoint queries per request.
+
+Gateway parents (north-south) have a table per (Gateway, port): its programmed listeners
+by hostname, each with its own index. Listener isolation (spec, GatewaySpec.listeners):
+a request is matched against the routes of the most specific listener whose hostname
+matches its Host (exact, then the longest wildcard, then a listener without hostname)
+and never falls through to a less specific listener.
+
+Service parents (GAMMA, east-west) have a table per (Service, port): the producer routes,
+and per client namespace its consumer routes, which replace the producer routes for
+clients in that namespace (GEP-1426, "Multiple routes for a Service").
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gatewayapi.actions import (
+    Answer,
+    Forward,
+    Random,
+    Respond,
+    Selection,
+    error_response,
+    execute,
+    not_found,
+)
+from gatewayapi.headers import Headers
+from gatewayapi.hostnames import wildcard_suffixes
+from gatewayapi.match import lazy_query
+from gatewayapi.paths import PathRefused, request_line_problem, split_target
+from gatewayapi.precedence import HostIndex
+from gatewayapi.types import (
+    GatewayParent,
+    NoRoute,
+    NoRouteReason,
+    Parent,
+    Request,
+    ServiceParent,
+    host_of,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerInfo:
+    """A programmed listener: what the server binds and which certificates it serves."""
+
+    gateway: tuple[str, str]
+    name: str
+    port: int
+    protocol: str
+    hostname: str | None
+    certificates: tuple[tuple[str, str], ...] = ()
+    """(namespace, name) of the TLS Secrets, for HTTPS listeners."""
+
+
+class ListenerTable:
+    __slots__ = ("info", "index")
+
+    def __init__(self, info: ListenerInfo, index: HostIndex) -> None:
+        self.info = info
+        self.index = index
+
+
+class GatewayPortTable:
+    """The listeners of one Gateway on one port, by hostname."""
+
+    __slots__ = ("exact", "wild", "any")
+
+    def __init__(self, listeners: list[ListenerTable]) -> None:
+        self.exact: dict[str, ListenerTable] = {}
+        self.wild: dict[str, ListenerTable] = {}
+        self.any: ListenerTable | None = None
+        for table in listeners:
+            hostname = table.info.hostname
+            if hostname is None:
+                self.any = table
+            elif hostname.startswith("*."):
+                self.wild[hostname[2:]] = table
+            else:
+                self.exact[hostname] = table
+
+    def listener_for(self, host: str) -> ListenerTable | None:
+        """The most specific listener whose hostname matches ``host``."""
+        table = self.exact.get(host)
+        if table is not None:
+            return table
+        if self.wild:
+            for suffix in wildcard_suffixes(host):
+                table = self.wild.get(suffix)
+                if table is not None:
+                    return table
+        return self.any
+
+
+class ServicePortTable:
+    __slots__ = ("producer", "consumers")
+
+    def __init__(self, producer: HostIndex | None, consumers: dict[str, HostIndex]) -> None:
+        self.producer = producer
+        self.consumers = consumers
+
+    def index_for(self, client_namespace: str | None) -> HostIndex | None:
+        if client_namespace is not None and self.consumers:
+            consumer = self.consumers.get(client_namespace)
+            if consumer is not None:
+                return consumer
+        return self.producer
+
+
+class RouteTables:
+    """Compiled routes for every parent. Immutable after construction; share freely."""
+
+    __slots__ = ("gateways", "services", "addresses", "listeners")
+
+    def __init__(
+        self,
+        gateways: Mapping[GatewayParent, GatewayPortTable],
+        services: Mapping[ServiceParent, ServicePortTable],
+        addresses: Mapping[tuple[str, int], ServiceParent],
+        listeners: tuple[ListenerInfo, ...],
+    ) -> None:
+        self.gateways = dict(gateways)
+        self.services = dict(services)
+        self.addresses = dict(addresses)
+        self.listeners = listeners
+
+    # --- queries -----------------------------------------------------------------------
+
+    def parent_for_address(self, ip: str, port: int) -> ServiceParent | None:
+        """The Service parent whose ClusterIP and port a redirected connection was for,
+        when that Service has routes; None means pass the connection through."""
+        return self.addresses.get((ip, port))
+
+    def l7_services(self) -> frozenset[ServiceParent]:
+        """Service ports with attached routes: the ones the datapath must redirect."""
+        return frozenset(self.services)
+
+    def l7_client_namespaces(self, parent: ServiceParent) -> frozenset[str] | None:
+        """Whose connections to a Service port need routing: None for every client (it has
+        producer routes), else the namespaces of its consumer routes (GEP-1426: a consumer
+        route is for clients in its own namespace; everyone else keeps plain L4)."""
+        table = self.services.get(parent)
+        if table is None:
+            return frozenset()
+        if table.producer is not None:
+            return None
+        return frozenset(table.consumers)
+
+    def select(
+        self,
+        parent: Parent,
+        host: str,
+        method: str,
+        path: str,
+        query: str,
+        headers: Headers,
+        *,
+        client_namespace: str | None = None,
+    ) -> Selection | NoRoute:
+        """The rule that answers a request, or why none does.
+
+        ``host`` is the Host or :authority value (a port is ignored, as the spec asks);
+        ``path`` the request path (see ``normalize_path``) and ``query`` the raw query
+        string. ``client_namespace`` is the calling pod's namespace, which selects GAMMA
+        consumer routes; it does not matter for Gateway parents.
+        """
+        hostname = host_of(host)
+        if isinstance(parent, GatewayParent):
+            port_table = self.gateways.get(parent)
+            if port_table is None:
+                return NoRoute(NoRouteReason.UNKNOWN_PARENT, f"no listener for {parent}")
+            listener = port_table.listener_for(hostname)
+            if listener is None:
+                return NoRoute(
+                    NoRouteReason.NO_MATCHING_LISTENER, f"no listener hostname matches {hostname}"
+                )
+            entry = listener.index.find(hostname, path, method, headers, lazy_query(query))
+            if entry is None:
+                return NoRoute(NoRouteReason.NO_MATCHING_RULE)
+            return Selection(parent, listener.info.name, parent.port, entry.rule, entry.match_index)
+        service_table = self.services.get(parent)
+        index = service_table.index_for(client_namespace) if service_table is not None else None
+        if index is None:
+            return NoRoute(NoRouteReason.UNKNOWN_PARENT, f"no routes for Service {parent}")
+        entry = index.find(hostname, path, method, headers, lazy_query(query))
+        if entry is None:
+            return NoRoute(NoRouteReason.NO_MATCHING_RULE)
+        return Selection(parent, None, parent.port, entry.rule, entry.match_index)
+
+    def route(
+        self,
+        parent: Parent,
+        request: Request,
+        *,
+        rng: Random = random.random,
+        client_namespace: str | None = None,
+        normalize: bool = True,
+    ) -> Forward | Respond:
+        """Everything the server needs for one request: select a rule, run its filters,
+        choose a backend and mirrors. With ``normalize`` the path is normalized first
+        (``paths.py``: dot segments, slashes, escapes) and forwarded normalized; a target
+        the policy refuses is answered 400 and never matched, and so is a method or
+        authority that cannot be written into an HTTP/1.1 head."""
+        if (problem := request_line_problem(request.method, request.authority)) is not None:
+            response = error_response(400, f"bad request: {problem}")
+            return Respond(response, Answer.INVALID_REQUEST, None, problem)
+        if normalize:
+            try:
+                path, query = split_target(request.target)
+            except PathRefused as exc:
+                response = error_response(400, f"bad request target: {exc}")
+                return Respond(response, Answer.INVALID_PATH, None, str(exc))
+            if path != request.path:
+                request = request.with_path(path)
+        else:
+            path, _, query = request.target.partition("?")
+        selected = self.select(
+            parent,
+            request.authority,
+            request.method,
+            path,
+            query,
+            request.headers,
+            client_namespace=client_namespace,
+        )
+        if isinstance(selected, NoRoute):
+            return not_found(selected)
+        return execute(selected, request, rng)

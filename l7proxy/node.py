@@ -1,0 +1,275 @@
+"""Runs a node's waypoint: the l7proxy server, fed from the cluster state.
+
+The waypoint watches the cluster through the Kubernetes API like the agent does (its own
+ServiceAccount: it also reads Secrets, for TLS), compiles route tables with the route
+engine, resolves Service backends with the datapath's own service plan (one readiness rule
+for L4 and L7), learns each redirected connection's original destination from the pinned
+l7_orig_dst_v1 map, judges NetworkPolicy on the client's identity for the backend each
+request is routed to (agent/datapath/policy_waypoint.py), opens backend connections from
+its own address with the waypoint mark (bpf/lib/redirect.h), and hands every request's
+flow to the node agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lightkube import Client
+
+from agent.datapath.desired import gateway_addresses
+from agent.datapath.origdst import WAYPOINT_MARK, OriginalDestinations
+from agent.datapath.policy_waypoint import ConnectionPolicy, connection_policy
+from agent.datapath.services import plan_services
+from agent.flows.l7intake import FlowForwarder
+from agent.flows.l7record import PolicyNames
+from agent.kube.source import ClusterSource, KubeconfigError, connect
+from agent.metrics.server import parse_address
+from agent.model.cache import ModelCache
+from agent.model.core import EndpointSlice, Service
+from agent.model.gateway import Gateway
+from gatewayapi import GatewayParent, RouteCompiler, RouteTables, RoutingInputs
+from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
+from l7proxy.flows import FlowLossCollector
+from l7proxy.server import WaypointServer
+from l7proxy.timing import SPLIT
+from l7proxy.upstream import Connector, P
+
+log = logging.getLogger("tulle.waypoint")
+METRICS_PORT = 9966  # agent/metrics: the agent serves 9965, its waypoint 9966
+# Loopback of the node's netns: pods route to every other node address (see ARCHITECTURE).
+METRICS_ADDRESS = f"127.0.0.1:{METRICS_PORT}"
+Address = tuple[str, int]
+Certificates = dict[tuple[str, str], tuple[bytes, bytes]]
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+KINDS = (
+    "Pod",
+    "NetworkPolicy",
+    "HTTPRoute",
+    "Gateway",
+    "GatewayClass",
+    "ReferenceGrant",
+    "Namespace",
+    "Secret",
+    "Service",
+    "EndpointSlice",
+)
+
+
+def endpoint_map(
+    services: Sequence[Service], slices: Sequence[EndpointSlice]
+) -> dict[tuple[str, str, int], tuple[Address, ...]]:
+    """(namespace, service, service port) -> ready backends, by the datapath's own rules."""
+    plan = plan_services(services, slices)
+    return {
+        (e.namespace, e.name, key.port): tuple((str(b.ip), b.port) for b in e.backends)
+        for key, e in plan.entries.items()
+    }
+
+
+def gateway_parents(
+    gateways: Sequence[Gateway], services: Sequence[Service]
+) -> dict[Address, GatewayParent]:
+    """(address, listener port) -> the Gateway listener a redirected connection was for.
+    Never a Service's ClusterIP (``gateway_addresses``): that connection is the Service's."""
+    out = {}
+    for gw, address in gateway_addresses(gateways, services)[0]:
+        for listener in gw.spec.listeners:
+            out[(str(address), listener.port)] = GatewayParent(
+                gw.metadata.namespace, gw.metadata.name, listener.port
+            )
+    return out
+
+
+class PolicyGate:
+    """``WaypointConfig.admits``, ``policy_names`` and ``client_namespace``: the current
+    ConnectionPolicy (every pod's policy, identity and namespace), swapped on every change.
+    A (client address, backend) pair is judged and named once, then read from the cache."""
+
+    def __init__(self, policy: ConnectionPolicy) -> None:
+        self.swap(policy)
+
+    def swap(self, policy: ConnectionPolicy) -> None:
+        self.policy = policy
+        self._verdicts: dict[tuple[str, Address], PolicyNames | None] = {}
+
+    def namespace_of(self, ip: str) -> str | None:
+        return self.policy.namespaces.get(ip)
+
+    def names(self, client: Address, backend: Address) -> PolicyNames | None:
+        """The policies that allowed client egress and backend ingress; None: denied."""
+        key = (client[0], backend)  # the client's port never matters
+        try:
+            return self._verdicts[key]
+        except KeyError:
+            if len(self._verdicts) > 65536:
+                self._verdicts.clear()
+            verdict = self._verdicts[key] = self.policy.allowed_by(client, backend)
+            return verdict
+
+    def __call__(self, client: Address, backend: Address) -> bool:
+        return self.names(client, backend) is not None
+
+
+class WaypointConnector(Connector):
+    """Backend connections from the waypoint's own address, marked as the waypoint's: the
+    kernel admits the waypoint identity only with the mark (SO_MARK needs CAP_NET_ADMIN, so
+    another process binding the address gets none), and a remote node sees the waypoint
+    address, whose identity its ingress check trusts (ARCHITECTURE.md)."""
+
+    def __init__(self, source: str, mark: int, *, connect_timeout: float) -> None:
+        super().__init__(connect_timeout=connect_timeout)
+        self.source = source
+        self.mark = mark
+
+    async def open(
+        self, address: Address, factory: Callable[[], P]
+    ) -> tuple[asyncio.BaseTransport, P]:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, self.mark)
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((self.source, 0))
+            sock.setblocking(False)
+            await loop.sock_connect(sock, address)
+        except BaseException:
+            sock.close()
+            raise
+        return await loop.create_connection(factory, sock=sock)
+
+
+class ClusterFeed:
+    """Typed objects from the cluster source, recompiled into routing state on change."""
+
+    def __init__(self, client: Client) -> None:
+        self.source = ClusterSource(client, KINDS)
+        self.changed = self.source.changed
+        self.compiler = RouteCompiler()
+        self.models = ModelCache()
+
+    def snapshot(
+        self,
+    ) -> tuple[
+        RouteTables, StaticEndpoints, dict[Address, GatewayParent], Certificates, ConnectionPolicy
+    ]:
+        with self.source.lock:
+            objs = list(self.source.state.objects.values())
+        typed: dict[str, list[Any]] = {}
+        for res in self.models.decode_all(objs):
+            typed.setdefault(res.kind, []).append(res)
+        services = typed.get("Service", [])
+        tables = self.compiler.compile(
+            RoutingInputs.of(
+                typed.get("HTTPRoute", []),
+                typed.get("Gateway", []),
+                typed.get("GatewayClass", []),
+                services,
+                typed.get("ReferenceGrant", []),
+                typed.get("Namespace", []),
+                typed.get("Secret", []),
+            )
+        )
+        endpoints = StaticEndpoints(endpoint_map(services, typed.get("EndpointSlice", [])))
+        certificates = tls_certificates(typed.get("Secret", []))
+        policy = connection_policy(
+            typed.get("Pod", []), typed.get("Namespace", []), typed.get("NetworkPolicy", [])
+        )
+        gateways = gateway_parents(typed.get("Gateway", []), services)
+        return tables, endpoints, gateways, certificates, policy
+
+
+def switch_split(on: bool) -> None:
+    """The request split on or off at run time, with the agent's kernel tracing (the same
+    signals: SIGUSR1 pauses, SIGUSR2 resumes; bench/trace switches both). Logged only
+    when it changes: the log line is what the bench waits for."""
+    if SPLIT.on != on:
+        SPLIT.on = on
+        log.info("request split %s", "resumed" if on else "paused")
+
+
+async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intake: Path,
+                metrics: Address = ("127.0.0.1", METRICS_PORT),
+                request_split: bool = True) -> None:
+    feed = ClusterFeed(client)
+    feed.source.start()
+    while not feed.source.synced:  # every kind listed: never route from a partial view
+        await asyncio.sleep(0.05)
+    feed.changed.clear()
+    tables, endpoints, gateways, certificates, policy = feed.snapshot()
+    gate = PolicyGate(policy)
+    origins = OriginalDestinations(pin_dir)
+    state: dict[str, Mapping[Address, GatewayParent]] = {"gateways": gateways}
+
+    def original_destination(client: Address) -> Address | GatewayParent | None:
+        found = origins.lookup(*client)
+        if found is None:
+            return None
+        address = (found.address, found.port)
+        return state["gateways"].get(address, address)
+
+    config = WaypointConfig(
+        listeners=[ListenerConfig(listen[0], listen[1])],
+        tables=tables,
+        endpoints=endpoints,
+        node_name=node,
+        original_destination=original_destination,
+        certificates=certificates,
+        admits=gate,
+        policy_names=gate.names,
+        client_namespace=gate.namespace_of,
+        request_split=request_split,
+    )
+    connector = WaypointConnector(
+        listen[0], WAYPOINT_MARK, connect_timeout=config.limits.connect_timeout
+    )
+    forwarder = FlowForwarder(intake)
+    server = WaypointServer(config, flow_sink=forwarder, connector=connector)
+    server.metrics.registry.register(FlowLossCollector(server.flows))
+    await server.start(reuse_port=False)
+    server.metrics.serve(*metrics)
+    log.info("waypoint for %s listening on %s:%d (request split %s)", node, *listen,
+             "on" if request_split else "off")
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    loop.add_signal_handler(signal.SIGUSR1, switch_split, False)
+    loop.add_signal_handler(signal.SIGUSR2, switch_split, True)
+    while not done.is_set():
+        if feed.changed.is_set():
+            feed.changed.clear()
+            tables, endpoints, state["gateways"], certificates, policy = feed.snapshot()
+            gate.swap(policy)
+            server.update(tables, endpoints, certificates)
+        try:
+            await asyncio.wait_for(done.wait(), timeout=0.05)
+        except TimeoutError:
+            pass
+    feed.source.stop(timeout=1.0)
+    await server.close()
+    forwarder.close()
+    origins.close()
+
+
+def run(node: str, kubeconfig: str | None, pin_dir: str, listen: str, intake: str,
+        metrics_address: str = METRICS_ADDRESS, request_split: bool = True) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s waypoint {node} %(levelname)s %(message)s"
+    )
+    host, _, port = listen.rpartition(":")
+    ipaddress.ip_address(host)
+    metrics = parse_address(metrics_address, METRICS_PORT)
+    try:
+        client = connect(kubeconfig)
+    except KubeconfigError as err:
+        raise SystemExit(f"tulle waypoint: {err}") from None
+    asyncio.run(serve(node, client, Path(pin_dir), (host, int(port)), Path(intake), metrics,
+                      request_split))
+    return 0

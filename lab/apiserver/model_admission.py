@@ -1,0 +1,194 @@
+"""What the Kubernetes API server does before storing: validate, default, admit.
+
+Every write from `tulle apply` passes through `admit`: the one converter validates and
+defaults each object, namespaces must exist, and Services get a ClusterIP. A batch is
+all-or-nothing: one invalid object and nothing is stored.
+
+`status` is a subresource: admission drops whatever status a user sends (the store keeps the
+stored one on update and starts without one on create), so only controllers, the kubelet and
+node agents write it, through ``Store.update_status``. Nodes are registered by the lab's
+kubelet (``registrar``, the lab API server's node registrar identity): apply edits their
+labels and annotations, never creates one or moves its pod CIDR (which decides the node's
+waypoint address and node identity). Gateway addresses count as
+allocated ClusterIPs. Objects over the 1.5 MiB limit are refused by name before they are
+converted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from agent.model.convert import ConversionError, from_dict, to_dict
+from agent.model.kinds import resolve_kind
+from lab.ipam import allocate_cluster_ip
+from lab.store import ObjectTooLarge, Store
+from lab.store.objects import MAX_OBJECT_BYTES
+from lab.topology import SERVICE_CIDR
+
+
+class AdmissionError(ValueError):
+    def __init__(self, errors: Sequence[str]):
+        super().__init__("\n".join(errors))
+        self.errors = list(errors)
+
+
+def admit(
+    store: Store, docs: Sequence[tuple[str, dict[str, Any]]], *, registrar: bool = False
+) -> list[dict[str, Any]]:
+    """``registrar``: the writer is the lab's kubelet, which registers Nodes."""
+    errors: list[str] = []
+    admitted: list[dict[str, Any]] = []
+    for source, doc in docs:
+        user_part = {k: v for k, v in doc.items() if k != "status"}
+        try:
+            size_problem = _size_problem(user_part)
+            if size_problem:
+                errors.append(f"{source}: {size_problem}")
+                continue
+            admitted.append(to_dict(from_dict(user_part)))
+        except ConversionError as err:
+            errors.append(f"{source}: {err}")
+    errors += _check_namespaces(store, admitted)
+    errors += _guard_nodes(store, admitted, registrar)
+    if not errors:
+        errors += _assign_cluster_ips(store, admitted)
+    if errors:
+        raise AdmissionError(errors)
+    return admitted
+
+
+_NODE_CIDR_FIELDS = ("podCIDR", "podCIDRs")
+
+
+def _guard_nodes(
+    store: Store, objs: Sequence[dict[str, Any]], registrar: bool = False
+) -> list[str]:
+    """Nodes are registered by the lab, as kubelets register themselves; apply may edit
+    their labels and annotations but not create one nor move its pod CIDR, which decides
+    the node's waypoint address (where its L7 connections go, which address has waypoint
+    identity) and gives its first address node (host or remote-node) identity. An
+    omitted pod CIDR keeps the stored one (Kubernetes: podCIDR may only be set once)."""
+    errors = []
+    for obj in objs:
+        if obj["kind"] != "Node":
+            continue
+        stored = store.get("Node", "", obj["metadata"]["name"])
+        if stored is None and registrar:
+            continue
+        if stored is None:
+            errors.append(
+                f"{describe(obj)}: Nodes are registered by the lab (tulle lab up), not "
+                "created by apply"
+            )
+            continue
+        spec = obj.setdefault("spec", {})
+        owned = stored.get("spec") or {}
+        for field in _NODE_CIDR_FIELDS:
+            if field in spec and spec[field] != owned.get(field):
+                errors.append(
+                    f"{describe(obj)}: spec.{field}: field is immutable (is {owned.get(field)})"
+                )
+            elif field in owned:
+                spec[field] = owned[field]
+    return errors
+
+
+def _size_problem(doc: dict[str, Any]) -> str | None:
+    """Refuse, by name, an object over the store's size limit before converting it."""
+    try:
+        size = len(json.dumps(doc, separators=(",", ":")).encode())
+    except (TypeError, ValueError) as err:
+        return f"{describe(doc)}: not representable as JSON: {err}"
+    if size > MAX_OBJECT_BYTES:
+        return str(ObjectTooLarge(describe(doc), size, MAX_OBJECT_BYTES))
+    return None
+
+
+def describe(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    ns = meta.get("namespace")
+    return f"{obj.get('kind')} {ns + '/' if ns else ''}{meta.get('name')}"
+
+
+def _check_namespaces(store: Store, objs: Sequence[dict[str, Any]]) -> list[str]:
+    known = {o["metadata"]["name"] for o in store.list("Namespace")[0]}
+    known |= {o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"}
+    errors = []
+    for obj in objs:
+        ns = obj["metadata"].get("namespace", "")
+        if resolve_kind(obj["kind"]).namespaced and ns not in known:
+            errors.append(
+                f"{describe(obj)}: metadata.namespace: namespace {ns!r} not found "
+                f"(create it first, or add a Namespace to the same apply)"
+            )
+    return errors
+
+
+def _assign_cluster_ips(store: Store, objs: Sequence[dict[str, Any]]) -> list[str]:
+    if not any(obj["kind"] == "Service" for obj in objs):
+        return []  # every write is admitted here: only Services pay for the scan below
+    # One field per Service, read in SQLite: decoding 10,000 whole Services cost ~90 ms a write.
+    current_ips = {
+        (ns, name): ip
+        for ns, name, ip in store.field_values("Service", "$.spec.clusterIP")
+        if ip not in (None, "")
+    }
+    used = {_fast_ip(ip) for ip in current_ips.values() if ip != "None"}
+    # Gateway addresses come from the same range (the Gateway controller allocates them):
+    # a Service on one would share the VIP with the Gateway's listeners.
+    used |= _gateway_addresses(store)
+    errors = []
+    for obj in objs:
+        if obj["kind"] != "Service":
+            continue
+        spec = obj.setdefault("spec", {})
+        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        current = current_ips.get(key)
+        wanted = spec.get("clusterIP")
+        if wanted == "None":
+            continue
+        if wanted:
+            if current and current != wanted:
+                errors.append(f"{describe(obj)}: spec.clusterIP: field is immutable (is {current})")
+                continue
+            ip = ipaddress.ip_address(wanted)
+            if ip not in SERVICE_CIDR:
+                errors.append(
+                    f"{describe(obj)}: spec.clusterIP: {wanted} is not in the service range "
+                    f"{SERVICE_CIDR}"
+                )
+                continue
+            if ip in used and ip != (ipaddress.ip_address(current) if current else None):
+                errors.append(f"{describe(obj)}: spec.clusterIP: {wanted} is already allocated")
+                continue
+        else:
+            ip = ipaddress.ip_address(current) if current else allocate_cluster_ip(key, used)
+        used.add(ip)
+        spec["clusterIP"] = str(ip)
+        spec["clusterIPs"] = [str(ip)]
+    return errors
+
+
+def _fast_ip(text: str) -> Any:
+    """``ipaddress.ip_address`` for stored addresses; IPv4 through inet_pton, which is ~10
+    times faster (10,000 Services were 70 ms of parsing per Service write)."""
+    try:
+        return ipaddress.IPv4Address(int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big"))
+    except OSError:
+        return ipaddress.ip_address(text)
+
+
+def _gateway_addresses(store: Store) -> set[Any]:
+    found: set[Any] = set()
+    for gateway in store.list("Gateway")[0]:
+        for address in (gateway.get("status") or {}).get("addresses") or []:
+            try:
+                found.add(ipaddress.ip_address(address.get("value", "")))
+            except ValueError:
+                continue  # a hostname address: nothing to collide with
+    return found

@@ -1,0 +1,112 @@
+"""The lab's Gateway API controller: addresses for Tulle's Gateways, and the status of
+every HTTPRoute, Gateway and GatewayClass, computed by the route engine (pure) and written
+through the status subresource only when it changed."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from agent.model.cache import ModelCache
+from agent.model.core import Namespace, Secret, Service
+from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
+from agent.model.httproute import HTTPRoute
+from gatewayapi import CONTROLLER_NAME, RoutingInputs, compute_status
+from l7proxy.tlscerts import certificate_problem
+from lab.ipam import allocate_cluster_ip
+from lab.kubeapi import NotFound, StatusWriter
+
+log = logging.getLogger("tulle.gateways")
+KINDS = ("HTTPRoute", "Gateway", "GatewayClass", "ReferenceGrant", "Namespace", "Secret")
+_WITH_STATUS = ("HTTPRoute", "Gateway", "GatewayClass")
+
+
+def gateway_addresses(
+    gateways: Sequence[Gateway], classes: Sequence[GatewayClass], services: Sequence[Service]
+) -> dict[tuple[str, str], str]:
+    """Addresses for Tulle's Gateways that have none yet (pure). Drawn from the service range,
+    so every lab node already routes them nowhere but through the datapath."""
+    ours = {c.metadata.name for c in classes if c.spec.controller_name == CONTROLLER_NAME}
+    used: set[Any] = {
+        ipaddress.ip_address(s.spec.cluster_ip)
+        for s in services
+        if s.spec.cluster_ip not in (None, "", "None")
+    }
+    used |= {ipaddress.ip_address(a.value) for g in gateways for a in g.status.addresses}
+    fresh = {}
+    for gw in sorted(gateways, key=lambda g: g.metadata.key):
+        if gw.spec.gateway_class_name in ours and not gw.status.addresses:
+            ip = allocate_cluster_ip(("gateway", gw.metadata.namespace, gw.metadata.name), used)
+            used.add(ip)
+            fresh[(gw.metadata.namespace, gw.metadata.name)] = str(ip)
+    return fresh
+
+
+@functools.lru_cache(maxsize=256)
+def _certificate_problem(crt: bytes, key: bytes) -> str | None:
+    """The waypoint's own check (the same TLS library, the same errors); a Secret's content
+    is checked once per content, not per reconcile."""
+    return certificate_problem(crt, key)
+
+
+class GatewayController:
+    def __init__(self, api: StatusWriter) -> None:
+        self.api = api
+        self.models = ModelCache()
+        self.current: dict[tuple[str, str, str], dict[str, Any]] = {}  # this round's statuses
+
+    def reconcile(self, objects: Sequence[dict[str, Any]], services: Sequence[Service]) -> None:
+        """``objects``: the kinds in KINDS as the API serves them (with their status)."""
+        self.current = {
+            (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): (
+                o.get("status") or {}
+            )
+            for o in objects
+            if o.get("kind") in _WITH_STATUS
+        }
+        typed = self.models.decode_all(objects, KINDS)
+        routes = [o for o in typed if isinstance(o, HTTPRoute)]
+        gateways = [o for o in typed if isinstance(o, Gateway)]
+        classes = [o for o in typed if isinstance(o, GatewayClass)]
+        for (ns, name), ip in gateway_addresses(gateways, classes, services).items():
+            self._merge_status(
+                "Gateway", ns, name, {"addresses": [{"type": "IPAddress", "value": ip}]}
+            )
+            log.info("gateway %s/%s: address %s", ns, name, ip)
+        if not routes and not gateways and not classes:
+            return
+        report = compute_status(
+            RoutingInputs.of(
+                routes,
+                gateways,
+                classes,
+                services,
+                [o for o in typed if isinstance(o, ReferenceGrant)],
+                [o for o in typed if isinstance(o, Namespace)],
+                [o for o in typed if isinstance(o, Secret)],
+            ),
+            certificate_check=_certificate_problem,
+        )
+        for kind, statuses in (
+            ("HTTPRoute", report.routes),
+            ("Gateway", report.gateways),
+            ("GatewayClass", report.gateway_classes),
+        ):
+            for key, status in statuses.items():
+                ns, _, name = key.rpartition("/")
+                self._merge_status(kind, ns, name, status)
+
+    def _merge_status(self, kind: str, ns: str, name: str, status: dict[str, Any]) -> None:
+        current = self.current.get((kind, ns, name))
+        if current is None:
+            return
+        merged = {**current, **status}
+        if merged != current:
+            try:
+                self.api.update_status(kind, ns, name, merged)
+            except NotFound:
+                return
+            self.current[(kind, ns, name)] = merged  # a later write this round builds on it

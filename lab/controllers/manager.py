@@ -1,0 +1,344 @@
+"""The lab's control plane process: Deployment, scheduler, EndpointSlice and GC controllers,
+the Gateway API status controller, plus the kubelet for every lab node.
+
+A Kubernetes client like any other: one informer per watched kind (list, then watch) feeds a
+LiveView; whenever the view changes, decode it, compute plans with the pure controllers in
+lab.controllers, and write the differences through the API (create/delete Pods, bind with
+an update at the Pod's resourceVersion, create/update EndpointSlices, status subresources).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from lightkube import ApiError
+
+from agent.kube.backoff import Backoff
+from agent.model.apps import Deployment
+from agent.model.cache import ModelCache
+from agent.model.core import Pod, Service
+from lab.controllers.deployment import orphans, plan_deployment
+from lab.controllers.endpointslice import MANAGED_BY, MANAGED_BY_LABEL, desired_slices
+from lab.controllers.events import Recorder, involved
+from lab.controllers.gateways import KINDS as GATEWAY_KINDS
+from lab.controllers.gateways import GatewayController
+from lab.controllers.scheduler import schedule
+from lab.controlplane import controller_kubeconfig
+from lab.kubeapi import API_BACKOFF, ApiWriter, Conflict, Informers, NotFound, connect
+from lab.kubeapi import retryable as is_transient
+from lab.kubelet import Kubelet
+from lab.lifecycle import load_plan
+from lab.liveview import LiveView
+from lab.seed import register_node
+from lab.state import LabPaths
+from lab.supervisor import SystemProcesses, supervise
+from lab.topology import LabPlan
+
+log = logging.getLogger("tulle.controller")
+FIELD_MANAGER = "tulle-lab-controller"
+WATCHED = ("Deployment", "Pod", "Service", "EndpointSlice", *GATEWAY_KINDS)
+TICK = 0.1
+Ref = tuple[str, str, str]  # (kind, namespace, name)
+_DEPLOYMENTS = "deployment-controller"  # the reporting component of its events
+
+
+@dataclass
+class ClusterView:
+    deployments: list[Deployment] = field(default_factory=list)
+    pods: list[Pod] = field(default_factory=list)
+    services: list[Service] = field(default_factory=list)
+    slices: list[dict[str, Any]] = field(default_factory=list)
+    raw: dict[Ref, dict[str, Any]] = field(default_factory=dict)  # Deployments and Pods as served
+
+
+def decode(objs: list[dict[str, Any]], models: ModelCache) -> ClusterView:
+    view = ClusterView(slices=[o for o in objs if o["kind"] == "EndpointSlice"])
+    for o in objs:
+        if o["kind"] in ("Deployment", "Pod"):
+            view.raw[(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])] = o
+    for res in models.decode_all(objs, ("Deployment", "Pod", "Service")):
+        if isinstance(res, Deployment):
+            view.deployments.append(res)
+        elif isinstance(res, Pod):
+            view.pods.append(res)
+        elif isinstance(res, Service):
+            view.services.append(res)
+    return view
+
+
+def slice_differs(have: dict[str, Any], want: dict[str, Any]) -> bool:
+    """Does the served EndpointSlice lack what the controller wants in it?"""
+    if any(have.get(f) != want[f] for f in ("addressType", "endpoints", "ports")):
+        return True
+    meta, wanted = have["metadata"], want["metadata"]
+    labels = meta.get("labels") or {}
+    return (
+        any(labels.get(k) != v for k, v in wanted["labels"].items())
+        or meta.get("ownerReferences") != wanted["ownerReferences"]
+    )
+
+
+def updated_slice(have: dict[str, Any], want: dict[str, Any]) -> dict[str, Any]:
+    """``want`` at ``have``'s identity and resourceVersion (an update, not a blind write)."""
+    meta = have["metadata"]
+    return {
+        **want,
+        "metadata": {
+            **meta,
+            "labels": {**(meta.get("labels") or {}), **want["metadata"]["labels"]},
+            "ownerReferences": want["metadata"]["ownerReferences"],
+        },
+    }
+
+
+class Controller:
+    def __init__(self, api: ApiWriter, nodes: list[str]):
+        self.api = api
+        self.nodes = nodes
+        self.events = Recorder(api)
+
+    def reconcile(self, view: ClusterView) -> None:
+        self._deployments(view)
+        self._schedule(view)
+        self._endpoint_slices(view)
+
+    def _deployments(self, view: ClusterView) -> None:
+        for deploy in view.deployments:
+            plan = plan_deployment(deploy, view.pods)
+            for new_pod in plan.create:
+                self.api.create(new_pod)
+                name = new_pod["metadata"]["name"]
+                log.info(
+                    "deployment %s/%s: created pod %s",
+                    deploy.metadata.namespace,
+                    deploy.metadata.name,
+                    name,
+                )
+                self.events.record(
+                    involved(deploy), "SuccessfulCreate", f"Created pod: {name}", _DEPLOYMENTS
+                )
+            for victim in plan.delete:
+                if self._delete_pod(victim, f"deployment {deploy.metadata.name} scaled or rolled"):
+                    self.events.record(
+                        involved(deploy),
+                        "SuccessfulDelete",
+                        f"Deleted pod: {victim.metadata.name}",
+                        _DEPLOYMENTS,
+                    )
+            ref = ("Deployment", deploy.metadata.namespace, deploy.metadata.name)
+            self._write_status(ref, view.raw.get(ref), plan.status)
+        for orphan in orphans(view.pods, {d.metadata.uid for d in view.deployments}):
+            self._delete_pod(orphan, "its Deployment was deleted")
+
+    def _delete_pod(self, pod: Pod, why: str) -> bool:
+        if not self.api.delete("Pod", pod.metadata.namespace, pod.metadata.name):
+            return False
+        log.info("deleted pod %s/%s: %s", pod.metadata.namespace, pod.metadata.name, why)
+        return True
+
+    def _schedule(self, view: ClusterView) -> None:
+        bindings, unschedulable = schedule(view.pods, self.nodes)
+        for pod, reason in unschedulable:
+            log.warning(
+                "pod %s/%s unschedulable: %s", pod.metadata.namespace, pod.metadata.name, reason
+            )
+        for pod, node in bindings:
+            raw = view.raw.get(("Pod", pod.metadata.namespace, pod.metadata.name))
+            if raw is None:
+                continue
+            obj = copy.deepcopy(raw)
+            obj["spec"]["nodeName"] = node
+            ns, name = pod.metadata.namespace, pod.metadata.name
+            try:
+                self.api.update(obj)
+            except (Conflict, NotFound):
+                continue  # changed or gone meanwhile: the view has its news, the next round acts
+            log.info("bound pod %s/%s to %s", ns, name, node)
+            message = f"Successfully assigned {ns}/{name} to {node}"
+            self.events.record(involved(pod), "Scheduled", message, "default-scheduler")
+
+    def _endpoint_slices(self, view: ClusterView) -> None:
+        wanted: dict[tuple[str, str], dict[str, Any]] = {}
+        for svc in view.services:
+            for slc in desired_slices(svc, view.pods):
+                wanted[(slc["metadata"]["namespace"], slc["metadata"]["name"])] = slc
+        served = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in view.slices}
+        for key, slc in wanted.items():
+            have = served.get(key)
+            try:
+                if have is None:
+                    self.api.create(slc)
+                elif slice_differs(have, slc):
+                    self.api.update(updated_slice(have, slc))
+            except Conflict:
+                pass  # the view now holds the current slice: the next round updates it
+            except ApiError as err:
+                if err.status.code != 409:
+                    raise
+                self.api.get("EndpointSlice", *key)  # AlreadyExists: the view lacked it
+        for key, existing in served.items():
+            managed = (existing["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL)
+            if managed == MANAGED_BY and key not in wanted:
+                self.api.delete("EndpointSlice", *key)
+
+    def _write_status(
+        self, ref: Ref, current: dict[str, Any] | None, status: dict[str, Any]
+    ) -> None:
+        served = (current or {}).get("status") or {}
+        merged = {**served, **status}
+        if current is None or merged == served:
+            return
+        try:
+            self.api.update_status(*ref, merged)
+        except NotFound:
+            pass
+
+
+class ControlLoop:
+    """One lab controller round at a time. API errors never tear pods down: a round that
+    fails keeps every running pod, logs, backs off (capped, jittered) and tries again. The
+    kubelet hears of pods only once every kind has been listed in full; while the API server
+    is away the view keeps what it last saw, so running pods stay."""
+
+    def __init__(
+        self,
+        view: LiveView,
+        synced: Callable[[], bool],
+        kubelet: Kubelet,
+        controller: Controller,
+        gateways: GatewayController,
+        backoff: Backoff = API_BACKOFF,
+    ) -> None:
+        self.view = view
+        self.synced = synced
+        self.kubelet = kubelet
+        self.controller = controller
+        self.gateways = gateways
+        self.backoff = backoff
+        self.models = ModelCache()
+        self.seen = -1  # the view generation last reconciled in full
+        self.failures = 0
+
+    def step(self) -> float:
+        """Run one round; return the seconds to wait before the next."""
+        errors: list[Exception] = []
+        for part in (self._sync, self.kubelet.tick):
+            try:
+                part()
+            except Exception as part_error:
+                errors.append(part_error)
+        if not errors:
+            self.failures = 0
+            return TICK
+        self.failures += 1
+        delay = max(TICK, self.backoff.delay(self.failures))
+        for err in errors:
+            if is_transient(err):
+                log.warning(
+                    "API error (%s: %s): pods keep running; retrying in %.2fs (failure %d)",
+                    type(err).__name__,
+                    err,
+                    delay,
+                    self.failures,
+                )
+            else:
+                log.error(
+                    "controller round failed; retrying in %.2fs (failure %d)",
+                    delay,
+                    self.failures,
+                    exc_info=err,
+                )
+        return delay
+
+    def _sync(self) -> None:
+        if not self.synced():
+            return  # no full listing yet: nothing to tell the kubelet
+        generation = self.view.generation
+        if generation == self.seen:
+            return
+        objs = self.view.snapshot()
+        view = decode(objs, self.models)
+        failed: Exception | None = None
+        try:
+            self.controller.reconcile(view)
+            self.gateways.reconcile(objs, view.services)
+        except Exception as err:
+            failed = err  # the kubelet still gets this complete view; reconcile is retried
+        self.kubelet.sync(view.pods)
+        if failed is not None:
+            raise failed
+        self.seen = generation
+
+
+def register_nodes(api: ApiWriter, plan: LabPlan, stop: threading.Event) -> None:
+    """Register every lab node's Node, retrying (with back-off) while the API is away."""
+    pending = list(plan.nodes)
+    failures = 0
+    while pending and not stop.is_set():
+        try:
+            register_node(api, pending[0])
+        except Exception as err:
+            failures += 1
+            delay = API_BACKOFF.delay(failures)
+            log.warning(
+                "cannot register node %s (%s); retrying in %.2fs", pending[0].name, err, delay
+            )
+            stop.wait(delay)
+            continue
+        log.info("registered node %s", pending.pop(0).name)
+        failures = 0
+
+
+def run(name: str, kubeconfig: Path | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s controller %(levelname)s %(message)s"
+    )
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # not a line per request
+    paths = LabPaths.for_lab(name)
+    plan = load_plan(paths)
+    if plan is None:
+        log.error("lab %s has no lab.json; is it up?", name)
+        return 1
+    kubeconfig = kubeconfig or controller_kubeconfig(paths)
+    if not kubeconfig.exists():
+        log.error("no kubeconfig at %s; start the lab with `tulle lab up`", kubeconfig)
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    # A thread of its own: a slow or absent API server never delays restarting a waypoint.
+    supervisor = threading.Thread(
+        target=supervise, args=(SystemProcesses(paths), stop), name="supervisor", daemon=True
+    )
+    supervisor.start()
+    view = LiveView(WATCHED)
+    # Watches hold their connections open; writes get a client of their own.
+    informers = Informers(connect(kubeconfig, FIELD_MANAGER), view).start()
+    api = ApiWriter(connect(kubeconfig, FIELD_MANAGER), view)
+    kubelet = Kubelet(plan, paths, api, events=Recorder(api))
+    controller = Controller(api, [n.name for n in plan.nodes])
+    loop = ControlLoop(view, informers.synced, kubelet, controller, GatewayController(api))
+    log.info("controller for lab %s started with nodes %s", name, controller.nodes)
+    try:
+        register_nodes(api, plan, stop)
+        while not stop.is_set():
+            stop.wait(loop.step())
+    finally:
+        stop.set()
+        informers.stop()
+        supervisor.join(timeout=2.0)
+        log.info("stopping: tearing down pods")
+        kubelet.shutdown()
+    return 0

@@ -1,0 +1,152 @@
+"""The lab's control plane at `lab up`: the API server (its loopback port chosen once), the
+cluster's first objects through the API, the controller's kubeconfig, the Nodes its kubelet
+registers."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from lab import procs
+from lab.state import LabPaths
+from lab.topology import API_SERVER_IP, API_SERVER_PORT, LabPlan
+
+Progress = Callable[[str], None]
+APISERVER_START_SECONDS = 20.0
+NODE_REGISTRATION_SECONDS = 20.0
+CONTROLLER_ACCOUNT = "tulle-lab-controller"  # lab/apiserver/lab-rbac.yaml
+
+
+class LabError(RuntimeError):
+    """A lab operation failed; the message says what to do."""
+
+
+def apiserver_dir(paths: LabPaths) -> Path:
+    """The lab API server's CA, certificates, tokens and kubeconfigs."""
+    return paths.root / "apiserver"
+
+
+def controller_kubeconfig(paths: LabPaths) -> Path:
+    """The lab controller's ServiceAccount on the host's loopback address: it runs in the
+    root netns, which has no way into the fabric (and gets none)."""
+    return apiserver_dir(paths) / f"{CONTROLLER_ACCOUNT}.host.kubeconfig"
+
+
+def start_apiserver(
+    paths: LabPaths, plan: LabPlan, progress: Progress, env: dict[str, str]
+) -> None:
+    """The Kubernetes API server: on loopback for the host, and on the fabric bridge (a socket
+    it opens inside the fabric netns) for the nodes. The loopback port is chosen here, once,
+    so a restarted API server (the controller's supervisor) serves the same kubeconfigs."""
+    state = apiserver_dir(paths)
+    kubeconfig = state / "kubeconfig"
+    kubeconfig.unlink(missing_ok=True)
+    progress(
+        f"starting the API server (loopback, and {API_SERVER_IP}:{API_SERVER_PORT} in the fabric)"
+    )
+    proc, _ = procs.spawn(
+        "apiserver",
+        [
+            sys.executable,
+            "-m",
+            "lab.apiserver",
+            "--store",
+            str(paths.store),
+            "--state-dir",
+            str(state),
+            "--lab",
+            plan.name,
+            "--port",
+            str(_free_loopback_port()),
+            "--fabric-netns",
+            plan.fabric_netns,
+            "--fabric-address",
+            f"{API_SERVER_IP}:{API_SERVER_PORT}",
+            "--identities",
+        ],
+        log=paths.logs / "apiserver.log",
+        record_dir=paths.procs,
+        env=env,
+    )
+    deadline = time.monotonic() + APISERVER_START_SECONDS
+    while not kubeconfig.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            log_file = paths.logs / "apiserver.log"
+            tail = (
+                log_file.read_text(errors="replace").splitlines()[-15:] if log_file.exists() else []
+            )
+            raise LabError(
+                "the lab API server did not start. Its log ended with:\n  "
+                + "\n  ".join(tail or ["(empty)"])
+            )
+        time.sleep(0.1)
+
+
+def _free_loopback_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def seed_cluster(paths: LabPaths, plan: LabPlan, progress: Progress) -> None:
+    """The Gateway API CRDs (established before anything uses their kinds), then Namespaces
+    and the GatewayClass, created through the API as the lab's admin."""
+    from lab import gateway_crds
+    from lab.kubeapi import ApiWriter, connect
+    from lab.seed import cluster_objects, install_crds, seed
+
+    with connect(apiserver_dir(paths) / "kubeconfig", "tulle-lab") as client:
+        api = ApiWriter(client)
+        installed = install_crds(api, gateway_crds.manifests())
+        created = seed(api, cluster_objects(plan))
+    progress(f"installed {', '.join(installed) or 'no new'} CRDs through the API")
+    progress(f"seeded {', '.join(created) or 'nothing new'} through the API")
+
+
+def write_controller_kubeconfig(paths: LabPaths) -> Path:
+    """The controller ServiceAccount's kubeconfig (written by the API server for the fabric
+    address) pointed at the loopback listener of the admin kubeconfig."""
+    import yaml
+
+    state = apiserver_dir(paths)
+    config = yaml.safe_load((state / f"{CONTROLLER_ACCOUNT}.kubeconfig").read_text())
+    host = yaml.safe_load((state / "kubeconfig").read_text())
+    server = host["clusters"][0]["cluster"]["server"]
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = server
+    path = controller_kubeconfig(paths)
+    path.touch(mode=0o600)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def wait_nodes_registered(paths: LabPaths, plan: LabPlan, progress: Progress) -> None:
+    """The kubelet (in the controller) registers the Nodes; agents report into them."""
+    from lab.kubeapi import ApiWriter, connect
+
+    deadline = time.monotonic() + NODE_REGISTRATION_SECONDS
+    missing = [n.name for n in plan.nodes]
+    with connect(apiserver_dir(paths) / "kubeconfig", "tulle-lab") as client:
+        api = ApiWriter(client)
+        while missing:
+            missing = [n for n in missing if api.get("Node", "", n) is None]
+            if not missing:
+                break
+            dead = [r for r in procs.load_records(paths.procs) if r.role == "controller"]
+            if time.monotonic() > deadline or any(not procs.is_alive(r) for r in dead):
+                raise LabError(
+                    f"the lab controller did not register nodes {', '.join(missing)}. "
+                    "Its log ended with:\n  " + "\n  ".join(log_tail(paths, "controller"))
+                )
+            time.sleep(0.1)
+    progress(f"nodes registered: {', '.join(n.name for n in plan.nodes)}")
+
+
+def log_tail(paths: LabPaths, role: str, lines: int = 15) -> list[str]:
+    log_file = paths.logs / f"{role}.log"
+    tail = log_file.read_text(errors="replace").splitlines()[-lines:] if log_file.exists() else []
+    return tail or ["(empty)"]

@@ -1,0 +1,380 @@
+"""The lab kubelet: runs Pods bound to the lab's nodes as processes in their own netns.
+
+`sync` is level-triggered on the desired Pods; `tick` restarts exited containers with
+back-off, evaluates readiness and writes Pod status when it changed.
+
+Like a CNI ADD, a pod's sandbox is ready only once the node agent polices its veth: no
+container starts before the datapath's programs are attached to the host-side veth (the
+agent writes the endpoint entry before it attaches), so a pod's first packet is policed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.model.core import Pod
+from lab import ipam, network, procs
+from lab.controllers.events import EventSink
+from lab.kubeapi import NotFound, StatusWriter
+from lab.podspec import container_argv, pod_env, resolv_conf
+from lab.readiness import ports_ready
+from lab.state import LabPaths, read_json
+from lab.topology import LabPlan, NodePlan, host_veth_name
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START = 0.5
+BACKOFF_MAX = 10.0
+BACKOFF_RESET_AFTER = 10.0  # a container that ran this long starts its back-off afresh
+STOP_GRACE = 2.0
+READY_RECHECK = 5.0  # once ready, re-check listening ports this often
+ATTACH_TIMEOUT = 30.0  # past this the pod reports DatapathNotAttached (and keeps waiting)
+ATTACH_POLL = 0.2
+ATTACH_POLL_SLOW = 1.0  # after the timeout
+
+AttachedProbe = Callable[[NodePlan, str], bool]  # (node, host veth) -> datapath attached?
+
+
+def _now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class ContainerRuntime:
+    name: str
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    ports: tuple[tuple[int, str], ...]
+    proc: subprocess.Popen[bytes] | None = None
+    record: procs.ProcRecord | None = None
+    restarts: int = 0
+    started_at: float | None = None
+    started_at_text: str | None = None
+    next_start: float = 0.0
+    backoff: float = BACKOFF_START
+    last_exit: int | None = None
+    finished: bool = False  # exited and will not be restarted (restartPolicy)
+    ready: bool = False
+    ready_checked: float = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class PodRuntime:
+    uid: str
+    namespace: str
+    name: str
+    node: NodePlan
+    netns: str
+    ip: ipaddress.IPv4Address
+    restart_policy: str
+    containers: list[ContainerRuntime]
+    start_time: str = field(default_factory=_now_rfc3339)
+    last_status: dict[str, Any] | None = None
+    host_veth: str = ""
+    attached: bool = False  # the datapath polices the veth: containers may start
+    attach_timed_out: bool = False
+    created_at: float = field(default_factory=time.monotonic)
+    next_attach_check: float = 0.0
+
+
+def _sandbox_waiting(rt: PodRuntime) -> tuple[str, str]:
+    if rt.attach_timed_out:
+        return "DatapathNotAttached", (
+            f"the node agent has not attached its programs to {rt.host_veth} on "
+            f"{rt.node.name} within {ATTACH_TIMEOUT:.0f}s; containers start only once it has "
+            "(check the agent's log and health)"
+        )
+    return "WaitingForDatapath", f"waiting for the node agent to attach to {rt.host_veth}"
+
+
+def pod_status(rt: PodRuntime, ready_by_container: dict[str, bool]) -> dict[str, Any]:
+    """Kubernetes-shaped Pod status from the runtime view (pure)."""
+    statuses = []
+    for c in rt.containers:
+        if not rt.attached:
+            message = _sandbox_waiting(rt)[1]
+            state: dict[str, Any] = {"waiting": {"reason": "ContainerCreating", "message": message}}
+        elif c.running:
+            state = {"running": {"startedAt": c.started_at_text}}
+        elif c.finished:
+            state = {
+                "terminated": {
+                    "exitCode": c.last_exit,
+                    "reason": "Completed" if c.last_exit == 0 else "Error",
+                }
+            }
+        else:
+            reason = "CrashLoopBackOff" if c.restarts else "ContainerCreating"
+            state = {"waiting": {"reason": reason}}
+        statuses.append(
+            {
+                "name": c.name,
+                "ready": ready_by_container.get(c.name, False),
+                "restartCount": c.restarts,
+                "started": c.running,
+                "state": state,
+            }
+        )
+    all_ready = bool(statuses) and all(s["ready"] for s in statuses)
+    if all(c.finished for c in rt.containers):
+        phase = "Succeeded" if all(c.last_exit == 0 for c in rt.containers) else "Failed"
+    else:
+        phase = "Running" if any(c.running for c in rt.containers) else "Pending"
+    ready = "True" if all_ready else "False"
+    sandbox: dict[str, Any] = {"type": "PodReadyToStartContainers", "status": "True"}
+    not_ready: dict[str, Any] = {}
+    if not rt.attached:
+        reason, message = _sandbox_waiting(rt)
+        sandbox = {**sandbox, "status": "False", "reason": reason, "message": message}
+        not_ready = {"reason": reason, "message": message}
+    return {
+        "phase": phase,
+        "podIP": str(rt.ip),
+        "podIPs": [{"ip": str(rt.ip)}],
+        "hostIP": str(rt.node.fabric_ip),
+        "startTime": rt.start_time,
+        "conditions": [
+            {"type": "PodScheduled", "status": "True"},
+            sandbox,
+            {"type": "Initialized", "status": "True"},
+            {"type": "ContainersReady", "status": ready, **not_ready},
+            {"type": "Ready", "status": ready, **not_ready},
+        ],
+        "containerStatuses": statuses,
+    }
+
+
+class Kubelet:
+    def __init__(
+        self,
+        plan: LabPlan,
+        paths: LabPaths,
+        api: StatusWriter,
+        python: str = sys.executable,
+        *,
+        probe: AttachedProbe | None = None,
+        events: EventSink | None = None,
+    ):
+        """`probe`: is the datapath on a pod's veth (default: ask the node over netlink).
+        A lab without Tulle's datapath (lab.json) starts containers at once. `events`:
+        where the kubelet's Events go (a container started, a crashed one backing off),
+        which `kubectl describe pod` and `kubectl events` show as on a cluster."""
+        self.plan = plan
+        self.paths = paths
+        self.api = api
+        self.events = events
+        self.python = python
+        lab = read_json(paths.lab_file) or {}
+        wait = bool(lab.get("datapath", True))
+        self.netlink: network.DatapathProbe | None = None
+        if wait and probe is None:
+            probe = self.netlink = network.DatapathProbe()
+        self.attached = probe if wait else None
+        self.pods: dict[str, PodRuntime] = {}
+        (paths.procs / "pods").mkdir(parents=True, exist_ok=True)
+
+    # -- desired state -------------------------------------------------------------------
+    def sync(self, pods: Sequence[Pod]) -> None:
+        lab_nodes = {n.name for n in self.plan.nodes}
+        wanted = {p.metadata.uid: p for p in pods if p.spec.node_name in lab_nodes}
+        for uid in [u for u in self.pods if u not in wanted]:
+            self._teardown(self.pods.pop(uid))
+        for uid, pod in wanted.items():
+            if uid not in self.pods:
+                try:
+                    self.pods[uid] = self._create(pod)
+                except Exception:
+                    log.exception(
+                        "could not create pod %s/%s", pod.metadata.namespace, pod.metadata.name
+                    )
+
+    def _create(self, pod: Pod) -> PodRuntime:
+        node = self.plan.node(pod.spec.node_name or "")
+        used = {rt.ip for rt in self.pods.values() if rt.node.name == node.name}
+        ip = ipam.allocate(node.pod_cidr, used)
+        ns, name = pod.metadata.namespace, pod.metadata.name
+        netns = self.plan.pod_netns(ns, name)
+        veth = host_veth_name(ns, name)
+        log.info("creating pod %s/%s on %s: netns %s, ip %s", ns, name, node.name, netns, ip)
+        network.remove_netns(netns)  # a leftover from a crashed controller would hold stale state
+        network.add_pod(node, netns, veth, ip)
+        network.write_pod_resolv_conf(netns, resolv_conf(ns))
+        containers = []
+        for c in pod.spec.containers:
+            argv, ports = container_argv(c, self.python)
+            containers.append(ContainerRuntime(c.name, argv, pod_env(pod, ip, node, c), ports))
+        return PodRuntime(
+            pod.metadata.uid,
+            ns,
+            name,
+            node,
+            netns,
+            ip,
+            pod.spec.restart_policy or "Always",
+            containers,
+            host_veth=veth,
+            attached=self.attached is None,
+        )
+
+    def _teardown(self, rt: PodRuntime) -> None:
+        log.info("removing pod %s/%s from %s", rt.namespace, rt.name, rt.node.name)
+        for c in rt.containers:
+            self._stop_container(rt, c)
+        network.remove_netns(rt.netns)
+
+    def shutdown(self) -> None:
+        for rt in list(self.pods.values()):
+            self._teardown(rt)
+        self.pods.clear()
+        if self.netlink is not None:
+            self.netlink.close()
+
+    # -- runtime -----------------------------------------------------------------------
+    def tick(self) -> None:
+        """Supervise every pod; a status write that fails (API away) is retried next tick and
+        never stops the other pods' supervision. The first such error is raised at the end."""
+        now = time.monotonic()
+        failed: Exception | None = None
+        for rt in list(self.pods.values()):
+            if not rt.attached:
+                self._check_attached(rt, now)
+            ready: dict[str, bool] = {}
+            for c in rt.containers:
+                if rt.attached:
+                    self._supervise(rt, c, now)
+                ready[c.name] = self._ready(c, now)
+            status = pod_status(rt, ready)
+            if status != rt.last_status:
+                try:
+                    self._write_status(rt, status)
+                except Exception as err:
+                    failed = failed or err
+        if failed is not None:
+            raise failed
+
+    def _check_attached(self, rt: PodRuntime, now: float) -> None:
+        """Poll the node for the datapath on the pod's veth; never start a pod unpoliced."""
+        if self.attached is None or now < rt.next_attach_check:
+            return
+        try:
+            rt.attached = self.attached(rt.node, rt.host_veth)
+        except Exception as err:  # a netlink hiccup: report and poll again
+            log.warning("cannot check the datapath on %s: %s", rt.host_veth, err)
+        waited = now - rt.created_at
+        if rt.attached:
+            log.info(
+                "pod %s/%s: datapath attached to %s after %.1fs; starting containers",
+                rt.namespace,
+                rt.name,
+                rt.host_veth,
+                waited,
+            )
+            return
+        if waited > ATTACH_TIMEOUT and not rt.attach_timed_out:
+            rt.attach_timed_out = True
+            log.error("pod %s/%s: %s", rt.namespace, rt.name, _sandbox_waiting(rt)[1])
+        rt.next_attach_check = now + (ATTACH_POLL_SLOW if rt.attach_timed_out else ATTACH_POLL)
+
+    def _ready(self, c: ContainerRuntime, now: float) -> bool:
+        """Every tick until ready, then every READY_RECHECK seconds like a probe period:
+        reading /proc/PID/net/tcp costs real CPU when a pod holds many sockets."""
+        if not c.running or c.proc is None:
+            c.ready = False
+            return False
+        if not c.ready or now - c.ready_checked >= READY_RECHECK:
+            c.ready = ports_ready(c.proc.pid, c.ports)
+            c.ready_checked = now
+        return c.ready
+
+    def _supervise(self, rt: PodRuntime, c: ContainerRuntime, now: float) -> None:
+        if c.proc is not None and c.proc.poll() is not None:
+            c.last_exit = c.proc.returncode
+            ran_for = now - (c.started_at or now)
+            log.warning(
+                "container %s/%s:%s exited with %s after %.1fs",
+                rt.namespace,
+                rt.name,
+                c.name,
+                c.last_exit,
+                ran_for,
+            )
+            c.proc = None
+            c.backoff = (
+                BACKOFF_START if ran_for >= BACKOFF_RESET_AFTER else min(c.backoff * 2, BACKOFF_MAX)
+            )
+            c.next_start = now + c.backoff
+            restart = rt.restart_policy == "Always" or (
+                rt.restart_policy == "OnFailure" and c.last_exit != 0
+            )
+            if restart:
+                c.restarts += 1
+                self._event(
+                    rt,
+                    "BackOff",
+                    f"Back-off restarting failed container {c.name} in pod "
+                    f"{rt.name}_{rt.namespace}({rt.uid})",
+                    "Warning",
+                )
+            else:
+                c.finished = True
+        if c.proc is None and not c.finished and now >= c.next_start:
+            self._start_container(rt, c)
+
+    def _start_container(self, rt: PodRuntime, c: ContainerRuntime) -> None:
+        argv = ["ip", "netns", "exec", rt.netns, *c.argv]
+        try:
+            c.proc, c.record = procs.spawn(
+                f"{rt.namespace}_{rt.name}_{c.name}",
+                argv,
+                log=self.paths.pod_log(rt.namespace, rt.name, c.name),
+                record_dir=self.paths.procs / "pods",
+                env=c.env,
+            )
+        except OSError as err:
+            log.error("cannot start %s/%s:%s: %s", rt.namespace, rt.name, c.name, err)
+            c.next_start = time.monotonic() + BACKOFF_MAX
+            return
+        c.started_at = time.monotonic()
+        c.started_at_text = _now_rfc3339()
+        self._event(rt, "Started", f"Started container {c.name}")
+
+    def _event(self, rt: PodRuntime, reason: str, message: str, type_: str = "Normal") -> None:
+        if self.events is None:
+            return
+        about = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "namespace": rt.namespace,
+            "name": rt.name,
+            "uid": rt.uid,
+        }
+        self.events.record(about, reason, message, "kubelet", type_)
+
+    def _stop_container(self, rt: PodRuntime, c: ContainerRuntime) -> None:
+        if c.record is not None:
+            procs.terminate(c.record, timeout=STOP_GRACE)
+        if c.proc is not None:
+            c.proc.wait(timeout=STOP_GRACE)
+        c.proc = None
+        (self.paths.procs / "pods" / f"{rt.namespace}_{rt.name}_{c.name}.json").unlink(
+            missing_ok=True
+        )
+
+    def _write_status(self, rt: PodRuntime, status: dict[str, Any]) -> None:
+        try:
+            self.api.update_status("Pod", rt.namespace, rt.name, status)
+            rt.last_status = status
+        except NotFound:
+            pass  # deleted meanwhile; the next sync tears it down

@@ -1,0 +1,343 @@
+"""`tulle lab up|down|status`: build the lab, start its processes, and tear it all down."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab import network, procs
+from lab.controlplane import (
+    LabError,
+    Progress,
+    apiserver_dir,
+    seed_cluster,
+    start_apiserver,
+    wait_nodes_registered,
+    write_controller_kubeconfig,
+)
+from lab.state import BPF_PIN_ROOT, LabPaths, pin_dir, read_json, write_json_atomic
+from lab.topology import (
+    WAYPOINT_PORT,
+    LabPlan,
+    NodePlan,
+    plan_lab,
+)
+
+HEALTH_STALE_SECONDS = 10.0
+RESTARTS_FILE = "restarts.json"  # in the health dir, written by the controller's supervisor
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab builds network namespaces and needs root: run with sudo")
+
+
+def tulle_argv(*args: str) -> list[str]:
+    """Run our own CLI with the interpreter that is running now (the project venv)."""
+    return [sys.executable, "-m", "agent.cli.main", *args]
+
+
+def node_argv(*args: str) -> list[str]:
+    """A node component (agent, waypoint, DNS) from its lean entry point (agent.cli.node)."""
+    return [sys.executable, "-m", "agent.cli.node", *args]
+
+
+def component_kubeconfig(paths: LabPaths, account: str) -> str:
+    """A node component's kubeconfig: its ServiceAccount's token, the fabric address."""
+    return str(apiserver_dir(paths) / f"{account}.kubeconfig")
+
+
+def kubeconfig_path(name: str) -> Path:
+    """The host's (admin) kubeconfig; ``<component>.kubeconfig`` beside it point at the fabric."""
+    return apiserver_dir(LabPaths.for_lab(name)) / "kubeconfig"
+
+
+def load_plan(paths: LabPaths) -> LabPlan | None:
+    data = read_json(paths.lab_file)
+    if not data:
+        return None
+    return plan_lab(data["name"], int(data["nodes"]))
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessStatus:
+    role: str
+    pid: int
+    alive: bool
+    restarts: int = 0
+    restart_in: float | None = None  # seconds of back-off left before the next restart
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    name: str
+    netns: str
+    pod_cidr: str
+    netns_present: bool
+    agent_healthy: bool
+    agent_detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class LabStatus:
+    name: str
+    nodes: tuple[NodeStatus, ...]
+    processes: tuple[ProcessStatus, ...]
+    store: Path
+
+    @property
+    def healthy(self) -> bool:
+        return all(n.netns_present and n.agent_healthy for n in self.nodes) and all(
+            p.alive for p in self.processes
+        )
+
+
+def _node_health(paths: LabPaths, node: NodePlan) -> tuple[bool, str]:
+    data = read_json(paths.health / f"agent-{node.name}.json")
+    if not data:
+        return False, "no health report yet"
+    age = time.time() - float(data.get("time", 0))
+    if age > HEALTH_STALE_SECONDS:
+        return False, f"last report {age:.0f}s ago"
+    detail = f"revision {data.get('revision')}, {data.get('objects', 0)} objects"
+    tracing = data.get("tracing")
+    if isinstance(tracing, dict):  # kernel connection tracing: which hooks it runs on
+        detail += f", tracing on {len(tracing.get('hooks') or [])} tracepoints"
+        if tracing.get("missing"):
+            detail += f" (missing {', '.join(tracing['missing'])})"
+    return bool(data.get("ready")), detail
+
+
+def _process_status(rec: procs.ProcRecord, restarts: dict[str, Any]) -> ProcessStatus:
+    alive = procs.is_alive(rec)
+    restart_at = restarts.get("restartAt")
+    pending = None if alive or restart_at is None else max(0.0, restart_at - time.time())
+    return ProcessStatus(rec.role, rec.pid, alive, int(restarts.get("restarts", 0)), pending)
+
+
+def status(name: str) -> LabStatus | None:
+    paths = LabPaths.for_lab(name)
+    plan = load_plan(paths)
+    if plan is None:
+        return None
+    present = set(network.lab_namespaces(plan.prefix))
+    nodes = []
+    for node in plan.nodes:
+        healthy, detail = _node_health(paths, node)
+        nodes.append(
+            NodeStatus(
+                node.name, node.netns, str(node.pod_cidr), node.netns in present, healthy, detail
+            )
+        )
+    restarts = read_json(paths.health / RESTARTS_FILE) or {}
+    processes = tuple(
+        _process_status(r, restarts.get(r.role) or {}) for r in procs.load_records(paths.procs)
+    )
+    return LabStatus(name, tuple(nodes), processes, paths.store)
+
+
+def up(name: str, node_count: int, progress: Progress, *, datapath: bool = True) -> LabPlan:
+    """Build the lab. `datapath=False` runs agents without eBPF programs: a comparison lab
+    for benchmarks against other datapaths (e.g. kube-proxy-style iptables)."""
+    require_root()
+    paths = LabPaths.for_lab(name)
+    existing = status(name)
+    if existing is not None:
+        if existing.healthy and len(existing.nodes) == node_count:
+            progress(f"lab {name!r} is already up with {node_count} nodes")
+            return plan_lab(name, node_count)
+        progress(f"lab {name!r} exists but is not healthy or has another size: rebuilding it")
+        down(name, progress)
+
+    plan = plan_lab(name, node_count)
+    paths.make_dirs()
+    write_json_atomic(paths.lab_file, {"name": name, "nodes": node_count, "datapath": datapath})
+    try:
+        progress(f"building the fabric ({plan.fabric_netns})")
+        network.build_fabric(plan)
+        for node in plan.nodes:
+            progress(f"building {node.name}: netns {node.netns}, pod CIDR {node.pod_cidr}")
+            network.build_node(plan, node)
+        _start_processes(paths, plan, progress, datapath=datapath)
+        _wait_healthy(name, progress)
+    except BaseException:
+        progress("lab up failed: removing what was created")
+        down(name, progress)
+        raise
+    return plan
+
+
+def _start_processes(
+    paths: LabPaths, plan: LabPlan, progress: Progress, *, datapath: bool = True
+) -> None:
+    # TULLE_LAB marks every process of this lab (pods inherit it from the controller).
+    env = dict(os.environ, TULLE_LAB=plan.name, TULLE_STATE_DIR=str(paths.root.parent))
+    start_apiserver(paths, plan, progress, env)
+    seed_cluster(paths, plan, progress)
+    progress("starting the lab controller (scheduler, kubelet, EndpointSlices, Gateway status)")
+    procs.spawn(
+        "controller",
+        tulle_argv(
+            "lab",
+            "controller",
+            "--name",
+            plan.name,
+            "--kubeconfig",
+            str(write_controller_kubeconfig(paths)),
+        ),
+        log=paths.logs / "controller.log",
+        record_dir=paths.procs,
+        env=env,
+    )
+    wait_nodes_registered(paths, plan, progress)
+    for node in plan.nodes:
+        progress(f"starting the agent and DNS on {node.name}")
+        procs.spawn(
+            f"agent-{node.name}",
+            procs.netns_argv(
+                node.netns,
+                node_argv(
+                    "agent",
+                    "--node",
+                    node.name,
+                    "--kubeconfig",
+                    component_kubeconfig(paths, "tulle-agent"),
+                    "--health-file",
+                    str(paths.health / f"agent-{node.name}.json"),
+                    "--observer-socket",
+                    str(paths.observer_socket(node.name)),
+                    *(
+                        [
+                            "--pin-dir",
+                            str(pin_dir(plan.name, node.name)),
+                            "--l7-intake",
+                            str(paths.l7_intake_socket(node.name)),
+                            "--waypoint",
+                            f"{node.waypoint_ip}:{WAYPOINT_PORT}",
+                        ]
+                        if datapath
+                        else []
+                    ),
+                ),
+            ),
+            log=paths.logs / f"agent-{node.name}.log",
+            record_dir=paths.procs,
+            env=env,
+        )
+        procs.spawn(
+            f"dns-{node.name}",
+            procs.netns_argv(
+                node.netns,
+                node_argv("dns", "--kubeconfig", component_kubeconfig(paths, "tulle-lab-dns")),
+            ),
+            log=paths.logs / f"dns-{node.name}.log",
+            record_dir=paths.procs,
+            env=env,
+        )
+        if datapath:
+            procs.spawn(
+                f"waypoint-{node.name}",
+                procs.netns_argv(
+                    node.netns,
+                    node_argv(
+                        "waypoint",
+                        "--node",
+                        node.name,
+                        "--kubeconfig",
+                        component_kubeconfig(paths, "tulle-waypoint"),
+                        "--pin-dir",
+                        str(pin_dir(plan.name, node.name)),
+                        "--listen",
+                        f"{node.waypoint_ip}:{WAYPOINT_PORT}",
+                        "--flow-intake",
+                        str(paths.l7_intake_socket(node.name)),
+                    ),
+                ),
+                log=paths.logs / f"waypoint-{node.name}.log",
+                record_dir=paths.procs,
+                env=env,
+            )
+    progress("starting the flow relay")
+    _start_relay(paths, plan, env)
+
+
+def _start_relay(paths: LabPaths, plan: LabPlan, env: dict[str, str]) -> None:
+    procs.spawn(
+        "relay",
+        tulle_argv("lab", "relay", "--name", plan.name),
+        log=paths.logs / "relay.log",
+        record_dir=paths.procs,
+        env=env,
+    )
+
+
+def _wait_healthy(name: str, progress: Progress, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    st = status(name)
+    while time.monotonic() < deadline:
+        st = status(name)
+        if st is not None and st.healthy:
+            progress("all nodes report healthy")
+            return
+        dead = [p for p in (st.processes if st else ()) if not p.alive]
+        if dead:
+            # The state directory goes with the rollback: quote the log instead of pointing at it.
+            log_file = LabPaths.for_lab(name).logs / f"{dead[0].role}.log"
+            tail = (
+                log_file.read_text(errors="replace").splitlines()[-15:] if log_file.exists() else []
+            )
+            raise LabError(
+                f"lab process {dead[0].role} exited during start-up. Its log ended with:\n  "
+                + "\n  ".join(tail or ["(empty)"])
+            )
+        time.sleep(0.2)
+    detail = ", ".join(f"{n.name}: {n.agent_detail}" for n in (st.nodes if st else ()))
+    raise LabError(f"lab did not become healthy within {timeout:.0f}s ({detail})")
+
+
+def down(name: str, progress: Progress) -> list[str]:
+    """Idempotent: stop processes, remove namespaces, pins and state. Returns what was removed."""
+    require_root()
+    paths = LabPaths.for_lab(name)
+    removed: list[str] = []
+    records = procs.load_records(paths.procs) if paths.procs.is_dir() else []
+    # The controller first: it stops its pods' processes on SIGTERM.
+    for rec in sorted(records, key=lambda r: r.role != "controller"):
+        if procs.terminate(rec):
+            removed.append(f"process {rec.role} (pid {rec.pid})")
+    for rec in _pod_records(paths):
+        if procs.terminate(rec, timeout=2.0):
+            removed.append(f"process {rec.role} (pid {rec.pid})")
+    prefix = f"tulle-{name}-"
+    for ns in network.destroy(prefix):
+        removed.append(f"netns {ns}")
+    pins = BPF_PIN_ROOT / name
+    if pins.exists():
+        _remove_tree(pins)
+        removed.append(f"bpf pins {pins}")
+    if paths.root.exists():
+        _remove_tree(paths.root)
+        removed.append(f"state {paths.root}")
+    for item in removed:
+        progress(f"removed {item}")
+    if not removed:
+        progress(f"lab {name!r}: nothing to remove")
+    return removed
+
+
+def _pod_records(paths: LabPaths) -> list[procs.ProcRecord]:
+    pod_dir = paths.procs / "pods"
+    return procs.load_records(pod_dir) if pod_dir.is_dir() else []
+
+
+def _remove_tree(path: Path) -> None:
+    # bpffs pins are removed with unlink/rmdir like files; shutil handles both.
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+    if path.exists():
+        raise LabError(f"could not remove {path}; remove it by hand and retry `tulle lab down`")
