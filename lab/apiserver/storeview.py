@@ -58,8 +58,6 @@ def page(
     after_key = " AND (namespace, name) > (?, ?)"
     where = base + (after_key if after else "")
     sql = f"SELECT namespace, name, body FROM objects WHERE {where} ORDER BY namespace, name"
-    if limit is not None:
-        sql += f" LIMIT {int(limit) + 1}" if match is None else ""
     conn = _conn(store.path)
     conn.execute("BEGIN")
     try:
