@@ -26,11 +26,13 @@ from lightkube.types import PatchType
 from prometheus_client import CollectorRegistry
 
 from agent.datapath.controller import WATCHED_KINDS, DatapathController, ObjectChange
+from agent.datapath.native import malloc_trim
 from agent.files import write_json_atomic
 from agent.flows.enrich import enrich
 from agent.flows.ingest import FlowIngest
 from agent.flows.l7intake import L7Intake
 from agent.flows.store import FlowRing
+from agent.kube import gcpause
 from agent.kube.backoff import Backoff
 from agent.kube.cache import Delta
 from agent.kube.informer import WATCH_BACKOFF
@@ -46,6 +48,8 @@ log = logging.getLogger("tulle.agent")
 AGENT_KINDS = tuple(k for k in WATCHED_KINDS if k != "Secret")
 HEALTH_INTERVAL = 1.0
 SYNC_DEBOUNCE = 0.02  # coalesce bursts of cluster changes into one datapath sync
+STARTUP_GC_PAUSE_MAX = 120.0  # seconds
+TRACE_ORDER = "beside-first-list"  # the tracer compiles on a thread as the informers list
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,8 @@ class Agent:
         self.tracing: Any = None  # agent.tracing.tracer.HookPlan once tracing runs
         self.first_sync_s: float | None = None  # process start -> first full datapath sync
         self.loaded_s: float | None = None  # process start -> eBPF programs loaded
+        self.first_synced = threading.Event()  # set once the datapath was programmed in full
+        self.startup_gc: gcpause.Hold | None = None  # released after the first sync
         # What the datapath has not seen yet (guarded by source.lock): single changes are
         # planned incrementally; a (re)list of any kind makes the next sync a full resync.
         self.pending: list[ObjectChange] = []
@@ -172,6 +178,10 @@ class Agent:
                 self.last_error = None
                 if self.first_sync_s is None and objects is not None:
                     self.first_sync_s = process_age()
+                    if self.startup_gc is not None:  # what the sync built is frozen by now
+                        self.startup_gc.release()
+                    malloc_trim()  # the lists' freed bodies, before the tracer's compile
+                    self.first_synced.set()
                     log.info(
                         "first datapath sync done %.2f s after the process started: %d objects",
                         self.first_sync_s,
@@ -238,6 +248,12 @@ def run(config: AgentConfig) -> int:
     except KubeconfigError as err:
         raise SystemExit(f"tulle agent: {err}") from None
     agent = Agent(node, client)
+    # No cyclic GC from here to the first sync (agent.kube.gcpause.Hold); bounded, should the
+    # first sync never come.
+    agent.startup_gc = gcpause.Hold()
+    timer = threading.Timer(STARTUP_GC_PAUSE_MAX, agent.startup_gc.release)
+    timer.daemon = True
+    timer.start()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stopping (the datapath keeps forwarding)", signum)
@@ -256,6 +272,7 @@ def run(config: AgentConfig) -> int:
             _waypoint(config.waypoint),
             config.ct_endpoint_quota,
         )
+        malloc_trim()  # the compile's freed LLVM memory: not under the first sync's peak
         if registry is not None:
             MapFillCollector(agent.datapath.map_fill, registry)
         agent.loaded_s = process_age()
@@ -268,9 +285,7 @@ def run(config: AgentConfig) -> int:
         _start_thread(agent.datapath.run_events, "events", agent.stop)
         _start_thread(agent.datapath.run_gc, "ct-gc", agent.stop)
         if config.trace:  # kernel connection tracing (issue 12): best effort
-            from agent.tracing.start import start_tracing
-
-            agent.tracing = start_tracing(agent.datapath, ingest, node, agent.stop)
+            _trace_beside_first_list(agent, ingest)
     observer = _start_observer(ring, config)
     intake = None
     if config.l7_intake and agent.datapath is not None:
@@ -305,6 +320,25 @@ def run(config: AgentConfig) -> int:
         metrics_server.close()
     agent.report_node_ready(False, "AgentStopped")
     return 0
+
+
+def _trace_beside_first_list(agent: Agent, ingest: FlowIngest) -> None:
+    """The tracer's BCC compile runs on its own thread while the informers list (TRACE_ORDER):
+    the compile runs in C without the GIL, so it neither waits for the first sync nor delays
+    it by its whole length, and its freed LLVM memory is trimmed away while the heap is
+    still small. (Measured at 10,000 Services: compiling after the first sync stacked its
+    ~50 MB transient on the synced state, peak 373 MB; before the sync it added 1.2 s.)"""
+    from agent.tracing.start import start_tracing_after
+
+    assert agent.datapath is not None
+
+    def started(plan: Any) -> None:
+        agent.tracing = plan
+        malloc_trim()
+
+    now = threading.Event()
+    now.set()
+    start_tracing_after(now, agent.datapath, ingest, agent.node, agent.stop, started)
 
 
 def _waypoint(text: str | None) -> tuple[ipaddress.IPv4Address, int] | None:

@@ -22,7 +22,10 @@ import hashlib
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import filterfalse
-from typing import overload
+from typing import TYPE_CHECKING, overload
+
+if TYPE_CHECKING:
+    from agent.datapath.maglev_native import Fill
 
 MAGLEV_SIZE = 1021
 """Slots per service table.
@@ -58,6 +61,12 @@ def maglev_table(backends: Sequence[str], size: int = MAGLEV_SIZE) -> tuple[int,
     No backends give the empty table. The table depends only on the set of names, not on
     their order in ``backends``.
     """
+    return tuple(maglev_slots(backends, size))
+
+
+def maglev_slots(backends: Sequence[str], size: int = MAGLEV_SIZE) -> array:
+    """``maglev_table`` in 2 bytes a slot; the population loop runs in C where it can
+    (agent.datapath.maglev_native), else in Python: the same table either way."""
     n = len(backends)
     if not _is_prime(size):
         raise ValueError(f"Maglev table size must be prime, got {size}")
@@ -66,13 +75,27 @@ def maglev_table(backends: Sequence[str], size: int = MAGLEV_SIZE) -> tuple[int,
     if len(set(backends)) != n:
         raise ValueError("Maglev backend names must be unique")
     if n == 0:
-        return ()
+        return array("H")
     order = sorted(range(n), key=backends.__getitem__)
     if n == 1:
-        return (order[0],) * size
+        return array("H", order) * size
+    prefs = [_permutation(backends[i], size) for i in order]
+    fill = _native()
+    if fill is not None:
+        return fill(prefs, order, size)
     marks = [-1, *order]  # table mark k + 1 -> caller's index of the k-th name in order
-    table = _fill([_permutation(backends[i], size) for i in order], size)
-    return tuple(map(marks.__getitem__, table))
+    return array("H", map(marks.__getitem__, _fill(prefs, size)))
+
+
+_NATIVE: list[Fill | None] = []  # [] until looked for: the C loop, or None
+
+
+def _native() -> Fill | None:
+    if not _NATIVE:
+        from agent.datapath.maglev_native import native_fill
+
+        _NATIVE.append(native_fill())
+    return _NATIVE[0]
 
 
 class CompactTable(Sequence[int]):
@@ -84,6 +107,13 @@ class CompactTable(Sequence[int]):
 
     def __init__(self, slots: Iterable[int] = ()) -> None:
         self._slots = array("H", slots)
+
+    @classmethod
+    def of(cls, slots: array) -> CompactTable:
+        """Wraps ``slots`` (an array of "H", not copied)."""
+        table = cls.__new__(cls)
+        table._slots = slots
+        return table
 
     def __len__(self) -> int:
         return len(self._slots)

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 libbpf = ctypes.CDLL("libbpf.so.1", use_errno=True)
 
@@ -22,6 +23,11 @@ libbpf.bpf_obj_pin.argtypes = [ctypes.c_int, ctypes.c_char_p]
 libbpf.bpf_obj_pin.restype = ctypes.c_int
 libbpf.bpf_obj_get.argtypes = [ctypes.c_char_p]
 libbpf.bpf_obj_get.restype = ctypes.c_int
+libbpf.bpf_map_update_batch.argtypes = [
+    ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32),
+    ctypes.c_void_p,
+]
+libbpf.bpf_map_update_batch.restype = ctypes.c_int
 
 
 ENOTSUPP = 524  # kernel-internal errno that leaks out of bpf(2); Python's errno lacks it
@@ -67,6 +73,18 @@ def obj_get(path: Path) -> int:
     return check(libbpf.bpf_obj_get(os.fsencode(path)), f"bpf_obj_get({str(path)!r})")
 
 
+def update_batch(fd: int, keys: ctypes.Array[Any], values: ctypes.Array[Any]) -> None:
+    """Write ``keys[i] -> values[i]`` in one bpf(2) call (BPF_MAP_UPDATE_BATCH, flags 0).
+    Raises OSError naming the errno; entries before the failing one may have been written."""
+    count = ctypes.c_uint32(len(keys))
+    check(
+        libbpf.bpf_map_update_batch(
+            fd, ctypes.addressof(keys), ctypes.addressof(values), ctypes.byref(count), None
+        ),
+        f"bpf_map_update_batch(fd={fd}, {len(keys)} entries; {count.value} written)",
+    )
+
+
 @contextlib.contextmanager
 def captured_stderr(fd: int = 2) -> Iterator[list[str]]:
     """Redirect ``fd`` (stderr by default) into a temporary file; on exit the list holds what
@@ -87,3 +105,18 @@ def captured_stderr(fd: int = 2) -> Iterator[list[str]]:
             os.close(saved)
             tmp.seek(0)
             out.append(tmp.read().decode(errors="replace"))
+
+
+def malloc_trim() -> bool:
+    """Hand the C heap's free pages back to the kernel (glibc's malloc_trim(0)). A BCC
+    compile leaves tens of MB of freed LLVM memory in the heap; without this, the agent's
+    first sync stacks its own peak on top of it. False where the libc has no malloc_trim."""
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    trim(0)
+    return True

@@ -37,7 +37,7 @@ from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from socket import AF_INET, inet_pton
 
-from agent.datapath.maglev import CompactTable, maglev_table
+from agent.datapath.maglev import CompactTable, maglev_slots
 from agent.model.core import AddressType, EndpointSlice, Service, ServicePort
 from agent.model.frozen import EMPTY, FrozenMap
 
@@ -279,4 +279,4 @@ def _ipv4(text: str) -> IPv4Address:
 def _table(backends: tuple[Backend, ...], earlier: ServiceEntry | None) -> Sequence[int]:
     if earlier is not None and earlier.backends == backends:
         return earlier.table
-    return CompactTable(maglev_table([str(backend) for backend in backends]))
+    return CompactTable.of(maglev_slots([str(backend) for backend in backends]))

@@ -29,13 +29,18 @@ from lightkube.core import decoders
 from lightkube.core import resource as res
 from lightkube.generic_resource import Generic as GenericDict
 
+from agent.kube import gcpause
 from agent.kube.backoff import Backoff
 from agent.kube.cache import Cache, CacheError, Delta, key_of, revision_of
+from agent.kube.compact import compact
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 ALL_NAMESPACES = "*"
 WATCH_BACKOFF = Backoff(initial=0.1, cap=10.0)
+# Objects per list page, as client-go's reflector asks: a 10,000-EndpointSlice list then never
+# sits in memory as one 20 MB body beside its decoded objects.
+LIST_PAGE = 500
 READ_SLACK = 30.0  # a watch silent this long past its timeoutSeconds is a dead connection
 _decode_json = msgspec.json.decode
 
@@ -70,6 +75,7 @@ class Informer(Generic[R]):
         info = res.api_info(resource)  # type: ignore[arg-type]
         self._as_dict = issubclass(resource, GenericDict)
         self._stamp = {"apiVersion": info.resource.api_version, "kind": info.resource.kind}
+        self._kind = info.resource.kind
 
     def stop(self) -> None:
         """Ends ``run`` now: an open watch stream is closed under it."""
@@ -157,13 +163,19 @@ class Informer(Generic[R]):
         obj = _decode_json(raw)
         if not isinstance(obj, dict):
             raise CacheError(f"not an object: {bytes(raw)[:200]!r}")
+        compact(self._kind, obj)
         obj.update(self._stamp)
         return obj
 
     def _list(self) -> bool:
         """One full list into the cache; False when the server does not serve the kind."""
         generic = self.client._client  # noqa: SLF001 - see the module docstring
-        request = generic.prepare_request("list", self.resource, namespace=self.namespace)  # type: ignore[arg-type]
+        request = generic.prepare_request(
+            "list",
+            self.resource,  # type: ignore[arg-type]
+            namespace=self.namespace,
+            params={"limit": str(LIST_PAGE)},
+        )
         items: list[Any] = []
         while True:
             response = generic.send(generic.build_adapter_request(request))
@@ -174,19 +186,23 @@ class Informer(Generic[R]):
                 self._listed(self.cache.replace([], self.cache.revision))
                 return False
             generic.raise_for_status(response)
-            if self._as_dict:
-                body = _decode_json(response.content)
-                if not isinstance(body, dict) or not isinstance(body.get("items") or [], list):
-                    raise CacheError(f"a list response without a list of items: {body!r:.200}")
-                page = body.get("items") or []
-                for item in page:
-                    if isinstance(item, dict):  # the others are logged and left out below
-                        item.update(self._stamp)
-                meta = body.get("metadata")
-                meta = meta if isinstance(meta, dict) else {}
-                revision, more = meta.get("resourceVersion"), meta.get("continue")
-            else:
-                more, revision, page = decoders.decode_list(response.content, self.resource)
+            with gcpause.paused():  # a page is 1,000s of containers that all stay
+                if self._as_dict:
+                    body = _decode_json(response.content)
+                    if not isinstance(body, dict) or not isinstance(body.get("items") or [], list):
+                        raise CacheError(
+                            f"a list response without a list of items: {body!r:.200}"
+                        )
+                    page = body.get("items") or []
+                    for item in page:
+                        if isinstance(item, dict):  # the others are logged and left out below
+                            compact(self._kind, item)
+                            item.update(self._stamp)
+                    meta = body.get("metadata")
+                    meta = meta if isinstance(meta, dict) else {}
+                    revision, more = meta.get("resourceVersion"), meta.get("continue")
+                else:
+                    more, revision, page = decoders.decode_list(response.content, self.resource)
             items.extend(page)
             if not more:
                 break

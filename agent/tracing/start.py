@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from agent.datapath.controller import DatapathController
 from agent.flows.ingest import FlowIngest
@@ -23,7 +25,11 @@ def local_pod_ips(datapath: DatapathController) -> list[str]:
 
 
 def start_tracing(
-    datapath: DatapathController, ingest: FlowIngest, node: str, stop: threading.Event
+    datapath: DatapathController,
+    ingest: FlowIngest,
+    node: str,
+    stop: threading.Event,
+    switch: TraceSwitch | None = None,
 ) -> HookPlan | None:
     from agent.datapath.features import feature_probe
     from agent.tracing.feed import TraceFeed
@@ -41,10 +47,58 @@ def start_tracing(
     feed = TraceFeed(
         tracer, ingest, lambda: datapath.index, lambda: local_pod_ips(datapath), node
     )
-    # SIGUSR1 pauses tracing (tracepoints detached), SIGUSR2 resumes it: the run-time switch
-    # bench/trace uses; the feed thread applies it within one drain interval.
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGUSR1, lambda _s, _f: setattr(feed, "want_attached", False))
-        signal.signal(signal.SIGUSR2, lambda _s, _f: setattr(feed, "want_attached", True))
+    if switch is None and threading.current_thread() is threading.main_thread():
+        switch = TraceSwitch().install()
+    if switch is not None:
+        switch.attach(feed)
     threading.Thread(target=feed.run, args=(stop,), name="trace", daemon=True).start()
     return plan
+
+
+class TraceSwitch:
+    """SIGUSR1 pauses tracing (tracepoints detached), SIGUSR2 resumes it: the run-time switch
+    bench/trace uses; the feed thread applies it within one drain interval. Installed from
+    the main thread (signal handlers can only be set there), before the feed may exist: a
+    signal before the tracer is loaded is remembered and applied when it is."""
+
+    def __init__(self) -> None:
+        self.want_attached = True
+        self._feed: Any = None
+
+    def install(self) -> TraceSwitch:
+        signal.signal(signal.SIGUSR1, lambda _s, _f: self._set(False))
+        signal.signal(signal.SIGUSR2, lambda _s, _f: self._set(True))
+        return self
+
+    def attach(self, feed: Any) -> None:
+        self._feed = feed
+        feed.want_attached = self.want_attached
+
+    def _set(self, attached: bool) -> None:
+        self.want_attached = attached
+        if self._feed is not None:
+            self._feed.want_attached = attached
+
+
+def start_tracing_after(
+    synced: threading.Event,
+    datapath: DatapathController,
+    ingest: FlowIngest,
+    node: str,
+    stop: threading.Event,
+    started: Callable[[HookPlan | None], None],
+) -> threading.Thread:
+    """Compile and start the tracer on a thread of its own once ``synced`` is set (already
+    set: at once), so that its BCC compile (~1.2 s) does not hold up the caller. Call from
+    the main thread (it installs the pause/resume signal handlers)."""
+    switch = TraceSwitch().install()
+
+    def run() -> None:
+        while not synced.wait(0.5):
+            if stop.is_set():
+                return
+        started(start_tracing(datapath, ingest, node, stop, switch))
+
+    thread = threading.Thread(target=run, name="trace-start", daemon=True)
+    thread.start()
+    return thread

@@ -323,6 +323,10 @@ class Api:
                 events = _as_tables(target, events, include)
             return Response(200, None, stream=events)
         reads.check_list_request(q)
+        if not as_table:
+            spliced = reads.list_bytes(self.store, target, q)
+            if spliced is not None:
+                return Response(200, spliced)
         items, meta = reads.list_objects(self.store, target, q)
         if as_table:
             return Response(200, tables.table(target, items, meta, include))

@@ -14,6 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from lab.apiserver import events_view, storeview
 from lab.apiserver.errors import ApiError, bad_request, expired
 from lab.apiserver.routing import Target
@@ -51,39 +53,80 @@ def _limit(query: Mapping[str, str]) -> int | None:
     return value if value > 0 else None
 
 
+def _start(store: Store, query: Mapping[str, str]) -> tuple[tuple[str, str] | None, int | None]:
+    """Where a page starts and the revision of its list's first page (a continue token)."""
+    token = query.get("continue")
+    if not token:
+        return None, None
+    first_revision, ns, name = decode_continue(token)
+    try:
+        store.events_since(first_revision, kinds=(), limit=1)
+    except Expired:
+        raise expired(
+            "The provided continue parameter is too old to display a consistent list "
+            "result. You can start a new list without the continue parameter."
+        ) from None
+    return (ns, name), first_revision
+
+
+def _meta(found: storeview.Page, first_revision: int | None) -> dict[str, Any]:
+    revision = found.revision if first_revision is None else first_revision
+    meta: dict[str, Any] = {"resourceVersion": str(revision)}
+    if found.more and found.last is not None:
+        meta["continue"] = encode_continue(revision, *found.last)
+        if found.remaining is not None:
+            meta["remainingItemCount"] = found.remaining
+    return meta
+
+
 def list_objects(
     store: Store, target: Target, query: Mapping[str, str]
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(items, list metadata) for a list request."""
     has_selector = bool(query.get("labelSelector") or query.get("fieldSelector"))
     match = selector(target, query) if has_selector else None
-    limit = _limit(query)
-    token = query.get("continue")
-    start: tuple[str, str] | None = None
-    first_revision: int | None = None
-    if token:
-        first_revision, ns, name = decode_continue(token)
-        try:
-            store.events_since(first_revision, kinds=(), limit=1)
-        except Expired:
-            raise expired(
-                "The provided continue parameter is too old to display a consistent list "
-                "result. You can start a new list without the continue parameter."
-            ) from None
-        start = (ns, name)
-    found = storeview.page(store, target.resource.kind, target.namespace, start, match, limit)
-    revision = found.revision if first_revision is None else first_revision
-    meta: dict[str, Any] = {"resourceVersion": str(revision)}
-    if found.more:
-        meta["continue"] = encode_continue(revision, *_position(found.items[-1]))
-        if found.remaining is not None:
-            meta["remainingItemCount"] = found.remaining
-    return found.items, meta
+    start, first_revision = _start(store, query)
+    found = storeview.page(
+        store, target.resource.kind, target.namespace, start, match, _limit(query)
+    )
+    return found.items, _meta(found, first_revision)
 
 
-def _position(obj: Mapping[str, Any]) -> tuple[str, str]:
-    meta = obj["metadata"]
-    return meta.get("namespace") or "", meta["name"]
+class _Head(msgspec.Struct):
+    apiVersion: str = ""  # noqa: N815 - the JSON field's name
+
+
+_read_head = msgspec.json.Decoder(_Head).decode
+
+
+def list_bytes(store: Store, target: Target, query: Mapping[str, str]) -> bytes | None:
+    """The list response's JSON, spliced from the objects' stored texts: no decode and
+    re-encode of every object (a list of 10,000 EndpointSlices cost the server ~0.5 s CPU
+    that way). None when the list needs its objects decoded: a selector, or an events view.
+    An object stored under another version of its kind is decoded and served as asked."""
+    if query.get("labelSelector") or query.get("fieldSelector"):
+        return None
+    if events_view.is_view(target.resource):
+        return None
+    start, first_revision = _start(store, query)
+    found = storeview.page(
+        store, target.resource.kind, target.namespace, start, None, _limit(query), raw=True
+    )
+    assert found.bodies is not None
+    wanted = target.api_version
+    items = [
+        body
+        if _read_head(body).apiVersion == wanted
+        else _dumps(served(target, json.loads(body)))
+        for body in found.bodies
+    ]
+    head = _dumps({"kind": f"{target.resource.kind}List", "apiVersion": wanted,
+                   "metadata": _meta(found, first_revision)})
+    return (head[:-1] + ',"items":[' + ",".join(items) + "]}").encode()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def list_body(target: Target, items: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,8 @@ class Page:
     revision: int
     more: bool
     remaining: int | None  # objects after this page (only counted without a selector)
+    bodies: list[str] | None = None  # raw=True: the stored JSON texts, not decoded
+    last: tuple[str, str] | None = None  # (namespace, name) of the page's last object
 
 
 def _conn(path: Path) -> Any:
@@ -43,34 +45,49 @@ def page(
     after: tuple[str, str] | None,
     match: Callable[[Mapping[str, Any]], bool] | None,
     limit: int | None,
+    *,
+    raw: bool = False,
 ) -> Page:
+    """One page of ``kind``. ``raw`` (only without ``match``): the stored JSON texts in
+    ``bodies``, for a list answered without decoding and re-encoding every object."""
+    if raw and match is not None:
+        raise ValueError("a raw page cannot be filtered")
     base, params = "kind = ?", [kind]
     if namespace is not None:
         base, params = base + " AND namespace = ?", [*params, namespace]
     after_key = " AND (namespace, name) > (?, ?)"
     where = base + (after_key if after else "")
-    sql = f"SELECT body FROM objects WHERE {where} ORDER BY namespace, name"
+    sql = f"SELECT namespace, name, body FROM objects WHERE {where} ORDER BY namespace, name"
     conn = _conn(store.path)
     conn.execute("BEGIN")
     try:
         revision, _ = eventlog.meta(conn)
         items: list[dict[str, Any]] = []
+        bodies: list[str] = []
+        last: tuple[str, str] | None = None
         more = False
-        for (body,) in conn.execute(sql, [*params, *(after or ())]):
-            obj = json.loads(body)
-            if match is not None and not match(obj):
-                continue
-            if limit is not None and len(items) == limit:
-                more = True
-                break
-            items.append(obj)
+        count = 0
+        for ns, name, body in conn.execute(sql, [*params, *(after or ())]):
+            if raw:
+                if limit is not None and count == limit:
+                    more = True
+                    break
+                bodies.append(body)
+            else:
+                obj = json.loads(body)
+                if match is not None and not match(obj):
+                    continue
+                if limit is not None and count == limit:
+                    more = True
+                    break
+                items.append(obj)
+            count += 1
+            last = (ns, name)
         remaining = None
-        if more and match is None:
-            last = items[-1]["metadata"]
+        if more and match is None and last is not None:
             (remaining,) = conn.execute(
-                f"SELECT COUNT(*) FROM objects WHERE {base}{after_key}",
-                [*params, last.get("namespace") or "", last["name"]],
+                f"SELECT COUNT(*) FROM objects WHERE {base}{after_key}", [*params, *last]
             ).fetchone()
     finally:
         conn.execute("COMMIT")
-    return Page(items, revision, more, remaining)
+    return Page(items, revision, more, remaining, bodies if raw else None, last)

@@ -79,6 +79,7 @@ def test_listed_state_then_each_change_alone(
     wait_for(lambda: len(datapath.calls) == 3, "the deletion as a change")
     assert datapath.calls[2] == ("changes", [("Service", "web", True)])
     assert agent.first_sync_s is not None and agent.first_sync_s > 0
+    assert agent.first_synced.is_set()  # what the deferred tracer compile waits for
 
 
 def test_a_failed_round_is_followed_by_a_full_resync(

@@ -1,0 +1,393 @@
+"""An agent's first full sync, stage by stage: wall time, CPU and RSS after each stage.
+
+The bench seeds a lab store in bulk (bench/control/fsseed.py: N Services with one
+EndpointSlice of E endpoints each, written before the API server starts, seconds instead of
+the minutes the API takes), starts the lab API server on loopback (its own process), then:
+
+- ``stages`` (default): a fresh process runs what the agent's first sync runs, one stage at a
+  time, in the daemon's order (agent/daemon.py): imports, eBPF load (BCC compile, maps pinned
+  under a throw-away pin dir), list per kind (HTTP, JSON decode, cache and cluster state
+  apart), model decode, planning (Maglev apart), kernel map writes, the flow enricher's index,
+  and the tracer's compile. It prints a table: seconds, CPU seconds, RSS after the stage,
+  and peak RSS (VmHWM) so far. ``--no-bpf`` stubs the kernel (no root needed).
+- ``daemon``: runs the real agent (``python -m agent.cli.node agent``) against it and reads
+  its health file's ``first_sync_s`` (process start to first datapath sync) and VmHWM, as
+  ``make bench-control`` does for a restarted agent.
+
+    sudo .venv/bin/python -m bench.control.firstsync [--services 10000] [--endpoints 10]
+        [--mode stages|daemon|both] [--no-bpf] [--no-trace] [--profile DIR]
+
+``--profile DIR`` records each run with py-spy (flamegraph SVG per mode) as well.
+Root: the eBPF stages pin maps under /sys/fs/bpf/tulle/fsbench-PID/ and remove them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+NODE = "node1"
+SYNC_TARGET_S, SYNC_TARGET_MB = 2.0, 300.0
+
+
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Stages:
+    """Times named stages; ``extra`` time measured inside a stage is reported beside it."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.origin = time.monotonic()
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[dict[str, Any]]:
+        row: dict[str, Any] = {"stage": name}
+        wall, cpu = time.monotonic(), _cpu()
+        yield row
+        row["s"] = round(time.monotonic() - wall, 3)
+        row["cpu_s"] = round(_cpu() - cpu, 3)
+        row["rss_mb"] = round(_status_mb("VmRSS"), 1)
+        row["anon_mb"] = round(_status_mb("RssAnon"), 1)  # the rest: file-backed (libbcc)
+        row["hwm_mb"] = round(_status_mb("VmHWM"), 1)
+        self.rows.append(row)
+        print(f"  {name:<34} {row['s']:>7.3f} s  cpu {row['cpu_s']:>7.3f} s  "
+              f"rss {row['rss_mb']:>6.1f} MB (anon {row['anon_mb']:>6.1f})  "
+              f"peak {row['hwm_mb']:>6.1f} MB",
+              file=sys.stderr, flush=True)
+
+
+class Timer:
+    """Accumulated time of calls to one wrapped function."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.calls = 0
+
+    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.total += time.perf_counter() - started
+                self.calls += 1
+        return timed
+
+
+# -- the stages (run in a fresh process) --------------------------------------------------
+
+
+def run_stages(kubeconfig: str, pin_dir: str | None, trace: bool) -> dict[str, Any]:
+    stages = Stages()
+    with stages.stage("python start"):
+        pass
+    with stages.stage("imports"):
+        import agent.daemon as daemon
+        from agent.datapath import controller as ctl
+        from agent.datapath import services as svcs
+        from agent.flows.ingest import FlowIngest
+        from agent.flows.store import FlowRing
+        from agent.kube import informer as inf
+        from agent.kube.source import connect
+    with stages.stage("eBPF load (BCC compile, pin maps)") as row:
+        ingest = FlowIngest(FlowRing(65_535), ())
+        if pin_dir is None:
+            from bench.control.replan import NoMaps, stub_map_writes
+
+            stub = stub_map_writes([])
+            stub.start()
+            datapath = ctl.DatapathController(NODE, NoMaps(), ingest)  # type: ignore[arg-type]
+            row["note"] = "stubbed (--no-bpf)"
+        else:
+            from agent.datapath.programs import load_datapath
+
+            datapath = ctl.DatapathController(NODE, load_datapath(Path(pin_dir)), ingest)
+            if stage_trim(daemon):
+                from agent.datapath.native import malloc_trim
+
+                malloc_trim()
+                row["note"] = "then malloc_trim"
+    stages_order = os.environ.get("FSBENCH_TRACE_ORDER") or daemon_stage_order(daemon)
+    if trace and stages_order == "trace-first":
+        tracer_stage(stages, datapath, ingest, pin_dir)
+        if stage_trim(daemon):
+            from agent.datapath.native import malloc_trim
+
+            malloc_trim()
+    client = connect(kubeconfig)
+    agent = daemon.Agent(NODE, client)
+    send_timer, decode_timer = Timer(), Timer()
+    inf._decode_json = decode_timer.wrap(inf._decode_json)  # type: ignore[attr-defined]
+    hold = None
+    if getattr(daemon.Agent(NODE, client), "startup_gc", False) is not False:
+        from agent.kube.gcpause import Hold
+
+        hold = Hold()  # as the daemon's run() holds one from its start to its first sync
+    for informer, kind in zip(agent.source.informers, agent.source.state.kinds, strict=True):
+        generic = client._client  # noqa: SLF001 - what the informer sends through
+        generic.send = send_timer.wrap(generic.__class__.send.__get__(generic))  # type: ignore[method-assign]
+        before_send, before_decode = send_timer.total, decode_timer.total
+        with stages.stage(f"list {kind}") as row:
+            informer._list()  # noqa: SLF001 - one full list, as the informer's run() starts
+            row["http_s"] = round(send_timer.total - before_send, 3)
+            row["json_s"] = round(decode_timer.total - before_decode, 3)
+            row["objects"] = len(informer.cache.objects)
+    objects = list(agent.source.state.objects.values())
+    maglev = Timer()
+    svcs.maglev_slots = maglev.wrap(svcs.maglev_slots)  # type: ignore[attr-defined]
+    import gc
+
+    with ctl._no_gc():  # noqa: SLF001 - as resync runs it
+        with stages.stage("decode models") as row:
+            resources = datapath.models.decode_all(objects, ctl.WATCHED_KINDS)
+            row["objects"] = len(resources)
+        with stages.stage("plan (services, endpoints, policy)") as row:
+            datapath.planner.reset(resources)
+            desired = datapath.planner.desired()
+            row["maglev_s"] = round(maglev.total, 3)
+            row["maglev_tables"] = maglev.calls
+        with stages.stage("kernel map writes" if pin_dir else "map writes (stubbed)"):
+            datapath.applier.apply(desired)
+        with stages.stage("flow enricher index"):
+            datapath.index = ctl.endpoint_index(datapath.planner.view(), desired, NODE)
+            datapath.planner.index_stale = False
+    with stages.stage("gc.freeze, collector back on"):
+        gc.freeze()
+        if hold is not None:
+            hold.release()
+    first_sync = sum(r["s"] for r in stages.rows if r["stage"] != "python start")
+    if trace and stages_order != "trace-first":
+        tracer_stage(stages, datapath, ingest, pin_dir)
+    return {"rows": stages.rows, "order": stages_order,
+            "services": len(datapath.applier.applied.slots), "first_sync_s": round(first_sync, 3),
+            "peak_rss_mb": round(_status_mb("VmHWM"), 1)}
+
+
+def stage_trim(daemon: Any) -> bool:
+    """Whether the daemon trims the C heap after the BCC compile."""
+    return "malloc_trim" in Path(daemon.__file__).read_text()
+
+
+def daemon_stage_order(daemon: Any) -> str:
+    """Whether the daemon compiles the tracer before its first sync (the old order)."""
+    return str(getattr(daemon, "TRACE_ORDER", "trace-first"))
+
+
+def tracer_stage(stages: Stages, datapath: Any, ingest: Any, pin_dir: str | None) -> None:
+    with stages.stage("tracer compile (BCC)") as row:
+        if pin_dir is None:
+            row["note"] = "skipped (--no-bpf)"
+            return
+        from agent.datapath.features import feature_probe
+        from agent.tracing.tracer import Tracer, plan_hooks
+
+        tracer = Tracer.load(plan_hooks(feature_probe()))
+        row["hooks"] = len(tracer.plan.hooks)
+        tracer.bpf.cleanup()
+
+
+# -- the driver --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def api_server(workdir: Path, services: int, endpoints: int) -> Iterator[Path]:
+    from bench.control import fsseed
+    from lab.apiserver.__main__ import bootstrap
+    from lab.store import Store
+
+    started = time.monotonic()
+    store_path = workdir / "store.db"
+    with Store(store_path, history=1000) as store:
+        bootstrap(store)
+        fsseed.seed(store, services, endpoints, progress)
+    progress(f"store seeded in {time.monotonic() - started:.1f} s (bulk, before the API server)")
+    state = workdir / "state"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lab.apiserver", "--store", str(store_path),
+         "--state-dir", str(state), "--port", str(free_port()), "--lab", "fsbench"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("KUBECONFIG="):
+                break
+        else:
+            raise SystemExit("the lab API server exited before serving")
+        yield state / "kubeconfig"
+    finally:
+        proc.terminate()  # our own child
+        proc.wait(10)
+
+
+def progress(message: str) -> None:
+    print(f"• {message}", file=sys.stderr, flush=True)
+
+
+def _spy(profile: Path | None, name: str) -> list[str]:
+    spy = Path(sys.executable).parent / "py-spy"
+    if profile is None:
+        return []
+    profile.mkdir(parents=True, exist_ok=True)
+    return [str(spy), "record", "--nonblocking", "-r", "200",
+            "--format", "raw", "-o", str(profile / f"{name}.txt"), "--"]
+
+
+def stages_mode(kubeconfig: Path, bpf: bool, trace: bool,
+                profile: Path | None) -> dict[str, Any]:
+    pin_dir = Path(f"/sys/fs/bpf/tulle/fsbench-{os.getpid()}/{NODE}") if bpf else None
+    out = kubeconfig.parent / "stages.json"
+    argv = [*_spy(profile, "stages"), sys.executable, "-m", "bench.control.firstsync",
+            "--child", str(kubeconfig), "--child-out", str(out),
+            *(["--pin-dir", str(pin_dir)] if pin_dir else []),
+            *([] if trace else ["--no-trace"])]
+    try:
+        subprocess.run(argv, check=True, timeout=600)
+    finally:
+        if pin_dir is not None:
+            shutil.rmtree(pin_dir.parent, ignore_errors=True)  # bpffs: unlink the pins
+    return dict(json.loads(out.read_text()))
+
+
+def daemon_mode(kubeconfig: Path, trace: bool, profile: Path | None) -> dict[str, Any]:
+    work = kubeconfig.parent
+    pin_dir = Path(f"/sys/fs/bpf/tulle/fsbench-{os.getpid()}/{NODE}")
+    health = work / "health.json"
+    argv = [*_spy(profile, "daemon"), sys.executable, "-m", "agent.cli.node", "agent",
+            "--node", NODE, "--kubeconfig", str(kubeconfig), "--health-file", str(health),
+            "--pin-dir", str(pin_dir), "--observer-port", str(free_port()),
+            "--metrics-address", "", *([] if trace else ["--no-trace"])]
+    log = (work / "agent.log").open("w")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        datapath: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                datapath = json.loads(health.read_text()).get("datapath") or {}
+            except (OSError, ValueError):
+                datapath = {}
+            if datapath.get("first_sync_s") is not None:
+                break
+            if proc.poll() is not None:
+                raise SystemExit(f"the agent exited ({proc.returncode}); see {work}/agent.log")
+            time.sleep(0.1)
+        else:
+            raise SystemExit("the agent did not finish its first sync within 300 s")
+        time.sleep(3.0 if trace else 0.5)  # let a deferred tracer compile show in VmHWM
+        pid = proc.pid if profile is None else _agent_pid(proc.pid)
+        status = Path(f"/proc/{pid}/status").read_text()
+        hwm = next(int(line.split()[1]) for line in status.splitlines()
+                   if line.startswith("VmHWM:"))
+        return {"first_sync_s": datapath["first_sync_s"], "loaded_s": datapath.get("loaded_s"),
+                "services": datapath.get("services"), "peak_rss_mb": round(hwm / 1024, 1)}
+    finally:
+        proc.terminate()  # our own child (py-spy passes the signal on)
+        proc.wait(30)
+        log.close()
+        shutil.rmtree(pin_dir.parent, ignore_errors=True)
+
+
+def _agent_pid(spy_pid: int) -> int:
+    """Under py-spy, the agent is py-spy's child."""
+    children = Path(f"/proc/{spy_pid}/task/{spy_pid}/children").read_text().split()
+    return int(children[0]) if children else spy_pid
+
+
+def report(result: dict[str, Any]) -> str:
+    lines = []
+    stages = result.get("stages")
+    if stages:
+        lines += [f"Stages (one process, daemon order: {stages['order']}):", "",
+                  "| stage | s | CPU s | RSS after (MB) | of it anon (MB) | peak RSS (MB) "
+                  "| detail |", "|---|---|---|---|---|---|---|"]
+        for row in stages["rows"]:
+            detail = ", ".join(f"{k} {v}" for k, v in row.items()
+                               if k not in ("stage", "s", "cpu_s", "rss_mb", "anon_mb", "hwm_mb"))
+            lines.append(f"| {row['stage']} | {row['s']} | {row['cpu_s']} | {row['rss_mb']} "
+                         f"| {row['anon_mb']} | {row['hwm_mb']} | {detail} |")
+        lines.append(f"\nfirst sync (sum of stages after python start, tracer excluded when "
+                     f"deferred): {stages['first_sync_s']} s; peak RSS {stages['peak_rss_mb']} MB")
+    daemon = result.get("daemon")
+    if daemon:
+        lines.append(f"\nReal agent (`python -m agent.cli.node agent`): first sync "
+                     f"{daemon['first_sync_s']} s from process start ({daemon['loaded_s']} s to "
+                     f"eBPF loaded), peak RSS {daemon['peak_rss_mb']} MB, "
+                     f"{daemon['services']} services in the maps.")
+    lines.append(f"\nTargets: ≤ {SYNC_TARGET_S:.0f} s and ≤ {SYNC_TARGET_MB:.0f} MB.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--services", type=int, default=10_000)
+    parser.add_argument("--endpoints", type=int, default=10, help="endpoints per Service")
+    parser.add_argument("--mode", choices=("stages", "daemon", "both"), default="stages")
+    parser.add_argument("--no-bpf", action="store_true", help="stub the kernel (stages only)")
+    parser.add_argument("--no-trace", action="store_true", help="leave the tracer out")
+    parser.add_argument("--profile", type=Path, help="py-spy flamegraphs into this directory")
+    parser.add_argument("--out", type=Path, help="write the result as JSON here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", help=argparse.SUPPRESS)
+    parser.add_argument("--pin-dir", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    trace = not args.no_trace
+    if args.child and os.environ.get("FSBENCH_TRACEMALLOC"):  # where the memory stays
+        import tracemalloc
+
+        tracemalloc.start()
+        run_stages(args.child, args.pin_dir, trace)
+        top = tracemalloc.take_snapshot().statistics("lineno")[:25]
+        print("\n".join(str(stat) for stat in top), file=sys.stderr)
+        return 1
+    if args.child:
+        Path(args.child_out).write_text(json.dumps(run_stages(args.child, args.pin_dir, trace)))
+        return 0
+    bpf = not args.no_bpf
+    if (bpf or args.mode != "stages") and os.geteuid() != 0:
+        raise SystemExit("the eBPF stages and the daemon mode load BPF: run as root, "
+                         "or pass --no-bpf --mode stages")
+    result: dict[str, Any] = {"services": args.services,
+                              "endpoints": args.services * args.endpoints}
+    with tempfile.TemporaryDirectory(prefix="fsbench-") as tmp:
+        with api_server(Path(tmp), args.services, args.endpoints) as kubeconfig:
+            if args.mode in ("stages", "both"):
+                result["stages"] = stages_mode(kubeconfig, bpf, trace, args.profile)
+            if args.mode in ("daemon", "both"):
+                result["daemon"] = daemon_mode(kubeconfig, trace, args.profile)
+    text = report(result)
+    print(text)
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
