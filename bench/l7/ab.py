@@ -11,10 +11,11 @@ measured against itself with a feature off and on: ``python -m bench.l7.ab T T
 
 ``--callgrind SECONDS``: instead of CPU time, the waypoint's user-space instructions per
 request, counted by valgrind's callgrind (one run per side: warmed up, counters zeroed,
-SECONDS of wrk, dumped). Slow (~300 req/s) but deterministic to ~0.1%, so it resolves
-costs of 1% that CPU time on a shared machine does not; the dumps stay in the work
-directory for ``callgrind_annotate``. Not the kernel's share (syscalls are counted by
-``bench.l7``'s strace mode)."""
+SECONDS of wrk, dumped; requests by the waypoint's own count). Slow (~300 req/s) but
+repeatable to ~0.1% run to run whatever else the machine runs, so it resolves costs of 1%
+that CPU time on a shared machine does not; the dumps stay in the work directory for
+``callgrind_annotate``. User space only: the kernel's share is not counted (count a
+change's syscalls with ``strace -c -f -p``)."""
 
 from __future__ import annotations
 
