@@ -39,7 +39,9 @@ _INFO_LEN = _MIN_RTT + _U32.size
 
 Marks = tuple[int, ...]
 """(client_rtt_us, sent, connect, connect_late, first, head_out, last, upstream_rtt_us
-[, body_end[, stalled]])"""
+[, body_end[, stalled]]), or the common request's (client_rtt_us, sent, first, head_out,
+upstream_rtt_us): no connect, ``last`` = ``first``, no optional mark
+(``agent.flows.reqsplit.COMPACT``)"""
 
 
 class Switch:

@@ -39,13 +39,25 @@ FIELDS = ("total_ns", "client_network_ns", "proxy_ns", "upstream_connect_ns",
 PARTS = FIELDS[1:]
 MARKS = 8  # (client_rtt_us, sent, connect, connect_late, first, head_out, last, upstream_rtt_us)
 MAX_MARKS = 10  # ... [, body_end[, stalled]]: sent only when not 0
+# The common request's marks (a pooled connection, the response's end read with its head,
+# no wait on the client): connect = connect_late = 0 and last = first, so 5 integers
+# (client_rtt_us, sent, first, head_out, upstream_rtt_us); the waypoint sends this form
+# whenever that holds (3 integers fewer to build, encode and parse per request).
+COMPACT = 5
 
 
 def split(span_ns: int, marks: Sequence[int]) -> RequestSplit:
-    """The parts of one request from its span and marks (``l7proxy.timing``)."""
-    client_rtt_us, sent, connect, late, first, head_out, last, upstream_rtt_us = marks[:MARKS]
-    body_end = marks[8] if len(marks) > 8 else 0
-    stalled = marks[9] if len(marks) > 9 else 0
+    """The parts of one request from its span and marks (``l7proxy.timing``), in either
+    form: ``COMPACT`` or ``MARKS`` to ``MAX_MARKS``."""
+    if len(marks) == COMPACT:
+        client_rtt_us, sent, first, head_out, upstream_rtt_us = marks
+        connect = late = body_end = stalled = 0
+        last = first
+    else:
+        client_rtt_us, sent, connect, late, first, head_out, last, upstream_rtt_us = (
+            marks[:MARKS])
+        body_end = marks[8] if len(marks) > 8 else 0
+        stalled = marks[9] if len(marks) > 9 else 0
     span = max(0, span_ns)
     client = max(0, client_rtt_us) * 1000
     connect = min(max(0, connect), span)
@@ -92,8 +104,9 @@ def check_marks(value: Any) -> tuple[int, ...] | None:
     """A record's marks as sent (null: none), checked (ValueError says what is wrong)."""
     if value is None:
         return None
-    if (not isinstance(value, list | tuple) or not MARKS <= len(value) <= MAX_MARKS
+    if (not isinstance(value, list | tuple)
+            or not (MARKS <= len(value) <= MAX_MARKS or len(value) == COMPACT)
             or any(type(v) is not int for v in value)):
-        raise ValueError(f"timing marks must be an array of {MARKS} to {MAX_MARKS} integers, "
-                         f"got {value!r}")
+        raise ValueError(f"timing marks must be an array of {COMPACT} or {MARKS} to "
+                         f"{MAX_MARKS} integers, got {value!r}")
     return tuple(value)

@@ -7,7 +7,15 @@ runs on the load core. Not a side-by-side with a peer: a before/after of one cha
 
 ``--before-args``/``--after-args`` add waypoint flags to one side, so one tree can be
 measured against itself with a feature off and on: ``python -m bench.l7.ab T T
---before-args="--request-split off"`` is what the request split costs."""
+--before-args="--request-split off"`` is what the request split costs.
+
+``--callgrind SECONDS``: instead of CPU time, the waypoint's user-space instructions per
+request, counted by valgrind's callgrind (one run per side: warmed up, counters zeroed,
+SECONDS of wrk, dumped; requests by the waypoint's own count). Slow (~300 req/s) but
+repeatable to ~0.1% run to run whatever else the machine runs, so it resolves costs of 1%
+that CPU time on a shared machine does not; the dumps stay in the work directory for
+``callgrind_annotate``. User space only: the kernel's share is not counted (count a
+change's syscalls with ``strace -c -f -p``)."""
 
 from __future__ import annotations
 
@@ -16,8 +24,10 @@ import json
 import os
 import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from bench.l7 import peers, table
@@ -25,12 +35,12 @@ from bench.l7.peers import HOST, Proc
 from bench.l7.wrk import parse_wrk, wrk_argv
 
 
-def _waypoint(tree: Path, work: Path, config: str, tag: str, sock: Path, extra: list[str]
-              ) -> tuple[Proc, tuple[str, int]]:
+def _waypoint(tree: Path, work: Path, config: str, tag: str, sock: Path, extra: list[str],
+              tool: tuple[str, ...] = ()) -> tuple[Proc, tuple[str, int], int]:
     port, metrics = peers.free_port(), peers.free_port()
     path = work / f"tulle-{tag}.yaml"
     path.write_text(config.replace("LISTEN", f"{HOST}:{port}"))
-    argv = [*peers.pinned(1), sys.executable, "-m", "l7proxy", "--config", str(path),
+    argv = [*peers.pinned(1), *tool, sys.executable, "-m", "l7proxy", "--config", str(path),
             "--listen", f"{HOST}:{port}", "--workers", "1", "--metrics", f"{HOST}:{metrics}",
             "--flows", f"unix:{sock}", *extra]
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
@@ -40,7 +50,58 @@ def _waypoint(tree: Path, work: Path, config: str, tag: str, sock: Path, extra: 
         proc = Proc("tulle", argv, work / f"tulle-{tag}.log", env=env)
     finally:
         os.chdir(here)
-    return proc, (HOST, port)
+    return proc, (HOST, port), metrics
+
+
+def _callgrind_totals(path: Path) -> int:
+    """The ``totals:`` (or ``summary:``) line of a callgrind dump: instructions."""
+    for line in path.read_text().splitlines():
+        if line.startswith(("totals:", "summary:")):
+            return int(line.split()[1])
+    raise ValueError(f"{path}: no totals line")
+
+
+def _instructions(name: str, tree: Path, work: Path, config: str, sock: Path,
+                  extra: list[str], url_path: str, headers: tuple[tuple[str, str], ...],
+                  connections: int, seconds: int) -> dict[str, float]:
+    """One side under callgrind: instructions per request over ``seconds`` of wrk."""
+    out = work / f"callgrind-{name}.out"
+    tool = (peers.find_tool("valgrind"), "--tool=callgrind", f"--callgrind-out-file={out}")
+    proc, address, metrics = _waypoint(tree, work, config, f"{name}-callgrind", sock, extra,
+                                       tool)
+    peer = peers.Peer("tulle", proc, address, ((HOST, metrics), "/metrics"))
+    control = peers.find_tool("callgrind_control")
+    try:
+        peers.wait_http(address, url_path, headers, proc, timeout=240)
+        url = f"http://{address[0]}:{address[1]}{url_path}"
+        counts: list[int] = []
+        for seconds_, tag in ((5, "warm"), (seconds, "run")):
+            log = work / f"wrk-{name}-callgrind-{tag}.txt"
+            load = Proc("wrk", wrk_argv(url, headers=headers, connections=connections,
+                                        seconds=seconds_, cpu=0), log)
+            load.wait(seconds_ + 60)
+            load.stop()
+            time.sleep(1)  # the requests wrk left in flight end (and are counted)
+            if tag == "run":
+                subprocess.run([control, "--dump", str(proc.pid)], check=True,
+                               capture_output=True)
+            # The waypoint's own count, read outside the counted window: wrk's count
+            # misses or adds up to a connection's request at each end (~1% here).
+            counted = peer.requests_counted()
+            if counted is None:
+                raise RuntimeError(f"no request count from the waypoint:\n{proc.tail()}")
+            counts.append(counted)
+            if tag == "warm":
+                subprocess.run([control, "--zero", str(proc.pid)], check=True,
+                               capture_output=True)
+        requests = counts[1] - counts[0]
+    finally:
+        proc.stop(timeout=60)
+    total = _callgrind_totals(Path(f"{out}.1"))
+    print(f"{name}: {requests:,} requests, {total / requests:,.0f} instructions per request",
+          flush=True)
+    return {"requests": requests, "instructions": total,
+            "instructions_per_request": total / requests}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--before-args", default="", help="waypoint flags for BEFORE")
     parser.add_argument("--after-args", default="", help="waypoint flags for AFTER")
+    parser.add_argument("--callgrind", type=int, metavar="SECONDS",
+                        help="count instructions per request with callgrind instead")
     args = parser.parse_args(argv)
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     extra = {"before": shlex.split(args.before_args), "after": shlex.split(args.after_args)}
@@ -65,10 +128,18 @@ def main(argv: list[str] | None = None) -> int:
     rps: dict[str, list[float]] = {k: [] for k in trees}
     cpu: dict[str, list[float]] = {k: [] for k in trees}
     try:
+        if args.callgrind:
+            counted = {name: _instructions(name, trees[name], work, config, sock, extra[name],
+                                           path, headers, args.connections, args.callgrind)
+                       for name in trees}
+            ratio = (counted["after"]["instructions_per_request"]
+                     / counted["before"]["instructions_per_request"])
+            print(json.dumps({**counted, "ratio": ratio, "work": str(work)}, indent=1))
+            return 0
         for r in range(args.rounds):
             for name in (list(trees) if r % 2 == 0 else list(trees)[::-1]):
-                proc, address = _waypoint(trees[name], work, config, f"{name}-{r}", sock,
-                                          extra[name])
+                proc, address, _ = _waypoint(trees[name], work, config, f"{name}-{r}", sock,
+                                             extra[name])
                 peers.wait_http(address, path, headers, proc)
                 url = f"http://{address[0]}:{address[1]}{path}"
                 used = 0.0

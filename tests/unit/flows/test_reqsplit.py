@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from agent.flows.codec import flow_from_json, flow_to_json
 from agent.flows.flow import Flow, RequestSplit, TulleInfo
-from agent.flows.reqsplit import FIELDS, PARTS, from_json, split, to_json
+from agent.flows.reqsplit import COMPACT, FIELDS, PARTS, check_marks, from_json, split, to_json
 
 MS = 1_000_000
 
@@ -107,6 +107,26 @@ def test_the_parts_add_up_to_the_total(case: tuple[int, tuple[int, ...]]) -> Non
 @given(st.integers(-10**9, 10**12), st.lists(st.integers(-10**12, 10**12), min_size=8,
                                                max_size=10))
 def test_any_marks_give_parts_that_are_never_negative(span: int, marks: list[int]) -> None:
+    r = split(span, marks)
+    assert all(getattr(r, p) >= 0 for p in FIELDS)
+
+
+@given(ordered_marks())
+def test_the_compact_form_splits_as_the_full_one(case: tuple[int, tuple[int, ...]]) -> None:
+    """The waypoint's 5-integer form of the common request (no connect, the end read with
+    the head, no client wait) means the 8 marks with connect 0 and last = first."""
+    span, marks = case
+    client, sent, _, _, first, head_out, _, up_rtt = marks[:8]
+    full = (client, sent, 0, 0, first, head_out, first, up_rtt)
+    compact = check_marks([client, sent, first, head_out, up_rtt])
+    assert compact is not None and len(compact) == COMPACT
+    assert split(span, compact) == split(span, full)
+
+
+@given(st.integers(-10**9, 10**12), st.lists(st.integers(-10**12, 10**12), min_size=5,
+                                               max_size=5))
+def test_any_compact_marks_give_parts_that_are_never_negative(span: int,
+                                                              marks: list[int]) -> None:
     r = split(span, marks)
     assert all(getattr(r, p) >= 0 for p in FIELDS)
 

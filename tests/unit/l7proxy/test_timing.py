@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from agent.flows.flow import Flow, RequestSplit
-from agent.flows.reqsplit import PARTS
+from agent.flows.reqsplit import COMPACT, PARTS
 from l7proxy import timing
 from l7proxy.exchange import Exchange
 from l7proxy.server import WaypointServer
@@ -62,6 +62,10 @@ def test_a_new_upstream_connection_is_connect_time_and_a_pooled_one_is_not() -> 
             writer.write(b"GET /hdr HTTP/1.1\r\nHost: example.com\r\n\r\n")
             await reader.readuntil(b"}")
             writer.close()
+        # on the wire to the agent: all 8 marks for the new connection, the compact 5 for
+        # the pooled one (its response's end came in the read with its head)
+        sent = [record[13] for record in lab.server.flows._pending]
+        assert [len(m) for m in sent if m is not None] == [8, COMPACT], sent
         (f1, first), (f2, second) = _splits(lab)
         _adds_up(f1, first)
         _adds_up(f2, second)
