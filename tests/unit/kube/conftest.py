@@ -58,10 +58,17 @@ def free_port() -> int:
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
+    yield from serve_lab(tmp_path, gateway_api=True)
+
+
+def serve_lab(tmp_path: Path, *, gateway_api: bool) -> Iterator[Lab]:
+    """A lab API server on loopback, with the Gateway API CRDs (as `tulle lab up` installs
+    them) or without (a cluster that never installed Gateway API)."""
     creds = credentials(tmp_path / "state")
     store = Store(tmp_path / "store.db", history=HISTORY)
     bootstrap(store)
-    install_gateway_api(store)  # as `tulle lab up` does
+    if gateway_api:
+        install_gateway_api(store)
     port = free_port()
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "t", f"https://127.0.0.1:{port}", creds)
     lab = Lab(store, creds, port, kubeconfig)

@@ -19,13 +19,11 @@ from agent.kube.informer import Informer
 from agent.kube.resources import resource_for
 from agent.kube.source import ClusterSource
 from lab.apiserver import deletion
-from lab.apiserver.__main__ import bootstrap
-from lab.apiserver.certs import credentials, write_kubeconfig
 from lab.apiserver.crds import install_gateway_api
 from lab.apiserver.resources import BUILTIN
 from lab.apiserver.routing import Target
 from lab.store import Store
-from tests.unit.kube.conftest import HISTORY, Lab, free_port
+from tests.unit.kube.conftest import Lab, serve_lab
 
 FAST = Backoff(0.01, 0.05)
 ROUTES_CRD = "httproutes.gateway.networking.k8s.io"
@@ -34,18 +32,7 @@ ROUTES_CRD = "httproutes.gateway.networking.k8s.io"
 @pytest.fixture
 def bare(tmp_path: Path) -> Iterator[Lab]:
     """A lab API server whose cluster has no Gateway API CRDs."""
-    creds = credentials(tmp_path / "state")
-    store = Store(tmp_path / "store.db", history=HISTORY)
-    bootstrap(store)
-    port = free_port()
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "t", f"https://127.0.0.1:{port}", creds)
-    lab = Lab(store, creds, port, kubeconfig)
-    lab.start()
-    try:
-        yield lab
-    finally:
-        lab.stop()
-        store.close()
+    yield from serve_lab(tmp_path, gateway_api=False)
 
 
 def _route(name: str) -> dict[str, Any]:
