@@ -88,6 +88,7 @@ class RequestBody:
         "pause",
         "resume",
         "paused",
+        "keep_copy",
     )
 
     def __init__(self, kind: BodyKind, length: int | None, limit: int) -> None:
@@ -104,6 +105,9 @@ class RequestBody:
         self.pause: Callable[[], None] | None = None
         self.resume: Callable[[], None] | None = None
         self.paused = False
+        self.keep_copy = True
+        """False once the connection's budget for retry copies is spent: the bytes kept
+        only until a sink takes them are dropped at ``attach``."""
 
     def feed(self, data: bytes) -> None:
         self.size += len(data)
@@ -132,7 +136,7 @@ class RequestBody:
         """Stream the rest of the body to ``sink``; the caller already wrote ``chunks``."""
         self.sink = sink
         self.on_end = on_end
-        if self.size > self.limit:
+        if self.size > self.limit or not self.keep_copy:
             self.kept = False
             self.chunks = []
         if self.paused and self.resume is not None:

@@ -213,17 +213,20 @@ class H2Frontend(asyncio.Protocol):
             if body.kept:
                 stream.kept += len(data)
                 self.kept += len(data)
-                if self.kept > self.limits.h2_max_kept_bodies and body.sink is not None:
-                    body.kept, body.chunks = False, []  # already passed on: no retry copy
-                    self._unkeep(stream)
+                if self.kept > self.limits.h2_max_kept_bodies:
+                    if body.sink is not None:
+                        body.kept, body.chunks = False, []  # already passed on: no retry copy
+                        self.unkeep(stream)
+                    else:  # nowhere to send it yet: keep it until attach, no retry copy
+                        body.keep_copy = False
             elif stream.kept:
-                self._unkeep(stream)
+                self.unkeep(stream)
         if stream.held:
             stream.unacked += flow_controlled
         elif flow_controlled:
             self.ack(flow_controlled, stream_id)
 
-    def _unkeep(self, stream: H2Stream) -> None:
+    def unkeep(self, stream: H2Stream) -> None:
         self.kept -= stream.kept
         stream.kept = 0
 
@@ -317,7 +320,7 @@ class H2Frontend(asyncio.Protocol):
             sid = stream.stream_id
             self.streams.pop(sid, None)
             self.resumers.pop(sid, None)
-            self._unkeep(stream)
+            self.unkeep(stream)
             if stream.unacked:
                 self.ack(stream.unacked, sid)  # the connection window comes back
                 stream.unacked = 0

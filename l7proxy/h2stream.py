@@ -129,6 +129,8 @@ class H2Stream:
 
     def release(self) -> None:
         self.held = self.body.paused = False
+        if self.kept and not self.body.kept:  # attach dropped the copy over the budget
+            self.front.unkeep(self)
         if self.unacked:
             count, self.unacked = self.unacked, 0
             self.front.ack(count, self.stream_id)

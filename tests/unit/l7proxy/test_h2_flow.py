@@ -5,10 +5,13 @@ that stops reading), kept bodies and write buffers are bounded."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import h2.events
+import pytest
 
 from l7proxy.config import Limits
+from l7proxy.upstream import Connector
 from tests.unit.l7proxy.h2lab import dropped, waypoint
 from tests.unit.l7proxy.h2wire import Client, RawClient, get, run, send_until_stalled
 
@@ -141,6 +144,43 @@ def test_shared_h2_backend_connection_keeps_its_window_across_slow_clients() -> 
             window = upstream.h2._inbound_flow_control_window_manager
             # every byte received was acknowledged (sent as WINDOW_UPDATE or batched)
             assert window.current_window_size + window._bytes_processed == window.max_window_size
+            client.close()
+
+    run(body)
+
+
+def test_bodies_that_arrive_before_their_upstream_still_keep_within_the_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bodies over the connection's retry budget that arrive while no upstream is attached
+    yet (a slow connect) are passed on when it is, without a retry copy: the budget holds.
+    Under load this raced: two such bodies stayed kept, 1.5 MiB against a 1 MiB budget."""
+    connect = Connector.connect
+
+    async def slow_connect(self: Connector, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.3)  # every body below arrives before its upstream exists
+        return await connect(self, *args, **kwargs)
+
+    monkeypatch.setattr(Connector, "connect", slow_connect)
+
+    async def body() -> None:
+        limit = 1 << 20
+        async with waypoint(Limits(h2_max_kept_bodies=limit)) as wp:
+            client = await Client.connect(wp.port)
+            await client.read()
+            for sid in (1, 3, 5, 7):
+                client.h2.send_headers(sid, get(b"/h1/upload", b"POST"))
+                assert await send_until_stalled(client, sid, 768 << 10) == 768 << 10
+            for _ in range(200):
+                if wp.h1.received >= 4 * (768 << 10):
+                    break
+                await asyncio.sleep(0.05)
+            assert wp.h1.received >= 4 * (768 << 10)  # every byte reached the backend
+            [conn] = wp.server.connections
+            front = conn.h2
+            assert front is not None
+            kept = [s.body.size for s in front.streams.values() if s.body.kept]
+            assert sum(kept) <= limit and front.kept == sum(kept)
             client.close()
 
     run(body)
