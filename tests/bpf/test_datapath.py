@@ -552,11 +552,15 @@ def test_a_failing_batch_does_not_stop_the_reader(dp: Runner, caplog: Any) -> No
         deadline = _time.monotonic() + 5
         while not calls and _time.monotonic() < deadline:
             _time.sleep(0.02)
-        test_run(dp.dp.from_pod_fd, frame, ctx=ctx, repeat=7)  # this one must arrive
-        while ring.stats().seen_flows < 7 and _time.monotonic() < deadline:
+        test_run(dp.dp.from_pod_fd, frame, ctx=ctx, repeat=7)  # these must arrive
+        # The failed batch may have taken any part of the first 10 (the reader can wake
+        # while they are being sent): exactly those are lost, every other event arrives.
+        deadline = _time.monotonic() + 5
+        while ring.stats().seen_flows < 17 - calls[0] and _time.monotonic() < deadline:
             _time.sleep(0.02)
+        _time.sleep(0.1)  # nothing more may arrive
     finally:
         stop.set()
         thread.join(timeout=5)
-    assert calls[0] == 10 and ring.stats().seen_flows == 7
+    assert 1 <= calls[0] <= 10 and ring.stats().seen_flows == 17 - calls[0]
     assert "a batch failed" in caplog.text
