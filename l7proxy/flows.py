@@ -1,8 +1,10 @@
 """L7 flows: one per request, in the same ``Flow`` shape as the datapath's L4 flows.
 
-The hot path appends one tuple (an `L7Record`) to a list. When a batch fills or a short
-timer fires the batch goes to the sink: a *record sink* (``raw_records = True``, such as the
-agent forwarder) takes the tuples as they are, and the agent builds the flows; any other
+The hot path appends one tuple (an `L7Record`) to a list, and a timed request's marks to
+the batch's one ``array('q')`` (``agent.flows.l7record``: they never become JSON numbers).
+When a batch fills or a short timer fires the batch goes to the sink: a *record sink*
+(``raw_records = True``, such as the agent forwarder) takes the tuples and the column as
+they are, and the agent builds the flows; any other
 sink (``FlowRing.put_many``, the stdout JSON sink) gets ``Flow`` objects built here. With no
 sink nothing is recorded. A sink that cannot keep up loses the oldest pending records, never
 memory: at most ``max_pending`` are held.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from typing import cast
 
@@ -19,10 +22,11 @@ from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent.flows.flow import Flow
-from agent.flows.l7record import L7FlowBuilder, L7Record
+from agent.flows.l7record import Column, L7FlowBuilder, L7Record, with_marks
+from agent.flows.reqsplit import RAW
 
 FlowSink = Callable[[Sequence[Flow]], None]
-RecordSink = Callable[[Sequence[L7Record]], None]
+RecordSink = Callable[[Sequence[L7Record], Column], None]
 Sink = FlowSink | RecordSink  # a RecordSink says so with a true `raw_records` attribute
 
 
@@ -43,6 +47,7 @@ class FlowRecorder:
         self.max_pending = max_pending
         self.lost = 0
         self._pending: list[L7Record] = []
+        self._marks: Column = array("q")
         self._timer: asyncio.TimerHandle | None = None
         self._raw = bool(getattr(sink, "raw_records", False))
         self._builder = L7FlowBuilder(node_name)
@@ -51,7 +56,11 @@ class FlowRecorder:
     def enabled(self) -> bool:
         return self.sink is not None
 
-    def record(self, entry: L7Record) -> None:
+    def record(self, entry: L7Record, marks: tuple[int, ...] | None = None) -> None:
+        """``entry``'s field 13 is ``RAW`` when ``marks`` (``Exchange.raw_marks``) come
+        with it, else None."""
+        if marks is not None:
+            self._marks.extend(marks)
         pending = self._pending
         pending.append(entry)
         if len(pending) >= self.batch:
@@ -64,12 +73,15 @@ class FlowRecorder:
             self._timer.cancel()
             self._timer = None
         pending, self._pending = self._pending, []
+        marks, self._marks = self._marks, array("q")
         if not pending or self.sink is None:
             return
         if len(pending) > self.max_pending:
-            self.lost += len(pending) - self.max_pending
-            pending = pending[-self.max_pending :]
-        self.send(pending)
+            cut = len(pending) - self.max_pending
+            self.lost += cut
+            marks = marks[RAW * sum(1 for r in pending[:cut] if type(r[13]) is int) :]
+            pending = pending[cut:]
+        self.send(pending, marks)
 
     def losses(self) -> dict[str, int]:
         """Records dropped so far by reason: here (``pending_overflow``) and in the sink, if
@@ -77,14 +89,18 @@ class FlowRecorder:
         counts = getattr(self.sink, "losses", None)
         return {"pending_overflow": self.lost, **(counts() if callable(counts) else {})}
 
-    def send(self, records: Sequence[L7Record]) -> None:
-        """Hand `records` to the sink now: as they are, or as flows for a flow sink."""
+    def send(self, records: Sequence[L7Record], marks: Column | None = None) -> None:
+        """Hand `records` (and the marks of those whose field 13 is ``RAW``) to the sink
+        now: as they are, or as flows for a flow sink."""
         if self.sink is None:
             return
+        if marks is None:
+            marks = array("q")
         if self._raw:
-            cast(RecordSink, self.sink)(records)
+            cast(RecordSink, self.sink)(records, marks)
         else:
-            cast(FlowSink, self.sink)([self._builder.flow(r) for r in records])
+            build = self._builder.flow
+            cast(FlowSink, self.sink)([build(r) for r in with_marks(records, marks)])
 
 
 class FlowLossCollector(Collector):

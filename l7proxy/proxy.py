@@ -10,6 +10,7 @@ import asyncio
 import random
 from collections.abc import Callable, Sequence
 
+from agent.flows.reqsplit import RAW
 from gatewayapi import (
     Answer,
     BackendTarget,
@@ -188,7 +189,7 @@ class Proxy:
                 marks: Marks | None = None
                 if ex.timed:  # the split (``l7proxy.timing``): the client's RTT, cached
                     rtt = down.rtt
-                    marks = ex.marks(rtt.value if end < rtt.until else rtt.get(end))
+                    marks = ex.raw_marks(rtt.value if end < rtt.until else rtt.get(end))
                 self.flows.record(
                     (
                         ex.started_ns,
@@ -204,9 +205,10 @@ class Proxy:
                         ex.client,
                         ex.local,
                         "",
-                        marks,
+                        None if marks is None else RAW,
                         self._policy_names(ex) if self.policy_names is not None else None,
-                    )
+                    ),
+                    marks,
                 )
 
     def _admitted(self, client: Address, target: BackendTarget, *, any_endpoints: bool) -> bool:

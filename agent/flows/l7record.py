@@ -2,17 +2,25 @@
 translation from it to a `Flow`.
 
 The waypoint appends a record per request and sends them to the node agent in batches, one
-JSON array of records per line (`encode_batch`); the agent checks each record
-(`record_from_json`) and builds the flow (`L7FlowBuilder`). Building flows where they are
-stored, not where requests are served, keeps the waypoint's event loop free of per-flow
-object building and JSON encoding (about 50 µs per request, bench/results/l7-*).
+JSON line per batch (`encode_batch`); the agent checks each record (`read_batch`) and builds
+the flow (`L7FlowBuilder`). A request's timing marks (`agent.flows.reqsplit.RAW`) travel
+outside the JSON text: the waypoint appends them to one ``array('q')`` per batch (one
+``extend`` a request), the line carries it as one base64 string, and the record's field 13
+only says it has them (``RAW``, the count). Formatting ~10 integers per record as decimal
+JSON was most of the split's cost on the waypoint (bench/results/request-split-*).
+Building flows where they are stored, not where requests are served, keeps the waypoint's
+event loop free of per-flow object building and JSON encoding (about 50 µs per request,
+bench/results/l7-*).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import random
-from collections.abc import Sequence
+import sys
+from array import array
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from agent.flows.flow import (
@@ -31,15 +39,17 @@ from agent.flows.flow import (
 )
 from agent.flows.names import EVENT_L7
 from agent.flows.policyjson import network_policy
-from agent.flows.reqsplit import check_marks, split
+from agent.flows.reqsplit import RAW, check_marks, relative, split
 
 # (time_ns, latency_ns, code, method, url, protocol, route, rule, backend, drop_reason,
-#  client (ip, port), local (ip, port), summary, timing marks or None (`l7proxy.timing`),
+#  client (ip, port), local (ip, port), summary, timing marks or None (`l7proxy.timing`;
+#  in the waypoint, ``RAW``: its marks are in the batch's column),
 #  policy names or None: the NetworkPolicies ("namespace/name") that allowed the client's
 #  egress and the backend's ingress, as ``ConnectionPolicy.allowed_by`` gives them)
 PolicyNames = tuple[tuple[str, ...], tuple[str, ...]]
 L7Record = tuple[int, int, int, str, str, str, str, str, str, str, tuple[str, int],
-                 tuple[str, int], str, tuple[int, ...] | None, PolicyNames | None]
+                 tuple[str, int], str, tuple[int, ...] | int | None, PolicyNames | None]
+Column = array  # array('q'): the batch's timing marks, RAW per record whose field 13 says so
 _INTS = (0, 1, 2)
 _STRS = (3, 4, 5, 6, 7, 8, 9, 12)
 _L7_EVENT = EventType(EVENT_L7)
@@ -50,9 +60,83 @@ _L7_EVENT = EventType(EVENT_L7)
 _encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
-def encode_batch(records: Sequence[L7Record]) -> bytes:
-    """One line: a JSON array of records (tuples become arrays)."""
-    return _encode(records).encode() + b"\n"
+def encode_batch(records: Sequence[L7Record], column: Column | None = None) -> bytes:
+    """One line: a JSON array of records (tuples become arrays), or with a marks column
+    ``{"records": [...], "marks": base64 of little-endian int64s}``."""
+    if column is None:
+        return _encode(records).encode() + b"\n"
+    if sys.byteorder != "little":
+        column = array("q", column)
+        column.byteswap()
+    marks = base64.b64encode(column).decode()
+    return _encode({"records": records, "marks": marks}).encode() + b"\n"
+
+
+def decode_column(value: Any) -> Column:
+    """A batch's marks column as `encode_batch` wrote it (ValueError says what is wrong)."""
+    column = array("q")
+    try:
+        column.frombytes(base64.b64decode(value, validate=True))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"a batch's timing marks must be base64 of little-endian 64-bit "
+                         f"integers: {err}") from None
+    if sys.byteorder != "little":
+        column.byteswap()
+    return column
+
+
+def _marks_at(column: Column, at: int) -> tuple[int, ...]:
+    if at + RAW > len(column):
+        raise ValueError(f"the batch's timing marks ({len(column)} integers) end before "
+                         f"a record's {RAW}")
+    return relative(column[at:at + RAW])
+
+
+def with_marks(records: Sequence[L7Record], column: Column) -> list[L7Record]:
+    """The waypoint's records with their marks from the column (for flow sinks in-process)."""
+    out: list[L7Record] = []
+    at = 0
+    for r in records:
+        if type(r[13]) is int:
+            r = (*r[:13], _marks_at(column, at), r[14])
+            at += RAW
+        out.append(r)
+    return out
+
+
+def read_batch(value: Any) -> Iterator[L7Record | ValueError]:
+    """The records of one batch line, in either form, each checked: a malformed record (or
+    column) is its ValueError, and the others still count."""
+    column: Column | None = None
+    if isinstance(value, dict):
+        items = value.get("records")
+        if not isinstance(items, list):
+            yield ValueError("a batch's records must be an array")
+            return
+        try:
+            column = decode_column(value.get("marks"))
+        except ValueError as err:
+            yield err
+            column = array("q")
+    else:
+        items = value
+    at = 0
+    for item in items:
+        try:
+            if (column is not None and isinstance(item, list) and len(item) == 15
+                    and type(item[13]) is int):
+                if item[13] != RAW:  # the column's alignment is lost from here on
+                    column, at = array("q"), 0
+                    raise ValueError(f"field 13 must be {RAW} (the count of the record's "
+                                     f"timing marks in the batch's column), got {item[13]}")
+                marks, at = _marks_at(column, at), at + RAW
+                item = [*item[:13], marks, item[14]]
+            yield record_from_json(item)
+        except ValueError as err:
+            yield err
+    if column is not None and at < len(column):
+        yield ValueError(f"the batch's timing marks hold {len(column) - at} integers no "
+                         f"record claims")
 
 
 def _address(value: Any, what: str) -> tuple[str, int]:
@@ -148,7 +232,7 @@ class L7FlowBuilder:
             is_reply=False,
             summary=summary,
             tulle=TulleInfo(duration_ns=latency, route=route, rule=rule, backend=backend,
-                            request=None if marks is None else split(latency, marks)),
+                            request=split(latency, marks) if type(marks) is tuple else None),
             # Both sides were judged by the waypoint (policy_waypoint.py); a denied request
             # names none: NetworkPolicy has no deny rules, so Hubble's *_denied_by stay empty.
             egress_allowed_by=self._named(names[0]) if names else (),
