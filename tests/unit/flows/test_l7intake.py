@@ -4,11 +4,14 @@ built into the same flows the waypoint would have built; Hubble JSON lines still
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import re
 import socket
 import stat
 import threading
 import time
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,8 +23,9 @@ from agent.flows.ingest import FlowIngest
 from agent.flows.l7intake import FlowForwarder, L7Intake
 from agent.flows.l7record import L7FlowBuilder, L7Record, encode_batch, record_from_json
 from agent.flows.policyjson import network_policy
+from agent.flows.reqsplit import RAW
 from agent.flows.store import FlowRing
-from l7proxy.flows import FlowLossCollector
+from l7proxy.flows import FlowLossCollector, FlowRecorder
 from l7proxy.server import WaypointServer
 from l7proxy.testing import gateway_config
 from lab.echo.responses import EchoContext
@@ -294,3 +298,98 @@ def test_an_agent_that_goes_away_costs_the_queue_and_the_next_batch_reconnects(
     finally:
         forwarder.close()
         listener.close()
+
+
+# --- the timing marks' binary column ---------------------------------------------------------
+
+T0 = 5_000_000_000  # the request's start on the waypoint's monotonic clock
+RAW_OK = (40, T0, T0 + 300_000, 0, 0, T0 + 900_000, T0 + 950_000, T0 + 960_000, 60, 0, 0)
+TIMED: L7Record = (*OK[:13], RAW, OK[14])  # type: ignore[assignment]
+
+
+def _column(*marks: tuple[int, ...]) -> array:
+    return array("q", [v for m in marks for v in m])
+
+
+def test_marks_travel_as_one_binary_column_and_split_as_before(intake: L7Intake) -> None:
+    line = encode_batch([TIMED, DENIED, TIMED], _column(RAW_OK, RAW_OK))
+    value = json.loads(line)
+    assert [r[13] for r in value["records"]] == [RAW, None, RAW]  # no mark in the JSON text
+    assert isinstance(value["marks"], str)
+    intake.accept(line)
+    first, denied, second = stored(intake)
+    want = L7FlowBuilder("node1").flow(OK)  # the same marks, relative, inline
+    assert first.tulle is not None and want.tulle is not None
+    assert first.tulle.request == second.tulle.request == want.tulle.request
+    assert first.tulle.request.backend_ns == 600_000 - 60_000 + 10_000
+    assert denied.tulle is not None and denied.tulle.request is None
+    assert intake.rejected == 0
+
+
+@pytest.mark.parametrize(("records", "marks", "kept", "why"), [
+    # not base64, or not whole 64-bit integers: the column is unusable, the timed records
+    # with it; the untimed one still counts
+    ([TIMED, DENIED], "!!not base64!!", 1, "timing marks must be base64"),
+    ([TIMED, DENIED], base64.b64encode(b"\0" * 12).decode(), 1, "timing marks must be base64"),
+    ([TIMED, DENIED], 7, 1, "timing marks must be base64"),
+    # a record claiming another count: the column's alignment is lost after it
+    ([(*OK[:13], 7, None), DENIED, TIMED], _column(RAW_OK, RAW_OK), 1, "field 13 must be 11"),
+    # fewer marks than the records claim: the record past the end goes
+    ([TIMED, TIMED], _column(RAW_OK), 1, r"end before a record's 11"),
+    # more than they claim: named, no record lost
+    ([TIMED, DENIED], _column(RAW_OK, RAW_OK), 2, "22 integers|11 integers no record claims"),
+])
+def test_a_malformed_marks_column_is_named_and_loses_nothing_else(
+        intake: L7Intake, caplog: Any, records: list[Any], marks: Any, kept: int,
+        why: str) -> None:
+    if isinstance(marks, array):
+        marks = base64.b64encode(marks.tobytes()).decode()
+    intake.accept(json.dumps({"records": records, "marks": marks}).encode())
+    assert len(stored(intake)) == kept and intake.rejected >= 1
+    assert re.search(why, caplog.text), caplog.text
+
+
+def test_a_batch_object_without_records_is_named(intake: L7Intake, caplog: Any) -> None:
+    intake.accept(b'{"records": 3, "marks": ""}\n')
+    assert intake.rejected == 1 and "records must be an array" in caplog.text
+
+
+class RecordingSink:
+    raw_records = True
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[list[L7Record], list[int]]] = []
+
+    def __call__(self, records: Any, marks: array) -> None:
+        self.batches.append((list(records), list(marks)))
+
+
+def test_the_recorder_keeps_each_records_marks_with_it_when_it_drops_the_oldest() -> None:
+    sink = RecordingSink()
+    recorder = FlowRecorder(sink, batch=10, max_pending=2)
+    later = tuple(v + 1 if i == 0 else v for i, v in enumerate(RAW_OK))  # another client RTT
+
+    async def record() -> None:  # the recorder's flush timer needs a loop
+        recorder.record(TIMED, RAW_OK)
+        recorder.record(DENIED)
+        recorder.record(TIMED, later)
+        recorder.flush()
+
+    asyncio.run(record())
+    [(records, marks)] = sink.batches
+    assert records == [DENIED, TIMED] and marks == list(later) and recorder.lost == 1
+
+
+def test_a_flow_sink_in_process_gets_the_split_from_the_column() -> None:
+    flows: list[Flow] = []
+    recorder = FlowRecorder(flows.extend, node_name="node1", batch=10)
+
+    async def record() -> None:
+        recorder.record(TIMED, RAW_OK)
+        recorder.record(DENIED)
+        recorder.flush()
+
+    asyncio.run(record())
+    want = L7FlowBuilder("node1").flow(OK)
+    assert want.tulle is not None and want.tulle.request is not None
+    assert [f.tulle.request for f in flows if f.tulle] == [want.tulle.request, None]
