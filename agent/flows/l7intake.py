@@ -22,7 +22,7 @@ from pathlib import Path
 
 from agent.flows.flow import Flow, flow_from_json
 from agent.flows.ingest import FlowIngest
-from agent.flows.l7record import Column, L7FlowBuilder, L7Record, encode_batch, read_batch
+from agent.flows.l7record import L7FlowBuilder, L7Record, encode_batch, read_batch
 
 log = logging.getLogger("tulle.l7intake")
 SOCKET_MODE = 0o600  # the waypoint runs as the agent's user; nobody else may inject flows
@@ -153,7 +153,7 @@ class FlowForwarder:
         """Dropped records by reason, for the waypoint's metrics."""
         return {"agent_backlog": self.lost_backlog, "agent_unavailable": self.lost_unavailable}
 
-    def __call__(self, records: Sequence[L7Record], column: Column | None = None) -> None:
+    def __call__(self, records: Sequence[L7Record], column: bytes | None = None) -> None:
         if not records:
             return
         if self.sock is None and not self._connect():

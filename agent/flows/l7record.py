@@ -4,10 +4,11 @@ translation from it to a `Flow`.
 The waypoint appends a record per request and sends them to the node agent in batches, one
 JSON line per batch (`encode_batch`); the agent checks each record (`read_batch`) and builds
 the flow (`L7FlowBuilder`). A request's timing marks (`agent.flows.reqsplit.RAW`) travel
-outside the JSON text: the waypoint appends them to one ``array('q')`` per batch (one
-``extend`` a request), the line carries it as one base64 string, and the record's field 13
-only says it has them (``RAW``, the count). Formatting ~10 integers per record as decimal
-JSON was most of the split's cost on the waypoint (bench/results/request-split-*).
+outside the JSON text: the waypoint keeps each request's tuple of them, packs a batch's into
+one column of little-endian int64s (`pack_marks`: one ``struct.pack``), the line carries it
+as one base64 string, and the record's field 13 only says it has them (``RAW``, the
+count). Formatting the marks as decimal JSON was most of the split's cost on the waypoint
+(bench/results/request-split-*).
 Building flows where they are stored, not where requests are served, keeps the waypoint's
 event loop free of per-flow object building and JSON encoding (about 50 µs per request,
 bench/results/l7-*).
@@ -18,9 +19,11 @@ from __future__ import annotations
 import base64
 import json
 import random
+import struct
 import sys
 from array import array
 from collections.abc import Iterator, Sequence
+from itertools import chain
 from typing import Any
 
 from agent.flows.flow import (
@@ -49,7 +52,7 @@ from agent.flows.reqsplit import RAW, check_marks, relative, split
 PolicyNames = tuple[tuple[str, ...], tuple[str, ...]]
 L7Record = tuple[int, int, int, str, str, str, str, str, str, str, tuple[str, int],
                  tuple[str, int], str, tuple[int, ...] | int | None, PolicyNames | None]
-Column = array  # array('q'): the batch's timing marks, RAW per record whose field 13 says so
+Column = Sequence[int]  # a batch's timing marks, RAW per record whose field 13 says so
 _INTS = (0, 1, 2)
 _STRS = (3, 4, 5, 6, 7, 8, 9, 12)
 _L7_EVENT = EventType(EVENT_L7)
@@ -60,19 +63,22 @@ _L7_EVENT = EventType(EVENT_L7)
 _encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
-def encode_batch(records: Sequence[L7Record], column: Column | None = None) -> bytes:
+def pack_marks(marks: Sequence[tuple[int, ...]]) -> bytes:
+    """The marks of a batch's timed records (``RAW`` each) as one binary column: one
+    conversion per integer in C (``array.extend`` per request costs ~3x as much)."""
+    return struct.pack(f"<{RAW * len(marks)}q", *chain.from_iterable(marks))
+
+
+def encode_batch(records: Sequence[L7Record], column: bytes | None = None) -> bytes:
     """One line: a JSON array of records (tuples become arrays), or with a marks column
-    ``{"records": [...], "marks": base64 of little-endian int64s}``."""
+    (`pack_marks`) ``{"records": [...], "marks": base64 of it}``."""
     if column is None:
         return _encode(records).encode() + b"\n"
-    if sys.byteorder != "little":
-        column = array("q", column)
-        column.byteswap()
     marks = base64.b64encode(column).decode()
     return _encode({"records": records, "marks": marks}).encode() + b"\n"
 
 
-def decode_column(value: Any) -> Column:
+def decode_column(value: Any) -> array:
     """A batch's marks column as `encode_batch` wrote it (ValueError says what is wrong)."""
     column = array("q")
     try:
@@ -107,7 +113,7 @@ def with_marks(records: Sequence[L7Record], column: Column) -> list[L7Record]:
 def read_batch(value: Any) -> Iterator[L7Record | ValueError]:
     """The records of one batch line, in either form, each checked: a malformed record (or
     column) is its ValueError, and the others still count."""
-    column: Column | None = None
+    column: array | None = None
     if isinstance(value, dict):
         items = value.get("records")
         if not isinstance(items, list):

@@ -11,7 +11,6 @@ import socket
 import stat
 import threading
 import time
-from array import array
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,14 @@ import pytest
 from agent.flows.flow import Flow, Verdict, flow_from_json, flow_to_json
 from agent.flows.ingest import FlowIngest
 from agent.flows.l7intake import FlowForwarder, L7Intake
-from agent.flows.l7record import L7FlowBuilder, L7Record, encode_batch, record_from_json
+from agent.flows.l7record import (
+    L7FlowBuilder,
+    L7Record,
+    decode_column,
+    encode_batch,
+    pack_marks,
+    record_from_json,
+)
 from agent.flows.policyjson import network_policy
 from agent.flows.reqsplit import RAW
 from agent.flows.store import FlowRing
@@ -307,8 +313,8 @@ RAW_OK = (40, T0, T0 + 300_000, 0, 0, T0 + 900_000, T0 + 950_000, T0 + 960_000, 
 TIMED: L7Record = (*OK[:13], RAW, OK[14])  # type: ignore[assignment]
 
 
-def _column(*marks: tuple[int, ...]) -> array:
-    return array("q", [v for m in marks for v in m])
+def _column(*marks: tuple[int, ...]) -> bytes:
+    return pack_marks(marks)
 
 
 def test_marks_travel_as_one_binary_column_and_split_as_before(intake: L7Intake) -> None:
@@ -342,8 +348,8 @@ def test_marks_travel_as_one_binary_column_and_split_as_before(intake: L7Intake)
 def test_a_malformed_marks_column_is_named_and_loses_nothing_else(
         intake: L7Intake, caplog: Any, records: list[Any], marks: Any, kept: int,
         why: str) -> None:
-    if isinstance(marks, array):
-        marks = base64.b64encode(marks.tobytes()).decode()
+    if isinstance(marks, bytes):
+        marks = base64.b64encode(marks).decode()
     intake.accept(json.dumps({"records": records, "marks": marks}).encode())
     assert len(stored(intake)) == kept and intake.rejected >= 1
     assert re.search(why, caplog.text), caplog.text
@@ -360,8 +366,8 @@ class RecordingSink:
     def __init__(self) -> None:
         self.batches: list[tuple[list[L7Record], list[int]]] = []
 
-    def __call__(self, records: Any, marks: array) -> None:
-        self.batches.append((list(records), list(marks)))
+    def __call__(self, records: Any, marks: bytes) -> None:
+        self.batches.append((list(records), list(decode_column(base64.b64encode(marks)))))
 
 
 def test_the_recorder_keeps_each_records_marks_with_it_when_it_drops_the_oldest() -> None:

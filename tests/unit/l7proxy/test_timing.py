@@ -67,9 +67,9 @@ def test_a_new_upstream_connection_is_connect_time_and_a_pooled_one_is_not() -> 
         # connection only
         recorder = lab.server.flows
         assert [r[13] for r in recorder._pending] == [RAW, RAW]
-        column = list(recorder._marks)
-        assert len(column) == 2 * RAW
-        assert column[3] > 0 and column[RAW + 3] == 0, column
+        new, pooled = recorder._marks
+        assert len(new) == len(pooled) == RAW
+        assert new[3] > 0 and pooled[3] == 0, (new, pooled)
         (f1, first), (f2, second) = _splits(lab)
         _adds_up(f1, first)
         _adds_up(f2, second)
