@@ -10,7 +10,6 @@ import asyncio
 import random
 from collections.abc import Callable, Sequence
 
-from agent.flows.reqsplit import RAW
 from gatewayapi import (
     Answer,
     BackendTarget,
@@ -205,7 +204,7 @@ class Proxy:
                         ex.client,
                         ex.local,
                         "",
-                        None if marks is None else RAW,
+                        None if marks is None else True,
                         self._policy_names(ex) if self.policy_names is not None else None,
                     ),
                     marks,

@@ -6,8 +6,8 @@ JSON line per batch (`encode_batch`); the agent checks each record (`read_batch`
 the flow (`L7FlowBuilder`). A request's timing marks (`agent.flows.reqsplit.RAW`) travel
 outside the JSON text: the waypoint keeps each request's tuple of them, packs a batch's into
 one column of little-endian int64s (`pack_marks`: one ``struct.pack``), the line carries it
-as one base64 string, and the record's field 13 only says it has them (``RAW``, the
-count). Formatting the marks as decimal JSON was most of the split's cost on the waypoint
+as one base64 string outside the JSON encoder, and the record's field 13 only says it has
+them (``true``). Formatting the marks as decimal JSON was most of the split's cost on the waypoint
 (bench/results/request-split-*).
 Building flows where they are stored, not where requests are served, keeps the waypoint's
 event loop free of per-flow object building and JSON encoding (about 50 µs per request,
@@ -46,13 +46,13 @@ from agent.flows.reqsplit import RAW, check_marks, relative, split
 
 # (time_ns, latency_ns, code, method, url, protocol, route, rule, backend, drop_reason,
 #  client (ip, port), local (ip, port), summary, timing marks or None (`l7proxy.timing`;
-#  in the waypoint, ``RAW``: its marks are in the batch's column),
+#  or True: its RAW marks are in the batch's column),
 #  policy names or None: the NetworkPolicies ("namespace/name") that allowed the client's
 #  egress and the backend's ingress, as ``ConnectionPolicy.allowed_by`` gives them)
 PolicyNames = tuple[tuple[str, ...], tuple[str, ...]]
 L7Record = tuple[int, int, int, str, str, str, str, str, str, str, tuple[str, int],
-                 tuple[str, int], str, tuple[int, ...] | int | None, PolicyNames | None]
-Column = Sequence[int]  # a batch's timing marks, RAW per record whose field 13 says so
+                 tuple[str, int], str, tuple[int, ...] | bool | None, PolicyNames | None]
+Column = Sequence[int]  # a batch's timing marks, RAW per record whose field 13 is True
 _INTS = (0, 1, 2)
 _STRS = (3, 4, 5, 6, 7, 8, 9, 12)
 _L7_EVENT = EventType(EVENT_L7)
@@ -71,11 +71,12 @@ def pack_marks(marks: Sequence[tuple[int, ...]]) -> bytes:
 
 def encode_batch(records: Sequence[L7Record], column: bytes | None = None) -> bytes:
     """One line: a JSON array of records (tuples become arrays), or with a marks column
-    (`pack_marks`) ``{"records": [...], "marks": base64 of it}``."""
+    (`pack_marks`) ``{"marks": "base64 of it", "records": [...]}``. The column is joined
+    as bytes: base64 needs no JSON escaping, and the encoder would scan every character."""
     if column is None:
         return _encode(records).encode() + b"\n"
-    marks = base64.b64encode(column).decode()
-    return _encode({"records": records, "marks": marks}).encode() + b"\n"
+    return b"".join((b'{"marks":"', base64.b64encode(column), b'","records":',
+                     _encode(records).encode(), b"}\n"))
 
 
 def decode_column(value: Any) -> array:
@@ -103,7 +104,7 @@ def with_marks(records: Sequence[L7Record], column: Column) -> list[L7Record]:
     out: list[L7Record] = []
     at = 0
     for r in records:
-        if type(r[13]) is int:
+        if r[13] is True:
             r = (*r[:13], _marks_at(column, at), r[14])
             at += RAW
         out.append(r)
@@ -130,11 +131,7 @@ def read_batch(value: Any) -> Iterator[L7Record | ValueError]:
     for item in items:
         try:
             if (column is not None and isinstance(item, list) and len(item) == 15
-                    and type(item[13]) is int):
-                if item[13] != RAW:  # the column's alignment is lost from here on
-                    column, at = array("q"), 0
-                    raise ValueError(f"field 13 must be {RAW} (the count of the record's "
-                                     f"timing marks in the batch's column), got {item[13]}")
+                    and item[13] is True):
                 marks, at = _marks_at(column, at), at + RAW
                 item = [*item[:13], marks, item[14]]
             yield record_from_json(item)

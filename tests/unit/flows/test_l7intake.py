@@ -29,7 +29,6 @@ from agent.flows.l7record import (
     record_from_json,
 )
 from agent.flows.policyjson import network_policy
-from agent.flows.reqsplit import RAW
 from agent.flows.store import FlowRing
 from l7proxy.flows import FlowLossCollector, FlowRecorder
 from l7proxy.server import WaypointServer
@@ -310,7 +309,7 @@ def test_an_agent_that_goes_away_costs_the_queue_and_the_next_batch_reconnects(
 
 T0 = 5_000_000_000  # the request's start on the waypoint's monotonic clock
 RAW_OK = (40, T0, T0 + 300_000, 0, 0, T0 + 900_000, T0 + 950_000, T0 + 960_000, 60, 0, 0)
-TIMED: L7Record = (*OK[:13], RAW, OK[14])  # type: ignore[assignment]
+TIMED: L7Record = (*OK[:13], True, OK[14])  # type: ignore[assignment]
 
 
 def _column(*marks: tuple[int, ...]) -> bytes:
@@ -320,7 +319,7 @@ def _column(*marks: tuple[int, ...]) -> bytes:
 def test_marks_travel_as_one_binary_column_and_split_as_before(intake: L7Intake) -> None:
     line = encode_batch([TIMED, DENIED, TIMED], _column(RAW_OK, RAW_OK))
     value = json.loads(line)
-    assert [r[13] for r in value["records"]] == [RAW, None, RAW]  # no mark in the JSON text
+    assert [r[13] for r in value["records"]] == [True, None, True]  # no mark in the JSON text
     assert isinstance(value["marks"], str)
     intake.accept(line)
     first, denied, second = stored(intake)
@@ -338,8 +337,8 @@ def test_marks_travel_as_one_binary_column_and_split_as_before(intake: L7Intake)
     ([TIMED, DENIED], "!!not base64!!", 1, "timing marks must be base64"),
     ([TIMED, DENIED], base64.b64encode(b"\0" * 12).decode(), 1, "timing marks must be base64"),
     ([TIMED, DENIED], 7, 1, "timing marks must be base64"),
-    # a record claiming another count: the column's alignment is lost after it
-    ([(*OK[:13], 7, None), DENIED, TIMED], _column(RAW_OK, RAW_OK), 1, "field 13 must be 11"),
+    # marks neither inline nor in the column: that record only
+    ([(*OK[:13], 7, None), DENIED, TIMED], _column(RAW_OK), 2, "timing marks must be an array"),
     # fewer marks than the records claim: the record past the end goes
     ([TIMED, TIMED], _column(RAW_OK), 1, r"end before a record's 11"),
     # more than they claim: named, no record lost

@@ -62,11 +62,11 @@ def test_a_new_upstream_connection_is_connect_time_and_a_pooled_one_is_not() -> 
             writer.write(b"GET /hdr HTTP/1.1\r\nHost: example.com\r\n\r\n")
             await reader.readuntil(b"}")
             writer.close()
-        # on the wire to the agent: each record says its marks are in the batch's column,
-        # which holds RAW clock readings per request: a connect time for the new
+        # on the wire to the agent: each record says its marks are in the batch's column
+        # (True), which holds RAW clock readings per request: a connect time for the new
         # connection only
         recorder = lab.server.flows
-        assert [r[13] for r in recorder._pending] == [RAW, RAW]
+        assert [r[13] for r in recorder._pending] == [True, True]
         new, pooled = recorder._marks
         assert len(new) == len(pooled) == RAW
         assert new[3] > 0 and pooled[3] == 0, (new, pooled)
