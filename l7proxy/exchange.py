@@ -11,7 +11,7 @@ from typing import Protocol
 from gatewayapi import Parent, Request
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.wire import HOP_BY_HOP, check_head, connection_tokens
-from l7proxy.timing import SPLIT, Marks, RttCache, now
+from l7proxy.timing import SPLIT, RttCache, now
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -244,13 +244,6 @@ class Exchange:
         self.t_connect += ns
         if self.t_sent:
             self.t_connect_late += ns
-
-    def raw_marks(self, client_rtt_us: int) -> Marks:
-        """The request's marks as taken (``agent.flows.reqsplit.RAW``): clock readings
-        as they are; the agent makes them relative to the start (less work here)."""
-        return (client_rtt_us, self.t_start, self.t_sent, self.t_connect,
-                self.t_connect_late, self.t_first, self.t_head_out, self.t_last,
-                self.upstream_rtt_us, self.t_body_end, self.t_stall)
 
     def body_ended(self) -> None:
         """The request body's last byte arrived after the request went upstream."""

@@ -56,8 +56,8 @@ class FlowRecorder:
         return self.sink is not None
 
     def record(self, entry: L7Record, marks: tuple[int, ...] | None = None) -> None:
-        """``entry``'s field 13 is True when ``marks`` (``Exchange.raw_marks``) come with
-        it, else None."""
+        """``entry``'s field 13 is True when ``marks`` (``l7proxy.timing.Marks``) come
+        with it, else None."""
         if marks is not None:
             self._marks.append(marks)
         pending = self._pending

@@ -66,7 +66,13 @@ _encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 def pack_marks(marks: Sequence[tuple[int, ...]]) -> bytes:
     """The marks of a batch's timed records (``RAW`` each) as one binary column: one
     conversion per integer in C (``array.extend`` per request costs ~3x as much)."""
-    return struct.pack(f"<{RAW * len(marks)}q", *chain.from_iterable(marks))
+    # Native order: with "<" struct converts each integer the generic way (~4x the work).
+    column = struct.pack(f"{RAW * len(marks)}q", *chain.from_iterable(marks))
+    if sys.byteorder == "little":
+        return column
+    swapped = array("q", column)
+    swapped.byteswap()
+    return swapped.tobytes()
 
 
 def encode_batch(records: Sequence[L7Record], column: bytes | None = None) -> bytes:
