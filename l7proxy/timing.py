@@ -39,8 +39,8 @@ _INFO_LEN = _MIN_RTT + _U32.size
 
 Marks = tuple[int, ...]
 """(client_rtt_us, start, sent, connect, connect_late, first, head_out, last,
-upstream_rtt_us, body_end, stalled), clock readings as taken (at the flow's call site in ``l7proxy.proxy``,
-``agent.flows.reqsplit.RAW``); the agent turns them into the relative form above"""
+upstream_rtt_us, body_end, stalled), clock readings as taken (at the flow's call site in
+``l7proxy.proxy``; ``agent.flows.reqsplit.RAW``); the agent makes them relative"""
 
 
 class Switch:
