@@ -6,9 +6,9 @@ JSON line per batch (`encode_batch`); the agent checks each record (`read_batch`
 the flow (`L7FlowBuilder`). A request's timing marks (`agent.flows.reqsplit.RAW`) travel
 outside the JSON text: the waypoint keeps each request's tuple of them, packs a batch's into
 one column of little-endian int64s (`pack_marks`: one ``struct.pack``), the line carries it
-as one base64 string outside the JSON encoder, and the record's field 13 only says it has
-them (``true``). Formatting the marks as decimal JSON was most of the split's cost on the waypoint
-(bench/results/request-split-*).
+as one hex string outside the JSON encoder (CPython's base64 costs twice as much), and the
+record's field 13 only says it has them (``true``). Formatting the marks as decimal JSON was
+most of the split's cost on the waypoint (bench/results/request-split-*).
 Building flows where they are stored, not where requests are served, keeps the waypoint's
 event loop free of per-flow object building and JSON encoding (about 50 µs per request,
 bench/results/l7-*).
@@ -16,7 +16,6 @@ bench/results/l7-*).
 
 from __future__ import annotations
 
-import base64
 import json
 import random
 import struct
@@ -81,11 +80,11 @@ def pack_marks(marks: Sequence[tuple[int, ...]]) -> bytes:
 
 def encode_batch(records: Sequence[L7Record], column: bytes | None = None) -> bytes:
     """One line: a JSON array of records (tuples become arrays), or with a marks column
-    (`pack_marks`) ``{"marks": "base64 of it", "records": [...]}``. The column is joined
-    as bytes: base64 needs no JSON escaping, and the encoder would scan every character."""
+    (`pack_marks`) ``{"marks": "hex of it", "records": [...]}``. The column is joined as
+    bytes: hex needs no JSON escaping, and the encoder would scan every character."""
     if column is None:
         return _encode(records).encode() + b"\n"
-    return b"".join((b'{"marks":"', base64.b64encode(column), b'","records":',
+    return b"".join((b'{"marks":"', column.hex().encode(), b'","records":',
                      _encode(records).encode(), b"}\n"))
 
 
@@ -93,9 +92,9 @@ def decode_column(value: Any) -> array:
     """A batch's marks column as `encode_batch` wrote it (ValueError says what is wrong)."""
     column = array("q")
     try:
-        column.frombytes(base64.b64decode(value, validate=True))
+        column.frombytes(bytes.fromhex(value))
     except (TypeError, ValueError) as err:
-        raise ValueError(f"a batch's timing marks must be base64 of little-endian 64-bit "
+        raise ValueError(f"a batch's timing marks must be hex of little-endian 64-bit "
                          f"integers: {err}") from None
     if sys.byteorder != "little":
         column.byteswap()

@@ -4,7 +4,6 @@ built into the same flows the waypoint would have built; Hubble JSON lines still
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
 import socket
@@ -332,11 +331,11 @@ def test_marks_travel_as_one_binary_column_and_split_as_before(intake: L7Intake)
 
 
 @pytest.mark.parametrize(("records", "marks", "kept", "why"), [
-    # not base64, or not whole 64-bit integers: the column is unusable, the timed records
+    # not hex, or not whole 64-bit integers: the column is unusable, the timed records
     # with it; the untimed one still counts
-    ([TIMED, DENIED], "!!not base64!!", 1, "timing marks must be base64"),
-    ([TIMED, DENIED], base64.b64encode(b"\0" * 12).decode(), 1, "timing marks must be base64"),
-    ([TIMED, DENIED], 7, 1, "timing marks must be base64"),
+    ([TIMED, DENIED], "!!not hex!!", 1, "timing marks must be hex"),
+    ([TIMED, DENIED], "00" * 12, 1, "timing marks must be hex"),
+    ([TIMED, DENIED], 7, 1, "timing marks must be hex"),
     # marks neither inline nor in the column: that record only
     ([(*OK[:13], 7, None), DENIED, TIMED], _column(RAW_OK), 2, "timing marks must be an array"),
     # fewer marks than the records claim: the record past the end goes
@@ -348,7 +347,7 @@ def test_a_malformed_marks_column_is_named_and_loses_nothing_else(
         intake: L7Intake, caplog: Any, records: list[Any], marks: Any, kept: int,
         why: str) -> None:
     if isinstance(marks, bytes):
-        marks = base64.b64encode(marks).decode()
+        marks = marks.hex()
     intake.accept(json.dumps({"records": records, "marks": marks}).encode())
     assert len(stored(intake)) == kept and intake.rejected >= 1
     assert re.search(why, caplog.text), caplog.text
@@ -366,7 +365,7 @@ class RecordingSink:
         self.batches: list[tuple[list[L7Record], list[int]]] = []
 
     def __call__(self, records: Any, marks: bytes) -> None:
-        self.batches.append((list(records), list(decode_column(base64.b64encode(marks)))))
+        self.batches.append((list(records), list(decode_column(marks.hex()))))
 
 
 def test_the_recorder_keeps_each_records_marks_with_it_when_it_drops_the_oldest() -> None:
