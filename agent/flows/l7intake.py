@@ -1,10 +1,11 @@
 """Where the node's waypoint hands its L7 flows to the agent: a unix socket carrying lines
-of JSON. A line is either a batch of compact L7 records (what the waypoint's `FlowForwarder` sends:
-an object with the records and their timing marks' binary column, or a plain JSON array from
-older waypoints; see `agent.flows.l7record`) or one Hubble-JSON flow (an object without
-``records``, for other producers). The agent builds, enriches and ingests them like
-datapath flows, so `tulle observe` shows L4 and L7 in one stream. A malformed line or
-record is counted and logged; the rest of the batch still counts."""
+of JSON. A line is either a batch of compact L7 records (what the waypoint's
+`FlowForwarder` sends: an object with the records, followed by their timing marks' binary
+column, or a plain JSON array from older waypoints; see `agent.flows.l7record`) or one
+Hubble-JSON flow (an object without ``records``, for other producers). The agent builds,
+enriches and ingests them like datapath flows, so `tulle observe` shows L4 and L7 in one
+stream. A malformed line or record is counted and logged; the rest of the batch still
+counts."""
 
 from __future__ import annotations
 
@@ -22,7 +23,13 @@ from pathlib import Path
 
 from agent.flows.flow import Flow, flow_from_json
 from agent.flows.ingest import FlowIngest
-from agent.flows.l7record import L7FlowBuilder, L7Record, encode_batch, read_batch
+from agent.flows.l7record import (
+    L7FlowBuilder,
+    L7Record,
+    column_size,
+    encode_batch,
+    read_batch,
+)
 
 log = logging.getLogger("tulle.l7intake")
 SOCKET_MODE = 0o600  # the waypoint runs as the agent's user; nobody else may inject flows
@@ -52,7 +59,8 @@ class L7Intake:
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
                 for line in self.rfile:
-                    intake.accept(line)
+                    size = column_size(line)  # a batch's marks column follows its line
+                    intake.accept(line, self.rfile.read(size) if size else b"")
 
         private_directory(path.parent)
         path.unlink(missing_ok=True)
@@ -71,7 +79,7 @@ class L7Intake:
         self.rejected = 0
         self._serving = False
 
-    def accept(self, line: bytes) -> None:
+    def accept(self, line: bytes, column: bytes = b"") -> None:
         try:
             value = json.loads(line)
         except ValueError as err:
@@ -91,7 +99,7 @@ class L7Intake:
             return
         flows = []
         with self.lock:
-            for record in read_batch(value):
+            for record in read_batch(value, column):
                 if isinstance(record, ValueError):
                     self._reject(str(record))
                     continue

@@ -5,8 +5,8 @@ The waypoint appends a record per request and sends them to the node agent in ba
 JSON line per batch (`encode_batch`); the agent checks each record (`read_batch`) and builds
 the flow (`L7FlowBuilder`). A request's timing marks (`agent.flows.reqsplit.RAW`) travel
 outside the JSON text: the waypoint keeps each request's tuple of them, packs a batch's into
-one column of little-endian int64s (`pack_marks`: one ``struct.pack``), the line carries it
-as one hex string outside the JSON encoder (CPython's base64 costs twice as much), and the
+one column of little-endian int64s (`pack_marks`: one ``struct.pack``) that follows the
+line as raw bytes (its size in the line's head: no base64 or hex to encode), and the
 record's field 13 only says it has them (``true``). Formatting the marks as decimal JSON was
 most of the split's cost on the waypoint (bench/results/request-split-*).
 Building flows where they are stored, not where requests are served, keeps the waypoint's
@@ -78,24 +78,41 @@ def pack_marks(marks: Sequence[tuple[int, ...]]) -> bytes:
     return swapped.tobytes()
 
 
+_HEAD = b'{"marks":'
+MAX_COLUMN = 1 << 26  # bytes; a batch's column is at most 65,536 records x 88
+
+
 def encode_batch(records: Sequence[L7Record], column: bytes | None = None) -> bytes:
     """One line: a JSON array of records (tuples become arrays), or with a marks column
-    (`pack_marks`) ``{"marks": "hex of it", "records": [...]}``. The column is joined as
-    bytes: hex needs no JSON escaping, and the encoder would scan every character."""
-    if column is None:
+    (`pack_marks`) ``{"marks": its size in bytes, "records": [...]}`` and then the column
+    as it is (any bytes: the reader takes ``column_size`` of them after the line)."""
+    if not column:
         return _encode(records).encode() + b"\n"
-    return b"".join((b'{"marks":"', column.hex().encode(), b'","records":',
-                     _encode(records).encode(), b"}\n"))
+    return b"".join((_HEAD, str(len(column)).encode(), b',"records":',
+                     _encode(records).encode(), b"}\n", column))
 
 
-def decode_column(value: Any) -> array:
-    """A batch's marks column as `encode_batch` wrote it (ValueError says what is wrong)."""
+def column_size(line: bytes) -> int:
+    """How many bytes of marks column follow a batch line: 0 for none, or for a head that
+    does not say a size up to ``MAX_COLUMN`` (the line's check then names it)."""
+    if not line.startswith(_HEAD):
+        return 0
+    end = line.find(b",", len(_HEAD))
+    digits = line[len(_HEAD):end]
+    if end < 0 or not digits.isdigit() or len(digits) > 9:
+        return 0
+    size = int(digits)
+    return size if size <= MAX_COLUMN else 0
+
+
+def decode_column(data: bytes, size: Any) -> array:
+    """A batch's marks column as `encode_batch` wrote it, ``size`` bytes by its line
+    (ValueError says what is wrong)."""
+    if type(size) is not int or size != len(data) or size % 8 or size > MAX_COLUMN:
+        raise ValueError(f"a batch's timing marks must be the {size!r} bytes (whole "
+                         f"64-bit integers) its line announces, got {len(data)}")
     column = array("q")
-    try:
-        column.frombytes(bytes.fromhex(value))
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"a batch's timing marks must be hex of little-endian 64-bit "
-                         f"integers: {err}") from None
+    column.frombytes(data)
     if sys.byteorder != "little":
         column.byteswap()
     return column
@@ -120,9 +137,9 @@ def with_marks(records: Sequence[L7Record], column: Column) -> list[L7Record]:
     return out
 
 
-def read_batch(value: Any) -> Iterator[L7Record | ValueError]:
-    """The records of one batch line, in either form, each checked: a malformed record (or
-    column) is its ValueError, and the others still count."""
+def read_batch(value: Any, data: bytes = b"") -> Iterator[L7Record | ValueError]:
+    """The records of one batch line (and its column's ``data``), in either form, each
+    checked: a malformed record (or column) is its ValueError, the others still count."""
     column: array | None = None
     if isinstance(value, dict):
         items = value.get("records")
@@ -130,7 +147,7 @@ def read_batch(value: Any) -> Iterator[L7Record | ValueError]:
             yield ValueError("a batch's records must be an array")
             return
         try:
-            column = decode_column(value.get("marks"))
+            column = decode_column(data, value.get("marks"))
         except ValueError as err:
             yield err
             column = array("q")

@@ -28,6 +28,7 @@ from agent.flows.l7record import (
     record_from_json,
 )
 from agent.flows.policyjson import network_policy
+from agent.flows.reqsplit import RAW
 from agent.flows.store import FlowRing
 from l7proxy.flows import FlowLossCollector, FlowRecorder
 from l7proxy.server import WaypointServer
@@ -315,13 +316,28 @@ def _column(*marks: tuple[int, ...]) -> bytes:
     return pack_marks(marks)
 
 
-def test_marks_travel_as_one_binary_column_and_split_as_before(intake: L7Intake) -> None:
-    line = encode_batch([TIMED, DENIED, TIMED], _column(RAW_OK, RAW_OK))
+def test_marks_travel_as_one_binary_column_and_split_as_before(tmp_path: Path) -> None:
+    column = _column(RAW_OK, RAW_OK)
+    payload = encode_batch([TIMED, DENIED, TIMED], column)
+    line, _, rest = payload.partition(b"\n")
     value = json.loads(line)
     assert [r[13] for r in value["records"]] == [True, None, True]  # no mark in the JSON text
-    assert isinstance(value["marks"], str)
-    intake.accept(line)
-    first, denied, second = stored(intake)
+    assert value["marks"] == len(column) == 2 * RAW * 8 and rest == column
+    # through the socket: the column (any bytes, newlines too) follows its line
+    intake = L7Intake(tmp_path / "l7.sock", FlowIngest(FlowRing(100)), lambda f: f,
+                      "node1").start()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(str(tmp_path / "l7.sock"))
+            conn.sendall(payload + encode_batch([DENIED]))
+            deadline = time.monotonic() + 5
+            while len(stored(intake)) < 4 and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        intake.stop()
+    assert b"\n" in column  # 0x0a bytes inside the column end no line
+    first, denied, second, after = stored(intake)
+    assert after.tulle is not None and after.tulle.request is None
     want = L7FlowBuilder("node1").flow(OK)  # the same marks, relative, inline
     assert first.tulle is not None and want.tulle is not None
     assert first.tulle.request == second.tulle.request == want.tulle.request
@@ -331,11 +347,11 @@ def test_marks_travel_as_one_binary_column_and_split_as_before(intake: L7Intake)
 
 
 @pytest.mark.parametrize(("records", "marks", "kept", "why"), [
-    # not hex, or not whole 64-bit integers: the column is unusable, the timed records
-    # with it; the untimed one still counts
-    ([TIMED, DENIED], "!!not hex!!", 1, "timing marks must be hex"),
-    ([TIMED, DENIED], "00" * 12, 1, "timing marks must be hex"),
-    ([TIMED, DENIED], 7, 1, "timing marks must be hex"),
+    # not the announced size, or not whole 64-bit integers: the column is unusable, the
+    # timed records with it; the untimed one still counts
+    ([TIMED, DENIED], (RAW * 8, b"\0" * 12), 1, "must be the 88 bytes .* got 12"),
+    ([TIMED, DENIED], (12, b"\0" * 12), 1, "must be the 12 bytes .*64-bit"),
+    ([TIMED, DENIED], ("88", b""), 1, "must be the '88' bytes"),
     # marks neither inline nor in the column: that record only
     ([(*OK[:13], 7, None), DENIED, TIMED], _column(RAW_OK), 2, "timing marks must be an array"),
     # fewer marks than the records claim: the record past the end goes
@@ -346,15 +362,14 @@ def test_marks_travel_as_one_binary_column_and_split_as_before(intake: L7Intake)
 def test_a_malformed_marks_column_is_named_and_loses_nothing_else(
         intake: L7Intake, caplog: Any, records: list[Any], marks: Any, kept: int,
         why: str) -> None:
-    if isinstance(marks, bytes):
-        marks = marks.hex()
-    intake.accept(json.dumps({"records": records, "marks": marks}).encode())
+    size, data = (len(marks), marks) if isinstance(marks, bytes) else marks
+    intake.accept(json.dumps({"records": records, "marks": size}).encode(), data)
     assert len(stored(intake)) == kept and intake.rejected >= 1
     assert re.search(why, caplog.text), caplog.text
 
 
 def test_a_batch_object_without_records_is_named(intake: L7Intake, caplog: Any) -> None:
-    intake.accept(b'{"records": 3, "marks": ""}\n')
+    intake.accept(b'{"records": 3, "marks": 0}\n')
     assert intake.rejected == 1 and "records must be an array" in caplog.text
 
 
@@ -365,7 +380,7 @@ class RecordingSink:
         self.batches: list[tuple[list[L7Record], list[int]]] = []
 
     def __call__(self, records: Any, marks: bytes) -> None:
-        self.batches.append((list(records), list(decode_column(marks.hex()))))
+        self.batches.append((list(records), list(decode_column(marks, len(marks)))))
 
 
 def test_the_recorder_keeps_each_records_marks_with_it_when_it_drops_the_oldest() -> None:
