@@ -28,7 +28,7 @@ from agent.flows.l7record import (
     record_from_json,
 )
 from agent.flows.policyjson import network_policy
-from agent.flows.reqsplit import RAW
+from agent.flows.reqsplit import PARTS, RAW
 from agent.flows.store import FlowRing
 from l7proxy.flows import FlowLossCollector, FlowRecorder
 from l7proxy.server import WaypointServer
@@ -412,3 +412,40 @@ def test_a_flow_sink_in_process_gets_the_split_from_the_column() -> None:
     want = L7FlowBuilder("node1").flow(OK)
     assert want.tulle is not None and want.tulle.request is not None
     assert [f.tulle.request for f in flows if f.tulle] == [want.tulle.request, None]
+
+
+def test_a_waypoints_requests_reach_the_agent_with_their_split(tmp_path: Path) -> None:
+    """End to end without root: the waypoint's forwarder (marks column after each batch
+    line) into the agent's intake, whose flows carry a split that adds up."""
+    path = tmp_path / "l7.sock"
+    intake = L7Intake(path, FlowIngest(FlowRing(100)), lambda f: f, "node1").start()
+    forwarder = FlowForwarder(path)
+    loop = LoopThread()
+    echo = EchoServer(EchoContext(namespace="default", pod="echo-v1"), log=lambda _: None)
+    server: WaypointServer | None = None
+    try:
+        [echo_port] = loop.run(echo.start([0], "127.0.0.1"))
+        config = gateway_config(ROUTE, {"default/v1:8080": [("127.0.0.1", echo_port)]},
+                                services=("v1",))
+        server = WaypointServer(config, flow_sink=forwarder)
+        [port] = loop.run(server.start())
+        assert [http_get(port) for _ in range(3)] == [200] * 3
+        deadline = time.monotonic() + 5
+        while len(stored(intake)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the recorder's 0.2 s timer sends the batch
+        flows = stored(intake)
+        assert len(flows) == 3 and intake.rejected == 0
+        for f in flows:
+            assert f.tulle is not None
+            split = f.tulle.request
+            assert split is not None and f.l7 is not None
+            assert split.total_ns >= f.l7.latency_ns > 0
+            assert sum(getattr(split, p) for p in PARTS) == split.total_ns
+            assert split.upstream_network_ns + split.backend_ns > 0  # it went upstream
+    finally:
+        if server is not None:
+            loop.run(server.close())
+        loop.run(echo.close())
+        loop.call(forwarder.close)
+        loop.stop()
+        intake.stop()
