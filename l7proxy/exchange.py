@@ -11,7 +11,7 @@ from typing import Protocol
 from gatewayapi import Parent, Request
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.wire import HOP_BY_HOP, check_head, connection_tokens
-from l7proxy.timing import SPLIT, Marks, RttCache, now
+from l7proxy.timing import SPLIT, RttCache, now
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -248,29 +248,6 @@ class Exchange:
         self.t_connect += ns
         if self.t_sent:
             self.t_connect_late += ns
-
-    def marks(self, client_rtt_us: int) -> Marks:
-        """The request's marks relative to its start (``l7proxy.timing``): the compact form
-        when the common case holds (no connect, the end read with the head, no wait on the
-        client), else all 8, the two optional ones only when not 0 (each integer costs the
-        flow's encoding ~40 ns)."""
-        start = self.t_start
-        sent, first, head_out = self.t_sent, self.t_first, self.t_head_out
-        sent = sent - start if sent else 0
-        head_out = head_out - start if head_out else 0
-        last = self.t_last
-        if last == first and not (self.t_connect or self.t_body_end or self.t_stall):
-            return (client_rtt_us, sent, first - start if first else 0, head_out,
-                    self.upstream_rtt_us)
-        marks = (client_rtt_us, sent, self.t_connect, self.t_connect_late,
-                 first - start if first else 0, head_out, last - start if last else 0,
-                 self.upstream_rtt_us)
-        if self.t_stall:
-            body_end = self.t_body_end
-            return (*marks, body_end - start if body_end else 0, self.t_stall)
-        if self.t_body_end:
-            return (*marks, self.t_body_end - start)
-        return marks
 
     def body_ended(self) -> None:
         """The request body's last byte arrived after the request went upstream."""

@@ -1,8 +1,10 @@
 """L7 flows: one per request, in the same ``Flow`` shape as the datapath's L4 flows.
 
-The hot path appends one tuple (an `L7Record`) to a list. When a batch fills or a short
-timer fires the batch goes to the sink: a *record sink* (``raw_records = True``, such as the
-agent forwarder) takes the tuples as they are, and the agent builds the flows; any other
+The hot path appends one tuple (an `L7Record`) to a list, and a timed request's marks to
+another (``agent.flows.l7record``: they never become JSON numbers). When a batch fills or a
+short timer fires the batch goes to the sink: a *record sink* (``raw_records = True``, such
+as the agent forwarder) takes the tuples and the marks packed in one binary column, and
+the agent builds the flows; any other
 sink (``FlowRing.put_many``, the stdout JSON sink) gets ``Flow`` objects built here. With no
 sink nothing is recorded. A sink that cannot keep up loses the oldest pending records, never
 memory: at most ``max_pending`` are held.
@@ -13,16 +15,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator, Sequence
+from itertools import chain
 from typing import cast
 
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent.flows.flow import Flow
-from agent.flows.l7record import L7FlowBuilder, L7Record
+from agent.flows.l7record import L7FlowBuilder, L7Record, pack_marks, with_marks
 
 FlowSink = Callable[[Sequence[Flow]], None]
-RecordSink = Callable[[Sequence[L7Record]], None]
+RecordSink = Callable[[Sequence[L7Record], bytes], None]  # records, `pack_marks` column
 Sink = FlowSink | RecordSink  # a RecordSink says so with a true `raw_records` attribute
 
 
@@ -43,6 +46,7 @@ class FlowRecorder:
         self.max_pending = max_pending
         self.lost = 0
         self._pending: list[L7Record] = []
+        self._marks: list[tuple[int, ...]] = []  # of the pending records whose field 13 is True
         self._timer: asyncio.TimerHandle | None = None
         self._raw = bool(getattr(sink, "raw_records", False))
         self._builder = L7FlowBuilder(node_name)
@@ -51,7 +55,11 @@ class FlowRecorder:
     def enabled(self) -> bool:
         return self.sink is not None
 
-    def record(self, entry: L7Record) -> None:
+    def record(self, entry: L7Record, marks: tuple[int, ...] | None = None) -> None:
+        """``entry``'s field 13 is True when ``marks`` (``l7proxy.timing.Marks``) come
+        with it, else None."""
+        if marks is not None:
+            self._marks.append(marks)
         pending = self._pending
         pending.append(entry)
         if len(pending) >= self.batch:
@@ -64,12 +72,15 @@ class FlowRecorder:
             self._timer.cancel()
             self._timer = None
         pending, self._pending = self._pending, []
+        marks, self._marks = self._marks, []
         if not pending or self.sink is None:
             return
         if len(pending) > self.max_pending:
-            self.lost += len(pending) - self.max_pending
-            pending = pending[-self.max_pending :]
-        self.send(pending)
+            cut = len(pending) - self.max_pending
+            self.lost += cut
+            marks = marks[sum(1 for r in pending[:cut] if r[13] is True) :]
+            pending = pending[cut:]
+        self.send(pending, marks)
 
     def losses(self) -> dict[str, int]:
         """Records dropped so far by reason: here (``pending_overflow``) and in the sink, if
@@ -77,14 +88,18 @@ class FlowRecorder:
         counts = getattr(self.sink, "losses", None)
         return {"pending_overflow": self.lost, **(counts() if callable(counts) else {})}
 
-    def send(self, records: Sequence[L7Record]) -> None:
-        """Hand `records` to the sink now: as they are, or as flows for a flow sink."""
+    def send(self, records: Sequence[L7Record],
+             marks: Sequence[tuple[int, ...]] = ()) -> None:
+        """Hand `records` (and the marks of those whose field 13 is True, in order) to
+        the sink now: as they are, or as flows for a flow sink."""
         if self.sink is None:
             return
         if self._raw:
-            cast(RecordSink, self.sink)(records)
+            cast(RecordSink, self.sink)(records, pack_marks(marks))
         else:
-            cast(FlowSink, self.sink)([self._builder.flow(r) for r in records])
+            build = self._builder.flow
+            column = list(chain.from_iterable(marks))
+            cast(FlowSink, self.sink)([build(r) for r in with_marks(records, column)])
 
 
 class FlowLossCollector(Collector):

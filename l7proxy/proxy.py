@@ -188,7 +188,12 @@ class Proxy:
                 marks: Marks | None = None
                 if ex.timed:  # the split (``l7proxy.timing``): the client's RTT, cached
                     rtt = down.rtt
-                    marks = ex.marks(rtt.value if end < rtt.until else rtt.get(end))
+                    # the clock readings as taken, in ``Marks`` order (no call: a frame
+                    # costs more than the tuple); the agent makes them relative
+                    marks = (rtt.value if end < rtt.until else rtt.get(end), ex.t_start,
+                             ex.t_sent, ex.t_connect, ex.t_connect_late, ex.t_first,
+                             ex.t_head_out, ex.t_last, ex.upstream_rtt_us, ex.t_body_end,
+                             ex.t_stall)
                 self.flows.record(
                     (
                         ex.started_ns,
@@ -204,9 +209,10 @@ class Proxy:
                         ex.client,
                         ex.local,
                         "",
-                        marks,
+                        None if marks is None else True,
                         self._policy_names(ex) if self.policy_names is not None else None,
-                    )
+                    ),
+                    marks,
                 )
 
     def _admitted(self, client: Address, target: BackendTarget, *, any_endpoints: bool) -> bool:

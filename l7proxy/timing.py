@@ -38,10 +38,9 @@ _SRTT, _MIN_RTT = 68, 148
 _INFO_LEN = _MIN_RTT + _U32.size
 
 Marks = tuple[int, ...]
-"""(client_rtt_us, sent, connect, connect_late, first, head_out, last, upstream_rtt_us
-[, body_end[, stalled]]), or the common request's (client_rtt_us, sent, first, head_out,
-upstream_rtt_us): no connect, ``last`` = ``first``, no optional mark
-(``agent.flows.reqsplit.COMPACT``)"""
+"""(client_rtt_us, start, sent, connect, connect_late, first, head_out, last,
+upstream_rtt_us, body_end, stalled), clock readings as taken (at the flow's call site in
+``l7proxy.proxy``; ``agent.flows.reqsplit.RAW``); the agent makes them relative"""
 
 
 class Switch:

@@ -1,9 +1,11 @@
 """Where the node's waypoint hands its L7 flows to the agent: a unix socket carrying lines
-of JSON. A line is either a batch of compact L7 records (a JSON array, what the waypoint's
-`FlowForwarder` sends; see `agent.flows.l7record`) or one Hubble-JSON flow (an object, for
-other producers). The agent builds, enriches and ingests them like datapath flows, so
-`tulle observe` shows L4 and L7 in one stream. A malformed line or record is counted and
-logged; the rest of the batch still counts."""
+of JSON. A line is either a batch of compact L7 records (what the waypoint's
+`FlowForwarder` sends: an object with the records, followed by their timing marks' binary
+column, or a plain JSON array from older waypoints; see `agent.flows.l7record`) or one
+Hubble-JSON flow (an object without ``records``, for other producers). The agent builds,
+enriches and ingests them like datapath flows, so `tulle observe` shows L4 and L7 in one
+stream. A malformed line or record is counted and logged; the rest of the batch still
+counts."""
 
 from __future__ import annotations
 
@@ -21,7 +23,13 @@ from pathlib import Path
 
 from agent.flows.flow import Flow, flow_from_json
 from agent.flows.ingest import FlowIngest
-from agent.flows.l7record import L7FlowBuilder, L7Record, encode_batch, record_from_json
+from agent.flows.l7record import (
+    L7FlowBuilder,
+    L7Record,
+    column_size,
+    encode_batch,
+    read_batch,
+)
 
 log = logging.getLogger("tulle.l7intake")
 SOCKET_MODE = 0o600  # the waypoint runs as the agent's user; nobody else may inject flows
@@ -51,7 +59,8 @@ class L7Intake:
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
                 for line in self.rfile:
-                    intake.accept(line)
+                    size = column_size(line)  # a batch's marks column follows its line
+                    intake.accept(line, self.rfile.read(size) if size else b"")
 
         private_directory(path.parent)
         path.unlink(missing_ok=True)
@@ -70,13 +79,13 @@ class L7Intake:
         self.rejected = 0
         self._serving = False
 
-    def accept(self, line: bytes) -> None:
+    def accept(self, line: bytes, column: bytes = b"") -> None:
         try:
             value = json.loads(line)
         except ValueError as err:
             self._reject(f"not JSON: {err}")
             return
-        if isinstance(value, dict):
+        if isinstance(value, dict) and "records" not in value:
             try:
                 flow = flow_from_json(value)
             except (ValueError, KeyError, TypeError) as err:
@@ -84,15 +93,18 @@ class L7Intake:
                 return
             self.ingest.put(self.enrich(flow))
             return
-        if not isinstance(value, list):
+        if not isinstance(value, list | dict):
             self._reject(f"a line must be a JSON array of records or a flow object, "
                          f"not {type(value).__name__}")
             return
         flows = []
         with self.lock:
-            for item in value:
+            for record in read_batch(value, column):
+                if isinstance(record, ValueError):
+                    self._reject(str(record))
+                    continue
                 try:
-                    flows.append(self.enrich(self.builder.flow(record_from_json(item))))
+                    flows.append(self.enrich(self.builder.flow(record)))
                 except ValueError as err:
                     self._reject(str(err))
         for flow in flows:
@@ -149,13 +161,13 @@ class FlowForwarder:
         """Dropped records by reason, for the waypoint's metrics."""
         return {"agent_backlog": self.lost_backlog, "agent_unavailable": self.lost_unavailable}
 
-    def __call__(self, records: Sequence[L7Record]) -> None:
+    def __call__(self, records: Sequence[L7Record], column: bytes | None = None) -> None:
         if not records:
             return
         if self.sock is None and not self._connect():
             self._lose_unavailable(len(records))
             return
-        payload = encode_batch(records)
+        payload = encode_batch(records, column)
         self._make_room(len(payload))
         if self._queued_bytes + len(payload) > self.max_queued_bytes:
             self.lost_backlog += len(records)

@@ -2,17 +2,27 @@
 translation from it to a `Flow`.
 
 The waypoint appends a record per request and sends them to the node agent in batches, one
-JSON array of records per line (`encode_batch`); the agent checks each record
-(`record_from_json`) and builds the flow (`L7FlowBuilder`). Building flows where they are
-stored, not where requests are served, keeps the waypoint's event loop free of per-flow
-object building and JSON encoding (about 50 µs per request, bench/results/l7-*).
+JSON line per batch (`encode_batch`); the agent checks each record (`read_batch`) and builds
+the flow (`L7FlowBuilder`). A request's timing marks (`agent.flows.reqsplit.RAW`) travel
+outside the JSON text: the waypoint keeps each request's tuple of them, packs a batch's into
+one column of little-endian int64s (`pack_marks`: one ``struct.pack``) that follows the
+line as raw bytes (its size in the line's head: no base64 or hex to encode), and the
+record's field 13 only says it has them (``true``). Formatting the marks as decimal JSON was
+most of the split's cost on the waypoint (bench/results/request-split-*).
+Building flows where they are stored, not where requests are served, keeps the waypoint's
+event loop free of per-flow object building and JSON encoding (about 50 µs per request,
+bench/results/l7-*).
 """
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
+import struct
+import sys
+from array import array
+from collections.abc import Iterator, Sequence
+from itertools import chain
 from typing import Any
 
 from agent.flows.flow import (
@@ -31,15 +41,17 @@ from agent.flows.flow import (
 )
 from agent.flows.names import EVENT_L7
 from agent.flows.policyjson import network_policy
-from agent.flows.reqsplit import check_marks, split
+from agent.flows.reqsplit import RAW, check_marks, relative, split
 
 # (time_ns, latency_ns, code, method, url, protocol, route, rule, backend, drop_reason,
-#  client (ip, port), local (ip, port), summary, timing marks or None (`l7proxy.timing`),
+#  client (ip, port), local (ip, port), summary, timing marks or None (`l7proxy.timing`;
+#  or True: its RAW marks are in the batch's column),
 #  policy names or None: the NetworkPolicies ("namespace/name") that allowed the client's
 #  egress and the backend's ingress, as ``ConnectionPolicy.allowed_by`` gives them)
 PolicyNames = tuple[tuple[str, ...], tuple[str, ...]]
 L7Record = tuple[int, int, int, str, str, str, str, str, str, str, tuple[str, int],
-                 tuple[str, int], str, tuple[int, ...] | None, PolicyNames | None]
+                 tuple[str, int], str, tuple[int, ...] | bool | None, PolicyNames | None]
+Column = Sequence[int]  # a batch's timing marks, RAW per record whose field 13 is True
 _INTS = (0, 1, 2)
 _STRS = (3, 4, 5, 6, 7, 8, 9, 12)
 _L7_EVENT = EventType(EVENT_L7)
@@ -50,9 +62,110 @@ _L7_EVENT = EventType(EVENT_L7)
 _encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
-def encode_batch(records: Sequence[L7Record]) -> bytes:
-    """One line: a JSON array of records (tuples become arrays)."""
-    return _encode(records).encode() + b"\n"
+# A C long where it is 64 bits (Linux): struct converts a clock reading (two of CPython's
+# 30-bit digits) to it ~2.5x faster than to a long long, which takes the generic path.
+_INT64 = "l" if struct.calcsize("l") == 8 else "q"
+
+
+def pack_marks(marks: Sequence[tuple[int, ...]]) -> bytes:
+    """The marks of a batch's timed records (``RAW`` each) as one binary column: one
+    conversion per integer in C (``array.extend`` per request costs ~3x as much)."""
+    column = struct.pack(f"{RAW * len(marks)}{_INT64}", *chain.from_iterable(marks))
+    if sys.byteorder == "little":
+        return column
+    swapped = array("q", column)
+    swapped.byteswap()
+    return swapped.tobytes()
+
+
+_HEAD = b'{"marks":'
+MAX_COLUMN = 1 << 26  # bytes; a batch's column is at most 65,536 records x 88
+
+
+def encode_batch(records: Sequence[L7Record], column: bytes | None = None) -> bytes:
+    """One line: a JSON array of records (tuples become arrays), or with a marks column
+    (`pack_marks`) ``{"marks": its size in bytes, "records": [...]}`` and then the column
+    as it is (any bytes: the reader takes ``column_size`` of them after the line)."""
+    if not column:
+        return _encode(records).encode() + b"\n"
+    return b"".join((_HEAD, str(len(column)).encode(), b',"records":',
+                     _encode(records).encode(), b"}\n", column))
+
+
+def column_size(line: bytes) -> int:
+    """How many bytes of marks column follow a batch line: 0 for none, or for a head that
+    does not say a size up to ``MAX_COLUMN`` (the line's check then names it)."""
+    if not line.startswith(_HEAD):
+        return 0
+    end = line.find(b",", len(_HEAD))
+    digits = line[len(_HEAD):end]
+    if end < 0 or not digits.isdigit() or len(digits) > 9:
+        return 0
+    size = int(digits)
+    return size if size <= MAX_COLUMN else 0
+
+
+def decode_column(data: bytes, size: Any) -> array:
+    """A batch's marks column as `encode_batch` wrote it, ``size`` bytes by its line
+    (ValueError says what is wrong)."""
+    if type(size) is not int or size != len(data) or size % 8 or size > MAX_COLUMN:
+        raise ValueError(f"a batch's timing marks must be the {size!r} bytes (whole "
+                         f"64-bit integers) its line announces, got {len(data)}")
+    column = array("q")
+    column.frombytes(data)
+    if sys.byteorder != "little":
+        column.byteswap()
+    return column
+
+
+def _marks_at(column: Column, at: int) -> tuple[int, ...]:
+    if at + RAW > len(column):
+        raise ValueError(f"the batch's timing marks ({len(column)} integers) end before "
+                         f"a record's {RAW}")
+    return relative(column[at:at + RAW])
+
+
+def with_marks(records: Sequence[L7Record], column: Column) -> list[L7Record]:
+    """The waypoint's records with their marks from the column (for flow sinks in-process)."""
+    out: list[L7Record] = []
+    at = 0
+    for r in records:
+        if r[13] is True:
+            r = (*r[:13], _marks_at(column, at), r[14])
+            at += RAW
+        out.append(r)
+    return out
+
+
+def read_batch(value: Any, data: bytes = b"") -> Iterator[L7Record | ValueError]:
+    """The records of one batch line (and its column's ``data``), in either form, each
+    checked: a malformed record (or column) is its ValueError, the others still count."""
+    column: array | None = None
+    if isinstance(value, dict):
+        items = value.get("records")
+        if not isinstance(items, list):
+            yield ValueError("a batch's records must be an array")
+            return
+        try:
+            column = decode_column(data, value.get("marks"))
+        except ValueError as err:
+            yield err
+            column = array("q")
+    else:
+        items = value
+    at = 0
+    for item in items:
+        try:
+            if (column is not None and isinstance(item, list) and len(item) == 15
+                    and item[13] is True):
+                marks, at = _marks_at(column, at), at + RAW
+                item = [*item[:13], marks, item[14]]
+            yield record_from_json(item)
+        except ValueError as err:
+            yield err
+    if column is not None and at < len(column):
+        yield ValueError(f"the batch's timing marks hold {len(column) - at} integers no "
+                         f"record claims")
 
 
 def _address(value: Any, what: str) -> tuple[str, int]:
@@ -148,7 +261,7 @@ class L7FlowBuilder:
             is_reply=False,
             summary=summary,
             tulle=TulleInfo(duration_ns=latency, route=route, rule=rule, backend=backend,
-                            request=None if marks is None else split(latency, marks)),
+                            request=split(latency, marks) if type(marks) is tuple else None),
             # Both sides were judged by the waypoint (policy_waypoint.py); a denied request
             # names none: NetworkPolicy has no deny rules, so Hubble's *_denied_by stay empty.
             egress_allowed_by=self._named(names[0]) if names else (),

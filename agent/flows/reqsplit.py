@@ -44,6 +44,12 @@ MAX_MARKS = 10  # ... [, body_end[, stalled]]: sent only when not 0
 # (client_rtt_us, sent, first, head_out, upstream_rtt_us); the waypoint sends this form
 # whenever that holds (3 integers fewer to build, encode and parse per request).
 COMPACT = 5
+# What the waypoint takes per request since the marks left the JSON text: the exchange's
+# clock readings as they are, absolute monotonic ns (0: did not happen), in one binary
+# column per batch (``agent.flows.l7record``). The agent, not the hot path, subtracts
+# the start (``relative``).
+RAW = 11  # (client_rtt_us, start, sent, connect, connect_late, first, head_out, last,
+#            upstream_rtt_us, body_end, stalled)
 
 
 def split(span_ns: int, marks: Sequence[int]) -> RequestSplit:
@@ -98,6 +104,17 @@ def from_json(data: Any) -> RequestSplit | None:
         except (TypeError, ValueError):
             values[name] = 0
     return RequestSplit(**values)
+
+
+def relative(raw: Sequence[int]) -> tuple[int, ...]:
+    """A request's ``RAW`` marks as the 10-integer form ``split`` reads (relative to the
+    start; 0 stays 0)."""
+    (client_rtt_us, start, sent, connect, late, first, head_out, last, upstream_rtt_us,
+     body_end, stalled) = raw
+    return (client_rtt_us, sent - start if sent else 0, connect, late,
+            first - start if first else 0, head_out - start if head_out else 0,
+            last - start if last else 0, upstream_rtt_us,
+            body_end - start if body_end else 0, stalled)
 
 
 def check_marks(value: Any) -> tuple[int, ...] | None:

@@ -1,7 +1,8 @@
 """``python -m bench.l7.drain PATH``: the agent's L7 flow intake reduced to reading. It
 listens on the unix socket the waypoint's ``--flows unix:PATH`` connects to, reads the
-lines (a JSON array of compact records each, or one flow object) and counts the flows in
-them; on SIGTERM it prints ``flows N`` and exits. It runs on the load generator's core, so
+lines (a JSON array of compact records each, or an object with them followed by their
+timing marks' binary column, or one flow object) and counts the flows in them; on SIGTERM
+it prints ``flows N`` and exits. It runs on the load generator's core, so
 the waypoint's core pays exactly what production makes it pay (encoding each batch of
 records, writing it to the socket) and the agent's side (building flows, enrichment, the
 flow ring) is not charged to either peer."""
@@ -14,6 +15,8 @@ import signal
 import socket
 import sys
 from pathlib import Path
+
+from agent.flows.l7record import column_size
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,9 +62,20 @@ def main(argv: list[str] | None = None) -> int:
                 partial.pop(sock, None)
                 sock.close()
                 continue
-            *lines, partial[sock] = (partial.get(sock, b"") + data).split(b"\n")
-            for line in lines:
-                flows += len(json.loads(line)) if line.startswith(b"[") else 1
+            buf = partial.get(sock, b"") + data
+            while (end := buf.find(b"\n")) >= 0:
+                line = buf[: end + 1]
+                size = column_size(line)  # a batch's binary marks column follows its line
+                if len(buf) < end + 1 + size:
+                    break
+                buf = buf[end + 1 + size :]
+                if line.startswith(b"["):
+                    flows += len(json.loads(line))
+                elif size or line.startswith(b'{"marks"'):
+                    flows += len(json.loads(line)["records"])
+                else:
+                    flows += 1
+            partial[sock] = buf
     server.close()
     path.unlink(missing_ok=True)
     print(f"flows {flows}", flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import stat
 import threading
@@ -18,10 +19,18 @@ import pytest
 from agent.flows.flow import Flow, Verdict, flow_from_json, flow_to_json
 from agent.flows.ingest import FlowIngest
 from agent.flows.l7intake import FlowForwarder, L7Intake
-from agent.flows.l7record import L7FlowBuilder, L7Record, encode_batch, record_from_json
+from agent.flows.l7record import (
+    L7FlowBuilder,
+    L7Record,
+    decode_column,
+    encode_batch,
+    pack_marks,
+    record_from_json,
+)
 from agent.flows.policyjson import network_policy
+from agent.flows.reqsplit import PARTS, RAW
 from agent.flows.store import FlowRing
-from l7proxy.flows import FlowLossCollector
+from l7proxy.flows import FlowLossCollector, FlowRecorder
 from l7proxy.server import WaypointServer
 from l7proxy.testing import gateway_config
 from lab.echo.responses import EchoContext
@@ -294,3 +303,149 @@ def test_an_agent_that_goes_away_costs_the_queue_and_the_next_batch_reconnects(
     finally:
         forwarder.close()
         listener.close()
+
+
+# --- the timing marks' binary column ---------------------------------------------------------
+
+T0 = 5_000_000_000  # the request's start on the waypoint's monotonic clock
+RAW_OK = (40, T0, T0 + 300_000, 0, 0, T0 + 900_000, T0 + 950_000, T0 + 960_000, 60, 0, 0)
+TIMED: L7Record = (*OK[:13], True, OK[14])  # type: ignore[assignment]
+
+
+def _column(*marks: tuple[int, ...]) -> bytes:
+    return pack_marks(marks)
+
+
+def test_marks_travel_as_one_binary_column_and_split_as_before(tmp_path: Path) -> None:
+    column = _column(RAW_OK, RAW_OK)
+    payload = encode_batch([TIMED, DENIED, TIMED], column)
+    line, _, rest = payload.partition(b"\n")
+    value = json.loads(line)
+    assert [r[13] for r in value["records"]] == [True, None, True]  # no mark in the JSON text
+    assert value["marks"] == len(column) == 2 * RAW * 8 and rest == column
+    # through the socket: the column (any bytes, newlines too) follows its line
+    intake = L7Intake(tmp_path / "l7.sock", FlowIngest(FlowRing(100)), lambda f: f,
+                      "node1").start()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(str(tmp_path / "l7.sock"))
+            conn.sendall(payload + encode_batch([DENIED]))
+            deadline = time.monotonic() + 5
+            while len(stored(intake)) < 4 and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        intake.stop()
+    assert b"\n" in column  # 0x0a bytes inside the column end no line
+    first, denied, second, after = stored(intake)
+    assert after.tulle is not None and after.tulle.request is None
+    want = L7FlowBuilder("node1").flow(OK)  # the same marks, relative, inline
+    assert first.tulle is not None and want.tulle is not None
+    assert first.tulle.request == second.tulle.request == want.tulle.request
+    assert first.tulle.request.backend_ns == 600_000 - 60_000 + 10_000
+    assert denied.tulle is not None and denied.tulle.request is None
+    assert intake.rejected == 0
+
+
+@pytest.mark.parametrize(("records", "marks", "kept", "why"), [
+    # not the announced size, or not whole 64-bit integers: the column is unusable, the
+    # timed records with it; the untimed one still counts
+    ([TIMED, DENIED], (RAW * 8, b"\0" * 12), 1, "must be the 88 bytes .* got 12"),
+    ([TIMED, DENIED], (12, b"\0" * 12), 1, "must be the 12 bytes .*64-bit"),
+    ([TIMED, DENIED], ("88", b""), 1, "must be the '88' bytes"),
+    # marks neither inline nor in the column: that record only
+    ([(*OK[:13], 7, None), DENIED, TIMED], _column(RAW_OK), 2, "timing marks must be an array"),
+    # fewer marks than the records claim: the record past the end goes
+    ([TIMED, TIMED], _column(RAW_OK), 1, r"end before a record's 11"),
+    # more than they claim: named, no record lost
+    ([TIMED, DENIED], _column(RAW_OK, RAW_OK), 2, "22 integers|11 integers no record claims"),
+])
+def test_a_malformed_marks_column_is_named_and_loses_nothing_else(
+        intake: L7Intake, caplog: Any, records: list[Any], marks: Any, kept: int,
+        why: str) -> None:
+    size, data = (len(marks), marks) if isinstance(marks, bytes) else marks
+    intake.accept(json.dumps({"records": records, "marks": size}).encode(), data)
+    assert len(stored(intake)) == kept and intake.rejected >= 1
+    assert re.search(why, caplog.text), caplog.text
+
+
+def test_a_batch_object_without_records_is_named(intake: L7Intake, caplog: Any) -> None:
+    intake.accept(b'{"records": 3, "marks": 0}\n')
+    assert intake.rejected == 1 and "records must be an array" in caplog.text
+
+
+class RecordingSink:
+    raw_records = True
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[list[L7Record], list[int]]] = []
+
+    def __call__(self, records: Any, marks: bytes) -> None:
+        self.batches.append((list(records), list(decode_column(marks, len(marks)))))
+
+
+def test_the_recorder_keeps_each_records_marks_with_it_when_it_drops_the_oldest() -> None:
+    sink = RecordingSink()
+    recorder = FlowRecorder(sink, batch=10, max_pending=2)
+    later = tuple(v + 1 if i == 0 else v for i, v in enumerate(RAW_OK))  # another client RTT
+
+    async def record() -> None:  # the recorder's flush timer needs a loop
+        recorder.record(TIMED, RAW_OK)
+        recorder.record(DENIED)
+        recorder.record(TIMED, later)
+        recorder.flush()
+
+    asyncio.run(record())
+    [(records, marks)] = sink.batches
+    assert records == [DENIED, TIMED] and marks == list(later) and recorder.lost == 1
+
+
+def test_a_flow_sink_in_process_gets_the_split_from_the_column() -> None:
+    flows: list[Flow] = []
+    recorder = FlowRecorder(flows.extend, node_name="node1", batch=10)
+
+    async def record() -> None:
+        recorder.record(TIMED, RAW_OK)
+        recorder.record(DENIED)
+        recorder.flush()
+
+    asyncio.run(record())
+    want = L7FlowBuilder("node1").flow(OK)
+    assert want.tulle is not None and want.tulle.request is not None
+    assert [f.tulle.request for f in flows if f.tulle] == [want.tulle.request, None]
+
+
+def test_a_waypoints_requests_reach_the_agent_with_their_split(tmp_path: Path) -> None:
+    """End to end without root: the waypoint's forwarder (marks column after each batch
+    line) into the agent's intake, whose flows carry a split that adds up."""
+    path = tmp_path / "l7.sock"
+    intake = L7Intake(path, FlowIngest(FlowRing(100)), lambda f: f, "node1").start()
+    forwarder = FlowForwarder(path)
+    loop = LoopThread()
+    echo = EchoServer(EchoContext(namespace="default", pod="echo-v1"), log=lambda _: None)
+    server: WaypointServer | None = None
+    try:
+        [echo_port] = loop.run(echo.start([0], "127.0.0.1"))
+        config = gateway_config(ROUTE, {"default/v1:8080": [("127.0.0.1", echo_port)]},
+                                services=("v1",))
+        server = WaypointServer(config, flow_sink=forwarder)
+        [port] = loop.run(server.start())
+        assert [http_get(port) for _ in range(3)] == [200] * 3
+        deadline = time.monotonic() + 5
+        while len(stored(intake)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the recorder's 0.2 s timer sends the batch
+        flows = stored(intake)
+        assert len(flows) == 3 and intake.rejected == 0
+        for f in flows:
+            assert f.tulle is not None
+            split = f.tulle.request
+            assert split is not None and f.l7 is not None
+            assert split.total_ns >= f.l7.latency_ns > 0
+            assert sum(getattr(split, p) for p in PARTS) == split.total_ns
+            assert split.upstream_network_ns + split.backend_ns > 0  # it went upstream
+    finally:
+        if server is not None:
+            loop.run(server.close())
+        loop.run(echo.close())
+        loop.call(forwarder.close)
+        loop.stop()
+        intake.stop()

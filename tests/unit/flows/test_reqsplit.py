@@ -10,7 +10,17 @@ from hypothesis import strategies as st
 
 from agent.flows.codec import flow_from_json, flow_to_json
 from agent.flows.flow import Flow, RequestSplit, TulleInfo
-from agent.flows.reqsplit import COMPACT, FIELDS, PARTS, check_marks, from_json, split, to_json
+from agent.flows.reqsplit import (
+    COMPACT,
+    FIELDS,
+    PARTS,
+    RAW,
+    check_marks,
+    from_json,
+    relative,
+    split,
+    to_json,
+)
 
 MS = 1_000_000
 
@@ -145,3 +155,36 @@ def test_json_zeros_are_kept_and_bad_values_read_as_zero() -> None:
     assert to_json(RequestSplit())["upstream_connect_ns"] == 0
     assert from_json({"total_ns": "12", "proxy_ns": "x"}) == RequestSplit(total_ns=12)
     assert from_json("nope") is None
+
+
+def _old_waypoint_marks(client: int, start: int, sent: int, connect: int, late: int,
+                        first: int, head_out: int, last: int, up_rtt: int, body_end: int,
+                        stalled: int) -> tuple[int, ...]:
+    """What the waypoint sent before its marks moved to a binary column (the old
+    ``Exchange.marks``): relative to the start, compact when the common case held."""
+    sent = sent - start if sent else 0
+    head_out = head_out - start if head_out else 0
+    if last == first and not (connect or body_end or stalled):
+        return (client, sent, first - start if first else 0, head_out, up_rtt)
+    marks = (client, sent, connect, late, first - start if first else 0, head_out,
+             last - start if last else 0, up_rtt)
+    if stalled:
+        return (*marks, body_end - start if body_end else 0, stalled)
+    if body_end:
+        return (*marks, body_end - start)
+    return marks
+
+
+@given(ordered_marks(), st.integers(1, 10**15))
+def test_raw_clock_readings_give_the_split_the_relative_marks_gave(
+        case: tuple[int, tuple[int, ...]], start: int) -> None:
+    """The waypoint now sends its clock readings as taken (``RAW``); made relative by the
+    agent they split exactly as the waypoint's own relative marks did."""
+    span, marks = case
+    client, sent, connect, late, first, head_out, last, up_rtt, body_end, stalled = (
+        *marks, 0, 0)[:10]
+    raw = (client, start, sent and start + sent, connect, late, first and start + first,
+           head_out and start + head_out, last and start + last, up_rtt,
+           body_end and start + body_end, stalled)
+    assert len(raw) == RAW
+    assert split(span, relative(raw)) == split(span, _old_waypoint_marks(*raw))

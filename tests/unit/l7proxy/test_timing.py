@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from agent.flows.flow import Flow, RequestSplit
-from agent.flows.reqsplit import COMPACT, PARTS
+from agent.flows.reqsplit import PARTS, RAW
 from l7proxy import timing
 from l7proxy.exchange import Exchange
 from l7proxy.server import WaypointServer
@@ -62,10 +62,14 @@ def test_a_new_upstream_connection_is_connect_time_and_a_pooled_one_is_not() -> 
             writer.write(b"GET /hdr HTTP/1.1\r\nHost: example.com\r\n\r\n")
             await reader.readuntil(b"}")
             writer.close()
-        # on the wire to the agent: all 8 marks for the new connection, the compact 5 for
-        # the pooled one (its response's end came in the read with its head)
-        sent = [record[13] for record in lab.server.flows._pending]
-        assert [len(m) for m in sent if m is not None] == [8, COMPACT], sent
+        # on the wire to the agent: each record says its marks are in the batch's column
+        # (True), which holds RAW clock readings per request: a connect time for the new
+        # connection only
+        recorder = lab.server.flows
+        assert [r[13] for r in recorder._pending] == [True, True]
+        new, pooled = recorder._marks
+        assert len(new) == len(pooled) == RAW
+        assert new[3] > 0 and pooled[3] == 0, (new, pooled)
         (f1, first), (f2, second) = _splits(lab)
         _adds_up(f1, first)
         _adds_up(f2, second)
