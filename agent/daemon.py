@@ -36,6 +36,7 @@ from agent.kube import gcpause
 from agent.kube.backoff import Backoff
 from agent.kube.cache import Delta
 from agent.kube.informer import WATCH_BACKOFF
+from agent.kube.models import to_model
 from agent.kube.resources import NodeStatus
 from agent.kube.source import ClusterSource, KubeconfigError, connect
 from agent.metrics import FlowMetrics, MapFillCollector, MetricsConfig, serve_metrics
@@ -77,7 +78,9 @@ class Agent:
     def __init__(self, node: str, client: Client, *, backoff: Backoff = WATCH_BACKOFF) -> None:
         self.node = node
         self.client = client
-        self.source = ClusterSource(client, AGENT_KINDS, self.handle, backoff=backoff)
+        # EndpointSlices kept as models only (agent.kube.models): not raw dicts beside them.
+        self.source = ClusterSource(client, AGENT_KINDS, self.handle, backoff=backoff,
+                                    transforms={"EndpointSlice": to_model})
         self.stop = threading.Event()
         self.changed = threading.Event()
         self.events_seen = 0

@@ -47,7 +47,10 @@ def key_of(obj: Any) -> Key:
 
 
 def revision_of(obj: Any) -> int:
-    raw = _field(meta_of(obj), "resourceVersion")
+    meta = meta_of(obj)
+    raw = _field(meta, "resourceVersion")
+    if raw is None and not isinstance(meta, dict):  # an agent.model object (a transform's)
+        raw = getattr(meta, "resource_version", None)
     try:
         return int(raw)
     except (TypeError, ValueError):
