@@ -200,9 +200,10 @@ class Informer(Generic[R]):
             params={"limit": str(LIST_PAGE)},
         )
         items: list[Any] = []
+        first = True
         while True:
             response = generic.send(generic.build_adapter_request(request))
-            if response.status_code == 404 and not items:
+            if response.status_code == 404 and first:
                 if self._served is not False:  # once per absence, not per retry
                     log.warning("%s: not served by the API server; empty until it is", self._name)
                 self._served = False
@@ -226,7 +227,10 @@ class Informer(Generic[R]):
                     revision, more = meta.get("resourceVersion"), meta.get("continue")
                 else:
                     more, revision, page = decoders.decode_list(response.content, self.resource)
-            items.extend(page)
+            # Placed (and transformed) page by page: a page's raw dicts are freed before
+            # the next page decodes, not all held until the list ends.
+            items.extend(self._placeable(page))
+            first = False
             if not more:
                 break
             request.params["continue"] = more
@@ -237,7 +241,7 @@ class Informer(Generic[R]):
         if self._served is False:
             log.info("%s: now served by the API server", self._name)
         self._served = True
-        self._listed(self.cache.replace(self._placeable(items), listed_at))
+        self._listed(self.cache.replace(items, listed_at))
         return True
 
     def _listed(self, deltas: list[Delta[R]]) -> None:
