@@ -140,3 +140,14 @@ def test_the_agent_holds_endpoint_slices_as_models_and_hands_them_on(lab: Lab) -
         assert decoded[0] is held and decoded[1].kind == "Namespace"
     finally:
         agent.source.stop()
+
+
+def test_equal_endpoint_conditions_are_one_shared_model_value() -> None:
+    first = to_model({**endpoint_slice("a", "10.0.3.1", "10.0.3.2")})
+    second = to_model({**endpoint_slice("b", "10.0.3.3")})
+    conditions = [e.conditions for s in (first, second) for e in s.endpoints]
+    assert conditions[0].ready is True
+    assert conditions[0] is conditions[1] is conditions[2]
+    other = endpoint_slice("c", "10.0.3.4")
+    other["endpoints"][0]["conditions"] = {"ready": False}
+    assert to_model(other).endpoints[0].conditions.ready is False
