@@ -78,6 +78,8 @@ class Cache(Generic[T]):
                 deltas.append(Delta("ADDED", key, obj, revision_of(obj), resync=True))
             elif revision_of(old) != revision_of(obj):
                 deltas.append(Delta("MODIFIED", key, obj, revision_of(obj), resync=True))
+            else:  # unchanged: keep the version consumers hold, not a second copy of it
+                fresh[key] = old
         self.objects = fresh
         self.revision = revision
         return deltas
