@@ -36,6 +36,7 @@ from agent.kube import gcpause
 from agent.kube.backoff import Backoff
 from agent.kube.cache import Delta
 from agent.kube.informer import WATCH_BACKOFF
+from agent.kube.models import to_model
 from agent.kube.resources import NodeStatus
 from agent.kube.source import ClusterSource, KubeconfigError, connect
 from agent.metrics import FlowMetrics, MapFillCollector, MetricsConfig, serve_metrics
@@ -46,6 +47,7 @@ log = logging.getLogger("tulle.agent")
 # listeners are redirected by its addresses; only the waypoint terminates TLS), so the
 # agent's ServiceAccount may not read Secrets (deploy/daemonset/rbac.yaml).
 AGENT_KINDS = tuple(k for k in WATCHED_KINDS if k != "Secret")
+MODEL_KINDS = ("Service", "EndpointSlice")  # read only as models (the datapath's)
 HEALTH_INTERVAL = 1.0
 SYNC_DEBOUNCE = 0.02  # coalesce bursts of cluster changes into one datapath sync
 STARTUP_GC_PAUSE_MAX = 120.0  # seconds
@@ -77,7 +79,9 @@ class Agent:
     def __init__(self, node: str, client: Client, *, backoff: Backoff = WATCH_BACKOFF) -> None:
         self.node = node
         self.client = client
-        self.source = ClusterSource(client, AGENT_KINDS, self.handle, backoff=backoff)
+        # The bulky kinds kept as models only (agent.kube.models), not raw dicts beside them.
+        self.source = ClusterSource(client, AGENT_KINDS, self.handle, backoff=backoff,
+                                    transforms=dict.fromkeys(MODEL_KINDS, to_model))
         self.stop = threading.Event()
         self.changed = threading.Event()
         self.events_seen = 0

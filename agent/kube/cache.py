@@ -47,7 +47,10 @@ def key_of(obj: Any) -> Key:
 
 
 def revision_of(obj: Any) -> int:
-    raw = _field(meta_of(obj), "resourceVersion")
+    meta = meta_of(obj)
+    raw = _field(meta, "resourceVersion")
+    if raw is None and not isinstance(meta, dict):  # an agent.model object (a transform's)
+        raw = getattr(meta, "resource_version", None)
     try:
         return int(raw)
     except (TypeError, ValueError):
@@ -75,6 +78,8 @@ class Cache(Generic[T]):
                 deltas.append(Delta("ADDED", key, obj, revision_of(obj), resync=True))
             elif revision_of(old) != revision_of(obj):
                 deltas.append(Delta("MODIFIED", key, obj, revision_of(obj), resync=True))
+            else:  # unchanged: keep the version consumers hold, not a second copy of it
+                fresh[key] = old
         self.objects = fresh
         self.revision = revision
         return deltas

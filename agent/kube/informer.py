@@ -36,6 +36,10 @@ from agent.kube.compact import compact
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
+# What an informer keeps of a decoded object instead of the object (client-go's transform):
+# say, its model, so the raw dict is not held beside it. Must keep metadata's name,
+# namespace and resource version readable (agent.kube.cache.key_of, revision_of).
+Transform = Callable[[Any], Any]
 ALL_NAMESPACES = "*"
 WATCH_BACKOFF = Backoff(initial=0.1, cap=10.0)
 # Objects per list page, as client-go's reflector asks: a 10,000-EndpointSlice list then never
@@ -56,8 +60,10 @@ class Informer(Generic[R]):
         on_listed: Callable[[int], None] | None = None,
         watch_timeout: int = 300,
         backoff: Backoff = WATCH_BACKOFF,
+        transform: Transform | None = None,
     ) -> None:
         self.client = client
+        self._transform = transform
         self.resource = resource
         # A cluster-scoped kind has no namespace in its path, not even "all".
         namespaced = issubclass(resource, res.NamespacedResource | res.NamespacedResourceG)
@@ -138,6 +144,13 @@ class Informer(Generic[R]):
             self._on_delta(delta)
 
     def _apply(self, type_: str, obj: Any) -> None:
+        if type_ != "BOOKMARK":  # a bookmark carries only a revision
+            try:
+                key_of(obj), revision_of(obj)
+            except CacheError as err:
+                log.error("%s: ignoring a %s event: %s", self._name, type_, err)
+                return
+            obj = self._transformed(obj)
         try:
             delta = self.cache.apply(type_, obj)
         except CacheError as err:
@@ -154,8 +167,18 @@ class Informer(Generic[R]):
             except CacheError as err:
                 log.error("%s: ignoring a listed object: %s", self._name, err)
                 continue
-            good.append(item)
+            good.append(self._transformed(item))
         return good
+
+    def _transformed(self, obj: Any) -> Any:
+        """What the cache keeps of ``obj``: the object itself when the transform fails."""
+        if self._transform is None:
+            return obj
+        try:
+            return self._transform(obj)
+        except Exception:
+            log.exception("%s: transform failed; keeping the object as decoded", self._name)
+            return obj
 
     def _decode(self, raw: bytes) -> Any:
         if not self._as_dict:
@@ -177,9 +200,10 @@ class Informer(Generic[R]):
             params={"limit": str(LIST_PAGE)},
         )
         items: list[Any] = []
+        first = True
         while True:
             response = generic.send(generic.build_adapter_request(request))
-            if response.status_code == 404 and not items:
+            if response.status_code == 404 and first:
                 if self._served is not False:  # once per absence, not per retry
                     log.warning("%s: not served by the API server; empty until it is", self._name)
                 self._served = False
@@ -203,7 +227,10 @@ class Informer(Generic[R]):
                     revision, more = meta.get("resourceVersion"), meta.get("continue")
                 else:
                     more, revision, page = decoders.decode_list(response.content, self.resource)
-            items.extend(page)
+            # Placed (and transformed) page by page: a page's raw dicts are freed before
+            # the next page decodes, not all held until the list ends.
+            items.extend(self._placeable(page))
+            first = False
             if not more:
                 break
             request.params["continue"] = more
@@ -214,7 +241,7 @@ class Informer(Generic[R]):
         if self._served is False:
             log.info("%s: now served by the API server", self._name)
         self._served = True
-        self._listed(self.cache.replace(self._placeable(items), listed_at))
+        self._listed(self.cache.replace(items, listed_at))
         return True
 
     def _listed(self, deltas: list[Delta[R]]) -> None:

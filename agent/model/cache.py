@@ -19,9 +19,12 @@ class ModelCache:
     def __init__(self) -> None:
         self._cache: dict[Key, tuple[str, Resource | None]] = {}
 
-    def decode(self, obj: Mapping[str, Any]) -> Resource | None:
+    def decode(self, obj: Mapping[str, Any] | Resource) -> Resource | None:
         """The model object, or None (logged once per version) when the stored object is
-        invalid."""
+        invalid. A model object (an informer's transform made it: agent.kube.models) is
+        its own model."""
+        if not isinstance(obj, Mapping):
+            return obj
         meta = obj.get("metadata", {})
         key = (obj.get("kind", ""), meta.get("namespace", ""), meta.get("name", ""))
         version = str(meta.get("resourceVersion", ""))
@@ -37,12 +40,16 @@ class ModelCache:
         return res
 
     def decode_all(
-        self, objects: Iterable[Mapping[str, Any]], kinds: Collection[str] | None = None
+        self,
+        objects: Iterable[Mapping[str, Any] | Resource],
+        kinds: Collection[str] | None = None,
     ) -> list[Resource]:
         """Every valid object (of `kinds`), forgetting cached objects no longer present."""
-        wanted = [o for o in objects if kinds is None or o.get("kind") in kinds]
+        wanted = [o for o in objects if kinds is None or _kind(o) in kinds]
         self.forget_missing(
-            (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in wanted
+            (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])
+            for o in wanted
+            if isinstance(o, Mapping)
         )
         return [res for res in map(self.decode, wanted) if res is not None]
 
@@ -54,3 +61,7 @@ class ModelCache:
         keep = set(present)
         for key in [k for k in self._cache if k not in keep]:
             del self._cache[key]
+
+
+def _kind(obj: Mapping[str, Any] | Resource) -> object:
+    return obj.get("kind") if isinstance(obj, Mapping) else obj.kind

@@ -27,7 +27,7 @@ class RecordingDatapath:
 
     def resync(self, objects: list[dict[str, Any]]) -> None:
         with self.lock:
-            self.calls.append(("resync", {(o["kind"], o["metadata"]["name"]) for o in objects}))
+            self.calls.append(("resync", {_kind_name(o) for o in objects}))
 
     def apply_changes(self, changes: list[ObjectChange]) -> None:
         with self.lock:
@@ -39,6 +39,13 @@ class RecordingDatapath:
     def kinds_of_calls(self) -> list[str]:
         with self.lock:
             return [kind for kind, _ in self.calls]
+
+
+def _kind_name(obj: Any) -> tuple[str, str]:
+    """A dict's or (Services, EndpointSlices: agent.daemon.MODEL_KINDS) a model's."""
+    if isinstance(obj, dict):
+        return obj["kind"], obj["metadata"]["name"]
+    return obj.kind, obj.metadata.name
 
 
 def service(name: str) -> dict[str, Any]:

@@ -42,6 +42,18 @@ def test_relist_yields_differences() -> None:
     ]
 
 
+def test_a_relist_keeps_the_held_version_of_an_unchanged_object() -> None:
+    """Consumers got the first version in a delta; the relist's equal copy is not held too."""
+    cache: Cache[dict[str, Any]] = Cache()
+    first = cm("a", 1)
+    cache.replace([first, cm("b", 2)], 2)
+    newer = cm("b", 3)
+    deltas = cache.replace([cm("a", 1), newer], 3)
+    assert [(d.type, d.key[1]) for d in deltas] == [("MODIFIED", "b")]
+    assert cache.objects[("default", "a")] is first
+    assert cache.objects[("default", "b")] is newer
+
+
 def test_bad_objects_are_named() -> None:
     cache: Cache[dict[str, Any]] = Cache()
     with pytest.raises(CacheError, match="resourceVersion 'x'"):

@@ -37,6 +37,22 @@ def test_node_names_are_interned() -> None:
     assert obj["endpoints"][0]["nodeName"] is obj["endpoints"][1]["nodeName"]
 
 
+def test_target_ref_kind_and_namespace_are_interned() -> None:
+    def built(text: str) -> str:
+        return "".join(list(text))  # equal, a new object each time
+
+    obj = {"kind": "EndpointSlice", "metadata": {"name": "s"},
+           "endpoints": [{**endpoint(f"10.0.0.{i}", {}),
+                          "targetRef": {"kind": built("Pod"), "namespace": built("shop"),
+                                        "name": f"p{i}"}} for i in range(2)]}
+    expected = copy.deepcopy(obj)
+    first, second = (e["targetRef"] for e in obj["endpoints"])
+    assert first["namespace"] is not second["namespace"]
+    compact("EndpointSlice", obj)
+    assert obj == expected
+    assert first["kind"] is second["kind"] and first["namespace"] is second["namespace"]
+
+
 odd_values = st.one_of(st.none(), st.integers(), st.text(max_size=3), st.booleans(),
                        st.lists(st.booleans(), max_size=2))
 
@@ -49,7 +65,9 @@ def test_malformed_slices_are_left_as_they_are_for_the_converter_to_refuse(
 ) -> None:
     """Whatever the shape, compacting never raises and never changes a value."""
     for obj in ({"kind": "EndpointSlice", "metadata": {"name": "s"},
-                 "endpoints": [{"conditions": conditions, "nodeName": node}, "junk", None]},
+                 "endpoints": [{"conditions": conditions, "nodeName": node},
+                               {"targetRef": {"kind": node, "namespace": endpoints}},
+                               {"targetRef": node}, "junk", None]},
                 {"kind": "EndpointSlice", "metadata": "junk", "endpoints": endpoints}):
         before = copy.deepcopy(obj)
         compact("EndpointSlice", obj)
