@@ -220,6 +220,7 @@ def free_port() -> int:
 @contextmanager
 def api_server(workdir: Path, services: int, endpoints: int) -> Iterator[Path]:
     from bench.control import fsseed
+    from bench.control.apiserver import served
     from lab.apiserver.__main__ import bootstrap
     from lab.store import Store
 
@@ -229,22 +230,9 @@ def api_server(workdir: Path, services: int, endpoints: int) -> Iterator[Path]:
         bootstrap(store)
         fsseed.seed(store, services, endpoints, progress)
     progress(f"store seeded in {time.monotonic() - started:.1f} s (bulk, before the API server)")
-    state = workdir / "state"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lab.apiserver", "--store", str(store_path),
-         "--state-dir", str(state), "--port", str(free_port()), "--lab", "fsbench"],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("KUBECONFIG="):
-                break
-        else:
-            raise SystemExit("the lab API server exited before serving")
-        yield state / "kubeconfig"
-    finally:
-        proc.terminate()  # our own child
-        proc.wait(10)
+    args = ("--port", str(free_port()), "--lab", "fsbench")
+    with served(store_path, workdir / "state", *args) as kubeconfig:
+        yield kubeconfig
 
 
 def progress(message: str) -> None:

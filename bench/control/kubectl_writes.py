@@ -16,7 +16,6 @@ import argparse
 import http.client
 import json
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,36 +26,16 @@ from typing import Any
 
 import yaml
 
+from bench.control.apiserver import served
+
 
 @contextmanager
 def bare_server() -> Iterator[Path]:
     """A lab API server process over a temp store; yields its kubeconfig."""
     with tempfile.TemporaryDirectory(prefix="tulle-bench-writes-") as tmp:
         root = Path(tmp)
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lab.apiserver",
-                "--store",
-                str(root / "store.db"),
-                "--state-dir",
-                str(root / "state"),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if line.startswith("KUBECONFIG="):
-                    break
-            else:
-                raise SystemExit("the API server exited before it served")
-            yield root / "state" / "kubeconfig"
-        finally:
-            proc.terminate()  # our own child, by its handle
-            proc.wait(timeout=10)
+        with served(root / "store.db", root / "state") as kubeconfig:
+            yield kubeconfig
 
 
 class Api:
