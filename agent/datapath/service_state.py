@@ -15,18 +15,20 @@ import itertools
 from collections.abc import Iterable
 
 from agent.datapath.services import (
+    EntriesRequest,
     ServiceEntries,
     ServiceEntry,
     ServiceKey,
     ServicePlan,
     conflict_error,
-    service_entries,
+    many_service_entries,
 )
 from agent.model.core import EndpointSlice, Service
-from agent.model.frozen import FrozenMap
+from agent.model.frozen import EMPTY, FrozenMap
 
 Name = tuple[str, str]  # (namespace, name)
 _GENERATIONS = itertools.count(1)  # process-wide: no two plans share a generation
+_NOTHING = ServiceEntries()
 
 
 class ServiceState:
@@ -78,8 +80,10 @@ class ServiceState:
             return self._plan
         dirty, self._dirty = self._dirty, set()
         keys: set[ServiceKey] = set()  # keys whose winner may have changed
+        requests: list[EntriesRequest] = []
+        planned: list[Name] = []
         for name in dirty:
-            before = self._wanted.pop(name, ServiceEntries())
+            before = self._wanted.pop(name, _NOTHING)
             for entry in before.entries:
                 keys.add(entry.key)
                 claimants = self._claims[entry.key]
@@ -89,8 +93,10 @@ class ServiceState:
             service = self.services.get(name)
             if service is None:
                 continue
-            earlier = {e.key: e for e in before.entries}
-            now = service_entries(service, self._slices_of.get(name, {}).values(), earlier)
+            earlier = {e.key: e for e in before.entries} if before.entries else EMPTY
+            requests.append((service, self._slices_of.get(name, {}).values(), earlier))
+            planned.append(name)
+        for name, now in zip(planned, many_service_entries(requests), strict=True):
             self._wanted[name] = now
             for entry in now.entries:
                 keys.add(entry.key)
