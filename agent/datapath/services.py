@@ -34,7 +34,6 @@ from collections import defaultdict
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import overload
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from socket import AF_INET, inet_pton
@@ -239,23 +238,22 @@ def many_service_entries(requests: Sequence[EntriesRequest]) -> list[ServiceEntr
     drafts: list[tuple[Service, list[_Draft], tuple[str, ...]] | ServiceEntries] = []
     ips, ports, counts = array("I"), array("H"), []
     for service, slices, earlier in requests:
-        spec, meta = service.spec, service.metadata
-        if spec.headless or spec.cluster_ip is None:
+        spec = service.spec
+        if spec.cluster_ip is None or spec.headless:
             drafts.append(ServiceEntries())
             continue
-        where = f"Service {meta.namespace}/{meta.name}"
         vip = _address(spec.cluster_ip)
         if not isinstance(vip, IPv4Address):
-            note = f"{where}: ClusterIP {vip} is IPv6; only IPv4 is load-balanced"
+            note = f"{_where(service)}: ClusterIP {vip} is IPv6; only IPv4 is load-balanced"
             drafts.append(ServiceEntries((), (note,)))
             continue
         errors: list[str] = []
-        usable = _ipv4_slices(slices, where, errors)
+        usable = _ipv4_slices(slices, service, errors)
         ports_of = []
         for port in spec.ports:
             key = ServiceKey(vip, port.port, PROTOCOLS[port.protocol])
             backends = _backends(port, usable)
-            before = earlier.get(key)
+            before = None if earlier is EMPTY else earlier.get(key)
             table: Sequence[int] | None = None
             if not backends:
                 table = ()
@@ -313,18 +311,23 @@ def diff_plans(old: ServicePlan, new: ServicePlan) -> PlanDiff:
 
 
 def _ipv4_slices(
-    slices: Iterable[EndpointSlice], where: str, errors: list[str]
+    slices: Iterable[EndpointSlice], service: Service, errors: list[str]
 ) -> list[EndpointSlice]:
     """The IPv4 slices; one note per address type skipped."""
-    usable, skipped = [], set()
-    for endpoint_slice in slices:
-        if endpoint_slice.address_type is AddressType.IPV4:
-            usable.append(endpoint_slice)
-        else:
-            skipped.add(endpoint_slice.address_type)
+    listed = list(slices)
+    usable = [s for s in listed if s.address_type is AddressType.IPV4]
+    if len(usable) == len(listed):
+        return usable
+    skipped = {s.address_type for s in listed if s.address_type is not AddressType.IPV4}
     for address_type in sorted(skipped):
-        errors.append(f"{where}: {address_type} EndpointSlices ignored; only IPv4 is load-balanced")
+        errors.append(
+            f"{_where(service)}: {address_type} EndpointSlices ignored; only IPv4 is load-balanced"
+        )
     return usable
+
+
+def _where(service: Service) -> str:
+    return f"Service {service.metadata.namespace}/{service.metadata.name}"
 
 
 def _backends(port: ServicePort, slices: Iterable[EndpointSlice]) -> Backends:
@@ -369,11 +372,13 @@ def _backends(port: ServicePort, slices: Iterable[EndpointSlice]) -> Backends:
     )
 
 
-@lru_cache(maxsize=1 << 16)
 def _address(text: str) -> IPv4Address | IPv6Address:
-    """Parse an address the model already validated. Memoised: replanning sees the same
-    addresses again and again, and parsing was the largest cost of a replan."""
-    return ip_address(text)
+    """Parse an address the model already validated; an IPv4 one from packed bytes (three
+    times faster than parsing the text, and most ClusterIPs are IPv4)."""
+    try:
+        return IPv4Address(inet_pton(AF_INET, text))
+    except OSError:
+        return ip_address(text)
 
 
 _from_bytes = int.from_bytes  # IPv4 text -> int from packed bytes: 10x IPv4Address(text)
