@@ -102,20 +102,20 @@ class ServiceState:
             for entry in now.entries:
                 key = entry.key
                 keys.add(key)
-                claimants = claims.get(key)
-                if claimants is None:
+                held = claims.get(key)
+                if held is None:
                     claims[key] = {name}
                 else:
-                    claimants.add(name)
+                    held.add(name)
         renote = set(dirty)
         for key in keys:
-            claimants = claims.get(key)
-            if claimants is None:
+            held = claims.get(key)
+            if held is None:
                 self._entries.pop(key, None)
                 continue
-            winner = min(claimants)
+            winner = min(held)
             self._entries[key] = _first(wanted[winner].entries, key)
-            renote |= claimants
+            renote |= held
         for name in renote:
             self._note(name)
         base, self._generation = self._generation, next(_GENERATIONS)

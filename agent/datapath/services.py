@@ -30,13 +30,13 @@ replans one Service per change (bench/results/replan-2026-12-05.md).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from array import array
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import overload
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from socket import AF_INET, inet_pton
+from typing import overload
 
 from agent.datapath.maglev import CompactTable, maglev_tables
 from agent.model.core import AddressType, EndpointSlice, Service, ServicePort
@@ -122,7 +122,7 @@ class Backends(Sequence[Backend]):
         if isinstance(other, Backends):
             return self.ips == other.ips and self.ports == other.ports
         if isinstance(other, Sequence) and not isinstance(other, str | bytes):
-            return len(other) == len(self) and all(a == b for a, b in zip(self, other))
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other, strict=True))
         return NotImplemented
 
     def __hash__(self) -> int:
@@ -271,7 +271,7 @@ def many_service_entries(requests: Sequence[EntriesRequest]) -> list[ServiceEntr
         if isinstance(draft, ServiceEntries):
             results.append(draft)
             continue
-        service, ports_of, errors = draft
+        service, ports_of, notes = draft
         meta, affinity = service.metadata, service.spec.affinity_timeout_seconds or 0
         entries = tuple(
             ServiceEntry(
@@ -285,7 +285,7 @@ def many_service_entries(requests: Sequence[EntriesRequest]) -> list[ServiceEntr
             )
             for key, port_name, backends, table in ports_of
         )
-        results.append(ServiceEntries(entries, errors))
+        results.append(ServiceEntries(entries, notes))
     return results
 
 
@@ -339,6 +339,7 @@ def _backends(port: ServicePort, slices: Iterable[EndpointSlice]) -> Backends:
             if p.name == name and p.protocol == protocol:
                 # None: a port without a number (kube-proxy skips it)
                 if p.port is not None:
+                    assert 0 < p.port <= 0xFFFF, f"port {p.port} in {endpoint_slice.metadata.key}"
                     numbered.append((endpoint_slice, p.port))
                 break
     # A backend as one int, address << 16 | port: sorts as (address, port), and a set of them
@@ -364,7 +365,7 @@ def _backends(port: ServicePort, slices: Iterable[EndpointSlice]) -> Backends:
                     ]
                 )
     except OSError:
-        raise AssertionError(f"an address that is not IPv4 in an IPv4 EndpointSlice: {numbered}")
+        raise AssertionError(f"a non-IPv4 address in an IPv4 EndpointSlice: {numbered}") from None
     ordered = sorted(chosen)
     return Backends.of(
         array("I", [backend >> 16 for backend in ordered]),

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
 import resource
 import sys
@@ -139,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             if run == 0 and args.profile:
                 profiler = cProfile.Profile()
                 rows.append(profiler.runcall(plan_once, resources, maglev))
-                pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(int(__import__("os").environ.get("PROF_N", "25")))
+                stats = pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime")
+                stats.print_stats(int(os.environ.get("PROF_N", "25")))
             else:
                 rows.append(plan_once(resources, maglev))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
