@@ -7,7 +7,9 @@ does (cyclic GC paused), one part at a time:
 
 - ``reset``: the planner's bookkeeping of 20,000 objects (Planner.reset/update);
 - ``services``: ServiceState.plan(), of it ``maglev`` (maglev_slots: permutations + fill);
-- ``endpoints, l7, assemble``: the rest of Planner.desired().
+- ``endpoints, l7, assemble``: the rest of Planner.desired();
+- ``rss_growth_mb``: VmRSS after the plan less before (what the plan holds; first run only,
+  later runs reuse the freed memory of the one before).
 
 CPU seconds (``time.process_time``) per part; ``--repeat`` plans again with fresh planners
 in the same process (memos such as the address parser's are then warm: the first run is
@@ -92,12 +94,20 @@ def part(row: dict[str, float], name: str) -> Iterator[None]:
     row[name] = round(time.process_time() - started, 3)
 
 
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def plan_once(resources: list[Any], maglev: Clock) -> dict[str, float]:
     from agent.datapath.planner import Planner
 
     row: dict[str, float] = {}
     maglev.total, maglev.calls = 0.0, 0
     planner = Planner(NODE)
+    rss = _rss_mb()
     with part(row, "total"):
         with part(row, "reset"):
             planner.reset(resources)
@@ -106,6 +116,7 @@ def plan_once(resources: list[Any], maglev: Clock) -> dict[str, float]:
         with part(row, "endpoints, l7, assemble"):
             desired = planner.desired()
     assert desired.services is plan
+    row["rss_growth_mb"] = round(_rss_mb() - rss, 1)  # what the plan holds (first run)
     row["maglev"] = round(maglev.total, 3)
     row["maglev_tables"] = maglev.calls
     row["entries"] = len(plan.entries)
