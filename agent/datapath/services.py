@@ -146,8 +146,8 @@ class ServiceEntry:
     ``backends`` is sorted (a ``Backends`` when planned here); empty means the Service has
     no usable endpoints and clients are answered at once. ``table`` is ``maglev_table`` over
     ``str(backend)`` of ``backends`` (entries index ``backends``), or ``()`` without
-    backends. ``affinity_timeout`` is the
-    ClientIP affinity in seconds, 0 when affinity is off.
+    backends. ``affinity_timeout`` is the ClientIP affinity in seconds, 0 when affinity is
+    off.
     """
 
     key: ServiceKey
@@ -263,7 +263,7 @@ def many_service_entries(requests: Sequence[EntriesRequest]) -> list[ServiceEntr
             before = None if earlier is EMPTY else earlier.get(key)
             table: Sequence[int] | None = None
             if not backends:
-                table = ()
+                table = _NO_TABLE
             elif before is not None and before.backends == backends:
                 table = before.table
             else:
@@ -297,6 +297,7 @@ def many_service_entries(requests: Sequence[EntriesRequest]) -> list[ServiceEntr
 
 
 _Draft = tuple[ServiceKey, str, "Backends", Sequence[int] | None]  # table None: to build
+_NO_TABLE = CompactTable()
 
 
 def conflict_error(service: Service, key: ServiceKey, first: ServiceEntry) -> str:
