@@ -21,11 +21,12 @@ from __future__ import annotations
 import hashlib
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
+from ipaddress import IPv4Address
 from itertools import filterfalse
 from typing import TYPE_CHECKING, overload
 
 if TYPE_CHECKING:
-    from agent.datapath.maglev_native import Fill
+    from agent.datapath.maglev_native import Fill, Tables
 
 MAGLEV_SIZE = 1021
 """Slots per service table.
@@ -87,7 +88,59 @@ def maglev_slots(backends: Sequence[str], size: int = MAGLEV_SIZE) -> array:
     return array("H", map(marks.__getitem__, _fill(prefs, size)))
 
 
+def maglev_tables(
+    ips: array, ports: array, counts: Sequence[int], size: int = MAGLEV_SIZE
+) -> list[array]:
+    """``maglev_slots`` of many backend sets at once, each backend an IPv4 address (an int)
+    and a port, named ``"a.b.c.d:port"`` (``str(IPv4Address(ip))``). Set ``i`` is the next
+    ``counts[i]`` entries of ``ips`` ("I") and ``ports`` ("H"); its table indexes them.
+
+    In C where it can be (agent.datapath.maglev_native: names, hashes and fill, a chunk of
+    sets per call, without the GIL), else ``maglev_slots`` per set: the same tables."""
+    if not _is_prime(size):
+        raise ValueError(f"Maglev table size must be prime, got {size}")
+    native = _native_tables()
+    if native is None:
+        return list(_python_tables(ips, ports, counts, size))
+    tables: list[array] = []
+    start = 0
+    for first in range(0, len(counts), _CHUNK):
+        chunk = counts[first : first + _CHUNK]
+        end = start + sum(chunk)
+        filled = array("I", [n for n in chunk if n])
+        try:
+            flat = native(ips[start:end], ports[start:end], filled, size)
+        except ValueError:  # the Python code names what is wrong
+            tables += _python_tables(ips[start:end], ports[start:end], chunk, size)
+        else:
+            at = 0
+            for n in chunk:
+                if n:
+                    tables.append(flat[at : at + size])
+                    at += size
+                else:
+                    tables.append(array("H"))
+        start = end
+    return tables
+
+
+_CHUNK = 512  # sets per C call: its output (1 MB) is copied out table by table
+
+
+def _python_tables(
+    ips: array, ports: array, counts: Sequence[int], size: int
+) -> Iterator[array]:
+    start = 0
+    for n in counts:
+        names = [f"{IPv4Address(ip)}:{port}" for ip, port in zip(ips[start : start + n],
+                                                                  ports[start : start + n],
+                                                                  strict=True)]
+        yield maglev_slots(names, size)
+        start += n
+
+
 _NATIVE: list[Fill | None] = []  # [] until looked for: the C loop, or None
+_NATIVE_TABLES: list[Tables | None] = []  # likewise, whole tables
 
 
 def _native() -> Fill | None:
@@ -96,6 +149,14 @@ def _native() -> Fill | None:
 
         _NATIVE.append(native_fill())
     return _NATIVE[0]
+
+
+def _native_tables() -> Tables | None:
+    if not _NATIVE_TABLES:
+        from agent.datapath.maglev_native import native_tables
+
+        _NATIVE_TABLES.append(native_tables())
+    return _NATIVE_TABLES[0]
 
 
 class CompactTable(Sequence[int]):

@@ -1,6 +1,11 @@
-"""The Maglev population loop in C (maglev_fill.c), through ctypes, when a C compiler is at
-hand: ~10 times faster than the Python loop, which probes ~7,000 slots per 1,021-slot table
-(0.25 ms; 2.5 s of an agent's first sync at 10,000 Services).
+"""Maglev tables in C (maglev_fill.c), through ctypes, when a C compiler is at hand:
+
+- ``fill``: the population loop alone, ~10 times faster than the Python loop, which probes
+  ~7,000 slots per 1,021-slot table (0.25 ms; 2.5 s of an agent's first sync at 10,000
+  Services);
+- ``tables``: whole tables (backend names, their BLAKE2b permutations, the fill) for many
+  services in one call, which ctypes makes without the GIL: a first sync's 10,000 tables
+  cost one crossing and no Python per backend.
 
 The shared object is built once per source version with the system's ``cc`` into a private
 cache directory (``$TULLE_NATIVE_DIR``, else ``~/.cache/tulle/native``; created 0700, and
@@ -22,10 +27,16 @@ import tempfile
 from array import array
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("tulle.datapath")
 SOURCE = Path(__file__).with_name("maglev_fill.c")
 Fill = Callable[[Sequence[tuple[int, int]], Sequence[int], int], array]
+Tables = Callable[[array, array, array, int], array]
+"""``tables(ips, ports, counts, size)``: ``ips`` ("I", host order) and ``ports`` ("H") hold
+every service's backends one service after the other, ``counts`` ("I") how many each has
+(at least 1, fewer than ``size``, no two alike); returns the tables one after the other,
+``size`` slots each, as indices into the service's own backends."""
 
 
 def cache_dir() -> Path:
@@ -74,7 +85,7 @@ def build(directory: Path | None = None) -> Path | None:
 
 
 def load(path: Path) -> Fill:
-    lib = ctypes.CDLL(str(path))
+    lib = ctypes.CDLL(str(path))  # dlopen: the same library as load_tables' once loaded
     fn = lib.tulle_maglev_fill
     u32p, u16p = ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint16)
     fn.argtypes = [u32p, u32p, u16p, ctypes.c_uint32, ctypes.c_uint32, u16p]
@@ -96,14 +107,46 @@ def load(path: Path) -> Fill:
     return fill
 
 
+def load_tables(path: Path) -> Tables:
+    fn = ctypes.CDLL(str(path)).tulle_maglev_tables
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32,
+                   ctypes.c_uint32, ctypes.c_void_p]
+    fn.restype = ctypes.c_int
+
+    def tables(ips: array, ports: array, counts: array, size: int) -> array:
+        if not (ips.typecode, ports.typecode, counts.typecode) == ("I", "H", "I"):
+            raise TypeError("tables wants arrays of I (ips), H (ports) and I (counts)")
+        if len(ips) != len(ports) or sum(counts) != len(ips):
+            raise ValueError(f"{len(ips)} ips, {len(ports)} ports, counts adding to "
+                             f"{sum(counts)}: they must agree")
+        out = array("H", bytes(2 * size * len(counts)))
+        if counts and fn(ips.buffer_info()[0], ports.buffer_info()[0],
+                         counts.buffer_info()[0], len(counts), size, out.buffer_info()[0]):
+            raise ValueError(f"native Maglev tables refused a set of backends in {size} slots")
+        return out
+
+    return tables
+
+
 def native_fill() -> Fill | None:
+    path = _library()
+    return _loaded(load, path) if path is not None else None
+
+
+def native_tables() -> Tables | None:
+    path = _library()
+    return _loaded(load_tables, path) if path is not None else None
+
+
+def _library() -> Path | None:
     if os.environ.get("TULLE_NATIVE") == "0":  # force the Python loop (tests, comparisons)
         return None
-    path = build()
-    if path is None:
-        return None
+    return build()
+
+
+def _loaded(loader: Callable[[Path], Callable[..., array]], path: Path) -> Any:
     try:
-        return load(path)
-    except OSError as err:
+        return loader(path)
+    except (OSError, AttributeError) as err:  # AttributeError: a symbol missing
         log.warning("loading %s failed (%s); using the Python loop", path, err)
         return None

@@ -95,43 +95,46 @@ class Planner:
         agent.model.cache) is no change, so a resync replans only what changed."""
         fresh: dict[str, dict[Name, Any]] = {kind: {} for kind in VIEW_FIELDS}
         for res in resources:
-            if res.kind in fresh:
-                fresh[res.kind][(res.metadata.namespace, res.metadata.name)] = res
-        changes = []
+            bucket = fresh.get(res.kind)
+            if bucket is not None:
+                meta = res.metadata
+                bucket[(meta.namespace, meta.name)] = res
         for kind, objects in fresh.items():
             held = self.objects[kind]
-            changes += [Change(kind, *name, None) for name in held if name not in objects]
-            changes += [
-                Change(kind, *name, o) for name, o in objects.items() if held.get(name) is not o
-            ]
-        self.update(changes)
+            for name in [name for name in held if name not in objects]:
+                self._put(kind, name, None)
+            for name, obj in objects.items():
+                if held.get(name) is not obj:
+                    self._put(kind, name, obj)
         self.index_stale = True
 
     def update(self, changes: Iterable[Change]) -> None:
         for change in changes:
-            kind = change.kind
-            bucket = self.objects.get(kind)
-            if bucket is None:
-                continue  # a kind the datapath does not read
-            name = (change.namespace, change.name)
-            if change.obj is None:
-                if bucket.pop(name, None) is None:
-                    continue
-            else:
-                bucket[name] = change.obj
-            self._view = self._desired = None
-            if kind == "Service":
-                assert change.obj is None or isinstance(change.obj, Service)
-                self.services.put_service(change.obj, name)
-            elif kind == "EndpointSlice":
-                assert change.obj is None or isinstance(change.obj, EndpointSlice)
-                self.services.put_slice(change.obj, name)
-            if kind in ENDPOINT_KINDS:
-                self._part = None
-            if kind in L7_KINDS:
-                self._needs = None
-            if kind in INDEX_KINDS:
-                self.index_stale = True
+            self._put(change.kind, (change.namespace, change.name), change.obj)
+
+    def _put(self, kind: str, name: Name, obj: Resource | None) -> None:
+        """Set (or with None, delete) one object; what depends on its kind is planned again."""
+        bucket = self.objects.get(kind)
+        if bucket is None:
+            return  # a kind the datapath does not read
+        if obj is None:
+            if bucket.pop(name, None) is None:
+                return
+        else:
+            bucket[name] = obj
+        self._view = self._desired = None
+        if kind == "Service":
+            assert obj is None or isinstance(obj, Service)
+            self.services.put_service(obj, name)
+        elif kind == "EndpointSlice":
+            assert obj is None or isinstance(obj, EndpointSlice)
+            self.services.put_slice(obj, name)
+        if kind in ENDPOINT_KINDS:
+            self._part = None
+        if kind in L7_KINDS:
+            self._needs = None
+        if kind in INDEX_KINDS:
+            self.index_stale = True
 
     def view(self) -> ClusterView:
         """Every object, grouped by kind (built on demand: O(cluster))."""

@@ -15,18 +15,20 @@ import itertools
 from collections.abc import Iterable
 
 from agent.datapath.services import (
+    EntriesRequest,
     ServiceEntries,
     ServiceEntry,
     ServiceKey,
     ServicePlan,
     conflict_error,
-    service_entries,
+    many_service_entries,
 )
 from agent.model.core import EndpointSlice, Service
-from agent.model.frozen import FrozenMap
+from agent.model.frozen import EMPTY, FrozenMap
 
 Name = tuple[str, str]  # (namespace, name)
 _GENERATIONS = itertools.count(1)  # process-wide: no two plans share a generation
+_NOTHING = ServiceEntries()
 
 
 class ServiceState:
@@ -77,32 +79,43 @@ class ServiceState:
         if self._plan is not None:
             return self._plan
         dirty, self._dirty = self._dirty, set()
+        wanted, claims = self._wanted, self._claims
         keys: set[ServiceKey] = set()  # keys whose winner may have changed
+        requests: list[EntriesRequest] = []
+        planned: list[Name] = []
         for name in dirty:
-            before = self._wanted.pop(name, ServiceEntries())
+            before = wanted.pop(name, _NOTHING)
             for entry in before.entries:
                 keys.add(entry.key)
-                claimants = self._claims[entry.key]
+                claimants = claims[entry.key]
                 claimants.discard(name)
                 if not claimants:
-                    del self._claims[entry.key]
+                    del claims[entry.key]
             service = self.services.get(name)
             if service is None:
                 continue
-            earlier = {e.key: e for e in before.entries}
-            now = service_entries(service, self._slices_of.get(name, {}).values(), earlier)
-            self._wanted[name] = now
+            earlier = {e.key: e for e in before.entries} if before.entries else EMPTY
+            requests.append((service, self._slices_of.get(name, {}).values(), earlier))
+            planned.append(name)
+        for name, now in zip(planned, many_service_entries(requests), strict=True):
+            wanted[name] = now
             for entry in now.entries:
-                keys.add(entry.key)
-                self._claims.setdefault(entry.key, set()).add(name)
+                key = entry.key
+                keys.add(key)
+                held = claims.get(key)
+                if held is None:
+                    claims[key] = {name}
+                else:
+                    held.add(name)
         renote = set(dirty)
         for key in keys:
-            if key not in self._claims:
+            held = claims.get(key)
+            if held is None:
                 self._entries.pop(key, None)
                 continue
-            winner = min(self._claims[key])
-            self._entries[key] = _first(self._wanted[winner].entries, key)
-            renote |= self._claims[key]
+            winner = min(held)
+            self._entries[key] = _first(wanted[winner].entries, key)
+            renote |= held
         for name in renote:
             self._note(name)
         base, self._generation = self._generation, next(_GENERATIONS)
@@ -118,6 +131,10 @@ class ServiceState:
     def _note(self, name: Name) -> None:
         """A Service's notes: its own, then one per port whose key it does not serve."""
         wanted = self._wanted.get(name)
+        if wanted is not None and not wanted.errors and len(wanted.entries) == 1:
+            if len(self._claims[wanted.entries[0].key]) == 1:  # the common case: no notes
+                self._errors.pop(name, None)
+                return
         service = self.services.get(name)
         notes = list(wanted.errors) if wanted else []
         if wanted is not None and service is not None:
@@ -150,4 +167,6 @@ class ServiceState:
 
 
 def _first(entries: tuple[ServiceEntry, ...], key: ServiceKey) -> ServiceEntry:
+    if entries[0].key is key:  # mostly: a one-port Service's own key
+        return entries[0]
     return next(e for e in entries if e.key == key)

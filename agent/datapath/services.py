@@ -22,22 +22,30 @@ Semantics follow kube-proxy:
   a note in ``ServicePlan.errors``, once per Service.
 - ``sessionAffinity: ClientIP`` sets ``affinity_timeout`` (Kubernetes' default 10800 s).
 
-Cost: a Maglev table is about 0.25 ms to build, so a first plan of 10,000 services with
-endpoints takes about 2.5 s of Maglev alone. Replanning with ``previous`` reuses the table of
-every entry whose backends are unchanged. The agent does not replan: ``service_state``
-replans one Service per change (bench/results/replan-2026-12-05.md).
+Cost: the Maglev tables of a whole plan are built in one batch (``maglev_tables``: in C, 512
+services per call; 10,000 tables take ~0.2 s CPU, of it ~0.14 s the fill), and backends are
+kept as compact arrays (``Backends``); a first plan of 10,000 Services with 100,000 endpoints
+costs ~0.45 s CPU (bench/control/planprof.py, bench/results/plan-2026-12-05.md). Replanning
+with ``previous`` reuses the table of every entry whose backends are unchanged. The agent does
+not replan: ``service_state`` replans one Service per change
+(bench/results/replan-2026-12-05.md).
 """
 
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from socket import AF_INET, inet_pton
+from typing import overload
 
-from agent.datapath.maglev import CompactTable, maglev_slots
+from agent.datapath.maglev import (
+    CompactTable,
+    maglev_slots,  # noqa: F401 - bench.control.firstsync wraps it
+    maglev_tables,
+)
 from agent.model.core import AddressType, EndpointSlice, Service, ServicePort
 from agent.model.frozen import EMPTY, FrozenMap
 
@@ -80,21 +88,73 @@ class Backend:
         return f"{self.ip}:{self.port}"
 
 
+class Backends(Sequence[Backend]):
+    """A service's backends in 6 bytes each (``ips``: "I" array of addresses as ints,
+    ``ports``: "H"), made into ``Backend`` objects only when read: a first sync plans
+    100,000, and a Backend with its IPv4Address costs ~0.7 µs and ~110 bytes. Compares
+    equal to a sequence of the same Backends (a tuple of them, as tests write it)."""
+
+    __slots__ = ("ips", "ports")
+
+    def __init__(self, backends: Iterable[Backend] = ()) -> None:
+        listed = list(backends)
+        self.ips = array("I", [int(b.ip) for b in listed])
+        self.ports = array("H", [b.port for b in listed])
+
+    @classmethod
+    def of(cls, ips: array, ports: array) -> Backends:
+        """Wraps the arrays (not copied)."""
+        backends = cls.__new__(cls)
+        backends.ips, backends.ports = ips, ports
+        return backends
+
+    def __len__(self) -> int:
+        return len(self.ips)
+
+    @overload
+    def __getitem__(self, index: int) -> Backend: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Backend]: ...
+
+    def __getitem__(self, index: int | slice) -> Backend | Sequence[Backend]:
+        if isinstance(index, slice):
+            return Backends.of(self.ips[index], self.ports[index])
+        return Backend(IPv4Address(self.ips[index]), self.ports[index])
+
+    def __iter__(self) -> Iterator[Backend]:
+        for ip, port in zip(self.ips, self.ports, strict=True):
+            yield Backend(IPv4Address(ip), port)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Backends):
+            return self.ips == other.ips and self.ports == other.ports
+        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))  # as the equal tuple's
+
+    def __repr__(self) -> str:
+        return f"Backends({list(self)!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceEntry:
     """Everything the datapath needs for one ServiceKey.
 
-    ``backends`` is sorted; empty means the Service has no usable endpoints and clients are
-    answered at once. ``table`` is ``maglev_table`` over ``str(backend)`` of ``backends``
-    (entries index ``backends``), or ``()`` without backends. ``affinity_timeout`` is the
-    ClientIP affinity in seconds, 0 when affinity is off.
+    ``backends`` is sorted (a ``Backends`` when planned here); empty means the Service has
+    no usable endpoints and clients are answered at once. ``table`` is ``maglev_table`` over
+    ``str(backend)`` of ``backends`` (entries index ``backends``), or ``()`` without
+    backends. ``affinity_timeout`` is the ClientIP affinity in seconds, 0 when affinity is
+    off.
     """
 
     key: ServiceKey
     namespace: str
     name: str
     port_name: str
-    backends: tuple[Backend, ...]
+    backends: Sequence[Backend]
     affinity_timeout: int
     table: Sequence[int]  # a CompactTable
 
@@ -172,32 +232,72 @@ def service_entries(
 ) -> ServiceEntries:
     """One Service's entries from its own EndpointSlices (``slices``: those labelled with its
     name, in its namespace). ``earlier`` only saves work (see ``plan_services``)."""
-    spec, meta = service.spec, service.metadata
-    if spec.headless or spec.cluster_ip is None:
-        return ServiceEntries()
-    where = f"Service {meta.namespace}/{meta.name}"
-    vip = _address(spec.cluster_ip)
-    if not isinstance(vip, IPv4Address):
-        note = f"{where}: ClusterIP {vip} is IPv6; only IPv4 is load-balanced"
-        return ServiceEntries((), (note,))
-    errors: list[str] = []
-    usable = _ipv4_slices(slices, where, errors)
-    entries = []
-    for port in spec.ports:
-        key = ServiceKey(vip, port.port, PROTOCOLS[port.protocol])
-        backends = _backends(port, usable)
-        entries.append(
+    return many_service_entries([(service, slices, earlier)])[0]
+
+
+EntriesRequest = tuple[Service, Iterable[EndpointSlice], Mapping[ServiceKey, ServiceEntry]]
+"""What ``service_entries`` takes: a Service, its slices, entries that may save work."""
+
+
+def many_service_entries(requests: Sequence[EntriesRequest]) -> list[ServiceEntries]:
+    """``service_entries`` of each request, with every new Maglev table built in one batch
+    (``maglev_tables``: in C, one call per 512 tables rather than one per table)."""
+    drafts: list[tuple[Service, list[_Draft], tuple[str, ...]] | ServiceEntries] = []
+    ips, ports, counts = array("I"), array("H"), []
+    for service, slices, earlier in requests:
+        spec = service.spec
+        if spec.cluster_ip is None or spec.headless:
+            drafts.append(ServiceEntries())
+            continue
+        vip = _address(spec.cluster_ip)
+        if not isinstance(vip, IPv4Address):
+            note = f"{_where(service)}: ClusterIP {vip} is IPv6; only IPv4 is load-balanced"
+            drafts.append(ServiceEntries((), (note,)))
+            continue
+        errors: list[str] = []
+        usable = _ipv4_slices(slices, service, errors)
+        ports_of = []
+        for port in spec.ports:
+            key = ServiceKey(vip, port.port, PROTOCOLS[port.protocol])
+            backends = _backends(port, usable)
+            before = None if earlier is EMPTY else earlier.get(key)
+            table: Sequence[int] | None = None
+            if not backends:
+                table = _NO_TABLE
+            elif before is not None and before.backends == backends:
+                table = before.table
+            else:
+                ips += backends.ips
+                ports += backends.ports
+                counts.append(len(backends))
+            ports_of.append((key, port.name or "", backends, table))
+        drafts.append((service, ports_of, tuple(errors)))
+    built = iter(maglev_tables(ips, ports, counts))
+    results = []
+    for draft in drafts:
+        if isinstance(draft, ServiceEntries):
+            results.append(draft)
+            continue
+        service, ports_of, notes = draft
+        meta, affinity = service.metadata, service.spec.affinity_timeout_seconds or 0
+        entries = tuple(
             ServiceEntry(
                 key=key,
                 namespace=meta.namespace,
                 name=meta.name,
-                port_name=port.name or "",
+                port_name=port_name,
                 backends=backends,
-                affinity_timeout=spec.affinity_timeout_seconds or 0,
-                table=_table(backends, earlier.get(key)),
+                affinity_timeout=affinity,
+                table=CompactTable.of(next(built)) if table is None else table,
             )
+            for key, port_name, backends, table in ports_of
         )
-    return ServiceEntries(tuple(entries), tuple(errors))
+        results.append(ServiceEntries(entries, notes))
+    return results
+
+
+_Draft = tuple[ServiceKey, str, "Backends", Sequence[int] | None]  # table None: to build
+_NO_TABLE = CompactTable()
 
 
 def conflict_error(service: Service, key: ServiceKey, first: ServiceEntry) -> str:
@@ -219,64 +319,75 @@ def diff_plans(old: ServicePlan, new: ServicePlan) -> PlanDiff:
 
 
 def _ipv4_slices(
-    slices: Iterable[EndpointSlice], where: str, errors: list[str]
+    slices: Iterable[EndpointSlice], service: Service, errors: list[str]
 ) -> list[EndpointSlice]:
     """The IPv4 slices; one note per address type skipped."""
-    usable, skipped = [], set()
-    for endpoint_slice in slices:
-        if endpoint_slice.address_type is AddressType.IPV4:
-            usable.append(endpoint_slice)
-        else:
-            skipped.add(endpoint_slice.address_type)
+    listed = list(slices)
+    usable = [s for s in listed if s.address_type is AddressType.IPV4]
+    if len(usable) == len(listed):
+        return usable
+    skipped = {s.address_type for s in listed if s.address_type is not AddressType.IPV4}
     for address_type in sorted(skipped):
-        errors.append(f"{where}: {address_type} EndpointSlices ignored; only IPv4 is load-balanced")
+        errors.append(
+            f"{_where(service)}: {address_type} EndpointSlices ignored; only IPv4 is load-balanced"
+        )
     return usable
 
 
-def _backends(port: ServicePort, slices: Iterable[EndpointSlice]) -> tuple[Backend, ...]:
+def _where(service: Service) -> str:
+    return f"Service {service.metadata.namespace}/{service.metadata.name}"
+
+
+def _backends(port: ServicePort, slices: Iterable[EndpointSlice]) -> Backends:
     """Ready endpoints of the matching slice ports, else serving terminating ones."""
-    name = port.name or ""
-    ready: set[tuple[str, int]] = set()
-    draining: set[tuple[str, int]] = set()
+    name, protocol = port.name or "", port.protocol
+    numbered = []
     for endpoint_slice in slices:
-        number = next(
-            (
-                p.port
-                for p in endpoint_slice.ports
-                if p.name == name and p.protocol == port.protocol
-            ),
-            None,
-        )
-        if number is None:  # no such port, or a port without a number (kube-proxy skips it)
-            continue
-        for endpoint in endpoint_slice.endpoints:
-            conditions = endpoint.conditions
-            if conditions.is_ready:
-                ready.add((endpoint.addresses[0], number))
-            elif conditions.is_serving and conditions.is_terminating:
-                draining.add((endpoint.addresses[0], number))
-    chosen = [Backend(_ipv4(address), number) for address, number in ready or draining]
-    chosen.sort(key=lambda b: (int(b.ip), b.port))
-    return tuple(chosen)
+        for p in endpoint_slice.ports:
+            if p.name == name and p.protocol == protocol:
+                # None: a port without a number (kube-proxy skips it)
+                if p.port is not None:
+                    assert 0 < p.port <= 0xFFFF, f"port {p.port} in {endpoint_slice.metadata.key}"
+                    numbered.append((endpoint_slice, p.port))
+                break
+    # A backend as one int, address << 16 | port: sorts as (address, port), and a set of them
+    # is the backends without duplicates (the same one in several slices).
+    chosen: set[int] = set()
+    try:
+        for endpoint_slice, number in numbered:
+            chosen.update(
+                [
+                    _from_bytes(inet_pton(AF_INET, endpoint.addresses[0]), "big") << 16 | number
+                    for endpoint in endpoint_slice.endpoints
+                    if endpoint.conditions.is_ready
+                ]
+            )
+        if not chosen:  # no ready endpoint: the serving terminating ones (KEP-1669)
+            for endpoint_slice, number in numbered:
+                chosen.update(
+                    [
+                        _from_bytes(inet_pton(AF_INET, endpoint.addresses[0]), "big") << 16
+                        | number
+                        for endpoint in endpoint_slice.endpoints
+                        if endpoint.conditions.is_serving and endpoint.conditions.is_terminating
+                    ]
+                )
+    except OSError:
+        raise AssertionError(f"a non-IPv4 address in an IPv4 EndpointSlice: {numbered}") from None
+    ordered = sorted(chosen)
+    return Backends.of(
+        array("I", [backend >> 16 for backend in ordered]),
+        array("H", [backend & 0xFFFF for backend in ordered]),
+    )
 
 
-@lru_cache(maxsize=1 << 16)
 def _address(text: str) -> IPv4Address | IPv6Address:
-    """Parse an address the model already validated. Memoised: replanning sees the same
-    addresses again and again, and parsing was the largest cost of a replan."""
-    return ip_address(text)
-
-
-def _ipv4(text: str) -> IPv4Address:
-    """An IPv4 EndpointSlice address (validated by the model). From packed bytes: ten times
-    faster than parsing the text, and 100,000 endpoints outgrow ``_address``'s memo."""
+    """Parse an address the model already validated; an IPv4 one from packed bytes (three
+    times faster than parsing the text, and most ClusterIPs are IPv4)."""
     try:
         return IPv4Address(inet_pton(AF_INET, text))
     except OSError:
-        raise AssertionError(f"{text} in an IPv4 EndpointSlice") from None
+        return ip_address(text)
 
 
-def _table(backends: tuple[Backend, ...], earlier: ServiceEntry | None) -> Sequence[int]:
-    if earlier is not None and earlier.backends == backends:
-        return earlier.table
-    return CompactTable.of(maglev_slots([str(backend) for backend in backends]))
+_from_bytes = int.from_bytes  # IPv4 text -> int from packed bytes: 10x IPv4Address(text)

@@ -387,3 +387,64 @@ def test_diff_from_and_to_the_empty_plan() -> None:
     keys = tuple(sorted(plan.entries))
     assert diff_plans(ServicePlan(), plan) == PlanDiff(upsert=tuple(plan.entries[k] for k in keys))
     assert diff_plans(plan, ServicePlan()) == PlanDiff(delete=keys)
+
+
+# --- Backends: the compact sequence an entry's backends come in -------------------------
+
+
+def test_backends_stand_in_for_a_tuple_of_backend_objects() -> None:
+    from agent.datapath.services import Backends
+
+    pairs = [Backend(IPv4Address("10.0.0.9"), 80), Backend(IPv4Address("10.0.0.10"), 8080)]
+    compact = Backends(pairs)
+    assert compact == tuple(pairs) and tuple(pairs) == compact and compact == pairs
+    assert list(compact) == pairs and compact[1] == pairs[1] and compact[-1] == pairs[-1]
+    assert isinstance(compact[0].ip, IPv4Address) and compact[1:] == (pairs[1],)
+    assert len(compact) == 2 and hash(compact) == hash(tuple(pairs))
+    assert compact != tuple(pairs[:1]) and compact != (pairs[1], pairs[0]) and compact != "x"
+    assert Backends() == () and not Backends() and compact == Backends(pairs)
+    assert (compact.ips.tolist(), compact.ports.tolist()) == ([0x0A000009, 0x0A00000A], [80, 8080])
+    assert "10.0.0.10" in repr(compact)
+
+
+def test_one_address_on_two_port_numbers_is_two_backends_in_address_then_port_order() -> None:
+    """Backends sort as (address, port) by number, never as text, and the same address
+    serving two slices with different numbers for the port is two backends."""
+    slices = [
+        endpoint_slice(ep("10.0.0.10"), ep("10.0.0.9"), name="a",
+                       ports=[{"name": "http", "port": 9000}]),
+        endpoint_slice(ep("10.0.0.9"), name="b", ports=[{"name": "http", "port": 80}]),
+        endpoint_slice(ep("10.0.0.9"), name="c", ports=[{"name": "http", "port": 80}]),
+    ]
+    plan = plan_services([service()], slices)
+    assert backends(plan) == ["10.0.0.9:80", "10.0.0.9:9000", "10.0.0.10:9000"]
+    assert plan.entries[HTTP].table == maglev_table(backends(plan))
+
+
+def test_many_service_entries_is_service_entries_one_by_one() -> None:
+    """The batch (one Maglev call for all) answers each request as alone, notes included."""
+    from agent.datapath.services import many_service_entries, service_entries
+
+    services = [
+        service("web", ports=[{"name": "http", "port": 80}, {"name": "https", "port": 443}]),
+        service("none", cluster_ip="None"),
+        service("v6", cluster_ip="fd00::10"),
+        service("empty", cluster_ip="10.96.0.11"),
+        service("drain", cluster_ip="10.96.0.12"),
+    ]
+    slices = {
+        "web": [endpoint_slice(ep("10.0.0.1"), ep("10.0.0.2"),
+                               ports=[{"name": "http", "port": 8080},
+                                      {"name": "https", "port": 8443}]),
+                endpoint_slice(ep("fd00::1"), name="web-v6", address_type="IPv6")],
+        "drain": [endpoint_slice(ep("10.0.0.3", ready=False, serving=True, terminating=True),
+                                 name="d", service_name="drain")],
+    }
+    requests = [(s, slices.get(s.metadata.name, []), {}) for s in services]
+    assert many_service_entries(requests) == [service_entries(*r) for r in requests]
+    web, none, v6, empty, drain = many_service_entries(requests)
+    assert [len(e.backends) for e in web.entries] == [2, 2] and web.errors
+    assert (none.entries, v6.entries, v6.errors != ()) == ((), (), True)
+    assert empty.entries[0].backends == () and [str(b) for b in drain.entries[0].backends] == [
+        "10.0.0.3:8080"
+    ]
