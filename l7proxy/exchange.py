@@ -192,6 +192,7 @@ class Exchange:
         "upstream_rtt_us",
         "t_body_end",
         "t_stall",
+        "plain",
         "endpoint",
     )
 
@@ -240,12 +241,17 @@ class Exchange:
         self.t_sent = self.t_connect = self.t_connect_late = 0
         self.t_first = self.t_head_out = self.t_last = 0
         self.upstream_rtt_us = self.t_body_end = self.t_stall = 0
+        # None of the marks most requests lack (``reqsplit.EXTRA``) is needed: no upstream
+        # connect, no late body, no stall, the response's end read with its head. What
+        # takes one of them clears it; the flow then carries them.
+        self.plain = True
         self.endpoint: tuple[str, int] | None = None
         """The backend endpoint last picked for the request: whose policies its flow names."""
 
     def connected(self, ns: int) -> None:
         """An upstream connection took ``ns`` to open (or to fail) for this request."""
         self.t_connect += ns
+        self.plain = False
         if self.t_sent:
             self.t_connect_late += ns
 
@@ -253,6 +259,7 @@ class Exchange:
         """The request body's last byte arrived after the request went upstream."""
         if self.timed:
             self.t_body_end = now()
+            self.plain = False
 
 
 _SKIP_FORWARD = frozenset(

@@ -46,7 +46,7 @@ class FlowRecorder:
         self.max_pending = max_pending
         self.lost = 0
         self._pending: list[L7Record] = []
-        self._marks: list[tuple[int, ...]] = []  # of the pending records whose field 13 is True
+        self._marks: list[tuple[int, ...]] = []  # of the pending records timed (field 13 set)
         self._timer: asyncio.TimerHandle | None = None
         self._raw = bool(getattr(sink, "raw_records", False))
         self._builder = L7FlowBuilder(node_name)
@@ -56,8 +56,8 @@ class FlowRecorder:
         return self.sink is not None
 
     def record(self, entry: L7Record, marks: tuple[int, ...] | None = None) -> None:
-        """``entry``'s field 13 is True when ``marks`` (``l7proxy.timing.Marks``) come
-        with it, else None."""
+        """``entry``'s field 13 is set (True, or its ``reqsplit.EXTRA`` marks) when
+        ``marks`` (``l7proxy.timing.Marks``) come with it, else None."""
         if marks is not None:
             self._marks.append(marks)
         pending = self._pending
@@ -78,7 +78,7 @@ class FlowRecorder:
         if len(pending) > self.max_pending:
             cut = len(pending) - self.max_pending
             self.lost += cut
-            marks = marks[sum(1 for r in pending[:cut] if r[13] is True) :]
+            marks = marks[sum(1 for r in pending[:cut] if r[13] is not None) :]
             pending = pending[cut:]
         self.send(pending, marks)
 
@@ -90,7 +90,7 @@ class FlowRecorder:
 
     def send(self, records: Sequence[L7Record],
              marks: Sequence[tuple[int, ...]] = ()) -> None:
-        """Hand `records` (and the marks of those whose field 13 is True, in order) to
+        """Hand `records` (and the marks of those whose field 13 is set, in order) to
         the sink now: as they are, or as flows for a flow sink."""
         if self.sink is None:
             return

@@ -252,9 +252,13 @@ async def _respond(
     if fwd.response_steps:
         finished = fwd.finish(Response(status, Headers.from_raw(headers)))
         status, headers = finished.status, raw_headers(finished.headers)
-    timed = ex.timed
-    if timed:
+    # When the response's end came with its head (most responses), when the head went
+    # out does not matter (no body time; ``reqsplit.split``): no clock read, and the flow
+    # says the end is its first mark (``Exchange.plain``).
+    late = ex.timed and not conn.end_at
+    if late:
         ex.t_head_out = now()
+        ex.plain = False
     if status == 101 and ex.upgrade:
         headers.append((b"connection", b"Upgrade"))
         headers.extend((n, v) for n, v in head.headers if n.lower() == b"upgrade")
@@ -287,7 +291,7 @@ async def _respond(
         raise
     finally:
         down.pause_source(None, None)
-    if timed:
+    if late:
         ex.t_last = conn.end_at or now()
     down.end()
     if ex.upgrade:

@@ -185,6 +185,7 @@ class Http1Connection(Http1Responder, asyncio.Protocol):
             ex = self.serving
             if ex is not None:
                 ex.t_stall += at - self.stalled_at
+                ex.plain = False
             self.stalled_at = 0
 
     # --- requests in -----------------------------------------------------------------

@@ -320,6 +320,7 @@ class H2Upstreams:
             await stream.done
             if timed:
                 ex.t_last = now()
+                ex.plain = False  # head_out and last are the response's own
         except UpstreamFailure as exc:
             if down.started:
                 down.abort()

@@ -38,9 +38,11 @@ _SRTT, _MIN_RTT = 68, 148
 _INFO_LEN = _MIN_RTT + _U32.size
 
 Marks = tuple[int, ...]
-"""(client_rtt_us, start, sent, connect, connect_late, first, head_out, last,
-upstream_rtt_us, body_end, stalled), clock readings as taken (at the flow's call site in
-``l7proxy.proxy``; ``agent.flows.reqsplit.RAW``); the agent makes them relative"""
+"""(client_rtt_us, start, sent, first, upstream_rtt_us), clock readings as taken (at the
+flow's call site in ``l7proxy.proxy``; ``agent.flows.reqsplit.LEAN``); the agent makes
+them relative. The others (connect, connect_late, head_out, last, body_end, stalled:
+``reqsplit.EXTRA``) are 0 or redundant for most requests and go in the record, only for
+a request that is not ``Exchange.plain``."""
 
 
 class Switch:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from agent.flows.flow import Flow, RequestSplit
-from agent.flows.reqsplit import PARTS, RAW
+from agent.flows.reqsplit import EXTRA, LEAN, PARTS
 from l7proxy import timing
 from l7proxy.exchange import Exchange
 from l7proxy.server import WaypointServer
@@ -62,14 +62,16 @@ def test_a_new_upstream_connection_is_connect_time_and_a_pooled_one_is_not() -> 
             writer.write(b"GET /hdr HTTP/1.1\r\nHost: example.com\r\n\r\n")
             await reader.readuntil(b"}")
             writer.close()
-        # on the wire to the agent: each record says its marks are in the batch's column
-        # (True), which holds RAW clock readings per request: a connect time for the new
-        # connection only
+        # on the wire to the agent: the batch's column holds LEAN clock readings per
+        # request; the new connection's record carries its EXTRA marks (a connect time),
+        # the pooled one's only says it is timed (True: no connect, the response's end
+        # read with its head)
         recorder = lab.server.flows
-        assert [r[13] for r in recorder._pending] == [True, True]
-        new, pooled = recorder._marks
-        assert len(new) == len(pooled) == RAW
-        assert new[3] > 0 and pooled[3] == 0, (new, pooled)
+        new_extra, pooled_extra = (r[13] for r in recorder._pending)
+        assert pooled_extra is True, pooled_extra
+        assert isinstance(new_extra, tuple) and len(new_extra) == EXTRA
+        assert new_extra[0] > 0 and new_extra[1] == 0, new_extra  # connect, none late
+        assert [len(m) for m in recorder._marks] == [LEAN, LEAN]
         (f1, first), (f2, second) = _splits(lab)
         _adds_up(f1, first)
         _adds_up(f2, second)
