@@ -252,10 +252,13 @@ async def _respond(
     if fwd.response_steps:
         finished = fwd.finish(Response(status, Headers.from_raw(headers)))
         status, headers = finished.status, raw_headers(finished.headers)
+    done = conn.done
+    assert done is not None
     # When the response's end came with its head (most responses), when the head went
     # out does not matter (no body time; ``reqsplit.split``): no clock read, and the flow
     # says the end is its first mark (``Exchange.plain``).
-    late = ex.timed and not conn.end_at
+    ended = done.done()
+    late = ex.timed and not ended
     if late:
         ex.t_head_out = now()
         ex.plain = False
@@ -276,9 +279,7 @@ async def _respond(
     if transport is not None:
         down.pause_source(transport.pause_reading, transport.resume_reading)
     conn.attach(down.data)
-    done = conn.done
-    assert done is not None
-    if not done.done():
+    if not ended:
         down.flush()
     try:
         await done

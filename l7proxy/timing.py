@@ -37,9 +37,10 @@ _U32 = struct.Struct("=I")
 _SRTT, _MIN_RTT = 68, 148
 _INFO_LEN = _MIN_RTT + _U32.size
 
-Marks = tuple[int, ...]
-"""(client_rtt_us, start, sent, first, upstream_rtt_us), clock readings as taken (at the
-flow's call site in ``l7proxy.proxy``; ``agent.flows.reqsplit.LEAN``); the agent makes
+Marks = bytes
+"""(client_rtt_us, start, sent, first, upstream_rtt_us), clock readings as taken, packed
+as 64-bit integers (at the flow's call site in ``l7proxy.proxy``:
+``agent.flows.l7record.pack_lean``; ``agent.flows.reqsplit.LEAN``); the agent makes
 them relative. The others (connect, connect_late, head_out, last, body_end, stalled:
 ``reqsplit.EXTRA``) are 0 or redundant for most requests and go in the record, only for
 a request that is not ``Exchange.plain``."""

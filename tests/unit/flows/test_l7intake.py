@@ -24,6 +24,7 @@ from agent.flows.l7record import (
     L7Record,
     decode_column,
     encode_batch,
+    pack_lean,
     pack_marks,
     record_from_json,
 )
@@ -402,9 +403,9 @@ def test_the_recorder_keeps_each_records_marks_with_it_when_it_drops_the_oldest(
     later = tuple(v + 1 if i == 0 else v for i, v in enumerate(LEAN_OK))  # another RTT
 
     async def record() -> None:  # the recorder's flush timer needs a loop
-        recorder.record(WITH_EXTRA, LEAN_OK)
+        recorder.record(WITH_EXTRA, pack_lean(*LEAN_OK))
         recorder.record(DENIED)
-        recorder.record(TIMED, later)
+        recorder.record(TIMED, pack_lean(*later))
         recorder.flush()
 
     asyncio.run(record())
@@ -417,9 +418,9 @@ def test_a_flow_sink_in_process_gets_the_split_from_the_column() -> None:
     recorder = FlowRecorder(flows.extend, node_name="node1", batch=10)
 
     async def record() -> None:
-        recorder.record(WITH_EXTRA, LEAN_OK)
+        recorder.record(WITH_EXTRA, pack_lean(*LEAN_OK))
         recorder.record(DENIED)
-        recorder.record(TIMED, LEAN_OK)
+        recorder.record(TIMED, pack_lean(*LEAN_OK))
         recorder.flush()
 
     asyncio.run(record())

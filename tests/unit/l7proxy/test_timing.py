@@ -71,7 +71,7 @@ def test_a_new_upstream_connection_is_connect_time_and_a_pooled_one_is_not() -> 
         assert pooled_extra is True, pooled_extra
         assert isinstance(new_extra, tuple) and len(new_extra) == EXTRA
         assert new_extra[0] > 0 and new_extra[1] == 0, new_extra  # connect, none late
-        assert [len(m) for m in recorder._marks] == [LEAN, LEAN]
+        assert [len(m) for m in recorder._marks] == [LEAN * 8, LEAN * 8]  # int64s
         (f1, first), (f2, second) = _splits(lab)
         _adds_up(f1, first)
         _adds_up(f2, second)
