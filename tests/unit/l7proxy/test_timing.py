@@ -269,3 +269,36 @@ def test_the_node_waypoint_switches_the_split_with_the_tracing_signals(
         timing.SPLIT.on = True
     assert [r.getMessage() for r in caplog.records] == ["request split paused",
                                                         "request split resumed"]
+
+
+def test_a_response_read_with_its_head_takes_no_clock_reading_when_it_goes_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its end came with its head: when the head went out does not change the split (no
+    body time), so the waypoint's forwarding takes one clock reading (the request going
+    upstream), not two, and the flow carries no EXTRA marks (True)."""
+    from l7proxy import forward
+
+    reads: list[int] = []
+
+    def counted() -> int:
+        reads.append(1)
+        return time.monotonic_ns()
+
+    monkeypatch.setattr(forward, "now", counted)
+
+    async def body(lab: Lab) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", lab.port)
+        try:
+            for _ in range(3):  # one connection: the upstream one is pooled after the first
+                writer.write(b"GET /hdr HTTP/1.1\r\nHost: example.com\r\n\r\n")
+                await asyncio.wait_for(read_response(reader), 10)
+        finally:
+            writer.close()
+        assert len(reads) == 3, reads  # t_sent only, per request
+        first, *pooled = (r[13] for r in lab.server.flows._pending)
+        assert pooled == [True, True] and isinstance(first, tuple)  # first: a connect
+        for f, r in _splits(lab):
+            _adds_up(f, r)
+            assert r.backend_ns > 0
+
+    run(body)
