@@ -12,7 +12,8 @@ on). A request keeps the state it started with (``Exchange.timed``).
 Marks, in ns after the request head was read (0: did not happen):
 ``sent`` the upstream request head was written (first try), ``first`` the response head
 arrived, ``head_out`` it was handed to the client side, ``last`` the response's last byte
-arrived; ``connect`` the time spent opening upstream connections, ``connect_late`` the
+arrived (these two only when the last byte was not read with the head: otherwise they
+do not change the split); ``connect`` the time spent opening upstream connections, ``connect_late`` the
 part of it after ``sent`` (a retry's new connection). RTTs are the kernel's figures for
 the path (``rtt_us``, µs): of the client's socket when the request ended and of the
 upstream socket when the response head arrived. Two optional marks follow, sent only
