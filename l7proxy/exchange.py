@@ -235,25 +235,28 @@ class Exchange:
         """Set by the client side before it cancels the exchange (a body timeout, a
         client too slow to read): the (status, drop reason) its flow records."""
         # Where the time goes (``l7proxy.timing``): monotonic ns, 0 until it happens. The
-        # span (t_start to the flow) is every flow's latency; the rest only when ``timed``.
+        # span (t_start to the flow) is every flow's latency; the rest only when ``timed``
+        # (untimed, the marks are not even set: every reader checks ``timed`` first).
         self.t_start = now()
-        self.timed = SPLIT.on
-        self.t_sent = self.t_connect = self.t_connect_late = 0
-        self.t_first = self.t_head_out = self.t_last = 0
-        self.upstream_rtt_us = self.t_body_end = self.t_stall = 0
-        # None of the marks most requests lack (``reqsplit.EXTRA``) is needed: no upstream
-        # connect, no late body, no stall, the response's end read with its head. What
-        # takes one of them clears it; the flow then carries them.
-        self.plain = True
+        self.timed = timed = SPLIT.on
+        if timed:
+            self.t_sent = self.t_connect = self.t_connect_late = 0
+            self.t_first = self.t_head_out = self.t_last = 0
+            self.upstream_rtt_us = self.t_body_end = self.t_stall = 0
+            # None of the marks most requests lack (``reqsplit.EXTRA``) is needed: no
+            # upstream connect, no late body, no stall, the response's end read with its
+            # head. What takes one of them clears it; the flow then carries them.
+            self.plain = True
         self.endpoint: tuple[str, int] | None = None
         """The backend endpoint last picked for the request: whose policies its flow names."""
 
     def connected(self, ns: int) -> None:
         """An upstream connection took ``ns`` to open (or to fail) for this request."""
-        self.t_connect += ns
-        self.plain = False
-        if self.t_sent:
-            self.t_connect_late += ns
+        if self.timed:
+            self.t_connect += ns
+            self.plain = False
+            if self.t_sent:
+                self.t_connect_late += ns
 
     def body_ended(self) -> None:
         """The request body's last byte arrived after the request went upstream."""

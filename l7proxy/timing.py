@@ -13,14 +13,14 @@ Marks, in ns after the request head was read (0: did not happen):
 ``sent`` the upstream request head was written (first try), ``first`` the response head
 arrived, ``head_out`` it was handed to the client side, ``last`` the response's last byte
 arrived (these two only when the last byte was not read with the head: otherwise they
-do not change the split); ``connect`` the time spent opening upstream connections, ``connect_late`` the
-part of it after ``sent`` (a retry's new connection). RTTs are the kernel's figures for
-the path (``rtt_us``, µs): of the client's socket when the request ended and of the
-upstream socket when the response head arrived. Two optional marks follow, sent only
-when not 0 (most requests have neither): ``body_end`` the request body's last byte
-arrived from the client after ``sent`` (a client that sends its body late), and
-``stalled`` ns the client's connection would not take response bytes while the response
-was under way (a slow reader: the waypoint paused the backend meanwhile).
+do not change the split); ``connect`` the time spent opening upstream connections,
+``connect_late`` the part of it after ``sent`` (a retry's new connection). RTTs are the
+kernel's figures for the path (``rtt_us``, µs): of the client's socket when the request
+ended and of the upstream socket when the response head arrived. Two more marks most
+requests lack: ``body_end`` the request body's last byte arrived from the client after
+``sent`` (a client that sends its body late), and ``stalled`` ns the client's connection
+would not take response bytes while the response was under way (a slow reader: the
+waypoint paused the backend meanwhile).
 """
 
 from __future__ import annotations
