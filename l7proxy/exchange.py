@@ -240,12 +240,10 @@ class Exchange:
         self.t_start = now()
         self.timed = timed = SPLIT.on
         if timed:
-            self.t_sent = self.t_connect = self.t_connect_late = 0
-            self.t_first = self.t_head_out = self.t_last = 0
-            self.upstream_rtt_us = self.t_body_end = self.t_stall = 0
+            self.t_sent = self.t_first = self.upstream_rtt_us = 0
             # None of the marks most requests lack (``reqsplit.EXTRA``) is needed: no
             # upstream connect, no late body, no stall, the response's end read with its
-            # head. What takes one of them clears it; the flow then carries them.
+            # head. What takes one of them calls ``rare`` first; the flow then carries them.
             self.plain = True
         self.endpoint: tuple[str, int] | None = None
         """The backend endpoint last picked for the request: whose policies its flow names."""
@@ -253,16 +251,25 @@ class Exchange:
     def connected(self, ns: int) -> None:
         """An upstream connection took ``ns`` to open (or to fail) for this request."""
         if self.timed:
+            self.rare()
             self.t_connect += ns
-            self.plain = False
             if self.t_sent:
                 self.t_connect_late += ns
 
     def body_ended(self) -> None:
         """The request body's last byte arrived after the request went upstream."""
         if self.timed:
+            self.rare()
             self.t_body_end = now()
+
+    def rare(self) -> None:
+        """A timed request takes one of the marks most requests lack: the six
+        (``reqsplit.EXTRA``) start at 0 (the common request never stores them), and its
+        flow carries them."""
+        if self.plain:
             self.plain = False
+            self.t_connect = self.t_connect_late = self.t_head_out = self.t_last = 0
+            self.t_body_end = self.t_stall = 0
 
 
 _SKIP_FORWARD = frozenset(

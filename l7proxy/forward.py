@@ -260,8 +260,8 @@ async def _respond(
     ended = done.done()
     late = ex.timed and not ended
     if late:
+        ex.rare()
         ex.t_head_out = now()
-        ex.plain = False
     if status == 101 and ex.upgrade:
         headers.append((b"connection", b"Upgrade"))
         headers.extend((n, v) for n, v in head.headers if n.lower() == b"upgrade")
