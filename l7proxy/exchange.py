@@ -192,6 +192,7 @@ class Exchange:
         "upstream_rtt_us",
         "t_body_end",
         "t_stall",
+        "plain",
         "endpoint",
     )
 
@@ -234,25 +235,41 @@ class Exchange:
         """Set by the client side before it cancels the exchange (a body timeout, a
         client too slow to read): the (status, drop reason) its flow records."""
         # Where the time goes (``l7proxy.timing``): monotonic ns, 0 until it happens. The
-        # span (t_start to the flow) is every flow's latency; the rest only when ``timed``.
+        # span (t_start to the flow) is every flow's latency; the rest only when ``timed``
+        # (untimed, the marks are not even set: every reader checks ``timed`` first).
         self.t_start = now()
-        self.timed = SPLIT.on
-        self.t_sent = self.t_connect = self.t_connect_late = 0
-        self.t_first = self.t_head_out = self.t_last = 0
-        self.upstream_rtt_us = self.t_body_end = self.t_stall = 0
+        self.timed = timed = SPLIT.on
+        if timed:
+            self.t_sent = self.t_first = self.upstream_rtt_us = 0
+            # None of the marks most requests lack (``reqsplit.EXTRA``) is needed: no
+            # upstream connect, no late body, no stall, the response's end read with its
+            # head. What takes one of them calls ``rare`` first; the flow then carries them.
+            self.plain = True
         self.endpoint: tuple[str, int] | None = None
         """The backend endpoint last picked for the request: whose policies its flow names."""
 
     def connected(self, ns: int) -> None:
         """An upstream connection took ``ns`` to open (or to fail) for this request."""
-        self.t_connect += ns
-        if self.t_sent:
-            self.t_connect_late += ns
+        if self.timed:
+            self.rare()
+            self.t_connect += ns
+            if self.t_sent:
+                self.t_connect_late += ns
 
     def body_ended(self) -> None:
         """The request body's last byte arrived after the request went upstream."""
         if self.timed:
+            self.rare()
             self.t_body_end = now()
+
+    def rare(self) -> None:
+        """A timed request takes one of the marks most requests lack: the six
+        (``reqsplit.EXTRA``) start at 0 (the common request never stores them), and its
+        flow carries them."""
+        if self.plain:
+            self.plain = False
+            self.t_connect = self.t_connect_late = self.t_head_out = self.t_last = 0
+            self.t_body_end = self.t_stall = 0
 
 
 _SKIP_FORWARD = frozenset(

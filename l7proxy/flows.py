@@ -15,17 +15,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator, Sequence
-from itertools import chain
 from typing import cast
 
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent.flows.flow import Flow
-from agent.flows.l7record import L7FlowBuilder, L7Record, pack_marks, with_marks
+from agent.flows.l7record import (
+    L7FlowBuilder,
+    L7Record,
+    decode_column,
+    join_column,
+    with_marks,
+)
 
 FlowSink = Callable[[Sequence[Flow]], None]
-RecordSink = Callable[[Sequence[L7Record], bytes], None]  # records, `pack_marks` column
+RecordSink = Callable[[Sequence[L7Record], bytes], None]  # records, `join_column` column
 Sink = FlowSink | RecordSink  # a RecordSink says so with a true `raw_records` attribute
 
 
@@ -46,7 +51,7 @@ class FlowRecorder:
         self.max_pending = max_pending
         self.lost = 0
         self._pending: list[L7Record] = []
-        self._marks: list[tuple[int, ...]] = []  # of the pending records whose field 13 is True
+        self._marks: list[bytes] = []  # `pack_lean` parts of the pending timed records
         self._timer: asyncio.TimerHandle | None = None
         self._raw = bool(getattr(sink, "raw_records", False))
         self._builder = L7FlowBuilder(node_name)
@@ -55,9 +60,9 @@ class FlowRecorder:
     def enabled(self) -> bool:
         return self.sink is not None
 
-    def record(self, entry: L7Record, marks: tuple[int, ...] | None = None) -> None:
-        """``entry``'s field 13 is True when ``marks`` (``l7proxy.timing.Marks``) come
-        with it, else None."""
+    def record(self, entry: L7Record, marks: bytes | None = None) -> None:
+        """``entry``'s field 13 is set (True, or its ``reqsplit.EXTRA`` marks) when
+        ``marks`` (``l7proxy.timing.Marks``) come with it, else None."""
         if marks is not None:
             self._marks.append(marks)
         pending = self._pending
@@ -78,7 +83,7 @@ class FlowRecorder:
         if len(pending) > self.max_pending:
             cut = len(pending) - self.max_pending
             self.lost += cut
-            marks = marks[sum(1 for r in pending[:cut] if r[13] is True) :]
+            marks = marks[sum(1 for r in pending[:cut] if r[13] is not None) :]
             pending = pending[cut:]
         self.send(pending, marks)
 
@@ -88,18 +93,18 @@ class FlowRecorder:
         counts = getattr(self.sink, "losses", None)
         return {"pending_overflow": self.lost, **(counts() if callable(counts) else {})}
 
-    def send(self, records: Sequence[L7Record],
-             marks: Sequence[tuple[int, ...]] = ()) -> None:
-        """Hand `records` (and the marks of those whose field 13 is True, in order) to
+    def send(self, records: Sequence[L7Record], marks: Sequence[bytes] = ()) -> None:
+        """Hand `records` (and the marks of those whose field 13 is set, in order) to
         the sink now: as they are, or as flows for a flow sink."""
         if self.sink is None:
             return
+        column = join_column(marks)
         if self._raw:
-            cast(RecordSink, self.sink)(records, pack_marks(marks))
+            cast(RecordSink, self.sink)(records, column)
         else:
             build = self._builder.flow
-            column = list(chain.from_iterable(marks))
-            cast(FlowSink, self.sink)([build(r) for r in with_marks(records, column)])
+            ints = decode_column(column, len(column))
+            cast(FlowSink, self.sink)([build(r) for r in with_marks(records, ints)])
 
 
 class FlowLossCollector(Collector):

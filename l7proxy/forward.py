@@ -252,8 +252,15 @@ async def _respond(
     if fwd.response_steps:
         finished = fwd.finish(Response(status, Headers.from_raw(headers)))
         status, headers = finished.status, raw_headers(finished.headers)
-    timed = ex.timed
-    if timed:
+    done = conn.done
+    assert done is not None
+    # When the response's end came with its head (most responses), when the head went
+    # out does not matter (no body time; ``reqsplit.split``): no clock read, and the flow
+    # says the end is its first mark (``Exchange.plain``).
+    ended = done.done()
+    late = ex.timed and not ended
+    if late:
+        ex.rare()
         ex.t_head_out = now()
     if status == 101 and ex.upgrade:
         headers.append((b"connection", b"Upgrade"))
@@ -272,9 +279,7 @@ async def _respond(
     if transport is not None:
         down.pause_source(transport.pause_reading, transport.resume_reading)
     conn.attach(down.data)
-    done = conn.done
-    assert done is not None
-    if not done.done():
+    if not ended:
         down.flush()
     try:
         await done
@@ -287,7 +292,7 @@ async def _respond(
         raise
     finally:
         down.pause_source(None, None)
-    if timed:
+    if late:
         ex.t_last = conn.end_at or now()
     down.end()
     if ex.upgrade:

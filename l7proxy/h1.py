@@ -183,7 +183,8 @@ class Http1Connection(Http1Responder, asyncio.Protocol):
         if self.stalled_at:
             at = now()
             ex = self.serving
-            if ex is not None:
+            if ex is not None and ex.timed:
+                ex.rare()
                 ex.t_stall += at - self.stalled_at
             self.stalled_at = 0
 

@@ -306,7 +306,9 @@ class H2Upstreams:
         try:
             status, resp_headers = await stream.head
             if timed:
-                ex.t_first = ex.t_head_out = at = now()
+                ex.t_first = at = now()
+                ex.rare()  # an h2c response's head and end are its own (``Exchange.plain``)
+                ex.t_head_out = at
                 rtt = client.rtt
                 ex.upstream_rtt_us = rtt.value if at < rtt.until else rtt.get(at)
             down.head(status, b"", resp_headers, None, None)

@@ -10,6 +10,7 @@ import asyncio
 import random
 from collections.abc import Callable, Sequence
 
+from agent.flows.l7record import pack_lean
 from gatewayapi import (
     Answer,
     BackendTarget,
@@ -186,14 +187,17 @@ class Proxy:
             metrics.observe(route, backend, status, span / 1e9)
             if self.flows.enabled:
                 marks: Marks | None = None
+                timing: tuple[int, ...] | bool | None = None
                 if ex.timed:  # the split (``l7proxy.timing``): the client's RTT, cached
                     rtt = down.rtt
-                    # the clock readings as taken, in ``Marks`` order (no call: a frame
-                    # costs more than the tuple); the agent makes them relative
-                    marks = (rtt.value if end < rtt.until else rtt.get(end), ex.t_start,
-                             ex.t_sent, ex.t_connect, ex.t_connect_late, ex.t_first,
-                             ex.t_head_out, ex.t_last, ex.upstream_rtt_us, ex.t_body_end,
-                             ex.t_stall)
+                    # the clock readings as taken, in ``Marks`` order, packed (one C call,
+                    # no frame); the agent makes them relative
+                    marks = pack_lean(rtt.value if end < rtt.until else rtt.get(end),
+                                      ex.t_start, ex.t_sent, ex.t_first, ex.upstream_rtt_us)
+                    # most requests need no other mark (``reqsplit.EXTRA``)
+                    timing = True if ex.plain else (
+                        ex.t_connect, ex.t_connect_late, ex.t_head_out, ex.t_last,
+                        ex.t_body_end, ex.t_stall)
                 self.flows.record(
                     (
                         ex.started_ns,
@@ -209,7 +213,7 @@ class Proxy:
                         ex.client,
                         ex.local,
                         "",
-                        None if marks is None else True,
+                        timing,
                         self._policy_names(ex) if self.policy_names is not None else None,
                     ),
                     marks,

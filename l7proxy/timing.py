@@ -12,14 +12,15 @@ on). A request keeps the state it started with (``Exchange.timed``).
 Marks, in ns after the request head was read (0: did not happen):
 ``sent`` the upstream request head was written (first try), ``first`` the response head
 arrived, ``head_out`` it was handed to the client side, ``last`` the response's last byte
-arrived; ``connect`` the time spent opening upstream connections, ``connect_late`` the
-part of it after ``sent`` (a retry's new connection). RTTs are the kernel's figures for
-the path (``rtt_us``, µs): of the client's socket when the request ended and of the
-upstream socket when the response head arrived. Two optional marks follow, sent only
-when not 0 (most requests have neither): ``body_end`` the request body's last byte
-arrived from the client after ``sent`` (a client that sends its body late), and
-``stalled`` ns the client's connection would not take response bytes while the response
-was under way (a slow reader: the waypoint paused the backend meanwhile).
+arrived (these two only when the last byte was not read with the head: otherwise they
+do not change the split); ``connect`` the time spent opening upstream connections,
+``connect_late`` the part of it after ``sent`` (a retry's new connection). RTTs are the
+kernel's figures for the path (``rtt_us``, µs): of the client's socket when the request
+ended and of the upstream socket when the response head arrived. Two more marks most
+requests lack: ``body_end`` the request body's last byte arrived from the client after
+``sent`` (a client that sends its body late), and ``stalled`` ns the client's connection
+would not take response bytes while the response was under way (a slow reader: the
+waypoint paused the backend meanwhile).
 """
 
 from __future__ import annotations
@@ -37,10 +38,13 @@ _U32 = struct.Struct("=I")
 _SRTT, _MIN_RTT = 68, 148
 _INFO_LEN = _MIN_RTT + _U32.size
 
-Marks = tuple[int, ...]
-"""(client_rtt_us, start, sent, connect, connect_late, first, head_out, last,
-upstream_rtt_us, body_end, stalled), clock readings as taken (at the flow's call site in
-``l7proxy.proxy``; ``agent.flows.reqsplit.RAW``); the agent makes them relative"""
+Marks = bytes
+"""(client_rtt_us, start, sent, first, upstream_rtt_us), clock readings as taken, packed
+as 64-bit integers (at the flow's call site in ``l7proxy.proxy``:
+``agent.flows.l7record.pack_lean``; ``agent.flows.reqsplit.LEAN``); the agent makes
+them relative. The others (connect, connect_late, head_out, last, body_end, stalled:
+``reqsplit.EXTRA``) are 0 or redundant for most requests and go in the record, only for
+a request that is not ``Exchange.plain``."""
 
 
 class Switch:

@@ -116,7 +116,7 @@ class Http1Upstream(asyncio.Protocol):
         self.connect_ns = 0  # how long opening this connection took (``Connector``)
         self.timed = False  # the current request takes timing marks (``Exchange.timed``)
         self.head_at = 0  # monotonic ns: the current response's head arrived
-        self.end_at = 0  # ... and its last byte
+        self.end_at = 0  # ... and its last byte, when not in the head's read
 
     # --- asyncio callbacks -----------------------------------------------------------
 
@@ -134,7 +134,7 @@ class Http1Upstream(asyncio.Protocol):
             self.parser.reusable = False
             self.close()
             return
-        at = 0  # one clock read for the head and the end in the same read (timed only)
+        at = 0  # the head's clock reading (timed only): an end in the same read needs none
         for event in self.parser.feed(data):
             if event.__class__ is bytes:
                 assert isinstance(event, bytes)
@@ -144,8 +144,8 @@ class Http1Upstream(asyncio.Protocol):
                     self.pending.append(event)
             elif event is END:
                 if self.done is not None and not self.done.done():
-                    if self.timed:
-                        self.end_at = at = at or now()
+                    if self.timed and not at:  # not with the head: when it came
+                        self.end_at = now()
                     self.done.set_result(None)
             elif isinstance(event, ResponseHead):
                 if not self.head.done():

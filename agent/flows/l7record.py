@@ -3,12 +3,14 @@ translation from it to a `Flow`.
 
 The waypoint appends a record per request and sends them to the node agent in batches, one
 JSON line per batch (`encode_batch`); the agent checks each record (`read_batch`) and builds
-the flow (`L7FlowBuilder`). A request's timing marks (`agent.flows.reqsplit.RAW`) travel
+the flow (`L7FlowBuilder`). A request's timing marks (`agent.flows.reqsplit.LEAN`) travel
 outside the JSON text: the waypoint keeps each request's tuple of them, packs a batch's into
 one column of little-endian int64s (`pack_marks`: one ``struct.pack``) that follows the
 line as raw bytes (its size in the line's head: no base64 or hex to encode), and the
-record's field 13 only says it has them (``true``). Formatting the marks as decimal JSON was
-most of the split's cost on the waypoint (bench/results/request-split-*).
+record's field 13 only says it has them (``true``), or carries the few marks most requests
+do not have (`reqsplit.EXTRA`). A column under the older head key ``marks`` holds
+`reqsplit.RAW` integers per timed record (field 13 ``true``). Formatting the marks as
+decimal JSON was most of the split's cost on the waypoint (bench/results/request-split-*).
 Building flows where they are stored, not where requests are served, keeps the waypoint's
 event loop free of per-flow object building and JSON encoding (about 50 µs per request,
 bench/results/l7-*).
@@ -41,17 +43,18 @@ from agent.flows.flow import (
 )
 from agent.flows.names import EVENT_L7
 from agent.flows.policyjson import network_policy
-from agent.flows.reqsplit import RAW, check_marks, relative, split
+from agent.flows.reqsplit import LEAN, RAW, check_extra, check_marks, raw_of, relative, split
 
 # (time_ns, latency_ns, code, method, url, protocol, route, rule, backend, drop_reason,
 #  client (ip, port), local (ip, port), summary, timing marks or None (`l7proxy.timing`;
-#  or True: its RAW marks are in the batch's column),
+#  or True: its LEAN marks are in the batch's column; or its EXTRA marks, the LEAN ones
+#  in the column),
 #  policy names or None: the NetworkPolicies ("namespace/name") that allowed the client's
 #  egress and the backend's ingress, as ``ConnectionPolicy.allowed_by`` gives them)
 PolicyNames = tuple[tuple[str, ...], tuple[str, ...]]
 L7Record = tuple[int, int, int, str, str, str, str, str, str, str, tuple[str, int],
                  tuple[str, int], str, tuple[int, ...] | bool | None, PolicyNames | None]
-Column = Sequence[int]  # a batch's timing marks, RAW per record whose field 13 is True
+Column = Sequence[int]  # a batch's timing marks, LEAN per timed record (RAW: older head)
 _INTS = (0, 1, 2)
 _STRS = (3, 4, 5, 6, 7, 8, 9, 12)
 _L7_EVENT = EventType(EVENT_L7)
@@ -67,10 +70,16 @@ _encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 _INT64 = "l" if struct.calcsize("l") == 8 else "q"
 
 
-def pack_marks(marks: Sequence[tuple[int, ...]]) -> bytes:
-    """The marks of a batch's timed records (``RAW`` each) as one binary column: one
-    conversion per integer in C (``array.extend`` per request costs ~3x as much)."""
-    column = struct.pack(f"{RAW * len(marks)}{_INT64}", *chain.from_iterable(marks))
+pack_lean = struct.Struct(f"{LEAN}{_INT64}").pack
+"""One request's ``LEAN`` marks as its part of the column (native order; `join_column`).
+The waypoint packs each request's as it records it: one C call with the integers as
+arguments costs less than a tuple of them packed with the batch (callgrind, per request:
+~600 instructions against ~1,050 through ``chain`` or ~840 through ``starmap``)."""
+
+
+def join_column(parts: Sequence[bytes]) -> bytes:
+    """A batch's column from its requests' `pack_lean` parts: little-endian on the wire."""
+    column = b"".join(parts)
     if sys.byteorder == "little":
         return column
     swapped = array("q", column)
@@ -78,13 +87,20 @@ def pack_marks(marks: Sequence[tuple[int, ...]]) -> bytes:
     return swapped.tobytes()
 
 
-_HEAD = b'{"marks":'
+def pack_marks(marks: Sequence[tuple[int, ...]], width: int = LEAN) -> bytes:
+    """The marks of a batch's timed records (``width`` each) as one binary column."""
+    return join_column([struct.pack(f"{width * len(marks)}{_INT64}",
+                                    *chain.from_iterable(marks))])
+
+
+_HEAD = b'{"split":'  # a LEAN column follows
+_OLD_HEAD = b'{"marks":'  # a RAW column follows (waypoints before the LEAN column)
 MAX_COLUMN = 1 << 26  # bytes; a batch's column is at most 65,536 records x 88
 
 
 def encode_batch(records: Sequence[L7Record], column: bytes | None = None) -> bytes:
     """One line: a JSON array of records (tuples become arrays), or with a marks column
-    (`pack_marks`) ``{"marks": its size in bytes, "records": [...]}`` and then the column
+    (`pack_marks`) ``{"split": its size in bytes, "records": [...]}`` and then the column
     as it is (any bytes: the reader takes ``column_size`` of them after the line)."""
     if not column:
         return _encode(records).encode() + b"\n"
@@ -95,9 +111,9 @@ def encode_batch(records: Sequence[L7Record], column: bytes | None = None) -> by
 def column_size(line: bytes) -> int:
     """How many bytes of marks column follow a batch line: 0 for none, or for a head that
     does not say a size up to ``MAX_COLUMN`` (the line's check then names it)."""
-    if not line.startswith(_HEAD):
+    if not line.startswith((_HEAD, _OLD_HEAD)):
         return 0
-    end = line.find(b",", len(_HEAD))
+    end = line.find(b",", len(_HEAD))  # both heads are as long
     digits = line[len(_HEAD):end]
     if end < 0 or not digits.isdigit() or len(digits) > 9:
         return 0
@@ -118,11 +134,15 @@ def decode_column(data: bytes, size: Any) -> array:
     return column
 
 
-def _marks_at(column: Column, at: int) -> tuple[int, ...]:
-    if at + RAW > len(column):
+def _marks_at(column: Column, at: int, field: Any, width: int = LEAN) -> tuple[int, ...]:
+    """A timed record's marks, relative: ``width`` integers of the column from ``at``
+    and, beside a ``LEAN`` column, its field 13 (``true`` or its ``EXTRA`` marks)."""
+    if at + width > len(column):
         raise ValueError(f"the batch's timing marks ({len(column)} integers) end before "
-                         f"a record's {RAW}")
-    return relative(column[at:at + RAW])
+                         f"a record's {width}")
+    if width == RAW:
+        return relative(column[at:at + RAW])
+    return relative(raw_of(column[at:at + LEAN], check_extra(field)))
 
 
 def with_marks(records: Sequence[L7Record], column: Column) -> list[L7Record]:
@@ -130,9 +150,9 @@ def with_marks(records: Sequence[L7Record], column: Column) -> list[L7Record]:
     out: list[L7Record] = []
     at = 0
     for r in records:
-        if r[13] is True:
-            r = (*r[:13], _marks_at(column, at), r[14])
-            at += RAW
+        if r[13] is not None:
+            r = (*r[:13], _marks_at(column, at, r[13]), r[14])
+            at += LEAN
         out.append(r)
     return out
 
@@ -141,13 +161,16 @@ def read_batch(value: Any, data: bytes = b"") -> Iterator[L7Record | ValueError]
     """The records of one batch line (and its column's ``data``), in either form, each
     checked: a malformed record (or column) is its ValueError, the others still count."""
     column: array | None = None
+    width = LEAN
     if isinstance(value, dict):
         items = value.get("records")
         if not isinstance(items, list):
             yield ValueError("a batch's records must be an array")
             return
+        if "split" not in value:
+            width = RAW  # an older waypoint's column (field 13 true: RAW marks)
         try:
-            column = decode_column(data, value.get("marks"))
+            column = decode_column(data, value.get("split" if width == LEAN else "marks"))
         except ValueError as err:
             yield err
             column = array("q")
@@ -157,9 +180,9 @@ def read_batch(value: Any, data: bytes = b"") -> Iterator[L7Record | ValueError]
     for item in items:
         try:
             if (column is not None and isinstance(item, list) and len(item) == 15
-                    and item[13] is True):
-                marks, at = _marks_at(column, at), at + RAW
-                item = [*item[:13], marks, item[14]]
+                    and (item[13] is True or width == LEAN and item[13] is not None)):
+                here, at = at, at + width  # its slot, even if its marks are bad
+                item = [*item[:13], _marks_at(column, here, item[13], width), item[14]]
             yield record_from_json(item)
         except ValueError as err:
             yield err

@@ -50,6 +50,15 @@ COMPACT = 5
 # the start (``relative``).
 RAW = 11  # (client_rtt_us, start, sent, connect, connect_late, first, head_out, last,
 #            upstream_rtt_us, body_end, stalled)
+# Since the column carries only what every request has (its head key "split", not
+# "marks"): ``LEAN`` clock readings per timed request in the column, and the ``EXTRA`` six
+# that are 0 or redundant for most requests (no new connection, the response's end read
+# with its head, no wait on the client) in the record's field 13 only when one is not:
+# field 13 is then the array of them, else ``true``. Fewer integers to take and pack per
+# request (bench/results/request-split-2026-12-05-cost4.md).
+LEAN = 5  # (client_rtt_us, start, sent, first, upstream_rtt_us)
+EXTRA = 6  # (connect, connect_late, head_out, last, body_end, stalled); head_out, last
+#            and body_end are clock readings like the column's (0: did not happen)
 
 
 def split(span_ns: int, marks: Sequence[int]) -> RequestSplit:
@@ -115,6 +124,30 @@ def relative(raw: Sequence[int]) -> tuple[int, ...]:
             first - start if first else 0, head_out - start if head_out else 0,
             last - start if last else 0, upstream_rtt_us,
             body_end - start if body_end else 0, stalled)
+
+
+def raw_of(lean: Sequence[int], extra: Sequence[int] | None) -> tuple[int, ...]:
+    """A request's ``LEAN`` marks and its ``EXTRA`` ones (None: the common request's:
+    none of them, the response's end read with its head) in ``RAW`` order."""
+    client_rtt_us, start, sent, first, upstream_rtt_us = lean
+    if extra is None:
+        return (client_rtt_us, start, sent, 0, 0, first, 0, first, upstream_rtt_us, 0, 0)
+    connect, late, head_out, last, body_end, stalled = extra
+    return (client_rtt_us, start, sent, connect, late, first, head_out, last,
+            upstream_rtt_us, body_end, stalled)
+
+
+def check_extra(value: Any) -> tuple[int, ...] | None:
+    """A record's field 13 beside a ``LEAN`` column: ``true`` (None here) or its
+    ``EXTRA`` marks, checked (ValueError says what is wrong)."""
+    if value is True:
+        return None
+    if (not isinstance(value, list | tuple) or len(value) != EXTRA
+            or any(type(v) is not int for v in value)):
+        raise ValueError(f"a timed record's field 13 must be true or an array of {EXTRA} "
+                         f"integers (connect, connect_late, head_out, last, body_end, "
+                         f"stalled), got {value!r}")
+    return tuple(value)
 
 
 def check_marks(value: Any) -> tuple[int, ...] | None:

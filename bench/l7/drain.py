@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 buf = buf[end + 1 + size :]
                 if line.startswith(b"["):
                     flows += len(json.loads(line))
-                elif size or line.startswith(b'{"marks"'):
+                elif size or line.startswith((b'{"split"', b'{"marks"')):
                     flows += len(json.loads(line)["records"])
                 else:
                     flows += 1

@@ -24,11 +24,12 @@ from agent.flows.l7record import (
     L7Record,
     decode_column,
     encode_batch,
+    pack_lean,
     pack_marks,
     record_from_json,
 )
 from agent.flows.policyjson import network_policy
-from agent.flows.reqsplit import PARTS, RAW
+from agent.flows.reqsplit import LEAN, PARTS, RAW
 from agent.flows.store import FlowRing
 from l7proxy.flows import FlowLossCollector, FlowRecorder
 from l7proxy.server import WaypointServer
@@ -310,15 +311,28 @@ def test_an_agent_that_goes_away_costs_the_queue_and_the_next_batch_reconnects(
 T0 = 5_000_000_000  # the request's start on the waypoint's monotonic clock
 RAW_OK = (40, T0, T0 + 300_000, 0, 0, T0 + 900_000, T0 + 950_000, T0 + 960_000, 60, 0, 0)
 TIMED: L7Record = (*OK[:13], True, OK[14])  # type: ignore[assignment]
+# The same request as the waypoint sends it now: LEAN marks in the column, and the EXTRA
+# ones in the record (its response body came after its head) ...
+LEAN_OK = (40, T0, T0 + 300_000, T0 + 900_000, 60)
+EXTRA_OK = (0, 0, T0 + 950_000, T0 + 960_000, 0, 0)
+WITH_EXTRA: L7Record = (*OK[:13], EXTRA_OK, OK[14])  # type: ignore[assignment]
+# ... or, for a plain request (its end read with its head), none: True
+PLAIN_OK: L7Record = (*OK[:13], (40, 300_000, 0, 0, 900_000, 0, 900_000, 60), OK[14])
 
 
 def _column(*marks: tuple[int, ...]) -> bytes:
-    return pack_marks(marks)
+    """An older waypoint's column (head key "marks"): RAW integers per timed record."""
+    return pack_marks(marks, RAW)
 
 
-def test_marks_travel_as_one_binary_column_and_split_as_before(tmp_path: Path) -> None:
+def _old_batch(records: list[L7Record], column: bytes) -> bytes:
+    """A batch as waypoints wrote it before the LEAN column."""
+    return encode_batch(records, column).replace(b'{"split":', b'{"marks":', 1)
+
+
+def test_an_older_waypoints_raw_column_still_splits_as_before(tmp_path: Path) -> None:
     column = _column(RAW_OK, RAW_OK)
-    payload = encode_batch([TIMED, DENIED, TIMED], column)
+    payload = _old_batch([TIMED, DENIED, TIMED], column)
     line, _, rest = payload.partition(b"\n")
     value = json.loads(line)
     assert [r[13] for r in value["records"]] == [True, None, True]  # no mark in the JSON text
@@ -386,12 +400,12 @@ class RecordingSink:
 def test_the_recorder_keeps_each_records_marks_with_it_when_it_drops_the_oldest() -> None:
     sink = RecordingSink()
     recorder = FlowRecorder(sink, batch=10, max_pending=2)
-    later = tuple(v + 1 if i == 0 else v for i, v in enumerate(RAW_OK))  # another client RTT
+    later = tuple(v + 1 if i == 0 else v for i, v in enumerate(LEAN_OK))  # another RTT
 
     async def record() -> None:  # the recorder's flush timer needs a loop
-        recorder.record(TIMED, RAW_OK)
+        recorder.record(WITH_EXTRA, pack_lean(*LEAN_OK))
         recorder.record(DENIED)
-        recorder.record(TIMED, later)
+        recorder.record(TIMED, pack_lean(*later))
         recorder.flush()
 
     asyncio.run(record())
@@ -404,14 +418,55 @@ def test_a_flow_sink_in_process_gets_the_split_from_the_column() -> None:
     recorder = FlowRecorder(flows.extend, node_name="node1", batch=10)
 
     async def record() -> None:
-        recorder.record(TIMED, RAW_OK)
+        recorder.record(WITH_EXTRA, pack_lean(*LEAN_OK))
         recorder.record(DENIED)
+        recorder.record(TIMED, pack_lean(*LEAN_OK))
         recorder.flush()
 
     asyncio.run(record())
-    want = L7FlowBuilder("node1").flow(OK)
-    assert want.tulle is not None and want.tulle.request is not None
-    assert [f.tulle.request for f in flows if f.tulle] == [want.tulle.request, None]
+    want = [L7FlowBuilder("node1").flow(r).tulle for r in (OK, DENIED, PLAIN_OK)]
+    assert [f.tulle.request for f in flows if f.tulle] == [w.request for w in want if w]
+
+
+def test_the_lean_column_and_the_extra_marks_split_as_the_inline_marks(
+        intake: L7Intake) -> None:
+    """The waypoint's batch: LEAN integers per timed record in the column (head key
+    "split"), the EXTRA marks in the record only when the request has them."""
+    column = pack_marks([LEAN_OK, LEAN_OK])
+    payload = encode_batch([WITH_EXTRA, DENIED, TIMED], column)
+    line, _, rest = payload.partition(b"\n")
+    value = json.loads(line)
+    assert value["split"] == len(column) == 2 * LEAN * 8 and rest == column
+    assert [r[13] for r in value["records"]] == [list(EXTRA_OK), None, True]
+    intake.accept(line, rest)
+    builder = L7FlowBuilder("node1")
+    with_body, denied, plain = stored(intake)
+    assert intake.rejected == 0
+    assert with_body.tulle.request == builder.flow(OK).tulle.request  # type: ignore[union-attr]
+    assert plain.tulle.request == builder.flow(PLAIN_OK).tulle.request  # type: ignore[union-attr]
+    assert plain.tulle.request.backend_ns == 600_000 - 60_000  # no body time
+    assert denied.tulle is not None and denied.tulle.request is None
+
+
+@pytest.mark.parametrize(("records", "column", "kept", "why"), [
+    # field 13 neither true nor 6 integers: that record only
+    ([(*OK[:13], [1, 2, 3], None), DENIED, TIMED], [LEAN_OK, LEAN_OK], 2,
+     "field 13 must be true or an array of 6 integers"),
+    ([(*OK[:13], [0, 0, 0, "x", 0, 0], None), TIMED], [LEAN_OK, LEAN_OK], 1,
+     "field 13 must be true"),
+    # fewer LEAN marks than the records claim: the record past the end goes
+    ([TIMED, WITH_EXTRA], [LEAN_OK], 1, r"end before a record's 5"),
+    # more than they claim: named, no record lost
+    ([TIMED, DENIED], [LEAN_OK, LEAN_OK], 2, "5 integers no record claims"),
+])
+def test_a_malformed_lean_batch_is_named_and_loses_nothing_else(
+        intake: L7Intake, caplog: Any, records: list[Any], column: list[tuple[int, ...]],
+        kept: int, why: str) -> None:
+    payload = encode_batch(records, pack_marks(column))
+    line, _, rest = payload.partition(b"\n")
+    intake.accept(line, rest)
+    assert len(stored(intake)) == kept and intake.rejected >= 1
+    assert re.search(why, caplog.text), caplog.text
 
 
 def test_a_waypoints_requests_reach_the_agent_with_their_split(tmp_path: Path) -> None:
@@ -449,3 +504,14 @@ def test_a_waypoints_requests_reach_the_agent_with_their_split(tmp_path: Path) -
         loop.call(forwarder.close)
         loop.stop()
         intake.stop()
+
+
+def test_a_record_with_bad_extra_marks_keeps_its_slot_in_the_column(intake: L7Intake) -> None:
+    """The records after it still get their own marks, not their neighbour's."""
+    other = (77, *LEAN_OK[1:])  # another client RTT: 77 µs
+    payload = encode_batch([(*OK[:13], [1, 2], None), TIMED], pack_marks([LEAN_OK, other]))
+    line, _, rest = payload.partition(b"\n")
+    intake.accept(line, rest)
+    [flow] = stored(intake)
+    assert intake.rejected == 1
+    assert flow.tulle.request.client_network_ns == 77_000  # type: ignore[union-attr]

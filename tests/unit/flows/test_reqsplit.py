@@ -12,11 +12,14 @@ from agent.flows.codec import flow_from_json, flow_to_json
 from agent.flows.flow import Flow, RequestSplit, TulleInfo
 from agent.flows.reqsplit import (
     COMPACT,
+    EXTRA,
     FIELDS,
+    LEAN,
     PARTS,
     RAW,
     check_marks,
     from_json,
+    raw_of,
     relative,
     split,
     to_json,
@@ -188,3 +191,24 @@ def test_raw_clock_readings_give_the_split_the_relative_marks_gave(
            body_end and start + body_end, stalled)
     assert len(raw) == RAW
     assert split(span, relative(raw)) == split(span, _old_waypoint_marks(*raw))
+
+
+@given(ordered_marks(), st.integers(1, 10**15))
+def test_lean_marks_with_or_without_the_extra_ones_split_as_the_raw_ones(
+        case: tuple[int, tuple[int, ...]], start: int) -> None:
+    """The waypoint's LEAN column plus a record's EXTRA marks are its RAW readings; a
+    request without EXTRA marks (its end read with its head) splits the same whenever its
+    head went out: the waypoint takes no clock reading for it then."""
+    span, marks = case
+    client, sent, connect, late, first, head_out, last, up_rtt, body_end, stalled = (
+        *marks, 0, 0)[:10]
+    at = lambda t: t and start + t  # noqa: E731  (a clock reading; 0: did not happen)
+    raw = (client, start, at(sent), connect, late, at(first), at(head_out), at(last), up_rtt,
+           at(body_end), stalled)
+    lean = (client, start, at(sent), at(first), up_rtt)
+    assert len(lean) == LEAN
+    extra = (connect, late, at(head_out), at(last), at(body_end), stalled)
+    assert len(extra) == EXTRA and raw_of(lean, extra) == raw
+    with_head = (client, start, at(sent), 0, 0, at(first), at(head_out), at(first), up_rtt,
+                 0, 0)
+    assert split(span, relative(raw_of(lean, None))) == split(span, relative(with_head))

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from agent.flows.flow import Flow, RequestSplit
-from agent.flows.reqsplit import PARTS, RAW
+from agent.flows.reqsplit import EXTRA, LEAN, PARTS
 from l7proxy import timing
 from l7proxy.exchange import Exchange
 from l7proxy.server import WaypointServer
@@ -62,14 +62,16 @@ def test_a_new_upstream_connection_is_connect_time_and_a_pooled_one_is_not() -> 
             writer.write(b"GET /hdr HTTP/1.1\r\nHost: example.com\r\n\r\n")
             await reader.readuntil(b"}")
             writer.close()
-        # on the wire to the agent: each record says its marks are in the batch's column
-        # (True), which holds RAW clock readings per request: a connect time for the new
-        # connection only
+        # on the wire to the agent: the batch's column holds LEAN clock readings per
+        # request; the new connection's record carries its EXTRA marks (a connect time),
+        # the pooled one's only says it is timed (True: no connect, the response's end
+        # read with its head)
         recorder = lab.server.flows
-        assert [r[13] for r in recorder._pending] == [True, True]
-        new, pooled = recorder._marks
-        assert len(new) == len(pooled) == RAW
-        assert new[3] > 0 and pooled[3] == 0, (new, pooled)
+        new_extra, pooled_extra = (r[13] for r in recorder._pending)
+        assert pooled_extra is True, pooled_extra
+        assert isinstance(new_extra, tuple) and len(new_extra) == EXTRA
+        assert new_extra[0] > 0 and new_extra[1] == 0, new_extra  # connect, none late
+        assert [len(m) for m in recorder._marks] == [LEAN * 8, LEAN * 8]  # int64s
         (f1, first), (f2, second) = _splits(lab)
         _adds_up(f1, first)
         _adds_up(f2, second)
@@ -164,9 +166,10 @@ def test_with_the_split_off_requests_take_no_marks_and_no_rtt_reads(
             assert f.tulle is not None and f.tulle.request is None, f
             assert f.l7 is not None and f.l7.latency_ns > 0
         assert reads == []  # no TCP_INFO
-        assert exchanges and all(
-            not ex.timed and ex.t_sent == ex.t_first == ex.t_head_out == ex.t_last == 0
-            and ex.t_connect == 0 for ex in exchanges)
+        marks = ("t_sent", "t_connect", "t_connect_late", "t_first", "t_head_out", "t_last",
+                 "upstream_rtt_us", "t_body_end", "t_stall", "plain")
+        assert exchanges and all(  # not even set: nothing stored or read per request
+            not ex.timed and not any(hasattr(ex, m) for m in marks) for ex in exchanges)
         # switched on again: the next request has its split (and reads the RTTs)
         await lab.get("/hdr?a=3")
         lab.server.flows.flush()
@@ -267,3 +270,36 @@ def test_the_node_waypoint_switches_the_split_with_the_tracing_signals(
         timing.SPLIT.on = True
     assert [r.getMessage() for r in caplog.records] == ["request split paused",
                                                         "request split resumed"]
+
+
+def test_a_response_read_with_its_head_takes_no_clock_reading_when_it_goes_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its end came with its head: when the head went out does not change the split (no
+    body time), so the waypoint's forwarding takes one clock reading (the request going
+    upstream), not two, and the flow carries no EXTRA marks (True)."""
+    from l7proxy import forward
+
+    reads: list[int] = []
+
+    def counted() -> int:
+        reads.append(1)
+        return time.monotonic_ns()
+
+    monkeypatch.setattr(forward, "now", counted)
+
+    async def body(lab: Lab) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", lab.port)
+        try:
+            for _ in range(3):  # one connection: the upstream one is pooled after the first
+                writer.write(b"GET /hdr HTTP/1.1\r\nHost: example.com\r\n\r\n")
+                await asyncio.wait_for(read_response(reader), 10)
+        finally:
+            writer.close()
+        assert len(reads) == 3, reads  # t_sent only, per request
+        first, *pooled = (r[13] for r in lab.server.flows._pending)
+        assert pooled == [True, True] and isinstance(first, tuple)  # first: a connect
+        for f, r in _splits(lab):
+            _adds_up(f, r)
+            assert r.backend_ns > 0
+
+    run(body)
