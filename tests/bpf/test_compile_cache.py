@@ -239,3 +239,91 @@ def test_a_replaced_pinned_map_compiles(node: Node, caplog: pytest.LogCaptureFix
     assert dp.bpf is not None and "no longer pins map" in why, why
     dp.close()
 
+
+
+# -- KernelTable against BCC's tables, on the very same maps ------------------------------------
+
+
+@pytest.fixture
+def both(node: Node, caplog: pytest.LogCaptureFixture) -> Iterator[tuple[Datapath, Datapath]]:
+    """The same pinned datapath twice: adopted (KernelTable) and compiled (BCC tables)."""
+    adopted, _ = start(node, caplog)
+    compiled = load_datapath(node.pin)  # no state dir: compiles, adopts the pinned maps
+    try:
+        yield adopted, compiled
+    finally:
+        adopted.close()
+        compiled.close()
+
+
+def _layout(t: object) -> object:
+    from tests.unit.datapath.test_tabletypes import layout
+
+    return layout(t)
+
+
+def test_every_table_has_bccs_types(both: tuple[Datapath, Datapath]) -> None:
+    adopted, compiled = both
+    assert adopted.adopted is not None
+    for name, table in adopted.adopted.tables.items():
+        theirs = compiled.table(name)
+        assert _layout(table.Key) == _layout(theirs.Key), name
+        assert _layout(table.Leaf) == _layout(theirs.Leaf), name
+        assert table.max_entries == theirs.max_entries, name
+
+
+def test_hash_reads_writes_and_deletes_as_bcc_does(both: tuple[Datapath, Datapath]) -> None:
+    adopted, compiled = both
+    mine, theirs = adopted.table("endpoints_v1"), compiled.table("endpoints_v1")
+    leaf = mine.Leaf()
+    leaf.identity = 77
+    mine[mine.Key(9)] = leaf
+    assert theirs[theirs.Key(9)].identity == 77
+    assert sorted(k.value for k in mine.keys()) == sorted(k.value for k in theirs.keys())
+    assert [(k.value, v.identity) for k, v in sorted(mine.items(), key=lambda kv: kv[0].value)] \
+        == [(k.value, v.identity) for k, v in sorted(theirs.items(), key=lambda kv: kv[0].value)]
+    assert mine.get(mine.Key(12345)) is None and mine.Key(9) in mine
+    del mine[mine.Key(9)]
+    with pytest.raises(KeyError):
+        theirs[theirs.Key(9)]
+    with pytest.raises(KeyError):
+        del mine[mine.Key(9)]
+
+
+def test_a_full_map_refuses_in_bccs_words(both: tuple[Datapath, Datapath]) -> None:
+    """The applier tells a full map from a bug by BCC's message."""
+    adopted, _ = both
+    table = adopted.table("endpoints_v1")
+    leaf = table.Leaf()
+    for ifindex in range(1000, 1000 + table.max_entries - len(table)):
+        table[table.Key(ifindex)] = leaf
+    with pytest.raises(Exception, match=r"^Could not update table: Argument list too long$"):
+        table[table.Key(99_999)] = leaf
+    table.clear()
+    assert len(table) == 0
+
+
+def test_arrays_and_per_cpu_arrays_as_bcc(both: tuple[Datapath, Datapath]) -> None:
+    adopted, compiled = both
+    config, theirs = adopted.table("tulle_config_v1"), compiled.table("tulle_config_v1")
+    config[3] = config.Leaf(12)  # int keys, like BCC's arrays
+    assert theirs[3].value == 12 and len(config) == config.max_entries
+    del config[3]  # an array entry is zeroed, not removed
+    assert theirs[3].value == 0
+    with pytest.raises(IndexError):
+        config[config.max_entries]
+    drops, bcc_drops = adopted.table("tulle_drops_v1"), compiled.table("tulle_drops_v1")
+    mine = drops.getvalue(drops.Key(5))
+    assert len(mine) == bcc_drops.total_cpu == drops.total_cpu
+    assert [bytes(v) for v in mine] == [bytes(v) for v in bcc_drops.getvalue(bcc_drops.Key(5))]
+    assert adopted.events_lost() == compiled.events_lost()
+
+
+def test_lpm_and_lru_tables_iterate_as_bcc(both: tuple[Datapath, Datapath]) -> None:
+    adopted, compiled = both
+    net = ipaddress.IPv4Network("10.1.0.0/16")
+    maps.write_cidr_rule(adopted, ipaddress.IPv4Address(CLIENT), 1, net, False, [])
+    assert maps.read_cidr_keys(compiled) == maps.read_cidr_keys(adopted) \
+        == [(ipaddress.IPv4Address(CLIENT), 1, net)]
+    assert maps.read_service_slots(adopted) == maps.read_service_slots(compiled)
+    assert len(adopted.table("ct_v1")) == len(compiled.table("ct_v1"))
