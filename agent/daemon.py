@@ -60,6 +60,9 @@ class AgentConfig:
     kubeconfig: str | None = None  # None: the in-cluster ServiceAccount (a DaemonSet pod)
     health_file: str | None = None
     pin_dir: str | None = None  # None: no datapath (watch and report only)
+    # Where the compile record lives (agent.datapath.templates): a restart with the same
+    # inputs adopts the pinned programs instead of compiling. None: always compile.
+    state_dir: str | None = None
     observer_socket: str | None = None
     # TCP listeners bind the node netns's loopback by default: every pod routes to every
     # other node address (the kernel accepts a local address on any interface), so binding
@@ -271,7 +274,8 @@ def run(config: AgentConfig) -> int:
         started = time.monotonic()
         agent.datapath = DatapathController(
             node,
-            load_datapath(Path(config.pin_dir)),
+            load_datapath(Path(config.pin_dir),
+                          state_dir=Path(config.state_dir) if config.state_dir else None),
             ingest,
             _waypoint(config.waypoint),
             config.ct_endpoint_quota,

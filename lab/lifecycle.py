@@ -214,6 +214,8 @@ def _start_processes(
                         [
                             "--pin-dir",
                             str(pin_dir(plan.name, node.name)),
+                            "--state-dir",
+                            str(paths.node_state(node.name)),
                             "--l7-intake",
                             str(paths.l7_intake_socket(node.name)),
                             "--waypoint",

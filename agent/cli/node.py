@@ -26,6 +26,13 @@ kubeconfig_option = click.option(
 @kubeconfig_option
 @click.option("--health-file", default=None, type=click.Path(dir_okay=False))
 @click.option("--pin-dir", default=None, help="Load the eBPF datapath, pinning maps here.")
+@click.option(
+    "--state-dir",
+    default="/var/run/tulle",
+    show_default=True,
+    help="Where the agent keeps its compile record: a restart with the same programs adopts "
+    "the pinned ones instead of compiling (~1.5 s CPU). Empty: always compile.",
+)
 @click.option("--observer-socket", default=None, help="Unix socket for the observer API.")
 @click.option(
     "--observer-host",
@@ -72,6 +79,7 @@ def agent(
     kubeconfig: str | None,
     health_file: str | None,
     pin_dir: str | None,
+    state_dir: str,
     observer_socket: str | None,
     observer_host: str,
     observer_port: int,
@@ -91,6 +99,7 @@ def agent(
         kubeconfig=kubeconfig,
         health_file=health_file,
         pin_dir=pin_dir,
+        state_dir=state_dir or None,
         observer_socket=observer_socket,
         observer_host=observer_host,
         observer_port=observer_port,

@@ -4,11 +4,8 @@
     prog = load_fn(bpf, "probe_parse", BPF.SCHED_CLS)
     pin_map(bpf, "tulle_drops_v1", pin_dir / "tulle_drops_v1")
 
-BCC rewrites map calls (``m.lookup(&k)``) only in its main file, so a header that touched a map
-would compile but fail to load. We therefore expand project headers (quoted includes found next to
-the including file, under ``bpf/lib`` or ``bpf/``) into one text with ``#line`` markers: clang's
-messages, the verifier's line info, ``__FILE_NAME__`` and ``__LINE__`` still name the real file
-and line. System headers (``<uapi/...>``) stay ordinary includes.
+The C handed to BCC is ``csource.expand_sources``: project headers inlined with ``#line``
+markers (see there why).
 
 Runtime switches belong in the config map (``bpf/lib/common.h``), not in ``-D`` flags: a flag
 forces a recompile and a program swap, a map write does not.
@@ -25,6 +22,8 @@ from bcc import BPF, DEBUG_PREPROCESSOR
 from bcc.libbcc import lib as bcc_lib
 
 from agent.datapath.cdefs import BPF_DIR, LIB_DIR
+from agent.datapath.csource import compile_flags, expand_sources
+from agent.datapath.csource import display as _display
 from agent.datapath.features import feature_probe
 from agent.datapath.native import captured_stderr, obj_get, obj_pin
 
@@ -43,10 +42,10 @@ __all__ = [
     "map_fd",
     "open_pinned",
     "pin_map",
+    "table_descriptions",
     "unpin",
 ]
 
-_INCLUDE = re.compile(r'^\s*#\s*include\s*"(?P<name>[^"]+)"')
 _CLANG_ERROR = re.compile(
     r"^(?P<file>[^\s:][^:\n]*):(?P<line>\d+):(?P<col>\d+): (?:fatal )?error: (?P<msg>.*)$",
     re.MULTILINE,
@@ -85,55 +84,6 @@ class LoadError(BpfError):
         super().__init__(f"loading BPF program {name!r} failed: {reason}\n{tail}".rstrip())
 
 
-def _display(path: Path) -> str:
-    """Paths in messages and ``#line`` markers: relative to the repository when inside it."""
-    try:
-        return str(path.resolve().relative_to(BPF_DIR.parent))
-    except ValueError:
-        return str(path.resolve())
-
-
-def _line_marker(line: int, path: Path) -> str:
-    name = _display(path).replace("\\", "\\\\").replace('"', '\\"')
-    return f'#line {line} "{name}"\n'
-
-
-def _resolve_include(name: str, including: Path) -> Path | None:
-    for base in (including.parent, LIB_DIR, BPF_DIR):
-        candidate = (base / name).resolve()
-        if candidate.is_file():
-            return candidate
-    return None  # left for clang, which reports it at the right file and line
-
-
-def _expand(path: Path, seen: set[Path]) -> str:
-    out: list[str] = []
-    continued = False
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not continued:  # a directive may not split a backslash-continued line
-            out.append(_line_marker(number, path))
-        continued = line.endswith("\\")
-        match = _INCLUDE.match(line)
-        header = _resolve_include(match["name"], path) if match else None
-        if header is None:
-            out.append(line + "\n")
-        elif header not in seen:
-            seen.add(header)
-            out.append(_expand(header, seen))
-    return "".join(out)
-
-
-def expand_sources(source_files: list[Path]) -> str:
-    """The single C text handed to BCC: every source, project headers inlined, ``#line``-marked.
-
-    Every line gets its own ``#line`` marker because BCC inserts lines when it rewrites (an
-    attribute before each function), which would otherwise shift ``__LINE__`` and the verifier's
-    line info. Each project header is inlined once per text, like ``#pragma once``.
-    """
-    seen: set[Path] = set()
-    return "".join(_expand(p.resolve(), seen) for p in source_files)
-
-
 def _bcc_rewritten(debug_output: str) -> str | None:
     """BCC's DEBUG_PREPROCESSOR output is the clang command line then the rewritten main file."""
     lines = debug_output.splitlines(keepends=True)
@@ -170,7 +120,7 @@ def load_program(
     if missing:
         raise FileNotFoundError(f"BPF source not found: {', '.join(missing)}")
     text = expand_sources([Path(p) for p in source_files])
-    flags = [f"-I{LIB_DIR}", f"-I{BPF_DIR}", *cflags]
+    flags = compile_flags(cflags)
     debug = DEBUG_PREPROCESSOR if debug_dump_path else 0
     bpf: BPF | None = None
     with captured_stderr() as stderr:
@@ -187,6 +137,26 @@ def load_program(
     if bpf is None:
         raise CompileError([Path(p) for p in source_files], printed)
     return bpf
+
+
+bcc_lib.bpf_num_tables.argtypes = [ctypes.c_void_p]
+bcc_lib.bpf_num_tables.restype = ctypes.c_size_t
+bcc_lib.bpf_table_name.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+bcc_lib.bpf_table_name.restype = ctypes.c_char_p
+
+
+def table_descriptions(bpf: BPF) -> dict[str, tuple[int, str, str]]:
+    """Every table of the module: name -> (map fd, key type JSON, leaf type JSON), the JSON
+    being BCC's type descriptions (``tabletypes.decode`` reads them)."""
+    out = {}
+    for i in range(bcc_lib.bpf_num_tables(bpf.module)):
+        name = bcc_lib.bpf_table_name(bpf.module, i)
+        out[name.decode()] = (
+            int(bcc_lib.bpf_table_fd(bpf.module, name)),
+            bcc_lib.bpf_table_key_desc(bpf.module, name).decode(),
+            bcc_lib.bpf_table_leaf_desc(bpf.module, name).decode(),
+        )
+    return out
 
 
 def _function_names(bpf: BPF) -> list[str]:

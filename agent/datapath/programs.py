@@ -2,30 +2,45 @@
 
 Loading again with the same pin dir adopts the pinned maps (conntrack, services, policy),
 which is what lets a restarted agent replace programs without resetting connections.
+
+With a state dir, a start whose inputs are those of the last compile skips BCC altogether:
+it adopts the pinned programs and maps (``templates``) and serves the maps as
+``kerneltable.KernelTable``. This module therefore imports BCC only when it compiles.
 """
 
 from __future__ import annotations
 
 import ctypes
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.datapath.bpf_loader import BPF, BPF_DIR, load_fn, load_program
+from agent.datapath import templates
+from agent.datapath.bpfinfo import BPF_PROG_TYPE_SCHED_CLS
+from agent.datapath.cdefs import BPF_DIR
 
+log = logging.getLogger("tulle.datapath")
 PROGRAM_SOURCES = (BPF_DIR / "from_pod.c", BPF_DIR / "to_pod.c")
 FROM_POD = "tulle_from_pod"
 TO_POD = "tulle_to_pod"
+PROGRAMS = [templates.Program(FROM_POD, BPF_PROG_TYPE_SCHED_CLS),
+            templates.Program(TO_POD, BPF_PROG_TYPE_SCHED_CLS)]
 
 
 @dataclass
 class Datapath:
-    bpf: BPF
     pin_dir: Path
     from_pod_fd: int
     to_pod_fd: int
+    bpf: Any = None  # the BCC module when this start compiled; None when it adopted
+    adopted: templates.Adopted | None = None
 
     def table(self, name: str) -> Any:
+        """The map ``name`` as BCC's table API (a BCC table, or a ``KernelTable``)."""
+        if self.adopted is not None:
+            return self.adopted.tables[name]
         return self.bpf[name.encode()]
 
     def event(self, data: Any) -> Any:
@@ -41,19 +56,67 @@ class Datapath:
 
     def close(self) -> None:
         """Release our handles; attached programs and pinned maps live on in the kernel."""
-        self.bpf.cleanup()
+        if self.adopted is not None:
+            self.adopted.close()
+        if self.bpf is not None:
+            self.bpf.cleanup()
 
 
-def load_datapath(pin_dir: Path, *, debug_dump_path: Path | None = None) -> Datapath:
+def load_datapath(
+    pin_dir: Path,
+    *,
+    state_dir: Path | None = None,
+    debug_dump_path: Path | None = None,
+    sources: Sequence[Path] = PROGRAM_SOURCES,
+    cflags: Sequence[str] = (),
+) -> Datapath:
+    """Load the node's programs, adopting the pinned maps under ``pin_dir``.
+
+    With ``state_dir``, first try to adopt the programs pinned by an earlier compile of the
+    same inputs (no BCC, no compile); any difference is logged in one line and we compile,
+    then pin the programs and record them for the next start. ``debug_dump_path`` (the C
+    that clang compiled) always compiles."""
     pin_dir.mkdir(parents=True, exist_ok=True)
-    bpf = load_program(
-        list(PROGRAM_SOURCES),
-        [f'-DTULLE_PIN_DIR="{pin_dir}"'],
-        debug_dump_path=debug_dump_path,
-    )
+    flags = [f'-DTULLE_PIN_DIR="{pin_dir}"', *cflags]
+    source_list = list(sources)
+    if state_dir is not None and debug_dump_path is None:
+        try:
+            adopted = templates.adopt(pin_dir, state_dir, source_list, flags, PROGRAMS)
+        except templates.Mismatch as why:
+            log.info("datapath: compiling, not adopting the pinned programs: %s", why)
+        else:
+            log.info("datapath: adopted the programs pinned in %s (same inputs; no compile)",
+                     pin_dir)
+            return Datapath(pin_dir, adopted.prog_fds[FROM_POD], adopted.prog_fds[TO_POD],
+                            adopted=adopted)
+    dp = _compile(pin_dir, source_list, flags, debug_dump_path)
+    if state_dir is not None:
+        _remember(dp, state_dir, source_list, flags)
+    return dp
+
+
+def _compile(pin_dir: Path, sources: list[Path], flags: list[str],
+             debug_dump_path: Path | None) -> Datapath:
+    from agent.datapath.bpf_loader import BPF, load_fn, load_program  # BCC: compile path only
+
+    bpf = load_program(sources, flags, debug_dump_path=debug_dump_path)
     return Datapath(
-        bpf=bpf,
         pin_dir=pin_dir,
         from_pod_fd=load_fn(bpf, FROM_POD, BPF.SCHED_CLS).fd,
         to_pod_fd=load_fn(bpf, TO_POD, BPF.SCHED_CLS).fd,
+        bpf=bpf,
     )
+
+
+def _remember(dp: Datapath, state_dir: Path, sources: list[Path], flags: list[str]) -> None:
+    """Pin the programs and record them; a failure costs only the next start's compile."""
+    from agent.datapath.bpf_loader import table_descriptions
+
+    prog_fds = {FROM_POD: dp.from_pod_fd, TO_POD: dp.to_pod_fd}
+    try:
+        record = templates.build_record(templates.inputs(sources, flags, PROGRAMS), prog_fds,
+                                        table_descriptions(dp.bpf), dp.pin_dir)
+        templates.remember(state_dir, dp.pin_dir, record, prog_fds)
+    except (OSError, ValueError) as err:
+        log.warning("datapath: compiled programs not recorded for the next start: %s", err)
+

@@ -202,7 +202,7 @@ def test_spoofed_source_is_dropped_and_recorded(lab: Lab, lb: dict[str, Any]) ->
 
 def test_agent_sigkill_resets_nothing(lab: Lab, lb: dict[str, Any]) -> None:
     """A 10s stream of new requests and long-lived streams while node1's agent is SIGKILLed;
-    the controller restarts it, the new agent adopts the pinned maps and swaps programs."""
+    the controller restarts it, the new agent adopts the pinned maps and programs."""
     client = lb["clients"][0]
     apply(lab, deployment("lb", "stream", 2, command=[PY, "-c", clients.STREAM_SERVER],
                           ports=[{"name": "s", "containerPort": 9000}]),
@@ -220,6 +220,8 @@ def test_agent_sigkill_resets_nothing(lab: Lab, lb: dict[str, Any]) -> None:
     time.sleep(2)
     record_dir = LabPaths.for_lab(lab.name).procs
     (agent,) = [r for r in procs.load_records(record_dir) if r.role == "agent-node1"]
+    agent_log = LabPaths.for_lab(lab.name).logs / "agent-node1.log"
+    logged_before = agent_log.stat().st_size
     os.kill(agent.pid, signal.SIGKILL)
     wait_for(lambda: [r for r in procs.load_records(record_dir)
                       if r.role == "agent-node1" and r.pid != agent.pid and procs.is_alive(r)],
@@ -233,6 +235,13 @@ def test_agent_sigkill_resets_nothing(lab: Lab, lb: dict[str, Any]) -> None:
     health = LabPaths.for_lab(lab.name).health / "agent-node1.json"
     wait_for(lambda: json.loads(health.read_text()).get("pid") != agent.pid
              and json.loads(health.read_text())["ready"], what="new agent healthy")
+    # Same programs, same kernel: it adopted the pinned programs instead of compiling
+    # (agent.datapath.templates); the first start had compiled and recorded them.
+    log = agent_log.read_bytes()
+    assert b"datapath: compiling, not adopting the pinned programs: no compile record" in log
+    since = log[logged_before:].decode(errors="replace")
+    assert "datapath: adopted the programs pinned in" in since, since[-3000:]
+    assert "datapath: compiling" not in since, since[-3000:]
 
 
 def test_no_iptables_rules_in_any_node(lab: Lab, lb: dict[str, Any]) -> None:
