@@ -177,7 +177,7 @@ def test_nothing_unsafe_reaches_an_upstream_request_line(
     ]
     try:
         head = parse_request(headers)
-    except Malformed:
+    except (Malformed, Unsupported):  # refused with a clear error: nothing reaches upstream
         return
     body = RequestBody(BodyKind.NONE, None, 1024)
     ex = Exchange(
