@@ -1,6 +1,7 @@
 """What kernel tracing costs per event and per request, from the kernel's own counters.
 
     sudo PYTHONPATH=$PWD .venv/bin/python -m bench.tracecost [--seconds 5] [--rounds 2] [--close]
+    sudo PYTHONPATH=$PWD .venv/bin/python -m bench.tracecost --probe-ab 200000   # no lab
 
 Brings up a 2-node lab (`LAB`, bench/l4's workload: nginx on node2, wrk in a client pod on
 node1, through the `target` ClusterIP), then runs wrk keep-alive (``--close``: one connection
@@ -228,15 +229,77 @@ def report(rounds: list[Round]) -> None:
               f"{sum(p.ns_per_request for p in r.progs):8.1f}")
 
 
+# -- tcp_probe alone, side by side ----------------------------------------------------------
+EMPTY_PROBE = "RAW_TRACEPOINT_PROBE(tcp_probe) { return 0; }"
+
+
+def _prog_fd_stats(fd: int) -> ProgStats:
+    stats = parse_fdinfo(Path(f"/proc/self/fdinfo/{fd}").read_text())
+    if stats is None:
+        raise BenchError(f"fd {fd} is not a BPF program with run-time stats")
+    return stats
+
+
+def probe_ab(segments: int) -> None:
+    """Three tcp_probe programs on the same segments at the same time: an empty one (the
+    floor: dispatch and the stats' own clock reads), the tracer taking every segment (the
+    old behaviour) and the tracer as shipped (1 in 16), for a socket the tracer does not
+    trace and for one it does. Loopback in a private namespace (removed after)."""
+    import subprocess
+
+    from bcc import BPF
+
+    from agent.datapath.features import feature_probe
+    from agent.tracing.tracer import Tracer, plan_hooks
+    from bench.trace.probe_cost import ADDR, NS, cpu_seconds
+
+    subprocess.run(["ip", "netns", "add", NS], check=True)
+    loaded: list[Tracer] = []
+    empty = None
+    try:
+        subprocess.run(["ip", "-n", NS, "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "-n", NS, "addr", "add", f"{ADDR}/32", "dev", "lo"], check=True)
+        plan = plan_hooks(feature_probe())
+        with bpf_stats():
+            empty = BPF(text=EMPTY_PROBE)
+            progs = {"empty": empty.funcs[b"raw_tracepoint__tcp_probe"].fd}
+            for label, sample in (("every segment (before)", 1), ("1 in 16 (after)", None)):
+                loaded.append(Tracer.load(plan, probe_sample=sample))
+                progs[label] = loaded[-1].bpf.funcs[b"raw_tracepoint__tcp_probe"].fd
+            for traced in (False, True):
+                for t in loaded:
+                    t.set_local([ADDR] if traced else [])
+                before = {k: _prog_fd_stats(fd) for k, fd in progs.items()}
+                cpu_seconds(segments)
+                after = {k: _prog_fd_stats(fd) for k, fd in progs.items()}
+                which = "traced" if traced else "not traced"
+                print(f"\n{segments:,} segments sent, socket {which}:")
+                for label in progs:
+                    runs = after[label].run_cnt - before[label].run_cnt
+                    ns = after[label].run_time_ns - before[label].run_time_ns
+                    print(f"  tcp_probe {label:24} {runs:9,} runs {ns / max(runs, 1):7.1f} ns/run")
+    finally:
+        for t in loaded:
+            t.close()
+        if empty is not None:
+            empty.cleanup()
+        subprocess.run(["ip", "netns", "del", NS], check=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tracecost", description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=int, default=5, help="seconds per wrk run (default 5)")
     p.add_argument("--rounds", type=int, default=2, help="on/off rounds (default 2)")
     p.add_argument("--close", action="store_true", help="Connection: close (new connections)")
+    p.add_argument("--probe-ab", type=int, metavar="SEGMENTS",
+                   help="no lab: tcp_probe empty / every segment / sampled, side by side")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         print("tracecost: needs root (lab namespaces, BPF)", file=sys.stderr)
         return 2
+    if args.probe_ab:
+        probe_ab(args.probe_ab)
+        return 0
     if missing := machine.missing_tools():
         print(f"tracecost: missing tools: {', '.join(missing)} (make setup)", file=sys.stderr)
         return 2
