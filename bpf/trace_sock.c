@@ -55,8 +55,14 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 		return 0;
 	}
 
-	struct conn_state *st = trace_conns_v1.lookup(&sk);
+	struct conn_state *st;
 
+	/* FIN_WAIT1 -> FIN_WAIT2, CLOSE_WAIT -> LAST_ACK, LISTEN...: nothing to record, so no
+	 * lookup (2 of a connection's ~10 state changes on each side). */
+	if (newstate != TRACE_TCP_ESTABLISHED && newstate != TRACE_TCP_CLOSE &&
+	    args->oldstate != TRACE_TCP_ESTABLISHED)
+		return 0;
+	st = trace_conns_v1.lookup(&sk);
 	if (!st)
 		return 0;
 	if (newstate == TRACE_TCP_ESTABLISHED && !st->established_ns) {
