@@ -2,10 +2,12 @@
  *
  *   sock:inet_sock_set_state   SYN_SENT / SYN_RECV start a connection's state; ESTABLISHED
  *                              stamps connect latency; CLOSE sends one record and forgets it
- *   tcp_probe                  every segment received on an established socket: srtt
- *                              min / sum / max / last (the kernel's own smoothed RTT); one
- *                              more sample, and the kernel's retransmitted-segment total,
- *                              are read from the socket when it leaves ESTABLISHED / closes.
+ *   tcp_probe                  a random 1 in 16 of the segments received on established
+ *                              sockets (conn_trace.h: TRACE_PROBE_SAMPLE_MASK): srtt
+ *                              min / sum / max / last (the kernel's own smoothed RTT); more
+ *                              samples are read from the socket when it becomes ESTABLISHED
+ *                              and when it leaves it, and the kernel's retransmitted-segment
+ *                              total when it closes.
  *                              A raw tracepoint (TRACE_PROBE_RAW) when BTF gave the srtt
  *                              offset: the classic tracepoint fills a 136-byte record per
  *                              segment (two sockaddr copies, ten fields, the socket cookie)
@@ -53,8 +55,14 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 		return 0;
 	}
 
-	struct conn_state *st = trace_conns_v1.lookup(&sk);
+	struct conn_state *st;
 
+	/* FIN_WAIT1 -> FIN_WAIT2, CLOSE_WAIT -> LAST_ACK, LISTEN...: nothing to record, so no
+	 * lookup (2 of a connection's ~10 state changes on each side). */
+	if (newstate != TRACE_TCP_ESTABLISHED && newstate != TRACE_TCP_CLOSE &&
+	    args->oldstate != TRACE_TCP_ESTABLISHED)
+		return 0;
+	st = trace_conns_v1.lookup(&sk);
 	if (!st)
 		return 0;
 	if (newstate == TRACE_TCP_ESTABLISHED && !st->established_ns) {
@@ -63,10 +71,12 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 			st->pod_ip = trace_pod_of(saddr, st->netns);
 		if (!st->pod_ip)
 			trace_conns_v1.delete(&sk); /* not a pod of this node */
+		else
+			srtt_read(st, args->skaddr); /* the handshake's: srtt_first_us */
 		return 0;
 	}
 	if (args->oldstate == TRACE_TCP_ESTABLISHED)
-		srtt_at_close(st, args->skaddr);
+		srtt_read(st, args->skaddr);
 	if (newstate != TRACE_TCP_CLOSE)
 		return 0;
 	retrans_at_close(st, args->skaddr);
@@ -107,9 +117,12 @@ RAW_TRACEPOINT_PROBE(tcp_probe)
 	/* TP_PROTO(struct sock *sk, const struct sk_buff *skb) */
 	const void *skp = (const void *)ctx->args[0];
 	__u64 sk = (__u64)skp;
-	struct conn_state *st = trace_conns_v1.lookup(&sk);
+	struct conn_state *st;
 	__u32 srtt8 = 0;
 
+	if (!probe_sampled())
+		return 0; /* before the lookup: most segments end here */
+	st = trace_conns_v1.lookup(&sk);
 	/* The same value the classic tracepoint reports: tp->srtt_us >> 3, in microseconds. */
 	if (st && !bpf_probe_read_kernel(&srtt8, sizeof(srtt8), (const char *)skp + TRACE_OFF_TCP_SRTT))
 		srtt_sample(st, srtt8 >> 3);
@@ -119,9 +132,12 @@ RAW_TRACEPOINT_PROBE(tcp_probe)
 TRACEPOINT_PROBE(tcp, tcp_probe)
 {
 	__u64 sk = (__u64)args->skaddr;
-	struct conn_state *st = trace_conns_v1.lookup(&sk);
+	struct conn_state *st;
 	__u32 srtt = args->srtt; /* microseconds: the tracepoint unscales tp->srtt_us */
 
+	if (!probe_sampled())
+		return 0;
+	st = trace_conns_v1.lookup(&sk);
 	if (st)
 		srtt_sample(st, srtt);
 	return 0;

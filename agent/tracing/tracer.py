@@ -13,7 +13,9 @@ when its hooks exist, and the plan says which are in use and which are missing.
 raw tracepoint where the kernel has them (``raw_tracepoint:tcp_probe``): the classic one
 fills its whole record (sockaddr copies, the socket cookie) before the program even looks
 up the socket (bench/results/trace-2026-12-05.md: keep-alive +4.4%, waypoint +2.2%). The
-classic tracepoint stays the fallback, also when BTF lacks ``tcp_sock.srtt_us``.
+classic tracepoint stays the fallback, also when BTF lacks ``tcp_sock.srtt_us``. Either
+way it takes a random 1 in 16 segments before any map lookup (conn_trace.h;
+bench/results/tracecost-2026-12-05.md).
 """
 
 from __future__ import annotations
@@ -115,6 +117,15 @@ def reason_flags(reasons: Mapping[int, str]) -> list[str]:
             if name in NO_LOSS_WITHOUT_DATA]
 
 
+def sample_flags(probe_sample: int | None) -> list[str]:
+    """The -D flag for tcp_probe's 1-in-`probe_sample` draw (None: the C default)."""
+    if probe_sample is None:
+        return []
+    if probe_sample < 1 or probe_sample & (probe_sample - 1):
+        raise ValueError(f"probe_sample must be a power of two >= 1, not {probe_sample}")
+    return [f"-DTRACE_PROBE_SAMPLE_MASK={probe_sample - 1}"]
+
+
 def tracepoint_has_field(category: str, event: str, field: str) -> bool:
     """Whether a tracepoint's tracefs format declares `field` (they gain fields over time)."""
     from agent.tracing.reasons import TRACEFS_ROOTS
@@ -160,7 +171,9 @@ class Tracer:
         self.local: set[str] = set()
 
     @classmethod
-    def load(cls, plan: HookPlan) -> Tracer:
+    def load(cls, plan: HookPlan, probe_sample: int | None = None) -> Tracer:
+        """Compile and attach the plan's programs. `probe_sample`: tcp_probe takes 1 in that
+        many segments (a power of two; None: conn_trace.h's default, 16; 1: every one)."""
         from agent.datapath.bpf_loader import load_program
         from agent.tracing.btf import field_offset
 
@@ -178,6 +191,7 @@ class Tracer:
         if tracepoint_has_field("tcp", "tcp_retransmit_skb", "err"):
             flags.append("-DTRACE_RETRANSMIT_HAS_ERR")
         flags.extend(reason_flags(kernel_drop_reasons()))
+        flags.extend(sample_flags(probe_sample))
         bpf = load_program([BPF_DIR / s for s in plan.sources], flags)
         return cls(bpf, plan)  # BCC attached every (RAW_)TRACEPOINT_PROBE while loading
 

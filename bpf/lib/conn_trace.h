@@ -9,6 +9,7 @@
  *                            sockets, so loopback sockets inside a pod are still the pod's
  *   trace_events_v1          the ring buffer; trace_lost_v1 counts records it had no room for
  *   sock_netns(sk)           a socket's network namespace inode, or 0 when BTF gave no offset
+ *   probe_sampled()          whether tcp_probe takes this segment (1 in TRACE_PROBE_SAMPLE_MASK+1)
  *   trace_pod_of(addr, ns)   the local pod a socket belongs to (its address), or 0
  *   trace_emit(rec)          send a record, counting it as lost when the ring is full
  *
@@ -47,6 +48,21 @@
 #endif
 #ifndef TRACE_OFF_TCP_TOTAL_RETRANS /* struct tcp_sock: total_retrans (segments) */
 #define TRACE_OFF_TCP_TOTAL_RETRANS -1
+#endif
+/* tcp_probe takes a random 1 in (TRACE_PROBE_SAMPLE_MASK + 1) of the segments it sees (a
+ * power of two): it fires for every segment every TCP socket of the node receives, and the
+ * map lookup that finds a traced socket costs ~90 ns, most of it for sockets not traced
+ * (bench/results/tracecost-2026-12-05.md). The srtt is also read from the socket when it
+ * becomes ESTABLISHED and when it leaves it, so a connection's first and last values are
+ * exact whatever the draw. Random, not every Nth: sockets whose segments alternate on a CPU
+ * (a client and its server in one kernel) would alias with a counter. Without the srtt
+ * offset nothing else reads srtt, so then every segment is taken. */
+#ifndef TRACE_PROBE_SAMPLE_MASK /* the loader may choose another (Tracer.load's probe_sample) */
+#define TRACE_PROBE_SAMPLE_MASK 15
+#endif
+#if TRACE_OFF_TCP_SRTT < 0
+#undef TRACE_PROBE_SAMPLE_MASK
+#define TRACE_PROBE_SAMPLE_MASK 0
 #endif
 
 struct conn_state {
@@ -140,6 +156,15 @@ static __always_inline __be32 trace_pod_of(__be32 addr, __u32 netns)
 	return 0;
 }
 
+static __always_inline int probe_sampled(void)
+{
+#if TRACE_PROBE_SAMPLE_MASK
+	return !(bpf_get_prandom_u32() & TRACE_PROBE_SAMPLE_MASK);
+#else
+	return 1;
+#endif
+}
+
 static __always_inline void srtt_sample(struct conn_state *st, __u32 srtt)
 {
 	if (!srtt)
@@ -155,9 +180,11 @@ static __always_inline void srtt_sample(struct conn_state *st, __u32 srtt)
 		st->srtt_max_us = srtt;
 }
 
-/* When a socket leaves ESTABLISHED, its srtt as the kernel holds it then (what ss -ti would
- * show): tcp_probe fires before a segment's ACK is processed, so its samples lag one update. */
-static __always_inline void srtt_at_close(struct conn_state *st, const void *sk)
+/* The socket's srtt as the kernel holds it now (what ss -ti would show). Read when it becomes
+ * ESTABLISHED (the handshake's round trip: the kernel measured it just before) and when it
+ * leaves ESTABLISHED: tcp_probe fires before a segment's ACK is processed, so its samples lag
+ * one update, and it samples only some segments. */
+static __always_inline void srtt_read(struct conn_state *st, const void *sk)
 {
 	__u32 srtt8 = 0;
 

@@ -104,7 +104,10 @@ def test_programs_fire_and_attribute_by_address_and_namespace(tracer: Tracer, ne
         assert sorted(r.role for r in pair) == [1, 2], (name, records)
         for r in pair:
             assert r.pod_ip == POD_IP and r.netns == inode
-            assert r.established_ns > r.start_ns and r.srtt_samples >= 5
+            # At least the two srtt reads from the socket (established, leaving it); tcp_probe
+            # adds a random 1 in 16 of the segments (test_tcp_probe_samples_...).
+            assert r.established_ns > r.start_ns and r.srtt_samples >= 2
+            assert r.srtt_first_us > 0  # the handshake's, read as it became established
     # 127.0.0.1 on both ends: the pod is known only through the namespace.
     assert {r.saddr for r in by_port[ports["loopback"]]} == {"127.0.0.1"}
 
@@ -126,3 +129,56 @@ def test_sockets_of_addresses_not_local_are_not_traced(tracer: Tracer, netns: st
     subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", SCRIPT, POD_IP],
                    check=True, capture_output=True, timeout=30)
     assert not [r for r in _records(tracer, 1, timeout=1.0) if r.pod_ip == POD_IP]
+
+
+# One connection, many small exchanges; prints the client port.
+EXCHANGES = r"""
+import socket, sys
+ip, n = sys.argv[1], int(sys.argv[2])
+srv = socket.socket(); srv.bind((ip, 0)); srv.listen()
+c = socket.create_connection((ip, srv.getsockname()[1])); s, _ = srv.accept()
+for sock in (c, s):
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+for _ in range(n):
+    c.sendall(b"ping"); s.recv(16); s.sendall(b"pong"); c.recv(16)
+print(c.getsockname()[1])
+c.close(); s.close(); srv.close()
+"""
+
+
+@pytest.mark.parametrize("kind", ["raw", "classic"])
+def test_tcp_probe_samples_one_segment_in_16_and_keeps_the_summary(netns: str, kind: str) -> None:
+    """Two tracers watch the same connection: one takes every segment, one the default
+    1 in 16. The sampled one looks up far fewer segments, and its summary is a subset of the
+    full one's: the same first (handshake) and last (read leaving ESTABLISHED) values, min
+    and max inside the full range, and the mean within the issue's RTT tolerance."""
+    features = feature_probe()
+    if kind == "classic":
+        features = {**features, "raw_tracepoint:kfree_skb": False}  # no raw: the fallback
+    full = Tracer.load(plan_hooks(features), probe_sample=1)
+    try:
+        sampled = Tracer.load(plan_hooks(features))
+        try:
+            assert (b"tcp_probe" in sampled.bpf.raw_tracepoint_fds) == (kind == "raw")
+            for t in (full, sampled):
+                t.set_local([POD_IP])
+            n = 800
+            port = int(subprocess.run(
+                ["ip", "netns", "exec", netns, sys.executable, "-c", EXCHANGES, POD_IP,
+                 str(n)], check=True, capture_output=True, text=True, timeout=60).stdout)
+            got = {}
+            for name, t in (("full", full), ("sampled", sampled)):
+                got[name] = next(r for r in _records(t, 2) if r.kind == KIND_CLOSE
+                                 and r.role == 1 and r.sport == port)
+        finally:
+            sampled.close()
+    finally:
+        full.close()
+    a, b = got["full"], got["sampled"]
+    assert a.srtt_samples >= n + 2  # every segment the client received, and the two reads
+    # Binomial(n, 1/16) + 2: mean 52; outside (2, n/4) has odds below 1e-20.
+    assert 2 < b.srtt_samples < n // 4, b
+    assert (b.srtt_first_us, b.srtt_last_us) == (a.srtt_first_us, a.srtt_last_us)
+    assert a.srtt_min_us <= b.srtt_min_us <= b.srtt_max_us <= a.srtt_max_us
+    mean_a, mean_b = a.srtt_sum_us / a.srtt_samples, b.srtt_sum_us / b.srtt_samples
+    assert abs(mean_b - mean_a) <= max(0.10 * mean_a, 50), (a, b)

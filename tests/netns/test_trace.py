@@ -90,7 +90,9 @@ def test_connection_traced_on_both_nodes_with_pods_attributed(lab: Lab, trc: dic
         assert f["destination"]["pod_name"] == trc["srv"]
         assert f["IP"]["destination"] == trc["srv_ip"]
         assert f["l4"]["TCP"]["destination_port"] == 8080
-        assert tcp["srtt_us"]["samples"] >= 5  # at least one segment per response
+        # Read when it became established and when it left it, plus tcp_probe's random
+        # 1 in 16 segments (tests/bpf/test_tracer.py: the draw against every segment).
+        assert tcp["srtt_us"]["samples"] >= 2
         assert tcp["srtt_us"]["min"] <= tcp["srtt_us"]["mean"] <= tcp["srtt_us"]["max"]
         assert tcp["lifetime_ns"] > 0 and tcp["retransmits"] == 0
         assert f["event_type"]["type"] == 7 and f["verdict"] == "FORWARDED"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from agent.tracing.kallsyms import Symbols, parse
 from agent.tracing.reasons import parse_format
 from agent.tracing.tracer import SOURCES, HookPlan, offset_flags, plan_hooks, reason_flags
@@ -99,3 +101,14 @@ def test_without_the_tcp_probe_event_its_program_is_left_out_and_named() -> None
     plan = plan_hooks(PROBED | {"tracepoint:tcp:tcp_probe": False})
     assert plan.sources == ("trace_drop.c",)
     assert plan.missing == ("tracepoint:tcp:tcp_probe",)
+
+
+def test_probe_sample_flags() -> None:
+    from agent.tracing.tracer import sample_flags
+
+    assert sample_flags(None) == []  # conn_trace.h's default
+    assert sample_flags(1) == ["-DTRACE_PROBE_SAMPLE_MASK=0"]
+    assert sample_flags(64) == ["-DTRACE_PROBE_SAMPLE_MASK=63"]
+    for bad in (0, 3, -16):
+        with pytest.raises(ValueError, match=f"power of two >= 1, not {bad}"):
+            sample_flags(bad)

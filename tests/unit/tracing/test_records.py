@@ -137,3 +137,21 @@ def test_json_of_the_client_trace_is_golden() -> None:
             "established": True, "last_state": "FIN_WAIT1",
         },
     }
+
+
+def test_record_of_a_leaf_reads_every_field_and_the_addresses_in_network_order() -> None:
+    import socket
+    import struct
+    from types import SimpleNamespace
+
+    from agent.tracing.records import KernelRecord
+
+    def be32(ip: str) -> int:  # what BCC's ctypes shows for a __be32 on this host
+        return int(struct.unpack("<I", socket.inet_aton(ip))[0])
+
+    values = {f.name: getattr(CLIENT_CLOSE, f.name) for f in dataclasses.fields(KernelRecord)}
+    leaf = SimpleNamespace(**{**values, **{k: be32(values[k]) for k in ("saddr", "daddr",
+                                                                          "pod_ip")}})
+    assert KernelRecord.of(leaf) == CLIENT_CLOSE
+    loopback = SimpleNamespace(**{**vars(leaf), "saddr": 0x0100007F})  # 127.0.0.1, LE view
+    assert KernelRecord.of(loopback).saddr == "127.0.0.1"

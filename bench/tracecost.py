@@ -1,0 +1,337 @@
+"""What kernel tracing costs per event and per request, from the kernel's own counters.
+
+    sudo PYTHONPATH=$PWD .venv/bin/python -m bench.tracecost [--seconds 5] [--rounds 2] [--close]
+    sudo PYTHONPATH=$PWD .venv/bin/python -m bench.tracecost --probe-ab 200000   # no lab
+
+Brings up a 2-node lab (`LAB`, bench/l4's workload: nginx on node2, wrk in a client pod on
+node1, through the `target` ClusterIP), then runs wrk keep-alive (``--close``: one connection
+per request) in rounds of tracing on, then off (SIGUSR1/SIGUSR2 to both agents, each switch
+confirmed in the agent's log). With tracing on it reads every tracer program's
+``run_time_ns``/``run_cnt`` from the agents' ``/proc/PID/fdinfo`` (kernel BPF run-time stats,
+switched on through ``BPF_ENABLE_STATS``: an fd the kernel drops when this process ends, so
+stats go back off even if it is killed) and prints, per program, ns per event and events per
+request. For both states it prints the agents' CPU time (user + system) and voluntary context
+switches (wake-ups) per 100k requests. Bounded: rounds × 2 × (seconds + settle); the lab is
+removed at the end, also on failure.
+
+run_time_ns counts the program body only: the tracepoint's dispatch (and for a classic
+tracepoint the record fill) is on top, and the stats themselves add two clock reads a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.l4 import machine, manifests
+from bench.l4.labs import BenchError, BenchLab, cpu_seconds
+from bench.l4.runner import BenchConfig, Runner
+from bench.l4.wrk import WrkResult
+from bench.observe.overhead import context_switches
+from lab.state import LabPaths
+
+LAB = "benchtcost"
+NODES = ("node1", "node2")
+TARGET_URL = f"http://{manifests.TARGET_VIP}:{manifests.SERVICE_PORT}/"
+TRACER_PROG_TYPES = {5: "tracepoint", 17: "raw_tracepoint"}  # uapi enum bpf_prog_type
+BPF_STATS_RUN_TIME = 0
+_t0 = time.monotonic()
+
+
+def progress(message: str) -> None:
+    print(f"[tracecost {time.monotonic() - _t0:6.1f}s] {message}", flush=True)
+
+
+# -- pure ------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ProgStats:
+    prog_id: int
+    prog_type: int
+    run_time_ns: int
+    run_cnt: int
+
+
+def parse_fdinfo(text: str) -> ProgStats | None:
+    """A BPF program fd's /proc fdinfo; None for any other fd or a program without stats."""
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    try:
+        return ProgStats(int(fields["prog_id"]), int(fields["prog_type"]),
+                         int(fields["run_time_ns"]), int(fields["run_cnt"]))
+    except (KeyError, ValueError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ProgCost:
+    name: str
+    copies: int  # one per agent: each node's tracer sees every socket of the shared kernel
+    events: int
+    ns_per_event: float
+    events_per_request: float
+    ns_per_request: float
+
+
+def costs(names: Mapping[int, str], before: Mapping[int, ProgStats],
+          after: Mapping[int, ProgStats], requests: int) -> list[ProgCost]:
+    """Per program name (summed over the agents' copies) between two readings."""
+    runs: dict[str, list[tuple[int, int]]] = {}
+    for pid, end in after.items():
+        start = before.get(pid)
+        if start is None:
+            continue
+        runs.setdefault(names.get(pid, f"prog {pid}"), []).append(
+            (end.run_cnt - start.run_cnt, end.run_time_ns - start.run_time_ns))
+    out = []
+    for name, parts in sorted(runs.items()):
+        events = sum(c for c, _ in parts)
+        ns = sum(t for _, t in parts)
+        out.append(ProgCost(name, len(parts), events, ns / events if events else 0.0,
+                            events / max(requests, 1), ns / max(requests, 1)))
+    return out
+
+
+# -- the kernel ------------------------------------------------------------------------------
+class _ProgInfoHead(ctypes.Structure):
+    """The leading fields of uapi ``struct bpf_prog_info``, up to its name (the kernel fills
+    as much as we ask; the pointer fields stay 0, so it copies no instructions)."""
+
+    _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32),
+                ("tag", ctypes.c_uint8 * 8), ("jited_prog_len", ctypes.c_uint32),
+                ("xlated_prog_len", ctypes.c_uint32), ("jited_prog_insns", ctypes.c_uint64),
+                ("xlated_prog_insns", ctypes.c_uint64), ("load_time", ctypes.c_uint64),
+                ("created_by_uid", ctypes.c_uint32), ("nr_map_ids", ctypes.c_uint32),
+                ("map_ids", ctypes.c_uint64), ("name", ctypes.c_char * 16)]
+
+
+def _libbpf() -> ctypes.CDLL:
+    from agent.datapath.native import libbpf
+
+    libbpf.bpf_enable_stats.argtypes = [ctypes.c_int]
+    libbpf.bpf_prog_get_fd_by_id.argtypes = [ctypes.c_uint32]
+    libbpf.bpf_obj_get_info_by_fd.argtypes = [ctypes.c_int, ctypes.c_void_p,
+                                              ctypes.POINTER(ctypes.c_uint32)]
+    return libbpf
+
+
+@contextmanager
+def bpf_stats() -> Iterator[None]:
+    """Kernel BPF run-time stats on while inside (the sysctl's value is restored by the kernel
+    when the fd closes, however this process ends)."""
+    from agent.datapath.native import check
+
+    fd = check(_libbpf().bpf_enable_stats(BPF_STATS_RUN_TIME), "bpf_enable_stats")
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def prog_name(prog_id: int) -> str:
+    from agent.datapath.native import check
+
+    lib = _libbpf()
+    fd = check(lib.bpf_prog_get_fd_by_id(prog_id), f"bpf_prog_get_fd_by_id({prog_id})")
+    try:
+        info = _ProgInfoHead()
+        size = ctypes.c_uint32(ctypes.sizeof(info))
+        check(lib.bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)),
+              f"bpf_obj_get_info_by_fd(prog {prog_id})")
+        return str(info.name.decode(errors="replace"))
+    finally:
+        os.close(fd)
+
+
+def tracer_programs(pids: list[int]) -> dict[int, ProgStats]:
+    """prog id -> stats of every tracepoint program the processes hold an fd of."""
+    found: dict[int, ProgStats] = {}
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd) != "anon_inode:bpf-prog":
+                    continue
+                stats = parse_fdinfo(Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text())
+            except OSError:
+                continue  # closed meanwhile
+            if stats is not None and stats.prog_type in TRACER_PROG_TYPES:
+                found[stats.prog_id] = stats
+    return found
+
+
+# -- the run ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Round:
+    tracing: bool
+    wrk: WrkResult
+    agent_cpu_s: float
+    agent_wakeups: int
+    progs: list[ProgCost]
+
+    def per_100k(self, value: float) -> float:
+        return value * 100_000 / max(self.wrk.requests, 1)
+
+
+def switch(lab: BenchLab, on: bool, timeout: float = 10.0) -> None:
+    """Tracing on/off in both agents; returns once each logged the switch."""
+    line = "kernel tracing resumed" if on else "kernel tracing paused"
+    logs = {n: LabPaths.for_lab(LAB).logs / f"agent-{n}.log" for n in NODES}
+    seen = {n: p.read_text(errors="replace").count(line) for n, p in logs.items()}
+    pids = lab.process_pids()
+    for node in NODES:
+        os.kill(pids[f"agent-{node}"], signal.SIGUSR2 if on else signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(p.read_text(errors="replace").count(line) > seen[n] for n, p in logs.items()):
+            return
+        time.sleep(0.1)
+    raise BenchError(f"the agents did not log '{line}' within {timeout:.0f} s")
+
+
+def measure(lab: BenchLab, runner: Runner, on: bool, seconds: int, close: bool) -> Round:
+    agents = [lab.process_pids()[f"agent-{n}"] for n in NODES]
+    runner.settle(lab)
+    before = tracer_programs(agents) if on else {}
+    cpu0, wake0 = sum(cpu_seconds(p) for p in agents), context_switches(agents)
+    result = runner.wrk(lab, TARGET_URL, seconds, close=close)
+    cpu1, wake1 = sum(cpu_seconds(p) for p in agents), context_switches(agents)
+    progs: list[ProgCost] = []
+    if on:
+        after = tracer_programs(agents)
+        progs = costs({i: prog_name(i) for i in after}, before, after, result.requests)
+    return Round(on, result, cpu1 - cpu0, wake1 - wake0, progs)
+
+
+def report(rounds: list[Round]) -> None:
+    print(f"\n{'tracing':8} {'req/s':>9} {'requests':>10} {'agent CPU ms/100k':>18} "
+          f"{'agent wake-ups/100k':>20} {'p99 ms':>7}")
+    for r in rounds:
+        print(f"{'on' if r.tracing else 'off':8} {r.wrk.rps:9,.0f} {r.wrk.requests:10,} "
+              f"{r.per_100k(r.agent_cpu_s) * 1000:18.1f} {r.per_100k(r.agent_wakeups):20.1f} "
+              f"{r.wrk.p99_ms:7.2f}")
+    for r in (r for r in rounds if r.tracing):
+        print(f"\nround with tracing on, {r.wrk.requests:,} requests:")
+        print(f"  {'program':18} {'copies':>6} {'events':>11} {'ns/event':>9} "
+              f"{'events/req':>11} {'ns/req':>8}")
+        for p in r.progs:
+            print(f"  {p.name:18} {p.copies:6} {p.events:11,} {p.ns_per_event:9.1f} "
+                  f"{p.events_per_request:11.3f} {p.ns_per_request:8.1f}")
+        print(f"  {'total':18} {'':6} {sum(p.events for p in r.progs):11,} {'':9} "
+              f"{sum(p.events_per_request for p in r.progs):11.3f} "
+              f"{sum(p.ns_per_request for p in r.progs):8.1f}")
+
+
+# -- tcp_probe alone, side by side ----------------------------------------------------------
+EMPTY_PROBE = "RAW_TRACEPOINT_PROBE(tcp_probe) { return 0; }"
+
+
+def _prog_fd_stats(fd: int) -> ProgStats:
+    stats = parse_fdinfo(Path(f"/proc/self/fdinfo/{fd}").read_text())
+    if stats is None:
+        raise BenchError(f"fd {fd} is not a BPF program with run-time stats")
+    return stats
+
+
+def probe_ab(segments: int) -> None:
+    """Three tcp_probe programs on the same segments at the same time: an empty one (the
+    floor: dispatch and the stats' own clock reads), the tracer taking every segment (the
+    old behaviour) and the tracer as shipped (1 in 16), for a socket the tracer does not
+    trace and for one it does. Loopback in a private namespace (removed after)."""
+    import subprocess
+
+    from bcc import BPF
+
+    from agent.datapath.features import feature_probe
+    from agent.tracing.tracer import Tracer, plan_hooks
+    from bench.trace.probe_cost import ADDR, NS, cpu_seconds
+
+    subprocess.run(["ip", "netns", "add", NS], check=True)
+    loaded: list[Tracer] = []
+    empty = None
+    try:
+        subprocess.run(["ip", "-n", NS, "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "-n", NS, "addr", "add", f"{ADDR}/32", "dev", "lo"], check=True)
+        plan = plan_hooks(feature_probe())
+        with bpf_stats():
+            empty = BPF(text=EMPTY_PROBE)
+            progs = {"empty": empty.funcs[b"raw_tracepoint__tcp_probe"].fd}
+            for label, sample in (("every segment (before)", 1), ("1 in 16 (after)", None)):
+                loaded.append(Tracer.load(plan, probe_sample=sample))
+                progs[label] = loaded[-1].bpf.funcs[b"raw_tracepoint__tcp_probe"].fd
+            for traced in (False, True):
+                for t in loaded:
+                    t.set_local([ADDR] if traced else [])
+                before = {k: _prog_fd_stats(fd) for k, fd in progs.items()}
+                cpu_seconds(segments)
+                after = {k: _prog_fd_stats(fd) for k, fd in progs.items()}
+                which = "traced" if traced else "not traced"
+                print(f"\n{segments:,} segments sent, socket {which}:")
+                for label in progs:
+                    runs = after[label].run_cnt - before[label].run_cnt
+                    ns = after[label].run_time_ns - before[label].run_time_ns
+                    print(f"  tcp_probe {label:24} {runs:9,} runs {ns / max(runs, 1):7.1f} ns/run")
+    finally:
+        for t in loaded:
+            t.close()
+        if empty is not None:
+            empty.cleanup()
+        subprocess.run(["ip", "netns", "del", NS], check=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="tracecost", description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=int, default=5, help="seconds per wrk run (default 5)")
+    p.add_argument("--rounds", type=int, default=2, help="on/off rounds (default 2)")
+    p.add_argument("--close", action="store_true", help="Connection: close (new connections)")
+    p.add_argument("--probe-ab", type=int, metavar="SEGMENTS",
+                   help="no lab: tcp_probe empty / every segment / sampled, side by side")
+    args = p.parse_args(argv)
+    if os.geteuid() != 0:
+        print("tracecost: needs root (lab namespaces, BPF)", file=sys.stderr)
+        return 2
+    if args.probe_ab:
+        probe_ab(args.probe_ab)
+        return 0
+    if missing := machine.missing_tools():
+        print(f"tracecost: missing tools: {', '.join(missing)} (make setup)", file=sys.stderr)
+        return 2
+    lab = BenchLab(LAB, True, progress)
+    runner = Runner(BenchConfig(seconds=args.seconds), progress)
+    rounds: list[Round] = []
+    try:
+        lab.up()
+        runner.deploy(lab)
+        lab.apply([manifests.target_service()])
+        runner.wait_answering(lab, TARGET_URL, "the target ClusterIP")
+        for node in NODES:
+            if not (lab.health(node).get("tracing") or {}).get("hooks"):
+                raise BenchError(f"agent on {node} runs without kernel tracing")
+        runner.wrk(lab, TARGET_URL, 2, close=args.close)  # warm-up
+        with bpf_stats():
+            for _ in range(args.rounds):
+                for on in (True, False):
+                    if on != (not rounds or rounds[-1].tracing):  # the agents start on
+                        switch(lab, on)
+                    rounds.append(measure(lab, runner, on, args.seconds, args.close))
+                    progress(f"tracing {'on ' if on else 'off'}: {rounds[-1].wrk.rps:,.0f} req/s")
+    except BenchError as err:
+        progress(f"FAILED: {err}")
+        return 1
+    finally:
+        lab.down()
+        shutil.rmtree(Path(tempfile.gettempdir()) / LAB, ignore_errors=True)
+    progress(f"load average {machine.loadavg()}")
+    report(rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
