@@ -24,7 +24,7 @@ from functools import lru_cache
 from typing import Any
 
 import msgspec
-from msgspec import Struct, field
+from msgspec import Struct
 
 from agent.model.convert_core import _CONDITIONS as _KNOWN_CONDITIONS
 from agent.model.convert_core import shared_conditions
@@ -55,105 +55,16 @@ from agent.model.validation import (
     label_value,
     qualified_name,
 )
-
-# --- wire types: the JSON as sent, only the fields the model reads ------------------------
-# Unknown fields (managedFields, status, clusterIPs) are skipped by the decoder unread.
-
-
-class WireOwnerReference(Struct, rename="camel"):
-    api_version: str | None = None
-    kind: str | None = None
-    name: str | None = None
-    uid: str | None = None
-    controller: bool | None = None
-    block_owner_deletion: bool | None = None
-
-
-class WireMeta(Struct, rename="camel"):
-    name: str | None = None
-    namespace: str | None = None
-    uid: str | None = None
-    resource_version: str | None = None
-    generation: int | None = None
-    creation_timestamp: str | None = None
-    labels: dict[str, str] | None = None
-    annotations: dict[str, str] | None = None
-    owner_references: list[WireOwnerReference] | None = None
-
-
-class WireServicePort(Struct, rename="camel"):
-    port: int | None = None
-    target_port: int | str | None = None
-    name: str | None = None
-    protocol: str | None = None
-    app_protocol: str | None = None
-    node_port: int | None = None
-
-
-class WireServiceSpec(Struct, rename={"cluster_ip": "clusterIP"}):
-    type: str | None = None
-    cluster_ip: str | None = None
-    ports: list[WireServicePort] | None = None
-    selector: dict[str, str] | None = None
-    sessionAffinity: str | None = None  # noqa: N815 - the JSON name
-    sessionAffinityConfig: Any = None  # noqa: N815 - any shape: the general path reads it
-
-
-class WireService(Struct):
-    metadata: WireMeta | None = None
-    spec: WireServiceSpec | None = None
-
-
-class WireConditions(Struct):
-    ready: bool | None = None
-    serving: bool | None = None
-    terminating: bool | None = None
-
-
-class WireObjectReference(Struct):
-    kind: str | None = None
-    namespace: str | None = None
-    name: str | None = None
-    uid: str | None = None
-
-
-class WireEndpoint(Struct, rename="camel"):
-    addresses: list[str] | None = None
-    conditions: WireConditions | None = None
-    hostname: str | None = None
-    node_name: str | None = None
-    zone: str | None = None
-    target_ref: WireObjectReference | None = None
-
-
-class WireEndpointPort(Struct, rename="camel"):
-    name: str | None = None
-    port: int | None = None
-    protocol: str | None = None
-    app_protocol: str | None = None
-
-
-class WireEndpointSlice(Struct, rename="camel"):
-    metadata: WireMeta | None = None
-    address_type: str | None = None
-    endpoints: list[WireEndpoint] | None = None
-    ports: list[WireEndpointPort] | None = None
-
-
-class WireListMeta(Struct):
-    resourceVersion: Any = None  # noqa: N815 - read as the general path reads it
-    continue_: Any = field(name="continue", default=None)
-
-
-class ServiceList(Struct):
-    items: list[WireService] | None = None
-    metadata: WireListMeta | None = None
-
-
-class EndpointSliceList(Struct):
-    items: list[WireEndpointSlice] | None = None
-    metadata: WireListMeta | None = None
-
+from agent.model.wire import (
+    EndpointSliceList,
+    ServiceList,
+    WireEndpointSlice,
+    WireListMeta,
+    WireMeta,
+    WireObjectReference,
+    WireService,
+    WireServicePort,
+)
 
 # --- checks, remembered for values that repeat across objects ----------------------------
 

@@ -14,14 +14,9 @@ from hypothesis import strategies as st
 
 from agent.model.convert import ConversionError, from_dict
 from agent.model.convert_core import shared_conditions
-from agent.model.convert_fast import (
-    WireEndpointSlice,
-    WireService,
-    build_endpoint_slice,
-    build_service,
-    decode_page,
-)
+from agent.model.convert_fast import build_endpoint_slice, build_service, decode_page
 from agent.model.core import EndpointSlice, Service
+from agent.model.wire import WireEndpointSlice, WireService
 from tests.unit.model.helpers import edit
 
 
