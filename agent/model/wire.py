@@ -69,6 +69,7 @@ class WireObjectReference(Struct):
 
 class WireEndpoint(Struct, rename="camel"):
     addresses: list[str] | None = None
+    # convert_fast puts the shared model value here before converting to the model.
     conditions: WireConditions | None = None
     hostname: str | None = None
     node_name: str | None = None
