@@ -6,7 +6,9 @@ the way the agent's informers do (agent.kube.informer, transform ``to_model``) a
 each list's CPU time: JSON decode (and the fast path's model building) per page, placing
 (key, revision, transform: the general path's conversion) and the rest (HTTP client). The
 ``general`` path uses a plain-function transform, so the informer takes the pre-fast-path
-route: plain JSON decode, compaction, then the converter per object.
+route: plain JSON decode, compaction, then the converter per object. A path named
+``...-serial`` fetches each page only after the previous one is decoded (the informer's
+``LIST_AHEAD`` off), for the wall-time A/B of the pipelined list.
 
     PYTHONPATH=$PWD .venv/bin/python -m bench.control.decodeprof [--services 10000]
         [--endpoints 10] [--paths fast,general] [--profile DIR]
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,8 +60,16 @@ class CpuTimer:
                 self.total += _cpu() - started
         return timed
 
+    def wrap_page_reader(self, read: Callable[..., Any]) -> Callable[..., Any]:
+        """Times the informer's page read (JSON) and the making of its items after it."""
+        def timed(raw: bytes) -> Any:
+            revision, more, make = self.wrap(read)(raw)
+            return revision, more, self.wrap(make)
+        return timed
+
 
 def child(kubeconfig: str, path: str, profile: str | None) -> dict[str, Any]:
+    from agent.kube import informer as informer_module
     from agent.kube.gcpause import paused
     from agent.kube.informer import Informer
     from agent.kube.models import to_model
@@ -68,13 +79,14 @@ def child(kubeconfig: str, path: str, profile: str | None) -> dict[str, Any]:
     def general(obj: Any) -> Any:  # no decode_page: the informer's general route
         return to_model(obj)
 
+    informer_module.LIST_AHEAD = not path.endswith("-serial")
     client = connect(kubeconfig)
     rows: dict[str, Any] = {}
     for kind in KINDS:
         inf: Informer[Any] = Informer(client, resource_for(kind),
-                                      transform=to_model if path == "fast" else general)
+                                      transform=general if path.startswith("general") else to_model)
         decode, place = CpuTimer(), CpuTimer()
-        inf._decode_page = decode.wrap(inf._decode_page)  # type: ignore[method-assign]  # noqa: SLF001
+        inf._read_page = decode.wrap_page_reader(inf._read_page)  # type: ignore[method-assign]  # noqa: SLF001
         inf._placeable = place.wrap(inf._placeable)  # type: ignore[method-assign]  # noqa: SLF001
         wall, cpu = time.monotonic(), _cpu()
         with paused():  # as the agent's startup hold keeps the collector off
@@ -98,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--services", type=int, default=10_000)
     parser.add_argument("--endpoints", type=int, default=10)
-    parser.add_argument("--paths", default="fast,general")
+    parser.add_argument("--paths", default="fast,fast-serial,general,general-serial")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per path, alternating")
     parser.add_argument("--profile", type=Path)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
@@ -111,24 +124,28 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
-    results = {}
+    runs: list[tuple[str, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="decodeprof-") as tmp:
         with api_server(Path(tmp), args.services, args.endpoints) as kubeconfig:
-            for path in args.paths.split(","):
-                argv_ = [sys.executable, "-m", "bench.control.decodeprof", "--child",
-                         str(kubeconfig), "--path", path,
-                         *(["--profile", str(args.profile)] if args.profile else [])]
-                out = subprocess.run(argv_, check=True, capture_output=True, text=True)
-                results[path] = json.loads(out.stdout.strip().splitlines()[-1])
-    print("| path | kind | objects | list wall s | list CPU s | decode CPU s | place CPU s |")
-    print("|---|---|---|---|---|---|---|")
-    for path, rows in results.items():
+            for _ in range(args.repeat):
+                for path in args.paths.split(","):
+                    argv_ = [sys.executable, "-m", "bench.control.decodeprof", "--child",
+                             str(kubeconfig), "--path", path,
+                             *(["--profile", str(args.profile)] if args.profile else [])]
+                    out = subprocess.run(argv_, check=True, capture_output=True, text=True)
+                    runs.append((path, json.loads(out.stdout.strip().splitlines()[-1])))
+    print("Medians over the runs (CPU: the client process's; wall: with the API server)\n")
+    print("| path | kind | objects | list wall s | list CPU s | decode CPU s | place CPU s "
+          "| peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for path in dict.fromkeys(p for p, _ in runs):
+        mine = [rows for p, rows in runs if p == path]
         for kind in KINDS:
-            r = rows[kind]
-            print(f"| {path} | {kind} | {r['objects']} | {r['wall_s']} | {r['cpu_s']} "
-                  f"| {r['decode_cpu_s']} | {r['place_cpu_s']} |")
-    for path, rows in results.items():
-        print(f"\n{path}: peak RSS {rows['peak_rss_mb']} MB")
+            r = {k: round(statistics.median(rows[kind][k] for rows in mine), 3)
+                 for k in ("objects", "wall_s", "cpu_s", "decode_cpu_s", "place_cpu_s")}
+            hwm = statistics.median(rows["peak_rss_mb"] for rows in mine)
+            print(f"| {path} | {kind} | {int(r['objects'])} | {r['wall_s']} | {r['cpu_s']} "
+                  f"| {r['decode_cpu_s']} | {r['place_cpu_s']} | {hwm} |")
     return 0
 
 
