@@ -116,3 +116,31 @@ def test_a_paged_list_from_the_api_server_holds_models_equal_to_the_converters(
             assert isinstance(obj, dict)
         else:
             assert isinstance(obj, EndpointSlice) and obj == from_dict(stored)
+
+
+def test_a_page_fetched_ahead_that_fails_fails_the_list_and_keeps_nothing_of_it(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx2 as httpx
+    from lightkube import Client, KubeConfig
+
+    monkeypatch.setattr(informer_module, "LIST_PAGE", 2)
+    for i in range(5):
+        lab.store.apply(endpoint_slice(f"s{i}", f"10.0.6.{i + 1}"))
+    client = Client(config=KubeConfig.from_file(lab.kubeconfig), timeout=10)
+    generic = client._client  # noqa: SLF001 - what the informer sends through
+    send, sent = generic.send, []
+
+    def failing_second(request: Any, **kwargs: Any) -> Any:
+        sent.append(request)
+        if len(sent) == 2:  # the page fetched on the helper thread
+            raise httpx.ConnectError("the API server went away")
+        return send(request, **kwargs)
+
+    generic.send = failing_second  # type: ignore[method-assign,assignment]
+    inf: Informer[Any] = Informer(client, resource_for("EndpointSlice"), transform=to_model)
+    with pytest.raises(httpx.ConnectError):
+        inf._list()  # noqa: SLF001
+    assert inf.cache.objects == {} and not inf.synced.is_set()
+    assert inf._list()  # noqa: SLF001 - the next list starts over and completes
+    assert sorted(name for _, name in inf.cache.objects) == [f"s{i}" for i in range(5)]
