@@ -20,8 +20,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
-from functools import partial
 from typing import Any, Generic, TypeVar
 
 import httpx2 as httpx  # lightkube 1.x's HTTP client
@@ -49,9 +47,6 @@ WATCH_BACKOFF = Backoff(initial=0.1, cap=10.0)
 # Objects per list page, as client-go's reflector asks: a 10,000-EndpointSlice list then never
 # sits in memory as one 20 MB body beside its decoded objects.
 LIST_PAGE = 500
-# Fetch a list's next page while this one's objects are made (off: one after the other, for
-# bench/control/decodeprof.py's A/B).
-LIST_AHEAD = True
 READ_SLACK = 30.0  # a watch silent this long past its timeoutSeconds is a dead connection
 _decode_json = msgspec.json.decode
 
@@ -199,10 +194,7 @@ class Informer(Generic[R]):
         return obj
 
     def _list(self) -> bool:
-        """One full list into the cache; False when the server does not serve the kind.
-
-        Pipelined: once a page's continue token is read, the next page is fetched on a
-        helper thread while this one's objects are made (the API server works meanwhile)."""
+        """One full list into the cache; False when the server does not serve the kind."""
         generic = self.client._client  # noqa: SLF001 - see the module docstring
         request = generic.prepare_request(
             "list",
@@ -211,39 +203,25 @@ class Informer(Generic[R]):
             params={"limit": str(LIST_PAGE)},
         )
         items: list[Any] = []
-        ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"list-{self._kind}")
-        try:
+        first = True
+        while True:
             response = generic.send(generic.build_adapter_request(request))
-            first = True
-            while True:
-                if response.status_code == 404 and first:
-                    if self._served is not False:  # once per absence, not per retry
-                        log.warning("%s: not served by the API server; empty until it is",
-                                    self._name)
-                    self._served = False
-                    self._listed(self.cache.replace([], self.cache.revision))
-                    return False
-                generic.raise_for_status(response)
-                with gcpause.paused():  # a page is 1,000s of containers that all stay
-                    revision, more, make = self._read_page(response.content)
-                    following = None
-                    if more:
-                        request.params["continue"] = more
-                        following = ahead.submit(generic.send,
-                                                 generic.build_adapter_request(request))
-                        if not LIST_AHEAD:
-                            wait([following])
-                    del response
-                    page = make()
-                # Placed (and transformed) page by page: a page's raw dicts are freed
-                # before the next page decodes, not all held until the list ends.
-                items.extend(self._placeable(page))
-                first = False
-                if following is None:
-                    break
-                response = following.result()
-        finally:
-            ahead.shutdown(wait=False, cancel_futures=True)
+            if response.status_code == 404 and first:
+                if self._served is not False:  # once per absence, not per retry
+                    log.warning("%s: not served by the API server; empty until it is", self._name)
+                self._served = False
+                self._listed(self.cache.replace([], self.cache.revision))
+                return False
+            generic.raise_for_status(response)
+            with gcpause.paused():  # a page is 1,000s of containers that all stay
+                revision, more, page = self._decode_page(response.content)
+            # Placed (and transformed) page by page: a page's raw dicts are freed before
+            # the next page decodes, not all held until the list ends.
+            items.extend(self._placeable(page))
+            first = False
+            if not more:
+                break
+            request.params["continue"] = more
         try:
             listed_at = int(revision or 0)
         except (TypeError, ValueError):
@@ -255,48 +233,28 @@ class Informer(Generic[R]):
         return True
 
     def _decode_page(self, raw: bytes) -> tuple[Any, Any, list[Any]]:
-        """A list page's revision, continue token and items, at once."""
-        revision, more, make = self._read_page(raw)
-        return revision, more, make()
-
-    def _read_page(self, raw: bytes) -> tuple[Any, Any, Callable[[], list[Any]]]:
-        """A list page's revision and continue token, and the making of its items (to run
-        while the next page is fetched). The transform's page decoder goes first; the items
-        it leaves out (None) are read from the page's plain decode."""
+        """A list page's revision, continue token and items. The transform's page decoder
+        goes first; the items it leaves out (None) are read from the page's plain decode."""
         if not self._as_dict:
             more, revision, items = decoders.decode_list(raw, self.resource)
-            return revision, more, lambda: items
+            return revision, more, items
         fast = self._page_decoder(self._kind, raw) if self._page_decoder else None
-        if fast is not None:
-            return fast.revision, fast.more, partial(self._fast_items, raw, fast)
-        body = self._plain_page(raw)
-        meta = body.get("metadata")
-        meta = meta if isinstance(meta, dict) else {}
-        page = body.get("items") or []
-        return meta.get("resourceVersion"), meta.get("continue"), partial(self._compacted, page)
-
-    def _fast_items(self, raw: bytes, fast: Any) -> list[Any]:
-        models = fast.models()
-        if not any(model is None for model in models):
-            return list(models)
-        page = self._plain_page(raw).get("items") or []
-        if len(models) == len(page):  # the same JSON: i is i
-            page = [item if model is None else model
-                    for model, item in zip(models, page, strict=True)]
-        return self._compacted(page)
-
-    def _plain_page(self, raw: bytes) -> dict[str, Any]:
+        if fast is not None and not any(model is None for model in fast.models):
+            return fast.revision, fast.more, fast.models
         body = _decode_json(raw)
         if not isinstance(body, dict) or not isinstance(body.get("items") or [], list):
             raise CacheError(f"a list response without a list of items: {body!r:.200}")
-        return body
-
-    def _compacted(self, page: list[Any]) -> list[Any]:
+        page = body.get("items") or []
+        if fast is not None and len(fast.models) == len(page):  # the same JSON: i is i
+            page = [item if model is None else model
+                    for model, item in zip(fast.models, page, strict=True)]
         for item in page:
             if isinstance(item, dict):  # the others are logged and left out by _placeable
                 compact(self._kind, item)
                 item.update(self._stamp)
-        return page
+        meta = body.get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
+        return meta.get("resourceVersion"), meta.get("continue"), page
 
     def _listed(self, deltas: list[Delta[R]]) -> None:
         for delta in deltas:

@@ -24,6 +24,7 @@ from functools import lru_cache
 from typing import Any
 
 import msgspec
+from msgspec import Struct
 
 from agent.model.convert_core import _CONDITIONS as _KNOWN_CONDITIONS
 from agent.model.convert_core import shared_conditions
@@ -333,20 +334,17 @@ _PAGES: dict[str, tuple[msgspec.json.Decoder[Any], Builder]] = {
 }
 
 
-class Page:
-    """A list page decoded to wire structs: its revision and continue token at once, its
-    models when ``models()`` makes them (the informer fetches the next page meanwhile)."""
+class Page(Struct):
+    """A decoded list page: a model per item, or None where the general path must read
+    the item (at the same index of the page's plain JSON decode)."""
 
-    __slots__ = ("_build", "_items", "more", "revision")
+    models: list[Any]
+    revision: Any
+    more: Any
 
-    def __init__(self, items: list[Any], build: Builder, revision: Any, more: Any) -> None:
-        self._items, self._build = items, build
-        self.revision, self.more = revision, more
 
-    def models(self) -> list[Any]:
-        """A model per item, or None where the general path must read the item (at the same
-        index of the page's plain JSON decode)."""
-        return [self._build(item) for item in self._items]
+def fast_kinds() -> frozenset[str]:
+    return frozenset(_PAGES)
 
 
 def decode_page(kind: str, raw: bytes) -> Page | None:
@@ -361,4 +359,4 @@ def decode_page(kind: str, raw: bytes) -> Page | None:
     except msgspec.MsgspecError:
         return None
     meta = body.metadata or WireListMeta()
-    return Page(body.items or [], build, meta.resourceVersion, meta.continue_)
+    return Page([build(item) for item in body.items or ()], meta.resourceVersion, meta.continue_)

@@ -6,9 +6,7 @@ the way the agent's informers do (agent.kube.informer, transform ``to_model``) a
 each list's CPU time: JSON decode (and the fast path's model building) per page, placing
 (key, revision, transform: the general path's conversion) and the rest (HTTP client). The
 ``general`` path uses a plain-function transform, so the informer takes the pre-fast-path
-route: plain JSON decode, compaction, then the converter per object. A path named
-``...-serial`` fetches each page only after the previous one is decoded (the informer's
-``LIST_AHEAD`` off), for the wall-time A/B of the pipelined list.
+route: plain JSON decode, compaction, then the converter per object.
 
     PYTHONPATH=$PWD .venv/bin/python -m bench.control.decodeprof [--services 10000]
         [--endpoints 10] [--paths fast,general] [--profile DIR]
@@ -60,16 +58,8 @@ class CpuTimer:
                 self.total += _cpu() - started
         return timed
 
-    def wrap_page_reader(self, read: Callable[..., Any]) -> Callable[..., Any]:
-        """Times the informer's page read (JSON) and the making of its items after it."""
-        def timed(raw: bytes) -> Any:
-            revision, more, make = self.wrap(read)(raw)
-            return revision, more, self.wrap(make)
-        return timed
-
 
 def child(kubeconfig: str, path: str, profile: str | None) -> dict[str, Any]:
-    from agent.kube import informer as informer_module
     from agent.kube.gcpause import paused
     from agent.kube.informer import Informer
     from agent.kube.models import to_model
@@ -79,14 +69,13 @@ def child(kubeconfig: str, path: str, profile: str | None) -> dict[str, Any]:
     def general(obj: Any) -> Any:  # no decode_page: the informer's general route
         return to_model(obj)
 
-    informer_module.LIST_AHEAD = not path.endswith("-serial")
     client = connect(kubeconfig)
     rows: dict[str, Any] = {}
     for kind in KINDS:
         inf: Informer[Any] = Informer(client, resource_for(kind),
-                                      transform=general if path.startswith("general") else to_model)
+                                      transform=general if path == "general" else to_model)
         decode, place = CpuTimer(), CpuTimer()
-        inf._read_page = decode.wrap_page_reader(inf._read_page)  # type: ignore[method-assign]  # noqa: SLF001
+        inf._decode_page = decode.wrap(inf._decode_page)  # type: ignore[method-assign]  # noqa: SLF001
         inf._placeable = place.wrap(inf._placeable)  # type: ignore[method-assign]  # noqa: SLF001
         wall, cpu = time.monotonic(), _cpu()
         with paused():  # as the agent's startup hold keeps the collector off
@@ -110,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--services", type=int, default=10_000)
     parser.add_argument("--endpoints", type=int, default=10)
-    parser.add_argument("--paths", default="fast,fast-serial,general,general-serial")
+    parser.add_argument("--paths", default="fast,general")
     parser.add_argument("--repeat", type=int, default=1, help="runs per path, alternating")
     parser.add_argument("--profile", type=Path)
     parser.add_argument("--child", help=argparse.SUPPRESS)

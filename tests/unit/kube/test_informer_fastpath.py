@@ -118,7 +118,7 @@ def test_a_paged_list_from_the_api_server_holds_models_equal_to_the_converters(
             assert isinstance(obj, EndpointSlice) and obj == from_dict(stored)
 
 
-def test_a_page_fetched_ahead_that_fails_fails_the_list_and_keeps_nothing_of_it(
+def test_a_page_that_fails_fails_the_list_and_keeps_nothing_of_it(
     lab: Lab, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import httpx2 as httpx
@@ -133,7 +133,7 @@ def test_a_page_fetched_ahead_that_fails_fails_the_list_and_keeps_nothing_of_it(
 
     def failing_second(request: Any, **kwargs: Any) -> Any:
         sent.append(request)
-        if len(sent) == 2:  # the page fetched on the helper thread
+        if len(sent) == 2:  # the second page
             raise httpx.ConnectError("the API server went away")
         return send(request, **kwargs)
 

@@ -236,14 +236,14 @@ def test_a_page_decodes_to_models_with_its_revision_and_continue_token() -> None
     decoded = decode_page("Service", page(service("a"), service("b"), more="tok"))
     assert decoded is not None
     assert decoded.revision == "77" and decoded.more == "tok"
-    assert [m.metadata.name for m in decoded.models()] == ["a", "b"]
-    assert decoded.models()[0] == general("Service", service("a"))
+    assert [m.metadata.name for m in decoded.models] == ["a", "b"]
+    assert decoded.models[0] == general("Service", service("a"))
 
 
 def test_an_invalid_item_is_left_to_the_general_path_and_the_others_are_models() -> None:
     decoded = decode_page("Service", page(service("a"), service("b", 70000), service("c")))
     assert decoded is not None
-    assert [m and m.metadata.name for m in decoded.models()] == ["a", None, "c"]
+    assert [m and m.metadata.name for m in decoded.models] == ["a", None, "c"]
 
 
 def test_a_page_with_a_wrongly_typed_field_is_left_to_the_general_path_whole() -> None:
