@@ -62,6 +62,7 @@ from agent.model.wire import (
     WireListMeta,
     WireMeta,
     WireObjectReference,
+    WireOwnerReference,
     WireService,
     WireServicePort,
 )
@@ -131,7 +132,7 @@ def _meta(meta: WireMeta | None, name_check: Check) -> ObjectMeta | None:
         if not all(_key_ok(k) for k in meta.annotations):
             return None
         annotations = FrozenMap(meta.annotations)
-    owners = _owners(meta.owner_references or ())
+    owners = _owners(meta.owner_references)
     if owners is None:
         return None
     return ObjectMeta(
@@ -147,7 +148,9 @@ def _meta(meta: WireMeta | None, name_check: Check) -> ObjectMeta | None:
     )
 
 
-def _owners(refs: Any) -> tuple[OwnerReference, ...] | None:
+def _owners(refs: list[WireOwnerReference] | None) -> tuple[OwnerReference, ...] | None:
+    if not refs:
+        return ()
     owners = []
     for ref in refs:
         if ref.api_version is None or ref.kind is None or ref.name is None or not ref.uid:
