@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 # What an informer keeps of a decoded object instead of the object (client-go's transform):
 # say, its model, so the raw dict is not held beside it. Must keep metadata's name,
-# namespace and resource version readable (agent.kube.cache.key_of, revision_of).
+# namespace and resource version readable (agent.kube.cache.key_of, revision_of), and
+# return what it made itself unchanged. A transform with a ``decode_page(kind, raw)``
+# method (agent.kube.models.to_model) decodes list pages itself: see ``_decode_page``.
 Transform = Callable[[Any], Any]
 ALL_NAMESPACES = "*"
 WATCH_BACKOFF = Backoff(initial=0.1, cap=10.0)
@@ -64,6 +66,7 @@ class Informer(Generic[R]):
     ) -> None:
         self.client = client
         self._transform = transform
+        self._page_decoder = getattr(transform, "decode_page", None)
         self.resource = resource
         # A cluster-scoped kind has no namespace in its path, not even "all".
         namespaced = issubclass(resource, res.NamespacedResource | res.NamespacedResourceG)
@@ -211,22 +214,7 @@ class Informer(Generic[R]):
                 return False
             generic.raise_for_status(response)
             with gcpause.paused():  # a page is 1,000s of containers that all stay
-                if self._as_dict:
-                    body = _decode_json(response.content)
-                    if not isinstance(body, dict) or not isinstance(body.get("items") or [], list):
-                        raise CacheError(
-                            f"a list response without a list of items: {body!r:.200}"
-                        )
-                    page = body.get("items") or []
-                    for item in page:
-                        if isinstance(item, dict):  # the others are logged and left out below
-                            compact(self._kind, item)
-                            item.update(self._stamp)
-                    meta = body.get("metadata")
-                    meta = meta if isinstance(meta, dict) else {}
-                    revision, more = meta.get("resourceVersion"), meta.get("continue")
-                else:
-                    more, revision, page = decoders.decode_list(response.content, self.resource)
+                revision, more, page = self._decode_page(response.content)
             # Placed (and transformed) page by page: a page's raw dicts are freed before
             # the next page decodes, not all held until the list ends.
             items.extend(self._placeable(page))
@@ -243,6 +231,30 @@ class Informer(Generic[R]):
         self._served = True
         self._listed(self.cache.replace(items, listed_at))
         return True
+
+    def _decode_page(self, raw: bytes) -> tuple[Any, Any, list[Any]]:
+        """A list page's revision, continue token and items. The transform's page decoder
+        goes first; the items it leaves out (None) are read from the page's plain decode."""
+        if not self._as_dict:
+            more, revision, items = decoders.decode_list(raw, self.resource)
+            return revision, more, items
+        fast = self._page_decoder(self._kind, raw) if self._page_decoder else None
+        if fast is not None and not any(model is None for model in fast.models):
+            return fast.revision, fast.more, fast.models
+        body = _decode_json(raw)
+        if not isinstance(body, dict) or not isinstance(body.get("items") or [], list):
+            raise CacheError(f"a list response without a list of items: {body!r:.200}")
+        page = body.get("items") or []
+        if fast is not None and len(fast.models) == len(page):  # the same JSON: i is i
+            page = [item if model is None else model
+                    for model, item in zip(fast.models, page, strict=True)]
+        for item in page:
+            if isinstance(item, dict):  # the others are logged and left out by _placeable
+                compact(self._kind, item)
+                item.update(self._stamp)
+        meta = body.get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
+        return meta.get("resourceVersion"), meta.get("continue"), page
 
     def _listed(self, deltas: list[Delta[R]]) -> None:
         for delta in deltas:

@@ -240,7 +240,11 @@ _CONDITIONS: dict[tuple[bool | None, bool | None, bool | None], EndpointConditio
 
 
 def _read_endpoint_conditions(r: Reader) -> EndpointConditions:
-    key = (r.boolean("ready"), r.boolean("serving"), r.boolean("terminating"))
+    return shared_conditions((r.boolean("ready"), r.boolean("serving"), r.boolean("terminating")))
+
+
+def shared_conditions(key: tuple[bool | None, bool | None, bool | None]) -> EndpointConditions:
+    """The one value of these (ready, serving, terminating) conditions (also convert_fast's)."""
     conditions = _CONDITIONS.get(key)
     if conditions is None:
         conditions = _CONDITIONS[key] = EndpointConditions(*key)
