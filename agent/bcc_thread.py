@@ -1,0 +1,119 @@
+"""The agent's BCC thread: the datapath's compile and load, then (or before) the tracer's.
+
+BCC compiles in C without the GIL, so the thread runs beside the informers' lists and the
+first sync's decoding and planning (agent/daemon.py `run`); the controller gets the maps when
+they are pinned (DatapathController.attach) and the first sync's writes wait for them. The
+two compiles run one after the other on this one thread: each borrows fd 2 process-wide
+(agent.datapath.bpf_loader), and two at once would take both cores from the sync.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from agent.datapath.controller import DatapathController
+from agent.datapath.native import malloc_trim
+from agent.flows.ingest import FlowIngest
+from agent.procfs import seconds_since, start_ticks
+
+log = logging.getLogger("tulle.agent")
+# When the tracer compiles on the BCC thread: "after-load" (right after the datapath's
+# compile, beside the first sync's planning), "before-load" or "after-sync". Measured in
+# bench/results/control-2026-12-05-overlap.md.
+TRACE_ORDER = "after-load"
+
+
+class TracedAgent(Protocol):
+    node: str
+    datapath: DatapathController | None
+    stop: threading.Event
+    tracing: Any
+
+
+def process_age() -> float:
+    """Seconds since this process started (by /proc, so imports and BPF loading count too)."""
+    return seconds_since(start_ticks() or 0)
+
+
+def tracer_step(agent: TracedAgent, ingest: FlowIngest) -> Callable[[], None]:
+    """The tracer's compile and start (best effort), as a step of the BCC thread. The
+    pause/resume signal handlers are installed here, on the main thread."""
+    from agent.tracing.start import TraceSwitch, start_tracing
+
+    switch = TraceSwitch().install()
+
+    def step() -> None:
+        assert agent.datapath is not None
+        agent.tracing = start_tracing(agent.datapath, ingest, agent.node, agent.stop, switch)
+        malloc_trim()  # its compile's freed LLVM memory
+
+    return step
+
+
+class DatapathLoad:
+    """The agent's BCC thread: the datapath's compile and load, handed to the controller,
+    and the tracer's compile before or after it (TRACE_ORDER). ``wait`` returns when the
+    datapath was loaded (seconds since the process started) or raises the load's error."""
+
+    def __init__(
+        self,
+        pin_dir: Path,
+        controller: DatapathController,
+        tracer: Callable[[], None] | None,
+        first_synced: threading.Event,
+        stop: threading.Event,
+    ) -> None:
+        self.pin_dir = pin_dir
+        self.controller = controller
+        self.tracer = tracer
+        self.first_synced = first_synced
+        self.stop = stop
+        self.done = threading.Event()
+        self.loaded_s: float | None = None
+        self.error: BaseException | None = None
+
+    def start(self) -> DatapathLoad:
+        threading.Thread(target=self._run, name="bcc", daemon=True).start()
+        return self
+
+    def wait(self) -> float:
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.loaded_s is not None
+        return self.loaded_s
+
+    def _run(self) -> None:
+        order = TRACE_ORDER
+        if self.tracer is not None and order == "before-load":
+            self.tracer()
+        try:
+            self._load()
+        except BaseException as err:
+            self.error = err
+            self.controller.attach_failed(err)
+            return
+        finally:
+            self.done.set()
+        if self.tracer is None or order == "before-load":
+            return
+        if order == "after-sync":
+            while not self.first_synced.wait(0.5):
+                if self.stop.is_set():
+                    return
+        self.tracer()
+
+    def _load(self) -> None:
+        from agent.datapath.programs import load_datapath  # and BCC with it: off the main thread
+
+        started = time.monotonic()
+        dp = load_datapath(self.pin_dir)
+        malloc_trim()  # the compile's freed LLVM memory: not under the first sync's peak
+        self.controller.attach(dp)
+        self.loaded_s = process_age()
+        log.info("datapath compiled and loaded in %.1f s", time.monotonic() - started)
