@@ -14,18 +14,21 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.datapath.controller import DatapathController
 from agent.datapath.native import malloc_trim
 from agent.flows.ingest import FlowIngest
 from agent.procfs import seconds_since, start_ticks
 
+if TYPE_CHECKING:
+    from agent.datapath.programs import Datapath
+
 log = logging.getLogger("tulle.agent")
 # When the tracer compiles on the BCC thread: "after-load" (right after the datapath's
 # compile, beside the first sync's planning), "before-load" or "after-sync". Measured in
 # bench/results/control-2026-12-05-overlap.md.
-TRACE_ORDER = "after-load"
+TRACE_ORDER = "before-load"
 
 
 class TracedAgent(Protocol):
@@ -38,6 +41,14 @@ class TracedAgent(Protocol):
 def process_age() -> float:
     """Seconds since this process started (by /proc, so imports and BPF loading count too)."""
     return seconds_since(start_ticks() or 0)
+
+
+def load_datapath(pin_dir: Path) -> Datapath:
+    """``programs.load_datapath``, imported here: BCC (libbcc) is imported on this thread, not
+    on the agent's import path."""
+    from agent.datapath.programs import load_datapath as load
+
+    return load(pin_dir)
 
 
 def tracer_step(agent: TracedAgent, ingest: FlowIngest) -> Callable[[], None]:
@@ -109,8 +120,6 @@ class DatapathLoad:
         self.tracer()
 
     def _load(self) -> None:
-        from agent.datapath.programs import load_datapath  # and BCC with it: off the main thread
-
         started = time.monotonic()
         dp = load_datapath(self.pin_dir)
         malloc_trim()  # the compile's freed LLVM memory: not under the first sync's peak

@@ -4,8 +4,9 @@ first sync instead of one per entry, and no ctypes object per entry.
 
 The layouts still come from C: a :class:`Packer` reads the field offsets and widths of BCC's
 ``table.Key``/``table.Leaf`` and writes those fields with one ``struct`` call, every other
-byte zero (as a fresh ctypes value is). Network-order fields are written as their memory
-image (``IPv4Address.packed``, a port's two big-endian bytes).
+byte zero (as a fresh ctypes value is). A struct whose integer fields are all in network
+order (``__be32`` addresses, ``__be16`` ports, single bytes) is packed big-endian from plain
+ints; a nested struct is written as its memory image (``raw``).
 
 The entries and their order per service are those of ``maps.write_service``: every
 service's backends at its fresh generation, then the Maglev tables, then the service
@@ -42,11 +43,13 @@ _HIGH_BIT = bytes(b | 0x80 for b in range(256))  # + SPAN on a u16's high byte (
 class Packer:
     """Writes the named fields of a ctypes struct (dotted paths into nested structs, listed
     in offset order) with one ``struct`` call; fields named in ``raw`` take their memory
-    image as bytes, the others an integer; bytes of unnamed fields stay zero."""
+    image as bytes, the others an integer, in native order or, ``network``, big-endian;
+    bytes of unnamed fields stay zero."""
 
-    def __init__(self, ctype: Any, fields: Sequence[str], raw: Collection[str] = ()) -> None:
+    def __init__(self, ctype: Any, fields: Sequence[str], raw: Collection[str] = (),
+                 network: bool = False) -> None:
         self.size = ctypes.sizeof(ctype)
-        fmt, at = "=", 0
+        fmt, at = ">" if network else "=", 0
         for path in fields:
             offset, ftype = _field(ctype, path)
             width = ctypes.sizeof(ftype)
@@ -119,7 +122,7 @@ def _layouts(backends: Any, maglev: Any, services: Any) -> _Layouts:
     classes = (backends.Key, backends.Leaf, maglev.Key, maglev.Leaf, services.Key, services.Leaf)
     found = _LAYOUTS.get(classes)
     if found is None:
-        key_fields, raw = ("vip", "port", "proto"), {"vip", "port"}
+        key_fields = ("vip", "port", "proto")  # __be32, __be16, __u8
         slots_type = dict(getattr(maglev.Leaf, "_fields_", ())).get("slots")
         exact = (
             sys.byteorder == "little"
@@ -129,11 +132,11 @@ def _layouts(backends: Any, maglev: Any, services: Any) -> _Layouts:
             and ctypes.sizeof(slots_type) == ctypes.sizeof(maglev.Leaf)
         )
         found = _Layouts(
-            svc=Packer(_field(backends.Key, "svc")[1], key_fields, raw),
+            svc=Packer(_field(backends.Key, "svc")[1], key_fields, network=True),
             backend_key=Packer(backends.Key, ("svc", "index"), {"svc"}),
-            backend=Packer(backends.Leaf, ("addr", "port"), {"addr", "port"}),
-            maglev_key=Packer(maglev.Key, key_fields, raw),
-            services_key=Packer(services.Key, key_fields, raw),
+            backend=Packer(backends.Leaf, ("addr", "port"), network=True),  # __be32, __be16
+            maglev_key=Packer(maglev.Key, key_fields, network=True),
+            services_key=Packer(services.Key, key_fields, network=True),
             service=Packer(services.Leaf, ("backend_count", "affinity_timeout", "flags")),
             maglev_slots=slots_type._length_ if exact and slots_type is not None else 0,
             maglev_size=ctypes.sizeof(maglev.Leaf),
@@ -177,7 +180,7 @@ def _one_by_one(dp: Datapath, writes: Sequence[ServiceWrite]) -> list[Any]:
 
 
 def _lb_key(packer: Packer, w: ServiceWrite) -> bytes:
-    return packer.pack(w.vip.packed, w.port.to_bytes(2, "big"), w.protocol)
+    return packer.pack(int(w.vip), w.port, w.protocol)
 
 
 class _Batch:
@@ -211,7 +214,7 @@ def _put_backends(
         for b in w.backends:
             n = batch.count
             key_pack(keys, n * key_size, svc, index)
-            value_pack(values, n * value_size, b.ip.packed, b.port.to_bytes(2, "big"))
+            value_pack(values, n * value_size, int(b.ip), b.port)
             index += 1
             batch.count = n + 1
             if n + 1 == chunk:
@@ -235,7 +238,7 @@ def _put_maglev(
                        len(part), CHUNK_TABLES)
         for n, (w, _) in enumerate(part):
             layout.maglev_key.pack_into(batch.keys, n * layout.maglev_key.size,
-                                        w.vip.packed, w.port.to_bytes(2, "big"), w.protocol)
+                                        int(w.vip), w.port, w.protocol)
         if not _maglev_images(batch.values, layout, part):
             for n, (w, gen) in enumerate(part):
                 leaf = maps._maglev_leaf(maglev, w.table, gen * SPAN)  # noqa: SLF001
@@ -276,8 +279,7 @@ def _put_services(fd: int, layout: _Layouts, writes: Sequence[ServiceWrite]) -> 
         part = writes[start:start + CHUNK]
         batch = _Batch(fd, key_size, value_size, len(part), CHUNK)
         for n, w in enumerate(part):
-            key_pack(batch.keys, n * key_size, w.vip.packed, w.port.to_bytes(2, "big"),
-                     w.protocol)
+            key_pack(batch.keys, n * key_size, int(w.vip), w.port, w.protocol)
             value_pack(batch.values, n * value_size, len(w.backends), w.affinity_timeout,
                        w.flags)
         batch.count = len(part)
