@@ -29,6 +29,11 @@ log = logging.getLogger("tulle.agent")
 # compile, beside the first sync's planning), "before-load" or "after-sync". Measured in
 # bench/results/control-2026-12-05-overlap.md.
 TRACE_ORDER = "before-load"
+# Whether the first sync plans beside the compiles (True) or after them (False): the plan
+# is the sync's memory peak, and a compile's ~30-50 MB LLVM transient on top of it took
+# the agent past 300 MB at 10,000 Services; the lists (the sync's other half) overlap the
+# compiles either way. Measured in bench/results/control-2026-12-05-overlap.md.
+PLAN_BESIDE_COMPILES = False
 
 
 class TracedAgent(Protocol):
@@ -85,6 +90,7 @@ class DatapathLoad:
         self.first_synced = first_synced
         self.stop = stop
         self.done = threading.Event()
+        self.compiled = threading.Event()  # the compiles before the first sync are over
         self.loaded_s: float | None = None
         self.error: BaseException | None = None
 
@@ -100,6 +106,13 @@ class DatapathLoad:
         return self.loaded_s
 
     def _run(self) -> None:
+        try:
+            self._steps()
+        finally:
+            self.compiled.set()
+            self.done.set()
+
+    def _steps(self) -> None:
         order = TRACE_ORDER
         if self.tracer is not None and order == "before-load":
             self.tracer()
@@ -114,10 +127,15 @@ class DatapathLoad:
         if self.tracer is None or order == "before-load":
             return
         if order == "after-sync":
+            self.compiled.set()
             while not self.first_synced.wait(0.5):
                 if self.stop.is_set():
                     return
         self.tracer()
+
+    def plan_gate(self) -> threading.Event | None:
+        """What the first sync waits for before it plans (PLAN_BESIDE_COMPILES)."""
+        return None if PLAN_BESIDE_COMPILES else self.compiled
 
     def _load(self) -> None:
         started = time.monotonic()

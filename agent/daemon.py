@@ -100,6 +100,7 @@ class Agent:
         self.first_sync_s: float | None = None
         self.loaded_s: float | None = None
         self.first_synced = threading.Event()  # set once the datapath was programmed in full
+        self.plan_gate: threading.Event | None = None  # the first plan waits for it (BCC)
         self.startup_gc: gcpause.Hold | None = None  # released after the first sync
         # What the datapath has not seen yet (guarded by source.lock): single changes are
         # planned incrementally; a (re)list of any kind makes the next sync a full resync.
@@ -174,6 +175,12 @@ class Agent:
             self.stop.wait(SYNC_DEBOUNCE)
             self.changed.clear()
             objects: list[dict[str, Any]] | None = None
+            if self.first_sync_s is None and self.plan_gate is not None:
+                # The first plan waits for the BCC compiles (agent.bcc_thread): their
+                # transient memory does not stack on the plan's peak.
+                while not self.plan_gate.wait(0.5):
+                    if self.stop.is_set():
+                        return
             with self.source.lock:
                 if not self.source.state.synced:
                     continue
@@ -284,7 +291,9 @@ def run(config: AgentConfig) -> int:
         )
         tracer = tracer_step(agent, ingest) if config.trace else None
         load = DatapathLoad(Path(config.pin_dir), agent.datapath, tracer, agent.first_synced,
-                            agent.stop).start()
+                            agent.stop)
+        agent.plan_gate = load.plan_gate()
+        load.start()
         _start_thread(agent.sync_forever, "sync")
     agent.source.start()
     log.info(
@@ -310,6 +319,8 @@ def run(config: AgentConfig) -> int:
             agent.loaded_s = load.wait()
         except BaseException:  # a compile error or a verifier rejection: fail loudly
             agent.stop.set()
+            timer.cancel()
+            agent.startup_gc.release()
             agent.source.stop(timeout=2.0)
             for server in (observer, intake):
                 if server is not None:

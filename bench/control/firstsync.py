@@ -132,6 +132,8 @@ def run_stages(kubeconfig: str, pin_dir: str | None, trace: bool) -> dict[str, A
     ingest = FlowIngest(FlowRing(65_535), ())
     datapath = ctl.DatapathController(NODE, None, ingest)
     order = os.environ.get("FSBENCH_TRACE_ORDER") or bcc_thread.TRACE_ORDER
+    beside = os.environ.get("FSBENCH_PLAN_BESIDE", str(bcc_thread.PLAN_BESIDE_COMPILES)) == "True"
+    compiled = threading.Event()
     loader = None
     if pin_dir is None:
         from bench.control.replan import NoMaps, stub_map_writes
@@ -139,9 +141,11 @@ def run_stages(kubeconfig: str, pin_dir: str | None, trace: bool) -> dict[str, A
         stub = stub_map_writes([])
         stub.start()
         datapath.attach(NoMaps())  # type: ignore[arg-type]
+        compiled.set()
     else:
         loader = threading.Thread(target=_bcc_thread, name="bcc", daemon=True,
-                                  args=(stages, datapath, ingest, pin_dir, trace, order))
+                                  args=(stages, datapath, ingest, pin_dir, trace, order,
+                                        compiled))
         loader.start()
     client = connect(kubeconfig)
     agent = daemon.Agent(NODE, client)
@@ -168,6 +172,9 @@ def run_stages(kubeconfig: str, pin_dir: str | None, trace: bool) -> dict[str, A
         with stages.stage("decode models") as row:
             resources = datapath.models.decode_all(objects, ctl.WATCHED_KINDS)
             row["objects"] = len(resources)
+        if not beside:
+            with stages.stage("wait for the BCC compiles (PLAN_BESIDE_COMPILES off)"):
+                compiled.wait()
         with stages.stage("plan (services, endpoints, policy)") as row:
             datapath.planner.reset(resources)
             desired = datapath.planner.desired()
@@ -190,13 +197,13 @@ def run_stages(kubeconfig: str, pin_dir: str | None, trace: bool) -> dict[str, A
     if loader is not None:
         loader.join()
     rows = sorted(stages.rows, key=lambda r: r["at"])
-    return {"rows": rows, "order": order,
+    return {"rows": rows, "order": order, "plan_beside_compiles": beside,
             "services": len(datapath.applier.applied.slots), "first_sync_s": first_sync,
             "peak_rss_mb": round(_status_mb("VmHWM"), 1)}
 
 
 def _bcc_thread(stages: Stages, datapath: Any, ingest: Any, pin_dir: str, trace: bool,
-                order: str) -> None:
+                order: str, compiled: threading.Event) -> None:
     """As agent.bcc_thread.DatapathLoad runs it, each compile a stage of its own."""
     from agent.datapath.native import malloc_trim
 
@@ -211,7 +218,8 @@ def _bcc_thread(stages: Stages, datapath: Any, ingest: Any, pin_dir: str, trace:
         row["note"] = "then malloc_trim, attach"
     if trace and order == "after-load":
         tracer_stage(stages, datapath, ingest, pin_dir)
-    elif trace and order == "after-sync":
+    compiled.set()
+    if trace and order == "after-sync":
         while not any(r["stage"].startswith("gc.freeze") for r in list(stages.rows)):
             time.sleep(0.05)
         tracer_stage(stages, datapath, ingest, pin_dir)
@@ -334,7 +342,8 @@ def report(result: dict[str, Any]) -> str:
     lines = []
     stages = result.get("stages")
     if stages:
-        lines += [f"Stages (one process, daemon order, tracer {stages['order']}; by end time):",
+        lines += [f"Stages (one process, daemon order, tracer {stages['order']}, plan beside "
+                  f"the compiles: {stages.get('plan_beside_compiles')}; by end time):",
                   "", "| stage | s | CPU s (its thread) | ended at s | RSS after (MB) "
                   "| of it anon (MB) | peak RSS (MB) | detail |",
                   "|---|---|---|---|---|---|---|---|"]

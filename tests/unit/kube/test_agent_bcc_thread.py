@@ -5,6 +5,7 @@ error or a verifier rejection on that thread still fails the agent, with its own
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 from collections.abc import Iterator
@@ -99,6 +100,7 @@ def test_the_two_compiles_run_one_after_the_other(
     assert load.wait() > 0
     wait_for(lambda: len(steps.seen) == 2, "both steps")
     assert steps.seen == expected and controller.attached.is_set()
+    assert load.compiled.wait(5)  # the first plan may go ahead
 
 
 def test_after_sync_the_tracer_waits_for_the_first_sync(
@@ -190,3 +192,31 @@ def test_a_bad_program_still_fails_the_agent_loudly(
     wait_for(lambda: not any(t.name in ("sync", "bcc") for t in threading.enumerate()),
              "the agent's threads to end")
     assert not (tmp_path / "health.json").exists()  # never reported, let alone ready
+    assert gc.isenabled()  # the startup pause ended with it
+
+
+def test_the_first_plan_waits_for_the_compiles_when_gated(lab: Lab) -> None:
+    """PLAN_BESIDE_COMPILES off: the informers list beside the compiles, but the first sync
+    plans only once they are over (their transient memory is not stacked on its peak)."""
+    from agent.kube.backoff import Backoff
+    from agent.kube.source import connect
+    from tests.unit.kube.test_agent_sync import RecordingDatapath
+
+    lab.store.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
+    agent = daemon.Agent("node1", connect(account_kubeconfig(lab, "tulle-agent")),
+                         backoff=Backoff(0.02, 0.2))
+    datapath = RecordingDatapath()
+    agent.datapath = datapath  # type: ignore[assignment]
+    agent.plan_gate = threading.Event()
+    agent.source.start()
+    syncer = threading.Thread(target=agent.sync_forever, daemon=True)
+    syncer.start()
+    try:
+        wait_for(lambda: agent.source.synced, "the lists")
+        assert not agent.first_synced.wait(0.7) and datapath.calls == []
+        agent.plan_gate.set()
+        wait_for(lambda: datapath.kinds_of_calls()[:1] == ["resync"], "the first sync")
+    finally:
+        agent.stop.set()
+        agent.source.stop()
+        syncer.join(timeout=5)
