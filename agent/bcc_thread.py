@@ -28,7 +28,7 @@ log = logging.getLogger("tulle.agent")
 # When the tracer compiles on the BCC thread: "after-load" (right after the datapath's
 # compile, beside the first sync's planning), "before-load" or "after-sync". Measured in
 # bench/results/control-2026-12-05-overlap.md.
-TRACE_ORDER = "before-load"
+TRACE_ORDER = "after-load"
 # Whether the first sync plans beside the compiles (True) or after them (False): the plan
 # is the sync's memory peak, and a compile's ~30-50 MB LLVM transient on top of it took
 # the agent past 300 MB at 10,000 Services; the lists (the sync's other half) overlap the
