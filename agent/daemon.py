@@ -96,7 +96,7 @@ class Agent:
         # Health report (seconds since the process started, by /proc): ``loaded_s`` when the
         # eBPF programs were compiled, loaded and their maps pinned and adopted (on the BCC
         # thread); ``first_sync_s`` when the maps held the whole listed cluster for the
-        # first time. The first sync plans during the load, so it may end just after it.
+        # first time (its lists ran beside the compiles, its plan and writes after them).
         self.first_sync_s: float | None = None
         self.loaded_s: float | None = None
         self.first_synced = threading.Event()  # set once the datapath was programmed in full
@@ -281,11 +281,10 @@ def run(config: AgentConfig) -> int:
     signal.signal(signal.SIGINT, on_signal)
     load = None
     if config.pin_dir:
-        # The BCC compile (~1.5 s of C, without the GIL) runs on its own thread while the
-        # informers list and the first sync decodes and plans; that sync's map writes wait
-        # for the load (DatapathController.attach). The tracer compiles on the same thread
-        # (TRACE_ORDER): two compiles at once would both borrow fd 2 (bpf_loader) and take
-        # both cores from the sync.
+        # The BCC compiles (C, without the GIL) run on their own thread while the informers
+        # list (agent.bcc_thread): the datapath's, then the tracer's (TRACE_ORDER). The
+        # first sync plans once they are over (plan_gate: memory) and writes once the maps
+        # are attached (DatapathController.attach).
         agent.datapath = DatapathController(
             node, None, ingest, _waypoint(config.waypoint), config.ct_endpoint_quota
         )
