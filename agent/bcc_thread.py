@@ -1,8 +1,8 @@
 """The agent's BCC thread: the datapath's compile and load, then (or before) the tracer's.
 
-BCC compiles in C without the GIL, so the thread runs beside the informers' lists and the
-first sync's decoding and planning (agent/daemon.py `run`); the controller gets the maps when
-they are pinned (DatapathController.attach) and the first sync's writes wait for them. The
+BCC compiles in C without the GIL, so the thread runs beside the informers' lists
+(agent/daemon.py `run`); the first sync plans once the compiles are over (PLAN_BESIDE_COMPILES)
+and writes once the controller has the maps (DatapathController.attach). The
 two compiles run one after the other on this one thread: each borrows fd 2 process-wide
 (agent.datapath.bpf_loader), and two at once would take both cores from the sync.
 """
