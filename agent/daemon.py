@@ -25,7 +25,13 @@ from lightkube import ApiError, Client
 from lightkube.types import PatchType
 from prometheus_client import CollectorRegistry
 
-from agent.datapath.controller import WATCHED_KINDS, DatapathController, ObjectChange
+from agent.bcc_thread import DatapathLoad, process_age, tracer_step
+from agent.datapath.controller import (
+    WATCHED_KINDS,
+    DatapathController,
+    DatapathNotLoaded,
+    ObjectChange,
+)
 from agent.datapath.native import malloc_trim
 from agent.files import write_json_atomic
 from agent.flows.enrich import enrich
@@ -40,7 +46,6 @@ from agent.kube.models import to_model
 from agent.kube.resources import NodeStatus
 from agent.kube.source import ClusterSource, KubeconfigError, connect
 from agent.metrics import FlowMetrics, MapFillCollector, MetricsConfig, serve_metrics
-from agent.procfs import seconds_since, start_ticks
 
 log = logging.getLogger("tulle.agent")
 # What the datapath plans from, less Secrets: its plan never reads them (a Gateway's
@@ -51,7 +56,6 @@ MODEL_KINDS = ("Service", "EndpointSlice")  # read only as models (the datapath'
 HEALTH_INTERVAL = 1.0
 SYNC_DEBOUNCE = 0.02  # coalesce bursts of cluster changes into one datapath sync
 STARTUP_GC_PAUSE_MAX = 120.0  # seconds
-TRACE_ORDER = "beside-first-list"  # the tracer compiles on a thread as the informers list
 
 
 @dataclass(frozen=True)
@@ -92,9 +96,14 @@ class Agent:
         self.datapath: DatapathController | None = None
         self.reported: tuple[bool, str] | None = None  # last Ready condition written
         self.tracing: Any = None  # agent.tracing.tracer.HookPlan once tracing runs
-        self.first_sync_s: float | None = None  # process start -> first full datapath sync
-        self.loaded_s: float | None = None  # process start -> eBPF programs loaded
+        # Health report (seconds since the process started, by /proc): ``loaded_s`` when the
+        # eBPF programs were compiled, loaded and their maps pinned and adopted (on the BCC
+        # thread); ``first_sync_s`` when the maps held the whole listed cluster for the
+        # first time (its lists ran beside the compiles, its plan and writes after them).
+        self.first_sync_s: float | None = None
+        self.loaded_s: float | None = None
         self.first_synced = threading.Event()  # set once the datapath was programmed in full
+        self.plan_gate: threading.Event | None = None  # the first plan waits for it (BCC)
         self.startup_gc: gcpause.Hold | None = None  # released after the first sync
         # What the datapath has not seen yet (guarded by source.lock): single changes are
         # planned incrementally; a (re)list of any kind makes the next sync a full resync.
@@ -169,6 +178,12 @@ class Agent:
             self.stop.wait(SYNC_DEBOUNCE)
             self.changed.clear()
             objects: list[dict[str, Any]] | None = None
+            if self.first_sync_s is None and self.plan_gate is not None:
+                # The first plan waits for the BCC compiles (agent.bcc_thread): their
+                # transient memory does not stack on the plan's peak.
+                while not self.plan_gate.wait(0.5):
+                    if self.stop.is_set():
+                        return
             with self.source.lock:
                 if not self.source.state.synced:
                     continue
@@ -194,6 +209,8 @@ class Agent:
                         self.first_sync_s,
                         len(objects),
                     )
+            except DatapathNotLoaded:
+                return  # the load failed: run() reports it and stops the agent
             except Exception as err:
                 self.last_error = f"datapath: {type(err).__name__}: {err}"
                 log.exception("datapath sync failed; resyncing in full on the next round")
@@ -217,9 +234,11 @@ class Agent:
                 "error": self.last_error,
             }
         if self.datapath is not None:
+            loaded = self.datapath.attached.is_set() and self.loaded_s is not None
+            applied = self.datapath.applier.applied if loaded else None
             report["datapath"] = {
-                "endpoints": len(self.datapath.applier.applied.endpoints),
-                "services": len(self.datapath.applier.applied.slots),
+                "endpoints": len(applied.endpoints) if applied else 0,
+                "services": len(applied.slots) if applied else 0,
                 "last_sync_ms": round(self.datapath.last_sync_ms, 1),
                 "first_sync_s": (
                     None if self.first_sync_s is None else round(self.first_sync_s, 3)
@@ -231,11 +250,6 @@ class Agent:
             report["tracing"] = {"hooks": list(self.tracing.hooks),
                                  "missing": list(self.tracing.missing)}
         return report
-
-
-def process_age() -> float:
-    """Seconds since this process started (by /proc, so imports and BPF loading count too)."""
-    return seconds_since(start_ticks() or 0)
 
 
 def _start_thread(target: Any, name: str, *args: Any) -> threading.Thread:
@@ -268,32 +282,29 @@ def run(config: AgentConfig) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    load = None
     if config.pin_dir:
-        from agent.datapath.programs import load_datapath
-
-        started = time.monotonic()
+        # The BCC compiles (C, without the GIL) run on their own thread while the informers
+        # list (agent.bcc_thread): the datapath's, then the tracer's (TRACE_ORDER). The
+        # first sync plans once they are over (plan_gate: memory) and writes once the maps
+        # are attached (DatapathController.attach).
         agent.datapath = DatapathController(
-            node,
-            load_datapath(Path(config.pin_dir),
-                          state_dir=Path(config.state_dir) if config.state_dir else None),
-            ingest,
-            _waypoint(config.waypoint),
-            config.ct_endpoint_quota,
+            node, None, ingest, _waypoint(config.waypoint), config.ct_endpoint_quota
         )
-        malloc_trim()  # the compile's freed LLVM memory: not under the first sync's peak
-        if registry is not None:
-            MapFillCollector(agent.datapath.map_fill, registry)
-        agent.loaded_s = process_age()
-        log.info(
-            "datapath loaded in %.1fs, maps pinned at %s",
-            time.monotonic() - started,
-            config.pin_dir,
-        )
+        tracer = tracer_step(agent, ingest) if config.trace else None
+        load = DatapathLoad(Path(config.pin_dir), agent.datapath, tracer, agent.first_synced,
+                            agent.stop,
+                            Path(config.state_dir) if config.state_dir else None)
+        agent.plan_gate = load.plan_gate()
+        load.start()
         _start_thread(agent.sync_forever, "sync")
-        _start_thread(agent.datapath.run_events, "events", agent.stop)
-        _start_thread(agent.datapath.run_gc, "ct-gc", agent.stop)
-        if config.trace:  # kernel connection tracing (issue 12): best effort
-            _trace_beside_first_list(agent, ingest)
+    agent.source.start()
+    log.info(
+        "agent for node %s started (pid %d), kubeconfig %s",
+        node,
+        os.getpid(),
+        config.kubeconfig or "in-cluster",
+    )
     observer = _start_observer(ring, config)
     intake = None
     if config.l7_intake and agent.datapath is not None:
@@ -306,13 +317,27 @@ def run(config: AgentConfig) -> int:
         if registry is not None and config.metrics_address
         else None
     )
-    agent.source.start()
-    log.info(
-        "agent for node %s started (pid %d), kubeconfig %s",
-        node,
-        os.getpid(),
-        config.kubeconfig or "in-cluster",
-    )
+    if load is not None and agent.datapath is not None:
+        try:
+            agent.loaded_s = load.wait()
+        except BaseException:  # a compile error or a verifier rejection: fail loudly
+            agent.stop.set()
+            timer.cancel()
+            agent.startup_gc.release()
+            agent.source.stop(timeout=2.0)
+            for server in (observer, intake):
+                if server is not None:
+                    server.stop()
+            if metrics_server is not None:
+                metrics_server.close()
+            agent.datapath.close()
+            raise
+        if registry is not None:
+            MapFillCollector(agent.datapath.map_fill, registry)
+        log.info("datapath loaded %.2f s after the process started, maps pinned at %s",
+                 agent.loaded_s, config.pin_dir)
+        _start_thread(agent.datapath.run_events, "events", agent.stop)
+        _start_thread(agent.datapath.run_gc, "ct-gc", agent.stop)
     while not agent.stop.wait(HEALTH_INTERVAL):
         health = agent.health()
         if config.health_file:
@@ -328,25 +353,6 @@ def run(config: AgentConfig) -> int:
         metrics_server.close()
     agent.report_node_ready(False, "AgentStopped")
     return 0
-
-
-def _trace_beside_first_list(agent: Agent, ingest: FlowIngest) -> None:
-    """The tracer's BCC compile runs on its own thread while the informers list (TRACE_ORDER):
-    the compile runs in C without the GIL, so it neither waits for the first sync nor delays
-    it by its whole length, and its freed LLVM memory is trimmed away while the heap is
-    still small. (Measured at 10,000 Services: compiling after the first sync stacked its
-    ~50 MB transient on the synced state, peak 373 MB; before the sync it added 1.2 s.)"""
-    from agent.tracing.start import start_tracing_after
-
-    assert agent.datapath is not None
-
-    def started(plan: Any) -> None:
-        agent.tracing = plan
-        malloc_trim()
-
-    now = threading.Event()
-    now.set()
-    start_tracing_after(now, agent.datapath, ingest, agent.node, agent.stop, started)
 
 
 def _waypoint(text: str | None) -> tuple[ipaddress.IPv4Address, int] | None:

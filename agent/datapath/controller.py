@@ -13,10 +13,15 @@ Kubernetes-shaped dicts as informers deliver them:
 
 Kinds the datapath does not read (``WATCHED_KINDS``) are ignored by both.
 
+Planning needs no BPF object: a controller built without its ``Datapath`` (``dp=None``)
+decodes and plans while the programs compile elsewhere (the agent's BCC thread), and its
+first ``resync`` writes the maps once ``attach(dp)`` handed them over (or raises if
+``attach_failed`` says they never will be).
+
 Threads: `sync` runs on the watch thread after each change; `run_events` drains the ring
 buffer into the flow ring (`agent.datapath.eventreader`); `run_gc` expires conntrack entries,
 reports connections that ended without a close, and recounts each endpoint's live connections
-for its conntrack quota (bpf/lib/quota.h).
+for its conntrack quota (bpf/lib/quota.h). Both need the attached datapath.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyroute2 import IPRoute
 
@@ -41,11 +46,13 @@ from agent.datapath.eventreader import EventReader
 from agent.datapath.fit import overflow_error, service_error
 from agent.datapath.flowevents import EventDecoder
 from agent.datapath.planner import Change, Planner
-from agent.datapath.programs import Datapath
 from agent.flows.enrich import EndpointIndex, enrich
 from agent.flows.ingest import FlowIngest
 from agent.kube import gcpause
 from agent.model.cache import ModelCache
+
+if TYPE_CHECKING:  # programs imports BCC (libbcc): not on the agent's import path
+    from agent.datapath.programs import Datapath
 
 log = logging.getLogger("tulle.datapath")
 WATCHED_KINDS = (
@@ -154,22 +161,27 @@ def plan_gc(entries: Iterable[tuple[Any, Any]], now: int) -> GcPlan:
     return GcPlan(doomed, expired, dict(Counter(kept)))
 
 
+class DatapathNotLoaded(RuntimeError):
+    """The controller's maps are not there (yet, or ever: the load failed)."""
+
+
 class DatapathController:
     def __init__(
         self,
         node: str,
-        dp: Datapath,
+        dp: Datapath | None,
         ring: FlowIngest,
         waypoint: tuple[ipaddress.IPv4Address, int] | None = None,
         ct_endpoint_quota: int = 0,
     ) -> None:
+        """``dp`` None: plan now, program the maps once ``attach`` hands them over."""
+        if ct_endpoint_quota < 0:  # before any compile: a bad flag fails at once
+            raise ValueError(f"conntrack endpoint quota must be 0 or more, got {ct_endpoint_quota}")
         self.node = node
         self.waypoint = waypoint  # from the agent's configuration, never from the cluster
-        self.dp = dp
-        maps.write_ct_endpoint_quota(dp, ct_endpoint_quota)
+        self.ct_endpoint_quota = ct_endpoint_quota
         self.ring = ring
         self.ipr = IPRoute()
-        self.applier = Applier(dp, self.ipr)
         self.models = ModelCache()
         self.planner = Planner(node, waypoint)
         self._frozen = False
@@ -179,6 +191,43 @@ class DatapathController:
         self.last_sync_ms = 0.0
         self.errors: tuple[str, ...] = ()
         self.events = EventReader(self.decoder, ring, lambda: self.index)
+        self._dp: Datapath | None = None
+        self._applier: Applier | None = None
+        self._load_error: BaseException | None = None
+        self.attached = threading.Event()  # set by attach (or attach_failed)
+        if dp is not None:
+            self.attach(dp)
+
+    def attach(self, dp: Datapath) -> None:
+        """Hand over the loaded programs and maps: the applier adopts what they hold."""
+        maps.write_ct_endpoint_quota(dp, self.ct_endpoint_quota)
+        applier = Applier(dp, self.ipr)
+        # No lock: the first sync holds it while it plans, and reads these only once
+        # ``attached`` is set.
+        self._dp, self._applier = dp, applier
+        self.attached.set()
+
+    def attach_failed(self, err: BaseException) -> None:
+        """The load failed: a sync waiting for the maps raises instead of waiting on."""
+        self._load_error = err
+        self.attached.set()
+
+    @property
+    def dp(self) -> Datapath:
+        if self._dp is None:
+            raise DatapathNotLoaded(self._not_loaded())
+        return self._dp
+
+    @property
+    def applier(self) -> Applier:
+        if self._applier is None:
+            raise DatapathNotLoaded(self._not_loaded())
+        return self._applier
+
+    def _not_loaded(self) -> str:
+        if self._load_error is not None:
+            return f"the datapath failed to load: {self._load_error}"
+        return "the datapath is not loaded yet"
 
     # -- desired state ---------------------------------------------------------------------
     def sync(self, objects: Iterable[Mapping[str, Any]]) -> None:
@@ -218,12 +267,16 @@ class DatapathController:
         self._program(started)
 
     def _program(self, started: float) -> None:
+        if not self.attached.is_set():
+            # The first sync, planned while the programs compile: what needs no maps is
+            # done before its writes wait for them.
+            with self.lock:
+                self._refresh_index(self.planner.desired())
+            self.attached.wait()
         with self.lock:
             desired = self.planner.desired()
             self.applier.apply(desired)
-            if self.planner.index_stale:  # Pods, Nodes, Services: not on endpoint changes
-                self.index = endpoint_index(self.planner.view(), desired, self.node)
-                self.planner.index_stale = False
+            self._refresh_index(desired)
             overflows = tuple(
                 overflow_error(o, self.planner.view(), desired)
                 for _, o in sorted(self.applier.overflows.items())
@@ -237,6 +290,11 @@ class DatapathController:
                 log.warning("datapath: %s", error)
             self.errors = errors
         self.last_sync_ms = (time.monotonic() - started) * 1000
+
+    def _refresh_index(self, desired: DesiredDatapath) -> None:
+        if self.planner.index_stale:  # Pods, Nodes, Services: not on endpoint changes
+            self.index = endpoint_index(self.planner.view(), desired, self.node)
+            self.planner.index_stale = False
 
     # -- events ----------------------------------------------------------------------------
     def run_events(self, stop: threading.Event) -> None:
@@ -290,4 +348,5 @@ class DatapathController:
 
     def close(self) -> None:
         self.ipr.close()
-        self.dp.close()
+        if self._dp is not None:
+            self._dp.close()

@@ -24,13 +24,16 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from operator import itemgetter
+from typing import TYPE_CHECKING
 
 from agent.datapath.flowevents import RECORD_SIZE, EventDecoder, RecordKeys
-from agent.datapath.programs import Datapath
 from agent.datapath.ringbuf import MappedRingBuffer
 from agent.flows.enrich import EndpointIndex, Peers, apply_peers, peers
 from agent.flows.flow import Flow, LostEventSource
 from agent.flows.ingest import FlowIngest
+
+if TYPE_CHECKING:  # programs imports BCC: loaded on the agent's BCC thread only
+    from agent.datapath.programs import Datapath
 
 log = logging.getLogger("tulle.datapath")
 DRAIN_INTERVAL_S = 0.1

@@ -11,7 +11,7 @@ import ipaddress
 from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.datapath.byteorder import be16, be32, from_be16, from_be32  # noqa: F401 (re-exported)
 from agent.datapath.cdefs import LIB_DIR, enum_values
@@ -24,12 +24,15 @@ from agent.datapath.flags import (  # noqa: F401  (re-exported for the map write
     LB_F_L7_CLIENTS,
 )
 from agent.datapath.native import update_batch
-from agent.datapath.programs import Datapath
+
+if TYPE_CHECKING:  # programs imports BCC: loaded on the agent's BCC thread only
+    from agent.datapath.programs import Datapath
 
 _CONFIG = enum_values(LIB_DIR / "common.h", "tulle_config")
 CFG_WAYPOINT = _CONFIG["TULLE_CFG_WAYPOINT"]
 CFG_CT_ENDPOINT_QUOTA = _CONFIG["TULLE_CFG_CT_ENDPOINT_QUOTA"]
 BACKEND_GENERATION_SPAN = 1 << 15  # backend indices alternate between two halves per update
+SERVICE_TABLES = ("lb_backends_v1", "lb_maglev_v1", "lb_services_v1")  # a service's maps
 
 
 # -- endpoints and identities --------------------------------------------------------------

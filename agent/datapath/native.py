@@ -28,6 +28,12 @@ libbpf.bpf_map_update_batch.argtypes = [
     ctypes.c_void_p,
 ]
 libbpf.bpf_map_update_batch.restype = ctypes.c_int
+libbpf.bpf_map_delete_batch.argtypes = [
+    ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32), ctypes.c_void_p,
+]
+libbpf.bpf_map_delete_batch.restype = ctypes.c_int
+libbpf.bpf_map_delete_elem.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libbpf.bpf_map_delete_elem.restype = ctypes.c_int
 
 
 ENOTSUPP = 524  # kernel-internal errno that leaks out of bpf(2); Python's errno lacks it
@@ -73,16 +79,56 @@ def obj_get(path: Path) -> int:
     return check(libbpf.bpf_obj_get(os.fsencode(path)), f"bpf_obj_get({str(path)!r})")
 
 
-def update_batch(fd: int, keys: ctypes.Array[Any], values: ctypes.Array[Any]) -> None:
-    """Write ``keys[i] -> values[i]`` in one bpf(2) call (BPF_MAP_UPDATE_BATCH, flags 0).
-    Raises OSError naming the errno; entries before the failing one may have been written."""
-    count = ctypes.c_uint32(len(keys))
-    check(
-        libbpf.bpf_map_update_batch(
-            fd, ctypes.addressof(keys), ctypes.addressof(values), ctypes.byref(count), None
-        ),
-        f"bpf_map_update_batch(fd={fd}, {len(keys)} entries; {count.value} written)",
-    )
+class BatchError(OSError):
+    """A batch call failed part-way: ``written`` entries, the first ones, were done (the
+    kernel's generic batch stops at the first entry it cannot write or delete)."""
+
+    def __init__(self, err: OSError, written: int) -> None:
+        super().__init__(err.errno, err.strerror)
+        self.written = written
+
+
+Buffer = ctypes.Array[Any] | bytearray
+
+
+def _address(buffer: Buffer) -> int:
+    if isinstance(buffer, bytearray):
+        return ctypes.addressof((ctypes.c_char * len(buffer)).from_buffer(buffer))
+    return ctypes.addressof(buffer)
+
+
+def update_batch(fd: int, keys: Buffer, values: Buffer, count: int | None = None) -> None:
+    """Write ``keys[i] -> values[i]`` in one bpf(2) call (BPF_MAP_UPDATE_BATCH, flags 0):
+    ctypes arrays (``count`` defaults to their length) or packed buffers of ``count``
+    entries. Raises :class:`BatchError` naming the errno and how many were written."""
+    n = len(keys) if count is None else count
+    done = ctypes.c_uint32(n)
+    ret = libbpf.bpf_map_update_batch(fd, _address(keys), _address(values),
+                                      ctypes.byref(done), None)
+    try:
+        check(ret, f"bpf_map_update_batch(fd={fd}, {n} entries; {done.value} written)")
+    except OSError as err:
+        raise BatchError(err, done.value) from None
+
+
+def delete_batch(fd: int, keys: Buffer, count: int) -> None:
+    """Delete ``count`` packed keys in one bpf(2) call (BPF_MAP_DELETE_BATCH). A missing
+    key stops the batch there (ENOENT): :class:`BatchError` says how many went."""
+    done = ctypes.c_uint32(count)
+    ret = libbpf.bpf_map_delete_batch(fd, _address(keys), ctypes.byref(done), None)
+    try:
+        check(ret, f"bpf_map_delete_batch(fd={fd}, {count} entries; {done.value} deleted)")
+    except OSError as err:
+        raise BatchError(err, done.value) from None
+
+
+def delete_elem(fd: int, key: Buffer, offset: int = 0) -> bool:
+    """Delete one key (at ``offset`` in a packed buffer); False when it was not there."""
+    ret = libbpf.bpf_map_delete_elem(fd, _address(key) + offset)
+    if ret < 0 and (-ret if ret < -1 else ctypes.get_errno()) == errno.ENOENT:
+        return False
+    check(ret, f"bpf_map_delete_elem(fd={fd})")
+    return True
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
-"""Start kernel tracing inside the node agent (agent/daemon.py calls `start_tracing`).
+"""Start kernel tracing inside the node agent (agent/daemon.py calls `start_tracing` on its BCC
+thread, before or after the datapath's compile: TRACE_ORDER).
 
 Tracing is best effort: a kernel without the hooks, or a compile failure, is logged with what
 is missing and the agent runs on without it.
@@ -9,10 +10,9 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
 from typing import Any
 
-from agent.datapath.controller import DatapathController
+from agent.datapath.controller import DatapathController, DatapathNotLoaded
 from agent.flows.ingest import FlowIngest
 from agent.tracing.tracer import HookPlan, Tracer, TracerUnavailable, plan_hooks
 
@@ -20,8 +20,13 @@ log = logging.getLogger("tulle.tracing")
 
 
 def local_pod_ips(datapath: DatapathController) -> list[str]:
-    """The node's pods as the datapath last programmed them (one per pod veth)."""
-    return [str(ip) for ip, _identity, _flags in list(datapath.applier.applied.endpoints.values())]
+    """The node's pods as the datapath last programmed them (one per pod veth); none while
+    its maps are not loaded (a tracer compiled before the datapath: agent.daemon)."""
+    try:
+        endpoints = datapath.applier.applied.endpoints
+    except DatapathNotLoaded:
+        return []
+    return [str(ip) for ip, _identity, _flags in list(endpoints.values())]
 
 
 def start_tracing(
@@ -78,27 +83,3 @@ class TraceSwitch:
         self.want_attached = attached
         if self._feed is not None:
             self._feed.want_attached = attached
-
-
-def start_tracing_after(
-    synced: threading.Event,
-    datapath: DatapathController,
-    ingest: FlowIngest,
-    node: str,
-    stop: threading.Event,
-    started: Callable[[HookPlan | None], None],
-) -> threading.Thread:
-    """Compile and start the tracer on a thread of its own once ``synced`` is set (already
-    set: at once), so that its BCC compile (~1.2 s) does not hold up the caller. Call from
-    the main thread (it installs the pause/resume signal handlers)."""
-    switch = TraceSwitch().install()
-
-    def run() -> None:
-        while not synced.wait(0.5):
-            if stop.is_set():
-                return
-        started(start_tracing(datapath, ingest, node, stop, switch))
-
-    thread = threading.Thread(target=run, name="trace-start", daemon=True)
-    thread.start()
-    return thread

@@ -4,12 +4,14 @@ The bench seeds a lab store in bulk (bench/control/fsseed.py: N Services with on
 EndpointSlice of E endpoints each, written before the API server starts, seconds instead of
 the minutes the API takes), starts the lab API server on loopback (its own process), then:
 
-- ``stages`` (default): a fresh process runs what the agent's first sync runs, one stage at a
-  time, in the daemon's order (agent/daemon.py): imports, eBPF load (BCC compile, maps pinned
-  under a throw-away pin dir), list per kind (HTTP, JSON decode, cache and cluster state
-  apart), model decode, planning (Maglev apart), kernel map writes, the flow enricher's index,
-  and the tracer's compile. It prints a table: seconds, CPU seconds, RSS after the stage,
-  and peak RSS (VmHWM) so far. ``--no-bpf`` stubs the kernel (no root needed).
+- ``stages`` (default): a fresh process runs what the agent's first sync runs, stage by
+  stage, in the daemon's order (agent/daemon.py, agent/bcc_thread.py): imports; on a thread,
+  the eBPF load (BCC compile, maps pinned under a throw-away pin dir) and the tracer's compile
+  (before or after it: TRACE_ORDER, or ``FSBENCH_TRACE_ORDER``); on the main thread meanwhile
+  the list per kind (HTTP, JSON decode apart), model decode, planning (Maglev apart), the flow
+  enricher's index, then the wait for the load and the kernel map writes. It prints a table:
+  seconds, CPU seconds of the stage's own thread, when it ended, RSS after it and peak RSS
+  (VmHWM) so far. ``--no-bpf`` stubs the kernel (no root needed).
 - ``daemon``: runs the real agent (``python -m agent.cli.node agent``) against it and reads
   its health file's ``first_sync_s`` (process start to first datapath sync) and VmHWM, as
   ``make bench-control`` does for a restarted agent.
@@ -32,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,16 +53,25 @@ def _status_mb(field: str) -> float:
 
 
 def _cpu() -> float:
+    """CPU seconds of the calling thread: stages on the main thread overlap the BCC thread's."""
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
 class Stages:
-    """Times named stages; ``extra`` time measured inside a stage is reported beside it."""
+    """Times named stages; ``extra`` time measured inside a stage is reported beside it.
+    ``at`` is when a stage ended, in seconds since the harness started (stages of the BCC
+    thread overlap the main thread's)."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
         self.origin = time.monotonic()
+        self.lock = threading.Lock()
 
     @contextmanager
     def stage(self, name: str) -> Iterator[dict[str, Any]]:
@@ -68,13 +80,15 @@ class Stages:
         yield row
         row["s"] = round(time.monotonic() - wall, 3)
         row["cpu_s"] = round(_cpu() - cpu, 3)
+        row["at"] = round(time.monotonic() - self.origin, 3)
         row["rss_mb"] = round(_status_mb("VmRSS"), 1)
         row["anon_mb"] = round(_status_mb("RssAnon"), 1)  # the rest: file-backed (libbcc)
         row["hwm_mb"] = round(_status_mb("VmHWM"), 1)
-        self.rows.append(row)
-        print(f"  {name:<34} {row['s']:>7.3f} s  cpu {row['cpu_s']:>7.3f} s  "
-              f"rss {row['rss_mb']:>6.1f} MB (anon {row['anon_mb']:>6.1f})  "
-              f"peak {row['hwm_mb']:>6.1f} MB",
+        with self.lock:
+            self.rows.append(row)
+        print(f"  {name:<38} {row['s']:>7.3f} s  cpu {row['cpu_s']:>7.3f} s  "
+              f"at {row['at']:>6.3f} s  rss {row['rss_mb']:>6.1f} MB "
+              f"(anon {row['anon_mb']:>6.1f})  peak {row['hwm_mb']:>6.1f} MB",
               file=sys.stderr, flush=True)
 
 
@@ -100,51 +114,46 @@ class Timer:
 
 
 def run_stages(kubeconfig: str, pin_dir: str | None, trace: bool) -> dict[str, Any]:
+    """The daemon's order (agent/daemon.py, agent/bcc_thread.py): the BCC thread compiles and
+    loads the datapath (and the tracer, TRACE_ORDER) while the main thread lists, decodes
+    and plans; the map writes wait for the load."""
     stages = Stages()
     with stages.stage("python start"):
         pass
     with stages.stage("imports"):
         import agent.daemon as daemon
+        from agent import bcc_thread
         from agent.datapath import controller as ctl
         from agent.datapath import services as svcs
         from agent.flows.ingest import FlowIngest
         from agent.flows.store import FlowRing
         from agent.kube import informer as inf
         from agent.kube.source import connect
-    with stages.stage("eBPF load (BCC compile, pin maps)") as row:
-        ingest = FlowIngest(FlowRing(65_535), ())
-        if pin_dir is None:
-            from bench.control.replan import NoMaps, stub_map_writes
+    ingest = FlowIngest(FlowRing(65_535), ())
+    datapath = ctl.DatapathController(NODE, None, ingest)
+    order = os.environ.get("FSBENCH_TRACE_ORDER") or bcc_thread.TRACE_ORDER
+    beside = os.environ.get("FSBENCH_PLAN_BESIDE", str(bcc_thread.PLAN_BESIDE_COMPILES)) == "True"
+    compiled = threading.Event()
+    loader = None
+    if pin_dir is None:
+        from bench.control.replan import NoMaps, stub_map_writes
 
-            stub = stub_map_writes([])
-            stub.start()
-            datapath = ctl.DatapathController(NODE, NoMaps(), ingest)  # type: ignore[arg-type]
-            row["note"] = "stubbed (--no-bpf)"
-        else:
-            from agent.datapath.programs import load_datapath
-
-            datapath = ctl.DatapathController(NODE, load_datapath(Path(pin_dir)), ingest)
-            if stage_trim(daemon):
-                from agent.datapath.native import malloc_trim
-
-                malloc_trim()
-                row["note"] = "then malloc_trim"
-    stages_order = os.environ.get("FSBENCH_TRACE_ORDER") or daemon_stage_order(daemon)
-    if trace and stages_order == "trace-first":
-        tracer_stage(stages, datapath, ingest, pin_dir)
-        if stage_trim(daemon):
-            from agent.datapath.native import malloc_trim
-
-            malloc_trim()
+        stub = stub_map_writes([])
+        stub.start()
+        datapath.attach(NoMaps())  # type: ignore[arg-type]
+        compiled.set()
+    else:
+        loader = threading.Thread(target=_bcc_thread, name="bcc", daemon=True,
+                                  args=(stages, datapath, ingest, pin_dir, trace, order,
+                                        compiled))
+        loader.start()
     client = connect(kubeconfig)
     agent = daemon.Agent(NODE, client)
     send_timer, decode_timer = Timer(), Timer()
     inf._decode_json = decode_timer.wrap(inf._decode_json)  # type: ignore[attr-defined]
-    hold = None
-    if getattr(daemon.Agent(NODE, client), "startup_gc", False) is not False:
-        from agent.kube.gcpause import Hold
+    from agent.kube.gcpause import Hold
 
-        hold = Hold()  # as the daemon's run() holds one from its start to its first sync
+    hold = Hold()  # as the daemon's run() holds one from its start to its first sync
     for informer, kind in zip(agent.source.informers, agent.source.state.kinds, strict=True):
         generic = client._client  # noqa: SLF001 - what the informer sends through
         generic.send = send_timer.wrap(generic.__class__.send.__get__(generic))  # type: ignore[method-assign]
@@ -163,49 +172,69 @@ def run_stages(kubeconfig: str, pin_dir: str | None, trace: bool) -> dict[str, A
         with stages.stage("decode models") as row:
             resources = datapath.models.decode_all(objects, ctl.WATCHED_KINDS)
             row["objects"] = len(resources)
+        if not beside:
+            with stages.stage("wait for the BCC compiles (PLAN_BESIDE_COMPILES off)"):
+                compiled.wait()
         with stages.stage("plan (services, endpoints, policy)") as row:
             datapath.planner.reset(resources)
             desired = datapath.planner.desired()
             row["maglev_s"] = round(maglev.total, 3)
             row["maglev_tables"] = maglev.calls
-        with stages.stage("kernel map writes" if pin_dir else "map writes (stubbed)"):
-            datapath.applier.apply(desired)
         with stages.stage("flow enricher index"):
             datapath.index = ctl.endpoint_index(datapath.planner.view(), desired, NODE)
             datapath.planner.index_stale = False
+        with stages.stage("wait for the eBPF load"):
+            datapath.attached.wait()
+            datapath.applier  # noqa: B018 - raises if the load failed
+        with stages.stage("kernel map writes" if pin_dir else "map writes (stubbed)") as row:
+            cpu = _process_cpu()
+            datapath.applier.apply(desired)
+            row["process_cpu_s"] = round(_process_cpu() - cpu, 3)
     with stages.stage("gc.freeze, collector back on"):
         gc.freeze()
-        if hold is not None:
-            hold.release()
-    first_sync = sum(r["s"] for r in stages.rows if r["stage"] != "python start")
-    if trace and stages_order != "trace-first":
-        tracer_stage(stages, datapath, ingest, pin_dir)
-    return {"rows": stages.rows, "order": stages_order,
-            "services": len(datapath.applier.applied.slots), "first_sync_s": round(first_sync, 3),
+        hold.release()
+    first_sync = stages.rows[-1]["at"]
+    if loader is not None:
+        loader.join()
+    rows = sorted(stages.rows, key=lambda r: r["at"])
+    return {"rows": rows, "order": order, "plan_beside_compiles": beside,
+            "services": len(datapath.applier.applied.slots), "first_sync_s": first_sync,
             "peak_rss_mb": round(_status_mb("VmHWM"), 1)}
 
 
-def stage_trim(daemon: Any) -> bool:
-    """Whether the daemon trims the C heap after the BCC compile."""
-    return "malloc_trim" in Path(daemon.__file__).read_text()
+def _bcc_thread(stages: Stages, datapath: Any, ingest: Any, pin_dir: str, trace: bool,
+                order: str, compiled: threading.Event) -> None:
+    """As agent.bcc_thread.DatapathLoad runs it, each compile a stage of its own."""
+    from agent.datapath.native import malloc_trim
 
+    if trace and order == "before-load":
+        tracer_stage(stages, datapath, ingest, pin_dir)
+    with stages.stage("[bcc thread] eBPF load (compile, pin maps)") as row:
+        from agent.datapath.programs import load_datapath
 
-def daemon_stage_order(daemon: Any) -> str:
-    """Whether the daemon compiles the tracer before its first sync (the old order)."""
-    return str(getattr(daemon, "TRACE_ORDER", "trace-first"))
+        dp = load_datapath(Path(pin_dir))
+        malloc_trim()
+        datapath.attach(dp)
+        row["note"] = "then malloc_trim, attach"
+    if trace and order == "after-load":
+        tracer_stage(stages, datapath, ingest, pin_dir)
+    compiled.set()
+    if trace and order == "after-sync":
+        while not any(r["stage"].startswith("gc.freeze") for r in list(stages.rows)):
+            time.sleep(0.05)
+        tracer_stage(stages, datapath, ingest, pin_dir)
 
 
 def tracer_stage(stages: Stages, datapath: Any, ingest: Any, pin_dir: str | None) -> None:
-    with stages.stage("tracer compile (BCC)") as row:
-        if pin_dir is None:
-            row["note"] = "skipped (--no-bpf)"
-            return
+    with stages.stage("[bcc thread] tracer compile") as row:
         from agent.datapath.features import feature_probe
+        from agent.datapath.native import malloc_trim
         from agent.tracing.tracer import Tracer, plan_hooks
 
         tracer = Tracer.load(plan_hooks(feature_probe()))
         row["hooks"] = len(tracer.plan.hooks)
         tracer.bpf.cleanup()
+        malloc_trim()
 
 
 # -- the driver --------------------------------------------------------------------------
@@ -313,16 +342,18 @@ def report(result: dict[str, Any]) -> str:
     lines = []
     stages = result.get("stages")
     if stages:
-        lines += [f"Stages (one process, daemon order: {stages['order']}):", "",
-                  "| stage | s | CPU s | RSS after (MB) | of it anon (MB) | peak RSS (MB) "
-                  "| detail |", "|---|---|---|---|---|---|---|"]
+        lines += [f"Stages (one process, daemon order, tracer {stages['order']}, plan beside "
+                  f"the compiles: {stages.get('plan_beside_compiles')}; by end time):",
+                  "", "| stage | s | CPU s (its thread) | ended at s | RSS after (MB) "
+                  "| of it anon (MB) | peak RSS (MB) | detail |",
+                  "|---|---|---|---|---|---|---|---|"]
+        skip = ("stage", "s", "cpu_s", "at", "rss_mb", "anon_mb", "hwm_mb")
         for row in stages["rows"]:
-            detail = ", ".join(f"{k} {v}" for k, v in row.items()
-                               if k not in ("stage", "s", "cpu_s", "rss_mb", "anon_mb", "hwm_mb"))
-            lines.append(f"| {row['stage']} | {row['s']} | {row['cpu_s']} | {row['rss_mb']} "
-                         f"| {row['anon_mb']} | {row['hwm_mb']} | {detail} |")
-        lines.append(f"\nfirst sync (sum of stages after python start, tracer excluded when "
-                     f"deferred): {stages['first_sync_s']} s; peak RSS {stages['peak_rss_mb']} MB")
+            detail = ", ".join(f"{k} {v}" for k, v in row.items() if k not in skip)
+            lines.append(f"| {row['stage']} | {row['s']} | {row['cpu_s']} | {row.get('at')} "
+                         f"| {row['rss_mb']} | {row['anon_mb']} | {row['hwm_mb']} | {detail} |")
+        lines.append(f"\nfirst sync (harness start to the collector back on): "
+                     f"{stages['first_sync_s']} s; peak RSS {stages['peak_rss_mb']} MB")
     daemon = result.get("daemon")
     if daemon:
         lines.append(f"\nReal agent (`python -m agent.cli.node agent`): first sync "

@@ -1,0 +1,323 @@
+"""Many services' map entries at once: packed into one buffer per map, written with
+BPF_MAP_UPDATE_BATCH (and freed with BPF_MAP_DELETE_BATCH), a few bpf(2) calls for a whole
+first sync instead of one per entry, and no ctypes object per entry.
+
+The layouts still come from C: a :class:`Packer` reads the field offsets and widths of BCC's
+``table.Key``/``table.Leaf`` and writes those fields with one ``struct`` call, every other
+byte zero (as a fresh ctypes value is). A struct whose integer fields are all in network
+order (``__be32`` addresses, ``__be16`` ports, single bytes) is packed big-endian from plain
+ints; a nested struct is written as its memory image (``raw``).
+
+The entries and their order per service are those of ``maps.write_service``: every
+service's backends at its fresh generation, then the Maglev tables, then the service
+entries (readers never see a count without its backends), then the previous generations
+freed. When the kernel refuses part of a batch (a full map), the services not yet complete
+go through ``maps.write_service`` one by one, which reports the refused ones and keeps the
+others. Maps without a ``map_fd`` (the unit tests' stand-ins) take that path throughout.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+import struct
+import sys
+from array import array
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from agent.datapath import maps
+from agent.datapath.native import BatchError, delete_batch, delete_elem, update_batch
+
+if TYPE_CHECKING:  # programs imports BCC: loaded on the agent's BCC thread only
+    from agent.datapath.programs import Datapath
+
+SPAN = maps.BACKEND_GENERATION_SPAN
+CHUNK = 8192  # entries per batch call (Maglev tables: CHUNK_TABLES, 4 KB each)
+CHUNK_TABLES = 256
+_INT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_HIGH_BIT = bytes(b | 0x80 for b in range(256))  # + SPAN on a u16's high byte (little-endian)
+
+
+class Packer:
+    """Writes the named fields of a ctypes struct (dotted paths into nested structs, listed
+    in offset order) with one ``struct`` call; fields named in ``raw`` take their memory
+    image as bytes, the others an integer, in native order or, ``network``, big-endian;
+    bytes of unnamed fields stay zero."""
+
+    def __init__(self, ctype: Any, fields: Sequence[str], raw: Collection[str] = (),
+                 network: bool = False) -> None:
+        self.size = ctypes.sizeof(ctype)
+        fmt, at = ">" if network else "=", 0
+        for path in fields:
+            offset, ftype = _field(ctype, path)
+            width = ctypes.sizeof(ftype)
+            if offset < at:
+                raise ValueError(f"{ctype.__name__}.{path}: fields must be listed in offset order")
+            if path in raw:
+                code = f"{width}s"
+            elif issubclass(ftype, ctypes._SimpleCData) and width in _INT_CODES:
+                signed = ftype(-1).value < 0
+                code = _INT_CODES[width].lower() if signed else _INT_CODES[width]
+            else:
+                raise TypeError(f"{ctype.__name__}.{path} is not an integer: name it in raw")
+            fmt += (f"{offset - at}x" if offset > at else "") + code
+            at = offset + width
+        fmt += f"{self.size - at}x" if self.size > at else ""
+        self.struct = struct.Struct(fmt)
+        assert self.struct.size == self.size, (ctype, fmt)
+        self.pack = self.struct.pack
+        self.pack_into = self.struct.pack_into
+
+
+def _field(ctype: Any, path: str) -> tuple[int, Any]:
+    offset, current = 0, ctype
+    for name in path.split("."):
+        types = {f[0]: f[1] for f in getattr(current, "_fields_", ())}
+        if name not in types:
+            raise KeyError(f"{current.__name__} has no field {name!r}")
+        offset += getattr(current, name).offset
+        current = types[name]
+    return offset, current
+
+
+class Address(Protocol):
+    @property
+    def ip(self) -> ipaddress.IPv4Address: ...
+    @property
+    def port(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceWrite:
+    """One service's entries as ``maps.write_service`` takes them."""
+
+    vip: ipaddress.IPv4Address
+    port: int
+    protocol: int
+    backends: Sequence[Address]
+    table: Sequence[int]
+    affinity_timeout: int
+    previous: maps.ServiceSlot | None
+    flags: int
+
+
+@dataclass(frozen=True)
+class _Layouts:
+    svc: Packer  # the lb_key inside a backend key
+    backend_key: Packer
+    backend: Packer
+    maglev_key: Packer
+    services_key: Packer
+    service: Packer
+    maglev_slots: int  # u32 slots of a Maglev leaf when it is exactly those (else 0)
+    maglev_size: int
+
+
+_LAYOUTS: dict[tuple[Any, ...], _Layouts] = {}
+
+
+def _layouts(backends: Any, maglev: Any, services: Any) -> _Layouts:
+    classes = (backends.Key, backends.Leaf, maglev.Key, maglev.Leaf, services.Key, services.Leaf)
+    found = _LAYOUTS.get(classes)
+    if found is None:
+        key_fields = ("vip", "port", "proto")  # __be32, __be16, __u8
+        slots_type = dict(getattr(maglev.Leaf, "_fields_", ())).get("slots")
+        exact = (
+            sys.byteorder == "little"
+            and slots_type is not None
+            and getattr(slots_type, "_type_", None) is ctypes.c_uint32
+            and maglev.Leaf.slots.offset == 0
+            and ctypes.sizeof(slots_type) == ctypes.sizeof(maglev.Leaf)
+        )
+        found = _Layouts(
+            svc=Packer(_field(backends.Key, "svc")[1], key_fields, network=True),
+            backend_key=Packer(backends.Key, ("svc", "index"), {"svc"}),
+            backend=Packer(backends.Leaf, ("addr", "port"), network=True),  # __be32, __be16
+            maglev_key=Packer(maglev.Key, key_fields, network=True),
+            services_key=Packer(services.Key, key_fields, network=True),
+            service=Packer(services.Leaf, ("backend_count", "affinity_timeout", "flags")),
+            maglev_slots=slots_type._length_ if exact and slots_type is not None else 0,
+            maglev_size=ctypes.sizeof(maglev.Leaf),
+        )
+        _LAYOUTS[classes] = found
+    return found
+
+
+def write_services(dp: Datapath, writes: Sequence[ServiceWrite]) -> list[Any]:
+    """Write every service of ``writes``; per write its new ``ServiceSlot``, or the
+    exception that refused it (as ``maps.write_service`` raises it)."""
+    backends, maglev, services = (dp.table(n) for n in maps.SERVICE_TABLES)
+    if getattr(backends, "map_fd", None) is None or not writes:
+        return _one_by_one(dp, writes)
+    layout = _layouts(backends, maglev, services)
+    generation = [0 if w.previous is None else 1 - w.previous.generation for w in writes]
+    try:
+        _put_backends(backends.map_fd, layout, writes, generation)
+        _put_maglev(maglev, layout, writes, generation)
+        done = _put_services(services.map_fd, layout, writes)
+    except BatchError:
+        done = 0  # only a service's own entry completes it: the rest go one by one
+    results: list[Any] = [
+        maps.ServiceSlot(generation[i], len(writes[i].backends)) for i in range(done)
+    ]
+    _free_previous(backends.map_fd, layout, writes[:done])
+    return results + _one_by_one(dp, writes[done:])
+
+
+def _one_by_one(dp: Datapath, writes: Sequence[ServiceWrite]) -> list[Any]:
+    results: list[Any] = []
+    for w in writes:
+        try:
+            results.append(maps.write_service(
+                dp, w.vip, w.port, w.protocol, [(b.ip, b.port) for b in w.backends], w.table,
+                w.affinity_timeout, w.previous, w.flags,
+            ))
+        except Exception as err:  # the caller tells a refusal from a bug
+            results.append(err)
+    return results
+
+
+def _lb_key(packer: Packer, w: ServiceWrite) -> bytes:
+    return packer.pack(int(w.vip), w.port, w.protocol)
+
+
+class _Batch:
+    """Fills packed key and value buffers and writes each full chunk in one call."""
+
+    def __init__(self, fd: int, key_size: int, value_size: int, total: int, chunk: int) -> None:
+        self.fd, self.key_size, self.value_size = fd, key_size, value_size
+        self.chunk = min(chunk, total)
+        self.keys = bytearray(self.chunk * key_size)
+        self.values = bytearray(self.chunk * value_size)
+        self.count = 0
+
+    def flush(self) -> None:
+        if self.count:
+            update_batch(self.fd, self.keys, self.values, self.count)
+            self.count = 0
+
+
+def _put_backends(
+    fd: int, layout: _Layouts, writes: Sequence[ServiceWrite], generation: list[int]
+) -> None:
+    total = sum(len(w.backends) for w in writes)
+    if not total:
+        return
+    key_pack, key_size = layout.backend_key.pack_into, layout.backend_key.size
+    value_pack, value_size = layout.backend.pack_into, layout.backend.size
+    batch = _Batch(fd, key_size, value_size, total, CHUNK)
+    keys, values, chunk = batch.keys, batch.values, batch.chunk
+    for w, gen in zip(writes, generation, strict=True):
+        svc, index = _lb_key(layout.svc, w), gen * SPAN
+        for b in w.backends:
+            n = batch.count
+            key_pack(keys, n * key_size, svc, index)
+            value_pack(values, n * value_size, int(b.ip), b.port)
+            index += 1
+            batch.count = n + 1
+            if n + 1 == chunk:
+                batch.flush()
+    batch.flush()
+
+
+def _put_maglev(
+    maglev: Any, layout: _Layouts, writes: Sequence[ServiceWrite], generation: list[int]
+) -> None:
+    served = [(w, gen) for w, gen in zip(writes, generation, strict=True) if w.backends]
+    for w in writes:
+        if not w.backends:  # no table: clients are refused at once (as write_service does)
+            try:
+                delete_elem(maglev.map_fd, bytearray(_lb_key(layout.maglev_key, w)))
+            except OSError:
+                pass  # as maps._delete: whatever is not there is gone
+    for start in range(0, len(served), CHUNK_TABLES):
+        part = served[start:start + CHUNK_TABLES]
+        batch = _Batch(maglev.map_fd, layout.maglev_key.size, layout.maglev_size,
+                       len(part), CHUNK_TABLES)
+        for n, (w, _) in enumerate(part):
+            layout.maglev_key.pack_into(batch.keys, n * layout.maglev_key.size,
+                                        int(w.vip), w.port, w.protocol)
+        if not _maglev_images(batch.values, layout, part):
+            for n, (w, gen) in enumerate(part):
+                leaf = maps._maglev_leaf(maglev, w.table, gen * SPAN)  # noqa: SLF001
+                at = n * layout.maglev_size
+                batch.values[at:at + layout.maglev_size] = bytes(leaf)
+        batch.count = len(part)
+        batch.flush()
+
+
+def _maglev_images(
+    out: bytearray, layout: _Layouts, part: Sequence[tuple[ServiceWrite, int]]
+) -> bool:
+    """The leaves as u32 little-endian images of the u16 tables, built with byte-strided
+    copies (no Python int per slot); False when a table does not fit that (the caller
+    then fills each leaf through ctypes)."""
+    slots = layout.maglev_slots
+    low, high = [], []
+    for w, gen in part:
+        table = w.table[:]
+        if not (isinstance(table, array) and table.typecode == "H"):
+            table = array("H", table)
+        # Indices + SPAN stay below 2**16 while a service has at most SPAN backends.
+        if not slots or len(table) != slots or len(w.backends) > SPAN:
+            return False
+        raw = table.tobytes()
+        low.append(raw[0::2])
+        high.append(raw[1::2].translate(_HIGH_BIT) if gen else raw[1::2])
+    out[0::4] = b"".join(low)
+    out[1::4] = b"".join(high)
+    return True
+
+
+def _put_services(fd: int, layout: _Layouts, writes: Sequence[ServiceWrite]) -> int:
+    """The services' own entries; how many were written (all, or up to a refusal)."""
+    key_pack, key_size = layout.services_key.pack_into, layout.services_key.size
+    value_pack, value_size = layout.service.pack_into, layout.service.size
+    for start in range(0, len(writes), CHUNK):
+        part = writes[start:start + CHUNK]
+        batch = _Batch(fd, key_size, value_size, len(part), CHUNK)
+        for n, w in enumerate(part):
+            key_pack(batch.keys, n * key_size, int(w.vip), w.port, w.protocol)
+            value_pack(batch.values, n * value_size, len(w.backends), w.affinity_timeout,
+                       w.flags)
+        batch.count = len(part)
+        try:
+            batch.flush()
+        except BatchError as err:
+            return start + err.written
+    return len(writes)
+
+
+def _free_previous(fd: int, layout: _Layouts, writes: Sequence[ServiceWrite]) -> None:
+    """Delete the previous generation's backends of these services. An entry already gone
+    is skipped (as ``maps._delete`` ignores it) and the batch goes on after it."""
+    key_pack, key_size = layout.backend_key.pack_into, layout.backend_key.size
+    keys = bytearray(CHUNK * key_size)
+    count = 0
+    for svc, index in _previous_keys(layout, writes):
+        key_pack(keys, count * key_size, svc, index)
+        count += 1
+        if count == CHUNK:
+            _delete_all(fd, keys, count, key_size)
+            count = 0
+    _delete_all(fd, keys, count, key_size)
+
+
+def _previous_keys(layout: _Layouts, writes: Sequence[ServiceWrite]) -> Iterator[tuple[bytes, int]]:
+    for w in writes:
+        if w.previous is not None and w.previous.backend_count:
+            svc, base = _lb_key(layout.svc, w), w.previous.generation * SPAN
+            for index in range(base, base + w.previous.backend_count):
+                yield svc, index
+
+
+def _delete_all(fd: int, keys: bytearray, count: int, key_size: int) -> None:
+    start = 0
+    while start < count:
+        try:
+            delete_batch(fd, keys[start * key_size:] if start else keys, count - start)
+            return
+        except BatchError as err:
+            start += err.written + 1  # that one was not there: skip it

@@ -1,0 +1,222 @@
+"""The agent's first sync beside its BCC compile (agent/bcc_thread.py, agent/daemon.py): the
+first sync plans before the maps exist and writes them once they are attached; the tracer
+compiles on the same thread, before or after the datapath, never at once with it; a compile
+error or a verifier rejection on that thread still fails the agent, with its own error."""
+
+from __future__ import annotations
+
+import gc
+import signal
+import threading
+from collections.abc import Iterator
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import bcc_thread, daemon
+from agent.datapath.controller import DatapathController, DatapathNotLoaded
+from agent.flows.store import FlowRing
+from bench.control.replan import NoMaps, stub_map_writes
+from tests.unit.datapath.test_controller_seam import endpoint_slice, service
+from tests.unit.kube.conftest import Lab, account_kubeconfig, free_port
+from tests.unit.kube.test_node_agent import wait_for
+
+
+@pytest.fixture
+def controller() -> Iterator[Any]:
+    writes: list[Any] = []
+    with stub_map_writes(writes):
+        dc = DatapathController("n1", None, FlowRing(16))  # type: ignore[arg-type]
+        dc.writes = writes  # type: ignore[attr-defined]
+        yield dc
+        dc.ipr.close()
+
+
+def test_the_first_sync_plans_before_the_maps_exist_and_writes_once_attached(
+    controller: Any,
+) -> None:
+    objects = [service("x", "10.96.0.1"), endpoint_slice("x", "10.244.1.2", "2")]
+    syncing = threading.Thread(target=controller.resync, args=(objects,), daemon=True)
+    syncing.start()
+    # Planned (the flow enricher's index knows the service) while nothing was written.
+    wait_for(lambda: controller.index.service("10.96.0.1", 80) is not None, "the plan")
+    assert syncing.is_alive() and controller.writes == []
+    with pytest.raises(DatapathNotLoaded, match="not loaded yet"):
+        controller.applier  # noqa: B018
+    controller.attach(NoMaps())
+    syncing.join(5)
+    assert not syncing.is_alive()
+    assert controller.writes == [(IPv4Address("10.96.0.1"), 80, 6)]
+
+
+def test_a_failed_load_ends_the_waiting_sync_with_its_reason(controller: Any) -> None:
+    errors: list[BaseException] = []
+
+    def sync() -> None:
+        try:
+            controller.resync([service("x", "10.96.0.1")])
+        except BaseException as err:
+            errors.append(err)
+
+    syncing = threading.Thread(target=sync, daemon=True)
+    syncing.start()
+    controller.attach_failed(RuntimeError("clang: error: boom"))
+    syncing.join(5)
+    assert not syncing.is_alive() and controller.writes == []
+    assert len(errors) == 1 and isinstance(errors[0], DatapathNotLoaded)
+    assert "failed to load: clang: error: boom" in str(errors[0])
+
+
+class Steps:
+    """Records what ran on the BCC thread, and whether the maps were attached by then."""
+
+    def __init__(self, controller: Any, fail: BaseException | None = None) -> None:
+        self.controller, self.fail, self.seen = controller, fail, []  # type: list[str]
+
+    def load(self, _pin_dir: Path) -> Any:
+        self.seen.append("load")
+        if self.fail is not None:
+            raise self.fail
+        return NoMaps()
+
+    def tracer(self) -> None:
+        self.seen.append("tracer, attached" if self.controller.attached.is_set() else "tracer")
+
+
+@pytest.mark.parametrize(("order", "expected"), [
+    ("before-load", ["tracer", "load"]),
+    ("after-load", ["load", "tracer, attached"]),
+])
+def test_the_two_compiles_run_one_after_the_other(
+    controller: Any, monkeypatch: pytest.MonkeyPatch, order: str, expected: list[str]
+) -> None:
+    steps = Steps(controller)
+    monkeypatch.setattr(bcc_thread, "load_datapath", steps.load)
+    monkeypatch.setattr(bcc_thread, "TRACE_ORDER", order)
+    load = bcc_thread.DatapathLoad(Path("/nonexistent"), controller, steps.tracer,
+                                   threading.Event(), threading.Event()).start()
+    assert load.wait() > 0
+    wait_for(lambda: len(steps.seen) == 2, "both steps")
+    assert steps.seen == expected and controller.attached.is_set()
+    assert load.compiled.wait(5)  # the first plan may go ahead
+
+
+def test_after_sync_the_tracer_waits_for_the_first_sync(
+    controller: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps = Steps(controller)
+    monkeypatch.setattr(bcc_thread, "load_datapath", steps.load)
+    monkeypatch.setattr(bcc_thread, "TRACE_ORDER", "after-sync")
+    synced = threading.Event()
+    load = bcc_thread.DatapathLoad(Path("/x"), controller, steps.tracer, synced,
+                                   threading.Event()).start()
+    load.wait()
+    assert not synced.wait(0.3) and steps.seen == ["load"]
+    synced.set()
+    wait_for(lambda: len(steps.seen) == 2, "the tracer")
+    assert steps.seen == ["load", "tracer, attached"]
+
+
+def test_a_failed_load_skips_the_tracer_and_wait_raises_it(
+    controller: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps = Steps(controller, fail=OSError(1, "Operation not permitted"))
+    monkeypatch.setattr(bcc_thread, "load_datapath", steps.load)
+    monkeypatch.setattr(bcc_thread, "TRACE_ORDER", "after-load")
+    load = bcc_thread.DatapathLoad(Path("/x"), controller, steps.tracer, threading.Event(),
+                                   threading.Event()).start()
+    with pytest.raises(OSError, match="Operation not permitted"):
+        load.wait()
+    assert steps.seen == ["load"]
+    with pytest.raises(DatapathNotLoaded, match="Operation not permitted"):
+        controller.applier  # noqa: B018
+
+
+# -- the agent process's own failure ------------------------------------------------------
+
+
+@pytest.fixture
+def restore_signals() -> Iterator[None]:
+    kinds = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+    saved = {s: signal.getsignal(s) for s in kinds}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+def compile_error() -> BaseException:
+    from agent.datapath.bpf_loader import CompileError
+
+    return CompileError([Path("bpf/from_pod.c")],
+                        "bpf/from_pod.c:12:3: error: use of undeclared identifier 'oops'")
+
+
+def verifier_rejection() -> BaseException:
+    from agent.datapath.bpf_loader import LoadError
+
+    return LoadError("tulle_from_pod", "Permission denied",
+                     "0: (61) r2 = *(u32 *)(r1 +76)\nR2 invalid mem access 'scalar'")
+
+
+@pytest.mark.parametrize(("make", "says"), [
+    (compile_error, r"from_pod.c:12: use of undeclared identifier 'oops'"),
+    (verifier_rejection, r"(?s)loading BPF program 'tulle_from_pod' failed.*invalid mem access"),
+])
+def test_a_bad_program_still_fails_the_agent_loudly(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_signals: None,
+    make: Any, says: str,
+) -> None:
+    """The compile runs on the BCC thread now; its error still ends ``run`` (and with it the
+    agent process: exit status 1, the traceback on stderr), with nothing left running."""
+    error = make()
+    traced: list[Any] = []
+
+    def failing_load(pin_dir: Path) -> Any:
+        assert threading.current_thread().name == "bcc"
+        raise error
+
+    monkeypatch.setattr(bcc_thread, "load_datapath", failing_load)
+    monkeypatch.setattr("agent.tracing.start.start_tracing", lambda *a: traced.append(a))
+    config = daemon.AgentConfig(
+        node="node1", kubeconfig=str(account_kubeconfig(lab, "tulle-agent")),
+        health_file=str(tmp_path / "health.json"), pin_dir=str(tmp_path / "pins"),
+        observer_port=free_port(), metrics_address=None, trace=True,
+    )
+    with pytest.raises(type(error), match=says) as raised:
+        daemon.run(config)
+    assert raised.value is error
+    if bcc_thread.TRACE_ORDER != "before-load":
+        assert traced == []
+    wait_for(lambda: not any(t.name in ("sync", "bcc") for t in threading.enumerate()),
+             "the agent's threads to end")
+    assert not (tmp_path / "health.json").exists()  # never reported, let alone ready
+    assert gc.isenabled()  # the startup pause ended with it
+
+
+def test_the_first_plan_waits_for_the_compiles_when_gated(lab: Lab) -> None:
+    """PLAN_BESIDE_COMPILES off: the informers list beside the compiles, but the first sync
+    plans only once they are over (their transient memory is not stacked on its peak)."""
+    from agent.kube.backoff import Backoff
+    from agent.kube.source import connect
+    from tests.unit.kube.test_agent_sync import RecordingDatapath
+
+    lab.store.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
+    agent = daemon.Agent("node1", connect(account_kubeconfig(lab, "tulle-agent")),
+                         backoff=Backoff(0.02, 0.2))
+    datapath = RecordingDatapath()
+    agent.datapath = datapath  # type: ignore[assignment]
+    agent.plan_gate = threading.Event()
+    agent.source.start()
+    syncer = threading.Thread(target=agent.sync_forever, daemon=True)
+    syncer.start()
+    try:
+        wait_for(lambda: agent.source.synced, "the lists")
+        assert not agent.first_synced.wait(0.7) and datapath.calls == []
+        agent.plan_gate.set()
+        wait_for(lambda: datapath.kinds_of_calls()[:1] == ["resync"], "the first sync")
+    finally:
+        agent.stop.set()
+        agent.source.stop()
+        syncer.join(timeout=5)
