@@ -54,7 +54,7 @@ log = logging.getLogger("tulle.agent")
 AGENT_KINDS = tuple(k for k in WATCHED_KINDS if k != "Secret")
 MODEL_KINDS = ("Service", "EndpointSlice")  # read only as models (the datapath's)
 HEALTH_INTERVAL = 1.0
-SYNC_DEBOUNCE = 0.02  # coalesce bursts of cluster changes into one datapath sync
+SYNC_DEBOUNCE = 0.02  # at most one datapath sync per this long: bursts coalesce
 STARTUP_GC_PAUSE_MAX = 120.0  # seconds
 
 
@@ -172,10 +172,15 @@ class Agent:
     def sync_forever(self) -> None:
         """Program the datapath whenever the cache changed (debounced)."""
         assert self.datapath is not None
+        last_sync = -SYNC_DEBOUNCE
         while not self.stop.is_set():
             if not self.changed.wait(0.5):
                 continue
-            self.stop.wait(SYNC_DEBOUNCE)
+            # Leading edge: a change after a quiet spell is applied at once; one within
+            # SYNC_DEBOUNCE of the last sync waits out the rest, with the rest of its burst.
+            rest = last_sync + SYNC_DEBOUNCE - time.monotonic()
+            if rest > 0:
+                self.stop.wait(rest)
             self.changed.clear()
             objects: list[dict[str, Any]] | None = None
             if self.first_sync_s is None and self.plan_gate is not None:
@@ -192,6 +197,7 @@ class Agent:
                     self.needs_resync = False
                     self.pending.clear()
                 changes, self.pending = self.pending, []
+            last_sync = time.monotonic()
             try:
                 if objects is not None:
                     self.datapath.resync(objects)

@@ -26,9 +26,9 @@ from lightkube import Client
 from agent.datapath.desired import gateway_addresses
 from agent.datapath.origdst import WAYPOINT_MARK, OriginalDestinations
 from agent.datapath.policy_waypoint import ConnectionPolicy, connection_policy
-from agent.datapath.services import plan_services
 from agent.flows.l7intake import FlowForwarder
 from agent.flows.l7record import PolicyNames
+from agent.kube.cache import Delta
 from agent.kube.source import ClusterSource, KubeconfigError, connect
 from agent.metrics.server import parse_address
 from agent.model.cache import ModelCache
@@ -36,6 +36,7 @@ from agent.model.core import EndpointSlice, Service
 from agent.model.gateway import Gateway
 from gatewayapi import GatewayParent, RouteCompiler, RouteTables, RoutingInputs
 from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
+from l7proxy.endpoint_index import EndpointIndex
 from l7proxy.flows import FlowLossCollector
 from l7proxy.server import WaypointServer
 from l7proxy.timing import SPLIT
@@ -66,11 +67,9 @@ def endpoint_map(
     services: Sequence[Service], slices: Sequence[EndpointSlice]
 ) -> dict[tuple[str, str, int], tuple[Address, ...]]:
     """(namespace, service, service port) -> ready backends, by the datapath's own rules."""
-    plan = plan_services(services, slices)
-    return {
-        (e.namespace, e.name, key.port): tuple((str(b.ip), b.port) for b in e.backends)
-        for key, e in plan.entries.items()
-    }
+    index = EndpointIndex()
+    index.reset(services, slices)
+    return dict(index.endpoints())
 
 
 def gateway_parents(
@@ -145,44 +144,103 @@ class WaypointConnector(Connector):
         return await loop.create_connection(factory, sock=sock)
 
 
+ROUTING_KINDS = frozenset(
+    {"HTTPRoute", "Gateway", "GatewayClass", "Service", "ReferenceGrant", "Namespace", "Secret"}
+)
+POLICY_KINDS = frozenset({"Pod", "Namespace", "NetworkPolicy"})
+ENDPOINT_KINDS = ("Service", "EndpointSlice")
+Snapshot = tuple[
+    RouteTables, StaticEndpoints, dict[Address, GatewayParent], Certificates, ConnectionPolicy
+]
+
+
 class ClusterFeed:
-    """Typed objects from the cluster source, recompiled into routing state on change."""
+    """Typed objects from the cluster source, compiled into routing state on change. Each
+    part is rebuilt only when a kind it reads changed, and the endpoint map per Service
+    (EndpointIndex): an endpoint change costs the work of its Service, not of the cluster."""
 
     def __init__(self, client: Client) -> None:
-        self.source = ClusterSource(client, KINDS)
+        self.source = ClusterSource(client, KINDS, self._on_change)
         self.changed = self.source.changed
         self.compiler = RouteCompiler()
-        self.models = ModelCache()
+        self.models = {kind: ModelCache() for kind in KINDS}
+        self.index = EndpointIndex()
+        self.typed: dict[str, list[Any]] = {kind: [] for kind in KINDS}
+        self._dirty: set[str] = set(KINDS)  # kinds to decode again in full
+        self._reset = True  # the endpoint index starts over (a Service or slice relist)
+        self._touched: dict[tuple[str, str, str], None] = {}  # Services, slices: one by one
+        self._last: Snapshot | None = None
 
-    def snapshot(
-        self,
-    ) -> tuple[
-        RouteTables, StaticEndpoints, dict[Address, GatewayParent], Certificates, ConnectionPolicy
-    ]:
+    def _on_change(self, kind: str, delta: Delta[Any] | None) -> None:
+        """Under source.lock: note what changed; snapshot() does the work."""
+        if delta is None:  # listed, or relisted
+            self._dirty.add(kind)
+            if kind in ENDPOINT_KINDS:
+                self._dirty.update(ENDPOINT_KINDS)
+                self._reset = True
+        elif kind in ENDPOINT_KINDS:
+            self._touched[(kind, *delta.key)] = None
+            if kind == "Service":
+                self._dirty.add(kind)  # route tables and Gateway addresses read every Service
+        else:
+            self._dirty.add(kind)
+
+    def snapshot(self) -> Snapshot:
         with self.source.lock:
-            objs = list(self.source.state.objects.values())
-        typed: dict[str, list[Any]] = {}
-        for res in self.models.decode_all(objs):
-            typed.setdefault(res.kind, []).append(res)
-        services = typed.get("Service", [])
-        tables = self.compiler.compile(
-            RoutingInputs.of(
-                typed.get("HTTPRoute", []),
-                typed.get("Gateway", []),
-                typed.get("GatewayClass", []),
-                services,
-                typed.get("ReferenceGrant", []),
-                typed.get("Namespace", []),
-                typed.get("Secret", []),
+            state = self.source.state
+            dirty, self._dirty = self._dirty, set()
+            reset, self._reset = self._reset, False
+            touched, self._touched = self._touched, {}
+            listed = {kind: list(state.of_kind(kind)) for kind in dirty}
+            one_by_one = [] if reset else [(key, state.get(*key)) for key in touched]
+        for kind, objs in listed.items():
+            self.typed[kind] = self.models[kind].decode_all(objs, (kind,))
+        if reset:
+            self.index.reset(self.typed["Service"], self.typed["EndpointSlice"])
+        for (kind, ns, name), obj in one_by_one:
+            cache = self.models[kind]
+            model = None if obj is None else cache.decode(obj)
+            if obj is None:
+                cache.forget((kind, ns, name))
+            if kind == "Service":
+                self.index.put_service(model, (ns, name))  # type: ignore[arg-type]
+            else:
+                self.index.put_slice(model, (ns, name))  # type: ignore[arg-type]
+        return self._compile(dirty, reset or bool(touched))
+
+    def _compile(self, dirty: set[str], touched: bool) -> Snapshot:
+        typed, last = self.typed, self._last
+        if last is None or dirty & ROUTING_KINDS:
+            tables = self.compiler.compile(
+                RoutingInputs.of(
+                    typed["HTTPRoute"],
+                    typed["Gateway"],
+                    typed["GatewayClass"],
+                    typed["Service"],
+                    typed["ReferenceGrant"],
+                    typed["Namespace"],
+                    typed["Secret"],
+                )
             )
+        else:
+            tables = last[0]
+        if last is None or touched:
+            endpoints = StaticEndpoints(self.index.endpoints())
+        else:
+            endpoints = last[1]
+        if last is None or dirty & {"Gateway", "Service"}:
+            gateways = gateway_parents(typed["Gateway"], typed["Service"])
+        else:
+            gateways = last[2]
+        certificates = (
+            tls_certificates(typed["Secret"]) if last is None or "Secret" in dirty else last[3]
         )
-        endpoints = StaticEndpoints(endpoint_map(services, typed.get("EndpointSlice", [])))
-        certificates = tls_certificates(typed.get("Secret", []))
-        policy = connection_policy(
-            typed.get("Pod", []), typed.get("Namespace", []), typed.get("NetworkPolicy", [])
-        )
-        gateways = gateway_parents(typed.get("Gateway", []), services)
-        return tables, endpoints, gateways, certificates, policy
+        if last is None or dirty & POLICY_KINDS:
+            policy = connection_policy(typed["Pod"], typed["Namespace"], typed["NetworkPolicy"])
+        else:
+            policy = last[4]
+        self._last = (tables, endpoints, gateways, certificates, policy)
+        return self._last
 
 
 def switch_split(on: bool) -> None:
@@ -245,9 +303,16 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
     while not done.is_set():
         if feed.changed.is_set():
             feed.changed.clear()
+            last = (tables, endpoints, certificates, policy)
             tables, endpoints, state["gateways"], certificates, policy = feed.snapshot()
-            gate.swap(policy)
-            server.update(tables, endpoints, certificates)
+            if policy is not last[3]:
+                gate.swap(policy)
+            # Only what changed: new tables or certificates also rebuild the TLS contexts.
+            server.update(
+                tables if tables is not last[0] else None,
+                endpoints if endpoints is not last[1] else None,
+                certificates if certificates is not last[2] else None,
+            )
         try:
             await asyncio.wait_for(done.wait(), timeout=0.05)
         except TimeoutError:

@@ -28,6 +28,7 @@ class LiveView:
         # kind -> key -> the revision it was deleted at (until an event of that kind passes it)
         self._deleted: dict[str, dict[Key, int]] = {kind: {} for kind in self._objects}
         self.generation = 0  # moves whenever the view changes
+        self._changed: set[tuple[str, Key]] = set()  # (kind, key) since take_changes
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -46,6 +47,7 @@ class LiveView:
             self._deleted[kind].pop(key, None)
             objects[key] = obj
             self.generation += 1
+            self._changed.add((kind, key))
             return True
 
     def forget(self, kind: str, key: Key, revision: int) -> bool:
@@ -60,6 +62,7 @@ class LiveView:
                 return False
             del objects[key]
             self.generation += 1
+            self._changed.add((kind, key))
             return True
 
     def feed(self, kind: str) -> Callable[[Delta[Any]], None]:
@@ -81,6 +84,12 @@ class LiveView:
             with self._lock:
                 for key in [k for k, rev in deleted.items() if rev < revision]:
                     del deleted[key]
+
+    def take_changes(self) -> tuple[int, set[tuple[str, Key]]]:
+        """The generation, and which objects changed since the last call (then forgotten)."""
+        with self._lock:
+            changed, self._changed = self._changed, set()
+            return self.generation, changed
 
     def get(self, kind: str, namespace: str, name: str) -> Obj | None:
         with self._lock:

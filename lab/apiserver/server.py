@@ -333,6 +333,7 @@ class ApiServer:
 
     def stop(self) -> None:
         self.api.stopping.set()
+        self.api.store.commits.wake_all()  # watches waiting for a write see the stop now
         for server, _ in self._others:
             server.shutdown()
             server.server_close()

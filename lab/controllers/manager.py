@@ -104,6 +104,7 @@ class Controller:
         self.api = api
         self.nodes = nodes
         self.events = Recorder(api)
+        self.wanted_slices: set[tuple[str, str]] = set()  # as of the last round
 
     def reconcile(self, view: ClusterView) -> None:
         self._deployments(view)
@@ -170,6 +171,7 @@ class Controller:
         for svc in view.services:
             for slc in desired_slices(svc, view.pods):
                 wanted[(slc["metadata"]["namespace"], slc["metadata"]["name"])] = slc
+        self.wanted_slices = set(wanted)
         served = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in view.slices}
         for key, slc in wanted.items():
             have = served.get(key)
@@ -261,8 +263,13 @@ class ControlLoop:
     def _sync(self) -> None:
         if not self.synced():
             return  # no full listing yet: nothing to tell the kubelet
-        generation = self.view.generation
+        generation, changed = self.view.take_changes()
         if generation == self.seen:
+            return
+        if self.seen >= 0 and all(self._not_ours(kind, key) for kind, key in changed):
+            # Only EndpointSlices no controller part reads changed (a user's or another
+            # controller's): a round would decode and replan the whole cluster for nothing.
+            self.seen = generation
             return
         objs = self.view.snapshot()
         view = decode(objs, self.models)
@@ -274,8 +281,17 @@ class ControlLoop:
             failed = err  # the kubelet still gets this complete view; reconcile is retried
         self.kubelet.sync(view.pods)
         if failed is not None:
+            self.seen = -1  # the next round is a full one, whatever changes by then
             raise failed
         self.seen = generation
+
+    def _not_ours(self, kind: str, key: tuple[str, str]) -> bool:
+        """An EndpointSlice this controller neither wants nor manages."""
+        if kind != "EndpointSlice" or key in self.controller.wanted_slices:
+            return False
+        obj = self.view.get(kind, *key)
+        labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+        return labels.get(MANAGED_BY_LABEL) != MANAGED_BY
 
 
 def register_nodes(api: ApiWriter, plan: LabPlan, stop: threading.Event) -> None:

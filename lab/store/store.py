@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from lab.store import eventlog, objects, schema
+from lab.store.commits import CommitSignal
 from lab.store.errors import AlreadyExists, Conflict, NotFound, StoreClosed
 from lab.store.events import Event, EventType
 from lab.store.objects import Key
@@ -50,6 +51,7 @@ class _WriteTxn:
         self.conn = conn
         self.head, self.compacted = eventlog.meta(conn)
         self.start = self.head
+        self.kinds: set[str] = set()  # written: their watchers are woken at commit
 
     def get(self, key: Key) -> JSONObject | None:
         row = self.conn.execute(
@@ -85,6 +87,7 @@ class _WriteTxn:
         self.compacted = eventlog.compact(self.conn, self.head, self.compacted, history)
 
     def _record(self, type_: EventType, key: Key, body: str) -> None:
+        self.kinds.add(key[0])
         self.conn.execute(
             "INSERT INTO events (revision, type, kind, namespace, name, body)"
             " VALUES (?, ?, ?, ?, ?, ?)",
@@ -114,6 +117,7 @@ class Store:
         self._local = threading.local()
         self._holders: weakref.WeakSet[_Holder] = weakref.WeakSet()
         self._abandoned: list[_Holder] = []
+        self.commits = CommitSignal()  # this process's writes wake watchers of their kinds
         self._adopt(schema.initialise(self.path, busy_timeout))
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -401,6 +405,8 @@ class Store:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        if txn.kinds:
+            self.commits.notify(txn.kinds)
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:

@@ -4,6 +4,7 @@ change on its own (incremental planning), and the whole state again after a fail
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -100,3 +101,63 @@ def test_a_failed_round_is_followed_by_a_full_resync(
     wait_for(lambda: datapath.kinds_of_calls() == ["resync", "resync"], "a full resync", 10.0)
     assert ("Service", "web") in datapath.calls[1][1]
     assert agent.last_error is None
+
+
+class RecordingStop(threading.Event):
+    """The agent's stop event, recording how long each wait on it was asked to last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return super().wait(timeout)
+
+
+@pytest.fixture
+def recorded(lab: Lab) -> Iterator[tuple[Agent, RecordingDatapath, RecordingStop]]:
+    lab.store.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
+    agent = Agent("node1", connect(account_kubeconfig(lab, "tulle-agent")),
+                  backoff=Backoff(0.02, 0.2))
+    stop = agent.stop = RecordingStop()
+    datapath = RecordingDatapath()
+    agent.datapath = datapath  # type: ignore[assignment]
+    agent.source.start()
+    syncer = threading.Thread(target=agent.sync_forever, daemon=True)
+    syncer.start()
+    try:
+        yield agent, datapath, stop
+    finally:
+        stop.set()
+        agent.source.stop()
+        syncer.join(timeout=5)
+
+
+def test_a_change_after_a_quiet_spell_is_applied_at_once(
+    lab: Lab, recorded: tuple[Agent, RecordingDatapath, RecordingStop],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, datapath, stop = recorded
+    monkeypatch.setattr("agent.daemon.SYNC_DEBOUNCE", 0.3)
+    wait_for(lambda: datapath.kinds_of_calls() == ["resync"], "the first full sync")
+    time.sleep(0.4)  # quiet for longer than the debounce
+    mark = len(stop.waits)
+    lab.store.apply(service("web"))
+    wait_for(lambda: len(datapath.calls) == 2, "the Service as a change")
+    assert datapath.calls[1] == ("changes", [("Service", "web", False)])
+    # Leading edge: no debounce wait between the change's arrival and its sync.
+    assert not [w for w in stop.waits[mark:] if w is not None and w <= 0.3]
+
+
+def test_a_burst_right_after_a_sync_is_applied_in_one_round(
+    lab: Lab, recorded: tuple[Agent, RecordingDatapath, RecordingStop],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, datapath, _ = recorded
+    monkeypatch.setattr("agent.daemon.SYNC_DEBOUNCE", 2.0)
+    wait_for(lambda: datapath.kinds_of_calls() == ["resync"], "the first full sync")
+    lab.store.apply(service("a"))  # within the debounce of the first sync: both wait it out
+    lab.store.apply(service("b"))
+    wait_for(lambda: len(datapath.calls) >= 2, "the burst as changes")
+    assert datapath.calls[1:] == [("changes", [("Service", "a", False), ("Service", "b", False)])]

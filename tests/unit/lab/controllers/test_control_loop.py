@@ -10,6 +10,7 @@ import pytest
 from lightkube import ApiError
 from lightkube.models.meta_v1 import Status
 
+from lab.controllers.endpointslice import MANAGED_BY, MANAGED_BY_LABEL
 from lab.controllers.manager import TICK, Controller, ControlLoop
 from lab.kubeapi import retryable
 from lab.liveview import LiveView
@@ -180,3 +181,65 @@ def test_a_failed_reconcile_is_retried_even_without_a_change(loop) -> None:
 @pytest.mark.parametrize("code", [400, 403, 404, 422])
 def test_errors_about_the_request_are_not_retryable(code: int) -> None:
     assert not retryable(api_error(code))
+
+
+def user_slice(name: str, version: str, managed: bool = False) -> dict[str, Any]:
+    labels = {"kubernetes.io/service-name": "other"}
+    if managed:
+        labels[MANAGED_BY_LABEL] = MANAGED_BY
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": "default", "resourceVersion": version,
+                         "labels": labels},
+            "addressType": "IPv4", "endpoints": [], "ports": []}
+
+
+class CountingGateways:
+    def __init__(self) -> None:
+        self.rounds = 0
+
+    def reconcile(self, objs: Any, services: Any) -> None:
+        self.rounds += 1
+
+
+def test_a_change_to_a_slice_no_part_reads_costs_no_round(loop) -> None:
+    loop, _, kubelet, _ = loop
+    loop.gateways = rounds = CountingGateways()
+    assert loop.step() == TICK and rounds.rounds == 1
+    loop.view.observe("EndpointSlice", user_slice("mine", "50"))  # a user's, selector-less
+    loop.step()
+    loop.view.forget("EndpointSlice", ("default", "mine"), 51)
+    loop.step()
+    assert rounds.rounds == 1  # no decode and replan of the whole cluster for them
+    assert kubelet.synced == [["web"]]
+
+
+def test_managed_slices_wanted_slices_and_other_kinds_still_cost_a_round(loop) -> None:
+    loop, _, _, _ = loop
+    loop.gateways = rounds = CountingGateways()
+    loop.step()
+    loop.view.observe("EndpointSlice", user_slice("stray", "50", managed=True))  # to delete
+    loop.step()
+    assert rounds.rounds == 2
+    loop.controller.wanted_slices.add(("default", "wanted"))
+    loop.view.observe("EndpointSlice", user_slice("wanted", "51"))
+    loop.step()
+    assert rounds.rounds == 3
+    loop.view.observe("Deployment", DEPLOY)
+    loop.step()
+    assert rounds.rounds == 4
+
+
+def test_after_a_failed_round_the_next_is_full_whatever_changed(loop) -> None:
+    loop, _, _, _ = loop
+
+    class FailOnce(CountingGateways):
+        def reconcile(self, objs: Any, services: Any) -> None:
+            super().reconcile(objs, services)
+            if self.rounds == 1:
+                raise api_error(503)
+
+    loop.gateways = rounds = FailOnce()
+    assert loop.step() > TICK
+    loop.view.observe("EndpointSlice", user_slice("mine", "50"))  # not ours, yet a retry is due
+    loop.step()
+    assert rounds.rounds == 2
