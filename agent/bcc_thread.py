@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tulle.agent")
 # When the tracer compiles on the BCC thread: "after-load" (right after the datapath's
-# compile, beside the first sync's planning), "before-load" or "after-sync". Measured in
+# compile, before the first sync's planning; after the first sync when the datapath was
+# adopted from the compile cache), "before-load" or "after-sync". Measured in
 # bench/results/control-2026-12-05-overlap.md.
 TRACE_ORDER = "after-load"
 # Whether the first sync plans beside the compiles (True) or after them (False): the plan
@@ -94,6 +95,7 @@ class DatapathLoad:
         self.done = threading.Event()
         self.compiled = threading.Event()  # the compiles before the first sync are over
         self.loaded_s: float | None = None
+        self.adopted = False  # the datapath came from the compile cache, not a compile
         self.error: BaseException | None = None
 
     def start(self) -> DatapathLoad:
@@ -128,6 +130,11 @@ class DatapathLoad:
             self.done.set()
         if self.tracer is None or order == "before-load":
             return
+        if order == "after-load" and self.adopted:
+            # A restart that adopted its programs (the compile cache) has no compile's
+            # memory under its sync: the tracer's compile, its only one, waits for the first
+            # sync instead of holding the plan back and taking a core from the lists.
+            order = "after-sync"
         if order == "after-sync":
             self.compiled.set()
             while not self.first_synced.wait(0.5):
@@ -142,6 +149,7 @@ class DatapathLoad:
     def _load(self) -> None:
         started = time.monotonic()
         dp = load_datapath(self.pin_dir, self.state_dir)
+        self.adopted = dp.adopted is not None
         malloc_trim()  # the compile's freed LLVM memory: not under the first sync's peak
         self.controller.attach(dp)
         self.loaded_s = process_age()

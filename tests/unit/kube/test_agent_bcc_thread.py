@@ -72,14 +72,18 @@ def test_a_failed_load_ends_the_waiting_sync_with_its_reason(controller: Any) ->
 class Steps:
     """Records what ran on the BCC thread, and whether the maps were attached by then."""
 
-    def __init__(self, controller: Any, fail: BaseException | None = None) -> None:
+    def __init__(self, controller: Any, fail: BaseException | None = None,
+                 adopted: bool = False) -> None:
         self.controller, self.fail, self.seen = controller, fail, []  # type: list[str]
+        self.adopted = adopted  # the load stands for the compile cache's adoption
 
-    def load(self, _pin_dir: Path) -> Any:
+    def load(self, _pin_dir: Path, _state_dir: Path | None) -> Any:
         self.seen.append("load")
         if self.fail is not None:
             raise self.fail
-        return NoMaps()
+        maps = NoMaps()
+        maps.adopted = object() if self.adopted else None  # type: ignore[attr-defined]
+        return maps
 
     def tracer(self) -> None:
         self.seen.append("tracer, attached" if self.controller.attached.is_set() else "tracer")
@@ -113,6 +117,25 @@ def test_after_sync_the_tracer_waits_for_the_first_sync(
     load = bcc_thread.DatapathLoad(Path("/x"), controller, steps.tracer, synced,
                                    threading.Event()).start()
     load.wait()
+    assert not synced.wait(0.3) and steps.seen == ["load"]
+    synced.set()
+    wait_for(lambda: len(steps.seen) == 2, "the tracer")
+    assert steps.seen == ["load", "tracer, attached"]
+
+
+def test_after_an_adopted_load_the_tracer_waits_for_the_first_sync(
+    controller: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart that adopted its programs (no compile) plans and syncs first; the tracer's
+    compile, its only one, follows the first sync (TRACE_ORDER "after-load")."""
+    steps = Steps(controller, adopted=True)
+    monkeypatch.setattr(bcc_thread, "load_datapath", steps.load)
+    monkeypatch.setattr(bcc_thread, "TRACE_ORDER", "after-load")
+    synced = threading.Event()
+    load = bcc_thread.DatapathLoad(Path("/x"), controller, steps.tracer, synced,
+                                   threading.Event()).start()
+    load.wait()
+    assert load.compiled.wait(5)  # the first plan does not wait for the tracer's compile
     assert not synced.wait(0.3) and steps.seen == ["load"]
     synced.set()
     wait_for(lambda: len(steps.seen) == 2, "the tracer")
@@ -173,7 +196,7 @@ def test_a_bad_program_still_fails_the_agent_loudly(
     error = make()
     traced: list[Any] = []
 
-    def failing_load(pin_dir: Path) -> Any:
+    def failing_load(pin_dir: Path, state_dir: Path | None) -> Any:
         assert threading.current_thread().name == "bcc"
         raise error
 
