@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import agent.datapath.service_state as service_state
-import agent.datapath.services as services_module
 from agent.datapath.services import ServiceKey, plan_services
 from agent.kube.cache import Delta
 from agent.kube.state import ClusterState
@@ -130,12 +129,15 @@ def change(feed: ClusterFeed, state: ClusterState, kind: str, obj: dict[str, Any
 
 
 def counting() -> tuple[Any, list[int]]:
+    """Counts the Services planned: the planner hands each round's Services to
+    ``many_service_entries`` in one call (their Maglev tables in one C call)."""
     calls = [0]
-    real = services_module.service_entries
+    real = service_state.many_service_entries
 
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        calls[0] += 1
-        return real(*args, **kwargs)
+    def wrapper(requests: Any, *args: Any, **kwargs: Any) -> Any:
+        requests = list(requests)
+        calls[0] += len(requests)
+        return real(requests, *args, **kwargs)
 
     return wrapper, calls
 
@@ -146,8 +148,7 @@ def test_an_endpoint_change_replans_its_service_alone(
     cluster, state = feed
     tables, endpoints, *_ = cluster.snapshot()
     wrapper, calls = counting()
-    with mock.patch.object(services_module, "service_entries", wrapper), \
-            mock.patch.object(service_state, "service_entries", wrapper):
+    with mock.patch.object(service_state, "many_service_entries", wrapper):
         change(cluster, state, "EndpointSlice", endpoint_slice(7, 3, 500))
         new_tables, new_endpoints, *_ = cluster.snapshot()
     assert calls[0] == 1  # Service s7 only, not all 50
