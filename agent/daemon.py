@@ -113,7 +113,10 @@ class Agent:
     def handle(self, kind: str, delta: Delta[dict[str, Any]] | None) -> None:
         """One change from the cluster source (called under ``source.lock``)."""
         self.events_seen += 1
-        if delta is None or delta.resync:
+        if delta is None:
+            pass  # a (re)list's end: what it changed came before, as resync deltas (a kind
+            # not served, looked at again every few seconds, changes nothing: no resync)
+        elif delta.resync:
             self.needs_resync = True
             self.pending.clear()
         elif not self.needs_resync:

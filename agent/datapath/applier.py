@@ -75,7 +75,7 @@ class Applier:
             ipcache=maps.read_ipcache(self.dp),
             l7_clients=maps.read_l7_clients(self.dp),
         )
-        for (vip, port, proto), slot in maps.read_service_slots(self.dp).items():
+        for (vip, port, proto), slot in maps_bulk.read_service_slots(self.dp).items():
             applied.slots[ServiceKey(vip, port, proto)] = slot
         # Unknown values: every adopted rule is rewritten once, and stale ones deleted.
         for ip, identity, direction in maps.read_policy_keys(self.dp):

@@ -28,7 +28,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.datapath import maps
-from agent.datapath.native import BatchError, delete_batch, delete_elem, update_batch
+from agent.datapath.native import (
+    BatchError,
+    delete_batch,
+    delete_elem,
+    lookup_batch,
+    update_batch,
+)
 
 if TYPE_CHECKING:  # programs imports BCC: loaded on the agent's BCC thread only
     from agent.datapath.programs import Datapath
@@ -164,6 +170,37 @@ def write_services(dp: Datapath, writes: Sequence[ServiceWrite]) -> list[Any]:
     ]
     _free_previous(backends.map_fd, layout, writes[:done])
     return results + _one_by_one(dp, writes[done:])
+
+
+Ident = tuple[ipaddress.IPv4Address, int, int]
+
+
+def read_service_slots(dp: Datapath) -> dict[Ident, maps.ServiceSlot]:
+    """``maps.read_service_slots`` in two batch reads (the services, then the backends' keys
+    for the generation each service is at) instead of two lookups per service."""
+    backends, maglev, services = (dp.table(n) for n in maps.SERVICE_TABLES)
+    if getattr(services, "map_fd", None) is None:
+        return maps.read_service_slots(dp)
+    layout = _layouts(backends, maglev, services)
+    keys, values, _ = lookup_batch(services.map_fd, layout.services_key.size,
+                                       layout.service.size, CHUNK)
+    # A service is at generation 1 when its backends start at index SPAN (as the probe of
+    # maps.read_service_slots finds).
+    bkeys, _, _ = lookup_batch(backends.map_fd, layout.backend_key.size, layout.backend.size,
+                               CHUNK)
+    svc_unpack = layout.svc.struct.unpack
+    second = {svc_unpack(svc) for svc, index in layout.backend_key.struct.iter_unpack(bkeys)
+              if index == SPAN}
+    slots: dict[Ident, maps.ServiceSlot] = {}
+    unpack_key = layout.services_key.struct.iter_unpack
+    for key, (backend_count, _, _) in zip(unpack_key(keys),
+                                          layout.service.struct.iter_unpack(values),
+                                          strict=True):
+        vip, port, proto = key
+        generation = 1 if backend_count and key in second else 0
+        slots[(ipaddress.IPv4Address(vip), port, proto)] = maps.ServiceSlot(generation,
+                                                                            backend_count)
+    return slots
 
 
 def _one_by_one(dp: Datapath, writes: Sequence[ServiceWrite]) -> list[Any]:

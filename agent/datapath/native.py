@@ -34,6 +34,11 @@ libbpf.bpf_map_delete_batch.argtypes = [
 libbpf.bpf_map_delete_batch.restype = ctypes.c_int
 libbpf.bpf_map_delete_elem.argtypes = [ctypes.c_int, ctypes.c_void_p]
 libbpf.bpf_map_delete_elem.restype = ctypes.c_int
+libbpf.bpf_map_lookup_batch.argtypes = [
+    ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+    ctypes.POINTER(ctypes.c_uint32), ctypes.c_void_p,
+]
+libbpf.bpf_map_lookup_batch.restype = ctypes.c_int
 
 
 ENOTSUPP = 524  # kernel-internal errno that leaks out of bpf(2); Python's errno lacks it
@@ -120,6 +125,31 @@ def delete_batch(fd: int, keys: Buffer, count: int) -> None:
         check(ret, f"bpf_map_delete_batch(fd={fd}, {count} entries; {done.value} deleted)")
     except OSError as err:
         raise BatchError(err, done.value) from None
+
+
+def lookup_batch(fd: int, key_size: int, value_size: int, chunk: int) -> tuple[bytes, bytes, int]:
+    """Every entry of a hash map, read ``chunk`` at a time (BPF_MAP_LOOKUP_BATCH): the packed
+    keys, the packed values and how many. ``chunk`` must exceed the entries of any one hash
+    bucket (ENOSPC otherwise); a few thousand does."""
+    token_size = max(key_size, 8)  # the kernel's resume token: a bucket index for a hash
+    tokens = (bytearray(token_size), bytearray(token_size))
+    keys, values = bytearray(chunk * key_size), bytearray(chunk * value_size)
+    key_parts, value_parts, total, first = [], [], 0, True
+    while True:
+        count = ctypes.c_uint32(chunk)
+        ret = libbpf.bpf_map_lookup_batch(
+            fd, None if first else _address(tokens[0]), _address(tokens[1]),
+            _address(keys), _address(values), ctypes.byref(count), None)
+        err = 0 if ret >= 0 else (-ret if ret < -1 else ctypes.get_errno() or errno.EINVAL)
+        if err not in (0, errno.ENOENT):  # ENOENT: the last entries (or none) came with it
+            raise os_error(err, f"bpf_map_lookup_batch(fd={fd}, {chunk} entries)")
+        n = count.value
+        key_parts.append(bytes(keys[:n * key_size]))
+        value_parts.append(bytes(values[:n * value_size]))
+        total += n
+        if err:
+            return b"".join(key_parts), b"".join(value_parts), total
+        tokens, first = (tokens[1], tokens[0]), False
 
 
 def delete_elem(fd: int, key: Buffer, offset: int = 0) -> bool:

@@ -46,7 +46,7 @@ ALL_NAMESPACES = "*"
 WATCH_BACKOFF = Backoff(initial=0.1, cap=10.0)
 # Objects per list page, as client-go's reflector asks: a 10,000-EndpointSlice list then never
 # sits in memory as one 20 MB body beside its decoded objects.
-LIST_PAGE = 500
+LIST_PAGE = 2000
 READ_SLACK = 30.0  # a watch silent this long past its timeoutSeconds is a dead connection
 _decode_json = msgspec.json.decode
 

@@ -130,3 +130,29 @@ def test_a_batch_stopped_part_way_ends_as_one_write_per_service(
     monkeypatch.setattr(maps_bulk, "update_batch", stops_half_way)
     assert maps_bulk.write_services(dp, writes) == expected_slots
     assert contents(dp) == expected
+
+
+def test_the_batch_read_of_the_slots_is_what_one_lookup_per_service_reads(dp: Datapath) -> None:
+    """A restarted agent adopts the slots (generation, backend count) with two batch reads:
+    the same as ``maps.read_service_slots`` for services at either generation, emptied
+    ones included, and for more services than one batch chunk holds."""
+    rng = random.Random(3)
+    writes = service_writes(rng, 700)
+    first = maps_bulk.write_services(dp, writes)
+    # Every third service again: the other generation (as an update in place would leave).
+    again = service_writes(rng, 700, {i: s for i, s in enumerate(first) if i % 3 == 0})
+    maps_bulk.write_services(dp, [w for i, w in enumerate(again) if i % 3 == 0])
+    expected = maps.read_service_slots(dp)
+    assert {s.generation for s in expected.values()} == {0, 1}
+    assert maps_bulk.read_service_slots(dp) == expected
+    assert len(expected) == 700
+
+
+def test_the_batch_read_reads_every_chunk(dp: Datapath, monkeypatch: pytest.MonkeyPatch) -> None:
+    maps_bulk.write_services(dp, service_writes(random.Random(4), 300))
+    monkeypatch.setattr(maps_bulk, "CHUNK", 64)  # several lookup_batch calls per map
+    assert maps_bulk.read_service_slots(dp) == maps.read_service_slots(dp)
+
+
+def test_an_empty_map_reads_as_no_slots(dp: Datapath) -> None:
+    assert maps_bulk.read_service_slots(dp) == {}

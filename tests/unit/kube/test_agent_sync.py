@@ -13,6 +13,7 @@ import pytest
 from agent.daemon import Agent
 from agent.datapath.controller import ObjectChange
 from agent.kube.backoff import Backoff
+from agent.kube.cache import Delta
 from agent.kube.source import connect
 from tests.unit.kube.conftest import Lab, account_kubeconfig
 from tests.unit.kube.test_node_agent import wait_for
@@ -161,3 +162,17 @@ def test_a_burst_right_after_a_sync_is_applied_in_one_round(
     lab.store.apply(service("b"))
     wait_for(lambda: len(datapath.calls) >= 2, "the burst as changes")
     assert datapath.calls[1:] == [("changes", [("Service", "a", False), ("Service", "b", False)])]
+
+
+def test_a_relist_that_changes_nothing_asks_for_no_full_resync(lab: Lab) -> None:
+    """An unserved kind (the Gateway API without its CRDs) is listed again every few
+    seconds and finds nothing new: no resync of the whole cluster for that; a relist that
+    does change something (its resync deltas) still asks for one."""
+    agent = Agent("node1", connect(account_kubeconfig(lab, "tulle-agent")))
+    agent.needs_resync = False  # as after the first sync
+    agent.handle("HTTPRoute", None)
+    assert not agent.needs_resync
+    assert agent.changed.is_set()
+    agent.handle("Service", Delta("ADDED", ("default", "a"), service("a"), 7, resync=True))
+    agent.handle("Service", None)
+    assert agent.needs_resync
