@@ -1,18 +1,22 @@
 """What kernel tracing costs per event and per request, from the kernel's own counters.
 
-    sudo PYTHONPATH=$PWD .venv/bin/python -m bench.tracecost [--seconds 5] [--rounds 2] [--close]
+    sudo PYTHONPATH=$PWD .venv/bin/python -m bench.tracecost [--seconds 5] [--rounds 2]
+        [--workload keepalive|close|waypoint] [--out FILE.json]
     sudo PYTHONPATH=$PWD .venv/bin/python -m bench.tracecost --probe-ab 200000   # no lab
 
-Brings up a 2-node lab (`LAB`, bench/l4's workload: nginx on node2, wrk in a client pod on
-node1, through the `target` ClusterIP), then runs wrk keep-alive (``--close``: one connection
-per request) in rounds of tracing on, then off (SIGUSR1/SIGUSR2 to both agents, each switch
-confirmed in the agent's log). With tracing on it reads every tracer program's
-``run_time_ns``/``run_cnt`` from the agents' ``/proc/PID/fdinfo`` (kernel BPF run-time stats,
-switched on through ``BPF_ENABLE_STATS``: an fd the kernel drops when this process ends, so
-stats go back off even if it is killed) and prints, per program, ns per event and events per
-request. For both states it prints the agents' CPU time (user + system) and voluntary context
-switches (wake-ups) per 100k requests. Bounded: rounds × 2 × (seconds + settle); the lab is
-removed at the end, also on failure.
+Brings up bench-trace's 2-node lab (bench/trace/overhead.py's bring_up, as `LAB`: nginx on
+node2, wrk in a client pod on node1), then runs wrk through the `target` ClusterIP
+keep-alive (``keepalive``) or one connection per request (``close``), or keep-alive
+through the `routed` Service whose HTTPRoute goes through node1's waypoint (``waypoint``),
+in rounds of tracing on, then off (SIGUSR1/SIGUSR2 to both agents, each switch
+confirmed in the agent's log; the waypoints' request split stays on). With tracing on it
+reads every tracer program's ``run_time_ns``/``run_cnt`` from the agents' ``/proc/PID/fdinfo``
+(kernel BPF run-time stats, switched on through ``BPF_ENABLE_STATS``: an fd the kernel drops
+when this process ends, so stats go back off even if it is killed), its name and size from
+BPF_OBJ_GET_INFO_BY_FD, and prints, per program, ns per event and events per request. For
+both states it prints the agents' CPU time (user + system) and voluntary context switches
+(wake-ups) per 100k requests; ``--out`` also writes the rounds as JSON. Bounded:
+rounds × 2 × (seconds + settle); the lab is removed at the end, also on failure.
 
 run_time_ns counts the program body only: the tracepoint's dispatch (and for a classic
 tracepoint the record fill) is on top, and the stats themselves add two clock reads a run.
@@ -22,27 +26,32 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import os
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.l4 import machine, manifests
+from bench.l4 import machine
 from bench.l4.labs import BenchError, BenchLab, cpu_seconds
 from bench.l4.runner import BenchConfig, Runner
 from bench.l4.wrk import WrkResult
 from bench.observe.overhead import context_switches
+from bench.trace.overhead import ROUTED_URL, TARGET_URL, bring_up
+from bench.tracecost_stats import ProgCost, ProgInfo, ProgStats, costs, parse_fdinfo, round_json
 from lab.state import LabPaths
 
 LAB = "benchtcost"
 NODES = ("node1", "node2")
-TARGET_URL = f"http://{manifests.TARGET_VIP}:{manifests.SERVICE_PORT}/"
+# name -> (url, Connection: close)
+WORKLOADS: dict[str, tuple[str, bool]] = {
+    "keepalive": (TARGET_URL, False), "close": (TARGET_URL, True), "waypoint": (ROUTED_URL, False)}
 TRACER_PROG_TYPES = {5: "tracepoint", 17: "raw_tracepoint"}  # uapi enum bpf_prog_type
 BPF_STATS_RUN_TIME = 0
 _t0 = time.monotonic()
@@ -50,54 +59,6 @@ _t0 = time.monotonic()
 
 def progress(message: str) -> None:
     print(f"[tracecost {time.monotonic() - _t0:6.1f}s] {message}", flush=True)
-
-
-# -- pure ------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class ProgStats:
-    prog_id: int
-    prog_type: int
-    run_time_ns: int
-    run_cnt: int
-
-
-def parse_fdinfo(text: str) -> ProgStats | None:
-    """A BPF program fd's /proc fdinfo; None for any other fd or a program without stats."""
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    try:
-        return ProgStats(int(fields["prog_id"]), int(fields["prog_type"]),
-                         int(fields["run_time_ns"]), int(fields["run_cnt"]))
-    except (KeyError, ValueError):
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class ProgCost:
-    name: str
-    copies: int  # one per agent: each node's tracer sees every socket of the shared kernel
-    events: int
-    ns_per_event: float
-    events_per_request: float
-    ns_per_request: float
-
-
-def costs(names: Mapping[int, str], before: Mapping[int, ProgStats],
-          after: Mapping[int, ProgStats], requests: int) -> list[ProgCost]:
-    """Per program name (summed over the agents' copies) between two readings."""
-    runs: dict[str, list[tuple[int, int]]] = {}
-    for pid, end in after.items():
-        start = before.get(pid)
-        if start is None:
-            continue
-        runs.setdefault(names.get(pid, f"prog {pid}"), []).append(
-            (end.run_cnt - start.run_cnt, end.run_time_ns - start.run_time_ns))
-    out = []
-    for name, parts in sorted(runs.items()):
-        events = sum(c for c, _ in parts)
-        ns = sum(t for _, t in parts)
-        out.append(ProgCost(name, len(parts), events, ns / events if events else 0.0,
-                            events / max(requests, 1), ns / max(requests, 1)))
-    return out
 
 
 # -- the kernel ------------------------------------------------------------------------------
@@ -136,7 +97,7 @@ def bpf_stats() -> Iterator[None]:
         os.close(fd)
 
 
-def prog_name(prog_id: int) -> str:
+def prog_info(prog_id: int) -> ProgInfo:
     from agent.datapath.native import check
 
     lib = _libbpf()
@@ -146,7 +107,7 @@ def prog_name(prog_id: int) -> str:
         size = ctypes.c_uint32(ctypes.sizeof(info))
         check(lib.bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)),
               f"bpf_obj_get_info_by_fd(prog {prog_id})")
-        return str(info.name.decode(errors="replace"))
+        return ProgInfo(str(info.name.decode(errors="replace")), info.xlated_prog_len // 8)
     finally:
         os.close(fd)
 
@@ -170,6 +131,7 @@ def tracer_programs(pids: list[int]) -> dict[int, ProgStats]:
 # -- the run ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Round:
+    workload: str
     tracing: bool
     wrk: WrkResult
     agent_cpu_s: float
@@ -196,18 +158,19 @@ def switch(lab: BenchLab, on: bool, timeout: float = 10.0) -> None:
     raise BenchError(f"the agents did not log '{line}' within {timeout:.0f} s")
 
 
-def measure(lab: BenchLab, runner: Runner, on: bool, seconds: int, close: bool) -> Round:
+def measure(lab: BenchLab, runner: Runner, on: bool, seconds: int, workload: str) -> Round:
+    url, close = WORKLOADS[workload]
     agents = [lab.process_pids()[f"agent-{n}"] for n in NODES]
     runner.settle(lab)
     before = tracer_programs(agents) if on else {}
     cpu0, wake0 = sum(cpu_seconds(p) for p in agents), context_switches(agents)
-    result = runner.wrk(lab, TARGET_URL, seconds, close=close)
+    result = runner.wrk(lab, url, seconds, close=close)
     cpu1, wake1 = sum(cpu_seconds(p) for p in agents), context_switches(agents)
     progs: list[ProgCost] = []
     if on:
         after = tracer_programs(agents)
-        progs = costs({i: prog_name(i) for i in after}, before, after, result.requests)
-    return Round(on, result, cpu1 - cpu0, wake1 - wake0, progs)
+        progs = costs({i: prog_info(i) for i in after}, before, after, result.requests)
+    return Round(workload, on, result, cpu1 - cpu0, wake1 - wake0, progs)
 
 
 def report(rounds: list[Round]) -> None:
@@ -218,13 +181,13 @@ def report(rounds: list[Round]) -> None:
               f"{r.per_100k(r.agent_cpu_s) * 1000:18.1f} {r.per_100k(r.agent_wakeups):20.1f} "
               f"{r.wrk.p99_ms:7.2f}")
     for r in (r for r in rounds if r.tracing):
-        print(f"\nround with tracing on, {r.wrk.requests:,} requests:")
-        print(f"  {'program':18} {'copies':>6} {'events':>11} {'ns/event':>9} "
+        print(f"\n{r.workload}, tracing on, {r.wrk.requests:,} requests:")
+        print(f"  {'program':18} {'insns':>5} {'copies':>6} {'events':>11} {'ns/event':>9} "
               f"{'events/req':>11} {'ns/req':>8}")
         for p in r.progs:
-            print(f"  {p.name:18} {p.copies:6} {p.events:11,} {p.ns_per_event:9.1f} "
+            print(f"  {p.name:18} {p.insns:5} {p.copies:6} {p.events:11,} {p.ns_per_event:9.1f} "
                   f"{p.events_per_request:11.3f} {p.ns_per_request:8.1f}")
-        print(f"  {'total':18} {'':6} {sum(p.events for p in r.progs):11,} {'':9} "
+        print(f"  {'total':18} {'':5} {'':6} {sum(p.events for p in r.progs):11,} {'':9} "
               f"{sum(p.events_per_request for p in r.progs):11.3f} "
               f"{sum(p.ns_per_request for p in r.progs):8.1f}")
 
@@ -290,10 +253,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tracecost", description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=int, default=5, help="seconds per wrk run (default 5)")
     p.add_argument("--rounds", type=int, default=2, help="on/off rounds (default 2)")
-    p.add_argument("--close", action="store_true", help="Connection: close (new connections)")
+    p.add_argument("--workload", choices=WORKLOADS, default="keepalive",
+                   help="keepalive (default) or close through the target ClusterIP, or "
+                        "waypoint: keep-alive through the routed Service's waypoint")
+    p.add_argument("--close", action="store_true", help="same as --workload close")
+    p.add_argument("--out", type=Path, help="also write the rounds as JSON here")
     p.add_argument("--probe-ab", type=int, metavar="SEGMENTS",
                    help="no lab: tcp_probe empty / every segment / sampled, side by side")
     args = p.parse_args(argv)
+    workload = "close" if args.close else args.workload
     if os.geteuid() != 0:
         print("tracecost: needs root (lab namespaces, BPF)", file=sys.stderr)
         return 2
@@ -307,20 +275,15 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(BenchConfig(seconds=args.seconds), progress)
     rounds: list[Round] = []
     try:
-        lab.up()
-        runner.deploy(lab)
-        lab.apply([manifests.target_service()])
-        runner.wait_answering(lab, TARGET_URL, "the target ClusterIP")
-        for node in NODES:
-            if not (lab.health(node).get("tracing") or {}).get("hooks"):
-                raise BenchError(f"agent on {node} runs without kernel tracing")
-        runner.wrk(lab, TARGET_URL, 2, close=args.close)  # warm-up
+        bring_up(lab, runner)
+        url, close = WORKLOADS[workload]
+        runner.wrk(lab, url, 2, close=close)  # warm-up
         with bpf_stats():
             for _ in range(args.rounds):
                 for on in (True, False):
                     if on != (not rounds or rounds[-1].tracing):  # the agents start on
                         switch(lab, on)
-                    rounds.append(measure(lab, runner, on, args.seconds, args.close))
+                    rounds.append(measure(lab, runner, on, args.seconds, workload))
                     progress(f"tracing {'on ' if on else 'off'}: {rounds[-1].wrk.rps:,.0f} req/s")
     except BenchError as err:
         progress(f"FAILED: {err}")
@@ -330,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(Path(tempfile.gettempdir()) / LAB, ignore_errors=True)
     progress(f"load average {machine.loadavg()}")
     report(rounds)
+    if args.out is not None:
+        args.out.write_text(json.dumps([round_json(
+            r.workload, r.tracing, r.wrk.requests, r.wrk.rps, r.agent_cpu_s, r.agent_wakeups,
+            r.progs) for r in rounds], indent=1) + "\n")
     return 0
 
 

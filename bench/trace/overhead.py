@@ -58,6 +58,25 @@ def routed_objects() -> list[dict[str, Any]]:
     return [svc, route]
 
 
+def check_tracing(lab: BenchLab) -> None:
+    for node in NODES:
+        hooks = (lab.health(node).get("tracing") or {}).get("hooks") or []
+        if not hooks:
+            raise BenchError(f"agent on {node} runs without kernel tracing: nothing to "
+                             "compare (health file has no tracing hooks)")
+
+
+def bring_up(lab: BenchLab, runner: Runner) -> None:
+    """The lab up with both Services answering (`target`, and `routed` through node1's
+    waypoint) and both agents tracing; shared with bench/tracecost.py."""
+    lab.up()
+    runner.deploy(lab)
+    lab.apply([manifests.target_service(), *routed_objects()])
+    runner.wait_answering(lab, TARGET_URL, "the target ClusterIP")
+    runner.wait_answering(lab, ROUTED_URL, "the routed Service (waypoint)")
+    check_tracing(lab)
+
+
 @dataclass(frozen=True)
 class TraceRun:
     workload: str
@@ -98,12 +117,7 @@ class TraceBench:
         runner = Runner(BenchConfig(seconds=self.seconds, threads=self.threads,
                                     connections=self.connections), self.progress)
         try:
-            lab.up()
-            runner.deploy(lab)
-            lab.apply([manifests.target_service(), *routed_objects()])
-            runner.wait_answering(lab, TARGET_URL, "the target ClusterIP")
-            runner.wait_answering(lab, ROUTED_URL, "the routed Service (waypoint)")
-            self.check_tracing(lab)
+            bring_up(lab, runner)
             for name, (_what, url, close) in WORKLOADS.items():
                 runner.wrk(lab, url, 2, close=close)  # warm-up, not counted
                 for pair, order in enumerate(pair_orders(self.pairs)):
@@ -117,13 +131,6 @@ class TraceBench:
                 pass  # the lab never came up far enough
             lab.down()
             shutil.rmtree(Path(tempfile.gettempdir()) / LAB, ignore_errors=True)
-
-    def check_tracing(self, lab: BenchLab) -> None:
-        for node in NODES:
-            hooks = (lab.health(node).get("tracing") or {}).get("hooks") or []
-            if not hooks:
-                raise BenchError(f"agent on {node} runs without kernel tracing: nothing to "
-                                 "compare (health file has no tracing hooks)")
 
     def log(self, process: str) -> str:
         path = LabPaths.for_lab(LAB).logs / f"{process}.log"
