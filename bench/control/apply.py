@@ -230,6 +230,13 @@ def first_sync(paths: LabPaths, node: str, progress: Any) -> dict[str, Any]:
 
     wait_for(synced, 120.0, "the restarted agent's first sync", interval=0.1)
     datapath = (read_json(health_file) or {})["datapath"]
+
+    def traced() -> bool:  # the tracer's compile may follow the sync: its peak counts too
+        return bool((read_json(health_file) or {}).get("tracing"))
+
+    deadline = time.monotonic() + 30.0  # no tracer (--no-trace, or none here): 30 s more
+    while not traced() and time.monotonic() < deadline:
+        time.sleep(0.1)
     status = Path(f"/proc/{new.pid}/status").read_text()
     hwm_kb = next(int(line.split()[1]) for line in status.splitlines()
                   if line.startswith("VmHWM:"))
