@@ -12,12 +12,11 @@ and zero an entry on ``del``; a per-CPU map's ``Leaf`` is one value per possible
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-from agent.datapath.native import libbpf
+from agent.datapath.native import failure, libbpf
 from agent.datapath.tabletypes import per_cpu_leaf
 
 # uapi enum bpf_map_type values Tulle's maps use
@@ -31,14 +30,8 @@ libbpf.bpf_map_lookup_elem.restype = ctypes.c_int
 libbpf.bpf_map_update_elem.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
                                        ctypes.c_uint64]
 libbpf.bpf_map_update_elem.restype = ctypes.c_int
-libbpf.bpf_map_delete_elem.argtypes = [ctypes.c_int, ctypes.c_void_p]
-libbpf.bpf_map_delete_elem.restype = ctypes.c_int
 libbpf.bpf_map_get_next_key.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
 libbpf.bpf_map_get_next_key.restype = ctypes.c_int
-
-
-def _errno(ret: int) -> int:
-    return -ret if ret < -1 else ctypes.get_errno() or errno.EINVAL
 
 
 class KernelTable(MutableMapping[Any, Any]):
@@ -100,7 +93,7 @@ class KernelTable(MutableMapping[Any, Any]):
         ret = libbpf.bpf_map_update_elem(self._fd(), ctypes.byref(self._key(key)),
                                          ctypes.byref(leaf), 0)
         if ret < 0:
-            raise Exception(f"Could not update table: {os.strerror(_errno(ret))}")
+            raise Exception(f"Could not update table: {os.strerror(failure(ret))}")
 
     def __delitem__(self, key: Any) -> None:
         if self.ttype in ARRAYS:  # deleting from an array has no effect: zero it, as BCC does

@@ -56,14 +56,19 @@ def os_error(err: int, what: str, hint: str = "") -> OSError:
     return OSError(err, f"{text}; {hint}" if hint else text)
 
 
-def check(ret: int, what: str, hints: dict[int, str] | None = None) -> int:
-    """Return ``ret`` when it is >= 0, else raise :func:`os_error`.
-
-    libbpf >= 1.0 returns ``-errno`` directly (and sets errno); a bare -1 means look at errno.
-    """
+def failure(ret: int) -> int:
+    """The errno of a libbpf call's return ``ret``, 0 when it succeeded: libbpf >= 1.0
+    returns ``-errno`` directly (and sets errno); a bare -1 means look at errno."""
     if ret >= 0:
+        return 0
+    return -ret if ret < -1 else ctypes.get_errno() or errno.EINVAL
+
+
+def check(ret: int, what: str, hints: dict[int, str] | None = None) -> int:
+    """Return ``ret`` when it is >= 0, else raise :func:`os_error`."""
+    err = failure(ret)
+    if not err:
         return ret
-    err = -ret if ret < -1 else ctypes.get_errno() or errno.EINVAL
     raise os_error(err, what, (hints or {}).get(err, ""))
 
 
@@ -140,7 +145,7 @@ def lookup_batch(fd: int, key_size: int, value_size: int, chunk: int) -> tuple[b
         ret = libbpf.bpf_map_lookup_batch(
             fd, None if first else _address(tokens[0]), _address(tokens[1]),
             _address(keys), _address(values), ctypes.byref(count), None)
-        err = 0 if ret >= 0 else (-ret if ret < -1 else ctypes.get_errno() or errno.EINVAL)
+        err = failure(ret)
         if err not in (0, errno.ENOENT):  # ENOENT: the last entries (or none) came with it
             raise os_error(err, f"bpf_map_lookup_batch(fd={fd}, {chunk} entries)")
         n = count.value
@@ -155,7 +160,7 @@ def lookup_batch(fd: int, key_size: int, value_size: int, chunk: int) -> tuple[b
 def delete_elem(fd: int, key: Buffer, offset: int = 0) -> bool:
     """Delete one key (at ``offset`` in a packed buffer); False when it was not there."""
     ret = libbpf.bpf_map_delete_elem(fd, _address(key) + offset)
-    if ret < 0 and (-ret if ret < -1 else ctypes.get_errno()) == errno.ENOENT:
+    if failure(ret) == errno.ENOENT:
         return False
     check(ret, f"bpf_map_delete_elem(fd={fd})")
     return True

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from agent.datapath.byteorder import be16, be32, from_be16, from_be32
 from agent.datapath.cdefs import LIB_DIR, enum_values, struct_type
-from agent.datapath.native import check, libbpf, obj_get
+from agent.datapath.native import check, failure, libbpf, obj_get
 
 TCP = 6
 MAP_NAME = "l7_orig_dst_v1"
@@ -74,7 +74,7 @@ class OriginalDestinations:
         value = OrigDst()
         ret = libbpf.bpf_map_lookup_elem(self.fd, ctypes.byref(key), ctypes.byref(value))
         if ret < 0:
-            if (-ret if ret < -1 else ctypes.get_errno()) == errno.ENOENT:
+            if failure(ret) == errno.ENOENT:
                 return None  # not a connection the datapath redirected
             check(ret, f"bpf_map_lookup_elem({MAP_NAME})")
         return OriginalDestination(str(from_be32(value.vip)), from_be16(value.vport),
