@@ -46,6 +46,7 @@ from agent.kube.models import to_model
 from agent.kube.resources import NodeStatus
 from agent.kube.source import ClusterSource, KubeconfigError, connect
 from agent.metrics import FlowMetrics, MapFillCollector, MetricsConfig, serve_metrics
+from agent.metrics.server import MetricsServer
 
 log = logging.getLogger("tulle.agent")
 # What the datapath plans from, less Secrets: its plan never reads them (a Gateway's
@@ -333,12 +334,7 @@ def run(config: AgentConfig) -> int:
             agent.stop.set()
             timer.cancel()
             agent.startup_gc.release()
-            agent.source.stop(timeout=2.0)
-            for server in (observer, intake):
-                if server is not None:
-                    server.stop()
-            if metrics_server is not None:
-                metrics_server.close()
+            _stop_serving(agent, observer, intake, metrics_server)
             agent.datapath.close()
             raise
         if registry is not None:
@@ -353,15 +349,20 @@ def run(config: AgentConfig) -> int:
             write_json_atomic(Path(config.health_file), health)
         if health["ready"]:
             agent.report_node_ready(True, "AgentReady")
-    agent.source.stop(timeout=2.0)
-    if observer is not None:
-        observer.stop()
-    if intake is not None:
-        intake.stop()
-    if metrics_server is not None:
-        metrics_server.close()
+    _stop_serving(agent, observer, intake, metrics_server)
     agent.report_node_ready(False, "AgentStopped")
     return 0
+
+
+def _stop_serving(agent: Agent, observer: Any, intake: L7Intake | None,
+                  metrics_server: MetricsServer | None) -> None:
+    """Stop watching the cluster and serving flows and metrics (the datapath forwards on)."""
+    agent.source.stop(timeout=2.0)
+    for server in (observer, intake):
+        if server is not None:
+            server.stop()
+    if metrics_server is not None:
+        metrics_server.close()
 
 
 def _waypoint(text: str | None) -> tuple[ipaddress.IPv4Address, int] | None:

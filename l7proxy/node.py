@@ -32,7 +32,7 @@ from agent.kube.cache import Delta
 from agent.kube.source import ClusterSource, KubeconfigError, connect
 from agent.metrics.server import parse_address
 from agent.model.cache import ModelCache
-from agent.model.core import EndpointSlice, Service
+from agent.model.core import Service
 from agent.model.gateway import Gateway
 from gatewayapi import GatewayParent, RouteCompiler, RouteTables, RoutingInputs
 from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
@@ -61,15 +61,6 @@ KINDS = (
     "Service",
     "EndpointSlice",
 )
-
-
-def endpoint_map(
-    services: Sequence[Service], slices: Sequence[EndpointSlice]
-) -> dict[tuple[str, str, int], tuple[Address, ...]]:
-    """(namespace, service, service port) -> ready backends, by the datapath's own rules."""
-    index = EndpointIndex()
-    index.reset(services, slices)
-    return dict(index.endpoints())
 
 
 def gateway_parents(

@@ -52,9 +52,6 @@ class KernelTable(MutableMapping[Any, Any]):
         self.flags = flags
         self.total_cpu = cpus
 
-    def get_fd(self) -> int:
-        return self.map_fd
-
     def _fd(self) -> int:
         if self.map_fd < 0:
             raise KeyError(f"table {self.name} has no map: no program uses it (types only)")

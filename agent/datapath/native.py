@@ -157,9 +157,9 @@ def lookup_batch(fd: int, key_size: int, value_size: int, chunk: int) -> tuple[b
         tokens, first = (tokens[1], tokens[0]), False
 
 
-def delete_elem(fd: int, key: Buffer, offset: int = 0) -> bool:
-    """Delete one key (at ``offset`` in a packed buffer); False when it was not there."""
-    ret = libbpf.bpf_map_delete_elem(fd, _address(key) + offset)
+def delete_elem(fd: int, key: Buffer) -> bool:
+    """Delete one key; False when it was not there."""
+    ret = libbpf.bpf_map_delete_elem(fd, _address(key))
     if failure(ret) == errno.ENOENT:
         return False
     check(ret, f"bpf_map_delete_elem(fd={fd})")

@@ -79,9 +79,11 @@ def load_datapath(
     pin_dir.mkdir(parents=True, exist_ok=True)
     flags = [f'-DTULLE_PIN_DIR="{pin_dir}"', *cflags]
     source_list = list(sources)
-    if state_dir is not None and debug_dump_path is None:
+    # What determines the object (hashes the expanded C): once, for adopting and recording.
+    ins = templates.inputs(source_list, flags, PROGRAMS) if state_dir is not None else None
+    if state_dir is not None and ins is not None and debug_dump_path is None:
         try:
-            adopted = templates.adopt(pin_dir, state_dir, source_list, flags, PROGRAMS)
+            adopted = templates.adopt(pin_dir, state_dir, ins, PROGRAMS)
         except templates.Mismatch as why:
             log.info("datapath: compiling, not adopting the pinned programs: %s", why)
         else:
@@ -90,8 +92,8 @@ def load_datapath(
             return Datapath(pin_dir, adopted.prog_fds[FROM_POD], adopted.prog_fds[TO_POD],
                             adopted=adopted)
     dp = _compile(pin_dir, source_list, flags, debug_dump_path)
-    if state_dir is not None:
-        _remember(dp, state_dir, source_list, flags)
+    if state_dir is not None and ins is not None:
+        _remember(dp, state_dir, ins)
     return dp
 
 
@@ -108,13 +110,13 @@ def _compile(pin_dir: Path, sources: list[Path], flags: list[str],
     )
 
 
-def _remember(dp: Datapath, state_dir: Path, sources: list[Path], flags: list[str]) -> None:
+def _remember(dp: Datapath, state_dir: Path, ins: dict[str, Any]) -> None:
     """Pin the programs and record them; a failure costs only the next start's compile."""
     from agent.datapath.bpf_loader import table_descriptions
 
     prog_fds = {FROM_POD: dp.from_pod_fd, TO_POD: dp.to_pod_fd}
     try:
-        record = templates.build_record(templates.inputs(sources, flags, PROGRAMS), prog_fds,
+        record = templates.build_record(ins, prog_fds,
                                         table_descriptions(dp.bpf), dp.pin_dir)
         templates.remember(state_dir, dp.pin_dir, record, prog_fds)
     except (OSError, ValueError) as err:

@@ -188,11 +188,10 @@ def read_record(state_dir: Path, key: str, ins: dict[str, Any]) -> dict[str, Any
     return record
 
 
-def adopt(pin_dir: Path, state_dir: Path, sources: list[Path], cflags: list[str],
+def adopt(pin_dir: Path, state_dir: Path, ins: dict[str, Any],
           programs: list[Program]) -> Adopted:
     """Open the pinned programs and their maps if they are exactly what the record describes
-    for these inputs; else raise :class:`Mismatch` (nothing stays open)."""
-    ins = inputs(sources, cflags, programs)
+    for these inputs (:func:`inputs`); else raise :class:`Mismatch` (nothing stays open)."""
     record = read_record(state_dir, key_of(ins), ins)
     adopted = Adopted({}, {})
     try:

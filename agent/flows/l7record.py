@@ -4,8 +4,8 @@ translation from it to a `Flow`.
 The waypoint appends a record per request and sends them to the node agent in batches, one
 JSON line per batch (`encode_batch`); the agent checks each record (`read_batch`) and builds
 the flow (`L7FlowBuilder`). A request's timing marks (`agent.flows.reqsplit.LEAN`) travel
-outside the JSON text: the waypoint keeps each request's tuple of them, packs a batch's into
-one column of little-endian int64s (`pack_marks`: one ``struct.pack``) that follows the
+outside the JSON text: the waypoint packs each request's as it records it (`pack_lean`) and
+joins a batch's into one column of little-endian int64s (`join_column`) that follows the
 line as raw bytes (its size in the line's head: no base64 or hex to encode), and the
 record's field 13 only says it has them (``true``), or carries the few marks most requests
 do not have (`reqsplit.EXTRA`). A column under the older head key ``marks`` holds
@@ -88,7 +88,8 @@ def join_column(parts: Sequence[bytes]) -> bytes:
 
 
 def pack_marks(marks: Sequence[tuple[int, ...]], width: int = LEAN) -> bytes:
-    """The marks of a batch's timed records (``width`` each) as one binary column."""
+    """The marks of a batch's timed records (``width`` each) as one binary column, in one
+    call: the format's reference encoder (the waypoint packs per request, `pack_lean`)."""
     return join_column([struct.pack(f"{width * len(marks)}{_INT64}",
                                     *chain.from_iterable(marks))])
 
@@ -100,7 +101,7 @@ MAX_COLUMN = 1 << 26  # bytes; a batch's column is at most 65,536 records x 88
 
 def encode_batch(records: Sequence[L7Record], column: bytes | None = None) -> bytes:
     """One line: a JSON array of records (tuples become arrays), or with a marks column
-    (`pack_marks`) ``{"split": its size in bytes, "records": [...]}`` and then the column
+    (`join_column`) ``{"split": its size in bytes, "records": [...]}`` and then the column
     as it is (any bytes: the reader takes ``column_size`` of them after the line)."""
     if not column:
         return _encode(records).encode() + b"\n"

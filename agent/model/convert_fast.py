@@ -43,6 +43,7 @@ from agent.model.frozen import EMPTY, FrozenMap
 from agent.model.meta import ObjectMeta, OwnerReference, Protocol
 from agent.model.reader import parse_timestamp
 from agent.model.validation import (
+    SPECIAL_V4_FIRST_OCTETS,
     Check,
     dns1035_label,
     dns1123_label,
@@ -92,8 +93,6 @@ _ADDRESS_CHECKS: dict[AddressType, Check] = {
     AddressType.FQDN: dns1123_subdomain,
 }
 MIN_PORT, MAX_PORT = 1, 65535
-# First octets of the IPv4 ranges an endpoint may not use (validation.endpoint_ipv4).
-_SPECIAL_V4 = frozenset({0, 127, 169, 224})
 
 
 def _port_ok(value: int | None) -> bool:
@@ -287,7 +286,7 @@ def _endpoints(wires: list[WireEndpoint], address_check: Check) -> tuple[Endpoin
         for address in addresses:
             if ipv4:  # endpoint_ipv4's own fast path, without the call (100,000s of them)
                 try:
-                    if _inet_pton(_AF_INET, address)[0] not in _SPECIAL_V4:
+                    if _inet_pton(_AF_INET, address)[0] not in SPECIAL_V4_FIRST_OCTETS:
                         continue
                 except OSError:
                     return None

@@ -249,6 +249,11 @@ def special_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> s
 _LINK_LOCAL_MULTICAST_V4 = ipaddress.IPv4Network("224.0.0.0/24")
 
 
+# The first octets of every special IPv4 range (``special_address``): an address starting
+# with any other octet is not special, which lets a valid dotted quad skip the full check.
+SPECIAL_V4_FIRST_OCTETS = frozenset({0, 127, 169, 224})
+
+
 def endpoint_ipv4(value: str) -> str | None:
     """An EndpointSlice IPv4 address: valid and not special (see ``special_address``)."""
     try:
@@ -256,8 +261,8 @@ def endpoint_ipv4(value: str) -> str | None:
     except (OSError, ValueError):
         packed = b""
     # Fast path (a cluster has 100,000s of endpoints): glibc's inet_pton takes exactly the
-    # dotted quads ipaddress does, and no special range starts outside these first octets.
-    if packed and packed[0] not in (0, 127, 169, 224):
+    # dotted quads ipaddress does.
+    if packed and packed[0] not in SPECIAL_V4_FIRST_OCTETS:
         return None
     problem = ipv4_address(value)
     if problem is None:
