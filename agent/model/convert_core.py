@@ -235,8 +235,9 @@ def read_endpoint_slice(r: Reader, metadata: ObjectMeta) -> EndpointSlice:
     )
 
 
-# At most 27 distinct values: shared, not one per endpoint (5 MB at 100,000 endpoints).
-_CONDITIONS: dict[tuple[bool | None, bool | None, bool | None], EndpointConditions] = {}
+# At most 27 distinct values: shared, not one per endpoint (5 MB at 100,000 endpoints);
+# convert_fast reads it directly (a dict lookup, not a call, per endpoint).
+SHARED_CONDITIONS: dict[tuple[bool | None, bool | None, bool | None], EndpointConditions] = {}
 
 
 def _read_endpoint_conditions(r: Reader) -> EndpointConditions:
@@ -245,9 +246,9 @@ def _read_endpoint_conditions(r: Reader) -> EndpointConditions:
 
 def shared_conditions(key: tuple[bool | None, bool | None, bool | None]) -> EndpointConditions:
     """The one value of these (ready, serving, terminating) conditions (also convert_fast's)."""
-    conditions = _CONDITIONS.get(key)
+    conditions = SHARED_CONDITIONS.get(key)
     if conditions is None:
-        conditions = _CONDITIONS[key] = EndpointConditions(*key)
+        conditions = SHARED_CONDITIONS[key] = EndpointConditions(*key)
     return conditions
 
 

@@ -26,8 +26,7 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
-from agent.model.convert_core import _CONDITIONS as _KNOWN_CONDITIONS
-from agent.model.convert_core import shared_conditions
+from agent.model.convert_core import SHARED_CONDITIONS, shared_conditions
 from agent.model.core import (
     AddressType,
     Endpoint,
@@ -277,7 +276,7 @@ def _endpoints(wires: list[WireEndpoint], address_check: Check) -> tuple[Endpoin
     if len(wires) > 1000:
         return None
     unset = shared_conditions((None, None, None))
-    known = _KNOWN_CONDITIONS.get
+    known = SHARED_CONDITIONS.get
     ipv4 = address_check is endpoint_ipv4
     for e in wires:
         addresses = e.addresses

@@ -17,9 +17,9 @@ from collections.abc import Collection, Iterable
 class Subscription:
     """One watcher's flag: set by a commit of a watched kind (or a wake), cleared by ``wait``."""
 
-    def __init__(self, signal: CommitSignal, kinds: frozenset[str] | None) -> None:
+    def __init__(self, signal: CommitSignal, kinds: frozenset[str]) -> None:
         self._signal = signal
-        self.kinds = kinds  # None: every kind
+        self.kinds = kinds
         self._flag = threading.Event()
 
     def wait(self, timeout: float) -> bool:
@@ -45,19 +45,19 @@ class Subscription:
 class CommitSignal:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_kind: dict[str | None, set[Subscription]] = {}
+        self._by_kind: dict[str, set[Subscription]] = {}
         self.notified = 0  # wake-ups sent, summed over watchers (for tests and benches)
 
-    def subscribe(self, kinds: Collection[str] | None) -> Subscription:
-        sub = Subscription(self, None if kinds is None else frozenset(kinds))
+    def subscribe(self, kinds: Collection[str]) -> Subscription:
+        sub = Subscription(self, frozenset(kinds))
         with self._lock:
-            for kind in sub.kinds if sub.kinds is not None else (None,):
+            for kind in sub.kinds:
                 self._by_kind.setdefault(kind, set()).add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
-            for kind in sub.kinds if sub.kinds is not None else (None,):
+            for kind in sub.kinds:
                 subs = self._by_kind.get(kind)
                 if subs is not None:
                     subs.discard(sub)
@@ -67,12 +67,12 @@ class CommitSignal:
     def watchers(self, kind: str) -> int:
         """How many subscriptions a commit of ``kind`` wakes."""
         with self._lock:
-            return len(self._by_kind.get(kind, ())) + len(self._by_kind.get(None, ()))
+            return len(self._by_kind.get(kind, ()))
 
     def notify(self, kinds: Iterable[str]) -> None:
         """A transaction that wrote ``kinds`` committed: wake their watchers."""
         with self._lock:
-            woken = set(self._by_kind.get(None, ()))
+            woken: set[Subscription] = set()
             for kind in kinds:
                 woken.update(self._by_kind.get(kind, ()))
             self.notified += len(woken)

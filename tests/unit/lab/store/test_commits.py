@@ -22,14 +22,16 @@ def secret(name: str) -> dict[str, object]:
 
 def test_a_commit_wakes_the_watchers_of_its_kinds_only(tmp_path: Path) -> None:
     with Store(tmp_path / "s.db") as store:
-        maps, secrets, every = (store.commits.subscribe(k) for k in (["ConfigMap"], ["Secret"], None))
+        maps, secrets, both = (store.commits.subscribe(k)
+                               for k in (["ConfigMap"], ["Secret"], ["ConfigMap", "Secret"]))
         store.apply(configmap("a"))  # before anyone waits: kept until the wait
-        assert maps.wait(0) and every.wait(0)
+        assert maps.wait(0) and both.wait(0)
         assert not secrets.wait(0)
         assert not maps.wait(0)  # one wake-up per commit, cleared by the wait
         store.apply_many([configmap("b"), secret("s")])  # one transaction, two kinds
-        assert maps.wait(0) and secrets.wait(0) and every.wait(0)
-        for sub in (maps, secrets, every):
+        assert maps.wait(0) and secrets.wait(0) and both.wait(0)
+        assert not both.wait(0)  # two kinds in one transaction: one wake-up
+        for sub in (maps, secrets, both):
             sub.close()
         assert store.commits.watchers("ConfigMap") == 0
 
@@ -68,6 +70,6 @@ def test_a_waiting_watcher_is_woken_by_another_thread_s_commit(tmp_path: Path) -
 
 def test_wake_all_wakes_every_kind() -> None:
     signal = CommitSignal()
-    subs = [signal.subscribe(["Pod"]), signal.subscribe(None)]
+    subs = [signal.subscribe(["Pod"]), signal.subscribe(["Secret", "Lease"])]
     signal.wake_all()
     assert all(sub.wait(0) for sub in subs)
