@@ -74,3 +74,32 @@ def test_the_switch_signals_agents_and_waypoints_and_waits_for_each_to_log_it(
     with pytest.raises(BenchError, match="waypoint-node2 did not log the switch"):
         bench.switch(lab, True, timeout=0.3)  # type: ignore[arg-type]
     assert bench.tracing is False
+
+
+def test_each_workload_starts_with_a_warm_up_run_that_never_counts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.trace import overhead
+    from bench.trace.cli import run_rows
+
+    measured: list[tuple[str, int, bool]] = []
+
+    def measure(self: overhead.TraceBench, _lab: object, _runner: object, workload: str,
+                pair: int, on: bool) -> TraceRun:
+        measured.append((workload, pair, on))
+        # the warm-up is far slower with tracing on: it must not move the cost
+        return run(workload, pair, on, 10 if pair == overhead.WARM_UP else 100 - on)
+
+    lab = SimpleNamespace(down=lambda: None)
+    monkeypatch.setattr(overhead, "BenchLab", lambda *_a: lab)
+    monkeypatch.setattr(overhead, "Runner", lambda *_a: SimpleNamespace(notes=[]))
+    monkeypatch.setattr(overhead, "bring_up", lambda *_a: None)
+    monkeypatch.setattr(overhead.TraceBench, "measure", measure)
+    monkeypatch.setattr(overhead.shutil, "rmtree", lambda *_a, **_k: None)  # not a real lab's
+    bench = overhead.TraceBench(5, 2, lambda _m: None)
+    bench.run()
+    for name in overhead.WORKLOADS:
+        assert [(p, on) for w, p, on in measured if w == name] == [
+            (overhead.WARM_UP, True), (0, True), (0, False), (1, False), (1, True)]
+        assert summary(bench.runs, name)["pair_ratios"] == [0.99, 0.99]
+    rows = run_rows([r.to_json() for r in bench.runs])
+    assert [row[1] for row in rows[:5]] == ["warm-up", "1", "1", "2", "2"]
