@@ -103,3 +103,20 @@ def test_each_workload_starts_with_a_warm_up_run_that_never_counts(
         assert summary(bench.runs, name)["pair_ratios"] == [0.99, 0.99]
     rows = run_rows([r.to_json() for r in bench.runs])
     assert [row[1] for row in rows[:5]] == ["warm-up", "1", "1", "2", "2"]
+
+
+def test_agentcost_takes_the_per_flow_cost_from_two_run_lengths() -> None:
+    from bench.trace.agentcost import BATCH, LONG, SHORT, callgrind_total, per_flow
+
+    assert per_flow(1_000, 1_000 + 7 * (LONG - SHORT) * BATCH) == 7
+    assert callgrind_total("events: Ir\nsummary: 123456\n") == 123456
+    assert callgrind_total("totals: 42\n") == 42
+    with pytest.raises(ValueError, match="no summary"):
+        callgrind_total("events: Ir\n")
+
+
+def test_agentcost_workload_runs_the_agents_path_with_the_split_on_and_off() -> None:
+    from bench.trace.agentcost import workload
+
+    workload(True, 1)  # what callgrind counts: a malformed batch would raise here
+    workload(False, 1)
