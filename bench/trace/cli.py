@@ -23,7 +23,7 @@ from bench.l4 import machine
 from bench.l4.labs import BenchError
 from bench.l4.report import markdown_table, text_table
 from bench.observe.report import write
-from bench.trace.overhead import LAB, WARM_UP, WORKLOADS, TraceBench, summary
+from bench.trace.overhead import LAB, WARM_UP, WARM_UPS, WORKLOADS, TraceBench, summary
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 TARGET_COST_PCT = 2.0
@@ -155,9 +155,10 @@ def build(args: argparse.Namespace, bench: TraceBench, started: datetime,
             "so the lab, its pods and the datapath stay the same between on and off. Pairs "
             "alternate order (on/off, off/on, ...); the cost is 1 − the median of the pairs' "
             "on ÷ off ratios (negative: on was faster, i.e. noise). Each workload starts "
-            "with one discarded warm-up run as long as the others (tracing on), listed as "
-            "`warm-up` below and never in the cost: the first pair after the lab came up "
-            "was its workload's outlier in earlier runs."),
+            f"with {WARM_UPS} discarded warm-up runs as long as the others (tracing on), "
+            "listed as `warm-up` below and never in the cost: new connections on a fresh "
+            "lab run at 8-10k/s until TIME_WAIT sockets hold the client's ports, and the "
+            "run after that is not yet steady."),
         "workloads": workloads,
         "targets": target_rows(workloads),
         "runs": [r.to_json() for r in bench.runs],

@@ -8,10 +8,13 @@ split off (l7proxy/node.py, l7proxy/timing.py), SIGUSR2 turns both on again; eac
 is confirmed by every process's log line before measuring. Pair orders flip (on/off,
 off/on, ...) as in bench/observe/overhead.py, whose pair helpers are reused.
 
-Each workload starts with one discarded warm-up run (`WARM_UP`) as long as a measured one,
-tracing on as pair 1 starts: the session-6 runs' first pair was the outlier of its
-workload (L4 new connections 0.912 against 0.992-1.009, with only a 2 s warm-up before
-it; bench/results/trace-2026-12-05-session6.md). It is reported, never in the cost.
+Each workload starts with `WARM_UPS` discarded warm-up runs (pair `WARM_UP`) as long as a
+measured one, tracing on as pair 1 starts; they are reported, never in the cost. The first
+pair after a 2 s warm-up was its workload's outlier (L4 new connections 0.912 and 0.906
+against 0.99-1.01 in two runs): the first full-length runs of new connections on a fresh
+lab go at 8-10k/s until the client's TIME_WAIT sockets hold its ports, and the run after
+that one was once half the steady ~4.3k/s (bench/results/trace-2026-12-05-session7-wp.md);
+the second run after it was steady in every run seen.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ SWITCHED = (("agent", "kernel tracing paused", "kernel tracing resumed"),
             ("waypoint", "request split paused", "request split resumed"))
 TARGET_URL = f"http://{manifests.TARGET_VIP}:{manifests.SERVICE_PORT}/"
 ROUTED_URL = f"http://{ROUTED_VIP}:{manifests.SERVICE_PORT}/"
-WARM_UP = -1  # a TraceRun's pair: the workload's discarded warm-up run
+WARM_UP = -1  # a TraceRun's pair: one of the workload's discarded warm-up runs
+WARM_UPS = 2
 # name -> (what, url, Connection: close)
 WORKLOADS: dict[str, tuple[str, str, bool]] = {
     "l4_new_conn": ("L4 new connections/s through a ClusterIP", TARGET_URL, True),
@@ -126,7 +130,8 @@ class TraceBench:
         try:
             bring_up(lab, runner)
             for name in WORKLOADS:
-                self.runs.append(self.measure(lab, runner, name, WARM_UP, True))
+                for _ in range(WARM_UPS):
+                    self.runs.append(self.measure(lab, runner, name, WARM_UP, True))
                 for pair, order in enumerate(pair_orders(self.pairs)):
                     for on in order:
                         self.runs.append(self.measure(lab, runner, name, pair, on))

@@ -76,7 +76,7 @@ def test_the_switch_signals_agents_and_waypoints_and_waits_for_each_to_log_it(
     assert bench.tracing is False
 
 
-def test_each_workload_starts_with_a_warm_up_run_that_never_counts(
+def test_each_workload_starts_with_warm_up_runs_that_never_count(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from bench.trace import overhead
     from bench.trace.cli import run_rows
@@ -99,10 +99,11 @@ def test_each_workload_starts_with_a_warm_up_run_that_never_counts(
     bench.run()
     for name in overhead.WORKLOADS:
         assert [(p, on) for w, p, on in measured if w == name] == [
-            (overhead.WARM_UP, True), (0, True), (0, False), (1, False), (1, True)]
+            (overhead.WARM_UP, True), (overhead.WARM_UP, True),
+            (0, True), (0, False), (1, False), (1, True)]
         assert summary(bench.runs, name)["pair_ratios"] == [0.99, 0.99]
     rows = run_rows([r.to_json() for r in bench.runs])
-    assert [row[1] for row in rows[:5]] == ["warm-up", "1", "1", "2", "2"]
+    assert [row[1] for row in rows[:6]] == ["warm-up", "warm-up", "1", "1", "2", "2"]
 
 
 def test_agentcost_takes_the_per_flow_cost_from_two_run_lengths() -> None:
