@@ -80,3 +80,5 @@ def test_a_pair_over_the_series_cap_is_counted_as_overflow_every_time() -> None:
     assert counts == {**{pair(p): 3 for p in ("client_network", "proxy", "upstream_connect",
                                               "upstream_network", "backend")},
                       overflow: 15}
+    overflows = series(scrape(reg), "tulle_metrics_label_overflow_total")
+    assert overflows[labels(metric=NAME, label="*")] == 15  # each one counted, none cached
