@@ -31,12 +31,14 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
 	__u64 sk = (__u64)args->skaddr;
 	int newstate = args->newstate;
-	__u64 now;
 	__be32 saddr;
 
+	/* The clock is read only by an event that records a time (a start, an
+	 * establishment, a close): not by those that end before (not ours, no change to
+	 * record), about half of a connection's state changes, and every node's tracer
+	 * sees every socket of a shared kernel. */
 	if (args->protocol != IPPROTO_TCP || args->family != AF_INET)
 		return 0;
-	now = bpf_ktime_get_ns();
 	__builtin_memcpy(&saddr, args->saddr, sizeof(saddr));
 	if (newstate == TRACE_TCP_SYN_SENT || newstate == TRACE_TCP_SYN_RECV) {
 		struct conn_state st = {};
@@ -48,7 +50,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 				return 0;
 		}
 		st.conn_id = ((__u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32();
-		st.start_ns = now;
+		st.start_ns = bpf_ktime_get_ns();
 		st.srtt_min_us = 0xffffffff;
 		st.role = newstate == TRACE_TCP_SYN_SENT ? TRACE_ROLE_CLIENT : TRACE_ROLE_SERVER;
 		trace_conns_v1.update(&sk, &st);
@@ -66,7 +68,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 	if (!st)
 		return 0;
 	if (newstate == TRACE_TCP_ESTABLISHED && !st->established_ns) {
-		st->established_ns = now;
+		st->established_ns = bpf_ktime_get_ns();
 		if (!st->pod_ip)
 			st->pod_ip = trace_pod_of(saddr, st->netns);
 		if (!st->pod_ip)
@@ -83,7 +85,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 	if (st->pod_ip) {
 		struct trace_record rec = {};
 
-		rec.time_ns = now;
+		rec.time_ns = bpf_ktime_get_ns();
 		rec.conn_id = st->conn_id;
 		rec.start_ns = st->start_ns;
 		rec.established_ns = st->established_ns;

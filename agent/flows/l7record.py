@@ -43,7 +43,17 @@ from agent.flows.flow import (
 )
 from agent.flows.names import EVENT_L7
 from agent.flows.policyjson import network_policy
-from agent.flows.reqsplit import LEAN, RAW, check_extra, check_marks, raw_of, relative, split
+from agent.flows.reqsplit import (
+    COMPACT,
+    LEAN,
+    RAW,
+    check_extra,
+    check_marks,
+    raw_of,
+    relative,
+    split,
+    split_compact,
+)
 
 # (time_ns, latency_ns, code, method, url, protocol, route, rule, backend, drop_reason,
 #  client (ip, port), local (ip, port), summary, timing marks or None (`l7proxy.timing`;
@@ -143,6 +153,10 @@ def _marks_at(column: Column, at: int, field: Any, width: int = LEAN) -> tuple[i
                          f"a record's {width}")
     if width == RAW:
         return relative(column[at:at + RAW])
+    if field is True:  # the common request: its COMPACT marks, what `relative` would give
+        client_rtt_us, start, sent, first, upstream_rtt_us = column[at:at + LEAN]
+        return (client_rtt_us, sent - start if sent else 0, first - start if first else 0, 0,
+                upstream_rtt_us)
     return relative(raw_of(column[at:at + LEAN], check_extra(field)))
 
 
@@ -183,8 +197,10 @@ def read_batch(value: Any, data: bytes = b"") -> Iterator[L7Record | ValueError]
             if (column is not None and isinstance(item, list) and len(item) == 15
                     and (item[13] is True or width == LEAN and item[13] is not None)):
                 here, at = at, at + width  # its slot, even if its marks are bad
-                item = [*item[:13], _marks_at(column, here, item[13], width), item[14]]
-            yield record_from_json(item)
+                # integers from the column by construction: no check of them as JSON
+                yield _record(item, _marks_at(column, here, item[13], width))
+            else:
+                yield record_from_json(item)
         except ValueError as err:
             yield err
     if column is not None and at < len(column):
@@ -220,6 +236,11 @@ def record_from_json(value: Any) -> L7Record:
     if not isinstance(value, list) or len(value) not in (13, 14, 15):
         raise ValueError("an L7 record is an array of 15 fields (13 or 14 from older "
                          "waypoints: without timing marks, without policy names)")
+    return _record(value, check_marks(value[13]) if len(value) >= 14 else None)
+
+
+def _record(value: list[Any], marks: tuple[int, ...] | None) -> L7Record:
+    """`record_from_json` of a 13- to 15-field array whose marks are ``marks``, checked."""
     for i in _INTS:
         if type(value[i]) is not int:
             raise ValueError(f"field {i} must be an integer, got {value[i]!r}")
@@ -227,7 +248,6 @@ def record_from_json(value: Any) -> L7Record:
         if not isinstance(value[i], str):
             raise ValueError(f"field {i} must be a string, got {value[i]!r}")
     client, local = _address(value[10], "client"), _address(value[11], "local")
-    marks = check_marks(value[13]) if len(value) >= 14 else None
     names = _policy_names(value[14]) if len(value) == 15 else None
     return (value[0], value[1], value[2], value[3], value[4], value[5], value[6], value[7],
             value[8], value[9], client, local, value[12], marks, names)
@@ -285,7 +305,9 @@ class L7FlowBuilder:
             is_reply=False,
             summary=summary,
             tulle=TulleInfo(duration_ns=latency, route=route, rule=rule, backend=backend,
-                            request=split(latency, marks) if type(marks) is tuple else None),
+                            request=(split_compact(latency, *marks) if len(marks) == COMPACT
+                                     else split(latency, marks))
+                            if type(marks) is tuple else None),
             # Both sides were judged by the waypoint (policy_waypoint.py); a denied request
             # names none: NetworkPolicy has no deny rules, so Hubble's *_denied_by stay empty.
             egress_allowed_by=self._named(names[0]) if names else (),

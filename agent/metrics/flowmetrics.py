@@ -179,7 +179,7 @@ class FlowMetrics:
                                  histogram=len(self._bounds_ns))
         self._kernel = KernelSeries(series, cfg.tcp_connect_buckets, cfg.tcp_rtt_buckets,
                                     self._workload)
-        self._split = SplitSeries(series, cfg.request_split_buckets, self._workload)
+        self._split = SplitSeries(series, cfg.request_split_buckets)
         self._lost_name = cfg.metric_name("lost_events")
         if registry is not None:
             registry.register(self)
@@ -324,7 +324,7 @@ class FlowMetrics:
             cell[-1] += latency * n
         tulle = flow.tulle
         if tulle is not None and tulle.request is not None:
-            self._split.observe(tulle.request, client, server, flow.destination_service, n)
+            self._split.observe(tulle.request, src, dst, flow.destination_service, n)
 
     # -- scraping ----------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from bench.l4 import machine
 from bench.l4.labs import BenchError
 from bench.l4.report import markdown_table, text_table
 from bench.observe.report import write
-from bench.trace.overhead import LAB, WORKLOADS, TraceBench, summary
+from bench.trace.overhead import LAB, WARM_UP, WARM_UPS, WORKLOADS, TraceBench, summary
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 TARGET_COST_PCT = 2.0
@@ -69,7 +69,8 @@ RUN_HEADER = ["workload", "pair", "tracing", "req/s", "p99 ms", "errors", "lab c
 
 
 def run_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
-    return [[r["workload"], str(r["pair"] + 1), r["tracing"], f"{r['rps']:,.0f}",
+    return [[r["workload"], "warm-up" if r["pair"] == WARM_UP else str(r["pair"] + 1),
+             r["tracing"], f"{r['rps']:,.0f}",
              f"{r['p99_ms']:.2f}", str(r.get("errors", 0)), f"{r['lab_cores']:.2f}",
              f"{r['load1']:.1f}"] for r in runs]
 
@@ -153,7 +154,11 @@ def build(args: argparse.Namespace, bench: TraceBench, started: datetime,
             "split off, SIGUSR2 turns both on; each switch confirmed in every process's log), "
             "so the lab, its pods and the datapath stay the same between on and off. Pairs "
             "alternate order (on/off, off/on, ...); the cost is 1 − the median of the pairs' "
-            "on ÷ off ratios (negative: on was faster, i.e. noise)."),
+            "on ÷ off ratios (negative: on was faster, i.e. noise). Each workload starts "
+            f"with {WARM_UPS} discarded warm-up runs as long as the others (tracing on), "
+            "listed as `warm-up` below and never in the cost: new connections on a fresh "
+            "lab run at 8-10k/s until TIME_WAIT sockets hold the client's ports, and the "
+            "run after that is not yet steady."),
         "workloads": workloads,
         "targets": target_rows(workloads),
         "runs": [r.to_json() for r in bench.runs],

@@ -74,3 +74,50 @@ def test_the_switch_signals_agents_and_waypoints_and_waits_for_each_to_log_it(
     with pytest.raises(BenchError, match="waypoint-node2 did not log the switch"):
         bench.switch(lab, True, timeout=0.3)  # type: ignore[arg-type]
     assert bench.tracing is False
+
+
+def test_each_workload_starts_with_warm_up_runs_that_never_count(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.trace import overhead
+    from bench.trace.cli import run_rows
+
+    measured: list[tuple[str, int, bool]] = []
+
+    def measure(self: overhead.TraceBench, _lab: object, _runner: object, workload: str,
+                pair: int, on: bool) -> TraceRun:
+        measured.append((workload, pair, on))
+        # the warm-up is far slower with tracing on: it must not move the cost
+        return run(workload, pair, on, 10 if pair == overhead.WARM_UP else 100 - on)
+
+    lab = SimpleNamespace(down=lambda: None)
+    monkeypatch.setattr(overhead, "BenchLab", lambda *_a: lab)
+    monkeypatch.setattr(overhead, "Runner", lambda *_a: SimpleNamespace(notes=[]))
+    monkeypatch.setattr(overhead, "bring_up", lambda *_a: None)
+    monkeypatch.setattr(overhead.TraceBench, "measure", measure)
+    monkeypatch.setattr(overhead.shutil, "rmtree", lambda *_a, **_k: None)  # not a real lab's
+    bench = overhead.TraceBench(5, 2, lambda _m: None)
+    bench.run()
+    for name in overhead.WORKLOADS:
+        assert [(p, on) for w, p, on in measured if w == name] == [
+            (overhead.WARM_UP, True), (overhead.WARM_UP, True),
+            (0, True), (0, False), (1, False), (1, True)]
+        assert summary(bench.runs, name)["pair_ratios"] == [0.99, 0.99]
+    rows = run_rows([r.to_json() for r in bench.runs])
+    assert [row[1] for row in rows[:6]] == ["warm-up", "warm-up", "1", "1", "2", "2"]
+
+
+def test_agentcost_takes_the_per_flow_cost_from_two_run_lengths() -> None:
+    from bench.trace.agentcost import BATCH, LONG, SHORT, callgrind_total, per_flow
+
+    assert per_flow(1_000, 1_000 + 7 * (LONG - SHORT) * BATCH) == 7
+    assert callgrind_total("events: Ir\nsummary: 123456\n") == 123456
+    assert callgrind_total("totals: 42\n") == 42
+    with pytest.raises(ValueError, match="no summary"):
+        callgrind_total("events: Ir\n")
+
+
+def test_agentcost_workload_runs_the_agents_path_with_the_split_on_and_off() -> None:
+    from bench.trace.agentcost import workload
+
+    workload(True, 1)  # what callgrind counts: a malformed batch would raise here
+    workload(False, 1)

@@ -4,6 +4,7 @@ to the total for marks in the order the waypoint takes them, and the JSON form."
 from __future__ import annotations
 
 import json
+from itertools import product
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -22,6 +23,7 @@ from agent.flows.reqsplit import (
     raw_of,
     relative,
     split,
+    split_compact,
     to_json,
 )
 
@@ -134,6 +136,29 @@ def test_the_compact_form_splits_as_the_full_one(case: tuple[int, tuple[int, ...
     compact = check_marks([client, sent, first, head_out, up_rtt])
     assert compact is not None and len(compact) == COMPACT
     assert split(span, compact) == split(span, full)
+
+
+def _compact_is_full(span: int, marks: tuple[int, ...]) -> bool:
+    client, sent, first, head_out, up_rtt = marks
+    full = (client, sent, 0, 0, first, head_out, first, up_rtt)
+    return split_compact(span, *marks) == split(span, full) == split(span, marks)
+
+
+def test_the_compact_fast_path_is_the_full_arithmetic_in_every_ordering() -> None:
+    """``split_compact`` (the agent's path for nearly every waypoint flow) is ``split`` of
+    the 8-mark form with connect 0 and last = first: every ordering of span, sent, first
+    and head_out (ties, 0 and below it included), RTTs under, at and over the window."""
+    ns = (-1, 0, 1, 999, 1000, 1001, 2001)
+    rtts = (-1, 0, 1, 2)  # µs: 1 fits some windows (1000 ns or more), 2 fits one
+    bad = [(span, (c, s, f, h, u)) for span, s, f, h in product(ns, repeat=4)
+           for c, u in product(rtts, repeat=2) if not _compact_is_full(span, (c, s, f, h, u))]
+    assert bad == []
+
+
+@given(st.integers(-10**12, 10**12), st.tuples(*[st.integers(-10**12, 10**12)] * 5))
+def test_the_compact_fast_path_is_the_full_arithmetic_for_any_integers(
+        span: int, marks: tuple[int, ...]) -> None:
+    assert _compact_is_full(span, marks)
 
 
 @given(st.integers(-10**9, 10**12), st.lists(st.integers(-10**12, 10**12), min_size=5,

@@ -64,3 +64,21 @@ def test_the_part_label_can_be_kept_alone() -> None:
     assert series(scrape(reg), NAME + "_count") == {labels(part="backend"): 1} | {
         labels(part=p): 1 for p in ("client_network", "proxy", "upstream_connect",
                                     "upstream_network")}
+
+
+def test_a_pair_over_the_series_cap_is_counted_as_overflow_every_time() -> None:
+    """The five parts' cells are remembered per workload pair only when the family admitted
+    all five as they are: a pair that overflowed keeps taking the capped path, and the
+    first pair keeps its own series however often either is observed."""
+    cfg = MetricsConfig(families={"request_split_seconds": FamilyConfig(max_series=5)})
+    fm, reg = metrics(cfg)
+    other = flow_of((*RECORD[:10], ("10.244.9.9", 40000), *RECORD[11:]))
+    for _ in range(3):
+        fm.observe_many([FLOW, other])
+    counts = series(scrape(reg), NAME + "_count")
+    overflow = labels(part="other", source_workload="other", destination_workload="other")
+    assert counts == {**{pair(p): 3 for p in ("client_network", "proxy", "upstream_connect",
+                                              "upstream_network", "backend")},
+                      overflow: 15}
+    overflows = series(scrape(reg), "tulle_metrics_label_overflow_total")
+    assert overflows[labels(metric=NAME, label="*")] == 15  # each one counted, none cached
