@@ -7,7 +7,8 @@ the minutes the API takes), starts the lab API server on loopback (its own proce
 - ``stages`` (default): a fresh process runs what the agent's first sync runs, stage by
   stage, in the daemon's order (agent/daemon.py, agent/bcc_thread.py): imports; on a thread,
   the eBPF load (BCC compile, maps pinned under a throw-away pin dir) and the tracer's compile
-  (before or after it: TRACE_ORDER, or ``FSBENCH_TRACE_ORDER``); on the main thread meanwhile
+  (agent.bcc_thread.order for a start that compiles, or ``FSBENCH_TRACE_ORDER``=before-load|
+  after-load|after-sync and ``FSBENCH_PLAN_BESIDE``=True|False); on the main thread meanwhile
   the list per kind (HTTP, JSON decode apart), model decode, planning (Maglev apart), the flow
   enricher's index, then the wait for the load and the kernel map writes. It prints a table:
   seconds, CPU seconds of the stage's own thread, when it ended, RSS after it and peak RSS
@@ -115,8 +116,8 @@ class Timer:
 
 def run_stages(kubeconfig: str, pin_dir: str | None, trace: bool) -> dict[str, Any]:
     """The daemon's order (agent/daemon.py, agent/bcc_thread.py): the BCC thread compiles and
-    loads the datapath (and the tracer, TRACE_ORDER) while the main thread lists, decodes
-    and plans; the map writes wait for the load."""
+    loads the datapath (and the tracer: agent.bcc_thread.order) while the main thread lists,
+    decodes and plans; the map writes wait for the load."""
     stages = Stages()
     with stages.stage("python start"):
         pass
@@ -131,8 +132,11 @@ def run_stages(kubeconfig: str, pin_dir: str | None, trace: bool) -> dict[str, A
         from agent.kube.source import connect
     ingest = FlowIngest(FlowRing(65_535), ())
     datapath = ctl.DatapathController(NODE, None, ingest)
-    order = os.environ.get("FSBENCH_TRACE_ORDER") or bcc_thread.TRACE_ORDER
-    beside = os.environ.get("FSBENCH_PLAN_BESIDE", str(bcc_thread.PLAN_BESIDE_COMPILES)) == "True"
+    # This harness always compiles (no compile cache): the daemon's order for such a start.
+    fresh = bcc_thread.order(compiles=True)
+    order = os.environ.get("FSBENCH_TRACE_ORDER") or (
+        "after-sync" if fresh.tracer_after_sync else "after-load")
+    beside = os.environ.get("FSBENCH_PLAN_BESIDE", str(fresh.plan_beside_compile)) == "True"
     compiled = threading.Event()
     loader = None
     if pin_dir is None:
@@ -173,7 +177,7 @@ def run_stages(kubeconfig: str, pin_dir: str | None, trace: bool) -> dict[str, A
             resources = datapath.models.decode_all(objects, ctl.WATCHED_KINDS)
             row["objects"] = len(resources)
         if not beside:
-            with stages.stage("wait for the BCC compiles (PLAN_BESIDE_COMPILES off)"):
+            with stages.stage("wait for the BCC compiles (plan not beside them)"):
                 compiled.wait()
         with stages.stage("plan (services, endpoints, policy)") as row:
             datapath.planner.reset(resources)
