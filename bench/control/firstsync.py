@@ -303,7 +303,9 @@ def daemon_mode(kubeconfig: Path, trace: bool, profile: Path | None) -> dict[str
     pin_dir = Path(f"/sys/fs/bpf/tulle/fsbench-{os.getpid()}/{NODE}")
     try:
         fresh = _agent_start(kubeconfig, pin_dir, trace, profile, "fresh")
+        fresh.update(SAMPLERS["fresh"].summary())
         restart = _agent_start(kubeconfig, pin_dir, trace, profile, "restart")
+        restart.update(SAMPLERS["restart"].summary())
     finally:
         shutil.rmtree(pin_dir.parent, ignore_errors=True)  # bpffs: unlink the pins
     return {**restart, "fresh": fresh}
@@ -320,7 +322,7 @@ def _agent_start(kubeconfig: Path, pin_dir: Path, trace: bool, profile: Path | N
             "--metrics-address", "", *([] if trace else ["--no-trace"])]
     log = (work / f"agent-{name}.log").open("w")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    sampler = RssSampler(proc.pid if profile is None else None)
+    sampler = SAMPLERS[name] = RssSampler(proc.pid if profile is None else None)
     try:
         deadline = time.monotonic() + 300
         datapath: dict[str, Any] = {}
@@ -346,7 +348,7 @@ def _agent_start(kubeconfig: Path, pin_dir: Path, trace: bool, profile: Path | N
         adopted = "datapath: adopted the programs" in Path(log.name).read_text()
         return {"first_sync_s": datapath["first_sync_s"], "loaded_s": datapath.get("loaded_s"),
                 "services": datapath.get("services"), "peak_rss_mb": round(hwm / 1024, 1),
-                "adopted": adopted, **sampler.summary()}
+                "adopted": adopted}
     finally:
         sampler.stop.set()
         proc.terminate()  # our own child (py-spy passes the signal on)
@@ -364,6 +366,9 @@ def _wait_for_log(path: Path, needles: tuple[str, ...], deadline: float) -> bool
             return True
         time.sleep(0.05)
     return False
+
+
+SAMPLERS: dict[str, RssSampler] = {}  # per agent start (fresh, restart)
 
 
 class RssSampler:
