@@ -9,11 +9,11 @@ once would take both cores from the sync.
 The order depends on whether this start compiles its datapath (``order``), measured at 10,000
 Services in bench/results/fresh-compile-2026-12-05.md:
 - it compiles (a fresh node, or new inputs): the first plan runs beside the datapath's compile
-  and the tracer compiles after the first sync. BCC (its ~80 MB of libraries) is resident by
-  then, so the tracer adds only its compile's transient (~38 MB) to the synced state, and
-  neither compile waits for the other's or the plan's;
-- it adopted the pinned programs (a restart; no BCC imported): the tracer goes first and the
-  plan waits for it: after the sync, BCC's libraries plus the compile peaked at 304 MB
+  and the tracer compiles after the first sync, so the sync waits for neither the tracer nor
+  the compile's end (only its writes wait for the maps). BCC's libraries are resident by then,
+  so the tracer adds only its compile's transient (~38 MB) to the synced state;
+- it adopted the pinned programs (a restart; no BCC imported yet): the tracer goes first and
+  the plan waits for it: after the sync, BCC's libraries plus the compile peaked at 304 MB
   against 261 MB (bench/results/control-2026-12-05-session6.md).
 """
 
