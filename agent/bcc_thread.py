@@ -1,10 +1,20 @@
-"""The agent's BCC thread: the datapath's compile and load, then (or before) the tracer's.
+"""The agent's BCC thread: the datapath's compile (or adoption) and load, and the tracer's.
 
 BCC compiles in C without the GIL, so the thread runs beside the informers' lists
-(agent/daemon.py `run`); the first sync plans once the compiles are over (PLAN_BESIDE_COMPILES)
-and writes once the controller has the maps (DatapathController.attach). The
-two compiles run one after the other on this one thread: each borrows fd 2 process-wide
-(agent.datapath.bpf_loader), and two at once would take both cores from the sync.
+(agent/daemon.py `run`); the first sync plans once ``plan_gate`` opens and writes once the
+controller has the maps (DatapathController.attach). The two compiles run one after the other
+on this one thread: each borrows fd 2 process-wide (agent.datapath.bpf_loader), and two at
+once would take both cores from the sync.
+
+The order depends on whether this start compiles its datapath (``order``), measured at 10,000
+Services in bench/results/fresh-compile-2026-12-05.md:
+- it compiles (a fresh node, or new inputs): the first plan runs beside the datapath's compile
+  and the tracer compiles after the first sync, so the sync waits for neither the tracer nor
+  the compile's end (only its writes wait for the maps). BCC's libraries are resident by then,
+  so the tracer adds only its compile's transient (~38 MB) to the synced state;
+- it adopted the pinned programs (a restart; no BCC imported yet): the tracer goes first and
+  the plan waits for it: after the sync, BCC's libraries plus the compile peaked at 304 MB
+  against 261 MB (bench/results/control-2026-12-05-session6.md).
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -25,15 +36,21 @@ if TYPE_CHECKING:
     from agent.datapath.programs import Datapath
 
 log = logging.getLogger("tulle.agent")
-# When the tracer compiles on the BCC thread: "after-load" (right after the datapath's
-# compile or adoption, before the first sync's planning), "before-load" or "after-sync". Measured in
-# bench/results/control-2026-12-05-overlap.md.
-TRACE_ORDER = "after-load"
-# Whether the first sync plans beside the compiles (True) or after them (False): the plan
-# is the sync's memory peak, and a compile's ~30-50 MB LLVM transient on top of it took
-# the agent past 300 MB at 10,000 Services; the lists (the sync's other half) overlap the
-# compiles either way. Measured in bench/results/control-2026-12-05-overlap.md.
-PLAN_BESIDE_COMPILES = False
+
+
+@dataclass(frozen=True)
+class Order:
+    plan_beside_compile: bool  # the first plan may run while the datapath compiles
+    tracer_after_sync: bool  # the tracer's compile waits for the first sync (else: before it)
+
+
+# A start that compiles its datapath, and one that adopted it (see the module docstring).
+COMPILING = Order(plan_beside_compile=True, tracer_after_sync=True)
+ADOPTED = Order(plan_beside_compile=False, tracer_after_sync=False)
+
+
+def order(compiles: bool) -> Order:
+    return COMPILING if compiles else ADOPTED
 
 
 class TracedAgent(Protocol):
@@ -48,12 +65,14 @@ def process_age() -> float:
     return seconds_since(start_ticks() or 0)
 
 
-def load_datapath(pin_dir: Path, state_dir: Path | None) -> Datapath:
+def load_datapath(pin_dir: Path, state_dir: Path | None,
+                  compiling: Callable[[], None] | None = None) -> Datapath:
     """``programs.load_datapath``, imported here: BCC (libbcc), when a compile needs it, is
-    imported on this thread, not on the agent's import path."""
+    imported on this thread, not on the agent's import path. ``compiling`` is called when
+    the adoption failed and the compile starts."""
     from agent.datapath.programs import load_datapath as load
 
-    return load(pin_dir, state_dir=state_dir)
+    return load(pin_dir, state_dir=state_dir, compiling=compiling)
 
 
 def tracer_step(agent: TracedAgent, ingest: FlowIngest) -> Callable[[], None]:
@@ -72,9 +91,10 @@ def tracer_step(agent: TracedAgent, ingest: FlowIngest) -> Callable[[], None]:
 
 
 class DatapathLoad:
-    """The agent's BCC thread: the datapath's compile and load, handed to the controller,
-    and the tracer's compile before or after it (TRACE_ORDER). ``wait`` returns when the
-    datapath was loaded (seconds since the process started) or raises the load's error."""
+    """The agent's BCC thread: the datapath's compile (or adoption) and load, handed to the
+    controller, and the tracer's compile before the first plan or after the first sync
+    (``order``). ``wait`` returns when the datapath was loaded (seconds since the process
+    started) or raises the load's error; ``plan_gate`` opens when the first sync may plan."""
 
     def __init__(
         self,
@@ -92,7 +112,8 @@ class DatapathLoad:
         self.first_synced = first_synced
         self.stop = stop
         self.done = threading.Event()
-        self.compiled = threading.Event()  # the compiles before the first sync are over
+        self.gate = threading.Event()  # the first sync may plan
+        self.compiled_datapath = False  # this start compiled its datapath (BCC is resident)
         self.loaded_s: float | None = None
         self.error: BaseException | None = None
 
@@ -111,13 +132,10 @@ class DatapathLoad:
         try:
             self._steps()
         finally:
-            self.compiled.set()
+            self.gate.set()
             self.done.set()
 
     def _steps(self) -> None:
-        order = TRACE_ORDER
-        if self.tracer is not None and order == "before-load":
-            self.tracer()
         try:
             self._load()
         except BaseException as err:
@@ -126,28 +144,30 @@ class DatapathLoad:
             return
         finally:
             self.done.set()
-        if self.tracer is None or order == "before-load":
+        if self.tracer is None:
             return
-        # Also after an adoption (the compile cache: no datapath compile), the tracer's
-        # compile goes before the first plan. Measured at 10,000 Services: after the first
-        # sync instead, the restart synced at 2.41 s instead of ~3.0 s but peaked at 304 MB
-        # (BCC's ~80 MB of library pages and ~50 MB of compile on the synced state) against
-        # 261 MB; the memory budget (300 MB) wins, since the datapath forwards meanwhile.
-        if order == "after-sync":
-            self.compiled.set()
+        if order(self.compiled_datapath).tracer_after_sync:
+            self.gate.set()
             while not self.first_synced.wait(0.5):
                 if self.stop.is_set():
                     return
         self.tracer()
 
-    def plan_gate(self) -> threading.Event | None:
-        """What the first sync waits for before it plans (PLAN_BESIDE_COMPILES)."""
-        return None if PLAN_BESIDE_COMPILES else self.compiled
+    def plan_gate(self) -> threading.Event:
+        """What the first sync waits for before it plans (``order``)."""
+        return self.gate
+
+    def _compiling(self) -> None:
+        """The compile cache could not adopt: this start compiles its datapath."""
+        self.compiled_datapath = True
+        if order(True).plan_beside_compile:
+            self.gate.set()
 
     def _load(self) -> None:
         started = time.monotonic()
-        dp = load_datapath(self.pin_dir, self.state_dir)
+        dp = load_datapath(self.pin_dir, self.state_dir, self._compiling)
         malloc_trim()  # the compile's freed LLVM memory: not under the first sync's peak
         self.controller.attach(dp)
         self.loaded_s = process_age()
-        log.info("datapath compiled and loaded in %.1f s", time.monotonic() - started)
+        how = "compiled" if self.compiled_datapath else "adopted"
+        log.info("datapath %s and loaded in %.1f s", how, time.monotonic() - started)

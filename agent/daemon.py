@@ -188,8 +188,8 @@ class Agent:
             self.changed.clear()
             objects: list[dict[str, Any]] | None = None
             if self.first_sync_s is None and self.plan_gate is not None:
-                # The first plan waits for the BCC compiles (agent.bcc_thread): their
-                # transient memory does not stack on the plan's peak.
+                # The first plan waits for the BCC thread's gate (agent.bcc_thread.order):
+                # a compile's transient memory must not stack on the plan's peak.
                 while not self.plan_gate.wait(0.5):
                     if self.stop.is_set():
                         return
@@ -295,9 +295,9 @@ def run(config: AgentConfig) -> int:
     load = None
     if config.pin_dir:
         # The BCC compiles (C, without the GIL) run on their own thread while the informers
-        # list (agent.bcc_thread): the datapath's, then the tracer's (TRACE_ORDER). The
-        # first sync plans once they are over (plan_gate: memory) and writes once the maps
-        # are attached (DatapathController.attach).
+        # list (agent.bcc_thread): the datapath's, and the tracer's before the first plan or
+        # after the first sync (bcc_thread.order). The first sync plans once plan_gate opens
+        # (memory) and writes once the maps are attached (DatapathController.attach).
         agent.datapath = DatapathController(
             node, None, ingest, _waypoint(config.waypoint), config.ct_endpoint_quota
         )

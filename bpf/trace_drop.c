@@ -9,7 +9,7 @@
  * drop on a shared kernel (the lab), so the namespace decides which node reports one. Reason
  * names are not known here: the agent reads them from the kernel (tracefs format or BTF).
  */
-#include <uapi/linux/in.h>
+#include "inet.h" /* not <uapi/linux/in.h>: see there why */
 #include <uapi/linux/ip.h>
 #include "conn_trace.h"
 

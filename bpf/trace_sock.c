@@ -24,7 +24,7 @@
  * server-side socket learns its addresses after SYN_RECV fires, so it is attributed when it
  * becomes ESTABLISHED.
  */
-#include <uapi/linux/in.h>
+#include "inet.h" /* not <uapi/linux/in.h>: see there why */
 #include "conn_trace.h"
 
 TRACEPOINT_PROBE(sock, inet_sock_set_state)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,13 +69,15 @@ def load_datapath(
     debug_dump_path: Path | None = None,
     sources: Sequence[Path] = PROGRAM_SOURCES,
     cflags: Sequence[str] = (),
+    compiling: Callable[[], None] | None = None,
 ) -> Datapath:
     """Load the node's programs, adopting the pinned maps under ``pin_dir``.
 
     With ``state_dir``, first try to adopt the programs pinned by an earlier compile of the
     same inputs (no BCC, no compile); any difference is logged in one line and we compile,
     then pin the programs and record them for the next start. ``debug_dump_path`` (the C
-    that clang compiled) always compiles."""
+    that clang compiled) always compiles. ``compiling`` is called once the compile is certain,
+    before it starts (the agent plans beside it: agent.bcc_thread)."""
     pin_dir.mkdir(parents=True, exist_ok=True)
     flags = [f'-DTULLE_PIN_DIR="{pin_dir}"', *cflags]
     source_list = list(sources)
@@ -91,6 +93,8 @@ def load_datapath(
                      pin_dir)
             return Datapath(pin_dir, adopted.prog_fds[FROM_POD], adopted.prog_fds[TO_POD],
                             adopted=adopted)
+    if compiling is not None:
+        compiling()
     dp = _compile(pin_dir, source_list, flags, debug_dump_path)
     if state_dir is not None and ins is not None:
         _remember(dp, state_dir, ins)

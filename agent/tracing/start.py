@@ -1,5 +1,5 @@
 """Start kernel tracing inside the node agent (agent/daemon.py calls `start_tracing` on its BCC
-thread, before or after the datapath's compile: TRACE_ORDER).
+thread, before the first plan or after the first sync: agent.bcc_thread.order).
 
 Tracing is best effort: a kernel without the hooks, or a compile failure, is logged with what
 is missing and the agent runs on without it.

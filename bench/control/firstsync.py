@@ -7,7 +7,8 @@ the minutes the API takes), starts the lab API server on loopback (its own proce
 - ``stages`` (default): a fresh process runs what the agent's first sync runs, stage by
   stage, in the daemon's order (agent/daemon.py, agent/bcc_thread.py): imports; on a thread,
   the eBPF load (BCC compile, maps pinned under a throw-away pin dir) and the tracer's compile
-  (before or after it: TRACE_ORDER, or ``FSBENCH_TRACE_ORDER``); on the main thread meanwhile
+  (agent.bcc_thread.order for a start that compiles, or ``FSBENCH_TRACE_ORDER``=before-load|
+  after-load|after-sync and ``FSBENCH_PLAN_BESIDE``=True|False); on the main thread meanwhile
   the list per kind (HTTP, JSON decode apart), model decode, planning (Maglev apart), the flow
   enricher's index, then the wait for the load and the kernel map writes. It prints a table:
   seconds, CPU seconds of the stage's own thread, when it ended, RSS after it and peak RSS
@@ -115,8 +116,8 @@ class Timer:
 
 def run_stages(kubeconfig: str, pin_dir: str | None, trace: bool) -> dict[str, Any]:
     """The daemon's order (agent/daemon.py, agent/bcc_thread.py): the BCC thread compiles and
-    loads the datapath (and the tracer, TRACE_ORDER) while the main thread lists, decodes
-    and plans; the map writes wait for the load."""
+    loads the datapath (and the tracer: agent.bcc_thread.order) while the main thread lists,
+    decodes and plans; the map writes wait for the load."""
     stages = Stages()
     with stages.stage("python start"):
         pass
@@ -131,8 +132,11 @@ def run_stages(kubeconfig: str, pin_dir: str | None, trace: bool) -> dict[str, A
         from agent.kube.source import connect
     ingest = FlowIngest(FlowRing(65_535), ())
     datapath = ctl.DatapathController(NODE, None, ingest)
-    order = os.environ.get("FSBENCH_TRACE_ORDER") or bcc_thread.TRACE_ORDER
-    beside = os.environ.get("FSBENCH_PLAN_BESIDE", str(bcc_thread.PLAN_BESIDE_COMPILES)) == "True"
+    # This harness always compiles (no compile cache): the daemon's order for such a start.
+    fresh = bcc_thread.order(compiles=True)
+    order = os.environ.get("FSBENCH_TRACE_ORDER") or (
+        "after-sync" if fresh.tracer_after_sync else "after-load")
+    beside = os.environ.get("FSBENCH_PLAN_BESIDE", str(fresh.plan_beside_compile)) == "True"
     compiled = threading.Event()
     loader = None
     if pin_dir is None:
@@ -173,7 +177,7 @@ def run_stages(kubeconfig: str, pin_dir: str | None, trace: bool) -> dict[str, A
             resources = datapath.models.decode_all(objects, ctl.WATCHED_KINDS)
             row["objects"] = len(resources)
         if not beside:
-            with stages.stage("wait for the BCC compiles (PLAN_BESIDE_COMPILES off)"):
+            with stages.stage("wait for the BCC compiles (plan not beside them)"):
                 compiled.wait()
         with stages.stage("plan (services, endpoints, policy)") as row:
             datapath.planner.reset(resources)
@@ -299,7 +303,9 @@ def daemon_mode(kubeconfig: Path, trace: bool, profile: Path | None) -> dict[str
     pin_dir = Path(f"/sys/fs/bpf/tulle/fsbench-{os.getpid()}/{NODE}")
     try:
         fresh = _agent_start(kubeconfig, pin_dir, trace, profile, "fresh")
+        fresh.update(SAMPLERS["fresh"].summary())
         restart = _agent_start(kubeconfig, pin_dir, trace, profile, "restart")
+        restart.update(SAMPLERS["restart"].summary())
     finally:
         shutil.rmtree(pin_dir.parent, ignore_errors=True)  # bpffs: unlink the pins
     return {**restart, "fresh": fresh}
@@ -316,6 +322,7 @@ def _agent_start(kubeconfig: Path, pin_dir: Path, trace: bool, profile: Path | N
             "--metrics-address", "", *([] if trace else ["--no-trace"])]
     log = (work / f"agent-{name}.log").open("w")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    sampler = SAMPLERS[name] = RssSampler(proc.pid if profile is None else None)
     try:
         deadline = time.monotonic() + 300
         datapath: dict[str, Any] = {}
@@ -331,7 +338,9 @@ def _agent_start(kubeconfig: Path, pin_dir: Path, trace: bool, profile: Path | N
             time.sleep(0.1)
         else:
             raise SystemExit("the agent did not finish its first sync within 300 s")
-        time.sleep(3.0 if trace else 0.5)  # let a deferred tracer compile show in VmHWM
+        if trace:  # a tracer compiled after the first sync counts: wait for it to start
+            _wait_for_log(Path(log.name), TRACER_STARTED, time.monotonic() + 60)
+        time.sleep(0.5)
         pid = proc.pid if profile is None else _agent_pid(proc.pid)
         status = Path(f"/proc/{pid}/status").read_text()
         hwm = next(int(line.split()[1]) for line in status.splitlines()
@@ -341,9 +350,58 @@ def _agent_start(kubeconfig: Path, pin_dir: Path, trace: bool, profile: Path | N
                 "services": datapath.get("services"), "peak_rss_mb": round(hwm / 1024, 1),
                 "adopted": adopted}
     finally:
+        sampler.stop.set()
         proc.terminate()  # our own child (py-spy passes the signal on)
         proc.wait(30)
         log.close()
+
+
+# What the agent logs once its tracer runs, or once it gave up on it (agent.tracing.start).
+TRACER_STARTED = ("tracing hooks in use", "without kernel tracing", "without it")
+
+
+def _wait_for_log(path: Path, needles: tuple[str, ...], deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        if any(needle in path.read_text() for needle in needles):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+SAMPLERS: dict[str, RssSampler] = {}  # per agent start (fresh, restart)
+
+
+class RssSampler:
+    """The agent's VmRSS every 5 ms from its start, so a report can say when the peak was
+    (seconds since the process started, as first_sync_s counts)."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self.stop = threading.Event()
+        self.origin = time.monotonic()
+        if pid is not None:
+            threading.Thread(target=self._run, args=(pid,), daemon=True).start()
+
+    def _run(self, pid: int) -> None:
+        path = Path(f"/proc/{pid}/status")
+        while not self.stop.wait(0.005):
+            try:
+                rss = next(int(line.split()[1]) for line in path.read_text().splitlines()
+                           if line.startswith("VmRSS:"))
+            except (OSError, StopIteration):
+                return
+            self.samples.append((time.monotonic() - self.origin, rss / 1024))
+
+    def summary(self) -> dict[str, Any]:
+        if not self.samples:
+            return {}
+        at, mb = max(self.samples, key=lambda s: s[1])
+        timeline: dict[float, float] = {}  # the highest sample in each 100 ms
+        for s, rss in self.samples:
+            key = round(s - s % 0.1, 1)
+            timeline[key] = max(timeline.get(key, 0.0), round(rss, 1))
+        return {"rss_peak_at_s": round(at, 2), "rss_sampled_peak_mb": round(mb, 1),
+                "rss_timeline_mb": timeline}
 
 
 def _agent_pid(spy_pid: int) -> int:
@@ -372,13 +430,14 @@ def report(result: dict[str, Any]) -> str:
     if daemon:
         lines.append("\nReal agent (`python -m agent.cli.node agent`), first full sync from "
                      "process start:\n\n| start | first sync s | eBPF loaded at s | peak RSS MB "
-                     "| services in the maps |\n|---|---|---|---|---|")
+                     "| RSS peaked at s | services in the maps |\n|---|---|---|---|---|---|")
         for name, row in (("fresh node (compiles)", daemon.get("fresh")),
                           ("restart (compile cache)", daemon)):
             if row:
                 how = "" if row.get("adopted") == ("restart" in name) else " (sic: see log)"
+                peak_at = row.get("rss_peak_at_s", "")
                 lines.append(f"| {name}{how} | {row['first_sync_s']} | {row['loaded_s']} "
-                             f"| {row['peak_rss_mb']} | {row['services']} |")
+                             f"| {row['peak_rss_mb']} | {peak_at} | {row['services']} |")
     lines.append(f"\nTargets: ≤ {SYNC_TARGET_S:.0f} s and ≤ {SYNC_TARGET_MB:.0f} MB.")
     return "\n".join(lines)
 

@@ -24,12 +24,10 @@
 
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/if_ether.h>
-#include <uapi/linux/in.h>
 #include <uapi/linux/ip.h>
-#include <uapi/linux/icmp.h>
-#include <uapi/linux/tcp.h>
 #include <uapi/linux/udp.h>
 #include <uapi/linux/pkt_cls.h>
+#include "inet.h" /* not uapi in.h, tcp.h, icmp.h: see there why */
 
 #ifndef __always_inline
 #define __always_inline inline __attribute__((always_inline))

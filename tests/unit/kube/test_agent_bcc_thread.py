@@ -1,7 +1,8 @@
 """The agent's first sync beside its BCC compile (agent/bcc_thread.py, agent/daemon.py): the
 first sync plans before the maps exist and writes them once they are attached; the tracer
-compiles on the same thread, before or after the datapath, never at once with it; a compile
-error or a verifier rejection on that thread still fails the agent, with its own error."""
+compiles on the same thread, never at once with the datapath: after the first sync when the
+datapath compiled, before the first plan when it was adopted; a compile error or a verifier
+rejection on that thread still fails the agent, with its own error."""
 
 from __future__ import annotations
 
@@ -70,15 +71,23 @@ def test_a_failed_load_ends_the_waiting_sync_with_its_reason(controller: Any) ->
 
 
 class Steps:
-    """Records what ran on the BCC thread, and whether the maps were attached by then."""
+    """Records what ran on the BCC thread, whether the maps were attached by then, and whether
+    the first plan's gate was open. ``release`` holds the load until the test sets it."""
 
     def __init__(self, controller: Any, fail: BaseException | None = None,
                  adopted: bool = False) -> None:
         self.controller, self.fail, self.seen = controller, fail, []  # type: list[str]
         self.adopted = adopted  # the load stands for the compile cache's adoption
+        self.release = threading.Event()
+        self.release.set()
+        self.gate: threading.Event | None = None
 
-    def load(self, _pin_dir: Path, _state_dir: Path | None) -> Any:
+    def load(self, _pin_dir: Path, _state_dir: Path | None,
+             compiling: Any = None) -> Any:
         self.seen.append("load")
+        if not self.adopted and compiling is not None:
+            compiling()  # as programs.load_datapath does once adopting failed
+        assert self.release.wait(5)
         if self.fail is not None:
             raise self.fail
         maps = NoMaps()
@@ -86,68 +95,61 @@ class Steps:
         return maps
 
     def tracer(self) -> None:
-        self.seen.append("tracer, attached" if self.controller.attached.is_set() else "tracer")
+        gate = self.gate is not None and self.gate.is_set()
+        self.seen.append(("tracer, attached" if self.controller.attached.is_set() else "tracer")
+                         + (", plan gate open" if gate else ""))
 
 
-@pytest.mark.parametrize(("order", "expected"), [
-    ("before-load", ["tracer", "load"]),
-    ("after-load", ["load", "tracer, attached"]),
-])
-def test_the_two_compiles_run_one_after_the_other(
-    controller: Any, monkeypatch: pytest.MonkeyPatch, order: str, expected: list[str]
-) -> None:
-    steps = Steps(controller)
-    monkeypatch.setattr(bcc_thread, "load_datapath", steps.load)
-    monkeypatch.setattr(bcc_thread, "TRACE_ORDER", order)
-    load = bcc_thread.DatapathLoad(Path("/nonexistent"), controller, steps.tracer,
-                                   threading.Event(), threading.Event()).start()
-    assert load.wait() > 0
-    wait_for(lambda: len(steps.seen) == 2, "both steps")
-    assert steps.seen == expected and controller.attached.is_set()
-    assert load.compiled.wait(5)  # the first plan may go ahead
+def start(steps: Steps, controller: Any, synced: threading.Event) -> bcc_thread.DatapathLoad:
+    load = bcc_thread.DatapathLoad(Path("/x"), controller, steps.tracer, synced,
+                                   threading.Event())
+    steps.gate = load.plan_gate()
+    return load.start()
 
 
-def test_after_sync_the_tracer_waits_for_the_first_sync(
+def test_a_start_that_compiles_plans_beside_the_compile_and_traces_after_the_first_sync(
     controller: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A fresh node: the first plan need not wait for the datapath's compile, and the tracer's
+    compile (BCC resident by then) waits for the first sync instead of delaying it."""
     steps = Steps(controller)
+    steps.release.clear()
     monkeypatch.setattr(bcc_thread, "load_datapath", steps.load)
-    monkeypatch.setattr(bcc_thread, "TRACE_ORDER", "after-sync")
     synced = threading.Event()
-    load = bcc_thread.DatapathLoad(Path("/x"), controller, steps.tracer, synced,
-                                   threading.Event()).start()
-    load.wait()
+    load = start(steps, controller, synced)
+    assert load.plan_gate().wait(5)  # open while the compile still runs
+    assert steps.seen == ["load"] and not controller.attached.is_set()
+    steps.release.set()
+    assert load.wait() > 0 and load.compiled_datapath
     assert not synced.wait(0.3) and steps.seen == ["load"]
     synced.set()
     wait_for(lambda: len(steps.seen) == 2, "the tracer")
-    assert steps.seen == ["load", "tracer, attached"]
+    assert steps.seen == ["load", "tracer, attached, plan gate open"]
 
 
-def test_after_an_adopted_load_the_tracer_still_compiles_before_the_first_plan(
+def test_after_an_adopted_load_the_tracer_compiles_before_the_first_plan(
     controller: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A restart that adopted its programs (no datapath compile) still compiles the tracer
-    before the first plan (TRACE_ORDER "after-load"): its memory never stacks on the plan's."""
+    """A restart that adopted its programs (no BCC yet) compiles the tracer before the first
+    plan, whose gate opens after it: BCC's memory never stacks on the plan's."""
     steps = Steps(controller, adopted=True)
     monkeypatch.setattr(bcc_thread, "load_datapath", steps.load)
-    monkeypatch.setattr(bcc_thread, "TRACE_ORDER", "after-load")
-    load = bcc_thread.DatapathLoad(Path("/x"), controller, steps.tracer, threading.Event(),
-                                   threading.Event()).start()
+    load = start(steps, controller, threading.Event())
     load.wait()
-    assert load.compiled.wait(5)  # the plan's gate opens only once the tracer compiled
+    assert load.plan_gate().wait(5) and not load.compiled_datapath
     assert steps.seen == ["load", "tracer, attached"]
 
 
+@pytest.mark.parametrize("adopted", [False, True])
 def test_a_failed_load_skips_the_tracer_and_wait_raises_it(
-    controller: Any, monkeypatch: pytest.MonkeyPatch
+    controller: Any, monkeypatch: pytest.MonkeyPatch, adopted: bool
 ) -> None:
-    steps = Steps(controller, fail=OSError(1, "Operation not permitted"))
+    steps = Steps(controller, fail=OSError(1, "Operation not permitted"), adopted=adopted)
     monkeypatch.setattr(bcc_thread, "load_datapath", steps.load)
-    monkeypatch.setattr(bcc_thread, "TRACE_ORDER", "after-load")
-    load = bcc_thread.DatapathLoad(Path("/x"), controller, steps.tracer, threading.Event(),
-                                   threading.Event()).start()
+    load = start(steps, controller, threading.Event())
     with pytest.raises(OSError, match="Operation not permitted"):
         load.wait()
+    assert load.plan_gate().wait(5)  # the waiting sync goes on to find the failure
     assert steps.seen == ["load"]
     with pytest.raises(DatapathNotLoaded, match="Operation not permitted"):
         controller.applier  # noqa: B018
@@ -192,7 +194,7 @@ def test_a_bad_program_still_fails_the_agent_loudly(
     error = make()
     traced: list[Any] = []
 
-    def failing_load(pin_dir: Path, state_dir: Path | None) -> Any:
+    def failing_load(pin_dir: Path, state_dir: Path | None, compiling: Any = None) -> Any:
         assert threading.current_thread().name == "bcc"
         raise error
 
@@ -206,8 +208,7 @@ def test_a_bad_program_still_fails_the_agent_loudly(
     with pytest.raises(type(error), match=says) as raised:
         daemon.run(config)
     assert raised.value is error
-    if bcc_thread.TRACE_ORDER != "before-load":
-        assert traced == []
+    assert traced == []
     wait_for(lambda: not any(t.name in ("sync", "bcc") for t in threading.enumerate()),
              "the agent's threads to end")
     assert not (tmp_path / "health.json").exists()  # never reported, let alone ready
@@ -215,8 +216,9 @@ def test_a_bad_program_still_fails_the_agent_loudly(
 
 
 def test_the_first_plan_waits_for_the_compiles_when_gated(lab: Lab) -> None:
-    """PLAN_BESIDE_COMPILES off: the informers list beside the compiles, but the first sync
-    plans only once they are over (their transient memory is not stacked on its peak)."""
+    """With the gate closed (a restart's tracer compile: agent.bcc_thread.order), the informers
+    list beside the compile, but the first sync plans only once it is over (its transient
+    memory is not stacked on the plan's peak)."""
     from agent.kube.backoff import Backoff
     from agent.kube.source import connect
     from tests.unit.kube.test_agent_sync import RecordingDatapath

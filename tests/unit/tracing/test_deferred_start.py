@@ -1,4 +1,4 @@
-"""The agent compiles its tracer on its BCC thread (agent/bcc_thread.py TRACE_ORDER; the order
+"""The agent compiles its tracer on its BCC thread (agent/bcc_thread.py order; the order
 itself: tests/unit/kube/test_agent_bcc_thread.py): the pause/resume signals that arrive
 before the tracer exists are kept for it."""
 
