@@ -243,9 +243,7 @@ class Applier:
         refused: dict[ServiceKey, str] = {}
         self._done.pop("flags", None)
         keys, writes = [], []
-        for key in sorted(todo, key=_order):
-            if key in held:
-                continue
+        for key in sorted(todo - held, key=_order):
             entry = new.get(key)
             flags = _flags(key, desired)
             unchanged = old.get(key) == entry and self.applied.flags.get(key) == flags
@@ -279,7 +277,7 @@ class Applier:
         pinned, self._pinned = self._pinned, None
         assert pinned is not None
         new = desired.services.entries
-        wanted = sorted(set(new) | gateway_keys, key=_order)
+        wanted = [*new, *gateway_keys]  # (gateway_keys: none in new)
         flags = [_flags(key, desired) for key in wanted]
         writes = [_write(k, new.get(k), f, None) for k, f in zip(wanted, flags, strict=True)]
         found = service_readback.compare(self.dp, pinned, writes)
