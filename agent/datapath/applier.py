@@ -77,19 +77,22 @@ class Applier:
         )
         # The services' entries, compared with the first plan by the first apply
         # (_held_services): what is held as planned is not written again.
-        self._pinned: service_readback.Pinned | None = service_readback.read(self.dp)
-        applied.slots = _service_keys(self.dp, service_readback.slots(self.dp, self._pinned))
+        self._pinned = service_readback.read(self.dp)
+        if self._pinned is None:  # stand-in maps: their slots, rewritten in full
+            applied.slots = {ServiceKey(*ident): slot
+                             for ident, slot in maps_bulk.read_service_slots(self.dp).items()}
         # Unknown values: every adopted rule is rewritten once, and stale ones deleted.
         for ip, identity, direction in maps.read_policy_keys(self.dp):
             applied.identity_rules[(ip, identity, Direction(direction))] = ()
         for ip, direction, net in maps.read_cidr_keys(self.dp):
             applied.cidr_rules[(ip, Direction(direction), net)] = _UNKNOWN_CIDR
-        if applied.endpoints or applied.slots:
+        services = len(self._pinned.services) if self._pinned else len(applied.slots)
+        if applied.endpoints or services:
             log.info(
                 "adopted pinned state: %d endpoints, %d ipcache entries, %d services",
                 len(applied.endpoints),
                 len(applied.ipcache),
-                len(applied.slots),
+                services,
             )
         return applied
 

@@ -73,8 +73,11 @@ class Held:
     keys: list[bytes]  # each write's packed key
 
 
-def read(dp: Datapath) -> Pinned:
+def read(dp: Datapath) -> Pinned | None:
+    """None for maps without a ``map_fd`` (the unit tests' stand-ins): nothing to compare."""
     backends, maglev, services = (dp.table(n) for n in maps.SERVICE_TABLES)
+    if getattr(services, "map_fd", None) is None:
+        return None
     layout = layouts(backends, maglev, services)
     held = _entries(services.map_fd, layout.services_key.size, layout.service.size)
     tables, orphans = _tables(maglev.map_fd, layout, held)
@@ -90,7 +93,7 @@ def slots(dp: Datapath, pinned: Pinned) -> dict[bytes, maps.ServiceSlot]:
             for k, v in pinned.services.items()}
 
 
-def digest(slots: bytes | bytearray) -> bytes:
+def digest(slots: bytes | bytearray | memoryview) -> bytes:
     """A table's digest: its slots as 2-byte indices (native order, without the
     generation's offset), as ``CompactTable.tobytes`` gives them."""
     return hashlib.blake2b(slots, digest_size=16).digest()
@@ -147,30 +150,34 @@ def _tables(
     tables: dict[bytes, tuple[int, bytes | None]] = {}
     orphans: list[bytes] = []
     for keys, values, count in lookup_batches(fd, key_size, size, CHUNK_TABLES):
-        # The u32 slots' bytes, little-endian: an index below 2**16 has zero upper bytes.
-        low, high, third, fourth = values[0::4], values[1::4], values[2::4], values[3::4]
-        zeros = bytes(width)
+        if not width:  # not the u32 layout this reader knows: never held, rewritten
+            for at in range(count):
+                key = keys[at * key_size:(at + 1) * key_size]
+                if key in held:
+                    tables[key] = (0, None)
+                else:
+                    orphans.append(key)
+            continue
+        # The u32 slots' bytes, little-endian: an index below 2**16 has zero upper bytes,
+        # and generation 1 adds SPAN (0x8000), bit 7 of the second byte, to every slot.
+        high = values[1::4]
+        flat = high.translate(_CLEAR_HIGH)
+        upper, zeros = (values[2::4], values[3::4]), bytes(width)
+        small = all(part == bytes(len(part)) for part in upper)
+        image = bytearray(2 * width * count)  # the chunk's tables as 2-byte indices
+        image[0::2], image[1::2] = values[0::4], flat
+        view = memoryview(image)
         for at in range(count):
             key = keys[at * key_size:(at + 1) * key_size]
             if key not in held:
                 orphans.append(key)
                 continue
-            if not width:  # not the u32 layout this reader knows: never held, rewritten
-                tables[key] = (0, None)
-                continue
-            part = slice(at * width, (at + 1) * width)
-            lo, hi = low[part], high[part]
-            gen = hi[0] >> 7  # generation 1 adds SPAN (0x8000) to every slot
-            flat = hi.translate(_CLEAR_HIGH) if gen else hi
-            valid = (third[part] == zeros and fourth[part] == zeros
-                     and (flat.translate(_SET_HIGH) if gen else flat.translate(_CLEAR_HIGH))
-                     == hi)
-            if not valid:
-                tables[key] = (gen, None)
-                continue
-            image = bytearray(2 * width)
-            image[0::2], image[1::2] = lo, flat
-            tables[key] = (gen, digest(image))
+            start, end = at * width, (at + 1) * width
+            hi = high[start:end]
+            gen = hi[0] >> 7
+            valid = (hi.translate(_SET_HIGH) if gen else flat[start:end]) == hi and (
+                small or all(part[start:end] == zeros for part in upper))
+            tables[key] = (gen, digest(view[2 * start:2 * end]) if valid else None)
     return tables, orphans
 
 
