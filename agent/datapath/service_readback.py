@@ -54,7 +54,7 @@ class Pinned:
     ``orphans``: Maglev keys without a service entry."""
 
     services: dict[bytes, bytes]
-    backends: dict[bytes, bytes]
+    backends: tuple[bytes, bytes, int]  # packed keys, values, count (a dict of them: 14 MB)
     tables: dict[bytes, tuple[int, bytes | None]]
     orphans: list[bytes]
 
@@ -81,8 +81,8 @@ def read(dp: Datapath) -> Pinned | None:
     layout = layouts(backends, maglev, services)
     held = _entries(services.map_fd, layout.services_key.size, layout.service.size)
     tables, orphans = _tables(maglev.map_fd, layout, held)
-    return Pinned(held, _entries(backends.map_fd, layout.backend_key.size, layout.backend.size),
-                  tables, orphans)
+    return Pinned(held, lookup_batch(backends.map_fd, layout.backend_key.size,
+                                     layout.backend.size, CHUNK), tables, orphans)
 
 
 def slots(dp: Datapath, pinned: Pinned) -> dict[bytes, maps.ServiceSlot]:
@@ -119,7 +119,8 @@ def compare(dp: Datapath, pinned: Pinned, writes: Sequence[ServiceWrite]) -> Hel
                 same = table is None
         ok.append(same)
     live = slots(dp, pinned)
-    strays = _backends(pinned.backends, layout, writes, want, live, ok)
+    backend_entries_held = _dict(*pinned.backends, layout.backend_key.size, layout.backend.size)
+    strays = _backends(backend_entries_held, layout, writes, want, live, ok)
     return Held(frozenset(i for i, same in enumerate(ok) if same), live, strays,
                 pinned.orphans, list(want))
 
@@ -131,7 +132,11 @@ def _table_bytes(table: Sequence[int]) -> bytes:
 
 
 def _entries(fd: int, key_size: int, value_size: int) -> dict[bytes, bytes]:
-    keys, values, count = lookup_batch(fd, key_size, value_size, CHUNK)
+    return _dict(*lookup_batch(fd, key_size, value_size, CHUNK), key_size, value_size)
+
+
+def _dict(keys: bytes, values: bytes, count: int, key_size: int,
+          value_size: int) -> dict[bytes, bytes]:
     record = key_size + value_size
     both = interleave(record, count, [(0, key_size, keys), (key_size, value_size, values)])
     return dict(struct.iter_unpack(f"{key_size}s{value_size}s", both))
