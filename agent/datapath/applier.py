@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 from pyroute2 import IPRoute
 
-from agent.datapath import attach, maps, maps_bulk, service_readback
+from agent.datapath import attach, maps, maps_bulk
 from agent.datapath.desired import DesiredDatapath
 from agent.datapath.fit import CIDR_TABLE, IDENTITY_TABLE, Overflow, Unit, fit_policy
 from agent.datapath.policy_plan import CidrKey, CidrRule, Direction, IdentityKey, PortRule
-from agent.datapath.services import ServiceEntry, ServiceKey, ServicePlan
+from agent.datapath.services import ServiceKey, ServicePlan
 
 if TYPE_CHECKING:  # programs imports BCC: loaded on the agent's BCC thread only
     from agent.datapath.programs import Datapath
@@ -75,24 +75,19 @@ class Applier:
             ipcache=maps.read_ipcache(self.dp),
             l7_clients=maps.read_l7_clients(self.dp),
         )
-        # The services' entries, compared with the first plan by the first apply
-        # (_held_services): what is held as planned is not written again.
-        self._pinned = service_readback.read(self.dp)
-        if self._pinned is None:  # stand-in maps: their slots, rewritten in full
-            applied.slots = {ServiceKey(*ident): slot
-                             for ident, slot in maps_bulk.read_service_slots(self.dp).items()}
+        for (vip, port, proto), slot in maps_bulk.read_service_slots(self.dp).items():
+            applied.slots[ServiceKey(vip, port, proto)] = slot
         # Unknown values: every adopted rule is rewritten once, and stale ones deleted.
         for ip, identity, direction in maps.read_policy_keys(self.dp):
             applied.identity_rules[(ip, identity, Direction(direction))] = ()
         for ip, direction, net in maps.read_cidr_keys(self.dp):
             applied.cidr_rules[(ip, Direction(direction), net)] = _UNKNOWN_CIDR
-        services = len(self._pinned.services) if self._pinned else len(applied.slots)
-        if applied.endpoints or services:
+        if applied.endpoints or applied.slots:
             log.info(
                 "adopted pinned state: %d endpoints, %d ipcache entries, %d services",
                 len(applied.endpoints),
                 len(applied.ipcache),
-                services,
+                len(applied.slots),
             )
         return applied
 
@@ -220,10 +215,9 @@ class Applier:
             maps.delete_l7_client(self.dp, client)
         self.applied.l7_clients = wanted
         plan, new = desired.services, desired.services.entries
-        gateway_keys = {k for k in desired.l7 if k not in new}  # listeners: always L7
-        held = set() if self._pinned is None else self._held_services(desired, gateway_keys)
         old = self.applied.services.entries
         slots = self.applied.slots
+        gateway_keys = {k for k in desired.l7 if k not in new}  # listeners: always L7
         flags_as_applied = self._done.get("flags") == (desired.l7, desired.l7_some)
         quiet = flags_as_applied and not self.refused_services
         if quiet and plan.base and plan.base == self.applied.services.generation:
@@ -246,14 +240,27 @@ class Applier:
         refused: dict[ServiceKey, str] = {}
         self._done.pop("flags", None)
         keys, writes = [], []
-        for key in sorted(todo - held, key=_order):
+        for key in sorted(todo, key=_order):
             entry = new.get(key)
-            flags = _flags(key, desired)
+            flags = (
+                maps.LB_F_L7
+                if key in desired.l7
+                else maps.LB_F_L7_CLIENTS
+                if key in desired.l7_some
+                else 0
+            )
             unchanged = old.get(key) == entry and self.applied.flags.get(key) == flags
             if unchanged and key in self.applied.slots and key not in self.refused_services:
                 continue
             keys.append((key, flags))
-            writes.append(_write(key, entry, flags, self.applied.slots.get(key)))
+            writes.append(maps_bulk.ServiceWrite(
+                key.vip, key.port, key.protocol,
+                entry.backends if entry else (),
+                entry.table if entry else (),
+                entry.affinity_timeout if entry else 0,
+                self.applied.slots.get(key),
+                flags,
+            ))
         # All of them in a few batch calls (maps_bulk); each one's result in order.
         for (key, flags), result in zip(keys, maps_bulk.write_services(self.dp, writes),
                                         strict=True):
@@ -269,62 +276,3 @@ class Applier:
         self.refused_services = refused
         self.applied.services = desired.services
         self._done["flags"] = (desired.l7, desired.l7_some)
-
-    def _held_services(
-        self, desired: DesiredDatapath, gateway_keys: set[ServiceKey]
-    ) -> set[ServiceKey]:
-        """Once, on the first apply: which wanted services the adopted maps already hold
-        exactly (agent.datapath.service_readback); those are not written again. The slots
-        become what the maps say (each service at the generation its Maglev table uses),
-        and entries no service reaches are deleted."""
-        pinned, self._pinned = self._pinned, None
-        assert pinned is not None
-        new = desired.services.entries
-        wanted = [*new, *gateway_keys]  # (gateway_keys: none in new)
-        flags = [_flags(key, desired) for key in wanted]
-        writes = [_write(k, new.get(k), f, None) for k, f in zip(wanted, flags, strict=True)]
-        found = service_readback.compare(self.dp, pinned, writes)
-        known = dict(zip(found.keys, wanted, strict=True))
-        self.applied.slots = _service_keys(self.dp, found.slots, known)
-        service_readback.delete_unreached(self.dp, found)
-        held = set()
-        for i in found.same:
-            held.add(wanted[i])
-            self.applied.flags[wanted[i]] = flags[i]
-        if self.applied.slots:
-            log.info("adopted services: %d held as planned, %d to write, %d stale; %d "
-                     "unreachable entries deleted", len(held), len(wanted) - len(held),
-                     len(set(self.applied.slots) - set(wanted)),
-                     len(found.strays) + len(found.orphans))
-        return held
-
-
-
-def _service_keys(
-    dp: Datapath, slots: dict[bytes, maps.ServiceSlot],
-    known: dict[bytes, ServiceKey] | None = None,
-) -> dict[ServiceKey, maps.ServiceSlot]:
-    """The slots by ServiceKey (those in ``known`` as given there)."""
-    known = known or {}
-    unknown = [k for k in slots if k not in known]
-    idents = maps_bulk.unpack_lb_keys(dp, unknown)
-    known.update(zip(unknown, (ServiceKey(*ident) for ident in idents), strict=True))
-    return {known[k]: slot for k, slot in slots.items()}
-
-
-def _flags(key: ServiceKey, desired: DesiredDatapath) -> int:
-    if key in desired.l7:
-        return maps.LB_F_L7
-    return maps.LB_F_L7_CLIENTS if key in desired.l7_some else 0
-
-
-def _write(key: ServiceKey, entry: ServiceEntry | None, flags: int,
-           previous: maps.ServiceSlot | None) -> maps_bulk.ServiceWrite:
-    return maps_bulk.ServiceWrite(
-        key.vip, key.port, key.protocol,
-        entry.backends if entry else (),
-        entry.table if entry else (),
-        entry.affinity_timeout if entry else 0,
-        previous,
-        flags,
-    )

@@ -179,10 +179,6 @@ class CompactTable(Sequence[int]):
     def __len__(self) -> int:
         return len(self._slots)
 
-    def tobytes(self) -> bytes:
-        """The slots as 2-byte integers in native order."""
-        return self._slots.tobytes()
-
     @overload
     def __getitem__(self, index: int) -> int: ...
     @overload

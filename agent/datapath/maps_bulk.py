@@ -129,7 +129,7 @@ class _Layouts:
 _LAYOUTS: dict[tuple[Any, ...], _Layouts] = {}
 
 
-def layouts(backends: Any, maglev: Any, services: Any) -> _Layouts:
+def _layouts(backends: Any, maglev: Any, services: Any) -> _Layouts:
     classes = (backends.Key, backends.Leaf, maglev.Key, maglev.Leaf, services.Key, services.Leaf)
     found = _LAYOUTS.get(classes)
     if found is None:
@@ -167,7 +167,7 @@ def write_services(dp: Datapath, writes: Sequence[ServiceWrite]) -> list[Any]:
     backends, maglev, services = (dp.table(n) for n in maps.SERVICE_TABLES)
     if getattr(backends, "map_fd", None) is None or not writes:
         return _one_by_one(dp, writes)
-    layout = layouts(backends, maglev, services)
+    layout = _layouts(backends, maglev, services)
     generation = [0 if w.previous is None else 1 - w.previous.generation for w in writes]
     try:
         _put_backends(backends.map_fd, layout, writes, generation)
@@ -191,7 +191,7 @@ def read_service_slots(dp: Datapath) -> dict[Ident, maps.ServiceSlot]:
     backends, maglev, services = (dp.table(n) for n in maps.SERVICE_TABLES)
     if getattr(services, "map_fd", None) is None:
         return maps.read_service_slots(dp)
-    layout = layouts(backends, maglev, services)
+    layout = _layouts(backends, maglev, services)
     keys, values, _ = lookup_batch(services.map_fd, layout.services_key.size,
                                        layout.service.size, CHUNK)
     # A service is at generation 1 when its backends start at index SPAN (as the probe of
@@ -295,9 +295,7 @@ def backend_entries(
     return keys, values, total
 
 
-def interleave(
-    size: int, count: int, fields: Sequence[tuple[int, int, bytes | bytearray]]
-) -> bytearray:
+def interleave(size: int, count: int, fields: Sequence[tuple[int, int, bytes]]) -> bytearray:
     """``count`` records of ``size`` bytes; each field (offset, width, source) takes its
     ``width`` bytes of record i from ``source[i * width:(i + 1) * width]``; the other bytes
     are zero. One strided copy per byte of a field."""
@@ -421,10 +419,3 @@ def _delete_all(fd: int, keys: bytearray, count: int, key_size: int) -> None:
             return
         except BatchError as err:
             start += err.written + 1  # that one was not there: skip it
-
-
-def unpack_lb_keys(dp: Datapath, packed: Sequence[bytes]) -> list[Ident]:
-    """(vip, port, protocol) of each packed ``struct lb_key``."""
-    layout = layouts(*(dp.table(n) for n in maps.SERVICE_TABLES))
-    unpack, v4 = layout.services_key.struct.unpack, ipaddress.IPv4Address
-    return [(v4(vip), port, proto) for vip, port, proto in map(unpack, packed)]

@@ -136,23 +136,10 @@ def lookup_batch(fd: int, key_size: int, value_size: int, chunk: int) -> tuple[b
     """Every entry of a hash map, read ``chunk`` at a time (BPF_MAP_LOOKUP_BATCH): the packed
     keys, the packed values and how many. ``chunk`` must exceed the entries of any one hash
     bucket (ENOSPC otherwise); a few thousand does."""
-    key_parts, value_parts, total = [], [], 0
-    for keys, values, n in lookup_batches(fd, key_size, value_size, chunk):
-        key_parts.append(keys)
-        value_parts.append(values)
-        total += n
-    return b"".join(key_parts), b"".join(value_parts), total
-
-
-def lookup_batches(
-    fd: int, key_size: int, value_size: int, chunk: int
-) -> Iterator[tuple[bytes, bytes, int]]:
-    """``lookup_batch`` one call at a time (the packed keys, values and count of each): a
-    map of large values is read without holding all of it."""
     token_size = max(key_size, 8)  # the kernel's resume token: a bucket index for a hash
     tokens = (bytearray(token_size), bytearray(token_size))
     keys, values = bytearray(chunk * key_size), bytearray(chunk * value_size)
-    first = True
+    key_parts, value_parts, total, first = [], [], 0, True
     while True:
         count = ctypes.c_uint32(chunk)
         ret = libbpf.bpf_map_lookup_batch(
@@ -162,9 +149,11 @@ def lookup_batches(
         if err not in (0, errno.ENOENT):  # ENOENT: the last entries (or none) came with it
             raise os_error(err, f"bpf_map_lookup_batch(fd={fd}, {chunk} entries)")
         n = count.value
-        yield bytes(keys[:n * key_size]), bytes(values[:n * value_size]), n
+        key_parts.append(bytes(keys[:n * key_size]))
+        value_parts.append(bytes(values[:n * value_size]))
+        total += n
         if err:
-            return
+            return b"".join(key_parts), b"".join(value_parts), total
         tokens, first = (tokens[1], tokens[0]), False
 
 

@@ -1,8 +1,8 @@
-"""A restarted agent compares what the pinned maps hold with its first plan and writes only
-what differs (agent.datapath.service_readback): whatever changed while no agent ran, the
-maps end exactly as a fresh agent's first sync leaves them (services read back per Maglev
-slot, no backend of another generation left, policy and ipcache byte for byte); what is
-still right is not written again; entries no service reaches are deleted."""
+"""A restarted agent adopts the pinned maps: whatever changed while no agent ran (Services
+gone, new, with other endpoints or affinity; a policy changed), and whatever another writer
+changed in them, its first sync leaves them exactly as a fresh agent's first sync does
+(services read back per Maglev slot, no backend of another generation left, policy and
+ipcache byte for byte)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agent.datapath import maps, maps_bulk
+from agent.datapath import maps
 from agent.datapath.controller import DatapathController
 from agent.flows.store import FlowRing
 from tests.bpf.test_datapath import Runner
@@ -109,26 +109,6 @@ def test_a_restart_after_changes_converges_to_a_fresh_agents_maps(dp: Runner) ->
     assert first != expected
 
 
-def test_a_restart_with_nothing_changed_writes_no_service(
-    dp: Runner, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    objects = cluster(random.Random(8))
-    run_agent(dp, objects)
-    expected = state(dp)
-    writes: list[int] = []
-    real = maps_bulk.update_batch
-
-    def counted(fd: int, keys: Any, values: Any, count: int | None = None) -> None:
-        writes.append(count or 0)
-        real(fd, keys, values, count)
-
-    monkeypatch.setattr(maps_bulk, "update_batch", counted)
-    monkeypatch.setattr(maps, "write_service", None)  # the one-by-one path: never taken
-    run_agent(dp, objects)
-    assert writes == []
-    assert state(dp) == expected
-
-
 def test_a_restart_rewrites_services_whose_entries_differ_from_the_plan(dp: Runner) -> None:
     """A Maglev slot, a backend's port and a service's flags changed under the agent (what
     a different writer or a torn write would leave): those services are rewritten."""
@@ -151,22 +131,3 @@ def test_a_restart_rewrites_services_whose_entries_differ_from_the_plan(dp: Runn
     assert state(dp) != expected
     run_agent(dp, objects)
     assert state(dp) == expected
-
-
-def test_a_restart_deletes_entries_no_service_reaches(dp: Runner) -> None:
-    """Backends beyond a service's live generation, backends and a Maglev table of no
-    service (what an agent killed between a write's steps leaves) are deleted."""
-    objects = cluster(random.Random(10))
-    run_agent(dp, objects)
-    expected = state(dp)
-    backends, maglev = dp.dp.table("lb_backends_v1"), dp.dp.table("lb_maglev_v1")
-    served = next(k for k, v in dp.dp.table("lb_services_v1").items() if v.backend_count)
-    nobody = maps.lb_key(dp.dp, maps.from_be32(maps.be32(0x0A600F01)), 80, 6)
-    leaf = backends.Leaf()
-    leaf.addr, leaf.port = maps.be32(0x0AF40101), maps.be16(80)
-    for svc_key, index in ((served, SPAN + 40), (served, 900), (nobody, 0)):
-        backends[maps._backend_key(backends, svc_key, index)] = leaf  # noqa: SLF001
-    maglev[nobody] = maglev[served]
-    run_agent(dp, objects)
-    assert state(dp) == expected  # read_services: no backend left beyond the live ones
-    assert nobody not in [k for k in maglev.keys()]
