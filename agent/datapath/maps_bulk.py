@@ -6,7 +6,9 @@ The layouts still come from C: a :class:`Packer` reads the field offsets and wid
 ``table.Key``/``table.Leaf`` and writes those fields with one ``struct`` call, every other
 byte zero (as a fresh ctypes value is). A struct whose integer fields are all in network
 order (``__be32`` addresses, ``__be16`` ports, single bytes) is packed big-endian from plain
-ints; a nested struct is written as its memory image (``raw``).
+ints; a nested struct is written as its memory image (``raw``). The backends (100,000 at a
+first sync) are packed a field at a time instead (``backend_entries``: byte-strided copies
+from the plan's address and port arrays, no Python step per backend).
 
 The entries and their order per service are those of ``maps.write_service``: every
 service's backends at its fresh generation, then the Maglev tables, then the service
