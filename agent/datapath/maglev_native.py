@@ -138,10 +138,18 @@ def native_tables() -> Tables | None:
     return _loaded(load_tables, path) if path is not None else None
 
 
+_BUILT: dict[Path, Path | None] = {}  # cache directory -> its library (once per process)
+
+
 def _library() -> Path | None:
+    """The library, built (or found) once per process and cache directory: ``native_fill``
+    and ``native_tables`` both ask for it at start."""
     if os.environ.get("TULLE_NATIVE") == "0":  # force the Python loop (tests, comparisons)
         return None
-    return build()
+    directory = cache_dir()
+    if directory not in _BUILT:
+        _BUILT[directory] = build(directory)
+    return _BUILT[directory]
 
 
 def _loaded(loader: Callable[[Path], Callable[..., array]], path: Path) -> Any:

@@ -6,7 +6,9 @@ The layouts still come from C: a :class:`Packer` reads the field offsets and wid
 ``table.Key``/``table.Leaf`` and writes those fields with one ``struct`` call, every other
 byte zero (as a fresh ctypes value is). A struct whose integer fields are all in network
 order (``__be32`` addresses, ``__be16`` ports, single bytes) is packed big-endian from plain
-ints; a nested struct is written as its memory image (``raw``).
+ints; a nested struct is written as its memory image (``raw``). The backends (100,000 at a
+first sync) are packed a field at a time instead (``backend_entries``: byte-strided copies
+from the plan's address and port arrays, no Python step per backend).
 
 The entries and their order per service are those of ``maps.write_service``: every
 service's backends at its fresh generation, then the Maglev tables, then the service
@@ -23,7 +25,7 @@ import ipaddress
 import struct
 import sys
 from array import array
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -35,6 +37,7 @@ from agent.datapath.native import (
     lookup_batch,
     update_batch,
 )
+from agent.datapath.services import Backends
 
 if TYPE_CHECKING:  # programs imports BCC: loaded on the agent's BCC thread only
     from agent.datapath.programs import Datapath
@@ -55,10 +58,14 @@ class Packer:
     def __init__(self, ctype: Any, fields: Sequence[str], raw: Collection[str] = (),
                  network: bool = False) -> None:
         self.size = ctypes.sizeof(ctype)
+        self.offsets: list[int] = []  # of each field, in order
+        self.widths: list[int] = []
         fmt, at = ">" if network else "=", 0
         for path in fields:
             offset, ftype = _field(ctype, path)
             width = ctypes.sizeof(ftype)
+            self.offsets.append(offset)
+            self.widths.append(width)
             if offset < at:
                 raise ValueError(f"{ctype.__name__}.{path}: fields must be listed in offset order")
             if path in raw:
@@ -147,6 +154,11 @@ def _layouts(backends: Any, maglev: Any, services: Any) -> _Layouts:
             maglev_slots=slots_type._length_ if exact and slots_type is not None else 0,
             maglev_size=ctypes.sizeof(maglev.Leaf),
         )
+        # backend_entries writes these fields as whole columns: their widths are fixed.
+        if (found.backend_key.widths != [found.svc.size, 4]
+                or found.backend.widths != [4, 2]):
+            raise TypeError(f"lb_backends_v1 layout changed: key fields "
+                            f"{found.backend_key.widths}, value fields {found.backend.widths}")
         _LAYOUTS[classes] = found
     return found
 
@@ -239,24 +251,82 @@ class _Batch:
 def _put_backends(
     fd: int, layout: _Layouts, writes: Sequence[ServiceWrite], generation: list[int]
 ) -> None:
-    total = sum(len(w.backends) for w in writes)
-    if not total:
-        return
-    key_pack, key_size = layout.backend_key.pack_into, layout.backend_key.size
-    value_pack, value_size = layout.backend.pack_into, layout.backend.size
-    batch = _Batch(fd, key_size, value_size, total, CHUNK)
-    keys, values, chunk = batch.keys, batch.values, batch.chunk
-    for w, gen in zip(writes, generation, strict=True):
-        svc, index = _lb_key(layout.svc, w), gen * SPAN
-        for b in w.backends:
-            n = batch.count
-            key_pack(keys, n * key_size, svc, index)
-            value_pack(values, n * value_size, int(b.ip), b.port)
-            index += 1
-            batch.count = n + 1
-            if n + 1 == chunk:
-                batch.flush()
-    batch.flush()
+    keys, values, total = backend_entries(layout, writes, generation)
+    key_size, value_size = layout.backend_key.size, layout.backend.size
+    for start in range(0, total, CHUNK):
+        end = min(start + CHUNK, total)
+        update_batch(fd, keys[start * key_size:end * key_size],
+                     values[start * value_size:end * value_size], end - start)
+
+
+def backend_entries(
+    layout: _Layouts, writes: Sequence[ServiceWrite], generation: Sequence[int],
+    counts: Sequence[int] | None = None,
+) -> tuple[bytearray, bytearray, int]:
+    """The packed backend keys and values of ``writes`` (each at ``generation[i] * SPAN``),
+    one service's after the other, and how many: built a field at a time from the
+    services' address and port arrays (``Backends``) with byte-strided copies, no Python
+    step per backend. ``counts``: only the keys of that many backends per service (the
+    values then stay empty)."""
+    svcs, indices = [], []
+    ips, ports = array("I"), array("H")
+    for i, (w, gen) in enumerate(zip(writes, generation, strict=True)):
+        n = len(w.backends) if counts is None else counts[i]
+        if not n:
+            continue
+        if n > SPAN:
+            raise ValueError(f"{w.vip}:{w.port}: {n} backends, at most {SPAN} fit a generation")
+        svcs.append(_lb_key(layout.svc, w) * n)
+        indices.append(_indices(gen)[:n * 4])
+        if counts is None:
+            w_ips, w_ports = _arrays(w.backends)
+            ips += w_ips
+            ports += w_ports
+    total = sum(len(part) for part in indices) // 4
+    key = layout.backend_key
+    keys = interleave(key.size, total, [(key.offsets[0], layout.svc.size, b"".join(svcs)),
+                                        (key.offsets[1], 4, b"".join(indices))])
+    if counts is not None:
+        return keys, bytearray(), total
+    if sys.byteorder == "little":  # the values are network order (__be32, __be16)
+        ips.byteswap()
+        ports.byteswap()
+    value = layout.backend
+    values = interleave(value.size, total, [(value.offsets[0], 4, ips.tobytes()),
+                                            (value.offsets[1], 2, ports.tobytes())])
+    return keys, values, total
+
+
+def interleave(size: int, count: int, fields: Sequence[tuple[int, int, bytes]]) -> bytearray:
+    """``count`` records of ``size`` bytes; each field (offset, width, source) takes its
+    ``width`` bytes of record i from ``source[i * width:(i + 1) * width]``; the other bytes
+    are zero. One strided copy per byte of a field."""
+    out = bytearray(size * count)
+    for offset, width, source in fields:
+        if len(source) != width * count:
+            raise ValueError(f"a field of {width} bytes needs {width * count}, got {len(source)}")
+        for byte in range(width):
+            out[offset + byte::size] = source[byte::width]
+    return out
+
+
+_INDICES: dict[int, bytes] = {}
+
+
+def _indices(generation: int) -> bytes:
+    """The u32 backend indices of a generation (native order), for slicing."""
+    found = _INDICES.get(generation)
+    if found is None:
+        base = generation * SPAN
+        found = _INDICES[generation] = array("I", range(base, base + SPAN)).tobytes()
+    return found
+
+
+def _arrays(backends: Sequence[Address]) -> tuple[array, array]:
+    """A service's backend addresses ("I", as ints) and ports ("H")."""
+    if isinstance(backends, Backends):
+        return backends.ips, backends.ports
+    return array("I", [int(b.ip) for b in backends]), array("H", [b.port for b in backends])
 
 
 def _put_maglev(
@@ -265,10 +335,8 @@ def _put_maglev(
     served = [(w, gen) for w, gen in zip(writes, generation, strict=True) if w.backends]
     for w in writes:
         if not w.backends:  # no table: clients are refused at once (as write_service does)
-            try:
-                delete_elem(maglev.map_fd, bytearray(_lb_key(layout.maglev_key, w)))
-            except OSError:
-                pass  # as maps._delete: whatever is not there is gone
+            # A table not there (ENOENT) is gone already; any other errno raises.
+            delete_elem(maglev.map_fd, bytearray(_lb_key(layout.maglev_key, w)))
     for start in range(0, len(served), CHUNK_TABLES):
         part = served[start:start + CHUNK_TABLES]
         batch = _Batch(maglev.map_fd, layout.maglev_key.size, layout.maglev_size,
@@ -330,24 +398,19 @@ def _put_services(fd: int, layout: _Layouts, writes: Sequence[ServiceWrite]) -> 
 def _free_previous(fd: int, layout: _Layouts, writes: Sequence[ServiceWrite]) -> None:
     """Delete the previous generation's backends of these services. An entry already gone
     is skipped (as ``maps._delete`` ignores it) and the batch goes on after it."""
-    key_pack, key_size = layout.backend_key.pack_into, layout.backend_key.size
-    keys = bytearray(CHUNK * key_size)
-    count = 0
-    for svc, index in _previous_keys(layout, writes):
-        key_pack(keys, count * key_size, svc, index)
-        count += 1
-        if count == CHUNK:
-            _delete_all(fd, keys, count, key_size)
-            count = 0
-    _delete_all(fd, keys, count, key_size)
+    previous = [w for w in writes if w.previous is not None and w.previous.backend_count]
+    keys, _, total = backend_entries(
+        layout, previous, [w.previous.generation for w in previous if w.previous],
+        [w.previous.backend_count for w in previous if w.previous])
+    delete_keys(fd, keys, total, layout.backend_key.size)
 
 
-def _previous_keys(layout: _Layouts, writes: Sequence[ServiceWrite]) -> Iterator[tuple[bytes, int]]:
-    for w in writes:
-        if w.previous is not None and w.previous.backend_count:
-            svc, base = _lb_key(layout.svc, w), w.previous.generation * SPAN
-            for index in range(base, base + w.previous.backend_count):
-                yield svc, index
+def delete_keys(fd: int, keys: bytes | bytearray, total: int, key_size: int) -> None:
+    """Delete ``total`` packed keys, CHUNK per call; keys not there are skipped."""
+    for start in range(0, total, CHUNK):
+        end = min(start + CHUNK, total)
+        _delete_all(fd, bytearray(keys[start * key_size:end * key_size]), end - start,
+                    key_size)
 
 
 def _delete_all(fd: int, keys: bytearray, count: int, key_size: int) -> None:

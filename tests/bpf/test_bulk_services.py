@@ -6,6 +6,7 @@ the kernel stops part-way (the rest then goes one by one)."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import random
 from collections.abc import Iterator
@@ -156,3 +157,21 @@ def test_the_batch_read_reads_every_chunk(dp: Datapath, monkeypatch: pytest.Monk
 
 def test_an_empty_map_reads_as_no_slots(dp: Datapath) -> None:
     assert maps_bulk.read_service_slots(dp) == {}
+
+
+def test_a_table_delete_the_kernel_refuses_is_an_error_not_skipped(
+    dp: Datapath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service without backends has its Maglev table deleted: a table not there is fine
+    (ENOENT), any other errno is raised, naming the call (it was swallowed)."""
+    writes = [w for w in service_writes(random.Random(5), 40) if not w.backends]
+    assert writes
+    maps_bulk.write_services(dp, writes)  # no tables there: ENOENT, quietly
+
+    def refused(fd: int, key: Any) -> bool:
+        raise native.os_error(errno.EPERM, f"bpf_map_delete_elem(fd={fd})")
+
+    monkeypatch.setattr(maps_bulk, "delete_elem", refused)
+    with pytest.raises(OSError, match="EPERM") as raised:
+        maps_bulk.write_services(dp, writes)
+    assert raised.value.errno == errno.EPERM

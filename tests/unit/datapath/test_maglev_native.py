@@ -222,3 +222,24 @@ def test_a_first_plan_crosses_into_c_once_per_512_services(
     for entry in list(plan.entries.values())[:50]:
         assert list(entry.table) == by_name([(int(b.ip), b.port) for b in entry.backends],
                                             MAGLEV_SIZE)
+
+
+def test_the_library_is_looked_for_once_for_both_entry_points(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """native_fill and native_tables both run at an agent's start: one build (source read,
+    hashed, directory checked), not two."""
+    monkeypatch.setenv("TULLE_NATIVE_DIR", str(tmp_path / "native"))
+    monkeypatch.delenv("TULLE_NATIVE", raising=False)
+    calls: list[Path | None] = []
+    real = maglev_native.build
+
+    def counted(directory: Path | None = None) -> Path | None:
+        calls.append(directory)
+        return real(directory)
+
+    monkeypatch.setattr(maglev_native, "build", counted)
+    monkeypatch.setattr(maglev_native, "_BUILT", {}, raising=False)
+    maglev_native.native_fill()
+    maglev_native.native_tables()
+    assert len(calls) == 1
