@@ -56,16 +56,18 @@ def load_datapath(pin_dir: Path, state_dir: Path | None) -> Datapath:
     return load(pin_dir, state_dir=state_dir)
 
 
-def tracer_step(agent: TracedAgent, ingest: FlowIngest) -> Callable[[], None]:
-    """The tracer's compile and start (best effort), as a step of the BCC thread. The
-    pause/resume signal handlers are installed here, on the main thread."""
+def tracer_step(agent: TracedAgent, ingest: FlowIngest, pin_dir: Path | None = None,
+                state_dir: Path | None = None) -> Callable[[], None]:
+    """The tracer's compile (or adoption: both dirs) and start (best effort), as a step of
+    the BCC thread. The pause/resume signal handlers are installed here, on the main thread."""
     from agent.tracing.start import TraceSwitch, start_tracing
 
     switch = TraceSwitch().install()
 
     def step() -> None:
         assert agent.datapath is not None
-        agent.tracing = start_tracing(agent.datapath, ingest, agent.node, agent.stop, switch)
+        agent.tracing = start_tracing(agent.datapath, ingest, agent.node, agent.stop, switch,
+                                      pin_dir, state_dir)
         malloc_trim()  # its compile's freed LLVM memory
 
     return step
