@@ -50,6 +50,7 @@ class Mismatch(Exception):
 class Program:
     name: str
     prog_type: int
+    kernel_name: str = ""  # the name the kernel keeps, when the loader shortened it otherwise
 
 
 @dataclass
@@ -239,7 +240,8 @@ def _open_programs(pin_dir: Path, record: dict[str, Any], programs: list[Program
             raise Mismatch(f"pinned program {path}: {err}") from None
         adopted.fds.append(fd)
         info = bpfinfo.prog_info(fd)
-        if info.type != program.prog_type or info.name != program.name[:_NAME_LEN]:
+        if info.type != program.prog_type or info.name != (
+                program.kernel_name or program.name)[:_NAME_LEN]:
             raise Mismatch(f"{path} is {info.name!r} of type {info.type}, not {program.name}")
         if info.tag != want["tag"]:
             raise Mismatch(f"{path} has tag {info.tag}, the record {want['tag']}")

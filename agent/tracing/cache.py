@@ -68,9 +68,19 @@ def build_flags(plan: HookPlan, offsets: Mapping[str, int | None], retransmit_ha
 
 
 def programs(plan: HookPlan) -> list[templates.Program]:
-    """The plan's programs (name and type), as the cache keys and checks them. Pure."""
-    return [templates.Program(name, PROG_TYPES[split_hook(hook)[0]])
+    """The plan's programs (name, type, kernel name), as the cache keys and checks them.
+    Pure."""
+    return [templates.Program(name, PROG_TYPES[split_hook(hook)[0]], kernel_name(name))
             for hook, name in program_names(plan).items()]
+
+
+def kernel_name(function: str) -> str:
+    """The name libbcc gives a probe's program in the kernel: the function's, less its
+    ``tracepoint__`` / ``raw_tracepoint__`` prefix (truncated by the kernel). Pure."""
+    for prefix in ("tracepoint__", "raw_tracepoint__"):
+        if function.startswith(prefix):
+            return function[len(prefix):]
+    return function
 
 
 def _kernel_flags(plan: HookPlan, probe_sample: int | None) -> tuple[HookPlan, list[str]]:

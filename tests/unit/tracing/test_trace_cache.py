@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.datapath import templates
+from agent.datapath import perf, templates
 from agent.datapath.cdefs import BPF_DIR
 from agent.tracing import attach, cache
 from agent.tracing.tracer import CLASSIC_PROBE, RAW_PROBE, HookPlan
@@ -22,10 +22,11 @@ OFFSETS = {"TRACE_OFF_SK_NET": 48, "TRACE_OFF_TCP_SRTT": 1680, "TRACE_OFF_SKB_DE
 REASONS = {3: "NO_SOCKET", 5: "QUEUE_PURGE", 77: "SOMETHING_ELSE"}
 
 
-def test_the_perf_event_is_a_tracepoint_event_of_the_version_0_size() -> None:
-    attr = attach.tracepoint_attr(1234)
-    assert ctypes.sizeof(attr) == attr.size == 64  # PERF_ATTR_SIZE_VER0
+def test_the_perf_event_is_libbccs_of_the_version_1_size() -> None:
+    attr = perf.event_attr(perf.PERF_TYPE_TRACEPOINT, 1234)
+    assert ctypes.sizeof(attr) == attr.size == 72  # PERF_ATTR_SIZE_VER1
     assert (attr.type, attr.config, attr.sample_period, attr.flags) == (2, 1234, 1, 0)
+    assert (attr.config1, attr.config2) == (0, 0)
 
 
 @pytest.mark.parametrize(("hook", "parts", "name"), [
@@ -51,15 +52,15 @@ def test_the_event_id_comes_from_the_first_tracefs_that_has_it(tmp_path: Path) -
     second = tmp_path / "debug"
     (second / "events" / "tcp" / "tcp_probe").mkdir(parents=True)
     (second / "events" / "tcp" / "tcp_probe" / "id").write_text("1742\n")
-    assert attach.event_id("tcp", "tcp_probe", [tmp_path / "none", second]) == 1742
+    assert perf.tracepoint_id("tcp", "tcp_probe", [tmp_path / "none", second]) == 1742
     with pytest.raises(FileNotFoundError, match="tcp:nope not found.*tracefs mounted"):
-        attach.event_id("tcp", "nope", [tmp_path / "none", second])
+        perf.tracepoint_id("tcp", "nope", [tmp_path / "none", second])
 
 
 @pytest.mark.parametrize("text", ["", "abc", "0", "-3", "12 13"])
 def test_a_malformed_event_id_is_named(text: str) -> None:
-    with pytest.raises(ValueError, match="events/x/y/id: not a tracepoint id"):
-        attach.parse_event_id(text, "events/x/y/id")
+    with pytest.raises(ValueError, match="events/x/y/id: not a (positive )?number"):
+        perf.parse_number(text, "events/x/y/id")
 
 
 def test_raw_tcp_probe_with_the_srtt_offset() -> None:
@@ -68,9 +69,11 @@ def test_raw_tcp_probe_with_the_srtt_offset() -> None:
     assert flags == ["-DTRACE_OFF_SK_NET=48", "-DTRACE_OFF_TCP_SRTT=1680",
                      "-DTRACE_PROBE_RAW", "-DTRACE_RETRANSMIT_HAS_ERR",
                      "-DTRACE_REASON_QUEUE_PURGE=5"]
-    assert [(p.name, p.prog_type) for p in cache.programs(plan)] == [
-        ("tracepoint__sock__inet_sock_set_state", 5), ("raw_tracepoint__tcp_probe", 17),
-        ("tracepoint__tcp__tcp_retransmit_skb", 5), ("tracepoint__skb__kfree_skb", 5)]
+    assert [(p.name, p.prog_type, p.kernel_name) for p in cache.programs(plan)] == [
+        ("tracepoint__sock__inet_sock_set_state", 5, "sock__inet_sock_set_state"),
+        ("raw_tracepoint__tcp_probe", 17, "tcp_probe"),
+        ("tracepoint__tcp__tcp_retransmit_skb", 5, "tcp__tcp_retransmit_skb"),
+        ("tracepoint__skb__kfree_skb", 5, "skb__kfree_skb")]
 
 
 def test_without_the_srtt_offset_the_plan_falls_back_to_the_classic_probe() -> None:
