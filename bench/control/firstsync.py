@@ -295,7 +295,7 @@ def stages_mode(kubeconfig: Path, bpf: bool, trace: bool,
 
 def daemon_mode(kubeconfig: Path, trace: bool, profile: Path | None) -> dict[str, Any]:
     """The real agent twice on one pin dir and state dir: a fresh node's start (BCC compiles)
-    and a restart (the compile cache adopts the pinned programs; only the tracer compiles)."""
+    and a restart (the compile caches adopt the pinned programs: the datapath's, the tracer's)."""
     pin_dir = Path(f"/sys/fs/bpf/tulle/fsbench-{os.getpid()}/{NODE}")
     try:
         fresh = _agent_start(kubeconfig, pin_dir, trace, profile, "fresh")
@@ -336,14 +336,17 @@ def _agent_start(kubeconfig: Path, pin_dir: Path, trace: bool, profile: Path | N
         status = Path(f"/proc/{pid}/status").read_text()
         hwm = next(int(line.split()[1]) for line in status.splitlines()
                    if line.startswith("VmHWM:"))
-        adopted = "datapath: adopted the programs" in Path(log.name).read_text()
+        text = Path(log.name).read_text()
         return {"first_sync_s": datapath["first_sync_s"], "loaded_s": datapath.get("loaded_s"),
                 "services": datapath.get("services"), "peak_rss_mb": round(hwm / 1024, 1),
-                "adopted": adopted}
+                "adopted": "datapath: adopted the programs" in text,
+                "tracer_adopted": "tracer: adopted the programs" in text}
     finally:
         proc.terminate()  # our own child (py-spy passes the signal on)
         proc.wait(30)
         log.close()
+        if os.environ.get("FSBENCH_LOGS"):  # keep the agent's log (the work dir goes)
+            shutil.copy(log.name, Path(os.environ["FSBENCH_LOGS"]) / Path(log.name).name)
 
 
 def _agent_pid(spy_pid: int) -> int:
