@@ -128,3 +128,43 @@ def test_an_old_records_programs_are_read_for_unpinning(
     (tmp_path / "r.json").write_text(json.dumps({"programs": programs}))
     assert templates._recorded_programs(tmp_path / "r.json") == names
     assert templates._recorded_programs(tmp_path / "absent.json") == set()
+
+
+class LossyTracer:
+    """An adopted tracer whose lost counter the last start already reported up to 7."""
+
+    def __init__(self) -> None:
+        self.count = 7
+
+    def set_attached(self, on: bool) -> None:
+        pass
+
+    def set_local(self, _ips: object) -> None:
+        pass
+
+    def read(self) -> list[object]:
+        return []
+
+    def lost(self) -> int:
+        return self.count
+
+
+class Ingest:
+    def __init__(self) -> None:
+        self.lost: list[int] = []
+
+    def record_lost(self, _source: object, count: int, node_name: str) -> None:
+        self.lost.append(count)
+
+
+def test_an_adopted_tracers_old_losses_are_not_reported_again() -> None:
+    from agent.tracing.feed import TraceFeed
+
+    tracer, ingest = LossyTracer(), Ingest()
+    feed = TraceFeed(tracer, ingest, lambda: None, lambda: [], "n1",  # type: ignore[arg-type]
+                     reasons={})
+    feed.step()
+    assert ingest.lost == []
+    tracer.count = 10
+    feed.step()
+    assert ingest.lost == [3]
