@@ -233,7 +233,7 @@ def tracer_stage(stages: Stages, datapath: Any, ingest: Any, pin_dir: str | None
 
         tracer = Tracer.load(plan_hooks(feature_probe()))
         row["hooks"] = len(tracer.plan.hooks)
-        tracer.bpf.cleanup()
+        tracer.close()  # detaches (it attaches its programs by fd)
         malloc_trim()
 
 
