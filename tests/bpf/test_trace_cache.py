@@ -233,3 +233,23 @@ def test_removing_the_pin_dir_frees_the_pinned_programs(node: Node) -> None:
     while not all(_gone(i) for i in ids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert all(_gone(i) for i in ids), ids
+
+
+# -- attaching by fd, without BCC --------------------------------------------------------------
+
+
+def test_a_tracepoint_attach_names_what_failed() -> None:
+    from agent.datapath import features, perf
+
+    raw, classic = features._load(17), features._load(5)  # raw / classic tracepoint programs
+    assert raw >= 0 and classic >= 0
+    try:
+        with pytest.raises(FileNotFoundError, match="tracepoint nope:nope not found"):
+            perf.attach_tracepoint(classic, "nope", "nope")
+        with pytest.raises(OSError, match=r"attaching program fd \d+ to tracepoint "
+                                          r"sock:inet_sock_set_state: "):
+            perf.attach_tracepoint(raw, "sock", "inet_sock_set_state")  # not its type
+        os.close(perf.attach_tracepoint(classic, "sock", "inet_sock_set_state"))
+    finally:
+        os.close(raw)
+        os.close(classic)
