@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.datapath.ringbuf import MappedRingBuffer
 from agent.tracing.attach import Hooks, program_name
 from agent.tracing.records import NO_LOSS_WITHOUT_DATA, KernelRecord
 
@@ -165,23 +166,23 @@ class Tracer:
 
     def __init__(self, plan: HookPlan, prog_fds: Mapping[str, int], *, bpf: Any = None,
                  adopted: Adopted | None = None) -> None:
-        from agent.datapath.ringbuf import MappedRingBuffer
-
         self.bpf = bpf  # the BCC module when this start compiled; None when it adopted
         self.adopted = adopted
         self.plan = plan
-        self.hooks = Hooks({hook: prog_fds[name] for hook, name in program_names(plan).items()})
-        self.layout = self.table("trace_record_layout").Leaf
-        self.record_size = ctypes.sizeof(self.layout)
-        ring = self.table(RING)
-        self.ring = MappedRingBuffer(ring.map_fd, ring.max_entries, self.record_size)
-        # An adopted trace_local_v1 holds the last start's pods: known, so set_local can
-        # drop the ones that left meanwhile.
-        self.local: set[str] = {_ip_of(k.value) for k in self.table("trace_local_v1").keys()}
+        self.hooks = Hooks({})
+        self.ring: MappedRingBuffer | None = None
         try:
+            self.hooks = Hooks({h: prog_fds[name] for h, name in program_names(plan).items()})
+            self.layout = self.table("trace_record_layout").Leaf
+            self.record_size = ctypes.sizeof(self.layout)
+            ring = self.table(RING)
+            self.ring = MappedRingBuffer(ring.map_fd, ring.max_entries, self.record_size)
+            # An adopted trace_local_v1 holds the last start's pods: known, so set_local can
+            # drop the ones that left meanwhile.
+            self.local = {_ip_of(k.value) for k in self.table("trace_local_v1").keys()}
             self.hooks.set(True)
         except BaseException:
-            self.close()
+            self.close()  # what this made; the caller's BCC module or adopted fds too
             raise
 
     @classmethod
@@ -229,7 +230,7 @@ class Tracer:
     def read(self) -> list[KernelRecord]:
         return [
             KernelRecord.of(self.layout.from_buffer_copy(raw))
-            for raw in self.ring.read(MAX_READ_BYTES)
+            for raw in (self.ring.read(MAX_READ_BYTES) if self.ring is not None else ())
             if len(raw) == self.record_size
         ]
 
@@ -246,9 +247,11 @@ class Tracer:
         """Detach and release our fds: unpinned programs and maps go with the last one,
         pinned ones (``agent.tracing.cache``) stay loaded, attached nowhere."""
         self.hooks.close()
-        if hasattr(self, "ring"):
+        if self.ring is not None:
             self.ring.close()
+            self.ring = None
         if self.adopted is not None:
             self.adopted.close()
         if self.bpf is not None:
             self.bpf.cleanup()
+            self.bpf = None
