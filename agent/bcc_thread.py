@@ -13,8 +13,10 @@ Services in bench/results/fresh-compile-2026-12-05.md:
   the compile's end (only its writes wait for the maps). BCC's libraries are resident by then,
   so the tracer adds only its compile's transient (~38 MB) to the synced state;
 - it adopted the pinned programs (a restart; no BCC imported yet): the tracer goes first and
-  the plan waits for it: after the sync, BCC's libraries plus the compile peaked at 304 MB
-  against 261 MB (bench/results/control-2026-12-05-session6.md).
+  the plan waits for it. Usually the tracer is adopted too (agent/tracing/cache.py: ~0.1 s
+  CPU, ready before the lists end); when it must compile, BCC's libraries plus the compile
+  after the sync peaked at 304 MB against 261 MB before it
+  (bench/results/control-2026-12-05-session6.md).
 """
 
 from __future__ import annotations
@@ -75,16 +77,18 @@ def load_datapath(pin_dir: Path, state_dir: Path | None,
     return load(pin_dir, state_dir=state_dir, compiling=compiling)
 
 
-def tracer_step(agent: TracedAgent, ingest: FlowIngest) -> Callable[[], None]:
-    """The tracer's compile and start (best effort), as a step of the BCC thread. The
-    pause/resume signal handlers are installed here, on the main thread."""
+def tracer_step(agent: TracedAgent, ingest: FlowIngest, pin_dir: Path | None = None,
+                state_dir: Path | None = None) -> Callable[[], None]:
+    """The tracer's compile (or adoption: both dirs) and start (best effort), as a step of
+    the BCC thread. The pause/resume signal handlers are installed here, on the main thread."""
     from agent.tracing.start import TraceSwitch, start_tracing
 
     switch = TraceSwitch().install()
 
     def step() -> None:
         assert agent.datapath is not None
-        agent.tracing = start_tracing(agent.datapath, ingest, agent.node, agent.stop, switch)
+        agent.tracing = start_tracing(agent.datapath, ingest, agent.node, agent.stop, switch,
+                                      pin_dir, state_dir)
         malloc_trim()  # its compile's freed LLVM memory
 
     return step

@@ -301,10 +301,11 @@ def run(config: AgentConfig) -> int:
         agent.datapath = DatapathController(
             node, None, ingest, _waypoint(config.waypoint), config.ct_endpoint_quota
         )
-        tracer = tracer_step(agent, ingest) if config.trace else None
+        state_dir = Path(config.state_dir) if config.state_dir else None
+        tracer = (tracer_step(agent, ingest, Path(config.pin_dir), state_dir)
+                  if config.trace else None)
         load = DatapathLoad(Path(config.pin_dir), agent.datapath, tracer, agent.first_synced,
-                            agent.stop,
-                            Path(config.state_dir) if config.state_dir else None)
+                            agent.stop, state_dir)
         agent.plan_gate = load.plan_gate()
         load.start()
         _start_thread(agent.sync_forever, "sync")

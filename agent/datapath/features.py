@@ -1,8 +1,9 @@
 """Which BPF hooks, maps and helpers this kernel offers, found by trying them.
 
 :func:`feature_probe` loads two-instruction programs (``r0 = 1; exit``) straight through
-libbpf, with no clang involved, and attaches the tracing ones for an instant, so the whole probe
-takes well under a second. Reading ``/proc/config.gz`` would not do: lockdown and LSMs refuse
+libbpf, with no clang involved, and attaches the tracing ones for an instant (perf events by
+``agent.datapath.perf``: no libbcc, which a restart never loads), so the whole probe takes
+well under a second. Reading ``/proc/config.gz`` would not do: lockdown and LSMs refuse
 hooks that are configured in. Results are cached for the life of the process.
 
 Keys: program types (``sched_cls``, ``xdp``, ``cgroup_sock_addr_connect4``, ``sock_ops``, ...),
@@ -17,6 +18,7 @@ import functools
 import os
 from collections.abc import Callable
 
+from agent.datapath import perf
 from agent.datapath.native import captured_stderr, libbpf
 
 # uapi/linux/bpf.h numbers: stable kernel ABI.
@@ -138,27 +140,21 @@ def _with_prog(prog_type: int, attach: Callable[[int], bool], attach_btf_id: int
 
 
 def _attach_tracepoint(category: str, event: str) -> Callable[[int], bool]:
-    from bcc.libbcc import lib as bcc_lib  # BCC's perf-event plumbing; imported lazily
-
     def attach(prog_fd: int) -> bool:
-        perf_fd = bcc_lib.bpf_attach_tracepoint(prog_fd, category.encode(), event.encode())
-        if perf_fd < 0:
+        try:
+            os.close(perf.attach_tracepoint(prog_fd, category, event))
+        except (OSError, ValueError):
             return False
-        bcc_lib.bpf_close_perf_event_fd(perf_fd)
         return True
 
     return attach
 
 
 def _attach_kprobe(prog_fd: int) -> bool:
-    from bcc.libbcc import lib as bcc_lib
-
-    event = f"p_tulle_probe_{os.getpid()}".encode()
-    perf_fd = bcc_lib.bpf_attach_kprobe(prog_fd, 0, event, _KPROBE_TARGET, 0, 0)
-    if perf_fd < 0:
+    try:
+        os.close(perf.attach_kprobe(prog_fd, _KPROBE_TARGET))
+    except (OSError, ValueError):
         return False
-    bcc_lib.bpf_close_perf_event_fd(perf_fd)
-    bcc_lib.bpf_detach_kprobe(event)
     return True
 
 

@@ -14,7 +14,8 @@ the same kernel. Like Cilium's template cache, keyed by a hash of what determine
 
 The key covers the expanded C text (``csource.expand_sources``), the full cflags (pin dir
 included), the kernel's release and version, BCC's version and libbcc's file, and the program
-names and types. One record per state dir: one agent per state dir.
+names and types. One record per name and state dir (one agent per state dir): the
+datapath's (``RECORD_NAME``) and the tracer's (``agent.tracing.cache``) sit side by side.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Mismatch(Exception):
 class Program:
     name: str
     prog_type: int
+    kernel_name: str = ""  # the name the kernel keeps, when the loader shortened it otherwise
 
 
 @dataclass
@@ -151,11 +153,14 @@ def _pinned_id(path: Path) -> int | None:
 
 
 def remember(state_dir: Path, pin_dir: Path, record: dict[str, Any],
-             prog_fds: dict[str, int]) -> Path:
+             prog_fds: dict[str, int], record_name: str = RECORD_NAME) -> Path:
     """Pin the programs beside the maps (replacing older pins) and write the record. The old
-    record goes first, so a crash in between leaves no record to trust."""
+    record goes first, so a crash in between leaves no record to trust. Programs the old
+    record pinned that this one does not (another plan) are unpinned: their maps go too."""
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = state_dir / RECORD_NAME
+    path = state_dir / record_name
+    for name in _recorded_programs(path) - set(prog_fds):
+        (pin_dir / name).unlink(missing_ok=True)
     path.unlink(missing_ok=True)
     for name, fd in prog_fds.items():
         (pin_dir / name).unlink(missing_ok=True)
@@ -166,11 +171,23 @@ def remember(state_dir: Path, pin_dir: Path, record: dict[str, Any],
     return path
 
 
+def _recorded_programs(path: Path) -> set[str]:
+    """The program names an earlier record lists (none when it is absent or unreadable)."""
+    try:
+        programs = json.loads(path.read_text()).get("programs")
+    except (OSError, ValueError, AttributeError):
+        return set()
+    if not isinstance(programs, dict):
+        return set()
+    return {n for n in programs if isinstance(n, str) and "/" not in n and n not in ("", ".", "..")}
+
+
 # -- on start ------------------------------------------------------------------------------
 
 
-def read_record(state_dir: Path, key: str, ins: dict[str, Any]) -> dict[str, Any]:
-    path = state_dir / RECORD_NAME
+def read_record(state_dir: Path, key: str, ins: dict[str, Any],
+                record_name: str = RECORD_NAME) -> dict[str, Any]:
+    path = state_dir / record_name
     try:
         record = json.loads(path.read_text())
     except FileNotFoundError:
@@ -189,10 +206,11 @@ def read_record(state_dir: Path, key: str, ins: dict[str, Any]) -> dict[str, Any
 
 
 def adopt(pin_dir: Path, state_dir: Path, ins: dict[str, Any],
-          programs: list[Program]) -> Adopted:
-    """Open the pinned programs and their maps if they are exactly what the record describes
-    for these inputs (:func:`inputs`); else raise :class:`Mismatch` (nothing stays open)."""
-    record = read_record(state_dir, key_of(ins), ins)
+          programs: list[Program], record_name: str = RECORD_NAME) -> Adopted:
+    """Open the pinned programs and their maps if they are exactly what the record
+    ``record_name`` describes for these inputs (:func:`inputs`); else raise
+    :class:`Mismatch` (nothing stays open)."""
+    record = read_record(state_dir, key_of(ins), ins, record_name)
     adopted = Adopted({}, {})
     try:
         used = _open_programs(pin_dir, record, programs, adopted)
@@ -222,7 +240,8 @@ def _open_programs(pin_dir: Path, record: dict[str, Any], programs: list[Program
             raise Mismatch(f"pinned program {path}: {err}") from None
         adopted.fds.append(fd)
         info = bpfinfo.prog_info(fd)
-        if info.type != program.prog_type or info.name != program.name[:_NAME_LEN]:
+        if info.type != program.prog_type or info.name != (
+                program.kernel_name or program.name)[:_NAME_LEN]:
             raise Mismatch(f"{path} is {info.name!r} of type {info.type}, not {program.name}")
         if info.tag != want["tag"]:
             raise Mismatch(f"{path} has tag {info.tag}, the record {want['tag']}")

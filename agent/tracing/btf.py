@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+from collections.abc import Mapping
 
 from agent.datapath.native import libbpf
 
@@ -82,23 +83,33 @@ def _find(btf: int, type_id: int, name: str) -> tuple[int, int] | None:
 @functools.cache
 def field_offset(struct: str, path: str) -> int | None:
     """Byte offset of `path` ("a.b.c") inside `struct`, from vmlinux BTF; None if unknown."""
+    return field_offsets({"": (struct, path)})[""]
+
+
+def field_offsets(wanted: Mapping[str, tuple[str, str]]) -> dict[str, int | None]:
+    """name -> byte offset of each (struct, path) in `wanted` (None if unknown), with one
+    read of vmlinux BTF for them all (each read parses megabytes)."""
     btf = libbpf.btf__load_vmlinux_btf()
     if not btf:
-        return None
+        return dict.fromkeys(wanted)
     try:
-        type_id = libbpf.btf__find_by_name_kind(btf, struct.encode(), _KIND_STRUCT)
-        if type_id <= 0:
-            return None
-        bits = 0
-        for name in path.split("."):
-            found = _find(btf, type_id, name)
-            if found is None:
-                return None
-            bits += found[0]
-            type_id = found[1]
-        return None if bits % 8 else bits // 8
+        return {name: _offset(btf, struct, path) for name, (struct, path) in wanted.items()}
     finally:
         libbpf.btf__free(btf)
+
+
+def _offset(btf: int, struct: str, path: str) -> int | None:
+    type_id = libbpf.btf__find_by_name_kind(btf, struct.encode(), _KIND_STRUCT)
+    if type_id <= 0:
+        return None
+    bits = 0
+    for name in path.split("."):
+        found = _find(btf, type_id, name)
+        if found is None:
+            return None
+        bits += found[0]
+        type_id = found[1]
+    return None if bits % 8 else bits // 8
 
 
 _KIND_ENUM = 6

@@ -63,7 +63,7 @@ class TraceFeed:
         self.reasons = kernel_drop_reasons() if reasons is None else reasons
         self.symbols = symbols or Symbols()
         self.clock = monotonic_clock()
-        self._lost_seen = 0
+        self._lost_seen = tracer.lost()  # an adopted tracer's count: the last start's losses
         self.records = 0
         self.want_attached = True  # set from a signal handler; applied by the feed thread
         self.attached = True

@@ -2,7 +2,8 @@
 thread, before the first plan or after the first sync: agent.bcc_thread.order).
 
 Tracing is best effort: a kernel without the hooks, or a compile failure, is logged with what
-is missing and the agent runs on without it.
+is missing and the agent runs on without it. With the node's pin dir and state dir, a restart
+adopts the tracer the last compile pinned, without BCC (``agent.tracing.cache``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 from agent.datapath.controller import DatapathController, DatapathNotLoaded
@@ -35,20 +37,22 @@ def start_tracing(
     node: str,
     stop: threading.Event,
     switch: TraceSwitch | None = None,
+    pin_dir: Path | None = None,
+    state_dir: Path | None = None,
 ) -> HookPlan | None:
     from agent.datapath.features import feature_probe
     from agent.tracing.feed import TraceFeed
 
     plan = plan_hooks(feature_probe())
     try:
-        tracer = Tracer.load(plan)
+        tracer = Tracer.load(plan, pin_dir=pin_dir, state_dir=state_dir)
     except TracerUnavailable as err:
         log.warning("%s; the agent runs without kernel tracing", err)
         return None
     except Exception:
         log.exception("loading the kernel tracer failed; the agent runs without it")
         return None
-    log.info("%s", plan.describe())
+    log.info("%s", tracer.plan.describe())
     feed = TraceFeed(
         tracer, ingest, lambda: datapath.index, lambda: local_pod_ips(datapath), node
     )
@@ -57,7 +61,7 @@ def start_tracing(
     if switch is not None:
         switch.attach(feed)
     threading.Thread(target=feed.run, args=(stop,), name="trace", daemon=True).start()
-    return plan
+    return tracer.plan
 
 
 class TraceSwitch:

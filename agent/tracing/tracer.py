@@ -1,7 +1,8 @@
 """Load the kernel connection tracer, keep its list of local pods, read its records.
 
     plan = plan_hooks(feature_probe())         # pure: which programs this kernel can run
-    tracer = Tracer.load(plan)                 # compiles bpf/trace_*.c; BCC attaches them
+    tracer = Tracer.load(plan)                 # compiles bpf/trace_*.c, attaches (attach.py)
+    Tracer.load(plan, pin_dir=p, state_dir=s)  # or adopts what a compile pinned (cache.py)
     tracer.set_local({"10.1.0.5", ...})        # the node's pods: what to trace
     records = tracer.read()                    # KernelRecords drained from the ring buffer
 
@@ -27,11 +28,15 @@ import socket
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from agent.datapath.cdefs import BPF_DIR
-from agent.tracing.reasons import kernel_drop_reasons
+from agent.datapath.ringbuf import MappedRingBuffer
+from agent.tracing.attach import Hooks, program_name
 from agent.tracing.records import NO_LOSS_WITHOUT_DATA, KernelRecord
+
+if TYPE_CHECKING:
+    from agent.datapath.templates import Adopted
 
 RING = "trace_events_v1"
 RAW_PROBE, CLASSIC_PROBE = "raw_tracepoint:tcp_probe", "tracepoint:tcp:tcp_probe"
@@ -146,61 +151,64 @@ def _be32(ip: str) -> int:
     return int(struct.unpack("<I", socket.inet_aton(ip))[0])
 
 
-def attach_points(plan: HookPlan) -> list[bytes]:
-    """BCC's names (b"category:event") of the plan's tracepoints."""
-    return [h.removeprefix("tracepoint:").encode() for h in plan.hooks
-            if h.startswith("tracepoint:")]
+def program_names(plan: HookPlan) -> dict[str, str]:
+    """hook -> the name of the program BCC makes for it (and of its pin). Pure."""
+    return {hook: program_name(hook) for hook in plan.hooks}
 
 
-def raw_attach_points(plan: HookPlan) -> list[bytes]:
-    """BCC's names (b"event") of the plan's raw tracepoints."""
-    return [h.removeprefix("raw_tracepoint:").encode() for h in plan.hooks
-            if h.startswith("raw_tracepoint:")]
+def _ip_of(be32: int) -> str:
+    return socket.inet_ntoa(struct.pack("<I", be32))
 
 
 class Tracer:
-    def __init__(self, bpf: Any, plan: HookPlan) -> None:
-        from agent.datapath.ringbuf import MappedRingBuffer
+    """The loaded tracer: its tables (BCC's, or ``KernelTable``s when adopted from its pins),
+    one program per hook of the plan, attached by ``agent.tracing.attach`` either way."""
 
-        self.bpf = bpf
+    def __init__(self, plan: HookPlan, prog_fds: Mapping[str, int], *, bpf: Any = None,
+                 adopted: Adopted | None = None) -> None:
+        self.bpf = bpf  # the BCC module when this start compiled; None when it adopted
+        self.adopted = adopted
         self.plan = plan
-        self.layout = bpf[b"trace_record_layout"].Leaf
-        self.record_size = ctypes.sizeof(self.layout)
-        ring = bpf[RING.encode()]
-        self.ring = MappedRingBuffer(ring.map_fd, ring.max_entries, self.record_size)
-        self.local: set[str] = set()
+        self.hooks = Hooks({})
+        self.ring: MappedRingBuffer | None = None
+        try:
+            self.hooks = Hooks({h: prog_fds[name] for h, name in program_names(plan).items()})
+            self.layout = self.table("trace_record_layout").Leaf
+            self.record_size = ctypes.sizeof(self.layout)
+            ring = self.table(RING)
+            self.ring = MappedRingBuffer(ring.map_fd, ring.max_entries, self.record_size)
+            # An adopted trace_local_v1 holds the last start's pods: known, so set_local can
+            # drop the ones that left meanwhile.
+            self.local = {_ip_of(k.value) for k in self.table("trace_local_v1").keys()}
+            self.hooks.set(True)
+        except BaseException:
+            self.close()  # what this made; the caller's BCC module or adopted fds too
+            raise
 
     @classmethod
-    def load(cls, plan: HookPlan, probe_sample: int | None = None) -> Tracer:
+    def load(cls, plan: HookPlan, probe_sample: int | None = None, *,
+             pin_dir: Path | None = None, state_dir: Path | None = None) -> Tracer:
         """Compile and attach the plan's programs. `probe_sample`: tcp_probe takes 1 in that
-        many segments (a power of two; None: conn_trace.h's default, 16; 1: every one)."""
-        from agent.datapath.bpf_loader import load_program
-        from agent.tracing.btf import field_offset
+        many segments (a power of two; None: conn_trace.h's default, 16; 1: every one).
+        With `pin_dir` and `state_dir`, adopt the programs an earlier compile of the same
+        inputs pinned there (no BCC), or compile and pin them for the next start
+        (``agent.tracing.cache``)."""
+        from agent.tracing.cache import load
 
-        if not plan.sources:
-            raise TracerUnavailable(
-                "kernel tracing unavailable: " + (", ".join(plan.missing) or "no hooks")
-            )
-        offsets = {name: field_offset(*where) for name, where in OFFSETS.items()}
-        flags = offset_flags(offsets)
-        if RAW_PROBE in plan.hooks and offsets["TRACE_OFF_TCP_SRTT"] is not None:
-            flags.append("-DTRACE_PROBE_RAW")
-        elif RAW_PROBE in plan.hooks:  # the raw probe reads srtt_us itself: it needs BTF
-            hooks = tuple(CLASSIC_PROBE if h == RAW_PROBE else h for h in plan.hooks)
-            plan = HookPlan(plan.sources, hooks, plan.missing)
-        if tracepoint_has_field("tcp", "tcp_retransmit_skb", "err"):
-            flags.append("-DTRACE_RETRANSMIT_HAS_ERR")
-        flags.extend(reason_flags(kernel_drop_reasons()))
-        flags.extend(sample_flags(probe_sample))
-        bpf = load_program([BPF_DIR / s for s in plan.sources], flags)
-        return cls(bpf, plan)  # BCC attached every (RAW_)TRACEPOINT_PROBE while loading
+        return load(plan, probe_sample, pin_dir=pin_dir, state_dir=state_dir)
+
+    def table(self, name: str) -> Any:
+        """Map ``name`` with BCC's table API."""
+        if self.adopted is not None:
+            return self.adopted.tables[name]
+        return self.bpf[name.encode()]
 
     def set_local(self, ips: Iterable[str]) -> None:
         """Trace sockets of these (IPv4) pod addresses from now on; forget the others."""
         wanted = {ip for ip in ips if ipaddress.ip_address(ip).version == 4}
         if wanted == self.local:
             return
-        table = self.bpf[b"trace_local_v1"]
+        table = self.table("trace_local_v1")
         for ip in wanted - self.local:
             table[table.Key(_be32(ip))] = table.Leaf(1)
         gone = {_be32(ip) for ip in self.local - wanted}
@@ -210,7 +218,7 @@ class Tracer:
             except KeyError:
                 pass
         if gone:  # a namespace learned for a pod that left must not name the next one
-            netns = self.bpf[b"trace_netns_v1"]
+            netns = self.table("trace_netns_v1")
             for key, value in list(netns.items()):
                 if value.value in gone:
                     try:
@@ -222,30 +230,28 @@ class Tracer:
     def read(self) -> list[KernelRecord]:
         return [
             KernelRecord.of(self.layout.from_buffer_copy(raw))
-            for raw in self.ring.read(MAX_READ_BYTES)
+            for raw in (self.ring.read(MAX_READ_BYTES) if self.ring is not None else ())
             if len(raw) == self.record_size
         ]
 
     def lost(self) -> int:
-        table = self.bpf[b"trace_lost_v1"]
+        table = self.table("trace_lost_v1")
         return int(sum(table.getvalue(table.Key(0))))
 
     def set_attached(self, on: bool) -> None:
         """Attach or detach every hook of the plan (maps and ring stay): the run-time switch
         `make bench-trace` uses to compare tracing on and off without reloading anything."""
-        for tp in attach_points(self.plan):
-            if on and tp not in self.bpf.tracepoint_fds:
-                category, event = tp.split(b":")
-                self.bpf.attach_tracepoint(tp=tp, fn_name=b"tracepoint__%s__%s" % (category, event))
-            elif not on and tp in self.bpf.tracepoint_fds:
-                self.bpf.detach_tracepoint(tp)
-        for raw in raw_attach_points(self.plan):
-            if on and raw not in self.bpf.raw_tracepoint_fds:
-                self.bpf.attach_raw_tracepoint(tp=raw, fn_name=b"raw_tracepoint__" + raw)
-            elif not on and raw in self.bpf.raw_tracepoint_fds:
-                self.bpf.detach_raw_tracepoint(raw)
+        self.hooks.set(on)
 
     def close(self) -> None:
-        """Detach: the programs and maps go with the last fd."""
-        self.ring.close()
-        self.bpf.cleanup()
+        """Detach and release our fds: unpinned programs and maps go with the last one,
+        pinned ones (``agent.tracing.cache``) stay loaded, attached nowhere."""
+        self.hooks.close()
+        if self.ring is not None:
+            self.ring.close()
+            self.ring = None
+        if self.adopted is not None:
+            self.adopted.close()
+        if self.bpf is not None:
+            self.bpf.cleanup()
+            self.bpf = None

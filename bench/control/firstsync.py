@@ -237,7 +237,7 @@ def tracer_stage(stages: Stages, datapath: Any, ingest: Any, pin_dir: str | None
 
         tracer = Tracer.load(plan_hooks(feature_probe()))
         row["hooks"] = len(tracer.plan.hooks)
-        tracer.bpf.cleanup()
+        tracer.close()  # detaches (it attaches its programs by fd)
         malloc_trim()
 
 
@@ -299,7 +299,7 @@ def stages_mode(kubeconfig: Path, bpf: bool, trace: bool,
 
 def daemon_mode(kubeconfig: Path, trace: bool, profile: Path | None) -> dict[str, Any]:
     """The real agent twice on one pin dir and state dir: a fresh node's start (BCC compiles)
-    and a restart (the compile cache adopts the pinned programs; only the tracer compiles)."""
+    and a restart (the compile caches adopt the pinned programs: the datapath's, the tracer's)."""
     pin_dir = Path(f"/sys/fs/bpf/tulle/fsbench-{os.getpid()}/{NODE}")
     try:
         fresh = _agent_start(kubeconfig, pin_dir, trace, profile, "fresh")
@@ -345,15 +345,18 @@ def _agent_start(kubeconfig: Path, pin_dir: Path, trace: bool, profile: Path | N
         status = Path(f"/proc/{pid}/status").read_text()
         hwm = next(int(line.split()[1]) for line in status.splitlines()
                    if line.startswith("VmHWM:"))
-        adopted = "datapath: adopted the programs" in Path(log.name).read_text()
+        text = Path(log.name).read_text()
         return {"first_sync_s": datapath["first_sync_s"], "loaded_s": datapath.get("loaded_s"),
                 "services": datapath.get("services"), "peak_rss_mb": round(hwm / 1024, 1),
-                "adopted": adopted}
+                "adopted": "datapath: adopted the programs" in text,
+                "tracer_adopted": "tracer: adopted the programs" in text}
     finally:
         sampler.stop.set()
         proc.terminate()  # our own child (py-spy passes the signal on)
         proc.wait(30)
         log.close()
+        if os.environ.get("FSBENCH_LOGS"):  # keep the agent's log (the work dir goes)
+            shutil.copy(log.name, Path(os.environ["FSBENCH_LOGS"]) / Path(log.name).name)
 
 
 # What the agent logs once its tracer runs, or once it gave up on it (agent.tracing.start).

@@ -89,7 +89,7 @@ def _records(tracer: Tracer, want: int, timeout: float = 10.0) -> list[KernelRec
 
 def test_programs_fire_and_attribute_by_address_and_namespace(tracer: Tracer, netns: str) -> None:
     tracer.set_local([POD_IP])
-    assert b"tcp_probe" in tracer.bpf.raw_tracepoint_fds  # so the samples below are its
+    assert "raw_tracepoint:tcp_probe" in tracer.hooks.attached  # the samples below are its
     ports = json.loads(subprocess.run(
         ["ip", "netns", "exec", netns, sys.executable, "-c", SCRIPT, POD_IP],
         check=True, capture_output=True, text=True, timeout=30).stdout)
@@ -159,7 +159,7 @@ def test_tcp_probe_samples_one_segment_in_16_and_keeps_the_summary(netns: str, k
     try:
         sampled = Tracer.load(plan_hooks(features))
         try:
-            assert (b"tcp_probe" in sampled.bpf.raw_tracepoint_fds) == (kind == "raw")
+            assert ("raw_tracepoint:tcp_probe" in sampled.hooks.attached) == (kind == "raw")
             for t in (full, sampled):
                 t.set_local([POD_IP])
             n = 800

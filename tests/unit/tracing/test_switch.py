@@ -4,60 +4,86 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from agent.tracing import attach
+from agent.tracing.attach import Hooks
 from agent.tracing.feed import TraceFeed
-from agent.tracing.tracer import HookPlan, Tracer, attach_points, raw_attach_points
+from agent.tracing.tracer import HookPlan, program_names
 
 PLAN = HookPlan(("trace_sock.c", "trace_drop.c"),
                 ("tracepoint:sock:inet_sock_set_state", "raw_tracepoint:tcp_probe",
                  "tracepoint:skb:kfree_skb"), ())
 
 
-class FakeBPF:
-    """BCC's attach/detach bookkeeping, as far as set_attached uses it."""
+class FakeKernel:
+    """attach.attach's bookkeeping: an fd per attachment (os.close is patched to free it)."""
 
-    def __init__(self) -> None:
-        self.tracepoint_fds: dict[bytes, str] = {tp: "fd" for tp in attach_points(PLAN)}
-        self.raw_tracepoint_fds: dict[bytes, str] = {tp: "fd" for tp in raw_attach_points(PLAN)}
-        self.calls: list[tuple[str, bytes, bytes]] = []
+    def __init__(self, fail: str | None = None) -> None:
+        self.live: dict[int, tuple[str, int]] = {}
+        self.calls: list[tuple[str, str, int]] = []
+        self.fail = fail
+        self.next_fd = 1000
 
-    def attach_raw_tracepoint(self, tp: bytes, fn_name: bytes) -> None:
-        self.calls.append(("attach", tp, fn_name))
-        self.raw_tracepoint_fds[tp] = "fd"
+    def attach(self, hook: str, prog_fd: int) -> int:
+        if hook == self.fail:
+            raise OSError(22, f"refused {hook}")
+        self.next_fd += 1
+        self.live[self.next_fd] = (hook, prog_fd)
+        self.calls.append(("attach", hook, prog_fd))
+        return self.next_fd
 
-    def detach_raw_tracepoint(self, tp: bytes) -> None:
-        self.calls.append(("detach", tp, b""))
-        del self.raw_tracepoint_fds[tp]
-
-    def attach_tracepoint(self, tp: bytes, fn_name: bytes) -> None:
-        self.calls.append(("attach", tp, fn_name))
-        self.tracepoint_fds[tp] = "fd"
-
-    def detach_tracepoint(self, tp: bytes) -> None:
-        self.calls.append(("detach", tp, b""))
-        del self.tracepoint_fds[tp]
+    def close(self, fd: int) -> None:
+        hook, _ = self.live.pop(fd)
+        self.calls.append(("detach", hook, fd))
 
 
-def tracer(bpf: FakeBPF) -> Tracer:
-    t = Tracer.__new__(Tracer)
-    t.bpf, t.plan = bpf, PLAN
-    return t
+@pytest.fixture
+def kernel(monkeypatch: pytest.MonkeyPatch) -> FakeKernel:
+    fake = FakeKernel()
+    monkeypatch.setattr(attach, "attach", fake.attach)
+    monkeypatch.setattr(attach.os, "close", fake.close)
+    return fake
 
 
-def test_detach_then_attach_uses_bcc_probe_names() -> None:
-    bpf = FakeBPF()
-    t = tracer(bpf)
-    t.set_attached(False)
-    assert bpf.tracepoint_fds == {} and bpf.raw_tracepoint_fds == {}
-    t.set_attached(False)  # idempotent: nothing left to detach
-    t.set_attached(True)
-    assert set(bpf.tracepoint_fds) == {b"sock:inet_sock_set_state", b"skb:kfree_skb"}
-    assert set(bpf.raw_tracepoint_fds) == {b"tcp_probe"}
-    assert [c for c in bpf.calls if c[0] == "attach"] == [
-        ("attach", b"sock:inet_sock_set_state", b"tracepoint__sock__inet_sock_set_state"),
-        ("attach", b"skb:kfree_skb", b"tracepoint__skb__kfree_skb"),
-        ("attach", b"tcp_probe", b"raw_tracepoint__tcp_probe"),
-    ]
-    assert len(bpf.calls) == 6
+def hooks() -> Hooks:
+    return Hooks({hook: 10 + i for i, hook in enumerate(PLAN.hooks)})
+
+
+def test_detach_then_attach_every_hook_with_its_program(kernel: FakeKernel) -> None:
+    h = hooks()
+    h.set(True)
+    assert sorted(v for v in kernel.live.values()) == [
+        ("raw_tracepoint:tcp_probe", 11), ("tracepoint:skb:kfree_skb", 12),
+        ("tracepoint:sock:inet_sock_set_state", 10)]
+    h.set(True)  # idempotent: attached hooks stay as they are
+    h.set(False)
+    assert kernel.live == {} and h.attached == ()
+    h.set(False)  # idempotent: nothing left to detach
+    h.set(True)
+    assert set(h.attached) == set(PLAN.hooks) and len(kernel.live) == 3
+    assert len(kernel.calls) == 9
+    h.close()
+    assert kernel.live == {}
+
+
+def test_an_attach_that_fails_leaves_nothing_of_its_call_attached(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeKernel(fail="tracepoint:skb:kfree_skb")
+    monkeypatch.setattr(attach, "attach", fake.attach)
+    monkeypatch.setattr(attach.os, "close", fake.close)
+    h = hooks()
+    with pytest.raises(OSError, match="kfree_skb"):
+        h.set(True)
+    assert fake.live == {} and h.attached == ()
+
+
+def test_the_programs_are_bccs_probe_functions() -> None:
+    assert program_names(PLAN) == {
+        "tracepoint:sock:inet_sock_set_state": "tracepoint__sock__inet_sock_set_state",
+        "raw_tracepoint:tcp_probe": "raw_tracepoint__tcp_probe",
+        "tracepoint:skb:kfree_skb": "tracepoint__skb__kfree_skb",
+    }
 
 
 class StubTracer:

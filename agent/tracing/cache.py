@@ -1,0 +1,157 @@
+"""The tracer's compile cache: a restarted agent adopts the tracer it pinned, without BCC.
+
+The tracer's BCC compile costs ~1 s and, with libbcc's pages, ~130 MB of the agent's RSS on
+every start (bench/results/trace-cache-2026-12-05.md). The datapath's cache
+(``agent.datapath.templates``) does the work; this module gives it the tracer's inputs:
+
+- the key covers the expanded C of the plan's sources and the full cflags: the struct
+  offsets read from BTF, whether ``tcp_retransmit_skb`` has ``err``, this kernel's drop
+  reason codes, the raw ``tcp_probe`` choice and the sample mask; plus the kernel, BCC,
+  and each program's name and type;
+- after a compile, the programs are pinned in the node's pin dir beside the datapath's
+  (their maps, unpinned, live as long as the programs) and ``tracer-template.json`` is
+  written beside the datapath's record in the state dir;
+- on start, a matching record whose pins the kernel confirms (tags, map ids, map shapes) is
+  adopted; anything else is logged in one line and the tracer compiles as before.
+
+Pinned programs stay loaded after the agent exits but run nowhere: attaching is per process
+(``agent.tracing.attach``). ``tulle lab down`` and the fixtures remove the pin dir, and them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from agent.datapath import templates
+from agent.datapath.cdefs import BPF_DIR
+from agent.tracing.attach import split_hook
+from agent.tracing.tracer import (
+    CLASSIC_PROBE,
+    OFFSETS,
+    RAW_PROBE,
+    HookPlan,
+    Tracer,
+    TracerUnavailable,
+    offset_flags,
+    program_names,
+    reason_flags,
+    sample_flags,
+    tracepoint_has_field,
+)
+
+log = logging.getLogger("tulle.tracing")
+RECORD_NAME = "tracer-template.json"
+PROG_TYPES = {"tracepoint": 5, "raw_tracepoint": 17}  # uapi enum bpf_prog_type
+COMPILING = "tracer: compiling, not adopting the pinned programs: "
+
+
+def build_flags(plan: HookPlan, offsets: Mapping[str, int | None], retransmit_has_err: bool,
+                reasons: Mapping[int, str], probe_sample: int | None,
+                ) -> tuple[HookPlan, list[str]]:
+    """The plan as it will run and the cflags that build it. Pure: the kernel's answers come
+    in as arguments. The raw tcp_probe reads ``srtt_us`` itself, so without that offset the
+    plan falls back to the classic tracepoint."""
+    flags = offset_flags(offsets)
+    if RAW_PROBE in plan.hooks and offsets.get("TRACE_OFF_TCP_SRTT") is not None:
+        flags.append("-DTRACE_PROBE_RAW")
+    elif RAW_PROBE in plan.hooks:
+        hooks = tuple(CLASSIC_PROBE if h == RAW_PROBE else h for h in plan.hooks)
+        plan = HookPlan(plan.sources, hooks, plan.missing)
+    if retransmit_has_err:
+        flags.append("-DTRACE_RETRANSMIT_HAS_ERR")
+    flags.extend(reason_flags(reasons))
+    flags.extend(sample_flags(probe_sample))
+    return plan, flags
+
+
+def programs(plan: HookPlan) -> list[templates.Program]:
+    """The plan's programs (name, type, kernel name), as the cache keys and checks them.
+    Pure."""
+    return [templates.Program(name, PROG_TYPES[split_hook(hook)[0]], kernel_name(name))
+            for hook, name in program_names(plan).items()]
+
+
+def kernel_name(function: str) -> str:
+    """The name libbcc gives a probe's program in the kernel: the function's, less its
+    ``tracepoint__`` / ``raw_tracepoint__`` prefix (truncated by the kernel). Pure."""
+    for prefix in ("tracepoint__", "raw_tracepoint__"):
+        if function.startswith(prefix):
+            return function[len(prefix):]
+    return function
+
+
+def _kernel_flags(plan: HookPlan, probe_sample: int | None) -> tuple[HookPlan, list[str]]:
+    from agent.tracing.btf import field_offsets
+    from agent.tracing.reasons import kernel_drop_reasons
+
+    return build_flags(plan, field_offsets(OFFSETS),
+                       tracepoint_has_field("tcp", "tcp_retransmit_skb", "err"),
+                       kernel_drop_reasons(), probe_sample)
+
+
+def load(plan: HookPlan, probe_sample: int | None = None, *, pin_dir: Path | None = None,
+         state_dir: Path | None = None) -> Tracer:
+    """``Tracer.load``: adopt (with both dirs and a matching record) or compile."""
+    if not plan.sources:
+        raise TracerUnavailable(
+            "kernel tracing unavailable: " + (", ".join(plan.missing) or "no hooks"))
+    plan, flags = _kernel_flags(plan, probe_sample)
+    sources = [BPF_DIR / s for s in plan.sources]
+    progs = programs(plan)
+    cached = pin_dir is not None and state_dir is not None
+    ins = templates.inputs(sources, flags, progs) if cached else {}
+    if pin_dir is not None and state_dir is not None:
+        try:
+            adopted = templates.adopt(pin_dir, state_dir, ins, progs, RECORD_NAME)
+        except templates.Mismatch as why:
+            log.info("%s%s", COMPILING, why)
+        else:
+            try:
+                tracer = Tracer(plan, adopted.prog_fds, adopted=adopted)
+            except (OSError, KeyError, ValueError) as err:  # Tracer closed what it opened
+                log.info("%sattaching the adopted programs failed: %s", COMPILING, err)
+            else:
+                log.info("tracer: adopted the programs pinned in %s (same inputs; no compile)",
+                         pin_dir)
+                return tracer
+    tracer = _compile(plan, sources, flags)
+    if pin_dir is not None and state_dir is not None:
+        _remember(tracer, pin_dir, state_dir, ins)
+    return tracer
+
+
+def _compile(plan: HookPlan, sources: list[Path], flags: list[str]) -> Tracer:
+    from agent.datapath.bpf_loader import load_program  # BCC: the compile path only
+
+    bpf = load_program(sources, flags)
+    try:
+        # BCC loaded every probe and attached it while compiling; we attach them ourselves,
+        # by fd, as an adopted tracer does (one path for pause and resume).
+        for tp in list(bpf.tracepoint_fds):
+            bpf.detach_tracepoint(tp)
+        for raw in list(bpf.raw_tracepoint_fds):
+            bpf.detach_raw_tracepoint(raw)
+        fds = {name: bpf.funcs[name.encode()].fd for name in program_names(plan).values()}
+    except BaseException:
+        bpf.cleanup()
+        raise
+    return Tracer(plan, fds, bpf=bpf)
+
+
+def _remember(tracer: Tracer, pin_dir: Path, state_dir: Path,
+              ins: dict[str, Any]) -> None:
+    """Pin the programs and record them; a failure costs only the next start's compile."""
+    from agent.datapath.bpf_loader import table_descriptions
+
+    prog_fds = {name: tracer.hooks.prog_fds[hook]
+                for hook, name in program_names(tracer.plan).items()}
+    try:
+        pin_dir.mkdir(parents=True, exist_ok=True)
+        record = templates.build_record(ins, prog_fds, table_descriptions(tracer.bpf),
+                                        pin_dir)
+        templates.remember(state_dir, pin_dir, record, prog_fds, RECORD_NAME)
+    except (OSError, ValueError) as err:
+        log.warning("tracer: compiled programs not recorded for the next start: %s", err)
