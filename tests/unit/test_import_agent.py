@@ -71,7 +71,7 @@ def test_the_import_path_still_has_what_the_lists_need(imported: set[str]) -> No
 RUN = """
 import json, sys, types
 stub = types.ModuleType("agent.datapath.programs")
-def load_datapath(pin_dir, state_dir=None):
+def load_datapath(pin_dir, state_dir=None, **kwargs):
     raise RuntimeError("stub load")
 stub.load_datapath = load_datapath
 sys.modules["agent.datapath.programs"] = stub
