@@ -18,26 +18,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2 as httpx  # lightkube 1.x's HTTP client
 from lightkube import ApiError, Client
 from lightkube.types import PatchType
-from prometheus_client import CollectorRegistry
 
-from agent.bcc_thread import DatapathLoad, process_age, tracer_step
-from agent.datapath.controller import (
-    WATCHED_KINDS,
-    DatapathController,
-    DatapathNotLoaded,
-    ObjectChange,
-)
-from agent.datapath.native import malloc_trim
+# Only what the lists need is imported before they start (run): the datapath's, the flows'
+# and the metrics' modules (~0.2 s of imports) load while the API server answers them.
+# tests/unit/test_import_agent.py keeps it so.
+from agent.datapath.kinds import WATCHED_KINDS
 from agent.files import write_json_atomic
-from agent.flows.enrich import enrich
-from agent.flows.ingest import FlowIngest
-from agent.flows.l7intake import L7Intake
-from agent.flows.store import FlowRing
 from agent.kube import gcpause
 from agent.kube.backoff import Backoff
 from agent.kube.cache import Delta
@@ -45,8 +36,17 @@ from agent.kube.informer import WATCH_BACKOFF
 from agent.kube.models import to_model
 from agent.kube.resources import NodeStatus
 from agent.kube.source import ClusterSource, KubeconfigError, connect
-from agent.metrics import FlowMetrics, MapFillCollector, MetricsConfig, serve_metrics
-from agent.metrics.server import MetricsServer
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from agent.bcc_thread import DatapathLoad
+    from agent.datapath.controller import DatapathController, ObjectChange
+    from agent.flows.ingest import FlowIngest
+    from agent.flows.l7intake import L7Intake
+    from agent.flows.store import FlowRing
+    from agent.metrics import FlowMetrics
+    from agent.metrics.server import MetricsServer
 
 log = logging.getLogger("tulle.agent")
 # What the datapath plans from, less Secrets: its plan never reads them (a Gateway's
@@ -120,7 +120,9 @@ class Agent:
         elif delta.resync:
             self.needs_resync = True
             self.pending.clear()
-        elif not self.needs_resync:
+        elif not self.needs_resync:  # only after a first sync: the datapath is imported
+            from agent.datapath.controller import ObjectChange
+
             namespace, name = delta.key
             new = None if delta.type == "DELETED" else delta.obj
             self.pending.append(ObjectChange(kind, namespace, name, None, new))
@@ -175,6 +177,10 @@ class Agent:
 
     def sync_forever(self) -> None:
         """Program the datapath whenever the cache changed (debounced)."""
+        from agent.bcc_thread import process_age
+        from agent.datapath.controller import DatapathNotLoaded
+        from agent.datapath.native import malloc_trim
+
         assert self.datapath is not None
         last_sync = -SYNC_DEBOUNCE
         while not self.stop.is_set():
@@ -271,9 +277,7 @@ def _start_thread(target: Any, name: str, *args: Any) -> threading.Thread:
 def run(config: AgentConfig) -> int:
     node = config.node
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {node} %(levelname)s %(message)s")
-    ring = FlowRing(config.flow_capacity)
-    registry, flow_metrics = _metrics(config)
-    ingest = FlowIngest(ring, (flow_metrics,) if flow_metrics else ())
+    waypoint = _waypoint(config.waypoint) if config.pin_dir else None  # a bad flag: at once
     try:
         client = connect(config.kubeconfig)
     except KubeconfigError as err:
@@ -292,23 +296,8 @@ def run(config: AgentConfig) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    load = None
-    if config.pin_dir:
-        # The BCC compiles (C, without the GIL) run on their own thread while the informers
-        # list (agent.bcc_thread): the datapath's, and the tracer's before the first plan or
-        # after the first sync (bcc_thread.order). The first sync plans once plan_gate opens
-        # (memory) and writes once the maps are attached (DatapathController.attach).
-        agent.datapath = DatapathController(
-            node, None, ingest, _waypoint(config.waypoint), config.ct_endpoint_quota
-        )
-        state_dir = Path(config.state_dir) if config.state_dir else None
-        tracer = (tracer_step(agent, ingest, Path(config.pin_dir), state_dir)
-                  if config.trace else None)
-        load = DatapathLoad(Path(config.pin_dir), agent.datapath, tracer, agent.first_synced,
-                            agent.stop, state_dir)
-        agent.plan_gate = load.plan_gate()
-        load.start()
-        _start_thread(agent.sync_forever, "sync")
+    # The lists first: they need only the client, and the API server spends ~1 s on them at
+    # 10,000 Services; the rest of the agent is imported (~0.2 s) and started meanwhile.
     agent.source.start()
     log.info(
         "agent for node %s started (pid %d), kubeconfig %s",
@@ -316,6 +305,22 @@ def run(config: AgentConfig) -> int:
         os.getpid(),
         config.kubeconfig or "in-cluster",
     )
+    try:
+        from agent.flows.enrich import enrich
+        from agent.flows.ingest import FlowIngest
+        from agent.flows.l7intake import L7Intake
+        from agent.flows.store import FlowRing
+
+        ring = FlowRing(config.flow_capacity)
+        registry, flow_metrics = _metrics(config)
+        ingest = FlowIngest(ring, (flow_metrics,) if flow_metrics else ())
+        load = _start_datapath(agent, config, ingest, waypoint) if config.pin_dir else None
+    except BaseException:  # a bad flag the controller refuses, say: nothing left running
+        agent.stop.set()
+        timer.cancel()
+        agent.startup_gc.release()
+        agent.source.stop(timeout=2.0)
+        raise
     observer = _start_observer(ring, config)
     intake = None
     if config.l7_intake and agent.datapath is not None:
@@ -323,11 +328,11 @@ def run(config: AgentConfig) -> int:
         intake = L7Intake(
             Path(config.l7_intake), ingest, lambda f: enrich(f, datapath.index, node), node
         ).start()
-    metrics_server = (
-        serve_metrics(registry, config.metrics_address)
-        if registry is not None and config.metrics_address
-        else None
-    )
+    metrics_server = None
+    if registry is not None and config.metrics_address:
+        from agent.metrics import serve_metrics
+
+        metrics_server = serve_metrics(registry, config.metrics_address)
     if load is not None and agent.datapath is not None:
         try:
             agent.loaded_s = load.wait()
@@ -339,6 +344,8 @@ def run(config: AgentConfig) -> int:
             agent.datapath.close()
             raise
         if registry is not None:
+            from agent.metrics import MapFillCollector
+
             MapFillCollector(agent.datapath.map_fill, registry)
         log.info("datapath loaded %.2f s after the process started, maps pinned at %s",
                  agent.loaded_s, config.pin_dir)
@@ -353,6 +360,30 @@ def run(config: AgentConfig) -> int:
     _stop_serving(agent, observer, intake, metrics_server)
     agent.report_node_ready(False, "AgentStopped")
     return 0
+
+
+def _start_datapath(agent: Agent, config: AgentConfig, ingest: FlowIngest,
+                    waypoint: tuple[ipaddress.IPv4Address, int] | None) -> DatapathLoad:
+    """The BCC compiles or adoptions (C, without the GIL) run on their own thread while the
+    informers list (agent.bcc_thread): the datapath's, and the tracer's before the first plan
+    or after the first sync (bcc_thread.order). The first sync plans once plan_gate opens
+    (memory) and writes once the maps are attached (DatapathController.attach)."""
+    from agent.bcc_thread import DatapathLoad, tracer_step
+    from agent.datapath.controller import DatapathController
+
+    assert config.pin_dir is not None
+    agent.datapath = DatapathController(
+        agent.node, None, ingest, waypoint, config.ct_endpoint_quota
+    )
+    state_dir = Path(config.state_dir) if config.state_dir else None
+    tracer = (tracer_step(agent, ingest, Path(config.pin_dir), state_dir)
+              if config.trace else None)
+    load = DatapathLoad(Path(config.pin_dir), agent.datapath, tracer, agent.first_synced,
+                        agent.stop, state_dir)
+    agent.plan_gate = load.plan_gate()
+    load.start()
+    _start_thread(agent.sync_forever, "sync")
+    return load
 
 
 def _stop_serving(agent: Agent, observer: Any, intake: L7Intake | None,
@@ -381,6 +412,10 @@ def _waypoint(text: str | None) -> tuple[ipaddress.IPv4Address, int] | None:
 def _metrics(config: AgentConfig) -> tuple[CollectorRegistry | None, FlowMetrics | None]:
     if not config.metrics_address:
         return None, None
+    from prometheus_client import CollectorRegistry
+
+    from agent.metrics import FlowMetrics, MetricsConfig
+
     registry = CollectorRegistry()
     return registry, FlowMetrics(MetricsConfig(hubble_names=config.metrics_hubble_names),
                                  registry)

@@ -45,6 +45,7 @@ from agent.datapath.desired import ClusterView, DesiredDatapath
 from agent.datapath.eventreader import EventReader
 from agent.datapath.fit import overflow_error, service_error
 from agent.datapath.flowevents import EventDecoder
+from agent.datapath.kinds import WATCHED_KINDS
 from agent.datapath.planner import Change, Planner
 from agent.flows.enrich import EndpointIndex, enrich
 from agent.flows.ingest import FlowIngest
@@ -55,19 +56,6 @@ if TYPE_CHECKING:  # programs imports BCC (libbcc): not on the agent's import pa
     from agent.datapath.programs import Datapath
 
 log = logging.getLogger("tulle.datapath")
-WATCHED_KINDS = (
-    "Node",
-    "Namespace",
-    "Pod",
-    "Service",
-    "EndpointSlice",
-    "NetworkPolicy",
-    "HTTPRoute",
-    "Gateway",
-    "GatewayClass",
-    "ReferenceGrant",
-    "Secret",
-)
 CT_EGRESS, CT_SERVICE, CT_F_CLOSED = 1, 3, 0x4  # bpf/lib/conntrack.h
 CLOSED_GRACE_NS = 10 * 10**9
 UDP_IDLE_NS = 60 * 10**9

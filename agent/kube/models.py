@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agent.model.convert import ConversionError, from_dict
 from agent.model.convert_fast import Page, decode_page
 
 
@@ -23,6 +22,10 @@ class ModelTransform:
     def __call__(self, obj: Any) -> Any:
         if not isinstance(obj, Mapping):  # a model already (from decode_page)
             return obj
+        # Imported on first use (every kind's converter, ~30 ms): not before the lists start,
+        # whose pages decode_page reads.
+        from agent.model.convert import ConversionError, from_dict
+
         try:
             return from_dict(obj)
         except ConversionError:

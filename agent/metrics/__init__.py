@@ -30,12 +30,28 @@ caps), `flowmetrics` (`FlowMetrics`), `maps` (`MapFillCollector`), `server`
 (`serve_metrics`), `bench` (``python -m agent.metrics.bench``: flows/s on one core).
 """
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from agent.metrics.config import AGENT_METRICS_PORT, FamilyConfig, MetricsConfig
-from agent.metrics.flowmetrics import FlowMetrics
-from agent.metrics.maps import MapFillCollector
-from agent.metrics.server import MetricsServer, serve_metrics
+
+if TYPE_CHECKING:
+    from agent.metrics.flowmetrics import FlowMetrics
+    from agent.metrics.maps import MapFillCollector
+    from agent.metrics.server import MetricsServer, serve_metrics
 
 WAYPOINT_METRICS_PORT = 9966
+# Imported on first use: the waypoint imports `agent.metrics.server` for its address parser,
+# and should not carry the agent's flow metrics (their flow and service map modules) for it.
+_LAZY = {"FlowMetrics": "flowmetrics", "MapFillCollector": "maps", "MetricsServer": "server",
+         "serve_metrics": "server"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{module}"), name)
 
 __all__ = [
     "AGENT_METRICS_PORT", "WAYPOINT_METRICS_PORT", "FamilyConfig", "FlowMetrics",

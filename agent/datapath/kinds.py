@@ -1,0 +1,16 @@
+"""The kinds the datapath plans from: what the agent lists (agent/daemon.py). A module of its
+own, so that the agent starts its lists before it imports the datapath's modules."""
+
+WATCHED_KINDS = (
+    "Node",
+    "Namespace",
+    "Pod",
+    "Service",
+    "EndpointSlice",
+    "NetworkPolicy",
+    "HTTPRoute",
+    "Gateway",
+    "GatewayClass",
+    "ReferenceGrant",
+    "Secret",
+)
