@@ -2,13 +2,11 @@
 BPF_MAP_UPDATE_BATCH (and freed with BPF_MAP_DELETE_BATCH), a few bpf(2) calls for a whole
 first sync instead of one per entry, and no ctypes object per entry.
 
-The layouts still come from C: a :class:`Packer` reads the field offsets and widths of BCC's
-``table.Key``/``table.Leaf`` and writes those fields with one ``struct`` call, every other
-byte zero (as a fresh ctypes value is). A struct whose integer fields are all in network
-order (``__be32`` addresses, ``__be16`` ports, single bytes) is packed big-endian from plain
-ints; a nested struct is written as its memory image (``raw``). The backends (100,000 at a
-first sync) are packed a field at a time instead (``backend_entries``: byte-strided copies
-from the plan's address and port arrays, no Python step per backend).
+The layouts still come from C (agent/datapath/packing.py: a ``Packer`` per BCC
+``table.Key``/``table.Leaf``, one ``struct`` call per entry, every other byte zero). The
+backends (100,000 at a first sync) are packed a field at a time instead
+(``backend_entries``: byte-strided copies from the plan's address and port arrays, no
+Python step per backend).
 
 The entries and their order per service are those of ``maps.write_service``: every
 service's backends at its fresh generation, then the Maglev tables, then the service
@@ -22,10 +20,9 @@ from __future__ import annotations
 
 import ctypes
 import ipaddress
-import struct
 import sys
 from array import array
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -37,6 +34,7 @@ from agent.datapath.native import (
     lookup_batch,
     update_batch,
 )
+from agent.datapath.packing import Packer, field_at, interleave
 from agent.datapath.services import Backends
 
 if TYPE_CHECKING:  # programs imports BCC: loaded on the agent's BCC thread only
@@ -45,54 +43,7 @@ if TYPE_CHECKING:  # programs imports BCC: loaded on the agent's BCC thread only
 SPAN = maps.BACKEND_GENERATION_SPAN
 CHUNK = 8192  # entries per batch call (Maglev tables: CHUNK_TABLES, 4 KB each)
 CHUNK_TABLES = 256
-_INT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
 _HIGH_BIT = bytes(b | 0x80 for b in range(256))  # + SPAN on a u16's high byte (little-endian)
-
-
-class Packer:
-    """Writes the named fields of a ctypes struct (dotted paths into nested structs, listed
-    in offset order) with one ``struct`` call; fields named in ``raw`` take their memory
-    image as bytes, the others an integer, in native order or, ``network``, big-endian;
-    bytes of unnamed fields stay zero."""
-
-    def __init__(self, ctype: Any, fields: Sequence[str], raw: Collection[str] = (),
-                 network: bool = False) -> None:
-        self.size = ctypes.sizeof(ctype)
-        self.offsets: list[int] = []  # of each field, in order
-        self.widths: list[int] = []
-        fmt, at = ">" if network else "=", 0
-        for path in fields:
-            offset, ftype = _field(ctype, path)
-            width = ctypes.sizeof(ftype)
-            self.offsets.append(offset)
-            self.widths.append(width)
-            if offset < at:
-                raise ValueError(f"{ctype.__name__}.{path}: fields must be listed in offset order")
-            if path in raw:
-                code = f"{width}s"
-            elif issubclass(ftype, ctypes._SimpleCData) and width in _INT_CODES:
-                signed = ftype(-1).value < 0
-                code = _INT_CODES[width].lower() if signed else _INT_CODES[width]
-            else:
-                raise TypeError(f"{ctype.__name__}.{path} is not an integer: name it in raw")
-            fmt += (f"{offset - at}x" if offset > at else "") + code
-            at = offset + width
-        fmt += f"{self.size - at}x" if self.size > at else ""
-        self.struct = struct.Struct(fmt)
-        assert self.struct.size == self.size, (ctype, fmt)
-        self.pack = self.struct.pack
-        self.pack_into = self.struct.pack_into
-
-
-def _field(ctype: Any, path: str) -> tuple[int, Any]:
-    offset, current = 0, ctype
-    for name in path.split("."):
-        types = {f[0]: f[1] for f in getattr(current, "_fields_", ())}
-        if name not in types:
-            raise KeyError(f"{current.__name__} has no field {name!r}")
-        offset += getattr(current, name).offset
-        current = types[name]
-    return offset, current
 
 
 class Address(Protocol):
@@ -145,7 +96,7 @@ def _layouts(backends: Any, maglev: Any, services: Any) -> _Layouts:
             and ctypes.sizeof(slots_type) == ctypes.sizeof(maglev.Leaf)
         )
         found = _Layouts(
-            svc=Packer(_field(backends.Key, "svc")[1], key_fields, network=True),
+            svc=Packer(field_at(backends.Key, "svc")[1], key_fields, network=True),
             backend_key=Packer(backends.Key, ("svc", "index"), {"svc"}),
             backend=Packer(backends.Leaf, ("addr", "port"), network=True),  # __be32, __be16
             maglev_key=Packer(maglev.Key, key_fields, network=True),
@@ -295,19 +246,6 @@ def backend_entries(
     values = interleave(value.size, total, [(value.offsets[0], 4, ips.tobytes()),
                                             (value.offsets[1], 2, ports.tobytes())])
     return keys, values, total
-
-
-def interleave(size: int, count: int, fields: Sequence[tuple[int, int, bytes]]) -> bytearray:
-    """``count`` records of ``size`` bytes; each field (offset, width, source) takes its
-    ``width`` bytes of record i from ``source[i * width:(i + 1) * width]``; the other bytes
-    are zero. One strided copy per byte of a field."""
-    out = bytearray(size * count)
-    for offset, width, source in fields:
-        if len(source) != width * count:
-            raise ValueError(f"a field of {width} bytes needs {width * count}, got {len(source)}")
-        for byte in range(width):
-            out[offset + byte::size] = source[byte::width]
-    return out
 
 
 _INDICES: dict[int, bytes] = {}

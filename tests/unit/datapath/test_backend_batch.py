@@ -70,14 +70,14 @@ def test_a_refused_batch_reads_as_a_refused_update(monkeypatch: pytest.MonkeyPat
 
 
 def test_interleave_places_each_field_of_each_record_and_zeroes_the_rest() -> None:
-    from agent.datapath.maps_bulk import interleave
+    from agent.datapath.packing import interleave
 
     out = interleave(8, 3, [(0, 2, b"aabbcc"), (4, 3, b"xyzXYZ123")])
     assert bytes(out) == b"aa\x00\x00xyz\x00" b"bb\x00\x00XYZ\x00" b"cc\x00\x00123\x00"
 
 
 def test_interleave_names_a_source_of_the_wrong_length() -> None:
-    from agent.datapath.maps_bulk import interleave
+    from agent.datapath.packing import interleave
 
     with pytest.raises(ValueError, match="a field of 2 bytes needs 6, got 5"):
         interleave(8, 3, [(0, 2, b"aabbc")])
