@@ -5,14 +5,17 @@
 
 No lab. In a network namespace it creates, a client process sends a 64-byte request and
 waits for the server's 64-byte response, EXCHANGES times over one TCP_NODELAY loopback
-connection. The client runs in the cgroup .../unified/tulle/<pid>/client and the server in
+connection, both pinned to one CPU (so each exchange is two context switches, not a race
+between idle CPUs: the CPU time per exchange is otherwise bimodal). The client runs in
+the cgroup .../unified/tulle/<pid>/client and the server in
 .../server (standing for one pod on each of the lab's two nodes). Variants (stats.VARIANTS):
 (a) nothing attached; (b) one or two copies of a tcp_probe raw-tracepoint program like the
 shipped tracer's (1-in-16 random draw first; a sampled segment looks its socket up and
 records srtt); (c) a sock_ops program on the client's cgroup (or both) that sets
 BPF_SOCK_OPS_RTT_CB_FLAG when a socket becomes established and keeps min/sum/max/last in
 sk_storage on each RTT callback; (d) like (c), clearing the flag after 64 samples. Each
-round runs every variant once, in an order rotated per round. Per exchange it prints the
+round runs every variant once, in an order rotated per round; a first warm-up round is
+discarded. Per exchange it prints the
 client's and server's CPU time (user + system, the loop only), exchanges per second, and the
 programs' runs and run_time_ns (kernel BPF stats, on while this runs). run_time_ns is the
 program body only; dispatch shows only in the CPU time. Everything created (netns, cgroups,
@@ -22,6 +25,7 @@ programs) is removed at the end, also on failure. Loads BPF: run it under the la
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import subprocess
 import sys
@@ -60,6 +64,7 @@ def recv_exact(s, k):
             return b""
         got += part
     return got
+os.sched_setaffinity(0, {int(sys.argv[5])})  # one CPU for both: every exchange two switches
 port_r, port_w = os.pipe()
 cpu_r, cpu_w = os.pipe()
 pid = os.fork()
@@ -186,6 +191,7 @@ class Bench:
         self.probe_links: list[int] = []
         self.sockops: list[tuple[Any, int]] = []  # (bcc function, cgroup fd) attached
         self.netns = False
+        self.cpu = max(os.sched_getaffinity(0))
 
     def open(self) -> None:
         from bcc import BPF
@@ -252,7 +258,7 @@ class Bench:
                 # nsenter, not `ip netns exec`: that one remounts /sys, hiding the cgroups
                 ["nsenter", f"--net=/run/netns/{self.ns}", sys.executable, "-c", CHILD,
                  str(exchanges), ADDR, str(self.root / "client" / "cgroup.procs"),
-                 str(self.root / "server" / "cgroup.procs")],
+                 str(self.root / "server" / "cgroup.procs"), str(self.cpu)],
                 capture_output=True, text=True, timeout=600)
             if out.returncode:
                 raise RuntimeError(f"bench child failed ({out.returncode}): {out.stderr[-800:]}")
@@ -271,12 +277,25 @@ class Bench:
                 self.bpf.cleanup()
             for d in reversed(self.made):
                 try:
-                    d.rmdir()
+                    _rmdir(d)
                 except OSError as e:  # `tulle` itself may hold another lab's nodes by now
                     if d != self.top:
                         print(f"could not remove {d}: {e}", file=sys.stderr)
             if self.netns:
                 subprocess.run(["ip", "netns", "del", self.ns], check=False)
+
+
+def _rmdir(d: Path, tries: int = 50) -> None:
+    """rmdir a cgroup; a child killed on failure may still be leaving it (EBUSY)."""
+    for _ in range(tries - 1):
+        try:
+            d.rmdir()
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                raise
+            time.sleep(0.1)
+    d.rmdir()
 
 
 def rotated(variants: list[Variant], round_no: int) -> list[Variant]:
@@ -306,11 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bench.open()
         with bpf_stats():
-            for r in range(args.rounds):
+            for r in range(args.rounds + 1):  # round 0: warm-up, discarded
                 for v in rotated(variants, r):
                     fig = bench.run(v, args.exchanges)
-                    results.append(fig)
-                    progress(f"round {r + 1} {v.name:3} {fig.cpu_us:.2f} µs CPU/exchange, "
+                    if r:
+                        results.append(fig)
+                    progress(f"round {r} {v.name:3} {fig.cpu_us:.2f} µs CPU/exchange, "
                              f"{fig.exchanges_per_s:,.0f}/s, {fig.prog_runs:.3f} runs "
                              f"{fig.prog_ns:.1f} ns/exchange")
     finally:
