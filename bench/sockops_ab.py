@@ -30,6 +30,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -308,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exchanges", type=int, default=200_000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--variants", default=",".join(v.name for v in VARIANTS))
+    p.add_argument("--no-stats", action="store_true",
+                   help="leave BPF run stats off (their two clock reads per run count in the "
+                        "CPU time; the program columns then read 0)")
     p.add_argument("--out", type=Path, help="append the table (markdown) and raw runs here")
     args = p.parse_args(argv)
     try:
@@ -324,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[RunFigures] = []
     try:
         bench.open()
-        with bpf_stats():
+        with nullcontext() if args.no_stats else bpf_stats():
             for r in range(args.rounds + 1):  # round 0: warm-up, discarded
                 for v in rotated(variants, r):
                     fig = bench.run(v, args.exchanges)
@@ -341,8 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if args.out:
         with args.out.open("a") as f:
-            f.write(f"\n{text}\n\nload average at the end {load[0]:.2f} {load[1]:.2f} "
-                    f"{load[2]:.2f}\n\n<details><summary>runs</summary>\n\n")
+            f.write(f"\n`{' '.join(sys.argv[1:])}`\n\n{text}\n\nload average at the end "
+                    f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n\n"
+                    "<details><summary>runs</summary>\n\n")
             for fig in results:
                 f.write(f"- {asdict(fig)}\n")
             f.write("\n</details>\n")
