@@ -339,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
                              f"{fig.prog_ns:.1f} ns/exchange")
     finally:
         bench.close()
-    text = table(summarise(results), {v.name: v.label for v in VARIANTS})
+    order = [v.name for v in variants]
+    text = table(sorted(summarise(results), key=lambda s: order.index(s.variant)),
+                 {v.name: v.label for v in VARIANTS})
     load = os.getloadavg()
     print(text)
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
