@@ -21,6 +21,7 @@ Services in bench/results/fresh-compile-2026-12-05.md:
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -155,6 +156,11 @@ class DatapathLoad:
             while not self.first_synced.wait(0.5):
                 if self.stop.is_set():
                     return
+            # The tracer's compile transient (~40 MB) on the synced state is a compiling
+            # start's peak: free first what the sync left (cycles made since its gc.freeze;
+            # the C heap's free pages). Not before a first plan: that walk would delay it.
+            gc.collect()
+            malloc_trim()
         self.tracer()
 
     def plan_gate(self) -> threading.Event:
