@@ -201,3 +201,52 @@ def malloc_trim() -> bool:
     trim.restype = ctypes.c_int
     trim(0)
     return True
+
+
+# The compiler behind BCC: ~80 MB of their file pages stay mapped in our RSS after a compile.
+COMPILER_LIBRARIES = ("libLLVM", "libclang-cpp", "libbcc", "libz3")
+_MADV_DONTNEED = 4
+
+
+def drop_file_pages(prefixes: tuple[str, ...] = COMPILER_LIBRARIES,
+                    smaps: Path = Path("/proc/self/smaps")) -> int:
+    """Unmap the resident pages of the libraries whose file names start with ``prefixes``
+    (madvise MADV_DONTNEED), where that loses nothing: read-only mappings that hold no
+    private (copied-on-write) page, whose next access reads the same bytes back from the
+    page cache. A compile done, its pages leave our RSS; the next compile faults back only
+    those it uses. Returns the kB of RSS dropped."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    dropped = 0
+    for start, end, rss_kb in _clean_mappings(smaps.read_text(), prefixes):
+        if libc.madvise(start, end - start, _MADV_DONTNEED) == 0:
+            dropped += rss_kb
+    return dropped
+
+
+def _clean_mappings(text: str, prefixes: tuple[str, ...]) -> list[tuple[int, int, int]]:
+    """(start, end, Rss kB) of each smaps entry that :func:`drop_file_pages` may drop. Pure."""
+    out: list[tuple[int, int, int]] = []
+    entry: dict[str, Any] | None = None
+    for line in text.splitlines():
+        head = line.split(maxsplit=5)
+        if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):
+            _flush(entry, out)
+            start, end = (int(x, 16) for x in head[0].split("-"))
+            path = head[5] if len(head) > 5 else ""
+            wanted = "w" not in head[1] and Path(path).name.startswith(prefixes)
+            entry = {"range": (start, end), "fields": {}} if wanted else None
+        elif entry is not None and len(head) >= 2 and head[0].endswith(":"):
+            entry["fields"][head[0][:-1]] = head[1]
+    _flush(entry, out)
+    return out
+
+
+def _flush(entry: dict[str, Any] | None, out: list[tuple[int, int, int]]) -> None:
+    if entry is None:
+        return
+    fields = entry["fields"]
+    private = int(fields.get("Anonymous", "1")) or int(fields.get("Private_Dirty", "1"))
+    rss = int(fields.get("Rss", "0"))
+    if not private and rss:
+        out.append((*entry["range"], rss))
