@@ -18,6 +18,7 @@ SMAPS = """\
 Rss:                 400 kB
 Anonymous:             0 kB
 Private_Dirty:         0 kB
+Swap:                  0 kB
 VmFlags: rd ex mr mw me
 7f0000100000-7f0000200000 r--p 00100000 08:01 11 /usr/lib/x86_64-linux-gnu/libLLVM-14.so.1
 Rss:                 200 kB
@@ -39,13 +40,19 @@ Rss:                   8 kB
 Rss:                  16 kB
 Anonymous:             0 kB
 Private_Dirty:         0 kB
+Swap:                  0 kB
+7f0000700000-7f0000800000 r--p 00000000 08:01 14 /opt/my dir/libclang-cpp.so.14
+Rss:                  16 kB
+Anonymous:             0 kB
+Private_Dirty:         0 kB
+Swap:                  8 kB
 """
 
 
 def test_only_clean_read_only_resident_mappings_of_the_named_libraries() -> None:
     found = _clean_mappings(SMAPS, ("libLLVM", "libbcc", "libclang-cpp"))
     # Not: the relocated (anonymous) one, the writable one, another library, an empty one,
-    # nor one whose smaps does not say it holds no private page.
+    # one whose smaps does not say it holds no private page, one with a swapped-out copy.
     assert found == [(0x7F0000000000, 0x7F0000100000, 400),
                      (0x7F0000600000, 0x7F0000700000, 16)]
 
