@@ -78,7 +78,9 @@ def _rss_kb(address: int) -> int:
 def library(tmp_path: Path) -> Iterator[tuple[Path, bytes]]:
     content = os.urandom(SIZE)
     path = tmp_path / "libtulletest.so.1"
-    path.write_bytes(content)
+    with path.open("wb") as f:
+        f.write(content)
+        os.fsync(f.fileno())  # clean in the page cache, as an installed library is
     yield path, content
 
 
