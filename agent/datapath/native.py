@@ -213,8 +213,8 @@ def drop_file_pages(prefixes: tuple[str, ...] = COMPILER_LIBRARIES,
     """Unmap the resident pages of the libraries whose file names start with ``prefixes``
     (madvise MADV_DONTNEED), where that loses nothing: read-only mappings that hold no
     private (copied-on-write) page, resident or swapped, whose next access reads the same
-    bytes back from the page cache. A compile done, its pages leave our RSS; the next compile faults back only
-    those it uses. Returns the kB of RSS dropped."""
+    bytes back from the page cache. A compile done, its pages leave our RSS; the next
+    compile faults back only those it uses. Returns the kB of RSS dropped."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     dropped = 0
