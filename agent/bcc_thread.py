@@ -21,7 +21,9 @@ Services in bench/results/fresh-compile-2026-12-05.md:
 
 from __future__ import annotations
 
+import gc
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.datapath.controller import DatapathController
-from agent.datapath.native import malloc_trim
+from agent.datapath.native import drop_file_pages, malloc_trim
 from agent.flows.ingest import FlowIngest
 from agent.procfs import seconds_since, start_ticks
 
@@ -89,9 +91,17 @@ def tracer_step(agent: TracedAgent, ingest: FlowIngest, pin_dir: Path | None = N
         assert agent.datapath is not None
         agent.tracing = start_tracing(agent.datapath, ingest, agent.node, agent.stop, switch,
                                       pin_dir, state_dir)
-        malloc_trim()  # its compile's freed LLVM memory
+        after_compile()
 
     return step
+
+
+def after_compile() -> None:
+    """Give back what a BCC compile leaves in our RSS: the C heap's freed LLVM memory and the
+    compiler libraries' file pages (a later compile faults back the pages it uses)."""
+    malloc_trim()
+    if "bcc" in sys.modules:  # else no compiler is mapped: nothing to drop
+        drop_file_pages()
 
 
 class DatapathLoad:
@@ -155,6 +165,11 @@ class DatapathLoad:
             while not self.first_synced.wait(0.5):
                 if self.stop.is_set():
                     return
+            # The tracer's compile transient (~40 MB) on the synced state is a compiling
+            # start's peak: free first what the sync left (cycles made since its gc.freeze;
+            # the C heap's free pages). Not before a first plan: that walk would delay it.
+            gc.collect()
+            malloc_trim()
         self.tracer()
 
     def plan_gate(self) -> threading.Event:
@@ -170,7 +185,7 @@ class DatapathLoad:
     def _load(self) -> None:
         started = time.monotonic()
         dp = load_datapath(self.pin_dir, self.state_dir, self._compiling)
-        malloc_trim()  # the compile's freed LLVM memory: not under the first sync's peak
+        after_compile()  # not under the first sync's peak, nor under the tracer's compile
         self.controller.attach(dp)
         self.loaded_s = process_age()
         how = "compiled" if self.compiled_datapath else "adopted"

@@ -274,9 +274,17 @@ def _start_thread(target: Any, name: str, *args: Any) -> threading.Thread:
     return thread
 
 
+def configure_logging(node: str) -> None:
+    """Log to a dup of fd 2 made now: BCC compiles redirect fd 2 process-wide for a second
+    (agent.datapath.native.captured_stderr), and other threads' records must not vanish."""
+    stream = os.fdopen(os.dup(2), "w", buffering=1, errors="backslashreplace")
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {node} %(levelname)s %(message)s",
+                        stream=stream)
+
+
 def run(config: AgentConfig) -> int:
     node = config.node
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {node} %(levelname)s %(message)s")
+    configure_logging(node)
     waypoint = _waypoint(config.waypoint) if config.pin_dir else None  # a bad flag: at once
     try:
         client = connect(config.kubeconfig)

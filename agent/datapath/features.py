@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable
 
 from agent.datapath import perf
-from agent.datapath.native import captured_stderr, libbpf
+from agent.datapath.native import libbpf
 
 # uapi/linux/bpf.h numbers: stable kernel ABI.
 _PROG_KPROBE, _PROG_TRACEPOINT, _PROG_RAW_TRACEPOINT, _PROG_TRACING = 2, 5, 17, 26
@@ -114,6 +114,8 @@ for _probe in ("libbpf_probe_bpf_map_type", "libbpf_probe_bpf_prog_type"):
     getattr(libbpf, _probe).restype = ctypes.c_int
 libbpf.libbpf_probe_bpf_helper.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
 libbpf.libbpf_probe_bpf_helper.restype = ctypes.c_int
+libbpf.libbpf_set_print.argtypes = [ctypes.c_void_p]
+libbpf.libbpf_set_print.restype = ctypes.c_void_p
 
 
 def _load(prog_type: int, attach_type: int = 0, attach_btf_id: int = 0) -> int:
@@ -212,5 +214,10 @@ def feature_probe() -> dict[str, bool]:
 
     Callers must not mutate the returned dict (it is shared); copy it first.
     """
-    with captured_stderr():  # libbcc/libbpf explain every refusal on stderr; we only count
+    # libbpf explains every refusal on stderr; we only count. Its print hook, not fd 2:
+    # redirecting fd 2 would swallow what other threads (the agent's log) write meanwhile.
+    old = libbpf.libbpf_set_print(None)
+    try:
         return _probe_all()
+    finally:
+        libbpf.libbpf_set_print(old)

@@ -201,3 +201,47 @@ def malloc_trim() -> bool:
     trim.restype = ctypes.c_int
     trim(0)
     return True
+
+
+# The compiler behind BCC: ~80 MB of their file pages stay mapped in our RSS after a compile.
+COMPILER_LIBRARIES = ("libLLVM", "libclang-cpp", "libbcc", "libz3")
+_MADV_DONTNEED = 4
+
+
+def drop_file_pages(prefixes: tuple[str, ...] = COMPILER_LIBRARIES,
+                    smaps: Path = Path("/proc/self/smaps")) -> int:
+    """Unmap the resident pages of the libraries whose file names start with ``prefixes``
+    (madvise MADV_DONTNEED), where that loses nothing: read-only mappings that hold no
+    private (copied-on-write) page, resident or swapped, whose next access reads the same
+    bytes back from the page cache. A compile done, its pages leave our RSS; the next
+    compile faults back only those it uses. Returns the kB of RSS dropped."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    dropped = 0
+    for start, end, rss_kb in _clean_mappings(smaps.read_text(), prefixes):
+        if libc.madvise(start, end - start, _MADV_DONTNEED) == 0:
+            dropped += rss_kb
+    return dropped
+
+
+def _clean_mappings(text: str, prefixes: tuple[str, ...]) -> list[tuple[int, int, int]]:
+    """(start, end, Rss kB) of each smaps entry that :func:`drop_file_pages` may drop. Pure."""
+    out: list[tuple[int, int, int]] = []
+    span: tuple[int, int] | None = None  # the entry being read, when it is a candidate
+    fields: dict[str, int] = {}
+    for line in [*text.splitlines(), "0-0 ---p end"]:  # the sentinel ends the last entry
+        head = line.split(maxsplit=5)
+        if len(head) >= 3 and "-" in head[0] and not head[0].endswith(":"):
+            # A private copy may be resident (Anonymous, Private_Dirty) or swapped out (Swap);
+            # a field that is absent counts as one (never drop blind).
+            if span is not None and fields.get("Rss", 0) and not any(
+                    fields.get(f, 1) for f in ("Anonymous", "Private_Dirty", "Swap")):
+                out.append((span[0], span[1], fields["Rss"]))
+            start, end = (int(x, 16) for x in head[0].split("-"))
+            name = Path(head[5]).name if len(head) > 5 else ""
+            span = (start, end) if "w" not in head[1] and name.startswith(prefixes) else None
+            fields = {}
+        elif span is not None and len(head) >= 2 and head[0].endswith(":") \
+                and head[1].isdigit():
+            fields[head[0][:-1]] = int(head[1])
+    return out

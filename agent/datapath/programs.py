@@ -34,8 +34,9 @@ class Datapath:
     pin_dir: Path
     from_pod_fd: int
     to_pod_fd: int
-    bpf: Any = None  # the BCC module when this start compiled; None when it adopted
+    bpf: Any = None  # the BCC module, kept only when the compile could not be recorded
     adopted: templates.Adopted | None = None
+    compiled: bool = False  # this load compiled (and, when recorded, then adopted) the programs
 
     def table(self, name: str) -> Any:
         """The map ``name`` as BCC's table API (a BCC table, or a ``KernelTable``)."""
@@ -96,9 +97,23 @@ def load_datapath(
     if compiling is not None:
         compiling()
     dp = _compile(pin_dir, source_list, flags, debug_dump_path)
-    if state_dir is not None and ins is not None:
-        _remember(dp, state_dir, ins)
+    if state_dir is not None and ins is not None and _remember(dp, state_dir, ins):
+        return _adopt_compiled(dp, state_dir, ins)
     return dp
+
+
+def _adopt_compiled(dp: Datapath, state_dir: Path, ins: dict[str, Any]) -> Datapath:
+    """Adopt what this compile just pinned and recorded, then drop the BCC module: a
+    compiled start then serves its maps as a restart does (one code path), and BCC's
+    module (its tables, its copy of the object: ~6 MB) leaves before the tracer compiles."""
+    try:
+        adopted = templates.adopt(dp.pin_dir, state_dir, ins, PROGRAMS)
+    except templates.Mismatch as why:
+        log.warning("datapath: serving the compiled module; adopting its pins failed: %s", why)
+        return dp
+    dp.bpf.cleanup()  # the pins and the adopted fds keep programs and maps alive
+    return Datapath(dp.pin_dir, adopted.prog_fds[FROM_POD], adopted.prog_fds[TO_POD],
+                    adopted=adopted, compiled=True)
 
 
 def _compile(pin_dir: Path, sources: list[Path], flags: list[str],
@@ -111,11 +126,13 @@ def _compile(pin_dir: Path, sources: list[Path], flags: list[str],
         from_pod_fd=load_fn(bpf, FROM_POD, BPF.SCHED_CLS).fd,
         to_pod_fd=load_fn(bpf, TO_POD, BPF.SCHED_CLS).fd,
         bpf=bpf,
+        compiled=True,
     )
 
 
-def _remember(dp: Datapath, state_dir: Path, ins: dict[str, Any]) -> None:
-    """Pin the programs and record them; a failure costs only the next start's compile."""
+def _remember(dp: Datapath, state_dir: Path, ins: dict[str, Any]) -> bool:
+    """Pin the programs and record them; a failure (False) costs only the next start's
+    compile."""
     from agent.datapath.bpf_loader import table_descriptions
 
     prog_fds = {FROM_POD: dp.from_pod_fd, TO_POD: dp.to_pod_fd}
@@ -125,4 +142,6 @@ def _remember(dp: Datapath, state_dir: Path, ins: dict[str, Any]) -> None:
         templates.remember(state_dir, dp.pin_dir, record, prog_fds)
     except (OSError, ValueError) as err:
         log.warning("datapath: compiled programs not recorded for the next start: %s", err)
+        return False
+    return True
 

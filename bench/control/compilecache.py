@@ -47,7 +47,7 @@ usage = resource.getrusage(resource.RUSAGE_SELF)
 hwm = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM"))
 print(json.dumps({"ready_s": ready, "cpu_s": usage.ru_utime + usage.ru_stime,
                   "load_cpu_s": load_cpu,
-                  "hwm_mb": int(hwm.split()[1]) / 1024, "adopted": dp.adopted is not None,
+                  "hwm_mb": int(hwm.split()[1]) / 1024, "adopted": not dp.compiled,
                   "bcc": "bcc" in sys.modules, "load": os.getloadavg()[0]}))
 dp.close()
 """

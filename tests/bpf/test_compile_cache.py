@@ -52,7 +52,8 @@ def node(tmp_path: Path) -> Iterator[Node]:
     here = Node(pin, tmp_path / "state")
     try:
         dp = load_datapath(pin, state_dir=here.state)
-        assert dp.bpf is not None and dp.adopted is None
+        # Compiled, recorded, then adopted like a restart: the BCC module is gone.
+        assert dp.compiled and dp.adopted is not None and dp.bpf is None
         assert (here.state / templates.RECORD_NAME).is_file()
         assert (pin / FROM_POD).exists()
         maps.write_endpoint(dp, IFINDEX, ipaddress.IPv4Address(CLIENT), CLIENT_ID, 0)
@@ -73,7 +74,7 @@ def start(node: Node, caplog: pytest.LogCaptureFixture, **kwargs: object) -> tup
     with caplog.at_level(logging.INFO, logger="tulle.datapath"):
         dp = load_datapath(node.pin, state_dir=node.state, **kwargs)  # type: ignore[arg-type]
     reasons = [r.getMessage() for r in caplog.records if r.getMessage().startswith(COMPILING)]
-    assert len(reasons) == (0 if dp.adopted else 1), reasons  # one line, when it compiles
+    assert len(reasons) == (1 if dp.compiled else 0), reasons  # one line, when it compiles
     return dp, reasons[0][len(COMPILING):] if reasons else ""
 
 
@@ -100,7 +101,7 @@ out = Ether(run.data_out)
 events = [dp.event(raw) for raw in ring.read()]
 ring.close()
 print(json.dumps({
-    "adopted": dp.adopted is not None,
+    "adopted": dp.adopted is not None and not dp.compiled,
     "endpoints": {str(k): str(v[0]) for k, v in maps.read_endpoints(dp).items()},
     "services": [str(k[0]) for k in maps.read_service_slots(dp)],
     "verdict": run.retval,
@@ -134,7 +135,7 @@ def test_a_second_start_adopts_without_bcc_and_still_forwards(node: Node) -> Non
 def test_the_connection_an_adopted_start_tracked_survives_the_next_compile(
         node: Node, caplog: pytest.LogCaptureFixture) -> None:
     adopted, _ = start(node, caplog)
-    assert adopted.adopted is not None
+    assert adopted.adopted is not None and not adopted.compiled
     ctx = SkBuff()
     ctx.ifindex = IFINDEX
     syn = Ether() / IP(src=CLIENT, dst=VIP) / TCP(sport=41000, dport=80, flags="S")
@@ -151,17 +152,17 @@ def test_a_changed_source_compiles(node: Node, tmp_path: Path,
     copy = tmp_path / "from_pod.c"
     copy.write_text(PROGRAM_SOURCES[0].read_text() + "/* changed */\n")
     dp, why = start(node, caplog, sources=[copy, PROGRAM_SOURCES[1]])
-    assert dp.bpf is not None and why == "the source_sha256 changed since the last compile"
+    assert dp.compiled and why == "the source_sha256 changed since the last compile"
     assert maps.read_endpoints(dp)[IFINDEX][0] == ipaddress.IPv4Address(CLIENT)  # kept
     dp.close()
     again, why = start(node, caplog, sources=[copy, PROGRAM_SOURCES[1]])  # now recorded
-    assert again.adopted is not None and why == ""
+    assert not again.compiled and why == ""
     again.close()
 
 
 def test_a_changed_flag_compiles(node: Node, caplog: pytest.LogCaptureFixture) -> None:
     dp, why = start(node, caplog, cflags=["-DTULLE_TEST_FLAG=1"])
-    assert dp.bpf is not None and why == "the cflags changed since the last compile"
+    assert dp.compiled and why == "the cflags changed since the last compile"
     dp.close()
 
 
@@ -192,10 +193,10 @@ def test_a_tampered_record_compiles(node: Node, caplog: pytest.LogCaptureFixture
     recomputed) is still refused for what the pinned objects really are."""
     _edit_record(node, edit, digest=digest)
     dp, why = start(node, caplog)
-    assert dp.bpf is not None and words in why, why
+    assert dp.compiled and words in why, why
     dp.close()
     again, _ = start(node, caplog)  # the compile recorded itself afresh
-    assert again.adopted is not None
+    assert not again.compiled
     again.close()
 
 
@@ -207,7 +208,7 @@ def test_a_replaced_pinned_program_compiles(node: Node, caplog: pytest.LogCaptur
     finally:
         probe.cleanup()
     dp, why = start(node, caplog)
-    assert dp.bpf is not None and "is 'probe_parse'" in why, why
+    assert dp.compiled and "is 'probe_parse'" in why, why
     dp.close()
 
 
@@ -222,7 +223,7 @@ def test_the_same_program_on_other_maps_compiles(node: Node,
     finally:
         other.close()
     dp, why = start(node, caplog)
-    assert dp.bpf is not None and "uses maps" in why, why
+    assert dp.compiled and "uses maps" in why, why
     dp.close()
 
 
@@ -236,9 +237,48 @@ def test_a_replaced_pinned_map_compiles(node: Node, caplog: pytest.LogCaptureFix
     finally:
         source.cleanup()
     dp, why = start(node, caplog)
-    assert dp.bpf is not None and "no longer pins map" in why, why
+    assert dp.compiled and "no longer pins map" in why, why
     dp.close()
 
+
+
+def test_a_compiled_start_forwards_through_what_it_adopted(
+        node: Node, caplog: pytest.LogCaptureFixture) -> None:
+    """After its compile, a start adopts its own pins and drops the BCC module (as a restart
+    would serve them): the program fds it hands out still translate, its maps hold the
+    fixture's writes, and its flow ring is live."""
+    dp, why = start(node, caplog, cflags=["-DTULLE_TEST_FLAG=1"])
+    try:
+        assert dp.compiled and "cflags changed" in why
+        assert dp.bpf is None and dp.adopted is not None
+        ctx = SkBuff()
+        ctx.ifindex = IFINDEX
+        syn = Ether() / IP(src=CLIENT, dst=VIP) / TCP(sport=42000, dport=80, flags="S")
+        run = test_run(dp.from_pod_fd, bytes(syn), ctx=ctx)
+        out = Ether(run.data_out)
+        assert run.retval == 0 and [out[IP].dst, out[TCP].dport] == [BACKEND, 8080]
+        assert maps.read_endpoints(dp)[IFINDEX][0] == ipaddress.IPv4Address(CLIENT)
+        assert dp.events_lost() == 0
+    finally:
+        dp.close()
+
+
+def test_a_compile_it_cannot_adopt_serves_the_bcc_module(
+        node: Node, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: object, **_kwargs: object) -> templates.Adopted:
+        raise templates.Mismatch("refused by the test")
+
+    monkeypatch.setattr(templates, "adopt", refuse)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tulle.datapath"):
+        dp = load_datapath(node.pin, state_dir=node.state)
+    try:
+        assert dp.compiled and dp.bpf is not None and dp.adopted is None
+        assert any("adopting its pins failed: refused by the test" in r.getMessage()
+                   for r in caplog.records)
+        assert maps.read_endpoints(dp)[IFINDEX][0] == ipaddress.IPv4Address(CLIENT)
+    finally:
+        dp.close()
 
 
 # -- KernelTable against BCC's tables, on the very same maps ------------------------------------
