@@ -126,8 +126,9 @@ class Agent:
             namespace, name = delta.key
             new = None if delta.type == "DELETED" else delta.obj
             self.pending.append(ObjectChange(kind, namespace, name, None, new))
-        self.changed.set()
         state = self.source.state
+        if state.synced:  # before, the sync loop has nothing to do: no wake-up per listed object
+            self.changed.set()
         if delta is None:
             count = sum(1 for _ in state.of_kind(kind))
             log.info("listed %s: %d at revision %d%s", kind, count, state.revision,
@@ -268,6 +269,18 @@ class Agent:
         return report
 
 
+# The HTTP client's line per request (httpx logs each at INFO: 40+ lines while a first sync
+# lists) is noise for a daemon, and formatting and writing each costs the lists' GIL: its
+# warnings stay, as Cilium- and kubelet-style daemons keep them.
+QUIET_LOGGERS = ("httpx2", "httpx")
+
+
+def setup_logging(node: str) -> None:
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {node} %(levelname)s %(message)s")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _start_thread(target: Any, name: str, *args: Any) -> threading.Thread:
     thread = threading.Thread(target=target, args=args, name=name, daemon=True)
     thread.start()
@@ -276,7 +289,7 @@ def _start_thread(target: Any, name: str, *args: Any) -> threading.Thread:
 
 def run(config: AgentConfig) -> int:
     node = config.node
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {node} %(levelname)s %(message)s")
+    setup_logging(node)
     waypoint = _waypoint(config.waypoint) if config.pin_dir else None  # a bad flag: at once
     try:
         client = connect(config.kubeconfig)

@@ -12,7 +12,8 @@ filled in, as list items lack them) for the generic ones of agent.kube.resources
 
 A kind the server does not serve (404: say, Gateway API CRDs not installed, or their CRD
 deleted) counts as empty and synced, so a node works without it; it is listed again with
-back-off (logged once, not per retry) and picked up when its CRD is established.
+back-off (logged and reported to ``on_listed`` once per absence, not per retry) and picked up
+when its CRD is established.
 """
 
 from __future__ import annotations
@@ -208,8 +209,10 @@ class Informer(Generic[R]):
         while True:
             response = generic.send(generic.build_adapter_request(request))
             if response.status_code == 404 and first:
-                if self._served is not False:  # once per absence, not per retry
-                    log.warning("%s: not served by the API server; empty until it is", self._name)
+                if self._served is False and not self.cache.objects:
+                    return False  # still absent: nothing to tell (no "listed" per retry)
+                # Once per absence, not per retry.
+                log.warning("%s: not served by the API server; empty until it is", self._name)
                 self._served = False
                 self._listed(self.cache.replace([], self.cache.revision))
                 return False

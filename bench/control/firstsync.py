@@ -20,7 +20,9 @@ the minutes the API takes), starts the lab API server on loopback (its own proce
     sudo .venv/bin/python -m bench.control.firstsync [--services 10000] [--endpoints 10]
         [--mode stages|daemon|both] [--no-bpf] [--no-trace] [--profile DIR]
 
-``--profile DIR`` records each run with py-spy (flamegraph SVG per mode) as well.
+``--profile DIR`` records each run with py-spy as well: collapsed stacks per thread
+(``stages.txt``, ``daemon-fresh.txt``, ``daemon-restart.txt``; ``FSBENCH_SPY_RATE`` samples
+per second, 200 by default), for flamegraph.pl or speedscope.
 Root: the eBPF stages pin maps under /sys/fs/bpf/tulle/fsbench-PID/ and remove them.
 """
 
@@ -31,6 +33,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -277,7 +280,8 @@ def _spy(profile: Path | None, name: str) -> list[str]:
     if profile is None:
         return []
     profile.mkdir(parents=True, exist_ok=True)
-    return [str(spy), "record", "--nonblocking", "-r", "200",
+    rate = os.environ.get("FSBENCH_SPY_RATE", "200")  # samples per second
+    return [str(spy), "record", "--nonblocking", "-r", rate, "--threads",
             "--format", "raw", "-o", str(profile / f"{name}.txt"), "--"]
 
 
@@ -352,7 +356,18 @@ def _agent_start(kubeconfig: Path, pin_dir: Path, trace: bool, profile: Path | N
                 "tracer_adopted": "tracer: adopted the programs" in text}
     finally:
         sampler.stop.set()
-        proc.terminate()  # our own child (py-spy passes the signal on)
+        if profile is not None and proc.poll() is None:
+            # py-spy writes its file when its target exits, not when it is terminated itself:
+            # stop the agent (py-spy's child, ours by extension), then py-spy ends.
+            agent_pid = _agent_pid(proc.pid)
+            if agent_pid != proc.pid:
+                os.kill(agent_pid, signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    pass
+        if proc.poll() is None:
+            proc.terminate()  # our own child
         proc.wait(30)
         log.close()
         if os.environ.get("FSBENCH_LOGS"):  # keep the agent's log (the work dir goes)
