@@ -130,8 +130,7 @@ class Agent:
         if state.synced:  # before, the sync loop has nothing to do: no wake-up per listed object
             self.changed.set()
         if delta is None:
-            count = sum(1 for _ in state.of_kind(kind))
-            log.info("listed %s: %d at revision %d%s", kind, count, state.revision,
+            log.info("listed %s: %d at revision %d%s", kind, state.count(kind), state.revision,
                      "; synced" if state.synced else "")
         elif not delta.resync:  # a relist's deltas are summed up by its "listed" line
             ns = f"{delta.key[0]}/" if delta.key[0] else ""

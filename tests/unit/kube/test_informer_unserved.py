@@ -123,6 +123,41 @@ def test_an_unserved_kind_is_reported_listed_once_per_absence_not_per_retry(
         thread.join(5)
 
 
+class RecordingStop(threading.Event):
+    """An informer's stop event, recording how long each wait on it was asked to last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return super().wait(timeout)
+
+
+def test_an_unserved_kind_is_looked_at_again_later_than_after_a_failure(bare: Lab) -> None:
+    """Old behaviour: the first look again came after the first failure's delay (0.05-0.1 s
+    with the agent's back-off): a first sync's lists shared the API server with 4 unserved
+    kinds asked 5 times each. Now the looks start at the back-off's fourth step."""
+    client = Client(config=KubeConfig.from_file(bare.kubeconfig), timeout=10)
+    backoff = Backoff(0.01, 1.0)
+    informer = CountingInformer(client, resource_for("HTTPRoute"), watch_timeout=1,
+                                backoff=backoff)
+    stop = informer._stop = RecordingStop()
+    thread = threading.Thread(target=informer.run, daemon=True)
+    thread.start()
+    try:
+        _until(lambda: len(stop.waits) >= 2, "two looks again")
+        first, second = stop.waits[:2]
+        assert first is not None and second is not None
+        assert backoff.initial * 8 / 2 <= first <= backoff.initial * 8
+        assert backoff.initial * 16 / 2 <= second <= backoff.initial * 16
+        assert informer.synced.is_set()  # empty and synced meanwhile
+    finally:
+        informer.stop()
+        thread.join(5)
+
+
 def test_a_deleted_crd_empties_the_kind_without_a_warning_per_retry_and_it_comes_back(
     lab: Lab, caplog: pytest.LogCaptureFixture
 ) -> None:
