@@ -126,11 +126,11 @@ class Agent:
             namespace, name = delta.key
             new = None if delta.type == "DELETED" else delta.obj
             self.pending.append(ObjectChange(kind, namespace, name, None, new))
-        self.changed.set()
         state = self.source.state
+        if state.synced:  # before, the sync loop has nothing to do: no wake-up per listed object
+            self.changed.set()
         if delta is None:
-            count = sum(1 for _ in state.of_kind(kind))
-            log.info("listed %s: %d at revision %d%s", kind, count, state.revision,
+            log.info("listed %s: %d at revision %d%s", kind, state.count(kind), state.revision,
                      "; synced" if state.synced else "")
         elif not delta.resync:  # a relist's deltas are summed up by its "listed" line
             ns = f"{delta.key[0]}/" if delta.key[0] else ""
@@ -268,23 +268,31 @@ class Agent:
         return report
 
 
+# The HTTP client's line per request (httpx logs each at INFO: 40+ lines while a first sync
+# lists) is noise for a daemon, and formatting and writing each costs the lists' GIL: its
+# warnings stay, as Cilium- and kubelet-style daemons keep them.
+QUIET_LOGGERS = ("httpx2", "httpx")
+
+
+def setup_logging(node: str) -> None:
+    """Log to a dup of fd 2 made now: BCC compiles redirect fd 2 process-wide for a second
+    (agent.datapath.native.captured_stderr), and other threads' records must not vanish."""
+    stream = os.fdopen(os.dup(2), "w", buffering=1, errors="backslashreplace")
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {node} %(levelname)s %(message)s",
+                        stream=stream)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _start_thread(target: Any, name: str, *args: Any) -> threading.Thread:
     thread = threading.Thread(target=target, args=args, name=name, daemon=True)
     thread.start()
     return thread
 
 
-def configure_logging(node: str) -> None:
-    """Log to a dup of fd 2 made now: BCC compiles redirect fd 2 process-wide for a second
-    (agent.datapath.native.captured_stderr), and other threads' records must not vanish."""
-    stream = os.fdopen(os.dup(2), "w", buffering=1, errors="backslashreplace")
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {node} %(levelname)s %(message)s",
-                        stream=stream)
-
-
 def run(config: AgentConfig) -> int:
     node = config.node
-    configure_logging(node)
+    setup_logging(node)
     waypoint = _waypoint(config.waypoint) if config.pin_dir else None  # a bad flag: at once
     try:
         client = connect(config.kubeconfig)

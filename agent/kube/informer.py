@@ -12,7 +12,8 @@ filled in, as list items lack them) for the generic ones of agent.kube.resources
 
 A kind the server does not serve (404: say, Gateway API CRDs not installed, or their CRD
 deleted) counts as empty and synced, so a node works without it; it is listed again with
-back-off (logged once, not per retry) and picked up when its CRD is established.
+back-off (logged and reported to ``on_listed`` once per absence, not per retry) and picked up
+when its CRD is established.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ WATCH_BACKOFF = Backoff(initial=0.1, cap=10.0)
 # sits in memory as one 20 MB body beside its decoded objects. (Pages of 2,000 measured at
 # 10,000 Services: +19 MB peak on a fresh node's first sync, no faster.)
 LIST_PAGE = 500
+# An unserved kind is not an outage: its looks start where a third failure's retry would
+# (0.4-0.8 s, not 0.05-0.1 s, with WATCH_BACKOFF), so a cluster without the Gateway API does
+# not have its 4 kinds asked for 5 times each during a first sync's lists.
+UNSERVED_HEAD_START = 3
 READ_SLACK = 30.0  # a watch silent this long past its timeoutSeconds is a dead connection
 _decode_json = msgspec.json.decode
 
@@ -107,7 +112,7 @@ class Informer(Generic[R]):
                     listed = self._list()
                     if not listed:  # not served: empty until the next look
                         unserved += 1
-                        self._stop.wait(self._backoff.delay(unserved))
+                        self._stop.wait(self._backoff.delay(unserved + UNSERVED_HEAD_START))
                         continue
                     unserved = 0
                 for type_, obj in self._watch(self.cache.revision):
@@ -208,8 +213,10 @@ class Informer(Generic[R]):
         while True:
             response = generic.send(generic.build_adapter_request(request))
             if response.status_code == 404 and first:
-                if self._served is not False:  # once per absence, not per retry
-                    log.warning("%s: not served by the API server; empty until it is", self._name)
+                if self._served is False and not self.cache.objects:
+                    return False  # still absent: nothing to tell (no "listed" per retry)
+                # Once per absence, not per retry.
+                log.warning("%s: not served by the API server; empty until it is", self._name)
                 self._served = False
                 self._listed(self.cache.replace([], self.cache.revision))
                 return False

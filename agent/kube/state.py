@@ -24,6 +24,7 @@ class ClusterState:
         self.objects: dict[Key, Obj] = {}
         self.revision = 0  # the highest revision seen, of any kind
         self.listed: set[str] = set()
+        self._counts: dict[str, int] = dict.fromkeys(self.kinds, 0)  # objects per kind
 
     @property
     def synced(self) -> bool:
@@ -32,8 +33,11 @@ class ClusterState:
     def apply(self, kind: str, delta: Delta[Obj]) -> None:
         key = (kind, *delta.key)
         if delta.type == "DELETED":
-            self.objects.pop(key, None)
+            if self.objects.pop(key, None) is not None:
+                self._counts[kind] -= 1
         else:
+            if self.objects.get(key) is None:
+                self._counts[kind] = self._counts.get(kind, 0) + 1
             self.objects[key] = delta.obj
         self.revision = max(self.revision, delta.revision)
 
@@ -44,6 +48,10 @@ class ClusterState:
 
     def get(self, kind: str, namespace: str, name: str) -> Obj | None:
         return self.objects.get((kind, namespace, name))
+
+    def count(self, kind: str) -> int:
+        """How many objects of ``kind`` the state holds (without walking all of them)."""
+        return self._counts.get(kind, 0)
 
     def of_kind(self, kind: str) -> Iterator[Obj]:
         return (o for (k, _, _), o in self.objects.items() if k == kind)

@@ -20,10 +20,10 @@ REPO = Path(__file__).resolve().parents[3]
 
 LOGGING_SCRIPT = r"""
 import json, logging, os, threading
-from agent.daemon import configure_logging
+from agent.daemon import setup_logging
 from agent.datapath.native import captured_stderr
 
-configure_logging("n1")
+setup_logging("n1")
 inside, logged = threading.Event(), threading.Event()
 
 def other():

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agent.daemon import Agent
+from agent.daemon import AGENT_KINDS, Agent
 from agent.datapath.controller import ObjectChange
 from agent.kube.backoff import Backoff
 from agent.kube.cache import Delta
@@ -170,9 +170,33 @@ def test_a_relist_that_changes_nothing_asks_for_no_full_resync(lab: Lab) -> None
     does change something (its resync deltas) still asks for one."""
     agent = Agent("node1", connect(account_kubeconfig(lab, "tulle-agent")))
     agent.needs_resync = False  # as after the first sync
+    agent.source.state.listed.update(AGENT_KINDS)
     agent.handle("HTTPRoute", None)
     assert not agent.needs_resync
     assert agent.changed.is_set()
     agent.handle("Service", Delta("ADDED", ("default", "a"), service("a"), 7, resync=True))
     agent.handle("Service", None)
     assert agent.needs_resync
+
+
+def test_the_sync_loop_is_woken_once_every_kind_is_listed_not_per_listed_object(
+    lab: Lab,
+) -> None:
+    """Before the state is synced the sync loop can do nothing: waking it for each of a first
+    list's 20,000 objects only took the GIL from the lists (old behaviour). The list that
+    completes the state wakes it, as does every change after."""
+    agent = Agent("node1", connect(account_kubeconfig(lab, "tulle-agent")))
+    state = agent.source.state
+    *first, last = AGENT_KINDS
+    for kind in first:
+        state.mark_listed(kind, 5)
+        agent.handle(kind, None)
+    agent.handle("Service", Delta("ADDED", ("default", "a"), service("a"), 6, resync=True))
+    assert not agent.changed.is_set()
+    assert agent.needs_resync  # the object is not lost: the first sync plans everything
+    state.mark_listed(last, 7)  # as ClusterSource does, before telling the agent
+    agent.handle(last, None)
+    assert agent.changed.is_set()
+    agent.changed.clear()
+    agent.handle("Service", Delta("MODIFIED", ("default", "a"), service("a"), 8))
+    assert agent.changed.is_set()

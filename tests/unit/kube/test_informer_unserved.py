@@ -94,6 +94,70 @@ def test_an_unserved_kind_is_empty_and_synced_logged_once_and_picked_up_later(
         thread.join(5)
 
 
+def test_an_unserved_kind_is_reported_listed_once_per_absence_not_per_retry(
+    lab: Lab,
+) -> None:
+    """Old behaviour: every retry of an unserved kind reported a list (the agent logged
+    "listed HTTPRoute: 0" and woke its sync loop every 0.1-10 s)."""
+    lab.store.create(_route("shop"))
+    client = Client(config=KubeConfig.from_file(lab.kubeconfig), timeout=10)
+    listed: list[int] = []
+    informer = CountingInformer(client, resource_for("HTTPRoute"), watch_timeout=1,
+                                backoff=FAST, on_listed=listed.append)
+    thread = threading.Thread(target=informer.run, daemon=True)
+    thread.start()
+    try:
+        _until(lambda: len(informer.cache.objects) == 1, "the route")
+        assert len(listed) == 1
+        _delete_crd(lab.store, ROUTES_CRD)
+        _until(lambda: informer._served is False, "the kind found not served")
+        reported, gone = len(listed), informer.lists
+        _until(lambda: informer.lists >= gone + 5, "lists of the unserved kind")
+        assert len(listed) == reported  # the list that found it gone, and no retry
+        install_gateway_api(lab.store)
+        lab.store.create(_route("again"))
+        _until(lambda: set(informer.cache.objects) == {("default", "again")}, "the new route")
+        assert len(listed) == reported + 1
+    finally:
+        informer.stop()
+        thread.join(5)
+
+
+class RecordingStop(threading.Event):
+    """An informer's stop event, recording how long each wait on it was asked to last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return super().wait(timeout)
+
+
+def test_an_unserved_kind_is_looked_at_again_later_than_after_a_failure(bare: Lab) -> None:
+    """Old behaviour: the first look again came after the first failure's delay (0.05-0.1 s
+    with the agent's back-off): a first sync's lists shared the API server with 4 unserved
+    kinds asked 5 times each. Now the looks start at the back-off's fourth step."""
+    client = Client(config=KubeConfig.from_file(bare.kubeconfig), timeout=10)
+    backoff = Backoff(0.01, 1.0)
+    informer = CountingInformer(client, resource_for("HTTPRoute"), watch_timeout=1,
+                                backoff=backoff)
+    stop = informer._stop = RecordingStop()
+    thread = threading.Thread(target=informer.run, daemon=True)
+    thread.start()
+    try:
+        _until(lambda: len(stop.waits) >= 2, "two looks again")
+        first, second = stop.waits[:2]
+        assert first is not None and second is not None
+        assert backoff.initial * 8 / 2 <= first <= backoff.initial * 8
+        assert backoff.initial * 16 / 2 <= second <= backoff.initial * 16
+        assert informer.synced.is_set()  # empty and synced meanwhile
+    finally:
+        informer.stop()
+        thread.join(5)
+
+
 def test_a_deleted_crd_empties_the_kind_without_a_warning_per_retry_and_it_comes_back(
     lab: Lab, caplog: pytest.LogCaptureFixture
 ) -> None:
