@@ -11,8 +11,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pyroute2 import IPRoute
-
 from agent.datapath import attach, maps, maps_bulk
 from agent.datapath.desired import DesiredDatapath
 from agent.datapath.fit import CIDR_TABLE, IDENTITY_TABLE, Overflow, Unit, fit_policy
@@ -20,6 +18,10 @@ from agent.datapath.policy_plan import CidrKey, CidrRule, Direction, IdentityKey
 from agent.datapath.services import ServiceKey, ServicePlan
 
 if TYPE_CHECKING:  # programs imports BCC: loaded on the agent's BCC thread only
+    from collections.abc import Callable
+
+    from pyroute2 import IPRoute
+
     from agent.datapath.programs import Datapath
 
 log = logging.getLogger("tulle.datapath")
@@ -56,9 +58,9 @@ class Applied:
 
 
 class Applier:
-    def __init__(self, dp: Datapath, ipr: IPRoute) -> None:
+    def __init__(self, dp: Datapath, netlink: Callable[[], IPRoute]) -> None:
         self.dp = dp
-        self.ipr = ipr
+        self.netlink = netlink  # opened on the first pod veth: not on the first sync's path
         self.applied = self._adopt()
         self.overflows: dict[Unit, Overflow] = {}  # policy units left out (fail closed)
         self.refused_services: dict[ServiceKey, str] = {}  # service ports the lb maps refused
@@ -116,7 +118,7 @@ class Applier:
         wanted: dict[int, tuple[IPv4, int, int]] = {}
         missing = False
         for ep in desired.endpoints.values():
-            ifindex = attach.veth_for(self.ipr, ep.ip)
+            ifindex = attach.veth_for(self.netlink(), ep.ip)
             if ifindex is None:
                 missing = True
                 continue  # the sandbox is not wired yet; the next round finds it
@@ -130,7 +132,7 @@ class Applier:
                 self.applied.endpoints[ifindex] = entry
             if ifindex not in self.applied.attached:
                 # Endpoint entry first: the programs drop traffic from unknown veths.
-                attach.attach(self.ipr, ifindex, self.dp.from_pod_fd, self.dp.to_pod_fd)
+                attach.attach(self.netlink(), ifindex, self.dp.from_pod_fd, self.dp.to_pod_fd)
                 self.applied.attached.add(ifindex)
                 log.info("datapath attached to ifindex %d (%s)", ifindex, entry[0])
         for ifindex in [i for i in self.applied.endpoints if i not in wanted]:

@@ -2,14 +2,18 @@
 
 Filters use a fixed priority and handle, so attaching again is an atomic in-place replace:
 a restarted agent swaps in its freshly loaded programs without a gap.
+
+pyroute2 is imported on first use (``netlink``), not with this module: its import costs
+~0.1 s of the GIL, which the agent's first lists need more (tests/unit/test_import_agent.py).
 """
 
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 INGRESS_PARENT = "ffff:fff2"  # packets the pod sends (they enter the node on its veth)
 EGRESS_PARENT = "ffff:fff3"  # packets delivered to the pod
@@ -17,8 +21,17 @@ FILTER_PRIO = 1
 FILTER_HANDLE = 1
 
 
+def netlink() -> IPRoute:
+    """An rtnetlink socket of this network namespace (the caller closes it)."""
+    from pyroute2 import IPRoute
+
+    return IPRoute()
+
+
 def veth_for(ipr: IPRoute, pod_ip: ipaddress.IPv4Address) -> int | None:
     """The node-side interface that routes to the pod: works with any routed-veth CNI."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
     try:
         routes = ipr.route("get", dst=str(pod_ip))
     except NetlinkError:
@@ -31,6 +44,8 @@ def veth_for(ipr: IPRoute, pod_ip: ipaddress.IPv4Address) -> int | None:
 
 
 def attach(ipr: IPRoute, ifindex: int, from_pod_fd: int, to_pod_fd: int) -> None:
+    from pyroute2.netlink.exceptions import NetlinkError
+
     try:
         ipr.tc("add", "clsact", ifindex)
     except NetlinkError as err:
@@ -55,6 +70,8 @@ def attach(ipr: IPRoute, ifindex: int, from_pod_fd: int, to_pod_fd: int) -> None
 
 
 def attached_names(ipr: IPRoute, ifindex: int) -> set[str]:
+    from pyroute2.netlink.exceptions import NetlinkError
+
     names = set()
     for parent in (INGRESS_PARENT, EGRESS_PARENT):
         try:

@@ -37,9 +37,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pyroute2 import IPRoute
-
-from agent.datapath import maps
+from agent.datapath import attach, maps
 from agent.datapath.applier import Applier
 from agent.datapath.desired import ClusterView, DesiredDatapath
 from agent.datapath.eventreader import EventReader
@@ -53,6 +51,8 @@ from agent.kube import gcpause
 from agent.model.cache import ModelCache
 
 if TYPE_CHECKING:  # programs imports BCC (libbcc): not on the agent's import path
+    from pyroute2 import IPRoute
+
     from agent.datapath.programs import Datapath
 
 log = logging.getLogger("tulle.datapath")
@@ -169,7 +169,7 @@ class DatapathController:
         self.waypoint = waypoint  # from the agent's configuration, never from the cluster
         self.ct_endpoint_quota = ct_endpoint_quota
         self.ring = ring
-        self.ipr = IPRoute()
+        self._ipr: IPRoute | None = None  # opened on first use (attach.netlink)
         self.models = ModelCache()
         self.planner = Planner(node, waypoint)
         self._frozen = False
@@ -189,7 +189,7 @@ class DatapathController:
     def attach(self, dp: Datapath) -> None:
         """Hand over the loaded programs and maps: the applier adopts what they hold."""
         maps.write_ct_endpoint_quota(dp, self.ct_endpoint_quota)
-        applier = Applier(dp, self.ipr)
+        applier = Applier(dp, self.netlink)
         # No lock: the first sync holds it while it plans, and reads these only once
         # ``attached`` is set.
         self._dp, self._applier = dp, applier
@@ -334,7 +334,17 @@ class DatapathController:
             fill[name] = (sum(1 for _ in table.keys()), table.max_entries)
         return fill
 
+    def netlink(self) -> IPRoute:
+        if self._ipr is None:
+            self._ipr = attach.netlink()
+        return self._ipr
+
+    def close_netlink(self) -> None:
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
+
     def close(self) -> None:
-        self.ipr.close()
+        self.close_netlink()
         if self._dp is not None:
             self._dp.close()

@@ -87,15 +87,15 @@ def main() -> None:
     try:
         same = DesiredDatapath(services=plan(args.services, args.endpoints, 1))
         moved = DesiredDatapath(services=plan(args.services, args.endpoints, 1, changed=0.01))
-        _, out["fresh_s"], out["fresh_cpu_s"] = timed(lambda: Applier(dp, ipr).apply(same))
+        _, out["fresh_s"], out["fresh_cpu_s"] = timed(lambda: Applier(dp, lambda: ipr).apply(same))
         rows = []
         for _ in range(args.repeat):
-            applier, adopt_s, adopt_cpu = timed(lambda: Applier(dp, ipr))
+            applier, adopt_s, adopt_cpu = timed(lambda: Applier(dp, lambda: ipr))
             _, apply_s, apply_cpu = timed(lambda a=applier: a.apply(same))
             rows.append({"adopt_s": adopt_s, "adopt_cpu_s": adopt_cpu,
                          "apply_s": apply_s, "apply_cpu_s": apply_cpu})
         out["restart_same"] = rows
-        applier, adopt_s, adopt_cpu = timed(lambda: Applier(dp, ipr))
+        applier, adopt_s, adopt_cpu = timed(lambda: Applier(dp, lambda: ipr))
         _, apply_s, apply_cpu = timed(lambda: applier.apply(moved))
         out["restart_1pct_changed"] = {"adopt_s": adopt_s, "adopt_cpu_s": adopt_cpu,
                                        "apply_s": apply_s, "apply_cpu_s": apply_cpu}

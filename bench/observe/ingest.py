@@ -373,7 +373,7 @@ class IngestBench:
             return costs + [StepCost(name, _best_us(fn, max(1, n // per), rounds) / per)
                             for name, fn, per in steps]
         finally:
-            controller.ipr.close()
+            controller.close_netlink()
 
     def read_cost(self, batch: int, rounds: int) -> float:
         """CPU µs per record of MappedRingBuffer.read on `batch` real records (best round)."""
@@ -475,7 +475,7 @@ class IngestBench:
                 spy.kill()
                 spy.wait()
             raw_profile.unlink(missing_ok=True)
-            controller.ipr.close()
+            controller.close_netlink()
         _close_ring(dp)
         run = IngestRun(
             variant=variant, seconds=report["end"] - report["start"],

@@ -422,7 +422,7 @@ def test_gc_expires_closed_connections_and_their_service_entries(dp: Runner) -> 
         (expired,) = [r for r in ring.get(0) if getattr(r, "summary", "") == "connection expired"]
         assert expired.l4.source_port == 47001
     finally:
-        gc.ipr.close()
+        gc.close_netlink()
 
 
 def test_a_reused_port_after_a_direct_connection_still_gets_reverse_nat(dp: Runner) -> None:

@@ -122,6 +122,6 @@ def test_deltas_leave_the_maps_a_full_replan_would(dp: Runner) -> None:
             restarted.resync(list(objects.values()))
             assert read_services(dp) == expected_services(full(objects))
         finally:
-            restarted.ipr.close()
+            restarted.close_netlink()
     finally:
-        agent.ipr.close()
+        agent.close_netlink()

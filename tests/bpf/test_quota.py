@@ -101,7 +101,7 @@ def test_gc_census_returns_quota_for_removed_entries(dp: Runner) -> None:
         later = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + 11 * 10**9
         gc.gc_once(later)
     finally:
-        gc.ipr.close()
+        gc.close_netlink()
     counts = {maps.from_be32(k.value): v.value for k, v in dp.dp.table("ct_quota_v1").items()}
     assert counts == {ipaddress.IPv4Address(CLIENT): 1}
     assert dp.from_pod(syn(CLIENT, 44101)).verdict == TC_ACT_OK
@@ -122,7 +122,7 @@ def test_the_default_quota_is_an_eighth_of_conntrack(dp: Runner) -> None:
 def test_the_agents_configured_quota_is_the_one_enforced(dp: Runner) -> None:
     maps.write_ct_endpoint_quota(dp.dp, 0)
     agent = DatapathController("n1", dp.dp, FlowRing(64), ct_endpoint_quota=1)  # type: ignore[arg-type]
-    agent.ipr.close()
+    agent.close_netlink()
     as_tenant(dp, CLIENT)
     assert dp.from_pod(syn(CLIENT, 46000)).verdict == TC_ACT_OK
     assert dp.from_pod(syn(CLIENT, 46001)).verdict == TC_ACT_SHOT

@@ -79,7 +79,7 @@ def run_agent(r: Runner, objects: Objects) -> None:
     try:
         agent.resync(list(objects.values()))
     finally:
-        agent.ipr.close()
+        agent.close_netlink()
 
 
 def state(r: Runner) -> dict[str, Any]:

@@ -107,4 +107,5 @@ def test_the_agent_lists_before_it_imports_the_datapath(lab: Lab, tmp_path: Path
     seen = json.loads(done.stdout.splitlines()[-1])
     assert seen["at_list_start"] == []
     assert seen["error"] == "stub load"  # the datapath did start, after the lists
-    assert seen["at_end"] == sorted(heavy)
+    # pyroute2 waits for the first pod veth (attach.netlink), which a stub load never reaches
+    assert seen["at_end"] == sorted(m for m in heavy if m != "pyroute2")

@@ -41,7 +41,7 @@ def controller() -> Any:
         agent = DatapathController("n1", NoMaps(), FlowRing(16))  # type: ignore[arg-type]
         agent.writes = writes  # type: ignore[attr-defined]
         yield agent
-        agent.ipr.close()
+        agent.close_netlink()
 
 
 def backends(agent: DatapathController) -> dict[str, list[str]]:

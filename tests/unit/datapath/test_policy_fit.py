@@ -156,7 +156,7 @@ def policy_endpoints(dp: FakeDatapath) -> set[IPv4Address]:
 
 def test_planned_overflow_fails_closed_for_its_endpoint_only() -> None:
     dp = FakeDatapath(policy_v1=FakeMap(max_entries=8))
-    applier = Applier(dp, None)  # type: ignore[arg-type]
+    applier = Applier(dp, lambda: None)  # type: ignore[arg-type,return-value]
     applier.apply(desired(rules(HUGE, 10) | rules(SMALL, 2) | rules(OTHER, 3)))
     assert set(applier.overflows) == {(HUGE, IN)}
     assert policy_endpoints(dp) == {SMALL, OTHER}
@@ -171,7 +171,7 @@ def test_planned_overflow_fails_closed_for_its_endpoint_only() -> None:
 
 def test_a_kernel_refusal_takes_out_the_whole_unit_and_names_the_error() -> None:
     dp = FakeDatapath(policy_v1=FakeMap(max_entries=100, holds=5))  # e.g. memory, not size
-    applier = Applier(dp, None)  # type: ignore[arg-type]
+    applier = Applier(dp, lambda: None)  # type: ignore[arg-type,return-value]
     applier.apply(desired(rules(SMALL, 2) | rules(HUGE, 4)))
     assert set(applier.overflows) == {(HUGE, IN)}
     assert "Argument list too long" in applier.overflows[(HUGE, IN)].reason
@@ -182,7 +182,7 @@ def test_a_kernel_refusal_takes_out_the_whole_unit_and_names_the_error() -> None
 
 def test_stale_entries_leave_before_new_ones_arrive() -> None:
     dp = FakeDatapath(policy_v1=FakeMap(max_entries=4))
-    applier = Applier(dp, None)  # type: ignore[arg-type]
+    applier = Applier(dp, lambda: None)  # type: ignore[arg-type,return-value]
     applier.apply(desired(rules(SMALL, 4)))
     applier.apply(desired({(OTHER, 2000 + i, IN): HTTP for i in range(4)}))
     assert applier.overflows == {} and policy_endpoints(dp) == {OTHER}
@@ -226,7 +226,7 @@ def test_a_service_that_does_not_fit_is_reported_and_the_others_still_sync() -> 
 
     first, big, last = entry("10.96.0.1", 3), entry("10.96.0.2", 4), entry("10.96.0.3", 1)
     dp = FakeDatapath(lb_backends_v1=FakeMap(holds=5))
-    applier = Applier(dp, None)  # type: ignore[arg-type]
+    applier = Applier(dp, lambda: None)  # type: ignore[arg-type,return-value]
     plan = ServicePlan(entries={e.key: e for e in (first, big, last)})
     applier.apply(DesiredDatapath(services=plan))
     assert set(applier.refused_services) == {big.key}

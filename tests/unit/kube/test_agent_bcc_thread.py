@@ -32,7 +32,7 @@ def controller() -> Iterator[Any]:
         dc = DatapathController("n1", None, FlowRing(16))  # type: ignore[arg-type]
         dc.writes = writes  # type: ignore[attr-defined]
         yield dc
-        dc.ipr.close()
+        dc.close_netlink()
 
 
 def test_the_first_sync_plans_before_the_maps_exist_and_writes_once_attached(
