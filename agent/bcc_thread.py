@@ -98,10 +98,12 @@ def tracer_step(agent: TracedAgent, ingest: FlowIngest, pin_dir: Path | None = N
 
 def after_compile() -> None:
     """Give back what a BCC compile leaves in our RSS: the C heap's freed LLVM memory and the
-    compiler libraries' file pages (a later compile faults back the pages it uses)."""
+    compiler libraries' file pages (a later compile faults back the pages it uses). A start
+    that adopted everything imported no BCC: nothing to give back, no work on its sync."""
+    if "bcc" not in sys.modules:
+        return
     malloc_trim()
-    if "bcc" in sys.modules:  # else no compiler is mapped: nothing to drop
-        drop_file_pages()
+    drop_file_pages()
 
 
 class DatapathLoad:

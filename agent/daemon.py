@@ -310,6 +310,12 @@ def run(config: AgentConfig) -> int:
         log.info("signal %d: stopping (the datapath keeps forwarding)", signum)
         agent.stop.set()
 
+    def abandon_start() -> None:
+        """A start that fails: its threads told to stop, the GC pause over."""
+        agent.stop.set()
+        timer.cancel()
+        agent.startup_gc.release()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     # The lists first: they need only the client, and the API server spends ~1 s on them at
@@ -332,9 +338,7 @@ def run(config: AgentConfig) -> int:
         ingest = FlowIngest(ring, (flow_metrics,) if flow_metrics else ())
         load = _start_datapath(agent, config, ingest, waypoint) if config.pin_dir else None
     except BaseException:  # a bad flag the controller refuses, say: nothing left running
-        agent.stop.set()
-        timer.cancel()
-        agent.startup_gc.release()
+        abandon_start()
         agent.source.stop(timeout=2.0)
         raise
     observer = _start_observer(ring, config)
@@ -353,9 +357,7 @@ def run(config: AgentConfig) -> int:
         try:
             agent.loaded_s = load.wait()
         except BaseException:  # a compile error or a verifier rejection: fail loudly
-            agent.stop.set()
-            timer.cancel()
-            agent.startup_gc.release()
+            abandon_start()
             _stop_serving(agent, observer, intake, metrics_server)
             agent.datapath.close()
             raise

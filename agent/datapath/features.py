@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable
 
 from agent.datapath import perf
-from agent.datapath.native import libbpf
+from agent.datapath.native import libbpf, raw_tracepoint_open
 
 # uapi/linux/bpf.h numbers: stable kernel ABI.
 _PROG_KPROBE, _PROG_TRACEPOINT, _PROG_RAW_TRACEPOINT, _PROG_TRACING = 2, 5, 17, 26
@@ -101,8 +101,6 @@ libbpf.bpf_prog_load.argtypes = [
     ctypes.POINTER(_ProgLoadOpts),
 ]
 libbpf.bpf_prog_load.restype = ctypes.c_int
-libbpf.bpf_raw_tracepoint_open.argtypes = [ctypes.c_char_p, ctypes.c_int]
-libbpf.bpf_raw_tracepoint_open.restype = ctypes.c_int
 libbpf.btf__load_vmlinux_btf.argtypes = []
 libbpf.btf__load_vmlinux_btf.restype = ctypes.c_void_p
 libbpf.btf__find_by_name_kind.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint32]
@@ -160,20 +158,16 @@ def _attach_kprobe(prog_fd: int) -> bool:
     return True
 
 
-def _attach_raw_tracepoint(prog_fd: int) -> bool:
-    link = libbpf.bpf_raw_tracepoint_open(b"kfree_skb", prog_fd)
-    if link < 0:
-        return False
-    os.close(link)
-    return True
+def _attach_raw(event: bytes | None) -> Callable[[int], bool]:
+    """Attach through bpf_raw_tracepoint_open: a raw tracepoint, or (None) fentry."""
+    def attach(prog_fd: int) -> bool:
+        try:
+            os.close(raw_tracepoint_open(event, prog_fd))
+        except OSError:
+            return False
+        return True
 
-
-def _attach_fentry(prog_fd: int) -> bool:
-    link = libbpf.bpf_raw_tracepoint_open(None, prog_fd)  # fentry attaches through this call
-    if link < 0:
-        return False
-    os.close(link)
-    return True
+    return attach
 
 
 def _probe_fentry() -> bool:
@@ -184,7 +178,7 @@ def _probe_fentry() -> bool:
         func_id = libbpf.btf__find_by_name_kind(btf, _KPROBE_TARGET, _BTF_KIND_FUNC)
     finally:
         libbpf.btf__free(btf)
-    return func_id > 0 and _with_prog(_PROG_TRACING, _attach_fentry, attach_btf_id=func_id)
+    return func_id > 0 and _with_prog(_PROG_TRACING, _attach_raw(None), attach_btf_id=func_id)
 
 
 def _probe_all() -> dict[str, bool]:
@@ -197,7 +191,7 @@ def _probe_all() -> dict[str, bool]:
     for category, event in _TRACEPOINTS:
         attach = _attach_tracepoint(category, event)
         found[f"tracepoint:{category}:{event}"] = _with_prog(_PROG_TRACEPOINT, attach)
-    found["raw_tracepoint:kfree_skb"] = _with_prog(_PROG_RAW_TRACEPOINT, _attach_raw_tracepoint)
+    found["raw_tracepoint:kfree_skb"] = _with_prog(_PROG_RAW_TRACEPOINT, _attach_raw(b"kfree_skb"))
     found["kprobe"] = _with_prog(_PROG_KPROBE, _attach_kprobe)
     found["fentry"] = _probe_fentry()
     for name, map_type in _MAP_TYPES.items():

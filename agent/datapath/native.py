@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 libbpf = ctypes.CDLL("libbpf.so.1", use_errno=True)
+libc = ctypes.CDLL(None, use_errno=True)  # the process's C library (syscall, madvise, ...)
 
 libbpf.bpf_obj_pin.argtypes = [ctypes.c_int, ctypes.c_char_p]
 libbpf.bpf_obj_pin.restype = ctypes.c_int
@@ -166,6 +167,17 @@ def delete_elem(fd: int, key: Buffer) -> bool:
     return True
 
 
+
+libbpf.bpf_raw_tracepoint_open.argtypes = [ctypes.c_char_p, ctypes.c_int]
+libbpf.bpf_raw_tracepoint_open.restype = ctypes.c_int
+
+
+def raw_tracepoint_open(event: bytes | None, prog_fd: int) -> int:
+    """Run ``prog_fd`` on raw tracepoint ``event`` (None: the program's own BTF target, as
+    fentry attaches); the returned fd holds it there. OSError naming the call otherwise."""
+    return check(libbpf.bpf_raw_tracepoint_open(event, prog_fd),
+                 f"bpf_raw_tracepoint_open({event!r}, program fd {prog_fd})")
+
 @contextlib.contextmanager
 def captured_stderr(fd: int = 2) -> Iterator[list[str]]:
     """Redirect ``fd`` (stderr by default) into a temporary file; on exit the list holds what
@@ -193,9 +205,8 @@ def malloc_trim() -> bool:
     compile leaves tens of MB of freed LLVM memory in the heap; without this, the agent's
     first sync stacks its own peak on top of it. False where the libc has no malloc_trim."""
     try:
-        libc = ctypes.CDLL(None)
         trim = libc.malloc_trim
-    except (OSError, AttributeError):
+    except AttributeError:
         return False
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
@@ -215,7 +226,6 @@ def drop_file_pages(prefixes: tuple[str, ...] = COMPILER_LIBRARIES,
     private (copied-on-write) page, resident or swapped, whose next access reads the same
     bytes back from the page cache. A compile done, its pages leave our RSS; the next
     compile faults back only those it uses. Returns the kB of RSS dropped."""
-    libc = ctypes.CDLL(None, use_errno=True)
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     dropped = 0
     for start, end, rss_kb in _clean_mappings(smaps.read_text(), prefixes):

@@ -22,7 +22,7 @@ import platform
 from collections.abc import Iterable
 from pathlib import Path
 
-from agent.datapath.native import os_error
+from agent.datapath.native import libc, os_error
 from agent.tracing.reasons import TRACEFS_ROOTS
 
 PERF_TYPE_TRACEPOINT = 2
@@ -34,8 +34,7 @@ KPROBE_PMU_TYPE = Path("/sys/bus/event_source/devices/kprobe/type")
 _PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "riscv64": 241, "ppc64le": 319,
                     "s390x": 331}
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
+libc.syscall.restype = ctypes.c_long
 
 
 class PerfEventAttr(ctypes.Structure):
@@ -92,7 +91,7 @@ def _open_with_program(attr: PerfEventAttr, prog_fd: int, what: str) -> int:
     machine = platform.machine()
     if machine not in _PERF_EVENT_OPEN:
         raise OSError(errno.ENOSYS, f"perf_event_open: syscall number unknown on {machine}")
-    fd = int(_libc.syscall(_PERF_EVENT_OPEN[machine], ctypes.byref(attr), -1, 0, -1,
+    fd = int(libc.syscall(_PERF_EVENT_OPEN[machine], ctypes.byref(attr), -1, 0, -1,
                            PERF_FLAG_FD_CLOEXEC))
     if fd < 0:
         raise os_error(ctypes.get_errno(), f"perf_event_open({what})")

@@ -44,7 +44,6 @@ from agent.flows.flow import (
 from agent.flows.names import EVENT_L7
 from agent.flows.policyjson import network_policy
 from agent.flows.reqsplit import (
-    COMPACT,
     LEAN,
     RAW,
     check_extra,
@@ -52,7 +51,6 @@ from agent.flows.reqsplit import (
     raw_of,
     relative,
     split,
-    split_compact,
 )
 
 # (time_ns, latency_ns, code, method, url, protocol, route, rule, backend, drop_reason,
@@ -305,9 +303,7 @@ class L7FlowBuilder:
             is_reply=False,
             summary=summary,
             tulle=TulleInfo(duration_ns=latency, route=route, rule=rule, backend=backend,
-                            request=(split_compact(latency, *marks) if len(marks) == COMPACT
-                                     else split(latency, marks))
-                            if type(marks) is tuple else None),
+                            request=split(latency, marks) if type(marks) is tuple else None),
             # Both sides were judged by the waypoint (policy_waypoint.py); a denied request
             # names none: NetworkPolicy has no deny rules, so Hubble's *_denied_by stay empty.
             egress_allowed_by=self._named(names[0]) if names else (),

@@ -8,14 +8,10 @@ detaches (the pause switch, and the agent's exit: pinned programs stay loaded, r
 
 from __future__ import annotations
 
-import ctypes
 import os
 
-from agent.datapath.native import check, libbpf
+from agent.datapath.native import raw_tracepoint_open
 from agent.datapath.perf import attach_tracepoint
-
-libbpf.bpf_raw_tracepoint_open.argtypes = [ctypes.c_char_p, ctypes.c_int]
-libbpf.bpf_raw_tracepoint_open.restype = ctypes.c_int
 
 
 def split_hook(hook: str) -> tuple[str, str, str]:
@@ -42,8 +38,7 @@ def program_name(hook: str) -> str:
 
 def attach_raw_tracepoint(prog_fd: int, event: str) -> int:
     """Run ``prog_fd`` on raw tracepoint ``event``; the returned fd holds it there."""
-    return check(libbpf.bpf_raw_tracepoint_open(event.encode(), prog_fd),
-                 f"bpf_raw_tracepoint_open({event!r}, program fd {prog_fd})")
+    return raw_tracepoint_open(event.encode(), prog_fd)
 
 
 def attach(hook: str, prog_fd: int) -> int:

@@ -101,8 +101,7 @@ def load(plan: HookPlan, probe_sample: int | None = None, *, pin_dir: Path | Non
     plan, flags = _kernel_flags(plan, probe_sample)
     sources = [BPF_DIR / s for s in plan.sources]
     progs = programs(plan)
-    cached = pin_dir is not None and state_dir is not None
-    ins = templates.inputs(sources, flags, progs) if cached else {}
+    ins = templates.inputs(sources, flags, progs) if pin_dir and state_dir else {}
     if pin_dir is not None and state_dir is not None:
         try:
             adopted = templates.adopt(pin_dir, state_dir, ins, progs, RECORD_NAME)
