@@ -301,8 +301,8 @@ def run(config: AgentConfig) -> int:
     agent = Agent(node, client)
     # No cyclic GC from here to the first sync (agent.kube.gcpause.Hold); bounded, should the
     # first sync never come.
-    agent.startup_gc = gcpause.Hold()
-    timer = threading.Timer(STARTUP_GC_PAUSE_MAX, agent.startup_gc.release)
+    startup_gc = agent.startup_gc = gcpause.Hold()
+    timer = threading.Timer(STARTUP_GC_PAUSE_MAX, startup_gc.release)
     timer.daemon = True
     timer.start()
 
@@ -314,7 +314,7 @@ def run(config: AgentConfig) -> int:
         """A start that fails: its threads told to stop, the GC pause over."""
         agent.stop.set()
         timer.cancel()
-        agent.startup_gc.release()
+        startup_gc.release()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
