@@ -100,7 +100,7 @@ def run(config: AgentConfig) -> int:
         client = connect(config.kubeconfig)
     except KubeconfigError as err:
         raise SystemExit(f"tulle agent: {err}") from None
-    agent = Agent(node, client)
+    agent = Agent(node, client, plan_ahead=config.pin_dir is not None)
     # No cyclic GC from here to the first sync (agent.kube.gcpause.Hold); bounded, should the
     # first sync never come.
     startup_gc = agent.startup_gc = gcpause.Hold()

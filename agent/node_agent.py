@@ -41,12 +41,16 @@ SYNC_DEBOUNCE = 0.02  # at most one datapath sync per this long: bursts coalesce
 
 
 class Agent:
-    def __init__(self, node: str, client: Client, *, backoff: Backoff = WATCH_BACKOFF) -> None:
+    def __init__(self, node: str, client: Client, *, backoff: Backoff = WATCH_BACKOFF,
+                 plan_ahead: bool = False) -> None:
+        """``plan_ahead``: the first sync's Services are planned from the list pages as they
+        arrive (``handle_page``), not all after the last page (a datapath agent's start)."""
         self.node = node
         self.client = client
         # The bulky kinds kept as models only (agent.kube.models), not raw dicts beside them.
         self.source = ClusterSource(client, AGENT_KINDS, self.handle, backoff=backoff,
-                                    transforms=dict.fromkeys(MODEL_KINDS, to_model))
+                                    transforms=dict.fromkeys(MODEL_KINDS, to_model),
+                                    on_page=self.handle_page if plan_ahead else None)
         self.stop = threading.Event()
         self.changed = threading.Event()
         self.events_seen = 0
@@ -67,6 +71,21 @@ class Agent:
         # planned incrementally; a (re)list of any kind makes the next sync a full resync.
         self.pending: list[ObjectChange] = []
         self.needs_resync = True
+        # List pages' models for the datapath to plan ahead before the first sync
+        # (guarded by source.lock; handle_page).
+        self.ahead: list[Any] = []
+
+    def handle_page(self, kind: str, items: list[Any]) -> None:
+        """A list page as it arrives (on its informer's thread), before the list's end puts
+        it in the state: until the first sync, the Services and EndpointSlices in it are
+        handed to the sync loop, which plans them ahead while the next pages are on their
+        way (DatapathController.preplan). At 10,000 Services the EndpointSlices' list takes
+        ~1 s of the API server's time: their Maglev tables are built meanwhile, not after."""
+        if kind not in MODEL_KINDS or self.first_synced.is_set():
+            return
+        with self.source.lock:
+            self.ahead.extend(items)
+        self.changed.set()
 
     def handle(self, kind: str, delta: Delta[dict[str, Any]] | None) -> None:
         """One change from the cluster source (called under ``source.lock``)."""
@@ -157,13 +176,19 @@ class Agent:
                     if self.stop.is_set():
                         return
             with self.source.lock:
-                if not self.source.state.synced:
-                    continue
-                if self.needs_resync:
-                    objects = list(self.source.state.objects.values())
-                    self.needs_resync = False
-                    self.pending.clear()
-                changes, self.pending = self.pending, []
+                # Pages not planned ahead by the first sync are planned by it.
+                ahead, self.ahead = self.ahead, []
+                synced = self.source.state.synced
+                if synced:
+                    if self.needs_resync:
+                        objects = list(self.source.state.objects.values())
+                        self.needs_resync = False
+                        self.pending.clear()
+                    changes, self.pending = self.pending, []
+            if not synced:
+                if ahead:
+                    self._plan_ahead(ahead)
+                continue
             last_sync = time.monotonic()
             try:
                 if objects is not None:
@@ -191,6 +216,13 @@ class Agent:
                     self.needs_resync = True  # what failed half-way is replanned from scratch
                 self.stop.wait(1.0)
                 self.changed.set()
+
+    def _plan_ahead(self, objects: list[Any]) -> None:
+        assert self.datapath is not None
+        try:
+            self.datapath.preplan(objects)
+        except Exception:  # the first sync plans whatever this did not
+            log.exception("planning the listed Services ahead failed; the first sync plans them")
 
     def health(self) -> dict[str, object]:
         with self.source.lock:

@@ -9,7 +9,9 @@ plan into parts by what they read and replans only the parts a change reaches:
 - L7 needs (``l7_keys``): HTTPRoute and the Gateway API kinds, Service, Namespace, Secret;
   replanned whole, and skipped while there is no HTTPRoute and no Gateway.
 
-So an EndpointSlice change replans one Service (one Maglev table) and nothing else. Parts
+So an EndpointSlice change replans one Service (one Maglev table) and nothing else. While a
+first sync's lists arrive, ``prepare`` plans the Services whose objects are in so far, so the
+Maglev tables are built while the rest is still on its way (DatapathController.preplan). Parts
 that did not change are the very same objects in the next ``DesiredDatapath``, which lets the
 applier skip them without comparing. ``desired()`` always equals ``desired_datapath`` over
 the same objects (tests/unit/datapath/test_planner.py checks random change sequences).
@@ -111,6 +113,12 @@ class Planner:
     def update(self, changes: Iterable[Change]) -> None:
         for change in changes:
             self._put(change.kind, (change.namespace, change.name), change.obj)
+
+    def prepare(self) -> int:
+        """Plan ahead what the changes so far allow (``ServiceState.prepare``: the Services
+        that have their EndpointSlices), so that ``desired`` has less left to do; it is the
+        same with or without. Returns how many Services it planned."""
+        return self.services.prepare()
 
     def _put(self, kind: str, name: Name, obj: Resource | None) -> None:
         """Set (or with None, delete) one object; what depends on its kind is planned again."""
