@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["AGENT_KINDS", "MODEL_KINDS", "Agent", "AgentConfig", "run", "setup_logging"]
 log = logging.getLogger("tulle.agent")
 HEALTH_INTERVAL = 1.0
+OBSERVER_AFTER_SYNC_MAX = 5.0  # seconds the observer API waits for the first sync at most
 STARTUP_GC_PAUSE_MAX = 120.0  # seconds
 
 
@@ -143,7 +145,6 @@ def run(config: AgentConfig) -> int:
         abandon_start()
         agent.source.stop(timeout=2.0)
         raise
-    observer = _start_observer(ring, config)
     intake = None
     if config.l7_intake and agent.datapath is not None:
         datapath = agent.datapath
@@ -160,7 +161,7 @@ def run(config: AgentConfig) -> int:
             agent.loaded_s = load.wait()
         except BaseException:  # a compile error or a verifier rejection: fail loudly
             abandon_start()
-            _stop_serving(agent, observer, intake, metrics_server)
+            _stop_serving(agent, None, intake, metrics_server)
             agent.datapath.close()
             raise
         if registry is not None:
@@ -171,15 +172,37 @@ def run(config: AgentConfig) -> int:
                  agent.loaded_s, config.pin_dir)
         _start_thread(agent.datapath.run_events, "events", agent.stop)
         _start_thread(agent.datapath.run_gc, "ct-gc", agent.stop)
-    while not agent.stop.wait(HEALTH_INTERVAL):
+    # The observer API starts after the first sync: its gRPC import (~0.06 s of the GIL)
+    # would run while the first sync lists and plans. Bounded, should that sync not come.
+    observer: Any = None
+    observe_by = time.monotonic() + (OBSERVER_AFTER_SYNC_MAX if load is not None else 0.0)
+    while not agent.stop.is_set():
         health = agent.health()
         if config.health_file:
             write_json_atomic(Path(config.health_file), health)
         if health["ready"]:
             agent.report_node_ready(True, "AgentReady")
+        if observer is None and (agent.first_synced.is_set() or time.monotonic() >= observe_by):
+            observer = _start_observer(ring, config)
+        _next_tick(agent, observe_by if observer is None else None)
     _stop_serving(agent, observer, intake, metrics_server)
+    timer.cancel()  # stopped before a first sync: the GC pause ends with the agent too
+    startup_gc.release()
     agent.report_node_ready(False, "AgentStopped")
     return 0
+
+
+def _next_tick(agent: Agent, observe_by: float | None) -> None:
+    """Wait for the next health tick or the stop; before the observer started, also for the
+    first sync (reported and served at once, not up to a tick later) or ``observe_by``."""
+    if observe_by is None:
+        agent.stop.wait(HEALTH_INTERVAL)
+        return
+    end = min(time.monotonic() + HEALTH_INTERVAL, observe_by)
+    # Short waits: the stop and the first sync are two events.
+    while not agent.stop.is_set() and (left := end - time.monotonic()) > 0:
+        if agent.first_synced.wait(min(left, 0.1)):
+            return
 
 
 def _start_datapath(agent: Agent, config: AgentConfig, ingest: FlowIngest,
