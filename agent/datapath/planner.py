@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.datapath.desired import (
     ClusterView,
@@ -37,7 +37,9 @@ from agent.datapath.desired import (
 from agent.datapath.service_state import ServiceState
 from agent.model.core import EndpointSlice, Service
 from agent.model.resource import Resource
-from gatewayapi import RouteCompiler
+
+if TYPE_CHECKING:  # made on the first route or Gateway (Planner.routes)
+    from gatewayapi import RouteCompiler
 
 IPv4 = ipaddress.IPv4Address
 Name = tuple[str, str]
@@ -81,7 +83,7 @@ class Planner:
     ) -> None:
         self.node = node
         self.waypoint = waypoint
-        self.routes = routes or RouteCompiler()
+        self._routes = routes
         self.objects: dict[str, dict[Name, Any]] = {kind: {} for kind in VIEW_FIELDS}
         self.services = ServiceState()
         self._part: EndpointsPart | None = None
@@ -90,6 +92,16 @@ class Planner:
         self._view: ClusterView | None = None
         self._desired: DesiredDatapath | None = None
         self.index_stale = True  # the enricher's index must be rebuilt from view()
+
+    @property
+    def routes(self) -> RouteCompiler:
+        """The route compiler, imported and made when the first route or Gateway needs it
+        (~30 ms of imports a cluster without them never pays)."""
+        if self._routes is None:
+            from gatewayapi import RouteCompiler
+
+            self._routes = RouteCompiler()
+        return self._routes
 
     def reset(self, resources: Iterable[Resource]) -> None:
         """Start over from a full list of objects (a resync). It becomes the deltas from
