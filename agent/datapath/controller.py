@@ -7,6 +7,8 @@ Kubernetes-shaped dicts as informers deliver them:
   (``new`` None: deleted). Only the changed objects are decoded, and only the parts of the
   plan they reach are replanned (agent.datapath.planner): an EndpointSlice change rewrites
   that Service's map entries and nothing else.
+- ``preplan(objects)``: before the first resync, a list page as it arrives: its Services
+  are planned ahead (their Maglev tables) while the next page is on its way.
 - ``resync(objects)``: the whole cluster (after a list or relist). Objects whose
   resourceVersion is unchanged cost a cache lookup; the rest go through the same deltas.
   ``sync`` is its old name.
@@ -49,6 +51,8 @@ from agent.flows.enrich import EndpointIndex, enrich
 from agent.flows.ingest import FlowIngest
 from agent.kube import gcpause
 from agent.model.cache import ModelCache
+from agent.model.core import EndpointSlice, Service
+from agent.model.resource import Resource
 
 if TYPE_CHECKING:  # programs imports BCC (libbcc): not on the agent's import path
     from pyroute2 import IPRoute
@@ -236,6 +240,21 @@ class DatapathController:
                 # objects frozen are never collected as cycles.
                 gc.freeze()
                 self._frozen = True
+
+    def preplan(self, objects: Iterable[Mapping[str, Any] | Resource]) -> int:
+        """Before the first ``resync``: plan ahead the Services of what the lists delivered
+        so far (their pages, as they arrive), so that the resync over the whole state finds
+        these very objects planned and plans only the rest (Planner.reset, .prepare). What
+        is not a model (a dict the converter refused) waits for the resync, which logs it.
+        Returns how many Services it planned."""
+        changes = []
+        for obj in objects:
+            if isinstance(obj, Service | EndpointSlice):
+                meta = obj.metadata
+                changes.append(Change(obj.kind, meta.namespace, meta.name, obj))
+        with _no_gc(), self.lock:
+            self.planner.update(changes)
+            return self.planner.prepare()
 
     def apply_changes(self, changes: Iterable[ObjectChange]) -> None:
         started = time.monotonic()

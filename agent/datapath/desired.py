@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.datapath.flags import EP_F_EGRESS_ENFORCED, EP_F_INGRESS_ENFORCED
 from agent.datapath.identity import (
@@ -36,7 +36,9 @@ from agent.model.httproute import HTTPRoute
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
 from agent.model.resource import Resource
-from gatewayapi import RouteCompiler, RoutingInputs
+
+if TYPE_CHECKING:  # imported by l7_keys: a cluster without routes never compiles any
+    from gatewayapi import RouteCompiler
 
 IPv4 = ipaddress.IPv4Address
 
@@ -121,6 +123,8 @@ class L7Needs:
 def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
     """What must reach a waypoint: Service ports with HTTPRoutes (GAMMA; consumer routes
     only for clients in their namespace), and every listener of Gateways with an address."""
+    from gatewayapi import RoutingInputs
+
     tables = compiler.compile(
         RoutingInputs.of(
             view.routes,

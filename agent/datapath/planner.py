@@ -9,7 +9,9 @@ plan into parts by what they read and replans only the parts a change reaches:
 - L7 needs (``l7_keys``): HTTPRoute and the Gateway API kinds, Service, Namespace, Secret;
   replanned whole, and skipped while there is no HTTPRoute and no Gateway.
 
-So an EndpointSlice change replans one Service (one Maglev table) and nothing else. Parts
+So an EndpointSlice change replans one Service (one Maglev table) and nothing else. While a
+first sync's lists arrive, ``prepare`` plans the Services whose objects are in so far, so the
+Maglev tables are built while the rest is still on its way (DatapathController.preplan). Parts
 that did not change are the very same objects in the next ``DesiredDatapath``, which lets the
 applier skip them without comparing. ``desired()`` always equals ``desired_datapath`` over
 the same objects (tests/unit/datapath/test_planner.py checks random change sequences).
@@ -20,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.datapath.desired import (
     ClusterView,
@@ -35,7 +37,9 @@ from agent.datapath.desired import (
 from agent.datapath.service_state import ServiceState
 from agent.model.core import EndpointSlice, Service
 from agent.model.resource import Resource
-from gatewayapi import RouteCompiler
+
+if TYPE_CHECKING:  # made on the first route or Gateway (Planner.routes)
+    from gatewayapi import RouteCompiler
 
 IPv4 = ipaddress.IPv4Address
 Name = tuple[str, str]
@@ -79,7 +83,7 @@ class Planner:
     ) -> None:
         self.node = node
         self.waypoint = waypoint
-        self.routes = routes or RouteCompiler()
+        self._routes = routes
         self.objects: dict[str, dict[Name, Any]] = {kind: {} for kind in VIEW_FIELDS}
         self.services = ServiceState()
         self._part: EndpointsPart | None = None
@@ -88,6 +92,16 @@ class Planner:
         self._view: ClusterView | None = None
         self._desired: DesiredDatapath | None = None
         self.index_stale = True  # the enricher's index must be rebuilt from view()
+
+    @property
+    def routes(self) -> RouteCompiler:
+        """The route compiler, imported and made when the first route or Gateway needs it
+        (~30 ms of imports a cluster without them never pays)."""
+        if self._routes is None:
+            from gatewayapi import RouteCompiler
+
+            self._routes = RouteCompiler()
+        return self._routes
 
     def reset(self, resources: Iterable[Resource]) -> None:
         """Start over from a full list of objects (a resync). It becomes the deltas from
@@ -111,6 +125,12 @@ class Planner:
     def update(self, changes: Iterable[Change]) -> None:
         for change in changes:
             self._put(change.kind, (change.namespace, change.name), change.obj)
+
+    def prepare(self) -> int:
+        """Plan ahead what the changes so far allow (``ServiceState.prepare``: the Services
+        that have their EndpointSlices), so that ``desired`` has less left to do; it is the
+        same with or without. Returns how many Services it planned."""
+        return self.services.prepare()
 
     def _put(self, kind: str, name: Name, obj: Resource | None) -> None:
         """Set (or with None, delete) one object; what depends on its kind is planned again."""

@@ -5,8 +5,10 @@ Services a change touches: a Service change replans that Service, an EndpointSli
 the Service(s) it is labelled for (before and after the change). What stays cluster-wide is
 which Service wins a contested (ClusterIP, port, protocol): the first by namespace/name, as
 in ``plan_services``, so a change also re-decides the keys its Service claimed or claims.
-``plan()`` always equals ``plan_services`` over the same objects (the property test in
-tests/unit/datapath/test_planner.py holds it to that).
+``prepare()`` plans ahead the touched Services whose objects are in (a first sync's list
+pages), leaving less for ``plan()``. ``plan()`` always equals ``plan_services`` over the same
+objects, whatever ``prepare`` did before it, and its ``changed`` names every key planned
+since the plan before it (the property tests in tests/unit/datapath/test_planner.py).
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ class ServiceState:
         self._claims: dict[ServiceKey, set[Name]] = {}
         self._entries: dict[ServiceKey, ServiceEntry] = {}
         self._errors: dict[Name, tuple[str, ...]] = {}  # only Services with notes
-        self._dirty: set[Name] = set()
+        self._dirty: set[Name] = set()  # to plan
+        self._touched: set[Name] = set()  # touched since the last prepare (or plan)
+        self._changed: set[ServiceKey] = set()  # keys planned again since the last plan
         self._plan: ServicePlan | None = ServicePlan()
         self._generation = 0  # of the last plan made
 
@@ -71,19 +75,51 @@ class ServiceState:
 
     def _touch(self, name: Name) -> None:
         self._dirty.add(name)
+        self._touched.add(name)
         self._plan = None
 
     # -- planning -----------------------------------------------------------------------------
+    def prepare(self) -> int:
+        """Plan ahead the Services touched since the last ``prepare`` that have both their
+        Service and an EndpointSlice, so that ``plan`` has less left to do (a first sync's
+        list pages arrive over a second: each page's Services are planned while the next
+        is on its way). ``plan`` is the same with or without it: a Service touched again
+        is planned again. Returns how many Services it planned."""
+        touched, self._touched = self._touched, set()
+        ready = [n for n in touched if n in self._dirty and n in self.services
+                 and n in self._slices_of]
+        if ready:
+            self._dirty.difference_update(ready)
+            self._replan(ready)
+        return len(ready)
+
     def plan(self) -> ServicePlan:
         """The plan (the same object until a change touches it)."""
         if self._plan is not None:
             return self._plan
         dirty, self._dirty = self._dirty, set()
+        self._touched.clear()
+        self._replan(dirty)
+        changed, self._changed = self._changed, set()
+        base, self._generation = self._generation, next(_GENERATIONS)
+        self._plan = ServicePlan(
+            entries=FrozenMap(self._entries),
+            errors=tuple(e for name in sorted(self._errors) for e in self._errors[name]),
+            generation=self._generation,
+            base=base,
+            changed=frozenset(changed),
+        )
+        return self._plan
+
+    def _replan(self, names: Iterable[Name]) -> None:
+        """Each named Service's entries and notes again, and the winners of the keys they
+        claimed or claim; the keys are remembered as changed for the next plan."""
         wanted, claims = self._wanted, self._claims
         keys: set[ServiceKey] = set()  # keys whose winner may have changed
         requests: list[EntriesRequest] = []
         planned: list[Name] = []
-        for name in dirty:
+        renote = set(names)
+        for name in renote:
             before = wanted.pop(name, _NOTHING)
             for entry in before.entries:
                 keys.add(entry.key)
@@ -107,7 +143,6 @@ class ServiceState:
                     claims[key] = {name}
                 else:
                     held.add(name)
-        renote = set(dirty)
         for key in keys:
             held = claims.get(key)
             if held is None:
@@ -118,15 +153,7 @@ class ServiceState:
             renote |= held
         for name in renote:
             self._note(name)
-        base, self._generation = self._generation, next(_GENERATIONS)
-        self._plan = ServicePlan(
-            entries=FrozenMap(self._entries),
-            errors=tuple(e for name in sorted(self._errors) for e in self._errors[name]),
-            generation=self._generation,
-            base=base,
-            changed=frozenset(keys),
-        )
-        return self._plan
+        self._changed |= keys
 
     def _note(self, name: Name) -> None:
         """A Service's notes: its own, then one per port whose key it does not serve."""

@@ -1,7 +1,10 @@
 """An informer: list, then watch from the list's revision with bookmarks; relist on 410 Gone;
 reconnect with capped, jittered back-off when the API server is away. Each change reaches the
 cache (agent.kube.cache) and ``on_delta`` once, in revision order; ``on_listed`` follows every
-full list (its deltas came first).
+full list (its deltas came first). ``on_page`` sees each list page's objects as the page
+arrives, before the list's end turns them into deltas: a consumer may start on them ahead
+(the agent plans a first sync's Services while the next page is on its way), but only the
+deltas say what the cluster holds.
 
 Built on lightkube's sync client: its kubeconfig/in-cluster config, TLS, authentication,
 URLs and errors. Its own ``watch`` never asks for bookmarks, relists on its own terms and
@@ -66,6 +69,7 @@ class Informer(Generic[R]):
         namespace: str | None = ALL_NAMESPACES,
         on_delta: Callable[[Delta[R]], None] | None = None,
         on_listed: Callable[[int], None] | None = None,
+        on_page: Callable[[list[R]], None] | None = None,
         watch_timeout: int = 300,
         backoff: Backoff = WATCH_BACKOFF,
         transform: Transform | None = None,
@@ -82,6 +86,7 @@ class Informer(Generic[R]):
         self.list_revisions: list[int] = []  # the revision of every full list, in order
         self._on_delta = on_delta
         self._on_listed = on_listed
+        self._on_page = on_page
         self._watch_timeout = watch_timeout
         self._backoff = backoff
         self._stop = threading.Event()
@@ -225,7 +230,10 @@ class Informer(Generic[R]):
                 revision, more, page = self._decode_page(response.content)
             # Placed (and transformed) page by page: a page's raw dicts are freed before
             # the next page decodes, not all held until the list ends.
-            items.extend(self._placeable(page))
+            placed = self._placeable(page)
+            items.extend(placed)
+            if placed and self._on_page is not None:
+                self._on_page(placed)
             first = False
             if not more:
                 break

@@ -5,7 +5,9 @@ away), all feeding one ClusterState.
 
 Consumers read ``source.state`` under ``source.lock``; ``on_change(kind, delta)`` runs under
 the same lock after each change is applied (``delta`` None: ``kind`` was (re)listed), one at
-a time whatever informer thread delivers it.
+a time whatever informer thread delivers it. ``on_page(kind, items)`` gets each list page's
+(transformed) objects on its informer's thread as the page arrives, not under the lock: they
+are not in the state until the list ends (agent.kube.informer).
 
 ``transforms`` (kind -> function) replace a kind's decoded dicts by what the function makes
 of them (the agent keeps EndpointSlices as agent.model objects: 100,000 endpoints held as
@@ -30,6 +32,7 @@ from agent.kube.resources import resource_for
 from agent.kube.state import ClusterState, Obj
 
 OnChange = Callable[[str, "Delta[Obj] | None"], None]
+OnPage = Callable[[str, list[Any]], None]
 REQUEST_TIMEOUT = 10.0
 
 
@@ -69,6 +72,7 @@ class ClusterSource:
         watch_timeout: int = 300,
         backoff: Backoff = WATCH_BACKOFF,
         transforms: Mapping[str, Transform] | None = None,
+        on_page: OnPage | None = None,
     ) -> None:
         self.state = ClusterState(kinds)
         transforms = transforms or {}
@@ -81,6 +85,7 @@ class ClusterSource:
                 resource_for(kind),
                 on_delta=partial(self._delta, kind),
                 on_listed=partial(self._listed, kind),
+                on_page=None if on_page is None else partial(on_page, kind),
                 watch_timeout=watch_timeout,
                 backoff=backoff,
                 transform=transforms.get(kind),

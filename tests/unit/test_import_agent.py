@@ -109,3 +109,15 @@ def test_the_agent_lists_before_it_imports_the_datapath(lab: Lab, tmp_path: Path
     assert seen["error"] == "stub load"  # the datapath did start, after the lists
     # pyroute2 waits for the first pod veth (attach.netlink), which a stub load never reaches
     assert seen["at_end"] == sorted(m for m in heavy if m != "pyroute2")
+
+
+def test_the_datapath_imports_no_route_compiler_until_a_route_needs_one() -> None:
+    """gatewayapi (~30 ms of imports on the first sync's GIL) waits for the first HTTPRoute
+    or Gateway (agent.datapath.planner.Planner.routes)."""
+    code = ("import sys, agent.bcc_thread\n"
+            "from agent.datapath.planner import Planner\n"
+            "p = Planner('n1'); p.desired()\n"
+            "before = 'gatewayapi' in sys.modules\n"
+            "p.routes\n"
+            "print(before, 'gatewayapi' in sys.modules)")
+    assert _python(code).split() == ["False", "True"]

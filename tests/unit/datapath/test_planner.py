@@ -290,3 +290,106 @@ def test_pods_without_uid_keep_their_own_identities() -> None:
                      ("Pod", "a", "db", pod("db", "db", "10.244.1.3")))
     web, db = desired.ipcache[IPv4Address("10.244.1.2")], desired.ipcache[IPv4Address("10.244.1.3")]
     assert web != db
+
+
+# -- planning ahead (Planner.prepare: a first sync's list pages) ----------------------------
+
+STEPS = ("update", "update", "prepare", "prepare", "check", "reset")
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(changes(), st.sampled_from(STEPS)), min_size=1, max_size=30))
+def test_planning_ahead_changes_no_plan(steps: list[Any]) -> None:
+    """``prepare`` between changes leaves every plan as a full replan makes it, and each
+    plan's ``changed`` names every entry that differs from its base plan's (the applier
+    writes only those when it applied the base)."""
+    planner = Planner(NODE, WAYPOINT)
+    objects: dict[tuple[str, str, str], Resource] = {}
+    last = planner.desired().services
+    for (kind, ns, name, doc), how in steps:
+        obj = decoded(doc) if doc is not None else None
+        if obj is None:
+            objects.pop((kind, ns, name), None)
+        else:
+            objects[(kind, ns, name)] = obj
+        if how == "reset":
+            planner.reset(list(objects.values()))
+        else:
+            planner.update([Change(kind, ns, name, obj)])
+        if how == "prepare":
+            planner.prepare()
+        if how == "check":
+            last = _checked(planner, objects, last)
+    _checked(planner, objects, last)
+
+
+def _checked(planner: Planner, objects: dict[tuple[str, str, str], Resource],
+             last: Any) -> Any:
+    desired = planner.desired()
+    assert desired == full_replan(objects)
+    plan = desired.services
+    if plan is not last:
+        assert plan.base == last.generation
+        keys = set(plan.entries) | set(last.entries)
+        differ = {k for k in keys if plan.entries.get(k) != last.entries.get(k)}
+        assert differ <= plan.changed
+    return plan
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(changes(), min_size=1, max_size=30), st.randoms(use_true_random=False))
+def test_a_list_planned_page_by_page_is_the_list_planned_whole(
+    steps: list[Any], random: Any
+) -> None:
+    """A first sync: the list's pages go in as they arrive (in any order, a page of any
+    size), each planned ahead; the resync over the whole list then plans what a fresh
+    planner plans from it."""
+    objects: dict[tuple[str, str, str], Resource] = {}
+    for kind, ns, name, doc in steps:
+        obj = decoded(doc) if doc is not None else None
+        if obj is not None:
+            objects[(kind, ns, name)] = obj
+    listed = list(objects.items())
+    random.shuffle(listed)
+    # In the list's order: which of two Pods claiming one IP is local follows the order.
+    objects = dict(listed)
+    planner = Planner(NODE, WAYPOINT)
+    while listed:
+        size = random.randint(1, 4)
+        page, listed = listed[:size], listed[size:]
+        planner.update([Change(*key, obj) for key, obj in page])
+        planner.prepare()
+    planner.reset(list(objects.values()))
+    fresh = Planner(NODE, WAYPOINT)
+    fresh.reset(list(objects.values()))
+    assert planner.desired() == fresh.desired() == full_replan(objects)
+
+
+def test_the_resync_after_planning_ahead_builds_no_table_again(monkeypatch: Any) -> None:
+    """What ``prepare`` planned from the list's pages is not planned again by the resync over
+    the same objects: the Maglev tables are built while the pages arrive."""
+    from agent.datapath import service_state
+
+    built: list[int] = []
+    real = service_state.many_service_entries
+
+    def counted(requests: Any) -> Any:
+        built.append(len(requests))
+        return real(requests)
+
+    monkeypatch.setattr(service_state, "many_service_entries", counted)
+    services = [svc("a", f"s{i}", f"10.96.0.{i + 1}") for i in range(4)]
+    slices = [eps("a", f"e{i}", f"s{i}", f"10.244.1.{i + 2}") for i in range(4)]
+    planner = Planner(NODE, WAYPOINT)
+    planner.update([Change("Service", "a", f"s{i}", s) for i, s in enumerate(services)])
+    assert planner.prepare() == 0  # no slices yet: nothing worth planning
+    planner.update([Change("EndpointSlice", "a", f"e{i}", s) for i, s in enumerate(slices[:2])])
+    assert planner.prepare() == 2
+    planner.update([Change("EndpointSlice", "a", f"e{i}", s) for i, s in enumerate(slices[2:], 2)])
+    assert planner.prepare() == 2
+    assert built == [2, 2]
+    planner.reset([*services, *slices])
+    desired = planner.desired()
+    assert built == [2, 2, 0]  # the resync planned no Service again
+    assert len(desired.services.entries) == 4
+    assert all(len(e.backends) == 1 for e in desired.services.entries.values())

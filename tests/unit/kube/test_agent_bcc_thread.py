@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from agent import bcc_thread, daemon
+from agent import bcc_thread, daemon, node_agent
 from agent.datapath.controller import DatapathController, DatapathNotLoaded
 from agent.flows.store import FlowRing
 from bench.control.replan import NoMaps, stub_map_writes
@@ -224,7 +224,7 @@ def test_the_first_plan_waits_for_the_compiles_when_gated(lab: Lab) -> None:
     from tests.unit.kube.test_agent_sync import RecordingDatapath
 
     lab.store.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
-    agent = daemon.Agent("node1", connect(account_kubeconfig(lab, "tulle-agent")),
+    agent = node_agent.Agent("node1", connect(account_kubeconfig(lab, "tulle-agent")),
                          backoff=Backoff(0.02, 0.2))
     datapath = RecordingDatapath()
     agent.datapath = datapath  # type: ignore[assignment]

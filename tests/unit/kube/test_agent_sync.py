@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from agent.daemon import AGENT_KINDS, Agent
 from agent.datapath.controller import ObjectChange
 from agent.kube.backoff import Backoff
 from agent.kube.cache import Delta
 from agent.kube.source import connect
+from agent.node_agent import AGENT_KINDS, Agent
 from tests.unit.kube.conftest import Lab, account_kubeconfig
 from tests.unit.kube.test_node_agent import wait_for
 
@@ -44,7 +44,7 @@ class RecordingDatapath:
 
 
 def _kind_name(obj: Any) -> tuple[str, str]:
-    """A dict's or (Services, EndpointSlices: agent.daemon.MODEL_KINDS) a model's."""
+    """A dict's or (Services, EndpointSlices: agent.node_agent.MODEL_KINDS) a model's."""
     if isinstance(obj, dict):
         return obj["kind"], obj["metadata"]["name"]
     return obj.kind, obj.metadata.name
@@ -140,7 +140,7 @@ def test_a_change_after_a_quiet_spell_is_applied_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _, datapath, stop = recorded
-    monkeypatch.setattr("agent.daemon.SYNC_DEBOUNCE", 0.3)
+    monkeypatch.setattr("agent.node_agent.SYNC_DEBOUNCE", 0.3)
     wait_for(lambda: datapath.kinds_of_calls() == ["resync"], "the first full sync")
     time.sleep(0.4)  # quiet for longer than the debounce
     mark = len(stop.waits)
@@ -156,7 +156,7 @@ def test_a_burst_right_after_a_sync_is_applied_in_one_round(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _, datapath, _ = recorded
-    monkeypatch.setattr("agent.daemon.SYNC_DEBOUNCE", 2.0)
+    monkeypatch.setattr("agent.node_agent.SYNC_DEBOUNCE", 2.0)
     wait_for(lambda: datapath.kinds_of_calls() == ["resync"], "the first full sync")
     lab.store.apply(service("a"))  # within the debounce of the first sync: both wait it out
     lab.store.apply(service("b"))

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from lightkube import Client, KubeConfig
 
-from agent.daemon import Agent
 from agent.kube.backoff import Backoff
 from agent.kube.cache import revision_of
 from agent.kube.informer import Informer
@@ -24,6 +23,7 @@ from agent.kube.source import connect
 from agent.model.cache import ModelCache
 from agent.model.convert import from_dict
 from agent.model.core import EndpointSlice, Service
+from agent.node_agent import Agent
 from tests.unit.kube.conftest import Lab, account_kubeconfig
 from tests.unit.kube.test_node_agent import wait_for
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.daemon import AGENT_KINDS, Agent
 from agent.kube.backoff import Backoff
 from agent.kube.source import connect
+from agent.node_agent import AGENT_KINDS, Agent
 from l7proxy.node import KINDS as WAYPOINT_KINDS
 from tests.unit.kube.conftest import Lab, account_kubeconfig
 
