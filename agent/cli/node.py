@@ -132,7 +132,8 @@ def _pod_cgroup(value: str | None) -> str | None:
     try:
         return str(pod_cgroup(value))
     except (PodCgroupError, OSError) as err:
-        raise click.BadParameter(str(err), param_hint="--pod-cgroup") from None
+        raise click.BadParameter(str(err).removeprefix("--pod-cgroup "),
+                                 param_hint="--pod-cgroup") from None
 
 
 @node_cli.command()
