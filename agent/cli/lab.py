@@ -163,8 +163,15 @@ def exec_(ctx: click.Context, namespace: str, pod: str, command: tuple[str, ...]
         NAMESPACE=namespace,
         POD_IP=str((obj.get("status") or {}).get("podIP", "")),
     )
+    argv = ["ip", "netns", "exec", netns, *command]
+    from lab import cgroups
+
+    node = (obj.get("spec") or {}).get("nodeName") or ""
+    cgroup = cgroups.pod_cgroup(name, node, namespace, pod) if node else None
+    if cgroup is not None and cgroup.is_dir():  # run as the pod's (its node's RTT tracing)
+        argv = cgroups.in_cgroup(cgroup, argv)
     # exec replaces this process: exit code, stdin and tty pass straight through.
-    os.execvpe("ip", ["ip", "netns", "exec", netns, *command], env)
+    os.execvpe(argv[0], argv, env)
 
 
 @lab.command(hidden=True)
