@@ -6,8 +6,8 @@
     tracer.set_local({"10.1.0.5", ...})        # the node's pods: what to trace
     records = tracer.read()                    # KernelRecords drained from the ring buffer
 
-Hooks are tracepoints only (DESIGN.md: no kprobes, no fentry here). ``trace_sock.c`` needs
-the three socket/TCP tracepoints, ``trace_drop.c`` needs ``skb:kfree_skb``; each is loaded
+Hooks are tracepoints and sock_ops (DESIGN.md: no kprobes, no fentry here). ``trace_sock.c``
+needs the three socket/TCP tracepoints, ``trace_drop.c`` needs ``skb:kfree_skb``; each is loaded
 when its hooks exist, and the plan says which are in use and which are missing.
 
 ``tcp_probe`` fires for every segment any TCP socket of the node receives, so it runs as a
