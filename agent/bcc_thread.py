@@ -80,7 +80,8 @@ def load_datapath(pin_dir: Path, state_dir: Path | None,
 
 
 def tracer_step(agent: TracedAgent, ingest: FlowIngest, pin_dir: Path | None = None,
-                state_dir: Path | None = None) -> Callable[[], None]:
+                state_dir: Path | None = None,
+                pod_cgroup: Path | None = None) -> Callable[[], None]:
     """The tracer's compile (or adoption: both dirs) and start (best effort), as a step of
     the BCC thread. The pause/resume signal handlers are installed here, on the main thread."""
     from agent.tracing.start import TraceSwitch, start_tracing
@@ -90,7 +91,7 @@ def tracer_step(agent: TracedAgent, ingest: FlowIngest, pin_dir: Path | None = N
     def step() -> None:
         assert agent.datapath is not None
         agent.tracing = start_tracing(agent.datapath, ingest, agent.node, agent.stop, switch,
-                                      pin_dir, state_dir)
+                                      pin_dir, state_dir, pod_cgroup)
         after_compile()
 
     return step

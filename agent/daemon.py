@@ -70,6 +70,7 @@ class AgentConfig:
     waypoint: str | None = None  # "ip:port" of this node's waypoint (L7 redirect target)
     ct_endpoint_quota: int = 0  # live connections one pod may open; 0: 1/8 of ct_v1 (quota.h)
     trace: bool = True  # kernel connection tracing (needs the datapath)
+    pod_cgroup: str | None = None  # cgroup v2 dir of the node's pods: RTT from sock_ops there
 
 
 # The HTTP client's line per request (httpx logs each at INFO: 40+ lines while a first sync
@@ -219,7 +220,8 @@ def _start_datapath(agent: Agent, config: AgentConfig, ingest: FlowIngest,
         agent.node, None, ingest, waypoint, config.ct_endpoint_quota
     )
     state_dir = Path(config.state_dir) if config.state_dir else None
-    tracer = (tracer_step(agent, ingest, Path(config.pin_dir), state_dir)
+    pod_cgroup = Path(config.pod_cgroup) if config.pod_cgroup else None
+    tracer = (tracer_step(agent, ingest, Path(config.pin_dir), state_dir, pod_cgroup)
               if config.trace else None)
     load = DatapathLoad(Path(config.pin_dir), agent.datapath, tracer, agent.first_synced,
                         agent.stop, state_dir)

@@ -253,5 +253,6 @@ class Agent:
             }
         if self.tracing is not None:
             report["tracing"] = {"hooks": list(self.tracing.hooks),
-                                 "missing": list(self.tracing.missing)}
+                                 "missing": list(self.tracing.missing),
+                                 "rtt": self.tracing.rtt_source, "cgroup": self.tracing.cgroup}
         return report

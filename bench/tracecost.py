@@ -52,7 +52,7 @@ NODES = ("node1", "node2")
 # name -> (url, Connection: close)
 WORKLOADS: dict[str, tuple[str, bool]] = {
     "keepalive": (TARGET_URL, False), "close": (TARGET_URL, True), "waypoint": (ROUTED_URL, False)}
-TRACER_PROG_TYPES = {5: "tracepoint", 17: "raw_tracepoint"}  # uapi enum bpf_prog_type
+TRACER_PROG_TYPES = {5: "tracepoint", 17: "raw_tracepoint", 13: "sock_ops"}  # enum bpf_prog_type
 BPF_STATS_RUN_TIME = 0
 _t0 = time.monotonic()
 
@@ -113,7 +113,8 @@ def prog_info(prog_id: int) -> ProgInfo:
 
 
 def tracer_programs(pids: list[int]) -> dict[int, ProgStats]:
-    """prog id -> stats of every tracepoint program the processes hold an fd of."""
+    """prog id -> stats of every tracer program (tracepoints, sock_ops) the processes hold an
+    fd of."""
     found: dict[int, ProgStats] = {}
     for pid in pids:
         for fd in Path(f"/proc/{pid}/fd").iterdir():

@@ -14,6 +14,8 @@
  *                              for every TCP socket on the node, ours or not, before the
  *                              program runs; the raw one hands over the socket pointer and
  *                              the program reads srtt_us only for sockets it traces
+ *                              Not compiled with TRACE_RTT_SOCKOPS: trace_sockops.c's
+ *                              RTT_CB on the node's pod cgroup takes the samples then
  *   tcp:tcp_retransmit_skb     retransmissions that left the stack (err == 0 where the
  *                              tracepoint has err, as tcpi_total_retrans counts them). One per
  *                              skb: a TSO skb holding several segments counts once, where
@@ -113,7 +115,9 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 	return 0;
 }
 
-#if defined(TRACE_PROBE_RAW) && TRACE_OFF_TCP_SRTT >= 0
+#if defined(TRACE_RTT_SOCKOPS)
+/* RTT samples come from trace_sockops.c's RTT_CB on the pod cgroup: no tcp_probe. */
+#elif defined(TRACE_PROBE_RAW) && TRACE_OFF_TCP_SRTT >= 0
 RAW_TRACEPOINT_PROBE(tcp_probe)
 {
 	/* TP_PROTO(struct sock *sk, const struct sk_buff *skb) */

@@ -18,10 +18,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from agent.model.core import Pod
-from lab import ipam, network, procs
+from lab import cgroups, ipam, network, procs
 from lab.controllers.events import EventSink
 from lab.kubeapi import NotFound, StatusWriter
 from lab.podspec import container_argv, pod_env, resolv_conf
@@ -87,6 +88,7 @@ class PodRuntime:
     attach_timed_out: bool = False
     created_at: float = field(default_factory=time.monotonic)
     next_attach_check: float = 0.0
+    cgroup: Path | None = None  # the pod's, below its node's (lab.cgroups); None: not used
 
 
 def _sandbox_waiting(rt: PodRuntime) -> tuple[str, str]:
@@ -182,6 +184,7 @@ class Kubelet:
         if wait and probe is None:
             probe = self.netlink = network.DatapathProbe()
         self.attached = probe if wait else None
+        self.pod_cgroups = bool(lab.get("pod_cgroups"))  # decided by `tulle lab up`
         self.pods: dict[str, PodRuntime] = {}
         (paths.procs / "pods").mkdir(parents=True, exist_ok=True)
 
@@ -211,6 +214,8 @@ class Kubelet:
         network.remove_netns(netns)  # a leftover from a crashed controller would hold stale state
         network.add_pod(node, netns, veth, ip)
         network.write_pod_resolv_conf(netns, resolv_conf(ns))
+        cgroup = (cgroups.make(cgroups.pod_cgroup(self.plan.name, node.name, ns, name))
+                  if self.pod_cgroups else None)
         containers = []
         for c in pod.spec.containers:
             argv, ports = container_argv(c, self.python)
@@ -226,6 +231,7 @@ class Kubelet:
             containers,
             host_veth=veth,
             attached=self.attached is None,
+            cgroup=cgroup,
         )
 
     def _teardown(self, rt: PodRuntime) -> None:
@@ -233,6 +239,11 @@ class Kubelet:
         for c in rt.containers:
             self._stop_container(rt, c)
         network.remove_netns(rt.netns)
+        if rt.cgroup is not None:
+            try:
+                cgroups.remove(rt.cgroup)
+            except OSError as err:  # `tulle lab down` tries again
+                log.error("pod %s/%s: %s", rt.namespace, rt.name, err)
 
     def shutdown(self) -> None:
         for rt in list(self.pods.values()):
@@ -333,7 +344,9 @@ class Kubelet:
             self._start_container(rt, c)
 
     def _start_container(self, rt: PodRuntime, c: ContainerRuntime) -> None:
-        argv = ["ip", "netns", "exec", rt.netns, *c.argv]
+        # The pod's cgroup first, from the host's /sys (`ip netns exec` remounts it): every
+        # socket the container opens is then the pod's for the node's sock_ops tracer.
+        argv = cgroups.in_cgroup(rt.cgroup, ["ip", "netns", "exec", rt.netns, *c.argv])
         try:
             c.proc, c.record = procs.spawn(
                 f"{rt.namespace}_{rt.name}_{c.name}",

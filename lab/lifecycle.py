@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import network, procs
+from lab import cgroups, network, procs
 from lab.controlplane import (
     LabError,
     Progress,
@@ -106,7 +106,9 @@ def _node_health(paths: LabPaths, node: NodePlan) -> tuple[bool, str]:
     detail = f"revision {data.get('revision')}, {data.get('objects', 0)} objects"
     tracing = data.get("tracing")
     if isinstance(tracing, dict):  # kernel connection tracing: which hooks it runs on
-        detail += f", tracing on {len(tracing.get('hooks') or [])} tracepoints"
+        detail += f", tracing on {len(tracing.get('hooks') or [])} hooks"
+        if tracing.get("rtt"):  # sock_ops on the node's pod cgroup, or tcp_probe
+            detail += f" (RTT from {tracing['rtt']})"
         if tracing.get("missing"):
             detail += f" (missing {', '.join(tracing['missing'])})"
     return bool(data.get("ready")), detail
@@ -155,14 +157,17 @@ def up(name: str, node_count: int, progress: Progress, *, datapath: bool = True)
 
     plan = plan_lab(name, node_count)
     paths.make_dirs()
-    write_json_atomic(paths.lab_file, {"name": name, "nodes": node_count, "datapath": datapath})
+    # Each node's pods in a cgroup subtree (lab.cgroups): the agent's RTT source.
+    pod_cgroups = datapath and cgroups.available()
+    write_json_atomic(paths.lab_file, {"name": name, "nodes": node_count, "datapath": datapath,
+                                       "pod_cgroups": pod_cgroups})
     try:
         progress(f"building the fabric ({plan.fabric_netns})")
         network.build_fabric(plan)
         for node in plan.nodes:
             progress(f"building {node.name}: netns {node.netns}, pod CIDR {node.pod_cidr}")
             network.build_node(plan, node)
-        _start_processes(paths, plan, progress, datapath=datapath)
+        _start_processes(paths, plan, progress, datapath=datapath, pod_cgroups=pod_cgroups)
         _wait_healthy(name, progress)
     except BaseException:
         progress("lab up failed: removing what was created")
@@ -172,7 +177,8 @@ def up(name: str, node_count: int, progress: Progress, *, datapath: bool = True)
 
 
 def _start_processes(
-    paths: LabPaths, plan: LabPlan, progress: Progress, *, datapath: bool = True
+    paths: LabPaths, plan: LabPlan, progress: Progress, *, datapath: bool = True,
+    pod_cgroups: bool = False,
 ) -> None:
     # TULLE_LAB marks every process of this lab (pods inherit it from the controller).
     env = dict(os.environ, TULLE_LAB=plan.name, TULLE_STATE_DIR=str(paths.root.parent))
@@ -196,6 +202,7 @@ def _start_processes(
     wait_nodes_registered(paths, plan, progress)
     for node in plan.nodes:
         progress(f"starting the agent and DNS on {node.name}")
+        node_cg = cgroups.make(cgroups.node_cgroup(plan.name, node.name)) if pod_cgroups else None
         procs.spawn(
             f"agent-{node.name}",
             procs.netns_argv(
@@ -224,6 +231,7 @@ def _start_processes(
                         if datapath
                         else []
                     ),
+                    *(["--pod-cgroup", str(node_cg)] if node_cg else []),
                 ),
             ),
             log=paths.logs / f"agent-{node.name}.log",
@@ -241,9 +249,10 @@ def _start_processes(
             env=env,
         )
         if datapath:
+            waypoint_cg = cgroups.make(node_cg / cgroups.WAYPOINT) if node_cg else None
             procs.spawn(
                 f"waypoint-{node.name}",
-                procs.netns_argv(
+                cgroups.in_cgroup(waypoint_cg, procs.netns_argv(
                     node.netns,
                     node_argv(
                         "waypoint",
@@ -258,7 +267,7 @@ def _start_processes(
                         "--flow-intake",
                         str(paths.l7_intake_socket(node.name)),
                     ),
-                ),
+                )),
                 log=paths.logs / f"waypoint-{node.name}.log",
                 record_dir=paths.procs,
                 env=env,
@@ -317,6 +326,13 @@ def down(name: str, progress: Progress) -> list[str]:
     prefix = f"tulle-{name}-"
     for ns in network.destroy(prefix):
         removed.append(f"netns {ns}")
+    try:  # after the processes: a cgroup goes only once empty
+        gone = cgroups.remove(cgroups.lab_cgroup(name))
+        if gone:
+            removed.append(f"cgroups {cgroups.lab_cgroup(name)} ({len(gone)})")
+    except OSError as err:
+        raise LabError(f"could not remove the lab's cgroups: {err}; retry `tulle lab down`"
+                       ) from None
     pins = BPF_PIN_ROOT / name
     if pins.exists():
         _remove_tree(pins)

@@ -49,6 +49,9 @@ def _leftovers() -> list[str]:
     pins = Path("/sys/fs/bpf/tulle")
     if pins.is_dir():
         found += [f"bpf pins {p}" for p in pins.glob("test*")]
+    cgroups = Path("/sys/fs/cgroup/unified/tulle")  # lab.cgroups: labs' and fixtures' trees
+    if cgroups.is_dir():
+        found += [f"cgroup {p}" for p in cgroups.glob("test*")]
     etc = Path("/etc/netns")
     if etc.is_dir():
         found += [f"resolver dir {p}" for p in etc.glob(f"{TEST_LAB_PREFIX}*")]

@@ -12,7 +12,7 @@ import click
 from agent.cli.cluster import ClusterError, connect_to
 from agent.cli.context import Choice, lab_name
 from agent.cli.node import dns
-from lab import lifecycle
+from lab import cgroups, lifecycle
 from lab.state import LabPaths
 from lab.topology import TopologyError
 
@@ -163,8 +163,13 @@ def exec_(ctx: click.Context, namespace: str, pod: str, command: tuple[str, ...]
         NAMESPACE=namespace,
         POD_IP=str((obj.get("status") or {}).get("podIP", "")),
     )
+    argv = ["ip", "netns", "exec", netns, *command]
+    node = (obj.get("spec") or {}).get("nodeName") or ""
+    cgroup = cgroups.pod_cgroup(name, node, namespace, pod) if node else None
+    if cgroup is not None and cgroup.is_dir():  # run as the pod's (its node's RTT tracing)
+        argv = cgroups.in_cgroup(cgroup, argv)
     # exec replaces this process: exit code, stdin and tty pass straight through.
-    os.execvpe("ip", ["ip", "netns", "exec", netns, *command], env)
+    os.execvpe(argv[0], argv, env)
 
 
 @lab.command(hidden=True)

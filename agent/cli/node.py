@@ -74,6 +74,14 @@ kubeconfig_option = click.option(
     show_default=True,
     help="Kernel connection tracing (tracepoints; needs --pin-dir).",
 )
+@click.option(
+    "--pod-cgroup",
+    default=None,
+    metavar="PATH",
+    callback=lambda _ctx, _param, value: _pod_cgroup(value),
+    help="The cgroup v2 directory holding this node's pods (never the root cgroup): RTT "
+    "samples from a sock_ops program there instead of the per-segment tcp_probe.",
+)
 def agent(
     node: str,
     kubeconfig: str | None,
@@ -90,6 +98,7 @@ def agent(
     waypoint: str | None,
     ct_endpoint_quota: int,
     trace: bool,
+    pod_cgroup: str | None,
 ) -> None:
     """Run the node agent (one per node; the DaemonSet's process)."""
     from agent.daemon import AgentConfig, run
@@ -110,8 +119,21 @@ def agent(
         waypoint=waypoint,
         ct_endpoint_quota=ct_endpoint_quota,
         trace=trace,
+        pod_cgroup=pod_cgroup,
     )
     raise SystemExit(run(config))
+
+
+def _pod_cgroup(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from agent.tracing.cgroup import PodCgroupError, pod_cgroup
+
+    try:
+        return str(pod_cgroup(value))
+    except (PodCgroupError, OSError) as err:
+        raise click.BadParameter(str(err).removeprefix("--pod-cgroup "),
+                                 param_hint="--pod-cgroup") from None
 
 
 @node_cli.command()

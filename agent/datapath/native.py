@@ -178,6 +178,59 @@ def raw_tracepoint_open(event: bytes | None, prog_fd: int) -> int:
     return check(libbpf.bpf_raw_tracepoint_open(event, prog_fd),
                  f"bpf_raw_tracepoint_open({event!r}, program fd {prog_fd})")
 
+BPF_CGROUP_SOCK_OPS = 3  # uapi enum bpf_attach_type
+BPF_F_ALLOW_MULTI = 2  # other programs (another node's agent, a CNI) keep their place
+
+libbpf.bpf_prog_attach.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_uint]
+libbpf.bpf_prog_attach.restype = ctypes.c_int
+libbpf.bpf_prog_detach2.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+libbpf.bpf_prog_detach2.restype = ctypes.c_int
+libbpf.bpf_prog_query.argtypes = [
+    ctypes.c_int, ctypes.c_int, ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32),
+    ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint32),
+]
+libbpf.bpf_prog_query.restype = ctypes.c_int
+
+
+def prog_attach(prog_fd: int, target_fd: int, attach_type: int,
+                flags: int = BPF_F_ALLOW_MULTI) -> None:
+    """Attach ``prog_fd`` to a cgroup (``target_fd``) for ``attach_type``; it stays
+    attached (beyond our fds) until :func:`prog_detach`."""
+    check(libbpf.bpf_prog_attach(prog_fd, target_fd, attach_type, flags),
+          f"bpf_prog_attach(program fd {prog_fd}, cgroup fd {target_fd}, type {attach_type})",
+          {errno.EEXIST: "already attached there"})
+
+
+def prog_detach(prog_fd: int, target_fd: int, attach_type: int) -> bool:
+    """Detach ``prog_fd`` from the cgroup; False when it was not attached there."""
+    ret = libbpf.bpf_prog_detach2(prog_fd, target_fd, attach_type)
+    if failure(ret) == errno.ENOENT:
+        return False
+    check(ret, f"bpf_prog_detach2(program fd {prog_fd}, cgroup fd {target_fd}, "
+               f"type {attach_type})")
+    return True
+
+
+libbpf.bpf_prog_get_fd_by_id.argtypes = [ctypes.c_uint32]
+libbpf.bpf_prog_get_fd_by_id.restype = ctypes.c_int
+
+
+def prog_fd_by_id(prog_id: int) -> int:
+    """An fd for the loaded program ``prog_id`` (the caller closes it)."""
+    return check(libbpf.bpf_prog_get_fd_by_id(prog_id), f"bpf_prog_get_fd_by_id({prog_id})")
+
+
+def prog_query(target_fd: int, attach_type: int, room: int = 64) -> list[int]:
+    """The ids of the programs attached to the cgroup ``target_fd`` for ``attach_type``
+    (directly, not inherited from its parents)."""
+    ids = (ctypes.c_uint32 * room)()
+    count, flags = ctypes.c_uint32(room), ctypes.c_uint32(0)
+    check(libbpf.bpf_prog_query(target_fd, attach_type, 0, ctypes.byref(flags), ids,
+                                ctypes.byref(count)),
+          f"bpf_prog_query(cgroup fd {target_fd}, type {attach_type})")
+    return list(ids[:count.value])
+
+
 @contextlib.contextmanager
 def captured_stderr(fd: int = 2) -> Iterator[list[str]]:
     """Redirect ``fd`` (stderr by default) into a temporary file; on exit the list holds what

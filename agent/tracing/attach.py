@@ -4,14 +4,22 @@ A tracer, compiled or adopted from its pins (``agent.tracing.cache``), attaches 
 itself: a classic tracepoint through a perf event (``agent.datapath.perf``), a raw tracepoint
 through libbpf's ``bpf_raw_tracepoint_open``. Either way the attachment is one fd: closing it
 detaches (the pause switch, and the agent's exit: pinned programs stay loaded, run nowhere).
+The sock_ops program (``sock_ops:rtt_cb``) goes on the node's pod cgroup instead
+(``agent.tracing.cgroup``): that attachment outlives our fds, so pausing and stopping detach it
+explicitly, and attaching skips a program the kernel already has there.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from agent.datapath.native import raw_tracepoint_open
 from agent.datapath.perf import attach_tracepoint
+from agent.tracing.cgroup import CgroupAttachment
+
+SOCKOPS = "sock_ops:rtt_cb"  # trace_sockops.c on the pod cgroup: RTT samples
+SOCKOPS_FN = "trace_sockops"
 
 
 def split_hook(hook: str) -> tuple[str, str, str]:
@@ -30,6 +38,8 @@ def split_hook(hook: str) -> tuple[str, str, str]:
 def program_name(hook: str) -> str:
     """The C function BCC's TRACEPOINT_PROBE / RAW_TRACEPOINT_PROBE defines for ``hook``
     (the program's name, and its pin's). Pure."""
+    if hook == SOCKOPS:
+        return SOCKOPS_FN
     kind, category, event = split_hook(hook)
     if kind == "tracepoint":
         return f"tracepoint__{category}__{event}"
@@ -50,11 +60,16 @@ def attach(hook: str, prog_fd: int) -> int:
 
 
 class Hooks:
-    """A plan's hooks and their programs: attached (one fd each) or not."""
+    """A plan's hooks and their programs: attached (one fd each; the sock_ops hook on
+    ``cgroup``) or not."""
 
-    def __init__(self, prog_fds: dict[str, int]) -> None:
+    def __init__(self, prog_fds: dict[str, int], cgroup: Path | None = None) -> None:
         self.prog_fds = dict(prog_fds)  # hook -> program fd (not ours to close)
-        self.links: dict[str, int] = {}  # hook -> attachment fd (ours)
+        self.links: dict[str, int] = {}  # hook -> attachment fd (ours); -1: on the cgroup
+        self.cgroup = (CgroupAttachment(cgroup, self.prog_fds[SOCKOPS], SOCKOPS_FN)
+                       if cgroup is not None and SOCKOPS in self.prog_fds else None)
+        if SOCKOPS in self.prog_fds and self.cgroup is None:
+            raise ValueError(f"{SOCKOPS} needs the pod cgroup to attach to")
 
     def set(self, on: bool) -> None:
         """Attach every hook (idempotent) or detach every one. An attach that fails detaches
@@ -66,18 +81,34 @@ class Hooks:
         try:
             for hook, prog_fd in self.prog_fds.items():
                 if hook not in self.links:
-                    self.links[hook] = attach(hook, prog_fd)
+                    if hook == SOCKOPS and self.cgroup is not None:
+                        self.cgroup.attach()
+                        self.links[hook] = -1
+                    else:
+                        self.links[hook] = attach(hook, prog_fd)
                     added.append(hook)
         except (OSError, ValueError):
             for hook in added:
-                os.close(self.links.pop(hook))
+                self._detach(hook)
             raise
 
     @property
     def attached(self) -> tuple[str, ...]:
         return tuple(self.links)
 
-    def close(self) -> None:
-        while self.links:
-            _, fd = self.links.popitem()
+    def _detach(self, hook: str) -> None:
+        fd = self.links.pop(hook)
+        if fd >= 0:
             os.close(fd)
+        elif self.cgroup is not None:
+            self.cgroup.detach()
+
+    def close(self) -> None:
+        errors = []
+        while self.links:
+            try:
+                self._detach(next(iter(self.links)))
+            except OSError as err:  # the other hooks still go
+                errors.append(err)
+        if errors:
+            raise errors[0]

@@ -6,8 +6,9 @@ every start (bench/results/trace-cache-2026-12-05.md). The datapath's cache
 
 - the key covers the expanded C of the plan's sources and the full cflags: the struct
   offsets read from BTF, whether ``tcp_retransmit_skb`` has ``err``, this kernel's drop
-  reason codes, the raw ``tcp_probe`` choice and the sample mask; plus the kernel, BCC,
-  and each program's name and type;
+  reason codes, the raw ``tcp_probe`` choice and the sample mask (or sock_ops in its place,
+  and its cap); plus the kernel, BCC, and each program's name and type (the pod cgroup is
+  not: it is where the sock_ops program attaches, not what it is);
 - after a compile, the programs are pinned in the node's pin dir beside the datapath's
   (their maps, unpinned, live as long as the programs) and ``tracer-template.json`` is
   written beside the datapath's record in the state dir;
@@ -15,11 +16,15 @@ every start (bench/results/trace-cache-2026-12-05.md). The datapath's cache
   adopted; anything else is logged in one line and the tracer compiles as before.
 
 Pinned programs stay loaded after the agent exits but run nowhere: attaching is per process
-(``agent.tracing.attach``). ``tulle lab down`` and the fixtures remove the pin dir, and them.
+(``agent.tracing.attach``). The exception is the sock_ops program on the pod cgroup: an agent
+that dies without stopping leaves it attached (still tracing), and the next start that adopts
+it finds it there (``BPF_PROG_QUERY``) and does not attach it twice. ``tulle lab down`` and the
+fixtures remove the pin dir and the cgroups, and with them the programs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,7 +32,7 @@ from typing import Any
 
 from agent.datapath import templates
 from agent.datapath.cdefs import BPF_DIR
-from agent.tracing.attach import split_hook
+from agent.tracing.attach import SOCKOPS, SOCKOPS_FN, split_hook
 from agent.tracing.tracer import (
     CLASSIC_PROBE,
     OFFSETS,
@@ -38,28 +43,33 @@ from agent.tracing.tracer import (
     offset_flags,
     program_names,
     reason_flags,
+    rtt_cap_flags,
     sample_flags,
     tracepoint_has_field,
 )
 
 log = logging.getLogger("tulle.tracing")
 RECORD_NAME = "tracer-template.json"
-PROG_TYPES = {"tracepoint": 5, "raw_tracepoint": 17}  # uapi enum bpf_prog_type
+PROG_TYPES = {"tracepoint": 5, "raw_tracepoint": 17, "sock_ops": 13}  # enum bpf_prog_type
 COMPILING = "tracer: compiling, not adopting the pinned programs: "
 
 
 def build_flags(plan: HookPlan, offsets: Mapping[str, int | None], retransmit_has_err: bool,
                 reasons: Mapping[int, str], probe_sample: int | None,
-                ) -> tuple[HookPlan, list[str]]:
+                rtt_cap: int | None = None) -> tuple[HookPlan, list[str]]:
     """The plan as it will run and the cflags that build it. Pure: the kernel's answers come
     in as arguments. The raw tcp_probe reads ``srtt_us`` itself, so without that offset the
-    plan falls back to the classic tracepoint."""
+    plan falls back to the classic tracepoint. With the sock_ops hook, trace_sock.c leaves
+    tcp_probe out (``TRACE_RTT_SOCKOPS``)."""
     flags = offset_flags(offsets)
+    if SOCKOPS in plan.hooks:
+        flags.append("-DTRACE_RTT_SOCKOPS")
+        flags.extend(rtt_cap_flags(rtt_cap))
     if RAW_PROBE in plan.hooks and offsets.get("TRACE_OFF_TCP_SRTT") is not None:
         flags.append("-DTRACE_PROBE_RAW")
     elif RAW_PROBE in plan.hooks:
         hooks = tuple(CLASSIC_PROBE if h == RAW_PROBE else h for h in plan.hooks)
-        plan = HookPlan(plan.sources, hooks, plan.missing)
+        plan = dataclasses.replace(plan, hooks=hooks)
     if retransmit_has_err:
         flags.append("-DTRACE_RETRANSMIT_HAS_ERR")
     flags.extend(reason_flags(reasons))
@@ -70,8 +80,12 @@ def build_flags(plan: HookPlan, offsets: Mapping[str, int | None], retransmit_ha
 def programs(plan: HookPlan) -> list[templates.Program]:
     """The plan's programs (name, type, kernel name), as the cache keys and checks them.
     Pure."""
-    return [templates.Program(name, PROG_TYPES[split_hook(hook)[0]], kernel_name(name))
+    return [templates.Program(name, PROG_TYPES[_kind(hook)], kernel_name(name))
             for hook, name in program_names(plan).items()]
+
+
+def _kind(hook: str) -> str:
+    return "sock_ops" if hook == SOCKOPS else split_hook(hook)[0]
 
 
 def kernel_name(function: str) -> str:
@@ -83,22 +97,23 @@ def kernel_name(function: str) -> str:
     return function
 
 
-def _kernel_flags(plan: HookPlan, probe_sample: int | None) -> tuple[HookPlan, list[str]]:
+def _kernel_flags(plan: HookPlan, probe_sample: int | None,
+                  rtt_cap: int | None) -> tuple[HookPlan, list[str]]:
     from agent.tracing.btf import field_offsets
     from agent.tracing.reasons import kernel_drop_reasons
 
     return build_flags(plan, field_offsets(OFFSETS),
                        tracepoint_has_field("tcp", "tcp_retransmit_skb", "err"),
-                       kernel_drop_reasons(), probe_sample)
+                       kernel_drop_reasons(), probe_sample, rtt_cap)
 
 
 def load(plan: HookPlan, probe_sample: int | None = None, *, pin_dir: Path | None = None,
-         state_dir: Path | None = None) -> Tracer:
+         state_dir: Path | None = None, rtt_cap: int | None = None) -> Tracer:
     """``Tracer.load``: adopt (with both dirs and a matching record) or compile."""
     if not plan.sources:
         raise TracerUnavailable(
             "kernel tracing unavailable: " + (", ".join(plan.missing) or "no hooks"))
-    plan, flags = _kernel_flags(plan, probe_sample)
+    plan, flags = _kernel_flags(plan, probe_sample, rtt_cap)
     sources = [BPF_DIR / s for s in plan.sources]
     progs = programs(plan)
     ins = templates.inputs(sources, flags, progs) if pin_dir and state_dir else {}
@@ -133,6 +148,8 @@ def _compile(plan: HookPlan, sources: list[Path], flags: list[str]) -> Tracer:
             bpf.detach_tracepoint(tp)
         for raw in list(bpf.raw_tracepoint_fds):
             bpf.detach_raw_tracepoint(raw)
+        if SOCKOPS in plan.hooks:  # not a probe BCC loads by itself
+            bpf.load_func(SOCKOPS_FN.encode(), bpf.SOCK_OPS)
         fds = {name: bpf.funcs[name.encode()].fd for name in program_names(plan).values()}
     except BaseException:
         bpf.cleanup()

@@ -2,12 +2,15 @@
 thread, before the first plan or after the first sync: agent.bcc_thread.order).
 
 Tracing is best effort: a kernel without the hooks, or a compile failure, is logged with what
-is missing and the agent runs on without it. With the node's pin dir and state dir, a restart
-adopts the tracer the last compile pinned, without BCC (``agent.tracing.cache``).
+is missing and the agent runs on without it. The log line of the hooks in use names the RTT
+source: sock_ops on the pod cgroup (``--pod-cgroup``) or tcp_probe, and why. With the node's
+pin dir and state dir, a restart adopts the tracer the last compile pinned, without BCC
+(``agent.tracing.cache``).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import signal
 import threading
@@ -39,11 +42,14 @@ def start_tracing(
     switch: TraceSwitch | None = None,
     pin_dir: Path | None = None,
     state_dir: Path | None = None,
+    pod_cgroup: Path | None = None,
 ) -> HookPlan | None:
+    """`pod_cgroup` (checked: agent.tracing.cgroup.pod_cgroup): RTT from sock_ops there
+    instead of tcp_probe."""
     from agent.datapath.features import feature_probe
     from agent.tracing.feed import TraceFeed
 
-    plan = plan_hooks(feature_probe())
+    plan = plan_hooks(feature_probe(), str(pod_cgroup) if pod_cgroup else None)
     try:
         tracer = Tracer.load(plan, pin_dir=pin_dir, state_dir=state_dir)
     except TracerUnavailable as err:
@@ -60,8 +66,20 @@ def start_tracing(
         switch = TraceSwitch().install()
     if switch is not None:
         switch.attach(feed)
-    threading.Thread(target=feed.run, args=(stop,), name="trace", daemon=True).start()
+    thread = threading.Thread(target=feed.run, args=(stop,), name="trace", daemon=True)
+    thread.start()
+    # The feed closes the tracer when `stop` is set; wait for that at exit, as the sock_ops
+    # program stays on the pod cgroup (tracing) unless detached (tracepoints go with our fds).
+    atexit.register(_stop_feed, stop, thread)
     return tracer.plan
+
+
+def _stop_feed(stop: threading.Event, thread: threading.Thread, timeout: float = 5.0) -> None:
+    stop.set()
+    thread.join(timeout)
+    if thread.is_alive():
+        log.warning("tracer: not stopped within %.0f s; its sock_ops program may stay attached",
+                    timeout)
 
 
 class TraceSwitch:

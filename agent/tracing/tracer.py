@@ -1,13 +1,13 @@
 """Load the kernel connection tracer, keep its list of local pods, read its records.
 
-    plan = plan_hooks(feature_probe())         # pure: which programs this kernel can run
+    plan = plan_hooks(feature_probe(), cgroup) # pure: which programs this kernel can run
     tracer = Tracer.load(plan)                 # compiles bpf/trace_*.c, attaches (attach.py)
     Tracer.load(plan, pin_dir=p, state_dir=s)  # or adopts what a compile pinned (cache.py)
     tracer.set_local({"10.1.0.5", ...})        # the node's pods: what to trace
     records = tracer.read()                    # KernelRecords drained from the ring buffer
 
-Hooks are tracepoints only (DESIGN.md: no kprobes, no fentry here). ``trace_sock.c`` needs
-the three socket/TCP tracepoints, ``trace_drop.c`` needs ``skb:kfree_skb``; each is loaded
+Hooks are tracepoints and sock_ops (DESIGN.md: no kprobes, no fentry here). ``trace_sock.c``
+needs the three socket/TCP tracepoints, ``trace_drop.c`` needs ``skb:kfree_skb``; each is loaded
 when its hooks exist, and the plan says which are in use and which are missing.
 
 ``tcp_probe`` fires for every segment any TCP socket of the node receives, so it runs as a
@@ -17,6 +17,12 @@ up the socket (bench/results/trace-2026-12-05.md: keep-alive +4.4%, waypoint +2.
 classic tracepoint stays the fallback, also when BTF lacks ``tcp_sock.srtt_us``. Either
 way it takes a random 1 in 16 segments before any map lookup (conn_trace.h;
 bench/results/tracecost-2026-12-05.md).
+
+Given the cgroup that holds the node's pods (``--pod-cgroup``, ``agent.tracing.cgroup``), RTT
+samples come from ``trace_sockops.c``'s sock_ops ``RTT_CB`` on that cgroup instead of
+``tcp_probe``: it runs only for the pods' sockets, once per RTT measurement, every one of them
+(bench/results/sockops-rtt-2026-12-05.md: 3-4x cheaper per keep-alive request). Without a
+cgroup, or on a kernel without sock_ops, ``tcp_probe`` stays the source, and the plan says so.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.datapath.ringbuf import MappedRingBuffer
-from agent.tracing.attach import Hooks, program_name
+from agent.tracing.attach import SOCKOPS, Hooks, program_name
 from agent.tracing.records import NO_LOSS_WITHOUT_DATA, KernelRecord
 
 if TYPE_CHECKING:
@@ -52,6 +58,8 @@ SOURCES: dict[str, tuple[str, ...]] = {
 # (it tries kfree_skb), and the tcp_probe event exists.
 DERIVED = {RAW_PROBE: ("raw_tracepoint:kfree_skb", CLASSIC_PROBE)}
 FALLBACK = {RAW_PROBE: CLASSIC_PROBE}
+SOCKOPS_SOURCE = "trace_sockops.c"  # with trace_sock.c, in place of its tcp_probe
+SOCKOPS_FEATURE = "sock_ops"  # the program type, as feature_probe names it
 NEEDED_MAPS = ("map:ringbuf", "map:lru_hash")
 # -D name -> (struct, member path) read from BTF at load time (agent/tracing/btf.py)
 OFFSETS = {
@@ -76,27 +84,55 @@ class HookPlan:
     sources: tuple[str, ...]  # bpf/*.c files to load
     hooks: tuple[str, ...]  # hooks in use
     missing: tuple[str, ...]  # hooks or maps this kernel lacks
+    cgroup: str | None = None  # the pod cgroup the sock_ops hook attaches to
+
+    @property
+    def rtt_source(self) -> str:
+        """Where RTT samples come from: ``sock_ops`` (RTT_CB on the pod cgroup),
+        ``tcp_probe`` or ``none``."""
+        if SOCKOPS in self.hooks:
+            return "sock_ops"
+        return "tcp_probe" if RAW_PROBE in self.hooks or CLASSIC_PROBE in self.hooks else "none"
 
     def describe(self) -> str:
         used = ", ".join(self.hooks) or "none"
         lacking = f"; missing: {', '.join(self.missing)}" if self.missing else ""
-        return f"tracing hooks in use: {used}{lacking}"
+        if self.rtt_source == "sock_ops":
+            rtt = f"; RTT from sock_ops RTT_CB on the pod cgroup {self.cgroup}"
+        elif self.rtt_source == "tcp_probe":
+            rtt = ("; RTT from tcp_probe (per received segment: "
+                   + ("sock_ops unavailable" if SOCKOPS_FEATURE in self.missing
+                      else "no --pod-cgroup") + ")")
+        else:
+            rtt = ""
+        return f"tracing hooks in use: {used}{lacking}{rtt}"
 
 
-def plan_hooks(features: Mapping[str, bool]) -> HookPlan:
-    """Which tracer programs this kernel can run, from `feature_probe()`'s answers. Pure."""
+def plan_hooks(features: Mapping[str, bool], cgroup: str | None = None) -> HookPlan:
+    """Which tracer programs this kernel can run, from `feature_probe()`'s answers; RTT from
+    sock_ops on `cgroup` (the node's pod cgroup, checked by the caller) when given and the
+    kernel loads sock_ops, else from tcp_probe. Pure."""
     maps_missing = [m for m in NEEDED_MAPS if not features.get(m)]
     missing = list(maps_missing)
+    sockops = cgroup is not None and bool(features.get(SOCKOPS_FEATURE))
+    if cgroup is not None and not sockops:
+        missing.append(SOCKOPS_FEATURE)
     sources: list[str] = []
     hooks: list[str] = []
     for source, wanted in SOURCES.items():
+        if sockops and source == "trace_sock.c":
+            wanted = tuple(h for h in wanted if h != RAW_PROBE)
         needs = tuple(_usable(h, features) for h in wanted)
         lacking = [h for h in needs if not features.get(h) and not _derived(h, features)]
         missing.extend(lacking)
         if not lacking and not maps_missing:  # one program's missing hook spares the other
             sources.append(source)
             hooks.extend(needs)
-    return HookPlan(tuple(sources), tuple(hooks), tuple(missing))
+            if sockops and source == "trace_sock.c":
+                sources.append(SOCKOPS_SOURCE)
+                hooks.append(SOCKOPS)
+    used_cgroup = cgroup if SOCKOPS in hooks else None
+    return HookPlan(tuple(sources), tuple(hooks), tuple(missing), used_cgroup)
 
 
 def _derived(hook: str, features: Mapping[str, bool]) -> bool:
@@ -129,6 +165,15 @@ def sample_flags(probe_sample: int | None) -> list[str]:
     if probe_sample < 1 or probe_sample & (probe_sample - 1):
         raise ValueError(f"probe_sample must be a power of two >= 1, not {probe_sample}")
     return [f"-DTRACE_PROBE_SAMPLE_MASK={probe_sample - 1}"]
+
+
+def rtt_cap_flags(rtt_cap: int | None) -> list[str]:
+    """The -D flag capping sock_ops RTT samples per socket (None: no cap)."""
+    if rtt_cap is None:
+        return []
+    if rtt_cap < 1:
+        raise ValueError(f"rtt_cap must be >= 1, not {rtt_cap}")
+    return [f"-DTRACE_RTT_SAMPLE_CAP={rtt_cap}"]
 
 
 def tracepoint_has_field(category: str, event: str, field: str) -> bool:
@@ -172,7 +217,8 @@ class Tracer:
         self.hooks = Hooks({})
         self.ring: MappedRingBuffer | None = None
         try:
-            self.hooks = Hooks({h: prog_fds[name] for h, name in program_names(plan).items()})
+            self.hooks = Hooks({h: prog_fds[name] for h, name in program_names(plan).items()},
+                               Path(plan.cgroup) if plan.cgroup else None)
             self.layout = self.table("trace_record_layout").Leaf
             self.record_size = ctypes.sizeof(self.layout)
             ring = self.table(RING)
@@ -187,15 +233,18 @@ class Tracer:
 
     @classmethod
     def load(cls, plan: HookPlan, probe_sample: int | None = None, *,
-             pin_dir: Path | None = None, state_dir: Path | None = None) -> Tracer:
+             pin_dir: Path | None = None, state_dir: Path | None = None,
+             rtt_cap: int | None = None) -> Tracer:
         """Compile and attach the plan's programs. `probe_sample`: tcp_probe takes 1 in that
         many segments (a power of two; None: conn_trace.h's default, 16; 1: every one).
+        `rtt_cap`: sock_ops stops a socket's RTT callbacks after that many samples (None:
+        never).
         With `pin_dir` and `state_dir`, adopt the programs an earlier compile of the same
         inputs pinned there (no BCC), or compile and pin them for the next start
         (``agent.tracing.cache``)."""
         from agent.tracing.cache import load
 
-        return load(plan, probe_sample, pin_dir=pin_dir, state_dir=state_dir)
+        return load(plan, probe_sample, pin_dir=pin_dir, state_dir=state_dir, rtt_cap=rtt_cap)
 
     def table(self, name: str) -> Any:
         """Map ``name`` with BCC's table API."""
@@ -246,7 +295,12 @@ class Tracer:
     def close(self) -> None:
         """Detach and release our fds: unpinned programs and maps go with the last one,
         pinned ones (``agent.tracing.cache``) stay loaded, attached nowhere."""
-        self.hooks.close()
+        try:
+            self.hooks.close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
         if self.ring is not None:
             self.ring.close()
             self.ring = None

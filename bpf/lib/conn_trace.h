@@ -18,8 +18,10 @@
  * than the kernel, so BCC's view of struct sock would be wrong. Everything else comes from
  * tracepoint arguments, whose layout BCC reads from tracefs at compile time.
  *
- * No map here is pinned: the tracer's programs live as long as the agent that attached them,
- * and so does its state.
+ * No map here is pinned: they live as long as the tracer's programs (pinned by the agent's
+ * compile cache, agent/tracing/cache.py). trace_conns_v1 is written by trace_sock.c's
+ * tracepoints and, for RTT samples, by tcp_probe there or trace_sockops.c's RTT_CB: all key
+ * it by the same struct sock address.
  */
 #ifndef TULLE_CONN_TRACE_H
 #define TULLE_CONN_TRACE_H

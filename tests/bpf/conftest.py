@@ -9,6 +9,9 @@ Fixtures:
   module; ``dp``: the same, its maps reset for each test (modules that need more per-test
   state override ``dp``).
 
+- ``netns``: a network namespace holding ``TRACE_POD_IP`` on its lo (the tracer's tests);
+  ``node_cgroups``: a node's cgroup subtree with a pod, and another node's pod.
+
 Other programs' tests follow the same shape: a session fixture that calls ``load_program`` once,
 and a small runner that resets the maps the test reads.
 """
@@ -17,9 +20,11 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -137,3 +142,45 @@ def runner() -> Iterator[Runner]:
 def dp(runner: Runner) -> Runner:
     runner.reset()
     return runner
+
+
+# -- the tracer's tests: a pod's network namespace and its node's cgroups ----------------------
+TRACE_POD_IP = "10.99.77.1"  # on the namespace's lo only
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A namespace of the test's own whose lo carries ``TRACE_POD_IP``: the pod."""
+    name = f"tulle-test{secrets.token_hex(3)}-trace"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for cmd in (["ip", "link", "set", "lo", "up"],
+                    ["ip", "addr", "add", f"{TRACE_POD_IP}/32", "dev", "lo"]):
+            subprocess.run(["ip", "netns", "exec", name, *cmd], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+@dataclass(frozen=True)
+class NodeCgroups:
+    node: Path  # the node's subtree: the agent's --pod-cgroup
+    pod: Path  # a pod of the node
+    outside: Path  # another node's pod: not below ``node``
+
+
+@pytest.fixture
+def node_cgroups() -> Iterator[NodeCgroups]:
+    """A lab-shaped cgroup tree (lab.cgroups), removed bottom-up after the test."""
+    from lab import cgroups
+
+    if not cgroups.available():
+        pytest.skip(f"no cgroup v2 at {cgroups.CGROUP_V2}")
+    lab = "test" + secrets.token_hex(3)
+    tree = NodeCgroups(cgroups.make(cgroups.pod_cgroup(lab, "n1", "t", "p")).parent,
+                       cgroups.pod_cgroup(lab, "n1", "t", "p"),
+                       cgroups.make(cgroups.pod_cgroup(lab, "n2", "t", "q")))
+    try:
+        yield tree
+    finally:
+        cgroups.remove(cgroups.lab_cgroup(lab))

@@ -64,19 +64,6 @@ def node(tmp_path: Path) -> Iterator[Node]:
         shutil.rmtree(pin.parent, ignore_errors=True)
 
 
-@pytest.fixture
-def netns() -> Iterator[str]:
-    name = f"tulle-test{secrets.token_hex(3)}-tcache"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        for cmd in (["ip", "link", "set", "lo", "up"],
-                    ["ip", "addr", "add", f"{POD_IP}/32", "dev", "lo"]):
-            subprocess.run(["ip", "netns", "exec", name, *cmd], check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=True)
-
-
 def start(node: Node, caplog: pytest.LogCaptureFixture, features: dict[str, bool] | None = None,
           **kwargs: object) -> tuple[Tracer, str]:
     """Load as an agent start would; the tracer and the reason it compiled ("" if not)."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -22,10 +21,11 @@ from agent.tracing.kallsyms import Symbols
 from agent.tracing.reasons import kernel_drop_reasons
 from agent.tracing.records import KIND_CLOSE, KIND_DROP, KernelRecord, to_flow
 from agent.tracing.tracer import SOURCES, Tracer, plan_hooks
+from tests.bpf.conftest import TRACE_POD_IP
 
 pytestmark = pytest.mark.bpf
 
-POD_IP = "10.99.77.1"
+POD_IP = TRACE_POD_IP  # the netns fixture's (tests/bpf/conftest.py)
 
 # In the namespace: a server on the pod address and on loopback, a client for each, and a
 # connection to a closed port. Prints the client ports.
@@ -46,19 +46,6 @@ except OSError:
     pass
 print(json.dumps(out))
 """
-
-
-@pytest.fixture
-def netns() -> Iterator[str]:
-    name = f"tulle-test{secrets.token_hex(3)}-trace"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        for cmd in (["ip", "link", "set", "lo", "up"],
-                    ["ip", "addr", "add", f"{POD_IP}/32", "dev", "lo"]):
-            subprocess.run(["ip", "netns", "exec", name, *cmd], check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=True)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import lifecycle, procs
+from lab import cgroups, lifecycle, procs
 from lab.state import LabPaths
 
 from .conftest import Lab
@@ -295,8 +295,10 @@ def test_lab_up_then_down_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
             "waypoint-node1",
         ]
         records = procs.load_records(LabPaths.for_lab(name).procs)
+        assert (cgroups.node_cgroup(name, "node1") / cgroups.WAYPOINT).is_dir()
     finally:
         lifecycle.down(name, lambda _m: None)
+    assert not cgroups.lab_cgroup(name).exists()  # the node's subtree, its pods' and waypoint's
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"tulle-{name}-" not in ns
     assert not any(procs.is_alive(r) for r in records)

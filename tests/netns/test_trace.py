@@ -109,6 +109,8 @@ def test_rtt_matches_ss_for_the_same_socket(lab: Lab, trc: dict[str, Any]) -> No
                        what="the client's close record")
     srtt = records[0]["flow"]["tulle"]["tcp"]["srtt_us"]
     reference = got["ss_rtt_us"]
+    # RTT_CB on the node's pod cgroup: one sample per request, where tcp_probe took 1 in 16.
+    assert srtt["samples"] >= 20, srtt
     # ss reads tp->srtt_us while the socket is open; our last sample is read from the same
     # socket as it leaves ESTABLISHED (nothing arrives in between: the exchange was over).
     assert abs(srtt["last"] - reference) <= max(0.10 * reference, 50), (srtt, got["ss"])
@@ -254,7 +256,7 @@ def test_trace_follow_prints_new_connections_as_they_close(lab: Lab, trc: dict[s
 
 def test_lab_status_reports_the_hooks_in_use(lab: Lab) -> None:
     out = wait_for(lambda: (s := lab.tulle("lab", "status").stdout).count(
-        "tracing on 4 tracepoints") == 2 and s, what="both agents tracing")
+        "tracing on 4 hooks (RTT from sock_ops)") == 2 and s, what="both agents tracing")
     assert "missing" not in out
 
 
