@@ -69,8 +69,8 @@ def _processes(path: Path) -> list[int]:
 
 def remove(path: Path, wait: float = 5.0) -> list[str]:
     """Remove the cgroup ``path`` and everything below it, deepest first; the cgroups
-    removed. Processes still inside (they are the lab's: it put them there) are killed
-    through ``cgroup.kill`` after ``wait`` seconds of waiting for them to leave."""
+    removed. Processes still inside (they are the lab's: it put them there) are killed by
+    their PIDs (``cgroup.procs``) after ``wait`` seconds of waiting for them to leave."""
     if not path.is_dir():
         return []
     removed: list[str] = []
@@ -104,11 +104,9 @@ def _rmdir(cg: Path, wait: float) -> None:
 
 
 def _kill(cg: Path) -> None:
-    try:
-        (cg / "cgroup.kill").write_text("1")
-    except OSError:  # before Linux 5.14: one by one
-        for pid in _processes(cg):
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
+    # By PID, not ``cgroup.kill``: the lab ends only processes it can name (its own).
+    for pid in _processes(cg):
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
