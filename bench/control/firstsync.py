@@ -107,14 +107,15 @@ def stages_mode(kubeconfig: Path, bpf: bool, trace: bool,
     return dict(json.loads(out.read_text()))
 
 
-def daemon_mode(kubeconfig: Path, trace: bool, profile: Path | None) -> dict[str, Any]:
+def daemon_mode(kubeconfig: Path, trace: bool, profile: Path | None,
+                timeline: bool = False) -> dict[str, Any]:
     """The real agent twice on one pin dir and state dir: a fresh node's start (BCC compiles)
     and a restart (the compile caches adopt the pinned programs: the datapath's, the tracer's)."""
     pin_dir = Path(f"/sys/fs/bpf/tulle/fsbench-{os.getpid()}/{NODE}")
     try:
-        fresh = _agent_start(kubeconfig, pin_dir, trace, profile, "fresh")
+        fresh = _agent_start(kubeconfig, pin_dir, trace, profile, "fresh", timeline)
         fresh.update(SAMPLERS["fresh"].summary())
-        restart = _agent_start(kubeconfig, pin_dir, trace, profile, "restart")
+        restart = _agent_start(kubeconfig, pin_dir, trace, profile, "restart", timeline)
         restart.update(SAMPLERS["restart"].summary())
     finally:
         shutil.rmtree(pin_dir.parent, ignore_errors=True)  # bpffs: unlink the pins
@@ -122,16 +123,21 @@ def daemon_mode(kubeconfig: Path, trace: bool, profile: Path | None) -> dict[str
 
 
 def _agent_start(kubeconfig: Path, pin_dir: Path, trace: bool, profile: Path | None,
-                 name: str) -> dict[str, Any]:
+                 name: str, timeline: bool = False) -> dict[str, Any]:
     work = kubeconfig.parent
     health = work / f"health-{name}.json"
-    argv = [*_spy(profile, f"daemon-{name}"), sys.executable, "-m", "agent.cli.node", "agent",
+    spans = work / f"timeline-{name}.json"
+    env = {**os.environ, "FSTIMELINE_OUT": str(spans)} if timeline else None
+    module = "bench.control.fstimeline" if timeline else "agent.cli.node"
+    server = _api_server_pid()
+    server_cpu = _cpu_of(server) if server else None
+    argv = [*_spy(profile, f"daemon-{name}"), sys.executable, "-m", module, "agent",
             "--node", NODE, "--kubeconfig", str(kubeconfig), "--health-file", str(health),
             "--pin-dir", str(pin_dir), "--state-dir", str(work / "agent-state"),
             "--observer-port", str(free_port()),
             "--metrics-address", "", *([] if trace else ["--no-trace"])]
     log = (work / f"agent-{name}.log").open("w")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
     sampler = SAMPLERS[name] = RssSampler(proc.pid if profile is None else None)
     try:
         deadline = time.monotonic() + 300
@@ -144,6 +150,8 @@ def _agent_start(kubeconfig: Path, pin_dir: Path, trace: bool, profile: Path | N
                 datapath = {}
             if datapath.get("first_sync_s") is not None:
                 cpu_s = _cpu_of(proc.pid if profile is None else _agent_pid(proc.pid))
+                if server and server_cpu is not None:  # the API server's CPU meanwhile
+                    server_cpu = round((_cpu_of(server) or 0.0) - server_cpu, 2)
                 break
             if proc.poll() is not None:
                 raise SystemExit(f"the agent exited ({proc.returncode}); see {log.name}")
@@ -160,7 +168,8 @@ def _agent_start(kubeconfig: Path, pin_dir: Path, trace: bool, profile: Path | N
         text = Path(log.name).read_text()
         return {"first_sync_s": datapath["first_sync_s"], "loaded_s": datapath.get("loaded_s"),
                 "services": datapath.get("services"), "peak_rss_mb": round(hwm / 1024, 1),
-                "cpu_at_sync_s": cpu_s,
+                "cpu_at_sync_s": cpu_s, "api_server_cpu_s": server_cpu,
+                **({"timeline": _read_timeline(spans)} if timeline else {}),
                 "adopted": "datapath: adopted the programs" in text,
                 "tracer_adopted": "tracer: adopted the programs" in text}
     finally:
@@ -241,6 +250,25 @@ def _cpu_of(pid: int) -> float | None:
     return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
 
 
+def _api_server_pid() -> int | None:
+    """Our child serving the lab API (bench.control.apiserver), to count its CPU."""
+    me = os.getpid()
+    for pid in Path(f"/proc/{me}/task/{me}/children").read_text().split():
+        try:
+            if b"lab.apiserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return int(pid)
+        except OSError:
+            continue
+    return None
+
+
+def _read_timeline(path: Path) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return dict(json.loads(path.read_text())) if path.exists() else {}
+
+
 def _agent_pid(spy_pid: int) -> int:
     """Under py-spy, the agent is py-spy's child."""
     children = Path(f"/proc/{spy_pid}/task/{spy_pid}/children").read_text().split()
@@ -289,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-bpf", action="store_true", help="stub the kernel (stages only)")
     parser.add_argument("--no-trace", action="store_true", help="leave the tracer out")
     parser.add_argument("--profile", type=Path, help="py-spy flamegraphs into this directory")
+    parser.add_argument("--timeline", action="store_true",
+                        help="daemon mode: spans and per-thread CPU (bench.control.fstimeline)")
     parser.add_argument("--out", type=Path, help="write the result as JSON here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
@@ -317,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.mode in ("stages", "both"):
                 result["stages"] = stages_mode(kubeconfig, bpf, trace, args.profile)
             if args.mode in ("daemon", "both"):
-                result["daemon"] = daemon_mode(kubeconfig, trace, args.profile)
+                result["daemon"] = daemon_mode(kubeconfig, trace, args.profile,
+                                               args.timeline)
     text = report(result)
     print(text)
     if args.out:
