@@ -295,16 +295,23 @@ def report(result: dict[str, Any]) -> str:
     if daemon:
         lines.append("\nReal agent (`python -m agent.cli.node agent`), first full sync from "
                      "process start:\n\n| start | first sync s | agent CPU s by then "
-                     "| eBPF loaded at s | peak RSS MB | RSS peaked at s | services in the maps |"
-                     "\n|---|---|---|---|---|---|---|")
+                     "| API server CPU s meanwhile | eBPF loaded at s | peak RSS MB "
+                     "| RSS peaked at s | services in the maps |\n"
+                     "|---|---|---|---|---|---|---|---|")
         for name, row in (("fresh node (compiles)", daemon.get("fresh")),
                           ("restart (compile cache)", daemon)):
             if row:
                 how = "" if row.get("adopted") == ("restart" in name) else " (sic: see log)"
                 peak_at = row.get("rss_peak_at_s", "")
                 lines.append(f"| {name}{how} | {row['first_sync_s']} "
-                             f"| {row.get('cpu_at_sync_s')} | {row['loaded_s']} "
+                             f"| {row.get('cpu_at_sync_s')} | {row.get('api_server_cpu_s')} "
+                             f"| {row['loaded_s']} "
                              f"| {row['peak_rss_mb']} | {peak_at} | {row['services']} |")
+        for name, row in (("fresh node", daemon.get("fresh")), ("restart", daemon)):
+            if row and row.get("timeline"):
+                from bench.control.fstimeline import summarize
+
+                lines += ["", f"Timeline of the {name}'s start:", "", summarize(row["timeline"])]
     lines.append(f"\nTargets: ≤ {SYNC_TARGET_S:.0f} s and ≤ {SYNC_TARGET_MB:.0f} MB.")
     return "\n".join(lines)
 

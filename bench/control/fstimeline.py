@@ -3,12 +3,13 @@
 are imported, so the import order and timing stay the agent's own):
 
 - spans: start and end (seconds since the process started, as ``first_sync_s`` counts),
-  wall, and the CPU of the calling thread (``time.thread_time``) of the BCC thread's steps
+  wall, the CPU of the calling thread (``time.thread_time``) and its time runnable on a run
+  queue without a core (schedstat) of the BCC thread's steps
   (``import bcc``, the compile cache's hash and adoption, BCC's compile, each program's
   verifier load, the record, the post-compile trim, the attach), each list, the first
   resync and its map writes;
-- every 20 ms, each thread's CPU seconds so far (/proc/self/task/*/stat, named after the
-  Python thread when there is one), so a report can say who held the cores meanwhile.
+- every 50 ms, each thread's CPU seconds and run-queue wait so far (/proc/self/task/*/stat
+  and schedstat, named after the Python thread when there is one): who held the cores.
 
 It writes the JSON to ``FSTIMELINE_OUT`` once the first sync is done (bench.control.firstsync
 ``--timeline`` reads it). A measuring tool: nothing of it runs in the agent otherwise.
@@ -52,16 +53,22 @@ def age() -> float:
     return round(time.monotonic() - _ORIGIN, 4)
 
 
+def _run_delay() -> float:
+    """Seconds the calling thread waited on a run queue (runnable, no core) so far."""
+    return int(Path("/proc/thread-self/schedstat").read_text().split()[1]) / 1e9
+
+
 def span(name: str, fn: Callable[..., Any], label: Callable[..., str] | None = None
          ) -> Callable[..., Any]:
     def timed(*args: Any, **kwargs: Any) -> Any:
-        start, cpu = age(), time.thread_time()
+        start, cpu, waited = age(), time.thread_time(), _run_delay()
         try:
             return fn(*args, **kwargs)
         finally:
             row: dict[str, Any] = {"span": name + (f" {label(*args, **kwargs)}" if label else ""),
                    "thread": threading.current_thread().name, "start": start, "end": age(),
-                   "cpu_s": round(time.thread_time() - cpu, 4)}
+                   "cpu_s": round(time.thread_time() - cpu, 4),
+                   "runq_s": round(_run_delay() - waited, 4)}
             row["wall_s"] = round(row["end"] - start, 4)
             with _LOCK:
                 _SPANS.append(row)
@@ -69,7 +76,7 @@ def span(name: str, fn: Callable[..., Any], label: Callable[..., str] | None = N
     return timed
 
 
-def _thread_cpu() -> dict[str, float]:
+def _thread_cpu() -> dict[str, list[float]]:
     names = {t.native_id: t.name for t in threading.enumerate()}
     out = {}
     for task in Path("/proc/self/task").iterdir():
@@ -79,12 +86,17 @@ def _thread_cpu() -> dict[str, float]:
             continue
         tid = int(task.name)
         comm = (task / "comm").read_text().strip() if tid not in names else names[tid]
-        out[f"{comm}:{tid}"] = round((int(fields[11]) + int(fields[12])) / _TICK, 2)
+        try:
+            runq = int((task / "schedstat").read_text().split()[1]) / 1e9
+        except OSError:
+            runq = 0.0
+        out[f"{comm}:{tid}"] = [round((int(fields[11]) + int(fields[12])) / _TICK, 2),
+                                round(runq, 3)]
     return out
 
 
 def _sampler(stop: threading.Event) -> None:
-    while not stop.wait(0.02):
+    while not stop.wait(0.05):
         _SAMPLES.append({"at": age(), "threads": _thread_cpu()})
 
 
@@ -157,6 +169,23 @@ def _writer(out: Path, stop: threading.Event) -> None:
     stop.set()
     out.write_text(json.dumps({"spans": sorted(_SPANS, key=lambda s: s["start"]),
                                "samples": _SAMPLES}, indent=1))
+
+
+def summarize(timeline: dict[str, Any]) -> str:
+    """The spans by start time, then each thread's CPU and run-queue wait at the last sample."""
+    lines = ["| span | thread | start s | end s | wall s | its thread's CPU s "
+             "| runnable, no core s |",
+             "|---|---|---|---|---|---|---|"]
+    for row in timeline.get("spans", []):
+        lines.append(f"| {row['span']} | {row['thread']} | {row['start']} | {row['end']} "
+                     f"| {row['wall_s']} | {row['cpu_s']} | {row.get('runq_s', '')} |")
+    samples = timeline.get("samples") or []
+    if samples:
+        last = samples[-1]
+        lines += ["", f"Threads at {last['at']} s (CPU s, runnable without a core s):", ""]
+        busy = sorted(last["threads"].items(), key=lambda kv: -kv[1][0])
+        lines += [f"- {name}: {cpu} / {runq}" for name, (cpu, runq) in busy if cpu or runq]
+    return "\n".join(lines)
 
 
 def main() -> None:
