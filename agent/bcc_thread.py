@@ -3,15 +3,19 @@
 BCC compiles in C without the GIL, so the thread runs beside the informers' lists
 (agent/daemon.py `run`); the first sync plans once ``plan_gate`` opens and writes once the
 controller has the maps (DatapathController.attach). The two compiles run one after the other
-on this one thread: each borrows fd 2 process-wide (agent.datapath.bpf_loader), and two at
-once would take both cores from the sync.
+on this one thread: each borrows fd 2 process-wide (agent.datapath.bpf_loader), two at once
+would take both cores from the sync, and BCC crashed when two threads of one process compiled
+at once (bench.control.compileprof's parallel-split: a segfault).
 
 The order depends on whether this start compiles its datapath (``order``), measured at 10,000
 Services in bench/results/fresh-compile-2026-12-05.md:
 - it compiles (a fresh node, or new inputs): the first plan runs beside the datapath's compile
   and the tracer compiles after the first sync, so the sync waits for neither the tracer nor
-  the compile's end (only its writes wait for the maps). BCC's libraries are resident by then,
-  so the tracer adds only its compile's transient (~38 MB) to the synced state;
+  the compile's end (only its writes wait for the maps). The compile is then the sync's
+  critical path: the other threads but the plan's yield the cores to it (``CompileFirst``),
+  and the post-compile trim runs beside the first writes, after the attach. BCC's libraries
+  are resident by then, so the tracer adds only its compile's transient (~38 MB) to the
+  synced state;
 - it adopted the pinned programs (a restart; no BCC imported yet): the tracer goes first and
   the plan waits for it. Usually the tracer is adopted too (agent/tracing/cache.py: ~0.1 s
   CPU, ready before the lists end); when it must compile, BCC's libraries plus the compile
