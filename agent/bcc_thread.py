@@ -11,11 +11,9 @@ The order depends on whether this start compiles its datapath (``order``), measu
 Services in bench/results/fresh-compile-2026-12-05.md:
 - it compiles (a fresh node, or new inputs): the first plan runs beside the datapath's compile
   and the tracer compiles after the first sync, so the sync waits for neither the tracer nor
-  the compile's end (only its writes wait for the maps). The compile is then the sync's
-  critical path: the other threads but the plan's yield the cores to it (``CompileFirst``),
-  and the post-compile trim runs beside the first writes, after the attach. BCC's libraries
-  are resident by then, so the tracer adds only its compile's transient (~38 MB) to the
-  synced state;
+  the compile's end (only its writes wait for the maps; the post-compile trim runs beside
+  them, after the attach). BCC's libraries are resident by then, so the tracer adds only its
+  compile's transient (~38 MB) to the synced state;
 - it adopted the pinned programs (a restart; no BCC imported yet): the tracer goes first and
   the plan waits for it. Usually the tracer is adopted too (agent/tracing/cache.py: ~0.1 s
   CPU, ready before the lists end); when it must compile, BCC's libraries plus the compile
@@ -27,7 +25,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import sys
 import threading
 import time
@@ -101,74 +98,6 @@ def tracer_step(agent: TracedAgent, ingest: FlowIngest, pin_dir: Path | None = N
     return step
 
 
-# How much lower the other threads run while the datapath compiles: at nice 10 a thread
-# weighs ~1/9 of one at nice 0 in the scheduler's share of a core.
-YIELD_NICE = 10
-_CAP_SYS_NICE = 23
-
-
-def _may_restore() -> bool:
-    """Whether this process may lower a nice value back (CAP_SYS_NICE; raising one needs no
-    privilege, undoing it does): else a raised nice would stay for the agent's life."""
-    try:
-        status = Path("/proc/self/status").read_text()
-        cap_eff = int(next(line.split()[1] for line in status.splitlines()
-                           if line.startswith("CapEff:")), 16)
-    except (OSError, StopIteration, ValueError):
-        return False
-    return bool(cap_eff >> _CAP_SYS_NICE & 1)
-
-
-def _tids() -> list[int]:
-    return [int(name) for name in os.listdir("/proc/self/task")]
-
-
-# The thread of the first sync (agent.daemon names it): it plans beside the compile, and once
-# the lists are in, that plan is as long a path as the compile's (fresh-node-2026-12-05.md).
-SPARED = ("sync",)
-
-
-class CompileFirst:
-    """While the datapath compiles, the process's other threads run at a lower priority
-    (nice + YIELD_NICE, each by its thread id), but for the first plan's (``spared``). The
-    compile (BCC, C without the GIL) is a fresh node's critical path, while the informers'
-    decoding and the rest of the start, its Python peers, have slack until the maps exist
-    (bench/results/fresh-node-2026-12-05.md): when both want a core the compile gets it, and
-    when cores are free nothing changes. ``restore`` puts each thread back at its nice from
-    before, and threads started meanwhile (they inherited their creator's lowered one) at
-    the calling thread's. A process that could not undo it (no CAP_SYS_NICE) changes
-    nothing."""
-
-    def __init__(self, step: int = YIELD_NICE, spared: tuple[str, ...] = SPARED) -> None:
-        self.me = threading.get_native_id()
-        self.base = os.getpriority(os.PRIO_PROCESS, self.me)
-        self.lowered: dict[int, int] = {}  # thread id -> its nice before
-        if not _may_restore():
-            return
-        keep = {t.native_id for t in threading.enumerate() if t.name in spared}
-        for tid in _tids():
-            if tid == self.me or tid in keep:
-                continue
-            try:
-                before = os.getpriority(os.PRIO_PROCESS, tid)
-                os.setpriority(os.PRIO_PROCESS, tid, min(19, before + step))
-            except OSError:  # it ended meanwhile
-                continue
-            self.lowered[tid] = before
-
-    def restore(self) -> None:
-        if not self.lowered:
-            return
-        lowered, self.lowered = self.lowered, {}
-        for tid in _tids():
-            if tid == self.me:
-                continue
-            try:
-                os.setpriority(os.PRIO_PROCESS, tid, lowered.get(tid, self.base))
-            except OSError:
-                continue
-
-
 def after_compile() -> None:
     """Give back what a BCC compile leaves in our RSS: the C heap's freed LLVM memory and the
     compiler libraries' file pages (a later compile faults back the pages it uses). A start
@@ -205,7 +134,6 @@ class DatapathLoad:
         self.compiled_datapath = False  # this start compiled its datapath (BCC is resident)
         self.loaded_s: float | None = None
         self.error: BaseException | None = None
-        self.favoured: CompileFirst | None = None  # while the datapath compiles
 
     def start(self) -> DatapathLoad:
         threading.Thread(target=self._run, name="bcc", daemon=True).start()
@@ -257,15 +185,10 @@ class DatapathLoad:
         self.compiled_datapath = True
         if order(True).plan_beside_compile:
             self.gate.set()
-        self.favoured = CompileFirst()
 
     def _load(self) -> None:
         started = time.monotonic()
-        try:
-            dp = load_datapath(self.pin_dir, self.state_dir, self._compiling)
-        finally:
-            if self.favoured is not None:
-                self.favoured.restore()
+        dp = load_datapath(self.pin_dir, self.state_dir, self._compiling)
         self.controller.attach(dp)
         self.loaded_s = process_age()
         # After the attach: the first sync writes its maps meanwhile (reading smaps here

@@ -7,7 +7,6 @@ rejection on that thread still fails the agent, with its own error."""
 from __future__ import annotations
 
 import gc
-import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -141,6 +140,23 @@ def test_after_an_adopted_load_the_tracer_compiles_before_the_first_plan(
     assert steps.seen == ["load", "tracer, attached"]
 
 
+def test_the_post_compile_trim_runs_after_the_attach(
+    controller: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trim (malloc_trim, the compiler's file pages: a read of smaps that waits for the
+    GIL beside the first plan) runs beside the first sync's writes, not before they may
+    start."""
+    steps = Steps(controller)
+    trims: list[bool] = []
+    monkeypatch.setattr(bcc_thread, "load_datapath", steps.load)
+    monkeypatch.setattr(bcc_thread, "after_compile",
+                        lambda: trims.append(controller.attached.is_set()))
+    load = start(steps, controller, threading.Event())
+    load.wait()
+    wait_for(lambda: trims, "the trim")
+    assert trims == [True]
+
+
 @pytest.mark.parametrize("adopted", [False, True])
 def test_a_failed_load_skips_the_tracer_and_wait_raises_it(
     controller: Any, monkeypatch: pytest.MonkeyPatch, adopted: bool
@@ -242,103 +258,3 @@ def test_the_first_plan_waits_for_the_compiles_when_gated(lab: Lab) -> None:
         agent.stop.set()
         agent.source.stop()
         syncer.join(timeout=5)
-
-
-def _nice(tid: int) -> int:
-    return os.getpriority(os.PRIO_PROCESS, tid)
-
-
-@pytest.mark.skipif(not bcc_thread._may_restore(), reason="needs CAP_SYS_NICE to restore")
-def test_the_other_threads_yield_to_the_compile_and_get_their_priority_back() -> None:
-    stop, started = threading.Event(), threading.Event()
-    tids: dict[str, int] = {}
-
-    def idle() -> None:
-        tids[threading.current_thread().name] = threading.get_native_id()
-        started.set()
-        stop.wait(10)
-
-    def spawn(name: str) -> threading.Thread:
-        started.clear()
-        thread = threading.Thread(target=idle, name=name, daemon=True)
-        thread.start()
-        started.wait(5)
-        return thread
-
-    threads = [spawn("watch-Service"), spawn("sync")]
-    base = _nice(threading.get_native_id())
-    favoured: dict[str, Any] = {}
-
-    def compile_thread() -> None:  # the BCC thread: it lowers the others, never itself
-        favoured["it"] = bcc_thread.CompileFirst()
-        favoured["own"] = _nice(threading.get_native_id())
-
-    try:
-        runner = threading.Thread(target=compile_thread)
-        runner.start()
-        runner.join(5)
-        assert favoured["own"] == base
-        assert _nice(tids["watch-Service"]) == min(19, base + bcc_thread.YIELD_NICE)
-        assert _nice(threading.get_native_id()) == min(19, base + bcc_thread.YIELD_NICE)
-        assert _nice(tids["sync"]) == base  # the first plan's thread is spared
-        # A thread started meanwhile inherits its creator's lowered priority ...
-        threads.append(spawn("observer"))
-        assert _nice(tids["observer"]) == min(19, base + bcc_thread.YIELD_NICE)
-        favoured["it"].restore()
-        # ... and all are back where they were once the load is done.
-        assert [_nice(tids[n]) for n in ("watch-Service", "sync", "observer")] == [base] * 3
-        assert _nice(threading.get_native_id()) == base
-    finally:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), base)
-        stop.set()
-        for thread in threads:
-            thread.join(5)
-
-
-@pytest.mark.skipif(not bcc_thread._may_restore(), reason="needs CAP_SYS_NICE to restore")
-@pytest.mark.parametrize("fails", [False, True])
-def test_the_load_lowers_the_others_only_while_it_compiles(
-    controller: Any, monkeypatch: pytest.MonkeyPatch, fails: bool
-) -> None:
-    """The main thread (lists, imports) runs lowered while the datapath compiles, and is
-    back at its priority before the maps are attached (and after a failed compile)."""
-    main = threading.get_native_id()
-    base = _nice(main)
-    seen: dict[str, int] = {}
-
-    def load(_pin: Path, _state: Path | None, compiling: Any = None) -> Any:
-        seen["before the compile"] = _nice(main)
-        compiling()
-        seen["compiling"] = _nice(main)
-        if fails:
-            raise OSError(1, "Operation not permitted")
-        return NoMaps()
-
-    attach = controller.attach
-    monkeypatch.setattr(controller, "attach",
-                        lambda dp: (seen.setdefault("at the attach", _nice(main)), attach(dp)))
-    monkeypatch.setattr(bcc_thread, "load_datapath", load)
-    try:
-        load_ = start(Steps(controller), controller, threading.Event())
-        if fails:
-            with pytest.raises(OSError):
-                load_.wait()
-        else:
-            load_.wait()
-        lowered = min(19, base + bcc_thread.YIELD_NICE)
-        assert seen["before the compile"] == base and seen["compiling"] == lowered
-        assert seen.get("at the attach", base) == base and _nice(main) == base
-        assert ("at the attach" in seen) is not fails
-    finally:
-        os.setpriority(os.PRIO_PROCESS, main, base)
-
-
-def test_without_the_right_to_undo_it_no_priority_changes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bcc_thread, "_may_restore", lambda: False)
-    me = threading.get_native_id()
-    before = _nice(me)
-    result: dict[str, Any] = {}
-    runner = threading.Thread(target=lambda: result.setdefault("it", bcc_thread.CompileFirst()))
-    runner.start()
-    runner.join(5)
-    assert result["it"].lowered == {} and _nice(me) == before
