@@ -151,10 +151,13 @@ def test_the_post_compile_trim_runs_after_the_attach(
     monkeypatch.setattr(bcc_thread, "load_datapath", steps.load)
     monkeypatch.setattr(bcc_thread, "after_compile",
                         lambda: trims.append(controller.attached.is_set()))
-    load = start(steps, controller, threading.Event())
+    synced = threading.Event()
+    load = start(steps, controller, synced)
     load.wait()
     wait_for(lambda: trims, "the trim")
     assert trims == [True]
+    synced.set()  # the BCC thread goes on to the tracer, then ends
+    wait_for(lambda: len(steps.seen) == 2, "the tracer")
 
 
 @pytest.mark.parametrize("adopted", [False, True])
