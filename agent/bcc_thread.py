@@ -3,15 +3,17 @@
 BCC compiles in C without the GIL, so the thread runs beside the informers' lists
 (agent/daemon.py `run`); the first sync plans once ``plan_gate`` opens and writes once the
 controller has the maps (DatapathController.attach). The two compiles run one after the other
-on this one thread: each borrows fd 2 process-wide (agent.datapath.bpf_loader), and two at
-once would take both cores from the sync.
+on this one thread: each borrows fd 2 process-wide (agent.datapath.bpf_loader), two at once
+would take both cores from the sync, and BCC crashed when two threads of one process compiled
+at once (bench.control.compileprof's parallel-split: a segfault).
 
 The order depends on whether this start compiles its datapath (``order``), measured at 10,000
 Services in bench/results/fresh-compile-2026-12-05.md:
 - it compiles (a fresh node, or new inputs): the first plan runs beside the datapath's compile
   and the tracer compiles after the first sync, so the sync waits for neither the tracer nor
-  the compile's end (only its writes wait for the maps). BCC's libraries are resident by then,
-  so the tracer adds only its compile's transient (~38 MB) to the synced state;
+  the compile's end (only its writes wait for the maps; the post-compile trim runs beside
+  them, after the attach). BCC's libraries are resident by then, so the tracer adds only its
+  compile's transient (~38 MB) to the synced state;
 - it adopted the pinned programs (a restart; no BCC imported yet): the tracer goes first and
   the plan waits for it. Usually the tracer is adopted too (agent/tracing/cache.py: ~0.1 s
   CPU, ready before the lists end); when it must compile, BCC's libraries plus the compile
@@ -188,8 +190,11 @@ class DatapathLoad:
     def _load(self) -> None:
         started = time.monotonic()
         dp = load_datapath(self.pin_dir, self.state_dir, self._compiling)
-        after_compile()  # not under the first sync's peak, nor under the tracer's compile
         self.controller.attach(dp)
         self.loaded_s = process_age()
+        # After the attach: the first sync writes its maps meanwhile (reading smaps here
+        # beside its plan took 0.13 s for 0.02 s CPU, waiting for the GIL); before the
+        # tracer's compile, which must not stack on the compiler's pages and freed heap.
+        after_compile()
         how = "compiled" if self.compiled_datapath else "adopted"
         log.info("datapath %s and loaded in %.1f s", how, time.monotonic() - started)

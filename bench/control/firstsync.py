@@ -4,15 +4,16 @@ The bench seeds a lab store in bulk (bench/control/fsseed.py: N Services with on
 EndpointSlice of E endpoints each, written before the API server starts, seconds instead of
 the minutes the API takes), starts the lab API server on loopback (its own process), then:
 
-- ``stages`` (default): a fresh process runs what the agent's first sync runs, stage by
-  stage, in the daemon's order (agent/daemon.py, agent/bcc_thread.py): imports; on a thread,
-  the eBPF load (BCC compile, maps pinned under a throw-away pin dir) and the tracer's compile
-  (agent.bcc_thread.order for a start that compiles, or ``FSBENCH_TRACE_ORDER``=before-load|
-  after-load|after-sync and ``FSBENCH_PLAN_BESIDE``=True|False); on the main thread meanwhile
-  the list per kind (HTTP, JSON decode apart), model decode, planning (Maglev apart), the flow
-  enricher's index, then the wait for the load and the kernel map writes. It prints a table:
-  seconds, CPU seconds of the stage's own thread, when it ended, RSS after it and peak RSS
-  (VmHWM) so far. ``--no-bpf`` stubs the kernel (no root needed).
+- ``stages`` (default): a fresh process (bench/control/fsstages.py) runs what the agent's
+  first sync runs, stage by stage, in the daemon's order (agent/daemon.py,
+  agent/bcc_thread.py): imports; on a thread, the eBPF load (BCC compile, maps pinned under a
+  throw-away pin dir) and the tracer's compile (agent.bcc_thread.order for a start that
+  compiles, or ``FSBENCH_TRACE_ORDER``=before-load|after-load|after-sync and
+  ``FSBENCH_PLAN_BESIDE``=True|False); on the main thread meanwhile the list per kind (HTTP,
+  JSON decode apart), model decode, planning (Maglev apart), the flow enricher's index, then
+  the wait for the load and the kernel map writes. It prints a table: seconds, CPU seconds of
+  the stage's own thread, when it ended, RSS after it and peak RSS (VmHWM) so far.
+  ``--no-bpf`` stubs the kernel (no root needed).
 - ``daemon``: runs the real agent (``python -m agent.cli.node agent``) against it and reads
   its health file's ``first_sync_s`` (process start to first datapath sync) and VmHWM, as
   ``make bench-control`` does for a restarted agent.
@@ -31,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import signal
 import socket
@@ -40,208 +40,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-NODE = "node1"
+from bench.control.fsstages import NODE, run_stages
+
 SYNC_TARGET_S, SYNC_TARGET_MB = 2.0, 300.0
-
-
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _cpu() -> float:
-    """CPU seconds of the calling thread: stages on the main thread overlap the BCC thread's."""
-    usage = resource.getrusage(resource.RUSAGE_THREAD)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _process_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-class Stages:
-    """Times named stages; ``extra`` time measured inside a stage is reported beside it.
-    ``at`` is when a stage ended, in seconds since the harness started (stages of the BCC
-    thread overlap the main thread's)."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
-        self.origin = time.monotonic()
-        self.lock = threading.Lock()
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[dict[str, Any]]:
-        row: dict[str, Any] = {"stage": name}
-        wall, cpu = time.monotonic(), _cpu()
-        yield row
-        row["s"] = round(time.monotonic() - wall, 3)
-        row["cpu_s"] = round(_cpu() - cpu, 3)
-        row["at"] = round(time.monotonic() - self.origin, 3)
-        row["rss_mb"] = round(_status_mb("VmRSS"), 1)
-        row["anon_mb"] = round(_status_mb("RssAnon"), 1)  # the rest: file-backed (libbcc)
-        row["hwm_mb"] = round(_status_mb("VmHWM"), 1)
-        with self.lock:
-            self.rows.append(row)
-        print(f"  {name:<38} {row['s']:>7.3f} s  cpu {row['cpu_s']:>7.3f} s  "
-              f"at {row['at']:>6.3f} s  rss {row['rss_mb']:>6.1f} MB "
-              f"(anon {row['anon_mb']:>6.1f})  peak {row['hwm_mb']:>6.1f} MB",
-              file=sys.stderr, flush=True)
-
-
-class Timer:
-    """Accumulated time of calls to one wrapped function."""
-
-    def __init__(self) -> None:
-        self.total = 0.0
-        self.calls = 0
-
-    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.total += time.perf_counter() - started
-                self.calls += 1
-        return timed
-
-
-# -- the stages (run in a fresh process) --------------------------------------------------
-
-
-def run_stages(kubeconfig: str, pin_dir: str | None, trace: bool) -> dict[str, Any]:
-    """The daemon's order (agent/daemon.py, agent/bcc_thread.py): the BCC thread compiles and
-    loads the datapath (and the tracer: agent.bcc_thread.order) while the main thread lists,
-    decodes and plans; the map writes wait for the load."""
-    stages = Stages()
-    with stages.stage("python start"):
-        pass
-    with stages.stage("imports"):
-        import agent.daemon as daemon
-        from agent import bcc_thread
-        from agent.datapath import controller as ctl
-        from agent.datapath import services as svcs
-        from agent.flows.ingest import FlowIngest
-        from agent.flows.store import FlowRing
-        from agent.kube import informer as inf
-        from agent.kube.source import connect
-    ingest = FlowIngest(FlowRing(65_535), ())
-    datapath = ctl.DatapathController(NODE, None, ingest)
-    # This harness always compiles (no compile cache): the daemon's order for such a start.
-    fresh = bcc_thread.order(compiles=True)
-    order = os.environ.get("FSBENCH_TRACE_ORDER") or (
-        "after-sync" if fresh.tracer_after_sync else "after-load")
-    beside = os.environ.get("FSBENCH_PLAN_BESIDE", str(fresh.plan_beside_compile)) == "True"
-    compiled = threading.Event()
-    loader = None
-    if pin_dir is None:
-        from bench.control.replan import NoMaps, stub_map_writes
-
-        stub = stub_map_writes([])
-        stub.start()
-        datapath.attach(NoMaps())  # type: ignore[arg-type]
-        compiled.set()
-    else:
-        loader = threading.Thread(target=_bcc_thread, name="bcc", daemon=True,
-                                  args=(stages, datapath, ingest, pin_dir, trace, order,
-                                        compiled))
-        loader.start()
-    client = connect(kubeconfig)
-    agent = daemon.Agent(NODE, client)
-    send_timer, decode_timer = Timer(), Timer()
-    inf._decode_json = decode_timer.wrap(inf._decode_json)  # type: ignore[attr-defined]
-    from agent.kube.gcpause import Hold
-
-    hold = Hold()  # as the daemon's run() holds one from its start to its first sync
-    for informer, kind in zip(agent.source.informers, agent.source.state.kinds, strict=True):
-        generic = client._client  # noqa: SLF001 - what the informer sends through
-        generic.send = send_timer.wrap(generic.__class__.send.__get__(generic))  # type: ignore[method-assign]
-        before_send, before_decode = send_timer.total, decode_timer.total
-        with stages.stage(f"list {kind}") as row:
-            informer._list()  # noqa: SLF001 - one full list, as the informer's run() starts
-            row["http_s"] = round(send_timer.total - before_send, 3)
-            row["json_s"] = round(decode_timer.total - before_decode, 3)
-            row["objects"] = len(informer.cache.objects)
-    objects = list(agent.source.state.objects.values())
-    maglev = Timer()
-    svcs.maglev_slots = maglev.wrap(svcs.maglev_slots)  # type: ignore[attr-defined]
-    import gc
-
-    with ctl._no_gc():  # noqa: SLF001 - as resync runs it
-        with stages.stage("decode models") as row:
-            resources = datapath.models.decode_all(objects, ctl.WATCHED_KINDS)
-            row["objects"] = len(resources)
-        if not beside:
-            with stages.stage("wait for the BCC compiles (plan not beside them)"):
-                compiled.wait()
-        with stages.stage("plan (services, endpoints, policy)") as row:
-            datapath.planner.reset(resources)
-            desired = datapath.planner.desired()
-            row["maglev_s"] = round(maglev.total, 3)
-            row["maglev_tables"] = maglev.calls
-        with stages.stage("flow enricher index"):
-            datapath.index = ctl.endpoint_index(datapath.planner.view(), desired, NODE)
-            datapath.planner.index_stale = False
-        with stages.stage("wait for the eBPF load"):
-            datapath.attached.wait()
-            datapath.applier  # noqa: B018 - raises if the load failed
-        with stages.stage("kernel map writes" if pin_dir else "map writes (stubbed)") as row:
-            cpu = _process_cpu()
-            datapath.applier.apply(desired)
-            row["process_cpu_s"] = round(_process_cpu() - cpu, 3)
-    with stages.stage("gc.freeze, collector back on"):
-        gc.freeze()
-        hold.release()
-    first_sync = stages.rows[-1]["at"]
-    if loader is not None:
-        loader.join()
-    rows = sorted(stages.rows, key=lambda r: r["at"])
-    return {"rows": rows, "order": order, "plan_beside_compiles": beside,
-            "services": len(datapath.applier.applied.slots), "first_sync_s": first_sync,
-            "peak_rss_mb": round(_status_mb("VmHWM"), 1)}
-
-
-def _bcc_thread(stages: Stages, datapath: Any, ingest: Any, pin_dir: str, trace: bool,
-                order: str, compiled: threading.Event) -> None:
-    """As agent.bcc_thread.DatapathLoad runs it, each compile a stage of its own."""
-    from agent.datapath.native import malloc_trim
-
-    if trace and order == "before-load":
-        tracer_stage(stages, datapath, ingest, pin_dir)
-    with stages.stage("[bcc thread] eBPF load (compile, pin maps)") as row:
-        from agent.datapath.programs import load_datapath
-
-        dp = load_datapath(Path(pin_dir))
-        malloc_trim()
-        datapath.attach(dp)
-        row["note"] = "then malloc_trim, attach"
-    if trace and order == "after-load":
-        tracer_stage(stages, datapath, ingest, pin_dir)
-    compiled.set()
-    if trace and order == "after-sync":
-        while not any(r["stage"].startswith("gc.freeze") for r in list(stages.rows)):
-            time.sleep(0.05)
-        tracer_stage(stages, datapath, ingest, pin_dir)
-
-
-def tracer_stage(stages: Stages, datapath: Any, ingest: Any, pin_dir: str | None) -> None:
-    with stages.stage("[bcc thread] tracer compile") as row:
-        from agent.datapath.features import feature_probe
-        from agent.datapath.native import malloc_trim
-        from agent.tracing.tracer import Tracer, plan_hooks
-
-        tracer = Tracer.load(plan_hooks(feature_probe()))
-        row["hooks"] = len(tracer.plan.hooks)
-        tracer.close()  # detaches (it attaches its programs by fd)
-        malloc_trim()
 
 
 # -- the driver --------------------------------------------------------------------------
@@ -301,14 +107,15 @@ def stages_mode(kubeconfig: Path, bpf: bool, trace: bool,
     return dict(json.loads(out.read_text()))
 
 
-def daemon_mode(kubeconfig: Path, trace: bool, profile: Path | None) -> dict[str, Any]:
+def daemon_mode(kubeconfig: Path, trace: bool, profile: Path | None,
+                timeline: bool = False) -> dict[str, Any]:
     """The real agent twice on one pin dir and state dir: a fresh node's start (BCC compiles)
     and a restart (the compile caches adopt the pinned programs: the datapath's, the tracer's)."""
     pin_dir = Path(f"/sys/fs/bpf/tulle/fsbench-{os.getpid()}/{NODE}")
     try:
-        fresh = _agent_start(kubeconfig, pin_dir, trace, profile, "fresh")
+        fresh = _agent_start(kubeconfig, pin_dir, trace, profile, "fresh", timeline)
         fresh.update(SAMPLERS["fresh"].summary())
-        restart = _agent_start(kubeconfig, pin_dir, trace, profile, "restart")
+        restart = _agent_start(kubeconfig, pin_dir, trace, profile, "restart", timeline)
         restart.update(SAMPLERS["restart"].summary())
     finally:
         shutil.rmtree(pin_dir.parent, ignore_errors=True)  # bpffs: unlink the pins
@@ -316,16 +123,21 @@ def daemon_mode(kubeconfig: Path, trace: bool, profile: Path | None) -> dict[str
 
 
 def _agent_start(kubeconfig: Path, pin_dir: Path, trace: bool, profile: Path | None,
-                 name: str) -> dict[str, Any]:
+                 name: str, timeline: bool = False) -> dict[str, Any]:
     work = kubeconfig.parent
     health = work / f"health-{name}.json"
-    argv = [*_spy(profile, f"daemon-{name}"), sys.executable, "-m", "agent.cli.node", "agent",
+    spans = work / f"timeline-{name}.json"
+    env = {**os.environ, "FSTIMELINE_OUT": str(spans)} if timeline else None
+    module = "bench.control.fstimeline" if timeline else "agent.cli.node"
+    server = _api_server_pid()
+    server_cpu = _cpu_of(server) if server else None
+    argv = [*_spy(profile, f"daemon-{name}"), sys.executable, "-m", module, "agent",
             "--node", NODE, "--kubeconfig", str(kubeconfig), "--health-file", str(health),
             "--pin-dir", str(pin_dir), "--state-dir", str(work / "agent-state"),
             "--observer-port", str(free_port()),
             "--metrics-address", "", *([] if trace else ["--no-trace"])]
     log = (work / f"agent-{name}.log").open("w")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
     sampler = SAMPLERS[name] = RssSampler(proc.pid if profile is None else None)
     try:
         deadline = time.monotonic() + 300
@@ -338,6 +150,8 @@ def _agent_start(kubeconfig: Path, pin_dir: Path, trace: bool, profile: Path | N
                 datapath = {}
             if datapath.get("first_sync_s") is not None:
                 cpu_s = _cpu_of(proc.pid if profile is None else _agent_pid(proc.pid))
+                if server and server_cpu is not None:  # the API server's CPU meanwhile
+                    server_cpu = round((_cpu_of(server) or 0.0) - server_cpu, 2)
                 break
             if proc.poll() is not None:
                 raise SystemExit(f"the agent exited ({proc.returncode}); see {log.name}")
@@ -354,7 +168,8 @@ def _agent_start(kubeconfig: Path, pin_dir: Path, trace: bool, profile: Path | N
         text = Path(log.name).read_text()
         return {"first_sync_s": datapath["first_sync_s"], "loaded_s": datapath.get("loaded_s"),
                 "services": datapath.get("services"), "peak_rss_mb": round(hwm / 1024, 1),
-                "cpu_at_sync_s": cpu_s,
+                "cpu_at_sync_s": cpu_s, "api_server_cpu_s": server_cpu,
+                **({"timeline": _read_timeline(spans)} if timeline else {}),
                 "adopted": "datapath: adopted the programs" in text,
                 "tracer_adopted": "tracer: adopted the programs" in text}
     finally:
@@ -435,6 +250,25 @@ def _cpu_of(pid: int) -> float | None:
     return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
 
 
+def _api_server_pid() -> int | None:
+    """Our child serving the lab API (bench.control.apiserver), to count its CPU."""
+    me = os.getpid()
+    for pid in Path(f"/proc/{me}/task/{me}/children").read_text().split():
+        try:
+            if b"lab.apiserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return int(pid)
+        except OSError:
+            continue
+    return None
+
+
+def _read_timeline(path: Path) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return dict(json.loads(path.read_text())) if path.exists() else {}
+
+
 def _agent_pid(spy_pid: int) -> int:
     """Under py-spy, the agent is py-spy's child."""
     children = Path(f"/proc/{spy_pid}/task/{spy_pid}/children").read_text().split()
@@ -461,16 +295,23 @@ def report(result: dict[str, Any]) -> str:
     if daemon:
         lines.append("\nReal agent (`python -m agent.cli.node agent`), first full sync from "
                      "process start:\n\n| start | first sync s | agent CPU s by then "
-                     "| eBPF loaded at s | peak RSS MB | RSS peaked at s | services in the maps |"
-                     "\n|---|---|---|---|---|---|---|")
+                     "| API server CPU s meanwhile | eBPF loaded at s | peak RSS MB "
+                     "| RSS peaked at s | services in the maps |\n"
+                     "|---|---|---|---|---|---|---|---|")
         for name, row in (("fresh node (compiles)", daemon.get("fresh")),
                           ("restart (compile cache)", daemon)):
             if row:
                 how = "" if row.get("adopted") == ("restart" in name) else " (sic: see log)"
                 peak_at = row.get("rss_peak_at_s", "")
                 lines.append(f"| {name}{how} | {row['first_sync_s']} "
-                             f"| {row.get('cpu_at_sync_s')} | {row['loaded_s']} "
+                             f"| {row.get('cpu_at_sync_s')} | {row.get('api_server_cpu_s')} "
+                             f"| {row['loaded_s']} "
                              f"| {row['peak_rss_mb']} | {peak_at} | {row['services']} |")
+        for name, row in (("fresh node", daemon.get("fresh")), ("restart", daemon)):
+            if row and row.get("timeline"):
+                from bench.control.fstimeline import summarize
+
+                lines += ["", f"Timeline of the {name}'s start:", "", summarize(row["timeline"])]
     lines.append(f"\nTargets: ≤ {SYNC_TARGET_S:.0f} s and ≤ {SYNC_TARGET_MB:.0f} MB.")
     return "\n".join(lines)
 
@@ -483,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-bpf", action="store_true", help="stub the kernel (stages only)")
     parser.add_argument("--no-trace", action="store_true", help="leave the tracer out")
     parser.add_argument("--profile", type=Path, help="py-spy flamegraphs into this directory")
+    parser.add_argument("--timeline", action="store_true",
+                        help="daemon mode: spans and per-thread CPU (bench.control.fstimeline)")
     parser.add_argument("--out", type=Path, help="write the result as JSON here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
@@ -511,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.mode in ("stages", "both"):
                 result["stages"] = stages_mode(kubeconfig, bpf, trace, args.profile)
             if args.mode in ("daemon", "both"):
-                result["daemon"] = daemon_mode(kubeconfig, trace, args.profile)
+                result["daemon"] = daemon_mode(kubeconfig, trace, args.profile,
+                                               args.timeline)
     text = report(result)
     print(text)
     if args.out:

@@ -36,3 +36,19 @@ def test_waiting_for_the_tracer_line_in_a_log(tmp_path: Path) -> None:
     assert not _wait_for_log(log, ("tracing hooks in use",), 0.0)
     log.write_text("datapath compiled\ntracing hooks in use: tracepoint:skb:kfree_skb\n")
     assert _wait_for_log(log, ("tracing hooks in use",), float("inf"))
+
+
+def test_the_timeline_spans_a_call_and_names_its_thread() -> None:
+    from bench.control import fstimeline
+
+    fstimeline._SPANS.clear()
+    wrapped = fstimeline.span("work", lambda n: sum(range(n)), lambda n: f"n={n}")
+    assert wrapped(100_000) == sum(range(100_000))
+    (row,) = fstimeline._SPANS
+    assert row["span"] == "work n=100000" and row["thread"] == "MainThread"
+    assert row["end"] >= row["start"] > 0 and row["cpu_s"] >= 0 and row["runq_s"] >= 0
+    text = fstimeline.summarize({"spans": [row], "samples": [
+        {"at": 1.0, "threads": {"bcc:7": [0.5, 0.1], "idle:8": [0.0, 0.0]}}]})
+    assert "| work n=100000 | MainThread |" in text
+    assert "- bcc:7: 0.5 / 0.1" in text and "idle:8" not in text
+    fstimeline._SPANS.clear()

@@ -140,6 +140,26 @@ def test_after_an_adopted_load_the_tracer_compiles_before_the_first_plan(
     assert steps.seen == ["load", "tracer, attached"]
 
 
+def test_the_post_compile_trim_runs_after_the_attach(
+    controller: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trim (malloc_trim, the compiler's file pages: a read of smaps that waits for the
+    GIL beside the first plan) runs beside the first sync's writes, not before they may
+    start."""
+    steps = Steps(controller)
+    trims: list[bool] = []
+    monkeypatch.setattr(bcc_thread, "load_datapath", steps.load)
+    monkeypatch.setattr(bcc_thread, "after_compile",
+                        lambda: trims.append(controller.attached.is_set()))
+    synced = threading.Event()
+    load = start(steps, controller, synced)
+    load.wait()
+    wait_for(lambda: trims, "the trim")
+    assert trims == [True]
+    synced.set()  # the BCC thread goes on to the tracer, then ends
+    wait_for(lambda: len(steps.seen) == 2, "the tracer")
+
+
 @pytest.mark.parametrize("adopted", [False, True])
 def test_a_failed_load_skips_the_tracer_and_wait_raises_it(
     controller: Any, monkeypatch: pytest.MonkeyPatch, adopted: bool
