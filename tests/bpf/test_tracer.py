@@ -118,9 +118,8 @@ def test_sockets_of_addresses_not_local_are_not_traced(tracer: Tracer, netns: st
     assert not [r for r in _records(tracer, 1, timeout=1.0) if r.pod_ip == POD_IP]
 
 
-# One connection, many small exchanges; prints the client port.
-EXCHANGES = r"""
-import socket, sys
+# One connection in the namespace (both its sockets), n small exchanges with TCP_NODELAY.
+EXCHANGE_LOOP = r"""
 ip, n = sys.argv[1], int(sys.argv[2])
 srv = socket.socket(); srv.bind((ip, 0)); srv.listen()
 c = socket.create_connection((ip, srv.getsockname()[1])); s, _ = srv.accept()
@@ -128,7 +127,9 @@ for sock in (c, s):
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 for _ in range(n):
     c.sendall(b"ping"); s.recv(16); s.sendall(b"pong"); c.recv(16)
-print(c.getsockname()[1])
+"""
+# ... then prints the client port.
+EXCHANGES = "import socket, sys" + EXCHANGE_LOOP + r"""print(c.getsockname()[1])
 c.close(); s.close(); srv.close()
 """
 

@@ -29,7 +29,7 @@ from agent.tracing.tracer import CLASSIC_PROBE, RAW_PROBE, Tracer, plan_hooks
 from lab import cgroups
 from lab.state import pin_dir
 from tests.bpf.conftest import TRACE_POD_IP, NodeCgroups
-from tests.bpf.test_tracer import _records
+from tests.bpf.test_tracer import EXCHANGE_LOOP, _records
 
 pytestmark = pytest.mark.bpf
 
@@ -39,16 +39,7 @@ N = 200
 # One connection in the pod (client and server sockets both), N small exchanges; then ss for
 # the client socket while it is open. Prints {"port", "ss_rtt_us", "ss"} and waits for a line
 # on stdin before closing (the test reads the tracer's live state meanwhile).
-SCRIPT = r"""
-import json, re, socket, subprocess, sys
-ip, n = sys.argv[1], int(sys.argv[2])
-srv = socket.socket(); srv.bind((ip, 0)); srv.listen()
-c = socket.create_connection((ip, srv.getsockname()[1])); s, _ = srv.accept()
-for sock in (c, s):
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-for _ in range(n):
-    c.sendall(b"ping"); s.recv(16); s.sendall(b"pong"); c.recv(16)
-port = c.getsockname()[1]
+SCRIPT = "import json, re, socket, subprocess, sys" + EXCHANGE_LOOP + r"""port = c.getsockname()[1]
 out = subprocess.run(["ss", "-tin", "src", f"{ip}:{port}"], capture_output=True,
                      text=True).stdout
 rtt = re.search(r"\brtt:([\d.]+)/", out)
