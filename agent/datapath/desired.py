@@ -16,10 +16,8 @@ from agent.datapath.identity import (
     HOST,
     REMOTE_NODE,
     WAYPOINT,
-    LabelSet,
-    allocate_identities,
-    identity_labels,
 )
+from agent.datapath.pod_endpoints import PodMemo, pod_endpoints
 from agent.datapath.policy import compile_policy
 from agent.datapath.policy_plan import (
     CidrKey,
@@ -27,7 +25,6 @@ from agent.datapath.policy_plan import (
     IdentityKey,
     PodEndpoint,
     PortRule,
-    endpoint_from_pod,
 )
 from agent.datapath.services import ServiceKey, ServicePlan, plan_services
 from agent.model.core import EndpointSlice, Namespace, Pod, Secret, Service
@@ -192,54 +189,6 @@ def gateway_addresses(
                 continue
     return usable, errors
 
-
-@dataclass(frozen=True)
-class PodEndpoints:
-    """Every live pod's policy view, with identities from one allocation."""
-
-    pairs: tuple[tuple[Pod, PodEndpoint], ...]
-    collisions: tuple[str, ...]
-
-
-PodMemo = dict[int, tuple[Pod, LabelSet, int, PodEndpoint | None]]
-"""id(pod) -> (pod, its label set, its identity, its endpoint): what ``pod_endpoints``
-derived from a Pod object last time (kept with the pod, so the id cannot be reused)."""
-
-
-def pod_endpoints(pods: Iterable[Pod], memo: PodMemo | None = None) -> PodEndpoints:
-    """The one rule for which pods take part in policy and with which identity (the
-    datapath's maps and the waypoint's policy checks both use it).
-
-    ``memo`` (updated in place) saves the per-pod work for Pod objects seen last time: the
-    planner replans this part on every Pod change, at 100,000 Pods."""
-    live_pods = [
-        p for p in pods if p.status.pod_ip and p.status.phase not in ("Succeeded", "Failed")
-    ]
-    earlier = memo if memo is not None else {}
-    label_sets = []
-    for pod in live_pods:
-        seen = earlier.get(id(pod))
-        if seen is not None and seen[0] is pod:
-            label_sets.append(seen[1])
-        else:
-            label_sets.append(identity_labels(pod.metadata.namespace, pod.metadata.labels))
-    allocation = allocate_identities(label_sets)
-    pairs = []
-    fresh: PodMemo = {}
-    for pod, label_set in zip(live_pods, label_sets, strict=True):
-        identity = allocation.by_labels[label_set]
-        seen = earlier.get(id(pod))
-        if seen is not None and seen[0] is pod and seen[2] == identity:
-            endpoint = seen[3]
-        else:
-            endpoint = endpoint_from_pod(pod, identity)
-        fresh[id(pod)] = (pod, label_set, identity, endpoint)
-        if endpoint is not None:  # None until the pod has an IPv4 address
-            pairs.append((pod, endpoint))
-    if memo is not None:
-        memo.clear()
-        memo.update(fresh)
-    return PodEndpoints(tuple(pairs), tuple(allocation.collisions))
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ from agent.datapath.desired import (
     DesiredDatapath,
     EndpointsPart,
     L7Needs,
-    PodMemo,
     assemble,
     l7_keys,
     plan_endpoints,
 )
+from agent.datapath.pod_endpoints import PodMemo
 from agent.datapath.service_state import ServiceState
 from agent.model.core import EndpointSlice, Service
 from agent.model.resource import Resource

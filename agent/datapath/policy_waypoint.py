@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, ip_address
 
-from agent.datapath.desired import pod_endpoints
 from agent.datapath.identity import WORLD
+from agent.datapath.pod_endpoints import pod_endpoints
 from agent.datapath.policy import compile_policy
 from agent.datapath.policy_names import REGISTRY, PolicyNames
 from agent.datapath.policy_plan import NOT_ENFORCED, Direction, PolicyPlan, decide, evaluate
