@@ -82,6 +82,20 @@ def remove(path: Path, wait: float = 5.0) -> list[str]:
     return removed
 
 
+def remove_root_if_empty() -> bool:
+    """Remove ``tulle/`` itself once no lab (and no test tree) is left below it: what a
+    lab's ``make`` created, its ``down`` takes away. True when it went."""
+    try:
+        ROOT.rmdir()
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        if err.errno in (errno.EBUSY, errno.ENOTEMPTY):
+            return False  # another lab's tree is still there
+        raise
+    return True
+
+
 def _rmdir(cg: Path, wait: float) -> None:
     deadline = time.monotonic() + wait
     killed = False

@@ -330,6 +330,8 @@ def down(name: str, progress: Progress) -> list[str]:
         gone = cgroups.remove(cgroups.lab_cgroup(name))
         if gone:
             removed.append(f"cgroups {cgroups.lab_cgroup(name)} ({len(gone)})")
+        if cgroups.remove_root_if_empty():
+            removed.append(f"cgroup {cgroups.ROOT}")
     except OSError as err:
         raise LabError(f"could not remove the lab's cgroups: {err}; retry `tulle lab down`"
                        ) from None

@@ -184,3 +184,4 @@ def node_cgroups() -> Iterator[NodeCgroups]:
         yield tree
     finally:
         cgroups.remove(cgroups.lab_cgroup(lab))
+        cgroups.remove_root_if_empty()

@@ -299,6 +299,8 @@ def test_lab_up_then_down_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
     finally:
         lifecycle.down(name, lambda _m: None)
     assert not cgroups.lab_cgroup(name).exists()  # the node's subtree, its pods' and waypoint's
+    # tulle/ itself too, unless another tree (a fixture's, another lab's) is still below it
+    assert not cgroups.ROOT.exists() or any(p.is_dir() for p in cgroups.ROOT.iterdir())
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"tulle-{name}-" not in ns
     assert not any(procs.is_alive(r) for r in records)

@@ -74,3 +74,16 @@ def test_the_kubelet_starts_containers_in_the_pods_cgroup(tmp_path: Path,
     assert spawned[0] == cgroups.in_cgroup(cg, ["ip", "netns", "exec", "ns", "srv", "--x"])
     assert spawned[0][:2] == ["sh", "-c"]
     assert spawned[1] == ["ip", "netns", "exec", "ns", "srv", "--x"]  # no cgroups: as before
+
+
+def test_the_tulle_cgroup_goes_only_once_nothing_is_below_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "tulle"
+    monkeypatch.setattr(cgroups, "ROOT", root)
+    assert cgroups.remove_root_if_empty() is False  # never made: nothing to do
+    (root / "other-lab").mkdir(parents=True)
+    assert cgroups.remove_root_if_empty() is False  # another lab's tree stays, and so does tulle/
+    assert (root / "other-lab").is_dir()
+    (root / "other-lab").rmdir()
+    assert cgroups.remove_root_if_empty() is True
+    assert not root.exists()
