@@ -167,7 +167,6 @@ def delete_elem(fd: int, key: Buffer) -> bool:
     return True
 
 
-
 libbpf.bpf_raw_tracepoint_open.argtypes = [ctypes.c_char_p, ctypes.c_int]
 libbpf.bpf_raw_tracepoint_open.restype = ctypes.c_int
 
@@ -177,6 +176,7 @@ def raw_tracepoint_open(event: bytes | None, prog_fd: int) -> int:
     fentry attaches); the returned fd holds it there. OSError naming the call otherwise."""
     return check(libbpf.bpf_raw_tracepoint_open(event, prog_fd),
                  f"bpf_raw_tracepoint_open({event!r}, program fd {prog_fd})")
+
 
 BPF_CGROUP_SOCK_OPS = 3  # uapi enum bpf_attach_type
 BPF_F_ALLOW_MULTI = 2  # other programs (another node's agent, a CNI) keep their place
@@ -270,6 +270,8 @@ def malloc_trim() -> bool:
 # The compiler behind BCC: ~80 MB of their file pages stay mapped in our RSS after a compile.
 COMPILER_LIBRARIES = ("libLLVM", "libclang-cpp", "libbcc", "libz3")
 _MADV_DONTNEED = 4
+libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+libc.madvise.restype = ctypes.c_int
 
 
 def drop_file_pages(prefixes: tuple[str, ...] = COMPILER_LIBRARIES,
@@ -279,7 +281,6 @@ def drop_file_pages(prefixes: tuple[str, ...] = COMPILER_LIBRARIES,
     private (copied-on-write) page, resident or swapped, whose next access reads the same
     bytes back from the page cache. A compile done, its pages leave our RSS; the next
     compile faults back only those it uses. Returns the kB of RSS dropped."""
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     dropped = 0
     for start, end, rss_kb in _clean_mappings(smaps.read_text(), prefixes):
         if libc.madvise(start, end - start, _MADV_DONTNEED) == 0:

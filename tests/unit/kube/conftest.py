@@ -4,6 +4,7 @@ port, with a kubeconfig for lightkube (the admin token)."""
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,3 +90,13 @@ def account_kubeconfig(lab: Lab, account: str) -> Path:
     return write_kubeconfig(path, "t", url, lab.creds, token=tokens[account], user=account)
 
 
+class RecordingStop(threading.Event):
+    """A stop event (an agent's, an informer's), recording how long each wait on it was asked to last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return super().wait(timeout)

@@ -15,7 +15,7 @@ from agent.kube.backoff import Backoff
 from agent.kube.cache import Delta
 from agent.kube.source import connect
 from agent.node_agent import AGENT_KINDS, Agent
-from tests.unit.kube.conftest import Lab, account_kubeconfig
+from tests.unit.kube.conftest import Lab, RecordingStop, account_kubeconfig
 from tests.unit.kube.test_node_agent import wait_for
 
 
@@ -102,18 +102,6 @@ def test_a_failed_round_is_followed_by_a_full_resync(
     wait_for(lambda: datapath.kinds_of_calls() == ["resync", "resync"], "a full resync", 10.0)
     assert ("Service", "web") in datapath.calls[1][1]
     assert agent.last_error is None
-
-
-class RecordingStop(threading.Event):
-    """The agent's stop event, recording how long each wait on it was asked to last."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.waits: list[float | None] = []
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self.waits.append(timeout)
-        return super().wait(timeout)
 
 
 @pytest.fixture

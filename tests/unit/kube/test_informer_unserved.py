@@ -23,7 +23,7 @@ from lab.apiserver.crds import install_gateway_api
 from lab.apiserver.resources import BUILTIN
 from lab.apiserver.routing import Target
 from lab.store import Store
-from tests.unit.kube.conftest import Lab, serve_lab
+from tests.unit.kube.conftest import Lab, RecordingStop, serve_lab
 
 FAST = Backoff(0.01, 0.05)
 ROUTES_CRD = "httproutes.gateway.networking.k8s.io"
@@ -121,18 +121,6 @@ def test_an_unserved_kind_is_reported_listed_once_per_absence_not_per_retry(
     finally:
         informer.stop()
         thread.join(5)
-
-
-class RecordingStop(threading.Event):
-    """An informer's stop event, recording how long each wait on it was asked to last."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.waits: list[float | None] = []
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self.waits.append(timeout)
-        return super().wait(timeout)
 
 
 def test_an_unserved_kind_is_looked_at_again_later_than_after_a_failure(bare: Lab) -> None:
