@@ -99,8 +99,15 @@ def watch(
     def in_scope(obj: Mapping[str, Any]) -> bool:
         return namespace is None or obj["metadata"].get("namespace") == namespace
 
-    current, revision = store.list(kind, namespace)
-    matching = {_key(o) for o in current if match(o)}
+    # What exists now: only for the initial ADDED events, or for a selector's matching set.
+    # A watch from a resourceVersion without a selector (an informer's, after its list)
+    # needs neither, and decoding every object of the kind cost ~0.7 s of CPU per watch of
+    # 10,000 EndpointSlices.
+    current: list[dict[str, Any]] = []
+    revision = start if start is not None else 0
+    if start is None or has_selector:
+        current, revision = store.list(kind, namespace)
+    matching = {_key(o) for o in current if match(o)} if has_selector else set()
 
     def stream() -> Iterator[WatchEvent]:
         deadline = time.monotonic() + timeout

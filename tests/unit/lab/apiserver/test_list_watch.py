@@ -200,6 +200,45 @@ def test_watch_with_a_selector_sees_objects_enter_and_leave_it(client: Client) -
     assert _summary(watch.wait_for(3)) == [("ADDED", "a"), ("DELETED", "a"), ("ADDED", "a")]
 
 
+def test_a_selecting_watch_from_a_resource_version_sees_an_object_leave_it(
+    client: Client,
+) -> None:
+    _make(client, "a", labels={"app": "web"})
+    _make(client, "b", labels={"app": "db"})
+    rv = client.get(CMS).body["metadata"]["resourceVersion"]
+    watch = Collector(client.watch(CMS, labelSelector="app=web", resourceVersion=rv,
+                                   timeoutSeconds="3"))
+    for name, app in (("a", "db"), ("b", "web")):
+        obj = client.get(f"{CMS}/{name}").body
+        obj["metadata"]["labels"] = {"app": app}
+        client.request("PUT", f"{CMS}/{name}", obj)
+    assert _summary(watch.wait_for(2)) == [("DELETED", "a"), ("ADDED", "b")]
+
+
+def test_a_watch_from_a_resource_version_reads_no_current_objects(
+    server_parts: tuple[Any, Any, Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An informer's watch after its list costs nothing per object already listed: at
+    10,000 EndpointSlices, decoding them all again cost ~0.7 s of the server's CPU."""
+    _, store, client = server_parts
+    _make(client, "a")
+    rv = client.get(CMS).body["metadata"]["resourceVersion"]
+    listed: list[str] = []
+    real_list = type(store).list
+
+    def counting_list(self: Any, kind: str, *args: Any, **kwargs: Any) -> Any:
+        listed.append(kind)
+        return real_list(self, kind, *args, **kwargs)
+
+    monkeypatch.setattr(type(store), "list", counting_list)
+    watch = Collector(client.watch(CMS, resourceVersion=rv, timeoutSeconds="2"))
+    _make(client, "b")
+    assert _summary(watch.wait_for(1)) == [("ADDED", "b")]
+    assert "ConfigMap" not in listed
+    list(client.watch(CMS, labelSelector="app=web", resourceVersion=rv, timeoutSeconds="0.2"))
+    assert "ConfigMap" in listed  # a selector's starting set still needs them
+
+
 def test_watch_of_one_namespace_ignores_others(client: Client) -> None:
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}}
     client.request("POST", "/api/v1/namespaces", ns)
