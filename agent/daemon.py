@@ -126,6 +126,10 @@ def run(config: AgentConfig) -> int:
     # The lists first: they need only the client, and the API server spends ~1 s on them at
     # 10,000 Services; the rest of the agent is imported (~0.2 s) and started meanwhile.
     agent.source.start()
+    # Then the datapath's compile or adoption (BCC's C, on its own thread): a fresh node's
+    # compile is the longest step of its first sync, so it starts before the rest of the
+    # agent is imported and built; the load waits for the controller only to hand over.
+    load = _begin_load(agent, config) if config.pin_dir else None
     log.info(
         "agent for node %s started (pid %d), kubeconfig %s",
         node,
@@ -141,7 +145,8 @@ def run(config: AgentConfig) -> int:
         ring = FlowRing(config.flow_capacity)
         registry, flow_metrics = _metrics(config)
         ingest = FlowIngest(ring, (flow_metrics,) if flow_metrics else ())
-        load = _start_datapath(agent, config, ingest, waypoint) if config.pin_dir else None
+        if load is not None:
+            _start_datapath(agent, config, ingest, waypoint, load)
     except BaseException:  # a bad flag the controller refuses, say: nothing left running
         abandon_start()
         agent.source.stop(timeout=2.0)
@@ -206,13 +211,26 @@ def _next_tick(agent: Agent, observe_by: float | None) -> None:
             return
 
 
-def _start_datapath(agent: Agent, config: AgentConfig, ingest: FlowIngest,
-                    waypoint: tuple[ipaddress.IPv4Address, int] | None) -> DatapathLoad:
+def _begin_load(agent: Agent, config: AgentConfig) -> DatapathLoad:
     """The BCC compiles or adoptions (C, without the GIL) run on their own thread while the
     informers list (agent.bcc_thread): the datapath's, and the tracer's before the first plan
     or after the first sync (bcc_thread.order). The first sync plans once plan_gate opens
     (memory) and writes once the maps are attached (DatapathController.attach)."""
-    from agent.bcc_thread import DatapathLoad, tracer_step
+    from agent.bcc_thread import DatapathLoad
+
+    assert config.pin_dir is not None
+    state_dir = Path(config.state_dir) if config.state_dir else None
+    load = DatapathLoad(Path(config.pin_dir), None, None, agent.first_synced, agent.stop,
+                        state_dir)
+    agent.plan_gate = load.plan_gate()
+    return load.start()
+
+
+def _start_datapath(agent: Agent, config: AgentConfig, ingest: FlowIngest,
+                    waypoint: tuple[ipaddress.IPv4Address, int] | None,
+                    load: DatapathLoad) -> None:
+    """The controller the load hands its maps to, the tracer's step, and the sync loop."""
+    from agent.bcc_thread import tracer_step
     from agent.datapath.controller import DatapathController
 
     assert config.pin_dir is not None
@@ -223,12 +241,8 @@ def _start_datapath(agent: Agent, config: AgentConfig, ingest: FlowIngest,
     pod_cgroup = Path(config.pod_cgroup) if config.pod_cgroup else None
     tracer = (tracer_step(agent, ingest, Path(config.pin_dir), state_dir, pod_cgroup)
               if config.trace else None)
-    load = DatapathLoad(Path(config.pin_dir), agent.datapath, tracer, agent.first_synced,
-                        agent.stop, state_dir)
-    agent.plan_gate = load.plan_gate()
-    load.start()
+    load.bind(agent.datapath, tracer)
     _start_thread(agent.sync_forever, "sync")
-    return load
 
 
 def _stop_serving(agent: Agent, observer: Any, intake: L7Intake | None,

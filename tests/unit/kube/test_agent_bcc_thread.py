@@ -160,6 +160,36 @@ def test_the_post_compile_trim_runs_after_the_attach(
     wait_for(lambda: len(steps.seen) == 2, "the tracer")
 
 
+def test_a_load_started_before_its_controller_hands_over_once_bound(
+    controller: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon starts the compile right after the lists, before the controller exists:
+    the load runs at once and attaches its maps only when bound."""
+    steps = Steps(controller)
+    monkeypatch.setattr(bcc_thread, "load_datapath", steps.load)
+    synced = threading.Event()
+    load = bcc_thread.DatapathLoad(Path("/x"), None, None, synced, threading.Event()).start()
+    wait_for(lambda: steps.seen == ["load"], "the load, unbound")
+    assert not load.done.wait(0.2) and not controller.attached.is_set()
+    load.bind(controller, steps.tracer)
+    assert load.wait() > 0 and controller.attached.is_set()
+    synced.set()
+    wait_for(lambda: len(steps.seen) == 2, "the tracer")
+    assert steps.seen == ["load", "tracer, attached"]
+
+
+def test_a_start_that_fails_before_binding_ends_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = Steps(None)
+    monkeypatch.setattr(bcc_thread, "load_datapath", steps.load)
+    stop = threading.Event()
+    load = bcc_thread.DatapathLoad(Path("/x"), None, None, threading.Event(), stop).start()
+    wait_for(lambda: steps.seen == ["load"], "the load")
+    stop.set()  # as daemon.run's abandon_start
+    with pytest.raises(RuntimeError, match="stopped before its datapath was handed over"):
+        load.wait()
+    assert load.plan_gate().is_set()
+
+
 @pytest.mark.parametrize("adopted", [False, True])
 def test_a_failed_load_skips_the_tracer_and_wait_raises_it(
     controller: Any, monkeypatch: pytest.MonkeyPatch, adopted: bool
