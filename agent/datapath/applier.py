@@ -131,6 +131,9 @@ class Applier:
                 maps.write_endpoint(self.dp, ifindex, *entry)
                 self.applied.endpoints[ifindex] = entry
             if ifindex not in self.applied.attached:
+                if not self.dp.programs_loaded:  # a compile's maps, its programs not yet
+                    missing = True
+                    continue
                 # Endpoint entry first: the programs drop traffic from unknown veths.
                 attach.attach(self.netlink(), ifindex, self.dp.from_pod_fd, self.dp.to_pod_fd)
                 self.applied.attached.add(ifindex)

@@ -186,12 +186,29 @@ class DatapathController:
         self._dp: Datapath | None = None
         self._applier: Applier | None = None
         self._load_error: BaseException | None = None
-        self.attached = threading.Event()  # set by attach (or attach_failed)
+        self.attached = threading.Event()  # the maps are here (attach_maps, attach, or failed)
+        self.loaded = threading.Event()  # the programs too (attach, or attach_failed)
         if dp is not None:
             self.attach(dp)
 
+    def attach_maps(self, dp: Datapath) -> None:
+        """A compile's maps, before its programs load: the first sync writes them while the
+        verifier runs; ``attach`` hands over the loaded datapath after."""
+        self._take(dp)
+
     def attach(self, dp: Datapath) -> None:
-        """Hand over the loaded programs and maps: the applier adopts what they hold."""
+        """Hand over the loaded programs and maps: the applier adopts what they hold, or,
+        after ``attach_maps``, serves the same maps through ``dp`` from now on."""
+        if self._applier is None:
+            self._take(dp)
+        else:
+            with self.lock:  # after the writes through the maps-only handles
+                early, self._dp, self._applier.dp = self._dp, dp, dp
+            if early is not None and early is not dp:
+                early.close()  # its own fds; the maps live on in dp
+        self.loaded.set()
+
+    def _take(self, dp: Datapath) -> None:
         maps.write_ct_endpoint_quota(dp, self.ct_endpoint_quota)
         applier = Applier(dp, self.netlink)
         # No lock: the first sync holds it while it plans, and reads these only once
@@ -200,19 +217,21 @@ class DatapathController:
         self.attached.set()
 
     def attach_failed(self, err: BaseException) -> None:
-        """The load failed: a sync waiting for the maps raises instead of waiting on."""
+        """The load failed: a sync waiting for the maps or the programs raises instead of
+        waiting on."""
         self._load_error = err
         self.attached.set()
+        self.loaded.set()
 
     @property
     def dp(self) -> Datapath:
-        if self._dp is None:
+        if self._dp is None or self._load_error is not None:
             raise DatapathNotLoaded(self._not_loaded())
         return self._dp
 
     @property
     def applier(self) -> Applier:
-        if self._applier is None:
+        if self._applier is None or self._load_error is not None:
             raise DatapathNotLoaded(self._not_loaded())
         return self._applier
 
@@ -284,6 +303,13 @@ class DatapathController:
             desired = self.planner.desired()
             self.applier.apply(desired)
             self._refresh_index(desired)
+        if not self.loaded.is_set():
+            # Written while the verifier ran (attach_maps): the programs go onto the pods'
+            # veths once loaded; the other parts, applied already, are not compared again.
+            self.loaded.wait()
+            with self.lock:
+                self.applier.apply(desired)
+        with self.lock:
             overflows = tuple(
                 overflow_error(o, self.planner.view(), desired)
                 for _, o in sorted(self.applier.overflows.items())

@@ -39,6 +39,11 @@ class Datapath:
     adopted: templates.Adopted | None = None
     compiled: bool = False  # this load compiled (and, when recorded, then adopted) the programs
 
+    @property
+    def programs_loaded(self) -> bool:
+        """False for a compile's maps handed over before its programs load (``maps_ready``)."""
+        return self.from_pod_fd >= 0 and self.to_pod_fd >= 0
+
     def table(self, name: str) -> Any:
         """The map ``name`` as BCC's table API (a BCC table, or a ``KernelTable``)."""
         if self.adopted is not None:
@@ -72,6 +77,7 @@ def load_datapath(
     sources: Sequence[Path] = PROGRAM_SOURCES,
     cflags: Sequence[str] = (),
     compiling: Callable[[], None] | None = None,
+    maps_ready: Callable[[Datapath], None] | None = None,
 ) -> Datapath:
     """Load the node's programs, adopting the pinned maps under ``pin_dir``.
 
@@ -79,7 +85,10 @@ def load_datapath(
     same inputs (no BCC, no compile); any difference is logged in one line and we compile,
     then pin the programs and record them for the next start. ``debug_dump_path`` (the C
     that clang compiled) always compiles. ``compiling`` is called once the compile is certain,
-    before it starts (the agent plans beside it: agent.bcc_thread)."""
+    before it starts (the agent plans beside it: agent.bcc_thread). ``maps_ready`` receives
+    a compile's maps as soon as they exist, before the verifier loads the programs (a
+    ``Datapath`` without programs, its own fds: the agent writes its first sync meanwhile);
+    the caller closes it once it has the returned one."""
     pin_dir.mkdir(parents=True, exist_ok=True)
     flags = [f'-DTULLE_PIN_DIR="{pin_dir}"', *cflags]
     source_list = list(sources)
@@ -108,7 +117,7 @@ def load_datapath(
     # decoding holds the GIL and stretched ~0.01 s of CPU to ~0.1 s.
     hashing = (_Beside(lambda: templates.inputs(source_list, flags, PROGRAMS))
                if state_dir is not None and ins is None else None)
-    dp = _compile(pin_dir, source_list, flags, debug_dump_path)
+    dp = _compile(pin_dir, source_list, flags, debug_dump_path, maps_ready)
     if hashing is not None:
         ins = hashing.result()
     if state_dir is not None and ins is not None and _remember(dp, state_dir, ins):
@@ -155,10 +164,13 @@ def _adopt_compiled(dp: Datapath, state_dir: Path, ins: dict[str, Any]) -> Datap
 
 
 def _compile(pin_dir: Path, sources: list[Path], flags: list[str],
-             debug_dump_path: Path | None) -> Datapath:
+             debug_dump_path: Path | None,
+             maps_ready: Callable[[Datapath], None] | None = None) -> Datapath:
     from agent.datapath.bpf_loader import BPF, load_fn, load_program  # BCC: compile path only
 
     bpf = load_program(sources, flags, debug_dump_path=debug_dump_path)
+    if maps_ready is not None:
+        _hand_maps(pin_dir, bpf, maps_ready)
     return Datapath(
         pin_dir=pin_dir,
         from_pod_fd=load_fn(bpf, FROM_POD, BPF.SCHED_CLS).fd,
@@ -166,6 +178,20 @@ def _compile(pin_dir: Path, sources: list[Path], flags: list[str],
         bpf=bpf,
         compiled=True,
     )
+
+
+def _hand_maps(pin_dir: Path, bpf: Any, maps_ready: Callable[[Datapath], None]) -> None:
+    """The compiled module's maps exist (BCC creates and pins them before any program
+    loads): hand them over now, on fds of their own, and let the verifier run beside the
+    writes. Should that fail, the writes wait for the whole load, as without it."""
+    from agent.datapath.bpf_loader import table_descriptions
+
+    try:
+        opened = templates.open_compiled_maps(table_descriptions(bpf))
+    except (OSError, ValueError, TypeError) as err:
+        log.warning("datapath: the maps wait for the programs' load: %s", err)
+        return
+    maps_ready(Datapath(pin_dir, -1, -1, adopted=opened, compiled=True))
 
 
 def _remember(dp: Datapath, state_dir: Path, ins: dict[str, Any]) -> bool:

@@ -226,6 +226,27 @@ def adopt(pin_dir: Path, state_dir: Path, ins: dict[str, Any],
         raise Mismatch(f"adopting failed: {err}") from None
 
 
+def open_compiled_maps(tables: dict[str, tuple[int, str, str]]) -> Adopted:
+    """The maps of a module BCC just compiled, before its programs load (name -> (map fd, key
+    JSON, leaf JSON), bpf_loader.table_descriptions): each fd duplicated, so that they
+    outlive the compiler's module, and typed from BCC's descriptions as ``adopt`` types a
+    record's. A first sync writes them while the verifier checks the programs."""
+    opened = Adopted({}, {})
+    try:
+        cpus = possible_cpus()
+        for name, (fd, key_desc, leaf_desc) in tables.items():
+            own = os.dup(fd)
+            opened.fds.append(own)
+            info = bpfinfo.map_info(own)
+            key, leaf = decode(json.loads(key_desc)), decode(json.loads(leaf_desc))
+            opened.tables[name] = KernelTable(name, own, info.type, key, leaf,
+                                              info.max_entries, info.flags, cpus)
+    except BaseException:
+        opened.close()
+        raise
+    return opened
+
+
 def _open_programs(pin_dir: Path, record: dict[str, Any], programs: list[Program],
                    adopted: Adopted) -> set[int]:
     used: set[int] = set()

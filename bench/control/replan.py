@@ -158,6 +158,8 @@ class _Table:
 class NoMaps:
     """Enough of programs.Datapath for the Applier to adopt nothing."""
 
+    programs_loaded = True
+
     def table(self, _name: str) -> _Table:
         return _Table()
 

@@ -263,6 +263,42 @@ def test_a_compiled_start_forwards_through_what_it_adopted(
         dp.close()
 
 
+def test_a_compile_hands_its_maps_over_before_the_verifier_runs(
+        node: Node, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``maps_ready`` gets the compiled maps before any program loads (a fresh node's first
+    sync writes them beside the verifier): on fds of their own, typed as an adoption types
+    them, and the very maps the loaded datapath then serves."""
+    from agent.datapath import bpf_loader, programs
+
+    handed: list[tuple[Datapath, list[str]]] = []
+    loaded: list[str] = []
+    real_load_fn = bpf_loader.load_fn
+
+    def load_fn_seen(bpf: BPF, name: str, prog_type: int) -> BPF.Function:
+        loaded.append(name)
+        return real_load_fn(bpf, name, prog_type)
+
+    monkeypatch.setattr(bpf_loader, "load_fn", load_fn_seen)
+
+    def maps_ready(early: Datapath) -> None:
+        handed.append((early, list(loaded)))
+        maps.write_ipcache(early, {ipaddress.IPv4Address("10.244.9.9"): 999})
+
+    dp, why = start(node, caplog, cflags=["-DTULLE_TEST_FLAG=2"], maps_ready=maps_ready)
+    try:
+        assert dp.compiled and "cflags changed" in why and len(handed) == 1
+        early, programs_by_then = handed[0]
+        assert programs_by_then == [] and not early.programs_loaded and dp.programs_loaded
+        assert maps.read_ipcache(dp)[ipaddress.IPv4Address("10.244.9.9")] == 999
+        # The fixture's writes before this compile are there too: the same pinned maps.
+        assert maps.read_endpoints(early)[IFINDEX][0] == ipaddress.IPv4Address(CLIENT)
+        early.close()  # its own fds: the loaded datapath's maps stay
+        assert maps.read_endpoints(dp)[IFINDEX][0] == ipaddress.IPv4Address(CLIENT)
+    finally:
+        dp.close()
+        assert programs.FROM_POD in loaded
+
+
 def test_a_compile_it_cannot_adopt_serves_the_bcc_module(
         node: Node, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_args: object, **_kwargs: object) -> templates.Adopted:

@@ -123,6 +123,7 @@ class FakeMap:
 
 class FakeDatapath:
     from_pod_fd = to_pod_fd = -1
+    programs_loaded = True  # attach.attach is stubbed
 
     def __init__(self, **tables: FakeMap) -> None:
         self.tables = tables

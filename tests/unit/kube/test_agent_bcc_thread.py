@@ -70,6 +70,55 @@ def test_a_failed_load_ends_the_waiting_sync_with_its_reason(controller: Any) ->
     assert "failed to load: clang: error: boom" in str(errors[0])
 
 
+class MapsOnly(NoMaps):
+    """A compile's maps before the verifier loaded its programs; records its close."""
+
+    programs_loaded = False
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_first_sync_writes_the_compiled_maps_while_the_verifier_runs(
+    controller: Any,
+) -> None:
+    syncing = threading.Thread(target=controller.resync,
+                               args=([service("x", "10.96.0.1")],), daemon=True)
+    syncing.start()
+    early = MapsOnly()
+    controller.attach_maps(early)
+    wait_for(lambda: controller.writes == [(IPv4Address("10.96.0.1"), 80, 6)], "the writes")
+    syncing.join(0.2)
+    assert syncing.is_alive()  # not synced: no programs yet
+    loaded = NoMaps()
+    controller.attach(loaded)
+    syncing.join(5)
+    assert not syncing.is_alive()
+    assert controller.dp is loaded and controller.applier.dp is loaded and early.closed
+    assert controller.writes == [(IPv4Address("10.96.0.1"), 80, 6)]  # not written twice
+
+
+def test_a_verifier_rejection_after_the_maps_ends_the_waiting_sync(controller: Any) -> None:
+    errors: list[BaseException] = []
+
+    def sync() -> None:
+        try:
+            controller.resync([service("x", "10.96.0.1")])
+        except BaseException as err:
+            errors.append(err)
+
+    syncing = threading.Thread(target=sync, daemon=True)
+    syncing.start()
+    controller.attach_maps(MapsOnly())
+    wait_for(lambda: controller.writes, "the writes")
+    controller.attach_failed(RuntimeError("tulle_from_pod: Permission denied"))
+    syncing.join(5)
+    assert not syncing.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], DatapathNotLoaded)
+    assert "Permission denied" in str(errors[0])
+
+
 class Steps:
     """Records what ran on the BCC thread, whether the maps were attached by then, and whether
     the first plan's gate was open. ``release`` holds the load until the test sets it."""
@@ -83,7 +132,7 @@ class Steps:
         self.gate: threading.Event | None = None
 
     def load(self, _pin_dir: Path, _state_dir: Path | None,
-             compiling: Any = None) -> Any:
+             compiling: Any = None, _maps_ready: Any = None) -> Any:
         self.seen.append("load")
         if not self.adopted and compiling is not None:
             compiling()  # as programs.load_datapath does once adopting failed
@@ -244,7 +293,8 @@ def test_a_bad_program_still_fails_the_agent_loudly(
     error = make()
     traced: list[Any] = []
 
-    def failing_load(pin_dir: Path, state_dir: Path | None, compiling: Any = None) -> Any:
+    def failing_load(pin_dir: Path, state_dir: Path | None, compiling: Any = None,
+                     maps_ready: Any = None) -> Any:
         assert threading.current_thread().name == "bcc"
         raise error
 
