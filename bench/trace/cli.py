@@ -39,6 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pairs", type=int, default=4, help="on/off pairs per workload (default 4)")
     p.add_argument("--seconds", type=int, default=5, help="seconds per wrk run (default 5)")
     p.add_argument("--quick", action="store_true", help="2 pairs of 3 s runs (a smoke run)")
+    p.add_argument("--workloads", type=_workloads, default=tuple(WORKLOADS),
+                   help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all); "
+                        "more pairs of fewer workloads narrow a cost near the target")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -49,6 +52,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.pairs, args.seconds = 2, 3
     return args
+
+
+def _workloads(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown workload(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(WORKLOADS)}")
+    return names
 
 
 def target_rows(workloads: dict[str, Any]) -> list[list[str]]:
@@ -107,10 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, _stop)
     started = datetime.now(UTC)
-    progress(f"kernel tracing cost: lab {LAB}, {len(WORKLOADS)} workloads × {args.pairs} "
+    progress(f"kernel tracing cost: lab {LAB}, {len(args.workloads)} workloads × {args.pairs} "
              f"on/off pairs × {args.seconds} s")
     bench = TraceBench(args.seconds, args.pairs, progress, threads=args.threads,
-                       connections=args.connections)
+                       connections=args.connections, workloads=args.workloads)
     failure = None
     try:
         bench.run()
@@ -136,11 +149,14 @@ def build(args: argparse.Namespace, bench: TraceBench, started: datetime,
           failure: str | None) -> dict[str, Any]:
     workloads = {name: {"what": what, "url": url, "connection_close": close,
                         **summary(bench.runs, name)}
-                 for name, (what, url, close) in WORKLOADS.items()}
+                 for name, (what, url, close) in WORKLOADS.items() if name in bench.workloads}
+    chosen = ("" if tuple(bench.workloads) == tuple(WORKLOADS)
+              else f" --workloads {','.join(bench.workloads)}")
     return {
         "date": f"{started:%Y-%m-%d %H:%M} UTC",
         "command": "make bench-trace" + (" ARGS=--quick" if args.quick else
-                                         f" ARGS='--pairs {args.pairs} --seconds {args.seconds}'"),
+                                         f" ARGS='--pairs {args.pairs} --seconds {args.seconds}"
+                                         f"{chosen}'"),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "machine": {"loadavg_end": machine.loadavg(), "cpus": os.cpu_count()},
         "method": (

@@ -122,6 +122,7 @@ class TraceBench:
     runs: list[TraceRun] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     tracing: bool = True  # the agents' state as last confirmed
+    workloads: tuple[str, ...] = tuple(WORKLOADS)
 
     def run(self) -> None:
         lab = BenchLab(LAB, True, self.progress)
@@ -129,7 +130,7 @@ class TraceBench:
                                     connections=self.connections), self.progress)
         try:
             bring_up(lab, runner)
-            for name in WORKLOADS:
+            for name in self.workloads:
                 for _ in range(WARM_UPS):
                     self.runs.append(self.measure(lab, runner, name, WARM_UP, True))
                 for pair, order in enumerate(pair_orders(self.pairs)):

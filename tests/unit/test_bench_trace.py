@@ -121,3 +121,34 @@ def test_agentcost_workload_runs_the_agents_path_with_the_split_on_and_off() -> 
 
     workload(True, 1)  # what callgrind counts: a malformed batch would raise here
     workload(False, 1)
+
+
+def test_a_subset_of_workloads_runs_only_those_and_says_so_in_the_command(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    from bench.trace import overhead
+    from bench.trace.cli import build, parse_args
+
+    args = parse_args(["--workloads", "waypoint,l4_keepalive", "--pairs", "3"])
+    assert args.workloads == ("waypoint", "l4_keepalive")
+    with pytest.raises(SystemExit):
+        parse_args(["--workloads", "waypoint,nope"])
+    measured: list[str] = []
+
+    def measure(self: overhead.TraceBench, _lab: object, _runner: object, workload: str,
+                pair: int, on: bool) -> TraceRun:
+        measured.append(workload)
+        return run(workload, pair, on, 100)
+
+    monkeypatch.setattr(overhead, "BenchLab", lambda *_a: SimpleNamespace(down=lambda: None))
+    monkeypatch.setattr(overhead, "Runner", lambda *_a: SimpleNamespace(notes=[]))
+    monkeypatch.setattr(overhead, "bring_up", lambda *_a: None)
+    monkeypatch.setattr(overhead.TraceBench, "measure", measure)
+    monkeypatch.setattr(overhead.shutil, "rmtree", lambda *_a, **_k: None)
+    bench = overhead.TraceBench(5, 1, lambda _m: None, workloads=args.workloads)
+    bench.run()
+    assert set(measured) == {"waypoint", "l4_keepalive"}
+    report = build(args, bench, datetime.now(UTC), None)
+    assert list(report["workloads"]) == ["l4_keepalive", "waypoint"]
+    assert "--workloads waypoint,l4_keepalive" in report["command"]
