@@ -244,6 +244,44 @@ def test_agent_sigkill_resets_nothing(lab: Lab, lb: dict[str, Any]) -> None:
     assert "datapath: compiling" not in since, since[-3000:]
 
 
+def test_an_agent_that_compiles_again_attaches_its_programs_to_every_running_pod(
+        lab: Lab, lb: dict[str, Any]) -> None:
+    """A restart without its compile record compiles: the maps are written while the verifier
+    runs (programs.load_datapath ``maps_ready``), and the new programs go onto the veths of the
+    pods already running once loaded; their traffic keeps flowing through them."""
+    from agent.datapath import templates
+
+    paths = LabPaths.for_lab(lab.name)
+    record = paths.node_state("node1") / templates.RECORD_NAME
+    assert record.is_file()
+    (agent,) = [r for r in procs.load_records(paths.procs) if r.role == "agent-node1"]
+    agent_log = paths.logs / "agent-node1.log"
+    logged_before = agent_log.stat().st_size
+    record.unlink()
+    os.kill(agent.pid, signal.SIGKILL)
+    health = paths.health / "agent-node1.json"
+
+    def restarted_and_ready() -> bool:
+        try:
+            report = json.loads(health.read_text())
+        except (OSError, ValueError):
+            return False  # between the old agent's file and the new one's
+        return report.get("pid") != agent.pid and report["ready"] and bool(
+            (report.get("datapath") or {}).get("first_sync_s"))
+
+    wait_for(restarted_and_ready, what="the recompiled agent synced", timeout=120)
+    since = agent_log.read_bytes()[logged_before:].decode(errors="replace")
+    assert "datapath: compiling, not adopting the pinned programs: no compile record" in since
+    node1_pods = [p for p in lab.get("pods", "lb")
+                  if p["spec"].get("nodeName") == "node1" and p["status"].get("podIP")]
+    assert node1_pods
+    attached = {line.rsplit("(", 1)[-1].rstrip(")") for line in since.splitlines()
+                if "datapath attached to ifindex" in line}
+    assert {p["status"]["podIP"] for p in node1_pods} <= attached, (attached, since[-3000:])
+    result = run_py(lab, "lb", lb["clients"][0], clients.HTTP_SPREAD, "echo.lb", 80, 60)
+    assert result["failed"] == 0 and set(result["pods"]) == lb["backends"], result
+
+
 def test_no_iptables_rules_in_any_node(lab: Lab, lb: dict[str, Any]) -> None:
     for node in ("node1", "node2"):
         out = subprocess.run(["ip", "netns", "exec", f"tulle-{lab.name}-{node}", "iptables-save"],
