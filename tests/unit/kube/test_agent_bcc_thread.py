@@ -52,7 +52,8 @@ def test_the_first_sync_plans_before_the_maps_exist_and_writes_once_attached(
     assert controller.writes == [(IPv4Address("10.96.0.1"), 80, 6)]
 
 
-def test_a_failed_load_ends_the_waiting_sync_with_its_reason(controller: Any) -> None:
+def syncing_with_errors(controller: Any) -> tuple[threading.Thread, list[BaseException]]:
+    """A first sync on its own thread, its exception (if any) recorded."""
     errors: list[BaseException] = []
 
     def sync() -> None:
@@ -63,6 +64,11 @@ def test_a_failed_load_ends_the_waiting_sync_with_its_reason(controller: Any) ->
 
     syncing = threading.Thread(target=sync, daemon=True)
     syncing.start()
+    return syncing, errors
+
+
+def test_a_failed_load_ends_the_waiting_sync_with_its_reason(controller: Any) -> None:
+    syncing, errors = syncing_with_errors(controller)
     controller.attach_failed(RuntimeError("clang: error: boom"))
     syncing.join(5)
     assert not syncing.is_alive() and controller.writes == []
@@ -100,16 +106,7 @@ def test_the_first_sync_writes_the_compiled_maps_while_the_verifier_runs(
 
 
 def test_a_verifier_rejection_after_the_maps_ends_the_waiting_sync(controller: Any) -> None:
-    errors: list[BaseException] = []
-
-    def sync() -> None:
-        try:
-            controller.resync([service("x", "10.96.0.1")])
-        except BaseException as err:
-            errors.append(err)
-
-    syncing = threading.Thread(target=sync, daemon=True)
-    syncing.start()
+    syncing, errors = syncing_with_errors(controller)
     controller.attach_maps(MapsOnly())
     wait_for(lambda: controller.writes, "the writes")
     controller.attach_failed(RuntimeError("tulle_from_pod: Permission denied"))
