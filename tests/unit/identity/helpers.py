@@ -76,7 +76,7 @@ def name(common_name: str) -> x509.Name:
 def cert(
     key: PrivateKey,
     issuer: tuple[x509.Certificate | None, PrivateKey],
-    subject: str = "",
+    subject: str | x509.Name = "",
     sans: Sequence[x509.GeneralName] = (),
     ca: bool | None = False,
     path_length: int | None = None,
@@ -86,7 +86,10 @@ def cert(
 ) -> x509.Certificate:
     """A certificate for `key` signed by `issuer` = (its cert, or None for self-signed; key)."""
     issuer_cert, issuer_key = issuer
-    subject_name = name(subject) if subject else x509.Name([])
+    if isinstance(subject, x509.Name):
+        subject_name = subject
+    else:
+        subject_name = name(subject) if subject else x509.Name([])
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject_name)
@@ -114,7 +117,7 @@ def leaf(
     return cert(p256(), issuer, **fields)  # type: ignore[arg-type]
 
 
-def root(subject: str = "root", **kw: object) -> tuple[x509.Certificate, PrivateKey]:
+def root(subject: str | x509.Name = "root", **kw: object) -> tuple[x509.Certificate, PrivateKey]:
     """A self-signed CA and its key."""
     key = p256()
     fields: dict[str, object] = {"ca": True, "key_usage": usage(cert_sign=True)}
