@@ -5,14 +5,17 @@ ConfigMap carries it. Root rotation keeps an overlap: `with_root(new)` trusts bo
 while SVIDs signed under the old one are still held, and `without(old)` drops it once every
 holder has renewed under the new one (after at least one SVID lifetime).
 
-`verify_svid(chain, bundle, now)` checks a presented chain (leaf first, then intermediates;
-the root may be appended) and returns the leaf's SPIFFE ID, or raises `SvidError` with a
-stable reason:
+`parse_chain(ders)` loads a chain as a handshake presents it (`malformed` if a certificate
+is not DER X.509). `verify_svid(chain, bundle, now)` checks a presented chain (leaf first,
+then intermediates; the root may be appended) and returns the leaf's SPIFFE ID, or raises
+`SvidError` with a stable reason:
+- `malformed`: a certificate has a field that cannot be decoded;
 - `not-an-svid`: the leaf has no or several URI SANs, a URI that is not a SPIFFE ID, is a CA,
   has keyCertSign/cRLSign, or lacks digitalSignature;
 - `wrong-trust-domain`: the ID is not in the bundle's trust domain;
 - `bad-chain`: an issuer is not a CA, its name is not the child's issuer, pathLen is
-  exceeded, or the chain is over MAX_CHAIN certificates;
+  exceeded, the chain is over MAX_CHAIN certificates, or a CA has a critical extension
+  this verifier does not process (a leaf with one is `not-an-svid`);
 - `bad-signature`: a certificate's signature does not verify with its issuer's key;
 - `unknown-ca`: the chain does not end under a root of the bundle;
 - `expired` / `not-yet-valid`: some certificate on the path is outside its validity at `now`.
@@ -30,14 +33,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.x509.oid import ExtensionOID
 
 from identity.certs import (
+    PARSE_ERRORS,
     basic_constraints,
     ca_problem,
     key_usage,
     load_pem_chain,
     not_after,
     not_before,
+    parse_problem,
     signature_problem,
     to_pem,
     utc,
@@ -45,7 +51,15 @@ from identity.certs import (
 from identity.spiffe import SpiffeId, SpiffeIdError
 
 MAX_CHAIN = 8  # leaf + intermediates; real meshes use 1-3
+# What this verifier processes; a certificate with any other critical extension (say,
+# nameConstraints) is refused, as RFC 5280 4.2 requires of a verifier that does not know it.
+KNOWN_CRITICAL = frozenset({
+    ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE, ExtensionOID.EXTENDED_KEY_USAGE,
+    ExtensionOID.SUBJECT_ALTERNATIVE_NAME, ExtensionOID.SUBJECT_KEY_IDENTIFIER,
+    ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
+})
 REASONS = (
+    "malformed",
     "not-an-svid",
     "wrong-trust-domain",
     "bad-chain",
@@ -82,10 +96,14 @@ class TrustBundle:
     roots: tuple[x509.Certificate, ...]
 
     def __post_init__(self) -> None:
+        try:
+            SpiffeId(self.trust_domain)
+        except SpiffeIdError as e:
+            raise BundleError(str(e)) from None
         if not self.roots:
             raise BundleError("a trust bundle needs at least one root")
         for root in self.roots:
-            problem = ca_problem(root)
+            problem = parse_problem(root) or ca_problem(root)
             if problem is None and (root.issuer != root.subject or signature_problem(root, root)):
                 problem = "is not self-signed"
             if problem:
@@ -117,7 +135,40 @@ class TrustBundle:
         return TrustBundle(self.trust_domain, tuple(r for r in self.roots if r != root))
 
 
+def parse_chain(ders: Sequence[bytes]) -> list[x509.Certificate]:
+    """Certificates from DER (as a TLS handshake presents them); `malformed` if one is not."""
+    certs = []
+    for i, der in enumerate(ders):
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except PARSE_ERRORS as e:
+            raise SvidError("malformed", f"certificate {i} is not DER X.509 ({e})") from None
+        certs.append(cert)
+    _check_decodable(certs)
+    return certs
+
+
+def _check_decodable(chain: Sequence[x509.Certificate]) -> None:
+    for i, cert in enumerate(chain):
+        problem = parse_problem(cert)
+        if problem:
+            raise SvidError("malformed", f"certificate {i} {problem}")
+
+
+def _extension_problem(cert: x509.Certificate) -> str | None:
+    """Why `cert`'s extensions cannot be relied on, or None."""
+    extensions = list(cert.extensions)  # decodable: _check_decodable ran first
+    unknown = [e.oid.dotted_string for e in extensions
+               if e.critical and e.oid not in KNOWN_CRITICAL]
+    if unknown:
+        return f"has critical extensions this verifier does not process: {', '.join(unknown)}"
+    return None
+
+
 def _leaf_identity(leaf: x509.Certificate) -> SpiffeId:
+    problem = _extension_problem(leaf)
+    if problem:
+        raise SvidError("not-an-svid", f"the leaf {problem}")
     try:
         sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         uris = sans.get_values_for_type(x509.UniformResourceIdentifier)
@@ -142,7 +193,7 @@ def _leaf_identity(leaf: x509.Certificate) -> SpiffeId:
 
 def _check_link(child: x509.Certificate, issuer: x509.Certificate, below: int) -> None:
     """`issuer` signed `child`, may sign CAs, and allows `below` intermediates under it."""
-    problem = ca_problem(issuer)
+    problem = _extension_problem(issuer) or ca_problem(issuer)
     if problem:
         raise SvidError("bad-chain", f"{_name(child)!r}'s issuer {_name(issuer)!r} {problem}")
     if child.issuer != issuer.subject:
@@ -180,6 +231,7 @@ def verify_svid(
         raise SvidError("not-an-svid", "no certificate presented")
     if len(chain) > MAX_CHAIN:
         raise SvidError("bad-chain", f"{len(chain)} certificates, over {MAX_CHAIN}")
+    _check_decodable(chain)
     spiffe_id = _leaf_identity(chain[0])
     if spiffe_id.trust_domain != bundle.trust_domain:
         raise SvidError(

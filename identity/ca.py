@@ -35,6 +35,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from identity.certs import (
     PrivateKey,
+    basic_constraints,
     ca_problem,
     load_pem_chain,
     not_after,
@@ -115,6 +116,19 @@ def _check_chain(certs: list[x509.Certificate]) -> None:
             f"the chain ends at {root.subject.rfc4514_string()!r}, which is not a self-signed "
             "root: append the intermediates and the root to the certificate"
         )
+    _check_path_room(certs, 0)
+
+
+def _check_path_room(certs: list[x509.Certificate], extra: int) -> None:
+    """Every CA's pathLen allows the intermediates below it, plus `extra` new ones."""
+    for below, cert in enumerate(certs):
+        constraints = basic_constraints(cert)
+        limit = constraints.path_length if constraints else None
+        if limit is not None and limit < below + extra:
+            raise CaError(
+                f"{cert.subject.rfc4514_string()!r} has pathLen {limit}: it allows no "
+                f"{below + extra} intermediate CAs below it"
+            )
 
 
 @dataclass(frozen=True)
@@ -184,9 +198,7 @@ class CertificateAuthority:
         path_length: int | None = 0,
     ) -> CertificateAuthority:
         """A new EC P-256 intermediate CA signed by this one (CN=`name`, O=Tulle)."""
-        constraints = self.cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        if constraints.path_length == 0:
-            raise CaError("this CA's pathLen is 0: it may not sign another CA")
+        _check_path_room([self.cert, *self.chain], 1)
         start, end = self._window(now, lifetime)
         key = ec.generate_private_key(ec.SECP256R1())
         subject = _ca_name(name)

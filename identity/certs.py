@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
@@ -47,6 +47,29 @@ def load_pem_chain(data: bytes) -> list[x509.Certificate]:
 
 def to_pem(certs: list[x509.Certificate] | tuple[x509.Certificate, ...]) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+# What cryptography 38 raises from lazily parsed fields of hostile DER.
+PARSE_ERRORS = (
+    ValueError, KeyError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion,
+    x509.DuplicateExtension, x509.UnsupportedGeneralNameType,
+)
+
+
+def parse_problem(cert: x509.Certificate) -> str | None:
+    """Why some field of `cert` cannot be decoded, or None. cryptography 38 decodes names,
+    keys, times and extensions only when first read, so a certificate that loaded may still
+    fail later: read every field a check uses here, once, before any check."""
+    try:
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+        cert.public_key()
+        cert.not_valid_before, cert.not_valid_after  # noqa: B018
+        cert.signature_hash_algorithm  # noqa: B018
+        list(cert.extensions)
+    except PARSE_ERRORS as e:
+        return f"cannot be decoded ({type(e).__name__}: {e})"
+    return None
 
 
 def basic_constraints(cert: x509.Certificate) -> x509.BasicConstraints | None:

@@ -20,10 +20,9 @@ A refusal is a `CsrError` with a stable `reason` (for flows and metrics) and a m
 from __future__ import annotations
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from identity.certs import WEAK_HASHES
+from identity.certs import PARSE_ERRORS, WEAK_HASHES
 from identity.spiffe import SpiffeId, SpiffeIdError
 
 MAX_CSR_BYTES = 16 * 1024
@@ -61,8 +60,10 @@ def _parse(data: bytes) -> x509.CertificateSigningRequest:
             csr = x509.load_pem_x509_csr(data)
         else:
             csr = x509.load_der_x509_csr(data)
-        _ = csr.extensions  # parsed lazily: an undecodable extension must fail here
-    except (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
+        # cryptography 38 decodes fields when first read: read those the checks use, here.
+        csr.subject.rfc4514_string()
+        list(csr.extensions)
+    except PARSE_ERRORS as e:
         raise CsrError("malformed", f"not a certificate signing request ({e})") from None
     return csr
 
@@ -70,7 +71,7 @@ def _parse(data: bytes) -> x509.CertificateSigningRequest:
 def _check_key(csr: x509.CertificateSigningRequest) -> PublicKey:
     try:
         key = csr.public_key()
-    except (ValueError, TypeError) as e:  # e.g. an unknown curve
+    except PARSE_ERRORS as e:  # e.g. an unknown curve
         raise CsrError("unsupported-key", f"the key cannot be read ({e})") from None
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < RSA_MIN_BITS:
@@ -89,7 +90,7 @@ def _check_signature(csr: x509.CertificateSigningRequest) -> None:
     try:
         valid = csr.is_signature_valid
         digest = csr.signature_hash_algorithm
-    except (UnsupportedAlgorithm, ValueError) as e:
+    except PARSE_ERRORS as e:
         raise CsrError("bad-signature", f"the signature cannot be checked ({e})") from None
     if not valid:
         raise CsrError("bad-signature", "the self-signature does not verify with its key")

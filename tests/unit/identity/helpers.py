@@ -83,6 +83,7 @@ def cert(
     key_usage: x509.KeyUsage | None = None,
     start: datetime = NOW - timedelta(hours=1),
     end: datetime = NOW + timedelta(hours=1),
+    extra: Sequence[x509.ExtensionType] = (),
 ) -> x509.Certificate:
     """A certificate for `key` signed by `issuer` = (its cert, or None for self-signed; key)."""
     issuer_cert, issuer_key = issuer
@@ -105,6 +106,8 @@ def cert(
         builder = builder.add_extension(x509.BasicConstraints(ca, path_length), critical=True)
     if key_usage is not None:
         builder = builder.add_extension(key_usage, critical=True)
+    for extension in extra:
+        builder = builder.add_extension(extension, critical=True)
     return builder.sign(issuer_key, hashes.SHA256())
 
 

@@ -7,8 +7,19 @@ from datetime import timedelta
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from identity.bundle import BundleError, SvidError, TrustBundle, renew_at, verify_svid
+from identity.bundle import (
+    REASONS,
+    BundleError,
+    SvidError,
+    TrustBundle,
+    parse_chain,
+    renew_at,
+    verify_svid,
+)
 from identity.ca import CertificateAuthority
 from identity.certs import to_pem
 from identity.spiffe import workload_id
@@ -68,7 +79,7 @@ def test_an_svid_from_another_root_is_unknown(bundle: TrustBundle) -> None:
 
 def test_a_forged_signature_is_refused(ca: CertificateAuthority, bundle: TrustBundle) -> None:
     good = ca.issue(csr_der(), WEB, NOW)[0]
-    der = bytearray(good.public_bytes(x509.base.serialization.Encoding.DER))
+    der = bytearray(good.public_bytes(serialization.Encoding.DER))
     der[-5] ^= 0x01
     forged = x509.load_der_x509_certificate(bytes(der))
     refused([forged], bundle, "unknown-ca", "not signed by a root")
@@ -213,3 +224,70 @@ def test_renew_at_half_life(ca: CertificateAuthority) -> None:
     assert renew_at(svid) == NOW - timedelta(minutes=1) + timedelta(hours=12, seconds=30)
     (short,) = ca.issue(csr_der(), WEB, NOW, lifetime=timedelta(minutes=10))
     assert renew_at(short) == NOW + timedelta(minutes=4, seconds=30)
+
+
+UNKNOWN = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00")
+
+
+def test_a_leaf_with_an_unknown_critical_extension_is_refused(
+    ca: CertificateAuthority, bundle: TrustBundle
+) -> None:
+    svid = leaf((ca.cert, ca.key), extra=[UNKNOWN])
+    refused([svid], bundle, "not-an-svid", "critical extensions .* 1.3.6.1.4.1.55555.1")
+
+
+def test_a_ca_with_unprocessed_name_constraints_is_refused(
+    ca: CertificateAuthority, bundle: TrustBundle
+) -> None:
+    # A verifier that ignored a critical nameConstraints would accept names the CA may not sign.
+    key = p256()
+    only_other = x509.NameConstraints(
+        permitted_subtrees=[x509.UniformResourceIdentifier("other.example")],
+        excluded_subtrees=None,
+    )
+    mid = cert(key, (ca.cert, ca.key), "constrained", ca=True,
+               key_usage=usage(cert_sign=True), extra=[only_other])
+    refused([leaf((mid, key)), mid], bundle, "bad-chain", "'CN=constrained' has critical")
+
+
+def test_parse_chain_refuses_what_is_not_der(ca: CertificateAuthority) -> None:
+    good = ca.issue(csr_der(), WEB, NOW)[0].public_bytes(serialization.Encoding.DER)
+    assert parse_chain([good])[0].public_bytes(serialization.Encoding.DER) == good
+    for bad in (b"", b"\x30\x03\x02\x01", good[:-1], b"-----BEGIN CERTIFICATE-----"):
+        with pytest.raises(SvidError, match="certificate 1 is not DER X.509") as caught:
+            parse_chain([good, bad])
+        assert caught.value.reason == "malformed"
+
+
+def test_a_bundle_needs_a_valid_trust_domain(ca: CertificateAuthority) -> None:
+    with pytest.raises(BundleError, match="not lowercase"):
+        TrustBundle("Cluster.Local", (ca.root,))
+
+
+@pytest.mark.filterwarnings("ignore:Parsed a negative serial number")
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_mutated_svids_are_refused_with_a_reason_or_still_verify(
+    ca: CertificateAuthority, bundle: TrustBundle, data: st.DataObject
+) -> None:
+    mid = _fuzz_chain(ca)
+    ders = [c.public_bytes(serialization.Encoding.DER) for c in mid]
+    which = data.draw(st.integers(0, len(ders) - 1))
+    der = bytearray(ders[which])
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(der) - 1))
+        der[at] = data.draw(st.integers(0, 255))
+    ders[which] = bytes(der)
+    try:
+        assert verify_svid(parse_chain(ders), bundle, NOW) == WEB
+    except SvidError as e:
+        assert e.reason in REASONS
+
+
+_FUZZ: dict[str, list[x509.Certificate]] = {}
+
+
+def _fuzz_chain(ca: CertificateAuthority) -> list[x509.Certificate]:
+    if "chain" not in _FUZZ:
+        _FUZZ["chain"] = ca.intermediate("fuzz", NOW).issue(csr_der(), WEB, NOW)
+    return _FUZZ["chain"]

@@ -105,8 +105,23 @@ def test_an_intermediate_issues_a_chain_without_the_root(ca: CertificateAuthorit
 
 
 def test_a_pathlen_0_intermediate_may_not_sign_a_ca(ca: CertificateAuthority) -> None:
-    with pytest.raises(CaError, match="pathLen is 0"):
+    with pytest.raises(CaError, match="pathLen 0: it allows no 1 intermediate"):
         ca.intermediate("mid", NOW).intermediate("below", NOW)
+
+
+def test_a_root_pathlen_bounds_every_level_below(ca: CertificateAuthority) -> None:
+    key = p256()
+    tight = cert(key, (None, key), "tight", ca=True, path_length=1,
+                 key_usage=usage(cert_sign=True))
+    top = CertificateAuthority(tight, key)
+    upper = top.intermediate("upper", NOW, path_length=None)  # unlimited, but the root is not
+    with pytest.raises(CaError, match="'CN=tight' has pathLen 1: it allows no 2"):
+        upper.intermediate("lower", NOW)
+    lower_key = p256()
+    lower = cert(lower_key, (upper.cert, upper.key), "lower", ca=True,
+                 key_usage=usage(cert_sign=True))
+    with pytest.raises(CaError, match="'CN=tight' has pathLen 1: it allows no 2"):
+        CertificateAuthority.from_pem(to_pem([lower, upper.cert, tight]), key_pem(lower_key))
 
 
 def test_two_levels_of_intermediates(ca: CertificateAuthority) -> None:

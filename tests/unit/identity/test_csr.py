@@ -8,9 +8,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from identity.certs import public_bytes
-from identity.csr import MAX_CSR_BYTES, CsrError, validate_csr
+from identity.csr import MAX_CSR_BYTES, REASONS, CsrError, validate_csr
 from tests.unit.identity.helpers import DB, WEB, csr_der, csr_pem, p256, rsa_key, uri
 
 
@@ -138,3 +140,22 @@ def test_a_ca_request_is_refused() -> None:
 
 def test_a_ca_false_request_passes() -> None:
     validate_csr(csr_der(ca=False), WEB)
+
+
+GOOD = csr_der()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@settings(max_examples=500)
+@given(st.lists(st.tuples(st.integers(0, len(GOOD) - 1), st.integers(0, 255)), min_size=1,
+                max_size=4))
+def test_mutated_requests_are_refused_with_a_reason_or_still_pass(
+    edits: list[tuple[int, int]]
+) -> None:
+    der = bytearray(GOOD)
+    for at, value in edits:
+        der[at] = value
+    try:
+        validate_csr(bytes(der), WEB)
+    except CsrError as e:
+        assert e.reason in REASONS
