@@ -6,8 +6,9 @@ self-signed root (empty when the signer is the root). It comes from
 - `generate_root(name, now)`: a self-signed EC P-256 root (default lifetime 10 years), or
 - `from_pem(cert_pem, key_pem)`: what a user's Secret holds in tls.crt/tls.key: the signing
   cert first, then any intermediates and the root. It refuses a signer that is not a CA, a
-  key that does not match it, and a chain whose links do not sign each other or do not end
-  at a self-signed root.
+  key that does not match it, and a chain whose links do not sign each other, do not end
+  at a self-signed root, or break a pathLen. A CA with no keyUsage is accepted (RFC 5280
+  allows it, and `openssl req -x509` makes one); one whose keyUsage lacks keyCertSign is not.
 `intermediate(name, now)` makes a CA signed by this one (tests and multi-level setups).
 
 `issue(csr, spiffe_id, now)` validates the request (`csr.validate_csr`) and returns the SVID
@@ -19,7 +20,8 @@ chain, leaf first, without the root (peers hold it in the trust bundle). The lea
 - notBefore 1 minute before `now`, so peers whose clocks lag a little accept it at once;
 - notAfter `now + lifetime` (default 24 h), capped by the notAfter of every CA in the chain,
   so no leaf outlives its issuer. Lifetimes under `min_lifetime` (default 1 minute) are
-  refused: renewal at half-life would then outrun any realistic round trip to the CA.
+  refused: renewal at half-life would then outrun any realistic round trip to the CA. An
+  expired (or not yet valid) CA issues nothing.
 """
 
 from __future__ import annotations
