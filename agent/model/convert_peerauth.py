@@ -65,7 +65,11 @@ def _read_port_level(r: Reader) -> FrozenMap[int, MutualTLS]:
         where = f"portLevelMtls[{quote(str(key))}]"
         port = _port_key(key)
         if port is None:
-            r.fail(where, f"port must be a decimal number 1-65535 (no sign, no leading zero), got {describe(key)}")
+            r.fail(
+                where,
+                "port must be a decimal number 1-65535 (no sign, no leading zero), "
+                f"got {describe(key)}",
+            )
         if not 1 <= port <= 65535:
             r.fail(where, "port must be 1-65535")
         if port in out:

@@ -24,8 +24,8 @@ sys.path.insert(0, str(HERE))  # the schema modules beside this script, however 
 
 from gateway_schemas import GATEWAY, GATEWAY_CLASS, REFERENCE_GRANT  # noqa: E402
 from httproute_schema import HTTP_ROUTE  # noqa: E402
-from peerauth_schema import MODE_COLUMN, PEER_AUTHENTICATION  # noqa: E402
 from peerauth_schema import GROUP as SECURITY_GROUP  # noqa: E402
+from peerauth_schema import MODE_COLUMN, PEER_AUTHENTICATION  # noqa: E402
 from schema_parts import GROUP, PRINT_AGE, Schema, condition_column  # noqa: E402
 
 OUT = HERE / "gateway-api"
