@@ -3,11 +3,14 @@ Istio's CEL rules refuse it (which the CRD schema cannot state)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.model.convert import from_dict, to_dict
 from agent.model.peerauth import (
@@ -136,3 +139,38 @@ def test_the_resolvers_input() -> None:
     assert isinstance(namespace_wide, PeerAuthentication)
     assert mtls_policy(namespace_wide).mode is Mode.UNSET
     assert not mtls_policy(namespace_wide).selector
+
+
+MODES = st.sampled_from(["UNSET", "DISABLE", "PERMISSIVE", "STRICT"])
+MTLS = st.one_of(st.just({}), MODES.map(lambda m: {"mode": m}))
+LABELS = st.dictionaries(
+    st.from_regex(r"[a-z]([a-z0-9-]{0,6}[a-z0-9])?", fullmatch=True),
+    st.from_regex(r"[a-z0-9]{0,8}", fullmatch=True),
+    min_size=1,
+    max_size=3,
+)
+
+
+@st.composite
+def specs(draw: st.DrawFn) -> dict[str, Any]:
+    spec: dict[str, Any] = {}
+    if draw(st.booleans()):
+        spec["mtls"] = draw(MTLS)
+    if draw(st.booleans()):
+        spec["selector"] = {"matchLabels": draw(LABELS)}
+        ports = draw(st.dictionaries(st.integers(1, 65535), MTLS, max_size=3))
+        if ports:
+            spec["portLevelMtls"] = {
+                (str(p) if draw(st.booleans()) else p): m for p, m in ports.items()
+            }
+    return spec
+
+
+@settings(max_examples=200)
+@given(specs())
+def test_round_trip(spec: dict[str, Any]) -> None:
+    pa = from_dict(edit(PA, "spec", spec))
+    written = to_dict(pa)
+    assert all(isinstance(k, str) for k in written["spec"].get("portLevelMtls", {}))
+    assert from_dict(written) == pa
+    assert from_dict(json.loads(json.dumps(written))) == pa
