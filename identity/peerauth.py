@@ -112,15 +112,15 @@ def effective_mode(
         elif policy.namespace == pod_namespace and policy.namespace != root_namespace:
             if all(pod_labels.get(k) == v for k, v in policy.selector.items()):
                 workload.append(policy)
+    chosen = _oldest(workload)
     decision = DEFAULT
     for level, found in (
         (Level.MESH, _oldest(mesh)),
         (Level.NAMESPACE, _oldest(namespace)),
-        (Level.WORKLOAD, _oldest(workload)),
+        (Level.WORKLOAD, chosen),
     ):
-        if found is not None and found.mode is not Mode.UNSET:
+        if found is not None and found.mode is not Mode.UNSET:  # UNSET inherits
             decision = Decision(found.mode, level, (found.namespace, found.name))
-    chosen = _oldest(workload)
     if chosen is not None:
         override = chosen.ports.get(port, Mode.UNSET)
         if override is not Mode.UNSET:
