@@ -1,6 +1,7 @@
-"""The Gateway API CustomResourceDefinitions a lab serves (``deploy/crds/gateway-api``,
-written by ``deploy/crds/generate.py``): loaded here for `tulle lab up`, which installs them
-through the API before anything uses the kinds, and for tests that hold a store."""
+"""The CustomResourceDefinitions a lab serves, written by ``deploy/crds/generate.py``: the
+Gateway API's (``deploy/crds/gateway-api``) and Tulle's own (``deploy/crds/tulle``:
+PeerAuthentication). Loaded here for `tulle lab up`, which installs them through the API
+before anything uses the kinds, and for tests that hold a store."""
 
 from __future__ import annotations
 
@@ -11,21 +12,28 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_DIR = REPO / "deploy" / "crds" / "gateway-api"
+TULLE_CRD_DIR = REPO / "deploy" / "crds" / "tulle"
 KINDS = ("GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant")
+TULLE_KINDS = ("PeerAuthentication",)
+_EXPECTED = {CRD_DIR: KINDS, TULLE_CRD_DIR: TULLE_KINDS}
 
 
-def manifests(directory: Path = CRD_DIR) -> list[dict[str, Any]]:
-    """Every CRD in ``directory``, in file-name order; a clear error if one is missing."""
+def manifests(directory: Path | None = None) -> list[dict[str, Any]]:
+    """Every CRD in ``directory`` (by default, every directory a lab installs), in file-name
+    order; a clear error if one of the lab's kinds is missing."""
+    directories = [directory] if directory is not None else list(_EXPECTED)
     found = []
-    for path in sorted(directory.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc:
-                found.append(doc)
+    for where in directories:
+        for path in sorted(where.glob("*.yaml")):
+            for doc in yaml.safe_load_all(path.read_text()):
+                if doc:
+                    found.append(doc)
     kinds = {doc["spec"]["names"]["kind"] for doc in found}
-    missing = [k for k in KINDS if k not in kinds]
+    wanted = [k for d in directories for k in _EXPECTED.get(d, KINDS)]
+    missing = [k for k in wanted if k not in kinds]
     if missing:
         raise FileNotFoundError(
-            f"{directory}: no CustomResourceDefinition for {', '.join(missing)} "
-            "(run python deploy/crds/generate.py)"
+            f"{', '.join(str(d) for d in directories)}: no CustomResourceDefinition for "
+            f"{', '.join(missing)} (run python deploy/crds/generate.py)"
         )
     return found

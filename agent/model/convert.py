@@ -33,6 +33,7 @@ from agent.model.convert_httproute import read_http_route
 from agent.model.convert_meta import read_object_meta
 from agent.model.convert_networking import read_network_policy
 from agent.model.convert_node import read_node
+from agent.model.convert_peerauth import read_peer_authentication
 from agent.model.documents import LoadError, load_documents, load_sources
 from agent.model.duration import format_duration
 from agent.model.kinds import UnknownKindError, kind_info, known_kinds
@@ -92,6 +93,7 @@ _READERS: dict[str, tuple[_Read, Check]] = {
     "Gateway": (read_gateway, dns1123_subdomain),
     "HTTPRoute": (read_http_route, dns1123_subdomain),
     "ReferenceGrant": (read_reference_grant, dns1123_subdomain),
+    "PeerAuthentication": (read_peer_authentication, dns1123_subdomain),
 }
 """kind -> (reader of the object, check of metadata.name)."""
 
@@ -211,6 +213,6 @@ def _write(value: Any) -> Any:
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if isinstance(value, tuple):
         return [_write(item) for item in value]
-    if isinstance(value, Mapping):
-        return {key: _write(item) for key, item in value.items()}
+    if isinstance(value, Mapping):  # JSON keys are strings (PeerAuthentication's ports)
+        return {str(key): _write(item) for key, item in value.items()}
     raise TypeError(f"cannot write {type(value).__name__} to a Kubernetes object")

@@ -35,6 +35,7 @@ class KindInfo:
 
 
 _GW = "gateway.networking.k8s.io"
+_SEC = "security.tulle.io"
 
 KINDS: tuple[KindInfo, ...] = (
     KindInfo("Namespace", ("v1",), "namespaces", ("ns",), namespaced=False),
@@ -51,6 +52,7 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("Gateway", (f"{_GW}/v1", f"{_GW}/v1beta1"), "gateways", ("gtw",)),
     KindInfo("HTTPRoute", (f"{_GW}/v1", f"{_GW}/v1beta1"), "httproutes"),
     KindInfo("ReferenceGrant", (f"{_GW}/v1beta1", f"{_GW}/v1"), "referencegrants", ("refgrant",)),
+    KindInfo("PeerAuthentication", (f"{_SEC}/v1",), "peerauthentications", ("pa",)),
 )
 
 _BY_KIND = {info.kind: info for info in KINDS}

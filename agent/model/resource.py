@@ -10,6 +10,7 @@ from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
+from agent.model.peerauth import PeerAuthentication
 
 Resource: TypeAlias = (
     Namespace
@@ -24,6 +25,7 @@ Resource: TypeAlias = (
     | Gateway
     | HTTPRoute
     | ReferenceGrant
+    | PeerAuthentication
 )
 
 RESOURCE_CLASSES: tuple[type[Resource], ...] = (
@@ -39,4 +41,5 @@ RESOURCE_CLASSES: tuple[type[Resource], ...] = (
     Gateway,
     HTTPRoute,
     ReferenceGrant,
+    PeerAuthentication,
 )

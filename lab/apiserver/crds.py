@@ -276,14 +276,15 @@ def _structural(where: str, node: Mapping[str, Any]) -> list[Problem]:
 
 
 def install_gateway_api(store: Store, directory: Path | None = None) -> None:
-    """Create the CRDs in ``store`` through the API server's own write path (admission,
-    the Established status), as a POST would: for tests and tools holding the store."""
+    """Create the lab's CRDs (the Gateway API's and Tulle's; or those of ``directory``) in
+    ``store`` through the API server's own write path (admission, the Established status),
+    as a POST would: for tests and tools holding the store."""
     from lab import gateway_crds
     from lab.apiserver import writes
     from lab.apiserver.routing import Target
 
     res = BUILTIN.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
     assert res is not None
-    for crd in gateway_crds.manifests(directory or gateway_crds.CRD_DIR):
+    for crd in gateway_crds.manifests(directory):  # by default, all the lab installs
         if store.get(res.kind, "", crd["metadata"]["name"]) is None:
             writes.create(store, Target(res, "v1", None), crd)

@@ -364,6 +364,8 @@ def test_explain_and_api_resources(k: Kubectl) -> None:
     assert rows["endpointslices"][-1] == "EndpointSlice"
     names = k.out("api-resources", "--api-group=gateway.networking.k8s.io", "-o", "name").split()
     assert "httproutes.gateway.networking.k8s.io" in names
+    # Tulle's own CRD, installed by `lab up` beside the Gateway API's.
+    assert rows["peerauthentications"][1:] == ["pa", "security.tulle.io/v1", "true", "PeerAuthentication"]
 
 
 def test_auth_can_i_as_the_agent_from_its_node(lab: Lab, k: Kubectl) -> None:

@@ -15,6 +15,7 @@ from tests.unit.model.helpers import DELETE, edit, error_of
 
 KNOWN = (
     "Deployment, EndpointSlice, Gateway, GatewayClass, HTTPRoute, Namespace, NetworkPolicy, Node, "
+    "PeerAuthentication, "
     "Pod, ReferenceGrant, Secret, Service"
 )
 

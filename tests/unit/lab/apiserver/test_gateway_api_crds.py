@@ -99,7 +99,7 @@ def test_the_crd_files_are_what_the_generator_writes() -> None:
 
 def test_the_crds_pass_the_servers_validation_and_serve_the_modelled_kinds() -> None:
     found = {}
-    for crd in gateway_crds.manifests():
+    for crd in gateway_crds.manifests(gateway_crds.CRD_DIR):
         assert crds.problems(crd) == [], crd["metadata"]["name"]
         res = crds.resource_of(crd)
         assert res is not None and res.modelled and res.custom
