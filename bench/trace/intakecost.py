@@ -11,9 +11,10 @@ feeds the lines through the agent's real path: `L7Intake.accept` (JSON, `read_ba
 `L7FlowBuilder.flow`, `enrich` against an `EndpointIndex` naming both pods and the Service)
 into a `FlowIngest` whose observer is a `FlowMetrics` and whose ring is a `FlowRing`, as
 agent/daemon.py wires them. Prints CPU µs per record (``time.process_time``, best of
-``--rounds``, on and off alternating in the same minutes) and on minus off. ``--only`` runs
-one state ``--batches`` times and prints nothing else: for ``valgrind --tool=callgrind``
-(instructions per record = the difference of two ``--batches`` counts / records).
+``--rounds``, on and off alternating in the same minutes) and on minus off. ``--only`` feeds
+one state's batches ``--repeat`` times and prints nothing else: for ``valgrind
+--tool=callgrind`` (instructions per record: the difference of two ``--repeat`` counts'
+totals over the records it adds; bench/trace/intakecost.sh).
 """
 
 from __future__ import annotations
@@ -72,10 +73,10 @@ def batch(n: int, timed: bool, seq: int = 0) -> tuple[bytes, bytes]:
 class Agent:
     """The agent's intake, ingest, ring and metrics, wired as agent/daemon.py does."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, ring: int = 65_535) -> None:
         idx = index()
         self.metrics = FlowMetrics()
-        self.ingest = FlowIngest(FlowRing(65_536), (self.metrics,))
+        self.ingest = FlowIngest(FlowRing(ring), (self.metrics,))
         self.intake = L7Intake(directory / "l7.sock", self.ingest,
                                lambda f: enrich(f, idx, NODE), NODE)
 
@@ -101,15 +102,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", type=int, default=400, help="batches per round (default 400)")
     p.add_argument("--rounds", type=int, default=5, help="rounds per state (default 5)")
     p.add_argument("--only", choices=("on", "off"), help="one state only, no timing")
+    p.add_argument("--repeat", type=int, default=1, help="with --only: feeds (default 1)")
+    p.add_argument("--ring", type=int, default=65_535,
+                   help="flow ring capacity (default the agent's, 65,535)")
     args = p.parse_args(argv)
     states = {"on": True, "off": False}
     with tempfile.TemporaryDirectory(prefix="intakecost-") as tmp:
-        agent = Agent(Path(tmp))
+        agent = Agent(Path(tmp), args.ring)
         try:
             feeds = {name: [batch(args.records, timed, s) for s in range(args.batches)]
                      for name, timed in states.items() if args.only in (None, name)}
             if args.only:
-                agent.feed(feeds[args.only])
+                for _ in range(args.repeat):
+                    agent.feed(feeds[args.only])
                 return 0
             for lines in feeds.values():  # warm the caches (series, IP pairs, endpoints)
                 agent.feed(lines[:4])
