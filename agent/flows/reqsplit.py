@@ -143,7 +143,7 @@ def split_lean(span_ns: int, client_rtt_us: int, start: int, sent: int, first: i
 
 
 if tuple(f.name for f in fields(RequestSplit)) != FIELDS:  # `_new_split` sets these only
-    raise TypeError(f"RequestSplit's fields changed: update reqsplit.FIELDS and _new_split")
+    raise TypeError("RequestSplit's fields changed: update reqsplit.FIELDS and _new_split")
 _new = object.__new__
 (_total, _client, _proxy, _connect, _network, _backend) = (
     getattr(RequestSplit, name).__set__ for name in FIELDS)  # its slots' own setters

@@ -10,7 +10,6 @@ from dataclasses import FrozenInstanceError
 from itertools import product
 
 import pytest
-
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,10 +22,10 @@ from agent.flows.reqsplit import (
     LEAN,
     PARTS,
     RAW,
+    _new_split,
     check_marks,
     from_json,
     raw_of,
-    _new_split,
     relative,
     split,
     split_compact,
