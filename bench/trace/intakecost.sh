@@ -7,6 +7,7 @@
 set -e
 cd "${1:-$(dirname "$0")/../..}"
 PY=${PY:-/work/main/.venv/bin/python}
+export PYTHONHASHSEED=0  # dict and set layouts vary with the seed: ±1-2 k instructions
 BATCHES=20
 out=$(mktemp -d)
 for s in ${STATES:-on off}; do
