@@ -38,6 +38,7 @@ from agent.flows.flow import (
     L7Type,
     Layer7,
     Policy,
+    RequestSplit,
     TulleInfo,
     Verdict,
 )
@@ -51,17 +52,20 @@ from agent.flows.reqsplit import (
     raw_of,
     relative,
     split,
+    split_lean,
 )
 
 # (time_ns, latency_ns, code, method, url, protocol, route, rule, backend, drop_reason,
 #  client (ip, port), local (ip, port), summary, timing marks or None (`l7proxy.timing`;
 #  or True: its LEAN marks are in the batch's column; or its EXTRA marks, the LEAN ones
-#  in the column),
+#  in the column; or, once `read_batch` took the common request's from the column, its
+#  RequestSplit),
 #  policy names or None: the NetworkPolicies ("namespace/name") that allowed the client's
 #  egress and the backend's ingress, as ``ConnectionPolicy.allowed_by`` gives them)
 PolicyNames = tuple[tuple[str, ...], tuple[str, ...]]
 L7Record = tuple[int, int, int, str, str, str, str, str, str, str, tuple[str, int],
-                 tuple[str, int], str, tuple[int, ...] | bool | None, PolicyNames | None]
+                 tuple[str, int], str, tuple[int, ...] | bool | RequestSplit | None,
+                 PolicyNames | None]
 Column = Sequence[int]  # a batch's timing marks, LEAN per timed record (RAW: older head)
 _INTS = (0, 1, 2)
 _STRS = (3, 4, 5, 6, 7, 8, 9, 12)
@@ -143,12 +147,16 @@ def decode_column(data: bytes, size: Any) -> array:
     return column
 
 
+def _short(column: Column, width: int) -> ValueError:
+    return ValueError(f"the batch's timing marks ({len(column)} integers) end before a "
+                      f"record's {width}")
+
+
 def _marks_at(column: Column, at: int, field: Any, width: int = LEAN) -> tuple[int, ...]:
     """A timed record's marks, relative: ``width`` integers of the column from ``at``
     and, beside a ``LEAN`` column, its field 13 (``true`` or its ``EXTRA`` marks)."""
     if at + width > len(column):
-        raise ValueError(f"the batch's timing marks ({len(column)} integers) end before "
-                         f"a record's {width}")
+        raise _short(column, width)
     if width == RAW:
         return relative(column[at:at + RAW])
     if field is True:  # the common request: its COMPACT marks, what `relative` would give
@@ -196,7 +204,13 @@ def read_batch(value: Any, data: bytes = b"") -> Iterator[L7Record | ValueError]
                     and (item[13] is True or width == LEAN and item[13] is not None)):
                 here, at = at, at + width  # its slot, even if its marks are bad
                 # integers from the column by construction: no check of them as JSON
-                yield _record(item, _marks_at(column, here, item[13], width))
+                if width == LEAN and item[13] is True and type(item[1]) is int:
+                    # nearly every flow: split now, from the column (no marks tuple)
+                    if at > len(column):
+                        raise _short(column, width)
+                    yield _record(item, split_lean(item[1], *column[here:at]))
+                else:
+                    yield _record(item, _marks_at(column, here, item[13], width))
             else:
                 yield record_from_json(item)
         except ValueError as err:
@@ -237,7 +251,7 @@ def record_from_json(value: Any) -> L7Record:
     return _record(value, check_marks(value[13]) if len(value) >= 14 else None)
 
 
-def _record(value: list[Any], marks: tuple[int, ...] | None) -> L7Record:
+def _record(value: list[Any], marks: tuple[int, ...] | RequestSplit | None) -> L7Record:
     """`record_from_json` of a 13- to 15-field array whose marks are ``marks``, checked."""
     for i in _INTS:
         if type(value[i]) is not int:
@@ -303,7 +317,8 @@ class L7FlowBuilder:
             is_reply=False,
             summary=summary,
             tulle=TulleInfo(duration_ns=latency, route=route, rule=rule, backend=backend,
-                            request=split(latency, marks) if type(marks) is tuple else None),
+                            request=marks if type(marks) is RequestSplit
+                            else split(latency, marks) if type(marks) is tuple else None),
             # Both sides were judged by the waypoint (policy_waypoint.py); a denied request
             # names none: NetworkPolicy has no deny rules, so Hubble's *_denied_by stay empty.
             egress_allowed_by=self._named(names[0]) if names else (),

@@ -36,6 +36,7 @@ class SplitSeries:
     def __init__(self, series: Callable[..., Series | None], bounds_s: tuple[float, ...]) -> None:
         self.hist = series("request_split_seconds", "", histogram=len(bounds_s))
         self._bounds_ns = tuple(round(b * 1e9) for b in bounds_s)
+        self._zero = bisect_left(self._bounds_ns, 0)  # the bucket of a 0 ns part
         # (src, dst) -> the five parts' cells, once the series caches all five (one lookup
         # per flow instead of five: the agent observes every waypoint request). Bounded
         # as the series' own cache is: a pair only lands here when all its keys did.
@@ -65,19 +66,28 @@ class SplitSeries:
             dst = f"{service.namespace}/{service.name}"
         c0, c1, c2, c3, c4 = self._pairs.get((src, dst)) or self._cells(s, src, dst)
         bounds = self._bounds_ns
-        # unrolled, in PART_LABELS order
+        # unrolled, in PART_LABELS order; upstream_connect is 0 on a pooled connection
+        # (nearly every request): its bucket is known without a search
         v = split.client_network_ns
         c0[bisect_left(bounds, v)] += n
-        c0[-1] += v * n
-        v = split.proxy_ns
-        c1[bisect_left(bounds, v)] += n
-        c1[-1] += v * n
-        v = split.upstream_connect_ns
-        c2[bisect_left(bounds, v)] += n
-        c2[-1] += v * n
-        v = split.upstream_network_ns
-        c3[bisect_left(bounds, v)] += n
-        c3[-1] += v * n
-        v = split.backend_ns
-        c4[bisect_left(bounds, v)] += n
-        c4[-1] += v * n
+        v1 = split.proxy_ns
+        c1[bisect_left(bounds, v1)] += n
+        v2 = split.upstream_connect_ns
+        c2[bisect_left(bounds, v2) if v2 else self._zero] += n
+        v3 = split.upstream_network_ns
+        c3[bisect_left(bounds, v3)] += n
+        v4 = split.backend_ns
+        c4[bisect_left(bounds, v4)] += n
+        if n == 1:  # every waypoint flow
+            c0[-1] += v
+            c1[-1] += v1
+            if v2:
+                c2[-1] += v2
+            c3[-1] += v3
+            c4[-1] += v4
+        else:
+            c0[-1] += v * n
+            c1[-1] += v1 * n
+            c2[-1] += v2 * n
+            c3[-1] += v3 * n
+            c4[-1] += v4 * n

@@ -515,3 +515,18 @@ def test_a_record_with_bad_extra_marks_keeps_its_slot_in_the_column(intake: L7In
     [flow] = stored(intake)
     assert intake.rejected == 1
     assert flow.tulle.request.client_network_ns == 77_000  # type: ignore[union-attr]
+
+
+def test_a_timed_record_with_a_bad_latency_is_named_and_keeps_its_slot_in_the_column(
+        intake: L7Intake, caplog: Any) -> None:
+    """The column's records are split as they are read (before the record's own checks
+    would reach its latency): a latency that is not an integer is still named as field 1,
+    and the next record still gets its own marks."""
+    other = (77, *LEAN_OK[1:])
+    payload = encode_batch([(OK[0], "2.5ms", *OK[2:13], True, None), TIMED],
+                           pack_marks([LEAN_OK, other]))
+    line, _, rest = payload.partition(b"\n")
+    intake.accept(line, rest)
+    [flow] = stored(intake)
+    assert intake.rejected == 1 and "field 1 must be an integer" in caplog.text
+    assert flow.tulle.request.client_network_ns == 77_000  # type: ignore[union-attr]

@@ -3,9 +3,13 @@ to the total for marks in the order the waypoint takes them, and the JSON form."
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
+from dataclasses import FrozenInstanceError
 from itertools import product
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,12 +22,14 @@ from agent.flows.reqsplit import (
     LEAN,
     PARTS,
     RAW,
+    _new_split,
     check_marks,
     from_json,
     raw_of,
     relative,
     split,
     split_compact,
+    split_lean,
     to_json,
 )
 
@@ -237,3 +243,49 @@ def test_lean_marks_with_or_without_the_extra_ones_split_as_the_raw_ones(
     with_head = (client, start, at(sent), 0, 0, at(first), at(head_out), at(first), up_rtt,
                  0, 0)
     assert split(span, relative(raw_of(lean, None))) == split(span, relative(with_head))
+
+
+def _lean_is_full(span: int, lean: tuple[int, ...]) -> bool:
+    return split_lean(span, *lean) == split(span, relative(raw_of(lean, None)))
+
+
+def test_the_lean_fast_path_is_the_full_arithmetic_in_every_ordering() -> None:
+    """``split_lean`` (the agent's path for nearly every waypoint flow: the common
+    request's split straight from its column) is ``split`` of its RAW readings made
+    relative: every ordering of span, start, sent and first (ties, 0 and below it)."""
+    ns = (-1, 0, 1, 999, 1000, 1001, 2001)
+    rtts = (-1, 0, 2)
+    bad = [(span, lean) for span, start, sent, first in product(ns, repeat=4)
+           for c, u in product(rtts, repeat=2)
+           if not _lean_is_full(span, lean := (c, start, sent, first, u))]
+    assert bad == []
+
+
+@given(st.integers(-10**12, 10**12), st.tuples(*[st.integers(-10**19, 10**19)] * 5))
+def test_the_lean_fast_path_is_the_full_arithmetic_for_any_integers(
+        span: int, lean: tuple[int, ...]) -> None:
+    assert _lean_is_full(span, lean)
+
+
+@given(ordered_marks(), st.integers(1, 10**15))
+def test_the_lean_fast_path_splits_clock_readings_as_the_waypoint_takes_them(
+        case: tuple[int, tuple[int, ...]], start: int) -> None:
+    span, marks = case
+    client, sent, first, up_rtt = marks[0], marks[1], marks[4], marks[7]
+    at = lambda t: t and start + t  # noqa: E731  (a clock reading; 0: did not happen)
+    r = split_lean(span, client, start, at(sent), at(first), up_rtt)
+    assert r == split(span, (client, sent, first, 0, up_rtt))
+    assert sum(getattr(r, p) for p in PARTS) == r.total_ns == client * 1000 + span
+
+
+@given(st.tuples(*[st.integers(-10**30, 10**30)] * 6))
+def test_a_split_built_through_its_slots_is_the_one_its_constructor_builds(
+        values: tuple[int, ...]) -> None:
+    """``_new_split`` skips RequestSplit's frozen ``__init__``: the object must be the
+    same in every way a reader can tell (fields, equality, hash, repr, copies, frozen)."""
+    fast, slow = _new_split(*values), RequestSplit(*values)
+    assert type(fast) is RequestSplit
+    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    assert pickle.loads(pickle.dumps(fast)) == slow and copy.copy(fast) == slow
+    with pytest.raises(FrozenInstanceError):
+        fast.proxy_ns = 1  # type: ignore[misc]

@@ -3,9 +3,15 @@ from waypoint flows built and enriched the way the agent does it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from decimal import Decimal
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from agent.flows.flow import RequestSplit
 from agent.metrics import FamilyConfig, FlowMetrics, MetricsConfig
 from tests.unit.metrics.scrape import labels, scrape, series
 from tests.unit.tracing.test_request_printers import FLOW, RECORD, flow_of
@@ -82,3 +88,45 @@ def test_a_pair_over_the_series_cap_is_counted_as_overflow_every_time() -> None:
                       overflow: 15}
     overflows = series(scrape(reg), "tulle_metrics_label_overflow_total")
     assert overflows[labels(metric=NAME, label="*")] == 15  # each one counted, none cached
+
+
+BOUNDS_NS = tuple(int(Decimal(repr(b)) * 10**9) for b in MetricsConfig().request_split_buckets)
+PART_FIELDS = {"client_network": "client_network_ns", "proxy": "proxy_ns",
+               "upstream_connect": "upstream_connect_ns",
+               "upstream_network": "upstream_network_ns", "backend": "backend_ns"}
+# part values at, beside and between the bounds, and beyond the last one
+PART_NS = st.one_of(st.sampled_from(BOUNDS_NS).flatmap(
+    lambda b: st.sampled_from((b - 1, b, b + 1))), st.integers(0, 10**12))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(*[PART_NS] * 5), min_size=1, max_size=40))
+def test_the_histograms_hold_what_the_definition_says_for_any_splits(
+        parts: list[tuple[int, ...]]) -> None:
+    """Each part's histogram against Prometheus' definition computed here from the flows
+    alone (exact decimal bounds, cumulative ``le``, sums in seconds): whatever the agent
+    does to observe faster, the series, counts, buckets and sums stay these."""
+    fm, reg = metrics()
+    flows = []
+    for p in parts:
+        split = RequestSplit(sum(p), *p)
+        flows.append(replace(FLOW, tulle=replace(FLOW.tulle, request=split)))
+    fm.observe_many(flows)
+    got = scrape(reg)
+    want_counts, want_sums, want_buckets = {}, {}, {}
+    for part, field in PART_FIELDS.items():
+        values = [getattr(f.tulle.request, field) for f in flows]  # type: ignore[union-attr]
+        want_counts[pair(part)] = len(values)
+        want_sums[pair(part)] = sum(values) / 1e9
+        for bound, b_ns in zip(MetricsConfig().request_split_buckets, BOUNDS_NS, strict=True):
+            key = pair(part) | labels(le=_le(bound))
+            want_buckets[key] = sum(1 for v in values if v <= b_ns)
+        want_buckets[pair(part) | labels(le="+Inf")] = len(values)
+    assert series(got, NAME + "_count") == want_counts
+    assert series(got, NAME + "_sum") == pytest.approx(want_sums, rel=1e-12)
+    assert series(got, NAME + "_bucket") == want_buckets
+
+
+def _le(bound: float) -> str:
+    """The ``le`` label prometheus_client writes for a bound (its float repr)."""
+    return repr(float(bound))
