@@ -78,10 +78,15 @@ class EndpointIndex:
         SpiffeIdError."""
         SpiffeId(trust_domain)  # checked once, so a bad one fails even with no pods
         by_ip: dict[str, Endpoint] = {}
+        spiffe_ids: dict[tuple[str, str | None], str] = {}  # few (namespace, SA) pairs
         for pod in pods:
             ns = pod.get("namespace", "default")
             labels = pod_labels(ns, pod.get("labels") or {})
             wl = pod.get("workload")
+            sa = pod.get("service_account")
+            spiffe_id = spiffe_ids.get((ns, sa))
+            if spiffe_id is None:
+                spiffe_id = spiffe_ids[(ns, sa)] = str(workload_id(trust_domain, ns, sa))
             ep = Endpoint(
                 id=int(pod.get("id") or 0),
                 identity=int(pod.get("identity") or derived_identity(labels)),
@@ -89,7 +94,7 @@ class EndpointIndex:
                 labels=labels,
                 pod_name=pod.get("name", ""),
                 workloads=(Workload(name=wl["name"], kind=wl["kind"]),) if wl else (),
-                spiffe_id=str(workload_id(trust_domain, ns, pod.get("service_account"))),
+                spiffe_id=spiffe_id,
             )
             for ip in pod.get("ips") or [pod.get("ip")]:
                 if ip:
