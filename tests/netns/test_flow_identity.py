@@ -42,7 +42,7 @@ def test_flows_carry_the_pods_spiffe_ids_and_filter_by_them(lab: Lab) -> None:
         assert f["tulle"]["source_spiffe_id"] == CALLER_ID
         assert f["tulle"]["destination_spiffe_id"] == API_ID
     assert {f["node_name"] for f in picked if "node_name" in f} == {"node1", "node2"}
-    # Nothing else claims the caller's identity, and a world address has none.
+    # Nothing but the caller pod has the caller's identity.
     others = flows(lab, "--last", "500", "--from-identity", CALLER_ID, "--not", "--from-pod",
                    f"ident/{name}")
     assert others == []
