@@ -69,6 +69,7 @@ class AgentConfig:
     flow_capacity: int = 65_535
     waypoint: str | None = None  # "ip:port" of this node's waypoint (L7 redirect target)
     ct_endpoint_quota: int = 0  # live connections one pod may open; 0: 1/8 of ct_v1 (quota.h)
+    trust_domain: str = "cluster.local"  # of the pods' SPIFFE IDs in flows (identity.spiffe)
     trace: bool = True  # kernel connection tracing (needs the datapath)
     pod_cgroup: str | None = None  # cgroup v2 dir of the node's pods: RTT from sock_ops there
 
@@ -235,7 +236,7 @@ def _start_datapath(agent: Agent, config: AgentConfig, ingest: FlowIngest,
 
     assert config.pin_dir is not None
     agent.datapath = DatapathController(
-        agent.node, None, ingest, waypoint, config.ct_endpoint_quota
+        agent.node, None, ingest, waypoint, config.ct_endpoint_quota, config.trust_domain
     )
     state_dir = Path(config.state_dir) if config.state_dir else None
     pod_cgroup = Path(config.pod_cgroup) if config.pod_cgroup else None

@@ -69,6 +69,14 @@ kubeconfig_option = click.option(
     help="Live connections one pod may open (conntrack fairness); 0: an eighth of the table.",
 )
 @click.option(
+    "--trust-domain",
+    default="cluster.local",
+    show_default=True,
+    callback=lambda _ctx, _param, value: _trust_domain(value),
+    help="SPIFFE trust domain of the pods' identities in flows "
+    "(spiffe://TRUST-DOMAIN/ns/NAMESPACE/sa/SERVICE-ACCOUNT).",
+)
+@click.option(
     "--trace/--no-trace",
     default=True,
     show_default=True,
@@ -97,6 +105,7 @@ def agent(
     l7_intake: str | None,
     waypoint: str | None,
     ct_endpoint_quota: int,
+    trust_domain: str,
     trace: bool,
     pod_cgroup: str | None,
 ) -> None:
@@ -118,10 +127,20 @@ def agent(
         flow_capacity=flow_capacity,
         waypoint=waypoint,
         ct_endpoint_quota=ct_endpoint_quota,
+        trust_domain=trust_domain,
         trace=trace,
         pod_cgroup=pod_cgroup,
     )
     raise SystemExit(run(config))
+
+
+def _trust_domain(value: str) -> str:
+    from identity.spiffe import SpiffeId, SpiffeIdError
+
+    try:
+        return SpiffeId(value).trust_domain
+    except SpiffeIdError as err:
+        raise click.BadParameter(str(err), param_hint="--trust-domain") from None
 
 
 def _pod_cgroup(value: str | None) -> str | None:

@@ -90,9 +90,10 @@ _FILTER_FLAGS: list[tuple[tuple[str, ...], str]] = [
     (("--workload",), "Workload, [kind/]name (Deployment/web), as source or destination."),
     (("--from-workload",), "Source workload, [kind/]name."),
     (("--to-workload",), "Destination workload, [kind/]name."),
-    (("--identity",), "Security identity (number or reserved name) of either side."),
-    (("--from-identity",), "Source identity."),
-    (("--to-identity",), "Destination identity."),
+    (("--identity",), "Security identity (number or reserved name) or workload SPIFFE ID "
+                      "(spiffe://TD/ns/NS/sa/SA, exact) of either side."),
+    (("--from-identity",), "Source identity or SPIFFE ID."),
+    (("--to-identity",), "Destination identity or SPIFFE ID."),
     (("--protocol",), "tcp, udp, icmp or http."),
     (("--tcp-flags",), "TCP flags that must all be set, e.g. SYN,ACK."),
     (("--verdict",), "FORWARDED, DROPPED, ERROR, AUDIT, REDIRECTED, TRACED, TRANSLATED."),

@@ -47,7 +47,7 @@ from agent.datapath.fit import overflow_error, service_error
 from agent.datapath.flowevents import EventDecoder
 from agent.datapath.kinds import WATCHED_KINDS
 from agent.datapath.planner import Change, Planner
-from agent.flows.enrich import EndpointIndex, enrich
+from agent.flows.enrich import DEFAULT_TRUST_DOMAIN, EndpointIndex, enrich
 from agent.flows.ingest import FlowIngest
 from agent.kube import gcpause
 from agent.model.cache import ModelCache
@@ -84,7 +84,8 @@ class ObjectChange:
     new: Mapping[str, Any] | None
 
 
-def endpoint_index(view: ClusterView, desired: DesiredDatapath, node: str) -> EndpointIndex:
+def endpoint_index(view: ClusterView, desired: DesiredDatapath, node: str,
+                   trust_domain: str = DEFAULT_TRUST_DOMAIN) -> EndpointIndex:
     identities = {str(ip): identity for ip, identity in desired.ipcache.items()}
     pods = []
     for pod in view.pods:
@@ -100,6 +101,7 @@ def endpoint_index(view: ClusterView, desired: DesiredDatapath, node: str) -> En
                 "identity": identities.get(pod.status.pod_ip, 0),
                 "node": pod.spec.node_name or "",
                 "workload": {"kind": owner.kind, "name": owner.name} if owner else None,
+                "service_account": pod.spec.service_account,
             }
         )
     services = [
@@ -111,7 +113,8 @@ def endpoint_index(view: ClusterView, desired: DesiredDatapath, node: str) -> En
         for n in view.nodes
         for address in [a.address for a in n.status.addresses if a.type == "InternalIP"]
     ]
-    return EndpointIndex.build(pods=pods, services=services, nodes=nodes, local_node=node)
+    return EndpointIndex.build(pods=pods, services=services, nodes=nodes, local_node=node,
+                               trust_domain=trust_domain)
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,7 @@ class DatapathController:
         ring: FlowIngest,
         waypoint: tuple[ipaddress.IPv4Address, int] | None = None,
         ct_endpoint_quota: int = 0,
+        trust_domain: str = DEFAULT_TRUST_DOMAIN,
     ) -> None:
         """``dp`` None: plan now, program the maps once ``attach`` hands them over."""
         if ct_endpoint_quota < 0:  # before any compile: a bad flag fails at once
@@ -172,6 +176,7 @@ class DatapathController:
         self.node = node
         self.waypoint = waypoint  # from the agent's configuration, never from the cluster
         self.ct_endpoint_quota = ct_endpoint_quota
+        self.trust_domain = trust_domain  # of the pods' SPIFFE IDs in flows
         self.ring = ring
         self._ipr: IPRoute | None = None  # opened on first use (attach.netlink)
         self.models = ModelCache()
@@ -326,7 +331,8 @@ class DatapathController:
 
     def _refresh_index(self, desired: DesiredDatapath) -> None:
         if self.planner.index_stale:  # Pods, Nodes, Services: not on endpoint changes
-            self.index = endpoint_index(self.planner.view(), desired, self.node)
+            self.index = endpoint_index(self.planner.view(), desired, self.node,
+                                        self.trust_domain)
             self.planner.index_stale = False
 
     # -- events ----------------------------------------------------------------------------

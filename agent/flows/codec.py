@@ -13,6 +13,7 @@ fields it does not know.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import re
 import time as _time
 from typing import Any
@@ -56,6 +57,10 @@ from agent.flows.policyjson import policies_from_json, policies_to_json
 from agent.flows.tcpjson import tcp_from_json, tcp_to_json
 
 JSON = dict[str, Any]
+
+# The endpoints' SPIFFE IDs (Endpoint.spiffe_id), under "tulle": Hubble's endpoint has none.
+SOURCE_SPIFFE_ID = "source_spiffe_id"
+DESTINATION_SPIFFE_ID = "destination_spiffe_id"
 
 # -- timestamps ------------------------------------------------------------------------------
 
@@ -239,8 +244,12 @@ def flow_to_json(flow: Flow) -> JSON:
         # under tulle.drop_file/drop_line for older readers)
         out["file"] = {"name": flow.tulle.drop_file, "line": flow.tulle.drop_line}
     out.update(policies_to_json(flow))
-    if flow.tulle is not None:
-        out["tulle"] = _tulle(flow.tulle)
+    tulle = _tulle(flow.tulle) if flow.tulle is not None else None
+    for key, ep in ((SOURCE_SPIFFE_ID, flow.source), (DESTINATION_SPIFFE_ID, flow.destination)):
+        if ep is not None and ep.spiffe_id:
+            tulle = {**(tulle or {}), key: ep.spiffe_id}
+    if tulle is not None:
+        out["tulle"] = tulle
     out["Summary"] = summarize(flow)
     return out
 
@@ -305,6 +314,14 @@ def _endpoint_from(d: JSON | None) -> Endpoint | None:
             for w in d.get("workloads") or ()
         ),
     )
+
+
+def _with_spiffe_id(ep: Endpoint | None, spiffe_id: Any) -> Endpoint | None:
+    if not spiffe_id:
+        return ep
+    if ep is None:
+        return Endpoint(spiffe_id=str(spiffe_id))
+    return dataclasses.replace(ep, spiffe_id=str(spiffe_id))
 
 
 def _l4_from(d: JSON | None) -> TCP | UDP | ICMPv4 | ICMPv6 | None:
@@ -387,6 +404,13 @@ def flow_from_json(data: JSON) -> Flow:
         tulle = {**(tulle or {}), "drop_file": str(file["name"]),
                  "drop_line": _int(file.get("line"))}
     known = set(TulleInfo.__slots__)
+    source = _endpoint_from(data.get("source"))
+    destination = _endpoint_from(data.get("destination"))
+    if tulle is not None:
+        source = _with_spiffe_id(source, tulle.get(SOURCE_SPIFFE_ID))
+        destination = _with_spiffe_id(destination, tulle.get(DESTINATION_SPIFFE_ID))
+        if not set(tulle) - {SOURCE_SPIFFE_ID, DESTINATION_SPIFFE_ID}:
+            tulle = None  # only the IDs: the flow had no TulleInfo
     drop_desc = data.get("drop_reason_desc", "")
     return Flow(
         time=_time_from(data.get("time")),
@@ -402,8 +426,8 @@ def flow_from_json(data: JSON) -> Flow:
             source_xlated=str(ip.get("source_xlated", "")),
         ),
         l4=_l4_from(data.get("l4")),
-        source=_endpoint_from(data.get("source")),
-        destination=_endpoint_from(data.get("destination")),
+        source=source,
+        destination=destination,
         type=_enum(data.get("Type"), FLOW_TYPE_NUMBERS, FlowType.UNKNOWN_TYPE),
         node_name=data.get("node_name", ""),
         l7=_l7_from(data.get("l7")),

@@ -8,15 +8,18 @@ dicts so that it does not depend on the model's classes::
     index = EndpointIndex.build(
         pods=[{"ip": "10.1.0.5", "namespace": "shop", "name": "web-1", "labels": {"app": "web"},
                "workload": {"kind": "Deployment", "name": "web"}, "identity": 12345,
-               "node": "node-1"}],
+               "node": "node-1", "service_account": "web"}],
         services=[{"cluster_ip": "10.96.0.10", "port": 80, "namespace": "shop", "name": "web"}],
         nodes=[{"ip": "172.18.0.2", "name": "node-1"}],
         local_node="node-1",
+        trust_domain="cluster.local",
     )
     flow = enrich(flow, index)
 
-Addresses that are neither pods nor nodes get the reserved ``world`` identity. Values the
-producer already set (a pod name, an identity, a service) are kept.
+A pod's endpoint carries its SPIFFE ID, ``spiffe://<trust-domain>/ns/<ns>/sa/<sa>`` (the
+ServiceAccount ``default`` when unset, as admission sets it). Addresses that are neither
+pods nor nodes get the reserved ``world`` identity; they, hosts and nodes have no SPIFFE ID.
+Values the producer already set (a pod name, an identity, a service) are kept.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from typing import Any
 
 from agent.flows.flow import TCP, UDP, Endpoint, Flow, Service, Workload
 from agent.flows.names import IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD
+from identity.spiffe import SpiffeId, workload_id
+
+DEFAULT_TRUST_DOMAIN = "cluster.local"
 
 NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
 _WORLD = Endpoint(identity=IDENTITY_WORLD, labels=("reserved:world",))
@@ -64,15 +70,23 @@ class EndpointIndex:
         services: Iterable[Mapping[str, Any]] = (),
         nodes: Iterable[Mapping[str, Any]] = (),
         local_node: str = "",
+        trust_domain: str = DEFAULT_TRUST_DOMAIN,
     ) -> EndpointIndex:
         """From pods ``{ip|ips, namespace, name, labels, workload{kind,name}, identity, node,
-        id}``, services ``{cluster_ip, port, namespace, name}`` and nodes ``{ip, name}``;
-        optional keys may be missing."""
+        id, service_account}``, services ``{cluster_ip, port, namespace, name}`` and nodes
+        ``{ip, name}``; optional keys may be missing. A bad `trust_domain` raises
+        SpiffeIdError."""
+        SpiffeId(trust_domain)  # checked once, so a bad one fails even with no pods
         by_ip: dict[str, Endpoint] = {}
+        spiffe_ids: dict[tuple[str, str | None], str] = {}  # few (namespace, SA) pairs
         for pod in pods:
             ns = pod.get("namespace", "default")
             labels = pod_labels(ns, pod.get("labels") or {})
             wl = pod.get("workload")
+            sa = pod.get("service_account")
+            spiffe_id = spiffe_ids.get((ns, sa))
+            if spiffe_id is None:
+                spiffe_id = spiffe_ids[(ns, sa)] = str(workload_id(trust_domain, ns, sa))
             ep = Endpoint(
                 id=int(pod.get("id") or 0),
                 identity=int(pod.get("identity") or derived_identity(labels)),
@@ -80,6 +94,7 @@ class EndpointIndex:
                 labels=labels,
                 pod_name=pod.get("name", ""),
                 workloads=(Workload(name=wl["name"], kind=wl["kind"]),) if wl else (),
+                spiffe_id=spiffe_id,
             )
             for ip in pod.get("ips") or [pod.get("ip")]:
                 if ip:
@@ -141,6 +156,9 @@ def _merge(have: Endpoint | None, found: Endpoint) -> Endpoint:
     if have is None or have == _EMPTY:
         return found
     if have.pod_name or found is _WORLD:
+        if (found.spiffe_id and not have.spiffe_id and have.pod_name == found.pod_name
+                and have.namespace == found.namespace):
+            return dataclasses.replace(have, spiffe_id=found.spiffe_id)  # same pod
         return have  # the producer knew better
     return dataclasses.replace(found, id=have.id or found.id,
                                identity=have.identity or found.identity)

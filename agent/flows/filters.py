@@ -57,6 +57,9 @@ class FlowFilter:
     destination_service: tuple[str, ...] = ()
     destination_workload: tuple[tuple[str, str], ...] = ()
     destination_identity: tuple[int, ...] = ()
+    # Tulle: workload identities (Endpoint.spiffe_id), exact SPIFFE IDs
+    source_spiffe_id: tuple[str, ...] = ()
+    destination_spiffe_id: tuple[str, ...] = ()
     source_port: tuple[str, ...] = ()
     destination_port: tuple[str, ...] = ()
     protocol: tuple[str, ...] = ()
@@ -397,6 +400,11 @@ def compile_filter(ff: FlowFilter) -> Predicate:
         add(_one_of(
             ff.destination_identity, lambda f: f.destination.identity if f.destination else None
         ))
+    if ff.source_spiffe_id:
+        add(_one_of(ff.source_spiffe_id, lambda f: f.source.spiffe_id if f.source else None))
+    if ff.destination_spiffe_id:
+        add(_one_of(ff.destination_spiffe_id,
+                    lambda f: f.destination.spiffe_id if f.destination else None))
     if ff.source_port:
         add(_match_ports(ff.source_port, 0, "source port"))
     if ff.destination_port:

@@ -27,6 +27,7 @@ from agent.flows.names import (
     RESERVED_IDENTITIES,
     TRACE_POINT_BY_WORD,
 )
+from identity.spiffe import SpiffeId, SpiffeIdError
 
 # Flags whose single value splits into a source filter OR a destination filter.
 _EITHER = {
@@ -97,14 +98,29 @@ def parse_event_type(value: str) -> EventTypeFilter:
     raise FilterError(f"type: unknown sub type {sub!r} of {name!r}")
 
 
-def _identity(value: str) -> int:
+def _identity(value: str) -> int | str:
+    """A datapath identity (a number or reserved name, as Hubble's) or, Tulle's, a workload's
+    SPIFFE ID (a str, matched exactly: `_Tracker.add` files it under the *_spiffe_id field)."""
     if value.isdigit():
         return int(value)
     for number, name in RESERVED_IDENTITIES.items():
         if name == value:
             return number
-    raise FilterError(f"identity: {value!r}, expected a number or one of "
-                      f"{', '.join(RESERVED_IDENTITIES.values())}")
+    if value.lower().startswith("spiffe:"):
+        try:
+            return str(SpiffeId.parse(value))
+        except SpiffeIdError as e:
+            raise FilterError(f"identity: {value!r} is not a SPIFFE ID: {e}") from None
+    raise FilterError(f"identity: {value!r}, expected a number, one of "
+                      f"{', '.join(RESERVED_IDENTITIES.values())}, or a SPIFFE ID "
+                      "(spiffe://cluster.local/ns/NAMESPACE/sa/SERVICE-ACCOUNT)")
+
+
+def _field(name: str, value: Any) -> str:
+    """The FlowFilter field for a value: identity flags take numbers and SPIFFE IDs."""
+    if name.endswith("_identity") and isinstance(value, str):
+        return name.removesuffix("_identity") + "_spiffe_id"
+    return name
 
 
 def parse_workload(value: str) -> tuple[str, str]:
@@ -180,11 +196,11 @@ class _Tracker:
         elif flag in _EITHER:
             src, dst = _EITHER[flag]
             v = _value(flag, value)
-            self._side("left").setdefault(src, []).append(v)
-            self._side("right").setdefault(dst, []).append(v)
+            self._side("left").setdefault(_field(src, v), []).append(v)
+            self._side("right").setdefault(_field(dst, v), []).append(v)
         elif flag in _BOTH:
-            name = _BOTH[flag]
             v = _value(flag, value)
+            name = _field(_BOTH[flag], v)
             for side in ("left", "right"):
                 self._side(side).setdefault(name, []).append(v)
         else:

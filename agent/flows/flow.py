@@ -121,7 +121,11 @@ class Workload:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One side of a flow. ``labels`` use Cilium's "source:key=value" form ("k8s:app=web")."""
+    """One side of a flow. ``labels`` use Cilium's "source:key=value" form ("k8s:app=web").
+
+    ``spiffe_id`` is Tulle's: a pod's workload identity, ``spiffe://<td>/ns/<ns>/sa/<sa>``
+    (empty for the world, hosts and nodes). Hubble's endpoint has no such field, so the JSON
+    carries it as ``tulle.source_spiffe_id`` / ``tulle.destination_spiffe_id``."""
 
     id: int = 0
     identity: int = 0
@@ -129,6 +133,7 @@ class Endpoint:
     labels: tuple[str, ...] = ()
     pod_name: str = ""
     workloads: tuple[Workload, ...] = ()
+    spiffe_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

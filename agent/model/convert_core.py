@@ -80,7 +80,15 @@ def read_pod_spec(r: Reader) -> PodSpec:
         node_name=r.string("nodeName", check=dns1123_subdomain),
         node_selector=read_labels(r, "nodeSelector"),
         restart_policy=r.enum("restartPolicy", RestartPolicy, RestartPolicy.ALWAYS),
+        service_account_name=_read_service_account(r),
     )
+
+
+def _read_service_account(r: Reader) -> str | None:
+    """``serviceAccountName``, else its deprecated alias ``serviceAccount``: Kubernetes'
+    v1 conversion reads the alias only when the name is empty (both validated)."""
+    deprecated = r.string("serviceAccount", check=dns1123_subdomain)
+    return r.string("serviceAccountName", check=dns1123_subdomain) or deprecated or None
 
 
 def _read_container(r: Reader) -> Container:

@@ -9,6 +9,7 @@ from typing import ClassVar
 
 from agent.model.frozen import EMPTY, FrozenMap
 from agent.model.meta import ConditionStatus, ObjectMeta, Protocol
+from identity.spiffe import DEFAULT_SERVICE_ACCOUNT
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +55,24 @@ class RestartPolicy(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PodSpec:
-    """``node_name`` is set once the pod is scheduled; ``node_selector`` constrains where."""
+    """``node_name`` is set once the pod is scheduled; ``node_selector`` constrains where.
+
+    ``service_account_name`` is the pod's identity (a SPIFFE ID ``…/ns/<ns>/sa/<name>``).
+    The model keeps what the object says: None when unset. A cluster's ServiceAccount
+    admission plugin writes ``default`` there; consumers read None the same way
+    (`service_account`), so a pod created without admission has the same identity.
+    """
 
     containers: tuple[Container, ...]
     node_name: str | None = None
     node_selector: FrozenMap[str, str] = EMPTY
     restart_policy: RestartPolicy = RestartPolicy.ALWAYS
+    service_account_name: str | None = None
+
+    @property
+    def service_account(self) -> str:
+        """The ServiceAccount the pod runs as: ``default`` when unset, as admission sets it."""
+        return self.service_account_name or DEFAULT_SERVICE_ACCOUNT
 
 
 class PodPhase(StrEnum):

@@ -26,6 +26,7 @@ _STRING_FIELDS = (
     "verdict", "http_status_code", "protocol", "source_port", "destination_port",
     "http_method", "http_path", "node_name", "ip_version", "drop_reason_desc",
     "tcp_retransmits", "tcp_rtt_over", "tcp_connect_over", "http_url",
+    "source_spiffe_id", "destination_spiffe_id",
 )
 
 

@@ -180,3 +180,33 @@ def test_drop_file_and_line_in_hubble_fileinfo() -> None:
     assert back.tulle is not None
     assert (back.tulle.drop_file, back.tulle.drop_line) == ("bpf_lxc.c", 412)
     assert flow_from_json(out) == flow_from_json(json.loads(json.dumps(out)))
+
+
+WEB_ID = "spiffe://cluster.local/ns/shop/sa/web"
+DB_ID = "spiffe://cluster.local/ns/shop/sa/default"
+
+
+@pytest.mark.parametrize("with_tulle", [False, True])
+def test_spiffe_ids_travel_under_tulle_and_round_trip(with_tulle: bool) -> None:
+    from agent.flows.flow import Endpoint, TulleInfo
+
+    flow = dataclasses.replace(
+        syn(), source=Endpoint(pod_name="web-1", namespace="shop", spiffe_id=WEB_ID),
+        destination=Endpoint(pod_name="db-0", namespace="shop", spiffe_id=DB_ID),
+        tulle=TulleInfo(bytes_sent=5) if with_tulle else None)
+    out = json.loads(json.dumps(flow_to_json(flow)))
+    assert out["tulle"]["source_spiffe_id"] == WEB_ID
+    assert out["tulle"]["destination_spiffe_id"] == DB_ID
+    assert "spiffe_id" not in out["source"]  # Hubble's endpoint schema is left alone
+    assert flow_from_json(out) == dataclasses.replace(flow, summary=summarize(flow))
+
+
+def test_a_flow_without_pods_writes_no_spiffe_ids() -> None:
+    from agent.flows.flow import Endpoint
+
+    flow = dataclasses.replace(syn(), source=Endpoint(identity=2, labels=("reserved:world",)),
+                               destination=Endpoint(pod_name="db-0", spiffe_id=DB_ID),
+                               tulle=None)
+    out = flow_to_json(flow)
+    assert out["tulle"] == {"destination_spiffe_id": DB_ID}
+    assert flow_from_json(out).tulle is None

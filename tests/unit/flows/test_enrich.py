@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agent.flows.enrich import EndpointIndex, enrich, pod_labels
 from agent.flows.flow import IP, TCP, Endpoint, Flow, Service, Workload
+from identity.spiffe import SpiffeIdError
 
 INDEX = EndpointIndex.build(
     pods=[
         {"ip": "10.1.0.5", "namespace": "shop", "name": "web-1", "labels": {"app": "web"},
          "workload": {"kind": "Deployment", "name": "web"}, "identity": 12345, "node": "n1",
-         "id": 7},
+         "id": 7, "service_account": "web"},
         {"ips": ["10.1.1.7", "fd00::7"], "namespace": "shop", "name": "echo-2",
          "labels": {"app": "echo"}},
     ],
@@ -29,6 +32,7 @@ def test_pods_and_services() -> None:
         id=7, identity=12345, namespace="shop",
         labels=("k8s:app=web", "k8s:io.kubernetes.pod.namespace=shop"),
         pod_name="web-1", workloads=(Workload("web", "Deployment"),),
+        spiffe_id="spiffe://cluster.local/ns/shop/sa/web",
     )
     assert f.destination_service == Service("echo", "shop")
     assert f.destination is not None and f.destination.identity == 2  # cluster IP: world
@@ -64,3 +68,50 @@ def test_producer_values_win_and_no_change_returns_same_object() -> None:
     assert pod_labels("ns", {"b": "2", "a": "1"}) == (
         "k8s:a=1", "k8s:b=2", "k8s:io.kubernetes.pod.namespace=ns"
     )
+
+
+# -- SPIFFE IDs ------------------------------------------------------------------------------
+
+
+def test_a_pod_with_a_service_account_gets_its_spiffe_id() -> None:
+    f = enrich(tcp("10.1.0.5", "10.1.1.7"), INDEX)
+    assert f.source is not None and f.source.spiffe_id == "spiffe://cluster.local/ns/shop/sa/web"
+
+
+def test_a_pod_without_one_runs_as_default() -> None:
+    f = enrich(tcp("10.1.0.5", "fd00::7"), INDEX)
+    assert f.destination is not None
+    assert f.destination.spiffe_id == "spiffe://cluster.local/ns/shop/sa/default"
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "10.96.0.10", "172.18.0.2", "172.18.0.3"])
+def test_world_service_host_and_node_addresses_have_no_spiffe_id(address: str) -> None:
+    f = enrich(tcp(address, "10.1.0.5"), INDEX)
+    assert f.source is not None and f.source.spiffe_id == ""
+    assert f.destination is not None and f.destination.spiffe_id != ""
+
+
+def test_the_trust_domain_is_the_index_s() -> None:
+    index = EndpointIndex.build(
+        pods=[{"ip": "10.1.0.9", "namespace": "pay", "name": "api-0", "service_account": "api"}],
+        trust_domain="prod.example.org",
+    )
+    f = enrich(tcp("10.1.0.9", "8.8.8.8"), index)
+    assert f.source is not None
+    assert f.source.spiffe_id == "spiffe://prod.example.org/ns/pay/sa/api"
+
+
+@pytest.mark.parametrize("bad", ["", "Cluster.Local", "td:8443", "a/b"])
+def test_a_bad_trust_domain_is_refused_even_with_no_pods(bad: str) -> None:
+    with pytest.raises(SpiffeIdError, match="trust domain"):
+        EndpointIndex.build(trust_domain=bad)
+
+
+def test_a_producer_s_pod_endpoint_gets_the_same_pod_s_id_only() -> None:
+    same = Endpoint(namespace="shop", pod_name="web-1")
+    f = enrich(tcp("10.1.0.5", "10.1.1.7", source=same), INDEX)
+    assert f.source == Endpoint(namespace="shop", pod_name="web-1",
+                                spiffe_id="spiffe://cluster.local/ns/shop/sa/web")
+    other = Endpoint(namespace="shop", pod_name="someone-else")
+    g = enrich(tcp("10.1.0.5", "10.1.1.7", source=other), INDEX)
+    assert g.source is other

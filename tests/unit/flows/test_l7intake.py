@@ -530,3 +530,21 @@ def test_a_timed_record_with_a_bad_latency_is_named_and_keeps_its_slot_in_the_co
     [flow] = stored(intake)
     assert intake.rejected == 1 and "field 1 must be an integer" in caplog.text
     assert flow.tulle.request.client_network_ns == 77_000  # type: ignore[union-attr]
+
+
+def test_waypoint_flows_get_the_pods_spiffe_ids_from_the_agents_index(tmp_path: Path) -> None:
+    """The agent enriches the waypoint's L7 flows from its own index, as the datapath's."""
+    from agent.flows.enrich import EndpointIndex, enrich
+
+    index = EndpointIndex.build(
+        pods=[{"ip": "10.244.1.2", "namespace": "shop", "name": "client-0",
+               "service_account": "client"},
+              {"ip": "10.244.1.254", "namespace": "shop", "name": "echo-0"}],
+        trust_domain="td.example")
+    intake = L7Intake(tmp_path / "l7.sock", FlowIngest(FlowRing(10)),
+                      lambda f: enrich(f, index, "node1"), "node1")
+    intake.accept(encode_batch([OK]))
+    [flow] = stored(intake)
+    tulle = flow_to_json(flow)["tulle"]
+    assert tulle["source_spiffe_id"] == "spiffe://td.example/ns/shop/sa/client"
+    assert tulle["destination_spiffe_id"] == "spiffe://td.example/ns/shop/sa/default"

@@ -37,6 +37,8 @@ FULL = FlowFilter(
     event_type=(EventTypeFilter(4, 0), EventTypeFilter(129)), http_status_code=("5+",),
     http_method=("GET",), http_path=("^/api",), node_name=("node-*",),
     traffic_direction=("INGRESS",), reply=(False,), ip_version=("IPv4",),
+    source_spiffe_id=("spiffe://cluster.local/ns/shop/sa/web",),
+    destination_spiffe_id=("spiffe://cluster.local/ns/data/sa/default",),
 )
 
 
