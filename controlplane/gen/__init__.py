@@ -1,1 +1,1 @@
-"""Generated gRPC modules (scripts/gen-proto-identity.sh)."""
+"""Generated gRPC modules (scripts/gen-proto.sh)."""
