@@ -21,6 +21,7 @@ from dataclasses import dataclass
 SCHEME_PREFIX = "spiffe://"
 MAX_ID_BYTES = 2048
 DEFAULT_SERVICE_ACCOUNT = "default"
+DEFAULT_TRUST_DOMAIN = "cluster.local"  # Kubernetes' and Istio's default
 
 _TRUST_DOMAIN_CHARS = frozenset(string.ascii_lowercase + string.digits + ".-_")
 _SEGMENT_CHARS = frozenset(string.ascii_letters + string.digits + ".-_")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import click
 
+from identity.spiffe import DEFAULT_TRUST_DOMAIN
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def node_cli() -> None:
@@ -70,7 +72,7 @@ kubeconfig_option = click.option(
 )
 @click.option(
     "--trust-domain",
-    default="cluster.local",
+    default=DEFAULT_TRUST_DOMAIN,
     show_default=True,
     callback=lambda _ctx, _param, value: _trust_domain(value),
     help="SPIFFE trust domain of the pods' identities in flows "

@@ -32,9 +32,7 @@ from typing import Any
 
 from agent.flows.flow import TCP, UDP, Endpoint, Flow, Service, Workload
 from agent.flows.names import IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD
-from identity.spiffe import SpiffeId, workload_id
-
-DEFAULT_TRUST_DOMAIN = "cluster.local"
+from identity.spiffe import DEFAULT_TRUST_DOMAIN, SpiffeId, workload_id
 
 NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
 _WORLD = Endpoint(identity=IDENTITY_WORLD, labels=("reserved:world",))

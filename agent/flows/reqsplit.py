@@ -123,23 +123,8 @@ def split_lean(span_ns: int, client_rtt_us: int, start: int, sent: int, first: i
     (field 13 ``true``: no ``EXTRA`` marks), as the agent reads nearly every waypoint
     flow: no relative marks tuple in between (tests/unit/flows/test_reqsplit checks it
     against ``split`` of ``relative(raw_of(lean, None))`` for any integers)."""
-    span = span_ns if span_ns > 0 else 0
-    client = client_rtt_us * 1000 if client_rtt_us > 0 else 0
-    if sent:
-        sent -= start
-    if sent <= 0:  # answered without an upstream request
-        return _new_split(client + span, client, span, 0, 0, 0)
-    if sent > span:
-        sent = span
-    if first:
-        first -= start
-    window = (first if first < span else span) - sent if first > 0 else span - sent
-    if window < 0:
-        window = 0
-    network = upstream_rtt_us * 1000 if upstream_rtt_us > 0 else 0
-    if network > window:
-        network = window
-    return _new_split(client + span, client, span - window, 0, network, window - network)
+    return split_compact(span_ns, client_rtt_us, sent - start if sent else 0,
+                         first - start if first else 0, 0, upstream_rtt_us)
 
 
 if tuple(f.name for f in fields(RequestSplit)) != FIELDS:  # `_new_split` sets these only
