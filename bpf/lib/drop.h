@@ -42,12 +42,20 @@ enum drop_reason {
 	DROP_FIB_LOOKUP_FAILED = 169,              /* FIB lookup failed */
 	DROP_INVALID_IDENTITY = 171,               /* Invalid identity */
 	DROP_UNKNOWN_SENDER = 172,                 /* Unknown sender */
+	DROP_AUTH_REQUIRED = 189,                  /* Authentication required (plaintext TCP to a STRICT mTLS workload) */
 	DROP_TTL_EXCEEDED = 196,                   /* TTL exceeded */
 	/* Tulle-only codes (Hubble has no name for them): */
 	DROP_FRAG_NOT_FOUND = 230,                 /* Fragment without its first fragment (ports unknown) */
 	DROP_CT_ENDPOINT_QUOTA_EXCEEDED = 240,     /* CT: endpoint connection quota exceeded */
 	DROP_POLICY_MAP_OVERFLOW = 241,            /* Policy: the endpoint's policy did not fit the policy maps */
+	DROP_TUNNEL_DESTINATION_NOT_LOCAL = 242,   /* mTLS tunnel: the CONNECT target is not a pod on this node */
+	DROP_TUNNEL_NO_CERTIFICATE = 243,          /* mTLS tunnel: no certificate held yet for the client's identity */
+	DROP_TUNNEL_UPSTREAM_FAILED = 244,         /* mTLS tunnel: the peer waypoint or the destination could not be reached */
 	DROP_WAYPOINT_NOT_REDIRECTED = 250,        /* Waypoint dialled directly (only the datapath's L7 redirect may reach a waypoint) */
+	DROP_MTLS_UNKNOWN_CA = 251,                /* mTLS: the peer's certificate is not signed by a trusted root */
+	DROP_MTLS_CERT_EXPIRED = 252,              /* mTLS: the peer's certificate has expired or is not yet valid */
+	DROP_MTLS_WRONG_IDENTITY = 253,            /* mTLS: the peer's certificate names another identity */
+	DROP_MTLS_HANDSHAKE_FAILED = 254,          /* mTLS: handshake failed (no or malformed certificate, protocol) */
 	DROP_REASON_MAX = 256,                     /* not a reason: size of tulle_drops_v1 */
 };
 
