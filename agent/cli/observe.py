@@ -135,7 +135,9 @@ class ObserveCommand(click.Command):
             elif param.name == "retransmits":
                 sequence.append(("retransmits", "1"))
             elif param.name in _BOOL_FLAGS:
-                sequence.append((_BOOL_FLAGS[param.name], next(values[param.name])))
+                value = next(values[param.name])  # bare: the parser's "needs value" marker
+                sequence.append((_BOOL_FLAGS[param.name],
+                                 value if isinstance(value, str) else "true"))
             elif param.name in ("ipv4", "ipv6"):
                 sequence.append(("ip-version", param.name))
         ctx.meta["tulle.observe.filters"] = sequence

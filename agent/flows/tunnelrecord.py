@@ -115,7 +115,7 @@ def tunnel_event_from_json(value: Any) -> TunnelEvent:
     reason = _text(reason, "drop reason")
     if (verdict == "DROPPED") != bool(reason):
         raise ValueError(
-            f"a {verdict} tunnel event must {'' if reason else 'not '}"
+            f"a {verdict} tunnel event must {'' if verdict == 'DROPPED' else 'not '}"
             f"name a drop reason, got {reason!r}"
         )
     for at, what in ((6, "source SPIFFE ID"), (7, "destination SPIFFE ID")):
