@@ -164,7 +164,8 @@ class FlowRecorder:
 
 
 class FlowLossCollector(Collector):
-    """``tulle_waypoint_flows_dropped_total{reason}``: L7 flow records the waypoint dropped
+    """``tulle_waypoint_flows_dropped_total{reason}``: L7 flow records (and tunnel events,
+    ``tunnel_overflow`` and in the forwarder's counts) the waypoint dropped
     rather than wait for the agent (read at scrape time, nothing on the hot path)."""
 
     def __init__(self, recorder: FlowRecorder) -> None:
@@ -173,7 +174,8 @@ class FlowLossCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(
             "tulle_waypoint_flows_dropped",
-            "L7 flow records dropped before reaching the node agent, by reason",
+            "L7 flow records and tunnel events dropped before reaching the node agent, "
+            "by reason",
             labels=["reason"],
         )
         for reason, count in self.recorder.losses().items():
