@@ -340,7 +340,7 @@ def test_a_record_sink_without_tunnel_events_loses_them_counted() -> None:
     assert recorder.losses()["tunnel_overflow"] == 1
 
 
-def test_a_flow_sink_in_process_gets_the_tunnel_flows(capsys: Any) -> None:
+def test_a_flow_sink_in_process_gets_the_tunnel_flows() -> None:
     lines: list[str] = []
     recorder = FlowRecorder(json_lines_sink(lines.append), node_name="node-1")
     recorder.record_tunnel(REFUSED)
