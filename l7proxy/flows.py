@@ -8,12 +8,19 @@ the agent builds the flows; any other
 sink (``FlowRing.put_many``, the stdout JSON sink) gets ``Flow`` objects built here. With no
 sink nothing is recorded. A sink that cannot keep up loses the oldest pending records, never
 memory: at most ``max_pending`` are held.
+
+The HBONE code reports each tunnelled connection it accepts or refuses with
+`FlowRecorder.record_tunnel` (a `TunnelEvent`). Those are batched beside the L7 records, on
+the same timer, at most ``max_tunnel_pending`` held (the oldest dropped and counted,
+``tunnel_overflow``): a sink with a ``send_tunnel`` method (the agent forwarder) takes the
+events, a flow sink takes their flows (``agent.flows.tunnelflow``, not enriched).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import cast
 
@@ -28,6 +35,7 @@ from agent.flows.l7record import (
     join_column,
     with_marks,
 )
+from agent.flows.tunnelrecord import TunnelEvent
 
 FlowSink = Callable[[Sequence[Flow]], None]
 RecordSink = Callable[[Sequence[L7Record], bytes], None]  # records, `join_column` column
@@ -43,6 +51,7 @@ class FlowRecorder:
         batch: int = 256,
         interval: float = 0.2,
         max_pending: int = 65_536,
+        max_tunnel_pending: int = 4096,
     ) -> None:
         self.sink = sink
         self.node_name = node_name
@@ -55,6 +64,8 @@ class FlowRecorder:
         self._timer: asyncio.TimerHandle | None = None
         self._raw = bool(getattr(sink, "raw_records", False))
         self._builder = L7FlowBuilder(node_name)
+        self.lost_tunnel = 0  # tunnel events dropped: more than max_tunnel_pending waited
+        self._tunnels: deque[TunnelEvent] = deque(maxlen=max(1, max_tunnel_pending))
 
     @property
     def enabled(self) -> bool:
@@ -72,12 +83,35 @@ class FlowRecorder:
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
 
+    def record_tunnel(self, event: TunnelEvent) -> None:
+        """Report one tunnelled connection, accepted or refused, on the side that decided.
+        Never blocks: the event waits for the next batch (or goes now, without a loop)."""
+        if self.sink is None:
+            return
+        tunnels = self._tunnels
+        if len(tunnels) == tunnels.maxlen:
+            self.lost_tunnel += 1  # append drops the oldest
+        tunnels.append(event)
+        if len(tunnels) >= self.batch:
+            self.flush()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._timer = loop.call_later(self.interval, self.flush)
+
     def flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         pending, self._pending = self._pending, []
         marks, self._marks = self._marks, []
+        if self._tunnels:
+            tunnels = list(self._tunnels)
+            self._tunnels.clear()
+            self.send_tunnels(tunnels)
         if not pending or self.sink is None:
             return
         if len(pending) > self.max_pending:
@@ -91,7 +125,29 @@ class FlowRecorder:
         """Records dropped so far by reason: here (``pending_overflow``) and in the sink, if
         it counts its own (the agent forwarder does: ``agent_backlog``, ``agent_unavailable``)."""
         counts = getattr(self.sink, "losses", None)
-        return {"pending_overflow": self.lost, **(counts() if callable(counts) else {})}
+        return {"pending_overflow": self.lost, "tunnel_overflow": self.lost_tunnel,
+                **(counts() if callable(counts) else {})}
+
+    def send_tunnels(self, events: Sequence[TunnelEvent]) -> None:
+        """Hand tunnel events to the sink now: as they are (``send_tunnel``), or as flows."""
+        sink = self.sink
+        if sink is None or not events:
+            return
+        send = getattr(sink, "send_tunnel", None)
+        if callable(send):
+            send(events)
+        elif self._raw:  # a record sink that knows no tunnel events: lost, and counted
+            self.lost_tunnel += len(events)
+        else:
+            from agent.flows.tunnelflow import tunnel_flow, with_identities
+
+            flows = []
+            for e in events:
+                try:
+                    flows.append(with_identities(tunnel_flow(e, self.node_name), e))
+                except ValueError:  # a drop reason drop.h does not name: not a flow
+                    self.lost_tunnel += 1
+            cast(FlowSink, sink)(flows)
 
     def send(self, records: Sequence[L7Record], marks: Sequence[bytes] = ()) -> None:
         """Hand `records` (and the marks of those whose field 13 is set, in order) to
@@ -108,7 +164,8 @@ class FlowRecorder:
 
 
 class FlowLossCollector(Collector):
-    """``tulle_waypoint_flows_dropped_total{reason}``: L7 flow records the waypoint dropped
+    """``tulle_waypoint_flows_dropped_total{reason}``: L7 flow records (and tunnel events,
+    ``tunnel_overflow`` and in the forwarder's counts) the waypoint dropped
     rather than wait for the agent (read at scrape time, nothing on the hot path)."""
 
     def __init__(self, recorder: FlowRecorder) -> None:
@@ -117,7 +174,8 @@ class FlowLossCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(
             "tulle_waypoint_flows_dropped",
-            "L7 flow records dropped before reaching the node agent, by reason",
+            "L7 flow records and tunnel events dropped before reaching the node agent, "
+            "by reason",
             labels=["reason"],
         )
         for reason, count in self.recorder.losses().items():

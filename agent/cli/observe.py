@@ -134,6 +134,10 @@ class ObserveCommand(click.Command):
                 sequence.append(("all-namespaces", None))
             elif param.name == "retransmits":
                 sequence.append(("retransmits", "1"))
+            elif param.name in _BOOL_FLAGS:
+                value = next(values[param.name])  # bare: the parser's "needs value" marker
+                sequence.append((_BOOL_FLAGS[param.name],
+                                 value if isinstance(value, str) else "true"))
             elif param.name in ("ipv4", "ipv6"):
                 sequence.append(("ip-version", param.name))
         ctx.meta["tulle.observe.filters"] = sequence
@@ -141,11 +145,19 @@ class ObserveCommand(click.Command):
 
 
 _FILTER_DESTS = {_dest(d): d[-1].lstrip("-") for d, _ in _FILTER_FLAGS}
+# Hubble's ``filter[=true]`` flags: bare, or with a value (--encrypted=false).
+_BOOL_FLAGS = {"encrypted": "encrypted", "unencrypted": "unencrypted"}
 
 
 def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for decls, text in reversed(_FILTER_FLAGS):
         f = click.option(*decls, _dest(decls), multiple=True, metavar="VALUE", help=text)(f)
+    f = click.option("--unencrypted", "unencrypted", is_flag=False, flag_value="true",
+                     multiple=True, metavar="[=BOOL]",
+                     help="Flows that were not encrypted (IP.encrypted false).")(f)
+    f = click.option("--encrypted", "encrypted", is_flag=False, flag_value="true",
+                     multiple=True, metavar="[=BOOL]",
+                     help="Encrypted flows: those that rode an mTLS tunnel (IP.encrypted).")(f)
     f = click.option("--retransmits", "retransmits", count=True,
                      help="Traced TCP connections that retransmitted.")(f)
     f = click.option("-6", "--ipv6", "ipv6", count=True, help="IPv6 flows (--ip-version ipv6).")(f)

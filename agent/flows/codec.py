@@ -35,6 +35,7 @@ from agent.flows.flow import (
     Service,
     TCPFlags,
     TulleInfo,
+    TunnelInfo,
     Workload,
     summarize,
 )
@@ -180,7 +181,16 @@ def _tulle(t: TulleInfo) -> JSON:
         out["tcp"] = tcp_to_json(t.tcp)
     if t.request is not None:
         out["request"] = reqsplit.to_json(t.request)
+    if t.tunnel is not None:
+        out["tunnel"] = {k: getattr(t.tunnel, k) for k in TunnelInfo.__slots__
+                         if getattr(t.tunnel, k)}
     return out
+
+
+def _tunnel_from(d: Any) -> TunnelInfo | None:
+    if not isinstance(d, dict):
+        return None
+    return TunnelInfo(**{k: str(d.get(k, "")) for k in TunnelInfo.__slots__})
 
 
 def flow_to_json(flow: Flow) -> JSON:
@@ -445,9 +455,11 @@ def flow_from_json(data: JSON) -> Flow:
         trace_observation_point=str(data.get("trace_observation_point", "")),
         summary=data.get("Summary", ""),
         tulle=None if tulle is None else TulleInfo(
-            **{k: v for k, v in tulle.items() if k in known and k not in ("tcp", "request")},
+            **{k: v for k, v in tulle.items()
+               if k in known and k not in ("tcp", "request", "tunnel")},
             tcp=tcp_from_json(tulle.get("tcp")),
             request=reqsplit.from_json(tulle.get("request")),
+            tunnel=_tunnel_from(tulle.get("tunnel")),
         ),
         **policies_from_json(data),
     )

@@ -76,6 +76,7 @@ class FlowFilter:
     traffic_direction: tuple[str, ...] = ()
     reply: tuple[bool, ...] = ()
     ip_version: tuple[str, ...] = ()
+    encrypted: tuple[bool, ...] = ()  # IP.encrypted (a flow without IP: not encrypted)
     # kernel connection trace (agent/flows/tracefilters.py)
     tcp_retransmits: tuple[str, ...] = ()
     tcp_rtt_over: tuple[str, ...] = ()
@@ -439,6 +440,8 @@ def compile_filter(ff: FlowFilter) -> Predicate:
         add(_one_of(ff.reply, lambda f: bool(f.is_reply)))
     if ff.ip_version:
         add(_one_of(_ip_versions(ff.ip_version), lambda f: f.ip.ip_version if f.ip else None))
+    if ff.encrypted:
+        add(_one_of(ff.encrypted, lambda f: f.ip is not None and f.ip.encrypted))
     checks.extend(_trace_checks(ff))
 
     if not checks:

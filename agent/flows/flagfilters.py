@@ -55,6 +55,7 @@ _BOTH = {
     "tcp-flags": "tcp_flags", "type": "event_type",
     "retransmits": "tcp_retransmits", "rtt-over": "tcp_rtt_over",
     "connect-over": "tcp_connect_over",
+    "encrypted": "encrypted", "unencrypted": "encrypted",
 }
 NAMESPACE_FLAGS = ("namespace", "from-namespace", "to-namespace", "all-namespaces")
 FILTER_FLAGS = frozenset(_EITHER) | frozenset(_BOTH) | frozenset(NAMESPACE_FLAGS)
@@ -141,7 +142,23 @@ def parse_header(value: str) -> tuple[str, str]:
     return key.strip(), val.strip()
 
 
+_TRUE = frozenset({"1", "t", "true"})
+_FALSE = frozenset({"0", "f", "false"})
+
+
+def parse_bool(flag: str, value: str) -> bool:
+    """Hubble's ``--encrypted[=BOOL]`` values (Go's strconv.ParseBool spellings)."""
+    word = value.strip().lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise FilterError(f"{flag}: {value!r}, expected true or false")
+
+
 def _value(flag: str, value: str) -> Any:
+    if flag == "encrypted":
+        return parse_bool(flag, value)
+    if flag == "unencrypted":  # --unencrypted: IP.encrypted false (=false: true)
+        return not parse_bool(flag, value)
     if flag.endswith("workload"):
         return parse_workload(value)
     if flag == "http-header":

@@ -27,9 +27,8 @@ __all__ = [
     "HTTP", "ICMPv4", "ICMPv6", "IP", "TCP", "UDP", "Endpoint", "EventType", "Flow",
     "FlowType", "HTTPHeader", "IPVersion", "L7Type", "Layer4", "Layer7", "LostEvent",
     "LostEventSource", "Policy", "RequestSplit", "Service", "SrttSummary", "TCPFlags",
-    "TcpTrace",
-    "TrafficDirection", "TulleInfo", "Verdict", "Workload", "flow_from_json", "flow_to_json",
-    "summarize",
+    "TcpTrace", "TrafficDirection", "TulleInfo", "TunnelInfo", "Verdict", "Workload",
+    "flow_from_json", "flow_to_json", "summarize",
 ]
 
 
@@ -225,6 +224,15 @@ class RequestSplit:
 
 
 @dataclass(frozen=True, slots=True)
+class TunnelInfo:
+    """The mTLS tunnel behind a flow the waypoint reported (``agent.flows.tunnelflow``)."""
+
+    side: str = ""  # "client" (the sending waypoint) or "server" (the receiving one)
+    peer: str = ""  # the other waypoint's HBONE address, "ip:port"
+    detail: str = ""  # why a tunnel was refused, e.g. OpenSSL's verify message
+
+
+@dataclass(frozen=True, slots=True)
 class TulleInfo:
     """What Tulle records beyond Hubble's schema; printed under the JSON key ``tulle``."""
 
@@ -244,6 +252,10 @@ class TulleInfo:
     kernel_drop_reason: int = 0  # enum skb_drop_reason code (name in drop_reason_desc)
     kernel_drop_location: str = ""  # kernel function that freed the packet ("tcp_v4_rcv+0x…")
     request: RequestSplit | None = None  # L7: where the request's time went
+    # mTLS: the identity the peer's certificate presented, when it is not the SPIFFE ID of
+    # the pod at that address (a refused handshake: wrong identity, another CA's workload)
+    peer_spiffe_id: str = ""
+    tunnel: TunnelInfo | None = None  # the waypoint's tunnel, for its tunnel flows
 
 
 @dataclass(frozen=True, slots=True)

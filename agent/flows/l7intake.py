@@ -2,10 +2,12 @@
 of JSON. A line is either a batch of compact L7 records (what the waypoint's
 `FlowForwarder` sends: an object with the records, followed by their timing marks' binary
 column, or a plain JSON array from older waypoints; see `agent.flows.l7record`) or one
-Hubble-JSON flow (an object without ``records``, for other producers). The agent builds,
+Hubble-JSON flow (an object without ``records``, for other producers), or a batch of the
+waypoint's mTLS tunnel events (``{"kind":"tunnel","records":[...]}``,
+`agent.flows.tunnelrecord`; each becomes a flow, `agent.flows.tunnelflow`). The agent builds,
 enriches and ingests them like datapath flows, so `tulle observe` shows L4 and L7 in one
-stream. A malformed line or record is counted and logged; the rest of the batch still
-counts."""
+stream. A malformed line or record is counted (``rejected``) and logged; the rest of the
+batch still counts."""
 
 from __future__ import annotations
 
@@ -30,6 +32,12 @@ from agent.flows.l7record import (
     encode_batch,
     read_batch,
 )
+from agent.flows.tunnelrecord import (
+    TUNNEL_KIND,
+    TunnelEvent,
+    encode_tunnel_batch,
+    read_tunnel_batch,
+)
 
 log = logging.getLogger("tulle.l7intake")
 SOCKET_MODE = 0o600  # the waypoint runs as the agent's user; nobody else may inject flows
@@ -51,7 +59,11 @@ def private_directory(path: Path) -> None:
 class L7Intake:
     def __init__(self, path: Path, ingest: FlowIngest, enrich: Callable[[Flow], Flow],
                  node_name: str = "") -> None:
+        from agent.flows import tunnelflow  # the agent's only: it reads drop.h
+
         self.path = path
+        self.node_name = node_name
+        self.tunnels = tunnelflow
         self.builder = L7FlowBuilder(node_name)
         self.lock = threading.RLock()  # one handler thread per waypoint connection
         intake = self
@@ -85,6 +97,9 @@ class L7Intake:
         except ValueError as err:
             self._reject(f"not JSON: {err}")
             return
+        if isinstance(value, dict) and value.get("kind") == TUNNEL_KIND:
+            self._accept_tunnels(value)
+            return
         if isinstance(value, dict) and "records" not in value:
             try:
                 flow = flow_from_json(value)
@@ -105,6 +120,21 @@ class L7Intake:
                     continue
                 try:
                     flows.append(self.enrich(self.builder.flow(record)))
+                except ValueError as err:
+                    self._reject(str(err))
+        for flow in flows:
+            self.ingest.put(flow)
+
+    def _accept_tunnels(self, value: dict[str, object]) -> None:
+        build, name = self.tunnels.tunnel_flow, self.tunnels.with_identities
+        flows = []
+        with self.lock:
+            for event in read_tunnel_batch(value):
+                if isinstance(event, ValueError):
+                    self._reject(str(event))
+                    continue
+                try:
+                    flows.append(name(self.enrich(build(event, self.node_name)), event))
                 except ValueError as err:
                     self._reject(str(err))
         for flow in flows:
@@ -162,17 +192,24 @@ class FlowForwarder:
         return {"agent_backlog": self.lost_backlog, "agent_unavailable": self.lost_unavailable}
 
     def __call__(self, records: Sequence[L7Record], column: bytes | None = None) -> None:
-        if not records:
-            return
+        if records:
+            self._send(len(records), lambda: encode_batch(records, column))
+
+    def send_tunnel(self, events: Sequence[TunnelEvent]) -> None:
+        """A batch of the waypoint's tunnel events, one line (lost ones count as records)."""
+        if events:
+            self._send(len(events), lambda: encode_tunnel_batch(events))
+
+    def _send(self, count: int, encode: Callable[[], bytes]) -> None:
         if self.sock is None and not self._connect():
-            self._lose_unavailable(len(records))
+            self._lose_unavailable(count)
             return
-        payload = encode_batch(records, column)
+        payload = encode()
         self._make_room(len(payload))
         if self._queued_bytes + len(payload) > self.max_queued_bytes:
-            self.lost_backlog += len(records)
+            self.lost_backlog += count
             return
-        self._queue.append((memoryview(payload), len(records)))
+        self._queue.append((memoryview(payload), count))
         self._queued_bytes += len(payload)
         self._flush()
 

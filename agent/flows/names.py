@@ -158,6 +158,14 @@ DROP_REASONS: dict[int, str] = {
     189: "AUTH_REQUIRED",
     190: "CT_NO_MAP_FOUND",
     196: "TTL_EXCEEDED",
+    # Tulle's own (bpf/lib/drop.h): refused mTLS tunnels, reported by the waypoint
+    242: "TUNNEL_DESTINATION_NOT_LOCAL",
+    243: "TUNNEL_NO_CERTIFICATE",
+    244: "TUNNEL_UPSTREAM_FAILED",
+    251: "MTLS_UNKNOWN_CA",
+    252: "MTLS_CERT_EXPIRED",
+    253: "MTLS_WRONG_IDENTITY",
+    254: "MTLS_HANDSHAKE_FAILED",
 }
 DROP_REASON_BY_NAME = {name: code for code, name in DROP_REASONS.items()}
 
@@ -174,6 +182,13 @@ _DROP_TEXT = {
     "STALE_OR_UNROUTABLE_IP": "Stale or unroutable IP",
     "TTL_EXCEEDED": "TTL exceeded",
     "AUTH_REQUIRED": "Authentication required",
+    "TUNNEL_DESTINATION_NOT_LOCAL": "Tunnel destination not local",
+    "TUNNEL_NO_CERTIFICATE": "Tunnel without certificate",
+    "TUNNEL_UPSTREAM_FAILED": "Tunnel upstream failed",
+    "MTLS_UNKNOWN_CA": "mTLS unknown CA",
+    "MTLS_CERT_EXPIRED": "mTLS certificate expired",
+    "MTLS_WRONG_IDENTITY": "mTLS wrong identity",
+    "MTLS_HANDSHAKE_FAILED": "mTLS handshake failed",
 }
 
 

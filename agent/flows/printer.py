@@ -8,6 +8,9 @@ Compact, one line per flow, reply flows with the arrow flipped::
 
     Nov 22 10:00:00.123: shop/web-1:43512 (ID:12345) -> shop/echo-2:8080 (ID:23456) \
 to-endpoint FORWARDED (TCP Flags: SYN)
+
+An encrypted flow (``IP.encrypted``: it rode an mTLS tunnel) has `ENCRYPTED_MARK` after its
+verdict in every text format ("FORWARDED 🔒"); Hubble's CLI prints none.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ OUTPUTS = ("compact", "json", "dict", "table")
 # what ``json`` prints here; ``tab`` is the table.
 OUTPUT_ALIASES = {"jsonpb": "json", "tab": "table"}
 
+ENCRYPTED_MARK = "🔒"  # two terminal columns wide: `_width` counts it so
 _COLORS = {"host": "36", "identity": "35", "green": "32", "red": "31", "yellow": "33"}
 
 
@@ -121,6 +125,13 @@ def verdict_text(flow: Flow, color: bool = False, policy_names: bool = False) ->
     """The VERDICT column; with ``policy_names`` (``--print-policy-names``) followed by
     " BY name (Kind), …" where the flow names the policies behind its verdict (Tulle's NEW
     flows are its policy verdicts, so they carry them too)."""
+    text = _verdict_text(flow, color, policy_names)
+    if flow.ip is not None and flow.ip.encrypted:
+        return f"{text} {ENCRYPTED_MARK}"
+    return text
+
+
+def _verdict_text(flow: Flow, color: bool, policy_names: bool) -> str:
     verdict = str(flow.verdict)
     policy = flow.event_type is not None and flow.event_type.type == EVENT_POLICY_VERDICT
     by = policy_names_suffix(flow) if policy_names else ""
@@ -170,6 +181,12 @@ def summary_text(flow: Flow) -> str:
             parts.append(f"backend {t.backend}")
         if t.drop_file:
             parts.append(f"dropped at {t.drop_file}:{t.drop_line}")
+        if t.tunnel is not None and t.tunnel.peer:
+            parts.append(f"peer waypoint {t.tunnel.peer}")
+        if t.peer_spiffe_id:
+            parts.append(f"peer presented {t.peer_spiffe_id}")
+        if t.tunnel is not None and t.tunnel.detail:
+            parts.append(t.tunnel.detail)
     return "; ".join(p for p in parts if p)
 
 
@@ -229,11 +246,17 @@ def format_table(
     if node_name:
         head.insert(1, "NODE")
     table = [head, *[list(r) for r in rows]]
-    widths = [max(2, max(len(r[i]) for r in table)) + 3 for i in range(len(head) - 1)]
+    widths = [max(2, max(_width(r[i]) for r in table)) + 3 for i in range(len(head) - 1)]
     return "\n".join(
-        "".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + r[-1]
+        "".join(cell + " " * (w - _width(cell)) for cell, w in zip(r[:-1], widths, strict=True))
+        + r[-1]
         for r in (table if header else table[1:])
     )
+
+
+def _width(cell: str) -> int:
+    """Terminal columns of a cell: the mark is a wide character."""
+    return len(cell) + cell.count(ENCRYPTED_MARK)
 
 
 def format_lost(ev: LostEvent) -> str:

@@ -38,6 +38,8 @@ FAMILY_LABELS: dict[str, tuple[str, ...]] = {
     "tcp_retransmits": ("source_workload", "destination_workload"),
     "kernel_drops": ("reason", "direction"),
     "request_split_seconds": ("part", "source_workload", "destination_workload"),
+    "encrypted_flows": ("type", "subtype", "verdict"),
+    "tunnel_refused": ("reason", "side"),
 }
 
 # Families that Hubble also exports; `MetricsConfig.hubble_names` exposes them as

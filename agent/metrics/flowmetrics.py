@@ -26,6 +26,8 @@ Families (labels as in `agent.metrics.config.FAMILY_LABELS`):
   histograms, retransmits, kernel drops by the kernel's reason);
 - ``tulle_request_split_seconds{part,source_workload,destination_workload}``
   (`agent.metrics.split`): where L7 requests spent their time;
+- the encryption families of `agent.metrics.encryption`: encrypted flows, and refused mTLS
+  tunnels by reason;
 - ``tulle_metrics_label_overflow_total{metric,label}``: observations whose labels collapsed
   into the overflow value.
 
@@ -75,6 +77,7 @@ from agent.flows.names import (
     LostEventSource,
 )
 from agent.metrics.config import FAMILY_LABELS, MetricsConfig
+from agent.metrics.encryption import ENCRYPTION_HELP, EncryptionSeries
 from agent.metrics.kernel import KERNEL_HELP, KernelSeries, histogram_buckets
 from agent.metrics.series import Cell, Series
 from agent.metrics.split import SPLIT_HELP, SplitSeries
@@ -102,6 +105,7 @@ _HELP = {
     "http_request_duration_seconds": "HTTP request latency seen by the waypoint, in seconds.",
     **KERNEL_HELP,
     **SPLIT_HELP,
+    **ENCRYPTION_HELP,
 }
 
 
@@ -180,6 +184,7 @@ class FlowMetrics:
         self._kernel = KernelSeries(series, cfg.tcp_connect_buckets, cfg.tcp_rtt_buckets,
                                     self._workload)
         self._split = SplitSeries(series, cfg.request_split_buckets)
+        self._encryption = EncryptionSeries(series)
         self._lost_name = cfg.metric_name("lost_events")
         if registry is not None:
             registry.register(self)
@@ -228,6 +233,9 @@ class FlowMetrics:
             if cell is None:
                 cell = s.admit(raw, _flow_labels(etype, esub, verdict, l4cls, l7kind, flow.type))
             cell[0] += n
+        if flow.ip is not None and flow.ip.encrypted:
+            self._encryption.observe(flow, (etype, esub, verdict, l4cls, l7kind, flow.type),
+                                     _flow_labels, n)
 
         if dropped:
             s = self._drops
@@ -331,7 +339,8 @@ class FlowMetrics:
     def _families(self) -> list[tuple[str, Series | None]]:
         return [("flows_processed", self._flows), ("drop", self._drops),
                 ("tcp_flags", self._flags), ("policy_verdicts", self._policy),
-                ("http_requests", self._http), *self._kernel.families()]
+                ("http_requests", self._http), *self._kernel.families(),
+                *self._encryption.families()]
 
     def _histograms(self) -> list[tuple[str, Series | None, tuple[float, ...]]]:
         cfg = self.config

@@ -47,6 +47,7 @@ def filter_to_proto(ff: FlowFilter) -> pb.FlowFilter:
     msg.source_identity.extend(ff.source_identity)
     msg.destination_identity.extend(ff.destination_identity)
     msg.reply.extend(ff.reply)
+    msg.encrypted.extend(ff.encrypted)
     for kind, name in ff.source_workload:
         msg.source_workload.add(kind=kind, name=name)
     for kind, name in ff.destination_workload:
@@ -68,6 +69,7 @@ def filter_from_proto(msg: pb.FlowFilter) -> FlowFilter:
         source_identity=tuple(msg.source_identity),
         destination_identity=tuple(msg.destination_identity),
         reply=tuple(msg.reply),
+        encrypted=tuple(msg.encrypted),
         source_workload=tuple((w.kind, w.name) for w in msg.source_workload),
         destination_workload=tuple((w.kind, w.name) for w in msg.destination_workload),
         http_header=tuple((h.key, h.value) for h in msg.http_header),
