@@ -177,3 +177,42 @@ def test_reviews_need_rbac_a_token_and_are_discoverable(agent: Client) -> None:
     found = agent.request("GET", "/apis/authentication.k8s.io/v1").body
     entry = next(r for r in found["resources"] if r["name"] == "tokenreviews")
     assert entry["verbs"] == ["create"] and entry["namespaced"] is False
+
+
+def test_kubectl_creates_a_node_bound_token_and_reviews_it(
+    lab: tuple[Store, Any, Any], tmp_path: Any
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    store, kubeconfig, _ = lab
+    kubectl = Path(sys.executable).parent / "kubectl"
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+
+    def run(*args: str, stdin: str | None = None) -> str:
+        done = subprocess.run(
+            [str(kubectl), *args], capture_output=True, text=True, timeout=60, env=env, input=stdin
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    run("create", "serviceaccount", "agent", "-n", "kube-system")
+    store.create(_node("n1"))
+    token = run(
+        "create",
+        "token",
+        "agent",
+        "-n",
+        "kube-system",
+        "--bound-object-kind",
+        "Node",
+        "--bound-object-name",
+        "n1",
+    ).strip()
+    review = json.dumps(_review(token))
+    got = json.loads(run("create", "-f", "-", "-o", "json", stdin=review))
+    assert got["status"]["authenticated"] is True
+    assert got["status"]["user"]["extra"][NODE_NAME] == ["n1"]
