@@ -19,6 +19,7 @@ serving (`tls_credentials=None`) is for tests and a unix socket only.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from concurrent import futures
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from identity.authz import PodRecord
 from identity.bundle import TrustBundle
 from identity.ca import DEFAULT_LIFETIME, CertificateAuthority
 
+log = logging.getLogger(__name__)
 SERVICE = "tulle.identity.v1.CertificateService"
 MAX_REQUEST_BYTES = 32 * 1024
 BAD_REQUEST = "bad-request"
@@ -83,20 +85,24 @@ class CertificateServicer:
         registry: CollectorRegistry | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.issuer = Issuer(ca, trust_domain, pods_on_node, agent_accounts, max_validity,
-                             min_validity, trust_bundle)
+        self.issuer = Issuer(
+            ca, trust_domain, pods_on_node, agent_accounts, max_validity, min_validity, trust_bundle
+        )
         self.authenticate = authenticate
         self.clock = clock
         self.registry = registry if registry is not None else CollectorRegistry()
         self.requests = Counter(
-            "tulle_ca_requests", "CreateCertificate calls by result: issued or the refusal's "
-            "reason", ["result"], registry=self.registry,
+            "tulle_ca_requests",
+            "CreateCertificate calls by result: issued or the refusal's reason",
+            ["result"],
+            registry=self.registry,
         )
 
     def _refuse(
         self, context: grpc.ServicerContext, status: Status, reason: str, message: str
     ) -> NoReturn:
         self.requests.labels(reason).inc()
+        log.warning("refused %s: %s: %s", context.peer(), reason, message)
         context.abort(CODES[status], f"{reason}: {message}")
         raise AssertionError("unreachable: abort raises")
 
@@ -108,14 +114,18 @@ class CertificateServicer:
         except Unauthenticated as e:
             self._refuse(context, "unauthenticated", UNAUTHENTICATED, str(e))
         if isinstance(request, Undecodable):
-            self._refuse(context, "invalid-argument", BAD_REQUEST,
-                         f"not a CreateCertificateRequest ({request.error})")
+            self._refuse(
+                context,
+                "invalid-argument",
+                BAD_REQUEST,
+                f"not a CreateCertificateRequest ({request.error})",
+            )
         try:
-            issued = self.issuer.issue(caller, request.csr, request.validity_duration,
-                                       self.clock())
+            issued = self.issuer.issue(caller, request.csr, request.validity_duration, self.clock())
         except Refusal as r:
             self._refuse(context, r.status, r.reason, r.message)
         self.requests.labels("issued").inc()
+        log.info("issued %s to node %s (%s)", issued.spiffe_id, caller.node, issued.because)
         return pb.CreateCertificateResponse(
             cert_chain=[c.public_bytes(Encoding.PEM).decode() for c in issued.chain],
             trust_bundle=[r.public_bytes(Encoding.PEM).decode() for r in issued.bundle.roots],

@@ -10,6 +10,9 @@ self-signed root (empty when the signer is the root). It comes from
   at a self-signed root, or break a pathLen. A CA with no keyUsage is accepted (RFC 5280
   allows it, and `openssl req -x509` makes one); one whose keyUsage lacks keyCertSign is not.
 `intermediate(name, now)` makes a CA signed by this one (tests and multi-level setups).
+`issue_serving(public_key, dns_names, ips, now)` signs a TLS server certificate for the CA's
+own service (the control plane's gRPC endpoint): DNS/IP SANs, EKU serverAuth only, no URI
+SAN (it is no workload identity), chain leaf first without the root like an SVID's.
 
 `issue(csr, spiffe_id, now)` validates the request (`csr.validate_csr`) and returns the SVID
 chain, leaf first, without the root (peers hold it in the trust bundle). The leaf has
@@ -26,13 +29,16 @@ chain, leaf first, without the root (peers hold it in the trust bundle). The lea
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CERTIFICATE_PUBLIC_KEY_TYPES
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from identity.certs import (
@@ -55,6 +61,7 @@ DEFAULT_LIFETIME = timedelta(hours=24)
 MIN_LIFETIME = timedelta(minutes=1)
 DEFAULT_ROOT_LIFETIME = timedelta(days=3650)
 DEFAULT_INTERMEDIATE_LIFETIME = timedelta(days=365)
+DEFAULT_SERVING_LIFETIME = timedelta(days=30)
 
 
 class CaError(ValueError):
@@ -68,13 +75,19 @@ def _serial() -> int:
 
 def _ca_name(name: str) -> x509.Name:
     return x509.Name(
-        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Tulle"),
-         x509.NameAttribute(NameOID.COMMON_NAME, name)]
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Tulle"),
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+        ]
     )
 
 
 def _ca_builder(
-    subject: x509.Name, issuer: x509.Name, key: PrivateKey, start: datetime, end: datetime,
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: PrivateKey,
+    start: datetime,
+    end: datetime,
     path_length: int | None,
 ) -> x509.CertificateBuilder:
     public = key.public_key()
@@ -89,9 +102,15 @@ def _ca_builder(
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -172,8 +191,9 @@ class CertificateAuthority:
             key = serialization.load_pem_private_key(key_pem, password=None)
         except (ValueError, TypeError) as e:
             raise CaError(f"tls.key is not an unencrypted PEM private key ({e})") from None
-        if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey,
-                                ed25519.Ed25519PrivateKey)):
+        if not isinstance(
+            key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)
+        ):
             raise CaError(f"tls.key is a {type(key).__name__}: only EC, RSA or Ed25519")
         return cls(certs[0], key, tuple(certs[1:]), min_lifetime)
 
@@ -196,7 +216,10 @@ class CertificateAuthority:
         return now - CLOCK_SKEW, end
 
     def intermediate(
-        self, name: str, now: datetime, lifetime: timedelta = DEFAULT_INTERMEDIATE_LIFETIME,
+        self,
+        name: str,
+        now: datetime,
+        lifetime: timedelta = DEFAULT_INTERMEDIATE_LIFETIME,
         path_length: int | None = 0,
     ) -> CertificateAuthority:
         """A new EC P-256 intermediate CA signed by this one (CN=`name`, O=Tulle)."""
@@ -213,7 +236,10 @@ class CertificateAuthority:
         return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key())
 
     def issue(
-        self, csr: bytes, spiffe_id: SpiffeId, now: datetime,
+        self,
+        csr: bytes,
+        spiffe_id: SpiffeId,
+        now: datetime,
         lifetime: timedelta = DEFAULT_LIFETIME,
     ) -> list[x509.Certificate]:
         """The X.509-SVID chain for `spiffe_id`, leaf first; CsrError or CaError if refused."""
@@ -234,9 +260,15 @@ class CertificateAuthority:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                    crl_sign=False, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -246,6 +278,59 @@ class CertificateAuthority:
                 ),
                 critical=False,
             )
+            .add_extension(self._authority_key_id(), critical=False)
+            .sign(self.key, signing_hash(self.key))
+        )
+        return [leaf, self.cert, *self.chain[:-1]] if self.chain else [leaf]
+
+    def issue_serving(
+        self,
+        public_key: CERTIFICATE_PUBLIC_KEY_TYPES,
+        dns_names: Sequence[str],
+        ips: Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address] = (),
+        now: datetime | None = None,
+        lifetime: timedelta = DEFAULT_SERVING_LIFETIME,
+    ) -> list[x509.Certificate]:
+        """A TLS server certificate for `public_key` naming `dns_names` and `ips`, leaf
+        first, then the intermediates (no root); CaError without a name or if the CA cannot
+        sign now. CN is the first DNS name (some clients still log it)."""
+        if not dns_names and not ips:
+            raise CaError("a serving certificate needs at least one DNS name or IP address")
+        if not isinstance(
+            public_key, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey, ed25519.Ed25519PublicKey)
+        ):
+            raise CaError(f"a {type(public_key).__name__} cannot serve TLS here")
+        start, end = self._window(now if now is not None else datetime.now(UTC), lifetime)
+        names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+        names += [x509.IPAddress(ip) for ip in ips]
+        subject = x509.Name(
+            [x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])] if dns_names else []
+        )
+        leaf = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.cert.subject)
+            .public_key(public_key)
+            .serial_number(_serial())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.SubjectAlternativeName(names), critical=not dns_names)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=isinstance(public_key, rsa.RSAPublicKey),
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(self._authority_key_id(), critical=False)
             .sign(self.key, signing_hash(self.key))
         )

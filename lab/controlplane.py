@@ -150,3 +150,100 @@ def log_tail(paths: LabPaths, role: str, lines: int = 15) -> list[str]:
     log_file = paths.logs / f"{role}.log"
     tail = log_file.read_text(errors="replace").splitlines()[-lines:] if log_file.exists() else []
     return tail or ["(empty)"]
+
+
+# The identity service (controlplane/) in the fabric netns, where every node reaches it as it
+# reaches the API server (API_SERVER_IP is the fabric bridge's address).
+CA_PORT = 15012
+CA_ADDRESS = f"{API_SERVER_IP}:{CA_PORT}"
+CA_METRICS = "127.0.0.1:15014"  # the fabric netns's loopback
+CA_ROLE = "controlplane"
+CA_ACCOUNT = "tulle-controlplane"  # deploy/controlplane/rbac.yaml
+CA_START_SECONDS = 30.0
+AGENT_ACCOUNT = "tulle-agent"
+AGENT_TOKEN_SECONDS = 365 * 24 * 3600  # the lab's life; it dies with its Node anyway
+
+
+def agent_kubeconfig(paths: LabPaths, node: str) -> Path:
+    """Node `node`'s agent kubeconfig: the tulle-agent ServiceAccount's token bound to that
+    Node, the fabric address. The CA takes the agent's node from that binding."""
+    return apiserver_dir(paths) / f"{AGENT_ACCOUNT}-{node}.kubeconfig"
+
+
+def write_agent_kubeconfigs(paths: LabPaths, plan: LabPlan) -> dict[str, Path]:
+    """A TokenRequest per node (kube-system/tulle-agent, bound to the registered Node), each
+    written as a kubeconfig beside the account's unbound one (same cluster, same CA)."""
+    import yaml
+    from lightkube.models.authentication_v1 import BoundObjectReference, TokenRequestSpec
+    from lightkube.models.meta_v1 import ObjectMeta
+    from lightkube.resources.core_v1 import ServiceAccount
+
+    from lab.kubeapi import connect
+
+    state = apiserver_dir(paths)
+    base = yaml.safe_load((state / f"{AGENT_ACCOUNT}.kubeconfig").read_text())
+    written: dict[str, Path] = {}
+    with connect(state / "kubeconfig", "tulle-lab") as client:
+        for node in plan.nodes:
+            request = ServiceAccount.Token(
+                metadata=ObjectMeta(name=AGENT_ACCOUNT, namespace="kube-system"),
+                spec=TokenRequestSpec(
+                    audiences=[],
+                    boundObjectRef=BoundObjectReference(
+                        kind="Node", apiVersion="v1", name=node.name
+                    ),
+                    expirationSeconds=AGENT_TOKEN_SECONDS,
+                ),
+            )
+            made = client.create(request, AGENT_ACCOUNT, namespace="kube-system")
+            assert made.status is not None
+            config = yaml.safe_load(yaml.safe_dump(base))
+            for user in config["users"]:
+                user["user"] = {"token": made.status.token}
+            path = agent_kubeconfig(paths, node.name)
+            path.touch(mode=0o600)
+            path.write_text(yaml.safe_dump(config))
+            written[node.name] = path
+    return written
+
+
+def start_identity_service(
+    paths: LabPaths, plan: LabPlan, progress: Progress, env: dict[str, str]
+) -> None:
+    """`python -m controlplane` in the fabric netns on CA_ADDRESS with its ServiceAccount's
+    kubeconfig; returns once it serves (its ready file), or raises with its log."""
+    from lab.procs import netns_argv
+
+    ready = paths.health / "controlplane.ready"
+    ready.unlink(missing_ok=True)
+    progress(f"starting the identity service (CA) on {CA_ADDRESS} in {plan.fabric_netns}")
+    proc, _ = procs.spawn(
+        CA_ROLE,
+        netns_argv(
+            plan.fabric_netns,
+            [
+                sys.executable,
+                "-m",
+                "controlplane",
+                "--kubeconfig",
+                str(apiserver_dir(paths) / f"{CA_ACCOUNT}.kubeconfig"),
+                "--listen",
+                CA_ADDRESS,
+                "--metrics",
+                CA_METRICS,
+                "--ready-file",
+                str(ready),
+            ],
+        ),
+        log=paths.logs / f"{CA_ROLE}.log",
+        record_dir=paths.procs,
+        env=env,
+    )
+    deadline = time.monotonic() + CA_START_SECONDS
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise LabError(
+                "the identity service did not start. Its log ended with:\n  "
+                + "\n  ".join(log_tail(paths, CA_ROLE))
+            )
+        time.sleep(0.1)

@@ -16,7 +16,9 @@ from lab.controlplane import (
     apiserver_dir,
     seed_cluster,
     start_apiserver,
+    start_identity_service,
     wait_nodes_registered,
+    write_agent_kubeconfigs,
     write_controller_kubeconfig,
 )
 from lab.state import BPF_PIN_ROOT, LabPaths, pin_dir, read_json, write_json_atomic
@@ -200,6 +202,8 @@ def _start_processes(
         env=env,
     )
     wait_nodes_registered(paths, plan, progress)
+    agent_kubeconfigs = write_agent_kubeconfigs(paths, plan)
+    start_identity_service(paths, plan, progress, env)
     for node in plan.nodes:
         progress(f"starting the agent and DNS on {node.name}")
         node_cg = cgroups.make(cgroups.node_cgroup(plan.name, node.name)) if pod_cgroups else None
@@ -212,7 +216,7 @@ def _start_processes(
                     "--node",
                     node.name,
                     "--kubeconfig",
-                    component_kubeconfig(paths, "tulle-agent"),
+                    str(agent_kubeconfigs[node.name]),
                     "--health-file",
                     str(paths.health / f"agent-{node.name}.json"),
                     "--observer-socket",

@@ -24,6 +24,7 @@ from lab.apiserver import (
     subresources,
     tables,
     tokenrequest,
+    tokenreview,
     writes,
 )
 from lab.apiserver.errors import NOT_FOUND, ApiError
@@ -166,6 +167,8 @@ class Api:
         if target.resource.verbs == ("create",):
             if method != "POST" or target.name is not None:
                 raise ApiError(405, f"{method} is not allowed on {target.resource.plural}")
+            if target.resource.kind == "TokenReview":
+                return Response(201, tokenreview.review(self.store, self.tokens, _body(request)))
             review = subresources.review(target, _body(request), user, self._rbac_objects())
             return Response(201, review)
         if target.subresource == "scale":
@@ -179,7 +182,8 @@ class Api:
             key = tokenrequest.signing_key(self.tokens)
             if key is None:
                 raise ApiError(404, NOT_FOUND)
-            return Response(201, tokenrequest.answer(key, account, _body(request)))
+            lookup = auth.store_lookup(self.store)
+            return Response(201, tokenrequest.answer(key, account, _body(request), lookup=lookup))
         if events_view.is_view(target.resource) and method in ("POST", "PUT", "PATCH"):
             return self._write_event_view(request, target, dry_run)
         if method == "GET":

@@ -67,20 +67,47 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
-def authenticate(store: Store, admin_tokens: frozenset[str], header: str) -> User | None:
-    token = bearer(header)
-    if token is None:
-        return None
-    if any(_same(token, t) for t in admin_tokens):
-        return ADMIN
+@dataclass(frozen=True)
+class Identity:
+    """Who a token is, as a TokenReview reports it: the user, its uid (a ServiceAccount's),
+    the extra (a bound token's binding) and the audiences the token was accepted for."""
+
+    user: User
+    uid: str = ""
+    extra: Mapping[str, list[str]] = field(default_factory=dict)
+    audiences: tuple[str, ...] = (tokenrequest.AUDIENCE,)
+
+
+def store_lookup(store: Store) -> tokenrequest.Lookup:
+    return lambda kind, namespace, name: store.get(kind, namespace, name)
+
+
+def identify(
+    store: Store,
+    admin_tokens: frozenset[str],
+    token: str,
+    audiences: tuple[str, ...] = (tokenrequest.AUDIENCE,),
+) -> Identity | None:
+    """The identity of ``token`` for one of ``audiences``, or None. A TokenRequest token
+    must be alive: its account, and the Node or Pod it is bound to, still exist as the
+    same objects (uids). Admin and Secret tokens are for this API server only."""
     if token.startswith(tokenrequest.PREFIX):
-        claims = tokenrequest.verify(tokenrequest.signing_key(admin_tokens), token)
+        key = tokenrequest.signing_key(admin_tokens)
+        claims = tokenrequest.verify(key, token, audiences=audiences)
         if claims is None:
             return None
         account = store.get("ServiceAccount", str(claims["ns"]), str(claims["name"]))
         if account is None or account["metadata"].get("uid") != claims["uid"]:
             return None  # the account is gone (or is another of the same name)
-        return service_account_user(str(claims["ns"]), str(claims["name"]))
+        if not tokenrequest.binding_alive(claims, store_lookup(store)):
+            return None  # its Node or Pod is gone (or was replaced)
+        held = tuple(a for a in audiences if a in claims["aud"])
+        user = service_account_user(str(claims["ns"]), str(claims["name"]))
+        return Identity(user, str(claims["uid"]), tokenrequest.extras(claims), held)
+    if tokenrequest.AUDIENCE not in audiences:
+        return None
+    if any(_same(token, t) for t in admin_tokens):
+        return Identity(ADMIN)
     for namespace, name in _candidates(store, token):
         secret = store.get("Secret", namespace, name)  # as it is now, not as indexed
         if secret is None or secret.get("type") != SA_TOKEN_TYPE:
@@ -92,8 +119,17 @@ def authenticate(store: Store, admin_tokens: frozenset[str], header: str) -> Use
         annotations = secret["metadata"].get("annotations") or {}
         account = _account(store, namespace, annotations)
         if account is not None and account["metadata"].get("uid") == annotations.get(SA_UID):
-            return service_account_user(namespace, annotations[SA_NAME])
+            user = service_account_user(namespace, annotations[SA_NAME])
+            return Identity(user, str(annotations[SA_UID]))
     return None
+
+
+def authenticate(store: Store, admin_tokens: frozenset[str], header: str) -> User | None:
+    token = bearer(header)
+    if token is None:
+        return None
+    found = identify(store, admin_tokens, token)
+    return found.user if found is not None else None
 
 
 @dataclass

@@ -13,8 +13,14 @@ from lab.apiserver.auth import SA_NAME, SA_TOKEN_TYPE, SA_UID, _token_of, with_t
 from lab.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
-MANIFESTS = (REPO / "deploy" / "daemonset" / "rbac.yaml", Path(__file__).with_name("lab-rbac.yaml"))
-SEEDED_KINDS = frozenset({"ServiceAccount", "ClusterRole", "ClusterRoleBinding"})
+MANIFESTS = (
+    REPO / "deploy" / "daemonset" / "rbac.yaml",
+    REPO / "deploy" / "controlplane" / "rbac.yaml",
+    Path(__file__).with_name("lab-rbac.yaml"),
+)
+SEEDED_KINDS = frozenset(
+    {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+)
 
 
 class IdentityError(ValueError):

@@ -225,6 +225,14 @@ RESOURCES: tuple[Resource, ...] = (
         namespaced=False,
         verbs=("create",),
     ),
+    Resource(
+        "authentication.k8s.io",
+        ("v1",),
+        "TokenReview",
+        "tokenreviews",
+        namespaced=False,
+        verbs=("create",),
+    ),
 )
 
 

@@ -290,6 +290,7 @@ def test_lab_up_then_down_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
             "agent-node1",
             "apiserver",
             "controller",
+            "controlplane",
             "dns-node1",
             "relay",
             "waypoint-node1",

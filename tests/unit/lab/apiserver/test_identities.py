@@ -22,11 +22,38 @@ def tokens(store: Store) -> dict[str, str]:
 def test_every_component_gets_a_token(tokens: dict[str, str]) -> None:
     assert sorted(tokens) == [
         "tulle-agent",
+        "tulle-controlplane",
         "tulle-lab-controller",
         "tulle-lab-dns",
         "tulle-waypoint",
     ]
-    assert len(set(tokens.values())) == 4
+    assert len(set(tokens.values())) == 5
+
+
+def test_the_control_plane_reviews_tokens_and_keeps_to_kube_system(
+    client: Client, tokens: dict[str, str]
+) -> None:
+    ca = tokens["tulle-controlplane"]
+    review = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": tokens["tulle-agent"]},
+    }
+    got = client.request("POST", "/apis/authentication.k8s.io/v1/tokenreviews", review, token=ca)
+    assert got.status == 201 and got.body["status"]["authenticated"] is True
+    assert client.request("GET", "/api/v1/pods", token=ca).status == 200
+    cms = "/api/v1/namespaces/kube-system/configmaps"
+    assert client.request("GET", f"{cms}/tulle-trust-bundle", token=ca).status == 404  # allowed
+    assert client.request("GET", "/api/v1/namespaces/default/secrets/x", token=ca).status == 403
+    # The agent may read the bundle but not review tokens.
+    agent = tokens["tulle-agent"]
+    assert client.request("GET", cms, token=agent).status == 200
+    assert (
+        client.request(
+            "POST", "/apis/authentication.k8s.io/v1/tokenreviews", review, token=agent
+        ).status
+        == 403
+    )
 
 
 def test_seeding_again_keeps_the_tokens(store: Store, tokens: dict[str, str]) -> None:

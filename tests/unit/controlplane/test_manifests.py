@@ -1,0 +1,90 @@
+"""deploy/controlplane: the YAML parses, names agree with the code (Service, ServiceAccount,
+port, namespace, Secret and ConfigMap names), and the RBAC allows exactly what the service
+does (judged by the lab's RBAC authorizer, which the lab runs it under)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from controlplane import roots
+from controlplane.__main__ import parser
+from controlplane.service import SERVICE_NAME, serving_names
+from lab.apiserver.auth import service_account_user
+from lab.apiserver.identities import MANIFESTS, SEEDED_KINDS
+from lab.apiserver.rbac import Attributes, allowed
+from lab.controlplane import CA_ACCOUNT, CA_PORT
+
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "controlplane"
+
+
+def _docs(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if d]
+
+
+def _one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    [found] = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    return found
+
+
+def test_the_deployment_and_service_agree_with_the_code() -> None:
+    docs = _docs("controlplane.yaml")
+    deployment = _one(docs, "Deployment", SERVICE_NAME)
+    service = _one(docs, "Service", SERVICE_NAME)
+    assert {d["metadata"]["namespace"] for d in docs} == {roots.NAMESPACE}
+    pod = deployment["spec"]["template"]
+    assert pod["spec"]["serviceAccountName"] == CA_ACCOUNT == SERVICE_NAME
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod["metadata"]["labels"].items()
+    assert service["spec"]["selector"] == selector
+    [container] = pod["spec"]["containers"]
+    [port] = service["spec"]["ports"]
+    assert port["port"] == CA_PORT == 15012
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert named[port["targetPort"]] == CA_PORT
+    args = parser().parse_args(container["args"])  # the flags exist and parse
+    assert args.listen == ("0.0.0.0", CA_PORT) and args.namespace == roots.NAMESPACE
+    assert args.kubeconfig is None  # in-cluster ServiceAccount
+    assert serving_names(roots.NAMESPACE)[0] == f"{SERVICE_NAME}.{roots.NAMESPACE}.svc"
+
+
+def test_the_rbac_is_seeded_by_the_lab_and_names_the_account() -> None:
+    docs = _docs("rbac.yaml")
+    assert DEPLOY / "rbac.yaml" in MANIFESTS
+    assert {d["kind"] for d in docs} <= SEEDED_KINDS
+    _one(docs, "ServiceAccount", CA_ACCOUNT)
+    for binding in (d for d in docs if d["kind"].endswith("Binding")):
+        ref = binding["roleRef"]
+        _one(docs, ref["kind"], ref["name"])  # every binding's role is defined here
+
+
+CA = service_account_user("kube-system", CA_ACCOUNT)
+AGENT = service_account_user("kube-system", "tulle-agent")
+
+
+@pytest.mark.parametrize(
+    ("user", "attrs", "ok"),
+    [
+        (CA, Attributes("create", "authentication.k8s.io", "tokenreviews"), True),
+        (CA, Attributes("list", "", "pods"), True),
+        (CA, Attributes("watch", "", "pods", namespace="shop"), True),
+        (CA, Attributes("get", "", "secrets", namespace="kube-system", name="tulle-ca"), True),
+        (CA, Attributes("create", "", "secrets", namespace="kube-system"), True),
+        (CA, Attributes("update", "", "configmaps", namespace="kube-system"), True),
+        (CA, Attributes("get", "", "secrets", namespace="shop", name="x"), False),
+        (CA, Attributes("list", "", "secrets", namespace="kube-system"), False),
+        (CA, Attributes("delete", "", "secrets", namespace="kube-system", name="tulle-ca"), False),
+        (CA, Attributes("create", "", "pods", namespace="kube-system"), False),
+        (AGENT, Attributes("watch", "", "configmaps", namespace="kube-system"), True),
+        (AGENT, Attributes("get", "", "configmaps", namespace="shop", name="x"), False),
+        (AGENT, Attributes("create", "authentication.k8s.io", "tokenreviews"), False),
+    ],
+)
+def test_rbac_allows_what_the_service_does_and_no_more(
+    user: Any, attrs: Attributes, ok: bool
+) -> None:
+    objs = [d for path in MANIFESTS for d in yaml.safe_load_all(path.read_text()) if d]
+    assert allowed(user, attrs, objs) is ok
