@@ -92,7 +92,7 @@ class SvidManager:
         self,
         config: SvidConfig,
         client: CertificateClient,
-        needs: Callable[[], frozenset[Workload]],
+        needs: Callable[[], frozenset[Workload] | None],
         *,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
@@ -212,12 +212,15 @@ class SvidManager:
     def step(self) -> float | None:
         """One round: fetch and drop what the schedule says; the time of the next round."""
         now = self.clock()
+        need = self.needs()  # before taking the lock: it takes the cluster state's
         with self.lock:
             if self.bundle is None:
                 return None  # nothing can be verified yet: the bundle's arrival wakes us
+            if need is None:
+                return None  # the cluster's pods are not listed yet: a change wakes us
             roots = frozenset(fingerprint(r) for r in self.bundle.roots)
             decision = decide(
-                now, self.needs(), self.held, roots, self.retries, self.unneeded, self.config.grace
+                now, need, self.held, roots, self.retries, self.unneeded, self.config.grace
             )
             self.unneeded = dict(decision.unneeded)
             for workload in decision.drop:
@@ -339,14 +342,14 @@ class SvidManager:
                 for w, r in sorted(self.retries.items())
             ]
             return {
-                "ca": self.client.address,
+                "ca_address": self.client.address,
                 "svids": svids,
                 "trust_bundle": {
                     "trust_domain": self.config.trust_domain,
                     "roots": roots,
                     "error": self.bundle_error,
                 },
-                "failing": failing,
+                "svid_failures": failing,
             }
 
     def expiries(self) -> dict[str, float]:

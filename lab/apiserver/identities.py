@@ -14,7 +14,9 @@ from lab.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = (REPO / "deploy" / "daemonset" / "rbac.yaml", Path(__file__).with_name("lab-rbac.yaml"))
-SEEDED_KINDS = frozenset({"ServiceAccount", "ClusterRole", "ClusterRoleBinding"})
+SEEDED_KINDS = frozenset(
+    {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+)
 
 
 class IdentityError(ValueError):

@@ -208,7 +208,7 @@ def test_a_refused_request_is_counted_and_retried_with_back_off(setup: Setup) ->
     setup.manager.step()
     assert setup.count("node-not-authorized") == 1
     assert list(store.read_svids(setup.directory)) == [WEB]  # the other one is not held up
-    [failing] = setup.manager.report()["failing"]
+    [failing] = setup.manager.report()["svid_failures"]
     assert failing["reason"] == "node-not-authorized" and failing["failures"] == 1
     # Back-off: 1 s at the first failure (rand 1.0: the top of the jitter), then 2 s.
     assert setup.manager.step() == START + 1.0
