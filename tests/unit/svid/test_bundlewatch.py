@@ -36,8 +36,12 @@ ROOT_A, ROOT_B = root_pem("root a"), root_pem("root b")
 
 
 def configmap(data: dict[str, str], name: str = NAME) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": NAMESPACE}, "data": data}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "data": data,
+    }
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -104,12 +108,15 @@ def test_the_agent_may_read_only_that_configmap_in_kube_system(lab: Lab) -> None
     assert listed == []  # allowed (not there yet)
 
 
-@pytest.mark.parametrize(("data", "why"), [
-    ({"roots.pem": ROOT_A}, "has no trust-domain"),
-    ({"trust-domain": TD}, "has no roots.pem"),
-    ({}, "has no trust-domain, roots.pem"),
-    ({"trust-domain": "other.example", "roots.pem": ROOT_A}, "trust domain 'other.example'"),
-])
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        ({"roots.pem": ROOT_A}, "has no trust-domain"),
+        ({"trust-domain": TD}, "has no roots.pem"),
+        ({}, "has no trust-domain, roots.pem"),
+        ({"trust-domain": "other.example", "roots.pem": ROOT_A}, "trust domain 'other.example'"),
+    ],
+)
 def test_an_incomplete_configmap_is_reported(
     manager: SvidManager, data: dict[str, str], why: str
 ) -> None:

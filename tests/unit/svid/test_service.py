@@ -42,11 +42,17 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 15.0) -> Non
 
 
 def pod(name: str, sa: str, node: str = "node1") -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": "shop"},
-            "spec": {"nodeName": node, "serviceAccountName": sa,
-                     "containers": [{"name": "c", "image": "x"}]},
-            "status": {"phase": "Running"}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {
+            "nodeName": node,
+            "serviceAccountName": sa,
+            "containers": [{"name": "c", "image": "x"}],
+        },
+        "status": {"phase": "Running"},
+    }
 
 
 @pytest.fixture
@@ -59,13 +65,20 @@ def test_the_agent_holds_the_svids_of_its_nodes_pods(lab: Lab, tmp_path: Path) -
     config = KubeConfig.from_file(kubeconfig).get()
     assert config is not None and config.user.token
     ca = CertificateAuthority.generate_root("root", datetime.now(UTC) - timedelta(days=1))
-    lab.store.create({"apiVersion": "v1", "kind": "Namespace",
-                      "metadata": {"name": "shop", "labels": {"tulle.io/mtls": "true"}}})
+    lab.store.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "shop", "labels": {"tulle.io/mtls": "true"}},
+        }
+    )
     lab.store.create(pod("web-1", "web"))
     lab.store.create(pod("db-1", "db", node="node2"))  # another node's: not asked for
     # The CA's view of the cluster (in the lab, slice A's informer): web on node1.
     servicer = CertificateServicer(
-        ca, TD, StaticTokens({config.user.token: Caller("node1", AGENT_ACCOUNT)}),
+        ca,
+        TD,
+        StaticTokens({config.user.token: Caller("node1", AGENT_ACCOUNT)}),
         lambda node: [PodRecord("shop", "web-1", "node1", "web")] if node == "node1" else [],
         registry=CollectorRegistry(),
     )
@@ -76,16 +89,30 @@ def test_the_agent_holds_the_svids_of_its_nodes_pods(lab: Lab, tmp_path: Path) -
     directory = tmp_path / "svid"
     agent.source.start()
     before = set(threading.enumerate())
-    agent.svids = service.start(agent.client, str(kubeconfig), agent.source, "node1",
-                                f"unix:{socket}", SvidConfig(directory, TD), registry)
+    agent.svids = service.start(
+        agent.client,
+        str(kubeconfig),
+        agent.source,
+        "node1",
+        f"unix:{socket}",
+        SvidConfig(directory, TD),
+        registry,
+    )
     try:
         wait_for(lambda: agent.source.synced, "the agent's first sync")
         assert store.read_svids(directory) == {}  # no bundle yet: nothing asked
         assert "no ConfigMap" in (agent.health()["trust_bundle"]["error"] or "")  # type: ignore[index]
-        lab.store.create({"apiVersion": "v1", "kind": "ConfigMap",
-                          "metadata": {"name": NAME, "namespace": NAMESPACE},
-                          "data": {"trust-domain": TD,
-                                   "roots.pem": ca.root.public_bytes(Encoding.PEM).decode()}})
+        lab.store.create(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": NAME, "namespace": NAMESPACE},
+                "data": {
+                    "trust-domain": TD,
+                    "roots.pem": ca.root.public_bytes(Encoding.PEM).decode(),
+                },
+            }
+        )
         wait_for(lambda: list(store.read_svids(directory)) == [("shop", "web")], "web's SVID")
         report = agent.health()
         [held] = report["svids"]  # type: ignore[misc]
@@ -96,9 +123,18 @@ def test_the_agent_holds_the_svids_of_its_nodes_pods(lab: Lab, tmp_path: Path) -
         # A second pod of another identity arrives on the node: the CA refuses (its view has
         # no such pod); counted, backed off, the first SVID untouched.
         lab.store.create(pod("api-1", "api"))
-        wait_for(lambda: (registry.get_sample_value(
-            "tulle_svid_requests_total", {"result": "node-not-authorized"}) or 0) >= 1,
-            "the refused request")
+        wait_for(
+            lambda: (
+                (
+                    registry.get_sample_value(
+                        "tulle_svid_requests_total", {"result": "node-not-authorized"}
+                    )
+                    or 0
+                )
+                >= 1
+            ),
+            "the refused request",
+        )
         assert list(store.read_svids(directory)) == [("shop", "web")]
     finally:
         agent.svids.stop()
@@ -108,9 +144,13 @@ def test_the_agent_holds_the_svids_of_its_nodes_pods(lab: Lab, tmp_path: Path) -
     assert not [t for t in started if t.name in ("svids", "watch-trust-bundle")]
 
 
-@pytest.mark.parametrize(("svid_dir", "state_dir", "want"), [
-    ("/x/svid", None, "/x/svid"), (None, "/var/run/tulle", "/var/run/tulle/svid"),
-])
+@pytest.mark.parametrize(
+    ("svid_dir", "state_dir", "want"),
+    [
+        ("/x/svid", None, "/x/svid"),
+        (None, "/var/run/tulle", "/var/run/tulle/svid"),
+    ],
+)
 def test_the_svid_directory_defaults_under_the_state_dir(
     svid_dir: str | None, state_dir: str | None, want: str
 ) -> None:
