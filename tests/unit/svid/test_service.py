@@ -101,7 +101,11 @@ def test_the_agent_holds_the_svids_of_its_nodes_pods(lab: Lab, tmp_path: Path) -
     try:
         wait_for(lambda: agent.source.synced, "the agent's first sync")
         assert store.read_svids(directory) == {}  # no bundle yet: nothing asked
-        assert "no ConfigMap" in (agent.health()["trust_bundle"]["error"] or "")  # type: ignore[index]
+        wait_for(
+            lambda: "no ConfigMap" in (agent.health()["trust_bundle"]["error"] or ""),  # type: ignore[index]
+            "the bundle watch's first list",
+        )
+        assert store.read_svids(directory) == {}
         lab.store.create(
             {
                 "apiVersion": "v1",
@@ -160,3 +164,92 @@ def test_the_svid_directory_defaults_under_the_state_dir(
 def test_no_svid_directory_is_an_error() -> None:
     with pytest.raises(ValueError, match="--svid-dir"):
         service.svid_dir(None, None)
+
+
+def test_the_agent_process_reports_its_svids_and_stops_cleanly(lab: Lab, tmp_path: Path) -> None:
+    """`tulle agent --ca-address` as a process (no datapath): its health file carries the
+    SVID sections, its directory the SVID, and SIGTERM ends it."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    kubeconfig = account_kubeconfig(lab, "tulle-agent")
+    config = KubeConfig.from_file(kubeconfig).get()
+    assert config is not None and config.user.token
+    ca = CertificateAuthority.generate_root("root", datetime.now(UTC) - timedelta(days=1))
+    lab.store.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "shop", "labels": {"tulle.io/mtls": "true"}},
+        }
+    )
+    lab.store.create(pod("web-1", "web"))
+    lab.store.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": NAME, "namespace": NAMESPACE},
+            "data": {"trust-domain": TD, "roots.pem": ca.root.public_bytes(Encoding.PEM).decode()},
+        }
+    )
+    servicer = CertificateServicer(
+        ca,
+        TD,
+        StaticTokens({config.user.token: Caller("node1", AGENT_ACCOUNT)}),
+        lambda node: [PodRecord("shop", "web-1", "node1", "web")],
+        registry=CollectorRegistry(),
+    )
+    socket = tmp_path / "ca.sock"
+    server, _ = serve(servicer, f"unix:{socket}", None)
+    health = tmp_path / "health.json"
+    state = tmp_path / "state"
+    args = [
+        sys.executable,
+        "-m",
+        "agent.cli.node",
+        "agent",
+        "--node",
+        "node1",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--health-file",
+        str(health),
+        "--state-dir",
+        str(state),
+        "--metrics-address",
+        "",
+        "--observer-port",
+        "0",
+        "--ca-address",
+        f"unix:{socket}",
+        "--svid-lifetime",
+        "3600",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    log = tmp_path / "agent.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, env=env)
+
+    def report() -> dict[str, Any]:
+        try:
+            return dict(json.loads(health.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    try:
+        wait_for(lambda: bool(report().get("svids")) or proc.poll() is not None, "the report")
+        assert proc.poll() is None, log.read_text()[-3000:]
+        [held] = report()["svids"]
+        assert held["spiffe_id"] == "spiffe://cluster.local/ns/shop/sa/web"
+        assert list(store.read_svids(state / "svid")) == [("shop", "web")]
+        assert report()["ca_address"] == f"unix:{socket}"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.stop(None).wait()
