@@ -72,6 +72,11 @@ class AgentConfig:
     trust_domain: str = "cluster.local"  # of the pods' SPIFFE IDs in flows (identity.spiffe)
     trace: bool = True  # kernel connection tracing (needs the datapath)
     pod_cgroup: str | None = None  # cgroup v2 dir of the node's pods: RTT from sock_ops there
+    # Workload SVIDs (issue 11, agent.svid): the certificate service's "host:port" or
+    # "unix:/path"; None: off, no SVIDs (nothing else changes).
+    ca_address: str | None = None
+    svid_dir: str | None = None  # the node-local SVID directory the waypoint reads
+    svid_lifetime: int = 86_400  # seconds asked of the CA (at least 60)
 
 
 # The HTTP client's line per request (httpx logs each at INFO: 40+ lines while a first sync
@@ -158,6 +163,8 @@ def run(config: AgentConfig) -> int:
         intake = L7Intake(
             Path(config.l7_intake), ingest, lambda f: enrich(f, datapath.index, node), node
         ).start()
+    if config.ca_address:
+        agent.svids = _start_svids(agent, config, client, registry)
     metrics_server = None
     if registry is not None and config.metrics_address:
         from agent.metrics import serve_metrics
@@ -250,11 +257,35 @@ def _stop_serving(agent: Agent, observer: Any, intake: L7Intake | None,
                   metrics_server: MetricsServer | None) -> None:
     """Stop watching the cluster and serving flows and metrics (the datapath forwards on)."""
     agent.source.stop(timeout=2.0)
+    if agent.svids is not None:
+        agent.svids.stop()
     for server in (observer, intake):
         if server is not None:
             server.stop()
     if metrics_server is not None:
         metrics_server.close()
+
+
+def _start_svids(agent: Agent, config: AgentConfig, client: Any,
+                 registry: CollectorRegistry | None) -> Any:
+    """The SVID manager's threads (agent.svid.service); a failure leaves the agent running
+    without SVIDs, logged and in the health report: the datapath never depends on them."""
+    from agent.svid import service
+    from agent.svid.manager import SvidConfig
+
+    assert config.ca_address is not None
+    try:
+        directory = service.svid_dir(config.svid_dir, config.state_dir)
+        svid_config = SvidConfig(directory, config.trust_domain, config.svid_lifetime)
+        started = service.start(client, config.kubeconfig, agent.source, agent.node,
+                                config.ca_address, svid_config, registry)
+    except Exception as err:
+        agent.svid_error = f"{type(err).__name__}: {err}"
+        log.exception("SVIDs off: the SVID manager did not start")
+        return None
+    log.info("SVIDs from %s into %s (lifetime %d s)", config.ca_address, directory,
+             config.svid_lifetime)
+    return started
 
 
 def _waypoint(text: str | None) -> tuple[ipaddress.IPv4Address, int] | None:

@@ -58,6 +58,8 @@ class Agent:
         self.datapath: DatapathController | None = None
         self.reported: tuple[bool, str] | None = None  # last Ready condition written
         self.tracing: Any = None  # agent.tracing.tracer.HookPlan once tracing runs
+        self.svids: Any = None  # agent.svid.service.SvidService with --ca-address
+        self.svid_error: str | None = None  # why it did not start
         # Health report (seconds since the process started, by /proc): ``loaded_s`` when the
         # eBPF programs were compiled, loaded and their maps pinned and adopted (on the BCC
         # thread); ``first_sync_s`` when the maps held the whole listed cluster for the
@@ -102,6 +104,8 @@ class Agent:
             namespace, name = delta.key
             new = None if delta.type == "DELETED" else delta.obj
             self.pending.append(ObjectChange(kind, namespace, name, None, new))
+        if self.svids is not None and kind in ("Pod", "Namespace"):
+            self.svids.changed()  # which identities the node's pods need may have changed
         state = self.source.state
         if state.synced:  # before, the sync loop has nothing to do: no wake-up per listed object
             self.changed.set()
@@ -255,4 +259,8 @@ class Agent:
             report["tracing"] = {"hooks": list(self.tracing.hooks),
                                  "missing": list(self.tracing.missing),
                                  "rtt": self.tracing.rtt_source, "cgroup": self.tracing.cgroup}
+        if self.svids is not None:  # svids, trust_bundle, svid_failures, ca_address
+            report.update(self.svids.manager.report())
+        elif self.svid_error is not None:
+            report["svid_error"] = self.svid_error
         return report

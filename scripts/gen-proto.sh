@@ -2,6 +2,9 @@
 # Regenerate the Python modules of Tulle's gRPC APIs, committed beside their .proto files:
 # - the observer API: agent/observer/proto/tulle/observer/v1/observer.proto -> agent/observer/gen/
 # - the certificate service: controlplane/proto/tulle/identity/v1/certificate.proto -> controlplane/gen/
+#   (the server's) and agent/svid/gen/ (the node agent's client: the agent's runtime may not
+#   import controlplane). Both copies come from the one .proto and are identical but for their
+#   package; loaded in one process (tests), protobuf shares their descriptor and classes.
 #
 # Run this after editing a .proto and commit both. Needs grpcio-tools in the project venv
 # (it is a project dependency).
@@ -12,10 +15,11 @@ py="${PYTHON:-$root/.venv/bin/python}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
-# generate DIR PROTO_PACKAGE_PATH NAME: DIR/proto/PROTO_PACKAGE_PATH/NAME.proto -> DIR/gen/
+# generate DIR PROTO_PACKAGE_PATH NAME [OUT]: DIR/proto/PROTO_PACKAGE_PATH/NAME.proto -> OUT
+# (default DIR/gen/)
 generate() {
-    local dir="$1" path="$2" name="$3"
-    local proto_root="$root/$dir/proto" out="$root/$dir/gen" package="${dir//\//.}.gen"
+    local dir="$1" path="$2" name="$3" outdir="${4:-$1/gen}"
+    local proto_root="$root/$dir/proto" out="$root/$outdir" package="${outdir//\//.}"
     "$py" -m grpc_tools.protoc \
         -I "$proto_root" \
         --python_out="$tmp" --pyi_out="$tmp" --grpc_python_out="$tmp" \
@@ -31,8 +35,9 @@ generate() {
         { printf '%s' "$header"; cat "$tmp/$f.body"; } > "$out/$f"
     done
     [ -f "$out/__init__.py" ] || printf '"""Generated gRPC modules (scripts/gen-proto.sh)."""\n' > "$out/__init__.py"
-    echo "generated: $(cd "$root" && ls "$dir"/gen/*.py*)"
+    echo "generated: $(cd "$root" && ls "$outdir"/*.py*)"
 }
 
 generate agent/observer tulle/observer/v1 observer
 generate controlplane tulle/identity/v1 certificate
+generate controlplane tulle/identity/v1 certificate agent/svid/gen

@@ -6,6 +6,7 @@ import click
 
 from agent.cli.apply import apply
 from agent.cli.context import cluster_options, lab_name
+from agent.cli.identity import identity
 from agent.cli.lab import lab
 from agent.cli.namespaces import list_namespaces
 from agent.cli.node import agent, waypoint
@@ -43,6 +44,7 @@ list_group.add_command(list_namespaces)
 cli.add_command(list_group)
 cli.add_command(map_cmd)
 cli.add_command(trace)
+cli.add_command(identity)
 
 
 def _lab_relay(ctx: click.Context) -> str | None:

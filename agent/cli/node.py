@@ -92,6 +92,29 @@ kubeconfig_option = click.option(
     help="The cgroup v2 directory holding this node's pods (never the root cgroup): RTT "
     "samples from a sock_ops program there instead of the per-segment tcp_probe.",
 )
+@click.option(
+    "--ca-address",
+    default=None,
+    metavar="HOST:PORT",
+    callback=lambda _ctx, _param, value: _ca_address(value),
+    help="The certificate service (tulle-controlplane) to get the node's workload SVIDs "
+    "from, over TLS trusting the trust bundle (unix:/PATH: a local socket, plaintext). "
+    "Absent: no SVIDs.",
+)
+@click.option(
+    "--svid-dir",
+    default=None,
+    metavar="PATH",
+    help="The node-local SVID directory the waypoint reads (default: STATE-DIR/svid).",
+)
+@click.option(
+    "--svid-lifetime",
+    default=86_400,
+    show_default=True,
+    metavar="SECONDS",
+    type=click.IntRange(min=60),
+    help="Lifetime asked for each SVID; renewed at half of it.",
+)
 def agent(
     node: str,
     kubeconfig: str | None,
@@ -110,9 +133,18 @@ def agent(
     trust_domain: str,
     trace: bool,
     pod_cgroup: str | None,
+    ca_address: str | None,
+    svid_dir: str | None,
+    svid_lifetime: int,
 ) -> None:
     """Run the node agent (one per node; the DaemonSet's process)."""
     from agent.daemon import AgentConfig, run
+
+    if ca_address and not svid_dir:
+        if not state_dir:
+            raise click.BadParameter("needs --svid-dir when --state-dir is empty",
+                                     param_hint="--ca-address")
+        svid_dir = f"{state_dir.rstrip('/')}/svid"
 
     config = AgentConfig(
         node=node,
@@ -132,6 +164,9 @@ def agent(
         trust_domain=trust_domain,
         trace=trace,
         pod_cgroup=pod_cgroup,
+        ca_address=ca_address,
+        svid_dir=svid_dir if ca_address else None,
+        svid_lifetime=svid_lifetime,
     )
     raise SystemExit(run(config))
 
@@ -143,6 +178,22 @@ def _trust_domain(value: str) -> str:
         return SpiffeId(value).trust_domain
     except SpiffeIdError as err:
         raise click.BadParameter(str(err), param_hint="--trust-domain") from None
+
+
+def _ca_address(value: str | None) -> str | None:
+    """HOST:PORT ([IPv6]:PORT) or unix:/absolute/path; None or empty: off."""
+    if not value:
+        return None
+    if value.startswith("unix:"):
+        if not value.removeprefix("unix:").startswith("/"):
+            raise click.BadParameter(f"{value!r}: a unix socket needs an absolute path "
+                                     "(unix:/PATH)", param_hint="--ca-address")
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or host in ("[]",) or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{value!r}: expected HOST:PORT or unix:/PATH",
+                                 param_hint="--ca-address")
+    return value
 
 
 def _pod_cgroup(value: str | None) -> str | None:

@@ -73,8 +73,12 @@ class Informer(Generic[R]):
         watch_timeout: int = 300,
         backoff: Backoff = WATCH_BACKOFF,
         transform: Transform | None = None,
+        field_selector: str | None = None,
     ) -> None:
+        """``field_selector``: list and watch only what it selects (``metadata.name=X``:
+        one object, which RBAC can grant by ``resourceNames``)."""
         self.client = client
+        self._selector = {"fieldSelector": field_selector} if field_selector else {}
         self._transform = transform
         self._page_decoder = getattr(transform, "decode_page", None)
         self.resource = resource
@@ -211,7 +215,7 @@ class Informer(Generic[R]):
             "list",
             self.resource,  # type: ignore[arg-type]
             namespace=self.namespace,
-            params={"limit": str(LIST_PAGE)},
+            params={"limit": str(LIST_PAGE), **self._selector},
         )
         items: list[Any] = []
         first = True
@@ -292,6 +296,7 @@ class Informer(Generic[R]):
                 "resourceVersion": str(revision),
                 "allowWatchBookmarks": "true",
                 "timeoutSeconds": str(self._watch_timeout),
+                **self._selector,
             },
         )
         request.timeout = httpx.Timeout(10.0, read=self._watch_timeout + READ_SLACK)

@@ -59,11 +59,16 @@ def prepare(directory: Path) -> None:
         os.chmod(path, 0o700)
 
 
+def svid_path(directory: Path, namespace: str, service_account: str) -> Path:
+    """Where the SVID of ``namespace``/``service_account`` is (or would be) written."""
+    return directory / SVID_DIR / _name(namespace, service_account)
+
+
 def write_svid(directory: Path, svid: SvidFile) -> Path:
     if _KEY_MARK not in svid.key_pem:
         raise ValueError("the key must be PKCS#8 PEM")
     prepare(directory)
-    path = directory / SVID_DIR / _name(svid.namespace, svid.service_account)
+    path = svid_path(directory, svid.namespace, svid.service_account)
     _write_private(path, svid.chain_pem.rstrip(b"\n") + b"\n" + svid.key_pem)
     return path
 

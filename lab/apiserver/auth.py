@@ -212,5 +212,15 @@ def request_attributes(method: str, query: Mapping[str, str], target: Target) ->
         target.resource.plural,
         target.subresource or "",
         target.namespace or "",
-        target.name or "",
+        target.name or (_selected_name(query) if verb in ("list", "watch") else ""),
     )
+
+
+def _selected_name(query: Mapping[str, str]) -> str:
+    """The name a list or watch selects by ``fieldSelector=metadata.name=X`` (kube-apiserver's
+    RequestInfoFactory does the same), so ``resourceNames`` can grant watching one object."""
+    for term in (query.get("fieldSelector") or "").split(","):
+        field, sep, value = term.strip().partition("=")
+        if sep and field == "metadata.name":
+            return value.removeprefix("=")
+    return ""

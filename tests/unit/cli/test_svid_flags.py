@@ -1,0 +1,85 @@
+"""`tulle agent --ca-address/--svid-dir/--svid-lifetime`: off when absent, checked at start
+(a bad value is a usage error naming the flag), and handed to the agent's configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import agent.daemon
+from agent.cli.node import node_cli
+
+
+def run_agent(args: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[Any]]:
+    seen: list[Any] = []
+    monkeypatch.setattr(agent.daemon, "run", lambda config: seen.append(config) or 0)
+    return CliRunner().invoke(node_cli, ["agent", "--node", "n1", *args]), seen
+
+
+def test_without_a_ca_address_there_are_no_svids(monkeypatch: pytest.MonkeyPatch) -> None:
+    out, [config] = run_agent(["--svid-dir", "/x"], monkeypatch)
+    assert out.exit_code == 0, out.output
+    assert config.ca_address is None and config.svid_dir is None
+
+
+@pytest.mark.parametrize(
+    ("args", "address", "directory", "lifetime"),
+    [
+        (
+            ["--ca-address", "tulle-controlplane.kube-system.svc:15012"],
+            "tulle-controlplane.kube-system.svc:15012",
+            "/var/run/tulle/svid",
+            86_400,
+        ),
+        (
+            ["--ca-address", "10.0.0.1:9443", "--state-dir", "/run/x/", "--svid-lifetime", "60"],
+            "10.0.0.1:9443",
+            "/run/x/svid",
+            60,
+        ),
+        (["--ca-address", "[fd00::1]:9443", "--svid-dir", "/s"], "[fd00::1]:9443", "/s", 86_400),
+        (
+            ["--ca-address", "unix:/run/tulle/ca.sock", "--svid-dir", "/s"],
+            "unix:/run/tulle/ca.sock",
+            "/s",
+            86_400,
+        ),
+    ],
+)
+def test_the_svid_options_reach_the_config(
+    args: list[str],
+    address: str,
+    directory: str,
+    lifetime: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out, [config] = run_agent(args, monkeypatch)
+    assert out.exit_code == 0, out.output
+    assert (config.ca_address, config.svid_dir, config.svid_lifetime) == (
+        address,
+        directory,
+        lifetime,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "why"),
+    [
+        (["--ca-address", "nohost"], "--ca-address", "expected HOST:PORT or unix:/PATH"),
+        (["--ca-address", "host:0"], "--ca-address", "expected HOST:PORT"),
+        (["--ca-address", "host:99999"], "--ca-address", "expected HOST:PORT"),
+        (["--ca-address", ":443"], "--ca-address", "expected HOST:PORT"),
+        (["--ca-address", "unix:relative.sock"], "--ca-address", "absolute path"),
+        (["--ca-address", "h:1", "--state-dir", ""], "--ca-address", "needs --svid-dir"),
+        (["--ca-address", "h:1", "--svid-lifetime", "59"], "--svid-lifetime", "59"),
+    ],
+)
+def test_a_bad_svid_option_is_a_usage_error(
+    args: list[str], flag: str, why: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, seen = run_agent(args, monkeypatch)
+    assert out.exit_code == 2, out.output
+    assert f"Invalid value for {flag}" in out.output or f"for '{flag}'" in out.output, out.output
+    assert why in out.output and seen == []
