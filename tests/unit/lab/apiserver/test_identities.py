@@ -45,9 +45,12 @@ def test_the_control_plane_reviews_tokens_and_keeps_to_kube_system(
     cms = "/api/v1/namespaces/kube-system/configmaps"
     assert client.request("GET", f"{cms}/tulle-trust-bundle", token=ca).status == 404  # allowed
     assert client.request("GET", "/api/v1/namespaces/default/secrets/x", token=ca).status == 403
-    # The agent may read the bundle but not review tokens.
+    assert client.request("GET", f"{cms}/other", token=ca).status == 403  # only its two objects
+    # The agent may watch the bundle (that one ConfigMap), not the others, nor review tokens.
     agent = tokens["tulle-agent"]
-    assert client.request("GET", cms, token=agent).status == 200
+    one = f"{cms}?fieldSelector=metadata.name%3Dtulle-trust-bundle"
+    assert client.request("GET", one, token=agent).status == 200
+    assert client.request("GET", cms, token=agent).status == 403
     assert (
         client.request(
             "POST", "/apis/authentication.k8s.io/v1/tokenreviews", review, token=agent
