@@ -154,8 +154,9 @@ def parse_connect(fields: Iterable[tuple[bytes, bytes]]) -> ConnectHead:
 
 def connect_fields(destination: Address, source: Address) -> list[tuple[bytes, bytes]]:
     """The head the sending end writes (the inverse of `parse_connect`)."""
+    node = f'"{source[0]}:{source[1]}"' if source[1] else source[0]
     return [
         (b":method", b"CONNECT"),
         (b":authority", f"{destination[0]}:{destination[1]}".encode()),
-        (b"forwarded", f'for="{source[0]}:{source[1]}"'.encode()),
+        (b"forwarded", f"for={node}".encode()),
     ]

@@ -42,12 +42,13 @@ def mint(
     ns: str,
     sa: str,
     *,
+    trust_domain: str = TD,
     start: datetime | None = None,
     lifetime: timedelta = timedelta(hours=1),
 ) -> SvidFile:
     """A real X.509-SVID for ns/sa, issued by ``ca`` at ``start`` (default: now)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    sid = workload_id(TD, ns, sa)
+    sid = workload_id(trust_domain, ns, sa)
     csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([]))

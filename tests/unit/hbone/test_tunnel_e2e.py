@@ -252,6 +252,20 @@ def test_expired_certificates_both_ways(tmp_path: Path) -> None:
     run(tmp_path, body)
 
 
+def test_certificate_outside_the_trust_domain(tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        # signed by the trusted root, so OpenSSL accepts it; the SPIFFE check does not
+        write_svid(w.dir_a, mint(w.ca, "shop", "web", trust_domain="elsewhere.example"))
+        w.a.svids.refresh()
+        await expect_refused(w, WEB, w.db)
+        await wait_for(lambda: w.b.events)
+        ev = only(w.b.events, "server")
+        assert ev.drop_reason == "MTLS_WRONG_IDENTITY"
+        assert "elsewhere.example" in ev.detail
+
+    run(tmp_path, body)
+
+
 async def raw_stream(w: World, fields: list[tuple[bytes, bytes]], identity: str = WEB_ID) -> int:
     """A CONNECT stream with a head of the test's making (h2's own checks off, as a
     hostile or buggy peer would have them)."""
