@@ -31,7 +31,7 @@ from typing import Any
 
 from agent.flows.tunnelrecord import Side
 from identity.bundle import SvidError
-from identity.hbone import HBONE_PORT
+from identity.hbone import ALPN_H2, HBONE_PORT
 from l7proxy.hbone import refusal
 from l7proxy.hbone.connecthead import ConnectHead, HeadError, parse_connect
 from l7proxy.hbone.ends import Address, Dial, EventSink, dialer, event
@@ -145,8 +145,14 @@ class HboneServer:
             sock.close()
             self._refuse_connection(peer, refusal.handshake_reason(exc), refusal.describe(exc))
             return
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object.selected_alpn_protocol() != ALPN_H2:  # OpenSSL goes on without ALPN
+            conn.abort("no ALPN h2")
+            self._refuse_connection(
+                peer, refusal.HANDSHAKE_FAILED, "the client did not offer ALPN h2"
+            )
+            return
         try:
-            ssl_object = transport.get_extra_info("ssl_object")
             spiffe_id, conn.peer_serial = peer_identity(ssl_object, creds.bundle)
             holder["peer_id"] = conn.peer_id = str(spiffe_id)
         except SvidError as exc:

@@ -17,6 +17,7 @@ import logging
 import ssl
 
 from identity.bundle import SvidError
+from identity.hbone import ALPN_H2
 from l7proxy.hbone import refusal
 from l7proxy.hbone.ends import Address, Dial, dialer
 from l7proxy.hbone.identities import SvidDirectory, peer_identity
@@ -124,6 +125,9 @@ class TunnelPool:
             sock.close()
             raise self._refused(refusal.handshake_reason(exc), refusal.describe(exc)) from exc
         conn.local_serial = creds.held[spiffe_id].serial
+        if transport.get_extra_info("ssl_object").selected_alpn_protocol() != ALPN_H2:
+            conn.abort("no ALPN h2")
+            raise self._refused(refusal.HANDSHAKE_FAILED, "the peer did not select ALPN h2")
         try:
             peer_svid, conn.peer_serial = peer_identity(
                 transport.get_extra_info("ssl_object"), creds.bundle

@@ -266,6 +266,19 @@ def test_certificate_outside_the_trust_domain(tmp_path: Path) -> None:
     run(tmp_path, body)
 
 
+def test_a_client_without_alpn_h2_is_refused(tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        creds = w.a.svids.current
+        assert creds is not None
+        creds.held[WEB_ID].client.set_alpn_protocols(["http/1.1"])
+        await expect_refused(w, WEB, w.db)
+        await wait_for(lambda: w.b.events)
+        ev = only(w.b.events, "server")
+        assert ev.drop_reason == "MTLS_HANDSHAKE_FAILED" and "ALPN" in ev.detail
+
+    run(tmp_path, body)
+
+
 async def raw_stream(w: World, fields: list[tuple[bytes, bytes]], identity: str = WEB_ID) -> int:
     """A CONNECT stream with a head of the test's making (h2's own checks off, as a
     hostile or buggy peer would have them)."""
