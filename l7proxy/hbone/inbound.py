@@ -30,7 +30,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from agent.flows.tunnelrecord import Side
-from identity.bundle import SvidError
+from identity.bundle import SvidError, TrustBundle
 from identity.hbone import ALPN_H2, HBONE_PORT
 from l7proxy.hbone import refusal
 from l7proxy.hbone.connecthead import ConnectHead, HeadError, parse_connect
@@ -128,51 +128,53 @@ class HboneServer:
             self._refuse_connection(peer, refusal.HANDSHAKE_FAILED, "this node holds no SVID")
             return
         loop = asyncio.get_running_loop()
-        holder: dict[str, str] = {}
 
         def factory() -> TunnelConnection:
-            return TunnelConnection(
+            conn = TunnelConnection(
                 False,
-                lambda stream, fields: self._on_request(holder, peer, stream, fields),
+                lambda stream, fields: self._on_request(peer, stream, fields),
                 self.max_streams,
             )
+            conn.on_made = lambda c: self._check_peer(c, peer, creds.bundle)
+            return conn
 
         try:
-            transport, conn = await loop.connect_accepted_socket(
+            await loop.connect_accepted_socket(
                 factory, sock, ssl=creds.server, ssl_handshake_timeout=self.handshake_timeout
             )
         except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
             sock.close()
             self._refuse_connection(peer, refusal.handshake_reason(exc), refusal.describe(exc))
-            return
-        ssl_object = transport.get_extra_info("ssl_object")
+
+    def _check_peer(self, conn: TunnelConnection, peer: Address, bundle: TrustBundle) -> bool:
+        """At connection_made, before any byte of HTTP/2 is read (uvloop delivers data
+        before the handshake's awaiter resumes): ALPN, then the SPIFFE check."""
+        assert conn.transport is not None
+        ssl_object = conn.transport.get_extra_info("ssl_object")
         if ssl_object.selected_alpn_protocol() != ALPN_H2:  # OpenSSL goes on without ALPN
-            conn.abort("no ALPN h2")
             self._refuse_connection(
                 peer, refusal.HANDSHAKE_FAILED, "the client did not offer ALPN h2"
             )
-            return
+            return False
         try:
-            spiffe_id, conn.peer_serial = peer_identity(ssl_object, creds.bundle)
-            holder["peer_id"] = conn.peer_id = str(spiffe_id)
+            spiffe_id, conn.peer_serial = peer_identity(ssl_object, bundle)
         except SvidError as exc:
-            conn.abort("peer SVID refused")
             self._refuse_connection(peer, refusal.svid_reason(exc.reason), str(exc))
-            return
+            return False
+        conn.peer_id = str(spiffe_id)
         self.metrics.handshake(SIDE, "ok")
         self.metrics.connections[SIDE] += 1
         self._connections.add(conn)
         conn.on_close = self._closed
+        return True
 
     def _closed(self, conn: TunnelConnection) -> None:
         if conn in self._connections:
             self._connections.discard(conn)
             self.metrics.connections[SIDE] -= 1
 
-    def _on_request(
-        self, holder: dict[str, str], peer: Address, stream: Stream, fields: Fields
-    ) -> None:
-        self._spawn(self._serve_stream(holder.get("peer_id", ""), peer, stream, fields))
+    def _on_request(self, peer: Address, stream: Stream, fields: Fields) -> None:
+        self._spawn(self._serve_stream(stream.conn.peer_id, peer, stream, fields))
 
     def _refuse(
         self,

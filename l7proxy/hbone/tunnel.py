@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from typing import cast
 
 import h2.config
 import h2.connection
@@ -137,6 +138,9 @@ class TunnelConnection(asyncio.Protocol):
         self.idle_since = loop.time()
         self.streams_opened = 0
         self.on_close: Callable[[TunnelConnection], None] | None = None
+        self.on_made: Callable[[TunnelConnection], bool] | None = None
+        """Judges the peer once TLS is up, before any HTTP/2 byte is read; False aborts."""
+        self.refused = False
         self.local_serial = 0  # the serial of the certificate this end presented
         self.peer_serial = 0  # ... and of the peer's
         self.peer_id = ""  # the peer's SPIFFE ID (after the SPIFFE check)
@@ -145,8 +149,11 @@ class TunnelConnection(asyncio.Protocol):
     # --- asyncio ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        if self.on_made is not None and not self.on_made(self):
+            self.refused = True
+            self.transport.abort()
+            return
         self.h2.local_settings = Settings(
             client=self.client_side,
             initial_values={
@@ -164,6 +171,8 @@ class TunnelConnection(asyncio.Protocol):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:

@@ -99,7 +99,11 @@ def test_runner_listens_and_reloads_the_svid_directory(tmp_path: Path) -> None:
             assert hbone.directory.identity_of("10.1.0.5") is None
             renewed = mint(ca, "shop", "web")
             write_svid(directory, renewed)
-            held = lambda: hbone.svids.current.held[spiffe("shop", "web")].serial  # noqa: E731
+
+            def held() -> int:
+                assert hbone.svids.current is not None
+                return hbone.svids.current.held[spiffe("shop", "web")].serial
+
             assert held() == serial_of(first)
             await wait_for(lambda: held() == serial_of(renewed), timeout=3 * runner.POLL_SECONDS)
             expiry = list(hbone.metrics.collect())[-1]
@@ -113,7 +117,12 @@ def test_runner_listens_and_reloads_the_svid_directory(tmp_path: Path) -> None:
 
 def test_waypoint_flags_reach_the_runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     seen: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(l7proxy.node, "run", lambda *args: seen.append(args) or 0)
+
+    def run(*args: Any) -> int:
+        seen.append(args)
+        return 0
+
+    monkeypatch.setattr(l7proxy.node, "run", run)
     base = [
         "waypoint",
         "--node",

@@ -62,12 +62,20 @@ class World:
         self.cache_server.close()
 
 
-def run(tmp: Path, body: Callable[[World], Awaitable[None]], **options: Any) -> None:
+def run(
+    tmp: Path, body: Callable[[World], Awaitable[None]], uvloop: bool = False, **options: Any
+) -> None:
     async def main() -> None:
         async with World(tmp, **options) as world:
             await body(world)
 
-    asyncio.run(main())
+    if uvloop:  # the waypoint may run on uvloop, which orders callbacks differently
+        import uvloop as uv
+
+        with asyncio.Runner(loop_factory=uv.new_event_loop) as runner:
+            runner.run(main())
+    else:
+        asyncio.run(main())
 
 
 async def echo_through(
@@ -99,6 +107,18 @@ def test_cross_node_round_trip_and_events(tmp_path: Path) -> None:
         assert w.b.metrics.handshakes == {("server", "ok"): 1}
 
     run(tmp_path, body)
+
+
+def test_round_trip_and_refusals_under_uvloop(tmp_path: Path) -> None:
+    # uvloop hands HTTP/2 bytes to the protocol before the handshake's awaiter resumes: the
+    # peer's identity must be judged before the first stream is, or it reads as unknown.
+    async def body(w: World) -> None:
+        assert await echo_through(w, WEB, w.db, b"uv" * 50000) == b"uv" * 50000
+        assert [ev.verdict for ev in w.b.events] == ["FORWARDED"]
+        assert await raw_stream(w, connect_fields(w.db, (CACHE, 1))) == 403
+        assert w.b.events[-1].drop_reason == "MTLS_WRONG_IDENTITY"
+
+    run(tmp_path, body, uvloop=True)
 
 
 def test_same_node_traffic_tunnels_through_its_own_waypoint(tmp_path: Path) -> None:
