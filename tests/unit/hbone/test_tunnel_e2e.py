@@ -212,11 +212,8 @@ async def expect_refused(w: World, source: str, dest: tuple[str, int]) -> None:
     w.dests[source] = dest
     reader, writer = await client_pod(source, w.a)
     writer.write(b"hello")
-    try:
-        got = await asyncio.wait_for(reader.read(-1), 5)
-    except ConnectionResetError:
-        got = b""
-    assert got == b""
+    with pytest.raises(ConnectionResetError):  # a reset at once, not a clean end or a hang
+        await asyncio.wait_for(reader.read(-1), 5)
     writer.close()
 
 
@@ -440,5 +437,72 @@ def test_metrics_exposition(tmp_path: Path) -> None:
         assert 'tulle_waypoint_hbone_handshakes_total{result="ok",side="server"} 1.0' in text
         assert 'tulle_waypoint_hbone_streams_total{side="server",verdict="FORWARDED"} 1.0' in text
         assert "tulle_waypoint_ktls 0.0" in text
+
+    run(tmp_path, body)
+
+
+def test_destination_pod_refuses_the_connection(tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        await expect_refused(w, WEB, (DB, 9))  # nothing listens on the pod's port 9
+        await wait_for(lambda: w.b.events)
+        ev = only(w.b.events, "server")
+        assert ev.drop_reason == "TUNNEL_UPSTREAM_FAILED" and ev.destination == (DB, 9)
+        assert not w.a.events  # the client end saw a 503: the server decided and reports
+
+    run(tmp_path, body)
+
+
+def test_a_client_reset_reaches_the_pod_as_a_reset(tmp_path: Path) -> None:
+    seen: asyncio.Queue[BaseException | bytes] = asyncio.Queue()
+
+    async def pod(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            first = await reader.readexactly(2)
+            writer.write(first)
+            await seen.put(await reader.read(-1))
+        except ConnectionError as exc:
+            await seen.put(exc)
+
+    async def body(w: World) -> None:
+        from l7proxy.hbone.splice import reset
+
+        server = await asyncio.start_server(pod, DB, 0)
+        w.dests[WEB] = server.sockets[0].getsockname()[:2]
+        reader, writer = await client_pod(WEB, w.a)
+        writer.write(b"hi")
+        assert await asyncio.wait_for(reader.readexactly(2), 5) == b"hi"
+        reset(writer)
+        outcome = await asyncio.wait_for(seen.get(), 5)
+        assert isinstance(outcome, ConnectionResetError), outcome
+        server.close()
+
+    run(tmp_path, body)
+
+
+def test_a_pod_that_does_not_read_holds_the_client_back(tmp_path: Path) -> None:
+    """Flow control end to end: what the waypoints buffer for a stalled pod is bounded (a
+    stream window and socket buffers), so the client's writes stop being accepted."""
+    release = asyncio.Event()
+
+    async def stalled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await release.wait()
+        writer.close()
+
+    async def body(w: World) -> None:
+        server = await asyncio.start_server(stalled, DB, 0, limit=1024)
+        w.dests[WEB] = server.sockets[0].getsockname()[:2]
+        reader, writer = await client_pod(WEB, w.a)
+        chunk, sent = b"z" * (1 << 20), 0
+        while sent < 256 << 20:
+            writer.write(chunk)
+            try:
+                await asyncio.wait_for(writer.drain(), 1.0)
+            except TimeoutError:
+                break
+            sent += len(chunk)
+        assert sent < 64 << 20, f"{sent >> 20} MiB accepted for a pod that reads nothing"
+        writer.transport.abort()
+        release.set()
+        server.close()
 
     run(tmp_path, body)
