@@ -506,3 +506,33 @@ def test_a_pod_that_does_not_read_holds_the_client_back(tmp_path: Path) -> None:
         server.close()
 
     run(tmp_path, body)
+
+
+def test_sending_end_refusals_without_a_tunnel(tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        reader, writer = await client_pod(WEB, w.a)  # no original destination recorded
+        with pytest.raises(ConnectionResetError):
+            await asyncio.wait_for(reader.read(-1), 5)
+        writer.close()
+        ev = w.a.events[-1]
+        assert ev.drop_reason == "TUNNEL_UPSTREAM_FAILED" and "original destination" in ev.detail
+        w.cluster.pods["127.0.0.40"] = (spiffe("shop", "db"), "c")  # a node with no waypoint
+        await expect_refused(w, WEB, ("127.0.0.40", 80))
+        ev = w.a.events[-1]
+        assert ev.drop_reason == "TUNNEL_UPSTREAM_FAILED" and "no waypoint" in ev.detail
+        assert not w.a.metrics.handshakes
+
+    run(tmp_path, body)
+
+
+def test_a_silent_peer_is_dropped_after_the_handshake_timeout(tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        w.b.server.handshake_timeout = 0.2
+        reader, writer = await asyncio.open_connection(*w.b.server.address)
+        await wait_for(lambda: w.b.events)
+        ev = only(w.b.events, "server")
+        assert ev.drop_reason == "MTLS_HANDSHAKE_FAILED" and ev.peer[0] == "127.0.0.1"
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # and the socket is closed
+        writer.close()
+
+    run(tmp_path, body)
