@@ -64,18 +64,23 @@ class TunnelPool:
         conn = await self._connection((spiffe_id, peer))
         return conn.open_stream(fields)
 
-    def _serial(self, spiffe_id: str) -> int:
+    def _current(self, spiffe_id: str) -> tuple[int, tuple[object, ...]]:
+        """What a connection for ``spiffe_id`` must have been made with to take new
+        streams: the SVID's serial now held, and the bundle's roots now trusted."""
         creds = self.svids.current
-        held = creds.held.get(spiffe_id) if creds is not None else None
-        return held.serial if held is not None else 0
+        if creds is None:
+            return 0, ()
+        held = creds.held.get(spiffe_id)
+        return (held.serial if held is not None else 0), creds.bundle.roots
 
     async def _connection(self, key: Key) -> TunnelConnection:
         while True:
-            # A connection that presented a certificate since rotated takes no new streams:
-            # its open ones finish, and the sweeper closes it once idle.
-            serial = self._serial(key[0])
+            # A connection made with a certificate since rotated, or verified under a bundle
+            # since changed, takes no new streams: its open ones finish, and the sweeper
+            # closes it once idle.
+            current = self._current(key[0])
             for conn in self.connections.get(key, ()):
-                if conn.local_serial == serial and conn.capacity() > 0:
+                if (conn.local_serial, conn.roots) == current and conn.capacity() > 0:
                     return conn
             pending = self._dialling.get(key)
             if pending is not None:
@@ -124,7 +129,7 @@ class TunnelPool:
         except (ssl.SSLError, OSError, TimeoutError) as exc:
             sock.close()
             raise self._refused(refusal.handshake_reason(exc), refusal.describe(exc)) from exc
-        conn.local_serial = creds.held[spiffe_id].serial
+        conn.local_serial, conn.roots = creds.held[spiffe_id].serial, creds.bundle.roots
         if transport.get_extra_info("ssl_object").selected_alpn_protocol() != ALPN_H2:
             conn.abort("no ALPN h2")
             raise self._refused(refusal.HANDSHAKE_FAILED, "the peer did not select ALPN h2")
@@ -172,9 +177,9 @@ class TunnelPool:
             await asyncio.sleep(max(self.idle_timeout / 2, 0.05))
             now = loop.time()
             for (spiffe_id, _), conns in list(self.connections.items()):
-                serial = self._serial(spiffe_id)
+                current = self._current(spiffe_id)
                 for conn in list(conns):
-                    stale = conn.local_serial != serial
+                    stale = (conn.local_serial, conn.roots) != current
                     if not conn.streams and (stale or now - conn.idle_since >= self.idle_timeout):
                         conn.close()
 

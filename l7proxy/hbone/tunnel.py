@@ -143,6 +143,7 @@ class TunnelConnection(asyncio.Protocol):
         self.refused = False
         self.local_serial = 0  # the serial of the certificate this end presented
         self.peer_serial = 0  # ... and of the peer's
+        self.roots: tuple[object, ...] = ()  # the bundle's roots the peer was verified under
         self.peer_id = ""  # the peer's SPIFFE ID (after the SPIFFE check)
         self.lost_exc: Exception | None = None
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from agent.flows.tunnelrecord import TunnelEvent
-from agent.svid.store import write_svid
+from agent.svid.store import write_bundle, write_svid
+from identity.certs import to_pem
 from l7proxy.hbone.connecthead import connect_fields
 from tests.unit.hbone.harness import (
     Cluster,
@@ -534,5 +535,37 @@ def test_a_silent_peer_is_dropped_after_the_handshake_timeout(tmp_path: Path) ->
         assert ev.drop_reason == "MTLS_HANDSHAKE_FAILED" and ev.peer[0] == "127.0.0.1"
         assert await asyncio.wait_for(reader.read(), 5) == b""  # and the socket is closed
         writer.close()
+
+    run(tmp_path, body)
+
+
+def test_root_rotation_overlap_keeps_tunnels_working(tmp_path: Path) -> None:
+    """Both roots trusted during the overlap: a node renewed under the new root and one
+    still on the old root tunnel both ways, open streams survive the bundle change, and
+    once the old root leaves the bundle an old-root SVID is refused."""
+
+    async def body(w: World) -> None:
+        w.dests[WEB] = w.db
+        reader, writer = await client_pod(WEB, w.a)
+        writer.write(b"open")
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"open"
+
+        new = root("tulle-test-root-2")
+        both = to_pem([w.ca.root, new.root])
+        for directory, svids in ((w.dir_a, w.a.svids), (w.dir_b, w.b.svids)):
+            write_bundle(directory, both)
+            svids.refresh()
+        write_svid(w.dir_a, mint(new, "shop", "web"))  # a renewed under the new root
+        w.a.svids.refresh()
+        assert await echo_through(w, WEB, w.db, b"overlap") == b"overlap"  # b: old root
+        writer.write(b"still")
+        assert await asyncio.wait_for(reader.readexactly(5), 5) == b"still"
+        writer.close()
+
+        write_bundle(w.dir_a, to_pem([new.root]))  # the overlap ends on a; b never renewed
+        w.a.svids.refresh()
+        # the pooled connection was verified under the old bundle: new streams dial anew
+        await expect_refused(w, WEB, w.db)
+        assert w.a.events[-1].drop_reason == "MTLS_UNKNOWN_CA"
 
     run(tmp_path, body)
