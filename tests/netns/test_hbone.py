@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from agent.svid.store import write_svid
 from identity.hbone import HBONE_PORT, TUNNEL_OUTBOUND_PORT
 from tests.unit.hbone.harness import mint, root, spiffe, svid_dir
 
@@ -81,7 +82,12 @@ async def main():
     Path(cfg["ready"]).write_text("ready")
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
+    while not stop.is_set():  # as the waypoint's runner does, faster
+        svids.refresh()
+        try:
+            await asyncio.wait_for(stop.wait(), 0.1)
+        except asyncio.TimeoutError:
+            pass
 
 asyncio.run(main())
 """
@@ -295,6 +301,21 @@ def test_tunnel_crosses_the_link_encrypted(tmp_path: Path, link: tuple[str, str,
             assert ev["destination"] == [DB, DB_PORT] and ev["source"][0] == WEB
         assert [e["side"] for e in forwarded("a")] == ["client", "client"]
         assert [e["peer"][0] for e in forwarded("b")] == [A_IP, A_IP]
+
+        # Node a now presents an SVID from a CA node b does not trust: refused over the link.
+        write_svid(nodes["a"][2], mint(root("rogue"), "shop", "web"))
+        time.sleep(0.5)  # node a's process reloads its directory every 0.1 s
+        with pytest.raises(ConnectionResetError):
+            in_netns(ns_a, client_round_trip)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            refused = [e for e in events(tmp_path / "b.events") if e["verdict"] == "DROPPED"]
+            if refused:
+                break
+            time.sleep(0.05)
+        assert [(e["side"], e["drop_reason"], e["peer"][0]) for e in refused] == [
+            ("server", "MTLS_UNKNOWN_CA", A_IP)
+        ]
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
