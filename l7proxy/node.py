@@ -28,6 +28,7 @@ from agent.datapath.origdst import WAYPOINT_MARK, OriginalDestinations
 from agent.datapath.policy_waypoint import ConnectionPolicy, connection_policy
 from agent.flows.l7intake import FlowForwarder
 from agent.flows.l7record import PolicyNames
+from agent.flows.tunnelrecord import TunnelEvent
 from agent.kube.cache import Delta
 from agent.kube.source import ClusterSource, KubeconfigError, connect
 from agent.metrics.server import parse_address
@@ -35,9 +36,11 @@ from agent.model.cache import ModelCache
 from agent.model.core import Service
 from agent.model.gateway import Gateway
 from gatewayapi import GatewayParent, RouteCompiler, RouteTables, RoutingInputs
+from identity.spiffe import DEFAULT_TRUST_DOMAIN
 from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
 from l7proxy.endpoint_index import EndpointIndex
 from l7proxy.flows import FlowLossCollector
+from l7proxy.hbone import runner as hbone_runner
 from l7proxy.server import WaypointServer
 from l7proxy.timing import SPLIT
 from l7proxy.upstream import Connector, P
@@ -150,14 +153,14 @@ class ClusterFeed:
     part is rebuilt only when a kind it reads changed, and the endpoint map per Service
     (EndpointIndex): an endpoint change costs the work of its Service, not of the cluster."""
 
-    def __init__(self, client: Client) -> None:
-        self.source = ClusterSource(client, KINDS, self._on_change)
+    def __init__(self, client: Client, kinds: tuple[str, ...] = KINDS) -> None:
+        self.source = ClusterSource(client, kinds, self._on_change)
         self.changed = self.source.changed
         self.compiler = RouteCompiler()
-        self.models = {kind: ModelCache() for kind in KINDS}
+        self.models = {kind: ModelCache() for kind in kinds}
         self.index = EndpointIndex()
-        self.typed: dict[str, list[Any]] = {kind: [] for kind in KINDS}
-        self._dirty: set[str] = set(KINDS)  # kinds to decode again in full
+        self.typed: dict[str, list[Any]] = {kind: [] for kind in kinds}
+        self._dirty: set[str] = set(kinds)  # kinds to decode again in full
         self._reset = True  # the endpoint index starts over (a Service or slice relist)
         self._touched: dict[tuple[str, str, str], None] = {}  # Services, slices: one by one
         self._last: Snapshot | None = None
@@ -243,10 +246,19 @@ def switch_split(on: bool) -> None:
         log.info("request split %s", "resumed" if on else "paused")
 
 
+def tunnel_event_logger(event: TunnelEvent) -> None:
+    """Until the agent takes tunnel events as flows: refusals in the waypoint's log."""
+    if event.verdict == "DROPPED":
+        log.info("tunnel %s %s: %s:%d -> %s:%d (%s) %s", event.side, event.drop_reason,
+                 *event.source, *event.destination, event.source_spiffe_id, event.detail)
+
+
 async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intake: Path,
                 metrics: Address = ("127.0.0.1", METRICS_PORT),
-                request_split: bool = True) -> None:
-    feed = ClusterFeed(client)
+                request_split: bool = True, svid_dir: Path | None = None,
+                trust_domain: str = DEFAULT_TRUST_DOMAIN,
+                on_tunnel_event: Callable[[TunnelEvent], None] = tunnel_event_logger) -> None:
+    feed = ClusterFeed(client, KINDS + ("Node",) if svid_dir is not None else KINDS)
     feed.source.start()
     while not feed.source.synced:  # every kind listed: never route from a partial view
         await asyncio.sleep(0.05)
@@ -282,6 +294,20 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
     server = WaypointServer(config, flow_sink=forwarder, connector=connector)
     server.metrics.registry.register(FlowLossCollector(server.flows))
     await server.start(reuse_port=False)
+    def tunnel_destination(client: Address) -> Address | None:
+        found = origins.lookup(*client)  # the same map as L7: from_pod.c wrote it
+        return None if found is None else (found.address, found.port)
+
+    hbone = None
+    if svid_dir is not None:
+        hbone = await hbone_runner.start(
+            node, listen[0], svid_dir, trust_domain,
+            original_destination=tunnel_destination,
+            admit=lambda src, dst, port: gate((src, 0), (dst, port)),
+            on_event=on_tunnel_event, mark=WAYPOINT_MARK,
+            pods=feed.typed["Pod"], nodes=feed.typed["Node"],
+        )
+        server.metrics.registry.register(hbone.metrics)
     server.metrics.serve(*metrics)
     log.info("waypoint for %s listening on %s:%d (request split %s)", node, *listen,
              "on" if request_split else "off")
@@ -298,6 +324,8 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
             tables, endpoints, state["gateways"], certificates, policy = feed.snapshot()
             if policy is not last[3]:
                 gate.swap(policy)
+            if hbone is not None:
+                hbone.update(feed.typed["Pod"], feed.typed["Node"])
             # Only what changed: new tables or certificates also rebuild the TLS contexts.
             server.update(
                 tables if tables is not last[0] else None,
@@ -309,13 +337,16 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
         except TimeoutError:
             pass
     feed.source.stop(timeout=1.0)
+    if hbone is not None:
+        await hbone.close()
     await server.close()
     forwarder.close()
     origins.close()
 
 
 def run(node: str, kubeconfig: str | None, pin_dir: str, listen: str, intake: str,
-        metrics_address: str = METRICS_ADDRESS, request_split: bool = True) -> int:
+        metrics_address: str = METRICS_ADDRESS, request_split: bool = True,
+        svid_dir: str | None = None, trust_domain: str = DEFAULT_TRUST_DOMAIN) -> int:
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s waypoint {node} %(levelname)s %(message)s"
     )
@@ -327,5 +358,5 @@ def run(node: str, kubeconfig: str | None, pin_dir: str, listen: str, intake: st
     except KubeconfigError as err:
         raise SystemExit(f"tulle waypoint: {err}") from None
     asyncio.run(serve(node, client, Path(pin_dir), (host, int(port)), Path(intake), metrics,
-                      request_split))
+                      request_split, Path(svid_dir) if svid_dir else None, trust_domain))
     return 0

@@ -227,6 +227,21 @@ def _pod_cgroup(value: str | None) -> str | None:
     help="Where each request's time went (tulle trace request), part of tracing; "
     "SIGUSR1/SIGUSR2 switch it at run time, as they do the agent's kernel tracing.",
 )
+@click.option(
+    "--svid-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="The node's SVID directory (written by the agent): enables HBONE mTLS tunnels, "
+    "listening on the --listen address at 15008 (from other waypoints) and 15007 "
+    "(enrolled pods' connections the datapath redirects).",
+)
+@click.option(
+    "--trust-domain",
+    default=DEFAULT_TRUST_DOMAIN,
+    show_default=True,
+    callback=lambda _ctx, _param, value: _trust_domain(value),
+    help="The SPIFFE trust domain of the pods' identities (with --svid-dir).",
+)
 def waypoint(
     node: str,
     kubeconfig: str | None,
@@ -235,12 +250,15 @@ def waypoint(
     flow_intake: str,
     metrics_address: str,
     request_split: bool,
+    svid_dir: str | None,
+    trust_domain: str,
 ) -> None:
     """Run the node's L7 waypoint (HTTPRoutes, Gateways) behind transparent redirection."""
     from l7proxy.node import run
 
     raise SystemExit(
-        run(node, kubeconfig, pin_dir, listen, flow_intake, metrics_address, request_split)
+        run(node, kubeconfig, pin_dir, listen, flow_intake, metrics_address, request_split,
+            svid_dir, trust_domain)
     )
 
 

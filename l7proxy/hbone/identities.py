@@ -1,0 +1,173 @@
+"""TLS contexts for HBONE from the node-local SVID directory (``agent.svid.store``).
+
+Every context is TLS 1.3 only, offers and accepts only ALPN ``h2``, requires the peer's
+certificate and verifies it against the bundle's roots; hostname checks are off, because an
+SVID names a SPIFFE ID, not a host: after OpenSSL accepts a chain, `peer_identity` checks it
+again under the SPIFFE rules (one URI SAN, the trust domain: ``identity.bundle.verify_svid``).
+
+A client context per identity held (the sending waypoint presents the *client pod's* SVID);
+one server context, presenting the first identity held in SPIFFE-ID order, since one
+connection carries streams to many destinations (see README.md: where Tulle differs).
+
+`SvidDirectory.refresh` rebuilds everything when any file's (inode, size, mtime) changed.
+Contexts are taken per new connection, so a rotation reaches new connections at once while
+open ones keep the certificate they shook hands with. OpenSSL loads a key only from a file:
+it is handed one through a memfd, so no copy of a private key is written anywhere.
+"""
+
+from __future__ import annotations
+
+import _ssl
+import logging
+import os
+import ssl
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+
+from agent.svid.store import BUNDLE_FILE, SVID_DIR, SvidFile, read_bundle, read_svids
+from identity.bundle import BundleError, SvidError, TrustBundle, parse_chain, verify_svid
+from identity.certs import load_pem_chain, not_after
+from identity.hbone import ALPN_H2
+from identity.spiffe import DEFAULT_TRUST_DOMAIN, SpiffeId, workload_id
+
+log = logging.getLogger("tulle.waypoint.hbone")
+Stamp = tuple[tuple[str, int, int, int], ...]
+
+
+def make_context(server_side: bool, svid: SvidFile, bundle_pem: bytes) -> ssl.SSLContext:
+    """A TLS 1.3, ALPN h2, mutual-TLS context presenting ``svid`` and trusting the bundle."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.set_alpn_protocols([ALPN_H2])
+    fd = os.memfd_create("tulle-svid", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, svid.chain_pem + svid.key_pem)
+        ctx.load_cert_chain(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+    ctx.load_verify_locations(cadata=bundle_pem.decode("ascii"))
+    return ctx
+
+
+@dataclass(frozen=True)
+class Held:
+    """One identity this node holds: its leaf, and a client context presenting it."""
+
+    spiffe_id: str
+    serial: int
+    not_after: datetime
+    client: ssl.SSLContext = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Everything loaded from one reading of the directory."""
+
+    bundle: TrustBundle
+    held: dict[str, Held]  # by SPIFFE ID
+    server: ssl.SSLContext | None = field(repr=False)  # None: no identity held
+    server_id: str = ""
+
+    def client_context(self, spiffe_id: str) -> ssl.SSLContext | None:
+        held = self.held.get(spiffe_id)
+        return held.client if held is not None else None
+
+
+def load(directory: Path, trust_domain: str) -> Credentials | None:
+    """The directory's credentials; None while it holds no bundle. An SVID that does not
+    load (a key that does not match, a chain outside the trust domain) is logged and left
+    out: one bad file must not take down the others."""
+    bundle_pem = read_bundle(directory)
+    if bundle_pem is None:
+        return None
+    bundle = TrustBundle.from_pem(trust_domain, bundle_pem)
+    held: dict[str, Held] = {}
+    server: ssl.SSLContext | None = None
+    server_id = ""
+    for (namespace, sa), svid in sorted(read_svids(directory).items()):
+        spiffe_id = str(workload_id(trust_domain, namespace, sa))
+        try:
+            leaf = load_pem_chain(svid.chain_pem)[0]
+            client = make_context(False, svid, bundle_pem)
+            if server is None:
+                server, server_id = make_context(True, svid, bundle_pem), spiffe_id
+        except (ValueError, ssl.SSLError) as exc:
+            log.warning("SVID %s/%s not loaded: %s", namespace, sa, exc)
+            continue
+        held[spiffe_id] = Held(spiffe_id, leaf.serial_number, not_after(leaf), client)
+    return Credentials(bundle, held, server, server_id)
+
+
+class SvidDirectory:
+    """The current credentials of one SVID directory, reloaded by `refresh` on change."""
+
+    def __init__(self, directory: Path, trust_domain: str = DEFAULT_TRUST_DOMAIN) -> None:
+        self.directory = directory
+        self.trust_domain = trust_domain
+        self.current: Credentials | None = None
+        self._stamp: Stamp = ()
+        self.reloads = 0
+        self.refresh()
+
+    def _stamp_now(self) -> Stamp:
+        paths = [self.directory / BUNDLE_FILE]
+        try:
+            paths += sorted((self.directory / SVID_DIR).iterdir())
+        except FileNotFoundError:
+            pass
+        out = []
+        for path in paths:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            out.append((path.name, st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(out)
+
+    def refresh(self) -> bool:
+        """Reload when a file changed; True if it did. A bundle that does not parse keeps
+        the last good credentials (logged): refusing every tunnel would be worse."""
+        stamp = self._stamp_now()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            self.current = load(self.directory, self.trust_domain)
+        except BundleError as exc:
+            log.error("trust bundle in %s not loaded: %s", self.directory, exc)
+            return False
+        self.reloads += 1
+        return True
+
+
+def peer_chain(ssl_object: ssl.SSLObject) -> list[x509.Certificate]:
+    """The peer's verified chain, leaf first. Python 3.11 has it only on the private
+    ``_sslobj`` (public as ``get_verified_chain`` from 3.13); without it, the leaf alone."""
+    inner = getattr(ssl_object, "_sslobj", None)
+    getter = getattr(inner, "get_verified_chain", None) or getattr(
+        ssl_object, "get_verified_chain", None
+    )
+    if getter is not None:
+        ders = [cert.public_bytes(_ssl.ENCODING_DER) for cert in getter()]
+    else:
+        leaf = ssl_object.getpeercert(binary_form=True)
+        ders = [leaf] if leaf else []
+    return parse_chain(ders)
+
+
+def peer_identity(
+    ssl_object: ssl.SSLObject, bundle: TrustBundle, now: datetime | None = None
+) -> tuple[SpiffeId, int]:
+    """The peer's SPIFFE ID under the SPIFFE rules, and its leaf's serial; ``SvidError`` if
+    it is not an SVID."""
+    chain = peer_chain(ssl_object)
+    return verify_svid(chain, bundle, now or datetime.now(UTC)), chain[0].serial_number
+
+
+__all__ = ["Credentials", "Held", "SvidDirectory", "SvidError", "make_context", "peer_identity"]
