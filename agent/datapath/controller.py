@@ -380,6 +380,7 @@ class DatapathController:
             "l7_orig_dst_v1",
             "l7_clients_v1",
             "lb_affinity_v1",
+            "mtls_v1",
         ):
             table = self.dp.table(name)
             fill[name] = (sum(1 for _ in table.keys()), table.max_entries)
