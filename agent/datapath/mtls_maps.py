@@ -25,9 +25,7 @@ def _key(table: Any, key: MtlsKey) -> Any:
     return k
 
 
-def write_mtls(
-    dp: Datapath, changed: Mapping[MtlsKey, MtlsEntry], gone: Iterable[MtlsKey]
-) -> None:
+def write_mtls(dp: Datapath, changed: Mapping[MtlsKey, MtlsEntry], gone: Iterable[MtlsKey]) -> None:
     """Set ``changed`` and delete ``gone`` (see the module docstring for the order)."""
     table = dp.table(TABLE)
     ports_first = sorted(changed, key=lambda k: k[1] == OWN_PORT)

@@ -29,7 +29,11 @@ MTLS_DISABLE = _DEFS["MTLS_DISABLE"]
 MTLS_F_PORTS = _DEFS["MTLS_F_PORTS"]
 MTLS_TUNNEL_PORT = _DEFS["MTLS_TUNNEL_PORT"]  # identity.hbone.TUNNEL_OUTBOUND_PORT
 OWN_PORT = 0  # the key port of a pod's own entry
-MODE_CODES = {Mode.PERMISSIVE: MTLS_PERMISSIVE, Mode.STRICT: MTLS_STRICT, Mode.DISABLE: MTLS_DISABLE}
+MODE_CODES = {
+    Mode.PERMISSIVE: MTLS_PERMISSIVE,
+    Mode.STRICT: MTLS_STRICT,
+    Mode.DISABLE: MTLS_DISABLE,
+}
 
 MtlsKey = tuple[IPv4, int]
 """(pod address, port); port ``OWN_PORT`` is the pod's own entry."""
