@@ -18,7 +18,8 @@ from scapy.layers.l2 import Ether
 from agent.datapath import maps
 from agent.datapath.flags import EP_F_EGRESS_ENFORCED, EP_F_MTLS
 from agent.datapath.flowevents import EVENT_F_TUNNEL, EventDecoder
-from agent.datapath.identity import HOST, WAYPOINT as WAYPOINT_ID
+from agent.datapath.identity import HOST
+from agent.datapath.identity import WAYPOINT as WAYPOINT_ID
 from agent.datapath.mtls_maps import write_mtls
 from agent.datapath.mtls_plan import (
     MTLS_DISABLE,
