@@ -336,3 +336,17 @@ def test_non_tcp_to_a_strict_pod_leaves_the_client(node: Runner) -> None:
     enrol(node, BACKEND, MTLS_STRICT)
     out = node.from_pod(pkt(CLIENT, BACKEND, UDP(sport=5000, dport=8080) / b"x"))
     assert out.verdict == TC_ACT_OK and out.packet[IP].dst == BACKEND
+
+
+def test_a_retransmitted_syn_follows_its_tunnel_without_a_second_flow(enrolled: Runner) -> None:
+    enrolled.from_pod(pkt(CLIENT, BACKEND, syn(50010, 8080)))
+    again = enrolled.from_pod(pkt(CLIENT, BACKEND, syn(50010, 8080)))
+    assert (again.packet[IP].dst, again.packet[TCP].dport) == TUNNEL and again.events == []
+
+
+def test_the_same_client_port_to_another_destination_is_not_taken_for_the_tunnel(
+    enrolled: Runner,
+) -> None:
+    enrolled.from_pod(pkt(CLIENT, BACKEND, syn(50011, 8080)))
+    other = enrolled.from_pod(pkt(CLIENT, OTHER, TCP(sport=50011, dport=8080, flags="A")))
+    assert (other.packet[IP].dst, other.packet[TCP].dport) == (OTHER, 8080)
