@@ -2,9 +2,11 @@
  *
  * Order: parse -> non-IPv4 (ARP from the pod's own address only) -> anti-spoofing ->
  * fragments (ports from the first) -> ICMP errors related to a connection -> service
- * translation (Maglev, DNAT) -> conntrack (continuing egress connection, or reply of an
- * accepted one) -> egress policy for a new connection -> conntrack entry and a NEW flow
- * event. Replies of allowed connections never meet policy.
+ * translation (Maglev, DNAT) -> a tunnelled connection's later packets to the waypoint (mtls.h)
+ * -> conntrack (continuing egress connection, or reply of an accepted one) -> egress policy for
+ * a new connection -> mTLS: to the waypoint's tunnel, or a reset for plaintext to a STRICT
+ * port -> conntrack entry and a NEW flow event. Replies of allowed connections never meet
+ * policy.
  */
 #include "common.h"
 #include "drop.h"
@@ -18,6 +20,7 @@
 #include "policy.h"
 #include "lb.h"
 #include "redirect.h"
+#include "mtls.h"
 #include "hairpin.h"
 #include "events.h"
 
@@ -70,13 +73,17 @@ int tulle_from_pod(struct __sk_buff *skb)
 	struct ct_entry new_ct = {};
 	struct tuple4 reply;
 	struct icmp_quote quote;
-	__u32 ep_ip, ep_id, ep_flags, dst_id;
+	__u32 ep_ip, ep_id, ep_flags, dst_id, mode, ep_ifindex;
 	__u32 policy = 0; /* policy.h: which policy set allowed a new connection */
+	__u8 verdict;
+	__be32 waypoint = 0;
+	__be16 waypoint_port;
 	int redirected = 0;
 	int hairpin;
 	int ret = parse_packet(skb, &p);
 
-	ep = endpoint_by_ifindex(skb->ifindex);
+	ep_ifindex = ctx_ifindex(skb);
+	ep = endpoint_by_ifindex(ep_ifindex);
 	if (!ep)
 		return drop_flow(skb, &p, DROP_UNKNOWN_SENDER, OBS_FROM_ENDPOINT, DIR_EGRESS, 0, 0);
 	ep_ip = ep->ip;
@@ -133,12 +140,19 @@ int tulle_from_pod(struct __sk_buff *skb)
 		return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, 0);
 	/* Hairpin (hairpin.h): the Service chose the pod itself. */
 	hairpin = new_ct.rev_nat_addr && p.tuple.daddr == ep_ip;
+	/* mtls.h: an enrolled pod's tunnelled connection goes on to the waypoint. */
+	if ((ep_flags & EP_F_MTLS) && !redirected && p.tuple.proto == IPPROTO_TCP &&
+	    waypoint_target(&waypoint, &waypoint_port)) {
+		ret = mtls_tunnel_continue(skb, &p, waypoint);
+		if (ret < 0)
+			return drop_flow(skb, &p, -ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, 0);
+	}
 
 	ct = ct_lookup(&p.tuple, CT_EGRESS);
 	if (ct_continues(ct, &p)) {
 		if (ct_account(ct, &p, 0))
 			trace_flow(&p, EVENT_CLOSE, VERDICT_FORWARDED, OBS_FROM_ENDPOINT, DIR_EGRESS,
-				   ct, skb->ifindex, 0);
+				   ct, ctx_ifindex(skb), 0);
 		goto out;
 	}
 	ct_reverse(&p.tuple, &reply);
@@ -146,7 +160,7 @@ int tulle_from_pod(struct __sk_buff *skb)
 	if (ct) { /* the pod answering a connection it accepted */
 		if (ct_account(ct, &p, 1))
 			trace_flow(&p, EVENT_CLOSE, VERDICT_FORWARDED, OBS_FROM_ENDPOINT, DIR_INGRESS,
-				   ct, skb->ifindex, 1);
+				   ct, ctx_ifindex(skb), 1);
 		/* Hairpin: the answer to the pod's own call goes back to the pod. */
 		ret = p.tuple.daddr == HAIRPIN_ADDR ? hairpin_reply(skb, &p, ep_ip) : 0;
 		if (ret)
@@ -174,14 +188,41 @@ int tulle_from_pod(struct __sk_buff *skb)
 					 ep_id, dst_id);
 	}
 
+	verdict = new_ct.rev_nat_addr ? VERDICT_TRANSLATED : VERDICT_FORWARDED;
+	/* mTLS (mtls.h), after policy judged the real destination: TCP between enrolled pods goes
+	 * to this node's waypoint's tunnel (an L7 redirect above keeps precedence: the waypoint
+	 * tunnels its upstream hop); plaintext that a STRICT port would refuse is reset here, at
+	 * once, rather than dropped there to time out. */
+	mode = !redirected && !hairpin && p.tuple.proto == IPPROTO_TCP ?
+		       mtls_mode(p.tuple.daddr, p.tuple.dport) : MTLS_NONE;
+	if ((mode == MTLS_PERMISSIVE || mode == MTLS_STRICT) && (ep_flags & EP_F_MTLS) &&
+	    pkt_opens_tcp(&p) && waypoint_target(&waypoint, &waypoint_port)) {
+		ret = mtls_tunnel(skb, &p, &new_ct, ep_id, waypoint);
+		if (ret)
+			return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, dst_id);
+	} else if (mode == MTLS_STRICT) {
+		drop_flow(skb, &p, DROP_AUTH_REQUIRED, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, dst_id);
+		if (!pkt_opens_tcp(&p))
+			return TC_ACT_SHOT;
+		/* The reset comes from where the client's socket is connected: the VIP when a
+		 * Service chose the destination. */
+		ret = new_ct.rev_nat_addr ?
+			      mtls_reset(skb, &p, new_ct.rev_nat_addr, new_ct.rev_nat_port) :
+			      mtls_reset(skb, &p, p.tuple.daddr, p.tuple.dport);
+		if (ret)
+			return TC_ACT_SHOT;
+		/* Straight into the pod's namespace: not through to_pod, which would take the
+		 * reset for a new connection. */
+		return bpf_redirect_peer(ep_ifindex, 0);
+	}
+
 	new_ct.src_identity = ep_id;
 	new_ct.dst_identity = dst_id;
 	/* quota.h: one pod cannot fill (or, LRU, evict) the node's conntrack. */
 	ret = ct_quota_admit(ep_ip);
 	if (!ret)
-		ret = open_connection(skb, &p, CT_EGRESS, &new_ct,
-				      new_ct.rev_nat_addr ? VERDICT_TRANSLATED : VERDICT_FORWARDED,
-				      OBS_FROM_ENDPOINT, DIR_EGRESS, policy);
+		ret = open_connection(skb, &p, CT_EGRESS, &new_ct, verdict, OBS_FROM_ENDPOINT,
+				      DIR_EGRESS, policy);
 	if (ret)
 		return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, dst_id);
 	ct_quota_charge(ep_ip);

@@ -16,6 +16,7 @@
 #include "policy.h"
 #include "lb.h"
 #include "redirect.h"
+#include "mtls.h"
 #include "events.h"
 #include "hairpin.h"
 
@@ -32,7 +33,7 @@ int tulle_to_pod(struct __sk_buff *skb)
 	__be32 peer_ip;
 	int ret = parse_packet(skb, &p);
 
-	ep = endpoint_by_ifindex(skb->ifindex);
+	ep = endpoint_by_ifindex(ctx_ifindex(skb));
 	if (!ep)
 		return drop_flow(skb, &p, DROP_UNKNOWN_SENDER, OBS_TO_ENDPOINT, DIR_INGRESS, 0, 0);
 	ep_ip = ep->ip;
@@ -76,15 +77,15 @@ int tulle_to_pod(struct __sk_buff *skb)
 		__be32 vip = ct->rev_nat_addr;
 		__be16 vport = ct->rev_nat_port;
 		/* One reply flow per translated connection, not per packet (events.h). */
-		int first_reply = vip && !ct->packets_rev;
+		int first_reply = ct_translated(ct) && !ct->packets_rev;
 
 		if (ct_account(ct, &p, 1))
 			trace_flow(&p, EVENT_CLOSE, VERDICT_FORWARDED, OBS_TO_ENDPOINT, DIR_EGRESS, ct,
-				   skb->ifindex, 1);
+				   ctx_ifindex(skb), 1);
 		if (vip) {
 			if (first_reply)
 				trace_flow(&p, EVENT_REPLY, VERDICT_TRANSLATED, OBS_TO_ENDPOINT,
-					   DIR_EGRESS, ct, skb->ifindex, 1);
+					   DIR_EGRESS, ct, ctx_ifindex(skb), 1);
 			ret = lb_rev_nat(skb, &p, vip, vport);
 			if (ret)
 				return drop_flow(skb, &p, ret, OBS_TO_ENDPOINT, DIR_EGRESS, 0, ep_id);
@@ -95,7 +96,7 @@ int tulle_to_pod(struct __sk_buff *skb)
 	if (ct_continues(ct, &p)) {
 		if (ct_account(ct, &p, 0))
 			trace_flow(&p, EVENT_CLOSE, VERDICT_FORWARDED, OBS_TO_ENDPOINT, DIR_INGRESS, ct,
-				   skb->ifindex, 0);
+				   ctx_ifindex(skb), 0);
 		return TC_ACT_OK;
 	}
 
@@ -113,6 +114,13 @@ int tulle_to_pod(struct __sk_buff *skb)
 	if ((ep_flags & EP_F_INGRESS_OVERFLOW) && src_id != IDENTITY_HOST)
 		return drop_flow(skb, &p, DROP_POLICY_MAP_OVERFLOW, OBS_TO_ENDPOINT, DIR_INGRESS,
 				 src_id, ep_id);
+	/* mtls.h: a STRICT port takes TCP only through the waypoint's tunnel (this node's marked
+	 * waypoint delivers it) and from the node (probes). A pod calling itself through its
+	 * Service never left it. Other protocols are not tunnelled: bpf/README.md. */
+	if (p.tuple.proto == IPPROTO_TCP && mtls_mode(ep_ip, p.tuple.dport) == MTLS_STRICT &&
+	    !mtls_admits(src_id, p.tuple.saddr) && peer_ip != ep_ip)
+		return drop_flow(skb, &p, DROP_AUTH_REQUIRED, OBS_TO_ENDPOINT, DIR_INGRESS, src_id,
+				 ep_id);
 	/* The node itself (kubelet-style health checks) is always let in, as in Kubernetes, and
 	 * so is a waypoint: it judged the client's egress and this pod's ingress policy on the
 	 * client's identity before forwarding (ARCHITECTURE.md, "Policy through the waypoint"). */

@@ -11,9 +11,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from agent.datapath import attach, maps, maps_bulk
+from agent.datapath import attach, maps, maps_bulk, mtls_maps
 from agent.datapath.desired import DesiredDatapath
 from agent.datapath.fit import CIDR_TABLE, IDENTITY_TABLE, Overflow, Unit, fit_policy
+from agent.datapath.mtls_plan import MtlsEntry, MtlsKey
 from agent.datapath.policy_plan import CidrKey, CidrRule, Direction, IdentityKey, PortRule
 from agent.datapath.services import ServiceKey, ServicePlan
 
@@ -55,6 +56,7 @@ class Applied:
     flags: dict[ServiceKey, int] = field(default_factory=dict)
     l7_clients: set[maps.L7Client] = field(default_factory=set)
     waypoint: tuple[IPv4, int] | None | bool = False  # False: never written by this agent
+    mtls: dict[MtlsKey, MtlsEntry] = field(default_factory=dict)
 
 
 class Applier:
@@ -76,6 +78,7 @@ class Applier:
             endpoints=maps.read_endpoints(self.dp),
             ipcache=maps.read_ipcache(self.dp),
             l7_clients=maps.read_l7_clients(self.dp),
+            mtls=mtls_maps.read_mtls(self.dp),
         )
         for (vip, port, proto), slot in maps_bulk.read_service_slots(self.dp).items():
             applied.slots[ServiceKey(vip, port, proto)] = slot
@@ -95,6 +98,7 @@ class Applier:
 
     def apply(self, desired: DesiredDatapath) -> None:
         self._ipcache(desired)
+        self._mtls(desired)
         self._policy(desired)
         self._endpoints(desired)
         self._services(desired)
@@ -157,6 +161,19 @@ class Applier:
             maps.delete_ipcache(self.dp, gone)
         self.applied.ipcache = dict(desired.ipcache)
         self._done["ipcache"] = (desired.ipcache,)
+
+    def _mtls(self, desired: DesiredDatapath) -> None:
+        """Enrolment and modes before the endpoints' EP_F_MTLS: a newly enrolled pod finds
+        its peers' entries in place."""
+        if self._unchanged("mtls", desired.mtls):
+            return
+        applied = self.applied.mtls
+        changed = {k: v for k, v in desired.mtls.items() if applied.get(k) != v}
+        gone = [k for k in applied if k not in desired.mtls]
+        if changed or gone:
+            mtls_maps.write_mtls(self.dp, changed, gone)
+        self.applied.mtls = dict(desired.mtls)
+        self._done["mtls"] = (desired.mtls,)
 
     def _policy(self, desired: DesiredDatapath) -> None:
         """Write what fits (see agent.datapath.fit); stale entries go first, so old and new

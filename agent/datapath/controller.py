@@ -44,7 +44,7 @@ from agent.datapath.applier import Applier
 from agent.datapath.desired import ClusterView, DesiredDatapath
 from agent.datapath.eventreader import EventReader
 from agent.datapath.fit import overflow_error, service_error
-from agent.datapath.flowevents import EventDecoder
+from agent.datapath.flowevents import CT_F_TUNNEL, EventDecoder
 from agent.datapath.kinds import WATCHED_KINDS
 from agent.datapath.planner import Change, Planner
 from agent.flows.enrich import DEFAULT_TRUST_DOMAIN, EndpointIndex, enrich
@@ -127,7 +127,8 @@ class GcPlan:
 def plan_gc(entries: Iterable[tuple[Any, Any]], now: int) -> GcPlan:
     """Which conntrack entries go (pure). A client->VIP service entry lives exactly as long
     as the connection it steered: once that one is closed or gone, a reused source port must
-    not be sent to the old (possibly removed) backend. The CT_EGRESS entries that stay are
+    not be sent to the old (possibly removed) backend (a tunnelled connection, CT_F_TUNNEL in
+    bpf/lib/mtls.h, names that backend in ``backend_*``). The CT_EGRESS entries that stay are
     each endpoint's count against its quota: a census, not a decrement, so entries the LRU
     evicted (or tuples BPF re-opened and counted twice) give their quota back too."""
     doomed, expired, services, kept = [], [], [], []
@@ -148,6 +149,8 @@ def plan_gc(entries: Iterable[tuple[Any, Any]], now: int) -> GcPlan:
             kept.append(t.saddr)
             if not closed:
                 live.add((t.saddr, t.sport, t.daddr, t.dport, t.proto))
+                if entry.flags & CT_F_TUNNEL:  # keyed on the waypoint: it went to a backend
+                    live.add((t.saddr, t.sport, entry.backend_addr, entry.backend_port, t.proto))
     for key, entry in services:
         t = key.tuple
         steered = (t.saddr, t.sport, entry.backend_addr, entry.backend_port, t.proto)
@@ -380,6 +383,7 @@ class DatapathController:
             "l7_orig_dst_v1",
             "l7_clients_v1",
             "lb_affinity_v1",
+            "mtls_v1",
         ):
             table = self.dp.table(name)
             fill[name] = (sum(1 for _ in table.keys()), table.max_entries)

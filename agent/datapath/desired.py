@@ -11,12 +11,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agent.datapath.flags import EP_F_EGRESS_ENFORCED, EP_F_INGRESS_ENFORCED
+from agent.datapath.flags import EP_F_EGRESS_ENFORCED, EP_F_INGRESS_ENFORCED, EP_F_MTLS
 from agent.datapath.identity import (
     HOST,
     REMOTE_NODE,
     WAYPOINT,
 )
+from agent.datapath.mtls_plan import MtlsEntry, MtlsKey, plan_mtls
 from agent.datapath.pod_endpoints import PodMemo, pod_endpoints
 from agent.datapath.policy import compile_policy
 from agent.datapath.policy_plan import (
@@ -32,7 +33,9 @@ from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
+from agent.model.peerauth import PeerAuthentication
 from agent.model.resource import Resource
+from identity.peerauth import enrolled
 
 if TYPE_CHECKING:  # imported by l7_keys: a cluster without routes never compiles any
     from gatewayapi import RouteCompiler
@@ -64,6 +67,7 @@ class ClusterView:
     gateway_classes: tuple[GatewayClass, ...] = ()
     grants: tuple[ReferenceGrant, ...] = ()
     secrets: tuple[Secret, ...] = ()
+    peer_authentications: tuple[PeerAuthentication, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class DesiredDatapath:
     l7_some: frozenset[ServiceKey] = frozenset()  # ports only some clients reach via waypoint
     l7_clients: frozenset[tuple[ServiceKey, IPv4]] = frozenset()  # ... and those clients
     waypoint: tuple[IPv4, int] | None = None  # this node's waypoint
+    mtls: Mapping[MtlsKey, MtlsEntry] = field(default_factory=dict)  # enrolled pods (mtls_plan)
     errors: tuple[str, ...] = ()
 
 
@@ -203,6 +208,7 @@ class EndpointsPart:
     cidr_rules: Mapping[CidrKey, CidrRule]
     local: tuple[PodEndpoint, ...]
     errors: tuple[str, ...]
+    pods: tuple[tuple[Pod, PodEndpoint], ...] = ()  # every pod at its address (for mtls_plan)
 
 
 def plan_endpoints(
@@ -248,16 +254,17 @@ def plan_endpoints(
     else:  # without policies only the pods at local addresses matter (the same plan)
         local_ips = {e.ip for e in local_eps}
         policy_pods = [ep for _, ep in pairs if ep.ip in local_ips]
+    namespace_labels = {ns.metadata.name: ns.metadata.labels for ns in view.namespaces}
     plan = compile_policy(
         view.policies,
         policy_pods,
-        {ns.metadata.name: ns.metadata.labels for ns in view.namespaces},
+        namespace_labels,
         [e.ip for e in local_eps],
     )
     endpoints = {}
     for ep in local_eps:
         policy = plan.endpoints.get(ep.ip)
-        flags = 0
+        flags = EP_F_MTLS if enrolled(namespace_labels.get(ep.namespace, {})) else 0
         if policy is not None:
             flags |= EP_F_INGRESS_ENFORCED if policy.ingress_enforced else 0
             flags |= EP_F_EGRESS_ENFORCED if policy.egress_enforced else 0
@@ -269,7 +276,15 @@ def plan_endpoints(
         cidr_rules=plan.cidr_rules,
         local=tuple(local_eps),
         errors=tuple(waypoint_errors) + found.collisions + tuple(plan.errors),
+        pods=tuple(pairs),
     )
+
+
+def mtls_part(part: EndpointsPart, view: ClusterView) -> dict[MtlsKey, MtlsEntry]:
+    """mtls_v1's plan: reads ``part``'s pods and ``view``'s namespaces and
+    PeerAuthentications."""
+    labels = {ns.metadata.name: ns.metadata.labels for ns in view.namespaces}
+    return plan_mtls(part.pods, labels, view.peer_authentications)
 
 
 def assemble(
@@ -277,6 +292,7 @@ def assemble(
     services: ServicePlan,
     needs: L7Needs,
     waypoint: tuple[IPv4, int] | None,
+    mtls: Mapping[MtlsKey, MtlsEntry] | None = None,
 ) -> DesiredDatapath:
     """The desired state from its parts (each computed alone: see agent.datapath.planner)."""
     l7_clients = frozenset(
@@ -295,6 +311,7 @@ def assemble(
         l7_some=frozenset(needs.consumers),
         l7_clients=l7_clients,
         waypoint=waypoint,
+        mtls=mtls if mtls is not None else {},
         errors=part.errors + tuple(services.errors) + needs.errors,
     )
 
@@ -312,11 +329,13 @@ def desired_datapath(
     ``waypoint``: where this node's waypoint listens, from the agent's own configuration
     (None: no waypoint, L7 services act as L4). Other nodes' waypoints follow
     ``waypoint_address``; every waypoint address gets the waypoint identity."""
+    part = plan_endpoints(view, node_name, waypoint)
     return assemble(
-        plan_endpoints(view, node_name, waypoint),
+        part,
         plan_services(view.services, view.slices, previous=previous_services),
         l7 or L7Needs(),
         waypoint,
+        mtls_part(part, view),
     )
 
 
@@ -337,4 +356,5 @@ def view_of(resources: Iterable[Resource]) -> ClusterView:
         gateway_classes=tuple(buckets.get("GatewayClass", ())),
         grants=tuple(buckets.get("ReferenceGrant", ())),
         secrets=tuple(buckets.get("Secret", ())),
+        peer_authentications=tuple(buckets.get("PeerAuthentication", ())),
     )

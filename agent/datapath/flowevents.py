@@ -49,6 +49,8 @@ _TRACE_SUBTYPE = {0: 0, 3: 5}  # to-endpoint, from-endpoint
 _EVENT_TYPES = {(t, s): EventType(t, s) for t in (_MSG_DROP, _MSG_TRACE) for s in range(256)}
 _POLICY = defines(LIB_DIR / "policy.h", "POLICY_")
 POLICY_MATCHED, POLICY_SET_MASK = _POLICY["POLICY_MATCHED"], _POLICY["POLICY_SET_MASK"]
+EVENT_F_TUNNEL = defines(LIB_DIR / "events.h", "EVENT_F_")["EVENT_F_TUNNEL"]
+CT_F_TUNNEL = defines(LIB_DIR / "conntrack.h", "CT_F_")["CT_F_TUNNEL"]
 
 
 def _hairpin_addr() -> str:
@@ -130,7 +132,10 @@ class EventDecoder:
         ``IP.source_xlated`` (Hubble: the source after translation, ``IP.source`` before) is
         set where the datapath rewrote a source: on a translated connection's reply flow
         (EVENT_REPLY: the backend's reply leaves to_pod with the VIP as its source), and on
-        a hairpin connection's NEW flow (the pod's own address SNATed to HAIRPIN_ADDR)."""
+        a hairpin connection's NEW flow (the pod's own address SNATed to HAIRPIN_ADDR).
+
+        ``IP.encrypted``: the connection was sent to the waypoint's mTLS tunnel
+        (EVENT_F_TUNNEL, bpf/lib/mtls.h); the record then names its real destination."""
         ev = FlowEventLayout.from_buffer_copy(raw)
         sport, dport = from_be16(ev.sport), from_be16(ev.dport)
         src, dst = str(from_be32(ev.saddr)), str(from_be32(ev.daddr))
@@ -177,7 +182,7 @@ class EventDecoder:
             verdict=_VERDICTS.get(ev.verdict, Verdict.VERDICT_UNKNOWN),
             drop_reason=ev.drop_reason if dropped else 0,
             drop_reason_desc=reason.name if reason else "",
-            ip=IP(src, dst, source_xlated=xlated),
+            ip=IP(src, dst, source_xlated=xlated, encrypted=bool(ev.flags & EVENT_F_TUNNEL)),
             l4=l4,
             source=Endpoint(identity=src_id) if src_id else None,
             destination=Endpoint(identity=dst_id) if dst_id else None,
@@ -195,9 +200,13 @@ class EventDecoder:
 
     def decode_expired(self, key: Any, entry: Any, now_ns: int) -> Flow:
         """A conntrack entry the garbage collector expired (idle UDP, or TCP never closed):
-        reported as that connection's closing flow, with its counters."""
+        reported as that connection's closing flow, with its counters (a tunnelled one's with
+        its real destination, as its other flows)."""
         t = key.tuple
-        sport, dport = from_be16(t.sport), from_be16(t.dport)
+        tunnelled = bool(entry.flags & CT_F_TUNNEL)
+        daddr, dport_be = (entry.backend_addr, entry.backend_port) if tunnelled else (
+            t.daddr, t.dport)
+        sport, dport = from_be16(t.sport), from_be16(dport_be)
         l4: TCP | UDP | None = (
             TCP(sport, dport) if t.proto == 6 else UDP(sport, dport) if t.proto == 17 else None
         )
@@ -205,7 +214,7 @@ class EventDecoder:
         return Flow(
             time=now_ns + self.offset_ns,
             verdict=Verdict.FORWARDED,
-            ip=IP(str(from_be32(t.saddr)), str(from_be32(t.daddr))),
+            ip=IP(str(from_be32(t.saddr)), str(from_be32(daddr)), encrypted=tunnelled),
             l4=l4,
             source=Endpoint(identity=entry.src_identity) if entry.src_identity else None,
             destination=Endpoint(identity=entry.dst_identity) if entry.dst_identity else None,

@@ -13,4 +13,5 @@ WATCHED_KINDS = (
     "GatewayClass",
     "ReferenceGrant",
     "Secret",
+    "PeerAuthentication",
 )

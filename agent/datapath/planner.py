@@ -7,7 +7,9 @@ plan into parts by what they read and replans only the parts a change reaches:
 - endpoints, ipcache, policy (``plan_endpoints``): Node, Pod, Namespace, NetworkPolicy;
   replanned whole;
 - L7 needs (``l7_keys``): HTTPRoute and the Gateway API kinds, Service, Namespace, Secret;
-  replanned whole, and skipped while there is no HTTPRoute and no Gateway.
+  replanned whole, and skipped while there is no HTTPRoute and no Gateway;
+- mTLS enrolment (``mtls_part``): the endpoints part's pods, Namespace, PeerAuthentication;
+  replanned whole when one of them changes.
 
 So an EndpointSlice change replans one Service (one Maglev table) and nothing else. While a
 first sync's lists arrive, ``prepare`` plans the Services whose objects are in so far, so the
@@ -31,8 +33,10 @@ from agent.datapath.desired import (
     L7Needs,
     assemble,
     l7_keys,
+    mtls_part,
     plan_endpoints,
 )
+from agent.datapath.mtls_plan import MtlsEntry, MtlsKey
 from agent.datapath.pod_endpoints import PodMemo
 from agent.datapath.service_state import ServiceState
 from agent.model.core import EndpointSlice, Service
@@ -56,6 +60,7 @@ VIEW_FIELDS = {  # kind -> ClusterView field
     "GatewayClass": "gateway_classes",
     "ReferenceGrant": "grants",
     "Secret": "secrets",
+    "PeerAuthentication": "peer_authentications",
 }
 ENDPOINT_KINDS = frozenset({"Node", "Pod", "Namespace", "NetworkPolicy"})
 L7_KINDS = frozenset(
@@ -89,6 +94,7 @@ class Planner:
         self._part: EndpointsPart | None = None
         self._pod_memo: PodMemo = {}  # per-Pod work of the last endpoints part
         self._needs: L7Needs | None = None
+        self._mtls: dict[MtlsKey, MtlsEntry] | None = None
         self._view: ClusterView | None = None
         self._desired: DesiredDatapath | None = None
         self.index_stale = True  # the enricher's index must be rebuilt from view()
@@ -150,7 +156,9 @@ class Planner:
             assert obj is None or isinstance(obj, EndpointSlice)
             self.services.put_slice(obj, name)
         if kind in ENDPOINT_KINDS:
-            self._part = None
+            self._part = self._mtls = None
+        if kind == "PeerAuthentication":
+            self._mtls = None
         if kind in L7_KINDS:
             self._needs = None
         if kind in INDEX_KINDS:
@@ -173,7 +181,11 @@ class Planner:
             )
         if self._needs is None:
             self._needs = self._l7()
-        self._desired = assemble(self._part, self.services.plan(), self._needs, self.waypoint)
+        if self._mtls is None:
+            self._mtls = mtls_part(self._part, self._mtls_view())
+        self._desired = assemble(
+            self._part, self.services.plan(), self._needs, self.waypoint, self._mtls
+        )
         return self._desired
 
     def _endpoint_view(self) -> ClusterView:
@@ -182,6 +194,12 @@ class Planner:
             namespaces=tuple(self.objects["Namespace"].values()),
             pods=tuple(self.objects["Pod"].values()),
             policies=tuple(self.objects["NetworkPolicy"].values()),
+        )
+
+    def _mtls_view(self) -> ClusterView:
+        return ClusterView(
+            namespaces=tuple(self.objects["Namespace"].values()),
+            peer_authentications=tuple(self.objects["PeerAuthentication"].values()),
         )
 
     def _l7(self) -> L7Needs:

@@ -4,6 +4,7 @@
  *   ctx_header(skb, off, len)           pointer to len bytes at off, or NULL; pulls non-linear
  *                                       data when needed. len must be a compile-time constant.
  *   ctx_load_bytes(skb, off, dst, len)  copy bytes out of the packet: 0, or negative on error
+ *   ctx_ifindex(skb)                    skb->ifindex (see there why not skb->ifindex)
  *   csum_l3_replace, csum_l4_replace,   incremental checksum fixes after rewriting a field
  *   csum_l4_replace_port, csum_fold,
  *   l4_csum_offset(proto)
@@ -85,6 +86,19 @@ static __always_inline void *ctx_header(struct __sk_buff *skb, __u32 off, __u32 
 	if (data + off + len > data_end)
 		return NULL;
 	return data + off;
+}
+
+/* skb->ifindex, loaded straight from the ctx register. With many inlined readers clang may keep
+ * &skb->ifindex in a register and load through it later, which the verifier refuses (a ctx
+ * pointer with an offset); an asm load cannot be rewritten that way. */
+static __always_inline __u32 ctx_ifindex(const struct __sk_buff *skb)
+{
+	__u32 ifindex;
+
+	asm volatile("%0 = *(u32 *)(%1 + %2)"
+		     : "=r"(ifindex)
+		     : "r"(skb), "i"(offsetof(struct __sk_buff, ifindex)));
+	return ifindex;
 }
 
 static __always_inline int ctx_load_bytes(struct __sk_buff *skb, __u32 off, void *dst, __u32 len)

@@ -9,6 +9,8 @@
  *                                       closed one whose tuple a new SYN is reusing)
  *   ct_reverse(tuple, &out)             swap addresses and ports (the reply's key)
  *   ct_create(tuple, dir, &entry)       0, or -1 when the map refused the insert
+ *   ct_translated(entry)                a Service translated this egress connection (its
+ *                                       rev_nat is a VIP)
  *   ct_account(entry, pkt, is_reply)    counters, TCP flags, last-seen; returns 1 exactly once,
  *                                       when this packet closed the connection (RST, or FINs
  *                                       both ways)
@@ -28,6 +30,9 @@
 #define CT_F_FIN_FWD 0x1
 #define CT_F_FIN_REV 0x2
 #define CT_F_CLOSED 0x4
+/* CT_EGRESS of a connection sent to the waypoint's tunnel (mtls.h): backend_* hold its real
+ * destination, which the flows name. */
+#define CT_F_TUNNEL 0x8
 
 struct ct_key {
 	struct tuple4 tuple;
@@ -45,7 +50,8 @@ struct ct_entry {
 	__be32 rev_nat_addr; /* the VIP the client asked for; 0 when not translated */
 	__be16 rev_nat_port;
 	__u16 pad;
-	__be32 backend_addr; /* CT_SERVICE: the backend chosen for this client tuple */
+	__be32 backend_addr; /* CT_SERVICE: the backend chosen for this client tuple;
+			      * CT_EGRESS with CT_F_TUNNEL: the real destination */
 	__be16 backend_port;
 	__u8 tcp_flags_fwd;
 	__u8 tcp_flags_rev;
@@ -79,6 +85,16 @@ static __always_inline void ct_reverse(const struct tuple4 *in, struct tuple4 *o
 	out->dport = in->sport;
 	out->proto = in->proto;
 	out->pad[0] = out->pad[1] = out->pad[2] = 0;
+}
+
+/* Whether a Service translated this egress connection: rev_nat holds the VIP then. A tunnelled
+ * one (CT_F_TUNNEL) reverse-NATs even without a Service, from the waypoint to the destination
+ * itself, which is no translation the client asked for. */
+static __always_inline int ct_translated(const struct ct_entry *e)
+{
+	if (!(e->flags & CT_F_TUNNEL))
+		return e->rev_nat_addr != 0;
+	return e->rev_nat_addr != e->backend_addr || e->rev_nat_port != e->backend_port;
 }
 
 static __always_inline int ct_create(const struct tuple4 *tuple, __u8 dir, struct ct_entry *entry)

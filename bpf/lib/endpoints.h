@@ -19,6 +19,7 @@
 
 #define EP_F_INGRESS_ENFORCED 0x1 /* selected by an Ingress policy: default deny */
 #define EP_F_EGRESS_ENFORCED 0x2  /* selected by an Egress policy: default deny */
+#define EP_F_MTLS 0x4 /* enrolled in mTLS (mtls.h): its TCP to enrolled pods is tunnelled */
 /* Its policy in that direction did not fit the policy maps (agent/datapath/fit.py): new
  * connections that way are dropped with DROP_POLICY_MAP_OVERFLOW, never half-enforced. */
 #define EP_F_INGRESS_OVERFLOW 0x40

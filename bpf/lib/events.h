@@ -32,6 +32,10 @@
 		       * oriented as the connection was opened (the agent flips it, and names
 		       * the VIP as the reply's IP.source_xlated) */
 
+/* flow_event.flags. Python reads these defines. */
+#define EVENT_F_TUNNEL 0x1 /* the connection goes through the waypoint's mTLS tunnel (mtls.h):
+			    * the flow's IP.encrypted */
+
 #define VERDICT_FORWARDED 1
 #define VERDICT_DROPPED 2
 #define VERDICT_TRANSLATED 6
@@ -62,7 +66,7 @@ struct flow_event {
 	/* the rest */
 	__be16 sport;
 	__u8 is_reply;
-	__u8 pad;
+	__u8 flags; /* EVENT_F_* */
 	__u16 drop_file;
 	__u16 drop_line;
 	__u32 ifindex;
@@ -151,7 +155,7 @@ static __always_inline int __drop_flow(struct __sk_buff *skb, const struct pkt *
 	ev.drop_reason = reason;
 	ev.drop_file = file;
 	ev.drop_line = line;
-	ev.ifindex = skb->ifindex;
+	ev.ifindex = ctx_ifindex(skb);
 	ev.src_identity = src_id;
 	ev.dst_identity = dst_id;
 	emit_event(&ev);
@@ -181,6 +185,15 @@ static __always_inline void __trace_flow(const struct pkt *p, __u8 type, __u8 ve
 	ev.ifindex = ifindex;
 	ev.orig_daddr = ct->rev_nat_addr;
 	ev.orig_dport = ct->rev_nat_port;
+	if (ct->flags & CT_F_TUNNEL) {
+		/* Sent to the waypoint's tunnel (mtls.h): the flow names where the connection
+		 * really goes, and a VIP only when a Service chose that destination. */
+		ev.flags = EVENT_F_TUNNEL;
+		ev.daddr = ct->backend_addr;
+		ev.dport = ct->backend_port;
+		if (!ct_translated(ct))
+			ev.orig_daddr = ev.orig_dport = 0;
+	}
 	ev.src_identity = ct->src_identity;
 	ev.dst_identity = ct->dst_identity;
 	ev.packets_fwd = ct->packets_fwd;
@@ -201,13 +214,13 @@ static __always_inline int open_connection(struct __sk_buff *skb, const struct p
 {
 	struct ct_entry *ct;
 
-	entry->ifindex = skb->ifindex;
+	entry->ifindex = ctx_ifindex(skb);
 	if (ct_create(&p->tuple, ct_dir, entry) != 0)
 		return DROP_CT_MAP_INSERTION_FAILED;
 	ct = ct_lookup(&p->tuple, ct_dir);
 	if (ct) {
 		ct_account(ct, p, 0);
-		__trace_flow(p, EVENT_NEW, verdict, obs, dir, ct, skb->ifindex, 0, policy);
+		__trace_flow(p, EVENT_NEW, verdict, obs, dir, ct, ctx_ifindex(skb), 0, policy);
 	}
 	return 0;
 }

@@ -12,6 +12,7 @@ from agent.datapath.controller import (
     CLOSED_GRACE_NS,
     CT_EGRESS,
     CT_F_CLOSED,
+    CT_F_TUNNEL,
     CT_SERVICE,
     TCP_IDLE_NS,
     plan_gc,
@@ -47,6 +48,22 @@ def test_counts_are_a_census_of_the_egress_entries_that_stay() -> None:
     assert plan.quota_counts == {A: 3, B: 1}
     assert [k.tuple.sport for k in plan.doomed] == [3, 4]
     assert [k.tuple.sport for k, _ in plan.expired] == [4]
+
+
+def test_a_tunnelled_connection_keeps_its_service_entry() -> None:
+    """A connection sent to the waypoint's tunnel (bpf/lib/mtls.h) is keyed on the waypoint's
+    address; the service entry that chose its backend stays while it is open, however idle."""
+    tunnelled = SimpleNamespace(last_seen_ns=NOW, flags=CT_F_TUNNEL, backend_addr=7,
+                                backend_port=8080)
+    egress = SimpleNamespace(dir=CT_EGRESS, tuple=SimpleNamespace(
+        saddr=A, sport=1, daddr=0xFE01F40A, dport=15007, proto=6))
+    svc = SimpleNamespace(dir=CT_SERVICE, tuple=SimpleNamespace(
+        saddr=A, sport=1, daddr=9, dport=80, proto=6))
+    steering = SimpleNamespace(last_seen_ns=NOW - CLOSED_GRACE_NS - 1, flags=0, backend_addr=7,
+                               backend_port=8080)
+    assert plan_gc([(egress, tunnelled), (svc, steering)], NOW).doomed == []
+    plain = SimpleNamespace(last_seen_ns=NOW, flags=0, backend_addr=7, backend_port=8080)
+    assert plan_gc([(egress, plain), (svc, steering)], NOW).doomed == [svc]
 
 
 def test_an_endpoint_whose_entries_all_went_has_no_count() -> None:

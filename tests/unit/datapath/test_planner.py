@@ -3,7 +3,8 @@
 Objects come from a small universe (few names, few addresses) so that random sequences
 create and break the interesting cases: Services contesting one ClusterIP and port, slices
 moving between Services, IPv6 slices, terminating endpoints, pods changing identity or node,
-policies, Nodes claiming waypoint addresses, routes turning ports L7.
+policies, Nodes claiming waypoint addresses, routes turning ports L7, namespaces enrolled in
+mTLS and PeerAuthentications (mesh, namespace, workload, port-level) changing pods' modes.
 """
 
 from __future__ import annotations
@@ -109,6 +110,28 @@ def policies(draw: Any) -> dict[str, Any]:
     }
 
 
+MODES = ("UNSET", "DISABLE", "PERMISSIVE", "STRICT")
+
+
+@st.composite
+def peer_authentications(draw: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {}
+    if draw(st.booleans()):
+        spec["mtls"] = {"mode": draw(st.sampled_from(MODES))}
+    selector = draw(labels)
+    if selector:
+        spec["selector"] = {"matchLabels": selector}
+        if draw(st.booleans()):
+            spec["portLevelMtls"] = {
+                str(port): {"mode": draw(st.sampled_from(MODES))}
+                for port in draw(st.lists(st.sampled_from((8080, 9090)), max_size=2, unique=True))
+            }
+    created = draw(st.sampled_from(("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", None)))
+    meta = {"creationTimestamp": created} if created else {}
+    return {"apiVersion": "security.tulle.io/v1", "kind": "PeerAuthentication",
+            "metadata": meta, "spec": spec}
+
+
 @st.composite
 def nodes(draw: Any) -> dict[str, Any]:
     internal = draw(st.sampled_from(("10.240.0.2", "10.240.0.3", "10.244.1.254")))
@@ -134,30 +157,38 @@ def routes(draw: Any) -> dict[str, Any]:
     }
 
 
+KINDS = ("Service", "Service", "EndpointSlice", "EndpointSlice", "EndpointSlice", "Pod", "Pod",
+         "NetworkPolicy", "Node", "Namespace", "HTTPRoute", "PeerAuthentication")
+
+
+MTLS_KINDS = ("Pod", "Namespace", "PeerAuthentication")
+
+
 @st.composite
-def changes(draw: Any) -> tuple[str, str, str, dict[str, Any] | None]:
-    kind = draw(
-        st.sampled_from(
-            ("Service", "Service", "EndpointSlice", "EndpointSlice", "EndpointSlice", "Pod",
-             "Pod", "NetworkPolicy", "Node", "Namespace", "HTTPRoute")
-        )
-    )
+def changes(
+    draw: Any, kinds: tuple[str, ...] = KINDS
+) -> tuple[str, str, str, dict[str, Any] | None]:
+    kind = draw(st.sampled_from(kinds))
     ns, name = draw(namespaces), draw(names)
     if kind == "Node":
         ns, name = "", draw(st.sampled_from(("n1", "n2")))
     if kind == "Namespace":
         ns = ""
         name = draw(namespaces)
+    if kind == "PeerAuthentication" and draw(st.integers(0, 3)) == 0:
+        ns = "tulle-system"  # the mesh-wide level
     if draw(st.integers(0, 4)) == 0:
         return kind, ns, name, None  # deleted
     if kind == "Node":
         doc = nodes()
     elif kind == "Namespace":
+        enrolled = {"tulle.io/mtls": "true"} if draw(st.integers(0, 3)) else {}
         doc = st.just({"apiVersion": "v1", "kind": "Namespace",
-                       "metadata": {"labels": draw(labels)}})
+                       "metadata": {"labels": {**draw(labels), **enrolled}}})
     else:
         doc = {"Service": services(), "EndpointSlice": endpoint_slices(), "Pod": pods(),
-               "NetworkPolicy": policies(), "HTTPRoute": routes()}[kind]
+               "NetworkPolicy": policies(), "HTTPRoute": routes(),
+               "PeerAuthentication": peer_authentications()}[kind]
     body = draw(doc)
     body["metadata"] = {**body["metadata"], "name": name, "uid": f"{ns}-{name}"}
     if ns:
@@ -200,6 +231,36 @@ def test_incremental_plan_equals_full_replan(steps: list[Any]) -> None:
     fresh = Planner(NODE, WAYPOINT)
     fresh.reset(objects.values())
     assert fresh.desired() == planner.desired()
+
+
+@st.composite
+def mtls_changes(draw: Any) -> tuple[str, str, str, dict[str, Any] | None]:
+    """Pods, Namespaces and PeerAuthentications only, with one label key, so that selectors,
+    enrolment and port overrides meet often."""
+    kind, ns, name, body = draw(changes(MTLS_KINDS))
+    if body is None:
+        return kind, ns, name, None
+    if kind == "Pod":
+        body["metadata"]["labels"] = {"app": "x" if draw(st.integers(0, 3)) else "y"}
+        body["status"]["phase"] = "Running"
+    elif kind == "PeerAuthentication":
+        body["spec"]["selector"] = {"matchLabels": {"app": "x"}} if draw(st.booleans()) else {}
+        if body["spec"]["selector"] and draw(st.booleans()):
+            # A port mode unlike the policy's own, mostly: an override the kernel must see.
+            body["spec"]["mtls"] = {"mode": draw(st.sampled_from(("STRICT", "UNSET")))}
+            mode = draw(st.sampled_from(("DISABLE", "PERMISSIVE", "UNSET")))
+            body["spec"]["portLevelMtls"] = {"8080": {"mode": mode}}
+        else:
+            body["spec"].pop("portLevelMtls", None)
+    return kind, ns, name, body
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(mtls_changes(), st.integers(0, 5)), min_size=1, max_size=30))
+def test_incremental_mtls_plan_equals_full_replan(steps: list[Any]) -> None:
+    """The same, in the corner of the universe the mTLS plan reads (Pods, Namespaces,
+    PeerAuthentications), so that enrolment, modes and port overrides come and go often."""
+    test_incremental_plan_equals_full_replan.hypothesis.inner_test(steps)  # type: ignore[attr-defined]
 
 
 # -- the cases the property test must reach, spelled out ------------------------------------
