@@ -58,6 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="extra `tulle lab up` argument (repeatable), e.g. to start the CA")
     p.add_argument("--engine", choices=("c", "python"), default="c",
                    help="fixed-rate client: bench/mtls/loadgen.c (default) or Python threads")
+    p.add_argument("--profile-seconds", type=int, default=8,
+                   help="py-spy both waypoints in an extra fixed-rate run per waypoint mode "
+                        "(0: no profile)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke run: 3 s fixed rate, 3 s wrk, 64 MiB bulk")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -94,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
                       seconds=args.seconds, max_seconds=args.max_seconds,
                       bulk_mib=args.bulk_mib, modes=args.modes,
                       bulk_runs=1 if args.quick else 3, lab_up_args=tuple(args.lab_up_arg),
-                      engine=args.engine, calibrate_seconds=2.0 if args.quick else 5.0)
+                      engine=args.engine, calibrate_seconds=2.0 if args.quick else 5.0,
+                      profile_seconds=min(args.profile_seconds, 3) if args.quick
+                      else args.profile_seconds)
     started = datetime.now(UTC)
     facts = machine.facts("iptables-restore")
     progress(f"modes {', '.join(cfg.modes)} in lab {LAB}")
@@ -145,7 +150,9 @@ def method(cfg: BenchConfig) -> str:
         "/proc/<pid>/stat of both nodes' "
         "waypoints (PIDs from the lab's process records) over each run, divided by the "
         "requests completed (= vCPU per 1,000 requests/s); (4) bulk: curl downloads "
-        f"{cfg.bulk_mib} MiB once per run ({cfg.bulk_runs} runs, median). Others' cores = "
+        f"{cfg.bulk_mib} MiB once per run ({cfg.bulk_runs} runs, median); (5) py-spy "
+        "(raw, non-blocking, 200 Hz) on both waypoints during an extra fixed-rate run of "
+        "each waypoint mode, never during a measured one. Others' cores = "
         "CPU used by processes outside the lab during the run (bench/l4/machine.OtherLoad).")
 
 

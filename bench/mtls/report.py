@@ -161,6 +161,20 @@ def floor_rows(floor: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
+def profile_lines(results: Sequence[Result], top: int = 5) -> list[str]:
+    """Per profiled mode and node: py-spy's frames with the most self time."""
+    lines = []
+    for r in results:
+        for node, p in (r.get("profile") or {}).items():
+            if "error" in p:
+                lines.append(f"- `{r['mode']}` {node}: {p['error']}")
+                continue
+            frames = "; ".join(f"`{name}` {own:.0f}% self ({incl:.0f}% incl.)"
+                               for name, own, incl in p["top_self"][:top])
+            lines.append(f"- `{r['mode']}` {node} ({p['samples']} samples): {frames}")
+    return lines
+
+
 def render_markdown(rep: Mapping[str, Any]) -> str:
     header, rows = side_by_side(rep["results"])
     target_rows = [[t["target"], _n(t["measured"], 3) if t["measured"] is not None else "—",
@@ -174,6 +188,9 @@ def render_markdown(rep: Mapping[str, Any]) -> str:
         lines += ["## Not available", ""]
         lines += [f"- `{r['mode']}`: {r['reason']}" for r in unavailable]
         lines.append("")
+    if profiled := profile_lines(rep["results"]):
+        lines += ["## Where the waypoints' time goes (py-spy, a separate fixed-rate run)", "",
+                  *profiled, ""]
     if rep.get("client_floor"):
         lines += ["## Client floor (loopback in the backend pod, same rate)", "",
                   markdown_table(FLOOR_HEADER, floor_rows(rep["client_floor"])), ""]

@@ -27,6 +27,7 @@ from bench.l4.labs import BenchError, BenchLab, Progress, cpu_seconds
 from bench.l4.wrk import WrkOutputError, parse_wrk, wrk_argv
 from bench.mtls import availability, manifests
 from bench.mtls.stats import cpu_per_krps
+from bench.observe.pyspy import top_frames
 from identity.hbone import HBONE_PORT
 from identity.spiffe import DEFAULT_TRUST_DOMAIN, workload_id
 
@@ -34,6 +35,26 @@ LAB = "benchmtls"
 MODES = ("l4", "waypoint", "mtls")
 NODES = ("node1", "node2")
 REPO = Path(__file__).resolve().parents[2]
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every process descended from it (from /proc/*/stat's ppid)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
 
 
 @dataclass(frozen=True)
@@ -52,6 +73,7 @@ class BenchConfig:
     lab_up_args: tuple[str, ...] = ()  # extra `tulle lab up` options (e.g. to start the CA)
     engine: str = "c"  # the fixed-rate client: loadgen.c ("c") or the Python threads
     calibrate_seconds: float = 5.0  # per engine, against nginx on the backend's loopback
+    profile_seconds: int = 8  # py-spy of both waypoints in an extra fixed-rate run; 0: none
 
 
 @dataclass
@@ -62,12 +84,13 @@ class ModeResult:
     fixed: dict[str, Any] | None = None
     max: dict[str, Any] | None = None
     bulk: dict[str, Any] | None = None
+    profile: dict[str, Any] | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"mode": self.mode, "available": self.available, "reason": self.reason,
                 "fixed": self.fixed, "max": self.max, "bulk": self.bulk,
-                "evidence": self.evidence}
+                "profile": self.profile, "evidence": self.evidence}
 
 
 @dataclass
@@ -211,6 +234,9 @@ class Runner:
         res.max = self.max_rps(manifests.url(vip))
         self.progress(f"{mode}: one-stream bulk throughput")
         res.bulk = self.bulk(manifests.url(vip, manifests.BULK_PATH))
+        if mode != "l4" and self.config.profile_seconds > 0:
+            self.progress(f"{mode}: where the waypoints' time goes (py-spy, an extra run)")
+            res.profile = self.profile(mode, manifests.url(vip))
         return res
 
     def enrol_and_check(self, evidence: dict[str, Any]) -> str | None:
@@ -242,9 +268,38 @@ class Runner:
 
     # -- measurements ------------------------------------------------------------------------
     def waypoint_cpu(self) -> dict[str, float]:
+        """utime + stime of each node's waypoint and any processes under it (a waypoint
+        with worker processes counts them all)."""
         pids = self.server.process_pids()
-        return {n: cpu_seconds(pids[f"waypoint-{n}"]) if f"waypoint-{n}" in pids else 0.0
-                for n in NODES}
+        return {n: sum(cpu_seconds(p) for p in process_tree(pids[f"waypoint-{n}"]))
+                if f"waypoint-{n}" in pids else 0.0 for n in NODES}
+
+    def profile(self, mode: str, url: str) -> dict[str, Any]:
+        """py-spy (sampling, non-blocking) on both waypoints during a fixed-rate run that
+        is not one of the measured ones; the frames with the most self time."""
+        cfg = self.config
+        pids = self.server.process_pids()
+        pyspy = Path(sys.executable).with_name("py-spy")
+        spies = {}
+        for node in NODES:
+            out = self.workdir / f"profile-{mode}-{node}.txt"
+            argv = [str(pyspy), "record", "--pid", str(pids[f"waypoint-{node}"]), "-d",
+                    str(cfg.profile_seconds), "-r", "200", "-f", "raw", "--nonblocking",
+                    "-o", str(out)]
+            spies[node] = (out, subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                                 stderr=subprocess.PIPE, text=True))
+        argv = self.loadgen_argv(url, cfg.engine, 0.5, cfg.profile_seconds + 1.0)
+        self.client.exec("client", *argv, check=False, timeout=cfg.profile_seconds + 60)
+        result: dict[str, Any] = {}
+        for node, (out, spy) in spies.items():
+            _, err = spy.communicate(timeout=cfg.profile_seconds + 60)
+            if spy.returncode != 0 or not out.exists():
+                result[node] = {"error": f"py-spy failed ({spy.returncode}): {err[-300:]}"}
+                continue
+            frames, samples = top_frames(out.read_text(), 8)
+            result[node] = {"samples": samples,
+                            "top_self": [[f.name, f.self_pct, f.total_pct] for f in frames]}
+        return result
 
     def _cpu(self, before: dict[str, float], requests: int) -> dict[str, Any]:
         after = self.waypoint_cpu()
