@@ -35,8 +35,10 @@ def svid_gap(health: Mapping[str, Mapping[str, Any]], wanted: Mapping[str, str])
             return f"the agent on {node} wrote no health report"
         held = svid_ids(report)
         if held is None:
-            return (f"the agent on {node} reports no `svids` in its health report: this build's "
-                    "agent does not fetch SVIDs (issue 11 item 2)")
+            return (
+                f"the agent on {node} reports no `svids` in its health report: this build's "
+                "agent does not fetch SVIDs (issue 11 item 2)"
+            )
         if spiffe_id not in held:
             have = ", ".join(sorted(held)) or "none"
             return f"the agent on {node} holds no SVID for {spiffe_id} (it holds: {have})"
@@ -74,6 +76,8 @@ def tunnel_peers(ss_output: str, port: int = HBONE_PORT) -> list[str]:
 def tunnel_gap(peers: list[str], requests: int, port: int = HBONE_PORT) -> str | None:
     if peers:
         return None
-    return (f"no TCP connection on node2's port {port} after {requests} requests "
-            "to the plain Service: enrolled traffic is not redirected into an HBONE tunnel in "
-            "this build (issue 11 items 4-5)")
+    return (
+        f"no TCP connection on node2's port {port} after {requests} requests "
+        "to the plain Service: enrolled traffic is not redirected into an HBONE tunnel in "
+        "this build (issue 11 items 4-5)"
+    )

@@ -36,36 +36,60 @@ def _modes(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     unknown = [n for n in names if n not in MODES]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown mode(s) {', '.join(unknown) or '(none)'}; "
-                                         f"choose from {', '.join(MODES)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown mode(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(MODES)}"
+        )
     if "mtls" in names and names[-1] != "mtls":
-        raise argparse.ArgumentTypeError("mtls must come last: enrolling the namespaces "
-                                         "changes the plain Service's path for good")
+        raise argparse.ArgumentTypeError(
+            "mtls must come last: enrolling the namespaces "
+            "changes the plain Service's path for good"
+        )
     return names
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench-mtls", description=__doc__.splitlines()[0])
-    p.add_argument("--modes", type=_modes, default=MODES,
-                   help=f"comma-separated, in order (default {','.join(MODES)})")
+    p.add_argument(
+        "--modes",
+        type=_modes,
+        default=MODES,
+        help=f"comma-separated, in order (default {','.join(MODES)})",
+    )
     p.add_argument("--rate", type=float, default=1000.0, help="fixed rate, requests/s")
     p.add_argument("--connections", type=int, default=10, help="fixed-rate connections")
     p.add_argument("--warmup", type=float, default=3.0, help="fixed-rate warm-up, s")
     p.add_argument("--seconds", type=float, default=10.0, help="fixed-rate measured s (>= 10)")
     p.add_argument("--max-seconds", type=int, default=10, help="wrk run length, s")
     p.add_argument("--bulk-mib", type=int, default=512, help="bulk download size, MiB")
-    p.add_argument("--lab-up-arg", action="append", default=[], metavar="ARG",
-                   help="extra `tulle lab up` argument (repeatable), e.g. to start the CA")
-    p.add_argument("--engine", choices=("c", "python"), default="c",
-                   help="fixed-rate client: bench/mtls/loadgen.c (default) or Python threads")
-    p.add_argument("--profile-seconds", type=int, default=8,
-                   help="py-spy both waypoints in an extra fixed-rate run per waypoint mode "
-                        "(0: no profile)")
-    p.add_argument("--quick", action="store_true",
-                   help="a smoke run: 3 s fixed rate, 3 s wrk, 64 MiB bulk")
+    p.add_argument(
+        "--lab-up-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra `tulle lab up` argument (repeatable), e.g. to start the CA",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("c", "python"),
+        default="c",
+        help="fixed-rate client: bench/mtls/loadgen.c (default) or Python threads",
+    )
+    p.add_argument(
+        "--profile-seconds",
+        type=int,
+        default=8,
+        help="py-spy both waypoints in an extra fixed-rate run per waypoint mode (0: no profile)",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="a smoke run: 3 s fixed rate, 3 s wrk, 64 MiB bulk"
+    )
     p.add_argument("--out-dir", type=Path, default=RESULTS)
-    p.add_argument("--render", type=Path, metavar="JSON",
-                   help="measure nothing: rewrite the .md of a saved report")
+    p.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="measure nothing: rewrite the .md of a saved report",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.warmup, args.seconds, args.max_seconds, args.bulk_mib = 1.0, 3.0, 3, 64
@@ -86,20 +110,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rewrote {md_path}")
         return 0
     if os.geteuid() != 0:
-        print("bench-mtls: needs root (lab namespaces, BPF). Run: sudo make bench-mtls",
-              file=sys.stderr)
+        print(
+            "bench-mtls: needs root (lab namespaces, BPF). Run: sudo make bench-mtls",
+            file=sys.stderr,
+        )
         return 2
     if missing := [t for t in machine.missing_tools() if "iptables" not in t]:
         print(f"bench-mtls: missing tools: {', '.join(missing)} (make setup)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _stop)
-    cfg = BenchConfig(rate=args.rate, connections=args.connections, warmup=args.warmup,
-                      seconds=args.seconds, max_seconds=args.max_seconds,
-                      bulk_mib=args.bulk_mib, modes=args.modes,
-                      bulk_runs=1 if args.quick else 3, lab_up_args=tuple(args.lab_up_arg),
-                      engine=args.engine, calibrate_seconds=2.0 if args.quick else 5.0,
-                      profile_seconds=min(args.profile_seconds, 3) if args.quick
-                      else args.profile_seconds)
+    cfg = BenchConfig(
+        rate=args.rate,
+        connections=args.connections,
+        warmup=args.warmup,
+        seconds=args.seconds,
+        max_seconds=args.max_seconds,
+        bulk_mib=args.bulk_mib,
+        modes=args.modes,
+        bulk_runs=1 if args.quick else 3,
+        lab_up_args=tuple(args.lab_up_arg),
+        engine=args.engine,
+        calibrate_seconds=2.0 if args.quick else 5.0,
+        profile_seconds=min(args.profile_seconds, 3) if args.quick else args.profile_seconds,
+    )
     started = datetime.now(UTC)
     facts = machine.facts("iptables-restore")
     progress(f"modes {', '.join(cfg.modes)} in lab {LAB}")
@@ -117,8 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     facts["loadavg_end"] = machine.loadavg()
     rep = build(args, cfg, runner, started, facts, failure)
-    stem = f"mtls-{started:%Y-%m-%d}" + ("-quick" if args.quick else "") + (
-        "-partial" if failure else "")
+    stem = (
+        f"mtls-{started:%Y-%m-%d}"
+        + ("-quick" if args.quick else "")
+        + ("-partial" if failure else "")
+    )
     md_path, json_path = write(rep, render_markdown(rep), args.out_dir, stem)
     header, rows = side_by_side(rep["results"])
     print()
@@ -133,7 +169,7 @@ def method(cfg: BenchConfig) -> str:
         "body; the client pod is on node1, in another namespace. Modes: `l4` = the `plain` "
         "ClusterIP (kernel only); `waypoint` = the `routed` ClusterIP, whose HTTPRoute sends "
         "every request through node1's waypoint (checked: nginx sees X-Forwarded-For); `mtls` "
-        "= both namespaces labelled `tulle.io/mtls: \"true\"`, then the `plain` ClusterIP, "
+        '= both namespaces labelled `tulle.io/mtls: "true"`, then the `plain` ClusterIP, '
         "measured only if both agents hold the pods' SVIDs and node2 holds a connection on "
         "port 15008 (else reported not available, with the reason). Per mode: (1) latency at "
         f"a fixed {cfg.rate:,.0f} requests/s: bench/mtls/loadgen.py, open loop over "
@@ -153,11 +189,18 @@ def method(cfg: BenchConfig) -> str:
         f"{cfg.bulk_mib} MiB once per run ({cfg.bulk_runs} runs, median); (5) py-spy "
         "(raw, non-blocking, 200 Hz) on both waypoints during an extra fixed-rate run of "
         "each waypoint mode, never during a measured one. Others' cores = "
-        "CPU used by processes outside the lab during the run (bench/l4/machine.OtherLoad).")
+        "CPU used by processes outside the lab during the run (bench/l4/machine.OtherLoad)."
+    )
 
 
-def build(args: argparse.Namespace, cfg: BenchConfig, runner: Runner, started: datetime,
-          facts: dict[str, Any], failure: str | None) -> dict[str, Any]:
+def build(
+    args: argparse.Namespace,
+    cfg: BenchConfig,
+    runner: Runner,
+    started: datetime,
+    facts: dict[str, Any],
+    failure: str | None,
+) -> dict[str, Any]:
     results = [r.to_json() for r in runner.results]
     notes = ([f"The run did not finish: {failure}"] if failure else []) + runner.notes
     return {

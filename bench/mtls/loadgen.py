@@ -39,8 +39,9 @@ class ResponseError(OSError):
 
 
 def request_bytes(host: str, path: str) -> bytes:
-    return (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: bench-mtls\r\n"
-            "Accept: */*\r\n\r\n").encode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: bench-mtls\r\nAccept: */*\r\n\r\n"
+    ).encode()
 
 
 def body_length(head: bytes) -> int | None:
@@ -155,10 +156,10 @@ def parse_c_output(text: str) -> tuple[list[tuple[float, float, float]], list[st
     return samples, errors
 
 
-def python_engine(address: tuple[str, int], request: bytes, schedule: Schedule,
-                  timeout: float) -> tuple[list[tuple[float, float, float]], list[str], int]:
-    workers = [Worker(i, schedule, address, request, timeout)
-               for i in range(schedule.connections)]
+def python_engine(
+    address: tuple[str, int], request: bytes, schedule: Schedule, timeout: float
+) -> tuple[list[tuple[float, float, float]], list[str], int]:
+    workers = [Worker(i, schedule, address, request, timeout) for i in range(schedule.connections)]
     for w in workers:
         try:
             w.connect()
@@ -171,24 +172,42 @@ def python_engine(address: tuple[str, int], request: bytes, schedule: Schedule,
     for t in threads:
         t.join(schedule.seconds + timeout * 4 + 5)
     stuck = sum(t.is_alive() for t in threads)
-    return ([s for w in workers for s in w.samples], [e for w in workers for e in w.errors],
-            stuck)
+    return ([s for w in workers for s in w.samples], [e for w in workers for e in w.errors], stuck)
 
 
-def c_engine(binary: str, address: tuple[str, int], path: str, schedule: Schedule,
-             ) -> tuple[list[tuple[float, float, float]], list[str], int]:
-    argv = [binary, address[0], str(address[1]), path, str(schedule.rate),
-            str(schedule.connections), str(schedule.seconds)]
-    proc = subprocess.run(argv, capture_output=True, text=True,
-                          timeout=schedule.seconds + 30, check=False)
+def c_engine(
+    binary: str,
+    address: tuple[str, int],
+    path: str,
+    schedule: Schedule,
+) -> tuple[list[tuple[float, float, float]], list[str], int]:
+    argv = [
+        binary,
+        address[0],
+        str(address[1]),
+        path,
+        str(schedule.rate),
+        str(schedule.connections),
+        str(schedule.seconds),
+    ]
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, timeout=schedule.seconds + 30, check=False
+    )
     if proc.returncode != 0:
         raise SystemExit(f"loadgen: {binary} failed ({proc.returncode}): {proc.stderr[-400:]}")
     samples, errors = parse_c_output(proc.stdout)
     return samples, errors, 0
 
 
-def run(url: str, rate: float, connections: int, warmup: float, seconds: float,
-        timeout: float = 2.0, c_binary: str | None = None) -> dict[str, Any]:
+def run(
+    url: str,
+    rate: float,
+    connections: int,
+    warmup: float,
+    seconds: float,
+    timeout: float = 2.0,
+    c_binary: str | None = None,
+) -> dict[str, Any]:
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         raise SystemExit(f"loadgen: only http://host[:port]/path URLs, got {url!r}")
@@ -198,14 +217,23 @@ def run(url: str, rate: float, connections: int, warmup: float, seconds: float,
         samples, errors, stuck = c_engine(c_binary, address, parts.path or "/", schedule)
     else:
         samples, errors, stuck = python_engine(
-            address, request_bytes(parts.netloc, parts.path or "/"), schedule, timeout)
+            address, request_bytes(parts.netloc, parts.path or "/"), schedule, timeout
+        )
     lat, lag = measured(samples, warmup)
     out: dict[str, Any] = {
         "engine": "c" if c_binary else "python",
-        "url": url, "rate": rate, "connections": connections, "warmup_s": warmup,
-        "seconds": seconds, "scheduled": schedule.total(), "completed": len(samples),
-        "measured": len(lat), "errors": len(errors), "first_errors": errors[:5],
-        "achieved_rps": round(len(lat) / seconds, 1), "stuck_threads": stuck,
+        "url": url,
+        "rate": rate,
+        "connections": connections,
+        "warmup_s": warmup,
+        "seconds": seconds,
+        "scheduled": schedule.total(),
+        "completed": len(samples),
+        "measured": len(lat),
+        "errors": len(errors),
+        "first_errors": errors[:5],
+        "achieved_rps": round(len(lat) / seconds, 1),
+        "stuck_threads": stuck,
     }
     try:
         out["latency"] = summarize(lat).to_json()

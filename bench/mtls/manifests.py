@@ -72,8 +72,7 @@ http {{
 
 def namespace(name: str, enrolled: bool) -> Obj:
     labels = {ENROL_LABEL: "true"} if enrolled else {}
-    return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": name, "labels": labels}}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
 
 
 def namespaces(enrolled: bool) -> list[Obj]:
@@ -83,16 +82,25 @@ def namespaces(enrolled: bool) -> list[Obj]:
 def _pod(name: str, ns: str, node: str, command: list[str]) -> Obj:
     # No containerPorts on purpose (bench/l4/manifests.py: the kubelet's readiness scan of
     # /proc/PID/net/tcp would cost CPU during the runs).
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
-            "spec": {"nodeSelector": {HOSTNAME_LABEL: node},
-                     "containers": [{"name": name, "image": "bench", "command": command}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+        "spec": {
+            "nodeSelector": {HOSTNAME_LABEL: node},
+            "containers": [{"name": name, "image": "bench", "command": command}],
+        },
+    }
 
 
 def backend_pod(conf: Path, node: str = "node2") -> Obj:
     error_log = str(conf.parent / "nginx-error.log")
-    return _pod("backend", SERVER_NS, node,
-                ["/usr/sbin/nginx", "-e", error_log, "-c", str(conf), "-g", "daemon off;"])
+    return _pod(
+        "backend",
+        SERVER_NS,
+        node,
+        ["/usr/sbin/nginx", "-e", error_log, "-c", str(conf), "-g", "daemon off;"],
+    )
 
 
 def client_pod(node: str = "node1") -> Obj:
@@ -100,20 +108,38 @@ def client_pod(node: str = "node1") -> Obj:
 
 
 def service(name: str, vip: str) -> Obj:
-    return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": SERVER_NS},
-            "spec": {"clusterIP": vip, "selector": {"app": "backend"},
-                     "ports": [{"name": "http", "port": SERVICE_PORT,
-                                "targetPort": BACKEND_PORT, "protocol": "TCP"}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": SERVER_NS},
+        "spec": {
+            "clusterIP": vip,
+            "selector": {"app": "backend"},
+            "ports": [
+                {
+                    "name": "http",
+                    "port": SERVICE_PORT,
+                    "targetPort": BACKEND_PORT,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
 
 
 def route() -> Obj:
     """A GAMMA HTTPRoute on `routed` back to itself: node1's waypoint serves every request."""
-    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": {"name": "routed", "namespace": SERVER_NS},
-            "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "routed",
-                                     "port": SERVICE_PORT}],
-                     "rules": [{"backendRefs": [{"name": "routed", "port": SERVICE_PORT}]}]}}
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "routed", "namespace": SERVER_NS},
+        "spec": {
+            "parentRefs": [
+                {"group": "", "kind": "Service", "name": "routed", "port": SERVICE_PORT}
+            ],
+            "rules": [{"backendRefs": [{"name": "routed", "port": SERVICE_PORT}]}],
+        },
+    }
 
 
 def services() -> list[Obj]:

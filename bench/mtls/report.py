@@ -10,8 +10,11 @@ from typing import Any
 from bench.l4.report import markdown_table
 from bench.mtls.stats import Latency, added, ratio
 
-MODE_TITLES = {"l4": "plaintext kernel L4", "waypoint": "plaintext waypoint",
-               "mtls": "mTLS tunnel (HBONE)"}
+MODE_TITLES = {
+    "l4": "plaintext kernel L4",
+    "waypoint": "plaintext waypoint",
+    "mtls": "mTLS tunnel (HBONE)",
+}
 # Istio's published figures for ztunnel, 1 KB at 1,000 requests/s (two hops).
 ZTUNNEL = {"added_p90_ms": 0.17, "added_p99_ms": 0.20, "vcpu_per_krps": 0.06}
 TARGET_MAX_RPS_RATIO = 0.8  # tunnel max requests/s >= 0.8x the plaintext waypoint's
@@ -63,26 +66,49 @@ def targets(results: Sequence[Result]) -> list[dict[str, Any]]:
     """The issue's three targets for the tunnel, each with the measured value or why not."""
     modes = _by_mode(results)
     tunnel = modes.get("mtls")
-    why = (None if tunnel is None or tunnel.get("available") else
-           f"mtls not available: {tunnel.get('reason')}") if tunnel else "mtls not run"
+    why = (
+        (
+            None
+            if tunnel is None or tunnel.get("available")
+            else f"mtls not available: {tunnel.get('reason')}"
+        )
+        if tunnel
+        else "mtls not run"
+    )
     ratio_value = ratio(max_rps(tunnel), max_rps(modes.get("waypoint")))
     p99 = (added_latency(results).get("mtls") or {}).get("p99_ms")
     cpus = [vcpu(tunnel, n) for n in ("node1", "node2")]
     worst = None if None in cpus else max(c for c in cpus if c is not None)
     rows = [
-        ("tunnel max requests/s ÷ plaintext waypoint's",
-         None if ratio_value is None else round(ratio_value, 3),
-         f">= {TARGET_MAX_RPS_RATIO}", None if ratio_value is None
-         else ratio_value >= TARGET_MAX_RPS_RATIO),
-        ("tunnel added p99 at 1,000 requests/s (ms)", p99,
-         f"<= {TARGET_ADDED_P99_MS} (ztunnel +{ZTUNNEL['added_p99_ms']})",
-         None if p99 is None else p99 <= TARGET_ADDED_P99_MS),
-        ("tunnel vCPU per 1,000 requests/s, busier end", worst,
-         f"<= {TARGET_VCPU_PER_KRPS} (ztunnel)",
-         None if worst is None else worst <= TARGET_VCPU_PER_KRPS),
+        (
+            "tunnel max requests/s ÷ plaintext waypoint's",
+            None if ratio_value is None else round(ratio_value, 3),
+            f">= {TARGET_MAX_RPS_RATIO}",
+            None if ratio_value is None else ratio_value >= TARGET_MAX_RPS_RATIO,
+        ),
+        (
+            "tunnel added p99 at 1,000 requests/s (ms)",
+            p99,
+            f"<= {TARGET_ADDED_P99_MS} (ztunnel +{ZTUNNEL['added_p99_ms']})",
+            None if p99 is None else p99 <= TARGET_ADDED_P99_MS,
+        ),
+        (
+            "tunnel vCPU per 1,000 requests/s, busier end",
+            worst,
+            f"<= {TARGET_VCPU_PER_KRPS} (ztunnel)",
+            None if worst is None else worst <= TARGET_VCPU_PER_KRPS,
+        ),
     ]
-    return [{"target": name, "measured": value, "goal": goal, "met": met,
-             "note": why if value is None else ""} for name, value, goal, met in rows]
+    return [
+        {
+            "target": name,
+            "measured": value,
+            "goal": goal,
+            "met": met,
+            "note": why if value is None else "",
+        }
+        for name, value, goal, met in rows
+    ]
 
 
 def _n(value: float | None, digits: int = 2, sign: bool = False) -> str:
@@ -107,24 +133,48 @@ def side_by_side(results: Sequence[Result]) -> tuple[list[str], list[list[str]]]
         return [label, *[_cell(modes[m], value(m)) for m in names], anchor]
 
     lat = {m: latency(modes[m]) for m in names}
-    rows = [row(f"p{q} ms at fixed rate", "",
-                lambda m, q=q: _n(getattr(lat[m], f"p{q}_ms", None), 3)) for q in (50, 90, 99)]
-    rows += [row(f"added p{q} ms (minus l4)", {50: "", 90: "+0.17", 99: "+0.20"}[q],
-                 lambda m, q=q: _n((add.get(m) or {}).get(f"p{q}_ms"), 3, sign=True))
-             for q in (50, 90, 99)]
-    rows.append(row("max requests/s (wrk, keep-alive)", "",
-                    lambda m: _n(max_rps(modes[m]), 0)))
+    rows = [
+        row(f"p{q} ms at fixed rate", "", lambda m, q=q: _n(getattr(lat[m], f"p{q}_ms", None), 3))
+        for q in (50, 90, 99)
+    ]
+    rows += [
+        row(
+            f"added p{q} ms (minus l4)",
+            {50: "", 90: "+0.17", 99: "+0.20"}[q],
+            lambda m, q=q: _n((add.get(m) or {}).get(f"p{q}_ms"), 3, sign=True),
+        )
+        for q in (50, 90, 99)
+    ]
+    rows.append(row("max requests/s (wrk, keep-alive)", "", lambda m: _n(max_rps(modes[m]), 0)))
     for node, end in (("node1", "client"), ("node2", "server")):
-        rows.append(row(f"waypoint vCPU per 1,000 req/s, {node} ({end} end)", "0.06",
-                        lambda m, node=node: _n(vcpu(modes[m], node), 3)))
-    rows.append(row("bulk, one stream (MiB/s)", "",
-                    lambda m: _n((modes[m].get("bulk") or {}).get("median_mib_per_s"), 0)))
+        rows.append(
+            row(
+                f"waypoint vCPU per 1,000 req/s, {node} ({end} end)",
+                "0.06",
+                lambda m, node=node: _n(vcpu(modes[m], node), 3),
+            )
+        )
+    rows.append(
+        row(
+            "bulk, one stream (MiB/s)",
+            "",
+            lambda m: _n((modes[m].get("bulk") or {}).get("median_mib_per_s"), 0),
+        )
+    )
     return header, rows
 
 
-DETAIL_HEADER = ["mode", "measured requests", "achieved req/s", "errors", "client send lag "
-                 "p50/p99 ms", "max-rps p99 ms", "max-rps vCPU/krps node1/node2",
-                 "others' cores (fixed/max)", "load1"]
+DETAIL_HEADER = [
+    "mode",
+    "measured requests",
+    "achieved req/s",
+    "errors",
+    "client send lag p50/p99 ms",
+    "max-rps p99 ms",
+    "max-rps vCPU/krps node1/node2",
+    "others' cores (fixed/max)",
+    "load1",
+]
 
 
 def detail_rows(results: Sequence[Result]) -> list[list[str]]:
@@ -136,17 +186,31 @@ def detail_rows(results: Sequence[Result]) -> list[list[str]]:
         f, m = r["fixed"], r["max"]
         lag = f.get("send_lag") or {}
         vm = m.get("vcpu_per_krps") or {}
-        rows.append([r["mode"], f"{f['measured']:,}", _n(f["achieved_rps"], 0),
-                     f"{f['errors']} / {m['errors']}",
-                     f"{_n(lag.get('p50_ms'), 3)} / {_n(lag.get('p99_ms'), 3)}",
-                     _n(m["p99_ms"], 2), f"{_n(vm.get('node1'), 3)} / {_n(vm.get('node2'), 3)}",
-                     f"{_n(f['machine']['other_cores'])} / {_n(m['machine']['other_cores'])}",
-                     _n(f["machine"]["load1_start"], 1)])
+        rows.append(
+            [
+                r["mode"],
+                f"{f['measured']:,}",
+                _n(f["achieved_rps"], 0),
+                f"{f['errors']} / {m['errors']}",
+                f"{_n(lag.get('p50_ms'), 3)} / {_n(lag.get('p99_ms'), 3)}",
+                _n(m["p99_ms"], 2),
+                f"{_n(vm.get('node1'), 3)} / {_n(vm.get('node2'), 3)}",
+                f"{_n(f['machine']['other_cores'])} / {_n(m['machine']['other_cores'])}",
+                _n(f["machine"]["load1_start"], 1),
+            ]
+        )
     return rows
 
 
-FLOOR_HEADER = ["client engine", "p50 ms", "p90 ms", "p99 ms", "send lag p50 ms",
-                "send lag p99 ms", "errors"]
+FLOOR_HEADER = [
+    "client engine",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "send lag p50 ms",
+    "send lag p99 ms",
+    "errors",
+]
 
 
 def floor_rows(floor: Mapping[str, Any]) -> list[list[str]]:
@@ -155,9 +219,17 @@ def floor_rows(floor: Mapping[str, Any]) -> list[list[str]]:
     rows = []
     for engine, f in floor.items():
         lat, lag = f.get("latency") or {}, f.get("send_lag") or {}
-        rows.append([engine, _n(lat.get("p50_ms"), 3), _n(lat.get("p90_ms"), 3),
-                     _n(lat.get("p99_ms"), 3), _n(lag.get("p50_ms"), 3),
-                     _n(lag.get("p99_ms"), 3), str(f.get("errors"))])
+        rows.append(
+            [
+                engine,
+                _n(lat.get("p50_ms"), 3),
+                _n(lat.get("p90_ms"), 3),
+                _n(lat.get("p99_ms"), 3),
+                _n(lag.get("p50_ms"), 3),
+                _n(lag.get("p99_ms"), 3),
+                str(f.get("errors")),
+            ]
+        )
     return rows
 
 
@@ -169,33 +241,69 @@ def profile_lines(results: Sequence[Result], top: int = 5) -> list[str]:
             if "error" in p:
                 lines.append(f"- `{r['mode']}` {node}: {p['error']}")
                 continue
-            frames = "; ".join(f"`{name}` {own:.0f}% self ({incl:.0f}% incl.)"
-                               for name, own, incl in p["top_self"][:top])
+            frames = "; ".join(
+                f"`{name}` {own:.0f}% self ({incl:.0f}% incl.)"
+                for name, own, incl in p["top_self"][:top]
+            )
             lines.append(f"- `{r['mode']}` {node} ({p['samples']} samples): {frames}")
     return lines
 
 
 def render_markdown(rep: Mapping[str, Any]) -> str:
     header, rows = side_by_side(rep["results"])
-    target_rows = [[t["target"], _n(t["measured"], 3) if t["measured"] is not None else "—",
-                    t["goal"], _verdict(t["met"]), t["note"]] for t in rep["targets"]]
-    lines = [f"# mTLS benchmark — {rep['date']}", "", rep["method"], "",
-             "## Side by side", "", markdown_table(header, rows), "",
-             "## Targets (issue 11)", "",
-             markdown_table(["target", "measured", "goal", "", "note"], target_rows), ""]
+    target_rows = [
+        [
+            t["target"],
+            _n(t["measured"], 3) if t["measured"] is not None else "—",
+            t["goal"],
+            _verdict(t["met"]),
+            t["note"],
+        ]
+        for t in rep["targets"]
+    ]
+    lines = [
+        f"# mTLS benchmark — {rep['date']}",
+        "",
+        rep["method"],
+        "",
+        "## Side by side",
+        "",
+        markdown_table(header, rows),
+        "",
+        "## Targets (issue 11)",
+        "",
+        markdown_table(["target", "measured", "goal", "", "note"], target_rows),
+        "",
+    ]
     unavailable = [r for r in rep["results"] if not r.get("available")]
     if unavailable:
         lines += ["## Not available", ""]
         lines += [f"- `{r['mode']}`: {r['reason']}" for r in unavailable]
         lines.append("")
     if profiled := profile_lines(rep["results"]):
-        lines += ["## Where the waypoints' time goes (py-spy, a separate fixed-rate run)", "",
-                  *profiled, ""]
+        lines += [
+            "## Where the waypoints' time goes (py-spy, a separate fixed-rate run)",
+            "",
+            *profiled,
+            "",
+        ]
     if rep.get("client_floor"):
-        lines += ["## Client floor (loopback in the backend pod, same rate)", "",
-                  markdown_table(FLOOR_HEADER, floor_rows(rep["client_floor"])), ""]
+        lines += [
+            "## Client floor (loopback in the backend pod, same rate)",
+            "",
+            markdown_table(FLOOR_HEADER, floor_rows(rep["client_floor"])),
+            "",
+        ]
     if rep.get("notes"):
         lines += ["## Notes", "", *[f"- {n}" for n in rep["notes"]], ""]
-    lines += ["## Details", "", markdown_table(DETAIL_HEADER, detail_rows(rep["results"])), "",
-              f"Machine: {rep['machine']}", "", f"Command: `{rep['command']}`", ""]
+    lines += [
+        "## Details",
+        "",
+        markdown_table(DETAIL_HEADER, detail_rows(rep["results"])),
+        "",
+        f"Machine: {rep['machine']}",
+        "",
+        f"Command: `{rep['command']}`",
+        "",
+    ]
     return "\n".join(lines)

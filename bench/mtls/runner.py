@@ -47,7 +47,7 @@ def process_tree(root: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
         children.setdefault(ppid, []).append(int(entry.name))
     out, todo = [], [root]
     while todo:
@@ -88,9 +88,16 @@ class ModeResult:
     evidence: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"mode": self.mode, "available": self.available, "reason": self.reason,
-                "fixed": self.fixed, "max": self.max, "bulk": self.bulk,
-                "profile": self.profile, "evidence": self.evidence}
+        return {
+            "mode": self.mode,
+            "available": self.available,
+            "reason": self.reason,
+            "fixed": self.fixed,
+            "max": self.max,
+            "bulk": self.bulk,
+            "profile": self.profile,
+            "evidence": self.evidence,
+        }
 
 
 @dataclass
@@ -123,8 +130,9 @@ class Runner:
         self.server.down(quiet=True)  # a leftover of an interrupted run carries stale state
         self.server.created = True
         self.progress(f"lab {LAB}: bringing up 2 nodes")
-        self.server.tulle("lab", "up", "--name", LAB, "--nodes", "2",
-                          *self.config.lab_up_args, timeout=240)
+        self.server.tulle(
+            "lab", "up", "--name", LAB, "--nodes", "2", *self.config.lab_up_args, timeout=240
+        )
 
     def deploy(self) -> None:
         www = self.workdir / "www"
@@ -151,19 +159,38 @@ class Runner:
     def build_client(self) -> None:
         cc = shutil.which("cc") or shutil.which("gcc")
         if cc is None:
-            raise BenchError("no C compiler for bench/mtls/loadgen.c: install gcc or pass "
-                             "--engine python")
+            raise BenchError(
+                "no C compiler for bench/mtls/loadgen.c: install gcc or pass --engine python"
+            )
         src = Path(__file__).with_name("loadgen.c")
-        proc = subprocess.run([cc, "-O2", "-Wall", "-pthread", "-o", str(self.c_binary),
-                               str(src)], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [cc, "-O2", "-Wall", "-pthread", "-o", str(self.c_binary), str(src)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if proc.returncode != 0:
             raise BenchError(f"building {src} failed: {proc.stderr.strip()[-600:]}")
 
     def loadgen_argv(self, url: str, engine: str, warmup: float, seconds: float) -> list[str]:
         cfg = self.config
-        argv = ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "bench.mtls.loadgen",
-                "--url", url, "--rate", str(cfg.rate), "--connections", str(cfg.connections),
-                "--warmup", str(warmup), "--seconds", str(seconds)]
+        argv = [
+            "env",
+            f"PYTHONPATH={REPO}",
+            sys.executable,
+            "-m",
+            "bench.mtls.loadgen",
+            "--url",
+            url,
+            "--rate",
+            str(cfg.rate),
+            "--connections",
+            str(cfg.connections),
+            "--warmup",
+            str(warmup),
+            "--seconds",
+            str(seconds),
+        ]
         return argv + (["--c-binary", str(self.c_binary)] if engine == "c" else [])
 
     @staticmethod
@@ -171,8 +198,9 @@ class Runner:
         try:
             out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
         except (IndexError, json.JSONDecodeError) as err:
-            raise BenchError(f"loadgen against {url} failed ({proc.returncode}): "
-                             f"{proc.stderr.strip()[-600:]}") from err
+            raise BenchError(
+                f"loadgen against {url} failed ({proc.returncode}): {proc.stderr.strip()[-600:]}"
+            ) from err
         return out
 
     def calibrate(self) -> None:
@@ -182,15 +210,19 @@ class Runner:
         engines = ("c", "python") if self.config.engine == "c" else ("python",)
         for engine in engines:
             argv = self.loadgen_argv(url, engine, 1.0, self.config.calibrate_seconds)
-            proc = self.server.exec("backend", *argv, check=False,
-                                    timeout=self.config.calibrate_seconds + 60)
+            proc = self.server.exec(
+                "backend", *argv, check=False, timeout=self.config.calibrate_seconds + 60
+            )
             out = self.loadgen_result(proc, url)
-            self.calibration[engine] = {k: out.get(k) for k in
-                                        ("latency", "send_lag", "errors", "measured")}
+            self.calibration[engine] = {
+                k: out.get(k) for k in ("latency", "send_lag", "errors", "measured")
+            }
             lat = out.get("latency") or {}
-            self.progress(f"client floor ({engine}, loopback in the backend pod): p50 "
-                          f"{lat.get('p50_ms')} p90 {lat.get('p90_ms')} p99 "
-                          f"{lat.get('p99_ms')} ms")
+            self.progress(
+                f"client floor ({engine}, loopback in the backend pod): p50 "
+                f"{lat.get('p50_ms')} p90 {lat.get('p90_ms')} p99 "
+                f"{lat.get('p99_ms')} ms"
+            )
 
     # -- inside the client pod --------------------------------------------------------------
     def curl(self, *args: str, timeout: float = 20) -> str:
@@ -203,8 +235,9 @@ class Runner:
             if self.curl("-m", "1", "-o", "/dev/null", "-w", "%{http_code}", url) == "200":
                 return
             time.sleep(0.3)
-        raise BenchError(f"{what} ({url}) did not answer 200 from the client pod within "
-                         f"{timeout:.0f}s")
+        raise BenchError(
+            f"{what} ({url}) did not answer 200 from the client pod within {timeout:.0f}s"
+        )
 
     def forwarded_for(self, vip: str) -> str:
         """What nginx saw in X-Forwarded-For: the waypoint sets it, the kernel path cannot."""
@@ -225,9 +258,11 @@ class Runner:
             res.evidence["nginx_saw"] = xff
             through_waypoint = xff not in ("", "xff=")
             if through_waypoint != (mode == "waypoint"):
-                raise BenchError(f"mode {mode}: nginx saw {xff!r}: the request "
-                                 f"{'did not go' if mode == 'waypoint' else 'went'} through a "
-                                 "waypoint")
+                raise BenchError(
+                    f"mode {mode}: nginx saw {xff!r}: the request "
+                    f"{'did not go' if mode == 'waypoint' else 'went'} through a "
+                    "waypoint"
+                )
         self.progress(f"{mode}: fixed {self.config.rate:,.0f} requests/s")
         res.fixed = self.fixed_rate(manifests.url(vip))
         self.progress(f"{mode}: maximum requests/s (wrk)")
@@ -242,20 +277,26 @@ class Runner:
     def enrol_and_check(self, evidence: dict[str, Any]) -> str | None:
         """Label both namespaces, then the reason mTLS cannot be measured, or None."""
         self.server.apply(manifests.namespaces(enrolled=True))
-        wanted = {"node1": str(workload_id(DEFAULT_TRUST_DOMAIN, manifests.CLIENT_NS)),
-                  "node2": str(workload_id(DEFAULT_TRUST_DOMAIN, manifests.SERVER_NS))}
+        wanted = {
+            "node1": str(workload_id(DEFAULT_TRUST_DOMAIN, manifests.CLIENT_NS)),
+            "node2": str(workload_id(DEFAULT_TRUST_DOMAIN, manifests.SERVER_NS)),
+        }
         started = time.monotonic()
         while True:
             gap = availability.svid_gap({n: self.server.health(n) for n in NODES}, wanted)
             waited = time.monotonic() - started
             # Health reports are rewritten every second: an agent that reports no `svids`
             # at all after 5 s has no SVID manager; one that lacks an ID may still fetch it.
-            if gap is None or waited > self.config.mtls_wait or (
-                    "no `svids`" in gap and waited > 5):
+            if (
+                gap is None
+                or waited > self.config.mtls_wait
+                or ("no `svids`" in gap and waited > 5)
+            ):
                 break
             time.sleep(1.0)
-        evidence["svids"] = {n: sorted(availability.svid_ids(self.server.health(n)) or [])
-                             for n in NODES}
+        evidence["svids"] = {
+            n: sorted(availability.svid_ids(self.server.health(n)) or []) for n in NODES
+        }
         if gap is not None:
             return gap
         requests = 20
@@ -271,8 +312,12 @@ class Runner:
         """utime + stime of each node's waypoint and any processes under it (a waypoint
         with worker processes counts them all)."""
         pids = self.server.process_pids()
-        return {n: sum(cpu_seconds(p) for p in process_tree(pids[f"waypoint-{n}"]))
-                if f"waypoint-{n}" in pids else 0.0 for n in NODES}
+        return {
+            n: sum(cpu_seconds(p) for p in process_tree(pids[f"waypoint-{n}"]))
+            if f"waypoint-{n}" in pids
+            else 0.0
+            for n in NODES
+        }
 
     def profile(self, mode: str, url: str) -> dict[str, Any]:
         """py-spy (sampling, non-blocking) on both waypoints during a fixed-rate run that
@@ -283,11 +328,27 @@ class Runner:
         spies = {}
         for node in NODES:
             out = self.workdir / f"profile-{mode}-{node}.txt"
-            argv = [str(pyspy), "record", "--pid", str(pids[f"waypoint-{node}"]), "-d",
-                    str(cfg.profile_seconds), "-r", "200", "-f", "raw", "--nonblocking",
-                    "-o", str(out)]
-            spies[node] = (out, subprocess.Popen(argv, stdout=subprocess.DEVNULL,
-                                                 stderr=subprocess.PIPE, text=True))
+            argv = [
+                str(pyspy),
+                "record",
+                "--pid",
+                str(pids[f"waypoint-{node}"]),
+                "-d",
+                str(cfg.profile_seconds),
+                "-r",
+                "200",
+                "-f",
+                "raw",
+                "--nonblocking",
+                "-o",
+                str(out),
+            ]
+            spies[node] = (
+                out,
+                subprocess.Popen(
+                    argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+                ),
+            )
         argv = self.loadgen_argv(url, cfg.engine, 0.5, cfg.profile_seconds + 1.0)
         self.client.exec("client", *argv, check=False, timeout=cfg.profile_seconds + 60)
         result: dict[str, Any] = {}
@@ -297,24 +358,32 @@ class Runner:
                 result[node] = {"error": f"py-spy failed ({spy.returncode}): {err[-300:]}"}
                 continue
             frames, samples = top_frames(out.read_text(), 8)
-            result[node] = {"samples": samples,
-                            "top_self": [[f.name, f.self_pct, f.total_pct] for f in frames]}
+            result[node] = {
+                "samples": samples,
+                "top_self": [[f.name, f.self_pct, f.total_pct] for f in frames],
+            }
         return result
 
     def _cpu(self, before: dict[str, float], requests: int) -> dict[str, Any]:
         after = self.waypoint_cpu()
         used = {n: round(after[n] - before[n], 3) for n in NODES}
-        return {"waypoint_cpu_s": used,
-                "vcpu_per_krps": {n: round(cpu_per_krps(max(used[n], 0.0), requests), 4)
-                                  if requests else None for n in NODES}}
+        return {
+            "waypoint_cpu_s": used,
+            "vcpu_per_krps": {
+                n: round(cpu_per_krps(max(used[n], 0.0), requests), 4) if requests else None
+                for n in NODES
+            },
+        }
 
     def settle(self) -> dict[str, Any]:
         waited = self.server.wait_idle()
         if waited is None:
-            self.notes.append("the lab's processes never went quiet (< 0.15 core) before a "
-                              "measurement")
-        others = machine.OtherLoad(self.server.netns_inodes(),
-                                   set(self.server.process_pids().values()))
+            self.notes.append(
+                "the lab's processes never went quiet (< 0.15 core) before a measurement"
+            )
+        others = machine.OtherLoad(
+            self.server.netns_inodes(), set(self.server.process_pids().values())
+        )
         others.start()
         return {"load1_start": machine.loadavg()[0], "others": others}
 
@@ -327,23 +396,29 @@ class Runner:
         ctx = self.settle()
         before = self.waypoint_cpu()
         argv = self.loadgen_argv(url, cfg.engine, cfg.warmup, cfg.seconds)
-        proc = self.client.exec("client", *argv, check=False,
-                                timeout=cfg.warmup + cfg.seconds + 60)
+        proc = self.client.exec("client", *argv, check=False, timeout=cfg.warmup + cfg.seconds + 60)
         out = self.loadgen_result(proc, url)
         out.update(self._cpu(before, int(out["completed"])))
         out["machine"] = self._machine(ctx)
         lat = out.get("latency") or {}
-        self.progress(f"  p50 {lat.get('p50_ms')} p90 {lat.get('p90_ms')} p99 "
-                      f"{lat.get('p99_ms')} ms over {out['measured']} requests, "
-                      f"errors {out['errors']}, send lag p99 "
-                      f"{(out.get('send_lag') or {}).get('p99_ms')} ms, waypoint vCPU/krps "
-                      f"{out['vcpu_per_krps']}")
+        self.progress(
+            f"  p50 {lat.get('p50_ms')} p90 {lat.get('p90_ms')} p99 "
+            f"{lat.get('p99_ms')} ms over {out['measured']} requests, "
+            f"errors {out['errors']}, send lag p99 "
+            f"{(out.get('send_lag') or {}).get('p99_ms')} ms, waypoint vCPU/krps "
+            f"{out['vcpu_per_krps']}"
+        )
         return out
 
     def wrk(self, url: str, seconds: int) -> Any:
         cfg = self.config
-        argv = wrk_argv(url, threads=cfg.wrk_threads, connections=cfg.wrk_connections,
-                        seconds=seconds, close=False)
+        argv = wrk_argv(
+            url,
+            threads=cfg.wrk_threads,
+            connections=cfg.wrk_connections,
+            seconds=seconds,
+            close=False,
+        )
         proc = self.client.exec("client", *argv, timeout=seconds + 60, check=False)
         try:
             return parse_wrk(proc.stdout)
@@ -355,10 +430,15 @@ class Runner:
         ctx = self.settle()
         before = self.waypoint_cpu()
         result = self.wrk(url, self.config.max_seconds)
-        out = {**result.to_json(), **self._cpu(before, result.requests),
-               "machine": self._machine(ctx)}
-        self.progress(f"  {result.rps:,.0f} requests/s, p99 {result.p99_ms:.2f} ms, errors "
-                      f"{result.errors}, waypoint vCPU/krps {out['vcpu_per_krps']}")
+        out = {
+            **result.to_json(),
+            **self._cpu(before, result.requests),
+            "machine": self._machine(ctx),
+        }
+        self.progress(
+            f"  {result.rps:,.0f} requests/s, p99 {result.p99_ms:.2f} ms, errors "
+            f"{result.errors}, waypoint vCPU/krps {out['vcpu_per_krps']}"
+        )
         return out
 
     def bulk(self, url: str) -> dict[str, Any]:
@@ -366,16 +446,31 @@ class Runner:
         speeds: list[float] = []
         for _ in range(self.config.bulk_runs):
             before = self.waypoint_cpu()
-            text = self.curl("-o", "/dev/null", "-m", "60", "-w",
-                             "%{http_code} %{size_download} %{time_total}", url, timeout=90)
+            text = self.curl(
+                "-o",
+                "/dev/null",
+                "-m",
+                "60",
+                "-w",
+                "%{http_code} %{size_download} %{time_total}",
+                url,
+                timeout=90,
+            )
             after = self.waypoint_cpu()
             code, size, total = (text.split() + ["", "", ""])[:3]
             if code != "200" or int(size or 0) != self.config.bulk_mib * 2**20:
                 raise BenchError(f"bulk download {url}: got {text!r}")
             speeds.append(round(int(size) / float(total) / 2**20, 1))
-            runs.append({"bytes": int(size), "seconds": float(total), "mib_per_s": speeds[-1],
-                         "waypoint_cpu_s": {n: round(after[n] - before[n], 3) for n in NODES}})
+            runs.append(
+                {
+                    "bytes": int(size),
+                    "seconds": float(total),
+                    "mib_per_s": speeds[-1],
+                    "waypoint_cpu_s": {n: round(after[n] - before[n], 3) for n in NODES},
+                }
+            )
         best = statistics.median(speeds)
-        self.progress(f"  median {best:,.0f} MiB/s over {len(runs)} downloads of "
-                      f"{self.config.bulk_mib} MiB")
+        self.progress(
+            f"  median {best:,.0f} MiB/s over {len(runs)} downloads of {self.config.bulk_mib} MiB"
+        )
         return {"runs": runs, "median_mib_per_s": best}

@@ -91,20 +91,24 @@ class Latency:
 def summarize(latencies_ms: Sequence[float]) -> Latency:
     values = sorted(latencies_ms)
     p50, p90, p99 = (percentile(values, q) for q in PERCENTILES)
-    return Latency(len(values), round(p50, 4), round(p90, 4), round(p99, 4),
-                   round(values[-1], 4))
+    return Latency(len(values), round(p50, 4), round(p90, 4), round(p99, 4), round(values[-1], 4))
 
 
 def added(mode: Latency, baseline: Latency) -> dict[str, float]:
     """What a path adds over the plaintext kernel path, percentile by percentile (the way
     Istio's figures are stated). Negative values are possible under noise and kept."""
-    return {f"p{int(q)}_ms": round(getattr(mode, f"p{int(q)}_ms") -
-                                  getattr(baseline, f"p{int(q)}_ms"), 4)
-            for q in PERCENTILES}
+    return {
+        f"p{int(q)}_ms": round(
+            getattr(mode, f"p{int(q)}_ms") - getattr(baseline, f"p{int(q)}_ms"), 4
+        )
+        for q in PERCENTILES
+    }
 
 
-def measured(samples: Sequence[tuple[float, float, float]], warmup: float,
-             ) -> tuple[list[float], list[float]]:
+def measured(
+    samples: Sequence[tuple[float, float, float]],
+    warmup: float,
+) -> tuple[list[float], list[float]]:
     """From (intended offset s, sent offset s, done offset s) samples, those intended at or
     after the warm-up: (latency ms from the intended time, send lag ms: sent - intended)."""
     lat, lag = [], []
@@ -112,8 +116,7 @@ def measured(samples: Sequence[tuple[float, float, float]], warmup: float,
         if intended < warmup:
             continue
         if done < sent or sent < intended - 1e-6:
-            raise StatsError(f"sample out of order: intended {intended}, sent {sent}, "
-                             f"done {done}")
+            raise StatsError(f"sample out of order: intended {intended}, sent {sent}, done {done}")
         lat.append((done - intended) * 1000)
         lag.append((sent - intended) * 1000)
     return lat, lag

@@ -25,11 +25,14 @@ def test_body_length_reads_content_length_and_chunked() -> None:
     assert body_length(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked") is None
 
 
-@pytest.mark.parametrize(("head", "message"), [
-    (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0", "not a 200"),
-    (b"garbage", "not a 200"),
-    (b"HTTP/1.1 200 OK\r\nServer: x", "neither Content-Length"),
-])
+@pytest.mark.parametrize(
+    ("head", "message"),
+    [
+        (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0", "not a 200"),
+        (b"garbage", "not a 200"),
+        (b"HTTP/1.1 200 OK\r\nServer: x", "neither Content-Length"),
+    ],
+)
 def test_body_length_refuses_what_is_not_a_framed_200(head: bytes, message: str) -> None:
     with pytest.raises(ResponseError, match=message):
         body_length(head)
@@ -50,11 +53,14 @@ def test_read_response_reads_the_whole_body() -> None:
     assert read_response(chunked) == len(b"3\r\nabc\r\n0\r\n\r\n")
 
 
-@pytest.mark.parametrize(("payload", "message"), [
-    (b"HTTP/1.1 200 OK\r\nContent-Le", "before the response head"),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "inside the body"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc", "chunked body"),
-])
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "before the response head"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "inside the body"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc", "chunked body"),
+    ],
+)
 def test_read_response_refuses_truncated_responses(payload: bytes, message: str) -> None:
     with pytest.raises(ResponseError, match=message):
         read_response(_pair(payload))
@@ -62,7 +68,8 @@ def test_read_response_refuses_truncated_responses(payload: bytes, message: str)
 
 def test_parse_c_output() -> None:
     samples, errors = parse_c_output(
-        "S 0 1000 250000\nE 10000000 connect failed\nS 20000000 20000000 20500000\n\n")
+        "S 0 1000 250000\nE 10000000 connect failed\nS 20000000 20000000 20500000\n\n"
+    )
     assert samples == [(0.0, 1e-6, 0.00025), (0.02, 0.02, 0.0205)]
     assert errors == ["connect failed"]
 
@@ -104,17 +111,22 @@ def c_binary(tmp_path_factory: pytest.TempPathFactory) -> str:
     if cc is None:
         pytest.skip("no C compiler on this machine (the benchmark falls back to --engine python)")
     out = tmp_path_factory.mktemp("loadgen") / "loadgen"
-    subprocess.run([cc, "-O2", "-Wall", "-Werror", "-pthread", "-o", str(out), str(SRC)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [cc, "-O2", "-Wall", "-Werror", "-pthread", "-o", str(out), str(SRC)],
+        check=True,
+        capture_output=True,
+    )
     return str(out)
 
 
 @pytest.mark.parametrize("engine", ["python", "c"])
 def test_engines_send_the_whole_schedule_and_count_only_after_the_warm_up(
-        engine: str, server: str, request: pytest.FixtureRequest) -> None:
+    engine: str, server: str, request: pytest.FixtureRequest
+) -> None:
     binary = request.getfixturevalue("c_binary") if engine == "c" else None
-    out = loadgen.run(f"{server}/1k", rate=200, connections=4, warmup=0.25, seconds=0.5,
-                      c_binary=binary)
+    out = loadgen.run(
+        f"{server}/1k", rate=200, connections=4, warmup=0.25, seconds=0.5, c_binary=binary
+    )
     assert out["engine"] == engine
     assert out["scheduled"] == 150 and out["completed"] == 150 and out["errors"] == 0
     assert out["measured"] == 100  # intended at or after 0.25 s of 0.75 s, at 200/s
@@ -123,11 +135,13 @@ def test_engines_send_the_whole_schedule_and_count_only_after_the_warm_up(
 
 
 @pytest.mark.parametrize("engine", ["python", "c"])
-def test_engines_count_non_200_answers_as_errors(engine: str, server: str,
-                                                 request: pytest.FixtureRequest) -> None:
+def test_engines_count_non_200_answers_as_errors(
+    engine: str, server: str, request: pytest.FixtureRequest
+) -> None:
     binary = request.getfixturevalue("c_binary") if engine == "c" else None
-    out = loadgen.run(f"{server}/missing", rate=100, connections=2, warmup=0, seconds=0.2,
-                      c_binary=binary)
+    out = loadgen.run(
+        f"{server}/missing", rate=100, connections=2, warmup=0, seconds=0.2, c_binary=binary
+    )
     assert out["completed"] == 0 and out["errors"] == 20
     assert out["latency"] is None
     assert "200" in out["first_errors"][0]
