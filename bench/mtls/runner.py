@@ -11,11 +11,8 @@ waypoints over each.
 
 from __future__ import annotations
 
-import json
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -23,38 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.l4 import machine
-from bench.l4.labs import BenchError, BenchLab, Progress, cpu_seconds
+from bench.l4.labs import BenchError, BenchLab, Progress
 from bench.l4.wrk import WrkOutputError, parse_wrk, wrk_argv
-from bench.mtls import availability, manifests
-from bench.mtls.stats import cpu_per_krps
-from bench.observe.pyspy import top_frames
+from bench.mtls import availability, client, manifests, waypoints
 from identity.hbone import HBONE_PORT
 from identity.spiffe import DEFAULT_TRUST_DOMAIN, workload_id
 
 LAB = "benchmtls"
 MODES = ("l4", "waypoint", "mtls")
 NODES = ("node1", "node2")
-REPO = Path(__file__).resolve().parents[2]
-
-
-def process_tree(root: int) -> list[int]:
-    """`root` and every process descended from it (from /proc/*/stat's ppid)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
 
 
 @dataclass(frozen=True)
@@ -141,8 +115,8 @@ class Runner:
             f.truncate(self.config.bulk_mib * 2**20)  # sparse: served from the page cache
         conf = self.workdir / "nginx.conf"
         conf.write_text(manifests.nginx_conf(self.workdir))
-        if self.config.engine == "c":
-            self.build_client()
+        if self.c_binary is not None:
+            client.build(self.c_binary)
         self.server.apply(manifests.namespaces(enrolled=False))
         self.server.apply([manifests.backend_pod(conf), manifests.client_pod()])
         self.server.wait_pods_ready(["backend"])
@@ -153,55 +127,14 @@ class Runner:
         self.progress("nginx on node2 answers through both Services from the client on node1")
 
     @property
-    def c_binary(self) -> Path:
-        return self.workdir / "loadgen"
-
-    def build_client(self) -> None:
-        cc = shutil.which("cc") or shutil.which("gcc")
-        if cc is None:
-            raise BenchError(
-                "no C compiler for bench/mtls/loadgen.c: install gcc or pass --engine python"
-            )
-        src = Path(__file__).with_name("loadgen.c")
-        proc = subprocess.run(
-            [cc, "-O2", "-Wall", "-pthread", "-o", str(self.c_binary), str(src)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if proc.returncode != 0:
-            raise BenchError(f"building {src} failed: {proc.stderr.strip()[-600:]}")
+    def c_binary(self) -> Path | None:
+        return self.workdir / "loadgen" if self.config.engine == "c" else None
 
     def loadgen_argv(self, url: str, engine: str, warmup: float, seconds: float) -> list[str]:
+        binary = self.workdir / "loadgen" if engine == "c" else None
         cfg = self.config
-        argv = [
-            "env",
-            f"PYTHONPATH={REPO}",
-            sys.executable,
-            "-m",
-            "bench.mtls.loadgen",
-            "--url",
-            url,
-            "--rate",
-            str(cfg.rate),
-            "--connections",
-            str(cfg.connections),
-            "--warmup",
-            str(warmup),
-            "--seconds",
-            str(seconds),
-        ]
-        return argv + (["--c-binary", str(self.c_binary)] if engine == "c" else [])
-
-    @staticmethod
-    def loadgen_result(proc: subprocess.CompletedProcess[str], url: str) -> dict[str, Any]:
-        try:
-            out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-        except (IndexError, json.JSONDecodeError) as err:
-            raise BenchError(
-                f"loadgen against {url} failed ({proc.returncode}): {proc.stderr.strip()[-600:]}"
-            ) from err
-        return out
+        return client.argv(url, rate=cfg.rate, connections=cfg.connections, warmup=warmup,
+                           seconds=seconds, c_binary=binary)  # fmt: skip
 
     def calibrate(self) -> None:
         """The client's own floor: each engine against nginx over the backend pod's loopback
@@ -213,7 +146,7 @@ class Runner:
             proc = self.server.exec(
                 "backend", *argv, check=False, timeout=self.config.calibrate_seconds + 60
             )
-            out = self.loadgen_result(proc, url)
+            out = client.result(proc, url)
             self.calibration[engine] = {
                 k: out.get(k) for k in ("latency", "send_lag", "errors", "measured")
             }
@@ -308,72 +241,25 @@ class Runner:
         return availability.tunnel_gap(peers, requests)
 
     # -- measurements ------------------------------------------------------------------------
-    def waypoint_cpu(self) -> dict[str, float]:
-        """utime + stime of each node's waypoint and any processes under it (a waypoint
-        with worker processes counts them all)."""
-        pids = self.server.process_pids()
-        return {
-            n: sum(cpu_seconds(p) for p in process_tree(pids[f"waypoint-{n}"]))
-            if f"waypoint-{n}" in pids
-            else 0.0
-            for n in NODES
-        }
+    def waypoint_cpu(self) -> dict[str, waypoints.Snapshot]:
+        return waypoints.snapshot(self.server.process_pids())
 
     def profile(self, mode: str, url: str) -> dict[str, Any]:
-        """py-spy (sampling, non-blocking) on both waypoints during a fixed-rate run that
-        is not one of the measured ones; the frames with the most self time."""
+        """py-spy on both waypoints during a fixed-rate run that is not a measured one."""
         cfg = self.config
-        pids = self.server.process_pids()
-        pyspy = Path(sys.executable).with_name("py-spy")
-        spies = {}
-        for node in NODES:
-            out = self.workdir / f"profile-{mode}-{node}.txt"
-            argv = [
-                str(pyspy),
-                "record",
-                "--pid",
-                str(pids[f"waypoint-{node}"]),
-                "-d",
-                str(cfg.profile_seconds),
-                "-r",
-                "200",
-                "-f",
-                "raw",
-                "--nonblocking",
-                "-o",
-                str(out),
-            ]
-            spies[node] = (
-                out,
-                subprocess.Popen(
-                    argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-                ),
-            )
         argv = self.loadgen_argv(url, cfg.engine, 0.5, cfg.profile_seconds + 1.0)
-        self.client.exec("client", *argv, check=False, timeout=cfg.profile_seconds + 60)
-        result: dict[str, Any] = {}
-        for node, (out, spy) in spies.items():
-            _, err = spy.communicate(timeout=cfg.profile_seconds + 60)
-            if spy.returncode != 0 or not out.exists():
-                result[node] = {"error": f"py-spy failed ({spy.returncode}): {err[-300:]}"}
-                continue
-            frames, samples = top_frames(out.read_text(), 8)
-            result[node] = {
-                "samples": samples,
-                "top_self": [[f.name, f.self_pct, f.total_pct] for f in frames],
-            }
-        return result
 
-    def _cpu(self, before: dict[str, float], requests: int) -> dict[str, Any]:
-        after = self.waypoint_cpu()
-        used = {n: round(after[n] - before[n], 3) for n in NODES}
-        return {
-            "waypoint_cpu_s": used,
-            "vcpu_per_krps": {
-                n: round(cpu_per_krps(max(used[n], 0.0), requests), 4) if requests else None
-                for n in NODES
-            },
-        }
+        def load() -> None:
+            self.client.exec("client", *argv, check=False, timeout=cfg.profile_seconds + 60)
+
+        pids = self.server.process_pids()
+        return waypoints.profile(pids, self.workdir, mode, cfg.profile_seconds, load)
+
+    def _cpu(self, before: dict[str, waypoints.Snapshot], requests: int) -> dict[str, Any]:
+        used = waypoints.cpu_used(before, self.waypoint_cpu(), requests)
+        if None in used["waypoint_cpu_s"].values():
+            self.notes.append(f"a waypoint was missing or restarted during a run: {used}")
+        return used
 
     def settle(self) -> dict[str, Any]:
         waited = self.server.wait_idle()
@@ -397,7 +283,7 @@ class Runner:
         before = self.waypoint_cpu()
         argv = self.loadgen_argv(url, cfg.engine, cfg.warmup, cfg.seconds)
         proc = self.client.exec("client", *argv, check=False, timeout=cfg.warmup + cfg.seconds + 60)
-        out = self.loadgen_result(proc, url)
+        out = client.result(proc, url)
         out.update(self._cpu(before, int(out["completed"])))
         out["machine"] = self._machine(ctx)
         lat = out.get("latency") or {}
@@ -446,17 +332,9 @@ class Runner:
         speeds: list[float] = []
         for _ in range(self.config.bulk_runs):
             before = self.waypoint_cpu()
-            text = self.curl(
-                "-o",
-                "/dev/null",
-                "-m",
-                "60",
-                "-w",
-                "%{http_code} %{size_download} %{time_total}",
-                url,
-                timeout=90,
-            )
-            after = self.waypoint_cpu()
+            fmt = "%{http_code} %{size_download} %{time_total}"
+            text = self.curl("-o", "/dev/null", "-m", "60", "-w", fmt, url, timeout=90)
+            used = waypoints.cpu_used(before, self.waypoint_cpu(), 1)["waypoint_cpu_s"]
             code, size, total = (text.split() + ["", "", ""])[:3]
             if code != "200" or int(size or 0) != self.config.bulk_mib * 2**20:
                 raise BenchError(f"bulk download {url}: got {text!r}")
@@ -466,7 +344,7 @@ class Runner:
                     "bytes": int(size),
                     "seconds": float(total),
                     "mib_per_s": speeds[-1],
-                    "waypoint_cpu_s": {n: round(after[n] - before[n], 3) for n in NODES},
+                    "waypoint_cpu_s": used,
                 }
             )
         best = statistics.median(speeds)
