@@ -179,8 +179,11 @@ def method(cfg: BenchConfig) -> str:
         "\"added\" = the mode's percentile minus l4's. Client engine: "
         f"`{cfg.engine}` ({ENGINES[cfg.engine]}"
         ", 1 µs timer slack); it reports its own send lag (actual minus intended send), and "
-        "its floor is measured first against nginx over the backend pod's loopback (below: "
-        "the Python engine's floor beside C's is why C is the default); (2) maximum "
+        "both engines' floors are measured first against nginx over the backend pod's "
+        "loopback (below). C is the default because it takes the interpreter out of the "
+        "timed path: on this machine the Python engine added 30-40 µs at p50 over C against "
+        "loopback nginx (bench/mtls/loadgen.py's docstring); at p99 both floors are the "
+        "machine's thread wake-up latency; (2) maximum "
         f"requests/s: wrk -t{cfg.wrk_threads} -c{cfg.wrk_connections}, keep-alive, "
         f"{cfg.max_seconds} s after a 2 s warm-up; (3) waypoint CPU: utime+stime from "
         "/proc/<pid>/stat of both nodes' "
@@ -193,6 +196,28 @@ def method(cfg: BenchConfig) -> str:
     )
 
 
+BUSY_CORES = 0.3  # others' CPU during a measurement above which the run was not quiet
+
+
+def busy_notes(results: list[dict[str, Any]], facts: dict[str, Any]) -> list[str]:
+    """A note when processes outside the lab competed for the CPUs during the runs."""
+    others = [
+        run["machine"]["other_cores"]
+        for r in results
+        for run in (r.get("fixed"), r.get("max"))
+        if run and "machine" in run
+    ]
+    if not others or max(others) < BUSY_CORES:
+        return []
+    return [
+        f"Not a quiet machine: processes outside the lab used up to {max(others):.2f} of the "
+        f"{facts.get('nproc')} CPUs during the measurements (load average "
+        f"{facts.get('loadavg_start')} at the start): p99 latencies and max requests/s are "
+        "bounded by CPU contention here; compare modes within this run only, and rerun on a "
+        "quiet machine for absolute numbers."
+    ]
+
+
 def build(
     args: argparse.Namespace,
     cfg: BenchConfig,
@@ -203,6 +228,7 @@ def build(
 ) -> dict[str, Any]:
     results = [r.to_json() for r in runner.results]
     notes = ([f"The run did not finish: {failure}"] if failure else []) + runner.notes
+    notes += busy_notes(results, facts) + list(args.note)
     return {
         "date": f"{started:%Y-%m-%d %H:%M} UTC",
         "command": "make bench-mtls" + (" ARGS=--quick" if args.quick else ""),

@@ -245,7 +245,11 @@ def profile_lines(results: Sequence[Result], top: int = 5) -> list[str]:
                 f"`{name}` {own:.0f}% self ({incl:.0f}% incl.)"
                 for name, own, incl in p["top_self"][:top]
             )
-            lines.append(f"- `{r['mode']}` {node} ({p['samples']} samples): {frames}")
+            idle = p.get("idle_pct")
+            lines.append(
+                f"- `{r['mode']}` {node}: {idle}% of samples idle in the selector; of the "
+                f"{p['samples']} busy samples: {frames}"
+            )
     return lines
 
 

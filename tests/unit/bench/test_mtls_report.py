@@ -144,9 +144,10 @@ def _mode(
         "bulk": {"median_mib_per_s": 900.0},
         "profile": {
             "node1": {
-                "samples": 1600,
+                "samples": 600,
+                "idle_pct": 62.5,
                 "top_self": [
-                    ["select (selectors.py)", 40.0, 40.0],
+                    ["write (asyncio/selector_events.py)", 40.0, 40.0],
                     ["feed (l7proxy/h1.py)", 10.0, 30.0],
                 ],
             },
@@ -241,7 +242,11 @@ def test_render_markdown_states_targets_reasons_profile_and_floor() -> None:
         "| tunnel added p99 at 1,000 requests/s (ms) | — | <= 0.2 (ztunnel +0.2) | "
         "not measured | mtls not available: no svids |" in md
     )
-    assert "`waypoint` node1 (1600 samples): `select (selectors.py)` 40% self (40% incl.)" in md
+    assert (
+        "`waypoint` node1: 62.5% of samples idle in the selector; of the 600 busy samples: "
+        "`write (asyncio/selector_events.py)` 40% self (40% incl.); `feed (l7proxy/h1.py)` 10% "
+        "self (30% incl.)"
+    ) in md
     assert "`waypoint` node2: py-spy failed (1): boom" in md
     assert "| c | 0.050 | 0.100 | 1.000 | 0.010 | 0.600 | 0 |" in md
     assert "- machine was busy" in md
@@ -266,3 +271,14 @@ def test_parse_args_quick_and_bad_values() -> None:
     assert (a.warmup, a.seconds, a.max_seconds, a.bulk_mib) == (1.0, 3.0, 3, 64)
     with pytest.raises(SystemExit):
         parse_args(["--rate", "0"])
+
+
+def test_busy_notes_only_when_others_competed_for_the_cpus() -> None:
+    from bench.mtls.cli import busy_notes
+
+    facts = {"nproc": 2, "loadavg_start": (2.5, 2.0, 1.0)}
+    quiet = busy_notes([L4, WAYPOINT, UNAVAILABLE], facts)
+    assert quiet == []  # others used 0.1 core in every run
+    busy = {**WAYPOINT, "max": {**WAYPOINT["max"], "machine": {"other_cores": 0.74}}}
+    (note,) = busy_notes([L4, busy, UNAVAILABLE], facts)
+    assert "up to 0.74 of the 2 CPUs" in note and "quiet machine" in note

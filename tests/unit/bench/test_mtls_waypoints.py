@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.mtls import client
-from bench.mtls.waypoints import Snapshot, cpu_used, process_tree
+from bench.mtls.waypoints import Snapshot, cpu_used, process_tree, split_idle
 
 
 def test_cpu_used_is_per_waypoint_and_per_thousand_requests() -> None:
@@ -62,3 +62,18 @@ def test_loadgen_argv_runs_the_repo_module_with_or_without_the_c_binary() -> Non
     plain = client.argv("http://x/", rate=1, connections=1, warmup=0, seconds=1, c_binary=None)
     assert "--c-binary" not in plain
     assert (client.REPO / "bench" / "mtls" / "loadgen.py").is_file()
+
+
+def test_split_idle_separates_the_selector_wait_from_the_work() -> None:
+    raw = (
+        "<module> (node.py:1);run (asyncio/base_events.py:10);"
+        "EpollSelector.select (selectors.py:468) 60\n"
+        "<module> (node.py:1);Handle._run (asyncio/events.py:80);"
+        "feed (l7proxy/h1.py:50) 30\n"
+        "<module> (node.py:1);select (selectors.py:415) 10\n"
+        "not a stack line\n"
+    )
+    idle, busy = split_idle(raw)
+    assert idle == 70.0
+    assert busy.splitlines() == [raw.splitlines()[1]]
+    assert split_idle("") == (0.0, "")
