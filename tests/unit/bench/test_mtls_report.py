@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bench.mtls import availability, manifests
-from bench.mtls.cli import _modes, parse_args
+from bench.mtls.cli import _modes, busy_notes, parse_args
 from bench.mtls.report import added_latency, render_markdown, side_by_side, targets
 
 CLIENT_ID = "spiffe://cluster.local/ns/mtls-client/sa/default"
@@ -274,8 +274,6 @@ def test_parse_args_quick_and_bad_values() -> None:
 
 
 def test_busy_notes_only_when_others_competed_for_the_cpus() -> None:
-    from bench.mtls.cli import busy_notes
-
     facts = {"nproc": 2, "loadavg_start": (2.5, 2.0, 1.0)}
     quiet = busy_notes([L4, WAYPOINT, UNAVAILABLE], facts)
     assert quiet == []  # others used 0.1 core in every run
