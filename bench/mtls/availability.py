@@ -5,8 +5,9 @@ unless both hold after enrolling the two namespaces:
 
 1. SVIDs: each node's agent health report lists a `svids` entry for the ServiceAccount of
    the benchmark's pod on that node (node1: the client's, node2: nginx's);
-2. the tunnel carries the traffic: after requests to the `plain` Service, node2's network
-   namespace holds an established TCP connection on the HBONE port (15008).
+2. the tunnel carries the traffic: while a download through the `plain` Service is in
+   flight, node2's network namespace holds an established TCP connection on the HBONE
+   port (15008).
 """
 
 from __future__ import annotations
@@ -73,11 +74,11 @@ def tunnel_peers(ss_output: str, port: int = HBONE_PORT) -> list[str]:
     return sorted(peer[0] for local, peer in established(ss_output) if local[1] == port)
 
 
-def tunnel_gap(peers: list[str], requests: int, port: int = HBONE_PORT) -> str | None:
+def tunnel_gap(peers: list[str], attempts: int, port: int = HBONE_PORT) -> str | None:
     if peers:
         return None
     return (
-        f"no TCP connection on node2's port {port} after {requests} requests "
-        "to the plain Service: enrolled traffic is not redirected into an HBONE tunnel in "
-        "this build (issue 11 items 4-5)"
+        f"no TCP connection on node2's port {port} during {attempts} slow download(s) "
+        "through the plain Service: enrolled traffic is not redirected into an HBONE "
+        "tunnel in this build (issue 11 items 4-5)"
     )

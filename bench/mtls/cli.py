@@ -81,6 +81,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="py-spy both waypoints in an extra fixed-rate run per waypoint mode (0: no profile)",
     )
     p.add_argument(
+        "--note",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="a note for the report (repeatable), e.g. what else ran on the machine",
+    )
+    p.add_argument(
         "--quick", action="store_true", help="a smoke run: 3 s fixed rate, 3 s wrk, 64 MiB bulk"
     )
     p.add_argument("--out-dir", type=Path, default=RESULTS)

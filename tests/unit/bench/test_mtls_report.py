@@ -4,15 +4,19 @@ command line."""
 from __future__ import annotations
 
 import argparse
+import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from bench.mtls import availability, manifests
-from bench.mtls.cli import _modes, busy_notes, parse_args
+from bench.mtls.cli import _modes, build, busy_notes, parse_args
 from bench.mtls.report import added_latency, render_markdown, side_by_side, targets
+from bench.mtls.runner import BenchConfig, ModeResult
 
 CLIENT_ID = "spiffe://cluster.local/ns/mtls-client/sa/default"
 SERVER_ID = "spiffe://cluster.local/ns/mtls-server/sa/default"
@@ -70,7 +74,7 @@ def test_tunnel_peers_are_the_connections_accepted_on_the_hbone_port() -> None:
 def test_tunnel_gap() -> None:
     assert availability.tunnel_gap(["10.240.0.2"], 20) is None
     gap = availability.tunnel_gap([], 20)
-    assert gap is not None and "port 15008 after 20 requests" in gap
+    assert gap is not None and "port 15008 during 20 slow download(s)" in gap
 
 
 # -- manifests ---------------------------------------------------------------------------------
@@ -271,6 +275,8 @@ def test_parse_args_quick_and_bad_values() -> None:
     assert (a.warmup, a.seconds, a.max_seconds, a.bulk_mib) == (1.0, 3.0, 3, 64)
     with pytest.raises(SystemExit):
         parse_args(["--rate", "0"])
+    assert parse_args(["--note", "a", "--note", "b"]).note == ["a", "b"]
+    assert parse_args([]).note == [] and parse_args([]).engine == "c"
 
 
 def test_busy_notes_only_when_others_competed_for_the_cpus() -> None:
@@ -280,3 +286,20 @@ def test_busy_notes_only_when_others_competed_for_the_cpus() -> None:
     busy = {**WAYPOINT, "max": {**WAYPOINT["max"], "machine": {"other_cores": 0.74}}}
     (note,) = busy_notes([L4, busy, UNAVAILABLE], facts)
     assert "up to 0.74 of the 2 CPUs" in note and "quiet machine" in note
+
+
+def test_build_makes_a_json_report_that_renders() -> None:
+    args = parse_args(["--note", "five helpers shared the machine"])
+    runner = SimpleNamespace(
+        results=[ModeResult("mtls", available=False, reason="no svids")],
+        notes=["lab never went quiet"],
+        calibration={},
+    )
+    facts = {"nproc": 2, "loadavg_start": (1.0, 1.0, 1.0)}
+    started = datetime(2026, 12, 6, 4, 0, tzinfo=UTC)
+    rep = build(args, BenchConfig(), runner, started, facts, None)  # type: ignore[arg-type]
+    assert json.loads(json.dumps(rep))["results"][0]["reason"] == "no svids"
+    assert rep["notes"] == ["lab never went quiet", "five helpers shared the machine"]
+    assert rep["command"] == "make bench-mtls" and rep["date"] == "2026-12-06 04:00 UTC"
+    md = render_markdown(rep)
+    assert "- five helpers shared the machine" in md and "- `mtls`: no svids" in md
