@@ -246,11 +246,32 @@ def profile_lines(results: Sequence[Result], top: int = 5) -> list[str]:
                 for name, own, incl in p["top_self"][:top]
             )
             idle = p.get("idle_pct")
+            if not p["samples"]:
+                lines.append(f"- `{r['mode']}` {node}: idle in the selector throughout")
+                continue
             lines.append(
                 f"- `{r['mode']}` {node}: {idle}% of samples idle in the selector; of the "
                 f"{p['samples']} busy samples: {frames}"
             )
     return lines
+
+
+LAG_NOTE_MS = 1.0  # a client send lag p99 above this: the client itself was held up
+
+
+def lag_notes(results: Sequence[Result]) -> list[str]:
+    """Modes whose fixed-rate client could not keep its own schedule at p99: those p99s
+    measure the machine's scheduling as much as the path."""
+    notes = []
+    for r in results:
+        lag = ((r.get("fixed") or {}).get("send_lag") or {}).get("p99_ms")
+        if lag is not None and lag > LAG_NOTE_MS:
+            notes.append(
+                f"`{r['mode']}`: the client's own send lag reached {lag:.2f} ms at p99 (it "
+                "was not scheduled on time: CPU contention), so this mode's p99 is the "
+                "machine's as much as the path's."
+            )
+    return notes
 
 
 def render_markdown(rep: Mapping[str, Any]) -> str:
@@ -298,8 +319,8 @@ def render_markdown(rep: Mapping[str, Any]) -> str:
             markdown_table(FLOOR_HEADER, floor_rows(rep["client_floor"])),
             "",
         ]
-    if rep.get("notes"):
-        lines += ["## Notes", "", *[f"- {n}" for n in rep["notes"]], ""]
+    if notes := [*rep.get("notes", []), *lag_notes(rep["results"])]:
+        lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     lines += [
         "## Details",
         "",

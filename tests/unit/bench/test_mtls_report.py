@@ -303,3 +303,16 @@ def test_build_makes_a_json_report_that_renders() -> None:
     assert rep["command"] == "make bench-mtls" and rep["date"] == "2026-12-06 04:00 UTC"
     md = render_markdown(rep)
     assert "- five helpers shared the machine" in md and "- `mtls`: no svids" in md
+
+
+def test_lag_notes_flag_modes_whose_client_fell_behind() -> None:
+    late = {**WAYPOINT, "fixed": {**WAYPOINT["fixed"], "send_lag": {"p99_ms": 15.2}}}
+    rep = {"date": "d", "method": "m", "results": [L4, late, UNAVAILABLE],
+           "targets": targets([L4, late]), "notes": [], "machine": {}, "command": "c"}  # fmt: skip
+    md = render_markdown(rep)
+    assert "`waypoint`: the client's own send lag reached 15.20 ms at p99" in md
+    assert "`l4`: the client" not in md  # 0.05 ms: on schedule
+    idle = {**late, "profile": {"node2": {"samples": 0, "idle_pct": 100.0, "top_self": []}}}
+    assert "`waypoint` node2: idle in the selector throughout" in render_markdown(
+        {**rep, "results": [L4, idle]}
+    )
