@@ -29,20 +29,29 @@ def svid_ids(health: Mapping[str, Any]) -> set[str] | None:
 
 def svid_gap(health: Mapping[str, Mapping[str, Any]], wanted: Mapping[str, str]) -> str | None:
     """None when every node in `wanted` (node -> SPIFFE ID) holds its SVID, else the reason
-    (the first node that does not)."""
+    (the first node that does not), with the agent's own words when it gave any
+    (`svid_error`: the SVID manager did not start; `svid_failures`: refused requests)."""
     for node, spiffe_id in sorted(wanted.items()):
         report = health.get(node)
         if not report:
             return f"the agent on {node} wrote no health report"
         held = svid_ids(report)
         if held is None:
+            if report.get("svid_error"):
+                return f"the agent on {node} runs without SVIDs: {report['svid_error']}"
             return (
                 f"the agent on {node} reports no `svids` in its health report: this build's "
-                "agent does not fetch SVIDs (issue 11 item 2)"
+                "agent does not fetch SVIDs (issue 11 item 2; in the lab, `tulle agent "
+                "--ca-address`)"
             )
         if spiffe_id not in held:
             have = ", ".join(sorted(held)) or "none"
-            return f"the agent on {node} holds no SVID for {spiffe_id} (it holds: {have})"
+            failures = [
+                f for f in report.get("svid_failures") or []
+                if isinstance(f, dict) and f.get("spiffe_id") == spiffe_id
+            ]  # fmt: skip
+            why = f"; last failure: {failures[0].get('reason')}" if failures else ""
+            return f"the agent on {node} holds no SVID for {spiffe_id} (it holds: {have}){why}"
     return None
 
 

@@ -217,15 +217,13 @@ class Runner:
         }
         started = time.monotonic()
         while True:
-            gap = availability.svid_gap({n: self.server.health(n) for n in NODES}, wanted)
+            health = {n: self.server.health(n) for n in NODES}
+            gap = availability.svid_gap(health, wanted)
             waited = time.monotonic() - started
             # Health reports are rewritten every second: an agent that reports no `svids`
             # at all after 5 s has no SVID manager; one that lacks an ID may still fetch it.
-            if (
-                gap is None
-                or waited > self.config.mtls_wait
-                or ("no `svids`" in gap and waited > 5)
-            ):
+            no_manager = any(availability.svid_ids(h) is None for h in health.values())
+            if gap is None or waited > self.config.mtls_wait or (no_manager and waited > 5):
                 break
             time.sleep(1.0)
         evidence["svids"] = {

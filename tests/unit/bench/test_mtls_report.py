@@ -50,6 +50,24 @@ def test_svid_gap_names_the_missing_identity_and_what_is_held() -> None:
     )
 
 
+def test_svid_gap_quotes_the_agent_s_own_reason() -> None:
+    health = {"node1": {"svid_error": "no CA address"}, "node2": {"svids": []}}
+    assert availability.svid_gap(health, WANTED) == (
+        "the agent on node1 runs without SVIDs: no CA address"
+    )
+    refused = {
+        "svids": [],
+        "svid_failures": [
+            {"spiffe_id": "spiffe://cluster.local/ns/other/sa/x", "reason": "other"},
+            {"spiffe_id": SERVER_ID, "reason": "PERMISSION_DENIED: no pod on node2"},
+        ],
+    }
+    gap = availability.svid_gap({"node1": {"svids": [{"spiffe_id": CLIENT_ID}]},
+                                 "node2": refused}, WANTED)  # fmt: skip
+    assert gap is not None
+    assert gap.endswith("(it holds: none); last failure: PERMISSION_DENIED: no pod on node2")
+
+
 def test_svid_gap_without_a_health_report() -> None:
     assert availability.svid_gap({"node1": {}}, {"node1": CLIENT_ID}) == (
         "the agent on node1 wrote no health report"
