@@ -247,11 +247,11 @@ def profile_lines(results: Sequence[Result], top: int = 5) -> list[str]:
             )
             idle = p.get("idle_pct")
             if not p["samples"]:
-                lines.append(f"- `{r['mode']}` {node}: idle in the selector throughout")
+                lines.append(f"- `{r['mode']}` {node}: waiting throughout")
                 continue
             lines.append(
-                f"- `{r['mode']}` {node}: {idle}% of samples idle in the selector; of the "
-                f"{p['samples']} busy samples: {frames}"
+                f"- `{r['mode']}` {node}: {idle}% of samples waiting (selector, blocking "
+                f"reads); of the {p['samples']} busy samples: {frames}"
             )
     return lines
 

@@ -75,13 +75,22 @@ def cpu_used(
     }
 
 
-IDLE_LEAVES = (".select (selectors.py", "select (selectors.py")
+# Leaf frames of a thread that waits: the event loop in its selector, and the helper threads
+# (the Kubernetes watches over blocking TLS sockets, queues) in blocking calls.
+IDLE_LEAVES = (
+    "select (selectors.py",
+    "SSLSocket.read (ssl.py",
+    "SSLSocket.recv_into (ssl.py",
+    "SocketIO.readinto (socket.py",
+    "wait (threading.py",
+    "_wait_for_tstate_lock (threading.py",
+)
 
 
 def split_idle(raw: str) -> tuple[float, str]:
-    """py-spy's raw stacks -> (% of samples waiting in the event loop's selector, the other
-    stacks). With --nonblocking py-spy cannot tell idle threads apart, so a waypoint at
-    1,000 requests/s is mostly `select`; the busy stacks are where its CPU goes."""
+    """py-spy's raw stacks -> (% of samples waiting, the other stacks). With --nonblocking
+    py-spy cannot tell idle threads apart, so a waypoint at 1,000 requests/s is mostly in
+    `select` and its helper threads in blocking reads; the rest is where its CPU goes."""
     idle = total = 0
     busy = []
     for line in raw.splitlines():
@@ -100,7 +109,7 @@ def profile(
     pids: Mapping[str, int], workdir: Path, label: str, seconds: int, load: Callable[[], None]
 ) -> dict[str, Any]:
     """py-spy (raw, non-blocking: the waypoint is never stopped, 200 Hz) on both waypoints
-    while `load` runs; per node, the share idle in the selector and, of the other samples,
+    while `load` runs; per node, the share of samples waiting and, of the other samples,
     the frames with the most self time."""
     pyspy = Path(sys.executable).with_name("py-spy")
     spies = {}

@@ -265,7 +265,7 @@ def test_render_markdown_states_targets_reasons_profile_and_floor() -> None:
         "not measured | mtls not available: no svids |" in md
     )
     assert (
-        "`waypoint` node1: 62.5% of samples idle in the selector; of the 600 busy samples: "
+        "`waypoint` node1: 62.5% of samples waiting (selector, blocking reads); of the 600 busy samples: "
         "`write (asyncio/selector_events.py)` 40% self (40% incl.); `feed (l7proxy/h1.py)` 10% "
         "self (30% incl.)"
     ) in md
@@ -331,6 +331,4 @@ def test_lag_notes_flag_modes_whose_client_fell_behind() -> None:
     assert "`waypoint`: the client's own send lag reached 15.20 ms at p99" in md
     assert "`l4`: the client" not in md  # 0.05 ms: on schedule
     idle = {**late, "profile": {"node2": {"samples": 0, "idle_pct": 100.0, "top_self": []}}}
-    assert "`waypoint` node2: idle in the selector throughout" in render_markdown(
-        {**rep, "results": [L4, idle]}
-    )
+    assert "`waypoint` node2: waiting throughout" in render_markdown({**rep, "results": [L4, idle]})

@@ -71,9 +71,10 @@ def test_split_idle_separates_the_selector_wait_from_the_work() -> None:
         "<module> (node.py:1);Handle._run (asyncio/events.py:80);"
         "feed (l7proxy/h1.py:50) 30\n"
         "<module> (node.py:1);select (selectors.py:415) 10\n"
+        "watch (kube.py:5);SSLSocket.read (ssl.py:1169) 20\n"
         "not a stack line\n"
     )
     idle, busy = split_idle(raw)
-    assert idle == 70.0
+    assert idle == 75.0  # 90 of 120
     assert busy.splitlines() == [raw.splitlines()[1]]
     assert split_idle("") == (0.0, "")
