@@ -1,0 +1,3 @@
+from bench.mtls.cli import main
+
+raise SystemExit(main())
