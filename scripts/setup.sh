@@ -23,6 +23,7 @@ DEBS=(
   curl dnsutils iputils-ping jq                # used inside lab pods, by the tests and the demo hints
   graphviz                                     # `dot` renders `tulle map` to SVG and PNG
   wrk nginx-light strace                       # load, backends and syscall counts for the benchmarks
+  containernetworking-plugins                  # ptp + host-local (/usr/lib/cni): the CNI chain tulle-cni follows
 )
 
 missing=()
