@@ -11,6 +11,7 @@ from typing import Any
 
 from lab import cgroups, network, procs
 from lab.controlplane import (
+    CA_ADDRESS,
     LabError,
     Progress,
     apiserver_dir,
@@ -231,6 +232,9 @@ def _start_processes(
                             str(paths.l7_intake_socket(node.name)),
                             "--waypoint",
                             f"{node.waypoint_ip}:{WAYPOINT_PORT}",
+                            # SVIDs for the node's enrolled pods, in <state-dir>/svid (issue 11)
+                            "--ca-address",
+                            CA_ADDRESS,
                         ]
                         if datapath
                         else []
@@ -270,6 +274,8 @@ def _start_processes(
                         f"{node.waypoint_ip}:{WAYPOINT_PORT}",
                         "--flow-intake",
                         str(paths.l7_intake_socket(node.name)),
+                        "--svid-dir",  # HBONE on 15008/15007 with the agent's SVIDs
+                        str(paths.node_state(node.name) / "svid"),
                     ),
                 )),
                 log=paths.logs / f"waypoint-{node.name}.log",
