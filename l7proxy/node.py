@@ -247,17 +247,27 @@ def switch_split(on: bool) -> None:
 
 
 def tunnel_event_logger(event: TunnelEvent) -> None:
-    """Until the agent takes tunnel events as flows: refusals in the waypoint's log."""
+    """Refusals in the waypoint's log too (the agent makes every event a flow)."""
     if event.verdict == "DROPPED":
         log.info("tunnel %s %s: %s:%d -> %s:%d (%s) %s", event.side, event.drop_reason,
                  *event.source, *event.destination, event.source_spiffe_id, event.detail)
+
+
+def _to_agent(server: WaypointServer) -> Callable[[TunnelEvent], None]:
+    def record(event: TunnelEvent) -> None:
+        tunnel_event_logger(event)
+        server.flows.record_tunnel(event)
+
+    return record
 
 
 async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intake: Path,
                 metrics: Address = ("127.0.0.1", METRICS_PORT),
                 request_split: bool = True, svid_dir: Path | None = None,
                 trust_domain: str = DEFAULT_TRUST_DOMAIN,
-                on_tunnel_event: Callable[[TunnelEvent], None] = tunnel_event_logger) -> None:
+                on_tunnel_event: Callable[[TunnelEvent], None] | None = None) -> None:
+    """``on_tunnel_event``: where tunnel events go besides the log (default: to the agent as
+    flows, through the same intake as L7 records)."""
     feed = ClusterFeed(client, KINDS + ("Node",) if svid_dir is not None else KINDS)
     feed.source.start()
     while not feed.source.synced:  # every kind listed: never route from a partial view
@@ -304,7 +314,7 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
             node, listen[0], svid_dir, trust_domain,
             original_destination=tunnel_destination,
             admit=lambda src, dst, port: gate((src, 0), (dst, port)),
-            on_event=on_tunnel_event, mark=WAYPOINT_MARK,
+            on_event=on_tunnel_event or _to_agent(server), mark=WAYPOINT_MARK,
             pods=feed.typed["Pod"], nodes=feed.typed["Node"],
         )
         server.metrics.registry.register(hbone.metrics)
