@@ -96,6 +96,43 @@ step "where the time of those requests went (tulle trace request: client network
 sleep 0.5
 $TULLE trace request --last 5 --from-pod "frontend/$first_web"
 
+step "mutual TLS: enrolling namespace ledger (label tulle.io/mtls=true, PeerAuthentication STRICT)"
+$KUBECTL apply -f examples/mtls/
+$KUBECTL wait deployment --all -n ledger --for condition=Available --timeout 90s
+ledger_json="$($TULLE get pods -n ledger -o json)"
+teller="$(printf '%s' "$ledger_json" | .venv/bin/python -c 'import json,sys; print(next(p["metadata"]["name"] for p in json.load(sys.stdin)["items"] if p["metadata"]["labels"].get("app")=="teller"))')"
+mapfile -t ledger_ips < <(printf '%s' "$ledger_json" | .venv/bin/python -c '
+import json, sys
+for p in json.load(sys.stdin)["items"]:
+    if p["metadata"]["labels"].get("app") == "ledger-api":
+        print(p["status"]["podIP"], p["spec"]["nodeName"])
+')
+for i in $(seq 1 40); do  # until each node's agent holds its pods' certificates
+  held="$($TULLE identity -o json | .venv/bin/python -c 'import json,sys; print(sum(len(n.get("svids") or []) for n in json.load(sys.stdin)["nodes"]))' 2>/dev/null || echo 0)"
+  [ "$held" -ge 3 ] && break
+  sleep 0.25
+done
+
+step "the certificates each node holds, and the trust bundle (tulle identity)"
+$TULLE identity
+
+step "the teller calls the ledger API on both nodes: plaintext for the pods, mTLS between the nodes"
+for entry in "${ledger_ips[@]}"; do
+  read -r ip node <<<"$entry"
+  code="$($TULLE lab exec -n ledger "$teller" -- curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://$ip:8080/balance" || true)"
+  printf '  teller -> %-15s (%s): HTTP %s\n' "$ip:8080" "$node" "$code"
+done
+sleep 0.5
+step "those connections' flows (tulle observe --encrypted): the kernel redirect and both ends of each tunnel"
+$TULLE observe --last 12 --encrypted --from-pod "ledger/$teller"
+
+step "a pod outside the mesh calling the STRICT ledger: refused at once (a reset, not a hang)"
+read -r first_ip _ <<<"${ledger_ips[0]}"
+$TULLE lab exec -n frontend "$first_web" -- curl -s -o /dev/null --max-time 5 "http://$first_ip:8080/" \
+  && echo "  unexpected: the plaintext call went through" || echo "  curl: connection refused (exit $?)"
+sleep 0.5
+$TULLE observe --last 2 --verdict DROPPED --from-pod "frontend/$first_web" --to-namespace ledger
+
 cat <<TXT
 
 $(printf '\033[1;32m')The lab is still running.$(printf '\033[0m') Things to try next:
@@ -105,6 +142,8 @@ $(printf '\033[1;32m')The lab is still running.$(printf '\033[0m') Things to try
   .venv/bin/tulle lab exec -n frontend $first_web -- curl -s http://<pod IP>:8080/status/418 -i
   kubectl describe deployment catalog -n backend   # or: .venv/bin/tulle describe ...
   .venv/bin/tulle trace request -f -o json          # where each request's time goes
+  .venv/bin/tulle observe -f --encrypted            # mTLS flows (namespace ledger is enrolled)
+  .venv/bin/tulle identity                          # certificates per node, trust bundle
   .venv/bin/tulle map --since 10m --color-by latency-part
   .venv/bin/tulle lab status
   .venv/bin/tulle lab down          # removes every namespace, link and process
