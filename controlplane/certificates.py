@@ -31,8 +31,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from google.protobuf.message import DecodeError
 from prometheus_client import CollectorRegistry, Counter
 
+from agent.svid.gen import certificate_pb2 as pb
 from controlplane.auth import Authenticator, Unauthenticated
-from controlplane.gen import certificate_pb2 as pb
 from controlplane.issuer import AGENT_ACCOUNT, Issuer, Refusal, Status
 from identity.authz import PodRecord
 from identity.bundle import TrustBundle

@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Regenerate the Python modules of Tulle's gRPC APIs, committed beside their .proto files:
 # - the observer API: agent/observer/proto/tulle/observer/v1/observer.proto -> agent/observer/gen/
-# - the certificate service: controlplane/proto/tulle/identity/v1/certificate.proto -> controlplane/gen/
-#   (the server's) and agent/svid/gen/ (the node agent's client: the agent's runtime may not
-#   import controlplane). Both copies come from the one .proto and are identical but for their
-#   package; loaded in one process (tests), protobuf shares their descriptor and classes.
+# - the certificate service: controlplane/proto/tulle/identity/v1/certificate.proto -> agent/svid/gen/
+#   (one copy, for both ends: the agent's runtime may not import controlplane, the control plane
+#   may import the agent's generated stubs).
 #
 # Run this after editing a .proto and commit both. Needs grpcio-tools in the project venv
 # (it is a project dependency).
@@ -39,5 +38,4 @@ generate() {
 }
 
 generate agent/observer tulle/observer/v1 observer
-generate controlplane tulle/identity/v1 certificate
 generate controlplane tulle/identity/v1 certificate agent/svid/gen

@@ -15,8 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from controlplane.gen import certificate_pb2 as pb
-from controlplane.gen import certificate_pb2_grpc as pb_grpc
+from agent.svid.gen import certificate_pb2 as pb
+from agent.svid.gen import certificate_pb2_grpc as pb_grpc
 
 HOST = "tulle-controlplane.kube-system.svc"
 

@@ -11,10 +11,10 @@ import grpc
 import pytest
 from prometheus_client import CollectorRegistry
 
+from agent.svid.gen import certificate_pb2 as pb
+from agent.svid.gen import certificate_pb2_grpc as pb_grpc
 from controlplane.auth import Caller, StaticTokens
 from controlplane.certificates import CertificateServicer, serve
-from controlplane.gen import certificate_pb2 as pb
-from controlplane.gen import certificate_pb2_grpc as pb_grpc
 from controlplane.issuer import AGENT_ACCOUNT
 from identity.authz import PodRecord
 from identity.ca import CertificateAuthority

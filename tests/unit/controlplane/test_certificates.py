@@ -82,7 +82,7 @@ def test_an_identity_with_no_pod_on_the_callers_node_is_denied_saying_why(
 def test_no_or_bad_credentials_are_unauthenticated(
     service: Service, metadata: list[tuple[str, str]], says: str
 ) -> None:
-    from controlplane.gen import certificate_pb2 as pb
+    from agent.svid.gen import certificate_pb2 as pb
 
     request = pb.CreateCertificateRequest(csr=csr_pem().decode())
     with pytest.raises(grpc.RpcError) as info:

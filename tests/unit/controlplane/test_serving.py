@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.svid.gen import certificate_pb2 as pb
+from agent.svid.gen import certificate_pb2_grpc as pb_grpc
 from controlplane.certificates import serve
-from controlplane.gen import certificate_pb2 as pb
-from controlplane.gen import certificate_pb2_grpc as pb_grpc
 from controlplane.issuer import BAD_VALIDITY, Refusal, lifetime_for
 from identity.ca import CertificateAuthority
 from tests.unit.controlplane.conftest import AGENT_N1, make_servicer

@@ -1,1 +1,0 @@
-"""Generated gRPC modules (scripts/gen-proto.sh)."""
