@@ -41,7 +41,7 @@ from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_
 from l7proxy.endpoint_index import EndpointIndex
 from l7proxy.flows import FlowLossCollector
 from l7proxy.hbone import runner as hbone_runner
-from l7proxy.server import WaypointServer
+from l7proxy.server import WaypointServer, new_event_loop
 from l7proxy.timing import SPLIT
 from l7proxy.upstream import Connector, P
 
@@ -367,6 +367,9 @@ def run(node: str, kubeconfig: str | None, pin_dir: str, listen: str, intake: st
         client = connect(kubeconfig)
     except KubeconfigError as err:
         raise SystemExit(f"tulle waypoint: {err}") from None
-    asyncio.run(serve(node, client, Path(pin_dir), (host, int(port)), Path(intake), metrics,
-                      request_split, Path(svid_dir) if svid_dir else None, trust_domain))
+    # uvloop, as the standalone waypoint (l7proxy.server.new_event_loop): the node's waypoint
+    # carries every L7 request and every mTLS tunnel.
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(serve(node, client, Path(pin_dir), (host, int(port)), Path(intake), metrics,
+                         request_split, Path(svid_dir) if svid_dir else None, trust_domain))
     return 0

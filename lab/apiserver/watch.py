@@ -108,6 +108,8 @@ def watch(
     if start is None or has_selector:
         current, revision = store.list(kind, namespace)
     matching = {_key(o) for o in current if match(o)} if has_selector else set()
+    if start is not None and has_selector and revision > start:
+        matching = _matching_at_start(store, kind, start, revision, matching, match)
 
     def stream() -> Iterator[WatchEvent]:
         deadline = time.monotonic() + timeout
@@ -171,6 +173,46 @@ def _read(conn: sqlite3.Connection, position: int, kind: str) -> tuple[list[Any]
         return eventlog.read_events(conn, position, (kind,), _PAGE)
     finally:
         conn.execute("COMMIT")
+
+
+def _matching_at_start(
+    store: Store, kind: str, start: int, revision: int, now: set[tuple[str, str]], match: Any
+) -> set[tuple[str, str]]:
+    """The selector's matching set as the watcher knew it at ``start``, from the set at
+    ``revision`` (the list just read): an object the events in between touched is judged by
+    its last event at or before ``start`` (created after it: not matching); when the log no
+    longer says, it is taken as matching, so an object that stopped matching in between still
+    arrives as DELETED (at worst a DELETED for one the watcher never had, which informers
+    ignore) instead of being skipped."""
+    touched: dict[tuple[str, str], str] = {}
+    conn = schema.connect(store.path, 30.0)
+    try:
+        position = start
+        while position < revision:
+            try:
+                events, _seen = _read(conn, position, kind)
+            except Expired:
+                return now  # the stream answers 410 Gone at its first read
+            for event in events:
+                if event.revision <= revision:
+                    touched.setdefault((event.namespace, event.name), event.type)
+            if len(events) < _PAGE or not events:
+                break
+            position = events[-1].revision
+        matching = {key for key in now if key not in touched}
+        for key, first in touched.items():
+            if first == "ADDED":
+                continue  # created after start
+            conn.execute("BEGIN")
+            try:
+                before = eventlog.last_event(conn, kind, key[0], key[1], start)
+            finally:
+                conn.execute("COMMIT")
+            if before is None or (before.type != "DELETED" and match(before.object)):
+                matching.add(key)
+        return matching
+    finally:
+        conn.close()
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:

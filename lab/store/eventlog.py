@@ -49,6 +49,25 @@ def read_events(
     return events, seen
 
 
+def last_event(
+    conn: sqlite3.Connection, kind: str, namespace: str, name: str, at: int
+) -> Event | None:
+    """The object's last event at or before revision ``at``: its state then (None when the
+    events that would say were compacted, or it has none). Scans the kind's retained events;
+    for the rare watch that starts from an older revision with a selector."""
+    _head, compacted = meta(conn)
+    row = conn.execute(
+        "SELECT revision, type, kind, namespace, name, body FROM events"
+        " WHERE kind = ? AND namespace = ? AND name = ? AND revision <= ? AND revision > ?"
+        " ORDER BY revision DESC LIMIT 1",
+        (kind, namespace, name, at, compacted),
+    ).fetchone()
+    if row is None:
+        return None
+    rev, type_, kind_, ns, name_, body = row
+    return Event(_event_type(type_), rev, kind_, ns, name_, json.loads(body))
+
+
 def compact(conn: sqlite3.Connection, head: int, compacted: int, history: int) -> int:
     """Drop events older than the last ``history``; return the new compacted revision.
 

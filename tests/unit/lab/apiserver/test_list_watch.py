@@ -215,6 +215,25 @@ def test_a_selecting_watch_from_a_resource_version_sees_an_object_leave_it(
     assert _summary(watch.wait_for(2)) == [("DELETED", "a"), ("ADDED", "b")]
 
 
+def test_a_selecting_watch_from_an_older_resource_version_sees_what_left_before_it_began(
+    client: Client,
+) -> None:
+    """The changes happen between the resourceVersion and the watch request (the race the
+    test above can lose): the matching set is the one at that resourceVersion, not now's."""
+    _make(client, "a", labels={"app": "web"})
+    _make(client, "b", labels={"app": "db"})
+    _make(client, "c", labels={"app": "db"})
+    rv = client.get(CMS).body["metadata"]["resourceVersion"]
+    for name, app in (("a", "db"), ("b", "web")):
+        obj = client.get(f"{CMS}/{name}").body
+        obj["metadata"]["labels"] = {"app": app}
+        client.request("PUT", f"{CMS}/{name}", obj)
+    _make(client, "d", labels={"app": "web"})
+    watch = Collector(client.watch(CMS, labelSelector="app=web", resourceVersion=rv,
+                                   timeoutSeconds="3"))
+    assert _summary(watch.wait_for(3)) == [("DELETED", "a"), ("ADDED", "b"), ("ADDED", "d")]
+
+
 def test_a_watch_from_a_resource_version_reads_no_current_objects(
     server_parts: tuple[Any, Any, Client], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
