@@ -11,6 +11,7 @@ when it differs. Secrets in another namespace than the Gateway get a ReferenceGr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,12 +158,13 @@ def _convert_class(
         "metadata": {"name": gw_name, "namespace": gw_ns},
         "spec": {"gatewayClassName": gateway_class, "listeners": list(listeners.values())},
     }
-    result.objects += [gateway, *routes, *_grants(certs, gw_name, gw_ns)]
+    # Deep copies: rules share match dicts, and a YAML writer would turn those into aliases.
+    result.objects += json.loads(json.dumps([gateway, *routes, *_grants(certs, gw_name, gw_ns)]))
 
 
 def _collect_certs(
     ing: Ingress, certs: dict[str, tuple[str, str, Ingress]], out: list[Finding]
-) -> None:  # noqa: E501
+) -> None:
     for i, entry in enumerate(ing.tls):
         where = f"spec.tls[{i}]"
         if not entry.hosts:
@@ -173,16 +175,17 @@ def _collect_certs(
                     Severity.REFUSED,
                     "TLS without hosts (nginx's default server) has no listener hostname",
                 )
-            )  # noqa: E501
+            )
         if entry.secret_name is None:
             out.append(
                 Finding(
                     ing.subject,
                     f"{where}.secretName",
                     Severity.REFUSED,
-                    "no Secret: nginx serves its default certificate; an HTTPS listener needs certificateRefs",
+                    "no Secret: nginx serves its default certificate; "
+                    "an HTTPS listener needs certificateRefs",
                 )
-            )  # noqa: E501
+            )
             continue
         for host in entry.hosts:
             have = certs.get(host)
@@ -192,9 +195,10 @@ def _collect_certs(
                         ing.subject,
                         f"{where} host {host}",
                         Severity.REFUSED,
-                        f"{host} already has certificate {have[0]}/{have[1]} from {have[2].subject}; one listener has one certificate set",
+                        f"{host} already has certificate {have[0]}/{have[1]} from "
+                        f"{have[2].subject}; one listener has one certificate set",
                     )
-                )  # noqa: E501
+                )
                 continue
             certs[host] = (ing.namespace, entry.secret_name, ing)
 
@@ -215,9 +219,10 @@ def _attach_canary(
                         ing.subject,
                         f"{PREFIX}canary host {rule.host or '*'} path {path.path}",
                         Severity.REFUSED,
-                        "no main Ingress serves this host and path; a canary only splits an existing path",
+                        "no main Ingress serves this host and path; "
+                        "a canary only splits an existing path",
                     )
-                )  # noqa: E501
+                )
             elif mains[0].canary is not None:
                 out.append(
                     Finding(
@@ -226,7 +231,7 @@ def _attach_canary(
                         Severity.REFUSED,
                         f"{mains[0].canary[0].subject} is already this path's canary",
                     )
-                )  # noqa: E501
+                )
             else:
                 mains[0].canary = (ing, canary, path.backend)
     if ing.default_backend is not None:
@@ -237,7 +242,7 @@ def _attach_canary(
                 Severity.REFUSED,
                 "a canary's defaultBackend is not split",
             )
-        )  # noqa: E501
+        )
 
 
 def _listener(
@@ -302,7 +307,7 @@ def _routes(
 
 def _grants(
     certs: dict[str, tuple[str, str, Ingress]], gw_name: str, gw_ns: str
-) -> list[dict[str, Any]]:  # noqa: E501
+) -> list[dict[str, Any]]:
     by_ns: dict[str, set[str]] = {}
     for ns, secret, _ in certs.values():
         if ns != gw_ns:
@@ -315,7 +320,7 @@ def _grants(
             "spec": {
                 "from": [
                     {"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": gw_ns}
-                ],  # noqa: E501
+                ],
                 "to": [{"group": "", "kind": "Secret", "name": s} for s in sorted(secrets)],
             },
         }

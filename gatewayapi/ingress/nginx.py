@@ -169,6 +169,15 @@ def read_policy(ing: Ingress, out: list[Finding]) -> Policy:
     if (root := a.get(PREFIX + "app-root")) is not None:
         if root.startswith("/") and not _REGEX_CHARS.search(root.replace(".", "")):
             p.app_root = root
+            out.append(
+                Finding(
+                    ing.subject,
+                    PREFIX + "app-root",
+                    Severity.APPROXIMATED,
+                    "RequestRedirect keeps a query string on '/'; nginx's app-root redirect "
+                    "drops it",
+                )
+            )
         else:
             out.append(_refuse(ing, "app-root", f"{root!r} is not an absolute path; ignored"))
     if (url := a.get(PREFIX + "permanent-redirect")) is not None:
@@ -258,7 +267,7 @@ def _permanent(ing: Ingress, url: str, out: list[Finding]) -> Redirect | None:
                 "permanent-redirect-code",
                 f"{code} is not a redirect code Gateway API has (301, 302, 303, 307, 308)",
             )
-        )  # noqa: E501
+        )
         code = 301
     parts = urlsplit(url)
     if parts.query or parts.fragment:
@@ -268,7 +277,7 @@ def _permanent(ing: Ingress, url: str, out: list[Finding]) -> Redirect | None:
                 "permanent-redirect",
                 "a target with a query or fragment has no RequestRedirect form",
             )
-        )  # noqa: E501
+        )
         return None
     if parts.scheme not in ("http", "https", "") or (parts.scheme and not parts.hostname):
         out.append(_refuse(ing, "permanent-redirect", f"{url!r} is not an http(s) URL or path"))
@@ -301,11 +310,14 @@ class PathPlan:
 
 
 def plan_path(
-    ing: Ingress, p: Policy, path: str, path_type: str, out: list[Finding]
+    ing: Ingress, p: Policy, path: str, path_type: str, regex_host: bool, out: list[Finding]
 ) -> PathPlan | None:
-    """The match (and rewrite) for one path, or None (refused, with a finding)."""
+    """The match (and rewrite) for one path, or None (refused, with a finding).
+
+    ``regex_host``: some Ingress on this host has use-regex or rewrite-target, and nginx
+    then makes every path of the host a regex location (across Ingresses)."""
     target = p.rewrite_target
-    regex = p.use_regex or target is not None
+    regex = p.use_regex or target is not None or regex_host
     if target is not None and "$" in target:
         tail = _TAIL_CAPTURE.match(path)
         if tail is None or not re.fullmatch(r"[^$]*\$2", target):
@@ -327,6 +339,8 @@ def plan_path(
         # ingress-nginx: `location ~* "^<path>"`: case-insensitive, anchored at the start
         # only. RE2 matches the whole path, so ".*" keeps the open end.
         key = "rewrite-target" if target is not None and not p.use_regex else "use-regex"
+        if target is None and not p.use_regex:
+            key = "use-regex (of another Ingress on this host)"
         out.append(
             Finding(
                 ing.subject,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.model.regex import regex_problem
+from agent.model.regex import compile_linear, regex_problem
 from gatewayapi.ingress.nginx import PREFIX, Canary, Policy, plan_path
 from gatewayapi.ingress.report import Finding, Severity
 from gatewayapi.ingress.source import Backend, Ingress, IngressPath, ServicePorts
@@ -45,7 +45,7 @@ def backend_ref(
             Finding(
                 ing.subject, "resource backend", Severity.REFUSED, "HTTPRoute backends are Services"
             )
-        )  # noqa: E501
+        )
         return None
     port = backend.port
     if port is None:
@@ -74,10 +74,11 @@ def build_rules(
 ) -> Sides:
     sides = Sides()
     app_root: str | None = None
+    regex_host = any(e.policy.use_regex or e.policy.rewrite_target for e in entries)
     for e in entries:
         ing, p = e.ingress, e.policy
         app_root = app_root or p.app_root
-        plan = plan_path(ing, p, e.path.path, e.path.path_type, out)
+        plan = plan_path(ing, p, e.path.path, e.path.path_type, regex_host, out)
         if plan is None:
             continue
         kind, value = plan.match
@@ -88,7 +89,7 @@ def build_rules(
                     PREFIX + "use-regex",
                     Severity.REFUSED,
                     f"path {e.path.path!r}: {problem}",
-                )  # noqa: E501
+                )
             )
             continue
         main = backend_ref(ing, e.path.backend, services, out)
@@ -113,7 +114,7 @@ def build_rules(
                 key = "replaceFullPath" if how == "ReplaceFullPath" else "replacePrefixMatch"
                 filters.append(
                     {"type": "URLRewrite", "urlRewrite": {"path": {"type": how, key: target}}}
-                )  # noqa: E501
+                )
             if p.cors is not None:
                 c = p.cors
                 cors: dict[str, Any] = {
@@ -138,6 +139,7 @@ def build_rules(
             sides.http.append({"matches": [match], "filters": [_to_https()]})
         else:
             sides.http.extend([*extra, rule])
+    _check_precedence(entries, sides.https, out)
     if app_root is not None:
         # nginx checks app-root in the server block, before any location, on both ports.
         root = {
@@ -187,3 +189,35 @@ def _canary_rules(
         if c.header_value is None:
             extra.append(by_header("never", main))
     return extra
+
+
+def _check_precedence(entries: list[Entry], rules: list[Rule], out: list[Finding]) -> None:
+    """Tulle ranks RegularExpression paths before every PathPrefix (gatewayapi/precedence.py);
+    nginx picks the longest location. A prefix that a regex of the same host also matches
+    is reached differently: report it rather than convert silently."""
+    regexes = [
+        (m["path"]["value"], compile_linear(m["path"]["value"]))
+        for r in rules
+        for m in r["matches"]
+        if m["path"]["type"] == "RegularExpression"
+    ]
+    owners = {e.path.path: e.ingress for e in entries}
+    for r in rules:
+        for m in r["matches"]:
+            if m["path"]["type"] != "PathPrefix":
+                continue
+            value = m["path"]["value"]
+            for pattern, compiled in regexes:
+                if compiled.fullmatch(value) or compiled.fullmatch(value.rstrip("/") + "/x"):
+                    subject = owners.get(value, entries[0].ingress).subject
+                    out.append(
+                        Finding(
+                            subject,
+                            f"path {value!r}",
+                            Severity.APPROXIMATED,
+                            f"RegularExpression {pattern!r} on the same host ranks before "
+                            "PathPrefix in Tulle, so it takes requests that nginx sends to "
+                            "this (longer) path",
+                        )
+                    )
+                    break
