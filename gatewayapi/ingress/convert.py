@@ -86,6 +86,15 @@ def convert(
     by_class: dict[str, list[Ingress]] = {}
     for ing in sorted(ingresses, key=lambda i: (i.namespace, i.name)):
         name = ing.class_name or (defaults[0] if defaults else "")
+        if not name:
+            why = (
+                f"no class and no default IngressClass in the input: converted onto Gateway "
+                f"{UNCLASSED_GATEWAY!r} (ingress-nginx serves such Ingresses only with "
+                "--watch-ingress-without-class)"
+            )
+            result.findings.append(
+                Finding(ing.subject, "spec.ingressClassName", Severity.NOTE, why)
+            )
         by_class.setdefault(name, []).append(ing)
     for class_name, members in sorted(by_class.items()):
         _convert_class(class_name, members, services, gateway_class, gateway_namespace, result)

@@ -642,7 +642,9 @@ def test_one_gateway_per_class_and_the_default_class() -> None:
 def test_without_any_class_the_gateway_is_named_ingress() -> None:
     doc = ing()
     del doc["spec"]["ingressClassName"]
-    assert [g["metadata"]["name"] for g in kinds(run(doc), "Gateway")] == ["ingress"]
+    result = run(doc)
+    assert [g["metadata"]["name"] for g in kinds(result, "Gateway")] == ["ingress"]
+    assert any("--watch-ingress-without-class" in f for f in findings(result, Severity.NOTE))
 
 
 def test_named_ports_resolve_through_services_in_the_input() -> None:
