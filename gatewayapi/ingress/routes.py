@@ -74,6 +74,7 @@ def build_rules(
 ) -> Sides:
     sides = Sides()
     app_root: str | None = None
+    owners: dict[int, Ingress] = {}  # id(rule) -> the Ingress it came from
     regex_host = any(e.policy.use_regex or e.policy.rewrite_target for e in entries)
     for e in entries:
         ing, p = e.ingress, e.policy
@@ -134,12 +135,13 @@ def build_rules(
             rule["filters"] = filters
         extra = _canary_rules(e, rule, main, services, out) if "backendRefs" in rule else []
         sides.https.extend([*extra, rule])
+        owners.update((id(r), ing) for r in (*extra, rule))
         redirects = p.force_ssl_redirect or (p.ssl_redirect and host in tls_hosts)
         if redirects and p.permanent_redirect is None:
             sides.http.append({"matches": [match], "filters": [_to_https()]})
         else:
             sides.http.extend([*extra, rule])
-    _check_precedence(entries, sides.https, out)
+    _check_precedence(owners, sides.https, out)
     if app_root is not None:
         # nginx checks app-root in the server block, before any location, on both ports.
         root = {
@@ -191,7 +193,7 @@ def _canary_rules(
     return extra
 
 
-def _check_precedence(entries: list[Entry], rules: list[Rule], out: list[Finding]) -> None:
+def _check_precedence(owners: dict[int, Ingress], rules: list[Rule], out: list[Finding]) -> None:
     """Tulle ranks RegularExpression paths before every PathPrefix (gatewayapi/precedence.py);
     nginx picks the longest location. A prefix that a regex of the same host also matches
     is reached differently: report it rather than convert silently."""
@@ -201,7 +203,6 @@ def _check_precedence(entries: list[Entry], rules: list[Rule], out: list[Finding
         for m in r["matches"]
         if m["path"]["type"] == "RegularExpression"
     ]
-    owners = {e.path.path: e.ingress for e in entries}
     for r in rules:
         for m in r["matches"]:
             if m["path"]["type"] != "PathPrefix":
@@ -209,7 +210,7 @@ def _check_precedence(entries: list[Entry], rules: list[Rule], out: list[Finding
             value = m["path"]["value"]
             for pattern, compiled in regexes:
                 if compiled.fullmatch(value) or compiled.fullmatch(value.rstrip("/") + "/x"):
-                    subject = owners.get(value, entries[0].ingress).subject
+                    subject = owners[id(r)].subject
                     out.append(
                         Finding(
                             subject,

@@ -261,7 +261,8 @@ def test_prefix_shadowed_by_a_regex_is_reported() -> None:
         ),
         ing("b", annotations={N + "use-regex": "true"}, paths=[path("/", "Prefix")]),
     )
-    assert any("ranks before PathPrefix" in f for f in findings(result, Severity.APPROXIMATED))
+    (shadowed,) = [f for f in result.findings if "ranks before PathPrefix" in f.reason]
+    assert (shadowed.subject, shadowed.feature) == ("Ingress shop/a", "path '/api'")
 
 
 def canary(annotations: dict[str, str], p: dict[str, Any] | None = None) -> dict[str, Any]:
