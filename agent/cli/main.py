@@ -6,6 +6,7 @@ import click
 
 from agent.cli.apply import apply
 from agent.cli.context import cluster_options, lab_name
+from agent.cli.convert import convert_cmd
 from agent.cli.identity import identity
 from agent.cli.lab import lab
 from agent.cli.namespaces import list_namespaces
@@ -45,6 +46,7 @@ cli.add_command(list_group)
 cli.add_command(map_cmd)
 cli.add_command(trace)
 cli.add_command(identity)
+cli.add_command(convert_cmd)
 
 
 def _lab_relay(ctx: click.Context) -> str | None:

@@ -1,0 +1,144 @@
+"""`tulle convert`: Ingress objects -> Gateway API objects, with a report of what was not
+expressed (gatewayapi/ingress/README.md has the mapping).
+
+Input: files, directories and stdin (-f, repeatable), or --from-cluster (the Ingresses,
+IngressClasses and Services the API server serves). Output: the Gateway, HTTPRoutes and
+ReferenceGrants on stdout (-o yaml|json); the report on stderr (--report text|json).
+
+Exit status: 0 when everything converted exactly (the report holds notes at most); 3 when
+something was refused or approximated (the objects are still written); 1 for input that
+cannot be read or is malformed; 2 for usage errors (click's).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+import yaml
+
+from agent.cli.cluster import connect
+from agent.cli.context import cluster_options
+from agent.cli.manifests import load
+from agent.model.convert import ConversionError, from_dict
+from gatewayapi.ingress import DEFAULT_GATEWAY_CLASS, Conversion, IngressError, convert
+
+EXIT_NOT_EXACT = 3
+"""Exit status when the report has refused or approximated findings."""
+
+
+class _Failed(click.ClickException):
+    exit_code = 1
+
+
+@click.command("convert")
+@click.option(
+    "-f", "--filename", "files", multiple=True, help="File, directory or - (stdin); repeatable."
+)
+@click.option("--from-cluster", is_flag=True, help="Convert the Ingresses the cluster serves.")
+@click.option("-n", "--namespace", default=None, help="With --from-cluster: only this namespace.")
+@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml")
+@click.option("--report", "report", type=click.Choice(["text", "json"]), default="text")
+@click.option("--gateway-class", default=DEFAULT_GATEWAY_CLASS, show_default=True)
+@click.option(
+    "--gateway-namespace",
+    default="default",
+    show_default=True,
+    help="The Gateway's namespace when a class's Ingresses span several namespaces.",
+)
+@cluster_options
+@click.pass_context
+def convert_cmd(
+    ctx: click.Context,
+    files: tuple[str, ...],
+    from_cluster: bool,
+    namespace: str | None,
+    output: str,
+    report: str,
+    gateway_class: str,
+    gateway_namespace: str,
+    kubeconfig: str | None,
+    context_name: str | None,
+) -> None:
+    """Convert Ingress objects to a Gateway, HTTPRoutes and ReferenceGrants.
+
+    \b
+    The converted objects go to stdout, the report of everything not expressed to stderr.
+    Exit status: 0 converted exactly; 3 something refused or approximated (see the report);
+    1 unreadable or malformed input.
+    """
+    if bool(files) == from_cluster:
+        raise click.UsageError("give -f FILE|DIR|- (repeatable) or --from-cluster, not both")
+    if namespace is not None and not from_cluster:
+        raise click.UsageError("-n/--namespace goes with --from-cluster")
+    if from_cluster:
+        docs = _from_cluster(ctx, namespace, kubeconfig, context_name)
+    else:
+        docs = [doc for _, doc in load(files)]
+    try:
+        result = convert(docs, gateway_class=gateway_class, gateway_namespace=gateway_namespace)
+    except IngressError as err:
+        raise _Failed(str(err)) from err
+    _check(result)
+    _write(result.objects, output)
+    _report(result, report)
+    if not result.exact:
+        ctx.exit(EXIT_NOT_EXACT)
+
+
+def _from_cluster(
+    ctx: click.Context, namespace: str | None, kubeconfig: str | None, context_name: str | None
+) -> list[dict[str, Any]]:
+    cluster = connect(ctx, kubeconfig, context_name)
+    docs: list[dict[str, Any]] = []
+    for api, kind in (
+        ("networking.k8s.io/v1", "IngressClass"),
+        ("v1", "Service"),
+        ("networking.k8s.io/v1", "Ingress"),
+    ):
+        res = cluster.resource_for(api, kind)
+        if res is None:
+            if kind == "Ingress":
+                raise _Failed(f"{cluster.server} does not serve {api} Ingress")
+            continue  # IngressClass: the lab API server does not serve it (yet)
+        for obj in cluster.list(res, namespace):
+            docs.append({"apiVersion": api, "kind": kind, **obj})
+    return docs
+
+
+def _check(result: Conversion) -> None:
+    """Every written object must read back as Tulle's model reads it; a refusal here is a
+    converter bug, reported as such rather than written."""
+    for obj in result.objects:
+        try:
+            from_dict(obj)
+        except ConversionError as err:
+            raise _Failed(f"internal error: converted object is invalid: {err}") from err
+
+
+def _write(objects: list[dict[str, Any]], output: str) -> None:
+    if output == "json":
+        items = {"apiVersion": "v1", "kind": "List", "items": objects}
+        click.echo(json.dumps(items, indent=2))
+    else:
+        click.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
+
+
+def _report(result: Conversion, how: str) -> None:
+    if how == "json":
+        body = {
+            "exact": result.exact,
+            "findings": [f.to_dict() for f in result.findings],
+        }
+        click.echo(json.dumps(body, indent=2), err=True)
+        return
+    for finding in result.findings:
+        click.echo(str(finding), err=True)
+    if not result.exact:
+        click.echo(
+            "not exact: the objects above do not do everything the Ingresses did (see above)",
+            err=True,
+        )
+    sys.stderr.flush()
