@@ -14,7 +14,7 @@ from l7proxy.hbone.bridge import TunnelBridge
 from l7proxy.hbone.directory import PodDirectory
 from l7proxy.hbone.ends import dialer
 from l7proxy.server import WaypointServer
-from l7proxy.testing import gateway_config, read_response
+from l7proxy.testing import H2Backend, gateway_config, read_response
 from tests.unit.hbone.harness import Cluster, mint, root, spiffe, start_waypoint, svid_dir
 
 A, B = "127.0.0.31", "127.0.0.32"  # the nodes' waypoints
@@ -47,10 +47,14 @@ async def http_pod(host: str, seen: list[tuple[str, int]]) -> tuple[asyncio.Serv
     return server, server.sockets[0].getsockname()[1]
 
 
-async def get(port: int, source: str) -> tuple[int, bytes]:
+async def get(port: int, source: str, extra: str = "", body: str = "") -> tuple[int, bytes]:
+    """GET /x (POST with ``body``) from ``source``."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    method = "POST" if body else "GET"
+    if body:
+        extra += f"Content-Length: {len(body)}\r\n"
     try:
-        writer.write(b"GET /x HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+        writer.write(f"{method} /x HTTP/1.1\r\nHost: shop.example\r\n{extra}\r\n{body}".encode())
         status, _, body = await asyncio.wait_for(read_response(reader), 10)
         return status, body
     finally:
@@ -97,6 +101,9 @@ def test_the_upstream_hop_rides_a_tunnel_as_the_client_and_plaintext_is_refused(
             # A client outside the mesh: 503, AUTH_REQUIRED, and the backend saw nothing.
             status, body = await get(port, PLAIN)
             assert status == 503 and b"accepts only mutual TLS" in body
+            # Headers claiming to be web change nothing: the socket's peer is the client.
+            forged = f"Forwarded: for={WEB}\r\nX-Forwarded-For: {WEB}\r\n"
+            assert (await get(port, PLAIN, forged))[0] == 503
             assert len(seen) == 3 and len(b.events) == 2
             l7.flows.flush()  # the recorder's batch, now
             by_client = {f.ip.source: f for f in flows if f.ip is not None}
@@ -152,5 +159,48 @@ def test_a_peer_refusal_is_a_503_naming_it(tmp_path: Path) -> None:
             await a.close()
             await b.close()
             backend.close()
+
+    asyncio.run(main())
+
+
+def test_an_h2c_backend_is_reached_over_the_tunnel_too(tmp_path: Path) -> None:
+    """The h2c upstream client (gRPC, backends marked h2c) takes the same hop."""
+
+    async def main() -> None:
+        ca = root()
+        backend = H2Backend()
+        grpc_pod = "127.0.0.1"  # H2Backend listens there: a pod of node b here
+        cluster = Cluster(pods={WEB: (WEB_ID, "a"), grpc_pod: (DB_ID, "b")})
+        dir_a = svid_dir(tmp_path / "a", [ca], [mint(ca, "shop", "web")])
+        dir_b = svid_dir(tmp_path / "b", [ca], [mint(ca, "shop", "db")])
+        h2_port = await backend.start()
+        a = await start_waypoint("a", A, dir_a, cluster)
+        b = await start_waypoint("b", B, dir_b, cluster)
+        config = gateway_config(ROUTE, {"default/db:8080": [(grpc_pod, h2_port)]},
+                                services=("db",), protocols={"default/db:8080": "h2c"})
+        flows: list[Flow] = []
+        l7 = WaypointServer(config, flow_sink=flows.extend)
+        l7.proxy.connector.mesh = PodDirectory(
+            "a", cluster.pods, cluster.waypoints, {WEB: ("STRICT", {}), grpc_pod: ("STRICT", {})}
+        )
+        bridge = l7.proxy.connector.tunnels = TunnelBridge(a.pool)
+        [port] = await l7.start()
+        try:
+            # (a body: the test backend answers a stream once it ended after its head)
+            assert await get(port, WEB, body="one") == (200, b"one")
+            assert await get(port, WEB, body="two") == (200, b"two")
+            assert len(backend.requests) == 2
+            # one h2c connection, one stream of one tunnel, delivered by b as web
+            [delivered] = [e for e in b.events if e.verdict == "FORWARDED"]
+            assert delivered.source_spiffe_id == WEB_ID
+            assert delivered.destination == (grpc_pod, h2_port)
+            l7.flows.flush()
+            assert all(f.ip is not None and f.ip.encrypted for f in flows) and len(flows) == 2
+        finally:
+            await l7.close()
+            await a.close()
+            await bridge.close()
+            await b.close()
+            await backend.close()
 
     asyncio.run(main())
