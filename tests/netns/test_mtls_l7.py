@@ -32,32 +32,39 @@ def _with_service_account(obj: dict[str, Any], name: str) -> dict[str, Any]:
     return obj
 
 
+def routed(name: str) -> list[dict[str, Any]]:
+    """Service ``name`` with an HTTPRoute to Service ``<name>-b``: the same pods."""
+    backend = service(NS, f"{name}-b")
+    backend["spec"]["selector"] = {"app": name}
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": name, "namespace": NS},
+             "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": name, "port": 80}],
+                      "rules": [{"backendRefs": [{"name": f"{name}-b", "port": 80}]}]}}
+    return [service(NS, name), backend, route]
+
+
 @pytest.fixture(scope="module")
 def mesh(lab: Lab) -> dict[str, str]:
     """echo (STRICT, ServiceAccount echo-sa) on node2 behind Service ``echo`` with an HTTPRoute
-    to Service ``echo-b`` (the same pods); an enrolled client and one outside the mesh, both
-    on node1."""
-    echo_b = service(NS, "echo-b")
-    echo_b["spec"]["selector"] = {"app": "echo"}
+    to Service ``echo-b`` (the same pods), and near (the same) on node1; an enrolled client
+    and one outside the mesh, both on node1."""
     strict = {"apiVersion": "security.tulle.io/v1", "kind": "PeerAuthentication",
               "metadata": {"name": "default", "namespace": NS},
               "spec": {"mtls": {"mode": "STRICT"}}}
-    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-             "metadata": {"name": "echo", "namespace": NS},
-             "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "echo", "port": 80}],
-                      "rules": [{"backendRefs": [{"name": "echo-b", "port": 80}]}]}}
     sa = {"apiVersion": "v1", "kind": "ServiceAccount",
           "metadata": {"name": "echo-sa", "namespace": NS}}
     apply(lab, namespace(NS, {"tulle.io/mtls": "true"}), namespace(PLAIN), sa, strict,
           _with_service_account(deployment(NS, "echo", 1, node="node2"), "echo-sa"),
+          _with_service_account(deployment(NS, "near", 1, node="node1"), "echo-sa"),
           deployment(NS, "client", 1, node="node1"), deployment(PLAIN, "client", 1, node="node1"),
-          service(NS, "echo"), echo_b, route)
-    lab.wait_pods_ready(NS, 2, timeout=90)
+          *routed("echo"), *routed("near"))
+    lab.wait_pods_ready(NS, 3, timeout=90)
     lab.wait_pods_ready(PLAIN, 1, timeout=90)
     found = {
         "client": pods_of(lab, NS, "client")[0]["metadata"]["name"],
         "plain": pods_of(lab, PLAIN, "client")[0]["metadata"]["name"],
         "echo_ip": pods_of(lab, NS, "echo")[0]["status"]["podIP"],
+        "near_ip": pods_of(lab, NS, "near")[0]["status"]["podIP"],
     }
     # The client's SVID reaches node1's waypoint within the agent's first rounds.
     wait_for(lambda: curl(lab, NS, found["client"], "/ready")[0] == "200", timeout=60,
@@ -65,10 +72,10 @@ def mesh(lab: Lab) -> dict[str, str]:
     return found
 
 
-def curl(lab: Lab, ns: str, pod: str, path: str) -> tuple[str, str]:
-    """(status code, body) of GET http://echo.<NS><path> from ``pod``."""
+def curl(lab: Lab, ns: str, pod: str, path: str, to: str = "echo") -> tuple[str, str]:
+    """(status code, body) of GET http://<to>.<NS><path> from ``pod``."""
     out = lab.exec(ns, pod, "curl", "-s", "--max-time", "5", "-w", "\n%{http_code}",
-                   f"http://echo.{NS}{path}", check=False).stdout
+                   f"http://{to}.{NS}{path}", check=False).stdout
     body, _, code = out.rpartition("\n")
     return code, body
 
@@ -134,3 +141,27 @@ def test_a_client_outside_the_mesh_gets_503_auth_required(
     assert flow["drop_reason_desc"] == "AUTH_REQUIRED"
     assert flow["l7"]["http"]["code"] == 503
     assert not flow["IP"].get("encrypted")
+
+
+def test_a_strict_backend_on_the_same_node_is_reached_through_the_nodes_own_tunnel_end(
+    lab: Lab, mesh: dict[str, str]
+) -> None:
+    """Same node: the hop still rides HBONE (node1's own 15008), so node1's receiving end
+    asserted the client's identity as for any enrolled connection."""
+    canary = f"/tulle-l7-near-{uuid.uuid4().hex}"
+    code, body = curl(lab, NS, mesh["client"], canary, to="near")
+    assert code == "200", body
+    assert json.loads(body)["pod"].startswith("near-")
+
+    def seen() -> tuple[dict[str, Any], dict[str, Any]] | None:
+        l7 = [f for f in flows(lab, "--type", "l7")
+              if canary in ((f.get("l7") or {}).get("http") or {}).get("url", "")]
+        accepted = [f for f in flows(lab, "--node-name", "node1", "--verdict", "FORWARDED")
+                    if ((f.get("tulle") or {}).get("tunnel") or {}).get("side") == "server"
+                    and f["IP"]["destination"] == mesh["near_ip"]]
+        return (l7[0], accepted[-1]) if l7 and accepted else None
+
+    l7_flow, accepted = wait_for(seen, timeout=10, what="the L7 flow and node1's tunnel flow")
+    assert accepted["tulle"]["source_spiffe_id"] == CLIENT_ID
+    assert l7_flow["IP"].get("encrypted") is True
+    assert l7_flow["tulle"]["destination_spiffe_id"] == ECHO_ID
