@@ -31,6 +31,7 @@ from l7proxy.hbone.tunnel import StreamReset
 from l7proxy.via import HopRefused, Tunnel
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)
+SIDE = "client"  # the sending end's metrics; its record of each hop is the L7 flow
 DROPS = {403: "POLICY_DENIED", 404: "TUNNEL_DESTINATION_NOT_LOCAL"}
 
 
@@ -47,17 +48,21 @@ class TunnelBridge:
     ) -> tuple[asyncio.BaseTransport, P]:
         """A connected ``factory()`` protocol whose bytes ride a stream to ``backend``;
         HopRefused when the stream is not opened or the peer answers other than 200."""
+        metrics = self.pool.metrics
         try:
             stream = await self.pool.stream(
                 via.source_id, via.peer, connect_fields(backend, client)
             )
         except TunnelError as exc:
+            if exc.decided:
+                metrics.stream_decided(SIDE, "DROPPED")
             raise HopRefused(exc.reason, exc.detail) from exc
         try:
             async with asyncio.timeout(self.response_timeout):
                 status = await stream.response
         except (StreamReset, TimeoutError) as exc:
             stream.reset()
+            metrics.stream_decided(SIDE, "DROPPED")
             raise HopRefused("TUNNEL_UPSTREAM_FAILED", f"no answer to CONNECT: {exc}") from exc
         if status != 200:
             # The peer refused the stream and reports its reason in its own flow.
@@ -74,9 +79,11 @@ class TunnelBridge:
             theirs.close()
             stream.reset()
             raise
+        metrics.stream_decided(SIDE, "FORWARDED")
+        metrics.streams[SIDE] += 1
         task = asyncio.ensure_future(splice(reader, writer, stream))
         self.splices.add(task)
-        task.add_done_callback(self.splices.discard)
+        task.add_done_callback(self._ended)
         loop = asyncio.get_running_loop()
         try:
             return await loop.create_connection(factory, sock=theirs)
@@ -84,6 +91,10 @@ class TunnelBridge:
             theirs.close()
             task.cancel()
             raise
+
+    def _ended(self, task: asyncio.Task[tuple[bool, str]]) -> None:
+        self.splices.discard(task)
+        self.pool.metrics.streams[SIDE] -= 1
 
     async def close(self) -> None:
         for task in list(self.splices):

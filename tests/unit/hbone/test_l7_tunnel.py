@@ -89,6 +89,8 @@ def test_the_upstream_hop_rides_a_tunnel_as_the_client_and_plaintext_is_refused(
             assert await get(port, WEB) == (200, B.encode())
             assert await get(port, WEB) == (200, B.encode())  # pooled: one tunnel, one stream
             assert len(a.pool.connections) == 1 and len(seen) == 2
+            assert a.metrics.streams["client"] == 1  # the pooled HTTP/1.1 connection's
+            assert a.metrics.decided[("client", "FORWARDED")] == 1
             [delivered] = [e for e in b.events if e.verdict == "FORWARDED"]
             assert (delivered.side, delivered.source_spiffe_id) == ("server", WEB_ID)
             assert delivered.destination == (DB, db_port) and delivered.source[0] == WEB
