@@ -12,6 +12,7 @@ from gatewayapi import Parent, Request
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.wire import HOP_BY_HOP, check_head, connection_tokens
 from l7proxy.timing import SPLIT, RttCache, now
+from l7proxy.via import Via
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -194,6 +195,7 @@ class Exchange:
         "t_stall",
         "plain",
         "endpoint",
+        "via",
     )
 
     def __init__(
@@ -246,6 +248,8 @@ class Exchange:
             # head. What takes one of them calls ``rare`` first; the flow then carries them.
             self.plain = True
         self.endpoint: tuple[str, int] | None = None
+        self.via: Via | None = None
+        """The upstream hop of the last try (``l7proxy.via``): a tunnel marks the flow."""
         """The backend endpoint last picked for the request: whose policies its flow names."""
 
     def connected(self, ns: int) -> None:

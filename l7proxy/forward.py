@@ -83,7 +83,7 @@ async def _upstream(
             return await h2.forward(proxy, ex, fwd, down)  # type: ignore[attr-defined,no-any-return]
         except UpstreamFailure as exc:
             error = UpstreamError.RESET_AFTER_SEND if exc.sent else UpstreamError.CONNECT_FAILED
-            raise Failed(502 if exc.sent else 503, str(exc), error) from exc
+            raise Failed(502 if exc.sent else 503, str(exc), error, drop=exc.drop) from exc
     return await _tries(proxy, ex, fwd, down, deadline)
 
 
@@ -171,12 +171,16 @@ async def _send(proxy: Proxy, ex: Exchange, fwd: Forward) -> tuple[Http1Upstream
     """One try: a connection, the request written, the response head read. A pooled
     connection that the backend closed while idle is replaced (up to three times)."""
     address = ex.endpoint = proxy.pick(fwd.backend, ex.client)
+    via = proxy.connector.via(ex.client, address)  # plaintext or HBONE (``l7proxy.via``)
     body = ex.body
     for _ in range(3):
         if ex.upgrade:
-            conn = await proxy.connector.connect(address, lambda: Http1Upstream(address))
+            conn = await proxy.connector.connect(
+                address, lambda: Http1Upstream(address, via), via, ex.client
+            )
         else:
-            conn = await proxy.pool.acquire(address)
+            conn = await proxy.pool.acquire(address, via, ex.client)
+        ex.via = via  # the request goes over it: a tunnel marks the flow encrypted
         reused = conn.requests > 0
         if not reused:
             ex.connected(conn.connect_ns)

@@ -30,6 +30,7 @@ from l7proxy.h2limits import H2Stats
 from l7proxy.h2stream import DROP, ENCODER_TABLE, STREAM_BUFFER, WINDOW, Sender
 from l7proxy.timing import NO_RTT, RttCache, now, transport_socket
 from l7proxy.upstream import Address, Connector, UpstreamFailure
+from l7proxy.via import DIRECT, Via
 
 if TYPE_CHECKING:
     from l7proxy.proxy import Proxy
@@ -206,31 +207,38 @@ class H2Upstreams:
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector
-        self.clients: dict[Address, H2Client] = {}
-        self.connecting: dict[Address, asyncio.Future[H2Client]] = {}
+        self.clients: dict[tuple[Address, Via], H2Client] = {}
+        self.connecting: dict[tuple[Address, Via], asyncio.Future[H2Client]] = {}
         """Connects under way: concurrent first requests share one (else each opened its
         own connection, and all but the last stayed open, unused)."""
         self.stats = H2Stats()
         """Counters of the client-side HTTP/2 limits (``h2.H2Frontend``), one per worker."""
 
-    async def client(self, address: Address) -> H2Client:
-        client = self.clients.get(address)
+    async def client(
+        self, address: Address, via: Via = DIRECT, source: Address = ("", 0)
+    ) -> H2Client:
+        """The connection to ``address`` over ``via`` (a tunnel: one per identity)."""
+        key = (address, via)
+        client = self.clients.get(key)
         if client is not None and client.usable:
             return client
-        pending = self.connecting.get(address)
+        pending = self.connecting.get(key)
         if pending is None:
-            pending = asyncio.ensure_future(self._connect(address))
+            pending = asyncio.ensure_future(self._connect(key, source))
             pending.add_done_callback(_retrieve)  # every waiter may have gone
-            self.connecting[address] = pending
+            self.connecting[key] = pending
         return await asyncio.shield(pending)  # a waiter cancelled leaves the others be
 
-    async def _connect(self, address: Address) -> H2Client:
+    async def _connect(self, key: tuple[Address, Via], source: Address) -> H2Client:
+        address, via = key
         try:
-            client = await self.connector.connect(address, lambda: H2Client(address))
-            self.clients[address] = client
+            client = await self.connector.connect(
+                address, lambda: H2Client(address), via, source
+            )
+            self.clients[key] = client
             return client
         finally:
-            self.connecting.pop(address, None)
+            self.connecting.pop(key, None)
 
     async def forward(self, proxy: Proxy, ex: Exchange, fwd: Forward, down: Downstream) -> int:
         """One try over h2c (connect failures retried by the caller's policy)."""
@@ -238,16 +246,18 @@ class H2Upstreams:
 
         request = fwd.request
         address = ex.endpoint = proxy.pick(fwd.backend, ex.client)
-        known = self.clients.get(address)
+        via = self.connector.via(ex.client, address)
+        known = self.clients.get((address, via))
         connecting = known is None or not known.usable
         timed = ex.timed
         started = now() if timed else 0
         try:
-            client = await self.client(address)
+            client = await self.client(address, via, ex.client)
         except UpstreamFailure as exc:
             if timed:
                 ex.connected(exc.connect_ns or now() - started)
             raise
+        ex.via = via
         if connecting and timed:  # this request opened (or waited for) the connection
             ex.connected(now() - started)
         headers = [

@@ -30,7 +30,8 @@ async def _mirror(proxy: Proxy, target: BackendTarget, request: Request, ex: Exc
             if not ex.body.kept:
                 return
             address = proxy.pick(target, ex.client)
-            conn = await proxy.pool.acquire(address)
+            via = proxy.connector.via(ex.client, address)
+            conn = await proxy.pool.acquire(address, via, ex.client)
             mirror = Exchange(
                 ex.method,
                 request.target,

@@ -268,7 +268,8 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
                 on_tunnel_event: Callable[[TunnelEvent], None] | None = None) -> None:
     """``on_tunnel_event``: where tunnel events go besides the log (default: to the agent as
     flows, through the same intake as L7 records)."""
-    feed = ClusterFeed(client, KINDS + ("Node",) if svid_dir is not None else KINDS)
+    mtls_kinds = ("Node", "PeerAuthentication")  # waypoint addresses; backends' mTLS modes
+    feed = ClusterFeed(client, KINDS + mtls_kinds if svid_dir is not None else KINDS)
     feed.source.start()
     while not feed.source.synced:  # every kind listed: never route from a partial view
         await asyncio.sleep(0.05)
@@ -316,8 +317,12 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
             admit=lambda src, dst, port: gate((src, 0), (dst, port)),
             on_event=on_tunnel_event or _to_agent(server), mark=WAYPOINT_MARK,
             pods=feed.typed["Pod"], nodes=feed.typed["Node"],
+            namespaces=feed.typed["Namespace"],
+            peer_authentications=feed.typed["PeerAuthentication"],
         )
         server.metrics.registry.register(hbone.metrics)
+        # The L7 upstream hop to an enrolled backend rides a tunnel (l7proxy.via).
+        connector.mesh, connector.tunnels = hbone.directory, hbone.bridge
     server.metrics.serve(*metrics)
     log.info("waypoint for %s listening on %s:%d (request split %s)", node, *listen,
              "on" if request_split else "off")
@@ -335,7 +340,8 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
             if policy is not last[3]:
                 gate.swap(policy)
             if hbone is not None:
-                hbone.update(feed.typed["Pod"], feed.typed["Node"])
+                hbone.update(feed.typed["Pod"], feed.typed["Node"], feed.typed["Namespace"],
+                             feed.typed["PeerAuthentication"])
             # Only what changed: new tables or certificates also rebuild the TLS contexts.
             server.update(
                 tables if tables is not last[0] else None,

@@ -33,6 +33,7 @@ from l7proxy.metrics import WaypointMetrics
 from l7proxy.mirror import send_mirror
 from l7proxy.timing import SPLIT, Marks, now
 from l7proxy.upstream import Address, Connector, Pool, UpstreamFailure
+from l7proxy.via import Tunnel, Via
 
 __all__ = ["Failed", "Proxy"]
 
@@ -46,6 +47,11 @@ _DROPPED_ANSWERS = {
 }
 _CLUSTER_SUFFIXES = (".svc.cluster.local", ".svc")
 _POLICY_DENIED_BODY = b"NetworkPolicy denies this client the backend\n"
+
+
+def _tunnel_ids(via: Via | None) -> tuple[str, str] | None:
+    """The flow's identities when the upstream hop rode a tunnel (``l7proxy.via``)."""
+    return (via.source_id, via.destination_id) if isinstance(via, Tunnel) else None
 
 
 class Proxy:
@@ -215,6 +221,7 @@ class Proxy:
                         "",
                         timing,
                         self._policy_names(ex) if self.policy_names is not None else None,
+                        _tunnel_ids(ex.via),
                     ),
                     marks,
                 )
@@ -242,7 +249,8 @@ class Proxy:
         """Record a connection refused before any request (reset by the caller)."""
         if self.flows.enabled:
             self.flows.record(
-                (now_ns(), 0, 0, "", "", "", "", "", "", drop, client, local, "", None, None)
+                (now_ns(), 0, 0, "", "", "", "", "", "", drop, client, local, "", None, None,
+                 None)
             )
 
     def _misdirected(self, ex: Exchange, sni_listener: str | None) -> bool:

@@ -223,6 +223,7 @@ class WaypointServer:
                     "",
                     None,
                     None,
+                    None,
                 )
             )
 

@@ -2,8 +2,10 @@
 connection protocol, and the bounded per-endpoint pool with idle expiry.
 
 ``Connector.connect`` is the only place in the waypoint that opens a connection to a
-backend. Node-to-node mTLS tunnels (SPIFFE identities) belong there: a subclass (or a
-wrapper) that returns a transport over the tunnel keeps every caller unchanged.
+backend, plaintext or over an HBONE stream (``l7proxy.via``: which hop, decided by
+``Connector.via`` from the mesh directory; ``Connector.tunnels`` opens the streams). The pool
+keys connections by (endpoint, hop), so a connection carrying one client identity's tunnel
+never serves another's request.
 """
 
 from __future__ import annotations
@@ -12,14 +14,23 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import Protocol, TypeVar, cast
 
 from l7proxy.http.parser import END, ParseError, UpgradeData
 from l7proxy.http.response import ResponseHead, ResponseParser
 from l7proxy.timing import NO_RTT, SPLIT, RttCache, now, transport_socket
+from l7proxy.via import DIRECT, HopRefused, Mesh, Refused, Tunnel, Via, choose
 
 Address = tuple[str, int]
 P = TypeVar("P", bound=asyncio.BaseProtocol)
+
+
+class TunnelOpener(Protocol):
+    """``l7proxy.hbone.bridge.TunnelBridge``: a protocol connected over an HBONE stream."""
+
+    async def open(
+        self, backend: Address, via: Tunnel, client: Address, factory: Callable[[], P]
+    ) -> tuple[asyncio.BaseTransport, P]: ...
 
 
 class UpstreamFailure(Exception):
@@ -39,20 +50,54 @@ class UpstreamFailure(Exception):
 
 
 class Connector:
-    """Opens every upstream connection. Subclass ``open`` to add mTLS tunnels."""
+    """Opens every upstream connection: plaintext with ``open`` (subclassed for the
+    waypoint's address and mark), over a tunnel with ``tunnels``. Without ``mesh`` (no
+    mTLS) every hop is plaintext."""
 
     def __init__(self, *, connect_timeout: float = 5.0) -> None:
         self.connect_timeout = connect_timeout
         self.opened = 0
         self.failed = 0
+        self.mesh: Mesh | None = None
+        self.tunnels: TunnelOpener | None = None
 
-    async def connect(self, address: Address, factory: Callable[[], P]) -> P:
-        """A connected protocol from ``factory`` to ``address`` (UpstreamFailure if not).
-        The time it took is the protocol's ``connect_ns`` (or the failure's)."""
+    def via(self, client: Address, backend: Address) -> Via:
+        """The hop from ``client``'s request to ``backend``; UpstreamFailure (not sent,
+        the refusal's drop reason) when there is none (``l7proxy.via.choose``)."""
+        mesh = self.mesh
+        if mesh is None:
+            return DIRECT
+        hop = choose(client[0], backend, mesh)
+        if isinstance(hop, Refused):
+            raise UpstreamFailure(hop.detail, sent=False, drop=hop.drop)
+        return hop
+
+    async def connect(
+        self,
+        address: Address,
+        factory: Callable[[], P],
+        via: Via = DIRECT,
+        client: Address = ("", 0),
+    ) -> P:
+        """A connected protocol from ``factory`` to ``address`` (UpstreamFailure if not),
+        over ``via`` (a tunnel names ``client`` as its source). The time it took is the
+        protocol's ``connect_ns`` (or the failure's)."""
         start = now() if SPLIT.on else 0  # the request split's (``l7proxy.timing``)
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, protocol = await self.open(address, factory)
+                if isinstance(via, Tunnel):
+                    if self.tunnels is None:
+                        raise HopRefused("TUNNEL_UPSTREAM_FAILED", "no HBONE in this waypoint")
+                    _, protocol = await self.tunnels.open(address, via, client, factory)
+                else:
+                    _, protocol = await self.open(address, factory)
+        except HopRefused as exc:
+            self.failed += 1
+            failure = UpstreamFailure(
+                f"tunnel to {_show(address)} failed: {exc}", sent=False, drop=exc.drop
+            )
+            failure.connect_ns = now() - start if start else 0
+            raise failure from exc
         except TimeoutError as exc:
             self.failed += 1
             failure = UpstreamFailure(f"connect to {_show(address)} timed out", sent=False)
@@ -94,8 +139,9 @@ class Http1Upstream(asyncio.Protocol):
     whatever it still expects must never be taken from the next request.
     """
 
-    def __init__(self, address: Address) -> None:
+    def __init__(self, address: Address, via: Via = DIRECT) -> None:
         self.address = address
+        self.via = via
         self.transport: asyncio.Transport | None = None
         self.parser = ResponseParser()
         self.head: asyncio.Future[ResponseHead] | None = None
@@ -290,14 +336,18 @@ class Pool:
         self.idle_timeout = idle_timeout
         self.wait_timeout = wait_timeout
         self.stats = PoolStats()
-        self._slots: dict[Address, _Slot] = {}
+        self._slots: dict[tuple[Address, Via], _Slot] = {}
 
-    async def acquire(self, address: Address) -> Http1Upstream:
-        """An idle connection, else a new one; at the bound, wait in order for one (at
-        most ``wait_timeout`` seconds, then UpstreamFailure: the proxy answers 503)."""
-        slot = self._slots.get(address)
+    async def acquire(
+        self, address: Address, via: Via = DIRECT, client: Address = ("", 0)
+    ) -> Http1Upstream:
+        """An idle connection over ``via``, else a new one; at the bound, wait in order for
+        one (at most ``wait_timeout`` seconds, then UpstreamFailure: the proxy answers 503).
+        ``client`` names the source of a new tunnel (its identity is in ``via``)."""
+        key = (address, via)
+        slot = self._slots.get(key)
         if slot is None:
-            slot = self._slots[address] = _Slot()
+            slot = self._slots[key] = _Slot()
         conn = self._take_idle(slot)
         if conn is not None:
             return conn
@@ -308,7 +358,9 @@ class Pool:
         slot.count += 1
         self.stats.open += 1
         try:
-            conn = await self.connector.connect(address, lambda: Http1Upstream(address))
+            conn = await self.connector.connect(
+                address, lambda: Http1Upstream(address, via), via, client
+            )
         except BaseException:
             self._forget(slot)
             raise
@@ -356,7 +408,7 @@ class Pool:
 
     def release(self, conn: Http1Upstream) -> None:
         """Return ``conn`` after its response ended; it is kept only when reusable."""
-        slot = self._slots.get(conn.address)
+        slot = self._slots.get((conn.address, conn.via))
         if slot is None:
             conn.close()
             return

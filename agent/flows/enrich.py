@@ -159,7 +159,8 @@ def _merge(have: Endpoint | None, found: Endpoint) -> Endpoint:
             return dataclasses.replace(have, spiffe_id=found.spiffe_id)  # same pod
         return have  # the producer knew better
     return dataclasses.replace(found, id=have.id or found.id,
-                               identity=have.identity or found.identity)
+                               identity=have.identity or found.identity,
+                               spiffe_id=have.spiffe_id or found.spiffe_id)
 
 
 def apply_peers(flow: Flow, found: Peers) -> Flow:

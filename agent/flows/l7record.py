@@ -31,6 +31,7 @@ from agent.flows.flow import (
     HTTP,
     IP,
     TCP,
+    Endpoint,
     EventType,
     Flow,
     FlowType,
@@ -61,11 +62,15 @@ from agent.flows.reqsplit import (
 #  in the column; or, once `read_batch` took the common request's from the column, its
 #  RequestSplit),
 #  policy names or None: the NetworkPolicies ("namespace/name") that allowed the client's
-#  egress and the backend's ingress, as ``ConnectionPolicy.allowed_by`` gives them)
+#  egress and the backend's ingress, as ``ConnectionPolicy.allowed_by`` gives them,
+#  tunnel or None: (client SPIFFE ID, backend SPIFFE ID) when the upstream hop rode an
+#  HBONE tunnel (``l7proxy.via``): the flow is encrypted and names both identities;
+#  records of older waypoints have 15 fields and no tunnel)
 PolicyNames = tuple[tuple[str, ...], tuple[str, ...]]
+TunnelIds = tuple[str, str]
 L7Record = tuple[int, int, int, str, str, str, str, str, str, str, tuple[str, int],
                  tuple[str, int], str, tuple[int, ...] | bool | RequestSplit | None,
-                 PolicyNames | None]
+                 PolicyNames | None, TunnelIds | None]
 Column = Sequence[int]  # a batch's timing marks, LEAN per timed record (RAW: older head)
 _INTS = (0, 1, 2)
 _STRS = (3, 4, 5, 6, 7, 8, 9, 12)
@@ -172,7 +177,7 @@ def with_marks(records: Sequence[L7Record], column: Column) -> list[L7Record]:
     at = 0
     for r in records:
         if r[13] is not None:
-            r = (*r[:13], _marks_at(column, at, r[13]), r[14])
+            r = (*r[:13], _marks_at(column, at, r[13]), *r[14:])  # type: ignore[assignment]
             at += LEAN
         out.append(r)
     return out
@@ -200,7 +205,7 @@ def read_batch(value: Any, data: bytes = b"") -> Iterator[L7Record | ValueError]
     at = 0
     for item in items:
         try:
-            if (column is not None and isinstance(item, list) and len(item) == 15
+            if (column is not None and isinstance(item, list) and len(item) in (15, 16)
                     and (item[13] is True or width == LEAN and item[13] is not None)):
                 here, at = at, at + width  # its slot, even if its marks are bad
                 # integers from the column by construction: no check of them as JSON
@@ -244,15 +249,16 @@ def _policy_names(value: Any) -> PolicyNames | None:
 
 def record_from_json(value: Any) -> L7Record:
     """A record as `encode_batch` wrote it, checked field by field (ValueError says which).
-    Older waypoints wrote 13 fields (no timing marks) or 14 (no policy names)."""
-    if not isinstance(value, list) or len(value) not in (13, 14, 15):
-        raise ValueError("an L7 record is an array of 15 fields (13 or 14 from older "
-                         "waypoints: without timing marks, without policy names)")
+    Older waypoints wrote 13 fields (no timing marks), 14 (no policy names) or 15 (no
+    tunnel)."""
+    if not isinstance(value, list) or len(value) not in (13, 14, 15, 16):
+        raise ValueError("an L7 record is an array of 16 fields (13 to 15 from older "
+                         "waypoints: without timing marks, policy names, tunnel)")
     return _record(value, check_marks(value[13]) if len(value) >= 14 else None)
 
 
 def _record(value: list[Any], marks: tuple[int, ...] | RequestSplit | None) -> L7Record:
-    """`record_from_json` of a 13- to 15-field array whose marks are ``marks``, checked."""
+    """`record_from_json` of a 13- to 16-field array whose marks are ``marks``, checked."""
     for i in _INTS:
         if type(value[i]) is not int:
             raise ValueError(f"field {i} must be an integer, got {value[i]!r}")
@@ -260,9 +266,21 @@ def _record(value: list[Any], marks: tuple[int, ...] | RequestSplit | None) -> L
         if not isinstance(value[i], str):
             raise ValueError(f"field {i} must be a string, got {value[i]!r}")
     client, local = _address(value[10], "client"), _address(value[11], "local")
-    names = _policy_names(value[14]) if len(value) == 15 else None
+    names = _policy_names(value[14]) if len(value) >= 15 else None
+    tunnel = _tunnel(value[15]) if len(value) == 16 else None
     return (value[0], value[1], value[2], value[3], value[4], value[5], value[6], value[7],
-            value[8], value[9], client, local, value[12], marks, names)
+            value[8], value[9], client, local, value[12], marks, names, tunnel)
+
+
+def _tunnel(value: Any) -> TunnelIds | None:
+    """[client SPIFFE ID, backend SPIFFE ID] or null."""
+    if value is None:
+        return None
+    if (not isinstance(value, list | tuple) or len(value) != 2
+            or not all(isinstance(v, str) and v for v in value)):
+        raise ValueError(f"a tunnel must be [client SPIFFE ID, backend SPIFFE ID], "
+                         f"got {value!r}")
+    return value[0], value[1]
 
 
 class L7FlowBuilder:
@@ -271,7 +289,7 @@ class L7FlowBuilder:
 
     def __init__(self, node_name: str = "") -> None:
         self.node_name = node_name
-        self._ips: dict[tuple[str, str], IP] = {}
+        self._ips: dict[tuple[str, str, bool], IP] = {}
         bits = random.getrandbits
         self._uuid_prefix = f"{bits(32):08x}-{bits(16):04x}-4{bits(12):03x}"
         self._uuid_node = random.getrandbits(48)
@@ -291,14 +309,16 @@ class L7FlowBuilder:
 
     def flow(self, r: L7Record) -> Flow:
         when, latency, code, method, url, protocol, route, rule, backend, drop, client, local, \
-            summary, marks, names = r
-        key = (client[0], local[0])
+            summary, marks, names = r[:15]
+        tunnel = r[15] if len(r) > 15 else None  # type: ignore[misc]
+        key = (client[0], local[0], tunnel is not None)
         ip = self._ips.get(key)
         if ip is None:
             if len(self._ips) > 4096:
                 self._ips.clear()
             v6 = ":" in client[0]
-            ip = self._ips[key] = IP(client[0], local[0], IPVersion.IPv6 if v6 else IPVersion.IPv4)
+            ip = self._ips[key] = IP(client[0], local[0], IPVersion.IPv6 if v6 else IPVersion.IPv4,
+                                     encrypted=tunnel is not None)
         self._seq += 1
         return Flow(
             time=when,
@@ -323,4 +343,7 @@ class L7FlowBuilder:
             # names none: NetworkPolicy has no deny rules, so Hubble's *_denied_by stay empty.
             egress_allowed_by=self._named(names[0]) if names else (),
             ingress_allowed_by=self._named(names[1]) if names else (),
+            # The identities the tunnel asserted (the enrichment adds the pods around them).
+            source=Endpoint(spiffe_id=tunnel[0]) if tunnel else None,
+            destination=Endpoint(spiffe_id=tunnel[1]) if tunnel else None,
         )

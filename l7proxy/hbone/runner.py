@@ -1,7 +1,9 @@
 """Both HBONE ends of one node's waypoint, as ``l7proxy.node`` runs them with ``--svid-dir``:
 the 15008 and 15007 listeners on the waypoint's address, the SVID directory polled every
 ``POLL_SECONDS`` (the agent replaces files whole, so a changed (inode, size, mtime) is a
-new file), the directory callbacks swapped on every cluster change, and the collector."""
+new file), the directory callbacks swapped on every cluster change, and the collector; and
+the bridge (``bridge.TunnelBridge``) that carries the L7 proxy's upstream hops to enrolled
+backends over the same pool (``l7proxy.via``)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from agent.model.core import Pod
+from agent.model.core import Namespace, Pod
 from agent.model.node import Node
+from agent.model.peerauth import PeerAuthentication
 from identity.hbone import HBONE_PORT, TUNNEL_OUTBOUND_PORT
 from l7proxy.hbone import ktls
+from l7proxy.hbone.bridge import TunnelBridge
 from l7proxy.hbone.directory import LiveDirectory, build
 from l7proxy.hbone.ends import Address, EventSink, dialer
 from l7proxy.hbone.identities import SvidDirectory
@@ -38,10 +42,19 @@ class HboneNode:
     server: HboneServer
     outbound: OutboundServer
     metrics: HboneMetrics
+    bridge: TunnelBridge
     watcher: asyncio.Task[None] | None = None
 
-    def update(self, pods: Iterable[Pod], nodes: Iterable[Node]) -> None:
-        self.directory.current = build(self.node, pods, nodes, self.trust_domain)
+    def update(
+        self,
+        pods: Iterable[Pod],
+        nodes: Iterable[Node],
+        namespaces: Iterable[Namespace] = (),
+        peer_authentications: Iterable[PeerAuthentication] = (),
+    ) -> None:
+        self.directory.current = build(
+            self.node, pods, nodes, self.trust_domain, namespaces, peer_authentications
+        )
 
     async def _watch(self) -> None:
         while True:
@@ -55,7 +68,8 @@ class HboneNode:
             self.watcher.cancel()
             with contextlib.suppress(BaseException):
                 await self.watcher
-        await self.outbound.close()
+        await self.outbound.close()  # the pool's tunnels reset: the bridge's splices end
+        await self.bridge.close()
         await self.server.close()
 
 
@@ -76,10 +90,14 @@ async def start(
     mark: int,
     pods: Iterable[Pod] = (),
     nodes: Iterable[Node] = (),
+    namespaces: Iterable[Namespace] = (),
+    peer_authentications: Iterable[PeerAuthentication] = (),
     ports: tuple[int, int] = (HBONE_PORT, TUNNEL_OUTBOUND_PORT),
 ) -> HboneNode:
     svids = SvidDirectory(svid_dir, trust_domain)
-    directory = LiveDirectory(build(node, pods, nodes, trust_domain))
+    directory = LiveDirectory(
+        build(node, pods, nodes, trust_domain, namespaces, peer_authentications)
+    )
     metrics = HboneMetrics(ktls=ktls.probe(), expiries=lambda: _expiries(svids))
     dial = dialer(host, mark)
     server = HboneServer(
@@ -102,7 +120,9 @@ async def start(
     )
     await server.start(host, ports[0])
     await outbound.start(host, ports[1])
-    hbone = HboneNode(node, trust_domain, svids, directory, server, outbound, metrics)
+    hbone = HboneNode(
+        node, trust_domain, svids, directory, server, outbound, metrics, TunnelBridge(pool)
+    )
     hbone.watcher = asyncio.ensure_future(hbone._watch())
     log.info(
         "HBONE on %s:%d (tunnels in) and %s:%d (redirected out), kTLS %s",

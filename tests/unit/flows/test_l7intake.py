@@ -41,10 +41,10 @@ OK: L7Record = (1_700_000_000_000_000_000, 2_500_000, 200, "GET", "http://echo.s
                 "HTTP/1.1", "shop/orders", "0", "shop/echo:8080", "",
                 ("10.244.1.2", 40000), ("10.244.1.254", 15001), "",
                 (40, 300_000, 0, 0, 900_000, 950_000, 960_000, 60),
-                (("shop/client-out",), ("shop/allow-web", "shop/allow-all")))
+                (("shop/client-out",), ("shop/allow-web", "shop/allow-all")), None)
 DENIED: L7Record = (*OK[:2], 403, "POST", "http://echo.shop/admin", "HTTP/1.1", "", "", "",
                     "POLICY_DENIED", ("10.244.1.3", 40001), ("10.244.1.254", 15001),
-                    "TLS handshake refused: no certificate", None, None)  # type: ignore[assignment]
+                    "TLS handshake refused: no certificate", None, None, None)  # type: ignore[assignment]
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_a_record_without_timing_marks_is_still_read() -> None:
 def test_a_record_without_policy_names_is_still_read() -> None:
     """A waypoint from before policy names sends 14 fields: read, naming no policy."""
     old = record_from_json(json.loads(encode_batch([OK]))[0][:14])
-    assert old == (*OK[:14], None)
+    assert old == (*OK[:14], None, None)
     flow = L7FlowBuilder("node1").flow(old)
     assert flow.egress_allowed_by == flow.ingress_allowed_by == ()
 
@@ -102,12 +102,35 @@ def test_an_allowed_flow_names_both_sides_and_a_denied_one_none(intake: L7Intake
                 or denied.egress_denied_by or denied.ingress_denied_by)
 
 
+WEB_ID = "spiffe://cluster.local/ns/shop/sa/web"
+ECHO_ID = "spiffe://cluster.local/ns/shop/sa/echo"
+
+
+def test_a_tunnelled_hop_is_an_encrypted_flow_naming_both_identities(intake: L7Intake) -> None:
+    tunnelled: L7Record = (*OK[:15], (WEB_ID, ECHO_ID))  # type: ignore[assignment]
+    line = encode_batch([tunnelled, OK])
+    assert [record_from_json(v) for v in json.loads(line)] == [tunnelled, OK]
+    intake.accept(line)
+    enc, plain = stored(intake)
+    out = flow_to_json(enc)
+    assert out["IP"]["encrypted"] is True
+    assert (out["tulle"]["source_spiffe_id"], out["tulle"]["destination_spiffe_id"]) == (
+        WEB_ID, ECHO_ID)
+    assert plain.ip is not None and not plain.ip.encrypted  # the IP cache keeps them apart
+    assert plain.source is None and plain.destination is None
+    # A record of an older waypoint (15 fields) has no tunnel.
+    assert record_from_json(json.loads(encode_batch([OK[:15]]))[0])[15] is None  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(("bad", "why"), [
-    ([1, 2], "array of 15 fields"),
+    ([1, 2], "array of 16 fields"),
     ([*list(OK)[:14], [["a/b"]]], "policy names must be"),
     ([*list(OK)[:14], [["a/b"], "c/d"]], "policy names must be arrays of strings"),
     ([*list(OK)[:14], [["a/b"], [7]]], "policy names must be arrays of strings"),
-    ([*list(OK), None], "array of 15 fields"),
+    ([*list(OK), None], "array of 16 fields"),
+    ([*json.loads(encode_batch([OK]))[0][:15], ["spiffe://cluster.local/ns/a/sa/b"]], "a tunnel must be"),
+    ([*json.loads(encode_batch([OK]))[0][:15], ["", "spiffe://cluster.local/ns/a/sa/b"]], "a tunnel must be"),
+    ([*json.loads(encode_batch([OK]))[0][:15], "spiffe://cluster.local/ns/a/sa/b"], "a tunnel must be"),
     ([*list(OK)[:13], [1, 2]], "timing marks must be an array of 5 or 8 to 10 integers"),
     ([*list(OK)[:13], [1, 2, 3, 4, 5, 6, 7, "8"]], "timing marks must be an array of 5 or 8"),
     ([*list(OK)[:13], list(range(11))], "timing marks must be an array of 5 or 8 to 10"),
@@ -310,14 +333,14 @@ def test_an_agent_that_goes_away_costs_the_queue_and_the_next_batch_reconnects(
 
 T0 = 5_000_000_000  # the request's start on the waypoint's monotonic clock
 RAW_OK = (40, T0, T0 + 300_000, 0, 0, T0 + 900_000, T0 + 950_000, T0 + 960_000, 60, 0, 0)
-TIMED: L7Record = (*OK[:13], True, OK[14])  # type: ignore[assignment]
+TIMED: L7Record = (*OK[:13], True, *OK[14:])  # type: ignore[assignment]
 # The same request as the waypoint sends it now: LEAN marks in the column, and the EXTRA
 # ones in the record (its response body came after its head) ...
 LEAN_OK = (40, T0, T0 + 300_000, T0 + 900_000, 60)
 EXTRA_OK = (0, 0, T0 + 950_000, T0 + 960_000, 0, 0)
-WITH_EXTRA: L7Record = (*OK[:13], EXTRA_OK, OK[14])  # type: ignore[assignment]
+WITH_EXTRA: L7Record = (*OK[:13], EXTRA_OK, *OK[14:])  # type: ignore[assignment]
 # ... or, for a plain request (its end read with its head), none: True
-PLAIN_OK: L7Record = (*OK[:13], (40, 300_000, 0, 0, 900_000, 0, 900_000, 60), OK[14])
+PLAIN_OK: L7Record = (*OK[:13], (40, 300_000, 0, 0, 900_000, 0, 900_000, 60), *OK[14:])
 
 
 def _column(*marks: tuple[int, ...]) -> bytes:
