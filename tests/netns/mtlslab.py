@@ -26,6 +26,7 @@ import h2.events
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent.kube.resources import generic_resource
 from agent.svid.store import SvidFile
@@ -102,18 +103,19 @@ class Mesh:
         out = json.loads(self.lab.tulle("identity", "-o", "json").stdout)
         return {n["node"]: list(n["svids"]) for n in out["nodes"]}
 
-    def waypoint_metric(self, node: str, name: str) -> float:
-        """The sum of a waypoint metric's samples named exactly ``name{...}`` (its
-        Prometheus endpoint listens on the node's loopback)."""
+    def waypoint_metric(self, node: str, name: str, **labels: str) -> float:
+        """The sum of the samples of a waypoint metric ``name`` whose labels include
+        ``labels`` (its Prometheus endpoint listens on the node's loopback)."""
 
         def scrape() -> str:
             with urllib.request.urlopen("http://127.0.0.1:9966/metrics", timeout=5) as resp:
                 return str(resp.read().decode())
 
         total = 0.0
-        for line in in_netns(self.node_netns(node), scrape).splitlines():
-            if line.startswith(name + "{") or line.startswith(name + " "):
-                total += float(line.rsplit(" ", 1)[1])
+        for family in text_string_to_metric_families(in_netns(self.node_netns(node), scrape)):
+            for sample in family.samples:
+                if sample.name == name and labels.items() <= sample.labels.items():
+                    total += sample.value
         return total
 
 

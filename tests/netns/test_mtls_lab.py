@@ -11,14 +11,27 @@ import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from controlplane.roots import fingerprint, secret_for
+from identity.ca import CertificateAuthority
 from identity.hbone import HBONE_PORT
 from tests.unit.hbone.harness import root
 
-from .mtlslab import MESH, OTHER, PLAIN, Mesh, forge, hbone_connect, mesh_lab, spiffe
+from .mtlslab import (
+    MESH,
+    OTHER,
+    PLAIN,
+    SECRET,
+    Mesh,
+    forge,
+    hbone_connect,
+    mesh_lab,
+    spiffe,
+)
 from .test_datapath import apply, run_py, wait_for
 from .test_hbone import Capture, in_netns
 from .test_mtls_kernel import CONNECT
@@ -210,6 +223,18 @@ def test_garbage_and_silence_on_15008_are_refused_with_flows(mesh: Mesh) -> None
     dropped(mesh, "MTLS_HANDSHAKE_FAILED", "node2", l4__TCP__source_port=port)
 
 
+def test_a_pod_cannot_dial_a_waypoints_15008_itself(mesh: Mesh) -> None:
+    # Only a waypoint speaks HBONE to a waypoint: a pod, enrolled or not, that dials one
+    # (its own node's or another's) is dropped by its node's datapath, whatever it sends.
+    for ns, pod_name, node in ((PLAIN, "plain", "node2"), (MESH, "client", "node1")):
+        host, port = mesh.waypoint(node)
+        got = run_py(mesh.lab, ns, pod_name, CONNECT, host, str(port))
+        assert got["result"] != "connected", (pod_name, node, got)
+        flow = dropped(mesh, "WAYPOINT_NOT_REDIRECTED", "node1",
+                       IP__source=mesh.ips[pod_name], IP__destination=host)
+        assert flow["l4"]["TCP"]["destination_port"] == HBONE_PORT
+
+
 def _peer_authentication(mode: str) -> dict[str, Any]:
     return {"apiVersion": "security.tulle.io/v1", "kind": "PeerAuthentication",
             "metadata": {"name": "default", "namespace": MESH}, "spec": {"mtls": {"mode": mode}}}
@@ -219,7 +244,7 @@ def test_strict_resets_plaintext_and_still_takes_the_tunnel(mesh: Mesh) -> None:
     apply(mesh.lab, _peer_authentication("STRICT"))
     try:
         def refused() -> dict[str, Any] | None:
-            r = dict(run_py(mesh.lab, PLAIN, "plain", CONNECT, mesh.ips["echo2"], 8080))
+            r = dict(run_py(mesh.lab, PLAIN, "plain", CONNECT, mesh.ips["echo2"], "8080"))
             return r if r["result"] != "connected" else None
 
         got = wait_for(refused, what="STRICT applied")
@@ -230,3 +255,145 @@ def test_strict_resets_plaintext_and_still_takes_the_tunnel(mesh: Mesh) -> None:
         assert get(mesh, "client", "echo2")["status"] == 200
     finally:
         apply(mesh.lab, _peer_authentication("PERMISSIVE"))
+
+
+# -- rotation with traffic flowing: last, as the root rotation changes what the lab trusts --
+
+LONG = r"""
+import http.client, json, os, sys, time
+host, stop = sys.argv[1], sys.argv[2]
+conn = http.client.HTTPConnection(host, 8080, timeout=10)
+ok, errors, ports = 0, [], set()
+end = time.monotonic() + 150
+while time.monotonic() < end and not os.path.exists(stop):
+    try:
+        conn.request("GET", f"/long?n={ok}")
+        resp = conn.getresponse()
+        resp.read()
+        ports.add(conn.sock.getsockname()[1])
+        ok += resp.status == 200
+        if resp.status != 200:
+            errors.append(resp.status)
+        with open(stop + ".ok", "w") as f:
+            f.write(str(ok))
+    except Exception as e:
+        errors.append(repr(e))
+        conn.close()
+    time.sleep(0.2)
+print(json.dumps({"ok": ok, "errors": errors[:5], "failed": len(errors), "ports": len(ports)}))
+"""
+
+NEW = r"""
+import json, os, sys, time, urllib.request
+targets, stop = sys.argv[1].split(","), sys.argv[2]
+ok, errors, i = 0, [], 0
+end = time.monotonic() + 150
+while time.monotonic() < end and not os.path.exists(stop):
+    try:
+        with urllib.request.urlopen(f"http://{targets[i % len(targets)]}:8080/new", timeout=10) as r:
+            ok += r.status == 200
+        with open(stop + ".ok", "w") as f:
+            f.write(str(ok))
+    except Exception as e:
+        errors.append(repr(e))
+    i += 1
+    time.sleep(0.1)
+print(json.dumps({"ok": ok, "errors": errors[:5], "failed": len(errors)}))
+"""
+
+
+class InPod:
+    """A pod script run in the background until ``stop()`` (a file the pod sees: pods share
+    the machine's file system), which returns its JSON result."""
+
+    def __init__(self, mesh: Mesh, script: str, arg: str, stop_file: Path) -> None:
+        self.stop_file = stop_file
+        self.result: dict[str, Any] = {}
+        self.thread = threading.Thread(
+            target=lambda: self.result.update(
+                run_py(mesh.lab, MESH, "client", script, arg, str(stop_file), timeout=180)
+            )
+        )
+        self.thread.start()
+
+    def done(self) -> int:
+        """How many requests have succeeded so far (the script writes it after each)."""
+        try:
+            return int(self.stop_file.with_name(self.stop_file.name + ".ok").read_text() or 0)
+        except FileNotFoundError:
+            return 0
+
+    def goes_on(self, more: int = 5) -> None:
+        """Wait for ``more`` successful requests beyond those done now."""
+        start = self.done()
+        wait_for(lambda: self.done() >= start + more, what=f"{more} more requests")
+
+    def stop(self) -> dict[str, Any]:
+        self.stop_file.touch()
+        self.thread.join(60)
+        assert self.result, "the pod's script reported nothing"
+        return self.result
+
+
+def _serial(mesh: Mesh, node: str, spiffe_id: str) -> str:
+    return next(s["serial"] for s in mesh.identities()[node] if s["spiffe_id"] == spiffe_id)
+
+
+def test_svid_rotation_keeps_a_long_stream_and_new_tunnels_use_the_new_certificate(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    before = _serial(mesh, "node1", CLIENT_ID), _serial(mesh, "node2", ECHO_ID)
+    stream = InPod(mesh, LONG, mesh.ips["echo2"], tmp_path / "stop")
+    try:
+        def renewed() -> bool:
+            now = _serial(mesh, "node1", CLIENT_ID), _serial(mesh, "node2", ECHO_ID)
+            return all(a != b for a, b in zip(now, before, strict=True))
+
+        wait_for(renewed, timeout=60, what="both ends renewed their SVIDs (60 s, half-life)")
+        stream.goes_on()  # the stream opened before the rotation carries requests after it
+        # node1's waypoint holds the new certificate (the old one had at most 30 s left)
+        wait_for(lambda: mesh.waypoint_metric("node1", "tulle_waypoint_svid_expiry_seconds",
+                                              spiffe_id=CLIENT_ID) > 40,
+                 what="node1's waypoint loaded the renewed SVID")
+        handshakes = mesh.waypoint_metric("node1", "tulle_waypoint_hbone_handshakes_total",
+                                          side="client", result="ok")
+        assert get(mesh, "client", "echo2")["status"] == 200
+        # the new connection's stream did not join the tunnel made with the old certificate
+        assert mesh.waypoint_metric("node1", "tulle_waypoint_hbone_handshakes_total",
+                                    side="client", result="ok") == handshakes + 1
+    finally:
+        long = stream.stop()
+    assert long["failed"] == 0, long
+    assert long["ports"] == 1, long  # one TCP connection the whole time: it survived
+
+
+def test_root_rotation_with_traffic_flowing_fails_no_connection(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    new = CertificateAuthority.generate_root("rotated", datetime.now(UTC))
+    stream = InPod(mesh, LONG, mesh.ips["echo2"], tmp_path / "stop-long")
+    fresh = InPod(mesh, NEW, f"{mesh.ips['echo2']},{mesh.ips['echo1']}", tmp_path / "stop-new")
+    try:
+        with mesh.api() as client:
+            live = dict(client.get(SECRET, "tulle-ca", namespace="kube-system"))
+            replaced = secret_for(new)
+            replaced["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+            client.replace(SECRET(replaced))
+        held = [("node1", CLIENT_ID), ("node1", ECHO_ID), ("node2", ECHO_ID)]
+
+        def under_new_root() -> bool:
+            ids = mesh.identities()
+            return all(
+                any(s["spiffe_id"] == i and s["root"] == fingerprint(new.cert) for s in ids[n])
+                for n, i in held
+            )
+
+        wait_for(under_new_root, timeout=75, what="every SVID re-issued under the new root")
+        stream.goes_on()
+        fresh.goes_on()
+        for target in ("echo2", "echo1"):  # tunnels made with the new certificates
+            assert get(mesh, "client", target)["status"] == 200
+    finally:
+        long, new_connections = stream.stop(), fresh.stop()
+    assert new_connections["failed"] == 0, new_connections
+    assert long["failed"] == 0 and long["ports"] == 1, long
