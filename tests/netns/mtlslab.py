@@ -171,8 +171,8 @@ def _wait_svids(mesh: Mesh, timeout: float = 60) -> None:
     raise AssertionError(f"the agents hold {held}, not {want}, after {timeout}s")
 
 
-def spiffe(ns: str, sa: str) -> str:
-    return str(workload_id("cluster.local", ns, sa))
+def spiffe(ns: str, sa: str, trust_domain: str = "cluster.local") -> str:
+    return str(workload_id(trust_domain, ns, sa))
 
 
 def forge(
@@ -182,6 +182,7 @@ def forge(
     *,
     not_before: datetime | None = None,
     not_after: datetime | None = None,
+    trust_domain: str = "cluster.local",
 ) -> SvidFile:
     """An X.509-SVID for ns/sa signed with ``ca``'s key directly (so any validity window
     can be had, an expired one included), shaped as the CA's own (identity/ca.py)."""
@@ -196,7 +197,7 @@ def forge(
         .not_valid_before(not_before or now - timedelta(minutes=1))
         .not_valid_after(not_after or now + timedelta(hours=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(spiffe(ns, sa))]),
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(spiffe(ns, sa, trust_domain))]),
             critical=True,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)

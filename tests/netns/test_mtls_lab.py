@@ -162,6 +162,15 @@ def test_a_certificate_for_another_identity_cannot_speak_for_a_pod(mesh: Mesh) -
     assert flow["tulle"]["source_spiffe_id"] == CLIENT_ID
     assert flow["destination"]["pod_name"] == "echo2"
 
+    # signed by the lab's own root, but for another trust domain: refused at the handshake
+    foreign = forge(mesh.ca(), MESH, "client", trust_domain="evil.example")
+    got = _attack(mesh, foreign, f"{mesh.ips['echo2']}:8080")
+    assert got.status == 0 and got.refused and not got.echo
+    flow = dropped(mesh, "MTLS_WRONG_IDENTITY", "node2",
+                   IP__destination=mesh.waypoint("node2")[0])
+    assert flow["IP"]["source"] == str(mesh.plan.node("node1").fabric_ip)
+    assert "evil.example" in flow["tulle"]["tunnel"]["detail"]
+
 
 def test_a_valid_peer_gets_only_pods_of_the_receiving_node(mesh: Mesh) -> None:
     node2 = mesh.plan.node("node2")
