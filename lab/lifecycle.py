@@ -145,9 +145,14 @@ def status(name: str) -> LabStatus | None:
     return LabStatus(name, tuple(nodes), processes, paths.store)
 
 
-def up(name: str, node_count: int, progress: Progress, *, datapath: bool = True) -> LabPlan:
+def up(
+    name: str, node_count: int, progress: Progress, *, datapath: bool = True,
+    svid_lifetime: int | None = None,
+) -> LabPlan:
     """Build the lab. `datapath=False` runs agents without eBPF programs: a comparison lab
-    for benchmarks against other datapaths (e.g. kube-proxy-style iptables)."""
+    for benchmarks against other datapaths (e.g. kube-proxy-style iptables).
+    `svid_lifetime`: seconds each agent asks of the CA for its pods' SVIDs (the agent's
+    `--svid-lifetime`; None: its default, 24 h), short to watch rotation happen."""
     require_root()
     paths = LabPaths.for_lab(name)
     existing = status(name)
@@ -170,7 +175,8 @@ def up(name: str, node_count: int, progress: Progress, *, datapath: bool = True)
         for node in plan.nodes:
             progress(f"building {node.name}: netns {node.netns}, pod CIDR {node.pod_cidr}")
             network.build_node(plan, node)
-        _start_processes(paths, plan, progress, datapath=datapath, pod_cgroups=pod_cgroups)
+        _start_processes(paths, plan, progress, datapath=datapath, pod_cgroups=pod_cgroups,
+                         svid_lifetime=svid_lifetime)
         _wait_healthy(name, progress)
     except BaseException:
         progress("lab up failed: removing what was created")
@@ -181,7 +187,7 @@ def up(name: str, node_count: int, progress: Progress, *, datapath: bool = True)
 
 def _start_processes(
     paths: LabPaths, plan: LabPlan, progress: Progress, *, datapath: bool = True,
-    pod_cgroups: bool = False,
+    pod_cgroups: bool = False, svid_lifetime: int | None = None,
 ) -> None:
     # TULLE_LAB marks every process of this lab (pods inherit it from the controller).
     env = dict(os.environ, TULLE_LAB=plan.name, TULLE_STATE_DIR=str(paths.root.parent))
@@ -235,6 +241,11 @@ def _start_processes(
                             # SVIDs for the node's enrolled pods, in <state-dir>/svid (issue 11)
                             "--ca-address",
                             CA_ADDRESS,
+                            *(
+                                ["--svid-lifetime", str(svid_lifetime)]
+                                if svid_lifetime is not None
+                                else []
+                            ),
                         ]
                         if datapath
                         else []

@@ -36,12 +36,22 @@ def lab() -> None:
     show_default=True,
     help="Load Tulle's eBPF datapath (off: a comparison lab for benchmarks).",
 )
+@click.option(
+    "--svid-lifetime",
+    default=None,
+    metavar="SECONDS",
+    type=click.IntRange(min=60),
+    help="Lifetime the agents ask for their pods' SVIDs, renewed at half of it "
+    "(default: the agent's, 24 h); short to watch rotation.",
+)
 @click.pass_context
-def up(ctx: click.Context, nodes: int, name: str | None, datapath: bool) -> None:
+def up(
+    ctx: click.Context, nodes: int, name: str | None, datapath: bool, svid_lifetime: int | None
+) -> None:
     """Build the lab: fabric, nodes, controller, agents and DNS."""
     name = name or lab_name(ctx)
     try:
-        plan = lifecycle.up(name, nodes, _progress, datapath=datapath)
+        plan = lifecycle.up(name, nodes, _progress, datapath=datapath, svid_lifetime=svid_lifetime)
     except (lifecycle.LabError, TopologyError) as err:
         raise click.ClickException(str(err)) from err
     click.secho(f"lab {name!r} is up with {len(plan.nodes)} nodes", fg="green")

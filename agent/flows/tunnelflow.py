@@ -2,8 +2,11 @@
 side that reported it, in Hubble's shape.
 
 - ``IP``: the pods (the client pod and the destination pod of the CONNECT), never the
-  waypoints; ``IP.encrypted`` is true for every tunnel flow, refused ones included (the
-  connection was to ride mTLS; a refused one never carried plaintext across the fabric).
+  waypoints, except for a refusal before any pod was named: a refused handshake goes from
+  the dialling node's address to the receiving 15008 listener, a connection the sending end
+  could not place to its 15007 listener. ``IP.encrypted`` is true for every tunnel flow,
+  refused ones included (the connection was to ride mTLS; a refused one never carried
+  plaintext across the fabric).
 - ``l4.TCP``: the pods' ports, no flags (the waypoint sees connections, not segments).
 - ``verdict``: FORWARDED, or DROPPED with ``drop_reason_desc`` the event's reason name and
   ``drop_reason`` its code from ``bpf/lib/drop.h`` (`agent.datapath.drop_reasons`).
@@ -20,7 +23,8 @@ side that reported it, in Hubble's shape.
   ServiceAccounts). When the certificate the peer presented names another identity than
   the pod at that address (a refused handshake), the pod's stays and the presented one is
   ``tulle.peer_spiffe_id``; where no pod is known the event's IDs fill the endpoints.
-- ``tulle.tunnel``: ``side`` (client/server), ``peer`` (the other waypoint, ip:port) and
+- ``tulle.tunnel``: ``side`` (client/server), ``peer`` (the other waypoint, ip:port; empty when
+  none was chosen) and
   ``detail`` (why it was refused).
 - ``Summary``: "TCP tunnel accepted (mTLS)", "mTLS refused: unknown CA"…
 """
@@ -73,6 +77,8 @@ def summary(event: TunnelEvent) -> str:
 
 def _host_port(address: tuple[str, int]) -> str:
     host, port = address
+    if not host:  # no peer waypoint was chosen
+        return ""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

@@ -38,7 +38,9 @@ class TunnelEvent:
     destination: tuple[str, int]  # the destination pod's address and port (:authority)
     source_spiffe_id: str  # "" when unknown (a refused handshake may present none)
     destination_spiffe_id: str  # "" when unknown
-    peer: tuple[str, int]  # the other waypoint's address and port (its HBONE listener)
+    # the other waypoint's address and port (its HBONE listener); ("", 0) when the sending
+    # end refused before choosing one (no certificate, no waypoint known for the destination)
+    peer: tuple[str, int]
     detail: str = ""  # a human explanation of a refusal, e.g. OpenSSL's verify message
 
 
@@ -77,7 +79,9 @@ def encode_tunnel_batch(events: Sequence[TunnelEvent]) -> bytes:
     return _HEAD + json.dumps(rows, separators=(",", ":")).encode() + b"}\n"
 
 
-def _address(value: Any, what: str) -> tuple[str, int]:
+def _address(value: Any, what: str, *, optional: bool = False) -> tuple[str, int]:
+    if optional and value == ["", 0]:
+        return "", 0
     if (
         not isinstance(value, list)
         or len(value) != 2
@@ -132,7 +136,7 @@ def tunnel_event_from_json(value: Any) -> TunnelEvent:
         destination=_address(value[5], "destination"),
         source_spiffe_id=_text(value[6], "source SPIFFE ID"),
         destination_spiffe_id=_text(value[7], "destination SPIFFE ID"),
-        peer=_address(value[8], "peer"),
+        peer=_address(value[8], "peer", optional=True),
         detail=_text(value[9], "detail")[:MAX_DETAIL],
     )
 

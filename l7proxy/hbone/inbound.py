@@ -117,9 +117,21 @@ class HboneServer:
             self._spawn(self._handshake(sock, peer))
 
     def _refuse_connection(self, peer: Address, reason: str, detail: str) -> None:
+        """A refused handshake names no pod (no stream was read): its flow goes from the
+        dialling node's address to this listener, so it is still a flow the agent takes."""
         self.metrics.handshake(SIDE, reason)
         log.info("HBONE handshake from %s:%d refused: %s (%s)", *peer, reason, detail)
-        self.on_event(event(SIDE, "DROPPED", reason, peer=peer, detail=detail))
+        self.on_event(
+            event(
+                SIDE,
+                "DROPPED",
+                reason,
+                source=peer,
+                destination=self.address,
+                peer=peer,
+                detail=detail,
+            )
+        )
 
     async def _handshake(self, sock: socket.socket, peer: Address) -> None:
         creds = self.svids.current
@@ -198,8 +210,8 @@ class HboneServer:
                 peer=peer,
                 source_id=peer_id,
                 detail=detail,
-                source=head.source if head else ("", 0),
-                destination=head.destination if head else ("", 0),
+                source=head.source if head else peer,  # malformed: the dialling node
+                destination=head.destination if head else self.address,
                 destination_id=destination_id,
             )
         )

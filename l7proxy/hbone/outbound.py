@@ -22,7 +22,7 @@ from agent.flows.tunnelrecord import Side
 from identity.hbone import TUNNEL_OUTBOUND_PORT
 from l7proxy.hbone import refusal
 from l7proxy.hbone.connecthead import connect_fields
-from l7proxy.hbone.ends import Address, EventSink, event
+from l7proxy.hbone.ends import NOWHERE, Address, EventSink, event
 from l7proxy.hbone.metrics import HboneMetrics
 from l7proxy.hbone.pool import TunnelError, TunnelPool
 from l7proxy.hbone.splice import reset, splice
@@ -71,11 +71,16 @@ class OutboundServer:
         detail: str,
         *,
         client: Address,
-        destination: Address = ("", 0),
+        destination: Address | None = None,
         source_id: str = "",
         destination_id: str = "",
-        peer: Address = ("", 0),
+        peer: Address = NOWHERE,
     ) -> None:
+        """Reset the client and report it. Without an original destination the flow goes to
+        the address the client reached (this listener); an unknown peer waypoint stays
+        ``NOWHERE`` (the record's one optional address)."""
+        if destination is None:
+            destination = writer.get_extra_info("sockname")[:2]
         reset(writer)
         self.metrics.stream_decided(SIDE, "DROPPED")
         log.info("tunnel for %s:%d refused: %s (%s)", *client, reason, detail)

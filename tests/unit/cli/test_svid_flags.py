@@ -83,3 +83,54 @@ def test_a_bad_svid_option_is_a_usage_error(
     assert out.exit_code == 2, out.output
     assert f"Invalid value for {flag}" in out.output or f"for '{flag}'" in out.output, out.output
     assert why in out.output and seen == []
+
+
+# -- `tulle lab up --svid-lifetime`: the agents' flag, set for a whole lab ----------------
+
+
+def lab_up(args: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[Any]]:
+    from agent.cli.lab import lab
+    from lab import lifecycle
+
+    seen: list[Any] = []
+
+    def up(name: str, nodes: int, progress: Any, **options: Any) -> Any:
+        seen.append(options)
+        return lifecycle.plan_lab(name, nodes)
+
+    monkeypatch.setattr(lifecycle, "up", up)
+    return CliRunner().invoke(lab, ["up", "--name", "unitlab", *args]), seen
+
+
+@pytest.mark.parametrize(("args", "lifetime"), [([], None), (["--svid-lifetime", "60"], 60)])
+def test_lab_up_hands_the_svid_lifetime_on(
+    args: list[str], lifetime: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, [options] = lab_up(args, monkeypatch)
+    assert out.exit_code == 0, out.output
+    assert options["svid_lifetime"] == lifetime
+
+
+def test_lab_up_refuses_a_lifetime_under_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    out, seen = lab_up(["--svid-lifetime", "59"], monkeypatch)
+    assert out.exit_code == 2 and "--svid-lifetime" in out.output and not seen
+
+
+def test_the_lab_gives_each_agent_the_lifetime(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab import lifecycle
+
+    argvs: list[list[str]] = []
+    for step in ("start_apiserver", "seed_cluster", "wait_nodes_registered",
+                 "start_identity_service", "_start_relay"):
+        monkeypatch.setattr(lifecycle, step, lambda *a, **k: None)
+    monkeypatch.setattr(lifecycle, "write_agent_kubeconfigs",
+                        lambda paths, plan: {n.name: "k" for n in plan.nodes})
+    monkeypatch.setattr(lifecycle, "write_controller_kubeconfig", lambda paths: "k")
+    monkeypatch.setattr(lifecycle, "component_kubeconfig", lambda paths, account: "k")
+    monkeypatch.setattr(lifecycle.procs, "spawn", lambda role, argv, **k: argvs.append(argv))
+    plan = lifecycle.plan_lab("unitlab", 2)
+    paths = lifecycle.LabPaths.for_lab("unitlab")
+    lifecycle._start_processes(paths, plan, lambda _m: None, svid_lifetime=90)
+    agents = [a for a in argvs if "agent" in a and "--ca-address" in a]
+    assert len(agents) == 2
+    assert all(a[a.index("--svid-lifetime") + 1] == "90" for a in agents)

@@ -203,12 +203,27 @@ def _bad(at: int, value: Any) -> list[Any]:
         (_bad(6, "web"), "source SPIFFE ID must be a spiffe:// URI"),
         (_bad(7, 5), "destination SPIFFE ID must be a string"),
         (_bad(8, None), "peer must be \\[ip, port\\]"),
+        (_bad(8, ["", 15008]), "peer address '' is not an IP"),
+        (_bad(4, ["", 0]), "source address '' is not an IP"),  # only the peer may be unknown
+        (_bad(5, ["", 0]), "destination address '' is not an IP"),
         (_bad(9, ["x"]), "detail must be a string"),
     ],
 )
 def test_malformed_events_are_named(bad: Any, why: str) -> None:
     with pytest.raises(ValueError, match=why):
         tunnel_event_from_json(bad)
+
+
+def test_a_refusal_before_any_peer_was_chosen_is_a_flow_with_no_peer() -> None:
+    # the sending end found no waypoint for the destination: peer ("", 0) on the wire
+    event = dataclasses.replace(REFUSED, side="client", drop_reason="TUNNEL_UPSTREAM_FAILED",
+                                peer=("", 0))
+    [decoded] = read_tunnel_batch(json.loads(encode_tunnel_batch([event])))
+    assert decoded == event
+    flow = tunnel_flow(event, "node-1")
+    assert flow.tulle is not None and flow.tulle.tunnel is not None
+    assert flow.tulle.tunnel.peer == ""
+    assert flow.drop_reason_desc == "TUNNEL_UPSTREAM_FAILED"
 
 
 def test_a_forwarded_event_with_a_reason_is_refused() -> None:

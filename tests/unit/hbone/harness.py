@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from agent.flows.tunnelrecord import TunnelEvent
+from agent.flows.tunnelflow import tunnel_flow
+from agent.flows.tunnelrecord import TunnelEvent, encode_tunnel_batch, read_tunnel_batch
 from agent.svid.store import SvidFile, write_bundle, write_svid
 from identity.ca import CertificateAuthority
 from identity.certs import to_pem
@@ -104,6 +106,7 @@ class Waypoint:
     svids: SvidDirectory
     metrics: HboneMetrics
     events: list[TunnelEvent]
+    rejected: list[str]  # why the agent's intake would have refused an event (none, ever)
 
     @property
     def pool(self) -> TunnelPool:
@@ -128,6 +131,19 @@ async def start_waypoint(
     """Both ends of one node's waypoint on ``host`` (ephemeral ports), registered in
     ``cluster.waypoints``. ``destinations``: client IP -> original destination."""
     events: list[TunnelEvent] = []
+    rejected: list[str] = []
+
+    def on_event(ev: TunnelEvent) -> None:
+        """As the agent takes it: through the intake line's decoder into a flow."""
+        try:
+            [decoded] = read_tunnel_batch(json.loads(encode_tunnel_batch([ev])))
+            if isinstance(decoded, ValueError):
+                raise decoded
+            tunnel_flow(decoded, name)
+        except ValueError as err:
+            rejected.append(f"{ev}: {err}")
+        events.append(ev)
+
     metrics = HboneMetrics()
     svids = SvidDirectory(directory, TD)
     server = HboneServer(
@@ -135,7 +151,7 @@ async def start_waypoint(
         identity_of=cluster.identity_of,
         is_local=cluster.is_local_to(name),
         admit=admit or (lambda s, d, p: True),
-        on_event=events.append,
+        on_event=on_event,
         metrics=metrics,
         max_streams=max_streams,
     )
@@ -148,10 +164,10 @@ async def start_waypoint(
         original_destination=lambda client: dests.get(client[0]),
         identity_of=cluster.identity_of,
         waypoint_of=cluster.waypoint_of,
-        on_event=events.append,
+        on_event=on_event,
     )
     await outbound.start(host, 0)
-    return Waypoint(name, server, outbound, svids, metrics, events)
+    return Waypoint(name, server, outbound, svids, metrics, events, rejected)
 
 
 async def echo_pod(host: str) -> tuple[asyncio.Server, Address]:

@@ -218,10 +218,12 @@ def test_sending_end_refusals_without_a_tunnel(tmp_path: Path) -> None:
         writer.close()
         ev = w.a.events[-1]
         assert ev.drop_reason == "TUNNEL_UPSTREAM_FAILED" and "original destination" in ev.detail
+        assert ev.source[0] == WEB and ev.destination == w.a.outbound.address  # what it reached
         w.cluster.pods["127.0.0.40"] = (spiffe("shop", "db"), "c")  # a node with no waypoint
         await expect_refused(w, WEB, ("127.0.0.40", 80))
         ev = w.a.events[-1]
         assert ev.drop_reason == "TUNNEL_UPSTREAM_FAILED" and "no waypoint" in ev.detail
+        assert ev.destination == ("127.0.0.40", 80) and ev.peer == ("", 0)  # none chosen
         assert not w.a.metrics.handshakes
 
     run(tmp_path, body)
@@ -234,6 +236,8 @@ def test_a_silent_peer_is_dropped_after_the_handshake_timeout(tmp_path: Path) ->
         await wait_for(lambda: w.b.events)
         ev = only(w.b.events, "server")
         assert ev.drop_reason == "MTLS_HANDSHAKE_FAILED" and ev.peer[0] == "127.0.0.1"
+        # no pod was named: the flow goes from the dialling address to this listener
+        assert ev.source == ev.peer and ev.destination == w.b.server.address
         assert await asyncio.wait_for(reader.read(), 5) == b""  # and the socket is closed
         writer.close()
 

@@ -56,6 +56,8 @@ class World:
         await self.b.close()
         self.db_server.close()
         self.cache_server.close()
+        # every event, refusals before any pod was named included, is one the agent takes
+        assert not self.a.rejected and not self.b.rejected, self.a.rejected + self.b.rejected
 
 
 def run(
