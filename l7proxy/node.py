@@ -41,6 +41,7 @@ from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_
 from l7proxy.endpoint_index import EndpointIndex
 from l7proxy.flows import FlowLossCollector
 from l7proxy.hbone import runner as hbone_runner
+from l7proxy.listenfds import HeldListeners, ListenFdsError
 from l7proxy.server import WaypointServer, new_event_loop
 from l7proxy.timing import SPLIT
 from l7proxy.upstream import Connector, P
@@ -265,9 +266,14 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
                 metrics: Address = ("127.0.0.1", METRICS_PORT),
                 request_split: bool = True, svid_dir: Path | None = None,
                 trust_domain: str = DEFAULT_TRUST_DOMAIN,
-                on_tunnel_event: Callable[[TunnelEvent], None] | None = None) -> None:
+                on_tunnel_event: Callable[[TunnelEvent], None] | None = None,
+                held: HeldListeners | None = None) -> None:
     """``on_tunnel_event``: where tunnel events go besides the log (default: to the agent as
-    flows, through the same intake as L7 records)."""
+    flows, through the same intake as L7 records). ``held``: listening sockets a process
+    that outlives this one passed (l7proxy.listenfds): connections redirected while no
+    waypoint ran wait in their accept queues."""
+    if held:
+        log.info("taking %d held listening sockets: %s", len(held.fds), held.fds)
     feed = ClusterFeed(client, KINDS + ("Node",) if svid_dir is not None else KINDS)
     feed.source.start()
     while not feed.source.synced:  # every kind listed: never route from a partial view
@@ -303,7 +309,7 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
     forwarder = FlowForwarder(intake)
     server = WaypointServer(config, flow_sink=forwarder, connector=connector)
     server.metrics.registry.register(FlowLossCollector(server.flows))
-    await server.start(reuse_port=False)
+    await server.start(reuse_port=False, held=held)
     def tunnel_destination(client: Address) -> Address | None:
         found = origins.lookup(*client)  # the same map as L7: from_pod.c wrote it
         return None if found is None else (found.address, found.port)
@@ -315,9 +321,11 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
             original_destination=tunnel_destination,
             admit=lambda src, dst, port: gate((src, 0), (dst, port)),
             on_event=on_tunnel_event or _to_agent(server), mark=WAYPOINT_MARK,
-            pods=feed.typed["Pod"], nodes=feed.typed["Node"],
+            pods=feed.typed["Pod"], nodes=feed.typed["Node"], held=held,
         )
         server.metrics.registry.register(hbone.metrics)
+    if held:  # addresses the holder passed that this waypoint does not serve
+        log.warning("held listening sockets not used: %s", held.fds)
     server.metrics.serve(*metrics)
     log.info("waypoint for %s listening on %s:%d (request split %s)", node, *listen,
              "on" if request_split else "off")
@@ -367,9 +375,14 @@ def run(node: str, kubeconfig: str | None, pin_dir: str, listen: str, intake: st
         client = connect(kubeconfig)
     except KubeconfigError as err:
         raise SystemExit(f"tulle waypoint: {err}") from None
-    # uvloop, as the standalone waypoint (l7proxy.server.new_event_loop): the node's waypoint
-    # carries every L7 request and every mTLS tunnel.
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        runner.run(serve(node, client, Path(pin_dir), (host, int(port)), Path(intake), metrics,
-                         request_split, Path(svid_dir) if svid_dir else None, trust_domain))
+    try:
+        held = HeldListeners.from_environ()  # the lab's supervisor holds them (lab/supervisor.py)
+        # uvloop, as the standalone waypoint (l7proxy.server.new_event_loop): the node's
+        # waypoint carries every L7 request and every mTLS tunnel.
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(serve(node, client, Path(pin_dir), (host, int(port)), Path(intake),
+                             metrics, request_split, Path(svid_dir) if svid_dir else None,
+                             trust_domain, held=held))
+    except ListenFdsError as err:
+        raise SystemExit(f"tulle waypoint: {err}") from None
     return 0
