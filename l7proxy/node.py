@@ -43,6 +43,7 @@ from l7proxy.flows import FlowLossCollector
 from l7proxy.hbone import runner as hbone_runner
 from l7proxy.listenfds import HeldListeners, ListenFdsError
 from l7proxy.server import WaypointServer, new_event_loop
+from l7proxy.standby import ActiveLock, holder
 from l7proxy.timing import SPLIT
 from l7proxy.upstream import Connector, P
 
@@ -267,17 +268,29 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
                 request_split: bool = True, svid_dir: Path | None = None,
                 trust_domain: str = DEFAULT_TRUST_DOMAIN,
                 on_tunnel_event: Callable[[TunnelEvent], None] | None = None,
-                held: HeldListeners | None = None) -> None:
+                held: HeldListeners | None = None, active_lock: Path | None = None,
+                standby: bool = False) -> None:
     """``on_tunnel_event``: where tunnel events go besides the log (default: to the agent as
     flows, through the same intake as L7 records). ``held``: listening sockets a process
     that outlives this one passed (l7proxy.listenfds): connections redirected while no
-    waypoint ran wait in their accept queues."""
+    waypoint ran wait in their accept queues. ``active_lock``: serve only while holding it,
+    a warm standby until then (``standby``: even when nobody has held it yet;
+    l7proxy/standby.py)."""
     if held:
         log.info("taking %d held listening sockets: %s", len(held.fds), held.fds)
     feed = ClusterFeed(client, KINDS + ("Node",) if svid_dir is not None else KINDS)
     feed.source.start()
     while not feed.source.synced:  # every kind listed: never route from a partial view
         await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, switch_split, False)  # a standby takes them too
+    loop.add_signal_handler(signal.SIGUSR2, switch_split, True)
+    lock = ActiveLock(active_lock) if active_lock is not None else None
+    if lock is not None and (standby or not lock.try_acquire()):
+        log.info("standby: synced, waiting for %s (held by pid %s)", lock.path,
+                 holder(lock.path))
+        await lock.acquire(second=standby)  # the informers keep this view current meanwhile
+        log.info("active: took over %s", lock.path)
     feed.changed.clear()
     tables, endpoints, gateways, certificates, policy = feed.snapshot()
     gate = PolicyGate(policy)
@@ -330,11 +343,8 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
     log.info("waypoint for %s listening on %s:%d (request split %s)", node, *listen,
              "on" if request_split else "off")
     done = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
-    loop.add_signal_handler(signal.SIGUSR1, switch_split, False)
-    loop.add_signal_handler(signal.SIGUSR2, switch_split, True)
     while not done.is_set():
         if feed.changed.is_set():
             feed.changed.clear()
@@ -360,11 +370,14 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
     await server.close()
     forwarder.close()
     origins.close()
+    if lock is not None:
+        lock.close()
 
 
 def run(node: str, kubeconfig: str | None, pin_dir: str, listen: str, intake: str,
         metrics_address: str = METRICS_ADDRESS, request_split: bool = True,
-        svid_dir: str | None = None, trust_domain: str = DEFAULT_TRUST_DOMAIN) -> int:
+        svid_dir: str | None = None, trust_domain: str = DEFAULT_TRUST_DOMAIN,
+        active_lock: str | None = None, standby: bool = False) -> int:
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s waypoint {node} %(levelname)s %(message)s"
     )
@@ -382,7 +395,9 @@ def run(node: str, kubeconfig: str | None, pin_dir: str, listen: str, intake: st
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             runner.run(serve(node, client, Path(pin_dir), (host, int(port)), Path(intake),
                              metrics, request_split, Path(svid_dir) if svid_dir else None,
-                             trust_domain, held=held))
+                             trust_domain, held=held,
+                             active_lock=Path(active_lock) if active_lock else None,
+                             standby=standby))
     except ListenFdsError as err:
         raise SystemExit(f"tulle waypoint: {err}") from None
     return 0

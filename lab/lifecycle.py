@@ -217,7 +217,7 @@ def _start_with(
         log=paths.logs / "controller.log",
         record_dir=paths.procs,
         env=dict(env, **{listeners.HELD_ENV: json.dumps(held_fds)}) if held_fds else env,
-        pass_fds=[sock.fileno() for socks in held.values() for sock in socks],
+        pass_fds=sorted({sock.fileno() for socks in held.values() for sock in socks}),
     )
     wait_nodes_registered(paths, plan, progress)
     agent_kubeconfigs = write_agent_kubeconfigs(paths, plan)
@@ -275,34 +275,27 @@ def _start_with(
         )
         if datapath:
             waypoint_cg = cgroups.make(node_cg / cgroups.WAYPOINT) if node_cg else None
-            waypoint_env, waypoint_fds = listeners.child_launch(
-                held_fds, f"waypoint-{node.name}", env
+            argv = node_argv(
+                "waypoint", "--node", node.name,
+                "--kubeconfig", component_kubeconfig(paths, "tulle-waypoint"),
+                "--pin-dir", str(pin_dir(plan.name, node.name)),
+                "--listen", f"{node.waypoint_ip}:{WAYPOINT_PORT}",
+                "--flow-intake", str(paths.l7_intake_socket(node.name)),
+                # HBONE on 15008/15007 with the agent's SVIDs
+                "--svid-dir", str(paths.node_state(node.name) / "svid"),
+                # active and warm standby (l7proxy/standby.py); the first one started serves
+                "--active-lock", str(paths.node_state(node.name) / "waypoint.lock"),
             )
-            procs.spawn(
-                f"waypoint-{node.name}",
-                cgroups.in_cgroup(waypoint_cg, procs.netns_argv(
-                    node.netns,
-                    node_argv(
-                        "waypoint",
-                        "--node",
-                        node.name,
-                        "--kubeconfig",
-                        component_kubeconfig(paths, "tulle-waypoint"),
-                        "--pin-dir",
-                        str(pin_dir(plan.name, node.name)),
-                        "--listen",
-                        f"{node.waypoint_ip}:{WAYPOINT_PORT}",
-                        "--flow-intake",
-                        str(paths.l7_intake_socket(node.name)),
-                        "--svid-dir",  # HBONE on 15008/15007 with the agent's SVIDs
-                        str(paths.node_state(node.name) / "svid"),
-                    ),
-                )),
-                log=paths.logs / f"waypoint-{node.name}.log",
-                record_dir=paths.procs,
-                env=waypoint_env,
-                pass_fds=waypoint_fds,
-            )
+            for role, extra in listeners.waypoint_roles(node.name):
+                role_env, role_fds = listeners.child_launch(held_fds, role, env)
+                procs.spawn(
+                    role,
+                    cgroups.in_cgroup(waypoint_cg, procs.netns_argv(node.netns, argv + extra)),
+                    log=paths.logs / f"{role}.log",
+                    record_dir=paths.procs,
+                    env=role_env,
+                    pass_fds=role_fds,
+                )
     progress("starting the flow relay")
     _start_relay(paths, plan, env)
 

@@ -62,14 +62,20 @@ def open_waypoint_listeners(
     return in_netns(netns, make)
 
 
+def waypoint_roles(node: str) -> tuple[tuple[str, list[str]], ...]:
+    """A node's two waypoint processes (l7proxy/standby.py) and their extra arguments: the
+    first serves at lab up; the standby waits until the lock has been held once."""
+    return (f"waypoint-{node}", []), (f"waypoint-{node}-standby", ["--standby"])
+
+
 def open_for_waypoints(nodes: Iterable[NodePlan]) -> dict[str, list[socket.socket]]:
-    """role (``waypoint-<node>``) -> its listening sockets, for every node."""
+    """role -> its listening sockets, for every node (both waypoints of a node share them)."""
     held: dict[str, list[socket.socket]] = {}
     try:
         for node in nodes:
-            held[f"waypoint-{node.name}"] = open_waypoint_listeners(
-                node.netns, str(node.waypoint_ip)
-            )
+            socks = open_waypoint_listeners(node.netns, str(node.waypoint_ip))
+            for role, _ in waypoint_roles(node.name):
+                held[role] = socks
     except BaseException:
         close_all(held)
         raise
@@ -79,7 +85,7 @@ def open_for_waypoints(nodes: Iterable[NodePlan]) -> dict[str, list[socket.socke
 def close_all(held: Mapping[str, list[socket.socket]]) -> None:
     for socks in held.values():
         for sock in socks:
-            sock.close()
+            sock.close()  # a second close (shared by two roles) is a no-op
 
 
 def listen_fds(socks: list[socket.socket]) -> str:

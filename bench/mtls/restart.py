@@ -21,17 +21,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-from bench.waypoint_failover import CliLab, LabLike, waypoint_record
+from bench.waypoint_failover import CliLab, LabLike, role_record, waypoint_record
 from lab import procs
 from lab.restart import RestartPolicy
+from lab.state import LabPaths
 
 NS = "restart"
 PY = "/usr/bin/python3"
@@ -161,9 +164,12 @@ class Round:
 def run_round(lab: LabLike, s: Setup, node: str = "node1") -> Round:
     # Up past the restart policy's stable_after, so this kill counts as a first exit
     # (restarted at once), not as a crash loop (back-off) after an earlier round's kill.
+    # Both of the pair: the standby has synced long before (it takes ~1 s).
     stable = RestartPolicy().stable_after + 0.5
-    old = _wait(lambda: procs.uptime(r := waypoint_record(lab.name, node)) >= stable and r,
-                f"waypoint-{node} up for {stable}s", 60)
+    roles = (f"waypoint-{node}", f"waypoint-{node}-standby")
+    _wait(lambda: all(procs.uptime(role_record(lab.name, r)) >= stable for r in roles),
+          f"both waypoints of {node} up for {stable}s", 60)
+    old = waypoint_record(lab.name, node)
     assert procs.is_alive(old), f"waypoint-{node} (pid {old.pid}) is not running"
     argv = ["lab", "exec", "-n", NS, s.client, "--", PY, "-c", CLIENT, s.echo_ip, str(PORT),
             str(CLIENT_TIMEOUT_S)]
@@ -186,7 +192,7 @@ def run_round(lab: LabLike, s: Setup, node: str = "node1") -> Round:
             client.wait()
     assert client.returncode == 0, err
     result = json.loads(out.strip().splitlines()[-1])
-    new = _wait(lambda: (r := waypoint_record(lab.name, node)).pid != old.pid and r,
+    new = _wait(lambda: (r := role_record(lab.name, old.role)).pid != old.pid and r,
                 "the waypoint restarted", 30)
     return Round(
         killed_pid=old.pid,
@@ -206,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="kill a node's waypoint under mTLS tunnels")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--lab", default="benchrst")
+    parser.add_argument("--copy-logs", type=Path, default=None,
+                        help="copy the lab's process logs here before it is removed")
     args = parser.parse_args(argv)
     print(f"• bringing up lab {args.lab}", file=sys.stderr)
     lifecycle.up(args.lab, 2, lambda m: None)
@@ -231,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         }))
         return 0
     finally:
+        if args.copy_logs is not None:
+            shutil.copytree(LabPaths.for_lab(args.lab).logs, args.copy_logs, dirs_exist_ok=True)
         lifecycle.down(args.lab, lambda m: None)
 
 
