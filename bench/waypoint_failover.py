@@ -8,7 +8,10 @@ the lab's process record; the lab controller restarts it. Reported per round:
 - ``l4_failures``: must be 0 (L4 never touches the waypoint);
 - ``outage_s``: kill -> first L7 success afterwards;
 - ``restart_s``: kill -> the new waypoint process started (the controller's reaction);
-- ``recovery_s``: the new process started -> first L7 success (its start-up; goal < 1 s);
+- ``recovery_s``: the new process started -> first L7 success (its start-up; goal < 1 s).
+  Since the warm standby (l7proxy/RESTART.md) the node's other waypoint serves first, so
+  ``restart_s`` is the killed one's replacement (the next standby) and ``recovery_s`` can be
+  negative; start times come from /proc ticks over a whole-second boot time (±1 s);
 - ``waypoint_rss_mb``: the killed waypoint's resident memory.
 
     sudo .venv/bin/python -m bench.waypoint_failover [--rounds 3]
