@@ -385,12 +385,11 @@ def run(node: str, kubeconfig: str | None, pin_dir: str, listen: str, intake: st
     ipaddress.ip_address(host)
     metrics = parse_address(metrics_address, METRICS_PORT)
     try:
+        held = HeldListeners.from_environ()  # in the lab, the controller holds them
         client = connect(kubeconfig)
-    except KubeconfigError as err:
+    except (KubeconfigError, ListenFdsError) as err:
         raise SystemExit(f"tulle waypoint: {err}") from None
-    try:
-        held = HeldListeners.from_environ()  # the lab's supervisor holds them (lab/supervisor.py)
-        # uvloop, as the standalone waypoint (l7proxy.server.new_event_loop): the node's
+    try:  # uvloop, as the standalone waypoint (l7proxy.server.new_event_loop): the node's
         # waypoint carries every L7 request and every mTLS tunnel.
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             runner.run(serve(node, client, Path(pin_dir), (host, int(port)), Path(intake),

@@ -134,3 +134,14 @@ def test_the_waypoint_serves_a_request_sent_before_it_started(listening: socket.
             await server.close()
 
     assert asyncio.run(main()) == 404
+
+
+def test_the_node_waypoint_stops_with_the_reason_on_a_malformed_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import l7proxy.node
+
+    monkeypatch.setenv("TULLE_LISTEN_FDS", "10.1.0.1:15001")
+    monkeypatch.setattr(l7proxy.node, "connect", lambda _k: pytest.fail("it went on"))
+    with pytest.raises(SystemExit, match=r"tulle waypoint: TULLE_LISTEN_FDS: .* HOST:PORT=FD"):
+        l7proxy.node.run("n1", None, "/p", "10.1.0.1:15001", "/i")
