@@ -8,7 +8,10 @@ the lab's process record; the lab controller restarts it. Reported per round:
 - ``l4_failures``: must be 0 (L4 never touches the waypoint);
 - ``outage_s``: kill -> first L7 success afterwards;
 - ``restart_s``: kill -> the new waypoint process started (the controller's reaction);
-- ``recovery_s``: the new process started -> first L7 success (its start-up; goal < 1 s);
+- ``recovery_s``: the new process started -> first L7 success (its start-up; goal < 1 s).
+  Since the warm standby (l7proxy/RESTART.md) the node's other waypoint serves first, so
+  ``restart_s`` is the killed one's replacement (the next standby) and ``recovery_s`` can be
+  negative; start times come from /proc ticks over a whole-second boot time (±1 s);
 - ``waypoint_rss_mb``: the killed waypoint's resident memory.
 
     sudo .venv/bin/python -m bench.waypoint_failover [--rounds 3]
@@ -30,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from l7proxy.standby import holder
 from lab import procs
 from lab.state import LabPaths
 
@@ -150,8 +154,18 @@ def _started_at(rec: procs.ProcRecord) -> float:
 
 
 def waypoint_record(lab_name: str, node: str = "node1") -> procs.ProcRecord:
+    """The node's active waypoint: of its pair (active and standby, l7proxy/standby.py), the
+    one whose PID the lock file names; the first one started until either took the lock."""
     paths = LabPaths.for_lab(lab_name)
-    (rec,) = [r for r in procs.load_records(paths.procs) if r.role == f"waypoint-{node}"]
+    pair = [r for r in procs.load_records(paths.procs)
+            if r.role in (f"waypoint-{node}", f"waypoint-{node}-standby")]
+    active = holder(paths.node_state(node) / "waypoint.lock")
+    return next((r for r in pair if r.pid == active),
+                next(r for r in pair if r.role == f"waypoint-{node}"))
+
+
+def role_record(lab_name: str, role: str) -> procs.ProcRecord:
+    (rec,) = [r for r in procs.load_records(LabPaths.for_lab(lab_name).procs) if r.role == role]
     return rec
 
 
@@ -181,7 +195,8 @@ def run_round(lab: LabLike, s: Setup, *, duration: float = 10.0, kill_after: flo
     rss_mb = _rss_mb(old.pid)
     killed_at = time.time()
     os.kill(old.pid, signal.SIGKILL)  # the lab's own waypoint, checked alive by start time
-    new = _wait(lambda: (r := waypoint_record(lab.name)).pid != old.pid and r, "a restart", 30)
+    new = _wait(lambda: (r := role_record(lab.name, old.role)).pid != old.pid and r, "a restart",
+                30)
     out, err = client.communicate(timeout=duration + 60)
     assert client.returncode == 0, err
     samples = json.loads(out.strip().splitlines()[-1])

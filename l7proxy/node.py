@@ -41,7 +41,9 @@ from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_
 from l7proxy.endpoint_index import EndpointIndex
 from l7proxy.flows import FlowLossCollector
 from l7proxy.hbone import runner as hbone_runner
+from l7proxy.listenfds import HeldListeners, ListenFdsError
 from l7proxy.server import WaypointServer, new_event_loop
+from l7proxy.standby import ActiveLock, holder
 from l7proxy.timing import SPLIT
 from l7proxy.upstream import Connector, P
 
@@ -265,14 +267,31 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
                 metrics: Address = ("127.0.0.1", METRICS_PORT),
                 request_split: bool = True, svid_dir: Path | None = None,
                 trust_domain: str = DEFAULT_TRUST_DOMAIN,
-                on_tunnel_event: Callable[[TunnelEvent], None] | None = None) -> None:
+                on_tunnel_event: Callable[[TunnelEvent], None] | None = None,
+                held: HeldListeners | None = None, active_lock: Path | None = None,
+                standby: bool = False) -> None:
     """``on_tunnel_event``: where tunnel events go besides the log (default: to the agent as
-    flows, through the same intake as L7 records)."""
+    flows, through the same intake as L7 records). ``held``: listening sockets a process
+    that outlives this one passed (l7proxy.listenfds): connections redirected while no
+    waypoint ran wait in their accept queues. ``active_lock``: serve only while holding it,
+    a warm standby until then (``standby``: even when nobody has held it yet;
+    l7proxy/standby.py)."""
+    if held:
+        log.info("taking %d held listening sockets: %s", len(held.fds), held.fds)
     mtls_kinds = ("Node", "PeerAuthentication")  # waypoint addresses; backends' mTLS modes
     feed = ClusterFeed(client, KINDS + mtls_kinds if svid_dir is not None else KINDS)
     feed.source.start()
     while not feed.source.synced:  # every kind listed: never route from a partial view
         await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, switch_split, False)  # a standby takes them too
+    loop.add_signal_handler(signal.SIGUSR2, switch_split, True)
+    lock = ActiveLock(active_lock) if active_lock is not None else None
+    if lock is not None and (standby or not lock.try_acquire()):
+        log.info("standby: synced, waiting for %s (held by pid %s)", lock.path,
+                 holder(lock.path))
+        await lock.acquire(second=standby)  # the informers keep this view current meanwhile
+        log.info("active: took over %s", lock.path)
     feed.changed.clear()
     tables, endpoints, gateways, certificates, policy = feed.snapshot()
     gate = PolicyGate(policy)
@@ -304,7 +323,7 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
     forwarder = FlowForwarder(intake)
     server = WaypointServer(config, flow_sink=forwarder, connector=connector)
     server.metrics.registry.register(FlowLossCollector(server.flows))
-    await server.start(reuse_port=False)
+    await server.start(reuse_port=False, held=held)
     def tunnel_destination(client: Address) -> Address | None:
         found = origins.lookup(*client)  # the same map as L7: from_pod.c wrote it
         return None if found is None else (found.address, found.port)
@@ -318,20 +337,19 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
             on_event=on_tunnel_event or _to_agent(server), mark=WAYPOINT_MARK,
             pods=feed.typed["Pod"], nodes=feed.typed["Node"],
             namespaces=feed.typed["Namespace"],
-            peer_authentications=feed.typed["PeerAuthentication"],
+            peer_authentications=feed.typed["PeerAuthentication"], held=held,
         )
         server.metrics.registry.register(hbone.metrics)
         # The L7 upstream hop to an enrolled backend rides a tunnel (l7proxy.via).
         connector.mesh, connector.tunnels = hbone.directory, hbone.bridge
+    if held:  # addresses the holder passed that this waypoint does not serve
+        log.warning("held listening sockets not used: %s", held.fds)
     server.metrics.serve(*metrics)
     log.info("waypoint for %s listening on %s:%d (request split %s)", node, *listen,
              "on" if request_split else "off")
     done = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
-    loop.add_signal_handler(signal.SIGUSR1, switch_split, False)
-    loop.add_signal_handler(signal.SIGUSR2, switch_split, True)
     while not done.is_set():
         if feed.changed.is_set():
             feed.changed.clear()
@@ -358,11 +376,14 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
     await server.close()
     forwarder.close()
     origins.close()
+    if lock is not None:
+        lock.close()
 
 
 def run(node: str, kubeconfig: str | None, pin_dir: str, listen: str, intake: str,
         metrics_address: str = METRICS_ADDRESS, request_split: bool = True,
-        svid_dir: str | None = None, trust_domain: str = DEFAULT_TRUST_DOMAIN) -> int:
+        svid_dir: str | None = None, trust_domain: str = DEFAULT_TRUST_DOMAIN,
+        active_lock: str | None = None, standby: bool = False) -> int:
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s waypoint {node} %(levelname)s %(message)s"
     )
@@ -370,12 +391,18 @@ def run(node: str, kubeconfig: str | None, pin_dir: str, listen: str, intake: st
     ipaddress.ip_address(host)
     metrics = parse_address(metrics_address, METRICS_PORT)
     try:
+        held = HeldListeners.from_environ()  # in the lab, the controller holds them
         client = connect(kubeconfig)
-    except KubeconfigError as err:
+    except (KubeconfigError, ListenFdsError) as err:
         raise SystemExit(f"tulle waypoint: {err}") from None
-    # uvloop, as the standalone waypoint (l7proxy.server.new_event_loop): the node's waypoint
-    # carries every L7 request and every mTLS tunnel.
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        runner.run(serve(node, client, Path(pin_dir), (host, int(port)), Path(intake), metrics,
-                         request_split, Path(svid_dir) if svid_dir else None, trust_domain))
+    try:  # uvloop, as the standalone waypoint (l7proxy.server.new_event_loop): the node's
+        # waypoint carries every L7 request and every mTLS tunnel.
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(serve(node, client, Path(pin_dir), (host, int(port)), Path(intake),
+                             metrics, request_split, Path(svid_dir) if svid_dir else None,
+                             trust_domain, held=held,
+                             active_lock=Path(active_lock) if active_lock else None,
+                             standby=standby))
+    except ListenFdsError as err:
+        raise SystemExit(f"tulle waypoint: {err}") from None
     return 0

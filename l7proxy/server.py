@@ -33,6 +33,7 @@ from l7proxy.config import EndpointResolver, ListenerConfig, WaypointConfig
 from l7proxy.flows import CountingSink, FlowRecorder, Sink, json_lines_sink, now_ns
 from l7proxy.h1 import Http1Connection
 from l7proxy.http.wire import error_response
+from l7proxy.listenfds import HeldListeners
 from l7proxy.metrics import WaypointMetrics
 from l7proxy.proxy import Proxy
 from l7proxy.tls import CertificatePair, SecretKey, TlsTerminator
@@ -141,13 +142,18 @@ class WaypointServer:
         assert self._loop is not None
         return self._loop
 
-    async def start(self, *, reuse_port: bool = True) -> list[int]:
-        """Bind every listener; returns the bound ports (0 in the config picks one)."""
+    async def start(
+        self, *, reuse_port: bool = True, held: HeldListeners | None = None
+    ) -> list[int]:
+        """Bind every listener, or take it from ``held`` (l7proxy.listenfds); returns the
+        bound ports (0 in the config picks one)."""
         self._loop = asyncio.get_running_loop()
         raise_fd_limit(self.config.limits.max_connections)
         try:
             for listener in self.config.listeners:
-                sock = listening_socket(listener.host, listener.port, reuse_port=reuse_port)
+                sock = (held.take(listener.host, listener.port) if held else None) or (
+                    listening_socket(listener.host, listener.port, reuse_port=reuse_port)
+                )
                 server = await self._loop.create_server(self._factory(listener), sock=sock)
                 self._servers.append(server)
                 self.ports.append(sock.getsockname()[1])

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import cgroups, network, procs
+from lab import cgroups, listeners, network, procs
 from lab.controlplane import (
     CA_ADDRESS,
     LabError,
@@ -191,6 +193,20 @@ def _start_processes(
 ) -> None:
     # TULLE_LAB marks every process of this lab (pods inherit it from the controller).
     env = dict(os.environ, TULLE_LAB=plan.name, TULLE_STATE_DIR=str(paths.root.parent))
+    # Each waypoint's listening sockets, held by the controller for the lab's life
+    # (lab/listeners.py); this process's copies close once both have theirs.
+    held = listeners.open_for_waypoints(plan.nodes) if datapath else {}
+    try:
+        _start_with(paths, plan, progress, env, held, datapath=datapath, pod_cgroups=pod_cgroups)
+    finally:
+        listeners.close_all(held)
+
+
+def _start_with(
+    paths: LabPaths, plan: LabPlan, progress: Progress, env: dict[str, str],
+    held: dict[str, list[socket.socket]], *, datapath: bool, pod_cgroups: bool,
+) -> None:
+    held_fds = {role: listeners.listen_fds(socks) for role, socks in held.items()}
     start_apiserver(paths, plan, progress, env)
     seed_cluster(paths, plan, progress)
     progress("starting the lab controller (scheduler, kubelet, EndpointSlices, Gateway status)")
@@ -206,7 +222,8 @@ def _start_processes(
         ),
         log=paths.logs / "controller.log",
         record_dir=paths.procs,
-        env=env,
+        env=dict(env, **{listeners.HELD_ENV: json.dumps(held_fds)}) if held_fds else env,
+        pass_fds=sorted({sock.fileno() for socks in held.values() for sock in socks}),
     )
     wait_nodes_registered(paths, plan, progress)
     agent_kubeconfigs = write_agent_kubeconfigs(paths, plan)
@@ -269,30 +286,27 @@ def _start_processes(
         )
         if datapath:
             waypoint_cg = cgroups.make(node_cg / cgroups.WAYPOINT) if node_cg else None
-            procs.spawn(
-                f"waypoint-{node.name}",
-                cgroups.in_cgroup(waypoint_cg, procs.netns_argv(
-                    node.netns,
-                    node_argv(
-                        "waypoint",
-                        "--node",
-                        node.name,
-                        "--kubeconfig",
-                        component_kubeconfig(paths, "tulle-waypoint"),
-                        "--pin-dir",
-                        str(pin_dir(plan.name, node.name)),
-                        "--listen",
-                        f"{node.waypoint_ip}:{WAYPOINT_PORT}",
-                        "--flow-intake",
-                        str(paths.l7_intake_socket(node.name)),
-                        "--svid-dir",  # HBONE on 15008/15007 with the agent's SVIDs
-                        str(paths.node_state(node.name) / "svid"),
-                    ),
-                )),
-                log=paths.logs / f"waypoint-{node.name}.log",
-                record_dir=paths.procs,
-                env=env,
+            argv = node_argv(
+                "waypoint", "--node", node.name,
+                "--kubeconfig", component_kubeconfig(paths, "tulle-waypoint"),
+                "--pin-dir", str(pin_dir(plan.name, node.name)),
+                "--listen", f"{node.waypoint_ip}:{WAYPOINT_PORT}",
+                "--flow-intake", str(paths.l7_intake_socket(node.name)),
+                # HBONE on 15008/15007 with the agent's SVIDs
+                "--svid-dir", str(paths.node_state(node.name) / "svid"),
+                # active and warm standby (l7proxy/standby.py); the first one started serves
+                "--active-lock", str(paths.node_state(node.name) / "waypoint.lock"),
             )
+            for role, extra in listeners.waypoint_roles(node.name):
+                role_env, role_fds = listeners.child_launch(held_fds, role, env)
+                procs.spawn(
+                    role,
+                    cgroups.in_cgroup(waypoint_cg, procs.netns_argv(node.netns, argv + extra)),
+                    log=paths.logs / f"{role}.log",
+                    record_dir=paths.procs,
+                    env=role_env,
+                    pass_fds=role_fds,
+                )
     progress("starting the flow relay")
     _start_relay(paths, plan, env)
 

@@ -63,8 +63,10 @@ def spawn(
     log: Path,
     record_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> tuple[subprocess.Popen[bytes], ProcRecord]:
-    """Start a detached process (own session) with output appended to `log`."""
+    """Start a detached process (own session) with output appended to `log`; ``pass_fds``
+    stay open in it under the same numbers (held listening sockets, lab/listeners.py)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -75,6 +77,7 @@ def spawn(
             start_new_session=True,
             env=dict(env) if env is not None else None,
             close_fds=True,
+            pass_fds=tuple(pass_fds),
         )
     start = start_ticks(proc.pid) or 0
     rec = ProcRecord(role=role, pid=proc.pid, start_time=start, argv=tuple(argv), log=str(log))

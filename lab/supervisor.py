@@ -6,10 +6,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from lab import procs
 from lab.lifecycle import RESTARTS_FILE
+from lab.listeners import child_launch, held_from_environ
 from lab.restart import RestartPolicy, RestartState, on_exit
 from lab.state import LabPaths, write_json_atomic
 
@@ -23,9 +25,17 @@ class SystemProcesses:
     kubelet restarts a DaemonSet's pods, with back-off for crash loops (lab.restart).
     Never the controller itself. The back-off shows in the log and in `tulle lab status`."""
 
-    def __init__(self, paths: LabPaths, policy: RestartPolicy = DEFAULT_RESTART_POLICY):
+    def __init__(
+        self,
+        paths: LabPaths,
+        policy: RestartPolicy = DEFAULT_RESTART_POLICY,
+        held: Mapping[str, str] | None = None,
+    ):
         self.paths = paths
         self.policy = policy
+        # role -> the listening sockets lab up gave this process for it (lab/listeners.py):
+        # a restarted waypoint takes them over, so nothing redirected to it is refused.
+        self.held = dict(held_from_environ() if held is None else held)
         self.states: dict[str, RestartState] = {}
         self.due: dict[str, float] = {}  # role -> monotonic time of its pending restart
         self.next_check = 0.0
@@ -44,7 +54,9 @@ class SystemProcesses:
                 changed = True
             if now >= self.due[rec.role]:
                 del self.due[rec.role]
-                procs.spawn(rec.role, rec.argv, log=Path(rec.log), record_dir=self.paths.procs)
+                env, fds = child_launch(self.held, rec.role)
+                procs.spawn(rec.role, rec.argv, log=Path(rec.log), record_dir=self.paths.procs,
+                            env=env, pass_fds=fds)
                 changed = True
         if changed:
             self._publish(now)

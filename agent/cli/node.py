@@ -242,6 +242,19 @@ def _pod_cgroup(value: str | None) -> str | None:
     callback=lambda _ctx, _param, value: _trust_domain(value),
     help="The SPIFFE trust domain of the pods' identities (with --svid-dir).",
 )
+@click.option(
+    "--active-lock",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Run as one of an active/standby pair: serve only while holding this file's lock, "
+    "a synced standby until then (the lab runs two per node).",
+)
+@click.option(
+    "--standby",
+    is_flag=True,
+    help="With --active-lock: start as the standby (take the lock only once another "
+    "waypoint has held it).",
+)
 def waypoint(
     node: str,
     kubeconfig: str | None,
@@ -252,13 +265,17 @@ def waypoint(
     request_split: bool,
     svid_dir: str | None,
     trust_domain: str,
+    active_lock: str | None,
+    standby: bool,
 ) -> None:
     """Run the node's L7 waypoint (HTTPRoutes, Gateways) behind transparent redirection."""
+    if standby and not active_lock:
+        raise click.UsageError("--standby needs --active-lock (the lock the pair shares)")
     from l7proxy.node import run
 
     raise SystemExit(
         run(node, kubeconfig, pin_dir, listen, flow_intake, metrics_address, request_split,
-            svid_dir, trust_domain)
+            svid_dir, trust_domain, active_lock, standby)
     )
 
 

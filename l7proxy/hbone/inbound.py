@@ -74,11 +74,15 @@ class HboneServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._connections: set[TunnelConnection] = set()
 
-    async def start(self, host: str, port: int = HBONE_PORT) -> Address:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(1024)
+    async def start(
+        self, host: str, port: int = HBONE_PORT, *, sock: socket.socket | None = None
+    ) -> Address:
+        """Listen on (host, port), or on ``sock`` when a holder passed it (l7proxy.listenfds)."""
+        if sock is None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(1024)
         sock.setblocking(False)
         self._listener = sock
         self.address = sock.getsockname()

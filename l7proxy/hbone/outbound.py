@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 from collections.abc import Callable
 
 from agent.flows.tunnelrecord import Side
@@ -54,8 +55,14 @@ class OutboundServer:
         self.server: asyncio.Server | None = None
         self.address: Address = ("", 0)
 
-    async def start(self, host: str, port: int = TUNNEL_OUTBOUND_PORT) -> Address:
-        self.server = await asyncio.start_server(self._handle, host, port, reuse_address=True)
+    async def start(
+        self, host: str, port: int = TUNNEL_OUTBOUND_PORT, *, sock: socket.socket | None = None
+    ) -> Address:
+        """Listen on (host, port), or on ``sock`` when a holder passed it (l7proxy.listenfds)."""
+        if sock is not None:
+            self.server = await asyncio.start_server(self._handle, sock=sock)
+        else:
+            self.server = await asyncio.start_server(self._handle, host, port, reuse_address=True)
         self.address = self.server.sockets[0].getsockname()[:2]
         return self.address
 

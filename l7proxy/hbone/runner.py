@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +29,7 @@ from l7proxy.hbone.inbound import HboneServer
 from l7proxy.hbone.metrics import HboneMetrics
 from l7proxy.hbone.outbound import OutboundServer
 from l7proxy.hbone.pool import TunnelPool
+from l7proxy.listenfds import HeldListeners
 
 log = logging.getLogger("tulle.waypoint.hbone")
 POLL_SECONDS = 1.0
@@ -93,7 +95,10 @@ async def start(
     namespaces: Iterable[Namespace] = (),
     peer_authentications: Iterable[PeerAuthentication] = (),
     ports: tuple[int, int] = (HBONE_PORT, TUNNEL_OUTBOUND_PORT),
+    held: HeldListeners | None = None,
 ) -> HboneNode:
+    """``held``: listening sockets a longer-lived process passed (l7proxy.listenfds), taken
+    for the ports it holds; the others are bound here."""
     svids = SvidDirectory(svid_dir, trust_domain)
     directory = LiveDirectory(
         build(node, pods, nodes, trust_domain, namespaces, peer_authentications)
@@ -118,8 +123,11 @@ async def start(
         on_event=on_event,
         metrics=metrics,
     )
-    await server.start(host, ports[0])
-    await outbound.start(host, ports[1])
+    def listener(port: int) -> socket.socket | None:
+        return held.take(host, port) if held else None
+
+    await server.start(host, ports[0], sock=listener(ports[0]))
+    await outbound.start(host, ports[1], sock=listener(ports[1]))
     hbone = HboneNode(
         node, trust_domain, svids, directory, server, outbound, metrics, TunnelBridge(pool)
     )

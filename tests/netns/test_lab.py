@@ -294,6 +294,7 @@ def test_lab_up_then_down_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
             "dns-node1",
             "relay",
             "waypoint-node1",
+            "waypoint-node1-standby",  # a warm standby (l7proxy/standby.py)
         ]
         records = procs.load_records(LabPaths.for_lab(name).procs)
         assert (cgroups.node_cgroup(name, "node1") / cgroups.WAYPOINT).is_dir()

@@ -136,11 +136,11 @@ def test_waypoint_flags_reach_the_runner(monkeypatch: pytest.MonkeyPatch, tmp_pa
     ]
     out = CliRunner().invoke(node_cli, base)
     assert out.exit_code == 0, out.output
-    assert seen[-1][-2:] == (None, "cluster.local")  # no --svid-dir: no HBONE
+    assert seen[-1][7:9] == (None, "cluster.local")  # no --svid-dir: no HBONE
     out = CliRunner().invoke(
         node_cli, [*base, "--svid-dir", str(tmp_path), "--trust-domain", "prod.example"]
     )
     assert out.exit_code == 0, out.output
-    assert seen[-1][-2:] == (str(tmp_path), "prod.example")
+    assert seen[-1][7:9] == (str(tmp_path), "prod.example")
     out = CliRunner().invoke(node_cli, [*base, "--trust-domain", "Bad:1"])
     assert out.exit_code == 2 and "Invalid value for --trust-domain" in out.output
