@@ -197,7 +197,8 @@ def _start_processes(
     # (lab/listeners.py); this process's copies close once both have theirs.
     held = listeners.open_for_waypoints(plan.nodes) if datapath else {}
     try:
-        _start_with(paths, plan, progress, env, held, datapath=datapath, pod_cgroups=pod_cgroups)
+        _start_with(paths, plan, progress, env, held, datapath=datapath, pod_cgroups=pod_cgroups,
+                    svid_lifetime=svid_lifetime)
     finally:
         listeners.close_all(held)
 
@@ -205,6 +206,7 @@ def _start_processes(
 def _start_with(
     paths: LabPaths, plan: LabPlan, progress: Progress, env: dict[str, str],
     held: dict[str, list[socket.socket]], *, datapath: bool, pod_cgroups: bool,
+    svid_lifetime: int | None,
 ) -> None:
     held_fds = {role: listeners.listen_fds(socks) for role, socks in held.items()}
     start_apiserver(paths, plan, progress, env)
