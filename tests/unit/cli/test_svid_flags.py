@@ -128,6 +128,8 @@ def test_the_lab_gives_each_agent_the_lifetime(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(lifecycle, "write_controller_kubeconfig", lambda paths: "k")
     monkeypatch.setattr(lifecycle, "component_kubeconfig", lambda paths, account: "k")
     monkeypatch.setattr(lifecycle.procs, "spawn", lambda role, argv, **k: argvs.append(argv))
+    # the waypoints' held listening sockets live in node netns this unit test has none of
+    monkeypatch.setattr(lifecycle.listeners, "open_for_waypoints", lambda nodes: {})
     plan = lifecycle.plan_lab("unitlab", 2)
     paths = lifecycle.LabPaths.for_lab("unitlab")
     lifecycle._start_processes(paths, plan, lambda _m: None, svid_lifetime=90)
