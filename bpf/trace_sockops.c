@@ -1,13 +1,16 @@
 /* trace_sockops.c: RTT samples from sock_ops callbacks, on the node's pod cgroup only.
  *
- *   ACTIVE/PASSIVE_ESTABLISHED_CB   ask the kernel for RTT and state callbacks on this
- *                                   socket (BPF_SOCK_OPS_RTT_CB_FLAG, _STATE_CB_FLAG); every
- *                                   socket the cgroup holds, as the passive callback runs
- *                                   before the ESTABLISHED tracepoint attributes the socket
+ *   ACTIVE/PASSIVE_ESTABLISHED_CB   ask the kernel for RTT callbacks on this socket
+ *                                   (BPF_SOCK_OPS_RTT_CB_FLAG); every socket the cgroup
+ *                                   holds, as the passive callback runs before the
+ *                                   ESTABLISHED tracepoint attributes the socket
  *   RTT_CB                          one per RTT measurement the kernel makes (an ACK that
- *                                   acknowledges new data): the socket's srtt, folded into
- *                                   a summary in the socket's own storage (trace_rtt_v1)
- *   STATE_CB                        the summary folded into the socket's conn_state
+ *                                   acknowledges new data): the socket's srtt, into its
+ *                                   conn_state (conn_trace.h) for the first TRACE_RTT_FOLD
+ *                                   samples, then into a summary in the socket's own
+ *                                   storage (trace_rtt_v1), and state callbacks asked for
+ *   STATE_CB                        (long-lived sockets only) the summary folded into the
+ *                                   socket's conn_state
  *                                   (conn_trace.h), under the key the tracepoints use, the
  *                                   socket's address: tcp_set_state runs this callback
  *                                   before inet_sock_set_state fires, so the tracepoint's
@@ -17,9 +20,11 @@
  * Why sk_storage: the callback's body was an LRU hash lookup per RTT measurement, about half
  * of the program's cost per run; sk_storage is reached from the socket (~26 ns above the
  * callback's floor against ~58: bench/results/tracecost-2026-12-06.md). The conn_state is
- * looked up at a socket's first callback (no conn_state: not traced, the flags are
- * cleared, so it costs nothing more), at every TRACE_RTT_FOLD-th sample (so a live
- * conn_state is at most TRACE_RTT_FOLD - 1 samples behind) and at state changes.
+ * looked up for a socket's first TRACE_RTT_FOLD samples (none: not traced, the flag is
+ * cleared, so it costs nothing more), then at every TRACE_RTT_FOLD-th sample (so a live
+ * conn_state is at most TRACE_RTT_FOLD - 1 samples behind) and at state changes. Short
+ * connections never get storage nor state callbacks: those would cost a new connection
+ * more (an allocation, ~7 more sock_ops runs) than its few samples save.
  *
  * The agent loads this instead of tcp_probe (bpf/trace_sock.c) when it is given the cgroup
  * its pods live in (--pod-cgroup): tcp_probe runs for every segment every TCP socket of the
@@ -93,8 +98,7 @@ int trace_sockops(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		if (skops->family == AF_INET)
 			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
-							 BPF_SOCK_OPS_RTT_CB_FLAG |
-							 BPF_SOCK_OPS_STATE_CB_FLAG);
+							 BPF_SOCK_OPS_RTT_CB_FLAG);
 		return 1;
 	case BPF_SOCK_OPS_RTT_CB:
 		sk = skops->sk;
@@ -105,18 +109,32 @@ int trace_sockops(struct bpf_sock_ops *skops)
 		srtt = skops->srtt_us >> 3; /* srtt_us holds 8 times the smoothed RTT */
 		acc = trace_rtt_v1.sk_storage_get(sk, 0, 0);
 		if (!acc) {
+			/* A connection's first TRACE_RTT_FOLD samples go straight into its
+			 * conn_state: a short one needs neither storage nor STATE_CB (13 sock_ops
+			 * runs per new connection, not 20: tracecost-2026-12-06.md). */
 			st = trace_conns_v1.lookup(&key);
 			if (!st) {
 				rtt_cb_off(skops);
 				return 1;
 			}
-			acc = trace_rtt_v1.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-			if (!acc) { /* no memory: the sample straight into the conn_state */
-				srtt_sample(st, srtt);
+			srtt_sample(st, srtt);
+#ifdef TRACE_RTT_SAMPLE_CAP
+			if (st->srtt_samples >= TRACE_RTT_SAMPLE_CAP) {
+				rtt_cb_off(skops);
 				return 1;
 			}
-			acc->min_us = 0xffffffff;
-			acc->total = st->srtt_samples; /* the handshake's read */
+#endif
+			if (st->srtt_samples < TRACE_RTT_FOLD)
+				return 1;
+			/* A long-lived one: from here on, in its storage. */
+			acc = trace_rtt_v1.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+			if (acc) {
+				acc->min_us = 0xffffffff;
+				acc->total = st->srtt_samples;
+				bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+								 BPF_SOCK_OPS_STATE_CB_FLAG);
+			}
+			return 1;
 		}
 		if (!srtt)
 			return 1;
