@@ -1,7 +1,7 @@
 """RTT sampling cost per keep-alive exchange: tcp_probe raw tracepoint against sock_ops RTT_CB.
 
     sudo PYTHONPATH=$PWD .venv/bin/python -m bench.sockops_ab [--exchanges 200000]
-        [--rounds 3] [--variants a,b1,b2,c1,c2,d1,d2] [--out FILE.md]
+        [--rounds 3] [--variants a,b1,b2,c1,c2,d1,d2,e1,e2] [--out FILE.md]
 
 No lab. In a network namespace it creates, a client process sends a 64-byte request and
 waits for the server's 64-byte response, EXCHANGES times over one TCP_NODELAY loopback
@@ -13,7 +13,10 @@ the cgroup .../unified/tulle/<pid>/client and the server in
 shipped tracer's (1-in-16 random draw first; a sampled segment looks its socket up and
 records srtt); (c) a sock_ops program on the client's cgroup (or both) that sets
 BPF_SOCK_OPS_RTT_CB_FLAG when a socket becomes established and keeps min/sum/max/last in
-sk_storage on each RTT callback; (d) like (c), clearing the flag after 64 samples. Each
+sk_storage on each RTT callback; (d) like (c), clearing the flag after 64 samples; (e) like
+(c), the summary in an LRU hash keyed by the socket address (the shipped layout until
+2026-12-06); (f) like (e), a random 1 in 4 callbacks taken, drawn before the lookup; (z)
+the flag set, each callback returning at once (the floor: dispatch and the stats). Each
 round runs every variant once, in an order rotated per round; a first warm-up round is
 discarded. Per exchange it prints the
 client's and server's CPU time (user + system, the loop only), exchanges per second, and the
@@ -50,6 +53,7 @@ from bench.tracecost_stats import ProgStats, parse_fdinfo
 ADDR = "10.99.78.1"  # on the private namespace's lo only
 CGROUP_V2 = Path("/sys/fs/cgroup/unified")
 SAMPLE_LIMIT = 64
+SAMPLE_MASK = 3  # (f): 1 in 4
 
 CHILD = r"""
 import os, resource, socket, struct, sys, time
@@ -163,6 +167,39 @@ static __always_inline int sockops(struct bpf_sock_ops *skops, u32 limit)
 	return 1;
 }
 int sockops_keep(struct bpf_sock_ops *skops) { return sockops(skops, 0); }
+
+/* (e): as (c), the summary in an LRU hash keyed by the socket's address (65,536 entries, as
+ * bpf/lib/conn_trace.h's trace_conns_v1): a hash and bucket walk per callback; (f) the same
+ * taking a random 1 in (SAMPLE_MASK + 1) callbacks, drawn before the lookup */
+BPF_TABLE("lru_hash", u64, struct rtt, lru_conns, 65536);
+static __always_inline int sockops_lru(struct bpf_sock_ops *skops, u32 mask)
+{
+	struct rtt zero = {}, *r;
+	u64 sk;
+
+	switch (skops->op) {
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_RTT_CB_FLAG);
+		return 1;
+	case BPF_SOCK_OPS_RTT_CB:
+		if (mask == ~0U)
+			return 1; /* (z): the callback's floor, nothing done */
+		if (mask && (bpf_get_prandom_u32() & mask))
+			return 1;
+		sk = (u64)skops->sk;
+		if (!sk)
+			return 1;
+		r = lru_conns.lookup_or_try_init(&sk, &zero);
+		if (r)
+			rtt_add(r, skops->srtt_us >> 3);
+		return 1;
+	}
+	return 1;
+}
+int sockops_lru_all(struct bpf_sock_ops *skops) { return sockops_lru(skops, 0); }
+int sockops_lru_sampled(struct bpf_sock_ops *skops) { return sockops_lru(skops, SAMPLE_MASK); }
+int sockops_empty(struct bpf_sock_ops *skops) { return sockops_lru(skops, ~0U); }
 int sockops_limit(struct bpf_sock_ops *skops) { return sockops(skops, SAMPLE_LIMIT); }
 """
 
@@ -211,10 +248,13 @@ class Bench:
         if off is None:
             raise RuntimeError("no tcp_sock.srtt_us offset in the kernel's BTF")
         self.bpf = BPF(text=PROGRAMS, cflags=[f"-DOFF_TCP_SRTT={off}",
-                                               f"-DSAMPLE_LIMIT={SAMPLE_LIMIT}"])
+                                               f"-DSAMPLE_LIMIT={SAMPLE_LIMIT}",
+                                               f"-DSAMPLE_MASK={SAMPLE_MASK}"])
         self.funcs = {name: self.bpf.load_func(name.encode(), kind) for name, kind in (
             ("probe1", BPF.RAW_TRACEPOINT), ("probe2", BPF.RAW_TRACEPOINT),
-            ("sockops_keep", BPF.SOCK_OPS), ("sockops_limit", BPF.SOCK_OPS))}
+            ("sockops_keep", BPF.SOCK_OPS), ("sockops_limit", BPF.SOCK_OPS),
+            ("sockops_lru_all", BPF.SOCK_OPS), ("sockops_lru_sampled", BPF.SOCK_OPS),
+            ("sockops_empty", BPF.SOCK_OPS))}
 
     def attach(self, v: Variant) -> list[int]:
         """Attach the variant's programs; their fds (for the stats)."""
@@ -227,7 +267,10 @@ class Bench:
                 raise RuntimeError(f"attaching tcp_probe failed ({link})")
             self.probe_links.append(link)
         if v.sockops:
-            prog = self.funcs["sockops_limit" if v.sockops_limit else "sockops_keep"]
+            prog = self.funcs[
+                "sockops_empty" if v.sockops_empty else
+                ("sockops_lru_sampled" if v.sockops_sampled else "sockops_lru_all")
+                if v.sockops_lru else "sockops_limit" if v.sockops_limit else "sockops_keep"]
             for pod in ("client", "server") if v.sockops_server else ("client",):
                 cg = os.open(self.root / pod, os.O_RDONLY | os.O_DIRECTORY)
                 try:

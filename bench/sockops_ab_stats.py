@@ -13,7 +13,9 @@ class Variant:
     """One way of taking RTT samples. `probe_copies` tcp_probe raw-tracepoint programs (one
     per node tracer sharing the kernel); a sock_ops program on the client pod's cgroup, and
     on the server pod's too when `sockops_server` (the lab: both nodes' agents), that keeps
-    taking RTT callbacks (`sockops_limit` 0) or clears its flag after that many samples."""
+    taking RTT callbacks (`sockops_limit` 0) or clears its flag after that many samples,
+    keeping the summary in sk_storage or (`sockops_lru`) in an LRU hash keyed by the socket's
+    address, as bpf/trace_sockops.c did before 2026-12-06."""
 
     name: str
     label: str
@@ -21,6 +23,10 @@ class Variant:
     sockops: bool = False
     sockops_server: bool = False
     sockops_limit: int = 0
+    sockops_lru: bool = False  # the summary in an LRU hash keyed by the socket (as shipped
+    # until 2026-12-06), not in sk_storage
+    sockops_sampled: bool = False  # (LRU only) a random 1 in SAMPLE_MASK + 1 callbacks
+    sockops_empty: bool = False  # RTT callbacks that return at once: the floor
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -32,6 +38,15 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("d1", "sock_ops, off after 64, client", sockops=True, sockops_limit=64),
     Variant("d2", "sock_ops, off after 64, both (lab)", sockops=True, sockops_server=True,
             sockops_limit=64),
+    Variant("e1", "sock_ops RTT_CB into an LRU hash, client", sockops=True, sockops_lru=True),
+    Variant("e2", "sock_ops RTT_CB into an LRU hash, both (lab)", sockops=True,
+            sockops_server=True, sockops_lru=True),
+    Variant("f1", "sock_ops RTT_CB 1/4 into an LRU hash, client", sockops=True,
+            sockops_lru=True, sockops_sampled=True),
+    Variant("f2", "sock_ops RTT_CB 1/4 into an LRU hash, both (lab)", sockops=True,
+            sockops_server=True, sockops_lru=True, sockops_sampled=True),
+    Variant("z2", "sock_ops RTT_CB doing nothing, both (the floor)", sockops=True,
+            sockops_server=True, sockops_empty=True),
 )
 
 

@@ -108,11 +108,15 @@ def test_rtt_cb_samples_match_ss_for_the_same_socket(sockops_tracer: Tracer, net
         # While the socket is open only RTT_CB has sampled since the handshake's read.
         live = live_client_states(tracer)
         assert len(live) == 1, live
-        assert live[0].srtt_samples >= N  # one RTT measurement per exchange
+        # one RTT measurement per exchange, folded into the conn_state every 16th
+        # (trace_sockops.c: TRACE_RTT_FOLD)
+        assert live[0].srtt_samples >= N - 15
         assert within(live[0].srtt_last_us, ss), (live[0].srtt_last_us, run.got["ss"])
     finally:
         run.close()
     rec = client_close(tracer, run.got["port"])
+    # Every sample is in the record: the ones not yet folded (200 = 12 x 16 + 8) reach the
+    # conn_state at the state changes, before the tracepoint sends it.
     assert rec.pod_ip == TRACE_POD_IP and rec.srtt_samples >= N + 1
     assert within(rec.srtt_last_us, ss) and within(rec.srtt_sum_us / rec.srtt_samples, ss), (
         rec, run.got["ss"])

@@ -31,6 +31,11 @@ def test_variants_describe_the_lab_and_one_tracer_cases() -> None:
     assert by["c2"].sockops and by["c2"].sockops_server and by["c2"].sockops_limit == 0
     assert by["d1"].sockops and not by["d1"].sockops_server and by["d1"].sockops_limit == 64
     assert by["a"].probe_copies == 0 and not by["a"].sockops
+    # the summary's home and the floor: sk_storage (c), the LRU hash (e), 1 in 4 of its
+    # callbacks (f), callbacks doing nothing (z)
+    assert not by["c2"].sockops_lru and by["e2"].sockops_lru and not by["e2"].sockops_sampled
+    assert by["f2"].sockops_lru and by["f2"].sockops_sampled and by["f2"].sockops_server
+    assert by["z2"].sockops_empty and by["z2"].sockops_server and not by["c2"].sockops_empty
 
 
 def test_parse_child_takes_the_last_line() -> None:

@@ -289,3 +289,15 @@ def test_a_split_built_through_its_slots_is_the_one_its_constructor_builds(
     assert pickle.loads(pickle.dumps(fast)) == slow and copy.copy(fast) == slow
     with pytest.raises(FrozenInstanceError):
         fast.proxy_ns = 1  # type: ignore[misc]
+
+
+def test_the_lean_fast_path_builds_a_plain_request_split() -> None:
+    """``split_lean`` fills RequestSplit's layout twin and then makes it a RequestSplit: a
+    reader must not be able to tell (type, frozen, hash, copies)."""
+    start = 1_700_000_000_000
+    fast = split_lean(95_000, 60, start, start + 30_000, start + 70_000, 55)
+    slow = RequestSplit(155_000, 60_000, 30_000 + 25_000, 0, 40_000, 0)
+    assert type(fast) is RequestSplit and fast == slow and hash(fast) == hash(slow)
+    assert repr(fast) == repr(slow) and pickle.loads(pickle.dumps(fast)) == slow
+    with pytest.raises(FrozenInstanceError):
+        fast.backend_ns = 1  # type: ignore[misc]
