@@ -1,0 +1,96 @@
+"""Per-Service resilience state in one waypoint worker: the balancer's loads, the outlier
+detector and the pool limits of each backend (a Service port, Envoy's cluster), made
+from the parameters its BackendTrafficPolicy gives (``params.py``) and remade when they
+change. Pure: the caller passes the clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from l7proxy.resilience.balance import P2C, EwmaParams
+from l7proxy.resilience.limits import PoolLimits
+from l7proxy.resilience.outlier import OutlierDetector
+from l7proxy.resilience.params import BackendParams
+
+Address = tuple[str, int]
+Target = tuple[str, str, int]
+"""(namespace, Service, port): a ``gatewayapi.BackendTarget``."""
+
+NO_PARAMS = BackendParams()
+
+
+@dataclass(slots=True)
+class Backend:
+    params: BackendParams
+    balancer: P2C[Address]
+    outliers: OutlierDetector[Address] | None
+    limits: PoolLimits | None
+    known: Sequence[Address] = ()
+
+
+class Resilience:
+    """Endpoint choice and accounting for every backend a worker sends to."""
+
+    def __init__(
+        self,
+        rng: Callable[[], float],
+        params: Mapping[tuple[str, str], BackendParams] | None = None,
+        ewma: EwmaParams = EwmaParams(),
+    ) -> None:
+        self.rng = rng
+        self.ewma = ewma
+        self.params: Mapping[tuple[str, str], BackendParams] = params or {}
+        self.backends: dict[Target, Backend] = {}
+
+    def update(self, params: Mapping[tuple[str, str], BackendParams]) -> None:
+        """New policies: a backend whose parameters changed starts afresh (its loads too:
+        a reset costs a few requests' worth of estimates)."""
+        self.params = params
+        for target in [t for t, b in self.backends.items() if b.params != self._of(t)]:
+            del self.backends[target]
+
+    def _of(self, target: Target) -> BackendParams:
+        return self.params.get((target[0], target[1]), NO_PARAMS)
+
+    def backend(self, target: Target) -> Backend:
+        found = self.backends.get(target)
+        if found is None:
+            p = self._of(target)
+            found = self.backends[target] = Backend(
+                p,
+                P2C(self.ewma, self.rng),
+                OutlierDetector(p.outlier) if p.outlier is not None else None,
+                PoolLimits(p.pool) if p.pool is not None else None,
+            )
+        return found
+
+    def choose(self, target: Target, endpoints: Sequence[Address], now: float) -> Address:
+        """P2C among the endpoints outlier detection leaves in (``endpoints`` not empty)."""
+        backend = self.backend(target)
+        if endpoints is not backend.known:  # a new endpoint set: forget those that left
+            backend.known = endpoints
+            backend.balancer.retain(endpoints)
+            if backend.outliers is not None:
+                backend.outliers.retain(endpoints)
+        if backend.outliers is not None:
+            endpoints = backend.outliers.available(endpoints, now)
+        return backend.balancer.choose(endpoints, now)
+
+    def started(self, target: Target, endpoint: Address, now: float) -> None:
+        self.backend(target).balancer.load(endpoint, now).pending += 1
+
+    def finished(
+        self, target: Target, endpoint: Address, status: int, rtt: float, now: float
+    ) -> bool:
+        """A try's outcome (``status`` 0: no answer). True when it ejected ``endpoint``."""
+        backend = self.backend(target)
+        load = backend.balancer.load(endpoint, now)
+        load.pending = max(load.pending - 1, 0)
+        load.observe(rtt, now, status)
+        if backend.outliers is None:
+            return False
+        return backend.outliers.record(endpoint, status, now, max(len(backend.known), 1))
+
+    def limits(self, target: Target) -> PoolLimits | None:
+        return self.backend(target).limits
