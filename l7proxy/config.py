@@ -29,6 +29,7 @@ from agent.model.core import TLS_SECRET_TYPE, Namespace, Secret, Service
 from agent.model.documents import load_documents
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
+from l7proxy.resilience.params import BackendParams
 from gatewayapi import (
     BackendTarget,
     GatewayParent,
@@ -170,6 +171,9 @@ class WaypointConfig:
     certificates: Mapping[tuple[str, str], tuple[bytes, bytes]] = field(default_factory=dict)
     """``kubernetes.io/tls`` Secrets by (namespace, name): (tls.crt, tls.key) PEM, for
     the HTTPS listeners whose certificateRefs name them (``tls.py``)."""
+    backend_params: Mapping[tuple[str, str], BackendParams] = field(default_factory=dict)
+    """(namespace, Service) -> its BackendTrafficPolicy's pool limits and outlier detection
+    (``l7proxy/resilience/params.py``); a Service not here has neither."""
     request_split: bool = True
     """Where each request's time went (``l7proxy.timing``): timing marks and the kernel's
     RTTs in every L7 flow. Part of tracing; off, requests take no marks and no RTT reads

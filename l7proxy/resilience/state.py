@@ -80,6 +80,13 @@ class Resilience:
     def started(self, target: Target, endpoint: Address, now: float) -> None:
         self.backend(target).balancer.load(endpoint, now).pending += 1
 
+    def abandoned(self, target: Target, endpoint: Address) -> None:
+        """A try that ended for the client's sake (it left): no sample."""
+        backend = self.backends.get(target)
+        load = backend.balancer.loads.get(endpoint) if backend is not None else None
+        if load is not None:
+            load.pending = max(load.pending - 1, 0)
+
     def finished(
         self, target: Target, endpoint: Address, status: int, rtt: float, now: float
     ) -> bool:
