@@ -29,7 +29,6 @@ from agent.model.core import TLS_SECRET_TYPE, Namespace, Secret, Service
 from agent.model.documents import load_documents
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
-from l7proxy.resilience.params import BackendParams
 from gatewayapi import (
     BackendTarget,
     GatewayParent,
@@ -39,6 +38,7 @@ from gatewayapi import (
     RoutingInputs,
     ServiceParent,
 )
+from l7proxy.resilience.params import BackendParams
 
 Address = tuple[str, int]
 EndpointResolver = Callable[[BackendTarget], Sequence[Address]]

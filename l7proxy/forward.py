@@ -6,7 +6,6 @@ Upgrade spliced). ``Failed`` is the error answer the caller records."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -15,8 +14,8 @@ from l7proxy.exchange import Downstream, Exchange, RawHeaders, RequestBody, upst
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.response import ResponseHead, upgrade_refusal
 from l7proxy.http.wire import HOP_BY_HOP, LAST_CHUNK, chunk, end_to_end
-from l7proxy.timing import now
 from l7proxy.resilience.limits import PoolLimits
+from l7proxy.timing import now
 from l7proxy.upstream import Http1Upstream, UpstreamFailure
 
 if TYPE_CHECKING:
@@ -223,19 +222,20 @@ async def _send(proxy: Proxy, ex: Exchange, fwd: Forward) -> tuple[Http1Upstream
     target = fwd.backend
     address = ex.endpoint = proxy.pick(target, ex.client)
     resilience = proxy.resilience
-    sent_at = time.monotonic()
+    clock = resilience.clock
+    sent_at = clock()
     resilience.started(target, address, sent_at)
     try:
         conn, head = await _send_to(proxy, ex, fwd, address)
     except (UpstreamFailure, TimeoutError):
         # no answer: an error for outlier detection, the penalty for the balancer
-        done = time.monotonic()
+        done = clock()
         resilience.finished(target, address, 0, done - sent_at, done)
         raise
     except BaseException:
         resilience.abandoned(target, address)  # the client left: says nothing of the endpoint
         raise
-    done = time.monotonic()
+    done = clock()
     resilience.finished(target, address, head.status, done - sent_at, done)
     return conn, head
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Callable, Mapping, Sequence
 
 from agent.flows.l7record import pack_lean
@@ -289,4 +288,4 @@ class Proxy:
                 raise UpstreamFailure(f"no endpoints for {target} admit the client", sent=False)
         if not endpoints:
             raise UpstreamFailure(f"no endpoints for {target}", sent=False)
-        return self.resilience.choose(target, endpoints, time.monotonic())
+        return self.resilience.choose(target, endpoints, self.resilience.clock())

@@ -9,7 +9,9 @@ from collections import deque
 
 from l7proxy.resilience.limits import Admit, PoolLimits
 
-OVERFLOW_BODY = b"upstream connect error or disconnect/reset before headers. reset reason: overflow\n"
+OVERFLOW_BODY = (
+    b"upstream connect error or disconnect/reset before headers. reset reason: overflow\n"
+)
 """Envoy's body for a ``UO`` answer, which clients and dashboards already recognise."""
 OVERFLOW_HEADERS = [(b"content-type", b"text/plain"), (b"x-envoy-overloaded", b"true")]
 OVERFLOW_DROP = "UPSTREAM_OVERFLOW"

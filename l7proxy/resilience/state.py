@@ -5,6 +5,7 @@ change. Pure: the caller passes the clock."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ Target = tuple[str, str, int]
 """(namespace, Service, port): a ``gatewayapi.BackendTarget``."""
 
 NO_PARAMS = BackendParams()
+DEFAULT_EWMA = EwmaParams()
 
 
 @dataclass(slots=True)
@@ -36,9 +38,12 @@ class Resilience:
         self,
         rng: Callable[[], float],
         params: Mapping[tuple[str, str], BackendParams] | None = None,
-        ewma: EwmaParams = EwmaParams(),
+        ewma: EwmaParams = DEFAULT_EWMA,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rng = rng
+        self.clock = clock
+        """Seconds, monotonic: latencies, ejection times (tests pass their own)."""
         self.ewma = ewma
         self.params: Mapping[tuple[str, str], BackendParams] = params or {}
         self.backends: dict[Target, Backend] = {}
@@ -68,11 +73,13 @@ class Resilience:
     def choose(self, target: Target, endpoints: Sequence[Address], now: float) -> Address:
         """P2C among the endpoints outlier detection leaves in (``endpoints`` not empty)."""
         backend = self.backend(target)
-        if endpoints is not backend.known:  # a new endpoint set: forget those that left
+        known = backend.known
+        if endpoints is not known:
+            if tuple(endpoints) != tuple(known):  # a new set: forget those that left
+                backend.balancer.retain(endpoints)
+                if backend.outliers is not None:
+                    backend.outliers.retain(endpoints)
             backend.known = endpoints
-            backend.balancer.retain(endpoints)
-            if backend.outliers is not None:
-                backend.outliers.retain(endpoints)
         if backend.outliers is not None:
             endpoints = backend.outliers.available(endpoints, now)
         return backend.balancer.choose(endpoints, now)
