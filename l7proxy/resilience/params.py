@@ -3,9 +3,12 @@ detection parameters, with Istio's defaults for what the spec leaves out."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agent.model.backendpolicy import BackendTrafficPolicySpec
+from agent.model.backendpolicy import BackendTrafficPolicy, BackendTrafficPolicySpec
+from agent.model.core import Service
+from gatewayapi.backendpolicy import winners
 from l7proxy.resilience.limits import UNLIMITED, PoolParams
 from l7proxy.resilience.outlier import OutlierParams
 
@@ -56,3 +59,12 @@ def backend_params(spec: BackendTrafficPolicySpec) -> BackendParams:
             min_health_percent=_or(od.min_health_percent, d.min_health_percent),
         )
     return BackendParams(pool, outlier)
+
+
+def params_by_service(
+    policies: Iterable[BackendTrafficPolicy], services: Iterable[Service]
+) -> dict[tuple[str, str], BackendParams]:
+    """(namespace, Service) -> the parameters of the policy that applies to it (the oldest
+    targeting it: ``gatewayapi.backendpolicy``)."""
+    keys = [(s.metadata.namespace, s.metadata.name) for s in services]
+    return {key: backend_params(p.spec) for key, p in winners(policies, keys).items()}
