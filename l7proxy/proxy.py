@@ -32,6 +32,7 @@ from l7proxy.forward import Failed, forward, raw_headers
 from l7proxy.metrics import WaypointMetrics
 from l7proxy.mirror import send_mirror
 from l7proxy.resilience.gate import OVERFLOW_BODY, OVERFLOW_DROP, OVERFLOW_HEADERS, Gate
+from l7proxy.resilience.metrics import ResilienceCollector
 from l7proxy.resilience.params import BackendParams
 from l7proxy.resilience.state import Resilience
 from l7proxy.timing import SPLIT, Marks, now
@@ -86,6 +87,7 @@ class Proxy:
         self.resilience = Resilience(rng, config.backend_params)
         """Endpoint choice (P2C over peak-EWMA, outlier ejection) and pool limits."""
         self.gate = Gate()
+        self.metrics.registry.register(ResilienceCollector(self.resilience))
         self._labels: dict[tuple[RuleRef, BackendTarget], tuple[str, str, str]] = {}
 
     # --- configuration updates ---------------------------------------------------------

@@ -29,6 +29,8 @@ class Backend:
     outliers: OutlierDetector[Address] | None
     limits: PoolLimits | None
     known: Sequence[Address] = ()
+    ejections: int = 0
+    """Ejections so far (for metrics)."""
 
 
 class Resilience:
@@ -80,9 +82,32 @@ class Resilience:
                 if backend.outliers is not None:
                     backend.outliers.retain(endpoints)
             backend.known = endpoints
-        if backend.outliers is not None:
-            endpoints = backend.outliers.available(endpoints, now)
+        outliers = backend.outliers
+        if outliers is not None:
+            back = outliers.sweep(now)
+            if back:
+                self._rejoin(backend, back, endpoints, now)
+            endpoints = outliers.available(endpoints, now)
         return backend.balancer.choose(endpoints, now)
+
+    @staticmethod
+    def _rejoin(
+        backend: Backend, back: Sequence[Address], endpoints: Sequence[Address], now: float
+    ) -> None:
+        """Endpoints back from ejection join at the estimate of the best endpoint in: P2C
+        gives them a fair share at once, and their own answers decide from there. Their old
+        estimate (a 5 s penalty) would keep them out long after their time; the default
+        (30 ms) would too, beside endpoints answering in 1 ms."""
+        balancer = backend.balancer
+        returned = set(back)
+        peers = [balancer.loads[e] for e in endpoints if e not in returned and e in balancer.loads]
+        for endpoint in back:
+            load = balancer.load(endpoint, now)
+            if peers:
+                load.estimate = min(p.cost(now) / (p.pending + 1) for p in peers)
+            else:
+                load.estimate = balancer.params.default_rtt
+            load.stamp = now
 
     def started(self, target: Target, endpoint: Address, now: float) -> None:
         self.backend(target).balancer.load(endpoint, now).pending += 1
@@ -104,7 +129,9 @@ class Resilience:
         load.observe(rtt, now, status)
         if backend.outliers is None:
             return False
-        return backend.outliers.record(endpoint, status, now, max(len(backend.known), 1))
+        ejected = backend.outliers.record(endpoint, status, now, max(len(backend.known), 1))
+        backend.ejections += ejected
+        return ejected
 
     def limits(self, target: Target) -> PoolLimits | None:
         return self.backend(target).limits

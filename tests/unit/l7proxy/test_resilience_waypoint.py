@@ -114,6 +114,11 @@ async def lab(params: BackendParams, *, fake_clock: bool) -> AsyncIterator[Lab]:
             await backend.raw.close()
 
 
+def metric(lab: Lab, name: str) -> float | None:
+    """The value of ``name`` for backend default/web:8080 in the waypoint's metrics."""
+    return lab.server.metrics.registry.get_sample_value(name, {"backend": "default/web:8080"})
+
+
 def run(
     test: Callable[[Lab], Coroutine[Any, Any, None]], params: BackendParams, *, fake_clock: bool
 ) -> None:
@@ -150,12 +155,15 @@ def test_an_endpoint_answering_503_is_ejected_and_comes_back() -> None:
             status, _, _ = await lab.get()
             assert status == 200
         assert lab.a.hits == hits
+        assert metric(lab, "tulle_waypoint_outlier_ejections_active") == 1.0
         # past its ejection time (and a sweep) it is back, healthy again, and chosen
         lab.a.status = 200
         lab.clock[0] = ejected_at + 201
         for _ in range(10):
             assert (await lab.get())[0] == 200
         assert lab.a.hits > hits
+        assert metric(lab, "tulle_waypoint_outlier_ejections_active") == 0.0
+        assert metric(lab, "tulle_waypoint_outlier_ejections_total") == 1.0
 
     run(body, params, fake_clock=True)
 
@@ -217,6 +225,7 @@ def test_pool_overflow_answers_503_uo_with_a_flow_reason() -> None:
         assert all(f.l7 and f.l7.http and f.l7.http.code == 503 for f in drops)
         limits = lab.server.proxy.resilience.limits(WEB)
         assert limits is not None and (limits.active, limits.pending) == (0, 0)
+        assert metric(lab, "tulle_waypoint_upstream_overflow_total") == 2.0
 
     run(body, params, fake_clock=False)
 
