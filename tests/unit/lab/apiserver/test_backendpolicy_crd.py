@@ -12,7 +12,7 @@ from lab import gateway_crds
 from lab.apiserver import crds, identities
 from lab.apiserver.crds import install_gateway_api
 from lab.store import Store
-from tests.unit.lab.apiserver.test_gateway_api_crds import Direct, bare, causes
+from tests.unit.lab.apiserver.test_gateway_api_crds import TABLE, Direct, bare, causes
 from tests.unit.lab.apiserver.test_peerauth_crd import _as
 
 __all__ = ["bare"]  # the fixture, shared
@@ -98,3 +98,17 @@ def test_the_waypoint_reads_it_and_the_lab_controller_writes_its_status(
     assert refused[0] == 403
     assert _as(store, tokens["tulle-lab-controller"], "GET", listed)[0] == 200
     assert _as(store, tokens["tulle-agent"], "GET", listed)[0] == 403
+
+
+def test_the_accepted_column_reads_the_ancestors_conditions(bare: tuple[Store, Direct]) -> None:
+    store, api = bare
+    install_gateway_api(store)
+    api("POST", POLICIES, policy(SPEC))
+    accepted = {"type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+                "lastTransitionTime": "2026-12-06T07:00:00Z"}
+    ancestor = {"ancestorRef": {"group": "", "kind": "Service", "name": "echo"},
+                "controllerName": "tulle.io/gateway-controller", "conditions": [accepted]}
+    store.update_status("BackendTrafficPolicy", "default", "echo", {"ancestors": [ancestor]})
+    table = api("GET", POLICIES, accept=TABLE)[1]
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Accepted", "Age"]
+    assert table["rows"][0]["cells"][:2] == ["echo", "True"]
