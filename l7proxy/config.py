@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.model.backendpolicy import BackendTrafficPolicy
 from agent.model.convert import from_dict
 from agent.model.core import TLS_SECRET_TYPE, Namespace, Secret, Service
 from agent.model.documents import load_documents
@@ -38,6 +39,7 @@ from gatewayapi import (
     RoutingInputs,
     ServiceParent,
 )
+from l7proxy.resilience.params import BackendParams, params_by_service
 
 Address = tuple[str, int]
 EndpointResolver = Callable[[BackendTarget], Sequence[Address]]
@@ -170,6 +172,9 @@ class WaypointConfig:
     certificates: Mapping[tuple[str, str], tuple[bytes, bytes]] = field(default_factory=dict)
     """``kubernetes.io/tls`` Secrets by (namespace, name): (tls.crt, tls.key) PEM, for
     the HTTPS listeners whose certificateRefs name them (``tls.py``)."""
+    backend_params: Mapping[tuple[str, str], BackendParams] = field(default_factory=dict)
+    """(namespace, Service) -> its BackendTrafficPolicy's pool limits and outlier detection
+    (``l7proxy/resilience/params.py``); a Service not here has neither."""
     request_split: bool = True
     """Where each request's time went (``l7proxy.timing``): timing marks and the kernel's
     RTTs in every L7 flow. Part of tracing; off, requests take no marks and no RTT reads
@@ -211,6 +216,8 @@ class FileConfig:
     protocols: dict[tuple[str, str, int], str]
     listeners: list[ListenerConfig]
     certificates: dict[tuple[str, str], tuple[bytes, bytes]] = field(default_factory=dict)
+    backend_params: dict[tuple[str, str], BackendParams] = field(default_factory=dict)
+    """From the file's BackendTrafficPolicies."""
 
 
 def tls_certificates(secrets: Sequence[Secret]) -> dict[tuple[str, str], tuple[bytes, bytes]]:
@@ -251,7 +258,15 @@ def load_config_text(text: str, source: str = "<config>") -> FileConfig:
         host, port = parse_address(str(spec["address"]))
         parent = _parent(spec["parent"]) if spec.get("parent") else None
         listeners.append(ListenerConfig(host, port, parent))
-    return FileConfig(tables, endpoints, protocols, listeners, tls_certificates(inputs.secrets))
+    policies = [o for o in objects if isinstance(o, BackendTrafficPolicy)]
+    return FileConfig(
+        tables,
+        endpoints,
+        protocols,
+        listeners,
+        tls_certificates(inputs.secrets),
+        params_by_service(policies, inputs.services),
+    )
 
 
 def load_config(path: str | Path) -> FileConfig:
@@ -280,5 +295,6 @@ def waypoint_config(
         limits=limits or Limits(),
         metrics=metrics,
         certificates=loaded.certificates,
+        backend_params=loaded.backend_params,
         request_split=request_split,
     )

@@ -14,6 +14,7 @@ from l7proxy.exchange import Downstream, Exchange, RawHeaders, RequestBody, upst
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.response import ResponseHead, upgrade_refusal
 from l7proxy.http.wire import HOP_BY_HOP, LAST_CHUNK, chunk, end_to_end
+from l7proxy.resilience.limits import PoolLimits
 from l7proxy.timing import now
 from l7proxy.upstream import Http1Upstream, UpstreamFailure
 
@@ -96,8 +97,48 @@ def _fail(down: Downstream, failure: Failed) -> int:
     raise failure
 
 
+class _Retries:
+    """The request's place among the Service's retries in flight (``maxRetries``): held
+    from a retry's decision until the next decision or the request's end."""
+
+    __slots__ = ("limits", "held")
+
+    def __init__(self, limits: PoolLimits | None) -> None:
+        self.limits = limits
+        self.held = False
+
+    def take(self) -> bool:
+        """Whether one more retry may go."""
+        limits = self.limits
+        if limits is None:
+            return True
+        self.release()
+        self.held = limits.start_retry()
+        return self.held
+
+    def release(self) -> None:
+        if self.held and self.limits is not None:
+            self.limits.end_retry()
+            self.held = False
+
+
 async def _tries(
     proxy: Proxy, ex: Exchange, fwd: Forward, down: Downstream, deadline: float | None
+) -> int:
+    retries = _Retries(proxy.resilience.limits(fwd.backend))
+    try:
+        return await _try_all(proxy, ex, fwd, down, deadline, retries)
+    finally:
+        retries.release()
+
+
+async def _try_all(
+    proxy: Proxy,
+    ex: Exchange,
+    fwd: Forward,
+    down: Downstream,
+    deadline: float | None,
+    retries: _Retries,
 ) -> int:
     policy = fwd.retry
     backend_timeout = fwd.timeouts.backend_request
@@ -108,10 +149,12 @@ async def _tries(
         outcome: int | UpstreamError
         try:
             if backend_timeout is None:
-                status, wait = await _attempt(proxy, ex, fwd, down, attempt, deadline)
+                status, wait = await _attempt(proxy, ex, fwd, down, attempt, deadline, retries)
             else:
                 async with asyncio.timeout(backend_timeout):
-                    status, wait = await _attempt(proxy, ex, fwd, down, attempt, deadline)
+                    status, wait = await _attempt(
+                        proxy, ex, fwd, down, attempt, deadline, retries
+                    )
             if wait is None:
                 return status
             await asyncio.sleep(wait)
@@ -133,13 +176,19 @@ async def _tries(
             raise failure
         remaining = deadline - loop.time() if deadline is not None else None
         wait = policy.should_retry(attempt, outcome, draw=proxy.rng(), remaining=remaining)
-        if wait is None:
+        if wait is None or not retries.take():
             raise failure
         await asyncio.sleep(wait)
 
 
 async def _attempt(
-    proxy: Proxy, ex: Exchange, fwd: Forward, down: Downstream, attempt: int, deadline: float | None
+    proxy: Proxy,
+    ex: Exchange,
+    fwd: Forward,
+    down: Downstream,
+    attempt: int,
+    deadline: float | None,
+    retries: _Retries,
 ) -> tuple[int, float | None]:
     """One try: (status sent, None), or (status, delay) when it is to be retried."""
     conn, head = await _send(proxy, ex, fwd)
@@ -148,7 +197,7 @@ async def _attempt(
         now = asyncio.get_running_loop().time()
         remaining = deadline - now if deadline is not None else None
         wait = policy.should_retry(attempt, head.status, draw=proxy.rng(), remaining=remaining)
-        if wait is not None:
+        if wait is not None and retries.take():
             ex.body.detach()
             _discard(proxy, conn)
             return head.status, wait
@@ -170,9 +219,33 @@ def _speaks_h2(proxy: Proxy, target: BackendTarget) -> bool:
 async def _send(proxy: Proxy, ex: Exchange, fwd: Forward) -> tuple[Http1Upstream, ResponseHead]:
     """One try: a connection, the request written, the response head read. A pooled
     connection that the backend closed while idle is replaced (up to three times)."""
-    address = ex.endpoint = proxy.pick(fwd.backend, ex.client)
+    target = fwd.backend
+    address = ex.endpoint = proxy.pick(target, ex.client)
+    resilience = proxy.resilience
+    clock = resilience.clock
+    sent_at = clock()
+    resilience.started(target, address, sent_at)
+    try:
+        conn, head = await _send_to(proxy, ex, fwd, address)
+    except (UpstreamFailure, TimeoutError):
+        # no answer: an error for outlier detection, the penalty for the balancer
+        done = clock()
+        resilience.finished(target, address, 0, done - sent_at, done)
+        raise
+    except BaseException:
+        resilience.abandoned(target, address)  # the client left: says nothing of the endpoint
+        raise
+    done = clock()
+    resilience.finished(target, address, head.status, done - sent_at, done)
+    return conn, head
+
+
+async def _send_to(
+    proxy: Proxy, ex: Exchange, fwd: Forward, address: tuple[str, int]
+) -> tuple[Http1Upstream, ResponseHead]:
     via = proxy.connector.via(ex.client, address)  # plaintext or HBONE (``l7proxy.via``)
     body = ex.body
+    limits = proxy.resilience.limits(fwd.backend)
     for _ in range(3):
         if ex.upgrade:
             conn = await proxy.connector.connect(
@@ -195,6 +268,8 @@ async def _send(proxy: Proxy, ex: Exchange, fwd: Forward) -> tuple[Http1Upstream
         future = conn.begin(
             head_bytes + payload, complete=body.complete, head_request=ex.method == "HEAD"
         )
+        if limits is not None and not limits.reusable(conn.requests):
+            conn.parser.reusable = False  # maxRequestsPerConnection: closed after this one
         if timed and not ex.t_sent:
             ex.t_sent = now()
         if not body.complete:

@@ -42,6 +42,7 @@ from l7proxy.endpoint_index import EndpointIndex
 from l7proxy.flows import FlowLossCollector
 from l7proxy.hbone import runner as hbone_runner
 from l7proxy.listenfds import HeldListeners, ListenFdsError
+from l7proxy.resilience.params import params_by_service
 from l7proxy.server import WaypointServer, new_event_loop
 from l7proxy.standby import ActiveLock, holder
 from l7proxy.timing import SPLIT
@@ -65,6 +66,7 @@ KINDS = (
     "Secret",
     "Service",
     "EndpointSlice",
+    "BackendTrafficPolicy",
 )
 
 
@@ -294,6 +296,7 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
         log.info("active: took over %s", lock.path)
     feed.changed.clear()
     tables, endpoints, gateways, certificates, policy = feed.snapshot()
+    resilience_inputs = (feed.typed["BackendTrafficPolicy"], feed.typed["Service"])
     gate = PolicyGate(policy)
     origins = OriginalDestinations(pin_dir)
     state: dict[str, Mapping[Address, GatewayParent]] = {"gateways": gateways}
@@ -315,6 +318,7 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
         admits=gate,
         policy_names=gate.names,
         client_namespace=gate.namespace_of,
+        backend_params=params_by_service(*resilience_inputs),
         request_split=request_split,
     )
     connector = WaypointConnector(
@@ -361,10 +365,15 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
                 hbone.update(feed.typed["Pod"], feed.typed["Node"], feed.typed["Namespace"],
                              feed.typed["PeerAuthentication"])
             # Only what changed: new tables or certificates also rebuild the TLS contexts.
+            # BackendTrafficPolicies: recomputed when they or the Services were decoded anew
+            inputs = (feed.typed["BackendTrafficPolicy"], feed.typed["Service"])
+            changed = any(a is not b for a, b in zip(inputs, resilience_inputs, strict=True))
+            resilience_inputs = inputs
             server.update(
                 tables if tables is not last[0] else None,
                 endpoints if endpoints is not last[1] else None,
                 certificates if certificates is not last[2] else None,
+                params_by_service(*inputs) if changed else None,
             )
         try:
             await asyncio.wait_for(done.wait(), timeout=0.05)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from agent.flows.l7record import pack_lean
 from gatewayapi import (
@@ -31,6 +31,10 @@ from l7proxy.flows import FlowRecorder, now_ns
 from l7proxy.forward import Failed, forward, raw_headers
 from l7proxy.metrics import WaypointMetrics
 from l7proxy.mirror import send_mirror
+from l7proxy.resilience.gate import OVERFLOW_BODY, OVERFLOW_DROP, OVERFLOW_HEADERS, Gate
+from l7proxy.resilience.metrics import ResilienceCollector
+from l7proxy.resilience.params import BackendParams
+from l7proxy.resilience.state import Resilience
 from l7proxy.timing import SPLIT, Marks, now
 from l7proxy.upstream import Address, Connector, Pool, UpstreamFailure
 from l7proxy.via import Tunnel, Via
@@ -86,14 +90,24 @@ class Proxy:
         self.mirrors_in_flight = 0
         self.h2: object | None = None
         """The HTTP/2 upstream client (``h2.H2Upstreams``), set by the server."""
-        self._rr: dict[BackendTarget, int] = {}
+        self.resilience = Resilience(rng, config.backend_params)
+        """Endpoint choice (P2C over peak-EWMA, outlier ejection) and pool limits."""
+        self.gate = Gate()
+        self.metrics.registry.register(ResilienceCollector(self.resilience))
         self._labels: dict[tuple[RuleRef, BackendTarget], tuple[str, str, str]] = {}
 
     # --- configuration updates ---------------------------------------------------------
 
-    def update(self, tables: RouteTables | None = None, endpoints: object | None = None) -> None:
-        """Swap in new route tables and/or an endpoint resolver; requests already routed
-        finish with what they had."""
+    def update(
+        self,
+        tables: RouteTables | None = None,
+        endpoints: object | None = None,
+        backend_params: Mapping[tuple[str, str], BackendParams] | None = None,
+    ) -> None:
+        """Swap in new route tables, an endpoint resolver and/or BackendTrafficPolicy
+        parameters; requests already routed finish with what they had."""
+        if backend_params is not None:
+            self.resilience.update(backend_params)
         if tables is not None:
             self.tables = tables
             self._labels.clear()
@@ -178,6 +192,13 @@ class Proxy:
             for mirror in decision.mirrors:
                 if self._admitted(ex.client, mirror.target, any_endpoints=True):
                     send_mirror(self, mirror.target, mirror.request, ex)
+            limits = self.resilience.limits(decision.backend)
+            if limits is not None and not await self.gate.enter(
+                limits, self.limits.pool_wait_timeout
+            ):
+                status, drop = 503, OVERFLOW_DROP  # Envoy's UO
+                down.local(status, OVERFLOW_HEADERS, OVERFLOW_BODY, close=not ex.body.complete)
+                return
             try:
                 status = await forward(self, ex, decision, down)
             except Failed as failure:
@@ -186,6 +207,9 @@ class Proxy:
                 # nginx's code for a client gone, unless the client side said why it ended
                 status, drop = ex.aborted or (499, "CLIENT_CLOSED")
                 raise
+            finally:
+                if limits is not None:
+                    self.gate.leave(limits)
         finally:
             metrics.in_flight -= 1
             end = now()
@@ -263,7 +287,9 @@ class Proxy:
         return hosted is None or hosted.info.name != sni_listener
 
     def pick(self, target: BackendTarget, client: Address) -> Address:
-        """The next endpoint of ``target`` that NetworkPolicy lets ``client`` reach."""
+        """The endpoint of ``target`` to send to, of those NetworkPolicy lets ``client``
+        reach and outlier detection has not ejected: the cheaper of two by peak-EWMA
+        (``l7proxy/resilience``)."""
         endpoints: Sequence[Address] = self.endpoints(target)
         admits = self.admits
         if admits is not None and endpoints:
@@ -272,6 +298,4 @@ class Proxy:
                 raise UpstreamFailure(f"no endpoints for {target} admit the client", sent=False)
         if not endpoints:
             raise UpstreamFailure(f"no endpoints for {target}", sent=False)
-        i = self._rr.get(target, 0)
-        self._rr[target] = i + 1
-        return endpoints[i % len(endpoints)]
+        return self.resilience.choose(target, endpoints, self.resilience.clock())

@@ -36,6 +36,7 @@ from l7proxy.http.wire import error_response
 from l7proxy.listenfds import HeldListeners
 from l7proxy.metrics import WaypointMetrics
 from l7proxy.proxy import Proxy
+from l7proxy.resilience.params import BackendParams
 from l7proxy.tls import CertificatePair, SecretKey, TlsTerminator
 from l7proxy.upstream import Connector
 
@@ -180,10 +181,11 @@ class WaypointServer:
         tables: RouteTables | None = None,
         endpoints: EndpointResolver | None = None,
         certificates: Mapping[SecretKey, CertificatePair] | None = None,
+        backend_params: Mapping[tuple[str, str], BackendParams] | None = None,
     ) -> None:
-        """New route tables, endpoints and/or TLS Secrets, effective for the next request
-        (and the next handshake)."""
-        self.proxy.update(tables, endpoints)
+        """New route tables, endpoints, TLS Secrets and/or BackendTrafficPolicy parameters,
+        effective for the next request (and the next handshake)."""
+        self.proxy.update(tables, endpoints, backend_params)
         if certificates is not None:
             self.config.certificates = certificates
         if tables is not None or certificates is not None:

@@ -36,6 +36,7 @@ class KindInfo:
 
 _GW = "gateway.networking.k8s.io"
 _SEC = "security.tulle.io"
+_POL = "policy.tulle.io"
 
 KINDS: tuple[KindInfo, ...] = (
     KindInfo("Namespace", ("v1",), "namespaces", ("ns",), namespaced=False),
@@ -53,6 +54,7 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("HTTPRoute", (f"{_GW}/v1", f"{_GW}/v1beta1"), "httproutes"),
     KindInfo("ReferenceGrant", (f"{_GW}/v1beta1", f"{_GW}/v1"), "referencegrants", ("refgrant",)),
     KindInfo("PeerAuthentication", (f"{_SEC}/v1",), "peerauthentications", ("pa",)),
+    KindInfo("BackendTrafficPolicy", (f"{_POL}/v1alpha1",), "backendtrafficpolicies", ("btp",)),
 )
 
 _BY_KIND = {info.kind: info for info in KINDS}

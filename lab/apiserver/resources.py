@@ -70,7 +70,7 @@ _EXTRA = {
     "Node": (("no",), (), ("status",)),
 }
 # Groups whose kinds the model reads but a cluster serves from CustomResourceDefinitions.
-CRD_GROUPS = frozenset({"gateway.networking.k8s.io", "security.tulle.io"})
+CRD_GROUPS = frozenset({"gateway.networking.k8s.io", "security.tulle.io", "policy.tulle.io"})
 CRD_MODELLED: dict[str, KindInfo] = {i.kind: i for i in KINDS if i.group in CRD_GROUPS}
 
 

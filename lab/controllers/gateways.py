@@ -8,20 +8,31 @@ import functools
 import ipaddress
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from agent.model.backendpolicy import BackendTrafficPolicy
 from agent.model.cache import ModelCache
 from agent.model.core import Namespace, Secret, Service
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
 from gatewayapi import CONTROLLER_NAME, RoutingInputs, compute_status
+from gatewayapi.backendpolicy import attach
 from l7proxy.tlscerts import certificate_problem
 from lab.ipam import allocate_cluster_ip
 from lab.kubeapi import NotFound, StatusWriter
 
 log = logging.getLogger("tulle.gateways")
-KINDS = ("HTTPRoute", "Gateway", "GatewayClass", "ReferenceGrant", "Namespace", "Secret")
-_WITH_STATUS = ("HTTPRoute", "Gateway", "GatewayClass")
+KINDS = (
+    "HTTPRoute",
+    "Gateway",
+    "GatewayClass",
+    "ReferenceGrant",
+    "Namespace",
+    "Secret",
+    "BackendTrafficPolicy",
+)
+_WITH_STATUS = ("HTTPRoute", "Gateway", "GatewayClass", "BackendTrafficPolicy")
 
 
 def gateway_addresses(
@@ -76,6 +87,7 @@ class GatewayController:
                 "Gateway", ns, name, {"addresses": [{"type": "IPAddress", "value": ip}]}
             )
             log.info("gateway %s/%s: address %s", ns, name, ip)
+        self._policy_status([o for o in typed if isinstance(o, BackendTrafficPolicy)], services)
         if not routes and not gateways and not classes:
             return
         report = compute_status(
@@ -98,6 +110,22 @@ class GatewayController:
             for key, status in statuses.items():
                 ns, _, name = key.rpartition("/")
                 self._merge_status(kind, ns, name, status)
+
+    def _policy_status(
+        self, policies: Sequence[BackendTrafficPolicy], services: Sequence[Service]
+    ) -> None:
+        """GEP-713 status of each BackendTrafficPolicy (``gatewayapi.backendpolicy``)."""
+        if not policies:
+            return
+        previous = {
+            f"{ns}/{name}": status
+            for (kind, ns, name), status in self.current.items()
+            if kind == "BackendTrafficPolicy"
+        }
+        report = attach(policies, services, previous, datetime.now(UTC))
+        for key, status in report.statuses.items():
+            ns, _, name = key.partition("/")
+            self._merge_status("BackendTrafficPolicy", ns, name, status)
 
     def _merge_status(self, kind: str, ns: str, name: str, status: dict[str, Any]) -> None:
         current = self.current.get((kind, ns, name))

@@ -1,0 +1,70 @@
+"""policy.tulle.io/v1alpha1 BackendTrafficPolicy: circuit breaking and outlier detection for
+the Services it targets (GEP-713 ``targetRefs``), with the fields of Istio's DestinationRule
+``trafficPolicy.connectionPool`` and ``trafficPolicy.outlierDetection``, so its users can
+carry their numbers over.
+
+Integers left out (or 0 where Istio's proto reads 0 as unset) take Istio's defaults, applied
+by the waypoint (``l7proxy/resilience/params.py``). What each field does there:
+``l7proxy/resilience/limits.py`` and ``outlier.py``. Which policy wins for a Service:
+``gatewayapi/backendpolicy.py`` (the oldest; the others report a conflict).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import ClassVar
+
+from agent.model.meta import ObjectMeta
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyTargetReference:
+    """GEP-713's LocalPolicyTargetReference: an object of the policy's namespace."""
+
+    group: str
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class TCPSettings:
+    max_connections: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPSettings:
+    http1_max_pending_requests: int | None = None
+    http2_max_requests: int | None = None
+    max_requests_per_connection: int | None = None
+    max_retries: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionPoolSettings:
+    tcp: TCPSettings | None = None
+    http: HTTPSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutlierDetection:
+    consecutive_5xx_errors: int | None = None
+    consecutive_gateway_errors: int | None = None
+    interval: timedelta | None = None
+    base_ejection_time: timedelta | None = None
+    max_ejection_percent: int | None = None
+    min_health_percent: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BackendTrafficPolicySpec:
+    target_refs: tuple[PolicyTargetReference, ...] = ()
+    connection_pool: ConnectionPoolSettings | None = None
+    outlier_detection: OutlierDetection | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BackendTrafficPolicy:
+    kind: ClassVar[str] = "BackendTrafficPolicy"
+    metadata: ObjectMeta
+    spec: BackendTrafficPolicySpec = field(default_factory=BackendTrafficPolicySpec)

@@ -1,0 +1,121 @@
+"""BackendTrafficPolicy attachment (GEP-713, direct policy attachment): which policy a
+Service gets, and each policy's status.
+
+- A policy attaches to the Services of its own namespace that its ``targetRefs`` name.
+- Two policies naming the same Service conflict: the older wins (creation time, then
+  "namespace/name" alphabetically, as GEP-713 orders them); the other's entry for that
+  Service says ``Accepted=False, reason Conflicted`` and names the winner.
+- A Service that does not exist: ``Accepted=False, reason TargetNotFound``.
+
+Status follows GEP-713's PolicyStatus: one ``ancestors[]`` entry per target (the ancestor
+of a policy on a Service is the Service), with Tulle's controllerName, each condition
+keeping its lastTransitionTime while its status does not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.model.backendpolicy import BackendTrafficPolicy
+from agent.model.core import Service
+from gatewayapi.types import CONTROLLER_NAME
+
+StatusDict = dict[str, Any]
+ServiceKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """``winners``: the policy each targeted Service gets; ``statuses``: each policy's
+    ``status`` dict by "namespace/name"."""
+
+    winners: dict[ServiceKey, BackendTrafficPolicy]
+    statuses: dict[str, StatusDict]
+
+
+def _age(policy: BackendTrafficPolicy) -> tuple[datetime, str]:
+    created = policy.metadata.creation_timestamp or datetime.max.replace(tzinfo=UTC)
+    return created, f"{policy.metadata.namespace}/{policy.metadata.name}"
+
+
+def winners(
+    policies: Iterable[BackendTrafficPolicy], services: Iterable[ServiceKey]
+) -> dict[ServiceKey, BackendTrafficPolicy]:
+    """The policy each existing, targeted Service gets (the oldest naming it)."""
+    return attach(policies, services, {}, datetime.now(UTC)).winners
+
+
+def attach(
+    policies: Iterable[BackendTrafficPolicy],
+    services: Iterable[ServiceKey | Service],
+    previous: Mapping[str, StatusDict],
+    now: datetime,
+) -> Attachment:
+    """``previous``: each policy's status as served (for transition times)."""
+    existing = {
+        (s.metadata.namespace, s.metadata.name) if isinstance(s, Service) else s
+        for s in services
+    }
+    ordered = sorted(policies, key=_age)
+    won: dict[ServiceKey, BackendTrafficPolicy] = {}
+    statuses: dict[str, StatusDict] = {}
+    for policy in ordered:
+        ns = policy.metadata.namespace
+        key = f"{ns}/{policy.metadata.name}"
+        before = _previous_conditions(previous.get(key))
+        ancestors = []
+        for ref in policy.spec.target_refs:
+            service = (ns, ref.name)
+            if service not in existing:
+                accepted = (False, "TargetNotFound", f"Service {ns}/{ref.name} not found")
+            elif service in won:
+                winner = won[service].metadata.name
+                accepted = (False, "Conflicted",
+                            f"Service {ns}/{ref.name} already has BackendTrafficPolicy "
+                            f"{ns}/{winner}, which is older: it applies, this one does not")
+            else:
+                won[service] = policy
+                accepted = (True, "Accepted", f"applies to Service {ns}/{ref.name}")
+            condition = _condition(before.get(ref.name), *accepted,
+                                   policy.metadata.generation, now)
+            ancestors.append({
+                "ancestorRef": {"group": "", "kind": "Service", "name": ref.name,
+                                "namespace": ns},
+                "controllerName": CONTROLLER_NAME,
+                "conditions": [condition],
+            })
+        statuses[key] = {"ancestors": ancestors}
+    return Attachment(won, statuses)
+
+
+def _previous_conditions(status: StatusDict | None) -> dict[str, StatusDict]:
+    """The previous Accepted condition by target Service name."""
+    out: dict[str, StatusDict] = {}
+    for ancestor in (status or {}).get("ancestors") or ():
+        if not isinstance(ancestor, Mapping) or ancestor.get("controllerName") != CONTROLLER_NAME:
+            continue
+        name = (ancestor.get("ancestorRef") or {}).get("name")
+        for condition in ancestor.get("conditions") or ():
+            if isinstance(condition, Mapping) and condition.get("type") == "Accepted":
+                out[str(name)] = dict(condition)
+    return out
+
+
+def _condition(
+    before: StatusDict | None, ok: bool, reason: str, message: str,
+    generation: int | None, now: datetime,
+) -> StatusDict:
+    value = "True" if ok else "False"
+    since = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if before is not None and before.get("status") == value and before.get("lastTransitionTime"):
+        since = str(before["lastTransitionTime"])
+    condition: StatusDict = {
+        "type": "Accepted", "status": value, "reason": reason, "message": message,
+        "lastTransitionTime": since,
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return condition

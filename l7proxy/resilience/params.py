@@ -1,0 +1,70 @@
+"""What a BackendTrafficPolicy's spec means to the waypoint: pool limits and outlier
+detection parameters, with Istio's defaults for what the spec leaves out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from agent.model.backendpolicy import BackendTrafficPolicy, BackendTrafficPolicySpec
+from agent.model.core import Service
+from gatewayapi.backendpolicy import winners
+from l7proxy.resilience.limits import UNLIMITED, PoolParams
+from l7proxy.resilience.outlier import OutlierParams
+
+
+@dataclass(frozen=True, slots=True)
+class BackendParams:
+    """None: no limits / no outlier detection for the backend."""
+
+    pool: PoolParams | None = None
+    outlier: OutlierParams | None = None
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+def _limit(value: int | None) -> int:
+    """Istio reads a pool limit of 0 as unset (proto3 int32): the default, unlimited."""
+    return value if value else UNLIMITED
+
+
+def backend_params(spec: BackendTrafficPolicySpec) -> BackendParams:
+    pool = None
+    if spec.connection_pool is not None:
+        tcp, http = spec.connection_pool.tcp, spec.connection_pool.http
+        pool = PoolParams(
+            max_connections=_limit(tcp.max_connections if tcp else None),
+            max_pending=_limit(http.http1_max_pending_requests if http else None),
+            max_requests=_limit(http.http2_max_requests if http else None),
+            max_requests_per_connection=_or(
+                http.max_requests_per_connection if http else None, 0
+            ),
+            max_retries=_limit(http.max_retries if http else None),
+        )
+    outlier = None
+    od = spec.outlier_detection
+    if od is not None:
+        d = OutlierParams()
+        outlier = OutlierParams(
+            consecutive_5xx=_or(od.consecutive_5xx_errors, d.consecutive_5xx),
+            consecutive_gateway=_or(od.consecutive_gateway_errors, d.consecutive_gateway),
+            interval=od.interval.total_seconds() if od.interval else d.interval,
+            base_ejection_time=(
+                od.base_ejection_time.total_seconds() if od.base_ejection_time
+                else d.base_ejection_time
+            ),
+            max_ejection_percent=_or(od.max_ejection_percent, d.max_ejection_percent),
+            min_health_percent=_or(od.min_health_percent, d.min_health_percent),
+        )
+    return BackendParams(pool, outlier)
+
+
+def params_by_service(
+    policies: Iterable[BackendTrafficPolicy], services: Iterable[Service]
+) -> dict[tuple[str, str], BackendParams]:
+    """(namespace, Service) -> the parameters of the policy that applies to it (the oldest
+    targeting it: ``gatewayapi.backendpolicy``)."""
+    keys = [(s.metadata.namespace, s.metadata.name) for s in services]
+    return {key: backend_params(p.spec) for key, p in winners(policies, keys).items()}

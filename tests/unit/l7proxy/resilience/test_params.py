@@ -1,0 +1,50 @@
+"""A BackendTrafficPolicy's meaning to the waypoint: Istio's defaults for what it leaves out
+(0 as unset for pool limits), and which policy a Service gets, from a config file too."""
+
+from __future__ import annotations
+
+from l7proxy.config import load_config_text
+from l7proxy.resilience.limits import UNLIMITED, PoolParams
+from l7proxy.resilience.outlier import OutlierParams
+from l7proxy.resilience.params import BackendParams
+from l7proxy.testing import service
+
+POLICIES = """
+---
+apiVersion: policy.tulle.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: older, namespace: default, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  targetRefs: [{kind: Service, name: web}]
+  connectionPool:
+    tcp: {maxConnections: 2}
+    http: {http1MaxPendingRequests: 0, maxRequestsPerConnection: 1}
+  outlierDetection: {consecutive5xxErrors: 0, consecutiveGatewayErrors: 3, interval: 2s}
+---
+apiVersion: policy.tulle.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: newer, namespace: default, creationTimestamp: "2026-02-01T00:00:00Z"}
+spec:
+  targetRefs: [{kind: Service, name: web}, {kind: Service, name: api}]
+  outlierDetection: {}
+"""
+
+
+def test_a_config_file_gives_each_service_its_policys_parameters() -> None:
+    loaded = load_config_text(service("web") + service("api") + POLICIES)
+    assert loaded.backend_params[("default", "web")] == BackendParams(
+        pool=PoolParams(
+            max_connections=2,
+            max_pending=UNLIMITED,  # Istio reads 0 as unset
+            max_requests=UNLIMITED,
+            max_requests_per_connection=1,
+            max_retries=UNLIMITED,
+        ),
+        outlier=OutlierParams(consecutive_5xx=0, consecutive_gateway=3, interval=2.0),
+    )
+    # the newer policy lost web to the older one, and has api to itself: Istio's defaults
+    assert loaded.backend_params[("default", "api")] == BackendParams(outlier=OutlierParams())
+
+
+def test_a_service_without_a_policy_has_no_parameters() -> None:
+    assert load_config_text(service("web")).backend_params == {}
