@@ -33,6 +33,7 @@ from agent.model.convert_httproute import read_http_route
 from agent.model.convert_meta import read_object_meta
 from agent.model.convert_networking import read_network_policy
 from agent.model.convert_node import read_node
+from agent.model.convert_authz import read_authorization_policy
 from agent.model.convert_peerauth import read_peer_authentication
 from agent.model.documents import LoadError, load_documents, load_sources
 from agent.model.duration import format_duration
@@ -94,6 +95,7 @@ _READERS: dict[str, tuple[_Read, Check]] = {
     "HTTPRoute": (read_http_route, dns1123_subdomain),
     "ReferenceGrant": (read_reference_grant, dns1123_subdomain),
     "PeerAuthentication": (read_peer_authentication, dns1123_subdomain),
+    "AuthorizationPolicy": (read_authorization_policy, dns1123_subdomain),
 }
 """kind -> (reader of the object, check of metadata.name)."""
 

@@ -53,6 +53,7 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("HTTPRoute", (f"{_GW}/v1", f"{_GW}/v1beta1"), "httproutes"),
     KindInfo("ReferenceGrant", (f"{_GW}/v1beta1", f"{_GW}/v1"), "referencegrants", ("refgrant",)),
     KindInfo("PeerAuthentication", (f"{_SEC}/v1",), "peerauthentications", ("pa",)),
+    KindInfo("AuthorizationPolicy", (f"{_SEC}/v1",), "authorizationpolicies", ("ap",)),
 )
 
 _BY_KIND = {info.kind: info for info in KINDS}

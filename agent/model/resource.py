@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TypeAlias
 
 from agent.model.apps import Deployment
+from agent.model.authz import AuthorizationPolicy
 from agent.model.core import EndpointSlice, Namespace, Pod, Secret, Service
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
@@ -26,6 +27,7 @@ Resource: TypeAlias = (
     | HTTPRoute
     | ReferenceGrant
     | PeerAuthentication
+    | AuthorizationPolicy
 )
 
 RESOURCE_CLASSES: tuple[type[Resource], ...] = (
@@ -42,4 +44,5 @@ RESOURCE_CLASSES: tuple[type[Resource], ...] = (
     HTTPRoute,
     ReferenceGrant,
     PeerAuthentication,
+    AuthorizationPolicy,
 )
