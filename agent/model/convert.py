@@ -21,6 +21,7 @@ from enum import Enum
 from typing import Any
 
 from agent.model.convert_apps import read_deployment
+from agent.model.convert_authz import read_authorization_policy
 from agent.model.convert_core import (
     read_endpoint_slice,
     read_namespace,
@@ -33,7 +34,6 @@ from agent.model.convert_httproute import read_http_route
 from agent.model.convert_meta import read_object_meta
 from agent.model.convert_networking import read_network_policy
 from agent.model.convert_node import read_node
-from agent.model.convert_authz import read_authorization_policy
 from agent.model.convert_peerauth import read_peer_authentication
 from agent.model.documents import LoadError, load_documents, load_sources
 from agent.model.duration import format_duration

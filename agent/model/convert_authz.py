@@ -77,12 +77,8 @@ def _read_target_ref(r: Reader) -> PolicyTargetReference:
         r.fail("namespace", "cross-namespace targets are not supported (Istio: the policy's "
                "own namespace only)")
     return PolicyTargetReference(
-        kind=kind, name=r.string("name", "", check=_name), group=group
+        kind=kind, name=r.string("name", REQUIRED, check=dns1123_subdomain), group=group
     )
-
-
-def _name(value: str) -> str | None:
-    return "required" if not value else dns1123_subdomain(value)
 
 
 def _read_rule(r: Reader) -> Rule:
