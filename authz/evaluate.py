@@ -37,11 +37,12 @@ class Verdict:
     """``policies``: "namespace/name" of what decided a denial (the DENY policy that
     matched, or every ALLOW policy in force when none matched); of an allowance, the ALLOW
     policy that matched (empty when no ALLOW policy applies). ``audited``: the AUDIT
-    policies that matched."""
+    policies that matched. ``by_allow``: denied because no ALLOW policy matched."""
 
     allowed: bool
     policies: tuple[str, ...] = ()
     audited: tuple[str, ...] = ()
+    by_allow: bool = False
 
     @property
     def reason(self) -> str:
@@ -69,7 +70,7 @@ def evaluate(policies: Sequence[AuthorizationPolicy], request: Request) -> Verdi
     for policy in allows:
         if _matches(policy, request):
             return Verdict(True, (key_of(policy),), audited)
-    return Verdict(False, tuple(key_of(p) for p in allows), audited)
+    return Verdict(False, tuple(key_of(p) for p in allows), audited, by_allow=True)
 
 
 def _matches(policy: AuthorizationPolicy, request: Request) -> bool:

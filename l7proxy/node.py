@@ -5,7 +5,8 @@ ServiceAccount: it also reads Secrets, for TLS), compiles route tables with the 
 engine, resolves Service backends with the datapath's own service plan (one readiness rule
 for L4 and L7), learns each redirected connection's original destination from the pinned
 l7_orig_dst_v1 map, judges NetworkPolicy on the client's identity for the backend each
-request is routed to (agent/datapath/policy_waypoint.py), opens backend connections from
+request is routed to (agent/datapath/policy_waypoint.py) and AuthorizationPolicy on the
+request (``l7proxy/authz.py``), opens backend connections from
 its own address with the waypoint mark (bpf/lib/redirect.h), and hands every request's
 flow to the node agent.
 """
@@ -37,6 +38,7 @@ from agent.model.core import Service
 from agent.model.gateway import Gateway
 from gatewayapi import GatewayParent, RouteCompiler, RouteTables, RoutingInputs
 from identity.spiffe import DEFAULT_TRUST_DOMAIN
+from l7proxy.authz import AuthzGate
 from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
 from l7proxy.endpoint_index import EndpointIndex
 from l7proxy.flows import FlowLossCollector
@@ -63,6 +65,7 @@ KINDS = (
     "Secret",
     "Service",
     "EndpointSlice",
+    "AuthorizationPolicy",
 )
 
 
@@ -275,6 +278,9 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
     feed.changed.clear()
     tables, endpoints, gateways, certificates, policy = feed.snapshot()
     gate = PolicyGate(policy)
+    authz = AuthzGate(trust_domain)
+    authz_inputs = (feed.typed["AuthorizationPolicy"], feed.typed["Pod"])
+    authz.swap(*authz_inputs)
     origins = OriginalDestinations(pin_dir)
     state: dict[str, Mapping[Address, GatewayParent]] = {"gateways": gateways}
 
@@ -295,6 +301,7 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
         admits=gate,
         policy_names=gate.names,
         client_namespace=gate.namespace_of,
+        authorize=authz.check,
         request_split=request_split,
     )
     connector = WaypointConnector(
@@ -334,6 +341,11 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
             tables, endpoints, state["gateways"], certificates, policy = feed.snapshot()
             if policy is not last[3]:
                 gate.swap(policy)
+            # snapshot() decodes a kind afresh (a new list) only when it changed
+            fresh = (feed.typed["AuthorizationPolicy"], feed.typed["Pod"])
+            if any(new is not old for new, old in zip(fresh, authz_inputs, strict=True)):
+                authz_inputs = fresh
+                authz.swap(*authz_inputs)
             if hbone is not None:
                 hbone.update(feed.typed["Pod"], feed.typed["Node"])
             # Only what changed: new tables or certificates also rebuild the TLS contexts.

@@ -138,7 +138,7 @@ def test_deny_wins_over_a_matching_allow() -> None:
         policy("no-admin", {"action": "DENY", "rules": [rule(operation={"paths": ["/admin*"]})]}),
     ]
     verdict = evaluate(policies, request(path="/admin/x"))
-    assert not verdict.allowed and verdict.policies == ("shop/no-admin",)
+    assert not verdict.allowed and verdict.policies == ("shop/no-admin",) and not verdict.by_allow
     assert evaluate(policies, request(path="/x")).policies == ("shop/allow-all",)
 
 
@@ -149,7 +149,7 @@ def test_when_allow_policies_exist_one_must_match() -> None:
     ]
     assert evaluate(policies, request(ns="b")).policies == ("shop/b",)
     verdict = evaluate(policies, request(ns="front"))
-    assert not verdict.allowed and verdict.policies == ("shop/a", "shop/b")
+    assert not verdict.allowed and verdict.policies == ("shop/a", "shop/b") and verdict.by_allow
 
 
 def test_audit_only_records() -> None:
