@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 from agent.model.authz import AuthorizationPolicy
 from agent.model.core import Pod
-from authz import Destination, Peer, Request, Verdict, applicable, evaluate
+from authz import Destination, Peer, Request, Verdict, applicable, evaluate, key_of
 from gatewayapi import GatewayParent, Parent, ServiceParent
+from gatewayapi.paths import PathRefused, normalize_path
 
 log = logging.getLogger("tulle.waypoint.authz")
 Address = tuple[str, int]
@@ -89,7 +90,7 @@ class AuthzGate:
                     gateway=gateway,
                 )
                 for p in applicable(self.policies, where):
-                    chosen[f"{p.metadata.namespace}/{p.metadata.name}"] = p
+                    chosen[key_of(p)] = p
             found = tuple(chosen[k] for k in sorted(chosen))
             if len(self._applicable) > 65536:
                 self._applicable.clear()
@@ -102,7 +103,12 @@ class AuthzGate:
         if not self.policies:
             return None
         peer = self.peer(call.client[0])
-        path = call.target.partition("?")[0]
+        try:
+            # The path as routed and forwarded (``/x/../admin`` is ``/admin``), as Envoy
+            # normalizes before its RBAC filter; route rewrites come after, as there.
+            path = normalize_path(call.target.partition("?")[0])
+        except PathRefused:
+            return Verdict(False, tuple(sorted(key_of(p) for p in self.policies)))
         headers = Request.headers_of(
             [(n.decode("latin-1"), v.decode("latin-1")) for n, v in call.headers]
         )

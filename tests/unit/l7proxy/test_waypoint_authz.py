@@ -165,3 +165,13 @@ def test_a_service_target_ref_applies_to_requests_for_that_service() -> None:
                   policy("other-svc", {"targetRefs": [{"kind": "Service", "name": "db"}]}, "default")]
     answers, _, _ = _run([(EVIL, "GET", "/x"), (FRONT, "GET", "/x")], by_service)
     assert [a[0] for a in answers] == [403, 200]
+
+
+def test_a_deny_by_path_holds_for_every_spelling_of_the_path() -> None:
+    """The attacker's paths: the gate judges the path the backend gets, normalized."""
+    spellings = ["/x/../admin/users", "//admin/users", "/admin/./users", "/%61dmin/users",
+                 "/admin/users?x=/public"]
+    answers, flows, echoed = _run([(FRONT, "GET", p) for p in spellings])
+    assert [a[0] for a in answers] == [403] * len(spellings)
+    assert echoed == []
+    assert {f.ingress_denied_by[0].name for f in flows} == {"no-admin"}
