@@ -5,6 +5,7 @@ matching (``match``). The waypoint enforces it; the agent reads ``needs_l7`` to 
 from authz.applies import ROOT_NAMESPACE, Destination, applicable, selects_pod, targets
 from authz.evaluate import Verdict, evaluate, key_of, needs_l7, rule_needs_l7
 from authz.request import Peer, Request
+from authz.steer import steered_services
 
 __all__ = [
     "ROOT_NAMESPACE",
@@ -18,5 +19,6 @@ __all__ = [
     "needs_l7",
     "rule_needs_l7",
     "selects_pod",
+    "steered_services",
     "targets",
 ]

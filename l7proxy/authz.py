@@ -18,8 +18,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from agent.model.authz import AuthorizationPolicy
-from agent.model.core import Pod
-from authz import Destination, Peer, Request, Verdict, applicable, evaluate, key_of
+from agent.model.convert import from_dict
+from agent.model.core import Pod, Service
+from agent.model.httproute import HTTPRoute
+from authz import (
+    Destination,
+    Peer,
+    Request,
+    Verdict,
+    applicable,
+    evaluate,
+    key_of,
+    steered_services,
+)
 from gatewayapi import GatewayParent, Parent, ServiceParent
 from gatewayapi.paths import PathRefused, normalize_path
 
@@ -128,3 +139,38 @@ class AuthzGate:
             if not verdict.allowed:
                 return verdict
         return None
+
+
+def default_routes(
+    policies: Sequence[AuthorizationPolicy], services: Sequence[Service],
+    routes: Sequence[HTTPRoute],
+) -> list[HTTPRoute]:
+    """For each Service the datapath steers to the waypoint for AuthorizationPolicy
+    (``authz.steer``) and no HTTPRoute has as parent, one route per TCP port to the Service
+    itself: the waypoint forwards what it was sent, as Istio's waypoint does by default."""
+    if not policies:
+        return []
+    routed = {
+        (ref.namespace or r.metadata.namespace, ref.name)
+        for r in routes for ref in r.spec.parent_refs if (ref.group, ref.kind) == ("", "Service")
+    }
+    by_name = {(s.metadata.namespace, s.metadata.name): s for s in services}
+    out = []
+    for key in sorted(steered_services(policies, services) - routed):
+        svc = by_name[key]
+        for port in svc.spec.ports:
+            if port.protocol != "TCP":
+                continue
+            route = from_dict({
+                "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                "metadata": {"name": f"tulle-authz-{key[1]}-{port.port}"[:253],
+                             "namespace": key[0]},
+                "spec": {
+                    "parentRefs": [{"group": "", "kind": "Service", "name": key[1],
+                                    "port": port.port}],
+                    "rules": [{"backendRefs": [{"name": key[1], "port": port.port}]}],
+                },
+            })
+            assert isinstance(route, HTTPRoute)
+            out.append(route)
+    return out

@@ -38,7 +38,7 @@ from agent.model.core import Service
 from agent.model.gateway import Gateway
 from gatewayapi import GatewayParent, RouteCompiler, RouteTables, RoutingInputs
 from identity.spiffe import DEFAULT_TRUST_DOMAIN
-from l7proxy.authz import AuthzGate
+from l7proxy.authz import AuthzGate, default_routes
 from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
 from l7proxy.endpoint_index import EndpointIndex
 from l7proxy.flows import FlowLossCollector
@@ -142,7 +142,8 @@ class WaypointConnector(Connector):
 
 
 ROUTING_KINDS = frozenset(
-    {"HTTPRoute", "Gateway", "GatewayClass", "Service", "ReferenceGrant", "Namespace", "Secret"}
+    {"HTTPRoute", "Gateway", "GatewayClass", "Service", "ReferenceGrant", "Namespace", "Secret",
+     "AuthorizationPolicy"}  # default routes for the Services it steers here
 )
 POLICY_KINDS = frozenset({"Pod", "Namespace", "NetworkPolicy"})
 ENDPOINT_KINDS = ("Service", "EndpointSlice")
@@ -210,7 +211,8 @@ class ClusterFeed:
         if last is None or dirty & ROUTING_KINDS:
             tables = self.compiler.compile(
                 RoutingInputs.of(
-                    typed["HTTPRoute"],
+                    typed["HTTPRoute"] + default_routes(
+                        typed["AuthorizationPolicy"], typed["Service"], typed["HTTPRoute"]),
                     typed["Gateway"],
                     typed["GatewayClass"],
                     typed["Service"],

@@ -28,13 +28,16 @@ from agent.datapath.policy_plan import (
     PortRule,
 )
 from agent.datapath.services import ServiceKey, ServicePlan, plan_services
+from agent.model.authz import AuthorizationPolicy
 from agent.model.core import EndpointSlice, Namespace, Pod, Secret, Service
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
+from agent.model.meta import Protocol
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
 from agent.model.peerauth import PeerAuthentication
 from agent.model.resource import Resource
+from authz.steer import steered_services
 from identity.peerauth import enrolled
 
 if TYPE_CHECKING:  # imported by l7_keys: a cluster without routes never compiles any
@@ -68,6 +71,7 @@ class ClusterView:
     grants: tuple[ReferenceGrant, ...] = ()
     secrets: tuple[Secret, ...] = ()
     peer_authentications: tuple[PeerAuthentication, ...] = ()
+    authorization_policies: tuple[AuthorizationPolicy, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,9 @@ class L7Needs:
 
 def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
     """What must reach a waypoint: Service ports with HTTPRoutes (GAMMA; consumer routes
-    only for clients in their namespace), and every listener of Gateways with an address."""
+    only for clients in their namespace), the TCP ports of Services under an
+    AuthorizationPolicy (``authz.steer``: the waypoint enforces it), and every listener of
+    Gateways with an address."""
     from gatewayapi import RoutingInputs
 
     tables = compiler.compile(
@@ -151,6 +157,13 @@ def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
                 keys.add(key)
             elif namespaces:
                 consumers[key] = namespaces
+    for namespace, name in steered_services(view.authorization_policies, view.services):
+        svc = by_name[(namespace, name)]
+        vip = _ipv4_or_none(svc.spec.cluster_ip)
+        if vip is not None:
+            keys.update(
+                ServiceKey(vip, p.port, 6) for p in svc.spec.ports if p.protocol is Protocol.TCP
+            )
     usable, errors = gateway_addresses(view.gateways, view.services)
     for gw, address in usable:
         for listener in gw.spec.listeners:

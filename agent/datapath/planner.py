@@ -6,8 +6,9 @@ plan into parts by what they read and replans only the parts a change reaches:
 - service entries (``ServiceState``): Service, EndpointSlice; replanned per Service;
 - endpoints, ipcache, policy (``plan_endpoints``): Node, Pod, Namespace, NetworkPolicy;
   replanned whole;
-- L7 needs (``l7_keys``): HTTPRoute and the Gateway API kinds, Service, Namespace, Secret;
-  replanned whole, and skipped while there is no HTTPRoute and no Gateway;
+- L7 needs (``l7_keys``): HTTPRoute and the Gateway API kinds, Service, Namespace, Secret,
+  AuthorizationPolicy; replanned whole, and skipped while there is none of HTTPRoute,
+  Gateway and AuthorizationPolicy;
 - mTLS enrolment (``mtls_part``): the endpoints part's pods, Namespace, PeerAuthentication;
   replanned whole when one of them changes.
 
@@ -61,10 +62,20 @@ VIEW_FIELDS = {  # kind -> ClusterView field
     "ReferenceGrant": "grants",
     "Secret": "secrets",
     "PeerAuthentication": "peer_authentications",
+    "AuthorizationPolicy": "authorization_policies",
 }
 ENDPOINT_KINDS = frozenset({"Node", "Pod", "Namespace", "NetworkPolicy"})
 L7_KINDS = frozenset(
-    {"HTTPRoute", "Gateway", "GatewayClass", "ReferenceGrant", "Secret", "Namespace", "Service"}
+    {
+        "HTTPRoute",
+        "Gateway",
+        "GatewayClass",
+        "ReferenceGrant",
+        "Secret",
+        "Namespace",
+        "Service",
+        "AuthorizationPolicy",
+    }
 )
 INDEX_KINDS = frozenset({"Node", "Pod", "Service"})  # what the flow enricher's index reads
 
@@ -203,6 +214,7 @@ class Planner:
         )
 
     def _l7(self) -> L7Needs:
-        if not self.objects["HTTPRoute"] and not self.objects["Gateway"]:
+        if not (self.objects["HTTPRoute"] or self.objects["Gateway"]
+                or self.objects["AuthorizationPolicy"]):
             return L7Needs()  # nothing can need a waypoint: skip the O(Services) compile
         return l7_keys(self.view(), self.routes)
