@@ -8,20 +8,24 @@ import functools
 import ipaddress
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from agent.model.authz import AuthorizationPolicy
 from agent.model.cache import ModelCache
 from agent.model.core import Namespace, Secret, Service
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
+from authz.status import policy_status
 from gatewayapi import CONTROLLER_NAME, RoutingInputs, compute_status
 from l7proxy.tlscerts import certificate_problem
 from lab.ipam import allocate_cluster_ip
 from lab.kubeapi import NotFound, StatusWriter
 
 log = logging.getLogger("tulle.gateways")
-KINDS = ("HTTPRoute", "Gateway", "GatewayClass", "ReferenceGrant", "Namespace", "Secret")
-_WITH_STATUS = ("HTTPRoute", "Gateway", "GatewayClass")
+KINDS = ("HTTPRoute", "Gateway", "GatewayClass", "ReferenceGrant", "Namespace", "Secret",
+         "AuthorizationPolicy")
+_WITH_STATUS = ("HTTPRoute", "Gateway", "GatewayClass", "AuthorizationPolicy")
 
 
 def gateway_addresses(
@@ -76,6 +80,7 @@ class GatewayController:
                 "Gateway", ns, name, {"addresses": [{"type": "IPAddress", "value": ip}]}
             )
             log.info("gateway %s/%s: address %s", ns, name, ip)
+        self._authorization_policies(typed, services, gateways)
         if not routes and not gateways and not classes:
             return
         report = compute_status(
@@ -98,6 +103,22 @@ class GatewayController:
             for key, status in statuses.items():
                 ns, _, name = key.rpartition("/")
                 self._merge_status(kind, ns, name, status)
+
+    def _authorization_policies(
+        self, typed: Sequence[Any], services: Sequence[Service], gateways: Sequence[Gateway]
+    ) -> None:
+        """Accepted (GEP-713) on each AuthorizationPolicy (authz/status.py)."""
+        service_names = {(s.metadata.namespace, s.metadata.name) for s in services}
+        gateway_names = {(g.metadata.namespace, g.metadata.name) for g in gateways}
+        now = datetime.now(UTC)
+        for policy in typed:
+            if not isinstance(policy, AuthorizationPolicy):
+                continue
+            ns, name = policy.metadata.namespace, policy.metadata.name
+            previous = self.current.get(("AuthorizationPolicy", ns, name), {})
+            status = policy_status(policy, service_names, gateway_names,
+                                   previous.get("conditions") or [], now)
+            self._merge_status("AuthorizationPolicy", ns, name, status)
 
     def _merge_status(self, kind: str, ns: str, name: str, status: dict[str, Any]) -> None:
         current = self.current.get((kind, ns, name))

@@ -38,6 +38,8 @@ ALLOWED = [
     "watch httproutes.gateway.networking.k8s.io",
     "patch httproutes.gateway.networking.k8s.io --subresource=status",
     "patch gateways.gateway.networking.k8s.io --subresource=status",
+    "watch authorizationpolicies.security.tulle.io",
+    "patch authorizationpolicies.security.tulle.io --subresource=status",
 ]
 DENIED = [
     "delete networkpolicies.networking.k8s.io",
