@@ -4,8 +4,8 @@
 plan into parts by what they read and replans only the parts a change reaches:
 
 - service entries (``ServiceState``): Service, EndpointSlice; replanned per Service;
-- endpoints, ipcache, policy (``plan_endpoints``): Node, Pod, Namespace, NetworkPolicy;
-  replanned whole;
+- endpoints, ipcache, policy (``plan_endpoints``): Node, Pod, Namespace, NetworkPolicy,
+  AuthorizationPolicy (the pods it guards take ingress only from waypoints); replanned whole;
 - L7 needs (``l7_keys``): HTTPRoute and the Gateway API kinds, Service, Namespace, Secret,
   AuthorizationPolicy; replanned whole, and skipped while there is none of HTTPRoute,
   Gateway and AuthorizationPolicy;
@@ -64,7 +64,7 @@ VIEW_FIELDS = {  # kind -> ClusterView field
     "PeerAuthentication": "peer_authentications",
     "AuthorizationPolicy": "authorization_policies",
 }
-ENDPOINT_KINDS = frozenset({"Node", "Pod", "Namespace", "NetworkPolicy"})
+ENDPOINT_KINDS = frozenset({"Node", "Pod", "Namespace", "NetworkPolicy", "AuthorizationPolicy"})
 L7_KINDS = frozenset(
     {
         "HTTPRoute",
@@ -205,6 +205,7 @@ class Planner:
             namespaces=tuple(self.objects["Namespace"].values()),
             pods=tuple(self.objects["Pod"].values()),
             policies=tuple(self.objects["NetworkPolicy"].values()),
+            authorization_policies=tuple(self.objects["AuthorizationPolicy"].values()),
         )
 
     def _mtls_view(self) -> ClusterView:

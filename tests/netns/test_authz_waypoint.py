@@ -72,7 +72,8 @@ def env(lab: Lab) -> Iterator[dict[str, Any]]:
     wait_for(lambda: curl(lab, CLI, good, f"{URL}/admin/probe")[0] == "403", timeout=30,
              what="the policies in force at the waypoint")
     try:
-        yield {"pods": pods, "srv": pods_of(lab, SRV, "srv")[0]["metadata"]["name"]}
+        srv = pods_of(lab, SRV, "srv")[0]
+        yield {"pods": pods, "srv": srv["metadata"]["name"], "srv_ip": srv["status"]["podIP"]}
     finally:
         for p in POLICIES:
             lab.tulle("delete", "authorizationpolicy", p["metadata"]["name"], "-n", SRV,
@@ -136,3 +137,23 @@ def test_another_service_account_is_denied(lab: Lab, env: dict[str, Any]) -> Non
 
 def test_the_same_account_name_in_another_namespace_is_denied(lab: Lab, env: dict[str, Any]) -> None:
     _denied(lab, env, EVIL, "evil", "/ok", reason="POLICY_DENIED", policy="allow-good")
+
+
+def test_a_direct_connection_to_the_pod_fails_closed(lab: Lab, env: dict[str, Any]) -> None:
+    """The kernel does not judge AuthorizationPolicy: it lets a selected pod be reached only
+    through a waypoint, so dialling the pod's address cannot bypass the policy."""
+    for (ns, _), pod in env["pods"].items():
+        code, _ = curl(lab, ns, pod, f"http://{env['srv_ip']}:8080/admin/direct")
+        assert code == "000", pod  # the SYN is dropped at the pod
+    assert "/admin/direct" not in echo_log(lab, env)
+
+
+def test_each_policy_reports_accepted(lab: Lab, env: dict[str, Any]) -> None:
+    def conditions() -> dict[str, Any] | None:
+        found = {p["metadata"]["name"]: (p.get("status") or {}).get("conditions")
+                 for p in lab.get("authorizationpolicies", SRV)}
+        return found if all(found.values()) and len(found) == len(POLICIES) else None
+
+    found = wait_for(conditions, timeout=20, what="the Accepted conditions")
+    for name, [c] in found.items():
+        assert (c["type"], c["status"], c["reason"]) == ("Accepted", "True", "Accepted"), name
