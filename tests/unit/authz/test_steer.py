@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -10,6 +11,7 @@ from agent.datapath.desired import ClusterView, l7_keys
 from agent.datapath.services import ServiceKey
 from agent.model.convert import from_dict
 from agent.model.core import Service
+from agent.model.frozen import FrozenMap
 from agent.model.httproute import HTTPRoute
 from authz import steered_services
 from gatewayapi import RouteCompiler
@@ -35,8 +37,24 @@ def test_a_workload_policy_steers_its_namespaces_services_a_target_ref_its_servi
     policies = [policy("p", {"selector": {"matchLabels": {"app": "web"}}, "rules": [{}]}, "shop"),
                 policy("t", {"targetRefs": [{"kind": "Service", "name": "api"}]}, "front"),
                 policy("g", {"targetRefs": [{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "x"}]}, "other")]
-    assert steered_services(policies, SERVICES) == {("shop", "web"), ("shop", "db"), ("front", "api")}
+    # db's selector (app=db) and the policy's (app=web) disagree: no pod of db is selected.
+    assert steered_services(policies, SERVICES) == {("shop", "web"), ("front", "api")}
     assert steered_services([], SERVICES) == frozenset()
+
+
+def test_a_namespace_wide_policy_steers_every_service_of_its_namespace() -> None:
+    policies = [policy("ns", {"action": "DENY"}, "shop")]
+    assert steered_services(policies, SERVICES) == {("shop", "web"), ("shop", "db")}
+
+
+def test_labels_that_could_meet_on_one_pod_steer() -> None:
+    """The policy names a label the Service's selector does not: a pod may carry both."""
+    tiered = [policy("t", {"selector": {"matchLabels": {"tier": "gold"}}, "rules": [{}]}, "shop")]
+    assert steered_services(tiered, SERVICES) == {("shop", "web"), ("shop", "db")}
+    with_selector = service("manual", "shop", "10.96.0.20")
+    manual = dataclasses.replace(with_selector, spec=dataclasses.replace(with_selector.spec, selector=FrozenMap()))
+    only_web = [policy("p", {"selector": {"matchLabels": {"app": "web"}}, "rules": [{}]}, "shop")]
+    assert ("shop", "manual") in steered_services(only_web, [manual])
 
 
 def test_a_root_namespace_policy_steers_every_service() -> None:
@@ -52,7 +70,7 @@ def test_the_datapath_sends_the_steered_tcp_ports_to_the_waypoint() -> None:
 
 
 def test_the_waypoint_routes_a_steered_service_without_route_to_itself() -> None:
-    policies = [policy("p", {"rules": [{}]}, "shop")]
+    policies = [policy("p", {"rules": [{}]}, "shop")]  # namespace-wide
     routes = default_routes(policies, SERVICES, [])
     assert sorted((r.metadata.namespace, r.metadata.name) for r in routes) == [
         ("shop", "tulle-authz-db-80"), ("shop", "tulle-authz-web-80")]
