@@ -401,4 +401,5 @@ def view_of(resources: Iterable[Resource]) -> ClusterView:
         grants=tuple(buckets.get("ReferenceGrant", ())),
         secrets=tuple(buckets.get("Secret", ())),
         peer_authentications=tuple(buckets.get("PeerAuthentication", ())),
+        authorization_policies=tuple(buckets.get("AuthorizationPolicy", ())),
     )
