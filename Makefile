@@ -26,8 +26,8 @@ test-root: setup
 	@$(PY) -m pytest tests -m "root or netns or bpf" -q
 
 lint: setup
-	@$(VENV)/bin/ruff check agent cni controlplane gatewayapi identity l7proxy lab bench tests
-	@$(VENV)/bin/mypy agent cni controlplane gatewayapi identity l7proxy lab
+	@$(VENV)/bin/ruff check agent authz cni controlplane gatewayapi identity l7proxy lab bench tests
+	@$(VENV)/bin/mypy agent authz cni controlplane gatewayapi identity l7proxy lab
 	@$(VENV)/bin/lint-imports --no-cache
 
 down:

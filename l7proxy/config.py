@@ -30,6 +30,7 @@ from agent.model.core import TLS_SECRET_TYPE, Namespace, Secret, Service
 from agent.model.documents import load_documents
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
+from authz import Verdict
 from gatewayapi import (
     BackendTarget,
     GatewayParent,
@@ -39,6 +40,7 @@ from gatewayapi import (
     RoutingInputs,
     ServiceParent,
 )
+from l7proxy.authz import Call
 from l7proxy.resilience.params import BackendParams, params_by_service
 
 Address = tuple[str, int]
@@ -48,6 +50,7 @@ EndpointResolver = Callable[[BackendTarget], Sequence[Address]]
 OriginalDestination = Callable[[Address], "Address | Parent | None"]
 Admission = Callable[[Address, Address], bool]
 PolicyNaming = Callable[[Address, Address], tuple[tuple[str, ...], tuple[str, ...]] | None]
+Authorizer = Callable[[Call], Verdict | None]
 """NetworkPolicy for a proxied request: may this client (ip, port) reach this backend
 endpoint (ip, port)? Judged as the kernel judges a direct connection (l7proxy/node.py)."""
 
@@ -169,6 +172,10 @@ class WaypointConfig:
     """(client, endpoint) -> the NetworkPolicies ("namespace/name") that allowed the client's
     egress and the endpoint's ingress, for the request's flow (Hubble's ``*_allowed_by``);
     None when denied. Called per request with flows on: cache it (``PolicyGate`` does)."""
+    authorize: Authorizer | None = None
+    """AuthorizationPolicy (``l7proxy.authz.AuthzGate.check``): a routed request -> its
+    denial (answered 403 ``RBAC: access denied``, a DROPPED flow naming the policies), or
+    None to go on. None: no AuthorizationPolicy."""
     certificates: Mapping[tuple[str, str], tuple[bytes, bytes]] = field(default_factory=dict)
     """``kubernetes.io/tls`` Secrets by (namespace, name): (tls.crt, tls.key) PEM, for
     the HTTPS listeners whose certificateRefs name them (``tls.py``)."""

@@ -5,7 +5,8 @@ ServiceAccount: it also reads Secrets, for TLS), compiles route tables with the 
 engine, resolves Service backends with the datapath's own service plan (one readiness rule
 for L4 and L7), learns each redirected connection's original destination from the pinned
 l7_orig_dst_v1 map, judges NetworkPolicy on the client's identity for the backend each
-request is routed to (agent/datapath/policy_waypoint.py), opens backend connections from
+request is routed to (agent/datapath/policy_waypoint.py) and AuthorizationPolicy on the
+request (``l7proxy/authz.py``), opens backend connections from
 its own address with the waypoint mark (bpf/lib/redirect.h), and hands every request's
 flow to the node agent.
 """
@@ -37,6 +38,7 @@ from agent.model.core import Service
 from agent.model.gateway import Gateway
 from gatewayapi import GatewayParent, RouteCompiler, RouteTables, RoutingInputs
 from identity.spiffe import DEFAULT_TRUST_DOMAIN
+from l7proxy.authz import AuthzGate, default_routes
 from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
 from l7proxy.endpoint_index import EndpointIndex
 from l7proxy.flows import FlowLossCollector
@@ -67,6 +69,7 @@ KINDS = (
     "Service",
     "EndpointSlice",
     "BackendTrafficPolicy",
+    "AuthorizationPolicy",
 )
 
 
@@ -143,7 +146,8 @@ class WaypointConnector(Connector):
 
 
 ROUTING_KINDS = frozenset(
-    {"HTTPRoute", "Gateway", "GatewayClass", "Service", "ReferenceGrant", "Namespace", "Secret"}
+    {"HTTPRoute", "Gateway", "GatewayClass", "Service", "ReferenceGrant", "Namespace", "Secret",
+     "AuthorizationPolicy"}  # default routes for the Services it steers here
 )
 POLICY_KINDS = frozenset({"Pod", "Namespace", "NetworkPolicy"})
 ENDPOINT_KINDS = ("Service", "EndpointSlice")
@@ -211,7 +215,8 @@ class ClusterFeed:
         if last is None or dirty & ROUTING_KINDS:
             tables = self.compiler.compile(
                 RoutingInputs.of(
-                    typed["HTTPRoute"],
+                    typed["HTTPRoute"] + default_routes(
+                        typed["AuthorizationPolicy"], typed["Service"], typed["HTTPRoute"]),
                     typed["Gateway"],
                     typed["GatewayClass"],
                     typed["Service"],
@@ -298,6 +303,9 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
     tables, endpoints, gateways, certificates, policy = feed.snapshot()
     resilience_inputs = (feed.typed["BackendTrafficPolicy"], feed.typed["Service"])
     gate = PolicyGate(policy)
+    authz = AuthzGate(trust_domain)
+    authz_inputs = (feed.typed["AuthorizationPolicy"], feed.typed["Pod"])
+    authz.swap(*authz_inputs)
     origins = OriginalDestinations(pin_dir)
     state: dict[str, Mapping[Address, GatewayParent]] = {"gateways": gateways}
 
@@ -319,6 +327,7 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
         policy_names=gate.names,
         client_namespace=gate.namespace_of,
         backend_params=params_by_service(*resilience_inputs),
+        authorize=authz.check,
         request_split=request_split,
     )
     connector = WaypointConnector(
@@ -361,6 +370,11 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
             tables, endpoints, state["gateways"], certificates, policy = feed.snapshot()
             if policy is not last[3]:
                 gate.swap(policy)
+            # snapshot() decodes a kind afresh (a new list) only when it changed
+            fresh = (feed.typed["AuthorizationPolicy"], feed.typed["Pod"])
+            if any(new is not old for new, old in zip(fresh, authz_inputs, strict=True)):
+                authz_inputs = fresh
+                authz.swap(*authz_inputs)
             if hbone is not None:
                 hbone.update(feed.typed["Pod"], feed.typed["Node"], feed.typed["Namespace"],
                              feed.typed["PeerAuthentication"])

@@ -25,6 +25,7 @@ from gatewayapi import (
     ServiceParent,
 )
 from gatewayapi.types import host_of
+from l7proxy.authz import DENIED_BODY, Call
 from l7proxy.config import Limits, WaypointConfig
 from l7proxy.exchange import Downstream, Exchange
 from l7proxy.flows import FlowRecorder, now_ns
@@ -154,6 +155,7 @@ class Proxy:
         metrics.in_flight += 1
         route = rule = backend = drop = ""
         status = 0
+        denied_by: tuple[str, ...] = ()
         try:
             tls = getattr(down, "tls", None)
             if tls is not None and self._misdirected(ex, tls.listener):
@@ -189,6 +191,18 @@ class Proxy:
                     close=not ex.body.complete,
                 )
                 return
+            if self.config.authorize is not None:
+                denial = self.config.authorize(Call(
+                    ex.client, self.parent_for(ex), self.endpoints(decision.backend),
+                    ex.method, ex.authority, ex.target, ex.headers,
+                    getattr(tls, "server_name", "") or ""))
+                if denial is not None:
+                    # Hubble's reasons: a DENY policy matched, or no ALLOW policy did
+                    status, denied_by = 403, denial.policies
+                    drop = "POLICY_DENIED" if denial.by_allow else "POLICY_DENY"
+                    down.local(status, [(b"content-type", b"text/plain")], DENIED_BODY,
+                               close=not ex.body.complete)
+                    return
             for mirror in decision.mirrors:
                 if self._admitted(ex.client, mirror.target, any_endpoints=True):
                     send_mirror(self, mirror.target, mirror.request, ex)
@@ -244,7 +258,8 @@ class Proxy:
                         ex.local,
                         "",
                         timing,
-                        self._policy_names(ex) if self.policy_names is not None else None,
+                        ((), denied_by) if denied_by
+                        else self._policy_names(ex) if self.policy_names is not None else None,
                         _tunnel_ids(ex.via),
                     ),
                     marks,

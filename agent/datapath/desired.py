@@ -23,18 +23,23 @@ from agent.datapath.policy import compile_policy
 from agent.datapath.policy_plan import (
     CidrKey,
     CidrRule,
+    Direction,
     IdentityKey,
     PodEndpoint,
     PortRule,
 )
 from agent.datapath.services import ServiceKey, ServicePlan, plan_services
+from agent.model.authz import AuthorizationPolicy
 from agent.model.core import EndpointSlice, Namespace, Pod, Secret, Service
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
+from agent.model.meta import Protocol
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
 from agent.model.peerauth import PeerAuthentication
 from agent.model.resource import Resource
+from authz.applies import selects_pod
+from authz.steer import steered_services
 from identity.peerauth import enrolled
 
 if TYPE_CHECKING:  # imported by l7_keys: a cluster without routes never compiles any
@@ -68,6 +73,7 @@ class ClusterView:
     grants: tuple[ReferenceGrant, ...] = ()
     secrets: tuple[Secret, ...] = ()
     peer_authentications: tuple[PeerAuthentication, ...] = ()
+    authorization_policies: tuple[AuthorizationPolicy, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,7 +130,9 @@ class L7Needs:
 
 def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
     """What must reach a waypoint: Service ports with HTTPRoutes (GAMMA; consumer routes
-    only for clients in their namespace), and every listener of Gateways with an address."""
+    only for clients in their namespace), the TCP ports of Services under an
+    AuthorizationPolicy (``authz.steer``: the waypoint enforces it), and every listener of
+    Gateways with an address."""
     from gatewayapi import RoutingInputs
 
     tables = compiler.compile(
@@ -151,6 +159,13 @@ def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
                 keys.add(key)
             elif namespaces:
                 consumers[key] = namespaces
+    for namespace, name in steered_services(view.authorization_policies, view.services):
+        svc = by_name[(namespace, name)]
+        vip = _ipv4_or_none(svc.spec.cluster_ip)
+        if vip is not None:
+            keys.update(
+                ServiceKey(vip, p.port, 6) for p in svc.spec.ports if p.protocol is Protocol.TCP
+            )
     usable, errors = gateway_addresses(view.gateways, view.services)
     for gw, address in usable:
         for listener in gw.spec.listeners:
@@ -217,8 +232,8 @@ def plan_endpoints(
     waypoint: tuple[IPv4, int] | None = None,
     memo: PodMemo | None = None,
 ) -> EndpointsPart:
-    """Reads only ``view``'s nodes, pods, namespaces and policies (``memo``: see
-    ``pod_endpoints``)."""
+    """Reads only ``view``'s nodes, pods, namespaces, policies and AuthorizationPolicies
+    (``memo``: see ``pod_endpoints``)."""
     ipcache: dict[IPv4, int] = {}
     waypoint_errors = []
     waypoints = {waypoint_address(n) for n in view.nodes if n.metadata.name != node_name}
@@ -262,21 +277,50 @@ def plan_endpoints(
         [e.ip for e in local_eps],
     )
     endpoints = {}
+    guarded = waypoint_only(view.authorization_policies, pairs, node_name)
     for ep in local_eps:
         policy = plan.endpoints.get(ep.ip)
         flags = EP_F_MTLS if enrolled(namespace_labels.get(ep.namespace, {})) else 0
         if policy is not None:
             flags |= EP_F_INGRESS_ENFORCED if policy.ingress_enforced else 0
             flags |= EP_F_EGRESS_ENFORCED if policy.egress_enforced else 0
+        if ep.ip in guarded:
+            flags |= EP_F_INGRESS_ENFORCED
         endpoints[ep.ip] = LocalEndpoint(ep.namespace, ep.name, ep.ip, ep.identity, flags)
+    identity_rules, cidr_rules = plan.identity_rules, plan.cidr_rules
+    if guarded:
+        identity_rules = {k: v for k, v in identity_rules.items()
+                          if not (k[0] in guarded and k[2] is Direction.INGRESS)}
+        cidr_rules = {k: v for k, v in cidr_rules.items()
+                      if not (k[0] in guarded and k[1] is Direction.INGRESS)}
     return EndpointsPart(
         endpoints=endpoints,
         ipcache=ipcache,
-        identity_rules=plan.identity_rules,
-        cidr_rules=plan.cidr_rules,
+        identity_rules=identity_rules,
+        cidr_rules=cidr_rules,
         local=tuple(local_eps),
         errors=tuple(waypoint_errors) + found.collisions + tuple(plan.errors),
         pods=tuple(pairs),
+    )
+
+
+def waypoint_only(
+    policies: Iterable[AuthorizationPolicy], pairs: Iterable[tuple[Pod, PodEndpoint]],
+    node_name: str,
+) -> frozenset[IPv4]:
+    """This node's pods an AuthorizationPolicy selects: the waypoint is their only way in.
+    The kernel does not judge AuthorizationPolicy, so it lets in only the node and the
+    waypoints (which judged it) and drops every other ingress (DROP_POLICY_DENIED): a direct
+    connection to the pod's address fails closed instead of bypassing the policy. Their
+    NetworkPolicy ingress rules leave the kernel's maps; the waypoint applies them."""
+    policies = tuple(policies)
+    if not policies:
+        return frozenset()
+    return frozenset(
+        ep.ip
+        for pod, ep in pairs
+        if pod.spec.node_name == node_name
+        and any(selects_pod(p, pod.metadata.namespace, pod.metadata.labels) for p in policies)
     )
 
 
@@ -357,4 +401,5 @@ def view_of(resources: Iterable[Resource]) -> ClusterView:
         grants=tuple(buckets.get("ReferenceGrant", ())),
         secrets=tuple(buckets.get("Secret", ())),
         peer_authentications=tuple(buckets.get("PeerAuthentication", ())),
+        authorization_policies=tuple(buckets.get("AuthorizationPolicy", ())),
     )

@@ -14,4 +14,5 @@ WATCHED_KINDS = (
     "ReferenceGrant",
     "Secret",
     "PeerAuthentication",
+    "AuthorizationPolicy",
 )

@@ -4,10 +4,11 @@
 plan into parts by what they read and replans only the parts a change reaches:
 
 - service entries (``ServiceState``): Service, EndpointSlice; replanned per Service;
-- endpoints, ipcache, policy (``plan_endpoints``): Node, Pod, Namespace, NetworkPolicy;
-  replanned whole;
-- L7 needs (``l7_keys``): HTTPRoute and the Gateway API kinds, Service, Namespace, Secret;
-  replanned whole, and skipped while there is no HTTPRoute and no Gateway;
+- endpoints, ipcache, policy (``plan_endpoints``): Node, Pod, Namespace, NetworkPolicy,
+  AuthorizationPolicy (the pods it guards take ingress only from waypoints); replanned whole;
+- L7 needs (``l7_keys``): HTTPRoute and the Gateway API kinds, Service, Namespace, Secret,
+  AuthorizationPolicy; replanned whole, and skipped while there is none of HTTPRoute,
+  Gateway and AuthorizationPolicy;
 - mTLS enrolment (``mtls_part``): the endpoints part's pods, Namespace, PeerAuthentication;
   replanned whole when one of them changes.
 
@@ -61,10 +62,20 @@ VIEW_FIELDS = {  # kind -> ClusterView field
     "ReferenceGrant": "grants",
     "Secret": "secrets",
     "PeerAuthentication": "peer_authentications",
+    "AuthorizationPolicy": "authorization_policies",
 }
-ENDPOINT_KINDS = frozenset({"Node", "Pod", "Namespace", "NetworkPolicy"})
+ENDPOINT_KINDS = frozenset({"Node", "Pod", "Namespace", "NetworkPolicy", "AuthorizationPolicy"})
 L7_KINDS = frozenset(
-    {"HTTPRoute", "Gateway", "GatewayClass", "ReferenceGrant", "Secret", "Namespace", "Service"}
+    {
+        "HTTPRoute",
+        "Gateway",
+        "GatewayClass",
+        "ReferenceGrant",
+        "Secret",
+        "Namespace",
+        "Service",
+        "AuthorizationPolicy",
+    }
 )
 INDEX_KINDS = frozenset({"Node", "Pod", "Service"})  # what the flow enricher's index reads
 
@@ -194,6 +205,7 @@ class Planner:
             namespaces=tuple(self.objects["Namespace"].values()),
             pods=tuple(self.objects["Pod"].values()),
             policies=tuple(self.objects["NetworkPolicy"].values()),
+            authorization_policies=tuple(self.objects["AuthorizationPolicy"].values()),
         )
 
     def _mtls_view(self) -> ClusterView:
@@ -203,6 +215,7 @@ class Planner:
         )
 
     def _l7(self) -> L7Needs:
-        if not self.objects["HTTPRoute"] and not self.objects["Gateway"]:
+        if not (self.objects["HTTPRoute"] or self.objects["Gateway"]
+                or self.objects["AuthorizationPolicy"]):
             return L7Needs()  # nothing can need a waypoint: skip the O(Services) compile
         return l7_keys(self.view(), self.routes)

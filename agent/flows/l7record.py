@@ -44,7 +44,7 @@ from agent.flows.flow import (
     Verdict,
 )
 from agent.flows.names import EVENT_L7
-from agent.flows.policyjson import network_policy
+from agent.flows.policyjson import authorization_policy, network_policy
 from agent.flows.reqsplit import (
     LEAN,
     RAW,
@@ -62,7 +62,9 @@ from agent.flows.reqsplit import (
 #  in the column; or, once `read_batch` took the common request's from the column, its
 #  RequestSplit),
 #  policy names or None: the NetworkPolicies ("namespace/name") that allowed the client's
-#  egress and the backend's ingress, as ``ConnectionPolicy.allowed_by`` gives them,
+#  egress and the backend's ingress, as ``ConnectionPolicy.allowed_by`` gives them; for a
+#  request an AuthorizationPolicy denied (drop reason in AUTHZ_DROPS), no egress names and
+#  the AuthorizationPolicies that denied it;
 #  tunnel or None: (client SPIFFE ID, backend SPIFFE ID) when the upstream hop rode an
 #  HBONE tunnel (``l7proxy.via``): the flow is encrypted and names both identities;
 #  records of older waypoints have 15 fields and no tunnel)
@@ -72,6 +74,9 @@ L7Record = tuple[int, int, int, str, str, str, str, str, str, str, tuple[str, in
                  tuple[str, int], str, tuple[int, ...] | bool | RequestSplit | None,
                  PolicyNames | None, TunnelIds | None]
 Column = Sequence[int]  # a batch's timing marks, LEAN per timed record (RAW: older head)
+AUTHZ_DROPS = frozenset({"POLICY_DENY", "POLICY_DENIED"})
+"""Hubble's drop reasons the waypoint gives an AuthorizationPolicy denial: a matching DENY
+policy (POLICY_DENY, Cilium's "denied by denylist"), no matching ALLOW (POLICY_DENIED)."""
 _INTS = (0, 1, 2)
 _STRS = (3, 4, 5, 6, 7, 8, 9, 12)
 _L7_EVENT = EventType(EVENT_L7)
@@ -294,17 +299,19 @@ class L7FlowBuilder:
         self._uuid_prefix = f"{bits(32):08x}-{bits(16):04x}-4{bits(12):03x}"
         self._uuid_node = random.getrandbits(48)
         self._seq = 0
-        self._policies: dict[tuple[str, ...], tuple[Policy, ...]] = {}
+        self._policies: dict[tuple[bool, tuple[str, ...]], tuple[Policy, ...]] = {}
 
-    def _named(self, names: tuple[str, ...]) -> tuple[Policy, ...]:
-        """Policy objects for names, built once per distinct list (few per cluster)."""
+    def _named(self, names: tuple[str, ...], authz: bool = False) -> tuple[Policy, ...]:
+        """Policy objects for names (NetworkPolicies, or AuthorizationPolicies), built once
+        per distinct list (few per cluster)."""
         if not names:
             return ()
-        found = self._policies.get(names)
+        found = self._policies.get((authz, names))
         if found is None:
             if len(self._policies) > 4096:
                 self._policies.clear()
-            found = self._policies[names] = tuple(network_policy(n) for n in names)
+            make = authorization_policy if authz else network_policy
+            found = self._policies[(authz, names)] = tuple(make(n) for n in names)
         return found
 
     def flow(self, r: L7Record) -> Flow:
@@ -339,10 +346,13 @@ class L7FlowBuilder:
             tulle=TulleInfo(duration_ns=latency, route=route, rule=rule, backend=backend,
                             request=marks if type(marks) is RequestSplit
                             else split(latency, marks) if type(marks) is tuple else None),
-            # Both sides were judged by the waypoint (policy_waypoint.py); a denied request
-            # names none: NetworkPolicy has no deny rules, so Hubble's *_denied_by stay empty.
-            egress_allowed_by=self._named(names[0]) if names else (),
-            ingress_allowed_by=self._named(names[1]) if names else (),
+            # Both sides were judged by the waypoint (policy_waypoint.py); a request that
+            # NetworkPolicy denied names none (it has no deny rules); one an
+            # AuthorizationPolicy denied names it on the ingress side (the server's policy).
+            egress_allowed_by=self._named(names[0]) if names and drop not in AUTHZ_DROPS else (),
+            ingress_allowed_by=self._named(names[1]) if names and drop not in AUTHZ_DROPS else (),
+            ingress_denied_by=self._named(names[1], True)
+            if names and drop in AUTHZ_DROPS else (),
             # The identities the tunnel asserted (the enrichment adds the pods around them).
             source=Endpoint(spiffe_id=tunnel[0]) if tunnel else None,
             destination=Endpoint(spiffe_id=tunnel[1]) if tunnel else None,

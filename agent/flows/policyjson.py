@@ -26,6 +26,12 @@ def network_policy(key: str) -> Policy:
     return Policy(name=name, namespace=namespace, labels=labels, kind=KIND)
 
 
+def authorization_policy(key: str) -> Policy:
+    """The Policy of a Tulle AuthorizationPolicy "namespace/name" (the waypoint's denials)."""
+    namespace, _, name = key.rpartition("/")
+    return Policy(name=name, namespace=namespace, kind="AuthorizationPolicy")
+
+
 def policy_to_json(p: Policy) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in ("name", "namespace"):

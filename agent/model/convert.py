@@ -21,6 +21,7 @@ from enum import Enum
 from typing import Any
 
 from agent.model.convert_apps import read_deployment
+from agent.model.convert_authz import read_authorization_policy
 from agent.model.convert_backendpolicy import read_backend_traffic_policy
 from agent.model.convert_core import (
     read_endpoint_slice,
@@ -96,6 +97,7 @@ _READERS: dict[str, tuple[_Read, Check]] = {
     "ReferenceGrant": (read_reference_grant, dns1123_subdomain),
     "PeerAuthentication": (read_peer_authentication, dns1123_subdomain),
     "BackendTrafficPolicy": (read_backend_traffic_policy, dns1123_subdomain),
+    "AuthorizationPolicy": (read_authorization_policy, dns1123_subdomain),
 }
 """kind -> (reader of the object, check of metadata.name)."""
 

@@ -28,7 +28,7 @@ def read_peer_authentication(r: Reader, metadata: ObjectMeta) -> PeerAuthenticat
 
 
 def _read_spec(r: Reader) -> PeerAuthenticationSpec:
-    selector = r.obj("selector", _read_selector)
+    selector = r.obj("selector", read_selector)
     ports = _read_port_level(r)
     if ports and (selector is None or not selector.match_labels):
         r.fail(
@@ -41,7 +41,7 @@ def _read_spec(r: Reader) -> PeerAuthenticationSpec:
     )
 
 
-def _read_selector(r: Reader) -> WorkloadSelector:
+def read_selector(r: Reader) -> WorkloadSelector:
     labels = read_labels(r, "matchLabels")
     if len(labels) > MAX_SELECTOR_LABELS:
         r.fail("matchLabels", f"must have at most {MAX_SELECTOR_LABELS} labels, got {len(labels)}")

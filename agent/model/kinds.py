@@ -55,6 +55,7 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("ReferenceGrant", (f"{_GW}/v1beta1", f"{_GW}/v1"), "referencegrants", ("refgrant",)),
     KindInfo("PeerAuthentication", (f"{_SEC}/v1",), "peerauthentications", ("pa",)),
     KindInfo("BackendTrafficPolicy", (f"{_POL}/v1alpha1",), "backendtrafficpolicies", ("btp",)),
+    KindInfo("AuthorizationPolicy", (f"{_SEC}/v1",), "authorizationpolicies", ("ap",)),
 )
 
 _BY_KIND = {info.kind: info for info in KINDS}

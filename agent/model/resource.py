@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TypeAlias
 
 from agent.model.apps import Deployment
+from agent.model.authz import AuthorizationPolicy
 from agent.model.backendpolicy import BackendTrafficPolicy
 from agent.model.core import EndpointSlice, Namespace, Pod, Secret, Service
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
@@ -28,6 +29,7 @@ Resource: TypeAlias = (
     | ReferenceGrant
     | PeerAuthentication
     | BackendTrafficPolicy
+    | AuthorizationPolicy
 )
 
 RESOURCE_CLASSES: tuple[type[Resource], ...] = (
@@ -45,4 +47,5 @@ RESOURCE_CLASSES: tuple[type[Resource], ...] = (
     ReferenceGrant,
     PeerAuthentication,
     BackendTrafficPolicy,
+    AuthorizationPolicy,
 )

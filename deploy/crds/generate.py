@@ -1,9 +1,9 @@
 """Writes the CustomResourceDefinitions the lab serves, one file per kind: the Gateway API's
-into ``deploy/crds/gateway-api/``, Tulle's own (PeerAuthentication, BackendTrafficPolicy)
-into ``deploy/crds/tulle/``: ``python deploy/crds/generate.py`` (``--check`` compares). The
-schemas live beside it: ``schema_parts.py`` (shared types), ``gateway_schemas.py``
-(GatewayClass, Gateway, ReferenceGrant), ``httproute_schema.py``, ``peerauth_schema.py``,
-``backendpolicy_schema.py``.
+into ``deploy/crds/gateway-api/``, Tulle's own (PeerAuthentication, BackendTrafficPolicy,
+AuthorizationPolicy) into ``deploy/crds/tulle/``: ``python deploy/crds/generate.py``
+(``--check`` compares). The schemas live beside it: ``schema_parts.py`` (shared types),
+``gateway_schemas.py`` (GatewayClass, Gateway, ReferenceGrant), ``httproute_schema.py``,
+``peerauth_schema.py``, ``backendpolicy_schema.py``, ``authz_schema.py``.
 
 The schemas cover every field Tulle's model (``agent/model/convert_gateway.py``,
 ``convert_httproute.py``) reads, with upstream's structure, names, enums, list bounds and
@@ -23,6 +23,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the schema modules beside this script, however it is loaded
 
+from authz_schema import ACTION_COLUMN, AUTHORIZATION_POLICY  # noqa: E402
 from backendpolicy_schema import ACCEPTED_COLUMN, BACKEND_TRAFFIC_POLICY  # noqa: E402
 from backendpolicy_schema import GROUP as POLICY_GROUP  # noqa: E402
 from gateway_schemas import GATEWAY, GATEWAY_CLASS, REFERENCE_GRANT  # noqa: E402
@@ -166,6 +167,16 @@ def tulle_crds() -> dict[str, dict[str, Any]]:
             versions=("v1alpha1",),
             storage="v1alpha1",
             group=POLICY_GROUP,
+            categories=("tulle",),
+        ),
+        "authorizationpolicies.yaml": crd(
+            "AuthorizationPolicy",
+            "authorizationpolicies",
+            AUTHORIZATION_POLICY,
+            short=("ap",),
+            columns=(ACTION_COLUMN, condition_column("Accepted")),
+            versions=("v1",),
+            group=SECURITY_GROUP,
             categories=("tulle",),
         ),
     }

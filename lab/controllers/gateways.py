@@ -11,11 +11,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.model.authz import AuthorizationPolicy
 from agent.model.backendpolicy import BackendTrafficPolicy
 from agent.model.cache import ModelCache
 from agent.model.core import Namespace, Secret, Service
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
+from authz.status import policy_status
 from gatewayapi import CONTROLLER_NAME, RoutingInputs, compute_status
 from gatewayapi.backendpolicy import attach
 from l7proxy.tlscerts import certificate_problem
@@ -31,8 +33,11 @@ KINDS = (
     "Namespace",
     "Secret",
     "BackendTrafficPolicy",
+    "AuthorizationPolicy",
 )
-_WITH_STATUS = ("HTTPRoute", "Gateway", "GatewayClass", "BackendTrafficPolicy")
+_WITH_STATUS = (
+    "HTTPRoute", "Gateway", "GatewayClass", "BackendTrafficPolicy", "AuthorizationPolicy"
+)
 
 
 def gateway_addresses(
@@ -88,6 +93,7 @@ class GatewayController:
             )
             log.info("gateway %s/%s: address %s", ns, name, ip)
         self._policy_status([o for o in typed if isinstance(o, BackendTrafficPolicy)], services)
+        self._authorization_policies(typed, services, gateways)
         if not routes and not gateways and not classes:
             return
         report = compute_status(
@@ -126,6 +132,22 @@ class GatewayController:
         for key, status in report.statuses.items():
             ns, _, name = key.partition("/")
             self._merge_status("BackendTrafficPolicy", ns, name, status)
+
+    def _authorization_policies(
+        self, typed: Sequence[Any], services: Sequence[Service], gateways: Sequence[Gateway]
+    ) -> None:
+        """Accepted (GEP-713) on each AuthorizationPolicy (authz/status.py)."""
+        service_names = {(s.metadata.namespace, s.metadata.name) for s in services}
+        gateway_names = {(g.metadata.namespace, g.metadata.name) for g in gateways}
+        now = datetime.now(UTC)
+        for policy in typed:
+            if not isinstance(policy, AuthorizationPolicy):
+                continue
+            ns, name = policy.metadata.namespace, policy.metadata.name
+            previous = self.current.get(("AuthorizationPolicy", ns, name), {})
+            status = policy_status(policy, service_names, gateway_names,
+                                   previous.get("conditions") or [], now)
+            self._merge_status("AuthorizationPolicy", ns, name, status)
 
     def _merge_status(self, kind: str, ns: str, name: str, status: dict[str, Any]) -> None:
         current = self.current.get((kind, ns, name))

@@ -133,6 +133,19 @@ def peer_authentications(draw: Any) -> dict[str, Any]:
 
 
 @st.composite
+def authorization_policies(draw: Any) -> dict[str, Any]:
+    """Selector, namespace-wide or targetRefs: they guard pods and steer Services."""
+    spec: dict[str, Any] = {"action": draw(st.sampled_from(("ALLOW", "DENY")))}
+    how = draw(st.integers(0, 2))
+    if how == 0:
+        spec["selector"] = {"matchLabels": draw(labels)}
+    elif how == 1:
+        spec["targetRefs"] = [{"kind": "Service", "name": draw(names)}]
+    return {"apiVersion": "security.tulle.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {}, "spec": spec}
+
+
+@st.composite
 def nodes(draw: Any) -> dict[str, Any]:
     internal = draw(st.sampled_from(("10.240.0.2", "10.240.0.3", "10.244.1.254")))
     return {
@@ -158,7 +171,8 @@ def routes(draw: Any) -> dict[str, Any]:
 
 
 KINDS = ("Service", "Service", "EndpointSlice", "EndpointSlice", "EndpointSlice", "Pod", "Pod",
-         "NetworkPolicy", "Node", "Namespace", "HTTPRoute", "PeerAuthentication")
+         "NetworkPolicy", "Node", "Namespace", "HTTPRoute", "PeerAuthentication",
+         "AuthorizationPolicy")
 
 
 MTLS_KINDS = ("Pod", "Namespace", "PeerAuthentication")
@@ -175,7 +189,7 @@ def changes(
     if kind == "Namespace":
         ns = ""
         name = draw(namespaces)
-    if kind == "PeerAuthentication" and draw(st.integers(0, 3)) == 0:
+    if kind in ("PeerAuthentication", "AuthorizationPolicy") and draw(st.integers(0, 3)) == 0:
         ns = "tulle-system"  # the mesh-wide level
     if draw(st.integers(0, 4)) == 0:
         return kind, ns, name, None  # deleted
@@ -188,7 +202,8 @@ def changes(
     else:
         doc = {"Service": services(), "EndpointSlice": endpoint_slices(), "Pod": pods(),
                "NetworkPolicy": policies(), "HTTPRoute": routes(),
-               "PeerAuthentication": peer_authentications()}[kind]
+               "PeerAuthentication": peer_authentications(),
+               "AuthorizationPolicy": authorization_policies()}[kind]
     body = draw(doc)
     body["metadata"] = {**body["metadata"], "name": name, "uid": f"{ns}-{name}"}
     if ns:

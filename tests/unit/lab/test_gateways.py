@@ -35,3 +35,30 @@ def test_addresses_avoid_service_and_gateway_ips_and_are_stable():
     assert first == again
     moved = gateway_addresses([_gw("a")], classes, [_svc(first)])[("web", "a")]
     assert moved != first
+
+
+class _Writer:
+    def __init__(self):
+        self.writes = []
+
+    def update_status(self, kind, namespace, name, status):
+        self.writes.append((kind, namespace, name, status))
+        return {}
+
+
+def test_authorization_policies_get_accepted_and_it_is_written_once():
+    from lab.controllers.gateways import GatewayController
+
+    ap = {"apiVersion": "security.tulle.io/v1", "kind": "AuthorizationPolicy",
+          "metadata": {"name": "p", "namespace": "web", "generation": 2, "resourceVersion": "5"},
+          "spec": {"targetRefs": [{"kind": "Service", "name": "missing"}]}}
+    writer = _Writer()
+    controller = GatewayController(writer)
+    controller.reconcile([ap], [])
+    [(kind, ns, name, status)] = writer.writes
+    assert (kind, ns, name) == ("AuthorizationPolicy", "web", "p")
+    [c] = status["conditions"]
+    assert (c["type"], c["status"], c["reason"], c["observedGeneration"]) == (
+        "Accepted", "False", "TargetNotFound", 2)
+    controller.reconcile([{**ap, "status": status}], [])
+    assert len(writer.writes) == 1  # unchanged: not written again

@@ -50,7 +50,7 @@ def api(bare: tuple[Store, Direct]) -> Direct:
 def test_the_crd_file_is_what_the_generator_writes() -> None:
     generator = _generator()
     docs = generator.outputs()[gateway_crds.TULLE_CRD_DIR]
-    assert sorted(docs) == ["backendtrafficpolicies.yaml", "peerauthentications.yaml"]
+    assert sorted(docs) == ["authorizationpolicies.yaml", "backendtrafficpolicies.yaml", "peerauthentications.yaml"]
     for name, doc in docs.items():
         assert (gateway_crds.TULLE_CRD_DIR / name).read_text() == generator.render(doc), (
             f"{name} is stale: run python deploy/crds/generate.py"
@@ -58,8 +58,11 @@ def test_the_crd_file_is_what_the_generator_writes() -> None:
 
 
 def test_the_crd_passes_the_servers_validation_and_serves_the_modelled_kind() -> None:
-    [crd] = [c for c in gateway_crds.manifests(gateway_crds.TULLE_CRD_DIR)
-             if c["spec"]["names"]["kind"] == "PeerAuthentication"]
+    [crd] = [
+        c
+        for c in gateway_crds.manifests(gateway_crds.TULLE_CRD_DIR)
+        if c["spec"]["names"]["kind"] == "PeerAuthentication"
+    ]
     assert crds.problems(crd) == []
     res = crds.resource_of(crd)
     assert res is not None and res.modelled and res.custom and res.namespaced
@@ -93,7 +96,11 @@ def test_served_only_once_installed(bare: tuple[Store, Direct]) -> None:
     install_gateway_api(store)
     assert call("GET", POLICIES)[0] == 200
     listed = call("GET", f"{GROUP}/v1")[1]["resources"]
-    assert [(r["name"], r["shortNames"]) for r in listed] == [("peerauthentications", ["pa"])]
+    assert sorted((r["name"], r.get("shortNames")) for r in listed) == [
+        ("authorizationpolicies", ["ap"]),
+        ("authorizationpolicies/status", None),
+        ("peerauthentications", ["pa"]),
+    ]
 
 
 def test_a_valid_policy_is_stored_as_sent(api: Direct) -> None:

@@ -1,0 +1,176 @@
+"""AuthorizationPolicy in the waypoint: the request's peer and destination from the cluster
+view, the decision from ``authz`` (pure), per request after routing and before upstream.
+
+The peer's identity is that of the pod at the client address (its namespace and
+ServiceAccount, and so its SPIFFE ID): the kernel only lets a pod send from its own address,
+and an mTLS-enrolled pod's certificate carries that same ServiceAccount (the CA issues it
+for the pod's ServiceAccount), so the two agree. An address held by no pod, or by two, is
+no identity: principal, namespace and ServiceAccount rules do not match it (fail closed).
+
+A request goes to one endpoint of its backend, picked later; every endpoint it could reach
+must allow it (an endpoint's pod may be selected by other policies than its neighbours').
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from agent.model.authz import AuthorizationPolicy
+from agent.model.convert import from_dict
+from agent.model.core import Pod, Service
+from agent.model.httproute import HTTPRoute
+from authz import (
+    Destination,
+    Peer,
+    Request,
+    Verdict,
+    applicable,
+    evaluate,
+    key_of,
+    steered_services,
+)
+from gatewayapi import GatewayParent, Parent, ServiceParent
+from gatewayapi.paths import PathRefused, normalize_path
+
+log = logging.getLogger("tulle.waypoint.authz")
+Address = tuple[str, int]
+RawHeaders = Sequence[tuple[bytes, bytes]]
+DENIED_BODY = b"RBAC: access denied"  # Envoy's RBAC filter's body, which Istio users know
+
+
+@dataclass(frozen=True, slots=True)
+class _PodInfo:
+    namespace: str
+    labels: dict[str, str]
+    service_account: str
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What the gate reads of one routed request."""
+
+    client: Address
+    parent: Parent | None
+    endpoints: Sequence[Address]
+    method: str
+    authority: str
+    target: str
+    headers: RawHeaders
+    sni: str = ""
+
+
+class AuthzGate:
+    """The current policies and pods, swapped on change; ``check`` per request."""
+
+    def __init__(self, trust_domain: str) -> None:
+        self.trust_domain = trust_domain
+        self.swap((), ())
+
+    def swap(self, policies: Iterable[AuthorizationPolicy], pods: Iterable[Pod]) -> None:
+        self.policies = tuple(policies)
+        by_ip: dict[str, list[_PodInfo]] = {}
+        for pod in pods:
+            ip = pod.status.pod_ip
+            if ip and pod.status.phase not in ("Succeeded", "Failed"):
+                info = _PodInfo(pod.metadata.namespace, dict(pod.metadata.labels),
+                                pod.spec.service_account)
+                by_ip.setdefault(ip, []).append(info)
+        self._pods = by_ip
+        self._applicable: dict[tuple[Parent | None, str], tuple[AuthorizationPolicy, ...]] = {}
+
+    def peer(self, ip: str) -> Peer:
+        found = self._pods.get(ip, ())
+        if len(found) != 1:
+            return Peer(ip)
+        pod = found[0]
+        return Peer.of_pod(ip, self.trust_domain, pod.namespace, pod.service_account)
+
+    def _policies_for(self, parent: Parent | None, ip: str) -> tuple[AuthorizationPolicy, ...]:
+        key = (parent, ip)
+        found = self._applicable.get(key)
+        if found is None:
+            service = (parent.namespace, parent.name) if isinstance(parent, ServiceParent) else None
+            gateway = (parent.namespace, parent.name) if isinstance(parent, GatewayParent) else None
+            chosen: dict[str, AuthorizationPolicy] = {}
+            for pod in self._pods.get(ip, ()) or (None,):
+                where = Destination(
+                    pod=(pod.namespace, pod.labels) if pod is not None else None,
+                    service=service,
+                    gateway=gateway,
+                )
+                for p in applicable(self.policies, where):
+                    chosen[key_of(p)] = p
+            found = tuple(chosen[k] for k in sorted(chosen))
+            if len(self._applicable) > 65536:
+                self._applicable.clear()
+            self._applicable[key] = found
+        return found
+
+    def check(self, call: Call) -> Verdict | None:
+        """The denial, or None when the request may go on (no policy applies, or every
+        endpoint's policies allow it)."""
+        if not self.policies:
+            return None
+        peer = self.peer(call.client[0])
+        try:
+            # The path as routed and forwarded (``/x/../admin`` is ``/admin``), as Envoy
+            # normalizes before its RBAC filter; route rewrites come after, as there.
+            path = normalize_path(call.target.partition("?")[0])
+        except PathRefused:
+            return Verdict(False, tuple(sorted(key_of(p) for p in self.policies)))
+        headers = Request.headers_of(
+            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in call.headers]
+        )
+        parent_port = call.parent.port if call.parent is not None else 0
+        endpoints = call.endpoints or [("", parent_port)]
+        for ip, port in endpoints:
+            policies = self._policies_for(call.parent, ip)
+            if not policies:
+                continue
+            request = Request(peer, ip, port, call.authority, call.method, path, headers,
+                              call.sni)
+            verdict = evaluate(policies, request)
+            if verdict.audited:
+                log.info("audit %s %s %s%s from %s: %s", ", ".join(verdict.audited),
+                         call.method, call.authority, call.target, peer.principal or peer.ip,
+                         "allowed" if verdict.allowed else "denied")
+            if not verdict.allowed:
+                return verdict
+        return None
+
+
+def default_routes(
+    policies: Sequence[AuthorizationPolicy], services: Sequence[Service],
+    routes: Sequence[HTTPRoute],
+) -> list[HTTPRoute]:
+    """For each Service the datapath steers to the waypoint for AuthorizationPolicy
+    (``authz.steer``) and no HTTPRoute has as parent, one route per TCP port to the Service
+    itself: the waypoint forwards what it was sent, as Istio's waypoint does by default."""
+    if not policies:
+        return []
+    routed = {
+        (ref.namespace or r.metadata.namespace, ref.name)
+        for r in routes for ref in r.spec.parent_refs if (ref.group, ref.kind) == ("", "Service")
+    }
+    by_name = {(s.metadata.namespace, s.metadata.name): s for s in services}
+    out = []
+    for key in sorted(steered_services(policies, services) - routed):
+        svc = by_name[key]
+        for port in svc.spec.ports:
+            if port.protocol != "TCP":
+                continue
+            route = from_dict({
+                "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                "metadata": {"name": f"tulle-authz-{key[1]}-{port.port}"[:253],
+                             "namespace": key[0]},
+                "spec": {
+                    "parentRefs": [{"group": "", "kind": "Service", "name": key[1],
+                                    "port": port.port}],
+                    "rules": [{"backendRefs": [{"name": key[1], "port": port.port}]}],
+                },
+            })
+            assert isinstance(route, HTTPRoute)
+            out.append(route)
+    return out
