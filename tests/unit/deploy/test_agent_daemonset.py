@@ -1,0 +1,150 @@
+"""The agent's DaemonSet does what a node needs: every node (tolerations, priority), one
+agent per node through a rolling update, flags the agent's own CLI accepts with paths on the
+mounts that hold them, probes that read the health file the agent writes, and an init
+container that names the missing kernel headers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from agent.cli.node import node_cli
+from agent.tracing.cgroup import check_pod_cgroup
+from controlplane.service import SERVICE_NAME
+from lab.controlplane import CA_PORT
+from tests.unit.deploy.rendered import OVERLAYS, one, render
+
+HEALTH = "/run/tulle-health/agent.json"
+
+
+def _pod(overlay: str = "production") -> dict[str, Any]:
+    return dict(one(render(overlay), "DaemonSet", "tulle-agent")["spec"]["template"]["spec"])
+
+
+def _container(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    [found] = [c for c in pod.get("initContainers", []) + pod["containers"] if c["name"] == name]
+    return found
+
+
+def _flags(container: dict[str, Any]) -> dict[str, str]:
+    return dict(a.removeprefix("--").split("=", 1) for a in container["args"])
+
+
+def _mounts(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {m["mountPath"]: m for m in container["volumeMounts"]}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_it_runs_on_every_node_one_agent_at_a_time(overlay: str) -> None:
+    daemonset = one(render(overlay), "DaemonSet", "tulle-agent")
+    pod = daemonset["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    assert pod["priorityClassName"] == "system-node-critical"
+    assert pod["tolerations"] == [{"operator": "Exists"}]  # every taint, every effect
+    strategy = daemonset["spec"]["updateStrategy"]
+    assert strategy == {"type": "RollingUpdate",
+                        "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+
+
+def test_the_agent_is_not_privileged_and_holds_the_listed_capabilities() -> None:
+    agent = _container(_pod(), "agent")
+    security = agent["securityContext"]
+    assert security["privileged"] is False and security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"] == {
+        "drop": ["ALL"], "add": ["NET_ADMIN", "BPF", "PERFMON", "SYS_ADMIN", "SYS_RESOURCE"]}
+
+
+def test_the_flags_are_the_agents_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The args parse with the agent's CLI, values checked, into the config it would run
+    (all but --pod-cgroup, whose check needs the node's cgroup: judged below by the same
+    pure rule)."""
+    import agent.daemon
+
+    agent_container = _container(_pod(), "agent")
+    assert agent_container["command"] == ["python3", "-m", "agent.cli.node", "agent"]
+    args = [a.replace("$(NODE_NAME)", "node1").replace("$(HOST_IP)", "192.0.2.1")
+            for a in agent_container["args"] if not a.startswith("--pod-cgroup=")]
+    configs: list[agent.daemon.AgentConfig] = []
+    monkeypatch.setattr(agent.daemon, "run", lambda config: configs.append(config) or 0)
+    done = CliRunner().invoke(node_cli, ["agent", *args])
+    assert done.exit_code == 0, done.output
+    [config] = configs
+    assert config.node == "node1" and config.kubeconfig is None  # in-cluster ServiceAccount
+    assert config.metrics_address == "192.0.2.1:9965"
+    assert config.svid_dir == "/var/run/tulle/svid"  # on the state hostPath, for a waypoint
+    assert config.pin_dir == "/sys/fs/bpf/tulle" and config.trace is True
+    names = {e["name"] for e in agent_container["env"]}
+    assert {"NODE_NAME", "HOST_IP"} <= names
+
+
+def test_every_path_the_agent_uses_is_on_a_mount() -> None:
+    pod = _pod()
+    agent = _container(pod, "agent")
+    flags, mounts = _flags(agent), _mounts(agent)
+    assert flags["pin-dir"].startswith("/sys/fs/bpf/")
+    assert mounts["/sys/fs/bpf"]["mountPropagation"] == "HostToContainer"  # sees the init's mount
+    for flag in ("state-dir", "observer-socket"):
+        assert flags[flag].startswith("/var/run/tulle"), flag
+    assert Path(flags["health-file"]).parent.as_posix() in mounts
+    assert check_pod_cgroup(flags["pod-cgroup"], ["/run/tulle/cgroupv2"])
+    assert mounts["/run/tulle/cgroupv2"]["readOnly"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[mounts["/run/tulle/cgroupv2"]["name"]]["hostPath"]["path"] == "/sys/fs/cgroup"
+    for headers in ("/lib/modules", "/usr/src"):
+        assert mounts[headers]["readOnly"] is True
+    assert flags["ca-address"] == f"{SERVICE_NAME}.kube-system.svc:{CA_PORT}"
+    assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"  # resolves that name on hostNetwork
+    bpffs = _container(pod, "mount-bpffs")
+    assert _mounts(bpffs)["/sys/fs/bpf"]["mountPropagation"] == "Bidirectional"
+
+
+def _probe(probe: dict[str, Any], health: Path) -> int:
+    command = [part.replace(HEALTH, str(health)) for part in probe["exec"]["command"]]
+    assert command[0] == "python3"
+    return subprocess.run([sys.executable, *command[1:]], capture_output=True,
+                          timeout=30, check=False).returncode
+
+
+@pytest.mark.parametrize(
+    ("ready", "age", "live", "is_ready"),
+    [(True, 0, 0, 0), (False, 0, 0, 1), (True, 120, 1, 1)],
+)
+def test_the_probes_read_the_agents_health_file(
+    tmp_path: Path, ready: bool, age: float, live: int, is_ready: int
+) -> None:
+    agent = _container(_pod(), "agent")
+    assert HEALTH.endswith(Path(_flags(agent)["health-file"]).name)
+    health = tmp_path / "agent.json"
+    health.write_text(json.dumps({"ready": ready, "time": time.time() - age}))
+    assert _probe(agent["livenessProbe"], health) == live
+    assert _probe(agent["startupProbe"], health) == live
+    assert _probe(agent["readinessProbe"], health) == is_ready
+    health.unlink()  # no file yet: neither live nor ready
+    assert _probe(agent["livenessProbe"], health) != 0
+    assert _probe(agent["readinessProbe"], health) != 0
+
+
+def _headers_check(modules: Path) -> subprocess.CompletedProcess[str]:
+    init = _container(_pod(), "check-kernel-headers")
+    assert init["command"][:2] == ["sh", "-c"]
+    return subprocess.run(["sh", "-c", init["command"][2]], capture_output=True, text=True,
+                          env={**os.environ, "MODULES": str(modules)}, timeout=30, check=False)
+
+
+def test_a_node_without_kernel_headers_is_told_what_to_install(tmp_path: Path) -> None:
+    release = os.uname().release
+    missing = _headers_check(tmp_path)
+    assert missing.returncode == 1
+    assert f"no kernel headers for {release}" in missing.stderr
+    assert f"linux-headers-{release}" in missing.stderr
+    (tmp_path / release / "build").mkdir(parents=True)
+    found = _headers_check(tmp_path)
+    assert found.returncode == 0, found.stderr
