@@ -23,7 +23,9 @@ HOST_NETWORK = {"tulle-agent"}
 # hostPath volumes per workload: what the agent reads or pins (agent.yaml says each one).
 HOST_PATHS = {
     "tulle-agent": frozenset({"/sys/fs/bpf", "/sys/kernel/tracing", "/sys/kernel/debug",
-                              "/sys/fs/cgroup", "/lib/modules", "/usr/src", "/var/run/tulle"}),
+                              "/sys/fs/cgroup", "/lib/modules", "/usr/src", "/var/run/tulle",
+                              # deploy/components/cni-chaining: tulle-cni and the conflist
+                              "/etc/cni/net.d", "/opt/cni/bin"}),
 }
 
 

@@ -14,7 +14,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy"
-OVERLAYS = ("production", "lab")
+OVERLAYS = ("production", "lab", "cni-chaining")
 KUBECTL = Path(sys.executable).parent / "kubectl"
 IMAGE = "ghcr.io/tulle-mesh/tulle"
 WORKLOADS = ("DaemonSet", "Deployment")

@@ -148,3 +148,27 @@ def test_a_node_without_kernel_headers_is_told_what_to_install(tmp_path: Path) -
     (tmp_path / release / "build").mkdir(parents=True)
     found = _headers_check(tmp_path)
     assert found.returncode == 0, found.stderr
+
+
+def test_cni_chaining_installs_the_plugin_with_the_installers_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The component's init container runs cni.install with flags it accepts, on the host's
+    CNI directories, and points the plugin at the agent's state hostPath."""
+    import cni.install
+
+    assert "install-cni" not in {c["name"] for c in _pod()["initContainers"]}  # opt-in
+    pod = _pod("cni-chaining")
+    init = _container(pod, "install-cni")
+    assert init["command"] == ["python3", "-m", "cni.install"]
+    calls: list[tuple[Path, Path, dict[str, Any]]] = []
+    monkeypatch.setattr(cni.install, "install",
+                        lambda c, b, e: calls.append((c, b, e)) or ["ok"])
+    assert cni.install.main(init["args"]) == 0
+    [(confdir, bindir, plugin)] = calls
+    volumes = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in init["volumeMounts"]}
+    assert mounts[str(confdir)] == "/etc/cni/net.d" and mounts[str(bindir)] == "/opt/cni/bin"
+    agent_state = _mounts(_container(pod, "agent"))["/var/run/tulle"]
+    assert volumes[agent_state["name"]] == "/var/run/tulle"
+    assert plugin == {"type": "tulle-cni", "stateDir": "/var/run/tulle/cni", "attachTimeout": 0}

@@ -19,7 +19,7 @@ def _workloads(overlay: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_workload_passes_the_policy(overlay: str) -> None:
-    image = IMAGE if overlay == "production" else LAB_IMAGE
+    image = LAB_IMAGE if overlay == "lab" else IMAGE
     workloads = _workloads(overlay)
     assert {w["metadata"]["name"] for w in workloads} == {"tulle-agent", "tulle-controlplane"}
     found = [f for w in workloads for f in findings(w, image, version())]
