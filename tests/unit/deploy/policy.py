@@ -14,18 +14,25 @@ from typing import Any
 ALLOWED_CAPABILITIES = {
     ("tulle-agent", "agent"): frozenset({"NET_ADMIN", "BPF", "PERFMON", "SYS_ADMIN",
                                          "SYS_RESOURCE"}),
+    ("tulle-agent", "node-setup"): frozenset({"NET_ADMIN"}),  # an address on lo
+    ("tulle-waypoint", "waypoint"): frozenset({"NET_ADMIN", "BPF"}),  # SO_MARK; the pinned map
 }
+# Seccomp: RuntimeDefault for all but the waypoint, whose one bpf() call containerd's default
+# profile refuses without SYS_ADMIN (deploy/daemonset/waypoint.yaml).
+UNCONFINED = {("tulle-waypoint", "waypoint")}
 # The one privileged container: Bidirectional mount propagation (bpffs mounted on the host)
 # is allowed by the API server only for privileged containers; it runs `mount` and exits.
 PRIVILEGED_INIT = {("tulle-agent", "mount-bpffs")}
-# hostNetwork: the agent attaches to the host side of pods' veths.
-HOST_NETWORK = {"tulle-agent"}
+# hostNetwork: the agent attaches to the host side of pods' veths; the waypoint listens on
+# the node's waypoint address.
+HOST_NETWORK = {"tulle-agent", "tulle-waypoint"}
 # hostPath volumes per workload: what the agent reads or pins (agent.yaml says each one).
 HOST_PATHS = {
     "tulle-agent": frozenset({"/sys/fs/bpf", "/sys/kernel/tracing", "/sys/kernel/debug",
                               "/sys/fs/cgroup", "/lib/modules", "/usr/src", "/var/run/tulle",
                               # deploy/components/cni-chaining: tulle-cni and the conflist
                               "/etc/cni/net.d", "/opt/cni/bin"}),
+    "tulle-waypoint": frozenset({"/sys/fs/bpf", "/var/run/tulle"}),
 }
 
 
@@ -34,9 +41,16 @@ def findings(obj: dict[str, Any], image: str, tag: str) -> list[str]:
     name = obj["metadata"]["name"]
     pod = obj["spec"]["template"]["spec"]
     out = [f"{name}: {f}" for f in _pod(name, pod)]
+    pod_seccomp = pod.get("securityContext", {}).get("seccompProfile", {}).get("type")
     for container, init in _containers(pod):
         where = f"{name}/{container['name']}"
         out += [f"{where}: {f}" for f in _container(name, container, init, image, tag)]
+        seccomp = container.get("securityContext", {}).get("seccompProfile", {}).get(
+            "type", pod_seccomp)
+        privileged = container.get("securityContext", {}).get("privileged", False)
+        wanted = "Unconfined" if (name, container["name"]) in UNCONFINED else "RuntimeDefault"
+        if not privileged and seccomp != wanted:
+            out.append(f"{where}: seccomp profile {seccomp}, not {wanted}")
     return out
 
 

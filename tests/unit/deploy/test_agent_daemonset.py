@@ -62,27 +62,87 @@ def test_the_agent_is_not_privileged_and_holds_the_listed_capabilities() -> None
         "drop": ["ALL"], "add": ["NET_ADMIN", "BPF", "PERFMON", "SYS_ADMIN", "SYS_RESOURCE"]}
 
 
-def test_the_flags_are_the_agents_own(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The args parse with the agent's CLI, values checked, into the config it would run
+def _exec_argv(container: dict[str, Any], address: str | None, tmp_path: Path
+               ) -> subprocess.CompletedProcess[str]:
+    """Run the container's shell command as the kubelet would (its $(VAR)s expanded), with a
+    python3 that prints the argv it is given, one per line."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    fake = bindir / "python3"
+    fake.write_text("#!/bin/sh\nprintf '%s\\n' \"$@\"\n")
+    fake.chmod(0o755)
+    address_file = tmp_path / "waypoint-address"
+    if address is not None:
+        address_file.write_text(address)
+    argv = [a.replace("$(NODE_NAME)", "node1").replace("$(HOST_IP)", "192.0.2.1")
+            for a in [*container["command"], *container["args"]]]
+    assert argv[:2] == ["sh", "-c"]
+    env = {"PATH": f"{bindir}:{os.environ['PATH']}", "WAYPOINT_FILE": str(address_file)}
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30,
+                          check=False)
+
+
+@pytest.mark.parametrize("address", ["10.244.1.254\n", ""])
+def test_the_flags_are_the_agents_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, address: str
+) -> None:
+    """The shell wrapper adds the waypoint flags from node-setup's file (none when empty),
+    and the args parse with the agent's CLI, values checked, into the config it would run
     (all but --pod-cgroup, whose check needs the node's cgroup: judged below by the same
     pure rule)."""
     import agent.daemon
 
     agent_container = _container(_pod(), "agent")
-    assert agent_container["command"] == ["python3", "-m", "agent.cli.node", "agent"]
-    args = [a.replace("$(NODE_NAME)", "node1").replace("$(HOST_IP)", "192.0.2.1")
-            for a in agent_container["args"] if not a.startswith("--pod-cgroup=")]
+    done = _exec_argv(agent_container, address, tmp_path)
+    assert done.returncode == 0, done.stderr
+    argv = done.stdout.splitlines()
+    assert argv[:4] == ["-m", "agent.cli.node", "agent", "--node=node1"]
     configs: list[agent.daemon.AgentConfig] = []
     monkeypatch.setattr(agent.daemon, "run", lambda config: configs.append(config) or 0)
-    done = CliRunner().invoke(node_cli, ["agent", *args])
-    assert done.exit_code == 0, done.output
+    args = [a for a in argv[3:] if not a.startswith("--pod-cgroup=")]
+    result = CliRunner().invoke(node_cli, ["agent", *args])
+    assert result.exit_code == 0, result.output
     [config] = configs
     assert config.node == "node1" and config.kubeconfig is None  # in-cluster ServiceAccount
     assert config.metrics_address == "192.0.2.1:9965"
     assert config.svid_dir == "/var/run/tulle/svid"  # on the state hostPath, for a waypoint
     assert config.pin_dir == "/sys/fs/bpf/tulle" and config.trace is True
-    names = {e["name"] for e in agent_container["env"]}
-    assert {"NODE_NAME", "HOST_IP"} <= names
+    if address:
+        assert config.waypoint == "10.244.1.254:15001"
+        assert config.l7_intake == "/var/run/tulle/l7intake.sock"
+    else:
+        assert config.waypoint is None and config.l7_intake is None
+
+
+def test_the_waypoint_starts_on_the_address_node_setup_wrote(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import l7proxy.node
+
+    pod = dict(one(render("production"), "DaemonSet", "tulle-waypoint")["spec"]["template"]["spec"])
+    waypoint = _container(pod, "waypoint")
+    missing = _exec_argv(waypoint, None, tmp_path)
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert "no waypoint address in" in missing.stderr and "node-setup" in missing.stderr
+    done = _exec_argv(waypoint, "10.244.1.254\n", tmp_path)
+    assert done.returncode == 0, done.stderr
+    argv = done.stdout.splitlines()
+    assert argv[:3] == ["-m", "agent.cli.node", "waypoint"]
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(l7proxy.node, "run", lambda *a: calls.append(a) or 0)
+    result = CliRunner().invoke(node_cli, argv[2:])
+    assert result.exit_code == 0, result.output
+    [(node, kubeconfig, pin_dir, listen, intake, metrics, _split, svid_dir, _td)] = calls
+    assert (node, kubeconfig, listen, metrics) == ("node1", None, "10.244.1.254:15001",
+                                                  "192.0.2.1:9966")
+    agent = _container(_pod(), "agent")
+    agent_flags = _flags(agent)
+    assert pin_dir == agent_flags["pin-dir"] and svid_dir == "/var/run/tulle/svid"
+    assert intake in agent["command"][2]  # the agent's --l7-intake
+    assert pod["serviceAccountName"] == "tulle-waypoint" and pod["hostNetwork"] is True
+    setup = _container(_pod(), "node-setup")
+    assert {e["name"]: e.get("value") for e in setup["env"]}["WAYPOINT_FILE"] == (
+        {e["name"]: e.get("value") for e in waypoint["env"]}["WAYPOINT_FILE"])
 
 
 def test_every_path_the_agent_uses_is_on_a_mount() -> None:

@@ -24,6 +24,7 @@ def test_server_dry_run_admits_every_object_and_stores_none(
     k.out("wait", "--for", "condition=established", "crd", "--all", "--timeout=10s")
     out = k.out("apply", "--dry-run=server", "-k", str(DEPLOY / "overlays" / overlay))
     for line in ("daemonset.apps/tulle-agent created (server dry run)",
+                 "daemonset.apps/tulle-waypoint created (server dry run)",
                  "deployment.apps/tulle-controlplane created (server dry run)",
                  "clusterrole.rbac.authorization.k8s.io/tulle-agent created (server dry run)",
                  "gatewayclass.gateway.networking.k8s.io/tulle created (server dry run)",

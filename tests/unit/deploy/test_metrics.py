@@ -11,6 +11,8 @@ import pytest
 from tests.unit.deploy.rendered import one, render
 
 SERVICES = {"tulle-agent-metrics": ("DaemonSet", "tulle-agent", "--metrics-address=$(HOST_IP):"),
+            "tulle-waypoint-metrics": ("DaemonSet", "tulle-waypoint",
+                                       "--metrics-address=$(HOST_IP):"),
             "tulle-controlplane-metrics": ("Deployment", "tulle-controlplane",
                                            "--metrics=0.0.0.0:")}
 
@@ -41,8 +43,8 @@ def _service_monitors() -> list[dict[str, Any]]:
 def test_the_servicemonitor_overlay_is_production_plus_monitors() -> None:
     rest = [o for o in render("servicemonitor") if o["kind"] != "ServiceMonitor"]
     assert rest == render("production")
-    assert {m["metadata"]["name"] for m in _service_monitors()} == {"tulle-agent",
-                                                                   "tulle-controlplane"}
+    assert {m["metadata"]["name"] for m in _service_monitors()} == {
+        "tulle-agent", "tulle-waypoint", "tulle-controlplane"}
 
 
 def test_each_monitor_scrapes_one_metrics_port() -> None:

@@ -21,7 +21,8 @@ def _workloads(overlay: str) -> list[dict[str, Any]]:
 def test_every_workload_passes_the_policy(overlay: str) -> None:
     image = LAB_IMAGE if overlay == "lab" else IMAGE
     workloads = _workloads(overlay)
-    assert {w["metadata"]["name"] for w in workloads} == {"tulle-agent", "tulle-controlplane"}
+    assert {w["metadata"]["name"] for w in workloads} == {"tulle-agent", "tulle-waypoint",
+                                                          "tulle-controlplane"}
     found = [f for w in workloads for f in findings(w, image, version())]
     assert found == []
 
@@ -95,3 +96,16 @@ def test_host_network_is_the_agents_alone() -> None:
     deployment["spec"]["template"]["spec"]["serviceAccountName"] = "default"
     assert set(_check(deployment)) == {"tulle-controlplane: hostNetwork",
                                        "tulle-controlplane: runs as the default ServiceAccount"}
+
+
+def test_seccomp_is_the_runtimes_default_but_where_listed() -> None:
+    agent = _agent()
+    agent["spec"]["template"]["spec"].pop("securityContext")
+    found = _check(agent)
+    assert "tulle-agent/agent: seccomp profile None, not RuntimeDefault" in found
+    assert "tulle-agent/mount-bpffs: seccomp profile None, not RuntimeDefault" not in found
+    waypoint = one(render("production"), "DaemonSet", "tulle-waypoint")
+    _container(waypoint, "waypoint")["securityContext"]["seccompProfile"] = {
+        "type": "RuntimeDefault"}
+    assert _check(waypoint) == [
+        "tulle-waypoint/waypoint: seccomp profile RuntimeDefault, not Unconfined"]
