@@ -12,14 +12,14 @@ from typing import Any
 
 # Capabilities a container may add, and why (deploy/daemonset/agent.yaml says each one).
 ALLOWED_CAPABILITIES = {
-    ("tulle-agent", "agent"): frozenset({"NET_ADMIN", "BPF", "PERFMON", "SYS_ADMIN",
-                                         "SYS_RESOURCE"}),
+    ("tulle-agent", "agent"): frozenset({"NET_ADMIN", "BPF", "PERFMON"}),
     ("tulle-agent", "node-setup"): frozenset({"NET_ADMIN"}),  # an address on lo
     ("tulle-waypoint", "waypoint"): frozenset({"NET_ADMIN", "BPF"}),  # SO_MARK; the pinned map
 }
-# Seccomp: RuntimeDefault for all but the waypoint, whose one bpf() call containerd's default
-# profile refuses without SYS_ADMIN (deploy/daemonset/waypoint.yaml).
-UNCONFINED = {("tulle-waypoint", "waypoint")}
+# Seccomp: RuntimeDefault for all but the agent and the waypoint, whose bpf() (and the agent's
+# perf_event_open()) containerd's default profile refuses without SYS_ADMIN, a far larger
+# grant (deploy/daemonset/agent.yaml, waypoint.yaml).
+UNCONFINED = {("tulle-agent", "agent"), ("tulle-waypoint", "waypoint")}
 # The one privileged container: Bidirectional mount propagation (bpffs mounted on the host)
 # is allowed by the API server only for privileged containers; it runs `mount` and exits.
 PRIVILEGED_INIT = {("tulle-agent", "mount-bpffs")}

@@ -102,7 +102,8 @@ def test_seccomp_is_the_runtimes_default_but_where_listed() -> None:
     agent = _agent()
     agent["spec"]["template"]["spec"].pop("securityContext")
     found = _check(agent)
-    assert "tulle-agent/agent: seccomp profile None, not RuntimeDefault" in found
+    assert "tulle-agent/node-setup: seccomp profile None, not RuntimeDefault" in found
+    assert "tulle-agent/agent: seccomp profile Unconfined, not RuntimeDefault" not in found
     assert "tulle-agent/mount-bpffs: seccomp profile None, not RuntimeDefault" not in found
     waypoint = one(render("production"), "DaemonSet", "tulle-waypoint")
     _container(waypoint, "waypoint")["securityContext"]["seccompProfile"] = {
