@@ -24,6 +24,7 @@ DEBS=(
   graphviz                                     # `dot` renders `tulle map` to SVG and PNG
   wrk nginx-light strace                       # load, backends and syscall counts for the benchmarks
   containernetworking-plugins                  # ptp + host-local (/usr/lib/cni): the CNI chain tulle-cni follows
+  libcap2-bin                                  # capsh: the agent started with only its DaemonSet's capabilities
 )
 
 missing=()

@@ -288,5 +288,24 @@ def dns(kubeconfig: str | None) -> None:
     raise SystemExit(run(kubeconfig))
 
 
+@node_cli.command()
+@click.option("--node", required=True, help="This node's name.")
+@kubeconfig_option
+@click.option(
+    "--out",
+    default="/var/run/tulle/waypoint-address",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the node's waypoint address (empty: the node has none).",
+)
+def setup(node: str, kubeconfig: str | None, out: str) -> None:
+    """Put the node's waypoint address on its loopback (the DaemonSet's init container)."""
+    from pathlib import Path
+
+    from agent.cli.nodesetup import run
+
+    raise SystemExit(run(node, kubeconfig, Path(out)))
+
+
 if __name__ == "__main__":
     node_cli()
