@@ -132,7 +132,7 @@ def test_the_waypoint_starts_on_the_address_node_setup_wrote(
     monkeypatch.setattr(l7proxy.node, "run", lambda *a: calls.append(a) or 0)
     result = CliRunner().invoke(node_cli, argv[2:])
     assert result.exit_code == 0, result.output
-    [(node, kubeconfig, pin_dir, listen, intake, metrics, _split, svid_dir, _td)] = calls
+    [(node, kubeconfig, pin_dir, listen, intake, metrics, _split, svid_dir, _td, *_standby)] = calls
     assert (node, kubeconfig, listen, metrics) == ("node1", None, "10.244.1.254:15001",
                                                   "192.0.2.1:9966")
     agent = _container(_pod(), "agent")

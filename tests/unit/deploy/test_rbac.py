@@ -46,8 +46,9 @@ def test_the_agents_cluster_role_is_exactly_what_it_watches_and_patches() -> Non
 
 def test_the_waypoints_cluster_role_is_exactly_what_it_watches() -> None:
     role = one(render("production"), "ClusterRole", "tulle-waypoint")
-    # Nodes only with --svid-dir (HBONE peers), as the lab runs it.
-    assert _granted(role) == _watched((*WAYPOINT_KINDS, "Node"))
+    # Nodes and PeerAuthentications only with --svid-dir (HBONE peers, backends' mTLS
+    # modes for the L7 hop), as the lab runs it.
+    assert _granted(role) == _watched((*WAYPOINT_KINDS, "Node", "PeerAuthentication"))
 
 
 def test_the_agent_reads_one_configmap_the_trust_bundle() -> None:

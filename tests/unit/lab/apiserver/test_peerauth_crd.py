@@ -175,14 +175,15 @@ def _allowed(store: Store, token: str, verb: str) -> bool:
     return bool(body["status"]["allowed"])
 
 
-def test_the_agent_reads_it_and_cannot_write_it(
+def test_the_agent_and_the_waypoint_read_it_and_cannot_write_it(
     bare: tuple[Store, Direct],
 ) -> None:
     store, admin = bare
     install_gateway_api(store)
     assert admin("POST", POLICIES, policy(**WORKLOAD))[0] == 201
     tokens = identities.seed(store, identities.load(identities.MANIFESTS))
-    for account in ("tulle-agent",):
+    # The waypoint reads them for its L7 hop to enrolled backends (l7proxy/via.py).
+    for account in ("tulle-agent", "tulle-waypoint"):
         token = tokens[account]
         status, body = _as(store, token, "GET", f"{GROUP}/v1/peerauthentications")
         assert status == 200 and [i["metadata"]["name"] for i in body["items"]] == ["web"]
@@ -190,6 +191,4 @@ def test_the_agent_reads_it_and_cannot_write_it(
         assert not _allowed(store, token, "update")
         refused = _as(store, token, "POST", POLICIES, {**policy(), "metadata": {"name": "x"}})
         assert refused[0] == 403
-    # The waypoint never watches them (the agent programs the modes into the kernel).
-    for account in ("tulle-waypoint", "tulle-lab-dns"):
-        assert _as(store, tokens[account], "GET", f"{GROUP}/v1/peerauthentications")[0] == 403
+    assert _as(store, tokens["tulle-lab-dns"], "GET", f"{GROUP}/v1/peerauthentications")[0] == 403
