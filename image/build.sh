@@ -17,6 +17,7 @@ OUT="${TULLE_IMAGE_OUT:-$ROOT/build/image}"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"  # Debian's python3 3.11, the image's ABI
 MIRROR="${TULLE_IMAGE_MIRROR:-http://deb.debian.org/debian}"
 SECURITY="${TULLE_IMAGE_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
+NAME="${TULLE_IMAGE_NAME:-ghcr.io/tulle-mesh/tulle}"  # what the manifests' image: fields say
 VERSION="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/pyproject.toml" | head -n1)"
 # Debian packages of the image. python3-bpfcc brings libbpfcc and its LLVM; libbpf1 is what
 # the waypoint reads pinned maps with. Kernel headers are not here: they come from the node
@@ -27,7 +28,7 @@ say()  { printf '\033[1;34m[image]\033[0m %s\n' "$*"; }
 fail() { printf '\033[1;31m[image] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = "0" ] || fail "building the image needs root (mmdebstrap, chroot). Try: sudo make image"
-for tool in mmdebstrap umoci unshare; do
+for tool in mmdebstrap umoci unshare jq; do
   command -v "$tool" >/dev/null || fail "$tool not found: run scripts/setup.sh (it installs mmdebstrap and umoci)"
 done
 [ -x "$PYTHON" ] || fail "$PYTHON not found: run scripts/setup.sh first, or set PYTHON"
@@ -49,22 +50,22 @@ if [ -f "$OUT/tulle-oci.tar" ] && [ -d "$OUT/rootfs/opt/tulle" ] && [ "$(cat "$O
 fi
 started=$SECONDS
 
-# 1. The base layer, one tarball per package list and recipe.
-base="$OUT/base-$(echo "$DEBS" | sha256sum | cut -c1-8)-$(recipe_key).tar"
+# 1. The base layer, one tarball per mmdebstrap command line (not per recipe edit).
+# shellcheck disable=SC2016  # the hook's "$1" is the rootfs, expanded by mmdebstrap
+base_args=(--mode=root --format=tar --variant=minbase --include="$DEBS"
+  --aptopt='APT::Install-Recommends "false"'
+  --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
+  --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*'
+  --dpkgopt='path-exclude=/usr/share/info/*'
+  --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/var/log/*'
+  --skip=output/dev)
+base_sources=("deb $MIRROR bookworm main" "deb $MIRROR bookworm-updates main"
+  "deb $SECURITY bookworm-security main")
+base="$OUT/base-$(printf '%s\n' "${base_args[@]}" "${base_sources[@]}" | sha256sum | cut -c1-16).tar"
 if [ ! -f "$base" ]; then
-  say "mmdebstrap: Debian 12 with $DEBS (a few minutes)"
+  say "mmdebstrap: Debian 12 with $DEBS (a minute or two)"
   rm -f "$OUT"/base-*.tar
-  # shellcheck disable=SC2016  # the hook's "$1" is the rootfs, expanded by mmdebstrap
-  mmdebstrap --mode=root --format=tar --variant=minbase --include="$DEBS" \
-    --aptopt='APT::Install-Recommends "false"' \
-    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
-    --dpkgopt='path-exclude=/usr/share/info/*' \
-    --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/var/log/*' \
-    --skip=output/dev \
-    bookworm "$base.part" \
-    "deb $MIRROR bookworm main" "deb $MIRROR bookworm-updates main" \
-    "deb $SECURITY bookworm-security main"
+  mmdebstrap "${base_args[@]}" bookworm "$base.part" "${base_sources[@]}"
   mv "$base.part" "$base"
 else
   say "base layer cached: $(basename "$base")"
@@ -108,10 +109,16 @@ umoci config --image "$OUT/oci:latest" \
   --config.label "org.opencontainers.image.licenses=Apache-2.0"
 umoci tag --image "$OUT/oci:latest" "$VERSION"
 umoci gc --layout "$OUT/oci"
+# umoci names each manifest by its tag (org.opencontainers.image.ref.name); containerd names an
+# imported image by io.containerd.image.name when present, so give each its full reference.
+jq --arg name "$NAME" '.manifests |= map(.annotations["io.containerd.image.name"] =
+  "\($name):\(.annotations["org.opencontainers.image.ref.name"])")' "$OUT/oci/index.json" \
+  > "$OUT/oci/index.json.new"
+mv "$OUT/oci/index.json.new" "$OUT/oci/index.json"
 rm -f "$OUT/app-layer.tar"
 tar -C "$OUT/oci" -cf "$OUT/tulle-oci.tar.part" .
 mv "$OUT/tulle-oci.tar.part" "$OUT/tulle-oci.tar"
 echo "$want" > "$OUT/.stamp"
 
 say "built in $((SECONDS - started)) s: $OUT/tulle-oci.tar ($(du -sh "$OUT/tulle-oci.tar" | cut -f1)), rootfs $(du -sh "$OUT/rootfs" | cut -f1)"
-say "load it on a node: ctr -n k8s.io images import --base-name ghcr.io/tulle-mesh/tulle $OUT/tulle-oci.tar"
+say "images $NAME:latest and $NAME:$VERSION; load on a node: ctr -n k8s.io images import --base-name $NAME $OUT/tulle-oci.tar"

@@ -120,6 +120,8 @@ def test_oci_layout_has_both_layers_the_tags_and_the_venv_on_path(built: Path) -
         capture_output=True, text=True, check=True,
     ).stdout.split()[0]
     assert tags == {"latest", version}
+    names = {m["annotations"]["io.containerd.image.name"] for m in index["manifests"]}
+    assert names == {f"ghcr.io/tulle-mesh/tulle:{t}" for t in tags}  # what `ctr import` names
 
     def blob(digest: str) -> bytes:
         algo, hexd = digest.split(":")
