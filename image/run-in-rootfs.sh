@@ -14,7 +14,7 @@ shift
 [ "$rootfs" != "/" ] || { echo "error: refusing to use / as the root filesystem" >&2; exit 2; }
 
 # shellcheck disable=SC2016  # $r and $@ expand in the inner shell
-exec unshare --mount --pid --fork --propagation private env r="$rootfs" bash -c '
+exec unshare --mount --pid --fork --kill-child --propagation private env r="$rootfs" bash -c '
   set -euo pipefail
   mkdir -p "$r/proc" "$r/dev" "$r/sys"
   mount -t proc proc "$r/proc"
