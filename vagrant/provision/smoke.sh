@@ -47,7 +47,13 @@ line="$(get "http://echo.$ns.svc.cluster.local/routed")" || fail "request throug
 echo "  $line"
 
 say "flows of those requests (tulle observe in an agent pod)"
-flows="$(kubectl -n tulle-system exec daemonset/tulle-agent -- tulle observe --last 200 -o json --namespace "$ns")" \
+# The agent on the client's node saw every request leave; ask its own observer port
+# (hostNetwork, 127.0.0.1:4244) from its pod's default container.
+node="$(kubectl -n "$ns" get pod client -o jsonpath='{.spec.nodeName}')"
+agent="$(kubectl -n tulle-system get pods --field-selector "spec.nodeName=$node" -o name | grep -m1 '^pod/tulle-agent-')" \
+  || fail "no tulle-agent pod on node $node (kubectl -n tulle-system get pods -o wide)"
+flows="$(kubectl -n tulle-system exec "$agent" -- \
+  tulle observe --server localhost:4244 --last 200 -o json --namespace "$ns")" \
   || fail "tulle observe failed in the agent pod"
 printf '%s\n' "$flows" | tail -n 5
 printf '%s\n' "$flows" | jq -e 'select(.flow.verdict == "FORWARDED")' >/dev/null \
