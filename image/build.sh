@@ -33,6 +33,8 @@ for tool in mmdebstrap umoci unshare jq; do
 done
 [ -x "$PYTHON" ] || fail "$PYTHON not found: run scripts/setup.sh first, or set PYTHON"
 [ -n "$VERSION" ] || fail "no version in $ROOT/pyproject.toml"
+git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1 \
+  || fail "$ROOT is not a git checkout: the recipe takes the wheel's files from git ls-files"
 
 mkdir -p "$OUT"
 recipe_key() { sha256sum "$ROOT/image/build.sh" "$ROOT/image/in-rootfs.sh" | sha256sum | cut -c1-16; }
@@ -41,7 +43,7 @@ sources() {  # what goes into the wheel as it is on disk now: tracked and new fi
     agent bpf cni controlplane gatewayapi identity l7proxy lab | while IFS= read -r -d '' f; do
       [ -f "$f" ] && printf '%s\0' "$f"; done)
 }
-source_key() { { recipe_key; (cd "$ROOT" && sources | xargs -0 sha256sum); } | sha256sum | cut -c1-16; }
+source_key() { { recipe_key; echo "$NAME"; (cd "$ROOT" && sources | xargs -0 sha256sum); } | sha256sum | cut -c1-16; }
 
 want="$(source_key)"
 if [ -f "$OUT/tulle-oci.tar" ] && [ -d "$OUT/rootfs/opt/tulle" ] && [ "$(cat "$OUT/.stamp" 2>/dev/null)" = "$want" ]; then

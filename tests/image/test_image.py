@@ -195,3 +195,20 @@ def test_smoke_workload_echo_serves_from_the_image_as_nobody(built: Path) -> Non
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.communicate(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "env", "why"),
+    [
+        (["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"], {},
+         "building the image needs root"),
+        ([], {"PYTHON": "/nonexistent/python"}, "/nonexistent/python not found"),
+    ],
+)
+def test_build_refuses_clearly(prefix: list[str], env: dict[str, str], why: str) -> None:
+    done = subprocess.run(
+        [*prefix, "bash", str(BUILD)], env={**os.environ, **env},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 1
+    assert why in done.stderr
