@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 TULLE := $(VENV)/bin/tulle
 
-.PHONY: setup demo test test-unit test-root lint down clean
+.PHONY: setup demo test test-unit test-root lint down clean image
 
 setup:
 	@bash scripts/setup.sh
@@ -29,6 +29,10 @@ lint: setup
 	@$(VENV)/bin/ruff check agent authz cni controlplane gatewayapi identity l7proxy lab bench tests
 	@$(VENV)/bin/mypy agent authz cni controlplane gatewayapi identity l7proxy lab
 	@$(VENV)/bin/lint-imports --no-cache
+
+# The OCI image (issue 13): Debian and PyPI packages only, into build/image/ (image/README.md).
+image: setup
+	@PYTHON=$(abspath $(PY)) bash image/build.sh
 
 down:
 	@$(TULLE) lab down

@@ -25,6 +25,9 @@ DEBS=(
   wrk nginx-light strace                       # load, backends and syscall counts for the benchmarks
   containernetworking-plugins                  # ptp + host-local (/usr/lib/cni): the CNI chain tulle-cni follows
   libcap2-bin                                  # capsh: the agent started with only its DaemonSet's capabilities
+  # -- the image and the VM lab (issue 13: image/, vagrant/) --
+  mmdebstrap umoci                             # `make image`: Debian rootfs -> OCI layout (image/build.sh)
+  shellcheck vagrant                           # the unit tier lints vagrant/ and image/ scripts, validates the Vagrantfile
 )
 
 missing=()
