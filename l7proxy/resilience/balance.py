@@ -22,7 +22,8 @@ from typing import Generic, TypeVar
 E = TypeVar("E")
 
 DEFAULT_RTT = 0.030
-"""Seconds: the estimate of an endpoint not yet measured (Linkerd's default)."""
+"""Seconds: the estimate of an endpoint not yet measured when no other endpoint of its set has
+been either (Linkerd's default)."""
 DEFAULT_DECAY = 10.0
 """Seconds (Linkerd's default): how long a peak takes to fade to 1/e of itself."""
 DEFAULT_PENALTY = 5.0
@@ -81,7 +82,16 @@ class P2C(Generic[E]):
     def load(self, endpoint: E, now: float) -> PeakEwma:
         load = self.loads.get(endpoint)
         if load is None:
-            load = self.loads[endpoint] = PeakEwma(self.params, now)
+            load = PeakEwma(self.params, now)
+            # A new endpoint (a scale-up) starts level with the best known one (never above
+            # the default), so it takes its share at once; at DEFAULT_RTT beside 1 ms peers it
+            # would get no request until that decayed (about 30 s at the default decay). A
+            # slow newcomer is found out by its first answer: a sample above the estimate
+            # replaces it.
+            if self.loads:
+                best = min(peer.cost(now) / (peer.pending + 1) for peer in self.loads.values())
+                load.estimate = min(best, self.params.default_rtt)
+            self.loads[endpoint] = load
         return load
 
     def choose(self, endpoints: Sequence[E], now: float) -> E:

@@ -83,6 +83,30 @@ def test_p2c_avoids_a_slow_endpoint_with_a_seeded_rng() -> None:
     assert chosen["fast1"] > 100 and chosen["fast2"] > 100
 
 
+def test_a_new_endpoint_starts_level_with_the_best_and_takes_its_share_at_once() -> None:
+    # A scale-up beside fast endpoints: at the default 30 ms it would wait ~30 s for a request.
+    rng = random.Random(3)
+    p2c: P2C[str] = P2C(P, rng.random)
+    for i in range(50):
+        now = i * 0.01
+        e = p2c.choose(["a", "b"], now)
+        p2c.load(e, now).observe(0.001, now, 200)
+    chosen: Counter[str] = Counter()
+    for i in range(50, 110):
+        now = i * 0.01
+        e = p2c.choose(["a", "b", "new"], now)
+        chosen[e] += 1
+        p2c.load(e, now).observe(0.001, now, 200)
+    assert p2c.loads["new"].estimate < DEFAULT_RTT
+    assert chosen["new"] >= 10
+
+
+def test_a_new_endpoint_never_starts_above_the_default() -> None:
+    p2c: P2C[str] = P2C(P, random.random)
+    p2c.load("slow", 0.0).observe(1.0, 0.0, 200)
+    assert p2c.load("new", 0.0).estimate == DEFAULT_RTT
+
+
 def test_pending_requests_spread_the_load() -> None:
     rng = random.Random(1)
     p2c: P2C[str] = P2C(P, rng.random)
