@@ -10,9 +10,10 @@ and a server context per identity held: the client names the identity it expects
 destination pod's, in SNI (`sni_name`: a hash, since a SPIFFE ID is no host name) and the
 server's `sni_callback` switches to that identity's context, as Istio's ztunnel presents its
 destination workload's identity. A name the server holds no SVID for, and a client that
-sends no SNI, get the first identity held in SPIFFE-ID order; the client then refuses it
-unless it is the one it expected (`pool.py`). `presented` tells the receiving end which
-identity a connection was opened for, and so which pods its streams may reach.
+sends no SNI, get the first identity held in (namespace, ServiceAccount) order; the client
+then refuses it unless it is the one it expected (`pool.py`). `presented` tells the
+receiving end which identity a connection was opened for, and so which pods its streams
+may reach.
 
 `SvidDirectory.refresh` rebuilds everything when any file's (inode, size, mtime) changed.
 Contexts are taken per new connection, so a rotation reaches new connections at once while

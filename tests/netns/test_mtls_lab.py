@@ -195,7 +195,7 @@ def test_the_waypoint_presents_the_identity_asked_for_and_keeps_the_connection_t
 
     asked = attempt(sni_name(ECHO_ID), 4301)
     assert (asked.status, asked.server_id) == (200, ECHO_ID) and asked.echo
-    # no SNI: node1's first identity in SPIFFE-ID order, and (as before) any local pod
+    # no SNI: node1's first identity in (namespace, SA) order, and (as before) any local pod
     unasked = attempt(None, 4302)
     assert (unasked.status, unasked.server_id) == (200, CLIENT_ID)
     other = attempt(sni_name(intruder_id), 4303)
