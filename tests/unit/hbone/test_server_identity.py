@@ -204,3 +204,34 @@ def test_the_cache_pod_on_a_is_served_by_a_own_waypoint_under_its_identity(
         assert CACHE in {e.destination[0] for e in w.a.events if e.side == "server"}
 
     run(tmp_path, body)
+
+
+def test_a_name_the_server_holds_no_svid_for_binds_the_connection_to_its_default(
+    tmp_path: Path,
+) -> None:
+    """An SNI for an identity b does not hold (a guess, or a pod whose SVID has not arrived):
+    b presents its first identity (aaa), and the connection reaches only aaa's pods, so
+    asking for a name never unlocks the any-pod behaviour of a client without SNI."""
+
+    async def body(w: World) -> None:
+        with_store(w)
+        w.b.svids.refresh()
+        creds = w.a.svids.current
+        assert creds is not None
+        loop = asyncio.get_running_loop()
+        transport, conn = await loop.create_connection(
+            lambda: TunnelConnection(True),
+            *w.b.server.address,
+            ssl=creds.client_context(WEB_ID),
+            server_hostname=sni_name(spiffe("shop", "nobody")),
+        )
+        await asyncio.wait_for(conn.ready, 5)
+        assert AAA_ID.encode() in transport.get_extra_info("ssl_object").getpeercert(True)
+        stream = conn.open_stream(connect_fields(w.db, (WEB, 7)))
+        assert await asyncio.wait_for(stream.response, 5) == 403
+        ev = only(w.b.events, "server")
+        assert (ev.drop_reason, ev.destination_spiffe_id) == ("MTLS_WRONG_IDENTITY", DB_ID)
+        assert f"opened for {AAA_ID}" in ev.detail
+        conn.close()
+
+    run(tmp_path, body)
