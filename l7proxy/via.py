@@ -39,7 +39,7 @@ DIRECT = Direct()
 class Tunnel:
     """An HBONE CONNECT stream to ``peer`` (the backend node's waypoint, 15008; this node's
     own for a local backend) presenting ``source_id``'s SVID; ``destination_id`` is the
-    backend pod's identity, which the receiving waypoint asserts by delivering only to it."""
+    backend pod's identity, which the peer must prove with its own SVID (``hbone.pool``)."""
 
     source_id: str
     destination_id: str

@@ -3,7 +3,8 @@ CONNECT stream (``l7proxy.via.Tunnel``), handed to the L7 proxy's protocols as a
 asyncio transport.
 
 The stream comes from the same pool as the kernel-redirected tunnels (``pool.TunnelPool``:
-per (client SPIFFE ID, peer waypoint), the client's SVID presented), with ``:authority``
+per (client SPIFFE ID, backend SPIFFE ID, peer waypoint), the client's SVID presented and
+the backend's identity required of the peer), with ``:authority``
 the backend and ``Forwarded: for=`` the client pod, so the receiving waypoint runs every
 check it runs for a redirected connection (the client's identity against its certificate,
 NetworkPolicy, a local pod) and delivers from its own marked address, which a STRICT pod
@@ -51,7 +52,7 @@ class TunnelBridge:
         metrics = self.pool.metrics
         try:
             stream = await self.pool.stream(
-                via.source_id, via.peer, connect_fields(backend, client)
+                via.source_id, via.destination_id, via.peer, connect_fields(backend, client)
             )
         except TunnelError as exc:
             if exc.decided:

@@ -5,9 +5,15 @@ certificate and verifies it against the bundle's roots; hostname checks are off,
 SVID names a SPIFFE ID, not a host: after OpenSSL accepts a chain, `peer_identity` checks it
 again under the SPIFFE rules (one URI SAN, the trust domain: ``identity.bundle.verify_svid``).
 
-A client context per identity held (the sending waypoint presents the *client pod's* SVID);
-one server context, presenting the first identity held in SPIFFE-ID order, since one
-connection carries streams to many destinations (see README.md: where Tulle differs).
+A client context per identity held (the sending waypoint presents the *client pod's* SVID),
+and a server context per identity held: the client names the identity it expects, the
+destination pod's, in SNI (`sni_name`: a hash, since a SPIFFE ID is no host name) and the
+server's `sni_callback` switches to that identity's context, as Istio's ztunnel presents its
+destination workload's identity. A name the server holds no SVID for, and a client that
+sends no SNI, get the first identity held in (namespace, ServiceAccount) order; the client
+then refuses it unless it is the one it expected (`pool.py`). `presented` tells the
+receiving end which identity a connection was opened for, and so which pods its streams
+may reach.
 
 `SvidDirectory.refresh` rebuilds everything when any file's (inode, size, mtime) changed.
 Contexts are taken per new connection, so a rotation reaches new connections at once while
@@ -18,6 +24,7 @@ it is handed one through a memfd, so no copy of a private key is written anywher
 from __future__ import annotations
 
 import _ssl
+import hashlib
 import logging
 import os
 import ssl
@@ -35,6 +42,15 @@ from identity.spiffe import DEFAULT_TRUST_DOMAIN, SpiffeId, workload_id
 
 log = logging.getLogger("tulle.waypoint.hbone")
 Stamp = tuple[tuple[str, int, int, int], ...]
+SNI_SUFFIX = ".id.hbone.tulle"
+
+
+def sni_name(spiffe_id: str) -> str:
+    """The SNI a client sends to ask for ``spiffe_id``'s certificate: 32 hex digits (128 bits)
+    of its SHA-256 under a reserved suffix. A SPIFFE ID has ``/`` and ``:``, and may pass a
+    DNS label's 63 octets, so it cannot be the name itself; the hash leaks no more than the
+    certificate the server answers with (TLS 1.3 encrypts that, but not SNI)."""
+    return hashlib.sha256(spiffe_id.encode()).hexdigest()[:32] + SNI_SUFFIX
 
 
 def make_context(server_side: bool, svid: SvidFile, bundle_pem: bytes) -> ssl.SSLContext:
@@ -57,12 +73,14 @@ def make_context(server_side: bool, svid: SvidFile, bundle_pem: bytes) -> ssl.SS
 
 @dataclass(frozen=True)
 class Held:
-    """One identity this node holds: its leaf, and a client context presenting it."""
+    """One identity this node holds: its leaf, and a client and a server context presenting
+    it."""
 
     spiffe_id: str
     serial: int
     not_after: datetime
     client: ssl.SSLContext = field(repr=False)
+    server: ssl.SSLContext = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -71,12 +89,30 @@ class Credentials:
 
     bundle: TrustBundle
     held: dict[str, Held]  # by SPIFFE ID
-    server: ssl.SSLContext | None = field(repr=False)  # None: no identity held
+    # The listener's context: presents ``server_id`` to a client without SNI and switches
+    # to the asked identity's context on SNI (`select`). None: no identity held.
+    server: ssl.SSLContext | None = field(repr=False)
     server_id: str = ""
+    by_sni: dict[str, str] = field(default_factory=dict)  # sni_name(id) -> id
 
     def client_context(self, spiffe_id: str) -> ssl.SSLContext | None:
         held = self.held.get(spiffe_id)
         return held.client if held is not None else None
+
+    def select(self, ssl_object: ssl.SSLObject, name: str | None, _: object) -> None:
+        """OpenSSL's SNI callback: present the identity ``name`` asks for, or (a name of
+        none held) the default one, but through its own context either way, so that
+        `presented` knows the client asked for a certificate."""
+        if name is None or not self.server_id:
+            return
+        ssl_object.context = self.held[self.by_sni.get(name, self.server_id)].server
+
+    def presented(self, ssl_object: ssl.SSLObject) -> str:
+        """The identity a server-side connection was opened for: the one it presented when
+        the client asked by SNI, "" when the client sent none (any local pod then)."""
+        if ssl_object.context is self.server:
+            return ""
+        return next((h.spiffe_id for h in self.held.values() if h.server is ssl_object.context), "")
 
 
 def load(directory: Path, trust_domain: str) -> Credentials | None:
@@ -95,13 +131,19 @@ def load(directory: Path, trust_domain: str) -> Credentials | None:
         try:
             leaf = load_pem_chain(svid.chain_pem)[0]
             client = make_context(False, svid, bundle_pem)
+            own_server = make_context(True, svid, bundle_pem)
             if server is None:
                 server, server_id = make_context(True, svid, bundle_pem), spiffe_id
         except (ValueError, ssl.SSLError) as exc:
             log.warning("SVID %s/%s not loaded: %s", namespace, sa, exc)
             continue
-        held[spiffe_id] = Held(spiffe_id, leaf.serial_number, not_after(leaf), client)
-    return Credentials(bundle, held, server, server_id)
+        held[spiffe_id] = Held(spiffe_id, leaf.serial_number, not_after(leaf), client, own_server)
+    creds = Credentials(
+        bundle, held, server, server_id, {sni_name(spiffe_id): spiffe_id for spiffe_id in held}
+    )
+    if server is not None:
+        server.sni_callback = creds.select
+    return creds
 
 
 class SvidDirectory:
@@ -170,4 +212,12 @@ def peer_identity(
     return verify_svid(chain, bundle, now or datetime.now(UTC)), chain[0].serial_number
 
 
-__all__ = ["Credentials", "Held", "SvidDirectory", "SvidError", "make_context", "peer_identity"]
+__all__ = [
+    "Credentials",
+    "Held",
+    "SvidDirectory",
+    "SvidError",
+    "make_context",
+    "peer_identity",
+    "sni_name",
+]

@@ -9,12 +9,17 @@ order, each refusal answering that stream alone and emitting its event:
    failure: drop.h has no closer name);
 2. the destination is a pod on this node (``is_local``) -> else 404,
    TUNNEL_DESTINATION_NOT_LOCAL;
-3. the source pod named by ``Forwarded: for=`` has the SPIFFE ID of the client's certificate
+3. on a connection the client opened for an identity (SNI: ``identities.sni_name``; this
+   end presented that identity's SVID), the destination pod has that identity
+   (``identity_of``) -> else 403, MTLS_WRONG_IDENTITY: a connection authenticated as one
+   identity never reaches another's pods. Without SNI (a peer that does not ask) any local
+   pod, as before;
+4. the source pod named by ``Forwarded: for=`` has the SPIFFE ID of the client's certificate
    (``identity_of``) -> else 403, MTLS_WRONG_IDENTITY: a node may only speak for the
    identities it holds certificates for;
-4. ``admit(source_ip, destination_ip, destination_port)`` (NetworkPolicy on the source pod)
+5. ``admit(source_ip, destination_ip, destination_port)`` (NetworkPolicy on the source pod)
    -> else 403, POLICY_DENIED;
-5. the pod answers a connect (from ``dial``: the waypoint's address and mark) -> else 503,
+6. the pod answers a connect (from ``dial``: the waypoint's address and mark) -> else 503,
    TUNNEL_UPSTREAM_FAILED; then 200, FORWARDED, and the bytes are spliced.
 """
 
@@ -30,12 +35,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from agent.flows.tunnelrecord import Side
-from identity.bundle import SvidError, TrustBundle
+from identity.bundle import SvidError
 from identity.hbone import ALPN_H2, HBONE_PORT
 from l7proxy.hbone import refusal
 from l7proxy.hbone.connecthead import ConnectHead, HeadError, parse_connect
 from l7proxy.hbone.ends import Address, Dial, EventSink, dialer, event
-from l7proxy.hbone.identities import SvidDirectory, peer_identity
+from l7proxy.hbone.identities import Credentials, SvidDirectory, peer_identity
 from l7proxy.hbone.metrics import HboneMetrics
 from l7proxy.hbone.splice import splice
 from l7proxy.hbone.tunnel import DEFAULT_MAX_STREAMS, Fields, Stream, TunnelConnection
@@ -151,7 +156,7 @@ class HboneServer:
                 lambda stream, fields: self._on_request(peer, stream, fields),
                 self.max_streams,
             )
-            conn.on_made = lambda c: self._check_peer(c, peer, creds.bundle)
+            conn.on_made = lambda c: self._check_peer(c, peer, creds)
             return conn
 
         try:
@@ -162,7 +167,7 @@ class HboneServer:
             sock.close()
             self._refuse_connection(peer, refusal.handshake_reason(exc), refusal.describe(exc))
 
-    def _check_peer(self, conn: TunnelConnection, peer: Address, bundle: TrustBundle) -> bool:
+    def _check_peer(self, conn: TunnelConnection, peer: Address, creds: Credentials) -> bool:
         """At connection_made, before any byte of HTTP/2 is read (uvloop delivers data
         before the handshake's awaiter resumes): ALPN, then the SPIFFE check."""
         assert conn.transport is not None
@@ -173,11 +178,12 @@ class HboneServer:
             )
             return False
         try:
-            spiffe_id, conn.peer_serial = peer_identity(ssl_object, bundle)
+            spiffe_id, conn.peer_serial = peer_identity(ssl_object, creds.bundle)
         except SvidError as exc:
             self._refuse_connection(peer, refusal.svid_reason(exc.reason), str(exc))
             return False
         conn.peer_id = str(spiffe_id)
+        conn.local_id = creds.presented(ssl_object)
         self.metrics.handshake(SIDE, "ok")
         self.metrics.connections[SIDE] += 1
         self._connections.add(conn)
@@ -242,6 +248,15 @@ class HboneServer:
         )
         if not self.is_local(dst_ip):
             refuse(404, refusal.NOT_LOCAL, f"{dst_ip} is not a pod on this node")
+            return
+        bound = stream.conn.local_id
+        if bound and dst_id != bound:
+            refuse(
+                403,
+                refusal.WRONG_IDENTITY,
+                f"this connection was opened for {bound} (its server certificate); the "
+                f"destination pod {dst_ip} is {dst_id or 'not known'}",
+            )
             return
         src_id = self.identity_of(src_ip)
         if src_id != peer_id:

@@ -5,7 +5,8 @@ Per connection: the original destination (``original_destination``: the datapath
 ``l7_orig_dst_v1``, by the client's address), the client's SPIFFE ID (``identity_of``), the
 destination node's waypoint (``waypoint_of``: also for a destination on this node, whose
 traffic tunnels through this node's own 15008 so identity is asserted the same way), then a
-pooled stream (``pool``), ``:authority`` the destination and ``Forwarded: for=`` the client.
+pooled stream (``pool``) on a connection whose peer proved the destination pod's identity,
+``:authority`` the destination and ``Forwarded: for=`` the client.
 Refusals reset the client (RST: SO_LINGER 0) at once. This end reports what it decided: no
 certificate, an unreachable peer, a peer whose certificate it refused, and FORWARDED when the
 peer answered 200; the peer reports its own refusals.
@@ -136,9 +137,18 @@ class OutboundServer:
                 source_id=source_id,
             )
             return
+        if not destination_id:
+            drop(
+                refusal.UPSTREAM_FAILED,
+                f"no identity known for {destination[0]}",
+                source_id=source_id,
+            )
+            return
         stream = None
         try:
-            stream = await self.pool.stream(source_id, peer, connect_fields(destination, client))
+            stream = await self.pool.stream(
+                source_id, destination_id, peer, connect_fields(destination, client)
+            )
             async with asyncio.timeout(self.response_timeout):
                 status = await stream.response
         except TunnelError as exc:

@@ -1,6 +1,11 @@
-"""The sending end's connections, pooled per (source SPIFFE ID, peer waypoint).
+"""The sending end's connections, pooled per (source SPIFFE ID, destination SPIFFE ID, peer
+waypoint).
 
-A connection presents the client pod's SVID, so it may only carry that identity's streams.
+A connection presents the client pod's SVID, so it may only carry that identity's streams;
+it asks the peer (SNI: ``identities.sni_name``) for the destination pod's identity and is
+refused here unless the peer's SVID names exactly that identity (MTLS_WRONG_IDENTITY: a
+node, or anyone on the fabric, holding some other valid SVID cannot terminate it), so it
+may only carry streams to that identity's pods too.
 `stream` reuses a connection with room under the peer's MAX_CONCURRENT_STREAMS, else dials
 a new one; concurrent callers wait for one dial in progress instead of each dialling (N
 connections at once cost one handshake). A connection is ready once the peer's SETTINGS
@@ -20,12 +25,12 @@ from identity.bundle import SvidError
 from identity.hbone import ALPN_H2
 from l7proxy.hbone import refusal
 from l7proxy.hbone.ends import Address, Dial, dialer
-from l7proxy.hbone.identities import SvidDirectory, peer_identity
+from l7proxy.hbone.identities import SvidDirectory, peer_identity, sni_name
 from l7proxy.hbone.metrics import HboneMetrics
 from l7proxy.hbone.tunnel import Fields, Stream, TunnelConnection
 
 log = logging.getLogger("tulle.waypoint.hbone")
-Key = tuple[str, Address]
+Key = tuple[str, str, Address]  # (source ID, destination ID, peer waypoint)
 SIDE = "client"
 
 
@@ -59,9 +64,12 @@ class TunnelPool:
         self._dialling: dict[Key, asyncio.Future[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def stream(self, spiffe_id: str, peer: Address, fields: Fields) -> Stream:
-        """A new CONNECT stream to ``peer`` presenting ``spiffe_id``; TunnelError if not."""
-        conn = await self._connection((spiffe_id, peer))
+    async def stream(
+        self, spiffe_id: str, destination_id: str, peer: Address, fields: Fields
+    ) -> Stream:
+        """A new CONNECT stream to ``peer`` presenting ``spiffe_id``, on a connection whose
+        peer proved ``destination_id``; TunnelError if not."""
+        conn = await self._connection((spiffe_id, destination_id, peer))
         return conn.open_stream(fields)
 
     def _current(self, spiffe_id: str) -> tuple[int, tuple[object, ...]]:
@@ -106,7 +114,7 @@ class TunnelPool:
         return TunnelError(reason, detail, decided)
 
     async def _dial(self, key: Key) -> TunnelConnection:
-        spiffe_id, peer = key
+        spiffe_id, destination_id, peer = key
         creds = self.svids.current
         ctx = creds.client_context(spiffe_id) if creds is not None else None
         if creds is None or ctx is None:
@@ -123,7 +131,7 @@ class TunnelPool:
                 lambda: TunnelConnection(True),
                 sock=sock,
                 ssl=ctx,
-                server_hostname="",
+                server_hostname=sni_name(destination_id),
                 ssl_handshake_timeout=self.handshake_timeout,
             )
         except (ssl.SSLError, OSError, TimeoutError) as exc:
@@ -141,6 +149,14 @@ class TunnelPool:
         except SvidError as exc:
             conn.abort("peer SVID refused")
             raise self._refused(refusal.svid_reason(exc.reason), str(exc)) from exc
+        if conn.peer_id != destination_id:
+            # Before any stream: nothing for the destination was sent to this peer.
+            conn.abort("peer SVID names another identity")
+            raise self._refused(
+                refusal.WRONG_IDENTITY,
+                f"the peer waypoint {peer[0]}:{peer[1]} presented {conn.peer_id}, not the "
+                f"destination's {destination_id} (it holds no SVID for it, or is not its node)",
+            )
         try:
             async with asyncio.timeout(self.handshake_timeout):
                 await conn.ready
@@ -176,7 +192,7 @@ class TunnelPool:
         while self.connections:
             await asyncio.sleep(max(self.idle_timeout / 2, 0.05))
             now = loop.time()
-            for (spiffe_id, _), conns in list(self.connections.items()):
+            for (spiffe_id, _, _), conns in list(self.connections.items()):
                 current = self._current(spiffe_id)
                 for conn in list(conns):
                     stale = (conn.local_serial, conn.roots) != current

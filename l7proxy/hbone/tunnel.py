@@ -145,6 +145,7 @@ class TunnelConnection(asyncio.Protocol):
         self.peer_serial = 0  # ... and of the peer's
         self.roots: tuple[object, ...] = ()  # the bundle's roots the peer was verified under
         self.peer_id = ""  # the peer's SPIFFE ID (after the SPIFFE check)
+        self.local_id = ""  # server side: the identity presented on request by SNI ("": none)
         self.lost_exc: Exception | None = None
 
     # --- asyncio ------------------------------------------------------------------

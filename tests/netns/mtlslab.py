@@ -222,6 +222,7 @@ class Attempt:
     status: int = 0
     refused: str = ""
     echo: bytes = b""
+    server_id: str = ""  # the URI SAN of the certificate the waypoint presented
 
 
 def hbone_connect(
@@ -231,9 +232,11 @@ def hbone_connect(
     authority: str,
     forwarded: str,
     payload: bytes = b"GET / HTTP/1.0\r\n\r\n",
+    sni: str | None = None,
 ) -> Attempt:
     """One CONNECT stream to ``waypoint`` from ``netns``, presenting ``svid``, as a peer
-    waypoint would send it (the test's own client: ssl + h2, no Tulle code)."""
+    waypoint would send it (the test's own client: ssl + h2, no Tulle code); ``sni``: the
+    server name to send (none by default)."""
     with tempfile.TemporaryDirectory() as tmp:
         cert, key = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
         cert.write_bytes(svid.chain_pem)
@@ -244,18 +247,32 @@ def hbone_connect(
         ctx.verify_mode = ssl.CERT_NONE  # an attacker does not care who answers
         ctx.load_cert_chain(cert, key)
         ctx.set_alpn_protocols(["h2"])
-    return in_netns(netns, lambda: _connect(ctx, waypoint, authority, forwarded, payload))
+    return in_netns(netns, lambda: _connect(ctx, waypoint, authority, forwarded, payload, sni))
+
+
+def _san(der: bytes | None) -> str:
+    if not der:
+        return ""
+    cert = x509.load_der_x509_certificate(der)
+    uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return ",".join(uris.get_values_for_type(x509.UniformResourceIdentifier))
 
 
 def _connect(
-    ctx: ssl.SSLContext, waypoint: tuple[str, int], authority: str, forwarded: str, payload: bytes
+    ctx: ssl.SSLContext,
+    waypoint: tuple[str, int],
+    authority: str,
+    forwarded: str,
+    payload: bytes,
+    sni: str | None,
 ) -> Attempt:
     raw = socket.create_connection(waypoint, timeout=10)
     try:
-        tls = ctx.wrap_socket(raw)
+        tls = ctx.wrap_socket(raw, server_hostname=sni)
     except (ssl.SSLError, OSError) as exc:
         raw.close()
         return Attempt(refused=str(exc))
+    server_id = _san(tls.getpeercert(binary_form=True))
     with tls:
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         conn.initiate_connection()
@@ -270,18 +287,19 @@ def _connect(
             while True:
                 data = tls.recv(65536)
                 if not data:
-                    return Attempt(status, "connection closed" if not status else "", bytes(echo))
+                    closed = "connection closed" if not status else ""
+                    return Attempt(status, closed, bytes(echo), server_id)
                 for ev in conn.receive_data(data):
                     if isinstance(ev, h2.events.ResponseReceived):
                         status = int(dict(ev.headers)[b":status"])
                         if status != 200:
-                            return Attempt(status)
+                            return Attempt(status, server_id=server_id)
                         conn.send_data(stream, payload)
                     elif isinstance(ev, h2.events.DataReceived):
                         echo += ev.data
                         conn.acknowledge_received_data(len(ev.data), stream)
                     elif isinstance(ev, h2.events.StreamEnded | h2.events.StreamReset):
-                        return Attempt(status, echo=bytes(echo))
+                        return Attempt(status, echo=bytes(echo), server_id=server_id)
                 tls.sendall(conn.data_to_send())
         except (ssl.SSLError, OSError) as exc:
-            return Attempt(status, refused=str(exc), echo=bytes(echo))
+            return Attempt(status, refused=str(exc), echo=bytes(echo), server_id=server_id)

@@ -19,6 +19,7 @@ import pytest
 from controlplane.roots import fingerprint, secret_for
 from identity.ca import CertificateAuthority
 from identity.hbone import HBONE_PORT
+from l7proxy.hbone.identities import sni_name
 from tests.unit.hbone.harness import root
 
 from .mtlslab import (
@@ -170,6 +171,40 @@ def test_a_certificate_for_another_identity_cannot_speak_for_a_pod(mesh: Mesh) -
                    IP__destination=mesh.waypoint("node2")[0])
     assert flow["IP"]["source"] == str(mesh.plan.node("node1").fabric_ip)
     assert "evil.example" in flow["tulle"]["tunnel"]["detail"]
+
+
+def test_the_waypoint_presents_the_identity_asked_for_and_keeps_the_connection_to_it(
+    mesh: Mesh,
+) -> None:
+    """From node2's netns to node1's waypoint, with a valid client certificate: the server
+    presents the SVID the SNI asks for; a connection opened for one identity (intruder's)
+    reaches no pod of another (echo1), so a client that checked the server got what it
+    checked."""
+    good = forge(mesh.ca(), MESH, "client")
+    intruder_id = spiffe(OTHER, "intruder")
+
+    def attempt(sni: str | None, port: int) -> Any:
+        return hbone_connect(
+            mesh.node_netns("node2"),
+            mesh.waypoint("node1"),
+            good,
+            f"{mesh.ips['echo1']}:8080",
+            f'for="{mesh.ips["client"]}:{port}"',
+            sni=sni,
+        )
+
+    asked = attempt(sni_name(ECHO_ID), 4301)
+    assert (asked.status, asked.server_id) == (200, ECHO_ID) and asked.echo
+    # no SNI: node1's first identity in (namespace, SA) order, and (as before) any local pod
+    unasked = attempt(None, 4302)
+    assert (unasked.status, unasked.server_id) == (200, CLIENT_ID)
+    other = attempt(sni_name(intruder_id), 4303)
+    assert (other.status, other.server_id) == (403, intruder_id) and not other.echo
+    flow = dropped(mesh, "MTLS_WRONG_IDENTITY", "node1", IP__destination=mesh.ips["echo1"],
+                   l4__TCP__source_port=4303)
+    assert f"opened for {intruder_id}" in flow["tulle"]["tunnel"]["detail"]
+    assert flow["tulle"]["destination_spiffe_id"] == ECHO_ID
+    assert flow["destination"]["pod_name"] == "echo1"
 
 
 def test_a_valid_peer_gets_only_pods_of_the_receiving_node(mesh: Mesh) -> None:

@@ -103,7 +103,7 @@ def test_a_full_connection_opens_a_second(tmp_path: Path) -> None:
             assert await asyncio.wait_for(reader.readexactly(1), 5) == b"x"
         # MAX_CONCURRENT_STREAMS 2: five streams need three connections
         assert w.a.metrics.handshakes == {("client", "ok"): 3}
-        assert len(w.a.pool.connections[(WEB_ID, w.b.server.address)]) == 3
+        assert len(w.a.pool.connections[(WEB_ID, DB_ID, w.b.server.address)]) == 3
         for _, writer in pods:
             writer.close()
 

@@ -104,10 +104,12 @@ def only(events: list[TunnelEvent], side: str) -> TunnelEvent:
     return found[0]
 
 
-async def raw_stream(w: World, fields: list[tuple[bytes, bytes]], identity: str = WEB_ID) -> int:
+async def raw_stream(
+    w: World, fields: list[tuple[bytes, bytes]], identity: str = WEB_ID, expect: str = DB_ID
+) -> int:
     """A CONNECT stream with a head of the test's making (h2's own checks off, as a
-    hostile or buggy peer would have them)."""
-    conn = await w.a.pool._connection((identity, w.b.server.address))
+    hostile or buggy peer would have them), on a connection to b opened for ``expect``."""
+    conn = await w.a.pool._connection((identity, expect, w.b.server.address))
     conn.h2.config.validate_outbound_headers = False
     conn.h2.config.normalize_outbound_headers = False
     stream = conn.open_stream(fields)
