@@ -14,7 +14,7 @@ from l7proxy.exchange import Downstream, Exchange, RawHeaders, RequestBody, upst
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.response import ResponseHead, upgrade_refusal
 from l7proxy.http.wire import HOP_BY_HOP, LAST_CHUNK, chunk, end_to_end
-from l7proxy.resilience.limits import PoolLimits
+from l7proxy.retries import RETRY_BUDGET_DROP, Retries, retries_for
 from l7proxy.timing import now
 from l7proxy.upstream import Http1Upstream, UpstreamFailure
 
@@ -28,7 +28,6 @@ _DROPPED_ERRORS = {
     UpstreamError.BACKEND_TIMEOUT: "UPSTREAM_TIMEOUT",
     UpstreamError.RESET_AFTER_SEND: "UPSTREAM_RESET",
 }
-
 
 class Failed(Exception):
     """A try ended without a response the client can get: answer ``status``."""
@@ -97,35 +96,10 @@ def _fail(down: Downstream, failure: Failed) -> int:
     raise failure
 
 
-class _Retries:
-    """The request's place among the Service's retries in flight (``maxRetries``): held
-    from a retry's decision until the next decision or the request's end."""
-
-    __slots__ = ("limits", "held")
-
-    def __init__(self, limits: PoolLimits | None) -> None:
-        self.limits = limits
-        self.held = False
-
-    def take(self) -> bool:
-        """Whether one more retry may go."""
-        limits = self.limits
-        if limits is None:
-            return True
-        self.release()
-        self.held = limits.start_retry()
-        return self.held
-
-    def release(self) -> None:
-        if self.held and self.limits is not None:
-            self.limits.end_retry()
-            self.held = False
-
-
 async def _tries(
     proxy: Proxy, ex: Exchange, fwd: Forward, down: Downstream, deadline: float | None
 ) -> int:
-    retries = _Retries(proxy.resilience.limits(fwd.backend))
+    retries = retries_for(proxy, fwd.backend)
     try:
         return await _try_all(proxy, ex, fwd, down, deadline, retries)
     finally:
@@ -138,7 +112,7 @@ async def _try_all(
     fwd: Forward,
     down: Downstream,
     deadline: float | None,
-    retries: _Retries,
+    retries: Retries,
 ) -> int:
     policy = fwd.retry
     backend_timeout = fwd.timeouts.backend_request
@@ -176,7 +150,11 @@ async def _try_all(
             raise failure
         remaining = deadline - loop.time() if deadline is not None else None
         wait = policy.should_retry(attempt, outcome, draw=proxy.rng(), remaining=remaining)
-        if wait is None or not retries.take():
+        if wait is None:
+            raise failure
+        if not retries.take():
+            if retries.over_budget:
+                failure.drop = RETRY_BUDGET_DROP
             raise failure
         await asyncio.sleep(wait)
 
@@ -188,7 +166,7 @@ async def _attempt(
     down: Downstream,
     attempt: int,
     deadline: float | None,
-    retries: _Retries,
+    retries: Retries,
 ) -> tuple[int, float | None]:
     """One try: (status sent, None), or (status, delay) when it is to be retried."""
     conn, head = await _send(proxy, ex, fwd)
