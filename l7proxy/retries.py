@@ -1,13 +1,16 @@
 """A request's retries against the Service's limits: its place among the retries in flight
 (Istio's ``maxRetries``, ``resilience/limits.py``) and the Service's retry budget (GEP-3388,
-``resilience/budget.py``). One per request, for the HTTP/1.1 and the h2c clients alike."""
+``resilience/budget.py``). One per request, for the HTTP/1.1 and the h2c clients alike, with
+the decision to retry a response status they share (``status_retry``)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from gatewayapi import BackendTarget
+from gatewayapi import BackendTarget, Forward
+from l7proxy.exchange import Exchange
 from l7proxy.resilience.budget import RetryBudget
 from l7proxy.resilience.limits import PoolLimits
 
@@ -64,3 +67,24 @@ def retries_for(proxy: Proxy, target: BackendTarget) -> Retries:
     """A request's retries to ``target`` (it counts in the budget from here)."""
     resilience = proxy.resilience
     return Retries(resilience.limits(target), resilience.budget(target), resilience.clock)
+
+
+def status_retry(
+    proxy: Proxy,
+    ex: Exchange,
+    fwd: Forward,
+    status: int,
+    attempt: int,
+    deadline: float | None,
+    retries: Retries,
+) -> float | None:
+    """After try ``attempt`` got a response head with ``status``: the wait before the
+    next try, or None to send this response on. Only a body still whole is sent again."""
+    policy = fwd.retry
+    if policy is None or status not in policy.codes or not ex.body.replayable:
+        return None
+    remaining = deadline - asyncio.get_running_loop().time() if deadline is not None else None
+    wait = policy.should_retry(attempt, status, draw=proxy.rng(), remaining=remaining)
+    if wait is None or not retries.take():
+        return None
+    return wait
