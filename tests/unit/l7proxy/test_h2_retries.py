@@ -95,7 +95,9 @@ async def lab(params: BackendParams | None = None) -> AsyncIterator[Lab]:
         await h2.close()
 
 
-def run(test: Callable[[Lab], Coroutine[Any, Any, None]], params: BackendParams | None = None):
+def run(
+    test: Callable[[Lab], Coroutine[Any, Any, None]], params: BackendParams | None = None
+) -> None:
     async def main() -> None:
         async with lab(params) as the_lab:
             await asyncio.wait_for(test(the_lab), 30)
