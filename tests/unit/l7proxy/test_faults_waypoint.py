@@ -17,6 +17,7 @@ from agent.flows.flow import Flow, Verdict
 from l7proxy.http import RequestHead
 from l7proxy.server import WaypointServer
 from l7proxy.testing import RawBackend, gateway_config, read_response
+from tests.unit.l7proxy.test_h2_retries import grpc_call
 
 ROUTES = """
 apiVersion: gateway.networking.k8s.io/v1
@@ -30,6 +31,9 @@ spec:
     backendRefs: [{name: web, port: 8080}]
   - matches: [{path: {type: PathPrefix, value: /delay}}]
     filters: [{type: ExtensionRef, extensionRef: {group: policy.tulle.io, kind: HTTPFault, name: slow}}]
+    backendRefs: [{name: web, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: /grpc.Echo}}]
+    filters: [{type: ExtensionRef, extensionRef: {group: policy.tulle.io, kind: HTTPFault, name: down}}]
     backendRefs: [{name: web, port: 8080}]
   - matches: [{path: {type: PathPrefix, value: /missing}}]
     filters: [{type: ExtensionRef, extensionRef: {group: policy.tulle.io, kind: HTTPFault, name: gone}}]
@@ -46,6 +50,12 @@ kind: HTTPFault
 metadata: {name: slow, namespace: default}
 spec:
   delay: {fixedDelay: 200ms}
+---
+apiVersion: policy.tulle.io/v1alpha1
+kind: HTTPFault
+metadata: {name: down, namespace: default}
+spec:
+  abort: {grpcStatus: UNAVAILABLE}
 """
 
 
@@ -127,6 +137,17 @@ def test_a_missing_fault_answers_500_and_is_not_skipped() -> None:
     async def body(lab: Lab) -> None:
         status, _ = await lab.get("/missing")
         assert status == 500
+        assert lab.backend.received == []
+
+    run(body)
+
+
+def test_a_grpc_abort_answers_grpc_callers_with_a_grpc_status() -> None:
+    async def body(lab: Lab) -> None:
+        answer = await grpc_call(lab.port, b"/grpc.Echo/Say", b"\x00\x00\x00\x00\x02hi")
+        assert answer["headers"][b":status"] == b"200"
+        assert answer["headers"][b"grpc-status"] == b"14"  # UNAVAILABLE
+        assert answer["data"] == b""
         assert lab.backend.received == []
 
     run(body)
