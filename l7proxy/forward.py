@@ -1,7 +1,7 @@
-"""Forwarding one routed request over HTTP/1.1 (or handing it to the h2c client): the
-rule's request timeout, retries and backend timeout, pooled connections replaced when a
-backend closed them while idle, the response streamed to the ``Downstream`` (or an
-Upgrade spliced). ``Failed`` is the error answer the caller records."""
+"""Forwarding one routed request over HTTP/1.1 (or, try by try, over the h2c client): the
+rule's request timeout, retries (with ``retries.Retries``: maxRetries and the retry budget)
+and backend timeout, pooled connections replaced when a backend closed them while idle,
+the response streamed to the ``Downstream`` (or an Upgrade spliced). ``Failed`` is the error answer the caller records."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ _DROPPED_ERRORS = {
     UpstreamError.BACKEND_TIMEOUT: "UPSTREAM_TIMEOUT",
     UpstreamError.RESET_AFTER_SEND: "UPSTREAM_RESET",
 }
+
 
 class Failed(Exception):
     """A try ended without a response the client can get: answer ``status``."""
