@@ -1,7 +1,8 @@
 """Forwarding one routed request over HTTP/1.1 (or, try by try, over the h2c client): the
 rule's request timeout, retries (with ``retries.Retries``: maxRetries and the retry budget)
 and backend timeout, pooled connections replaced when a backend closed them while idle,
-the response streamed to the ``Downstream`` (or an Upgrade spliced). ``Failed`` is the error answer the caller records."""
+the response streamed to the ``Downstream`` (or an Upgrade spliced). ``Failed`` is the
+error answer the caller records."""
 
 from __future__ import annotations
 
