@@ -6,16 +6,18 @@ Filters run in the order the rule lists them, then those of the chosen backendRe
 is drawn first, from the weights, so rule and backend filters see the same choice. A
 redirect or CORS preflight answers at once; an invalid backend, or a rule without
 backends, answers 500 (spec, HTTPRouteRule.backendRefs). Mirrors receive the request as
-finally forwarded.
+finally forwarded. An HTTPFault filter (``faults.py``) adds its delay to ``delay``, which
+the proxy waits out before it forwards or answers, and its abort answers at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from gatewayapi.cors import Cors
+from gatewayapi.faults import Fault
 from gatewayapi.filters import HeaderEdit, Mirror, Redirect, Rewrite, Unsupported
 from gatewayapi.headers import Headers
 from gatewayapi.retry import RetryPolicy
@@ -47,6 +49,8 @@ class Answer(StrEnum):
     """The request target is refused by the path policy (``paths.py``): 400."""
     INVALID_REQUEST = "InvalidRequest"
     """The method or authority cannot go into an HTTP/1.1 head: 400."""
+    FAULT_ABORT = "FaultAbort"
+    """An HTTPFault's abort fired (Envoy's FI flag)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,8 @@ class Forward:
     backend: BackendTarget
     mirrors: tuple[MirrorRequest, ...]
     response_steps: tuple[tuple[FilterStep, Request], ...]
+    delay: float = 0.0
+    """Seconds an HTTPFault delays the request before it goes (Envoy's DI flag)."""
 
     @property
     def timeouts(self) -> Timeouts:
@@ -120,6 +126,8 @@ class Respond:
     answer: Answer
     selection: Selection | None = None
     detail: str = ""
+    delay: float = 0.0
+    """Seconds an HTTPFault delays the answer."""
 
 
 def error_response(status: int, text: str) -> Response:
@@ -138,13 +146,15 @@ def not_found(no_route: NoRoute) -> Respond:
 class _Run:
     """The state of one pass through the filter chain."""
 
-    __slots__ = ("selection", "request", "mirrors", "responses")
+    __slots__ = ("selection", "request", "mirrors", "responses", "rng", "delay")
 
-    def __init__(self, selection: Selection, request: Request) -> None:
+    def __init__(self, selection: Selection, request: Request, rng: Random) -> None:
         self.selection = selection
         self.request = request
         self.mirrors: list[Mirror] = []
         self.responses: list[tuple[FilterStep, Request]] = []
+        self.rng = rng
+        self.delay = 0.0
 
     def run(self, steps: tuple[FilterStep, ...]) -> Respond | None:
         selection = self.selection
@@ -166,6 +176,13 @@ class _Run:
                 self.responses.append((step, self.request))
             elif kind is Step.MIRROR and isinstance(config, Mirror):
                 self.mirrors.append(config)
+            elif kind is Step.FAULT and isinstance(config, Fault):
+                wait, aborted = config.decide(self.rng)
+                self.delay += wait
+                if aborted:
+                    detail = f"HTTPFault {config.name}"
+                    return Respond(config.response(self.request), Answer.FAULT_ABORT,
+                                   selection, detail)
             elif kind is Step.UNSUPPORTED and isinstance(config, Unsupported):
                 response = error_response(500, "route filter not supported")
                 return Respond(response, Answer.UNSUPPORTED_FILTER, selection, config.message)
@@ -177,14 +194,14 @@ def _with_headers(request: Request, headers: Headers) -> Request:
 
 
 def execute(selection: Selection, request: Request, rng: Random) -> Forward | Respond:
-    """Run the selected rule on ``request``. ``rng`` supplies the weighted-backend draw
-    and one draw per mirror, in that order."""
+    """Run the selected rule on ``request``. ``rng`` supplies the weighted-backend draw,
+    the draws of HTTPFault filters as they run, and one draw per mirror, in that order."""
     rule = selection.rule
     picked = rule.choice.pick(rng()) if rule.backends else None
-    run = _Run(selection, request)
+    run = _Run(selection, request, rng)
     answered = run.run(rule.filters)
     if answered is not None:
-        return answered
+        return replace(answered, delay=run.delay) if run.delay else answered
     if picked is None:
         detail = "all backendRefs have weight 0" if rule.backends else "rule has no backendRefs"
         return Respond(error_response(500, "no backend"), Answer.NO_BACKEND, selection, detail)
@@ -194,7 +211,7 @@ def execute(selection: Selection, request: Request, rng: Random) -> Forward | Re
         return Respond(response, Answer.INVALID_BACKEND, selection, backend.problem)
     answered = run.run(backend.filters)
     if answered is not None:
-        return answered
+        return replace(answered, delay=run.delay) if run.delay else answered
     final = run.request
     mirrors = tuple(MirrorRequest(m.target, final) for m in run.mirrors if m.fires(rng()))
-    return Forward(selection, final, backend.target, mirrors, tuple(run.responses))
+    return Forward(selection, final, backend.target, mirrors, tuple(run.responses), run.delay)

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from agent.model.core import Namespace, Secret, Service
+from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
 from gatewayapi.attach import (
@@ -36,6 +37,8 @@ class RoutingInputs:
     namespaces: tuple[Namespace, ...] = ()
     secrets: tuple[Secret, ...] = ()
     controller_name: str = CONTROLLER_NAME
+    faults: tuple[HTTPFault, ...] = ()
+    """What HTTPRoute ExtensionRef filters may name (``rules._extension``)."""
 
     @classmethod
     def of(
@@ -48,6 +51,7 @@ class RoutingInputs:
         namespaces: Iterable[Namespace] = (),
         secrets: Iterable[Secret] = (),
         controller_name: str = CONTROLLER_NAME,
+        faults: Iterable[HTTPFault] = (),
     ) -> RoutingInputs:
         return cls(
             tuple(routes),
@@ -58,6 +62,7 @@ class RoutingInputs:
             tuple(namespaces),
             tuple(secrets),
             controller_name,
+            tuple(faults),
         )
 
     def fingerprint(self) -> tuple[object, ...]:
@@ -72,6 +77,7 @@ class RoutingInputs:
             _by_key((g.metadata.key, g.spec) for g in self.reference_grants),
             _by_key((n.metadata.key, n.metadata.labels) for n in self.namespaces),
             _by_key((s.metadata.key, s.type, s.data) for s in self.secrets),
+            _by_key((f.metadata.key, f.spec) for f in self.faults),
         )
 
 
@@ -120,6 +126,7 @@ def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Ana
     secrets = {(s.metadata.namespace, s.metadata.name): s for s in inputs.secrets}
     services = {(s.metadata.namespace, s.metadata.name): s for s in inputs.services}
     labels = {n.metadata.name: n.metadata.labels for n in inputs.namespaces}
+    faults = {(f.metadata.namespace, f.metadata.name): f for f in inputs.faults}
     gateways = {
         (g.metadata.namespace, g.metadata.name): gateway_state(g, secrets, grants, check)
         for g in sorted(inputs.gateways, key=lambda g: g.metadata.key)
@@ -127,7 +134,7 @@ def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Ana
     }
     reports = []
     for route in sorted(inputs.routes, key=lambda r: r.metadata.key):
-        report = RouteReport(route, compile_route_rules(route, services, grants))
+        report = RouteReport(route, compile_route_rules(route, services, grants, faults))
         for ref in route.spec.parent_refs:
             if is_gateway_ref(ref):
                 state = gateways.get((ref.namespace or route.metadata.namespace, ref.name))

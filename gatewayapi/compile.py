@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from agent.model.core import Namespace, Secret, Service
+from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
 from gatewayapi.analysis import Analysis, RoutingInputs, analyze
@@ -35,6 +36,7 @@ def compile_routes(
     *,
     secrets: Iterable[Secret] = (),
     controller_name: str = CONTROLLER_NAME,
+    faults: Iterable[HTTPFault] = (),
 ) -> RouteTables:
     """Compile routes for every parent Tulle serves."""
     inputs = RoutingInputs.of(
@@ -46,6 +48,7 @@ def compile_routes(
         namespaces,
         secrets,
         controller_name,
+        faults,
     )
     return compile_analysis(analyze(inputs))
 

@@ -6,14 +6,17 @@ filters cannot be combined across the rule and backend levels (IncompatibleFilte
 when one of its regular expressions can backtrack catastrophically (UnsupportedValue).
 Unresolvable references never drop a rule (spec, HTTPRouteRule.backendRefs): an invalid
 backend keeps its share of traffic and answers 500, an invalid mirror is left out, and an
-ExtensionRef filter (Tulle supports none) answers 500 rather than being skipped.
+ExtensionRef filter that does not name an existing policy.tulle.io HTTPFault of the route's
+namespace (the one extension kind Tulle has) answers 500 rather than being skipped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from agent.model.fault import HTTPFault
 from agent.model.httproute import (
     FilterType,
     HTTPRoute,
@@ -34,6 +37,7 @@ from gatewayapi.backends import (
     resolve,
 )
 from gatewayapi.cors import Cors
+from gatewayapi.faults import Fault
 from gatewayapi.filters import HeaderEdit, Mirror, Redirect, Rewrite, Unsupported
 from gatewayapi.retry import RetryPolicy, compile_timeouts
 from gatewayapi.types import BackendTarget, RuleRef, Timeouts
@@ -48,10 +52,16 @@ class Step(StrEnum):
     REWRITE = "URLRewrite"
     MIRROR = "RequestMirror"
     CORS = "CORS"
+    FAULT = "HTTPFault"
+    """An ExtensionRef to a policy.tulle.io HTTPFault (``faults.py``)."""
     UNSUPPORTED = "ExtensionRef"
 
 
 FilterStep = tuple[Step, object]
+FAULT_GROUP = "policy.tulle.io"
+Faults = Mapping[tuple[str, str], HTTPFault]
+"""(namespace, name) -> HTTPFault: what ExtensionRef filters may name."""
+NO_FAULTS: Faults = {}
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -95,6 +105,7 @@ class _Context:
     services: ServiceIndex
     grants: Grants
     refs: list[tuple[RefProblem, str]]
+    faults: Faults = field(default_factory=dict)
 
     def resolve(
         self, group: str, kind: str, name: str, namespace: str | None, port: int | None
@@ -145,12 +156,27 @@ def _filters(filters: tuple[HTTPRouteFilter, ...], ctx: _Context) -> tuple[Filte
             case FilterType.CORS if f.cors:
                 steps.append((Step.CORS, Cors.of(f.cors)))
             case _:
-                ref = f.extension_ref
-                what = f"{ref.group or 'core'}/{ref.kind} {ref.name}" if ref else str(f.type)
-                message = f"ExtensionRef filter {what} is not supported by Tulle"
-                ctx.refs.append((RefProblem.INVALID_KIND, message))
-                steps.append((Step.UNSUPPORTED, Unsupported(message)))
+                steps.append(_extension(f, ctx))
     return tuple(steps)
+
+
+def _extension(f: HTTPRouteFilter, ctx: _Context) -> FilterStep:
+    """An ExtensionRef: an HTTPFault of the route's namespace, or a 500 with the problem
+    in ResolvedRefs (InvalidKind for a kind Tulle lacks, BackendNotFound for a missing
+    object: Gateway API names no other reason for a filter's reference)."""
+    ref = f.extension_ref
+    what = f"{ref.group or 'core'}/{ref.kind} {ref.name}" if ref else str(f.type)
+    if ref is None or ref.group != FAULT_GROUP or ref.kind != "HTTPFault":
+        message = f"ExtensionRef filter {what} is not supported by Tulle"
+        ctx.refs.append((RefProblem.INVALID_KIND, message))
+        return (Step.UNSUPPORTED, Unsupported(message))
+    namespace = ctx.route.metadata.namespace
+    fault = ctx.faults.get((namespace, ref.name))
+    if fault is None:
+        message = f"ExtensionRef filter {what}: HTTPFault {namespace}/{ref.name} not found"
+        ctx.refs.append((RefProblem.BACKEND_NOT_FOUND, message))
+        return (Step.UNSUPPORTED, Unsupported(message))
+    return (Step.FAULT, Fault.of(fault))
 
 
 _EXCLUSIVE = (
@@ -195,9 +221,14 @@ def _refused_regex(matches: tuple[HTTPRouteMatch, ...]) -> str:
 
 
 def compile_rule(
-    route: HTTPRoute, index: int, rule: HTTPRouteRule, services: ServiceIndex, grants: Grants
+    route: HTTPRoute,
+    index: int,
+    rule: HTTPRouteRule,
+    services: ServiceIndex,
+    grants: Grants,
+    faults: Faults = NO_FAULTS,
 ) -> RuleReport:
-    ctx = _Context(route, services, grants, [])
+    ctx = _Context(route, services, grants, [], faults)
     steps = _filters(rule.filters, ctx)
     backends: list[CompiledBackend] = []
     for ref in rule.backend_refs:
@@ -241,8 +272,9 @@ def _rule_label(ref: RuleRef) -> str:
 
 
 def compile_route_rules(
-    route: HTTPRoute, services: ServiceIndex, grants: Grants
+    route: HTTPRoute, services: ServiceIndex, grants: Grants, faults: Faults = NO_FAULTS
 ) -> list[RuleReport]:
     return [
-        compile_rule(route, i, rule, services, grants) for i, rule in enumerate(route.spec.rules)
+        compile_rule(route, i, rule, services, grants, faults)
+        for i, rule in enumerate(route.spec.rules)
     ]

@@ -28,6 +28,7 @@ from agent.model.backendpolicy import BackendTrafficPolicy
 from agent.model.convert import from_dict
 from agent.model.core import TLS_SECRET_TYPE, Namespace, Secret, Service
 from agent.model.documents import load_documents
+from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
 from authz import Verdict
@@ -253,6 +254,7 @@ def load_config_text(text: str, source: str = "<config>") -> FileConfig:
         reference_grants=[o for o in objects if isinstance(o, ReferenceGrant)],
         namespaces=[o for o in objects if isinstance(o, Namespace)],
         secrets=[o for o in objects if isinstance(o, Secret)],
+        faults=[o for o in objects if isinstance(o, HTTPFault)],
     )
     tables = RouteCompiler().compile(inputs)
     endpoints = {

@@ -1,7 +1,8 @@
-"""Forwarding one routed request over HTTP/1.1 (or handing it to the h2c client): the
-rule's request timeout, retries and backend timeout, pooled connections replaced when a
-backend closed them while idle, the response streamed to the ``Downstream`` (or an
-Upgrade spliced). ``Failed`` is the error answer the caller records."""
+"""Forwarding one routed request over HTTP/1.1 (or, try by try, over the h2c client): the
+rule's request timeout, retries (with ``retries.Retries``: maxRetries and the retry budget)
+and backend timeout, pooled connections replaced when a backend closed them while idle,
+the response streamed to the ``Downstream`` (or an Upgrade spliced). ``Failed`` is the
+error answer the caller records."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from l7proxy.exchange import Downstream, Exchange, RawHeaders, RequestBody, upst
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.response import ResponseHead, upgrade_refusal
 from l7proxy.http.wire import HOP_BY_HOP, LAST_CHUNK, chunk, end_to_end
-from l7proxy.resilience.limits import PoolLimits
+from l7proxy.retries import RETRY_BUDGET_DROP, Retries, retries_for, status_retry
 from l7proxy.timing import now
 from l7proxy.upstream import Http1Upstream, UpstreamFailure
 
@@ -78,14 +79,8 @@ async def forward(proxy: Proxy, ex: Exchange, fwd: Forward, down: Downstream) ->
 async def _upstream(
     proxy: Proxy, ex: Exchange, fwd: Forward, down: Downstream, deadline: float | None
 ) -> int:
-    h2 = proxy.h2
-    if h2 is not None and (ex.grpc or _speaks_h2(proxy, fwd.backend)):
-        try:
-            return await h2.forward(proxy, ex, fwd, down)  # type: ignore[attr-defined,no-any-return]
-        except UpstreamFailure as exc:
-            error = UpstreamError.RESET_AFTER_SEND if exc.sent else UpstreamError.CONNECT_FAILED
-            raise Failed(502 if exc.sent else 503, str(exc), error, drop=exc.drop) from exc
-    return await _tries(proxy, ex, fwd, down, deadline)
+    h2 = proxy.h2 if proxy.h2 is not None and (ex.grpc or _speaks_h2(proxy, fwd.backend)) else None
+    return await _tries(proxy, ex, fwd, down, deadline, h2)
 
 
 def _fail(down: Downstream, failure: Failed) -> int:
@@ -97,37 +92,17 @@ def _fail(down: Downstream, failure: Failed) -> int:
     raise failure
 
 
-class _Retries:
-    """The request's place among the Service's retries in flight (``maxRetries``): held
-    from a retry's decision until the next decision or the request's end."""
-
-    __slots__ = ("limits", "held")
-
-    def __init__(self, limits: PoolLimits | None) -> None:
-        self.limits = limits
-        self.held = False
-
-    def take(self) -> bool:
-        """Whether one more retry may go."""
-        limits = self.limits
-        if limits is None:
-            return True
-        self.release()
-        self.held = limits.start_retry()
-        return self.held
-
-    def release(self) -> None:
-        if self.held and self.limits is not None:
-            self.limits.end_retry()
-            self.held = False
-
-
 async def _tries(
-    proxy: Proxy, ex: Exchange, fwd: Forward, down: Downstream, deadline: float | None
+    proxy: Proxy,
+    ex: Exchange,
+    fwd: Forward,
+    down: Downstream,
+    deadline: float | None,
+    h2: object | None,
 ) -> int:
-    retries = _Retries(proxy.resilience.limits(fwd.backend))
+    retries = retries_for(proxy, fwd.backend)
     try:
-        return await _try_all(proxy, ex, fwd, down, deadline, retries)
+        return await _try_all(proxy, ex, fwd, down, deadline, retries, h2)
     finally:
         retries.release()
 
@@ -138,8 +113,11 @@ async def _try_all(
     fwd: Forward,
     down: Downstream,
     deadline: float | None,
-    retries: _Retries,
+    retries: Retries,
+    h2: object | None,
 ) -> int:
+    """Tries until one answers or the retry policy, the budget or the limits stop; over
+    ``h2`` (``h2up.H2Upstreams``) when the backend speaks h2c or the request is gRPC."""
     policy = fwd.retry
     backend_timeout = fwd.timeouts.backend_request
     attempt = 0
@@ -149,11 +127,13 @@ async def _try_all(
         outcome: int | UpstreamError
         try:
             if backend_timeout is None:
-                status, wait = await _attempt(proxy, ex, fwd, down, attempt, deadline, retries)
+                status, wait = await _attempt(
+                    proxy, ex, fwd, down, attempt, deadline, retries, h2
+                )
             else:
                 async with asyncio.timeout(backend_timeout):
                     status, wait = await _attempt(
-                        proxy, ex, fwd, down, attempt, deadline, retries
+                        proxy, ex, fwd, down, attempt, deadline, retries, h2
                     )
             if wait is None:
                 return status
@@ -176,7 +156,11 @@ async def _try_all(
             raise failure
         remaining = deadline - loop.time() if deadline is not None else None
         wait = policy.should_retry(attempt, outcome, draw=proxy.rng(), remaining=remaining)
-        if wait is None or not retries.take():
+        if wait is None:
+            raise failure
+        if not retries.take():
+            if retries.over_budget:
+                failure.drop = RETRY_BUDGET_DROP
             raise failure
         await asyncio.sleep(wait)
 
@@ -188,19 +172,20 @@ async def _attempt(
     down: Downstream,
     attempt: int,
     deadline: float | None,
-    retries: _Retries,
+    retries: Retries,
+    h2: object | None,
 ) -> tuple[int, float | None]:
     """One try: (status sent, None), or (status, delay) when it is to be retried."""
+    if h2 is not None:
+        return await h2.attempt(  # type: ignore[attr-defined,no-any-return]
+            proxy, ex, fwd, down, attempt, deadline, retries
+        )
     conn, head = await _send(proxy, ex, fwd)
-    policy = fwd.retry
-    if policy is not None and head.status in policy.codes and ex.body.replayable:
-        now = asyncio.get_running_loop().time()
-        remaining = deadline - now if deadline is not None else None
-        wait = policy.should_retry(attempt, head.status, draw=proxy.rng(), remaining=remaining)
-        if wait is not None and retries.take():
-            ex.body.detach()
-            _discard(proxy, conn)
-            return head.status, wait
+    wait = status_retry(proxy, ex, fwd, head.status, attempt, deadline, retries)
+    if wait is not None:
+        ex.body.detach()
+        _discard(proxy, conn)
+        return head.status, wait
     return await _stream(proxy, ex, fwd, conn, head, down), None
 
 

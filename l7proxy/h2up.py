@@ -1,34 +1,32 @@
 """HTTP/2 cleartext (prior knowledge) toward backends: one multiplexed ``H2Client`` per
-endpoint, opened through the one ``Connector``, for backends marked ``h2c`` and for gRPC
-requests. Response trailers (``grpc-status``) are handed to the client's ``end``.
+endpoint (``h2client``), opened through the one ``Connector``, for backends marked ``h2c``
+and for gRPC requests. Response trailers (``grpc-status``) are handed to the client's ``end``.
 
 Flow control end to end: response DATA is acknowledged to the backend only once the
 client side took it (``Downstream.pause_source``), and the request body is paused at its
 source while the backend's window is shut. A client that cancels its stream (or goes
 away) makes the exchange reset the backend stream (CANCEL), so the backend stops too.
 
-Not done: retries over h2c (a single try; connection failures answer 503), and a bound
-on concurrent streams per connection beyond the backend's own SETTINGS.
+Retries are the HTTPRoute's, as over HTTP/1.1 (``forward._try_all`` drives them, and
+``attempt`` is one try): a failure before the response head (connect, REFUSED_STREAM), a
+backendRequest timeout, or a status in the rule's codes, while the request body is still
+whole; a gRPC status (in trailers) is not an HTTP code and is not retried.
+
+Not done: a bound on concurrent streams per connection beyond the backend's own SETTINGS.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
-
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
-import h2.exceptions
-from h2.settings import SettingCodes
+from typing import TYPE_CHECKING
 
 from gatewayapi import Forward, UpstreamError
 from l7proxy.exchange import Downstream, Exchange, RawHeaders
+from l7proxy.h2client import H2Client, UpStream, stream_hold
 from l7proxy.h2limits import H2Stats
-from l7proxy.h2stream import DROP, ENCODER_TABLE, STREAM_BUFFER, WINDOW, Sender
-from l7proxy.timing import NO_RTT, RttCache, now, transport_socket
+from l7proxy.h2stream import DROP, STREAM_BUFFER
+from l7proxy.retries import Retries, status_retry
+from l7proxy.timing import now
 from l7proxy.upstream import Address, Connector, UpstreamFailure
 from l7proxy.via import DIRECT, Via
 
@@ -36,170 +34,70 @@ if TYPE_CHECKING:
     from l7proxy.proxy import Proxy
 
 
-class _UpStream:
-    __slots__ = (
-        "head",
-        "done",
-        "sink",
-        "pending",
-        "trailers",
-        "sender",
-        "held",
-        "unacked",
-        "drained",
-    )
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, sender: Sender) -> None:
-        self.head: asyncio.Future[tuple[int, RawHeaders]] = loop.create_future()
-        self.done: asyncio.Future[None] = loop.create_future()
-        self.sink: Callable[[bytes], None] | None = None
-        self.pending: list[bytes] = []
-        self.trailers: RawHeaders | None = None
-        self.sender = sender
-        self.held = False
-        """The client side is not taking response bytes: do not reopen the window."""
-        self.unacked = 0
-        self.drained: Callable[[], None] | None = None
-        """Called when the backend's window let the request body buffer drain."""
-
-
-class H2Client(asyncio.Protocol):
-    """One h2c connection to a backend, shared by concurrent streams."""
-
-    def __init__(self, address: Address) -> None:
-        self.address = address
-        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
-        self.h2 = h2.connection.H2Connection(config=config)
-        self.transport: asyncio.Transport | None = None
-        self.streams: dict[int, _UpStream] = {}
-        self.usable = True
-        self.idle_since = 0.0
-        self.rtt = NO_RTT  # the kernel's RTT of this connection (timing)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        self.rtt = RttCache(transport_socket(transport))
-        self.h2.initiate_connection()
-        self.h2.increment_flow_control_window(WINDOW)
-        self.flush()
-
-    def flush(self) -> None:
-        data = self.h2.data_to_send()
-        if data and self.transport is not None:
-            self.transport.write(data)
-
-    def open(self, headers: RawHeaders, end_stream: bool) -> tuple[int, _UpStream]:
-        sid = self.h2.get_next_available_stream_id()
-        self.h2.send_headers(sid, headers, end_stream=end_stream)
-        stream = _UpStream(asyncio.get_running_loop(), Sender(self.h2, sid))
-        self.streams[sid] = stream
-        self.flush()
-        return sid, stream
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            events = self.h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            self._fail_all(UpstreamFailure(f"h2 protocol error: {exc}", sent=True))
-            if self.transport is not None:
-                self.transport.close()
-            return
-        for event in events:
-            stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
-            if isinstance(event, h2.events.ResponseReceived) and stream is not None:
-                headers = event.headers or []
-                status = next((int(v) for n, v in headers if n == b":status"), 502)
-                stream.head.set_result((status, [(n, v) for n, v in headers if n[:1] != b":"]))
-            elif isinstance(event, h2.events.DataReceived):
-                size = event.flow_controlled_length or 0
-                if stream is None:
-                    self.ack(size, event.stream_id)
-                    continue
-                if event.data:
-                    if stream.sink is not None:
-                        stream.sink(event.data)  # may hold the stream (client full)
-                    else:
-                        stream.pending.append(event.data)
-                if stream.held or stream.sink is None:
-                    stream.unacked += size
-                else:
-                    self.ack(size, event.stream_id)
-            elif isinstance(event, h2.events.TrailersReceived) and stream is not None:
-                stream.trailers = list(event.headers or [])
-            elif isinstance(event, h2.events.StreamEnded) and stream is not None:
-                self.streams.pop(event.stream_id, None)
-                if not stream.done.done():
-                    stream.done.set_result(None)
-            elif isinstance(event, h2.events.StreamReset) and stream is not None:
-                self.streams.pop(event.stream_id, None)
-                refused = event.error_code == h2.errors.ErrorCodes.REFUSED_STREAM
-                self._fail(stream, UpstreamFailure("backend reset the stream", sent=not refused))
-            elif isinstance(event, h2.events.WindowUpdated):
-                for up in list(self.streams.values()):
-                    up.sender.flush()
-                    if up.drained is not None and len(up.sender.buffer) <= STREAM_BUFFER:
-                        up.drained()
-            elif isinstance(event, h2.events.RemoteSettingsChanged):
-                table = event.changed_settings.get(SettingCodes.HEADER_TABLE_SIZE)
-                if table is not None:  # as toward clients: keep what we send small
-                    self.h2.encoder.header_table_size = min(table.new_value, ENCODER_TABLE)
-            elif isinstance(event, h2.events.ConnectionTerminated):
-                self.usable = False
-        self.flush()
-
-    def ack(self, size: int, stream_id: int) -> None:
-        if size:
-            try:
-                self.h2.acknowledge_received_data(size, stream_id)
-            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-                pass
-
-    def release(self, sid: int, stream: _UpStream) -> None:
-        """The client side takes bytes again: reopen the window for what it took."""
-        stream.held = False
-        if stream.unacked and stream.sink is not None:
-            size, stream.unacked = stream.unacked, 0
-            self.ack(size, sid)
-            self.flush()
-
-    def cancel(self, sid: int) -> None:
-        """The client gave up on the exchange: reset the backend stream."""
-        stream = self.streams.pop(sid, None)
-        if stream is not None:
-            self._fail(stream, UpstreamFailure("cancelled", sent=True))
-        try:
-            self.h2.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            pass
-        self.flush()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.usable = False
-        self._fail_all(UpstreamFailure(f"h2 backend {self.address} closed", sent=True))
-
-    def _fail_all(self, error: UpstreamFailure) -> None:
-        for stream in list(self.streams.values()):
-            self._fail(stream, error)
-        self.streams.clear()
-
-    @staticmethod
-    def _fail(stream: _UpStream, error: UpstreamFailure) -> None:
-        for future in (stream.head, stream.done):
-            if not future.done():
-                future.set_exception(error)
-                future.exception()
-
-
 def _retrieve(future: asyncio.Future[H2Client]) -> None:
     if not future.cancelled():
         future.exception()
 
 
-def stream_hold(stream: _UpStream) -> Callable[[], None]:
-    def hold() -> None:
-        stream.held = True
+class _Sent:
+    """A try whose response head came: what answering (or dropping) it needs."""
 
-    return hold
+    __slots__ = ("client", "sid", "stream", "status", "headers")
+
+    def __init__(
+        self, client: H2Client, sid: int, stream: UpStream, status: int, headers: RawHeaders
+    ) -> None:
+        self.client, self.sid, self.stream = client, sid, stream
+        self.status, self.headers = status, headers
+
+    def settle(self) -> None:
+        """The stream is done with: no more body, and the connection's window back."""
+        stream, client = self.stream, self.client
+        stream.drained = None
+        if stream.unacked:  # ended or cancelled while held: the connection's window
+            client.ack(stream.unacked, self.sid)  # is shared, give it back
+            stream.unacked = 0
+            client.flush()
+
+
+def _send_body(ex: Exchange, client: H2Client, stream: UpStream) -> None:
+    """The body's bytes so far onto the stream, the rest as it comes; the client is
+    paused while the backend's window is shut."""
+    body = ex.body
+    complete = body.complete
+    stream.sender.buffer += b"".join(body.chunks)
+    paused = False
+
+    def more(data: bytes) -> None:
+        nonlocal paused
+        stream.sender.buffer += data
+        stream.sender.flush()
+        client.flush()
+        full = len(stream.sender.buffer) > STREAM_BUFFER
+        if full and not paused and body.pause is not None:
+            paused = True  # the backend's window is shut: stop the client
+            body.pause()
+
+    def drained() -> None:
+        nonlocal paused
+        if paused and body.resume is not None:
+            paused = False
+            body.resume()
+
+    def finish() -> None:
+        if not complete:  # the body ended after the request went upstream
+            ex.body_ended()
+        stream.sender.ending = True
+        stream.sender.flush()
+        client.flush()
+
+    stream.drained = drained
+    if complete:
+        finish()
+    else:
+        body.attach(more, finish)
+    stream.sender.flush()
+    client.flush()
 
 
 class H2Upstreams:
@@ -240,10 +138,30 @@ class H2Upstreams:
         finally:
             self.connecting.pop(key, None)
 
-    async def forward(self, proxy: Proxy, ex: Exchange, fwd: Forward, down: Downstream) -> int:
-        """One try over h2c (connect failures retried by the caller's policy)."""
-        from l7proxy.forward import Failed
+    async def attempt(
+        self,
+        proxy: Proxy,
+        ex: Exchange,
+        fwd: Forward,
+        down: Downstream,
+        attempt: int,
+        deadline: float | None,
+        retries: Retries,
+    ) -> tuple[int, float | None]:
+        """One try (``forward._try_all`` retries): (status sent, None), or (status, delay)
+        when the response's status is to be retried; its stream is then reset. A failure
+        before the response head raises ``UpstreamFailure`` for the caller's policy."""
+        sent = await self._send(proxy, ex, fwd)
+        wait = status_retry(proxy, ex, fwd, sent.status, attempt, deadline, retries)
+        if wait is not None:
+            ex.body.detach()
+            sent.client.cancel(sent.sid)
+            sent.settle()
+            return sent.status, wait
+        return await self._respond(ex, sent, down), None
 
+    async def _send(self, proxy: Proxy, ex: Exchange, fwd: Forward) -> _Sent:
+        """A stream opened, the request (and its body so far) sent, the head read."""
         request = fwd.request
         address = ex.endpoint = proxy.pick(fwd.backend, ex.client)
         via = self.connector.via(ex.client, address)
@@ -254,8 +172,8 @@ class H2Upstreams:
         try:
             client = await self.client(address, via, ex.client)
         except UpstreamFailure as exc:
-            if timed:
-                ex.connected(exc.connect_ns or now() - started)
+            if timed and not exc.connect_ns:  # else the caller counts it
+                ex.connected(now() - started)
             raise
         ex.via = via
         if connecting and timed:  # this request opened (or waited for) the connection
@@ -279,49 +197,33 @@ class H2Upstreams:
         if timed and not ex.t_sent:
             ex.t_sent = now()
         if body.size or not body.complete:
-            complete = body.complete
-            stream.sender.buffer += b"".join(body.chunks)
-            paused = False
-
-            def more(data: bytes) -> None:
-                nonlocal paused
-                stream.sender.buffer += data
-                stream.sender.flush()
-                client.flush()
-                full = len(stream.sender.buffer) > STREAM_BUFFER
-                if full and not paused and body.pause is not None:
-                    paused = True  # the backend's window is shut: stop the client
-                    body.pause()
-
-            def drained() -> None:
-                nonlocal paused
-                if paused and body.resume is not None:
-                    paused = False
-                    body.resume()
-
-            def finish() -> None:
-                if not complete:  # the body ended after the request went upstream
-                    ex.body_ended()
-                stream.sender.ending = True
-                stream.sender.flush()
-                client.flush()
-
-            stream.drained = drained
-            if complete:
-                finish()
-            else:
-                body.attach(more, finish)
-            stream.sender.flush()
-            client.flush()
+            _send_body(ex, client, stream)
         try:
             status, resp_headers = await stream.head
-            if timed:
+        except UpstreamFailure:
+            body.detach()
+            _Sent(client, sid, stream, 0, []).settle()
+            raise
+        except BaseException:  # cancelled (the client reset or left) or timed out
+            client.cancel(sid)
+            body.detach()
+            _Sent(client, sid, stream, 0, []).settle()
+            raise
+        return _Sent(client, sid, stream, status, resp_headers)
+
+    async def _respond(self, ex: Exchange, sent: _Sent, down: Downstream) -> int:
+        """The response streamed to the client (answers from here are not retried)."""
+        from l7proxy.forward import Failed
+
+        client, sid, stream = sent.client, sent.sid, sent.stream
+        try:
+            if ex.timed:
                 ex.t_first = at = now()
                 ex.rare()  # an h2c response's head and end are its own (``Exchange.plain``)
                 ex.t_head_out = at
                 rtt = client.rtt
                 ex.upstream_rtt_us = rtt.value if at < rtt.until else rtt.get(at)
-            down.head(status, b"", resp_headers, None, None)
+            down.head(sent.status, b"", sent.headers, None, None)
             down.pause_source(stream_hold(stream), lambda: client.release(sid, stream))
             stream.sink = down.data
             for piece in stream.pending:
@@ -330,7 +232,7 @@ class H2Upstreams:
             client.release(sid, stream)
             down.flush()
             await stream.done
-            if timed:
+            if ex.timed:
                 ex.t_last = now()
         except UpstreamFailure as exc:
             if down.started:
@@ -342,15 +244,11 @@ class H2Upstreams:
             client.cancel(sid)
             raise
         finally:
-            body.detach()
-            stream.drained = None
+            ex.body.detach()
             down.pause_source(None, None)
-            if stream.unacked:  # ended or cancelled while held: the connection's window
-                client.ack(stream.unacked, sid)  # is shared, give it back
-                stream.unacked = 0
-                client.flush()
+            sent.settle()
         down.end(stream.trailers)
-        return status
+        return sent.status
 
     def expire(self, now: float, idle: float) -> None:
         for address, client in list(self.clients.items()):

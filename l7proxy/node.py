@@ -70,6 +70,7 @@ KINDS = (
     "EndpointSlice",
     "BackendTrafficPolicy",
     "AuthorizationPolicy",
+    "HTTPFault",
 )
 
 
@@ -147,7 +148,8 @@ class WaypointConnector(Connector):
 
 ROUTING_KINDS = frozenset(
     {"HTTPRoute", "Gateway", "GatewayClass", "Service", "ReferenceGrant", "Namespace", "Secret",
-     "AuthorizationPolicy"}  # default routes for the Services it steers here
+     "AuthorizationPolicy",  # default routes for the Services it steers here
+     "HTTPFault"}  # what ExtensionRef filters name
 )
 POLICY_KINDS = frozenset({"Pod", "Namespace", "NetworkPolicy"})
 ENDPOINT_KINDS = ("Service", "EndpointSlice")
@@ -223,6 +225,7 @@ class ClusterFeed:
                     typed["ReferenceGrant"],
                     typed["Namespace"],
                     typed["Secret"],
+                    faults=typed["HTTPFault"],
                 )
             )
         else:

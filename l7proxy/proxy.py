@@ -49,6 +49,7 @@ _DROPPED_ANSWERS = {
     Answer.UNSUPPORTED_FILTER: "UNSUPPORTED_FILTER",
     Answer.INVALID_PATH: "INVALID_PATH",
     Answer.INVALID_REQUEST: "INVALID_REQUEST",
+    Answer.FAULT_ABORT: "FAULT_ABORT",  # an HTTPFault's abort (Envoy's FI flag)
 }
 _CLUSTER_SUFFIXES = (".svc.cluster.local", ".svc")
 _POLICY_DENIED_BODY = b"NetworkPolicy denies this client the backend\n"
@@ -164,6 +165,8 @@ class Proxy:
                 down.local(status, [(b"content-type", b"text/plain")], body.encode(), close=True)
                 return
             decision = self.route(ex, down.scheme)
+            if decision.delay:  # an HTTPFault's delay (Envoy's DI): counts in the request timeout
+                await asyncio.sleep(decision.delay)
             if isinstance(decision, Respond):
                 selection = decision.selection
                 if selection is not None:

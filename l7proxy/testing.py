@@ -153,10 +153,12 @@ class _RawConn(asyncio.Protocol):
 
 class H2Backend:
     """An h2c server: answers every stream 200 with the request body echoed, plus
-    ``grpc-status: 0`` trailers and an ``x-path`` header."""
+    ``grpc-status: 0`` trailers and an ``x-path`` header. Statuses put in ``statuses``
+    answer the next streams first, one each, with no body."""
 
     def __init__(self) -> None:
         self.port = 0
+        self.statuses: list[int] = []
         self.requests: list[list[tuple[bytes, bytes]]] = []
         self.transports: set[asyncio.Transport] = set()
         self._server: asyncio.base_events.Server | None = None
@@ -208,8 +210,12 @@ class _H2Conn(asyncio.Protocol):
 
     def _answer(self, stream_id: int) -> None:
         body = bytes(self.bodies.pop(stream_id, b""))
+        statuses = self.backend.statuses
+        status = statuses.pop(0) if statuses else 200
+        if status != 200:
+            body = b""
         headers = [
-            (b":status", b"200"),
+            (b":status", str(status).encode()),
             (b"content-type", b"application/grpc"),
             (b"x-path", self.paths.pop(stream_id, b"")),
         ]

@@ -1,7 +1,8 @@
 """policy.tulle.io/v1alpha1 BackendTrafficPolicy: circuit breaking and outlier detection for
 the Services it targets (GEP-713 ``targetRefs``), with the fields of Istio's DestinationRule
 ``trafficPolicy.connectionPool`` and ``trafficPolicy.outlierDetection``, so its users can
-carry their numbers over.
+carry their numbers over, and Gateway API's GEP-3388 ``retryConstraint`` (a retry budget,
+as in the experimental gateway.networking.x-k8s.io BackendTrafficPolicy).
 
 Integers left out (or 0 where Istio's proto reads 0 as unset) take Istio's defaults, applied
 by the waypoint (``l7proxy/resilience/params.py``). What each field does there:
@@ -57,10 +58,37 @@ class OutlierDetection:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetDetails:
+    """GEP-3388 ``retryConstraint.budget``: retries may be at most ``percent`` of the
+    requests of the last ``interval`` (defaults 20% over 10s, applied by the waypoint)."""
+
+    percent: int | None = None
+    interval: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRate:
+    """GEP-3388 ``RequestRate``: ``count`` per ``interval`` (default 10 per 1s)."""
+
+    count: int | None = None
+    interval: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConstraint:
+    """GEP-3388 retry budget: a cap on retries to the Service relative to its traffic, with
+    a floor (``min_retry_rate``) so a quiet Service can still retry."""
+
+    budget: BudgetDetails | None = None
+    min_retry_rate: RequestRate | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class BackendTrafficPolicySpec:
     target_refs: tuple[PolicyTargetReference, ...] = ()
     connection_pool: ConnectionPoolSettings | None = None
     outlier_detection: OutlierDetection | None = None
+    retry_constraint: RetryConstraint | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from agent.model.convert_core import (
     read_secret,
     read_service,
 )
+from agent.model.convert_fault import read_http_fault
 from agent.model.convert_gateway import read_gateway, read_gateway_class, read_reference_grant
 from agent.model.convert_httproute import read_http_route
 from agent.model.convert_meta import read_object_meta
@@ -98,6 +99,7 @@ _READERS: dict[str, tuple[_Read, Check]] = {
     "PeerAuthentication": (read_peer_authentication, dns1123_subdomain),
     "BackendTrafficPolicy": (read_backend_traffic_policy, dns1123_subdomain),
     "AuthorizationPolicy": (read_authorization_policy, dns1123_subdomain),
+    "HTTPFault": (read_http_fault, dns1123_subdomain),
 }
 """kind -> (reader of the object, check of metadata.name)."""
 
@@ -207,7 +209,7 @@ def _write(value: Any) -> Any:
         return _write_dataclass(value)
     if isinstance(value, Enum):
         return value.value
-    if isinstance(value, bool | int | str):
+    if isinstance(value, bool | int | float | str):  # float: HTTPFault's percentages
         return value
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")

@@ -1,6 +1,7 @@
 """Reader for policy.tulle.io/v1alpha1 BackendTrafficPolicy: GEP-713 targetRefs (Services
 only, 1-16, no repeats) and Istio's connectionPool / outlierDetection fields with Istio's
-bounds (percentages 0-100, durations at least 1ms)."""
+bounds (percentages 0-100, durations at least 1ms), and GEP-3388's retryConstraint with its
+bounds (percent 0-100, intervals 1s to 1h, count at least 1)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from datetime import timedelta
 from agent.model.backendpolicy import (
     BackendTrafficPolicy,
     BackendTrafficPolicySpec,
+    BudgetDetails,
     ConnectionPoolSettings,
     HTTPSettings,
     OutlierDetection,
     PolicyTargetReference,
+    RequestRate,
+    RetryConstraint,
     TCPSettings,
 )
 from agent.model.meta import ObjectMeta
@@ -23,6 +27,7 @@ MAX_TARGET_REFS = 16  # GEP-713's bound
 INT32_MAX = 2**31 - 1  # Istio's int32 fields
 UINT32_MAX = 2**32 - 1  # and its UInt32Value ones
 MIN_DURATION = timedelta(milliseconds=1)
+BUDGET_INTERVALS = (timedelta(seconds=1), timedelta(hours=1))  # GEP-3388's bounds
 
 
 def read_backend_traffic_policy(r: Reader, metadata: ObjectMeta) -> BackendTrafficPolicy:
@@ -36,6 +41,7 @@ def _read_spec(r: Reader) -> BackendTrafficPolicySpec:
         target_refs=refs,
         connection_pool=r.obj("connectionPool", _read_pool),
         outlier_detection=r.obj("outlierDetection", _read_outlier),
+        retry_constraint=r.obj("retryConstraint", _read_retry_constraint),
     )
 
 
@@ -88,4 +94,32 @@ def _read_outlier(r: Reader) -> OutlierDetection:
         base_ejection_time=duration("baseEjectionTime"),
         max_ejection_percent=percent("maxEjectionPercent"),
         min_health_percent=percent("minHealthPercent"),
+    )
+
+
+def _budget_interval(r: Reader, key: str) -> timedelta | None:
+    value = r.duration(key)
+    low, high = BUDGET_INTERVALS
+    if value is not None and not low <= value <= high:
+        r.fail(key, "must be between 1s and 1h (GEP-3388)")
+    return value
+
+
+def _read_retry_constraint(r: Reader) -> RetryConstraint:
+    return RetryConstraint(
+        budget=r.obj("budget", _read_budget), min_retry_rate=r.obj("minRetryRate", _read_rate)
+    )
+
+
+def _read_budget(r: Reader) -> BudgetDetails:
+    return BudgetDetails(
+        percent=r.integer("percent", minimum=0, maximum=100),
+        interval=_budget_interval(r, "interval"),
+    )
+
+
+def _read_rate(r: Reader) -> RequestRate:
+    return RequestRate(
+        count=r.integer("count", minimum=1, maximum=INT32_MAX),
+        interval=_budget_interval(r, "interval"),
     )

@@ -8,6 +8,7 @@ from agent.model.apps import Deployment
 from agent.model.authz import AuthorizationPolicy
 from agent.model.backendpolicy import BackendTrafficPolicy
 from agent.model.core import EndpointSlice, Namespace, Pod, Secret, Service
+from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
 from agent.model.networking import NetworkPolicy
@@ -30,6 +31,7 @@ Resource: TypeAlias = (
     | PeerAuthentication
     | BackendTrafficPolicy
     | AuthorizationPolicy
+    | HTTPFault
 )
 
 RESOURCE_CLASSES: tuple[type[Resource], ...] = (
@@ -48,4 +50,5 @@ RESOURCE_CLASSES: tuple[type[Resource], ...] = (
     PeerAuthentication,
     BackendTrafficPolicy,
     AuthorizationPolicy,
+    HTTPFault,
 )

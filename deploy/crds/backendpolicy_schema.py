@@ -1,6 +1,7 @@
 """The BackendTrafficPolicy schema (policy.tulle.io/v1alpha1): GEP-713 targetRefs, Istio's
-DestinationRule connectionPool and outlierDetection fields (every field Tulle's model reads,
-``agent/model/convert_backendpolicy.py``), GEP-713's PolicyStatus; our descriptions."""
+DestinationRule connectionPool and outlierDetection fields, GEP-3388's retryConstraint
+(every field Tulle's model reads, ``agent/model/convert_backendpolicy.py``), GEP-713's
+PolicyStatus; our descriptions."""
 
 from __future__ import annotations
 
@@ -74,6 +75,33 @@ OUTLIER_DETECTION = obj(
     },
 )
 
+
+def _budget_interval(desc: str) -> Schema:
+    return string(desc + " A Gateway API duration between 1s and 1h.", pattern=DURATION)
+
+
+RETRY_CONSTRAINT = obj(
+    "A retry budget (Gateway API GEP-3388): retries to the Service, counted by each node's "
+    "waypoint, are capped relative to its requests; a retry over the budget is not sent and "
+    "the failed try's answer is returned (flow drop reason UPSTREAM_RETRY_LIMIT_EXCEEDED when "
+    "the try got no answer).",
+    {
+        "budget": obj("The share of requests that may be retries.", {
+            "percent": integer("Retries as a percentage of the requests of the interval. "
+                               "Default 20.", 0, 100, format="int32"),
+            "interval": _budget_interval("The window over which requests and retries are "
+                                         "counted. Default 10s."),
+        }),
+        "minRetryRate": obj(
+            "Retries always allowed whatever the percentage, so a quiet Service can retry.",
+            {
+                "count": integer("Retries per interval. Default 10.", 1, INT32, format="int32"),
+                "interval": _budget_interval("The interval of count. Default 1s."),
+            },
+        ),
+    },
+)
+
 ANCESTOR_STATUS = obj(
     "The policy's state for one target (GEP-713 PolicyAncestorStatus).",
     {
@@ -92,8 +120,9 @@ ANCESTOR_STATUS = obj(
 )
 
 BACKEND_TRAFFIC_POLICY: Schema = obj(
-    "Circuit breaking and outlier detection for the Services it targets, with the fields of "
-    "Istio's DestinationRule trafficPolicy. When two policies target one Service the older "
+    "Circuit breaking, outlier detection and a retry budget for the Services it targets, "
+    "with the fields of Istio's DestinationRule trafficPolicy and GEP-3388's retryConstraint. "
+    "When two policies target one Service the older "
     "applies; the other reports Accepted=False, reason Conflicted.",
     {
         "spec": obj(
@@ -102,6 +131,7 @@ BACKEND_TRAFFIC_POLICY: Schema = obj(
                 "targetRefs": array("The Services the policy applies to.", TARGET_REF, 1, 16),
                 "connectionPool": CONNECTION_POOL,
                 "outlierDetection": OUTLIER_DETECTION,
+                "retryConstraint": RETRY_CONSTRAINT,
             },
             ("targetRefs",),
         ),

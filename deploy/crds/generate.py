@@ -3,7 +3,7 @@ into ``deploy/crds/gateway-api/``, Tulle's own (PeerAuthentication, BackendTraff
 AuthorizationPolicy) into ``deploy/crds/tulle/``: ``python deploy/crds/generate.py``
 (``--check`` compares). The schemas live beside it: ``schema_parts.py`` (shared types),
 ``gateway_schemas.py`` (GatewayClass, Gateway, ReferenceGrant), ``httproute_schema.py``,
-``peerauth_schema.py``, ``backendpolicy_schema.py``, ``authz_schema.py``.
+``peerauth_schema.py``, ``backendpolicy_schema.py``, ``authz_schema.py``, ``fault_schema.py``.
 
 The schemas cover every field Tulle's model (``agent/model/convert_gateway.py``,
 ``convert_httproute.py``) reads, with upstream's structure, names, enums, list bounds and
@@ -26,6 +26,7 @@ sys.path.insert(0, str(HERE))  # the schema modules beside this script, however 
 from authz_schema import ACTION_COLUMN, AUTHORIZATION_POLICY  # noqa: E402
 from backendpolicy_schema import ACCEPTED_COLUMN, BACKEND_TRAFFIC_POLICY  # noqa: E402
 from backendpolicy_schema import GROUP as POLICY_GROUP  # noqa: E402
+from fault_schema import HTTP_FAULT  # noqa: E402
 from gateway_schemas import GATEWAY, GATEWAY_CLASS, REFERENCE_GRANT  # noqa: E402
 from httproute_schema import HTTP_ROUTE  # noqa: E402
 from peerauth_schema import GROUP as SECURITY_GROUP  # noqa: E402
@@ -177,6 +178,20 @@ def tulle_crds() -> dict[str, dict[str, Any]]:
             columns=(ACTION_COLUMN, condition_column("Accepted")),
             versions=("v1",),
             group=SECURITY_GROUP,
+            categories=("tulle",),
+        ),
+        "httpfaults.yaml": crd(
+            "HTTPFault",
+            "httpfaults",
+            HTTP_FAULT,
+            columns=(
+                {"jsonPath": ".spec.delay.fixedDelay", "name": "Delay", "type": "string"},
+                {"jsonPath": ".spec.abort.httpStatus", "name": "Abort", "type": "integer"},
+            ),
+            versions=("v1alpha1",),
+            storage="v1alpha1",
+            status=False,
+            group=POLICY_GROUP,
             categories=("tulle",),
         ),
     }

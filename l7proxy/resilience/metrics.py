@@ -4,7 +4,9 @@
   ``tulle_waypoint_outlier_ejections_active{backend}`` (gauge): Envoy's
   ``outlier_detection.ejections_enforced_total`` and ``ejections_active``;
 - ``tulle_waypoint_upstream_overflow_total{backend}`` (counter): requests and retries refused
-  by the pool limits (Envoy's ``upstream_rq_pending_overflow`` and ``_retry_overflow``).
+  by the pool limits (Envoy's ``upstream_rq_pending_overflow`` and ``_retry_overflow``);
+- ``tulle_waypoint_retry_budget_exhausted_total{backend}`` (counter): retries the GEP-3388
+  retry budget refused (Envoy's ``upstream_rq_retry_overflow`` for its retry budget).
 
 Counts restart when a backend's policy changes (its state is made anew).
 """
@@ -36,6 +38,11 @@ class ResilienceCollector(Collector):
             "Requests and retries refused by connection-pool limits, by backend",
             labels=["backend"],
         )
+        exhausted = CounterMetricFamily(
+            "tulle_waypoint_retry_budget_exhausted",
+            "Retries refused by the retry budget, by backend",
+            labels=["backend"],
+        )
         for (ns, name, port), backend in list(self.resilience.backends.items()):
             label = [f"{ns}/{name}:{port}"]
             if backend.outliers is not None:
@@ -44,6 +51,9 @@ class ResilienceCollector(Collector):
                 active.add_metric(label, sum(h.ejected_until is not None for h in hosts))
             if backend.limits is not None:
                 overflow.add_metric(label, backend.limits.overflows)
+            if backend.budget is not None:
+                exhausted.add_metric(label, backend.budget.denied)
         yield ejections
         yield active
         yield overflow
+        yield exhausted

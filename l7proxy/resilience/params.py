@@ -1,14 +1,20 @@
 """What a BackendTrafficPolicy's spec means to the waypoint: pool limits and outlier
-detection parameters, with Istio's defaults for what the spec leaves out."""
+detection parameters, with Istio's defaults for what the spec leaves out, and the retry
+budget, with GEP-3388's."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agent.model.backendpolicy import BackendTrafficPolicy, BackendTrafficPolicySpec
+from agent.model.backendpolicy import (
+    BackendTrafficPolicy,
+    BackendTrafficPolicySpec,
+    RetryConstraint,
+)
 from agent.model.core import Service
 from gatewayapi.backendpolicy import winners
+from l7proxy.resilience.budget import BudgetParams
 from l7proxy.resilience.limits import UNLIMITED, PoolParams
 from l7proxy.resilience.outlier import OutlierParams
 
@@ -19,6 +25,7 @@ class BackendParams:
 
     pool: PoolParams | None = None
     outlier: OutlierParams | None = None
+    budget: BudgetParams | None = None
 
 
 def _or(value: int | None, default: int) -> int:
@@ -58,7 +65,19 @@ def backend_params(spec: BackendTrafficPolicySpec) -> BackendParams:
             max_ejection_percent=_or(od.max_ejection_percent, d.max_ejection_percent),
             min_health_percent=_or(od.min_health_percent, d.min_health_percent),
         )
-    return BackendParams(pool, outlier)
+    budget = _budget(spec.retry_constraint) if spec.retry_constraint is not None else None
+    return BackendParams(pool, outlier, budget)
+
+
+def _budget(constraint: RetryConstraint) -> BudgetParams:
+    d = BudgetParams()
+    budget, rate = constraint.budget, constraint.min_retry_rate
+    return BudgetParams(
+        percent=_or(budget.percent if budget else None, d.percent),
+        interval=budget.interval.total_seconds() if budget and budget.interval else d.interval,
+        min_count=_or(rate.count if rate else None, d.min_count),
+        min_interval=rate.interval.total_seconds() if rate and rate.interval else d.min_interval,
+    )
 
 
 def params_by_service(

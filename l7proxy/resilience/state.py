@@ -1,7 +1,7 @@
 """Per-Service resilience state in one waypoint worker: the balancer's loads, the outlier
-detector and the pool limits of each backend (a Service port, Envoy's cluster), made
-from the parameters its BackendTrafficPolicy gives (``params.py``) and remade when they
-change. Pure: the caller passes the clock."""
+detector, the pool limits and the retry budget of each backend (a Service port, Envoy's
+cluster), made from the parameters its BackendTrafficPolicy gives (``params.py``) and remade
+when they change. Pure: the caller passes the clock."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from l7proxy.resilience.balance import P2C, EwmaParams
+from l7proxy.resilience.budget import RetryBudget
 from l7proxy.resilience.limits import PoolLimits
 from l7proxy.resilience.outlier import OutlierDetector
 from l7proxy.resilience.params import BackendParams
@@ -28,6 +29,7 @@ class Backend:
     balancer: P2C[Address]
     outliers: OutlierDetector[Address] | None
     limits: PoolLimits | None
+    budget: RetryBudget | None = None
     known: Sequence[Address] = ()
     ejections: int = 0
     """Ejections so far (for metrics)."""
@@ -69,6 +71,7 @@ class Resilience:
                 P2C(self.ewma, self.rng),
                 OutlierDetector(p.outlier) if p.outlier is not None else None,
                 PoolLimits(p.pool) if p.pool is not None else None,
+                RetryBudget(p.budget) if p.budget is not None else None,
             )
         return found
 
@@ -135,3 +138,6 @@ class Resilience:
 
     def limits(self, target: Target) -> PoolLimits | None:
         return self.backend(target).limits
+
+    def budget(self, target: Target) -> RetryBudget | None:
+        return self.backend(target).budget

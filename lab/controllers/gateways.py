@@ -15,6 +15,7 @@ from agent.model.authz import AuthorizationPolicy
 from agent.model.backendpolicy import BackendTrafficPolicy
 from agent.model.cache import ModelCache
 from agent.model.core import Namespace, Secret, Service
+from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
 from authz.status import policy_status
@@ -34,6 +35,7 @@ KINDS = (
     "Secret",
     "BackendTrafficPolicy",
     "AuthorizationPolicy",
+    "HTTPFault",
 )
 _WITH_STATUS = (
     "HTTPRoute", "Gateway", "GatewayClass", "BackendTrafficPolicy", "AuthorizationPolicy"
@@ -105,6 +107,7 @@ class GatewayController:
                 [o for o in typed if isinstance(o, ReferenceGrant)],
                 [o for o in typed if isinstance(o, Namespace)],
                 [o for o in typed if isinstance(o, Secret)],
+                faults=[o for o in typed if isinstance(o, HTTPFault)],
             ),
             certificate_check=_certificate_problem,
         )

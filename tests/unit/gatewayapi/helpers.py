@@ -8,6 +8,7 @@ from typing import Any
 
 from agent.model.convert import from_dict
 from agent.model.core import Namespace, Secret, Service
+from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
 from agent.model.resource import Resource
@@ -248,6 +249,7 @@ def inputs(*objects: Resource, default_world: bool = True) -> RoutingInputs:
         of(ReferenceGrant),
         of(Namespace),
         of(Secret),
+        faults=of(HTTPFault),
     )
 
 
@@ -261,6 +263,7 @@ def tables(*objects: Resource, default_world: bool = True) -> RouteTables:
         i.reference_grants,
         i.namespaces,
         secrets=i.secrets,
+        faults=i.faults,
     )
 
 

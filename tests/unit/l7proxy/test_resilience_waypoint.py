@@ -15,6 +15,7 @@ from typing import Any
 from agent.flows.flow import Flow, Verdict
 from gatewayapi import BackendTarget
 from l7proxy.http import RequestHead
+from l7proxy.resilience.budget import BudgetParams
 from l7proxy.resilience.limits import PoolParams
 from l7proxy.resilience.outlier import OutlierParams
 from l7proxy.resilience.params import BackendParams
@@ -247,6 +248,51 @@ def test_retries_without_a_limit() -> None:
         assert lab.a.hits + lab.b.hits == 3
 
     run(body, BackendParams(pool=PoolParams()), fake_clock=False)
+
+
+def test_a_retry_budget_caps_retry_amplification() -> None:
+    """Every try answers 503 and the rule allows 2 retries: 10 requests would cost 30 tries.
+    A 20% budget with a floor of 1 retry a second lets 2 go (the floor's one, then the 10th
+    request's 20%); the others are refused, and each refused request gets its try's 503."""
+
+    async def body(lab: Lab) -> None:
+        lab.a.status = lab.b.status = 503
+        for _ in range(10):
+            assert (await lab.get("/retry"))[0] == 503
+        assert lab.a.hits + lab.b.hits == 12
+        assert metric(lab, "tulle_waypoint_retry_budget_exhausted_total") == 10.0
+        lab.server.flows.flush()
+        assert len(lab.flows) == 10  # the client's requests, each with its 503
+        assert all(f.l7 and f.l7.http and f.l7.http.code == 503 for f in lab.flows)
+
+    budget = BudgetParams(percent=20, interval=10.0, min_count=1, min_interval=1.0)
+    run(body, BackendParams(budget=budget), fake_clock=True)
+
+
+def test_a_try_without_answer_whose_retry_is_refused_says_so_in_its_flow() -> None:
+    async def body(lab: Lab) -> None:
+        for backend in (lab.a, lab.b):
+            assert backend.raw is not None
+            await backend.raw.close()  # connections refused from here on
+        for _ in range(3):
+            assert (await lab.get("/retry"))[0] == 503
+        lab.server.flows.flush()
+        assert [f.drop_reason_desc for f in lab.flows] == ["UPSTREAM_RETRY_LIMIT_EXCEEDED"] * 3
+        assert all(f.verdict is Verdict.DROPPED for f in lab.flows)
+        assert metric(lab, "tulle_waypoint_retry_budget_exhausted_total") == 3.0
+
+    budget = BudgetParams(percent=0, min_count=1, min_interval=1.0)
+    run(body, BackendParams(budget=budget), fake_clock=True)
+
+
+def test_without_a_budget_every_retry_goes() -> None:
+    async def body(lab: Lab) -> None:
+        lab.a.status = lab.b.status = 503
+        for _ in range(10):
+            assert (await lab.get("/retry"))[0] == 503
+        assert lab.a.hits + lab.b.hits == 30
+
+    run(body, BackendParams(), fake_clock=True)
 
 
 def test_max_requests_per_connection_closes_after_each() -> None:

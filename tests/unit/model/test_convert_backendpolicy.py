@@ -11,9 +11,12 @@ from hypothesis import strategies as st
 
 from agent.model.backendpolicy import (
     BackendTrafficPolicy,
+    BudgetDetails,
     HTTPSettings,
     OutlierDetection,
     PolicyTargetReference,
+    RequestRate,
+    RetryConstraint,
     TCPSettings,
 )
 from agent.model.convert import ConversionError, from_dict, to_dict
@@ -42,6 +45,10 @@ BTP: dict[str, Any] = {
             "maxEjectionPercent": 50,
             "minHealthPercent": 10,
         },
+        "retryConstraint": {
+            "budget": {"percent": 30, "interval": "20s"},
+            "minRetryRate": {"count": 5, "interval": "2s"},
+        },
     },
 }
 WHERE = "BackendTrafficPolicy shop/echo"
@@ -57,6 +64,9 @@ def test_reads_istios_fields_and_writes_them_back() -> None:
     assert spec.connection_pool.http == HTTPSettings(1, 100, 1, 3)
     assert spec.outlier_detection == OutlierDetection(
         2, 1, timedelta(seconds=1), timedelta(seconds=30), 50, 10
+    )
+    assert spec.retry_constraint == RetryConstraint(
+        BudgetDetails(30, timedelta(seconds=20)), RequestRate(5, timedelta(seconds=2))
     )
     assert to_dict(btp)["spec"] == BTP["spec"] | {
         "targetRefs": [{"group": "", "kind": "Service", "name": "echo"}]
@@ -86,6 +96,14 @@ def test_core_group_is_accepted_as_the_empty_group() -> None:
         ("spec.outlierDetection.interval", "0s", "interval: must be at least 1ms"),
         ("spec.outlierDetection.baseEjectionTime", "soon", "baseEjectionTime: invalid duration"),
         ("spec.outlierDetection.consecutive5xxErrors", True, "consecutive5xxErrors"),
+        ("spec.retryConstraint.budget.percent", 101, "percent"),
+        ("spec.retryConstraint.budget.percent", -1, "percent"),
+        ("spec.retryConstraint.budget.interval", "500ms", "interval: must be between 1s and 1h"),
+        ("spec.retryConstraint.budget.interval", "2h", "interval: must be between 1s and 1h"),
+        ("spec.retryConstraint.budget.interval", "often", "interval: invalid duration"),
+        ("spec.retryConstraint.minRetryRate.count", 0, "count"),
+        ("spec.retryConstraint.minRetryRate.interval", "0s", "must be between 1s and 1h"),
+        ("spec.retryConstraint.budget", "20%", "budget"),
     ],
 )
 def test_refuses_bad_fields_by_path(path: str, value: object, message: str) -> None:
@@ -131,3 +149,9 @@ def test_outlier_fields_are_read_exactly_or_refused(fields: dict[str, Any]) -> N
         {"interval": fields["interval"]} if "interval" in fields else {}
     )
     assert 0 <= (od.max_ejection_percent or 0) <= 100
+
+
+def test_an_empty_retry_constraint_is_read_as_empty() -> None:
+    btp = from_dict(edit(BTP, "spec.retryConstraint", {}))
+    assert isinstance(btp, BackendTrafficPolicy)
+    assert btp.spec.retry_constraint == RetryConstraint()

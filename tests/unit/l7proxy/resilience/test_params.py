@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from l7proxy.config import load_config_text
+from l7proxy.resilience.budget import BudgetParams
 from l7proxy.resilience.limits import UNLIMITED, PoolParams
 from l7proxy.resilience.outlier import OutlierParams
 from l7proxy.resilience.params import BackendParams
@@ -27,6 +28,20 @@ metadata: {name: newer, namespace: default, creationTimestamp: "2026-02-01T00:00
 spec:
   targetRefs: [{kind: Service, name: web}, {kind: Service, name: api}]
   outlierDetection: {}
+---
+apiVersion: policy.tulle.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: budget, namespace: default, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  targetRefs: [{kind: Service, name: shop}]
+  retryConstraint: {budget: {interval: 30s}}
+---
+apiVersion: policy.tulle.io/v1alpha1
+kind: BackendTrafficPolicy
+metadata: {name: floor, namespace: default, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  targetRefs: [{kind: Service, name: cart}]
+  retryConstraint: {budget: {percent: 5}, minRetryRate: {count: 2, interval: 5s}}
 """
 
 
@@ -48,3 +63,13 @@ def test_a_config_file_gives_each_service_its_policys_parameters() -> None:
 
 def test_a_service_without_a_policy_has_no_parameters() -> None:
     assert load_config_text(service("web")).backend_params == {}
+
+
+def test_a_retry_constraint_takes_the_geps_defaults_for_what_it_leaves_out() -> None:
+    text = service("web") + service("api") + service("shop") + service("cart") + POLICIES
+    params = load_config_text(text).backend_params
+    assert params[("default", "shop")] == BackendParams(budget=BudgetParams(interval=30.0))
+    assert params[("default", "cart")].budget == BudgetParams(
+        percent=5, interval=10.0, min_count=2, min_interval=5.0
+    )
+    assert params[("default", "api")].budget is None  # no retryConstraint: no budget
