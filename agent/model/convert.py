@@ -23,6 +23,7 @@ from typing import Any
 from agent.model.convert_apps import read_deployment
 from agent.model.convert_authz import read_authorization_policy
 from agent.model.convert_backendpolicy import read_backend_traffic_policy
+from agent.model.convert_ratelimit import read_http_local_rate_limit_policy
 from agent.model.convert_core import (
     read_endpoint_slice,
     read_namespace,
@@ -98,6 +99,7 @@ _READERS: dict[str, tuple[_Read, Check]] = {
     "PeerAuthentication": (read_peer_authentication, dns1123_subdomain),
     "BackendTrafficPolicy": (read_backend_traffic_policy, dns1123_subdomain),
     "AuthorizationPolicy": (read_authorization_policy, dns1123_subdomain),
+    "HTTPLocalRateLimitPolicy": (read_http_local_rate_limit_policy, dns1123_subdomain),
 }
 """kind -> (reader of the object, check of metadata.name)."""
 

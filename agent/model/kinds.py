@@ -56,6 +56,9 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("PeerAuthentication", (f"{_SEC}/v1",), "peerauthentications", ("pa",)),
     KindInfo("BackendTrafficPolicy", (f"{_POL}/v1alpha1",), "backendtrafficpolicies", ("btp",)),
     KindInfo("AuthorizationPolicy", (f"{_SEC}/v1",), "authorizationpolicies", ("ap",)),
+    KindInfo(
+        "HTTPLocalRateLimitPolicy", (f"{_POL}/v1alpha1",), "httplocalratelimitpolicies", ("rlp",)
+    ),
 )
 
 _BY_KIND = {info.kind: info for info in KINDS}

@@ -13,6 +13,7 @@ from agent.model.httproute import HTTPRoute
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
 from agent.model.peerauth import PeerAuthentication
+from agent.model.ratelimit import HTTPLocalRateLimitPolicy
 
 Resource: TypeAlias = (
     Namespace
@@ -30,6 +31,7 @@ Resource: TypeAlias = (
     | PeerAuthentication
     | BackendTrafficPolicy
     | AuthorizationPolicy
+    | HTTPLocalRateLimitPolicy
 )
 
 RESOURCE_CLASSES: tuple[type[Resource], ...] = (
@@ -48,4 +50,5 @@ RESOURCE_CLASSES: tuple[type[Resource], ...] = (
     PeerAuthentication,
     BackendTrafficPolicy,
     AuthorizationPolicy,
+    HTTPLocalRateLimitPolicy,
 )

@@ -14,7 +14,7 @@ from agent.model.resource import RESOURCE_CLASSES
 from tests.unit.model.helpers import DELETE, edit, error_of
 
 KNOWN = (
-    "AuthorizationPolicy, BackendTrafficPolicy, Deployment, EndpointSlice, Gateway, GatewayClass, HTTPRoute, Namespace, NetworkPolicy, Node, "
+    "AuthorizationPolicy, BackendTrafficPolicy, Deployment, EndpointSlice, Gateway, GatewayClass, HTTPLocalRateLimitPolicy, HTTPRoute, Namespace, NetworkPolicy, Node, "
     "PeerAuthentication, "
     "Pod, ReferenceGrant, Secret, Service"
 )
