@@ -39,12 +39,12 @@ from agent.model.gateway import Gateway
 from gatewayapi import GatewayParent, RouteCompiler, RouteTables, RoutingInputs
 from identity.spiffe import DEFAULT_TRUST_DOMAIN
 from l7proxy.authz import AuthzGate, default_routes
-from l7proxy.ratelimit import RateLimitGate
 from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
 from l7proxy.endpoint_index import EndpointIndex
 from l7proxy.flows import FlowLossCollector
 from l7proxy.hbone import runner as hbone_runner
 from l7proxy.listenfds import HeldListeners, ListenFdsError
+from l7proxy.ratelimit import RateLimitGate
 from l7proxy.resilience.params import params_by_service
 from l7proxy.server import WaypointServer, new_event_loop
 from l7proxy.standby import ActiveLock, holder

@@ -23,7 +23,6 @@ from typing import Any
 from agent.model.convert_apps import read_deployment
 from agent.model.convert_authz import read_authorization_policy
 from agent.model.convert_backendpolicy import read_backend_traffic_policy
-from agent.model.convert_ratelimit import read_http_local_rate_limit_policy
 from agent.model.convert_core import (
     read_endpoint_slice,
     read_namespace,
@@ -37,6 +36,7 @@ from agent.model.convert_meta import read_object_meta
 from agent.model.convert_networking import read_network_policy
 from agent.model.convert_node import read_node
 from agent.model.convert_peerauth import read_peer_authentication
+from agent.model.convert_ratelimit import read_http_local_rate_limit_policy
 from agent.model.documents import LoadError, load_documents, load_sources
 from agent.model.duration import format_duration
 from agent.model.kinds import UnknownKindError, kind_info, known_kinds

@@ -1,6 +1,7 @@
 """Writes the CustomResourceDefinitions the lab serves, one file per kind: the Gateway API's
 into ``deploy/crds/gateway-api/``, Tulle's own (PeerAuthentication, BackendTrafficPolicy,
-AuthorizationPolicy, HTTPLocalRateLimitPolicy) into ``deploy/crds/tulle/``: ``python deploy/crds/generate.py``
+AuthorizationPolicy, HTTPLocalRateLimitPolicy) into ``deploy/crds/tulle/``:
+``python deploy/crds/generate.py``
 (``--check`` compares). The schemas live beside it: ``schema_parts.py`` (shared types),
 ``gateway_schemas.py`` (GatewayClass, Gateway, ReferenceGrant), ``httproute_schema.py``,
 ``peerauth_schema.py``, ``backendpolicy_schema.py``, ``authz_schema.py``,
