@@ -50,7 +50,8 @@ def api(bare: tuple[Store, Direct]) -> Direct:
 def test_the_crd_file_is_what_the_generator_writes() -> None:
     generator = _generator()
     docs = generator.outputs()[gateway_crds.TULLE_CRD_DIR]
-    assert sorted(docs) == ["authorizationpolicies.yaml", "backendtrafficpolicies.yaml", "peerauthentications.yaml"]
+    assert sorted(docs) == ["authorizationpolicies.yaml", "backendtrafficpolicies.yaml",
+                            "httplocalratelimitpolicies.yaml", "peerauthentications.yaml"]
     for name, doc in docs.items():
         assert (gateway_crds.TULLE_CRD_DIR / name).read_text() == generator.render(doc), (
             f"{name} is stale: run python deploy/crds/generate.py"
