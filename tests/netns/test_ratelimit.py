@@ -103,9 +103,10 @@ def pods(lab: Lab) -> Iterator[dict[str, str]]:
     wait_for(accepted, timeout=30, what="the policy Accepted")
 
     def limited() -> bool:  # the waypoint has the route and the policy
-        out = lab.exec(NS, names["a"], "curl", "-s", "-o", "/dev/null", "-w", "%{http_code} ",
-                       *[f"http://web.{NS}/probe"] * (IDENTITY_RPS * 2 + 2), check=False)
-        return "429" in out.stdout
+        urls = [arg for _ in range(IDENTITY_RPS * 2 + 2)
+                for arg in ("-o", "/dev/null", f"http://web.{NS}/probe")]
+        out = lab.exec(NS, names["a"], "curl", "-s", "-w", "%{http_code} ", *urls, check=False)
+        return "429" in out.stdout.split()
 
     wait_for(limited, timeout=60, what="429s from the waypoint")
     try:
