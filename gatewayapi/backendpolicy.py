@@ -1,5 +1,6 @@
-"""BackendTrafficPolicy attachment (GEP-713, direct policy attachment): which policy a
-Service gets, and each policy's status.
+"""BackendTrafficPolicy (and HTTPLocalRateLimitPolicy) attachment (GEP-713, direct policy
+attachment): which policy a Service gets, and each policy's status. Each kind is attached
+on its own: a Service may have one policy of each.
 
 - A policy attaches to the Services of its own namespace that its ``targetRefs`` name.
 - Two policies naming the same Service conflict: the older wins (creation time, then
@@ -14,53 +15,71 @@ keeping its lastTransitionTime while its status does not change.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
-from agent.model.backendpolicy import BackendTrafficPolicy
+from agent.model.backendpolicy import PolicyTargetReference
 from agent.model.core import Service
+from agent.model.meta import ObjectMeta
 from gatewayapi.types import CONTROLLER_NAME
 
 StatusDict = dict[str, Any]
 ServiceKey = tuple[str, str]
 
 
+class _Spec(Protocol):
+    @property
+    def target_refs(self) -> Sequence[PolicyTargetReference]: ...
+
+
+class TargetedPolicy(Protocol):
+    """A policy kind with GEP-713 ``targetRefs`` to Services."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def metadata(self) -> ObjectMeta: ...
+    @property
+    def spec(self) -> _Spec: ...
+
+
+P = TypeVar("P", bound=TargetedPolicy)
+
+
 @dataclass(frozen=True, slots=True)
-class Attachment:
+class Attachment(Generic[P]):
     """``winners``: the policy each targeted Service gets; ``statuses``: each policy's
     ``status`` dict by "namespace/name"."""
 
-    winners: dict[ServiceKey, BackendTrafficPolicy]
+    winners: dict[ServiceKey, P]
     statuses: dict[str, StatusDict]
 
 
-def _age(policy: BackendTrafficPolicy) -> tuple[datetime, str]:
+def _age(policy: TargetedPolicy) -> tuple[datetime, str]:
     created = policy.metadata.creation_timestamp or datetime.max.replace(tzinfo=UTC)
     return created, f"{policy.metadata.namespace}/{policy.metadata.name}"
 
 
-def winners(
-    policies: Iterable[BackendTrafficPolicy], services: Iterable[ServiceKey]
-) -> dict[ServiceKey, BackendTrafficPolicy]:
+def winners(policies: Iterable[P], services: Iterable[ServiceKey]) -> dict[ServiceKey, P]:
     """The policy each existing, targeted Service gets (the oldest naming it)."""
     return attach(policies, services, {}, datetime.now(UTC)).winners
 
 
 def attach(
-    policies: Iterable[BackendTrafficPolicy],
+    policies: Iterable[P],
     services: Iterable[ServiceKey | Service],
     previous: Mapping[str, StatusDict],
     now: datetime,
-) -> Attachment:
+) -> Attachment[P]:
     """``previous``: each policy's status as served (for transition times)."""
     existing = {
         (s.metadata.namespace, s.metadata.name) if isinstance(s, Service) else s
         for s in services
     }
     ordered = sorted(policies, key=_age)
-    won: dict[ServiceKey, BackendTrafficPolicy] = {}
+    won: dict[ServiceKey, P] = {}
     statuses: dict[str, StatusDict] = {}
     for policy in ordered:
         ns = policy.metadata.namespace
@@ -74,7 +93,7 @@ def attach(
             elif service in won:
                 winner = won[service].metadata.name
                 accepted = (False, "Conflicted",
-                            f"Service {ns}/{ref.name} already has BackendTrafficPolicy "
+                            f"Service {ns}/{ref.name} already has {policy.kind} "
                             f"{ns}/{winner}, which is older: it applies, this one does not")
             else:
                 won[service] = policy

@@ -42,6 +42,7 @@ from gatewayapi import (
     ServiceParent,
 )
 from l7proxy.authz import Call
+from l7proxy.ratelimit import Limited
 from l7proxy.resilience.params import BackendParams, params_by_service
 
 Address = tuple[str, int]
@@ -52,6 +53,7 @@ OriginalDestination = Callable[[Address], "Address | Parent | None"]
 Admission = Callable[[Address, Address], bool]
 PolicyNaming = Callable[[Address, Address], tuple[tuple[str, ...], tuple[str, ...]] | None]
 Authorizer = Callable[[Call], Verdict | None]
+RateLimiter = Callable[[tuple[str, int], BackendTarget], Limited | None]
 """NetworkPolicy for a proxied request: may this client (ip, port) reach this backend
 endpoint (ip, port)? Judged as the kernel judges a direct connection (l7proxy/node.py)."""
 
@@ -177,6 +179,10 @@ class WaypointConfig:
     """AuthorizationPolicy (``l7proxy.authz.AuthzGate.check``): a routed request -> its
     denial (answered 403 ``RBAC: access denied``, a DROPPED flow naming the policies), or
     None to go on. None: no AuthorizationPolicy."""
+    rate_limit: RateLimiter | None = None
+    """HTTPLocalRateLimitPolicy (``l7proxy.ratelimit.RateLimitGate.check``): (client, backend)
+    of a routed, authorized request -> its refusal (answered 429 with Retry-After and
+    RateLimit-* fields, a DROPPED flow RATE_LIMITED), or None to go on. None: no limits."""
     certificates: Mapping[tuple[str, str], tuple[bytes, bytes]] = field(default_factory=dict)
     """``kubernetes.io/tls`` Secrets by (namespace, name): (tls.crt, tls.key) PEM, for
     the HTTPS listeners whose certificateRefs name them (``tls.py``)."""

@@ -44,6 +44,7 @@ from l7proxy.endpoint_index import EndpointIndex
 from l7proxy.flows import FlowLossCollector
 from l7proxy.hbone import runner as hbone_runner
 from l7proxy.listenfds import HeldListeners, ListenFdsError
+from l7proxy.ratelimit import RateLimitGate
 from l7proxy.resilience.params import params_by_service
 from l7proxy.server import WaypointServer, new_event_loop
 from l7proxy.standby import ActiveLock, holder
@@ -71,6 +72,7 @@ KINDS = (
     "BackendTrafficPolicy",
     "AuthorizationPolicy",
     "HTTPFault",
+    "HTTPLocalRateLimitPolicy",
 )
 
 
@@ -309,6 +311,9 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
     authz = AuthzGate(trust_domain)
     authz_inputs = (feed.typed["AuthorizationPolicy"], feed.typed["Pod"])
     authz.swap(*authz_inputs)
+    limits = RateLimitGate(authz.peer)  # the caller's identity as authz derives it
+    limit_inputs = (feed.typed["HTTPLocalRateLimitPolicy"], feed.typed["Service"])
+    limits.swap(*limit_inputs)
     origins = OriginalDestinations(pin_dir)
     state: dict[str, Mapping[Address, GatewayParent]] = {"gateways": gateways}
 
@@ -331,6 +336,7 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
         client_namespace=gate.namespace_of,
         backend_params=params_by_service(*resilience_inputs),
         authorize=authz.check,
+        rate_limit=limits.check,
         request_split=request_split,
     )
     connector = WaypointConnector(
@@ -378,6 +384,10 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
             if any(new is not old for new, old in zip(fresh, authz_inputs, strict=True)):
                 authz_inputs = fresh
                 authz.swap(*authz_inputs)
+            fresh = (feed.typed["HTTPLocalRateLimitPolicy"], feed.typed["Service"])
+            if any(new is not old for new, old in zip(fresh, limit_inputs, strict=True)):
+                limit_inputs = fresh
+                limits.swap(*limit_inputs)
             if hbone is not None:
                 hbone.update(feed.typed["Pod"], feed.typed["Node"], feed.typed["Namespace"],
                              feed.typed["PeerAuthentication"])

@@ -32,6 +32,7 @@ from l7proxy.flows import FlowRecorder, now_ns
 from l7proxy.forward import Failed, forward, raw_headers
 from l7proxy.metrics import WaypointMetrics
 from l7proxy.mirror import send_mirror
+from l7proxy.ratelimit import RATE_LIMITED_BODY, RATE_LIMITED_DROP
 from l7proxy.resilience.gate import OVERFLOW_BODY, OVERFLOW_DROP, OVERFLOW_HEADERS, Gate
 from l7proxy.resilience.metrics import ResilienceCollector
 from l7proxy.resilience.params import BackendParams
@@ -204,6 +205,13 @@ class Proxy:
                     status, denied_by = 403, denial.policies
                     drop = "POLICY_DENIED" if denial.by_allow else "POLICY_DENY"
                     down.local(status, [(b"content-type", b"text/plain")], DENIED_BODY,
+                               close=not ex.body.complete)
+                    return
+            if self.config.rate_limit is not None:
+                limited = self.config.rate_limit(ex.client, decision.backend)
+                if limited is not None:  # after authz: a denied caller spends no budget
+                    status, drop = 429, RATE_LIMITED_DROP
+                    down.local(status, limited.headers(), RATE_LIMITED_BODY,
                                close=not ex.body.complete)
                     return
             for mirror in decision.mirrors:

@@ -1,8 +1,8 @@
 """The CustomResourceDefinitions a lab serves, written by ``deploy/crds/generate.py``: the
 Gateway API's (``deploy/crds/gateway-api``) and Tulle's own (``deploy/crds/tulle``:
-PeerAuthentication, BackendTrafficPolicy, AuthorizationPolicy, HTTPFault). Loaded here for
-`tulle lab up`, which installs them through the API before anything uses the kinds, and for
-tests that hold a store."""
+PeerAuthentication, BackendTrafficPolicy, AuthorizationPolicy, HTTPFault,
+HTTPLocalRateLimitPolicy). Loaded here for `tulle lab up`, which installs them through the API
+before anything uses the kinds, and for tests that hold a store."""
 
 from __future__ import annotations
 
@@ -15,7 +15,13 @@ REPO = Path(__file__).resolve().parents[1]
 CRD_DIR = REPO / "deploy" / "crds" / "gateway-api"
 TULLE_CRD_DIR = REPO / "deploy" / "crds" / "tulle"
 KINDS = ("GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant")
-TULLE_KINDS = ("PeerAuthentication", "BackendTrafficPolicy", "AuthorizationPolicy", "HTTPFault")
+TULLE_KINDS = (
+    "PeerAuthentication",
+    "BackendTrafficPolicy",
+    "AuthorizationPolicy",
+    "HTTPFault",
+    "HTTPLocalRateLimitPolicy",
+)
 _EXPECTED = {CRD_DIR: KINDS, TULLE_CRD_DIR: TULLE_KINDS}
 
 

@@ -37,6 +37,7 @@ from agent.model.convert_meta import read_object_meta
 from agent.model.convert_networking import read_network_policy
 from agent.model.convert_node import read_node
 from agent.model.convert_peerauth import read_peer_authentication
+from agent.model.convert_ratelimit import read_http_local_rate_limit_policy
 from agent.model.documents import LoadError, load_documents, load_sources
 from agent.model.duration import format_duration
 from agent.model.kinds import UnknownKindError, kind_info, known_kinds
@@ -100,6 +101,7 @@ _READERS: dict[str, tuple[_Read, Check]] = {
     "BackendTrafficPolicy": (read_backend_traffic_policy, dns1123_subdomain),
     "AuthorizationPolicy": (read_authorization_policy, dns1123_subdomain),
     "HTTPFault": (read_http_fault, dns1123_subdomain),
+    "HTTPLocalRateLimitPolicy": (read_http_local_rate_limit_policy, dns1123_subdomain),
 }
 """kind -> (reader of the object, check of metadata.name)."""
 

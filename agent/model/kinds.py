@@ -57,6 +57,9 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("BackendTrafficPolicy", (f"{_POL}/v1alpha1",), "backendtrafficpolicies", ("btp",)),
     KindInfo("AuthorizationPolicy", (f"{_SEC}/v1",), "authorizationpolicies", ("ap",)),
     KindInfo("HTTPFault", (f"{_POL}/v1alpha1",), "httpfaults"),
+    KindInfo(
+        "HTTPLocalRateLimitPolicy", (f"{_POL}/v1alpha1",), "httplocalratelimitpolicies", ("rlp",)
+    ),
 )
 
 _BY_KIND = {info.kind: info for info in KINDS}

@@ -14,6 +14,7 @@ from agent.model.httproute import HTTPRoute
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
 from agent.model.peerauth import PeerAuthentication
+from agent.model.ratelimit import HTTPLocalRateLimitPolicy
 
 Resource: TypeAlias = (
     Namespace
@@ -32,6 +33,7 @@ Resource: TypeAlias = (
     | BackendTrafficPolicy
     | AuthorizationPolicy
     | HTTPFault
+    | HTTPLocalRateLimitPolicy
 )
 
 RESOURCE_CLASSES: tuple[type[Resource], ...] = (
@@ -51,4 +53,5 @@ RESOURCE_CLASSES: tuple[type[Resource], ...] = (
     BackendTrafficPolicy,
     AuthorizationPolicy,
     HTTPFault,
+    HTTPLocalRateLimitPolicy,
 )

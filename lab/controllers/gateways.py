@@ -18,6 +18,7 @@ from agent.model.core import Namespace, Secret, Service
 from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
+from agent.model.ratelimit import HTTPLocalRateLimitPolicy
 from authz.status import policy_status
 from gatewayapi import CONTROLLER_NAME, RoutingInputs, compute_status
 from gatewayapi.backendpolicy import attach
@@ -36,9 +37,11 @@ KINDS = (
     "BackendTrafficPolicy",
     "AuthorizationPolicy",
     "HTTPFault",
+    "HTTPLocalRateLimitPolicy",
 )
 _WITH_STATUS = (
-    "HTTPRoute", "Gateway", "GatewayClass", "BackendTrafficPolicy", "AuthorizationPolicy"
+    "HTTPRoute", "Gateway", "GatewayClass", "BackendTrafficPolicy", "AuthorizationPolicy",
+    "HTTPLocalRateLimitPolicy",
 )
 
 
@@ -95,6 +98,9 @@ class GatewayController:
             )
             log.info("gateway %s/%s: address %s", ns, name, ip)
         self._policy_status([o for o in typed if isinstance(o, BackendTrafficPolicy)], services)
+        self._policy_status(
+            [o for o in typed if isinstance(o, HTTPLocalRateLimitPolicy)], services
+        )
         self._authorization_policies(typed, services, gateways)
         if not routes and not gateways and not classes:
             return
@@ -121,20 +127,23 @@ class GatewayController:
                 self._merge_status(kind, ns, name, status)
 
     def _policy_status(
-        self, policies: Sequence[BackendTrafficPolicy], services: Sequence[Service]
+        self, policies: Sequence[BackendTrafficPolicy] | Sequence[HTTPLocalRateLimitPolicy],
+        services: Sequence[Service],
     ) -> None:
-        """GEP-713 status of each BackendTrafficPolicy (``gatewayapi.backendpolicy``)."""
+        """GEP-713 status of each BackendTrafficPolicy or HTTPLocalRateLimitPolicy (one kind
+        per call: each kind is attached on its own; ``gatewayapi.backendpolicy``)."""
         if not policies:
             return
+        policy_kind = policies[0].kind
         previous = {
             f"{ns}/{name}": status
             for (kind, ns, name), status in self.current.items()
-            if kind == "BackendTrafficPolicy"
+            if kind == policy_kind
         }
         report = attach(policies, services, previous, datetime.now(UTC))
         for key, status in report.statuses.items():
             ns, _, name = key.partition("/")
-            self._merge_status("BackendTrafficPolicy", ns, name, status)
+            self._merge_status(policy_kind, ns, name, status)
 
     def _authorization_policies(
         self, typed: Sequence[Any], services: Sequence[Service], gateways: Sequence[Gateway]

@@ -40,6 +40,8 @@ ALLOWED = [
     "patch gateways.gateway.networking.k8s.io --subresource=status",
     "watch backendtrafficpolicies.policy.tulle.io",
     "patch backendtrafficpolicies.policy.tulle.io --subresource=status",
+    "watch httplocalratelimitpolicies.policy.tulle.io",
+    "patch httplocalratelimitpolicies.policy.tulle.io --subresource=status",
     "watch authorizationpolicies.security.tulle.io",
     "patch authorizationpolicies.security.tulle.io --subresource=status",
 ]

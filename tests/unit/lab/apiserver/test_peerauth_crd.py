@@ -54,6 +54,7 @@ def test_the_crd_file_is_what_the_generator_writes() -> None:
         "authorizationpolicies.yaml",
         "backendtrafficpolicies.yaml",
         "httpfaults.yaml",
+        "httplocalratelimitpolicies.yaml",
         "peerauthentications.yaml",
     ]
     for name, doc in docs.items():
