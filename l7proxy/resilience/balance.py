@@ -15,7 +15,7 @@ choice with O(1) work and no herding on one endpoint after a stale reading.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -88,11 +88,19 @@ class P2C(Generic[E]):
             # would get no request until that decayed (about 30 s at the default decay). A
             # slow newcomer is found out by its first answer: a sample above the estimate
             # replaces it.
-            if self.loads:
-                best = min(peer.cost(now) / (peer.pending + 1) for peer in self.loads.values())
+            best = self.best_estimate(self.loads, now)
+            if best is not None:
                 load.estimate = min(best, self.params.default_rtt)
             self.loads[endpoint] = load
         return load
+
+    def best_estimate(self, among: Iterable[E], now: float) -> float | None:
+        """The lowest decayed round-trip estimate of the measured endpoints ``among`` (None:
+        none is measured): where a newcomer or an endpoint back from ejection starts."""
+        loads = [self.loads[e] for e in among if e in self.loads]
+        if not loads:
+            return None
+        return min(load.cost(now) / (load.pending + 1) for load in loads)
 
     def choose(self, endpoints: Sequence[E], now: float) -> E:
         """The cheaper of two distinct random endpoints (the only one when alone)."""

@@ -103,13 +103,10 @@ class Resilience:
         (30 ms) would too, beside endpoints answering in 1 ms."""
         balancer = backend.balancer
         returned = set(back)
-        peers = [balancer.loads[e] for e in endpoints if e not in returned and e in balancer.loads]
+        best = balancer.best_estimate([e for e in endpoints if e not in returned], now)
         for endpoint in back:
             load = balancer.load(endpoint, now)
-            if peers:
-                load.estimate = min(p.cost(now) / (p.pending + 1) for p in peers)
-            else:
-                load.estimate = balancer.params.default_rtt
+            load.estimate = balancer.params.default_rtt if best is None else best
             load.stamp = now
 
     def started(self, target: Target, endpoint: Address, now: float) -> None:
