@@ -35,18 +35,31 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from agent.datapath.cdefs import LIB_DIR, defines
+from agent.datapath.policy_names import PolicyNames
 from agent.datapath.policy_plan import MAX_PORT_RULES, PodEndpoint
-from agent.datapath.policy_ports import MAX_PORT
+from agent.datapath.policy_ports import ANY_PROTOCOL, MAX_PORT, PortRule
 from agent.model.authz import Action, AuthorizationPolicy
 from authz.applies import ROOT_NAMESPACE, selects_pod
-from authz.evaluate import evaluate, key_of, needs_l7
+from authz.evaluate import evaluate, key_of
 from authz.request import Peer, Request
+from authz.steer import kernel_refusal
 
 UNKNOWN_CLIENT = IPv4Address(0)
 """The client key of a destination's fallback entry: a client without its own entry."""
 
 AuthzKey = tuple[IPv4Address, int]
 """(local client pod address or ``UNKNOWN_CLIENT``, destination identity)."""
+AuthzEntry = tuple[int, int, int, int]
+"""One ``struct authz_range`` of bpf/lib/authz.h: (first, last, AUTHZ_F_* flags, policy id)."""
+
+_FLAGS = defines(LIB_DIR / "authz.h", "AUTHZ_F_")
+AUTHZ_F_ALLOW, AUTHZ_F_BY_ALLOW = _FLAGS["AUTHZ_F_ALLOW"], _FLAGS["AUTHZ_F_BY_ALLOW"]
+
+AUTHZ_NAMES = PolicyNames()
+"""The agent's AuthorizationPolicy ids (a range's ``policy``): ``kernel_entries`` fills it,
+the flow decoder reads it to name the policies behind a kernel denial. Apart from the
+NetworkPolicy registry, so a name never changes kind."""
 
 
 @dataclass(frozen=True, order=True)
@@ -58,6 +71,7 @@ class PortVerdict:
     last: int
     allowed: bool
     policies: tuple[str, ...] = ()
+    by_allow: bool = False  # denied because no ALLOW matched (POLICY_DENIED, not _DENY)
 
     def covers(self, port: int) -> bool:
         return self.first <= port <= self.last
@@ -74,18 +88,6 @@ class KernelAuthz:
     verdicts: Mapping[AuthzKey, tuple[PortVerdict, ...]]
     waypoint: frozenset[int]
     errors: tuple[str, ...] = ()
-
-
-def kernel_refusal(policy: AuthorizationPolicy) -> str | None:
-    """Why the kernel cannot judge ``policy`` (None: it can)."""
-    if needs_l7(policy):
-        return "reads L7 attributes (host, method, path, header, SNI)"
-    if policy.spec.target_refs:
-        return "targets a Service or Gateway, judged where it is reached (the waypoint)"
-    for rule in policy.spec.rules:
-        if any(c.key == "destination.ip" for c in rule.when):
-            return "reads destination.ip, which differs between the pods of one identity"
-    return None
 
 
 def mentioned_ports(policies: Iterable[AuthorizationPolicy]) -> frozenset[int]:
@@ -125,13 +127,17 @@ def client_verdicts(
     merged: list[PortVerdict] = []
     for first, last in port_classes(mentioned_ports(policies)):
         verdict = evaluate(policies, Request(peer, port=first, l7=False))
-        here = PortVerdict(first, last, verdict.allowed, verdict.policies)
+        here = PortVerdict(first, last, verdict.allowed, verdict.policies, verdict.by_allow)
         prev = merged[-1] if merged else None
-        if prev is not None and (prev.allowed, prev.policies) == (here.allowed, here.policies):
-            merged[-1] = PortVerdict(prev.first, last, prev.allowed, prev.policies)
+        if prev is not None and _same(prev, here):
+            merged[-1] = PortVerdict(prev.first, last, prev.allowed, prev.policies, prev.by_allow)
         else:
             merged.append(here)
     return tuple(merged)
+
+
+def _same(a: PortVerdict, b: PortVerdict) -> bool:
+    return (a.allowed, a.policies, a.by_allow) == (b.allowed, b.policies, b.by_allow)
 
 
 def compile_authz(
@@ -173,7 +179,7 @@ def compile_authz(
     for identity, applying in sorted(enforced.items()):
         names = tuple(key_of(p) for p in applying if p.spec.action is not Action.AUDIT)
         entries: dict[AuthzKey, tuple[PortVerdict, ...]] = {
-            (UNKNOWN_CLIENT, identity): (PortVerdict(0, MAX_PORT, False, names),)
+            (UNKNOWN_CLIENT, identity): (PortVerdict(0, MAX_PORT, False, names, True),)
         }
         for client in clients:
             entries[(client.ip, identity)] = client_verdicts(applying, client, trust_domain)
@@ -214,3 +220,20 @@ def decide(
     if ranges is None:
         ranges = plan.verdicts[(UNKNOWN_CLIENT, destination_identity)]
     return next(r for r in ranges if r.covers(port))
+
+
+def kernel_entries(
+    plan: KernelAuthz, names: PolicyNames = AUTHZ_NAMES
+) -> dict[AuthzKey, tuple[AuthzEntry, ...]]:
+    """authz_v1's entries: each range with its flags and the id of the policies it names
+    (learnt by ``names``: an id stands for those names over that port range)."""
+    out: dict[AuthzKey, tuple[AuthzEntry, ...]] = {}
+    for key, ranges in plan.verdicts.items():
+        entries = []
+        for r in ranges:
+            flags = AUTHZ_F_ALLOW if r.allowed else AUTHZ_F_BY_ALLOW if r.by_allow else 0
+            rule = PortRule(ANY_PROTOCOL, r.first, r.last)
+            pid = names.learn((name, rule) for name in r.policies) if r.policies else 0
+            entries.append((r.first, r.last, flags, pid))
+        out[key] = tuple(entries)
+    return out

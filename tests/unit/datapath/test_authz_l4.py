@@ -12,17 +12,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.datapath.authz_l4 import (
+    AUTHZ_F_ALLOW,
+    AUTHZ_F_BY_ALLOW,
     UNKNOWN_CLIENT,
     PortVerdict,
     compile_authz,
     decide,
-    kernel_refusal,
+    kernel_entries,
     port_classes,
 )
+from agent.datapath.policy_names import PolicyNames
 from agent.datapath.identity import allocate_identities, identity_labels
 from agent.datapath.policy_plan import MAX_PORT_RULES, PodEndpoint
 from agent.model.authz import AuthorizationPolicy
-from authz import Peer, Request, evaluate
+from authz import Peer, Request, evaluate, kernel_refusal
 from tests.unit.authz.helpers import TD, policy, rule
 
 ADDRESSES = {
@@ -108,7 +111,7 @@ def test_deny_wins_over_allow_and_names_the_deny() -> None:
     assert verdict([allow, deny], WEB) == PortVerdict(0, 65535, True, ("shop/allow",))
     assert verdict([allow, deny], ADMIN) == PortVerdict(0, 65535, False, ("shop/deny",))
     # No ALLOW matched: every ALLOW in force is named.
-    assert verdict([allow, deny], EVIL) == PortVerdict(0, 65535, False, ("shop/allow",))
+    assert verdict([allow, deny], EVIL) == PortVerdict(0, 65535, False, ("shop/allow",), True)
 
 
 def test_audit_is_ignored_by_the_kernel() -> None:
@@ -139,10 +142,10 @@ def test_ports_split_the_port_space_into_ranges() -> None:
 def test_an_unknown_client_is_denied_naming_the_policies() -> None:
     plan = compile_authz([api_policy("any", "ALLOW", {})], PODS, LOCAL, TD)
     assert plan.verdicts[(UNKNOWN_CLIENT, API.identity)] == (
-        PortVerdict(0, 65535, False, ("shop/any",)),
+        PortVerdict(0, 65535, False, ("shop/any",), True),
     )
     assert decide(plan, IPv4Address("10.1.0.99"), API.identity, 80) == PortVerdict(
-        0, 65535, False, ("shop/any",)
+        0, 65535, False, ("shop/any",), True
     )
 
 
@@ -208,6 +211,23 @@ def test_too_many_ranges_fail_over_to_the_waypoint() -> None:
     assert f"more than {MAX_PORT_RULES}" in plan.errors[0]
 
 
+def test_kernel_entries_carry_flags_and_name_ids() -> None:
+    allow = api_policy("allow", "ALLOW", rule(source={"namespaces": ["front"]}))
+    deny = api_policy("deny", "DENY", rule(operation={"ports": ["22"]}))
+    names = PolicyNames()
+    entries = kernel_entries(compile_authz([allow, deny], PODS, LOCAL, TD), names)
+    web = entries[(WEB.ip, API.identity)]
+    assert [(f, l, flags) for f, l, flags, _ in web] == [
+        (0, 21, AUTHZ_F_ALLOW), (22, 22, 0), (23, 65535, AUTHZ_F_ALLOW)]
+    assert names.allowed_by(web[1][3], 6, 22) == ("shop/deny",)
+    assert names.allowed_by(web[0][3], 6, 10) == ("shop/allow",)
+    [(_, _, flags, pid)] = [e for e in entries[(EVIL.ip, API.identity)] if e[0] == 0]
+    assert flags == AUTHZ_F_BY_ALLOW and names.allowed_by(pid, 17, 5) == ("shop/allow",)
+    [fallback] = entries[(UNKNOWN_CLIENT, API.identity)]
+    assert fallback[:3] == (0, 65535, AUTHZ_F_BY_ALLOW)
+    assert names.allowed_by(fallback[3], 6, 1) == ("shop/allow", "shop/deny")
+
+
 def test_port_classes_cover_the_port_space_once() -> None:
     assert port_classes(()) == ((0, 65535),)
     assert port_classes({0, 65535, 5}) == ((0, 0), (1, 4), (5, 5), (6, 65534), (65535, 65535))
@@ -253,4 +273,5 @@ def test_compiled_verdicts_agree_with_the_evaluator(specs: list[tuple[str, list[
             if got is None:  # not enforced: only when no ALLOW or DENY applies
                 assert all(a == "AUDIT" for a, _ in specs) and expected.allowed
                 continue
-            assert (got.allowed, got.policies) == (expected.allowed, expected.policies)
+            assert (got.allowed, got.policies, got.by_allow) == (
+                expected.allowed, expected.policies, expected.by_allow)
