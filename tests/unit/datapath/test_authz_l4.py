@@ -21,8 +21,8 @@ from agent.datapath.authz_l4 import (
     kernel_entries,
     port_classes,
 )
-from agent.datapath.policy_names import PolicyNames
 from agent.datapath.identity import allocate_identities, identity_labels
+from agent.datapath.policy_names import PolicyNames
 from agent.datapath.policy_plan import MAX_PORT_RULES, PodEndpoint
 from agent.model.authz import AuthorizationPolicy
 from authz import Peer, Request, evaluate, kernel_refusal
@@ -217,7 +217,7 @@ def test_kernel_entries_carry_flags_and_name_ids() -> None:
     names = PolicyNames()
     entries = kernel_entries(compile_authz([allow, deny], PODS, LOCAL, TD), names)
     web = entries[(WEB.ip, API.identity)]
-    assert [(f, l, flags) for f, l, flags, _ in web] == [
+    assert [(first, last, flags) for first, last, flags, _ in web] == [
         (0, 21, AUTHZ_F_ALLOW), (22, 22, 0), (23, 65535, AUTHZ_F_ALLOW)]
     assert names.allowed_by(web[1][3], 6, 22) == ("shop/deny",)
     assert names.allowed_by(web[0][3], 6, 10) == ("shop/allow",)
