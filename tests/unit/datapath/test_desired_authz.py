@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.datapath.desired import ClusterView, plan_endpoints
 from agent.datapath.authz_l4 import AUTHZ_F_ALLOW, AUTHZ_F_BY_ALLOW, UNKNOWN_CLIENT
+from agent.datapath.desired import ClusterView, plan_endpoints
 from agent.datapath.flags import EP_F_AUTHZ_KERNEL, EP_F_INGRESS_ENFORCED
 from agent.datapath.policy_plan import Direction
 from agent.model.convert import from_dict
