@@ -152,6 +152,8 @@ def compile_authz(
     ``pods`` is every pod of the cluster with its identity (destinations are among them).
     """
     workload = sorted((p for p in policies if not p.spec.target_refs), key=key_of)
+    if not workload:  # the common case: no pass over every pod of the cluster
+        return KernelAuthz({}, {}, frozenset())
     by_identity: dict[int, dict[tuple[str, ...], list[str]]] = defaultdict(dict)
     chosen: dict[int, tuple[AuthorizationPolicy, ...]] = {}
     for pod in sorted(pods, key=lambda p: p.key):
@@ -174,7 +176,8 @@ def compile_authz(
             waypoint.add(identity)
             continue
         enforced[identity] = applying
-    clients = sorted((p for p in pods if p.ip in set(local_ips)), key=lambda p: p.ip)
+    wanted = set(local_ips)
+    clients = sorted((p for p in pods if p.ip in wanted), key=lambda p: p.ip)
     verdicts: dict[AuthzKey, tuple[PortVerdict, ...]] = {}
     for identity, applying in sorted(enforced.items()):
         names = tuple(key_of(p) for p in applying if p.spec.action is not Action.AUDIT)
