@@ -43,9 +43,11 @@ def _client(ns: str, name: str, account: str) -> dict[str, Any]:
     return d
 
 
-def curl(lab: Lab, ns: str, pod: str, sport: int) -> tuple[int, str]:
+def curl(lab: Lab, ns: str, pod: str, sport: int = 0) -> tuple[int, str]:
+    """curl's exit code and HTTP code; from source port ``sport`` (0: any)."""
+    pinned = ("--local-port", str(sport)) if sport else ()
     proc = lab.exec(ns, pod, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                    "--max-time", "3", "--local-port", str(sport), URL, check=False)
+                    "--max-time", "3", *pinned, URL, check=False)
     return proc.returncode, proc.stdout.strip()
 
 
@@ -76,11 +78,11 @@ def env(lab: Lab) -> Iterator[dict[str, Any]]:
     pods = {app: (ns, pods_of(lab, ns, app)[0]) for ns, app in
             ((CLI, "good"), (CLI, "bad"), (EVIL, "evil"))}
     for app, (ns, pod) in pods.items():
-        wait_for(lambda ns=ns, pod=pod: curl(lab, ns, pod["metadata"]["name"], 0)[1] == "200",
+        wait_for(lambda ns=ns, pod=pod: curl(lab, ns, pod["metadata"]["name"])[1] == "200",
                  timeout=30, what=f"{app} served before any policy")
     apply(lab, *POLICIES)
     bad_ns, bad = pods["bad"]
-    wait_for(lambda: curl(lab, bad_ns, bad["metadata"]["name"], 0)[0] == CURL_COULDNT_CONNECT,
+    wait_for(lambda: curl(lab, bad_ns, bad["metadata"]["name"])[0] == CURL_COULDNT_CONNECT,
              timeout=30, what="the policies in force in the kernel")
     try:
         yield {"pods": pods, "srv_ip": pods_of(lab, SRV, "srv")[0]["status"]["podIP"]}
