@@ -4,6 +4,7 @@ compiled partition agreeing with the evaluator the waypoint runs on every port."
 
 from __future__ import annotations
 
+import socket
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -21,6 +22,8 @@ from agent.datapath.authz_l4 import (
     kernel_entries,
     port_classes,
 )
+from agent.datapath.drop_reasons import code
+from agent.datapath.flowevents import POLICY_MATCHED, EventDecoder, FlowEventLayout
 from agent.datapath.identity import allocate_identities, identity_labels
 from agent.datapath.policy_names import PolicyNames
 from agent.datapath.policy_plan import MAX_PORT_RULES, PodEndpoint
@@ -275,3 +278,28 @@ def test_compiled_verdicts_agree_with_the_evaluator(specs: list[tuple[str, list[
                 continue
             assert (got.allowed, got.policies, got.by_allow) == (
                 expected.allowed, expected.policies, expected.by_allow)
+
+
+def test_a_kernel_denial_record_names_the_authorization_policy() -> None:
+    """The DROP record's ``policy`` (authz.h) becomes ``egress_denied_by``; a NetworkPolicy
+    drop (``policy`` 0) names nothing."""
+    names = PolicyNames()
+    deny = api_policy("deny", "DENY", rule(source={"namespaces": ["front"]}))
+    entries = kernel_entries(compile_authz([deny], PODS, LOCAL, TD), names)
+    [(_, _, _, pid)] = entries[(WEB.ip, API.identity)]
+
+    def record(policy: int) -> bytes:
+        ev = FlowEventLayout()
+        ev.type, ev.verdict, ev.proto, ev.dir, ev.obs_point = 2, 2, 6, 2, 3  # DROP, egress
+        ev.drop_reason = code("POLICY_DENY")
+        ev.dport = socket.htons(8080)
+        ev.policy = policy
+        return bytes(ev)
+
+    decoder = EventDecoder("n1", authz_names=names)
+    flow = decoder.decode(record(POLICY_MATCHED | pid))
+    assert flow.drop_reason_desc == "POLICY_DENY"
+    assert [(p.namespace, p.name, p.kind) for p in flow.egress_denied_by] == [
+        ("shop", "deny", "AuthorizationPolicy")]
+    assert flow.ingress_denied_by == () and flow.egress_allowed_by == ()
+    assert decoder.decode(record(0)).egress_denied_by == ()
