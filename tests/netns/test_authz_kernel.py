@@ -105,8 +105,9 @@ def _denied_at_the_client(lab: Lab, env: dict[str, Any], app: str, sport: int, r
     assert drop["IP"]["destination"] == env["srv_ip"]  # judged after the Service chose it
     assert [(p["namespace"], p["name"], p["kind"]) for p in drop["egress_denied_by"]] == [
         (SRV, policy, "AuthorizationPolicy")]
-    # Nothing of this connection anywhere else: no SYN reached node1 or the server.
-    assert [f["node_name"] for f in flows(lab, sport)] == ["node2"]
+    # Nothing of this connection on the server's node: no SYN reached node1 or the server
+    # (node2 may also record the client socket's own state changes: the kernel tracer).
+    assert {f["node_name"] for f in flows(lab, sport)} == {"node2"}
 
 
 def test_the_listed_service_account_connects_directly(lab: Lab, env: dict[str, Any]) -> None:
