@@ -5,7 +5,7 @@ matching (``match``). The waypoint enforces it; the agent reads ``needs_l7`` to 
 from authz.applies import ROOT_NAMESPACE, Destination, applicable, selects_pod, targets
 from authz.evaluate import Verdict, evaluate, key_of, needs_l7, rule_needs_l7
 from authz.request import Peer, Request
-from authz.steer import steered_services
+from authz.steer import kernel_refusal, steered_services
 
 __all__ = [
     "ROOT_NAMESPACE",
@@ -15,6 +15,7 @@ __all__ = [
     "Verdict",
     "applicable",
     "evaluate",
+    "kernel_refusal",
     "key_of",
     "needs_l7",
     "rule_needs_l7",

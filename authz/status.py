@@ -11,7 +11,7 @@ from typing import Any
 
 from agent.model.authz import AuthorizationPolicy
 from authz.applies import GATEWAY, SERVICE
-from authz.evaluate import needs_l7
+from authz.steer import kernel_refusal
 
 Status = dict[str, Any]
 
@@ -37,9 +37,10 @@ def policy_status(
         message = f"no {', '.join(missing)}: the policy applies to nothing there"
     else:
         accepted, reason = True, "Accepted"
-        message = "enforced by the waypoint" + (
-            " (L7 attributes)" if needs_l7(policy)
-            else " (L4-only rules: the kernel does not enforce AuthorizationPolicy yet)"
+        refusal = kernel_refusal(policy)
+        message = (
+            "enforced in the kernel on each client's node (L4 attributes only)"
+            if refusal is None else f"enforced by the waypoint (the policy {refusal})"
         )
     value = "True" if accepted else "False"
     since = now

@@ -1,8 +1,10 @@
 """Which Services' traffic must go through the waypoint for AuthorizationPolicy (pure).
 
-The kernel does not enforce AuthorizationPolicy yet, so every policy, L4-only or not, is
-enforced in the waypoint, and traffic it governs must reach the waypoint. A Service is
-steered when a targetRef names it, or when a workload policy of its namespace (of any
+A workload policy the kernel can judge (``kernel_refusal`` None: L4 attributes only, no
+targetRefs, no ``destination.ip``) is enforced on each client's node
+(``agent/datapath/authz_l4.py``) and steers nothing. Every other policy is enforced in the
+waypoint, and traffic it governs must reach the waypoint. A Service is
+steered when a targetRef names it, or when such a workload policy of its namespace (of any
 namespace, for one in the root namespace) could select one of its pods: the policy's labels
 and the Service's selector do not disagree on a key. That needs no pod (a pod in both must
 carry both label sets), so it errs only on the side of more: the waypoint then judges each
@@ -18,6 +20,19 @@ from collections.abc import Iterable, Mapping
 from agent.model.authz import AuthorizationPolicy
 from agent.model.core import Service
 from authz.applies import ROOT_NAMESPACE, SERVICE
+from authz.evaluate import needs_l7
+
+
+def kernel_refusal(policy: AuthorizationPolicy) -> str | None:
+    """Why the kernel cannot judge ``policy`` on the client's node (None: it can)."""
+    if needs_l7(policy):
+        return "reads L7 attributes (host, method, path, header, SNI)"
+    if policy.spec.target_refs:
+        return "targets a Service or Gateway, judged where it is reached (the waypoint)"
+    for rule in policy.spec.rules:
+        if any(c.key == "destination.ip" for c in rule.when):
+            return "reads destination.ip, which differs between the pods of one identity"
+    return None
 
 
 def steered_services(
@@ -36,6 +51,8 @@ def steered_services(
                 if (ref.group, ref.kind) == SERVICE
             )
             continue
+        if kernel_refusal(policy) is None:
+            continue  # judged in the kernel, on the client's node
         labels = policy.spec.selector.match_labels if policy.spec.selector else {}
         selectors.setdefault("" if home == root_namespace else home, []).append(labels)
     out = set()

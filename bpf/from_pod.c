@@ -4,7 +4,8 @@
  * fragments (ports from the first) -> ICMP errors related to a connection -> service
  * translation (Maglev, DNAT) -> a tunnelled connection's later packets to the waypoint (mtls.h)
  * -> conntrack (continuing egress connection, or reply of an accepted one) -> egress policy for
- * a new connection -> mTLS: to the waypoint's tunnel, or a reset for plaintext to a STRICT
+ * a new connection -> the destination's L4 AuthorizationPolicy (authz.h: a reset, judged here
+ * on the client's node) -> mTLS: to the waypoint's tunnel, or a reset for plaintext to a STRICT
  * port -> conntrack entry and a NEW flow event. Replies of allowed connections never meet
  * policy.
  */
@@ -21,8 +22,30 @@
 #include "lb.h"
 #include "redirect.h"
 #include "mtls.h"
+#include "authz.h"
 #include "hairpin.h"
 #include "events.h"
+
+/* A new connection refused at its first packet: the drop is recorded (naming `policy`); a SYN
+ * is turned into the reset the client's socket expects, from where it is connected (the VIP
+ * when a Service chose the destination), straight into the pod's namespace (not through
+ * to_pod, which would take the reset for a new connection). */
+static __always_inline int refuse_connection(struct __sk_buff *skb, struct pkt *p,
+					     const struct ct_entry *new_ct, __u32 reason,
+					     __u32 src_id, __u32 dst_id, __u32 policy,
+					     __u32 ifindex)
+{
+	int ret;
+
+	drop_flow_policy(skb, p, reason, OBS_FROM_ENDPOINT, DIR_EGRESS, src_id, dst_id, policy);
+	if (!pkt_opens_tcp(p))
+		return TC_ACT_SHOT;
+	ret = new_ct->rev_nat_addr ? mtls_reset(skb, p, new_ct->rev_nat_addr, new_ct->rev_nat_port) :
+				     mtls_reset(skb, p, p->tuple.daddr, p->tuple.dport);
+	if (ret)
+		return TC_ACT_SHOT;
+	return bpf_redirect_peer(ifindex, 0);
+}
 
 /* Returns 0 after translating (or when the packet is not for a service), else a drop reason.
  * *redirected becomes 1 when this packet was sent to the waypoint. */
@@ -187,6 +210,16 @@ int tulle_from_pod(struct __sk_buff *skb)
 			return drop_flow(skb, &p, DROP_POLICY_DENIED, OBS_FROM_ENDPOINT, DIR_EGRESS,
 					 ep_id, dst_id);
 	}
+	/* authz.h: the destination's L4-only AuthorizationPolicy, judged before the SYN leaves
+	 * this node (what goes to a waypoint is judged there, on the request). */
+	if (dst_id >= IDENTITY_MIN_POD) {
+		__u32 denied_by = 0;
+
+		ret = authz_judge(ep_ip, dst_id, bpf_ntohs(p.tuple.dport), &denied_by);
+		if (ret)
+			return refuse_connection(skb, &p, &new_ct, ret, ep_id, dst_id, denied_by,
+						 ep_ifindex);
+	}
 
 	verdict = new_ct.rev_nat_addr ? VERDICT_TRANSLATED : VERDICT_FORWARDED;
 	/* mTLS (mtls.h), after policy judged the real destination: TCP between enrolled pods goes
@@ -201,19 +234,8 @@ int tulle_from_pod(struct __sk_buff *skb)
 		if (ret)
 			return drop_flow(skb, &p, ret, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, dst_id);
 	} else if (mode == MTLS_STRICT) {
-		drop_flow(skb, &p, DROP_AUTH_REQUIRED, OBS_FROM_ENDPOINT, DIR_EGRESS, ep_id, dst_id);
-		if (!pkt_opens_tcp(&p))
-			return TC_ACT_SHOT;
-		/* The reset comes from where the client's socket is connected: the VIP when a
-		 * Service chose the destination. */
-		ret = new_ct.rev_nat_addr ?
-			      mtls_reset(skb, &p, new_ct.rev_nat_addr, new_ct.rev_nat_port) :
-			      mtls_reset(skb, &p, p.tuple.daddr, p.tuple.dport);
-		if (ret)
-			return TC_ACT_SHOT;
-		/* Straight into the pod's namespace: not through to_pod, which would take the
-		 * reset for a new connection. */
-		return bpf_redirect_peer(ep_ifindex, 0);
+		return refuse_connection(skb, &p, &new_ct, DROP_AUTH_REQUIRED, ep_id, dst_id, 0,
+					 ep_ifindex);
 	}
 
 	new_ct.src_identity = ep_id;

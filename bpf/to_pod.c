@@ -121,6 +121,12 @@ int tulle_to_pod(struct __sk_buff *skb)
 	    !mtls_admits(src_id, p.tuple.saddr) && peer_ip != ep_ip)
 		return drop_flow(skb, &p, DROP_AUTH_REQUIRED, OBS_TO_ENDPOINT, DIR_INGRESS, src_id,
 				 ep_id);
+	/* endpoints.h, authz.h: the client's node judged this pod's L4 AuthorizationPolicy; what
+	 * no such node sent (another node's own processes, the world) is refused. */
+	if ((ep_flags & EP_F_AUTHZ_KERNEL) && src_id < IDENTITY_MIN_POD && src_id != IDENTITY_HOST &&
+	    src_id != IDENTITY_WAYPOINT)
+		return drop_flow(skb, &p, DROP_POLICY_DENIED, OBS_TO_ENDPOINT, DIR_INGRESS, src_id,
+				 ep_id);
 	/* The node itself (kubelet-style health checks) is always let in, as in Kubernetes, and
 	 * so is a waypoint: it judged the client's egress and this pod's ingress policy on the
 	 * client's identity before forwarding (ARCHITECTURE.md, "Policy through the waypoint"). */

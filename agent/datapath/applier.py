@@ -11,7 +11,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from agent.datapath import attach, maps, maps_bulk, mtls_maps
+from agent.datapath import attach, authz_maps, maps, maps_bulk, mtls_maps
+from agent.datapath.authz_l4 import AuthzEntry, AuthzKey
 from agent.datapath.desired import DesiredDatapath
 from agent.datapath.fit import CIDR_TABLE, IDENTITY_TABLE, Overflow, Unit, fit_policy
 from agent.datapath.mtls_plan import MtlsEntry, MtlsKey
@@ -57,6 +58,7 @@ class Applied:
     l7_clients: set[maps.L7Client] = field(default_factory=set)
     waypoint: tuple[IPv4, int] | None | bool = False  # False: never written by this agent
     mtls: dict[MtlsKey, MtlsEntry] = field(default_factory=dict)
+    authz: dict[AuthzKey, tuple[AuthzEntry, ...]] = field(default_factory=dict)
 
 
 class Applier:
@@ -79,6 +81,7 @@ class Applier:
             ipcache=maps.read_ipcache(self.dp),
             l7_clients=maps.read_l7_clients(self.dp),
             mtls=mtls_maps.read_mtls(self.dp),
+            authz=authz_maps.read_authz(self.dp),
         )
         for (vip, port, proto), slot in maps_bulk.read_service_slots(self.dp).items():
             applied.slots[ServiceKey(vip, port, proto)] = slot
@@ -99,6 +102,7 @@ class Applier:
     def apply(self, desired: DesiredDatapath) -> None:
         self._ipcache(desired)
         self._mtls(desired)
+        self._authz(desired)
         self._policy(desired)
         self._endpoints(desired)
         self._services(desired)
@@ -174,6 +178,19 @@ class Applier:
             mtls_maps.write_mtls(self.dp, changed, gone)
         self.applied.mtls = dict(desired.mtls)
         self._done["mtls"] = (desired.mtls,)
+
+    def _authz(self, desired: DesiredDatapath) -> None:
+        """AuthorizationPolicy verdicts before the endpoints' flags and the services'
+        steering: a destination leaves the waypoint only once the kernel judges it."""
+        if self._unchanged("authz", desired.authz):
+            return
+        applied = self.applied.authz
+        changed = {k: v for k, v in desired.authz.items() if applied.get(k) != v}
+        gone = [k for k in applied if k not in desired.authz]
+        if changed or gone:
+            authz_maps.write_authz(self.dp, changed, gone)
+        self.applied.authz = dict(desired.authz)
+        self._done["authz"] = (desired.authz,)
 
     def _policy(self, desired: DesiredDatapath) -> None:
         """Write what fits (see agent.datapath.fit); stale entries go first, so old and new

@@ -183,7 +183,7 @@ class DatapathController:
         self.ring = ring
         self._ipr: IPRoute | None = None  # opened on first use (attach.netlink)
         self.models = ModelCache()
-        self.planner = Planner(node, waypoint)
+        self.planner = Planner(node, waypoint, trust_domain=trust_domain)
         self._frozen = False
         self.decoder = EventDecoder(node)
         self.index = EndpointIndex(local_node=node)
@@ -384,6 +384,7 @@ class DatapathController:
             "l7_clients_v1",
             "lb_affinity_v1",
             "mtls_v1",
+            "authz_v1",
         ):
             table = self.dp.table(name)
             fill[name] = (sum(1 for _ in table.keys()), table.max_entries)

@@ -11,7 +11,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agent.datapath.flags import EP_F_EGRESS_ENFORCED, EP_F_INGRESS_ENFORCED, EP_F_MTLS
+from agent.datapath.authz_l4 import AuthzEntry, AuthzKey, compile_authz, kernel_entries
+from agent.datapath.flags import (
+    EP_F_AUTHZ_KERNEL,
+    EP_F_EGRESS_ENFORCED,
+    EP_F_INGRESS_ENFORCED,
+    EP_F_MTLS,
+)
 from agent.datapath.identity import (
     HOST,
     REMOTE_NODE,
@@ -41,6 +47,7 @@ from agent.model.resource import Resource
 from authz.applies import selects_pod
 from authz.steer import steered_services
 from identity.peerauth import enrolled
+from identity.spiffe import DEFAULT_TRUST_DOMAIN
 
 if TYPE_CHECKING:  # imported by l7_keys: a cluster without routes never compiles any
     from gatewayapi import RouteCompiler
@@ -88,6 +95,7 @@ class DesiredDatapath:
     l7_clients: frozenset[tuple[ServiceKey, IPv4]] = frozenset()  # ... and those clients
     waypoint: tuple[IPv4, int] | None = None  # this node's waypoint
     mtls: Mapping[MtlsKey, MtlsEntry] = field(default_factory=dict)  # enrolled pods (mtls_plan)
+    authz: Mapping[AuthzKey, tuple[AuthzEntry, ...]] = field(default_factory=dict)  # authz_l4
     errors: tuple[str, ...] = ()
 
 
@@ -224,6 +232,7 @@ class EndpointsPart:
     local: tuple[PodEndpoint, ...]
     errors: tuple[str, ...]
     pods: tuple[tuple[Pod, PodEndpoint], ...] = ()  # every pod at its address (for mtls_plan)
+    authz: Mapping[AuthzKey, tuple[AuthzEntry, ...]] = field(default_factory=dict)
 
 
 def plan_endpoints(
@@ -231,9 +240,10 @@ def plan_endpoints(
     node_name: str,
     waypoint: tuple[IPv4, int] | None = None,
     memo: PodMemo | None = None,
+    trust_domain: str = DEFAULT_TRUST_DOMAIN,
 ) -> EndpointsPart:
     """Reads only ``view``'s nodes, pods, namespaces, policies and AuthorizationPolicies
-    (``memo``: see ``pod_endpoints``)."""
+    (``memo``: see ``pod_endpoints``; ``trust_domain``: of the principals policies name)."""
     ipcache: dict[IPv4, int] = {}
     waypoint_errors = []
     waypoints = {waypoint_address(n) for n in view.nodes if n.metadata.name != node_name}
@@ -277,7 +287,12 @@ def plan_endpoints(
         [e.ip for e in local_eps],
     )
     endpoints = {}
-    guarded = waypoint_only(view.authorization_policies, pairs, node_name)
+    authz = compile_authz(view.authorization_policies, [ep for _, ep in pairs],
+                          [e.ip for e in local_eps], trust_domain)
+    # Pods whose every policy the kernel judges take ingress from pods (judged on their
+    # nodes); the others only through the waypoint.
+    judged = {ep.ip for _, ep in pairs if ep.identity in authz.enforced}
+    guarded = waypoint_only(view.authorization_policies, pairs, node_name) - judged
     for ep in local_eps:
         policy = plan.endpoints.get(ep.ip)
         flags = EP_F_MTLS if enrolled(namespace_labels.get(ep.namespace, {})) else 0
@@ -286,6 +301,8 @@ def plan_endpoints(
             flags |= EP_F_EGRESS_ENFORCED if policy.egress_enforced else 0
         if ep.ip in guarded:
             flags |= EP_F_INGRESS_ENFORCED
+        if ep.ip in judged:
+            flags |= EP_F_AUTHZ_KERNEL
         endpoints[ep.ip] = LocalEndpoint(ep.namespace, ep.name, ep.ip, ep.identity, flags)
     identity_rules, cidr_rules = plan.identity_rules, plan.cidr_rules
     if guarded:
@@ -299,8 +316,10 @@ def plan_endpoints(
         identity_rules=identity_rules,
         cidr_rules=cidr_rules,
         local=tuple(local_eps),
-        errors=tuple(waypoint_errors) + found.collisions + tuple(plan.errors),
+        errors=tuple(waypoint_errors) + found.collisions + tuple(plan.errors)
+        + authz.errors,
         pods=tuple(pairs),
+        authz=kernel_entries(authz) if authz.verdicts else {},
     )
 
 
@@ -308,8 +327,9 @@ def waypoint_only(
     policies: Iterable[AuthorizationPolicy], pairs: Iterable[tuple[Pod, PodEndpoint]],
     node_name: str,
 ) -> frozenset[IPv4]:
-    """This node's pods an AuthorizationPolicy selects: the waypoint is their only way in.
-    The kernel does not judge AuthorizationPolicy, so it lets in only the node and the
+    """This node's pods an AuthorizationPolicy selects: the waypoint is their only way in,
+    unless the kernel judges all their policies (``plan_endpoints`` takes those out:
+    ``authz_l4``). Otherwise the kernel lets in only the node and the
     waypoints (which judged it) and drops every other ingress (DROP_POLICY_DENIED): a direct
     connection to the pod's address fails closed instead of bypassing the policy. Their
     NetworkPolicy ingress rules leave the kernel's maps; the waypoint applies them."""
@@ -356,6 +376,7 @@ def assemble(
         l7_clients=l7_clients,
         waypoint=waypoint,
         mtls=mtls if mtls is not None else {},
+        authz=part.authz,
         errors=part.errors + tuple(services.errors) + needs.errors,
     )
 

@@ -12,6 +12,7 @@ _ENDPOINT = defines(LIB_DIR / "endpoints.h", "EP_F_")
 EP_F_INGRESS_ENFORCED = _ENDPOINT["EP_F_INGRESS_ENFORCED"]
 EP_F_EGRESS_ENFORCED = _ENDPOINT["EP_F_EGRESS_ENFORCED"]
 EP_F_MTLS = _ENDPOINT["EP_F_MTLS"]  # enrolled in mTLS: its TCP to enrolled pods is tunnelled
+EP_F_AUTHZ_KERNEL = _ENDPOINT["EP_F_AUTHZ_KERNEL"]  # L4 AuthorizationPolicy judged at clients
 EP_F_INGRESS_OVERFLOW = _ENDPOINT["EP_F_INGRESS_OVERFLOW"]  # its ingress policy did not fit
 EP_F_EGRESS_OVERFLOW = _ENDPOINT["EP_F_EGRESS_OVERFLOW"]
 LB_F_L7 = defines(LIB_DIR / "lb.h", "LB_F_")["LB_F_L7"]  # redirect to this node's waypoint

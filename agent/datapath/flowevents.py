@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.datapath import drop_reasons
+from agent.datapath.authz_l4 import AUTHZ_NAMES
 from agent.datapath.cdefs import LIB_DIR, defines, struct_type
 from agent.datapath.maps import from_be16, from_be32
 from agent.datapath.policy_names import REGISTRY, PolicyNames
@@ -37,7 +38,7 @@ from agent.flows.flow import (
     TulleInfo,
     Verdict,
 )
-from agent.flows.policyjson import network_policy
+from agent.flows.policyjson import authorization_policy, network_policy
 
 EVENT_NEW, EVENT_DROP, EVENT_CLOSE, EVENT_REPLY = 1, 2, 3, 4
 _VERDICTS = {1: Verdict.FORWARDED, 2: Verdict.DROPPED, 6: Verdict.TRANSLATED}
@@ -110,10 +111,14 @@ def _boot_offset_ns() -> int:
 
 
 class EventDecoder:
-    def __init__(self, node_name: str, policy_names: PolicyNames = REGISTRY) -> None:
+    def __init__(
+        self, node_name: str, policy_names: PolicyNames = REGISTRY,
+        authz_names: PolicyNames = AUTHZ_NAMES,
+    ) -> None:
         self.node_name = node_name
         self.offset_ns = _boot_offset_ns()
         self.policy_names = policy_names
+        self.authz_names = authz_names
 
     def allowed_by(self, policy: int, protocol: int, port: int) -> tuple[Policy, ...]:
         """The NetworkPolicies behind a NEW event's ``policy`` (policy.h's policy_allows)."""
@@ -121,6 +126,14 @@ class EventDecoder:
             return ()
         names = self.policy_names.allowed_by(policy & POLICY_SET_MASK, protocol, port)
         return tuple(network_policy(name) for name in names)
+
+    def denied_by(self, policy: int, protocol: int, port: int) -> tuple[Policy, ...]:
+        """The AuthorizationPolicies behind a DROP event's ``policy`` (authz.h's
+        authz_judge, on the client's node)."""
+        if not policy & POLICY_MATCHED:
+            return ()
+        names = self.authz_names.allowed_by(policy & POLICY_SET_MASK, protocol, port)
+        return tuple(authorization_policy(name) for name in names)
 
     def time(self, raw: bytes) -> int:
         """Unix time (ns) of a raw record, without decoding the rest."""
@@ -176,6 +189,7 @@ class EventDecoder:
         )
         direction = _DIRECTIONS.get(ev.dir, TrafficDirection.TRAFFIC_DIRECTION_UNKNOWN)
         allowed = self.allowed_by(ev.policy, ev.proto, dport) if ev.type == EVENT_NEW else ()
+        denied = self.denied_by(ev.policy, ev.proto, dport) if dropped else ()
         ingress = direction == TrafficDirection.INGRESS
         return Flow(
             time=ev.ts_ns + self.offset_ns,
@@ -196,6 +210,8 @@ class EventDecoder:
             tulle=info,
             ingress_allowed_by=allowed if ingress else (),
             egress_allowed_by=() if ingress else allowed,
+            # The server's AuthorizationPolicy, judged at the client as it leaves (egress).
+            egress_denied_by=denied,
         )
 
     def decode_expired(self, key: Any, entry: Any, now_ns: int) -> Flow:

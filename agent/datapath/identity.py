@@ -1,7 +1,10 @@
 """Security identities: a number per (namespace, security-relevant labels), no coordination.
 
 Every pod gets the identity of its label set: the pod's labels minus those that describe how
-a controller made it rather than what it is (``EXCLUDED_LABEL_KEYS``), plus its namespace.
+a controller made it rather than what it is (``EXCLUDED_LABEL_KEYS``), plus its namespace and
+its ServiceAccount (so AuthorizationPolicy's ``namespaces``, ``serviceAccounts`` and
+``principals`` map to sets of identities, as Cilium's ``io.cilium.k8s.policy.serviceaccount``
+label does for its policies).
 The number is a SHA-256 hash of that set, so every node computes the same number for the
 same pod without talking to any other node (Cilium allocates through a kvstore or CRDs
 instead; Tulle trades that for a collision check). Pods that share a label set share an
@@ -46,6 +49,10 @@ MAX_POD_IDENTITY = 2**24
 
 NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
 """Added to every label set, so equal labels in two namespaces are two identities."""
+SERVICE_ACCOUNT_LABEL = "io.tulle.policy.serviceaccount"
+"""Added to every label set: the pod's ServiceAccount (``default`` when unset), so two pods
+with equal labels running as two ServiceAccounts are two identities."""
+DEFAULT_SERVICE_ACCOUNT = "default"
 
 EXCLUDED_LABEL_KEYS: frozenset[str] = frozenset(
     {
@@ -73,18 +80,23 @@ LabelSet = tuple[tuple[str, str], ...]
 """Sorted ``(key, value)`` pairs; the input of ``identity_for``."""
 
 
-def identity_labels(namespace: str, labels: Mapping[str, str]) -> LabelSet:
-    """The security-relevant labels of a pod in ``namespace``, sorted, namespace included.
+def identity_labels(
+    namespace: str, labels: Mapping[str, str], service_account: str = DEFAULT_SERVICE_ACCOUNT
+) -> LabelSet:
+    """The security-relevant labels of a pod in ``namespace`` running as ``service_account``,
+    sorted, namespace and ServiceAccount included.
 
-    A pod's own ``io.kubernetes.pod.namespace`` label is replaced by its real namespace, so
-    a pod cannot claim another namespace's identity.
+    A pod's own ``io.kubernetes.pod.namespace`` or ``SERVICE_ACCOUNT_LABEL`` label is
+    replaced by the real value, so a pod cannot claim another namespace's or
+    ServiceAccount's identity by labelling itself.
     """
     relevant = {
         key: value
         for key, value in labels.items()
-        if key not in EXCLUDED_LABEL_KEYS and key != NAMESPACE_LABEL
+        if key not in EXCLUDED_LABEL_KEYS and key not in (NAMESPACE_LABEL, SERVICE_ACCOUNT_LABEL)
     }
     relevant[NAMESPACE_LABEL] = namespace
+    relevant[SERVICE_ACCOUNT_LABEL] = service_account or DEFAULT_SERVICE_ACCOUNT
     return tuple(sorted(relevant.items()))
 
 

@@ -42,6 +42,7 @@ from agent.datapath.pod_endpoints import PodMemo
 from agent.datapath.service_state import ServiceState
 from agent.model.core import EndpointSlice, Service
 from agent.model.resource import Resource
+from identity.spiffe import DEFAULT_TRUST_DOMAIN
 
 if TYPE_CHECKING:  # made on the first route or Gateway (Planner.routes)
     from gatewayapi import RouteCompiler
@@ -96,8 +97,10 @@ class Planner:
         node: str,
         waypoint: tuple[IPv4, int] | None = None,
         routes: RouteCompiler | None = None,
+        trust_domain: str = DEFAULT_TRUST_DOMAIN,
     ) -> None:
         self.node = node
+        self.trust_domain = trust_domain  # of the principals AuthorizationPolicies name
         self.waypoint = waypoint
         self._routes = routes
         self.objects: dict[str, dict[Name, Any]] = {kind: {} for kind in VIEW_FIELDS}
@@ -188,7 +191,8 @@ class Planner:
             return self._desired
         if self._part is None:
             self._part = plan_endpoints(
-                self._endpoint_view(), self.node, self.waypoint, self._pod_memo
+                self._endpoint_view(), self.node, self.waypoint, self._pod_memo,
+                self.trust_domain,
             )
         if self._needs is None:
             self._needs = self._l7()

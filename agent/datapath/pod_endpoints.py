@@ -43,7 +43,9 @@ def pod_endpoints(pods: Iterable[Pod], memo: PodMemo | None = None) -> PodEndpoi
         if seen is not None and seen[0] is pod:
             label_sets.append(seen[1])
         else:
-            label_sets.append(identity_labels(pod.metadata.namespace, pod.metadata.labels))
+            label_sets.append(identity_labels(
+                pod.metadata.namespace, pod.metadata.labels, pod.spec.service_account
+            ))
     allocation = allocate_identities(label_sets)
     pairs = []
     fresh: PodMemo = {}

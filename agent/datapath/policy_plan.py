@@ -52,7 +52,8 @@ class Direction(IntEnum):
 
 @dataclass(frozen=True)
 class PodEndpoint:
-    """A pod as policy sees it. ``named_ports``: (port name, protocol number) -> port."""
+    """A pod as policy sees it. ``named_ports``: (port name, protocol number) -> port.
+    ``service_account``: what it runs as (AuthorizationPolicy's sources, ``authz_l4``)."""
 
     namespace: str
     name: str
@@ -60,6 +61,7 @@ class PodEndpoint:
     identity: int
     labels: Mapping[str, str]
     named_ports: NamedPorts
+    service_account: str = "default"
 
     @property
     def key(self) -> str:
@@ -108,6 +110,7 @@ def endpoint_from_pod(pod: Pod, identity: int) -> PodEndpoint | None:
         identity=identity,
         labels=pod.metadata.labels,
         named_ports=named,
+        service_account=pod.spec.service_account,
     )
 
 

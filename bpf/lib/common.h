@@ -58,14 +58,28 @@
 #define CTX_MAX_HDR_OFF 512
 #define CTX_MAX_HDR_LEN 128
 
+/* skb->data and skb->data_end, loaded straight from the ctx register for the reason
+ * ctx_ifindex() gives below: with enough inlined code clang keeps &skb->data_end in a register
+ * (or spills it) and loads through it later, which the verifier refuses (measured in from_pod
+ * once the AuthorizationPolicy check joined it). */
 static __always_inline void *ctx_data(struct __sk_buff *skb)
 {
-	return (void *)(long)skb->data;
+	unsigned long data; /* 64-bit: no zero-extension the verifier would see as pointer arithmetic */
+
+	asm volatile("%0 = *(u32 *)(%1 + %2)"
+		     : "=r"(data)
+		     : "r"(skb), "i"(offsetof(struct __sk_buff, data)));
+	return (void *)(long)data;
 }
 
 static __always_inline void *ctx_data_end(struct __sk_buff *skb)
 {
-	return (void *)(long)skb->data_end;
+	unsigned long data_end;
+
+	asm volatile("%0 = *(u32 *)(%1 + %2)"
+		     : "=r"(data_end)
+		     : "r"(skb), "i"(offsetof(struct __sk_buff, data_end)));
+	return (void *)(long)data_end;
 }
 
 static __always_inline void *ctx_header(struct __sk_buff *skb, __u32 off, __u32 len)

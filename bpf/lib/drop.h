@@ -42,6 +42,7 @@ enum drop_reason {
 	DROP_FIB_LOOKUP_FAILED = 169,              /* FIB lookup failed */
 	DROP_INVALID_IDENTITY = 171,               /* Invalid identity */
 	DROP_UNKNOWN_SENDER = 172,                 /* Unknown sender */
+	DROP_POLICY_DENY = 181,                    /* Policy denied by denylist */
 	DROP_AUTH_REQUIRED = 189,                  /* Authentication required (plaintext TCP to a STRICT mTLS workload) */
 	DROP_TTL_EXCEEDED = 196,                   /* TTL exceeded */
 	/* Tulle-only codes (Hubble has no name for them): */

@@ -16,10 +16,14 @@
 #define IDENTITY_WORLD 2
 #define IDENTITY_REMOTE_NODE 6
 #define IDENTITY_WAYPOINT 8 /* the per-node L7 waypoint: admitted like the node itself */
+#define IDENTITY_MIN_POD 256 /* pod identities start here (agent/datapath/identity.py) */
 
 #define EP_F_INGRESS_ENFORCED 0x1 /* selected by an Ingress policy: default deny */
 #define EP_F_EGRESS_ENFORCED 0x2  /* selected by an Egress policy: default deny */
 #define EP_F_MTLS 0x4 /* enrolled in mTLS (mtls.h): its TCP to enrolled pods is tunnelled */
+/* Under an AuthorizationPolicy the kernel judges (authz.h) on each client's node: new
+ * connections are taken only from pods (judged there), the node and the waypoints. */
+#define EP_F_AUTHZ_KERNEL 0x8
 /* Its policy in that direction did not fit the policy maps (agent/datapath/fit.py): new
  * connections that way are dropped with DROP_POLICY_MAP_OVERFLOW, never half-enforced. */
 #define EP_F_INGRESS_OVERFLOW 0x40

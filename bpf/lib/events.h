@@ -6,6 +6,9 @@
  *   drop_flow(skb, pkt, reason, obs, dir, src_id, dst_id)
  *                               record the drop (counter + event with file and line) and
  *                               evaluate to TC_ACT_SHOT
+ *   drop_flow_policy(skb, pkt, reason, obs, dir, src_id, dst_id, policy)
+ *                               the same, naming the AuthorizationPolicy set that denied
+ *                               (authz.h) in the record's `policy`
  *   open_connection(skb, pkt, ct_dir, entry, verdict, obs, dir, policy)
  *                               conntrack entry + first packet counted + NEW event (with
  *                               policy_allows()'s match, 0 when no policy decided); 0, or
@@ -72,7 +75,8 @@ struct flow_event {
 	__u32 ifindex;
 	__u32 src_identity;
 	__u32 dst_identity;
-	__u32 policy; /* NEW: policy_allows() (policy.h): POLICY_MATCHED | policy set id, or 0 */
+	__u32 policy; /* NEW: policy_allows() (policy.h): POLICY_MATCHED | policy set id, or 0;
+		       * DROP: authz_judge() (authz.h): the AuthorizationPolicies that denied */
 	__u64 packets_fwd;
 	__u64 bytes_fwd;
 	__u64 packets_rev;
@@ -147,7 +151,7 @@ static __always_inline void event_from_pkt(struct flow_event *ev, const struct p
 
 static __always_inline int __drop_flow(struct __sk_buff *skb, const struct pkt *p, __u32 reason,
 				       __u8 obs, __u8 dir, __u32 src_id, __u32 dst_id,
-				       __u16 file, __u16 line)
+				       __u32 policy, __u16 file, __u16 line)
 {
 	struct flow_event ev;
 
@@ -158,12 +162,16 @@ static __always_inline int __drop_flow(struct __sk_buff *skb, const struct pkt *
 	ev.ifindex = ctx_ifindex(skb);
 	ev.src_identity = src_id;
 	ev.dst_identity = dst_id;
+	ev.policy = policy;
 	emit_event(&ev);
 	return __send_drop(skb, reason, file, line);
 }
 
 #define drop_flow(skb, p, reason, obs, dir, src_id, dst_id)                       \
-	__drop_flow((skb), (p), (reason), (obs), (dir), (src_id), (dst_id),       \
+	__drop_flow((skb), (p), (reason), (obs), (dir), (src_id), (dst_id), 0,    \
+		    source_file_id(__FILE_NAME__), __LINE__)
+#define drop_flow_policy(skb, p, reason, obs, dir, src_id, dst_id, policy)        \
+	__drop_flow((skb), (p), (reason), (obs), (dir), (src_id), (dst_id), (policy), \
 		    source_file_id(__FILE_NAME__), __LINE__)
 
 static __always_inline void __trace_flow(const struct pkt *p, __u8 type, __u8 verdict, __u8 obs,

@@ -64,7 +64,8 @@ class Runner:
 
     def reset(self) -> None:
         for name in ("endpoints_v1", "ipcache_v1", "ct_v1", "lb_services_v1", "lb_backends_v1", "l7_orig_dst_v1",
-                     "lb_maglev_v1", "lb_affinity_v1", "policy_v1", "policy_cidr_v1", "mtls_v1"):
+                     "lb_maglev_v1", "lb_affinity_v1", "policy_v1", "policy_cidr_v1", "mtls_v1",
+                     "authz_v1"):
             self.dp.table(name).clear()
         self.dp.bpf.ring_buffer_consume()
         self.events.clear()

@@ -16,11 +16,12 @@ def test_accepted_says_where_it_is_enforced() -> None:
     l7 = policy("p", {"rules": [rule(operation={"paths": ["/a"]})]})
     [c] = policy_status(l7, SERVICES, set(), [], NOW)["conditions"]
     assert (c["type"], c["status"], c["reason"]) == ("Accepted", "True", "Accepted")
-    assert c["message"] == "enforced by the waypoint (L7 attributes)"
+    assert c["message"] == ("enforced by the waypoint (the policy reads L7 attributes "
+                            "(host, method, path, header, SNI))")
     assert c["lastTransitionTime"] == "2026-12-06T07:00:00Z"
     l4 = policy("p", {"rules": [rule(source={"namespaces": ["a"]})]})
     [c] = policy_status(l4, SERVICES, set(), [], NOW)["conditions"]
-    assert "L4-only rules" in c["message"]
+    assert c["message"] == "enforced in the kernel on each client's node (L4 attributes only)"
 
 
 def test_a_missing_target_is_not_accepted() -> None:

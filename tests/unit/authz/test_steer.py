@@ -29,12 +29,14 @@ def service(name: str, namespace: str, ip: str, ports: list[dict[str, Any]] | No
     return found
 
 
+# An L7 rule: only the waypoint can judge it (L4-only policies are the kernel's: no steering).
+L7 = rule(operation={"paths": ["/admin/*"]})
 SERVICES = [service("web", "shop", "10.96.0.10"), service("db", "shop", "10.96.0.11"),
             service("api", "front", "10.96.0.12"), service("x", "other", "10.96.0.13")]
 
 
 def test_a_workload_policy_steers_its_namespaces_services_a_target_ref_its_service() -> None:
-    policies = [policy("p", {"selector": {"matchLabels": {"app": "web"}}, "rules": [{}]}, "shop"),
+    policies = [policy("p", {"selector": {"matchLabels": {"app": "web"}}, "rules": [L7]}, "shop"),
                 policy("t", {"targetRefs": [{"kind": "Service", "name": "api"}]}, "front"),
                 policy("g", {"targetRefs": [{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": "x"}]}, "other")]
     # db's selector (app=db) and the policy's (app=web) disagree: no pod of db is selected.
@@ -43,18 +45,30 @@ def test_a_workload_policy_steers_its_namespaces_services_a_target_ref_its_servi
 
 
 def test_a_namespace_wide_policy_steers_every_service_of_its_namespace() -> None:
-    policies = [policy("ns", {"action": "DENY"}, "shop")]
+    policies = [policy("ns", {"action": "DENY", "rules": [L7]}, "shop")]
     assert steered_services(policies, SERVICES) == {("shop", "web"), ("shop", "db")}
 
 
 def test_labels_that_could_meet_on_one_pod_steer() -> None:
     """The policy names a label the Service's selector does not: a pod may carry both."""
-    tiered = [policy("t", {"selector": {"matchLabels": {"tier": "gold"}}, "rules": [{}]}, "shop")]
+    tiered = [policy("t", {"selector": {"matchLabels": {"tier": "gold"}}, "rules": [L7]}, "shop")]
     assert steered_services(tiered, SERVICES) == {("shop", "web"), ("shop", "db")}
     with_selector = service("manual", "shop", "10.96.0.20")
     manual = dataclasses.replace(with_selector, spec=dataclasses.replace(with_selector.spec, selector=FrozenMap()))
-    only_web = [policy("p", {"selector": {"matchLabels": {"app": "web"}}, "rules": [{}]}, "shop")]
+    only_web = [policy("p", {"selector": {"matchLabels": {"app": "web"}}, "rules": [L7]}, "shop")]
     assert ("shop", "manual") in steered_services(only_web, [manual])
+
+
+def test_l4_only_workload_policies_steer_nothing() -> None:
+    """The kernel judges them on the client's node (agent/datapath/authz_l4.py)."""
+    l4 = [policy("allow", {"selector": {"matchLabels": {"app": "web"}},
+                           "rules": [rule(source={"namespaces": ["front"]}, operation={"ports": ["80"]})]}, "shop"),
+          policy("ns", {"action": "DENY"}, "shop"),
+          policy("mesh", {"action": "DENY", "rules": [{}]}, "tulle-system")]
+    assert steered_services(l4, SERVICES) == frozenset()
+    # A targetRef is judged where the Service is reached, L4-only or not.
+    l4.append(policy("t", {"targetRefs": [{"kind": "Service", "name": "api"}]}, "front"))
+    assert steered_services(l4, SERVICES) == {("front", "api")}
 
 
 def test_a_root_namespace_policy_steers_every_service() -> None:
@@ -70,7 +84,7 @@ def test_the_datapath_sends_the_steered_tcp_ports_to_the_waypoint() -> None:
 
 
 def test_the_waypoint_routes_a_steered_service_without_route_to_itself() -> None:
-    policies = [policy("p", {"rules": [{}]}, "shop")]  # namespace-wide
+    policies = [policy("p", {"rules": [L7]}, "shop")]  # namespace-wide
     routes = default_routes(policies, SERVICES, [])
     assert sorted((r.metadata.namespace, r.metadata.name) for r in routes) == [
         ("shop", "tulle-authz-db-80"), ("shop", "tulle-authz-web-80")]

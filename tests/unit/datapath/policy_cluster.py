@@ -39,7 +39,7 @@ def endpoints(docs: list[dict[str, Any]]) -> list[PodEndpoint]:
     pods = [from_dict(doc) for doc in docs]
     assert all(isinstance(pod, Pod) for pod in pods)
     sets = {
-        pod.metadata.key: identity_labels(pod.metadata.namespace, pod.metadata.labels)
+        pod.metadata.key: identity_labels(pod.metadata.namespace, pod.metadata.labels, pod.spec.service_account)
         for pod in pods
         if isinstance(pod, Pod)
     }

@@ -15,12 +15,14 @@ from agent.datapath.identity import (
     MAX_POD_IDENTITY,
     MIN_POD_IDENTITY,
     NAMESPACE_LABEL,
+    SERVICE_ACCOUNT_LABEL,
     allocate_identities,
     identity_for,
     identity_labels,
 )
 
 REPO = Path(__file__).resolve().parents[3]
+PINNED = 9032396  # identity_labels("default", {"app": "web"}): default ServiceAccount
 
 
 def test_reserved_numbers_are_ciliums() -> None:
@@ -42,8 +44,22 @@ def test_identity_labels_drop_controller_bookkeeping_and_add_the_namespace() -> 
     assert identity_labels("shop", labels) == (
         ("app", "web"),
         (NAMESPACE_LABEL, "shop"),
+        (SERVICE_ACCOUNT_LABEL, "default"),
         ("tier", "front"),
     )
+
+
+def test_the_service_account_is_part_of_the_identity() -> None:
+    web = identity_labels("shop", {"app": "web"}, "web")
+    assert (SERVICE_ACCOUNT_LABEL, "web") in web
+    assert identity_for(web) != identity_for(identity_labels("shop", {"app": "web"}, "admin"))
+    # Unset is the ServiceAccount admission writes: the same identity.
+    assert identity_labels("shop", {"app": "web"}, "") == identity_labels("shop", {"app": "web"})
+
+
+def test_a_pod_cannot_claim_another_service_account_by_label() -> None:
+    spoofed = identity_labels("shop", {"app": "web", SERVICE_ACCOUNT_LABEL: "admin"}, "web")
+    assert spoofed == identity_labels("shop", {"app": "web"}, "web")
 
 
 def test_a_pod_cannot_claim_another_namespace() -> None:
@@ -60,8 +76,11 @@ def test_rollouts_keep_their_identity() -> None:
 
 def test_identity_is_pinned_across_versions_and_processes() -> None:
     # Nodes running different builds must agree: changing the hash is a breaking change.
+    # The label set grew the ServiceAccount in s11 (a new identity for every pod: nodes
+    # on the two sides of that upgrade disagree until all run it); the hash did not change.
+    assert identity_for((("app", "web"), (NAMESPACE_LABEL, "default"))) == 9379157
     label_set = identity_labels("default", {"app": "web"})
-    assert identity_for(label_set) == 9379157
+    assert identity_for(label_set) == PINNED
     assert identity_for(()) == 15752468
     code = (
         "from agent.datapath.identity import identity_for, identity_labels;"
@@ -76,7 +95,7 @@ def test_identity_is_pinned_across_versions_and_processes() -> None:
             check=True,
             cwd=REPO,
         )
-        assert int(out.stdout) == 9379157
+        assert int(out.stdout) == PINNED
 
 
 def test_key_value_boundaries_do_not_alias() -> None:
