@@ -17,6 +17,8 @@ from agent.model.core import (
     EndpointPort,
     EndpointSlice,
     EnvVar,
+    LoadBalancerIngress,
+    LoadBalancerStatus,
     Namespace,
     ObjectReference,
     Pod,
@@ -29,9 +31,11 @@ from agent.model.core import (
     Service,
     ServicePort,
     ServiceSpec,
+    ServiceStatus,
     ServiceType,
     SessionAffinity,
     SessionAffinityConfig,
+    TrafficPolicy,
 )
 from agent.model.frozen import FrozenMap
 from agent.model.meta import ConditionStatus, ObjectMeta, Protocol
@@ -145,7 +149,11 @@ def _read_pod_condition(r: Reader) -> PodCondition:
 
 
 def read_service(r: Reader, metadata: ObjectMeta) -> Service:
-    return Service(metadata=metadata, spec=r.obj("spec", _read_service_spec, REQUIRED))
+    return Service(
+        metadata=metadata,
+        spec=r.obj("spec", _read_service_spec, REQUIRED),
+        status=r.obj("status", _read_service_status, ServiceStatus()),
+    )
 
 
 def _cluster_ip(value: str) -> str | None:
@@ -176,6 +184,26 @@ def _read_service_spec(r: Reader) -> ServiceSpec:
             config = SessionAffinityConfig(client_ip=ClientIPConfig())
     elif config is not None:
         r.fail("sessionAffinityConfig", 'must not be set when sessionAffinity is "None"')
+
+    external = service_type is not ServiceType.CLUSTER_IP
+    policy = r.enum("externalTrafficPolicy", TrafficPolicy)
+    if policy is not None and not external:
+        r.fail("externalTrafficPolicy", "may only be set when type is NodePort or LoadBalancer")
+    if external and policy is None:
+        policy = TrafficPolicy.CLUSTER  # the API server's default
+    health_port = r.integer("healthCheckNodePort", minimum=MIN_PORT, maximum=MAX_PORT)
+    if health_port is not None and not (
+        service_type is ServiceType.LOAD_BALANCER and policy is TrafficPolicy.LOCAL
+    ):
+        r.fail(
+            "healthCheckNodePort",
+            'may only be set when type is LoadBalancer and externalTrafficPolicy is "Local"',
+        )
+    lb_class = r.string("loadBalancerClass")
+    lb_ip = r.string("loadBalancerIP", check=lambda v: ip_address(v) if v else None) or None
+    for key, value in (("loadBalancerClass", lb_class), ("loadBalancerIP", lb_ip)):
+        if value is not None and service_type is not ServiceType.LOAD_BALANCER:
+            r.fail(key, "may only be set when type is LoadBalancer")
     return ServiceSpec(
         type=service_type,
         cluster_ip=cluster_ip,
@@ -183,7 +211,38 @@ def _read_service_spec(r: Reader) -> ServiceSpec:
         selector=read_labels(r, "selector"),
         session_affinity=affinity,
         session_affinity_config=config,
+        external_traffic_policy=policy,
+        health_check_node_port=health_port,
+        load_balancer_class=lb_class,
+        load_balancer_ip=lb_ip,
     )
+
+
+def _read_service_status(r: Reader) -> ServiceStatus:
+    return ServiceStatus(
+        load_balancer=r.obj("loadBalancer", _read_lb_status, LoadBalancerStatus())
+    )
+
+
+def _read_lb_status(r: Reader) -> LoadBalancerStatus:
+    return LoadBalancerStatus(ingress=r.objects("ingress", _read_lb_ingress))
+
+
+def _read_lb_ingress(r: Reader) -> LoadBalancerIngress:
+    entry = LoadBalancerIngress(
+        ip=r.string("ip", check=ip_address),
+        hostname=r.string("hostname", check=dns1123_subdomain),
+        ip_mode=r.string("ipMode", check=_ip_mode),
+    )
+    if entry.ip is None and entry.hostname is None:
+        r.fail("ip", "one of ip or hostname is required")
+    if entry.ip_mode is not None and entry.ip is None:
+        r.fail("ipMode", "may only be set with ip")
+    return entry
+
+
+def _ip_mode(value: str) -> str | None:
+    return None if value in ("VIP", "Proxy") else f'unsupported value "{value}": "VIP" or "Proxy"'
 
 
 def _read_service_port(r: Reader) -> ServicePort:

@@ -173,6 +173,13 @@ def _cluster_ip_ok(value: str) -> bool:
         return ip_address(value) is None
 
 
+def _has_lb_status(status: object) -> bool:
+    if not isinstance(status, dict):
+        return status is not None
+    lb = status.get("loadBalancer")
+    return bool(lb.get("ingress")) if isinstance(lb, dict) else lb is not None
+
+
 def build_service(wire: WireService) -> Service | None:
     """The model of a listed Service, or None: let ``from_dict`` read it."""
     metadata, spec = _meta(wire.metadata, dns1035_label), wire.spec
@@ -180,12 +187,22 @@ def build_service(wire: WireService) -> Service | None:
         return None
     if spec.sessionAffinityConfig is not None or spec.sessionAffinity not in (None, "None"):
         return None  # rare: the general path applies affinity's rules
+    if (
+        spec.externalTrafficPolicy is not None
+        or spec.healthCheckNodePort is not None
+        or spec.loadBalancerClass is not None
+        or spec.loadBalancerIP is not None
+        or _has_lb_status(wire.status)
+    ):
+        return None  # rare: the general path reads and checks the external fields
     service_type = ServiceType.CLUSTER_IP
     if spec.type is not None:
         found = _SERVICE_TYPES.get(spec.type)
         if found is None:
             return None
         service_type = found
+    if service_type is not ServiceType.CLUSTER_IP:
+        return None  # NodePort/LoadBalancer: the general path defaults externalTrafficPolicy
     cluster_ip = spec.cluster_ip
     if cluster_ip is not None and not _cluster_ip_ok(cluster_ip):
         return None

@@ -119,6 +119,14 @@ class ServiceType(StrEnum):
     LOAD_BALANCER = "LoadBalancer"
 
 
+class TrafficPolicy(StrEnum):
+    """``spec.externalTrafficPolicy``: Cluster may hop to another node (and SNATs so replies
+    return); Local keeps the client's address and serves only from the receiving node."""
+
+    CLUSTER = "Cluster"
+    LOCAL = "Local"
+
+
 class SessionAffinity(StrEnum):
     NONE = "None"
     CLIENT_IP = "ClientIP"
@@ -151,7 +159,9 @@ class SessionAffinityConfig:
 class ServiceSpec:
     """``cluster_ip`` is None when unassigned, "None" for a headless Service, else an IP.
     ``selector`` empty means the Service selects no pods (endpoints are managed by hand).
-    ``session_affinity_config`` is set exactly when affinity is ClientIP."""
+    ``session_affinity_config`` is set exactly when affinity is ClientIP.
+    ``external_traffic_policy`` is set exactly for NodePort and LoadBalancer Services (the API
+    server defaults it to Cluster); ``health_check_node_port`` only with LoadBalancer + Local."""
 
     type: ServiceType = ServiceType.CLUSTER_IP
     cluster_ip: str | None = None
@@ -159,6 +169,10 @@ class ServiceSpec:
     selector: FrozenMap[str, str] = EMPTY
     session_affinity: SessionAffinity = SessionAffinity.NONE
     session_affinity_config: SessionAffinityConfig | None = None
+    external_traffic_policy: TrafficPolicy | None = None
+    health_check_node_port: int | None = None
+    load_balancer_class: str | None = None
+    load_balancer_ip: str | None = None  # deprecated upstream; a request to the address pool
 
     @property
     def headless(self) -> bool:
@@ -172,10 +186,37 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class LoadBalancerIngress:
+    """One address of ``status.loadBalancer.ingress``: where the outside reaches the Service."""
+
+    ip: str | None = None
+    hostname: str | None = None
+    ip_mode: str | None = None  # "VIP" or "Proxy" (KEP-1860)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadBalancerStatus:
+    ingress: tuple[LoadBalancerIngress, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    load_balancer: LoadBalancerStatus = LoadBalancerStatus()
+
+
+@dataclass(frozen=True, slots=True)
 class Service:
     kind: ClassVar[str] = "Service"
     metadata: ObjectMeta
     spec: ServiceSpec = field(default_factory=ServiceSpec)
+    status: ServiceStatus = ServiceStatus()
+
+    @property
+    def load_balancer_ips(self) -> tuple[str, ...]:
+        """The addresses the outside reaches this Service at (LoadBalancer type only)."""
+        if self.spec.type is not ServiceType.LOAD_BALANCER:
+            return ()
+        return tuple(i.ip for i in self.status.load_balancer.ingress if i.ip)
 
 
 # --- EndpointSlice ---------------------------------------------------------------------

@@ -47,11 +47,17 @@ class WireServiceSpec(Struct, rename={"cluster_ip": "clusterIP"}):
     selector: dict[str, str] | None = None
     sessionAffinity: str | None = None  # noqa: N815 - the JSON name
     sessionAffinityConfig: Any = None  # noqa: N815 - any shape: the general path reads it
+    # Fields of externally reachable Services: any value sends the object to the general path.
+    externalTrafficPolicy: Any = None  # noqa: N815 - the JSON name
+    healthCheckNodePort: Any = None  # noqa: N815 - the JSON name
+    loadBalancerClass: Any = None  # noqa: N815 - the JSON name
+    loadBalancerIP: Any = None  # noqa: N815 - the JSON name
 
 
 class WireService(Struct):
     metadata: WireMeta | None = None
     spec: WireServiceSpec | None = None
+    status: Any = None  # read by the general path when it holds load-balancer addresses
 
 
 class WireConditions(Struct):

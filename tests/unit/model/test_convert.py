@@ -112,7 +112,7 @@ def test_pod_names_may_be_subdomains_but_service_names_may_not() -> None:
 
 
 def test_unknown_fields_are_ignored() -> None:
-    doc = edit(SERVICE, "spec.externalTrafficPolicy", "Local")
+    doc = edit(SERVICE, "spec.ipFamilyPolicy", "SingleStack")
     doc = edit(doc, "metadata.managedFields", [{"manager": "kubectl"}])
     doc = edit(doc, "status", {"loadBalancer": {}})
     assert from_dict(doc) == from_dict(SERVICE)

@@ -95,6 +95,12 @@ SERVICE_EDITS = {
     "spec.ports[0].protocol": ["tcp", "SCTP", None],
     "spec.ports[0].nodePort": [30080, 0, 70000, None],
     "spec.selector": LABEL_MAPS,
+    "spec.externalTrafficPolicy": ["Local", "Cluster", "local", None],
+    "spec.healthCheckNodePort": [30001, 0, None],
+    "spec.loadBalancerClass": ["tulle.io/lb", None],
+    "spec.loadBalancerIP": ["10.240.0.200", "banana", ""],
+    "status": [{"loadBalancer": {}}, {"loadBalancer": {"ingress": [{"ip": "10.240.0.200"}]}},
+               {"loadBalancer": {"ingress": [{"ipMode": "VIP"}]}}, None],
     "spec.sessionAffinity": ["ClientIP", "Sticky", "None", None],
     "spec.sessionAffinityConfig": [{}, {"clientIP": {"timeoutSeconds": 60}}, None],
 }
@@ -181,7 +187,9 @@ def test_a_fast_service_is_the_general_converters_service(
 ) -> None:
     obj = edited(obj, changes)
     built = same("Service", obj)
-    if not changes and obj is not HEADLESS_LB:  # the common shapes take the fast path
+    # The common shape (ClusterIP) takes the fast path; NodePort and LoadBalancer go the
+    # general path, which defaults externalTrafficPolicy and reads the addresses.
+    if not changes and obj["spec"].get("type", "ClusterIP") == "ClusterIP":
         assert isinstance(built, Service)
 
 
