@@ -68,10 +68,16 @@ def envoy_bootstrap(route_table: table.RouteTable, *, listen: peers.Address,
     )
 
 
-def tulle_config(route_table: table.RouteTable, *, listen: str, backend: str) -> str:
-    """``table.tulle_config`` with the policy set's documents."""
+def tulle_config(route_table: table.RouteTable, *, listen: str, backend: str,
+                 parts: tuple[str, ...] = policyset.PARTS) -> str:
+    """``table.tulle_config`` with the policy set's documents (or some ``parts``)."""
     return (table.tulle_config(route_table, listen=listen, backend=backend) + "---\n"
-            + yaml.safe_dump_all(policyset.documents(), sort_keys=False))
+            + yaml.safe_dump_all(policyset.documents(parts), sort_keys=False))
+
+
+BREAKDOWN = (("authz only", ("authz",)), ("rate limit + outlier detection only",
+                                          ("ratelimit", "outlier")))
+"""Tulle with part of the policies: where their cost is (diagnostics, not compared)."""
 
 
 def policy_summary() -> list[str]:
@@ -98,12 +104,13 @@ def policy_summary() -> list[str]:
 class PolicyRun(cli.Run):
     """The four peers and their measurements (``cli.Run``'s processes and wrk)."""
 
-    def tulle_peer(self, policies: bool, flows: str, tag: str) -> Peer:
+    def tulle_peer(self, policies: bool, flows: str, tag: str,
+                   parts: tuple[str, ...] = policyset.PARTS) -> Peer:
         if not policies:
             return self.tulle(flows, tag)
         port, metrics = peers.free_port(), peers.free_port()
         config = tulle_config(self.table, listen=f"{HOST}:{port}",
-                              backend=f"{HOST}:{self.backend_port}")
+                              backend=f"{HOST}:{self.backend_port}", parts=parts)
         peer = peers.start_tulle(self.workdir, config, port, metrics, self.opts.peer_core,
                                  flows, self.path, self.headers, tag, module=WAYPOINT)
         self.started(peer.proc)
@@ -173,6 +180,15 @@ class PolicyRun(cli.Run):
                 rows.append(Row(round_, peer.name, state, measured))
         for peer in running.values():
             self.stop(peer.proc)
+        breakdown: list[Row] = []
+        if opts.diagnostics:
+            self.log("  breakdown (Tulle with part of the policies; not compared)")
+            for label, parts in BREAKDOWN:
+                peer = self.tulle_peer(True, f"unix:{drain_path}", "-".join(parts), parts)
+                measured = self.measure(peer, peer.address, f"{cli.TULLE_VARIANT}; {label}",
+                                        0, f"tulle-{'-'.join(parts)}")
+                breakdown.append(Row(0, "tulle", label, measured))
+                self.stop(peer.proc)
         self.stop(drain)
         self.stop(nginx)
         measurements = [r.measurement for r in rows]
@@ -197,6 +213,7 @@ class PolicyRun(cli.Run):
                       "rules": [[n, a] for n, a, _ in policyset.RULES]},
             checks=checks,
             rows=rows,
+            breakdown=breakdown,
             problems=self.problems,
             seconds=time.monotonic() - began,
         )
@@ -208,14 +225,20 @@ def parse_args(argv: Sequence[str] | None) -> tuple[cli.Options, str]:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="smoke run: 3 s, one round")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 3 s, one round, no breakdown")
+    parser.add_argument("--no-breakdown", action="store_true",
+                        help="skip Tulle with only the AuthorizationPolicies, and with only "
+                             "the rate limit and outlier detection")
     parser.add_argument("--note", default="", help="a sentence for the results file")
     parser.add_argument("--out", type=Path, default=cli.RESULTS)
     args = parser.parse_args(argv)
     opts = cli.Options(duration=args.duration, warmup=args.warmup, rounds=args.rounds,
-                       diagnostics=False, profile="never", out=args.out, tag="policies")
+                       diagnostics=not args.no_breakdown, profile="never", out=args.out,
+                       tag="policies")
     if args.quick:
         opts.duration, opts.warmup, opts.rounds, opts.tag = 3, 1, 1, "policies-quick"
+        opts.diagnostics = False
     if not 1 <= opts.duration <= 60 or not 1 <= opts.rounds <= 5:
         parser.error("--duration must be 1..60 and --rounds 1..5 (keep the run bounded)")
     return opts, args.note

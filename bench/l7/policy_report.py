@@ -82,6 +82,8 @@ class PolicyResult:
     policies: dict[str, Any]
     checks: list[Check]
     rows: list[Row]
+    breakdown: list[Row] = field(default_factory=list)
+    """Tulle with part of the policies (``policies`` names which), not compared."""
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -116,6 +118,8 @@ class PolicyResult:
             "rows": [{"round": r.round, "peer": r.peer, "policies": r.policies,
                       **r.measurement.to_json()} for r in self.rows],
             "ratios": self.ratios,
+            "breakdown": [{"policies": r.policies, **r.measurement.to_json()}
+                          for r in self.breakdown],
             "problems": self.problems,
         }
 
@@ -179,6 +183,22 @@ def markdown(result: PolicyResult, name: str) -> str:
         lines.append(f"| {x['round']} | {x['rps_off']:.3f} | {x['rps_on']:.3f} | "
                      f"{x['p99_off']:.3f} | {x['p99_on']:.3f} | {x['tulle_on_off']:.3f} | "
                      f"{x['envoy_on_off']:.3f} |")
+    if result.breakdown:
+        tulle = [r.rps for r in result.rows if r.peer == "tulle"]
+        lines += [
+            "",
+            "## Breakdown: Tulle with part of the policies (after the rounds; not compared)",
+            "",
+            "| policies | req/s | p50 ms | p99 ms | peer CPU |",
+            "|---|---|---|---|---|",
+        ]
+        for r in result.breakdown:
+            w = r.measurement.wrk
+            lines.append(f"| {r.policies} | {w.rps:,.0f} | {w.p50_ms:.2f} | {w.p99_ms:.2f} | "
+                         f"{r.measurement.peer_cpu or '-'} |")
+        if tulle:
+            lines.append(f"\n(Tulle in the rounds: {min(tulle):,.0f} to {max(tulle):,.0f} "
+                         "req/s, policies off and on.)")
     lines += ["", "## Setup", "", "```json"]
     lines += [json.dumps({"setup": result.setup, "machine": result.machine}, indent=1), "```"]
     if result.problems:

@@ -171,7 +171,20 @@ def backend_traffic_policy() -> dict[str, Any]:
     }
 
 
-def documents() -> list[dict[str, Any]]:
-    """Everything the policies add to the waypoint's config file."""
-    return [client_pod(), *authorization_policies(), rate_limit_policy(),
-            backend_traffic_policy()]
+PARTS = ("authz", "ratelimit", "outlier")
+
+
+def documents(parts: tuple[str, ...] = PARTS) -> list[dict[str, Any]]:
+    """What the policies add to the waypoint's config file: all of them, or some ``parts``
+    (the diagnostics' breakdown)."""
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"policy parts {sorted(unknown)}: expected some of {PARTS}")
+    out = [client_pod()]
+    if "authz" in parts:
+        out += authorization_policies()
+    if "ratelimit" in parts:
+        out.append(rate_limit_policy())
+    if "outlier" in parts:
+        out.append(backend_traffic_policy())
+    return out

@@ -396,3 +396,20 @@ def test_markdown_has_the_four_rows_the_ratios_and_the_verdict() -> None:
     assert "cost Tulle -10.0% req/s and Envoy -20.0%" in text
     data = r.to_json()
     assert data["target"]["met"] is True and len(data["rows"]) == 4
+
+
+def test_the_breakdown_takes_part_of_the_policies_and_refuses_unknown_parts() -> None:
+    kinds = [d["kind"] for d in policyset.documents(("ratelimit", "outlier"))]
+    assert kinds == ["Pod", "HTTPLocalRateLimitPolicy", "BackendTrafficPolicy"]
+    assert [d["kind"] for d in policyset.documents(("authz",))].count(
+        "AuthorizationPolicy") == 20
+    with pytest.raises(ValueError, match="retries"):
+        policyset.documents(("authz", "retries"))
+
+
+def test_markdown_shows_the_breakdown_apart() -> None:
+    r = result(rows(1000, 2000, 900, 1600))
+    r.breakdown = [Row(0, "tulle", "authz only", m("tulle", 950, 2.0))]
+    text = markdown(r, "x")
+    assert "## Breakdown" in text and "| authz only | 950 |" in text
+    assert r.to_json()["breakdown"][0]["policies"] == "authz only"
