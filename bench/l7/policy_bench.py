@@ -246,8 +246,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[cli.Options, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts, note = parse_args(argv)
-    command = "python -m bench.l7.policy_bench " + shlex.join(
-        sys.argv[1:] if argv is None else list(argv))
+    args = sys.argv[1:] if argv is None else list(argv)
+    if "--note" in args:  # the note is printed apart
+        at = args.index("--note")
+        args = args[:at] + args[at + 2:]
+    command = "python -m bench.l7.policy_bench " + shlex.join(args)
     if len(os.sched_getaffinity(0)) < 2:
         print("bench-l7-policies: needs two cores", file=sys.stderr)
         return 2

@@ -142,8 +142,8 @@ def markdown(result: PolicyResult, name: str) -> str:
     lines += [
         f"**Target** (issue 14): Tulle/Envoy req/s with the policies on ({on:.3f}) at least "
         f"the ratio with them off ({off:.3f}): **{'met' if result.met else 'missed'}**.",
-        f"The policies cost Tulle {_pct(result.mean_ratio('tulle_on_off'))} req/s and Envoy "
-        f"{_pct(result.mean_ratio('envoy_on_off'))} (mean over rounds).",
+        f"The policies change Tulle's req/s by {_pct(result.mean_ratio('tulle_on_off'))} and "
+        f"Envoy's by {_pct(result.mean_ratio('envoy_on_off'))} (mean over rounds).",
         "",
         "## Policies",
         "",

@@ -393,7 +393,7 @@ def test_markdown_has_the_four_rows_the_ratios_and_the_verdict() -> None:
     assert "**met**" in text and "busy machine" in text
     assert "| 1 | tulle | on | 900 |" in text and "| 1 | envoy | off | 2,000 |" in text
     assert "| 1 | 0.500 | 0.562 |" in text
-    assert "cost Tulle -10.0% req/s and Envoy -20.0%" in text
+    assert "change Tulle's req/s by -10.0% and Envoy's by -20.0%" in text
     data = r.to_json()
     assert data["target"]["met"] is True and len(data["rows"]) == 4
 
