@@ -413,3 +413,25 @@ def test_markdown_shows_the_breakdown_apart() -> None:
     text = markdown(r, "x")
     assert "## Breakdown" in text and "| authz only | 950 |" in text
     assert r.to_json()["breakdown"][0]["policies"] == "authz only"
+
+
+def test_the_policy_waypoint_refuses_a_bad_config_with_a_clear_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.l7 import policy_waypoint
+
+    assert policy_waypoint.main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
+    bad = policy_bench.tulle_config(TABLE, listen="127.0.0.1:1", backend="127.0.0.1:2")
+    bad = bad.replace("action: DENY", "action: CUSTOM", 1)
+    config = tmp_path / "bad.yaml"
+    config.write_text(bad)
+    assert policy_waypoint.main(["--config", str(config)]) == 2
+    assert "CUSTOM" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--duration", "0"], ["--duration", "61"], ["--rounds", "6"]])
+def test_the_run_stays_bounded(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        policy_bench.parse_args(argv)
+    opts, note = policy_bench.parse_args(["--quick", "--note", "busy"])
+    assert (opts.duration, opts.rounds, opts.diagnostics, note) == (3, 1, False, "busy")
