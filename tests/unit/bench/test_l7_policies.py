@@ -28,6 +28,7 @@ from bench.l7.policy_waypoint import gates
 from bench.l7.results import Measurement
 from gatewayapi import BackendTarget, GatewayParent
 from l7proxy.authz import Call
+from l7proxy.config import load_config_text
 from l7proxy.resilience.outlier import OutlierParams
 from l7proxy.resilience.params import BackendParams
 
@@ -109,6 +110,10 @@ def test_tulles_gates_from_the_config_file_allow_the_load_and_refuse_the_denied(
     assert authz.check(tulle_call(STRANGER)) is not None  # no identity: no ALLOW matches
     backend = BackendTarget(table.NAMESPACE, table.SERVICE, table.SERVICE_PORT)
     assert all(limits.check(CLIENT, backend) is None for _ in range(5000))
+    assert len(limits.limiter) == 1  # charged to the Service's total bucket, never refused
+    loaded = load_config_text(text)
+    outlier = loaded.backend_params[(table.NAMESPACE, table.SERVICE)].outlier
+    assert outlier is not None and outlier.consecutive_gateway == 3
 
 
 # --- Envoy's RBAC, read back -----------------------------------------------------------
