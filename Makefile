@@ -73,3 +73,11 @@ bench-mtls: setup
 .PHONY: bench-l7
 bench-l7: setup
 	@$(PY) -m bench.l7 $(ARGS)
+
+# L7 with policies (issue 14): Tulle and Envoy, each with the policies off and on, in one run
+# (20 AuthorizationPolicy rules, a rate limit never reached, outlier detection; Envoy: RBAC,
+# local_ratelimit, outlier_detection from the same objects). Target: the Tulle/Envoy req/s
+# ratio with the policies on is at least the ratio with them off. `ARGS=--quick` for a smoke run.
+.PHONY: bench-l7-policies
+bench-l7-policies: setup
+	@$(PY) -m bench.l7.policy_bench $(ARGS)

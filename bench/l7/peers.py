@@ -165,10 +165,11 @@ def wait_http(address: Address, path: str, headers: Sequence[tuple[str, str]], p
                      f"{proc.tail()}")
 
 
-def request(address: Address, path: str, headers: Sequence[tuple[str, str]]) -> tuple[int, bytes]:
+def request(address: Address, path: str, headers: Sequence[tuple[str, str]],
+            method: str = "GET") -> tuple[int, bytes]:
     conn = http.client.HTTPConnection(*address, timeout=5)
     try:
-        conn.request("GET", path, headers=dict(headers))
+        conn.request(method, path, headers=dict(headers))
         response = conn.getresponse()
         return response.status, response.read()
     finally:
@@ -279,10 +280,13 @@ class Peer:
 
 
 def start_tulle(workdir: Path, config_text: str, port: int, metrics_port: int, cpu: int,
-                flows: str, path: str, headers: Sequence[tuple[str, str]], tag: str) -> Peer:
-    config = workdir / "tulle.yaml"
+                flows: str, path: str, headers: Sequence[tuple[str, str]], tag: str,
+                module: str = "l7proxy") -> Peer:
+    """``module``: ``l7proxy``, or ``bench.l7.policy_waypoint`` (the same waypoint with the
+    file's AuthorizationPolicies and rate limits enforced)."""
+    config = workdir / f"tulle-{tag}.yaml"
     config.write_text(config_text)
-    argv = [*pinned(cpu), sys.executable, "-m", "l7proxy", "--config", str(config),
+    argv = [*pinned(cpu), sys.executable, "-m", module, "--config", str(config),
             "--listen", f"{HOST}:{port}", "--workers", "1", "--metrics", f"{HOST}:{metrics_port}",
             "--flows", flows]
     proc = Proc("tulle", argv, workdir / f"tulle-{tag}.log", env=_env())
