@@ -40,13 +40,17 @@ def string_test(patterns: Iterable[str], *, lower: bool = False) -> Callable[[st
             suffixes.append(pattern[1:])
         elif pattern:  # an empty pattern matches nothing (an empty value never matches)
             exact.add(pattern)
-    values = frozenset(exact)
-    if not prefixes and not suffixes:
+    # No prefix, suffix or exact value is empty, so "" (absent) matches none of them. The
+    # common shapes get a test of one C call (or one line), the rest the general one.
+    values, starts, ends = frozenset(exact), tuple(prefixes), tuple(suffixes)
+    if not starts and not ends:
         return values.__contains__
-    starts, ends = tuple(prefixes), tuple(suffixes)
+    if not values and not ends:
+        return lambda value: value.startswith(starts)
+    if not values and not starts:
+        return lambda value: value.endswith(ends)
 
     def hit(value: str) -> bool:
-        # No prefix, suffix or exact value is empty, so "" (absent) matches none of them.
         return value in values or value.startswith(starts) or value.endswith(ends)
 
     return hit
@@ -85,10 +89,12 @@ def ip_test(blocks: Iterable[str]) -> Callable[[Address | None], bool]:
     by_version = {version: tuple(found) for version, found in nets.items()}
 
     def hit(address: Address | None) -> bool:
-        if address is None:
-            return False
-        value = address[1]
-        return any(value & mask == net for net, mask in by_version[address[0]])
+        if address is not None:
+            value = address[1]
+            for net, mask in by_version[address[0]]:
+                if value & mask == net:
+                    return True
+        return False
 
     return hit
 
@@ -112,7 +118,10 @@ def header_test(name: str, patterns: Iterable[str]) -> Callable[[Mapping[str, tu
     test = string_test(patterns)
 
     def hit(headers: Mapping[str, tuple[str, ...]]) -> bool:
-        return any(test(v) for v in headers.get(name, ()))
+        for value in headers.get(name, ()):
+            if test(value):
+                return True
+        return False
 
     return hit
 
