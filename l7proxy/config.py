@@ -301,6 +301,10 @@ def load_config_text(text: str, source: str = "<config>") -> FileConfig:
         parent = _parent(spec["parent"]) if spec.get("parent") else None
         listeners.append(ListenerConfig(host, port, parent))
     policies = [o for o in objects if isinstance(o, BackendTrafficPolicy)]
+    trust_domain = extra.get("trustDomain", DEFAULT_TRUST_DOMAIN)
+    if not isinstance(trust_domain, str) or not trust_domain or "/" in trust_domain:
+        raise ValueError(f"{source}: {CONFIG_KIND} trustDomain {trust_domain!r}: expected a "
+                         "trust domain name such as cluster.local")
     return FileConfig(
         tables,
         endpoints,
@@ -312,7 +316,7 @@ def load_config_text(text: str, source: str = "<config>") -> FileConfig:
         rate_limits=[o for o in objects if isinstance(o, HTTPLocalRateLimitPolicy)],
         pods=[o for o in objects if isinstance(o, Pod)],
         services=list(inputs.services),
-        trust_domain=str(extra.get("trustDomain") or DEFAULT_TRUST_DOMAIN),
+        trust_domain=trust_domain,
     )
 
 

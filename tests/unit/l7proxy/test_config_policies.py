@@ -96,6 +96,12 @@ def test_the_files_trust_domain_names_the_callers() -> None:
     assert verdict is not None and verdict.by_allow
 
 
+@pytest.mark.parametrize("bad", ["''", "[a]", "a/b"])
+def test_a_bad_trust_domain_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="trustDomain"):
+        load_config_text(_file(POD, POLICIES, extra=f"trustDomain: {bad}\n"))
+
+
 def test_the_files_rate_limit_is_charged_per_caller_identity() -> None:
     config = waypoint_config(load_config_text(_file(POD, LIMIT)))
     assert config.authorize is None  # no AuthorizationPolicy in the file: no gate
