@@ -4,7 +4,11 @@ process, without sockets: the authorization gate (``AuthzGate.check``) over the 
 limit, both as ``python -m l7proxy --config`` wires them, for the measured request (best of 5
 runs of 5,000 calls). ``--reference`` adds the decision alone, by the compiled matcher the
 gate uses (``authz.compiled``) and by the reference evaluator (``authz.evaluate``). Where
-``make bench-l7-policies`` finds Tulle's cost."""
+``make bench-l7-policies`` finds Tulle's cost.
+
+On a busy machine wall time scatters; ``--only NAME --calls N`` runs one of them N times
+untimed, for instruction counts that do not: ``valgrind --tool=callgrind`` at N and at 0,
+the difference over N (bench/results/authz-compiled-2026-12-06.md)."""
 
 from __future__ import annotations
 
@@ -18,12 +22,21 @@ from gatewayapi import BackendTarget, GatewayParent
 from l7proxy.authz import Call
 from l7proxy.config import load_config_text, waypoint_config
 
+NAMES = {"gate": "AuthzGate.check", "ratelimit": "RateLimitGate.check",
+         "compiled": "compiled matcher (authz.compiled)",
+         "reference": "reference evaluator (authz.evaluate)"}
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.l7.policy_cost", description=__doc__)
     parser.add_argument("--reference", action="store_true",
                         help="also time the decision alone, compiled and by the evaluator")
+    parser.add_argument("--only", choices=sorted(NAMES),
+                        help="run only this one, --calls times, untimed (for callgrind)")
+    parser.add_argument("--calls", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.calls < 0 or args.calls > 1_000_000:
+        parser.error("--calls: 0 to 1,000,000")
     route_table = table.build()
     path, headers = route_table.request()
     text = policy_bench.tulle_config(route_table, listen="127.0.0.1:1", backend="127.0.0.1:2")
@@ -42,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("AuthzGate.check", lambda: authorize(call)),
         ("RateLimitGate.check", lambda: rate_limit(client, backend)),
     ]
-    if args.reference:
+    if args.reference or args.only in ("compiled", "reference"):
         policies = sorted(loaded.authorization, key=lambda p: p.metadata.name)
         matcher = compile_policies(policies)
         pod = next(p for p in loaded.pods if p.status.pod_ip == policyset.CLIENT_IP)
@@ -51,8 +64,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         request = Request(peer, "127.0.0.1", 2, authority, "GET", path,
                           Request.headers_of(list(headers)))
         assert matcher.evaluate(request) == evaluate(policies, request)
-        runs += [("compiled matcher (authz.compiled)", lambda: matcher.evaluate(request)),
-                 ("reference evaluator (authz.evaluate)", lambda: evaluate(policies, request))]
+        runs += [(NAMES["compiled"], lambda: matcher.evaluate(request)),
+                 (NAMES["reference"], lambda: evaluate(policies, request))]
+    if args.only is not None:
+        run = dict(runs)[NAMES[args.only]]
+        for _ in range(args.calls):
+            run()
+        return 0
     for name, run in runs:
         best = min(timeit.repeat(run, number=5000, repeat=5)) / 5000
         print(f"{name}: {best * 1e6:.1f} us per request (best of 5 x 5,000)")

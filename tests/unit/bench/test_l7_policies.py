@@ -431,3 +431,17 @@ def test_the_run_stays_bounded(argv: list[str]) -> None:
         policy_bench.parse_args(argv)
     opts, note = policy_bench.parse_args(["--quick", "--note", "busy"])
     assert (opts.duration, opts.rounds, opts.diagnostics, note) == (3, 1, False, "busy")
+
+
+def test_policy_cost_checks_the_compiled_matcher_and_stays_bounded(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``--only`` runs one gate untimed (callgrind); the reference run first asserts the
+    compiled matcher and the evaluator agree on the measured request."""
+    from bench.l7 import policy_cost
+
+    assert policy_cost.main(["--only", "compiled", "--calls", "3"]) == 0
+    assert capsys.readouterr().out == ""
+    with pytest.raises(SystemExit):
+        policy_cost.main(["--only", "gate", "--calls", "-1"])
+    with pytest.raises(SystemExit):
+        policy_cost.main(["--only", "everything"])
