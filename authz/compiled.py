@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from types import BuiltinFunctionType
 from typing import Any
 
 from agent.model.authz import Action, AuthorizationPolicy, Condition, Operation, Rule, Source
@@ -137,7 +138,18 @@ def _alternatives(parts: list[list[Test]], tests: list[Test],
     if len(parts) == 1:
         tests.extend(parts[0])
     elif parts and all(parts):
-        groups.append(tuple(Conjunction(tuple(p)) for p in parts))
+        groups.append(tuple(Conjunction(tuple(sorted(p, key=_cost))) for p in parts))
+
+
+_COST = {HOST: 3, HEADERS: 4, PEER_IP: 2, DESTINATION_IP: 2}
+
+
+def _cost(test: Test) -> int:
+    """Cheapest first (the tests are pure, so their order is free): a set lookup or
+    ``bool`` (a C call) before a Python test, strings before addresses, hosts, headers."""
+    if isinstance(test[1], BuiltinFunctionType) or test[1] is bool:
+        return 0
+    return _COST.get(test[0], 1)
 
 
 def compile_rule(rule: Rule, *, l4_only: bool) -> Conjunction:
@@ -148,7 +160,7 @@ def compile_rule(rule: Rule, *, l4_only: bool) -> Conjunction:
     for c in rule.when:
         if not (l4_only and condition_needs_l7(c)):
             tests += _condition(c)
-    return Conjunction(tuple(tests), tuple(groups))
+    return Conjunction(tuple(sorted(tests, key=_cost)), tuple(groups))
 
 
 @dataclass(frozen=True, slots=True)
