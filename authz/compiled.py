@@ -60,22 +60,30 @@ def _holds(conjunction: Conjunction, facts: tuple[Any, ...]) -> bool:
     return all(any(_holds(alt, facts) for alt in group) for group in conjunction.groups)
 
 
-def _matching(policies: tuple[CompiledPolicy, ...], facts: tuple[Any, ...], l7: bool,
-              first: bool) -> list[CompiledPolicy]:
-    """The policies whose rules match (only the first when ``first``). One call for all of
-    them, its loops inline: a call per policy or per rule would cost more than its tests."""
-    found = []
-    for policy in policies:
-        for rule in policy.on_l7 if l7 else policy.on_l4:
-            for fact, hit, want in rule.tests:
-                if hit(facts[fact]) is not want:
-                    break
-            else:
-                if not rule.groups or _holds(Conjunction((), rule.groups), facts):
-                    found.append(policy)
-                    if first:
-                        return found
-                    break
+RuleList = tuple[tuple["CompiledPolicy", tuple[Test, ...], tuple[tuple[Conjunction, ...], ...]],
+                 ...]
+"""The rules of several policies in their order, flat: (policy, tests, groups)."""
+
+
+def _rule_list(policies: Iterable[CompiledPolicy], l7: bool) -> RuleList:
+    return tuple((p, rule.tests, rule.groups) for p in policies
+                 for rule in (p.on_l7 if l7 else p.on_l4))
+
+
+def _matching(rules: RuleList, facts: tuple[Any, ...], first: bool) -> list[CompiledPolicy]:
+    """The policies one of whose rules match (only the first when ``first``). One call for
+    all of them, one flat loop: a call per policy or rule would cost more than its tests."""
+    found: list[CompiledPolicy] = []
+    for policy, tests, groups in rules:
+        for fact, hit, want in tests:
+            if hit(facts[fact]) is not want:
+                break
+        else:
+            if (not groups or _holds(Conjunction((), groups), facts)) and (
+                    not found or found[-1] is not policy):  # a policy's rules are adjacent
+                found.append(policy)
+                if first:
+                    return found
     return found
 
 
@@ -209,6 +217,9 @@ class CompiledPolicies:
         self._allows = tuple(compiled[Action.ALLOW])
         self._allow_keys = tuple(p.key for p in self._allows)
         self._by_allow = Verdict(False, self._allow_keys, (), by_allow=True)
+        # (audits, denies, allows) as flat rule lists, for an L4-only request and for HTTP.
+        self._rules = {l7: tuple(_rule_list(ps, l7) for ps in (
+            self._audits, self._denies, self._allows)) for l7 in (False, True)}
         read = {t[0] for p in (*self._audits, *self._denies, *self._allows)
                 for rules in (p.on_l7, p.on_l4) for t in _all_tests(rules)}
         self._reads = tuple(fact in read for fact in _COMPUTED)
@@ -234,15 +245,13 @@ class CompiledPolicies:
 
     def evaluate(self, request: Request) -> Verdict:
         facts = self.facts(request)
-        l7 = request.l7
-        audited = tuple(
-            p.key for p in _matching(self._audits, facts, l7, first=False)
-        ) if self._audits else ()
-        for p in _matching(self._denies, facts, l7, first=True):
+        audits, denies, allows = self._rules[request.l7]
+        audited = tuple(p.key for p in _matching(audits, facts, first=False)) if audits else ()
+        for p in _matching(denies, facts, first=True):
             return Verdict(False, (p.key,), audited) if audited else p.verdict
         if not self._allows:
             return Verdict(True, (), audited) if audited else _ALLOWED
-        for p in _matching(self._allows, facts, l7, first=True):
+        for p in _matching(allows, facts, first=True):
             return Verdict(True, (p.key,), audited) if audited else p.verdict
         if audited:
             return Verdict(False, self._allow_keys, audited, by_allow=True)
