@@ -22,12 +22,13 @@ from agent.model.convert import from_dict
 from agent.model.core import Pod, Service
 from agent.model.httproute import HTTPRoute
 from authz import (
+    CompiledPolicies,
     Destination,
     Peer,
     Request,
     Verdict,
     applicable,
-    evaluate,
+    compile_policies,
     key_of,
     steered_services,
 )
@@ -78,16 +79,20 @@ class AuthzGate:
                                 pod.spec.service_account)
                 by_ip.setdefault(ip, []).append(info)
         self._pods = by_ip
-        self._applicable: dict[tuple[Parent | None, str], tuple[AuthorizationPolicy, ...]] = {}
+        # The identity of each address, built once per change, not per request.
+        self._peers = {
+            ip: Peer.of_pod(ip, self.trust_domain, found[0].namespace, found[0].service_account)
+            for ip, found in by_ip.items() if len(found) == 1
+        }
+        self._applicable: dict[tuple[Parent | None, str], CompiledPolicies] = {}
+        # One matcher per distinct set of policies (many destinations share one), compiled
+        # on first use after a swap (authz.compiled: the evaluator's verdicts, cheaper).
+        self._compiled: dict[tuple[str, ...], CompiledPolicies] = {}
 
     def peer(self, ip: str) -> Peer:
-        found = self._pods.get(ip, ())
-        if len(found) != 1:
-            return Peer(ip)
-        pod = found[0]
-        return Peer.of_pod(ip, self.trust_domain, pod.namespace, pod.service_account)
+        return self._peers.get(ip) or Peer(ip)
 
-    def _policies_for(self, parent: Parent | None, ip: str) -> tuple[AuthorizationPolicy, ...]:
+    def _policies_for(self, parent: Parent | None, ip: str) -> CompiledPolicies:
         key = (parent, ip)
         found = self._applicable.get(key)
         if found is None:
@@ -102,9 +107,14 @@ class AuthzGate:
                 )
                 for p in applicable(self.policies, where):
                     chosen[key_of(p)] = p
-            found = tuple(chosen[k] for k in sorted(chosen))
             if len(self._applicable) > 65536:
                 self._applicable.clear()
+                self._compiled.clear()
+            keys = tuple(sorted(chosen))
+            found = self._compiled.get(keys)
+            if found is None:
+                found = compile_policies([chosen[k] for k in keys])
+                self._compiled[keys] = found
             self._applicable[key] = found
         return found
 
@@ -127,11 +137,11 @@ class AuthzGate:
         endpoints = call.endpoints or [("", parent_port)]
         for ip, port in endpoints:
             policies = self._policies_for(call.parent, ip)
-            if not policies:
+            if not policies.policies:
                 continue
             request = Request(peer, ip, port, call.authority, call.method, path, headers,
                               call.sni)
-            verdict = evaluate(policies, request)
+            verdict = policies.evaluate(request)
             if verdict.audited:
                 log.info("audit %s %s %s%s from %s: %s", ", ".join(verdict.audited),
                          call.method, call.authority, call.target, peer.principal or peer.ip,

@@ -2,9 +2,13 @@
 plus a file loader (Gateway API YAML and an endpoints map) for tests and benchmarks.
 
 A config file is a multi-document YAML stream. Gateway API objects (GatewayClass,
-Gateway, HTTPRoute, ReferenceGrant), Services and Namespaces go through the model's one
-converter and the route engine's compiler. One extra document tells the waypoint what
-the cluster would otherwise tell it:
+Gateway, HTTPRoute, ReferenceGrant), Services, Namespaces, Secrets and HTTPFaults go through
+the model's one converter and the route engine's compiler; BackendTrafficPolicy,
+AuthorizationPolicy and HTTPLocalRateLimitPolicy are enforced as the node waypoint
+(``l7proxy/node.py``) enforces them from the API, the caller's identity being the Pod (in
+the file) at its address. Any other kind is refused, naming the document: a policy the
+waypoint silently skipped would be a policy not enforced. One extra document tells the
+waypoint what the cluster would otherwise tell it:
 
     apiVersion: tulle.io/v1alpha1
     kind: WaypointConfig
@@ -15,6 +19,7 @@ the cluster would otherwise tell it:
       default/echo:8080: [127.0.0.1:9000, 127.0.0.1:9001]
     protocols:
       default/grpc:50051: h2c
+    trustDomain: cluster.local   # the callers' SPIFFE IDs (AuthorizationPolicy principals)
 """
 
 from __future__ import annotations
@@ -24,13 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.model.authz import AuthorizationPolicy
 from agent.model.backendpolicy import BackendTrafficPolicy
 from agent.model.convert import from_dict
-from agent.model.core import TLS_SECRET_TYPE, Namespace, Secret, Service
+from agent.model.core import TLS_SECRET_TYPE, Namespace, Pod, Secret, Service
 from agent.model.documents import load_documents
 from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
+from agent.model.ratelimit import HTTPLocalRateLimitPolicy
 from authz import Verdict
 from gatewayapi import (
     BackendTarget,
@@ -41,8 +48,8 @@ from gatewayapi import (
     RoutingInputs,
     ServiceParent,
 )
-from l7proxy.authz import Call
-from l7proxy.ratelimit import Limited
+from l7proxy.authz import AuthzGate, Call
+from l7proxy.ratelimit import Limited, RateLimitGate
 from l7proxy.resilience.params import BackendParams, params_by_service
 
 Address = tuple[str, int]
@@ -58,6 +65,12 @@ RateLimiter = Callable[[tuple[str, int], BackendTarget], Limited | None]
 endpoint (ip, port)? Judged as the kernel judges a direct connection (l7proxy/node.py)."""
 
 CONFIG_KIND = "WaypointConfig"
+DEFAULT_TRUST_DOMAIN = "cluster.local"
+FILE_KINDS = (
+    GatewayClass, Gateway, HTTPRoute, ReferenceGrant, Service, Namespace, Secret, HTTPFault,
+    BackendTrafficPolicy, AuthorizationPolicy, HTTPLocalRateLimitPolicy, Pod,
+)
+"""What a config file may hold besides its WaypointConfig document."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +245,12 @@ class FileConfig:
     certificates: dict[tuple[str, str], tuple[bytes, bytes]] = field(default_factory=dict)
     backend_params: dict[tuple[str, str], BackendParams] = field(default_factory=dict)
     """From the file's BackendTrafficPolicies."""
+    authorization: list[AuthorizationPolicy] = field(default_factory=list)
+    rate_limits: list[HTTPLocalRateLimitPolicy] = field(default_factory=list)
+    pods: list[Pod] = field(default_factory=list)
+    """The callers' identities (the pod at the client address), for the two above."""
+    services: list[Service] = field(default_factory=list)
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
 
 
 def tls_certificates(secrets: Sequence[Secret]) -> dict[tuple[str, str], tuple[bytes, bytes]]:
@@ -247,11 +266,19 @@ def load_config_text(text: str, source: str = "<config>") -> FileConfig:
     documents = load_documents(text, source)
     objects = []
     extra: dict[str, Any] = {}
-    for doc in documents:
+    for index, doc in enumerate(documents):
         if doc.get("kind") == CONFIG_KIND:
             extra = doc
-        else:
-            objects.append(from_dict(doc))
+            continue
+        obj = from_dict(doc)
+        if not isinstance(obj, FILE_KINDS):
+            meta = obj.metadata
+            where = f"{meta.namespace}/{meta.name}" if meta.namespace else meta.name
+            raise ValueError(
+                f"{source}: document {index + 1} ({obj.kind} {where}): the waypoint's config "
+                f"file does not read {obj.kind} (it reads "
+                f"{', '.join(k.kind for k in FILE_KINDS)} and {CONFIG_KIND})")
+        objects.append(obj)
     inputs = RoutingInputs.of(
         routes=[o for o in objects if isinstance(o, HTTPRoute)],
         gateways=[o for o in objects if isinstance(o, Gateway)],
@@ -274,6 +301,10 @@ def load_config_text(text: str, source: str = "<config>") -> FileConfig:
         parent = _parent(spec["parent"]) if spec.get("parent") else None
         listeners.append(ListenerConfig(host, port, parent))
     policies = [o for o in objects if isinstance(o, BackendTrafficPolicy)]
+    trust_domain = extra.get("trustDomain", DEFAULT_TRUST_DOMAIN)
+    if not isinstance(trust_domain, str) or not trust_domain or "/" in trust_domain:
+        raise ValueError(f"{source}: {CONFIG_KIND} trustDomain {trust_domain!r}: expected a "
+                         "trust domain name such as cluster.local")
     return FileConfig(
         tables,
         endpoints,
@@ -281,6 +312,11 @@ def load_config_text(text: str, source: str = "<config>") -> FileConfig:
         listeners,
         tls_certificates(inputs.secrets),
         params_by_service(policies, inputs.services),
+        authorization=[o for o in objects if isinstance(o, AuthorizationPolicy)],
+        rate_limits=[o for o in objects if isinstance(o, HTTPLocalRateLimitPolicy)],
+        pods=[o for o in objects if isinstance(o, Pod)],
+        services=list(inputs.services),
+        trust_domain=trust_domain,
     )
 
 
@@ -297,11 +333,17 @@ def waypoint_config(
     request_split: bool = True,
 ) -> WaypointConfig:
     """A WaypointConfig from a loaded file; ``listen`` replaces the file's addresses
-    (each keeps the parent of the file's first listener, if any)."""
+    (each keeps the parent of the file's first listener, if any). The file's
+    AuthorizationPolicies and HTTPLocalRateLimitPolicies are wired as ``l7proxy/node.py``
+    wires the cluster's (rate limit buckets are per worker process)."""
     listeners = list(loaded.listeners)
     if listen:
         parent = listeners[0].parent if listeners else None
         listeners = [ListenerConfig(host, port, parent) for host, port in listen]
+    identities = AuthzGate(loaded.trust_domain)
+    identities.swap(loaded.authorization, loaded.pods)
+    rate_limits = RateLimitGate(identities.peer)  # the caller's identity as authz derives it
+    rate_limits.swap(loaded.rate_limits, loaded.services)
     return WaypointConfig(
         listeners=listeners,
         tables=loaded.tables,
@@ -311,5 +353,7 @@ def waypoint_config(
         metrics=metrics,
         certificates=loaded.certificates,
         backend_params=loaded.backend_params,
+        authorize=identities.check if loaded.authorization else None,
+        rate_limit=rate_limits.check if loaded.rate_limits else None,
         request_split=request_split,
     )

@@ -280,13 +280,10 @@ class Peer:
 
 
 def start_tulle(workdir: Path, config_text: str, port: int, metrics_port: int, cpu: int,
-                flows: str, path: str, headers: Sequence[tuple[str, str]], tag: str,
-                module: str = "l7proxy") -> Peer:
-    """``module``: ``l7proxy``, or ``bench.l7.policy_waypoint`` (the same waypoint with the
-    file's AuthorizationPolicies and rate limits enforced)."""
+                flows: str, path: str, headers: Sequence[tuple[str, str]], tag: str) -> Peer:
     config = workdir / f"tulle-{tag}.yaml"
     config.write_text(config_text)
-    argv = [*pinned(cpu), sys.executable, "-m", module, "--config", str(config),
+    argv = [*pinned(cpu), sys.executable, "-m", "l7proxy", "--config", str(config),
             "--listen", f"{HOST}:{port}", "--workers", "1", "--metrics", f"{HOST}:{metrics_port}",
             "--flows", flows]
     proc = Proc("tulle", argv, workdir / f"tulle-{tag}.log", env=_env())

@@ -41,8 +41,6 @@ from bench.l7.peers import HOST, BenchError, Peer
 from bench.l7.policy_report import STATES, Check, PolicyResult, Row, markdown
 from l7proxy.resilience.params import params_by_service
 
-WAYPOINT = "bench.l7.policy_waypoint"
-
 
 def envoy_bootstrap(route_table: table.RouteTable, *, listen: peers.Address,
                     backend: peers.Address, admin: peers.Address,
@@ -95,9 +93,8 @@ def policy_summary() -> list[str]:
         f"caller identity: the Pod {policyset.CLIENT_NAMESPACE}/wrk (ServiceAccount "
         f"{policyset.CLIENT_SA}) at {policyset.CLIENT_IP}; Envoy (no mTLS here) matches "
         "principals, namespaces and ServiceAccounts as the addresses of the pods holding them",
-        "Tulle runs `python -m bench.l7.policy_waypoint`: `python -m l7proxy` with the file's "
-        "AuthorizationPolicies and rate limits wired as l7proxy/node.py wires them (the file "
-        "loader alone does not enforce them)",
+        "Tulle runs `python -m l7proxy --config FILE`, which enforces the file's "
+        "AuthorizationPolicies and rate limits as l7proxy/node.py enforces the cluster's",
     ]
 
 
@@ -112,7 +109,7 @@ class PolicyRun(cli.Run):
         config = tulle_config(self.table, listen=f"{HOST}:{port}",
                               backend=f"{HOST}:{self.backend_port}", parts=parts)
         peer = peers.start_tulle(self.workdir, config, port, metrics, self.opts.peer_core,
-                                 flows, self.path, self.headers, tag, module=WAYPOINT)
+                                 flows, self.path, self.headers, tag)
         self.started(peer.proc)
         return peer
 

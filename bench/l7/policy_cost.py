@@ -1,32 +1,77 @@
 """``python -m bench.l7.policy_cost``: what the waypoint's policy gates cost per request in
-process, without sockets: ``AuthzGate.check`` over the benchmark's 20 AuthorizationPolicy
-rules and ``RateLimitGate.check`` over its rate limit, for the measured request (best of 5
-runs of 5,000 calls). Where ``make bench-l7-policies`` finds Tulle's cost."""
+process, without sockets: the authorization gate (``AuthzGate.check``) over the benchmark's
+20 AuthorizationPolicy rules and the rate limit gate (``RateLimitGate.check``) over its rate
+limit, both as ``python -m l7proxy --config`` wires them, for the measured request (best of 5
+runs of 5,000 calls). ``--reference`` adds the decision alone, by the compiled matcher the
+gate uses (``authz.compiled``) and by the reference evaluator (``authz.evaluate``). Where
+``make bench-l7-policies`` finds Tulle's cost.
+
+On a busy machine wall time scatters; ``--only NAME --calls N`` runs one of them N times
+untimed, for instruction counts that do not: ``valgrind --tool=callgrind`` at N and at 0,
+the difference over N (bench/results/authz-compiled-2026-12-06.md)."""
 
 from __future__ import annotations
 
+import argparse
 import timeit
+from collections.abc import Callable, Sequence
 
-from bench.l7 import policy_bench, table
-from bench.l7.policy_waypoint import gates
+from authz import Peer, Request, compile_policies, evaluate
+from bench.l7 import policy_bench, policyset, table
 from gatewayapi import BackendTarget, GatewayParent
 from l7proxy.authz import Call
+from l7proxy.config import load_config_text, waypoint_config
+
+NAMES = {"gate": "AuthzGate.check", "ratelimit": "RateLimitGate.check",
+         "compiled": "compiled matcher (authz.compiled)",
+         "reference": "reference evaluator (authz.evaluate)"}
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.l7.policy_cost", description=__doc__)
+    parser.add_argument("--reference", action="store_true",
+                        help="also time the decision alone, compiled and by the evaluator")
+    parser.add_argument("--only", choices=sorted(NAMES),
+                        help="run only this one, --calls times, untimed (for callgrind)")
+    parser.add_argument("--calls", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.calls < 0 or args.calls > 1_000_000:
+        parser.error("--calls: 0 to 1,000,000")
     route_table = table.build()
     path, headers = route_table.request()
     text = policy_bench.tulle_config(route_table, listen="127.0.0.1:1", backend="127.0.0.1:2")
-    authz, limits = gates(text, "<bench>")
-    client = ("127.0.0.1", 40000)
+    loaded = load_config_text(text, "<bench>")
+    config = waypoint_config(loaded)
+    authorize, rate_limit = config.authorize, config.rate_limit
+    assert authorize is not None and rate_limit is not None
+    client = (policyset.CLIENT_IP, 40000)
+    authority = f"127.0.0.1:{table.GATEWAY_PORT}"
     call = Call(client, GatewayParent(*table.GATEWAY, table.GATEWAY_PORT), [("127.0.0.1", 2)],
-                "GET", f"127.0.0.1:{table.GATEWAY_PORT}", path,
-                [(k.encode(), v.encode()) for k, v in headers])
-    if authz.check(call) is not None:
+                "GET", authority, path, [(k.encode(), v.encode()) for k, v in headers])
+    if authorize(call) is not None:
         raise SystemExit("policy_cost: the measured request is denied: not the benchmark's")
     backend = BackendTarget(table.NAMESPACE, table.SERVICE, table.SERVICE_PORT)
-    for name, run in (("AuthzGate.check", lambda: authz.check(call)),
-                      ("RateLimitGate.check", lambda: limits.check(client, backend))):
+    runs: list[tuple[str, Callable[[], object]]] = [
+        ("AuthzGate.check", lambda: authorize(call)),
+        ("RateLimitGate.check", lambda: rate_limit(client, backend)),
+    ]
+    if args.reference or args.only in ("compiled", "reference"):
+        policies = sorted(loaded.authorization, key=lambda p: p.metadata.name)
+        matcher = compile_policies(policies)
+        pod = next(p for p in loaded.pods if p.status.pod_ip == policyset.CLIENT_IP)
+        peer = Peer.of_pod(policyset.CLIENT_IP, loaded.trust_domain, pod.metadata.namespace,
+                           pod.spec.service_account)
+        request = Request(peer, "127.0.0.1", 2, authority, "GET", path,
+                          Request.headers_of(list(headers)))
+        assert matcher.evaluate(request) == evaluate(policies, request)
+        runs += [(NAMES["compiled"], lambda: matcher.evaluate(request)),
+                 (NAMES["reference"], lambda: evaluate(policies, request))]
+    if args.only is not None:
+        run = dict(runs)[NAMES[args.only]]
+        for _ in range(args.calls):
+            run()
+        return 0
+    for name, run in runs:
         best = min(timeit.repeat(run, number=5000, repeat=5)) / 5000
         print(f"{name}: {best * 1e6:.1f} us per request (best of 5 x 5,000)")
     return 0

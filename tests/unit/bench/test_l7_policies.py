@@ -24,11 +24,11 @@ from bench.l4.wrk import WrkResult
 from bench.l7 import envoy_policy, peers, policy_bench, policyset, table
 from bench.l7.envoy_policy import Identities
 from bench.l7.policy_report import Check, PolicyResult, Row, markdown, round_ratios
-from bench.l7.policy_waypoint import gates
 from bench.l7.results import Measurement
 from gatewayapi import BackendTarget, GatewayParent
 from l7proxy.authz import Call
-from l7proxy.config import load_config_text
+from l7proxy.config import load_config_text, waypoint_config
+from l7proxy.ratelimit import RateLimitGate
 from l7proxy.resilience.outlier import OutlierParams
 from l7proxy.resilience.params import BackendParams
 
@@ -99,19 +99,24 @@ def tulle_call(client: tuple[str, int], method: str = "GET", path: str = PATH,
 
 
 def test_tulles_gates_from_the_config_file_allow_the_load_and_refuse_the_denied() -> None:
+    """As ``python -m l7proxy --config`` wires the file (``l7proxy.config``)."""
     text = policy_bench.tulle_config(TABLE, listen="127.0.0.1:1", backend="127.0.0.1:18081")
-    authz, limits = gates(text, "<test>")
-    assert len(authz.policies) == 20
-    assert authz.check(tulle_call(CLIENT)) is None
+    loaded = load_config_text(text, "<test>")
+    assert len(loaded.authorization) == 20
+    config = waypoint_config(loaded)
+    authorize, rate_limit = config.authorize, config.rate_limit
+    assert authorize is not None and rate_limit is not None
+    assert authorize(tulle_call(CLIENT)) is None
     for denied in policyset.DENIED:
-        verdict = authz.check(tulle_call(CLIENT, denied.method, PATH + denied.suffix,
-                                         (*HEADERS, *denied.headers)))
+        verdict = authorize(tulle_call(CLIENT, denied.method, PATH + denied.suffix,
+                                       (*HEADERS, *denied.headers)))
         assert verdict is not None and not verdict.allowed, denied.why
-    assert authz.check(tulle_call(STRANGER)) is not None  # no identity: no ALLOW matches
+    assert authorize(tulle_call(STRANGER)) is not None  # no identity: no ALLOW matches
     backend = BackendTarget(table.NAMESPACE, table.SERVICE, table.SERVICE_PORT)
-    assert all(limits.check(CLIENT, backend) is None for _ in range(5000))
+    assert all(rate_limit(CLIENT, backend) is None for _ in range(5000))
+    limits = getattr(rate_limit, "__self__", None)
+    assert isinstance(limits, RateLimitGate)
     assert len(limits.limiter) == 1  # charged to the Service's total bucket, never refused
-    loaded = load_config_text(text)
     outlier = loaded.backend_params[(table.NAMESPACE, table.SERVICE)].outlier
     assert outlier is not None and outlier.consecutive_gateway == 3
 
@@ -420,23 +425,23 @@ def test_markdown_shows_the_breakdown_apart() -> None:
     assert r.to_json()["breakdown"][0]["policies"] == "authz only"
 
 
-def test_the_policy_waypoint_refuses_a_bad_config_with_a_clear_error(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bench.l7 import policy_waypoint
-
-    assert policy_waypoint.main(["--config", str(tmp_path / "missing.yaml")]) == 2
-    assert "missing.yaml" in capsys.readouterr().err
-    bad = policy_bench.tulle_config(TABLE, listen="127.0.0.1:1", backend="127.0.0.1:2")
-    bad = bad.replace("action: DENY", "action: CUSTOM", 1)
-    config = tmp_path / "bad.yaml"
-    config.write_text(bad)
-    assert policy_waypoint.main(["--config", str(config)]) == 2
-    assert "CUSTOM" in capsys.readouterr().err
-
-
 @pytest.mark.parametrize("argv", [["--duration", "0"], ["--duration", "61"], ["--rounds", "6"]])
 def test_the_run_stays_bounded(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         policy_bench.parse_args(argv)
     opts, note = policy_bench.parse_args(["--quick", "--note", "busy"])
     assert (opts.duration, opts.rounds, opts.diagnostics, note) == (3, 1, False, "busy")
+
+
+def test_policy_cost_checks_the_compiled_matcher_and_stays_bounded(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``--only`` runs one gate untimed (callgrind); the reference run first asserts the
+    compiled matcher and the evaluator agree on the measured request."""
+    from bench.l7 import policy_cost
+
+    assert policy_cost.main(["--only", "compiled", "--calls", "3"]) == 0
+    assert capsys.readouterr().out == ""
+    with pytest.raises(SystemExit):
+        policy_cost.main(["--only", "gate", "--calls", "-1"])
+    with pytest.raises(SystemExit):
+        policy_cost.main(["--only", "everything"])

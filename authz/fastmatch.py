@@ -1,0 +1,131 @@
+"""Istio's value matching (``match.py``), built once per policy change (pure): each field's
+values become one test over one request attribute, so the waypoint does per request only the
+work the values need.
+
+- strings: exact values in a frozenset (its C ``__contains__`` is the whole test), ``prefix*``
+  and ``*suffix`` as tuples for one ``startswith``/``endswith`` call, ``*`` as "non-empty";
+- IP blocks: networks parsed once into (network, mask) integers per IP version; the caller's
+  address is parsed once per request (and cached per address), not once per rule;
+- hosts: patterns lower-cased once; the request's host lower-cased and split from its port
+  once per request.
+
+An attribute the request does not have is "" (strings) or None (addresses): an empty value
+matches no pattern, as ``match.string_matches`` says, so "absent" and "empty" agree.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
+
+Address = tuple[int, int]
+"""An IP address as (version, integer)."""
+Hit = Callable[[object], bool]
+"""Whether a field's values match the attribute's value (one test's work)."""
+
+
+def string_test(patterns: Iterable[str], *, lower: bool = False) -> Callable[[str], bool]:
+    """``match.any_string(patterns, value)`` for a value that is "" when absent."""
+    exact: set[str] = set()
+    prefixes: list[str] = []
+    suffixes: list[str] = []
+    for pattern in patterns:
+        pattern = pattern.lower() if lower else pattern
+        if pattern == "*":
+            return bool  # any non-empty value
+        if pattern.endswith("*"):  # checked first, as match.string_matches does
+            prefixes.append(pattern[:-1])
+        elif pattern.startswith("*"):
+            suffixes.append(pattern[1:])
+        elif pattern:  # an empty pattern matches nothing (an empty value never matches)
+            exact.add(pattern)
+    # No prefix, suffix or exact value is empty, so "" (absent) matches none of them. The
+    # common shapes get a test of one C call (or one line), the rest the general one.
+    values, starts, ends = frozenset(exact), tuple(prefixes), tuple(suffixes)
+    if not starts and not ends:
+        return values.__contains__
+    if not values and not ends:
+        return lambda value: value.startswith(starts)
+    if not values and not starts:
+        return lambda value: value.endswith(ends)
+
+    def hit(value: str) -> bool:
+        return value in values or value.startswith(starts) or value.endswith(ends)
+
+    return hit
+
+
+def exact_test(values: Iterable[str]) -> Callable[[str], bool]:
+    """Plain membership (ServiceAccounts "ns/name", ports): no patterns; "" never matches."""
+    return frozenset(v for v in values if v).__contains__
+
+
+def host_test(patterns: Iterable[str]) -> Callable[[tuple[str, str]], bool]:
+    """``match.host_matches`` for any pattern, over ``host_fact``."""
+    test = string_test(patterns, lower=True)
+
+    def hit(host: tuple[str, str]) -> bool:
+        return test(host[0]) or test(host[1])
+
+    return hit
+
+
+def host_fact(authority: str) -> tuple[str, str]:
+    """The authority lower-cased, and its host without the port ("" when it has none), as
+    ``match.host_matches`` splits it."""
+    authority = authority.lower()
+    host, colon, port = authority.rpartition(":")
+    with_port = bool(colon) and port.isdigit() and "]" not in port
+    return authority, host if with_port else ""
+
+
+def ip_test(blocks: Iterable[str]) -> Callable[[Address | None], bool]:
+    """``match.ip_in(blocks, address)`` over an ``address_fact``."""
+    nets: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+    for block in blocks:
+        net = ipaddress.ip_network(block, strict=False)
+        nets[net.version].append((int(net.network_address), int(net.netmask)))
+    by_version = {version: tuple(found) for version, found in nets.items()}
+
+    def hit(address: Address | None) -> bool:
+        if address is not None:
+            value = address[1]
+            for net, mask in by_version[address[0]]:
+                if value & mask == net:
+                    return True
+        return False
+
+    return hit
+
+
+@lru_cache(maxsize=4096)
+def address_fact(text: str) -> Address | None:
+    """(version, integer) of an IP address, None when it is none (it then matches no block,
+    as ``match.ip_in`` says). Cached: the same callers come back."""
+    if not text:
+        return None
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return ip.version, int(ip)
+
+
+def header_test(name: str, patterns: Iterable[str]) -> Callable[[Mapping[str, tuple[str, ...]]],
+                                                                 bool]:
+    """Whether any value of header ``name`` (lower-case) matches a pattern."""
+    test = string_test(patterns)
+
+    def hit(headers: Mapping[str, tuple[str, ...]]) -> bool:
+        for value in headers.get(name, ()):
+            if test(value):
+                return True
+        return False
+
+    return hit
+
+
+def never(_value: object) -> bool:
+    """A condition key the evaluator does not know: its values never match."""
+    return False
