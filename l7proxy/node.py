@@ -24,7 +24,7 @@ from typing import Any
 
 from lightkube import Client
 
-from agent.datapath.desired import gateway_addresses
+from agent.datapath.desired import cluster_ip_holders, gateway_addresses
 from agent.datapath.origdst import WAYPOINT_MARK, OriginalDestinations
 from agent.datapath.policy_waypoint import ConnectionPolicy, connection_policy
 from agent.flows.l7intake import FlowForwarder
@@ -36,7 +36,9 @@ from agent.metrics.server import parse_address
 from agent.model.cache import ModelCache
 from agent.model.core import Service
 from agent.model.gateway import Gateway
-from gatewayapi import GatewayParent, RouteCompiler, RouteTables, RoutingInputs
+from agent.model.ingress import Ingress, IngressClass
+from gatewayapi import GatewayParent, IngressParent, RouteCompiler, RouteTables, RoutingInputs
+from gatewayapi.ingress.serve import IngressTables, compile_ingresses
 from identity.spiffe import DEFAULT_TRUST_DOMAIN
 from l7proxy.authz import AuthzGate, default_routes
 from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
@@ -73,21 +75,43 @@ KINDS = (
     "AuthorizationPolicy",
     "HTTPFault",
     "HTTPLocalRateLimitPolicy",
+    "Ingress",
+    "IngressClass",
 )
 
 
 def gateway_parents(
-    gateways: Sequence[Gateway], services: Sequence[Service]
-) -> dict[Address, GatewayParent]:
-    """(address, listener port) -> the Gateway listener a redirected connection was for.
-    Never a Service's ClusterIP (``gateway_addresses``): that connection is the Service's."""
-    out = {}
+    gateways: Sequence[Gateway], services: Sequence[Service],
+    ingresses: IngressTables | None = None,
+) -> dict[Address, GatewayParent | IngressParent]:
+    """(address, listener port) -> the Gateway listener (or IngressClass port) a
+    redirected connection was for. Never a Service's ClusterIP (``gateway_addresses``):
+    that connection is the Service's."""
+    out: dict[Address, GatewayParent | IngressParent] = {}
+    if ingresses is not None:  # compiled without Service and Gateway addresses
+        out.update(ingresses.parents())
     for gw, address in gateway_addresses(gateways, services)[0]:
         for listener in gw.spec.listeners:
             out[(str(address), listener.port)] = GatewayParent(
                 gw.metadata.namespace, gw.metadata.name, listener.port
             )
     return out
+
+
+def ingress_tables(
+    ingresses: Sequence[Ingress], classes: Sequence[IngressClass],
+    services: Sequence[Service], gateways: Sequence[Gateway],
+) -> IngressTables:
+    """Tulle's IngressClasses, served at their Ingresses' status addresses unless one is
+    a Service's ClusterIP or a Gateway's address (the connection is theirs)."""
+    taken = set(cluster_ip_holders(services))
+    taken.update(a.value for gw in gateways for a in gw.status.addresses)
+    return compile_ingresses(ingresses, classes, services, ignored_addresses=frozenset(taken))
+
+
+def ingresses_of(tables: RouteTables) -> IngressTables | None:
+    found = tables.ingresses
+    return found if isinstance(found, IngressTables) else None
 
 
 class PolicyGate:
@@ -151,13 +175,13 @@ class WaypointConnector(Connector):
 ROUTING_KINDS = frozenset(
     {"HTTPRoute", "Gateway", "GatewayClass", "Service", "ReferenceGrant", "Namespace", "Secret",
      "AuthorizationPolicy",  # default routes for the Services it steers here
-     "HTTPFault"}  # what ExtensionRef filters name
+     "HTTPFault",  # what ExtensionRef filters name
+     "Ingress", "IngressClass"}
 )
 POLICY_KINDS = frozenset({"Pod", "Namespace", "NetworkPolicy"})
 ENDPOINT_KINDS = ("Service", "EndpointSlice")
-Snapshot = tuple[
-    RouteTables, StaticEndpoints, dict[Address, GatewayParent], Certificates, ConnectionPolicy
-]
+Parents = dict[Address, GatewayParent | IngressParent]
+Snapshot = tuple[RouteTables, StaticEndpoints, Parents, Certificates, ConnectionPolicy]
 
 
 class ClusterFeed:
@@ -230,14 +254,17 @@ class ClusterFeed:
                     faults=typed["HTTPFault"],
                 )
             )
+            ingresses = ingress_tables(typed["Ingress"], typed["IngressClass"],
+                                       typed["Service"], typed["Gateway"])
+            tables = tables.with_ingresses(ingresses)
         else:
             tables = last[0]
         if last is None or touched:
             endpoints = StaticEndpoints(self.index.endpoints())
         else:
             endpoints = last[1]
-        if last is None or dirty & {"Gateway", "Service"}:
-            gateways = gateway_parents(typed["Gateway"], typed["Service"])
+        if last is None or dirty & {"Gateway", "Service", "Ingress", "IngressClass"}:
+            gateways = gateway_parents(typed["Gateway"], typed["Service"], ingresses_of(tables))
         else:
             gateways = last[2]
         certificates = (
@@ -315,9 +342,9 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
     limit_inputs = (feed.typed["HTTPLocalRateLimitPolicy"], feed.typed["Service"])
     limits.swap(*limit_inputs)
     origins = OriginalDestinations(pin_dir)
-    state: dict[str, Mapping[Address, GatewayParent]] = {"gateways": gateways}
+    state: dict[str, Mapping[Address, GatewayParent | IngressParent]] = {"gateways": gateways}
 
-    def original_destination(client: Address) -> Address | GatewayParent | None:
+    def original_destination(client: Address) -> Address | GatewayParent | IngressParent | None:
         found = origins.lookup(*client)
         if found is None:
             return None

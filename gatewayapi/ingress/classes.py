@@ -63,3 +63,24 @@ def ingress_order(ingress: Ingress) -> tuple[float, str, str]:
         ingress.metadata.namespace,
         ingress.metadata.name,
     )
+
+
+def class_addresses(
+    ingresses: Iterable[Ingress],
+    classes: Iterable[IngressClass],
+    controller: str = INGRESS_CONTROLLER_NAME,
+    ignored: frozenset[str] = frozenset(),
+) -> dict[str, tuple[str, ...]]:
+    """Tulle's classes -> the IP addresses their Ingresses' ``status.loadBalancer`` names
+    (written by the controller that owns them: ``lab/controllers/ingresses.py``), but
+    never one of ``ignored`` (a Service's ClusterIP, a Gateway's address: theirs)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name, members in served_ingresses(ingresses, classes, controller).items():
+        found = {
+            lb.ip
+            for ing in members
+            for lb in ing.status.load_balancer.ingress
+            if lb.ip and lb.ip not in ignored
+        }
+        out[name] = tuple(sorted(found))
+    return out

@@ -37,7 +37,7 @@ from agent.model.core import Service
 from agent.model.ingress import Ingress, IngressBackend, IngressClass, PathType
 from gatewayapi.actions import Selection
 from gatewayapi.backends import WeightedChoice
-from gatewayapi.ingress.classes import served_ingresses
+from gatewayapi.ingress.classes import class_addresses, served_ingresses
 from gatewayapi.rules import CompiledBackend, CompiledRule
 from gatewayapi.tables import ListenerInfo
 from gatewayapi.types import (
@@ -119,15 +119,13 @@ class ClassTable:
         group = self.group_for(host)
         return group.find(path) if group is not None else self.default
 
-    def tls_name_for(self, host: str) -> str | None:
+    def tls_for(self, host: str) -> ListenerInfo | None:
         """The TLS entry that covers ``host`` (exact, one-label wildcard, then the entry
         without hosts): the certificate a request for it must have been served with."""
         info = self.tls.get(host)
         if info is None and "." in host:
             info = self.tls.get("*." + host.partition(".")[2])
-        if info is None:
-            info = self.tls.get(None)
-        return info.name if info is not None else None
+        return info if info is not None else self.tls.get(None)
 
 
 class IngressTables:
@@ -152,9 +150,14 @@ class IngressTables:
         return Selection(parent, None, parent.port, rule, 0)
 
     def misdirected(self, parent: IngressParent, host: str, sni_name: str | None) -> bool:
-        """Over TLS: a Host whose certificate is not the one SNI chose (421)."""
+        """Over TLS: a Host whose certificate is not the one SNI chose (421). Two TLS
+        entries of the same Secrets are one certificate: a request may go between them."""
         table = self.classes.get(parent.ingress_class)
-        return table is not None and table.tls_name_for(host) != sni_name
+        if table is None:
+            return False
+        wanted = table.tls_for(host)
+        served = table.tls.get(None if sni_name == ANY_HOST_TLS else sni_name)
+        return wanted is None or served is None or wanted.certificates != served.certificates
 
     def listeners(self) -> tuple[ListenerInfo, ...]:
         return tuple(info for c in self.classes.values() for info in c.tls.values())
@@ -186,16 +189,12 @@ def compile_ingresses(
         (s.metadata.namespace, s.metadata.name): {p.name: p.port for p in s.spec.ports}
         for s in services
     }
-    tables, addresses = {}, {}
-    for name, members in sorted(served_ingresses(ingresses, classes, controller).items()):
-        tables[name] = _class_table(name, members, ports)
-        found = {
-            lb.ip
-            for ing in members
-            for lb in ing.status.load_balancer.ingress
-            if lb.ip and lb.ip not in ignored_addresses
-        }
-        addresses[name] = tuple(sorted(found))
+    ingresses, classes = list(ingresses), list(classes)
+    tables = {
+        name: _class_table(name, members, ports)
+        for name, members in sorted(served_ingresses(ingresses, classes, controller).items())
+    }
+    addresses = class_addresses(ingresses, classes, controller, ignored_addresses)
     return IngressTables(tables, addresses)
 
 

@@ -269,6 +269,7 @@ def test_tls_hosts_become_https_listeners_oldest_first():
     assert not ing.misdirected(parent, "x.b.com", "*.b.com")
     assert ing.misdirected(parent, "y.x.b.com", "*.b.com")  # two labels: the any-host entry
     assert ing.misdirected(parent, "a.com", "*")  # SNI/Host mismatch: 421
+    assert not ing.misdirected(parent, "x.b.com", "a.com")  # one Secret for both
 
 
 def test_no_ingress_parent_without_tables():

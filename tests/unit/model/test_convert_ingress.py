@@ -13,7 +13,6 @@ from agent.model.kinds import resolve_kind
 from tests.unit.model.helpers import DELETE, edit, error_of, round_trip
 
 
-
 def svc() -> dict[str, Any]:
     return {"service": {"name": "web", "port": {"number": 80}}}
 
