@@ -108,6 +108,12 @@ class Http1Connection(Http1Responder, asyncio.Protocol):
             elif original is not None:
                 self.local_addr = (str(original[0]), int(original[1]))
         tls = self.server.tls.port_for(self.parent)
+        if tls is None and isinstance(self.parent, IngressParent) and self.parent.port == 443:
+            # an IngressClass without TLS hosts: 443 is never plain HTTP
+            self.mode = "closed"
+            self.proxy.refuse(self.client, self.local_addr, "TLS_NO_CERTIFICATE")
+            self.transport.abort()
+            return
         if tls is not None:
             self.scheme = "https"
             self.tls = self.server.tls.wrap(self.transport, self, tls, self.client, self.local_addr)

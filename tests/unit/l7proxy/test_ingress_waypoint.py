@@ -221,3 +221,32 @@ def test_host_not_chosen_by_sni_gets_421() -> None:
         assert status == 200  # the same certificate covers both names
 
     run(body)
+
+
+def test_port_443_without_tls_hosts_is_refused_not_plain_http() -> None:
+    async def body() -> None:
+        text = (
+            INGRESS.replace("  tls:\n", "  tlsOff:\n")  # no spec.tls (unknown fields are dropped)
+            + "---\napiVersion: tulle.io/v1alpha1\nkind: WaypointConfig\n"
+            "listeners:\n"
+            "- {address: '127.0.0.1:0', parent: {kind: IngressClass, name: tulle, port: 443}}\n"
+            "endpoints: {default/app:8080: ['127.0.0.1:9']}\n"
+        )
+        flows: list[Flow] = []
+        server = WaypointServer(waypoint_config(load_config_text(text, "<no-tls>")),
+                                flow_sink=flows.extend)
+        [port] = await server.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+            with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
+                data = await asyncio.wait_for(reader.read(), 5)
+                if not data:
+                    raise ConnectionResetError("closed")
+            writer.close()
+            await asyncio.sleep(0.3)  # flows are batched
+            assert [f.drop_reason_desc for f in flows] == ["TLS_NO_CERTIFICATE"]
+        finally:
+            await server.close()
+
+    asyncio.run(asyncio.wait_for(body(), 20))
