@@ -18,13 +18,12 @@ import ipaddress
 import logging
 import signal
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from lightkube import Client
 
-from agent.datapath.desired import cluster_ip_holders, gateway_addresses
 from agent.datapath.origdst import WAYPOINT_MARK, OriginalDestinations
 from agent.datapath.policy_waypoint import ConnectionPolicy, connection_policy
 from agent.flows.l7intake import FlowForwarder
@@ -34,11 +33,7 @@ from agent.kube.cache import Delta
 from agent.kube.source import ClusterSource, KubeconfigError, connect
 from agent.metrics.server import parse_address
 from agent.model.cache import ModelCache
-from agent.model.core import Service
-from agent.model.gateway import Gateway
-from agent.model.ingress import Ingress, IngressClass
 from gatewayapi import GatewayParent, IngressParent, RouteCompiler, RouteTables, RoutingInputs
-from gatewayapi.ingress.serve import IngressTables, compile_ingresses
 from identity.spiffe import DEFAULT_TRUST_DOMAIN
 from l7proxy.authz import AuthzGate, default_routes
 from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
@@ -46,6 +41,7 @@ from l7proxy.endpoint_index import EndpointIndex
 from l7proxy.flows import FlowLossCollector
 from l7proxy.hbone import runner as hbone_runner
 from l7proxy.listenfds import HeldListeners, ListenFdsError
+from l7proxy.parents import gateway_parents, ingress_tables, ingresses_of
 from l7proxy.ratelimit import RateLimitGate
 from l7proxy.resilience.params import params_by_service
 from l7proxy.server import WaypointServer, new_event_loop
@@ -78,40 +74,6 @@ KINDS = (
     "Ingress",
     "IngressClass",
 )
-
-
-def gateway_parents(
-    gateways: Sequence[Gateway], services: Sequence[Service],
-    ingresses: IngressTables | None = None,
-) -> dict[Address, GatewayParent | IngressParent]:
-    """(address, listener port) -> the Gateway listener (or IngressClass port) a
-    redirected connection was for. Never a Service's ClusterIP (``gateway_addresses``):
-    that connection is the Service's."""
-    out: dict[Address, GatewayParent | IngressParent] = {}
-    if ingresses is not None:  # compiled without Service and Gateway addresses
-        out.update(ingresses.parents())
-    for gw, address in gateway_addresses(gateways, services)[0]:
-        for listener in gw.spec.listeners:
-            out[(str(address), listener.port)] = GatewayParent(
-                gw.metadata.namespace, gw.metadata.name, listener.port
-            )
-    return out
-
-
-def ingress_tables(
-    ingresses: Sequence[Ingress], classes: Sequence[IngressClass],
-    services: Sequence[Service], gateways: Sequence[Gateway],
-) -> IngressTables:
-    """Tulle's IngressClasses, served at their Ingresses' status addresses unless one is
-    a Service's ClusterIP or a Gateway's address (the connection is theirs)."""
-    taken = set(cluster_ip_holders(services))
-    taken.update(a.value for gw in gateways for a in gw.status.addresses)
-    return compile_ingresses(ingresses, classes, services, ignored_addresses=frozenset(taken))
-
-
-def ingresses_of(tables: RouteTables) -> IngressTables | None:
-    found = tables.ingresses
-    return found if isinstance(found, IngressTables) else None
 
 
 class PolicyGate:
