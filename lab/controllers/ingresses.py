@@ -55,12 +55,15 @@ def taken_addresses(
     return found
 
 
-def class_address(name: str, members: Sequence[Ingress], taken: set[Any]) -> str:
+def class_address(
+    name: str, members: Sequence[Ingress], taken: set[Any], claimed: Collection[str] = ()
+) -> str:
     """The address of IngressClass ``name``: the one its Ingresses already announce (the
-    oldest's), else a fresh one from the service range."""
+    oldest's; never one another class ``claimed``, as an Ingress that changed class still
+    shows), else a fresh one from the service range."""
     for ingress in members:
         for lb in ingress.status.load_balancer.ingress:
-            if lb.ip:
+            if lb.ip and lb.ip not in claimed:
                 return lb.ip
     ip = allocate_cluster_ip(("ingressclass", name), taken)
     taken.add(ip)
@@ -80,7 +83,7 @@ def plan_statuses(
     taken = taken_addresses(services, gateways, ingresses)
     ours: dict[tuple[str, str], str] = {}
     for name, members in sorted(served.items()):
-        address = class_address(name, members, taken)
+        address = class_address(name, members, taken, set(ours.values()))
         for ingress in members:
             ours[(ingress.metadata.namespace, ingress.metadata.name)] = address
     addresses = set(ours.values())

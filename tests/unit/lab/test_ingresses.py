@@ -118,3 +118,14 @@ def test_controller_writes_status_once_and_warns_once_per_problem():
     assert events.recorded == [("web", "InvalidTLSSecret", "Warning")]
     controller.reconcile([{**to_dict(ing), "status": status}, INGRESS_CLASS], [])
     assert len(api.writes) == 1 and len(events.recorded) == 1
+
+
+def test_two_classes_never_share_an_address():
+    second = ingress_class("tulle-b")
+    ip = plan_statuses([web()], CLASSES, [], [])[("default", "web")]["loadBalancer"]["ingress"][0]["ip"]
+    a = web("a", address=ip)
+    moved = web("moved", class_name="tulle-b", address=ip)  # it was in class tulle
+    plan = plan_statuses([a, moved], [*CLASSES, second], [], [])
+    first = plan[("default", "a")]["loadBalancer"]["ingress"][0]["ip"]
+    other = plan[("default", "moved")]["loadBalancer"]["ingress"][0]["ip"]
+    assert first == ip and other != ip
