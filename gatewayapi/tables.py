@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from gatewayapi.actions import (
     Answer,
@@ -34,6 +35,7 @@ from gatewayapi.paths import PathRefused, request_line_problem, split_target
 from gatewayapi.precedence import HostIndex
 from gatewayapi.types import (
     GatewayParent,
+    IngressParent,
     NoRoute,
     NoRouteReason,
     Parent,
@@ -54,6 +56,15 @@ class ListenerInfo:
     hostname: str | None
     certificates: tuple[tuple[str, str], ...] = ()
     """(namespace, name) of the TLS Secrets, for HTTPS listeners."""
+    ingress_class: str | None = None
+    """Set for the TLS hosts of an IngressClass (``gatewayapi/ingress/serve.py``), whose
+    ``gateway`` is then ("", class) and whose wildcards cover one label only."""
+
+    @property
+    def parent(self) -> GatewayParent | IngressParent:
+        if self.ingress_class is not None:
+            return IngressParent(self.ingress_class, self.port)
+        return GatewayParent(self.gateway[0], self.gateway[1], self.port)
 
 
 class ListenerTable:
@@ -110,10 +121,20 @@ class ServicePortTable:
         return self.producer
 
 
+class IngressSelector(Protocol):
+    """What ``RouteTables`` asks of the Ingress tables (``gatewayapi/ingress/serve.py``)."""
+
+    def select(self, parent: IngressParent, host: str, path: str) -> Selection | NoRoute: ...
+
+    def misdirected(self, parent: IngressParent, host: str, sni_name: str | None) -> bool: ...
+
+    def listeners(self) -> tuple[ListenerInfo, ...]: ...
+
+
 class RouteTables:
     """Compiled routes for every parent. Immutable after construction; share freely."""
 
-    __slots__ = ("gateways", "services", "addresses", "listeners")
+    __slots__ = ("gateways", "services", "addresses", "listeners", "ingresses")
 
     def __init__(
         self,
@@ -121,11 +142,21 @@ class RouteTables:
         services: Mapping[ServiceParent, ServicePortTable],
         addresses: Mapping[tuple[str, int], ServiceParent],
         listeners: tuple[ListenerInfo, ...],
+        ingresses: IngressSelector | None = None,
     ) -> None:
         self.gateways = dict(gateways)
         self.services = dict(services)
         self.addresses = dict(addresses)
         self.listeners = listeners
+        """Gateway listeners, then the Ingress TLS hosts (what the TLS terminator loads)."""
+        self.ingresses = ingresses
+
+    def with_ingresses(self, ingresses: IngressSelector) -> RouteTables:
+        """These routes and ``ingresses`` (replacing any this one had)."""
+        own = tuple(i for i in self.listeners if i.ingress_class is None)
+        return RouteTables(
+            self.gateways, self.services, self.addresses, own + ingresses.listeners(), ingresses
+        )
 
     # --- queries -----------------------------------------------------------------------
 
@@ -168,6 +199,10 @@ class RouteTables:
         consumer routes; it does not matter for Gateway parents.
         """
         hostname = host_of(host)
+        if isinstance(parent, IngressParent):
+            if self.ingresses is None:
+                return NoRoute(NoRouteReason.UNKNOWN_PARENT, f"no Ingress served for {parent}")
+            return self.ingresses.select(parent, hostname, path)
         if isinstance(parent, GatewayParent):
             port_table = self.gateways.get(parent)
             if port_table is None:

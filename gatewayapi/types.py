@@ -11,6 +11,8 @@ from gatewayapi.headers import Headers
 
 CONTROLLER_NAME = "tulle.io/gateway-controller"
 """The GatewayClass ``controllerName`` Tulle answers for."""
+INGRESS_CONTROLLER_NAME = "tulle.io/ingress-controller"
+"""The IngressClass ``spec.controller`` Tulle answers for (deploy/base/ingressclass.yaml)."""
 
 
 # --- requests and responses ------------------------------------------------------------
@@ -92,7 +94,15 @@ class ServiceParent(NamedTuple):
     port: int
 
 
-Parent = GatewayParent | ServiceParent
+class IngressParent(NamedTuple):
+    """North-south by Ingress: a connection to the address of IngressClass
+    ``ingress_class`` on ``port`` (80 or 443); every Ingress of the class is served there."""
+
+    ingress_class: str
+    port: int
+
+
+Parent = GatewayParent | ServiceParent | IngressParent
 
 
 class RuleRef(NamedTuple):

@@ -37,17 +37,20 @@ from agent.model.documents import load_documents
 from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
+from agent.model.ingress import Ingress, IngressClass
 from agent.model.ratelimit import HTTPLocalRateLimitPolicy
 from authz import Verdict
 from gatewayapi import (
     BackendTarget,
     GatewayParent,
+    IngressParent,
     Parent,
     RouteCompiler,
     RouteTables,
     RoutingInputs,
     ServiceParent,
 )
+from gatewayapi.ingress.serve import compile_ingresses
 from l7proxy.authz import AuthzGate, Call
 from l7proxy.ratelimit import Limited, RateLimitGate
 from l7proxy.resilience.params import BackendParams, params_by_service
@@ -226,12 +229,16 @@ def _target_key(text: str) -> tuple[str, str, int]:
 
 def _parent(spec: Mapping[str, Any]) -> Parent:
     kind = spec.get("kind", "Gateway")
+    if kind == "IngressClass":
+        return IngressParent(str(spec["name"]), int(spec["port"]))
     args = (str(spec["namespace"]), str(spec["name"]), int(spec["port"]))
     if kind == "Gateway":
         return GatewayParent(*args)
     if kind == "Service":
         return ServiceParent(*args)
-    raise ValueError(f"listener parent kind {kind!r}: expected Gateway or Service")
+    raise ValueError(
+        f"listener parent kind {kind!r}: expected Gateway, Service or IngressClass"
+    )
 
 
 @dataclass
@@ -290,6 +297,11 @@ def load_config_text(text: str, source: str = "<config>") -> FileConfig:
         faults=[o for o in objects if isinstance(o, HTTPFault)],
     )
     tables = RouteCompiler().compile(inputs)
+    ingresses = [o for o in objects if isinstance(o, Ingress)]
+    if ingresses:  # served by their own semantics (gatewayapi/ingress/serve.py)
+        tables = tables.with_ingresses(compile_ingresses(
+            ingresses, [o for o in objects if isinstance(o, IngressClass)], inputs.services
+        ))
     endpoints = {
         _target_key(key): tuple(parse_address(a) for a in value)
         for key, value in (extra.get("endpoints") or {}).items()

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from gatewayapi import GatewayParent, Parent, ServiceParent
+from gatewayapi import GatewayParent, IngressParent, Parent, ServiceParent
 from l7proxy.exchange import Exchange, RequestBody
 from l7proxy.flows import now_ns
 from l7proxy.h1out import Http1Responder
@@ -103,11 +103,17 @@ class Http1Connection(Http1Responder, asyncio.Protocol):
                 self.proxy.refuse(self.client, self.local_addr, "WAYPOINT_NOT_REDIRECTED")
                 self.transport.abort()
                 return
-            if isinstance(original, GatewayParent | ServiceParent):
+            if isinstance(original, GatewayParent | ServiceParent | IngressParent):
                 self.parent = original
             elif original is not None:
                 self.local_addr = (str(original[0]), int(original[1]))
         tls = self.server.tls.port_for(self.parent)
+        if tls is None and isinstance(self.parent, IngressParent) and self.parent.port == 443:
+            # an IngressClass without TLS hosts: 443 is never plain HTTP
+            self.mode = "closed"
+            self.proxy.refuse(self.client, self.local_addr, "TLS_NO_CERTIFICATE")
+            self.transport.abort()
+            return
         if tls is not None:
             self.scheme = "https"
             self.tls = self.server.tls.wrap(self.transport, self, tls, self.client, self.local_addr)

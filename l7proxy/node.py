@@ -18,13 +18,12 @@ import ipaddress
 import logging
 import signal
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from lightkube import Client
 
-from agent.datapath.desired import gateway_addresses
 from agent.datapath.origdst import WAYPOINT_MARK, OriginalDestinations
 from agent.datapath.policy_waypoint import ConnectionPolicy, connection_policy
 from agent.flows.l7intake import FlowForwarder
@@ -34,9 +33,7 @@ from agent.kube.cache import Delta
 from agent.kube.source import ClusterSource, KubeconfigError, connect
 from agent.metrics.server import parse_address
 from agent.model.cache import ModelCache
-from agent.model.core import Service
-from agent.model.gateway import Gateway
-from gatewayapi import GatewayParent, RouteCompiler, RouteTables, RoutingInputs
+from gatewayapi import GatewayParent, IngressParent, RouteCompiler, RouteTables, RoutingInputs
 from identity.spiffe import DEFAULT_TRUST_DOMAIN
 from l7proxy.authz import AuthzGate, default_routes
 from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
@@ -44,6 +41,7 @@ from l7proxy.endpoint_index import EndpointIndex
 from l7proxy.flows import FlowLossCollector
 from l7proxy.hbone import runner as hbone_runner
 from l7proxy.listenfds import HeldListeners, ListenFdsError
+from l7proxy.parents import gateway_parents, ingress_tables, ingresses_of
 from l7proxy.ratelimit import RateLimitGate
 from l7proxy.resilience.params import params_by_service
 from l7proxy.server import WaypointServer, new_event_loop
@@ -73,21 +71,9 @@ KINDS = (
     "AuthorizationPolicy",
     "HTTPFault",
     "HTTPLocalRateLimitPolicy",
+    "Ingress",
+    "IngressClass",
 )
-
-
-def gateway_parents(
-    gateways: Sequence[Gateway], services: Sequence[Service]
-) -> dict[Address, GatewayParent]:
-    """(address, listener port) -> the Gateway listener a redirected connection was for.
-    Never a Service's ClusterIP (``gateway_addresses``): that connection is the Service's."""
-    out = {}
-    for gw, address in gateway_addresses(gateways, services)[0]:
-        for listener in gw.spec.listeners:
-            out[(str(address), listener.port)] = GatewayParent(
-                gw.metadata.namespace, gw.metadata.name, listener.port
-            )
-    return out
 
 
 class PolicyGate:
@@ -151,13 +137,13 @@ class WaypointConnector(Connector):
 ROUTING_KINDS = frozenset(
     {"HTTPRoute", "Gateway", "GatewayClass", "Service", "ReferenceGrant", "Namespace", "Secret",
      "AuthorizationPolicy",  # default routes for the Services it steers here
-     "HTTPFault"}  # what ExtensionRef filters name
+     "HTTPFault",  # what ExtensionRef filters name
+     "Ingress", "IngressClass"}
 )
 POLICY_KINDS = frozenset({"Pod", "Namespace", "NetworkPolicy"})
 ENDPOINT_KINDS = ("Service", "EndpointSlice")
-Snapshot = tuple[
-    RouteTables, StaticEndpoints, dict[Address, GatewayParent], Certificates, ConnectionPolicy
-]
+Parents = dict[Address, GatewayParent | IngressParent]
+Snapshot = tuple[RouteTables, StaticEndpoints, Parents, Certificates, ConnectionPolicy]
 
 
 class ClusterFeed:
@@ -230,14 +216,17 @@ class ClusterFeed:
                     faults=typed["HTTPFault"],
                 )
             )
+            ingresses = ingress_tables(typed["Ingress"], typed["IngressClass"],
+                                       typed["Service"], typed["Gateway"])
+            tables = tables.with_ingresses(ingresses)
         else:
             tables = last[0]
         if last is None or touched:
             endpoints = StaticEndpoints(self.index.endpoints())
         else:
             endpoints = last[1]
-        if last is None or dirty & {"Gateway", "Service"}:
-            gateways = gateway_parents(typed["Gateway"], typed["Service"])
+        if last is None or dirty & {"Gateway", "Service", "Ingress", "IngressClass"}:
+            gateways = gateway_parents(typed["Gateway"], typed["Service"], ingresses_of(tables))
         else:
             gateways = last[2]
         certificates = (
@@ -315,9 +304,9 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
     limit_inputs = (feed.typed["HTTPLocalRateLimitPolicy"], feed.typed["Service"])
     limits.swap(*limit_inputs)
     origins = OriginalDestinations(pin_dir)
-    state: dict[str, Mapping[Address, GatewayParent]] = {"gateways": gateways}
+    state: dict[str, Mapping[Address, GatewayParent | IngressParent]] = {"gateways": gateways}
 
-    def original_destination(client: Address) -> Address | GatewayParent | None:
+    def original_destination(client: Address) -> Address | GatewayParent | IngressParent | None:
         found = origins.lookup(*client)
         if found is None:
             return None

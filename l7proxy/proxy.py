@@ -17,6 +17,7 @@ from gatewayapi import (
     Forward,
     GatewayParent,
     Headers,
+    IngressParent,
     Parent,
     Request,
     Respond,
@@ -306,6 +307,10 @@ class Proxy:
     def _misdirected(self, ex: Exchange, sni_listener: str | None) -> bool:
         """Over TLS, a Host whose listener is not the one SNI chose (Gateway API: 421)."""
         parent = ex.parent
+        if isinstance(parent, IngressParent):
+            ingresses = self.tables.ingresses
+            host = host_of(ex.authority)
+            return ingresses is not None and ingresses.misdirected(parent, host, sni_listener)
         table = self.tables.gateways.get(parent) if isinstance(parent, GatewayParent) else None
         if table is None:
             return False

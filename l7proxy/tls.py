@@ -25,6 +25,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from gatewayapi import GatewayParent, ListenerInfo
+from gatewayapi.types import IngressParent
 from l7proxy.flows import FlowRecorder, now_ns
 from l7proxy.tlscerts import (
     CertificateError,
@@ -99,7 +100,7 @@ class TlsTerminator:
         self.flows = flows
         self.handshake_timeout = handshake_timeout
         self.metrics = TlsMetrics()
-        self.ports: dict[GatewayParent, TlsPort] = {}
+        self.ports: dict[GatewayParent | IngressParent, TlsPort] = {}
         self._contexts: dict[tuple[object, ...], ssl.SSLContext | str] = {}
         # One context starts every handshake; the SNI callback moves the connection to
         # its listener's context, so no certificate is parsed per connection.
@@ -111,7 +112,7 @@ class TlsTerminator:
         self, listeners: Sequence[ListenerInfo], certificates: Mapping[SecretKey, CertificatePair]
     ) -> None:
         contexts: dict[tuple[object, ...], ssl.SSLContext | str] = {}
-        by_port: dict[GatewayParent, list[ListenerCertificate]] = {}
+        by_port: dict[GatewayParent | IngressParent, list[ListenerCertificate]] = {}
         for info in listeners:
             if info.protocol != "HTTPS":
                 continue
@@ -127,9 +128,9 @@ class TlsTerminator:
                         cached = certificate_context(pairs)
                     except CertificateError as exc:
                         cached = str(exc)
-                        log.error("HTTPS listener %s/%s %s: %s", *info.gateway, info.name, exc)
+                        log.error("HTTPS listener %s %s: %s", info.parent, info.name, exc)
                 made = contexts[pairs] = cached
-            parent = GatewayParent(info.gateway[0], info.gateway[1], info.port)
+            parent = info.parent
             entry = (
                 ListenerCertificate(info.name, info.hostname, made)
                 if isinstance(made, ssl.SSLContext)
@@ -143,7 +144,9 @@ class TlsTerminator:
         )
 
     def port_for(self, parent: object) -> TlsPort | None:
-        return self.ports.get(parent) if isinstance(parent, GatewayParent) else None
+        if isinstance(parent, GatewayParent | IngressParent):
+            return self.ports.get(parent)
+        return None
 
     def wrap(
         self,
@@ -163,7 +166,7 @@ class TlsTerminator:
         flows = self.flows
         if flows is None or flows.sink is None:
             return
-        url = f"https://{stream.server_name or stream.local[0]}:{stream.port.parent.port}"
+        url = f"https://{stream.server_name or stream.local[0]}:{stream.port.parent[-1]}"
         flows.send([(now_ns(), 0, 0, "", url, "TLS", "", "", "", reason, stream.client,
                      stream.local, f"TLS handshake refused: {summary}", None, None, None)])
 
@@ -182,11 +185,15 @@ def _on_server_name(
     port = stream.port
     choice = port.select(server_name)
     if choice is None:
-        gw = port.parent
+        parent = port.parent
+        owner = (
+            f"IngressClass {parent.ingress_class} TLS host"
+            if isinstance(parent, IngressParent)
+            else f"HTTPS listener of Gateway {parent.namespace}/{parent.name}"
+        )
         stream.refusal = (
             NO_CERTIFICATE,
-            f"no HTTPS listener of Gateway {gw.namespace}/{gw.name} port {gw.port} "
-            f"for server name {server_name or '(none)'}",
+            f"no {owner} port {parent.port} for server name {server_name or '(none)'}",
         )
         return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
     if choice.context is None:

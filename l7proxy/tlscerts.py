@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 
 from gatewayapi import GatewayParent
 from gatewayapi.hostnames import wildcard_suffixes
+from gatewayapi.types import IngressParent
 
 SecretKey = tuple[str, str]
 """(namespace, name) of a ``kubernetes.io/tls`` Secret."""
@@ -92,11 +93,14 @@ class ListenerCertificate:
 
 
 class TlsPort:
-    """The HTTPS listeners of one Gateway on one port, by hostname."""
+    """The HTTPS listeners of one Gateway on one port, by hostname; or the TLS hosts of an
+    IngressClass on 443, whose wildcards cover exactly one label (Ingress semantics)."""
 
     __slots__ = ("parent", "exact", "wild", "any")
 
-    def __init__(self, parent: GatewayParent, listeners: Sequence[ListenerCertificate]) -> None:
+    def __init__(
+        self, parent: GatewayParent | IngressParent, listeners: Sequence[ListenerCertificate]
+    ) -> None:
         self.parent = parent
         self.exact: dict[str, ListenerCertificate] = {}
         self.wild: dict[str, ListenerCertificate] = {}
@@ -121,6 +125,8 @@ class TlsPort:
                 entry = self.wild.get(suffix)
                 if entry is not None:
                     return entry
+                if isinstance(self.parent, IngressParent):
+                    break  # "*.foo.com" matches "bar.foo.com" only
         return self.any
 
 

@@ -1,6 +1,6 @@
 """Objects every lab starts with: the Gateway API CustomResourceDefinitions, its Namespaces,
-the GatewayClass and one Node per lab node, written through the API (`lab up` as the admin;
-each Node by the kubelet that runs it)."""
+the GatewayClass, the IngressClass (the lab's default) and one Node per lab node, written
+through the API (`lab up` as the admin; each Node by the kubelet that runs it)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from lightkube import ApiError
 
 from gatewayapi import CONTROLLER_NAME
+from gatewayapi.types import INGRESS_CONTROLLER_NAME
 from lab.kubeapi import ApiWriter
 from lab.topology import LabPlan, NodePlan
 
@@ -41,17 +42,29 @@ GATEWAY_CLASS = {
     "spec": {"controllerName": CONTROLLER_NAME},
 }
 
+INGRESS_CLASS = {
+    "apiVersion": "networking.k8s.io/v1",
+    "kind": "IngressClass",
+    "metadata": {
+        "name": "tulle",
+        # the lab has no other Ingress controller: Ingresses that name no class are Tulle's
+        "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"},
+    },
+    "spec": {"controller": INGRESS_CONTROLLER_NAME},
+}
+
 
 def seed_objects(plan: LabPlan) -> list[dict[str, Any]]:
     namespaces: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
         for ns in SYSTEM_NAMESPACES
     ]
-    return [*namespaces, GATEWAY_CLASS, *(node_object(n) for n in plan.nodes)]
+    return [*namespaces, GATEWAY_CLASS, INGRESS_CLASS, *(node_object(n) for n in plan.nodes)]
 
 
 def cluster_objects(plan: LabPlan) -> list[dict[str, Any]]:
-    """What `lab up` creates through the API: Namespaces and the GatewayClass. Nodes are not
+    """What `lab up` creates through the API: Namespaces, the GatewayClass and the
+    IngressClass. Nodes are not
     among them: the kubelet registers its own (``register_node``)."""
     return [o for o in seed_objects(plan) if o["kind"] != "Node"]
 

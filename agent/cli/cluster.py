@@ -199,7 +199,7 @@ class Cluster:
     ) -> list[dict[str, Any]]:
         """Every page of a list; ``namespace`` None lists across namespaces."""
         params = {"labelSelector": selector, "fieldSelector": fields}
-        ns = ALL_NS if namespace is None or not res.namespaced else namespace
+        ns = (ALL_NS if namespace is None else namespace) if res.namespaced else None
         with self.talking():
             request = self._generic_client.prepare_request(
                 "list", _generic(res), namespace=ns, params=params

@@ -102,7 +102,7 @@ def _from_cluster(
         if res is None:
             if kind == "Ingress":
                 raise _Failed(f"{cluster.server} does not serve {api} Ingress")
-            continue  # IngressClass: the lab API server does not serve it (yet)
+            continue  # IngressClass: a server that does not serve it (older than 1.18)
         for obj in cluster.list(res, namespace):
             docs.append({"apiVersion": api, "kind": kind, **obj})
     return docs

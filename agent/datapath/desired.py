@@ -39,6 +39,7 @@ from agent.model.authz import AuthorizationPolicy
 from agent.model.core import EndpointSlice, Namespace, Pod, Secret, Service
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
+from agent.model.ingress import Ingress, IngressClass
 from agent.model.meta import Protocol
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
@@ -81,6 +82,8 @@ class ClusterView:
     secrets: tuple[Secret, ...] = ()
     peer_authentications: tuple[PeerAuthentication, ...] = ()
     authorization_policies: tuple[AuthorizationPolicy, ...] = ()
+    ingresses: tuple[Ingress, ...] = ()
+    ingress_classes: tuple[IngressClass, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,7 @@ def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
         )
     )
     by_name = {(s.metadata.namespace, s.metadata.name): s for s in view.services}
-    keys = set()
+    keys: set[ServiceKey] = set()
     consumers: dict[ServiceKey, frozenset[str]] = {}
     for parent in tables.l7_services():
         svc = by_name.get((parent.namespace, parent.name))
@@ -178,9 +181,38 @@ def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
     for gw, address in usable:
         for listener in gw.spec.listeners:
             keys.add(ServiceKey(address, listener.port, 6))
+    if view.ingresses:
+        taken = frozenset(cluster_ip_holders(view.services)) | {str(a) for _, a in usable}
+        keys.update(ingress_keys(view.ingresses, view.ingress_classes, taken))
     return L7Needs(
         frozenset(keys), {k: v for k, v in consumers.items() if k not in keys}, tuple(errors)
     )
+
+
+def cluster_ip_holders(services: Iterable[Service]) -> dict[str, str]:
+    """ClusterIP -> the Service (namespace/name) holding it."""
+    return {
+        s.spec.cluster_ip: s.metadata.key
+        for s in services
+        if s.spec.cluster_ip not in (None, "", "None")
+    }
+
+
+def ingress_keys(
+    ingresses: Iterable[Ingress], classes: Iterable[IngressClass], taken: frozenset[str]
+) -> set[ServiceKey]:
+    """Ports 80 and 443 of the addresses of Tulle's IngressClasses (their Ingresses'
+    status), except an address that is a Service's or a Gateway's (``taken``)."""
+    from gatewayapi.ingress.classes import class_addresses
+    from gatewayapi.ingress.serve import PORTS
+
+    keys: set[ServiceKey] = set()
+    for addresses in class_addresses(ingresses, classes, ignored=taken).values():
+        for text in addresses:
+            address = _ipv4_or_none(text)
+            if address is not None:
+                keys.update(ServiceKey(address, port, 6) for port in PORTS)
+    return keys
 
 
 def _ipv4_or_none(text: str | None) -> IPv4 | None:
@@ -196,11 +228,7 @@ def gateway_addresses(
     """Each Gateway's addresses that are its alone. An address that is also a Service's
     ClusterIP stays the Service's: a Gateway (perhaps another namespace's) that shared it
     would capture the Service's connections for its own routes."""
-    cluster_ips = {
-        s.spec.cluster_ip: s.metadata.key
-        for s in services
-        if s.spec.cluster_ip not in (None, "", "None")
-    }
+    cluster_ips = cluster_ip_holders(services)
     usable, errors = [], []
     for gw in sorted(gateways, key=lambda g: g.metadata.key):  # errors in one order
         for address in gw.status.addresses:
@@ -423,4 +451,6 @@ def view_of(resources: Iterable[Resource]) -> ClusterView:
         secrets=tuple(buckets.get("Secret", ())),
         peer_authentications=tuple(buckets.get("PeerAuthentication", ())),
         authorization_policies=tuple(buckets.get("AuthorizationPolicy", ())),
+        ingresses=tuple(buckets.get("Ingress", ())),
+        ingress_classes=tuple(buckets.get("IngressClass", ())),
     )

@@ -15,4 +15,6 @@ WATCHED_KINDS = (
     "Secret",
     "PeerAuthentication",
     "AuthorizationPolicy",
+    "Ingress",
+    "IngressClass",
 )

@@ -64,6 +64,8 @@ VIEW_FIELDS = {  # kind -> ClusterView field
     "Secret": "secrets",
     "PeerAuthentication": "peer_authentications",
     "AuthorizationPolicy": "authorization_policies",
+    "Ingress": "ingresses",
+    "IngressClass": "ingress_classes",
 }
 ENDPOINT_KINDS = frozenset({"Node", "Pod", "Namespace", "NetworkPolicy", "AuthorizationPolicy"})
 L7_KINDS = frozenset(
@@ -76,6 +78,8 @@ L7_KINDS = frozenset(
         "Namespace",
         "Service",
         "AuthorizationPolicy",
+        "Ingress",
+        "IngressClass",
     }
 )
 INDEX_KINDS = frozenset({"Node", "Pod", "Service"})  # what the flow enricher's index reads
@@ -220,6 +224,6 @@ class Planner:
 
     def _l7(self) -> L7Needs:
         if not (self.objects["HTTPRoute"] or self.objects["Gateway"]
-                or self.objects["AuthorizationPolicy"]):
+                or self.objects["AuthorizationPolicy"] or self.objects["Ingress"]):
             return L7Needs()  # nothing can need a waypoint: skip the O(Services) compile
         return l7_keys(self.view(), self.routes)

@@ -33,6 +33,7 @@ from agent.model.convert_core import (
 from agent.model.convert_fault import read_http_fault
 from agent.model.convert_gateway import read_gateway, read_gateway_class, read_reference_grant
 from agent.model.convert_httproute import read_http_route
+from agent.model.convert_ingress import read_ingress, read_ingress_class
 from agent.model.convert_meta import read_object_meta
 from agent.model.convert_networking import read_network_policy
 from agent.model.convert_node import read_node
@@ -93,6 +94,8 @@ _READERS: dict[str, tuple[_Read, Check]] = {
     "EndpointSlice": (read_endpoint_slice, dns1123_subdomain),
     "Deployment": (read_deployment, dns1123_subdomain),
     "NetworkPolicy": (read_network_policy, dns1123_subdomain),
+    "Ingress": (read_ingress, dns1123_subdomain),
+    "IngressClass": (read_ingress_class, dns1123_subdomain),
     "GatewayClass": (read_gateway_class, dns1123_subdomain),
     "Gateway": (read_gateway, dns1123_subdomain),
     "HTTPRoute": (read_http_route, dns1123_subdomain),

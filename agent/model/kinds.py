@@ -47,6 +47,8 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("Deployment", ("apps/v1",), "deployments", ("deploy",)),
     KindInfo("EndpointSlice", ("discovery.k8s.io/v1",), "endpointslices"),
     KindInfo("NetworkPolicy", ("networking.k8s.io/v1",), "networkpolicies", ("netpol",)),
+    KindInfo("Ingress", ("networking.k8s.io/v1",), "ingresses", ("ing",)),
+    KindInfo("IngressClass", ("networking.k8s.io/v1",), "ingressclasses", namespaced=False),
     KindInfo(
         "GatewayClass", (f"{_GW}/v1", f"{_GW}/v1beta1"), "gatewayclasses", ("gc",), namespaced=False
     ),

@@ -11,6 +11,7 @@ from agent.model.core import EndpointSlice, Namespace, Pod, Secret, Service
 from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
+from agent.model.ingress import Ingress, IngressClass
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
 from agent.model.peerauth import PeerAuthentication
@@ -25,6 +26,8 @@ Resource: TypeAlias = (
     | EndpointSlice
     | Deployment
     | NetworkPolicy
+    | Ingress
+    | IngressClass
     | GatewayClass
     | Gateway
     | HTTPRoute
@@ -45,6 +48,8 @@ RESOURCE_CLASSES: tuple[type[Resource], ...] = (
     EndpointSlice,
     Deployment,
     NetworkPolicy,
+    Ingress,
+    IngressClass,
     GatewayClass,
     Gateway,
     HTTPRoute,

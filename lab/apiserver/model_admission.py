@@ -198,11 +198,21 @@ def _assign_cluster_ips(store: Store, objs: Sequence[dict[str, Any]]) -> list[st
 
 
 def _gateway_addresses(store: Store) -> set[Any]:
+    """Gateways' addresses and IngressClasses' (announced in their Ingresses' status)."""
     found: set[Any] = set()
-    for gateway in store.list("Gateway")[0]:
-        for address in (gateway.get("status") or {}).get("addresses") or []:
-            try:
-                found.add(ipaddress.ip_address(address.get("value", "")))
-            except ValueError:
-                continue  # a hostname address: nothing to collide with
+    texts = [
+        address.get("value", "")
+        for gateway in store.list("Gateway")[0]
+        for address in (gateway.get("status") or {}).get("addresses") or []
+    ]
+    texts += [
+        lb.get("ip") or ""
+        for ingress in store.list("Ingress")[0]
+        for lb in ((ingress.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    ]
+    for text in texts:
+        try:
+            found.add(ipaddress.ip_address(text))
+        except ValueError:
+            continue  # a hostname address: nothing to collide with
     return found

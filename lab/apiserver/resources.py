@@ -68,6 +68,7 @@ _EXTRA = {
     "Deployment": (("deploy",), ("all",), ("status", "scale")),
     "Namespace": (("ns",), (), ("status",)),
     "Node": (("no",), (), ("status",)),
+    "Ingress": (("ing",), (), ("status",)),
 }
 # Groups whose kinds the model reads but a cluster serves from CustomResourceDefinitions.
 CRD_GROUPS = frozenset({"gateway.networking.k8s.io", "security.tulle.io", "policy.tulle.io"})
@@ -166,14 +167,6 @@ RESOURCES: tuple[Resource, ...] = (
         "cronjobs",
         short_names=("cj",),
         categories=("all",),
-        subresources=("status",),
-    ),
-    Resource(
-        "networking.k8s.io",
-        ("v1",),
-        "Ingress",
-        "ingresses",
-        short_names=("ing",),
         subresources=("status",),
     ),
     Resource(

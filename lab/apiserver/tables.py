@@ -210,6 +210,35 @@ _COLUMNS: dict[str, list[Column]] = {
         ("Pod-Selector", "string", 0, lambda o: _selector(o, "spec.podSelector")),
         _AGE,
     ],
+    # kubectl's columns for Ingress and IngressClass (kubernetes pkg/printers/internalversion)
+    "Ingress": [
+        _NAME,
+        ("Class", "string", 0, lambda o: _get(o, "spec.ingressClassName", None) or "<none>"),
+        (
+            "Hosts",
+            "string",
+            0,
+            lambda o: ",".join(r.get("host") or "*" for r in _get(o, "spec.rules", [])) or "*",
+        ),
+        (
+            "Address",
+            "string",
+            0,
+            lambda o: ",".join(
+                i.get("ip") or i.get("hostname") or ""
+                for i in _get(o, "status.loadBalancer.ingress", [])
+            ),
+        ),
+        ("Ports", "string", 0, lambda o: "80, 443" if _get(o, "spec.tls", []) else "80"),
+        _AGE,
+    ],
+    "IngressClass": [
+        _NAME,
+        ("Controller", "string", 0, lambda o: _get(o, "spec.controller", "")),
+        ("Parameters", "string", 0, lambda o: "<none>" if not _get(o, "spec.parameters") else
+         f"{_get(o, 'spec.parameters.kind', '')}/{_get(o, 'spec.parameters.name', '')}"),
+        _AGE,
+    ],
     "GatewayClass": [
         _NAME,
         ("Controller", "string", 0, lambda o: _get(o, "spec.controllerName", "")),

@@ -46,10 +46,12 @@ _WITH_STATUS = (
 
 
 def gateway_addresses(
-    gateways: Sequence[Gateway], classes: Sequence[GatewayClass], services: Sequence[Service]
+    gateways: Sequence[Gateway], classes: Sequence[GatewayClass], services: Sequence[Service],
+    taken: Sequence[str] = (),
 ) -> dict[tuple[str, str], str]:
     """Addresses for Tulle's Gateways that have none yet (pure). Drawn from the service range,
-    so every lab node already routes them nowhere but through the datapath."""
+    so every lab node already routes them nowhere but through the datapath. ``taken``:
+    other addresses in use (IngressClasses', ``ingresses.py``)."""
     ours = {c.metadata.name for c in classes if c.spec.controller_name == CONTROLLER_NAME}
     used: set[Any] = {
         ipaddress.ip_address(s.spec.cluster_ip)
@@ -57,6 +59,7 @@ def gateway_addresses(
         if s.spec.cluster_ip not in (None, "", "None")
     }
     used |= {ipaddress.ip_address(a.value) for g in gateways for a in g.status.addresses}
+    used |= {ipaddress.ip_address(t) for t in taken}
     fresh = {}
     for gw in sorted(gateways, key=lambda g: g.metadata.key):
         if gw.spec.gateway_class_name in ours and not gw.status.addresses:
@@ -64,6 +67,20 @@ def gateway_addresses(
             used.add(ip)
             fresh[(gw.metadata.namespace, gw.metadata.name)] = str(ip)
     return fresh
+
+
+def ingress_ips(objects: Sequence[dict[str, Any]]) -> list[str]:
+    """The IP addresses Ingresses' status announces (an IngressClass's address)."""
+    out = []
+    for obj in objects:
+        if obj.get("kind") != "Ingress":
+            continue
+        for lb in ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+            try:
+                out.append(str(ipaddress.ip_address(lb.get("ip") or "")))
+            except ValueError:
+                continue
+    return out
 
 
 @functools.lru_cache(maxsize=256)
@@ -92,7 +109,8 @@ class GatewayController:
         routes = [o for o in typed if isinstance(o, HTTPRoute)]
         gateways = [o for o in typed if isinstance(o, Gateway)]
         classes = [o for o in typed if isinstance(o, GatewayClass)]
-        for (ns, name), ip in gateway_addresses(gateways, classes, services).items():
+        taken = ingress_ips(objects)
+        for (ns, name), ip in gateway_addresses(gateways, classes, services, taken).items():
             self._merge_status(
                 "Gateway", ns, name, {"addresses": [{"type": "IPAddress", "value": ip}]}
             )

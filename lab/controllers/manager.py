@@ -30,6 +30,8 @@ from lab.controllers.endpointslice import MANAGED_BY, MANAGED_BY_LABEL, desired_
 from lab.controllers.events import Recorder, involved
 from lab.controllers.gateways import KINDS as GATEWAY_KINDS
 from lab.controllers.gateways import GatewayController
+from lab.controllers.ingresses import KINDS as INGRESS_KINDS
+from lab.controllers.ingresses import IngressController
 from lab.controllers.scheduler import schedule
 from lab.controlplane import controller_kubeconfig
 from lab.kubeapi import API_BACKOFF, ApiWriter, Conflict, Informers, NotFound, connect
@@ -44,7 +46,7 @@ from lab.topology import LabPlan
 
 log = logging.getLogger("tulle.controller")
 FIELD_MANAGER = "tulle-lab-controller"
-WATCHED = ("Deployment", "Pod", "Service", "EndpointSlice", *GATEWAY_KINDS)
+WATCHED = ("Deployment", "Pod", "Service", "EndpointSlice", *GATEWAY_KINDS, *INGRESS_KINDS)
 TICK = 0.1
 Ref = tuple[str, str, str]  # (kind, namespace, name)
 _DEPLOYMENTS = "deployment-controller"  # the reporting component of its events
@@ -218,12 +220,14 @@ class ControlLoop:
         controller: Controller,
         gateways: GatewayController,
         backoff: Backoff = API_BACKOFF,
+        ingresses: IngressController | None = None,
     ) -> None:
         self.view = view
         self.synced = synced
         self.kubelet = kubelet
         self.controller = controller
         self.gateways = gateways
+        self.ingresses = ingresses
         self.backoff = backoff
         self.models = ModelCache()
         self.seen = -1  # the view generation last reconciled in full
@@ -277,6 +281,8 @@ class ControlLoop:
         try:
             self.controller.reconcile(view)
             self.gateways.reconcile(objs, view.services)
+            if self.ingresses is not None:
+                self.ingresses.reconcile(objs, view.services)
         except Exception as err:
             failed = err  # the kubelet still gets this complete view; reconcile is retried
         self.kubelet.sync(view.pods)
@@ -345,7 +351,10 @@ def run(name: str, kubeconfig: Path | None = None) -> int:
     api = ApiWriter(connect(kubeconfig, FIELD_MANAGER), view)
     kubelet = Kubelet(plan, paths, api, events=Recorder(api))
     controller = Controller(api, [n.name for n in plan.nodes])
-    loop = ControlLoop(view, informers.synced, kubelet, controller, GatewayController(api))
+    loop = ControlLoop(
+        view, informers.synced, kubelet, controller, GatewayController(api),
+        ingresses=IngressController(api, Recorder(api)),
+    )
     log.info("controller for lab %s started with nodes %s", name, controller.nodes)
     try:
         register_nodes(api, plan, stop)

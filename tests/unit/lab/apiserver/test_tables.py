@@ -148,3 +148,28 @@ def test_events_print_as_a_clusters_do_recorded_either_way(client: Client) -> No
         "40m", "Normal", "ScalingReplicaSet", "deployment/web", "",
         "tulle.dev/deployment, lab-1", "Scaled up", "5h", 4, "web.2",
     ]  # fmt: skip
+
+
+def test_ingress_columns_and_admission_through_the_model(client: Client, store: Store) -> None:
+    ingress = {
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "site", "namespace": "default"},
+        "spec": {"ingressClassName": "tulle", "tls": [{"hosts": ["a.com"], "secretName": "s"}],
+                 "rules": [{"host": "a.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                            "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}},
+                           {"http": {"paths": [{"path": "/", "pathType": "Prefix",
+                            "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]},
+    }
+    path = "/apis/networking.k8s.io/v1/namespaces/default/ingresses"
+    assert client.request("POST", path, ingress).status == 201
+    bad = {**ingress, "metadata": {"name": "bad", "namespace": "default"},
+           "spec": {"rules": [{"host": "10.0.0.1"}]}}
+    refused = client.request("POST", path, bad)
+    assert refused.status == 422 and "must be a DNS name, not an IP address" in str(refused.body)
+    store.update_status("Ingress", "default", "site",
+                        {"loadBalancer": {"ingress": [{"ip": "10.96.7.7"}]}})
+    table = _table(client, path)
+    cells = dict(zip([c["name"] for c in table["columnDefinitions"]], table["rows"][0]["cells"],
+                     strict=True))
+    assert (cells["Name"], cells["Class"], cells["Hosts"], cells["Address"], cells["Ports"]) == (
+        "site", "tulle", "a.com,*", "10.96.7.7", "80, 443")
