@@ -72,6 +72,7 @@ DEFAULT_TRUST_DOMAIN = "cluster.local"
 FILE_KINDS = (
     GatewayClass, Gateway, HTTPRoute, ReferenceGrant, Service, Namespace, Secret, HTTPFault,
     BackendTrafficPolicy, AuthorizationPolicy, HTTPLocalRateLimitPolicy, Pod,
+    Ingress, IngressClass,
 )
 """What a config file may hold besides its WaypointConfig document."""
 
