@@ -53,23 +53,23 @@ class EndpointIndex:
 
     def endpoints(self) -> Mapping[PortKey, tuple[Address, ...]]:
         """The current map (read-only: the next change updates it in place)."""
-        if self._stale:
-            self._replan_headless()
         plan = self.state.plan()
-        if plan.generation == self._generation:
-            return self._map
-        incremental = plan.base == self._generation and plan.base != 0
-        keys = plan.changed if incremental else set(self._port_of) | set(plan.entries)
-        for key in keys:
-            self._set(key, plan.entries.get(key))
-        self._generation = plan.generation
+        if plan.generation != self._generation:
+            incremental = plan.base == self._generation and plan.base != 0
+            keys = plan.changed if incremental else set(self._port_of) | set(plan.entries)
+            for key in keys:
+                self._set(key, plan.entries.get(key))
+            self._generation = plan.generation
+        if self._stale:  # after the plan: a Service that stopped being headless keeps its keys
+            self._replan_headless()
         return self._map
 
     def _replan_headless(self) -> None:
         stale, self._stale = self._stale, set()
         for name in stale:
             for held in self._headless.pop(name, ()):
-                self._map.pop(held, None)
+                if held not in self._keys_of:  # else the plan's (now a ClusterIP Service)
+                    self._map.pop(held, None)
             service = self.state.services.get(name)
             if service is None or not service.spec.headless:
                 continue
