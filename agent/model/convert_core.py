@@ -160,7 +160,17 @@ def _read_service_spec(r: Reader) -> ServiceSpec:
     headless = cluster_ip == "None"
     if headless and service_type is not ServiceType.CLUSTER_IP:
         r.fail("clusterIP", f'may only be "None" when type is ClusterIP, not {service_type}')
-    ports = r.objects("ports", _read_service_port, min_items=0 if headless else 1)
+    external = service_type is ServiceType.EXTERNAL_NAME
+    external_name = (
+        r.string("externalName", REQUIRED, check=dns1123_subdomain)
+        if external
+        else r.string("externalName", check=dns1123_subdomain)
+    )
+    if external and cluster_ip is not None:
+        r.fail("clusterIP", "must be empty when type is ExternalName")
+    if external_name is not None and not external:
+        r.fail("externalName", f"may only be set when type is ExternalName, not {service_type}")
+    ports = r.objects("ports", _read_service_port, min_items=0 if headless or external else 1)
     for i, port in enumerate(ports):
         if len(ports) > 1 and port.name is None:
             r.fail(f"ports[{i}].name", "required when the Service has more than one port")
@@ -183,6 +193,7 @@ def _read_service_spec(r: Reader) -> ServiceSpec:
         selector=read_labels(r, "selector"),
         session_affinity=affinity,
         session_affinity_config=config,
+        external_name=external_name,
     )
 
 

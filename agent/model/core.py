@@ -117,6 +117,7 @@ class ServiceType(StrEnum):
     CLUSTER_IP = "ClusterIP"
     NODE_PORT = "NodePort"
     LOAD_BALANCER = "LoadBalancer"
+    EXTERNAL_NAME = "ExternalName"
 
 
 class SessionAffinity(StrEnum):
@@ -151,7 +152,8 @@ class SessionAffinityConfig:
 class ServiceSpec:
     """``cluster_ip`` is None when unassigned, "None" for a headless Service, else an IP.
     ``selector`` empty means the Service selects no pods (endpoints are managed by hand).
-    ``session_affinity_config`` is set exactly when affinity is ClientIP."""
+    ``session_affinity_config`` is set exactly when affinity is ClientIP. ``external_name``
+    (a DNS name) is set exactly when type is ExternalName: no ClusterIP, no endpoints."""
 
     type: ServiceType = ServiceType.CLUSTER_IP
     cluster_ip: str | None = None
@@ -159,6 +161,7 @@ class ServiceSpec:
     selector: FrozenMap[str, str] = EMPTY
     session_affinity: SessionAffinity = SessionAffinity.NONE
     session_affinity_config: SessionAffinityConfig | None = None
+    external_name: str | None = None
 
     @property
     def headless(self) -> bool:
