@@ -171,7 +171,8 @@ def _speaks_h2(proxy: Proxy, target: BackendTarget) -> bool:
 
 async def _send(proxy: Proxy, ex: Exchange, fwd: Forward) -> tuple[Http1Upstream, ResponseHead]:
     """One try: a connection, the request written, the response head read. A pooled
-    connection that the backend closed while idle is replaced (up to three times)."""
+    connection that the backend closed while idle is replaced (up to three times; under a
+    retry stanza the retry does it, each try counted)."""
     target = fwd.backend
     address = ex.endpoint = proxy.pick(target, ex.client)
     resilience = proxy.resilience
@@ -236,7 +237,9 @@ async def _send_to(
         except UpstreamFailure:
             body.detach()
             conn.abort()
-            if reused and not conn.received and body.replayable:
+            # a kept-alive connection the backend closed as the request went: sent again
+            # at once, unless the rule retries (then each try counts against attempts)
+            if reused and not conn.received and body.replayable and fwd.retry is None:
                 continue
             raise
         except BaseException:

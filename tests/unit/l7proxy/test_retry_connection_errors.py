@@ -242,3 +242,24 @@ def test_h2c_failures_past_the_attempts_answer_503(flaky_h2: None) -> None:
             await backend.close()
 
     assert asyncio.run(asyncio.wait_for(main(), 30)) == (503, 4)
+
+
+def test_on_a_reused_connection_each_reset_spends_one_attempt() -> None:
+    """A keep-alive connection the backend resets is replayed for free only without a retry
+    stanza (a stale connection); under one, each try counts, so ``attempts`` bounds what the
+    backend sees (the conformance case: succeedAfter 4 with attempts 3 must fail)."""
+
+    async def main() -> tuple[int, int, int]:
+        backend = Flaky(["ok"] + ["reset"] * 4)
+        port = await backend.start()
+        try:
+            async with waypoint([("127.0.0.1", port)]) as (listen, _):
+                first, _ = await get(listen, "/retry")  # leaves an idle pooled connection
+                status, _ = await get(listen, "/retry")
+                return first, status, backend.requests
+        finally:
+            await backend.close()
+
+    first, status, requests = asyncio.run(asyncio.wait_for(main(), 30))
+    assert (first, status) == (200, 503)
+    assert requests == 1 + 4  # the warm-up, then the try and three retries
