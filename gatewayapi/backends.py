@@ -4,7 +4,10 @@ Spec (HTTPBackendRef, BackendObjectReference, ReferenceGrant): only core Service
 supported backends (anything else is InvalidKind); a reference into another namespace
 needs a ReferenceGrant in that namespace from HTTPRoutes of the route's namespace
 (RefNotPermitted); a missing Service, or a port the Service does not expose, is
-BackendNotFound. An invalid backend keeps its weight: its share of requests gets 500.
+BackendNotFound. An ExternalName Service is UnsupportedValue: the spec leaves ExternalName
+backends implementation-specific and says implementations SHOULD NOT support them (a DNS
+name outside the cluster, CVE-2021-25740); Tulle does not forward to one. An invalid
+backend keeps its weight: its share of requests gets 500.
 Weight 0 is never chosen.
 
 GEP-1426 lets meshes skip ReferenceGrants for Service parents because mesh routes only
@@ -20,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from agent.model.core import Service
+from agent.model.core import Service, ServiceType
 from agent.model.gateway import GATEWAY_GROUP, ReferenceGrant
 from gatewayapi.types import BackendTarget
 
@@ -31,6 +34,7 @@ class RefProblem(StrEnum):
     INVALID_KIND = "InvalidKind"
     REF_NOT_PERMITTED = "RefNotPermitted"
     BACKEND_NOT_FOUND = "BackendNotFound"
+    UNSUPPORTED_VALUE = "UnsupportedValue"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +115,13 @@ def resolve(
     service = services.get((target_ns, name))
     if service is None:
         return Resolution(None, RefProblem.BACKEND_NOT_FOUND, f"Service {where} not found")
+    if service.spec.type is ServiceType.EXTERNAL_NAME:
+        return Resolution(
+            None,
+            RefProblem.UNSUPPORTED_VALUE,
+            f"Service {where} is of type ExternalName ({service.spec.external_name}), "
+            "which Tulle does not forward to; use a Service with endpoints",
+        )
     if port is None or all(p.port != port for p in service.spec.ports):
         return Resolution(
             None,

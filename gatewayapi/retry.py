@@ -32,7 +32,10 @@ class UpstreamError(StrEnum):
     CONNECT_TIMEOUT = "ConnectTimeout"
     REFUSED_STREAM = "RefusedStream"
     BACKEND_TIMEOUT = "BackendTimeout"
+    RESET_BEFORE_RESPONSE = "ResetBeforeResponse"
+    """The request went; the connection or stream failed before a response head came."""
     RESET_AFTER_SEND = "ResetAfterSend"
+    """The response had begun (toward the client) when the backend failed."""
 
 
 RETRYABLE_ERRORS = frozenset(
@@ -41,6 +44,7 @@ RETRYABLE_ERRORS = frozenset(
         UpstreamError.CONNECT_TIMEOUT,
         UpstreamError.REFUSED_STREAM,
         UpstreamError.BACKEND_TIMEOUT,
+        UpstreamError.RESET_BEFORE_RESPONSE,
     }
 )
 

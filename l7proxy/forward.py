@@ -1,8 +1,8 @@
 """Forwarding one routed request over HTTP/1.1 (or, try by try, over the h2c client): the
 rule's request timeout, retries (with ``retries.Retries``: maxRetries and the retry budget)
 and backend timeout, pooled connections replaced when a backend closed them while idle,
-the response streamed to the ``Downstream`` (or an Upgrade spliced). ``Failed`` is the
-error answer the caller records."""
+the response streamed to the ``Downstream`` (or an Upgrade spliced). ``Failed``
+(``l7proxy.failures``) is the error answer the caller records."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 from gatewayapi import BackendTarget, Forward, Headers, Request, Response, UpstreamError
 from l7proxy.exchange import Downstream, Exchange, RawHeaders, RequestBody, upstream_head
+from l7proxy.failures import Failed, before_response
 from l7proxy.http.parser import BodyKind
-from l7proxy.http.response import ResponseHead, upgrade_refusal
+from l7proxy.http.response import PROTOCOL_ERROR, ResponseHead, upgrade_refusal
 from l7proxy.http.wire import HOP_BY_HOP, LAST_CHUNK, chunk, end_to_end
 from l7proxy.retries import RETRY_BUDGET_DROP, Retries, retries_for, status_retry
 from l7proxy.timing import now
@@ -21,39 +22,6 @@ from l7proxy.upstream import Http1Upstream, UpstreamFailure
 
 if TYPE_CHECKING:
     from l7proxy.proxy import Proxy
-
-_DROPPED_ERRORS = {
-    UpstreamError.CONNECT_FAILED: "UPSTREAM_CONNECT_FAILED",
-    UpstreamError.CONNECT_TIMEOUT: "UPSTREAM_CONNECT_FAILED",
-    UpstreamError.REFUSED_STREAM: "UPSTREAM_REFUSED_STREAM",
-    UpstreamError.BACKEND_TIMEOUT: "UPSTREAM_TIMEOUT",
-    UpstreamError.RESET_AFTER_SEND: "UPSTREAM_RESET",
-}
-
-
-class Failed(Exception):
-    """A try ended without a response the client can get: answer ``status``."""
-
-    def __init__(
-        self,
-        status: int,
-        reason: str,
-        error: UpstreamError,
-        *,
-        drop: str = "",
-        close: bool = False,
-    ) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.error = error
-        self.close = close
-        """The client connection closes after the answer."""
-        self.drop = drop or (
-            _DROPPED_ERRORS[error]
-            if status != 503 or "no endpoints" not in reason
-            else ("SERVICE_BACKEND_NOT_FOUND")
-        )
-
 
 async def forward(proxy: Proxy, ex: Exchange, fwd: Forward, down: Downstream) -> int:
     """Send ``fwd.request`` upstream with retries; stream the answer to ``down``.
@@ -142,10 +110,10 @@ async def _try_all(
         except UpstreamFailure as exc:
             if exc.connect_ns:
                 ex.connected(exc.connect_ns)
-            if down.started:
+            if down.started:  # a byte of the response went: never retried
                 raise Failed(502, str(exc), UpstreamError.RESET_AFTER_SEND) from exc
-            outcome = UpstreamError.RESET_AFTER_SEND if exc.sent else UpstreamError.CONNECT_FAILED
-            failure = Failed(502 if exc.sent else 503, str(exc), outcome, drop=exc.drop)
+            failure = before_response(exc)
+            outcome = failure.error
         except TimeoutError as exc:
             if down.started or deadline is not None and loop.time() >= deadline:
                 raise
@@ -203,7 +171,8 @@ def _speaks_h2(proxy: Proxy, target: BackendTarget) -> bool:
 
 async def _send(proxy: Proxy, ex: Exchange, fwd: Forward) -> tuple[Http1Upstream, ResponseHead]:
     """One try: a connection, the request written, the response head read. A pooled
-    connection that the backend closed while idle is replaced (up to three times)."""
+    connection that the backend closed while idle is replaced (up to three times; under a
+    retry stanza the retry does it, each try counted)."""
     target = fwd.backend
     address = ex.endpoint = proxy.pick(target, ex.client)
     resilience = proxy.resilience
@@ -268,7 +237,9 @@ async def _send_to(
         except UpstreamFailure:
             body.detach()
             conn.abort()
-            if reused and not conn.received and body.replayable:
+            # a kept-alive connection the backend closed as the request went: sent again
+            # at once, unless the rule retries (then each try counts against attempts)
+            if reused and not conn.received and body.replayable and fwd.retry is None:
                 continue
             raise
         except BaseException:
@@ -310,7 +281,7 @@ async def _respond(
         if problem:
             conn.abort()
             error = UpstreamError.RESET_AFTER_SEND
-            raise Failed(502, problem, error, drop="UPSTREAM_PROTOCOL_ERROR", close=True)
+            raise Failed(502, problem, error, drop=PROTOCOL_ERROR, close=True)
     status = head.status
     headers = end_to_end(head.headers)
     if fwd.response_steps:

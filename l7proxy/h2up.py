@@ -213,7 +213,7 @@ class H2Upstreams:
 
     async def _respond(self, ex: Exchange, sent: _Sent, down: Downstream) -> int:
         """The response streamed to the client (answers from here are not retried)."""
-        from l7proxy.forward import Failed
+        from l7proxy.failures import Failed
 
         client, sid, stream = sent.client, sent.sid, sent.stream
         try:

@@ -29,8 +29,9 @@ from gatewayapi.types import host_of
 from l7proxy.authz import DENIED_BODY, Call
 from l7proxy.config import Limits, WaypointConfig
 from l7proxy.exchange import Downstream, Exchange
+from l7proxy.failures import Failed
 from l7proxy.flows import FlowRecorder, now_ns
-from l7proxy.forward import Failed, forward, raw_headers
+from l7proxy.forward import forward, raw_headers
 from l7proxy.metrics import WaypointMetrics
 from l7proxy.mirror import send_mirror
 from l7proxy.ratelimit import RATE_LIMITED_BODY, RATE_LIMITED_DROP

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar, cast
 
 from l7proxy.http.parser import END, ParseError, UpgradeData
-from l7proxy.http.response import ResponseHead, ResponseParser
+from l7proxy.http.response import PROTOCOL_ERROR, ResponseHead, ResponseParser
 from l7proxy.timing import NO_RTT, SPLIT, RttCache, now, transport_socket
 from l7proxy.via import DIRECT, HopRefused, Mesh, Refused, Tunnel, Via, choose
 
@@ -35,7 +35,7 @@ class TunnelOpener(Protocol):
 
 class UpstreamFailure(Exception):
     """A try failed without a usable response. ``sent``: the request may have reached
-    the backend (a reset after sending is not retried)."""
+    the backend (``forward.before_response`` classifies it)."""
 
     def __init__(
         self, message: str, *, sent: bool, timeout: bool = False, drop: str = ""
@@ -203,7 +203,7 @@ class Http1Upstream(asyncio.Protocol):
                 if event.data:
                     self.pending.append(event.data)
             elif isinstance(event, ParseError):
-                self._fail(UpstreamFailure(event.reason, sent=True))
+                self._fail(UpstreamFailure(event.reason, sent=True, drop=PROTOCOL_ERROR))
 
     def eof_received(self) -> bool:
         for event in self.parser.eof():

@@ -73,6 +73,10 @@ class ServiceState:
                 self._slices_of.setdefault(owner, {})[name[1]] = endpoint_slice
                 self._touch(owner)
 
+    def slices_of(self, name: Name) -> Iterable[EndpointSlice]:
+        """The EndpointSlices labelled for the Service ``name``."""
+        return self._slices_of.get(name, {}).values()
+
     def _touch(self, name: Name) -> None:
         self._dirty.add(name)
         self._touched.add(name)

@@ -8,7 +8,8 @@ BPF maps, the store or the clock.
 
 Semantics follow kube-proxy:
 
-- Headless Services (``clusterIP: None``) and Services without a ClusterIP get no entries.
+- Headless Services (``clusterIP: None``) and Services without a ClusterIP get no entries
+  (the waypoint, which dials endpoints itself, reads theirs from ``direct_backends``).
 - A Service's backends come from the EndpointSlices in its namespace labelled
   ``kubernetes.io/service-name: <name>``. A service port takes the slice port with the same
   name ("" for an unnamed port) and protocol; the slice port's number is the backend port,
@@ -332,6 +333,14 @@ def _ipv4_slices(
             f"{_where(service)}: {address_type} EndpointSlices ignored; only IPv4 is load-balanced"
         )
     return usable
+
+
+def direct_backends(
+    service: Service, slices: Iterable[EndpointSlice]
+) -> list[tuple[ServicePort, Backends]]:
+    """Each port's backends by the rules above, whatever the ClusterIP (headless too)."""
+    usable = _ipv4_slices(slices, service, [])
+    return [(port, _backends(port, usable)) for port in service.spec.ports]
 
 
 def _where(service: Service) -> str:

@@ -168,7 +168,17 @@ def _read_service_spec(r: Reader) -> ServiceSpec:
     headless = cluster_ip == "None"
     if headless and service_type is not ServiceType.CLUSTER_IP:
         r.fail("clusterIP", f'may only be "None" when type is ClusterIP, not {service_type}')
-    ports = r.objects("ports", _read_service_port, min_items=0 if headless else 1)
+    external = service_type is ServiceType.EXTERNAL_NAME
+    external_name = (
+        r.string("externalName", REQUIRED, check=dns1123_subdomain)
+        if external
+        else r.string("externalName", check=dns1123_subdomain)
+    )
+    if external and cluster_ip is not None:
+        r.fail("clusterIP", "must be empty when type is ExternalName")
+    if external_name is not None and not external:
+        r.fail("externalName", f"may only be set when type is ExternalName, not {service_type}")
+    ports = r.objects("ports", _read_service_port, min_items=0 if headless or external else 1)
     for i, port in enumerate(ports):
         if len(ports) > 1 and port.name is None:
             r.fail(f"ports[{i}].name", "required when the Service has more than one port")
@@ -185,11 +195,11 @@ def _read_service_spec(r: Reader) -> ServiceSpec:
     elif config is not None:
         r.fail("sessionAffinityConfig", 'must not be set when sessionAffinity is "None"')
 
-    external = service_type is not ServiceType.CLUSTER_IP
+    reachable = service_type in (ServiceType.NODE_PORT, ServiceType.LOAD_BALANCER)
     policy = r.enum("externalTrafficPolicy", TrafficPolicy)
-    if policy is not None and not external:
+    if policy is not None and not reachable:
         r.fail("externalTrafficPolicy", "may only be set when type is NodePort or LoadBalancer")
-    if external and policy is None:
+    if reachable and policy is None:
         policy = TrafficPolicy.CLUSTER  # the API server's default
     health_port = r.integer("healthCheckNodePort", minimum=MIN_PORT, maximum=MAX_PORT)
     if health_port is not None and not (
@@ -215,6 +225,7 @@ def _read_service_spec(r: Reader) -> ServiceSpec:
         health_check_node_port=health_port,
         load_balancer_class=lb_class,
         load_balancer_ip=lb_ip,
+        external_name=external_name,
     )
 
 

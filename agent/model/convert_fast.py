@@ -198,7 +198,7 @@ def build_service(wire: WireService) -> Service | None:
     service_type = ServiceType.CLUSTER_IP
     if spec.type is not None:
         found = _SERVICE_TYPES.get(spec.type)
-        if found is None:
+        if found is None or found is ServiceType.EXTERNAL_NAME:  # rare: the general path
             return None
         service_type = found
     if service_type is not ServiceType.CLUSTER_IP:

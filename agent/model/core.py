@@ -117,6 +117,7 @@ class ServiceType(StrEnum):
     CLUSTER_IP = "ClusterIP"
     NODE_PORT = "NodePort"
     LOAD_BALANCER = "LoadBalancer"
+    EXTERNAL_NAME = "ExternalName"
 
 
 class TrafficPolicy(StrEnum):
@@ -159,7 +160,8 @@ class SessionAffinityConfig:
 class ServiceSpec:
     """``cluster_ip`` is None when unassigned, "None" for a headless Service, else an IP.
     ``selector`` empty means the Service selects no pods (endpoints are managed by hand).
-    ``session_affinity_config`` is set exactly when affinity is ClientIP.
+    ``session_affinity_config`` is set exactly when affinity is ClientIP. ``external_name``
+    (a DNS name) is set exactly when type is ExternalName: no ClusterIP, no endpoints.
     ``external_traffic_policy`` is set exactly for NodePort and LoadBalancer Services (the API
     server defaults it to Cluster); ``health_check_node_port`` only with LoadBalancer + Local."""
 
@@ -173,6 +175,7 @@ class ServiceSpec:
     health_check_node_port: int | None = None
     load_balancer_class: str | None = None
     load_balancer_ip: str | None = None  # deprecated upstream; a request to the address pool
+    external_name: str | None = None
 
     @property
     def headless(self) -> bool:

@@ -63,6 +63,9 @@ class _Extra(Exception):
     """Bytes after a complete response, before the next request: never a response."""
 
 
+PROTOCOL_ERROR = "UPSTREAM_PROTOCOL_ERROR"
+"""The flow's drop reason for a backend whose response is no HTTP (a malformed head)."""
+
 _NO_BODY = frozenset({204, 304})
 
 

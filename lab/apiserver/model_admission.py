@@ -173,7 +173,7 @@ def _assign_cluster_ips(store: Store, objs: Sequence[dict[str, Any]]) -> list[st
         stored = store.get("Service", *key)
         current = ((stored or {}).get("spec") or {}).get("clusterIP") or None
         wanted = spec.get("clusterIP")
-        if wanted == "None":
+        if wanted == "None" or spec.get("type") == "ExternalName":  # no ClusterIP to hold
             continue
         if wanted:
             if current and current != wanted:

@@ -7,10 +7,13 @@ unchanged against lab pods:
 * ``/`` (anything not listed below): JSON echo of the request, ``?delay=<Go duration>``
   and ``X-Echo-Set-Header: K:V,K2:V2`` honoured.
 * ``/status/NNN``: empty response with status NNN (400 when NNN is not 100..599).
-* ``/retry/...?uuid=U&succeedAfter=N[&responseCode=C][&delayRetry=D]``: the first N
-  requests carrying uuid U answer C (default 503), later ones answer the JSON echo.
+* ``/retry/...?uuid=U&succeedAfter=N[&responseCode=C][&delayRetry=D][&failWith=F]``: the
+  first N requests carrying uuid U answer C (default 503), later ones answer the JSON echo.
   That is the reading the upstream HTTPRouteRetry conformance test relies on
   ("succeeds after 2 retries" uses ``succeedAfter=2``, so attempt 3 is the first 200).
+  ``failWith`` fails those N without a response instead (Tulle's, for the connection-error
+  retries of GEP-1731): ``reset`` (TCP RST), ``close`` (FIN, no byte sent) or ``garbage``
+  (a line that is no status line, then close).
 * ``/health``: ``OK``.
 
 Only ``RetryLedger`` holds state; it is passed in through the context so ``respond``
@@ -32,6 +35,8 @@ DEFAULT_RETRY_CODE = 503
 # very old, abandoned sequence starts again from its first failure.
 DEFAULT_RETRY_CAPACITY = 4096
 MAX_SUCCEED_AFTER = 1000
+FAULTS = ("reset", "close", "garbage")
+"""``failWith`` values: how a failing ``/retry`` attempt breaks its connection."""
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -95,6 +100,7 @@ class EchoResponse:
     body: bytes = b""
     delay_s: float = 0.0
     informational: tuple[int, ...] = ()  # 1xx heads sent before the final response
+    fault: str = ""  # one of FAULTS: no response, the connection fails instead
 
 
 # --- Go compatibility helpers -------------------------------------------------------
@@ -322,6 +328,9 @@ def _retry(request: EchoRequest, ctx: EchoContext, query: dict[str, list[str]]) 
         return error_response(400, f"succeedAfter must be within 0..{MAX_SUCCEED_AFTER}")
     if not 200 <= code <= 599:
         return error_response(400, f"responseCode {code} is outside 200..599")
+    fault = _first(query, "failWith")
+    if fault and fault not in FAULTS:
+        return error_response(400, f"failWith={fault!r} is not one of {', '.join(FAULTS)}")
     delay = _delay(query, "delay", ctx)
     if isinstance(delay, EchoResponse):
         return delay
@@ -330,6 +339,8 @@ def _retry(request: EchoRequest, ctx: EchoContext, query: dict[str, list[str]]) 
         retry_delay = _delay(query, "delayRetry", ctx)
         if isinstance(retry_delay, EchoResponse):
             return retry_delay
+        if fault:
+            return EchoResponse(code, delay_s=delay + retry_delay, fault=fault)
         body = f"retry simulation: attempt {attempt} of {succeed_after} failing with {code}"
         return EchoResponse(
             code,

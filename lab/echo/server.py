@@ -18,6 +18,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
+import struct
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -164,6 +166,9 @@ class EchoServer:
             response = respond(request, self.ctx)
             if response.delay_s > 0:
                 await asyncio.sleep(response.delay_s)
+            if response.fault:
+                await _break(writer, response.fault)
+                return
             await self._send(h, writer, response, head_only=event.method == b"HEAD")
             conn.busy = False
             if h.our_state is not h11.DONE or h.their_state is not h11.DONE:
@@ -248,6 +253,23 @@ class EchoServer:
         if data:
             writer.write(data)
             await writer.drain()
+
+
+async def _break(writer: asyncio.StreamWriter, fault: str) -> None:
+    """End the connection without a response: ``reset`` (RST, by a zero linger), ``close``
+    (FIN, nothing sent) or ``garbage`` (a line no HTTP client parses as a status line)."""
+    with contextlib.suppress(OSError, RuntimeError):
+        if fault == "reset":
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return
+        if fault == "garbage":
+            writer.write(b"NOT-HTTP garbage\r\n\r\n")
+            await writer.drain()
+        writer.close()
+        await writer.wait_closed()
 
 
 async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

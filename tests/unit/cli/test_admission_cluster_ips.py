@@ -123,3 +123,11 @@ def test_addresses_stay_unique_and_stable_over_any_writes(
             assert held.get(name, ip) == ip
             held[name] = ip
             store.apply_many([obj])
+
+
+def test_an_external_name_service_gets_no_cluster_ip(store: Store) -> None:
+    ext = svc("ext")
+    ext["spec"] = {"type": "ExternalName", "externalName": "api.example.com"}
+    (admitted,) = admit(store, [("request", ext)])
+    assert "clusterIP" not in admitted["spec"]
+    assert admitted["spec"]["externalName"] == "api.example.com"

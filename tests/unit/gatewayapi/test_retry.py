@@ -84,7 +84,8 @@ SHOULD_RETRY: list[tuple[int, int | UpstreamError, float | None]] = [
     (1, UpstreamError.CONNECT_TIMEOUT, 0.1),
     (1, UpstreamError.REFUSED_STREAM, 0.1),
     (1, UpstreamError.BACKEND_TIMEOUT, 0.1),
-    (1, UpstreamError.RESET_AFTER_SEND, None),  # may have been processed: not retried
+    (1, UpstreamError.RESET_BEFORE_RESPONSE, 0.1),  # no byte of a response yet
+    (1, UpstreamError.RESET_AFTER_SEND, None),  # the response had begun: not retried
     (0, 500, None),
 ]
 

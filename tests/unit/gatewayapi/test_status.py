@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from agent.model.convert import from_dict
 from agent.model.resource import Resource
 from gatewayapi import CONTROLLER_NAME, StatusReport, compute_status
 from tests.unit.gatewayapi.helpers import (
@@ -138,6 +139,22 @@ ROUTE_CASES: list[tuple[str, tuple[Resource, ...], dict[str, tuple[str, str]]]] 
         "backend port missing",
         (route("r", rules=[{"backendRefs": [backend("web", port=1)]}]),),
         {**OK, "ResolvedRefs": ("False", "BackendNotFound")},
+    ),
+    (
+        "ExternalName backend: implementation-specific, Tulle refuses it",
+        (
+            from_dict(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": "ext", "namespace": "default"},
+                    "spec": {"type": "ExternalName", "externalName": "api.example.com",
+                             "ports": [{"port": 8080, "name": "p8080"}]},
+                }
+            ),
+            route("r", rules=[{"backendRefs": [backend("ext")]}]),
+        ),
+        {**OK, "ResolvedRefs": ("False", "UnsupportedValue")},
     ),
     (
         "cross-namespace backend without grant",

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import agent.datapath.service_state as service_state
-from agent.datapath.services import ServiceKey, plan_services
+from agent.datapath.services import ServiceKey, direct_backends, plan_services
 from agent.kube.cache import Delta
 from agent.kube.state import ClusterState
 from agent.model.convert import ConversionError, from_dict
@@ -35,10 +35,18 @@ def reference(svcs: dict[Name, Service], slices: dict[Name, EndpointSlice]) -> d
             chosen[port].protocol, int(chosen[port].vip)
         ):
             chosen[port] = key
-    return {
+    full = {
         port: tuple((str(b.ip), b.port) for b in plan.entries[key].backends)
         for port, key in chosen.items()
     }
+    # a headless Service has no entry in the plan; the waypoint dials its endpoints itself
+    for (ns, name), svc in svcs.items():
+        if svc.spec.headless:
+            owned = [s for (sns, _), s in slices.items() if sns == ns and s.service_name == name]
+            for port, backends in direct_backends(svc, owned):
+                if port.protocol == "TCP":
+                    full[(ns, name, port.port)] = tuple((str(b.ip), b.port) for b in backends)
+    return full
 
 
 def decode(obj: dict[str, Any], ns: str, name: str) -> Any:

@@ -271,9 +271,18 @@ def test_retry_delays() -> None:
     assert respond(req(t), ctx).delay_s == pytest.approx(0.05)
 
 
+def test_retry_fail_with_breaks_the_connection_then_echoes() -> None:
+    ctx = EchoContext()
+    target = "/retry?uuid=f&succeedAfter=2&failWith=reset"
+    faults = [respond(req(target), ctx).fault for _ in range(3)]
+    assert faults == ["reset", "reset", ""]
+    assert respond(req("/retry?uuid=g&succeedAfter=1&failWith=close"), ctx).fault == "close"
+
+
 @pytest.mark.parametrize(
     "target",
     [
+        "/retry?uuid=u&succeedAfter=1&failWith=explode",
         "/retry?succeedAfter=1",
         "/retry?uuid=u",
         "/retry?uuid=u&succeedAfter=x",
@@ -557,3 +566,22 @@ def test_a_target_urlsplit_cannot_read_is_answered(target: str) -> None:
     # urlsplit raises "Invalid IPv6 URL" on these; the echo server answers instead of failing.
     r = respond(EchoRequest("GET", target, ()), EchoContext())
     assert 200 <= r.status <= 599
+
+
+@pytest.mark.parametrize(
+    ("fault", "seen"),
+    [("reset", b""), ("close", b""), ("garbage", b"NOT-HTTP garbage\r\n\r\n")],
+)
+def test_fail_with_ends_the_connection_without_a_response(
+    echo: RunningEcho, fault: str, seen: bytes
+) -> None:
+    request = f"GET /retry?uuid={fault}&succeedAfter=1&failWith={fault} HTTP/1.1\r\nHost: a\r\n\r\n"
+    try:
+        got = echo.raw(request.encode())
+    except ConnectionResetError:
+        got = b"RST"
+    assert got == (b"RST" if fault == "reset" else seen)
+    # the attempt after the failures is the echo
+    again = echo.raw(request.replace("HTTP/1.1\r\n", "HTTP/1.1\r\nConnection: close\r\n").encode())
+    assert again.startswith(b"HTTP/1.1 200 ")
+

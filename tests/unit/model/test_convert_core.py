@@ -308,6 +308,24 @@ def test_headless_service_needs_no_ports() -> None:
     assert svc.spec.ports == ()
 
 
+def test_external_name_service_holds_its_name_and_no_cluster_ip() -> None:
+    svc = round_trip(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "ext"},
+            "spec": {"type": "ExternalName", "externalName": "api.example.com"},
+        }
+    )
+    assert isinstance(svc, Service)
+    assert svc.spec.type is ServiceType.EXTERNAL_NAME
+    assert (svc.spec.external_name, svc.spec.cluster_ip, svc.spec.ports) == (
+        "api.example.com",
+        None,
+        (),
+    )
+
+
 def test_endpoint_slice_reads_every_field_and_condition_semantics() -> None:
     eps = round_trip(ENDPOINT_SLICE)
     assert isinstance(eps, EndpointSlice)
@@ -505,8 +523,16 @@ ERRORS = [
     ),
     (
         edit(SERVICE, "spec.type", "ExternalName"),
-        'Service shop/orders: spec.type: unsupported value "ExternalName" '
-        "(supported: ClusterIP, NodePort, LoadBalancer)",
+        "Service shop/orders: spec.externalName: required",
+    ),
+    (
+        edit(edit(SERVICE, "spec.type", "ExternalName"), "spec.externalName", "db.example.com"),
+        "Service shop/orders: spec.clusterIP: must be empty when type is ExternalName",
+    ),
+    (
+        edit(SERVICE, "spec.externalName", "db.example.com"),
+        "Service shop/orders: spec.externalName: may only be set when type is ExternalName, "
+        "not NodePort",
     ),
     (
         edit(SERVICE, "spec.clusterIP", "10.96.0"),
