@@ -10,6 +10,7 @@ from agent.model.backendpolicy import BackendTrafficPolicy
 from agent.model.core import EndpointSlice, Namespace, Pod, Secret, Service
 from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
+from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
@@ -28,6 +29,7 @@ Resource: TypeAlias = (
     | GatewayClass
     | Gateway
     | HTTPRoute
+    | GRPCRoute
     | ReferenceGrant
     | PeerAuthentication
     | BackendTrafficPolicy
@@ -48,6 +50,7 @@ RESOURCE_CLASSES: tuple[type[Resource], ...] = (
     GatewayClass,
     Gateway,
     HTTPRoute,
+    GRPCRoute,
     ReferenceGrant,
     PeerAuthentication,
     BackendTrafficPolicy,
