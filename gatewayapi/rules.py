@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from agent.model.fault import HTTPFault
+from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import (
     FilterType,
     HTTPRoute,
@@ -101,7 +102,7 @@ class RuleReport:
 
 @dataclass(slots=True)
 class _Context:
-    route: HTTPRoute
+    route: HTTPRoute | GRPCRoute
     services: ServiceIndex
     grants: Grants
     refs: list[tuple[RefProblem, str]]
