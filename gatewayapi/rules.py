@@ -120,6 +120,7 @@ class _Context:
             route_namespace=self.route.metadata.namespace,
             services=self.services,
             grants=self.grants,
+            route_kind=self.route.kind,
         )
         if resolution.problem is not None:
             self.refs.append((resolution.problem, resolution.message))
