@@ -62,6 +62,7 @@ KINDS = (
     "Pod",
     "NetworkPolicy",
     "HTTPRoute",
+    "GRPCRoute",
     "Gateway",
     "GatewayClass",
     "ReferenceGrant",
@@ -149,7 +150,8 @@ class WaypointConnector(Connector):
 
 
 ROUTING_KINDS = frozenset(
-    {"HTTPRoute", "Gateway", "GatewayClass", "Service", "ReferenceGrant", "Namespace", "Secret",
+    {"HTTPRoute", "GRPCRoute", "Gateway", "GatewayClass", "Service", "ReferenceGrant",
+     "Namespace", "Secret",
      "AuthorizationPolicy",  # default routes for the Services it steers here
      "HTTPFault"}  # what ExtensionRef filters name
 )
@@ -228,6 +230,7 @@ class ClusterFeed:
                     typed["Namespace"],
                     typed["Secret"],
                     faults=typed["HTTPFault"],
+                    grpc_routes=typed["GRPCRoute"],
                 )
             )
         else:
