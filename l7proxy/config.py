@@ -2,7 +2,7 @@
 plus a file loader (Gateway API YAML and an endpoints map) for tests and benchmarks.
 
 A config file is a multi-document YAML stream. Gateway API objects (GatewayClass,
-Gateway, HTTPRoute, ReferenceGrant), Services and Namespaces go through the model's one
+Gateway, HTTPRoute, GRPCRoute, ReferenceGrant), Services and Namespaces go through the model's one
 converter and the route engine's compiler. One extra document tells the waypoint what
 the cluster would otherwise tell it:
 
@@ -30,6 +30,7 @@ from agent.model.core import TLS_SECRET_TYPE, Namespace, Secret, Service
 from agent.model.documents import load_documents
 from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
+from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from authz import Verdict
 from gatewayapi import (
@@ -261,6 +262,7 @@ def load_config_text(text: str, source: str = "<config>") -> FileConfig:
         namespaces=[o for o in objects if isinstance(o, Namespace)],
         secrets=[o for o in objects if isinstance(o, Secret)],
         faults=[o for o in objects if isinstance(o, HTTPFault)],
+        grpc_routes=[o for o in objects if isinstance(o, GRPCRoute)],
     )
     tables = RouteCompiler().compile(inputs)
     endpoints = {

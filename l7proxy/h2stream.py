@@ -178,6 +178,14 @@ class H2Stream:
     # --- Downstream ---------------------------------------------------------------------
 
     def local(self, status: int, headers: RawHeaders, body: bytes, *, close: bool = False) -> None:
+        if not body:  # one HEADERS frame that ends the stream: gRPC's trailers-only errors
+            out = [(b":status", b"%d" % status)]
+            out += [(n.lower(), v) for n, v in headers if n.lower() not in DROP]
+            self.started = True
+            self.sender.closed = True
+            if not self.front.send_headers(self.stream_id, out, end_stream=True):
+                self.abort()
+            return
         self.head(status, b"", list(headers), BodyKind.LENGTH, len(body))
         self.data(body)
         self.end()

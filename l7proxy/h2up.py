@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from gatewayapi import Forward, UpstreamError
+from gatewayapi import Forward, Headers, Response, UpstreamError
 from l7proxy.exchange import Downstream, Exchange, RawHeaders
 from l7proxy.h2client import H2Client, UpStream, stream_hold
 from l7proxy.h2limits import H2Stats
@@ -158,6 +158,9 @@ class H2Upstreams:
             sent.client.cancel(sent.sid)
             sent.settle()
             return sent.status, wait
+        if fwd.response_steps:  # ResponseHeaderModifier and CORS, as over HTTP/1.1
+            finished = fwd.finish(Response(sent.status, Headers.from_raw(sent.headers)))
+            sent.status, sent.headers = finished.status, finished.headers.raw()
         return await self._respond(ex, sent, down), None
 
     async def _send(self, proxy: Proxy, ex: Exchange, fwd: Forward) -> _Sent:
