@@ -118,8 +118,28 @@ def test_methods_route_to_their_backends_over_h2c() -> None:
         reply, metadata = await lab.call("/helloworld.Greeter/SayBye", b"b")
         assert reply == b"v2:b"
         assert "x-routed" not in metadata
+        hello, bye = _flows(lab)
+        assert hello.tulle is not None and hello.tulle.rule == "default/greeter#hello"
+        assert hello.tulle.backend == "default/v1:8080"
+        assert bye.tulle is not None and bye.tulle.rule == "default/greeter#rest"
+        for flow, method in ((hello, "SayHello"), (bye, "SayBye")):
+            assert flow.l7 is not None and flow.l7.http is not None
+            assert flow.l7.http.url.endswith(f"/helloworld.Greeter/{method}")
+            assert flow.l7.http.protocol == "HTTP/2"
+            assert _grpc_status(flow) == "0"  # from the backend's trailers
 
     run(body)
+
+
+def _flows(lab: Lab) -> list[Flow]:
+    lab.server.flows.flush()
+    return list(lab.flows)
+
+
+def _grpc_status(flow: Flow) -> str | None:
+    assert flow.l7 is not None and flow.l7.http is not None
+    found = [h.value for h in flow.l7.http.headers if h.key == "grpc-status"]
+    return found[0] if found else None
 
 
 @pytest.mark.parametrize(
@@ -136,5 +156,9 @@ def test_what_the_waypoint_answers_itself_is_a_grpc_status(
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await lab.call(method)
         assert info.value.code() is code
+        [flow] = _flows(lab)
+        assert _grpc_status(flow) == str(code.value[0])
+        assert flow.l7 is not None and flow.l7.http is not None
+        assert flow.l7.http.code == 200  # trailers-only: HTTP 200, the error in grpc-status
 
     run(body)
