@@ -14,7 +14,10 @@ GRPCRoutes and HTTPRoutes are never merged: a listener keeps one index of each
 (``tables.py``), and gRPC requests (content-type application/grpc) look here first.
 
 Rules compile as HTTPRoute's do (``rules.py``: filters, weighted backends, mirrors), with
-no timeouts or retry policy (GRPCRoute has neither).
+no timeouts (GRPCRoute has none) and, as GRPCRoute has no retry stanza, gRPC's transparent
+retries (gRFC A6): a try that never reached a backend (connection refused, HTTP/2
+REFUSED_STREAM) is tried again, up to ``TRANSPARENT_RETRIES`` times; a response or a reset
+after the request went out never is.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from gatewayapi.headers import Headers
 from gatewayapi.hostnames import HostKey, is_wildcard, wildcard_suffixes
 from gatewayapi.match import StringTest, _string_test
 from gatewayapi.precedence import RouteOrder
+from gatewayapi.retry import RetryPolicy
 from gatewayapi.rules import (
     NO_FAULTS,
     CompiledBackend,
@@ -43,6 +47,10 @@ from gatewayapi.rules import (
 from gatewayapi.types import NO_TIMEOUTS, RuleRef
 
 GRPC_CONTENT_TYPE = "application/grpc"
+TRANSPARENT_RETRIES = 2
+TRANSPARENT = RetryPolicy(attempts=TRANSPARENT_RETRIES, codes=frozenset())
+"""No status is retried; ``RetryPolicy`` always retries failures before the request was
+sent, and a backend timeout only where a rule sets one (GRPCRoute cannot)."""
 
 
 def is_grpc(headers: Headers) -> bool:
@@ -124,7 +132,7 @@ def compile_grpc_rule(
         backends=tuple(backends),
         choice=WeightedChoice([b.weight for b in backends]),
         timeouts=NO_TIMEOUTS,
-        retry=None,
+        retry=TRANSPARENT,
         prefix=None,
     )
     return report

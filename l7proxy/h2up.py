@@ -164,9 +164,28 @@ class H2Upstreams:
         return await self._respond(ex, sent, down), None
 
     async def _send(self, proxy: Proxy, ex: Exchange, fwd: Forward) -> _Sent:
-        """A stream opened, the request (and its body so far) sent, the head read."""
+        """A stream opened, the request (and its body so far) sent, the head read; the
+        balancer and outlier detection told how it went, as ``forward._send`` does."""
+        target = fwd.backend
+        address = ex.endpoint = proxy.pick(target, ex.client)
+        resilience = proxy.resilience
+        sent_at = resilience.clock()
+        resilience.started(target, address, sent_at)
+        try:
+            sent = await self._send_to(ex, fwd, address)
+        except (UpstreamFailure, TimeoutError):
+            done = resilience.clock()  # no answer: an error, the balancer's penalty
+            resilience.finished(target, address, 0, done - sent_at, done)
+            raise
+        except BaseException:
+            resilience.abandoned(target, address)
+            raise
+        done = resilience.clock()
+        resilience.finished(target, address, sent.status, done - sent_at, done)
+        return sent
+
+    async def _send_to(self, ex: Exchange, fwd: Forward, address: Address) -> _Sent:
         request = fwd.request
-        address = ex.endpoint = proxy.pick(fwd.backend, ex.client)
         via = self.connector.via(ex.client, address)
         known = self.clients.get((address, via))
         connecting = known is None or not known.usable

@@ -493,3 +493,17 @@ def test_no_route_for_grpc_is_a_no_route_selection() -> None:
     from tests.unit.gatewayapi.helpers import select
 
     assert isinstance(select(t, "/x.Y/Z", "POST", headers=GRPC), NoRoute)
+
+
+def test_grpc_rules_retry_only_tries_that_never_reached_a_backend() -> None:
+    from gatewayapi import UpstreamError
+
+    t = tables(grpc_route(rules=[_rule("r", _method("a.S"))]))
+    result = t.route(PARENT, request("/a.S/M", "POST", headers=GRPC), rng=draws(0.0))
+    assert isinstance(result, Forward) and result.retry is not None
+    policy = result.retry
+    assert policy.should_retry(1, UpstreamError.CONNECT_FAILED) is not None
+    assert policy.should_retry(2, UpstreamError.CONNECT_FAILED) is not None
+    assert policy.should_retry(3, UpstreamError.CONNECT_FAILED) is None  # two retries at most
+    assert policy.should_retry(1, UpstreamError.RESET_AFTER_SEND) is None
+    assert policy.should_retry(1, 503) is None  # a response is the backend's answer

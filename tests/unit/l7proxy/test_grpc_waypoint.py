@@ -35,6 +35,9 @@ spec:
   - name: rest
     matches: [{method: {service: helloworld.Greeter}}]
     backendRefs: [{name: v2, port: 8080}]
+  - name: flaky
+    matches: [{method: {service: helloworld.Greeter}, headers: [{name: x-flaky, value: "1"}]}]
+    backendRefs: [{name: flaky, port: 8080}]
   - name: broken
     matches: [{method: {service: broken.Service}}]
     backendRefs: [{name: missing, port: 8080}]
@@ -69,10 +72,12 @@ class Lab:
     channel: grpc.aio.Channel
     flows: list[Flow]
 
-    async def call(self, method: str, body: bytes = b"hi") -> tuple[bytes, dict[str, str]]:
+    async def call(
+        self, method: str, body: bytes = b"hi", metadata: tuple[tuple[str, str], ...] = ()
+    ) -> tuple[bytes, dict[str, str]]:
         call = self.channel.unary_unary(
             method, request_serializer=_identity, response_deserializer=_identity
-        )(body, timeout=10)
+        )(body, timeout=10, metadata=metadata)
         reply = await call
         metadata = {k: v for k, v in (await call.initial_metadata() or ())}
         return reply, metadata
@@ -84,13 +89,13 @@ async def lab() -> AsyncIterator[Lab]:
     ports = {name: s.add_insecure_port("127.0.0.1:0") for name, s in backends.items()}
     for s in backends.values():
         await s.start()
-    config = gateway_config(
-        ROUTES,
-        {f"default/{n}:8080": [("127.0.0.1", p)] for n, p in ports.items()},
-        services=("v1", "v2"),
-    )
+    endpoints = {f"default/{n}:8080": [("127.0.0.1", p)] for n, p in ports.items()}
+    # nothing listens on port 1: a try there is refused before the request goes out
+    endpoints["default/flaky:8080"] = [("127.0.0.1", 1), ("127.0.0.1", ports["v1"])]
+    config = gateway_config(ROUTES, endpoints, services=("v1", "v2", "flaky"))
     flows: list[Flow] = []
-    server = WaypointServer(config, flow_sink=flows.extend)
+    # draws of 0: P2C tries the first endpoint of two equals first (the refused one)
+    server = WaypointServer(config, flow_sink=flows.extend, rng=lambda: 0.0)
     [port] = await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
@@ -127,6 +132,22 @@ def test_methods_route_to_their_backends_over_h2c() -> None:
             assert flow.l7.http.url.endswith(f"/helloworld.Greeter/{method}")
             assert flow.l7.http.protocol == "HTTP/2"
             assert _grpc_status(flow) == "0"  # from the backend's trailers
+
+    run(body)
+
+
+def test_a_try_refused_before_the_request_went_out_is_retried() -> None:
+    """GRPCRoute has no retry stanza; gRPC's transparent retries (gRFC A6) still apply."""
+
+    async def body(lab: Lab) -> None:
+        for i in range(8):
+            # SayBye: the "flaky" rule's header match outranks "rest" (SayHello would go
+            # by "hello": method characters come before header matches)
+            reply, _ = await lab.call(
+                "/helloworld.Greeter/SayBye", b"%d" % i, metadata=(("x-flaky", "1"),)
+            )
+            assert reply == b"v1:%d" % i  # flaky's live endpoint is v1's server
+        assert {f.tulle.rule for f in _flows(lab) if f.tulle} == {"default/greeter#flaky"}
 
     run(body)
 
