@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from l7proxy.config import Limits
     from l7proxy.h2 import H2Frontend
+    from l7proxy.tlsstream import TlsStream
 
 DROP = frozenset(
     {
@@ -115,6 +116,12 @@ class H2Stream:
         self.exchange: Exchange | None = None
         self.body_at = 0.0
         """When request body bytes last arrived."""
+
+    @property
+    def tls(self) -> TlsStream | None:
+        """The connection's TLS (h2 by ALPN): the proxy answers 421 to a Host that is not
+        the SNI's listener, as over HTTP/1.1."""
+        return self.front.conn.tls
 
     @property
     def rtt(self) -> RttCache:

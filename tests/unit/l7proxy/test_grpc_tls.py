@@ -9,6 +9,7 @@ import ssl
 
 import grpc
 import grpc.aio
+import pytest
 
 from agent.flows.flow import Flow
 from l7proxy.config import load_config_text, waypoint_config
@@ -79,10 +80,33 @@ async def _scenario() -> None:
         )
         assert await call(b"tls", timeout=10) == b"v1:tls"
         server.flows.flush()
-        [flow] = flows
+        [flow] = flows[:1]
         assert flow.l7 is not None and flow.l7.http is not None
         assert flow.l7.http.protocol == "HTTP/2"
         assert flow.l7.http.url == "https://grpc.example/helloworld.Greeter/SayHello"
+
+        # A Host (:authority) that is not the SNI's listener is misdirected over h2 too
+        other = grpc.aio.secure_channel(
+            f"127.0.0.1:{port}",
+            credentials,
+            options=(
+                ("grpc.ssl_target_name_override", "grpc.example"),
+                ("grpc.default_authority", "other.example"),
+            ),
+        )
+        try:
+            misdirected = other.unary_unary(
+                "/helloworld.Greeter/SayHello",
+                request_serializer=_identity,
+                response_deserializer=_identity,
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await misdirected(b"x", timeout=10)
+            assert info.value.code() is not grpc.StatusCode.OK
+        finally:
+            await other.close()
+        server.flows.flush()
+        assert flows[-1].drop_reason_desc == "MISDIRECTED_REQUEST"
 
         # A client offering only http/1.1 still gets HTTP/1.1 (routed by HTTPRoutes: none
         # here, so 404).
