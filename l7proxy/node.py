@@ -222,7 +222,8 @@ class ClusterFeed:
             tables = self.compiler.compile(
                 RoutingInputs.of(
                     typed["HTTPRoute"] + default_routes(
-                        typed["AuthorizationPolicy"], typed["Service"], typed["HTTPRoute"]),
+                        typed["AuthorizationPolicy"], typed["Service"],
+                        typed["HTTPRoute"] + typed["GRPCRoute"]),
                     typed["Gateway"],
                     typed["GatewayClass"],
                     typed["Service"],
