@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from agent.model.core import Namespace, Secret, Service
 from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
+from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from gatewayapi.attach import (
     CertificateCheck,
@@ -21,6 +22,8 @@ from gatewayapi.attach import (
     is_service_ref,
 )
 from gatewayapi.backends import Grants, RefProblem
+from gatewayapi.conflicts import resolve_kind_conflicts
+from gatewayapi.grpc import compile_grpc_route_rules
 from gatewayapi.rules import RuleReport, compile_route_rules
 from gatewayapi.types import CONTROLLER_NAME
 
@@ -39,6 +42,7 @@ class RoutingInputs:
     controller_name: str = CONTROLLER_NAME
     faults: tuple[HTTPFault, ...] = ()
     """What HTTPRoute ExtensionRef filters may name (``rules._extension``)."""
+    grpc_routes: tuple[GRPCRoute, ...] = ()
 
     @classmethod
     def of(
@@ -52,6 +56,7 @@ class RoutingInputs:
         secrets: Iterable[Secret] = (),
         controller_name: str = CONTROLLER_NAME,
         faults: Iterable[HTTPFault] = (),
+        grpc_routes: Iterable[GRPCRoute] = (),
     ) -> RoutingInputs:
         return cls(
             tuple(routes),
@@ -63,6 +68,7 @@ class RoutingInputs:
             tuple(secrets),
             controller_name,
             tuple(faults),
+            tuple(grpc_routes),
         )
 
     def fingerprint(self) -> tuple[object, ...]:
@@ -78,6 +84,9 @@ class RoutingInputs:
             _by_key((n.metadata.key, n.metadata.labels) for n in self.namespaces),
             _by_key((s.metadata.key, s.type, s.data) for s in self.secrets),
             _by_key((f.metadata.key, f.spec) for f in self.faults),
+            _by_key(
+                (r.metadata.key, r.metadata.creation_timestamp, r.spec) for r in self.grpc_routes
+            ),
         )
 
 
@@ -87,7 +96,7 @@ def _by_key(entries: Iterable[tuple[object, ...]]) -> tuple[tuple[object, ...], 
 
 @dataclass(slots=True)
 class RouteReport:
-    route: HTTPRoute
+    route: HTTPRoute | GRPCRoute
     rules: list[RuleReport]
     parents: list[ParentResult] = field(default_factory=list)
     """Results for the parentRefs that are Tulle's, in parentRefs order."""
@@ -133,8 +142,13 @@ def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Ana
         if g.spec.gateway_class_name in class_names
     }
     reports = []
-    for route in sorted(inputs.routes, key=lambda r: r.metadata.key):
-        report = RouteReport(route, compile_route_rules(route, services, grants, faults))
+    every: list[HTTPRoute | GRPCRoute] = [*inputs.routes, *inputs.grpc_routes]
+    for route in sorted(every, key=lambda r: (r.metadata.key, r.kind)):
+        if isinstance(route, GRPCRoute):
+            rules = compile_grpc_route_rules(route, services, grants, faults)
+        else:
+            rules = compile_route_rules(route, services, grants, faults)
+        report = RouteReport(route, rules)
         for ref in route.spec.parent_refs:
             if is_gateway_ref(ref):
                 state = gateways.get((ref.namespace or route.metadata.namespace, ref.name))
@@ -143,4 +157,5 @@ def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Ana
             elif is_service_ref(ref):
                 report.parents.append(attach_service(route, ref, services))
         reports.append(report)
+    resolve_kind_conflicts(reports)
     return Analysis(inputs, classes, gateways, reports)

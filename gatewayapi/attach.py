@@ -2,9 +2,9 @@
 parentRefs attach.
 
 Spec: a Gateway is Tulle's when its GatewayClass names Tulle's controllerName. A listener
-serves HTTPRoutes when its protocol is HTTP or HTTPS and its allowedRoutes.kinds (empty:
-the protocol's kinds) include HTTPRoute; listeners sharing a port with another protocol
-are Conflicted (ProtocolConflict) and not accepted; an HTTPS listener needs its
+serves HTTPRoutes and GRPCRoutes when its protocol is HTTP or HTTPS and its
+allowedRoutes.kinds (empty: both) include the route's kind; listeners sharing a port with
+another protocol are Conflicted (ProtocolConflict) and not accepted; an HTTPS listener needs its
 certificateRefs resolved (a cross-namespace Secret needs a ReferenceGrant).
 
 A parentRef to a Gateway attaches to every listener that its sectionName and port select
@@ -33,11 +33,17 @@ from agent.model.gateway import (
     ParentReference,
     RouteGroupKind,
 )
+from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from gatewayapi.backends import Grants
 from gatewayapi.hostnames import HostKey, effective_hostnames
 
 HTTPROUTE_KIND = RouteGroupKind(kind="HTTPRoute", group=GATEWAY_GROUP)
+GRPCROUTE_KIND = RouteGroupKind(kind="GRPCRoute", group=GATEWAY_GROUP)
+ROUTE_KINDS = (HTTPROUTE_KIND, GRPCROUTE_KIND)
+"""What HTTP and HTTPS listeners serve: GRPCRoute needs HTTP/2 with prior knowledge (h2c)
+on HTTP and ALPN h2 on HTTPS, which the waypoint offers."""
+Route = HTTPRoute | GRPCRoute
 HTTP_PROTOCOLS = (ListenerProtocol.HTTP, ListenerProtocol.HTTPS)
 NAME_LABEL = "kubernetes.io/metadata.name"
 TLS_SECRET = "kubernetes.io/tls"
@@ -55,9 +61,8 @@ class ListenerState:
     refs: list[tuple[str, str]] = field(default_factory=list)
     """ResolvedRefs problems (reason, message)."""
 
-    @property
-    def serves_httproutes(self) -> bool:
-        return HTTPROUTE_KIND in self.supported_kinds
+    def serves(self, kind: str) -> bool:
+        return RouteGroupKind(kind=kind, group=GATEWAY_GROUP) in self.supported_kinds
 
     @property
     def programmed(self) -> bool:
@@ -119,9 +124,7 @@ def _certificate_problems(
                     f"Secret {where} must be of type {TLS_SECRET} with tls.crt and tls.key",
                 )
             )
-        elif check is not None and (
-            why := check(secret.data["tls.crt"], secret.data["tls.key"])
-        ):
+        elif check is not None and (why := check(secret.data["tls.crt"], secret.data["tls.key"])):
             problems.append(("InvalidCertificateRef", f"Secret {where}: {why}"))
     return problems
 
@@ -146,9 +149,9 @@ def gateway_state(
             )
             kinds: tuple[RouteGroupKind, ...] = ()
         else:
-            asked = listener.allowed_routes.kinds or (HTTPROUTE_KIND,)
-            kinds = tuple(k for k in asked if k == HTTPROUTE_KIND)
-            invalid = [f"{k.group}/{k.kind}" for k in asked if k != HTTPROUTE_KIND]
+            asked = listener.allowed_routes.kinds or ROUTE_KINDS
+            kinds = tuple(k for k in asked if k in ROUTE_KINDS)
+            invalid = [f"{k.group}/{k.kind}" for k in asked if k not in ROUTE_KINDS]
             if invalid:
                 refs.append(("InvalidRouteKinds", f"unsupported route kinds: {', '.join(invalid)}"))
             refs.extend(_certificate_problems(gateway, listener, secrets, grants, check))
@@ -203,10 +206,8 @@ def namespace_labels(namespace: str, labels: Mapping[str, Mapping[str, str]]) ->
     return {**labels.get(namespace, {}), NAME_LABEL: namespace}
 
 
-def _admits(
-    state: ListenerState, route: HTTPRoute, labels: Mapping[str, Mapping[str, str]]
-) -> bool:
-    if not state.serves_httproutes:
+def _admits(state: ListenerState, route: Route, labels: Mapping[str, Mapping[str, str]]) -> bool:
+    if not state.serves(route.kind):
         return False
     namespaces = state.listener.allowed_routes.namespaces
     route_ns = route.metadata.namespace
@@ -222,7 +223,7 @@ def _admits(
 
 
 def attach_gateway(
-    route: HTTPRoute,
+    route: Route,
     ref: ParentReference,
     gateway: GatewayState,
     labels: Mapping[str, Mapping[str, str]],
@@ -253,7 +254,7 @@ def attach_gateway(
     if not admitted:
         result.reason = "NotAllowedByListeners"
         result.message = (
-            f"no listener of Gateway {gw} allows HTTPRoutes from namespace "
+            f"no listener of Gateway {gw} allows {route.kind}s from namespace "
             f"{route.metadata.namespace}"
         )
         return result
@@ -268,7 +269,7 @@ def attach_gateway(
 
 
 def attach_service(
-    route: HTTPRoute, ref: ParentReference, services: Mapping[tuple[str, str], Service]
+    route: Route, ref: ParentReference, services: Mapping[tuple[str, str], Service]
 ) -> ParentResult:
     result = ParentResult(ref)
     ns = ref.namespace or route.metadata.namespace

@@ -94,8 +94,10 @@ def resolve(
     route_namespace: str,
     services: ServiceIndex,
     grants: Grants,
+    route_kind: str = "HTTPRoute",
 ) -> Resolution:
-    """Resolve one backendRef (or mirror backendRef) of an HTTPRoute."""
+    """Resolve one backendRef (or mirror backendRef) of an HTTPRoute or a GRPCRoute
+    (``route_kind``: a ReferenceGrant names the kind it admits references from)."""
     target_ns = namespace or route_namespace
     where = f"{target_ns}/{name}"
     if (group, kind) != ("", "Service"):
@@ -104,13 +106,13 @@ def resolve(
             None, RefProblem.INVALID_KIND, f"backend {where}: kind {shown} is not supported"
         )
     if not grants.allows(
-        GATEWAY_GROUP, "HTTPRoute", route_namespace, "", "Service", target_ns, name
+        GATEWAY_GROUP, route_kind, route_namespace, "", "Service", target_ns, name
     ):
         return Resolution(
             None,
             RefProblem.REF_NOT_PERMITTED,
             f"backend Service {where} is in another namespace and no ReferenceGrant in "
-            f"{target_ns} allows HTTPRoutes from {route_namespace} to refer to it",
+            f"{target_ns} allows {route_kind}s from {route_namespace} to refer to it",
         )
     service = services.get((target_ns, name))
     if service is None:

@@ -13,8 +13,10 @@ from collections.abc import Iterable
 from agent.model.core import Namespace, Secret, Service
 from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
+from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from gatewayapi.analysis import Analysis, RoutingInputs, analyze
+from gatewayapi.grpc import GrpcIndexBuilder, rule_matches
 from gatewayapi.precedence import IndexBuilder, route_order
 from gatewayapi.tables import (
     GatewayPortTable,
@@ -37,6 +39,7 @@ def compile_routes(
     secrets: Iterable[Secret] = (),
     controller_name: str = CONTROLLER_NAME,
     faults: Iterable[HTTPFault] = (),
+    grpc_routes: Iterable[GRPCRoute] = (),
 ) -> RouteTables:
     """Compile routes for every parent Tulle serves."""
     inputs = RoutingInputs.of(
@@ -49,12 +52,14 @@ def compile_routes(
         secrets,
         controller_name,
         faults,
+        grpc_routes,
     )
     return compile_analysis(analyze(inputs))
 
 
 def compile_analysis(analysis: Analysis) -> RouteTables:
     listener_builders: dict[tuple[str, str, str], tuple[ListenerInfo, IndexBuilder]] = {}
+    grpc_listeners: dict[tuple[str, str, str], GrpcIndexBuilder] = {}
     for (ns, name), gateway in analysis.gateways.items():
         for state in gateway.listeners:
             if not state.programmed:
@@ -75,22 +80,34 @@ def compile_analysis(analysis: Analysis) -> RouteTables:
             listener_builders[(ns, name, listener.name)] = (info, IndexBuilder())
 
     service_builders: dict[ServiceParent, dict[str | None, IndexBuilder]] = {}
+    grpc_services: dict[ServiceParent, dict[str | None, GrpcIndexBuilder]] = {}
     cluster_ips: dict[ServiceParent, str | None] = {}
     for report in analysis.routes:
-        meta = report.route.metadata
+        route = report.route
+        meta = route.metadata
         order = route_order(meta.creation_timestamp, meta.namespace, meta.name)
         rules = [r.rule for r in report.served_rules if r.rule is not None]
+        if isinstance(route, GRPCRoute):
+            # (compiled rule, its GRPCRoute matches): a served rule keeps its index.
+            grpc_rules = [
+                (rule, rule_matches(route.spec.rules[rule.ref.rule_index])) for rule in rules
+            ]
         for parent in report.parents:
             if not report.accepted(parent):
                 continue
             for attachment in parent.listeners:
                 gw = attachment.state.gateway.metadata
-                slot = listener_builders.get(
-                    (gw.namespace, gw.name, attachment.state.listener.name)
-                )
+                slot_key = (gw.namespace, gw.name, attachment.state.listener.name)
+                slot = listener_builders.get(slot_key)
                 if slot is None:
                     continue
                 for pattern, host_key in attachment.hostnames:
+                    if isinstance(route, GRPCRoute):
+                        grpc = grpc_listeners.setdefault(slot_key, GrpcIndexBuilder())
+                        for rule, matches in grpc_rules:
+                            for i, gmatch in enumerate(matches):
+                                grpc.add(pattern, host_key, gmatch, rule, i, order)
+                        continue
                     for rule in rules:
                         for i, match in enumerate(rule.matches):
                             slot[1].add(pattern, host_key, match, rule, i, order)
@@ -98,26 +115,42 @@ def compile_analysis(analysis: Analysis) -> RouteTables:
                 svc = service.service.metadata
                 key = ServiceParent(svc.namespace, svc.name, service.port)
                 cluster_ips[key] = service.service.spec.cluster_ip
-                builder = service_builders.setdefault(key, {}).setdefault(
-                    service.consumer_namespace, IndexBuilder()
-                )
+                consumer = service.consumer_namespace
+                if isinstance(route, GRPCRoute):
+                    grpc = grpc_services.setdefault(key, {}).setdefault(
+                        consumer, GrpcIndexBuilder()
+                    )
+                    for rule, matches in grpc_rules:
+                        for i, gmatch in enumerate(matches):
+                            grpc.add(None, (0, 0), gmatch, rule, i, order)
+                    continue
+                builder = service_builders.setdefault(key, {}).setdefault(consumer, IndexBuilder())
                 for rule in rules:
                     for i, match in enumerate(rule.matches):
                         builder.add(None, (0, 0), match, rule, i, order)
 
     by_port: dict[GatewayParent, list[ListenerTable]] = {}
-    for (ns, name, _), (info, builder) in sorted(listener_builders.items()):
-        table = ListenerTable(info, builder.build())
+    for slot_key, (info, builder) in sorted(listener_builders.items()):
+        ns, name, _ = slot_key
+        grpc_builder = grpc_listeners.get(slot_key)
+        grpc_index = grpc_builder.build() if grpc_builder is not None else None
+        table = ListenerTable(info, builder.build(), grpc_index)
         by_port.setdefault(GatewayParent(ns, name, info.port), []).append(table)
     gateways = {key: GatewayPortTable(tables) for key, tables in by_port.items()}
 
     services: dict[ServiceParent, ServicePortTable] = {}
     addresses: dict[tuple[str, int], ServiceParent] = {}
-    for key, builders in sorted(service_builders.items()):
+    for key in sorted({*service_builders, *grpc_services}):
+        builders = service_builders.get(key, {})
         producer = builders.get(None)
         consumers = {ns: b.build() for ns, b in builders.items() if ns is not None}
+        grpcs = grpc_services.get(key, {})
+        grpc_producer = grpcs.get(None)
         services[key] = ServicePortTable(
-            producer.build() if producer is not None else None, consumers
+            producer.build() if producer is not None else None,
+            consumers,
+            grpc_producer.build() if grpc_producer is not None else None,
+            {ns: b.build() for ns, b in grpcs.items() if ns is not None},
         )
         ip = cluster_ips.get(key)
         if ip:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from agent.model.fault import HTTPFault
+from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import (
     FilterType,
     HTTPRoute,
@@ -101,7 +102,7 @@ class RuleReport:
 
 @dataclass(slots=True)
 class _Context:
-    route: HTTPRoute
+    route: HTTPRoute | GRPCRoute
     services: ServiceIndex
     grants: Grants
     refs: list[tuple[RefProblem, str]]
@@ -119,6 +120,7 @@ class _Context:
             route_namespace=self.route.metadata.namespace,
             services=self.services,
             grants=self.grants,
+            route_kind=self.route.kind,
         )
         if resolution.problem is not None:
             self.refs.append((resolution.problem, resolution.message))

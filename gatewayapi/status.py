@@ -2,9 +2,10 @@
 
 Derived from the same analysis as the tables, so status says exactly what is served.
 
-- HTTPRoute ``status.parents[]``, one entry per parentRef Tulle owns (a Tulle Gateway, or
-  any Service), with Accepted (Accepted, NoMatchingParent, NotAllowedByListeners,
-  NoMatchingListenerHostname, IncompatibleFilters, UnsupportedValue), ResolvedRefs
+- HTTPRoute and GRPCRoute ``status.parents[]``, one entry per parentRef Tulle owns (a Tulle
+  Gateway, or any Service), with Accepted (Accepted, NoMatchingParent, NotAllowedByListeners,
+  NoMatchingListenerHostname, IncompatibleFilters, UnsupportedValue, and for a route that
+  loses a listener to an older route of the other kind RouteKindConflict), ResolvedRefs
   (ResolvedRefs, BackendNotFound, RefNotPermitted, InvalidKind) and, when some rules were
   dropped, PartiallyInvalid (its message starts "Dropped Rule", as the spec asks). Entries
   of other controllers are kept as they are.
@@ -21,7 +22,7 @@ unchanged inputs yields identical dicts and no write.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +41,8 @@ class StatusReport:
     routes: dict[str, StatusDict]
     gateways: dict[str, StatusDict]
     gateway_classes: dict[str, StatusDict]
+    grpc_routes: dict[str, StatusDict] = field(default_factory=dict)
+    """GRPCRoutes' status, in the same shape as HTTPRoutes'."""
 
 
 def _time(value: datetime) -> str:
@@ -229,7 +232,16 @@ def compute_status(
     now = now or datetime.now(UTC)
     analysis = analysis or analyze(inputs, certificate_check)
     controller = inputs.controller_name
-    routes = {r.route.metadata.key: _route_status(r, controller, now) for r in analysis.routes}
+    routes = {
+        r.route.metadata.key: _route_status(r, controller, now)
+        for r in analysis.routes
+        if r.route.kind == "HTTPRoute"
+    }
+    grpc_routes = {
+        r.route.metadata.key: _route_status(r, controller, now)
+        for r in analysis.routes
+        if r.route.kind == "GRPCRoute"
+    }
     attached: dict[tuple[str, str], dict[str, int]] = {}
     for report in analysis.routes:
         counted: set[tuple[str, str, str]] = set()
@@ -252,4 +264,4 @@ def compute_status(
         make = _Conditions(gateway_class.metadata, gateway_class.status.conditions, now)
         accepted = make.make("Accepted", True, "Accepted", f"Handled by {controller}")
         classes[gateway_class.metadata.key] = {"conditions": [accepted]}
-    return StatusReport(routes, gateways, classes)
+    return StatusReport(routes, gateways, classes, grpc_routes)

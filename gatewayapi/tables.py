@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from gatewayapi.actions import (
@@ -28,6 +28,8 @@ from gatewayapi.actions import (
     execute,
     not_found,
 )
+from gatewayapi.grpc import GrpcIndex, is_grpc
+from gatewayapi.grpcstatus import GrpcStatus, as_grpc
 from gatewayapi.headers import Headers
 from gatewayapi.hostnames import wildcard_suffixes
 from gatewayapi.match import lazy_query
@@ -68,11 +70,13 @@ class ListenerInfo:
 
 
 class ListenerTable:
-    __slots__ = ("info", "index")
+    __slots__ = ("info", "index", "grpc")
 
-    def __init__(self, info: ListenerInfo, index: HostIndex) -> None:
+    def __init__(self, info: ListenerInfo, index: HostIndex, grpc: GrpcIndex | None = None) -> None:
         self.info = info
         self.index = index
+        self.grpc = grpc
+        """The listener's GRPCRoutes (``grpc.py``); None when it has none."""
 
 
 class GatewayPortTable:
@@ -107,11 +111,19 @@ class GatewayPortTable:
 
 
 class ServicePortTable:
-    __slots__ = ("producer", "consumers")
+    __slots__ = ("producer", "consumers", "grpc_producer", "grpc_consumers")
 
-    def __init__(self, producer: HostIndex | None, consumers: dict[str, HostIndex]) -> None:
+    def __init__(
+        self,
+        producer: HostIndex | None,
+        consumers: dict[str, HostIndex],
+        grpc_producer: GrpcIndex | None = None,
+        grpc_consumers: dict[str, GrpcIndex] | None = None,
+    ) -> None:
         self.producer = producer
         self.consumers = consumers
+        self.grpc_producer = grpc_producer
+        self.grpc_consumers = grpc_consumers or {}
 
     def index_for(self, client_namespace: str | None) -> HostIndex | None:
         if client_namespace is not None and self.consumers:
@@ -119,6 +131,22 @@ class ServicePortTable:
             if consumer is not None:
                 return consumer
         return self.producer
+
+    def grpc_index_for(self, client_namespace: str | None) -> GrpcIndex | None:
+        """GEP-1426 per kind: a client namespace's consumer GRPCRoutes replace the
+        producer's GRPCRoutes."""
+        if client_namespace is not None and self.grpc_consumers:
+            consumer = self.grpc_consumers.get(client_namespace)
+            if consumer is not None:
+                return consumer
+        return self.grpc_producer
+
+    @property
+    def has_producer(self) -> bool:
+        return self.producer is not None or self.grpc_producer is not None
+
+    def consumer_namespaces(self) -> frozenset[str]:
+        return frozenset(self.consumers) | frozenset(self.grpc_consumers)
 
 
 class IngressSelector(Protocol):
@@ -176,9 +204,9 @@ class RouteTables:
         table = self.services.get(parent)
         if table is None:
             return frozenset()
-        if table.producer is not None:
+        if table.has_producer:
             return None
-        return frozenset(table.consumers)
+        return table.consumer_namespaces()
 
     def select(
         self,
@@ -212,13 +240,28 @@ class RouteTables:
                 return NoRoute(
                     NoRouteReason.NO_MATCHING_LISTENER, f"no listener hostname matches {hostname}"
                 )
+            if listener.grpc is not None and is_grpc(headers):
+                found = listener.grpc.find(hostname, path, headers)
+                if found is not None:
+                    return Selection(
+                        parent, listener.info.name, parent.port, found.rule, found.match_index
+                    )
             entry = listener.index.find(hostname, path, method, headers, lazy_query(query))
             if entry is None:
                 return NoRoute(NoRouteReason.NO_MATCHING_RULE)
             return Selection(parent, listener.info.name, parent.port, entry.rule, entry.match_index)
         service_table = self.services.get(parent)
-        index = service_table.index_for(client_namespace) if service_table is not None else None
+        if service_table is None:
+            return NoRoute(NoRouteReason.UNKNOWN_PARENT, f"no routes for Service {parent}")
+        grpc = service_table.grpc_index_for(client_namespace)
+        if grpc is not None and is_grpc(headers):
+            found = grpc.find(hostname, path, headers)
+            if found is not None:
+                return Selection(parent, None, parent.port, found.rule, found.match_index)
+        index = service_table.index_for(client_namespace)
         if index is None:
+            if grpc is not None:
+                return NoRoute(NoRouteReason.NO_MATCHING_RULE)
             return NoRoute(NoRouteReason.UNKNOWN_PARENT, f"no routes for Service {parent}")
         entry = index.find(hostname, path, method, headers, lazy_query(query))
         if entry is None:
@@ -262,5 +305,28 @@ class RouteTables:
             client_namespace=client_namespace,
         )
         if isinstance(selected, NoRoute):
-            return not_found(selected)
-        return execute(selected, request, rng)
+            answer = not_found(selected)
+        else:
+            outcome = execute(selected, request, rng)
+            if isinstance(outcome, Forward):
+                return outcome
+            answer = outcome
+        return grpc_answer(answer) if is_grpc(request.headers) else answer
+
+
+_GRPC_CODES = {
+    Answer.NO_ROUTE: GrpcStatus.UNIMPLEMENTED,
+    Answer.NO_BACKEND: GrpcStatus.UNAVAILABLE,
+    Answer.INVALID_BACKEND: GrpcStatus.UNAVAILABLE,
+}
+
+
+def grpc_answer(respond: Respond) -> Respond:
+    """What the proxy answers a gRPC request itself, as a gRPC error (``grpcstatus.py``):
+    no route UNIMPLEMENTED, no valid backend UNAVAILABLE, other errors by gRPC's HTTP
+    mapping."""
+    code = _GRPC_CODES.get(respond.answer)
+    response = respond.response
+    if code is None and response.status < 400:
+        return respond
+    return replace(respond, response=as_grpc(response, code))

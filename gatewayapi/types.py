@@ -112,6 +112,8 @@ class RuleRef(NamedTuple):
     route: str
     rule_index: int
     rule_name: str | None
+    kind: str = "HTTPRoute"
+    """The route's kind: HTTPRoute or GRPCRoute."""
 
     def __str__(self) -> str:
         rule = self.rule_name if self.rule_name is not None else str(self.rule_index)

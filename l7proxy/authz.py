@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from agent.model.authz import AuthorizationPolicy
 from agent.model.convert import from_dict
 from agent.model.core import Pod, Service
+from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from authz import (
     CompiledPolicies,
@@ -153,11 +154,12 @@ class AuthzGate:
 
 def default_routes(
     policies: Sequence[AuthorizationPolicy], services: Sequence[Service],
-    routes: Sequence[HTTPRoute],
+    routes: Sequence[HTTPRoute | GRPCRoute],
 ) -> list[HTTPRoute]:
     """For each Service the datapath steers to the waypoint for AuthorizationPolicy
-    (``authz.steer``) and no HTTPRoute has as parent, one route per TCP port to the Service
-    itself: the waypoint forwards what it was sent, as Istio's waypoint does by default."""
+    (``authz.steer``) and no HTTPRoute or GRPCRoute has as parent, one route per TCP port to
+    the Service itself: the waypoint forwards what it was sent, as Istio's waypoint does by
+    default."""
     if not policies:
         return []
     routed = {

@@ -2,11 +2,11 @@
 plus a file loader (Gateway API YAML and an endpoints map) for tests and benchmarks.
 
 A config file is a multi-document YAML stream. Gateway API objects (GatewayClass,
-Gateway, HTTPRoute, ReferenceGrant), Services, Namespaces, Secrets and HTTPFaults go through
-the model's one converter and the route engine's compiler; BackendTrafficPolicy,
-AuthorizationPolicy and HTTPLocalRateLimitPolicy are enforced as the node waypoint
-(``l7proxy/node.py``) enforces them from the API, the caller's identity being the Pod (in
-the file) at its address. Any other kind is refused, naming the document: a policy the
+Gateway, HTTPRoute, GRPCRoute, ReferenceGrant), Services, Namespaces, Secrets, HTTPFaults
+and Ingresses go through the model's one converter and the route engine's compiler;
+BackendTrafficPolicy, AuthorizationPolicy and HTTPLocalRateLimitPolicy are enforced as the
+node waypoint (``l7proxy/node.py``) enforces them from the API, the caller's identity being
+the Pod (in the file) at its address. Any other kind is refused, naming the document: a policy the
 waypoint silently skipped would be a policy not enforced. One extra document tells the
 waypoint what the cluster would otherwise tell it:
 
@@ -36,6 +36,7 @@ from agent.model.core import TLS_SECRET_TYPE, Namespace, Pod, Secret, Service
 from agent.model.documents import load_documents
 from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
+from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from agent.model.ingress import Ingress, IngressClass
 from agent.model.ratelimit import HTTPLocalRateLimitPolicy
@@ -70,8 +71,8 @@ endpoint (ip, port)? Judged as the kernel judges a direct connection (l7proxy/no
 CONFIG_KIND = "WaypointConfig"
 DEFAULT_TRUST_DOMAIN = "cluster.local"
 FILE_KINDS = (
-    GatewayClass, Gateway, HTTPRoute, ReferenceGrant, Service, Namespace, Secret, HTTPFault,
-    BackendTrafficPolicy, AuthorizationPolicy, HTTPLocalRateLimitPolicy, Pod,
+    GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant, Service, Namespace, Secret,
+    HTTPFault, BackendTrafficPolicy, AuthorizationPolicy, HTTPLocalRateLimitPolicy, Pod,
     Ingress, IngressClass,
 )
 """What a config file may hold besides its WaypointConfig document."""
@@ -296,6 +297,7 @@ def load_config_text(text: str, source: str = "<config>") -> FileConfig:
         namespaces=[o for o in objects if isinstance(o, Namespace)],
         secrets=[o for o in objects if isinstance(o, Secret)],
         faults=[o for o in objects if isinstance(o, HTTPFault)],
+        grpc_routes=[o for o in objects if isinstance(o, GRPCRoute)],
     )
     tables = RouteCompiler().compile(inputs)
     ingresses = [o for o in objects if isinstance(o, Ingress)]

@@ -196,6 +196,7 @@ class Exchange:
         "plain",
         "endpoint",
         "via",
+        "grpc_status",
     )
 
     def __init__(
@@ -250,6 +251,8 @@ class Exchange:
         self.endpoint: tuple[str, int] | None = None
         self.via: Via | None = None
         """The upstream hop of the last try (``l7proxy.via``): a tunnel marks the flow."""
+        self.grpc_status: int | None = None
+        """The grpc-status sent to a gRPC client (``h2stream``), for its flow."""
         """The backend endpoint last picked for the request: whose policies its flow names."""
 
     def connected(self, ns: int) -> None:

@@ -145,8 +145,8 @@ class Http1Connection(Http1Responder, asyncio.Protocol):
         if (
             data[:24] == H2_PREFACE[: len(data)]
             and self.server.h2_factory is not None
-            and self.tls is None  # no h2 over TLS yet (ALPN offers http/1.1)
-        ):
+            and (self.tls is None or self.tls.sslobj.selected_alpn_protocol() == "h2")
+        ):  # over TLS only when ALPN chose h2; an http/1.1 connection's preface is a bad head
             if len(data) < len(H2_PREFACE):
                 self.upgrade_data = data
                 if not self.head_started:

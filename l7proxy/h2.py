@@ -390,7 +390,7 @@ class H2Frontend(asyncio.Protocol):
         if flows.enabled:
             flow = (now_ns(), 0, 0, "", "", "HTTP/2", "", "", "", drop)
             flows.record((*flow, self.conn.client, self.conn.local_addr, detail[:200], None,
-                          None, None))
+                          None, None, None))
 
     def check(self, now: float, idle_timeout: float) -> None:
         """From the server's sweeper: close when idle; reset streams stalled on the client

@@ -12,6 +12,7 @@ import h2.errors
 import h2.exceptions
 
 from l7proxy.exchange import Exchange, RawHeaders, RequestBody
+from l7proxy.grpcerr import grpc_local, grpc_status_of
 from l7proxy.http.parser import BodyKind
 from l7proxy.timing import RttCache
 from l7proxy.upstream import UpstreamFailure
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
     from l7proxy.config import Limits
     from l7proxy.h2 import H2Frontend
+    from l7proxy.tlsstream import TlsStream
 
 DROP = frozenset(
     {
@@ -116,6 +118,12 @@ class H2Stream:
         """When request body bytes last arrived."""
 
     @property
+    def tls(self) -> TlsStream | None:
+        """The connection's TLS (h2 by ALPN): the proxy answers 421 to a Host that is not
+        the SNI's listener, as over HTTP/1.1."""
+        return self.front.conn.tls
+
+    @property
     def rtt(self) -> RttCache:
         """The kernel's RTT of the client connection (timing)."""
         return self.front.conn.rtt
@@ -178,6 +186,18 @@ class H2Stream:
     # --- Downstream ---------------------------------------------------------------------
 
     def local(self, status: int, headers: RawHeaders, body: bytes, *, close: bool = False) -> None:
+        ex = self.exchange
+        if ex is not None and ex.grpc:
+            status, headers, body = grpc_local(status, headers, body)
+            ex.grpc_status = grpc_status_of(headers)
+        if not body:  # one HEADERS frame that ends the stream: gRPC's trailers-only errors
+            out = [(b":status", b"%d" % status)]
+            out += [(n.lower(), v) for n, v in headers if n.lower() not in DROP]
+            self.started = True
+            self.sender.closed = True
+            if not self.front.send_headers(self.stream_id, out, end_stream=True):
+                self.abort()
+            return
         self.head(status, b"", list(headers), BodyKind.LENGTH, len(body))
         self.data(body)
         self.end()
@@ -192,6 +212,9 @@ class H2Stream:
     ) -> None:
         out = [(b":status", b"%d" % status)]
         out += [(n.lower(), v) for n, v in headers if n.lower() not in DROP]
+        ex = self.exchange
+        if ex is not None and ex.grpc:  # a trailers-only answer carries it in its head
+            ex.grpc_status = grpc_status_of(out)
         if length is not None and body is not None:
             out.append((b"content-length", b"%d" % length))
         self.started = True
@@ -214,6 +237,9 @@ class H2Stream:
         self.sender.ending = True
         if trailers:
             self.sender.trailers = [(n.lower(), v) for n, v in trailers]
+            ex = self.exchange
+            if ex is not None and ex.grpc:
+                ex.grpc_status = grpc_status_of(self.sender.trailers)
         if self.front.writable:
             self.front.move(self)
         self.front.flush()

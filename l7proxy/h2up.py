@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from gatewayapi import Forward, UpstreamError
+from gatewayapi import Forward, Headers, Response, UpstreamError
 from l7proxy.exchange import Downstream, Exchange, RawHeaders
 from l7proxy.h2client import H2Client, UpStream, stream_hold
 from l7proxy.h2limits import H2Stats
@@ -158,12 +158,34 @@ class H2Upstreams:
             sent.client.cancel(sent.sid)
             sent.settle()
             return sent.status, wait
+        if fwd.response_steps:  # ResponseHeaderModifier and CORS, as over HTTP/1.1
+            finished = fwd.finish(Response(sent.status, Headers.from_raw(sent.headers)))
+            sent.status, sent.headers = finished.status, finished.headers.raw()
         return await self._respond(ex, sent, down), None
 
     async def _send(self, proxy: Proxy, ex: Exchange, fwd: Forward) -> _Sent:
-        """A stream opened, the request (and its body so far) sent, the head read."""
+        """A stream opened, the request (and its body so far) sent, the head read; the
+        balancer and outlier detection told how it went, as ``forward._send`` does."""
+        target = fwd.backend
+        address = ex.endpoint = proxy.pick(target, ex.client)
+        resilience = proxy.resilience
+        sent_at = resilience.clock()
+        resilience.started(target, address, sent_at)
+        try:
+            sent = await self._send_to(ex, fwd, address)
+        except (UpstreamFailure, TimeoutError):
+            done = resilience.clock()  # no answer: an error, the balancer's penalty
+            resilience.finished(target, address, 0, done - sent_at, done)
+            raise
+        except BaseException:
+            resilience.abandoned(target, address)
+            raise
+        done = resilience.clock()
+        resilience.finished(target, address, sent.status, done - sent_at, done)
+        return sent
+
+    async def _send_to(self, ex: Exchange, fwd: Forward, address: Address) -> _Sent:
         request = fwd.request
-        address = ex.endpoint = proxy.pick(fwd.backend, ex.client)
         via = self.connector.via(ex.client, address)
         known = self.clients.get((address, via))
         connecting = known is None or not known.usable

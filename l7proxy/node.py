@@ -60,6 +60,7 @@ KINDS = (
     "Pod",
     "NetworkPolicy",
     "HTTPRoute",
+    "GRPCRoute",
     "Gateway",
     "GatewayClass",
     "ReferenceGrant",
@@ -135,7 +136,8 @@ class WaypointConnector(Connector):
 
 
 ROUTING_KINDS = frozenset(
-    {"HTTPRoute", "Gateway", "GatewayClass", "Service", "ReferenceGrant", "Namespace", "Secret",
+    {"HTTPRoute", "GRPCRoute", "Gateway", "GatewayClass", "Service", "ReferenceGrant",
+     "Namespace", "Secret",
      "AuthorizationPolicy",  # default routes for the Services it steers here
      "HTTPFault",  # what ExtensionRef filters name
      "Ingress", "IngressClass"}
@@ -206,7 +208,8 @@ class ClusterFeed:
             tables = self.compiler.compile(
                 RoutingInputs.of(
                     typed["HTTPRoute"] + default_routes(
-                        typed["AuthorizationPolicy"], typed["Service"], typed["HTTPRoute"]),
+                        typed["AuthorizationPolicy"], typed["Service"],
+                        typed["HTTPRoute"] + typed["GRPCRoute"]),
                     typed["Gateway"],
                     typed["GatewayClass"],
                     typed["Service"],
@@ -214,6 +217,7 @@ class ClusterFeed:
                     typed["Namespace"],
                     typed["Secret"],
                     faults=typed["HTTPFault"],
+                    grpc_routes=typed["GRPCRoute"],
                 )
             )
             ingresses = ingress_tables(typed["Ingress"], typed["IngressClass"],

@@ -274,6 +274,7 @@ class Proxy:
                         ((), denied_by) if denied_by
                         else self._policy_names(ex) if self.policy_names is not None else None,
                         _tunnel_ids(ex.via),
+                        ex.grpc_status,
                     ),
                     marks,
                 )
@@ -302,7 +303,7 @@ class Proxy:
         if self.flows.enabled:
             self.flows.record(
                 (now_ns(), 0, 0, "", "", "", "", "", "", drop, client, local, "", None, None,
-                 None)
+                 None, None)
             )
 
     def _misdirected(self, ex: Exchange, sni_listener: str | None) -> bool:

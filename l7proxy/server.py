@@ -232,6 +232,7 @@ class WaypointServer:
                     None,
                     None,
                     None,
+                    None,
                 )
             )
 

@@ -168,7 +168,8 @@ class TlsTerminator:
             return
         url = f"https://{stream.server_name or stream.local[0]}:{stream.port.parent[-1]}"
         flows.send([(now_ns(), 0, 0, "", url, "TLS", "", "", "", reason, stream.client,
-                     stream.local, f"TLS handshake refused: {summary}", None, None, None)])
+                     stream.local, f"TLS handshake refused: {summary}", None, None, None,
+                     None)])
 
 
 def _entries(port: TlsPort) -> list[ListenerCertificate]:

@@ -20,7 +20,10 @@ SecretKey = tuple[str, str]
 CertificatePair = tuple[bytes, bytes]
 """The Secret's ``tls.crt`` and ``tls.key`` (PEM)."""
 
-ALPN = ["http/1.1"]
+ALPN = ["h2", "http/1.1"]
+"""HTTP/2 first: GRPCRoute on an HTTPS listener needs HTTP/2 by ALPN (GRPCRoute, "MUST
+accept HTTP/2 connections without an initial upgrade from HTTP/1.1, i.e. via ALPN");
+clients that offer only http/1.1 keep it."""
 
 
 class CertificateError(ValueError):

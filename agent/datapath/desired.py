@@ -38,6 +38,7 @@ from agent.datapath.services import ServiceKey, ServicePlan, plan_services
 from agent.model.authz import AuthorizationPolicy
 from agent.model.core import EndpointSlice, Namespace, Pod, Secret, Service
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
+from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from agent.model.ingress import Ingress, IngressClass
 from agent.model.meta import Protocol
@@ -76,6 +77,7 @@ class ClusterView:
     slices: tuple[EndpointSlice, ...] = ()
     policies: tuple[NetworkPolicy, ...] = ()
     routes: tuple[HTTPRoute, ...] = ()
+    grpc_routes: tuple[GRPCRoute, ...] = ()
     gateways: tuple[Gateway, ...] = ()
     gateway_classes: tuple[GatewayClass, ...] = ()
     grants: tuple[ReferenceGrant, ...] = ()
@@ -140,8 +142,8 @@ class L7Needs:
 
 
 def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
-    """What must reach a waypoint: Service ports with HTTPRoutes (GAMMA; consumer routes
-    only for clients in their namespace), the TCP ports of Services under an
+    """What must reach a waypoint: Service ports with HTTPRoutes or GRPCRoutes (GAMMA;
+    consumer routes only for clients in their namespace), the TCP ports of Services under an
     AuthorizationPolicy (``authz.steer``: the waypoint enforces it), and every listener of
     Gateways with an address."""
     from gatewayapi import RoutingInputs
@@ -155,6 +157,7 @@ def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
             view.grants,
             view.namespaces,
             view.secrets,
+            grpc_routes=view.grpc_routes,
         )
     )
     by_name = {(s.metadata.namespace, s.metadata.name): s for s in view.services}
@@ -445,6 +448,7 @@ def view_of(resources: Iterable[Resource]) -> ClusterView:
         slices=tuple(buckets.get("EndpointSlice", ())),
         policies=tuple(buckets.get("NetworkPolicy", ())),
         routes=tuple(buckets.get("HTTPRoute", ())),
+        grpc_routes=tuple(buckets.get("GRPCRoute", ())),
         gateways=tuple(buckets.get("Gateway", ())),
         gateway_classes=tuple(buckets.get("GatewayClass", ())),
         grants=tuple(buckets.get("ReferenceGrant", ())),

@@ -9,6 +9,7 @@ WATCHED_KINDS = (
     "EndpointSlice",
     "NetworkPolicy",
     "HTTPRoute",
+    "GRPCRoute",
     "Gateway",
     "GatewayClass",
     "ReferenceGrant",

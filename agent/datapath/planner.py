@@ -58,6 +58,7 @@ VIEW_FIELDS = {  # kind -> ClusterView field
     "EndpointSlice": "slices",
     "NetworkPolicy": "policies",
     "HTTPRoute": "routes",
+    "GRPCRoute": "grpc_routes",
     "Gateway": "gateways",
     "GatewayClass": "gateway_classes",
     "ReferenceGrant": "grants",
@@ -71,6 +72,7 @@ ENDPOINT_KINDS = frozenset({"Node", "Pod", "Namespace", "NetworkPolicy", "Author
 L7_KINDS = frozenset(
     {
         "HTTPRoute",
+        "GRPCRoute",
         "Gateway",
         "GatewayClass",
         "ReferenceGrant",
@@ -223,7 +225,7 @@ class Planner:
         )
 
     def _l7(self) -> L7Needs:
-        if not (self.objects["HTTPRoute"] or self.objects["Gateway"]
+        if not (self.objects["HTTPRoute"] or self.objects["GRPCRoute"] or self.objects["Gateway"]
                 or self.objects["AuthorizationPolicy"] or self.objects["Ingress"]):
             return L7Needs()  # nothing can need a waypoint: skip the O(Services) compile
         return l7_keys(self.view(), self.routes)

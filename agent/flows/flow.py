@@ -334,7 +334,11 @@ def summarize(flow: Flow) -> str:
         http = l7.http
         request = f"{http.method} {http.url}"
         if l7.type == L7Type.RESPONSE:
-            return f"{http.protocol} {http.code} {l7.latency_ns // 1_000_000}ms ({request})"
+            # a gRPC call's status (``l7record``: the grpc-status header) after Hubble's text
+            grpc = "".join(f" grpc-status {h.value}"
+                           for h in http.headers if h.key == "grpc-status")
+            return (f"{http.protocol} {http.code} {l7.latency_ns // 1_000_000}ms ({request})"
+                    f"{grpc}")
         return f"{http.protocol} {request}"
     l4 = flow.l4
     if isinstance(l4, TCP):

@@ -35,6 +35,7 @@ from agent.flows.flow import (
     EventType,
     Flow,
     FlowType,
+    HTTPHeader,
     IPVersion,
     L7Type,
     Layer7,
@@ -67,17 +68,22 @@ from agent.flows.reqsplit import (
 #  the AuthorizationPolicies that denied it;
 #  tunnel or None: (client SPIFFE ID, backend SPIFFE ID) when the upstream hop rode an
 #  HBONE tunnel (``l7proxy.via``): the flow is encrypted and names both identities;
-#  records of older waypoints have 15 fields and no tunnel)
+#  grpc-status or None: what a gRPC client got (from the backend's trailers, or the
+#  waypoint's own gRPC error); the flow carries it as an HTTP header, ``grpc-status``
+#  (Hubble's HTTP has no gRPC field), beside the url's /<service>/<method> path;
+#  records of older waypoints have 15 fields and no tunnel, or 16 and no grpc-status)
 PolicyNames = tuple[tuple[str, ...], tuple[str, ...]]
 TunnelIds = tuple[str, str]
 L7Record = tuple[int, int, int, str, str, str, str, str, str, str, tuple[str, int],
                  tuple[str, int], str, tuple[int, ...] | bool | RequestSplit | None,
-                 PolicyNames | None, TunnelIds | None]
+                 PolicyNames | None, TunnelIds | None, int | None]
 Column = Sequence[int]  # a batch's timing marks, LEAN per timed record (RAW: older head)
 AUTHZ_DROPS = frozenset({"POLICY_DENY", "POLICY_DENIED"})
 """Hubble's drop reasons the waypoint gives an AuthorizationPolicy denial: a matching DENY
 policy (POLICY_DENY, Cilium's "denied by denylist"), no matching ALLOW (POLICY_DENIED)."""
 _INTS = (0, 1, 2)
+GRPC_STATUS = "grpc-status"
+"""The header a gRPC request's flow carries its status in (``L7Record`` field 16)."""
 _STRS = (3, 4, 5, 6, 7, 8, 9, 12)
 _L7_EVENT = EventType(EVENT_L7)
 
@@ -210,7 +216,7 @@ def read_batch(value: Any, data: bytes = b"") -> Iterator[L7Record | ValueError]
     at = 0
     for item in items:
         try:
-            if (column is not None and isinstance(item, list) and len(item) in (15, 16)
+            if (column is not None and isinstance(item, list) and len(item) in (15, 16, 17)
                     and (item[13] is True or width == LEAN and item[13] is not None)):
                 here, at = at, at + width  # its slot, even if its marks are bad
                 # integers from the column by construction: no check of them as JSON
@@ -254,16 +260,17 @@ def _policy_names(value: Any) -> PolicyNames | None:
 
 def record_from_json(value: Any) -> L7Record:
     """A record as `encode_batch` wrote it, checked field by field (ValueError says which).
-    Older waypoints wrote 13 fields (no timing marks), 14 (no policy names) or 15 (no
-    tunnel)."""
-    if not isinstance(value, list) or len(value) not in (13, 14, 15, 16):
-        raise ValueError("an L7 record is an array of 16 fields (13 to 15 from older "
-                         "waypoints: without timing marks, policy names, tunnel)")
+    Older waypoints wrote 13 fields (no timing marks), 14 (no policy names), 15 (no
+    tunnel) or 16 (no grpc-status)."""
+    if not isinstance(value, list) or len(value) not in (13, 14, 15, 16, 17):
+        raise ValueError("an L7 record is an array of 17 fields (13 to 16 from older "
+                         "waypoints: without timing marks, policy names, tunnel, "
+                         "grpc-status)")
     return _record(value, check_marks(value[13]) if len(value) >= 14 else None)
 
 
 def _record(value: list[Any], marks: tuple[int, ...] | RequestSplit | None) -> L7Record:
-    """`record_from_json` of a 13- to 16-field array whose marks are ``marks``, checked."""
+    """`record_from_json` of a 13- to 17-field array whose marks are ``marks``, checked."""
     for i in _INTS:
         if type(value[i]) is not int:
             raise ValueError(f"field {i} must be an integer, got {value[i]!r}")
@@ -272,9 +279,12 @@ def _record(value: list[Any], marks: tuple[int, ...] | RequestSplit | None) -> L
             raise ValueError(f"field {i} must be a string, got {value[i]!r}")
     client, local = _address(value[10], "client"), _address(value[11], "local")
     names = _policy_names(value[14]) if len(value) >= 15 else None
-    tunnel = _tunnel(value[15]) if len(value) == 16 else None
+    tunnel = _tunnel(value[15]) if len(value) >= 16 else None
+    grpc = value[16] if len(value) == 17 else None
+    if grpc is not None and (type(grpc) is not int or not 0 <= grpc <= 0xFFFF):
+        raise ValueError(f"field 16 (grpc-status) must be a small integer or null, got {grpc!r}")
     return (value[0], value[1], value[2], value[3], value[4], value[5], value[6], value[7],
-            value[8], value[9], client, local, value[12], marks, names, tunnel)
+            value[8], value[9], client, local, value[12], marks, names, tunnel, grpc)
 
 
 def _tunnel(value: Any) -> TunnelIds | None:
@@ -318,6 +328,7 @@ class L7FlowBuilder:
         when, latency, code, method, url, protocol, route, rule, backend, drop, client, local, \
             summary, marks, names = r[:15]
         tunnel = r[15] if len(r) > 15 else None  # type: ignore[misc]
+        grpc = r[16] if len(r) > 16 else None  # type: ignore[misc]
         key = (client[0], local[0], tunnel is not None)
         ip = self._ips.get(key)
         if ip is None:
@@ -337,7 +348,9 @@ class L7FlowBuilder:
             l4=TCP(client[1], local[1]),
             type=FlowType.L7,
             node_name=self.node_name,
-            l7=Layer7(L7Type.RESPONSE, latency, HTTP(code, method, url, protocol)),
+            l7=Layer7(L7Type.RESPONSE, latency, HTTP(
+                code, method, url, protocol,
+                () if grpc is None else (HTTPHeader(GRPC_STATUS, str(grpc)),))),
             event_type=_L7_EVENT,
             # The record names the client as source: a response recorded client -> server,
             # so metrics and the service map read the workload pair the right way round.

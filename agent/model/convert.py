@@ -32,6 +32,7 @@ from agent.model.convert_core import (
 )
 from agent.model.convert_fault import read_http_fault
 from agent.model.convert_gateway import read_gateway, read_gateway_class, read_reference_grant
+from agent.model.convert_grpcroute import read_grpc_route
 from agent.model.convert_httproute import read_http_route
 from agent.model.convert_ingress import read_ingress, read_ingress_class
 from agent.model.convert_meta import read_object_meta
@@ -99,6 +100,7 @@ _READERS: dict[str, tuple[_Read, Check]] = {
     "GatewayClass": (read_gateway_class, dns1123_subdomain),
     "Gateway": (read_gateway, dns1123_subdomain),
     "HTTPRoute": (read_http_route, dns1123_subdomain),
+    "GRPCRoute": (read_grpc_route, dns1123_subdomain),
     "ReferenceGrant": (read_reference_grant, dns1123_subdomain),
     "PeerAuthentication": (read_peer_authentication, dns1123_subdomain),
     "BackendTrafficPolicy": (read_backend_traffic_policy, dns1123_subdomain),

@@ -16,7 +16,7 @@ from agent.model.convert_gateway import (
     read_route_status,
     require_service_port,
 )
-from agent.model.gateway import RouteStatus
+from agent.model.gateway import ParentReference, RouteStatus
 from agent.model.httproute import (
     CORS,
     DEFAULT_MATCHES,
@@ -79,21 +79,21 @@ def _read_spec(r: Reader) -> HTTPRouteSpec:
         if r.has("rules")
         else DEFAULT_RULES,
     )
-    _check_parent_refs(r, spec)
+    check_parent_refs(r, spec.parent_refs)
     r.check_unique("rules", [rule.name for rule in spec.rules], "name")
     if sum(len(rule.matches) for rule in spec.rules) > 128:
         r.fail("rules", "the total number of matches across all rules must be at most 128")
     return spec
 
 
-def _check_parent_refs(r: Reader, spec: HTTPRouteSpec) -> None:
+def check_parent_refs(r: Reader, parent_refs: tuple[ParentReference, ...]) -> None:
     """References to one parent must all set sectionName/port alike, and differ in them."""
     first: dict[tuple[str, str, str, str], int] = {}
-    for i, ref in enumerate(spec.parent_refs):
+    for i, ref in enumerate(parent_refs):
         j = first.setdefault((ref.group, ref.kind, ref.namespace or "", ref.name), i)
         if j == i:
             continue
-        other = spec.parent_refs[j]
+        other = parent_refs[j]
         if (ref.section_name is None) != (other.section_name is None) or (ref.port is None) != (
             other.port is None
         ):
@@ -241,7 +241,7 @@ def _read_query_param_match(r: Reader) -> QueryParamMatch:
 
 
 def _read_filters(r: Reader, key: str) -> tuple[HTTPRouteFilter, ...]:
-    filters = r.objects(key, _read_filter, max_items=16)
+    filters = r.objects(key, read_filter, max_items=16)
     counts: Counter[FilterType] = Counter()
     for i, f in enumerate(filters):
         counts[f.type] += 1
@@ -255,7 +255,7 @@ def _read_filters(r: Reader, key: str) -> tuple[HTTPRouteFilter, ...]:
 _REPEATABLE = (FilterType.REQUEST_MIRROR, FilterType.EXTENSION_REF)
 
 
-def _read_filter(r: Reader) -> HTTPRouteFilter:
+def read_filter(r: Reader) -> HTTPRouteFilter:
     filter_type = r.enum("type", FilterType, REQUIRED)
     for other, (key, _, _) in _FILTER_FIELDS.items():
         if other is not filter_type and r.has(key):

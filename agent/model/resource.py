@@ -10,6 +10,7 @@ from agent.model.backendpolicy import BackendTrafficPolicy
 from agent.model.core import EndpointSlice, Namespace, Pod, Secret, Service
 from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
+from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from agent.model.ingress import Ingress, IngressClass
 from agent.model.networking import NetworkPolicy
@@ -31,6 +32,7 @@ Resource: TypeAlias = (
     | GatewayClass
     | Gateway
     | HTTPRoute
+    | GRPCRoute
     | ReferenceGrant
     | PeerAuthentication
     | BackendTrafficPolicy
@@ -53,6 +55,7 @@ RESOURCE_CLASSES: tuple[type[Resource], ...] = (
     GatewayClass,
     Gateway,
     HTTPRoute,
+    GRPCRoute,
     ReferenceGrant,
     PeerAuthentication,
     BackendTrafficPolicy,

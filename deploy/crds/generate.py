@@ -4,6 +4,7 @@ AuthorizationPolicy, HTTPLocalRateLimitPolicy) into ``deploy/crds/tulle/``:
 ``python deploy/crds/generate.py``
 (``--check`` compares). The schemas live beside it: ``schema_parts.py`` (shared types),
 ``gateway_schemas.py`` (GatewayClass, Gateway, ReferenceGrant), ``httproute_schema.py``,
+``grpcroute_schema.py``,
 ``peerauth_schema.py``, ``backendpolicy_schema.py``, ``authz_schema.py``, ``fault_schema.py``,
 ``ratelimit_schema.py``.
 
@@ -30,6 +31,7 @@ from backendpolicy_schema import ACCEPTED_COLUMN, BACKEND_TRAFFIC_POLICY  # noqa
 from backendpolicy_schema import GROUP as POLICY_GROUP  # noqa: E402
 from fault_schema import HTTP_FAULT  # noqa: E402
 from gateway_schemas import GATEWAY, GATEWAY_CLASS, REFERENCE_GRANT  # noqa: E402
+from grpcroute_schema import GRPC_ROUTE  # noqa: E402
 from httproute_schema import HTTP_ROUTE  # noqa: E402
 from peerauth_schema import GROUP as SECURITY_GROUP  # noqa: E402
 from peerauth_schema import MODE_COLUMN, PEER_AUTHENTICATION  # noqa: E402
@@ -136,6 +138,13 @@ def crds() -> dict[str, dict[str, Any]]:
             "httproutes",
             HTTP_ROUTE,
             columns=({"jsonPath": ".spec.hostnames", "name": "Hostnames", "type": "string"},),
+        ),
+        "grpcroutes.yaml": crd(
+            "GRPCRoute",
+            "grpcroutes",
+            GRPC_ROUTE,
+            columns=({"jsonPath": ".spec.hostnames", "name": "Hostnames", "type": "string"},),
+            versions=("v1",),
         ),
         "referencegrants.yaml": crd(
             "ReferenceGrant",

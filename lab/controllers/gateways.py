@@ -1,6 +1,6 @@
 """The lab's Gateway API controller: addresses for Tulle's Gateways, and the status of
-every HTTPRoute, Gateway and GatewayClass, computed by the route engine (pure) and written
-through the status subresource only when it changed."""
+every HTTPRoute, GRPCRoute, Gateway and GatewayClass, computed by the route engine (pure)
+and written through the status subresource only when it changed."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from agent.model.cache import ModelCache
 from agent.model.core import Namespace, Secret, Service
 from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
+from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from agent.model.ratelimit import HTTPLocalRateLimitPolicy
 from authz.status import policy_status
@@ -29,6 +30,7 @@ from lab.kubeapi import NotFound, StatusWriter
 log = logging.getLogger("tulle.gateways")
 KINDS = (
     "HTTPRoute",
+    "GRPCRoute",
     "Gateway",
     "GatewayClass",
     "ReferenceGrant",
@@ -40,8 +42,8 @@ KINDS = (
     "HTTPLocalRateLimitPolicy",
 )
 _WITH_STATUS = (
-    "HTTPRoute", "Gateway", "GatewayClass", "BackendTrafficPolicy", "AuthorizationPolicy",
-    "HTTPLocalRateLimitPolicy",
+    "HTTPRoute", "GRPCRoute", "Gateway", "GatewayClass", "BackendTrafficPolicy",
+    "AuthorizationPolicy", "HTTPLocalRateLimitPolicy",
 )
 
 
@@ -107,6 +109,7 @@ class GatewayController:
         }
         typed = self.models.decode_all(objects, KINDS)
         routes = [o for o in typed if isinstance(o, HTTPRoute)]
+        grpc_routes = [o for o in typed if isinstance(o, GRPCRoute)]
         gateways = [o for o in typed if isinstance(o, Gateway)]
         classes = [o for o in typed if isinstance(o, GatewayClass)]
         taken = ingress_ips(objects)
@@ -120,7 +123,7 @@ class GatewayController:
             [o for o in typed if isinstance(o, HTTPLocalRateLimitPolicy)], services
         )
         self._authorization_policies(typed, services, gateways)
-        if not routes and not gateways and not classes:
+        if not routes and not grpc_routes and not gateways and not classes:
             return
         report = compute_status(
             RoutingInputs.of(
@@ -132,11 +135,13 @@ class GatewayController:
                 [o for o in typed if isinstance(o, Namespace)],
                 [o for o in typed if isinstance(o, Secret)],
                 faults=[o for o in typed if isinstance(o, HTTPFault)],
+                grpc_routes=grpc_routes,
             ),
             certificate_check=_certificate_problem,
         )
         for kind, statuses in (
             ("HTTPRoute", report.routes),
+            ("GRPCRoute", report.grpc_routes),
             ("Gateway", report.gateways),
             ("GatewayClass", report.gateway_classes),
         ):

@@ -12,6 +12,7 @@ from agent.datapath.services import ServiceKey
 from agent.model.convert import from_dict
 from agent.model.core import Service
 from agent.model.frozen import FrozenMap
+from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from authz import steered_services
 from gatewayapi import RouteCompiler
@@ -97,4 +98,10 @@ def test_the_waypoint_routes_a_steered_service_without_route_to_itself() -> None
                       "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "web"}]}})
     assert isinstance(user, HTTPRoute)
     assert [r.metadata.name for r in default_routes(policies, SERVICES, [user])] == ["tulle-authz-db-80"]
+    # So does one a GRPCRoute has as parent: its unmatched gRPC methods stay UNIMPLEMENTED.
+    grpc = from_dict({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+                      "metadata": {"name": "calls", "namespace": "shop"},
+                      "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "db"}]}})
+    assert isinstance(grpc, GRPCRoute)
+    assert default_routes(policies, SERVICES, [user, grpc]) == []
     assert default_routes([], SERVICES, []) == []

@@ -41,10 +41,10 @@ OK: L7Record = (1_700_000_000_000_000_000, 2_500_000, 200, "GET", "http://echo.s
                 "HTTP/1.1", "shop/orders", "0", "shop/echo:8080", "",
                 ("10.244.1.2", 40000), ("10.244.1.254", 15001), "",
                 (40, 300_000, 0, 0, 900_000, 950_000, 960_000, 60),
-                (("shop/client-out",), ("shop/allow-web", "shop/allow-all")), None)
+                (("shop/client-out",), ("shop/allow-web", "shop/allow-all")), None, None)
 DENIED: L7Record = (*OK[:2], 403, "POST", "http://echo.shop/admin", "HTTP/1.1", "", "", "",
                     "POLICY_DENIED", ("10.244.1.3", 40001), ("10.244.1.254", 15001),
-                    "TLS handshake refused: no certificate", None, None, None)  # type: ignore[assignment]
+                    "TLS handshake refused: no certificate", None, None, None, None)  # type: ignore[assignment]
 
 
 @pytest.fixture
@@ -82,9 +82,26 @@ def test_a_record_without_timing_marks_is_still_read() -> None:
 def test_a_record_without_policy_names_is_still_read() -> None:
     """A waypoint from before policy names sends 14 fields: read, naming no policy."""
     old = record_from_json(json.loads(encode_batch([OK]))[0][:14])
-    assert old == (*OK[:14], None, None)
+    assert old == (*OK[:14], None, None, None)
     flow = L7FlowBuilder("node1").flow(old)
     assert flow.egress_allowed_by == flow.ingress_allowed_by == ()
+
+
+def test_a_grpc_record_carries_its_status_as_a_header_and_older_records_none() -> None:
+    grpc = (*OK[:4], "http://greeter.shop/helloworld.Greeter/SayHello", "HTTP/2", *OK[6:16], 12)
+    [read] = [record_from_json(v) for v in json.loads(encode_batch([grpc]))]  # type: ignore[list-item]
+    assert read[16] == 12
+    flow = L7FlowBuilder("node1").flow(read)
+    assert flow.l7 is not None and flow.l7.http is not None
+    assert [(h.key, h.value) for h in flow.l7.http.headers] == [("grpc-status", "12")]
+    sixteen = record_from_json(json.loads(encode_batch([OK]))[0][:16])
+    assert sixteen[16] is None
+    plain = L7FlowBuilder("node1").flow(sixteen)
+    assert plain.l7 is not None and plain.l7.http is not None and plain.l7.http.headers == ()
+    bad = json.loads(encode_batch([grpc]))[0]  # type: ignore[list-item]
+    bad[16] = "12"
+    with pytest.raises(ValueError, match="grpc-status"):
+        record_from_json(bad)
 
 
 def test_an_allowed_flow_names_both_sides_and_a_denied_one_none(intake: L7Intake) -> None:
@@ -107,7 +124,7 @@ ECHO_ID = "spiffe://cluster.local/ns/shop/sa/echo"
 
 
 def test_a_tunnelled_hop_is_an_encrypted_flow_naming_both_identities(intake: L7Intake) -> None:
-    tunnelled: L7Record = (*OK[:15], (WEB_ID, ECHO_ID))  # type: ignore[assignment]
+    tunnelled: L7Record = (*OK[:15], (WEB_ID, ECHO_ID), None)  # type: ignore[assignment]
     line = encode_batch([tunnelled, OK])
     assert [record_from_json(v) for v in json.loads(line)] == [tunnelled, OK]
     intake.accept(line)
@@ -123,11 +140,11 @@ def test_a_tunnelled_hop_is_an_encrypted_flow_naming_both_identities(intake: L7I
 
 
 @pytest.mark.parametrize(("bad", "why"), [
-    ([1, 2], "array of 16 fields"),
+    ([1, 2], "array of 17 fields"),
     ([*list(OK)[:14], [["a/b"]]], "policy names must be"),
     ([*list(OK)[:14], [["a/b"], "c/d"]], "policy names must be arrays of strings"),
     ([*list(OK)[:14], [["a/b"], [7]]], "policy names must be arrays of strings"),
-    ([*list(OK), None], "array of 16 fields"),
+    ([*list(OK), None], "array of 17 fields"),
     ([*json.loads(encode_batch([OK]))[0][:15], ["spiffe://cluster.local/ns/a/sa/b"]], "a tunnel must be"),
     ([*json.loads(encode_batch([OK]))[0][:15], ["", "spiffe://cluster.local/ns/a/sa/b"]], "a tunnel must be"),
     ([*json.loads(encode_batch([OK]))[0][:15], "spiffe://cluster.local/ns/a/sa/b"], "a tunnel must be"),

@@ -10,6 +10,7 @@ from agent.model.convert import from_dict
 from agent.model.core import Namespace, Secret, Service
 from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
+from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from agent.model.resource import Resource
 from gatewayapi import (
@@ -138,6 +139,41 @@ def route(
     return obj
 
 
+def grpc_route(
+    name: str = "g",
+    namespace: str = "default",
+    rules: Sequence[dict[str, Any]] = ({"backendRefs": [{"name": "web", "port": 8080}]},),
+    parents: Sequence[dict[str, Any]] | None = None,
+    hostnames: Sequence[str] = (),
+    created: str = T0,
+) -> GRPCRoute:
+    spec: dict[str, Any] = {
+        "parentRefs": list(parents) if parents is not None else [gw_ref()],
+        "rules": list(rules),
+    }
+    if hostnames:
+        spec["hostnames"] = list(hostnames)
+    obj = from_dict(
+        {
+            "apiVersion": GW,
+            "kind": "GRPCRoute",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "creationTimestamp": created,
+                "generation": 1,
+            },
+            "spec": spec,
+        }
+    )
+    assert isinstance(obj, GRPCRoute)
+    return obj
+
+
+GRPC = (("content-type", "application/grpc"),)
+"""The header that makes a request gRPC."""
+
+
 def service(
     name: str = "web",
     namespace: str = "default",
@@ -250,6 +286,7 @@ def inputs(*objects: Resource, default_world: bool = True) -> RoutingInputs:
         of(Namespace),
         of(Secret),
         faults=of(HTTPFault),
+        grpc_routes=of(GRPCRoute),
     )
 
 
@@ -264,6 +301,7 @@ def tables(*objects: Resource, default_world: bool = True) -> RouteTables:
         i.namespaces,
         secrets=i.secrets,
         faults=i.faults,
+        grpc_routes=i.grpc_routes,
     )
 
 

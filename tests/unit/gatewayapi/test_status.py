@@ -385,9 +385,14 @@ def test_listener_conditions(
     assert _conditions(status["listeners"][0]) == expected
     supported = status["listeners"][0]["supportedKinds"]
     http = expected["Accepted"][0] == "True"
-    assert supported == (
-        [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}] if http else []
-    )
+    both = [
+        {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"},
+        {"group": "gateway.networking.k8s.io", "kind": "GRPCRoute"},
+    ]
+    if case == "route kinds":  # only what the listener asked for and Tulle serves
+        assert supported == both[:1]
+    else:
+        assert supported == (both if http else [])
 
 
 def test_protocol_conflict_on_one_port() -> None:

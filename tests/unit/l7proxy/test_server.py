@@ -518,7 +518,9 @@ def test_h2c_local_answers_and_unreachable_grpc_backend() -> None:
             ],
         )
         assert missing["headers"][b":status"] == b"404"
-        assert down["headers"][b":status"] == b"503"
+        # a gRPC client gets a gRPC error: trailers-only, UNAVAILABLE (gatewayapi/grpcstatus.py)
+        assert down["headers"][b":status"] == b"200"
+        assert down["headers"][b"grpc-status"] == b"14"
         assert redirected["headers"][b":status"] == b"301"
         assert redirected["headers"][b"location"] == b"https://example.com/old/h2"
 

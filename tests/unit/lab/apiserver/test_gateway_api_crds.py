@@ -275,3 +275,42 @@ def test_status_written_through_the_subresource_is_kept(api: Direct) -> None:
     current["spec"]["hostnames"] = ["b.example"]
     assert api("PUT", f"{ROUTES}/shop", current)[0] == 200
     assert api("GET", f"{ROUTES}/shop")[1]["status"] == status
+
+
+GRPC_ROUTES = f"{GW}/v1/namespaces/default/grpcroutes"
+
+
+def grpc_route(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "GRPCRoute",
+        "metadata": {"name": "greeter"},
+        "spec": spec,
+    }
+
+
+def test_grpcroutes_are_served_and_admitted_by_schema_then_model(api: Direct) -> None:
+    good = grpc_route(
+        parentRefs=[{"name": "gw"}],
+        rules=[
+            {
+                "matches": [{"method": {"service": "helloworld.Greeter", "method": "SayHello"}}],
+                "backendRefs": [{"name": "greeter", "port": 50051}],
+            }
+        ],
+    )
+    status, body = api("POST", GRPC_ROUTES, good)
+    assert status == 201, body
+    assert body["spec"]["rules"][0]["matches"][0]["method"]["type"] == "Exact"  # CRD default
+    status, body = api("POST", GRPC_ROUTES, grpc_route(rules=[{"matches": [{}] * 9}]))
+    assert status == 422 and "must have at most 8 items" in causes(body)["spec.rules[0].matches"]
+    url_rewrite = {"type": "URLRewrite", "urlRewrite": {}}
+    status, body = api("POST", GRPC_ROUTES, grpc_route(rules=[{"filters": [url_rewrite]}]))
+    assert status == 422 and "Unsupported value" in causes(body)["spec.rules[0].filters[0].type"]
+    slash = grpc_route(rules=[{"matches": [{"method": {"service": "a/b"}}]}])
+    status, body = api("POST", GRPC_ROUTES, slash)
+    assert status == 422
+    assert "must only contain valid characters" in (
+        causes(body)["spec.rules[0].matches[0].method.service"]
+    )
+    assert [i["metadata"]["name"] for i in api("GET", GRPC_ROUTES)[1]["items"]] == ["greeter"]

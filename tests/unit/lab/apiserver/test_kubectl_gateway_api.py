@@ -83,6 +83,7 @@ def test_kubectl_installs_the_crds_then_uses_their_kinds(
     assert sorted(names) == [
         "gatewayclasses.gateway.networking.k8s.io",
         "gateways.gateway.networking.k8s.io",
+        "grpcroutes.gateway.networking.k8s.io",
         "httproutes.gateway.networking.k8s.io",
         "referencegrants.gateway.networking.k8s.io",
     ]
