@@ -351,6 +351,7 @@ class FlowMetrics:
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
+            self._split.flush()  # its cells lack the splits still pending
             counters = [(fam, s, s.snapshot()) for fam, s in self._families() if s is not None]
             histograms = [(fam, s, bounds, s.snapshot())
                           for fam, s, bounds in self._histograms() if s is not None]
