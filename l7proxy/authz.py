@@ -143,12 +143,15 @@ class AuthzGate:
 
 def default_routes(
     policies: Sequence[AuthorizationPolicy], services: Sequence[Service],
-    routes: Sequence[HTTPRoute],
+    routes: Sequence[HTTPRoute], targeted: Iterable[tuple[str, str]] = (),
 ) -> list[HTTPRoute]:
     """For each Service the datapath steers to the waypoint for AuthorizationPolicy
-    (``authz.steer``) and no HTTPRoute has as parent, one route per TCP port to the Service
-    itself: the waypoint forwards what it was sent, as Istio's waypoint does by default."""
-    if not policies:
+    (``authz.steer``) or for a BackendTrafficPolicy or HTTPLocalRateLimitPolicy
+    (``targeted``: ``gatewayapi.backendpolicy.targeted_services``) and no HTTPRoute has as
+    parent, one route per TCP port to the Service itself: the waypoint forwards what it was
+    sent, as Istio's waypoint does by default."""
+    steered = set(targeted) | (steered_services(policies, services) if policies else set())
+    if not steered:
         return []
     routed = {
         (ref.namespace or r.metadata.namespace, ref.name)
@@ -156,8 +159,10 @@ def default_routes(
     }
     by_name = {(s.metadata.namespace, s.metadata.name): s for s in services}
     out = []
-    for key in sorted(steered_services(policies, services) - routed):
-        svc = by_name[key]
+    for key in sorted(steered - routed):
+        svc = by_name.get(key)
+        if svc is None:
+            continue
         for port in svc.spec.ports:
             if port.protocol != "TCP":
                 continue

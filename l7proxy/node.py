@@ -37,6 +37,7 @@ from agent.model.cache import ModelCache
 from agent.model.core import Service
 from agent.model.gateway import Gateway
 from gatewayapi import GatewayParent, RouteCompiler, RouteTables, RoutingInputs
+from gatewayapi.backendpolicy import targeted_services
 from identity.spiffe import DEFAULT_TRUST_DOMAIN
 from l7proxy.authz import AuthzGate, default_routes
 from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
@@ -151,6 +152,7 @@ class WaypointConnector(Connector):
 ROUTING_KINDS = frozenset(
     {"HTTPRoute", "Gateway", "GatewayClass", "Service", "ReferenceGrant", "Namespace", "Secret",
      "AuthorizationPolicy",  # default routes for the Services it steers here
+     "BackendTrafficPolicy", "HTTPLocalRateLimitPolicy",  # and for those they target
      "HTTPFault"}  # what ExtensionRef filters name
 )
 POLICY_KINDS = frozenset({"Pod", "Namespace", "NetworkPolicy"})
@@ -220,7 +222,10 @@ class ClusterFeed:
             tables = self.compiler.compile(
                 RoutingInputs.of(
                     typed["HTTPRoute"] + default_routes(
-                        typed["AuthorizationPolicy"], typed["Service"], typed["HTTPRoute"]),
+                        typed["AuthorizationPolicy"], typed["Service"], typed["HTTPRoute"],
+                        targeted_services(
+                            typed["BackendTrafficPolicy"] + typed["HTTPLocalRateLimitPolicy"],
+                            typed["Service"])),
                     typed["Gateway"],
                     typed["GatewayClass"],
                     typed["Service"],

@@ -36,6 +36,7 @@ from agent.datapath.policy_plan import (
 )
 from agent.datapath.services import ServiceKey, ServicePlan, plan_services
 from agent.model.authz import AuthorizationPolicy
+from agent.model.backendpolicy import BackendTrafficPolicy
 from agent.model.core import EndpointSlice, Namespace, Pod, Secret, Service
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
@@ -43,6 +44,7 @@ from agent.model.meta import Protocol
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
 from agent.model.peerauth import PeerAuthentication
+from agent.model.ratelimit import HTTPLocalRateLimitPolicy
 from agent.model.resource import Resource
 from authz.applies import selects_pod
 from authz.steer import steered_services
@@ -81,6 +83,8 @@ class ClusterView:
     secrets: tuple[Secret, ...] = ()
     peer_authentications: tuple[PeerAuthentication, ...] = ()
     authorization_policies: tuple[AuthorizationPolicy, ...] = ()
+    backend_traffic_policies: tuple[BackendTrafficPolicy, ...] = ()  # steer what they target
+    rate_limit_policies: tuple[HTTPLocalRateLimitPolicy, ...] = ()  # (enforced in the waypoint)
 
 
 @dataclass(frozen=True)
@@ -139,9 +143,11 @@ class L7Needs:
 def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
     """What must reach a waypoint: Service ports with HTTPRoutes (GAMMA; consumer routes
     only for clients in their namespace), the TCP ports of Services under an
-    AuthorizationPolicy (``authz.steer``: the waypoint enforces it), and every listener of
-    Gateways with an address."""
+    AuthorizationPolicy (``authz.steer``), a BackendTrafficPolicy or an
+    HTTPLocalRateLimitPolicy (``targeted_services``; the waypoint enforces them all), and
+    every listener of Gateways with an address."""
     from gatewayapi import RoutingInputs
+    from gatewayapi.backendpolicy import targeted_services
 
     tables = compiler.compile(
         RoutingInputs.of(
@@ -167,7 +173,10 @@ def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
                 keys.add(key)
             elif namespaces:
                 consumers[key] = namespaces
-    for namespace, name in steered_services(view.authorization_policies, view.services):
+    steered = steered_services(view.authorization_policies, view.services) | targeted_services(
+        (*view.backend_traffic_policies, *view.rate_limit_policies), view.services
+    )
+    for namespace, name in sorted(steered):
         svc = by_name[(namespace, name)]
         vip = _ipv4_or_none(svc.spec.cluster_ip)
         if vip is not None:
@@ -423,4 +432,6 @@ def view_of(resources: Iterable[Resource]) -> ClusterView:
         secrets=tuple(buckets.get("Secret", ())),
         peer_authentications=tuple(buckets.get("PeerAuthentication", ())),
         authorization_policies=tuple(buckets.get("AuthorizationPolicy", ())),
+        backend_traffic_policies=tuple(buckets.get("BackendTrafficPolicy", ())),
+        rate_limit_policies=tuple(buckets.get("HTTPLocalRateLimitPolicy", ())),
     )

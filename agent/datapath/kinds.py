@@ -15,4 +15,6 @@ WATCHED_KINDS = (
     "Secret",
     "PeerAuthentication",
     "AuthorizationPolicy",
+    "BackendTrafficPolicy",  # their Services go to the waypoint (l7_keys)
+    "HTTPLocalRateLimitPolicy",
 )

@@ -7,8 +7,8 @@ plan into parts by what they read and replans only the parts a change reaches:
 - endpoints, ipcache, policy (``plan_endpoints``): Node, Pod, Namespace, NetworkPolicy,
   AuthorizationPolicy (the pods it guards take ingress only from waypoints); replanned whole;
 - L7 needs (``l7_keys``): HTTPRoute and the Gateway API kinds, Service, Namespace, Secret,
-  AuthorizationPolicy; replanned whole, and skipped while there is none of HTTPRoute,
-  Gateway and AuthorizationPolicy;
+  AuthorizationPolicy, BackendTrafficPolicy, HTTPLocalRateLimitPolicy; replanned whole, and
+  skipped while there is none of ``STEERING_KINDS``;
 - mTLS enrolment (``mtls_part``): the endpoints part's pods, Namespace, PeerAuthentication;
   replanned whole when one of them changes.
 
@@ -64,6 +64,8 @@ VIEW_FIELDS = {  # kind -> ClusterView field
     "Secret": "secrets",
     "PeerAuthentication": "peer_authentications",
     "AuthorizationPolicy": "authorization_policies",
+    "BackendTrafficPolicy": "backend_traffic_policies",
+    "HTTPLocalRateLimitPolicy": "rate_limit_policies",
 }
 ENDPOINT_KINDS = frozenset({"Node", "Pod", "Namespace", "NetworkPolicy", "AuthorizationPolicy"})
 L7_KINDS = frozenset(
@@ -76,8 +78,13 @@ L7_KINDS = frozenset(
         "Namespace",
         "Service",
         "AuthorizationPolicy",
+        "BackendTrafficPolicy",  # the Services they target go to the waypoint
+        "HTTPLocalRateLimitPolicy",
     }
 )
+# Without one of these nothing needs a waypoint (``l7_keys`` would find no key).
+STEERING_KINDS = ("HTTPRoute", "Gateway", "AuthorizationPolicy", "BackendTrafficPolicy",
+                  "HTTPLocalRateLimitPolicy")
 INDEX_KINDS = frozenset({"Node", "Pod", "Service"})  # what the flow enricher's index reads
 
 
@@ -219,7 +226,6 @@ class Planner:
         )
 
     def _l7(self) -> L7Needs:
-        if not (self.objects["HTTPRoute"] or self.objects["Gateway"]
-                or self.objects["AuthorizationPolicy"]):
+        if not any(self.objects[kind] for kind in STEERING_KINDS):
             return L7Needs()  # nothing can need a waypoint: skip the O(Services) compile
         return l7_keys(self.view(), self.routes)
