@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from agent.model.authz import AuthorizationPolicy
+from agent.model.authz import Action, AuthorizationPolicy
 from agent.model.core import Service
 from authz.applies import ROOT_NAMESPACE, SERVICE
 from authz.evaluate import needs_l7
@@ -27,6 +27,8 @@ def kernel_refusal(policy: AuthorizationPolicy) -> str | None:
     """Why the kernel cannot judge ``policy`` on the client's node (None: it can)."""
     if needs_l7(policy):
         return "reads L7 attributes (host, method, path, header, SNI)"
+    if policy.spec.action is Action.AUDIT:
+        return "AUDIT records each matching request as a flow, in the waypoint"
     if policy.spec.target_refs:
         return "targets a Service or Gateway, judged where it is reached (the waypoint)"
     for rule in policy.spec.rules:

@@ -109,8 +109,9 @@ class AuthzGate:
         return found
 
     def check(self, call: Call) -> Verdict | None:
-        """The denial, or None when the request may go on (no policy applies, or every
-        endpoint's policies allow it)."""
+        """The denial; or, for a request that may go on, an allowing Verdict naming the
+        AUDIT policies that matched (``audited``: its flow's verdict is AUDIT), or None when
+        none did (no policy applies, or every endpoint's policies allow it unaudited)."""
         if not self.policies:
             return None
         peer = self.peer(call.client[0])
@@ -125,6 +126,7 @@ class AuthzGate:
         )
         parent_port = call.parent.port if call.parent is not None else 0
         endpoints = call.endpoints or [("", parent_port)]
+        audited: dict[str, None] = {}
         for ip, port in endpoints:
             policies = self._policies_for(call.parent, ip)
             if not policies:
@@ -136,9 +138,12 @@ class AuthzGate:
                 log.info("audit %s %s %s%s from %s: %s", ", ".join(verdict.audited),
                          call.method, call.authority, call.target, peer.principal or peer.ip,
                          "allowed" if verdict.allowed else "denied")
+                audited.update(dict.fromkeys(verdict.audited))
             if not verdict.allowed:
                 return verdict
-        return None
+        # Every endpoint the request could reach allows it: the AUDIT policies of any of
+        # them that matched are named (the endpoint is picked later).
+        return Verdict(True, audited=tuple(audited)) if audited else None
 
 
 def default_routes(
