@@ -7,7 +7,9 @@ as in the experimental gateway.networking.x-k8s.io BackendTrafficPolicy).
 Integers left out (or 0 where Istio's proto reads 0 as unset) take Istio's defaults, applied
 by the waypoint (``l7proxy/resilience/params.py``). What each field does there:
 ``l7proxy/resilience/limits.py`` and ``outlier.py``. Which policy wins for a Service:
-``gatewayapi/backendpolicy.py`` (the oldest; the others report a conflict).
+``gatewayapi/backendpolicy.py`` (the oldest; the others report a conflict). Istio fields
+without an effect here are refused by name with the reason (``convert_backendpolicy.REFUSED``;
+the table: ``l7proxy/resilience/README.md``).
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ class OutlierDetection:
     base_ejection_time: timedelta | None = None
     max_ejection_percent: int | None = None
     min_health_percent: int | None = None
+    # Envoy's split of local-origin errors (no answer: connect failure, reset, timeout)
+    # from the upstream's answers; the threshold counts only when the split is on.
+    split_external_local_origin_errors: bool | None = None
+    consecutive_local_origin_failures: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

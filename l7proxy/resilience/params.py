@@ -64,6 +64,9 @@ def backend_params(spec: BackendTrafficPolicySpec) -> BackendParams:
             ),
             max_ejection_percent=_or(od.max_ejection_percent, d.max_ejection_percent),
             min_health_percent=_or(od.min_health_percent, d.min_health_percent),
+            split_local_origin=bool(od.split_external_local_origin_errors),
+            consecutive_local_origin=_or(od.consecutive_local_origin_failures,
+                                         d.consecutive_local_origin),
         )
     budget = _budget(spec.retry_constraint) if spec.retry_constraint is not None else None
     return BackendParams(pool, outlier, budget)

@@ -73,3 +73,17 @@ def test_a_retry_constraint_takes_the_geps_defaults_for_what_it_leaves_out() -> 
         percent=5, interval=10.0, min_count=2, min_interval=5.0
     )
     assert params[("default", "api")].budget is None  # no retryConstraint: no budget
+
+
+def test_local_origin_fields_reach_the_detector() -> None:
+    from agent.model.backendpolicy import BackendTrafficPolicySpec, OutlierDetection
+    from l7proxy.resilience.params import backend_params
+
+    split = backend_params(BackendTrafficPolicySpec(outlier_detection=OutlierDetection(
+        split_external_local_origin_errors=True, consecutive_local_origin_failures=2)))
+    assert split.outlier is not None
+    assert (split.outlier.split_local_origin, split.outlier.consecutive_local_origin) == (True, 2)
+    default = backend_params(BackendTrafficPolicySpec(outlier_detection=OutlierDetection()))
+    assert default.outlier == OutlierParams()  # Istio's: no split, 5 when split
+    assert (default.outlier.split_local_origin, default.outlier.consecutive_local_origin) == (
+        False, 5)
