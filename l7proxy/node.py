@@ -24,7 +24,7 @@ from typing import Any
 
 from lightkube import Client
 
-from agent.datapath.desired import gateway_addresses
+from agent.datapath.l7_needs import gateway_addresses
 from agent.datapath.origdst import WAYPOINT_MARK, OriginalDestinations
 from agent.datapath.policy_waypoint import ConnectionPolicy, connection_policy
 from agent.flows.l7intake import FlowForwarder

@@ -27,19 +27,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agent.datapath.desired import (
-    ClusterView,
-    DesiredDatapath,
-    EndpointsPart,
-    L7Needs,
-    assemble,
-    l7_keys,
-    mtls_part,
-    plan_endpoints,
-)
+from agent.datapath.desired import DesiredDatapath, assemble, mtls_part
+from agent.datapath.endpoints_part import EndpointsPart, plan_endpoints
+from agent.datapath.l7_needs import L7Needs, l7_keys
 from agent.datapath.mtls_plan import MtlsEntry, MtlsKey
 from agent.datapath.pod_endpoints import PodMemo
 from agent.datapath.service_state import ServiceState
+from agent.datapath.view import ClusterView
 from agent.model.core import EndpointSlice, Service
 from agent.model.resource import Resource
 from identity.spiffe import DEFAULT_TRUST_DOMAIN
