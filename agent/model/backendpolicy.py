@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from typing import ClassVar
 
 from agent.model.meta import ObjectMeta
@@ -63,6 +64,23 @@ class OutlierDetection:
     consecutive_local_origin_failures: int | None = None
 
 
+class SimpleLB(StrEnum):
+    """Istio's ``loadBalancer.simple`` values the waypoint implements (``l7proxy/resilience/
+    balance.py``). UNSPECIFIED: the waypoint's own, P2C over peak-EWMA latency."""
+
+    UNSPECIFIED = "UNSPECIFIED"
+    LEAST_REQUEST = "LEAST_REQUEST"  # Envoy's: the fewer requests in flight of two at random
+    ROUND_ROBIN = "ROUND_ROBIN"
+    RANDOM = "RANDOM"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadBalancerSettings:
+    """Istio's ``trafficPolicy.loadBalancer``, its ``simple`` form only."""
+
+    simple: SimpleLB | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class BudgetDetails:
     """GEP-3388 ``retryConstraint.budget``: retries may be at most ``percent`` of the
@@ -95,6 +113,7 @@ class BackendTrafficPolicySpec:
     connection_pool: ConnectionPoolSettings | None = None
     outlier_detection: OutlierDetection | None = None
     retry_constraint: RetryConstraint | None = None
+    load_balancer: LoadBalancerSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)

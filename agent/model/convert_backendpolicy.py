@@ -15,10 +15,12 @@ from agent.model.backendpolicy import (
     BudgetDetails,
     ConnectionPoolSettings,
     HTTPSettings,
+    LoadBalancerSettings,
     OutlierDetection,
     PolicyTargetReference,
     RequestRate,
     RetryConstraint,
+    SimpleLB,
     TCPSettings,
 )
 from agent.model.meta import ObjectMeta
@@ -35,9 +37,6 @@ _OWN_LIMITS = "the waypoint's own limits apply to every backend (l7proxy Limits)
 REFUSED: dict[str, dict[str, str]] = {
     # where -> Istio field -> why Tulle refuses it (l7proxy/resilience/README.md's table)
     "spec": {
-        "loadBalancer": "the waypoint's balancer is power-of-two-choices over peak-EWMA "
-                        "latency (Envoy's LEAST_REQUEST with latency); HTTPRoute weights "
-                        "split first",
         "tls": "the upstream hop's TLS is mTLS (PeerAuthentication), not per-policy",
         "portLevelSettings": "a policy applies to every port of its Service; target a "
                              "Service per port set instead",
@@ -59,7 +58,16 @@ REFUSED: dict[str, dict[str, str]] = {
     "outlierDetection": {
         "consecutiveErrors": "deprecated in Istio: use consecutive5xxErrors",
     },
+    "loadBalancer": {
+        "consistentHash": "no hash-based choice: ClientIP session affinity on the Service is "
+                          "kept in the kernel for L4 traffic only",
+        "localityLbSetting": "the waypoint does not read topology (zones, regions)",
+        "warmupDurationSecs": "no slow start: a new endpoint starts level with the best one "
+                              "(P2C) or takes its turn at once",
+        "warmup": "no slow start (as warmupDurationSecs)",
+    },
 }
+SIMPLE_ALIASES = {"LEAST_CONN": SimpleLB.LEAST_REQUEST}  # Istio's deprecated name
 
 
 def _refuse_unsupported(r: Reader, where: str) -> None:
@@ -81,7 +89,19 @@ def _read_spec(r: Reader) -> BackendTrafficPolicySpec:
         connection_pool=r.obj("connectionPool", _read_pool),
         outlier_detection=r.obj("outlierDetection", _read_outlier),
         retry_constraint=r.obj("retryConstraint", _read_retry_constraint),
+        load_balancer=r.obj("loadBalancer", _read_load_balancer),
     )
+
+
+def _read_load_balancer(r: Reader) -> LoadBalancerSettings:
+    _refuse_unsupported(r, "loadBalancer")
+    simple = r.data.get("simple")
+    if simple == "PASSTHROUGH":
+        r.fail("simple", "PASSTHROUGH is not supported: the waypoint always chooses an "
+                         "endpoint of the Service (the original destination is its ClusterIP)")
+    if isinstance(simple, str) and simple in SIMPLE_ALIASES:
+        return LoadBalancerSettings(SIMPLE_ALIASES[simple])
+    return LoadBalancerSettings(r.enum("simple", SimpleLB))
 
 
 def _read_target(r: Reader) -> PolicyTargetReference:

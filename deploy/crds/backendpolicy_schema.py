@@ -110,6 +110,23 @@ OUTLIER_DETECTION = obj(
 )
 
 
+LOAD_BALANCER = obj(
+    "How the waypoint chooses an endpoint, as Istio's loadBalancer (its simple form; after "
+    "HTTPRoute weights split, among the endpoints outlier detection leaves in).",
+    {
+        "simple": string(
+            "UNSPECIFIED (the default: power of two choices over peak-EWMA latency), "
+            "LEAST_REQUEST (Envoy's: the fewer requests in flight of two at random; "
+            "LEAST_CONN is its deprecated name), ROUND_ROBIN or RANDOM. PASSTHROUGH is "
+            "refused.",
+            enum=["UNSPECIFIED", "LEAST_REQUEST", "LEAST_CONN", "ROUND_ROBIN", "RANDOM",
+                  "PASSTHROUGH"]),
+        **{k: _refused("object") for k in ("consistentHash", "localityLbSetting", "warmup")},
+        "warmupDurationSecs": _refused("string"),
+    },
+)
+
+
 def _budget_interval(desc: str) -> Schema:
     return string(desc + " A Gateway API duration between 1s and 1h.", pattern=DURATION)
 
@@ -166,8 +183,8 @@ BACKEND_TRAFFIC_POLICY: Schema = obj(
                 "connectionPool": CONNECTION_POOL,
                 "outlierDetection": OUTLIER_DETECTION,
                 "retryConstraint": RETRY_CONSTRAINT,
-                **{k: _refused("object") for k in ("loadBalancer", "tls", "tunnel",
-                                                    "proxyProtocol")},
+                "loadBalancer": LOAD_BALANCER,
+                **{k: _refused("object") for k in ("tls", "tunnel", "proxyProtocol")},
                 "portLevelSettings": _refused("array"),
             },
             ("targetRefs",),

@@ -9,7 +9,12 @@ from typing import Any
 
 import pytest
 
-from agent.model.backendpolicy import BackendTrafficPolicy, OutlierDetection
+from agent.model.backendpolicy import (
+    BackendTrafficPolicy,
+    LoadBalancerSettings,
+    OutlierDetection,
+    SimpleLB,
+)
 from agent.model.convert import ConversionError, from_dict, to_dict
 from agent.model.convert_backendpolicy import REFUSED
 
@@ -17,7 +22,7 @@ BASE: dict[str, Any] = {"apiVersion": "policy.tulle.io/v1alpha1", "kind": "Backe
                         "metadata": {"name": "echo", "namespace": "shop"},
                         "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "echo"}]}}
 PATHS = {"spec": (), "tcp": ("connectionPool", "tcp"), "http": ("connectionPool", "http"),
-         "outlierDetection": ("outlierDetection",)}
+         "outlierDetection": ("outlierDetection",), "loadBalancer": ("loadBalancer",)}
 CASES = [(where, field) for where, fields in REFUSED.items() for field in fields]
 
 
@@ -47,7 +52,8 @@ def test_the_istio_fields_refused_cover_what_istio_has_that_is_not_read() -> Non
             "outlierDetection": {"consecutive5xxErrors", "consecutiveGatewayErrors", "interval",
                                  "baseEjectionTime", "maxEjectionPercent", "minHealthPercent",
                                  "splitExternalLocalOriginErrors",
-                                 "consecutiveLocalOriginFailures"}}
+                                 "consecutiveLocalOriginFailures"},
+            "loadBalancer": {"simple"}}
     istio = {"tcp": {"maxConnections", "connectTimeout", "tcpKeepalive",
                      "maxConnectionDuration", "idleTimeout"},
              "http": {"http1MaxPendingRequests", "http2MaxRequests", "maxRequestsPerConnection",
@@ -56,7 +62,9 @@ def test_the_istio_fields_refused_cover_what_istio_has_that_is_not_read() -> Non
              "outlierDetection": {"splitExternalLocalOriginErrors",
                                   "consecutiveLocalOriginFailures", "consecutiveGatewayErrors",
                                   "consecutive5xxErrors", "interval", "baseEjectionTime",
-                                  "maxEjectionPercent", "minHealthPercent", "consecutiveErrors"}}
+                                  "maxEjectionPercent", "minHealthPercent", "consecutiveErrors"},
+             "loadBalancer": {"simple", "consistentHash", "localityLbSetting",
+                              "warmupDurationSecs", "warmup"}}
     for where, fields in istio.items():
         assert fields == read[where] | set(REFUSED[where]), where
 
@@ -82,3 +90,23 @@ def test_linkerds_server_target_is_refused_with_what_to_write_instead() -> None:
                     "total": {"requestsPerSecond": 10}}}
     with pytest.raises(ConversionError, match=r"spec\.targetRef.*not supported.*targetRefs"):
         from_dict(doc)
+
+
+@pytest.mark.parametrize(("simple", "read"), [
+    ("ROUND_ROBIN", SimpleLB.ROUND_ROBIN), ("RANDOM", SimpleLB.RANDOM),
+    ("LEAST_REQUEST", SimpleLB.LEAST_REQUEST), ("LEAST_CONN", SimpleLB.LEAST_REQUEST),
+    ("UNSPECIFIED", SimpleLB.UNSPECIFIED),
+])
+def test_a_simple_balancer_is_read(simple: str, read: SimpleLB) -> None:
+    btp = from_dict({**BASE, "spec": {**BASE["spec"], "loadBalancer": {"simple": simple}}})
+    assert isinstance(btp, BackendTrafficPolicy)
+    assert btp.spec.load_balancer == LoadBalancerSettings(read)
+
+
+@pytest.mark.parametrize(("simple", "message"), [
+    ("PASSTHROUGH", "PASSTHROUGH is not supported: the waypoint always chooses"),
+    ("WEIGHTED", "unsupported value"),
+])
+def test_other_balancers_are_refused(simple: str, message: str) -> None:
+    with pytest.raises(ConversionError, match=r"spec\.loadBalancer\.simple.*" + message):
+        from_dict({**BASE, "spec": {**BASE["spec"], "loadBalancer": {"simple": simple}}})

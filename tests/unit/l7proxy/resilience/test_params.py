@@ -87,3 +87,24 @@ def test_local_origin_fields_reach_the_detector() -> None:
     assert default.outlier == OutlierParams()  # Istio's: no split, 5 when split
     assert (default.outlier.split_local_origin, default.outlier.consecutive_local_origin) == (
         False, 5)
+
+
+def test_a_simple_balancer_reaches_the_backends_choice() -> None:
+    from agent.model.backendpolicy import (
+        BackendTrafficPolicySpec,
+        LoadBalancerSettings,
+        SimpleLB,
+    )
+    from l7proxy.resilience.params import backend_params
+    from l7proxy.resilience.state import Resilience
+
+    assert backend_params(BackendTrafficPolicySpec()).balancer == ""
+    unspecified = LoadBalancerSettings(SimpleLB.UNSPECIFIED)
+    assert backend_params(BackendTrafficPolicySpec(load_balancer=unspecified)).balancer == ""
+    params = backend_params(BackendTrafficPolicySpec(
+        load_balancer=LoadBalancerSettings(SimpleLB.ROUND_ROBIN)))
+    assert params.balancer == "ROUND_ROBIN"
+    res = Resilience(lambda: 0.0, {("default", "web"): params})
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80), ("10.0.0.3", 80)]
+    target = ("default", "web", 80)
+    assert [res.choose(target, eps, 0.0) for _ in range(4)] == [*eps, eps[0]]

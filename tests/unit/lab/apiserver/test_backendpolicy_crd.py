@@ -107,7 +107,8 @@ def test_the_waypoint_reads_it_and_the_lab_controller_writes_its_status(
     ("connectionPool.http", "idleTimeout", "1m"),
     ("connectionPool.http", "h2UpgradePolicy", "UPGRADE"),
     ("outlierDetection", "consecutiveErrors", 3),
-    ("", "loadBalancer", {"simple": "ROUND_ROBIN"}),
+    ("loadBalancer", "consistentHash", {"httpHeaderName": "x-user"}),
+    ("", "tls", {"mode": "ISTIO_MUTUAL"}),
     ("", "portLevelSettings", [{"port": {"number": 80}}]),
 ])
 def test_an_unsupported_istio_field_is_refused_by_name_not_pruned(
@@ -126,9 +127,10 @@ def test_an_unsupported_istio_field_is_refused_by_name_not_pruned(
     assert api("GET", POLICIES)[1]["items"] == []
 
 
-def test_local_origin_fields_are_stored(api: Direct) -> None:
+def test_local_origin_fields_and_a_simple_balancer_are_stored(api: Direct) -> None:
     spec = {**SPEC, "outlierDetection": {"splitExternalLocalOriginErrors": True,
-                                         "consecutiveLocalOriginFailures": 2}}
+                                         "consecutiveLocalOriginFailures": 2},
+            "loadBalancer": {"simple": "ROUND_ROBIN"}}
     assert api("POST", POLICIES, policy(spec))[0] == 201
     assert api("GET", f"{POLICIES}/echo")[1]["spec"] == spec
 
