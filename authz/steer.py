@@ -1,8 +1,8 @@
 """Which Services' traffic must go through the waypoint for AuthorizationPolicy (pure).
 
 A workload policy the kernel can judge (``kernel_refusal`` None: L4 attributes only, no
-targetRefs, no ``destination.ip``, not AUDIT, whose flows only the waypoint writes) is enforced on each client's node
-(``agent/datapath/authz_l4.py``) and steers nothing. Every other policy is enforced in the
+targetRefs, no ``destination.ip``, not AUDIT, whose flows only the waypoint writes) is
+enforced on each client's node (``agent/datapath/authz_l4.py``) and steers nothing. Every other policy is enforced in the
 waypoint, and traffic it governs must reach the waypoint. A Service is
 steered when a targetRef names it, or when such a workload policy of its namespace (of any
 namespace, for one in the root namespace) could select one of its pods: the policy's labels
