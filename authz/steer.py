@@ -6,11 +6,12 @@ enforced on each client's node (``agent/datapath/authz_l4.py``) and steers nothi
 other policy is enforced in the waypoint, and traffic it governs must reach the waypoint. A
 Service is steered when a targetRef names it, or when such a workload policy of its
 namespace (of any namespace, for one in the root namespace) could select one of its pods:
-the policy's labels and the Service's selector do not disagree on a key. That needs no pod (a pod in both must
-carry both label sets), so it errs only on the side of more: the waypoint then judges each
-request by the endpoint's own policies (``applies``), so steering too much costs a hop,
-never a decision. A Service without selector (endpoints by hand) is steered whenever a
-workload policy covers its namespace. The datapath and the waypoint read this one rule.
+the policy's labels and the Service's selector do not disagree on a key. That needs no pod
+(a pod in both must carry both label sets), so it errs only on the side of more: the
+waypoint then judges each request by the endpoint's own policies (``applies``), so steering
+too much costs a hop, never a decision. A Service without selector (endpoints by hand) is
+steered whenever a workload policy covers its namespace. The datapath and the waypoint read
+this one rule.
 """
 
 from __future__ import annotations
