@@ -1,23 +1,24 @@
 """Which Services' traffic must go through the waypoint for AuthorizationPolicy (pure).
 
 A workload policy the kernel can judge (``kernel_refusal`` None: L4 attributes only, no
-targetRefs, no ``destination.ip``) is enforced on each client's node
-(``agent/datapath/authz_l4.py``) and steers nothing. Every other policy is enforced in the
-waypoint, and traffic it governs must reach the waypoint. A Service is
-steered when a targetRef names it, or when such a workload policy of its namespace (of any
-namespace, for one in the root namespace) could select one of its pods: the policy's labels
-and the Service's selector do not disagree on a key. That needs no pod (a pod in both must
-carry both label sets), so it errs only on the side of more: the waypoint then judges each
-request by the endpoint's own policies (``applies``), so steering too much costs a hop,
-never a decision. A Service without selector (endpoints by hand) is steered whenever a
-workload policy covers its namespace. The datapath and the waypoint read this one rule.
+targetRefs, no ``destination.ip``, not AUDIT, whose flows only the waypoint writes) is
+enforced on each client's node (``agent/datapath/authz_l4.py``) and steers nothing. Every
+other policy is enforced in the waypoint, and traffic it governs must reach the waypoint. A
+Service is steered when a targetRef names it, or when such a workload policy of its
+namespace (of any namespace, for one in the root namespace) could select one of its pods:
+the policy's labels and the Service's selector do not disagree on a key. That needs no pod
+(a pod in both must carry both label sets), so it errs only on the side of more: the
+waypoint then judges each request by the endpoint's own policies (``applies``), so steering
+too much costs a hop, never a decision. A Service without selector (endpoints by hand) is
+steered whenever a workload policy covers its namespace. The datapath and the waypoint read
+this one rule.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from agent.model.authz import AuthorizationPolicy
+from agent.model.authz import Action, AuthorizationPolicy
 from agent.model.core import Service
 from authz.applies import ROOT_NAMESPACE, SERVICE
 from authz.evaluate import needs_l7
@@ -27,6 +28,8 @@ def kernel_refusal(policy: AuthorizationPolicy) -> str | None:
     """Why the kernel cannot judge ``policy`` on the client's node (None: it can)."""
     if needs_l7(policy):
         return "reads L7 attributes (host, method, path, header, SNI)"
+    if policy.spec.action is Action.AUDIT:
+        return "AUDIT records each matching request as a flow, in the waypoint"
     if policy.spec.target_refs:
         return "targets a Service or Gateway, judged where it is reached (the waypoint)"
     for rule in policy.spec.rules:

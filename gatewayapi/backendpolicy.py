@@ -110,6 +110,25 @@ def attach(
     return Attachment(won, statuses)
 
 
+def targeted_services(
+    policies: Iterable[TargetedPolicy], services: Iterable[Service]
+) -> frozenset[ServiceKey]:
+    """The existing Services of each policy's own namespace its ``targetRefs`` name. The
+    waypoint enforces these kinds, so the datapath steers these Services' TCP ports to it
+    (``agent.datapath.desired.l7_keys``) and the waypoint routes them to themselves when no
+    HTTPRoute does (``l7proxy.authz.default_routes``): otherwise a Service with only a rate
+    limit or a BackendTrafficPolicy would keep plain L4 and the policy would do nothing. A
+    conflicted policy's Service is steered too: the winner names it."""
+    existing = {(s.metadata.namespace, s.metadata.name) for s in services}
+    named = {
+        (policy.metadata.namespace, ref.name)
+        for policy in policies
+        for ref in policy.spec.target_refs
+        if (ref.group, ref.kind) in (("", "Service"), ("core", "Service"))
+    }
+    return frozenset(named & existing)
+
+
 def _previous_conditions(status: StatusDict | None) -> dict[str, StatusDict]:
     """The previous Accepted condition by target Service name."""
     out: dict[str, StatusDict] = {}

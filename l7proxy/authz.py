@@ -120,8 +120,9 @@ class AuthzGate:
         return found
 
     def check(self, call: Call) -> Verdict | None:
-        """The denial, or None when the request may go on (no policy applies, or every
-        endpoint's policies allow it)."""
+        """The denial; or, for a request that may go on, an allowing Verdict naming the
+        AUDIT policies that matched (``audited``: its flow's verdict is AUDIT), or None when
+        none did (no policy applies, or every endpoint's policies allow it unaudited)."""
         if not self.policies:
             return None
         peer = self.peer(call.client[0])
@@ -136,6 +137,7 @@ class AuthzGate:
         )
         parent_port = call.parent.port if call.parent is not None else 0
         endpoints = call.endpoints or [("", parent_port)]
+        audited: dict[str, None] = {}
         for ip, port in endpoints:
             policies = self._policies_for(call.parent, ip)
             if not policies.policies:
@@ -147,20 +149,25 @@ class AuthzGate:
                 log.info("audit %s %s %s%s from %s: %s", ", ".join(verdict.audited),
                          call.method, call.authority, call.target, peer.principal or peer.ip,
                          "allowed" if verdict.allowed else "denied")
+                audited.update(dict.fromkeys(verdict.audited))
             if not verdict.allowed:
                 return verdict
-        return None
+        # Every endpoint the request could reach allows it: the AUDIT policies of any of
+        # them that matched are named (the endpoint is picked later).
+        return Verdict(True, audited=tuple(audited)) if audited else None
 
 
 def default_routes(
     policies: Sequence[AuthorizationPolicy], services: Sequence[Service],
-    routes: Sequence[HTTPRoute | GRPCRoute],
+    routes: Sequence[HTTPRoute | GRPCRoute], targeted: Iterable[tuple[str, str]] = (),
 ) -> list[HTTPRoute]:
     """For each Service the datapath steers to the waypoint for AuthorizationPolicy
-    (``authz.steer``) and no HTTPRoute or GRPCRoute has as parent, one route per TCP port to
-    the Service itself: the waypoint forwards what it was sent, as Istio's waypoint does by
-    default."""
-    if not policies:
+    (``authz.steer``) or for a BackendTrafficPolicy or HTTPLocalRateLimitPolicy
+    (``targeted``: ``gatewayapi.backendpolicy.targeted_services``) and no HTTPRoute or
+    GRPCRoute has as parent, one route per TCP port to the Service itself: the waypoint
+    forwards what it was sent, as Istio's waypoint does by default."""
+    steered = set(targeted) | (steered_services(policies, services) if policies else set())
+    if not steered:
         return []
     routed = {
         (ref.namespace or r.metadata.namespace, ref.name)
@@ -168,8 +175,10 @@ def default_routes(
     }
     by_name = {(s.metadata.namespace, s.metadata.name): s for s in services}
     out = []
-    for key in sorted(steered_services(policies, services) - routed):
-        svc = by_name[key]
+    for key in sorted(steered - routed):
+        svc = by_name.get(key)
+        if svc is None:
+            continue
         for port in svc.spec.ports:
             if port.protocol != "TCP":
                 continue

@@ -195,8 +195,9 @@ class WaypointConfig:
     None when denied. Called per request with flows on: cache it (``PolicyGate`` does)."""
     authorize: Authorizer | None = None
     """AuthorizationPolicy (``l7proxy.authz.AuthzGate.check``): a routed request -> its
-    denial (answered 403 ``RBAC: access denied``, a DROPPED flow naming the policies), or
-    None to go on. None: no AuthorizationPolicy."""
+    denial (answered 403 ``RBAC: access denied``, a DROPPED flow naming the policies), an
+    allowing Verdict naming the AUDIT policies that matched (served; an AUDIT flow naming
+    them), or None to go on. None: no AuthorizationPolicy."""
     rate_limit: RateLimiter | None = None
     """HTTPLocalRateLimitPolicy (``l7proxy.ratelimit.RateLimitGate.check``): (client, backend)
     of a routed, authorized request -> its refusal (answered 429 with Retry-After and

@@ -34,6 +34,7 @@ from agent.kube.source import ClusterSource, KubeconfigError, connect
 from agent.metrics.server import parse_address
 from agent.model.cache import ModelCache
 from gatewayapi import GatewayParent, IngressParent, RouteCompiler, RouteTables, RoutingInputs
+from gatewayapi.backendpolicy import targeted_services
 from identity.spiffe import DEFAULT_TRUST_DOMAIN
 from l7proxy.authz import AuthzGate, default_routes
 from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
@@ -139,6 +140,7 @@ ROUTING_KINDS = frozenset(
     {"HTTPRoute", "GRPCRoute", "Gateway", "GatewayClass", "Service", "ReferenceGrant",
      "Namespace", "Secret",
      "AuthorizationPolicy",  # default routes for the Services it steers here
+     "BackendTrafficPolicy", "HTTPLocalRateLimitPolicy",  # and for those they target
      "HTTPFault",  # what ExtensionRef filters name
      "Ingress", "IngressClass"}
 )
@@ -209,7 +211,10 @@ class ClusterFeed:
                 RoutingInputs.of(
                     typed["HTTPRoute"] + default_routes(
                         typed["AuthorizationPolicy"], typed["Service"],
-                        typed["HTTPRoute"] + typed["GRPCRoute"]),
+                        typed["HTTPRoute"] + typed["GRPCRoute"],
+                        targeted_services(
+                            typed["BackendTrafficPolicy"] + typed["HTTPLocalRateLimitPolicy"],
+                            typed["Service"])),
                     typed["Gateway"],
                     typed["GatewayClass"],
                     typed["Service"],

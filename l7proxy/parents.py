@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agent.datapath.desired import cluster_ip_holders, gateway_addresses
+from agent.datapath.l7_needs import cluster_ip_holders, gateway_addresses
 from agent.model.core import Service
 from agent.model.gateway import Gateway
 from agent.model.ingress import Ingress, IngressClass

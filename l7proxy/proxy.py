@@ -10,7 +10,7 @@ import asyncio
 import random
 from collections.abc import Callable, Mapping, Sequence
 
-from agent.flows.l7record import pack_lean
+from agent.flows.l7record import AuditedNames, PolicyNames, pack_lean
 from gatewayapi import (
     Answer,
     BackendTarget,
@@ -160,6 +160,7 @@ class Proxy:
         route = rule = backend = drop = ""
         status = 0
         denied_by: tuple[str, ...] = ()
+        audited: tuple[str, ...] = ()  # AUDIT AuthorizationPolicies that matched
         try:
             tls = getattr(down, "tls", None)
             if tls is not None and self._misdirected(ex, tls.listener):
@@ -202,7 +203,9 @@ class Proxy:
                     ex.client, self.parent_for(ex), self.endpoints(decision.backend),
                     ex.method, ex.authority, ex.target, ex.headers,
                     getattr(tls, "server_name", "") or ""))
-                if denial is not None:
+                if denial is not None and denial.allowed:
+                    audited = denial.audited  # served; its flow's verdict is AUDIT
+                elif denial is not None:
                     # Hubble's reasons: a DENY policy matched, or no ALLOW policy did
                     status, denied_by = 403, denial.policies
                     drop = "POLICY_DENIED" if denial.by_allow else "POLICY_DENY"
@@ -272,6 +275,7 @@ class Proxy:
                         "",
                         timing,
                         ((), denied_by) if denied_by
+                        else _with_audit(self._policy_names(ex), audited) if audited
                         else self._policy_names(ex) if self.policy_names is not None else None,
                         _tunnel_ids(ex.via),
                         ex.grpc_status,
@@ -332,3 +336,11 @@ class Proxy:
         if not endpoints:
             raise UpstreamFailure(f"no endpoints for {target}", sent=False)
         return self.resilience.choose(target, endpoints, self.resilience.clock())
+
+
+def _with_audit(names: PolicyNames | None, audited: tuple[str, ...]) -> AuditedNames:
+    """A served request's policy names with the AUDIT policies that matched it after them
+    (``agent.flows.l7record``: its flow's verdict is AUDIT)."""
+    if names is None:
+        return (), (), audited
+    return names[0], names[1], audited

@@ -16,8 +16,9 @@ What goes to the kernel and what stays with the waypoint (``KernelAuthz.waypoint
   policies; when they differ (a selector on a label identities leave out), the identity stays
   with the waypoint and an error says why.
 - A policy that reads L7 attributes, names ``targetRefs`` (a Service or Gateway: judged
-  where those are reached, the waypoint) or reads ``destination.ip`` (differs between pods
-  of one identity) keeps the destination with the waypoint.
+  where those are reached, the waypoint), reads ``destination.ip`` (differs between pods
+  of one identity) or is an AUDIT policy (its matches are flows only the waypoint writes)
+  keeps the destination with the waypoint.
 - The verdict ranges of one (client, destination) must fit ``MAX_PORT_RULES`` kernel rules;
   if not, the destination stays with the waypoint (fail over, never half-enforce).
 

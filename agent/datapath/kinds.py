@@ -18,4 +18,6 @@ WATCHED_KINDS = (
     "AuthorizationPolicy",
     "Ingress",
     "IngressClass",
+    "BackendTrafficPolicy",  # their Services go to the waypoint (l7_keys)
+    "HTTPLocalRateLimitPolicy",
 )

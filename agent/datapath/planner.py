@@ -7,8 +7,8 @@ plan into parts by what they read and replans only the parts a change reaches:
 - endpoints, ipcache, policy (``plan_endpoints``): Node, Pod, Namespace, NetworkPolicy,
   AuthorizationPolicy (the pods it guards take ingress only from waypoints); replanned whole;
 - L7 needs (``l7_keys``): HTTPRoute and the Gateway API kinds, Service, Namespace, Secret,
-  AuthorizationPolicy; replanned whole, and skipped while there is none of HTTPRoute,
-  Gateway and AuthorizationPolicy;
+  AuthorizationPolicy, BackendTrafficPolicy, HTTPLocalRateLimitPolicy; replanned whole, and
+  skipped while there is none of ``STEERING_KINDS``;
 - mTLS enrolment (``mtls_part``): the endpoints part's pods, Namespace, PeerAuthentication;
   replanned whole when one of them changes.
 
@@ -27,19 +27,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agent.datapath.desired import (
-    ClusterView,
-    DesiredDatapath,
-    EndpointsPart,
-    L7Needs,
-    assemble,
-    l7_keys,
-    mtls_part,
-    plan_endpoints,
-)
+from agent.datapath.desired import DesiredDatapath, assemble, mtls_part
+from agent.datapath.endpoints_part import EndpointsPart, plan_endpoints
+from agent.datapath.l7_needs import L7Needs, l7_keys
 from agent.datapath.mtls_plan import MtlsEntry, MtlsKey
 from agent.datapath.pod_endpoints import PodMemo
 from agent.datapath.service_state import ServiceState
+from agent.datapath.view import ClusterView
 from agent.model.core import EndpointSlice, Service
 from agent.model.resource import Resource
 from identity.spiffe import DEFAULT_TRUST_DOMAIN
@@ -67,6 +61,8 @@ VIEW_FIELDS = {  # kind -> ClusterView field
     "AuthorizationPolicy": "authorization_policies",
     "Ingress": "ingresses",
     "IngressClass": "ingress_classes",
+    "BackendTrafficPolicy": "backend_traffic_policies",
+    "HTTPLocalRateLimitPolicy": "rate_limit_policies",
 }
 ENDPOINT_KINDS = frozenset({"Node", "Pod", "Namespace", "NetworkPolicy", "AuthorizationPolicy"})
 L7_KINDS = frozenset(
@@ -82,8 +78,13 @@ L7_KINDS = frozenset(
         "AuthorizationPolicy",
         "Ingress",
         "IngressClass",
+        "BackendTrafficPolicy",  # the Services they target go to the waypoint
+        "HTTPLocalRateLimitPolicy",
     }
 )
+# Without one of these nothing needs a waypoint (``l7_keys`` would find no key).
+STEERING_KINDS = ("HTTPRoute", "GRPCRoute", "Gateway", "Ingress", "AuthorizationPolicy",
+                  "BackendTrafficPolicy", "HTTPLocalRateLimitPolicy")
 INDEX_KINDS = frozenset({"Node", "Pod", "Service"})  # what the flow enricher's index reads
 
 
@@ -225,7 +226,6 @@ class Planner:
         )
 
     def _l7(self) -> L7Needs:
-        if not (self.objects["HTTPRoute"] or self.objects["GRPCRoute"] or self.objects["Gateway"]
-                or self.objects["AuthorizationPolicy"] or self.objects["Ingress"]):
+        if not any(self.objects[kind] for kind in STEERING_KINDS):
             return L7Needs()  # nothing can need a waypoint: skip the O(Services) compile
         return l7_keys(self.view(), self.routes)

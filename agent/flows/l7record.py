@@ -65,7 +65,9 @@ from agent.flows.reqsplit import (
 #  policy names or None: the NetworkPolicies ("namespace/name") that allowed the client's
 #  egress and the backend's ingress, as ``ConnectionPolicy.allowed_by`` gives them; for a
 #  request an AuthorizationPolicy denied (drop reason in AUTHZ_DROPS), no egress names and
-#  the AuthorizationPolicies that denied it;
+#  the AuthorizationPolicies that denied it; a third list, when present and not empty, the
+#  AUDIT AuthorizationPolicies that matched a request that was served (the flow's verdict
+#  is then AUDIT, naming them in ``ingress_denied_by`` as Hubble does for audited flows);
 #  tunnel or None: (client SPIFFE ID, backend SPIFFE ID) when the upstream hop rode an
 #  HBONE tunnel (``l7proxy.via``): the flow is encrypted and names both identities;
 #  grpc-status or None: what a gRPC client got (from the backend's trailers, or the
@@ -73,10 +75,11 @@ from agent.flows.reqsplit import (
 #  (Hubble's HTTP has no gRPC field), beside the url's /<service>/<method> path;
 #  records of older waypoints have 15 fields and no tunnel, or 16 and no grpc-status)
 PolicyNames = tuple[tuple[str, ...], tuple[str, ...]]
+AuditedNames = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]  # + AUDIT policies
 TunnelIds = tuple[str, str]
 L7Record = tuple[int, int, int, str, str, str, str, str, str, str, tuple[str, int],
                  tuple[str, int], str, tuple[int, ...] | bool | RequestSplit | None,
-                 PolicyNames | None, TunnelIds | None, int | None]
+                 PolicyNames | AuditedNames | None, TunnelIds | None, int | None]
 Column = Sequence[int]  # a batch's timing marks, LEAN per timed record (RAW: older head)
 AUTHZ_DROPS = frozenset({"POLICY_DENY", "POLICY_DENIED"})
 """Hubble's drop reasons the waypoint gives an AuthorizationPolicy denial: a matching DENY
@@ -259,12 +262,15 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _policy_names(value: Any) -> PolicyNames | None:
-    """[[egress names], [ingress names]] or null."""
+def _policy_names(value: Any) -> PolicyNames | AuditedNames | None:
+    """[[egress names], [ingress names]], with [audited names] after them, or null."""
     if value is None:
         return None
-    if not isinstance(value, list) or len(value) != 2:
-        raise ValueError(f"policy names must be [[egress...], [ingress...]], got {value!r}")
+    if not isinstance(value, list) or len(value) not in (2, 3):
+        raise ValueError("policy names must be [[egress...], [ingress...]] or "
+                         f"[[egress...], [ingress...], [audited...]], got {value!r}")
+    if len(value) == 3:
+        return _names(value[0]), _names(value[1]), _names(value[2])
     return _names(value[0]), _names(value[1])
 
 
@@ -348,11 +354,14 @@ class L7FlowBuilder:
             ip = self._ips[key] = IP(client[0], local[0], IPVersion.IPv6 if v6 else IPVersion.IPv4,
                                      encrypted=tunnel is not None)
         self._seq += 1
+        # AUDIT AuthorizationPolicies that matched a served request (a denied one is DROPPED:
+        # the denial decided what the client saw).
+        audited = names[2] if names and len(names) > 2 and not drop else ()
         return Flow(
             time=when,
             uuid=f"{self._uuid_prefix}-{0x8000 | (self._seq >> 48) & 0x3FFF:04x}-"
             f"{(self._uuid_node ^ self._seq) & 0xFFFFFFFFFFFF:012x}",
-            verdict=Verdict.DROPPED if drop else Verdict.FORWARDED,
+            verdict=Verdict.DROPPED if drop else Verdict.AUDIT if audited else Verdict.FORWARDED,
             drop_reason_desc=drop,
             ip=ip,
             l4=TCP(client[1], local[1]),
@@ -374,8 +383,10 @@ class L7FlowBuilder:
             # AuthorizationPolicy denied names it on the ingress side (the server's policy).
             egress_allowed_by=self._named(names[0]) if names and drop not in AUTHZ_DROPS else (),
             ingress_allowed_by=self._named(names[1]) if names and drop not in AUTHZ_DROPS else (),
-            ingress_denied_by=self._named(names[1], True)
-            if names and drop in AUTHZ_DROPS else (),
+            # An audited request names its AUDIT policies where Cilium's parser names the
+            # policies of an AUDIT verdict: ``*_denied_by``.
+            ingress_denied_by=self._named(names[1], True) if names and drop in AUTHZ_DROPS
+            else self._named(audited, True),
             # The identities the tunnel asserted (the enrichment adds the pods around them).
             source=Endpoint(spiffe_id=tunnel[0]) if tunnel else None,
             destination=Endpoint(spiffe_id=tunnel[1]) if tunnel else None,

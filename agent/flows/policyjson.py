@@ -84,11 +84,12 @@ def policies_from_json(data: dict[str, Any]) -> dict[str, tuple[Policy, ...]]:
 
 def policy_names_suffix(flow: Flow) -> str:
     """" BY name (Kind), …" for the policies behind the flow's verdict in its direction
-    (allowed ones for a forwarded flow, denying ones for a dropped one); "" when none.
+    (allowed ones for a forwarded flow, denying ones for a dropped one, auditing ones for an
+    audited one: Cilium puts those in ``*_denied_by`` too); "" when none.
     A flow without a direction (the waypoint's L7 flows, judged on both sides) names the
     egress side's policies, then the ingress side's not named already."""
     direction = str(flow.traffic_direction)
-    verdict = "denied" if str(flow.verdict) in ("DROPPED", "ERROR") else "allowed"
+    verdict = "denied" if str(flow.verdict) in ("DROPPED", "ERROR", "AUDIT") else "allowed"
     sides = {"INGRESS": ("ingress",), "EGRESS": ("egress",)}.get(direction,
                                                                    ("egress", "ingress"))
     policies = dict.fromkeys(p for side in sides for p in getattr(flow, f"{side}_{verdict}_by"))

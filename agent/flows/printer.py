@@ -140,7 +140,7 @@ def _verdict_text(flow: Flow, color: bool, policy_names: bool) -> str:
     if verdict in ("DROPPED", "ERROR"):
         return _paint(("DENIED" if policy else verdict) + by, "red", color)
     if verdict == "AUDIT":
-        return _paint("AUDITED" if policy else verdict, "yellow", color)
+        return _paint(("AUDITED" if policy else verdict) + by, "yellow", color)
     if verdict in ("TRACED", "TRANSLATED"):
         return _paint(verdict, "yellow", color)
     return verdict

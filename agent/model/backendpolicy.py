@@ -7,13 +7,16 @@ as in the experimental gateway.networking.x-k8s.io BackendTrafficPolicy).
 Integers left out (or 0 where Istio's proto reads 0 as unset) take Istio's defaults, applied
 by the waypoint (``l7proxy/resilience/params.py``). What each field does there:
 ``l7proxy/resilience/limits.py`` and ``outlier.py``. Which policy wins for a Service:
-``gatewayapi/backendpolicy.py`` (the oldest; the others report a conflict).
+``gatewayapi/backendpolicy.py`` (the oldest; the others report a conflict). Istio fields
+without an effect here are refused by name with the reason (``convert_backendpolicy.REFUSED``;
+the table: ``l7proxy/resilience/README.md``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from typing import ClassVar
 
 from agent.model.meta import ObjectMeta
@@ -55,6 +58,27 @@ class OutlierDetection:
     base_ejection_time: timedelta | None = None
     max_ejection_percent: int | None = None
     min_health_percent: int | None = None
+    # Envoy's split of local-origin errors (no answer: connect failure, reset, timeout)
+    # from the upstream's answers; the threshold counts only when the split is on.
+    split_external_local_origin_errors: bool | None = None
+    consecutive_local_origin_failures: int | None = None
+
+
+class SimpleLB(StrEnum):
+    """Istio's ``loadBalancer.simple`` values the waypoint implements (``l7proxy/resilience/
+    balance.py``). UNSPECIFIED: the waypoint's own, P2C over peak-EWMA latency."""
+
+    UNSPECIFIED = "UNSPECIFIED"
+    LEAST_REQUEST = "LEAST_REQUEST"  # Envoy's: the fewer requests in flight of two at random
+    ROUND_ROBIN = "ROUND_ROBIN"
+    RANDOM = "RANDOM"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadBalancerSettings:
+    """Istio's ``trafficPolicy.loadBalancer``, its ``simple`` form only."""
+
+    simple: SimpleLB | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +113,7 @@ class BackendTrafficPolicySpec:
     connection_pool: ConnectionPoolSettings | None = None
     outlier_detection: OutlierDetection | None = None
     retry_constraint: RetryConstraint | None = None
+    load_balancer: LoadBalancerSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)

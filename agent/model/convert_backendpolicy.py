@@ -1,7 +1,9 @@
 """Reader for policy.tulle.io/v1alpha1 BackendTrafficPolicy: GEP-713 targetRefs (Services
 only, 1-16, no repeats) and Istio's connectionPool / outlierDetection fields with Istio's
 bounds (percentages 0-100, durations at least 1ms), and GEP-3388's retryConstraint with its
-bounds (percent 0-100, intervals 1s to 1h, count at least 1)."""
+bounds (percent 0-100, intervals 1s to 1h, count at least 1). Istio's fields the waypoint
+does not enforce are refused by name with the reason (``REFUSED``), never ignored: a policy
+would otherwise be Accepted and do less than it says."""
 
 from __future__ import annotations
 
@@ -13,10 +15,12 @@ from agent.model.backendpolicy import (
     BudgetDetails,
     ConnectionPoolSettings,
     HTTPSettings,
+    LoadBalancerSettings,
     OutlierDetection,
     PolicyTargetReference,
     RequestRate,
     RetryConstraint,
+    SimpleLB,
     TCPSettings,
 )
 from agent.model.meta import ObjectMeta
@@ -29,12 +33,55 @@ UINT32_MAX = 2**32 - 1  # and its UInt32Value ones
 MIN_DURATION = timedelta(milliseconds=1)
 BUDGET_INTERVALS = (timedelta(seconds=1), timedelta(hours=1))  # GEP-3388's bounds
 
+_OWN_LIMITS = "the waypoint's own limits apply to every backend (l7proxy Limits)"
+REFUSED: dict[str, dict[str, str]] = {
+    # where -> Istio field -> why Tulle refuses it (l7proxy/resilience/README.md's table)
+    "spec": {
+        "tls": "the upstream hop's TLS is mTLS (PeerAuthentication), not per-policy",
+        "portLevelSettings": "a policy applies to every port of its Service; target a "
+                             "Service per port set instead",
+        "tunnel": "no HTTP CONNECT tunnelling to backends",
+        "proxyProtocol": "the waypoint does not send PROXY protocol headers",
+    },
+    "tcp": {
+        "connectTimeout": f"not per Service yet: {_OWN_LIMITS} (connect 5 s)",
+        "tcpKeepalive": f"not per Service: {_OWN_LIMITS}",
+        "maxConnectionDuration": "backend connections are not aged out",
+        "idleTimeout": f"not per Service yet: {_OWN_LIMITS}",
+    },
+    "http": {
+        "idleTimeout": f"not per Service yet: {_OWN_LIMITS}",
+        "h2UpgradePolicy": "the upstream protocol follows the Service port's appProtocol",
+        "useClientProtocol": "the upstream protocol follows the Service port's appProtocol",
+        "maxConcurrentStreams": f"not per Service: {_OWN_LIMITS}",
+    },
+    "outlierDetection": {
+        "consecutiveErrors": "deprecated in Istio: use consecutive5xxErrors",
+    },
+    "loadBalancer": {
+        "consistentHash": "no hash-based choice: ClientIP session affinity on the Service is "
+                          "kept in the kernel for L4 traffic only",
+        "localityLbSetting": "the waypoint does not read topology (zones, regions)",
+        "warmupDurationSecs": "no slow start: a new endpoint starts level with the best one "
+                              "(P2C) or takes its turn at once",
+        "warmup": "no slow start (as warmupDurationSecs)",
+    },
+}
+SIMPLE_ALIASES = {"LEAST_CONN": SimpleLB.LEAST_REQUEST}  # Istio's deprecated name
+
+
+def _refuse_unsupported(r: Reader, where: str) -> None:
+    for key, why in REFUSED[where].items():
+        if key in r.data:
+            r.fail(key, f"is not supported: {why}")
+
 
 def read_backend_traffic_policy(r: Reader, metadata: ObjectMeta) -> BackendTrafficPolicy:
     return BackendTrafficPolicy(metadata=metadata, spec=r.obj("spec", _read_spec, REQUIRED))
 
 
 def _read_spec(r: Reader) -> BackendTrafficPolicySpec:
+    _refuse_unsupported(r, "spec")
     refs = r.objects("targetRefs", _read_target, min_items=1, max_items=MAX_TARGET_REFS)
     r.check_unique("targetRefs", [(t.group, t.kind, t.name) for t in refs])
     return BackendTrafficPolicySpec(
@@ -42,7 +89,19 @@ def _read_spec(r: Reader) -> BackendTrafficPolicySpec:
         connection_pool=r.obj("connectionPool", _read_pool),
         outlier_detection=r.obj("outlierDetection", _read_outlier),
         retry_constraint=r.obj("retryConstraint", _read_retry_constraint),
+        load_balancer=r.obj("loadBalancer", _read_load_balancer),
     )
+
+
+def _read_load_balancer(r: Reader) -> LoadBalancerSettings:
+    _refuse_unsupported(r, "loadBalancer")
+    simple = r.data.get("simple")
+    if simple == "PASSTHROUGH":
+        r.fail("simple", "PASSTHROUGH is not supported: the waypoint always chooses an "
+                         "endpoint of the Service (the original destination is its ClusterIP)")
+    if isinstance(simple, str) and simple in SIMPLE_ALIASES:
+        return LoadBalancerSettings(SIMPLE_ALIASES[simple])
+    return LoadBalancerSettings(r.enum("simple", SimpleLB))
 
 
 def _read_target(r: Reader) -> PolicyTargetReference:
@@ -60,10 +119,13 @@ def _read_pool(r: Reader) -> ConnectionPoolSettings:
 
 
 def _read_tcp(r: Reader) -> TCPSettings:
+    _refuse_unsupported(r, "tcp")
     return TCPSettings(max_connections=r.integer("maxConnections", minimum=0, maximum=INT32_MAX))
 
 
 def _read_http(r: Reader) -> HTTPSettings:
+    _refuse_unsupported(r, "http")
+
     def limit(key: str) -> int | None:
         return r.integer(key, minimum=0, maximum=INT32_MAX)
 
@@ -76,6 +138,7 @@ def _read_http(r: Reader) -> HTTPSettings:
 
 
 def _read_outlier(r: Reader) -> OutlierDetection:
+    _refuse_unsupported(r, "outlierDetection")
     def duration(key: str) -> timedelta | None:
         value = r.duration(key)
         if value is not None and value < MIN_DURATION:
@@ -94,6 +157,10 @@ def _read_outlier(r: Reader) -> OutlierDetection:
         base_ejection_time=duration("baseEjectionTime"),
         max_ejection_percent=percent("maxEjectionPercent"),
         min_health_percent=percent("minHealthPercent"),
+        split_external_local_origin_errors=r.boolean("splitExternalLocalOriginErrors"),
+        consecutive_local_origin_failures=r.integer(
+            "consecutiveLocalOriginFailures", minimum=0, maximum=UINT32_MAX
+        ),
     )
 
 

@@ -1,7 +1,8 @@
 """Reader for policy.tulle.io/v1alpha1 HTTPLocalRateLimitPolicy: GEP-713 targetRefs
 (Services only, 1-16, no repeats) and Linkerd's fields with Linkerd's rules: rates are
 positive; ``identity`` and every override at most ``total`` when it is set; overrides name
-ServiceAccounts. A ServiceAccount in two overrides is refused (which rate would it get?)."""
+ServiceAccounts. A ServiceAccount in two overrides is refused (which rate would it get?).
+Linkerd's ``targetRef`` (a Server) is refused by name: every other Linkerd field is read."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ def read_http_local_rate_limit_policy(r: Reader, metadata: ObjectMeta) -> HTTPLo
 
 
 def _read_spec(r: Reader) -> HTTPLocalRateLimitPolicySpec:
+    if "targetRef" in r.data:  # Linkerd's one field Tulle has no equivalent of
+        r.fail("targetRef", "is not supported: Linkerd's target is a Server (its inbound "
+                            "proxy's port); Tulle limits Services in the waypoint: use "
+                            "targetRefs: [{group: \"\", kind: Service, name: ...}]")
     refs = r.objects("targetRefs", _read_target, min_items=1, max_items=MAX_TARGET_REFS)
     r.check_unique("targetRefs", [(t.group, t.kind, t.name) for t in refs])
     total = r.obj("total", _read_limit)

@@ -1,7 +1,10 @@
 """The BackendTrafficPolicy schema (policy.tulle.io/v1alpha1): GEP-713 targetRefs, Istio's
 DestinationRule connectionPool and outlierDetection fields, GEP-3388's retryConstraint
 (every field Tulle's model reads, ``agent/model/convert_backendpolicy.py``), GEP-713's
-PolicyStatus; our descriptions."""
+PolicyStatus; our descriptions. Istio fields Tulle does not enforce stay in the schema,
+described as refused (a structural schema would prune them, and the policy would be
+Accepted doing less than it says); the typed admission refuses them by name with the
+reason (``convert_backendpolicy.REFUSED``)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,19 @@ DURATION = r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"
 def _duration(desc: str) -> Schema:
     return string(desc + " A Gateway API duration (10s, 500ms, 1m30s), at least 1ms.",
                   pattern=DURATION)
+
+
+REFUSED = "Not supported by Tulle: a policy that sets it is refused (the reason says why)."
+
+
+def _refused(kind: str) -> Schema:
+    if kind == "object":  # kept whole, so admission sees it and names it
+        return {"description": REFUSED, "type": "object",
+                "x-kubernetes-preserve-unknown-fields": True}
+    if kind == "array":
+        return {"description": REFUSED, "type": "array",
+                "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
+    return {"description": REFUSED, "type": kind}
 
 
 def _limit(desc: str) -> Schema:
@@ -42,6 +58,10 @@ CONNECTION_POOL = obj(
             "maxConnections": _limit(
                 "HTTP/1.1 connections to the Service (so requests in flight); beyond it "
                 "requests wait, up to http1MaxPendingRequests."),
+            "connectTimeout": _refused("string"),
+            "tcpKeepalive": _refused("object"),
+            "maxConnectionDuration": _refused("string"),
+            "idleTimeout": _refused("string"),
         }),
         "http": obj("Request limits.", {
             "http1MaxPendingRequests": _limit("Requests waiting for a connection."),
@@ -49,6 +69,10 @@ CONNECTION_POOL = obj(
             "maxRequestsPerConnection": _limit(
                 "Requests a backend connection carries before it is closed (1: no reuse)."),
             "maxRetries": _limit("Retries in flight to the Service."),
+            "idleTimeout": _refused("string"),
+            "h2UpgradePolicy": _refused("string"),
+            "useClientProtocol": _refused("boolean"),
+            "maxConcurrentStreams": _refused("integer"),
         }),
     },
 )
@@ -72,6 +96,33 @@ OUTLIER_DETECTION = obj(
         "minHealthPercent": integer(
             "Below this percentage of endpoints in, ejection is ignored (all are chosen "
             "from). Default 0.", 0, 100, format="int32"),
+        "splitExternalLocalOriginErrors": {
+            "description": "Count tries without an answer (connect failure, reset, "
+                           "timeout) apart, toward consecutiveLocalOriginFailures only, not "
+                           "toward the 5xx and gateway counts. Default false.",
+            "type": "boolean"},
+        "consecutiveLocalOriginFailures": integer(
+            "Tries without an answer in a row that eject an endpoint, with "
+            "splitExternalLocalOriginErrors (ignored without); 0 turns this off. Default 5.",
+            0, UINT32, format="int64"),
+        "consecutiveErrors": _refused("integer"),
+    },
+)
+
+
+LOAD_BALANCER = obj(
+    "How the waypoint chooses an endpoint, as Istio's loadBalancer (its simple form; after "
+    "HTTPRoute weights split, among the endpoints outlier detection leaves in).",
+    {
+        "simple": string(
+            "UNSPECIFIED (the default: power of two choices over peak-EWMA latency), "
+            "LEAST_REQUEST (Envoy's: the fewer requests in flight of two at random; "
+            "LEAST_CONN is its deprecated name), ROUND_ROBIN or RANDOM. PASSTHROUGH is "
+            "refused.",
+            enum=["UNSPECIFIED", "LEAST_REQUEST", "LEAST_CONN", "ROUND_ROBIN", "RANDOM",
+                  "PASSTHROUGH"]),
+        **{k: _refused("object") for k in ("consistentHash", "localityLbSetting", "warmup")},
+        "warmupDurationSecs": _refused("string"),
     },
 )
 
@@ -132,6 +183,9 @@ BACKEND_TRAFFIC_POLICY: Schema = obj(
                 "connectionPool": CONNECTION_POOL,
                 "outlierDetection": OUTLIER_DETECTION,
                 "retryConstraint": RETRY_CONSTRAINT,
+                "loadBalancer": LOAD_BALANCER,
+                **{k: _refused("object") for k in ("tls", "tunnel", "proxyProtocol")},
+                "portLevelSettings": _refused("array"),
             },
             ("targetRefs",),
         ),

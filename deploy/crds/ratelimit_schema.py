@@ -59,8 +59,14 @@ HTTP_LOCAL_RATE_LIMIT_POLICY: Schema = obj(
                     "The limit per caller identity (its ServiceAccount's SPIFFE ID); at most "
                     "total.requestsPerSecond when that is set."),
                 "overrides": array("Rates for given ServiceAccounts.", OVERRIDE, hi=64),
+                # Linkerd's: kept so that admission names it and says why it is refused
+                # (targetRefs is required by the model, after that check).
+                "targetRef": {
+                    "description": "Linkerd's target (a Server). Not supported by Tulle: a "
+                                   "policy that sets it is refused; use targetRefs naming "
+                                   "Services.",
+                    "type": "object", "x-kubernetes-preserve-unknown-fields": True},
             },
-            ("targetRefs",),
         ),
         "status": obj(
             "What the controller reports about the policy.",

@@ -10,6 +10,10 @@ are fast, and without it the balancer would favour the endpoint that refuses).
 
 P2C draws two distinct endpoints at random and takes the cheaper: near least-loaded
 choice with O(1) work and no herding on one endpoint after a stale reading.
+
+A BackendTrafficPolicy's ``loadBalancer.simple`` (Istio's) picks another rule, with the
+same accounting: LEAST_REQUEST compares the two draws' requests in flight only (Envoy's
+least-request with two choices), ROUND_ROBIN takes the endpoints in turn, RANDOM any one.
 """
 
 from __future__ import annotations
@@ -74,9 +78,11 @@ class P2C(Generic[E]):
     """Chooses among endpoints by their ``PeakEwma`` (kept per endpoint, dropped when an
     endpoint leaves the set). ``rng`` draws from [0, 1): seed it for tests."""
 
-    def __init__(self, params: EwmaParams, rng: Callable[[], float]) -> None:
+    def __init__(self, params: EwmaParams, rng: Callable[[], float], mode: str = "") -> None:
         self.params = params
         self.rng = rng
+        self.mode = mode  # "" (UNSPECIFIED): peak-EWMA; or LEAST_REQUEST, ROUND_ROBIN, RANDOM
+        self.turn = 0  # ROUND_ROBIN's next index
         self.loads: dict[E, PeakEwma] = {}
 
     def load(self, endpoint: E, now: float) -> PeakEwma:
@@ -109,11 +115,20 @@ class P2C(Generic[E]):
             raise ValueError("no endpoints to choose from")
         if n == 1:
             return endpoints[0]
+        mode = self.mode
+        if mode == "ROUND_ROBIN":
+            i = self.turn % n  # a set that shrank just wraps
+            self.turn = i + 1
+            return endpoints[i]
         i = min(int(self.rng() * n), n - 1)
+        if mode == "RANDOM":
+            return endpoints[i]
         j = min(int(self.rng() * (n - 1)), n - 2)
         if j >= i:
             j += 1  # a distinct second draw, uniform over the others
         a, b = endpoints[i], endpoints[j]
+        if mode == "LEAST_REQUEST":
+            return a if self.load(a, now).pending <= self.load(b, now).pending else b
         return a if self.load(a, now).cost(now) <= self.load(b, now).cost(now) else b
 
     def retain(self, endpoints: Sequence[E]) -> None:

@@ -4,6 +4,10 @@
 - Every 5xx answer (and every try that got no answer: connect failure, reset, timeout)
   counts toward ``consecutive_5xx``; 502, 503, 504 and no answer also count toward
   ``consecutive_gateway``. Any other answer resets both counts.
+- With ``split_local_origin`` (Istio's ``splitExternalLocalOriginErrors``, Envoy's
+  ``split_external_local_origin_errors``), a try without an answer is a local-origin error:
+  it counts only toward ``consecutive_local_origin`` (``consecutiveLocalOriginFailures``,
+  default 5), never toward the two above, and any answer (a local-origin success) resets it.
 - An endpoint reaching either threshold is ejected at once, unless the endpoints already
   ejected are ``max_ejection_percent`` of the set or more (Envoy's check is made before
   the ejection, so the first one always goes when the percentage is above 0).
@@ -40,12 +44,15 @@ class OutlierParams:
     max_ejection_time: float = 300.0
     max_ejection_percent: int = 10
     min_health_percent: int = 0
+    split_local_origin: bool = False
+    consecutive_local_origin: int = 5  # counts only with split_local_origin
 
 
 @dataclass(slots=True)
 class _Host:
     errors_5xx: int = 0
     errors_gateway: int = 0
+    errors_local: int = 0
     ejections: int = 0
     ejected_until: float | None = None
 
@@ -64,19 +71,32 @@ class OutlierDetector(Generic[E]):
         host = self.hosts.get(endpoint)
         if host is None:
             host = self.hosts[endpoint] = _Host()
+        p = self.params
+        if p.split_local_origin:
+            if status == NO_ANSWER:
+                host.errors_local += 1
+                tripped = bool(p.consecutive_local_origin
+                               and host.errors_local >= p.consecutive_local_origin)
+                return tripped and self._eject(host, now, endpoints)
+            host.errors_local = 0  # an answer: the connection worked
         if status != NO_ANSWER and status < 500:
             host.errors_5xx = host.errors_gateway = 0
             return False
         host.errors_5xx += 1
         if status == NO_ANSWER or status in GATEWAY_ERRORS:
             host.errors_gateway += 1
-        p = self.params
-        tripped = (p.consecutive_5xx and host.errors_5xx >= p.consecutive_5xx) or (
+        tripped = bool((p.consecutive_5xx and host.errors_5xx >= p.consecutive_5xx) or (
             p.consecutive_gateway and host.errors_gateway >= p.consecutive_gateway
-        )
-        if not tripped or host.ejected_until is not None:
+        ))
+        return tripped and self._eject(host, now, endpoints)
+
+    def _eject(self, host: _Host, now: float, endpoints: int) -> bool:
+        """Eject a host that reached a threshold (its counts start over), unless it is out
+        already or ``max_ejection_percent`` is reached."""
+        if host.ejected_until is not None:
             return False
-        host.errors_5xx = host.errors_gateway = 0
+        p = self.params
+        host.errors_5xx = host.errors_gateway = host.errors_local = 0
         ejected = sum(1 for h in self.hosts.values() if h.ejected_until is not None)
         if endpoints <= 0 or 100 * ejected >= p.max_ejection_percent * endpoints:
             return False

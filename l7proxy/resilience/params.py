@@ -11,6 +11,7 @@ from agent.model.backendpolicy import (
     BackendTrafficPolicy,
     BackendTrafficPolicySpec,
     RetryConstraint,
+    SimpleLB,
 )
 from agent.model.core import Service
 from gatewayapi.backendpolicy import winners
@@ -26,6 +27,7 @@ class BackendParams:
     pool: PoolParams | None = None
     outlier: OutlierParams | None = None
     budget: BudgetParams | None = None
+    balancer: str = ""  # loadBalancer.simple ("": UNSPECIFIED, the peak-EWMA P2C)
 
 
 def _or(value: int | None, default: int) -> int:
@@ -64,9 +66,14 @@ def backend_params(spec: BackendTrafficPolicySpec) -> BackendParams:
             ),
             max_ejection_percent=_or(od.max_ejection_percent, d.max_ejection_percent),
             min_health_percent=_or(od.min_health_percent, d.min_health_percent),
+            split_local_origin=bool(od.split_external_local_origin_errors),
+            consecutive_local_origin=_or(od.consecutive_local_origin_failures,
+                                         d.consecutive_local_origin),
         )
     budget = _budget(spec.retry_constraint) if spec.retry_constraint is not None else None
-    return BackendParams(pool, outlier, budget)
+    simple = spec.load_balancer.simple if spec.load_balancer is not None else None
+    balancer = "" if simple in (None, SimpleLB.UNSPECIFIED) else str(simple)
+    return BackendParams(pool, outlier, budget, balancer)
 
 
 def _budget(constraint: RetryConstraint) -> BudgetParams:

@@ -68,7 +68,7 @@ class Resilience:
             p = self._of(target)
             found = self.backends[target] = Backend(
                 p,
-                P2C(self.ewma, self.rng),
+                P2C(self.ewma, self.rng, p.balancer),
                 OutlierDetector(p.outlier) if p.outlier is not None else None,
                 PoolLimits(p.pool) if p.pool is not None else None,
                 RetryBudget(p.budget) if p.budget is not None else None,

@@ -117,12 +117,17 @@ def test_deny_wins_over_allow_and_names_the_deny() -> None:
     assert verdict([allow, deny], EVIL) == PortVerdict(0, 65535, False, ("shop/allow",), True)
 
 
-def test_audit_is_ignored_by_the_kernel() -> None:
+def test_an_audit_policy_keeps_its_destination_with_the_waypoint() -> None:
+    """AUDIT records each matching request as a flow, which only the waypoint writes: a
+    destination an AUDIT policy applies to is not judged in the kernel, even beside a DENY
+    the kernel could judge alone (the waypoint judges both)."""
     audit = api_policy("audit", "AUDIT", rule())
     plan = compile_authz([audit], PODS, LOCAL, TD)
     assert plan.enforced == {} and plan.verdicts == {}
-    assert verdict([audit, api_policy("deny", "DENY", rule(source={"namespaces": ["evil"]}))],
-                   WEB) == PortVerdict(0, 65535, True, ())
+    deny = api_policy("deny", "DENY", rule(source={"namespaces": ["evil"]}))
+    assert verdict([deny], WEB) == PortVerdict(0, 65535, True, ())  # the kernel's alone
+    both = compile_authz([audit, deny], PODS, LOCAL, TD)
+    assert both.enforced == {} and both.verdicts == {} and API.identity in both.waypoint
 
 
 def test_empty_allow_denies_everything_and_empty_rule_allows_everything() -> None:
@@ -273,8 +278,9 @@ def test_compiled_verdicts_agree_with_the_evaluator(specs: list[tuple[str, list[
             expected = evaluate(sorted(policies, key=lambda p: p.metadata.name),
                                 Request(peer, port=port, l7=False))
             got = decide(plan, client.ip, API.identity, port)
-            if got is None:  # not enforced: only when no ALLOW or DENY applies
-                assert all(a == "AUDIT" for a, _ in specs) and expected.allowed
+            if got is None:  # not enforced: an AUDIT policy applies (the waypoint judges)
+                assert any(a == "AUDIT" for a, _ in specs)
+                assert API.identity in plan.waypoint or all(a == "AUDIT" for a, _ in specs)
                 continue
             assert (got.allowed, got.policies, got.by_allow) == (
                 expected.allowed, expected.policies, expected.by_allow)

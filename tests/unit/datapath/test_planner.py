@@ -170,9 +170,20 @@ def routes(draw: Any) -> dict[str, Any]:
     }
 
 
+@st.composite
+def targeted_policies(draw: Any, kind: str) -> dict[str, Any]:
+    """A rate limit or BackendTrafficPolicy: it steers the Service it names to the waypoint."""
+    target = {"group": "", "kind": "Service", "name": draw(names)}
+    if kind == "HTTPLocalRateLimitPolicy":
+        return {"apiVersion": "policy.tulle.io/v1alpha1", "kind": "HTTPLocalRateLimitPolicy",
+                "metadata": {}, "spec": {"targetRefs": [target], "total": {"requestsPerSecond": 5}}}
+    return {"apiVersion": "policy.tulle.io/v1alpha1", "kind": "BackendTrafficPolicy",
+            "metadata": {}, "spec": {"targetRefs": [target]}}
+
+
 KINDS = ("Service", "Service", "EndpointSlice", "EndpointSlice", "EndpointSlice", "Pod", "Pod",
          "NetworkPolicy", "Node", "Namespace", "HTTPRoute", "PeerAuthentication",
-         "AuthorizationPolicy")
+         "AuthorizationPolicy", "TargetedPolicy")
 
 
 MTLS_KINDS = ("Pod", "Namespace", "PeerAuthentication")
@@ -183,6 +194,8 @@ def changes(
     draw: Any, kinds: tuple[str, ...] = KINDS
 ) -> tuple[str, str, str, dict[str, Any] | None]:
     kind = draw(st.sampled_from(kinds))
+    if kind == "TargetedPolicy":
+        kind = draw(st.sampled_from(("HTTPLocalRateLimitPolicy", "BackendTrafficPolicy")))
     ns, name = draw(namespaces), draw(names)
     if kind == "Node":
         ns, name = "", draw(st.sampled_from(("n1", "n2")))
@@ -203,7 +216,9 @@ def changes(
         doc = {"Service": services(), "EndpointSlice": endpoint_slices(), "Pod": pods(),
                "NetworkPolicy": policies(), "HTTPRoute": routes(),
                "PeerAuthentication": peer_authentications(),
-               "AuthorizationPolicy": authorization_policies()}[kind]
+               "AuthorizationPolicy": authorization_policies(),
+               "HTTPLocalRateLimitPolicy": targeted_policies("HTTPLocalRateLimitPolicy"),
+               "BackendTrafficPolicy": targeted_policies("BackendTrafficPolicy")}[kind]
     body = draw(doc)
     body["metadata"] = {**body["metadata"], "name": name, "uid": f"{ns}-{name}"}
     if ns:

@@ -128,3 +128,31 @@ def test_retain_forgets_endpoints_that_left() -> None:
     p2c.load("b", 0.0)
     p2c.retain(["b"])
     assert set(p2c.loads) == {"b"}
+
+
+EPS3 = ["a", "b", "c"]
+
+
+def test_round_robin_takes_the_endpoints_in_turn_and_wraps_when_the_set_shrinks() -> None:
+    rr: P2C[str] = P2C(P, random.Random(1).random, "ROUND_ROBIN")
+    assert [rr.choose(EPS3, 0.0) for _ in range(6)] == ["a", "b", "c", "a", "b", "c"]
+    rr.choose(EPS3, 0.0)  # a
+    assert [rr.choose(["a", "b"], 0.0) for _ in range(3)] == ["b", "a", "b"]
+
+
+def test_random_spreads_evenly_whatever_the_loads() -> None:
+    rnd: P2C[str] = P2C(P, random.Random(5).random, "RANDOM")
+    rnd.load("a", 0.0).observe(5.0, 0.0)  # a slow endpoint is still chosen a third
+    counts = Counter(rnd.choose(EPS3, 0.0) for _ in range(3000))
+    assert all(900 <= counts[e] <= 1100 for e in EPS3), counts
+
+
+def test_least_request_compares_requests_in_flight_not_latency() -> None:
+    lr: P2C[str] = P2C(P, random.Random(9).random, "LEAST_REQUEST")
+    lr.load("a", 0.0).observe(5.0, 0.0)  # slow, but idle
+    lr.load("b", 0.0).pending = 3
+    assert lr.choose(["a", "b"], 0.0) == "a"
+    ewma: P2C[str] = P2C(P, random.Random(9).random)  # the default weighs latency in
+    ewma.load("a", 0.0).observe(5.0, 0.0)
+    ewma.load("b", 0.0).pending = 3
+    assert ewma.choose(["a", "b"], 0.0) == "b"

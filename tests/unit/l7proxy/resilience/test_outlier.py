@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from l7proxy.resilience.outlier import OutlierDetector, OutlierParams
+from l7proxy.resilience.outlier import NO_ANSWER, OutlierDetector, OutlierParams
 
 EPS = ["a", "b", "c", "d"]
 
@@ -110,3 +110,26 @@ def test_retain_forgets_endpoints_that_left() -> None:
     fail(d, "a", 3)
     d.retain(["b"])
     assert d.available(["a", "b"], 0.0) == ["a", "b"]
+
+
+def test_split_local_origin_errors_count_apart() -> None:
+    """Istio's splitExternalLocalOriginErrors: tries without an answer count only toward
+    consecutiveLocalOriginFailures; answers (even 5xx) reset that count and count as usual."""
+    d = detector(split_local_origin=True, consecutive_local_origin=2)
+    assert not fail(d, "a", 1, status=NO_ANSWER)
+    assert not fail(d, "a", 2, status=500)  # 2 of 3 5xx; and an answer: local count reset
+    assert not fail(d, "a", 1, status=NO_ANSWER)  # local 1 of 2; the 5xx count untouched
+    assert fail(d, "a", 1, status=500)  # the third 5xx in a row ejects
+    assert fail(d, "b", 2, status=NO_ANSWER)  # two local-origin failures eject b
+    assert d.available(EPS, 0.0) == ["c", "d"]
+
+
+def test_without_the_split_no_answer_is_a_5xx_and_the_local_threshold_is_unused() -> None:
+    d = detector(consecutive_local_origin=1)
+    assert not fail(d, "a", 2, status=NO_ANSWER)
+    assert fail(d, "a", 1, status=NO_ANSWER)  # consecutive_5xx=3, as before
+
+
+def test_a_local_origin_threshold_of_zero_turns_it_off() -> None:
+    d = detector(split_local_origin=True, consecutive_local_origin=0)
+    assert not fail(d, "a", 50, status=NO_ANSWER)

@@ -73,3 +73,38 @@ def test_a_retry_constraint_takes_the_geps_defaults_for_what_it_leaves_out() -> 
         percent=5, interval=10.0, min_count=2, min_interval=5.0
     )
     assert params[("default", "api")].budget is None  # no retryConstraint: no budget
+
+
+def test_local_origin_fields_reach_the_detector() -> None:
+    from agent.model.backendpolicy import BackendTrafficPolicySpec, OutlierDetection
+    from l7proxy.resilience.params import backend_params
+
+    split = backend_params(BackendTrafficPolicySpec(outlier_detection=OutlierDetection(
+        split_external_local_origin_errors=True, consecutive_local_origin_failures=2)))
+    assert split.outlier is not None
+    assert (split.outlier.split_local_origin, split.outlier.consecutive_local_origin) == (True, 2)
+    default = backend_params(BackendTrafficPolicySpec(outlier_detection=OutlierDetection()))
+    assert default.outlier == OutlierParams()  # Istio's: no split, 5 when split
+    assert (default.outlier.split_local_origin, default.outlier.consecutive_local_origin) == (
+        False, 5)
+
+
+def test_a_simple_balancer_reaches_the_backends_choice() -> None:
+    from agent.model.backendpolicy import (
+        BackendTrafficPolicySpec,
+        LoadBalancerSettings,
+        SimpleLB,
+    )
+    from l7proxy.resilience.params import backend_params
+    from l7proxy.resilience.state import Resilience
+
+    assert backend_params(BackendTrafficPolicySpec()).balancer == ""
+    unspecified = LoadBalancerSettings(SimpleLB.UNSPECIFIED)
+    assert backend_params(BackendTrafficPolicySpec(load_balancer=unspecified)).balancer == ""
+    params = backend_params(BackendTrafficPolicySpec(
+        load_balancer=LoadBalancerSettings(SimpleLB.ROUND_ROBIN)))
+    assert params.balancer == "ROUND_ROBIN"
+    res = Resilience(lambda: 0.0, {("default", "web"): params})
+    eps = [("10.0.0.1", 80), ("10.0.0.2", 80), ("10.0.0.3", 80)]
+    target = ("default", "web", 80)
+    assert [res.choose(target, eps, 0.0) for _ in range(4)] == [*eps, eps[0]]

@@ -97,7 +97,42 @@ def test_the_waypoint_reads_it_and_the_lab_controller_writes_its_status(
                   {**policy(SPEC), "metadata": {"name": "x"}})
     assert refused[0] == 403
     assert _as(store, tokens["tulle-lab-controller"], "GET", listed)[0] == 200
-    assert _as(store, tokens["tulle-agent"], "GET", listed)[0] == 403
+    # The agent reads it too: the Services it targets are steered to the waypoint.
+    assert _as(store, tokens["tulle-agent"], "GET", listed)[0] == 200
+
+
+@pytest.mark.parametrize(("where", "field", "value"), [
+    ("connectionPool.tcp", "connectTimeout", "1s"),
+    ("connectionPool.tcp", "tcpKeepalive", {"time": "10s"}),
+    ("connectionPool.http", "idleTimeout", "1m"),
+    ("connectionPool.http", "h2UpgradePolicy", "UPGRADE"),
+    ("outlierDetection", "consecutiveErrors", 3),
+    ("loadBalancer", "consistentHash", {"httpHeaderName": "x-user"}),
+    ("", "tls", {"mode": "ISTIO_MUTUAL"}),
+    ("", "portLevelSettings", [{"port": {"number": 80}}]),
+])
+def test_an_unsupported_istio_field_is_refused_by_name_not_pruned(
+    api: Direct, where: str, field: str, value: Any
+) -> None:
+    spec: dict[str, Any] = {"targetRefs": SPEC["targetRefs"]}
+    node = spec
+    for key in where.split(".") if where else ():
+        node = node.setdefault(key, {})
+    node[field] = value
+    status, body = api("POST", POLICIES, policy(spec))
+    assert status == 422, body
+    path = ".".join(p for p in ("spec", where, field) if p)
+    found = causes(body)
+    assert path in found and "not supported" in found[path], found
+    assert api("GET", POLICIES)[1]["items"] == []
+
+
+def test_local_origin_fields_and_a_simple_balancer_are_stored(api: Direct) -> None:
+    spec = {**SPEC, "outlierDetection": {"splitExternalLocalOriginErrors": True,
+                                         "consecutiveLocalOriginFailures": 2},
+            "loadBalancer": {"simple": "ROUND_ROBIN"}}
+    assert api("POST", POLICIES, policy(spec))[0] == 201
+    assert api("GET", f"{POLICIES}/echo")[1]["spec"] == spec
 
 
 def test_the_accepted_column_reads_the_ancestors_conditions(bare: tuple[Store, Direct]) -> None:

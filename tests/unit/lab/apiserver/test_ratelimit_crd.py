@@ -101,4 +101,18 @@ def test_the_waypoint_reads_it_and_the_lab_controller_writes_its_status(
                   {**policy(SPEC), "metadata": {"name": "x"}})
     assert refused[0] == 403
     assert _as(store, tokens["tulle-lab-controller"], "GET", listed)[0] == 200
-    assert _as(store, tokens["tulle-agent"], "GET", listed)[0] == 403
+    assert _as(store, tokens["tulle-agent"], "GET", listed)[0] == 200  # it steers the targets
+
+
+def test_linkerds_server_target_is_refused_by_name(api: Direct) -> None:
+    """A policy ported from Linkerd as is names a Server in ``targetRef``: refused, saying
+    why and what to write instead (never pruned into a policy without its target)."""
+    spec = {"targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": "web"},
+            "total": {"requestsPerSecond": 10}}
+    status, body = api("POST", POLICIES, policy(spec))
+    assert status == 422, body
+    found = causes(body)
+    assert "spec.targetRef" in found and "targetRefs" in found["spec.targetRef"], found
+    # Without either, the model still requires targetRefs.
+    status, body = api("POST", POLICIES, policy({"total": {"requestsPerSecond": 10}}))
+    assert status == 422 and "spec.targetRefs" in causes(body), body
