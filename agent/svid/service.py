@@ -20,6 +20,7 @@ from agent.kube.source import ClusterSource
 from agent.svid.bundlewatch import BundleWatch
 from agent.svid.client import CertificateClient, token_source
 from agent.svid.manager import SvidConfig, SvidManager
+from identity.system import ca_service_name
 from agent.svid.schedule import Workload, needed
 
 
@@ -82,9 +83,11 @@ def start(
     config: SvidConfig,
     registry: CollectorRegistry | None,
 ) -> SvidService:
-    ca = CertificateClient(address, token_source(kubeconfig))
+    ca = CertificateClient(
+        address, token_source(kubeconfig), server_name=ca_service_name(config.system_namespace)
+    )
     manager = SvidManager(config, ca, pods_needed(source, node), registry=registry)
-    return SvidService(manager, BundleWatch(client, manager), ca, threading.Event()).start()
+    return SvidService(manager, BundleWatch(client, manager, config.system_namespace), ca, threading.Event()).start()
 
 
 def svid_dir(svid_dir: str | None, state_dir: str | None) -> Path:

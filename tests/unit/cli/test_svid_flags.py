@@ -28,8 +28,8 @@ def test_without_a_ca_address_there_are_no_svids(monkeypatch: pytest.MonkeyPatch
     ("args", "address", "directory", "lifetime"),
     [
         (
-            ["--ca-address", "tulle-controlplane.kube-system.svc:15012"],
-            "tulle-controlplane.kube-system.svc:15012",
+            ["--ca-address", "tulle-controlplane.tulle-system.svc:15012"],
+            "tulle-controlplane.tulle-system.svc:15012",
             "/var/run/tulle/svid",
             86_400,
         ),

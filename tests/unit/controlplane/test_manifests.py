@@ -61,8 +61,8 @@ def test_the_rbac_is_seeded_by_the_lab_and_names_the_account() -> None:
         _one(docs, ref["kind"], ref["name"])  # every binding's role is defined here
 
 
-CA = service_account_user("kube-system", CA_ACCOUNT)
-AGENT = service_account_user("kube-system", "tulle-agent")
+CA = service_account_user("tulle-system", CA_ACCOUNT)
+AGENT = service_account_user("tulle-system", "tulle-agent")
 
 
 @pytest.mark.parametrize(
@@ -71,20 +71,20 @@ AGENT = service_account_user("kube-system", "tulle-agent")
         (CA, Attributes("create", "authentication.k8s.io", "tokenreviews"), True),
         (CA, Attributes("list", "", "pods"), True),
         (CA, Attributes("watch", "", "pods", namespace="shop"), True),
-        (CA, Attributes("get", "", "secrets", namespace="kube-system", name="tulle-ca"), True),
-        (CA, Attributes("create", "", "secrets", namespace="kube-system"), True),
-        (CA, Attributes("update", "", "configmaps", namespace="kube-system",
+        (CA, Attributes("get", "", "secrets", namespace="tulle-system", name="tulle-ca"), True),
+        (CA, Attributes("create", "", "secrets", namespace="tulle-system"), True),
+        (CA, Attributes("update", "", "configmaps", namespace="tulle-system",
                         name="tulle-trust-bundle"), True),
-        (CA, Attributes("update", "", "configmaps", namespace="kube-system", name="other"), False),
-        (CA, Attributes("get", "", "secrets", namespace="kube-system", name="other"), False),
+        (CA, Attributes("update", "", "configmaps", namespace="tulle-system", name="other"), False),
+        (CA, Attributes("get", "", "secrets", namespace="tulle-system", name="other"), False),
         (CA, Attributes("get", "", "secrets", namespace="shop", name="x"), False),
-        (CA, Attributes("list", "", "secrets", namespace="kube-system"), False),
-        (CA, Attributes("delete", "", "secrets", namespace="kube-system", name="tulle-ca"), False),
-        (CA, Attributes("create", "", "pods", namespace="kube-system"), False),
-        (AGENT, Attributes("watch", "", "configmaps", namespace="kube-system",
+        (CA, Attributes("list", "", "secrets", namespace="tulle-system"), False),
+        (CA, Attributes("delete", "", "secrets", namespace="tulle-system", name="tulle-ca"), False),
+        (CA, Attributes("create", "", "pods", namespace="tulle-system"), False),
+        (AGENT, Attributes("watch", "", "configmaps", namespace="tulle-system",
                            name="tulle-trust-bundle"), True),
-        (AGENT, Attributes("watch", "", "configmaps", namespace="kube-system"), False),
-        (AGENT, Attributes("get", "", "configmaps", namespace="kube-system", name="other"), False),
+        (AGENT, Attributes("watch", "", "configmaps", namespace="tulle-system"), False),
+        (AGENT, Attributes("get", "", "configmaps", namespace="tulle-system", name="other"), False),
         (AGENT, Attributes("get", "", "configmaps", namespace="shop", name="x"), False),
         (AGENT, Attributes("create", "authentication.k8s.io", "tokenreviews"), False),
     ],

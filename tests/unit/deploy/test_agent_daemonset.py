@@ -160,7 +160,7 @@ def test_every_path_the_agent_uses_is_on_a_mount() -> None:
     assert volumes[mounts["/run/tulle/cgroupv2"]["name"]]["hostPath"]["path"] == "/sys/fs/cgroup"
     for headers in ("/lib/modules", "/usr/src"):
         assert mounts[headers]["readOnly"] is True
-    assert flags["ca-address"] == f"{SERVICE_NAME}.kube-system.svc:{CA_PORT}"
+    assert flags["ca-address"] == f"{SERVICE_NAME}.tulle-system.svc:{CA_PORT}"
     assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"  # resolves that name on hostNetwork
     bpffs = _container(pod, "mount-bpffs")
     assert _mounts(bpffs)["/sys/fs/bpf"]["mountPropagation"] == "Bidirectional"

@@ -81,7 +81,7 @@ def test_every_workload_runs_as_a_shipped_account_with_its_token_only(overlay: s
         namespace = workloads[name]["metadata"]["namespace"]
         assert (namespace, pod["serviceAccountName"]) in accounts, name
     agent = one(objs, "DaemonSet", "tulle-agent")["spec"]["template"]["spec"]
-    assert f"kube-system/{agent['serviceAccountName']}" == AGENT_ACCOUNT  # the CA signs for it
+    assert f"tulle-system/{agent['serviceAccountName']}" == AGENT_ACCOUNT  # the CA signs for it
 
 
 def test_a_grant_added_or_removed_is_seen() -> None:
