@@ -7,8 +7,9 @@ a key made on the node, a CSR for one SPIFFE ID, one ``CreateCertificate`` call.
 - ``CertificateClient.create(csr_pem, lifetime, roots_pem)``: the call, with
   ``authorization: Bearer <token>`` (the token read anew each call: a projected token
   rotates). Over TLS verified against the trust bundle's roots only, for the service's
-  name ``tulle-controlplane.<system namespace>.svc`` (``identity.system``) whatever address it is reached by
-  (``grpc.ssl_target_name_override``), so the token never goes to anyone but the CA.
+  name ``tulle-controlplane.<system namespace>.svc`` (``identity.system``) whatever address
+  it is reached by (``grpc.ssl_target_name_override``), so the token never goes to anyone
+  but the CA.
   Insecure only for a unix socket (``unix:/path``), or when a test asks for it.
   A refusal raises ``CaRefused`` with the gRPC status and the service's reason code (its
   details start with it, controlplane/README.md).

@@ -20,8 +20,8 @@ from agent.kube.source import ClusterSource
 from agent.svid.bundlewatch import BundleWatch
 from agent.svid.client import CertificateClient, token_source
 from agent.svid.manager import SvidConfig, SvidManager
-from identity.system import ca_service_name
 from agent.svid.schedule import Workload, needed
+from identity.system import ca_service_name
 
 
 def pods_needed(source: ClusterSource, node: str) -> Callable[[], frozenset[Workload] | None]:
@@ -87,7 +87,8 @@ def start(
         address, token_source(kubeconfig), server_name=ca_service_name(config.system_namespace)
     )
     manager = SvidManager(config, ca, pods_needed(source, node), registry=registry)
-    return SvidService(manager, BundleWatch(client, manager, config.system_namespace), ca, threading.Event()).start()
+    watch = BundleWatch(client, manager, config.system_namespace)
+    return SvidService(manager, watch, ca, threading.Event()).start()
 
 
 def svid_dir(svid_dir: str | None, state_dir: str | None) -> Path:

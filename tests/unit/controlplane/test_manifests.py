@@ -94,3 +94,30 @@ def test_rbac_allows_what_the_service_does_and_no_more(
 ) -> None:
     objs = [d for path in MANIFESTS for d in yaml.safe_load_all(path.read_text()) if d]
     assert allowed(user, attrs, objs) is ok
+
+
+def test_the_system_namespace_flag_and_its_old_name() -> None:
+    base = ["--listen", "0.0.0.0:15012"]
+    assert parser().parse_args(base).namespace is None  # then $TULLE_SYSTEM_NAMESPACE, else default
+    assert parser().parse_args([*base, "--system-namespace", "mesh"]).namespace == "mesh"
+    assert parser().parse_args([*base, "--namespace", "mesh"]).namespace == "mesh"
+
+
+@pytest.mark.parametrize("bad", ["Kube_System", "", "a.b"])
+def test_a_bad_system_namespace_is_a_usage_error(
+    bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        parser().parse_args(["--listen", "0.0.0.0:1", "--system-namespace", bad])
+    assert info.value.code == 2
+    assert "system namespace" in capsys.readouterr().err
+
+
+def test_a_bad_system_namespace_from_the_environment_stops_the_service(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from controlplane.__main__ import main
+
+    monkeypatch.setenv("TULLE_SYSTEM_NAMESPACE", "Not/A/Namespace")
+    assert main(["--listen", "127.0.0.1:0", "--kubeconfig", "/nonexistent"]) == 2
+    assert "TULLE_SYSTEM_NAMESPACE: system namespace 'Not/A/Namespace'" in capsys.readouterr().err
