@@ -30,6 +30,7 @@ from agent.files import write_json_atomic
 from agent.kube import gcpause
 from agent.kube.source import KubeconfigError, connect
 from agent.node_agent import AGENT_KINDS, MODEL_KINDS, Agent
+from identity.system import SYSTEM_NAMESPACE
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -77,6 +78,7 @@ class AgentConfig:
     ca_address: str | None = None
     svid_dir: str | None = None  # the node-local SVID directory the waypoint reads
     svid_lifetime: int = 86_400  # seconds asked of the CA (at least 60)
+    system_namespace: str = SYSTEM_NAMESPACE  # the CA's Service, the bundle (identity.system)
 
 
 # The HTTP client's line per request (httpx logs each at INFO: 40+ lines while a first sync
@@ -276,15 +278,16 @@ def _start_svids(agent: Agent, config: AgentConfig, client: Any,
     assert config.ca_address is not None
     try:
         directory = service.svid_dir(config.svid_dir, config.state_dir)
-        svid_config = SvidConfig(directory, config.trust_domain, config.svid_lifetime)
+        svid_config = SvidConfig(directory, config.trust_domain, config.svid_lifetime,
+                                 system_namespace=config.system_namespace)
         started = service.start(client, config.kubeconfig, agent.source, agent.node,
                                 config.ca_address, svid_config, registry)
     except Exception as err:
         agent.svid_error = f"{type(err).__name__}: {err}"
         log.exception("SVIDs off: the SVID manager did not start")
         return None
-    log.info("SVIDs from %s into %s (lifetime %d s)", config.ca_address, directory,
-             config.svid_lifetime)
+    log.info("SVIDs from %s into %s (lifetime %d s, system namespace %s)", config.ca_address,
+             directory, config.svid_lifetime, config.system_namespace)
     return started
 
 

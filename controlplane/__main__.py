@@ -1,10 +1,10 @@
 """``python -m controlplane --listen HOST:PORT [--kubeconfig K] [--trust-domain TD]
-[--namespace kube-system] [--max-lifetime 24h] [--root-overlap D] [--metrics HOST:PORT]``:
+[--system-namespace tulle-system] [--max-lifetime 24h] [--root-overlap D] [--metrics HOST:PORT]``:
 Tulle's identity service (the CA agents get SVIDs from; controlplane/README.md).
 
 Without --kubeconfig it uses the in-cluster ServiceAccount (a Deployment's pod). It loads
-or generates the root (Secret kube-system/tulle-ca), publishes the bundle (ConfigMap
-kube-system/tulle-trust-bundle), watches Pods, and serves CreateCertificate over TLS with a
+or generates the root (Secret tulle-system/tulle-ca), publishes the bundle (ConfigMap
+tulle-system/tulle-trust-bundle), watches Pods, and serves CreateCertificate over TLS with a
 serving certificate signed by the same CA, authenticating agents by TokenReview.
 SIGTERM stops it gracefully (in-flight calls get a few seconds).
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import signal
 import sys
@@ -23,6 +24,13 @@ from pathlib import Path
 from types import FrameType
 
 from prometheus_client import CollectorRegistry, start_http_server
+
+from identity.system import (
+    SystemNamespaceError,
+    agent_account,
+    check_namespace,
+    system_namespace,
+)
 
 LOG = logging.getLogger("tulle.controlplane")
 REFRESH_SECONDS = 10.0  # how often the Secret is re-read (a replaced root takes over)
@@ -47,6 +55,13 @@ def host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _namespace(text: str) -> str:
+    try:
+        return check_namespace(text)
+    except SystemNamespaceError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m controlplane",
@@ -57,9 +72,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", required=True, type=host_port, help="gRPC HOST:PORT (TLS)")
     p.add_argument("--trust-domain", default=None, help="default cluster.local")
     p.add_argument(
-        "--namespace",
-        default="kube-system",
-        help="where the Secret, the ConfigMap and the Service live",
+        "--system-namespace",
+        "--namespace",  # the flag's name before issue 13
+        dest="namespace",
+        type=_namespace,
+        default=None,
+        help="Tulle's namespace: the Secret, the ConfigMap, the Service and the agent's "
+        "ServiceAccount (default $TULLE_SYSTEM_NAMESPACE, else tulle-system)",
     )
     p.add_argument(
         "--max-lifetime",
@@ -106,14 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     from identity.spiffe import DEFAULT_TRUST_DOMAIN
 
     try:
+        namespace = system_namespace(args.namespace, os.environ)
         client = connect(args.kubeconfig)
         ips = parse_ips([*args.serving_ip, *_ip_of(args.listen[0])])
-    except (KubeconfigError, ValueError) as err:
+    except (KubeconfigError, ValueError) as err:  # SystemNamespaceError is a ValueError
         print(f"controlplane: {err}", file=sys.stderr)
         return 2
     settings = Settings(
         trust_domain=args.trust_domain or DEFAULT_TRUST_DOMAIN,
-        namespace=args.namespace,
+        namespace=namespace,
         max_lifetime=args.max_lifetime,
         root_overlap=args.root_overlap,
         serving_ips=ips,
@@ -138,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.trust_domain,
         TokenReviewAuthenticator(TokenReviewer(client)),
         pods.on_node,
+        agent_accounts=frozenset({agent_account(namespace)}),
         max_validity=settings.max_lifetime,
         trust_bundle=state.bundle,
         registry=registry,
@@ -148,10 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.metrics[1]:
         start_http_server(args.metrics[1], addr=args.metrics[0], registry=registry)
     LOG.info(
-        "serving tulle.identity.v1.CertificateService on %s:%d (TLS), trust domain %s",
+        "serving tulle.identity.v1.CertificateService on %s:%d (TLS), trust domain %s, "
+        "system namespace %s",
         host,
         bound,
         settings.trust_domain,
+        namespace,
     )
     if args.ready_file:
         args.ready_file.write_text(f"{host}:{bound}\n")

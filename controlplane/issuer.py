@@ -2,8 +2,8 @@
 identity its CSR asks for, and for how long.
 
 `Issuer.issue(caller, csr, validity_seconds, now)`, in this order:
-1. the caller's ServiceAccount is an agent's (`agent_accounts`, default the DaemonSet's
-   `kube-system/tulle-agent`): nobody else asks for workload identities;
+1. the caller's ServiceAccount is an agent's (`agent_accounts`: `<system namespace>/tulle-agent`,
+   the DaemonSet's; default `tulle-system/tulle-agent`): nobody else asks for workload identities;
 2. the requested lifetime: 0 means the maximum (default 24 h); longer is shortened to the
    maximum; shorter than the minimum (default the CA's, 1 minute) or negative is refused,
    not raised: an agent that asks for 10 s would renew every 5 s and must hear about it;
@@ -33,9 +33,10 @@ from identity.ca import DEFAULT_LIFETIME, CaError, CertificateAuthority
 from identity.certs import PARSE_ERRORS
 from identity.csr import MAX_CSR_BYTES, CsrError
 from identity.spiffe import SpiffeId, SpiffeIdError
+from identity.system import agent_account
 
 Status = Literal["unauthenticated", "permission-denied", "invalid-argument", "unavailable"]
-AGENT_ACCOUNT = "kube-system/tulle-agent"  # deploy/daemonset/rbac.yaml
+AGENT_ACCOUNT = agent_account()  # tulle-system/tulle-agent: deploy/daemonset/rbac.yaml
 # Beyond the CSR's reasons (identity.csr.REASONS):
 NOT_AN_AGENT = "not-an-agent"
 NOT_AUTHORIZED = "node-not-authorized"

@@ -1,12 +1,12 @@
 """The CA's root in a Secret and the trust bundle in a ConfigMap, with root rotation.
 
-**Secret** `kube-system/tulle-ca`, type `kubernetes.io/tls`: `tls.crt` = the signing
+**Secret** `tulle-system/tulle-ca`, type `kubernetes.io/tls`: `tls.crt` = the signing
 certificate, then any intermediates (and the root, or the root in `ca.crt`), `tls.key` = its
 unencrypted PEM key. A user provides it (their own root or an intermediate under their
 PKI), or the first replica to start generates a root and creates it; a replica that loses
 that race (409 AlreadyExists) reads the winner's, so every replica signs under one root.
 
-**ConfigMap** `kube-system/tulle-trust-bundle`: `trust-domain`, and `roots.pem` = every root
+**ConfigMap** `tulle-system/tulle-trust-bundle`: `trust-domain`, and `roots.pem` = every root
 an SVID may chain to now. **Rotation**: when the Secret's root changes (the user replaced
 it), new SVIDs are signed under the new one at once, and the bundle holds the old roots as
 well until `retire-after` = change + overlap (default the maximum SVID lifetime + 1 h, so
@@ -33,8 +33,9 @@ from cryptography.hazmat.primitives import serialization
 from identity.bundle import BundleError, TrustBundle
 from identity.ca import CaError, CertificateAuthority
 from identity.certs import load_pem_chain, to_pem, utc
+from identity.system import SYSTEM_NAMESPACE
 
-NAMESPACE = "kube-system"
+NAMESPACE = SYSTEM_NAMESPACE  # the default; --system-namespace sets it per process
 SECRET_NAME = "tulle-ca"
 CONFIGMAP_NAME = "tulle-trust-bundle"
 TLS_TYPE = "kubernetes.io/tls"

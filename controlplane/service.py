@@ -26,15 +26,16 @@ from identity.bundle import TrustBundle, renew_at
 from identity.ca import DEFAULT_LIFETIME, DEFAULT_SERVING_LIFETIME, CertificateAuthority
 from identity.certs import to_pem
 from identity.spiffe import DEFAULT_TRUST_DOMAIN
+from identity.system import CONTROLPLANE_SERVICE, ca_service_name
 
 log = logging.getLogger(__name__)
-SERVICE_NAME = "tulle-controlplane"
+SERVICE_NAME = CONTROLPLANE_SERVICE
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def serving_names(namespace: str) -> list[str]:
     """The Service's DNS names a client may dial (the first is the one agents use)."""
-    return [f"{SERVICE_NAME}.{namespace}.svc", f"{SERVICE_NAME}.{namespace}.svc.cluster.local"]
+    return [ca_service_name(namespace), f"{ca_service_name(namespace)}.cluster.local"]
 
 
 @dataclass(frozen=True)

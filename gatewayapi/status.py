@@ -12,7 +12,8 @@ Derived from the same analysis as the tables, so status says exactly what is ser
 - Gateway: Accepted and Programmed; per listener Accepted, Programmed, ResolvedRefs and
   Conflicted, supportedKinds and attachedRoutes (routes Accepted on that listener).
   ``status.addresses`` is left as found: addresses are assigned elsewhere.
-- GatewayClass: Accepted.
+- GatewayClass: Accepted, and SupportedVersion when ``crd_versions`` is given
+  (``gatewayapi.crdversion``).
 
 Every condition carries observedGeneration (when the object has a generation) and keeps
 its lastTransitionTime while its status does not change, so recomputing status for
@@ -30,6 +31,7 @@ from agent.model.gateway import ParentReference, RouteParentStatus
 from agent.model.meta import Condition, ObjectMeta
 from gatewayapi.analysis import Analysis, RouteReport, RoutingInputs, analyze
 from gatewayapi.attach import CertificateCheck, GatewayState, ListenerState, ParentResult
+from gatewayapi.crdversion import CONDITION, VersionCheck
 
 StatusDict = dict[str, Any]
 
@@ -225,6 +227,7 @@ def compute_status(
     *,
     analysis: Analysis | None = None,
     certificate_check: CertificateCheck | None = None,
+    crd_versions: VersionCheck | None = None,
 ) -> StatusReport:
     """Status for every HTTPRoute, and for the Gateways and GatewayClasses that are
     Tulle's. ``now`` stamps conditions whose status changed; ``certificate_check`` vets the
@@ -262,6 +265,10 @@ def compute_status(
     classes = {}
     for gateway_class in analysis.classes:
         make = _Conditions(gateway_class.metadata, gateway_class.status.conditions, now)
-        accepted = make.make("Accepted", True, "Accepted", f"Handled by {controller}")
-        classes[gateway_class.metadata.key] = {"conditions": [accepted]}
+        conditions = [make.make("Accepted", True, "Accepted", f"Handled by {controller}")]
+        if crd_versions is not None:  # best effort when unsupported: Accepted stays True
+            conditions.append(make.make(
+                CONDITION, crd_versions.supported, crd_versions.reason, crd_versions.message
+            ))
+        classes[gateway_class.metadata.key] = {"conditions": conditions}
     return StatusReport(routes, gateways, classes, grpc_routes)

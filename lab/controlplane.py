@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from identity.system import AGENT_SERVICE_ACCOUNT, SYSTEM_NAMESPACE
 from lab import procs
 from lab.state import LabPaths
 from lab.topology import API_SERVER_IP, API_SERVER_PORT, LabPlan
@@ -160,7 +161,7 @@ CA_METRICS = "127.0.0.1:15014"  # the fabric netns's loopback
 CA_ROLE = "controlplane"
 CA_ACCOUNT = "tulle-controlplane"  # deploy/controlplane/rbac.yaml
 CA_START_SECONDS = 30.0
-AGENT_ACCOUNT = "tulle-agent"
+AGENT_ACCOUNT = AGENT_SERVICE_ACCOUNT  # in SYSTEM_NAMESPACE, as deploy/daemonset/rbac.yaml
 AGENT_TOKEN_SECONDS = 365 * 24 * 3600  # the lab's life; it dies with its Node anyway
 
 
@@ -171,7 +172,7 @@ def agent_kubeconfig(paths: LabPaths, node: str) -> Path:
 
 
 def write_agent_kubeconfigs(paths: LabPaths, plan: LabPlan) -> dict[str, Path]:
-    """A TokenRequest per node (kube-system/tulle-agent, bound to the registered Node), each
+    """A TokenRequest per node (tulle-system/tulle-agent, bound to the registered Node), each
     written as a kubeconfig beside the account's unbound one (same cluster, same CA)."""
     import yaml
     from lightkube.models.authentication_v1 import BoundObjectReference, TokenRequestSpec
@@ -186,7 +187,7 @@ def write_agent_kubeconfigs(paths: LabPaths, plan: LabPlan) -> dict[str, Path]:
     with connect(state / "kubeconfig", "tulle-lab") as client:
         for node in plan.nodes:
             request = ServiceAccount.Token(
-                metadata=ObjectMeta(name=AGENT_ACCOUNT, namespace="kube-system"),
+                metadata=ObjectMeta(name=AGENT_ACCOUNT, namespace=SYSTEM_NAMESPACE),
                 spec=TokenRequestSpec(
                     audiences=[],
                     boundObjectRef=BoundObjectReference(
@@ -195,7 +196,7 @@ def write_agent_kubeconfigs(paths: LabPaths, plan: LabPlan) -> dict[str, Path]:
                     expirationSeconds=AGENT_TOKEN_SECONDS,
                 ),
             )
-            made = client.create(request, AGENT_ACCOUNT, namespace="kube-system")
+            made = client.create(request, AGENT_ACCOUNT, namespace=SYSTEM_NAMESPACE)
             assert made.status is not None
             config = yaml.safe_load(yaml.safe_dump(base))
             for user in config["users"]:
@@ -233,6 +234,8 @@ def start_identity_service(
                 CA_METRICS,
                 "--ready-file",
                 str(ready),
+                "--system-namespace",  # the lab's, whatever $TULLE_SYSTEM_NAMESPACE says
+                SYSTEM_NAMESPACE,
             ],
         ),
         log=paths.logs / f"{CA_ROLE}.log",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from identity.system import SYSTEM_NAMESPACE
 from lab import cgroups, listeners, network, procs
 from lab.controlplane import (
     CA_ADDRESS,
@@ -260,6 +261,8 @@ def _start_with(
                             # SVIDs for the node's enrolled pods, in <state-dir>/svid (issue 11)
                             "--ca-address",
                             CA_ADDRESS,
+                            "--system-namespace",  # not $TULLE_SYSTEM_NAMESPACE: the lab's
+                            SYSTEM_NAMESPACE,
                             *(
                                 ["--svid-lifetime", str(svid_lifetime)]
                                 if svid_lifetime is not None

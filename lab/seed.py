@@ -11,10 +11,11 @@ from lightkube import ApiError
 
 from gatewayapi import CONTROLLER_NAME
 from gatewayapi.types import INGRESS_CONTROLLER_NAME
+from identity.system import SYSTEM_NAMESPACE
 from lab.kubeapi import ApiWriter
 from lab.topology import LabPlan, NodePlan
 
-SYSTEM_NAMESPACES = ("default", "kube-system", "tulle-system")
+SYSTEM_NAMESPACES = ("default", "kube-system", SYSTEM_NAMESPACE)  # Kubernetes', Tulle's
 
 
 def node_object(node: NodePlan) -> dict[str, Any]:

@@ -108,6 +108,16 @@ kubeconfig_option = click.option(
     help="The node-local SVID directory the waypoint reads (default: STATE-DIR/svid).",
 )
 @click.option(
+    "--system-namespace",
+    envvar="TULLE_SYSTEM_NAMESPACE",
+    default="tulle-system",
+    show_default=True,
+    metavar="NAMESPACE",
+    callback=lambda _ctx, _param, value: _system_namespace(value),
+    help="Tulle's namespace: the CA's Service (tulle-controlplane.NAMESPACE.svc) and the "
+    "trust bundle ConfigMap. Also $TULLE_SYSTEM_NAMESPACE.",
+)
+@click.option(
     "--svid-lifetime",
     default=86_400,
     show_default=True,
@@ -136,6 +146,7 @@ def agent(
     ca_address: str | None,
     svid_dir: str | None,
     svid_lifetime: int,
+    system_namespace: str,
 ) -> None:
     """Run the node agent (one per node; the DaemonSet's process)."""
     from agent.daemon import AgentConfig, run
@@ -167,6 +178,7 @@ def agent(
         ca_address=ca_address,
         svid_dir=svid_dir if ca_address else None,
         svid_lifetime=svid_lifetime,
+        system_namespace=system_namespace,
     )
     raise SystemExit(run(config))
 
@@ -178,6 +190,15 @@ def _trust_domain(value: str) -> str:
         return SpiffeId(value).trust_domain
     except SpiffeIdError as err:
         raise click.BadParameter(str(err), param_hint="--trust-domain") from None
+
+
+def _system_namespace(value: str) -> str:
+    from identity.system import SystemNamespaceError, check_namespace
+
+    try:
+        return check_namespace(value)
+    except SystemNamespaceError as err:
+        raise click.BadParameter(str(err), param_hint="--system-namespace") from None
 
 
 def _ca_address(value: str | None) -> str | None:

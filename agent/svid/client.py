@@ -7,8 +7,9 @@ a key made on the node, a CSR for one SPIFFE ID, one ``CreateCertificate`` call.
 - ``CertificateClient.create(csr_pem, lifetime, roots_pem)``: the call, with
   ``authorization: Bearer <token>`` (the token read anew each call: a projected token
   rotates). Over TLS verified against the trust bundle's roots only, for the service's
-  name ``tulle-controlplane.kube-system.svc`` whatever address it is reached by
-  (``grpc.ssl_target_name_override``), so the token never goes to anyone but the CA.
+  name ``tulle-controlplane.<system namespace>.svc`` (``identity.system``) whatever address
+  it is reached by (``grpc.ssl_target_name_override``), so the token never goes to anyone
+  but the CA.
   Insecure only for a unix socket (``unix:/path``), or when a test asks for it.
   A refusal raises ``CaRefused`` with the gRPC status and the service's reason code (its
   details start with it, controlplane/README.md).
@@ -34,8 +35,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from agent.svid.gen import certificate_pb2 as pb
 from agent.svid.gen import certificate_pb2_grpc as pb_grpc
 from identity.spiffe import SpiffeId
+from identity.system import ca_service_name
 
-SERVICE_NAME = "tulle-controlplane.kube-system.svc"  # the CA's serving certificate's DNS SAN
+SERVICE_NAME = ca_service_name()  # the default system namespace's; the CA's serving DNS SAN
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 CALL_TIMEOUT = 10.0  # seconds; a CA that does not answer is retried with back-off
 
@@ -129,8 +131,10 @@ class CertificateClient:
         *,
         insecure: bool = False,
         timeout: float = CALL_TIMEOUT,
+        server_name: str = SERVICE_NAME,
     ) -> None:
         self.address = address
+        self.server_name = server_name  # the TLS name checked, whatever address is dialled
         self.insecure = insecure or address.startswith("unix:")
         self._token = token
         self._timeout = timeout
@@ -155,7 +159,7 @@ class CertificateClient:
                     self._channel = grpc.secure_channel(
                         self.address,
                         grpc.ssl_channel_credentials(roots_pem),
-                        options=[("grpc.ssl_target_name_override", SERVICE_NAME)],
+                        options=[("grpc.ssl_target_name_override", self.server_name)],
                     )
                 self._roots = roots_pem
             return pb_grpc.CertificateServiceStub(self._channel)

@@ -53,6 +53,7 @@ from identity.certs import (
     to_pem,
 )
 from identity.spiffe import workload_id
+from identity.system import SYSTEM_NAMESPACE
 
 log = logging.getLogger("tulle.agent.svid")
 DEFAULT_LIFETIME = 86_400  # seconds (24 h, the CA's default)
@@ -66,6 +67,8 @@ class SvidConfig:
     trust_domain: str
     lifetime: int = DEFAULT_LIFETIME  # seconds asked of the CA
     grace: float = DROP_GRACE  # seconds an unneeded SVID is kept
+    # Where the CA's Service and the trust bundle ConfigMap are (identity.system).
+    system_namespace: str = SYSTEM_NAMESPACE
 
 
 def fingerprint(cert: x509.Certificate) -> str:

@@ -21,6 +21,7 @@ from agent.svid.bundlewatch import BundleWatch
 from agent.svid.client import CertificateClient, token_source
 from agent.svid.manager import SvidConfig, SvidManager
 from agent.svid.schedule import Workload, needed
+from identity.system import ca_service_name
 
 
 def pods_needed(source: ClusterSource, node: str) -> Callable[[], frozenset[Workload] | None]:
@@ -82,9 +83,12 @@ def start(
     config: SvidConfig,
     registry: CollectorRegistry | None,
 ) -> SvidService:
-    ca = CertificateClient(address, token_source(kubeconfig))
+    ca = CertificateClient(
+        address, token_source(kubeconfig), server_name=ca_service_name(config.system_namespace)
+    )
     manager = SvidManager(config, ca, pods_needed(source, node), registry=registry)
-    return SvidService(manager, BundleWatch(client, manager), ca, threading.Event()).start()
+    watch = BundleWatch(client, manager, config.system_namespace)
+    return SvidService(manager, watch, ca, threading.Event()).start()
 
 
 def svid_dir(svid_dir: str | None, state_dir: str | None) -> Path:

@@ -74,7 +74,12 @@ def crd(
     names["singular"] = kind_name.lower()
     metadata: dict[str, Any] = {"name": f"{plural}.{group}"}
     if group == GROUP:
-        metadata["annotations"] = {"gateway.networking.k8s.io/channel": "standard"}
+        # The Gateway API release these are shaped after, which Tulle checks at start
+        # (gatewayapi/crdversion.py INSTALLED_VERSION; tests/unit/gatewayapi/test_crdversion.py).
+        metadata["annotations"] = {
+            "gateway.networking.k8s.io/bundle-version": "v1.6.0",
+            "gateway.networking.k8s.io/channel": "standard",
+        }
     metadata["labels"] = {"app.kubernetes.io/part-of": "tulle"}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

@@ -9,7 +9,7 @@ import ipaddress
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.model.authz import AuthorizationPolicy
 from agent.model.backendpolicy import BackendTrafficPolicy
@@ -23,9 +23,13 @@ from agent.model.ratelimit import HTTPLocalRateLimitPolicy
 from authz.status import policy_status
 from gatewayapi import CONTROLLER_NAME, RoutingInputs, compute_status
 from gatewayapi.backendpolicy import attach
+from gatewayapi.crdversion import VersionCheck, check_crds
 from l7proxy.tlscerts import certificate_problem
 from lab.ipam import allocate_cluster_ip
 from lab.kubeapi import NotFound, StatusWriter
+
+if TYPE_CHECKING:
+    from lightkube import Client
 
 log = logging.getLogger("tulle.gateways")
 KINDS = (
@@ -85,6 +89,25 @@ def ingress_ips(objects: Sequence[dict[str, Any]]) -> list[str]:
     return out
 
 
+def check_gateway_api(client: Client) -> VersionCheck:
+    """The installed Gateway API CRDs against the versions Tulle supports, read once at
+    start (gatewayapi.crdversion); logged, and reported on Tulle's GatewayClasses as their
+    SupportedVersion condition. CRDs that cannot be read are an unknown version."""
+    from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+
+    try:
+        crds = [crd.to_dict() for crd in client.list(CustomResourceDefinition)]
+    except Exception as err:  # an API error or the API away: say so, serve on best effort
+        check = VersionCheck(False, f"cannot read the Gateway API CRDs ({err})")
+    else:
+        check = check_crds(crds)
+    if check.supported:
+        log.info("Gateway API: %s", check.message)
+    else:
+        log.warning("Gateway API: %s; serving on a best-effort basis", check.message)
+    return check
+
+
 @functools.lru_cache(maxsize=256)
 def _certificate_problem(crt: bytes, key: bytes) -> str | None:
     """The waypoint's own check (the same TLS library, the same errors); a Secret's content
@@ -93,8 +116,9 @@ def _certificate_problem(crt: bytes, key: bytes) -> str | None:
 
 
 class GatewayController:
-    def __init__(self, api: StatusWriter) -> None:
+    def __init__(self, api: StatusWriter, crd_versions: VersionCheck | None = None) -> None:
         self.api = api
+        self.crd_versions = crd_versions  # None: not checked, no SupportedVersion condition
         self.models = ModelCache()
         self.current: dict[tuple[str, str, str], dict[str, Any]] = {}  # this round's statuses
 
@@ -138,6 +162,7 @@ class GatewayController:
                 grpc_routes=grpc_routes,
             ),
             certificate_check=_certificate_problem,
+            crd_versions=self.crd_versions,
         )
         for kind, statuses in (
             ("HTTPRoute", report.routes),

@@ -29,7 +29,7 @@ from lab.controllers.deployment import orphans, plan_deployment
 from lab.controllers.endpointslice import MANAGED_BY, MANAGED_BY_LABEL, desired_slices
 from lab.controllers.events import Recorder, involved
 from lab.controllers.gateways import KINDS as GATEWAY_KINDS
-from lab.controllers.gateways import GatewayController
+from lab.controllers.gateways import GatewayController, check_gateway_api
 from lab.controllers.ingresses import KINDS as INGRESS_KINDS
 from lab.controllers.ingresses import IngressController
 from lab.controllers.scheduler import schedule
@@ -351,8 +351,9 @@ def run(name: str, kubeconfig: Path | None = None) -> int:
     api = ApiWriter(connect(kubeconfig, FIELD_MANAGER), view)
     kubelet = Kubelet(plan, paths, api, events=Recorder(api))
     controller = Controller(api, [n.name for n in plan.nodes])
+    gateway_api = check_gateway_api(connect(kubeconfig, FIELD_MANAGER))
     loop = ControlLoop(
-        view, informers.synced, kubelet, controller, GatewayController(api),
+        view, informers.synced, kubelet, controller, GatewayController(api, gateway_api),
         ingresses=IngressController(api, Recorder(api)),
     )
     log.info("controller for lab %s started with nodes %s", name, controller.nodes)

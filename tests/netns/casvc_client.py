@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from agent.svid.gen import certificate_pb2 as pb
 from agent.svid.gen import certificate_pb2_grpc as pb_grpc
 
-HOST = "tulle-controlplane.kube-system.svc"
+HOST = "tulle-controlplane.tulle-system.svc"
 
 
 def main() -> None:

@@ -90,9 +90,9 @@ class Mesh:
         return connect(apiserver_dir(self.paths) / "kubeconfig", "test")
 
     def ca(self) -> CertificateAuthority:
-        """The lab's signing CA, from Secret kube-system/tulle-ca."""
+        """The lab's signing CA, from Secret tulle-system/tulle-ca."""
         with self.api() as client:
-            return ca_from_secret(dict(client.get(SECRET, "tulle-ca", namespace="kube-system")))
+            return ca_from_secret(dict(client.get(SECRET, "tulle-ca", namespace="tulle-system")))
 
     def flows(self, *args: str) -> list[dict[str, Any]]:
         out = self.lab.tulle("observe", "-o", "json", "--last", "2000", *args).stdout

@@ -1,5 +1,5 @@
 """Root rotation through a real lab's identity service: the user replaces Secret
-kube-system/tulle-ca; the running service (no restart) signs under the new root, the bundle
+tulle-system/tulle-ca; the running service (no restart) signs under the new root, the bundle
 ConfigMap holds new + old for the overlap, and a restart of the service (SIGTERM, the
 supervisor starts it again) keeps that schedule. Its own one-node lab: rotating the shared
 lab's root would change what other tests trust."""
@@ -59,11 +59,11 @@ def test_a_replaced_root_takes_over_with_an_overlap_that_survives_a_restart(
         with connect(apiserver_dir(paths) / "kubeconfig", "test") as client:
 
             def configmap() -> dict[str, Any]:
-                return dict(client.get(CONFIGMAP, "tulle-trust-bundle", namespace="kube-system"))
+                return dict(client.get(CONFIGMAP, "tulle-trust-bundle", namespace="tulle-system"))
 
             [old] = load_pem_chain(configmap()["data"]["roots.pem"].encode())
             new = CertificateAuthority.generate_root("rotated", datetime.now(UTC))
-            live = dict(client.get(SECRET, "tulle-ca", namespace="kube-system"))
+            live = dict(client.get(SECRET, "tulle-ca", namespace="tulle-system"))
             replaced = secret_for(new)
             replaced["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
             client.replace(SECRET(replaced))

@@ -37,7 +37,7 @@ def _bundle(lab: Lab) -> dict[str, Any]:
     paths = LabPaths.for_lab(lab.name)
     configmap = generic_resource("v1", "configmaps", "ConfigMap", namespaced=True)
     with connect(apiserver_dir(paths) / "kubeconfig", "test") as client:
-        return dict(client.get(configmap, "tulle-trust-bundle", namespace="kube-system"))
+        return dict(client.get(configmap, "tulle-trust-bundle", namespace="tulle-system"))
 
 
 def _call(lab: Lab, node: str, kubeconfig: Path, bundle: Path, spiffe_id: str) -> dict[str, Any]:

@@ -376,7 +376,7 @@ def test_auth_can_i_as_the_agent_from_its_node(lab: Lab, k: Kubectl) -> None:
         return k.run("auth", "can-i", *args, ok=False, netns=netns, kubeconfig=agent)
 
     for verb in ("create", "update", "patch", "delete"):
-        denied = can_i(verb, "secrets", "-n", "kube-system")
+        denied = can_i(verb, "secrets", "-n", "tulle-system")
         assert (denied.returncode, denied.stdout.strip()) == (1, "no"), (verb, denied.stderr)
     assert can_i("list", "secrets", "-A").stdout.strip() == "no"  # the agent reads none
     allowed = can_i("watch", "networkpolicies.networking.k8s.io", "-A")
@@ -385,7 +385,7 @@ def test_auth_can_i_as_the_agent_from_its_node(lab: Lab, k: Kubectl) -> None:
     refused = k.run("create", "secret", "generic", "x", "-n", k.ns, "--from-literal=a=b",
                     ok=False, netns=netns, kubeconfig=agent)
     assert refused.returncode != 0  # kubectl words it "failed to create secret secrets is forbidden"
-    assert 'secrets is forbidden: User "system:serviceaccount:kube-system:tulle-agent" cannot create resource "secrets"' in refused.stderr
+    assert 'secrets is forbidden: User "system:serviceaccount:tulle-system:tulle-agent" cannot create resource "secrets"' in refused.stderr
 
 
 def test_delete_a_pod_is_replaced_and_delete_f_takes_the_app_away(

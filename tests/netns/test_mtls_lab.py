@@ -419,7 +419,7 @@ def test_root_rotation_with_traffic_flowing_fails_no_connection(
     fresh = InPod(mesh, NEW, f"{mesh.ips['echo2']},{mesh.ips['echo1']}", tmp_path / "stop-new")
     try:
         with mesh.api() as client:
-            live = dict(client.get(SECRET, "tulle-ca", namespace="kube-system"))
+            live = dict(client.get(SECRET, "tulle-ca", namespace="tulle-system"))
             replaced = secret_for(new)
             replaced["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
             client.replace(SECRET(replaced))

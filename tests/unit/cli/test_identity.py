@@ -82,7 +82,7 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LabPaths:
             trust_bundle={
                 "trust_domain": "cluster.local",
                 "roots": [],
-                "error": "no ConfigMap kube-system/tulle-trust-bundle yet",
+                "error": "no ConfigMap tulle-system/tulle-trust-bundle yet",
             },
         ),
     )

@@ -28,8 +28,8 @@ def test_without_a_ca_address_there_are_no_svids(monkeypatch: pytest.MonkeyPatch
     ("args", "address", "directory", "lifetime"),
     [
         (
-            ["--ca-address", "tulle-controlplane.kube-system.svc:15012"],
-            "tulle-controlplane.kube-system.svc:15012",
+            ["--ca-address", "tulle-controlplane.tulle-system.svc:15012"],
+            "tulle-controlplane.tulle-system.svc:15012",
             "/var/run/tulle/svid",
             86_400,
         ),
@@ -83,6 +83,49 @@ def test_a_bad_svid_option_is_a_usage_error(
     assert out.exit_code == 2, out.output
     assert f"Invalid value for {flag}" in out.output or f"for '{flag}'" in out.output, out.output
     assert why in out.output and seen == []
+
+
+def test_the_system_namespace_is_tulle_system_unless_the_flag_or_env_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TULLE_SYSTEM_NAMESPACE", raising=False)
+    out, [config] = run_agent([], monkeypatch)
+    assert out.exit_code == 0, out.output
+    assert config.system_namespace == "tulle-system"
+    monkeypatch.setenv("TULLE_SYSTEM_NAMESPACE", "mesh")
+    out, [config] = run_agent([], monkeypatch)
+    assert config.system_namespace == "mesh"
+    out, [config] = run_agent(["--system-namespace", "mine"], monkeypatch)
+    assert config.system_namespace == "mine"  # the flag over the environment
+
+
+@pytest.mark.parametrize("env", [False, True])
+def test_a_bad_system_namespace_is_a_usage_error(env: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if env:
+        monkeypatch.setenv("TULLE_SYSTEM_NAMESPACE", "Kube_System")
+    out, seen = run_agent([] if env else ["--system-namespace", "Kube_System"], monkeypatch)
+    assert out.exit_code == 2, out.output
+    assert "--system-namespace" in out.output and "DNS-1123" in out.output and seen == []
+
+
+def test_the_svids_use_the_system_namespace(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CA's TLS name and the bundle's namespace follow the setting (agent.svid.service)."""
+    from agent.svid import service
+    from agent.svid.manager import SvidConfig
+
+    made: dict[str, Any] = {}
+    monkeypatch.setattr(service.SvidService, "start", lambda self: made.setdefault("svc", self))
+    started = service.start(
+        None,  # type: ignore[arg-type]  # the informer is built, never run
+        None,
+        None,  # type: ignore[arg-type]
+        "n1",
+        "10.0.0.1:15012",
+        SvidConfig(tmp_path, "cluster.local", system_namespace="mesh"),
+        None,
+    )
+    assert started.client.server_name == "tulle-controlplane.mesh.svc"
+    assert started.watch.namespace == "mesh"
 
 
 # -- `tulle lab up --svid-lifetime`: the agents' flag, set for a whole lab ----------------

@@ -10,12 +10,13 @@ from cryptography import x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controlplane.auth import Caller
+from controlplane.auth import NODE_NAME_EXTRA, Caller, TokenReviewAuthenticator
 from controlplane.issuer import AGENT_ACCOUNT, Issuer, Refusal, requested_identity
 from identity.authz import PodRecord
 from identity.bundle import TrustBundle
 from identity.ca import CertificateAuthority
 from identity.csr import CsrError
+from identity.system import agent_account
 from tests.unit.identity.helpers import NOW, TD, WEB, csr_pem, root
 
 AGENT = Caller("n1", AGENT_ACCOUNT)
@@ -84,3 +85,32 @@ def test_any_request_is_issued_or_refused(csr: str, seconds: int) -> None:
         assert r.status in ("invalid-argument", "permission-denied")
     else:  # only a real CSR for a pod on n1 gets here
         assert isinstance(issued.chain[0], x509.Certificate)
+
+
+@pytest.mark.parametrize(
+    "username",
+    [
+        "system:serviceaccount:kube-system:tulle-agent",  # Kubernetes' namespace, not Tulle's
+        "system:serviceaccount:shop:tulle-agent",  # a tenant who named an account alike
+        "system:serviceaccount:tulle-systemx:tulle-agent",
+        "system:serviceaccount:tulle-system:tulle-agent-x",
+        "system:serviceaccount:tulle-system:tulle-waypoint",  # Tulle's, but not the agent
+    ],
+)
+def test_an_account_named_like_the_agent_elsewhere_is_not_the_agent(username: str) -> None:
+    """The attacker's test: a token for the same ServiceAccount name in another namespace,
+    bound to the node, authenticates (TokenReview says who it is) and is refused."""
+    review = {"authenticated": True, "user": {"username": username,
+                                               "extra": {NODE_NAME_EXTRA: ["n1"]}}}
+    caller = TokenReviewAuthenticator(lambda token: review)([("authorization", "Bearer t")])
+    with pytest.raises(Refusal) as info:
+        issuer().issue(caller, VALID, 0, NOW)
+    assert (info.value.status, info.value.reason) == ("permission-denied", "not-an-agent")
+
+
+def test_another_system_namespace_moves_the_agent_with_it() -> None:
+    """With --system-namespace mesh the CA signs for mesh/tulle-agent only."""
+    accounts = frozenset({agent_account("mesh")})
+    assert issuer(agent_accounts=accounts).issue(Caller("n1", "mesh/tulle-agent"), VALID, 0, NOW)
+    with pytest.raises(Refusal, match="not-an-agent"):
+        issuer(agent_accounts=accounts).issue(Caller("n1", agent_account()), VALID, 0, NOW)

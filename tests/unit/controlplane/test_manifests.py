@@ -61,8 +61,8 @@ def test_the_rbac_is_seeded_by_the_lab_and_names_the_account() -> None:
         _one(docs, ref["kind"], ref["name"])  # every binding's role is defined here
 
 
-CA = service_account_user("kube-system", CA_ACCOUNT)
-AGENT = service_account_user("kube-system", "tulle-agent")
+CA = service_account_user("tulle-system", CA_ACCOUNT)
+AGENT = service_account_user("tulle-system", "tulle-agent")
 
 
 @pytest.mark.parametrize(
@@ -71,20 +71,20 @@ AGENT = service_account_user("kube-system", "tulle-agent")
         (CA, Attributes("create", "authentication.k8s.io", "tokenreviews"), True),
         (CA, Attributes("list", "", "pods"), True),
         (CA, Attributes("watch", "", "pods", namespace="shop"), True),
-        (CA, Attributes("get", "", "secrets", namespace="kube-system", name="tulle-ca"), True),
-        (CA, Attributes("create", "", "secrets", namespace="kube-system"), True),
-        (CA, Attributes("update", "", "configmaps", namespace="kube-system",
+        (CA, Attributes("get", "", "secrets", namespace="tulle-system", name="tulle-ca"), True),
+        (CA, Attributes("create", "", "secrets", namespace="tulle-system"), True),
+        (CA, Attributes("update", "", "configmaps", namespace="tulle-system",
                         name="tulle-trust-bundle"), True),
-        (CA, Attributes("update", "", "configmaps", namespace="kube-system", name="other"), False),
-        (CA, Attributes("get", "", "secrets", namespace="kube-system", name="other"), False),
+        (CA, Attributes("update", "", "configmaps", namespace="tulle-system", name="other"), False),
+        (CA, Attributes("get", "", "secrets", namespace="tulle-system", name="other"), False),
         (CA, Attributes("get", "", "secrets", namespace="shop", name="x"), False),
-        (CA, Attributes("list", "", "secrets", namespace="kube-system"), False),
-        (CA, Attributes("delete", "", "secrets", namespace="kube-system", name="tulle-ca"), False),
-        (CA, Attributes("create", "", "pods", namespace="kube-system"), False),
-        (AGENT, Attributes("watch", "", "configmaps", namespace="kube-system",
+        (CA, Attributes("list", "", "secrets", namespace="tulle-system"), False),
+        (CA, Attributes("delete", "", "secrets", namespace="tulle-system", name="tulle-ca"), False),
+        (CA, Attributes("create", "", "pods", namespace="tulle-system"), False),
+        (AGENT, Attributes("watch", "", "configmaps", namespace="tulle-system",
                            name="tulle-trust-bundle"), True),
-        (AGENT, Attributes("watch", "", "configmaps", namespace="kube-system"), False),
-        (AGENT, Attributes("get", "", "configmaps", namespace="kube-system", name="other"), False),
+        (AGENT, Attributes("watch", "", "configmaps", namespace="tulle-system"), False),
+        (AGENT, Attributes("get", "", "configmaps", namespace="tulle-system", name="other"), False),
         (AGENT, Attributes("get", "", "configmaps", namespace="shop", name="x"), False),
         (AGENT, Attributes("create", "authentication.k8s.io", "tokenreviews"), False),
     ],
@@ -94,3 +94,30 @@ def test_rbac_allows_what_the_service_does_and_no_more(
 ) -> None:
     objs = [d for path in MANIFESTS for d in yaml.safe_load_all(path.read_text()) if d]
     assert allowed(user, attrs, objs) is ok
+
+
+def test_the_system_namespace_flag_and_its_old_name() -> None:
+    base = ["--listen", "0.0.0.0:15012"]
+    assert parser().parse_args(base).namespace is None  # then $TULLE_SYSTEM_NAMESPACE, else default
+    assert parser().parse_args([*base, "--system-namespace", "mesh"]).namespace == "mesh"
+    assert parser().parse_args([*base, "--namespace", "mesh"]).namespace == "mesh"
+
+
+@pytest.mark.parametrize("bad", ["Kube_System", "", "a.b"])
+def test_a_bad_system_namespace_is_a_usage_error(
+    bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        parser().parse_args(["--listen", "0.0.0.0:1", "--system-namespace", bad])
+    assert info.value.code == 2
+    assert "system namespace" in capsys.readouterr().err
+
+
+def test_a_bad_system_namespace_from_the_environment_stops_the_service(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from controlplane.__main__ import main
+
+    monkeypatch.setenv("TULLE_SYSTEM_NAMESPACE", "Not/A/Namespace")
+    assert main(["--listen", "127.0.0.1:0", "--kubeconfig", "/nonexistent"]) == 2
+    assert "TULLE_SYSTEM_NAMESPACE: system namespace 'Not/A/Namespace'" in capsys.readouterr().err

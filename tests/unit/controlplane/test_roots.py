@@ -42,7 +42,7 @@ def _b64(data: bytes) -> str:
 def test_a_missing_secret_is_generated_and_stored_then_adopted() -> None:
     api = FakeObjects()
     first = load_ca(api, NOW)
-    stored = api.get("Secret", "kube-system", SECRET_NAME)
+    stored = api.get("Secret", "tulle-system", SECRET_NAME)
     assert stored is not None and stored["type"] == "kubernetes.io/tls"
     assert set(stored["data"]) == {"tls.crt", "tls.key", "ca.crt"}
     again = load_ca(api, NOW)  # a restart, or the second replica
@@ -89,7 +89,7 @@ def test_a_user_secret_with_an_intermediate_and_the_root_in_ca_crt() -> None:
     ],
 )
 def test_bad_secrets_are_named(secret: dict, message: str) -> None:
-    with pytest.raises(CaError, match="Secret kube-system/tulle-ca") as err:
+    with pytest.raises(CaError, match="Secret tulle-system/tulle-ca") as err:
         ca_from_secret(secret)
     assert message in str(err.value)
 
@@ -134,13 +134,13 @@ def test_the_configmap_carries_the_bundle_and_the_schedule_through_a_restart() -
     api = FakeObjects()
     old, new = _root("old"), _root("new")
     bundle = publish_bundle(api, TD, old.root, NOW, OVERLAP)
-    cm = api.get("ConfigMap", "kube-system", CONFIGMAP_NAME)
+    cm = api.get("ConfigMap", "tulle-system", CONFIGMAP_NAME)
     assert cm is not None and cm["data"]["trust-domain"] == TD
     assert load_pem_chain(cm["data"]["roots.pem"].encode()) == [old.root]
     assert bundle.roots == (old.root,)
     publish_bundle(api, TD, new.root, NOW, OVERLAP)
     # A restarted replica an hour later reads the same schedule back.
-    roots, retiring = read_configmap(api.get("ConfigMap", "kube-system", CONFIGMAP_NAME))
+    roots, retiring = read_configmap(api.get("ConfigMap", "tulle-system", CONFIGMAP_NAME))
     assert roots == (new.root, old.root) and retiring == {fingerprint(old.root): NOW + OVERLAP}
     bundle = publish_bundle(api, TD, new.root, NOW + timedelta(hours=1), OVERLAP)
     assert bundle.roots == (new.root, old.root)
@@ -149,7 +149,7 @@ def test_the_configmap_carries_the_bundle_and_the_schedule_through_a_restart() -
     assert api.writes == writes  # nothing changed: nothing written
     bundle = publish_bundle(api, TD, new.root, NOW + OVERLAP, OVERLAP)
     assert bundle.roots == (new.root,)
-    cm = api.get("ConfigMap", "kube-system", CONFIGMAP_NAME)
+    cm = api.get("ConfigMap", "tulle-system", CONFIGMAP_NAME)
     assert cm is not None and cm["metadata"]["annotations"][RETIRING] == "{}"
 
 
@@ -163,7 +163,7 @@ def test_a_conflicting_replica_is_re_read_and_an_unreadable_configmap_rewritten(
     )
     bundle = publish_bundle(api, TD, new.root, NOW + timedelta(minutes=5), OVERLAP)
     assert bundle.roots == (new.root, old.root)
-    _, retiring = read_configmap(api.get("ConfigMap", "kube-system", CONFIGMAP_NAME))
+    _, retiring = read_configmap(api.get("ConfigMap", "tulle-system", CONFIGMAP_NAME))
     assert retiring == {fingerprint(old.root): NOW + OVERLAP}  # the first replica's time
     assert read_configmap(
         {"data": {"roots.pem": "junk"}, "metadata": {"annotations": {RETIRING: "not json"}}}

@@ -43,7 +43,7 @@ def test_first_start_then_a_replaced_root_takes_over_at_the_next_refresh() -> No
     assert state.bundle().roots == (first.root,) and seen == [first]
     leaf = _serving(state)[0]
     sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert sans.get_values_for_type(x509.DNSName) == serving_names("kube-system")
+    assert sans.get_values_for_type(x509.DNSName) == serving_names("tulle-system")
     assert sans.get_values_for_type(x509.IPAddress) == [IP]
     state.credentials()  # the server starts with it: no handshake needs another
     assert state.serving_config() is None
@@ -51,7 +51,7 @@ def test_first_start_then_a_replaced_root_takes_over_at_the_next_refresh() -> No
     # The user replaces the Secret with their own root.
     theirs = CertificateAuthority.generate_root("theirs", NOW - timedelta(days=1))
     api.put(
-        {**secret_for(theirs), "metadata": api.get("Secret", "kube-system", "tulle-ca")["metadata"]}
+        {**secret_for(theirs), "metadata": api.get("Secret", "tulle-system", "tulle-ca")["metadata"]}
     )  # type: ignore[index]
     now[0] = NOW + timedelta(minutes=1)
     assert state.refresh() is True

@@ -21,7 +21,7 @@ from tests.unit.controlplane.conftest import AGENT_N1, make_servicer
 from tests.unit.identity.helpers import NOW, cert, csr_pem, key_pem, p256, root, usage
 from tests.unit.test_boundaries import CONTRACTS, _agent_runtime
 
-HOST = "tulle-controlplane.kube-system.svc"
+HOST = "tulle-controlplane.tulle-system.svc"
 
 
 def test_agents_reach_the_service_over_tls_trusting_only_the_bundle() -> None:

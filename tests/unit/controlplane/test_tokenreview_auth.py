@@ -16,7 +16,7 @@ from controlplane.auth import (
     Unauthenticated,
 )
 
-AGENT = "system:serviceaccount:kube-system:tulle-agent"
+AGENT = "system:serviceaccount:tulle-system:tulle-agent"
 
 
 def _status(username: str = AGENT, node: list[str] | None = None, ok: bool = True) -> dict:
@@ -45,7 +45,7 @@ def _md(token: str) -> list[tuple[str, str | bytes]]:
 
 def test_a_node_bound_agent_token_is_its_node_and_account() -> None:
     auth = TokenReviewAuthenticator(Reviews({"t": _status(node=["n1"])}))
-    assert auth(_md("t")) == Caller("n1", "kube-system/tulle-agent")
+    assert auth(_md("t")) == Caller("n1", "tulle-system/tulle-agent")
 
 
 @pytest.mark.parametrize(

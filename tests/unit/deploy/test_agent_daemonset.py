@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from agent.cli.node import node_cli
 from agent.tracing.cgroup import check_pod_cgroup
 from controlplane.service import SERVICE_NAME
+from identity.system import SYSTEM_NAMESPACE, ca_service_name
 from lab.controlplane import CA_PORT
 from tests.unit.deploy.rendered import OVERLAYS, one, render
 
@@ -160,7 +161,11 @@ def test_every_path_the_agent_uses_is_on_a_mount() -> None:
     assert volumes[mounts["/run/tulle/cgroupv2"]["name"]]["hostPath"]["path"] == "/sys/fs/cgroup"
     for headers in ("/lib/modules", "/usr/src"):
         assert mounts[headers]["readOnly"] is True
-    assert flags["ca-address"] == f"{SERVICE_NAME}.kube-system.svc:{CA_PORT}"
+    # One system namespace: the DaemonSet's, the agent's flag, the CA's name in --ca-address.
+    daemonset = one(render("production"), "DaemonSet", "tulle-agent")
+    assert daemonset["metadata"]["namespace"] == flags["system-namespace"] == SYSTEM_NAMESPACE
+    assert flags["ca-address"] == f"{ca_service_name(SYSTEM_NAMESPACE)}:{CA_PORT}"
+    assert ca_service_name(SYSTEM_NAMESPACE).startswith(f"{SERVICE_NAME}.")
     assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"  # resolves that name on hostNetwork
     bpffs = _container(pod, "mount-bpffs")
     assert _mounts(bpffs)["/sys/fs/bpf"]["mountPropagation"] == "Bidirectional"

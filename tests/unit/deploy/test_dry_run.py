@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from identity.system import SYSTEM_NAMESPACE
 from lab import gateway_crds
 from tests.unit.deploy.rendered import DEPLOY, KUBECTL, OVERLAYS
 from tests.unit.lab.apiserver.test_kubectl_gateway_api import FreshKubectl, bare_kubeconfig
@@ -22,16 +23,19 @@ def test_server_dry_run_admits_every_object_and_stores_none(
     k = FreshKubectl(KUBECTL, bare_kubeconfig, tmp_path)
     k.out("apply", "-f", str(gateway_crds.CRD_DIR))
     k.out("wait", "--for", "condition=established", "crd", "--all", "--timeout=10s")
+    # A server dry run creates nothing, so the objects in tulle-system need the Namespace to
+    # exist, as on a cluster (a real apply creates it first: kubectl orders Namespaces first).
+    k.out("create", "namespace", SYSTEM_NAMESPACE)
     out = k.out("apply", "--dry-run=server", "-k", str(DEPLOY / "overlays" / overlay))
     for line in ("daemonset.apps/tulle-agent created (server dry run)",
                  "daemonset.apps/tulle-waypoint created (server dry run)",
                  "deployment.apps/tulle-controlplane created (server dry run)",
                  "clusterrole.rbac.authorization.k8s.io/tulle-agent created (server dry run)",
                  "gatewayclass.gateway.networking.k8s.io/tulle created (server dry run)",
-                 "namespace/tulle-system created (server dry run)"):
+                 f"namespace/{SYSTEM_NAMESPACE} configured (server dry run)"):  # its labels
         assert line in out, out
     assert "error" not in out.lower()
-    missing = k.run("get", "daemonset", "tulle-agent", "-n", "kube-system", ok=False)
+    missing = k.run("get", "daemonset", "tulle-agent", "-n", SYSTEM_NAMESPACE, ok=False)
     assert missing.returncode != 0 and "NotFound" in missing.stderr
 
 

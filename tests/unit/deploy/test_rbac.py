@@ -14,6 +14,7 @@ from agent.model.kinds import kind_info
 from agent.node_agent import AGENT_KINDS
 from agent.svid import bundlewatch
 from controlplane.issuer import AGENT_ACCOUNT
+from identity.system import SYSTEM_NAMESPACE
 from l7proxy.node import KINDS as WAYPOINT_KINDS
 from lab.apiserver import identities
 from tests.unit.deploy.rendered import OVERLAYS, one, pod_specs, render
@@ -81,7 +82,13 @@ def test_every_workload_runs_as_a_shipped_account_with_its_token_only(overlay: s
         namespace = workloads[name]["metadata"]["namespace"]
         assert (namespace, pod["serviceAccountName"]) in accounts, name
     agent = one(objs, "DaemonSet", "tulle-agent")["spec"]["template"]["spec"]
-    assert f"kube-system/{agent['serviceAccountName']}" == AGENT_ACCOUNT  # the CA signs for it
+    namespace = one(objs, "DaemonSet", "tulle-agent")["metadata"]["namespace"]
+    assert f"{namespace}/{agent['serviceAccountName']}" == AGENT_ACCOUNT  # the CA signs for it
+    assert namespace == SYSTEM_NAMESPACE
+    assert {o["metadata"]["namespace"] for o in objs if "namespace" in o["metadata"]} == {
+        SYSTEM_NAMESPACE}  # nothing of Tulle's in kube-system or elsewhere
+    subjects = [s for o in objs if o["kind"].endswith("Binding") for s in o["subjects"]]
+    assert {s["namespace"] for s in subjects} == {SYSTEM_NAMESPACE}
 
 
 def test_a_grant_added_or_removed_is_seen() -> None:

@@ -15,7 +15,7 @@ from identity.ca import CaError, CertificateAuthority
 from identity.certs import not_after, signature_problem
 from tests.unit.identity.helpers import NOW, TD, p256
 
-HOST = "tulle-controlplane.kube-system.svc"
+HOST = "tulle-controlplane.tulle-system.svc"
 
 
 def test_serving_certificate_names_usages_and_chain() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.controllers.gateways import GatewayController
+from lab.controllers.gateways import GatewayController, check_gateway_api
 from lab.controllers.manager import FIELD_MANAGER
 from lab.kubeapi import ApiWriter, connect
 from lab.seed import GATEWAY_CLASS, register_node
@@ -34,6 +34,7 @@ ALLOWED = [
     "update endpointslices.discovery.k8s.io",
     "delete endpointslices.discovery.k8s.io",
     "list secrets",
+    "list customresourcedefinitions.apiextensions.k8s.io",
     "create events",
     "watch httproutes.gateway.networking.k8s.io",
     "patch httproutes.gateway.networking.k8s.io --subresource=status",
@@ -182,3 +183,32 @@ def test_only_the_kubelets_account_registers_nodes(apilab: ApiLab) -> None:
     with connect(apilab.controller, FIELD_MANAGER) as client:
         register_node(ApiWriter(client), node)
     assert apilab.store.get("Node", "", node.name) is not None
+
+
+def test_the_gateway_api_version_is_checked_as_the_controller_and_reported(
+    apilab: ApiLab, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The lab installs a supported bundle (deploy/crds/gateway-api, v1.6.0): the check
+    passes under the controller's own RBAC and the GatewayClass says so. A stale CRD turns
+    it to UnsupportedVersion, naming the CRD, with a warning."""
+    apilab.store.create(GATEWAY_CLASS)
+    with connect(apilab.controller, FIELD_MANAGER) as client:
+        check = check_gateway_api(client)
+        assert check.supported, check.message
+        GatewayController(ApiWriter(client), check).reconcile(
+            apilab.store.list(("GatewayClass",))[0], []
+        )
+        stored = apilab.store.get("GatewayClass", "", "tulle")
+        assert stored is not None
+        [condition] = [c for c in stored["status"]["conditions"]
+                       if c["type"] == "SupportedVersion"]
+        assert (condition["status"], condition["reason"]) == ("True", "SupportedVersion")
+        crd = apilab.store.get("CustomResourceDefinition", "", "httproutes.gateway.networking.k8s.io")
+        assert crd is not None
+        crd["metadata"]["annotations"]["gateway.networking.k8s.io/bundle-version"] = "v1.2.1"
+        apilab.store.update(crd)
+        with caplog.at_level("WARNING", logger="tulle.gateways"):
+            stale = check_gateway_api(client)
+    assert not stale.supported
+    assert "httproutes.gateway.networking.k8s.io is bundle version v1.2.1, older" in stale.message
+    assert any("best-effort" in r.getMessage() for r in caplog.records)

@@ -1,7 +1,7 @@
-"""The trust bundle from the ConfigMap kube-system/tulle-trust-bundle, through a lab API
+"""The trust bundle from the ConfigMap tulle-system/tulle-trust-bundle, through a lab API
 server with the agent's own token and RBAC (deploy/daemonset/rbac.yaml): written to the SVID
 directory on each change, the last good one kept when it goes bad or away, and nothing else
-in kube-system readable."""
+in tulle-system readable."""
 
 from __future__ import annotations
 

@@ -316,7 +316,7 @@ def test_a_restart_keeps_what_the_directory_holds(setup: Setup, tmp_path: Path) 
     client.close()
 
 
-HOST = "tulle-controlplane.kube-system.svc"
+HOST = "tulle-controlplane.tulle-system.svc"
 
 
 def test_over_tls_the_client_trusts_the_bundle_and_the_service_name_only(

@@ -178,7 +178,7 @@ def _b64(data: bytes) -> str:
 @pytest.mark.parametrize(
     "change",
     [
-        {"name": "tulle-agent", "ns": "kube-system"},  # another (more privileged) account
+        {"name": "tulle-agent", "ns": "tulle-system"},  # another (more privileged) account
         {"uid": "00000000-0000-0000-0000-000000000000"},
         {"exp": 2**40},  # a longer life
         {"aud": ["https://kubernetes.default.svc.cluster.local", "x"]},

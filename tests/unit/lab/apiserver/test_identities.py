@@ -42,7 +42,7 @@ def test_the_control_plane_reviews_tokens_and_keeps_to_kube_system(
     got = client.request("POST", "/apis/authentication.k8s.io/v1/tokenreviews", review, token=ca)
     assert got.status == 201 and got.body["status"]["authenticated"] is True
     assert client.request("GET", "/api/v1/pods", token=ca).status == 200
-    cms = "/api/v1/namespaces/kube-system/configmaps"
+    cms = "/api/v1/namespaces/tulle-system/configmaps"
     assert client.request("GET", f"{cms}/tulle-trust-bundle", token=ca).status == 404  # allowed
     assert client.request("GET", "/api/v1/namespaces/default/secrets/x", token=ca).status == 403
     assert client.request("GET", f"{cms}/other", token=ca).status == 403  # only its two objects
@@ -79,7 +79,7 @@ def test_the_agent_reads_but_cannot_write(client: Client, tokens: dict[str, str]
 def test_the_dns_cannot_read_secrets_or_nodes(client: Client, tokens: dict[str, str]) -> None:
     dns = tokens["tulle-lab-dns"]
     assert client.request("GET", SERVICES, token=dns).status == 200
-    assert client.request("GET", "/api/v1/namespaces/kube-system/secrets", token=dns).status == 403
+    assert client.request("GET", "/api/v1/namespaces/tulle-system/secrets", token=dns).status == 403
     assert client.request("GET", "/api/v1/nodes", token=dns).status == 403
 
 
