@@ -234,9 +234,10 @@ class Agent:
         from agent.model.core import EndpointSlice, Service
 
         with self.source.lock:  # models (MODEL_KINDS): what did not convert is skipped
-            state = self.source.state
-            services = [o for o in state.of_kind("Service") if isinstance(o, Service)]
-            slices = [o for o in state.of_kind("EndpointSlice") if isinstance(o, EndpointSlice)]
+            state = self.source.state  # (typed as dicts: the transforms make them models)
+            found: list[Any] = [*state.of_kind("Service"), *state.of_kind("EndpointSlice")]
+        services = [o for o in found if isinstance(o, Service)]
+        slices = [o for o in found if isinstance(o, EndpointSlice)]
         self.health_checks.update(plan_health_checks(services, slices, self.node))
 
     def _plan_ahead(self, objects: list[Any]) -> None:
