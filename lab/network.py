@@ -136,6 +136,10 @@ def build_node(plan: LabPlan, node: NodePlan) -> None:
         net__ipv4__ip_forward=1,
         net__ipv4__conf__all__rp_filter=0,
         net__ipv4__conf__default__rp_filter=0,
+        # bpf/lib/nodeport.h: a NodePort connection SNATed to the node, and its reversed
+        # reply, come back to the stack on the uplink with the node's own source address.
+        **{f"net__ipv4__conf__{NODE_UPLINK}__accept_local": 1,
+           f"net__ipv4__conf__{NODE_UPLINK}__send_redirects": 0},
     )
 
 
