@@ -92,8 +92,9 @@ static __always_inline int nodeport_forward(struct __sk_buff *skb, struct pkt *p
 		return ret;
 
 	ct = ct_lookup(&p->tuple, CT_NODEPORT);
-	if (ct && snat && (ct->backend_addr != client.saddr || ct->backend_port != client.sport))
-		return DROP_CT_MAP_INSERTION_FAILED; /* another client's connection: see the header */
+	if (ct && snat && !(ct->flags & CT_F_CLOSED) &&
+	    (ct->backend_addr != client.saddr || ct->backend_port != client.sport))
+		return DROP_CT_MAP_INSERTION_FAILED; /* another client's open connection: see above */
 	if (ct_continues(ct, p)) {
 		if (ct_account(ct, p, 0))
 			trace_flow(p, EVENT_CLOSE, VERDICT_FORWARDED, OBS_FROM_NETWORK, DIR_INGRESS, ct,
