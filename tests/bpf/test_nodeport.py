@@ -248,10 +248,15 @@ def test_a_source_in_this_nodes_pod_cidr_is_spoofed(nd: Netdev) -> None:
     assert reason(ev) == "INVALID_SOURCE_IP"
 
 
-@pytest.mark.parametrize("cut", [14 + 10, 14 + 20 + 8], ids=["short-ip", "short-tcp"])
-def test_truncated_packets_are_dropped_with_a_reason(nd: Netdev, cut: int) -> None:
+# (test-run refuses less than a whole IPv4 header after Ethernet: 34 bytes)
+@pytest.mark.parametrize(("ihl", "cut"), [(4, None), (5, 14 + 20 + 8)],
+                         ids=["ihl-below-5", "short-tcp"])
+def test_malformed_packets_are_dropped_with_a_reason(nd: Netdev, ihl: int, cut: int | None
+                                                     ) -> None:
     external(nd, [LOCAL_BACKEND], local=True)
-    whole = bytes(pkt(CLIENT, NODE, TCP(sport=40008, dport=NODE_PORT, flags="S")))
+    whole = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                  / IP(src=CLIENT, dst=NODE, ihl=ihl)
+                  / TCP(sport=40008, dport=NODE_PORT, flags="S"))
     out = nd.arrive(whole[:cut])
     assert out.verdict == TC_ACT_SHOT
     (ev,) = out.events
