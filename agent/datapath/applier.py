@@ -287,7 +287,7 @@ class Applier:
                 else maps.LB_F_L7_CLIENTS
                 if key in desired.l7_some
                 else 0
-            )
+            ) | (entry.flags if entry else 0)  # LB_F_EXTERNAL/LOCAL: agent.datapath.external
             unchanged = old.get(key) == entry and self.applied.flags.get(key) == flags
             if unchanged and key in self.applied.slots and key not in self.refused_services:
                 continue

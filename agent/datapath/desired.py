@@ -23,6 +23,7 @@ from agent.datapath.identity import (
     REMOTE_NODE,
     WAYPOINT,
 )
+from agent.datapath.external import node_site
 from agent.datapath.mtls_plan import MtlsEntry, MtlsKey, plan_mtls
 from agent.datapath.pod_endpoints import PodMemo, pod_endpoints
 from agent.datapath.policy import compile_policy
@@ -397,7 +398,10 @@ def desired_datapath(
     part = plan_endpoints(view, node_name, waypoint)
     return assemble(
         part,
-        plan_services(view.services, view.slices, previous=previous_services),
+        plan_services(
+            view.services, view.slices, previous=previous_services,
+            site=node_site(view.nodes, node_name),
+        ),
         l7 or L7Needs(),
         waypoint,
         mtls_part(part, view),

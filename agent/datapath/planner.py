@@ -37,6 +37,7 @@ from agent.datapath.desired import (
     mtls_part,
     plan_endpoints,
 )
+from agent.datapath.external import node_site
 from agent.datapath.mtls_plan import MtlsEntry, MtlsKey
 from agent.datapath.pod_endpoints import PodMemo
 from agent.datapath.service_state import ServiceState
@@ -163,6 +164,8 @@ class Planner:
         else:
             bucket[name] = obj
         self._view = self._desired = None
+        if kind == "Node" and name[1] == self.node:
+            self.services.set_site(node_site(self.objects["Node"].values(), self.node))
         if kind == "Service":
             assert obj is None or isinstance(obj, Service)
             self.services.put_service(obj, name)
