@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agent.datapath.authz_l4 import AuthzEntry, AuthzKey, compile_authz, kernel_entries
+from agent.datapath.external import node_site
 from agent.datapath.flags import (
     EP_F_AUTHZ_KERNEL,
     EP_F_EGRESS_ENFORCED,
@@ -23,7 +24,6 @@ from agent.datapath.identity import (
     REMOTE_NODE,
     WAYPOINT,
 )
-from agent.datapath.external import node_site
 from agent.datapath.mtls_plan import MtlsEntry, MtlsKey, plan_mtls
 from agent.datapath.pod_endpoints import PodMemo, pod_endpoints
 from agent.datapath.policy import compile_policy

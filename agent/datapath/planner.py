@@ -41,6 +41,7 @@ from agent.datapath.external import node_site
 from agent.datapath.mtls_plan import MtlsEntry, MtlsKey
 from agent.datapath.pod_endpoints import PodMemo
 from agent.datapath.service_state import ServiceState
+from agent.datapath.services import NodeSite
 from agent.model.core import EndpointSlice, Service
 from agent.model.resource import Resource
 from identity.spiffe import DEFAULT_TRUST_DOMAIN
@@ -106,6 +107,7 @@ class Planner:
         self._routes = routes
         self.objects: dict[str, dict[Name, Any]] = {kind: {} for kind in VIEW_FIELDS}
         self.services = ServiceState()
+        self.services.set_site(NodeSite())  # unknown until its Node arrives (desired_datapath)
         self._part: EndpointsPart | None = None
         self._pod_memo: PodMemo = {}  # per-Pod work of the last endpoints part
         self._needs: L7Needs | None = None

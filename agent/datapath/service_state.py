@@ -56,6 +56,7 @@ class ServiceState:
         if site == self.site:
             return
         self.site = site
+        self._plan = None  # the plan names its site
         for name, service in self.services.items():
             if service.spec.type is not ServiceType.CLUSTER_IP:
                 self._touch(name)
@@ -117,6 +118,7 @@ class ServiceState:
         self._plan = ServicePlan(
             entries=FrozenMap(self._entries),
             errors=tuple(e for name in sorted(self._errors) for e in self._errors[name]),
+            site=self.site,
             generation=self._generation,
             base=base,
             changed=frozenset(changed),

@@ -180,6 +180,7 @@ class ServicePlan:
 
     entries: Mapping[ServiceKey, ServiceEntry] = EMPTY
     errors: tuple[str, ...] = ()
+    site: NodeSite | None = None  # the node the external entries were planned for
     generation: int = field(default=0, compare=False)
     base: int = field(default=0, compare=False)
     changed: frozenset[ServiceKey] = field(default=frozenset(), compare=False)
@@ -227,7 +228,7 @@ def plan_services(
                 errors.append(conflict_error(service, entry.key, entries[entry.key]))
                 continue
             entries[entry.key] = entry
-    return ServicePlan(entries=FrozenMap(entries), errors=tuple(errors))
+    return ServicePlan(entries=FrozenMap(entries), errors=tuple(errors), site=site)
 
 
 @dataclass(frozen=True, slots=True)
