@@ -79,6 +79,10 @@ class AgentConfig:
     svid_dir: str | None = None  # the node-local SVID directory the waypoint reads
     svid_lifetime: int = 86_400  # seconds asked of the CA (at least 60)
     system_namespace: str = SYSTEM_NAMESPACE  # the CA's Service, the bundle (identity.system)
+    # Health-check node ports of LoadBalancer + Local Services (agent.healthcheck): every
+    # address of the node, as kube-proxy listens (a load balancer probes the node's address).
+    # None: not served. Needs the datapath (its sync loop keeps the table).
+    health_check_address: str | None = "0.0.0.0"
 
 
 # The HTTP client's line per request (httpx logs each at INFO: 40+ lines while a first sync
@@ -252,6 +256,11 @@ def _start_datapath(agent: Agent, config: AgentConfig, ingest: FlowIngest,
     tracer = (tracer_step(agent, ingest, Path(config.pin_dir), state_dir, pod_cgroup)
               if config.trace else None)
     load.bind(agent.datapath, tracer)
+    if config.health_check_address is not None:
+        from agent.healthcheck.server import HealthCheckServer
+
+        agent.health_checks = HealthCheckServer(config.health_check_address,
+                                                agent.first_synced.is_set)
     _start_thread(agent.sync_forever, "sync")
 
 
@@ -259,6 +268,8 @@ def _stop_serving(agent: Agent, observer: Any, intake: L7Intake | None,
                   metrics_server: MetricsServer | None) -> None:
     """Stop watching the cluster and serving flows and metrics (the datapath forwards on)."""
     agent.source.stop(timeout=2.0)
+    if agent.health_checks is not None:
+        agent.health_checks.close()
     if agent.svids is not None:
         agent.svids.stop()
     for server in (observer, intake):

@@ -30,6 +30,7 @@ from agent.kube.source import ClusterSource
 
 if TYPE_CHECKING:
     from agent.datapath.controller import DatapathController, ObjectChange
+    from agent.healthcheck.server import HealthCheckServer
 
 log = logging.getLogger("tulle.agent")
 # What the datapath plans from, less Secrets: its plan never reads them (a Gateway's
@@ -58,6 +59,7 @@ class Agent:
         self.datapath: DatapathController | None = None
         self.reported: tuple[bool, str] | None = None  # last Ready condition written
         self.tracing: Any = None  # agent.tracing.tracer.HookPlan once tracing runs
+        self.health_checks: HealthCheckServer | None = None  # agent.daemon starts it
         self.svids: Any = None  # agent.svid.service.SvidService with --ca-address
         self.svid_error: str | None = None  # why it did not start
         # Health report (seconds since the process started, by /proc): ``loaded_s`` when the
@@ -199,6 +201,8 @@ class Agent:
                     self.datapath.resync(objects)
                 elif changes:
                     self.datapath.apply_changes(changes)  # work per change, not per cluster
+                if objects is not None or any(c.kind in MODEL_KINDS for c in changes):
+                    self._update_health_checks()
                 self.last_error = None
                 if self.first_sync_s is None and objects is not None:
                     self.first_sync_s = process_age()
@@ -220,6 +224,21 @@ class Agent:
                     self.needs_resync = True  # what failed half-way is replanned from scratch
                 self.stop.wait(1.0)
                 self.changed.set()
+
+    def _update_health_checks(self) -> None:
+        """The health-check node ports' table, from the Services and EndpointSlices (one
+        pass over the cached objects, after a sync that changed either kind)."""
+        if self.health_checks is None:
+            return
+        from agent.healthcheck.table import plan_health_checks
+        from agent.model.core import EndpointSlice, Service
+
+        with self.source.lock:  # models (MODEL_KINDS): what did not convert is skipped
+            state = self.source.state  # (typed as dicts: the transforms make them models)
+            found: list[Any] = [*state.of_kind("Service"), *state.of_kind("EndpointSlice")]
+        services = [o for o in found if isinstance(o, Service)]
+        slices = [o for o in found if isinstance(o, EndpointSlice)]
+        self.health_checks.update(plan_health_checks(services, slices, self.node))
 
     def _plan_ahead(self, objects: list[Any]) -> None:
         assert self.datapath is not None

@@ -178,6 +178,8 @@ def up(
         for node in plan.nodes:
             progress(f"building {node.name}: netns {node.netns}, pod CIDR {node.pod_cidr}")
             network.build_node(plan, node)
+        progress(f"building the external client ({plan.external_netns})")
+        network.build_external_client(plan)
         _start_processes(paths, plan, progress, datapath=datapath, pod_cgroups=pod_cgroups,
                          svid_lifetime=svid_lifetime)
         _wait_healthy(name, progress)

@@ -19,6 +19,8 @@ from agent.datapath.attach import attached_names
 from lab.topology import (
     API_SERVER_IP,
     DNS_ADDRESS,
+    EXTERNAL_CLIENT_IP,
+    EXTERNAL_PORT,
     FABRIC_CIDR,
     SERVICE_CIDR,
     LabPlan,
@@ -69,6 +71,31 @@ def build_fabric(plan: LabPlan) -> None:
         ipr.link("set", index=bridge, state="up")
 
 
+def build_external_client(plan: LabPlan) -> None:
+    """A machine outside the cluster: one address on the fabric and nothing else. It reaches
+    nodes' addresses (NodePort) and whatever a route added inside it points at a node (a
+    LoadBalancer address); never a pod or ClusterIP, as a real outside client cannot."""
+    _ensure_netns(plan.external_netns)
+    with NetNS(plan.external_netns) as ipr:
+        ipr.link("set", index=_ifindex(ipr, "lo"), state="up")
+        if not ipr.link_lookup(ifname=NODE_UPLINK):
+            ipr.link(
+                "add",
+                ifname=NODE_UPLINK,
+                kind="veth",
+                peer={"ifname": EXTERNAL_PORT, "net_ns_fd": plan.fabric_netns},
+            )
+        uplink = _ifindex(ipr, NODE_UPLINK)
+        ipr.addr(
+            "replace", index=uplink, address=str(EXTERNAL_CLIENT_IP),
+            prefixlen=FABRIC_CIDR.prefixlen,
+        )
+        ipr.link("set", index=uplink, state="up")
+    with NetNS(plan.fabric_netns) as fab:
+        port = _ifindex(fab, EXTERNAL_PORT)
+        fab.link("set", index=port, master=_ifindex(fab, FABRIC_BRIDGE), state="up")
+
+
 def build_node(plan: LabPlan, node: NodePlan) -> None:
     """Node netns: uplink to the fabric, gateway + DNS addresses, routes to other nodes."""
     _ensure_netns(node.netns)
@@ -109,6 +136,10 @@ def build_node(plan: LabPlan, node: NodePlan) -> None:
         net__ipv4__ip_forward=1,
         net__ipv4__conf__all__rp_filter=0,
         net__ipv4__conf__default__rp_filter=0,
+        # bpf/lib/nodeport.h: a NodePort connection SNATed to the node, and its reversed
+        # reply, come back to the stack on the uplink with the node's own source address.
+        **{f"net__ipv4__conf__{NODE_UPLINK}__accept_local": 1,
+           f"net__ipv4__conf__{NODE_UPLINK}__send_redirects": 0},
     )
 
 

@@ -21,6 +21,11 @@ API_SERVER_PORT = 6443
 # NodeLocal-DNS style address: link-local, so it can never leak toward an uplink.
 DNS_ADDRESS = ipaddress.IPv4Address("169.254.20.10")
 CLUSTER_DOMAIN = "cluster.local"
+# The external client: a machine outside the cluster on the same L2 fabric (a load balancer's
+# client, a laptop on the node network). Only the fabric's connected route: no pod-CIDR or
+# service routes, no cluster DNS, no Tulle. Its port on the fabric bridge is `EXTERNAL_PORT`.
+EXTERNAL_CLIENT_IP = FABRIC_CIDR.network_address + 2
+EXTERNAL_PORT = "ext0"
 WAYPOINT_PORT = 15001  # where each node's waypoint accepts redirected connections
 MAX_NODES = 200
 POD_NETNS_READABLE = 40  # netns names are file names: keep them short
@@ -64,6 +69,11 @@ class LabPlan:
     @property
     def fabric_netns(self) -> str:
         return f"{self.prefix}fabric"
+
+    @property
+    def external_netns(self) -> str:
+        """The external client's namespace (`tulle lab exec --external`)."""
+        return f"{self.prefix}external"
 
     def node(self, name: str) -> NodePlan:
         for node in self.nodes:

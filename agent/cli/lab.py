@@ -152,11 +152,26 @@ def lab_pod(name: str, namespace: str, pod: str) -> dict[str, Any]:
 
 @lab.command(name="exec", context_settings={"ignore_unknown_options": True})
 @click.option("-n", "--namespace", default="default", show_default=True)
-@click.argument("pod")
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option(
+    "--external",
+    is_flag=True,
+    help="Run in the lab's external client (a machine outside the cluster), not a pod: "
+    "tulle lab exec --external -- CMD...",
+)
+@click.argument("pod", required=False)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def exec_(ctx: click.Context, namespace: str, pod: str, command: tuple[str, ...]) -> None:
-    """Run COMMAND inside POD's network namespace: tulle lab exec POD -- CMD..."""
+def exec_(
+    ctx: click.Context, namespace: str, external: bool, pod: str | None, command: tuple[str, ...]
+) -> None:
+    """Run COMMAND inside POD's network namespace: tulle lab exec POD -- CMD...
+
+    With --external, in the external client's: tulle lab exec --external -- CMD..."""
+    if external:
+        # After `--` click hands every word to the positionals: POD holds the command's first.
+        _exec_external(lab_name(ctx), ((pod,) if pod is not None else ()) + command)
+    if pod is None or not command:
+        raise click.UsageError("usage: tulle lab exec POD -- CMD... (or --external -- CMD...)")
     name = lab_name(ctx)
     obj = lab_pod(name, namespace, pod)
     plan = lifecycle.load_plan(LabPaths.for_lab(name))
@@ -180,6 +195,21 @@ def exec_(ctx: click.Context, namespace: str, pod: str, command: tuple[str, ...]
         argv = cgroups.in_cgroup(cgroup, argv)
     # exec replaces this process: exit code, stdin and tty pass straight through.
     os.execvpe(argv[0], argv, env)
+
+
+def _exec_external(name: str, command: tuple[str, ...]) -> None:
+    if not command:
+        raise click.UsageError("usage: tulle lab exec --external -- CMD...")
+    plan = lifecycle.load_plan(LabPaths.for_lab(name))
+    if plan is None:
+        raise click.ClickException(f"lab {name!r} is not up")
+    if not os.path.exists(f"/var/run/netns/{plan.external_netns}"):
+        raise click.ClickException(
+            f"lab {name!r} has no external client (built by a newer `tulle lab up`: "
+            "run `tulle lab down` and `tulle lab up`)"
+        )
+    argv = ["ip", "netns", "exec", plan.external_netns, *command]
+    os.execvp(argv[0], argv)
 
 
 @lab.command(hidden=True)

@@ -17,7 +17,7 @@ from agent.datapath.desired import DesiredDatapath
 from agent.datapath.fit import CIDR_TABLE, IDENTITY_TABLE, Overflow, Unit, fit_policy
 from agent.datapath.mtls_plan import MtlsEntry, MtlsKey
 from agent.datapath.policy_plan import CidrKey, CidrRule, Direction, IdentityKey, PortRule
-from agent.datapath.services import ServiceKey, ServicePlan
+from agent.datapath.services import NodeSite, ServiceKey, ServicePlan
 
 if TYPE_CHECKING:  # programs imports BCC: loaded on the agent's BCC thread only
     from collections.abc import Callable
@@ -59,6 +59,8 @@ class Applied:
     waypoint: tuple[IPv4, int] | None | bool = False  # False: never written by this agent
     mtls: dict[MtlsKey, MtlsEntry] = field(default_factory=dict)
     authz: dict[AuthzKey, tuple[AuthzEntry, ...]] = field(default_factory=dict)
+    site: NodeSite | None = None  # the node addresses written and the uplink attached for
+    uplink: int | None = None  # its ifindex
 
 
 class Applier:
@@ -106,6 +108,7 @@ class Applier:
         self._policy(desired)
         self._endpoints(desired)
         self._services(desired)
+        self._uplink(desired.services.site)
 
     def _unchanged(self, part: str, *values: object) -> bool:
         done = self._done.get(part)
@@ -243,6 +246,29 @@ class Applier:
         if not refused:  # a refused unit is tried again next round
             self._done["policy"] = (desired.identity_rules, desired.cidr_rules)
 
+    def _uplink(self, site: NodeSite | None) -> None:
+        """nodeport.h's view of this node, and its programs on the uplink, once the node's
+        address is known (its Node object). After the service entries: a packet from outside
+        finds them written. Attached again on each start, as the veths are: new code takes
+        over (the filters are replaced in place)."""
+        if site is None or site.address is None or site == self.applied.site:
+            return
+        if not self.dp.programs_loaded:  # a compile's maps, its programs not yet
+            return
+        maps.write_node_addresses(self.dp, site.address, site.pod_cidr)
+        uplink = None
+        if self.dp.from_netdev_fd < 0:  # compiled without the uplink's sources (tests)
+            pass
+        elif (uplink := attach.uplink_for(self.netlink(), site.address)) is None:
+            log.warning("datapath: no interface holds the node address %s: NodePort and "
+                        "LoadBalancer Services are not served from outside", site.address)
+        else:
+            attach.attach_uplink(self.netlink(), uplink, self.dp.from_netdev_fd,
+                                 self.dp.to_netdev_fd)
+            log.info("datapath: uplink %d (%s) serves NodePort and LoadBalancer Services",
+                     uplink, site.address)
+        self.applied.site, self.applied.uplink = site, uplink
+
     def _services(self, desired: DesiredDatapath) -> None:
         if desired.waypoint != self.applied.waypoint:
             maps.write_waypoint(self.dp, desired.waypoint)
@@ -287,7 +313,7 @@ class Applier:
                 else maps.LB_F_L7_CLIENTS
                 if key in desired.l7_some
                 else 0
-            )
+            ) | (entry.flags if entry else 0)  # LB_F_EXTERNAL/LOCAL: agent.datapath.external
             unchanged = old.get(key) == entry and self.applied.flags.get(key) == flags
             if unchanged and key in self.applied.slots and key not in self.refused_services:
                 continue

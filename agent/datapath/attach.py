@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from pyroute2 import IPRoute
 
 INGRESS_PARENT = "ffff:fff2"  # packets the pod sends (they enter the node on its veth)
-EGRESS_PARENT = "ffff:fff3"  # packets delivered to the pod
+EGRESS_PARENT = "ffff:fff3"  # packets delivered to the pod (on the uplink: leaving the node)
 FILTER_PRIO = 1
 FILTER_HANDLE = 1
 
@@ -43,7 +43,27 @@ def veth_for(ipr: IPRoute, pod_ip: ipaddress.IPv4Address) -> int | None:
     return None
 
 
+def uplink_for(ipr: IPRoute, address: ipaddress.IPv4Address) -> int | None:
+    """The interface holding the node's address (its InternalIP): where traffic from outside
+    the cluster arrives."""
+    for msg in ipr.get_addr(family=2, address=str(address)):
+        return int(msg["index"])
+    return None
+
+
 def attach(ipr: IPRoute, ifindex: int, from_pod_fd: int, to_pod_fd: int) -> None:
+    """A pod veth: from_pod on what the pod sends, to_pod on what it receives."""
+    _attach(ipr, ifindex, (from_pod_fd, "tulle_from_pod"), (to_pod_fd, "tulle_to_pod"))
+
+
+def attach_uplink(ipr: IPRoute, ifindex: int, from_netdev_fd: int, to_netdev_fd: int) -> None:
+    """The node's uplink: from_netdev on what arrives from outside, to_netdev on what leaves
+    (bpf/lib/nodeport.h). Lab uplinks die with their node namespace (``lab down``)."""
+    _attach(ipr, ifindex, (from_netdev_fd, "tulle_from_netdev"),
+            (to_netdev_fd, "tulle_to_netdev"))
+
+
+def _attach(ipr: IPRoute, ifindex: int, ingress: tuple[int, str], egress: tuple[int, str]) -> None:
     from pyroute2.netlink.exceptions import NetlinkError
 
     try:
@@ -51,10 +71,7 @@ def attach(ipr: IPRoute, ifindex: int, from_pod_fd: int, to_pod_fd: int) -> None
     except NetlinkError as err:
         if err.code != 17:  # EEXIST: already there
             raise
-    for parent, fd, name in (
-        (INGRESS_PARENT, from_pod_fd, "tulle_from_pod"),
-        (EGRESS_PARENT, to_pod_fd, "tulle_to_pod"),
-    ):
+    for parent, (fd, name) in ((INGRESS_PARENT, ingress), (EGRESS_PARENT, egress)):
         ipr.tc(
             "replace-filter",
             "bpf",

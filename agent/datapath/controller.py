@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.datapath import attach, maps
 from agent.datapath.applier import Applier
+from agent.datapath.cdefs import LIB_DIR, defines
 from agent.datapath.desired import ClusterView, DesiredDatapath
 from agent.datapath.eventreader import EventReader
 from agent.datapath.fit import overflow_error, service_error
@@ -61,6 +62,8 @@ if TYPE_CHECKING:  # programs imports BCC (libbcc): not on the agent's import pa
 
 log = logging.getLogger("tulle.datapath")
 CT_EGRESS, CT_SERVICE, CT_F_CLOSED = 1, 3, 0x4  # bpf/lib/conntrack.h
+_CT = defines(LIB_DIR / "conntrack.h", "CT_")
+CT_NODEPORT, CT_F_SNAT = _CT["CT_NODEPORT"], _CT["CT_F_SNAT"]  # nodeport.h
 CLOSED_GRACE_NS = 10 * 10**9
 UDP_IDLE_NS = 60 * 10**9
 TCP_IDLE_NS = 6 * 3600 * 10**9
@@ -151,6 +154,10 @@ def plan_gc(entries: Iterable[tuple[Any, Any]], now: int) -> GcPlan:
                 live.add((t.saddr, t.sport, t.daddr, t.dport, t.proto))
                 if entry.flags & CT_F_TUNNEL:  # keyed on the waypoint: it went to a backend
                     live.add((t.saddr, t.sport, entry.backend_addr, entry.backend_port, t.proto))
+        elif key.dir == CT_NODEPORT and not closed:  # from outside (nodeport.h): its client
+            t = key.tuple  # is the source, or (SNAT) in backend_*, with its own port
+            client = entry.backend_addr if entry.flags & CT_F_SNAT else t.saddr
+            live.add((client, t.sport, t.daddr, t.dport, t.proto))
     for key, entry in services:
         t = key.tuple
         steered = (t.saddr, t.sport, entry.backend_addr, entry.backend_port, t.proto)

@@ -31,6 +31,7 @@ from agent.datapath.endpoints_part import (
     waypoint_address,
     waypoint_only,
 )
+from agent.datapath.external import node_site
 from agent.datapath.l7_needs import L7Needs, gateway_addresses, l7_keys
 from agent.datapath.mtls_plan import MtlsEntry, MtlsKey, plan_mtls
 from agent.datapath.policy_plan import (
@@ -132,7 +133,10 @@ def desired_datapath(
     part = plan_endpoints(view, node_name, waypoint)
     return assemble(
         part,
-        plan_services(view.services, view.slices, previous=previous_services),
+        plan_services(
+            view.services, view.slices, previous=previous_services,
+            site=node_site(view.nodes, node_name),
+        ),
         l7 or L7Needs(),
         waypoint,
         mtls_part(part, view),

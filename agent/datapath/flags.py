@@ -16,4 +16,7 @@ EP_F_AUTHZ_KERNEL = _ENDPOINT["EP_F_AUTHZ_KERNEL"]  # L4 AuthorizationPolicy jud
 EP_F_INGRESS_OVERFLOW = _ENDPOINT["EP_F_INGRESS_OVERFLOW"]  # its ingress policy did not fit
 EP_F_EGRESS_OVERFLOW = _ENDPOINT["EP_F_EGRESS_OVERFLOW"]
 LB_F_L7 = defines(LIB_DIR / "lb.h", "LB_F_")["LB_F_L7"]  # redirect to this node's waypoint
+# Served on the uplink from outside (nodeport.h); Local: only this node's backends listed.
+LB_F_EXTERNAL = defines(LIB_DIR / "lb.h", "LB_F_")["LB_F_EXTERNAL"]
+LB_F_LOCAL = defines(LIB_DIR / "lb.h", "LB_F_")["LB_F_LOCAL"]
 LB_F_L7_CLIENTS = defines(LIB_DIR / "redirect.h", "LB_F_")["LB_F_L7_CLIENTS"]  # listed clients only

@@ -20,8 +20,10 @@ from agent.datapath.flags import (  # noqa: F401  (re-exported for the map write
     EP_F_EGRESS_OVERFLOW,
     EP_F_INGRESS_ENFORCED,
     EP_F_INGRESS_OVERFLOW,
+    LB_F_EXTERNAL,
     LB_F_L7,
     LB_F_L7_CLIENTS,
+    LB_F_LOCAL,
 )
 from agent.datapath.native import update_batch
 
@@ -31,6 +33,8 @@ if TYPE_CHECKING:  # programs imports BCC: loaded on the agent's BCC thread only
 _CONFIG = enum_values(LIB_DIR / "common.h", "tulle_config")
 CFG_WAYPOINT = _CONFIG["TULLE_CFG_WAYPOINT"]
 CFG_CT_ENDPOINT_QUOTA = _CONFIG["TULLE_CFG_CT_ENDPOINT_QUOTA"]
+CFG_NODE_ADDR = _CONFIG["TULLE_CFG_NODE_ADDR"]
+CFG_POD_CIDR = _CONFIG["TULLE_CFG_POD_CIDR"]
 BACKEND_GENERATION_SPAN = 1 << 15  # backend indices alternate between two halves per update
 SERVICE_TABLES = ("lb_backends_v1", "lb_maglev_v1", "lb_services_v1")  # a service's maps
 
@@ -340,6 +344,17 @@ def write_waypoint(dp: Datapath, target: tuple[ipaddress.IPv4Address, int] | Non
     config = dp.table("tulle_config_v1")
     value = 0 if target is None else be32(target[0]) | (be16(target[1]) << 32)
     config[config.Key(CFG_WAYPOINT)] = config.Leaf(value)
+
+
+def write_node_addresses(
+    dp: Datapath, node: ipaddress.IPv4Address | None, pod_cidr: ipaddress.IPv4Network | None
+) -> None:
+    """nodeport.h's view of this node: its uplink address (the SNAT source) and pod CIDR
+    (which backends are local; a packet from it arriving on the uplink is spoofed)."""
+    config = dp.table("tulle_config_v1")
+    config[config.Key(CFG_NODE_ADDR)] = config.Leaf(0 if node is None else be32(node))
+    cidr = 0 if pod_cidr is None else be32(pod_cidr.network_address) | (pod_cidr.prefixlen << 32)
+    config[config.Key(CFG_POD_CIDR)] = config.Leaf(cidr)
 
 
 def _backend_key(backends_map: Any, svc_key: Any, index: int) -> Any:

@@ -29,10 +29,12 @@ from typing import TYPE_CHECKING, Any
 
 from agent.datapath.desired import DesiredDatapath, assemble, mtls_part
 from agent.datapath.endpoints_part import EndpointsPart, plan_endpoints
+from agent.datapath.external import node_site
 from agent.datapath.l7_needs import L7Needs, l7_keys
 from agent.datapath.mtls_plan import MtlsEntry, MtlsKey
 from agent.datapath.pod_endpoints import PodMemo
 from agent.datapath.service_state import ServiceState
+from agent.datapath.services import NodeSite
 from agent.datapath.view import ClusterView
 from agent.model.core import EndpointSlice, Service
 from agent.model.resource import Resource
@@ -112,6 +114,7 @@ class Planner:
         self._routes = routes
         self.objects: dict[str, dict[Name, Any]] = {kind: {} for kind in VIEW_FIELDS}
         self.services = ServiceState()
+        self.services.set_site(NodeSite())  # unknown until its Node arrives (desired_datapath)
         self._part: EndpointsPart | None = None
         self._pod_memo: PodMemo = {}  # per-Pod work of the last endpoints part
         self._needs: L7Needs | None = None
@@ -170,6 +173,8 @@ class Planner:
         else:
             bucket[name] = obj
         self._view = self._desired = None
+        if kind == "Node" and name[1] == self.node:
+            self.services.set_site(node_site(self.objects["Node"].values(), self.node))
         if kind == "Service":
             assert obj is None or isinstance(obj, Service)
             self.services.put_service(obj, name)

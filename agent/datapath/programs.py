@@ -23,11 +23,16 @@ from agent.datapath.bpfinfo import BPF_PROG_TYPE_SCHED_CLS
 from agent.datapath.cdefs import BPF_DIR
 
 log = logging.getLogger("tulle.datapath")
-PROGRAM_SOURCES = (BPF_DIR / "from_pod.c", BPF_DIR / "to_pod.c")
+# The pod veths' programs and the uplink's (NodePort/LoadBalancer from outside, nodeport.h):
+# one compile, one set of pinned maps.
+PROGRAM_SOURCES = (BPF_DIR / "from_pod.c", BPF_DIR / "to_pod.c",
+                   BPF_DIR / "from_netdev.c", BPF_DIR / "to_netdev.c")
 FROM_POD = "tulle_from_pod"
 TO_POD = "tulle_to_pod"
-PROGRAMS = [templates.Program(FROM_POD, BPF_PROG_TYPE_SCHED_CLS),
-            templates.Program(TO_POD, BPF_PROG_TYPE_SCHED_CLS)]
+FROM_NETDEV = "tulle_from_netdev"
+TO_NETDEV = "tulle_to_netdev"
+PROGRAMS = [templates.Program(name, BPF_PROG_TYPE_SCHED_CLS)
+            for name in (FROM_POD, TO_POD, FROM_NETDEV, TO_NETDEV)]
 
 
 @dataclass
@@ -38,6 +43,8 @@ class Datapath:
     bpf: Any = None  # the BCC module, kept only when the compile could not be recorded
     adopted: templates.Adopted | None = None
     compiled: bool = False  # this load compiled (and, when recorded, then adopted) the programs
+    from_netdev_fd: int = -1  # the uplink's; -1 when the sources left them out
+    to_netdev_fd: int = -1
 
     @property
     def programs_loaded(self) -> bool:
@@ -92,21 +99,21 @@ def load_datapath(
     pin_dir.mkdir(parents=True, exist_ok=True)
     flags = [f'-DTULLE_PIN_DIR="{pin_dir}"', *cflags]
     source_list = list(sources)
+    programs = PROGRAMS if BPF_DIR / "from_netdev.c" in source_list else PROGRAMS[:2]
     # What determines the object (hashes the expanded C): once, for adopting and recording.
     ins: dict[str, Any] | None = None
     record = state_dir / templates.RECORD_NAME if state_dir is not None else None
     if state_dir is not None and record is not None and record.exists():
-        ins = templates.inputs(source_list, flags, PROGRAMS)
+        ins = templates.inputs(source_list, flags, programs)
         if debug_dump_path is None:
             try:
-                adopted = templates.adopt(pin_dir, state_dir, ins, PROGRAMS)
+                adopted = templates.adopt(pin_dir, state_dir, ins, programs)
             except templates.Mismatch as why:
                 log.info("datapath: compiling, not adopting the pinned programs: %s", why)
             else:
                 log.info("datapath: adopted the programs pinned in %s (same inputs; no "
                          "compile)", pin_dir)
-                return Datapath(pin_dir, adopted.prog_fds[FROM_POD], adopted.prog_fds[TO_POD],
-                                adopted=adopted)
+                return _adopted(pin_dir, adopted)
     elif record is not None:
         log.info("datapath: compiling, not adopting the pinned programs: no compile record at "
                  "%s", record)
@@ -115,13 +122,13 @@ def load_datapath(
     # No record (a fresh node): the compile is certain, and the inputs are hashed for the
     # record beside it (BCC compiles without the GIL), not before it, where the informers'
     # decoding holds the GIL and stretched ~0.01 s of CPU to ~0.1 s.
-    hashing = (_Beside(lambda: templates.inputs(source_list, flags, PROGRAMS))
+    hashing = (_Beside(lambda: templates.inputs(source_list, flags, programs))
                if state_dir is not None and ins is None else None)
     dp = _compile(pin_dir, source_list, flags, debug_dump_path, maps_ready)
     if hashing is not None:
         ins = hashing.result()
     if state_dir is not None and ins is not None and _remember(dp, state_dir, ins):
-        return _adopt_compiled(dp, state_dir, ins)
+        return _adopt_compiled(dp, state_dir, ins, programs)
     return dp
 
 
@@ -149,18 +156,24 @@ class _Beside:
         return self._out
 
 
-def _adopt_compiled(dp: Datapath, state_dir: Path, ins: dict[str, Any]) -> Datapath:
+def _adopt_compiled(dp: Datapath, state_dir: Path, ins: dict[str, Any],
+                    programs: list[templates.Program]) -> Datapath:
     """Adopt what this compile just pinned and recorded, then drop the BCC module: a
     compiled start then serves its maps as a restart does (one code path), and BCC's
     module (its tables, its copy of the object: ~6 MB) leaves before the tracer compiles."""
     try:
-        adopted = templates.adopt(dp.pin_dir, state_dir, ins, PROGRAMS)
+        adopted = templates.adopt(dp.pin_dir, state_dir, ins, programs)
     except templates.Mismatch as why:
         log.warning("datapath: serving the compiled module; adopting its pins failed: %s", why)
         return dp
     dp.bpf.cleanup()  # the pins and the adopted fds keep programs and maps alive
-    return Datapath(dp.pin_dir, adopted.prog_fds[FROM_POD], adopted.prog_fds[TO_POD],
-                    adopted=adopted, compiled=True)
+    return _adopted(dp.pin_dir, adopted, compiled=True)
+
+
+def _adopted(pin_dir: Path, adopted: templates.Adopted, compiled: bool = False) -> Datapath:
+    fds = adopted.prog_fds
+    return Datapath(pin_dir, fds[FROM_POD], fds[TO_POD], adopted=adopted, compiled=compiled,
+                    from_netdev_fd=fds.get(FROM_NETDEV, -1), to_netdev_fd=fds.get(TO_NETDEV, -1))
 
 
 def _compile(pin_dir: Path, sources: list[Path], flags: list[str],
@@ -171,12 +184,15 @@ def _compile(pin_dir: Path, sources: list[Path], flags: list[str],
     bpf = load_program(sources, flags, debug_dump_path=debug_dump_path)
     if maps_ready is not None:
         _hand_maps(pin_dir, bpf, maps_ready)
+    uplink = BPF_DIR / "from_netdev.c" in sources  # tests may compile the pod programs alone
     return Datapath(
         pin_dir=pin_dir,
         from_pod_fd=load_fn(bpf, FROM_POD, BPF.SCHED_CLS).fd,
         to_pod_fd=load_fn(bpf, TO_POD, BPF.SCHED_CLS).fd,
         bpf=bpf,
         compiled=True,
+        from_netdev_fd=load_fn(bpf, FROM_NETDEV, BPF.SCHED_CLS).fd if uplink else -1,
+        to_netdev_fd=load_fn(bpf, TO_NETDEV, BPF.SCHED_CLS).fd if uplink else -1,
     )
 
 
@@ -200,6 +216,8 @@ def _remember(dp: Datapath, state_dir: Path, ins: dict[str, Any]) -> bool:
     from agent.datapath.bpf_loader import table_descriptions
 
     prog_fds = {FROM_POD: dp.from_pod_fd, TO_POD: dp.to_pod_fd}
+    if dp.from_netdev_fd >= 0:
+        prog_fds.update({FROM_NETDEV: dp.from_netdev_fd, TO_NETDEV: dp.to_netdev_fd})
     try:
         record = templates.build_record(ins, prog_fds,
                                         table_descriptions(dp.bpf), dp.pin_dir)

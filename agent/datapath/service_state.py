@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 from agent.datapath.services import (
     EntriesRequest,
+    NodeSite,
     ServiceEntries,
     ServiceEntry,
     ServiceKey,
@@ -25,7 +26,7 @@ from agent.datapath.services import (
     conflict_error,
     many_service_entries,
 )
-from agent.model.core import EndpointSlice, Service
+from agent.model.core import EndpointSlice, Service, ServiceType
 from agent.model.frozen import EMPTY, FrozenMap
 
 Name = tuple[str, str]  # (namespace, name)
@@ -47,6 +48,18 @@ class ServiceState:
         self._changed: set[ServiceKey] = set()  # keys planned again since the last plan
         self._plan: ServicePlan | None = ServicePlan()
         self._generation = 0  # of the last plan made
+        self.site: NodeSite | None = None  # this node, for NodePort/LoadBalancer entries
+
+    def set_site(self, site: NodeSite | None) -> None:
+        """This node's address and pod CIDR changed: its NodePort and LoadBalancer Services
+        are planned again (``plan_services(..., site=)``)."""
+        if site == self.site:
+            return
+        self.site = site
+        self._plan = None  # the plan names its site
+        for name, service in self.services.items():
+            if service.spec.type is not ServiceType.CLUSTER_IP:
+                self._touch(name)
 
     # -- changes (cheap; the work happens in plan()) ------------------------------------------
     def put_service(self, service: Service | None, name: Name) -> None:
@@ -109,6 +122,7 @@ class ServiceState:
         self._plan = ServicePlan(
             entries=FrozenMap(self._entries),
             errors=tuple(e for name in sorted(self._errors) for e in self._errors[name]),
+            site=self.site,
             generation=self._generation,
             base=base,
             changed=frozenset(changed),
@@ -137,7 +151,7 @@ class ServiceState:
             earlier = {e.key: e for e in before.entries} if before.entries else EMPTY
             requests.append((service, self._slices_of.get(name, {}).values(), earlier))
             planned.append(name)
-        for name, now in zip(planned, many_service_entries(requests), strict=True):
+        for name, now in zip(planned, many_service_entries(requests, self.site), strict=True):
             wanted[name] = now
             for entry in now.entries:
                 key = entry.key

@@ -38,7 +38,7 @@ from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
 from socket import AF_INET, inet_pton
 from typing import overload
 
@@ -47,7 +47,7 @@ from agent.datapath.maglev import (
     maglev_slots,  # noqa: F401 - bench.control.firstsync wraps it
     maglev_tables,
 )
-from agent.model.core import AddressType, EndpointSlice, Service, ServicePort
+from agent.model.core import AddressType, EndpointSlice, Service, ServicePort, ServiceType
 from agent.model.frozen import EMPTY, FrozenMap
 
 PROTOCOLS: Mapping[str, int] = {"TCP": 6, "UDP": 17, "SCTP": 132}
@@ -148,7 +148,8 @@ class ServiceEntry:
     no usable endpoints and clients are answered at once. ``table`` is ``maglev_table`` over
     ``str(backend)`` of ``backends`` (entries index ``backends``), or ``()`` without
     backends. ``affinity_timeout`` is the ClientIP affinity in seconds, 0 when affinity is
-    off.
+    off. ``flags``: ``LB_F_EXTERNAL`` (+ ``LB_F_LOCAL``) on a NodePort/LoadBalancer entry
+    (agent.datapath.external), else 0.
     """
 
     key: ServiceKey
@@ -158,6 +159,16 @@ class ServiceEntry:
     backends: Sequence[Backend]
     affinity_timeout: int
     table: Sequence[int]  # a CompactTable
+    flags: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSite:
+    """Where this node is: its InternalIP (the nodePort address) and its pod CIDR (which
+    backends are local, for externalTrafficPolicy Local). Either may be unknown (None)."""
+
+    address: IPv4Address | None = None
+    pod_cidr: IPv4Network | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +181,7 @@ class ServicePlan:
 
     entries: Mapping[ServiceKey, ServiceEntry] = EMPTY
     errors: tuple[str, ...] = ()
+    site: NodeSite | None = None  # the node the external entries were planned for
     generation: int = field(default=0, compare=False)
     base: int = field(default=0, compare=False)
     changed: frozenset[ServiceKey] = field(default=frozenset(), compare=False)
@@ -188,13 +200,15 @@ def plan_services(
     slices: Sequence[EndpointSlice],
     *,
     previous: ServicePlan | None = None,
+    site: NodeSite | None = None,
 ) -> ServicePlan:
     """Plan every ClusterIP service port (see the module docstring for the rules).
 
     The result does not depend on the order of ``services`` or ``slices``. If two Services
     claim the same ClusterIP, port and protocol, the first by namespace/name wins and the
     other is noted in ``errors``. ``previous`` only saves work: an entry whose backends are
-    unchanged reuses its Maglev table instead of building it again.
+    unchanged reuses its Maglev table instead of building it again. ``site``: this node, for
+    the NodePort and LoadBalancer entries (agent.datapath.external); None plans none.
     """
     by_service: defaultdict[tuple[str, str], list[EndpointSlice]] = defaultdict(list)
     for endpoint_slice in slices:
@@ -207,14 +221,15 @@ def plan_services(
     earlier = previous.entries if previous is not None else EMPTY
     for service in sorted(services, key=lambda s: (s.metadata.namespace, s.metadata.name)):
         meta = service.metadata
-        wanted = service_entries(service, by_service.get((meta.namespace, meta.name), ()), earlier)
+        mine = by_service.get((meta.namespace, meta.name), ())
+        wanted = service_entries(service, mine, earlier, site)
         errors.extend(wanted.errors)
         for entry in wanted.entries:
             if entry.key in entries:
                 errors.append(conflict_error(service, entry.key, entries[entry.key]))
                 continue
             entries[entry.key] = entry
-    return ServicePlan(entries=FrozenMap(entries), errors=tuple(errors))
+    return ServicePlan(entries=FrozenMap(entries), errors=tuple(errors), site=site)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,19 +245,23 @@ def service_entries(
     service: Service,
     slices: Iterable[EndpointSlice],
     earlier: Mapping[ServiceKey, ServiceEntry] = EMPTY,
+    site: NodeSite | None = None,
 ) -> ServiceEntries:
     """One Service's entries from its own EndpointSlices (``slices``: those labelled with its
     name, in its namespace). ``earlier`` only saves work (see ``plan_services``)."""
-    return many_service_entries([(service, slices, earlier)])[0]
+    return many_service_entries([(service, slices, earlier)], site)[0]
 
 
 EntriesRequest = tuple[Service, Iterable[EndpointSlice], Mapping[ServiceKey, ServiceEntry]]
 """What ``service_entries`` takes: a Service, its slices, entries that may save work."""
 
 
-def many_service_entries(requests: Sequence[EntriesRequest]) -> list[ServiceEntries]:
+def many_service_entries(
+    requests: Sequence[EntriesRequest], site: NodeSite | None = None
+) -> list[ServiceEntries]:
     """``service_entries`` of each request, with every new Maglev table built in one batch
-    (``maglev_tables``: in C, one call per 512 tables rather than one per table)."""
+    (``maglev_tables``: in C, one call per 512 tables rather than one per table). With a
+    ``site``, a NodePort or LoadBalancer Service's external entries follow its own."""
     drafts: list[tuple[Service, list[_Draft], tuple[str, ...]] | ServiceEntries] = []
     ips, ports, counts = array("I"), array("H"), []
     for service, slices, earlier in requests:
@@ -293,6 +312,11 @@ def many_service_entries(requests: Sequence[EntriesRequest]) -> list[ServiceEntr
             )
             for key, port_name, backends, table in ports_of
         )
+        if site is not None and service.spec.type is not ServiceType.CLUSTER_IP:
+            from agent.datapath.external import external_entries  # it builds on this module
+
+            more, more_notes = external_entries(service, entries, site)
+            entries, notes = entries + tuple(more), notes + tuple(more_notes)
         results.append(ServiceEntries(entries, notes))
     return results
 

@@ -212,6 +212,10 @@ enum tulle_config {
 	TULLE_CFG_DROP_FRAGMENTS = 0, /* 1: drop IPv4 fragments (IP_FRAGMENTATION_NOT_SUPPORTED) */
 	TULLE_CFG_FLOW_EVENTS_OFF = 1, /* 1: emit no flow events (drops are still counted) */
 	TULLE_CFG_WAYPOINT = 2,        /* waypoint addr (be32) | port (be16) << 32; 0: L7 acts as L4 */
+	/* nodeport.h: this node's uplink address (be32; the SNAT source for externalTrafficPolicy
+	 * Cluster) and pod CIDR (addr be32 | prefix length << 32: which backends are local). */
+	TULLE_CFG_NODE_ADDR = 20,
+	TULLE_CFG_POD_CIDR = 21,
 	TULLE_CFG_CT_ENDPOINT_QUOTA = 24, /* live connections one pod may open (quota.h); 0: 1/8 of ct_v1 */
 	TULLE_CFG_MAX = 32,
 };

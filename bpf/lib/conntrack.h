@@ -26,6 +26,9 @@
 #define CT_EGRESS 1
 #define CT_INGRESS 2
 #define CT_SERVICE 3
+/* nodeport.h: a connection from outside through a NodePort or LoadBalancer address, keyed on
+ * the tuple as it leaves for the backend; rev_nat_* hold the address the client dialled. */
+#define CT_NODEPORT 4
 
 #define CT_F_FIN_FWD 0x1
 #define CT_F_FIN_REV 0x2
@@ -33,6 +36,9 @@
 /* CT_EGRESS of a connection sent to the waypoint's tunnel (mtls.h): backend_* hold its real
  * destination, which the flows name. */
 #define CT_F_TUNNEL 0x8
+/* CT_NODEPORT whose source was rewritten to the node's address (externalTrafficPolicy Cluster,
+ * remote backend): backend_* hold the client's address and port. */
+#define CT_F_SNAT 0x10
 
 struct ct_key {
 	struct tuple4 tuple;

@@ -73,7 +73,10 @@ enum drop_reason {
 	X(4, "to_pod.c") \
 	X(5, "parse.h") \
 	X(6, "lb.h") \
-	X(7, "waypoint_maps.c")
+	X(7, "waypoint_maps.c") \
+	X(8, "from_netdev.c") \
+	X(9, "to_netdev.c") \
+	X(10, "nodeport.h")
 
 /* Folds to a constant: clang evaluates __builtin_strcmp on two literals at compile time. */
 static __always_inline __u16 source_file_id(const char *name)

@@ -45,6 +45,8 @@
 
 #define OBS_FROM_ENDPOINT 3 /* leaving a pod (tc ingress on its host-side veth) */
 #define OBS_TO_ENDPOINT 0   /* entering a pod (tc egress on its host-side veth) */
+#define OBS_FROM_NETWORK 10 /* arriving on the node's uplink (nodeport.h) */
+#define OBS_TO_NETWORK 11   /* leaving by the node's uplink */
 
 /* Field order is for the agent: it keys its enrichment cache on the contiguous "who" bytes
  * (addresses and the service port) and its metrics on the "what" bytes (protocol, type,

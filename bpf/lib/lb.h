@@ -33,6 +33,10 @@ struct lb_key {
 };
 
 #define LB_F_L7 0x1 /* an HTTPRoute or Gateway listener: redirect to the local waypoint */
+/* nodeport.h: a node address : nodePort or a LoadBalancer address : port, served on the uplink;
+ * LB_F_LOCAL: externalTrafficPolicy Local (only this node's backends are listed). */
+#define LB_F_EXTERNAL 0x4
+#define LB_F_LOCAL 0x8
 
 struct lb_service {
 	__u32 backend_count;

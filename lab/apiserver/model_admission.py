@@ -9,7 +9,8 @@ stored one on update and starts without one on create), so only controllers, the
 node agents write it, through ``Store.update_status``. Nodes are registered by the lab's
 kubelet (``registrar``, the lab API server's node registrar identity): apply edits their
 labels and annotations, never creates one or moves its pod CIDR (which decides the node's
-waypoint address and node identity). Gateway addresses count as
+waypoint address and node identity). NodePort and LoadBalancer Services get their node ports
+(lab.apiserver.node_ports). Gateway addresses count as
 allocated ClusterIPs. Objects over the 1.5 MiB limit are refused by name before they are
 converted.
 """
@@ -23,6 +24,7 @@ from typing import Any
 
 from agent.model.convert import ConversionError, from_dict, to_dict
 from agent.model.kinds import resolve_kind
+from lab.apiserver.node_ports import assign_node_ports, drop_type_dependent_fields
 from lab.ipam import allocate_cluster_ip
 from lab.store import ObjectTooLarge, Store
 from lab.store.objects import MAX_OBJECT_BYTES
@@ -48,6 +50,8 @@ def admit(
             if size_problem:
                 errors.append(f"{source}: {size_problem}")
                 continue
+            if user_part.get("kind") == "Service":
+                drop_type_dependent_fields(user_part, _stored(store, user_part))
             admitted.append(to_dict(from_dict(user_part)))
         except ConversionError as err:
             errors.append(f"{source}: {err}")
@@ -55,12 +59,23 @@ def admit(
     errors += _guard_nodes(store, admitted, registrar)
     if not errors:
         errors += _assign_cluster_ips(store, admitted)
+        errors += assign_node_ports(store, admitted, describe)
     if errors:
         raise AdmissionError(errors)
     return admitted
 
 
 _NODE_CIDR_FIELDS = ("podCIDR", "podCIDRs")
+
+
+def _stored(store: Store, doc: dict[str, Any]) -> dict[str, Any] | None:
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
+        return None  # conversion names the problem
+    namespace = meta.get("namespace")
+    # The converter's default namespace, so a manifest without one finds its stored self.
+    return store.get("Service", namespace if isinstance(namespace, str) else "default",
+                     meta["name"])
 
 
 def _guard_nodes(

@@ -151,11 +151,11 @@ def test_a_changed_source_compiles(node: Node, tmp_path: Path,
                                    caplog: pytest.LogCaptureFixture) -> None:
     copy = tmp_path / "from_pod.c"
     copy.write_text(PROGRAM_SOURCES[0].read_text() + "/* changed */\n")
-    dp, why = start(node, caplog, sources=[copy, PROGRAM_SOURCES[1]])
+    dp, why = start(node, caplog, sources=[copy, *PROGRAM_SOURCES[1:]])
     assert dp.compiled and why == "the source_sha256 changed since the last compile"
     assert maps.read_endpoints(dp)[IFINDEX][0] == ipaddress.IPv4Address(CLIENT)  # kept
     dp.close()
-    again, why = start(node, caplog, sources=[copy, PROGRAM_SOURCES[1]])  # now recorded
+    again, why = start(node, caplog, sources=[copy, *PROGRAM_SOURCES[1:]])  # now recorded
     assert not again.compiled and why == ""
     again.close()
 

@@ -111,3 +111,28 @@ def test_a_negative_quota_is_refused_by_name() -> None:
         maps.write_ct_endpoint_quota(FakeDatapath(tulle_config_v1=config), -1)  # type: ignore[arg-type]
     maps.write_ct_endpoint_quota(FakeDatapath(tulle_config_v1=config), 500)  # type: ignore[arg-type]
     assert config.values == {maps.CFG_CT_ENDPOINT_QUOTA: 500}
+
+
+def test_a_nodeport_connection_keeps_its_service_entry() -> None:
+    """From outside (bpf/lib/nodeport.h): the CT_NODEPORT entry is keyed on the tuple toward
+    the backend, from the client or (SNAT) from the node with the client in backend_*; the
+    client->node:nodePort service entry that chose the backend stays while it is open."""
+    from agent.datapath.controller import CT_F_SNAT, CT_NODEPORT
+
+    client, node, backend = 0x0200F00A, 0x0B00F00A, 7
+    svc = SimpleNamespace(dir=CT_SERVICE, tuple=SimpleNamespace(
+        saddr=client, sport=40000, daddr=node, dport=30080, proto=6))
+    steering = SimpleNamespace(last_seen_ns=NOW - CLOSED_GRACE_NS - 1, flags=0,
+                               backend_addr=backend, backend_port=8080)
+    direct = SimpleNamespace(dir=CT_NODEPORT, tuple=SimpleNamespace(
+        saddr=client, sport=40000, daddr=backend, dport=8080, proto=6))
+    snat = SimpleNamespace(dir=CT_NODEPORT, tuple=SimpleNamespace(
+        saddr=node, sport=40000, daddr=backend, dport=8080, proto=6))
+    open_ = SimpleNamespace(last_seen_ns=NOW, flags=0, backend_addr=0, backend_port=0)
+    snat_open = SimpleNamespace(last_seen_ns=NOW, flags=CT_F_SNAT, backend_addr=client,
+                                backend_port=40000)
+    assert plan_gc([(direct, open_), (svc, steering)], NOW).doomed == []
+    assert plan_gc([(snat, snat_open), (svc, steering)], NOW).doomed == []
+    closed = SimpleNamespace(last_seen_ns=NOW, flags=CT_F_CLOSED, backend_addr=0, backend_port=0)
+    assert plan_gc([(direct, closed), (svc, steering)], NOW).doomed == [svc]
+    assert plan_gc([(svc, steering)], NOW).doomed == [svc]

@@ -464,9 +464,9 @@ def test_the_resync_after_planning_ahead_builds_no_table_again(monkeypatch: Any)
     built: list[int] = []
     real = service_state.many_service_entries
 
-    def counted(requests: Any) -> Any:
+    def counted(requests: Any, *args: Any) -> Any:
         built.append(len(requests))
-        return real(requests)
+        return real(requests, *args)
 
     monkeypatch.setattr(service_state, "many_service_entries", counted)
     services = [svc("a", f"s{i}", f"10.96.0.{i + 1}") for i in range(4)]

@@ -75,3 +75,15 @@ def test_pod_netns_names_never_collide_across_namespaces(first, second):
     a, b = plan.pod_netns(*first), plan.pod_netns(*second)
     assert a != b
     assert all(n.startswith("tulle-demo-pod-") and len(n) < 100 for n in (a, b))
+
+
+def test_the_external_client_is_on_the_fabric_apart_from_nodes_and_the_api_server():
+    from lab.topology import API_SERVER_IP, EXTERNAL_CLIENT_IP, FABRIC_CIDR
+
+    plan = plan_lab("demo", 200)
+    assert plan.external_netns == "tulle-demo-external"
+    assert plan.external_netns.startswith(plan.prefix)  # lab down and leak checks find it
+    assert EXTERNAL_CLIENT_IP in FABRIC_CIDR
+    assert EXTERNAL_CLIENT_IP != API_SERVER_IP
+    assert EXTERNAL_CLIENT_IP not in {n.fabric_ip for n in plan.nodes}
+    assert not any(EXTERNAL_CLIENT_IP in n.pod_cidr for n in plan.nodes)

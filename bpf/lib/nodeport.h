@@ -1,0 +1,145 @@
+/* nodeport.h: NodePort and LoadBalancer Services reached from outside the cluster, on a node's
+ * uplink (from_netdev.c, to_netdev.c). Cilium's kube-proxy replacement (bpf/lib/nodeport.h) is
+ * the reference; the backend is chosen by lb.h's Maglev tables, as for a ClusterIP.
+ *
+ *   nodeport_lookup(tuple, &key)    the lb_services_v1 entry for (node or LB address, port,
+ *                                   proto) when it is one served from outside (LB_F_EXTERNAL)
+ *   nodeport_in_pod_cidr(addr)      the address is in this node's pod CIDR (TULLE_CFG_POD_CIDR)
+ *   nodeport_forward(skb, pkt, key, svc)
+ *                                   translate a client's packet toward its backend: DNAT, and
+ *                                   SNAT to the node (TULLE_CFG_NODE_ADDR) when the policy is
+ *                                   Cluster and the backend is on another node, so the reply
+ *                                   comes back here; a CT_NODEPORT entry and a TRANSLATED flow
+ *                                   for a new connection. 0 or a drop reason.
+ *   nodeport_reply(skb, pkt, snat)  reverse the translation of a reply (snat: a reply from a
+ *                                   remote backend arriving on the uplink; else a local
+ *                                   backend's leaving by it): 1 when it was one, 0 when not,
+ *                                   or a negative drop reason
+ *
+ * Entries (the agent's): for each port of a NodePort or LoadBalancer Service, this node's
+ * address : nodePort and each status.loadBalancer.ingress IP : port, flagged LB_F_EXTERNAL,
+ * plus LB_F_LOCAL for externalTrafficPolicy Local, whose backends are this node's only: none
+ * there and the packet is dropped (DROP_NO_SERVICE), never sent to another node.
+ *
+ * Routing: the translated packet goes back to the stack (TC_ACT_OK), which forwards it. A
+ * SNATed packet and the reversed reply carry the node's own address as source, which the
+ * stack takes on the uplink only with net.ipv4.conf.<uplink>.accept_local=1 (the lab's
+ * nodes set it). Limit: SNAT keeps the client's source port, so two clients using the same
+ * port toward the same backend collide; the second is dropped (DROP_CT_MAP_INSERTION_FAILED)
+ * rather than take over the first one's replies.
+ */
+#ifndef TULLE_NODEPORT_H
+#define TULLE_NODEPORT_H
+
+#include "common.h"
+#include "conntrack.h"
+#include "drop.h"
+#include "endpoints.h"
+#include "events.h"
+#include "lb.h"
+#include "parse.h"
+
+static __always_inline struct lb_service *nodeport_lookup(const struct tuple4 *t,
+							  struct lb_key *key)
+{
+	struct lb_service *svc = lb_lookup_service(t, key);
+
+	return svc && (svc->flags & LB_F_EXTERNAL) ? svc : NULL;
+}
+
+static __always_inline int nodeport_in_pod_cidr(__be32 addr)
+{
+	__u64 cidr = config_get(TULLE_CFG_POD_CIDR);
+	__u32 len = cidr >> 32;
+	__u32 mask;
+
+	if (!cidr || len == 0 || len > 32)
+		return 0;
+	mask = len == 32 ? 0xffffffff : ~(0xffffffffU >> len);
+	return (bpf_ntohl(addr) & mask) == (bpf_ntohl((__be32)cidr) & mask);
+}
+
+static __always_inline int nodeport_forward(struct __sk_buff *skb, struct pkt *p,
+					    struct lb_key *key, const struct lb_service *svc)
+{
+	struct ct_entry fresh = {};
+	struct ct_entry *svc_ct, *ct, *other;
+	struct lb_backend backend;
+	struct tuple4 client = p->tuple;
+	__be32 node = (__be32)config_get(TULLE_CFG_NODE_ADDR);
+	int snat, ret;
+
+	svc_ct = ct_lookup(&client, CT_SERVICE);
+	if (svc_ct && !pkt_opens_tcp(p)) { /* a new connection always chooses afresh */
+		backend.addr = svc_ct->backend_addr;
+		backend.port = svc_ct->backend_port;
+		svc_ct->last_seen_ns = bpf_ktime_get_ns();
+	} else {
+		if (lb_select_backend(key, svc, &client, &backend) != 0)
+			return DROP_NO_SERVICE;
+		fresh.backend_addr = backend.addr;
+		fresh.backend_port = backend.port;
+		if (ct_create(&client, CT_SERVICE, &fresh) != 0)
+			return DROP_CT_MAP_INSERTION_FAILED;
+	}
+	snat = !(svc->flags & LB_F_LOCAL) && !nodeport_in_pod_cidr(backend.addr);
+	if (snat && !node)
+		return DROP_NO_CONFIGURATION_AVAILABLE_TO_PERFORM_POLICY_DECISION;
+	ret = lb_dnat(skb, p, backend.addr, backend.port);
+	if (!ret && snat)
+		ret = lb_rev_nat(skb, p, node, p->tuple.sport);
+	if (ret)
+		return ret;
+
+	ct = ct_lookup(&p->tuple, CT_NODEPORT);
+	if (ct && snat && !(ct->flags & CT_F_CLOSED) &&
+	    (ct->backend_addr != client.saddr || ct->backend_port != client.sport))
+		return DROP_CT_MAP_INSERTION_FAILED; /* another client's open connection: see above */
+	if (ct_continues(ct, p)) {
+		if (ct_account(ct, p, 0))
+			trace_flow(p, EVENT_CLOSE, VERDICT_FORWARDED, OBS_FROM_NETWORK, DIR_INGRESS, ct,
+				   ctx_ifindex(skb), 0);
+		return 0;
+	}
+	__builtin_memset(&fresh, 0, sizeof(fresh));
+	fresh.rev_nat_addr = client.daddr;
+	fresh.rev_nat_port = client.dport;
+	if (snat) {
+		fresh.flags = CT_F_SNAT;
+		fresh.backend_addr = client.saddr;
+		fresh.backend_port = client.sport;
+	}
+	fresh.src_identity = identity_of(client.saddr);
+	fresh.dst_identity = identity_of(backend.addr);
+	return open_connection(skb, p, CT_NODEPORT, &fresh, VERDICT_TRANSLATED, OBS_FROM_NETWORK,
+			       DIR_INGRESS, 0);
+}
+
+static __always_inline int nodeport_reply(struct __sk_buff *skb, struct pkt *p, int snat)
+{
+	struct tuple4 opened;
+	struct ct_entry *ct;
+	__be32 client;
+	__be16 client_port;
+	int first, ret;
+
+	ct_reverse(&p->tuple, &opened);
+	ct = ct_lookup(&opened, CT_NODEPORT);
+	if (!ct || !(ct->flags & CT_F_SNAT) != !snat)
+		return 0;
+	first = !ct->packets_rev;
+	client = ct->backend_addr;
+	client_port = ct->backend_port;
+	if (ct_account(ct, p, 1))
+		trace_flow(p, EVENT_CLOSE, VERDICT_FORWARDED, snat ? OBS_FROM_NETWORK : OBS_TO_NETWORK,
+			   DIR_INGRESS, ct, ctx_ifindex(skb), 1);
+	if (first)
+		trace_flow(p, EVENT_REPLY, VERDICT_TRANSLATED, snat ? OBS_FROM_NETWORK : OBS_TO_NETWORK,
+			   DIR_INGRESS, ct, ctx_ifindex(skb), 1);
+	ret = lb_rev_nat(skb, p, ct->rev_nat_addr, ct->rev_nat_port);
+	if (!ret && snat) /* the node's address and the client's port back to the client */
+		ret = lb_dnat(skb, p, client, client_port);
+	return ret ? -ret : 1;
+}
+
+#endif /* TULLE_NODEPORT_H */
