@@ -11,6 +11,7 @@ from agent.model.core import EndpointSlice, Namespace, Pod, Secret, Service
 from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
+from agent.model.lbpool import LoadBalancerIPPool
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
 from agent.model.peerauth import PeerAuthentication
@@ -34,6 +35,7 @@ Resource: TypeAlias = (
     | AuthorizationPolicy
     | HTTPFault
     | HTTPLocalRateLimitPolicy
+    | LoadBalancerIPPool
 )
 
 RESOURCE_CLASSES: tuple[type[Resource], ...] = (
@@ -54,4 +56,5 @@ RESOURCE_CLASSES: tuple[type[Resource], ...] = (
     AuthorizationPolicy,
     HTTPFault,
     HTTPLocalRateLimitPolicy,
+    LoadBalancerIPPool,
 )

@@ -30,6 +30,8 @@ from lab.controllers.endpointslice import MANAGED_BY, MANAGED_BY_LABEL, desired_
 from lab.controllers.events import Recorder, involved
 from lab.controllers.gateways import KINDS as GATEWAY_KINDS
 from lab.controllers.gateways import GatewayController
+from lab.controllers.loadbalancer import KINDS as LB_KINDS
+from lab.controllers.loadbalancer import LoadBalancerController
 from lab.controllers.scheduler import schedule
 from lab.controlplane import controller_kubeconfig
 from lab.kubeapi import API_BACKOFF, ApiWriter, Conflict, Informers, NotFound, connect
@@ -44,7 +46,9 @@ from lab.topology import LabPlan
 
 log = logging.getLogger("tulle.controller")
 FIELD_MANAGER = "tulle-lab-controller"
-WATCHED = ("Deployment", "Pod", "Service", "EndpointSlice", *GATEWAY_KINDS)
+WATCHED = tuple(
+    dict.fromkeys(("Deployment", "Pod", "Service", "EndpointSlice", *GATEWAY_KINDS, *LB_KINDS))
+)
 TICK = 0.1
 Ref = tuple[str, str, str]  # (kind, namespace, name)
 _DEPLOYMENTS = "deployment-controller"  # the reporting component of its events
@@ -218,12 +222,14 @@ class ControlLoop:
         controller: Controller,
         gateways: GatewayController,
         backoff: Backoff = API_BACKOFF,
+        lbipam: LoadBalancerController | None = None,
     ) -> None:
         self.view = view
         self.synced = synced
         self.kubelet = kubelet
         self.controller = controller
         self.gateways = gateways
+        self.lbipam = lbipam  # None: Services' addresses are another's (Gateways still get theirs)
         self.backoff = backoff
         self.models = ModelCache()
         self.seen = -1  # the view generation last reconciled in full
@@ -276,7 +282,8 @@ class ControlLoop:
         failed: Exception | None = None
         try:
             self.controller.reconcile(view)
-            self.gateways.reconcile(objs, view.services)
+            lb = None if self.lbipam is None else self.lbipam.reconcile(objs, view.services)
+            self.gateways.reconcile(objs, view.services, lb)
         except Exception as err:
             failed = err  # the kubelet still gets this complete view; reconcile is retried
         self.kubelet.sync(view.pods)
@@ -345,7 +352,10 @@ def run(name: str, kubeconfig: Path | None = None) -> int:
     api = ApiWriter(connect(kubeconfig, FIELD_MANAGER), view)
     kubelet = Kubelet(plan, paths, api, events=Recorder(api))
     controller = Controller(api, [n.name for n in plan.nodes])
-    loop = ControlLoop(view, informers.synced, kubelet, controller, GatewayController(api))
+    loop = ControlLoop(
+        view, informers.synced, kubelet, controller, GatewayController(api),
+        lbipam=LoadBalancerController(api, Recorder(api)),
+    )
     log.info("controller for lab %s started with nodes %s", name, controller.nodes)
     try:
         register_nodes(api, plan, stop)
