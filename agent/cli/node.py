@@ -255,6 +255,12 @@ def _pod_cgroup(value: str | None) -> str | None:
     help="With --active-lock: start as the standby (take the lock only once another "
     "waypoint has held it).",
 )
+@click.option(
+    "--trust-forwarded-for",
+    is_flag=True,
+    help="Keep the X-Forwarded-For that clients send through a Gateway, appending their "
+    "address (only behind a proxy you run). Default: replace it with the client's address.",
+)
 def waypoint(
     node: str,
     kubeconfig: str | None,
@@ -267,6 +273,7 @@ def waypoint(
     trust_domain: str,
     active_lock: str | None,
     standby: bool,
+    trust_forwarded_for: bool,
 ) -> None:
     """Run the node's L7 waypoint (HTTPRoutes, Gateways) behind transparent redirection."""
     if standby and not active_lock:
@@ -275,7 +282,7 @@ def waypoint(
 
     raise SystemExit(
         run(node, kubeconfig, pin_dir, listen, flow_intake, metrics_address, request_split,
-            svid_dir, trust_domain, active_lock, standby)
+            svid_dir, trust_domain, active_lock, standby, trust_forwarded_for)
     )
 
 
