@@ -77,6 +77,9 @@ class AgentConfig:
     ca_address: str | None = None
     svid_dir: str | None = None  # the node-local SVID directory the waypoint reads
     svid_lifetime: int = 86_400  # seconds asked of the CA (at least 60)
+    # L2 announcement of LoadBalancer addresses (agent.announce): the interface whose ARP
+    # this node answers for the addresses elected to it; None: off.
+    announce_interface: str | None = None
 
 
 # The HTTP client's line per request (httpx logs each at INFO: 40+ lines while a first sync
@@ -110,6 +113,7 @@ def run(config: AgentConfig) -> int:
     except KubeconfigError as err:
         raise SystemExit(f"tulle agent: {err}") from None
     agent = Agent(node, client, plan_ahead=config.pin_dir is not None)
+    responder = _open_responder(config.announce_interface)  # a bad interface: at once
     # No cyclic GC from here to the first sync (agent.kube.gcpause.Hold); bounded, should the
     # first sync never come.
     startup_gc = agent.startup_gc = gcpause.Hold()
@@ -165,6 +169,11 @@ def run(config: AgentConfig) -> int:
         ).start()
     if config.ca_address:
         agent.svids = _start_svids(agent, config, client, registry)
+    if responder is not None:
+        from agent.announce.announcer import run_announcer
+
+        _start_thread(run_announcer, "announce", node, agent.source, responder.start(),
+                      agent.stop)
     metrics_server = None
     if registry is not None and config.metrics_address:
         from agent.metrics import serve_metrics
@@ -203,7 +212,24 @@ def run(config: AgentConfig) -> int:
     timer.cancel()  # stopped before a first sync: the GC pause ends with the agent too
     startup_gc.release()
     agent.report_node_ready(False, "AgentStopped")
+    if responder is not None:  # after NotReady: the next node takes over with little gap
+        responder.close()
     return 0
+
+
+def _open_responder(interface: str | None) -> Any:
+    """The ARP responder on ``interface`` (agent.announce), or None when off."""
+    if interface is None:
+        return None
+    from agent.announce.responder import ArpResponder
+
+    try:
+        return ArpResponder.open(interface)
+    except OSError as err:
+        raise SystemExit(
+            f"tulle agent: --announce-interface {interface}: {err.strerror or err} "
+            "(the node's interface toward the network its LoadBalancer clients are on)"
+        ) from None
 
 
 def _next_tick(agent: Agent, observe_by: float | None) -> None:

@@ -115,6 +115,13 @@ kubeconfig_option = click.option(
     type=click.IntRange(min=60),
     help="Lifetime asked for each SVID; renewed at half of it.",
 )
+@click.option(
+    "--announce-interface",
+    default=None,
+    metavar="IFNAME",
+    help="Answer ARP on this interface for the LoadBalancer and Gateway addresses elected "
+    "to this node (MetalLB's L2 mode; the lab: the node's fabric uplink). Absent: off.",
+)
 def agent(
     node: str,
     kubeconfig: str | None,
@@ -136,6 +143,7 @@ def agent(
     ca_address: str | None,
     svid_dir: str | None,
     svid_lifetime: int,
+    announce_interface: str | None,
 ) -> None:
     """Run the node agent (one per node; the DaemonSet's process)."""
     from agent.daemon import AgentConfig, run
@@ -167,6 +175,7 @@ def agent(
         ca_address=ca_address,
         svid_dir=svid_dir if ca_address else None,
         svid_lifetime=svid_lifetime,
+        announce_interface=announce_interface,
     )
     raise SystemExit(run(config))
 

@@ -15,6 +15,10 @@ from typing import ClassVar
 
 from agent.model.meta import LabelSelector, ObjectMeta
 
+# A LoadBalancer Service with this ``loadBalancerClass`` (or none) gets its address from the
+# pools and is announced by Tulle; another class is another implementation's.
+LOAD_BALANCER_CLASS = "tulle.io/lb"
+
 
 @dataclass(frozen=True, slots=True)
 class PoolBlock:

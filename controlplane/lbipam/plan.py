@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 from agent.model.core import Service, ServiceType
 from agent.model.gateway import Gateway, GatewayClass
-from agent.model.lbpool import LoadBalancerIPPool
+from agent.model.lbpool import LOAD_BALANCER_CLASS, LoadBalancerIPPool
 from controlplane.lbipam.allocate import Claim, Key, allocate
 from gatewayapi import CONTROLLER_NAME
 
-LOAD_BALANCER_CLASS = "tulle.io/lb"
+__all__ = ["LOAD_BALANCER_CLASS", "Plan", "ours", "plan"]
 
 
 @dataclass(frozen=True, slots=True)
