@@ -66,7 +66,7 @@ def test_kind_info_fields() -> None:
 
 def test_scopes() -> None:
     cluster_scoped = {info.kind for info in KINDS if not info.namespaced}
-    assert cluster_scoped == {"Namespace", "Node", "GatewayClass"}
+    assert cluster_scoped == {"Namespace", "Node", "GatewayClass", "LoadBalancerIPPool"}
 
 
 def test_kind_info_is_case_sensitive() -> None:
