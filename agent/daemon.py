@@ -83,6 +83,9 @@ class AgentConfig:
     # address of the node, as kube-proxy listens (a load balancer probes the node's address).
     # None: not served. Needs the datapath (its sync loop keeps the table).
     health_check_address: str | None = "0.0.0.0"
+    # L2 announcement of LoadBalancer addresses (agent.announce): the interface whose ARP
+    # this node answers for the addresses elected to it; None: off.
+    announce_interface: str | None = None
 
 
 # The HTTP client's line per request (httpx logs each at INFO: 40+ lines while a first sync
@@ -116,6 +119,7 @@ def run(config: AgentConfig) -> int:
     except KubeconfigError as err:
         raise SystemExit(f"tulle agent: {err}") from None
     agent = Agent(node, client, plan_ahead=config.pin_dir is not None)
+    responder = _open_responder(config.announce_interface)  # a bad interface: at once
     # No cyclic GC from here to the first sync (agent.kube.gcpause.Hold); bounded, should the
     # first sync never come.
     startup_gc = agent.startup_gc = gcpause.Hold()
@@ -171,6 +175,11 @@ def run(config: AgentConfig) -> int:
         ).start()
     if config.ca_address:
         agent.svids = _start_svids(agent, config, client, registry)
+    if responder is not None:
+        from agent.announce.announcer import run_announcer
+
+        _start_thread(run_announcer, "announce", node, agent.source, responder.start(),
+                      agent.stop)
     metrics_server = None
     if registry is not None and config.metrics_address:
         from agent.metrics import serve_metrics
@@ -209,7 +218,24 @@ def run(config: AgentConfig) -> int:
     timer.cancel()  # stopped before a first sync: the GC pause ends with the agent too
     startup_gc.release()
     agent.report_node_ready(False, "AgentStopped")
+    if responder is not None:  # after NotReady: the next node takes over with little gap
+        responder.close()
     return 0
+
+
+def _open_responder(interface: str | None) -> Any:
+    """The ARP responder on ``interface`` (agent.announce), or None when off."""
+    if interface is None:
+        return None
+    from agent.announce.responder import ArpResponder
+
+    try:
+        return ArpResponder.open(interface)
+    except OSError as err:
+        raise SystemExit(
+            f"tulle agent: --announce-interface {interface}: {err.strerror or err} "
+            "(the node's interface toward the network its LoadBalancer clients are on)"
+        ) from None
 
 
 def _next_tick(agent: Agent, observe_by: float | None) -> None:

@@ -212,6 +212,10 @@ class WaypointConfig:
     """Where each request's time went (``l7proxy.timing``): timing marks and the kernel's
     RTTs in every L7 flow. Part of tracing; off, requests take no marks and no RTT reads
     and flows carry no split. The process's switch is set from it when a server starts."""
+    trust_forwarded_for: bool = False
+    """Keep the X-Forwarded-For a client sends through a Gateway (the client's address
+    appended) rather than replace it (``l7proxy.exchange.appends_forwarded_for``): only for
+    Gateways reached through a proxy the operator runs."""
 
 
 def parse_address(text: str) -> Address:

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
-from gatewayapi import Parent, Request
+from gatewayapi import GatewayParent, Parent, Request
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.wire import HOP_BY_HOP, check_head, connection_tokens
 from l7proxy.timing import SPLIT, RttCache, now
@@ -284,9 +284,29 @@ _SKIP_FORWARD = frozenset(
 )
 
 
-def upstream_head(ex: Exchange, request: Request) -> tuple[bytes, bool]:
+def appends_forwarded_for(parent: Parent | None, trust_gateway_clients: bool) -> bool:
+    """Whether the client's X-Forwarded-For is kept (the client's address appended, as
+    RFC 7239 and every proxy's common practice chain it) or replaced by the client's address.
+
+    Through a Gateway the client is outside the cluster and anyone can send the field, so by
+    default it is replaced: the backend sees exactly the address that reached the Gateway
+    (Envoy's ``xff_num_trusted_hops: 0``). ``trust_gateway_clients`` (the waypoint's
+    ``--trust-forwarded-for``) keeps it, for a Gateway behind a proxy the operator runs.
+    Mesh traffic (a Service parent) comes from the cluster's pods: appended, as before."""
+    return trust_gateway_clients or not isinstance(parent, GatewayParent)
+
+
+def forwarded_for(existing: bytes, client: bytes, append: bool) -> bytes:
+    """The X-Forwarded-For value sent upstream (``existing``: the client's fields, joined)."""
+    return existing + b", " + client if existing and append else client
+
+
+def upstream_head(
+    ex: Exchange, request: Request, trust_gateway_clients: bool = False
+) -> tuple[bytes, bool]:
     """The upstream request head; ``True`` when the body goes out chunked. Hop-by-hop
-    fields (and those Connection lists) are dropped, X-Forwarded-For/-Proto added.
+    fields (and those Connection lists) are dropped, X-Forwarded-For/-Proto added
+    (``appends_forwarded_for``: whether the client's own X-Forwarded-For is kept).
     Raises ``UnsafeHead`` rather than return a head that a CR, LF or NUL in a value
     (from an h2 pseudo-header, say) would split: it never goes out."""
     parts = [
@@ -315,8 +335,9 @@ def upstream_head(ex: Exchange, request: Request) -> tuple[bytes, bool]:
     if listed and listed - {b"upgrade", b"keep-alive", b"close"}:
         listed = listed - {b"upgrade"} if upgrade else listed
         parts = [p for p in parts if p.partition(b":")[0].lower() not in listed]
-    client = ex.client[0].encode()
-    parts.append(b"X-Forwarded-For: " + (xff + b", " + client if xff else client) + b"\r\n")
+    append = appends_forwarded_for(ex.parent, trust_gateway_clients)
+    xff = forwarded_for(xff, ex.client[0].encode(), append)
+    parts.append(b"X-Forwarded-For: " + xff + b"\r\n")
     parts.append(b"X-Forwarded-Proto: http\r\n")
     if upgrade:
         parts.append(b"Connection: Upgrade\r\n")

@@ -211,7 +211,9 @@ async def _send_to(
         reused = conn.requests > 0
         if not reused:
             ex.connected(conn.connect_ns)
-        head_bytes, chunked = upstream_request_head(ex, fwd.request)
+        head_bytes, chunked = upstream_request_head(
+            ex, fwd.request, proxy.config.trust_forwarded_for
+        )
         if body.complete or not body.kept:
             payload = b"".join(body.chunks) if body.complete else b""
         elif chunked:
@@ -337,8 +339,10 @@ async def _respond(
     return status
 
 
-def upstream_request_head(ex: Exchange, request: Request) -> tuple[bytes, bool]:
-    head, chunked = upstream_head(ex, request)
+def upstream_request_head(
+    ex: Exchange, request: Request, trust_gateway_clients: bool = False
+) -> tuple[bytes, bool]:
+    head, chunked = upstream_head(ex, request, trust_gateway_clients)
     if request.scheme == "https":
         head = head.replace(b"\r\nX-Forwarded-Proto: http\r\n", b"\r\nX-Forwarded-Proto: https\r\n")
     return head, chunked

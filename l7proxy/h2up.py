@@ -21,7 +21,13 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from gatewayapi import Forward, Headers, Response, UpstreamError
-from l7proxy.exchange import Downstream, Exchange, RawHeaders
+from l7proxy.exchange import (
+    Downstream,
+    Exchange,
+    RawHeaders,
+    appends_forwarded_for,
+    forwarded_for,
+)
 from l7proxy.h2client import H2Client, UpStream, stream_hold
 from l7proxy.h2limits import H2Stats
 from l7proxy.h2stream import DROP, STREAM_BUFFER
@@ -172,7 +178,7 @@ class H2Upstreams:
         sent_at = resilience.clock()
         resilience.started(target, address, sent_at)
         try:
-            sent = await self._send_to(ex, fwd, address)
+            sent = await self._send_to(ex, fwd, address, proxy.config.trust_forwarded_for)
         except (UpstreamFailure, TimeoutError):
             done = resilience.clock()  # no answer: an error, the balancer's penalty
             resilience.finished(target, address, 0, done - sent_at, done)
@@ -184,7 +190,9 @@ class H2Upstreams:
         resilience.finished(target, address, sent.status, done - sent_at, done)
         return sent
 
-    async def _send_to(self, ex: Exchange, fwd: Forward, address: Address) -> _Sent:
+    async def _send_to(
+        self, ex: Exchange, fwd: Forward, address: Address, trust_forwarded_for: bool
+    ) -> _Sent:
         request = fwd.request
         via = self.connector.via(ex.client, address)
         known = self.clients.get((address, via))
@@ -206,14 +214,17 @@ class H2Upstreams:
             (b":authority", request.authority.encode("latin-1")),
             (b":path", request.target.encode("latin-1")),
         ]
-        headers += [
-            (n.lower().encode("latin-1"), v.encode("latin-1"))
-            for n, v in request.headers
-            if n.lower().encode("latin-1") not in DROP
-        ]
+        xff = b""
+        for n, v in request.headers:
+            name = n.lower().encode("latin-1")
+            if name == b"x-forwarded-for":
+                xff = xff + b", " + v.encode("latin-1") if xff else v.encode("latin-1")
+            elif name not in DROP:
+                headers.append((name, v.encode("latin-1")))
         if ex.grpc:
             headers.append((b"te", b"trailers"))
-        headers.append((b"x-forwarded-for", ex.client[0].encode()))
+        append = appends_forwarded_for(ex.parent, trust_forwarded_for)
+        headers.append((b"x-forwarded-for", forwarded_for(xff, ex.client[0].encode(), append)))
         body = ex.body
         sid, stream = client.open(headers, end_stream=body.complete and not body.size)
         if timed and not ex.t_sent:

@@ -38,13 +38,13 @@ async def _mirror(proxy: Proxy, target: BackendTarget, request: Request, ex: Exc
                 request.authority,
                 ex.headers,
                 ex.body,
-                None,
+                ex.parent,  # its X-Forwarded-For follows the original's rule
                 ex.client,
                 ex.local,
                 started=ex.started,
                 started_ns=ex.started_ns,
             )
-            head, _ = upstream_request_head(mirror, request)
+            head, _ = upstream_request_head(mirror, request, proxy.config.trust_forwarded_for)
             future = conn.begin(
                 head + b"".join(ex.body.chunks), complete=True, head_request=ex.method == "HEAD"
             )

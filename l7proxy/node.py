@@ -279,7 +279,7 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
                 trust_domain: str = DEFAULT_TRUST_DOMAIN,
                 on_tunnel_event: Callable[[TunnelEvent], None] | None = None,
                 held: HeldListeners | None = None, active_lock: Path | None = None,
-                standby: bool = False) -> None:
+                standby: bool = False, trust_forwarded_for: bool = False) -> None:
     """``on_tunnel_event``: where tunnel events go besides the log (default: to the agent as
     flows, through the same intake as L7 records). ``held``: listening sockets a process
     that outlives this one passed (l7proxy.listenfds): connections redirected while no
@@ -336,6 +336,7 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
         authorize=authz.check,
         rate_limit=limits.check,
         request_split=request_split,
+        trust_forwarded_for=trust_forwarded_for,
     )
     connector = WaypointConnector(
         listen[0], WAYPOINT_MARK, connect_timeout=config.limits.connect_timeout
@@ -417,7 +418,8 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
 def run(node: str, kubeconfig: str | None, pin_dir: str, listen: str, intake: str,
         metrics_address: str = METRICS_ADDRESS, request_split: bool = True,
         svid_dir: str | None = None, trust_domain: str = DEFAULT_TRUST_DOMAIN,
-        active_lock: str | None = None, standby: bool = False) -> int:
+        active_lock: str | None = None, standby: bool = False,
+        trust_forwarded_for: bool = False) -> int:
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s waypoint {node} %(levelname)s %(message)s"
     )
@@ -436,7 +438,7 @@ def run(node: str, kubeconfig: str | None, pin_dir: str, listen: str, intake: st
                              metrics, request_split, Path(svid_dir) if svid_dir else None,
                              trust_domain, held=held,
                              active_lock=Path(active_lock) if active_lock else None,
-                             standby=standby))
+                             standby=standby, trust_forwarded_for=trust_forwarded_for))
     except ListenFdsError as err:
         raise SystemExit(f"tulle waypoint: {err}") from None
     return 0

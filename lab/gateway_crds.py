@@ -1,8 +1,8 @@
 """The CustomResourceDefinitions a lab serves, written by ``deploy/crds/generate.py``: the
 Gateway API's (``deploy/crds/gateway-api``) and Tulle's own (``deploy/crds/tulle``:
 PeerAuthentication, BackendTrafficPolicy, AuthorizationPolicy, HTTPFault,
-HTTPLocalRateLimitPolicy). Loaded here for `tulle lab up`, which installs them through the API
-before anything uses the kinds, and for tests that hold a store."""
+HTTPLocalRateLimitPolicy, LoadBalancerIPPool). Loaded here for `tulle lab up`, which installs
+them through the API before anything uses the kinds, and for tests that hold a store."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ TULLE_KINDS = (
     "AuthorizationPolicy",
     "HTTPFault",
     "HTTPLocalRateLimitPolicy",
+    "LoadBalancerIPPool",
 )
 _EXPECTED = {CRD_DIR: KINDS, TULLE_CRD_DIR: TULLE_KINDS}
 

@@ -260,6 +260,9 @@ def _start_with(
                             str(paths.l7_intake_socket(node.name)),
                             "--waypoint",
                             f"{node.waypoint_ip}:{WAYPOINT_PORT}",
+                            # LoadBalancer and Gateway addresses answered on the fabric
+                            "--announce-interface",
+                            network.NODE_UPLINK,
                             # SVIDs for the node's enrolled pods, in <state-dir>/svid (issue 11)
                             "--ca-address",
                             CA_ADDRESS,

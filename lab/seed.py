@@ -1,6 +1,7 @@
 """Objects every lab starts with: the Gateway API CustomResourceDefinitions, its Namespaces,
-the GatewayClass, the IngressClass (the lab's default) and one Node per lab node, written
-through the API (`lab up` as the admin; each Node by the kubelet that runs it)."""
+the GatewayClass, the IngressClass (the lab's default), the default LoadBalancerIPPool and one
+Node per lab node, written through the API (`lab up` as the admin; each Node by the kubelet
+that runs it)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from gatewayapi import CONTROLLER_NAME
 from gatewayapi.types import INGRESS_CONTROLLER_NAME
 from identity.system import SYSTEM_NAMESPACE
 from lab.kubeapi import ApiWriter
-from lab.topology import LabPlan, NodePlan
+from lab.topology import LB_POOL_CIDR, LabPlan, NodePlan
 
 SYSTEM_NAMESPACES = ("default", "kube-system", SYSTEM_NAMESPACE)  # Kubernetes', Tulle's
 
@@ -55,17 +56,28 @@ INGRESS_CLASS = {
 }
 
 
+# The lab's LoadBalancer addresses: the fabric's top /28, above every node address, so the
+# external client and every node reach them over the fabric, announced by one node (ARP).
+DEFAULT_POOL = {
+    "apiVersion": "networking.tulle.io/v1alpha1",
+    "kind": "LoadBalancerIPPool",
+    "metadata": {"name": "lab-fabric"},
+    "spec": {"blocks": [{"cidr": str(LB_POOL_CIDR)}]},
+}
+
+
 def seed_objects(plan: LabPlan) -> list[dict[str, Any]]:
     namespaces: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
         for ns in SYSTEM_NAMESPACES
     ]
-    return [*namespaces, GATEWAY_CLASS, INGRESS_CLASS, *(node_object(n) for n in plan.nodes)]
+    return [*namespaces, GATEWAY_CLASS, INGRESS_CLASS, DEFAULT_POOL,
+            *(node_object(n) for n in plan.nodes)]
 
 
 def cluster_objects(plan: LabPlan) -> list[dict[str, Any]]:
-    """What `lab up` creates through the API: Namespaces, the GatewayClass and the
-    IngressClass. Nodes are not
+    """What `lab up` creates through the API: Namespaces, the GatewayClass, the
+    IngressClass and the default LoadBalancerIPPool. Nodes are not
     among them: the kubelet registers its own (``register_node``)."""
     return [o for o in seed_objects(plan) if o["kind"] != "Node"]
 

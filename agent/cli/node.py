@@ -125,6 +125,13 @@ kubeconfig_option = click.option(
     type=click.IntRange(min=60),
     help="Lifetime asked for each SVID; renewed at half of it.",
 )
+@click.option(
+    "--announce-interface",
+    default=None,
+    metavar="IFNAME",
+    help="Answer ARP on this interface for the LoadBalancer and Gateway addresses elected "
+    "to this node (MetalLB's L2 mode; the lab: the node's fabric uplink). Absent: off.",
+)
 def agent(
     node: str,
     kubeconfig: str | None,
@@ -147,6 +154,7 @@ def agent(
     svid_dir: str | None,
     svid_lifetime: int,
     system_namespace: str,
+    announce_interface: str | None,
 ) -> None:
     """Run the node agent (one per node; the DaemonSet's process)."""
     from agent.daemon import AgentConfig, run
@@ -179,6 +187,7 @@ def agent(
         svid_dir=svid_dir if ca_address else None,
         svid_lifetime=svid_lifetime,
         system_namespace=system_namespace,
+        announce_interface=announce_interface,
     )
     raise SystemExit(run(config))
 
@@ -276,6 +285,12 @@ def _pod_cgroup(value: str | None) -> str | None:
     help="With --active-lock: start as the standby (take the lock only once another "
     "waypoint has held it).",
 )
+@click.option(
+    "--trust-forwarded-for",
+    is_flag=True,
+    help="Keep the X-Forwarded-For that clients send through a Gateway, appending their "
+    "address (only behind a proxy you run). Default: replace it with the client's address.",
+)
 def waypoint(
     node: str,
     kubeconfig: str | None,
@@ -288,6 +303,7 @@ def waypoint(
     trust_domain: str,
     active_lock: str | None,
     standby: bool,
+    trust_forwarded_for: bool,
 ) -> None:
     """Run the node's L7 waypoint (HTTPRoutes, Gateways) behind transparent redirection."""
     if standby and not active_lock:
@@ -296,7 +312,7 @@ def waypoint(
 
     raise SystemExit(
         run(node, kubeconfig, pin_dir, listen, flow_intake, metrics_address, request_split,
-            svid_dir, trust_domain, active_lock, standby)
+            svid_dir, trust_domain, active_lock, standby, trust_forwarded_for)
     )
 
 

@@ -35,6 +35,7 @@ from agent.model.convert_gateway import read_gateway, read_gateway_class, read_r
 from agent.model.convert_grpcroute import read_grpc_route
 from agent.model.convert_httproute import read_http_route
 from agent.model.convert_ingress import read_ingress, read_ingress_class
+from agent.model.convert_lbpool import read_load_balancer_ip_pool
 from agent.model.convert_meta import read_object_meta
 from agent.model.convert_networking import read_network_policy
 from agent.model.convert_node import read_node
@@ -107,6 +108,7 @@ _READERS: dict[str, tuple[_Read, Check]] = {
     "AuthorizationPolicy": (read_authorization_policy, dns1123_subdomain),
     "HTTPFault": (read_http_fault, dns1123_subdomain),
     "HTTPLocalRateLimitPolicy": (read_http_local_rate_limit_policy, dns1123_subdomain),
+    "LoadBalancerIPPool": (read_load_balancer_ip_pool, dns1123_subdomain),
 }
 """kind -> (reader of the object, check of metadata.name)."""
 

@@ -37,6 +37,7 @@ class KindInfo:
 _GW = "gateway.networking.k8s.io"
 _SEC = "security.tulle.io"
 _POL = "policy.tulle.io"
+_NET = "networking.tulle.io"
 
 KINDS: tuple[KindInfo, ...] = (
     KindInfo("Namespace", ("v1",), "namespaces", ("ns",), namespaced=False),
@@ -62,6 +63,10 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("HTTPFault", (f"{_POL}/v1alpha1",), "httpfaults"),
     KindInfo(
         "HTTPLocalRateLimitPolicy", (f"{_POL}/v1alpha1",), "httplocalratelimitpolicies", ("rlp",)
+    ),
+    KindInfo(
+        "LoadBalancerIPPool", (f"{_NET}/v1alpha1",), "loadbalancerippools", ("lbippool",),
+        namespaced=False,
     ),
 )
 

@@ -13,6 +13,7 @@ from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from agent.model.ingress import Ingress, IngressClass
+from agent.model.lbpool import LoadBalancerIPPool
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
 from agent.model.peerauth import PeerAuthentication
@@ -39,6 +40,7 @@ Resource: TypeAlias = (
     | AuthorizationPolicy
     | HTTPFault
     | HTTPLocalRateLimitPolicy
+    | LoadBalancerIPPool
 )
 
 RESOURCE_CLASSES: tuple[type[Resource], ...] = (
@@ -62,4 +64,5 @@ RESOURCE_CLASSES: tuple[type[Resource], ...] = (
     AuthorizationPolicy,
     HTTPFault,
     HTTPLocalRateLimitPolicy,
+    LoadBalancerIPPool,
 )

@@ -1,12 +1,12 @@
 """Writes the CustomResourceDefinitions the lab serves, one file per kind: the Gateway API's
 into ``deploy/crds/gateway-api/``, Tulle's own (PeerAuthentication, BackendTrafficPolicy,
-AuthorizationPolicy, HTTPLocalRateLimitPolicy) into ``deploy/crds/tulle/``:
+AuthorizationPolicy, HTTPLocalRateLimitPolicy, LoadBalancerIPPool) into ``deploy/crds/tulle/``:
 ``python deploy/crds/generate.py``
 (``--check`` compares). The schemas live beside it: ``schema_parts.py`` (shared types),
 ``gateway_schemas.py`` (GatewayClass, Gateway, ReferenceGrant), ``httproute_schema.py``,
 ``grpcroute_schema.py``,
 ``peerauth_schema.py``, ``backendpolicy_schema.py``, ``authz_schema.py``, ``fault_schema.py``,
-``ratelimit_schema.py``.
+``ratelimit_schema.py``, ``lbpool_schema.py``.
 
 The schemas cover every field Tulle's model (``agent/model/convert_gateway.py``,
 ``convert_httproute.py``) reads, with upstream's structure, names, enums, list bounds and
@@ -33,6 +33,8 @@ from fault_schema import HTTP_FAULT  # noqa: E402
 from gateway_schemas import GATEWAY, GATEWAY_CLASS, REFERENCE_GRANT  # noqa: E402
 from grpcroute_schema import GRPC_ROUTE  # noqa: E402
 from httproute_schema import HTTP_ROUTE  # noqa: E402
+from lbpool_schema import GROUP as NETWORKING_GROUP  # noqa: E402
+from lbpool_schema import LOAD_BALANCER_IP_POOL  # noqa: E402
 from peerauth_schema import GROUP as SECURITY_GROUP  # noqa: E402
 from peerauth_schema import MODE_COLUMN, PEER_AUTHENTICATION  # noqa: E402
 from ratelimit_schema import HTTP_LOCAL_RATE_LIMIT_POLICY  # noqa: E402
@@ -220,6 +222,21 @@ def tulle_crds() -> dict[str, dict[str, Any]]:
             versions=("v1alpha1",),
             storage="v1alpha1",
             group=POLICY_GROUP,
+            categories=("tulle",),
+        ),
+        "loadbalancerippools.yaml": crd(
+            "LoadBalancerIPPool",
+            "loadbalancerippools",
+            LOAD_BALANCER_IP_POOL,
+            scope="Cluster",
+            short=("lbippool",),
+            columns=(
+                {"jsonPath": ".spec.disabled", "name": "Disabled", "type": "boolean"},
+            ),
+            versions=("v1alpha1",),
+            storage="v1alpha1",
+            status=False,
+            group=NETWORKING_GROUP,
             categories=("tulle",),
         ),
     }

@@ -1,11 +1,11 @@
-"""The lab's Gateway API controller: addresses for Tulle's Gateways, and the status of
-every HTTPRoute, GRPCRoute, Gateway and GatewayClass, computed by the route engine (pure)
-and written through the status subresource only when it changed."""
+"""The lab's Gateway API controller: the status of every HTTPRoute, GRPCRoute, Gateway and
+GatewayClass, computed by the route engine (pure) and written through the status subresource
+only when it changed. Tulle's Gateways' addresses come from the LoadBalancer pools
+(``controlplane.lbipam``, run by ``lab/controllers/loadbalancer.py``); this writes them."""
 
 from __future__ import annotations
 
 import functools
-import ipaddress
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,13 +19,15 @@ from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
+from agent.model.lbpool import LoadBalancerIPPool
 from agent.model.ratelimit import HTTPLocalRateLimitPolicy
 from authz.status import policy_status
-from gatewayapi import CONTROLLER_NAME, RoutingInputs, compute_status
+from controlplane.lbipam import Plan
+from controlplane.lbipam import plan as plan_addresses
+from gatewayapi import RoutingInputs, compute_status
 from gatewayapi.backendpolicy import attach
 from gatewayapi.crdversion import VersionCheck, check_crds
 from l7proxy.tlscerts import certificate_problem
-from lab.ipam import allocate_cluster_ip
 from lab.kubeapi import NotFound, StatusWriter
 
 if TYPE_CHECKING:
@@ -44,49 +46,12 @@ KINDS = (
     "AuthorizationPolicy",
     "HTTPFault",
     "HTTPLocalRateLimitPolicy",
+    "LoadBalancerIPPool",
 )
 _WITH_STATUS = (
     "HTTPRoute", "GRPCRoute", "Gateway", "GatewayClass", "BackendTrafficPolicy",
     "AuthorizationPolicy", "HTTPLocalRateLimitPolicy",
 )
-
-
-def gateway_addresses(
-    gateways: Sequence[Gateway], classes: Sequence[GatewayClass], services: Sequence[Service],
-    taken: Sequence[str] = (),
-) -> dict[tuple[str, str], str]:
-    """Addresses for Tulle's Gateways that have none yet (pure). Drawn from the service range,
-    so every lab node already routes them nowhere but through the datapath. ``taken``:
-    other addresses in use (IngressClasses', ``ingresses.py``)."""
-    ours = {c.metadata.name for c in classes if c.spec.controller_name == CONTROLLER_NAME}
-    used: set[Any] = {
-        ipaddress.ip_address(s.spec.cluster_ip)
-        for s in services
-        if s.spec.cluster_ip not in (None, "", "None")
-    }
-    used |= {ipaddress.ip_address(a.value) for g in gateways for a in g.status.addresses}
-    used |= {ipaddress.ip_address(t) for t in taken}
-    fresh = {}
-    for gw in sorted(gateways, key=lambda g: g.metadata.key):
-        if gw.spec.gateway_class_name in ours and not gw.status.addresses:
-            ip = allocate_cluster_ip(("gateway", gw.metadata.namespace, gw.metadata.name), used)
-            used.add(ip)
-            fresh[(gw.metadata.namespace, gw.metadata.name)] = str(ip)
-    return fresh
-
-
-def ingress_ips(objects: Sequence[dict[str, Any]]) -> list[str]:
-    """The IP addresses Ingresses' status announces (an IngressClass's address)."""
-    out = []
-    for obj in objects:
-        if obj.get("kind") != "Ingress":
-            continue
-        for lb in ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
-            try:
-                out.append(str(ipaddress.ip_address(lb.get("ip") or "")))
-            except ValueError:
-                continue
-    return out
 
 
 def check_gateway_api(client: Client) -> VersionCheck:
@@ -115,6 +80,19 @@ def _certificate_problem(crt: bytes, key: bytes) -> str | None:
     return certificate_problem(crt, key)
 
 
+def with_address(status: dict[str, Any], address: str | None, reason: str) -> dict[str, Any]:
+    """A Gateway's computed status with its pool address, or, while it waits for one, none
+    and ``Programmed`` False with the Gateway API's reason ``AddressNotAssigned``."""
+    if address is not None:
+        return {**status, "addresses": [{"type": "IPAddress", "value": address}]}
+    conditions = [
+        {**c, "status": "False", "reason": "AddressNotAssigned", "message": reason}
+        if c.get("type") == "Programmed" else c
+        for c in status.get("conditions") or []
+    ]
+    return {**status, "addresses": [], "conditions": conditions}
+
+
 class GatewayController:
     def __init__(self, api: StatusWriter, crd_versions: VersionCheck | None = None) -> None:
         self.api = api
@@ -122,8 +100,15 @@ class GatewayController:
         self.models = ModelCache()
         self.current: dict[tuple[str, str, str], dict[str, Any]] = {}  # this round's statuses
 
-    def reconcile(self, objects: Sequence[dict[str, Any]], services: Sequence[Service]) -> None:
-        """``objects``: the kinds in KINDS as the API serves them (with their status)."""
+    def reconcile(
+        self,
+        objects: Sequence[dict[str, Any]],
+        services: Sequence[Service],
+        lb: Plan | None = None,
+    ) -> None:
+        """``objects``: the kinds in KINDS as the API serves them (with their status);
+        ``lb``: LoadBalancer IPAM's plan this round (the LoadBalancer controller's), which
+        gives each of Tulle's Gateways its pool address; planned here when not given."""
         self.current = {
             (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): (
                 o.get("status") or {}
@@ -136,12 +121,12 @@ class GatewayController:
         grpc_routes = [o for o in typed if isinstance(o, GRPCRoute)]
         gateways = [o for o in typed if isinstance(o, Gateway)]
         classes = [o for o in typed if isinstance(o, GatewayClass)]
-        taken = ingress_ips(objects)
-        for (ns, name), ip in gateway_addresses(gateways, classes, services, taken).items():
-            self._merge_status(
-                "Gateway", ns, name, {"addresses": [{"type": "IPAddress", "value": ip}]}
-            )
-            log.info("gateway %s/%s: address %s", ns, name, ip)
+        if lb is None:
+            pools = [o for o in typed if isinstance(o, LoadBalancerIPPool)]
+            lb = plan_addresses(pools, services, gateways, classes)
+        addresses = lb.gateways
+        waiting = {(ns, name): why for (kind, ns, name), why in lb.waiting.items()
+                   if kind == "Gateway"}
         self._policy_status([o for o in typed if isinstance(o, BackendTrafficPolicy)], services)
         self._policy_status(
             [o for o in typed if isinstance(o, HTTPLocalRateLimitPolicy)], services
@@ -172,6 +157,9 @@ class GatewayController:
         ):
             for key, status in statuses.items():
                 ns, _, name = key.rpartition("/")
+                if kind == "Gateway" and (ns, name) in addresses:
+                    reason = waiting.get((ns, name), "no address assigned")
+                    status = with_address(status, addresses[(ns, name)], reason)
                 self._merge_status(kind, ns, name, status)
 
     def _policy_status(

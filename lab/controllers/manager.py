@@ -32,6 +32,8 @@ from lab.controllers.gateways import KINDS as GATEWAY_KINDS
 from lab.controllers.gateways import GatewayController, check_gateway_api
 from lab.controllers.ingresses import KINDS as INGRESS_KINDS
 from lab.controllers.ingresses import IngressController
+from lab.controllers.loadbalancer import KINDS as LB_KINDS
+from lab.controllers.loadbalancer import LoadBalancerController
 from lab.controllers.scheduler import schedule
 from lab.controlplane import controller_kubeconfig
 from lab.kubeapi import API_BACKOFF, ApiWriter, Conflict, Informers, NotFound, connect
@@ -46,7 +48,9 @@ from lab.topology import LabPlan
 
 log = logging.getLogger("tulle.controller")
 FIELD_MANAGER = "tulle-lab-controller"
-WATCHED = ("Deployment", "Pod", "Service", "EndpointSlice", *GATEWAY_KINDS, *INGRESS_KINDS)
+WATCHED = tuple(dict.fromkeys((
+    "Deployment", "Pod", "Service", "EndpointSlice", *GATEWAY_KINDS, *INGRESS_KINDS, *LB_KINDS
+)))
 TICK = 0.1
 Ref = tuple[str, str, str]  # (kind, namespace, name)
 _DEPLOYMENTS = "deployment-controller"  # the reporting component of its events
@@ -221,6 +225,7 @@ class ControlLoop:
         gateways: GatewayController,
         backoff: Backoff = API_BACKOFF,
         ingresses: IngressController | None = None,
+        lbipam: LoadBalancerController | None = None,
     ) -> None:
         self.view = view
         self.synced = synced
@@ -228,6 +233,7 @@ class ControlLoop:
         self.controller = controller
         self.gateways = gateways
         self.ingresses = ingresses
+        self.lbipam = lbipam  # None: Services' addresses are another's (Gateways still get theirs)
         self.backoff = backoff
         self.models = ModelCache()
         self.seen = -1  # the view generation last reconciled in full
@@ -280,7 +286,8 @@ class ControlLoop:
         failed: Exception | None = None
         try:
             self.controller.reconcile(view)
-            self.gateways.reconcile(objs, view.services)
+            lb = None if self.lbipam is None else self.lbipam.reconcile(objs, view.services)
+            self.gateways.reconcile(objs, view.services, lb)
             if self.ingresses is not None:
                 self.ingresses.reconcile(objs, view.services)
         except Exception as err:
@@ -355,6 +362,7 @@ def run(name: str, kubeconfig: Path | None = None) -> int:
     loop = ControlLoop(
         view, informers.synced, kubelet, controller, GatewayController(api, gateway_api),
         ingresses=IngressController(api, Recorder(api)),
+        lbipam=LoadBalancerController(api, Recorder(api)),
     )
     log.info("controller for lab %s started with nodes %s", name, controller.nodes)
     try:

@@ -27,10 +27,10 @@ from gatewayapi import RouteCompiler
 from lab.apiserver.model_admission import admit
 from lab.controllers.endpointslice import desired_slices
 from lab.controllers.gateways import GatewayController
-from lab.seed import GATEWAY_CLASS
+from lab.seed import DEFAULT_POOL, GATEWAY_CLASS
 from lab.store import Store
 from lab.store.objects import MAX_OBJECT_BYTES
-from lab.topology import SERVICE_CIDR
+from lab.topology import LB_POOL_CIDR
 
 FORGED_IP = "203.0.113.66"
 NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}
@@ -91,7 +91,7 @@ def _stored(run) -> list[dict[str, Any]]:
 
 
 def test_gateway_status_addresses_from_apply_are_not_stored_or_programmed(run) -> None:
-    result = _apply(run, NAMESPACE, GATEWAY_CLASS, GATEWAY)
+    result = _apply(run, NAMESPACE, GATEWAY_CLASS, DEFAULT_POOL, GATEWAY)
     assert result.exit_code == 0, result.output
     gateway = next(o for o in _stored(run) if o["kind"] == "Gateway")
     assert "status" not in gateway
@@ -103,7 +103,7 @@ def test_gateway_status_addresses_from_apply_are_not_stored_or_programmed(run) -
     objs = _stored(run)
     addresses = next(o for o in objs if o["kind"] == "Gateway")["status"]["addresses"]
     assert len(addresses) == 1
-    assert ipaddress.ip_address(addresses[0]["value"]) in SERVICE_CIDR
+    assert ipaddress.ip_address(addresses[0]["value"]) in LB_POOL_CIDR
     keys = l7_keys(view_of(from_dict(o) for o in objs), RouteCompiler()).every
     assert {str(k.vip) for k in keys} == {addresses[0]["value"]}  # never FORGED_IP
 

@@ -17,7 +17,7 @@ from agent.model.convert import from_dict
 from agent.model.node import Node
 from lab.controllers.gateways import GatewayController
 from lab.ipam import allocate_cluster_ip
-from lab.seed import GATEWAY_CLASS, node_object
+from lab.seed import DEFAULT_POOL, GATEWAY_CLASS, node_object
 from lab.store import Store
 from lab.topology import plan_lab
 
@@ -141,14 +141,15 @@ def _gateway_address(run) -> str:
 
 
 def test_a_service_cannot_claim_a_gateways_address_as_its_cluster_ip(run) -> None:
-    """Gateway addresses come from the service range; a Service given the same address
-    would share the VIP with the Gateway's listeners (its backends on the Gateway's
-    ports, its routes in front of the Gateway's traffic)."""
-    assert run("apply", "-f", "-", input=yaml.safe_dump_all([NAMESPACE, GATEWAY_CLASS, GATEWAY]))
+    """Gateway addresses come from the LoadBalancer pool, outside the service range; a
+    Service given the same address would share the VIP with the Gateway's listeners (its
+    backends on the Gateway's ports, its routes in front of the Gateway's traffic)."""
+    docs = [NAMESPACE, GATEWAY_CLASS, DEFAULT_POOL, GATEWAY]
+    assert run("apply", "-f", "-", input=yaml.safe_dump_all(docs))
     address = _gateway_address(run)
     result = run("apply", "-f", "-", input=yaml.safe_dump(_service(address)))
     assert result.exit_code != 0
-    assert "already allocated" in result.output and address in result.output
+    assert "not in the service range" in result.output and address in result.output
     with Store(run.store) as store:
         assert store.get("Service", "shop", "web") is None
 

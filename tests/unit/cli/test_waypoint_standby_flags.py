@@ -27,4 +27,12 @@ def test_the_lock_and_the_role_reach_the_runner(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(l7proxy.node, "run", lambda *a: seen.append(a) or 0)
     out = CliRunner().invoke(node_cli, [*BASE, "--active-lock", "/run/w.lock", "--standby"])
     assert out.exit_code == 0, out.output
-    assert seen[0][-2:] == ("/run/w.lock", True)
+    assert seen[0][-3:] == ("/run/w.lock", True, False)  # X-Forwarded-For untrusted by default
+
+
+def test_trust_forwarded_for_reaches_the_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Any] = []
+    monkeypatch.setattr(l7proxy.node, "run", lambda *a: seen.append(a) or 0)
+    out = CliRunner().invoke(node_cli, [*BASE, "--trust-forwarded-for"])
+    assert out.exit_code == 0, out.output
+    assert seen[0][-1] is True

@@ -17,7 +17,9 @@ from lab.apiserver.__main__ import bootstrap
 from lab.apiserver.certs import Credentials, credentials, write_kubeconfig
 from lab.apiserver.crds import install_gateway_api
 from lab.apiserver.server import ApiServer
+from lab.controllers.events import Recorder
 from lab.controllers.gateways import GatewayController
+from lab.controllers.loadbalancer import LoadBalancerController
 from lab.controllers.manager import FIELD_MANAGER, WATCHED, Controller, ControlLoop
 from lab.kubeapi import ApiWriter, Informers, connect
 from lab.liveview import LiveView
@@ -165,5 +167,6 @@ def parts(lab: ApiLab, *, informers: bool = True, backoff: Backoff = QUICK) -> P
         Controller(api, NODES),
         GatewayController(api),
         backoff=backoff,
+        lbipam=LoadBalancerController(api, Recorder(api)),
     )
     return Parts(view, api, kubelet, loop, feed)

@@ -13,7 +13,7 @@ import pytest
 from lab.controllers.gateways import GatewayController, check_gateway_api
 from lab.controllers.manager import FIELD_MANAGER
 from lab.kubeapi import ApiWriter, connect
-from lab.seed import GATEWAY_CLASS, register_node
+from lab.seed import DEFAULT_POOL, GATEWAY_CLASS, register_node
 from lab.topology import plan_lab
 from tests.unit.lab.apilab import ApiLab
 
@@ -45,6 +45,8 @@ ALLOWED = [
     "patch httplocalratelimitpolicies.policy.tulle.io --subresource=status",
     "watch authorizationpolicies.security.tulle.io",
     "patch authorizationpolicies.security.tulle.io --subresource=status",
+    "patch services --subresource=status",
+    "watch loadbalancerippools.networking.tulle.io",
 ]
 DENIED = [
     "delete networkpolicies.networking.k8s.io",
@@ -58,6 +60,8 @@ DENIED = [
     "patch pods",
     "create services",
     "delete services",
+    "patch services",
+    "create loadbalancerippools.networking.tulle.io",
     "update httproutes.gateway.networking.k8s.io",
     "list configmaps",
     "list clusterroles",
@@ -147,11 +151,12 @@ ROUTE = {
 
 
 def test_gateway_api_status_is_written_through_the_api_once(apilab: ApiLab) -> None:
-    for obj in (GATEWAY_CLASS, GATEWAY, ROUTE):
+    for obj in (GATEWAY_CLASS, DEFAULT_POOL, GATEWAY, ROUTE):
         apilab.store.create(obj)
+    kinds = ("Gateway", "HTTPRoute", "GatewayClass", "LoadBalancerIPPool")
     with connect(apilab.controller, FIELD_MANAGER) as client:
         gateways = GatewayController(ApiWriter(client))
-        gateways.reconcile(apilab.store.list(("Gateway", "HTTPRoute", "GatewayClass"))[0], [])
+        gateways.reconcile(apilab.store.list(kinds)[0], [])
         gw = apilab.store.get("Gateway", "default", "gw")
         route = apilab.store.get("HTTPRoute", "default", "r")
         assert gw is not None and route is not None
@@ -159,7 +164,7 @@ def test_gateway_api_status_is_written_through_the_api_once(apilab: ApiLab) -> N
         assert gw["status"]["conditions"]  # the address and the conditions: neither lost
         assert route["status"]["parents"][0]["parentRef"]["name"] == "gw"
         before = apilab.store.revision()
-        gateways.reconcile(apilab.store.list(("Gateway", "HTTPRoute", "GatewayClass"))[0], [])
+        gateways.reconcile(apilab.store.list(kinds)[0], [])
         assert apilab.store.revision() == before  # nothing changed: nothing written
 
 

@@ -1,9 +1,4 @@
-import ipaddress
-
 from agent.model.convert import from_dict
-from lab.controllers.gateways import gateway_addresses
-from lab.seed import GATEWAY_CLASS
-from lab.topology import SERVICE_CIDR
 
 
 def _gw(name: str, cls: str = "tulle", address: str | None = None):
@@ -20,21 +15,17 @@ def _svc(ip: str):
                       "spec": {"clusterIP": ip, "ports": [{"port": 80}]}})
 
 
-def test_tulle_gateways_without_an_address_get_one_from_the_service_range():
-    classes = [from_dict(GATEWAY_CLASS), from_dict({**GATEWAY_CLASS, "metadata": {"name": "other"},
-                                                    "spec": {"controllerName": "example.com/x"}})]
-    fresh = gateway_addresses([_gw("a"), _gw("b", cls="other"), _gw("c", address="10.96.9.9")], classes, [])
-    assert list(fresh) == [("web", "a")]
-    assert ipaddress.ip_address(fresh[("web", "a")]) in SERVICE_CIDR
+def test_a_gateway_gets_its_pool_address_or_waits_not_programmed():
+    from lab.controllers.gateways import with_address
 
-
-def test_addresses_avoid_service_and_gateway_ips_and_are_stable():
-    classes = [from_dict(GATEWAY_CLASS)]
-    first = gateway_addresses([_gw("a")], classes, [])[("web", "a")]
-    again = gateway_addresses([_gw("a")], classes, [])[("web", "a")]
-    assert first == again
-    moved = gateway_addresses([_gw("a")], classes, [_svc(first)])[("web", "a")]
-    assert moved != first
+    computed = {"conditions": [{"type": "Accepted", "status": "True"}, {"type": "Programmed", "status": "True"}],
+                "addresses": [{"type": "IPAddress", "value": "10.96.1.1"}]}
+    assert with_address(computed, "10.240.0.241", "")["addresses"] == [{"type": "IPAddress", "value": "10.240.0.241"}]
+    waiting = with_address(computed, None, "no free address in pool(s) lab")
+    assert waiting["addresses"] == []
+    programmed = next(c for c in waiting["conditions"] if c["type"] == "Programmed")
+    assert (programmed["status"], programmed["reason"]) == ("False", "AddressNotAssigned")
+    assert programmed["message"] == "no free address in pool(s) lab"
 
 
 class _Writer:

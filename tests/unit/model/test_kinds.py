@@ -45,7 +45,7 @@ def test_unknown_kinds_list_the_known_ones(text: str) -> None:
         resolve_kind(text)
     assert str(info.value) == (
         f'unknown kind "{text}"; known kinds: AuthorizationPolicy, BackendTrafficPolicy, Deployment, EndpointSlice, GRPCRoute, Gateway, GatewayClass, '
-        "HTTPFault, HTTPLocalRateLimitPolicy, HTTPRoute, Ingress, IngressClass, Namespace, NetworkPolicy, Node, PeerAuthentication, Pod, ReferenceGrant, Secret, Service"
+        "HTTPFault, HTTPLocalRateLimitPolicy, HTTPRoute, Ingress, IngressClass, LoadBalancerIPPool, Namespace, NetworkPolicy, Node, PeerAuthentication, Pod, ReferenceGrant, Secret, Service"
     )
     assert isinstance(info.value, LookupError)
 
@@ -66,7 +66,7 @@ def test_kind_info_fields() -> None:
 
 def test_scopes() -> None:
     cluster_scoped = {info.kind for info in KINDS if not info.namespaced}
-    assert cluster_scoped == {"Namespace", "Node", "GatewayClass", "IngressClass"}
+    assert cluster_scoped == {"Namespace", "Node", "GatewayClass", "IngressClass", "LoadBalancerIPPool"}
 
 
 def test_kind_info_is_case_sensitive() -> None:

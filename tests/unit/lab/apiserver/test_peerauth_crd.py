@@ -55,6 +55,7 @@ def test_the_crd_file_is_what_the_generator_writes() -> None:
         "backendtrafficpolicies.yaml",
         "httpfaults.yaml",
         "httplocalratelimitpolicies.yaml",
+        "loadbalancerippools.yaml",
         "peerauthentications.yaml",
     ]
     for name, doc in docs.items():

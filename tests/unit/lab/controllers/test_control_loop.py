@@ -93,7 +93,7 @@ class FakeKubelet:
 
 
 class NoGateways:
-    def reconcile(self, objs: Any, services: Any) -> None:
+    def reconcile(self, objs: Any, services: Any, lb: Any = None) -> None:
         pass
 
 
@@ -166,7 +166,7 @@ def test_a_failed_reconcile_is_retried_even_without_a_change(loop) -> None:
     calls = []
 
     class FlakyGateways:
-        def reconcile(self, objs: Any, services: Any) -> None:
+        def reconcile(self, objs: Any, services: Any, lb: Any = None) -> None:
             calls.append(1)
             if len(calls) == 1:
                 raise api_error(503)
@@ -197,7 +197,7 @@ class CountingGateways:
     def __init__(self) -> None:
         self.rounds = 0
 
-    def reconcile(self, objs: Any, services: Any) -> None:
+    def reconcile(self, objs: Any, services: Any, lb: Any = None) -> None:
         self.rounds += 1
 
 
@@ -233,7 +233,7 @@ def test_after_a_failed_round_the_next_is_full_whatever_changed(loop) -> None:
     loop, _, _, _ = loop
 
     class FailOnce(CountingGateways):
-        def reconcile(self, objs: Any, services: Any) -> None:
+        def reconcile(self, objs: Any, services: Any, lb: Any = None) -> None:
             super().reconcile(objs, services)
             if self.rounds == 1:
                 raise api_error(503)

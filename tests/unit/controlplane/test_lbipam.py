@@ -1,0 +1,138 @@
+"""LoadBalancer IPAM, pure: the allocator's promises and the status it plans."""
+
+import ipaddress
+
+from agent.model.convert import from_dict
+from controlplane.lbipam import LOAD_BALANCER_CLASS, Claim, allocate, plan
+from lab.seed import GATEWAY_CLASS
+
+
+def _pool(name, *blocks, selector=None, disabled=False):
+    spec = {"blocks": list(blocks), "disabled": disabled}
+    if selector is not None:
+        spec["serviceSelector"] = {"matchLabels": selector}
+    return from_dict({"apiVersion": "networking.tulle.io/v1alpha1", "kind": "LoadBalancerIPPool",
+                      "metadata": {"name": name}, "spec": spec})
+
+
+def _claim(name, requested=None, current=None, **labels):
+    return Claim(("Service", "web", name), labels, requested, current)
+
+
+POOL = _pool("lab", {"cidr": "10.240.0.240/30"})  # .241 and .242 usable
+
+
+def test_addresses_come_only_from_the_pool_and_are_stable_per_object():
+    first = allocate([POOL], [_claim("a"), _claim("b")])
+    assert set(first.addresses.values()) == {"10.240.0.241", "10.240.0.242"}
+    again = allocate([POOL], [_claim("b"), _claim("a")])
+    assert again.addresses == first.addresses
+
+
+def test_exhausted_pool_makes_the_newcomer_wait_and_a_release_is_reused():
+    held = allocate([POOL], [_claim("a"), _claim("b")]).addresses
+    full = allocate([POOL], [_claim(n, current=held.get(("Service", "web", n))) for n in "ab"] + [_claim("c")])
+    assert full.waiting == {("Service", "web", "c"): "no free address in pool(s) lab"}
+    assert full.addresses == held  # the newcomer never takes a held address
+    freed = held[("Service", "web", "a")]
+    after = allocate([POOL], [_claim("b", current=held[("Service", "web", "b")]), _claim("c")])
+    assert after.addresses[("Service", "web", "c")] == freed
+
+
+def test_requested_address_is_honoured_when_in_a_pool_and_free():
+    got = allocate([POOL], [_claim("a", requested="10.240.0.242")])
+    assert got.addresses == {("Service", "web", "a"): "10.240.0.242"}
+
+
+def test_requested_address_outside_the_pools_or_taken_waits_with_the_reason():
+    got = allocate([POOL], [
+        _claim("a", current="10.240.0.241"),
+        _claim("b", requested="10.240.0.241"),
+        _claim("c", requested="192.0.2.1"),
+        _claim("d", requested="fd00::1"),
+    ])
+    assert got.addresses == {("Service", "web", "a"): "10.240.0.241"}
+    assert got.waiting[("Service", "web", "b")] == "requested address 10.240.0.241 is already used by Service web/a"
+    assert got.waiting[("Service", "web", "c")] == "requested address 192.0.2.1 is in no pool that selects it"
+    assert "not an IPv4 address" in got.waiting[("Service", "web", "d")]
+
+
+def test_an_address_no_pool_serves_any_more_is_replaced_never_kept():
+    got = allocate([POOL], [_claim("gw", current="10.96.3.4")])  # a Gateway's old Service-range address
+    assert ipaddress.ip_address(got.addresses[("Service", "web", "gw")]) in ipaddress.ip_network("10.240.0.240/30")
+
+
+def test_selectors_and_disabled_pools():
+    special = _pool("special", {"start": "192.0.2.10"}, selector={"tier": "edge"})
+    off = _pool("off", {"start": "198.51.100.1"}, disabled=True)
+    got = allocate([special, off], [_claim("edge", tier="edge"), _claim("plain"),
+                                    _claim("kept", current="198.51.100.1")])
+    assert got.addresses[("Service", "web", "edge")] == "192.0.2.10"
+    assert got.addresses[("Service", "web", "kept")] == "198.51.100.1"  # a disabled pool keeps what it gave
+    assert got.waiting[("Service", "web", "plain")] == "no free address in pool(s) off"
+    assert allocate([special], [_claim("plain")]).waiting == {("Service", "web", "plain"): "no LoadBalancerIPPool selects it"}
+
+
+def test_a_large_pool_costs_nothing_until_it_fills():
+    big = _pool("big", {"cidr": "10.0.0.0/8"})
+    got = allocate([big], [_claim(str(i)) for i in range(50)])
+    assert len(set(got.addresses.values())) == 50
+
+
+def _svc(name, type_="LoadBalancer", cls=None, ingress=None, lb_ip=None):
+    spec = {"type": type_, "ports": [{"port": 80}], "clusterIP": "10.96.0.5"}
+    if cls:
+        spec["loadBalancerClass"] = cls
+    if lb_ip:
+        spec["loadBalancerIP"] = lb_ip
+    obj = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "web"}, "spec": spec}
+    if ingress:
+        obj["status"] = {"loadBalancer": {"ingress": [{"ip": ingress, "ipMode": "VIP"}]}}
+    return from_dict(obj)
+
+
+def _gw(name, cls="tulle", address=None, requested=None):
+    obj = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+           "metadata": {"name": name, "namespace": "web"},
+           "spec": {"gatewayClassName": cls, "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}
+    if requested:
+        obj["spec"]["addresses"] = [{"type": "IPAddress", "value": requested}]
+    if address:
+        obj["status"] = {"addresses": [{"type": "IPAddress", "value": address}]}
+    return from_dict(obj)
+
+
+def test_plan_serves_ours_leaves_other_classes_and_releases_on_type_change():
+    pool = _pool("lab", {"cidr": "10.240.0.240/28"})
+    services = [
+        _svc("mine"),
+        _svc("classed", cls=LOAD_BALANCER_CLASS),
+        _svc("metallb", cls="metallb.io/l2", ingress="203.0.113.7"),
+        _svc("was-lb", type_="ClusterIP", ingress="10.240.0.245"),
+        _svc("settled", ingress="10.240.0.246"),
+    ]
+    got = plan([pool], services, [], [])
+    assert set(got.services) == {("web", "mine"), ("web", "classed"), ("web", "was-lb")}
+    [entry] = got.services[("web", "mine")]["loadBalancer"]["ingress"]
+    assert entry["ipMode"] == "VIP" and ipaddress.ip_address(entry["ip"]) in pool_net()
+    assert got.services[("web", "was-lb")] == {"loadBalancer": {"ingress": []}}
+
+
+def pool_net():
+    return ipaddress.ip_network("10.240.0.240/28")
+
+
+def test_plan_gives_tulle_gateways_pool_addresses_replacing_service_range_ones():
+    classes = [from_dict(GATEWAY_CLASS)]
+    got = plan([_pool("lab", {"cidr": "10.240.0.240/28"})], [],
+               [_gw("old", address="10.96.7.7"), _gw("asks", requested="10.240.0.250"), _gw("foreign", cls="other")],
+               classes)
+    assert set(got.gateways) == {("web", "old"), ("web", "asks")}
+    assert ipaddress.ip_address(got.gateways[("web", "old")]) in pool_net()
+    assert got.gateways[("web", "asks")] == "10.240.0.250"
+
+
+def test_a_service_waiting_for_an_address_has_none():
+    got = plan([], [_svc("lonely", ingress="10.240.0.241")], [], [])
+    assert got.services == {("web", "lonely"): {"loadBalancer": {"ingress": []}}}
+    assert got.waiting == {("Service", "web", "lonely"): "no LoadBalancerIPPool selects it"}
