@@ -7,7 +7,8 @@ from typing import TypeAlias
 from agent.model.apps import Deployment
 from agent.model.authz import AuthorizationPolicy
 from agent.model.backendpolicy import BackendTrafficPolicy
-from agent.model.core import EndpointSlice, Namespace, Pod, Secret, Service
+from agent.model.backendtls import BackendTLSPolicy
+from agent.model.core import ConfigMap, EndpointSlice, Namespace, Pod, Secret, Service
 from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.httproute import HTTPRoute
@@ -23,6 +24,7 @@ Resource: TypeAlias = (
     | Pod
     | Service
     | Secret
+    | ConfigMap
     | EndpointSlice
     | Deployment
     | NetworkPolicy
@@ -37,6 +39,7 @@ Resource: TypeAlias = (
     | AuthorizationPolicy
     | HTTPFault
     | HTTPLocalRateLimitPolicy
+    | BackendTLSPolicy
 )
 
 RESOURCE_CLASSES: tuple[type[Resource], ...] = (
@@ -45,6 +48,7 @@ RESOURCE_CLASSES: tuple[type[Resource], ...] = (
     Pod,
     Service,
     Secret,
+    ConfigMap,
     EndpointSlice,
     Deployment,
     NetworkPolicy,
@@ -59,4 +63,5 @@ RESOURCE_CLASSES: tuple[type[Resource], ...] = (
     AuthorizationPolicy,
     HTTPFault,
     HTTPLocalRateLimitPolicy,
+    BackendTLSPolicy,
 )
