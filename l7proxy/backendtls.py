@@ -13,8 +13,10 @@ backend's certificate, with the reason a connection is refused.
   ``BackendTLSError`` (the reason; drop reason ``UPSTREAM_TLS_FAILED``), which the proxy is
   to answer with 503 once this is wired.
 
-Status: the verification core. Reading BackendTLSPolicy and ConfigMaps into the model, the
-policy's status (ancestors, GEP-713) and the ``Connector`` using it are not written yet.
+Status: the verification core. The model (``agent/model/backendtls.py``), the attachment
+per Service port with the policy's status (``gatewayapi/backendtls.py``, whose
+``UpstreamTLS`` is what this module is to be given) exist; the ``Connector`` using them
+(pool keyed by the TLS settings, ALPN h2) is not written yet.
 """
 
 from __future__ import annotations
