@@ -207,3 +207,22 @@ def _condition(
     if policy.metadata.generation is not None:
         condition["observedGeneration"] = policy.metadata.generation
     return condition
+
+
+def tls_by_port(
+    policies: Iterable[BackendTLSPolicy],
+    services: Iterable[Service],
+    config_maps: Iterable[ConfigMap],
+) -> dict[tuple[str, str, int], UpstreamTLS]:
+    """What the waypoint needs: the TLS of each (namespace, Service, port number) that a
+    policy covers (routes name backends by port number, policies ports by name)."""
+    services = list(services)
+    attachment = attach_backend_tls(policies, services, config_maps, {}, datetime.now(UTC))
+    out: dict[tuple[str, str, int], UpstreamTLS] = {}
+    for service in services:
+        ns, name = service.metadata.namespace, service.metadata.name
+        for port in service.spec.ports:
+            tls = attachment.lookup(ns, name, port.name)
+            if tls is not None:
+                out[(ns, name, port.port)] = tls
+    return out
