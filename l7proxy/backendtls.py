@@ -10,13 +10,12 @@ backend's certificate, with the reason a connection is refused.
   with ``wellKnownCACertificates: System``, the system's trust store; an expired or not yet
   valid certificate fails either way.
 - A backend that does not speak TLS, or fails any check, fails the connection with
-  ``BackendTLSError`` (the reason; drop reason ``UPSTREAM_TLS_FAILED``), which the proxy is
-  to answer with 503 once this is wired.
+  ``BackendTLSError`` (the reason; drop reason ``UPSTREAM_TLS_FAILED``), which the proxy
+  answers with 503.
 
-Status: the verification core. The model (``agent/model/backendtls.py``), the attachment
-per Service port with the policy's status (``gatewayapi/backendtls.py``, whose
-``UpstreamTLS`` is what this module is to be given) exist; the ``Connector`` using them
-(pool keyed by the TLS settings, ALPN h2) is not written yet.
+The ``Connector`` (``l7proxy/upstream.py``) opens a covered Service port's connections
+through ``open_checked`` with the port's ``gatewayapi.backendtls.UpstreamTLS``. HTTP/1.1
+only: ALPN h2 to backends is not written yet.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 from agent.model.backendtls import BackendTLSPolicy
 from agent.model.convert import from_dict
 from agent.model.core import ConfigMap, Service
-from gatewayapi.backendtls import attach_backend_tls, ca_problem
+from gatewayapi.backendtls import attach_backend_tls, ca_problem, tls_by_port
 
 x509 = pytest.importorskip("cryptography.x509")
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
@@ -192,3 +192,9 @@ def test_ca_problem() -> None:
     assert ca_problem("") == "holds no PEM certificate"
     garbled = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
     assert (ca_problem(garbled) or "").startswith("holds no usable CA certificate")
+
+
+def test_tls_by_port_maps_port_names_to_the_numbers_routes_use() -> None:
+    table = tls_by_port([_policy()], [_service(), _service("plain")], [_config_map()])
+    assert set(table) == {("shop", "echo", 8443)}  # "https" is 8443; "http" (8444) is not
+    assert table[("shop", "echo", 8443)].ca_pem == CA.encode()
