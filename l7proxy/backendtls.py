@@ -10,19 +10,28 @@ backend's certificate, with the reason a connection is refused.
   with ``wellKnownCACertificates: System``, the system's trust store; an expired or not yet
   valid certificate fails either way.
 - A backend that does not speak TLS, or fails any check, fails the connection with
-  ``BackendTLSError`` (the reason; drop reason ``UPSTREAM_TLS_FAILED``), which the proxy is
-  to answer with 503 once this is wired.
+  ``BackendTLSError`` (the reason; drop reason ``UPSTREAM_TLS_FAILED``), which the proxy
+  answers with 503.
 
-Status: the verification core. Reading BackendTLSPolicy and ConfigMaps into the model, the
-policy's status (ancestors, GEP-713) and the ``Connector`` using it are not written yet.
+The ``Connector`` (``l7proxy/upstream.py``) opens a covered Service port's connections
+through ``open_checked`` with the port's ``gatewayapi.backendtls.UpstreamTLS``. HTTP/1.1
+only: ALPN h2 to backends is not written yet.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
+
+from gatewayapi.backendtls import UpstreamTLS
+
+P = TypeVar("P", bound=asyncio.BaseProtocol)
+Address = tuple[str, int]
 
 TLS_DROP = "UPSTREAM_TLS_FAILED"
 """The flow's drop reason when the TLS connection to a backend fails."""
@@ -134,3 +143,47 @@ async def open_tls(
         writer.close()
         raise BackendTLSError(problem)
     return reader, writer
+
+
+def from_policy(tls: UpstreamTLS) -> BackendTLS:
+    """The checks of a Service port's attached policy (``gatewayapi.backendtls``)."""
+    return BackendTLS(
+        hostname=tls.hostname,
+        ca_pem=tls.ca_pem,
+        subject_alt_names=tuple(
+            SubjectAltName(SanType(san.type.value), san.hostname or san.uri)
+            for san in tls.subject_alt_names
+        ),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _context(tls: UpstreamTLS) -> ssl.SSLContext:
+    """One context per policy state, so a CA bundle is parsed once, not per connection."""
+    return client_context(from_policy(tls))
+
+
+async def open_checked(
+    address: Address,
+    factory: Callable[[], P],
+    tls: UpstreamTLS,
+    open_tls: Callable[
+        [Address, Callable[[], P], ssl.SSLContext, str], Awaitable[tuple[asyncio.BaseTransport, P]]
+    ],
+) -> tuple[asyncio.BaseTransport, P]:
+    """A connection through ``open_tls`` (the ``Connector``'s) checked as ``tls`` asks;
+    BackendTLSError with the reason when it fails (a policy without a usable CA always
+    does: it must never fall back to plaintext)."""
+    if tls.refused:
+        raise BackendTLSError(f"BackendTLSPolicy {tls.policy} has no usable CA: {tls.refused}")
+    context = _context(tls)
+    try:
+        transport, protocol = await open_tls(address, factory, context, tls.hostname)
+    except (ssl.SSLError, ConnectionError, EOFError) as exc:
+        raise BackendTLSError(verify_problem(exc)) from None
+    certificate = transport.get_extra_info("peercert") or {}
+    problem = san_problem(certificate, from_policy(tls).subject_alt_names)
+    if problem is not None:
+        transport.close()
+        raise BackendTLSError(problem)
+    return transport, protocol

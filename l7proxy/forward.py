@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gatewayapi import BackendTarget, Forward, Headers, Request, Response, UpstreamError
+from l7proxy.backendtls import TLS_DROP
 from l7proxy.exchange import Downstream, Exchange, RawHeaders, RequestBody, upstream_head
 from l7proxy.failures import Failed, before_response
 from l7proxy.http.parser import BodyKind
@@ -145,6 +146,11 @@ async def _attempt(
 ) -> tuple[int, float | None]:
     """One try: (status sent, None), or (status, delay) when it is to be retried."""
     if h2 is not None:
+        if fwd.backend in proxy.backend_tls:  # fail closed rather than send h2c in the clear
+            raise UpstreamFailure(
+                f"BackendTLSPolicy on {fwd.backend}: h2 over TLS to backends is not supported",
+                sent=False, drop=TLS_DROP,
+            )
         return await h2.attempt(  # type: ignore[attr-defined,no-any-return]
             proxy, ex, fwd, down, attempt, deadline, retries
         )
@@ -198,15 +204,16 @@ async def _send_to(
     proxy: Proxy, ex: Exchange, fwd: Forward, address: tuple[str, int]
 ) -> tuple[Http1Upstream, ResponseHead]:
     via = proxy.connector.via(ex.client, address)  # plaintext or HBONE (``l7proxy.via``)
+    tls = proxy.backend_tls.get(fwd.backend)  # a BackendTLSPolicy's (``gatewayapi.backendtls``)
     body = ex.body
     limits = proxy.resilience.limits(fwd.backend)
     for _ in range(3):
         if ex.upgrade:
             conn = await proxy.connector.connect(
-                address, lambda: Http1Upstream(address, via), via, ex.client
+                address, lambda: Http1Upstream(address, via, tls), via, ex.client, tls
             )
         else:
-            conn = await proxy.pool.acquire(address, via, ex.client)
+            conn = await proxy.pool.acquire(address, via, ex.client, tls)
         ex.via = via  # the request goes over it: a tunnel marks the flow encrypted
         reused = conn.requests > 0
         if not reused:

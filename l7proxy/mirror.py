@@ -31,7 +31,8 @@ async def _mirror(proxy: Proxy, target: BackendTarget, request: Request, ex: Exc
                 return
             address = proxy.pick(target, ex.client)
             via = proxy.connector.via(ex.client, address)
-            conn = await proxy.pool.acquire(address, via, ex.client)
+            tls = proxy.backend_tls.get(target)  # never a TLS Service's copy in the clear
+            conn = await proxy.pool.acquire(address, via, ex.client, tls)
             mirror = Exchange(
                 ex.method,
                 request.target,

@@ -18,6 +18,7 @@ import ipaddress
 import logging
 import signal
 import socket
+import ssl
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from agent.metrics.server import parse_address
 from agent.model.cache import ModelCache
 from gatewayapi import GatewayParent, IngressParent, RouteCompiler, RouteTables, RoutingInputs
 from gatewayapi.backendpolicy import targeted_services
+from gatewayapi.backendtls import tls_by_port
 from identity.spiffe import DEFAULT_TRUST_DOMAIN
 from l7proxy.authz import AuthzGate, default_routes
 from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
@@ -75,6 +77,8 @@ KINDS = (
     "HTTPLocalRateLimitPolicy",
     "Ingress",
     "IngressClass",
+    "BackendTLSPolicy",
+    "ConfigMap",
 )
 
 
@@ -119,9 +123,7 @@ class WaypointConnector(Connector):
         self.source = source
         self.mark = mark
 
-    async def open(
-        self, address: Address, factory: Callable[[], P]
-    ) -> tuple[asyncio.BaseTransport, P]:
+    async def _marked(self, address: Address) -> socket.socket:
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
@@ -133,7 +135,25 @@ class WaypointConnector(Connector):
         except BaseException:
             sock.close()
             raise
-        return await loop.create_connection(factory, sock=sock)
+        return sock
+
+    async def open(
+        self, address: Address, factory: Callable[[], P]
+    ) -> tuple[asyncio.BaseTransport, P]:
+        sock = await self._marked(address)
+        return await asyncio.get_running_loop().create_connection(factory, sock=sock)
+
+    async def open_tls(
+        self, address: Address, factory: Callable[[], P], context: ssl.SSLContext, sni: str
+    ) -> tuple[asyncio.BaseTransport, P]:
+        sock = await self._marked(address)
+        try:
+            return await asyncio.get_running_loop().create_connection(
+                factory, sock=sock, ssl=context, server_hostname=sni
+            )
+        except BaseException:
+            sock.close()  # a failed handshake: the socket is still ours
+            raise
 
 
 ROUTING_KINDS = frozenset(
@@ -344,6 +364,8 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
     forwarder = FlowForwarder(intake)
     server = WaypointServer(config, flow_sink=forwarder, connector=connector)
     server.metrics.registry.register(FlowLossCollector(server.flows))
+    tls_inputs = (feed.typed["BackendTLSPolicy"], feed.typed["Service"], feed.typed["ConfigMap"])
+    server.proxy.backend_tls = tls_by_port(*tls_inputs)
     await server.start(reuse_port=False, held=held)
     def tunnel_destination(client: Address) -> Address | None:
         found = origins.lookup(*client)  # the same map as L7: from_pod.c wrote it
@@ -387,6 +409,12 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
             if any(new is not old for new, old in zip(fresh, limit_inputs, strict=True)):
                 limit_inputs = fresh
                 limits.swap(*limit_inputs)
+            fresh_tls = (
+                feed.typed["BackendTLSPolicy"], feed.typed["Service"], feed.typed["ConfigMap"]
+            )
+            if any(new is not old for new, old in zip(fresh_tls, tls_inputs, strict=True)):
+                tls_inputs = fresh_tls
+                server.proxy.backend_tls = tls_by_port(*tls_inputs)
             if hbone is not None:
                 hbone.update(feed.typed["Pod"], feed.typed["Node"], feed.typed["Namespace"],
                              feed.typed["PeerAuthentication"])

@@ -25,6 +25,7 @@ from gatewayapi import (
     RuleRef,
     ServiceParent,
 )
+from gatewayapi.backendtls import UpstreamTLS
 from gatewayapi.types import host_of
 from l7proxy.authz import DENIED_BODY, Call
 from l7proxy.config import Limits, WaypointConfig
@@ -95,6 +96,9 @@ class Proxy:
         self.mirrors_in_flight = 0
         self.h2: object | None = None
         """The HTTP/2 upstream client (``h2.H2Upstreams``), set by the server."""
+        self.backend_tls: Mapping[tuple[str, str, int], UpstreamTLS] = {}
+        """BackendTLSPolicy per (namespace, Service, port): the TLS its connections speak
+        (``gatewayapi.backendtls.tls_by_port``), swapped by the node's runner."""
         self.resilience = Resilience(rng, config.backend_params)
         """Endpoint choice (P2C over peak-EWMA, outlier ejection) and pool limits."""
         self.gate = Gate()

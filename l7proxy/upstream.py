@@ -11,11 +11,14 @@ never serves another's request.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, cast
 
+from gatewayapi.backendtls import UpstreamTLS
+from l7proxy.backendtls import TLS_DROP, BackendTLSError, open_checked
 from l7proxy.http.parser import END, ParseError, UpgradeData
 from l7proxy.http.response import PROTOCOL_ERROR, ResponseHead, ResponseParser
 from l7proxy.timing import NO_RTT, SPLIT, RttCache, now, transport_socket
@@ -78,19 +81,32 @@ class Connector:
         factory: Callable[[], P],
         via: Via = DIRECT,
         client: Address = ("", 0),
+        tls: UpstreamTLS | None = None,
     ) -> P:
         """A connected protocol from ``factory`` to ``address`` (UpstreamFailure if not),
-        over ``via`` (a tunnel names ``client`` as its source). The time it took is the
-        protocol's ``connect_ns`` (or the failure's)."""
+        over ``via`` (a tunnel names ``client`` as its source), in TLS checked as ``tls``
+        asks when set (a BackendTLSPolicy's; a failure's drop reason UPSTREAM_TLS_FAILED).
+        The time it took is the protocol's ``connect_ns`` (or the failure's)."""
         start = now() if SPLIT.on else 0  # the request split's (``l7proxy.timing``)
         try:
             async with asyncio.timeout(self.connect_timeout):
-                if isinstance(via, Tunnel):
+                if tls is not None:
+                    if isinstance(via, Tunnel):  # fail closed: never plaintext instead
+                        raise BackendTLSError("TLS to a backend over HBONE is not supported")
+                    _, protocol = await open_checked(address, factory, tls, self.open_tls)
+                elif isinstance(via, Tunnel):
                     if self.tunnels is None:
                         raise HopRefused("TUNNEL_UPSTREAM_FAILED", "no HBONE in this waypoint")
                     _, protocol = await self.tunnels.open(address, via, client, factory)
                 else:
                     _, protocol = await self.open(address, factory)
+        except BackendTLSError as exc:
+            self.failed += 1
+            failure = UpstreamFailure(
+                f"TLS to {_show(address)} failed: {exc}", sent=False, drop=TLS_DROP
+            )
+            failure.connect_ns = now() - start if start else 0
+            raise failure from exc
         except HopRefused as exc:
             self.failed += 1
             failure = UpstreamFailure(
@@ -121,6 +137,15 @@ class Connector:
         loop = asyncio.get_running_loop()
         return await loop.create_connection(factory, address[0], address[1])
 
+    async def open_tls(
+        self, address: Address, factory: Callable[[], P], context: ssl.SSLContext, sni: str
+    ) -> tuple[asyncio.BaseTransport, P]:
+        """``open`` in TLS (subclassed with it for the waypoint's address and mark)."""
+        loop = asyncio.get_running_loop()
+        return await loop.create_connection(
+            factory, address[0], address[1], ssl=context, server_hostname=sni
+        )
+
 
 def _show(address: Address) -> str:
     host, port = address
@@ -139,9 +164,12 @@ class Http1Upstream(asyncio.Protocol):
     whatever it still expects must never be taken from the next request.
     """
 
-    def __init__(self, address: Address, via: Via = DIRECT) -> None:
+    def __init__(
+        self, address: Address, via: Via = DIRECT, tls: UpstreamTLS | None = None
+    ) -> None:
         self.address = address
         self.via = via
+        self.tls = tls
         self.transport: asyncio.Transport | None = None
         self.parser = ResponseParser()
         self.head: asyncio.Future[ResponseHead] | None = None
@@ -336,15 +364,21 @@ class Pool:
         self.idle_timeout = idle_timeout
         self.wait_timeout = wait_timeout
         self.stats = PoolStats()
-        self._slots: dict[tuple[Address, Via], _Slot] = {}
+        self._slots: dict[tuple[Address, Via, UpstreamTLS | None], _Slot] = {}
 
     async def acquire(
-        self, address: Address, via: Via = DIRECT, client: Address = ("", 0)
+        self,
+        address: Address,
+        via: Via = DIRECT,
+        client: Address = ("", 0),
+        tls: UpstreamTLS | None = None,
     ) -> Http1Upstream:
         """An idle connection over ``via``, else a new one; at the bound, wait in order for
         one (at most ``wait_timeout`` seconds, then UpstreamFailure: the proxy answers 503).
-        ``client`` names the source of a new tunnel (its identity is in ``via``)."""
-        key = (address, via)
+        ``client`` names the source of a new tunnel (its identity is in ``via``). The key
+        holds ``tls`` too, so a plaintext connection never serves a BackendTLSPolicy's
+        request, nor one checked against another policy's CA."""
+        key = (address, via, tls)
         slot = self._slots.get(key)
         if slot is None:
             slot = self._slots[key] = _Slot()
@@ -359,7 +393,7 @@ class Pool:
         self.stats.open += 1
         try:
             conn = await self.connector.connect(
-                address, lambda: Http1Upstream(address, via), via, client
+                address, lambda: Http1Upstream(address, via, tls), via, client, tls
             )
         except BaseException:
             self._forget(slot)
@@ -408,7 +442,7 @@ class Pool:
 
     def release(self, conn: Http1Upstream) -> None:
         """Return ``conn`` after its response ended; it is kept only when reusable."""
-        slot = self._slots.get((conn.address, conn.via))
+        slot = self._slots.get((conn.address, conn.via, conn.tls))
         if slot is None:
             conn.close()
             return

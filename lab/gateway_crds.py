@@ -14,7 +14,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 CRD_DIR = REPO / "deploy" / "crds" / "gateway-api"
 TULLE_CRD_DIR = REPO / "deploy" / "crds" / "tulle"
-KINDS = ("GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant")
+KINDS = ("GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant", "BackendTLSPolicy")
 TULLE_KINDS = (
     "PeerAuthentication",
     "BackendTrafficPolicy",

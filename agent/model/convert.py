@@ -23,7 +23,9 @@ from typing import Any
 from agent.model.convert_apps import read_deployment
 from agent.model.convert_authz import read_authorization_policy
 from agent.model.convert_backendpolicy import read_backend_traffic_policy
+from agent.model.convert_backendtls import read_backend_tls_policy
 from agent.model.convert_core import (
+    read_config_map,
     read_endpoint_slice,
     read_namespace,
     read_pod,
@@ -93,6 +95,7 @@ _READERS: dict[str, tuple[_Read, Check]] = {
     "Pod": (read_pod, dns1123_subdomain),
     "Service": (read_service, dns1035_label),
     "Secret": (read_secret, dns1123_subdomain),
+    "ConfigMap": (read_config_map, dns1123_subdomain),
     "EndpointSlice": (read_endpoint_slice, dns1123_subdomain),
     "Deployment": (read_deployment, dns1123_subdomain),
     "NetworkPolicy": (read_network_policy, dns1123_subdomain),
@@ -102,6 +105,7 @@ _READERS: dict[str, tuple[_Read, Check]] = {
     "Gateway": (read_gateway, dns1123_subdomain),
     "HTTPRoute": (read_http_route, dns1123_subdomain),
     "GRPCRoute": (read_grpc_route, dns1123_subdomain),
+    "BackendTLSPolicy": (read_backend_tls_policy, dns1123_subdomain),
     "ReferenceGrant": (read_reference_grant, dns1123_subdomain),
     "PeerAuthentication": (read_peer_authentication, dns1123_subdomain),
     "BackendTrafficPolicy": (read_backend_traffic_policy, dns1123_subdomain),
@@ -173,6 +177,7 @@ _K8S_NAMES = {
     "pod_cidrs": "podCIDRs",
     "from_": "from",
     "except_": "except",
+    "well_known_ca_certificates": "wellKnownCACertificates",
 }
 """Model field names whose Kubernetes name is not their plain camelCase."""
 

@@ -1,4 +1,5 @@
-"""Readers for core and discovery kinds: Namespace, Pod, Service, EndpointSlice, Secret."""
+"""Readers for core and discovery kinds: Namespace, Pod, Service, EndpointSlice, Secret,
+ConfigMap."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from agent.model.core import (
     TLS_SECRET_TYPE,
     AddressType,
     ClientIPConfig,
+    ConfigMap,
     Container,
     ContainerPort,
     Endpoint,
@@ -367,3 +369,10 @@ def read_secret(r: Reader, metadata: ObjectMeta) -> Secret:
             if required not in data:
                 r.fail(f"data[{required}]", f"required for type {TLS_SECRET_TYPE}")
     return Secret(metadata=metadata, type=secret_type, data=FrozenMap(data))
+
+
+# --- ConfigMap -------------------------------------------------------------------------
+
+
+def read_config_map(r: Reader, metadata: ObjectMeta) -> ConfigMap:
+    return ConfigMap(metadata=metadata, data=r.string_map("data", key_check=config_key))

@@ -312,3 +312,16 @@ class Secret:
     metadata: ObjectMeta
     type: str = "Opaque"
     data: FrozenMap[str, bytes] = EMPTY
+
+
+# --- ConfigMap -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigMap:
+    """``data`` only: Tulle reads ConfigMaps for text such as a BackendTLSPolicy's
+    ``ca.crt``; ``binaryData`` is accepted by Kubernetes but not read here."""
+
+    kind: ClassVar[str] = "ConfigMap"
+    metadata: ObjectMeta
+    data: FrozenMap[str, str] = EMPTY

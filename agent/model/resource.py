@@ -7,7 +7,8 @@ from typing import TypeAlias
 from agent.model.apps import Deployment
 from agent.model.authz import AuthorizationPolicy
 from agent.model.backendpolicy import BackendTrafficPolicy
-from agent.model.core import EndpointSlice, Namespace, Pod, Secret, Service
+from agent.model.backendtls import BackendTLSPolicy
+from agent.model.core import ConfigMap, EndpointSlice, Namespace, Pod, Secret, Service
 from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.grpcroute import GRPCRoute
@@ -25,6 +26,7 @@ Resource: TypeAlias = (
     | Pod
     | Service
     | Secret
+    | ConfigMap
     | EndpointSlice
     | Deployment
     | NetworkPolicy
@@ -41,6 +43,7 @@ Resource: TypeAlias = (
     | HTTPFault
     | HTTPLocalRateLimitPolicy
     | LoadBalancerIPPool
+    | BackendTLSPolicy
 )
 
 RESOURCE_CLASSES: tuple[type[Resource], ...] = (
@@ -49,6 +52,7 @@ RESOURCE_CLASSES: tuple[type[Resource], ...] = (
     Pod,
     Service,
     Secret,
+    ConfigMap,
     EndpointSlice,
     Deployment,
     NetworkPolicy,
@@ -65,4 +69,5 @@ RESOURCE_CLASSES: tuple[type[Resource], ...] = (
     HTTPFault,
     HTTPLocalRateLimitPolicy,
     LoadBalancerIPPool,
+    BackendTLSPolicy,
 )

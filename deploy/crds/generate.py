@@ -5,6 +5,7 @@ AuthorizationPolicy, HTTPLocalRateLimitPolicy, LoadBalancerIPPool) into ``deploy
 (``--check`` compares). The schemas live beside it: ``schema_parts.py`` (shared types),
 ``gateway_schemas.py`` (GatewayClass, Gateway, ReferenceGrant), ``httproute_schema.py``,
 ``grpcroute_schema.py``,
+``backendtls_schema.py`` (BackendTLSPolicy),
 ``peerauth_schema.py``, ``backendpolicy_schema.py``, ``authz_schema.py``, ``fault_schema.py``,
 ``ratelimit_schema.py``, ``lbpool_schema.py``.
 
@@ -29,6 +30,7 @@ sys.path.insert(0, str(HERE))  # the schema modules beside this script, however 
 from authz_schema import ACTION_COLUMN, AUTHORIZATION_POLICY  # noqa: E402
 from backendpolicy_schema import ACCEPTED_COLUMN, BACKEND_TRAFFIC_POLICY  # noqa: E402
 from backendpolicy_schema import GROUP as POLICY_GROUP  # noqa: E402
+from backendtls_schema import BACKEND_TLS_POLICY  # noqa: E402
 from fault_schema import HTTP_FAULT  # noqa: E402
 from gateway_schemas import GATEWAY, GATEWAY_CLASS, REFERENCE_GRANT  # noqa: E402
 from grpcroute_schema import GRPC_ROUTE  # noqa: E402
@@ -160,6 +162,14 @@ def crds() -> dict[str, dict[str, Any]]:
             short=("refgrant",),
             storage="v1beta1",
             status=False,
+        ),
+        "backendtlspolicies.yaml": crd(
+            "BackendTLSPolicy",
+            "backendtlspolicies",
+            BACKEND_TLS_POLICY,
+            short=("btlspolicy",),
+            columns=(condition_column("Accepted"),),
+            versions=("v1",),
         ),
     }
 

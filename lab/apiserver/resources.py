@@ -101,8 +101,7 @@ def _modelled() -> list[Resource]:
 _RBAC = "rbac.authorization.k8s.io"
 _AUTHZ = "authorization.k8s.io"
 RESOURCES: tuple[Resource, ...] = (
-    *_modelled(),
-    Resource("", ("v1",), "ConfigMap", "configmaps", short_names=("cm",)),
+    *_modelled(),  # ConfigMap among them (BackendTLSPolicy CA bundles)
     # Stored only, no controller acts on them: served because kubectl expects them (the
     # default prune allowlist of `apply --prune`, `get all`, `describe deployment`).
     Resource("", ("v1",), "Endpoints", "endpoints", short_names=("ep",)),

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from agent.model.authz import AuthorizationPolicy
 from agent.model.backendpolicy import BackendTrafficPolicy
+from agent.model.backendtls import BackendTLSPolicy
 from agent.model.cache import ModelCache
-from agent.model.core import Namespace, Secret, Service
+from agent.model.core import ConfigMap, Namespace, Secret, Service
 from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.grpcroute import GRPCRoute
@@ -26,6 +27,7 @@ from controlplane.lbipam import Plan
 from controlplane.lbipam import plan as plan_addresses
 from gatewayapi import RoutingInputs, compute_status
 from gatewayapi.backendpolicy import attach
+from gatewayapi.backendtls import attach_backend_tls
 from gatewayapi.crdversion import VersionCheck, check_crds
 from l7proxy.tlscerts import certificate_problem
 from lab.kubeapi import NotFound, StatusWriter
@@ -47,10 +49,12 @@ KINDS = (
     "HTTPFault",
     "HTTPLocalRateLimitPolicy",
     "LoadBalancerIPPool",
+    "BackendTLSPolicy",
+    "ConfigMap",
 )
 _WITH_STATUS = (
     "HTTPRoute", "GRPCRoute", "Gateway", "GatewayClass", "BackendTrafficPolicy",
-    "AuthorizationPolicy", "HTTPLocalRateLimitPolicy",
+    "AuthorizationPolicy", "HTTPLocalRateLimitPolicy", "BackendTLSPolicy",
 )
 
 
@@ -132,6 +136,7 @@ class GatewayController:
             [o for o in typed if isinstance(o, HTTPLocalRateLimitPolicy)], services
         )
         self._authorization_policies(typed, services, gateways)
+        self._backend_tls_status(typed, services)
         if not routes and not grpc_routes and not gateways and not classes:
             return
         report = compute_status(
@@ -180,6 +185,22 @@ class GatewayController:
         for key, status in report.statuses.items():
             ns, _, name = key.partition("/")
             self._merge_status(policy_kind, ns, name, status)
+
+    def _backend_tls_status(self, typed: Sequence[Any], services: Sequence[Service]) -> None:
+        """Accepted and ResolvedRefs on each BackendTLSPolicy (``gatewayapi.backendtls``)."""
+        policies = [o for o in typed if isinstance(o, BackendTLSPolicy)]
+        if not policies:
+            return
+        previous = {
+            f"{ns}/{name}": status
+            for (kind, ns, name), status in self.current.items()
+            if kind == "BackendTLSPolicy"
+        }
+        config_maps = [o for o in typed if isinstance(o, ConfigMap)]
+        report = attach_backend_tls(policies, services, config_maps, previous, datetime.now(UTC))
+        for key, status in report.statuses.items():
+            ns, _, name = key.partition("/")
+            self._merge_status("BackendTLSPolicy", ns, name, status)
 
     def _authorization_policies(
         self, typed: Sequence[Any], services: Sequence[Service], gateways: Sequence[Gateway]

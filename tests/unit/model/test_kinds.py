@@ -44,7 +44,7 @@ def test_unknown_kinds_list_the_known_ones(text: str) -> None:
     with pytest.raises(UnknownKindError) as info:
         resolve_kind(text)
     assert str(info.value) == (
-        f'unknown kind "{text}"; known kinds: AuthorizationPolicy, BackendTrafficPolicy, Deployment, EndpointSlice, GRPCRoute, Gateway, GatewayClass, '
+        f'unknown kind "{text}"; known kinds: AuthorizationPolicy, BackendTLSPolicy, BackendTrafficPolicy, ConfigMap, Deployment, EndpointSlice, GRPCRoute, Gateway, GatewayClass, '
         "HTTPFault, HTTPLocalRateLimitPolicy, HTTPRoute, Ingress, IngressClass, LoadBalancerIPPool, Namespace, NetworkPolicy, Node, PeerAuthentication, Pod, ReferenceGrant, Secret, Service"
     )
     assert isinstance(info.value, LookupError)
