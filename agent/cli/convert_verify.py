@@ -31,14 +31,32 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import click
 import yaml
 
 from gatewayapi.ingress import Conversion, IngressError
-from gatewayapi.ingress.compare import Observation, Outcome, compare, controlled_headers
+from gatewayapi.ingress.compare import (
+    Observation,
+    Outcome,
+    Verdict,
+    compare,
+    controlled_headers,
+    summary,
+    table,
+)
 from gatewayapi.ingress.compare import unchecked as unchecked_outcome
-from gatewayapi.ingress.corpus import Probe
+from gatewayapi.ingress.corpus import (
+    MAX_PROBES,
+    Probe,
+    generate,
+    ingresses_of,
+    mark,
+    read_requests,
+)
 from gatewayapi.types import CONTROLLER_NAME, INGRESS_CONTROLLER_NAME
 
+EXIT_DIFFERENT = 3
+"""Exit status when a response differs (the same as `tulle convert`'s "not exact")."""
 REQUEST_TIMEOUT = 5.0
 START_TIMEOUT = 60.0
 """How long a started process may take to listen (a loaded machine imports slowly)."""
@@ -286,3 +304,72 @@ def verify(
     except (OSError, IngressError, KeyError, TypeError) as err:
         raise VerifyError(f"cannot serve both sides: {err}") from err
     return outcomes
+
+
+def load_requests(path: str) -> list[Probe]:
+    """User requests from a YAML or JSON file (``corpus.read_requests``)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise VerifyError(f"--requests {path}: {err}") from err
+    try:
+        return read_requests(data, path)
+    except IngressError as err:
+        raise VerifyError(str(err)) from err
+
+
+def run_verify(
+    documents: Sequence[Mapping[str, Any]],
+    conversion: Conversion,
+    requests_file: str | None,
+    output: str,
+) -> int:
+    """``tulle convert --verify``: print the differing responses and a summary; the exit
+    status (0 none differs, 3 one does)."""
+    try:
+        ingresses = ingresses_of(documents)
+        user = load_requests(requests_file) if requests_file else []
+        probes = generate(ingresses) + [mark(p, ingresses) for p in user]
+        if len(probes) > MAX_PROBES:
+            raise VerifyError(f"{len(probes)} requests, at most {MAX_PROBES}")
+        click.echo(f"verify: replaying {len(probes)} requests against both sides", err=True)
+        outcomes = verify(documents, conversion, probes)
+    except VerifyError as err:
+        raise click.ClickException(str(err)) from err
+    counts = summary(outcomes)
+    if output == "json":
+        click.echo(json.dumps({
+            "summary": {v.value: n for v, n in counts.items()},
+            "results": [outcome_dict(o) for o in outcomes],
+        }, indent=2))  # fmt: skip
+    else:
+        for line in table(outcomes):
+            click.echo(line)
+        reasons: dict[str, int] = {}
+        for o in outcomes:
+            if o.verdict is Verdict.UNCHECKED:
+                reasons[o.reason] = reasons.get(o.reason, 0) + 1
+        for reason, n in sorted(reasons.items()):
+            click.echo(f"UNCHECKED {n} request(s): {reason}")
+        click.echo(
+            f"verify: {counts[Verdict.DIFFERENT]} different, {counts[Verdict.SAME]} same, "
+            f"{counts[Verdict.UNCHECKED]} unchecked"
+        )
+    return EXIT_DIFFERENT if counts[Verdict.DIFFERENT] else 0
+
+
+def outcome_dict(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "request": {
+            "method": outcome.probe.method, "scheme": outcome.probe.scheme,
+            "host": outcome.probe.host, "path": outcome.probe.path,
+            "headers": dict(outcome.probe.headers), "why": outcome.probe.why,
+        },
+        "verdict": outcome.verdict.value,
+        "reason": outcome.reason,
+        "ingress": outcome.ingress.fields(),
+        "gateway": outcome.gateway.fields(),
+        "differences": [
+            {"field": f, "ingress": a, "gateway": b} for f, a, b in outcome.differences
+        ],
+    }  # fmt: skip
