@@ -12,17 +12,20 @@ serve one cluster's objects, and this needs two readings of the same ones). Boun
 most ``MAX_PROBES`` requests, 5 s each, ``budget`` seconds in all; every process started
 here is stopped by its PID.
 
-HTTPS probes are not replayed yet (they are reported as unchecked).
+HTTPS is replayed with SNI: both sides get the same throwaway certificate per Secret the
+Ingresses name (the input's keys are never read), and the client does not verify it.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
-import copy
+import datetime
 import http.client
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -33,6 +36,10 @@ from typing import Any
 
 import click
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from gatewayapi.ingress import Conversion, IngressError
 from gatewayapi.ingress.compare import (
@@ -53,7 +60,15 @@ from gatewayapi.ingress.corpus import (
     mark,
     read_requests,
 )
-from gatewayapi.types import CONTROLLER_NAME, INGRESS_CONTROLLER_NAME
+from gatewayapi.ingress.sides import (
+    VerifyError,
+    gateway_of,
+    gateway_side,
+    ingress_side,
+    namespaces,
+    services_and_targets,
+    tls_secrets,
+)
 
 EXIT_DIFFERENT = 3
 """Exit status when a response differs (the same as `tulle convert`'s "not exact")."""
@@ -61,100 +76,6 @@ REQUEST_TIMEOUT = 5.0
 START_TIMEOUT = 60.0
 """How long a started process may take to listen (a loaded machine imports slowly)."""
 ROOT = Path(__file__).resolve().parents[2]
-Target = tuple[str, str, int]  # namespace, service, port
-
-
-class VerifyError(RuntimeError):
-    """The side-by-side setup could not be built or started (the message says what)."""
-
-
-def services_and_targets(
-    documents: Sequence[Mapping[str, Any]], conversion: Conversion
-) -> tuple[list[dict[str, Any]], list[Target]]:
-    """The Services both sides need (the input's, plus one per backend the input does not
-    define, with the ports the backends name) and every Service port to run an echo for."""
-    given = {
-        (d["metadata"].get("namespace", "default"), d["metadata"]["name"]): d
-        for d in documents
-        if d.get("kind") == "Service"
-    }
-    wanted: dict[tuple[str, str], set[int]] = {}
-    for doc in documents:
-        if doc.get("kind") != "Ingress":
-            continue
-        ns = doc["metadata"].get("namespace", "default")
-        spec = doc.get("spec") or {}
-        backends = [spec.get("defaultBackend")] + [
-            p.get("backend")
-            for r in spec.get("rules") or []
-            for p in (r.get("http") or {}).get("paths") or []
-        ]
-        for backend in backends:
-            svc = (backend or {}).get("service")
-            if not svc:
-                continue
-            number = (svc.get("port") or {}).get("number")
-            ports = wanted.setdefault((ns, svc["name"]), set())
-            if isinstance(number, int):
-                ports.add(number)
-    for obj in conversion.objects:
-        if obj["kind"] != "HTTPRoute":
-            continue
-        ns = obj["metadata"]["namespace"]
-        for rule in obj["spec"].get("rules", []):
-            for ref in rule.get("backendRefs", []):
-                wanted.setdefault((ref.get("namespace", ns), ref["name"]), set()).add(ref["port"])
-    services: list[dict[str, Any]] = []
-    targets: set[Target] = set()
-    for (ns, name), ports in sorted(wanted.items()):
-        doc = given.get((ns, name))
-        if doc is None:
-            doc = {
-                "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": name, "namespace": ns},
-                "spec": {"ports": [{"port": p} for p in sorted(ports)]},
-            }
-        services.append(doc)
-        for port in doc.get("spec", {}).get("ports", []):
-            targets.add((ns, name, int(port["port"])))
-    services += [d for k, d in sorted(given.items()) if k not in wanted]
-    return services, sorted(targets)
-
-
-def gateway_of(conversion: Conversion) -> dict[str, Any]:
-    gateways = [o for o in conversion.objects if o["kind"] == "Gateway"]
-    if len(gateways) != 1:
-        names = ", ".join(g["metadata"]["name"] for g in gateways) or "none"
-        raise VerifyError(
-            f"--verify checks one IngressClass at a time; the conversion has Gateways: {names}"
-        )
-    return gateways[0]
-
-
-def ingress_side(documents: Sequence[Mapping[str, Any]], class_name: str) -> list[dict[str, Any]]:
-    """The input's Ingresses, all in ``class_name`` (the one class being verified), and that
-    class served by Tulle's Ingress controller."""
-    out: list[dict[str, Any]] = [{
-        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
-        "metadata": {"name": class_name},
-        "spec": {"controller": INGRESS_CONTROLLER_NAME},
-    }]  # fmt: skip
-    for doc in documents:
-        if doc.get("kind") != "Ingress":
-            continue
-        ing = copy.deepcopy(dict(doc))
-        ing["metadata"].get("annotations", {}).pop("kubernetes.io/ingress.class", None)
-        ing.setdefault("spec", {})["ingressClassName"] = class_name
-        out.append(ing)
-    return out
-
-
-def namespaces(objects: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    names = sorted({o["metadata"].get("namespace", "default") for o in objects
-                    if o.get("kind") not in ("IngressClass", "GatewayClass", "Namespace")})
-    return [{"apiVersion": "v1", "kind": "Namespace",
-             "metadata": {"name": n, "labels": {"kubernetes.io/metadata.name": n}}}
-            for n in names]
 
 
 def _free_port() -> int:
@@ -202,14 +123,48 @@ class Processes:
         self.running.clear()
 
 
+def secret_docs(documents: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A throwaway self-signed certificate per TLS Secret the Ingresses name, for its hosts."""
+    out = []
+    for (ns, name), hosts in sorted(tls_secrets(documents).items()):
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tulle convert --verify")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName(h) for h in hosts or ["verify.invalid"]]), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        pem_key = key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        pem_crt = cert.public_bytes(serialization.Encoding.PEM)
+        out.append({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": ns},
+            "data": {"tls.crt": base64.b64encode(pem_crt).decode(),
+                     "tls.key": base64.b64encode(pem_key).decode()},
+        })  # fmt: skip
+    return out
+
+
+Ports = dict[int, int]
+"""Served port (80, 443) -> the loopback port one side listens on for it."""
+
+
 @contextlib.contextmanager
 def serve_both(
     documents: Sequence[Mapping[str, Any]], conversion: Conversion
-) -> Iterator[tuple[int, int]]:
-    """Start the echo backends and both waypoints; yields (Ingress port, Gateway port)."""
+) -> Iterator[tuple[Ports, Ports]]:
+    """Start the echo backends and both waypoints; yields (Ingress ports, Gateway ports)."""
     gateway = gateway_of(conversion)
     gw_ns, gw_name = gateway["metadata"]["namespace"], gateway["metadata"]["name"]
     services, targets = services_and_targets(documents, conversion)
+    shared = [*services, *secret_docs(documents)]
     procs = Processes()
     try:
         with tempfile.TemporaryDirectory(prefix="tulle-verify-") as tmp:
@@ -222,39 +177,57 @@ def serve_both(
                     f"echo backend for {ns}/{svc}:{port}", echo_port,
                 )
                 endpoints[f"{ns}/{svc}:{port}"] = [f"127.0.0.1:{echo_port}"]
-            ports = []
-            ingress_docs = ingress_side(documents, gw_name)
-            gateway_docs: list[dict[str, Any]] = [{
-                "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
-                "metadata": {"name": gateway["spec"]["gatewayClassName"]},
-                "spec": {"controllerName": CONTROLLER_NAME},
-            }, *copy.deepcopy(conversion.objects)]  # fmt: skip
             sides = (
-                ("ingress", ingress_docs, {"kind": "IngressClass", "name": gw_name, "port": 80}),
-                ("gateway", gateway_docs,
-                 {"kind": "Gateway", "namespace": gw_ns, "name": gw_name, "port": 80}),
+                ("ingress", ingress_side(documents, gw_name),
+                 {"kind": "IngressClass", "name": gw_name}),
+                ("gateway", gateway_side(conversion, gateway),
+                 {"kind": "Gateway", "namespace": gw_ns, "name": gw_name}),
             )
+            served: list[Ports] = []
             for side, docs, parent in sides:
-                port = _free_port()
+                ports = {80: _free_port(), 443: _free_port()}
                 config = {
                     "apiVersion": "tulle.io/v1alpha1", "kind": "WaypointConfig",
-                    "listeners": [{"address": f"127.0.0.1:{port}", "parent": parent}],
+                    "listeners": [
+                        {"address": f"127.0.0.1:{local}", "parent": {**parent, "port": port}}
+                        for port, local in ports.items()
+                    ],
                     "endpoints": endpoints,
                 }
-                objects = [*docs, *services]
+                objects = [*docs, *shared]
                 path = Path(tmp) / f"{side}.yaml"
                 path.write_text(yaml.safe_dump_all([*namespaces(objects), *objects, config]))
                 procs.start(["-m", "l7proxy", "--config", str(path)], {},
-                            f"the {side} waypoint", port)
-                ports.append(port)
-            yield ports[0], ports[1]
+                            f"the {side} waypoint", ports[80])
+                served.append(ports)
+            yield served[0], served[1]
     finally:
         procs.stop()
 
 
-def request(port: int, probe: Probe) -> Observation:
-    """Send ``probe`` to 127.0.0.1:``port`` over plain HTTP and reduce the answer."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
+def _connect(ports: Ports, probe: Probe) -> http.client.HTTPConnection:
+    """A connection to the side's port for the probe's scheme; over TLS with the probe's
+    host as SNI (the certificates are throwaway ones: not verified)."""
+    conn = http.client.HTTPConnection("127.0.0.1", ports[80], timeout=REQUEST_TIMEOUT)
+    if probe.scheme == "https":
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        raw = socket.create_connection(("127.0.0.1", ports[443]), REQUEST_TIMEOUT)
+        try:
+            conn.sock = context.wrap_socket(raw, server_hostname=probe.host)
+        except OSError:
+            raw.close()
+            raise
+    return conn
+
+
+def request(ports: Ports, probe: Probe) -> Observation:
+    """Send ``probe`` to one side and reduce the answer."""
+    try:
+        conn = _connect(ports, probe)
+    except OSError as err:
+        return Observation(error=_why(err))
     try:
         conn.putrequest(probe.method, probe.path, skip_host=True, skip_accept_encoding=True)
         conn.putheader("Host", probe.host)
@@ -265,7 +238,7 @@ def request(port: int, probe: Probe) -> Observation:
         body = resp.read(1 << 20)
         headers = resp.getheaders()
     except (OSError, http.client.HTTPException) as err:
-        return Observation(error=f"{type(err).__name__}: {err}")
+        return Observation(error=_why(err))
     finally:
         conn.close()
     backend = seen = ""
@@ -282,6 +255,12 @@ def request(port: int, probe: Probe) -> Observation:
     )
 
 
+def _why(err: Exception) -> str:
+    """A failure as compared: its kind and the TLS alert, not text that varies per run."""
+    reason = getattr(err, "reason", None)
+    return f"{type(err).__name__}: {reason}" if isinstance(reason, str) else type(err).__name__
+
+
 def verify(
     documents: Sequence[Mapping[str, Any]],
     conversion: Conversion,
@@ -291,16 +270,14 @@ def verify(
     """Replay ``probes`` against both sides; each probe's verdict, in order."""
     outcomes: list[Outcome] = []
     try:
-        with serve_both(documents, conversion) as (ingress_port, gateway_port):
+        with serve_both(documents, conversion) as (ingress_ports, gateway_ports):
             deadline = time.monotonic() + budget
             for probe in probes:
-                if probe.scheme != "http":
-                    outcomes.append(unchecked_outcome(probe, "HTTPS is not replayed yet"))
-                elif time.monotonic() > deadline:
+                if time.monotonic() > deadline:
                     outcomes.append(unchecked_outcome(probe, f"the {budget:.0f} s budget ran out"))
                 else:
-                    outcomes.append(compare(probe, request(ingress_port, probe),
-                                            request(gateway_port, probe)))
+                    outcomes.append(compare(probe, request(ingress_ports, probe),
+                                            request(gateway_ports, probe)))
     except (OSError, IngressError, KeyError, TypeError) as err:
         raise VerifyError(f"cannot serve both sides: {err}") from err
     return outcomes
@@ -348,9 +325,14 @@ def run_verify(
         reasons: dict[str, int] = {}
         for o in outcomes:
             if o.verdict is Verdict.UNCHECKED:
-                reasons[o.reason] = reasons.get(o.reason, 0) + 1
-        for reason, n in sorted(reasons.items()):
-            click.echo(f"UNCHECKED {n} request(s): {reason}")
+                for why in o.probe.annotations or (o.reason,):
+                    reasons[why] = reasons.get(why, 0) + 1
+        for why, n in sorted(reasons.items()):
+            click.echo(f"UNCHECKED {n} request(s) depend on {why}" if why.startswith(
+                "nginx.") else f"UNCHECKED {n} request(s): {why}")
+        if reasons:
+            click.echo("  (Tulle's Ingress engine implements no ingress-nginx annotation: "
+                       "what depends on one is not compared)")
         click.echo(
             f"verify: {counts[Verdict.DIFFERENT]} different, {counts[Verdict.SAME]} same, "
             f"{counts[Verdict.UNCHECKED]} unchecked"

@@ -133,7 +133,6 @@ def generate(ingresses: Iterable[Ingress]) -> list[Probe]:
 
     for host, owners in sorted(by_host.items()):
         marks = set().union(*(_behaviour_annotations(i) for i in owners))
-        redirect = any(_ssl_redirect_default(i, host) for i in owners)
         paths = sorted({(p.path, p.path_type) for i in owners for r in i.rules
                         if r.host == host for p in r.paths})
         if host == "":
@@ -141,25 +140,19 @@ def generate(ingresses: Iterable[Ingress]) -> list[Probe]:
         schemes = ["http", "https"] if host in tls_hosts else ["http"]
         for name, host_why in host_variants(host):
             for scheme in schemes:
-                notes = set(marks)
-                if scheme == "http" and redirect:
-                    notes.add(PREFIX + "ssl-redirect")
-                ann = tuple(sorted(notes))
                 for raw, path_type in paths:
                     for path, why in path_variants(raw, path_type):
-                        add(Probe("GET", scheme, name, path, (), f"{host_why}; {why}", ann))
+                        add(Probe("GET", scheme, name, path, (), f"{host_why}; {why}"))
                 add(Probe("GET", scheme, name, UNMATCHED_PATH, (),
-                          f"{host_why}; a path no rule names", ann))
-                for key in sorted(notes):
-                    for probe in _annotation_probes(key, owners, scheme, name, ann):
+                          f"{host_why}; a path no rule names"))
+                for key in sorted(marks):
+                    for probe in _annotation_probes(key, owners, scheme, name):
                         add(probe)
-    add(Probe("GET", "http", UNLISTED_HOST, "/", (), "a host no rule names", ()))
-    return list(probes.values())[:MAX_PROBES]
+    add(Probe("GET", "http", UNLISTED_HOST, "/", (), "a host no rule names"))
+    return [mark(p, ingresses) for p in list(probes.values())[:MAX_PROBES]]
 
 
-def _annotation_probes(
-    key: str, owners: list[Ingress], scheme: str, host: str, ann: tuple[str, ...]
-) -> list[Probe]:
+def _annotation_probes(key: str, owners: list[Ingress], scheme: str, host: str) -> list[Probe]:
     """Requests an annotation makes interesting (besides the path variants)."""
     name = key[len(PREFIX):]
     paths = sorted({p.path or "/" for i in owners for r in i.rules for p in r.paths
@@ -172,30 +165,83 @@ def _annotation_probes(
         for path in paths:
             for v in ([value] if value else ["always", "never"]):
                 out.append(Probe("GET", scheme, host, path, ((header, v),),
-                                 f"canary header {header}: {v}", ann))
+                                 f"canary header {header}: {v}"))
     elif name == "enable-cors":
         for path in paths:
             out.append(Probe("OPTIONS", scheme, host, path, (
                 ("Origin", "https://origin.verify.invalid"),
                 ("Access-Control-Request-Method", "POST"),
-            ), "CORS preflight", ann))
+            ), "CORS preflight"))
     elif name == "app-root":
-        out.append(Probe("GET", scheme, host, "/", (), "app-root redirect", ann))
+        out.append(Probe("GET", scheme, host, "/", (), "app-root redirect"))
     return out
 
 
+PATH_SCOPED = frozenset({
+    "ssl-redirect", "force-ssl-redirect", "canary", "canary-weight", "canary-weight-total",
+    "canary-by-header", "canary-by-header-value", "canary-by-header-pattern", "canary-by-cookie",
+    "enable-cors", "cors-allow-origin", "cors-allow-methods", "cors-allow-headers",
+    "cors-expose-headers", "cors-allow-credentials", "cors-max-age", "proxy-read-timeout",
+    "proxy-connect-timeout", "proxy-send-timeout", "permanent-redirect",
+    "permanent-redirect-code", "backend-protocol",
+})
+"""Annotations that act on their own Ingress's paths only (nginx puts them in those
+locations). ``app-root`` acts on ``/`` only; every other one (``use-regex`` and
+``rewrite-target`` turn the whole host to regex locations; unknown ones) is taken to reach
+every request of the host."""
+
+
+def _could_match(written: str, path: str) -> bool:
+    """Whether a path as written could take ``path``, over-approximated: any case, any
+    path type, no segment boundary (a probe marked wrongly is unchecked, never wrong)."""
+    return path.lower().startswith((written or "/").lower().rstrip("/"))
+
+
+def _matches(written: str, path_type: str, path: str) -> bool:
+    """Whether a path as written takes ``path`` by the Ingress path types (case-sensitive,
+    Prefix by whole segments): a request no path takes goes to a defaultBackend."""
+    written = written or "/"
+    if path_type == "Exact":
+        return path == written
+    stem = written.rstrip("/")
+    return not stem or path == stem or path.startswith(stem + "/")
+
+
+def _covers(rule_host: str, host: str) -> bool:
+    return rule_host in ("", host) or (rule_host.startswith("*.") and host.endswith(rule_host[1:]))
+
+
 def mark(probe: Probe, ingresses: Iterable[Ingress]) -> Probe:
-    """``probe`` with the annotations of every Ingress whose rules could answer its host
-    (exact, wildcard or host-less: conservative), as :func:`generate` marks its own."""
+    """``probe`` with the annotations (keys) whose effect it could depend on: those of the
+    Ingress paths that could take it (:data:`PATH_SCOPED`), those of its host that reach
+    every path, every annotation of an Ingress with a defaultBackend when no path takes it, and
+    nginx's default ssl-redirect for plain HTTP to a TLS host's paths."""
     host = probe.host.lower().rstrip(".").partition(":")[0]
+    path = probe.path.partition("?")[0]
     notes: set[str] = set()
+    ingresses = list(ingresses)
+    claimed = any(
+        _matches(p.path, p.path_type, path)
+        for ing in ingresses for rule in ing.rules if _covers(rule.host, host)
+        for p in rule.paths
+    )
     for ing in ingresses:
-        hosts = {r.host for r in ing.rules} | ({""} if ing.default_backend else set())
-        for h in hosts:
-            if h == "" or h == host or (h.startswith("*.") and host.endswith(h[1:])):
-                notes |= _behaviour_annotations(ing)
-                if probe.scheme == "http" and _ssl_redirect_default(ing, h):
-                    notes.add(PREFIX + "ssl-redirect")
+        keys = _behaviour_annotations(ing)
+        if ing.default_backend is not None and not claimed:
+            notes |= keys
+        for rule in ing.rules:
+            if not _covers(rule.host, host):
+                continue
+            reached = any(_could_match(p.path, path) for p in rule.paths)
+            for key in keys:
+                name = key[len(PREFIX):]
+                if name == "app-root":
+                    if path == "/":
+                        notes.add(key)
+                elif name not in PATH_SCOPED or reached:
+                    notes.add(key)
+            if reached and probe.scheme == "http" and _ssl_redirect_default(ing, rule.host):
+                notes.add(PREFIX + "ssl-redirect")
     return Probe(probe.method, probe.scheme, probe.host, probe.path, probe.headers,
                  probe.why, tuple(sorted(notes | set(probe.annotations))))
 
