@@ -167,9 +167,14 @@ def _annotation_probes(key: str, owners: list[Ingress], scheme: str, host: str) 
                 out.append(Probe("GET", scheme, host, path, ((header, v),),
                                  f"canary header {header}: {v}"))
     elif name == "enable-cors":
+        allowed = next((i.annotations.get(PREFIX + "cors-allow-origin", "") for i in owners
+                        if key in i.annotations), "")
+        origin = allowed.split(",")[0].strip()  # an allowed one: the preflight succeeds
+        if not origin or "*" in origin:
+            origin = "https://origin.verify.invalid"
         for path in paths:
             out.append(Probe("OPTIONS", scheme, host, path, (
-                ("Origin", "https://origin.verify.invalid"),
+                ("Origin", origin),
                 ("Access-Control-Request-Method", "POST"),
             ), "CORS preflight"))
     elif name == "app-root":
