@@ -73,6 +73,8 @@ from gatewayapi.ingress.sides import (
 EXIT_DIFFERENT = 3
 """Exit status when a response differs (the same as `tulle convert`'s "not exact")."""
 REQUEST_TIMEOUT = 5.0
+MAX_BACKENDS = 256
+"""Service ports served by the one echo process (a bound on what untrusted input opens)."""
 START_TIMEOUT = 60.0
 """How long a started process may take to listen (a loaded machine imports slowly)."""
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,13 +86,21 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 1).close()
+    except OSError:
+        return False
+    return True
+
+
 class Processes:
     """Processes started here, stopped by PID (SIGTERM, then SIGKILL after 5 s)."""
 
     def __init__(self) -> None:
         self.running: list[tuple[subprocess.Popen[bytes], str]] = []
 
-    def start(self, args: list[str], env: Mapping[str, str], what: str, port: int) -> None:
+    def start(self, args: list[str], env: Mapping[str, str], what: str, ports: list[int]) -> None:
         full = {**os.environ, **env}
         full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), full.get("PYTHONPATH")]))
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
@@ -103,10 +113,10 @@ class Processes:
             if proc.poll() is not None:
                 err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
                 raise VerifyError(f"{what} exited with {proc.returncode}: {err.strip()[-800:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            if all(_listening(port) for port in ports):
                 return
             time.sleep(0.1)
-        raise VerifyError(f"{what} did not listen on 127.0.0.1:{port} in {START_TIMEOUT:.0f} s")
+        raise VerifyError(f"{what} did not listen on 127.0.0.1:{ports} in {START_TIMEOUT:.0f} s")
 
     def stop(self) -> None:
         for proc, _ in self.running:
@@ -159,8 +169,9 @@ Ports = dict[int, int]
 @contextlib.contextmanager
 def serve_both(
     documents: Sequence[Mapping[str, Any]], conversion: Conversion
-) -> Iterator[tuple[Ports, Ports]]:
-    """Start the echo backends and both waypoints; yields (Ingress ports, Gateway ports)."""
+) -> Iterator[tuple[Ports, Ports, dict[str, str]]]:
+    """Start the echo backends and both waypoints; yields the Ingress side's ports, the
+    Gateway side's, and the echo ports' names (``namespace/service:port``)."""
     gateway = gateway_of(conversion)
     gw_ns, gw_name = gateway["metadata"]["namespace"], gateway["metadata"]["name"]
     services, targets = services_and_targets(documents, conversion)
@@ -168,15 +179,19 @@ def serve_both(
     procs = Processes()
     try:
         with tempfile.TemporaryDirectory(prefix="tulle-verify-") as tmp:
-            endpoints = {}
-            for ns, svc, port in targets:
-                echo_port = _free_port()
+            # One echo server for every backend, on a port each: the port it was reached
+            # on ("httpPort" in its answer) names the Service port that answered.
+            if len(targets) > MAX_BACKENDS:
+                raise VerifyError(f"{len(targets)} Service ports, at most {MAX_BACKENDS}")
+            local = {target: _free_port() for target in targets}
+            backends = {str(p): f"{ns}/{svc}:{port}" for (ns, svc, port), p in local.items()}
+            endpoints = {name: [f"127.0.0.1:{p}"] for p, name in backends.items()}
+            if local:
                 procs.start(
-                    ["-m", "lab.echo.server", "--address", "127.0.0.1", "--port", str(echo_port)],
-                    {"POD_NAME": f"{ns}/{svc}:{port}", "NAMESPACE": ns, "SERVICE_NAME": svc},
-                    f"echo backend for {ns}/{svc}:{port}", echo_port,
+                    ["-m", "lab.echo.server", "--address", "127.0.0.1",
+                     "--port", ",".join(map(str, local.values()))],
+                    {}, "the echo backends", list(local.values()),
                 )
-                endpoints[f"{ns}/{svc}:{port}"] = [f"127.0.0.1:{echo_port}"]
             sides = (
                 ("ingress", ingress_side(documents, gw_name),
                  {"kind": "IngressClass", "name": gw_name}),
@@ -198,9 +213,9 @@ def serve_both(
                 path = Path(tmp) / f"{side}.yaml"
                 path.write_text(yaml.safe_dump_all([*namespaces(objects), *objects, config]))
                 procs.start(["-m", "l7proxy", "--config", str(path)], {},
-                            f"the {side} waypoint", ports[80])
+                            f"the {side} waypoint", [ports[80]])
                 served.append(ports)
-            yield served[0], served[1]
+            yield served[0], served[1], backends
     finally:
         procs.stop()
 
@@ -222,8 +237,8 @@ def _connect(ports: Ports, probe: Probe) -> http.client.HTTPConnection:
     return conn
 
 
-def request(ports: Ports, probe: Probe) -> Observation:
-    """Send ``probe`` to one side and reduce the answer."""
+def request(ports: Ports, probe: Probe, backends: Mapping[str, str]) -> Observation:
+    """Send ``probe`` to one side and reduce the answer (``backends``: echo port -> name)."""
     try:
         conn = _connect(ports, probe)
     except OSError as err:
@@ -245,7 +260,9 @@ def request(ports: Ports, probe: Probe) -> Observation:
     if resp.status == 200 and probe.method != "HEAD":
         with contextlib.suppress(ValueError, AttributeError):
             echo = json.loads(body)
-            backend, seen = str(echo.get("pod", "")), str(echo.get("path", ""))
+            port = str(echo.get("httpPort", ""))
+            backend = backends.get(port, f"unknown echo port {port}")
+            seen = str(echo.get("path", ""))
     return Observation(
         status=resp.status,
         backend=backend,
@@ -270,14 +287,14 @@ def verify(
     """Replay ``probes`` against both sides; each probe's verdict, in order."""
     outcomes: list[Outcome] = []
     try:
-        with serve_both(documents, conversion) as (ingress_ports, gateway_ports):
+        with serve_both(documents, conversion) as (ingress_ports, gateway_ports, names):
             deadline = time.monotonic() + budget
             for probe in probes:
                 if time.monotonic() > deadline:
                     outcomes.append(unchecked_outcome(probe, f"the {budget:.0f} s budget ran out"))
                 else:
-                    outcomes.append(compare(probe, request(ingress_ports, probe),
-                                            request(gateway_ports, probe)))
+                    outcomes.append(compare(probe, request(ingress_ports, probe, names),
+                                            request(gateway_ports, probe, names)))
     except (OSError, IngressError, KeyError, TypeError) as err:
         raise VerifyError(f"cannot serve both sides: {err}") from err
     return outcomes

@@ -25,8 +25,8 @@ def services_and_targets(
 ) -> tuple[list[dict[str, Any]], list[Target]]:
     """The Services both sides need (the input's, plus one per backend the input does not
     define, with the ports the backends name) and every Service port to run an echo for."""
-    given = {
-        (d["metadata"].get("namespace", "default"), d["metadata"]["name"]): d
+    given: dict[tuple[str, str], dict[str, Any]] = {
+        (d["metadata"].get("namespace", "default"), d["metadata"]["name"]): dict(d)
         for d in documents
         if d.get("kind") == "Service"
     }
@@ -59,15 +59,15 @@ def services_and_targets(
     services: list[dict[str, Any]] = []
     targets: set[Target] = set()
     for (ns, name), ports in sorted(wanted.items()):
-        doc = given.get((ns, name))
-        if doc is None:
-            doc = {
+        svc_doc = given.get((ns, name))
+        if svc_doc is None:
+            svc_doc = {
                 "apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": name, "namespace": ns},
                 "spec": {"ports": [{"port": p} for p in sorted(ports)]},
             }
-        services.append(doc)
-        for port in doc.get("spec", {}).get("ports", []):
+        services.append(svc_doc)
+        for port in svc_doc.get("spec", {}).get("ports", []):
             targets.add((ns, name, int(port["port"])))
     services += [d for k, d in sorted(given.items()) if k not in wanted]
     return services, sorted(targets)

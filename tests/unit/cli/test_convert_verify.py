@@ -10,9 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
+from agent.cli.convert_verify import Processes
 from agent.cli.main import cli
+from gatewayapi.ingress.sides import VerifyError
 
 HERE = Path(__file__).resolve().parent
 REALISTIC = HERE / "verify_realistic.yaml"
@@ -121,3 +124,16 @@ def test_bad_input_is_refused_before_anything_starts(tmp_path: Path) -> None:
         "ingressClassName: nginx", "ingressClassName: other")
     result = tulle("--verify", "-f", "-", input=two)
     assert result.exit_code == 1 and "one IngressClass at a time" in result.output
+
+
+def test_a_process_that_fails_to_start_is_named_with_its_error() -> None:
+    procs = Processes()
+    try:
+        with pytest.raises(VerifyError, match=r"the thing exited with 4: .*broken on purpose"):
+            procs.start(
+                ["-c", "import sys; print('broken on purpose', file=sys.stderr); sys.exit(4)"],
+                {}, "the thing", [1],
+            )
+    finally:
+        procs.stop()
+    assert procs.running == []
