@@ -5,9 +5,9 @@ loopback and replay a request corpus against both (the I/O shell around
 Two real waypoints (``python -m l7proxy --config``), each from its own file: one serves
 the Ingresses through Tulle's Ingress engine (``gatewayapi/ingress/serve.py``, the
 Kubernetes Ingress semantics, independent of the converter), the other the converted
-Gateway and HTTPRoutes. Behind both, one echo server (``python -m lab.echo.server``) per
-Service port, named ``namespace/service:port`` so each answer says which backend took it
-and which path it saw. Everything listens on 127.0.0.1 (not in a lab: a lab's waypoints
+Gateway and HTTPRoutes. Behind both, one echo server (``python -m lab.echo.server``) with
+a port per Service port: the port it was reached on says which backend took a request,
+and its answer which path it saw. Everything listens on 127.0.0.1 (not in a lab: a lab's waypoints
 serve one cluster's objects, and this needs two readings of the same ones). Bounded: at
 most ``MAX_PROBES`` requests, 5 s each, ``budget`` seconds in all; every process started
 here is stopped by its PID.
