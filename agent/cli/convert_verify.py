@@ -7,8 +7,8 @@ the Ingresses through Tulle's Ingress engine (``gatewayapi/ingress/serve.py``, t
 Kubernetes Ingress semantics, independent of the converter), the other the converted
 Gateway and HTTPRoutes. Behind both, one echo server (``python -m lab.echo.server``) with
 a port per Service port: the port it was reached on says which backend took a request,
-and its answer which path it saw. Everything listens on 127.0.0.1 (not in a lab: a lab's waypoints
-serve one cluster's objects, and this needs two readings of the same ones). Bounded: at
+and its answer which path it saw. Everything listens on 127.0.0.1 (not in a lab: a lab's
+waypoints serve one cluster's objects, and this needs two readings of the same ones). Bounded: at
 most ``MAX_PROBES`` requests, 5 s each, ``budget`` seconds in all; every process started
 here is stopped by its PID.
 
@@ -101,21 +101,25 @@ class Processes:
         self.running: list[tuple[subprocess.Popen[bytes], str]] = []
 
     def start(self, args: list[str], env: Mapping[str, str], what: str, ports: list[int]) -> None:
+        """Start ``args`` under this interpreter and wait until every port listens. Its
+        stderr goes to an unlinked file (a pipe nobody reads would block a chatty child)."""
         full = {**os.environ, **env}
         full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), full.get("PYTHONPATH")]))
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
-            [sys.executable, *args], env=full, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        self.running.append((proc, what))
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                raise VerifyError(f"{what} exited with {proc.returncode}: {err.strip()[-800:]}")
-            if all(_listening(port) for port in ports):
-                return
-            time.sleep(0.1)
+        with tempfile.TemporaryFile() as log:
+            proc = subprocess.Popen(  # our own interpreter and modules
+                [sys.executable, *args], env=full, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=log,
+            )
+            self.running.append((proc, what))
+            deadline = time.monotonic() + START_TIMEOUT
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    err = log.read()[-800:].decode(errors="replace").strip()
+                    raise VerifyError(f"{what} exited with {proc.returncode}: {err}")
+                if all(_listening(port) for port in ports):
+                    return
+                time.sleep(0.1)
         raise VerifyError(f"{what} did not listen on 127.0.0.1:{ports} in {START_TIMEOUT:.0f} s")
 
     def stop(self) -> None:
@@ -128,8 +132,6 @@ class Processes:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-            if proc.stderr:
-                proc.stderr.close()
         self.running.clear()
 
 
