@@ -254,7 +254,7 @@ def request(ports: Ports, probe: Probe, backends: Mapping[str, str]) -> Observat
         resp = conn.getresponse()
         body = resp.read(1 << 20)
         headers = resp.getheaders()
-    except (OSError, http.client.HTTPException) as err:
+    except (OSError, ValueError, http.client.HTTPException) as err:  # ValueError: a bad header
         return Observation(error=_why(err))
     finally:
         conn.close()
@@ -368,8 +368,8 @@ def outcome_dict(outcome: Outcome) -> dict[str, Any]:
         },
         "verdict": outcome.verdict.value,
         "reason": outcome.reason,
-        "ingress": outcome.ingress.fields(),
-        "gateway": outcome.gateway.fields(),
+        "ingress": {**outcome.ingress.fields(), "error": outcome.ingress.error},
+        "gateway": {**outcome.gateway.fields(), "error": outcome.gateway.error},
         "differences": [
             {"field": f, "ingress": a, "gateway": b} for f, a, b in outcome.differences
         ],

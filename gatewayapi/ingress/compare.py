@@ -30,7 +30,8 @@ COMPARED_HEADERS = (
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """One side's answer; ``error`` when there was none (refused connection, timeout)."""
+    """One side's answer; ``error`` when there was none (refused connection, timeout, TLS
+    handshake refused): shown, compared only as "no answer"."""
 
     status: int = 0
     backend: str = ""
@@ -42,7 +43,9 @@ class Observation:
 
     def fields(self) -> dict[str, str]:
         out = {
-            "status": str(self.status) if not self.error else f"error: {self.error}",
+            # Any failure is "no answer": how a port without the service fails (reset,
+            # refused handshake, plain HTTP on 443) depends on the loopback setup.
+            "status": str(self.status) if not self.error else "no answer",
             "backend": self.backend or "-",
             "backend path": self.backend_path or "-",
             "location": self.location or "-",

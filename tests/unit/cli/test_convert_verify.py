@@ -137,3 +137,14 @@ def test_a_process_that_fails_to_start_is_named_with_its_error() -> None:
     finally:
         procs.stop()
     assert procs.running == []
+
+
+def test_https_to_a_host_without_tls_is_no_answer_on_both_sides(tmp_path: Path) -> None:
+    requests = tmp_path / "requests.json"
+    requests.write_text(json.dumps([{"host": "app.example.com", "path": "/api", "scheme": "https"}]))
+    result = tulle("--verify", "-f", "-", "--requests", str(requests), "-o", "json", input=DIFFER)
+    assert result.exit_code == 3, result.output  # the set's own differences
+    got = results(result.stdout)[("https", "app.example.com", "/api", "{}")]
+    assert got["verdict"] == "same"
+    assert got["ingress"]["status"] == got["gateway"]["status"] == "no answer"
+    assert got["ingress"]["error"] and got["gateway"]["error"]
