@@ -75,9 +75,38 @@ class Outcome:
     differences: tuple[tuple[str, str, str], ...] = ()
     """(field, Ingress value, Gateway value) for each field that differs."""
     reason: str = ""
+    left: str = "Ingress"
+    """What the left column is: the Ingress side, or ingress-nginx's documented answer."""
+
+
+EXPECTED_LABEL = "nginx (documented)"
+
+
+def _norm(name: str, value: str) -> str:
+    """A Location's scheme and host are case-insensitive (nginx's $host is lower case)."""
+    if name != "location" or "://" not in value:
+        return value
+    scheme, _, rest = value.partition("://")
+    host, slash, path = rest.partition("/")
+    return f"{scheme.lower()}://{host.lower()}{slash}{path}"
 
 
 def compare(probe: Probe, ingress: Observation, gateway: Observation) -> Outcome:
+    if probe.expect:
+        # The Ingress side cannot apply the annotation: hold the Gateway to what
+        # ingress-nginx documents instead (the left column is that expectation).
+        want = dict(probe.expect)
+        got = gateway.fields()
+        diff = tuple(
+            (name, value, got.get(name, "-"))
+            for name, value in want.items()
+            if _norm(name, value) != _norm(name, got.get(name, "-"))
+        )
+        why = "checked against ingress-nginx's documented answer for " + ", ".join(
+            probe.annotations
+        )
+        verdict = Verdict.DIFFERENT if diff else Verdict.SAME
+        return Outcome(probe, verdict, ingress, gateway, diff, why, EXPECTED_LABEL)
     if probe.annotations:
         why = (
             "depends on " + ", ".join(probe.annotations)
@@ -120,5 +149,5 @@ def table(outcomes: Iterable[Outcome]) -> list[str]:
             continue
         lines.append(f"DIFFERENT {outcome.probe}  ({outcome.probe.why})")
         for name, left, right in outcome.differences:
-            lines.append(f"    {name}: Ingress {left}  |  Gateway {right}")
+            lines.append(f"    {name}: {outcome.left} {left}  |  Gateway {right}")
     return lines

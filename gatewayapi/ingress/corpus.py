@@ -44,6 +44,9 @@ class Probe:
     headers: tuple[tuple[str, str], ...] = ()
     why: str = ""
     annotations: tuple[str, ...] = field(default=())
+    expect: tuple[tuple[str, str], ...] = ()
+    """What ingress-nginx answers, when the only annotations the probe depends on are ones
+    whose answer is documented and fixed (:data:`EXPECTED`): compared with the Gateway."""
 
     @property
     def key(self) -> tuple[str, str, str, str, tuple[tuple[str, str], ...]]:
@@ -182,6 +185,8 @@ def _annotation_probes(key: str, owners: list[Ingress], scheme: str, host: str) 
     return out
 
 
+EXPECTED = frozenset({PREFIX + "ssl-redirect", PREFIX + "force-ssl-redirect"})
+"""Annotations whose answer is fixed: plain HTTP gets ``308`` to the same URL over HTTPS."""
 PATH_SCOPED = frozenset({
     "ssl-redirect", "force-ssl-redirect", "canary", "canary-weight", "canary-weight-total",
     "canary-by-header", "canary-by-header-value", "canary-by-header-pattern", "canary-by-cookie",
@@ -247,8 +252,14 @@ def mark(probe: Probe, ingresses: Iterable[Ingress]) -> Probe:
                     notes.add(key)
             if reached and probe.scheme == "http" and _ssl_redirect_default(ing, rule.host):
                 notes.add(PREFIX + "ssl-redirect")
+    notes |= set(probe.annotations)
+    expect: tuple[tuple[str, str], ...] = ()
+    if notes and notes <= EXPECTED and probe.scheme == "http":
+        # ingress-nginx's ssl-redirect: `return 308 https://$redirect_host$request_uri`
+        expect = (("status", "308"), ("backend", "-"), ("backend path", "-"),
+                  ("location", f"https://{host}{probe.path}"))
     return Probe(probe.method, probe.scheme, probe.host, probe.path, probe.headers,
-                 probe.why, tuple(sorted(notes | set(probe.annotations))))
+                 probe.why, tuple(sorted(notes)), expect)
 
 
 def read_requests(data: Any, source: str = "requests") -> list[Probe]:

@@ -80,6 +80,11 @@ def test_a_realistic_multi_annotation_set_passes_and_compares_what_it_can() -> N
     assert redirect["verdict"] == "unchecked"
     assert "ssl-redirect" in redirect["reason"]
     assert redirect["gateway"]["status"] == "308" and redirect["ingress"]["status"] == "200"
+    # ssl-redirect alone has a fixed answer: the Gateway is held to ingress-nginx's 308
+    healthz = got[("http", "www.example.com", "/healthz", "{}")]
+    assert healthz["verdict"] == "same" and "documented answer" in healthz["reason"]
+    assert healthz["gateway"]["status"] == "308"
+    assert healthz["gateway"]["location"] == "https://www.example.com/healthz"
     canary = got[("https", "www.example.com", "/static", json.dumps({"X-Canary": "always"}))]
     assert canary["verdict"] == "unchecked"
     assert canary["gateway"]["backend"] == "store/static-next:80"

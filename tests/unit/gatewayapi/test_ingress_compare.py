@@ -79,3 +79,19 @@ def test_table_lists_only_differences_and_summary_counts_each_verdict() -> None:
     assert lines[0].startswith("DIFFERENT GET http://a.example/x")
     assert any("status: Ingress 200  |  Gateway 404" in line for line in lines)
     assert dict(summary(outcomes)) == {Verdict.SAME: 1, Verdict.DIFFERENT: 1, Verdict.UNCHECKED: 1}
+
+
+def test_an_expected_answer_holds_the_gateway_to_it_whatever_the_ingress_side_did() -> None:
+    ssl = "nginx.ingress.kubernetes.io/ssl-redirect"
+    expect = (("status", "308"), ("backend", "-"), ("backend path", "-"),
+              ("location", "https://a.example/x"))
+    probe = Probe("GET", "http", "A.example", "/x", (), "t", (ssl,), expect)
+    redirected = Observation(308, location="https://A.EXAMPLE/x")  # host case is free
+    outcome = compare(probe, ECHO, redirected)
+    assert outcome.verdict is Verdict.SAME and outcome.left == "nginx (documented)"
+    wrong = compare(probe, ECHO, Observation(301, location="https://a.example/X"))
+    assert wrong.verdict is Verdict.DIFFERENT
+    assert wrong.differences == (("status", "308", "301"),
+                                 ("location", "https://a.example/x", "https://a.example/X"))
+    assert "location: nginx (documented) https://a.example/x  |  Gateway https://a.example/X" in (
+        "\n".join(table([wrong])))

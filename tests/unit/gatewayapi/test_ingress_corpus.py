@@ -115,6 +115,7 @@ def test_tls_hosts_get_https_probes_and_annotations_mark_their_hosts_only() -> N
     assert api_http.annotations == (
         N + "canary", N + "canary-by-header", N + "enable-cors", N + "ssl-redirect"
     )
+    assert api_http.expect == ()  # canary and CORS have no single documented answer
     api_https = find(probes, host="api.example.com", scheme="https", path="/v1")[0]
     assert N + "ssl-redirect" not in api_https.annotations
 
@@ -176,3 +177,15 @@ requests:
 def test_malformed_user_requests_are_refused_naming_the_entry(data: Any, message: str) -> None:
     with pytest.raises(IngressError, match=message):
         read_requests(data, "r")
+
+
+def test_a_probe_only_ssl_redirect_reaches_expects_nginxs_308() -> None:
+    docs = list(yaml.safe_load_all(DOCS.replace(
+        "nginx.ingress.kubernetes.io/enable-cors: \"true\"", "")))
+    ing = [i for i in ingresses_of(docs) if i.name == "api"]
+    probes = generate(ing)
+    http = find(probes, host="API.EXAMPLE.COM", scheme="http", path="/v1/deeper")[0]
+    assert http.annotations == (N + "ssl-redirect",)
+    assert dict(http.expect) == {"status": "308", "backend": "-", "backend path": "-",
+                                 "location": "https://api.example.com/v1/deeper"}
+    assert find(probes, host="api.example.com", scheme="https", path="/v1")[0].expect == ()
