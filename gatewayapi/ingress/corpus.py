@@ -46,7 +46,8 @@ class Probe:
     annotations: tuple[str, ...] = field(default=())
     expect: tuple[tuple[str, str], ...] = ()
     """What ingress-nginx answers, when the only annotations the probe depends on are ones
-    whose answer is documented and fixed (:data:`EXPECTED`): compared with the Gateway."""
+    whose answer is documented and fixed (:data:`EXPECTED`, :data:`MOVED`): compared with
+    the Gateway."""
 
     @property
     def key(self) -> tuple[str, str, str, str, tuple[tuple[str, str], ...]]:
@@ -187,6 +188,8 @@ def _annotation_probes(key: str, owners: list[Ingress], scheme: str, host: str) 
 
 EXPECTED = frozenset({PREFIX + "ssl-redirect", PREFIX + "force-ssl-redirect"})
 """Annotations whose answer is fixed: plain HTTP gets ``308`` to the same URL over HTTPS."""
+MOVED = frozenset({PREFIX + "permanent-redirect", PREFIX + "permanent-redirect-code"})
+"""Annotations whose answer is fixed: the code (301 by default) to the annotation's URL."""
 PATH_SCOPED = frozenset({
     "ssl-redirect", "force-ssl-redirect", "canary", "canary-weight", "canary-weight-total",
     "canary-by-header", "canary-by-header-value", "canary-by-header-pattern", "canary-by-cookie",
@@ -235,10 +238,12 @@ def mark(probe: Probe, ingresses: Iterable[Ingress]) -> Probe:
         for ing in ingresses for rule in ing.rules if _covers(rule.host, host)
         for p in rule.paths
     )
+    values: dict[str, set[str]] = {}  # key -> the values of the Ingresses that reach it
     for ing in ingresses:
         keys = _behaviour_annotations(ing)
+        hit: set[str] = set()  # this Ingress's annotations that reach the probe
         if ing.default_backend is not None and not claimed:
-            notes |= keys
+            hit |= keys
         for rule in ing.rules:
             if not _covers(rule.host, host):
                 continue
@@ -247,19 +252,33 @@ def mark(probe: Probe, ingresses: Iterable[Ingress]) -> Probe:
                 name = key[len(PREFIX):]
                 if name == "app-root":
                     if path == "/":
-                        notes.add(key)
+                        hit.add(key)
                 elif name not in PATH_SCOPED or reached:
-                    notes.add(key)
+                    hit.add(key)
             if reached and probe.scheme == "http" and _ssl_redirect_default(ing, rule.host):
                 notes.add(PREFIX + "ssl-redirect")
+        notes |= hit
+        for key in hit:
+            values.setdefault(key, set()).add(ing.annotations[key])
     notes |= set(probe.annotations)
-    expect: tuple[tuple[str, str], ...] = ()
-    if notes and notes <= EXPECTED and probe.scheme == "http":
-        # ingress-nginx's ssl-redirect: `return 308 https://$redirect_host$request_uri`
-        expect = (("status", "308"), ("backend", "-"), ("backend path", "-"),
-                  ("location", f"https://{host}{probe.path}"))
     return Probe(probe.method, probe.scheme, probe.host, probe.path, probe.headers,
-                 probe.why, tuple(sorted(notes)), expect)
+                 probe.why, tuple(sorted(notes)), _expected(probe, host, notes, values))
+
+
+def _expected(
+    probe: Probe, host: str, notes: set[str], values: Mapping[str, set[str]]
+) -> tuple[tuple[str, str], ...]:
+    """ingress-nginx's documented answer when only annotations with a fixed one reach."""
+    none = (("backend", "-"), ("backend path", "-"))
+    if notes and notes <= EXPECTED and probe.scheme == "http":
+        # ssl-redirect: `return 308 https://$redirect_host$request_uri`
+        return (("status", "308"), *none, ("location", f"https://{host}{probe.path}"))
+    target = values.get(PREFIX + "permanent-redirect", set())
+    codes = values.get(PREFIX + "permanent-redirect-code", {"301"})
+    if notes and notes <= MOVED and len(target) == 1 and len(codes) == 1:
+        # permanent-redirect: `return <code, 301 by default> <url>`
+        return (("status", next(iter(codes))), *none, ("location", next(iter(target))))
+    return ()
 
 
 def read_requests(data: Any, source: str = "requests") -> list[Probe]:

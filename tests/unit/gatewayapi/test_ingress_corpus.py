@@ -189,3 +189,30 @@ def test_a_probe_only_ssl_redirect_reaches_expects_nginxs_308() -> None:
     assert dict(http.expect) == {"status": "308", "backend": "-", "backend path": "-",
                                  "location": "https://api.example.com/v1/deeper"}
     assert find(probes, host="api.example.com", scheme="https", path="/v1")[0].expect == ()
+
+
+def test_permanent_redirect_expects_its_code_and_url_unless_values_disagree() -> None:
+    moved = yaml.safe_load("""
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: moved
+  namespace: web
+  annotations:
+    nginx.ingress.kubernetes.io/permanent-redirect: https://new.example/
+    nginx.ingress.kubernetes.io/permanent-redirect-code: "308"
+spec:
+  rules:
+  - host: old.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: app, port: {number: 80}}}}
+""")
+    ing = ingresses_of([moved])
+    probe = mark(Probe("GET", "http", "old.example", "/a?b=c"), ing)
+    assert dict(probe.expect) == {"status": "308", "backend": "-", "backend path": "-",
+                                  "location": "https://new.example/"}
+    other = yaml.safe_load(yaml.safe_dump(moved))
+    other["metadata"]["name"] = "moved-2"
+    other["metadata"]["annotations"][N + "permanent-redirect"] = "https://elsewhere.example/"
+    assert mark(Probe("GET", "http", "old.example", "/a"), ingresses_of([moved, other])).expect == ()
