@@ -5,6 +5,10 @@ Input: files, directories and stdin (-f, repeatable), or --from-cluster (the Ing
 IngressClasses and Services the API server serves). Output: the Gateway, HTTPRoutes and
 ReferenceGrants on stdout (-o yaml|json); the report on stderr (--report text|json).
 
+With --verify the Ingresses and the converted objects are served side by side on loopback
+and a request corpus is replayed against both (agent/cli/convert_verify.py): the differing
+responses and a summary go to stdout; exit 0 when no response differs, 3 when one does.
+
 Exit status: 0 when everything converted exactly (the report holds notes at most); 3 when
 something was refused or approximated (the objects are still written); 1 for input that
 cannot be read or is malformed; 2 for usage errors (click's).
@@ -21,6 +25,7 @@ import yaml
 
 from agent.cli.cluster import connect
 from agent.cli.context import cluster_options
+from agent.cli.convert_verify import run_verify
 from agent.cli.manifests import load
 from agent.model.convert import ConversionError, from_dict
 from gatewayapi.ingress import DEFAULT_GATEWAY_CLASS, Conversion, IngressError, convert
@@ -48,6 +53,20 @@ class _Failed(click.ClickException):
     show_default=True,
     help="The Gateway's namespace when a class's Ingresses span several namespaces.",
 )
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Serve the Ingresses and the conversion side by side on loopback, replay a request "
+    "corpus and print every response that differs (instead of the objects).",
+)
+@click.option(
+    "--requests",
+    "requests_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="With --verify: more requests, a YAML or JSON list of {method, host, path, headers, "
+    "scheme}.",
+)
 @cluster_options
 @click.pass_context
 def convert_cmd(
@@ -59,6 +78,8 @@ def convert_cmd(
     report: str,
     gateway_class: str,
     gateway_namespace: str,
+    verify: bool,
+    requests_file: str | None,
     kubeconfig: str | None,
     context_name: str | None,
 ) -> None:
@@ -67,10 +88,12 @@ def convert_cmd(
     \b
     The converted objects go to stdout, the report of everything not expressed to stderr.
     Exit status: 0 converted exactly; 3 something refused or approximated (see the report);
-    1 unreadable or malformed input.
+    1 unreadable or malformed input. With --verify: 0 no response differs, 3 one does.
     """
     if bool(files) == from_cluster:
         raise click.UsageError("give -f FILE|DIR|- (repeatable) or --from-cluster, not both")
+    if requests_file is not None and not verify:
+        raise click.UsageError("--requests goes with --verify")
     if namespace is not None and not from_cluster:
         raise click.UsageError("-n/--namespace goes with --from-cluster")
     if from_cluster:
@@ -82,6 +105,10 @@ def convert_cmd(
     except IngressError as err:
         raise _Failed(str(err)) from err
     _check(result)
+    if verify:
+        _report(result, report)
+        code = run_verify(docs, result, requests_file, output)
+        ctx.exit(code)
     _write(result.objects, output)
     _report(result, report)
     if not result.exact:
