@@ -14,12 +14,13 @@ from gatewayapi import BackendTarget, Forward, Headers, Request, Response, Upstr
 from l7proxy.backendtls import TLS_DROP
 from l7proxy.exchange import Downstream, Exchange, RawHeaders, RequestBody, upstream_head
 from l7proxy.failures import Failed, before_response
+from l7proxy.h1up import Http1Upstream
 from l7proxy.http.parser import BodyKind
 from l7proxy.http.response import PROTOCOL_ERROR, ResponseHead, upgrade_refusal
 from l7proxy.http.wire import HOP_BY_HOP, LAST_CHUNK, chunk, end_to_end
 from l7proxy.retries import RETRY_BUDGET_DROP, Retries, retries_for, status_retry
 from l7proxy.timing import now
-from l7proxy.upstream import Http1Upstream, UpstreamFailure
+from l7proxy.upstream import UpstreamFailure
 
 if TYPE_CHECKING:
     from l7proxy.proxy import Proxy

@@ -9,6 +9,10 @@ request is routed to (agent/datapath/policy_waypoint.py) and AuthorizationPolicy
 request (``l7proxy/authz.py``), opens backend connections from
 its own address with the waypoint mark (bpf/lib/redirect.h), and hands every request's
 flow to the node agent.
+
+Here the process wiring: ``serve`` and ``run``. The cluster view and its compiled tables are
+``l7proxy/feed.py``, the NetworkPolicy gate ``l7proxy/netpolicy.py``, the marked backend
+connections ``WaypointConnector`` in ``l7proxy/upstream.py``.
 """
 
 from __future__ import annotations
@@ -17,256 +21,38 @@ import asyncio
 import ipaddress
 import logging
 import signal
-import socket
-import ssl
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from lightkube import Client
 
 from agent.datapath.origdst import WAYPOINT_MARK, OriginalDestinations
-from agent.datapath.policy_waypoint import ConnectionPolicy, connection_policy
 from agent.flows.l7intake import FlowForwarder
-from agent.flows.l7record import PolicyNames
 from agent.flows.tunnelrecord import TunnelEvent
-from agent.kube.cache import Delta
-from agent.kube.source import ClusterSource, KubeconfigError, connect
+from agent.kube.source import KubeconfigError, connect
 from agent.metrics.server import parse_address
-from agent.model.cache import ModelCache
-from gatewayapi import GatewayParent, IngressParent, RouteCompiler, RouteTables, RoutingInputs
-from gatewayapi.backendpolicy import targeted_services
+from gatewayapi import GatewayParent, IngressParent
 from gatewayapi.backendtls import tls_by_port
 from identity.spiffe import DEFAULT_TRUST_DOMAIN
-from l7proxy.authz import AuthzGate, default_routes
-from l7proxy.config import ListenerConfig, StaticEndpoints, WaypointConfig, tls_certificates
-from l7proxy.endpoint_index import EndpointIndex
+from l7proxy.authz import AuthzGate
+from l7proxy.config import ListenerConfig, WaypointConfig
+from l7proxy.feed import KINDS, ClusterFeed
 from l7proxy.flows import FlowLossCollector
 from l7proxy.hbone import runner as hbone_runner
 from l7proxy.listenfds import HeldListeners, ListenFdsError
-from l7proxy.parents import gateway_parents, ingress_tables, ingresses_of
+from l7proxy.netpolicy import PolicyGate
 from l7proxy.ratelimit import RateLimitGate
 from l7proxy.resilience.params import params_by_service
 from l7proxy.server import WaypointServer, new_event_loop
 from l7proxy.standby import ActiveLock, holder
 from l7proxy.timing import SPLIT
-from l7proxy.upstream import Connector, P
+from l7proxy.upstream import WaypointConnector
 
 log = logging.getLogger("tulle.waypoint")
 METRICS_PORT = 9966  # agent/metrics: the agent serves 9965, its waypoint 9966
 # Loopback of the node's netns: pods route to every other node address (see ARCHITECTURE).
 METRICS_ADDRESS = f"127.0.0.1:{METRICS_PORT}"
 Address = tuple[str, int]
-Certificates = dict[tuple[str, str], tuple[bytes, bytes]]
-IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
-KINDS = (
-    "Pod",
-    "NetworkPolicy",
-    "HTTPRoute",
-    "GRPCRoute",
-    "Gateway",
-    "GatewayClass",
-    "ReferenceGrant",
-    "Namespace",
-    "Secret",
-    "Service",
-    "EndpointSlice",
-    "BackendTrafficPolicy",
-    "AuthorizationPolicy",
-    "HTTPFault",
-    "HTTPLocalRateLimitPolicy",
-    "Ingress",
-    "IngressClass",
-    "BackendTLSPolicy",
-    "ConfigMap",
-)
-
-
-class PolicyGate:
-    """``WaypointConfig.admits``, ``policy_names`` and ``client_namespace``: the current
-    ConnectionPolicy (every pod's policy, identity and namespace), swapped on every change.
-    A (client address, backend) pair is judged and named once, then read from the cache."""
-
-    def __init__(self, policy: ConnectionPolicy) -> None:
-        self.swap(policy)
-
-    def swap(self, policy: ConnectionPolicy) -> None:
-        self.policy = policy
-        self._verdicts: dict[tuple[str, Address], PolicyNames | None] = {}
-
-    def namespace_of(self, ip: str) -> str | None:
-        return self.policy.namespaces.get(ip)
-
-    def names(self, client: Address, backend: Address) -> PolicyNames | None:
-        """The policies that allowed client egress and backend ingress; None: denied."""
-        key = (client[0], backend)  # the client's port never matters
-        try:
-            return self._verdicts[key]
-        except KeyError:
-            if len(self._verdicts) > 65536:
-                self._verdicts.clear()
-            verdict = self._verdicts[key] = self.policy.allowed_by(client, backend)
-            return verdict
-
-    def __call__(self, client: Address, backend: Address) -> bool:
-        return self.names(client, backend) is not None
-
-
-class WaypointConnector(Connector):
-    """Backend connections from the waypoint's own address, marked as the waypoint's: the
-    kernel admits the waypoint identity only with the mark (SO_MARK needs CAP_NET_ADMIN, so
-    another process binding the address gets none), and a remote node sees the waypoint
-    address, whose identity its ingress check trusts (ARCHITECTURE.md)."""
-
-    def __init__(self, source: str, mark: int, *, connect_timeout: float) -> None:
-        super().__init__(connect_timeout=connect_timeout)
-        self.source = source
-        self.mark = mark
-
-    async def _marked(self, address: Address) -> socket.socket:
-        loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, self.mark)
-            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-            sock.bind((self.source, 0))
-            sock.setblocking(False)
-            await loop.sock_connect(sock, address)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-    async def open(
-        self, address: Address, factory: Callable[[], P]
-    ) -> tuple[asyncio.BaseTransport, P]:
-        sock = await self._marked(address)
-        return await asyncio.get_running_loop().create_connection(factory, sock=sock)
-
-    async def open_tls(
-        self, address: Address, factory: Callable[[], P], context: ssl.SSLContext, sni: str
-    ) -> tuple[asyncio.BaseTransport, P]:
-        sock = await self._marked(address)
-        try:
-            return await asyncio.get_running_loop().create_connection(
-                factory, sock=sock, ssl=context, server_hostname=sni
-            )
-        except BaseException:
-            sock.close()  # a failed handshake: the socket is still ours
-            raise
-
-
-ROUTING_KINDS = frozenset(
-    {"HTTPRoute", "GRPCRoute", "Gateway", "GatewayClass", "Service", "ReferenceGrant",
-     "Namespace", "Secret",
-     "AuthorizationPolicy",  # default routes for the Services it steers here
-     "BackendTrafficPolicy", "HTTPLocalRateLimitPolicy",  # and for those they target
-     "HTTPFault",  # what ExtensionRef filters name
-     "Ingress", "IngressClass"}
-)
-POLICY_KINDS = frozenset({"Pod", "Namespace", "NetworkPolicy"})
-ENDPOINT_KINDS = ("Service", "EndpointSlice")
-Parents = dict[Address, GatewayParent | IngressParent]
-Snapshot = tuple[RouteTables, StaticEndpoints, Parents, Certificates, ConnectionPolicy]
-
-
-class ClusterFeed:
-    """Typed objects from the cluster source, compiled into routing state on change. Each
-    part is rebuilt only when a kind it reads changed, and the endpoint map per Service
-    (EndpointIndex): an endpoint change costs the work of its Service, not of the cluster."""
-
-    def __init__(self, client: Client, kinds: tuple[str, ...] = KINDS) -> None:
-        self.source = ClusterSource(client, kinds, self._on_change)
-        self.changed = self.source.changed
-        self.compiler = RouteCompiler()
-        self.models = {kind: ModelCache() for kind in kinds}
-        self.index = EndpointIndex()
-        self.typed: dict[str, list[Any]] = {kind: [] for kind in kinds}
-        self._dirty: set[str] = set(kinds)  # kinds to decode again in full
-        self._reset = True  # the endpoint index starts over (a Service or slice relist)
-        self._touched: dict[tuple[str, str, str], None] = {}  # Services, slices: one by one
-        self._last: Snapshot | None = None
-
-    def _on_change(self, kind: str, delta: Delta[Any] | None) -> None:
-        """Under source.lock: note what changed; snapshot() does the work."""
-        if delta is None:  # listed, or relisted
-            self._dirty.add(kind)
-            if kind in ENDPOINT_KINDS:
-                self._dirty.update(ENDPOINT_KINDS)
-                self._reset = True
-        elif kind in ENDPOINT_KINDS:
-            self._touched[(kind, *delta.key)] = None
-            if kind == "Service":
-                self._dirty.add(kind)  # route tables and Gateway addresses read every Service
-        else:
-            self._dirty.add(kind)
-
-    def snapshot(self) -> Snapshot:
-        with self.source.lock:
-            state = self.source.state
-            dirty, self._dirty = self._dirty, set()
-            reset, self._reset = self._reset, False
-            touched, self._touched = self._touched, {}
-            listed = {kind: list(state.of_kind(kind)) for kind in dirty}
-            one_by_one = [] if reset else [(key, state.get(*key)) for key in touched]
-        for kind, objs in listed.items():
-            self.typed[kind] = self.models[kind].decode_all(objs, (kind,))
-        if reset:
-            self.index.reset(self.typed["Service"], self.typed["EndpointSlice"])
-        for (kind, ns, name), obj in one_by_one:
-            cache = self.models[kind]
-            model = None if obj is None else cache.decode(obj)
-            if obj is None:
-                cache.forget((kind, ns, name))
-            if kind == "Service":
-                self.index.put_service(model, (ns, name))  # type: ignore[arg-type]
-            else:
-                self.index.put_slice(model, (ns, name))  # type: ignore[arg-type]
-        return self._compile(dirty, reset or bool(touched))
-
-    def _compile(self, dirty: set[str], touched: bool) -> Snapshot:
-        typed, last = self.typed, self._last
-        if last is None or dirty & ROUTING_KINDS:
-            tables = self.compiler.compile(
-                RoutingInputs.of(
-                    typed["HTTPRoute"] + default_routes(
-                        typed["AuthorizationPolicy"], typed["Service"],
-                        typed["HTTPRoute"] + typed["GRPCRoute"],
-                        targeted_services(
-                            typed["BackendTrafficPolicy"] + typed["HTTPLocalRateLimitPolicy"],
-                            typed["Service"])),
-                    typed["Gateway"],
-                    typed["GatewayClass"],
-                    typed["Service"],
-                    typed["ReferenceGrant"],
-                    typed["Namespace"],
-                    typed["Secret"],
-                    faults=typed["HTTPFault"],
-                    grpc_routes=typed["GRPCRoute"],
-                )
-            )
-            ingresses = ingress_tables(typed["Ingress"], typed["IngressClass"],
-                                       typed["Service"], typed["Gateway"])
-            tables = tables.with_ingresses(ingresses)
-        else:
-            tables = last[0]
-        if last is None or touched:
-            endpoints = StaticEndpoints(self.index.endpoints())
-        else:
-            endpoints = last[1]
-        if last is None or dirty & {"Gateway", "Service", "Ingress", "IngressClass"}:
-            gateways = gateway_parents(typed["Gateway"], typed["Service"], ingresses_of(tables))
-        else:
-            gateways = last[2]
-        certificates = (
-            tls_certificates(typed["Secret"]) if last is None or "Secret" in dirty else last[3]
-        )
-        if last is None or dirty & POLICY_KINDS:
-            policy = connection_policy(typed["Pod"], typed["Namespace"], typed["NetworkPolicy"])
-        else:
-            policy = last[4]
-        self._last = (tables, endpoints, gateways, certificates, policy)
-        return self._last
 
 
 def switch_split(on: bool) -> None:

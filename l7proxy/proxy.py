@@ -35,13 +35,14 @@ from l7proxy.flows import FlowRecorder, now_ns
 from l7proxy.forward import forward, raw_headers
 from l7proxy.metrics import WaypointMetrics
 from l7proxy.mirror import send_mirror
+from l7proxy.pool import Pool
 from l7proxy.ratelimit import RATE_LIMITED_BODY, RATE_LIMITED_DROP
 from l7proxy.resilience.gate import OVERFLOW_BODY, OVERFLOW_DROP, OVERFLOW_HEADERS, Gate
 from l7proxy.resilience.metrics import ResilienceCollector
 from l7proxy.resilience.params import BackendParams
 from l7proxy.resilience.state import Resilience
 from l7proxy.timing import SPLIT, Marks, now
-from l7proxy.upstream import Address, Connector, Pool, UpstreamFailure
+from l7proxy.upstream import Address, Connector, UpstreamFailure
 from l7proxy.via import Tunnel, Via
 
 __all__ = ["Failed", "Proxy"]

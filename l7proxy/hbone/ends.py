@@ -46,7 +46,7 @@ def event(
 def dialer(source: str | None = None, mark: int = 0, timeout: float = 5.0) -> Dial:
     """Connected sockets from ``source`` (the waypoint's address) with SO_MARK ``mark``
     (``TULLE_MARK_WAYPOINT``: the kernel admits the waypoint identity only with it, as for
-    ``l7proxy.node.WaypointConnector``); 0 and None leave the kernel's defaults."""
+    ``l7proxy.upstream.WaypointConnector``); 0 and None leave the kernel's defaults."""
 
     async def dial(address: Address) -> socket.socket:
         loop = asyncio.get_running_loop()

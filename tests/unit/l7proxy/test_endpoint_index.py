@@ -19,7 +19,7 @@ from agent.kube.state import ClusterState
 from agent.model.convert import ConversionError, from_dict
 from agent.model.core import EndpointSlice, Service
 from l7proxy.endpoint_index import EndpointIndex
-from l7proxy.node import KINDS, ClusterFeed
+from l7proxy.feed import KINDS, ClusterFeed
 from tests.unit.datapath.test_planner import NAMES, NAMESPACES, endpoint_slices, services
 
 Name = tuple[str, str]
@@ -112,7 +112,7 @@ def endpoint_slice(i: int, count: int, version: int) -> dict[str, Any]:
 
 @pytest.fixture
 def feed() -> tuple[ClusterFeed, ClusterState]:
-    with mock.patch("l7proxy.node.ClusterSource") as source_class:
+    with mock.patch("l7proxy.feed.ClusterSource") as source_class:
         source = source_class.return_value
         source.state, source.lock = ClusterState(KINDS), threading.Lock()
         made = ClusterFeed(None)  # type: ignore[arg-type]

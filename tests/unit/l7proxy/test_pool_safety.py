@@ -14,10 +14,11 @@ from typing import Any, cast
 import pytest
 
 from l7proxy.h1 import Http1Connection
+from l7proxy.h1up import Http1Upstream
 from l7proxy.http.parser import END, RequestHead, RequestParser
 from l7proxy.server import WaypointServer
 from l7proxy.testing import gateway_config, read_response
-from l7proxy.upstream import Connector, Http1Upstream, P
+from l7proxy.upstream import Connector, P
 from tests.unit.l7proxy.h1lab import Wire, raw_route
 
 ROUTE = raw_route("early")

@@ -20,9 +20,11 @@ import pytest
 from gatewayapi import BackendTarget, GatewayParent
 from l7proxy.benchmark import bench_config
 from l7proxy.config import StaticEndpoints, load_config_text, parse_address
+from l7proxy.h1up import Http1Upstream
+from l7proxy.pool import Pool
 from l7proxy.server import WaypointServer
 from l7proxy.testing import gateway_config, read_response
-from l7proxy.upstream import Connector, Http1Upstream, Pool, UpstreamFailure
+from l7proxy.upstream import Connector, UpstreamFailure
 from lab.echo.responses import EchoContext
 from lab.echo.server import EchoServer
 

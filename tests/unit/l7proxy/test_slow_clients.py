@@ -19,9 +19,10 @@ from agent.flows.flow import Flow, Verdict
 from l7proxy.config import Limits
 from l7proxy.h1 import Http1Connection
 from l7proxy.http.parser import RequestHead
+from l7proxy.pool import Pool
 from l7proxy.server import WaypointServer, raise_fd_limit
 from l7proxy.testing import RawBackend, gateway_config, read_response
-from l7proxy.upstream import Connector, Pool, UpstreamFailure
+from l7proxy.upstream import Connector, UpstreamFailure
 from tests.unit.l7proxy.h1lab import OK, ROUTE, Answer, Wire, ok, raw_waypoint, run
 
 

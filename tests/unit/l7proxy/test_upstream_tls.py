@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from gatewayapi.backendtls import UpstreamTLS
-from l7proxy.upstream import Connector, Http1Upstream, Pool, UpstreamFailure
+from l7proxy.h1up import Http1Upstream
+from l7proxy.pool import Pool
+from l7proxy.upstream import Connector, UpstreamFailure
 from tests.unit.l7proxy.test_backendtls import CA, HOST, _serve_plaintext
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: backend\r\n\r\n"

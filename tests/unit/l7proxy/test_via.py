@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from l7proxy.h1up import Http1Upstream
 from l7proxy.hbone.directory import PodDirectory, build, modes_of
-from l7proxy.upstream import Connector, Http1Upstream, P, Pool, UpstreamFailure
+from l7proxy.pool import Pool
+from l7proxy.upstream import Connector, P, UpstreamFailure
 from l7proxy.via import AUTH_REQUIRED, DIRECT, Refused, Tunnel, Via, choose
 from tests.unit.datapath.test_mtls_plan import ENROL, namespace, peer_auth, pod
 
