@@ -8,7 +8,8 @@
 Resource limits (``config.Limits.h2_*``, listed in SERVER.md): heads checked (``h2head``),
 streams capped, request body acknowledged only once passed on, responses paced by the
 client's windows (a connection WINDOW_UPDATE retries only streams ``parked`` on it), a
-write-buffer ceiling, frame budgets (``h2limits``), stalled and slow streams reset.
+write-buffer ceiling, frame budgets (``h2limits``), stalled and slow streams reset
+(``h2guard``: what happens when a limit is hit).
 
 Not done: h2 over TLS (ALPN), extended CONNECT (WebSocket over h2), server push, and
 h2c upgrade from HTTP/1.1 (``Upgrade: h2c``), which clients rarely use.
@@ -31,6 +32,7 @@ from h2.settings import SettingCodes, Settings
 from l7proxy import h2limits
 from l7proxy.exchange import Exchange, RawHeaders, RequestBody
 from l7proxy.flows import now_ns
+from l7proxy.h2guard import H2Guard
 from l7proxy.h2head import Malformed, Unsupported, parse_request
 from l7proxy.h2stream import ENCODER_TABLE, H2Stream
 from l7proxy.http.parser import BodyKind
@@ -42,10 +44,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("tulle.waypoint")
 Codes = h2.errors.ErrorCodes
 MIN_WINDOW = 65_535  # a smaller window could not apply before the client's SETTINGS ACK
-LINGER = 2.0  # seconds a connection closed with GOAWAY keeps discarding input
 
 
-class H2Frontend(asyncio.Protocol):
+class H2Frontend(H2Guard, asyncio.Protocol):
+    """One client connection's HTTP/2 session; limits enforced by ``H2Guard``."""
+
     def __init__(self, conn: Http1Connection) -> None:
         self.conn = conn
         self.proxy: Proxy = conn.proxy
@@ -339,88 +342,6 @@ class H2Frontend(asyncio.Protocol):
         self.parked.pop(stream.stream_id, None)
         if not stream.body.complete and not self.closed:
             self.reset(stream.stream_id, Codes.NO_ERROR)  # RFC 9113 8.1
-
-    # --- limits ---------------------------------------------------------------------------
-
-    def _malformed(self, stream_id: int, reason: str) -> None:
-        """RFC 9113 8.1.1: a stream error. Our resets count against the reset budget too:
-        a client must not make the waypoint reset streams for free either."""
-        self.reset(stream_id, Codes.PROTOCOL_ERROR)
-        self.stats.reset("malformed")
-        self._record("MALFORMED_REQUEST", reason)
-        self._provoked()
-
-    def _provoked(self) -> None:
-        """A stream reset the client provoked (MadeYouReset, CVE-2025-8671: a malformed
-        head, DATA after END_STREAM, a stream window overflow) spends a reset token."""
-        if not self.closed and not self.budgets.resets.spend(1, asyncio.get_running_loop().time()):
-            self._calm(h2limits.RESET_FLOOD, f"over {self.limits.h2_max_resets} stream resets")
-
-    def _calm(self, reason: str, detail: str, code: Codes = Codes.ENHANCE_YOUR_CALM) -> None:
-        self.h2.close_connection(code, additional_data=detail.encode())
-        self._give_up(reason, detail)
-
-    def _give_up(self, reason: str, detail: str) -> None:
-        """Close the connection (after any GOAWAY queued); count it; record a flow."""
-        if self.closed:
-            return
-        self.closed = True
-        self.stats.goaway(reason)
-        self._record(h2limits.DROP_REASONS[reason], detail)
-        transport = self.conn.transport
-        self._cancel_all()
-        if transport is None:
-            return
-        if reason == h2limits.WRITE_BUFFER:
-            self.conn.mode = "closed"
-            transport.abort()  # the client is not reading: nothing more can reach it
-            return
-        self.flush()
-        # Lingering close: closing with unread input would send a TCP reset, and the
-        # client's kernel would drop the GOAWAY. Send FIN, discard input, close later.
-        if transport.can_write_eof():
-            transport.write_eof()
-            self.shut = True
-            asyncio.get_running_loop().call_later(LINGER, self.conn._close)
-        else:
-            self.conn._close()
-
-    def _record(self, drop: str, detail: str) -> None:
-        flows = self.proxy.flows
-        if flows.enabled:
-            flow = (now_ns(), 0, 0, "", "", "HTTP/2", "", "", "", drop)
-            flows.record((*flow, self.conn.client, self.conn.local_addr, detail[:200], None,
-                          None, None, None))
-
-    def check(self, now: float, idle_timeout: float) -> None:
-        """From the server's sweeper: close when idle; reset streams stalled on the client
-        (request body owed but not arriving, or response not being read)."""
-        if not self.streams and not self.draining:
-            if now - self.conn.idle_since > idle_timeout:
-                self.conn._close()
-            return
-        timeout = self.limits.h2_stream_timeout
-        for stream in [*self.streams.values(), *self.draining.values()]:
-            late = stream.late_body(now, self.limits) if stream.stream_id in self.streams else ""
-            if late:
-                self.stats.reset("slow_body")
-                self.streams.pop(stream.stream_id, None)  # its task's end drains the answer
-                stream.body_timed_out(late)
-            elif stream.stalled(now, timeout, draining=stream.stream_id not in self.streams):
-                self.stats.reset("stalled")
-                self.streams.pop(stream.stream_id, None)
-                self.draining.pop(stream.stream_id, None)
-                self.parked.pop(stream.stream_id, None)
-                stream.abort(Codes.CANCEL)
-                if stream.task is not None:
-                    stream.task.cancel()
-
-    def _cancel_all(self) -> None:
-        for stream in list(self.streams.values()):
-            if stream.task is not None:
-                stream.task.cancel()
-        self.streams.clear()
-        self.parked.clear()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
