@@ -81,6 +81,7 @@ def test_kubectl_installs_the_crds_then_uses_their_kinds(
     k.out("wait", "--for", "condition=established", "crd", "--all", "--timeout=10s")
     names = k.out("api-resources", "--api-group=gateway.networking.k8s.io", "-o", "name").split()
     assert sorted(names) == [
+        "backendtlspolicies.gateway.networking.k8s.io",
         "gatewayclasses.gateway.networking.k8s.io",
         "gateways.gateway.networking.k8s.io",
         "grpcroutes.gateway.networking.k8s.io",
