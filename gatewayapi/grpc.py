@@ -35,10 +35,10 @@ from gatewayapi.precedence import RouteOrder
 from gatewayapi.retry import RetryPolicy
 from gatewayapi.rules import (
     NO_FAULTS,
-    CompiledBackend,
     CompiledRule,
     Faults,
     RuleReport,
+    _backends,
     _Context,
     _filters,
     _incompatible,
@@ -103,17 +103,7 @@ def compile_grpc_rule(
 ) -> RuleReport:
     ctx = _Context(route, services, grants, [], faults)
     steps = _filters(rule.filters, ctx)
-    backends: list[CompiledBackend] = []
-    for ref in rule.backend_refs:
-        resolution = ctx.resolve(ref.group, ref.kind, ref.name, ref.namespace, ref.port)
-        backends.append(
-            CompiledBackend(
-                target=resolution.target,
-                weight=ref.weight,
-                filters=_filters(ref.filters, ctx),
-                problem=resolution.message,
-            )
-        )
+    backends = _backends(rule.backend_refs, ctx)
     meta = route.metadata
     ref_ = RuleRef(meta.namespace, meta.name, index, rule.name, GRPCRoute.kind)
     report = RuleReport(index=index, rule=None, refs=ctx.refs)

@@ -20,6 +20,7 @@ from agent.model.fault import HTTPFault
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import (
     FilterType,
+    HTTPBackendRef,
     HTTPRoute,
     HTTPRouteFilter,
     HTTPRouteMatch,
@@ -139,6 +140,23 @@ def _mirror(mirror: RequestMirror, ctx: _Context) -> Mirror | None:
     return Mirror(resolution.target)
 
 
+def _backends(refs: tuple[HTTPBackendRef, ...], ctx: _Context) -> list[CompiledBackend]:
+    """A rule's backendRefs resolved (HTTPRoute's and GRPCRoute's alike), each with its own
+    filters; an unresolved one keeps its weight and says why (its share answers 500)."""
+    backends = []
+    for ref in refs:
+        resolution = ctx.resolve(ref.group, ref.kind, ref.name, ref.namespace, ref.port)
+        backends.append(
+            CompiledBackend(
+                target=resolution.target,
+                weight=ref.weight,
+                filters=_filters(ref.filters, ctx),
+                problem=resolution.message,
+            )
+        )
+    return backends
+
+
 def _filters(filters: tuple[HTTPRouteFilter, ...], ctx: _Context) -> tuple[FilterStep, ...]:
     steps: list[FilterStep] = []
     for f in filters:
@@ -232,17 +250,7 @@ def compile_rule(
 ) -> RuleReport:
     ctx = _Context(route, services, grants, [], faults)
     steps = _filters(rule.filters, ctx)
-    backends: list[CompiledBackend] = []
-    for ref in rule.backend_refs:
-        resolution = ctx.resolve(ref.group, ref.kind, ref.name, ref.namespace, ref.port)
-        backends.append(
-            CompiledBackend(
-                target=resolution.target,
-                weight=ref.weight,
-                filters=_filters(ref.filters, ctx),
-                problem=resolution.message,
-            )
-        )
+    backends = _backends(rule.backend_refs, ctx)
     meta = route.metadata
     ref_ = RuleRef(meta.namespace, meta.name, index, rule.name)
     report = RuleReport(index=index, rule=None, refs=ctx.refs)
