@@ -26,7 +26,7 @@ from collections.abc import Iterator
 
 from agent.model.grpcroute import GRPCMatchType, GRPCRoute, GRPCRouteMatch, GRPCRouteRule
 from agent.model.httproute import StringMatchType
-from agent.model.regex import LinearPattern, compile_linear, regex_problem
+from agent.model.regex import LinearPattern, compile_linear
 from gatewayapi.backends import Grants, ServiceIndex, WeightedChoice
 from gatewayapi.headers import Headers
 from gatewayapi.hostnames import HostKey, is_wildcard, wildcard_suffixes
@@ -38,13 +38,10 @@ from gatewayapi.rules import (
     CompiledRule,
     Faults,
     RuleReport,
-    _backends,
-    _Context,
-    _filters,
-    _incompatible,
-    _rule_label,
+    first_refused,
+    prepare_rule,
 )
-from gatewayapi.types import NO_TIMEOUTS, RuleRef
+from gatewayapi.types import NO_TIMEOUTS
 
 GRPC_CONTENT_TYPE = "application/grpc"
 TRANSPARENT_RETRIES = 2
@@ -87,9 +84,8 @@ def _refused_regex(matches: tuple[GRPCRouteMatch, ...]) -> str:
         if match.method is not None and match.method.type is regex:
             patterns += [p for p in (match.method.service, match.method.method) if p]
         patterns += [h.value for h in match.headers if h.type is regex]
-        for pattern in patterns:
-            if (problem := regex_problem(pattern)) is not None:
-                return f"regular expression {pattern[:80]!r} {problem}"
+        if refused := first_refused(patterns):
+            return refused
     return ""
 
 
@@ -101,19 +97,11 @@ def compile_grpc_rule(
     grants: Grants,
     faults: Faults = NO_FAULTS,
 ) -> RuleReport:
-    ctx = _Context(route, services, grants, [], faults)
-    steps = _filters(rule.filters, ctx)
-    backends = _backends(rule.backend_refs, ctx)
-    meta = route.metadata
-    ref_ = RuleRef(meta.namespace, meta.name, index, rule.name, GRPCRoute.kind)
-    report = RuleReport(index=index, rule=None, refs=ctx.refs)
-    refused = _refused_regex(rule.matches)
-    if refused:
-        report.dropped = ("UnsupportedValue", f"rule {_rule_label(ref_)}: {refused}")
-        return report
-    problem = _incompatible(steps, backends)
-    if problem:
-        report.dropped = ("IncompatibleFilters", f"rule {_rule_label(ref_)}: {problem}")
+    report, ref_, steps, backends = prepare_rule(
+        route, index, rule.name, rule.filters, rule.backend_refs, _refused_regex(rule.matches),
+        services, grants, faults,
+    )
+    if report.dropped:
         return report
     report.rule = CompiledRule(
         ref=ref_,

@@ -234,10 +234,44 @@ def _refused_regex(matches: tuple[HTTPRouteMatch, ...]) -> str:
         patterns = [match.path.value] if match.path.type is PathMatchType.REGULAR_EXPRESSION else []
         patterns += [h.value for h in match.headers if h.type is regex]
         patterns += [q.value for q in match.query_params if q.type is regex]
-        for pattern in patterns:
-            if (problem := regex_problem(pattern)) is not None:
-                return f"regular expression {pattern[:80]!r} {problem}"
+        if refused := first_refused(patterns):
+            return refused
     return ""
+
+
+def first_refused(patterns: list[str]) -> str:
+    """Why the first of ``patterns`` that RE2 refuses is refused ("" if none)."""
+    for pattern in patterns:
+        if (problem := regex_problem(pattern)) is not None:
+            return f"regular expression {pattern[:80]!r} {problem}"
+    return ""
+
+
+def prepare_rule(
+    route: HTTPRoute | GRPCRoute,
+    index: int,
+    name: str | None,
+    filters: tuple[HTTPRouteFilter, ...],
+    backend_refs: tuple[HTTPBackendRef, ...],
+    refused_regex: str,
+    services: ServiceIndex,
+    grants: Grants,
+    faults: Faults,
+) -> tuple[RuleReport, RuleRef, tuple[FilterStep, ...], list[CompiledBackend]]:
+    """What HTTPRoute and GRPCRoute rules share before their kind's own parts: the filters
+    and backendRefs resolved (refs recorded for status), and the report dropped, with its
+    reason, for a refused regular expression (``refused_regex``) or incompatible filters."""
+    ctx = _Context(route, services, grants, [], faults)
+    steps = _filters(filters, ctx)
+    backends = _backends(backend_refs, ctx)
+    meta = route.metadata
+    ref_ = RuleRef(meta.namespace, meta.name, index, name, route.kind)
+    report = RuleReport(index=index, rule=None, refs=ctx.refs)
+    if refused_regex:
+        report.dropped = ("UnsupportedValue", f"rule {_rule_label(ref_)}: {refused_regex}")
+    elif problem := _incompatible(steps, backends):
+        report.dropped = ("IncompatibleFilters", f"rule {_rule_label(ref_)}: {problem}")
+    return report, ref_, steps, backends
 
 
 def compile_rule(
@@ -248,19 +282,11 @@ def compile_rule(
     grants: Grants,
     faults: Faults = NO_FAULTS,
 ) -> RuleReport:
-    ctx = _Context(route, services, grants, [], faults)
-    steps = _filters(rule.filters, ctx)
-    backends = _backends(rule.backend_refs, ctx)
-    meta = route.metadata
-    ref_ = RuleRef(meta.namespace, meta.name, index, rule.name)
-    report = RuleReport(index=index, rule=None, refs=ctx.refs)
-    refused = _refused_regex(rule.matches)
-    if refused:
-        report.dropped = ("UnsupportedValue", f"rule {_rule_label(ref_)}: {refused}")
-        return report
-    problem = _incompatible(steps, backends)
-    if problem:
-        report.dropped = ("IncompatibleFilters", f"rule {_rule_label(ref_)}: {problem}")
+    report, ref_, steps, backends = prepare_rule(
+        route, index, rule.name, rule.filters, rule.backend_refs, _refused_regex(rule.matches),
+        services, grants, faults,
+    )
+    if report.dropped:
         return report
     only = rule.matches[0] if len(rule.matches) == 1 else None
     prefix = only.path.value if only and only.path.type is PathMatchType.PATH_PREFIX else None
