@@ -7,9 +7,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from agent.model.convert_core import MAX_PORT, MIN_PORT
-from agent.model.convert_gateway import read_parent_ref, read_route_status, require_service_port
-from agent.model.convert_httproute import check_parent_refs, read_filter
+from agent.model.convert_gateway import read_parent_ref, read_route_status
+from agent.model.convert_httproute import check_parent_refs, read_backend_ref, read_filter
 from agent.model.gateway import RouteStatus
 from agent.model.grpcroute import (
     GRPC_FILTER_TYPES,
@@ -25,12 +24,8 @@ from agent.model.httproute import FilterType, HTTPBackendRef, HTTPRouteFilter
 from agent.model.meta import ObjectMeta
 from agent.model.reader import REQUIRED, Reader
 from agent.model.validation import (
-    dns1123_label,
-    gateway_group,
-    gateway_kind,
     hostname,
     http_token,
-    object_name,
     quote,
     regular_expression,
     section_name,
@@ -75,17 +70,7 @@ def _read_rule(r: Reader) -> GRPCRouteRule:
 
 
 def _read_backend_ref(r: Reader) -> HTTPBackendRef:
-    ref = HTTPBackendRef(
-        name=r.string("name", REQUIRED, check=object_name),
-        group=r.string("group", "", check=gateway_group),
-        kind=r.string("kind", "Service", check=gateway_kind),
-        namespace=r.string("namespace", check=dns1123_label),
-        port=r.integer("port", minimum=MIN_PORT, maximum=MAX_PORT),
-        weight=r.integer("weight", 1, minimum=0, maximum=1_000_000),
-        filters=_read_filters(r, "filters"),
-    )
-    require_service_port(r, ref.group, ref.kind, ref.port)
-    return ref
+    return read_backend_ref(r, _read_filters)
 
 
 def _read_filters(r: Reader, key: str) -> tuple[HTTPRouteFilter, ...]:

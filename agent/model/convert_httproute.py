@@ -170,6 +170,14 @@ def _read_retry(r: Reader) -> HTTPRouteRetry:
 
 
 def _read_backend_ref(r: Reader) -> HTTPBackendRef:
+    return read_backend_ref(r, _read_filters)
+
+
+def read_backend_ref(
+    r: Reader, read_filters: Callable[[Reader, str], tuple[HTTPRouteFilter, ...]]
+) -> HTTPBackendRef:
+    """A backendRef of an HTTPRoute or GRPCRoute rule; ``read_filters`` applies the route
+    kind's own filter rules."""
     ref = HTTPBackendRef(
         name=r.string("name", REQUIRED, check=object_name),
         group=r.string("group", "", check=gateway_group),
@@ -177,7 +185,7 @@ def _read_backend_ref(r: Reader) -> HTTPBackendRef:
         namespace=r.string("namespace", check=dns1123_label),
         port=r.integer("port", minimum=MIN_PORT, maximum=MAX_PORT),
         weight=r.integer("weight", 1, minimum=0, maximum=1_000_000),
-        filters=_read_filters(r, "filters"),
+        filters=read_filters(r, "filters"),
     )
     require_service_port(r, ref.group, ref.kind, ref.port)
     return ref
