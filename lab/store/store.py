@@ -30,69 +30,12 @@ from typing import Any, Literal
 from lab.store import eventlog, objects, schema
 from lab.store.commits import CommitSignal
 from lab.store.errors import AlreadyExists, Conflict, NotFound, StoreClosed
-from lab.store.events import Event, EventType
+from lab.store.events import Event
 from lab.store.objects import Key
+from lab.store.txn import Holder, WriteTxn, read_txn
 
 Action = Literal["created", "configured", "unchanged"]
 JSONObject = dict[str, Any]
-
-
-class _Holder:
-    """Owns one thread's connection; weak-referenceable, unlike ``sqlite3.Connection``."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-
-class _WriteTxn:
-    """The state of one ``BEGIN IMMEDIATE`` transaction: each write takes the next revision."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.head, self.compacted = eventlog.meta(conn)
-        self.start = self.head
-        self.kinds: set[str] = set()  # written: their watchers are woken at commit
-
-    def get(self, key: Key) -> JSONObject | None:
-        row = self.conn.execute(
-            "SELECT body FROM objects WHERE kind = ? AND namespace = ? AND name = ?", key
-        ).fetchone()
-        return None if row is None else json.loads(row[0])
-
-    def put(self, type_: EventType, key: Key, obj: JSONObject) -> JSONObject:
-        self.head += 1
-        obj["metadata"]["resourceVersion"] = str(self.head)
-        body = _dumps(obj)
-        objects.check_size(key, body)
-        self.conn.execute(
-            "INSERT INTO objects (kind, namespace, name, revision, body) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (kind, namespace, name)"
-            " DO UPDATE SET revision = excluded.revision, body = excluded.body",
-            (*key, self.head, body),
-        )
-        self._record(type_, key, body)
-        return obj
-
-    def remove(self, key: Key, obj: JSONObject) -> JSONObject:
-        self.head += 1
-        obj["metadata"]["resourceVersion"] = str(self.head)
-        self.conn.execute("DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?", key)
-        self._record("DELETED", key, _dumps(obj))
-        return obj
-
-    def finish(self, history: int) -> None:
-        if self.head == self.start:
-            return
-        self.conn.execute("UPDATE meta SET value = ? WHERE key = 'revision'", (self.head,))
-        self.compacted = eventlog.compact(self.conn, self.head, self.compacted, history)
-
-    def _record(self, type_: EventType, key: Key, body: str) -> None:
-        self.kinds.add(key[0])
-        self.conn.execute(
-            "INSERT INTO events (revision, type, kind, namespace, name, body)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (self.head, type_, *key, body),
-        )
 
 
 class Store:
@@ -115,8 +58,8 @@ class Store:
         self._closed = False
         self._pid = os.getpid()
         self._local = threading.local()
-        self._holders: weakref.WeakSet[_Holder] = weakref.WeakSet()
-        self._abandoned: list[_Holder] = []
+        self._holders: weakref.WeakSet[Holder] = weakref.WeakSet()
+        self._abandoned: list[Holder] = []
         self.commits = CommitSignal()  # this process's writes wake watchers of their kinds
         self._adopt(schema.initialise(self.path, busy_timeout))
 
@@ -353,7 +296,7 @@ class Store:
                     continue
                 seen_version = version
                 while True:
-                    with _read_txn(conn):
+                    with read_txn(conn):
                         events, position = eventlog.read_events(conn, position, kinds, 500)
                     for event in events:
                         if stop is not None and stop.is_set():
@@ -366,7 +309,7 @@ class Store:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _apply_in(self, txn: _WriteTxn, obj: JSONObject) -> tuple[JSONObject, Action]:
+    def _apply_in(self, txn: WriteTxn, obj: JSONObject) -> tuple[JSONObject, Action]:
         key = objects.key_of(obj)
         existing = txn.get(key)
         if existing is None:
@@ -380,7 +323,7 @@ class Store:
     def _prepare_create(obj: JSONObject) -> JSONObject:
         return objects.prepare_create(obj, uid=str(uuid.uuid4()), now=objects.now_rfc3339())
 
-    def _existing(self, txn: _WriteTxn, key: Key, expected: str | None) -> JSONObject:
+    def _existing(self, txn: WriteTxn, key: Key, expected: str | None) -> JSONObject:
         existing = txn.get(key)
         if existing is None:
             raise NotFound(*key)
@@ -394,11 +337,11 @@ class Store:
             raise Conflict(*key, expected=str(expected), actual=actual)
 
     @contextmanager
-    def _write(self) -> Iterator[_WriteTxn]:
+    def _write(self) -> Iterator[WriteTxn]:
         conn = self._conn()
         schema.begin_immediate(conn)
         try:
-            txn = _WriteTxn(conn)
+            txn = WriteTxn(conn)
             yield txn
             txn.finish(self.history)
             conn.execute("COMMIT")
@@ -411,7 +354,7 @@ class Store:
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
-        with _read_txn(conn):
+        with read_txn(conn):
             yield conn
 
     def _conn(self) -> sqlite3.Connection:
@@ -419,13 +362,13 @@ class Store:
             raise StoreClosed(f"store {self.path} is closed")
         if os.getpid() != self._pid:
             self._forget_parent_connections()
-        holder: _Holder | None = getattr(self._local, "holder", None)
+        holder: Holder | None = getattr(self._local, "holder", None)
         if holder is None:
             holder = self._adopt(schema.connect(self.path, self._busy_timeout))
         return holder.conn
 
-    def _adopt(self, conn: sqlite3.Connection) -> _Holder:
-        holder = _Holder(conn)
+    def _adopt(self, conn: sqlite3.Connection) -> Holder:
+        holder = Holder(conn)
         self._local.holder = holder
         with self._lock:
             self._holders.add(holder)
@@ -439,17 +382,3 @@ class Store:
             self._holders = weakref.WeakSet()
             self._local = threading.local()
             self._pid = os.getpid()
-
-
-@contextmanager
-def _read_txn(conn: sqlite3.Connection) -> Iterator[None]:
-    """A deferred transaction: every SELECT inside it sees one snapshot."""
-    conn.execute("BEGIN")
-    try:
-        yield
-    finally:
-        conn.execute("COMMIT")
-
-
-def _dumps(obj: JSONObject) -> str:
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True)
