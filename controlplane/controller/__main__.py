@@ -85,7 +85,8 @@ def parser() -> argparse.ArgumentParser:
 
 def election_config(args: argparse.Namespace) -> ElectionConfig:
     return ElectionConfig(
-        identity=args.leader_elect_identity or default_identity(os.environ),
+        identity=(default_identity(os.environ) if args.leader_elect_identity is None
+                  else args.leader_elect_identity),  # an explicit "" is refused
         lease_duration=args.leader_elect_lease_duration,
         renew_deadline=args.leader_elect_renew_deadline,
         retry_period=args.leader_elect_retry_period,
