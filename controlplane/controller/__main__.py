@@ -28,6 +28,7 @@ from lightkube import Client, ConfigError, KubeConfig
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from controlplane.__main__ import _namespace, host_port
+from controlplane.controller import FIELD_MANAGER, LEASE_NAME
 from controlplane.leader.election import (
     LEASE_DURATION,
     RENEW_DEADLINE,
@@ -38,9 +39,6 @@ from controlplane.leader.election import (
 from identity.system import SystemNamespaceError, system_namespace
 
 LOG = logging.getLogger("tulle.controller")
-LEASE_NAME = "tulle-controller"
-ACCOUNT = "tulle-controller"
-FIELD_MANAGER = "tulle-controller"
 METRICS_PORT = 15016
 _SECONDS = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from controlplane.controller import ACCOUNT, LEASE_NAME
 from controlplane.controller.__main__ import (
-    ACCOUNT,
-    LEASE_NAME,
     METRICS_PORT,
     default_identity,
     election_config,

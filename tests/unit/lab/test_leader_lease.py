@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from lightkube import ApiError, Client
 
-from controlplane.controller.__main__ import ACCOUNT, LEASE_NAME, client
+from controlplane.controller import ACCOUNT, LEASE_NAME
+from controlplane.controller.__main__ import client
 from controlplane.leader import ElectionConfig, KubeLeases, LeaderElection, LostRace
 from controlplane.leader.lease import LEASE
 from identity.system import SYSTEM_NAMESPACE

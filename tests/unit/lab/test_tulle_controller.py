@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from controlplane.controller.__main__ import ACCOUNT, client
+from controlplane.controller import ACCOUNT
+from controlplane.controller.__main__ import client
 from controlplane.controller.status import WATCHED, StatusControllers, StatusLoop
 from identity.system import SYSTEM_NAMESPACE
 from lab.apiserver.certs import write_kubeconfig

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from controlplane.controller.__main__ import ACCOUNT, LEASE_NAME
+from controlplane.controller import ACCOUNT, LEASE_NAME
 from identity.system import SYSTEM_NAMESPACE
 from lab.apiserver.certs import write_kubeconfig
 from lab.seed import DEFAULT_POOL, GATEWAY_CLASS
