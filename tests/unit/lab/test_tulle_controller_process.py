@@ -5,10 +5,12 @@ status; SIGKILL it and the other takes over the Lease and the work; SIGTERM rele
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,13 @@ from controlplane.controller import ACCOUNT, LEASE_NAME
 from identity.system import SYSTEM_NAMESPACE
 from lab.apiserver.certs import write_kubeconfig
 from lab.seed import DEFAULT_POOL, GATEWAY_CLASS
+from tests.unit.kube.conftest import free_port
 from tests.unit.lab.apilab import ApiLab
 from tests.unit.lab.test_controller_rbac import GATEWAY
 
 REPO = Path(__file__).resolve().parents[3]
 QUICK = ["--leader-elect-lease-duration=3s", "--leader-elect-renew-deadline=2s",
-         "--leader-elect-retry-period=0.5s", "--metrics=127.0.0.1:0"]
+         "--leader-elect-retry-period=0.5s"]
 
 
 def wait_for(what: str, until: Callable[[], bool], rounds: int = 600) -> None:
@@ -44,15 +47,15 @@ def kubeconfig(apilab: ApiLab, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def start(kubeconfig: Path, tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
+def start(kubeconfig: Path, tmp_path: Path) -> Iterator[Callable[[str, int], subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
     env = {**os.environ, "PYTHONPATH": str(REPO)}
 
-    def run(identity: str) -> subprocess.Popen[bytes]:
+    def run(identity: str, metrics: int) -> subprocess.Popen[bytes]:
         log = (tmp_path / f"{identity}.log").open("wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "controlplane.controller", f"--kubeconfig={kubeconfig}",
-             f"--leader-elect-identity={identity}", *QUICK],
+             f"--leader-elect-identity={identity}", f"--metrics=127.0.0.1:{metrics}", *QUICK],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         started.append(proc)
@@ -77,15 +80,29 @@ def _gateway_status(apilab: ApiLab, name: str) -> dict[str, Any]:
     return dict((gw or {}).get("status") or {})
 
 
+def _leader_gauge(port: int) -> float | None:
+    """tulle_controller_leader from the process's metrics endpoint (None: not serving yet)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as got:
+            text = got.read().decode()
+    except OSError:
+        return None
+    found = re.search(r"^tulle_controller_leader (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
 def test_the_leader_is_killed_and_the_other_takes_over(
-    apilab: ApiLab, start: Callable[[str], subprocess.Popen[bytes]]
+    apilab: ApiLab, start: Callable[[str, int], subprocess.Popen[bytes]]
 ) -> None:
     for obj in (GATEWAY_CLASS, DEFAULT_POOL, GATEWAY):
         apilab.store.create(obj)
-    procs = {"a": start("a"), "b": start("b")}
+    ports = {"a": free_port(), "b": free_port()}
+    procs = {name: start(name, port) for name, port in ports.items()}
     wait_for("a leader", lambda: _lease(apilab).get("holderIdentity") in procs)
     leader = _lease(apilab)["holderIdentity"]
     follower = "b" if leader == "a" else "a"
+    wait_for("the leader says so", lambda: _leader_gauge(ports[leader]) == 1.0)
+    wait_for("the follower says so", lambda: _leader_gauge(ports[follower]) == 0.0)
     wait_for("the leader's Gateway status", lambda: bool(_gateway_status(apilab, "gw")
                                                          .get("addresses")))
     assert _lease(apilab)["leaseTransitions"] == 0
@@ -98,6 +115,7 @@ def test_the_leader_is_killed_and_the_other_takes_over(
     apilab.store.create(second)
     wait_for("the new leader's Gateway status",
              lambda: bool(_gateway_status(apilab, "gw2").get("addresses")))
+    assert _leader_gauge(ports[follower]) == 1.0
 
     procs[follower].send_signal(signal.SIGTERM)  # a graceful stop releases the Lease
     assert procs[follower].wait(timeout=20) == 0
