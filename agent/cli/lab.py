@@ -81,7 +81,8 @@ def kubeconfig(ctx: click.Context, name: str | None, component: str | None) -> N
         raise click.ClickException(
             f"no kubeconfig at {path}: is lab {name!r} up (`tulle lab up`)?"
             + (
-                " Components: tulle-agent, tulle-waypoint, tulle-lab-controller, tulle-lab-dns."
+                " Components: tulle-agent, tulle-waypoint, tulle-controller, tulle-lab-controller,"
+                " tulle-lab-dns."
                 if component
                 else ""
             )

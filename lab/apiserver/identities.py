@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = (
     REPO / "deploy" / "daemonset" / "rbac.yaml",
     REPO / "deploy" / "controlplane" / "rbac.yaml",
+    REPO / "deploy" / "controller" / "rbac.yaml",
     Path(__file__).with_name("lab-rbac.yaml"),
 )
 SEEDED_KINDS = frozenset(

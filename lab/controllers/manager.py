@@ -13,6 +13,7 @@ import copy
 import logging
 import signal
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,9 @@ from agent.kube.backoff import Backoff
 from agent.model.apps import Deployment
 from agent.model.cache import ModelCache
 from agent.model.core import Pod, Service
+from controlplane.controller import LEASE_NAME
+from controlplane.leader import ElectionConfig, KubeLeases, LeaderElection
+from identity.system import SYSTEM_NAMESPACE
 from lab.controllers.deployment import orphans, plan_deployment
 from lab.controllers.endpointslice import MANAGED_BY, MANAGED_BY_LABEL, desired_slices
 from lab.controllers.events import Recorder, involved
@@ -226,6 +230,7 @@ class ControlLoop:
         backoff: Backoff = API_BACKOFF,
         ingresses: IngressController | None = None,
         lbipam: LoadBalancerController | None = None,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self.view = view
         self.synced = synced
@@ -234,6 +239,11 @@ class ControlLoop:
         self.gateways = gateways
         self.ingresses = ingresses
         self.lbipam = lbipam  # None: Services' addresses are another's (Gateways still get theirs)
+        # The Gateway, Ingress and LoadBalancer status work runs only while this holds the
+        # tulle-controller Lease (controlplane/leader), which a tulle-controller run against
+        # the lab contends for too; Deployments, scheduling, slices and pods always run.
+        self.leading = leading
+        self.led = False  # as of the last round: a new term starts with a full round
         self.backoff = backoff
         self.models = ModelCache()
         self.seen = -1  # the view generation last reconciled in full
@@ -273,6 +283,10 @@ class ControlLoop:
     def _sync(self) -> None:
         if not self.synced():
             return  # no full listing yet: nothing to tell the kubelet
+        leading = self.leading()
+        if leading and not self.led:
+            self.seen = -1  # what changed while another led was not acted on here
+        self.led = leading
         generation, changed = self.view.take_changes()
         if generation == self.seen:
             return
@@ -286,10 +300,11 @@ class ControlLoop:
         failed: Exception | None = None
         try:
             self.controller.reconcile(view)
-            lb = None if self.lbipam is None else self.lbipam.reconcile(objs, view.services)
-            self.gateways.reconcile(objs, view.services, lb)
-            if self.ingresses is not None:
-                self.ingresses.reconcile(objs, view.services)
+            if leading:
+                lb = None if self.lbipam is None else self.lbipam.reconcile(objs, view.services)
+                self.gateways.reconcile(objs, view.services, lb)
+                if self.ingresses is not None:
+                    self.ingresses.reconcile(objs, view.services)
         except Exception as err:
             failed = err  # the kubelet still gets this complete view; reconcile is retried
         self.kubelet.sync(view.pods)
@@ -359,12 +374,17 @@ def run(name: str, kubeconfig: Path | None = None) -> int:
     kubelet = Kubelet(plan, paths, api, events=Recorder(api))
     controller = Controller(api, [n.name for n in plan.nodes])
     gateway_api = check_gateway_api(connect(kubeconfig, FIELD_MANAGER))
+    election = LeaderElection(
+        KubeLeases(connect(kubeconfig, FIELD_MANAGER)), SYSTEM_NAMESPACE, LEASE_NAME,
+        ElectionConfig(f"{FIELD_MANAGER}_{uuid.uuid4()}"),
+    )
     loop = ControlLoop(
         view, informers.synced, kubelet, controller, GatewayController(api, gateway_api),
         ingresses=IngressController(api, Recorder(api)),
-        lbipam=LoadBalancerController(api, Recorder(api)),
+        lbipam=LoadBalancerController(api, Recorder(api)), leading=election.leading,
     )
     log.info("controller for lab %s started with nodes %s", name, controller.nodes)
+    elected = election.start(stop)  # releases the Lease when ``stop`` is set
     try:
         register_nodes(api, plan, stop)
         while not stop.is_set():
@@ -372,6 +392,7 @@ def run(name: str, kubeconfig: Path | None = None) -> int:
     finally:
         stop.set()
         informers.stop()
+        elected.join(timeout=2.0)
         supervisor.join(timeout=2.0)
         log.info("stopping: tearing down pods")
         kubelet.shutdown()

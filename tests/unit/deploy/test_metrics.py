@@ -14,7 +14,9 @@ SERVICES = {"tulle-agent-metrics": ("DaemonSet", "tulle-agent", "--metrics-addre
             "tulle-waypoint-metrics": ("DaemonSet", "tulle-waypoint",
                                        "--metrics-address=$(HOST_IP):"),
             "tulle-controlplane-metrics": ("Deployment", "tulle-controlplane",
-                                           "--metrics=0.0.0.0:")}
+                                           "--metrics=0.0.0.0:"),
+            "tulle-controller-metrics": ("Deployment", "tulle-controller",
+                                         "--metrics=0.0.0.0:")}
 
 
 def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -44,7 +46,7 @@ def test_the_servicemonitor_overlay_is_production_plus_monitors() -> None:
     rest = [o for o in render("servicemonitor") if o["kind"] != "ServiceMonitor"]
     assert rest == render("production")
     assert {m["metadata"]["name"] for m in _service_monitors()} == {
-        "tulle-agent", "tulle-waypoint", "tulle-controlplane"}
+        "tulle-agent", "tulle-waypoint", "tulle-controlplane", "tulle-controller"}
 
 
 def test_each_monitor_scrapes_one_metrics_port() -> None:

@@ -22,7 +22,8 @@ def test_every_workload_passes_the_policy(overlay: str) -> None:
     image = LAB_IMAGE if overlay == "lab" else IMAGE
     workloads = _workloads(overlay)
     assert {w["metadata"]["name"] for w in workloads} == {"tulle-agent", "tulle-waypoint",
-                                                          "tulle-controlplane"}
+                                                          "tulle-controlplane",
+                                                          "tulle-controller"}
     found = [f for w in workloads for f in findings(w, image, version())]
     assert found == []
 

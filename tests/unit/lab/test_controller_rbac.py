@@ -50,6 +50,10 @@ ALLOWED = [
     "patch authorizationpolicies.security.tulle.io --subresource=status",
     "patch services --subresource=status",
     "watch loadbalancerippools.networking.tulle.io",
+    # the tulle-controller Lease it contends for (Gateway/Ingress/LB status only while leading)
+    "get leases.coordination.k8s.io/tulle-controller --namespace=tulle-system",
+    "update leases.coordination.k8s.io/tulle-controller --namespace=tulle-system",
+    "create leases.coordination.k8s.io --namespace=tulle-system",
 ]
 DENIED = [
     "delete networkpolicies.networking.k8s.io",
@@ -72,6 +76,10 @@ DENIED = [
     "delete events",
     "list events",
     "patch deployments.apps --subresource=scale",
+    "get leases.coordination.k8s.io/kube-scheduler --namespace=tulle-system",
+    "delete leases.coordination.k8s.io/tulle-controller --namespace=tulle-system",
+    "create leases.coordination.k8s.io --namespace=kube-system",
+    "list leases.coordination.k8s.io --namespace=tulle-system",
 ]
 
 

@@ -22,12 +22,13 @@ def tokens(store: Store) -> dict[str, str]:
 def test_every_component_gets_a_token(tokens: dict[str, str]) -> None:
     assert sorted(tokens) == [
         "tulle-agent",
+        "tulle-controller",
         "tulle-controlplane",
         "tulle-lab-controller",
         "tulle-lab-dns",
         "tulle-waypoint",
     ]
-    assert len(set(tokens.values())) == 5
+    assert len(set(tokens.values())) == 6
 
 
 def test_the_control_plane_reviews_tokens_and_keeps_to_kube_system(
