@@ -1,7 +1,8 @@
 """NodePort allocation, as the Kubernetes API server does it (pkg/registry/core/service).
 
-Every port of a NodePort or LoadBalancer Service gets a ``nodePort`` from the default range
-30000-32767, and a LoadBalancer Service with ``externalTrafficPolicy: Local`` also gets a
+Every port of a NodePort or LoadBalancer Service gets a ``nodePort`` from the range
+(kube-apiserver's ``--service-node-port-range``, the API server's flag of the same name here;
+default 30000-32767), and a LoadBalancer Service with ``externalTrafficPolicy: Local`` also gets a
 ``healthCheckNodePort``. Requested ports are checked for the range and against every other
 Service's ports, with the API server's messages. A port is held by the Service that has it
 in its stored spec, so a delete or a type change releases it with no bookkeeping of its own.
@@ -24,7 +25,46 @@ from typing import Any
 from lab.store import Store
 
 NODE_PORT_RANGE = range(30000, 32768)  # kube-apiserver --service-node-port-range default
+# This API server's range: a process-wide flag, set once at start (configure_range), as
+# kube-apiserver's is.
+_range = NODE_PORT_RANGE
 _EXTERNAL_TYPES = ("NodePort", "LoadBalancer")
+
+
+def parse_port_range(text: str) -> range:
+    """kube-apiserver's forms (utilnet.ParsePortRange): ``LOW-HIGH``, ``BASE+SIZE`` or one
+    port; ValueError with the reason otherwise."""
+    raw = text.strip()
+    try:
+        if "-" in raw:
+            low_text, _, high_text = raw.partition("-")
+            low, high = int(low_text), int(high_text)
+        elif "+" in raw:
+            base_text, _, size_text = raw.partition("+")
+            low = int(base_text)
+            high = low + int(size_text)
+        else:
+            low = high = int(raw)
+    except ValueError:
+        raise ValueError(f"invalid port range {text!r}: expected LOW-HIGH, BASE+SIZE or PORT"
+                         ) from None
+    if not 1 <= low <= high <= 65535:
+        raise ValueError(f"invalid port range {text!r}: ports must be 1-65535, low <= high")
+    return range(low, high + 1)
+
+
+def configure_range(ports: range) -> None:
+    """Set the range this API server hands node ports from (its --service-node-port-range)."""
+    global _range
+    _range = ports
+
+
+def port_range() -> range:
+    return _range
+
+
+def describe_range(ports: range) -> str:
+    return f"{ports.start}-{ports.stop - 1}"
 
 
 def needs_node_ports(spec: dict[str, Any]) -> bool:
@@ -174,10 +214,10 @@ def _kept_ports(spec: dict[str, Any], old: dict[str, Any]) -> dict[str, int]:
 
 
 def _check(port: int, key: tuple[str, str], taken: _TakenPorts, own: Iterable[int]) -> str:
-    if port not in NODE_PORT_RANGE:
+    if port not in _range:
         return (
             f"Invalid value: {port}: provided port is not in the valid range. The range of "
-            f"valid ports is {NODE_PORT_RANGE.start}-{NODE_PORT_RANGE.stop - 1}"
+            f"valid ports is {describe_range(_range)}"
         )
     if port in set(own) or not taken.free_for(port, key):
         return f"Invalid value: {port}: provided port is already allocated"
@@ -189,12 +229,10 @@ def _allocate(
 ) -> int:
     """From a hash of the name, so a re-created lab gives a Service the same ports."""
     mine = set(own)
-    size = len(NODE_PORT_RANGE)
+    size = len(_range)
     start = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:4], "big") % size
     for step in range(size):
-        port = NODE_PORT_RANGE.start + (start + step) % size
+        port = _range.start + (start + step) % size
         if port not in mine and not taken.holders(port):
             return port
-    raise RuntimeError(
-        f"node port range {NODE_PORT_RANGE.start}-{NODE_PORT_RANGE.stop - 1} is full"
-    )
+    raise RuntimeError(f"node port range {describe_range(_range)} is full")
