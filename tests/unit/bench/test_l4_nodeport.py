@@ -141,3 +141,11 @@ def test_report_shows_the_nodeport_rows_target_and_range() -> None:
     assert "**met**" in md
     assert "`--service-node-port-range 20000-32767`" in md
     assert "| 10,000 | 50,000 | 10,000 | 1,500 |" in md
+
+
+def test_the_labs_own_cpu_is_reported_for_nodeport_runs_too() -> None:
+    from bench.l4.findings import limits
+
+    out = limits({"nproc": 2}, [], nodeport_run(4_000), [])
+    assert any("the Tulle lab's own processes used up to 0.10 cores" in line
+               and "the comparison lab's 0.10" in line for line in out)
