@@ -117,3 +117,43 @@ def test_the_api_server_refuses_a_bad_range(tmp_path: Path,
     assert exit_.value.code == 2
     assert "--service-node-port-range: invalid port range" in capsys.readouterr().err
     assert not (tmp_path / "s.db").exists()
+
+
+def test_taken_ports_are_scanned_once_then_followed_through_the_event_log(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan per write made N NodePort Services cost O(N²); after the first scan, creates,
+    updates and deletes reach the index as events."""
+    scans: list[str] = []
+    real = Store.field_values
+
+    def counted(self: Store, kind: str, json_path: str) -> list[tuple[str, str, Any]]:
+        scans.append(json_path)
+        return real(self, kind, json_path)
+
+    monkeypatch.setattr(Store, "field_values", counted)
+    for name, port in (("a", 31000), ("b", 31001), ("c", 31002)):
+        store.apply_many(admit(store, [(name, svc(name, port))]))
+    first = len(scans)
+    store.apply_many(admit(store, [("b", svc("b", 31005))]))  # b moves: 31001 is free again
+    store.delete("Service", "default", "c")  # c goes: 31002 is free again
+    for name, port in (("d", 31001), ("e", 31002)):
+        store.apply_many(admit(store, [(name, svc(name, port))]))
+    assert len(scans) == first == 2  # the ports and the health-check ports, once
+    with pytest.raises(AdmissionError, match="31005: provided port is already allocated"):
+        admit(store, [("f", svc("f", 31005))])
+
+
+def test_a_compacted_event_log_means_a_rescan(store: Store,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.store import Expired
+
+    store.apply_many(admit(store, [("a", svc("a", 31000))]))
+    store.apply_many(admit(store, [("b", svc("b", 31001))]))
+
+    def expired(*_: Any, **__: Any) -> Any:
+        raise Expired(0, 10)
+
+    monkeypatch.setattr(Store, "events_since", expired)
+    with pytest.raises(AdmissionError, match="31001: provided port is already allocated"):
+        admit(store, [("c", svc("c", 31001))])
