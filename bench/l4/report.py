@@ -10,6 +10,7 @@ from typing import Any
 from bench.l4.results import (
     CLEAN_CORES,
     CLOSE,
+    CLUSTERIP,
     DIRECT_PLAIN,
     DIRECT_TULLE,
     IPTABLES,
@@ -136,9 +137,10 @@ def render_markdown(report: dict[str, Any], measurements: Sequence[Measurement],
         "",
         f"Load: wrk with {cfg['threads']} threads and {cfg['connections']} connections, "
         f"{cfg['seconds']} s per run, {cfg['repeats']} run{'s' if cfg['repeats'] != 1 else ''} "
-        "per figure (best shown, all runs listed), from a client pod on node1 to nginx "
-        "(1 worker) on node2. New connections use `Connection: close` (one request per TCP "
-        "connection). Service counts: "
+        "per figure (best shown, all runs listed), "
+        + ("from a client pod on node1 " if CLUSTERIP in cfg.get("paths", [CLUSTERIP]) else "")
+        + "to nginx (1 worker) on node2. New connections use `Connection: close` (one "
+        "request per TCP connection). Service counts: "
         f"{', '.join(f'{c:,}' for c in cfg['counts'])}, with the target Service last."
         + (_nodeport_setup(cfg) if cfg.get("node_port_range") else "")
         + (" **Quick smoke run: not a result.**" if cfg["quick"] else ""),
@@ -152,6 +154,8 @@ def render_markdown(report: dict[str, Any], measurements: Sequence[Measurement],
         "",
         "## Targets (issue 3: ClusterIP; issue 15: NodePort)",
         "",
+        *(["A quick smoke run: these statuses are not claims; the targets are judged on a "
+           "full run on a quiet machine.", ""] if cfg["quick"] else []),
         markdown_table(["ratio", "value (best ÷ best)", "noise range (worst/best pairings)",
                         "target", "status"], target_rows(ratios)),
         "",

@@ -141,6 +141,9 @@ def test_report_shows_the_nodeport_rows_target_and_range() -> None:
     assert "**met**" in md
     assert "`--service-node-port-range 20000-32767`" in md
     assert "| 10,000 | 50,000 | 10,000 | 1,500 |" in md
+    assert "from a client pod" not in md and "not claims" not in md
+    rep["config"]["quick"] = True
+    assert "these statuses are not claims" in report.render_markdown(rep, ms, [])
 
 
 def test_the_labs_own_cpu_is_reported_for_nodeport_runs_too() -> None:
