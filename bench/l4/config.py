@@ -37,8 +37,9 @@ class BenchConfig:
         per_target = self.repeats * 2 * (self.seconds + 2) + self.warmup_seconds + 3
         direct = 1 if CLUSTERIP in self.paths else 0
         targets = len(self.labs) * (direct + len(self.counts) * len(self.paths))
-        # Measured on this 2-vCPU machine: ~60 s for 10,000 ClusterIP Services; 435 s for
-        # 10,000 NodePort ones, busy (bench/results/l4-2026-12-06-quick-nodeport-busy-*).
+        # Creating 10,000 NodePort Services took 435 s on this busy 2-vCPU machine
+        # (bench/results/l4-2026-12-06-quick-nodeport-busy-*); 60 s for ClusterIP ones is
+        # this estimate's earlier figure, not re-measured since the lab API server.
         sync = ((435 if self.nodeport else 60) * max(self.counts) / 10_000
                 if TULLE in self.labs else 0)
         return int(targets * per_target + sync + 40 * len(self.labs))
