@@ -36,7 +36,8 @@ def controller_kubeconfig(paths: LabPaths) -> Path:
 
 
 def start_apiserver(
-    paths: LabPaths, plan: LabPlan, progress: Progress, env: dict[str, str]
+    paths: LabPaths, plan: LabPlan, progress: Progress, env: dict[str, str],
+    node_port_range: str | None = None,
 ) -> None:
     """The Kubernetes API server: on loopback for the host, and on the fabric bridge (a socket
     it opens inside the fabric netns) for the nodes. The loopback port is chosen here, once,
@@ -66,6 +67,7 @@ def start_apiserver(
             "--fabric-address",
             f"{API_SERVER_IP}:{API_SERVER_PORT}",
             "--identities",
+            *(["--service-node-port-range", node_port_range] if node_port_range else []),
         ],
         log=paths.logs / "apiserver.log",
         record_dir=paths.procs,

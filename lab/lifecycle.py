@@ -150,12 +150,13 @@ def status(name: str) -> LabStatus | None:
 
 def up(
     name: str, node_count: int, progress: Progress, *, datapath: bool = True,
-    svid_lifetime: int | None = None,
+    svid_lifetime: int | None = None, node_port_range: str | None = None,
 ) -> LabPlan:
     """Build the lab. `datapath=False` runs agents without eBPF programs: a comparison lab
     for benchmarks against other datapaths (e.g. kube-proxy-style iptables).
     `svid_lifetime`: seconds each agent asks of the CA for its pods' SVIDs (the agent's
-    `--svid-lifetime`; None: its default, 24 h), short to watch rotation happen."""
+    `--svid-lifetime`; None: its default, 24 h), short to watch rotation happen.
+    `node_port_range`: the API server's --service-node-port-range (None: 30000-32767)."""
     require_root()
     paths = LabPaths.for_lab(name)
     existing = status(name)
@@ -181,7 +182,7 @@ def up(
         progress(f"building the external client ({plan.external_netns})")
         network.build_external_client(plan)
         _start_processes(paths, plan, progress, datapath=datapath, pod_cgroups=pod_cgroups,
-                         svid_lifetime=svid_lifetime)
+                         svid_lifetime=svid_lifetime, node_port_range=node_port_range)
         _wait_healthy(name, progress)
     except BaseException:
         progress("lab up failed: removing what was created")
@@ -193,6 +194,7 @@ def up(
 def _start_processes(
     paths: LabPaths, plan: LabPlan, progress: Progress, *, datapath: bool = True,
     pod_cgroups: bool = False, svid_lifetime: int | None = None,
+    node_port_range: str | None = None,
 ) -> None:
     # TULLE_LAB marks every process of this lab (pods inherit it from the controller).
     env = dict(os.environ, TULLE_LAB=plan.name, TULLE_STATE_DIR=str(paths.root.parent))
@@ -201,7 +203,7 @@ def _start_processes(
     held = listeners.open_for_waypoints(plan.nodes) if datapath else {}
     try:
         _start_with(paths, plan, progress, env, held, datapath=datapath, pod_cgroups=pod_cgroups,
-                    svid_lifetime=svid_lifetime)
+                    svid_lifetime=svid_lifetime, node_port_range=node_port_range)
     finally:
         listeners.close_all(held)
 
@@ -209,10 +211,10 @@ def _start_processes(
 def _start_with(
     paths: LabPaths, plan: LabPlan, progress: Progress, env: dict[str, str],
     held: dict[str, list[socket.socket]], *, datapath: bool, pod_cgroups: bool,
-    svid_lifetime: int | None,
+    svid_lifetime: int | None, node_port_range: str | None = None,
 ) -> None:
     held_fds = {role: listeners.listen_fds(socks) for role, socks in held.items()}
-    start_apiserver(paths, plan, progress, env)
+    start_apiserver(paths, plan, progress, env, node_port_range)
     seed_cluster(paths, plan, progress)
     progress("starting the lab controller (scheduler, kubelet, EndpointSlices, Gateway status)")
     procs.spawn(

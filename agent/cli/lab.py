@@ -13,6 +13,7 @@ from agent.cli.cluster import ClusterError, connect_to
 from agent.cli.context import Choice, lab_name
 from agent.cli.node import dns
 from lab import cgroups, lifecycle
+from lab.apiserver.node_ports import parse_port_range
 from lab.state import LabPaths
 from lab.topology import TopologyError
 
@@ -20,6 +21,17 @@ from lab.topology import TopologyError
 def _progress(message: str) -> None:
     click.secho("• ", fg="blue", nl=False, err=True)
     click.echo(message, err=True)
+
+
+def _check_port_range(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> str | None:
+    if value is not None:
+        try:
+            parse_port_range(value)
+        except ValueError as err:
+            raise click.BadParameter(str(err)) from None
+    return value
 
 
 @click.group()
@@ -44,14 +56,25 @@ def lab() -> None:
     help="Lifetime the agents ask for their pods' SVIDs, renewed at half of it "
     "(default: the agent's, 24 h); short to watch rotation.",
 )
+@click.option(
+    "--service-node-port-range",
+    "node_port_range",
+    default=None,
+    metavar="LOW-HIGH",
+    callback=_check_port_range,
+    help="Node ports for NodePort and LoadBalancer Services, as kube-apiserver's flag "
+    "(default 30000-32767; the L4 benchmark widens it for 10,000 NodePort Services).",
+)
 @click.pass_context
 def up(
-    ctx: click.Context, nodes: int, name: str | None, datapath: bool, svid_lifetime: int | None
+    ctx: click.Context, nodes: int, name: str | None, datapath: bool, svid_lifetime: int | None,
+    node_port_range: str | None,
 ) -> None:
     """Build the lab: fabric, nodes, controller, agents and DNS."""
     name = name or lab_name(ctx)
     try:
-        plan = lifecycle.up(name, nodes, _progress, datapath=datapath, svid_lifetime=svid_lifetime)
+        plan = lifecycle.up(name, nodes, _progress, datapath=datapath, svid_lifetime=svid_lifetime,
+                            node_port_range=node_port_range)
     except (lifecycle.LabError, TopologyError) as err:
         raise click.ClickException(str(err)) from err
     click.secho(f"lab {name!r} is up with {len(plan.nodes)} nodes", fg="green")

@@ -13,10 +13,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench.l4 import machine, report
+from bench.l4 import machine, manifests, report
 from bench.l4.findings import limits
 from bench.l4.labs import BenchError
-from bench.l4.results import IPTABLES, TULLE, Measurement, ratios
+from bench.l4.results import CLUSTERIP, IPTABLES, NODEPORT, TULLE, Measurement, ratios
 from bench.l4.runner import BenchConfig, Runner
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -27,7 +27,7 @@ def progress(message: str) -> None:
     print(f"[bench-l4 {time.monotonic() - _t0:6.1f}s] {message}", flush=True)
 
 
-def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path, int, Path | None]:
+def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path, int, Path | None, str]:
     p = argparse.ArgumentParser(prog="bench-l4", description=__doc__)
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 1 and 100 services, 3 s per run, one run each")
@@ -37,7 +37,14 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path, int, Path | N
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--labs", default="tulle,iptables",
-                   help="which ClusterIP paths to run: tulle, iptables or both")
+                   help="which datapaths to run: tulle, iptables or both")
+    p.add_argument("--paths", default=f"{CLUSTERIP},{NODEPORT}",
+                   help="which Service paths to measure: clusterip (from a client pod, with "
+                        "the pod IP direct rows), nodeport (node1's address : nodePort from "
+                        "the lab's external client; every Service is then a NodePort one) "
+                        "or both (default)")
+    p.add_argument("--tag", default="",
+                   help="added to the report's file name, e.g. busy-smoke")
     p.add_argument("--iptables", choices=["default", "nft", "legacy"], default="default",
                    help="iptables backend for the comparison lab (default: the system's)")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -49,12 +56,23 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path, int, Path | N
     args = p.parse_args(argv)
     counts: tuple[int, ...] = (1, 100) if args.quick else (1, 1_000, 10_000)
     if args.counts:
-        counts = tuple(int(c) for c in args.counts.split(","))
+        try:
+            counts = tuple(int(c) for c in args.counts.split(","))
+        except ValueError:
+            p.error(f"--counts takes numbers separated by commas, not {args.counts!r}")
     if min(counts) < 1:
         p.error("service counts start at 1 (the target itself)")
     labs = tuple(x.strip() for x in args.labs.split(",") if x.strip())
     if not labs or any(x not in (TULLE, IPTABLES) for x in labs):
         p.error("--labs takes tulle, iptables or tulle,iptables")
+    paths = tuple(x.strip() for x in args.paths.split(",") if x.strip())
+    if not paths or any(x not in (CLUSTERIP, NODEPORT) for x in paths):
+        p.error("--paths takes clusterip, nodeport or clusterip,nodeport")
+    if NODEPORT in paths and max(counts) > manifests.MAX_NODE_PORT_SERVICES:
+        p.error(f"--paths nodeport: at most {manifests.MAX_NODE_PORT_SERVICES:,} Services (the "
+                f"bench lab's node port range {manifests.node_port_range_flag()})")
+    if args.tag and not all(c.isalnum() or c == "-" for c in args.tag):
+        p.error("--tag takes letters, digits and dashes")
     restore = {"default": "iptables-restore", "nft": "iptables-nft-restore",
                "legacy": "iptables-legacy-restore"}[args.iptables]
     cfg = BenchConfig(
@@ -65,11 +83,12 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path, int, Path | N
         connections=args.connections,
         warmup_seconds=1 if args.quick else 2,
         labs=labs,
+        paths=tuple(x for x in (CLUSTERIP, NODEPORT) if x in paths),
         iptables_restore=restore,
         quick=args.quick,
         extra_runs=0 if args.quick else 2,
     )
-    return cfg, args.out_dir, args.wait_quiet, args.render
+    return cfg, args.out_dir, args.wait_quiet, args.render, args.tag
 
 
 def wait_quiet_for(limit: int, cores: float = 0.2, sample: float = 5.0) -> None:
@@ -91,7 +110,7 @@ def _stop(signum: int, _frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg, out_dir, wait_quiet, render = parse_args(argv)
+    cfg, out_dir, wait_quiet, render, tag = parse_args(argv)
     if render is not None:
         return rerender(render)
     if os.geteuid() != 0:
@@ -111,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             return 130
     started = datetime.now(UTC)
-    progress(f"L4 benchmark: counts {', '.join(f'{c:,}' for c in cfg.counts)}; paths "
-             f"{', '.join(cfg.labs)}; {cfg.repeats} x {cfg.seconds} s per figure; "
+    progress(f"L4 benchmark: counts {', '.join(f'{c:,}' for c in cfg.counts)}; labs "
+             f"{', '.join(cfg.labs)}; paths {', '.join(cfg.paths)}; "
+             f"{cfg.repeats} x {cfg.seconds} s per figure; "
              f"about {cfg.estimate_seconds() // 60 + 1} min (plus up to "
              f"{cfg.noise_budget / 60 if cfg.extra_runs else 0:.0f} min of re-runs if other "
              "work disturbs the runs)")
@@ -138,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     rs = ratios(runner.measurements, list(cfg.counts))
     md = report.render_markdown(rep, runner.measurements, rs)
     rep["ratios"] = [r.to_json() for r in rs]
-    stem = f"l4-{started:%Y-%m-%d}" + ("-quick" if cfg.quick else "")
+    stem = (f"l4-{started:%Y-%m-%d}" + ("-quick" if cfg.quick else "")
+            + (f"-{tag}" if tag else ""))
     md_path, json_path = report.write(rep, md, out_dir, stem)
     print()
     print(report.text_table(report.HEADER, report.table_rows(runner.measurements)))
@@ -174,8 +195,10 @@ def build(cfg: BenchConfig, facts: dict[str, Any], busy: list[dict[str, Any]], r
         "date": f"{started:%Y-%m-%d %H:%M} UTC",
         "config": {"counts": list(cfg.counts), "seconds": cfg.seconds, "repeats": cfg.repeats,
                    "threads": cfg.threads, "connections": cfg.connections,
-                   "labs": list(cfg.labs), "iptables_restore": cfg.iptables_restore,
-                   "quick": cfg.quick},
+                   "labs": list(cfg.labs), "paths": list(cfg.paths),
+                   "node_port_range": manifests.node_port_range_flag() if cfg.nodeport
+                   else None,
+                   "iptables_restore": cfg.iptables_restore, "quick": cfg.quick},
         "machine": facts,
         "busy_processes_at_start": busy,
         "measurements": [m.to_json() for m in runner.measurements],

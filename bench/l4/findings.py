@@ -10,9 +10,11 @@ from bench.l4.results import (
     DIRECT_PLAIN,
     DIRECT_TULLE,
     IPTABLES,
+    IPTABLES_NODEPORT,
     KEEPALIVE,
     PATH_TITLES,
     TULLE,
+    TULLE_NODEPORT,
     Measurement,
     find,
     ratio,
@@ -49,14 +51,15 @@ def limits(machine: dict[str, Any], busy: Sequence[dict[str, Any]],
             + (f"; busy at start: {names}" if names else "") + ". "
             "That is why every figure is the best of its runs and all runs are listed."
         )
-    tulle_cores = [r.lab_cores for m in measurements if m.path == TULLE and m.mode == CLOSE
-                   for r in m.runs]
-    ipt_cores = [r.lab_cores for m in measurements if m.path == IPTABLES and m.mode == CLOSE
+    tulle_paths, ipt_paths = (TULLE, TULLE_NODEPORT), (IPTABLES, IPTABLES_NODEPORT)
+    tulle_cores = [r.lab_cores for m in measurements if m.path in tulle_paths
+                   and m.mode == CLOSE for r in m.runs]
+    ipt_cores = [r.lab_cores for m in measurements if m.path in ipt_paths and m.mode == CLOSE
                  for r in m.runs]
     if tulle_cores:
         roles: dict[str, float] = {}
         for m in measurements:
-            if m.path == TULLE and m.mode == CLOSE:
+            if m.path in tulle_paths and m.mode == CLOSE:
                 for r in m.runs:
                     for role, cores in r.lab_roles.items():
                         roles[role] = max(roles.get(role, 0.0), cores)

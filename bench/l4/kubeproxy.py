@@ -5,7 +5,12 @@ pays what a real node pays for a new connection:
 
 - nat: ``PREROUTING`` and ``OUTPUT`` jump to ``KUBE-SERVICES``; ``KUBE-SERVICES`` holds one
   rule per service port (``-d VIP/32 -p tcp --dport P -j KUBE-SVC-<hash>``), matched in
-  order, and ends with the ``KUBE-NODEPORTS`` rule; each ``KUBE-SVC-`` chain marks traffic
+  order, and ends with the ``KUBE-NODEPORTS`` rule (``-m addrtype --dst-type LOCAL``: only
+  packets to one of the node's own addresses get there, after missing every ClusterIP rule);
+  ``KUBE-NODEPORTS`` holds one rule per NodePort (``-p tcp --dport N -j KUBE-EXT-<hash>``),
+  matched in order; each ``KUBE-EXT-`` chain (externalTrafficPolicy Cluster) marks the packet
+  for masquerade, so replies come back through this node, and jumps to the service's
+  ``KUBE-SVC-`` chain; each ``KUBE-SVC-`` chain marks traffic
   from outside the cluster CIDR for masquerade, then picks an endpoint with
   ``-m statistic --mode random`` rules; each ``KUBE-SEP-`` chain marks hairpin traffic and
   DNATs to its endpoint. ``KUBE-POSTROUTING`` masquerades marked packets.
@@ -13,7 +18,8 @@ pays what a real node pays for a new connection:
   ``KUBE-SERVICES``/``KUBE-EXTERNAL-SERVICES``/``KUBE-PROXY-FIREWALL`` chains that only hold
   rules for services without endpoints or with load-balancer source ranges.
 
-Chain names use kube-proxy's hash: the first 16 characters of base32(sha256(name+proto)).
+Chain names use kube-proxy's hash: the first 16 characters of base32(sha256(name+proto)),
+the same for a service port's ``KUBE-SVC-`` and ``KUBE-EXT-`` chains.
 Only the nat table's first packet of a connection walks these chains; conntrack carries the
 rest, which is why iptables costs new connections and not keep-alive requests.
 """
@@ -48,6 +54,7 @@ class ServicePort:
     port: int
     endpoints: tuple[Endpoint, ...]
     protocol: str = "tcp"
+    node_port: int | None = None  # a NodePort Service's port (externalTrafficPolicy Cluster)
 
     @property
     def port_id(self) -> str:
@@ -63,6 +70,11 @@ def svc_chain(sp: ServicePort) -> str:
     return "KUBE-SVC-" + _hash(sp.port_id + sp.protocol)
 
 
+def ext_chain(sp: ServicePort) -> str:
+    """kube-proxy's ``serviceExternalChainName``: the external-traffic chain of a port."""
+    return "KUBE-EXT-" + _hash(sp.port_id + sp.protocol)
+
+
 def sep_chain(sp: ServicePort, ep: Endpoint) -> str:
     return "KUBE-SEP-" + _hash(sp.port_id + sp.protocol + str(ep))
 
@@ -75,9 +87,73 @@ def _probability(remaining: int) -> str:
     return f"{1.0 / remaining:0.10f}"
 
 
+class RuleError(ValueError):
+    """Services kube-proxy would not render this way (the benchmark's own input is wrong)."""
+
+
+def _check(services: Sequence[ServicePort]) -> None:
+    """kube-proxy only gives KUBE-SVC/KUBE-EXT chains to ports with endpoints (the others get
+    REJECT rules in the filter table, which the benchmark never needs), and the API server
+    never gives one node port to two Services."""
+    held: dict[tuple[int, str], str] = {}
+    for sp in services:
+        if not sp.endpoints:
+            raise RuleError(f"{sp.port_id} has no endpoints: only ports with endpoints are "
+                            "rendered")
+        if sp.node_port is None:
+            continue
+        if not 1 <= sp.node_port <= 65535:
+            raise RuleError(f"{sp.port_id}: node port {sp.node_port} outside 1-65535")
+        other = held.setdefault((sp.node_port, sp.protocol), sp.port_id)
+        if other != sp.port_id:
+            raise RuleError(f"node port {sp.node_port}/{sp.protocol} is both {other}'s and "
+                            f"{sp.port_id}'s")
+
+
+def _service_chains(sp: ServicePort, cluster_cidr: str) -> tuple[list[str], list[str]]:
+    """The chains of one service port and their rules: KUBE-EXT (NodePort only), KUBE-SVC,
+    and one KUBE-SEP per endpoint."""
+    svc = svc_chain(sp)
+    dest = f"-d {sp.vip}/32 -p {sp.protocol}"
+    dport = f"-m {sp.protocol} --dport {sp.port}"
+    chains, rules = [svc], []
+    if sp.node_port is not None:
+        ext = ext_chain(sp)
+        chains.append(ext)
+        rules += [
+            f"-A {ext} {_comment(f'masquerade traffic for {sp.port_id} external destinations')} "
+            "-j KUBE-MARK-MASQ",
+            f"-A {ext} -j {svc}",
+        ]
+    rules.append(
+        f"-A {svc} ! -s {cluster_cidr} {dest} {_comment(sp.port_id + ' cluster IP')} "
+        f"{dport} -j KUBE-MARK-MASQ"
+    )
+    count = len(sp.endpoints)
+    sep_rules: list[str] = []
+    for index, ep in enumerate(sp.endpoints):
+        sep = sep_chain(sp, ep)
+        chains.append(sep)
+        pick = (
+            f" -m statistic --mode random --probability {_probability(count - index)}"
+            if index < count - 1
+            else ""
+        )
+        rules.append(f"-A {svc} {_comment(f'{sp.port_id} -> {ep}')}{pick} -j {sep}")
+        sep_rules.append(f"-A {sep} -s {ep.ip}/32 {_comment(sp.port_id)} -j KUBE-MARK-MASQ")
+        sep_rules.append(
+            f"-A {sep} -p {sp.protocol} {_comment(sp.port_id)} -m {sp.protocol} "
+            f"-j DNAT --to-destination {ep}"
+        )
+    return chains, rules + sep_rules
+
+
 def restore_text(services: Sequence[ServicePort], cluster_cidr: str) -> str:
     """The full nat and filter tables for ``services``, in the given order: the last
-    service's rule is the last one ``KUBE-SERVICES`` matches against."""
+    service's rule is the last one ``KUBE-SERVICES`` (and, for a NodePort,
+    ``KUBE-NODEPORTS``) matches against. Raises RuleError for input kube-proxy would not
+    render this way."""
+    _check(services)
     nat_chains = ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"]
     nat_rules = [
         f"-A PREROUTING {_comment('kubernetes service portals')} -j KUBE-SERVICES",
@@ -90,36 +166,22 @@ def restore_text(services: Sequence[ServicePort], cluster_cidr: str) -> str:
         "-j MASQUERADE --random-fully",
     ]
     svc_rules: list[str] = []
+    nodeport_rules: list[str] = []
     chain_rules: list[str] = []
     for sp in services:
-        svc = svc_chain(sp)
-        nat_chains.append(svc)
-        dest = f"-d {sp.vip}/32 -p {sp.protocol}"
-        dport = f"-m {sp.protocol} --dport {sp.port}"
+        chains, rules = _service_chains(sp, cluster_cidr)
+        nat_chains += chains
+        chain_rules += rules
         svc_rules.append(
-            f"-A KUBE-SERVICES {dest} {_comment(sp.port_id + ' cluster IP')} {dport} -j {svc}"
+            f"-A KUBE-SERVICES -d {sp.vip}/32 -p {sp.protocol} "
+            f"{_comment(sp.port_id + ' cluster IP')} -m {sp.protocol} --dport {sp.port} "
+            f"-j {svc_chain(sp)}"
         )
-        chain_rules.append(
-            f"-A {svc} ! -s {cluster_cidr} {dest} {_comment(sp.port_id + ' cluster IP')} "
-            f"{dport} -j KUBE-MARK-MASQ"
-        )
-        count = len(sp.endpoints)
-        sep_rules: list[str] = []
-        for index, ep in enumerate(sp.endpoints):
-            sep = sep_chain(sp, ep)
-            nat_chains.append(sep)
-            pick = (
-                f" -m statistic --mode random --probability {_probability(count - index)}"
-                if index < count - 1
-                else ""
+        if sp.node_port is not None:
+            nodeport_rules.append(
+                f"-A KUBE-NODEPORTS -p {sp.protocol} {_comment(sp.port_id)} -m {sp.protocol} "
+                f"--dport {sp.node_port} -j {ext_chain(sp)}"
             )
-            chain_rules.append(f"-A {svc} {_comment(f'{sp.port_id} -> {ep}')}{pick} -j {sep}")
-            sep_rules.append(f"-A {sep} -s {ep.ip}/32 {_comment(sp.port_id)} -j KUBE-MARK-MASQ")
-            sep_rules.append(
-                f"-A {sep} -p {sp.protocol} {_comment(sp.port_id)} -m {sp.protocol} "
-                f"-j DNAT --to-destination {ep}"
-            )
-        chain_rules += sep_rules
     svc_rules.append(
         "-A KUBE-SERVICES "
         + _comment("kubernetes service nodeports; NOTE: this must be the last rule in this chain")
@@ -133,6 +195,8 @@ def restore_text(services: Sequence[ServicePort], cluster_cidr: str) -> str:
         "-A INPUT -m conntrack --ctstate NEW "
         f"{_comment('kubernetes load balancer firewall')} -j KUBE-PROXY-FIREWALL",
         f"-A INPUT {_comment('kubernetes health check service ports')} -j KUBE-NODEPORTS",
+        "-A INPUT -m conntrack --ctstate NEW "
+        f"{_comment('kubernetes externally-visible service portals')} -j KUBE-EXTERNAL-SERVICES",
         "-A FORWARD -m conntrack --ctstate NEW "
         f"{_comment('kubernetes load balancer firewall')} -j KUBE-PROXY-FIREWALL",
         f"-A FORWARD {_comment('kubernetes forwarding rules')} -j KUBE-FORWARD",
@@ -140,6 +204,8 @@ def restore_text(services: Sequence[ServicePort], cluster_cidr: str) -> str:
         f"{_comment('kubernetes service portals')} -j KUBE-SERVICES",
         "-A FORWARD -m conntrack --ctstate NEW "
         f"{_comment('kubernetes externally-visible service portals')} -j KUBE-EXTERNAL-SERVICES",
+        "-A OUTPUT -m conntrack --ctstate NEW "
+        f"{_comment('kubernetes load balancer firewall')} -j KUBE-PROXY-FIREWALL",
         "-A OUTPUT -m conntrack --ctstate NEW "
         f"{_comment('kubernetes service portals')} -j KUBE-SERVICES",
         "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP",
@@ -154,5 +220,5 @@ def restore_text(services: Sequence[ServicePort], cluster_cidr: str) -> str:
     lines += [":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
               ":POSTROUTING ACCEPT [0:0]"]
     lines += [f":{c} - [0:0]" for c in nat_chains]
-    lines += [*nat_rules, *svc_rules, *chain_rules, "COMMIT", ""]
+    lines += [*nat_rules, *svc_rules, *nodeport_rules, *chain_rules, "COMMIT", ""]
     return "\n".join(lines)

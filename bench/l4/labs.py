@@ -43,6 +43,7 @@ class BenchLab:
     datapath: bool
     progress: Progress
     namespace: str = "bench"
+    node_port_range: str | None = None  # `tulle lab up --service-node-port-range`
     created: bool = field(default=False, init=False)
 
     # -- the CLI -------------------------------------------------------------------------
@@ -74,6 +75,8 @@ class BenchLab:
         args = ["lab", "up", "--name", self.name, "--nodes", "2"]
         if not self.datapath:
             args.append("--no-datapath")
+        if self.node_port_range:
+            args += ["--service-node-port-range", self.node_port_range]
         self.progress(f"lab {self.name}: bringing up 2 nodes"
                       + ("" if self.datapath else " without the eBPF datapath"))
         self.tulle(*args, timeout=180)
@@ -133,6 +136,12 @@ class BenchLab:
              check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.tulle("lab", "exec", "-n", self.namespace, pod, "--", *command,
                           timeout=timeout, check=check)
+
+    def exec_external(self, *command: str, timeout: float = 60,
+                      check: bool = True) -> subprocess.CompletedProcess[str]:
+        """In the lab's external client: a machine outside the cluster, on the fabric."""
+        return self.tulle("lab", "exec", "--external", "--", *command, timeout=timeout,
+                          check=check)
 
     def node_netns(self, node: str) -> str:
         return f"tulle-{self.name}-{node}"

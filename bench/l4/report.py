@@ -10,17 +10,20 @@ from typing import Any
 from bench.l4.results import (
     CLEAN_CORES,
     CLOSE,
+    CLUSTERIP,
     DIRECT_PLAIN,
     DIRECT_TULLE,
     IPTABLES,
+    IPTABLES_NODEPORT,
     KEEPALIVE,
     PATH_TITLES,
     TULLE,
+    TULLE_NODEPORT,
     Measurement,
     Ratio,
 )
 
-ROW_ORDER = (DIRECT_TULLE, DIRECT_PLAIN, TULLE, IPTABLES)
+ROW_ORDER = (DIRECT_TULLE, DIRECT_PLAIN, TULLE, IPTABLES, TULLE_NODEPORT, IPTABLES_NODEPORT)
 
 
 def _num(value: float | None, digits: int = 0) -> str:
@@ -106,6 +109,21 @@ SYNC_HEADER = ["services", "fillers added", "apply s", "node1 programmed s",
                "agent full sync (ms)"]
 
 
+def _nodeport_setup(cfg: dict[str, Any]) -> str:
+    return (
+        " NodePort rows: wrk runs in the lab's external client (a machine outside the "
+        "cluster, on the fabric) against node1's address : the target's nodePort; the backend "
+        "is on node2, so both datapaths translate, SNAT to node1 (externalTrafficPolicy "
+        "Cluster) and forward. Every Service of the run, fillers and target, is then type "
+        "NodePort (the Service count is the NodePort Service count), which 10,000 of do not "
+        "fit kube-apiserver's default range (30000-32767, 2,768 ports): the Tulle lab's API "
+        f"server runs with `--service-node-port-range {cfg['node_port_range']}`, below the "
+        "nodes' ephemeral ports, and the comparison lab's KUBE-NODEPORTS rules use the same "
+        "ports, the target's last. The NodePort target (issue 15) is on new connections "
+        "per second; keep-alive is shown too."
+    )
+
+
 def render_markdown(report: dict[str, Any], measurements: Sequence[Measurement],
                     ratios: Sequence[Ratio]) -> str:
     m, cfg = report["machine"], report["config"]
@@ -119,10 +137,12 @@ def render_markdown(report: dict[str, Any], measurements: Sequence[Measurement],
         "",
         f"Load: wrk with {cfg['threads']} threads and {cfg['connections']} connections, "
         f"{cfg['seconds']} s per run, {cfg['repeats']} run{'s' if cfg['repeats'] != 1 else ''} "
-        "per figure (best shown, all runs listed), from a client pod on node1 to nginx "
-        "(1 worker) on node2. New connections use `Connection: close` (one request per TCP "
-        "connection). Service counts: "
+        "per figure (best shown, all runs listed), "
+        + ("from a client pod on node1 " if CLUSTERIP in cfg.get("paths", [CLUSTERIP]) else "")
+        + "to nginx (1 worker) on node2. New connections use `Connection: close` (one "
+        "request per TCP connection). Service counts: "
         f"{', '.join(f'{c:,}' for c in cfg['counts'])}, with the target Service last."
+        + (_nodeport_setup(cfg) if cfg.get("node_port_range") else "")
         + (" **Quick smoke run: not a result.**" if cfg["quick"] else ""),
         "",
         markdown_table(HEADER, table_rows(measurements)),
@@ -132,8 +152,10 @@ def render_markdown(report: dict[str, Any], measurements: Sequence[Measurement],
         f"* were disturbed (others took ≥ {CLEAN_CORES} cores) and are left out of the best "
         "and of the ratios whenever a clean run of the same figure exists.",
         "",
-        "## Targets (issue 3)",
+        "## Targets (issue 3: ClusterIP; issue 15: NodePort)",
         "",
+        *(["A quick smoke run: these statuses are not claims; the targets are judged on a "
+           "full run on a quiet machine.", ""] if cfg["quick"] else []),
         markdown_table(["ratio", "value (best ÷ best)", "noise range (worst/best pairings)",
                         "target", "status"], target_rows(ratios)),
         "",
@@ -152,8 +174,10 @@ def render_markdown(report: dict[str, Any], measurements: Sequence[Measurement],
                 "resyncs the whole desired state."]
     if report["iptables_sync"]:
         out += ["", "## iptables: rule programming", "",
-                markdown_table(["services", "nat rules", "iptables-restore (ms)"],
+                markdown_table(["services", "nat rules", "KUBE-NODEPORTS rules",
+                                "iptables-restore (ms)"],
                                [[f"{s['services']:,}", f"{s['nat_rules']:,}",
+                                 f"{s.get('kube_nodeports_rules', 0):,}",
                                  _num(s['restore_s'] * 1000)] for s in report["iptables_sync"]])]
     out += ["", "## What limits these numbers", ""]
     out += [f"- {line}" for line in report["limits"]]

@@ -11,6 +11,12 @@ DIRECT_TULLE = "direct-tulle"
 DIRECT_PLAIN = "direct-plain"
 TULLE = "tulle"
 IPTABLES = "iptables"
+TULLE_NODEPORT = "tulle-nodeport"
+IPTABLES_NODEPORT = "iptables-nodeport"
+# The Service paths a run can measure (`--paths`): to the ClusterIP from a client pod, and to
+# node1's address : nodePort from the lab's external client.
+CLUSTERIP = "clusterip"
+NODEPORT = "nodeport"
 CLOSE = "close"
 KEEPALIVE = "keepalive"
 CLEAN_CORES = 0.25  # a run is "clean" when other users of the machine took less than this
@@ -20,6 +26,8 @@ PATH_TITLES = {
     DIRECT_PLAIN: "pod IP direct (comparison lab: no datapath)",
     TULLE: "ClusterIP via Tulle eBPF",
     IPTABLES: "ClusterIP via iptables (kube-proxy chains)",
+    TULLE_NODEPORT: "NodePort via Tulle eBPF (external client -> node1)",
+    IPTABLES_NODEPORT: "NodePort via iptables (kube-proxy chains, external client -> node1)",
 }
 
 
@@ -125,7 +133,43 @@ def ratio(name: str, num: Measurement | None, den: Measurement | None,
 
 
 def ratios(ms: list[Measurement], counts: list[int]) -> list[Ratio]:
-    """The issue's three targets at the largest service count, then informational ratios."""
+    """The issues' targets at the largest service count, then informational ratios, for the
+    paths the run measured (ClusterIP: issue 3; NodePort: issue 15)."""
+    out: list[Ratio] = []
+    if any(m.path in (TULLE, IPTABLES, DIRECT_TULLE, DIRECT_PLAIN) for m in ms):
+        out += _clusterip_ratios(ms, counts)
+    if any(m.path in (TULLE_NODEPORT, IPTABLES_NODEPORT) for m in ms):
+        out += _nodeport_ratios(ms, counts)
+    return out
+
+
+def _nodeport_ratios(ms: list[Measurement], counts: list[int]) -> list[Ratio]:
+    """Issue 15: "Tulle >= 2x iptables at 10,000 Services", on new connections per second
+    (iptables walks its chains for a connection's first packet only; keep-alive is shown)."""
+    top, one = max(counts), min(counts)
+    out = [ratio(f"NodePort new conn/s at {services(top)}: Tulle ÷ iptables",
+                 find(ms, TULLE_NODEPORT, CLOSE, top), find(ms, IPTABLES_NODEPORT, CLOSE, top),
+                 2.0)]
+    for n in sorted(counts):
+        if n != top:
+            out.append(ratio(f"NodePort new conn/s at {services(n)}: Tulle ÷ iptables",
+                             find(ms, TULLE_NODEPORT, CLOSE, n),
+                             find(ms, IPTABLES_NODEPORT, CLOSE, n)))
+    for n in sorted(counts):
+        out.append(ratio(f"NodePort keep-alive req/s at {services(n)}: Tulle ÷ iptables",
+                         find(ms, TULLE_NODEPORT, KEEPALIVE, n),
+                         find(ms, IPTABLES_NODEPORT, KEEPALIVE, n)))
+    out += [
+        ratio(f"Tulle NodePort new conn/s: {services(top)} ÷ {services(one)}",
+              find(ms, TULLE_NODEPORT, CLOSE, top), find(ms, TULLE_NODEPORT, CLOSE, one)),
+        ratio(f"iptables NodePort new conn/s: {services(top)} ÷ {services(one)}",
+              find(ms, IPTABLES_NODEPORT, CLOSE, top), find(ms, IPTABLES_NODEPORT, CLOSE, one)),
+    ]
+    return out
+
+
+def _clusterip_ratios(ms: list[Measurement], counts: list[int]) -> list[Ratio]:
+    """Issue 3's three targets at the largest service count, then informational ratios."""
     top, one = max(counts), min(counts)
     out = [
         ratio(f"Tulle new conn/s: {services(top)} ÷ {services(one)}",

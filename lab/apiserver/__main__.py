@@ -1,5 +1,6 @@
 """``python -m lab.apiserver --store FILE --state-dir DIR [--port 0] [--lab NAME]
-[--fabric-netns NS --fabric-address IP:PORT] [--identities]``."""
+[--fabric-netns NS --fabric-address IP:PORT] [--identities]
+[--service-node-port-range LOW-HIGH]``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ from types import FrameType
 from lab.apiserver import identities
 from lab.apiserver.app import Api
 from lab.apiserver.certs import credentials, write_kubeconfig
+from lab.apiserver.node_ports import (
+    NODE_PORT_RANGE,
+    configure_range,
+    describe_range,
+    parse_port_range,
+)
 from lab.apiserver.server import ApiServer, tls_context
 from lab.store import Store
 
@@ -55,8 +62,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="seed the components' ServiceAccounts and ClusterRoles; write a kubeconfig each",
     )
+    parser.add_argument(
+        "--service-node-port-range",
+        default=describe_range(NODE_PORT_RANGE),
+        help="node ports for NodePort and LoadBalancer Services, as kube-apiserver's flag "
+        "(LOW-HIGH, BASE+SIZE or PORT)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
+    try:
+        configure_range(parse_port_range(args.service_node_port_range))
+    except ValueError as err:
+        parser.error(f"--service-node-port-range: {err}")
     fabric_host, _, fabric_port = args.fabric_address.rpartition(":")
     if args.fabric_netns and not (fabric_host and fabric_port.isdigit()):
         parser.error(f"--fabric-address must be IP:PORT, got {args.fabric_address!r}")
