@@ -24,6 +24,7 @@ KINDS = (
     "NetworkPolicy",
     "HTTPRoute",
     "GRPCRoute",
+    "TLSRoute",
     "Gateway",
     "GatewayClass",
     "ReferenceGrant",

@@ -39,6 +39,7 @@ log = logging.getLogger("tulle.gateways")
 KINDS = (
     "HTTPRoute",
     "GRPCRoute",
+    "TLSRoute",
     "Gateway",
     "GatewayClass",
     "ReferenceGrant",
@@ -53,7 +54,7 @@ KINDS = (
     "ConfigMap",
 )
 _WITH_STATUS = (
-    "HTTPRoute", "GRPCRoute", "Gateway", "GatewayClass", "BackendTrafficPolicy",
+    "HTTPRoute", "GRPCRoute", "TLSRoute", "Gateway", "GatewayClass", "BackendTrafficPolicy",
     "AuthorizationPolicy", "HTTPLocalRateLimitPolicy", "BackendTLSPolicy",
 )
 
