@@ -16,8 +16,9 @@ and each is one DROPPED flow naming why: no ClientHello within the header timeou
 non-TLS first flight (``l7proxy.clienthello``), no route for the server name or no server
 name (``TLS_NO_ROUTE``), an invalid backend chosen by weight (``TLS_BACKEND_INVALID``, as
 the spec asks: rejections respect weights), no endpoint or a failed connect
-(``UPSTREAM_CONNECT_FAILED`` or the hop's reason), a failed handshake in Terminate mode
-(``TLS_HANDSHAKE_FAILED``). A connection routed is one FORWARDED flow when it is spliced.
+(``UPSTREAM_CONNECT_FAILED`` or the hop's reason), a failed or unfinished handshake in
+Terminate mode (``TLS_HANDSHAKE_FAILED``, ``TLS_HANDSHAKE_TIMEOUT``). A connection routed
+is one FORWARDED flow when it is spliced.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ NO_ROUTE = "TLS_NO_ROUTE"
 BACKEND_INVALID = "TLS_BACKEND_INVALID"
 CONNECT_FAILED = "UPSTREAM_CONNECT_FAILED"
 HANDSHAKE_FAILED = "TLS_HANDSHAKE_FAILED"
+HANDSHAKE_TIMEOUT = "TLS_HANDSHAKE_TIMEOUT"
 HIGH_WATER = 256 * 1024
 
 
@@ -301,9 +303,11 @@ class TlsRouteConnection(asyncio.Protocol):
 
     def _timed_out(self) -> None:
         self.timer = None
-        what = "ClientHello" if self.reader is not None else "TLS handshake"
         seconds = self.server.config.limits.header_timeout
-        self._refuse(HELLO_TIMEOUT, f"no complete {what} within {seconds:g}s")
+        if self.reader is not None:
+            self._refuse(HELLO_TIMEOUT, f"no complete ClientHello within {seconds:g}s")
+        else:
+            self._refuse(HANDSHAKE_TIMEOUT, f"TLS handshake not done within {seconds:g}s")
 
     def _cancel_timer(self) -> None:
         if self.timer is not None:

@@ -15,6 +15,7 @@ from typing import Any
 from agent.flows.flow import Flow, Verdict
 from l7proxy.config import Limits, load_config_text, waypoint_config
 from l7proxy.server import WaypointServer
+from tests.unit.l7proxy.test_clienthello import real_hello
 from tests.unit.l7proxy.test_tls import (
     CertificateAuthority,
     Issued,
@@ -202,6 +203,18 @@ def test_terminate_serves_the_listener_certificate_and_forwards_plaintext() -> N
     async def body(lab: Lab) -> None:
         line, names = await lab.talk("term.example", b"clear text\n")
         assert (line, names) == (b"plain:clear text\n", {"term.example"})
+
+    run(body)
+
+
+def test_terminate_closes_a_client_that_stops_mid_handshake() -> None:
+    async def body(lab: Lab) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", lab.port)
+        writer.write(real_hello("term.example"))  # then never answers the server's flight
+        flight = await asyncio.wait_for(reader.read(), 10)  # to EOF: the waypoint closed
+        assert flight[:1] == b"\x16"  # its ServerHello came first
+        writer.close()
+        await lab.dropped("TLS_HANDSHAKE_TIMEOUT")
 
     run(body)
 
