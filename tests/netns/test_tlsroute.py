@@ -2,10 +2,13 @@
 datapath's redirection to its node's waypoint; the server name chooses the route, and the
 client sees the backend's own certificate (two SNIs, two backends); an unknown SNI is
 closed; a 3:1 split holds within a binomial bound; a client that sends no ClientHello is
-closed after the header timeout; the TLSRoute and listener status say so."""
+closed after the header timeout; a Terminate listener serves its own certificate and
+forwards the plaintext stream; the TLSRoute and listener status say so. (The external
+client is not tried: Gateway addresses are not served outside the cluster on this base.)"""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,24 @@ for name in names:
 print(json.dumps(out))
 """
 
+# Terminate: an HTTP request over TLS to the listener, the echo backend's answer.
+TERMINATED = r"""
+import json, socket, ssl, sys
+address, ca = sys.argv[1], sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.check_hostname = False
+with socket.create_connection((address, 8443), timeout=5) as raw:
+    with ctx.wrap_socket(raw, server_hostname="term.example") as tls:
+        cert = dict(x[0] for x in tls.getpeercert()["subject"])
+        tls.sendall(b"GET /terminated HTTP/1.1\r\nHost: term.example\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+head, _, body = data.partition(b"\r\n\r\n")
+print(json.dumps({"cn": cert["commonName"], "status": head.split(b" ")[1].decode(),
+                  "echo": json.loads(body)}))
+"""
+
 SILENT = r"""
 import json, socket, sys, time
 start = time.monotonic()
@@ -101,11 +122,24 @@ def site(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                        ports=[{"name": "tls", "containerPort": 8443}]),
             service(NS, name, port=8443, target="tls"),
         ]
+    listener = ca.issue("term-listener", "term.example")
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+              "metadata": {"name": "term-tls", "namespace": NS},
+              "data": {"tls.crt": base64.b64encode(listener.crt).decode(),
+                       "tls.key": base64.b64encode(listener.key).decode()}}
     gateway = {"apiVersion": GW, "kind": "Gateway", "metadata": {"name": "edge", "namespace": NS},
                "spec": {"gatewayClassName": "tulle", "listeners": [
-                   {"name": "tls", "port": 443, "protocol": "TLS", "tls": {"mode": "Passthrough"}}]}}
+                   {"name": "tls", "port": 443, "protocol": "TLS", "tls": {"mode": "Passthrough"}},
+                   {"name": "term", "port": 8443, "protocol": "TLS", "hostname": "term.example",
+                    "tls": {"mode": "Terminate", "certificateRefs": [{"name": "term-tls"}]}}]}}
+    term = _tls_route("term", ["term.example"], [{"name": "echo", "port": 80}])
+    term["spec"]["parentRefs"] = [{"name": "edge", "sectionName": "term"}]
     objects += [
+        secret,
         gateway,
+        term,
+        deployment(NS, "echo", 1, node="node2"),
+        service(NS, "echo"),
         deployment(NS, "client", 1, node="node1"),
         _tls_route("alpha", ["alpha.example"], [{"name": "alpha", "port": 8443}]),
         _tls_route("beta", ["beta.example"], [{"name": "beta", "port": 8443}]),
@@ -113,7 +147,7 @@ def site(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                                                 {"name": "beta", "port": 8443, "weight": 1}]),
     ]
     apply(lab, *objects)
-    lab.wait_pods_ready(NS, 3, timeout=90)
+    lab.wait_pods_ready(NS, 4, timeout=90)
     client = pods_of(lab, NS, "client")[0]["metadata"]["name"]
     gw = wait_for(lambda: (lab.get("gateways", NS)[0].get("status") or {}).get("addresses"),
                   what="gateway address")
@@ -164,9 +198,21 @@ def test_status_accepts_the_routes_and_counts_them(lab: Lab, site: dict[str, Any
         conditions = {c["type"]: (c["status"], c["reason"]) for c in parent["conditions"]}
         assert conditions["Accepted"] == ("True", "Accepted"), routes[name]["status"]
     gw = lab.get("gateways", NS)[0]
-    [listener] = gw["status"]["listeners"]
-    assert listener["attachedRoutes"] == 3
-    assert listener["supportedKinds"] == [{"group": "gateway.networking.k8s.io", "kind": "TLSRoute"}]
+    listeners = {entry["name"]: entry for entry in gw["status"]["listeners"]}
+    assert listeners["tls"]["attachedRoutes"] == 3 and listeners["term"]["attachedRoutes"] == 1
+    for entry in listeners.values():
+        kinds = [{"group": "gateway.networking.k8s.io", "kind": "TLSRoute"}]
+        assert entry["supportedKinds"] == kinds
+        conditions = {c["type"]: c["status"] for c in entry["conditions"]}
+        assert conditions["Programmed"] == "True" and conditions["ResolvedRefs"] == "True"
+
+
+def test_terminate_serves_the_listener_certificate_and_forwards_plaintext(
+    lab: Lab, site: dict[str, Any]
+) -> None:
+    result = run_py(lab, NS, site["client"], TERMINATED, site["gateway"], site["ca"])
+    assert result["cn"] == "term-listener" and result["status"] == "200"
+    assert result["echo"]["path"] == "/terminated" and result["echo"]["pod"].startswith("echo")
 
 
 def test_refusals_and_forwards_are_flows(lab: Lab, site: dict[str, Any]) -> None:
