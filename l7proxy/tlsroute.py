@@ -220,10 +220,9 @@ class TlsRouteConnection(asyncio.Protocol):
             self.upstream.write(data)
         self.pending.clear()
         self._record("", route, str(ref), str(target))
-        if self.tls is None:
-            self.transport.resume_reading()
-        else:
-            self._tls_progress()
+        self.transport.resume_reading()
+        if self.tls is not None:
+            self._tls_progress()  # what was decrypted, or is buffered, while connecting
 
     # --- Terminate -----------------------------------------------------------------------
 

@@ -75,9 +75,13 @@ with socket.create_connection((address, 8443), timeout=5) as raw:
         cert = dict(x[0] for x in tls.getpeercert()["subject"])
         tls.sendall(b"GET /terminated HTTP/1.1\r\nHost: term.example\r\nConnection: close\r\n\r\n")
         data = b""
-        while chunk := tls.recv(65536):
+        while b"\r\n\r\n" not in data and (chunk := tls.recv(65536)):
             data += chunk
-head, _, body = data.partition(b"\r\n\r\n")
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        while len(body) < length and (chunk := tls.recv(65536)):
+            body += chunk
 print(json.dumps({"cn": cert["commonName"], "status": head.split(b" ")[1].decode(),
                   "echo": json.loads(body)}))
 """

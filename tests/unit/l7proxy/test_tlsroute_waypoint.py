@@ -117,11 +117,14 @@ class Lab:
     backends: dict[str, Echo]
     flows: list[Flow]
 
-    async def talk(self, sni: str | None, line: bytes = b"hi\n") -> tuple[bytes, set[str]]:
+    async def talk(
+        self, sni: str | None, line: bytes = b"hi\n", pause: float = 0.0
+    ) -> tuple[bytes, set[str]]:
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", self.port, ssl=client_context(self.ca), server_hostname=sni or ""
         )
         try:
+            await asyncio.sleep(pause)  # the request after the backend is connected
             writer.write(line)
             return await asyncio.wait_for(reader.readline(), 10), served_names(writer)
         finally:
@@ -203,6 +206,8 @@ def test_terminate_serves_the_listener_certificate_and_forwards_plaintext() -> N
     async def body(lab: Lab) -> None:
         line, names = await lab.talk("term.example", b"clear text\n")
         assert (line, names) == (b"plain:clear text\n", {"term.example"})
+        line, _ = await lab.talk("term.example", b"later\n", pause=0.3)
+        assert line == b"plain:later\n"
 
     run(body)
 
