@@ -71,3 +71,17 @@ ERRORS: list[tuple[dict[str, Any], str]] = [
 @pytest.mark.parametrize(("doc", "fragment"), ERRORS)
 def test_invalid_routes_are_refused_naming_the_field(doc: dict[str, Any], fragment: str) -> None:
     assert fragment in error_of(doc)
+
+
+def test_a_tls_listener_must_say_its_mode() -> None:
+    gateway = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": "edge", "namespace": "infra"},
+        "spec": {"gatewayClassName": "tulle", "listeners": [
+            {"name": "tls", "port": 443, "protocol": "TLS",
+             "tls": {"certificateRefs": [{"name": "c"}]}}]},
+    }
+    assert "must be set for protocol TLS" in error_of(gateway)
+    round_trip(edit(gateway, "spec.listeners[0].tls.mode", "Terminate"))
+    round_trip(edit(gateway, "spec.listeners[0].tls", {"mode": "Passthrough"}))
