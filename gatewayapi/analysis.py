@@ -11,6 +11,7 @@ from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
+from agent.model.tlsroute import TLSRoute
 from gatewayapi.attach import (
     CertificateCheck,
     GatewayState,
@@ -25,6 +26,7 @@ from gatewayapi.backends import Grants, RefProblem
 from gatewayapi.conflicts import resolve_kind_conflicts
 from gatewayapi.grpc import compile_grpc_route_rules
 from gatewayapi.rules import RuleReport, compile_route_rules
+from gatewayapi.tlsroutes import compile_tls_route_rules, resolve_tls_conflicts
 from gatewayapi.types import CONTROLLER_NAME
 
 
@@ -43,6 +45,7 @@ class RoutingInputs:
     faults: tuple[HTTPFault, ...] = ()
     """What HTTPRoute ExtensionRef filters may name (``rules._extension``)."""
     grpc_routes: tuple[GRPCRoute, ...] = ()
+    tls_routes: tuple[TLSRoute, ...] = ()
 
     @classmethod
     def of(
@@ -57,6 +60,7 @@ class RoutingInputs:
         controller_name: str = CONTROLLER_NAME,
         faults: Iterable[HTTPFault] = (),
         grpc_routes: Iterable[GRPCRoute] = (),
+        tls_routes: Iterable[TLSRoute] = (),
     ) -> RoutingInputs:
         return cls(
             tuple(routes),
@@ -69,6 +73,7 @@ class RoutingInputs:
             controller_name,
             tuple(faults),
             tuple(grpc_routes),
+            tuple(tls_routes),
         )
 
     def fingerprint(self) -> tuple[object, ...]:
@@ -87,6 +92,9 @@ class RoutingInputs:
             _by_key(
                 (r.metadata.key, r.metadata.creation_timestamp, r.spec) for r in self.grpc_routes
             ),
+            _by_key(
+                (r.metadata.key, r.metadata.creation_timestamp, r.spec) for r in self.tls_routes
+            ),
         )
 
 
@@ -96,7 +104,7 @@ def _by_key(entries: Iterable[tuple[object, ...]]) -> tuple[tuple[object, ...], 
 
 @dataclass(slots=True)
 class RouteReport:
-    route: HTTPRoute | GRPCRoute
+    route: HTTPRoute | GRPCRoute | TLSRoute
     rules: list[RuleReport]
     parents: list[ParentResult] = field(default_factory=list)
     """Results for the parentRefs that are Tulle's, in parentRefs order."""
@@ -142,9 +150,13 @@ def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Ana
         if g.spec.gateway_class_name in class_names
     }
     reports = []
-    every: list[HTTPRoute | GRPCRoute] = [*inputs.routes, *inputs.grpc_routes]
+    every: list[HTTPRoute | GRPCRoute | TLSRoute] = [
+        *inputs.routes, *inputs.grpc_routes, *inputs.tls_routes
+    ]
     for route in sorted(every, key=lambda r: (r.metadata.key, r.kind)):
-        if isinstance(route, GRPCRoute):
+        if isinstance(route, TLSRoute):
+            rules = compile_tls_route_rules(route, services, grants)
+        elif isinstance(route, GRPCRoute):
             rules = compile_grpc_route_rules(route, services, grants, faults)
         else:
             rules = compile_route_rules(route, services, grants, faults)
@@ -158,4 +170,5 @@ def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Ana
                 report.parents.append(attach_service(route, ref, services))
         reports.append(report)
     resolve_kind_conflicts(reports)
+    resolve_tls_conflicts(reports)
     return Analysis(inputs, classes, gateways, reports)

@@ -2,8 +2,9 @@
 parentRefs attach.
 
 Spec: a Gateway is Tulle's when its GatewayClass names Tulle's controllerName. A listener
-serves HTTPRoutes and GRPCRoutes when its protocol is HTTP or HTTPS and its
-allowedRoutes.kinds (empty: both) include the route's kind; listeners sharing a port with
+serves HTTPRoutes and GRPCRoutes when its protocol is HTTP or HTTPS, TLSRoutes when it is
+TLS (``KINDS_BY_PROTOCOL``), and its allowedRoutes.kinds (empty: all of those) include the
+route's kind; listeners sharing a port with
 another protocol are Conflicted (ProtocolConflict) and not accepted; an HTTPS listener needs its
 certificateRefs resolved (a cross-namespace Secret needs a ReferenceGrant).
 
@@ -35,6 +36,7 @@ from agent.model.gateway import (
 )
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
+from agent.model.tlsroute import TLSRoute
 from gatewayapi.backends import Grants
 from gatewayapi.hostnames import HostKey, effective_hostnames
 
@@ -43,8 +45,15 @@ GRPCROUTE_KIND = RouteGroupKind(kind="GRPCRoute", group=GATEWAY_GROUP)
 ROUTE_KINDS = (HTTPROUTE_KIND, GRPCROUTE_KIND)
 """What HTTP and HTTPS listeners serve: GRPCRoute needs HTTP/2 with prior knowledge (h2c)
 on HTTP and ALPN h2 on HTTPS, which the waypoint offers."""
-Route = HTTPRoute | GRPCRoute
+TLSROUTE_KIND = RouteGroupKind(kind="TLSRoute", group=GATEWAY_GROUP)
+Route = HTTPRoute | GRPCRoute | TLSRoute
 HTTP_PROTOCOLS = (ListenerProtocol.HTTP, ListenerProtocol.HTTPS)
+KINDS_BY_PROTOCOL = {
+    ListenerProtocol.HTTP: ROUTE_KINDS,
+    ListenerProtocol.HTTPS: ROUTE_KINDS,
+    ListenerProtocol.TLS: (TLSROUTE_KIND,),  # Passthrough and Terminate (gatewayapi.tlsroutes)
+}
+"""The route kinds each protocol's listeners serve; other protocols are not Tulle's."""
 NAME_LABEL = "kubernetes.io/metadata.name"
 TLS_SECRET = "kubernetes.io/tls"
 
@@ -141,17 +150,18 @@ def gateway_state(
     states = []
     for listener in gateway.spec.listeners:
         refs: list[tuple[str, str]] = []
-        if listener.protocol not in HTTP_PROTOCOLS:
+        served = KINDS_BY_PROTOCOL.get(listener.protocol)
+        if served is None:
             accepted = (
                 False,
                 "UnsupportedProtocol",
-                f"protocol {listener.protocol} is not supported (HTTP and HTTPS are)",
+                f"protocol {listener.protocol} is not supported (HTTP, HTTPS and TLS are)",
             )
             kinds: tuple[RouteGroupKind, ...] = ()
         else:
-            asked = listener.allowed_routes.kinds or ROUTE_KINDS
-            kinds = tuple(k for k in asked if k in ROUTE_KINDS)
-            invalid = [f"{k.group}/{k.kind}" for k in asked if k not in ROUTE_KINDS]
+            asked = listener.allowed_routes.kinds or served
+            kinds = tuple(k for k in asked if k in served)
+            invalid = [f"{k.group}/{k.kind}" for k in asked if k not in served]
             if invalid:
                 refs.append(("InvalidRouteKinds", f"unsupported route kinds: {', '.join(invalid)}"))
             refs.extend(_certificate_problems(gateway, listener, secrets, grants, check))

@@ -15,6 +15,7 @@ from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
+from agent.model.tlsroute import TLSRoute
 from gatewayapi.analysis import Analysis, RoutingInputs, analyze
 from gatewayapi.grpc import GrpcIndexBuilder, rule_matches
 from gatewayapi.precedence import IndexBuilder, route_order
@@ -25,6 +26,7 @@ from gatewayapi.tables import (
     RouteTables,
     ServicePortTable,
 )
+from gatewayapi.tlsroutes import compile_tls_tables
 from gatewayapi.types import CONTROLLER_NAME, GatewayParent, ServiceParent
 
 
@@ -84,6 +86,8 @@ def compile_analysis(analysis: Analysis) -> RouteTables:
     cluster_ips: dict[ServiceParent, str | None] = {}
     for report in analysis.routes:
         route = report.route
+        if isinstance(route, TLSRoute):  # served by SNI: compile_tls_tables
+            continue
         meta = route.metadata
         order = route_order(meta.creation_timestamp, meta.namespace, meta.name)
         rules = [r.rule for r in report.served_rules if r.rule is not None]
@@ -156,7 +160,7 @@ def compile_analysis(analysis: Analysis) -> RouteTables:
         if ip:
             addresses[(ip, key.port)] = key
     listeners = tuple(info for info, _ in (listener_builders[k] for k in sorted(listener_builders)))
-    return RouteTables(gateways, services, addresses, listeners)
+    return RouteTables(gateways, services, addresses, listeners, tls=compile_tls_tables(analysis))
 
 
 class RouteCompiler:

@@ -45,6 +45,9 @@ class StatusReport:
     gateway_classes: dict[str, StatusDict]
     grpc_routes: dict[str, StatusDict] = field(default_factory=dict)
     """GRPCRoutes' status, in the same shape as HTTPRoutes'."""
+    tls_routes: dict[str, StatusDict] = field(default_factory=dict)
+    """TLSRoutes' status, in the same shape (a parentRef whose hostnames older TLSRoutes
+    all hold: Accepted False, HostnameConflict; gatewayapi.tlsroutes)."""
 
 
 def _time(value: datetime) -> str:
@@ -245,6 +248,11 @@ def compute_status(
         for r in analysis.routes
         if r.route.kind == "GRPCRoute"
     }
+    tls_routes = {
+        r.route.metadata.key: _route_status(r, controller, now)
+        for r in analysis.routes
+        if r.route.kind == "TLSRoute"
+    }
     attached: dict[tuple[str, str], dict[str, int]] = {}
     for report in analysis.routes:
         counted: set[tuple[str, str, str]] = set()
@@ -271,4 +279,4 @@ def compute_status(
                 CONDITION, crd_versions.supported, crd_versions.reason, crd_versions.message
             ))
         classes[gateway_class.metadata.key] = {"conditions": conditions}
-    return StatusReport(routes, gateways, classes, grpc_routes)
+    return StatusReport(routes, gateways, classes, grpc_routes, tls_routes)

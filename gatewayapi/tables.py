@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gatewayapi.actions import (
     Answer,
@@ -45,6 +45,9 @@ from gatewayapi.types import (
     ServiceParent,
     host_of,
 )
+
+if TYPE_CHECKING:
+    from gatewayapi.tlsroutes import TlsPortTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +165,7 @@ class IngressSelector(Protocol):
 class RouteTables:
     """Compiled routes for every parent. Immutable after construction; share freely."""
 
-    __slots__ = ("gateways", "services", "addresses", "listeners", "ingresses")
+    __slots__ = ("gateways", "services", "addresses", "listeners", "ingresses", "tls")
 
     def __init__(
         self,
@@ -171,6 +174,7 @@ class RouteTables:
         addresses: Mapping[tuple[str, int], ServiceParent],
         listeners: tuple[ListenerInfo, ...],
         ingresses: IngressSelector | None = None,
+        tls: Mapping[GatewayParent, TlsPortTable] | None = None,
     ) -> None:
         self.gateways = dict(gateways)
         self.services = dict(services)
@@ -178,12 +182,15 @@ class RouteTables:
         self.listeners = listeners
         """Gateway listeners, then the Ingress TLS hosts (what the TLS terminator loads)."""
         self.ingresses = ingresses
+        self.tls = dict(tls or {})
+        """TLS listeners by Gateway port, with their TLSRoutes by SNI (gatewayapi.tlsroutes)."""
 
     def with_ingresses(self, ingresses: IngressSelector) -> RouteTables:
         """These routes and ``ingresses`` (replacing any this one had)."""
         own = tuple(i for i in self.listeners if i.ingress_class is None)
         return RouteTables(
-            self.gateways, self.services, self.addresses, own + ingresses.listeners(), ingresses
+            self.gateways, self.services, self.addresses, own + ingresses.listeners(), ingresses,
+            self.tls,
         )
 
     # --- queries -----------------------------------------------------------------------

@@ -2,7 +2,7 @@
 plus a file loader (Gateway API YAML and an endpoints map) for tests and benchmarks.
 
 A config file is a multi-document YAML stream. Gateway API objects (GatewayClass,
-Gateway, HTTPRoute, GRPCRoute, ReferenceGrant), Services, Namespaces, Secrets, HTTPFaults
+Gateway, HTTPRoute, GRPCRoute, TLSRoute, ReferenceGrant), Services, Namespaces, Secrets, HTTPFaults
 and Ingresses go through the model's one converter and the route engine's compiler;
 BackendTrafficPolicy, AuthorizationPolicy and HTTPLocalRateLimitPolicy are enforced as the
 node waypoint (``l7proxy/node.py``) enforces them from the API, the caller's identity being
@@ -40,6 +40,7 @@ from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from agent.model.ingress import Ingress, IngressClass
 from agent.model.ratelimit import HTTPLocalRateLimitPolicy
+from agent.model.tlsroute import TLSRoute
 from authz import Verdict
 from gatewayapi import (
     BackendTarget,
@@ -71,8 +72,8 @@ endpoint (ip, port)? Judged as the kernel judges a direct connection (l7proxy/no
 CONFIG_KIND = "WaypointConfig"
 DEFAULT_TRUST_DOMAIN = "cluster.local"
 FILE_KINDS = (
-    GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant, Service, Namespace, Secret,
-    HTTPFault, BackendTrafficPolicy, AuthorizationPolicy, HTTPLocalRateLimitPolicy, Pod,
+    GatewayClass, Gateway, HTTPRoute, GRPCRoute, TLSRoute, ReferenceGrant, Service, Namespace,
+    Secret, HTTPFault, BackendTrafficPolicy, AuthorizationPolicy, HTTPLocalRateLimitPolicy, Pod,
     Ingress, IngressClass,
 )
 """What a config file may hold besides its WaypointConfig document."""
@@ -303,6 +304,7 @@ def load_config_text(text: str, source: str = "<config>") -> FileConfig:
         secrets=[o for o in objects if isinstance(o, Secret)],
         faults=[o for o in objects if isinstance(o, HTTPFault)],
         grpc_routes=[o for o in objects if isinstance(o, GRPCRoute)],
+        tls_routes=[o for o in objects if isinstance(o, TLSRoute)],
     )
     tables = RouteCompiler().compile(inputs)
     ingresses = [o for o in objects if isinstance(o, Ingress)]

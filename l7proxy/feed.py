@@ -24,6 +24,7 @@ KINDS = (
     "NetworkPolicy",
     "HTTPRoute",
     "GRPCRoute",
+    "TLSRoute",
     "Gateway",
     "GatewayClass",
     "ReferenceGrant",
@@ -42,7 +43,7 @@ KINDS = (
 )
 
 ROUTING_KINDS = frozenset(
-    {"HTTPRoute", "GRPCRoute", "Gateway", "GatewayClass", "Service", "ReferenceGrant",
+    {"HTTPRoute", "GRPCRoute", "TLSRoute", "Gateway", "GatewayClass", "Service", "ReferenceGrant",
      "Namespace", "Secret",
      "AuthorizationPolicy",  # default routes for the Services it steers here
      "BackendTrafficPolicy", "HTTPLocalRateLimitPolicy",  # and for those they target
@@ -128,6 +129,7 @@ class ClusterFeed:
                     typed["Secret"],
                     faults=typed["HTTPFault"],
                     grpc_routes=typed["GRPCRoute"],
+                    tls_routes=typed["TLSRoute"],
                 )
             )
             ingresses = ingress_tables(typed["Ingress"], typed["IngressClass"],

@@ -107,6 +107,13 @@ class Http1Connection(Http1Responder, asyncio.Protocol):
                 self.parent = original
             elif original is not None:
                 self.local_addr = (str(original[0]), int(original[1]))
+        if isinstance(self.parent, GatewayParent) and self.parent in self.proxy.tables.tls:
+            from l7proxy.tlsroute import TlsRouteConnection  # TLSRoutes: not HTTP at all
+
+            self.mode = "closed"
+            TlsRouteConnection(self.server, self.transport, self.parent, self.client,
+                               self.local_addr)
+            return
         tls = self.server.tls.port_for(self.parent)
         if tls is None and isinstance(self.parent, IngressParent) and self.parent.port == 443:
             # an IngressClass without TLS hosts: 443 is never plain HTTP

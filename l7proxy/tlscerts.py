@@ -30,17 +30,21 @@ class CertificateError(ValueError):
     """A certificate set that cannot serve: the message names the Secret and the field."""
 
 
-def server_context() -> ssl.SSLContext:
+def server_context(alpn: Sequence[str] = ALPN) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.set_alpn_protocols(ALPN)
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
     return context
 
 
-def certificate_context(pairs: Sequence[tuple[SecretKey, CertificatePair]]) -> ssl.SSLContext:
+def certificate_context(
+    pairs: Sequence[tuple[SecretKey, CertificatePair]], *, alpn: Sequence[str] = ALPN
+) -> ssl.SSLContext:
     """A server context holding every certificate and key of a listener (one per key type,
-    as ``certificateRefs`` allows). Raises CertificateError naming the first bad Secret."""
-    context = server_context()
+    as ``certificateRefs`` allows). Raises CertificateError naming the first bad Secret.
+    ``alpn``: what it offers (none for a TLSRoute's Terminate listener, a TCP stream)."""
+    context = server_context(alpn)
     for (ns, name), (crt, key) in pairs:
         where = f"Secret {ns}/{name}"
         try:

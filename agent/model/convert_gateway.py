@@ -183,6 +183,8 @@ def _read_listener(r: Reader) -> Listener:
         and listener.tls.mode is not TLSMode.TERMINATE
     ):
         r.fail("tls.mode", "must be Terminate for protocol HTTPS")
+    if protocol is ListenerProtocol.TLS and not r.child("tls").has("mode"):
+        r.fail("tls.mode", "must be set for protocol TLS")  # the v1.6 CRD's CEL rule
     if protocol in _NO_HOSTNAME and listener.hostname is not None:
         r.fail("hostname", f"must not be specified for protocol {protocol}")
     return listener

@@ -19,6 +19,7 @@ from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
 from agent.model.peerauth import PeerAuthentication
 from agent.model.ratelimit import HTTPLocalRateLimitPolicy
+from agent.model.tlsroute import TLSRoute
 
 Resource: TypeAlias = (
     Namespace
@@ -36,6 +37,7 @@ Resource: TypeAlias = (
     | Gateway
     | HTTPRoute
     | GRPCRoute
+    | TLSRoute
     | ReferenceGrant
     | PeerAuthentication
     | BackendTrafficPolicy
@@ -62,6 +64,7 @@ RESOURCE_CLASSES: tuple[type[Resource], ...] = (
     Gateway,
     HTTPRoute,
     GRPCRoute,
+    TLSRoute,
     ReferenceGrant,
     PeerAuthentication,
     BackendTrafficPolicy,

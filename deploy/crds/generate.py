@@ -4,7 +4,7 @@ AuthorizationPolicy, HTTPLocalRateLimitPolicy, LoadBalancerIPPool) into ``deploy
 ``python deploy/crds/generate.py``
 (``--check`` compares). The schemas live beside it: ``schema_parts.py`` (shared types),
 ``gateway_schemas.py`` (GatewayClass, Gateway, ReferenceGrant), ``httproute_schema.py``,
-``grpcroute_schema.py``,
+``grpcroute_schema.py``, ``tlsroute_schema.py``,
 ``backendtls_schema.py`` (BackendTLSPolicy),
 ``peerauth_schema.py``, ``backendpolicy_schema.py``, ``authz_schema.py``, ``fault_schema.py``,
 ``ratelimit_schema.py``, ``lbpool_schema.py``.
@@ -41,6 +41,7 @@ from peerauth_schema import GROUP as SECURITY_GROUP  # noqa: E402
 from peerauth_schema import MODE_COLUMN, PEER_AUTHENTICATION  # noqa: E402
 from ratelimit_schema import HTTP_LOCAL_RATE_LIMIT_POLICY  # noqa: E402
 from schema_parts import GROUP, PRINT_AGE, Schema, condition_column  # noqa: E402
+from tlsroute_schema import TLS_ROUTE  # noqa: E402
 
 OUT = HERE / "gateway-api"
 TULLE_OUT = HERE / "tulle"
@@ -152,6 +153,13 @@ def crds() -> dict[str, dict[str, Any]]:
             "GRPCRoute",
             "grpcroutes",
             GRPC_ROUTE,
+            columns=({"jsonPath": ".spec.hostnames", "name": "Hostnames", "type": "string"},),
+            versions=("v1",),
+        ),
+        "tlsroutes.yaml": crd(
+            "TLSRoute",
+            "tlsroutes",
+            TLS_ROUTE,
             columns=({"jsonPath": ".spec.hostnames", "name": "Hostnames", "type": "string"},),
             versions=("v1",),
         ),

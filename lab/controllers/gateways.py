@@ -22,6 +22,7 @@ from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from agent.model.lbpool import LoadBalancerIPPool
 from agent.model.ratelimit import HTTPLocalRateLimitPolicy
+from agent.model.tlsroute import TLSRoute
 from authz.status import policy_status
 from controlplane.lbipam import Plan
 from controlplane.lbipam import plan as plan_addresses
@@ -39,6 +40,7 @@ log = logging.getLogger("tulle.gateways")
 KINDS = (
     "HTTPRoute",
     "GRPCRoute",
+    "TLSRoute",
     "Gateway",
     "GatewayClass",
     "ReferenceGrant",
@@ -53,7 +55,7 @@ KINDS = (
     "ConfigMap",
 )
 _WITH_STATUS = (
-    "HTTPRoute", "GRPCRoute", "Gateway", "GatewayClass", "BackendTrafficPolicy",
+    "HTTPRoute", "GRPCRoute", "TLSRoute", "Gateway", "GatewayClass", "BackendTrafficPolicy",
     "AuthorizationPolicy", "HTTPLocalRateLimitPolicy", "BackendTLSPolicy",
 )
 
@@ -123,6 +125,7 @@ class GatewayController:
         typed = self.models.decode_all(objects, KINDS)
         routes = [o for o in typed if isinstance(o, HTTPRoute)]
         grpc_routes = [o for o in typed if isinstance(o, GRPCRoute)]
+        tls_routes = [o for o in typed if isinstance(o, TLSRoute)]
         gateways = [o for o in typed if isinstance(o, Gateway)]
         classes = [o for o in typed if isinstance(o, GatewayClass)]
         if lb is None:
@@ -137,7 +140,7 @@ class GatewayController:
         )
         self._authorization_policies(typed, services, gateways)
         self._backend_tls_status(typed, services)
-        if not routes and not grpc_routes and not gateways and not classes:
+        if not routes and not grpc_routes and not tls_routes and not gateways and not classes:
             return
         report = compute_status(
             RoutingInputs.of(
@@ -150,6 +153,7 @@ class GatewayController:
                 [o for o in typed if isinstance(o, Secret)],
                 faults=[o for o in typed if isinstance(o, HTTPFault)],
                 grpc_routes=grpc_routes,
+                tls_routes=tls_routes,
             ),
             certificate_check=_certificate_problem,
             crd_versions=self.crd_versions,
@@ -157,6 +161,7 @@ class GatewayController:
         for kind, statuses in (
             ("HTTPRoute", report.routes),
             ("GRPCRoute", report.grpc_routes),
+            ("TLSRoute", report.tls_routes),
             ("Gateway", report.gateways),
             ("GatewayClass", report.gateway_classes),
         ):

@@ -13,6 +13,7 @@ from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from agent.model.resource import Resource
+from agent.model.tlsroute import TLSRoute
 from gatewayapi import (
     CONTROLLER_NAME,
     Forward,
@@ -287,6 +288,7 @@ def inputs(*objects: Resource, default_world: bool = True) -> RoutingInputs:
         of(Secret),
         faults=of(HTTPFault),
         grpc_routes=of(GRPCRoute),
+        tls_routes=of(TLSRoute),
     )
 
 
