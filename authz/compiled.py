@@ -63,6 +63,8 @@ def _holds(conjunction: Conjunction, facts: tuple[Any, ...]) -> bool:
 RuleList = tuple[tuple["CompiledPolicy", tuple[Test, ...], tuple[tuple[Conjunction, ...], ...]],
                  ...]
 """The rules of several policies in their order, flat: (policy, tests, groups)."""
+ActionRules = tuple[RuleList, RuleList, RuleList]
+"""(audits, denies, allows)."""
 
 
 def _rule_list(policies: Iterable[CompiledPolicy], l7: bool) -> RuleList:
@@ -215,14 +217,19 @@ class CompiledPolicies:
         self._audits = tuple(compiled[Action.AUDIT])
         self._denies = tuple(compiled[Action.DENY])
         self._allows = tuple(compiled[Action.ALLOW])
-        self._allow_keys = tuple(p.key for p in self._allows)
-        self._by_allow = Verdict(False, self._allow_keys, (), by_allow=True)
+        self._by_allow = Verdict(False, tuple(p.key for p in self._allows), (), by_allow=True)
         # (audits, denies, allows) as flat rule lists, for an L4-only request and for HTTP.
-        self._rules = {l7: tuple(_rule_list(ps, l7) for ps in (
-            self._audits, self._denies, self._allows)) for l7 in (False, True)}
+        self._rules: dict[bool, ActionRules] = {l7: (
+            _rule_list(self._audits, l7), _rule_list(self._denies, l7),
+            _rule_list(self._allows, l7)) for l7 in (False, True)}
         read = {t[0] for p in (*self._audits, *self._denies, *self._allows)
                 for rules in (p.on_l7, p.on_l4) for t in _all_tests(rules)}
         self._reads = tuple(fact in read for fact in _COMPUTED)
+        self.reads = frozenset(read)
+        # The request headers any rule reads (lower-case): a caller builds only these.
+        self.header_names = frozenset(
+            header.group(1).lower() for p in self.policies for r in p.spec.rules
+            for c in r.when if (header := _HEADER.fullmatch(c.key)) is not None)
 
     def facts(self, request: Request) -> tuple[Any, ...]:
         """The request's attributes as the tests read them, computed once per request."""
@@ -244,18 +251,34 @@ class CompiledPolicies:
         )
 
     def evaluate(self, request: Request) -> Verdict:
-        facts = self.facts(request)
-        audits, denies, allows = self._rules[request.l7]
-        audited = tuple(p.key for p in _matching(audits, facts, first=False)) if audits else ()
-        for p in _matching(denies, facts, first=True):
-            return Verdict(False, (p.key,), audited) if audited else p.verdict
-        if not self._allows:
-            return Verdict(True, (), audited) if audited else _ALLOWED
-        for p in _matching(allows, facts, first=True):
-            return Verdict(True, (p.key,), audited) if audited else p.verdict
-        if audited:
-            return Verdict(False, self._allow_keys, audited, by_allow=True)
-        return self._by_allow
+        return decide(self._rules[request.l7], self.facts(request), self.by_allow)
+
+    @property
+    def http_rules(self) -> ActionRules:
+        """(audits, denies, allows) for an HTTP request (what ``authz.residual`` narrows)."""
+        return self._rules[True]
+
+    @property
+    def by_allow(self) -> Verdict | None:
+        """The denial when ALLOW policies apply and none matched; None when none apply."""
+        return self._by_allow if self._allows else None
+
+
+def decide(rules: ActionRules, facts: tuple[Any, ...],
+           by_allow: Verdict | None) -> Verdict:
+    """``evaluate``'s order over (audits, denies, allows): AUDIT names recorded, the first
+    matching DENY, then one matching ALLOW where any applies (``by_allow`` otherwise)."""
+    audits, denies, allows = rules
+    audited = tuple(p.key for p in _matching(audits, facts, first=False)) if audits else ()
+    for p in _matching(denies, facts, first=True):
+        return Verdict(False, (p.key,), audited) if audited else p.verdict
+    if by_allow is None:
+        return Verdict(True, (), audited) if audited else _ALLOWED
+    for p in _matching(allows, facts, first=True):
+        return Verdict(True, (p.key,), audited) if audited else p.verdict
+    if audited:
+        return Verdict(False, by_allow.policies, audited, by_allow=True)
+    return by_allow
 
 
 def _all_tests(rules: Iterable[Conjunction]) -> Iterable[Test]:

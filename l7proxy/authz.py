@@ -26,13 +26,13 @@ from authz import (
     CompiledPolicies,
     Destination,
     Peer,
-    Request,
     Verdict,
     applicable,
     compile_policies,
     key_of,
     steered_services,
 )
+from authz.residual import Connection, Residual, narrow, pick_headers
 from gatewayapi import GatewayParent, Parent, ServiceParent
 from gatewayapi.paths import PathRefused, normalize_path
 
@@ -89,6 +89,9 @@ class AuthzGate:
         # One matcher per distinct set of policies (many destinations share one), compiled
         # on first use after a swap (authz.compiled: the evaluator's verdicts, cheaper).
         self._compiled: dict[tuple[str, ...], CompiledPolicies] = {}
+        # Per (parent, endpoint, port, client address, SNI): the rules left to test per
+        # request once the connection's facts are known (``authz.residual``).
+        self._residuals: dict[tuple[Parent | None, str, int, str, str], Residual | None] = {}
 
     def peer(self, ip: str) -> Peer:
         return self._peers.get(ip) or Peer(ip)
@@ -119,35 +122,52 @@ class AuthzGate:
             self._applicable[key] = found
         return found
 
+    def _residual_for(self, parent: Parent | None, ip: str, port: int, client: str,
+                      sni: str) -> Residual | None:
+        """The policies of one endpoint narrowed to the connection's facts (None: no policy
+        applies there), built on the connection's first request and kept until the
+        policies or pods change (``swap``)."""
+        key = (parent, ip, port, client, sni)
+        try:
+            return self._residuals[key]
+        except KeyError:
+            pass
+        policies = self._policies_for(parent, ip)
+        found = narrow(policies, Connection(self.peer(client), ip, port, sni)) \
+            if policies.policies else None
+        if len(self._residuals) > 65536:
+            self._residuals.clear()
+        self._residuals[key] = found
+        return found
+
     def check(self, call: Call) -> Verdict | None:
         """The denial; or, for a request that may go on, an allowing Verdict naming the
         AUDIT policies that matched (``audited``: its flow's verdict is AUDIT), or None when
         none did (no policy applies, or every endpoint's policies allow it unaudited)."""
         if not self.policies:
             return None
-        peer = self.peer(call.client[0])
         try:
             # The path as routed and forwarded (``/x/../admin`` is ``/admin``), as Envoy
             # normalizes before its RBAC filter; route rewrites come after, as there.
             path = normalize_path(call.target.partition("?")[0])
         except PathRefused:
             return Verdict(False, tuple(sorted(key_of(p) for p in self.policies)))
-        headers = Request.headers_of(
-            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in call.headers]
-        )
-        parent_port = call.parent.port if call.parent is not None else 0
-        endpoints = call.endpoints or [("", parent_port)]
+        parent = call.parent
+        client, sni = call.client[0], call.sni
+        endpoints = call.endpoints or [("", parent.port if parent is not None else 0)]
+        headers: dict[str, tuple[str, ...]] | None = None
         audited: dict[str, None] = {}
         for ip, port in endpoints:
-            policies = self._policies_for(call.parent, ip)
-            if not policies.policies:
+            residual = self._residual_for(parent, ip, port, client, sni)
+            if residual is None:
                 continue
-            request = Request(peer, ip, port, call.authority, call.method, path, headers,
-                              call.sni)
-            verdict = policies.evaluate(request)
+            if residual.header_names and headers is None:  # decoded once, only if read
+                headers = pick_headers(call.headers, residual.header_names)
+            verdict = residual.evaluate(call.method, call.authority, path, headers or {})
             if verdict.audited:
                 log.info("audit %s %s %s%s from %s: %s", ", ".join(verdict.audited),
-                         call.method, call.authority, call.target, peer.principal or peer.ip,
+                         call.method, call.authority, call.target,
+                         self.peer(client).principal or client,
                          "allowed" if verdict.allowed else "denied")
                 audited.update(dict.fromkeys(verdict.audited))
             if not verdict.allowed:
