@@ -175,3 +175,47 @@ def test_a_deny_by_path_holds_for_every_spelling_of_the_path() -> None:
     assert [a[0] for a in answers] == [403] * len(spellings)
     assert echoed == []
     assert {f.ingress_denied_by[0].name for f in flows} == {"no-admin"}
+
+
+def test_each_request_of_a_keep_alive_connection_gets_its_own_verdict() -> None:
+    """The attacker's connection: the gate keeps per-connection work (``authz.residual``),
+    so one allowed request must not let the next, different one through on the same
+    connection (path, method, header), and a policy change applies to the very next
+    request on a connection already open."""
+    debug = policy("no-debug", {"action": "DENY", "rules": [
+        rule(when=[{"key": "request.headers[x-debug]", "values": ["*"]}])]}, "default")
+    lockdown = policy("lockdown", {}, "default")  # an ALLOW without rules: denies all
+
+    async def main() -> list[int]:
+        echo = EchoServer(EchoContext(pod="web"))
+        [port] = await echo.start([0], "127.0.0.1")
+        gate = AuthzGate("cluster.local")
+        gate.swap([*POLICIES, debug], PODS)
+        server = WaypointServer(_config(port, gate))
+        [listen] = await server.start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", listen, local_addr=(FRONT, 0))
+        statuses = []
+
+        async def ask(method: str, path: str, extra: str = "") -> None:
+            writer.write(f"{method} {path} HTTP/1.1\r\nHost: web\r\n{extra}\r\n".encode())
+            status, _, _ = await asyncio.wait_for(read_response(reader), 5)
+            statuses.append(status)
+
+        try:
+            await ask("GET", "/x")
+            await ask("GET", "/admin/users")
+            await ask("GET", "/x")
+            await ask("DELETE", "/x")
+            await ask("GET", "/x", "X-Debug: 1\r\n")
+            await ask("GET", "/x")
+            gate.swap([lockdown], PODS)
+            await ask("GET", "/x")
+            gate.swap([], PODS)
+            await ask("GET", "/admin/users")
+        finally:
+            writer.close()
+            await server.close()
+            await echo.close()
+        return statuses
+
+    assert asyncio.run(main()) == [200, 403, 200, 403, 403, 200, 403, 200]
