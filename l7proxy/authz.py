@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from agent.model.authz import AuthorizationPolicy
 from agent.model.convert import from_dict
@@ -49,9 +50,10 @@ class _PodInfo:
     service_account: str
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """What the gate reads of one routed request."""
+class Call(NamedTuple):
+    """What the gate reads of one routed request. A NamedTuple: immutable, and built per
+    request for about a third of a frozen dataclass's cost (no ``object.__setattr__``
+    per field)."""
 
     client: Address
     parent: Parent | None
