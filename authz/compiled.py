@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import BuiltinFunctionType
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.model.authz import Action, AuthorizationPolicy, Condition, Operation, Rule, Source
 from authz import fastmatch
@@ -53,11 +53,11 @@ class Conjunction:
     groups: tuple[tuple[Conjunction, ...], ...] = ()
 
 
-def _holds(conjunction: Conjunction, facts: tuple[Any, ...]) -> bool:
+def holds(conjunction: Conjunction, facts: tuple[Any, ...]) -> bool:
     for fact, hit, want in conjunction.tests:
         if hit(facts[fact]) is not want:
             return False
-    return all(any(_holds(alt, facts) for alt in group) for group in conjunction.groups)
+    return all(any(holds(alt, facts) for alt in group) for group in conjunction.groups)
 
 
 RuleList = tuple[tuple["CompiledPolicy", tuple[Test, ...], tuple[tuple[Conjunction, ...], ...]],
@@ -81,7 +81,7 @@ def _matching(rules: RuleList, facts: tuple[Any, ...], first: bool) -> list[Comp
             if hit(facts[fact]) is not want:
                 break
         else:
-            if (not groups or _holds(Conjunction((), groups), facts)) and (
+            if (not groups or holds(Conjunction((), groups), facts)) and (
                     not found or found[-1] is not policy):  # a policy's rules are adjacent
                 found.append(policy)
                 if first:
@@ -264,17 +264,22 @@ class CompiledPolicies:
         return self._by_allow if self._allows else None
 
 
-def decide(rules: ActionRules, facts: tuple[Any, ...],
-           by_allow: Verdict | None) -> Verdict:
+R = TypeVar("R")
+Matching = Callable[[R, tuple[Any, ...], bool], list[CompiledPolicy]]
+
+
+def decide(rules: tuple[R, R, R], facts: tuple[Any, ...], by_allow: Verdict | None,
+           matching: Matching[R] = _matching) -> Verdict:  # type: ignore[assignment]
     """``evaluate``'s order over (audits, denies, allows): AUDIT names recorded, the first
-    matching DENY, then one matching ALLOW where any applies (``by_allow`` otherwise)."""
+    matching DENY, then one matching ALLOW where any applies (``by_allow`` otherwise).
+    ``matching``: the policies of a rule list that match (``authz.residual`` has its own)."""
     audits, denies, allows = rules
-    audited = tuple(p.key for p in _matching(audits, facts, first=False)) if audits else ()
-    for p in _matching(denies, facts, first=True):
+    audited = tuple(p.key for p in matching(audits, facts, False)) if audits else ()
+    for p in matching(denies, facts, True):
         return Verdict(False, (p.key,), audited) if audited else p.verdict
     if by_allow is None:
         return Verdict(True, (), audited) if audited else _ALLOWED
-    for p in _matching(allows, facts, first=True):
+    for p in matching(allows, facts, True):
         return Verdict(True, (p.key,), audited) if audited else p.verdict
     if audited:
         return Verdict(False, by_allow.policies, audited, by_allow=True)

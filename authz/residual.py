@@ -18,7 +18,7 @@ keeps it only as long as those policies (``AuthzGate.swap`` drops them all).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,10 +29,12 @@ from authz.compiled import (
     METHOD,
     PATH,
     CompiledPolicies,
+    CompiledPolicy,
     Conjunction,
     RuleList,
     Test,
     decide,
+    holds,
 )
 from authz.evaluate import Verdict
 from authz.request import Peer, Request
@@ -93,13 +95,39 @@ def _narrow(conjunction: Conjunction, facts: tuple[Any, ...]) -> Conjunction | N
     return None if groups is None else Conjunction(tests, groups)
 
 
-def _narrow_rules(rules: RuleList, facts: tuple[Any, ...]) -> RuleList:
-    left = []
+Hit = Callable[[Any], bool]
+FlatRule = tuple[CompiledPolicy, int, Hit, bool, int, Hit, bool, Conjunction | None]
+"""(policy, fact, hit, want, fact2, hit2, want2, more): the rule's first two tests inline
+(most rules left have one or two), the rest of it in ``more`` (None: nothing more). A
+missing test is ``_ALWAYS`` (the facts' first slot is True)."""
+_ALWAYS: Test = (0, bool, True)
+
+
+def _narrow_rules(rules: RuleList, facts: tuple[Any, ...]) -> tuple[FlatRule, ...]:
+    left: list[FlatRule] = []
     for policy, tests, groups in rules:
         narrowed = _narrow(Conjunction(tests, groups), facts)
         if narrowed is not None:
-            left.append((policy, narrowed.tests, narrowed.groups))
+            first, second, *rest = (*narrowed.tests, _ALWAYS, _ALWAYS)[:max(
+                2, len(narrowed.tests))]
+            more = Conjunction(tuple(rest), narrowed.groups) if rest or narrowed.groups else None
+            left.append((policy, *first, *second, more))
     return tuple(left)
+
+
+def _matching(rules: tuple[FlatRule, ...], facts: tuple[Any, ...],
+              first: bool) -> list[CompiledPolicy]:
+    """``compiled._matching`` over flat rules: no inner loop, no call for the common
+    rule of one or two tests."""
+    found: list[CompiledPolicy] = []
+    for policy, fact, hit, want, fact2, hit2, want2, more in rules:
+        if hit(facts[fact]) is want and hit2(facts[fact2]) is want2 and (
+                more is None or holds(more, facts)) and (
+                not found or found[-1] is not policy):  # a policy's rules are adjacent
+            found.append(policy)
+            if first:
+                return found
+    return found
 
 
 class Residual:
@@ -115,8 +143,8 @@ class Residual:
         self._rules = (_narrow_rules(audits, facts), _narrow_rules(denies, facts),
                        _narrow_rules(allows, facts))
         self._by_allow = compiled.by_allow
-        read = {t[0] for rules in self._rules for _, tests, groups in rules
-                for t in _all_tests(tests, groups)}
+        read = {fact for rules in self._rules for _, fact, _, _, fact2, _, _, more in rules
+                for fact in (fact, fact2, *(t[0] for t in _all_tests(more)))}
         self._reads_host = HOST in read
         self.header_names = compiled.header_names if HEADERS in read else frozenset()
         """The lower-case names of the headers a rule still reads: ``evaluate`` needs
@@ -128,15 +156,17 @@ class Residual:
         for routing (no query), ``headers`` by lower-case name (``pick_headers``)."""
         host = fastmatch.host_fact(authority) if self._reads_host else _NO_HOST
         # The compiled tests index the facts by position; the connection's are decided.
-        facts = (None, None, None, None, None, None, host, method, path, headers)
-        return decide(self._rules, facts, self._by_allow)
+        facts = (True, None, None, None, None, None, host, method, path, headers)
+        return decide(self._rules, facts, self._by_allow, _matching)
 
 
-def _all_tests(tests: tuple[Test, ...], groups: Groups) -> list[Test]:
-    out = list(tests)
-    for group in groups:
+def _all_tests(more: Conjunction | None) -> list[Test]:
+    if more is None:
+        return []
+    out = list(more.tests)
+    for group in more.groups:
         for alternative in group:
-            out += _all_tests(alternative.tests, alternative.groups)
+            out += _all_tests(alternative)
     return out
 
 

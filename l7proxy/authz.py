@@ -14,13 +14,14 @@ must allow it (an endpoint's pod may be selected by other policies than its neig
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from agent.model.authz import AuthorizationPolicy
 from agent.model.convert import from_dict
 from agent.model.core import Pod, Service
+from agent.model.frozen import EMPTY
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from authz import (
@@ -40,6 +41,7 @@ from gatewayapi.paths import PathRefused, normalize_path
 log = logging.getLogger("tulle.waypoint.authz")
 Address = tuple[str, int]
 RawHeaders = Sequence[tuple[bytes, bytes]]
+_NO_HEADERS: Mapping[str, tuple[str, ...]] = EMPTY
 DENIED_BODY = b"RBAC: access denied"  # Envoy's RBAC filter's body, which Istio users know
 
 
@@ -148,29 +150,29 @@ class AuthzGate:
         none did (no policy applies, or every endpoint's policies allow it unaudited)."""
         if not self.policies:
             return None
+        client_address, parent, endpoints, method, authority, target, raw, sni = call
         try:
             # The path as routed and forwarded (``/x/../admin`` is ``/admin``), as Envoy
             # normalizes before its RBAC filter; route rewrites come after, as there.
-            path = normalize_path(call.target.partition("?")[0])
+            path = normalize_path(target.partition("?")[0])
         except PathRefused:
             return Verdict(False, tuple(sorted(key_of(p) for p in self.policies)))
-        parent = call.parent
-        client, sni = call.client[0], call.sni
-        endpoints = call.endpoints or [("", parent.port if parent is not None else 0)]
-        headers: dict[str, tuple[str, ...]] | None = None
-        audited: dict[str, None] = {}
-        for ip, port in endpoints:
+        client = client_address[0]
+        headers: Mapping[str, tuple[str, ...]] | None = None
+        audited: dict[str, None] | None = None
+        for ip, port in endpoints or [("", parent.port if parent is not None else 0)]:
             residual = self._residual_for(parent, ip, port, client, sni)
             if residual is None:
                 continue
-            if residual.header_names and headers is None:  # decoded once, only if read
-                headers = pick_headers(call.headers, residual.header_names)
-            verdict = residual.evaluate(call.method, call.authority, path, headers or {})
+            if headers is None:  # decoded once, only the names a rule reads
+                headers = pick_headers(raw, residual.header_names) \
+                    if residual.header_names else _NO_HEADERS
+            verdict = residual.evaluate(method, authority, path, headers)
             if verdict.audited:
                 log.info("audit %s %s %s%s from %s: %s", ", ".join(verdict.audited),
-                         call.method, call.authority, call.target,
-                         self.peer(client).principal or client,
+                         method, authority, target, self.peer(client).principal or client,
                          "allowed" if verdict.allowed else "denied")
+                audited = audited or {}
                 audited.update(dict.fromkeys(verdict.audited))
             if not verdict.allowed:
                 return verdict
