@@ -74,8 +74,8 @@ def exact_test(values: Iterable[str]) -> Callable[[str], bool]:
 
 
 def host_test(patterns: Iterable[str]) -> Callable[[tuple[str, str]], bool]:
-    """``match.host_matches`` for any pattern, over ``host_fact``: one Python frame per
-    request (the authority, then the host without its port; "" matches nothing)."""
+    """``match.host_matches`` for any pattern, over ``host_fact`` (the authority, then the
+    host without its port; "" matches nothing)."""
     anything, values, starts, ends = _patterns(patterns, True)
     if anything:
         return any  # either is non-empty
@@ -86,12 +86,15 @@ def host_test(patterns: Iterable[str]) -> Callable[[tuple[str, str]], bool]:
                 return True
         return False
 
-    return hit
+    # A hit for an authority seen before is one C call (few distinct ones; bounded).
+    return lru_cache(maxsize=1024)(hit)
 
 
+@lru_cache(maxsize=1024)
 def host_fact(authority: str) -> tuple[str, str]:
     """The authority lower-cased, and its host without the port ("" when it has none), as
-    ``match.host_matches`` splits it."""
+    ``match.host_matches`` splits it. Cached: a waypoint sees few distinct authorities
+    (a hit is one C call); bounded, so arbitrary Host values only evict."""
     authority = authority.lower()
     host, colon, port = authority.rpartition(":")
     with_port = bool(colon) and port.isdigit() and "]" not in port
