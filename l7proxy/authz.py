@@ -158,16 +158,20 @@ class AuthzGate:
         except PathRefused:
             return Verdict(False, tuple(sorted(key_of(p) for p in self.policies)))
         client = client_address[0]
-        headers: Mapping[str, tuple[str, ...]] | None = None
+        # The headers are decoded only for the names a rule reads; endpoints whose policies
+        # differ read different names, so they are picked again for each new set of names.
+        picked: Mapping[str, tuple[str, ...]] = _NO_HEADERS
+        picked_for: frozenset[str] = frozenset()
         audited: dict[str, None] | None = None
         for ip, port in endpoints or [("", parent.port if parent is not None else 0)]:
             residual = self._residual_for(parent, ip, port, client, sni)
             if residual is None:
                 continue
-            if headers is None:  # decoded once, only the names a rule reads
-                headers = pick_headers(raw, residual.header_names) \
-                    if residual.header_names else _NO_HEADERS
-            verdict = residual.evaluate(method, authority, path, headers)
+            names = residual.header_names
+            if names and names is not picked_for:
+                picked, picked_for = pick_headers(raw, names), names
+            verdict = residual.evaluate(method, authority, path,
+                                        picked if names else _NO_HEADERS)
             if verdict.audited:
                 log.info("audit %s %s %s%s from %s: %s", ", ".join(verdict.audited),
                          method, authority, target, self.peer(client).principal or client,

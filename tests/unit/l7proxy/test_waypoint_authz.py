@@ -13,7 +13,7 @@ from agent.flows.flow import Flow, Verdict
 from agent.flows.policyjson import policy_names_suffix
 from agent.model.convert import from_dict
 from agent.model.core import Pod
-from l7proxy.authz import AuthzGate
+from l7proxy.authz import AuthzGate, Call
 from l7proxy.config import ListenerConfig, WaypointConfig
 from l7proxy.server import WaypointServer
 from l7proxy.testing import gateway_config, read_response, service
@@ -219,3 +219,36 @@ def test_each_request_of_a_keep_alive_connection_gets_its_own_verdict() -> None:
         return statuses
 
     assert asyncio.run(main()) == [200, 403, 200, 403, 403, 200, 403, 200]
+
+
+def test_endpoints_whose_policies_read_different_headers_each_get_them() -> None:
+    """A Service's endpoints may be selected by different policies: the request must pass
+    all of them, each reading its own headers (the gate decodes only the names a rule
+    reads, per endpoint's policies), in either endpoint order."""
+    by_path = policy("a-no-admin", {"selector": {"matchLabels": {"app": "a"}}, "action": "DENY",
+                                    "rules": [rule(operation={"paths": ["/admin"]})]}, "default")
+    by_header = policy("b-no-debug", {"selector": {"matchLabels": {"app": "b"}},
+                                      "action": "DENY", "rules": [rule(when=[
+                                          {"key": "request.headers[x-debug]", "values": ["*"]}])]},
+                       "default")
+    by_other = policy("c-no-trace", {"selector": {"matchLabels": {"app": "c"}},
+                                     "action": "DENY", "rules": [rule(when=[
+                                         {"key": "request.headers[x-trace]", "values": ["*"]}])]},
+                      "default")
+    a, b, c = ("127.0.1.1", 80), ("127.0.1.2", 80), ("127.0.1.3", 80)
+    gate = AuthzGate("cluster.local")
+    gate.swap([by_path, by_header, by_other],
+              [*PODS, pod("a", "default", a[0], {"app": "a"}),
+               pod("b", "default", b[0], {"app": "b"}), pod("c", "default", c[0], {"app": "c"})])
+
+    def check(endpoints: list[tuple[str, int]], headers: list[tuple[bytes, bytes]],
+              path: str = "/x") -> tuple[str, ...]:
+        verdict = gate.check(Call((FRONT, 40000), None, endpoints, "GET", "web", path, headers))
+        return () if verdict is None else verdict.policies
+
+    for order in ([a, b, c], [c, b, a], [b, c, a]):
+        assert check(order, []) == ()
+        assert check(order, [(b"X-Debug", b"1")]) == ("default/b-no-debug",)
+        assert check(order, [(b"x-trace", b"1")]) == ("default/c-no-trace",)
+        assert check(order, [], "/admin") == ("default/a-no-admin",)
+    assert check([a], [(b"X-Debug", b"1"), (b"x-trace", b"1")]) == ()
