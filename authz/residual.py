@@ -24,10 +24,17 @@ from typing import Any
 
 from authz import fastmatch
 from authz.compiled import (
+    ACCOUNT,
+    DESTINATION_IP,
     HEADERS,
     HOST,
     METHOD,
+    NAMESPACE,
     PATH,
+    PEER_IP,
+    PORT,
+    PRINCIPAL,
+    SNI,
     CompiledPolicies,
     CompiledPolicy,
     Conjunction,
@@ -128,6 +135,19 @@ def _matching(rules: tuple[FlatRule, ...], facts: tuple[Any, ...],
             if first:
                 return found
     return found
+
+
+_CONNECTION_FACTS = (PRINCIPAL, NAMESPACE, ACCOUNT, PEER_IP, DESTINATION_IP, PORT, SNI)
+
+
+def connection_facts(compiled: CompiledPolicies, connection: Connection) -> tuple[Any, ...]:
+    """The connection's facts the policies read (hashable): connections that agree on them
+    narrow to the same residual (one per caller identity, say, when no rule reads
+    addresses), so a caller may keep one residual for all of them."""
+    facts = compiled.facts(Request(connection.peer, connection.destination_ip,
+                                   connection.port, sni=connection.sni))
+    reads = compiled.reads
+    return tuple(facts[i] if i in reads else None for i in _CONNECTION_FACTS)
 
 
 class Residual:

@@ -34,7 +34,7 @@ from authz import (
     key_of,
     steered_services,
 )
-from authz.residual import Connection, Residual, narrow, pick_headers
+from authz.residual import Connection, Residual, connection_facts, narrow, pick_headers
 from gatewayapi import GatewayParent, Parent, ServiceParent
 from gatewayapi.paths import PathRefused, normalize_path
 
@@ -96,6 +96,7 @@ class AuthzGate:
         # Per (parent, endpoint, port, client address, SNI): the rules left to test per
         # request once the connection's facts are known (``authz.residual``).
         self._residuals: dict[tuple[Parent | None, str, int, str, str], Residual | None] = {}
+        self._narrowed: dict[tuple[CompiledPolicies, tuple[object, ...]], Residual] = {}
 
     def peer(self, ip: str) -> Peer:
         return self._peers.get(ip) or Peer(ip)
@@ -137,10 +138,18 @@ class AuthzGate:
         except KeyError:
             pass
         policies = self._policies_for(parent, ip)
-        found = narrow(policies, Connection(self.peer(client), ip, port, sni)) \
-            if policies.policies else None
+        found = None
+        if policies.policies:
+            connection = Connection(self.peer(client), ip, port, sni)
+            # Keys that agree on what the policies read share one residual: the memory
+            # is per distinct residual (few: one per caller identity, say), not per key.
+            shared = (policies, connection_facts(policies, connection))
+            found = self._narrowed.get(shared)
+            if found is None:
+                found = self._narrowed[shared] = narrow(policies, connection)
         if len(self._residuals) > 65536:
             self._residuals.clear()
+            self._narrowed.clear()
         self._residuals[key] = found
         return found
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from agent.model.authz import AuthorizationPolicy
 from authz import Peer, Request, compile_policies, evaluate
-from authz.residual import Connection, narrow, pick_headers
+from authz.residual import Connection, connection_facts, narrow, pick_headers
 from tests.unit.authz.helpers import TD, policy, rule
 from tests.unit.authz.test_compiled import IPS, PEERS, policies
 
@@ -84,3 +84,31 @@ def test_pick_headers_keeps_only_the_read_names_as_headers_of_does(
     names = frozenset({"x-a", "x-\xe0"})
     assert pick_headers(raw, names) == {k: v for k, v in full.items() if k in names}
     assert pick_headers(raw, frozenset()) == {}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(policies(), CONNECTIONS, CONNECTIONS, st.lists(HTTP, min_size=1, max_size=4))
+def test_connections_with_the_same_key_may_share_a_residual(
+        found: list[AuthorizationPolicy], one: Connection, other: Connection,
+        requests: list[tuple[str, str, str, list[tuple[bytes, bytes]]]]) -> None:
+    """``connection_facts`` keeps every fact a rule reads: one connection's residual gives
+    the reference verdicts of another with the same key."""
+    compiled = compile_policies(found)
+    if connection_facts(compiled, one) != connection_facts(compiled, other):
+        return
+    residual = narrow(compiled, one)
+    for method, host, path, raw in requests:
+        headers = pick_headers(raw, residual.header_names)
+        want = evaluate(found, _reference(found, other, method, host, path, raw))
+        assert residual.evaluate(method, host, path, headers) == want
+
+
+def test_the_key_keeps_what_is_read_and_drops_what_is_not() -> None:
+    by_namespace = compile_policies([policy("p", {"rules": [rule(source={"namespaces": ["front"]})]})])
+    by_address = compile_policies([policy("p", {"rules": [rule(source={"ipBlocks": ["10.0.0.0/8"]})]})])
+    here, there = (Connection(Peer.of_pod(ip, TD, "front", "web"), "10.2.0.9", 80)
+                   for ip in ("10.1.0.5", "10.1.0.6"))
+    assert connection_facts(by_namespace, here) == connection_facts(by_namespace, there)
+    assert connection_facts(by_address, here) != connection_facts(by_address, there)
+    elsewhere = Connection(Peer.of_pod("10.1.0.5", TD, "back", "web"), "10.2.0.9", 80)
+    assert connection_facts(by_namespace, here) != connection_facts(by_namespace, elsewhere)

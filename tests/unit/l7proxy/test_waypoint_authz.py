@@ -252,3 +252,16 @@ def test_endpoints_whose_policies_read_different_headers_each_get_them() -> None
         assert check(order, [(b"x-trace", b"1")]) == ("default/c-no-trace",)
         assert check(order, [], "/admin") == ("default/a-no-admin",)
     assert check([a], [(b"X-Debug", b"1"), (b"x-trace", b"1")]) == ()
+
+
+def test_callers_of_one_identity_share_one_narrowed_policy_set() -> None:
+    """The gate's memory grows per distinct residual, not per (caller, endpoint): two
+    addresses of one namespace share one where no rule reads addresses; a caller of
+    another namespace gets its own."""
+    gate = AuthzGate("cluster.local")
+    gate.swap(POLICIES, [*PODS, pod("fe2", "front", "127.0.0.5")])
+    parent, endpoint = None, ("127.0.0.1", 8080)
+    first = gate._residual_for(parent, *endpoint, FRONT, "")
+    assert first is not None
+    assert gate._residual_for(parent, *endpoint, "127.0.0.5", "") is first
+    assert gate._residual_for(parent, *endpoint, EVIL, "") is not first
