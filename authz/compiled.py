@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import BuiltinFunctionType
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.model.authz import Action, AuthorizationPolicy, Condition, Operation, Rule, Source
 from authz import fastmatch
@@ -53,16 +53,18 @@ class Conjunction:
     groups: tuple[tuple[Conjunction, ...], ...] = ()
 
 
-def _holds(conjunction: Conjunction, facts: tuple[Any, ...]) -> bool:
+def holds(conjunction: Conjunction, facts: tuple[Any, ...]) -> bool:
     for fact, hit, want in conjunction.tests:
         if hit(facts[fact]) is not want:
             return False
-    return all(any(_holds(alt, facts) for alt in group) for group in conjunction.groups)
+    return all(any(holds(alt, facts) for alt in group) for group in conjunction.groups)
 
 
 RuleList = tuple[tuple["CompiledPolicy", tuple[Test, ...], tuple[tuple[Conjunction, ...], ...]],
                  ...]
 """The rules of several policies in their order, flat: (policy, tests, groups)."""
+ActionRules = tuple[RuleList, RuleList, RuleList]
+"""(audits, denies, allows)."""
 
 
 def _rule_list(policies: Iterable[CompiledPolicy], l7: bool) -> RuleList:
@@ -79,7 +81,7 @@ def _matching(rules: RuleList, facts: tuple[Any, ...], first: bool) -> list[Comp
             if hit(facts[fact]) is not want:
                 break
         else:
-            if (not groups or _holds(Conjunction((), groups), facts)) and (
+            if (not groups or holds(Conjunction((), groups), facts)) and (
                     not found or found[-1] is not policy):  # a policy's rules are adjacent
                 found.append(policy)
                 if first:
@@ -215,14 +217,19 @@ class CompiledPolicies:
         self._audits = tuple(compiled[Action.AUDIT])
         self._denies = tuple(compiled[Action.DENY])
         self._allows = tuple(compiled[Action.ALLOW])
-        self._allow_keys = tuple(p.key for p in self._allows)
-        self._by_allow = Verdict(False, self._allow_keys, (), by_allow=True)
+        self._by_allow = Verdict(False, tuple(p.key for p in self._allows), (), by_allow=True)
         # (audits, denies, allows) as flat rule lists, for an L4-only request and for HTTP.
-        self._rules = {l7: tuple(_rule_list(ps, l7) for ps in (
-            self._audits, self._denies, self._allows)) for l7 in (False, True)}
+        self._rules: dict[bool, ActionRules] = {l7: (
+            _rule_list(self._audits, l7), _rule_list(self._denies, l7),
+            _rule_list(self._allows, l7)) for l7 in (False, True)}
         read = {t[0] for p in (*self._audits, *self._denies, *self._allows)
                 for rules in (p.on_l7, p.on_l4) for t in _all_tests(rules)}
         self._reads = tuple(fact in read for fact in _COMPUTED)
+        self.reads = frozenset(read)
+        # The request headers any rule reads (lower-case): a caller builds only these.
+        self.header_names = frozenset(
+            header.group(1).lower() for p in self.policies for r in p.spec.rules
+            for c in r.when if (header := _HEADER.fullmatch(c.key)) is not None)
 
     def facts(self, request: Request) -> tuple[Any, ...]:
         """The request's attributes as the tests read them, computed once per request."""
@@ -244,18 +251,39 @@ class CompiledPolicies:
         )
 
     def evaluate(self, request: Request) -> Verdict:
-        facts = self.facts(request)
-        audits, denies, allows = self._rules[request.l7]
-        audited = tuple(p.key for p in _matching(audits, facts, first=False)) if audits else ()
-        for p in _matching(denies, facts, first=True):
-            return Verdict(False, (p.key,), audited) if audited else p.verdict
-        if not self._allows:
-            return Verdict(True, (), audited) if audited else _ALLOWED
-        for p in _matching(allows, facts, first=True):
-            return Verdict(True, (p.key,), audited) if audited else p.verdict
-        if audited:
-            return Verdict(False, self._allow_keys, audited, by_allow=True)
-        return self._by_allow
+        return decide(self._rules[request.l7], self.facts(request), self.by_allow)
+
+    @property
+    def http_rules(self) -> ActionRules:
+        """(audits, denies, allows) for an HTTP request (what ``authz.residual`` narrows)."""
+        return self._rules[True]
+
+    @property
+    def by_allow(self) -> Verdict | None:
+        """The denial when ALLOW policies apply and none matched; None when none apply."""
+        return self._by_allow if self._allows else None
+
+
+R = TypeVar("R")
+Matching = Callable[[R, tuple[Any, ...], bool], list[CompiledPolicy]]
+
+
+def decide(rules: tuple[R, R, R], facts: tuple[Any, ...], by_allow: Verdict | None,
+           matching: Matching[R] = _matching) -> Verdict:  # type: ignore[assignment]
+    """``evaluate``'s order over (audits, denies, allows): AUDIT names recorded, the first
+    matching DENY, then one matching ALLOW where any applies (``by_allow`` otherwise).
+    ``matching``: the policies of a rule list that match (``authz.residual`` has its own)."""
+    audits, denies, allows = rules
+    audited = tuple(p.key for p in matching(audits, facts, False)) if audits else ()
+    for p in matching(denies, facts, True):
+        return Verdict(False, (p.key,), audited) if audited else p.verdict
+    if by_allow is None:
+        return Verdict(True, (), audited) if audited else _ALLOWED
+    for p in matching(allows, facts, True):
+        return Verdict(True, (p.key,), audited) if audited else p.verdict
+    if audited:
+        return Verdict(False, by_allow.policies, audited, by_allow=True)
+    return by_allow
 
 
 def _all_tests(rules: Iterable[Conjunction]) -> Iterable[Test]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
+from operator import methodcaller
 
 Address = tuple[int, int]
 """An IP address as (version, integer)."""
@@ -25,30 +26,41 @@ Hit = Callable[[object], bool]
 """Whether a field's values match the attribute's value (one test's work)."""
 
 
-def string_test(patterns: Iterable[str], *, lower: bool = False) -> Callable[[str], bool]:
-    """``match.any_string(patterns, value)`` for a value that is "" when absent."""
+Patterns = tuple[bool, frozenset[str], tuple[str, ...], tuple[str, ...]]
+"""(any non-empty value, exact values, prefixes, suffixes)."""
+
+
+def _patterns(patterns: Iterable[str], lower: bool) -> Patterns:
     exact: set[str] = set()
     prefixes: list[str] = []
     suffixes: list[str] = []
     for pattern in patterns:
         pattern = pattern.lower() if lower else pattern
         if pattern == "*":
-            return bool  # any non-empty value
+            return True, frozenset(), (), ()
         if pattern.endswith("*"):  # checked first, as match.string_matches does
             prefixes.append(pattern[:-1])
         elif pattern.startswith("*"):
             suffixes.append(pattern[1:])
         elif pattern:  # an empty pattern matches nothing (an empty value never matches)
             exact.add(pattern)
+    return False, frozenset(exact), tuple(prefixes), tuple(suffixes)
+
+
+def string_test(patterns: Iterable[str], *, lower: bool = False) -> Callable[[str], bool]:
+    """``match.any_string(patterns, value)`` for a value that is "" when absent."""
+    anything, values, starts, ends = _patterns(patterns, lower)
+    if anything:
+        return bool  # any non-empty value
     # No prefix, suffix or exact value is empty, so "" (absent) matches none of them. The
-    # common shapes get a test of one C call (or one line), the rest the general one.
-    values, starts, ends = frozenset(exact), tuple(prefixes), tuple(suffixes)
+    # common shapes get a test that is one C call (a set's ``__contains__``, or
+    # ``methodcaller``: no Python frame per request), the rest the general one.
     if not starts and not ends:
         return values.__contains__
     if not values and not ends:
-        return lambda value: value.startswith(starts)
+        return methodcaller("startswith", starts)
     if not values and not starts:
-        return lambda value: value.endswith(ends)
+        return methodcaller("endswith", ends)
 
     def hit(value: str) -> bool:
         return value in values or value.startswith(starts) or value.endswith(ends)
@@ -62,18 +74,27 @@ def exact_test(values: Iterable[str]) -> Callable[[str], bool]:
 
 
 def host_test(patterns: Iterable[str]) -> Callable[[tuple[str, str]], bool]:
-    """``match.host_matches`` for any pattern, over ``host_fact``."""
-    test = string_test(patterns, lower=True)
+    """``match.host_matches`` for any pattern, over ``host_fact`` (the authority, then the
+    host without its port; "" matches nothing)."""
+    anything, values, starts, ends = _patterns(patterns, True)
+    if anything:
+        return any  # either is non-empty
 
     def hit(host: tuple[str, str]) -> bool:
-        return test(host[0]) or test(host[1])
+        for name in host:
+            if name in values or name.startswith(starts) or name.endswith(ends):
+                return True
+        return False
 
-    return hit
+    # A hit for an authority seen before is one C call (few distinct ones; bounded).
+    return lru_cache(maxsize=1024)(hit)
 
 
+@lru_cache(maxsize=1024)
 def host_fact(authority: str) -> tuple[str, str]:
     """The authority lower-cased, and its host without the port ("" when it has none), as
-    ``match.host_matches`` splits it."""
+    ``match.host_matches`` splits it. Cached: a waypoint sees few distinct authorities
+    (a hit is one C call); bounded, so arbitrary Host values only evict."""
     authority = authority.lower()
     host, colon, port = authority.rpartition(":")
     with_port = bool(colon) and port.isdigit() and "]" not in port

@@ -1,6 +1,7 @@
 """``python -m bench.l7.policy_cost``: what the waypoint's policy gates cost per request in
 process, without sockets: the authorization gate (``AuthzGate.check``) over the benchmark's
-20 AuthorizationPolicy rules and the rate limit gate (``RateLimitGate.check``) over its rate
+20 AuthorizationPolicy rules (alone, and with the ``Call`` built per request as the waypoint
+builds it) and the rate limit gate (``RateLimitGate.check``) over its rate
 limit, both as ``python -m l7proxy --config`` wires them, for the measured request (best of 5
 runs of 5,000 calls). ``--reference`` adds the decision alone, by the compiled matcher the
 gate uses (``authz.compiled``) and by the reference evaluator (``authz.evaluate``). Where
@@ -22,7 +23,8 @@ from gatewayapi import BackendTarget, GatewayParent
 from l7proxy.authz import Call
 from l7proxy.config import load_config_text, waypoint_config
 
-NAMES = {"gate": "AuthzGate.check", "ratelimit": "RateLimitGate.check",
+NAMES = {"gate": "AuthzGate.check", "call": "AuthzGate.check(Call(...))",
+         "ratelimit": "RateLimitGate.check",
          "compiled": "compiled matcher (authz.compiled)",
          "reference": "reference evaluator (authz.evaluate)"}
 
@@ -51,8 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if authorize(call) is not None:
         raise SystemExit("policy_cost: the measured request is denied: not the benchmark's")
     backend = BackendTarget(table.NAMESPACE, table.SERVICE, table.SERVICE_PORT)
+    endpoints = [("127.0.0.1", 2)]
+    raw = call.headers
     runs: list[tuple[str, Callable[[], object]]] = [
         ("AuthzGate.check", lambda: authorize(call)),
+        # as the waypoint calls it: the Call built per request
+        (NAMES["call"], lambda: authorize(Call(client, call.parent, endpoints, "GET", authority,
+                                               path, raw))),
         ("RateLimitGate.check", lambda: rate_limit(client, backend)),
     ]
     if args.reference or args.only in ("compiled", "reference"):

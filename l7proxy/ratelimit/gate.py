@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
 from agent.model.core import Service
@@ -45,6 +45,9 @@ class _Plan:
     total: int | None
     identity: int | None
     overrides: Mapping[tuple[str, str], int]  # (namespace, ServiceAccount) -> rate
+    charged: tuple[tuple[Hashable, int], ...] = ()
+    """The buckets every request is charged to, (key, rate): built once, not per request,
+    when they do not depend on the caller (``total`` alone)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +83,12 @@ def plans(
             (ref.namespace or home, ref.name): o.requests_per_second
             for o in spec.overrides for ref in o.client_refs
         }
+        total = spec.total.requests_per_second if spec.total else None
+        identity = spec.identity.requests_per_second if spec.identity else None
+        charged = ((service, "total"), total) if total is not None else None
         out[service] = _Plan(
-            f"{home}/{policy.metadata.name}",
-            spec.total.requests_per_second if spec.total else None,
-            spec.identity.requests_per_second if spec.identity else None,
-            overrides,
+            f"{home}/{policy.metadata.name}", total, identity, overrides,
+            (charged,) if charged is not None and identity is None and not overrides else (),
         )
     return out
 
@@ -111,6 +115,9 @@ class RateLimitGate:
         plan = self._plans.get((backend.namespace, backend.name))
         if plan is None:
             return None
+        if plan.charged:  # the caller does not matter: the buckets are ready
+            refused = self.limiter.admit(plan.charged, self.clock())
+            return None if refused is None else Limited(plan.policy, refused)
         service = (backend.namespace, backend.name)
         buckets: list[tuple[object, int]] = []
         if plan.total is not None:
@@ -125,5 +132,5 @@ class RateLimitGate:
                 buckets.append(((service, who), rate))
         if not buckets:
             return None
-        verdict = self.limiter.take(buckets, self.clock())
-        return None if verdict.allowed else Limited(plan.policy, verdict)
+        refused = self.limiter.admit(buckets, self.clock())
+        return None if refused is None else Limited(plan.policy, refused)

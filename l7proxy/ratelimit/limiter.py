@@ -47,34 +47,60 @@ class Limiter:
         rate >= 1) if each admits it; else charge none. The verdict names the refusing
         bucket (the one that frees up last), or, when admitted, the one with the fewest
         requests left."""
-        if not buckets:
-            raise ValueError("take: no buckets")
-        refused: Verdict | None = None
-        tats = []
-        for key, rate in buckets:
-            if rate < 1:
-                raise ValueError(f"bucket {key!r}: rate {rate} must be at least 1")
-            interval = 1.0 / rate
-            tolerance = (rate - 1) * interval  # burst of ``rate`` requests
-            tat = max(self._tat.get(key, now), now)
-            wait = tat - now - tolerance
-            if wait > 1e-9:
-                if refused is None or wait > refused.retry_after:
-                    refused = Verdict(False, rate, 0, tat - now, wait, key)
-            tats.append((key, rate, tat + interval, tolerance, interval))
+        refused = self._refusal(buckets, now)
         if refused is not None:
             return refused
         tightest: Verdict | None = None
-        for key, rate, new_tat, tolerance, interval in tats:
-            self._tat[key] = new_tat
+        charged = self._charged(buckets, now)
+        self._tat.update(charged)
+        for (key, new_tat), (_, rate) in zip(charged, buckets, strict=True):
+            interval = 1.0 / rate
+            tolerance = (rate - 1) * interval
             left = max(0, math.floor((now + tolerance - new_tat) / interval + 1e-9) + 1)
             verdict = Verdict(True, rate, left, new_tat - now, 0.0, key)
             if tightest is None or left < tightest.remaining:
                 tightest = verdict
-        if len(self._tat) > PRUNE_AT:
-            self.prune(now)
+        self._prune_if_full(now)
         assert tightest is not None
         return tightest
+
+    def admit(self, buckets: Sequence[tuple[Hashable, int]], now: float) -> Verdict | None:
+        """``take`` for a caller that needs only refusals (the waypoint answers those
+        alone): None when every bucket admits the request (each charged, as ``take``
+        charges), else ``take``'s refusal (none charged). No verdict is built per request
+        that passes."""
+        refused = self._refusal(buckets, now)
+        if refused is not None:
+            return refused
+        self._tat.update(self._charged(buckets, now))
+        self._prune_if_full(now)
+        return None
+
+    def _refusal(self, buckets: Sequence[tuple[Hashable, int]], now: float) -> Verdict | None:
+        """The bucket that frees up last among those that would refuse, if any."""
+        if not buckets:
+            raise ValueError("take: no buckets")
+        refused: Verdict | None = None
+        tat_of = self._tat.get
+        for key, rate in buckets:
+            if rate < 1:
+                raise ValueError(f"bucket {key!r}: rate {rate} must be at least 1")
+            interval = 1.0 / rate
+            tat = max(tat_of(key, now), now)
+            wait = tat - now - (rate - 1) * interval  # a burst of ``rate`` requests
+            if wait > 1e-9 and (refused is None or wait > refused.retry_after):
+                refused = Verdict(False, rate, 0, tat - now, wait, key)
+        return refused
+
+    def _charged(self, buckets: Sequence[tuple[Hashable, int]],
+                 now: float) -> list[tuple[Hashable, float]]:
+        """Each bucket's TAT after one more request, all from the TATs before it."""
+        tat_of = self._tat.get
+        return [(key, max(tat_of(key, now), now) + 1.0 / rate) for key, rate in buckets]
+
+    def _prune_if_full(self, now: float) -> None:
+        if len(self._tat) > PRUNE_AT:
+            self.prune(now)
 
     def prune(self, now: float) -> None:
         """Forget buckets that are full again (their TAT has passed)."""

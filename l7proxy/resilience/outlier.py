@@ -64,6 +64,9 @@ class OutlierDetector(Generic[E]):
     params: OutlierParams
     next_sweep: float = 0.0
     hosts: dict[E, _Host] = field(default_factory=dict)
+    out: int = 0
+    """How many hosts are ejected now: with none, ``available`` is the endpoints as given,
+    with no list built per request."""
 
     def record(self, endpoint: E, status: int, now: float, endpoints: int) -> bool:
         """Account for one try's outcome; True when it ejected ``endpoint``.
@@ -97,20 +100,20 @@ class OutlierDetector(Generic[E]):
             return False
         p = self.params
         host.errors_5xx = host.errors_gateway = host.errors_local = 0
-        ejected = sum(1 for h in self.hosts.values() if h.ejected_until is not None)
-        if endpoints <= 0 or 100 * ejected >= p.max_ejection_percent * endpoints:
+        if endpoints <= 0 or 100 * self.out >= p.max_ejection_percent * endpoints:
             return False
         host.ejections += 1
         hold = min(p.base_ejection_time * host.ejections, max(p.max_ejection_time,
                                                                p.base_ejection_time))
         host.ejected_until = now + hold
+        self.out += 1
         return True
 
-    def sweep(self, now: float) -> list[E]:
+    def sweep(self, now: float) -> Sequence[E]:
         """At each ``interval``: return endpoints whose ejection time is up; lower the
         ejection count of those in. Returns the endpoints that came back."""
         if now < self.next_sweep:
-            return []
+            return ()
         # on a fixed grid, as Envoy's interval timer: a late call does not shift it
         interval = self.params.interval
         self.next_sweep = now - (now - self.next_sweep) % interval + interval
@@ -121,6 +124,7 @@ class OutlierDetector(Generic[E]):
                     host.ejections -= 1
             elif now >= host.ejected_until:
                 host.ejected_until = None
+                self.out -= 1
                 back.append(endpoint)
         return back
 
@@ -132,7 +136,7 @@ class OutlierDetector(Generic[E]):
         """The endpoints to choose among: those not ejected, or all of them when too few
         are in (``min_health_percent``, or none)."""
         self.sweep(now)
-        if not self.hosts:
+        if not self.out:
             return endpoints
         healthy = [e for e in endpoints if not self.ejected(e)]
         if not healthy or 100 * len(healthy) < self.params.min_health_percent * len(endpoints):
@@ -142,4 +146,4 @@ class OutlierDetector(Generic[E]):
     def retain(self, endpoints: Sequence[E]) -> None:
         keep = set(endpoints)
         for endpoint in [e for e in self.hosts if e not in keep]:
-            del self.hosts[endpoint]
+            self.out -= self.hosts.pop(endpoint).ejected_until is not None

@@ -13,7 +13,7 @@ from agent.flows.flow import Flow, Verdict
 from agent.flows.policyjson import policy_names_suffix
 from agent.model.convert import from_dict
 from agent.model.core import Pod
-from l7proxy.authz import AuthzGate
+from l7proxy.authz import AuthzGate, Call
 from l7proxy.config import ListenerConfig, WaypointConfig
 from l7proxy.server import WaypointServer
 from l7proxy.testing import gateway_config, read_response, service
@@ -175,3 +175,93 @@ def test_a_deny_by_path_holds_for_every_spelling_of_the_path() -> None:
     assert [a[0] for a in answers] == [403] * len(spellings)
     assert echoed == []
     assert {f.ingress_denied_by[0].name for f in flows} == {"no-admin"}
+
+
+def test_each_request_of_a_keep_alive_connection_gets_its_own_verdict() -> None:
+    """The attacker's connection: the gate keeps per-connection work (``authz.residual``),
+    so one allowed request must not let the next, different one through on the same
+    connection (path, method, header), and a policy change applies to the very next
+    request on a connection already open."""
+    debug = policy("no-debug", {"action": "DENY", "rules": [
+        rule(when=[{"key": "request.headers[x-debug]", "values": ["*"]}])]}, "default")
+    lockdown = policy("lockdown", {}, "default")  # an ALLOW without rules: denies all
+
+    async def main() -> list[int]:
+        echo = EchoServer(EchoContext(pod="web"))
+        [port] = await echo.start([0], "127.0.0.1")
+        gate = AuthzGate("cluster.local")
+        gate.swap([*POLICIES, debug], PODS)
+        server = WaypointServer(_config(port, gate))
+        [listen] = await server.start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", listen, local_addr=(FRONT, 0))
+        statuses = []
+
+        async def ask(method: str, path: str, extra: str = "") -> None:
+            writer.write(f"{method} {path} HTTP/1.1\r\nHost: web\r\n{extra}\r\n".encode())
+            status, _, _ = await asyncio.wait_for(read_response(reader), 5)
+            statuses.append(status)
+
+        try:
+            await ask("GET", "/x")
+            await ask("GET", "/admin/users")
+            await ask("GET", "/x")
+            await ask("DELETE", "/x")
+            await ask("GET", "/x", "X-Debug: 1\r\n")
+            await ask("GET", "/x")
+            gate.swap([lockdown], PODS)
+            await ask("GET", "/x")
+            gate.swap([], PODS)
+            await ask("GET", "/admin/users")
+        finally:
+            writer.close()
+            await server.close()
+            await echo.close()
+        return statuses
+
+    assert asyncio.run(main()) == [200, 403, 200, 403, 403, 200, 403, 200]
+
+
+def test_endpoints_whose_policies_read_different_headers_each_get_them() -> None:
+    """A Service's endpoints may be selected by different policies: the request must pass
+    all of them, each reading its own headers (the gate decodes only the names a rule
+    reads, per endpoint's policies), in either endpoint order."""
+    by_path = policy("a-no-admin", {"selector": {"matchLabels": {"app": "a"}}, "action": "DENY",
+                                    "rules": [rule(operation={"paths": ["/admin"]})]}, "default")
+    by_header = policy("b-no-debug", {"selector": {"matchLabels": {"app": "b"}},
+                                      "action": "DENY", "rules": [rule(when=[
+                                          {"key": "request.headers[x-debug]", "values": ["*"]}])]},
+                       "default")
+    by_other = policy("c-no-trace", {"selector": {"matchLabels": {"app": "c"}},
+                                     "action": "DENY", "rules": [rule(when=[
+                                         {"key": "request.headers[x-trace]", "values": ["*"]}])]},
+                      "default")
+    a, b, c = ("127.0.1.1", 80), ("127.0.1.2", 80), ("127.0.1.3", 80)
+    gate = AuthzGate("cluster.local")
+    gate.swap([by_path, by_header, by_other],
+              [*PODS, pod("a", "default", a[0], {"app": "a"}),
+               pod("b", "default", b[0], {"app": "b"}), pod("c", "default", c[0], {"app": "c"})])
+
+    def check(endpoints: list[tuple[str, int]], headers: list[tuple[bytes, bytes]],
+              path: str = "/x") -> tuple[str, ...]:
+        verdict = gate.check(Call((FRONT, 40000), None, endpoints, "GET", "web", path, headers))
+        return () if verdict is None else verdict.policies
+
+    for order in ([a, b, c], [c, b, a], [b, c, a]):
+        assert check(order, []) == ()
+        assert check(order, [(b"X-Debug", b"1")]) == ("default/b-no-debug",)
+        assert check(order, [(b"x-trace", b"1")]) == ("default/c-no-trace",)
+        assert check(order, [], "/admin") == ("default/a-no-admin",)
+    assert check([a], [(b"X-Debug", b"1"), (b"x-trace", b"1")]) == ()
+
+
+def test_callers_of_one_identity_share_one_narrowed_policy_set() -> None:
+    """The gate's memory grows per distinct residual, not per (caller, endpoint): two
+    addresses of one namespace share one where no rule reads addresses; a caller of
+    another namespace gets its own."""
+    gate = AuthzGate("cluster.local")
+    gate.swap(POLICIES, [*PODS, pod("fe2", "front", "127.0.0.5")])
+    parent, endpoint = None, ("127.0.0.1", 8080)
+    first = gate._residual_for(parent, *endpoint, FRONT, "")
+    assert first is not None
+    assert gate._residual_for(parent, *endpoint, "127.0.0.5", "") is first
+    assert gate._residual_for(parent, *endpoint, EVIL, "") is not first

@@ -104,3 +104,34 @@ def test_no_window_admits_more_than_rate_times_its_length_plus_a_burst(
         for j in range(i, len(passed)):
             window = passed[j] - start
             assert j - i + 1 <= rate * window + rate + 1e-6
+
+
+CHARGES = st.lists(st.tuples(
+    st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(1, 5)), min_size=1,
+             max_size=3),
+    st.floats(0, 0.5)), min_size=1, max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(CHARGES)
+def test_admit_is_take_without_the_admitted_verdict(charges: list[tuple[list[tuple[str, int]],
+                                                                         float]]) -> None:
+    """Same refusals, same charges (so the same state after), over any sequence of
+    requests charged to one or several buckets, the same bucket twice included."""
+    taking, admitting = Limiter(), Limiter()
+    now = 0.0
+    for buckets, step in charges:
+        now += step
+        verdict = taking.take(buckets, now)
+        refused = admitting.admit(buckets, now)
+        assert (refused is None) is verdict.allowed
+        if refused is not None:
+            assert refused == verdict
+        assert admitting._tat == taking._tat
+
+
+def test_admit_refuses_what_take_refuses() -> None:
+    with pytest.raises(ValueError, match="no buckets"):
+        Limiter().admit([], 0.0)
+    with pytest.raises(ValueError, match="at least 1"):
+        Limiter().admit([("k", 0)], 0.0)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from l7proxy.resilience.outlier import NO_ANSWER, OutlierDetector, OutlierParams
 
 EPS = ["a", "b", "c", "d"]
@@ -133,3 +136,26 @@ def test_without_the_split_no_answer_is_a_5xx_and_the_local_threshold_is_unused(
 def test_a_local_origin_threshold_of_zero_turns_it_off() -> None:
     d = detector(split_local_origin=True, consecutive_local_origin=0)
     assert not fail(d, "a", 50, status=NO_ANSWER)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["record", "retain", "available"]),
+                          st.sampled_from(EPS), st.sampled_from([200, 500, 503, NO_ANSWER]),
+                          st.floats(0, 6)), max_size=60))
+def test_the_ejected_count_follows_every_ejection_return_and_removal(
+        steps: list[tuple[str, str, int, float]]) -> None:
+    """``out`` (what lets ``available`` skip its list) is always the hosts ejected now, and
+    ``available`` is the endpoints not ejected (all of them when none is in)."""
+    d = detector(consecutive_5xx=2, max_ejection_percent=75)
+    now = 0.0
+    for op, endpoint, status, step in steps:
+        now += step
+        if op == "record":
+            d.record(endpoint, status, now, len(EPS))
+        elif op == "retain":
+            d.retain([e for e in EPS if e != endpoint])
+        else:
+            d.sweep(now)
+            healthy = [e for e in EPS if not d.ejected(e)]
+            assert list(d.available(EPS, now)) == (healthy or EPS)
+        assert d.out == sum(h.ejected_until is not None for h in d.hosts.values())

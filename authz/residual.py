@@ -1,0 +1,206 @@
+"""The compiled policies narrowed to one connection (pure): what is left to decide per HTTP
+request once the connection's facts are known.
+
+A waypoint connection has one caller (its identity follows from the client address), and a
+request's destination endpoint, port and SNI repeat from request to request. Every test on
+those facts (principals, namespaces, ServiceAccounts, ipBlocks, ports, ``source.*``,
+``destination.*``, ``connection.sni``) is decided once here: a rule with a failing one is
+dropped, a passing one is left out. What remains reads only the request's own method, host,
+path and headers. In issue 14's benchmark, 20 rules become 10 rules of one
+or two tests each.
+
+``narrow(compiled, connection).evaluate(method, authority, path, headers)`` ==
+``compiled.evaluate(Request(...))`` == ``evaluate.evaluate(policies, Request(...))`` for an
+HTTP request (``tests/unit/authz/test_residual.py`` checks it over generated policies,
+connections and requests). A residual is a value computed from the policies: the caller
+keeps it only as long as those policies (``AuthzGate.swap`` drops them all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from authz import fastmatch
+from authz.compiled import (
+    ACCOUNT,
+    DESTINATION_IP,
+    HEADERS,
+    HOST,
+    METHOD,
+    NAMESPACE,
+    PATH,
+    PEER_IP,
+    PORT,
+    PRINCIPAL,
+    SNI,
+    CompiledPolicies,
+    CompiledPolicy,
+    Conjunction,
+    RuleList,
+    Test,
+    decide,
+    holds,
+)
+from authz.evaluate import Verdict
+from authz.request import Peer, Request
+
+_PER_REQUEST = frozenset({HOST, METHOD, PATH, HEADERS})
+_NO_HOST = ("", "")
+_NO_HEADERS: Mapping[str, tuple[str, ...]] = {}
+Groups = tuple[tuple[Conjunction, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """What a request shares with the others of its connection to one endpoint."""
+
+    peer: Peer
+    destination_ip: str
+    port: int
+    sni: str = ""
+
+
+def _narrow_tests(tests: tuple[Test, ...], facts: tuple[Any, ...]) -> tuple[Test, ...] | None:
+    """The per-request tests left, or None when a connection test fails."""
+    left: list[Test] = []
+    for test in tests:
+        fact, hit, want = test
+        if fact in _PER_REQUEST:
+            left.append(test)
+        elif hit(facts[fact]) is not want:
+            return None
+    return tuple(left)
+
+
+def _narrow_groups(groups: Groups, facts: tuple[Any, ...]) -> Groups | None:
+    """Each group of alternatives narrowed: left out when one alternative holds whole,
+    None (the rule fails) when none can hold."""
+    left: list[tuple[Conjunction, ...]] = []
+    for group in groups:
+        alternatives: list[Conjunction] = []
+        for alternative in group:
+            narrowed = _narrow(alternative, facts)
+            if narrowed is None:
+                continue
+            if not narrowed.tests and not narrowed.groups:
+                break  # this alternative holds for every request: so does the group
+            alternatives.append(narrowed)
+        else:
+            if not alternatives:
+                return None
+            left.append(tuple(alternatives))
+    return tuple(left)
+
+
+def _narrow(conjunction: Conjunction, facts: tuple[Any, ...]) -> Conjunction | None:
+    tests = _narrow_tests(conjunction.tests, facts)
+    if tests is None:
+        return None
+    groups = _narrow_groups(conjunction.groups, facts)
+    return None if groups is None else Conjunction(tests, groups)
+
+
+Hit = Callable[[Any], bool]
+FlatRule = tuple[CompiledPolicy, int, Hit, bool, int, Hit, bool, Conjunction | None]
+"""(policy, fact, hit, want, fact2, hit2, want2, more): the rule's first two tests inline
+(most rules left have one or two), the rest of it in ``more`` (None: nothing more). A
+missing test is ``_ALWAYS`` (the facts' first slot is True)."""
+_ALWAYS: Test = (0, bool, True)
+
+
+def _narrow_rules(rules: RuleList, facts: tuple[Any, ...]) -> tuple[FlatRule, ...]:
+    left: list[FlatRule] = []
+    for policy, tests, groups in rules:
+        narrowed = _narrow(Conjunction(tests, groups), facts)
+        if narrowed is not None:
+            first, second, *rest = (*narrowed.tests, _ALWAYS, _ALWAYS)[:max(
+                2, len(narrowed.tests))]
+            more = Conjunction(tuple(rest), narrowed.groups) if rest or narrowed.groups else None
+            left.append((policy, *first, *second, more))
+    return tuple(left)
+
+
+def _matching(rules: tuple[FlatRule, ...], facts: tuple[Any, ...],
+              first: bool) -> list[CompiledPolicy]:
+    """``compiled._matching`` over flat rules: no inner loop, no call for the common
+    rule of one or two tests."""
+    found: list[CompiledPolicy] = []
+    for policy, fact, hit, want, fact2, hit2, want2, more in rules:
+        if hit(facts[fact]) is want and hit2(facts[fact2]) is want2 and (
+                more is None or holds(more, facts)) and (
+                not found or found[-1] is not policy):  # a policy's rules are adjacent
+            found.append(policy)
+            if first:
+                return found
+    return found
+
+
+_CONNECTION_FACTS = (PRINCIPAL, NAMESPACE, ACCOUNT, PEER_IP, DESTINATION_IP, PORT, SNI)
+
+
+def connection_facts(compiled: CompiledPolicies, connection: Connection) -> tuple[Any, ...]:
+    """The connection's facts the policies read (hashable): connections that agree on them
+    narrow to the same residual (one per caller identity, say, when no rule reads
+    addresses), so a caller may keep one residual for all of them."""
+    facts = compiled.facts(Request(connection.peer, connection.destination_ip,
+                                   connection.port, sni=connection.sni))
+    reads = compiled.reads
+    return tuple(facts[i] if i in reads else None for i in _CONNECTION_FACTS)
+
+
+class Residual:
+    """The per-request part of one connection's policies."""
+
+    __slots__ = ("policies", "header_names", "_rules", "_by_allow", "_reads_host")
+
+    def __init__(self, compiled: CompiledPolicies, connection: Connection) -> None:
+        self.policies = compiled.policies
+        facts = compiled.facts(Request(connection.peer, connection.destination_ip,
+                                       connection.port, sni=connection.sni))
+        audits, denies, allows = compiled.http_rules
+        self._rules = (_narrow_rules(audits, facts), _narrow_rules(denies, facts),
+                       _narrow_rules(allows, facts))
+        self._by_allow = compiled.by_allow
+        read = {fact for rules in self._rules for _, fact, _, _, fact2, _, _, more in rules
+                for fact in (fact, fact2, *(t[0] for t in _all_tests(more)))}
+        self._reads_host = HOST in read
+        self.header_names = compiled.header_names if HEADERS in read else frozenset()
+        """The lower-case names of the headers a rule still reads: ``evaluate`` needs
+        only those (``pick_headers``)."""
+
+    def evaluate(self, method: str, authority: str, path: str,
+                 headers: Mapping[str, tuple[str, ...]] = _NO_HEADERS) -> Verdict:
+        """The verdict for one HTTP request on this connection: ``path`` as normalized
+        for routing (no query), ``headers`` by lower-case name (``pick_headers``)."""
+        host = fastmatch.host_fact(authority) if self._reads_host else _NO_HOST
+        # The compiled tests index the facts by position; the connection's are decided.
+        facts = (True, None, None, None, None, None, host, method, path, headers)
+        return decide(self._rules, facts, self._by_allow, _matching)
+
+
+def _all_tests(more: Conjunction | None) -> list[Test]:
+    if more is None:
+        return []
+    out = list(more.tests)
+    for group in more.groups:
+        for alternative in group:
+            out += _all_tests(alternative)
+    return out
+
+
+def narrow(compiled: CompiledPolicies, connection: Connection) -> Residual:
+    return Residual(compiled, connection)
+
+
+def pick_headers(raw: Sequence[tuple[bytes, bytes]],
+                 names: frozenset[str]) -> dict[str, tuple[str, ...]]:
+    """``Request.headers_of`` of the raw fields, keeping only ``names`` (lower-case): the
+    other headers are not decoded."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name, value in raw:
+        key = name.decode("latin-1").lower()
+        if key in names:
+            out[key] = (*out.get(key, ()), value.decode("latin-1"))
+    return out
