@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from conformance import claims
+from conformance.case import Case, CaseResult
 from conformance.cases import all_cases
 from conformance.lab import Lab
 from conformance.report import build_report, failed_claims, passing_features
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.lab:
         results = run(Lab(args.lab, os.environ.get("TULLE_STATE_DIR")), cases, keep=args.keep)
     else:
-        results = _with_fresh_lab(cases, args.keep)
+        results = _with_fresh_lab(cases)
     now = datetime.now(UTC)
     claim = claims.load()
     passing = passing_features(results)
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if broken else 0
 
 
-def _with_fresh_lab(cases: list, keep: bool):  # type: ignore[no-untyped-def,type-arg]
+def _with_fresh_lab(cases: list[Case]) -> list[CaseResult]:
     """A two-node lab of its own (name conf<pid>, state in a temporary directory), always
     taken down."""
     name = f"conf{os.getpid() % 100000}"
@@ -87,7 +88,7 @@ def _with_fresh_lab(cases: list, keep: bool):  # type: ignore[no-untyped-def,typ
         print(f"bringing up lab {name}")
         lab.tulle("lab", "up", "--name", name, timeout=600)
         try:
-            return run(lab, cases, keep=True)
+            return run(lab, cases, keep=True)  # the lab goes with them
         finally:
             print(f"taking down lab {name}")
             lab.tulle("lab", "down", "--name", name, check=False, timeout=300)

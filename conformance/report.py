@@ -29,17 +29,26 @@ class Implementation:
     contact: tuple[str, ...] = ("the Tulle maintainers (README.md)",)
 
 
+def implicated(r: CaseResult) -> tuple[str, ...]:
+    """The features a case's failure counts against: an extended case's extended features
+    (its core ones are what it stands on, proven by the core cases), a core case's all."""
+    if not r.extended:
+        return r.features
+    core = PROFILES[r.profile].core
+    return tuple(f for f in r.features if f not in core)
+
+
 def passing_features(results: Iterable[CaseResult]) -> frozenset[str]:
-    """Features that at least one case naming them passed and none failed. A skipped case
-    (its kind not served) neither counts for nor against a feature: GATEWAY-TLS's skipped
-    cases name `Gateway` too, which GATEWAY-HTTP's cases prove."""
+    """Features that at least one case naming them passed and no failure implicates. A
+    skipped case (its kind not served) neither counts for nor against a feature:
+    GATEWAY-TCP's skipped cases name `Gateway` too, which GATEWAY-HTTP's cases prove."""
     passed: set[str] = set()
     failed: set[str] = set()
     for r in results:
         if r.outcome == "passed":
             passed.update(r.features)
         elif r.outcome == "failed":
-            failed.update(r.features)
+            failed.update(implicated(r))
     return frozenset(passed - failed)
 
 
@@ -50,7 +59,7 @@ def failed_claims(results: Sequence[CaseResult], claimed: Iterable[str]) -> dict
     out: dict[str, list[str]] = {}
     for r in results:
         if r.outcome == "failed":
-            for f in r.features:
+            for f in implicated(r):
                 if f in claim:
                     out.setdefault(f, []).append(f"{r.name} failed")
     proven = {f for r in results if r.outcome == "passed" for f in r.features}
@@ -89,18 +98,16 @@ def profile_report(profile: Profile, results: Sequence[CaseResult], claimed: fro
     supported = sorted(f for f in profile.extended if f in claimed)
     unsupported = sorted(f for f in profile.extended if f not in claimed)
     core_status = _status(core)
-    ext_status = _status(extended) if extended else {
-        "result": "success" if not supported else "partial",
-        "statistics": {"Passed": 0, "Failed": 0, "Skipped": 0},
-    }
+    ext_status = _status(extended)  # none counted: "partial", as nothing was shown
     ext: dict[str, Any] = {**ext_status}
     if supported:
         ext["supportedFeatures"] = supported
     if unsupported:
         ext["unsupportedFeatures"] = unsupported
     c = core_status["statistics"]
-    if not core:
-        summary = "No core case ran: the kinds this profile needs are not served yet."
+    if not c["Passed"] and not c["Failed"]:
+        summary = ("No core case ran (skipped: the kinds this profile needs are not served "
+                   "by this lab yet, or no case exists).")
     else:
         summary = (f"Core tests {core_status['result']} with {c['Passed']} test(s) passed, "
                    f"{c['Failed']} failed, {c['Skipped']} skipped. "

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from conformance.case import Case, CaseFailed, CaseResult
+from conformance.case import Case, CaseFailed, CaseResult, Outcome
 from conformance.lab import Lab, eventually
 
 _FIRST = ("Namespace", "Service", "Deployment", "ReferenceGrant", "Gateway")
@@ -65,6 +65,7 @@ def run(lab: Lab, cases: Sequence[Case], progress: Callable[[str], None] = print
         eventually(lambda: _pods_ready(lab, sorted(want), want), timeout=180, interval=1)
         for case in runnable:
             start = time.monotonic()
+            outcome: Outcome
             try:
                 case.check(lab)
             except CaseFailed as err:
@@ -74,7 +75,7 @@ def run(lab: Lab, cases: Sequence[Case], progress: Callable[[str], None] = print
             else:
                 outcome, detail = "passed", ""
             took = time.monotonic() - start
-            results[case.name] = CaseResult.of(case, outcome, detail, took)  # type: ignore[arg-type]
+            results[case.name] = CaseResult.of(case, outcome, detail, took)
             progress(f"{outcome.upper():7} {case.profile:12} {case.name} ({took:.1f}s)"
                      + (f": {detail}" if detail else ""))
     finally:

@@ -14,7 +14,6 @@ from conformance.cases.common import (
     OTHER,
     Expect,
     backend,
-    exact,
     gateway_parent,
     http_route,
     prefix,
@@ -61,14 +60,14 @@ CASES = [
     _case("HTTPRouteSimpleSameNamespace", (), [{"backendRefs": [backend(V1)]}],
           [Expect(path="/", backend=V1)]),
     _case("HTTPRouteMatching", (), [
-        {"matches": [exact("/")], "backendRefs": [backend(V1)]},
+        {"matches": [prefix("/")], "backendRefs": [backend(V1)]},
         {"matches": [prefix("/v2")], "backendRefs": [backend(V2)]},
-        {"matches": [{"headers": [{"name": "version", "value": "two"}]}],
+        {"matches": [{**prefix("/"), "headers": [{"name": "version", "value": "two"}]}],
          "backendRefs": [backend(V2)]},
-    ], [Expect(path="/", backend=V1), Expect(path="/v2", backend=V2),
-        Expect(path="/v2/example", backend=V2), Expect(path="/v2example", backend=V2),
-        Expect(path="/", headers={"version": "two"}, backend=V2),
-        Expect(path="/nothing", status=404)]),
+    ], [Expect(path="/", backend=V1), Expect(path="/example", backend=V1),
+        Expect(path="/v2", backend=V2), Expect(path="/v2/example", backend=V2),
+        Expect(path="/v2example", backend=V1),  # PathPrefix matches whole path elements
+        Expect(path="/", headers={"version": "two"}, backend=V2)]),  # more matches win
     _case("HTTPRouteReferenceGrant", ("ReferenceGrant",),
           [{"backendRefs": [backend("app-backend-v1", ns=OTHER)]}],
           [Expect(path="/", backend="app-backend-v1")],

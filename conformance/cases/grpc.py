@@ -4,6 +4,7 @@ be applied together (upstream conformance/tests/grpcroute-*.go, mesh/)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from conformance.case import Case, CaseFailed
@@ -83,7 +84,7 @@ def _method(service: str, method: str | None = None, type_: str = "Exact") -> di
 Call = tuple[str, list[list[str]], str]
 
 
-def _expect(target: str, calls: list[Call]):  # type: ignore[no-untyped-def]
+def _expect(target: str, calls: list[Call]) -> Callable[[Lab], None]:
     def check(lab: Lab) -> None:
         pod = lab.pod(NS, "client")
         where = target if target != "gateway" else f"{gateway_address(lab, NS, GATEWAY)}:80"
