@@ -124,6 +124,11 @@ def cluster_ip(lab: Lab, ns: str, name: str) -> str:
     raise CaseFailed(f"no Service {ns}/{name}")
 
 
+def deployment_of(pod: str) -> str:
+    """A Deployment's pod is named <deployment>-<template hash>-<suffix>."""
+    return pod.rsplit("-", 2)[0]
+
+
 @dataclass(frozen=True)
 class Expect:
     """One request and the answer the spec gives for it. ``backend``: the app label prefix
@@ -165,7 +170,7 @@ class Expect:
             return None
         if not isinstance(body, dict):
             return f"not an echo answer: {str(body)[:120]!r}"
-        if self.backend and not str(body.get("pod", "")).startswith(self.backend + "-"):
+        if self.backend and deployment_of(str(body.get("pod", ""))) != self.backend:
             return f"answered by {body.get('pod')!r}, want a pod of {self.backend}"
         if self.seen_path is not None and body.get("path") != self.seen_path:
             return f"backend saw path {body.get('path')!r}, want {self.seen_path!r}"

@@ -17,6 +17,7 @@ from conformance.cases.common import (
     INFRA,
     Expect,
     backend,
+    deployment_of,
     expect_all,
     gateway_address,
     gateway_parent,
@@ -111,7 +112,7 @@ def _weight_check(host: str) -> Callable[[Lab], None]:
         base = f"http://{gateway_address(lab)}"
         answers = lab.http(INFRA, lab.pod(INFRA, "client"),
                            [{"url": base + "/", "host": host}] * 100)
-        pods = Counter(str(a.get("body", {}).get("pod", "?")).rsplit("-", 2)[0]
+        pods = Counter(deployment_of(str(a.get("body", {}).get("pod", "?")))
                        if isinstance(a.get("body"), dict) else "error" for a in answers)
         if not 50 <= pods[V1] <= 90 or pods[V1] + pods[V2] != 100:
             raise CaseFailed(f"70/30 split gave {dict(pods)}")
