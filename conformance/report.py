@@ -29,13 +29,18 @@ class Implementation:
     contact: tuple[str, ...] = ("the Tulle maintainers (README.md)",)
 
 
+# What every case of a kind of profile stands on: one failing TCPRoute case must not take
+# `Gateway` away from the HTTP profile whose cases prove it.
+_BASE = frozenset({"Gateway", "Mesh"})
+
+
 def implicated(r: CaseResult) -> tuple[str, ...]:
-    """The features a case's failure counts against: an extended case's extended features
-    (its core ones are what it stands on, proven by the core cases), a core case's all."""
-    if not r.extended:
-        return r.features
-    core = PROFILES[r.profile].core
-    return tuple(f for f in r.features if f not in core)
+    """The features a case's failure counts against: an extended case's extended features,
+    a core case's features but the Gateway/Mesh base (all of them when that is all it names)."""
+    if r.extended:
+        core = PROFILES[r.profile].core
+        return tuple(f for f in r.features if f not in core)
+    return tuple(f for f in r.features if f not in _BASE) or r.features
 
 
 def passing_features(results: Iterable[CaseResult]) -> frozenset[str]:

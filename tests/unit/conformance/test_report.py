@@ -125,3 +125,14 @@ def test_a_case_must_name_features_of_its_profile():
         Case("Bad", "GATEWAY-SCTP", ("Gateway",), (), lambda lab: None)
     with pytest.raises(ValueError, match="none"):
         Case("Bad", "GATEWAY-HTTP", (), (), lambda lab: None)
+
+
+def test_a_failing_core_case_of_one_kind_leaves_the_gateway_to_the_cases_that_prove_it():
+    results = [*RESULTS, result("TCPSimpleRuns", "GATEWAY-TCP", ("Gateway", "TCPRoute"), "failed")]
+    passing = passing_features(results)
+    assert "Gateway" in passing and "TCPRoute" not in passing
+    assert failed_claims(results, {"Gateway", "TCPRoute"}) == {
+        "TCPRoute": ["TCPSimpleRuns failed", "no case naming it passed"]}
+    only_base = [result("GatewayOnly", "GATEWAY-HTTP", ("Gateway",), "failed")]
+    assert failed_claims(only_base, {"Gateway"}) == {
+        "Gateway": ["GatewayOnly failed", "no case naming it passed"]}
