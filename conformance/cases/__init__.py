@@ -7,7 +7,14 @@ from conformance.case import Case
 
 
 def all_cases() -> list[Case]:
-    from conformance.cases import gateway_http, gateway_more, grpc, mesh_http, streams
+    from conformance.cases import (
+        gateway_http,
+        gateway_more,
+        gateway_status,
+        grpc,
+        mesh_http,
+        streams,
+    )
 
-    return [*gateway_http.CASES, *gateway_more.CASES, *mesh_http.CASES, *grpc.CASES,
-            *streams.CASES]
+    return [*gateway_http.CASES, *gateway_more.CASES, *gateway_status.CASES, *mesh_http.CASES,
+            *grpc.CASES, *streams.CASES]
