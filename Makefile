@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 TULLE := $(VENV)/bin/tulle
 
-.PHONY: setup demo test test-unit test-root lint down clean image
+.PHONY: setup demo test test-unit test-root lint down clean image conformance
 
 setup:
 	@bash scripts/setup.sh
@@ -26,9 +26,15 @@ test-root: setup
 	@$(PY) -m pytest tests -m "root or netns or bpf" -q
 
 lint: setup
-	@$(VENV)/bin/ruff check agent authz cni controlplane gatewayapi identity l7proxy lab bench tests
-	@$(VENV)/bin/mypy agent authz cni controlplane gatewayapi identity l7proxy lab
+	@$(VENV)/bin/ruff check agent authz cni conformance controlplane gatewayapi identity l7proxy lab bench tests
+	@$(VENV)/bin/mypy agent authz cni conformance controlplane gatewayapi identity l7proxy lab
 	@$(VENV)/bin/lint-imports --no-cache
+
+# Gateway API conformance (issue 16 item 8; conformance/README.md): the cases against a lab of
+# its own (`ARGS="--lab NAME"`: a running one), the ConformanceReport into conformance/reports/,
+# non-zero when a claimed feature fails. `ARGS=--write` makes what passed the claim. Root.
+conformance: setup
+	@$(PY) -m conformance $(ARGS)
 
 # The OCI image (issue 13): Debian and PyPI packages only, into build/image/ (image/README.md).
 image: setup

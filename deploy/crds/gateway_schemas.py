@@ -46,7 +46,17 @@ GATEWAY_CLASS = obj(
             {
                 "conditions": conditions(
                     "The class's state; Accepted says whether the controller took it."
-                )
+                ),
+                "supportedFeatures": array(
+                    "The Gateway API features the class supports, sorted by name (Tulle's: "
+                    "those its conformance run passes, gatewayapi/supported_features.py).",
+                    obj("One supported feature.",
+                        {"name": string("The feature's name, as the Gateway API registry "
+                                        "spells it (HTTPRouteQueryParamMatching).", 1, 128)},
+                        ("name",)),
+                    hi=64,
+                    **keyed("name"),
+                ),
             },
         ),
     },

@@ -30,6 +30,7 @@ from gatewayapi import RoutingInputs, compute_status
 from gatewayapi.backendpolicy import attach
 from gatewayapi.backendtls import attach_backend_tls
 from gatewayapi.crdversion import VersionCheck, check_crds
+from gatewayapi.supported_features import SUPPORTED_FEATURES
 from l7proxy.tlscerts import certificate_problem
 from lab.kubeapi import NotFound, StatusWriter
 
@@ -54,6 +55,8 @@ KINDS = (
     "BackendTLSPolicy",
     "ConfigMap",
 )
+# GatewayClass status.supportedFeatures (v1.2+): a list of {name}, sorted by name.
+SUPPORTED_FEATURE_STATUS = [{"name": f} for f in sorted(SUPPORTED_FEATURES)]
 _WITH_STATUS = (
     "HTTPRoute", "GRPCRoute", "TLSRoute", "Gateway", "GatewayClass", "BackendTrafficPolicy",
     "AuthorizationPolicy", "HTTPLocalRateLimitPolicy", "BackendTLSPolicy",
@@ -167,6 +170,8 @@ class GatewayController:
         ):
             for key, status in statuses.items():
                 ns, _, name = key.rpartition("/")
+                if kind == "GatewayClass":  # what the conformance run proves (conformance/)
+                    status = {**status, "supportedFeatures": SUPPORTED_FEATURE_STATUS}
                 if kind == "Gateway" and (ns, name) in addresses:
                     reason = waiting.get((ns, name), "no address assigned")
                     status = with_address(status, addresses[(ns, name)], reason)

@@ -1,0 +1,86 @@
+"""GATEWAY-HTTP cases that assert route status as well as traffic: a route a listener does
+not allow, and a backendRef of an unknown kind (upstream HTTPRouteInvalidCrossNamespaceParentRef,
+HTTPRouteInvalidBackendRefUnknownKind), and exact path matching."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conformance.case import Case, CaseFailed
+from conformance.cases.common import (
+    GATEWAY_BASE,
+    INFRA,
+    OTHER,
+    Expect,
+    backend,
+    exact,
+    gateway_parent,
+    http_route,
+    via_gateway,
+)
+from conformance.lab import Lab, eventually
+
+PROFILE = "GATEWAY-HTTP"
+CORE = ("Gateway", "HTTPRoute")
+V1 = "infra-backend-v1"
+
+
+def _condition(lab: Lab, ns: str, name: str, type_: str) -> dict[str, Any]:
+    for r in lab.get("httproutes", ns):
+        if r["metadata"]["name"] == name:
+            for parent in (r.get("status") or {}).get("parents") or []:
+                for c in parent.get("conditions") or []:
+                    if c.get("type") == type_:
+                        return dict(c)
+    raise CaseFailed(f"HTTPRoute {ns}/{name} has no {type_} condition yet")
+
+
+def _expect_condition(lab: Lab, ns: str, name: str, type_: str, status: str, reason: str
+                      ) -> None:
+    def once() -> None:
+        c = _condition(lab, ns, name, type_)
+        if (c.get("status"), c.get("reason")) != (status, reason):
+            raise CaseFailed(f"{ns}/{name} {type_}: {c.get('status')}/{c.get('reason')}, "
+                             f"want {status}/{reason}")
+
+    eventually(once, timeout=30)
+
+
+NOT_ALLOWED_HOST = "not-allowed.example.com"
+UNKNOWN_KIND_HOST = "unknown-kind.example.com"
+EXACT_HOST = "exact-path.example.com"
+
+
+def _not_allowed(lab: Lab) -> None:
+    """A route in another namespace than a `from: Same` listener's is not accepted there
+    (Accepted False, NotAllowedByListeners) and gets no traffic."""
+    _expect_condition(lab, OTHER, "not-allowed", "Accepted", "False", "NotAllowedByListeners")
+    via_gateway(lab, NOT_ALLOWED_HOST, [Expect(path="/", status=404)])
+
+
+def _unknown_kind(lab: Lab) -> None:
+    """A backendRef of a kind the implementation does not know: ResolvedRefs False,
+    InvalidKind; the route stays accepted and its requests get 500."""
+    _expect_condition(lab, INFRA, "unknown-kind", "ResolvedRefs", "False", "InvalidKind")
+    _expect_condition(lab, INFRA, "unknown-kind", "Accepted", "True", "Accepted")
+    via_gateway(lab, UNKNOWN_KIND_HOST, [Expect(path="/", status=500)])
+
+
+CASES = [
+    Case("HTTPRouteInvalidCrossNamespaceParentRef", PROFILE, CORE, (
+        *GATEWAY_BASE, http_route(OTHER, "not-allowed", gateway_parent(),
+                                  [{"backendRefs": [backend("app-backend-v1")]}],
+                                  hostnames=[NOT_ALLOWED_HOST])), _not_allowed),
+    Case("HTTPRouteInvalidBackendRefUnknownKind", PROFILE, CORE, (
+        *GATEWAY_BASE, http_route(INFRA, "unknown-kind", gateway_parent(), [
+            {"backendRefs": [backend("infra-backend-v1", group="unknownkind.example.com",
+                                     kind="NonExistent")]}],
+            hostnames=[UNKNOWN_KIND_HOST])), _unknown_kind),
+    Case("HTTPRouteExactPathMatching", PROFILE, CORE, (
+        *GATEWAY_BASE, http_route(INFRA, "exact-path", gateway_parent(), [
+            {"matches": [exact("/one")], "backendRefs": [backend(V1)]}],
+            hostnames=[EXACT_HOST])),
+        lambda lab: via_gateway(lab, EXACT_HOST, [
+            Expect(path="/one", backend=V1), Expect(path="/one/two", status=404),
+            Expect(path="/on", status=404), Expect(path="/one?q=1", backend=V1)])),
+]

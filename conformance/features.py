@@ -1,0 +1,103 @@
+"""The Gateway API v1.6.1 feature registry and conformance profiles, as names (pure data).
+
+Transcribed from the upstream registry (pkg/features/*.go) and profiles
+(conformance/utils/suite/profiles.go). A profile has core features (all must pass to be
+conformant at all) and extended ones (claimed one by one). GATEWAY-UDP is v1.6's new profile
+(UDPRoute v1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GATEWAY = "Gateway"
+REFERENCE_GRANT = "ReferenceGrant"
+HTTP_ROUTE = "HTTPRoute"
+GRPC_ROUTE = "GRPCRoute"
+TLS_ROUTE = "TLSRoute"
+TCP_ROUTE = "TCPRoute"
+UDP_ROUTE = "UDPRoute"
+MESH = "Mesh"
+
+GATEWAY_EXTENDED = (
+    "GatewayPort8080",
+    "GatewayStaticAddresses",
+    "GatewayHTTPListenerIsolation",
+    "GatewayHTTPSListenerDetectMisdirectedRequests",
+    "GatewayInfrastructurePropagation",
+    "GatewayAddressEmpty",
+    "GatewayListenerSet",
+    "GatewayBackendClientCertificate",
+    "GatewayFrontendClientCertificateValidation",
+    "GatewayFrontendClientCertificateValidationInsecureFallback",
+)
+HTTP_ROUTE_EXTENDED = (
+    "HTTPRouteDestinationPortMatching",
+    "HTTPRouteBackendRequestHeaderModification",
+    "HTTPRouteQueryParamMatching",
+    "HTTPRouteMethodMatching",
+    "HTTPRouteResponseHeaderModification",
+    "HTTPRoutePortRedirect",
+    "HTTPRouteSchemeRedirect",
+    "HTTPRoutePathRedirect",
+    "HTTPRouteHostRewrite",
+    "HTTPRoutePathRewrite",
+    "HTTPRouteRequestMirror",
+    "HTTPRouteRequestMultipleMirrors",
+    "HTTPRouteRequestPercentageMirror",
+    "HTTPRouteRequestTimeout",
+    "HTTPRouteBackendTimeout",
+    "HTTPRouteParentRefPort",
+    "HTTPRouteBackendProtocolH2C",
+    "HTTPRouteBackendProtocolWebSocket",
+    "HTTPRouteNamedRouteRule",
+    "HTTPRouteCORS",
+    "HTTPRoute303RedirectStatusCode",
+    "HTTPRoute307RedirectStatusCode",
+    "HTTPRoute308RedirectStatusCode",
+)
+BACKEND_TLS = ("BackendTLSPolicy", "BackendTLSPolicySANValidation")
+MESH_EXTENDED = (
+    "MeshClusterIPMatching",
+    "MeshConsumerRoute",
+    "MeshHTTPRouteRewritePath",
+    "MeshHTTPRouteSchemeRedirect",
+    "MeshHTTPRouteRedirectPort",
+    "MeshHTTPRouteRedirectPath",
+    "MeshHTTPRouteBackendRequestHeaderModification",
+    "MeshHTTPRouteQueryParamMatching",
+    "MeshHTTPRouteNamedRouteRule",
+)
+GRPC_ROUTE_EXTENDED = ("GRPCRouteNamedRouteRule",)
+TLS_ROUTE_EXTENDED = ("TLSRouteModeTerminate", "TLSRouteModeMixed")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    core: frozenset[str]
+    extended: tuple[str, ...]  # in registry order; the report lists them sorted
+
+    def has(self, feature: str) -> bool:
+        return feature in self.core or feature in self.extended
+
+
+def _profile(name: str, core: tuple[str, ...], *extended: tuple[str, ...]) -> Profile:
+    names = tuple(dict.fromkeys(f for group in extended for f in group))
+    return Profile(name, frozenset(core), names)
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        _profile("GATEWAY-HTTP", (GATEWAY, REFERENCE_GRANT, HTTP_ROUTE),
+                 GATEWAY_EXTENDED, HTTP_ROUTE_EXTENDED, BACKEND_TLS),
+        _profile("GATEWAY-GRPC", (GATEWAY, REFERENCE_GRANT, GRPC_ROUTE),
+                 GATEWAY_EXTENDED, GRPC_ROUTE_EXTENDED),
+        _profile("GATEWAY-TLS", (GATEWAY, REFERENCE_GRANT, TLS_ROUTE),
+                 GATEWAY_EXTENDED, TLS_ROUTE_EXTENDED),
+        _profile("GATEWAY-TCP", (GATEWAY, TCP_ROUTE), GATEWAY_EXTENDED),
+        _profile("GATEWAY-UDP", (GATEWAY, UDP_ROUTE), GATEWAY_EXTENDED),
+        _profile("MESH-HTTP", (MESH, HTTP_ROUTE), MESH_EXTENDED),
+        _profile("MESH-GRPC", (MESH, GRPC_ROUTE), MESH_EXTENDED),
+    )
+}
