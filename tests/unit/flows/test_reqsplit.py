@@ -296,6 +296,17 @@ def test_a_flows_plain_parts_read_by_name_are_the_split_its_constructor_builds(
         view.proxy_ns = 1  # type: ignore[misc]
 
 
+def test_the_json_keeps_request_where_the_field_was_and_reads_no_request_parts_key() -> None:
+    """The parts are a field of their own name now: the JSON still names them "request",
+    between the kernel's drop location and the peer's identity, and a "request_parts" key
+    in input is not a way in."""
+    info = TulleInfo(route="a/b", request_parts=(3, 1, 1, 0, 1, 0), peer_spiffe_id="p")
+    out = flow_to_json(Flow(time=1, tulle=info))
+    assert list(out["tulle"]) == ["route", "request", "peer_spiffe_id"]
+    out["tulle"]["request_parts"] = [9, 9, 9, 9, 9, 9]
+    assert flow_from_json(out).tulle == info
+
+
 def test_no_flow_split_reads_as_none() -> None:
     assert TulleInfo().request is None and TulleInfo().request_parts is None
     assert "request" not in flow_to_json(Flow(time=1, tulle=TulleInfo(route="a/b")))["tulle"]
