@@ -120,6 +120,7 @@ def run(config: AgentConfig) -> int:
         raise SystemExit(f"tulle agent: {err}") from None
     agent = Agent(node, client, plan_ahead=config.pin_dir is not None)
     responder = _open_responder(config.announce_interface)  # a bad interface: at once
+    gcpause.tune()  # then fewer young collections for the flows' short-lived objects
     # No cyclic GC from here to the first sync (agent.kube.gcpause.Hold); bounded, should the
     # first sync never come.
     startup_gc = agent.startup_gc = gcpause.Hold()

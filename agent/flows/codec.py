@@ -175,8 +175,13 @@ def _l7(l7: Layer7) -> JSON:
     return out
 
 
+# TulleInfo's JSON keys in its fields' order, each with its field: the split's parts print
+# under "request" (by name, below), where the field was when it held a RequestSplit.
+_TULLE_KEYS = tuple(("request" if n == "request_parts" else n, n) for n in TulleInfo.__slots__)
+
+
 def _tulle(t: TulleInfo) -> JSON:
-    out = {name: getattr(t, name) for name in TulleInfo.__slots__ if getattr(t, name)}
+    out = {key: getattr(t, name) for key, name in _TULLE_KEYS if getattr(t, name)}
     if t.tcp is not None:
         out["tcp"] = tcp_to_json(t.tcp)
     if t.request is not None:
@@ -413,7 +418,7 @@ def flow_from_json(data: JSON) -> Flow:
         # Hubble's FileInfo, from a Hubble file or a line without the tulle copy
         tulle = {**(tulle or {}), "drop_file": str(file["name"]),
                  "drop_line": _int(file.get("line"))}
-    known = set(TulleInfo.__slots__)
+    known = {key for key, _name in _TULLE_KEYS}
     source = _endpoint_from(data.get("source"))
     destination = _endpoint_from(data.get("destination"))
     if tulle is not None:
@@ -458,7 +463,7 @@ def flow_from_json(data: JSON) -> Flow:
             **{k: v for k, v in tulle.items()
                if k in known and k not in ("tcp", "request", "tunnel")},
             tcp=tcp_from_json(tulle.get("tcp")),
-            request=reqsplit.from_json(tulle.get("request")),
+            request_parts=reqsplit.from_json(tulle.get("request")),
             tunnel=_tunnel_from(tulle.get("tunnel")),
         ),
         **policies_from_json(data),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from agent.flows.names import (
     FlowType,
@@ -26,8 +27,9 @@ from agent.flows.names import (
 __all__ = [
     "HTTP", "ICMPv4", "ICMPv6", "IP", "TCP", "UDP", "Endpoint", "EventType", "Flow",
     "FlowType", "HTTPHeader", "IPVersion", "L7Type", "Layer4", "Layer7", "LostEvent",
-    "LostEventSource", "Policy", "RequestSplit", "Service", "SrttSummary", "TCPFlags",
-    "TcpTrace", "TrafficDirection", "TulleInfo", "TunnelInfo", "Verdict", "Workload",
+    "LostEventSource", "Policy", "RequestParts", "RequestSplit", "Service", "SrttSummary",
+    "TCPFlags", "TcpTrace", "TrafficDirection", "TulleInfo", "TunnelInfo", "Verdict",
+    "Workload",
     "flow_from_json", "flow_to_json", "summarize",
 ]
 
@@ -209,11 +211,16 @@ class TcpTrace:
     last_state: str = ""  # TCP state left for CLOSE ("SYN_SENT": the connect failed)
 
 
-@dataclass(frozen=True, slots=True)
-class RequestSplit:
+class RequestSplit(NamedTuple):
     """Where one request's time went (``agent.flows.reqsplit``), in ns. The parts add up to
     ``total_ns``: one round trip of the client's connection plus the waypoint's span
-    (``l7.latency_ns``: request head read to response handed to the client)."""
+    (``l7.latency_ns``: request head read to response handed to the client).
+
+    A named tuple, not a dataclass like its neighbours: a flow carries its parts as a plain
+    tuple of six ints in this order (``TulleInfo.request_parts``: what the agent builds
+    for every waypoint request, a tuple being the cheapest object to build and to fold
+    into histograms), and this is the named view of them that readers get
+    (``TulleInfo.request``; bench/results/tracecost-2026-12-06-s13.md)."""
 
     total_ns: int = 0
     client_network_ns: int = 0  # the kernel's smoothed RTT of the client's connection
@@ -221,6 +228,11 @@ class RequestSplit:
     upstream_connect_ns: int = 0  # opening upstream connections (0 on a pooled one)
     upstream_network_ns: int = 0  # the kernel's smoothed RTT of the upstream connection
     backend_ns: int = 0  # the rest: the backend's answer and its response body
+
+
+RequestParts = tuple[int, ...]
+"""A ``RequestSplit``'s six values as a plain tuple, in its fields' order (typed by no
+width: the L7 record's field 13 carries them or marks, told apart by width at run time)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,11 +263,22 @@ class TulleInfo:
     socket_id: int = 0  # traced socket: its close record and its kernel drops share this
     kernel_drop_reason: int = 0  # enum skb_drop_reason code (name in drop_reason_desc)
     kernel_drop_location: str = ""  # kernel function that freed the packet ("tcp_v4_rcv+0x…")
-    request: RequestSplit | None = None  # L7: where the request's time went
+    # L7: where the request's time went, RequestSplit's six ints in its order (``request``
+    # names them); a plain tuple, or a RequestSplit (a tuple too)
+    request_parts: RequestParts | None = None
     # mTLS: the identity the peer's certificate presented, when it is not the SPIFFE ID of
     # the pod at that address (a refused handshake: wrong identity, another CA's workload)
     peer_spiffe_id: str = ""
     tunnel: TunnelInfo | None = None  # the waypoint's tunnel, for its tunnel flows
+
+    @property
+    def request(self) -> RequestSplit | None:
+        """``request_parts`` by name (a view built on each read: the agent's own hot path,
+        the metrics, reads the tuple)."""
+        parts = self.request_parts
+        if parts is None or type(parts) is RequestSplit:
+            return parts
+        return RequestSplit._make(parts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,6 @@ from agent.flows.flow import (
     L7Type,
     Layer7,
     Policy,
-    RequestSplit,
     TulleInfo,
     Verdict,
 )
@@ -48,6 +47,7 @@ from agent.flows.names import EVENT_L7
 from agent.flows.policyjson import authorization_policy, network_policy
 from agent.flows.reqsplit import (
     LEAN,
+    PARTS_WIDTH,
     RAW,
     check_extra,
     check_marks,
@@ -61,7 +61,7 @@ from agent.flows.reqsplit import (
 #  client (ip, port), local (ip, port), summary, timing marks or None (`l7proxy.timing`;
 #  or True: its LEAN marks are in the batch's column; or its EXTRA marks, the LEAN ones
 #  in the column; or, once `read_batch` took the common request's from the column, its
-#  RequestSplit),
+#  split's parts: a tuple of PARTS_WIDTH ints, a width no marks form has),
 #  policy names or None: the NetworkPolicies ("namespace/name") that allowed the client's
 #  egress and the backend's ingress, as ``ConnectionPolicy.allowed_by`` gives them; for a
 #  request an AuthorizationPolicy denied (drop reason in AUTHZ_DROPS), no egress names and
@@ -78,7 +78,7 @@ PolicyNames = tuple[tuple[str, ...], tuple[str, ...]]
 AuditedNames = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]  # + AUDIT policies
 TunnelIds = tuple[str, str]
 L7Record = tuple[int, int, int, str, str, str, str, str, str, str, tuple[str, int],
-                 tuple[str, int], str, tuple[int, ...] | bool | RequestSplit | None,
+                 tuple[str, int], str, tuple[int, ...] | bool | None,
                  PolicyNames | AuditedNames | None, TunnelIds | None, int | None]
 Column = Sequence[int]  # a batch's timing marks, LEAN per timed record (RAW: older head)
 AUTHZ_DROPS = frozenset({"POLICY_DENY", "POLICY_DENIED"})
@@ -237,7 +237,7 @@ def read_batch(value: Any, data: bytes = b"") -> Iterator[L7Record | ValueError]
                     if at > len(column):
                         raise _short(column, width)
                     yield _record(item, split_lean(
-                        item[1], *(column[here:at] if rows is None else rows[here // LEAN])))
+                        item[1], column[here:at] if rows is None else rows[here // LEAN]))
                 else:
                     yield _record(item, _marks_at(column, here, item[13], width))
             else:
@@ -285,7 +285,7 @@ def record_from_json(value: Any) -> L7Record:
     return _record(value, check_marks(value[13]) if len(value) >= 14 else None)
 
 
-def _record(value: list[Any], marks: tuple[int, ...] | RequestSplit | None) -> L7Record:
+def _record(value: list[Any], marks: tuple[int, ...] | None) -> L7Record:
     """`record_from_json` of a 13- to 17-field array whose marks are ``marks``, checked."""
     for i in _INTS:
         if type(value[i]) is not int:
@@ -376,8 +376,9 @@ class L7FlowBuilder:
             is_reply=False,
             summary=summary,
             tulle=TulleInfo(duration_ns=latency, route=route, rule=rule, backend=backend,
-                            request=marks if type(marks) is RequestSplit
-                            else split(latency, marks) if type(marks) is tuple else None),
+                            request_parts=(marks if len(marks) == PARTS_WIDTH
+                                           else split(latency, marks))
+                            if type(marks) is tuple else None),
             # Both sides were judged by the waypoint (policy_waypoint.py); a request that
             # NetworkPolicy denied names none (it has no deny rules); one an
             # AuthorizationPolicy denied names it on the ingress side (the server's policy).

@@ -30,10 +30,9 @@ ARCHITECTURE.md, "Where a request's time went").
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
 from typing import Any
 
-from agent.flows.flow import RequestSplit
+from agent.flows.flow import RequestParts, RequestSplit
 
 FIELDS = ("total_ns", "client_network_ns", "proxy_ns", "upstream_connect_ns",
           "upstream_network_ns", "backend_ns")
@@ -74,7 +73,7 @@ def split(span_ns: int, marks: Sequence[int]) -> RequestSplit:
     client = max(0, client_rtt_us) * 1000
     connect = min(max(0, connect), span)
     if sent <= 0:  # answered without an upstream request (local answer, connect failure)
-        return _new_split(client + span, client, span - connect, connect, 0, 0)
+        return RequestSplit(client + span, client, span - connect, connect, 0, 0)
     sent = min(sent, span)
     late = min(max(0, late), connect)
     end_window = min(first, span) if first > 0 else span  # no response head: all of it
@@ -91,7 +90,7 @@ def split(span_ns: int, marks: Sequence[int]) -> RequestSplit:
     stall = min(max(0, stalled), body)  # the client held the body up, not the backend
     backend = window - waited - network + body - stall
     proxy = max(0, span - connect - window - body)
-    return _new_split(client + span, client + waited + stall, proxy, connect, network,
+    return RequestSplit(client + span, client + waited + stall, proxy, connect, network,
                         backend)
 
 
@@ -105,7 +104,7 @@ def split_compact(span_ns: int, client_rtt_us: int, sent: int, first: int, head_
     span = span_ns if span_ns > 0 else 0
     client = client_rtt_us * 1000 if client_rtt_us > 0 else 0
     if sent <= 0:  # answered without an upstream request
-        return _new_split(client + span, client, span, 0, 0, 0)
+        return RequestSplit(client + span, client, span, 0, 0, 0)
     if sent > span:
         sent = span
     window = (first if first < span else span) - sent if first > 0 else span - sent
@@ -114,79 +113,43 @@ def split_compact(span_ns: int, client_rtt_us: int, sent: int, first: int, head_
     network = upstream_rtt_us * 1000 if upstream_rtt_us > 0 else 0
     if network > window:
         network = window
-    return _new_split(client + span, client, span - window, 0, network, window - network)
+    return RequestSplit(client + span, client, span - window, 0, network, window - network)
 
 
-if tuple(f.name for f in fields(RequestSplit)) != FIELDS:  # `_Parts` has these only
-    raise TypeError("RequestSplit's fields changed: update reqsplit.FIELDS and _new_split")
+if RequestSplit._fields != FIELDS:  # split_lean returns them in this order
+    raise TypeError("RequestSplit's fields changed: update reqsplit.FIELDS and split_lean")
+
+# No marks form has this many integers (COMPACT, MARKS..MAX_MARKS): an L7 record's field 13
+# holding a tuple of this length holds the parts ``split_lean`` computed, not marks.
+PARTS_WIDTH = len(FIELDS)
+if PARTS_WIDTH in (COMPACT, *range(MARKS, MAX_MARKS + 1)):
+    raise TypeError("RequestSplit's width is a marks form's: l7record cannot tell them apart")
 
 
-class _Parts:
-    """RequestSplit's layout twin: the same slots in the same order, not frozen, so its
-    fields are set with plain attribute stores (specialised by the interpreter, no call).
-    CPython lets an object change ``__class__`` between two classes whose instances have
-    the same layout, and checks that they do on every assignment (TypeError otherwise)."""
-
-    __slots__ = FIELDS
-    total_ns: int
-    client_network_ns: int
-    proxy_ns: int
-    upstream_connect_ns: int
-    upstream_network_ns: int
-    backend_ns: int
-
-
-def split_lean(span_ns: int, client_rtt_us: int, start: int, sent: int, first: int,
-               upstream_rtt_us: int) -> RequestSplit:
+def split_lean(span_ns: int, lean: Sequence[int]) -> RequestParts:
     """``split_compact`` of the common request straight from its ``LEAN`` clock readings
     (field 13 ``true``: no ``EXTRA`` marks), as the agent reads nearly every waypoint
-    flow: no relative marks tuple in between, and ``split_compact``'s arithmetic and
-    ``_new_split`` written out here, not called (two Python calls fewer per flow:
-    ~6,400 -> ~5,500 instructions under callgrind). tests/unit/flows/test_reqsplit checks
-    it against ``split`` of ``relative(raw_of(lean, None))`` for any integers."""
+    flow, as a plain tuple (``TulleInfo.request_parts``): no relative marks tuple in
+    between, ``split_compact``'s arithmetic written out here, not called, and the
+    readings passed as the one row they are (not star-called). tests/unit/flows/
+    test_reqsplit checks it against ``split`` of ``relative(raw_of(lean, None))`` for any
+    integers."""
+    client_rtt_us, start, sent, first, upstream_rtt_us = lean
     span = span_ns if span_ns > 0 else 0
     client = client_rtt_us * 1000 if client_rtt_us > 0 else 0
-    r = _Parts()
-    r.total_ns = client + span
-    r.client_network_ns = client
-    r.upstream_connect_ns = 0
     sent = sent - start if sent else 0
     if sent <= 0:  # answered without an upstream request
-        r.proxy_ns = span
-        r.upstream_network_ns = r.backend_ns = 0
-    else:
-        if sent > span:
-            sent = span
-        first = first - start if first else 0
-        window = (first if first < span else span) - sent if first > 0 else span - sent
-        if window < 0:
-            window = 0
-        network = upstream_rtt_us * 1000 if upstream_rtt_us > 0 else 0
-        if network > window:
-            network = window
-        r.proxy_ns = span - window
-        r.upstream_network_ns = network
-        r.backend_ns = window - network
-    r.__class__ = RequestSplit  # type: ignore[assignment]
-    return r  # type: ignore[return-value]
-
-
-def _new_split(total_ns: int, client_network_ns: int, proxy_ns: int, upstream_connect_ns: int,
-               upstream_network_ns: int, backend_ns: int) -> RequestSplit:
-    """``RequestSplit(...)`` of six ints without its frozen ``__init__``, which sets each
-    field through ``object.__setattr__`` by name: filled as its layout twin, then made a
-    RequestSplit (~2,400 instructions under callgrind against ~4,900 through the slots'
-    setters and ~8,000 through ``__init__``; the same object: tests/unit/flows/
-    test_reqsplit compares them). The agent builds one per waypoint request."""
-    r = _Parts()
-    r.total_ns = total_ns
-    r.client_network_ns = client_network_ns
-    r.proxy_ns = proxy_ns
-    r.upstream_connect_ns = upstream_connect_ns
-    r.upstream_network_ns = upstream_network_ns
-    r.backend_ns = backend_ns
-    r.__class__ = RequestSplit  # type: ignore[assignment]
-    return r  # type: ignore[return-value]
+        return (client + span, client, span, 0, 0, 0)
+    if sent > span:
+        sent = span
+    first = first - start if first else 0
+    window = (first if first < span else span) - sent if first > 0 else span - sent
+    if window < 0:
+        window = 0
+    network = upstream_rtt_us * 1000 if upstream_rtt_us > 0 else 0
+    if network > window:
+        network = window
+    return (client + span, client, span - window, 0, network, window - network)
 
 
 def to_json(r: RequestSplit) -> dict[str, int]:

@@ -331,8 +331,8 @@ class FlowMetrics:
             cell[bisect_left(self._bounds_ns, latency)] += n
             cell[-1] += latency * n
         tulle = flow.tulle
-        if tulle is not None and tulle.request is not None:
-            self._split.observe(tulle.request, src, dst, flow.destination_service, n)
+        if tulle is not None and tulle.request_parts is not None:
+            self._split.observe(tulle.request_parts, src, dst, flow.destination_service, n)
 
     # -- scraping ----------------------------------------------------------------------------
 

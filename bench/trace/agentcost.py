@@ -10,7 +10,9 @@ what tracing costs, on the same cores as the waypoint in the lab. This runs that
 in-process under callgrind for a batch of 256 records, split on and off, twice each (10 and
 30 batches) so that start-up cancels out: instructions per flow = the difference / 20
 batches / 256. Repeatable run to run (no sockets, no clock), so it resolves changes of a
-few hundred instructions. No root, no lab.
+few hundred instructions. No root, no lab. The collector is set as the agent sets it
+(``agent.kube.gcpause.tune``, when the tree has it): its young collections are part of
+the cost.
 """
 
 from __future__ import annotations
@@ -45,6 +47,13 @@ def workload(timed: bool, batches: int) -> None:
     the tree under test: imports are that tree's)."""
     from agent.flows.l7record import L7FlowBuilder, encode_batch, join_column, pack_lean, read_batch
     from agent.metrics.flowmetrics import FlowMetrics
+
+    try:  # the agent's collector setting (``agent/daemon.py``), in trees that have one
+        from agent.kube.gcpause import tune
+    except ImportError:
+        pass
+    else:
+        tune()
 
     records, marks = [], []
     for i in range(BATCH):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import pickle
-from dataclasses import FrozenInstanceError
 from itertools import product
 
 import pytest
@@ -21,8 +20,8 @@ from agent.flows.reqsplit import (
     FIELDS,
     LEAN,
     PARTS,
+    PARTS_WIDTH,
     RAW,
-    _new_split,
     check_marks,
     from_json,
     raw_of,
@@ -179,7 +178,7 @@ def test_json_field_names_are_the_contract() -> None:
     r = RequestSplit(1, 2, 3, 4, 5, 6)
     assert list(to_json(r)) == ["total_ns", "client_network_ns", "proxy_ns",
                                 "upstream_connect_ns", "upstream_network_ns", "backend_ns"]
-    flow = Flow(time=1, tulle=TulleInfo(route="a/b", request=r))
+    flow = Flow(time=1, tulle=TulleInfo(route="a/b", request_parts=r))
     out = json.loads(json.dumps(flow_to_json(flow)))
     assert out["tulle"]["request"] == to_json(r)
     assert flow_from_json(out).tulle == flow.tulle
@@ -246,7 +245,7 @@ def test_lean_marks_with_or_without_the_extra_ones_split_as_the_raw_ones(
 
 
 def _lean_is_full(span: int, lean: tuple[int, ...]) -> bool:
-    return split_lean(span, *lean) == split(span, relative(raw_of(lean, None)))
+    return split_lean(span, lean) == split(span, relative(raw_of(lean, None)))
 
 
 def test_the_lean_fast_path_is_the_full_arithmetic_in_every_ordering() -> None:
@@ -273,31 +272,52 @@ def test_the_lean_fast_path_splits_clock_readings_as_the_waypoint_takes_them(
     span, marks = case
     client, sent, first, up_rtt = marks[0], marks[1], marks[4], marks[7]
     at = lambda t: t and start + t  # noqa: E731  (a clock reading; 0: did not happen)
-    r = split_lean(span, client, start, at(sent), at(first), up_rtt)
+    r = RequestSplit(*split_lean(span, (client, start, at(sent), at(first), up_rtt)))
     assert r == split(span, (client, sent, first, 0, up_rtt))
     assert sum(getattr(r, p) for p in PARTS) == r.total_ns == client * 1000 + span
 
 
 @given(st.tuples(*[st.integers(-10**30, 10**30)] * 6))
-def test_a_split_built_through_its_slots_is_the_one_its_constructor_builds(
-        values: tuple[int, ...]) -> None:
-    """``_new_split`` skips RequestSplit's frozen ``__init__``: the object must be the
-    same in every way a reader can tell (fields, equality, hash, repr, copies, frozen)."""
-    fast, slow = _new_split(*values), RequestSplit(*values)
-    assert type(fast) is RequestSplit
-    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
-    assert pickle.loads(pickle.dumps(fast)) == slow and copy.copy(fast) == slow
-    with pytest.raises(FrozenInstanceError):
-        fast.proxy_ns = 1  # type: ignore[misc]
+def test_a_flows_plain_parts_read_by_name_are_the_split_its_constructor_builds(
+        values: tuple[int, int, int, int, int, int]) -> None:
+    """The agent keeps a flow's parts as a plain tuple (``request_parts``); ``request``
+    names them: a reader must not be able to tell it from the split built by name
+    (fields, equality, hash, repr, copies, frozen), and the JSON is the same."""
+    info, named = TulleInfo(request_parts=values), RequestSplit(*values)
+    view = info.request
+    assert type(view) is RequestSplit and view == named and hash(view) == hash(named)
+    assert repr(view) == repr(named) and view._asdict() == dict(zip(FIELDS, values, strict=True))
+    assert pickle.loads(pickle.dumps(view)) == named and copy.copy(view) == named
+    assert info == TulleInfo(request_parts=named) and info.request_parts == named
+    assert TulleInfo(request_parts=named).request is named  # already a view: as it is
+    flow = Flow(time=1, tulle=info)
+    assert flow_to_json(flow)["tulle"]["request"] == to_json(named)
+    with pytest.raises(AttributeError):
+        view.proxy_ns = 1  # type: ignore[misc]
 
 
-def test_the_lean_fast_path_builds_a_plain_request_split() -> None:
-    """``split_lean`` fills RequestSplit's layout twin and then makes it a RequestSplit: a
-    reader must not be able to tell (type, frozen, hash, copies)."""
+def test_the_json_keeps_request_where_the_field_was_and_reads_no_request_parts_key() -> None:
+    """The parts are a field of their own name now: the JSON still names them "request",
+    between the kernel's drop location and the peer's identity, and a "request_parts" key
+    in input is not a way in."""
+    info = TulleInfo(route="a/b", request_parts=(3, 1, 1, 0, 1, 0), peer_spiffe_id="p")
+    out = flow_to_json(Flow(time=1, tulle=info))
+    assert list(out["tulle"]) == ["route", "request", "peer_spiffe_id"]
+    out["tulle"]["request_parts"] = [9, 9, 9, 9, 9, 9]
+    assert flow_from_json(out).tulle == info
+
+
+def test_no_flow_split_reads_as_none() -> None:
+    assert TulleInfo().request is None and TulleInfo().request_parts is None
+    assert "request" not in flow_to_json(Flow(time=1, tulle=TulleInfo(route="a/b")))["tulle"]
+
+
+def test_the_lean_fast_path_gives_the_parts_in_the_splits_order() -> None:
+    """``split_lean`` returns a plain tuple (cheaper to build than the named one): the
+    values in RequestSplit's field order, and a tuple of a width no marks form has (the
+    flow builder tells them apart by it)."""
     start = 1_700_000_000_000
-    fast = split_lean(95_000, 60, start, start + 30_000, start + 70_000, 55)
-    slow = RequestSplit(155_000, 60_000, 30_000 + 25_000, 0, 40_000, 0)
-    assert type(fast) is RequestSplit and fast == slow and hash(fast) == hash(slow)
-    assert repr(fast) == repr(slow) and pickle.loads(pickle.dumps(fast)) == slow
-    with pytest.raises(FrozenInstanceError):
-        fast.backend_ns = 1  # type: ignore[misc]
+    fast = split_lean(95_000, (60, start, start + 30_000, start + 70_000, 55))
+    assert type(fast) is tuple and len(fast) == PARTS_WIDTH
+    assert fast == RequestSplit(155_000, 60_000, 30_000 + 25_000, 0, 40_000, 0)
+    assert TulleInfo(request_parts=fast).request == RequestSplit(*fast)

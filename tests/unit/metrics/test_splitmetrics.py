@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from agent.flows.flow import RequestSplit
 from agent.metrics import FamilyConfig, FlowMetrics, MetricsConfig
 from tests.unit.metrics.scrape import labels, scrape, series
 from tests.unit.tracing.test_request_printers import FLOW, RECORD, flow_of
@@ -109,8 +108,8 @@ def test_the_histograms_hold_what_the_definition_says_for_any_splits(
     fm, reg = metrics()
     flows = []
     for p in parts:
-        split = RequestSplit(sum(p), *p)
-        flows.append(replace(FLOW, tulle=replace(FLOW.tulle, request=split)))
+        split = (sum(p), *p)  # a flow's parts as the agent keeps them (a plain tuple)
+        flows.append(replace(FLOW, tulle=replace(FLOW.tulle, request_parts=split)))
     fm.observe_many(flows)
     got = scrape(reg)
     want_counts, want_sums, want_buckets = {}, {}, {}
