@@ -128,7 +128,7 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
             return None
         address = (found.address, found.port)
         parent = state["gateways"].get(address, address)
-        if found.client_identity == WORLD and not isinstance(parent, tuple):
+        if found.client_identity == WORLD and isinstance(parent, GatewayParent | IngressParent):
             gate.saw_outside(client[0])  # a Gateway's or Ingress's client from outside
         return parent
 
