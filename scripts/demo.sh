@@ -155,7 +155,7 @@ for i in $(seq 1 20); do  # until the waypoints serve the route
   case "$answer" in *'"pod"'*) break ;; esac
   sleep 0.5
 done
-echo "  \$ ${outside[*]}"
+echo "  \$ $(printf '%q ' "${outside[@]}")"
 "${outside[@]}" | .venv/bin/python -c '
 import json, sys
 d = json.load(sys.stdin)
