@@ -26,6 +26,7 @@ from pathlib import Path
 
 from lightkube import Client
 
+from agent.datapath.identity import WORLD
 from agent.datapath.origdst import WAYPOINT_MARK, OriginalDestinations
 from agent.flows.l7intake import FlowForwarder
 from agent.flows.tunnelrecord import TunnelEvent
@@ -126,7 +127,10 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
         if found is None:
             return None
         address = (found.address, found.port)
-        return state["gateways"].get(address, address)
+        parent = state["gateways"].get(address, address)
+        if found.client_identity == WORLD and isinstance(parent, GatewayParent | IngressParent):
+            gate.saw_outside(client[0])  # a Gateway's or Ingress's client from outside
+        return parent
 
     config = WaypointConfig(
         listeners=[ListenerConfig(listen[0], listen[1])],

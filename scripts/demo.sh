@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: bring the lab up, apply examples/, send requests between pods on different
 # nodes and show who answered, then route the catalog Service through the waypoint and show
-# where the time of a few requests went. The lab stays up afterwards.
+# where the time of a few requests went, enrol a namespace in mTLS, and end with a request
+# from outside the cluster through a Gateway. The lab stays up afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TULLE=.venv/bin/tulle
@@ -133,6 +134,35 @@ $TULLE lab exec -n frontend "$first_web" -- curl -s -o /dev/null --max-time 5 "h
 sleep 0.5
 $TULLE observe --last 2 --verdict DROPPED --from-pod "frontend/$first_web" --to-namespace ledger
 
+step "from outside the cluster: a Gateway at its LoadBalancer address (examples/north-south/)"
+$KUBECTL apply -f examples/north-south/
+gateway_ip=""
+for i in $(seq 1 60); do  # until the pool's address is in the Gateway's status
+  gateway_ip="$($TULLE get gateways -n backend -o json | .venv/bin/python -c '
+import json, sys
+for g in json.load(sys.stdin)["items"]:
+    if g["metadata"]["name"] == "edge":
+        print(next((a["value"] for a in (g.get("status") or {}).get("addresses") or []), ""))
+')"
+  [ -n "$gateway_ip" ] && break
+  sleep 0.5
+done
+[ -n "$gateway_ip" ] || { echo "the Gateway got no address: see tulle get gateways -n backend -o yaml" >&2; exit 1; }
+echo "  Gateway backend/edge: $gateway_ip (from the LoadBalancerIPPool lab-fabric, announced by ARP)"
+outside=($TULLE lab exec --external -- curl -s --max-time 5 -H "Host: shop.example" "http://$gateway_ip/items?from=outside")
+for i in $(seq 1 20); do  # until the waypoints serve the route
+  answer="$("${outside[@]}" 2>/dev/null || true)"
+  case "$answer" in *'"pod"'*) break ;; esac
+  sleep 0.5
+done
+echo "  \$ $(printf '%q ' "${outside[@]}")"
+"${outside[@]}" | .venv/bin/python -c '
+import json, sys
+d = json.load(sys.stdin)
+print("  answered by", d["namespace"] + "/" + d["pod"], "for", d["path"],
+      "| X-Forwarded-For:", ", ".join(d["headers"].get("X-Forwarded-For", [])),
+      "(the external client, 10.240.0.2)")'
+
 cat <<TXT
 
 $(printf '\033[1;32m')The lab is still running.$(printf '\033[0m') Things to try next:
@@ -145,6 +175,7 @@ $(printf '\033[1;32m')The lab is still running.$(printf '\033[0m') Things to try
   .venv/bin/tulle observe -f --encrypted            # mTLS flows (namespace ledger is enrolled)
   .venv/bin/tulle identity                          # certificates per node, trust bundle
   .venv/bin/tulle map --since 10m --color-by latency-part
+  .venv/bin/tulle lab exec --external -- curl -s -H 'Host: shop.example' http://$gateway_ip/items
   .venv/bin/tulle lab status
   .venv/bin/tulle lab down          # removes every namespace, link and process
 TXT

@@ -1,5 +1,6 @@
 """The agent's announcement loop: from the cluster state it already watches (Nodes, Services,
-Gateways, GatewayClasses) to the addresses this node's ARP responder answers for.
+Gateways, GatewayClasses, Ingresses, IngressClasses) to the addresses this node's ARP
+responder answers for.
 
 It looks once per ``INTERVAL`` and replans only when the state's revision moved, so a quiet
 cluster costs nothing and a busy one one plan per second (a takeover after a node's agent
@@ -16,11 +17,12 @@ from agent.announce.election import announced_by, load_balancer_addresses, ready
 from agent.model.cache import ModelCache
 from agent.model.core import Service
 from agent.model.gateway import Gateway, GatewayClass
+from agent.model.ingress import Ingress, IngressClass
 from agent.model.node import Node
 
 log = logging.getLogger("tulle.announce")
 INTERVAL = 0.5
-KINDS = ("Node", "Service", "Gateway", "GatewayClass")
+KINDS = ("Node", "Service", "Gateway", "GatewayClass", "Ingress", "IngressClass")
 
 
 class Announces(Protocol):
@@ -36,6 +38,8 @@ def plan_announcements(node: str, objects: Iterable[Any], models: ModelCache) ->
             [o for o in typed if isinstance(o, Service)],
             [o for o in typed if isinstance(o, Gateway)],
             [o for o in typed if isinstance(o, GatewayClass)],
+            [o for o in typed if isinstance(o, Ingress)],
+            [o for o in typed if isinstance(o, IngressClass)],
         ),
         ready_nodes(o for o in typed if isinstance(o, Node)),
     )

@@ -18,9 +18,11 @@ from collections.abc import Iterable
 
 from agent.model.core import Service
 from agent.model.gateway import Gateway, GatewayClass
+from agent.model.ingress import Ingress, IngressClass
 from agent.model.lbpool import LOAD_BALANCER_CLASS
 from agent.model.node import Node
 from gatewayapi import CONTROLLER_NAME
+from gatewayapi.ingress.classes import class_addresses
 
 
 def _weight(node: str, address: str) -> bytes:
@@ -41,10 +43,15 @@ def ready_nodes(nodes: Iterable[Node]) -> list[str]:
 
 
 def load_balancer_addresses(
-    services: Iterable[Service], gateways: Iterable[Gateway], classes: Iterable[GatewayClass]
+    services: Iterable[Service],
+    gateways: Iterable[Gateway],
+    classes: Iterable[GatewayClass],
+    ingresses: Iterable[Ingress] = (),
+    ingress_classes: Iterable[IngressClass] = (),
 ) -> set[str]:
     """Every address Tulle announces: the ingress IPs of LoadBalancer Services of Tulle's
-    class (or none) and the IPAddress addresses of Tulle's Gateways."""
+    class (or none), the IPAddress addresses of Tulle's Gateways, and the addresses of
+    Tulle's IngressClasses (their Ingresses' status)."""
     found = {
         ip
         for s in services
@@ -59,6 +66,8 @@ def load_balancer_addresses(
         for a in g.status.addresses
         if a.type == "IPAddress"
     }
+    for addresses in class_addresses(ingresses, ingress_classes).values():
+        found.update(addresses)
     return found
 
 

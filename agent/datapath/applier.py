@@ -314,6 +314,8 @@ class Applier:
                 if key in desired.l7_some
                 else 0
             ) | (entry.flags if entry else 0)  # LB_F_EXTERNAL/LOCAL: agent.datapath.external
+            if key in gateway_keys:  # served from outside too: nodeport.h hands it to the waypoint
+                flags |= maps.LB_F_EXTERNAL
             unchanged = old.get(key) == entry and self.applied.flags.get(key) == flags
             if unchanged and key in self.applied.slots and key not in self.refused_services:
                 continue

@@ -42,16 +42,21 @@ class ConnectionPolicy:
         """A pod's identity; anything else is the world (the waypoint's clients are pods)."""
         return self.identities.get(address, WORLD)
 
-    def allows(self, client: Address, backend: Address, protocol: int = TCP) -> bool:
+    def allows(
+        self, client: Address, backend: Address, protocol: int = TCP, outside: bool = False
+    ) -> bool:
         """Whether a direct connection from ``client`` to ``backend`` would pass both the
-        client's egress and the backend's ingress policy."""
+        client's egress and the backend's ingress policy. ``outside``: the kernel found the
+        client outside the cluster (a Gateway's or Ingress's client from the uplink, the
+        world identity): it has no egress policy, and the backend's ingress judges it as
+        the world (ipBlock rules match its address), as to_pod.c judges a NodePort client."""
         try:
             src, dst = ip_address(client[0]), ip_address(backend[0])
         except ValueError:
             return False
         if not isinstance(src, IPv4Address) or not isinstance(dst, IPv4Address):
             return False
-        if src not in self.identities:
+        if src not in self.identities and not outside:
             # Not a pod this view knows (yet, or any more): its egress policy cannot be
             # judged, and the kernel drops what no endpoint sent. Fail closed.
             return False
@@ -60,23 +65,27 @@ class ConnectionPolicy:
             # listeners, which no pod reaches directly (admission refuses such endpoints too).
             return False
         port = backend[1]
+        if src not in self.identities:  # outside: the backend's ingress alone
+            return evaluate(self.plan, dst, Direction.INGRESS, src, WORLD, protocol, port)
         return evaluate(
             self.plan, src, Direction.EGRESS, dst, self.identity(dst), protocol, port
         ) and evaluate(self.plan, dst, Direction.INGRESS, src, self.identity(src), protocol, port)
 
     def allowed_by(
         self, client: Address, backend: Address, protocol: int = TCP,
-        names: PolicyNames = REGISTRY,
+        names: PolicyNames = REGISTRY, outside: bool = False,
     ) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
         """For a connection ``allows`` admits, the NetworkPolicies ("namespace/name") that
         allowed the client's egress and the backend's ingress (Hubble's
         ``egress_allowed_by``/``ingress_allowed_by``; empty where no policy selects that
         side); None when it is denied. ``names``: the registry the plan was compiled with."""
-        if not self.allows(client, backend, protocol):
+        if not self.allows(client, backend, protocol, outside):
             return None
         src, dst, port = IPv4Address(client[0]), IPv4Address(backend[0]), backend[1]
         sides = (
-            decide(self.plan, src, Direction.EGRESS, dst, self.identity(dst), protocol, port),
+            None  # outside the cluster: no egress policy of ours
+            if src not in self.identities
+            else decide(self.plan, src, Direction.EGRESS, dst, self.identity(dst), protocol, port),
             decide(self.plan, dst, Direction.INGRESS, src, self.identity(src), protocol, port),
         )
         egress, ingress = (

@@ -10,7 +10,12 @@
  *                                   SNAT to the node (TULLE_CFG_NODE_ADDR) when the policy is
  *                                   Cluster and the backend is on another node, so the reply
  *                                   comes back here; a CT_NODEPORT entry and a TRANSLATED flow
- *                                   for a new connection. 0 or a drop reason.
+ *                                   for a new connection. 0 or a drop reason. An entry
+ *                                   flagged LB_F_L7 too (a Gateway listener, an Ingress
+ *                                   class's port) goes to this node's waypoint instead,
+ *                                   recording the original destination as from_pod.c does
+ *                                   (redirect.h): never SNATed, so the waypoint sees the
+ *                                   client's own address (its X-Forwarded-For).
  *   nodeport_reply(skb, pkt, snat)  reverse the translation of a reply (snat: a reply from a
  *                                   remote backend arriving on the uplink; else a local
  *                                   backend's leaving by it): 1 when it was one, 0 when not,
@@ -38,6 +43,7 @@
 #include "events.h"
 #include "lb.h"
 #include "parse.h"
+#include "redirect.h"
 
 static __always_inline struct lb_service *nodeport_lookup(const struct tuple4 *t,
 							  struct lb_key *key)
@@ -75,8 +81,10 @@ static __always_inline int nodeport_forward(struct __sk_buff *skb, struct pkt *p
 		backend.port = svc_ct->backend_port;
 		svc_ct->last_seen_ns = bpf_ktime_get_ns();
 	} else {
-		if (lb_select_backend(key, svc, &client, &backend) != 0)
-			return DROP_NO_SERVICE;
+		if ((svc->flags & LB_F_L7) && waypoint_target(&backend.addr, &backend.port))
+			redirect_record(&client, identity_of(client.saddr));
+		else if (lb_select_backend(key, svc, &client, &backend) != 0)
+			return DROP_NO_SERVICE; /* an L7 entry without a waypoint has no backends */
 		fresh.backend_addr = backend.addr;
 		fresh.backend_port = backend.port;
 		if (ct_create(&client, CT_SERVICE, &fresh) != 0)

@@ -99,4 +99,4 @@ class StatusLoop:
                     if isinstance(s, Service)]
         lb = parts.lbipam.reconcile(objs, services)
         parts.gateways.reconcile(objs, services, lb)
-        parts.ingresses.reconcile(objs, services)
+        parts.ingresses.reconcile(objs, services, lb)

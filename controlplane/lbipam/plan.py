@@ -8,6 +8,10 @@ allocation, and the status each claimant (or former claimant) should carry.
 - A Gateway of a GatewayClass whose controller is Tulle's gets ``status.addresses:
   [{type: IPAddress, value}]``; ``spec.addresses`` asks for one (the first IPAddress entry;
   Tulle gives a Gateway one address).
+- An IngressClass of Tulle's controller that serves at least one Ingress gets one address
+  for all its Ingresses (the waypoints serve them all there, on 80 and 443), which the
+  Ingress controller writes to each one's ``status.loadBalancer.ingress``; the address they
+  already show is kept.
 - A claim that waits has no address (never one outside a pool) and a reason, which the
   controller reports (an Event; a Gateway's ``Programmed`` condition, reason
   ``AddressNotAssigned`` as the Gateway API names it).
@@ -16,13 +20,15 @@ allocation, and the status each claimant (or former claimant) should carry.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.model.core import Service, ServiceType
 from agent.model.gateway import Gateway, GatewayClass
+from agent.model.ingress import Ingress, IngressClass
 from agent.model.lbpool import LOAD_BALANCER_CLASS, LoadBalancerIPPool
 from controlplane.lbipam.allocate import Claim, Key, allocate
 from gatewayapi import CONTROLLER_NAME
+from gatewayapi.ingress.classes import served_ingresses
 
 __all__ = ["LOAD_BALANCER_CLASS", "Plan", "ours", "plan"]
 
@@ -32,6 +38,8 @@ class Plan:
     services: dict[tuple[str, str], dict[str, object]]  # (ns, name) -> status to merge
     gateways: dict[tuple[str, str], str | None]  # Tulle's Gateways -> address (None: waits)
     waiting: dict[Key, str]  # claim -> reason
+    # Tulle's IngressClasses that serve an Ingress -> address (None: waits)
+    ingress_classes: dict[str, str | None] = field(default_factory=dict)
 
 
 def ours(service: Service) -> bool:
@@ -54,16 +62,27 @@ def _gateway_claim(gw: Gateway) -> Claim:
                  dict(gw.metadata.labels), requested, current)
 
 
+def _ingress_class_claim(name: str, labels: dict[str, str], members: Sequence[Ingress]) -> Claim:
+    current = next((lb.ip for i in members for lb in i.status.load_balancer.ingress if lb.ip),
+                   None)  # the oldest Ingress's, as they are ordered
+    return Claim(("IngressClass", "", name), labels, None, current)
+
+
 def plan(
     pools: Iterable[LoadBalancerIPPool],
     services: Sequence[Service],
     gateways: Sequence[Gateway],
     classes: Sequence[GatewayClass],
+    ingresses: Sequence[Ingress] = (),
+    ingress_classes: Sequence[IngressClass] = (),
 ) -> Plan:
     tulle_classes = {c.metadata.name for c in classes if c.spec.controller_name == CONTROLLER_NAME}
     tulle_gateways = [g for g in gateways if g.spec.gateway_class_name in tulle_classes]
     claims = [_service_claim(s) for s in services if ours(s)]
     claims += [_gateway_claim(g) for g in tulle_gateways]
+    served = served_ingresses(ingresses, ingress_classes)
+    labels = {c.metadata.name: dict(c.metadata.labels) for c in ingress_classes}
+    claims += [_ingress_class_claim(n, labels[n], m) for n, m in sorted(served.items())]
     allocation = allocate(pools, claims)
     wanted: dict[tuple[str, str], dict[str, object]] = {}
     for svc in services:
@@ -90,4 +109,5 @@ def plan(
             for g in tulle_gateways
         },
         allocation.waiting,
+        {name: allocation.addresses.get(("IngressClass", "", name)) for name in served},
     )

@@ -3,10 +3,11 @@
 TLS entry whose Secret cannot serve (the waypoints then refuse HTTPS for its hosts).
 
 Routing is the waypoints' (``gatewayapi/ingress/serve.py``); this only decides addresses
-and reports. The address comes from ``class_address``, the one place that will ask the
-LoadBalancer address pool once the lab has one; until then it is drawn from the service
-range as Gateways' are (``gateways.gateway_addresses``), so every node already routes it
-nowhere but through the datapath.
+and reports. A class's address is LoadBalancer IPAM's (``controlplane.lbipam``: the same
+pool as LoadBalancer Services and Gateways, so the external client reaches it, and the
+agents announce it); a class that waits for one leaves its Ingresses without an address.
+Without that plan (no LoadBalancer controller) ``class_address`` draws one from the service
+range, which only pods reach.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from agent.model.cache import ModelCache
 from agent.model.core import TLS_SECRET_TYPE, Secret, Service
 from agent.model.gateway import Gateway
 from agent.model.ingress import Ingress, IngressClass
+from controlplane.lbipam import Plan
 from gatewayapi.ingress.classes import served_ingresses
 from l7proxy.tlscerts import certificate_problem
 from lab.controllers.events import EventSink, involved
@@ -75,15 +77,25 @@ def plan_statuses(
     classes: Sequence[IngressClass],
     services: Sequence[Service],
     gateways: Sequence[Gateway],
+    pooled: Mapping[str, str | None] | None = None,
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """(namespace, name) -> the status each Ingress must have (pure). A served Ingress
-    announces its class's address; one Tulle no longer serves (its class changed) loses an
-    address of Tulle's."""
+    announces its class's address (``pooled``: LoadBalancer IPAM's per class, None while
+    one waits; without it, ``class_address``); one Tulle no longer serves (its class
+    changed), or whose class waits, loses an address of Tulle's."""
     served = served_ingresses(ingresses, classes)
     taken = taken_addresses(services, gateways, ingresses)
     ours: dict[tuple[str, str], str] = {}
+    waiting: set[tuple[str, str]] = set()
     for name, members in sorted(served.items()):
-        address = class_address(name, members, taken, set(ours.values()))
+        address = (
+            class_address(name, members, taken, set(ours.values()))
+            if pooled is None
+            else pooled.get(name)
+        )
+        if address is None:
+            waiting.update((i.metadata.namespace, i.metadata.name) for i in members)
+            continue
         for ingress in members:
             ours[(ingress.metadata.namespace, ingress.metadata.name)] = address
     addresses = set(ours.values())
@@ -92,7 +104,9 @@ def plan_statuses(
         key = (ingress.metadata.namespace, ingress.metadata.name)
         if key in ours:
             out[key] = {"loadBalancer": {"ingress": [{"ip": ours[key]}]}}
-        elif any(lb.ip in addresses for lb in ingress.status.load_balancer.ingress):
+        elif any(
+            key in waiting or lb.ip in addresses for lb in ingress.status.load_balancer.ingress
+        ):
             out[key] = {"loadBalancer": {}}
     return out
 
@@ -137,8 +151,12 @@ class IngressController:
         self.models = ModelCache()
         self.reported: set[tuple[str, str, str]] = set()  # (namespace, name, message)
 
-    def reconcile(self, objects: Sequence[dict[str, Any]], services: Sequence[Service]) -> None:
-        """``objects``: the Ingress kinds, Gateways and Secrets as the API serves them."""
+    def reconcile(
+        self, objects: Sequence[dict[str, Any]], services: Sequence[Service],
+        lb: Plan | None = None,
+    ) -> None:
+        """``objects``: the Ingress kinds, Gateways and Secrets as the API serves them;
+        ``lb``: LoadBalancer IPAM's plan this round, which gives each class its address."""
         typed = self.models.decode_all(objects, (*KINDS, "Gateway", "Secret"))
         ingresses = [o for o in typed if isinstance(o, Ingress)]
         if not ingresses:
@@ -150,7 +168,9 @@ class IngressController:
             for o in objects
             if o.get("kind") == "Ingress"
         }
-        for (ns, name), status in plan_statuses(ingresses, classes, services, gateways).items():
+        for (ns, name), status in plan_statuses(
+            ingresses, classes, services, gateways, None if lb is None else lb.ingress_classes
+        ).items():
             merged = {**current.get((ns, name), {}), **status}
             if merged != current.get((ns, name)):
                 try:

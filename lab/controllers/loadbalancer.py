@@ -1,7 +1,8 @@
 """The lab's LoadBalancer IPAM controller: a thin shell over ``controlplane.lbipam`` (pure)
 that writes each Service's ``status.loadBalancer`` through the status subresource and records
 an Event (reason ``AllocationFailed``, MetalLB's) when a claim starts waiting or its reason
-changes. Gateways' addresses go to the Gateway controller, which writes Gateway status."""
+changes. Gateways' addresses go to the Gateway controller, which writes Gateway status, and
+IngressClasses' to the Ingress controller, which writes them to their Ingresses."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from agent.model.cache import ModelCache
 from agent.model.core import Service
 from agent.model.gateway import Gateway, GatewayClass
+from agent.model.ingress import Ingress, IngressClass
 from agent.model.lbpool import LoadBalancerIPPool
 from controlplane.lbipam import Plan, plan
 from controlplane.lbipam.allocate import Key
@@ -19,9 +21,10 @@ from lab.controllers.events import EventSink
 from lab.kubeapi import NotFound, StatusWriter
 
 log = logging.getLogger("tulle.lbipam")
-KINDS = ("LoadBalancerIPPool", "Gateway", "GatewayClass")
+KINDS = ("LoadBalancerIPPool", "Gateway", "GatewayClass", "Ingress", "IngressClass")
 COMPONENT = "tulle-lbipam"
-_API_VERSIONS = {"Service": "v1", "Gateway": "gateway.networking.k8s.io/v1"}
+_API_VERSIONS = {"Service": "v1", "Gateway": "gateway.networking.k8s.io/v1",
+                 "IngressClass": "networking.k8s.io/v1"}
 
 
 class LoadBalancerController:
@@ -38,6 +41,8 @@ class LoadBalancerController:
             services,
             [o for o in typed if isinstance(o, Gateway)],
             [o for o in typed if isinstance(o, GatewayClass)],
+            [o for o in typed if isinstance(o, Ingress)],
+            [o for o in typed if isinstance(o, IngressClass)],
         )
         for (ns, name), status in result.services.items():
             try:

@@ -304,7 +304,7 @@ class ControlLoop:
                 lb = None if self.lbipam is None else self.lbipam.reconcile(objs, view.services)
                 self.gateways.reconcile(objs, view.services, lb)
                 if self.ingresses is not None:
-                    self.ingresses.reconcile(objs, view.services)
+                    self.ingresses.reconcile(objs, view.services, lb)
         except Exception as err:
             failed = err  # the kubelet still gets this complete view; reconcile is retried
         self.kubelet.sync(view.pods)

@@ -18,6 +18,7 @@ from scapy.layers.l2 import ARP, Ether
 from agent.datapath import drop_reasons, maps
 from agent.datapath.bpf_loader import BPF, BPF_DIR, load_fn, load_program
 from agent.datapath.maglev import maglev_table
+from agent.datapath.origdst import OriginalDestination, OriginalDestinations
 from agent.datapath.programs import Datapath
 from agent.datapath.testrun import SkBuff, test_run
 from tests.bpf.conftest import loaded_datapath
@@ -215,6 +216,50 @@ def test_a_loadbalancer_address_is_served_at_its_service_port(nd: Netdev) -> Non
     assert checksums_valid(out.packet)
     back = nd.leave(pkt(LOCAL_BACKEND, CLIENT, UDP(sport=8080, dport=5353) / b"ok"))
     assert (back.packet[IP].src, back.packet[UDP].sport) == (LB_IP, 80)
+
+
+# -- Gateway listeners and Ingress class ports (LB_F_L7): this node's waypoint -------------
+
+WAYPOINT = (ipaddress.IPv4Address("10.244.1.254"), 15001)  # in this node's pod CIDR
+
+
+def test_a_gateway_address_goes_to_the_waypoint_keeping_the_client(nd: Netdev) -> None:
+    external(nd, [], vip=LB_IP, port=443, flags=maps.LB_F_L7 | maps.LB_F_EXTERNAL)
+    maps.write_waypoint(nd.dp, WAYPOINT)
+    reader = OriginalDestinations(nd.dp.pin_dir, wait=0)
+    try:
+        out = nd.arrive(pkt(CLIENT, LB_IP, TCP(sport=40010, dport=443, flags="S")))
+        assert out.verdict == TC_ACT_OK
+        ip, tcp = out.packet[IP], out.packet[TCP]
+        # Never SNATed: the waypoint sees (and forwards in X-Forwarded-For) the client.
+        assert (ip.src, tcp.sport, ip.dst, tcp.dport) == (CLIENT, 40010, "10.244.1.254", 15001)
+        assert checksums_valid(out.packet)
+        assert reader.lookup(CLIENT, 40010) == OriginalDestination(LB_IP, 443, 2)  # world
+        back = nd.leave(pkt("10.244.1.254", CLIENT, TCP(sport=15001, dport=40010, flags="SA")))
+        assert (back.packet[IP].src, back.packet[TCP].sport) == (LB_IP, 443)
+        assert checksums_valid(back.packet)
+    finally:
+        reader.close()
+        maps.write_waypoint(nd.dp, None)
+
+
+def test_a_gateway_address_without_a_waypoint_drops(nd: Netdev) -> None:
+    external(nd, [], vip=LB_IP, port=80, flags=maps.LB_F_L7 | maps.LB_F_EXTERNAL)
+    maps.write_waypoint(nd.dp, None)
+    out = nd.arrive(pkt(CLIENT, LB_IP, TCP(sport=40011, dport=80, flags="S")))
+    assert out.verdict == TC_ACT_SHOT
+    assert reason(out.events[0]) == "SERVICE_BACKEND_NOT_FOUND"
+
+
+def test_a_gateway_listener_is_not_served_from_outside_unless_flagged(nd: Netdev) -> None:
+    external(nd, [], vip=LB_IP, port=80, flags=maps.LB_F_L7)  # reached from pods only
+    maps.write_waypoint(nd.dp, WAYPOINT)
+    try:
+        packet = pkt(CLIENT, LB_IP, TCP(sport=40012, dport=80, flags="S"))
+        out = nd.arrive(packet)
+        assert (out.verdict, out.data) == (TC_ACT_OK, bytes(packet))
+    finally:
+        maps.write_waypoint(nd.dp, None)
 
 
 # -- what is not theirs, and what is bad --------------------------------------------------

@@ -79,3 +79,21 @@ def test_the_agents_plan_from_its_cluster_objects_follows_readiness():
     objects[0] = _node("node1", False)
     assert plan_announcements("node2", objects, ModelCache()) == {"10.240.0.241", "10.240.0.244"}
     assert plan_announcements("node1", objects, ModelCache()) == frozenset()
+
+
+def test_ingress_class_addresses_are_announced_only_for_tulles_classes():
+    from lab.seed import INGRESS_CLASS
+
+    def ingress(name, cls, ip):
+        return from_dict({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                          "metadata": {"name": name, "namespace": "web"},
+                          "spec": {"ingressClassName": cls, "defaultBackend": {
+                              "service": {"name": "app", "port": {"number": 80}}}},
+                          "status": {"loadBalancer": {"ingress": [{"ip": ip}]}}})
+
+    theirs = from_dict({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+                        "metadata": {"name": "nginx"}, "spec": {"controller": "k8s.io/ingress-nginx"}})
+    found = load_balancer_addresses(
+        [], [], [], [ingress("a", "tulle", "10.240.0.247"), ingress("b", "nginx", "10.240.0.248")],
+        [from_dict(INGRESS_CLASS), theirs])
+    assert found == {"10.240.0.247"}

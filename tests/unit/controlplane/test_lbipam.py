@@ -136,3 +136,34 @@ def test_a_service_waiting_for_an_address_has_none():
     got = plan([], [_svc("lonely", ingress="10.240.0.241")], [], [])
     assert got.services == {("web", "lonely"): {"loadBalancer": {"ingress": []}}}
     assert got.waiting == {("Service", "web", "lonely"): "no LoadBalancerIPPool selects it"}
+
+
+def _ingress(name, address=None, cls="tulle"):
+    obj = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+           "metadata": {"name": name, "namespace": "web"},
+           "spec": {"ingressClassName": cls, "defaultBackend": {
+               "service": {"name": "app", "port": {"number": 80}}}}}
+    if address:
+        obj["status"] = {"loadBalancer": {"ingress": [{"ip": address}]}}
+    return from_dict(obj)
+
+
+def test_plan_gives_each_served_ingress_class_one_pool_address_beside_the_others():
+    from lab.seed import INGRESS_CLASS
+
+    classes = [from_dict(INGRESS_CLASS)]
+    pool = _pool("lab", {"cidr": "10.240.0.240/30"})  # .241 and .242 usable
+    got = plan([pool], [_svc("mine")], [], [], [_ingress("a", "10.96.3.3"), _ingress("b")],
+               classes)
+    address = got.ingress_classes["tulle"]
+    assert address is not None and ipaddress.ip_address(address) in pool_net()  # not 10.96
+    [entry] = got.services[("web", "mine")]["loadBalancer"]["ingress"]
+    assert entry["ip"] != address  # one pool, no address given twice
+    kept = plan([pool], [], [], [], [_ingress("a", address)], classes)
+    assert kept.ingress_classes == {"tulle": address}
+    # A class with no Ingress claims nothing; another controller's class is not Tulle's.
+    assert plan([pool], [], [], [], [_ingress("x", cls="nginx")], classes).ingress_classes == {}
+    held = [_svc("s1", ingress="10.240.0.241"), _svc("s2", ingress="10.240.0.242")]
+    full = plan([pool], held, [], [], [_ingress("a")], classes)
+    assert full.ingress_classes == {"tulle": None}
+    assert "no free address" in full.waiting[("IngressClass", "", "tulle")]

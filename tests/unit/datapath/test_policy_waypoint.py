@@ -121,3 +121,26 @@ def test_the_gate_names_only_matching_policies_once_per_pair() -> None:
     assert len(calls) == 2
     gate.swap(connection_policy(PODS, NAMESPACES, [from_b]))
     assert gate.names(C, SRV) is None and not gate(C, SRV)
+
+
+def test_a_client_the_kernel_found_outside_is_judged_as_the_world() -> None:
+    """A Gateway's client from outside the cluster (from_netdev recorded the world
+    identity): no egress policy of ours; the backend's ingress judges it by ipBlock, and
+    a rule for pods or namespaces never admits it."""
+    from l7proxy.netpolicy import PolicyGate
+
+    outside = ("10.240.0.2", 40000)
+    open_policy = connection_policy(PODS, NAMESPACES, [])
+    assert not open_policy.allows(outside, SRV)  # unknown, not known outside: fail closed
+    assert open_policy.allowed_by(outside, SRV, outside=True) == ((), ())
+    pods_only = connection_policy(PODS, NAMESPACES, [_policy("a", {
+        "podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}]}]})])
+    assert not pods_only.allows(outside, SRV, outside=True)
+    fabric = connection_policy(PODS, NAMESPACES, [_policy("a", {
+        "podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.240.0.0/24"}}]}]})])
+    assert fabric.allowed_by(outside, SRV, outside=True) == ((), ("a/p",))
+    assert not fabric.allows(("192.0.2.1", 1), SRV, outside=True)
+    gate = PolicyGate(open_policy)
+    assert not gate(outside, SRV)
+    gate.saw_outside(outside[0])
+    assert gate(outside, SRV)

@@ -127,3 +127,12 @@ def test_two_classes_never_share_an_address():
     first = plan[("default", "a")]["loadBalancer"]["ingress"][0]["ip"]
     other = plan[("default", "moved")]["loadBalancer"]["ingress"][0]["ip"]
     assert first == ip and other != ip
+
+
+def test_pool_addresses_are_announced_and_a_waiting_class_takes_its_address_back():
+    pooled = plan_statuses([web("a"), web("b", class_name="nginx")], CLASSES, [], [],
+                           {"tulle": "10.240.0.245"})
+    assert pooled == {("default", "a"): {"loadBalancer": {"ingress": [{"ip": "10.240.0.245"}]}}}
+    waiting = plan_statuses([web("a", address="10.240.0.245"), web("c")], CLASSES, [], [],
+                            {"tulle": None})
+    assert waiting == {("default", "a"): {"loadBalancer": {}}}  # "c" never had one
