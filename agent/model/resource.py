@@ -14,6 +14,7 @@ from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from agent.model.ingress import Ingress, IngressClass
+from agent.model.l4route import TCPRoute, UDPRoute
 from agent.model.lbpool import LoadBalancerIPPool
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
@@ -36,6 +37,8 @@ Resource: TypeAlias = (
     | Gateway
     | HTTPRoute
     | GRPCRoute
+    | TCPRoute
+    | UDPRoute
     | ReferenceGrant
     | PeerAuthentication
     | BackendTrafficPolicy
@@ -62,6 +65,8 @@ RESOURCE_CLASSES: tuple[type[Resource], ...] = (
     Gateway,
     HTTPRoute,
     GRPCRoute,
+    TCPRoute,
+    UDPRoute,
     ReferenceGrant,
     PeerAuthentication,
     BackendTrafficPolicy,
