@@ -11,6 +11,7 @@ from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
+from agent.model.l4route import TCPRoute, UDPRoute
 from gatewayapi.attach import (
     CertificateCheck,
     GatewayState,
@@ -24,6 +25,7 @@ from gatewayapi.attach import (
 from gatewayapi.backends import Grants, RefProblem
 from gatewayapi.conflicts import resolve_kind_conflicts
 from gatewayapi.grpc import compile_grpc_route_rules
+from gatewayapi.l4routes import L4RouteReport, analyze_l4
 from gatewayapi.rules import RuleReport, compile_route_rules
 from gatewayapi.types import CONTROLLER_NAME
 
@@ -43,6 +45,9 @@ class RoutingInputs:
     faults: tuple[HTTPFault, ...] = ()
     """What HTTPRoute ExtensionRef filters may name (``rules._extension``)."""
     grpc_routes: tuple[GRPCRoute, ...] = ()
+    l4_routes: tuple[TCPRoute | UDPRoute, ...] = ()
+    """TCPRoutes and UDPRoutes: status and the kernel's entries, never the waypoint's tables
+    (so they are not in ``fingerprint``)."""
 
     @classmethod
     def of(
@@ -57,6 +62,7 @@ class RoutingInputs:
         controller_name: str = CONTROLLER_NAME,
         faults: Iterable[HTTPFault] = (),
         grpc_routes: Iterable[GRPCRoute] = (),
+        l4_routes: Iterable[TCPRoute | UDPRoute] = (),
     ) -> RoutingInputs:
         return cls(
             tuple(routes),
@@ -69,6 +75,7 @@ class RoutingInputs:
             controller_name,
             tuple(faults),
             tuple(grpc_routes),
+            tuple(l4_routes),
         )
 
     def fingerprint(self) -> tuple[object, ...]:
@@ -123,6 +130,7 @@ class Analysis:
     classes: list[GatewayClass]
     gateways: dict[tuple[str, str], GatewayState]
     routes: list[RouteReport]
+    l4_routes: list[L4RouteReport] = field(default_factory=list)
 
 
 def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Analysis:
@@ -158,4 +166,5 @@ def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Ana
                 report.parents.append(attach_service(route, ref, services))
         reports.append(report)
     resolve_kind_conflicts(reports)
-    return Analysis(inputs, classes, gateways, reports)
+    l4 = analyze_l4(inputs.l4_routes, gateways, services, grants, labels)
+    return Analysis(inputs, classes, gateways, reports, l4)

@@ -2,9 +2,11 @@
 parentRefs attach.
 
 Spec: a Gateway is Tulle's when its GatewayClass names Tulle's controllerName. A listener
-serves HTTPRoutes and GRPCRoutes when its protocol is HTTP or HTTPS and its
-allowedRoutes.kinds (empty: both) include the route's kind; listeners sharing a port with
-another protocol are Conflicted (ProtocolConflict) and not accepted; an HTTPS listener needs its
+serves HTTPRoutes and GRPCRoutes when its protocol is HTTP or HTTPS, TCPRoutes when TCP and
+UDPRoutes when UDP (``LISTENER_KINDS``), and its allowedRoutes.kinds (empty: all of those)
+include the route's kind; listeners sharing a port with another protocol of the same
+transport are Conflicted (ProtocolConflict) and not accepted (a UDP and a TCP listener may
+share a port number); an HTTPS listener needs its
 certificateRefs resolved (a cross-namespace Secret needs a ReferenceGrant).
 
 A parentRef to a Gateway attaches to every listener that its sectionName and port select
@@ -35,6 +37,7 @@ from agent.model.gateway import (
 )
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
+from agent.model.l4route import TCPRoute, UDPRoute
 from gatewayapi.backends import Grants
 from gatewayapi.hostnames import HostKey, effective_hostnames
 
@@ -43,8 +46,23 @@ GRPCROUTE_KIND = RouteGroupKind(kind="GRPCRoute", group=GATEWAY_GROUP)
 ROUTE_KINDS = (HTTPROUTE_KIND, GRPCROUTE_KIND)
 """What HTTP and HTTPS listeners serve: GRPCRoute needs HTTP/2 with prior knowledge (h2c)
 on HTTP and ALPN h2 on HTTPS, which the waypoint offers."""
-Route = HTTPRoute | GRPCRoute
+TCPROUTE_KIND = RouteGroupKind(kind="TCPRoute", group=GATEWAY_GROUP)
+UDPROUTE_KIND = RouteGroupKind(kind="UDPRoute", group=GATEWAY_GROUP)
+Route = HTTPRoute | GRPCRoute | TCPRoute | UDPRoute
 HTTP_PROTOCOLS = (ListenerProtocol.HTTP, ListenerProtocol.HTTPS)
+L4_PROTOCOLS = (ListenerProtocol.TCP, ListenerProtocol.UDP)
+LISTENER_KINDS: dict[ListenerProtocol, tuple[RouteGroupKind, ...]] = {
+    ListenerProtocol.HTTP: ROUTE_KINDS,
+    ListenerProtocol.HTTPS: ROUTE_KINDS,
+    ListenerProtocol.TCP: (TCPROUTE_KIND,),  # served in the kernel (gatewayapi/l4routes.py)
+    ListenerProtocol.UDP: (UDPROUTE_KIND,),
+}
+"""The route kinds each listener protocol serves (ListenerStatus.supportedKinds)."""
+
+
+def _transport(protocol: ListenerProtocol) -> str:
+    """UDP listeners share a port number with TCP-carried ones without conflict."""
+    return "udp" if protocol is ListenerProtocol.UDP else "tcp"
 NAME_LABEL = "kubernetes.io/metadata.name"
 TLS_SECRET = "kubernetes.io/tls"
 
@@ -135,29 +153,31 @@ def gateway_state(
     grants: Grants,
     check: CertificateCheck | None = None,
 ) -> GatewayState:
-    protocols_by_port: dict[int, set[ListenerProtocol]] = {}
+    protocols_by_port: dict[tuple[int, str], set[ListenerProtocol]] = {}
     for listener in gateway.spec.listeners:
-        protocols_by_port.setdefault(listener.port, set()).add(listener.protocol)
+        where = (listener.port, _transport(listener.protocol))
+        protocols_by_port.setdefault(where, set()).add(listener.protocol)
     states = []
     for listener in gateway.spec.listeners:
         refs: list[tuple[str, str]] = []
-        if listener.protocol not in HTTP_PROTOCOLS:
+        served = LISTENER_KINDS.get(listener.protocol)
+        if served is None:
             accepted = (
                 False,
                 "UnsupportedProtocol",
-                f"protocol {listener.protocol} is not supported (HTTP and HTTPS are)",
+                f"protocol {listener.protocol} is not supported (HTTP, HTTPS, TCP and UDP are)",
             )
             kinds: tuple[RouteGroupKind, ...] = ()
         else:
-            asked = listener.allowed_routes.kinds or ROUTE_KINDS
-            kinds = tuple(k for k in asked if k in ROUTE_KINDS)
-            invalid = [f"{k.group}/{k.kind}" for k in asked if k not in ROUTE_KINDS]
+            asked = listener.allowed_routes.kinds or served
+            kinds = tuple(k for k in asked if k in served)
+            invalid = [f"{k.group}/{k.kind}" for k in asked if k not in served]
             if invalid:
                 refs.append(("InvalidRouteKinds", f"unsupported route kinds: {', '.join(invalid)}"))
             refs.extend(_certificate_problems(gateway, listener, secrets, grants, check))
             accepted = (True, "Accepted", "")
         conflicted = ""
-        if len(protocols_by_port[listener.port]) > 1:
+        if len(protocols_by_port[(listener.port, _transport(listener.protocol))]) > 1:
             conflicted = "ProtocolConflict"
             accepted = (
                 False,
@@ -257,6 +277,9 @@ def attach_gateway(
             f"no listener of Gateway {gw} allows {route.kind}s from namespace "
             f"{route.metadata.namespace}"
         )
+        return result
+    if isinstance(route, TCPRoute | UDPRoute):  # no hostnames: the port alone routes
+        result.listeners = [ListenerAttachment(state, ()) for state in admitted]
         return result
     for state in admitted:
         hostnames = effective_hostnames(state.listener.hostname, route.spec.hostnames)

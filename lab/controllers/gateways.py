@@ -1,7 +1,8 @@
-"""The lab's Gateway API controller: the status of every HTTPRoute, GRPCRoute, Gateway and
-GatewayClass, computed by the route engine (pure) and written through the status subresource
-only when it changed. Tulle's Gateways' addresses come from the LoadBalancer pools
-(``controlplane.lbipam``, run by ``lab/controllers/loadbalancer.py``); this writes them."""
+"""The lab's Gateway API controller: the status of every HTTPRoute, GRPCRoute, TCPRoute,
+UDPRoute, Gateway and GatewayClass, computed by the route engine (pure) and written through
+the status subresource only when it changed. Tulle's Gateways' addresses come from the
+LoadBalancer pools (``controlplane.lbipam``, run by ``lab/controllers/loadbalancer.py``);
+this writes them."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
+from agent.model.l4route import TCPRoute, UDPRoute
 from agent.model.lbpool import LoadBalancerIPPool
 from agent.model.ratelimit import HTTPLocalRateLimitPolicy
 from authz.status import policy_status
@@ -39,6 +41,8 @@ log = logging.getLogger("tulle.gateways")
 KINDS = (
     "HTTPRoute",
     "GRPCRoute",
+    "TCPRoute",
+    "UDPRoute",
     "Gateway",
     "GatewayClass",
     "ReferenceGrant",
@@ -53,7 +57,8 @@ KINDS = (
     "ConfigMap",
 )
 _WITH_STATUS = (
-    "HTTPRoute", "GRPCRoute", "Gateway", "GatewayClass", "BackendTrafficPolicy",
+    "HTTPRoute", "GRPCRoute", "TCPRoute", "UDPRoute", "Gateway", "GatewayClass",
+    "BackendTrafficPolicy",
     "AuthorizationPolicy", "HTTPLocalRateLimitPolicy", "BackendTLSPolicy",
 )
 
@@ -123,6 +128,7 @@ class GatewayController:
         typed = self.models.decode_all(objects, KINDS)
         routes = [o for o in typed if isinstance(o, HTTPRoute)]
         grpc_routes = [o for o in typed if isinstance(o, GRPCRoute)]
+        l4_routes = [o for o in typed if isinstance(o, TCPRoute | UDPRoute)]
         gateways = [o for o in typed if isinstance(o, Gateway)]
         classes = [o for o in typed if isinstance(o, GatewayClass)]
         if lb is None:
@@ -137,7 +143,7 @@ class GatewayController:
         )
         self._authorization_policies(typed, services, gateways)
         self._backend_tls_status(typed, services)
-        if not routes and not grpc_routes and not gateways and not classes:
+        if not routes and not grpc_routes and not l4_routes and not gateways and not classes:
             return
         report = compute_status(
             RoutingInputs.of(
@@ -150,6 +156,7 @@ class GatewayController:
                 [o for o in typed if isinstance(o, Secret)],
                 faults=[o for o in typed if isinstance(o, HTTPFault)],
                 grpc_routes=grpc_routes,
+                l4_routes=l4_routes,
             ),
             certificate_check=_certificate_problem,
             crd_versions=self.crd_versions,
@@ -157,6 +164,8 @@ class GatewayController:
         for kind, statuses in (
             ("HTTPRoute", report.routes),
             ("GRPCRoute", report.grpc_routes),
+            ("TCPRoute", report.tcp_routes),
+            ("UDPRoute", report.udp_routes),
             ("Gateway", report.gateways),
             ("GatewayClass", report.gateway_classes),
         ):

@@ -12,6 +12,7 @@ from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
+from agent.model.l4route import TCPRoute, UDPRoute
 from agent.model.resource import Resource
 from gatewayapi import (
     CONTROLLER_NAME,
@@ -287,6 +288,7 @@ def inputs(*objects: Resource, default_world: bool = True) -> RoutingInputs:
         of(Secret),
         faults=of(HTTPFault),
         grpc_routes=of(GRPCRoute),
+        l4_routes=[*of(TCPRoute), *of(UDPRoute)],
     )
 
 
