@@ -18,8 +18,9 @@ Spec and Tulle's reading of it:
 - backendRefs resolve as HTTPRoute's do (``backends.resolve``): only core Services
   (InvalidKind), a cross-namespace Service needs a ReferenceGrant from this route kind
   (RefNotPermitted), a missing Service or port is BackendNotFound; any of those makes
-  ResolvedRefs False. Not yet as the spec asks: the spec wants an invalid backend's share
-  of connections rejected; Tulle leaves it out, so the valid backends share them all.
+  ResolvedRefs False. The spec wants an invalid backend's share of connections rejected:
+  its weight is kept as ``rejected_weight``, which the kernel's table turns into slots
+  that refuse.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class L4RouteReport:
     """The resolved backendRefs of every rule, in order (invalid ones left out)."""
     refs: list[tuple[RefProblem, str]] = field(default_factory=list)
     """ResolvedRefs problems, in order."""
+    rejected_weight: int = 0
+    """The weights of the invalid backendRefs: their share of connections is refused."""
     parents: list[ParentResult] = field(default_factory=list)
     """Results for the parentRefs that are Tulle's Gateways, in parentRefs order."""
 
@@ -81,6 +84,7 @@ class L4Listener:
     route_kind: str
     route: tuple[str, str]
     backends: tuple[WeightedBackend, ...]
+    rejected_weight: int = 0
 
 
 def analyze_l4(
@@ -125,6 +129,7 @@ def _resolve_backends(
             if resolution.target is None:
                 assert resolution.problem is not None
                 report.refs.append((resolution.problem, resolution.message))
+                report.rejected_weight += ref.weight
             else:
                 report.backends.append(WeightedBackend(resolution.target, ref.weight))
     return report
@@ -173,6 +178,7 @@ def served_l4_listeners(reports: Iterable[L4RouteReport]) -> list[L4Listener]:
                         report.route.kind,
                         (meta.namespace, meta.name),
                         tuple(report.backends),
+                        report.rejected_weight,
                     )
                 )
     return sorted(out, key=lambda li: (li.gateway, li.listener))

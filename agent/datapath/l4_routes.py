@@ -10,13 +10,19 @@ weight is shared evenly by its Service port's endpoints (ready ones, else servin
 terminating ones, as for a Service), and the Maglev table gives each endpoint a number of
 slots proportional to its share (``maglev.weighted_maglev_slots``: within one slot of
 exact, 1/1021 of the connections). An endpoint listed by two backendRefs has both shares.
-A backendRef whose Service port has another protocol than the listener is left out with
-a note. A listener whose backends have no endpoint gets an entry without backends: the
-kernel refuses its connections at once, as for a Service without endpoints.
+
+Refusals keep their weight, as the spec asks ("connection rejections must respect
+weight"): an invalid backendRef (status ResolvedRefs False), one whose Service has no
+endpoint, or whose port has another protocol than the listener (with a note) gets slots
+holding ``len(backends)``, an index with no backend, which the kernel refuses as it refuses
+a Service without endpoints (a drop record, SERVICE_BACKEND_NOT_FOUND; the client gets no
+reset: its attempt times out). With no endpoint at all the entry has no
+backends: every connection is refused at once.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -81,23 +87,26 @@ def plan_route_entries(view: ClusterView) -> RouteEntries:
     for served in served_l4_listeners(analysis.l4_routes):
         protocol = served.protocol.value
         shares: dict[Backend, Fraction] = {}
+        rejected = Fraction(served.rejected_weight)
         for weighted in served.backends:
             target = weighted.target
             service = services[(target.namespace, target.name)]
             mine = slices.get((target.namespace, target.name), ())
-            for port, backends in direct_backends(service, mine):
-                if port.port != target.port:
-                    continue
-                if port.protocol != protocol:
-                    errors.append(
-                        f"{served.route_kind} {'/'.join(served.route)}: Service {target} is "
-                        f"{port.protocol}, not {protocol}: left out"
-                    )
-                    continue
-                for backend in backends:
-                    share = Fraction(weighted.weight, len(backends))
-                    shares[backend] = shares.get(backend, Fraction(0)) + share
-        entry = _entry(served.gateway, served.listener, shares)
+            port, backends = next(
+                (p, b) for p, b in direct_backends(service, mine) if p.port == target.port
+            )
+            if port.protocol != protocol:
+                errors.append(
+                    f"{served.route_kind} {'/'.join(served.route)}: Service {target} is "
+                    f"{port.protocol}, not {protocol}: its share is refused"
+                )
+                backends = Backends()
+            if not backends:
+                rejected += weighted.weight
+            for backend in backends:
+                share = Fraction(weighted.weight, len(backends))
+                shares[backend] = shares.get(backend, Fraction(0)) + share
+        entry = _entry(served.gateway, served.listener, shares, rejected)
         for address in addresses.get(served.gateway, ()):
             key = ServiceKey(address, served.port, PROTOCOLS[protocol])
             if key in entries:
@@ -110,12 +119,22 @@ def plan_route_entries(view: ClusterView) -> RouteEntries:
     return RouteEntries(entries, routes, tuple(errors))
 
 
-def _entry(gateway: tuple[str, str], listener: str, shares: Mapping[Backend, Fraction]
-           ) -> ServiceEntry:
-    """An entry (its key set by the caller) with the weighted table over ``shares``."""
+REFUSE = "refuse"
+"""The Maglev name of the refused share (no "address:port" backend name equals it)."""
+
+
+def _entry(gateway: tuple[str, str], listener: str, shares: Mapping[Backend, Fraction],
+           rejected: Fraction) -> ServiceEntry:
+    """An entry (its key set by the caller) with the weighted table over ``shares``, and
+    ``rejected`` as slots holding ``len(backends)`` (no backend: the kernel drops)."""
     weighted = sorted((b, w) for b, w in shares.items() if w > 0)
     backends = Backends(b for b, _ in weighted)
-    slots = weighted_maglev_slots([str(b) for b, _ in weighted], [w for _, w in weighted])
+    names, weights = [str(b) for b, _ in weighted], [w for _, w in weighted]
+    if weighted and rejected > 0:
+        names.append(REFUSE)
+        weights.append(rejected)
+    # The refused share's index is len(weighted), one past the last backend: no backend.
+    slots = weighted_maglev_slots(names, weights) if weighted else array("H")
     key = ServiceKey(IPv4Address(0), 0, 0)
     return ServiceEntry(key, gateway[0], gateway[1], listener, backends, 0,
                         CompactTable.of(slots))

@@ -19,7 +19,7 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
-from agent.datapath import maps
+from agent.datapath import drop_reasons, maps
 from agent.datapath.l4_routes import plan_route_entries
 from agent.datapath.maglev import MAGLEV_SIZE
 from agent.datapath.services import ServiceEntry, ServiceKey
@@ -37,6 +37,7 @@ CLIENT = "10.244.1.2"  # test_datapath's client pod
 EXTERNAL_CLIENT = "10.240.0.2"
 ADDRESS = "10.240.0.241"
 FLOWS = 2000
+REFUSED = "refused"
 GW = "gateway.networking.k8s.io/v1"
 
 
@@ -61,6 +62,8 @@ def _world(kind: str, weights: dict[str, int]) -> list[Resource]:
         ]}),
     ]
     for i, name in enumerate(weights):
+        if name == "missing":  # no such Service: ResolvedRefs False, its share refused
+            continue
         objects.append(_doc("Service", name, {"clusterIP": f"10.96.0.{60 + i}", "ports": [
             {"name": "p", "port": 5432, "protocol": protocol}]}))
         endpoints = [f"10.244.2.{10 * (i + 1) + j}" for j in range(2 if name == "a" else 1)]
@@ -87,8 +90,10 @@ def _planned(kind: str, weights: dict[str, int]) -> ServiceEntry:
 
 def _within_binomial_bound(seen: Counter[str], entry: ServiceEntry, flows: int) -> None:
     slots = Counter(entry.table)
-    expected = {str(entry.backends[i].ip): n / MAGLEV_SIZE for i, n in slots.items()}
+    names = [str(b.ip) for b in entry.backends] + [REFUSED]  # len(backends): refused
+    expected = {names[i]: n / MAGLEV_SIZE for i, n in slots.items()}
     assert set(seen) == set(expected), (seen, expected)
+    assert sum(seen.values()) == flows
     for ip, share in expected.items():
         sd = math.sqrt(flows * share * (1 - share))
         assert abs(seen[ip] - flows * share) <= 5 * sd, (ip, seen[ip], flows * share)
@@ -137,6 +142,27 @@ def test_external_clients_new_flows_follow_the_weights(uplink: Netdev, kind: str
         out = uplink.arrive(Ether() / IP(src=EXTERNAL_CLIENT, dst=ADDRESS) / _l4(kind, sport))
         assert out.verdict == TC_ACT_OK
         seen[out.packet[IP].dst] += 1
+    _within_binomial_bound(seen, entry, FLOWS // 2)
+
+
+@pytest.mark.parametrize("kind", ["TCPRoute", "UDPRoute"])
+def test_a_missing_backends_share_is_refused_by_weight(dp: Runner, kind: str) -> None:
+    entry = _planned(kind, {"a": 1, "missing": 1})
+    _write(dp.dp, entry)
+    client_endpoint(dp)
+    seen: Counter[str] = Counter()
+    for sport in range(21000, 21000 + FLOWS // 2):
+        out = dp.from_pod(Ether() / IP(src=CLIENT, dst=ADDRESS) / _l4(kind, sport))
+        assert out.verdict == TC_ACT_OK
+        if out.packet[IP].dst != ADDRESS:
+            seen[out.packet[IP].dst] += 1
+            continue
+        # Refused as a Service without endpoints is: a drop record, the packet untranslated
+        # (no node route takes it further: another node's uplink drops a pod source).
+        (event,) = out.events
+        assert event.verdict == 2
+        assert drop_reasons.by_code(event.drop_reason).name == "SERVICE_BACKEND_NOT_FOUND"
+        seen[REFUSED] += 1
     _within_binomial_bound(seen, entry, FLOWS // 2)
 
 

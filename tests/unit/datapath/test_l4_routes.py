@@ -156,7 +156,19 @@ def test_a_backend_of_another_protocol_is_left_out_with_a_note() -> None:
     planned = plan_route_entries(view_of([*WORLD, _route("UDPRoute", "dns", [("a", 1)])]))
     entry = planned.entries[ServiceKey(ADDRESS, 53, 17)]
     assert list(entry.backends) == [] and list(entry.table) == []  # refused at once
-    assert any("is TCP, not UDP" in e for e in planned.errors)
+    assert any("is TCP, not UDP: its share is refused" in e for e in planned.errors)
+
+
+@pytest.mark.parametrize("refused", ["missing", "empty"])
+def test_an_invalid_or_empty_backends_share_is_refused_by_weight(refused: str) -> None:
+    # "missing": no such Service (ResolvedRefs False); "empty": a Service without endpoints.
+    world = [*WORLD, service("empty", ports=[5432], cluster_ip="10.96.0.52"),
+             _route("TCPRoute", "pg", [("b", 1), (refused, 3)])]
+    entry = plan_route_entries(view_of(world)).entries[ServiceKey(ADDRESS, 5432, 6)]
+    assert list(entry.backends) == [Backend(IPv4Address("10.244.2.2"), 15432)]
+    counts = Counter(entry.table)
+    assert set(counts) == {0, 1}  # index 1 == len(backends): no backend, the kernel drops
+    assert abs(counts[1] - MAGLEV_SIZE * 3 / 4) < 1
 
 
 NOT_SERVED = [

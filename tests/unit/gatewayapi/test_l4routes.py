@@ -200,6 +200,7 @@ def test_served_listeners_carry_weighted_backends_of_every_rule() -> None:
         WeightedBackend(BackendTarget("default", "v1", 8080), 3),
         WeightedBackend(BackendTarget("default", "v2", 8080), 0),
     )
+    assert served.rejected_weight == 5  # "gone": its share is refused, not given to v1
 
 
 def test_waypoint_tables_never_hold_tcp_or_udp_listeners() -> None:
