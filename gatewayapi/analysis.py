@@ -11,6 +11,7 @@ from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
+from agent.model.l4route import TCPRoute, UDPRoute
 from agent.model.tlsroute import TLSRoute
 from gatewayapi.attach import (
     CertificateCheck,
@@ -25,6 +26,7 @@ from gatewayapi.attach import (
 from gatewayapi.backends import Grants, RefProblem
 from gatewayapi.conflicts import resolve_kind_conflicts
 from gatewayapi.grpc import compile_grpc_route_rules
+from gatewayapi.l4routes import L4RouteReport, analyze_l4
 from gatewayapi.rules import RuleReport, compile_route_rules
 from gatewayapi.tlsroutes import compile_tls_route_rules, resolve_tls_conflicts
 from gatewayapi.types import CONTROLLER_NAME
@@ -46,6 +48,9 @@ class RoutingInputs:
     """What HTTPRoute ExtensionRef filters may name (``rules._extension``)."""
     grpc_routes: tuple[GRPCRoute, ...] = ()
     tls_routes: tuple[TLSRoute, ...] = ()
+    l4_routes: tuple[TCPRoute | UDPRoute, ...] = ()
+    """TCPRoutes and UDPRoutes: status and the kernel's entries, never the waypoint's tables
+    (so they are not in ``fingerprint``)."""
 
     @classmethod
     def of(
@@ -61,6 +66,7 @@ class RoutingInputs:
         faults: Iterable[HTTPFault] = (),
         grpc_routes: Iterable[GRPCRoute] = (),
         tls_routes: Iterable[TLSRoute] = (),
+        l4_routes: Iterable[TCPRoute | UDPRoute] = (),
     ) -> RoutingInputs:
         return cls(
             tuple(routes),
@@ -74,6 +80,7 @@ class RoutingInputs:
             tuple(faults),
             tuple(grpc_routes),
             tuple(tls_routes),
+            tuple(l4_routes),
         )
 
     def fingerprint(self) -> tuple[object, ...]:
@@ -131,6 +138,7 @@ class Analysis:
     classes: list[GatewayClass]
     gateways: dict[tuple[str, str], GatewayState]
     routes: list[RouteReport]
+    l4_routes: list[L4RouteReport] = field(default_factory=list)
 
 
 def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Analysis:
@@ -171,4 +179,5 @@ def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Ana
         reports.append(report)
     resolve_kind_conflicts(reports)
     resolve_tls_conflicts(reports)
-    return Analysis(inputs, classes, gateways, reports)
+    l4 = analyze_l4(inputs.l4_routes, gateways, services, grants, labels)
+    return Analysis(inputs, classes, gateways, reports, l4)

@@ -2,10 +2,11 @@
 parentRefs attach.
 
 Spec: a Gateway is Tulle's when its GatewayClass names Tulle's controllerName. A listener
-serves HTTPRoutes and GRPCRoutes when its protocol is HTTP or HTTPS, TLSRoutes when it is
-TLS (``KINDS_BY_PROTOCOL``), and its allowedRoutes.kinds (empty: all of those) include the
-route's kind; listeners sharing a port with
-another protocol are Conflicted (ProtocolConflict) and not accepted; an HTTPS listener needs its
+serves HTTPRoutes and GRPCRoutes when its protocol is HTTP or HTTPS, TLSRoutes when TLS,
+TCPRoutes when TCP and UDPRoutes when UDP (``LISTENER_KINDS``), and its allowedRoutes.kinds
+(empty: all of those) include the route's kind; listeners sharing a port with another protocol of the same
+transport are Conflicted (ProtocolConflict) and not accepted (a UDP and a TCP listener may
+share a port number); an HTTPS listener needs its
 certificateRefs resolved (a cross-namespace Secret needs a ReferenceGrant).
 
 A parentRef to a Gateway attaches to every listener that its sectionName and port select
@@ -36,6 +37,7 @@ from agent.model.gateway import (
 )
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
+from agent.model.l4route import TCPRoute, UDPRoute
 from agent.model.tlsroute import TLSRoute
 from gatewayapi.backends import Grants
 from gatewayapi.hostnames import HostKey, effective_hostnames
@@ -46,14 +48,24 @@ ROUTE_KINDS = (HTTPROUTE_KIND, GRPCROUTE_KIND)
 """What HTTP and HTTPS listeners serve: GRPCRoute needs HTTP/2 with prior knowledge (h2c)
 on HTTP and ALPN h2 on HTTPS, which the waypoint offers."""
 TLSROUTE_KIND = RouteGroupKind(kind="TLSRoute", group=GATEWAY_GROUP)
-Route = HTTPRoute | GRPCRoute | TLSRoute
+TCPROUTE_KIND = RouteGroupKind(kind="TCPRoute", group=GATEWAY_GROUP)
+UDPROUTE_KIND = RouteGroupKind(kind="UDPRoute", group=GATEWAY_GROUP)
+Route = HTTPRoute | GRPCRoute | TLSRoute | TCPRoute | UDPRoute
 HTTP_PROTOCOLS = (ListenerProtocol.HTTP, ListenerProtocol.HTTPS)
-KINDS_BY_PROTOCOL = {
+L4_PROTOCOLS = (ListenerProtocol.TCP, ListenerProtocol.UDP)
+LISTENER_KINDS: dict[ListenerProtocol, tuple[RouteGroupKind, ...]] = {
     ListenerProtocol.HTTP: ROUTE_KINDS,
     ListenerProtocol.HTTPS: ROUTE_KINDS,
     ListenerProtocol.TLS: (TLSROUTE_KIND,),  # Passthrough and Terminate (gatewayapi.tlsroutes)
+    ListenerProtocol.TCP: (TCPROUTE_KIND,),  # served in the kernel (gatewayapi/l4routes.py)
+    ListenerProtocol.UDP: (UDPROUTE_KIND,),
 }
-"""The route kinds each protocol's listeners serve; other protocols are not Tulle's."""
+"""The route kinds each listener protocol serves (ListenerStatus.supportedKinds)."""
+
+
+def _transport(protocol: ListenerProtocol) -> str:
+    """UDP listeners share a port number with TCP-carried ones without conflict."""
+    return "udp" if protocol is ListenerProtocol.UDP else "tcp"
 NAME_LABEL = "kubernetes.io/metadata.name"
 TLS_SECRET = "kubernetes.io/tls"
 
@@ -144,18 +156,20 @@ def gateway_state(
     grants: Grants,
     check: CertificateCheck | None = None,
 ) -> GatewayState:
-    protocols_by_port: dict[int, set[ListenerProtocol]] = {}
+    protocols_by_port: dict[tuple[int, str], set[ListenerProtocol]] = {}
     for listener in gateway.spec.listeners:
-        protocols_by_port.setdefault(listener.port, set()).add(listener.protocol)
+        where = (listener.port, _transport(listener.protocol))
+        protocols_by_port.setdefault(where, set()).add(listener.protocol)
     states = []
     for listener in gateway.spec.listeners:
         refs: list[tuple[str, str]] = []
-        served = KINDS_BY_PROTOCOL.get(listener.protocol)
+        served = LISTENER_KINDS.get(listener.protocol)
         if served is None:
             accepted = (
                 False,
                 "UnsupportedProtocol",
-                f"protocol {listener.protocol} is not supported (HTTP, HTTPS and TLS are)",
+                f"protocol {listener.protocol} is not supported"
+                " (HTTP, HTTPS, TLS, TCP and UDP are)",
             )
             kinds: tuple[RouteGroupKind, ...] = ()
         else:
@@ -167,7 +181,7 @@ def gateway_state(
             refs.extend(_certificate_problems(gateway, listener, secrets, grants, check))
             accepted = (True, "Accepted", "")
         conflicted = ""
-        if len(protocols_by_port[listener.port]) > 1:
+        if len(protocols_by_port[(listener.port, _transport(listener.protocol))]) > 1:
             conflicted = "ProtocolConflict"
             accepted = (
                 False,
@@ -267,6 +281,9 @@ def attach_gateway(
             f"no listener of Gateway {gw} allows {route.kind}s from namespace "
             f"{route.metadata.namespace}"
         )
+        return result
+    if isinstance(route, TCPRoute | UDPRoute):  # no hostnames: the port alone routes
+        result.listeners = [ListenerAttachment(state, ()) for state in admitted]
         return result
     for state in admitted:
         hostnames = effective_hostnames(state.listener.hostname, route.spec.hostnames)

@@ -17,6 +17,7 @@ from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from agent.model.tlsroute import TLSRoute
 from gatewayapi.analysis import Analysis, RoutingInputs, analyze
+from gatewayapi.attach import HTTP_PROTOCOLS
 from gatewayapi.grpc import GrpcIndexBuilder, rule_matches
 from gatewayapi.precedence import IndexBuilder, route_order
 from gatewayapi.tables import (
@@ -64,8 +65,8 @@ def compile_analysis(analysis: Analysis) -> RouteTables:
     grpc_listeners: dict[tuple[str, str, str], GrpcIndexBuilder] = {}
     for (ns, name), gateway in analysis.gateways.items():
         for state in gateway.listeners:
-            if not state.programmed:
-                continue
+            if not state.programmed or state.listener.protocol not in HTTP_PROTOCOLS:
+                continue  # TCP and UDP listeners are the kernel's (gatewayapi.l4routes)
             listener = state.listener
             certificates = tuple(
                 (ref.namespace or ns, ref.name)

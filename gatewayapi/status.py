@@ -9,6 +9,8 @@ Derived from the same analysis as the tables, so status says exactly what is ser
   (ResolvedRefs, BackendNotFound, RefNotPermitted, InvalidKind) and, when some rules were
   dropped, PartiallyInvalid (its message starts "Dropped Rule", as the spec asks). Entries
   of other controllers are kept as they are.
+- TCPRoute and UDPRoute ``status.parents[]`` likewise, with Accepted and ResolvedRefs
+  (``gatewayapi.l4routes``: one route per listener, the older).
 - Gateway: Accepted and Programmed; per listener Accepted, Programmed, ResolvedRefs and
   Conflicted, supportedKinds and attachedRoutes (routes Accepted on that listener).
   ``status.addresses`` is left as found: addresses are assigned elsewhere.
@@ -32,6 +34,7 @@ from agent.model.meta import Condition, ObjectMeta
 from gatewayapi.analysis import Analysis, RouteReport, RoutingInputs, analyze
 from gatewayapi.attach import CertificateCheck, GatewayState, ListenerState, ParentResult
 from gatewayapi.crdversion import CONDITION, VersionCheck
+from gatewayapi.l4routes import L4RouteReport
 
 StatusDict = dict[str, Any]
 
@@ -48,6 +51,9 @@ class StatusReport:
     tls_routes: dict[str, StatusDict] = field(default_factory=dict)
     """TLSRoutes' status, in the same shape (a parentRef whose hostnames older TLSRoutes
     all hold: Accepted False, HostnameConflict; gatewayapi.tlsroutes)."""
+    tcp_routes: dict[str, StatusDict] = field(default_factory=dict)
+    udp_routes: dict[str, StatusDict] = field(default_factory=dict)
+    """TCPRoutes' and UDPRoutes' status (Accepted, ResolvedRefs), the same shape again."""
 
 
 def _time(value: datetime) -> str:
@@ -139,18 +145,40 @@ def _route_parent(report: RouteReport, parent: ParentResult, make: _Conditions) 
     return conditions
 
 
-def _route_status(report: RouteReport, controller: str, now: datetime) -> StatusDict:
+def _l4_route_parent(
+    report: L4RouteReport, parent: ParentResult, make: _Conditions
+) -> list[StatusDict]:
+    if parent.attached:
+        conditions = [make.make("Accepted", True, "Accepted", "Route is accepted")]
+    else:
+        conditions = [make.make("Accepted", False, parent.reason, parent.message)]
+    if report.refs:
+        message = _join([m for _, m in report.refs])
+        conditions.append(make.make("ResolvedRefs", False, report.refs[0][0].value, message))
+    else:
+        conditions.append(make.make("ResolvedRefs", True, "ResolvedRefs", "References resolved"))
+    return conditions
+
+
+def _route_status(
+    report: RouteReport | L4RouteReport, controller: str, now: datetime
+) -> StatusDict:
     route = report.route
     ours = {(p.parent_ref, p.controller_name): p for p in route.status.parents}
     parents: list[StatusDict] = []
     for parent in report.parents:
         previous = ours.get((parent.ref, controller))
         make = _Conditions(route.metadata, previous.conditions if previous else (), now)
+        conditions = (
+            _l4_route_parent(report, parent, make)
+            if isinstance(report, L4RouteReport)
+            else _route_parent(report, parent, make)
+        )
         parents.append(
             {
                 "parentRef": parent_ref_dict(parent.ref),
                 "controllerName": controller,
-                "conditions": _route_parent(report, parent, make),
+                "conditions": conditions,
             }
         )
     foreign = [_foreign_parent(p) for p in route.status.parents if p.controller_name != controller]
@@ -253,8 +281,17 @@ def compute_status(
         for r in analysis.routes
         if r.route.kind == "TLSRoute"
     }
+    l4 = {
+        kind: {
+            r.route.metadata.key: _route_status(r, controller, now)
+            for r in analysis.l4_routes
+            if r.route.kind == kind
+        }
+        for kind in ("TCPRoute", "UDPRoute")
+    }
     attached: dict[tuple[str, str], dict[str, int]] = {}
-    for report in analysis.routes:
+    every: list[RouteReport | L4RouteReport] = [*analysis.routes, *analysis.l4_routes]
+    for report in every:
         counted: set[tuple[str, str, str]] = set()
         for parent in report.parents:
             if not report.accepted(parent):
@@ -279,4 +316,6 @@ def compute_status(
                 CONDITION, crd_versions.supported, crd_versions.reason, crd_versions.message
             ))
         classes[gateway_class.metadata.key] = {"conditions": conditions}
-    return StatusReport(routes, gateways, classes, grpc_routes, tls_routes)
+    return StatusReport(
+        routes, gateways, classes, grpc_routes, tls_routes, l4["TCPRoute"], l4["UDPRoute"]
+    )

@@ -9,6 +9,8 @@ each read some kinds (``agent.datapath.planner`` replans them one at a time):
   where waypoints listen (``waypoint_address``);
 - ``services``: the service entries (``plan_services``);
 - ``l7_needs``: what must reach a waypoint (``l7_keys``);
+- ``l4_routes``: the TCP and UDP listeners TCPRoutes and UDPRoutes serve, as service
+  entries beside the Services' (``plan_route_entries``);
 - ``mtls_plan``: mTLS enrolment.
 
 This module puts them together (``assemble``, ``desired_datapath``: the whole plan from
@@ -32,6 +34,7 @@ from agent.datapath.endpoints_part import (
     waypoint_only,
 )
 from agent.datapath.external import node_site
+from agent.datapath.l4_routes import RouteEntries, merge, plan_route_entries
 from agent.datapath.l7_needs import L7Needs, gateway_addresses, l7_keys
 from agent.datapath.mtls_plan import MtlsEntry, MtlsKey, plan_mtls
 from agent.datapath.policy_plan import (
@@ -42,6 +45,7 @@ from agent.datapath.policy_plan import (
 )
 from agent.datapath.services import ServiceKey, ServicePlan, plan_services
 from agent.datapath.view import ClusterView, view_of
+from agent.model.frozen import FrozenMap
 
 __all__ = [
     "ClusterView",
@@ -93,8 +97,15 @@ def assemble(
     needs: L7Needs,
     waypoint: tuple[IPv4, int] | None,
     mtls: Mapping[MtlsKey, MtlsEntry] | None = None,
+    routes: RouteEntries | None = None,
 ) -> DesiredDatapath:
     """The desired state from its parts (each computed alone: see agent.datapath.planner)."""
+    if routes is not None and (routes.entries or routes.errors):
+        entries, notes = merge(services.entries.values(), routes)
+        # A plan of its own (generation 0: the applier compares entries, not generations).
+        services = ServicePlan(
+            FrozenMap(entries), services.errors + routes.errors + tuple(notes), services.site
+        )
     l7_clients = frozenset(
         (key, ep.ip)
         for key, namespaces in needs.consumers.items()
@@ -140,4 +151,5 @@ def desired_datapath(
         l7 or L7Needs(),
         waypoint,
         mtls_part(part, view),
+        plan_route_entries(view),
     )

@@ -10,6 +10,8 @@ WATCHED_KINDS = (
     "NetworkPolicy",
     "HTTPRoute",
     "GRPCRoute",
+    "TCPRoute",  # served in the kernel (agent/datapath/l4_routes.py)
+    "UDPRoute",
     "Gateway",
     "GatewayClass",
     "ReferenceGrant",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from agent.datapath.services import ServiceKey
 from agent.datapath.view import ClusterView
 from agent.model.core import Service
-from agent.model.gateway import Gateway
+from agent.model.gateway import Gateway, ListenerProtocol
 from agent.model.ingress import Ingress, IngressClass
 from agent.model.meta import Protocol
 from authz.steer import steered_services
@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # imported by l7_keys: a cluster without routes never compile
     from gatewayapi import RouteCompiler
 
 IPv4 = ipaddress.IPv4Address
+KERNEL_PROTOCOLS = (ListenerProtocol.TCP, ListenerProtocol.UDP)
+"""Listeners whose routes the kernel serves: never redirected to a waypoint."""
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,8 @@ def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
     consumer routes only for clients in their namespace), the TCP ports of Services under an
     AuthorizationPolicy (``authz.steer``), a BackendTrafficPolicy or an
     HTTPLocalRateLimitPolicy (``targeted_services``; the waypoint enforces them all), and
-    every listener of Gateways with an address, and ports 80/443 of Tulle's IngressClasses'
-    addresses."""
+    every listener but TCP and UDP ones (``KERNEL_PROTOCOLS``) of Gateways with an address,
+    and ports 80/443 of Tulle's IngressClasses' addresses."""
     from gatewayapi import RoutingInputs
     from gatewayapi.backendpolicy import targeted_services
 
@@ -83,7 +85,8 @@ def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
     usable, errors = gateway_addresses(view.gateways, view.services)
     for gw, address in usable:
         for listener in gw.spec.listeners:
-            keys.add(ServiceKey(address, listener.port, 6))
+            if listener.protocol not in KERNEL_PROTOCOLS:  # TCP/UDP: agent/datapath/l4_routes
+                keys.add(ServiceKey(address, listener.port, 6))
     if view.ingresses:
         taken = frozenset(cluster_ip_holders(view.services)) | {str(a) for _, a in usable}
         keys.update(ingress_keys(view.ingresses, view.ingress_classes, taken))

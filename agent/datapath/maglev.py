@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
+from fractions import Fraction
 from ipaddress import IPv4Address
 from itertools import filterfalse
 from typing import TYPE_CHECKING, overload
@@ -86,6 +87,58 @@ def maglev_slots(backends: Sequence[str], size: int = MAGLEV_SIZE) -> array:
         return fill(prefs, order, size)
     marks = [-1, *order]  # table mark k + 1 -> caller's index of the k-th name in order
     return array("H", map(marks.__getitem__, _fill(prefs, size)))
+
+
+def weighted_maglev_slots(
+    backends: Sequence[str], weights: Sequence[Fraction], size: int = MAGLEV_SIZE
+) -> array:
+    """A Maglev table in which each backend owns a share of the slots proportional to its
+    weight (a Gateway route's backendRef weights): ``quotas`` gives each its count, within
+    one slot of ``size * weight / total``; then the backends take turns in name order, as
+    in ``maglev_slots``, each claiming its next preferred empty slot until its quota is
+    reached. The table still depends only on the (name, weight) set, and a change of one
+    weight moves slots mostly between that backend and the others. Weight 0 gets no slot.
+    Returns indices into ``backends``; every weight 0 gives the empty table."""
+    n = len(backends)
+    if len(weights) != n or len(set(backends)) != n:
+        raise ValueError("Maglev backends need unique names and one weight each")
+    if not _is_prime(size):
+        raise ValueError(f"Maglev table size must be prime, got {size}")
+    counts = quotas(weights, size)
+    if not any(counts):
+        return array("H")
+    order = sorted((i for i in range(n) if counts[i]), key=backends.__getitem__)
+    table = [-1] * size
+    walks = {i: _walk(*_permutation(backends[i], size), size) for i in order}
+    left = {i: counts[i] for i in order}
+    while left:
+        for i in order:
+            if i not in left:
+                continue
+            slot = next(s for s in walks[i] if table[s] < 0)
+            table[slot] = i
+            left[i] -= 1
+            if not left[i]:
+                del left[i]
+    return array("H", table)
+
+
+def quotas(weights: Sequence[Fraction], size: int = MAGLEV_SIZE) -> list[int]:
+    """Slots per backend by the largest-remainder method: they sum to ``size`` (unless every
+    weight is 0) and each differs from ``size * weight / total`` by less than one slot."""
+    total = sum(weights, Fraction(0))
+    if total <= 0:
+        return [0] * len(weights)
+    exact = [size * w / total for w in weights]
+    counts = [int(e) for e in exact]
+    by_remainder = sorted(range(len(weights)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in by_remainder[: size - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def _walk(offset: int, skip: int, size: int) -> Iterator[int]:
+    return ((offset + j * skip) % size for j in range(size))
 
 
 def maglev_tables(

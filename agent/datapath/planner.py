@@ -9,6 +9,8 @@ plan into parts by what they read and replans only the parts a change reaches:
 - L7 needs (``l7_keys``): HTTPRoute and the Gateway API kinds, Service, Namespace, Secret,
   AuthorizationPolicy, BackendTrafficPolicy, HTTPLocalRateLimitPolicy; replanned whole, and
   skipped while there is none of ``STEERING_KINDS``;
+- TCPRoute/UDPRoute entries (``plan_route_entries``): those kinds, Gateway API kinds,
+  Service, EndpointSlice; replanned whole, skipped while there is no TCPRoute or UDPRoute;
 - mTLS enrolment (``mtls_part``): the endpoints part's pods, Namespace, PeerAuthentication;
   replanned whole when one of them changes.
 
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from agent.datapath.desired import DesiredDatapath, assemble, mtls_part
 from agent.datapath.endpoints_part import EndpointsPart, plan_endpoints
 from agent.datapath.external import node_site
+from agent.datapath.l4_routes import RouteEntries, plan_route_entries
 from agent.datapath.l7_needs import L7Needs, l7_keys
 from agent.datapath.mtls_plan import MtlsEntry, MtlsKey
 from agent.datapath.pod_endpoints import PodMemo
@@ -55,6 +58,8 @@ VIEW_FIELDS = {  # kind -> ClusterView field
     "NetworkPolicy": "policies",
     "HTTPRoute": "routes",
     "GRPCRoute": "grpc_routes",
+    "TCPRoute": "tcp_routes",
+    "UDPRoute": "udp_routes",
     "Gateway": "gateways",
     "GatewayClass": "gateway_classes",
     "ReferenceGrant": "grants",
@@ -87,6 +92,11 @@ L7_KINDS = frozenset(
 # Without one of these nothing needs a waypoint (``l7_keys`` would find no key).
 STEERING_KINDS = ("HTTPRoute", "GRPCRoute", "Gateway", "Ingress", "AuthorizationPolicy",
                   "BackendTrafficPolicy", "HTTPLocalRateLimitPolicy")
+# What TCPRoutes and UDPRoutes are served from (agent/datapath/l4_routes.py).
+ROUTE_ENTRY_KINDS = frozenset(
+    {"TCPRoute", "UDPRoute", "Gateway", "GatewayClass", "ReferenceGrant", "Namespace",
+     "Service", "EndpointSlice"}
+)
 INDEX_KINDS = frozenset({"Node", "Pod", "Service"})  # what the flow enricher's index reads
 
 
@@ -119,6 +129,7 @@ class Planner:
         self._pod_memo: PodMemo = {}  # per-Pod work of the last endpoints part
         self._needs: L7Needs | None = None
         self._mtls: dict[MtlsKey, MtlsEntry] | None = None
+        self._route_entries: RouteEntries | None = None
         self._view: ClusterView | None = None
         self._desired: DesiredDatapath | None = None
         self.index_stale = True  # the enricher's index must be rebuilt from view()
@@ -187,6 +198,8 @@ class Planner:
             self._mtls = None
         if kind in L7_KINDS:
             self._needs = None
+        if kind in ROUTE_ENTRY_KINDS:
+            self._route_entries = None
         if kind in INDEX_KINDS:
             self.index_stale = True
 
@@ -210,8 +223,11 @@ class Planner:
             self._needs = self._l7()
         if self._mtls is None:
             self._mtls = mtls_part(self._part, self._mtls_view())
+        if self._route_entries is None:
+            self._route_entries = self._l4_routes()
         self._desired = assemble(
-            self._part, self.services.plan(), self._needs, self.waypoint, self._mtls
+            self._part, self.services.plan(), self._needs, self.waypoint, self._mtls,
+            self._route_entries,
         )
         return self._desired
 
@@ -229,6 +245,11 @@ class Planner:
             namespaces=tuple(self.objects["Namespace"].values()),
             peer_authentications=tuple(self.objects["PeerAuthentication"].values()),
         )
+
+    def _l4_routes(self) -> RouteEntries:
+        if not (self.objects["TCPRoute"] or self.objects["UDPRoute"]):
+            return RouteEntries()  # the common case: no O(cluster) view built
+        return plan_route_entries(self.view())
 
     def _l7(self) -> L7Needs:
         if not any(self.objects[kind] for kind in STEERING_KINDS):

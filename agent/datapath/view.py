@@ -14,6 +14,7 @@ from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from agent.model.ingress import Ingress, IngressClass
+from agent.model.l4route import TCPRoute, UDPRoute
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
 from agent.model.peerauth import PeerAuthentication
@@ -33,6 +34,8 @@ class ClusterView:
     policies: tuple[NetworkPolicy, ...] = ()
     routes: tuple[HTTPRoute, ...] = ()
     grpc_routes: tuple[GRPCRoute, ...] = ()
+    tcp_routes: tuple[TCPRoute, ...] = ()
+    udp_routes: tuple[UDPRoute, ...] = ()
     gateways: tuple[Gateway, ...] = ()
     gateway_classes: tuple[GatewayClass, ...] = ()
     grants: tuple[ReferenceGrant, ...] = ()
@@ -59,6 +62,8 @@ def view_of(resources: Iterable[Resource]) -> ClusterView:
         policies=tuple(buckets.get("NetworkPolicy", ())),
         routes=tuple(buckets.get("HTTPRoute", ())),
         grpc_routes=tuple(buckets.get("GRPCRoute", ())),
+        tcp_routes=tuple(buckets.get("TCPRoute", ())),
+        udp_routes=tuple(buckets.get("UDPRoute", ())),
         gateways=tuple(buckets.get("Gateway", ())),
         gateway_classes=tuple(buckets.get("GatewayClass", ())),
         grants=tuple(buckets.get("ReferenceGrant", ())),

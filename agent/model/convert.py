@@ -37,6 +37,7 @@ from agent.model.convert_gateway import read_gateway, read_gateway_class, read_r
 from agent.model.convert_grpcroute import read_grpc_route
 from agent.model.convert_httproute import read_http_route
 from agent.model.convert_ingress import read_ingress, read_ingress_class
+from agent.model.convert_l4route import read_tcp_route, read_udp_route
 from agent.model.convert_lbpool import read_load_balancer_ip_pool
 from agent.model.convert_meta import read_object_meta
 from agent.model.convert_networking import read_network_policy
@@ -107,6 +108,8 @@ _READERS: dict[str, tuple[_Read, Check]] = {
     "HTTPRoute": (read_http_route, dns1123_subdomain),
     "GRPCRoute": (read_grpc_route, dns1123_subdomain),
     "TLSRoute": (read_tls_route, dns1123_subdomain),
+    "TCPRoute": (read_tcp_route, dns1123_subdomain),
+    "UDPRoute": (read_udp_route, dns1123_subdomain),
     "BackendTLSPolicy": (read_backend_tls_policy, dns1123_subdomain),
     "ReferenceGrant": (read_reference_grant, dns1123_subdomain),
     "PeerAuthentication": (read_peer_authentication, dns1123_subdomain),

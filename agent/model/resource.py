@@ -14,6 +14,7 @@ from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from agent.model.ingress import Ingress, IngressClass
+from agent.model.l4route import TCPRoute, UDPRoute
 from agent.model.lbpool import LoadBalancerIPPool
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
@@ -38,6 +39,8 @@ Resource: TypeAlias = (
     | HTTPRoute
     | GRPCRoute
     | TLSRoute
+    | TCPRoute
+    | UDPRoute
     | ReferenceGrant
     | PeerAuthentication
     | BackendTrafficPolicy
@@ -65,6 +68,8 @@ RESOURCE_CLASSES: tuple[type[Resource], ...] = (
     HTTPRoute,
     GRPCRoute,
     TLSRoute,
+    TCPRoute,
+    UDPRoute,
     ReferenceGrant,
     PeerAuthentication,
     BackendTrafficPolicy,

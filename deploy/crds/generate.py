@@ -4,7 +4,7 @@ AuthorizationPolicy, HTTPLocalRateLimitPolicy, LoadBalancerIPPool) into ``deploy
 ``python deploy/crds/generate.py``
 (``--check`` compares). The schemas live beside it: ``schema_parts.py`` (shared types),
 ``gateway_schemas.py`` (GatewayClass, Gateway, ReferenceGrant), ``httproute_schema.py``,
-``grpcroute_schema.py``, ``tlsroute_schema.py``,
+``grpcroute_schema.py``, ``tlsroute_schema.py``, ``l4route_schema.py`` (TCPRoute, UDPRoute),
 ``backendtls_schema.py`` (BackendTLSPolicy),
 ``peerauth_schema.py``, ``backendpolicy_schema.py``, ``authz_schema.py``, ``fault_schema.py``,
 ``ratelimit_schema.py``, ``lbpool_schema.py``.
@@ -35,6 +35,7 @@ from fault_schema import HTTP_FAULT  # noqa: E402
 from gateway_schemas import GATEWAY, GATEWAY_CLASS, REFERENCE_GRANT  # noqa: E402
 from grpcroute_schema import GRPC_ROUTE  # noqa: E402
 from httproute_schema import HTTP_ROUTE  # noqa: E402
+from l4route_schema import TCP_ROUTE, UDP_ROUTE  # noqa: E402
 from lbpool_schema import GROUP as NETWORKING_GROUP  # noqa: E402
 from lbpool_schema import LOAD_BALANCER_IP_POOL  # noqa: E402
 from peerauth_schema import GROUP as SECURITY_GROUP  # noqa: E402
@@ -163,6 +164,8 @@ def crds() -> dict[str, dict[str, Any]]:
             columns=({"jsonPath": ".spec.hostnames", "name": "Hostnames", "type": "string"},),
             versions=("v1",),
         ),
+        "tcproutes.yaml": crd("TCPRoute", "tcproutes", TCP_ROUTE, versions=("v1", "v1alpha2")),
+        "udproutes.yaml": crd("UDPRoute", "udproutes", UDP_ROUTE, versions=("v1", "v1alpha2")),
         "referencegrants.yaml": crd(
             "ReferenceGrant",
             "referencegrants",

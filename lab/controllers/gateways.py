@@ -1,7 +1,8 @@
-"""The lab's Gateway API controller: the status of every HTTPRoute, GRPCRoute, Gateway and
-GatewayClass, computed by the route engine (pure) and written through the status subresource
-only when it changed. Tulle's Gateways' addresses come from the LoadBalancer pools
-(``controlplane.lbipam``, run by ``lab/controllers/loadbalancer.py``); this writes them."""
+"""The lab's Gateway API controller: the status of every HTTPRoute, GRPCRoute, TCPRoute,
+UDPRoute, Gateway and GatewayClass, computed by the route engine (pure) and written through
+the status subresource only when it changed. Tulle's Gateways' addresses come from the
+LoadBalancer pools (``controlplane.lbipam``, run by ``lab/controllers/loadbalancer.py``);
+this writes them."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
+from agent.model.l4route import TCPRoute, UDPRoute
 from agent.model.lbpool import LoadBalancerIPPool
 from agent.model.ratelimit import HTTPLocalRateLimitPolicy
 from agent.model.tlsroute import TLSRoute
@@ -42,6 +44,8 @@ KINDS = (
     "HTTPRoute",
     "GRPCRoute",
     "TLSRoute",
+    "TCPRoute",
+    "UDPRoute",
     "Gateway",
     "GatewayClass",
     "ReferenceGrant",
@@ -58,7 +62,8 @@ KINDS = (
 # GatewayClass status.supportedFeatures (v1.2+): a list of {name}, sorted by name.
 SUPPORTED_FEATURE_STATUS = [{"name": f} for f in sorted(SUPPORTED_FEATURES)]
 _WITH_STATUS = (
-    "HTTPRoute", "GRPCRoute", "TLSRoute", "Gateway", "GatewayClass", "BackendTrafficPolicy",
+    "HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute", "Gateway", "GatewayClass",
+    "BackendTrafficPolicy",
     "AuthorizationPolicy", "HTTPLocalRateLimitPolicy", "BackendTLSPolicy",
 )
 
@@ -129,6 +134,7 @@ class GatewayController:
         routes = [o for o in typed if isinstance(o, HTTPRoute)]
         grpc_routes = [o for o in typed if isinstance(o, GRPCRoute)]
         tls_routes = [o for o in typed if isinstance(o, TLSRoute)]
+        l4_routes = [o for o in typed if isinstance(o, TCPRoute | UDPRoute)]
         gateways = [o for o in typed if isinstance(o, Gateway)]
         classes = [o for o in typed if isinstance(o, GatewayClass)]
         if lb is None:
@@ -143,7 +149,7 @@ class GatewayController:
         )
         self._authorization_policies(typed, services, gateways)
         self._backend_tls_status(typed, services)
-        if not routes and not grpc_routes and not tls_routes and not gateways and not classes:
+        if not (routes or grpc_routes or tls_routes or l4_routes or gateways or classes):
             return
         report = compute_status(
             RoutingInputs.of(
@@ -157,6 +163,7 @@ class GatewayController:
                 faults=[o for o in typed if isinstance(o, HTTPFault)],
                 grpc_routes=grpc_routes,
                 tls_routes=tls_routes,
+                l4_routes=l4_routes,
             ),
             certificate_check=_certificate_problem,
             crd_versions=self.crd_versions,
@@ -165,6 +172,8 @@ class GatewayController:
             ("HTTPRoute", report.routes),
             ("GRPCRoute", report.grpc_routes),
             ("TLSRoute", report.tls_routes),
+            ("TCPRoute", report.tcp_routes),
+            ("UDPRoute", report.udp_routes),
             ("Gateway", report.gateways),
             ("GatewayClass", report.gateway_classes),
         ):

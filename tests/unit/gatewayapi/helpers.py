@@ -12,6 +12,7 @@ from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
+from agent.model.l4route import TCPRoute, UDPRoute
 from agent.model.resource import Resource
 from agent.model.tlsroute import TLSRoute
 from gatewayapi import (
@@ -289,6 +290,7 @@ def inputs(*objects: Resource, default_world: bool = True) -> RoutingInputs:
         faults=of(HTTPFault),
         grpc_routes=of(GRPCRoute),
         tls_routes=of(TLSRoute),
+        l4_routes=[*of(TCPRoute), *of(UDPRoute)],
     )
 
 

@@ -329,9 +329,11 @@ LISTENER_CASES: list[
     tuple[str, dict[str, Any], tuple[Resource, ...], dict[str, tuple[str, str]]]
 ] = [
     ("http", listener(allowed=ALL), (), LISTENER_OK),
+    ("tcp", listener("tcp", 9000, "TCP", allowed=ALL), (), LISTENER_OK),
+    ("udp", listener("udp", 9000, "UDP", allowed=ALL), (), LISTENER_OK),
     (
-        "tcp",
-        listener("tcp", 9000, "TCP", allowed=ALL),
+        "tls",
+        {**listener("tls", 9000, "TLS", allowed=ALL), "tls": {"mode": "Passthrough"}},
         (),
         {**LISTENER_OK, **NOT_PROGRAMMED, "Accepted": ("False", "UnsupportedProtocol")},
     ),
@@ -391,6 +393,8 @@ def test_listener_conditions(
     ]
     if case == "route kinds":  # only what the listener asked for and Tulle serves
         assert supported == both[:1]
+    elif case in ("tcp", "udp"):  # each L4 protocol serves its own route kind
+        assert supported == [{"group": "gateway.networking.k8s.io", "kind": f"{case.upper()}Route"}]
     else:
         assert supported == (both if http else [])
 
@@ -413,12 +417,12 @@ GATEWAY_CASES: list[tuple[str, Any, dict[str, tuple[str, str]]]] = [
     ("valid", gateway(), {"Accepted": ("True", "Accepted"), "Programmed": ("True", "Programmed")}),
     (
         "one invalid listener",
-        gateway(listeners=[listener(allowed=ALL), listener("tcp", 9000, "TCP")]),
+        gateway(listeners=[listener(allowed=ALL), {**listener("tls", 9000, "TLS"), "tls": {"mode": "Passthrough"}}]),
         {"Accepted": ("True", "ListenersNotValid"), "Programmed": ("True", "Programmed")},
     ),
     (
         "no valid listener",
-        gateway(listeners=[listener("tcp", 9000, "TCP")]),
+        gateway(listeners=[{**listener("tls", 9000, "TLS"), "tls": {"mode": "Passthrough"}}]),
         {"Accepted": ("False", "ListenersNotValid"), "Programmed": ("False", "Invalid")},
     ),
     (

@@ -16,7 +16,7 @@ from tests.unit.model.helpers import DELETE, edit, error_of
 KNOWN = (
     "AuthorizationPolicy, BackendTLSPolicy, BackendTrafficPolicy, ConfigMap, Deployment, EndpointSlice, GRPCRoute, Gateway, GatewayClass, HTTPFault, HTTPLocalRateLimitPolicy, HTTPRoute, Ingress, IngressClass, LoadBalancerIPPool, Namespace, NetworkPolicy, Node, "
     "PeerAuthentication, "
-    "Pod, ReferenceGrant, Secret, Service, TLSRoute"
+    "Pod, ReferenceGrant, Secret, Service, TCPRoute, TLSRoute, UDPRoute"
 )
 
 SERVICE: dict[str, Any] = {

@@ -32,6 +32,8 @@ from agent.model.kinds import KINDS, UnknownKindError, kind_info, resolve_kind
         ("endpointslices.discovery.k8s.io", "EndpointSlice"),
         ("referencegrants", "ReferenceGrant"),
         ("secret", "Secret"),
+        ("tcproutes.gateway.networking.k8s.io", "TCPRoute"),
+        ("udproute.v1.gateway.networking.k8s.io", "UDPRoute"),
         ("  Pods  ", "Pod"),
     ],
 )
@@ -45,7 +47,7 @@ def test_unknown_kinds_list_the_known_ones(text: str) -> None:
         resolve_kind(text)
     assert str(info.value) == (
         f'unknown kind "{text}"; known kinds: AuthorizationPolicy, BackendTLSPolicy, BackendTrafficPolicy, ConfigMap, Deployment, EndpointSlice, GRPCRoute, Gateway, GatewayClass, '
-        "HTTPFault, HTTPLocalRateLimitPolicy, HTTPRoute, Ingress, IngressClass, LoadBalancerIPPool, Namespace, NetworkPolicy, Node, PeerAuthentication, Pod, ReferenceGrant, Secret, Service, TLSRoute"
+        "HTTPFault, HTTPLocalRateLimitPolicy, HTTPRoute, Ingress, IngressClass, LoadBalancerIPPool, Namespace, NetworkPolicy, Node, PeerAuthentication, Pod, ReferenceGrant, Secret, Service, TCPRoute, TLSRoute, UDPRoute"
     )
     assert isinstance(info.value, LookupError)
 

@@ -87,7 +87,9 @@ def test_kubectl_installs_the_crds_then_uses_their_kinds(
         "grpcroutes.gateway.networking.k8s.io",
         "httproutes.gateway.networking.k8s.io",
         "referencegrants.gateway.networking.k8s.io",
+        "tcproutes.gateway.networking.k8s.io",
         "tlsroutes.gateway.networking.k8s.io",
+        "udproutes.gateway.networking.k8s.io",
     ]
     assert "referencegrants" in k.out("api-resources", "--categories=gateway-api")
     explained = k.out("explain", "httproute.spec.rules.matches.path")
