@@ -4,9 +4,9 @@ parentRefs attach.
 Spec: a Gateway is Tulle's when its GatewayClass names Tulle's controllerName. A listener
 serves HTTPRoutes and GRPCRoutes when its protocol is HTTP or HTTPS, TLSRoutes when TLS,
 TCPRoutes when TCP and UDPRoutes when UDP (``LISTENER_KINDS``), and its allowedRoutes.kinds
-(empty: all of those) include the route's kind; listeners sharing a port with another protocol of the same
-transport are Conflicted (ProtocolConflict) and not accepted (a UDP and a TCP listener may
-share a port number); an HTTPS listener needs its
+(empty: all of those) include the route's kind; listeners sharing a port with another
+protocol of the same transport are Conflicted (ProtocolConflict) and not accepted (a UDP and
+a TCP listener may share a port number); an HTTPS listener needs its
 certificateRefs resolved (a cross-namespace Secret needs a ReferenceGrant).
 
 A parentRef to a Gateway attaches to every listener that its sectionName and port select
