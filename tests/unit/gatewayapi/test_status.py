@@ -335,7 +335,7 @@ LISTENER_CASES: list[
         "tls",
         {**listener("tls", 9000, "TLS", allowed=ALL), "tls": {"mode": "Passthrough"}},
         (),
-        {**LISTENER_OK, **NOT_PROGRAMMED, "Accepted": ("False", "UnsupportedProtocol")},
+        LISTENER_OK,
     ),
     (
         "route kinds",
@@ -393,7 +393,7 @@ def test_listener_conditions(
     ]
     if case == "route kinds":  # only what the listener asked for and Tulle serves
         assert supported == both[:1]
-    elif case in ("tcp", "udp"):  # each L4 protocol serves its own route kind
+    elif case in ("tcp", "udp", "tls"):  # each of these protocols serves its own route kind
         assert supported == [{"group": "gateway.networking.k8s.io", "kind": f"{case.upper()}Route"}]
     else:
         assert supported == (both if http else [])
@@ -417,12 +417,12 @@ GATEWAY_CASES: list[tuple[str, Any, dict[str, tuple[str, str]]]] = [
     ("valid", gateway(), {"Accepted": ("True", "Accepted"), "Programmed": ("True", "Programmed")}),
     (
         "one invalid listener",
-        gateway(listeners=[listener(allowed=ALL), {**listener("tls", 9000, "TLS"), "tls": {"mode": "Passthrough"}}]),
+        gateway(listeners=[listener(allowed=ALL), _https({"name": "missing"})]),
         {"Accepted": ("True", "ListenersNotValid"), "Programmed": ("True", "Programmed")},
     ),
     (
         "no valid listener",
-        gateway(listeners=[{**listener("tls", 9000, "TLS"), "tls": {"mode": "Passthrough"}}]),
+        gateway(listeners=[listener("a", 8000, allowed=ALL), _https({"name": "c"}, "b") | {"port": 8000}]),
         {"Accepted": ("False", "ListenersNotValid"), "Programmed": ("False", "Invalid")},
     ),
     (
