@@ -39,4 +39,7 @@ SUPPORTED_FEATURES: tuple[str, ...] = (
     "MeshHTTPRouteRewritePath",
     "MeshHTTPRouteSchemeRedirect",
     "ReferenceGrant",
+    "TCPRoute",
+    "TLSRoute",
+    "UDPRoute",
 )
