@@ -41,14 +41,15 @@ def read_udp_route(r: Reader, metadata: ObjectMeta) -> UDPRoute:
 def read_l4_route_spec(r: Reader) -> L4RouteSpec:
     spec = L4RouteSpec(
         parent_refs=r.objects("parentRefs", read_parent_ref, max_items=32),
-        rules=r.objects("rules", _read_rule, min_items=1, max_items=16),
+        rules=r.objects("rules", read_l4_rule, min_items=1, max_items=16),
     )
     check_parent_refs(r, spec.parent_refs)
     r.check_unique("rules", [rule.name for rule in spec.rules if rule.name], "name")
     return spec
 
 
-def _read_rule(r: Reader) -> L4RouteRule:
+def read_l4_rule(r: Reader) -> L4RouteRule:
+    """A rule of weighted backendRefs, as TCPRoute, UDPRoute and TLSRoute have."""
     return L4RouteRule(
         name=r.string("name", check=section_name),
         backend_refs=r.objects("backendRefs", _read_backend_ref, min_items=1, max_items=16),

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from agent.model.kinds import resolve_kind
-from agent.model.tlsroute import TLSBackendRef, TLSRoute
+from agent.model.l4route import BackendRef
+from agent.model.tlsroute import TLSRoute
 from tests.unit.model.helpers import DELETE, edit, error_of, round_trip
 
 ROUTE: dict[str, Any] = {
@@ -38,8 +39,8 @@ def test_route_reads_every_field_and_round_trips() -> None:
     (rule,) = route.spec.rules
     assert rule.name == "only"
     assert rule.backend_refs == (
-        TLSBackendRef("db-a", port=5432, weight=3),
-        TLSBackendRef("db-b", namespace="other", port=5432, weight=1),
+        BackendRef("db-a", port=5432, weight=3),
+        BackendRef("db-b", namespace="other", port=5432, weight=1),
     )
     assert route.spec.parent_refs[0].section_name == "tls"
 
