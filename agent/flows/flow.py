@@ -376,5 +376,6 @@ def summarize(flow: Flow) -> str:
 
 
 # Re-exported at the end to keep one import path (agent.flows.flow) for the record and its
-# JSON form; codec imports the classes above.
-from agent.flows.codec import flow_from_json, flow_to_json  # noqa: E402
+# JSON form; codec and fromjson import the classes above.
+from agent.flows.codec import flow_to_json  # noqa: E402
+from agent.flows.fromjson import flow_from_json  # noqa: E402

@@ -12,8 +12,9 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
-from agent.flows.codec import flow_from_json, lost_event_from_json, parse_time
+from agent.flows.codec import parse_time
 from agent.flows.flow import Flow, LostEvent
+from agent.flows.fromjson import flow_from_json, lost_event_from_json
 
 Record = Flow | LostEvent
 

@@ -11,9 +11,10 @@ import json
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from agent.flows.codec import flow_from_json, flow_to_json
+from agent.flows.codec import flow_to_json
 from agent.flows.filters import EventTypeFilter, FlowFilter
 from agent.flows.flow import Flow, LostEvent, TCPFlags
+from agent.flows.fromjson import flow_from_json
 from agent.flows.names import LostEventSource
 from agent.observer.gen import observer_pb2 as pb
 

@@ -10,7 +10,6 @@ import pytest
 from agent.flows.codec import (
     envelope,
     format_time,
-    lost_event_from_json,
     lost_event_to_json,
     parse_time,
 )
@@ -25,6 +24,7 @@ from agent.flows.flow import (
     flow_to_json,
     summarize,
 )
+from agent.flows.fromjson import lost_event_from_json
 from tests.unit.flows.samples import T0, all_samples, http_response, policy_drop, syn
 
 

@@ -6,8 +6,9 @@ import io
 import json
 from dataclasses import replace
 
-from agent.flows.codec import flow_from_json, flow_to_json
+from agent.flows.codec import flow_to_json
 from agent.flows.flow import Verdict
+from agent.flows.fromjson import flow_from_json
 from agent.flows.names import TrafficDirection
 from agent.flows.policyjson import network_policy
 from agent.flows.printer import FlowPrinter, format_compact, format_dict, table_row

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.flows.codec import flow_from_json, flow_to_json
+from agent.flows.codec import flow_to_json
 from agent.flows.flow import Flow, RequestSplit, TulleInfo
+from agent.flows.fromjson import flow_from_json
 from agent.flows.reqsplit import (
     COMPACT,
     EXTRA,

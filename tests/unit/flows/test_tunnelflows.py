@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from agent.datapath import drop_reasons
-from agent.flows.codec import flow_from_json, flow_to_json
+from agent.flows.codec import flow_to_json
 from agent.flows.enrich import enrich
 from agent.flows.flow import Flow
+from agent.flows.fromjson import flow_from_json
 from agent.flows.ingest import FlowIngest
 from agent.flows.l7intake import FlowForwarder, L7Intake
 from agent.flows.l7record import encode_batch, read_batch

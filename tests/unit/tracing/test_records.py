@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from agent.flows.codec import flow_from_json, flow_to_json
+from agent.flows.codec import flow_to_json
 from agent.flows.flow import TCP, SrttSummary, TCPFlags, TcpTrace, TrafficDirection, Verdict
+from agent.flows.fromjson import flow_from_json
 from agent.tracing.feed import attribute
 from agent.tracing.records import KIND_DROP, close_flow, drop_flow, tcp_trace, to_flow
 
