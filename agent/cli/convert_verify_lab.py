@@ -33,6 +33,7 @@ from gatewayapi.ingress.compare import Observation, Outcome, compare
 from gatewayapi.ingress.compare import unchecked as unchecked_outcome
 from gatewayapi.ingress.corpus import Probe
 from gatewayapi.ingress.labside import (
+    LAB_CLASS,
     LabPlan,
     Ref,
     backend_of,
@@ -85,6 +86,12 @@ def verify_in_lab(
     if problem:
         raise VerifyError(problem)
     plan = lab_plan(documents, conversion, secret_docs(documents), secrets.token_hex(3))
+    others = _other_tulle_ingresses(cluster)
+    if others:
+        plan.notes.append(
+            f"the lab already serves {len(others)} Ingress(es) of class {LAB_CLASS!r} at the "
+            f"same address ({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}): "
+            "their rules and defaultBackend are part of the Ingress side's answers")
     for note in plan.notes:
         click.echo(f"verify: {note}", err=True)
     applied: list[Ref] = []
@@ -112,6 +119,18 @@ def verify_in_lab(
         else unchecked_outcome(probe, f"the {budget:.0f} s budget ran out")
         for probe, pair in zip(probes, observed, strict=True)
     ]
+
+
+def _other_tulle_ingresses(cluster: Cluster) -> list[str]:
+    """The lab's Ingresses of class tulle (or none: tulle is the lab's default class)."""
+    res = cluster.resource_for("networking.k8s.io/v1", "Ingress")
+    if res is None:
+        return []
+    return [f"{i['metadata']['namespace']}/{i['metadata']['name']}"
+            for i in cluster.list(res, None)
+            if ((i.get("spec") or {}).get("ingressClassName")
+                or (i["metadata"].get("annotations") or {}).get("kubernetes.io/ingress.class")
+                or LAB_CLASS) == LAB_CLASS]
 
 
 def _external_netns(lab: str) -> str:
