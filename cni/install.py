@@ -68,19 +68,30 @@ def entry(state_dir: str, attach_timeout: float) -> dict[str, Any]:
     return {"type": PLUGIN_TYPE, "stateDir": state_dir, "attachTimeout": attach_timeout}
 
 
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can hold
+
+
 def plugin_zip() -> bytes:
     """tulle-cni as a zipapp: a shebang, then ``cni/`` and ``pyroute2/`` (their .py files)
     and a ``__main__``."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("__main__.py", MAIN)
+        archive.writestr(zipfile.ZipInfo("__main__.py", _ZIP_EPOCH), MAIN)
         for package in PACKAGES:
             spec = importlib.util.find_spec(package)
             if spec is None or not spec.submodule_search_locations:
                 raise InstallError(f"package {package} is not installed in this image")
             root = Path(next(iter(spec.submodule_search_locations)))
             for source in sorted(root.rglob("*.py")):
-                archive.write(source, (Path(package) / source.relative_to(root)).as_posix())
+                # Fixed timestamps (writestr with a name would stamp the clock): the archive
+                # depends on content alone, so install stays idempotent across seconds and
+                # a reinstalled package (same files, new mtimes) does not rewrite it.
+                entry = zipfile.ZipInfo(
+                    (Path(package) / source.relative_to(root)).as_posix(), _ZIP_EPOCH
+                )
+                entry.compress_type = zipfile.ZIP_DEFLATED
+                entry.external_attr = 0o644 << 16
+                archive.writestr(entry, source.read_bytes())
     return SHEBANG + buffer.getvalue()
 
 

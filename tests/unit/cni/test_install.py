@@ -4,10 +4,12 @@ the host's python3 runs without any installed package."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +117,14 @@ def test_a_negative_timeout_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["--cni-conf-dir", str(tmp_path), "--attach-timeout", "-1"])
     assert exit_.value.code == 2
+
+
+def test_the_plugin_archive_depends_on_content_not_file_times() -> None:
+    """Neither the clock nor a reinstalled package (same files, new mtimes) may make install
+    rewrite the plugin."""
+    from cni.install import SHEBANG, plugin_zip
+
+    data = plugin_zip()
+    with zipfile.ZipFile(io.BytesIO(data[len(SHEBANG):])) as archive:
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+    assert plugin_zip() == data
