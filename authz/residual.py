@@ -18,6 +18,7 @@ keeps it only as long as those policies (``AuthzGate.swap`` drops them all).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -204,3 +205,26 @@ def pick_headers(raw: Sequence[tuple[bytes, bytes]],
         if key in names:
             out[key] = (*out.get(key, ()), value.decode("latin-1"))
     return out
+
+
+def header_fields(raw: Sequence[tuple[bytes, bytes]],
+                  names: frozenset[str]) -> tuple[tuple[bytes, bytes], ...]:
+    """The raw fields whose lower-case name is in ``names``, in order (hashable): requests
+    with the same fields get the same ``pick_headers`` for ``names`` and for any subset of
+    it, so a verdict may be kept per them."""
+    ascii_names = _ascii_names(names)
+    if ascii_names is not None:
+        # Decoded as latin-1, a byte lower-cases to ASCII only if it is ASCII: for ASCII
+        # names, bytes.lower() (ASCII only) picks the same fields with no decoding.
+        return tuple([(name, value) for name, value in raw if name.lower() in ascii_names])
+    return tuple([(name, value) for name, value in raw
+                  if name.decode("latin-1").lower() in names])
+
+
+@functools.lru_cache(maxsize=64)
+def _ascii_names(names: frozenset[str]) -> frozenset[bytes] | None:
+    """``names`` as bytes when all are ASCII; None otherwise (a policy may name any
+    header)."""
+    if not all(name.isascii() for name in names):
+        return None
+    return frozenset(name.encode("ascii") for name in names)
