@@ -18,7 +18,6 @@ keeps it only as long as those policies (``AuthzGate.swap`` drops them all).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -212,19 +211,20 @@ def header_fields(raw: Sequence[tuple[bytes, bytes]],
     """The raw fields whose lower-case name is in ``names``, in order (hashable): requests
     with the same fields get the same ``pick_headers`` for ``names`` and for any subset of
     it, so a verdict may be kept per them."""
-    ascii_names = _ascii_names(names)
-    if ascii_names is not None:
+    return header_key(names)(raw)
+
+
+RawFields = Sequence[tuple[bytes, bytes]]
+
+
+def header_key(names: frozenset[str]) -> Callable[[RawFields], tuple[tuple[bytes, bytes], ...]]:
+    """``header_fields`` for fixed ``names``, made once (per policy change) and called per
+    request."""
+    if not names:
+        return lambda raw: ()
+    if all(name.isascii() for name in names):
         # Decoded as latin-1, a byte lower-cases to ASCII only if it is ASCII: for ASCII
         # names, bytes.lower() (ASCII only) picks the same fields with no decoding.
-        return tuple([(name, value) for name, value in raw if name.lower() in ascii_names])
-    return tuple([(name, value) for name, value in raw
-                  if name.decode("latin-1").lower() in names])
-
-
-@functools.lru_cache(maxsize=64)
-def _ascii_names(names: frozenset[str]) -> frozenset[bytes] | None:
-    """``names`` as bytes when all are ASCII; None otherwise (a policy may name any
-    header)."""
-    if not all(name.isascii() for name in names):
-        return None
-    return frozenset(name.encode("ascii") for name in names)
+        ascii_names = frozenset(name.encode("ascii") for name in names)
+        return lambda raw: tuple([f for f in raw if f[0].lower() in ascii_names])
+    return lambda raw: tuple([f for f in raw if f[0].decode("latin-1").lower() in names])

@@ -39,7 +39,7 @@ from authz.residual import (
     Connection,
     Residual,
     connection_facts,
-    header_fields,
+    header_key,
     narrow,
     pick_headers,
 )
@@ -114,6 +114,7 @@ class AuthzGate:
         # Every header name a rule of any policy reads: a request's verdict depends on
         # these fields and no others (``check``'s memo key).
         self._header_names = header_names(self.policies)
+        self._header_key = header_key(self._header_names)
         self._verdicts: dict[tuple[object, ...], Verdict | None] = {}
 
     def peer(self, ip: str) -> Peer:
@@ -184,7 +185,7 @@ class AuthzGate:
         if not self.policies:
             return None
         client_address, parent, endpoints, method, authority, target, raw, sni = call
-        fields = header_fields(raw, self._header_names) if self._header_names else ()
+        fields = self._header_key(raw)
         key = (client_address[0], parent,
                endpoints if type(endpoints) is tuple else tuple(endpoints),
                sni, method, authority, target, fields)
