@@ -63,15 +63,22 @@ def _fresh(found: list[AuthorizationPolicy], pods: list[Pod], call: Call) -> obj
     return gate.check(call)
 
 
+FIELDS = st.sampled_from(Call._fields)
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(policies(), policies(), st.lists(st.sampled_from(range(6)), min_size=1, max_size=12),
-       st.lists(CALLS, min_size=1, max_size=6), st.integers(0, 12))
+@given(policies(), policies(), st.lists(CALLS, min_size=1, max_size=4),
+       st.lists(st.tuples(st.integers(0, 3), FIELDS, CALLS), max_size=6),
+       st.lists(st.integers(0, 9), min_size=1, max_size=14), st.integers(0, 14))
 def test_a_remembered_verdict_is_the_verdict_judged_anew(
-        first: list[AuthorizationPolicy], then: list[AuthorizationPolicy], order: list[int],
-        calls: list[Call], swap_at: int) -> None:
-    """Calls drawn from a few, repeated in any order, through one gate: each gets what a
-    gate that never saw a call gives; after a ``swap`` to other policies (and a caller's
-    pod gone), each gets the new policies' verdict."""
+        first: list[AuthorizationPolicy], then: list[AuthorizationPolicy], calls: list[Call],
+        neighbours: list[tuple[int, str, Call]], order: list[int], swap_at: int) -> None:
+    """Calls drawn from a few and from their neighbours (a call with one field of another:
+    the same request but for its SNI, its caller, a header...), repeated in any order,
+    through one gate: each gets what a gate that never saw a call gives; after a ``swap``
+    to other policies (and a caller's pod gone), each gets the new policies' verdict."""
+    pool = calls + [calls[i % len(calls)]._replace(**{field: getattr(other, field)})
+                    for i, field, other in neighbours]
     gate = AuthzGate("cluster.local")
     gate.swap(first, PODS)
     found, pods = first, PODS
@@ -79,7 +86,7 @@ def test_a_remembered_verdict_is_the_verdict_judged_anew(
         if step == swap_at:
             found, pods = then, PODS[:-1]
             gate.swap(found, pods)
-        call = calls[index % len(calls)]
+        call = pool[index % len(pool)]
         assert gate.check(call) == _fresh(found, pods, call), (step, call)
 
 
@@ -118,6 +125,39 @@ def test_keep_alive_requests_that_differ_each_get_their_own_verdict() -> None:
     for call, allowed in sequence:
         verdict = gate.check(call)
         assert (verdict is None) is allowed, call
+
+
+NEIGHBOURS = {  # a field of the allowed call, changed to one that a policy below denies
+    "sni": "api.shop", "method": "POST", "authority": "admin.shop",
+    "endpoints": (("10.1.0.5", 80), ("10.2.0.2", 80)),  # a pod of "back": denied there
+    "parent": GatewayParent("shop", "gw2", 8080), "client": ("10.2.0.2", 40000),
+    "target": "/admin?x=1", "headers": [(b"X-Debug", b"1")],
+}
+DENY_EACH = [
+    DENY_DEBUG, DENY_ADMIN, FRONT_ONLY,
+    policy("deny-sni", {"action": "DENY", "rules": [
+        rule(when=[{"key": "connection.sni", "values": ["api.shop"]}])]}),
+    policy("deny-post", {"action": "DENY", "rules": [rule(operation={"methods": ["POST"]})]}),
+    policy("deny-host", {"action": "DENY", "rules": [rule(operation={"hosts": ["admin.*"]})]}),
+    policy("deny-all-in-back", {"action": "DENY", "rules": [{}]}, "back"),
+    policy("deny-gw2", {"targetRefs": [{"group": "gateway.networking.k8s.io",
+                                        "kind": "Gateway", "name": "gw2"}],
+                        "action": "DENY", "rules": [{}]}),
+]
+
+
+@pytest.mark.parametrize("field", sorted(NEIGHBOURS))
+@pytest.mark.parametrize("neighbour_first", [False, True])
+def test_each_fact_of_the_key_separates_verdicts(field: str, neighbour_first: bool) -> None:
+    """Two calls that differ in one field only (the SNI, the parent, the endpoints...),
+    in either order on one gate: each gets its own verdict."""
+    gate = _gate(*DENY_EACH)
+    call = _call()
+    neighbour = call._replace(**{field: NEIGHBOURS[field]})
+    for _ in range(2):
+        for c in (neighbour, call) if neighbour_first else (call, neighbour):
+            verdict = gate.check(c)
+            assert (verdict is None) is (c is call), (field, c)
 
 
 def test_a_header_no_rule_reads_does_not_split_the_memory() -> None:
