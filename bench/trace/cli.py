@@ -3,7 +3,11 @@
 Three workloads in one lab, each as alternating on/off pairs of wrk runs: L4 new
 connections/s and keep-alive requests/s through a ClusterIP, and requests/s through the
 waypoint (a Service with an HTTPRoute). Per workload: the on/off ratio of every pair, their
-median, and the target (tracing costs <= 2%). Results: bench/results/trace-<date>.{md,json}.
+median, and the target (tracing costs <= 2%). Beside it, node1's waypoint's CPU per request,
+on ÷ off (its median): what the split costs the waypoint itself, which the other load of a
+shared machine moves far less than req/s. On a busy machine, many short pairs of the one
+workload near its target, pinned, narrow the figure most: ``--workloads waypoint --pairs 12
+--seconds 3 --pin``. Results: bench/results/trace-<date>.{md,json}.
 """
 
 from __future__ import annotations
