@@ -115,3 +115,15 @@ def test_pin_refuses_without_the_waypoint_or_a_second_cpu(
 def test_pin_is_a_flag_of_the_cli() -> None:
     assert parse_args(["--pin"]).pin is True
     assert parse_args([]).pin is False
+
+
+def test_split_opcodes_counts_the_waypoints_opcodes_with_the_split_on_and_off(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.l7 import split_opcodes
+    from l7proxy import timing
+
+    split_opcodes.main(["--requests", "5"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    off, on = (float(x.split()[-1].rstrip(",")) for x in last.split(", ")[:2])
+    assert off > 0 and on > off  # the split takes marks only when on
+    assert timing.SPLIT.on  # left as the process had it
