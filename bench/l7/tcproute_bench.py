@@ -281,13 +281,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                              command)
     except (BenchError, LabError, OSError, ValueError) as exc:
         print(f"tcproute: failed: {exc}\n  logs kept in {workdir}", file=sys.stderr)
-        run.teardown()
         return 1
     except KeyboardInterrupt:
         print(f"tcproute: interrupted; logs in {workdir}", file=sys.stderr)
-        run.teardown()
         return 130
-    run.teardown()
+    finally:
+        run.teardown()  # Envoy by its pid, then the lab: whatever happened
     opts.out.mkdir(parents=True, exist_ok=True)
     base = cli.output_base(opts.out, result.date, "-".join(filter(None, ("tcproute",
                                                                           opts.label))))
