@@ -24,7 +24,7 @@ from typing import Any
 
 from bench.l4.wrk import WrkResult
 from bench.l7 import cli, peers
-from bench.l7.pair_report import PairRatio, PairResult, markdown, pair_ratio
+from bench.l7.pair_report import PairRatio, PairResult, drops, markdown, pair_ratio
 from bench.l7.peers import BenchError, Peer, Proc
 from bench.l7.results import Measurement
 
@@ -208,7 +208,8 @@ class PairRun:
             started=started.isoformat(timespec="seconds"), command=command,
             label=opts.label, setup=setup,
             machine=cli.machine_info(load_avg, measurements), checks=checks,
-            measurements=measurements, ratios=ratios, problems=self.problems,
+            measurements=measurements, ratios=ratios,
+            problems=self.problems + drops(measurements),
             seconds=time.monotonic() - began)
 
 

@@ -38,6 +38,22 @@ def pair_ratio(round_: int, tulle: Measurement, envoy: Measurement) -> PairRatio
                      round(p99, 3) if p99 else None)
 
 
+def drops(measurements: list[Measurement]) -> list[str]:
+    """A peer whose rate in a later round fell under half its first round's: a run that
+    changed under the load (stalled connections, reused ports, a neighbour) rather than a
+    rate, to be read before any ratio."""
+    first: dict[str, Measurement] = {}
+    out = []
+    for m in measurements:
+        base = first.setdefault(m.peer, m)
+        if m is not base and m.wrk.rps < base.wrk.rps / 2:
+            busy = ", ".join(f"core {c} {b:.0%}" for c, b in sorted(m.cores_busy.items()))
+            out.append(f"{m.peer} round {m.round}: {m.wrk.rps:,.0f} against "
+                       f"{base.wrk.rps:,.0f} in round {base.round} ({busy} busy): the rate "
+                       "is not stable; read the ratios with care")
+    return out
+
+
 @dataclass
 class PairResult:
     title: str

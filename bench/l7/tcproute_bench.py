@@ -37,7 +37,7 @@ from bench.l4.labs import BenchError as LabError
 from bench.l4.labs import BenchLab
 from bench.l4.wrk import WrkOutputError, parse_wrk, wrk_argv
 from bench.l7 import cli, pair_bench, peers
-from bench.l7.pair_report import PairRatio, PairResult, markdown, pair_ratio
+from bench.l7.pair_report import PairRatio, PairResult, drops, markdown, pair_ratio
 from bench.l7.peers import BenchError, Proc
 from bench.l7.results import Measurement
 
@@ -242,7 +242,8 @@ class TcpRouteRun:
             title=title, unit=self.unit, date=started.strftime("%Y-%m-%d"),
             started=started.isoformat(timespec="seconds"), command=command, label=opts.label,
             setup=setup, machine=cli.machine_info(load_avg, measurements), checks=checks,
-            measurements=measurements, ratios=ratios, problems=self.problems,
+            measurements=measurements, ratios=ratios,
+            problems=self.problems + drops(measurements),
             seconds=time.monotonic() - began)
 
     def teardown(self) -> None:

@@ -26,7 +26,7 @@ from bench.l7.h2load import (
     parse_h2load,
     percentile,
 )
-from bench.l7.pair_report import PairResult, markdown, pair_ratio
+from bench.l7.pair_report import PairResult, drops, markdown, pair_ratio
 from bench.l7.results import Measurement
 from gatewayapi import GatewayParent, NoRoute
 from gatewayapi.headers import Headers
@@ -263,3 +263,11 @@ def test_envoy_accepts_the_tcp_proxy_bootstrap(tmp_path: Path) -> None:
     cluster = boot["static_resources"]["clusters"][0]["load_assignment"]
     address = cluster["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
     assert address["socket_address"] == {"address": "10.244.2.5", "port_value": 8080}
+
+
+def test_a_rate_that_collapses_in_a_later_round_is_named() -> None:
+    rows = [measured("tulle", 7800, 1.0), measured("envoy", 3700, 1.0),
+            measured("envoy", 3900, 1.0, 2), measured("tulle", 130, 0.1, 2)]
+    (found,) = drops(rows)
+    assert found.startswith("tulle round 2: 130 against 7,800 in round 1")
+    assert drops(rows[:3]) == []
