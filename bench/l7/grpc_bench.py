@@ -8,9 +8,9 @@ log to /dev/null. Both do the same work: h2c (HTTP/2, prior knowledge) in, the s
 50-rule GRPCRoute table (``grpc_table``: by service and method), h2c out to the same
 backend. The load: h2load, ``-c8 -m4`` (32 calls in flight on 8 connections), unary calls
 with a prebuilt 12-byte message. The backend: nginx, one process, h2c, answering every
-routed method with a gRPC message and ``grpc-status: 0`` trailers (a Python gRPC server
-answers about 3,000 calls/s on a core, slower than either proxy, so it would measure
-itself).
+routed method with a gRPC message and ``grpc-status: 0`` trailers, in C like the HTTP
+benchmark's, so the backend is not what limits (a grpcio server, as tests/netns/test_grpc.py
+runs, would put a Python process on the load core in both paths; not measured here).
 
 Before measuring, a probe makes the same calls to both with grpcio: both answer the routed
 methods OK from the backend and UNIMPLEMENTED for the others, with the same rule (Tulle's
