@@ -87,3 +87,14 @@ bench-l7: setup
 .PHONY: bench-l7-policies
 bench-l7-policies: setup
 	@$(PY) -m bench.l7.policy_bench $(ARGS)
+
+# gRPC and TCPRoute (issue 16): Tulle vs Envoy side by side, one core each, in one run each;
+# target >= 1.5x Envoy's rate. gRPC: unary calls/s through the waypoint vs Envoy (h2c in and
+# out, 50 GRPCRoute rules, h2load). TCPRoute (root, a lab of its own): new connections/s
+# through a Gateway TCP listener served in the kernel vs Envoy's tcp_proxy, same backend.
+# `ARGS=--quick` for a smoke run, `ARGS="--label busy-smoke"` names a result on a shared machine.
+.PHONY: bench-l7-grpc bench-l7-tcproute
+bench-l7-grpc: setup
+	@$(PY) -m bench.l7.grpc_bench $(ARGS)
+bench-l7-tcproute: setup
+	@$(PY) -m bench.l7.tcproute_bench $(ARGS)

@@ -23,6 +23,7 @@ DEBS=(
   curl dnsutils iputils-ping jq                # used inside lab pods, by the tests and the demo hints
   graphviz                                     # `dot` renders `tulle map` to SVG and PNG
   wrk nginx-light strace                       # load, backends and syscall counts for the benchmarks
+  nghttp2-client                               # h2load: gRPC load for make bench-l7-grpc
   containernetworking-plugins                  # ptp + host-local (/usr/lib/cni): the CNI chain tulle-cni follows
   libcap2-bin                                  # capsh: the agent started with only its DaemonSet's capabilities
   # -- the image and the VM lab (issue 13: image/, vagrant/) --
