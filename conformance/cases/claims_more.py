@@ -117,28 +117,37 @@ ISOLATED = {"bar.com": "empty-hostname", "bar.example.com": "wildcard-example-co
             "abc.foo.example.com": "abc-foo-example-com"}
 
 
-def _isolation_objects() -> tuple[dict[str, Any], ...]:
+INTERSECTING = "http-listener-isolation-with-hostname-intersection"
+ROUTE_HOSTNAMES = ["bar.com", "*.example.com", "*.foo.example.com", "abc.foo.example.com"]
+
+
+def _isolation_objects(gateway_name: str, suffix: str, hostnames: list[str]
+                       ) -> tuple[dict[str, Any], ...]:
     listeners = [{"name": name, "port": 80, "protocol": "HTTP",
                   **({"hostname": host} if host else {}),
                   "allowedRoutes": {"namespaces": {"from": "All"}}} for name, host in LISTENERS]
     gateway = {"apiVersion": GATEWAY_API, "kind": "Gateway",
-               "metadata": {"name": ISOLATION, "namespace": INFRA},
+               "metadata": {"name": gateway_name, "namespace": INFRA},
                "spec": {"gatewayClassName": "tulle", "listeners": listeners}}
-    routes = [http_route(INFRA, f"attaches-to-{name}",
-                         {"name": ISOLATION, "namespace": INFRA, "sectionName": name},
-                         [{"matches": [prefix(f"/{name}")], "backendRefs": [backend(V1)]}])
+    routes = [http_route(INFRA, f"attaches-to-{name}{suffix}",
+                         {"name": gateway_name, "namespace": INFRA, "sectionName": name},
+                         [{"matches": [prefix(f"/{name}")], "backendRefs": [backend(V1)]}],
+                         hostnames=hostnames)
               for name, _ in LISTENERS]
     return (gateway, *routes)
 
 
 def _check_isolation(lab: Lab) -> None:
     """A request is matched only against the routes of the most specific listener whose
-    hostname matches it: every other listener's paths give 404 (upstream
-    GatewayHTTPListenerIsolation, "hostnames are configured only in listeners")."""
+    hostname matches it: every other listener's paths give 404, with hostnames on the
+    listeners only and with routes whose hostnames intersect all of them (upstream
+    GatewayHTTPListenerIsolation, both halves)."""
     expects = [Expect(path=f"/{name}", host=host,
                       **({"backend": V1} if name == ISOLATED[host] else {"status": 404}))
                for host in ISOLATED for name, _ in LISTENERS]
-    expect_all(lab, INFRA, "client", f"http://{gateway_address(lab, INFRA, ISOLATION)}", expects)
+    for gateway_name in (ISOLATION, INTERSECTING):
+        expect_all(lab, INFRA, "client",
+                   f"http://{gateway_address(lab, INFRA, gateway_name)}", expects)
 
 
 # --- HTTPRouteBackendProtocolWebSocket and HTTPRouteBackendProtocolH2C ------------------
@@ -207,7 +216,9 @@ CASES = [
           (*MIRRORS, http_route(INFRA, "request-percentage-mirror", gateway_parent(),
                                 [_share_rule(p, s) for p, s, _ in SHARES],
                                 hostnames=[MIRROR_HOST])), _check_percentage),
-    _case("GatewayHTTPListenerIsolation", "GatewayHTTPListenerIsolation", _isolation_objects(),
+    _case("GatewayHTTPListenerIsolation", "GatewayHTTPListenerIsolation",
+          (*_isolation_objects(ISOLATION, "", []),
+           *_isolation_objects(INTERSECTING, "-with-hostname-intersection", ROUTE_HOSTNAMES)),
           _check_isolation),
     _case("HTTPRouteBackendProtocolWebSocket", "HTTPRouteBackendProtocolWebSocket", WS_OBJECTS,
           _check_websocket),
