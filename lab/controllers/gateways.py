@@ -30,7 +30,7 @@ from controlplane.lbipam import Plan, requested_address
 from controlplane.lbipam import plan as plan_addresses
 from gatewayapi import RoutingInputs, compute_status
 from gatewayapi.backendpolicy import attach
-from gatewayapi.backendtls import attach_backend_tls
+from gatewayapi.backendtls import attach_backend_tls, gateways_by_service
 from gatewayapi.crdversion import VersionCheck, check_crds
 from gatewayapi.supported_features import SUPPORTED_FEATURES
 from l7proxy.tlscerts import certificate_problem
@@ -223,7 +223,9 @@ class GatewayController:
             if kind == "BackendTLSPolicy"
         }
         config_maps = [o for o in typed if isinstance(o, ConfigMap)]
-        report = attach_backend_tls(policies, services, config_maps, previous, datetime.now(UTC))
+        routes = [o for o in typed if isinstance(o, HTTPRoute | GRPCRoute)]
+        report = attach_backend_tls(policies, services, config_maps, previous, datetime.now(UTC),
+                                    gateways_by_service(routes))
         for key, status in report.statuses.items():
             ns, _, name = key.partition("/")
             self._merge_status("BackendTLSPolicy", ns, name, status)
