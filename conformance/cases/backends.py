@@ -213,3 +213,40 @@ def program(ns: str, name: str, python: str, script: str) -> dict[str, Any]:
             "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
                      "template": {"metadata": {"labels": {"app": name}},
                                   "spec": {"containers": [container]}}}}
+
+# argv: certificate PEM, key PEM[, port, address]. HTTPS (HTTP/1.1) answering every GET with
+# its pod, the path, the Host and the SNI name the client sent (what upstream's echo reports).
+TLS_SERVER = r"""
+import json, os, socket, ssl, sys, tempfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+folder = tempfile.mkdtemp()
+for name, pem in (("c.pem", sys.argv[1]), ("k.pem", sys.argv[2])):
+    with open(os.path.join(folder, name), "w") as f:
+        f.write(pem)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(os.path.join(folder, "c.pem"), os.path.join(folder, "k.pem"))
+names = {}
+ctx.sni_callback = lambda sock, name, _ctx: names.__setitem__(sock, name)
+port, bind = (int(sys.argv[3]), sys.argv[4]) if len(sys.argv) > 4 else (8080, "0.0.0.0")
+pod = os.environ.get("POD_NAME", "")
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = json.dumps({"pod": pod, "path": self.path, "host": self.headers.get("Host"),
+                           "sni": names.get(self.connection)}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+class S(ThreadingHTTPServer):
+    daemon_threads = True
+    def get_request(self):
+        sock, address = self.socket.accept()  # the handshake happens in the handler's thread
+        return ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+    def handle_error(self, request, client_address):
+        pass  # a refused handshake (the proxy's validation failing) is not an error here
+S((bind, port), H).serve_forever()
+"""

@@ -1,26 +1,29 @@
 """The backend-protocol cases' pod programs, on loopback: the WebSocket server echoes a
 text and a binary message to the client and refuses a request without an Upgrade; the h2c
 server answers an HTTP/2 prior-knowledge request with its pod name and closes on HTTP/1.1
-(so an answer in the lab proves the waypoint spoke h2c). Also the percentage mirror's band."""
+(so an answer in the lab proves the waypoint spoke h2c); the HTTPS backend of the
+BackendTLSPolicy case reports the SNI name, and its certificate verifies against the case's
+CA for abc.example.com only. Also the percentage mirror's band."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
-from conformance.cases.backends import H2C_CLIENT, H2C_SERVER, WS_CLIENT, WS_SERVER
+from conformance.cases.backend_tls import HOST, pki
+from conformance.cases.backends import H2C_CLIENT, H2C_SERVER, TLS_SERVER, WS_CLIENT, WS_SERVER
 from conformance.cases.claims_more import band
 from conformance.lab import POD_PYTHON
-
-PYTHONS = {"ws": POD_PYTHON, "h2c": sys.executable}
 
 
 def free_port() -> int:
@@ -30,9 +33,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(script: str, python: str) -> Iterator[int]:
+def server(script: str, python: str, *args: str) -> Iterator[int]:
     port = free_port()
-    proc = subprocess.Popen([python, "-c", script, str(port), "127.0.0.1"],
+    proc = subprocess.Popen([python, "-c", script, *args, str(port), "127.0.0.1"],
                             env=dict(os.environ, POD_NAME="h2c-backend-abc12-xyz"))
     try:
         for _ in range(100):
@@ -97,3 +100,31 @@ def test_the_mirror_band_is_four_sigma(share: float, low: int, high: int) -> Non
 def test_the_band_excludes_none_and_all() -> None:
     assert band(10, 0.01) == (1, 2)  # mean 0.1, sigma 0.31: at least one copy
     assert band(10, 0.99) == (8, 9)  # never every request
+
+
+def _tls_get(port: int, ca: str, sni: str) -> dict[str, object]:
+    with tempfile.NamedTemporaryFile("w", suffix=".pem") as f:
+        f.write(ca)
+        f.flush()
+        ctx = ssl.create_default_context(cafile=f.name)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            ctx.wrap_socket(raw, server_hostname=sni) as s:
+        s.sendall(b"GET /tls HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    result: dict[str, object] = json.loads(body)
+    return result
+
+
+def test_the_tls_backend_reports_sni_and_verifies_only_for_its_name() -> None:
+    p = pki()
+    with server(TLS_SERVER, POD_PYTHON, p["cert"], p["key"]) as port:
+        assert _tls_get(port, p["ca"], HOST) == {"pod": "h2c-backend-abc12-xyz", "path": "/tls",
+                                                 "host": "h", "sni": HOST}
+        with pytest.raises(ssl.SSLCertVerificationError):
+            _tls_get(port, p["ca"], "mismatch.example.com")  # the host-mismatch policy
+        with pytest.raises(ssl.SSLCertVerificationError):
+            _tls_get(port, p["other_ca"], HOST)  # the cert-mismatch policy
