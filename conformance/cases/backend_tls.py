@@ -4,7 +4,9 @@ certificate against the policy's CA (a ConfigMap) and hostname, which it also se
 SNI. A hostname or a CA the certificate does not match fails the request; a policy whose
 CA ConfigMap is missing is not accepted until the ConfigMap appears. Each policy's
 conditions are looked up under the Gateway whose route uses the Service, as upstream does.
-Not checked here: upstream's re-encrypt subtest through an HTTPS listener.
+With ``subjectAltNames`` the certificate must carry one of them (DNS or URI), upstream
+backendtlspolicy-san.go. Not checked here: upstream's re-encrypt subtest through an HTTPS
+listener.
 
 The certificates are made when this module loads (an EC CA, a server certificate for
 abc.example.com, and a second CA that signed nothing); the backend is a small HTTPS
@@ -30,6 +32,7 @@ from conformance.cases.common import (
     INFRA,
     backend,
     deployment_of,
+    exact,
     gateway_address,
     gateway_parent,
     http_route,
@@ -42,6 +45,7 @@ HOST, OTHER_HOST = "abc.example.com", "abc.example.org"
 APP = "tls-backend"
 CA_MAP, MISMATCH_MAP = "tls-checks-ca-certificate", "mismatch-ca-certificate"
 RECONCILE_MAP = "tls-checks-ca-certificate-reconcile-test"
+SPIFFE, OTHER_SPIFFE = "spiffe://abc.example.com/test-identity", "spiffe://def.example.com/test-identity"
 # (policy, Service, CA ConfigMap, hostname, path)
 POLICIES = (
     ("normative-test", "backendtlspolicy-test", CA_MAP, HOST, "/backendtlspolicy"),
@@ -65,7 +69,8 @@ def _pem(cert: x509.Certificate) -> str:
 @cache
 def pki() -> dict[str, str]:
     """PEMs: ``ca`` (signed the server certificate), ``other_ca`` (signed nothing),
-    ``cert`` and ``key`` (the backend's, for abc.example.com), valid a day either side."""
+    ``cert`` and ``key`` (the backend's: DNS abc.example.com and URI ``SPIFFE``), valid a
+    day either side."""
     now = datetime.datetime.now(datetime.UTC)
 
     def ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
@@ -85,7 +90,8 @@ def pki() -> dict[str, str]:
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName(HOST), x509.UniformResourceIdentifier(SPIFFE)]), critical=False)
             .sign(ca_key, hashes.SHA256()))
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()
@@ -103,13 +109,17 @@ def _service(name: str) -> dict[str, Any]:
                      "ports": [{"name": "btls", "port": 443, "targetPort": "http"}]}}
 
 
-def _policy(name: str, service: str, config_map: str, hostname: str) -> dict[str, Any]:
+def _policy(name: str, service: str, config_map: str, hostname: str,
+            sans: tuple[dict[str, str], ...] = ()) -> dict[str, Any]:
+    validation: dict[str, Any] = {
+        "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": config_map}],
+        "hostname": hostname}
+    if sans:
+        validation["subjectAltNames"] = list(sans)
     return {"apiVersion": GATEWAY_API, "kind": "BackendTLSPolicy",
             "metadata": {"name": name, "namespace": INFRA},
             "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": service}],
-                     "validation": {"caCertificateRefs": [
-                         {"group": "", "kind": "ConfigMap", "name": config_map}],
-                         "hostname": hostname}}}
+                     "validation": validation}}
 
 
 def _objects() -> tuple[dict[str, Any], ...]:
@@ -196,7 +206,54 @@ def _check(lab: Lab) -> None:
         lab.delete([_config_map(RECONCILE_MAP, "")])
 
 
+def _dns(name: str) -> dict[str, str]:
+    return {"type": "Hostname", "hostname": name}
+
+
+def _uri(uri: str) -> dict[str, str]:
+    return {"type": "URI", "uri": uri}
+
+
+# upstream backendtlspolicy-san: (policy, its SANs, whether the certificate matches them)
+SANS: tuple[tuple[str, tuple[dict[str, str], ...], bool], ...] = (
+    ("san-dns", (_dns(HOST),), True),
+    ("san-dns-mismatch", (_dns("dce.example.com"),), False),
+    ("san-uri", (_uri(SPIFFE),), True),
+    ("san-uri-mismatch", (_uri(OTHER_SPIFFE),), False),
+    ("multiple-sans", (_uri(SPIFFE), _dns(HOST)), True),
+    ("multiple-mismatch-sans", (_uri(OTHER_SPIFFE), _dns("def.example.com")), False),
+)
+
+
+def _san_objects() -> tuple[dict[str, Any], ...]:
+    route = http_route(INFRA, "backendtlspolicy-san-test", gateway_parent(),
+                       [{"matches": [exact(f"/backendtlspolicy-{n}")],
+                         "backendRefs": [backend(f"backendtlspolicy-{n}-test", 443)]}
+                        for n, _, _ in SANS], hostnames=[HOST])
+    return (*_objects()[:3],  # the backend and the CA ConfigMaps
+            *(_service(f"backendtlspolicy-{n}-test") for n, _, _ in SANS),
+            *(_policy(n, f"backendtlspolicy-{n}-test", CA_MAP, HOST, sans)
+              for n, sans, _ in SANS), route)
+
+
+def _check_sans(lab: Lab) -> None:
+    """subjectAltNames replace the hostname check: a certificate with one of the listed
+    DNS or URI names passes, one with none of them fails (upstream
+    BackendTLSPolicySANValidation)."""
+    for name, _, _ in SANS:
+        _expect_conditions(lab, name, *OK)
+    for name, _, matches in SANS:
+        path = f"/backendtlspolicy-{name}"
+        if matches:
+            _served(lab, path)
+        else:
+            _fails(lab, HOST, path)
+
+
 CASES = [
     Case("BackendTLSPolicy", PROFILE, ("Gateway", "HTTPRoute", "BackendTLSPolicy"),
          (*GATEWAY_BASE, *_objects()), _check),
+    Case("BackendTLSPolicySANValidation", PROFILE,
+         ("Gateway", "HTTPRoute", "BackendTLSPolicy", "BackendTLSPolicySANValidation"),
+         (*GATEWAY_BASE, *_san_objects()), _check_sans),
 ]
