@@ -15,26 +15,53 @@ result into connections (``l7proxy/backendtls.py``), the lab's controller writes
   NoValidCACertificate`` but still attached: the spec has connections through it fail
   (5xx), never fall back to plaintext, so its ports carry the refusal.
 
-The ancestor of each status entry is the targeted Service (the mesh case: the waypoint
-connects for every route to it), as for BackendTrafficPolicy.
+Each targeted Service is an ancestor (the mesh case: the waypoint connects for every route
+to it), as for BackendTrafficPolicy, and so is each Gateway whose routes (HTTPRoute,
+GRPCRoute parentRefs) send to that Service (``gateways_by_service``): the Gateway API's
+ancestor for a north-south policy, which upstream's conformance tests look up. At most 16
+ancestors, as the API bounds them.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from agent.model.backendtls import BackendTLSPolicy, SubjectAltName
 from agent.model.core import ConfigMap, Service
+from agent.model.gateway import GATEWAY_GROUP
+from agent.model.grpcroute import GRPCRoute
+from agent.model.httproute import HTTPRoute
 from gatewayapi.types import CONTROLLER_NAME
 
 StatusDict = dict[str, Any]
 PortKey = tuple[str, str, str | None]
 """(namespace, Service name, port name); None: every port without a policy of its own."""
 CA_KEY = "ca.crt"
+MAX_ANCESTORS = 16
+NamespacedName = tuple[str, str]
+
+
+def gateways_by_service(
+    routes: Iterable[HTTPRoute | GRPCRoute],
+) -> dict[NamespacedName, list[NamespacedName]]:
+    """The Gateways (namespace, name) each Service (namespace, name) is a backend of, through
+    a route's parentRefs and backendRefs (namespaces default to the route's), sorted."""
+    out: dict[NamespacedName, set[NamespacedName]] = {}
+    for route in routes:
+        ns = route.metadata.namespace
+        gateways = {(p.namespace or ns, p.name) for p in route.spec.parent_refs
+                    if p.group == GATEWAY_GROUP and p.kind == "Gateway"}
+        if not gateways:
+            continue
+        for rule in route.spec.rules:
+            for ref in rule.backend_refs:
+                if ref.group in ("", "core") and ref.kind == "Service":
+                    out.setdefault((ref.namespace or ns, ref.name), set()).update(gateways)
+    return {svc: sorted(gws) for svc, gws in out.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +145,10 @@ def attach_backend_tls(
     config_maps: Iterable[ConfigMap],
     previous: Mapping[str, StatusDict],
     now: datetime,
+    gateways: Mapping[NamespacedName, Sequence[NamespacedName]] | None = None,
 ) -> BackendTLSAttachment:
-    """``previous``: each policy's status as served (for transition times)."""
+    """``previous``: each policy's status as served (for transition times); ``gateways``:
+    the Gateways routing to each Service (``gateways_by_service``), ancestors too."""
     ports_of = {
         (s.metadata.namespace, s.metadata.name): {p.name for p in s.spec.ports} for s in services
     }
@@ -141,6 +170,7 @@ def attach_backend_tls(
                           validation.subject_alt_names, refused)
         before = _previous(previous.get(f"{ns}/{name}"))
         ancestors = []
+        gateway_entries: dict[NamespacedName, list[StatusDict]] = {}
         for ref in policy.spec.target_refs:
             key: PortKey = (ns, ref.name, ref.section_name)
             shown = f"Service {ns}/{ref.name}" + (
@@ -163,7 +193,7 @@ def attach_backend_tls(
                     (True, "Accepted", f"applies to {shown}") if usable
                     else (False, "NoValidCACertificate", f"no usable CA: {refused}")
                 )
-            old = before.get((ref.name, ref.section_name), {})
+            old = before.get(("Service", ns, ref.name, ref.section_name), {})
             conditions = [
                 _condition("Accepted", old.get("Accepted"), *accepted, policy, now),
                 _condition("ResolvedRefs", old.get("ResolvedRefs"), *resolved, policy, now),
@@ -174,18 +204,36 @@ def attach_backend_tls(
                 ancestor_ref["sectionName"] = ref.section_name
             ancestors.append({"ancestorRef": ancestor_ref, "controllerName": CONTROLLER_NAME,
                               "conditions": conditions})
-        statuses[f"{ns}/{name}"] = {"ancestors": ancestors}
+            for gw in (gateways or {}).get((ns, ref.name), ()):
+                if gw not in gateway_entries:  # the first target routed there speaks for it
+                    was = before.get(("Gateway", *gw, None), {})
+                    gateway_entries[gw] = [
+                        _condition("Accepted", was.get("Accepted"), *accepted, policy, now),
+                        _condition("ResolvedRefs", was.get("ResolvedRefs"), *resolved,
+                                   policy, now),
+                    ]
+        for (gw_ns, gw_name), conditions in gateway_entries.items():
+            ancestors.append({
+                "ancestorRef": {"group": GATEWAY_GROUP, "kind": "Gateway", "name": gw_name,
+                                "namespace": gw_ns},
+                "controllerName": CONTROLLER_NAME, "conditions": conditions})
+        statuses[f"{ns}/{name}"] = {"ancestors": ancestors[:MAX_ANCESTORS]}
     return BackendTLSAttachment(won, statuses)
 
 
-def _previous(status: StatusDict | None) -> dict[tuple[str, str | None], dict[str, StatusDict]]:
-    """Our previous conditions by (Service name, sectionName), then by type."""
-    out: dict[tuple[str, str | None], dict[str, StatusDict]] = {}
+AncestorKey = tuple[str, str, str, str | None]
+
+
+def _previous(status: StatusDict | None) -> dict[AncestorKey, dict[str, StatusDict]]:
+    """Our previous conditions by ancestor (kind, namespace, name, sectionName), then by
+    type."""
+    out: dict[AncestorKey, dict[str, StatusDict]] = {}
     for ancestor in (status or {}).get("ancestors") or ():
         if not isinstance(ancestor, Mapping) or ancestor.get("controllerName") != CONTROLLER_NAME:
             continue
         ref = ancestor.get("ancestorRef") or {}
-        key = (str(ref.get("name")), ref.get("sectionName"))
+        key = (str(ref.get("kind", "Gateway")), str(ref.get("namespace")), str(ref.get("name")),
+               ref.get("sectionName"))
         out[key] = {
             str(c.get("type")): dict(c)
             for c in ancestor.get("conditions") or ()

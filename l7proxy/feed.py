@@ -10,6 +10,7 @@ from agent.datapath.policy_waypoint import ConnectionPolicy, connection_policy
 from agent.kube.cache import Delta
 from agent.kube.source import ClusterSource
 from agent.model.cache import ModelCache
+from agent.model.core import Service
 from gatewayapi import GatewayParent, IngressParent, RouteCompiler, RouteTables, RoutingInputs
 from gatewayapi.backendpolicy import targeted_services
 from l7proxy.authz import default_routes
@@ -54,6 +55,17 @@ POLICY_KINDS = frozenset({"Pod", "Namespace", "NetworkPolicy"})
 ENDPOINT_KINDS = ("Service", "EndpointSlice")
 Parents = dict[Address, GatewayParent | IngressParent]
 Snapshot = tuple[RouteTables, StaticEndpoints, Parents, Certificates, ConnectionPolicy]
+H2C = "kubernetes.io/h2c"
+"""GEP-1911's appProtocol for HTTP/2 with prior knowledge; ``kubernetes.io/ws`` (WebSocket
+over HTTP/1.1) needs nothing here: an Upgrade is spliced on any HTTP/1.1 backend."""
+
+
+def backend_protocols(services: list[Service]) -> dict[tuple[str, str, int], str]:
+    """The Service ports whose appProtocol says h2c (GEP-1911), as ``WaypointConfig.protocols``
+    keys (namespace, name, Service port: what a backendRef names): requests to them go out
+    as HTTP/2 with prior knowledge, whatever the client spoke."""
+    return {(s.metadata.namespace, s.metadata.name, p.port): "h2c"
+            for s in services for p in s.spec.ports if p.app_protocol == H2C}
 
 
 class ClusterFeed:

@@ -37,7 +37,7 @@ from gatewayapi.backendtls import tls_by_port
 from identity.spiffe import DEFAULT_TRUST_DOMAIN
 from l7proxy.authz import AuthzGate
 from l7proxy.config import ListenerConfig, WaypointConfig
-from l7proxy.feed import KINDS, ClusterFeed
+from l7proxy.feed import KINDS, ClusterFeed, backend_protocols
 from l7proxy.flows import FlowLossCollector
 from l7proxy.hbone import runner as hbone_runner
 from l7proxy.listenfds import HeldListeners, ListenFdsError
@@ -147,6 +147,7 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
         rate_limit=limits.check,
         request_split=request_split,
         trust_forwarded_for=trust_forwarded_for,
+        protocols=backend_protocols(feed.typed["Service"]),
     )
     connector = WaypointConnector(
         listen[0], WAYPOINT_MARK, connect_timeout=config.limits.connect_timeout
@@ -213,6 +214,8 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
             inputs = (feed.typed["BackendTrafficPolicy"], feed.typed["Service"])
             changed = any(a is not b for a, b in zip(inputs, resilience_inputs, strict=True))
             resilience_inputs = inputs
+            if changed:  # appProtocol kubernetes.io/h2c (GEP-1911), read per request
+                config.protocols = backend_protocols(feed.typed["Service"])
             server.update(
                 tables if tables is not last[0] else None,
                 endpoints if endpoints is not last[1] else None,

@@ -151,7 +151,7 @@ def _read_gateway_spec(r: Reader) -> GatewaySpec:
     spec = GatewaySpec(
         gateway_class_name=r.string("gatewayClassName", REQUIRED, check=object_name),
         listeners=r.objects("listeners", _read_listener, min_items=1, max_items=64),
-        addresses=r.objects("addresses", _read_address, max_items=16),
+        addresses=r.objects("addresses", _read_spec_address, max_items=16),
     )
     r.check_unique("listeners", [listener.name for listener in spec.listeners], "name")
     first_with: dict[tuple[int, str, str | None], int] = {}
@@ -159,7 +159,7 @@ def _read_gateway_spec(r: Reader) -> GatewaySpec:
         j = first_with.setdefault((lis.port, lis.protocol, lis.hostname), i)
         if j != i:
             r.fail(f"listeners[{i}]", f"port, protocol and hostname duplicate listeners[{j}]")
-    r.check_unique("addresses", [a.value for a in spec.addresses], "value")
+    r.check_unique("addresses", [a.value for a in spec.addresses if a.value], "value")
     return spec
 
 
@@ -231,6 +231,15 @@ def _address_type(value: str) -> str | None:
         f"unsupported value {quote(value)} "
         "(supported: IPAddress, Hostname, NamedAddress, or a domain-prefixed type)"
     )
+
+
+def _read_spec_address(r: Reader) -> GatewayAddress:
+    """A requested address: ``value`` may be left out (GatewaySpecAddress, v1.3+; the
+    GatewayAddressEmpty feature): "an address of this type", which the implementation
+    picks; a value given must be valid for its type."""
+    if not r.string("value"):  # absent or empty: the same request
+        return GatewayAddress(type=r.string("type", "IPAddress", check=_address_type), value="")
+    return _read_address(r)
 
 
 def _read_address(r: Reader) -> GatewayAddress:

@@ -163,7 +163,8 @@ class Listener:
 
 @dataclass(frozen=True, slots=True)
 class GatewayAddress:
-    """type default IPAddress (else Hostname or a domain-prefixed implementation type)."""
+    """type default IPAddress (else Hostname or a domain-prefixed implementation type); in
+    spec.addresses an empty value asks for any address of that type (GatewayAddressEmpty)."""
 
     value: str
     type: str = "IPAddress"

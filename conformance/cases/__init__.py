@@ -8,6 +8,9 @@ from conformance.case import Case
 
 def all_cases() -> list[Case]:
     from conformance.cases import (
+        backend_tls,
+        claims_more,
+        gateway_addresses,
         gateway_http,
         gateway_more,
         gateway_status,
@@ -17,4 +20,5 @@ def all_cases() -> list[Case]:
     )
 
     return [*gateway_http.CASES, *gateway_more.CASES, *gateway_status.CASES, *mesh_http.CASES,
-            *grpc.CASES, *streams.CASES]
+            *grpc.CASES, *streams.CASES, *claims_more.CASES,
+            *gateway_addresses.CASES, *backend_tls.CASES]

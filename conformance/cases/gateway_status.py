@@ -1,6 +1,8 @@
 """GATEWAY-HTTP cases that assert route status as well as traffic: a route a listener does
 not allow, and a backendRef of an unknown kind (upstream HTTPRouteInvalidCrossNamespaceParentRef,
-HTTPRouteInvalidBackendRefUnknownKind), and exact path matching."""
+HTTPRouteInvalidBackendRefUnknownKind), a parentRef port no listener has
+(HTTPRouteInvalidParentRefNotMatchingListenerPort, feature HTTPRouteDestinationPortMatching),
+and exact path matching."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Any
 
 from conformance.case import Case, CaseFailed
 from conformance.cases.common import (
+    GATEWAY_API,
     GATEWAY_BASE,
     INFRA,
     OTHER,
@@ -66,7 +69,40 @@ def _unknown_kind(lab: Lab) -> None:
     via_gateway(lab, UNKNOWN_KIND_HOST, [Expect(path="/", status=500)])
 
 
+PORT_GATEWAY = "listener-port-80"  # its own: the shared Gateway has other cases' routes
+
+
+def _no_matching_port(lab: Lab) -> None:
+    """A parentRef whose port no listener of the Gateway has: Accepted False,
+    NoMatchingParent, ResolvedRefs True, no parent accepted, and no route attached to the
+    Gateway (upstream HTTPRouteInvalidParentRefNotMatchingListenerPort)."""
+    _expect_condition(lab, INFRA, "listener-not-matching-route-port", "Accepted", "False",
+                      "NoMatchingParent")
+    _expect_condition(lab, INFRA, "listener-not-matching-route-port", "ResolvedRefs", "True",
+                      "ResolvedRefs")
+
+    def attached() -> None:
+        gw = next((g for g in lab.get("gateways", INFRA)
+                   if g["metadata"]["name"] == PORT_GATEWAY), None)
+        listeners = ((gw or {}).get("status") or {}).get("listeners") or []
+        counts = [li.get("attachedRoutes") for li in listeners]
+        if counts != [0]:
+            raise CaseFailed(f"Gateway {PORT_GATEWAY} listeners' attachedRoutes {counts}, want [0]")
+
+    eventually(attached, timeout=30)
+
+
 CASES = [
+    Case("HTTPRouteInvalidParentRefNotMatchingListenerPort", PROFILE,
+         (*CORE, "HTTPRouteDestinationPortMatching"), (
+             *GATEWAY_BASE,
+             {"apiVersion": GATEWAY_API, "kind": "Gateway",
+              "metadata": {"name": PORT_GATEWAY, "namespace": INFRA},
+              "spec": {"gatewayClassName": "tulle",
+                       "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}},
+             http_route(INFRA, "listener-not-matching-route-port",
+                        {"name": PORT_GATEWAY, "namespace": INFRA, "port": 81},
+                        [{"backendRefs": [backend(V1)]}])), _no_matching_port),
     Case("HTTPRouteInvalidCrossNamespaceParentRef", PROFILE, CORE, (
         *GATEWAY_BASE, http_route(OTHER, "not-allowed", gateway_parent(),
                                   [{"backendRefs": [backend("app-backend-v1")]}],

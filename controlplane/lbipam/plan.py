@@ -6,15 +6,16 @@ allocation, and the status each claimant (or former claimant) should carry.
   another class is another implementation's and left alone; one that stopped being a
   LoadBalancer gives its address back (its ingress is emptied).
 - A Gateway of a GatewayClass whose controller is Tulle's gets ``status.addresses:
-  [{type: IPAddress, value}]``; ``spec.addresses`` asks for one (the first IPAddress entry;
-  Tulle gives a Gateway one address).
+  [{type: IPAddress, value}]``; ``spec.addresses`` asks for one (the first IPAddress entry
+  with a value; one without a value asks for any; Tulle gives a Gateway one address).
 - An IngressClass of Tulle's controller that serves at least one Ingress gets one address
   for all its Ingresses (the waypoints serve them all there, on 80 and 443), which the
   Ingress controller writes to each one's ``status.loadBalancer.ingress``; the address they
   already show is kept.
 - A claim that waits has no address (never one outside a pool) and a reason, which the
   controller reports (an Event; a Gateway's ``Programmed`` condition, reason
-  ``AddressNotAssigned`` as the Gateway API names it).
+  ``AddressNotAssigned`` as the Gateway API names it, or ``AddressNotUsable`` when the
+  address it asked for cannot be given).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from controlplane.lbipam.allocate import Claim, Key, allocate
 from gatewayapi import CONTROLLER_NAME
 from gatewayapi.ingress.classes import served_ingresses
 
-__all__ = ["LOAD_BALANCER_CLASS", "Plan", "ours", "plan"]
+__all__ = ["LOAD_BALANCER_CLASS", "Plan", "ours", "plan", "requested_address"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +56,14 @@ def _service_claim(svc: Service) -> Claim:
                  dict(svc.metadata.labels), svc.spec.load_balancer_ip, current)
 
 
+def requested_address(gw: Gateway) -> str | None:
+    """The address a Gateway asks for: its first IPAddress entry with a value (an entry
+    without one asks for any address: GatewayAddressEmpty), or None."""
+    return next((a.value for a in gw.spec.addresses if a.type == "IPAddress" and a.value), None)
+
+
 def _gateway_claim(gw: Gateway) -> Claim:
-    requested = next((a.value for a in gw.spec.addresses if a.type == "IPAddress"), None)
+    requested = requested_address(gw)
     current = next((a.value for a in gw.status.addresses if a.type == "IPAddress"), None)
     return Claim(("Gateway", gw.metadata.namespace, gw.metadata.name),
                  dict(gw.metadata.labels), requested, current)

@@ -10,6 +10,7 @@ from schema_parts import (
     PORT,
     ROUTE_GROUP_KIND,
     SECRET_REF,
+    SPEC_ADDRESS,
     array,
     conditions,
     enum,
@@ -159,7 +160,7 @@ GATEWAY = obj(
                 ),
                 "addresses": array(
                     "Addresses asked for; the controller assigns them when unset.",
-                    ADDRESS,
+                    SPEC_ADDRESS,
                     hi=16,
                     **ATOMIC,
                 ),

@@ -209,6 +209,15 @@ ADDRESS = obj(
     },
     ("value",),
 )
+# A requested address (GatewaySpecAddress): value is optional, left out to ask for any
+# address of the type (GatewayAddressEmpty).
+SPEC_ADDRESS = obj(
+    "A network address asked for; without a value, any address of its type.",
+    {
+        "type": ADDRESS["properties"]["type"],
+        "value": string("The address; absent or empty: the controller picks one.", None, 253),
+    },
+)
 
 PRINT_AGE = {"jsonPath": ".metadata.creationTimestamp", "name": "Age", "type": "date"}
 

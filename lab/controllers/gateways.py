@@ -26,11 +26,11 @@ from agent.model.lbpool import LoadBalancerIPPool
 from agent.model.ratelimit import HTTPLocalRateLimitPolicy
 from agent.model.tlsroute import TLSRoute
 from authz.status import policy_status
-from controlplane.lbipam import Plan
+from controlplane.lbipam import Plan, requested_address
 from controlplane.lbipam import plan as plan_addresses
 from gatewayapi import RoutingInputs, compute_status
 from gatewayapi.backendpolicy import attach
-from gatewayapi.backendtls import attach_backend_tls
+from gatewayapi.backendtls import attach_backend_tls, gateways_by_service
 from gatewayapi.crdversion import VersionCheck, check_crds
 from gatewayapi.supported_features import SUPPORTED_FEATURES
 from l7proxy.tlscerts import certificate_problem
@@ -94,13 +94,17 @@ def _certificate_problem(crt: bytes, key: bytes) -> str | None:
     return certificate_problem(crt, key)
 
 
-def with_address(status: dict[str, Any], address: str | None, reason: str) -> dict[str, Any]:
+def with_address(status: dict[str, Any], address: str | None, reason: str,
+                 requested: bool = False) -> dict[str, Any]:
     """A Gateway's computed status with its pool address, or, while it waits for one, none
-    and ``Programmed`` False with the Gateway API's reason ``AddressNotAssigned``."""
+    and ``Programmed`` False with the Gateway API's reason: ``AddressNotUsable`` when it
+    asked for an address (``spec.addresses``) that cannot be given, else
+    ``AddressNotAssigned`` (no pool for it, or the pools are full)."""
     if address is not None:
         return {**status, "addresses": [{"type": "IPAddress", "value": address}]}
+    why = "AddressNotUsable" if requested else "AddressNotAssigned"
     conditions = [
-        {**c, "status": "False", "reason": "AddressNotAssigned", "message": reason}
+        {**c, "status": "False", "reason": why, "message": reason}
         if c.get("type") == "Programmed" else c
         for c in status.get("conditions") or []
     ]
@@ -143,6 +147,8 @@ class GatewayController:
         addresses = lb.gateways
         waiting = {(ns, name): why for (kind, ns, name), why in lb.waiting.items()
                    if kind == "Gateway"}
+        requested = {(g.metadata.namespace, g.metadata.name) for g in gateways
+                     if requested_address(g) is not None}
         self._policy_status([o for o in typed if isinstance(o, BackendTrafficPolicy)], services)
         self._policy_status(
             [o for o in typed if isinstance(o, HTTPLocalRateLimitPolicy)], services
@@ -183,7 +189,8 @@ class GatewayController:
                     status = {**status, "supportedFeatures": SUPPORTED_FEATURE_STATUS}
                 if kind == "Gateway" and (ns, name) in addresses:
                     reason = waiting.get((ns, name), "no address assigned")
-                    status = with_address(status, addresses[(ns, name)], reason)
+                    status = with_address(status, addresses[(ns, name)], reason,
+                                          (ns, name) in requested)
                 self._merge_status(kind, ns, name, status)
 
     def _policy_status(
@@ -216,7 +223,9 @@ class GatewayController:
             if kind == "BackendTLSPolicy"
         }
         config_maps = [o for o in typed if isinstance(o, ConfigMap)]
-        report = attach_backend_tls(policies, services, config_maps, previous, datetime.now(UTC))
+        routes = [o for o in typed if isinstance(o, HTTPRoute | GRPCRoute)]
+        report = attach_backend_tls(policies, services, config_maps, previous, datetime.now(UTC),
+                                    gateways_by_service(routes))
         for key, status in report.statuses.items():
             ns, _, name = key.partition("/")
             self._merge_status("BackendTLSPolicy", ns, name, status)

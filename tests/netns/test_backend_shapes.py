@@ -5,8 +5,9 @@ through real lab pods and the waypoint:
   ``attempts: 3`` with no ``codes``, GEP-1731's HTTPRouteRetryConnectionError): two resets
   then success gives 200; more failures than attempts give 503;
 - every Service shape serves as an HTTPRoute backend: ClusterIP with a selector or with
-  EndpointSlices managed by hand, headless with a selector or with slices by hand (several
-  slices, one of them not ready, and an IPv6 slice beside, ignored); an ExternalName Service
+  EndpointSlices managed by hand (an IPv6 slice beside, ignored), headless with a selector
+  or with slices by hand (several slices, one of them not ready, and an IPv6 slice beside,
+  ignored); an ExternalName Service
   is refused with ResolvedRefs False, UnsupportedValue (implementation-specific in the spec)."""
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def shapes(lab: Lab) -> Iterator[dict[str, Any]]:
                       "rules": rules}}
     apply(lab,
           slice_("manual", "manual-1", [(be_ip, True)]),
+          slice_("manual", "manual-6", [("fd00::251", True)], family="IPv6"),  # ignored
           # several slices for one Service: the pod; an endpoint not ready (never dialled:
           # nothing answers at that address); an IPv6 slice (ignored)
           slice_("hl-manual", "hl-manual-1", [(be_ip, True)]),

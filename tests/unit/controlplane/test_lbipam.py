@@ -3,7 +3,7 @@
 import ipaddress
 
 from agent.model.convert import from_dict
-from controlplane.lbipam import LOAD_BALANCER_CLASS, Claim, allocate, plan
+from controlplane.lbipam import LOAD_BALANCER_CLASS, Claim, allocate, plan, requested_address
 from lab.seed import GATEWAY_CLASS
 
 
@@ -167,3 +167,25 @@ def test_plan_gives_each_served_ingress_class_one_pool_address_beside_the_others
     full = plan([pool], held, [], [], [_ingress("a")], classes)
     assert full.ingress_classes == {"tulle": None}
     assert "no free address" in full.waiting[("IngressClass", "", "tulle")]
+
+
+def test_a_gateway_address_without_a_value_gets_a_pool_address():
+    """GatewayAddressEmpty: ``addresses: [{type: IPAddress}]`` asks for any address."""
+    gw = from_dict({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                    "metadata": {"name": "any", "namespace": "web"},
+                    "spec": {"gatewayClassName": "tulle", "addresses": [{"type": "IPAddress"}],
+                             "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}})
+    assert requested_address(gw) is None
+    got = plan([_pool("lab", {"cidr": "10.240.0.240/28"})], [], [gw], [from_dict(GATEWAY_CLASS)])
+    assert ipaddress.ip_address(got.gateways[("web", "any")]) in pool_net()
+    assert got.waiting == {}
+
+
+def test_a_gateway_asks_with_its_first_ip_address_that_has_a_value():
+    gw = _gw("asks", requested="10.240.0.250")
+    assert requested_address(gw) == "10.240.0.250"
+    outside = _gw("outside", requested="192.0.2.1")
+    got = plan([_pool("lab", {"cidr": "10.240.0.240/28"})], [], [gw, outside],
+               [from_dict(GATEWAY_CLASS)])
+    assert got.gateways == {("web", "asks"): "10.240.0.250", ("web", "outside"): None}
+    assert "192.0.2.1" in got.waiting[("Gateway", "web", "outside")]

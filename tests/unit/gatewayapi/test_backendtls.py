@@ -11,7 +11,7 @@ import pytest
 from agent.model.backendtls import BackendTLSPolicy
 from agent.model.convert import from_dict
 from agent.model.core import ConfigMap, Service
-from gatewayapi.backendtls import attach_backend_tls, ca_problem, tls_by_port
+from gatewayapi.backendtls import attach_backend_tls, ca_problem, gateways_by_service, tls_by_port
 
 x509 = pytest.importorskip("cryptography.x509")
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
@@ -198,3 +198,61 @@ def test_tls_by_port_maps_port_names_to_the_numbers_routes_use() -> None:
     table = tls_by_port([_policy()], [_service(), _service("plain")], [_config_map()])
     assert set(table) == {("shop", "echo", 8443)}  # "https" is 8443; "http" (8444) is not
     assert table[("shop", "echo", 8443)].ca_pem == CA.encode()
+
+
+def _route(kind: str, name: str, parents: list[dict[str, Any]], backends: list[dict[str, Any]],
+           ns: str = "shop") -> Any:
+    version = "gateway.networking.k8s.io/v1"
+    return from_dict({"apiVersion": version, "kind": kind,
+                      "metadata": {"name": name, "namespace": ns},
+                      "spec": {"parentRefs": parents, "rules": [{"backendRefs": backends}]}})
+
+
+def test_gateways_by_service_follows_parent_and_backend_refs() -> None:
+    routes = [
+        _route("HTTPRoute", "a", [{"name": "edge"}, {"name": "other", "namespace": "infra"}],
+               [{"name": "echo", "port": 8443}]),
+        _route("GRPCRoute", "b", [{"name": "edge"}], [{"name": "echo", "port": 8443},
+                                                      {"name": "api", "namespace": "x",
+                                                       "port": 1}]),
+        # a mesh route (a Service parent) and a non-Service backend add no Gateway
+        _route("HTTPRoute", "mesh", [{"group": "", "kind": "Service", "name": "echo",
+                                      "port": 8443}], [{"name": "db", "port": 5432}]),
+        _route("HTTPRoute", "c", [{"name": "edge"}],
+               [{"group": "example.com", "kind": "Bucket", "name": "echo"}]),
+    ]
+    assert gateways_by_service(routes) == {
+        ("shop", "echo"): [("infra", "other"), ("shop", "edge")],
+        ("x", "api"): [("shop", "edge")],
+    }
+
+
+def test_each_gateway_routing_to_a_target_is_an_ancestor_with_its_conditions() -> None:
+    """Upstream's conformance looks the policy's conditions up under the Gateway."""
+    gateways = {("shop", "echo"): [("infra", "edge")]}
+    result = attach_backend_tls([_policy()], [_service()], [_config_map()], {}, NOW, gateways)
+    status = result.statuses["shop/echo-tls"]
+    refs = [a["ancestorRef"] for a in status["ancestors"]]
+    assert refs[1] == {"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                       "name": "edge", "namespace": "infra"}
+    assert _conditions(status, 1) == _conditions(status, 0)
+    later = NOW + datetime.timedelta(hours=1)
+    again = attach_backend_tls([_policy()], [_service()], [_config_map()], result.statuses,
+                               later, gateways)
+    assert again.statuses == result.statuses  # transition times kept per ancestor
+
+
+def test_a_gateway_routing_to_a_missing_target_is_told_so() -> None:
+    gateways = {("shop", "gone"): [("shop", "edge")]}
+    result = attach_backend_tls([_policy(service="gone")], [_service()], [_config_map()], {},
+                                NOW, gateways)
+    status = result.statuses["shop/echo-tls"]
+    assert status["ancestors"][1]["ancestorRef"]["name"] == "edge"
+    assert _conditions(status, 1)["Accepted"][:2] == ("False", "TargetNotFound")
+
+
+def test_ancestors_are_bounded_at_sixteen() -> None:
+    gateways = {("shop", "echo"): [("shop", f"gw{i:02}") for i in range(20)]}
+    result = attach_backend_tls([_policy()], [_service()], [_config_map()], {}, NOW, gateways)
+    ancestors = result.statuses["shop/echo-tls"]["ancestors"]
+    assert len(ancestors) == 16 and ancestors[0]["ancestorRef"]["kind"] == "Service"

@@ -64,3 +64,27 @@ def test_backend_tls_status_is_written_through_the_api_once(apilab: ApiLab) -> N
         before = apilab.store.revision()
         gateways.reconcile(apilab.store.list(KINDS)[0], [SERVICE])
         assert apilab.store.revision() == before  # nothing changed: nothing written
+
+
+def test_a_gateway_whose_route_uses_the_service_is_an_ancestor(apilab: ApiLab) -> None:
+    """The Gateway API's ancestor for a north-south BackendTLSPolicy is the Gateway (upstream
+    conformance looks the conditions up there), beside the Service."""
+    assert isinstance(SERVICE, Service)
+    apilab.store.create({"apiVersion": "v1", "kind": "ConfigMap",
+                         "metadata": {"name": "echo-ca", "namespace": "default"},
+                         "data": {"ca.crt": CA}})
+    apilab.store.create(policy("good", "echo-ca"))
+    apilab.store.create({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                         "metadata": {"name": "r", "namespace": "default"},
+                         "spec": {"parentRefs": [{"name": "edge", "namespace": "infra"}],
+                                  "rules": [{"backendRefs": [{"name": "echo", "port": 8443}]}]}})
+    with connect(apilab.controller, FIELD_MANAGER) as client:
+        GatewayController(ApiWriter(client)).reconcile(apilab.store.list(KINDS)[0], [SERVICE])
+    stored = apilab.store.get("BackendTLSPolicy", "default", "good")
+    assert stored is not None
+    [service, gateway] = stored["status"]["ancestors"]
+    assert service["ancestorRef"]["kind"] == "Service"
+    assert gateway["ancestorRef"] == {"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                      "name": "edge", "namespace": "infra"}
+    assert {c["type"]: (c["status"], c["reason"]) for c in gateway["conditions"]} == {
+        "Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")}

@@ -53,3 +53,18 @@ def test_authorization_policies_get_accepted_and_it_is_written_once():
         "Accepted", "False", "TargetNotFound", 2)
     controller.reconcile([{**ap, "status": status}], [])
     assert len(writer.writes) == 1  # unchanged: not written again
+
+
+def test_a_gateway_whose_requested_address_cannot_be_given_is_address_not_usable():
+    """Upstream GatewayStaticAddresses: an asked-for address the implementation cannot use
+    gives Programmed False, AddressNotUsable (AddressNotAssigned is for none assigned)."""
+    from lab.controllers.gateways import with_address
+
+    computed = {"conditions": [{"type": "Accepted", "status": "True"},
+                               {"type": "Programmed", "status": "True"}]}
+    waiting = with_address(computed, None, "requested address 192.0.2.1 is in no pool", True)
+    programmed = next(c for c in waiting["conditions"] if c["type"] == "Programmed")
+    assert (programmed["status"], programmed["reason"]) == ("False", "AddressNotUsable")
+    accepted = next(c for c in waiting["conditions"] if c["type"] == "Accepted")
+    assert accepted["status"] == "True"
+    assert waiting["addresses"] == []

@@ -274,3 +274,16 @@ ERRORS = [
 @pytest.mark.parametrize(("doc", "message"), ERRORS, ids=[m for _, m in ERRORS])
 def test_invalid_objects_name_object_and_field(doc: dict[str, Any], message: str) -> None:
     assert error_of(doc) == message
+
+
+def test_a_spec_address_without_a_value_asks_for_any_of_its_type() -> None:
+    """GatewaySpecAddress.value is optional (GatewayAddressEmpty); status addresses still
+    need one, and a value given is still checked."""
+    obj = edit(GATEWAY, "spec.addresses", [{"type": "IPAddress"},
+                                           {"type": "IPAddress", "value": ""},
+                                           {"value": "10.0.0.10"}])
+    gw = from_dict(obj)
+    assert [(a.type, a.value) for a in gw.spec.addresses] == [
+        ("IPAddress", ""), ("IPAddress", ""), ("IPAddress", "10.0.0.10")]
+    assert error_of(edit(obj, "status.addresses", [{"type": "IPAddress"}])).endswith(
+        "status.addresses[0].value: required")
