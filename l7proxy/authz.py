@@ -192,17 +192,20 @@ class AuthzGate:
         found = self._verdicts.get(key, _MISS)
         if found is not _MISS:
             return found  # type: ignore[return-value]
-        verdict, logged = self._judge(call)
-        if not logged and len(target) + len(authority) + sum(
-                len(v) for _, v in fields) <= VERDICT_KEY_CHARS:
+        verdict, logged = self._judge(call, fields)
+        if not logged and len(target) + len(authority) + (
+                sum([len(v) for _, v in fields]) if fields else 0) <= VERDICT_KEY_CHARS:
             if len(self._verdicts) >= VERDICTS_KEPT:
                 self._verdicts.clear()
             self._verdicts[key] = verdict
         return verdict
 
-    def _judge(self, call: Call) -> tuple[Verdict | None, bool]:
-        """``check``'s verdict, computed; and whether an AUDIT policy matched (logged)."""
-        client_address, parent, endpoints, method, authority, target, raw, sni = call
+    def _judge(self, call: Call, fields: RawHeaders) -> tuple[Verdict | None, bool]:
+        """``check``'s verdict, computed; and whether an AUDIT policy matched (logged).
+        ``fields``: the call's header fields that any rule reads (``_header_key``), a
+        superset of those any one endpoint's rules read, so the headers are picked from
+        them and the others are never decoded."""
+        client_address, parent, endpoints, method, authority, target, _, sni = call
         try:
             # The path as routed and forwarded (``/x/../admin`` is ``/admin``), as Envoy
             # normalizes before its RBAC filter; route rewrites come after, as there.
@@ -221,7 +224,7 @@ class AuthzGate:
                 continue
             names = residual.header_names
             if names and names is not picked_for:
-                picked, picked_for = pick_headers(raw, names), names
+                picked, picked_for = pick_headers(fields, names), names
             verdict = residual.evaluate(method, authority, path,
                                         picked if names else _NO_HEADERS)
             if verdict.audited:
