@@ -6,9 +6,11 @@ spellings that normalize to a denied path, a caller with no identity."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import l7proxy.authz
 from agent.model.authz import AuthorizationPolicy
 from authz import Destination, Peer, Request, applicable, evaluate, key_of
 from gatewayapi import GatewayParent, ServiceParent
@@ -67,16 +69,20 @@ def _reference(found: list[AuthorizationPolicy], call: Call) -> tuple[bool, froz
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(policies(), HEADER_POLICIES), st.lists(st.tuples(CALLS, HEADERS), min_size=1, max_size=6),
-       st.lists(st.integers(0, 5), max_size=10))
+       st.lists(st.integers(0, 5), max_size=12))
 def test_the_gate_decides_as_the_reference_evaluator(
         found: list[AuthorizationPolicy], drawn: list[tuple[Call, list[tuple[bytes, bytes]]]],
         repeats: list[int]) -> None:
+    """Through the memo's fills, clears and bypasses too (a memo of 2, bypassed for 3)."""
     gate = AuthzGate("cluster.local")
     gate.swap(found, PODS)
     calls = [call._replace(headers=headers) for call, headers in drawn]
-    for call in calls + [calls[i % len(calls)] for i in repeats]:
-        got = gate.check(call)
-        allowed, denying = _reference(found, call)
-        assert (got is None or got.allowed) is allowed, call
-        if not allowed:
-            assert got is not None and frozenset(got.policies) == denying, call
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(l7proxy.authz, "VERDICTS_KEPT", 2)
+        patch.setattr(l7proxy.authz, "VERDICTS_BYPASSED", 3)
+        for call in calls + [calls[i % len(calls)] for i in repeats]:
+            got = gate.check(call)
+            allowed, denying = _reference(found, call)
+            assert (got is None or got.allowed) is allowed, call
+            if not allowed:
+                assert got is not None and frozenset(got.policies) == denying, call
