@@ -68,7 +68,8 @@ def _callgrind_totals(path: Path) -> int:
 
 def _instructions(name: str, tree: Path, work: Path, config: str, sock: Path,
                   extra: list[str], url_path: str, headers: tuple[tuple[str, str], ...],
-                  connections: int, seconds: int, script: str | None) -> dict[str, float]:
+                  connections: int, seconds: int, script: str | None,
+                  warmup: int = 5) -> dict[str, float]:
     """One side under callgrind: instructions per request over ``seconds`` of wrk."""
     out = work / f"callgrind-{name}.out"
     tool = (peers.find_tool("valgrind"), "--tool=callgrind", f"--callgrind-out-file={out}")
@@ -80,7 +81,7 @@ def _instructions(name: str, tree: Path, work: Path, config: str, sock: Path,
         peers.wait_http(address, url_path, headers, proc, timeout=240)
         url = f"http://{address[0]}:{address[1]}{url_path}"
         counts: list[int] = []
-        for seconds_, tag in ((5, "warm"), (seconds, "run")):
+        for seconds_, tag in ((warmup, "warm"), (seconds, "run")):
             log = work / f"wrk-{name}-callgrind-{tag}.txt"
             load = Proc("wrk", wrk_argv(url, headers=headers, connections=connections,
                                         seconds=seconds_, cpu=0, script=script), log)
@@ -132,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                              f"{','.join(policyset.PARTS)}, or all (default: none)")
     parser.add_argument("--after-policies", default="", metavar="PARTS",
                         help="the same for AFTER")
+    parser.add_argument("--callgrind-warmup", type=int, default=5, metavar="SECONDS",
+                        help="wrk before the counted window (default 5)")
     parser.add_argument("--vary", action="store_true",
                         help="requests that never repeat (bench.l7.requestmix)")
     parser.add_argument("--callgrind", type=int, metavar="SECONDS",
@@ -160,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.callgrind:
             counted = {name: _instructions(name, trees[name], work, configs[name], sock,
                                            extra[name], path, headers, args.connections,
-                                           args.callgrind, script)
+                                           args.callgrind, script, args.callgrind_warmup)
                        for name in trees}
             ratio = (counted["after"]["instructions_per_request"]
                      / counted["before"]["instructions_per_request"])

@@ -28,8 +28,8 @@ from gatewayapi import BackendTarget, GatewayParent
 from l7proxy.authz import Call
 from l7proxy.config import load_config_text, waypoint_config
 
-POOL = 8192
-"""Distinct requests for ``miss`` (twice the memo's 4,096: none is answered from it)."""
+POOL = 32768
+"""Distinct requests for ``miss`` (8 memo fills: none is answered from the memo)."""
 NAMES = {"gate": "AuthzGate.check", "call": "AuthzGate.check(Call(...))",
          "miss": "AuthzGate.check(Call(...)), requests that never repeat",
          "ratelimit": "RateLimitGate.check",
