@@ -113,3 +113,11 @@ def test_wrk_sends_the_sequence(tmp_path: Path) -> None:
         want_target, want_headers = requestmix.nth(first + k, PATH, HEADERS)
         assert target == want_target
         assert sorted(headers) == sorted(want_headers)  # Lua tables keep no order
+
+
+def test_policy_cost_miss_runs_within_its_pool() -> None:
+    from bench.l7 import policy_cost
+
+    assert policy_cost.main(["--only", "miss", "--calls", "20"]) == 0
+    with pytest.raises(SystemExit):
+        policy_cost.main(["--only", "miss", "--calls", str(policy_cost.POOL + 1)])
