@@ -121,3 +121,17 @@ def test_policy_cost_miss_runs_within_its_pool() -> None:
     assert policy_cost.main(["--only", "miss", "--calls", "20"]) == 0
     with pytest.raises(SystemExit):
         policy_cost.main(["--only", "miss", "--calls", str(policy_cost.POOL + 1)])
+
+
+@pytest.mark.parametrize(("non_2xx", "socket", "denied", "problem"), [
+    (0, 0, 0.0, False), (1, 0, 0.0, True),  # none expected: one is a problem
+    (125, 0, 0.125, False), (130, 0, 0.125, False), (160, 0, 0.125, True), (0, 0, 0.125, True),
+    (125, 1, 0.125, True),  # a socket error always is
+])
+def test_a_measurement_with_unexpected_answers_is_a_problem(
+        non_2xx: int, socket: int, denied: float, problem: bool) -> None:
+    from bench.l4.wrk import WrkResult
+    from bench.l7.cli import wrk_problem
+
+    result = WrkResult(1000.0, 1000, 1.0, 1.0, 2.0, {"read": socket}, non_2xx)
+    assert bool(wrk_problem(result, denied)) is problem
