@@ -14,7 +14,9 @@ the difference over N (bench/results/authz-compiled-2026-12-06.md).
 ``miss``: ``call`` for requests that never repeat (``bench.l7.requestmix``: request n has n
 in its path; 2 in 16 denied), so the gate's verdict memo never answers: what every request
 costs when paths carry ids (``call`` repeats one request: the memo's hit path). The pool of
-requests is built before the calls, the same at any ``--calls``, which stays within it."""
+requests is built before the calls, the same at any ``--calls``, which stays within it.
+``judge``: one of those requests judged again and again (``AuthzGate._judge``: no memo,
+no ``Call`` built); ``noop``: the loop alone (subtract it)."""
 
 from __future__ import annotations
 
@@ -25,13 +27,15 @@ from collections.abc import Callable, Sequence
 from authz import Peer, Request, compile_policies, evaluate
 from bench.l7 import policy_bench, policyset, requestmix, table
 from gatewayapi import BackendTarget, GatewayParent
-from l7proxy.authz import Call
+from l7proxy.authz import AuthzGate, Call
 from l7proxy.config import load_config_text, waypoint_config
 
 POOL = 32768
 """Distinct requests for ``miss`` (8 memo fills: none is answered from the memo)."""
 NAMES = {"gate": "AuthzGate.check", "call": "AuthzGate.check(Call(...))",
          "miss": "AuthzGate.check(Call(...)), requests that never repeat",
+         "judge": "AuthzGate._judge (a request judged, no memo)",
+         "noop": "nothing (the loop's own cost)",
          "ratelimit": "RateLimitGate.check",
          "compiled": "compiled matcher (authz.compiled)",
          "reference": "reference evaluator (authz.evaluate)"}
@@ -81,6 +85,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     if args.only == "miss":
         runs.append((NAMES["miss"], miss))
+    if args.only in ("judge", "noop"):
+        # one of the sequence's requests judged afresh each time (the miss path's work
+        # without the memo or the Call); ``noop``: the loop alone, to subtract
+        gate = getattr(authorize, "__self__", None)
+        assert isinstance(gate, AuthzGate)
+        judged = call._replace(target=pool[4][0], headers=pool[4][1])
+        fields = gate._header_key(judged.headers)
+        runs += [(NAMES["judge"], lambda: gate._judge(judged, fields)),
+                 (NAMES["noop"], lambda: None)]
     if args.reference or args.only in ("compiled", "reference"):
         policies = sorted(loaded.authorization, key=lambda p: p.metadata.name)
         matcher = compile_policies(policies)

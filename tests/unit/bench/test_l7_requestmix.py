@@ -118,7 +118,8 @@ def test_wrk_sends_the_sequence(tmp_path: Path) -> None:
 def test_policy_cost_miss_runs_within_its_pool() -> None:
     from bench.l7 import policy_cost
 
-    assert policy_cost.main(["--only", "miss", "--calls", "20"]) == 0
+    for only in ("miss", "judge", "noop"):
+        assert policy_cost.main(["--only", only, "--calls", "20"]) == 0
     with pytest.raises(SystemExit):
         policy_cost.main(["--only", "miss", "--calls", str(policy_cost.POOL + 1)])
 
