@@ -56,6 +56,10 @@ VERDICTS_KEPT = 4096
 VERDICT_KEY_CHARS = 2048
 """A request whose target, authority and read header values are longer than this together
 is judged every time: the memo stays within ~VERDICTS_KEPT x this many characters."""
+VERDICTS_BYPASSED = 16 * VERDICTS_KEPT
+"""Requests judged without the memo after it filled with fewer than one hit per
+``FUTILE_HITS`` verdicts kept (paths with ids: no request repeats). Then it is tried again."""
+FUTILE_HITS = 16
 _MISS = object()
 
 
@@ -116,6 +120,8 @@ class AuthzGate:
         self._header_names = header_names(self.policies)
         self._header_key = header_key(self._header_names)
         self._verdicts: dict[tuple[object, ...], Verdict | None] = {}
+        self._hits = 0  # since the memo was last cleared
+        self._bypass = 0  # requests left to judge without the memo
 
     def peer(self, ip: str) -> Peer:
         return self._peers.get(ip) or Peer(ip)
@@ -181,28 +187,46 @@ class AuthzGate:
         verdict) and of the call's caller address, parent, endpoints, SNI, method,
         authority, target and the header fields a rule reads: kept per those (a keep-alive
         client repeating a request is judged once; any difference in them is judged
-        anew). A verdict naming AUDIT policies is not kept: each such request is logged."""
+        anew). A verdict naming AUDIT policies is not kept: each such request is logged.
+
+        When requests do not repeat (ids in paths), the memo costs a key, a store and its
+        clearing on every request and answers none (~9 k instructions per request, 20% of
+        judging one: bench/results/authz-miss-2026-12-06.md): once it fills with fewer than
+        one hit per ``FUTILE_HITS`` kept, the next ``VERDICTS_BYPASSED`` requests are judged
+        without it, then it is tried again. Either way each request gets its verdict."""
         if not self.policies:
             return None
         client_address, parent, endpoints, method, authority, target, raw, sni = call
         fields = self._header_key(raw)
+        if self._bypass:
+            self._bypass -= 1
+            return self._judge(call, fields)[0]
         key = (client_address[0], parent,
                endpoints if type(endpoints) is tuple else tuple(endpoints),
                sni, method, authority, target, fields)
         found = self._verdicts.get(key, _MISS)
         if found is not _MISS:
+            self._hits += 1
             return found  # type: ignore[return-value]
-        verdict, logged = self._judge(call)
-        if not logged and len(target) + len(authority) + sum(
-                len(v) for _, v in fields) <= VERDICT_KEY_CHARS:
+        verdict, logged = self._judge(call, fields)
+        if not logged and len(target) + len(authority) + (
+                sum([len(v) for _, v in fields]) if fields else 0) <= VERDICT_KEY_CHARS:
             if len(self._verdicts) >= VERDICTS_KEPT:
                 self._verdicts.clear()
+                if self._hits * FUTILE_HITS < VERDICTS_KEPT:
+                    self._bypass = VERDICTS_BYPASSED
+                    self._hits = 0
+                    return verdict
+                self._hits = 0
             self._verdicts[key] = verdict
         return verdict
 
-    def _judge(self, call: Call) -> tuple[Verdict | None, bool]:
-        """``check``'s verdict, computed; and whether an AUDIT policy matched (logged)."""
-        client_address, parent, endpoints, method, authority, target, raw, sni = call
+    def _judge(self, call: Call, fields: RawHeaders) -> tuple[Verdict | None, bool]:
+        """``check``'s verdict, computed; and whether an AUDIT policy matched (logged).
+        ``fields``: the call's header fields that any rule reads (``_header_key``), a
+        superset of those any one endpoint's rules read, so the headers are picked from
+        them and the others are never decoded."""
+        client_address, parent, endpoints, method, authority, target, _, sni = call
         try:
             # The path as routed and forwarded (``/x/../admin`` is ``/admin``), as Envoy
             # normalizes before its RBAC filter; route rewrites come after, as there.
@@ -221,7 +245,7 @@ class AuthzGate:
                 continue
             names = residual.header_names
             if names and names is not picked_for:
-                picked, picked_for = pick_headers(raw, names), names
+                picked, picked_for = pick_headers(fields, names), names
             verdict = residual.evaluate(method, authority, path,
                                         picked if names else _NO_HEADERS)
             if verdict.audited:

@@ -11,6 +11,8 @@ measured against itself with a feature off and on: ``python -m bench.l7.ab T T
 ``--before-policies``/``--after-policies`` give a side some of issue 14's policies
 (``bench.l7.policyset``: ``authz,ratelimit,outlier``, or ``all``; default none), so ``T T
 --after-policies all --callgrind 20`` is what the policies cost per request.
+``--vary``: wrk sends ``bench.l7.requestmix``'s requests (request n has n in its path: none
+repeats, so the waypoint's verdict memo never answers) instead of one request repeated.
 
 ``--callgrind SECONDS``: instead of CPU time, the waypoint's user-space instructions per
 request, counted by valgrind's callgrind (one run per side: warmed up, counters zeroed,
@@ -33,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.l7 import peers, policy_bench, policyset, table
+from bench.l7 import peers, policy_bench, policyset, requestmix, table
 from bench.l7.peers import HOST, Proc
 from bench.l7.wrk import parse_wrk, wrk_argv
 
@@ -66,7 +68,8 @@ def _callgrind_totals(path: Path) -> int:
 
 def _instructions(name: str, tree: Path, work: Path, config: str, sock: Path,
                   extra: list[str], url_path: str, headers: tuple[tuple[str, str], ...],
-                  connections: int, seconds: int) -> dict[str, float]:
+                  connections: int, seconds: int, script: str | None,
+                  warmup: int = 5) -> dict[str, float]:
     """One side under callgrind: instructions per request over ``seconds`` of wrk."""
     out = work / f"callgrind-{name}.out"
     tool = (peers.find_tool("valgrind"), "--tool=callgrind", f"--callgrind-out-file={out}")
@@ -78,10 +81,10 @@ def _instructions(name: str, tree: Path, work: Path, config: str, sock: Path,
         peers.wait_http(address, url_path, headers, proc, timeout=240)
         url = f"http://{address[0]}:{address[1]}{url_path}"
         counts: list[int] = []
-        for seconds_, tag in ((5, "warm"), (seconds, "run")):
+        for seconds_, tag in ((warmup, "warm"), (seconds, "run")):
             log = work / f"wrk-{name}-callgrind-{tag}.txt"
             load = Proc("wrk", wrk_argv(url, headers=headers, connections=connections,
-                                        seconds=seconds_, cpu=0), log)
+                                        seconds=seconds_, cpu=0, script=script), log)
             load.wait(seconds_ + 60)
             load.stop()
             time.sleep(1)  # the requests wrk left in flight end (and are counted)
@@ -130,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
                              f"{','.join(policyset.PARTS)}, or all (default: none)")
     parser.add_argument("--after-policies", default="", metavar="PARTS",
                         help="the same for AFTER")
+    parser.add_argument("--callgrind-warmup", type=int, default=5, metavar="SECONDS",
+                        help="wrk before the counted window (default 5)")
+    parser.add_argument("--vary", action="store_true",
+                        help="requests that never repeat (bench.l7.requestmix)")
     parser.add_argument("--callgrind", type=int, metavar="SECONDS",
                         help="count instructions per request with callgrind instead")
     args = parser.parse_args(argv)
@@ -144,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         parser.error(str(e))
     work = Path(tempfile.mkdtemp(prefix="tulle-ab-"))
+    script = None
+    if args.vary:
+        (work / "requests.lua").write_text(requestmix.lua_script(path, headers))
+        script = str(work / "requests.lua")
     nginx = peers.start_nginx(work, backend, 0)
     drain, sock = peers.start_drain(work, 0)
     rps: dict[str, list[float]] = {k: [] for k in trees}
@@ -152,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.callgrind:
             counted = {name: _instructions(name, trees[name], work, configs[name], sock,
                                            extra[name], path, headers, args.connections,
-                                           args.callgrind)
+                                           args.callgrind, script, args.callgrind_warmup)
                        for name in trees}
             ratio = (counted["after"]["instructions_per_request"]
                      / counted["before"]["instructions_per_request"])
@@ -169,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                     before = sum(peers.cpu_seconds(proc.pid))
                     load = Proc("wrk", wrk_argv(url, headers=headers,
                                                 connections=args.connections,
-                                                seconds=seconds, cpu=0),
+                                                seconds=seconds, cpu=0, script=script),
                                 work / f"wrk-{name}-{r}-{tag}.txt")
                     load.wait(seconds + 30)
                     load.stop()

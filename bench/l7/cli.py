@@ -30,7 +30,7 @@ from typing import Any
 from bench.l7 import peers, profile, report, table
 from bench.l7.peers import HOST, BenchError, Peer, Proc
 from bench.l7.results import Measurement, ProbeResult, RoundRatio, RunResult
-from bench.l7.wrk import parse_wrk, wrk_argv
+from bench.l7.wrk import WrkResult, parse_wrk, wrk_argv
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench" / "results"
@@ -91,6 +91,8 @@ class Run:
         self.workdir = workdir
         self.table = table.build()
         self.path, self.headers = self.table.request()
+        self.script: str | None = None
+        """A wrk Lua script writing the measured requests (None: ``path`` repeated)."""
         self.procs: list[Proc] = []
         self.problems: list[str] = []
         self.backend_port = peers.free_port()
@@ -143,7 +145,7 @@ class Run:
     def wrk(self, address: peers.Address, seconds: int, name: str) -> Proc:
         url = f"http://{address[0]}:{address[1]}{self.path}"
         argv = wrk_argv(url, headers=self.headers, connections=self.opts.connections,
-                        seconds=seconds, cpu=self.opts.load_core)
+                        seconds=seconds, cpu=self.opts.load_core, script=self.script)
         return self.started(Proc("wrk", argv, self.workdir / f"wrk-{name}.txt"))
 
     def finish_wrk(self, proc: Proc, seconds: int) -> str:
@@ -155,7 +157,8 @@ class Run:
         return text
 
     def measure(self, peer: Peer | None, address: peers.Address, variant: str,
-                round_: int, name: str) -> Measurement:
+                round_: int, name: str, denied: float = 0.0) -> Measurement:
+        """``denied``: the share of the requests the peer should answer 403 (policies)."""
         opts = self.opts
         if opts.warmup:
             self.finish_wrk(self.wrk(address, opts.warmup, f"{name}-warmup"), opts.warmup)
@@ -177,9 +180,9 @@ class Run:
             user_share = round((user - cpu0[0]) / used, 3) if used else None
         counted1 = peer.requests_counted() if peer else None
         counted = counted1 - counted0 if counted0 is not None and counted1 is not None else None
-        if result.errors:
-            self.problems.append(f"{name}: wrk saw {result.errors} errors "
-                                 f"({result.socket_errors}, non-2xx {result.non_2xx})")
+        problem = wrk_problem(result, denied)
+        if problem:
+            self.problems.append(f"{name}: {problem}")
         if counted is not None and counted < result.requests:
             self.problems.append(f"{name}: the peer counted {counted} requests, wrk "
                                  f"{result.requests}: its metrics are not counting every one")
@@ -392,6 +395,17 @@ class Run:
             "request": {"path": self.path, "headers": dict(self.headers)},
             "envoy_order": [r.name for r in self.table.rules],
         }
+
+
+def wrk_problem(result: WrkResult, denied: float = 0.0) -> str:
+    """What is wrong with a wrk run ("" when nothing): any socket error; a non-2xx answer
+    when none is expected, or a share of them more than 1 point off ``denied``."""
+    refused = result.non_2xx / result.requests if result.requests else 0.0
+    if sum(result.socket_errors.values()) or (
+            abs(refused - denied) > 0.01 if denied else result.non_2xx):
+        return (f"wrk saw {result.errors} errors ({result.socket_errors}, non-2xx "
+                f"{result.non_2xx}, expected {denied:.1%} of {result.requests})")
+    return ""
 
 
 def ratio(round_: int, tulle: Measurement, envoy: Measurement) -> RoundRatio:

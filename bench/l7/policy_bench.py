@@ -10,6 +10,11 @@ stats and a JSON access log). Before measuring, a preflight sends requests the p
 must refuse to all four peers: 403 from both with the policies on, 200 with them off,
 or the run stops (a comparison where one side does not enforce is not one).
 Results: ``bench/results/l7-policies-<date>.md`` and ``.json``.
+
+``--requests varying`` (the default): request n carries n in its path, so no request repeats
+and every one is judged (``bench.l7.requestmix``; 12.5% denied with the policies on).
+``--requests repeated``: the route table's one request on every connection, as before: the
+waypoint's verdict memo answers all but the first (results tagged ``policies-repeated``).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from agent.model.backendpolicy import BackendTrafficPolicy
 from agent.model.convert import from_dict
 from agent.model.core import Pod, Service
 from agent.model.ratelimit import HTTPLocalRateLimitPolicy
-from bench.l7 import cli, envoy_policy, peers, policyset, table
+from bench.l7 import cli, envoy_policy, peers, policyset, requestmix, table
 from bench.l7.peers import HOST, BenchError, Peer
 from bench.l7.policy_report import STATES, Check, PolicyResult, Row, markdown
 from l7proxy.resilience.params import params_by_service
@@ -101,6 +106,9 @@ def policy_summary() -> list[str]:
 class PolicyRun(cli.Run):
     """The four peers and their measurements (``cli.Run``'s processes and wrk)."""
 
+    varying = True
+    """Requests from ``bench.l7.requestmix`` (False: the one request repeated)."""
+
     def tulle_peer(self, policies: bool, flows: str, tag: str,
                    parts: tuple[str, ...] = policyset.PARTS) -> Peer:
         if not policies:
@@ -126,10 +134,15 @@ class PolicyRun(cli.Run):
         return peer
 
     def preflight(self, running: dict[str, Peer]) -> list[Check]:
-        """The measured request (200 from all four) and each ``policyset.DENIED`` request
-        (200 off, 403 on)."""
+        """The measured request (200 from all four), each ``policyset.DENIED`` request
+        (200 off, 403 on) and, for varying requests, the first 16 of their sequence."""
         checks = [Check("the measured request", "GET", self.path, list(self.headers),
                         {"off": 200, "on": 200})]
+        if self.script is not None:
+            for n in range(1, requestmix.DENY_EVERY + 1):
+                target, headers = requestmix.nth(n, self.path, self.headers)
+                checks.append(Check(f"varying request {n}", "GET", target, list(headers),
+                                    {"off": 200, "on": 403 if requestmix.denied(n) else 200}))
         for denied in policyset.DENIED:
             checks.append(Check(denied.why, denied.method, self.path + denied.suffix,
                                 [*self.headers, *denied.headers], {"off": 200, "on": 403}))
@@ -147,7 +160,13 @@ class PolicyRun(cli.Run):
         started = dt.datetime.now().astimezone()
         load_avg_start = os.getloadavg()
         self.log(f"bench-l7-policies: {len(self.table.rules)} route rules, "
-                 f"{len(policyset.RULES)} AuthorizationPolicy rules, request {self.path}")
+                 f"{len(policyset.RULES)} AuthorizationPolicy rules, request {self.path}"
+                 f"{'/N (varying)' if self.varying else ' (repeated)'}")
+        if self.varying:
+            script = self.workdir / "requests.lua"
+            script.write_text(requestmix.lua_script(self.path, self.headers))
+            self.script = str(script)
+        denied = 2 / requestmix.DENY_EVERY if self.varying else 0.0
         nginx = self.started(peers.start_nginx(self.workdir, self.backend_port, opts.load_core))
         drain, drain_path = peers.start_drain(self.workdir, opts.load_core)
         self.started(drain)
@@ -173,7 +192,8 @@ class PolicyRun(cli.Run):
                 variant = cli.TULLE_VARIANT if peer.name == "tulle" else cli.ENVOY_VARIANT
                 state = key.split("-")[1]
                 measured = self.measure(peer, peer.address, f"{variant}; policies {state}",
-                                        round_, f"{key}-r{round_}")
+                                        round_, f"{key}-r{round_}",
+                                        denied if state == "on" else 0.0)
                 rows.append(Row(round_, peer.name, state, measured))
         for peer in running.values():
             self.stop(peer.proc)
@@ -183,7 +203,8 @@ class PolicyRun(cli.Run):
             for label, parts in BREAKDOWN:
                 peer = self.tulle_peer(True, f"unix:{drain_path}", "-".join(parts), parts)
                 measured = self.measure(peer, peer.address, f"{cli.TULLE_VARIANT}; {label}",
-                                        0, f"tulle-{'-'.join(parts)}")
+                                        0, f"tulle-{'-'.join(parts)}",
+                                        denied if "authz" in parts else 0.0)
                 breakdown.append(Row(0, "tulle", label, measured))
                 self.stop(peer.proc)
         self.stop(drain)
@@ -199,6 +220,11 @@ class PolicyRun(cli.Run):
                 "wrk": f"wrk -t1 -c{opts.connections} -d{opts.duration}s --latency "
                        f"(warm-up {opts.warmup} s first, not recorded)",
                 "rounds": opts.rounds,
+                "requests": (f"varying: {self.path}/N?page=N%{requestmix.PAGES} and "
+                             "x-client-version, N = 1, 2, ... (no request repeats; "
+                             f"2 in {requestmix.DENY_EVERY} denied with the policies on: "
+                             "bench.l7.requestmix)" if self.varying else
+                             f"repeated: {self.path} on every connection"),
                 "order": "round 1: tulle-off, envoy-off, tulle-on, envoy-on; round 2 reversed",
                 "tulle_argv": {k: p.proc.argv for k, p in running.items() if p.name == "tulle"},
                 "envoy_argv": {k: p.proc.argv for k, p in running.items() if p.name == "envoy"},
@@ -216,7 +242,7 @@ class PolicyRun(cli.Run):
         )
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[cli.Options, str]:
+def parse_args(argv: Sequence[str] | None) -> tuple[cli.Options, str, bool]:
     parser = argparse.ArgumentParser(prog="python -m bench.l7.policy_bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
@@ -227,6 +253,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[cli.Options, str]:
     parser.add_argument("--no-breakdown", action="store_true",
                         help="skip Tulle with only the AuthorizationPolicies, and with only "
                              "the rate limit and outlier detection")
+    parser.add_argument("--requests", choices=("varying", "repeated"), default="varying",
+                        help="varying: no request repeats (every one judged); repeated: the "
+                             "one request on every connection (the verdict memo's hit path)")
     parser.add_argument("--note", default="", help="a sentence for the results file")
     parser.add_argument("--out", type=Path, default=cli.RESULTS)
     args = parser.parse_args(argv)
@@ -236,13 +265,16 @@ def parse_args(argv: Sequence[str] | None) -> tuple[cli.Options, str]:
     if args.quick:
         opts.duration, opts.warmup, opts.rounds, opts.tag = 3, 1, 1, "policies-quick"
         opts.diagnostics = False
+    varying = args.requests == "varying"
+    if not varying:
+        opts.tag += "-repeated"
     if not 1 <= opts.duration <= 60 or not 1 <= opts.rounds <= 5:
         parser.error("--duration must be 1..60 and --rounds 1..5 (keep the run bounded)")
-    return opts, args.note
+    return opts, args.note, varying
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    opts, note = parse_args(argv)
+    opts, note, varying = parse_args(argv)
     args = sys.argv[1:] if argv is None else list(argv)
     if "--note" in args:  # the note is printed apart
         at = args.index("--note")
@@ -266,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, interrupted)
     workdir = Path(tempfile.mkdtemp(prefix="tulle-bench-l7-policies-"))
     run = PolicyRun(opts, workdir)
+    run.varying = varying
     try:
         result = run.run(command.strip(), note)
     except (BenchError, OSError, subprocess.SubprocessError, ValueError) as exc:

@@ -9,7 +9,14 @@ gate uses (``authz.compiled``) and by the reference evaluator (``authz.evaluate`
 
 On a busy machine wall time scatters; ``--only NAME --calls N`` runs one of them N times
 untimed, for instruction counts that do not: ``valgrind --tool=callgrind`` at N and at 0,
-the difference over N (bench/results/authz-compiled-2026-12-06.md)."""
+the difference over N (bench/results/authz-compiled-2026-12-06.md).
+
+``miss``: ``call`` for requests that never repeat (``bench.l7.requestmix``: request n has n
+in its path; 2 in 16 denied), so the gate's verdict memo never answers: what every request
+costs when paths carry ids (``call`` repeats one request: the memo's hit path). The pool of
+requests is built before the calls, the same at any ``--calls``, which stays within it.
+``judge``: one of those requests judged again and again (``AuthzGate._judge``: no memo,
+no ``Call`` built); ``noop``: the loop alone (subtract it)."""
 
 from __future__ import annotations
 
@@ -18,12 +25,17 @@ import timeit
 from collections.abc import Callable, Sequence
 
 from authz import Peer, Request, compile_policies, evaluate
-from bench.l7 import policy_bench, policyset, table
+from bench.l7 import policy_bench, policyset, requestmix, table
 from gatewayapi import BackendTarget, GatewayParent
-from l7proxy.authz import Call
+from l7proxy.authz import AuthzGate, Call
 from l7proxy.config import load_config_text, waypoint_config
 
+POOL = 32768
+"""Distinct requests for ``miss`` (8 memo fills: none is answered from the memo)."""
 NAMES = {"gate": "AuthzGate.check", "call": "AuthzGate.check(Call(...))",
+         "miss": "AuthzGate.check(Call(...)), requests that never repeat",
+         "judge": "AuthzGate._judge (a request judged, no memo)",
+         "noop": "nothing (the loop's own cost)",
          "ratelimit": "RateLimitGate.check",
          "compiled": "compiled matcher (authz.compiled)",
          "reference": "reference evaluator (authz.evaluate)"}
@@ -37,8 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="run only this one, --calls times, untimed (for callgrind)")
     parser.add_argument("--calls", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.calls < 0 or args.calls > 1_000_000:
-        parser.error("--calls: 0 to 1,000,000")
+    if args.calls < 0 or args.calls > 1_000_000 or (
+            args.only == "miss" and args.calls > POOL):
+        parser.error(f"--calls: 0 to 1,000,000 ({POOL:,} for miss)")
     route_table = table.build()
     path, headers = route_table.request()
     text = policy_bench.tulle_config(route_table, listen="127.0.0.1:1", backend="127.0.0.1:2")
@@ -55,6 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     backend = BackendTarget(table.NAMESPACE, table.SERVICE, table.SERVICE_PORT)
     endpoints = [("127.0.0.1", 2)]
     raw = call.headers
+    pool = [(target, [(k.encode(), v.encode()) for k, v in fields]) for target, fields in (
+        requestmix.nth(n, path, headers) for n in range(1, POOL + 1))]
+    turn = iter(range(POOL))
+
+    def miss() -> object:
+        target, fields = pool[next(turn) % POOL]
+        return authorize(Call(client, call.parent, endpoints, "GET", authority, target, fields))
+
     runs: list[tuple[str, Callable[[], object]]] = [
         ("AuthzGate.check", lambda: authorize(call)),
         # as the waypoint calls it: the Call built per request
@@ -62,6 +83,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                path, raw))),
         ("RateLimitGate.check", lambda: rate_limit(client, backend)),
     ]
+    if args.only == "miss":
+        runs.append((NAMES["miss"], miss))
+    if args.only in ("judge", "noop"):
+        # one of the sequence's requests judged afresh each time (the miss path's work
+        # without the memo or the Call); ``noop``: the loop alone, to subtract
+        gate = getattr(authorize, "__self__", None)
+        assert isinstance(gate, AuthzGate)
+        judged = call._replace(target=pool[4][0], headers=pool[4][1])
+        fields = gate._header_key(judged.headers)
+        runs += [(NAMES["judge"], lambda: gate._judge(judged, fields)),
+                 (NAMES["noop"], lambda: None)]
     if args.reference or args.only in ("compiled", "reference"):
         policies = sorted(loaded.authorization, key=lambda p: p.metadata.name)
         matcher = compile_policies(policies)

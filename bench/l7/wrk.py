@@ -19,10 +19,15 @@ def wrk_argv(
     connections: int = 32,
     seconds: int = 10,
     cpu: int | None = 0,
+    script: str | None = None,
 ) -> list[str]:
+    """``script``: a wrk Lua script (``-s``) that writes each request (``bench.l7.requestmix``);
+    ``headers`` still go to the default request."""
     argv = pinned(cpu) if cpu is not None else []
     argv += ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     argv += ["--timeout", "5s"]
+    if script is not None:
+        argv += ["-s", script]
     for name, value in headers:
         argv += ["-H", f"{name}: {value}"]
     return [*argv, url]

@@ -429,7 +429,7 @@ def test_markdown_shows_the_breakdown_apart() -> None:
 def test_the_run_stays_bounded(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         policy_bench.parse_args(argv)
-    opts, note = policy_bench.parse_args(["--quick", "--note", "busy"])
+    opts, note, varying = policy_bench.parse_args(["--quick", "--note", "busy"])
     assert (opts.duration, opts.rounds, opts.diagnostics, note) == (3, 1, False, "busy")
 
 

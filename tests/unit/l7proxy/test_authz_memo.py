@@ -212,6 +212,44 @@ def test_the_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(gate._verdicts) == 1  # only /admin was kept
 
 
+
+def test_a_memo_that_never_answers_is_bypassed_then_tried_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests that never repeat fill the memo with no hit: the next VERDICTS_BYPASSED
+    requests are judged without it (none kept, each still gets its verdict, a denied path
+    included), then the memo is used again and a repeated request is judged once. A few
+    hits per fill keep it in use."""
+    monkeypatch.setattr(l7proxy.authz, "VERDICTS_KEPT", 8)
+    monkeypatch.setattr(l7proxy.authz, "FUTILE_HITS", 4)  # needs 2 hits per 8 kept
+    monkeypatch.setattr(l7proxy.authz, "VERDICTS_BYPASSED", 5)
+    gate = _gate(DENY_ADMIN, FRONT_ONLY)
+    judged: list[str] = []
+    judge = gate._judge
+    monkeypatch.setattr(gate, "_judge", lambda call, fields: (
+        judged.append(call.target), judge(call, fields))[1])
+    for i in range(9):  # 8 kept, no hit; the 9th finds it full and futile
+        assert gate.check(_call(f"/p{i}")) is None
+    assert gate._verdicts == {} and len(judged) == 9
+    judged.clear()
+    for target in ["/r", "/r", "/admin", "/admin", "/r"]:  # bypassed: each judged
+        assert (gate.check(_call(target)) is None) is (target == "/r")
+    assert judged == ["/r", "/r", "/admin", "/admin", "/r"] and gate._verdicts == {}
+    judged.clear()
+    for _ in range(3):  # back in use: judged once
+        assert gate.check(_call("/admin")) is not None
+    assert judged == ["/admin"]
+    # 2 hits in a fill of 8 (one per FUTILE_HITS x 2 = 8 kept): it stays in use
+    judged.clear()
+    for i in range(7):
+        gate.check(_call(f"/q{i}"))
+    gate.check(_call("/q0"))
+    gate.check(_call("/x"))  # full: cleared, not bypassed (3 hits: 2 on /admin, 1 on /q0)
+    assert gate._bypass == 0
+    assert gate.check(_call("/x")) is None and judged[-1] == "/x" and judged.count("/x") == 1
+    gate.swap([DENY_ADMIN], PODS)
+    assert gate._bypass == 0 and gate._hits == 0
+
+
 RAW = st.lists(st.tuples(st.sampled_from([b"x-a", b"X-A", b"x-\xc0", b"X-\xe0", b"x-b", b"y"]),
                          st.sampled_from([b"1", b"", b"\xff"])), max_size=5)
 NAMES = st.frozensets(st.sampled_from(["x-a", "x-\xe0", "x-b", "z"]))
