@@ -40,7 +40,7 @@ mkdir -p "$OUT"
 recipe_key() { sha256sum "$ROOT/image/build.sh" "$ROOT/image/in-rootfs.sh" | sha256sum | cut -c1-16; }
 sources() {  # what goes into the wheel as it is on disk now: tracked and new files, NUL-separated
   (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard pyproject.toml README.md \
-    agent bpf cni controlplane gatewayapi identity l7proxy lab | while IFS= read -r -d '' f; do
+    agent authz bpf cni controlplane gatewayapi identity l7proxy lab | while IFS= read -r -d '' f; do
       [ -f "$f" ] && printf '%s\0' "$f"; done)
 }
 source_key() { { recipe_key; echo "$NAME"; (cd "$ROOT" && sources | xargs -0 sha256sum); } | sha256sum | cut -c1-16; }

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,18 @@ def test_python_is_debians_with_bcc_and_tulle_from_the_wheel(built: Path) -> Non
     assert exe == "/opt/tulle/bin/python"
     assert bcc_file.startswith("/usr/lib/python3/dist-packages/bcc/")  # python3-bpfcc
     assert agent_file.startswith("/opt/tulle/lib/python3.11/site-packages/agent/")  # not the checkout
+
+
+def test_every_package_the_wheel_declares_imports_from_the_rootfs(built: Path) -> None:
+    """The recipe copies sources by an explicit list: a package pyproject.toml ships but the
+    list forgets (authz was) would leave the waypoint failing on import in the image only."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"]["find"]["include"]
+    packages = sorted(p.rstrip("*") for p in declared if p.rstrip("*") != "bpf")  # bpf: C only
+    code = f"import importlib; [importlib.import_module(p) for p in {packages!r}]; print('ok')"
+    done = in_rootfs(built, "python", "-c", code)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
 
 
 def test_cni_plugin_answers_version_and_refuses_an_unknown_command(built: Path) -> None:
