@@ -182,7 +182,7 @@ async def _send(proxy: Proxy, ex: Exchange, fwd: Forward) -> tuple[Http1Upstream
     connection that the backend closed while idle is replaced (up to three times; under a
     retry stanza the retry does it, each try counted)."""
     target = fwd.backend
-    pin = fwd.pin
+    pin = fwd.pin if ex.endpoint is None else None  # a retry: the balancer's choice
     address = ex.endpoint = proxy.pick(target, ex.client, pin.endpoint if pin else None)
     resilience = proxy.resilience
     clock = resilience.clock

@@ -176,7 +176,7 @@ class H2Upstreams:
         """A stream opened, the request (and its body so far) sent, the head read; the
         balancer and outlier detection told how it went, as ``forward._send`` does."""
         target = fwd.backend
-        pin = fwd.pin
+        pin = fwd.pin if ex.endpoint is None else None  # a retry: the balancer's choice
         address = ex.endpoint = proxy.pick(target, ex.client, pin.endpoint if pin else None)
         resilience = proxy.resilience
         sent_at = resilience.clock()

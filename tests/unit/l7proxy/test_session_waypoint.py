@@ -40,6 +40,11 @@ spec:
     matches: [{path: {type: PathPrefix, value: /api}}]
     sessionPersistence: {type: Header, sessionName: X-Session}
     backendRefs: [{name: web, port: 8080}]
+  - name: retried
+    matches: [{path: {type: PathPrefix, value: /retried}}]
+    sessionPersistence: {sessionName: retried-session}
+    retry: {attempts: 2, codes: [503], backoff: 1ms}
+    backendRefs: [{name: web, port: 8080}]
   - name: plain
     backendRefs: [{name: web, port: 8080}]
 ---
@@ -218,3 +223,17 @@ def test_ejected_endpoint_falls_back_and_reissues() -> None:
         assert status == 200 and moved != first and "set-cookie" in head
 
     run(body, params=params)
+
+
+def test_a_retry_after_the_pinned_endpoint_failed_goes_elsewhere_and_reissues() -> None:
+    async def body(lab: Lab) -> None:
+        _, head, first = await lab.get("/retried")
+        jar = {"Cookie": cookie_of(head["set-cookie"])}
+        lab.status[int(first)] = 503
+        status, head, moved = await lab.get("/retried", jar)
+        assert status == 200 and moved != first
+        jar = {"Cookie": cookie_of(head["set-cookie"])}  # the session moved with the retry
+        del lab.status[int(first)]
+        assert await served(lab, "/retried", jar) == {moved}
+
+    run(body)
