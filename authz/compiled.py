@@ -227,9 +227,7 @@ class CompiledPolicies:
         self._reads = tuple(fact in read for fact in _COMPUTED)
         self.reads = frozenset(read)
         # The request headers any rule reads (lower-case): a caller builds only these.
-        self.header_names = frozenset(
-            header.group(1).lower() for p in self.policies for r in p.spec.rules
-            for c in r.when if (header := _HEADER.fullmatch(c.key)) is not None)
+        self.header_names = header_names(self.policies)
 
     def facts(self, request: Request) -> tuple[Any, ...]:
         """The request's attributes as the tests read them, computed once per request."""
@@ -291,6 +289,14 @@ def _all_tests(rules: Iterable[Conjunction]) -> Iterable[Test]:
         yield from rule.tests
         for group in rule.groups:
             yield from _all_tests(group)
+
+
+def header_names(policies: Iterable[AuthorizationPolicy]) -> frozenset[str]:
+    """The request headers (lower-case names) that any rule of ``policies`` reads: a
+    request's verdict depends on these header fields and on no others."""
+    return frozenset(
+        header.group(1).lower() for p in policies for r in p.spec.rules
+        for c in r.when if (header := _HEADER.fullmatch(c.key)) is not None)
 
 
 def compile_policies(policies: Sequence[AuthorizationPolicy]) -> CompiledPolicies:

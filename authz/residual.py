@@ -204,3 +204,27 @@ def pick_headers(raw: Sequence[tuple[bytes, bytes]],
         if key in names:
             out[key] = (*out.get(key, ()), value.decode("latin-1"))
     return out
+
+
+def header_fields(raw: Sequence[tuple[bytes, bytes]],
+                  names: frozenset[str]) -> tuple[tuple[bytes, bytes], ...]:
+    """The raw fields whose lower-case name is in ``names``, in order (hashable): requests
+    with the same fields get the same ``pick_headers`` for ``names`` and for any subset of
+    it, so a verdict may be kept per them."""
+    return header_key(names)(raw)
+
+
+RawFields = Sequence[tuple[bytes, bytes]]
+
+
+def header_key(names: frozenset[str]) -> Callable[[RawFields], tuple[tuple[bytes, bytes], ...]]:
+    """``header_fields`` for fixed ``names``, made once (per policy change) and called per
+    request."""
+    if not names:
+        return lambda raw: ()
+    if all(name.isascii() for name in names):
+        # Decoded as latin-1, a byte lower-cases to ASCII only if it is ASCII: for ASCII
+        # names, bytes.lower() (ASCII only) picks the same fields with no decoding.
+        ascii_names = frozenset(name.encode("ascii") for name in names)
+        return lambda raw: tuple([f for f in raw if f[0].lower() in ascii_names])
+    return lambda raw: tuple([f for f in raw if f[0].decode("latin-1").lower() in names])

@@ -34,7 +34,15 @@ from authz import (
     key_of,
     steered_services,
 )
-from authz.residual import Connection, Residual, connection_facts, narrow, pick_headers
+from authz.compiled import header_names
+from authz.residual import (
+    Connection,
+    Residual,
+    connection_facts,
+    header_key,
+    narrow,
+    pick_headers,
+)
 from gatewayapi import GatewayParent, Parent, ServiceParent
 from gatewayapi.paths import PathRefused, normalize_path
 
@@ -43,6 +51,12 @@ Address = tuple[str, int]
 RawHeaders = Sequence[tuple[bytes, bytes]]
 _NO_HEADERS: Mapping[str, tuple[str, ...]] = EMPTY
 DENIED_BODY = b"RBAC: access denied"  # Envoy's RBAC filter's body, which Istio users know
+VERDICTS_KEPT = 4096
+"""Verdicts remembered (``AuthzGate.check``) before the memo starts over."""
+VERDICT_KEY_CHARS = 2048
+"""A request whose target, authority and read header values are longer than this together
+is judged every time: the memo stays within ~VERDICTS_KEPT x this many characters."""
+_MISS = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +111,11 @@ class AuthzGate:
         # request once the connection's facts are known (``authz.residual``).
         self._residuals: dict[tuple[Parent | None, str, int, str, str], Residual | None] = {}
         self._narrowed: dict[tuple[CompiledPolicies, tuple[object, ...]], Residual] = {}
+        # Every header name a rule of any policy reads: a request's verdict depends on
+        # these fields and no others (``check``'s memo key).
+        self._header_names = header_names(self.policies)
+        self._header_key = header_key(self._header_names)
+        self._verdicts: dict[tuple[object, ...], Verdict | None] = {}
 
     def peer(self, ip: str) -> Peer:
         return self._peers.get(ip) or Peer(ip)
@@ -156,16 +175,40 @@ class AuthzGate:
     def check(self, call: Call) -> Verdict | None:
         """The denial; or, for a request that may go on, an allowing Verdict naming the
         AUDIT policies that matched (``audited``: its flow's verdict is AUDIT), or None when
-        none did (no policy applies, or every endpoint's policies allow it unaudited)."""
+        none did (no policy applies, or every endpoint's policies allow it unaudited).
+
+        The verdict is a function of the policies and pods (``swap``, which forgets every
+        verdict) and of the call's caller address, parent, endpoints, SNI, method,
+        authority, target and the header fields a rule reads: kept per those (a keep-alive
+        client repeating a request is judged once; any difference in them is judged
+        anew). A verdict naming AUDIT policies is not kept: each such request is logged."""
         if not self.policies:
             return None
+        client_address, parent, endpoints, method, authority, target, raw, sni = call
+        fields = self._header_key(raw)
+        key = (client_address[0], parent,
+               endpoints if type(endpoints) is tuple else tuple(endpoints),
+               sni, method, authority, target, fields)
+        found = self._verdicts.get(key, _MISS)
+        if found is not _MISS:
+            return found  # type: ignore[return-value]
+        verdict, logged = self._judge(call)
+        if not logged and len(target) + len(authority) + sum(
+                len(v) for _, v in fields) <= VERDICT_KEY_CHARS:
+            if len(self._verdicts) >= VERDICTS_KEPT:
+                self._verdicts.clear()
+            self._verdicts[key] = verdict
+        return verdict
+
+    def _judge(self, call: Call) -> tuple[Verdict | None, bool]:
+        """``check``'s verdict, computed; and whether an AUDIT policy matched (logged)."""
         client_address, parent, endpoints, method, authority, target, raw, sni = call
         try:
             # The path as routed and forwarded (``/x/../admin`` is ``/admin``), as Envoy
             # normalizes before its RBAC filter; route rewrites come after, as there.
             path = normalize_path(target.partition("?")[0])
         except PathRefused:
-            return Verdict(False, tuple(sorted(key_of(p) for p in self.policies)))
+            return Verdict(False, tuple(sorted(key_of(p) for p in self.policies))), False
         client = client_address[0]
         # The headers are decoded only for the names a rule reads; endpoints whose policies
         # differ read different names, so they are picked again for each new set of names.
@@ -188,10 +231,10 @@ class AuthzGate:
                 audited = audited or {}
                 audited.update(dict.fromkeys(verdict.audited))
             if not verdict.allowed:
-                return verdict
+                return verdict, audited is not None
         # Every endpoint the request could reach allows it: the AUDIT policies of any of
         # them that matched are named (the endpoint is picked later).
-        return Verdict(True, audited=tuple(audited)) if audited else None
+        return (Verdict(True, audited=tuple(audited)), True) if audited else (None, False)
 
 
 def default_routes(

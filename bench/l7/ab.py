@@ -8,6 +8,9 @@ runs on the load core. Not a side-by-side with a peer: a before/after of one cha
 ``--before-args``/``--after-args`` add waypoint flags to one side, so one tree can be
 measured against itself with a feature off and on: ``python -m bench.l7.ab T T
 --before-args="--request-split off"`` is what the request split costs.
+``--before-policies``/``--after-policies`` give a side some of issue 14's policies
+(``bench.l7.policyset``: ``authz,ratelimit,outlier``, or ``all``; default none), so ``T T
+--after-policies all --callgrind 20`` is what the policies cost per request.
 
 ``--callgrind SECONDS``: instead of CPU time, the waypoint's user-space instructions per
 request, counted by valgrind's callgrind (one run per side: warmed up, counters zeroed,
@@ -30,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.l7 import peers, table
+from bench.l7 import peers, policy_bench, policyset, table
 from bench.l7.peers import HOST, Proc
 from bench.l7.wrk import parse_wrk, wrk_argv
 
@@ -104,6 +107,15 @@ def _instructions(name: str, tree: Path, work: Path, config: str, sock: Path,
             "instructions_per_request": total / requests}
 
 
+def _config(routes: table.RouteTable, backend: str, parts: str) -> str:
+    """The waypoint's config file with some of issue 14's policies (``parts``: comma
+    separated, ``all``, or empty for none); ValueError names an unknown part."""
+    if not parts:
+        return table.tulle_config(routes, listen="LISTEN", backend=backend)
+    chosen = policyset.PARTS if parts == "all" else tuple(p for p in parts.split(",") if p)
+    return policy_bench.tulle_config(routes, listen="LISTEN", backend=backend, parts=chosen)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.l7.ab", description=__doc__)
     parser.add_argument("before", type=Path)
@@ -113,24 +125,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--before-args", default="", help="waypoint flags for BEFORE")
     parser.add_argument("--after-args", default="", help="waypoint flags for AFTER")
+    parser.add_argument("--before-policies", default="", metavar="PARTS",
+                        help="issue 14's policies for BEFORE: some of "
+                             f"{','.join(policyset.PARTS)}, or all (default: none)")
+    parser.add_argument("--after-policies", default="", metavar="PARTS",
+                        help="the same for AFTER")
     parser.add_argument("--callgrind", type=int, metavar="SECONDS",
                         help="count instructions per request with callgrind instead")
     args = parser.parse_args(argv)
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     extra = {"before": shlex.split(args.before_args), "after": shlex.split(args.after_args)}
-    work = Path(tempfile.mkdtemp(prefix="tulle-ab-"))
     backend = peers.free_port()
-    nginx = peers.start_nginx(work, backend, 0)
-    drain, sock = peers.start_drain(work, 0)
     routes = table.build()
     path, headers = routes.request()
-    config = table.tulle_config(routes, listen="LISTEN", backend=f"{HOST}:{backend}")
+    try:
+        configs = {name: _config(routes, f"{HOST}:{backend}", parts) for name, parts in
+                   (("before", args.before_policies), ("after", args.after_policies))}
+    except ValueError as e:
+        parser.error(str(e))
+    work = Path(tempfile.mkdtemp(prefix="tulle-ab-"))
+    nginx = peers.start_nginx(work, backend, 0)
+    drain, sock = peers.start_drain(work, 0)
     rps: dict[str, list[float]] = {k: [] for k in trees}
     cpu: dict[str, list[float]] = {k: [] for k in trees}
     try:
         if args.callgrind:
-            counted = {name: _instructions(name, trees[name], work, config, sock, extra[name],
-                                           path, headers, args.connections, args.callgrind)
+            counted = {name: _instructions(name, trees[name], work, configs[name], sock,
+                                           extra[name], path, headers, args.connections,
+                                           args.callgrind)
                        for name in trees}
             ratio = (counted["after"]["instructions_per_request"]
                      / counted["before"]["instructions_per_request"])
@@ -138,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         for r in range(args.rounds):
             for name in (list(trees) if r % 2 == 0 else list(trees)[::-1]):
-                proc, address, _ = _waypoint(trees[name], work, config, f"{name}-{r}", sock,
+                proc, address, _ = _waypoint(trees[name], work, configs[name], f"{name}-{r}", sock,
                                              extra[name])
                 peers.wait_http(address, path, headers, proc)
                 url = f"http://{address[0]}:{address[1]}{path}"

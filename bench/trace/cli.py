@@ -3,7 +3,11 @@
 Three workloads in one lab, each as alternating on/off pairs of wrk runs: L4 new
 connections/s and keep-alive requests/s through a ClusterIP, and requests/s through the
 waypoint (a Service with an HTTPRoute). Per workload: the on/off ratio of every pair, their
-median, and the target (tracing costs <= 2%). Results: bench/results/trace-<date>.{md,json}.
+median, and the target (tracing costs <= 2%). Beside it, node1's waypoint's CPU per request,
+on ÷ off (its median): what the split costs the waypoint itself, which the other load of a
+shared machine moves far less than req/s. On a busy machine, many short pairs of the one
+workload near its target, pinned, narrow the figure most: ``--workloads waypoint --pairs 12
+--seconds 3 --pin``. Results: bench/results/trace-<date>.{md,json}.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workloads", type=_workloads, default=tuple(WORKLOADS),
                    help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all); "
                         "more pairs of fewer workloads narrow a cost near the target")
+    p.add_argument("--pin", action="store_true",
+                   help="wrk on CPU 0 and node1's waypoint on CPU 1 (taskset): the load "
+                        "generator never takes the measured waypoint's core")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -71,21 +78,30 @@ def target_rows(workloads: dict[str, Any]) -> list[list[str]]:
         met = "n/a" if cost is None else ("**met**" if cost <= TARGET_COST_PCT else "**missed**")
         rows.append([w["what"], ", ".join(f"{r:.3f}" for r in w["pair_ratios"]),
                      "n/a" if w["median_ratio"] is None else f"{w['median_ratio']:.3f}",
-                     "n/a" if cost is None else f"{cost:+.1f}%", f"<= {TARGET_COST_PCT:.0f}%",
+                     "n/a" if cost is None else f"{cost:+.1f}%",
+                     _cpu_cost(w.get("median_cpu_cost_pct")), f"<= {TARGET_COST_PCT:.0f}%",
                      met])
         del name
     return rows
 
 
-TARGET_HEADER = ["workload", "on/off per pair", "median on/off", "cost", "target", ""]
-RUN_HEADER = ["workload", "pair", "tracing", "req/s", "p99 ms", "errors", "lab cores", "load"]
+def _cpu_cost(pct: float | None) -> str:
+    return "n/a" if pct is None else f"{pct:+.1f}%"
+
+
+TARGET_HEADER = ["workload", "on/off per pair", "median on/off", "cost",
+                 "waypoint CPU/request", "target", ""]
+RUN_HEADER = ["workload", "pair", "tracing", "req/s", "p99 ms", "errors", "lab cores", "load",
+              "waypoint µs/req"]
 
 
 def run_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
     return [[r["workload"], "warm-up" if r["pair"] == WARM_UP else str(r["pair"] + 1),
              r["tracing"], f"{r['rps']:,.0f}",
              f"{r['p99_ms']:.2f}", str(r.get("errors", 0)), f"{r['lab_cores']:.2f}",
-             f"{r['load1']:.1f}"] for r in runs]
+             f"{r['load1']:.1f}",
+             "n/a" if r.get("waypoint_us_per_request") is None
+             else f"{r['waypoint_us_per_request']:.1f}"] for r in runs]
 
 
 def render_markdown(rep: dict[str, Any]) -> str:
@@ -123,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     progress(f"kernel tracing cost: lab {LAB}, {len(args.workloads)} workloads × {args.pairs} "
              f"on/off pairs × {args.seconds} s")
     bench = TraceBench(args.seconds, args.pairs, progress, threads=args.threads,
-                       connections=args.connections, workloads=args.workloads)
+                       connections=args.connections, workloads=args.workloads, pin=args.pin)
     failure = None
     try:
         bench.run()
@@ -156,7 +172,7 @@ def build(args: argparse.Namespace, bench: TraceBench, started: datetime,
         "date": f"{started:%Y-%m-%d %H:%M} UTC",
         "command": "make bench-trace" + (" ARGS=--quick" if args.quick else
                                          f" ARGS='--pairs {args.pairs} --seconds {args.seconds}"
-                                         f"{chosen}'"),
+                                         f"{chosen}{' --pin' if args.pin else ''}'"),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "machine": {"loadavg_end": machine.loadavg(), "cpus": os.cpu_count()},
         "method": (
@@ -174,7 +190,10 @@ def build(args: argparse.Namespace, bench: TraceBench, started: datetime,
             f"with {WARM_UPS} discarded warm-up runs as long as the others (tracing on), "
             "listed as `warm-up` below and never in the cost: new connections on a fresh "
             "lab run at 8-10k/s until TIME_WAIT sockets hold the client's ports, and the "
-            "run after that is not yet steady."),
+            "run after that is not yet steady. `waypoint CPU/request`: node1's waypoint "
+            "process's CPU time per request wrk counted, the median of the pairs' on ÷ off "
+            "(the split's cost to the waypoint, whatever else the machine runs; meaningful "
+            "for the waypoint workload only)."),
         "workloads": workloads,
         "targets": target_rows(workloads),
         "runs": [r.to_json() for r in bench.runs],

@@ -15,6 +15,13 @@ against 0.99-1.01 in two runs): the first full-length runs of new connections on
 lab go at 8-10k/s until the client's TIME_WAIT sockets hold its ports, and the run after
 that one was once half the steady ~4.3k/s (bench/results/trace-2026-12-05-session7-wp.md);
 the second run after it was steady in every run seen.
+
+Beside req/s, each run records the CPU seconds of node1's waypoint process; its CPU per
+request, on ÷ off per pair, is the split's cost to the waypoint whatever else the machine
+runs (the pair's req/s ratio moves with the other sessions' load: 0.89-1.05 in one quiet
+run, trace-2026-12-06-session13.md). ``pin`` (``--pin``) runs the client's wrk on CPU 0
+and node1's waypoint on CPU 1 (``taskset``, ``sched_setaffinity`` by its pid), so the load
+generator and the measured process never share a core; the other lab processes float.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -31,7 +39,7 @@ from typing import Any
 from bench.l4 import machine, manifests
 from bench.l4.labs import BenchError, BenchLab, Progress
 from bench.l4.runner import BenchConfig, Runner
-from bench.l4.wrk import WrkResult
+from bench.l4.wrk import WrkOutputError, WrkResult, parse_wrk, wrk_argv
 from bench.observe.overhead import median_cost, pair_orders, pair_ratios
 from lab.state import LabPaths
 
@@ -45,6 +53,8 @@ TARGET_URL = f"http://{manifests.TARGET_VIP}:{manifests.SERVICE_PORT}/"
 ROUTED_URL = f"http://{ROUTED_VIP}:{manifests.SERVICE_PORT}/"
 WARM_UP = -1  # a TraceRun's pair: one of the workload's discarded warm-up runs
 WARM_UPS = 2
+WAYPOINT = "waypoint-node1"  # the lab process the waypoint workload goes through
+WRK_CPU, WAYPOINT_CPU = 0, 1  # ``pin``: the load generator and the measured waypoint
 # name -> (what, url, Connection: close)
 WORKLOADS: dict[str, tuple[str, str, bool]] = {
     "l4_new_conn": ("L4 new connections/s through a ClusterIP", TARGET_URL, True),
@@ -95,11 +105,33 @@ class TraceRun:
     result: WrkResult
     load1: float
     lab_cores: float
+    waypoint_cpu_s: float = 0.0  # node1's waypoint process, user + system, over the run
+
+    @property
+    def waypoint_us_per_request(self) -> float | None:
+        """The waypoint's CPU µs per request wrk counted (None: no requests or no CPU)."""
+        if self.result.requests <= 0 or self.waypoint_cpu_s <= 0:
+            return None
+        return self.waypoint_cpu_s * 1e6 / self.result.requests
 
     def to_json(self) -> dict[str, Any]:
+        per = self.waypoint_us_per_request
         return {"workload": self.workload, "pair": self.pair,
                 "tracing": "on" if self.events else "off", **self.result.to_json(),
-                "load1": self.load1, "lab_cores": self.lab_cores}
+                "load1": self.load1, "lab_cores": self.lab_cores,
+                "waypoint_cpu_s": round(self.waypoint_cpu_s, 4),
+                "waypoint_us_per_request": None if per is None else round(per, 2)}
+
+
+def cpu_pair_ratios(runs: list[TraceRun]) -> list[float]:
+    """The waypoint's CPU per request, on ÷ off, per pair that has both with a figure."""
+    out = []
+    for pair in sorted({r.pair for r in runs}):
+        on = [r.waypoint_us_per_request for r in runs if r.pair == pair and r.events]
+        off = [r.waypoint_us_per_request for r in runs if r.pair == pair and not r.events]
+        if on and off and on[0] is not None and off[0] is not None:
+            out.append(on[0] / off[0])
+    return out
 
 
 def summary(runs: list[TraceRun], workload: str) -> dict[str, Any]:
@@ -107,9 +139,14 @@ def summary(runs: list[TraceRun], workload: str) -> dict[str, Any]:
     mine = [r for r in runs if r.workload == workload and r.pair != WARM_UP]
     ratios = pair_ratios(mine)  # type: ignore[arg-type]  # same fields as OverheadRun
     cost = median_cost(ratios)
+    cpu = cpu_pair_ratios(mine)
     return {"pair_ratios": [round(x, 4) for x in ratios],
             "median_ratio": round(1 - cost / 100, 4) if cost is not None else None,
-            "median_cost_pct": round(cost, 2) if cost is not None else None}
+            "median_cost_pct": round(cost, 2) if cost is not None else None,
+            # the waypoint's CPU per request: + is what tracing costs it (a cost, not a rate)
+            "cpu_pair_ratios": [round(x, 4) for x in cpu],
+            "median_cpu_cost_pct": (round(100 * (statistics.median(cpu) - 1), 2)
+                                    if cpu else None)}
 
 
 @dataclass
@@ -123,6 +160,7 @@ class TraceBench:
     notes: list[str] = field(default_factory=list)
     tracing: bool = True  # the agents' state as last confirmed
     workloads: tuple[str, ...] = tuple(WORKLOADS)
+    pin: bool = False  # wrk on WRK_CPU, the waypoint on WAYPOINT_CPU (module docstring)
 
     def run(self) -> None:
         lab = BenchLab(LAB, True, self.progress)
@@ -130,6 +168,8 @@ class TraceBench:
                                     connections=self.connections), self.progress)
         try:
             bring_up(lab, runner)
+            if self.pin:
+                self.pin_waypoint(lab)
             for name in self.workloads:
                 for _ in range(WARM_UPS):
                     self.runs.append(self.measure(lab, runner, name, WARM_UP, True))
@@ -172,6 +212,34 @@ class TraceBench:
         raise BenchError(f"{', '.join(missing)} did not log the switch "
                          f"({'on' if on else 'off'}) within {timeout:.0f} s")
 
+    def pin_waypoint(self, lab: BenchLab) -> None:
+        """Node1's waypoint on WAYPOINT_CPU for the rest of the run (the lab's own process:
+        it goes with ``lab.down``)."""
+        if (os.cpu_count() or 1) <= WAYPOINT_CPU:
+            raise BenchError(f"--pin needs {WAYPOINT_CPU + 1} CPUs; this machine has "
+                             f"{os.cpu_count()}")
+        pid = lab.process_pids().get(WAYPOINT)
+        if pid is None:
+            raise BenchError(f"{WAYPOINT} is not running: nothing to pin")
+        os.sched_setaffinity(pid, {WAYPOINT_CPU})
+        self.notes.append(f"pinned: wrk on CPU {WRK_CPU}, {WAYPOINT} (pid {pid}) on CPU "
+                          f"{WAYPOINT_CPU}; the other lab processes float")
+
+    def wrk(self, lab: BenchLab, runner: Runner, url: str, close: bool) -> WrkResult:
+        if not self.pin:
+            result: WrkResult = runner.wrk(lab, url, self.seconds, close=close)
+            return result
+        argv = ["taskset", "-c", str(WRK_CPU),
+                *wrk_argv(url, threads=self.threads, connections=self.connections,
+                          seconds=self.seconds, close=close)]
+        proc = runner.client_exec(lab, *argv, external=False, timeout=self.seconds + 60,
+                                  check=False)
+        try:
+            return parse_wrk(proc.stdout)
+        except WrkOutputError as err:
+            raise BenchError(f"lab {lab.name}: pinned wrk against {url} failed "
+                             f"({proc.returncode}): {err}\n{proc.stderr.strip()[-400:]}") from err
+
     def measure(self, lab: BenchLab, runner: Runner, workload: str, pair: int,
                 on: bool) -> TraceRun:
         self.switch(lab, on)
@@ -179,11 +247,13 @@ class TraceBench:
         load1 = machine.loadavg()[0]
         before = lab.lab_cpu()
         _what, url, close = WORKLOADS[workload]
-        result = runner.wrk(lab, url, self.seconds, close=close)
+        result = self.wrk(lab, runner, url, close)
         after = lab.lab_cpu()
         cores = sum(after.get(k, 0.0) - v for k, v in before.items()) / max(result.seconds, 1e-9)
+        waypoint = after.get(WAYPOINT, 0.0) - before.get(WAYPOINT, 0.0)
         label = "warm-up" if pair == WARM_UP else f"pair {pair + 1}"
         self.progress(f"  {workload:<12} {label} tracing {'on ' if on else 'off'}: "
                       f"{result.rps:>9,.0f}/s  p99 {result.p99_ms:.2f} ms  "
-                      f"errors {result.errors}  lab procs {cores:.2f} cores  load {load1:.1f}")
-        return TraceRun(workload, pair, on, result, load1, round(cores, 2))
+                      f"errors {result.errors}  lab procs {cores:.2f} cores  load {load1:.1f}  "
+                      f"waypoint {waypoint * 1e6 / max(result.requests, 1):.1f} µs/req")
+        return TraceRun(workload, pair, on, result, load1, round(cores, 2), waypoint)

@@ -55,7 +55,8 @@ struct ct_entry {
 	__u64 bytes_rev;
 	__be32 rev_nat_addr; /* the VIP the client asked for; 0 when not translated */
 	__be16 rev_nat_port;
-	__u16 pad;
+	__be16 snat_port; /* CT_SERVICE from outside (nodeport.h): the node-side port the client's
+			   * connection is SNATed to; 0 when not SNATed */
 	__be32 backend_addr; /* CT_SERVICE: the backend chosen for this client tuple;
 			      * CT_EGRESS with CT_F_TUNNEL: the real destination */
 	__be16 backend_port;

@@ -29,9 +29,12 @@
  * Routing: the translated packet goes back to the stack (TC_ACT_OK), which forwards it. A
  * SNATed packet and the reversed reply carry the node's own address as source, which the
  * stack takes on the uplink only with net.ipv4.conf.<uplink>.accept_local=1 (the lab's
- * nodes set it). Limit: SNAT keeps the client's source port, so two clients using the same
- * port toward the same backend collide; the second is dropped (DROP_CT_MAP_INSERTION_FAILED)
- * rather than take over the first one's replies.
+ * nodes set it). SNAT keeps the client's source port when no other client's open connection
+ * to that backend holds it; otherwise it takes one of NODEPORT_SNAT_TRIES hashed ports from
+ * NODEPORT_SNAT_MIN..65535, above Linux's default ephemeral range so the node's own sockets do
+ * not collide, and records it in the client's CT_SERVICE entry (snat_port). When every try is
+ * held the connection is dropped (DROP_CT_MAP_INSERTION_FAILED), never given another client's
+ * replies.
  */
 #ifndef TULLE_NODEPORT_H
 #define TULLE_NODEPORT_H
@@ -65,6 +68,36 @@ static __always_inline int nodeport_in_pod_cidr(__be32 addr)
 	return (bpf_ntohl(addr) & mask) == (bpf_ntohl((__be32)cidr) & mask);
 }
 
+#define NODEPORT_SNAT_TRIES 8
+#define NODEPORT_SNAT_MIN 61000
+#define NODEPORT_SNAT_SPAN (65536 - NODEPORT_SNAT_MIN)
+
+static __always_inline int nodeport_snats(const struct lb_service *svc, __be32 backend)
+{
+	return !(svc->flags & LB_F_LOCAL) && !nodeport_in_pod_cidr(backend);
+}
+
+/* The node-side port for a client's new SNATed connection to a backend, network order; 0 when
+ * every candidate is held by another client's open connection. */
+static __always_inline __be16 nodeport_snat_port(const struct tuple4 *client, __be32 node,
+						  const struct lb_backend *backend)
+{
+	struct tuple4 t = { .saddr = node, .daddr = backend->addr, .sport = client->sport,
+			    .dport = backend->port, .proto = client->proto };
+	__u32 spread = (bpf_ntohl(client->saddr) * 2654435761U) ^ bpf_ntohs(client->sport);
+	struct ct_entry *held;
+	int i;
+
+	for (i = 0; i < NODEPORT_SNAT_TRIES; i++) {
+		held = ct_lookup(&t, CT_NODEPORT);
+		if (!held || (held->flags & CT_F_CLOSED) ||
+		    (held->backend_addr == client->saddr && held->backend_port == client->sport))
+			return t.sport;
+		t.sport = bpf_htons(NODEPORT_SNAT_MIN + (spread + i * 40503U) % NODEPORT_SNAT_SPAN);
+	}
+	return 0;
+}
+
 static __always_inline int nodeport_forward(struct __sk_buff *skb, struct pkt *p,
 					    struct lb_key *key, const struct lb_service *svc)
 {
@@ -73,36 +106,50 @@ static __always_inline int nodeport_forward(struct __sk_buff *skb, struct pkt *p
 	struct lb_backend backend;
 	struct tuple4 client = p->tuple;
 	__be32 node = (__be32)config_get(TULLE_CFG_NODE_ADDR);
+	__be16 snat_port;
 	int snat, ret;
 
 	svc_ct = ct_lookup(&client, CT_SERVICE);
 	if (svc_ct && !pkt_opens_tcp(p)) { /* a new connection always chooses afresh */
 		backend.addr = svc_ct->backend_addr;
 		backend.port = svc_ct->backend_port;
+		snat_port = svc_ct->snat_port;
 		svc_ct->last_seen_ns = bpf_ktime_get_ns();
+		snat = nodeport_snats(svc, backend.addr);
 	} else {
 		if ((svc->flags & LB_F_L7) && waypoint_target(&backend.addr, &backend.port))
 			redirect_record(&client, identity_of(client.saddr));
 		else if (lb_select_backend(key, svc, &client, &backend) != 0)
 			return DROP_NO_SERVICE; /* an L7 entry without a waypoint has no backends */
+		snat = nodeport_snats(svc, backend.addr);
+		snat_port = 0;
+		if (snat) {
+			if (!node)
+				return DROP_NO_CONFIGURATION_AVAILABLE_TO_PERFORM_POLICY_DECISION;
+			snat_port = nodeport_snat_port(&client, node, &backend);
+			if (!snat_port)
+				return DROP_CT_MAP_INSERTION_FAILED; /* every candidate port is held */
+		}
 		fresh.backend_addr = backend.addr;
 		fresh.backend_port = backend.port;
+		fresh.snat_port = snat_port;
 		if (ct_create(&client, CT_SERVICE, &fresh) != 0)
 			return DROP_CT_MAP_INSERTION_FAILED;
 	}
-	snat = !(svc->flags & LB_F_LOCAL) && !nodeport_in_pod_cidr(backend.addr);
 	if (snat && !node)
 		return DROP_NO_CONFIGURATION_AVAILABLE_TO_PERFORM_POLICY_DECISION;
+	if (snat && !snat_port)
+		snat_port = client.sport;
 	ret = lb_dnat(skb, p, backend.addr, backend.port);
 	if (!ret && snat)
-		ret = lb_rev_nat(skb, p, node, p->tuple.sport);
+		ret = lb_rev_nat(skb, p, node, snat_port);
 	if (ret)
 		return ret;
 
 	ct = ct_lookup(&p->tuple, CT_NODEPORT);
 	if (ct && snat && !(ct->flags & CT_F_CLOSED) &&
 	    (ct->backend_addr != client.saddr || ct->backend_port != client.sport))
-		return DROP_CT_MAP_INSERTION_FAILED; /* another client's open connection: see above */
+		return DROP_CT_MAP_INSERTION_FAILED; /* another CPU gave the port to another client */
 	if (ct_continues(ct, p)) {
 		if (ct_account(ct, p, 0))
 			trace_flow(p, EVENT_CLOSE, VERDICT_FORWARDED, OBS_FROM_NETWORK, DIR_INGRESS, ct,

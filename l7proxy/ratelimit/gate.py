@@ -45,9 +45,9 @@ class _Plan:
     total: int | None
     identity: int | None
     overrides: Mapping[tuple[str, str], int]  # (namespace, ServiceAccount) -> rate
-    charged: tuple[tuple[Hashable, int], ...] = ()
-    """The buckets every request is charged to, (key, rate): built once, not per request,
-    when they do not depend on the caller (``total`` alone)."""
+    charged: tuple[Hashable, int] | None = None
+    """The one bucket every request is charged to, (key, rate), when it does not depend
+    on the caller (``total`` alone): built once, not per request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,7 @@ def plans(
         charged = ((service, "total"), total) if total is not None else None
         out[service] = _Plan(
             f"{home}/{policy.metadata.name}", total, identity, overrides,
-            (charged,) if charged is not None and identity is None and not overrides else (),
+            charged if identity is None and not overrides else None,
         )
     return out
 
@@ -115,8 +115,9 @@ class RateLimitGate:
         plan = self._plans.get((backend.namespace, backend.name))
         if plan is None:
             return None
-        if plan.charged:  # the caller does not matter: the buckets are ready
-            refused = self.limiter.admit(plan.charged, self.clock())
+        charged = plan.charged
+        if charged is not None:  # the caller does not matter: the bucket is ready
+            refused = self.limiter.admit_one(charged[0], charged[1], self.clock())
             return None if refused is None else Limited(plan.policy, refused)
         service = (backend.namespace, backend.name)
         buckets: list[tuple[object, int]] = []

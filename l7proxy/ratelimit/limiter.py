@@ -76,6 +76,22 @@ class Limiter:
         self._prune_if_full(now)
         return None
 
+    def admit_one(self, key: Hashable, rate: int, now: float) -> Verdict | None:
+        """``admit(((key, rate),), now)`` for one bucket (a Service's ``total``: the
+        waypoint's common case), without the lists: the same arithmetic, the same state."""
+        if rate < 1:
+            raise ValueError(f"bucket {key!r}: rate {rate} must be at least 1")
+        interval = 1.0 / rate
+        tat = self._tat.get(key, now)
+        if tat < now:
+            tat = now
+        if tat - now - (rate - 1) * interval > 1e-9:
+            return self.admit(((key, rate),), now)  # refused: admit's verdict
+        self._tat[key] = tat + interval
+        if len(self._tat) > PRUNE_AT:
+            self.prune(now)
+        return None
+
     def _refusal(self, buckets: Sequence[tuple[Hashable, int]], now: float) -> Verdict | None:
         """The bucket that frees up last among those that would refuse, if any."""
         if not buckets:

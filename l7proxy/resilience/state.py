@@ -94,10 +94,14 @@ class Resilience:
             backend.known = endpoints
         outliers = backend.outliers
         if outliers is not None:
-            back = outliers.sweep(now)
-            if back:
-                self._rejoin(backend, back, endpoints, now)
-            endpoints = outliers.available(endpoints, now)
+            # The calls are made only when they can do something: a sweep when one is due,
+            # ``available`` when a host is out (else it returns ``endpoints`` as given).
+            if now >= outliers.next_sweep:
+                back = outliers.sweep(now)
+                if back:
+                    self._rejoin(backend, back, endpoints, now)
+            if outliers.out:
+                endpoints = outliers.available(endpoints, now)
         if prefer is not None and prefer in endpoints:
             return prefer
         return backend.balancer.choose(endpoints, now)

@@ -198,14 +198,60 @@ def test_cluster_to_a_local_backend_needs_no_snat(nd: Netdev) -> None:
     assert (back.packet[IP].src, back.packet[TCP].sport) == (NODE, NODE_PORT)
 
 
-def test_a_second_client_on_the_same_port_does_not_take_over_the_first(nd: Netdev) -> None:
+SNAT_MIN = 61000  # nodeport.h NODEPORT_SNAT_MIN: above Linux's default ephemeral range
+
+
+def test_a_second_client_on_the_same_port_is_snated_to_another_node_port(nd: Netdev) -> None:
     external(nd, [REMOTE_BACKEND])
-    nd.arrive(pkt(CLIENT, NODE, TCP(sport=40004, dport=NODE_PORT, flags="S")))
+    first = nd.arrive(pkt(CLIENT, NODE, TCP(sport=40004, dport=NODE_PORT, flags="S")))
+    assert first.packet[TCP].sport == 40004  # the client's own port while it is free
     out = nd.arrive(pkt(OTHER_CLIENT, NODE, TCP(sport=40004, dport=NODE_PORT, flags="S")))
+    assert out.verdict == TC_ACT_OK
+    ip, tcp = out.packet[IP], out.packet[TCP]
+    assert (ip.src, ip.dst, tcp.dport) == (NODE, REMOTE_BACKEND, 8080)
+    assert SNAT_MIN <= tcp.sport <= 65535
+    assert checksums_valid(out.packet)
+    moved = tcp.sport
+    # The second client's later packets keep the port its SYN was given.
+    ack = nd.arrive(pkt(OTHER_CLIENT, NODE, TCP(sport=40004, dport=NODE_PORT, flags="A")))
+    assert (ack.verdict, ack.packet[TCP].sport) == (TC_ACT_OK, moved)
+    # Each backend reply goes back to its own client, from the node port it asked for.
+    to_first = nd.arrive(pkt(REMOTE_BACKEND, NODE, TCP(sport=8080, dport=40004, flags="SA")))
+    assert (to_first.packet[IP].dst, to_first.packet[TCP].dport) == (CLIENT, 40004)
+    to_other = nd.arrive(pkt(REMOTE_BACKEND, NODE, TCP(sport=8080, dport=moved, flags="SA")))
+    ip, tcp = to_other.packet[IP], to_other.packet[TCP]
+    assert (ip.src, tcp.sport, ip.dst, tcp.dport) == (NODE, NODE_PORT, OTHER_CLIENT, 40004)
+    assert checksums_valid(to_other.packet)
+
+
+def test_when_every_snat_port_is_held_the_new_client_is_dropped_not_given_replies(
+    nd: Netdev,
+) -> None:
+    external(nd, [REMOTE_BACKEND])
+    nd.arrive(pkt(CLIENT, NODE, TCP(sport=40005, dport=NODE_PORT, flags="S")))
+    ct = nd.dp.table("ct_v1")
+    owner = ct[next(k for k in ct.keys() if k.dir == 4)]  # CT_NODEPORT: the first client's
+    for port in range(SNAT_MIN, 65536):  # every other candidate, held by the first client
+        key = ct.Key()
+        key.tuple.saddr, key.tuple.daddr = maps.be32(NODE), maps.be32(REMOTE_BACKEND)
+        key.tuple.sport, key.tuple.dport = maps.be16(port), maps.be16(8080)
+        key.tuple.proto, key.dir = TCP_P, 4
+        ct[key] = owner
+    out = nd.arrive(pkt(OTHER_CLIENT, NODE, TCP(sport=40005, dport=NODE_PORT, flags="S")))
     assert out.verdict == TC_ACT_SHOT
     assert reason(out.events[0]) == "CT_MAP_INSERTION_FAILED"
-    reply = nd.arrive(pkt(REMOTE_BACKEND, NODE, TCP(sport=8080, dport=40004, flags="SA")))
+    reply = nd.arrive(pkt(REMOTE_BACKEND, NODE, TCP(sport=8080, dport=40005, flags="SA")))
     assert reply.packet[IP].dst == CLIENT  # still the first client's
+
+
+def test_a_closed_connections_port_is_reused_by_the_next_client(nd: Netdev) -> None:
+    external(nd, [REMOTE_BACKEND])
+    nd.arrive(pkt(CLIENT, NODE, TCP(sport=40006, dport=NODE_PORT, flags="S")))
+    nd.arrive(pkt(CLIENT, NODE, TCP(sport=40006, dport=NODE_PORT, flags="R")))
+    out = nd.arrive(pkt(OTHER_CLIENT, NODE, TCP(sport=40006, dport=NODE_PORT, flags="S")))
+    assert (out.verdict, out.packet[TCP].sport) == (TC_ACT_OK, 40006)
+    reply = nd.arrive(pkt(REMOTE_BACKEND, NODE, TCP(sport=8080, dport=40006, flags="SA")))
+    assert reply.packet[IP].dst == OTHER_CLIENT
 
 
 def test_a_loadbalancer_address_is_served_at_its_service_port(nd: Netdev) -> None:

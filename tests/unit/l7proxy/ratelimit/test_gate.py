@@ -138,3 +138,16 @@ def test_the_answer_carries_retry_after_and_ratelimit_fields() -> None:
     assert headers[b"ratelimit-remaining"] == b"0"
     assert headers[b"ratelimit-reset"] == b"1"  # 0.75 s until both are back, rounded up
     assert headers[b"content-type"] == b"text/plain"
+
+
+def test_a_total_alone_limits_every_caller_together() -> None:
+    """The plan whose one bucket does not depend on the caller (built once): callers of
+    any identity, or none, share it; a second later it is full again."""
+    g, clock = gate(policy("web", total={"requestsPerSecond": 4}))
+    assert passed(g, "10.0.0.1", 3) == 3
+    assert passed(g, "192.0.2.9", 3) == 1  # no identity: the same bucket
+    limited = g.check(("10.0.0.4", 1), WEB)
+    assert limited is not None and limited.verdict.limit == 4 and limited.policy == "shop/web"
+    assert passed(g, "10.0.0.1", 3, OTHER) == 3  # another Service: not targeted
+    clock[0] += 1.0
+    assert passed(g, "10.0.0.2", 10) == 4

@@ -135,3 +135,25 @@ def test_admit_refuses_what_take_refuses() -> None:
         Limiter().admit([], 0.0)
     with pytest.raises(ValueError, match="at least 1"):
         Limiter().admit([("k", 0)], 0.0)
+
+
+ONE_BUCKET = st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(1, 5),
+                                st.floats(0, 0.5)), min_size=1, max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ONE_BUCKET)
+def test_admit_one_is_admit_of_one_bucket(charges: list[tuple[str, int, float]]) -> None:
+    """The waypoint's one-bucket path (a Service's total): the same refusals (the same
+    verdicts) and the same charges as ``admit``, so a rate limit still limits."""
+    general, one = Limiter(), Limiter()
+    now = 0.0
+    for key, rate, step in charges:
+        now += step
+        assert one.admit_one(key, rate, now) == general.admit([(key, rate)], now)
+        assert one._tat == general._tat
+
+
+def test_admit_one_refuses_a_rate_below_one() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Limiter().admit_one("k", 0, 0.0)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from l7proxy.resilience.outlier import OutlierParams
 from l7proxy.resilience.params import BackendParams
 from l7proxy.resilience.state import Resilience
@@ -49,3 +52,31 @@ def test_pending_is_kept_per_endpoint_and_abandon_releases_it() -> None:
     assert r.backend(T).balancer.loads[A].pending == 1
     r.finished(T, A, 200, 0.01, 0.1)
     assert r.backend(T).balancer.loads[A].pending == 0
+
+
+C = ("10.0.0.3", 80)
+OUTCOMES = st.lists(st.tuples(st.sampled_from([200, 503, 0, 404]), st.floats(0, 3)),
+                    min_size=1, max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(OUTCOMES, st.integers(0, 2**32))
+def test_an_ejected_endpoint_is_never_chosen_while_another_is_in(
+        outcomes: list[tuple[int, float]], seed: int) -> None:
+    """Whatever the answers and the time between them: each choice is an endpoint outlier
+    detection has not ejected (all three out at once only when each went at 100 %), and
+    ejected ones come back when their time is up."""
+    r = Resilience(random.Random(seed).random, {("default", "web"): OUTLIERS})
+    eps = (A, B, C)
+    now = 0.0
+    for status, step in outcomes:
+        now += step
+        chosen = r.choose(T, eps, now)
+        outliers = r.backend(T).outliers
+        assert outliers is not None
+        if not all(outliers.ejected(e) for e in eps):
+            assert not outliers.ejected(chosen)
+        r.started(T, chosen, now)
+        r.finished(T, chosen, status, 0.001, now)
+    r.choose(T, eps, now + 1000.0)  # long after every ejection time
+    assert not any(r.backend(T).outliers.ejected(e) for e in eps)  # type: ignore[union-attr]
