@@ -22,6 +22,7 @@ from gatewayapi.filters import HeaderEdit, Mirror, Redirect, Rewrite, Unsupporte
 from gatewayapi.headers import Headers
 from gatewayapi.retry import RetryPolicy
 from gatewayapi.rules import CompiledRule, FilterStep, Step
+from gatewayapi.session import Pin, SessionKey
 from gatewayapi.types import (
     BackendTarget,
     NoRoute,
@@ -77,8 +78,10 @@ class Selection:
     def retry(self) -> RetryPolicy | None:
         return self.rule.retry
 
-    def apply(self, request: Request, rng: Random) -> Forward | Respond:
-        return execute(self, request, rng)
+    def apply(
+        self, request: Request, rng: Random, sessions: SessionKey | None = None
+    ) -> Forward | Respond:
+        return execute(self, request, rng, sessions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,11 @@ class Forward:
     response_steps: tuple[tuple[FilterStep, Request], ...]
     delay: float = 0.0
     """Seconds an HTTPFault delays the request before it goes (Envoy's DI flag)."""
+    backend_index: int = 0
+    """Which of the rule's backendRefs ``backend`` is (a session token names it)."""
+    pin: Pin | None = None
+    """The request's verified session token (``session.py``), which chose ``backend``; its
+    endpoint is preferred if still available."""
 
     @property
     def timeouts(self) -> Timeouts:
@@ -193,11 +201,19 @@ def _with_headers(request: Request, headers: Headers) -> Request:
     return Request(request.method, request.scheme, request.authority, request.target, headers)
 
 
-def execute(selection: Selection, request: Request, rng: Random) -> Forward | Respond:
+def execute(
+    selection: Selection, request: Request, rng: Random, sessions: SessionKey | None = None
+) -> Forward | Respond:
     """Run the selected rule on ``request``. ``rng`` supplies the weighted-backend draw,
-    the draws of HTTPFault filters as they run, and one draw per mirror, in that order."""
+    the draws of HTTPFault filters as they run, and one draw per mirror, in that order.
+    A session token that ``sessions`` verifies for the rule chooses the backend instead of
+    the draw, whatever its weight (GEP-1619: persistence outranks the split)."""
     rule = selection.rule
-    picked = rule.choice.pick(rng()) if rule.backends else None
+    pin = _pin(rule, request, sessions) if rule.session is not None else None
+    if pin is not None:
+        picked: int | None = pin.backend
+    else:
+        picked = rule.choice.pick(rng()) if rule.backends else None
     run = _Run(selection, request, rng)
     answered = run.run(rule.filters)
     if answered is not None:
@@ -214,4 +230,16 @@ def execute(selection: Selection, request: Request, rng: Random) -> Forward | Re
         return replace(answered, delay=run.delay) if run.delay else answered
     final = run.request
     mirrors = tuple(MirrorRequest(m.target, final) for m in run.mirrors if m.fires(rng()))
-    return Forward(selection, final, backend.target, mirrors, tuple(run.responses), run.delay)
+    return Forward(
+        selection, final, backend.target, mirrors, tuple(run.responses), run.delay, picked, pin
+    )
+
+
+def _pin(rule: CompiledRule, request: Request, sessions: SessionKey | None) -> Pin | None:
+    """The request's token for ``rule``, if it verifies and names a valid backend."""
+    if sessions is None or rule.session is None:
+        return None
+    pin = sessions.read(rule.session, request.headers)
+    if pin is None or pin.backend >= len(rule.backends):
+        return None
+    return pin if rule.backends[pin.backend].target is not None else None

@@ -40,6 +40,7 @@ from gatewayapi.rules import (
     RuleReport,
     first_refused,
     prepare_rule,
+    session_policy,
 )
 from gatewayapi.types import NO_TIMEOUTS
 
@@ -112,6 +113,7 @@ def compile_grpc_rule(
         timeouts=NO_TIMEOUTS,
         retry=TRANSPARENT,
         prefix=None,
+        session=session_policy(rule.session_persistence, ref_),
     )
     return report
 

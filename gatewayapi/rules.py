@@ -27,6 +27,7 @@ from agent.model.httproute import (
     HTTPRouteRule,
     PathMatchType,
     RequestMirror,
+    SessionPersistence,
     StringMatchType,
 )
 from agent.model.regex import regex_problem
@@ -42,6 +43,7 @@ from gatewayapi.cors import Cors
 from gatewayapi.faults import Fault
 from gatewayapi.filters import HeaderEdit, Mirror, Redirect, Rewrite, Unsupported
 from gatewayapi.retry import RetryPolicy, compile_timeouts
+from gatewayapi.session import SessionPolicy
 from gatewayapi.types import BackendTarget, RuleRef, Timeouts
 
 
@@ -87,6 +89,8 @@ class CompiledRule:
     prefix: str | None
     """The PathPrefix value when the rule has exactly one match of that type (the prefix
     that ReplacePrefixMatch replaces)."""
+    session: SessionPolicy | None = None
+    """sessionPersistence (``session.py``)."""
 
 
 @dataclass(slots=True)
@@ -299,8 +303,13 @@ def compile_rule(
         timeouts=compile_timeouts(rule.timeouts),
         retry=RetryPolicy.of(rule.retry),
         prefix=prefix,
+        session=session_policy(rule.session_persistence, ref_),
     )
     return report
+
+
+def session_policy(spec: SessionPersistence | None, ref: RuleRef) -> SessionPolicy | None:
+    return SessionPolicy.of(spec, ref) if spec is not None else None
 
 
 def _rule_label(ref: RuleRef) -> str:

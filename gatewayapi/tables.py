@@ -35,6 +35,7 @@ from gatewayapi.hostnames import wildcard_suffixes
 from gatewayapi.match import lazy_query
 from gatewayapi.paths import PathRefused, request_line_problem, split_target
 from gatewayapi.precedence import HostIndex
+from gatewayapi.session import SessionKey
 from gatewayapi.types import (
     GatewayParent,
     IngressParent,
@@ -283,12 +284,14 @@ class RouteTables:
         rng: Random = random.random,
         client_namespace: str | None = None,
         normalize: bool = True,
+        sessions: SessionKey | None = None,
     ) -> Forward | Respond:
         """Everything the server needs for one request: select a rule, run its filters,
         choose a backend and mirrors. With ``normalize`` the path is normalized first
         (``paths.py``: dot segments, slashes, escapes) and forwarded normalized; a target
         the policy refuses is answered 400 and never matched, and so is a method or
-        authority that cannot be written into an HTTP/1.1 head."""
+        authority that cannot be written into an HTTP/1.1 head. ``sessions`` verifies
+        session persistence tokens (``session.py``); without it they are ignored."""
         if (problem := request_line_problem(request.method, request.authority)) is not None:
             response = error_response(400, f"bad request: {problem}")
             return Respond(response, Answer.INVALID_REQUEST, None, problem)
@@ -314,7 +317,7 @@ class RouteTables:
         if isinstance(selected, NoRoute):
             answer = not_found(selected)
         else:
-            outcome = execute(selected, request, rng)
+            outcome = execute(selected, request, rng, sessions)
             if isinstance(outcome, Forward):
                 return outcome
             answer = outcome

@@ -24,6 +24,7 @@ waypoint what the cluster would otherwise tell it:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,6 +214,10 @@ class WaypointConfig:
     """Where each request's time went (``l7proxy.timing``): timing marks and the kernel's
     RTTs in every L7 flow. Part of tracing; off, requests take no marks and no RTT reads
     and flows carry no split. The process's switch is set from it when a server starts."""
+    session_key: bytes = field(default_factory=lambda: os.urandom(32))
+    """The HMAC key of session persistence tokens (``gatewayapi/session.py``). Made with the
+    config, so the workers forked from it share it; a waypoint that restarts (or its standby
+    taking over) has a new one, and sessions then start afresh on their next request."""
     trust_forwarded_for: bool = False
     """Keep the X-Forwarded-For a client sends through a Gateway (the client's address
     appended) rather than replace it (``l7proxy.exchange.appends_forwarded_for``): only for

@@ -19,6 +19,7 @@ from l7proxy.http.parser import BodyKind
 from l7proxy.http.response import PROTOCOL_ERROR, ResponseHead, upgrade_refusal
 from l7proxy.http.wire import HOP_BY_HOP, LAST_CHUNK, chunk, end_to_end
 from l7proxy.retries import RETRY_BUDGET_DROP, Retries, retries_for, status_retry
+from l7proxy.session import add_session_field
 from l7proxy.timing import now
 from l7proxy.upstream import UpstreamFailure
 
@@ -181,7 +182,8 @@ async def _send(proxy: Proxy, ex: Exchange, fwd: Forward) -> tuple[Http1Upstream
     connection that the backend closed while idle is replaced (up to three times; under a
     retry stanza the retry does it, each try counted)."""
     target = fwd.backend
-    address = ex.endpoint = proxy.pick(target, ex.client)
+    pin = fwd.pin if ex.endpoint is None else None  # a retry: the balancer's choice
+    address = ex.endpoint = proxy.pick(target, ex.client, pin.endpoint if pin else None)
     resilience = proxy.resilience
     clock = resilience.clock
     sent_at = clock()
@@ -297,6 +299,8 @@ async def _respond(
     if fwd.response_steps:
         finished = fwd.finish(Response(status, Headers.from_raw(headers)))
         status, headers = finished.status, raw_headers(finished.headers)
+    if fwd.selection.rule.session is not None:
+        add_session_field(proxy.sessions, fwd, ex.endpoint, headers)
     done = conn.done
     assert done is not None
     # When the response's end came with its head (most responses), when the head went

@@ -32,6 +32,7 @@ from l7proxy.h2client import H2Client, UpStream, stream_hold
 from l7proxy.h2limits import H2Stats
 from l7proxy.h2stream import DROP, STREAM_BUFFER
 from l7proxy.retries import Retries, status_retry
+from l7proxy.session import add_session_field
 from l7proxy.timing import now
 from l7proxy.upstream import Address, Connector, UpstreamFailure
 from l7proxy.via import DIRECT, Via
@@ -167,13 +168,16 @@ class H2Upstreams:
         if fwd.response_steps:  # ResponseHeaderModifier and CORS, as over HTTP/1.1
             finished = fwd.finish(Response(sent.status, Headers.from_raw(sent.headers)))
             sent.status, sent.headers = finished.status, finished.headers.raw()
+        if fwd.selection.rule.session is not None:
+            add_session_field(proxy.sessions, fwd, ex.endpoint, sent.headers)
         return await self._respond(ex, sent, down), None
 
     async def _send(self, proxy: Proxy, ex: Exchange, fwd: Forward) -> _Sent:
         """A stream opened, the request (and its body so far) sent, the head read; the
         balancer and outlier detection told how it went, as ``forward._send`` does."""
         target = fwd.backend
-        address = ex.endpoint = proxy.pick(target, ex.client)
+        pin = fwd.pin if ex.endpoint is None else None  # a retry: the balancer's choice
+        address = ex.endpoint = proxy.pick(target, ex.client, pin.endpoint if pin else None)
         resilience = proxy.resilience
         sent_at = resilience.clock()
         resilience.started(target, address, sent_at)

@@ -45,6 +45,7 @@ from l7proxy.netpolicy import PolicyGate
 from l7proxy.ratelimit import RateLimitGate
 from l7proxy.resilience.params import params_by_service
 from l7proxy.server import WaypointServer, new_event_loop
+from l7proxy.session import shared_key
 from l7proxy.standby import ActiveLock, holder
 from l7proxy.timing import SPLIT
 from l7proxy.upstream import WaypointConnector
@@ -149,6 +150,8 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
         trust_forwarded_for=trust_forwarded_for,
         protocols=backend_protocols(feed.typed["Service"]),
     )
+    if active_lock is not None:  # the pair's one key: sessions survive a takeover
+        config.session_key = shared_key(active_lock.with_name(active_lock.name + ".session-key"))
     connector = WaypointConnector(
         listen[0], WAYPOINT_MARK, connect_timeout=config.limits.connect_timeout
     )

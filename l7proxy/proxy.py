@@ -26,6 +26,7 @@ from gatewayapi import (
     ServiceParent,
 )
 from gatewayapi.backendtls import UpstreamTLS
+from gatewayapi.session import SessionKey
 from gatewayapi.types import host_of
 from l7proxy.authz import DENIED_BODY, Call
 from l7proxy.config import Limits, WaypointConfig
@@ -103,6 +104,8 @@ class Proxy:
         self.resilience = Resilience(rng, config.backend_params)
         """Endpoint choice (P2C over peak-EWMA, outlier ejection) and pool limits."""
         self.gate = Gate()
+        self.sessions = SessionKey(config.session_key)
+        """Session persistence tokens (``gatewayapi/session.py``), under the waypoint's key."""
         self.metrics.registry.register(ResilienceCollector(self.resilience))
         self._labels: dict[tuple[RuleRef, BackendTarget], tuple[str, str, str]] = {}
 
@@ -156,7 +159,10 @@ class Proxy:
             return Respond(error_response(404, "no route"), Answer.NO_ROUTE, None, "no parent")
         namespace_of = self.config.client_namespace
         client_namespace = namespace_of(ex.client[0]) if namespace_of is not None else None
-        return self.tables.route(parent, request, rng=self.rng, client_namespace=client_namespace)
+        return self.tables.route(
+            parent, request, rng=self.rng, client_namespace=client_namespace,
+            sessions=self.sessions,
+        )
 
     async def handle(self, ex: Exchange, down: Downstream) -> None:
         """Serve one request to completion (or failure) and account for it."""
@@ -328,10 +334,12 @@ class Proxy:
         hosted = table.listener_for(host_of(ex.authority))
         return hosted is None or hosted.info.name != sni_listener
 
-    def pick(self, target: BackendTarget, client: Address) -> Address:
+    def pick(
+        self, target: BackendTarget, client: Address, prefer: Address | None = None
+    ) -> Address:
         """The endpoint of ``target`` to send to, of those NetworkPolicy lets ``client``
-        reach and outlier detection has not ejected: the cheaper of two by peak-EWMA
-        (``l7proxy/resilience``)."""
+        reach and outlier detection has not ejected: ``prefer`` (a session's endpoint) if
+        it is one, else the cheaper of two by peak-EWMA (``l7proxy/resilience``)."""
         endpoints: Sequence[Address] = self.endpoints(target)
         admits = self.admits
         if admits is not None and endpoints:
@@ -340,7 +348,7 @@ class Proxy:
                 raise UpstreamFailure(f"no endpoints for {target} admit the client", sent=False)
         if not endpoints:
             raise UpstreamFailure(f"no endpoints for {target}", sent=False)
-        return self.resilience.choose(target, endpoints, self.resilience.clock())
+        return self.resilience.choose(target, endpoints, self.resilience.clock(), prefer)
 
 
 def _with_audit(names: PolicyNames | None, audited: tuple[str, ...]) -> AuditedNames:

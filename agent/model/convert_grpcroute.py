@@ -9,6 +9,7 @@ from collections import Counter
 
 from agent.model.convert_gateway import read_parent_ref, read_route_status
 from agent.model.convert_httproute import check_parent_refs, read_backend_ref, read_filter
+from agent.model.convert_session import read_session_persistence
 from agent.model.gateway import RouteStatus
 from agent.model.grpcroute import (
     GRPC_FILTER_TYPES,
@@ -66,6 +67,7 @@ def _read_rule(r: Reader) -> GRPCRouteRule:
         matches=r.objects("matches", _read_match, max_items=8),
         filters=_read_filters(r, "filters"),
         backend_refs=r.objects("backendRefs", _read_backend_ref, max_items=16),
+        session_persistence=r.obj("sessionPersistence", read_session_persistence),
     )
 
 

@@ -16,6 +16,7 @@ from agent.model.convert_gateway import (
     read_route_status,
     require_service_port,
 )
+from agent.model.convert_session import read_session_persistence
 from agent.model.gateway import ParentReference, RouteStatus
 from agent.model.httproute import (
     CORS,
@@ -117,6 +118,7 @@ def _read_rule(r: Reader) -> HTTPRouteRule:
         backend_refs=r.objects("backendRefs", _read_backend_ref, max_items=16),
         timeouts=r.obj("timeouts", _read_timeouts),
         retry=r.obj("retry", _read_retry),
+        session_persistence=r.obj("sessionPersistence", read_session_persistence),
     )
     for i, f in enumerate(rule.filters):
         if f.type is FilterType.REQUEST_REDIRECT and rule.backend_refs:

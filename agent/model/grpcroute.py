@@ -15,7 +15,12 @@ from enum import StrEnum
 from typing import ClassVar
 
 from agent.model.gateway import ParentReference, RouteStatus
-from agent.model.httproute import FilterType, HTTPBackendRef, HTTPRouteFilter
+from agent.model.httproute import (
+    FilterType,
+    HTTPBackendRef,
+    HTTPRouteFilter,
+    SessionPersistence,
+)
 from agent.model.meta import ObjectMeta
 
 GRPC_FILTER_TYPES = (
@@ -69,6 +74,7 @@ class GRPCRouteRule:
     matches: tuple[GRPCRouteMatch, ...] = ()
     filters: tuple[HTTPRouteFilter, ...] = ()
     backend_refs: tuple[HTTPBackendRef, ...] = ()
+    session_persistence: SessionPersistence | None = None
 
 
 @dataclass(frozen=True, slots=True)

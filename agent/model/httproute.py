@@ -214,6 +214,40 @@ class HTTPRouteRetry:
     backoff: timedelta | None = None
 
 
+class SessionPersistenceType(StrEnum):
+    COOKIE = "Cookie"
+    HEADER = "Header"
+
+
+class CookieLifetimeType(StrEnum):
+    PERMANENT = "Permanent"
+    """The cookie carries Max-Age (``absolute_timeout``, then required)."""
+    SESSION = "Session"
+    """No Max-Age or Expires: the waypoint enforces ``absolute_timeout`` from the token."""
+
+
+@dataclass(frozen=True, slots=True)
+class CookieConfig:
+    lifetime_type: CookieLifetimeType = CookieLifetimeType.SESSION
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPersistence:
+    """GEP-1619 (Gateway API v1.6.1, experimental) on an HTTPRoute or GRPCRoute rule. v1.6
+    removed ``idleTimeout`` and BackendLBPolicy. ``cookie_config`` only with type Cookie;
+    a Permanent lifetime requires ``absolute_timeout``."""
+
+    session_name: str | None = None
+    absolute_timeout: timedelta | None = None
+    type: SessionPersistenceType = SessionPersistenceType.COOKIE
+    cookie_config: CookieConfig | None = None
+
+    @property
+    def lifetime_type(self) -> CookieLifetimeType:
+        config = self.cookie_config
+        return config.lifetime_type if config is not None else CookieLifetimeType.SESSION
+
+
 @dataclass(frozen=True, slots=True)
 class HTTPRouteRule:
     """A request matches the rule if ANY match holds. No backend refs means 500 (or the
@@ -225,6 +259,7 @@ class HTTPRouteRule:
     backend_refs: tuple[HTTPBackendRef, ...] = ()
     timeouts: HTTPRouteTimeouts | None = None
     retry: HTTPRouteRetry | None = None
+    session_persistence: SessionPersistence | None = None
 
 
 DEFAULT_RULES: tuple[HTTPRouteRule, ...] = (HTTPRouteRule(),)

@@ -4,7 +4,13 @@ backend references and status are HTTPRoute's, with GRPCRoute's four filter type
 
 from __future__ import annotations
 
-from httproute_schema import FILTER, HEADER_MODIFIER, ROUTE_PARENT_STATUS, string_match
+from httproute_schema import (
+    FILTER,
+    HEADER_MODIFIER,
+    ROUTE_PARENT_STATUS,
+    SESSION_PERSISTENCE,
+    string_match,
+)
 from schema_parts import (
     ATOMIC,
     PARENT_REF,
@@ -96,6 +102,7 @@ RULE = obj(
             hi=16,
             **ATOMIC,
         ),
+        "sessionPersistence": SESSION_PERSISTENCE,
     },
 )
 

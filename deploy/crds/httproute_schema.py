@@ -227,6 +227,30 @@ DURATION = (
     "milliseconds)."
 )
 
+SESSION_PERSISTENCE = obj(
+    "Keeps a client's requests on one backend endpoint (GEP-1619): the waypoint issues a "
+    "token in a cookie or header and honours it while that endpoint is ready.",
+    {
+        "sessionName": string("The cookie or header name; a name unique to the rule if unset.",
+                              hi=128),
+        "absoluteTimeout": string("How long a session lasts from its start. " + DURATION),
+        "type": enum("Where the token travels.", ["Cookie", "Header"], default="Cookie"),
+        "cookieConfig": obj(
+            "Cookie settings (type Cookie only).",
+            {
+                "lifetimeType": enum(
+                    "Permanent: the cookie carries Max-Age (absoluteTimeout); Session: it "
+                    "does not.",
+                    ["Permanent", "Session"],
+                    default="Session",
+                ),
+            },
+        ),
+        # kept so that it is refused by name rather than pruned: Gateway API v1.6 removed it
+        "idleTimeout": string("Removed in Gateway API v1.6: refused. " + DURATION),
+    },
+)
+
 RULE = obj(
     "Which requests to route (matches), how to change them (filters) and where to send them "
     "(backendRefs).",
@@ -267,6 +291,7 @@ RULE = obj(
                 "backoff": string("The least time between attempts. " + DURATION),
             },
         ),
+        "sessionPersistence": SESSION_PERSISTENCE,
     },
 )
 

@@ -46,7 +46,7 @@ _KNOWN_REFUSALS = {
     "canary-by-cookie": "Gateway API matches no cookies",
     "configuration-snippet": "raw nginx configuration has no Gateway API form",
     "server-snippet": "raw nginx configuration has no Gateway API form",
-    "affinity": "session affinity is not in HTTPRoute (Tulle has no SessionPersistence)",
+    "affinity": "session affinity is not converted (sessionPersistence is experimental)",
     "whitelist-source-range": "client address filters are not in HTTPRoute",
     "denylist-source-range": "client address filters are not in HTTPRoute",
     "limit-rps": "rate limits are not in HTTPRoute",

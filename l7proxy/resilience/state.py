@@ -75,8 +75,15 @@ class Resilience:
             )
         return found
 
-    def choose(self, target: Target, endpoints: Sequence[Address], now: float) -> Address:
-        """P2C among the endpoints outlier detection leaves in (``endpoints`` not empty)."""
+    def choose(
+        self,
+        target: Target,
+        endpoints: Sequence[Address],
+        now: float,
+        prefer: Address | None = None,
+    ) -> Address:
+        """P2C among the endpoints outlier detection leaves in (``endpoints`` not empty);
+        ``prefer`` (a session's endpoint) when it is one of them."""
         backend = self.backend(target)
         known = backend.known
         if endpoints is not known:
@@ -95,6 +102,8 @@ class Resilience:
                     self._rejoin(backend, back, endpoints, now)
             if outliers.out:
                 endpoints = outliers.available(endpoints, now)
+        if prefer is not None and prefer in endpoints:
+            return prefer
         return backend.balancer.choose(endpoints, now)
 
     @staticmethod

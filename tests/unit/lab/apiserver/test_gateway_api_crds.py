@@ -314,3 +314,27 @@ def test_grpcroutes_are_served_and_admitted_by_schema_then_model(api: Direct) ->
         causes(body)["spec.rules[0].matches[0].method.service"]
     )
     assert [i["metadata"]["name"] for i in api("GET", GRPC_ROUTES)[1]["items"]] == ["greeter"]
+
+
+def test_session_persistence_is_kept_defaulted_and_admitted_by_the_model(api: Direct) -> None:
+    sticky = {"backendRefs": [{"name": "web", "port": 80}],
+              "sessionPersistence": {"sessionName": "s", "cookieConfig": {}}}
+    status, body = api("POST", ROUTES, route(rules=[sticky]))
+    assert status == 201, body
+    assert body["spec"]["rules"][0]["sessionPersistence"] == {
+        "sessionName": "s", "type": "Cookie", "cookieConfig": {"lifetimeType": "Session"}
+    }  # not pruned; the CRD's defaults
+    status, body = api("POST", GRPC_ROUTES, grpc_route(rules=[
+        {"sessionPersistence": {"type": "Header", "sessionName": "x-session"}}]))
+    assert status == 201, body
+    permanent = {"sessionPersistence": {"cookieConfig": {"lifetimeType": "Permanent"}}}
+    status, body = api("POST", ROUTES, route(rules=[permanent]))
+    assert status == 422 and "AbsoluteTimeout must be specified" in (
+        causes(body)["spec.rules[0].sessionPersistence.absoluteTimeout"])
+    idle = {"sessionPersistence": {"idleTimeout": "1m"}}  # kept by the schema to be refused
+    status, body = api("POST", ROUTES, route(rules=[idle]))
+    assert status == 422 and "removed idleTimeout" in (
+        causes(body)["spec.rules[0].sessionPersistence.idleTimeout"])
+    status, body = api("POST", ROUTES, route(rules=[{"sessionPersistence": {"type": "Sticky"}}]))
+    assert status == 422 and "Unsupported value" in (
+        causes(body)["spec.rules[0].sessionPersistence.type"])
