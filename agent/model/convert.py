@@ -44,6 +44,7 @@ from agent.model.convert_networking import read_network_policy
 from agent.model.convert_node import read_node
 from agent.model.convert_peerauth import read_peer_authentication
 from agent.model.convert_ratelimit import read_http_local_rate_limit_policy
+from agent.model.convert_listenerset import read_listener_set
 from agent.model.convert_tlsroute import read_tls_route
 from agent.model.documents import LoadError, load_documents, load_sources
 from agent.model.duration import format_duration
@@ -108,6 +109,7 @@ _READERS: dict[str, tuple[_Read, Check]] = {
     "HTTPRoute": (read_http_route, dns1123_subdomain),
     "GRPCRoute": (read_grpc_route, dns1123_subdomain),
     "TLSRoute": (read_tls_route, dns1123_subdomain),
+    "ListenerSet": (read_listener_set, dns1123_subdomain),
     "TCPRoute": (read_tcp_route, dns1123_subdomain),
     "UDPRoute": (read_udp_route, dns1123_subdomain),
     "BackendTLSPolicy": (read_backend_tls_policy, dns1123_subdomain),
