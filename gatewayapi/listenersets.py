@@ -194,7 +194,8 @@ def served_listeners(
                 if v.allowed and v.gateway == key]
     added = [listener for ls in admitted for listener, _ in merged_listeners(ls)]
     found = conflicts(gateway.spec.listeners, added)
-    return (*gateway.spec.listeners, *(l for l, c in zip(added, found, strict=True) if not c[0]))
+    kept = [lis for lis, c in zip(added, found, strict=True) if not c[0]]
+    return (*gateway.spec.listeners, *kept)
 
 
 def namespace_labels(namespaces: Iterable[object]) -> dict[str, Mapping[str, str]]:

@@ -15,9 +15,9 @@ from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from agent.model.ingress import Ingress, IngressClass
 from agent.model.l4route import TCPRoute, UDPRoute
+from agent.model.listenerset import ListenerSet
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
-from agent.model.listenerset import ListenerSet
 from agent.model.peerauth import PeerAuthentication
 from agent.model.ratelimit import HTTPLocalRateLimitPolicy
 from agent.model.resource import Resource

@@ -39,12 +39,12 @@ from agent.model.convert_httproute import read_http_route
 from agent.model.convert_ingress import read_ingress, read_ingress_class
 from agent.model.convert_l4route import read_tcp_route, read_udp_route
 from agent.model.convert_lbpool import read_load_balancer_ip_pool
+from agent.model.convert_listenerset import read_listener_set
 from agent.model.convert_meta import read_object_meta
 from agent.model.convert_networking import read_network_policy
 from agent.model.convert_node import read_node
 from agent.model.convert_peerauth import read_peer_authentication
 from agent.model.convert_ratelimit import read_http_local_rate_limit_policy
-from agent.model.convert_listenerset import read_listener_set
 from agent.model.convert_tlsroute import read_tls_route
 from agent.model.documents import LoadError, load_documents, load_sources
 from agent.model.duration import format_duration

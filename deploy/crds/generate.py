@@ -36,9 +36,9 @@ from gateway_schemas import GATEWAY, GATEWAY_CLASS, REFERENCE_GRANT  # noqa: E40
 from grpcroute_schema import GRPC_ROUTE  # noqa: E402
 from httproute_schema import HTTP_ROUTE  # noqa: E402
 from l4route_schema import TCP_ROUTE, UDP_ROUTE  # noqa: E402
-from listenerset_schema import LISTENER_SET  # noqa: E402
 from lbpool_schema import GROUP as NETWORKING_GROUP  # noqa: E402
 from lbpool_schema import LOAD_BALANCER_IP_POOL  # noqa: E402
+from listenerset_schema import LISTENER_SET  # noqa: E402
 from peerauth_schema import GROUP as SECURITY_GROUP  # noqa: E402
 from peerauth_schema import MODE_COLUMN, PEER_AUTHENTICATION  # noqa: E402
 from ratelimit_schema import HTTP_LOCAL_RATE_LIMIT_POLICY  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 from agent.model.convert import ConversionError, from_dict
 from agent.model.gateway import Gateway
 from agent.model.listenerset import ListenerSet
-from gatewayapi import RoutingInputs, compute_status
+from gatewayapi import GatewayParent, RoutingInputs, compute_status
 from gatewayapi.analysis import analyze
 from gatewayapi.compile import compile_analysis
 from gatewayapi.listenersets import served_listeners
@@ -24,7 +24,6 @@ from tests.unit.gatewayapi.helpers import (
     route,
     service,
 )
-from gatewayapi import GatewayParent
 
 ALL = {"namespaces": {"from": "All"}}
 
