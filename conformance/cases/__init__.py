@@ -12,9 +12,10 @@ def all_cases() -> list[Case]:
         gateway_more,
         gateway_status,
         grpc,
+        listenerset,
         mesh_http,
         streams,
     )
 
     return [*gateway_http.CASES, *gateway_more.CASES, *gateway_status.CASES, *mesh_http.CASES,
-            *grpc.CASES, *streams.CASES]
+            *grpc.CASES, *streams.CASES, *listenerset.CASES]
