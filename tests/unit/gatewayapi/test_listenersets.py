@@ -3,12 +3,13 @@ conflict, what routes attach to, what status says and what is served."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from agent.model.convert import ConversionError, from_dict
-from agent.model.gateway import Gateway
+from agent.model.gateway import Gateway, GatewayAddress
 from agent.model.listenerset import ListenerSet
 from gatewayapi import GatewayParent, RoutingInputs, compute_status
 from gatewayapi.analysis import analyze
@@ -216,3 +217,24 @@ def test_listener_set_validation_names_the_field() -> None:
                        "allowedListeners": {"namespaces": {"from": "Selector"}}}}
     with pytest.raises(ConversionError, match="selector"):
         from_dict(bad_gw)
+
+
+def test_the_waypoint_and_the_datapath_take_only_admitted_unconflicted_ports() -> None:
+    """The ports the Gateway's address is redirected and served on: an admitted
+    ListenerSet's new port, not a refused one's, and no second claim on the Gateway's own."""
+    from agent.datapath.l7_needs import l7_keys
+    from agent.datapath.view import view_of
+    from gatewayapi import RouteCompiler
+    from l7proxy.parents import gateway_parents
+
+    base = gw({"from": "Selector", "selector": {"matchLabels": {"env": "prod"}}},
+              [listener(allowed=ALL)])
+    gateway = replace(base, status=replace(base.status, addresses=(GatewayAddress("10.250.0.5"),)))
+    sets = [lset("ok", "team", [TEAM_LISTENER, listener("tcp", 80, "TCP", allowed=ALL)]),
+            lset("no", "evil", [listener("evil", 9099, "HTTP", allowed=ALL)])]
+    namespaces = [namespace("team", {"env": "prod"}), namespace("evil")]
+    parents = gateway_parents([gateway], [], None, sets, namespaces)
+    assert sorted(parents) == [("10.250.0.5", 80), ("10.250.0.5", 8080)]
+    assert parents[("10.250.0.5", 8080)] == GatewayParent(INFRA, "gw", 8080)
+    needs = l7_keys(view_of([gateway, gateway_class(), *sets, *namespaces]), RouteCompiler())
+    assert sorted(k.port for k in needs.every) == [80, 8080]
