@@ -42,8 +42,10 @@ def ls_route(ns: str, name: str, ls: str, hostname: str, backend: str,
 
 
 def conditions(obj: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    return {c["type"]: (c["status"], c["reason"])
-            for c in (obj.get("status") or {}).get("conditions") or []}
+    """An object's status conditions, or a listener status entry's own."""
+    found = obj["conditions"] if "conditions" in obj else (obj.get("status") or {}).get(
+        "conditions") or []
+    return {c["type"]: (c["status"], c["reason"]) for c in found}
 
 
 def one(lab: Lab, kind: str, ns: str, name: str) -> dict[str, Any]:
