@@ -25,7 +25,7 @@ GATEWAY_EXTENDED = (
     "GatewayHTTPSListenerDetectMisdirectedRequests",
     "GatewayInfrastructurePropagation",
     "GatewayAddressEmpty",
-    "GatewayListenerSet",
+    "ListenerSet",  # v1.6.1 pkg/features/gateway.go: SupportListenerSet = "ListenerSet"
     "GatewayBackendClientCertificate",
     "GatewayFrontendClientCertificateValidation",
     "GatewayFrontendClientCertificateValidationInsecureFallback",

@@ -12,6 +12,7 @@ from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from agent.model.l4route import TCPRoute, UDPRoute
+from agent.model.listenerset import ListenerSet
 from agent.model.tlsroute import TLSRoute
 from gatewayapi.attach import (
     CertificateCheck,
@@ -21,12 +22,14 @@ from gatewayapi.attach import (
     attach_service,
     gateway_state,
     is_gateway_ref,
+    is_listener_set_ref,
     is_service_ref,
 )
 from gatewayapi.backends import Grants, RefProblem
 from gatewayapi.conflicts import resolve_kind_conflicts
 from gatewayapi.grpc import compile_grpc_route_rules
 from gatewayapi.l4routes import L4RouteReport, analyze_l4
+from gatewayapi.listenersets import Verdict, judge
 from gatewayapi.rules import RuleReport, compile_route_rules
 from gatewayapi.tlsroutes import compile_tls_route_rules, resolve_tls_conflicts
 from gatewayapi.types import CONTROLLER_NAME
@@ -51,6 +54,7 @@ class RoutingInputs:
     l4_routes: tuple[TCPRoute | UDPRoute, ...] = ()
     """TCPRoutes and UDPRoutes: status and the kernel's entries, never the waypoint's tables
     (so they are not in ``fingerprint``)."""
+    listener_sets: tuple[ListenerSet, ...] = ()
 
     @classmethod
     def of(
@@ -67,6 +71,7 @@ class RoutingInputs:
         grpc_routes: Iterable[GRPCRoute] = (),
         tls_routes: Iterable[TLSRoute] = (),
         l4_routes: Iterable[TCPRoute | UDPRoute] = (),
+        listener_sets: Iterable[ListenerSet] = (),
     ) -> RoutingInputs:
         return cls(
             tuple(routes),
@@ -81,6 +86,7 @@ class RoutingInputs:
             tuple(grpc_routes),
             tuple(tls_routes),
             tuple(l4_routes),
+            tuple(listener_sets),
         )
 
     def fingerprint(self) -> tuple[object, ...]:
@@ -101,6 +107,10 @@ class RoutingInputs:
             ),
             _by_key(
                 (r.metadata.key, r.metadata.creation_timestamp, r.spec) for r in self.tls_routes
+            ),
+            _by_key(
+                (s.metadata.key, s.metadata.creation_timestamp, s.spec)
+                for s in self.listener_sets
             ),
         )
 
@@ -139,6 +149,8 @@ class Analysis:
     gateways: dict[tuple[str, str], GatewayState]
     routes: list[RouteReport]
     l4_routes: list[L4RouteReport] = field(default_factory=list)
+    listener_sets: list[Verdict] = field(default_factory=list)
+    """Every ListenerSet whose parent is one of ``gateways``, in precedence order."""
 
 
 def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Analysis:
@@ -152,11 +164,20 @@ def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Ana
     services = {(s.metadata.namespace, s.metadata.name): s for s in inputs.services}
     labels = {n.metadata.name: n.metadata.labels for n in inputs.namespaces}
     faults = {(f.metadata.namespace, f.metadata.name): f for f in inputs.faults}
-    gateways = {
-        (g.metadata.namespace, g.metadata.name): gateway_state(g, secrets, grants, check)
+    ours = {
+        (g.metadata.namespace, g.metadata.name): g
         for g in sorted(inputs.gateways, key=lambda g: g.metadata.key)
         if g.spec.gateway_class_name in class_names
     }
+    verdicts = judge(inputs.listener_sets, ours, labels)
+    gateways = {
+        key: gateway_state(
+            g, secrets, grants, check,
+            [v.listener_set for v in verdicts if v.allowed and v.gateway == key],
+        )
+        for key, g in ours.items()
+    }
+    sets = {v.listener_set.metadata.key: v for v in verdicts if v.allowed}
     reports = []
     every: list[HTTPRoute | GRPCRoute | TLSRoute] = [
         *inputs.routes, *inputs.grpc_routes, *inputs.tls_routes
@@ -174,10 +195,19 @@ def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Ana
                 state = gateways.get((ref.namespace or route.metadata.namespace, ref.name))
                 if state is not None:
                     report.parents.append(attach_gateway(route, ref, state, labels))
+            elif is_listener_set_ref(ref):
+                key = (ref.namespace or route.metadata.namespace, ref.name)
+                verdict = sets.get(f"{key[0]}/{key[1]}")
+                if verdict is not None:  # else not an attached ListenerSet of Tulle's
+                    state = gateways[verdict.gateway]
+                    report.parents.append(attach_gateway(route, ref, state, labels, key))
             elif is_service_ref(ref):
                 report.parents.append(attach_service(route, ref, services))
         reports.append(report)
     resolve_kind_conflicts(reports)
     resolve_tls_conflicts(reports)
     l4 = analyze_l4(inputs.l4_routes, gateways, services, grants, labels)
-    return Analysis(inputs, classes, gateways, reports, l4)
+    return Analysis(
+        inputs, classes, gateways, reports, l4,
+        [v for v in verdicts if v.reason != "NoParent"],
+    )

@@ -22,7 +22,7 @@ only. The route's hostnames are ignored, as GEP-1426 asks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from agent.model.core import Secret, Service
@@ -38,9 +38,11 @@ from agent.model.gateway import (
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from agent.model.l4route import TCPRoute, UDPRoute
+from agent.model.listenerset import ListenerSet
 from agent.model.tlsroute import TLSRoute
 from gatewayapi.backends import Grants
 from gatewayapi.hostnames import HostKey, effective_hostnames
+from gatewayapi.listenersets import ListenerOrigin, conflicts, merged_listeners
 
 HTTPROUTE_KIND = RouteGroupKind(kind="HTTPRoute", group=GATEWAY_GROUP)
 GRPCROUTE_KIND = RouteGroupKind(kind="GRPCRoute", group=GATEWAY_GROUP)
@@ -81,6 +83,13 @@ class ListenerState:
     """The Conflicted reason, "" for none."""
     refs: list[tuple[str, str]] = field(default_factory=list)
     """ResolvedRefs problems (reason, message)."""
+    origin: ListenerOrigin | None = None
+    """The ListenerSet this listener came from; None for the Gateway's own."""
+
+    @property
+    def owner_namespace(self) -> str:
+        """Where allowedRoutes "Same" and certificate references point."""
+        return self.origin.namespace if self.origin else self.gateway.metadata.namespace
 
     def serves(self, kind: str) -> bool:
         return RouteGroupKind(kind=kind, group=GATEWAY_GROUP) in self.supported_kinds
@@ -112,26 +121,29 @@ handshakes, each recorded as a flow."""
 
 
 def _certificate_problems(
-    gateway: Gateway,
+    owner: tuple[str, str],
     listener: Listener,
     secrets: Mapping[tuple[str, str], Secret],
     grants: Grants,
     check: CertificateCheck | None = None,
 ) -> list[tuple[str, str]]:
+    """``owner``: (kind, namespace) of the Gateway or ListenerSet that declared the
+    listener: grants are not inherited between them (listenerset_types.go)."""
     problems: list[tuple[str, str]] = []
     if listener.tls is None:
         return problems
-    gw_ns = gateway.metadata.namespace
+    owner_kind, gw_ns = owner
     for ref in listener.tls.certificate_refs:
         ns = ref.namespace or gw_ns
         where = f"{ns}/{ref.name}"
         if (ref.group, ref.kind) != ("", "Secret"):
             problems.append(("InvalidCertificateRef", f"{ref.kind} {where} is not a Secret"))
-        elif not grants.allows(GATEWAY_GROUP, "Gateway", gw_ns, "", "Secret", ns, ref.name):
+        elif not grants.allows(GATEWAY_GROUP, owner_kind, gw_ns, "", "Secret", ns, ref.name):
             problems.append(
                 (
                     "RefNotPermitted",
-                    f"no ReferenceGrant in {ns} allows Gateways from {gw_ns} to use Secret {where}",
+                    f"no ReferenceGrant in {ns} allows {owner_kind}s from {gw_ns} "
+                    f"to use Secret {where}",
                 )
             )
         elif (secret := secrets.get((ns, ref.name))) is None:
@@ -155,13 +167,25 @@ def gateway_state(
     secrets: Mapping[tuple[str, str], Secret],
     grants: Grants,
     check: CertificateCheck | None = None,
+    listener_sets: Sequence[ListenerSet] = (),
 ) -> GatewayState:
+    """``listener_sets``: those the Gateway admits, in precedence order
+    (``gatewayapi.listenersets.judge``); their listeners follow the Gateway's own."""
     protocols_by_port: dict[tuple[int, str], set[ListenerProtocol]] = {}
     for listener in gateway.spec.listeners:
         where = (listener.port, _transport(listener.protocol))
         protocols_by_port.setdefault(where, set()).add(listener.protocol)
+    added = [entry for ls in listener_sets for entry in merged_listeners(ls)]
+    found = conflicts(gateway.spec.listeners, [listener for listener, _ in added])
+    every: list[tuple[Listener, ListenerOrigin | None, tuple[str, str]]] = [
+        (listener, None, ("", "")) for listener in gateway.spec.listeners
+    ]
+    every += [(listener, origin, c) for (listener, origin), c in zip(added, found, strict=True)]
     states = []
-    for listener in gateway.spec.listeners:
+    for listener, origin, conflict in every:
+        owner = (
+            ("ListenerSet", origin.namespace) if origin else ("Gateway", gateway.metadata.namespace)
+        )
         refs: list[tuple[str, str]] = []
         served = LISTENER_KINDS.get(listener.protocol)
         if served is None:
@@ -178,17 +202,24 @@ def gateway_state(
             invalid = [f"{k.group}/{k.kind}" for k in asked if k not in served]
             if invalid:
                 refs.append(("InvalidRouteKinds", f"unsupported route kinds: {', '.join(invalid)}"))
-            refs.extend(_certificate_problems(gateway, listener, secrets, grants, check))
+            refs.extend(_certificate_problems(owner, listener, secrets, grants, check))
             accepted = (True, "Accepted", "")
         conflicted = ""
-        if len(protocols_by_port[(listener.port, _transport(listener.protocol))]) > 1:
+        if conflict[0]:  # a ListenerSet's listener losing to an earlier one
+            conflicted = conflict[0]
+            accepted = (False, *conflict)
+        elif origin is None and len(
+            protocols_by_port[(listener.port, _transport(listener.protocol))]
+        ) > 1:
             conflicted = "ProtocolConflict"
             accepted = (
                 False,
                 "ProtocolConflict",
                 f"port {listener.port} is used by listeners of different protocols",
             )
-        states.append(ListenerState(gateway, listener, kinds, accepted, conflicted, refs))
+        states.append(
+            ListenerState(gateway, listener, kinds, accepted, conflicted, refs, origin)
+        )
     unsupported = [a.value for a in gateway.spec.addresses if a.type != "IPAddress"]
     return GatewayState(gateway, states, unsupported)
 
@@ -239,7 +270,7 @@ def _admits(state: ListenerState, route: Route, labels: Mapping[str, Mapping[str
         case FromNamespaces.ALL:
             return True
         case FromNamespaces.SAME:
-            return route_ns == state.gateway.metadata.namespace
+            return route_ns == state.owner_namespace
         case FromNamespaces.SELECTOR:
             selector = namespaces.selector
             return selector is not None and selector.matches(namespace_labels(route_ns, labels))
@@ -251,15 +282,21 @@ def attach_gateway(
     ref: ParentReference,
     gateway: GatewayState,
     labels: Mapping[str, Mapping[str, str]],
+    listener_set: tuple[str, str] | None = None,
 ) -> ParentResult:
+    """``listener_set``: the ListenerSet a parentRef of kind ListenerSet names (its
+    listeners only); None for a parentRef to the Gateway (its own listeners only)."""
     result = ParentResult(ref)
     selected = [
         s
         for s in gateway.listeners
-        if (ref.section_name is None or s.listener.name == ref.section_name)
+        if (s.origin.key if s.origin else None) == listener_set
+        and (ref.section_name is None or _entry_name(s) == ref.section_name)
         and (ref.port is None or s.listener.port == ref.port)
     ]
     gw = gateway.gateway.metadata.key
+    if listener_set is not None:
+        gw = f"{gw} (ListenerSet {listener_set[0]}/{listener_set[1]})"
     if not selected:
         wanted = " and ".join(
             part
@@ -295,6 +332,10 @@ def attach_gateway(
     return result
 
 
+def _entry_name(state: ListenerState) -> str:
+    return state.origin.entry if state.origin else state.listener.name
+
+
 def attach_service(
     route: Route, ref: ParentReference, services: Mapping[tuple[str, str], Service]
 ) -> ParentResult:
@@ -325,6 +366,10 @@ def attach_service(
 
 def is_gateway_ref(ref: ParentReference) -> bool:
     return ref.group == GATEWAY_GROUP and ref.kind == "Gateway"
+
+
+def is_listener_set_ref(ref: ParentReference) -> bool:
+    return ref.group == GATEWAY_GROUP and ref.kind == "ListenerSet"
 
 
 def is_service_ref(ref: ParentReference) -> bool:

@@ -14,6 +14,10 @@ Derived from the same analysis as the tables, so status says exactly what is ser
 - Gateway: Accepted and Programmed; per listener Accepted, Programmed, ResolvedRefs and
   Conflicted, supportedKinds and attachedRoutes (routes Accepted on that listener).
   ``status.addresses`` is left as found: addresses are assigned elsewhere.
+- ListenerSet (of a Tulle Gateway): Accepted (Accepted, NotAllowed, ListenersNotValid) and
+  Programmed, per listener the same as a Gateway's (a conflicted one: Programmed False with
+  the conflict's reason, as the ListenerSet conformance tests want); the Gateway's
+  ``attachedListenerSets`` counts the Accepted ones. Its own listeners only in its status.
 - GatewayClass: Accepted, and SupportedVersion when ``crd_versions`` is given
   (``gatewayapi.crdversion``).
 
@@ -35,6 +39,7 @@ from gatewayapi.analysis import Analysis, RouteReport, RoutingInputs, analyze
 from gatewayapi.attach import CertificateCheck, GatewayState, ListenerState, ParentResult
 from gatewayapi.crdversion import CONDITION, VersionCheck
 from gatewayapi.l4routes import L4RouteReport
+from gatewayapi.listenersets import Verdict
 
 StatusDict = dict[str, Any]
 
@@ -54,6 +59,7 @@ class StatusReport:
     tcp_routes: dict[str, StatusDict] = field(default_factory=dict)
     udp_routes: dict[str, StatusDict] = field(default_factory=dict)
     """TCPRoutes' and UDPRoutes' status (Accepted, ResolvedRefs), the same shape again."""
+    listener_sets: dict[str, StatusDict] = field(default_factory=dict)
 
 
 def _time(value: datetime) -> str:
@@ -186,14 +192,17 @@ def _route_status(
 
 
 def _listener_status(
-    state: ListenerState, attached: int, now: datetime, previous: Iterable[Condition]
+    state: ListenerState, attached: int, now: datetime, previous: Iterable[Condition],
+    meta: ObjectMeta | None = None,
 ) -> StatusDict:
     listener = state.listener
-    make = _Conditions(state.gateway.metadata, previous, now)
+    make = _Conditions(meta or state.gateway.metadata, previous, now)
     accepted, reason, message = state.accepted
     conditions = [make.make("Accepted", accepted, reason, message or "Listener is accepted")]
     if state.programmed:
         conditions.append(make.make("Programmed", True, "Programmed", "Listener is programmed"))
+    elif state.origin is not None and state.conflicted:
+        conditions.append(make.make("Programmed", False, state.conflicted, message))
     else:
         conditions.append(make.make("Programmed", False, "Invalid", "Listener is not programmed"))
     if state.refs:
@@ -207,25 +216,28 @@ def _listener_status(
     else:
         conditions.append(make.make("Conflicted", False, "NoConflicts", "No conflicts"))
     return {
-        "name": listener.name,
+        "name": state.origin.entry if state.origin else listener.name,
         "supportedKinds": [{"group": k.group, "kind": k.kind} for k in state.supported_kinds],
         "attachedRoutes": attached,
         "conditions": conditions,
     }
 
 
-def _gateway_status(state: GatewayState, attached: dict[str, int], now: datetime) -> StatusDict:
+def _gateway_status(
+    state: GatewayState, attached: dict[str, int], now: datetime, listener_sets: int = 0
+) -> StatusDict:
     gateway = state.gateway
     make = _Conditions(gateway.metadata, gateway.status.conditions, now)
     previous_listeners = {ls.name: ls.conditions for ls in gateway.status.listeners}
+    own = [s for s in state.listeners if s.origin is None]
     listeners = [
         _listener_status(
             s, attached.get(s.listener.name, 0), now, previous_listeners.get(s.listener.name, ())
         )
-        for s in state.listeners
+        for s in own
     ]
-    usable = [s for s in state.listeners if s.accepted[0]]
-    all_valid = all(s.programmed for s in state.listeners)
+    usable = [s for s in own if s.accepted[0]]
+    all_valid = all(s.programmed for s in own)
     if state.unsupported_addresses:
         accepted = make.make(
             "Accepted",
@@ -239,7 +251,7 @@ def _gateway_status(state: GatewayState, attached: dict[str, int], now: datetime
         accepted = make.make("Accepted", True, reason, message)
     else:
         accepted = make.make("Accepted", False, "ListenersNotValid", "no listener is valid")
-    programmed_ok = accepted["status"] == "True" and any(s.programmed for s in state.listeners)
+    programmed_ok = accepted["status"] == "True" and any(s.programmed for s in own)
     programmed = (
         make.make("Programmed", True, "Programmed", "Gateway is programmed on the waypoints")
         if programmed_ok
@@ -247,6 +259,8 @@ def _gateway_status(state: GatewayState, attached: dict[str, int], now: datetime
     )
     addresses = [{"type": a.type, "value": a.value} for a in gateway.status.addresses]
     out: StatusDict = {"conditions": [accepted, programmed], "listeners": listeners}
+    if gateway.spec.allowed_listeners is not None or listener_sets:
+        out["attachedListenerSets"] = listener_sets
     if addresses:
         out["addresses"] = addresses
     return out
@@ -303,8 +317,21 @@ def compute_status(
                     counted.add(key)
                     per = attached.setdefault((gw.namespace, gw.name), {})
                     per[key[2]] = per.get(key[2], 0) + 1
+    sets = {
+        v.listener_set.metadata.key: listener_set_status(v, analysis, attached, now)
+        for v in analysis.listener_sets
+    }
+    accepted_sets = {
+        key: sum(
+            1 for v in analysis.listener_sets
+            if v.gateway == key and _is_true(sets[v.listener_set.metadata.key], "Accepted")
+        )
+        for key in analysis.gateways
+    }
     gateways = {
-        state.gateway.metadata.key: _gateway_status(state, attached.get(key, {}), now)
+        state.gateway.metadata.key: _gateway_status(
+            state, attached.get(key, {}), now, accepted_sets[key]
+        )
         for key, state in analysis.gateways.items()
     }
     classes = {}
@@ -317,5 +344,57 @@ def compute_status(
             ))
         classes[gateway_class.metadata.key] = {"conditions": conditions}
     return StatusReport(
-        routes, gateways, classes, grpc_routes, tls_routes, l4["TCPRoute"], l4["UDPRoute"]
+        routes, gateways, classes, grpc_routes, tls_routes, l4["TCPRoute"], l4["UDPRoute"],
+        sets,
     )
+
+
+def _is_true(status: StatusDict, type_: str) -> bool:
+    return any(c["type"] == type_ and c["status"] == "True" for c in status["conditions"])
+
+
+def listener_set_status(
+    verdict: Verdict,
+    analysis: Analysis,
+    attached: dict[tuple[str, str], dict[str, int]],
+    now: datetime,
+) -> StatusDict:
+    """A ListenerSet's status: its attachment, then its listeners as merged."""
+    ls = verdict.listener_set
+    make = _Conditions(ls.metadata, ls.status.conditions, now)
+    if not verdict.allowed:
+        return {"conditions": [
+            make.make("Accepted", False, verdict.reason, verdict.message),
+            make.make("Programmed", False, verdict.reason, verdict.message),
+        ]}
+    key = ls.metadata.key
+    states = [
+        s for s in analysis.gateways[verdict.gateway].listeners
+        if s.origin is not None and f"{s.origin.namespace}/{s.origin.name}" == key
+    ]
+    previous = {entry.name: entry.conditions for entry in ls.status.listeners}
+    counts = attached.get(verdict.gateway, {})
+    listeners = [
+        _listener_status(
+            s, counts.get(s.listener.name, 0), now,
+            previous.get(s.origin.entry if s.origin else "", ()), ls.metadata,
+        )
+        for s in states
+    ]
+    valid = [s for s in states if s.accepted[0]]
+    if not valid:
+        message = "no listener is valid"
+        conditions = [
+            make.make("Accepted", False, "ListenersNotValid", message),
+            make.make("Programmed", False, "ListenersNotValid", message),
+        ]
+    else:
+        some = len(valid) < len(states)
+        conditions = [
+            make.make(
+                "Accepted", True, "ListenersNotValid" if some else "Accepted",
+                "some listeners are not valid" if some else "ListenerSet is accepted",
+            ),
+            make.make("Programmed", True, "Programmed", "ListenerSet is programmed"),
+        ]
+    return {"conditions": conditions, "listeners": listeners}

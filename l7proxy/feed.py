@@ -28,6 +28,7 @@ KINDS = (
     "TLSRoute",
     "Gateway",
     "GatewayClass",
+    "ListenerSet",
     "ReferenceGrant",
     "Namespace",
     "Secret",
@@ -44,7 +45,8 @@ KINDS = (
 )
 
 ROUTING_KINDS = frozenset(
-    {"HTTPRoute", "GRPCRoute", "TLSRoute", "Gateway", "GatewayClass", "Service", "ReferenceGrant",
+    {"HTTPRoute", "GRPCRoute", "TLSRoute", "Gateway", "GatewayClass", "ListenerSet", "Service",
+     "ReferenceGrant",
      "Namespace", "Secret",
      "AuthorizationPolicy",  # default routes for the Services it steers here
      "BackendTrafficPolicy", "HTTPLocalRateLimitPolicy",  # and for those they target
@@ -142,6 +144,7 @@ class ClusterFeed:
                     faults=typed["HTTPFault"],
                     grpc_routes=typed["GRPCRoute"],
                     tls_routes=typed["TLSRoute"],
+                    listener_sets=typed["ListenerSet"],
                 )
             )
             ingresses = ingress_tables(typed["Ingress"], typed["IngressClass"],
@@ -153,8 +156,10 @@ class ClusterFeed:
             endpoints = StaticEndpoints(self.index.endpoints())
         else:
             endpoints = last[1]
-        if last is None or dirty & {"Gateway", "Service", "Ingress", "IngressClass"}:
-            gateways = gateway_parents(typed["Gateway"], typed["Service"], ingresses_of(tables))
+        if last is None or dirty & {"Gateway", "Service", "Ingress", "IngressClass", "ListenerSet",
+                                     "Namespace"}:
+            gateways = gateway_parents(typed["Gateway"], typed["Service"], ingresses_of(tables),
+                                       typed["ListenerSet"], typed["Namespace"])
         else:
             gateways = last[2]
         certificates = (

@@ -8,11 +8,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from agent.datapath.l7_needs import cluster_ip_holders, gateway_addresses
-from agent.model.core import Service
+from agent.model.core import Namespace, Service
 from agent.model.gateway import Gateway
 from agent.model.ingress import Ingress, IngressClass
+from agent.model.listenerset import ListenerSet
 from gatewayapi import GatewayParent, IngressParent, RouteTables
 from gatewayapi.ingress.serve import IngressTables, compile_ingresses
+from gatewayapi.listenersets import namespace_labels, served_listeners
 
 Address = tuple[str, int]
 
@@ -20,6 +22,7 @@ Address = tuple[str, int]
 def gateway_parents(
     gateways: Sequence[Gateway], services: Sequence[Service],
     ingresses: IngressTables | None = None,
+    listener_sets: Sequence[ListenerSet] = (), namespaces: Sequence[Namespace] = (),
 ) -> dict[Address, GatewayParent | IngressParent]:
     """(address, listener port) -> the Gateway listener (or IngressClass port) a
     redirected connection was for. Never a Service's ClusterIP (``gateway_addresses``):
@@ -27,8 +30,9 @@ def gateway_parents(
     out: dict[Address, GatewayParent | IngressParent] = {}
     if ingresses is not None:  # compiled without Service and Gateway addresses
         out.update(ingresses.parents())
+    labels = namespace_labels(namespaces)
     for gw, address in gateway_addresses(gateways, services)[0]:
-        for listener in gw.spec.listeners:
+        for listener in served_listeners(gw, listener_sets, labels):
             out[(str(address), listener.port)] = GatewayParent(
                 gw.metadata.namespace, gw.metadata.name, listener.port
             )

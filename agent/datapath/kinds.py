@@ -14,6 +14,7 @@ WATCHED_KINDS = (
     "UDPRoute",
     "Gateway",
     "GatewayClass",
+    "ListenerSet",  # listeners added to Gateways (l7_keys)
     "ReferenceGrant",
     "Secret",
     "PeerAuthentication",

@@ -46,6 +46,7 @@ def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
     and ports 80/443 of Tulle's IngressClasses' addresses."""
     from gatewayapi import RoutingInputs
     from gatewayapi.backendpolicy import targeted_services
+    from gatewayapi.listenersets import namespace_labels, served_listeners
 
     tables = compiler.compile(
         RoutingInputs.of(
@@ -83,8 +84,9 @@ def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
                 ServiceKey(vip, p.port, 6) for p in svc.spec.ports if p.protocol is Protocol.TCP
             )
     usable, errors = gateway_addresses(view.gateways, view.services)
+    labels = namespace_labels(view.namespaces)
     for gw, address in usable:
-        for listener in gw.spec.listeners:
+        for listener in served_listeners(gw, view.listener_sets, labels):
             if listener.protocol not in KERNEL_PROTOCOLS:  # TCP/UDP: agent/datapath/l4_routes
                 keys.add(ServiceKey(address, listener.port, 6))
     if view.ingresses:

@@ -15,6 +15,7 @@ from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from agent.model.ingress import Ingress, IngressClass
 from agent.model.l4route import TCPRoute, UDPRoute
+from agent.model.listenerset import ListenerSet
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
 from agent.model.peerauth import PeerAuthentication
@@ -38,6 +39,7 @@ class ClusterView:
     udp_routes: tuple[UDPRoute, ...] = ()
     gateways: tuple[Gateway, ...] = ()
     gateway_classes: tuple[GatewayClass, ...] = ()
+    listener_sets: tuple[ListenerSet, ...] = ()
     grants: tuple[ReferenceGrant, ...] = ()
     secrets: tuple[Secret, ...] = ()
     peer_authentications: tuple[PeerAuthentication, ...] = ()
@@ -66,6 +68,7 @@ def view_of(resources: Iterable[Resource]) -> ClusterView:
         udp_routes=tuple(buckets.get("UDPRoute", ())),
         gateways=tuple(buckets.get("Gateway", ())),
         gateway_classes=tuple(buckets.get("GatewayClass", ())),
+        listener_sets=tuple(buckets.get("ListenerSet", ())),
         grants=tuple(buckets.get("ReferenceGrant", ())),
         secrets=tuple(buckets.get("Secret", ())),
         peer_authentications=tuple(buckets.get("PeerAuthentication", ())),

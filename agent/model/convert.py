@@ -39,6 +39,7 @@ from agent.model.convert_httproute import read_http_route
 from agent.model.convert_ingress import read_ingress, read_ingress_class
 from agent.model.convert_l4route import read_tcp_route, read_udp_route
 from agent.model.convert_lbpool import read_load_balancer_ip_pool
+from agent.model.convert_listenerset import read_listener_set
 from agent.model.convert_meta import read_object_meta
 from agent.model.convert_networking import read_network_policy
 from agent.model.convert_node import read_node
@@ -108,6 +109,7 @@ _READERS: dict[str, tuple[_Read, Check]] = {
     "HTTPRoute": (read_http_route, dns1123_subdomain),
     "GRPCRoute": (read_grpc_route, dns1123_subdomain),
     "TLSRoute": (read_tls_route, dns1123_subdomain),
+    "ListenerSet": (read_listener_set, dns1123_subdomain),
     "TCPRoute": (read_tcp_route, dns1123_subdomain),
     "UDPRoute": (read_udp_route, dns1123_subdomain),
     "BackendTLSPolicy": (read_backend_tls_policy, dns1123_subdomain),

@@ -7,6 +7,7 @@ from agent.model.convert_core import MAX_PORT, MIN_PORT
 from agent.model.convert_meta import read_conditions, read_label_selector
 from agent.model.gateway import (
     GATEWAY_GROUP,
+    AllowedListeners,
     AllowedRoutes,
     BackendObjectReference,
     FromNamespaces,
@@ -19,7 +20,9 @@ from agent.model.gateway import (
     GatewayStatus,
     GatewayTLSConfig,
     Listener,
+    ListenerNamespaces,
     ListenerProtocol,
+    ListenersFrom,
     ListenerStatus,
     LocalObjectReference,
     ParentReference,
@@ -150,20 +153,43 @@ def read_gateway(r: Reader, metadata: ObjectMeta) -> Gateway:
 def _read_gateway_spec(r: Reader) -> GatewaySpec:
     spec = GatewaySpec(
         gateway_class_name=r.string("gatewayClassName", REQUIRED, check=object_name),
-        listeners=r.objects("listeners", _read_listener, min_items=1, max_items=64),
+        listeners=r.objects("listeners", read_listener, min_items=1, max_items=64),
         addresses=r.objects("addresses", _read_spec_address, max_items=16),
+        allowed_listeners=r.obj("allowedListeners", _read_allowed_listeners),
     )
-    r.check_unique("listeners", [listener.name for listener in spec.listeners], "name")
-    first_with: dict[tuple[int, str, str | None], int] = {}
-    for i, lis in enumerate(spec.listeners):
-        j = first_with.setdefault((lis.port, lis.protocol, lis.hostname), i)
-        if j != i:
-            r.fail(f"listeners[{i}]", f"port, protocol and hostname duplicate listeners[{j}]")
+    check_listeners(r, spec.listeners)
     r.check_unique("addresses", [a.value for a in spec.addresses if a.value], "value")
     return spec
 
 
-def _read_listener(r: Reader) -> Listener:
+def check_listeners(r: Reader, listeners: tuple[Listener, ...]) -> None:
+    """Names unique, and port, protocol and hostname unique together (the CRDs' CEL rules,
+    for a Gateway's listeners and a ListenerSet's alike)."""
+    r.check_unique("listeners", [listener.name for listener in listeners], "name")
+    first_with: dict[tuple[int, str, str | None], int] = {}
+    for i, lis in enumerate(listeners):
+        j = first_with.setdefault((lis.port, lis.protocol, lis.hostname), i)
+        if j != i:
+            r.fail(f"listeners[{i}]", f"port, protocol and hostname duplicate listeners[{j}]")
+
+
+def _read_allowed_listeners(r: Reader) -> AllowedListeners:
+    return AllowedListeners(
+        namespaces=r.obj("namespaces", _read_listener_namespaces, ListenerNamespaces())
+    )
+
+
+def _read_listener_namespaces(r: Reader) -> ListenerNamespaces:
+    namespaces = ListenerNamespaces(
+        from_=r.enum("from", ListenersFrom, ListenersFrom.NONE),
+        selector=r.obj("selector", read_label_selector),
+    )
+    if namespaces.from_ is ListenersFrom.SELECTOR and namespaces.selector is None:
+        r.fail("selector", "required when from is Selector")
+    return namespaces
+
+
+def read_listener(r: Reader) -> Listener:
     listener = Listener(
         name=r.string("name", REQUIRED, check=section_name),
         port=r.integer("port", REQUIRED, minimum=MIN_PORT, maximum=MAX_PORT),
@@ -259,11 +285,12 @@ def _read_gateway_status(r: Reader) -> GatewayStatus:
     return GatewayStatus(
         addresses=r.objects("addresses", _read_address, max_items=16),
         conditions=read_conditions(r),
-        listeners=r.objects("listeners", _read_listener_status, max_items=64),
+        listeners=r.objects("listeners", read_listener_status, max_items=64),
+        attached_listener_sets=r.integer("attachedListenerSets", minimum=0),
     )
 
 
-def _read_listener_status(r: Reader) -> ListenerStatus:
+def read_listener_status(r: Reader) -> ListenerStatus:
     return ListenerStatus(
         name=r.string("name", REQUIRED, check=section_name),
         attached_routes=r.integer("attachedRoutes", REQUIRED, minimum=0),

@@ -170,11 +170,35 @@ class GatewayAddress:
     type: str = "IPAddress"
 
 
+class ListenersFrom(StrEnum):
+    """Where a Gateway takes ListenerSets from (``allowedListeners.namespaces.from``)."""
+
+    NONE = "None"
+    SAME = "Same"
+    ALL = "All"
+    SELECTOR = "Selector"
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerNamespaces:
+    """from_ default None (no ListenerSets); ``selector`` is set exactly when Selector."""
+
+    from_: ListenersFrom = ListenersFrom.NONE
+    selector: LabelSelector | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AllowedListeners:
+    namespaces: ListenerNamespaces = field(default_factory=ListenerNamespaces)
+
+
 @dataclass(frozen=True, slots=True)
 class GatewaySpec:
     gateway_class_name: str
     listeners: tuple[Listener, ...]
     addresses: tuple[GatewayAddress, ...] = ()
+    allowed_listeners: AllowedListeners | None = None
+    """None: no ListenerSets may attach (the CRD's default ``{from: None}``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +214,7 @@ class GatewayStatus:
     addresses: tuple[GatewayAddress, ...] = ()
     conditions: tuple[Condition, ...] = ()
     listeners: tuple[ListenerStatus, ...] = ()
+    attached_listener_sets: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

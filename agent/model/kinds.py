@@ -58,6 +58,7 @@ KINDS: tuple[KindInfo, ...] = (
     KindInfo("HTTPRoute", (f"{_GW}/v1", f"{_GW}/v1beta1"), "httproutes"),
     KindInfo("GRPCRoute", (f"{_GW}/v1",), "grpcroutes"),
     KindInfo("TLSRoute", (f"{_GW}/v1",), "tlsroutes"),
+    KindInfo("ListenerSet", (f"{_GW}/v1",), "listenersets", ("lset",)),
     KindInfo("TCPRoute", (f"{_GW}/v1", f"{_GW}/v1alpha2"), "tcproutes"),
     KindInfo("UDPRoute", (f"{_GW}/v1", f"{_GW}/v1alpha2"), "udproutes"),
     KindInfo("BackendTLSPolicy", (f"{_GW}/v1",), "backendtlspolicies", ("btlspolicy",)),

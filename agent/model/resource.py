@@ -16,6 +16,7 @@ from agent.model.httproute import HTTPRoute
 from agent.model.ingress import Ingress, IngressClass
 from agent.model.l4route import TCPRoute, UDPRoute
 from agent.model.lbpool import LoadBalancerIPPool
+from agent.model.listenerset import ListenerSet
 from agent.model.networking import NetworkPolicy
 from agent.model.node import Node
 from agent.model.peerauth import PeerAuthentication
@@ -49,6 +50,7 @@ Resource: TypeAlias = (
     | HTTPLocalRateLimitPolicy
     | LoadBalancerIPPool
     | BackendTLSPolicy
+    | ListenerSet
 )
 
 RESOURCE_CLASSES: tuple[type[Resource], ...] = (
@@ -78,4 +80,5 @@ RESOURCE_CLASSES: tuple[type[Resource], ...] = (
     HTTPLocalRateLimitPolicy,
     LoadBalancerIPPool,
     BackendTLSPolicy,
+    ListenerSet,
 )

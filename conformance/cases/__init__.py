@@ -15,10 +15,11 @@ def all_cases() -> list[Case]:
         gateway_more,
         gateway_status,
         grpc,
+        listenerset,
         mesh_http,
         streams,
     )
 
     return [*gateway_http.CASES, *gateway_more.CASES, *gateway_status.CASES, *mesh_http.CASES,
             *grpc.CASES, *streams.CASES, *claims_more.CASES,
-            *gateway_addresses.CASES, *backend_tls.CASES]
+            *gateway_addresses.CASES, *backend_tls.CASES, *listenerset.CASES]

@@ -164,6 +164,24 @@ GATEWAY = obj(
                     hi=16,
                     **ATOMIC,
                 ),
+                "allowedListeners": obj(
+                    "Which ListenerSets may add listeners to this Gateway; none by default.",
+                    {
+                        "namespaces": obj(
+                            "From which namespaces ListenerSets may attach.",
+                            {
+                                "from": enum(
+                                    "None, the Gateway's own namespace, all namespaces, or "
+                                    "those matching selector.",
+                                    ["All", "Selector", "Same", "None"],
+                                    default="None",
+                                ),
+                                "selector": LABEL_SELECTOR,
+                            },
+                            default={"from": "None"},
+                        ),
+                    },
+                ),
             },
             ("gatewayClassName", "listeners"),
         ),
@@ -176,6 +194,9 @@ GATEWAY = obj(
                 "conditions": conditions("The Gateway's state: Accepted, Programmed."),
                 "listeners": array(
                     "The state of each listener.", LISTENER_STATUS, hi=64, **keyed("name")
+                ),
+                "attachedListenerSets": integer(
+                    "How many ListenerSets are attached (Accepted) to the Gateway.", 0
                 ),
             },
         ),

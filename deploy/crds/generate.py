@@ -5,7 +5,7 @@ AuthorizationPolicy, HTTPLocalRateLimitPolicy, LoadBalancerIPPool) into ``deploy
 (``--check`` compares). The schemas live beside it: ``schema_parts.py`` (shared types),
 ``gateway_schemas.py`` (GatewayClass, Gateway, ReferenceGrant), ``httproute_schema.py``,
 ``grpcroute_schema.py``, ``tlsroute_schema.py``, ``l4route_schema.py`` (TCPRoute, UDPRoute),
-``backendtls_schema.py`` (BackendTLSPolicy),
+``backendtls_schema.py`` (BackendTLSPolicy), ``listenerset_schema.py`` (ListenerSet),
 ``peerauth_schema.py``, ``backendpolicy_schema.py``, ``authz_schema.py``, ``fault_schema.py``,
 ``ratelimit_schema.py``, ``lbpool_schema.py``.
 
@@ -38,6 +38,7 @@ from httproute_schema import HTTP_ROUTE  # noqa: E402
 from l4route_schema import TCP_ROUTE, UDP_ROUTE  # noqa: E402
 from lbpool_schema import GROUP as NETWORKING_GROUP  # noqa: E402
 from lbpool_schema import LOAD_BALANCER_IP_POOL  # noqa: E402
+from listenerset_schema import LISTENER_SET  # noqa: E402
 from peerauth_schema import GROUP as SECURITY_GROUP  # noqa: E402
 from peerauth_schema import MODE_COLUMN, PEER_AUTHENTICATION  # noqa: E402
 from ratelimit_schema import HTTP_LOCAL_RATE_LIMIT_POLICY  # noqa: E402
@@ -166,6 +167,14 @@ def crds() -> dict[str, dict[str, Any]]:
         ),
         "tcproutes.yaml": crd("TCPRoute", "tcproutes", TCP_ROUTE, versions=("v1", "v1alpha2")),
         "udproutes.yaml": crd("UDPRoute", "udproutes", UDP_ROUTE, versions=("v1", "v1alpha2")),
+        "listenersets.yaml": crd(
+            "ListenerSet",
+            "listenersets",
+            LISTENER_SET,
+            short=("lset",),
+            columns=(condition_column("Accepted"), condition_column("Programmed")),
+            versions=("v1",),
+        ),
         "referencegrants.yaml": crd(
             "ReferenceGrant",
             "referencegrants",

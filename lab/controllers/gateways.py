@@ -23,6 +23,7 @@ from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
 from agent.model.l4route import TCPRoute, UDPRoute
 from agent.model.lbpool import LoadBalancerIPPool
+from agent.model.listenerset import ListenerSet
 from agent.model.ratelimit import HTTPLocalRateLimitPolicy
 from agent.model.tlsroute import TLSRoute
 from authz.status import policy_status
@@ -48,6 +49,7 @@ KINDS = (
     "UDPRoute",
     "Gateway",
     "GatewayClass",
+    "ListenerSet",
     "ReferenceGrant",
     "Namespace",
     "Secret",
@@ -63,7 +65,7 @@ KINDS = (
 SUPPORTED_FEATURE_STATUS = [{"name": f} for f in sorted(SUPPORTED_FEATURES)]
 _WITH_STATUS = (
     "HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPRoute", "Gateway", "GatewayClass",
-    "BackendTrafficPolicy",
+    "ListenerSet", "BackendTrafficPolicy",
     "AuthorizationPolicy", "HTTPLocalRateLimitPolicy", "BackendTLSPolicy",
 )
 
@@ -170,6 +172,7 @@ class GatewayController:
                 grpc_routes=grpc_routes,
                 tls_routes=tls_routes,
                 l4_routes=l4_routes,
+                listener_sets=[o for o in typed if isinstance(o, ListenerSet)],
             ),
             certificate_check=_certificate_problem,
             crd_versions=self.crd_versions,
@@ -182,6 +185,7 @@ class GatewayController:
             ("UDPRoute", report.udp_routes),
             ("Gateway", report.gateways),
             ("GatewayClass", report.gateway_classes),
+            ("ListenerSet", report.listener_sets),
         ):
             for key, status in statuses.items():
                 ns, _, name = key.rpartition("/")

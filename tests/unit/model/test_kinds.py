@@ -47,7 +47,7 @@ def test_unknown_kinds_list_the_known_ones(text: str) -> None:
         resolve_kind(text)
     assert str(info.value) == (
         f'unknown kind "{text}"; known kinds: AuthorizationPolicy, BackendTLSPolicy, BackendTrafficPolicy, ConfigMap, Deployment, EndpointSlice, GRPCRoute, Gateway, GatewayClass, '
-        "HTTPFault, HTTPLocalRateLimitPolicy, HTTPRoute, Ingress, IngressClass, LoadBalancerIPPool, Namespace, NetworkPolicy, Node, PeerAuthentication, Pod, ReferenceGrant, Secret, Service, TCPRoute, TLSRoute, UDPRoute"
+        "HTTPFault, HTTPLocalRateLimitPolicy, HTTPRoute, Ingress, IngressClass, ListenerSet, LoadBalancerIPPool, Namespace, NetworkPolicy, Node, PeerAuthentication, Pod, ReferenceGrant, Secret, Service, TCPRoute, TLSRoute, UDPRoute"
     )
     assert isinstance(info.value, LookupError)
 
