@@ -3,28 +3,38 @@
 `sync` is level-triggered on the desired Pods; `tick` restarts exited containers with
 back-off, evaluates readiness and writes Pod status when it changed.
 
-Like a CNI ADD, a pod's sandbox is ready only once the node agent polices its veth: no
-container starts before the datapath's programs are attached to the host-side veth (the
-agent writes the endpoint entry before it attaches), so a pod's first packet is policed.
+A pod's network comes from the lab (`lab.network.add_pod`, the default) or, in a lab built
+with `--cni chain`, from a real CNI chain run off the tick in a thread (`lab.cni_runtime`):
+the pod gets its address only once ADD returned, and a failed ADD is reported on the pod
+(FailedCreatePodSandBox) and retried with back-off. Either way a pod's sandbox is ready only
+once the node agent polices its veth: no container starts before the datapath's programs are
+attached to the host-side veth (the agent writes the endpoint entry before it attaches), so
+a pod's first packet is policed.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agent.model.core import Pod
 from lab import cgroups, ipam, network, procs
+from lab.cni_runtime import LabCni, PodKey
 from lab.controllers.events import EventSink
 from lab.kubeapi import NotFound, StatusWriter
+from lab.podruntime import (
+    ATTACH_TIMEOUT,
+    BACKOFF_START,
+    ContainerRuntime,
+    PodRuntime,
+    now_rfc3339,
+    pod_status,
+    sandbox_waiting,
+)
 from lab.podspec import container_argv, pod_env, resolv_conf
 from lab.readiness import ports_ready
 from lab.state import LabPaths, read_json
@@ -32,130 +42,16 @@ from lab.topology import LabPlan, NodePlan, host_veth_name
 
 log = logging.getLogger(__name__)
 
-BACKOFF_START = 0.5
+__all__ = ["ATTACH_TIMEOUT", "ContainerRuntime", "Kubelet", "PodRuntime", "pod_status"]
+
 BACKOFF_MAX = 10.0
 BACKOFF_RESET_AFTER = 10.0  # a container that ran this long starts its back-off afresh
 STOP_GRACE = 2.0
 READY_RECHECK = 5.0  # once ready, re-check listening ports this often
-ATTACH_TIMEOUT = 30.0  # past this the pod reports DatapathNotAttached (and keeps waiting)
 ATTACH_POLL = 0.2
 ATTACH_POLL_SLOW = 1.0  # after the timeout
 
 AttachedProbe = Callable[[NodePlan, str], bool]  # (node, host veth) -> datapath attached?
-
-
-def _now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass
-class ContainerRuntime:
-    name: str
-    argv: tuple[str, ...]
-    env: dict[str, str]
-    ports: tuple[tuple[int, str], ...]
-    proc: subprocess.Popen[bytes] | None = None
-    record: procs.ProcRecord | None = None
-    restarts: int = 0
-    started_at: float | None = None
-    started_at_text: str | None = None
-    next_start: float = 0.0
-    backoff: float = BACKOFF_START
-    last_exit: int | None = None
-    finished: bool = False  # exited and will not be restarted (restartPolicy)
-    ready: bool = False
-    ready_checked: float = 0.0
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-
-@dataclass
-class PodRuntime:
-    uid: str
-    namespace: str
-    name: str
-    node: NodePlan
-    netns: str
-    ip: ipaddress.IPv4Address
-    restart_policy: str
-    containers: list[ContainerRuntime]
-    start_time: str = field(default_factory=_now_rfc3339)
-    last_status: dict[str, Any] | None = None
-    host_veth: str = ""
-    attached: bool = False  # the datapath polices the veth: containers may start
-    attach_timed_out: bool = False
-    created_at: float = field(default_factory=time.monotonic)
-    next_attach_check: float = 0.0
-    cgroup: Path | None = None  # the pod's, below its node's (lab.cgroups); None: not used
-
-
-def _sandbox_waiting(rt: PodRuntime) -> tuple[str, str]:
-    if rt.attach_timed_out:
-        return "DatapathNotAttached", (
-            f"the node agent has not attached its programs to {rt.host_veth} on "
-            f"{rt.node.name} within {ATTACH_TIMEOUT:.0f}s; containers start only once it has "
-            "(check the agent's log and health)"
-        )
-    return "WaitingForDatapath", f"waiting for the node agent to attach to {rt.host_veth}"
-
-
-def pod_status(rt: PodRuntime, ready_by_container: dict[str, bool]) -> dict[str, Any]:
-    """Kubernetes-shaped Pod status from the runtime view (pure)."""
-    statuses = []
-    for c in rt.containers:
-        if not rt.attached:
-            message = _sandbox_waiting(rt)[1]
-            state: dict[str, Any] = {"waiting": {"reason": "ContainerCreating", "message": message}}
-        elif c.running:
-            state = {"running": {"startedAt": c.started_at_text}}
-        elif c.finished:
-            state = {
-                "terminated": {
-                    "exitCode": c.last_exit,
-                    "reason": "Completed" if c.last_exit == 0 else "Error",
-                }
-            }
-        else:
-            reason = "CrashLoopBackOff" if c.restarts else "ContainerCreating"
-            state = {"waiting": {"reason": reason}}
-        statuses.append(
-            {
-                "name": c.name,
-                "ready": ready_by_container.get(c.name, False),
-                "restartCount": c.restarts,
-                "started": c.running,
-                "state": state,
-            }
-        )
-    all_ready = bool(statuses) and all(s["ready"] for s in statuses)
-    if all(c.finished for c in rt.containers):
-        phase = "Succeeded" if all(c.last_exit == 0 for c in rt.containers) else "Failed"
-    else:
-        phase = "Running" if any(c.running for c in rt.containers) else "Pending"
-    ready = "True" if all_ready else "False"
-    sandbox: dict[str, Any] = {"type": "PodReadyToStartContainers", "status": "True"}
-    not_ready: dict[str, Any] = {}
-    if not rt.attached:
-        reason, message = _sandbox_waiting(rt)
-        sandbox = {**sandbox, "status": "False", "reason": reason, "message": message}
-        not_ready = {"reason": reason, "message": message}
-    return {
-        "phase": phase,
-        "podIP": str(rt.ip),
-        "podIPs": [{"ip": str(rt.ip)}],
-        "hostIP": str(rt.node.fabric_ip),
-        "startTime": rt.start_time,
-        "conditions": [
-            {"type": "PodScheduled", "status": "True"},
-            sandbox,
-            {"type": "Initialized", "status": "True"},
-            {"type": "ContainersReady", "status": ready, **not_ready},
-            {"type": "Ready", "status": ready, **not_ready},
-        ],
-        "containerStatuses": statuses,
-    }
 
 
 class Kubelet:
@@ -185,6 +81,9 @@ class Kubelet:
             probe = self.netlink = network.DatapathProbe()
         self.attached = probe if wait else None
         self.pod_cgroups = bool(lab.get("pod_cgroups"))  # decided by `tulle lab up`
+        # `--cni chain`: pods' networks from a real CNI chain, ADD off the tick in threads.
+        self.cni = LabCni(plan, paths) if lab.get("cni") == "chain" else None
+        self.adds = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cni-add")
         self.pods: dict[str, PodRuntime] = {}
         (paths.procs / "pods").mkdir(parents=True, exist_ok=True)
 
@@ -205,14 +104,18 @@ class Kubelet:
 
     def _create(self, pod: Pod) -> PodRuntime:
         node = self.plan.node(pod.spec.node_name or "")
-        used = {rt.ip for rt in self.pods.values() if rt.node.name == node.name}
-        ip = ipam.allocate(node.pod_cidr, used)
         ns, name = pod.metadata.namespace, pod.metadata.name
         netns = self.plan.pod_netns(ns, name)
-        veth = host_veth_name(ns, name)
-        log.info("creating pod %s/%s on %s: netns %s, ip %s", ns, name, node.name, netns, ip)
         network.remove_netns(netns)  # a leftover from a crashed controller would hold stale state
-        network.add_pod(node, netns, veth, ip)
+        ip, veth = None, ""
+        if self.cni is None:
+            used = {rt.ip for rt in self.pods.values() if rt.node.name == node.name and rt.ip}
+            ip, veth = ipam.allocate(node.pod_cidr, used), host_veth_name(ns, name)
+            network.add_pod(node, netns, veth, ip)
+        else:
+            network.add_pod_netns(netns)  # the chain's ptp adds eth0, its address and routes
+        log.info("creating pod %s/%s on %s: netns %s, ip %s", ns, name, node.name, netns,
+                 ip or "from CNI ADD")
         network.write_pod_resolv_conf(netns, resolv_conf(ns))
         cgroup = (cgroups.make(cgroups.pod_cgroup(self.plan.name, node.name, ns, name))
                   if self.pod_cgroups else None)
@@ -220,24 +123,54 @@ class Kubelet:
         for c in pod.spec.containers:
             argv, ports = container_argv(c, self.python)
             containers.append(ContainerRuntime(c.name, argv, pod_env(pod, ip, node, c), ports))
-        return PodRuntime(
-            pod.metadata.uid,
-            ns,
-            name,
-            node,
-            netns,
-            ip,
-            pod.spec.restart_policy or "Always",
-            containers,
-            host_veth=veth,
-            attached=self.attached is None,
-            cgroup=cgroup,
-        )
+        rt = PodRuntime(pod.metadata.uid, ns, name, node, netns, ip,
+                        pod.spec.restart_policy or "Always", containers, host_veth=veth,
+                        attached=self.attached is None, cgroup=cgroup)
+        self._start_sandbox(rt)
+        return rt
+
+    def _start_sandbox(self, rt: PodRuntime) -> None:
+        if self.cni is not None:
+            rt.sandbox = self.adds.submit(
+                self.cni.add, rt.node, rt.netns, PodKey(rt.namespace, rt.name, rt.uid))
+
+    def _check_sandbox(self, rt: PodRuntime, now: float) -> None:
+        """Take a finished ADD's result; after a failed one, say why and retry with back-off
+        (LabCni.add has already run DEL, as a kubelet does before it retries)."""
+        if rt.sandbox is None:
+            if rt.ip is None and now >= rt.sandbox_retry:
+                self._start_sandbox(rt)
+            return
+        if not rt.sandbox.done():
+            return
+        future, rt.sandbox = rt.sandbox, None
+        try:
+            sandbox = future.result()
+        except Exception as err:
+            rt.sandbox_error = str(err)
+            rt.sandbox_retry = now + rt.sandbox_backoff
+            rt.sandbox_backoff = min(rt.sandbox_backoff * 2, BACKOFF_MAX)
+            log.error("pod %s/%s: %s", rt.namespace, rt.name, err)
+            self._event(rt, "FailedCreatePodSandBox", sandbox_waiting(rt)[1], "Warning")
+            return
+        rt.ip, rt.host_veth, rt.sandbox_error = sandbox.ip, sandbox.host_veth, ""
+        rt.created_at = now  # the datapath's wait starts once there is a veth to police
+        for c in rt.containers:
+            c.env["POD_IP"] = str(sandbox.ip)
+        log.info("pod %s/%s: CNI ADD gave %s on %s", rt.namespace, rt.name, sandbox.ip,
+                 sandbox.host_veth)
 
     def _teardown(self, rt: PodRuntime) -> None:
         log.info("removing pod %s/%s from %s", rt.namespace, rt.name, rt.node.name)
         for c in rt.containers:
             self._stop_container(rt, c)
+        if self.cni is not None:
+            if rt.sandbox is not None:  # an ADD still running: DEL after it, not beside it
+                rt.sandbox.exception()
+            try:  # DEL before the netns goes, as a kubelet does (host-local frees the address)
+                self.cni.delete(rt.node, rt.netns, PodKey(rt.namespace, rt.name, rt.uid))
+            except Exception as err:  # the netns still goes; `tulle lab down` removes the rest
+                log.error("pod %s/%s: CNI DEL: %s", rt.namespace, rt.name, err)
         network.remove_netns(rt.netns)
         if rt.cgroup is not None:
             try:
@@ -249,6 +182,7 @@ class Kubelet:
         for rt in list(self.pods.values()):
             self._teardown(rt)
         self.pods.clear()
+        self.adds.shutdown(wait=True)
         if self.netlink is not None:
             self.netlink.close()
 
@@ -259,7 +193,9 @@ class Kubelet:
         now = time.monotonic()
         failed: Exception | None = None
         for rt in list(self.pods.values()):
-            if not rt.attached:
+            if rt.ip is None:
+                self._check_sandbox(rt, now)
+            if rt.ip is not None and not rt.attached:
                 self._check_attached(rt, now)
             ready: dict[str, bool] = {}
             for c in rt.containers:
@@ -295,7 +231,7 @@ class Kubelet:
             return
         if waited > ATTACH_TIMEOUT and not rt.attach_timed_out:
             rt.attach_timed_out = True
-            log.error("pod %s/%s: %s", rt.namespace, rt.name, _sandbox_waiting(rt)[1])
+            log.error("pod %s/%s: %s", rt.namespace, rt.name, sandbox_waiting(rt)[1])
         rt.next_attach_check = now + (ATTACH_POLL_SLOW if rt.attach_timed_out else ATTACH_POLL)
 
     def _ready(self, c: ContainerRuntime, now: float) -> bool:
@@ -360,7 +296,7 @@ class Kubelet:
             c.next_start = time.monotonic() + BACKOFF_MAX
             return
         c.started_at = time.monotonic()
-        c.started_at_text = _now_rfc3339()
+        c.started_at_text = now_rfc3339()
         self._event(rt, "Started", f"Started container {c.name}")
 
     def _event(self, rt: PodRuntime, reason: str, message: str, type_: str = "Normal") -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from identity.system import SYSTEM_NAMESPACE
-from lab import cgroups, listeners, network, procs
+from lab import cgroups, cni_runtime, listeners, network, procs
 from lab.controlplane import (
     CA_ADDRESS,
     LabError,
@@ -150,18 +150,22 @@ def status(name: str) -> LabStatus | None:
 
 def up(
     name: str, node_count: int, progress: Progress, *, datapath: bool = True,
-    svid_lifetime: int | None = None, node_port_range: str | None = None,
+    svid_lifetime: int | None = None, node_port_range: str | None = None, cni: str = "builtin",
 ) -> LabPlan:
     """Build the lab. `datapath=False` runs agents without eBPF programs: a comparison lab
     for benchmarks against other datapaths (e.g. kube-proxy-style iptables).
     `svid_lifetime`: seconds each agent asks of the CA for its pods' SVIDs (the agent's
     `--svid-lifetime`; None: its default, 24 h), short to watch rotation happen.
-    `node_port_range`: the API server's --service-node-port-range (None: 30000-32767)."""
+    `node_port_range`: the API server's --service-node-port-range (None: 30000-32767).
+    `cni`: "builtin" (the kubelet builds pods' veths) or "chain" (lab/cni_runtime.py)."""
     require_root()
+    if problem := cni_runtime.mode_error(cni):
+        raise LabError(problem)
     paths = LabPaths.for_lab(name)
     existing = status(name)
     if existing is not None:
-        if existing.healthy and len(existing.nodes) == node_count:
+        same_cni = (read_json(paths.lab_file) or {}).get("cni", "builtin") == cni
+        if existing.healthy and len(existing.nodes) == node_count and same_cni:
             progress(f"lab {name!r} is already up with {node_count} nodes")
             return plan_lab(name, node_count)
         progress(f"lab {name!r} exists but is not healthy or has another size: rebuilding it")
@@ -172,7 +176,7 @@ def up(
     # Each node's pods in a cgroup subtree (lab.cgroups): the agent's RTT source.
     pod_cgroups = datapath and cgroups.available()
     write_json_atomic(paths.lab_file, {"name": name, "nodes": node_count, "datapath": datapath,
-                                       "pod_cgroups": pod_cgroups})
+                                       "pod_cgroups": pod_cgroups, "cni": cni})
     try:
         progress(f"building the fabric ({plan.fabric_netns})")
         network.build_fabric(plan)

@@ -143,6 +143,14 @@ def build_node(plan: LabPlan, node: NodePlan) -> None:
     )
 
 
+def add_pod_netns(pod_netns: str) -> None:
+    """A pod's netns with lo up and nothing else: the CNI chain adds eth0 (a runtime brings
+    lo up itself, as containerd does, rather than through the loopback plugin)."""
+    _ensure_netns(pod_netns)
+    with NetNS(pod_netns) as pod:
+        pod.link("set", index=_ifindex(pod, "lo"), state="up")
+
+
 def add_pod(node: NodePlan, pod_netns: str, host_veth: str, pod_ip: ipaddress.IPv4Address) -> None:
     """Pod netns with eth0 = pod_ip/32, default route via the node's gateway address."""
     _ensure_netns(pod_netns)

@@ -31,8 +31,9 @@ def container_argv(
 
 
 def pod_env(
-    pod: Pod, ip: ipaddress.IPv4Address, node: NodePlan, container: Container
+    pod: Pod, ip: ipaddress.IPv4Address | None, node: NodePlan, container: Container
 ) -> dict[str, str]:
+    """`ip` None: not known yet (CNI ADD still running); the kubelet sets POD_IP after it."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
         "HOME": "/root",
@@ -41,7 +42,7 @@ def pod_env(
         "POD_NAME": pod.metadata.name,
         "NAMESPACE": pod.metadata.namespace,
         "POD_NAMESPACE": pod.metadata.namespace,
-        "POD_IP": str(ip),
+        "POD_IP": "" if ip is None else str(ip),
         "NODE_NAME": node.name,
         "TULLE_LAB": os.environ.get("TULLE_LAB", ""),
         "HOSTNAME": pod.metadata.name,

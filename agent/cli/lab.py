@@ -65,16 +65,24 @@ def lab() -> None:
     help="Node ports for NodePort and LoadBalancer Services, as kube-apiserver's flag "
     "(default 30000-32767; the L4 benchmark widens it for 10,000 NodePort Services).",
 )
+@click.option(
+    "--cni",
+    type=click.Choice(["builtin", "chain"]),
+    default="builtin",
+    show_default=True,
+    help="How the kubelet gives pods their network: builtin veths, or a real CNI chain "
+    "(Debian's ptp + host-local, then tulle-cni) run as a node's runtime runs it.",
+)
 @click.pass_context
 def up(
     ctx: click.Context, nodes: int, name: str | None, datapath: bool, svid_lifetime: int | None,
-    node_port_range: str | None,
+    node_port_range: str | None, cni: str,
 ) -> None:
     """Build the lab: fabric, nodes, controller, agents and DNS."""
     name = name or lab_name(ctx)
     try:
         plan = lifecycle.up(name, nodes, _progress, datapath=datapath, svid_lifetime=svid_lifetime,
-                            node_port_range=node_port_range)
+                            node_port_range=node_port_range, cni=cni)
     except (lifecycle.LabError, TopologyError) as err:
         raise click.ClickException(str(err)) from err
     click.secho(f"lab {name!r} is up with {len(plan.nodes)} nodes", fg="green")

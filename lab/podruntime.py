@@ -1,0 +1,145 @@
+"""The kubelet's view of a pod (its sandbox, its containers) and the Pod status it writes
+from that view (pure). `lab/kubelet.py` drives it."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lab import procs
+from lab.cni_runtime import Sandbox
+from lab.topology import NodePlan
+
+BACKOFF_START = 0.5
+ATTACH_TIMEOUT = 30.0  # past this the pod reports DatapathNotAttached (and keeps waiting)
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class ContainerRuntime:
+    name: str
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    ports: tuple[tuple[int, str], ...]
+    proc: subprocess.Popen[bytes] | None = None
+    record: procs.ProcRecord | None = None
+    restarts: int = 0
+    started_at: float | None = None
+    started_at_text: str | None = None
+    next_start: float = 0.0
+    backoff: float = BACKOFF_START
+    last_exit: int | None = None
+    finished: bool = False  # exited and will not be restarted (restartPolicy)
+    ready: bool = False
+    ready_checked: float = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class PodRuntime:
+    uid: str
+    namespace: str
+    name: str
+    node: NodePlan
+    netns: str
+    ip: ipaddress.IPv4Address | None  # None until the sandbox's network is set up (CNI ADD)
+    restart_policy: str
+    containers: list[ContainerRuntime]
+    start_time: str = field(default_factory=now_rfc3339)
+    last_status: dict[str, Any] | None = None
+    host_veth: str = ""
+    attached: bool = False  # the datapath polices the veth: containers may start
+    attach_timed_out: bool = False
+    created_at: float = field(default_factory=time.monotonic)
+    next_attach_check: float = 0.0
+    cgroup: Path | None = None  # the pod's, below its node's (lab.cgroups); None: not used
+    sandbox: Future[Sandbox] | None = None  # a CNI ADD running (lab.cni_runtime)
+    sandbox_error: str = ""  # the last failed ADD's error, until one succeeds
+    sandbox_retry: float = 0.0  # monotonic time of the next ADD after a failure
+    sandbox_backoff: float = BACKOFF_START
+
+
+def sandbox_waiting(rt: PodRuntime) -> tuple[str, str]:
+    if rt.ip is None:  # the network first: no address, no veth to police yet
+        if rt.sandbox_error:  # the kubelet's event reason for a failed CNI ADD
+            return "FailedCreatePodSandBox", f"Failed to create pod sandbox: {rt.sandbox_error}"
+        return "CreatingSandbox", f"setting up the pod's network on {rt.node.name} (CNI ADD)"
+    if rt.attach_timed_out:
+        return "DatapathNotAttached", (
+            f"the node agent has not attached its programs to {rt.host_veth} on "
+            f"{rt.node.name} within {ATTACH_TIMEOUT:.0f}s; containers start only once it has "
+            "(check the agent's log and health)"
+        )
+    return "WaitingForDatapath", f"waiting for the node agent to attach to {rt.host_veth}"
+
+
+def pod_status(rt: PodRuntime, ready_by_container: dict[str, bool]) -> dict[str, Any]:
+    """Kubernetes-shaped Pod status from the runtime view (pure)."""
+    statuses = []
+    for c in rt.containers:
+        if not rt.attached:
+            message = sandbox_waiting(rt)[1]
+            state: dict[str, Any] = {"waiting": {"reason": "ContainerCreating", "message": message}}
+        elif c.running:
+            state = {"running": {"startedAt": c.started_at_text}}
+        elif c.finished:
+            state = {
+                "terminated": {
+                    "exitCode": c.last_exit,
+                    "reason": "Completed" if c.last_exit == 0 else "Error",
+                }
+            }
+        else:
+            reason = "CrashLoopBackOff" if c.restarts else "ContainerCreating"
+            state = {"waiting": {"reason": reason}}
+        statuses.append(
+            {
+                "name": c.name,
+                "ready": ready_by_container.get(c.name, False),
+                "restartCount": c.restarts,
+                "started": c.running,
+                "state": state,
+            }
+        )
+    all_ready = bool(statuses) and all(s["ready"] for s in statuses)
+    if all(c.finished for c in rt.containers):
+        phase = "Succeeded" if all(c.last_exit == 0 for c in rt.containers) else "Failed"
+    else:
+        phase = "Running" if any(c.running for c in rt.containers) else "Pending"
+    ready = "True" if all_ready else "False"
+    sandbox: dict[str, Any] = {"type": "PodReadyToStartContainers", "status": "True"}
+    not_ready: dict[str, Any] = {}
+    if not rt.attached:
+        reason, message = sandbox_waiting(rt)
+        sandbox = {**sandbox, "status": "False", "reason": reason, "message": message}
+        not_ready = {"reason": reason, "message": message}
+    # A kubelet reports the pod's IP once the sandbox's network is set up (CNI ADD returned).
+    ips: dict[str, Any] = (
+        {} if rt.ip is None else {"podIP": str(rt.ip), "podIPs": [{"ip": str(rt.ip)}]}
+    )
+    return {
+        "phase": phase,
+        **ips,
+        "hostIP": str(rt.node.fabric_ip),
+        "startTime": rt.start_time,
+        "conditions": [
+            {"type": "PodScheduled", "status": "True"},
+            sandbox,
+            {"type": "Initialized", "status": "True"},
+            {"type": "ContainersReady", "status": ready, **not_ready},
+            {"type": "Ready", "status": ready, **not_ready},
+        ],
+        "containerStatuses": statuses,
+    }
