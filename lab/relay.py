@@ -11,7 +11,7 @@ import threading
 from types import FrameType
 
 from agent.observer.relay import Relay
-from lab.lifecycle import load_plan
+from lab.labstatus import load_plan
 from lab.state import LabPaths
 
 log = logging.getLogger("tulle.relay")

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from lab import procs
-from lab.lifecycle import RESTARTS_FILE
+from lab.labstatus import RESTARTS_FILE
 from lab.listeners import child_launch, held_from_environ
 from lab.restart import RestartPolicy, RestartState, on_exit
 from lab.state import LabPaths, write_json_atomic

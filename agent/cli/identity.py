@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from agent.cli.context import lab_name
-from lab import lifecycle
+from lab import labstatus
 from lab.state import LabPaths, read_json
 
 
@@ -46,7 +46,7 @@ def from_report(node: str, report: Mapping[str, Any] | None, now: float) -> Node
     if "svids" not in report:
         error = report.get("svid_error")
         return NodeIdentities(node, "error" if error else "off", age, error=error)
-    state = "stale" if age > lifecycle.HEALTH_STALE_SECONDS else "ok"
+    state = "stale" if age > labstatus.HEALTH_STALE_SECONDS else "ok"
     return NodeIdentities(
         node,
         state,
@@ -61,7 +61,7 @@ def from_report(node: str, report: Mapping[str, Any] | None, now: float) -> Node
 def node_identities(name: str) -> list[NodeIdentities] | None:
     """Every node of lab ``name``, in the lab's order; None when the lab is not up."""
     paths = LabPaths.for_lab(name)
-    plan = lifecycle.load_plan(paths)
+    plan = labstatus.load_plan(paths)
     if plan is None:
         return None
     now = time.time()

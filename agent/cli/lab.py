@@ -12,7 +12,7 @@ import click
 from agent.cli.cluster import ClusterError, connect_to
 from agent.cli.context import Choice, lab_name
 from agent.cli.node import dns
-from lab import cgroups, lifecycle
+from lab import cgroups, labstatus, lifecycle
 from lab.apiserver.node_ports import parse_port_range
 from lab.state import LabPaths
 from lab.topology import TopologyError
@@ -140,7 +140,7 @@ def down(ctx: click.Context, name: str | None) -> None:
 def status(ctx: click.Context, name: str | None) -> None:
     """Nodes, processes and health of the lab."""
     name = name or lab_name(ctx)
-    st = lifecycle.status(name)
+    st = labstatus.status(name)
     if st is None:
         click.echo(f"lab {name!r} is not up (start it with `tulle lab up`)")
         sys.exit(1)
@@ -206,7 +206,7 @@ def exec_(
         raise click.UsageError("usage: tulle lab exec POD -- CMD... (or --external -- CMD...)")
     name = lab_name(ctx)
     obj = lab_pod(name, namespace, pod)
-    plan = lifecycle.load_plan(LabPaths.for_lab(name))
+    plan = labstatus.load_plan(LabPaths.for_lab(name))
     if plan is None:
         raise click.ClickException(f"lab {name!r} is not up")
     netns = plan.pod_netns(namespace, pod)
@@ -232,7 +232,7 @@ def exec_(
 def _exec_external(name: str, command: tuple[str, ...]) -> None:
     if not command:
         raise click.UsageError("usage: tulle lab exec --external -- CMD...")
-    plan = lifecycle.load_plan(LabPaths.for_lab(name))
+    plan = labstatus.load_plan(LabPaths.for_lab(name))
     if plan is None:
         raise click.ClickException(f"lab {name!r} is not up")
     if not os.path.exists(f"/var/run/netns/{plan.external_netns}"):

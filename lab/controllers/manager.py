@@ -43,7 +43,7 @@ from lab.controlplane import controller_kubeconfig
 from lab.kubeapi import API_BACKOFF, ApiWriter, Conflict, Informers, NotFound, connect
 from lab.kubeapi import retryable as is_transient
 from lab.kubelet import Kubelet
-from lab.lifecycle import load_plan
+from lab.labstatus import load_plan
 from lab.liveview import LiveView
 from lab.seed import register_node
 from lab.state import LabPaths

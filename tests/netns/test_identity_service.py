@@ -18,7 +18,7 @@ from agent.kube.resources import generic_resource
 from identity.bundle import TrustBundle, verify_svid
 from identity.certs import load_pem_chain
 from identity.spiffe import SpiffeId
-from lab import lifecycle, procs
+from lab import labstatus, procs
 from lab.controlplane import CA_ADDRESS, agent_kubeconfig, apiserver_dir
 from lab.kubeapi import connect
 from lab.state import LabPaths
@@ -41,7 +41,7 @@ def _bundle(lab: Lab) -> dict[str, Any]:
 
 
 def _call(lab: Lab, node: str, kubeconfig: Path, bundle: Path, spiffe_id: str) -> dict[str, Any]:
-    plan = lifecycle.load_plan(LabPaths.for_lab(lab.name))
+    plan = labstatus.load_plan(LabPaths.for_lab(lab.name))
     assert plan is not None
     [netns] = [n.netns for n in plan.nodes if n.name == node]
     out = subprocess.run(
@@ -69,7 +69,7 @@ def test_agents_get_svids_for_their_own_nodes_pods_only(lab: Lab, tmp_path: Path
     paths = LabPaths.for_lab(lab.name)
     (ca,) = [r for r in procs.load_records(paths.procs) if r.role == "controlplane"]
     assert procs.is_alive(ca)
-    st = lifecycle.status(lab.name)
+    st = labstatus.status(lab.name)
     assert st is not None and any(p.role == "controlplane" and p.alive for p in st.processes)
     web = deployment("catest", "web", 1, node="node1")
     web["spec"]["template"]["spec"]["serviceAccountName"] = "web"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import cgroups, lifecycle, procs
+from lab import cgroups, labstatus, lifecycle, procs
 from lab.state import LabPaths
 
 from .conftest import Lab
@@ -283,7 +283,7 @@ def test_lab_up_then_down_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("TULLE_STATE_DIR", str(tmp_path))
     try:
         lifecycle.up(name, 1, lambda _m: None)
-        st = lifecycle.status(name)
+        st = labstatus.status(name)
         assert st is not None and st.healthy
         roles = sorted(p.role for p in st.processes)
         assert roles == [

@@ -28,7 +28,7 @@ def execs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 
     monkeypatch.setenv("TULLE_LAB", "demo")
     monkeypatch.setattr(os, "execvp", fake_execvp)
-    monkeypatch.setattr(lab_cli.lifecycle, "load_plan", lambda paths: plan_lab("demo", 2))
+    monkeypatch.setattr(lab_cli.labstatus, "load_plan", lambda paths: plan_lab("demo", 2))
     return seen
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab import procs
-from lab.lifecycle import RESTARTS_FILE
+from lab.labstatus import RESTARTS_FILE
 from lab.restart import RestartPolicy, RestartState, on_exit, restart_delay
 from lab.state import LabPaths, read_json
 from lab.supervisor import SystemProcesses
@@ -85,7 +85,7 @@ def test_supervisor_restarts_at_once_then_backs_off(tmp_path: Path) -> None:
 
 
 def test_lab_status_shows_restarts_and_a_pending_back_off() -> None:
-    from lab.lifecycle import _process_status
+    from lab.labstatus import process_status as _process_status
 
     dead = procs.ProcRecord("relay", 999_999_999, 1, ("x",), "/dev/null")
     waiting = _process_status(dead, {"restarts": 3, "crashes": 3, "restartAt": time.time() + 8})
