@@ -173,9 +173,11 @@ int tulle_from_pod(struct __sk_buff *skb)
 
 	ct = ct_lookup(&p.tuple, CT_EGRESS);
 	if (ct_continues(ct, &p)) {
-		if (ct_account(ct, &p, 0))
+		if (ct_account(ct, &p, 0)) {
+			ct_quota_release(ep_ip); /* quota.h: closed, no longer live */
 			trace_flow(&p, EVENT_CLOSE, VERDICT_FORWARDED, OBS_FROM_ENDPOINT, DIR_EGRESS,
 				   ct, ctx_ifindex(skb), 0);
+		}
 		goto out;
 	}
 	ct_reverse(&p.tuple, &reply);

@@ -13,6 +13,7 @@
 #include "icmp.h"
 #include "endpoints.h"
 #include "conntrack.h"
+#include "quota.h"
 #include "policy.h"
 #include "lb.h"
 #include "redirect.h"
@@ -79,9 +80,11 @@ int tulle_to_pod(struct __sk_buff *skb)
 		/* One reply flow per translated connection, not per packet (events.h). */
 		int first_reply = ct_translated(ct) && !ct->packets_rev;
 
-		if (ct_account(ct, &p, 1))
+		if (ct_account(ct, &p, 1)) {
+			ct_quota_release(reply.saddr); /* quota.h: its opener's connection closed */
 			trace_flow(&p, EVENT_CLOSE, VERDICT_FORWARDED, OBS_TO_ENDPOINT, DIR_EGRESS, ct,
 				   ctx_ifindex(skb), 1);
+		}
 		if (vip) {
 			if (first_reply)
 				trace_flow(&p, EVENT_REPLY, VERDICT_TRANSLATED, OBS_TO_ENDPOINT,

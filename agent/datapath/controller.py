@@ -131,9 +131,10 @@ def plan_gc(entries: Iterable[tuple[Any, Any]], now: int) -> GcPlan:
     """Which conntrack entries go (pure). A client->VIP service entry lives exactly as long
     as the connection it steered: once that one is closed or gone, a reused source port must
     not be sent to the old (possibly removed) backend (a tunnelled connection, CT_F_TUNNEL in
-    bpf/lib/mtls.h, names that backend in ``backend_*``). The CT_EGRESS entries that stay are
-    each endpoint's count against its quota: a census, not a decrement, so entries the LRU
-    evicted (or tuples BPF re-opened and counted twice) give their quota back too."""
+    bpf/lib/mtls.h, names that backend in ``backend_*``). The open CT_EGRESS entries that stay
+    are each endpoint's count against its quota (quota.h: live connections; BPF gives a closed
+    one's back at once): a census, so entries the LRU evicted, connections that expired without
+    a close, or tuples BPF re-opened and counted twice give their quota back too."""
     doomed, expired, services, kept = [], [], [], []
     live = set()
     for key, entry in entries:
@@ -149,8 +150,8 @@ def plan_gc(entries: Iterable[tuple[Any, Any]], now: int) -> GcPlan:
                 expired.append((key, entry))
         elif key.dir == CT_EGRESS:
             t = key.tuple
-            kept.append(t.saddr)
-            if not closed:
+            if not closed:  # a closed one (BPF gave its quota back) only waits to go
+                kept.append(t.saddr)
                 live.add((t.saddr, t.sport, t.daddr, t.dport, t.proto))
                 if entry.flags & CT_F_TUNNEL:  # keyed on the waypoint: it went to a backend
                     live.add((t.saddr, t.sport, entry.backend_addr, entry.backend_port, t.proto))

@@ -126,3 +126,78 @@ def test_the_agents_configured_quota_is_the_one_enforced(dp: Runner) -> None:
     as_tenant(dp, CLIENT)
     assert dp.from_pod(syn(CLIENT, 46000)).verdict == TC_ACT_OK
     assert dp.from_pod(syn(CLIENT, 46001)).verdict == TC_ACT_SHOT
+
+
+# -- closes give quota back at once (issue 16) ---------------------------------------------
+
+
+def quota_count(r: Runner) -> int | None:
+    table = r.dp.table("ct_quota_v1")
+    leaf = table.get(table.Key(maps.be32(CLIENT)))
+    return None if leaf is None else int(leaf.value)
+
+
+def one_request(r: Runner, sport: int, closer: str) -> int:
+    """A whole `Connection: close` exchange through the Service; `closer` names the packet
+    that ends it: the client's last FIN, the backend's last FIN, or a reset."""
+    def up(flags: str) -> int:
+        return r.from_pod(pkt(CLIENT, VIP, TCP(sport=sport, dport=80, flags=flags))).verdict
+
+    def down(flags: str) -> int:
+        return r.to_pod(pkt(BACKEND, CLIENT, TCP(sport=8080, dport=sport, flags=flags))).verdict
+
+    verdicts = [up("S"), down("SA"), up("A")]
+    if closer == "client-fin":  # the server closes first (nginx after Connection: close)
+        verdicts += [down("FA"), up("FA")]
+    elif closer == "backend-fin":
+        verdicts += [up("FA"), down("FA")]
+    else:
+        verdicts += [up("R")]
+    return max(verdicts)  # TC_ACT_OK is 0: any other verdict shows
+
+
+def test_closed_connections_give_their_quota_back_without_a_gc(dp: Runner) -> None:
+    """Issue 16: one pod opening and closing connections far past its quota, never more than
+    one open at a time, is never refused (before, it was refused at the quota's count of
+    opens until the next GC census, every 10 s)."""
+    as_tenant(dp, CLIENT)
+    service(dp, [(BACKEND, 8080)])
+    closers = ["client-fin", "backend-fin", "reset"]
+    for i in range(QUOTA * 5):
+        assert one_request(dp, 47000 + i, closers[i % 3]) == TC_ACT_OK, i
+    assert quota_count(dp) == 0
+
+
+def test_a_reused_port_is_charged_again_and_given_back_again(dp: Runner) -> None:
+    as_tenant(dp, CLIENT)
+    service(dp, [(BACKEND, 8080)])
+    for _ in range(QUOTA * 2):  # the closed entry's tuple reopened by each new SYN
+        assert one_request(dp, 47500, "client-fin") == TC_ACT_OK
+    assert quota_count(dp) == 0
+
+
+def test_repeated_closing_packets_give_back_nothing_more(dp: Runner) -> None:
+    """The attacker's test: resets and FINs resent on closed connections must not buy a pod
+    connections past its quota."""
+    as_tenant(dp, CLIENT)
+    service(dp, [(BACKEND, 8080)])
+    assert one_request(dp, 48000, "reset") == TC_ACT_OK
+    for sport in range(48100, 48100 + QUOTA):
+        assert dp.from_pod(syn(CLIENT, sport)).verdict == TC_ACT_OK
+    for _ in range(4):
+        dp.from_pod(pkt(CLIENT, VIP, TCP(sport=48000, dport=80, flags="R")))
+        dp.from_pod(pkt(CLIENT, VIP, TCP(sport=48000, dport=80, flags="FA")))
+        dp.to_pod(pkt(BACKEND, CLIENT, TCP(sport=8080, dport=48000, flags="R")))
+    assert quota_count(dp) == QUOTA
+    over = dp.from_pod(syn(CLIENT, 48200))
+    assert over.verdict == TC_ACT_SHOT and reason(over.events[0]) == OVER
+
+
+def test_a_count_the_census_left_below_zero_admits(dp: Runner) -> None:
+    """A close racing the GC's census write can take a count below zero (as u64: huge); it
+    must admit, not refuse the pod until the next census."""
+    as_tenant(dp, CLIENT)
+    table = dp.dp.table("ct_quota_v1")
+    table[table.Key(maps.be32(CLIENT))] = table.Leaf(2**64 - 1)
+    assert dp.from_pod(syn(CLIENT, 48300)).verdict == TC_ACT_OK
+    assert quota_count(dp) == 0

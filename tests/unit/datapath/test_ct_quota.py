@@ -33,19 +33,19 @@ def key(saddr: int, sport: int, direction: int = CT_EGRESS) -> Any:
     return SimpleNamespace(dir=direction, tuple=t)
 
 
-def test_counts_are_a_census_of_the_egress_entries_that_stay() -> None:
+def test_counts_are_a_census_of_the_open_egress_entries_that_stay() -> None:
     entries = [
         (key(A, 1), entry()),
         (key(A, 2), entry()),
         (key(A, 3), entry(idle=CLOSED_GRACE_NS + 1, closed=True)),  # goes
         (key(A, 4), entry(idle=TCP_IDLE_NS + 1)),  # expires
-        (key(A, 5), entry(closed=True)),  # closed but in its grace: still holds a slot
+        (key(A, 5), entry(closed=True)),  # closed, in its grace: stays, but is not live
         (key(B, 1), entry()),
         (key(B, 2, CT_INGRESS), entry()),  # accepted, not opened: not B's quota
         (key(B, 3, CT_SERVICE), entry()),  # service entries ride on their egress entry
     ]
     plan = plan_gc(entries, NOW)
-    assert plan.quota_counts == {A: 3, B: 1}
+    assert plan.quota_counts == {A: 2, B: 1}
     assert [k.tuple.sport for k in plan.doomed] == [3, 4]
     assert [k.tuple.sport for k, _ in plan.expired] == [4]
 
@@ -64,6 +64,15 @@ def test_a_tunnelled_connection_keeps_its_service_entry() -> None:
     assert plan_gc([(egress, tunnelled), (svc, steering)], NOW).doomed == []
     plain = SimpleNamespace(last_seen_ns=NOW, flags=0, backend_addr=7, backend_port=8080)
     assert plan_gc([(egress, plain), (svc, steering)], NOW).doomed == [svc]
+
+
+def test_closed_connections_in_their_grace_are_no_quota() -> None:
+    """Issue 16: a pod closing each connection after one request keeps thousands of closed
+    entries for the grace period; counting them held its new connections back."""
+    entries = [(key(A, port), entry(idle=CLOSED_GRACE_NS - 1, closed=True)) for port in range(50)]
+    plan = plan_gc(entries + [(key(A, 99), entry())], NOW)
+    assert plan.quota_counts == {A: 1}
+    assert plan.doomed == []  # they still stay for their grace
 
 
 def test_an_endpoint_whose_entries_all_went_has_no_count() -> None:
