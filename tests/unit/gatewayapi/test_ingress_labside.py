@@ -117,7 +117,8 @@ def test_runs_do_not_collide_and_names_stay_dns_labels() -> None:
         {o["metadata"]["name"] for o in plan_of(suffix="bbbb2").objects})
     name = verify_name("x" * 80 + "-", "c0ffee")
     assert len(name) <= 63 and name.endswith("x-verify-c0ffee")
-    for bad in ("", "UP", "a/b", "a" * 40):
+    assert verify_name("web", "123456") == "web-verify-123456"  # token_hex may give digits
+    for bad in ("", "UP", "a/b", "a" * 40, "é1", "a-b"):
         with pytest.raises(VerifyError, match="bad run suffix"):
             verify_name("web", bad)
 
