@@ -8,6 +8,9 @@ ReferenceGrants on stdout (-o yaml|json); the report on stderr (--report text|js
 With --verify the Ingresses and the converted objects are served side by side on loopback
 and a request corpus is replayed against both (agent/cli/convert_verify.py): the differing
 responses and a summary go to stdout; exit 0 when no response differs, 3 when one does.
+With --verify --lab NAME both sides are applied to that running lab instead and replayed
+from its external client (agent/cli/convert_verify_lab.py); loopback stays the default so
+that --verify never changes a cluster unless asked to.
 
 Exit status: 0 when everything converted exactly (the report holds notes at most); 3 when
 something was refused or approximated (the objects are still written); 1 for input that
@@ -23,9 +26,10 @@ from typing import Any
 import click
 import yaml
 
-from agent.cli.cluster import connect
-from agent.cli.context import cluster_options
+from agent.cli.cluster import Cluster, connect, connect_to
+from agent.cli.context import HOME_KUBECONFIG, choose, cluster_options
 from agent.cli.convert_verify import run_verify
+from agent.cli.convert_verify_lab import replayer
 from agent.cli.manifests import load
 from agent.model.convert import ConversionError, from_dict
 from gatewayapi.ingress import DEFAULT_GATEWAY_CLASS, Conversion, IngressError, convert
@@ -67,6 +71,18 @@ class _Failed(click.ClickException):
     help="With --verify: more requests, a YAML or JSON list of {method, host, path, headers, "
     "scheme}.",
 )
+@click.option(
+    "--lab",
+    "verify_lab",
+    default=None,
+    help="With --verify: serve both sides in this running lab (its LoadBalancer addresses, "
+    "its Services and pods) and replay from its external client, instead of on loopback.",
+)
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="With --verify --lab: leave what was applied in the lab (it is deleted by default).",
+)
 @cluster_options
 @click.pass_context
 def convert_cmd(
@@ -80,6 +96,8 @@ def convert_cmd(
     gateway_namespace: str,
     verify: bool,
     requests_file: str | None,
+    verify_lab: str | None,
+    keep: bool,
     kubeconfig: str | None,
     context_name: str | None,
 ) -> None:
@@ -94,6 +112,10 @@ def convert_cmd(
         raise click.UsageError("give -f FILE|DIR|- (repeatable) or --from-cluster, not both")
     if requests_file is not None and not verify:
         raise click.UsageError("--requests goes with --verify")
+    if verify_lab is not None and not verify:
+        raise click.UsageError("--lab goes with --verify")
+    if keep and verify_lab is None:
+        raise click.UsageError("--keep goes with --verify --lab")
     if namespace is not None and not from_cluster:
         raise click.UsageError("-n/--namespace goes with --from-cluster")
     if from_cluster:
@@ -107,7 +129,10 @@ def convert_cmd(
     _check(result)
     if verify:
         _report(result, report)
-        code = run_verify(docs, result, requests_file, output)
+        replay = None
+        if verify_lab is not None:
+            replay = replayer(_lab_cluster(ctx, verify_lab), verify_lab, keep)
+        code = run_verify(docs, result, requests_file, output, replay)
         ctx.exit(code)
     _write(result.objects, output)
     _report(result, report)
@@ -133,6 +158,17 @@ def _from_cluster(
         for obj in cluster.list(res, namespace):
             docs.append({"apiVersion": api, "kind": kind, **obj})
     return docs
+
+
+def _lab_cluster(ctx: click.Context, name: str) -> Cluster:
+    """The named lab's API server (an error when that lab is not up)."""
+    from lab.lifecycle import kubeconfig_path
+
+    choice = choose(flag=None, lab=name, env={}, lab_kubeconfig=kubeconfig_path,
+                    home=HOME_KUBECONFIG.expanduser(), in_cluster=False)
+    cluster = connect_to(choice)
+    ctx.call_on_close(cluster.close)
+    return cluster
 
 
 def _check(result: Conversion) -> None:

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -222,15 +222,15 @@ def serve_both(
         procs.stop()
 
 
-def _connect(ports: Ports, probe: Probe) -> http.client.HTTPConnection:
+def _connect(ports: Ports, probe: Probe, address: str) -> http.client.HTTPConnection:
     """A connection to the side's port for the probe's scheme; over TLS with the probe's
     host as SNI (the certificates are throwaway ones: not verified)."""
-    conn = http.client.HTTPConnection("127.0.0.1", ports[80], timeout=REQUEST_TIMEOUT)
+    conn = http.client.HTTPConnection(address, ports[80], timeout=REQUEST_TIMEOUT)
     if probe.scheme == "https":
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        raw = socket.create_connection(("127.0.0.1", ports[443]), REQUEST_TIMEOUT)
+        raw = socket.create_connection((address, ports[443]), REQUEST_TIMEOUT)
         try:
             conn.sock = context.wrap_socket(raw, server_hostname=probe.host)
         except OSError:
@@ -239,10 +239,17 @@ def _connect(ports: Ports, probe: Probe) -> http.client.HTTPConnection:
     return conn
 
 
-def request(ports: Ports, probe: Probe, backends: Mapping[str, str]) -> Observation:
-    """Send ``probe`` to one side and reduce the answer (``backends``: echo port -> name)."""
+def request(
+    ports: Ports,
+    probe: Probe,
+    backends: Mapping[str, str],
+    address: str = "127.0.0.1",
+    backend_of: Callable[[Mapping[str, Any]], str] | None = None,
+) -> Observation:
+    """Send ``probe`` to one side at ``address`` and reduce the answer: the backend is
+    ``backend_of(the echo's answer)``, or by default ``backends[the echo's port]``."""
     try:
-        conn = _connect(ports, probe)
+        conn = _connect(ports, probe, address)
     except OSError as err:
         return Observation(error=_why(err))
     try:
@@ -263,7 +270,8 @@ def request(ports: Ports, probe: Probe, backends: Mapping[str, str]) -> Observat
         with contextlib.suppress(ValueError, AttributeError):
             echo = json.loads(body)
             port = str(echo.get("httpPort", ""))
-            backend = backends.get(port, f"unknown echo port {port}")
+            backend = (backend_of(echo) if backend_of is not None
+                       else backends.get(port, f"unknown echo port {port}"))
             seen = str(echo.get("path", ""))
     return Observation(
         status=resp.status,
@@ -319,9 +327,12 @@ def run_verify(
     conversion: Conversion,
     requests_file: str | None,
     output: str,
+    replay: Callable[[Sequence[Mapping[str, Any]], Conversion, Sequence[Probe]],
+                     list[Outcome]] | None = None,
 ) -> int:
     """``tulle convert --verify``: print the differing responses and a summary; the exit
-    status (0 none differs, 3 one does)."""
+    status (0 none differs, 3 one does). ``replay`` serves both sides and replays the
+    probes (default: :func:`verify`, on loopback; ``convert_verify_lab``: in a lab)."""
     try:
         ingresses = ingresses_of(documents)
         user = load_requests(requests_file) if requests_file else []
@@ -329,7 +340,7 @@ def run_verify(
         if len(probes) > MAX_PROBES:
             raise VerifyError(f"{len(probes)} requests, at most {MAX_PROBES}")
         click.echo(f"verify: replaying {len(probes)} requests against both sides", err=True)
-        outcomes = verify(documents, conversion, probes)
+        outcomes = (replay or verify)(documents, conversion, probes)
     except VerifyError as err:
         raise click.ClickException(str(err)) from err
     counts = summary(outcomes)

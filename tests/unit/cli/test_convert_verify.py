@@ -153,3 +153,15 @@ def test_https_to_a_host_without_tls_is_no_answer_on_both_sides(tmp_path: Path) 
     assert got["verdict"] == "same"
     assert got["ingress"]["status"] == got["gateway"]["status"] == "no answer"
     assert got["ingress"]["error"] and got["gateway"]["error"]
+
+
+def test_lab_options_are_checked_before_anything_is_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = tulle("--lab", "x", "-f", "-", input=DIFFER)
+    assert result.exit_code == 2 and "--lab goes with --verify" in result.output
+    result = tulle("--verify", "--keep", "-f", "-", input=DIFFER)
+    assert result.exit_code == 2 and "--keep goes with --verify --lab" in result.output
+    monkeypatch.setenv("TULLE_STATE_DIR", str(tmp_path))  # no lab is up here
+    result = tulle("--verify", "--lab", "nolab", "-f", "-", input=DIFFER)
+    assert result.exit_code == 1 and "lab 'nolab' is not up" in result.output
