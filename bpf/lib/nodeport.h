@@ -150,6 +150,11 @@ static __always_inline int nodeport_forward(struct __sk_buff *skb, struct pkt *p
 	if (ct && snat && !(ct->flags & CT_F_CLOSED) &&
 	    (ct->backend_addr != client.saddr || ct->backend_port != client.sport))
 		return DROP_CT_MAP_INSERTION_FAILED; /* another CPU gave the port to another client */
+	if (ct && pkt_opens_tcp(p) &&
+	    (ct->rev_nat_addr != client.daddr || ct->rev_nat_port != client.dport))
+		ct = NULL; /* a new connection to another address translated onto an old entry's
+			    * tuple (two Gateway addresses both lead to the waypoint): its replies
+			    * must come from the address this one dialled, so it starts afresh */
 	if (ct_continues(ct, p)) {
 		if (ct_account(ct, p, 0))
 			trace_flow(p, EVENT_CLOSE, VERDICT_FORWARDED, OBS_FROM_NETWORK, DIR_INGRESS, ct,

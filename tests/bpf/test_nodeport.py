@@ -289,6 +289,28 @@ def test_a_gateway_address_goes_to_the_waypoint_keeping_the_client(nd: Netdev) -
         maps.write_waypoint(nd.dp, None)
 
 
+def test_a_new_connection_to_another_gateway_address_gets_that_addresss_replies(
+    nd: Netdev,
+) -> None:
+    """Both Gateway addresses lead to the waypoint, so a client port reused toward the second
+    address translates onto the first connection's tuple; an entry left open (its close never
+    seen) must not answer the new connection from the first address (the client would reset)."""
+    other_lb = "10.240.0.201"
+    external(nd, [], vip=LB_IP, port=443, flags=maps.LB_F_L7 | maps.LB_F_EXTERNAL)
+    external(nd, [], vip=other_lb, port=80, flags=maps.LB_F_L7 | maps.LB_F_EXTERNAL)
+    maps.write_waypoint(nd.dp, WAYPOINT)
+    try:
+        nd.arrive(pkt(CLIENT, LB_IP, TCP(sport=40011, dport=443, flags="S")))
+        out = nd.arrive(pkt(CLIENT, other_lb, TCP(sport=40011, dport=80, flags="S")))
+        assert out.verdict == TC_ACT_OK
+        assert (out.packet[IP].dst, out.packet[TCP].dport) == ("10.244.1.254", 15001)
+        back = nd.leave(pkt("10.244.1.254", CLIENT, TCP(sport=15001, dport=40011, flags="SA")))
+        assert (back.packet[IP].src, back.packet[TCP].sport) == (other_lb, 80)
+        assert checksums_valid(back.packet)
+    finally:
+        maps.write_waypoint(nd.dp, None)
+
+
 def test_a_gateway_address_without_a_waypoint_drops(nd: Netdev) -> None:
     external(nd, [], vip=LB_IP, port=80, flags=maps.LB_F_L7 | maps.LB_F_EXTERNAL)
     maps.write_waypoint(nd.dp, None)

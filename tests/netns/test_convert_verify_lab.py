@@ -2,22 +2,29 @@
 converted Gateway (its own pool address) applied side by side in front of the lab's own echo
 pods, the corpus replayed from the external client. A realistic multi-annotation set passes
 with requests really compared; a set built to differ reports its known differences; nothing
-applied is left behind; a missing backend Service is refused before anything is applied."""
+applied is left behind; a missing backend Service is refused before anything is applied.
+
+The module runs in a lab of its own, not the tier's shared one: a verify run applies and
+deletes Gateways, Ingresses and pool addresses, and the tests that follow (the Gateway from
+outside) must not depend on what it leaves in the kernel or the pool."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
 import re
+import secrets
 import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from gatewayapi.ingress.labside import LABEL
+from lab import lifecycle, network
 from lab.topology import LB_POOL_CIDR
 
-from .conftest import Lab
+from .conftest import Lab, new_lab_env
 from .test_datapath import apply, deployment, namespace, service
 
 pytestmark = pytest.mark.netns
@@ -128,6 +135,22 @@ spec:
       paths:
       - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 8080}}}}}}}}
 """
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """This module's own two-node lab (shadows the tier's shared one)."""
+    name = "test" + secrets.token_hex(3)
+    state = tmp_path_factory.mktemp("tulle-verify-state")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TULLE_STATE_DIR", str(state))
+    try:
+        lifecycle.up(name, 2, lambda _m: None)
+        yield Lab(name, new_lab_env(state, name))
+    finally:
+        lifecycle.down(name, lambda _m: None)
+        mp.undo()
+        assert network.lab_namespaces(f"tulle-{name}-") == []
 
 
 @pytest.fixture(scope="module")
