@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from agent.model.core import Namespace, Secret, Service
+from agent.model.core import ConfigMap, Namespace, Secret, Service
 from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.grpcroute import GRPCRoute
@@ -51,6 +51,8 @@ class RoutingInputs:
     l4_routes: tuple[TCPRoute | UDPRoute, ...] = ()
     """TCPRoutes and UDPRoutes: status and the kernel's entries, never the waypoint's tables
     (so they are not in ``fingerprint``)."""
+    config_maps: tuple[ConfigMap, ...] = ()
+    """CA bundles of Gateways' client-certificate validation (``gatewayapi.frontendtls``)."""
 
     @classmethod
     def of(
@@ -67,6 +69,7 @@ class RoutingInputs:
         grpc_routes: Iterable[GRPCRoute] = (),
         tls_routes: Iterable[TLSRoute] = (),
         l4_routes: Iterable[TCPRoute | UDPRoute] = (),
+        config_maps: Iterable[ConfigMap] = (),
     ) -> RoutingInputs:
         return cls(
             tuple(routes),
@@ -81,6 +84,7 @@ class RoutingInputs:
             tuple(grpc_routes),
             tuple(tls_routes),
             tuple(l4_routes),
+            tuple(config_maps),
         )
 
     def fingerprint(self) -> tuple[object, ...]:
@@ -102,6 +106,7 @@ class RoutingInputs:
             _by_key(
                 (r.metadata.key, r.metadata.creation_timestamp, r.spec) for r in self.tls_routes
             ),
+            _by_key((c.metadata.key, c.data) for c in self.config_maps),
         )
 
 
@@ -152,8 +157,11 @@ def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Ana
     services = {(s.metadata.namespace, s.metadata.name): s for s in inputs.services}
     labels = {n.metadata.name: n.metadata.labels for n in inputs.namespaces}
     faults = {(f.metadata.namespace, f.metadata.name): f for f in inputs.faults}
+    config_maps = {(c.metadata.namespace, c.metadata.name): c for c in inputs.config_maps}
     gateways = {
-        (g.metadata.namespace, g.metadata.name): gateway_state(g, secrets, grants, check)
+        (g.metadata.namespace, g.metadata.name): gateway_state(
+            g, secrets, grants, check, config_maps
+        )
         for g in sorted(inputs.gateways, key=lambda g: g.metadata.key)
         if g.spec.gateway_class_name in class_names
     }

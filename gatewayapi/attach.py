@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from agent.model.core import Secret, Service
+from agent.model.core import ConfigMap, Secret, Service
 from agent.model.gateway import (
     GATEWAY_GROUP,
     FromNamespaces,
@@ -40,6 +40,7 @@ from agent.model.httproute import HTTPRoute
 from agent.model.l4route import TCPRoute, UDPRoute
 from agent.model.tlsroute import TLSRoute
 from gatewayapi.backends import Grants
+from gatewayapi.frontendtls import NO_VALID_CA, ClientValidation, client_validation
 from gatewayapi.hostnames import HostKey, effective_hostnames
 
 HTTPROUTE_KIND = RouteGroupKind(kind="HTTPRoute", group=GATEWAY_GROUP)
@@ -81,6 +82,8 @@ class ListenerState:
     """The Conflicted reason, "" for none."""
     refs: list[tuple[str, str]] = field(default_factory=list)
     """ResolvedRefs problems (reason, message)."""
+    client: ClientValidation | None = None
+    """Client-certificate validation of an HTTPS listener's port (GEP-91); None: none."""
 
     def serves(self, kind: str) -> bool:
         return RouteGroupKind(kind=kind, group=GATEWAY_GROUP) in self.supported_kinds
@@ -88,8 +91,12 @@ class ListenerState:
     @property
     def programmed(self) -> bool:
         """Served by the waypoints. Unsupported route kinds do not block the listener
-        (spec: ListenerStatus.supportedKinds keeps the valid ones); bad certificates do."""
-        blocking = [reason for reason, _ in self.refs if reason != "InvalidRouteKinds"]
+        (spec: ListenerStatus.supportedKinds keeps the valid ones); bad certificates do. A bad
+        CA reference does not while another CA resolves (with none, Accepted is False)."""
+        ca_problems = self.client.problems if self.client is not None else ()
+        blocking = [
+            ref for ref in self.refs if ref[0] != "InvalidRouteKinds" and ref not in ca_problems
+        ]
         return self.accepted[0] and not self.conflicted and not blocking
 
 
@@ -155,6 +162,7 @@ def gateway_state(
     secrets: Mapping[tuple[str, str], Secret],
     grants: Grants,
     check: CertificateCheck | None = None,
+    config_maps: Mapping[tuple[str, str], ConfigMap] | None = None,
 ) -> GatewayState:
     protocols_by_port: dict[tuple[int, str], set[ListenerProtocol]] = {}
     for listener in gateway.spec.listeners:
@@ -163,6 +171,7 @@ def gateway_state(
     states = []
     for listener in gateway.spec.listeners:
         refs: list[tuple[str, str]] = []
+        client: ClientValidation | None = None
         served = LISTENER_KINDS.get(listener.protocol)
         if served is None:
             accepted = (
@@ -180,6 +189,12 @@ def gateway_state(
                 refs.append(("InvalidRouteKinds", f"unsupported route kinds: {', '.join(invalid)}"))
             refs.extend(_certificate_problems(gateway, listener, secrets, grants, check))
             accepted = (True, "Accepted", "")
+            client = client_validation(gateway, listener, config_maps or {}, grants)
+            if client is not None:
+                refs.extend(client.problems)
+                if not client.usable:
+                    accepted = (False, NO_VALID_CA, "no caCertificateRefs entry of the port's "
+                                "client certificate validation resolves")
         conflicted = ""
         if len(protocols_by_port[(listener.port, _transport(listener.protocol))]) > 1:
             conflicted = "ProtocolConflict"
@@ -188,7 +203,9 @@ def gateway_state(
                 "ProtocolConflict",
                 f"port {listener.port} is used by listeners of different protocols",
             )
-        states.append(ListenerState(gateway, listener, kinds, accepted, conflicted, refs))
+        states.append(
+            ListenerState(gateway, listener, kinds, accepted, conflicted, refs, client)
+        )
     unsupported = [a.value for a in gateway.spec.addresses if a.type != "IPAddress"]
     return GatewayState(gateway, states, unsupported)
 

@@ -45,6 +45,7 @@ KINDS = (
 ROUTING_KINDS = frozenset(
     {"HTTPRoute", "GRPCRoute", "TLSRoute", "Gateway", "GatewayClass", "Service", "ReferenceGrant",
      "Namespace", "Secret",
+     "ConfigMap",  # CAs of Gateways' client-certificate validation (gatewayapi.frontendtls)
      "AuthorizationPolicy",  # default routes for the Services it steers here
      "BackendTrafficPolicy", "HTTPLocalRateLimitPolicy",  # and for those they target
      "HTTPFault",  # what ExtensionRef filters name
@@ -130,6 +131,7 @@ class ClusterFeed:
                     faults=typed["HTTPFault"],
                     grpc_routes=typed["GRPCRoute"],
                     tls_routes=typed["TLSRoute"],
+                    config_maps=typed["ConfigMap"],
                 )
             )
             ingresses = ingress_tables(typed["Ingress"], typed["IngressClass"],

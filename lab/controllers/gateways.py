@@ -164,6 +164,7 @@ class GatewayController:
                 grpc_routes=grpc_routes,
                 tls_routes=tls_routes,
                 l4_routes=l4_routes,
+                config_maps=[o for o in typed if isinstance(o, ConfigMap)],
             ),
             certificate_check=_certificate_problem,
             crd_versions=self.crd_versions,
