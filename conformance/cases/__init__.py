@@ -8,6 +8,7 @@ from conformance.case import Case
 
 def all_cases() -> list[Case]:
     from conformance.cases import (
+        frontend_tls,
         gateway_http,
         gateway_more,
         gateway_status,
@@ -17,4 +18,4 @@ def all_cases() -> list[Case]:
     )
 
     return [*gateway_http.CASES, *gateway_more.CASES, *gateway_status.CASES, *mesh_http.CASES,
-            *grpc.CASES, *streams.CASES]
+            *grpc.CASES, *streams.CASES, *frontend_tls.CASES]
