@@ -220,11 +220,12 @@ def _invalid_default(lab: Lab) -> None:
     """A default naming a missing ConfigMap: the HTTPS listener has ResolvedRefs False
     (InvalidCACertificateRef), Accepted False (NoValidCACertificate), Programmed False and
     is not served; the HTTP listener keeps all three True."""
-    want = {"https": {"ResolvedRefs": ("False", "InvalidCACertificateRef"),
-                      "Accepted": ("False", "NoValidCACertificate"),
-                      "Programmed": ("False", None)},
-            "http": {"ResolvedRefs": ("True", None), "Accepted": ("True", None),
-                     "Programmed": ("True", None)}}
+    want: dict[str, dict[str, tuple[str, str | None]]] = {
+        "https": {"ResolvedRefs": ("False", "InvalidCACertificateRef"),
+                  "Accepted": ("False", "NoValidCACertificate"),
+                  "Programmed": ("False", None)},
+        "http": {"ResolvedRefs": ("True", None), "Accepted": ("True", None),
+                 "Programmed": ("True", None)}}
 
     def once() -> None:
         listeners = {ls["name"]: ls for ls in _conditions(lab, INVALID).get("listeners") or []}
