@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from agent.model.core import Namespace, Secret, Service
+from agent.model.core import ConfigMap, Namespace, Secret, Service
 from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
 from agent.model.grpcroute import GRPCRoute
@@ -55,6 +55,8 @@ class RoutingInputs:
     """TCPRoutes and UDPRoutes: status and the kernel's entries, never the waypoint's tables
     (so they are not in ``fingerprint``)."""
     listener_sets: tuple[ListenerSet, ...] = ()
+    config_maps: tuple[ConfigMap, ...] = ()
+    """CA bundles of Gateways' client-certificate validation (``gatewayapi.frontendtls``)."""
 
     @classmethod
     def of(
@@ -72,6 +74,7 @@ class RoutingInputs:
         tls_routes: Iterable[TLSRoute] = (),
         l4_routes: Iterable[TCPRoute | UDPRoute] = (),
         listener_sets: Iterable[ListenerSet] = (),
+        config_maps: Iterable[ConfigMap] = (),
     ) -> RoutingInputs:
         return cls(
             tuple(routes),
@@ -87,6 +90,7 @@ class RoutingInputs:
             tuple(tls_routes),
             tuple(l4_routes),
             tuple(listener_sets),
+            tuple(config_maps),
         )
 
     def fingerprint(self) -> tuple[object, ...]:
@@ -112,6 +116,7 @@ class RoutingInputs:
                 (s.metadata.key, s.metadata.creation_timestamp, s.spec)
                 for s in self.listener_sets
             ),
+            _by_key((c.metadata.key, c.data) for c in self.config_maps),
         )
 
 
@@ -164,6 +169,7 @@ def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Ana
     services = {(s.metadata.namespace, s.metadata.name): s for s in inputs.services}
     labels = {n.metadata.name: n.metadata.labels for n in inputs.namespaces}
     faults = {(f.metadata.namespace, f.metadata.name): f for f in inputs.faults}
+    config_maps = {(c.metadata.namespace, c.metadata.name): c for c in inputs.config_maps}
     ours = {
         (g.metadata.namespace, g.metadata.name): g
         for g in sorted(inputs.gateways, key=lambda g: g.metadata.key)
@@ -174,6 +180,7 @@ def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Ana
         key: gateway_state(
             g, secrets, grants, check,
             [v.listener_set for v in verdicts if v.allowed and v.gateway == key],
+            config_maps,
         )
         for key, g in ours.items()
     }

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from agent.model.core import Secret, Service
+from agent.model.core import ConfigMap, Secret, Service
 from agent.model.gateway import (
     GATEWAY_GROUP,
     FromNamespaces,
@@ -41,6 +41,7 @@ from agent.model.l4route import TCPRoute, UDPRoute
 from agent.model.listenerset import ListenerSet
 from agent.model.tlsroute import TLSRoute
 from gatewayapi.backends import Grants
+from gatewayapi.frontendtls import NO_VALID_CA, ClientValidation, client_validation
 from gatewayapi.hostnames import HostKey, effective_hostnames
 from gatewayapi.listenersets import ListenerOrigin, conflicts, merged_listeners
 
@@ -90,6 +91,8 @@ class ListenerState:
     def owner_namespace(self) -> str:
         """Where allowedRoutes "Same" and certificate references point."""
         return self.origin.namespace if self.origin else self.gateway.metadata.namespace
+    client: ClientValidation | None = None
+    """Client-certificate validation of an HTTPS listener's port (GEP-91); None: none."""
 
     def serves(self, kind: str) -> bool:
         return RouteGroupKind(kind=kind, group=GATEWAY_GROUP) in self.supported_kinds
@@ -97,8 +100,12 @@ class ListenerState:
     @property
     def programmed(self) -> bool:
         """Served by the waypoints. Unsupported route kinds do not block the listener
-        (spec: ListenerStatus.supportedKinds keeps the valid ones); bad certificates do."""
-        blocking = [reason for reason, _ in self.refs if reason != "InvalidRouteKinds"]
+        (spec: ListenerStatus.supportedKinds keeps the valid ones); bad certificates do. A bad
+        CA reference does not while another CA resolves (with none, Accepted is False)."""
+        ca_problems = self.client.problems if self.client is not None else ()
+        blocking = [
+            ref for ref in self.refs if ref[0] != "InvalidRouteKinds" and ref not in ca_problems
+        ]
         return self.accepted[0] and not self.conflicted and not blocking
 
 
@@ -168,6 +175,7 @@ def gateway_state(
     grants: Grants,
     check: CertificateCheck | None = None,
     listener_sets: Sequence[ListenerSet] = (),
+    config_maps: Mapping[tuple[str, str], ConfigMap] | None = None,
 ) -> GatewayState:
     """``listener_sets``: those the Gateway admits, in precedence order
     (``gatewayapi.listenersets.judge``); their listeners follow the Gateway's own."""
@@ -187,6 +195,7 @@ def gateway_state(
             ("ListenerSet", origin.namespace) if origin else ("Gateway", gateway.metadata.namespace)
         )
         refs: list[tuple[str, str]] = []
+        client: ClientValidation | None = None
         served = LISTENER_KINDS.get(listener.protocol)
         if served is None:
             accepted = (
@@ -204,6 +213,12 @@ def gateway_state(
                 refs.append(("InvalidRouteKinds", f"unsupported route kinds: {', '.join(invalid)}"))
             refs.extend(_certificate_problems(owner, listener, secrets, grants, check))
             accepted = (True, "Accepted", "")
+            client = client_validation(gateway, listener, config_maps or {}, grants)
+            if client is not None:
+                refs.extend(client.problems)
+                if not client.usable:
+                    accepted = (False, NO_VALID_CA, "no caCertificateRefs entry of the port's "
+                                "client certificate validation resolves")
         conflicted = ""
         if conflict[0]:  # a ListenerSet's listener losing to an earlier one
             conflicted = conflict[0]
@@ -218,7 +233,7 @@ def gateway_state(
                 f"port {listener.port} is used by listeners of different protocols",
             )
         states.append(
-            ListenerState(gateway, listener, kinds, accepted, conflicted, refs, origin)
+            ListenerState(gateway, listener, kinds, accepted, conflicted, refs, origin, client)
         )
     unsupported = [a.value for a in gateway.spec.addresses if a.type != "IPAddress"]
     return GatewayState(gateway, states, unsupported)

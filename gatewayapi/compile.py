@@ -79,6 +79,8 @@ def compile_analysis(analysis: Analysis) -> RouteTables:
                 listener.protocol.value,
                 listener.hostname,
                 certificates,
+                state.client.ca_pem if state.client is not None else None,
+                state.client is not None and state.client.insecure_fallback,
             )
             listener_builders[(ns, name, listener.name)] = (info, IndexBuilder())
 

@@ -38,6 +38,7 @@ from agent.model.meta import Condition, ObjectMeta
 from gatewayapi.analysis import Analysis, RouteReport, RoutingInputs, analyze
 from gatewayapi.attach import CertificateCheck, GatewayState, ListenerState, ParentResult
 from gatewayapi.crdversion import CONDITION, VersionCheck
+from gatewayapi.frontendtls import insecure_fallback_ports
 from gatewayapi.l4routes import L4RouteReport
 from gatewayapi.listenersets import Verdict
 
@@ -257,8 +258,15 @@ def _gateway_status(
         if programmed_ok
         else make.make("Programmed", False, "Invalid", "Gateway has no programmed listener")
     )
+    conditions = [accepted, programmed]
+    if insecure := insecure_fallback_ports(gateway):
+        # GEP-91: present while any port allows AllowInsecureFallback, removed after.
+        conditions.append(make.make(
+            "InsecureFrontendValidationMode", True, "ConfigurationChanged",
+            f"client certificate validation allows AllowInsecureFallback ({', '.join(insecure)})",
+        ))
     addresses = [{"type": a.type, "value": a.value} for a in gateway.status.addresses]
-    out: StatusDict = {"conditions": [accepted, programmed], "listeners": listeners}
+    out: StatusDict = {"conditions": conditions, "listeners": listeners}
     if gateway.spec.allowed_listeners is not None or listener_sets:
         out["attachedListenerSets"] = listener_sets
     if addresses:

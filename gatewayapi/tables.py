@@ -62,6 +62,11 @@ class ListenerInfo:
     hostname: str | None
     certificates: tuple[tuple[str, str], ...] = ()
     """(namespace, name) of the TLS Secrets, for HTTPS listeners."""
+    client_ca: bytes | None = None
+    """PEM CAs that validate client certificates on this HTTPS listener's port (GEP-91);
+    None: clients are not asked for one."""
+    client_ca_optional: bool = False
+    """AllowInsecureFallback: clients without a valid certificate are served too."""
     ingress_class: str | None = None
     """Set for the TLS hosts of an IngressClass (``gatewayapi/ingress/serve.py``), whose
     ``gateway`` is then ("", class) and whose wildcards cover one label only."""

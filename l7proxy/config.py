@@ -33,7 +33,7 @@ from typing import Any
 from agent.model.authz import AuthorizationPolicy
 from agent.model.backendpolicy import BackendTrafficPolicy
 from agent.model.convert import from_dict
-from agent.model.core import TLS_SECRET_TYPE, Namespace, Pod, Secret, Service
+from agent.model.core import TLS_SECRET_TYPE, ConfigMap, Namespace, Pod, Secret, Service
 from agent.model.documents import load_documents
 from agent.model.fault import HTTPFault
 from agent.model.gateway import Gateway, GatewayClass, ReferenceGrant
@@ -75,7 +75,7 @@ DEFAULT_TRUST_DOMAIN = "cluster.local"
 FILE_KINDS = (
     GatewayClass, Gateway, HTTPRoute, GRPCRoute, TLSRoute, ReferenceGrant, Service, Namespace,
     Secret, HTTPFault, BackendTrafficPolicy, AuthorizationPolicy, HTTPLocalRateLimitPolicy, Pod,
-    Ingress, IngressClass,
+    Ingress, IngressClass, ConfigMap,
 )
 """What a config file may hold besides its WaypointConfig document."""
 
@@ -310,6 +310,7 @@ def load_config_text(text: str, source: str = "<config>") -> FileConfig:
         faults=[o for o in objects if isinstance(o, HTTPFault)],
         grpc_routes=[o for o in objects if isinstance(o, GRPCRoute)],
         tls_routes=[o for o in objects if isinstance(o, TLSRoute)],
+        config_maps=[o for o in objects if isinstance(o, ConfigMap)],
     )
     tables = RouteCompiler().compile(inputs)
     ingresses = [o for o in objects if isinstance(o, Ingress)]

@@ -48,6 +48,7 @@ ROUTING_KINDS = frozenset(
     {"HTTPRoute", "GRPCRoute", "TLSRoute", "Gateway", "GatewayClass", "ListenerSet", "Service",
      "ReferenceGrant",
      "Namespace", "Secret",
+     "ConfigMap",  # CAs of Gateways' client-certificate validation (gatewayapi.frontendtls)
      "AuthorizationPolicy",  # default routes for the Services it steers here
      "BackendTrafficPolicy", "HTTPLocalRateLimitPolicy",  # and for those they target
      "HTTPFault",  # what ExtensionRef filters name
@@ -145,6 +146,7 @@ class ClusterFeed:
                     grpc_routes=typed["GRPCRoute"],
                     tls_routes=typed["TLSRoute"],
                     listener_sets=typed["ListenerSet"],
+                    config_maps=typed["ConfigMap"],
                 )
             )
             ingresses = ingress_tables(typed["Ingress"], typed["IngressClass"],

@@ -36,6 +36,7 @@ from l7proxy.tlscerts import (
     certificate_context,
     certificate_problem,
     server_context,
+    verify_clients,
 )
 from l7proxy.tlsstream import HANDSHAKE_FAILED, HANDSHAKE_TIMEOUT, TlsStream
 
@@ -113,24 +114,35 @@ class TlsTerminator:
     ) -> None:
         contexts: dict[tuple[object, ...], ssl.SSLContext | str] = {}
         by_port: dict[GatewayParent | IngressParent, list[ListenerCertificate]] = {}
+        dispatch: dict[GatewayParent | IngressParent, ssl.SSLContext] = {}
         for info in listeners:
             if info.protocol != "HTTPS":
                 continue
+            client = (info.client_ca, info.client_ca_optional)
             missing = [ref for ref in info.certificates if ref not in certificates]
             if missing or not info.certificates:
                 error = f"Secret {'/'.join(missing[0])} not found" if missing else "no certificate"
                 made: ssl.SSLContext | str = error
             else:
                 pairs = tuple((ref, certificates[ref]) for ref in info.certificates)
-                cached = contexts.get(pairs) or self._contexts.get(pairs)
+                key = (pairs, client)
+                cached = contexts.get(key) or self._contexts.get(key)
                 if cached is None:
                     try:
-                        cached = certificate_context(pairs)
+                        cached = certificate_context(
+                            pairs, client_ca=info.client_ca, client_ca_optional=client[1]
+                        )
                     except CertificateError as exc:
                         cached = str(exc)
                         log.error("HTTPS listener %s %s: %s", info.parent, info.name, exc)
-                made = contexts[pairs] = cached
+                made = contexts[key] = cached
             parent = info.parent
+            if info.client_ca is not None and parent not in dispatch:
+                made_dispatch = self._dispatch_for(client, contexts)
+                if isinstance(made_dispatch, str):
+                    made = made_dispatch  # never served without the validation it asks for
+                else:
+                    dispatch[parent] = made_dispatch
             entry = (
                 ListenerCertificate(info.name, info.hostname, made)
                 if isinstance(made, ssl.SSLContext)
@@ -138,10 +150,34 @@ class TlsTerminator:
             )
             by_port.setdefault(parent, []).append(entry)
         self._contexts = contexts
-        self.ports = {parent: TlsPort(parent, entries) for parent, entries in by_port.items()}
+        self.ports = {
+            parent: TlsPort(parent, entries, dispatch.get(parent))
+            for parent, entries in by_port.items()
+        }
         self.metrics.certificate_errors = sum(
             1 for port in self.ports.values() for e in _entries(port) if e.context is None
         )
+
+    def _dispatch_for(
+        self,
+        client: tuple[bytes | None, bool],
+        contexts: dict[tuple[object, ...], ssl.SSLContext | str],
+    ) -> ssl.SSLContext | str:
+        """The first context of a port that validates clients (``TlsPort.dispatch``), one
+        per validation, kept while a port uses it; or why its CA bundle does not load."""
+        key = ("dispatch", client)
+        made = contexts.get(key) or self._contexts.get(key)
+        if made is None:
+            made = server_context()
+            try:
+                verify_clients(made, client[0], client[1])
+            except CertificateError as exc:
+                made = str(exc)
+            else:
+                made.sslobject_class = _SslObject
+                made.sni_callback = _on_server_name
+        contexts[key] = made
+        return made
 
     def port_for(self, parent: object) -> TlsPort | None:
         if isinstance(parent, GatewayParent | IngressParent):

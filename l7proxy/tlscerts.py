@@ -38,13 +38,35 @@ def server_context(alpn: Sequence[str] = ALPN) -> ssl.SSLContext:
     return context
 
 
+def verify_clients(context: ssl.SSLContext, client_ca: bytes | None, optional: bool) -> None:
+    """Require a client certificate that ``client_ca`` validates (GEP-91 AllowValidOnly).
+
+    ``optional`` (AllowInsecureFallback) asks for none: OpenSSL's CERT_OPTIONAL still fails
+    the handshake when a client sends a certificate that does not verify, and ``ssl`` has no
+    verify callback to ignore that, while the spec serves such clients too; nothing past the
+    handshake reads the client's certificate. Raises CertificateError for an unusable CA."""
+    if client_ca is None or optional:
+        return
+    try:
+        context.load_verify_locations(cadata=client_ca.decode("ascii"))
+    except (ssl.SSLError, ValueError, UnicodeDecodeError) as exc:
+        raise CertificateError(f"client CA bundle holds no usable PEM certificate ({exc})") from exc
+    context.verify_mode = ssl.CERT_REQUIRED
+
+
 def certificate_context(
-    pairs: Sequence[tuple[SecretKey, CertificatePair]], *, alpn: Sequence[str] = ALPN
+    pairs: Sequence[tuple[SecretKey, CertificatePair]],
+    *,
+    alpn: Sequence[str] = ALPN,
+    client_ca: bytes | None = None,
+    client_ca_optional: bool = False,
 ) -> ssl.SSLContext:
     """A server context holding every certificate and key of a listener (one per key type,
     as ``certificateRefs`` allows). Raises CertificateError naming the first bad Secret.
-    ``alpn``: what it offers (none for a TLSRoute's Terminate listener, a TCP stream)."""
+    ``alpn``: what it offers (none for a TLSRoute's Terminate listener, a TCP stream).
+    ``client_ca``: the port's client-certificate validation (``verify_clients``)."""
     context = server_context(alpn)
+    verify_clients(context, client_ca, client_ca_optional)
     for (ns, name), (crt, key) in pairs:
         where = f"Secret {ns}/{name}"
         try:
@@ -103,12 +125,20 @@ class TlsPort:
     """The HTTPS listeners of one Gateway on one port, by hostname; or the TLS hosts of an
     IngressClass on 443, whose wildcards cover exactly one label (Ingress semantics)."""
 
-    __slots__ = ("parent", "exact", "wild", "any")
+    __slots__ = ("parent", "exact", "wild", "any", "dispatch")
 
     def __init__(
-        self, parent: GatewayParent | IngressParent, listeners: Sequence[ListenerCertificate]
+        self,
+        parent: GatewayParent | IngressParent,
+        listeners: Sequence[ListenerCertificate],
+        dispatch: ssl.SSLContext | None = None,
     ) -> None:
         self.parent = parent
+        self.dispatch = dispatch
+        """The context a handshake on this port starts with, when the port validates client
+        certificates; None: the terminator's. OpenSSL takes the verify mode from the first
+        context (switching context on SNI keeps it) and the CA store from the switched-to
+        one, so both carry the port's validation."""
         self.exact: dict[str, ListenerCertificate] = {}
         self.wild: dict[str, ListenerCertificate] = {}
         self.any: ListenerCertificate | None = None

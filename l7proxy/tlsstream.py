@@ -40,7 +40,8 @@ class TlsStream(asyncio.Protocol, asyncio.Transport):
         self.local = local
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
-        self.sslobj = terminator._dispatch.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        first = port.dispatch or terminator._dispatch
+        self.sslobj = first.wrap_bio(self.incoming, self.outgoing, server_side=True)
         self.sslobj.stream = self  # type: ignore[attr-defined]
         self.server_name: str | None = None
         self.listener: str | None = None

@@ -134,10 +134,10 @@ def _other_tulle_ingresses(cluster: Cluster) -> list[str]:
 
 
 def _external_netns(lab: str) -> str:
-    from lab import lifecycle
+    from lab import labstatus
     from lab.state import LabPaths
 
-    plan = lifecycle.load_plan(LabPaths.for_lab(lab))
+    plan = labstatus.load_plan(LabPaths.for_lab(lab))
     if plan is None:
         raise VerifyError(f"lab {lab!r} is not up")
     if not os.path.exists(f"/var/run/netns/{plan.external_netns}"):

@@ -11,12 +11,17 @@ from agent.model.gateway import (
     AllowedRoutes,
     BackendObjectReference,
     FromNamespaces,
+    FrontendTLSConfig,
+    FrontendTLSSettings,
+    FrontendTLSValidation,
+    FrontendValidationMode,
     Gateway,
     GatewayAddress,
     GatewayClass,
     GatewayClassSpec,
     GatewayClassStatus,
     GatewaySpec,
+    GatewaySpecTLS,
     GatewayStatus,
     GatewayTLSConfig,
     Listener,
@@ -25,6 +30,7 @@ from agent.model.gateway import (
     ListenersFrom,
     ListenerStatus,
     LocalObjectReference,
+    ObjectReference,
     ParentReference,
     ReferenceGrant,
     ReferenceGrantFrom,
@@ -36,6 +42,7 @@ from agent.model.gateway import (
     RouteStatus,
     SecretObjectReference,
     TLSMode,
+    TLSPortConfig,
 )
 from agent.model.meta import ObjectMeta
 from agent.model.reader import REQUIRED, Reader
@@ -156,6 +163,7 @@ def _read_gateway_spec(r: Reader) -> GatewaySpec:
         listeners=r.objects("listeners", read_listener, min_items=1, max_items=64),
         addresses=r.objects("addresses", _read_spec_address, max_items=16),
         allowed_listeners=r.obj("allowedListeners", _read_allowed_listeners),
+        tls=r.obj("tls", _read_gateway_tls),
     )
     check_listeners(r, spec.listeners)
     r.check_unique("addresses", [a.value for a in spec.addresses if a.value], "value")
@@ -224,6 +232,48 @@ def _read_tls(r: Reader) -> GatewayTLSConfig:
     if tls.mode is TLSMode.TERMINATE and not tls.certificate_refs:
         r.fail("certificateRefs", "at least one is required when mode is Terminate")
     return tls
+
+
+def _read_gateway_tls(r: Reader) -> GatewaySpecTLS:
+    return GatewaySpecTLS(frontend=r.obj("frontend", _read_frontend_tls))
+
+
+def _read_frontend_tls(r: Reader) -> FrontendTLSConfig:
+    config = FrontendTLSConfig(
+        default=r.obj("default", _read_tls_settings, REQUIRED),
+        per_port=r.objects("perPort", _read_tls_port_config, max_items=64),
+    )
+    r.check_unique("perPort", [entry.port for entry in config.per_port], "port")
+    return config
+
+
+def _read_tls_port_config(r: Reader) -> TLSPortConfig:
+    return TLSPortConfig(
+        port=r.integer("port", REQUIRED, minimum=MIN_PORT, maximum=MAX_PORT),
+        tls=r.obj("tls", _read_tls_settings, REQUIRED),
+    )
+
+
+def _read_tls_settings(r: Reader) -> FrontendTLSSettings:
+    return FrontendTLSSettings(validation=r.obj("validation", _read_frontend_validation))
+
+
+def _read_frontend_validation(r: Reader) -> FrontendTLSValidation:
+    return FrontendTLSValidation(
+        ca_certificate_refs=r.objects(
+            "caCertificateRefs", _read_object_ref, min_items=1, max_items=16
+        ),
+        mode=r.enum("mode", FrontendValidationMode, FrontendValidationMode.ALLOW_VALID_ONLY),
+    )
+
+
+def _read_object_ref(r: Reader) -> ObjectReference:
+    return ObjectReference(
+        group=r.string("group", "", check=gateway_group),
+        kind=r.string("kind", REQUIRED, check=gateway_kind),
+        name=r.string("name", REQUIRED, check=object_name),
+        namespace=r.string("namespace", check=dns1123_label),
+    )
 
 
 def _read_allowed_routes(r: Reader) -> AllowedRoutes:

@@ -190,6 +190,67 @@ class ListenerNamespaces:
 @dataclass(frozen=True, slots=True)
 class AllowedListeners:
     namespaces: ListenerNamespaces = field(default_factory=ListenerNamespaces)
+class FrontendValidationMode(StrEnum):
+    """GEP-91: AllowValidOnly (Core, the default) needs a client certificate that the CAs
+    validate; AllowInsecureFallback (Extended) accepts clients without one."""
+
+    ALLOW_VALID_ONLY = "AllowValidOnly"
+    ALLOW_INSECURE_FALLBACK = "AllowInsecureFallback"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectReference:
+    """group "" is core; ``namespace`` None means the Gateway's (another needs a
+    ReferenceGrant)."""
+
+    group: str
+    kind: str
+    name: str
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FrontendTLSValidation:
+    """Client certificate validation (GEP-91): 1 to 16 CA references (Core: one ConfigMap
+    with ``ca.crt``); mode default AllowValidOnly."""
+
+    ca_certificate_refs: tuple[ObjectReference, ...]
+    mode: FrontendValidationMode = FrontendValidationMode.ALLOW_VALID_ONLY
+
+
+@dataclass(frozen=True, slots=True)
+class FrontendTLSSettings:
+    """Go's ``TLSConfig``: what applies to the HTTPS listeners of a port."""
+
+    validation: FrontendTLSValidation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TLSPortConfig:
+    port: int
+    tls: FrontendTLSSettings
+
+
+@dataclass(frozen=True, slots=True)
+class FrontendTLSConfig:
+    """``default`` for every HTTPS listener, unless ``per_port`` names its port (unique)."""
+
+    default: FrontendTLSSettings
+    per_port: tuple[TLSPortConfig, ...] = ()
+
+    def for_port(self, port: int) -> FrontendTLSValidation | None:
+        for entry in self.per_port:
+            if entry.port == port:
+                return entry.tls.validation
+        return self.default.validation
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySpecTLS:
+    """``spec.tls`` (Go's ``GatewayTLSConfig``); ``backend`` (the Gateway's own client
+    certificate toward backends) is not read."""
+
+    frontend: FrontendTLSConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +260,7 @@ class GatewaySpec:
     addresses: tuple[GatewayAddress, ...] = ()
     allowed_listeners: AllowedListeners | None = None
     """None: no ListenerSets may attach (the CRD's default ``{from: None}``)."""
+    tls: GatewaySpecTLS | None = None
 
 
 @dataclass(frozen=True, slots=True)

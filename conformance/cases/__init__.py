@@ -10,6 +10,7 @@ def all_cases() -> list[Case]:
     from conformance.cases import (
         backend_tls,
         claims_more,
+        frontend_tls,
         gateway_addresses,
         gateway_http,
         gateway_more,
@@ -22,4 +23,5 @@ def all_cases() -> list[Case]:
 
     return [*gateway_http.CASES, *gateway_more.CASES, *gateway_status.CASES, *mesh_http.CASES,
             *grpc.CASES, *streams.CASES, *claims_more.CASES,
-            *gateway_addresses.CASES, *backend_tls.CASES, *listenerset.CASES]
+            *gateway_addresses.CASES, *backend_tls.CASES, *listenerset.CASES,
+            *frontend_tls.CASES]

@@ -14,6 +14,7 @@ from schema_parts import (
     array,
     conditions,
     enum,
+    group,
     integer,
     keyed,
     kind,
@@ -142,6 +143,59 @@ LISTENER_STATUS = obj(
     ("name", "attachedRoutes"),
 )
 
+CA_OBJECT_REF = obj(
+    "A CA bundle: a ConfigMap with ca.crt (Core); another namespace needs a ReferenceGrant.",
+    {
+        "group": group("The referent's API group.", ""),
+        "kind": kind("The referent's kind (ConfigMap)."),
+        "name": name("The referent's name."),
+        "namespace": namespace("The referent's namespace; the Gateway's when unset."),
+    },
+    ("group", "kind", "name"),
+)
+
+FRONTEND_TLS_SETTINGS = obj(
+    "TLS settings for the HTTPS listeners of a port.",
+    {
+        "validation": obj(
+            "Client certificate validation (mutual TLS with the clients).",
+            {
+                "caCertificateRefs": array(
+                    "The CAs that validate client certificates.", CA_OBJECT_REF, 1, 16, **ATOMIC
+                ),
+                "mode": enum(
+                    "AllowValidOnly: only clients with a valid certificate; "
+                    "AllowInsecureFallback: every client.",
+                    ["AllowValidOnly", "AllowInsecureFallback"],
+                    default="AllowValidOnly",
+                ),
+            },
+            ("caCertificateRefs",),
+        ),
+    },
+)
+
+GATEWAY_TLS = obj(
+    "TLS for the whole Gateway; frontend: what its HTTPS listeners ask of clients (GEP-91).",
+    {
+        "frontend": obj(
+            "Client-side TLS: a default for every HTTPS listener, perPort overrides.",
+            {
+                "default": FRONTEND_TLS_SETTINGS,
+                "perPort": array(
+                    "Settings for the HTTPS listeners of one port, instead of the default.",
+                    obj("One port's settings.", {"port": integer("The port.", *PORT),
+                                                 "tls": FRONTEND_TLS_SETTINGS},
+                        ("port", "tls")),
+                    hi=64,
+                    **keyed("port"),
+                ),
+            },
+            ("default",),
+        ),
+    },
+)
+
 GATEWAY = obj(
     "A load balancer or proxy that takes traffic in for routes: its listeners say on which "
     "ports, protocols and hosts, its class says which controller implements it.",
@@ -182,6 +236,7 @@ GATEWAY = obj(
                         ),
                     },
                 ),
+                "tls": GATEWAY_TLS,
             },
             ("gatewayClassName", "listeners"),
         ),

@@ -173,6 +173,7 @@ class GatewayController:
                 tls_routes=tls_routes,
                 l4_routes=l4_routes,
                 listener_sets=[o for o in typed if isinstance(o, ListenerSet)],
+                config_maps=[o for o in typed if isinstance(o, ConfigMap)],
             ),
             certificate_check=_certificate_problem,
             crd_versions=self.crd_versions,

@@ -15,7 +15,7 @@ from dataclasses import asdict
 import pytest
 
 from bench.mtls.restart import run_round, setup
-from lab import lifecycle
+from lab import labstatus
 from lab.state import LabPaths
 from lab.topology import NodePlan
 
@@ -45,7 +45,7 @@ print(json.dumps(out))
 
 
 def _node(lab: Lab, node: str) -> NodePlan:
-    plan = lifecycle.load_plan(LabPaths.for_lab(lab.name))
+    plan = labstatus.load_plan(LabPaths.for_lab(lab.name))
     assert plan is not None
     return next(n for n in plan.nodes if n.name == node)
 

@@ -14,7 +14,7 @@ from agent.model.resource import RESOURCE_CLASSES
 from tests.unit.model.helpers import DELETE, edit, error_of
 
 KNOWN = (
-    "AuthorizationPolicy, BackendTLSPolicy, BackendTrafficPolicy, ConfigMap, Deployment, EndpointSlice, GRPCRoute, Gateway, GatewayClass, HTTPFault, HTTPLocalRateLimitPolicy, HTTPRoute, Ingress, IngressClass, LoadBalancerIPPool, Namespace, NetworkPolicy, Node, "
+    "AuthorizationPolicy, BackendTLSPolicy, BackendTrafficPolicy, ConfigMap, Deployment, EndpointSlice, GRPCRoute, Gateway, GatewayClass, HTTPFault, HTTPLocalRateLimitPolicy, HTTPRoute, Ingress, IngressClass, ListenerSet, LoadBalancerIPPool, Namespace, NetworkPolicy, Node, "
     "PeerAuthentication, "
     "Pod, ReferenceGrant, Secret, Service, TCPRoute, TLSRoute, UDPRoute"
 )
