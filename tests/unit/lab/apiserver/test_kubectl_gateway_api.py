@@ -86,6 +86,7 @@ def test_kubectl_installs_the_crds_then_uses_their_kinds(
         "gateways.gateway.networking.k8s.io",
         "grpcroutes.gateway.networking.k8s.io",
         "httproutes.gateway.networking.k8s.io",
+        "listenersets.gateway.networking.k8s.io",
         "referencegrants.gateway.networking.k8s.io",
         "tcproutes.gateway.networking.k8s.io",
         "tlsroutes.gateway.networking.k8s.io",
