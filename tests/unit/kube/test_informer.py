@@ -8,6 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lightkube import Client, KubeConfig
@@ -16,7 +17,7 @@ from lightkube.resources.core_v1 import ConfigMap
 from agent.kube.backoff import Backoff
 from agent.kube.cache import Delta
 from agent.kube.informer import Informer
-from lab.store import Store
+from lab.store import Expired, Store
 from tests.unit.kube.conftest import HISTORY, Lab
 
 Entry = tuple[int, str, str]  # (revision, "namespace/name", type)
@@ -163,9 +164,20 @@ def test_forced_410_relists_without_applying_anything_twice(
     try:
         _run_writers(writers, range(len(a) // 2 + 1))
         lab.stop()
-        # More writes than the history keeps while it is away: the resumed watch gets 410.
-        filler = Writer(lab.store, "f", [(i % 3, False) for i in range(HISTORY + 5)])
-        _run_writers([*writers, filler], range(len(a) // 2 + 1, 30 + HISTORY + 5))
+        # More writes than the history keeps while it is away, so the resumed watch gets 410.
+        # The scripts' own writes cannot promise that (a delete of a name not there writes
+        # nothing, and the filler's steps run alongside theirs from len(a) // 2 + 1), so the
+        # filler then writes one revision at a time until the revision the informer resumes
+        # from is compacted: the store no longer holds the events after it.
+        filler = Writer(lab.store, "f", [(i % 3, False) for i in range(30 + HISTORY + 1)])
+        _run_writers([*writers, filler], range(len(a) // 2 + 1, 30))
+        resume = informer.cache.revision  # the API server is down: it stays here
+        for i in range(30, len(filler.script)):
+            if lab.store.revision() - resume > HISTORY:
+                break
+            filler.step(i)
+        with pytest.raises(Expired):  # a watch from ``resume`` must get 410 Gone
+            lab.store.events_since(resume, ("ConfigMap",), limit=1)
         lab.start()
         _wait_caught_up(informer, lab.store)
     finally:
