@@ -246,7 +246,9 @@ def _protocol(ing: Ingress, out: list[Finding]) -> None:
     if value is None or value.upper() == "HTTP":
         return
     reasons = {
-        "HTTPS": "upstream TLS needs a BackendTLSPolicy, which Tulle does not serve",
+        "HTTPS": "upstream TLS needs a BackendTLSPolicy, which always verifies the backend's "
+        "certificate against a CA and a hostname; nginx does not verify (proxy-ssl-verify is "
+        "off by default), so write the policy with the backend's CA and name by hand",
         "GRPC": "gRPC backends need a GRPCRoute (or Service appProtocol kubernetes.io/h2c), "
         "which tulle convert does not write",
         "GRPCS": "gRPC over TLS needs a GRPCRoute and a BackendTLSPolicy",
