@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,7 +86,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     return opts
 
 
-class Run:
+class Run(peers.ProcessOwner):
     def __init__(self, opts: Options, workdir: Path) -> None:
         self.opts = opts
         self.workdir = workdir
@@ -97,27 +98,6 @@ class Run:
         self.problems: list[str] = []
         self.backend_port = peers.free_port()
         self.step = 0
-
-    def log(self, text: str) -> None:
-        self.opts.log(text)
-
-    def started(self, proc: Proc) -> Proc:
-        self.procs.append(proc)
-        if not proc.boosted:
-            self.problems.append(f"{proc.name}: could not raise its scheduling priority "
-                                 "(not root?): other load on the machine may skew results")
-        return proc
-
-    def stop(self, proc: Proc) -> None:
-        proc.stop()
-        with contextlib.suppress(ValueError):
-            self.procs.remove(proc)
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            with contextlib.suppress(Exception):
-                proc.stop()
-        self.procs.clear()
 
     # --- the peers ---------------------------------------------------------------
 
@@ -545,11 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report.console(result))
     print(f"\nresults: {base.with_suffix('.md')} and .json")
     if not opts.keep:
-        for item in sorted(workdir.rglob("*"), reverse=True):
-            with contextlib.suppress(OSError):
-                item.unlink() if not item.is_dir() else item.rmdir()
-        with contextlib.suppress(OSError):
-            workdir.rmdir()
+        shutil.rmtree(workdir, ignore_errors=True)
     else:
         print(f"work directory kept: {workdir}")
     return 0

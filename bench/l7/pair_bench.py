@@ -8,10 +8,10 @@ check they do the same work, and which load to run.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,7 +84,7 @@ class Loaded:
     parse: Callable[[str], WrkResult]
 
 
-class PairRun:
+class PairRun(peers.ProcessOwner):
     unit = "req/s"
 
     def __init__(self, opts: PairOptions, workdir: Path) -> None:
@@ -115,27 +115,6 @@ class PairRun:
         raise NotImplementedError
 
     # --- processes --------------------------------------------------------------------
-
-    def log(self, text: str) -> None:
-        self.opts.log(text)
-
-    def started(self, proc: Proc) -> Proc:
-        self.procs.append(proc)
-        if not proc.boosted:
-            self.problems.append(f"{proc.name}: could not raise its scheduling priority "
-                                 "(not root?): other load on the machine may skew results")
-        return proc
-
-    def stop(self, proc: Proc) -> None:
-        proc.stop()
-        with contextlib.suppress(ValueError):
-            self.procs.remove(proc)
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            with contextlib.suppress(Exception):
-                proc.stop()
-        self.procs.clear()
 
     # --- one measurement ----------------------------------------------------------------
 
@@ -250,9 +229,5 @@ def main(opts: PairOptions, run_class: Callable[[PairOptions, Path], PairRun], t
     base.with_suffix(".md").write_text(markdown(result, base.name))
     print(f"\ntarget met: {result.met} (Tulle/Envoy {result.unit}: mean {result.mean_ratio}, "
           f"rounds {[r.rate for r in result.ratios]})\nresults: {base.with_suffix('.md')}")
-    for item in sorted(workdir.rglob("*"), reverse=True):
-        with contextlib.suppress(OSError):
-            item.unlink() if not item.is_dir() else item.rmdir()
-    with contextlib.suppress(OSError):
-        workdir.rmdir()
+    shutil.rmtree(workdir, ignore_errors=True)
     return 0

@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 Address = tuple[str, int]
 HOST = "127.0.0.1"
@@ -368,3 +368,34 @@ def count_syscalls(peer: Peer, workdir: Path, seconds: float, cpu: int) -> dict[
               if e and e / requests >= 0.01}
     return {"requests": requests, "per_request": per_request, "failed_per_request": failed,
             "total_per_request": round(sum(n for n, _ in calls.values()) / requests, 2)}
+
+
+class ProcessOwner:
+    """What a benchmark run keeps of the processes it starts: each is recorded, a process that
+    could not be boosted becomes a problem of the run, and ``stop_all`` ends them in reverse
+    order. The owner sets ``opts`` (with a ``log``), ``procs`` and ``problems``."""
+
+    opts: Any
+    procs: list[Proc]
+    problems: list[str]
+
+    def log(self, text: str) -> None:
+        self.opts.log(text)
+
+    def started(self, proc: Proc) -> Proc:
+        self.procs.append(proc)
+        if not proc.boosted:
+            self.problems.append(f"{proc.name}: could not raise its scheduling priority "
+                                 "(not root?): other load on the machine may skew results")
+        return proc
+
+    def stop(self, proc: Proc) -> None:
+        proc.stop()
+        with contextlib.suppress(ValueError):
+            self.procs.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            with contextlib.suppress(Exception):
+                proc.stop()
+        self.procs.clear()

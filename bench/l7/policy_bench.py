@@ -20,11 +20,11 @@ waypoint's verdict memo answers all but the first (results tagged ``policies-rep
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -315,11 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     base.with_suffix(".md").write_text(markdown(result, base.name))
     print(f"\ntarget met: {result.met} (Tulle/Envoy req/s off {result.mean_ratio('rps_off')}, "
           f"on {result.mean_ratio('rps_on')})\nresults: {base.with_suffix('.md')} and .json")
-    for item in sorted(workdir.rglob("*"), reverse=True):
-        with contextlib.suppress(OSError):
-            item.unlink() if not item.is_dir() else item.rmdir()
-    with contextlib.suppress(OSError):
-        workdir.rmdir()
+    shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
