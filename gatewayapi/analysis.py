@@ -27,6 +27,7 @@ from gatewayapi.attach import (
 )
 from gatewayapi.backends import Grants, RefProblem
 from gatewayapi.conflicts import resolve_kind_conflicts
+from gatewayapi.frontendtls import referenced_ca_config_maps
 from gatewayapi.grpc import compile_grpc_route_rules
 from gatewayapi.l4routes import L4RouteReport, analyze_l4
 from gatewayapi.listenersets import Verdict, judge
@@ -76,9 +77,11 @@ class RoutingInputs:
         listener_sets: Iterable[ListenerSet] = (),
         config_maps: Iterable[ConfigMap] = (),
     ) -> RoutingInputs:
+        gateways = tuple(gateways)
+        cas = referenced_ca_config_maps(gateways)
         return cls(
             tuple(routes),
-            tuple(gateways),
+            gateways,
             tuple(gateway_classes),
             tuple(services),
             tuple(reference_grants),
@@ -90,7 +93,7 @@ class RoutingInputs:
             tuple(tls_routes),
             tuple(l4_routes),
             tuple(listener_sets),
-            tuple(config_maps),
+            tuple(c for c in config_maps if (c.metadata.namespace, c.metadata.name) in cas),
         )
 
     def fingerprint(self) -> tuple[object, ...]:

@@ -19,7 +19,7 @@ resolve. Pure: the waypoint turns the result into a verifying ``ssl.SSLContext``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from agent.model.core import ConfigMap
@@ -54,6 +54,22 @@ class ClientValidation:
     @property
     def usable(self) -> bool:
         return bool(self.ca_pem)
+
+
+def referenced_ca_config_maps(gateways: Iterable[Gateway]) -> frozenset[tuple[str, str]]:
+    """(namespace, name) of every ConfigMap some Gateway's client-certificate validation
+    names: the only ConfigMaps routing reads, so a change to any other one (an application's
+    configuration, ``kube-root-ca.crt``) recompiles nothing."""
+    found: set[tuple[str, str]] = set()
+    for gateway in gateways:
+        tls = gateway.spec.tls
+        if tls is None or tls.frontend is None:
+            continue
+        settings = [tls.frontend.default, *(entry.tls for entry in tls.frontend.per_port)]
+        for validation in (s.validation for s in settings if s.validation is not None):
+            found.update((ref.namespace or gateway.metadata.namespace, ref.name)
+                         for ref in validation.ca_certificate_refs)
+    return frozenset(found)
 
 
 def client_validation(

@@ -200,3 +200,20 @@ def test_per_port_override_replaces_the_default_for_its_port_only() -> None:
     ))
     assert listener_conditions(status, "https")["Accepted"][1] == "NoValidCACertificate"
     assert listener_conditions(status, "alt")["Accepted"][0] == "True"
+
+
+def test_only_the_referenced_ca_config_maps_recompile_the_tables() -> None:
+    """Routing reads a ConfigMap only through a Gateway's caCertificateRefs: another one
+    changing (an application's configuration) must not recompile every waypoint's tables;
+    the referenced one changing (a CA rotation) must."""
+    frontend = {"default": validation("ca")}
+    compiler = RouteCompiler()
+    compiler.compile(inputs(frontend, [config_map("ca", {"ca.crt": CA})]))
+    compiler.compile(inputs(frontend, [config_map("ca", {"ca.crt": CA}),
+                                       config_map("app", {"a": "1"}),
+                                       config_map("ca", {"ca.crt": "x"}, namespace="other")]))
+    assert compiler.compilations == 1
+    tables = compiler.compile(inputs(frontend, [config_map("ca", {"ca.crt": CA + "\n"})]))
+    assert compiler.compilations == 2
+    [https] = [i for i in tables.listeners if i.name == "https"]
+    assert https.client_ca == (CA + "\n").encode()
