@@ -122,32 +122,47 @@ class Controller:
         self._endpoint_slices(view)
 
     def _deployments(self, view: ClusterView) -> None:
+        # One Deployment's refused write (a pod the API server rejects, a status patch that
+        # fails) must not stall every Deployment after it in the view, as the ReplicaSet
+        # controller's per-object queue ensures; the first error fails the round, so it is
+        # retried with back-off once the others went through.
+        failed: Exception | None = None
         for deploy in view.deployments:
-            plan = plan_deployment(deploy, view.pods)
-            for new_pod in plan.create:
-                self.api.create(new_pod)
-                name = new_pod["metadata"]["name"]
-                log.info(
-                    "deployment %s/%s: created pod %s",
-                    deploy.metadata.namespace,
-                    deploy.metadata.name,
-                    name,
-                )
-                self.events.record(
-                    involved(deploy), "SuccessfulCreate", f"Created pod: {name}", _DEPLOYMENTS
-                )
-            for victim in plan.delete:
-                if self._delete_pod(victim, f"deployment {deploy.metadata.name} scaled or rolled"):
-                    self.events.record(
-                        involved(deploy),
-                        "SuccessfulDelete",
-                        f"Deleted pod: {victim.metadata.name}",
-                        _DEPLOYMENTS,
-                    )
-            ref = ("Deployment", deploy.metadata.namespace, deploy.metadata.name)
-            self._write_status(ref, view.raw.get(ref), plan.status)
+            try:
+                self._deployment(view, deploy)
+            except Exception as err:
+                log.warning("deployment %s/%s: %s: %s", deploy.metadata.namespace,
+                            deploy.metadata.name, type(err).__name__, err)
+                failed = failed or err
         for orphan in orphans(view.pods, {d.metadata.uid for d in view.deployments}):
             self._delete_pod(orphan, "its Deployment was deleted")
+        if failed is not None:
+            raise failed
+
+    def _deployment(self, view: ClusterView, deploy: Deployment) -> None:
+        plan = plan_deployment(deploy, view.pods)
+        for new_pod in plan.create:
+            self.api.create(new_pod)
+            name = new_pod["metadata"]["name"]
+            log.info(
+                "deployment %s/%s: created pod %s",
+                deploy.metadata.namespace,
+                deploy.metadata.name,
+                name,
+            )
+            self.events.record(
+                involved(deploy), "SuccessfulCreate", f"Created pod: {name}", _DEPLOYMENTS
+            )
+        for victim in plan.delete:
+            if self._delete_pod(victim, f"deployment {deploy.metadata.name} scaled or rolled"):
+                self.events.record(
+                    involved(deploy),
+                    "SuccessfulDelete",
+                    f"Deleted pod: {victim.metadata.name}",
+                    _DEPLOYMENTS,
+                )
+        ref = ("Deployment", deploy.metadata.namespace, deploy.metadata.name)
+        self._write_status(ref, view.raw.get(ref), plan.status)
 
     def _delete_pod(self, pod: Pod, why: str) -> bool:
         if not self.api.delete("Pod", pod.metadata.namespace, pod.metadata.name):

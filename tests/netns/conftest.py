@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from lab import lifecycle
+from lab.state import LabPaths
 
 
 @dataclass
@@ -107,3 +108,28 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             os.environ.pop("TULLE_STATE_DIR", None)
         else:
             os.environ["TULLE_STATE_DIR"] = previous
+
+
+# What the lab's own processes said when a test failed: a CI run keeps no state directory,
+# so a failure that depends on the lab's history (a controller round that stalled, a watch
+# that ended) is only diagnosable from these lines in the report.
+_LOGS_ON_FAILURE = ("controller.log", "apiserver.log")
+_LOG_TAIL_LINES = 60
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed or "lab" not in getattr(item, "fixturenames", ()):
+        return
+    lab: Lab | None = getattr(item, "funcargs", {}).get("lab")
+    if lab is None:
+        return
+    logs = LabPaths(lab.name, Path(lab.env["TULLE_STATE_DIR"]) / lab.name).logs
+    for name in _LOGS_ON_FAILURE:
+        try:
+            lines = (logs / name).read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:]
+        except OSError as err:
+            lines = [f"(unreadable: {err})"]
+        report.sections.append((f"lab {name} (last {_LOG_TAIL_LINES} lines)", "\n".join(lines)))

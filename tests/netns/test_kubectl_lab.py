@@ -264,8 +264,16 @@ def test_scale_to_three_is_watched_served_by_three_endpoints_and_spread(
     assert watch_web.lines[0].split()[:2] == ["NAME", "READY"]
     assert "deployment.apps/web scaled" in k.out("scale", "deploy", "web", "-n", k.ns, "--replicas=3")
     # The watch sees the scale as it happens, and then the third pod become ready.
-    wait_for(lambda: any(line.split()[:2] == ["web", "3/3"] for line in watch_web.lines),
-             timeout=60, what=f"a watched row with 3/3 ({watch_web.lines})")
+    try:
+        wait_for(lambda: any(line.split()[:2] == ["web", "3/3"] for line in watch_web.lines),
+                 timeout=60, what="a watched row with 3/3")
+    except AssertionError as err:
+        # What the watch saw by the deadline, and where the pods are, not what it saw at the
+        # start: a pod that never became ready and a watch that ended read differently.
+        pods = k.run("get", "pods", "-n", k.ns, "-o", "wide", ok=False).stdout
+        events = k.run("get", "events", "-n", k.ns, ok=False).stdout
+        raise AssertionError(f"{err}; watch (exit {watch_web.proc.poll()}): {watch_web.lines}; "
+                             f"pods:\n{pods}\nevents:\n{events}") from None
     running = k.out("get", "pods", "-n", k.ns, "-l", "app=web",
                     "--field-selector=status.phase=Running", "-o", "name").split()
     assert len(running) == 3

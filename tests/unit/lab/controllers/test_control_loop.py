@@ -243,3 +243,20 @@ def test_after_a_failed_round_the_next_is_full_whatever_changed(loop) -> None:
     loop.view.observe("EndpointSlice", user_slice("mine", "50"))  # not ours, yet a retry is due
     loop.step()
     assert rounds.rounds == 2
+
+
+def test_one_deployment_refused_does_not_stall_the_others(loop) -> None:
+    """A pod the API server refuses for one Deployment (422) leaves the others reconciled in
+    the same round; the round still fails, so the refused one is retried after back-off."""
+    loop, api, kubelet, _synced = loop
+    other = {**DEPLOY, "metadata": {**DEPLOY["metadata"], "name": "web", "uid": "u-web-deploy",
+                                    "resourceVersion": "7"}}
+    loop.view.observe("Deployment", DEPLOY)  # first in the view: its create is refused
+    loop.view.observe("Deployment", other)
+    api.errors = [api_error(422)]
+    delay = loop.step()
+    assert delay > TICK and loop.failures == 1
+    assert [name.split("-")[0] for name in api.created] == ["web"]
+    assert kubelet.synced  # the kubelet still got the round's view
+    assert loop.step() == TICK  # the retry creates the refused Deployment's pod
+    assert sorted(name.split("-")[0] for name in api.created) == ["api", "web"]
