@@ -156,8 +156,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _client_gone(self) -> bool:
         """During a watch the client sends nothing: anything readable is its FIN (or TLS
         close_notify), so the stream ends instead of polling for a client that left."""
-        readable, _, _ = select.select([self.connection], [], [], 0)
-        return bool(readable)
+        # poll, not select: a lab's API server holds over a thousand descriptors (each watch
+        # has its socket and two SQLite connections), and select() refuses any numbered
+        # 1024 or above, which ended those watches with a ValueError.
+        poller = select.poll()
+        poller.register(self.connection, select.POLLIN | select.POLLHUP | select.POLLERR)
+        return bool(poller.poll(0))
 
 
 class _Deadlines:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import resource
 import socket
 import ssl
 import threading
@@ -184,3 +186,46 @@ def test_concurrent_writers_every_event_once_in_order(
         assert sorted(added) == sorted(f"w{w}-{n}" for w in range(writers) for n in range(each))
     finally:
         conn.close()
+
+
+@pytest.fixture
+def default_poll(tmp_path: Path) -> Iterator[tuple[ApiServer, Store, Client]]:
+    creds = credentials(tmp_path / "state")
+    store = Store(tmp_path / "store.db")
+    bootstrap(store)
+    server = ApiServer(Api(store, frozenset({creds.token})),
+                       tls_context(creds.server_cert, creds.server_key)).start()
+    try:
+        yield server, store, Client(server.port, creds.ca_cert, creds.token)
+    finally:
+        server.stop()
+        store.close()
+
+
+def test_a_watch_on_a_descriptor_above_1024_outlives_its_heartbeats(
+    default_poll: tuple[ApiServer, Store, Client],
+) -> None:
+    """A lab's API server holds over a thousand descriptors (each watch: a socket and two
+    SQLite connections). A watch whose socket is numbered 1024 or above must keep streaming
+    through its idle heartbeats (select() refused such descriptors and ended the watch), and
+    still end once its client leaves."""
+    _, store, client = default_poll
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1300:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below 1300")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1300), hard))
+    fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # the next fds are > 1024
+    try:
+        conn, resp = open_watch(client)
+        until(lambda: store.commits.watchers("ConfigMap") == 1, "the watch subscribed")
+        time.sleep(2.5)  # past two idle heartbeats, each a check that the client is there
+        create(client, "after-heartbeats")
+        event = json.loads(resp.readline())
+        assert event["type"] == "ADDED"
+        assert event["object"]["metadata"]["name"] == "after-heartbeats"
+        conn.close()
+        until(lambda: store.commits.watchers("ConfigMap") == 0, "the watch ended with its client")
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
