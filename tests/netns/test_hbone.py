@@ -123,6 +123,9 @@ def ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
 
 
+SO_RCVBUFFORCE = 33  # <asm-generic/socket.h>; not exported by Python's socket module
+
+
 class Capture:
     """Every frame on one interface of a namespace, until `stop`."""
 
@@ -136,6 +139,9 @@ class Capture:
     @staticmethod
     def _open(ifname: str) -> socket.socket:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        # 16 MiB (SO_RCVBUFFORCE, as root) so a busy machine that delays this thread drops no
+        # frame: the default ~200 KiB overflowed and the byte count below came up short.
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
         sock.bind((ifname, ETH_P_ALL))
         sock.settimeout(0.2)
         return sock
