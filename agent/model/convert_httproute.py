@@ -47,7 +47,7 @@ from agent.model.httproute import (
     URLRewrite,
 )
 from agent.model.meta import ObjectMeta
-from agent.model.reader import REQUIRED, Reader, one_of
+from agent.model.reader import REQUIRED, Reader
 from agent.model.validation import (
     dns1123_label,
     gateway_group,
@@ -57,6 +57,7 @@ from agent.model.validation import (
     http_path,
     http_token,
     object_name,
+    one_of,
     precise_hostname,
     quote,
     regular_expression,
