@@ -33,7 +33,6 @@ import ipaddress
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -41,11 +40,11 @@ from typing import TYPE_CHECKING, Any
 
 from agent.datapath import attach, maps
 from agent.datapath.applier import Applier
-from agent.datapath.cdefs import LIB_DIR, defines
+from agent.datapath.conntrack_gc import plan_gc
 from agent.datapath.desired import ClusterView, DesiredDatapath
 from agent.datapath.eventreader import EventReader
 from agent.datapath.fit import overflow_error, service_error
-from agent.datapath.flowevents import CT_F_TUNNEL, EventDecoder
+from agent.datapath.flowevents import EventDecoder
 from agent.datapath.kinds import WATCHED_KINDS
 from agent.datapath.planner import Change, Planner
 from agent.flows.enrich import DEFAULT_TRUST_DOMAIN, EndpointIndex, enrich
@@ -61,12 +60,6 @@ if TYPE_CHECKING:  # programs imports BCC (libbcc): not on the agent's import pa
     from agent.datapath.programs import Datapath
 
 log = logging.getLogger("tulle.datapath")
-CT_EGRESS, CT_SERVICE, CT_F_CLOSED = 1, 3, 0x4  # bpf/lib/conntrack.h
-_CT = defines(LIB_DIR / "conntrack.h", "CT_")
-CT_NODEPORT, CT_F_SNAT = _CT["CT_NODEPORT"], _CT["CT_F_SNAT"]  # nodeport.h
-CLOSED_GRACE_NS = 10 * 10**9
-UDP_IDLE_NS = 60 * 10**9
-TCP_IDLE_NS = 6 * 3600 * 10**9
 
 
 def _no_gc() -> AbstractContextManager[None]:
@@ -118,53 +111,6 @@ def endpoint_index(view: ClusterView, desired: DesiredDatapath, node: str,
     ]
     return EndpointIndex.build(pods=pods, services=services, nodes=nodes, local_node=node,
                                trust_domain=trust_domain)
-
-
-@dataclass(frozen=True)
-class GcPlan:
-    doomed: list[Any]  # ct_v1 keys to delete
-    expired: list[tuple[Any, Any]]  # (key, entry) of doomed connections never closed
-    quota_counts: dict[int, int]  # be32 endpoint address -> CT_EGRESS entries it keeps
-
-
-def plan_gc(entries: Iterable[tuple[Any, Any]], now: int) -> GcPlan:
-    """Which conntrack entries go (pure). A client->VIP service entry lives exactly as long
-    as the connection it steered: once that one is closed or gone, a reused source port must
-    not be sent to the old (possibly removed) backend (a tunnelled connection, CT_F_TUNNEL in
-    bpf/lib/mtls.h, names that backend in ``backend_*``). The open CT_EGRESS entries that stay
-    are each endpoint's count against its quota (quota.h: live connections; BPF gives a closed
-    one's back at once): a census, so entries the LRU evicted, connections that expired without
-    a close, or tuples BPF re-opened and counted twice give their quota back too."""
-    doomed, expired, services, kept = [], [], [], []
-    live = set()
-    for key, entry in entries:
-        if key.dir == CT_SERVICE:
-            services.append((key, entry))
-            continue
-        idle = now - entry.last_seen_ns
-        closed = entry.flags & CT_F_CLOSED
-        limit = UDP_IDLE_NS if key.tuple.proto != 6 else TCP_IDLE_NS
-        if (closed and idle > CLOSED_GRACE_NS) or idle > limit:
-            doomed.append(key)
-            if not closed:
-                expired.append((key, entry))
-        elif key.dir == CT_EGRESS:
-            t = key.tuple
-            if not closed:  # a closed one (BPF gave its quota back) only waits to go
-                kept.append(t.saddr)
-                live.add((t.saddr, t.sport, t.daddr, t.dport, t.proto))
-                if entry.flags & CT_F_TUNNEL:  # keyed on the waypoint: it went to a backend
-                    live.add((t.saddr, t.sport, entry.backend_addr, entry.backend_port, t.proto))
-        elif key.dir == CT_NODEPORT and not closed:  # from outside (nodeport.h): its client
-            t = key.tuple  # is the source, or (SNAT) in backend_*, with its own port
-            client = entry.backend_addr if entry.flags & CT_F_SNAT else t.saddr
-            live.add((client, t.sport, t.daddr, t.dport, t.proto))
-    for key, entry in services:
-        t = key.tuple
-        steered = (t.saddr, t.sport, entry.backend_addr, entry.backend_port, t.proto)
-        if steered not in live and now - entry.last_seen_ns > CLOSED_GRACE_NS:
-            doomed.append(key)
-    return GcPlan(doomed, expired, dict(Counter(kept)))
 
 
 class DatapathNotLoaded(RuntimeError):

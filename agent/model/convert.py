@@ -48,9 +48,10 @@ from agent.model.convert_ratelimit import read_http_local_rate_limit_policy
 from agent.model.convert_tlsroute import read_tls_route
 from agent.model.documents import LoadError, load_documents, load_sources
 from agent.model.duration import format_duration
+from agent.model.jsonvalue import describe
 from agent.model.kinds import UnknownKindError, kind_info, known_kinds
 from agent.model.meta import ObjectMeta
-from agent.model.reader import FieldError, Reader, describe
+from agent.model.reader import FieldError, Reader
 from agent.model.resource import Resource
 from agent.model.validation import Check, dns1035_label, dns1123_label, dns1123_subdomain, quote
 

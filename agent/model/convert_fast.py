@@ -39,8 +39,8 @@ from agent.model.core import (
     SessionAffinity,
 )
 from agent.model.frozen import EMPTY, FrozenMap
+from agent.model.jsonvalue import parse_timestamp
 from agent.model.meta import ObjectMeta, OwnerReference, Protocol
-from agent.model.reader import parse_timestamp
 from agent.model.validation import (
     SPECIAL_V4_FIRST_OCTETS,
     Check,

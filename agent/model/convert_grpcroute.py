@@ -8,7 +8,8 @@ import re
 from collections import Counter
 
 from agent.model.convert_gateway import read_parent_ref, read_route_status
-from agent.model.convert_httproute import check_parent_refs, read_backend_ref, read_filter
+from agent.model.convert_httpfilter import read_filter
+from agent.model.convert_httproute import check_parent_refs, read_backend_ref
 from agent.model.convert_session import read_session_persistence
 from agent.model.gateway import RouteStatus
 from agent.model.grpcroute import (

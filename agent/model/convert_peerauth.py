@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from agent.model.convert_meta import read_labels
 from agent.model.frozen import FrozenMap
+from agent.model.jsonvalue import describe
 from agent.model.meta import ObjectMeta
 from agent.model.peerauth import (
     MutualTLS,
@@ -15,7 +16,7 @@ from agent.model.peerauth import (
     PeerAuthenticationSpec,
     WorkloadSelector,
 )
-from agent.model.reader import Reader, describe
+from agent.model.reader import Reader
 from agent.model.validation import quote
 
 MAX_SELECTOR_LABELS = 4096  # Istio's maxProperties on matchLabels

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from agent.model.reader import describe
+from agent.model.jsonvalue import describe
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 STDIN_SOURCE = "<stdin>"

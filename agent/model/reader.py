@@ -4,7 +4,8 @@ Every converter reads fields through a Reader, so type checks, defaults, range c
 the field path in error messages (``spec.rules[0].matches[1].path.type``) are written once.
 A field that is absent or ``null`` is "unset": it takes the default, or fails with
 ``required`` when the default is REQUIRED. Failures raise FieldError(path, message);
-``convert.from_dict`` adds the object's kind, namespace and name.
+``convert.from_dict`` adds the object's kind, namespace and name. What a single value is
+(its type named for messages, an integer, a timestamp) is told by agent/model/jsonvalue.py.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Final, NoReturn, TypeVar, overload
 
 from agent.model.duration import DurationError, parse_duration
 from agent.model.frozen import FrozenMap
+from agent.model.jsonvalue import as_int, describe, parse_timestamp, range_message
 from agent.model.validation import Check, quote
 
 T = TypeVar("T")
@@ -37,69 +39,6 @@ class _Required(Enum):
 
 REQUIRED: Final = _Required.REQUIRED
 """Pass as ``default`` to make a field required."""
-
-
-def describe(value: object) -> str:
-    """Name a JSON value's type for "expected X, got Y" messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean {'true' if value else 'false'}"
-    if isinstance(value, int):
-        return f"integer {value}"
-    if isinstance(value, float):
-        return f"number {value!r}"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"string {quote(shown)}"
-    if isinstance(value, Mapping):
-        return "object"
-    if isinstance(value, list | tuple):
-        return "array"
-    return type(value).__name__
-
-
-def one_of(*allowed: str) -> Check:
-    """A check accepting only the given strings."""
-
-    def check(value: str) -> str | None:
-        if value in allowed:
-            return None
-        return f"unsupported value {quote(value)} (supported: {', '.join(allowed)})"
-
-    return check
-
-
-def _as_int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _range_message(value: int, minimum: int | None, maximum: int | None) -> str | None:
-    if minimum is not None and maximum is not None and not minimum <= value <= maximum:
-        return f"must be between {minimum} and {maximum}, got {value}"
-    if minimum is not None and value < minimum:
-        return f"must be at least {minimum}, got {value}"
-    if maximum is not None and value > maximum:
-        return f"must be at most {maximum}, got {value}"
-    return None
-
-
-def parse_timestamp(text: str) -> datetime | None:
-    """Parse an RFC 3339 timestamp to an aware UTC datetime at second precision
-    (the precision of metav1.Time); None if it is not one."""
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if value.tzinfo is None or "T" not in text.upper():
-        return None
-    return value.astimezone(UTC).replace(microsecond=0)
 
 
 def _unset(default: T | _Required | None) -> T | None:
@@ -196,10 +135,10 @@ class Reader:
         value = self._get(key, default)
         if value is None:
             return _unset(default)
-        number = _as_int(value)
+        number = as_int(value)
         if number is None:
             self.fail(key, f"expected integer, got {describe(value)}")
-        if (problem := _range_message(number, minimum, maximum)) is not None:
+        if (problem := range_message(number, minimum, maximum)) is not None:
             self.fail(key, problem)
         if choices is not None and number not in choices:
             supported = ", ".join(str(c) for c in choices)
@@ -270,7 +209,7 @@ class Reader:
             if str_check is not None and (problem := str_check(value)) is not None:
                 self.fail(key, problem)
             return value
-        number = _as_int(value)
+        number = as_int(value)
         if number is None:
             self.fail(key, f"expected integer or string, got {describe(value)}")
         if int_check is not None and (problem := int_check(number)) is not None:
@@ -353,10 +292,10 @@ class Reader:
         items = self._list(key, 0, max_items)
         numbers = []
         for i, item in enumerate(items):
-            number = _as_int(item)
+            number = as_int(item)
             if number is None:
                 self.fail(f"{key}[{i}]", f"expected integer, got {describe(item)}")
-            if (problem := _range_message(number, minimum, maximum)) is not None:
+            if (problem := range_message(number, minimum, maximum)) is not None:
                 self.fail(f"{key}[{i}]", problem)
             numbers.append(number)
         if unique:

@@ -48,6 +48,17 @@ def quote(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def one_of(*allowed: str) -> Check:
+    """A check accepting only the given strings."""
+
+    def check(value: str) -> str | None:
+        if value in allowed:
+            return None
+        return f"unsupported value {quote(value)} (supported: {', '.join(allowed)})"
+
+    return check
+
+
 def _bad(value: str, why: str) -> str:
     return f"invalid value {quote(value)}: {why}"
 

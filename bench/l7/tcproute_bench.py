@@ -36,7 +36,7 @@ from bench.l4 import manifests
 from bench.l4.labs import BenchError as LabError
 from bench.l4.labs import BenchLab
 from bench.l4.wrk import WrkOutputError, parse_wrk, wrk_argv
-from bench.l7 import cli, pair_bench, peers
+from bench.l7 import pair_bench, peers, runinfo
 from bench.l7.pair_report import PairRatio, PairResult, drops, markdown, pair_ratio
 from bench.l7.peers import BenchError, Proc
 from bench.l7.results import Measurement
@@ -236,12 +236,12 @@ class TcpRouteRun:
             "peer CPU": "Envoy's process; Tulle has no process on the path (its work is in "
                         "the kernel, in softirq on whichever core: see cores_busy in the JSON)",
             "rounds": opts.rounds,
-            "versions": cli.versions(), "git": cli.git_info(),
+            "versions": runinfo.versions(), "git": runinfo.git_info(),
         }
         return PairResult(
             title=title, unit=self.unit, date=started.strftime("%Y-%m-%d"),
             started=started.isoformat(timespec="seconds"), command=command, label=opts.label,
-            setup=setup, machine=cli.machine_info(load_avg, measurements), checks=checks,
+            setup=setup, machine=runinfo.machine_info(load_avg, measurements), checks=checks,
             measurements=measurements, ratios=ratios,
             problems=self.problems + drops(measurements),
             seconds=time.monotonic() - began)
@@ -289,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         run.teardown()  # Envoy by its pid, then the lab: whatever happened
     opts.out.mkdir(parents=True, exist_ok=True)
-    base = cli.output_base(opts.out, result.date, "-".join(filter(None, ("tcproute",
+    base = runinfo.output_base(opts.out, result.date, "-".join(filter(None, ("tcproute",
                                                                           opts.label))))
     base.with_suffix(".json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     base.with_suffix(".md").write_text(markdown(result, base.name))

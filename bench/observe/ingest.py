@@ -7,7 +7,8 @@ itself: the agent's `EventReader` loop (BCC `open_ring_buffer` on `flow_events_v
 the drain interval, consume, `drain`: resolve + count + `FlowIngest.put_deferred` into a
 FlowRing and FlowMetrics, the lost-event report). Variants swap the drain step or the
 observers to show where the time goes. Loss is the per-CPU sum of `events_lost_v1` over the
-run, and every run checks produced == consumed + lost.
+run, and every run checks produced == consumed + lost. Before the runs, the per-event costs
+are measured in process (`bench.observe.stepcosts`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import json
 import logging
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,21 +30,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bcc.libbcc import lib as bcc_lib
 from prometheus_client import CollectorRegistry
 
 from agent.datapath import drop_reasons, maps
 from agent.datapath.controller import DatapathController
-from agent.datapath.flowevents import EVENT_DROP, RECORD_SIZE
+from agent.datapath.flowevents import EVENT_DROP
 from agent.datapath.native import obj_pin
 from agent.datapath.programs import Datapath, load_datapath
-from agent.datapath.ringbuf import MappedRingBuffer
 from agent.flows.ingest import FlowIngest, FlowObserver
 from agent.flows.store import FlowRing
 from agent.metrics import FlowMetrics, MetricsConfig
 from bench.observe import workload
-from bench.observe.pinned import CFG_FLOW_EVENTS_OFF
+from bench.observe.bccring import Count, close_ring
 from bench.observe.pyspy import Frame, inclusive, top_frames
+from bench.observe.stepcosts import StepCost, emit_cost, step_costs
 
 PIN_DIR = Path("/sys/fs/bpf/tulle/benchobs/n1")
 PRODUCER_CPU, CONSUMER_CPU = 0, 1
@@ -143,20 +142,6 @@ class IngestRun:
         }
 
 
-@dataclass(frozen=True)
-class StepCost:
-    step: str
-    us: float  # CPU µs per event, the best of a few rounds on the consumer's core
-
-    @property
-    def per_s(self) -> float:
-        return 1e6 / self.us if self.us > 0 else 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {"step": self.step, "us_per_event": round(self.us, 2),
-                "events_per_s": round(self.per_s)}
-
-
 def schedstat() -> tuple[float, float]:
     """(seconds on a CPU, seconds runnable but waiting for one) of the calling thread."""
     text = Path(f"/proc/self/task/{threading.get_native_id()}/schedstat").read_text()
@@ -177,48 +162,6 @@ def core_share(cpu: int, seconds: float = 1.0) -> float:
         return (schedstat()[0] - run0) / (time.monotonic() - started)
     finally:
         os.sched_setaffinity(0, saved)
-
-
-def _best_us(fn: Callable[[], object], n: int, rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        started = time.thread_time()  # CPU time: the machine's other load does not count
-        for _ in range(n):
-            fn()
-        best = min(best, time.thread_time() - started)
-    return best / n * 1e6
-
-
-class _Count:
-    def __init__(self) -> None:
-        self.n = 0
-
-    def on_event(self, _ctx: Any, _data: Any, _size: int) -> int:
-        self.n += 1
-        # Polls end per batch, as the reader's do; and BCC converts the result with int(),
-        # so None would raise (and be caught) on every record.
-        return 0 if self.n % 8192 else -1
-
-    def count(self, batch: list[bytes]) -> int:
-        self.n += len(batch)
-        return len(batch)
-
-    def consume_all(self, dp: Datapath) -> None:
-        """Consume until the ring is empty (one consume stops at a full batch)."""
-        while True:
-            before = self.n
-            dp.bpf.ring_buffer_consume()
-            if self.n == before:
-                return
-
-
-def _close_ring(dp: Datapath) -> None:
-    """Forget BCC's ring-buffer manager, so the next `open_ring_buffer` (run_events opens
-    its own) starts a fresh one instead of adding the same ring a second time."""
-    manager = dp.bpf._ringbuf_manager
-    if manager:
-        bcc_lib.bpf_free_ringbuf(manager)
-        dp.bpf._ringbuf_manager = None
 
 
 @dataclass
@@ -265,11 +208,11 @@ class IngestBench:
                 f"{v:.0%} of {k}" for k, v in self.idle_share.items())
                 + " right now (the rest goes to other processes)")
             os.sched_setaffinity(0, {CONSUMER_CPU})  # threads started from here inherit it
-            self.emit = self.emit_cost(packet)
+            self.emit = emit_cost(dp, packet)
             self.progress(f"  in the kernel: {self.emit['on_ns']} ns per run with the event, "
                           f"{self.emit['off_ns']} ns without (test-run means, median of "
                           f"{self.emit['rounds']})")
-            self.steps = self.step_costs()
+            self.steps = step_costs(dp, self.sample, packet)
             self.progress("  per-event cost by step (in process, no ring): " + ", ".join(
                 f"{c.step} {c.us:.1f} us" for c in self.steps))
             paced = dataclasses.replace(
@@ -310,7 +253,7 @@ class IngestBench:
         ctx.ifindex = workload.ENDPOINT_IFINDEX
         result = test_run(dp.from_pod_fd, packet, repeat=1, ctx=ctx)
         dp.bpf.ring_buffer_consume()
-        _close_ring(dp)
+        close_ring(dp)
         reasons = [drop_reasons.by_code(e.drop_reason).name for e in seen]
         if (result.retval != TC_ACT_SHOT or len(seen) != 1 or seen[0].type != EVENT_DROP
                 or reasons != [workload.EXPECTED_REASON]):
@@ -318,87 +261,6 @@ class IngestBench:
                               f"{workload.EXPECTED_REASON}; got verdict {result.retval}, "
                               f"events {reasons}")
         self.sample = raw[0]
-
-    def emit_cost(self, packet: bytes, rounds: int = 10, repeat: int = 5_000) -> dict[str, Any]:
-        """The program's mean run time (BPF_PROG_TEST_RUN's own clock) with flow events on and
-        off, alternating, the ring drained between runs so every submit succeeds."""
-        from agent.datapath.testrun import SkBuff, test_run
-
-        assert self.dp is not None
-        dp = self.dp
-        config = dp.table("tulle_config_v1")
-        key = config.Key(CFG_FLOW_EVENTS_OFF)
-        counter = _Count()
-        dp.table("flow_events_v1").open_ring_buffer(counter.on_event)
-        ctx = SkBuff()
-        ctx.ifindex = workload.ENDPOINT_IFINDEX
-        lost0 = dp.events_lost()
-        times: dict[bool, list[int]] = {True: [], False: []}
-        try:
-            for i in range(rounds):
-                for on in ((True, False) if i % 2 == 0 else (False, True)):
-                    config[key] = config.Leaf(0 if on else 1)
-                    times[on].append(test_run(dp.from_pod_fd, packet, repeat=repeat,
-                                              ctx=ctx).duration_ns)
-                    counter.consume_all(dp)
-        finally:
-            config[key] = config.Leaf(0)
-            _close_ring(dp)
-        on_ns, off_ns = statistics.median(times[True]), statistics.median(times[False])
-        return {"on_ns": round(on_ns), "off_ns": round(off_ns),
-                "event_ns": round(on_ns - off_ns), "rounds": rounds, "repeat": repeat,
-                "events": counter.n, "lost": dp.events_lost() - lost0}
-
-    def step_costs(self, n: int = 20_000, rounds: int = 3, batch: int = 1_000) -> list[StepCost]:
-        """The reader's steps timed alone on the recorded event, and what a read costs."""
-        assert self.dp is not None
-        dp = self.dp
-        ring = FlowRing()
-        metrics = FlowMetrics(MetricsConfig(), CollectorRegistry())
-        controller = DatapathController(workload.NODE, dp, FlowIngest(ring, (metrics,)))
-        reader = controller.events
-        try:
-            controller.index = workload.endpoint_index()
-            reader.drain([self.sample])  # warm the caches as a running agent has them
-            raw, how = ring._buf[0], ring._how[0]
-            assert isinstance(raw, bytes) and how is not None
-            steps: list[tuple[str, Callable[[], object], int]] = [
-                (f"resolve, count and store (EventReader.drain, batches of {batch:,})",
-                 lambda: reader.drain([self.sample] * batch), batch),
-                ("build the flow when a reader reads it (decode + apply peers)",
-                 lambda: how.flow(raw), 1),
-            ]
-            costs = [StepCost(f"read the mapped ring (MappedRingBuffer.read, batches of "
-                              f"{batch:,})", self.read_cost(batch, rounds))]
-            return costs + [StepCost(name, _best_us(fn, max(1, n // per), rounds) / per)
-                            for name, fn, per in steps]
-        finally:
-            controller.close_netlink()
-
-    def read_cost(self, batch: int, rounds: int) -> float:
-        """CPU µs per record of MappedRingBuffer.read on `batch` real records (best round)."""
-        from agent.datapath.testrun import SkBuff, test_run
-
-        assert self.dp is not None
-        table = self.dp.table("flow_events_v1")
-        mapped = MappedRingBuffer(table.map_fd, table.max_entries, RECORD_SIZE)
-        ctx = SkBuff()
-        ctx.ifindex = workload.ENDPOINT_IFINDEX
-        packet = bytes.fromhex(self.packet_hex)
-        best = float("inf")
-        try:
-            while mapped.read():
-                pass
-            for _ in range(rounds * 3):
-                test_run(self.dp.from_pod_fd, packet, repeat=batch, ctx=ctx)
-                started = time.thread_time()
-                got = mapped.read()
-                took = time.thread_time() - started
-                if len(got) == batch:
-                    best = min(best, took)
-        finally:
-            mapped.close()
-        return best / batch * 1e6 if best != float("inf") else 0.0
 
     # -- one run ---------------------------------------------------------------------------------
     def run_variant(self, variant: Variant, seconds: float, packet: bytes,
@@ -411,7 +273,7 @@ class IngestBench:
             observers = (FlowMetrics(MetricsConfig(), CollectorRegistry()),)
         controller = DatapathController(workload.NODE, dp, FlowIngest(ring, observers))
         controller.index = workload.endpoint_index()
-        counter = _Count()
+        counter = Count()
         if variant.callback == "count":
             controller.events.drain = counter.count  # type: ignore[method-assign]
 
@@ -420,7 +282,7 @@ class IngestBench:
 
         lost_before = dp.events_lost()
         controller.events._lost_seen = lost_before
-        _close_ring(dp)
+        close_ring(dp)
         argv = [sys.executable, "-m", "bench.observe.producer", "--prog", str(PIN_DIR / PROG_PIN),
                 "--packet", packet.hex(), "--cpu", str(PRODUCER_CPU), "--seconds", str(seconds)]
         if variant.rate:
@@ -476,7 +338,7 @@ class IngestBench:
                 spy.wait()
             raw_profile.unlink(missing_ok=True)
             controller.close_netlink()
-        _close_ring(dp)
+        close_ring(dp)
         run = IngestRun(
             variant=variant, seconds=report["end"] - report["start"],
             produced=int(report["produced"]), consumed=consumed(),

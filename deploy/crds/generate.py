@@ -10,10 +10,10 @@ AuthorizationPolicy, HTTPLocalRateLimitPolicy, LoadBalancerIPPool) into ``deploy
 ``ratelimit_schema.py``, ``lbpool_schema.py``.
 
 The schemas cover every field Tulle's model (``agent/model/convert_gateway.py``,
-``convert_httproute.py``) reads, with upstream's structure, names, enums, list bounds and
-lengths; the descriptions are ours. Format rules (hostnames, paths, names) and upstream's CEL
-rules are left to the lab's typed admission, which runs after the schema. Each version
-shares one schema (``conversion: None``), as upstream's do.
+``convert_httproute.py``, ``convert_httpfilter.py``) reads, with upstream's structure, names,
+enums, list bounds and lengths; the descriptions are ours. Format rules (hostnames, paths,
+names) and upstream's CEL rules are left to the lab's typed admission, which runs after the
+schema. Each version shares one schema (``conversion: None``), as upstream's do.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The HTTPRoute schema: every field Tulle's model reads (``agent/model/
-convert_httproute.py``), upstream's structure, enums and bounds, our descriptions."""
+convert_httproute.py`` and ``convert_httpfilter.py``), upstream's structure, enums and
+bounds, our descriptions."""
 
 from __future__ import annotations
 

@@ -132,7 +132,7 @@ def test_policy_cost_miss_runs_within_its_pool() -> None:
 def test_a_measurement_with_unexpected_answers_is_a_problem(
         non_2xx: int, socket: int, denied: float, problem: bool) -> None:
     from bench.l4.wrk import WrkResult
-    from bench.l7.cli import wrk_problem
+    from bench.l7.wrk import wrk_problem
 
     result = WrkResult(1000.0, 1000, 1.0, 1.0, 2.0, {"read": socket}, non_2xx)
     assert bool(wrk_problem(result, denied)) is problem

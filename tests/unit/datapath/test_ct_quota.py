@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 
 from agent.datapath import maps
-from agent.datapath.controller import (
+from agent.datapath.conntrack_gc import (
     CLOSED_GRACE_NS,
     CT_EGRESS,
     CT_F_CLOSED,
-    CT_F_TUNNEL,
     CT_SERVICE,
     TCP_IDLE_NS,
     plan_gc,
 )
+from agent.datapath.flowevents import CT_F_TUNNEL
 
 NOW = 100 * 10**12
 A, B = 0x0201F40A, 0x0701F40A  # be32 10.244.1.2 and 10.244.1.7 as BPF stores them
@@ -126,7 +126,7 @@ def test_a_nodeport_connection_keeps_its_service_entry() -> None:
     """From outside (bpf/lib/nodeport.h): the CT_NODEPORT entry is keyed on the tuple toward
     the backend, from the client or (SNAT) from the node with the client in backend_*; the
     client->node:nodePort service entry that chose the backend stays while it is open."""
-    from agent.datapath.controller import CT_F_SNAT, CT_NODEPORT
+    from agent.datapath.conntrack_gc import CT_F_SNAT, CT_NODEPORT
 
     client, node, backend = 0x0200F00A, 0x0B00F00A, 7
     svc = SimpleNamespace(dir=CT_SERVICE, tuple=SimpleNamespace(
