@@ -2,16 +2,17 @@
 after upstream v1.6.1's tlsroute-*.go and httproute-https-listener-detect-misdirected-
 requests.go (their tables and expectations; the objects are Tulle's own).
 
-One Gateway carries every TLS listener, each case on its own port (the lab's Gateway
-address pool is a /28): the four hostname intersections of TLSRouteHostnameIntersection
-(exact, wildcard, less specific wildcard, no hostname), a listener whose route names a
-backend in another namespace without a matching ReferenceGrant, a Terminate listener, and
-a port shared by a Terminate and a Passthrough listener (Mixed). The passthrough backends
-answer with their pod name under their own self-signed certificate (CN: the pod), so the
-client sees it was passed through; the terminated connections must verify against the
-cases' CA for the SNI name and reach a plain HTTP echo. A second Gateway has upstream's
-four HTTPS listeners on 443, one certificate for all, and is asked over HTTP/2 with one
-connection per SNI name carrying every :authority (the connection-reuse case)."""
+One Gateway carries every listener (the lab's Gateway addresses come from a /28, 14 of
+them, and the suite's Gateways take nearly all): upstream's four HTTPS listeners on 443,
+one certificate for all, asked over HTTP/2 with one connection per SNI name carrying every
+:authority (the connection-reuse case); and the TLS listeners, each case on its own port:
+the four hostname intersections of TLSRouteHostnameIntersection (exact, wildcard, less
+specific wildcard, no hostname), a listener whose route names a backend in another
+namespace without a matching ReferenceGrant, a Terminate listener, and a port shared by a
+Terminate and a Passthrough listener (Mixed). The passthrough backends answer with their
+pod name under their own self-signed certificate (CN: the pod), so the client sees it was
+passed through; the terminated connections must verify against the cases' CA for the SNI
+name and reach a plain HTTP echo."""
 
 from __future__ import annotations
 
@@ -37,7 +38,6 @@ from conformance.lab import GRPC_PYTHON, Lab, eventually
 NS = "gateway-conformance-tls"
 OTHER = "gateway-conformance-tls-other"
 TLS_GW = "tls-listeners"
-MIS_GW = "same-namespace-with-https-listener"
 CORE = ("Gateway", "TLSRoute")
 TERMINATE = "TLSRouteModeTerminate"
 MIXED = "TLSRouteModeMixed"
@@ -47,7 +47,7 @@ NAMES = ("tls.example.com", "example.org", "second-example.org", "*.wildcard.org
 MIS_PATH = "/detect-misdirected-requests"
 # listener name -> (port, hostname); Passthrough unless named in _TERMINATED
 LISTENERS: dict[str, tuple[int, str | None]] = {
-    "exact": (10443, "abc.example.com"), "wild": (443, "*.example.com"),
+    "exact": (10443, "abc.example.com"), "wild": (12443, "*.example.com"),
     "com": (11443, "*.com"), "any": (9443, None), "grant": (7443, "*.example.com"),
     "terminate": (8443, "tls.example.com"),
     "mixed-terminate": (8883, "tls.example.com"), "mixed-passthrough": (8883, "abc.example.com"),
@@ -133,14 +133,26 @@ def _grant(name: str, from_: dict[str, str], to: dict[str, str]) -> dict[str, An
 
 
 def _http_route(name: str, section: str, to: str, hostnames: list[str]) -> dict[str, Any]:
-    obj = route("HTTPRoute", NS, name, {"name": MIS_GW, "sectionName": section},
+    obj = route("HTTPRoute", NS, name, {"name": TLS_GW, "sectionName": section},
                 [{"matches": [prefix(MIS_PATH)], "backendRefs": [backend(to)]}], hostnames)
     return obj
 
 
+def _gateway() -> dict[str, Any]:
+    """One Gateway for every case here: upstream's four HTTPS listeners on 443 (one
+    certificate for all) and the TLS listeners on their own ports."""
+    https = [_https("https", None), _https("https-with-hostname", "second-example.org"),
+             _https("https-with-wildcard-hostname", "*.wildcard.org"),
+             _https("https-with-hostname-matching-wildcard", "fourth-example.wildcard.org")]
+    return {"apiVersion": GATEWAY_API, "kind": "Gateway",
+            "metadata": {"name": TLS_GW, "namespace": NS},
+            "spec": {"gatewayClassName": "tulle",
+                     "listeners": [*https, *(_listener(n) for n in LISTENERS)]}}
+
+
 def _base() -> tuple[dict[str, Any], ...]:
     return (
-        namespace(NS), echo(NS, "client"),
+        namespace(NS), echo(NS, "client"), _gateway(),
         *(echo(NS, f"backend-v{i}") for i in (1, 2, 3)),
         *(service(NS, f"backend-v{i}") for i in (1, 2, 3)),
         pki(NAMES).secret(NS, "gateway-cert"),
@@ -153,9 +165,6 @@ def _tls_manifests() -> tuple[dict[str, Any], ...]:
         _tls_server("tls-backend"), _tls_server("tls-backend-2"),
         _tls_service(NS, "tls-backend"), _tls_service(NS, "tls-backend-2"),
         _tls_service(OTHER, "tls-backend", selector=False),
-        {"apiVersion": GATEWAY_API, "kind": "Gateway",
-         "metadata": {"name": TLS_GW, "namespace": NS},
-         "spec": {"gatewayClassName": "tulle", "listeners": [_listener(n) for n in LISTENERS]}},
         # TLSRouteHostnameIntersection: x-1 (exact), x-2 (wild), x-3 (com), x-4 (any)
         _tls_route("abc", ("wild", "com", "any"), "abc.example.com", "tls-backend"),
         _tls_route("star-com", ("wild", "any"), "*.com", "tls-backend-2"),
@@ -181,12 +190,6 @@ def _tls_manifests() -> tuple[dict[str, Any], ...]:
 def _misdirected_manifests() -> tuple[dict[str, Any], ...]:
     return (
         *_base(),
-        {"apiVersion": GATEWAY_API, "kind": "Gateway",
-         "metadata": {"name": MIS_GW, "namespace": NS},
-         "spec": {"gatewayClassName": "tulle", "listeners": [
-             _https("https", None), _https("https-with-hostname", "second-example.org"),
-             _https("https-with-wildcard-hostname", "*.wildcard.org"),
-             _https("https-with-hostname-matching-wildcard", "fourth-example.wildcard.org")]}},
         _http_route("misdirected-1", "https", "backend-v1", ["example.org"]),
         _http_route("misdirected-2", "https-with-hostname", "backend-v2", []),
         _http_route("misdirected-3", "https-with-wildcard-hostname", "backend-v3", []),
@@ -313,7 +316,7 @@ def _misdirected(lab: Lab) -> None:
     plan: dict[str, list[str]] = {}
     for sni, host, _, _ in MISDIRECTED_TABLE:
         plan.setdefault(sni, []).append(host)
-    args = (gateway_address(lab, NS, MIS_GW), "443", pki(NAMES).ca, MIS_PATH,
+    args = (gateway_address(lab, NS, TLS_GW), "443", pki(NAMES).ca, MIS_PATH,
             json.dumps(list(plan.items())))
 
     def once() -> None:
