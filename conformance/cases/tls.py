@@ -115,10 +115,11 @@ def _https(name: str, hostname: str | None) -> dict[str, Any]:
     return out
 
 
-def _tls_route(name: str, sections: tuple[str, ...], hostname: str, to: str,
-               ns: str | None = None, port: int = 443) -> dict[str, Any]:
+def tls_route(name: str, sections: tuple[str, ...], hostname: str, to: str,
+              ns: str | None = None, port: int = 443, **ref: Any) -> dict[str, Any]:
+    """A TLSRoute in NS for ``hostname`` on the listeners ``sections`` of the Gateway."""
     obj = route("TLSRoute", NS, name, {"name": TLS_GW, "sectionName": sections[0]},
-                [{"backendRefs": [backend(to, port, ns)]}], hostnames=[hostname])
+                [{"backendRefs": [backend(to, port, ns, **ref)]}], hostnames=[hostname])
     obj["spec"]["parentRefs"] = [{"name": TLS_GW, "sectionName": s} for s in sections]
     return obj
 
@@ -140,14 +141,17 @@ def _http_route(name: str, section: str, to: str, hostnames: list[str]) -> dict[
 
 def _gateway() -> dict[str, Any]:
     """One Gateway for every case here: upstream's four HTTPS listeners on 443 (one
-    certificate for all) and the TLS listeners on their own ports."""
+    certificate for all), the TLS listeners on their own ports, and an HTTP listener (that
+    TLSRoutes must not attach to)."""
     https = [_https("https", None), _https("https-with-hostname", "second-example.org"),
              _https("https-with-wildcard-hostname", "*.wildcard.org"),
              _https("https-with-hostname-matching-wildcard", "fourth-example.wildcard.org")]
     return {"apiVersion": GATEWAY_API, "kind": "Gateway",
             "metadata": {"name": TLS_GW, "namespace": NS},
             "spec": {"gatewayClassName": "tulle",
-                     "listeners": [*https, *(_listener(n) for n in LISTENERS)]}}
+                     "listeners": [*https, *(_listener(n) for n in LISTENERS),
+                                   {"name": "http", "port": 8081, "protocol": "HTTP",
+                                    "allowedRoutes": {"namespaces": {"from": "Same"}}}]}}
 
 
 def _base() -> tuple[dict[str, Any], ...]:
@@ -166,12 +170,12 @@ def _tls_manifests() -> tuple[dict[str, Any], ...]:
         _tls_service(NS, "tls-backend"), _tls_service(NS, "tls-backend-2"),
         _tls_service(OTHER, "tls-backend", selector=False),
         # TLSRouteHostnameIntersection: x-1 (exact), x-2 (wild), x-3 (com), x-4 (any)
-        _tls_route("abc", ("wild", "com", "any"), "abc.example.com", "tls-backend"),
-        _tls_route("star-com", ("wild", "any"), "*.com", "tls-backend-2"),
-        _tls_route("star-example", ("exact",), "*.example.com", "tls-backend"),
-        _tls_route("star-example-2", ("com",), "*.example.com", "tls-backend-2"),
+        tls_route("abc", ("wild", "com", "any"), "abc.example.com", "tls-backend"),
+        tls_route("star-com", ("wild", "any"), "*.com", "tls-backend-2"),
+        tls_route("star-example", ("exact",), "*.example.com", "tls-backend"),
+        tls_route("star-example-2", ("com",), "*.example.com", "tls-backend-2"),
         # TLSRouteInvalidReferenceGrant
-        _tls_route("grant", ("grant",), "abc.example.com", "tls-backend", ns=OTHER),
+        tls_route("grant", ("grant",), "abc.example.com", "tls-backend", ns=OTHER),
         _grant("wrong-from-group", {"group": "not-the-group-youre-looking-for"}, {}),
         _grant("wrong-from-kind", {"kind": "Gateway"}, {}),
         _grant("wrong-from-namespace", {"namespace": "not-the-namespace-youre-looking-for"}, {}),
@@ -179,10 +183,10 @@ def _tls_manifests() -> tuple[dict[str, Any], ...]:
         _grant("wrong-to-kind", {}, {"kind": "Secret"}),
         _grant("wrong-to-name", {}, {"name": "not-the-service-youre-looking-for"}),
         # Terminate and Mixed: the terminated streams go to a plain HTTP echo
-        _tls_route("terminate", ("terminate",), "tls.example.com", "backend-v1", port=80),
-        _tls_route("mixed-terminate", ("mixed-terminate",), "tls.example.com", "backend-v1",
+        tls_route("terminate", ("terminate",), "tls.example.com", "backend-v1", port=80),
+        tls_route("mixed-terminate", ("mixed-terminate",), "tls.example.com", "backend-v1",
                    port=80),
-        _tls_route("mixed-passthrough", ("mixed-passthrough",), "abc.example.com",
+        tls_route("mixed-passthrough", ("mixed-passthrough",), "abc.example.com",
                    "tls-backend"),
     )
 
@@ -200,7 +204,7 @@ def _misdirected_manifests() -> tuple[dict[str, Any], ...]:
 # --- checks ----------------------------------------------------------------------------
 
 
-def _expect(lab: Lab, wants: list[tuple[str, str, str | None]]) -> None:
+def expect_connections(lab: Lab, wants: list[tuple[str, str, str | None]]) -> None:
     """(listener, SNI, backend) on the TLS Gateway: the Deployment that must answer, or
     None for a connection that must be refused. Terminate listeners are asked over HTTP
     with the cases' CA; passthrough ones must show the backend's own certificate."""
@@ -230,7 +234,7 @@ def _expect(lab: Lab, wants: list[tuple[str, str, str | None]]) -> None:
     eventually(once, timeout=45)
 
 
-def _route_conditions(lab: Lab, name: str) -> dict[str, tuple[str, str]]:
+def route_conditions(lab: Lab, name: str) -> dict[str, tuple[str, str]]:
     for r in lab.get("tlsroutes", NS):
         if r["metadata"]["name"] == name:
             parents = (r.get("status") or {}).get("parents") or [{}]
@@ -239,9 +243,9 @@ def _route_conditions(lab: Lab, name: str) -> dict[str, tuple[str, str]]:
     raise CaseFailed(f"TLSRoute {NS}/{name} not found")
 
 
-def _expect_route(lab: Lab, name: str, want: dict[str, tuple[str, str | None]]) -> None:
+def expect_route(lab: Lab, name: str, want: dict[str, tuple[str, str | None]]) -> None:
     def once() -> None:
-        got = _route_conditions(lab, name)
+        got = route_conditions(lab, name)
         for type_, (status, reason) in want.items():
             seen = got.get(type_)
             if seen is None or seen[0] != status or (reason and seen[1] != reason):
@@ -254,14 +258,33 @@ _RESOLVED: dict[str, tuple[str, str | None]] = {"Accepted": ("True", None),
                                                "ResolvedRefs": ("True", None)}
 
 
+def expect_tls_listeners(lab: Lab, names: tuple[str, ...], attached: int | None) -> None:
+    """The TLS Gateway's listeners ``names`` are Accepted with TLSRoute as their only kind
+    (and ``attached`` routes, unless None)."""
+    def once() -> None:
+        gateways = {g["metadata"]["name"]: g for g in lab.get("gateways", NS)}
+        status = {ls["name"]: ls for ls in (gateways.get(TLS_GW, {}).get("status") or {})
+                  .get("listeners") or []}
+        for name in names:
+            ls = status.get(name) or {}
+            accepted = [c for c in ls.get("conditions") or [] if c["type"] == "Accepted"]
+            kinds = [k.get("kind") for k in ls.get("supportedKinds") or []]
+            if (not accepted or accepted[0]["status"] != "True" or kinds != ["TLSRoute"]
+                    or (attached is not None and ls.get("attachedRoutes") != attached)):
+                raise CaseFailed(f"listener {name}: {json.dumps(ls)}, want Accepted, kinds "
+                                 f"[TLSRoute], attachedRoutes {attached}")
+
+    eventually(once, timeout=30)
+
+
 def _intersection(lab: Lab) -> None:
     """Routes attach where their hostnames intersect the listener's and serve only the
     intersection: an exact listener with a wildcard route, a wildcard listener with exact
     and less specific wildcard routes, "*.com" with more specific ones, and a listener
     without hostname; a name outside every intersection is refused."""
     for name in ("abc", "star-com", "star-example", "star-example-2"):
-        _expect_route(lab, name, _RESOLVED)
-    _expect(lab, [
+        expect_route(lab, name, _RESOLVED)
+    expect_connections(lab, [
         ("exact", "abc.example.com", "tls-backend"), ("exact", "non.matching.com", None),
         ("wild", "abc.example.com", "tls-backend"), ("wild", "other.example.com", "tls-backend-2"),
         ("wild", "non.matching.com", None),
@@ -275,38 +298,25 @@ def _intersection(lab: Lab) -> None:
 def _invalid_grant(lab: Lab) -> None:
     """A backend in another namespace that no ReferenceGrant covers (six near misses):
     Accepted, ResolvedRefs False RefNotPermitted, and no connection is passed on."""
-    _expect_route(lab, "grant", {"Accepted": ("True", None),
+    expect_route(lab, "grant", {"Accepted": ("True", None),
                                  "ResolvedRefs": ("False", "RefNotPermitted")})
-    _expect(lab, [("grant", "abc.example.com", None)])
+    expect_connections(lab, [("grant", "abc.example.com", None)])
 
 
 def _terminate(lab: Lab) -> None:
     """The Gateway ends TLS with its certificate (verified for the SNI name against the
     cases' CA) and the route carries plain bytes to an HTTP echo; an SNI no listener on
     the port has is refused."""
-    _expect_route(lab, "terminate", _RESOLVED)
-    _expect(lab, [("terminate", "tls.example.com", "backend-v1"),
+    expect_route(lab, "terminate", _RESOLVED)
+    expect_connections(lab, [("terminate", "tls.example.com", "backend-v1"),
                   ("terminate", "abc.example.com", None)])
 
 
 def _mixed(lab: Lab) -> None:
     """A Terminate and a Passthrough listener on one port, both Accepted with one route
     each and TLSRoute as their kind; the SNI picks the mode."""
-    def listeners() -> None:
-        gateways = {g["metadata"]["name"]: g for g in lab.get("gateways", NS)}
-        status = {ls["name"]: ls for ls in (gateways.get(TLS_GW, {}).get("status") or {})
-                  .get("listeners") or []}
-        for name in ("mixed-terminate", "mixed-passthrough"):
-            ls = status.get(name) or {}
-            accepted = [c for c in ls.get("conditions") or [] if c["type"] == "Accepted"]
-            kinds = [k.get("kind") for k in ls.get("supportedKinds") or []]
-            if (not accepted or accepted[0]["status"] != "True"
-                    or ls.get("attachedRoutes") != 1 or kinds != ["TLSRoute"]):
-                raise CaseFailed(f"listener {name}: {json.dumps(ls)}, want Accepted, one "
-                                 "attached route, kinds [TLSRoute]")
-
-    eventually(listeners, timeout=30)
-    _expect(lab, [("mixed-terminate", "tls.example.com", "backend-v1"),
+    expect_tls_listeners(lab, ("mixed-terminate", "mixed-passthrough"), attached=1)
+    expect_connections(lab, [("mixed-terminate", "tls.example.com", "backend-v1"),
                   ("mixed-passthrough", "abc.example.com", "tls-backend")])
 
 
@@ -336,6 +346,7 @@ def _misdirected(lab: Lab) -> None:
 
 
 TLS = _tls_manifests()
+"""The TLS cases' objects (``tls_status`` adds its routes to them)."""
 MISDIRECTED_OBJECTS = _misdirected_manifests()
 CASES = [
     Case("TLSRouteHostnameIntersection", "GATEWAY-TLS", CORE, TLS, _intersection,
