@@ -118,6 +118,21 @@ class GatewayPortTable:
                     return table
         return self.any
 
+    def misdirected(self, authority: str, sni_listener: str | None) -> bool:
+        """Over TLS: whether a request for ``authority`` (Host or :authority) belongs to
+        another listener than ``sni_listener``, the one the handshake's SNI chose.
+
+        RFC 9110 15.5.20 (421 Misdirected Request) and Gateway API's
+        GatewayHTTPSListenerDetectMisdirectedRequests: listeners on one port may share a
+        certificate, so an HTTP/2 client may reuse a connection opened for one of them
+        (RFC 9113 9.1.1); its request must not reach the routes of a listener whose
+        hostname, certificate or client validation it never negotiated. The Host is read
+        as routing reads it (``host_of``: port, case and a trailing dot ignored), so a
+        request is misdirected exactly when routing would pick another listener, or none.
+        An absent Host (HTTP/1.0) is the listener without hostname's, like routing's."""
+        hosted = self.listener_for(host_of(authority))
+        return hosted is None or hosted.info.name != sni_listener
+
 
 class ServicePortTable:
     __slots__ = ("producer", "consumers", "grpc_producer", "grpc_consumers")

@@ -331,8 +331,7 @@ class Proxy:
         table = self.tables.gateways.get(parent) if isinstance(parent, GatewayParent) else None
         if table is None:
             return False
-        hosted = table.listener_for(host_of(ex.authority))
-        return hosted is None or hosted.info.name != sni_listener
+        return table.misdirected(ex.authority, sni_listener)
 
     def pick(
         self, target: BackendTarget, client: Address, prefer: Address | None = None

@@ -19,9 +19,12 @@ def all_cases() -> list[Case]:
         listenerset,
         mesh_http,
         streams,
+        tls,
+        tls_status,
     )
 
     return [*gateway_http.CASES, *gateway_more.CASES, *gateway_status.CASES, *mesh_http.CASES,
             *grpc.CASES, *streams.CASES, *claims_more.CASES,
             *gateway_addresses.CASES, *backend_tls.CASES, *listenerset.CASES,
-            *frontend_tls.CASES]
+            *frontend_tls.CASES,
+            *tls.CASES, *tls_status.CASES]
