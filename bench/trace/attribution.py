@@ -106,7 +106,7 @@ def summarize(samples: list[Sample]) -> dict[str, Any]:
     system calls by name. Programs sort by what tracing adds per request, largest first."""
     on = [s for s in samples if s.tracing]
     off = [s for s in samples if not s.tracing]
-    rows = []
+    rows: list[dict[str, Any]] = []
     names = sorted({(p.name, p.kind) for s in samples for p in s.progs})
     for name, kind in names:
         def total(group: list[Sample], attr: str, name: str = name, kind: str = kind) -> int:
