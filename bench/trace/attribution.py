@@ -3,8 +3,8 @@
 Each measured run yields a `Sample`: the kernel's run-time stats of every BPF program the
 agents hold (calls and ns between two readings, ``bench/bpfprogs.py``), node1's waypoint's
 user and system CPU time (``/proc/PID/stat``, the kernel's tick sampling) and its exact run
-time (``/proc/PID/task/*/schedstat``), and its system calls by name (``perf stat`` on the
-``syscalls`` tracepoints of its threads). `summarize` divides each by the requests wrk
+time (``/proc/PID/task/*/schedstat``), and its system calls by name (counted in the kernel:
+``bench/trace/attribute.py``). `summarize` divides each by the requests wrk
 counted, tracing on against off. This kernel has no IRQ time accounting
 (``CONFIG_IRQ_TIME_ACCOUNTING`` unset), so softirq work run on the way out of the
 waypoint's own system calls (the receive path of the pods' sockets on the other end of a
@@ -19,7 +19,7 @@ from typing import Any
 
 from bench.tracecost_stats import ProgInfo, ProgStats
 
-ALL = "all"  # the syscall "name" perf's raw_syscalls:sys_enter counts under
+ALL = "all"  # every system call, under one name
 PROG_TYPES = {3: "tc", 5: "tracepoint", 13: "sock_ops", 17: "raw_tracepoint"}
 
 
@@ -59,29 +59,11 @@ def prog_runs(infos: Mapping[int, ProgInfo], before: Mapping[int, ProgStats],
     return tuple(ProgRuns(n, k, r, t) for (n, k), (r, t) in sorted(out.items()))
 
 
-def parse_perf_stat(text: str) -> dict[str, int]:
-    """``perf stat -x,`` output -> syscall name -> count (``all`` for raw_syscalls).
-
-    Raises ValueError for an event perf did not count (``<not counted>``, ``<not
-    supported>``): a missing figure must not read as zero calls."""
-    counts: dict[str, int] = {}
-    for line in text.splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        parts = line.split(",")
-        if len(parts) < 3:
-            raise ValueError(f"perf stat line not understood: {line!r}")
-        value, event = parts[0], parts[2]
-        if event == "raw_syscalls:sys_enter":
-            name = ALL
-        elif event.startswith("syscalls:sys_enter_"):
-            name = event.removeprefix("syscalls:sys_enter_")
-        else:
-            continue
-        if not value.isdigit():
-            raise ValueError(f"perf did not count {event}: {value}")
-        counts[name] = counts.get(name, 0) + int(value)
-    return counts
+def syscall_delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
+    """System calls by name made between two readings of the running counts, and ``all``."""
+    out = {n: c - before.get(n, 0) for n, c in after.items() if c > before.get(n, 0)}
+    out[ALL] = sum(out.values())
+    return out
 
 
 def stat_times(text: str, clk_tck: int) -> tuple[float, float]:

@@ -61,8 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--attribute", action="store_true",
                    help="also attribute tracing's cost per request: every agent BPF program's "
                         "calls and ns (kernel run-time stats, on only for the run), node1's "
-                        "waypoint's user/system CPU and its system calls (perf stat); the "
-                        "readings add cost, so such a run's on/off figures are not the cost")
+                        "waypoint's user/system CPU and its system calls (counted in the "
+                        "kernel); the readings add cost, so such a run's on/off figures are not the cost")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -138,7 +138,7 @@ def attribution_markdown(att: dict[str, Any]) -> list[str]:
             f"with tracing on, {att['requests']['off']:,} off. Per request: each BPF program "
             "the agents hold (kernel run-time stats, the agents' copies summed; ns/call "
             "includes the stats' own clock reads), node1's waypoint's CPU and its system "
-            "calls (perf stat). The readings cost too, so this run's on/off cost above "
+            "calls (counted in the kernel). The readings cost too, so this run's on/off cost above "
             "overstates tracing's.", "",
             markdown_table(PROGRAM_HEADER, program_rows(att)), "",
             markdown_table(WAYPOINT_HEADER, waypoint_rows(att)), "",

@@ -188,7 +188,7 @@ class TraceBench:
                         self.runs.append(self.measure(lab, runner, name, pair, on))
             self.notes.extend(runner.notes)
         finally:
-            stack.close()  # perf stopped, BPF stats off (the kernel's count of users)
+            stack.close()  # the syscall counter unloaded, BPF stats off
             if self.attribute:
                 self.notes.append(f"kernel.bpf_stats_enabled after the run: {stats_sysctl()}")
             try:

@@ -2,46 +2,35 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from bench.l4.labs import BenchError
-from bench.trace import attribute, overhead
+from bench.trace import overhead
 from bench.trace.attribution import (
     ALL,
     ProgRuns,
     Sample,
-    parse_perf_stat,
     prog_runs,
     schedstat_ns,
     stat_times,
     summarize,
+    syscall_delta,
     syscall_rows,
     waypoint_rows,
 )
 from bench.trace.cli import parse_args, render_markdown
 from bench.tracecost_stats import ProgInfo, ProgStats
 
-PERF = """# started on Sun Dec  6 20:11:36 2026
 
-5000,,raw_syscalls:sys_enter,1003465845,100.00,,
-12,,syscalls:sys_enter_getsockopt,1003465845,100.00,,
-900,,syscalls:sys_enter_writev,1003465845,100.00,,
-"""
-
-
-def test_perf_stat_counts_by_syscall_name() -> None:
-    assert parse_perf_stat(PERF) == {ALL: 5000, "getsockopt": 12, "writev": 900}
-
-
-def test_an_event_perf_did_not_count_is_an_error_not_zero() -> None:
-    with pytest.raises(ValueError, match="getsockopt"):
-        parse_perf_stat("<not counted>,,syscalls:sys_enter_getsockopt,0,100.00,,\n")
-    with pytest.raises(ValueError, match="not understood"):
-        parse_perf_stat("garbage\n")
+def test_syscalls_made_between_two_readings_by_name_and_in_all() -> None:
+    before = {"getsockopt": 10, "writev": 100, "close": 3}
+    after = {"getsockopt": 12, "writev": 190, "close": 3, "accept4": 1}
+    assert syscall_delta(before, after) == {"getsockopt": 2, "writev": 90, "accept4": 1,
+                                            ALL: 93}
+    assert syscall_delta({}, {}) == {ALL: 0}
 
 
 def test_proc_stat_and_schedstat() -> None:
@@ -109,15 +98,3 @@ def test_attribution_refuses_without_the_waypoint_or_an_agent() -> None:
     with pytest.raises(BenchError, match="waypoint-node1"):
         bench.start_attribution(lab, overhead.ExitStack())
     assert bench.attributor is None
-
-
-def test_perf_events_need_the_getsockopt_tracepoint(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "sys_enter_writev").mkdir()
-    monkeypatch.setattr(attribute, "TRACEFS", tmp_path)
-    with pytest.raises(BenchError, match="getsockopt"):
-        attribute.perf_events()
-    (tmp_path / "sys_enter_getsockopt").mkdir()
-    assert attribute.perf_events() == ["raw_syscalls:sys_enter",
-                                       "syscalls:sys_enter_getsockopt",
-                                       "syscalls:sys_enter_writev"]
