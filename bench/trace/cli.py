@@ -62,7 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also attribute tracing's cost per request: every agent BPF program's "
                         "calls and ns (kernel run-time stats, on only for the run), node1's "
                         "waypoint's user/system CPU and its system calls (counted in the "
-                        "kernel); the readings add cost, so such a run's on/off figures are not the cost")
+                        "kernel); the readings add cost, so such a run's on/off figures are "
+                        "not the cost")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", type=Path, default=RESULTS)
