@@ -5,8 +5,8 @@ each program's name and size, and the stats of every program a set of processes 
 Stats go on through ``BPF_ENABLE_STATS`` rather than by writing the
 ``kernel.bpf_stats_enabled`` sysctl: the kernel counts the fd as one user of the stats and
 drops it when the fd closes, however this process ends (even SIGKILL), so the sysctl goes
-back to what it was (0, unless someone else holds stats on) and is never left on. While the
-fd is open the sysctl reads 1.
+back to what it was (off, unless someone else holds stats on) and is never left on. The
+sysctl reads its own setting only: 0 before, during and after such a run.
 """
 
 from __future__ import annotations

@@ -87,13 +87,15 @@ class Attributor:
         self._calls = self.syscalls.read()
         self._cpu, self._run_ns = self._times()
 
-    def end(self, tracing: bool, requests: int) -> Sample:
+    def end(self, tracing: bool, requests: int, process_cpu: dict[str, float]) -> Sample:
+        """The readings since `begin`; `process_cpu`: each lab process's CPU seconds over the
+        run (the caller's, who reads them for the run's table anyway)."""
         (user1, sys1), run1 = self._times()
         progs = held_programs(self.agents)
         syscalls = syscall_delta(self._calls, self.syscalls.read())
         (user0, sys0), run0 = self._cpu, self._run_ns
         return Sample(tracing, requests, prog_runs(self.infos, self._progs, progs),
-                      user1 - user0, sys1 - sys0, run1 - run0, syscalls)
+                      user1 - user0, sys1 - sys0, run1 - run0, syscalls, process_cpu)
 
     def close(self) -> None:
         self.syscalls.close()

@@ -2,9 +2,9 @@
 
 Each measured run yields a `Sample`: the kernel's run-time stats of every BPF program the
 agents hold (calls and ns between two readings, ``bench/bpfprogs.py``), node1's waypoint's
-user and system CPU time (``/proc/PID/stat``, the kernel's tick sampling) and its exact run
-time (``/proc/PID/task/*/schedstat``), and its system calls by name (counted in the kernel:
-``bench/trace/attribute.py``). `summarize` divides each by the requests wrk
+user and system CPU time (``/proc/PID/stat``, the kernel's tick sampling; every lab
+process's too) and its exact run time (``/proc/PID/task/*/schedstat``), and its system calls
+by name (counted in the kernel: ``bench/trace/attribute.py``). `summarize` divides each by the requests wrk
 counted, tracing on against off. This kernel has no IRQ time accounting
 (``CONFIG_IRQ_TIME_ACCOUNTING`` unset), so softirq work run on the way out of the
 waypoint's own system calls (the receive path of the pods' sockets on the other end of a
@@ -40,6 +40,7 @@ class Sample:
     sys_s: float = 0.0
     run_ns: int = 0  # schedstat: the waypoint's threads' time on a CPU, exact
     syscalls: Mapping[str, int] = field(default_factory=dict)
+    process_cpu: Mapping[str, float] = field(default_factory=dict)  # lab process -> CPU s
 
 
 def prog_runs(infos: Mapping[int, ProgInfo], before: Mapping[int, ProgStats],
@@ -117,8 +118,14 @@ def summarize(samples: list[Sample]) -> dict[str, Any]:
                  "off_per_request": round(
                      _per_request(off, sum(s.syscalls.get(n, 0) for s in off)), 4)}
                 for n in calls]
+    roles = sorted({r for s in samples for r in s.process_cpu})
+    processes = [{"process": r, **{
+        f"{state}_us_per_request": round(_per_request(
+            group, 1e6 * sum(s.process_cpu.get(r, 0.0) for s in group)), 2)
+        for state, group in (("on", on), ("off", off))}} for r in roles]
     return {"requests": {"on": sum(s.requests for s in on), "off": sum(s.requests for s in off)},
-            "programs": rows, "waypoint": waypoint, "syscalls": syscalls}
+            "programs": rows, "waypoint": waypoint, "syscalls": syscalls,
+            "processes": processes}
 
 
 def _num(value: float | None, digits: int) -> str:
@@ -128,6 +135,7 @@ def _num(value: float | None, digits: int) -> str:
 PROGRAM_HEADER = ["program", "type", "calls/request on", "calls/request off", "ns/call on",
                   "ns/request on", "ns/request off", "added ns/request"]
 WAYPOINT_HEADER = ["node1's waypoint, per request", "on", "off", "on − off"]
+PROCESS_HEADER = ["lab process CPU µs per request (ticks)", "on", "off", "on − off"]
 SYSCALL_HEADER = ["waypoint system call", "per request on", "per request off"]
 
 
@@ -150,3 +158,10 @@ def syscall_rows(att: dict[str, Any]) -> list[list[str]]:
     return [["every system call" if r["syscall"] == ALL else r["syscall"],
              _num(r["on_per_request"], 3), _num(r["off_per_request"], 3)]
             for r in att["syscalls"]]
+
+
+def process_rows(att: dict[str, Any]) -> list[list[str]]:
+    """Every lab process's CPU per request (reports before it was recorded: none)."""
+    return [[r["process"], _num(r["on_us_per_request"], 2), _num(r["off_us_per_request"], 2),
+             _num(r["on_us_per_request"] - r["off_us_per_request"], 2)]
+            for r in att.get("processes", [])]

@@ -28,9 +28,11 @@ from bench.l4.labs import BenchError
 from bench.l4.report import markdown_table, text_table
 from bench.observe.report import write
 from bench.trace.attribution import (
+    PROCESS_HEADER,
     PROGRAM_HEADER,
     SYSCALL_HEADER,
     WAYPOINT_HEADER,
+    process_rows,
     program_rows,
     summarize,
     syscall_rows,
@@ -143,6 +145,7 @@ def attribution_markdown(att: dict[str, Any]) -> list[str]:
             "overstates tracing's.", "",
             markdown_table(PROGRAM_HEADER, program_rows(att)), "",
             markdown_table(WAYPOINT_HEADER, waypoint_rows(att)), "",
+            markdown_table(PROCESS_HEADER, process_rows(att)), "",
             markdown_table(SYSCALL_HEADER, syscall_rows(att)), ""]
 
 

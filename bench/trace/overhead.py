@@ -278,9 +278,10 @@ class TraceBench:
         if attributor is not None:
             attributor.begin()
         result = self.wrk(lab, runner, url, close)
-        if attributor is not None:
-            self.samples.append(attributor.end(on, result.requests))
         after = lab.lab_cpu()
+        if attributor is not None:
+            self.samples.append(attributor.end(on, result.requests, {
+                k: after[k] - v for k, v in before.items() if k in after}))
         cores = sum(after.get(k, 0.0) - v for k, v in before.items()) / max(result.seconds, 1e-9)
         waypoint = after.get(WAYPOINT, 0.0) - before.get(WAYPOINT, 0.0)
         label = "warm-up" if pair == WARM_UP else f"pair {pair + 1}"

@@ -13,6 +13,7 @@ from bench.trace.attribution import (
     ALL,
     ProgRuns,
     Sample,
+    process_rows,
     prog_runs,
     schedstat_ns,
     stat_times,
@@ -53,7 +54,8 @@ def sample(on: bool, requests: int, ns: int, runs: int, sys_s: float, gso: int) 
     return Sample(on, requests, (ProgRuns("trace_sockops", "sock_ops", runs, ns),
                                  ProgRuns("from_pod", "tc", requests, 100 * requests)),
                   user_s=requests * 80e-6, sys_s=sys_s, run_ns=requests * 90_000,
-                  syscalls={ALL: 6 * requests, "getsockopt": gso})
+                  syscalls={ALL: 6 * requests, "getsockopt": gso},
+                  process_cpu={"agent-node1": requests * (3e-6 if on else 1e-6)})
 
 
 def test_summary_is_per_request_on_against_off_largest_addition_first() -> None:
@@ -70,6 +72,8 @@ def test_summary_is_per_request_on_against_off_largest_addition_first() -> None:
     assert att["waypoint"]["on"]["system_us"] == 12.0
     assert att["waypoint"]["off"]["system_us"] == 8.0
     assert waypoint_rows(att)[1] == ["system CPU µs (ticks)", "12.00", "8.00", "4.00"]
+    assert process_rows(att) == [["agent-node1", "3.00", "1.00", "2.00"]]
+    assert process_rows({"programs": []}) == []  # a report from before the column
     assert syscall_rows(att) == [["every system call", "6.000", "6.000"],
                                  ["getsockopt", "0.010", "0.000"]]
 
