@@ -4,8 +4,8 @@ Each measured run yields a `Sample`: the kernel's run-time stats of every BPF pr
 agents hold (calls and ns between two readings, ``bench/bpfprogs.py``), node1's waypoint's
 user and system CPU time (``/proc/PID/stat``, the kernel's tick sampling; every lab
 process's too) and its exact run time (``/proc/PID/task/*/schedstat``), and its system calls
-by name (counted in the kernel: ``bench/trace/attribute.py``). `summarize` divides each by the requests wrk
-counted, tracing on against off. This kernel has no IRQ time accounting
+by name (counted in the kernel: ``bench/trace/attribute.py``). `summarize` divides each by
+the requests wrk counted, tracing on against off. This kernel has no IRQ time accounting
 (``CONFIG_IRQ_TIME_ACCOUNTING`` unset), so softirq work run on the way out of the
 waypoint's own system calls (the receive path of the pods' sockets on the other end of a
 veth, and the BPF programs in it) is charged to the waypoint as system time.
