@@ -7,7 +7,9 @@ median, and the target (tracing costs <= 2%). Beside it, node1's waypoint's CPU 
 on ÷ off (its median): what the split costs the waypoint itself, which the other load of a
 shared machine moves far less than req/s. On a busy machine, many short pairs of the one
 workload near its target, pinned, narrow the figure most: ``--workloads waypoint --pairs 12
---seconds 3 --pin``. Results: bench/results/trace-<date>.{md,json}.
+--seconds 3 --pin``. ``--attribute`` adds where the cost goes, per request: each BPF
+program the agents hold, each lab process's CPU and the waypoint's system calls
+(bench/trace/attribute.py). Results: bench/results/trace-<date>.{md,json}.
 """
 
 from __future__ import annotations
