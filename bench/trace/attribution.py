@@ -14,7 +14,7 @@ veth, and the BPF programs in it) is charged to the waypoint as system time.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.tracecost_stats import ProgInfo, ProgStats
@@ -126,6 +126,14 @@ def summarize(samples: list[Sample]) -> dict[str, Any]:
     return {"requests": {"on": sum(s.requests for s in on), "off": sum(s.requests for s in off)},
             "programs": rows, "waypoint": waypoint, "syscalls": syscalls,
             "processes": processes}
+
+
+def samples_json(samples: list[Sample]) -> list[dict[str, Any]]:
+    """Each run's readings as recorded, so a report can be summed again over a subset (say,
+    without a run the machine's other load spoiled)."""
+    return [{**asdict(s), "progs": [asdict(p) for p in s.progs],
+             "syscalls": dict(s.syscalls), "process_cpu": dict(s.process_cpu)}
+            for s in samples]
 
 
 def _num(value: float | None, digits: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,6 +16,7 @@ from bench.trace.attribution import (
     Sample,
     process_rows,
     prog_runs,
+    samples_json,
     schedstat_ns,
     stat_times,
     summarize,
@@ -102,3 +104,11 @@ def test_attribution_refuses_without_the_waypoint_or_an_agent() -> None:
     with pytest.raises(BenchError, match="waypoint-node1"):
         bench.start_attribution(lab, overhead.ExitStack())
     assert bench.attributor is None
+
+
+def test_each_runs_readings_are_kept_as_json() -> None:
+    got = samples_json([sample(True, 10, 60, 20, 0.001, 1)])
+    assert json.loads(json.dumps(got)) == got
+    assert got[0]["progs"][0] == {"name": "trace_sockops", "kind": "sock_ops", "runs": 20,
+                                  "ns": 60}
+    assert got[0]["tracing"] is True and got[0]["syscalls"]["getsockopt"] == 1
