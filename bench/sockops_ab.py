@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--exchanges and --rounds must be positive")
     if os.geteuid() != 0:
         p.error("needs root (netns, cgroups, BPF)")
-    from bench.tracecost import bpf_stats
+    from bench.bpfprogs import bpf_stats
 
     bench = Bench()
     results: list[RunFigures] = []

@@ -25,7 +25,6 @@ tracepoint the record fill) is on top, and the stats themselves add two clock re
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import shutil
@@ -33,18 +32,17 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.bpfprogs import bpf_stats, prog_info, tracer_programs
 from bench.l4 import machine
 from bench.l4.labs import BenchError, BenchLab, cpu_seconds
 from bench.l4.runner import BenchConfig, Runner
 from bench.l4.wrk import WrkResult
 from bench.observe.overhead import context_switches
 from bench.trace.overhead import ROUTED_URL, TARGET_URL, bring_up
-from bench.tracecost_stats import ProgCost, ProgInfo, ProgStats, costs, parse_fdinfo, round_json
+from bench.tracecost_stats import ProgCost, ProgStats, costs, parse_fdinfo, round_json
 from lab.state import LabPaths
 
 LAB = "benchtcost"
@@ -52,81 +50,11 @@ NODES = ("node1", "node2")
 # name -> (url, Connection: close)
 WORKLOADS: dict[str, tuple[str, bool]] = {
     "keepalive": (TARGET_URL, False), "close": (TARGET_URL, True), "waypoint": (ROUTED_URL, False)}
-TRACER_PROG_TYPES = {5: "tracepoint", 17: "raw_tracepoint", 13: "sock_ops"}  # enum bpf_prog_type
-BPF_STATS_RUN_TIME = 0
 _t0 = time.monotonic()
 
 
 def progress(message: str) -> None:
     print(f"[tracecost {time.monotonic() - _t0:6.1f}s] {message}", flush=True)
-
-
-# -- the kernel ------------------------------------------------------------------------------
-class _ProgInfoHead(ctypes.Structure):
-    """The leading fields of uapi ``struct bpf_prog_info``, up to its name (the kernel fills
-    as much as we ask; the pointer fields stay 0, so it copies no instructions)."""
-
-    _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32),
-                ("tag", ctypes.c_uint8 * 8), ("jited_prog_len", ctypes.c_uint32),
-                ("xlated_prog_len", ctypes.c_uint32), ("jited_prog_insns", ctypes.c_uint64),
-                ("xlated_prog_insns", ctypes.c_uint64), ("load_time", ctypes.c_uint64),
-                ("created_by_uid", ctypes.c_uint32), ("nr_map_ids", ctypes.c_uint32),
-                ("map_ids", ctypes.c_uint64), ("name", ctypes.c_char * 16)]
-
-
-def _libbpf() -> ctypes.CDLL:
-    from agent.datapath.native import libbpf
-
-    libbpf.bpf_enable_stats.argtypes = [ctypes.c_int]
-    libbpf.bpf_prog_get_fd_by_id.argtypes = [ctypes.c_uint32]
-    libbpf.bpf_obj_get_info_by_fd.argtypes = [ctypes.c_int, ctypes.c_void_p,
-                                              ctypes.POINTER(ctypes.c_uint32)]
-    return libbpf
-
-
-@contextmanager
-def bpf_stats() -> Iterator[None]:
-    """Kernel BPF run-time stats on while inside (the sysctl's value is restored by the kernel
-    when the fd closes, however this process ends)."""
-    from agent.datapath.native import check
-
-    fd = check(_libbpf().bpf_enable_stats(BPF_STATS_RUN_TIME), "bpf_enable_stats")
-    try:
-        yield
-    finally:
-        os.close(fd)
-
-
-def prog_info(prog_id: int) -> ProgInfo:
-    from agent.datapath.native import check
-
-    lib = _libbpf()
-    fd = check(lib.bpf_prog_get_fd_by_id(prog_id), f"bpf_prog_get_fd_by_id({prog_id})")
-    try:
-        info = _ProgInfoHead()
-        size = ctypes.c_uint32(ctypes.sizeof(info))
-        check(lib.bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)),
-              f"bpf_obj_get_info_by_fd(prog {prog_id})")
-        return ProgInfo(str(info.name.decode(errors="replace")), info.xlated_prog_len // 8)
-    finally:
-        os.close(fd)
-
-
-def tracer_programs(pids: list[int]) -> dict[int, ProgStats]:
-    """prog id -> stats of every tracer program (tracepoints, sock_ops) the processes hold an
-    fd of."""
-    found: dict[int, ProgStats] = {}
-    for pid in pids:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                if os.readlink(fd) != "anon_inode:bpf-prog":
-                    continue
-                stats = parse_fdinfo(Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text())
-            except OSError:
-                continue  # closed meanwhile
-            if stats is not None and stats.prog_type in TRACER_PROG_TYPES:
-                found[stats.prog_id] = stats
-    return found
 
 
 # -- the run ---------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ median, and the target (tracing costs <= 2%). Beside it, node1's waypoint's CPU 
 on ÷ off (its median): what the split costs the waypoint itself, which the other load of a
 shared machine moves far less than req/s. On a busy machine, many short pairs of the one
 workload near its target, pinned, narrow the figure most: ``--workloads waypoint --pairs 12
---seconds 3 --pin``. Results: bench/results/trace-<date>.{md,json}.
+--seconds 3 --pin``. ``--attribute`` adds where the cost goes, per request: each BPF
+program the agents hold, each lab process's CPU and the waypoint's system calls
+(bench/trace/attribute.py). Results: bench/results/trace-<date>.{md,json}.
 """
 
 from __future__ import annotations
@@ -27,6 +29,18 @@ from bench.l4 import machine
 from bench.l4.labs import BenchError
 from bench.l4.report import markdown_table, text_table
 from bench.observe.report import write
+from bench.trace.attribution import (
+    PROCESS_HEADER,
+    PROGRAM_HEADER,
+    SYSCALL_HEADER,
+    WAYPOINT_HEADER,
+    process_rows,
+    program_rows,
+    samples_json,
+    summarize,
+    syscall_rows,
+    waypoint_rows,
+)
 from bench.trace.overhead import LAB, WARM_UP, WARM_UPS, WORKLOADS, TraceBench, summary
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -49,6 +63,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pin", action="store_true",
                    help="wrk on CPU 0 and node1's waypoint on CPU 1 (taskset): the load "
                         "generator never takes the measured waypoint's core")
+    p.add_argument("--attribute", action="store_true",
+                   help="also attribute tracing's cost per request: every agent BPF program's "
+                        "calls and ns (kernel run-time stats, on only for the run), node1's "
+                        "waypoint's user/system CPU and its system calls (counted in the "
+                        "kernel); the readings add cost, so such a run's on/off figures are "
+                        "not the cost")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -107,6 +127,8 @@ def run_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
 def render_markdown(rep: dict[str, Any]) -> str:
     lines = [f"# Kernel tracing cost — {rep['date']}", "", rep["method"], "",
              "## Result", "", markdown_table(TARGET_HEADER, rep["targets"]), ""]
+    if rep.get("attribution"):
+        lines += attribution_markdown(rep["attribution"])
     if rep.get("findings"):
         lines += ["## Findings", "", rep["findings"], ""]
     if rep["notes"]:
@@ -114,6 +136,20 @@ def render_markdown(rep: dict[str, Any]) -> str:
     lines += ["## Runs", "", markdown_table(RUN_HEADER, run_rows(rep["runs"])), "",
               f"Machine: {rep['machine']}", "", f"Command: `{rep['command']}`", ""]
     return "\n".join(lines)
+
+
+def attribution_markdown(att: dict[str, Any]) -> list[str]:
+    return ["## Attribution (--attribute)", "",
+            f"Measured runs only (warm-ups left out): {att['requests']['on']:,} requests "
+            f"with tracing on, {att['requests']['off']:,} off. Per request: each BPF program "
+            "the agents hold (kernel run-time stats, the agents' copies summed; ns/call "
+            "includes the stats' own clock reads), node1's waypoint's CPU and its system "
+            "calls (counted in the kernel). The readings cost too, so this run's on/off cost above "
+            "overstates tracing's.", "",
+            markdown_table(PROGRAM_HEADER, program_rows(att)), "",
+            markdown_table(WAYPOINT_HEADER, waypoint_rows(att)), "",
+            markdown_table(PROCESS_HEADER, process_rows(att)), "",
+            markdown_table(SYSCALL_HEADER, syscall_rows(att)), ""]
 
 
 def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -139,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     progress(f"kernel tracing cost: lab {LAB}, {len(args.workloads)} workloads × {args.pairs} "
              f"on/off pairs × {args.seconds} s")
     bench = TraceBench(args.seconds, args.pairs, progress, threads=args.threads,
-                       connections=args.connections, workloads=args.workloads, pin=args.pin)
+                       connections=args.connections, workloads=args.workloads, pin=args.pin,
+                       attribute=args.attribute)
     failure = None
     try:
         bench.run()
@@ -153,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rep = build(args, bench, started, failure)
     stem = f"trace-{started:%Y-%m-%d}" + ("-quick" if args.quick else "") + (
-        "-partial" if failure else "")
+        "-attribute" if args.attribute else "") + ("-partial" if failure else "")
     md_path, json_path = write(rep, render_markdown(rep), args.out_dir, stem)
     print()
     print(text_table(TARGET_HEADER, rep["targets"]).replace("**", ""))
@@ -172,7 +209,8 @@ def build(args: argparse.Namespace, bench: TraceBench, started: datetime,
         "date": f"{started:%Y-%m-%d %H:%M} UTC",
         "command": "make bench-trace" + (" ARGS=--quick" if args.quick else
                                          f" ARGS='--pairs {args.pairs} --seconds {args.seconds}"
-                                         f"{chosen}{' --pin' if args.pin else ''}'"),
+                                         f"{chosen}{' --pin' if args.pin else ''}"
+                                         f"{' --attribute' if args.attribute else ''}'"),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "machine": {"loadavg_end": machine.loadavg(), "cpus": os.cpu_count()},
         "method": (
@@ -199,4 +237,6 @@ def build(args: argparse.Namespace, bench: TraceBench, started: datetime,
         "runs": [r.to_json() for r in bench.runs],
         "notes": ([f"The run did not finish: {failure}"] if failure else []) + bench.notes,
         "findings": "",
+        **({"attribution": summarize(bench.samples),
+            "attribution_samples": samples_json(bench.samples)} if bench.samples else {}),
     }

@@ -32,15 +32,19 @@ import signal
 import statistics
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.bpfprogs import bpf_stats, stats_sysctl
 from bench.l4 import machine, manifests
 from bench.l4.labs import BenchError, BenchLab, Progress
 from bench.l4.runner import BenchConfig, Runner
 from bench.l4.wrk import WrkOutputError, WrkResult, parse_wrk, wrk_argv
 from bench.observe.overhead import median_cost, pair_orders, pair_ratios
+from bench.trace.attribute import Attributor
+from bench.trace.attribution import Sample
 from lab.state import LabPaths
 
 LAB = "benchtrace"
@@ -161,15 +165,21 @@ class TraceBench:
     tracing: bool = True  # the agents' state as last confirmed
     workloads: tuple[str, ...] = tuple(WORKLOADS)
     pin: bool = False  # wrk on WRK_CPU, the waypoint on WAYPOINT_CPU (module docstring)
+    attribute: bool = False  # per-program and per-syscall readings (bench/trace/attribute.py)
+    samples: list[Sample] = field(default_factory=list)  # ``attribute``: one per measured run
+    attributor: Attributor | None = None
 
     def run(self) -> None:
         lab = BenchLab(LAB, True, self.progress)
         runner = Runner(BenchConfig(seconds=self.seconds, threads=self.threads,
                                     connections=self.connections), self.progress)
+        stack = ExitStack()
         try:
             bring_up(lab, runner)
             if self.pin:
                 self.pin_waypoint(lab)
+            if self.attribute:
+                self.start_attribution(lab, stack)
             for name in self.workloads:
                 for _ in range(WARM_UPS):
                     self.runs.append(self.measure(lab, runner, name, WARM_UP, True))
@@ -178,6 +188,9 @@ class TraceBench:
                         self.runs.append(self.measure(lab, runner, name, pair, on))
             self.notes.extend(runner.notes)
         finally:
+            stack.close()  # the syscall counter unloaded, BPF stats off
+            if self.attribute:
+                self.notes.append(f"kernel.bpf_stats_enabled after the run: {stats_sysctl()}")
             try:
                 self.switch(lab, True)
             except BenchError:
@@ -225,6 +238,20 @@ class TraceBench:
         self.notes.append(f"pinned: wrk on CPU {WRK_CPU}, {WAYPOINT} (pid {pid}) on CPU "
                           f"{WAYPOINT_CPU}; the other lab processes float")
 
+    def start_attribution(self, lab: BenchLab, stack: ExitStack) -> None:
+        """BPF stats on until `stack` closes, and an `Attributor` for the measured runs."""
+        pids = lab.process_pids()
+        agents = [pids[f"agent-{n}"] for n in NODES if f"agent-{n}" in pids]
+        if len(agents) != len(NODES) or WAYPOINT not in pids:
+            raise BenchError(f"--attribute: needs both agents and {WAYPOINT} running "
+                             f"(running: {', '.join(sorted(pids))})")
+        before = stats_sysctl()
+        stack.enter_context(bpf_stats())
+        self.attributor = Attributor(agents, pids[WAYPOINT])
+        stack.callback(self.attributor.close)
+        self.notes.append(f"--attribute: kernel.bpf_stats_enabled {before} before the run, "
+                          f"{stats_sysctl()} during it (BPF_ENABLE_STATS fd)")
+
     def wrk(self, lab: BenchLab, runner: Runner, url: str, close: bool) -> WrkResult:
         if not self.pin:
             result: WrkResult = runner.wrk(lab, url, self.seconds, close=close)
@@ -247,8 +274,14 @@ class TraceBench:
         load1 = machine.loadavg()[0]
         before = lab.lab_cpu()
         _what, url, close = WORKLOADS[workload]
+        attributor = self.attributor if pair != WARM_UP else None
+        if attributor is not None:
+            attributor.begin()
         result = self.wrk(lab, runner, url, close)
         after = lab.lab_cpu()
+        if attributor is not None:
+            self.samples.append(attributor.end(on, result.requests, {
+                k: after[k] - v for k, v in before.items() if k in after}))
         cores = sum(after.get(k, 0.0) - v for k, v in before.items()) / max(result.seconds, 1e-9)
         waypoint = after.get(WAYPOINT, 0.0) - before.get(WAYPOINT, 0.0)
         label = "warm-up" if pair == WARM_UP else f"pair {pair + 1}"
