@@ -11,8 +11,9 @@ Derived from the same analysis as the tables, so status says exactly what is ser
   of other controllers are kept as they are.
 - TCPRoute and UDPRoute ``status.parents[]`` likewise, with Accepted and ResolvedRefs
   (``gatewayapi.l4routes``: one route per listener, the older).
-- Gateway: Accepted and Programmed; per listener Accepted, Programmed, ResolvedRefs and
-  Conflicted, supportedKinds and attachedRoutes (routes Accepted on that listener).
+- Gateway: Accepted and Programmed, and ResolvedRefs when it names a client certificate
+  for backends (``gatewayapi.backendclientcert``); per listener Accepted, Programmed,
+  ResolvedRefs and Conflicted, supportedKinds and attachedRoutes (routes Accepted on that listener).
   ``status.addresses`` is left as found: addresses are assigned elsewhere.
 - ListenerSet (of a Tulle Gateway): Accepted (Accepted, NotAllowed, ListenersNotValid) and
   Programmed, per listener the same as a Gateway's (a conflicted one: Programmed False with
@@ -36,6 +37,7 @@ from agent.model.gateway import ParentReference, RouteParentStatus
 from agent.model.meta import Condition
 from gatewayapi.analysis import Analysis, RouteReport, RoutingInputs, analyze
 from gatewayapi.attach import CertificateCheck, GatewayState, ParentResult
+from gatewayapi.backendclientcert import resolved_refs
 from gatewayapi.crdversion import CONDITION, VersionCheck
 from gatewayapi.frontendtls import insecure_fallback_ports
 from gatewayapi.l4routes import L4RouteReport
@@ -205,6 +207,8 @@ def _gateway_status(
             "InsecureFrontendValidationMode", True, "ConfigurationChanged",
             f"client certificate validation allows AllowInsecureFallback ({', '.join(insecure)})",
         ))
+    if (refs := resolved_refs(state.backend_client)) is not None:  # GEP-3155
+        conditions.append(make.make("ResolvedRefs", *refs))
     addresses = [{"type": a.type, "value": a.value} for a in gateway.status.addresses]
     out: StatusDict = {"conditions": conditions, "listeners": listeners}
     if gateway.spec.allowed_listeners is not None or listener_sets:
