@@ -40,6 +40,7 @@ from agent.model.httproute import HTTPRoute
 from agent.model.l4route import TCPRoute, UDPRoute
 from agent.model.listenerset import ListenerSet
 from agent.model.tlsroute import TLSRoute
+from gatewayapi.backendclientcert import Resolution, resolve
 from gatewayapi.backends import Grants
 from gatewayapi.frontendtls import NO_VALID_CA, ClientValidation, client_validation
 from gatewayapi.hostnames import HostKey, effective_hostnames
@@ -114,6 +115,8 @@ class GatewayState:
     gateway: Gateway
     listeners: list[ListenerState]
     unsupported_addresses: list[str]
+    backend_client: Resolution | None = None
+    """``spec.tls.backend.clientCertificateRef`` resolved (gatewayapi.backendclientcert)."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -236,7 +239,7 @@ def gateway_state(
             ListenerState(gateway, listener, kinds, accepted, conflicted, refs, origin, client)
         )
     unsupported = [a.value for a in gateway.spec.addresses if a.type != "IPAddress"]
-    return GatewayState(gateway, states, unsupported)
+    return GatewayState(gateway, states, unsupported, resolve(gateway, secrets, grants, check))
 
 
 # --- parentRefs ------------------------------------------------------------------------

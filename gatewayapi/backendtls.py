@@ -35,6 +35,7 @@ from agent.model.core import ConfigMap, Service
 from agent.model.gateway import GATEWAY_GROUP
 from agent.model.grpcroute import GRPCRoute
 from agent.model.httproute import HTTPRoute
+from gatewayapi.backendclientcert import ClientCertificate
 from gatewayapi.types import CONTROLLER_NAME
 
 StatusDict = dict[str, Any]
@@ -74,6 +75,9 @@ class UpstreamTLS:
     ca_pem: bytes | None
     subject_alt_names: tuple[SubjectAltName, ...] = ()
     refused: str = ""
+    client_certificate: ClientCertificate | None = None
+    """What the Gateway whose route sent the request presents (GEP-3155); None: none.
+    Part of the value, so pools and contexts keep a Gateway's connections to themselves."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,9 @@ Derived from the same analysis as the tables, so status says exactly what is ser
   of other controllers are kept as they are.
 - TCPRoute and UDPRoute ``status.parents[]`` likewise, with Accepted and ResolvedRefs
   (``gatewayapi.l4routes``: one route per listener, the older).
-- Gateway: Accepted and Programmed; per listener Accepted, Programmed, ResolvedRefs and
-  Conflicted, supportedKinds and attachedRoutes (routes Accepted on that listener).
+- Gateway: Accepted and Programmed, and ResolvedRefs when it names a client certificate
+  for backends (``gatewayapi.backendclientcert``); per listener Accepted, Programmed,
+  ResolvedRefs and Conflicted, supportedKinds and attachedRoutes (routes Accepted on that listener).
   ``status.addresses`` is left as found: addresses are assigned elsewhere.
 - ListenerSet (of a Tulle Gateway): Accepted (Accepted, NotAllowed, ListenersNotValid) and
   Programmed, per listener the same as a Gateway's (a conflicted one: Programmed False with
@@ -28,19 +29,26 @@ unchanged inputs yields identical dicts and no write.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from agent.model.gateway import ParentReference, RouteParentStatus
-from agent.model.meta import Condition, ObjectMeta
+from agent.model.meta import Condition
 from gatewayapi.analysis import Analysis, RouteReport, RoutingInputs, analyze
-from gatewayapi.attach import CertificateCheck, GatewayState, ListenerState, ParentResult
+from gatewayapi.attach import CertificateCheck, GatewayState, ParentResult
+from gatewayapi.backendclientcert import resolved_refs
 from gatewayapi.crdversion import CONDITION, VersionCheck
 from gatewayapi.frontendtls import insecure_fallback_ports
 from gatewayapi.l4routes import L4RouteReport
-from gatewayapi.listenersets import Verdict
+from gatewayapi.listenerset_status import (
+    Conditions,
+    format_time,
+    is_true,
+    join,
+    listener_set_status,
+    listener_status,
+)
 
 StatusDict = dict[str, Any]
 
@@ -63,36 +71,6 @@ class StatusReport:
     listener_sets: dict[str, StatusDict] = field(default_factory=dict)
 
 
-def _time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class _Conditions:
-    """Builds conditions for one object, reusing previous transition times."""
-
-    def __init__(self, meta: ObjectMeta, previous: Iterable[Condition], now: datetime) -> None:
-        self.generation = meta.generation
-        self.previous = {c.type: c for c in previous}
-        self.now = now
-
-    def make(self, type_: str, status: bool, reason: str, message: str = "") -> StatusDict:
-        value = "True" if status else "False"
-        before = self.previous.get(type_)
-        since = self.now
-        if before is not None and before.status == value and before.last_transition_time:
-            since = before.last_transition_time
-        condition: StatusDict = {
-            "type": type_,
-            "status": value,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": _time(since),
-        }
-        if self.generation is not None:
-            condition["observedGeneration"] = self.generation
-        return condition
-
-
 def parent_ref_dict(ref: ParentReference) -> StatusDict:
     out: StatusDict = {"group": ref.group, "kind": ref.kind, "name": ref.name}
     if ref.namespace is not None:
@@ -108,7 +86,7 @@ def _condition_dict(c: Condition) -> StatusDict:
     out: StatusDict = {"type": c.type, "status": c.status.value, "reason": c.reason}
     out["message"] = c.message
     if c.last_transition_time is not None:
-        out["lastTransitionTime"] = _time(c.last_transition_time)
+        out["lastTransitionTime"] = format_time(c.last_transition_time)
     if c.observed_generation is not None:
         out["observedGeneration"] = c.observed_generation
     return out
@@ -122,11 +100,7 @@ def _foreign_parent(entry: RouteParentStatus) -> StatusDict:
     }
 
 
-def _join(messages: Sequence[str]) -> str:
-    return "; ".join(messages)
-
-
-def _route_parent(report: RouteReport, parent: ParentResult, make: _Conditions) -> list[StatusDict]:
+def _route_parent(report: RouteReport, parent: ParentResult, make: Conditions) -> list[StatusDict]:
     conditions = []
     served, dropped = report.served_rules, report.dropped_rules
     if not parent.attached:
@@ -134,33 +108,33 @@ def _route_parent(report: RouteReport, parent: ParentResult, make: _Conditions) 
     elif not served:
         reasons = [r.dropped for r in dropped if r.dropped is not None]
         reason = reasons[0][0] if reasons else "UnsupportedValue"
-        message = _join([m for _, m in reasons]) or "the route has no valid rule"
+        message = join([m for _, m in reasons]) or "the route has no valid rule"
         conditions.append(make.make("Accepted", False, reason, message))
     else:
         conditions.append(make.make("Accepted", True, "Accepted", "Route is accepted"))
     problems = report.ref_problems
     if problems:
-        message = _join([m for _, m in problems])
+        message = join([m for _, m in problems])
         conditions.append(make.make("ResolvedRefs", False, problems[0][0].value, message))
     else:
         conditions.append(make.make("ResolvedRefs", True, "ResolvedRefs", "References resolved"))
     if parent.attached and served and dropped:
         labels = ", ".join(str(r.index) for r in dropped)
-        why = _join([r.dropped[1] for r in dropped if r.dropped is not None])
+        why = join([r.dropped[1] for r in dropped if r.dropped is not None])
         message = f"Dropped Rule(s) {labels}: {why}"
         conditions.append(make.make("PartiallyInvalid", True, "UnsupportedValue", message))
     return conditions
 
 
 def _l4_route_parent(
-    report: L4RouteReport, parent: ParentResult, make: _Conditions
+    report: L4RouteReport, parent: ParentResult, make: Conditions
 ) -> list[StatusDict]:
     if parent.attached:
         conditions = [make.make("Accepted", True, "Accepted", "Route is accepted")]
     else:
         conditions = [make.make("Accepted", False, parent.reason, parent.message)]
     if report.refs:
-        message = _join([m for _, m in report.refs])
+        message = join([m for _, m in report.refs])
         conditions.append(make.make("ResolvedRefs", False, report.refs[0][0].value, message))
     else:
         conditions.append(make.make("ResolvedRefs", True, "ResolvedRefs", "References resolved"))
@@ -175,7 +149,7 @@ def _route_status(
     parents: list[StatusDict] = []
     for parent in report.parents:
         previous = ours.get((parent.ref, controller))
-        make = _Conditions(route.metadata, previous.conditions if previous else (), now)
+        make = Conditions(route.metadata, previous.conditions if previous else (), now)
         conditions = (
             _l4_route_parent(report, parent, make)
             if isinstance(report, L4RouteReport)
@@ -192,47 +166,15 @@ def _route_status(
     return {"parents": parents + foreign}
 
 
-def _listener_status(
-    state: ListenerState, attached: int, now: datetime, previous: Iterable[Condition],
-    meta: ObjectMeta | None = None,
-) -> StatusDict:
-    listener = state.listener
-    make = _Conditions(meta or state.gateway.metadata, previous, now)
-    accepted, reason, message = state.accepted
-    conditions = [make.make("Accepted", accepted, reason, message or "Listener is accepted")]
-    if state.programmed:
-        conditions.append(make.make("Programmed", True, "Programmed", "Listener is programmed"))
-    elif state.origin is not None and state.conflicted:
-        conditions.append(make.make("Programmed", False, state.conflicted, message))
-    else:
-        conditions.append(make.make("Programmed", False, "Invalid", "Listener is not programmed"))
-    if state.refs:
-        conditions.append(
-            make.make("ResolvedRefs", False, state.refs[0][0], _join([m for _, m in state.refs]))
-        )
-    else:
-        conditions.append(make.make("ResolvedRefs", True, "ResolvedRefs", "References resolved"))
-    if state.conflicted:
-        conditions.append(make.make("Conflicted", True, state.conflicted, message))
-    else:
-        conditions.append(make.make("Conflicted", False, "NoConflicts", "No conflicts"))
-    return {
-        "name": state.origin.entry if state.origin else listener.name,
-        "supportedKinds": [{"group": k.group, "kind": k.kind} for k in state.supported_kinds],
-        "attachedRoutes": attached,
-        "conditions": conditions,
-    }
-
-
 def _gateway_status(
     state: GatewayState, attached: dict[str, int], now: datetime, listener_sets: int = 0
 ) -> StatusDict:
     gateway = state.gateway
-    make = _Conditions(gateway.metadata, gateway.status.conditions, now)
+    make = Conditions(gateway.metadata, gateway.status.conditions, now)
     previous_listeners = {ls.name: ls.conditions for ls in gateway.status.listeners}
     own = [s for s in state.listeners if s.origin is None]
     listeners = [
-        _listener_status(
+        listener_status(
             s, attached.get(s.listener.name, 0), now, previous_listeners.get(s.listener.name, ())
         )
         for s in own
@@ -265,6 +207,8 @@ def _gateway_status(
             "InsecureFrontendValidationMode", True, "ConfigurationChanged",
             f"client certificate validation allows AllowInsecureFallback ({', '.join(insecure)})",
         ))
+    if (refs := resolved_refs(state.backend_client)) is not None:  # GEP-3155
+        conditions.append(make.make("ResolvedRefs", *refs))
     addresses = [{"type": a.type, "value": a.value} for a in gateway.status.addresses]
     out: StatusDict = {"conditions": conditions, "listeners": listeners}
     if gateway.spec.allowed_listeners is not None or listener_sets:
@@ -332,7 +276,7 @@ def compute_status(
     accepted_sets = {
         key: sum(
             1 for v in analysis.listener_sets
-            if v.gateway == key and _is_true(sets[v.listener_set.metadata.key], "Accepted")
+            if v.gateway == key and is_true(sets[v.listener_set.metadata.key], "Accepted")
         )
         for key in analysis.gateways
     }
@@ -344,7 +288,7 @@ def compute_status(
     }
     classes = {}
     for gateway_class in analysis.classes:
-        make = _Conditions(gateway_class.metadata, gateway_class.status.conditions, now)
+        make = Conditions(gateway_class.metadata, gateway_class.status.conditions, now)
         conditions = [make.make("Accepted", True, "Accepted", f"Handled by {controller}")]
         if crd_versions is not None:  # best effort when unsupported: Accepted stays True
             conditions.append(make.make(
@@ -357,52 +301,3 @@ def compute_status(
     )
 
 
-def _is_true(status: StatusDict, type_: str) -> bool:
-    return any(c["type"] == type_ and c["status"] == "True" for c in status["conditions"])
-
-
-def listener_set_status(
-    verdict: Verdict,
-    analysis: Analysis,
-    attached: dict[tuple[str, str], dict[str, int]],
-    now: datetime,
-) -> StatusDict:
-    """A ListenerSet's status: its attachment, then its listeners as merged."""
-    ls = verdict.listener_set
-    make = _Conditions(ls.metadata, ls.status.conditions, now)
-    if not verdict.allowed:
-        return {"conditions": [
-            make.make("Accepted", False, verdict.reason, verdict.message),
-            make.make("Programmed", False, verdict.reason, verdict.message),
-        ]}
-    key = ls.metadata.key
-    states = [
-        s for s in analysis.gateways[verdict.gateway].listeners
-        if s.origin is not None and f"{s.origin.namespace}/{s.origin.name}" == key
-    ]
-    previous = {entry.name: entry.conditions for entry in ls.status.listeners}
-    counts = attached.get(verdict.gateway, {})
-    listeners = [
-        _listener_status(
-            s, counts.get(s.listener.name, 0), now,
-            previous.get(s.origin.entry if s.origin else "", ()), ls.metadata,
-        )
-        for s in states
-    ]
-    valid = [s for s in states if s.accepted[0]]
-    if not valid:
-        message = "no listener is valid"
-        conditions = [
-            make.make("Accepted", False, "ListenersNotValid", message),
-            make.make("Programmed", False, "ListenersNotValid", message),
-        ]
-    else:
-        some = len(valid) < len(states)
-        conditions = [
-            make.make(
-                "Accepted", True, "ListenersNotValid" if some else "Accepted",
-                "some listeners are not valid" if some else "ListenerSet is accepted",
-            ),
-            make.make("Programmed", True, "Programmed", "ListenerSet is programmed"),
-        ]
-    return {"conditions": conditions, "listeners": listeners}

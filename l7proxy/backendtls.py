@@ -12,6 +12,9 @@ backend's certificate, with the reason a connection is refused.
 - A backend that does not speak TLS, or fails any check, fails the connection with
   ``BackendTLSError`` (the reason; drop reason ``UPSTREAM_TLS_FAILED``), which the proxy
   answers with 503.
+- A Gateway's ``spec.tls.backend.clientCertificateRef`` (GEP-3155) is presented as the
+  client certificate on the connections of its routes (``presenting``); mesh requests and
+  Gateways without one present none.
 
 The ``Connector`` (``l7proxy/upstream.py``) opens a covered Service port's connections
 through ``open_checked`` with the port's ``gatewayapi.backendtls.UpstreamTLS``. HTTP/1.1
@@ -21,6 +24,7 @@ only: ALPN h2 to backends is not written yet.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import ssl
 from collections.abc import Awaitable, Callable
@@ -28,7 +32,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
+from gatewayapi.backendclientcert import ClientCertificate
 from gatewayapi.backendtls import UpstreamTLS
+from l7proxy.tlscerts import memory_file
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)
 Address = tuple[str, int]
@@ -55,6 +61,8 @@ class BackendTLS:
     hostname: str
     ca_pem: bytes | None
     subject_alt_names: tuple[SubjectAltName, ...] = ()
+    client_cert: tuple[bytes, bytes] | None = None
+    """PEM certificate chain and key presented to the backend (a Gateway's, GEP-3155)."""
 
 
 class BackendTLSError(Exception):
@@ -77,6 +85,14 @@ def client_context(tls: BackendTLS) -> ssl.SSLContext:
             context.load_verify_locations(cadata=tls.ca_pem.decode("ascii"))
         except (ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
             raise BackendTLSError(f"CA bundle unusable: {exc}") from None
+    if tls.client_cert is not None:
+        crt, key = tls.client_cert
+        try:
+            with memory_file(crt) as crt_path, memory_file(key) as key_path:
+                context.load_cert_chain(crt_path, key_path, password=b"")
+        except (ssl.SSLError, ValueError, OSError) as exc:
+            # gatewayapi.backendclientcert drops such a Secret first; fail closed if not
+            raise BackendTLSError(f"client certificate unusable: {exc}") from None
     context.set_alpn_protocols(["http/1.1"])
     return context
 
@@ -154,7 +170,19 @@ def from_policy(tls: UpstreamTLS) -> BackendTLS:
             SubjectAltName(SanType(san.type.value), san.hostname or san.uri)
             for san in tls.subject_alt_names
         ),
+        client_cert=(
+            None if (cert := tls.client_certificate) is None else (cert.cert_pem, cert.key_pem)
+        ),
     )
+
+
+@functools.lru_cache(maxsize=256)
+def presenting(tls: UpstreamTLS, certificate: ClientCertificate | None) -> UpstreamTLS:
+    """``tls`` with the Gateway's client certificate (GEP-3155): per request, memoized so a
+    request pays a lookup, not a new value (and a context is built once per pair)."""
+    if tls.client_certificate == certificate:
+        return tls
+    return dataclasses.replace(tls, client_certificate=certificate)
 
 
 @functools.lru_cache(maxsize=64)

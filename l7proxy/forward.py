@@ -207,7 +207,7 @@ async def _send_to(
     proxy: Proxy, ex: Exchange, fwd: Forward, address: tuple[str, int]
 ) -> tuple[Http1Upstream, ResponseHead]:
     via = proxy.connector.via(ex.client, address)  # plaintext or HBONE (``l7proxy.via``)
-    tls = proxy.backend_tls.get(fwd.backend)  # a BackendTLSPolicy's (``gatewayapi.backendtls``)
+    tls = proxy.upstream_tls(fwd.backend, ex.parent)  # a BackendTLSPolicy's, maybe mutual
     body = ex.body
     limits = proxy.resilience.limits(fwd.backend)
     for _ in range(3):

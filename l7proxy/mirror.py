@@ -31,7 +31,7 @@ async def _mirror(proxy: Proxy, target: BackendTarget, request: Request, ex: Exc
                 return
             address = proxy.pick(target, ex.client)
             via = proxy.connector.via(ex.client, address)
-            tls = proxy.backend_tls.get(target)  # never a TLS Service's copy in the clear
+            tls = proxy.upstream_tls(target, ex.parent)  # never a TLS Service's in the clear
             conn = await proxy.pool.acquire(address, via, ex.client, tls)
             mirror = Exchange(
                 ex.method,

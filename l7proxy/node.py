@@ -21,7 +21,7 @@ import asyncio
 import ipaddress
 import logging
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from lightkube import Client
@@ -32,7 +32,11 @@ from agent.flows.l7intake import FlowForwarder
 from agent.flows.tunnelrecord import TunnelEvent
 from agent.kube.source import KubeconfigError, connect
 from agent.metrics.server import parse_address
+from agent.model.core import Secret
+from agent.model.gateway import Gateway, ReferenceGrant
 from gatewayapi import GatewayParent, IngressParent
+from gatewayapi.backendclientcert import ClientCertificate, client_certificates
+from gatewayapi.backends import Grants
 from gatewayapi.backendtls import tls_by_port
 from identity.spiffe import DEFAULT_TRUST_DOMAIN
 from l7proxy.authz import AuthzGate
@@ -48,6 +52,7 @@ from l7proxy.server import WaypointServer, new_event_loop
 from l7proxy.session import shared_key
 from l7proxy.standby import ActiveLock, holder
 from l7proxy.timing import SPLIT
+from l7proxy.tlscerts import certificate_problem
 from l7proxy.upstream import WaypointConnector
 
 log = logging.getLogger("tulle.waypoint")
@@ -55,6 +60,14 @@ METRICS_PORT = 9966  # agent/metrics: the agent serves 9965, its waypoint 9966
 # Loopback of the node's netns: pods route to every other node address (see ARCHITECTURE).
 METRICS_ADDRESS = f"127.0.0.1:{METRICS_PORT}"
 Address = tuple[str, int]
+
+
+def gateway_client_certificates(
+    gateways: Sequence[Gateway], secrets: Sequence[Secret], grants: Sequence[ReferenceGrant]
+) -> dict[tuple[str, str], ClientCertificate]:
+    """What each Gateway presents to TLS backends (GEP-3155): only Secrets whose certificate
+    and key load together, the same check as the Gateway's status."""
+    return client_certificates(gateways, secrets, Grants(grants), certificate_problem)
 
 
 def switch_split(on: bool) -> None:
@@ -160,6 +173,8 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
     server.metrics.registry.register(FlowLossCollector(server.flows))
     tls_inputs = (feed.typed["BackendTLSPolicy"], feed.typed["Service"], feed.typed["ConfigMap"])
     server.proxy.backend_tls = tls_by_port(*tls_inputs)
+    cert_inputs = (feed.typed["Gateway"], feed.typed["Secret"], feed.typed["ReferenceGrant"])
+    server.proxy.client_certificates = gateway_client_certificates(*cert_inputs)
     await server.start(reuse_port=False, held=held)
     def tunnel_destination(client: Address) -> Address | None:
         found = origins.lookup(*client)  # the same map as L7: from_pod.c wrote it
@@ -209,6 +224,12 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
             if any(new is not old for new, old in zip(fresh_tls, tls_inputs, strict=True)):
                 tls_inputs = fresh_tls
                 server.proxy.backend_tls = tls_by_port(*tls_inputs)
+            fresh_certs = (
+                feed.typed["Gateway"], feed.typed["Secret"], feed.typed["ReferenceGrant"]
+            )
+            if any(new is not old for new, old in zip(fresh_certs, cert_inputs, strict=True)):
+                cert_inputs = fresh_certs  # a rotated Secret: new connections present it
+                server.proxy.client_certificates = gateway_client_certificates(*cert_inputs)
             if hbone is not None:
                 hbone.update(feed.typed["Pod"], feed.typed["Node"], feed.typed["Namespace"],
                              feed.typed["PeerAuthentication"])

@@ -25,10 +25,12 @@ from gatewayapi import (
     RuleRef,
     ServiceParent,
 )
+from gatewayapi.backendclientcert import ClientCertificate
 from gatewayapi.backendtls import UpstreamTLS
 from gatewayapi.session import SessionKey
 from gatewayapi.types import host_of
 from l7proxy.authz import DENIED_BODY, Call
+from l7proxy.backendtls import presenting
 from l7proxy.config import Limits, WaypointConfig
 from l7proxy.exchange import Downstream, Exchange
 from l7proxy.failures import Failed
@@ -101,6 +103,9 @@ class Proxy:
         self.backend_tls: Mapping[tuple[str, str, int], UpstreamTLS] = {}
         """BackendTLSPolicy per (namespace, Service, port): the TLS its connections speak
         (``gatewayapi.backendtls.tls_by_port``), swapped by the node's runner."""
+        self.client_certificates: Mapping[tuple[str, str], ClientCertificate] = {}
+        """What each Gateway (namespace, name) presents to those backends (GEP-3155,
+        ``gatewayapi.backendclientcert.client_certificates``), swapped by the runner."""
         self.resilience = Resilience(rng, config.backend_params)
         """Endpoint choice (P2C over peak-EWMA, outlier ejection) and pool limits."""
         self.gate = Gate()
@@ -332,6 +337,15 @@ class Proxy:
         if table is None:
             return False
         return table.misdirected(ex.authority, sni_listener)
+
+    def upstream_tls(self, target: BackendTarget, parent: Parent | None) -> UpstreamTLS | None:
+        """The TLS a request to ``target`` speaks (a BackendTLSPolicy's; None: plaintext),
+        presenting the client certificate of the Gateway that took it, if it names one."""
+        tls = self.backend_tls.get(target)
+        if tls is None or not isinstance(parent, GatewayParent):
+            return tls
+        certificate = self.client_certificates.get((parent.namespace, parent.name))
+        return tls if certificate is None else presenting(tls, certificate)
 
     def pick(
         self, target: BackendTarget, client: Address, prefer: Address | None = None

@@ -74,7 +74,7 @@ def certificate_context(
         except (ssl.SSLError, ValueError, UnicodeDecodeError) as exc:
             raise CertificateError(f"{where}: tls.crt holds no valid PEM certificate") from exc
         try:
-            with _memory_file(crt) as crt_path, _memory_file(key) as key_path:
+            with memory_file(crt) as crt_path, memory_file(key) as key_path:
                 # An empty password: an encrypted key fails here instead of OpenSSL asking
                 # for a pass phrase on the terminal (or failing with a bare OSError).
                 context.load_cert_chain(crt_path, key_path, password=b"")
@@ -87,7 +87,7 @@ def certificate_context(
 
 
 @contextlib.contextmanager
-def _memory_file(data: bytes) -> Iterator[str]:
+def memory_file(data: bytes) -> Iterator[str]:
     """A path OpenSSL can open that names no file on any disk: an anonymous memfd (RAM
     only, gone when closed), read through /proc/self/fd. ``ssl`` loads keys only from
     paths, and a key written to /tmp (even briefly, even 0600) can be copied or left

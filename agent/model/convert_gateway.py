@@ -17,6 +17,7 @@ from agent.model.gateway import (
     FrontendValidationMode,
     Gateway,
     GatewayAddress,
+    GatewayBackendTLS,
     GatewayClass,
     GatewayClassSpec,
     GatewayClassStatus,
@@ -235,7 +236,16 @@ def _read_tls(r: Reader) -> GatewayTLSConfig:
 
 
 def _read_gateway_tls(r: Reader) -> GatewaySpecTLS:
-    return GatewaySpecTLS(frontend=r.obj("frontend", _read_frontend_tls))
+    return GatewaySpecTLS(
+        frontend=r.obj("frontend", _read_frontend_tls),
+        backend=r.obj("backend", _read_backend_tls),
+    )
+
+
+def _read_backend_tls(r: Reader) -> GatewayBackendTLS:
+    return GatewayBackendTLS(
+        client_certificate_ref=r.obj("clientCertificateRef", _read_secret_ref)
+    )
 
 
 def _read_frontend_tls(r: Reader) -> FrontendTLSConfig:

@@ -246,11 +246,20 @@ class FrontendTLSConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewayBackendTLS:
+    """``spec.tls.backend`` (GEP-3155): the client certificate the Gateway presents when it
+    opens TLS to a backend (a BackendTLSPolicy's); Core: a ``kubernetes.io/tls`` Secret."""
+
+    client_certificate_ref: SecretObjectReference | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GatewaySpecTLS:
-    """``spec.tls`` (Go's ``GatewayTLSConfig``); ``backend`` (the Gateway's own client
-    certificate toward backends) is not read."""
+    """``spec.tls`` (Go's ``GatewayTLSConfig``): what the Gateway asks of clients
+    (``frontend``) and what it presents to backends (``backend``)."""
 
     frontend: FrontendTLSConfig | None = None
+    backend: GatewayBackendTLS | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from conformance.case import Case
 
 def all_cases() -> list[Case]:
     from conformance.cases import (
+        backend_client_cert,
         backend_tls,
         claims_more,
         frontend_tls,
@@ -26,5 +27,5 @@ def all_cases() -> list[Case]:
     return [*gateway_http.CASES, *gateway_more.CASES, *gateway_status.CASES, *mesh_http.CASES,
             *grpc.CASES, *streams.CASES, *claims_more.CASES,
             *gateway_addresses.CASES, *backend_tls.CASES, *listenerset.CASES,
-            *frontend_tls.CASES,
+            *frontend_tls.CASES, *backend_client_cert.CASES,
             *tls.CASES, *tls_status.CASES]

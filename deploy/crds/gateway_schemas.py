@@ -176,8 +176,13 @@ FRONTEND_TLS_SETTINGS = obj(
 )
 
 GATEWAY_TLS = obj(
-    "TLS for the whole Gateway; frontend: what its HTTPS listeners ask of clients (GEP-91).",
+    "TLS for the whole Gateway; frontend: what its HTTPS listeners ask of clients (GEP-91); "
+    "backend: what it presents to backends (GEP-3155).",
     {
+        "backend": obj(
+            "The Gateway as a TLS client of backends (those a BackendTLSPolicy covers).",
+            {"clientCertificateRef": SECRET_REF},
+        ),
         "frontend": obj(
             "Client-side TLS: a default for every HTTPS listener, perPort overrides.",
             {

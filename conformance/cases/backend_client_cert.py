@@ -1,0 +1,232 @@
+"""GATEWAY-HTTP GatewayBackendClientCertificate (GEP-3155, upstream
+conformance/tests/gateway-tls-backend-client-certificate.go): a Gateway whose
+``spec.tls.backend.clientCertificateRef`` names a ``kubernetes.io/tls`` Secret presents that
+certificate when it opens TLS to a backend under a BackendTLSPolicy. The backend requires a
+client certificate of the client CA (``CERT_REQUIRED``) and echoes the certificates it got
+(``tls.peerCertificates``, as upstream's echo backend does), which must hold the Secret's.
+The Gateway's ResolvedRefs is True (reason ResolvedRefs).
+
+Beyond upstream, the attacker's side: a second Gateway names a Secret of another namespace
+with no ReferenceGrant there: ResolvedRefs False (RefNotPermitted), and it presents nothing,
+so the same backend refuses its requests. The certificates are made when the module loads."""
+
+from __future__ import annotations
+
+import datetime
+import functools
+from base64 import b64encode
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from conformance.case import Case, CaseFailed
+from conformance.cases.backends import program
+from conformance.cases.common import (
+    GATEWAY_API,
+    backend,
+    deployment_of,
+    echo,
+    exact,
+    gateway_address,
+    http_route,
+    namespace,
+)
+from conformance.lab import POD_PYTHON, Lab, eventually
+
+NS = "gateway-conformance-backend-client-cert"
+ELSEWHERE = "gateway-conformance-backend-client-cert-secrets"
+GATEWAY = "gateway-tls-backend-client-certificate"
+NOT_PERMITTED = "backend-client-certificate-not-permitted"
+SECRET = "tls-checks-client-certificate"
+APP = "tls-backend-with-client-cert-validation"
+HOST = "abc.example.com"
+PROFILE = "GATEWAY-HTTP"
+FEATURES = ("Gateway", "HTTPRoute", "BackendTLSPolicy", "GatewayBackendClientCertificate")
+
+# An HTTPS backend on 8080 that requires a client certificate of the CA in argv[3] and
+# answers JSON with the PEM certificates the client presented (upstream echo's
+# tls.peerCertificates); a refused handshake is answered with nothing.
+MTLS_SERVER = r"""
+import json, os, ssl, sys, tempfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+folder = tempfile.mkdtemp()
+for name, pem in (("c.pem", sys.argv[1]), ("k.pem", sys.argv[2])):
+    with open(os.path.join(folder, name), "w") as f:
+        f.write(pem)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(os.path.join(folder, "c.pem"), os.path.join(folder, "k.pem"))
+ctx.load_verify_locations(cadata=sys.argv[3])
+ctx.verify_mode = ssl.CERT_REQUIRED
+pod = os.environ.get("POD_NAME", "")
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        der = self.connection.getpeercert(binary_form=True)
+        peers = [ssl.DER_cert_to_PEM_cert(der)] if der else []
+        body = json.dumps({"pod": pod, "path": self.path,
+                           "tls": {"peerCertificates": peers}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+class S(ThreadingHTTPServer):
+    daemon_threads = True
+    def get_request(self):
+        sock, address = self.socket.accept()
+        return ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+    def handle_error(self, request, client_address):
+        pass  # a client without an acceptable certificate: refused, not an error here
+S(("0.0.0.0", 8080), H).serve_forever()
+"""
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def _builder(cn: str, issuer: x509.Name, public_key: Any) -> x509.CertificateBuilder:
+    now = datetime.datetime.now(datetime.UTC)
+    return (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(issuer)
+            .public_key(public_key).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=7)))
+
+
+def _authority(cn: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (_builder(cn, _name(cn), key.public_key())
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return cert, key
+
+
+def _leaf(cn: str, ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]) -> tuple[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (_builder(cn, ca[0].subject, key.public_key())
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
+            .sign(ca[1], hashes.SHA256()))
+    return _pem(cert), _key_pem(key)
+
+
+@functools.cache
+def _pki() -> dict[str, str]:
+    """PEMs: the backend's CA and certificate (for HOST), the clients' CA and the Gateway's
+    client certificate and key."""
+    server_ca, client_ca = _authority("backend CA"), _authority("gateway client CA")
+    server, server_key = _leaf(HOST, server_ca)
+    client, client_key = _leaf("gateway", client_ca)
+    return {"server_ca": _pem(server_ca[0]), "server": server, "server_key": server_key,
+            "client_ca": _pem(client_ca[0]), "client": client, "client_key": client_key}
+
+
+def _b64(text: str) -> str:
+    return b64encode(text.encode()).decode()
+
+
+def _secret(ns: str) -> dict[str, Any]:
+    p = _pki()
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": SECRET, "namespace": ns},
+            "data": {"tls.crt": _b64(p["client"]), "tls.key": _b64(p["client_key"])}}
+
+
+def _gateway(name: str, ref: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": GATEWAY_API, "kind": "Gateway",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"gatewayClassName": "tulle",
+                     "listeners": [{"name": "http", "port": 80, "protocol": "HTTP",
+                                    "allowedRoutes": {"namespaces": {"from": "Same"}}}],
+                     "tls": {"backend": {"clientCertificateRef": ref}}}}
+
+
+def _manifests() -> tuple[dict[str, Any], ...]:
+    p = _pki()
+    server = program(NS, APP, POD_PYTHON, MTLS_SERVER)
+    server["spec"]["template"]["spec"]["containers"][0]["command"] += [
+        p["server"], p["server_key"], p["client_ca"]]
+    ref = {"group": "", "kind": "Secret", "name": SECRET}
+    rule = [{"matches": [exact("/")], "backendRefs": [backend(APP, 443)]}]
+    return (
+        namespace(NS), namespace(ELSEWHERE), echo(NS, "client"), server,
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": APP, "namespace": NS},
+         "spec": {"selector": {"app": APP},
+                  "ports": [{"name": "https", "port": 443, "targetPort": "http"}]}},
+        {"apiVersion": "v1", "kind": "ConfigMap",
+         "metadata": {"name": "tls-checks-ca-certificate", "namespace": NS},
+         "data": {"ca.crt": p["server_ca"]}},
+        {"apiVersion": GATEWAY_API, "kind": "BackendTLSPolicy",
+         "metadata": {"name": "gateway-tls-backend-client-certificate-test", "namespace": NS},
+         "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": APP}],
+                  "validation": {"caCertificateRefs": [{"group": "", "kind": "ConfigMap",
+                                                        "name": "tls-checks-ca-certificate"}],
+                                 "hostname": HOST}}},
+        _secret(NS), _secret(ELSEWHERE),
+        _gateway(GATEWAY, ref), _gateway(NOT_PERMITTED, {**ref, "namespace": ELSEWHERE}),
+        http_route(NS, GATEWAY, {"name": GATEWAY}, rule, hostnames=[HOST]),
+        http_route(NS, NOT_PERMITTED, {"name": NOT_PERMITTED}, rule, hostnames=[HOST]),
+    )
+
+
+def _resolved_refs(lab: Lab, name: str, want: tuple[str, str]) -> None:
+    def once() -> None:
+        for gw in lab.get("gateways", NS):
+            if gw["metadata"]["name"] == name:
+                got = [(c["status"], c["reason"]) for c in (gw.get("status") or {}).get(
+                    "conditions") or [] if c.get("type") == "ResolvedRefs"]
+                if got != [want]:
+                    raise CaseFailed(f"Gateway {NS}/{name} ResolvedRefs: {got}, want {want}")
+                return
+        raise CaseFailed(f"Gateway {NS}/{name} not found")
+
+    eventually(once, timeout=30)
+
+
+def _get(lab: Lab, gateway: str) -> dict[str, Any]:
+    [answer] = lab.http(NS, lab.pod(NS, "client"),
+                        [{"url": f"http://{gateway_address(lab, NS, gateway)}/", "host": HOST}])
+    return answer
+
+
+def _same_pem(a: str, b: str) -> bool:
+    return "".join(a.split()) == "".join(b.split())
+
+
+def _check(lab: Lab) -> None:
+    _resolved_refs(lab, GATEWAY, ("True", "ResolvedRefs"))
+
+    def presented() -> None:
+        got = _get(lab, GATEWAY)
+        body = got.get("body")
+        if got.get("status") != 200 or not isinstance(body, dict) \
+                or deployment_of(str(body.get("pod", ""))) != APP:
+            raise CaseFailed(f"through {GATEWAY}: {str(got)[:300]}, want 200 from {APP}")
+        peers = (body.get("tls") or {}).get("peerCertificates") or []
+        if not any(_same_pem(str(pem), _pki()["client"]) for pem in peers):
+            raise CaseFailed(f"the backend did not get the Secret's certificate: {peers}")
+
+    eventually(presented, timeout=60)
+    _resolved_refs(lab, NOT_PERMITTED, ("False", "RefNotPermitted"))
+    got = _get(lab, NOT_PERMITTED)
+    if got.get("status") is not None and got["status"] < 500:
+        raise CaseFailed(f"a Gateway whose Secret is not permitted reached the mutual-TLS "
+                         f"backend: {str(got)[:300]}")
+
+
+CASES = [
+    Case("GatewayTLSBackendClientCertificate", PROFILE, FEATURES, _manifests(), _check),
+]
