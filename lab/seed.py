@@ -56,7 +56,7 @@ INGRESS_CLASS = {
 }
 
 
-# The lab's LoadBalancer addresses: the fabric's top /28, above every node address, so the
+# The lab's LoadBalancer addresses: the fabric's top /27, above every node address, so the
 # external client and every node reach them over the fabric, announced by one node (ARP).
 DEFAULT_POOL = {
     "apiVersion": "networking.tulle.io/v1alpha1",

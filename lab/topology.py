@@ -14,9 +14,10 @@ from dataclasses import dataclass
 FABRIC_CIDR = ipaddress.IPv4Network("10.240.0.0/24")
 POD_SUPERNET = ipaddress.IPv4Network("10.244.0.0/16")
 SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/16")
-# LoadBalancer and Gateway addresses (the default LoadBalancerIPPool): the fabric's top /28,
-# above every node's address (10 + MAX_NODES < 240), announced on the fabric by one node.
-LB_POOL_CIDR = ipaddress.IPv4Network("10.240.0.240/28")
+# LoadBalancer and Gateway addresses (the default LoadBalancerIPPool): the fabric's top /27,
+# above every node's address (10 + MAX_NODES < 224), announced on the fabric by one node.
+# 30 addresses: the conformance suite alone gives 15 Gateways one each.
+LB_POOL_CIDR = ipaddress.IPv4Network("10.240.0.224/27")
 # The lab API server's second listener, on the fabric bridge (inside the fabric netns): every
 # node reaches it over its uplink, and the root namespace gets no address or route.
 API_SERVER_IP = FABRIC_CIDR.network_address + 1

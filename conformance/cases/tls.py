@@ -2,8 +2,9 @@
 after upstream v1.6.1's tlsroute-*.go and httproute-https-listener-detect-misdirected-
 requests.go (their tables and expectations; the objects are Tulle's own).
 
-One Gateway carries every listener (the lab's Gateway addresses come from a /28, 14 of
-them, and the suite's Gateways take nearly all): upstream's four HTTPS listeners on 443,
+One Gateway carries every listener (the lab's Gateway addresses come from one pool,
+`lab.topology.LB_POOL_CIDR`, and tests/unit/conformance/test_address_budget.py keeps the
+suite's Gateways within it): upstream's four HTTPS listeners on 443,
 one certificate for all, asked over HTTP/2 with one connection per SNI name carrying every
 :authority (the connection-reuse case); and the TLS listeners, each case on its own port:
 the four hostname intersections of TLSRouteHostnameIntersection (exact, wildcard, less

@@ -1,5 +1,5 @@
 """LoadBalancer addresses in a live lab: a LoadBalancer Service gets an address from the
-seeded pool (the fabric's top /28) and, from a plain netns on the lab fabric (a machine
+seeded pool (the fabric's top /27) and, from a plain netns on the lab fabric (a machine
 outside the cluster: no Tulle, no routes to pods), the address resolves by ARP to the MAC of
 the node the election picks among the Ready Nodes; the other node stays silent."""
 
@@ -22,7 +22,7 @@ from lab.topology import LB_POOL_CIDR, plan_lab
 from tests.netns.conftest import Lab
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
-OUTSIDE_IP = "10.240.0.230"  # above every node (10 + N), below the pool
+OUTSIDE_IP = "10.240.0.220"  # above every node (10 + N), below the pool
 
 
 def ip(*args: str) -> str:
