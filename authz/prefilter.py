@@ -21,7 +21,17 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from authz import fastmatch
-from authz.compiled import HEADERS, PATH, CompiledPolicy, Conjunction, RuleList, Test, holds
+from authz.compiled import (
+    HEADERS,
+    PATH,
+    CompiledPolicy,
+    Conjunction,
+    RuleList,
+    Test,
+    decide,
+    holds,
+)
+from authz.evaluate import Verdict
 
 Hit = Callable[[Any], bool]
 FlatRule = tuple[CompiledPolicy, int, Hit, bool, int, Hit, bool, Conjunction | None]
@@ -34,6 +44,7 @@ Staged = tuple[tuple[FlatRule, ...], tuple[FlatRule, ...] | None, Hit | None,
 """(rules, unkeyed, path test, header tests): ``unkeyed`` None means no prefilter (too few
 keyed rules to pay for it); else the rules without a key, tested alone when the merged path
 test and every merged header test fail."""
+_ALLOWED = Verdict(True)
 MIN_KEYED = 2
 """A prefilter costs a test or two per request: worth it from two keyed rules."""
 
@@ -122,3 +133,101 @@ def _any_header(tests: tuple[tuple[str, Hit], ...],
             if test(value):
                 return True
     return False
+
+
+Simple = tuple[CompiledPolicy, str, bool, frozenset[str], tuple[str, ...], tuple[str, ...],
+               bool]
+"""A rule of one Istio string test, spelled out: (policy, header name or "" for the path,
+any non-empty value, exact values, prefixes, suffixes, want)."""
+Gate = tuple[str, bool, frozenset[str], tuple[str, ...], tuple[str, ...]]
+"""A merged key test: (header name or "" for the path, anything, exact, prefixes, suffixes)."""
+
+
+def _simple(rules: tuple[FlatRule, ...]) -> tuple[Simple, ...] | None:
+    """The rules as ``Simple`` when each is one path or header string test; else None."""
+    out: list[Simple] = []
+    for policy, fact, hit, want, fact2, hit2, _, more in rules:
+        if (fact2, hit2) != ALWAYS[:2] or more is not None:
+            return None
+        if fact == PATH and (patterns := fastmatch.patterns_of(hit)) is not None:
+            out.append((policy, "", *patterns, want))
+        elif fact == HEADERS and (header := fastmatch.header_of(hit)) is not None:
+            out.append((policy, header[0], *header[1], want))
+        else:
+            return None
+    return tuple(out)
+
+
+def _holds(name: str, anything: bool, exact: frozenset[str], starts: tuple[str, ...],
+           ends: tuple[str, ...], _path: str, headers: Mapping[str, tuple[str, ...]]) -> bool:
+    """Whether a value of header ``name`` matches (``Line.decide`` tests the path inline)."""
+    for value in headers.get(name, ()):
+        if (anything and value != "") or value in exact or value.startswith(starts) or (
+                value.endswith(ends)):
+            return True
+    return False
+
+
+class Line:
+    """One request line's rules (the connection's, its method and host decided): the
+    staged lists, and when every DENY and ALLOW rule left is one path or header string test
+    and no AUDIT rule is left (issue 14's benchmark: all of them), the same decision in one
+    call, tests spelled out inline (no call per test or rule)."""
+
+    __slots__ = ("staged", "by_allow", "_denies", "_gates", "_allows")
+
+    def __init__(self, audits: RuleList, denies: RuleList, allows: RuleList,
+                 by_allow: Verdict | None) -> None:
+        self.staged = (stage(audits), stage(denies), stage(allows))
+        self.by_allow = by_allow
+        deny_rules = _simple(self.staged[1][0])
+        allow_rules = _simple(self.staged[2][0])
+        simple = not audits and deny_rules is not None and allow_rules is not None
+        self._denies = deny_rules if simple else None
+        self._allows = allow_rules or ()
+        # The DENY rules' tests merged per path and header name (only their positive tests:
+        # a not-form rule leaves no gate, so every DENY rule is then tested).
+        merged: dict[str, list[fastmatch.Patterns]] = {}
+        for _, name, anything, exact, starts, ends, want in deny_rules or ():
+            if not want:
+                merged.clear()
+                break
+            merged.setdefault(name, []).append((anything, exact, starts, ends))
+        self._gates: tuple[Gate, ...] | None = tuple(
+            (name, *fastmatch.merge_patterns(found)) for name, found in sorted(merged.items())
+        ) if merged else None
+
+    def decide(self, path: str, headers: Mapping[str, tuple[str, ...]]) -> Verdict:
+        """``compiled.decide`` over the staged lists, for the request's path and headers."""
+        denies = self._denies
+        if denies is None:
+            return decide(self.staged, (True, None, None, None, None, None, None, None,
+                                        path, headers), self.by_allow, staged_matching)
+        gates = self._gates
+        if denies:
+            if gates is not None:
+                for name, anything, exact, starts, ends in gates:
+                    if name:  # a header: most requests lack most of those read
+                        if name in headers and _holds(name, anything, exact, starts, ends,
+                                                      path, headers):
+                            break
+                    elif (anything and path != "") or path in exact or path.startswith(
+                            starts) or path.endswith(ends):
+                        break
+                else:
+                    denies = ()  # no DENY rule's test can hold
+            for policy, name, anything, exact, starts, ends, want in denies:
+                if ((name in headers and _holds(name, anything, exact, starts, ends, path,
+                                                headers)) if name else (
+                        (anything and path != "") or path in exact or path.startswith(starts)
+                        or path.endswith(ends))) is want:
+                    return policy.verdict
+        if self.by_allow is None:
+            return _ALLOWED
+        for policy, name, anything, exact, starts, ends, want in self._allows:
+            if ((name in headers and _holds(name, anything, exact, starts, ends, path,
+                                            headers)) if name else (
+                    (anything and path != "") or path in exact or path.startswith(starts)
+                    or path.endswith(ends))) is want:
+                return policy.verdict
+        return self.by_allow

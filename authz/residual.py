@@ -130,14 +130,13 @@ STAGES_KEPT = 256
 others are judged by the rules narrowed to the connection only (as fast as before the
 stages: a client varying its Host header cannot make requests cost more)."""
 _LINE_FACTS = frozenset({PATH, HEADERS})
-Stages = tuple[prefilter.Staged, prefilter.Staged, prefilter.Staged]
 
 
 class Residual:
     """The per-request part of one connection's policies."""
 
     __slots__ = ("policies", "header_names", "_narrowed", "_rules", "_by_allow",
-                 "_reads_host", "_stages")
+                 "_reads_host", "_lines")
 
     def __init__(self, compiled: CompiledPolicies, connection: Connection) -> None:
         self.policies = compiled.policies
@@ -156,32 +155,30 @@ class Residual:
         self.header_names = compiled.header_names if HEADERS in read else frozenset()
         """The lower-case names of the headers a rule still reads: ``evaluate`` needs
         only those (``pick_headers``)."""
-        self._stages: dict[tuple[str, str], Stages] = {}
+        self._lines: dict[tuple[str, str], prefilter.Line] = {}
 
     def evaluate(self, method: str, authority: str, path: str,
                  headers: Mapping[str, tuple[str, ...]] = _NO_HEADERS) -> Verdict:
         """The verdict for one HTTP request on this connection: ``path`` as normalized
         for routing (no query), ``headers`` by lower-case name (``pick_headers``)."""
-        stages = self._stages.get((method, authority))
-        if stages is None and len(self._stages) < STAGES_KEPT:
-            stages = self._stages[method, authority] = self._stage(method, authority)
-        if stages is not None:
-            # Method and host are decided in the stages: the facts read are path, headers.
-            return decide(stages, (True, None, None, None, None, None, None, None, path,
-                                   headers), self._by_allow, prefilter.staged_matching)
+        line = self._lines.get((method, authority))
+        if line is None and len(self._lines) < STAGES_KEPT:
+            line = self._lines[method, authority] = self._line(method, authority)
+        if line is not None:  # method and host decided: the path and headers are left
+            return line.decide(path, headers)
         host = fastmatch.host_fact(authority) if self._reads_host else _NO_HOST
         # The compiled tests index the facts by position; the connection's are decided.
         facts = (True, None, None, None, None, None, host, method, path, headers)
         return decide(self._rules, facts, self._by_allow, prefilter.flat_matching)
 
-    def _stage(self, method: str, authority: str) -> Stages:
+    def _line(self, method: str, authority: str) -> prefilter.Line:
         """The rules narrowed further to one request line (its method and host decided,
-        as the connection's facts were), each list with its prefilter."""
+        as the connection's facts were), staged (``authz.prefilter``)."""
         host = fastmatch.host_fact(authority) if self._reads_host else _NO_HOST
         facts = (True, None, None, None, None, None, host, method, None, None)
-        audits, denies, allows = (prefilter.stage(_narrow_rules(rules, facts, _LINE_FACTS))
+        audits, denies, allows = (_narrow_rules(rules, facts, _LINE_FACTS)
                                   for rules in self._narrowed)
-        return audits, denies, allows
+        return prefilter.Line(audits, denies, allows, self._by_allow)
 
 
 def _all_tests(more: Conjunction | None) -> list[Test]:

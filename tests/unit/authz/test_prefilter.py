@@ -124,7 +124,7 @@ def test_patterns_of_refuses_what_it_did_not_build() -> None:
 def _deny_list(found: list[AuthorizationPolicy], method: str = "GET",
                authority: str = "api") -> prefilter.Staged:
     residual = narrow(compile_policies(found), Connection(Peer("10.9.9.9"), "10.1.0.5", 80))
-    return residual._stage(method, authority)[1]
+    return residual._line(method, authority).staged[1]
 
 
 BENCH_LIKE = [
@@ -181,6 +181,28 @@ def test_the_facts_the_prefilter_reads_are_the_path_and_headers() -> None:
     """The staged lists are tested on facts whose method and host slots are empty: no test
     left may read them."""
     for staged in narrow(compile_policies(BENCH_LIKE), Connection(
-            Peer("10.9.9.9"), "10.1.0.5", 80))._stage("GET", "api"):
+            Peer("10.9.9.9"), "10.1.0.5", 80))._line("GET", "api").staged:
         for _, fact, _, _, fact2, _, _, more in staged[0]:
             assert {fact, fact2} <= {0, PATH, HEADERS} and more is None
+
+
+@pytest.mark.parametrize(("path", "raw", "denied_by"), [
+    ("", [(b"x-debug", b"")], ()),  # empty is absent: "*" (presence) does not match
+    ("/x", [(b"x-debug", b""), (b"X-Debug", b"1")], ("shop/b-debug",)),  # a second field
+    ("/x", [(b"x-debug", b"")], ("shop/c-path",)),
+])
+def test_an_empty_value_is_absent_for_a_presence_match(
+        path: str, raw: list[tuple[bytes, bytes]], denied_by: tuple[str, ...]) -> None:
+    found = [
+        policy("a-old", {"action": "DENY", "rules": [
+            rule(when=[{"key": "request.headers[x-old]", "values": ["*"]}])]}),
+        policy("b-debug", {"action": "DENY", "rules": [
+            rule(when=[{"key": "request.headers[x-debug]", "values": ["*"]}])]}),
+        policy("c-path", {"action": "DENY", "rules": [rule(operation={"paths": ["*"]})]}),
+    ]
+    connection = Connection(Peer("10.9.9.9"), "10.1.0.5", 80)
+    residual = narrow(compile_policies(found), connection)
+    assert residual._line("GET", "api")._denies is not None  # the inline path is the one tested
+    verdict = residual.evaluate("GET", "api", path, pick_headers(raw, residual.header_names))
+    assert verdict == _want(found, connection, "GET", "api", path, raw)
+    assert verdict.policies == denied_by and verdict.allowed == (not denied_by)
