@@ -158,10 +158,10 @@ def _simple(rules: tuple[FlatRule, ...]) -> tuple[Simple, ...] | None:
     return tuple(out)
 
 
-def _holds(name: str, anything: bool, exact: frozenset[str], starts: tuple[str, ...],
-           ends: tuple[str, ...], _path: str, headers: Mapping[str, tuple[str, ...]]) -> bool:
-    """Whether a value of header ``name`` matches (``Line.decide`` tests the path inline)."""
-    for value in headers.get(name, ()):
+def _hit(name: str, anything: bool, exact: frozenset[str], starts: tuple[str, ...],
+         ends: tuple[str, ...], path: str, headers: Mapping[str, tuple[str, ...]]) -> bool:
+    """One ``Simple`` rule's test (``Line.decide`` spells the common ones out inline)."""
+    for value in headers.get(name, ()) if name else (path,):
         if (anything and value != "") or value in exact or value.startswith(starts) or (
                 value.endswith(ends)):
             return True
@@ -198,36 +198,41 @@ class Line:
         ) if merged else None
 
     def decide(self, path: str, headers: Mapping[str, tuple[str, ...]]) -> Verdict:
-        """``compiled.decide`` over the staged lists, for the request's path and headers."""
+        """``compiled.decide`` over the staged lists, for the request's path and headers.
+        Each test is ``match.any_string`` spelled out: "" (absent) matches nothing."""
         denies = self._denies
         if denies is None:
             return decide(self.staged, (True, None, None, None, None, None, None, None,
                                         path, headers), self.by_allow, staged_matching)
         gates = self._gates
-        if denies:
-            if gates is not None:
-                for name, anything, exact, starts, ends in gates:
-                    if name:  # a header: most requests lack most of those read
-                        if name in headers and _holds(name, anything, exact, starts, ends,
-                                                      path, headers):
-                            break
-                    elif (anything and path != "") or path in exact or path.startswith(
+        if denies and gates is not None:
+            for name, anything, exact, starts, ends in gates:
+                if not name:
+                    if (anything and path != "") or path in exact or path.startswith(
                             starts) or path.endswith(ends):
                         break
+                    continue
+                for value in headers.get(name, ()):  # most requests lack most of these
+                    if (anything and value != "") or value in exact or value.startswith(
+                            starts) or value.endswith(ends):
+                        break
                 else:
-                    denies = ()  # no DENY rule's test can hold
-            for policy, name, anything, exact, starts, ends, want in denies:
-                if ((name in headers and _holds(name, anything, exact, starts, ends, path,
-                                                headers)) if name else (
-                        (anything and path != "") or path in exact or path.startswith(starts)
-                        or path.endswith(ends))) is want:
-                    return policy.verdict
+                    continue
+                break
+            else:
+                denies = ()  # no DENY rule's test can hold
+        for policy, name, anything, exact, starts, ends, want in denies:
+            if _hit(name, anything, exact, starts, ends, path, headers) is want:
+                return policy.verdict
         if self.by_allow is None:
             return _ALLOWED
         for policy, name, anything, exact, starts, ends, want in self._allows:
-            if ((name in headers and _holds(name, anything, exact, starts, ends, path,
-                                            headers)) if name else (
-                    (anything and path != "") or path in exact or path.startswith(starts)
-                    or path.endswith(ends))) is want:
+            if not name:
+                hit = (anything and path != "") or path in exact or path.startswith(
+                    starts) or path.endswith(ends)
+            else:
+                hit = name in headers and _hit(name, anything, exact, starts, ends, path,
+                                               headers)
+            if hit is want:
                 return policy.verdict
         return self.by_allow
