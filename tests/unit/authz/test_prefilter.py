@@ -3,7 +3,7 @@ reference evaluator's verdict: over generated policies made of many one-field ru
 headers, methods, hosts, some with a source or a not-form), so that the merged path and
 header tests form, hit and miss, with unkeyed rules before and after keyed ones; over
 requests on one connection that reuse request lines (the staged rules are kept) and, with
-``STAGES_KEPT`` 1, requests past the kept lines. The merged patterns are the union of
+``LINES_KEPT`` 1, requests past the kept lines. The merged patterns are the union of
 their parts, read back from the compiled tests."""
 
 from __future__ import annotations
@@ -77,20 +77,21 @@ def _want(found: list[AuthorizationPolicy], connection: Connection, method: str,
                                    host, method, path, headers))
 
 
-@pytest.mark.parametrize("kept", [authz.residual.STAGES_KEPT, 1])
+@pytest.mark.parametrize("kept", [authz.residual.LINES_KEPT, 1])
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.function_scoped_fixture])
 @given(found=many_rules(), caller=CALLERS, requests=st.lists(REQUEST, min_size=1, max_size=10))
 def test_staged_and_prefiltered_rules_are_the_reference_evaluator(
         monkeypatch: pytest.MonkeyPatch, kept: int, found: list[AuthorizationPolicy],
         caller: Peer, requests: list[tuple[str, str, str, list[tuple[bytes, bytes]]]]) -> None:
-    monkeypatch.setattr(authz.residual, "STAGES_KEPT", kept)
+    monkeypatch.setattr(authz.residual, "LINES_KEPT", kept)
     connection = Connection(caller, "10.1.0.5", 80)
     residual = narrow(compile_policies(found), connection)
     for method, host, path, raw in requests * 2:  # every request line again: stages reused
         headers = pick_headers(raw, residual.header_names)
         assert residual.evaluate(method, host, path, headers) == _want(
             found, connection, method, host, path, raw), (method, host, path, raw)
+    assert len(residual._lines) == min(kept, len({(m, h) for m, h, _, _ in requests}))
 
 
 PATTERNS = st.lists(st.sampled_from(["/a", "/a*", "*/a", "*", "/b", "*.env", "x", ""]),
