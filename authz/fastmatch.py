@@ -102,6 +102,22 @@ def patterns_of(hit: object) -> Patterns | None:
     return found if isinstance(found, tuple) else None
 
 
+def split_test(patterns: Patterns) -> list[Callable[[str], bool]]:
+    """``patterns_test`` as parts, one C call each, that match a value when any does (so a
+    caller tests only the parts that exist: no call for an empty prefix tuple)."""
+    anything, values, starts, ends = patterns
+    if anything:
+        return [bool]
+    parts: list[Callable[[str], bool]] = []
+    if values:
+        parts.append(values.__contains__)
+    if starts:
+        parts.append(methodcaller("startswith", starts))
+    if ends:
+        parts.append(methodcaller("endswith", ends))
+    return parts
+
+
 def merge_patterns(many: Iterable[Patterns]) -> Patterns:
     """Patterns matching a value when any of ``many`` does (Istio's strings: a union)."""
     anything, values, starts, ends = _NOTHING

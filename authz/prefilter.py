@@ -135,12 +135,12 @@ def _any_header(tests: tuple[tuple[str, Hit], ...],
     return False
 
 
-Simple = tuple[CompiledPolicy, str, bool, frozenset[str], tuple[str, ...], tuple[str, ...],
-               bool]
-"""A rule of one Istio string test, spelled out: (policy, header name or "" for the path,
-any non-empty value, exact values, prefixes, suffixes, want)."""
-Gate = tuple[str, bool, frozenset[str], tuple[str, ...], tuple[str, ...]]
-"""A merged key test: (header name or "" for the path, anything, exact, prefixes, suffixes)."""
+Simple = tuple[CompiledPolicy, str, Callable[[str], bool], bool]
+"""A rule of one Istio string test: (policy, header name or "" for the path, the test of one
+value (``fastmatch.patterns_test``: mostly one C call), want)."""
+Gate = tuple[str, Callable[[str], bool]]
+"""A part of the DENY rules' merged tests: (header name or "" for the path, a test of one
+value: ``fastmatch.split_test``'s parts, each one C call)."""
 
 
 def _simple(rules: tuple[FlatRule, ...]) -> tuple[Simple, ...] | None:
@@ -149,21 +149,18 @@ def _simple(rules: tuple[FlatRule, ...]) -> tuple[Simple, ...] | None:
     for policy, fact, hit, want, fact2, hit2, _, more in rules:
         if (fact2, hit2) != ALWAYS[:2] or more is not None:
             return None
-        if fact == PATH and (patterns := fastmatch.patterns_of(hit)) is not None:
-            out.append((policy, "", *patterns, want))
+        if fact == PATH and fastmatch.patterns_of(hit) is not None:
+            out.append((policy, "", hit, want))
         elif fact == HEADERS and (header := fastmatch.header_of(hit)) is not None:
-            out.append((policy, header[0], *header[1], want))
+            out.append((policy, header[0], fastmatch.patterns_test(header[1]), want))
         else:
             return None
     return tuple(out)
 
 
-def _hit(name: str, anything: bool, exact: frozenset[str], starts: tuple[str, ...],
-         ends: tuple[str, ...], path: str, headers: Mapping[str, tuple[str, ...]]) -> bool:
-    """One ``Simple`` rule's test (``Line.decide`` spells the common ones out inline)."""
-    for value in headers.get(name, ()) if name else (path,):
-        if (anything and value != "") or value in exact or value.startswith(starts) or (
-                value.endswith(ends)):
+def _any(test: Callable[[str], bool], values: tuple[str, ...]) -> bool:
+    for value in values:
+        if test(value):
             return True
     return False
 
@@ -172,7 +169,8 @@ class Line:
     """One request line's rules (the connection's, its method and host decided): the
     staged lists, and when every DENY and ALLOW rule left is one path or header string test
     and no AUDIT rule is left (issue 14's benchmark: all of them), the same decision in one
-    call, tests spelled out inline (no call per test or rule)."""
+    call: no call per rule but its test's, the DENY rules' tests merged into a few C calls
+    that most requests fail."""
 
     __slots__ = ("staged", "by_allow", "_denies", "_gates", "_allows")
 
@@ -188,51 +186,42 @@ class Line:
         # The DENY rules' tests merged per path and header name (only their positive tests:
         # a not-form rule leaves no gate, so every DENY rule is then tested).
         merged: dict[str, list[fastmatch.Patterns]] = {}
-        for _, name, anything, exact, starts, ends, want in deny_rules or ():
-            if not want:
+        for rule in self.staged[1][0] if simple else ():
+            key = _key(rule)
+            if key is None:  # a not-form (each rule is its one test: ``_simple``)
                 merged.clear()
                 break
-            merged.setdefault(name, []).append((anything, exact, starts, ends))
+            merged.setdefault(key[0], []).append(key[1])
         self._gates: tuple[Gate, ...] | None = tuple(
-            (name, *fastmatch.merge_patterns(found)) for name, found in sorted(merged.items())
+            (name, test) for name, found in sorted(merged.items())
+            for test in fastmatch.split_test(fastmatch.merge_patterns(found))
         ) if merged else None
 
     def decide(self, path: str, headers: Mapping[str, tuple[str, ...]]) -> Verdict:
-        """``compiled.decide`` over the staged lists, for the request's path and headers.
-        Each test is ``match.any_string`` spelled out: "" (absent) matches nothing."""
+        """``compiled.decide`` over the staged lists, for the request's path and headers."""
         denies = self._denies
         if denies is None:
             return decide(self.staged, (True, None, None, None, None, None, None, None,
                                         path, headers), self.by_allow, staged_matching)
         gates = self._gates
         if denies and gates is not None:
-            for name, anything, exact, starts, ends in gates:
+            for name, test in gates:
                 if not name:
-                    if (anything and path != "") or path in exact or path.startswith(
-                            starts) or path.endswith(ends):
+                    if test(path):
                         break
-                    continue
-                for value in headers.get(name, ()):  # most requests lack most of these
-                    if (anything and value != "") or value in exact or value.startswith(
-                            starts) or value.endswith(ends):
-                        break
-                else:
-                    continue
-                break
+                elif name in headers and _any(test, headers[name]):
+                    break
             else:
                 denies = ()  # no DENY rule's test can hold
-        for policy, name, anything, exact, starts, ends, want in denies:
-            if _hit(name, anything, exact, starts, ends, path, headers) is want:
+        for policy, name, test, want in denies:
+            if (test(path) if not name else name in headers and _any(
+                    test, headers[name])) is want:
                 return policy.verdict
         if self.by_allow is None:
             return _ALLOWED
-        for policy, name, anything, exact, starts, ends, want in self._allows:
-            if not name:
-                hit = (anything and path != "") or path in exact or path.startswith(
-                    starts) or path.endswith(ends)
-            else:
-                hit = name in headers and _hit(name, anything, exact, starts, ends, path,
-                                               headers)
-            if hit is want:
+        for policy, name, test, want in self._allows:
+            if (test(path) if not name else name in headers and _any(
+                    test, headers[name])) is want:
                 return policy.verdict
         return self.by_allow
+

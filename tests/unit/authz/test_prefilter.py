@@ -109,6 +109,8 @@ def test_merged_patterns_match_when_any_part_does(parts: list[list[str]], value:
     assert all(r is not None for r in read)
     merged = fastmatch.patterns_test(fastmatch.merge_patterns(r for r in read if r is not None))
     assert merged(value) == any(match.any_string(p, value) for p in parts)
+    split = fastmatch.split_test(fastmatch.merge_patterns(r for r in read if r is not None))
+    assert any(part(value) for part in split) == merged(value)
     for test, p in zip(tests, parts, strict=True):
         assert test(value) == match.any_string(p, value)
 
