@@ -19,6 +19,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from operator import methodcaller
+from typing import Any
 
 Address = tuple[int, int]
 """An IP address as (version, integer)."""
@@ -49,7 +50,12 @@ def _patterns(patterns: Iterable[str], lower: bool) -> Patterns:
 
 def string_test(patterns: Iterable[str], *, lower: bool = False) -> Callable[[str], bool]:
     """``match.any_string(patterns, value)`` for a value that is "" when absent."""
-    anything, values, starts, ends = _patterns(patterns, lower)
+    return patterns_test(_patterns(patterns, lower))
+
+
+def patterns_test(patterns: Patterns) -> Callable[[str], bool]:
+    """``string_test`` of already parsed patterns (``patterns_of`` gives them back)."""
+    anything, values, starts, ends = patterns
     if anything:
         return bool  # any non-empty value
     # No prefix, suffix or exact value is empty, so "" (absent) matches none of them. The
@@ -65,7 +71,61 @@ def string_test(patterns: Iterable[str], *, lower: bool = False) -> Callable[[st
     def hit(value: str) -> bool:
         return value in values or value.startswith(starts) or value.endswith(ends)
 
+    hit.patterns = patterns  # type: ignore[attr-defined]  # for patterns_of
     return hit
+
+
+_NOTHING: Patterns = (False, frozenset(), (), ())
+
+
+def patterns_of(hit: object) -> Patterns | None:
+    """The patterns a ``patterns_test`` (or ``string_test``, ``exact_test``) was built from,
+    read back from the test itself (so the compiled tests need not carry them); None for
+    any other test. ``authz.prefilter`` merges tests of several rules through them."""
+    if hit is bool:
+        return True, frozenset(), (), ()
+    if isinstance(hit, methodcaller):
+        reduced: tuple[Any, ...] = tuple(hit.__reduce__()[1])  # (name, *arguments)
+        name, args = reduced[0], reduced[1:]
+        found = args[0] if len(args) == 1 else None
+        if not isinstance(found, tuple):
+            return None
+        if name == "startswith":
+            return False, frozenset(), found, ()
+        if name == "endswith":
+            return False, frozenset(), (), found
+        return None
+    owner = getattr(hit, "__self__", None)
+    if type(owner) is frozenset and getattr(hit, "__name__", "") == "__contains__":
+        return False, owner, (), ()
+    found = getattr(hit, "patterns", None)
+    return found if isinstance(found, tuple) else None
+
+
+def split_test(patterns: Patterns) -> list[Callable[[str], bool]]:
+    """``patterns_test`` as parts, one C call each, that match a value when any does (so a
+    caller tests only the parts that exist: no call for an empty prefix tuple)."""
+    anything, values, starts, ends = patterns
+    if anything:
+        return [bool]
+    parts: list[Callable[[str], bool]] = []
+    if values:
+        parts.append(values.__contains__)
+    if starts:
+        parts.append(methodcaller("startswith", starts))
+    if ends:
+        parts.append(methodcaller("endswith", ends))
+    return parts
+
+
+def merge_patterns(many: Iterable[Patterns]) -> Patterns:
+    """Patterns matching a value when any of ``many`` does (Istio's strings: a union)."""
+    anything, values, starts, ends = _NOTHING
+    for p in many:
+        if p[0]:
+            return p
+        values, starts, ends = values | p[1], starts + p[2], ends + p[3]
+    return anything, values, starts, ends
 
 
 def exact_test(values: Iterable[str]) -> Callable[[str], bool]:
@@ -136,7 +196,8 @@ def address_fact(text: str) -> Address | None:
 def header_test(name: str, patterns: Iterable[str]) -> Callable[[Mapping[str, tuple[str, ...]]],
                                                                  bool]:
     """Whether any value of header ``name`` (lower-case) matches a pattern."""
-    test = string_test(patterns)
+    parsed = _patterns(patterns, False)
+    test = patterns_test(parsed)
 
     def hit(headers: Mapping[str, tuple[str, ...]]) -> bool:
         for value in headers.get(name, ()):
@@ -144,7 +205,14 @@ def header_test(name: str, patterns: Iterable[str]) -> Callable[[Mapping[str, tu
                 return True
         return False
 
+    hit.header = name, parsed  # type: ignore[attr-defined]  # for header_of
     return hit
+
+
+def header_of(hit: object) -> tuple[str, Patterns] | None:
+    """The header name and patterns a ``header_test`` was built from; None for any other."""
+    found = getattr(hit, "header", None)
+    return found if isinstance(found, tuple) else None
 
 
 def never(_value: object) -> bool:
