@@ -154,10 +154,17 @@ class _Handler(BaseHTTPRequestHandler):
                 close()
 
     def _client_gone(self) -> bool:
-        """During a watch the client sends nothing: anything readable is its FIN (or TLS
-        close_notify), so the stream ends instead of polling for a client that left."""
-        readable, _, _ = select.select([self.connection], [], [], 0)
-        return bool(readable)
+        return peer_sent(self.connection)
+
+
+def peer_sent(conn: socket.socket) -> bool:
+    """During a watch the client sends nothing: anything readable is its FIN (or TLS
+    close_notify), so the stream ends instead of polling for a client that left. poll(),
+    not select(): a busy server's descriptors pass 1024, which select() cannot take (the
+    watch then died with "filedescriptor out of range")."""
+    poller = select.poll()
+    poller.register(conn, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class _Deadlines:

@@ -201,8 +201,14 @@ def test_a_template_change_rolls_node_by_node(
         k.out("apply", "-f", k.write("ds2.yaml", [daemonset("v2", host_dir)]))
         k.out("rollout", "status", "ds/echo", "-n", NS, "--timeout=120s")
         after = wait_for(lambda: _by_node(k), timeout=60, what="both pods ready after the roll")
-        wait_for(lambda: _ready_nodes_over_time(_watched_pods(watch.lines))[-1] == 2,
-                 what="the watch to see both nodes ready again")
+        try:
+            wait_for(lambda: _ready_nodes_over_time(_watched_pods(watch.lines))[-1] == 2,
+                     what="the watch to see both nodes ready again")
+        except AssertionError as err:
+            ready = _ready_nodes_over_time(_watched_pods(watch.lines))
+            stderr = watch.proc.stderr.read() if watch.proc.poll() is not None else ""
+            raise AssertionError(f"{err}; ready nodes as watched: {ready}; watch exit "
+                                 f"{watch.proc.poll()} {stderr}") from None
     finally:
         watch.stop()
     hashes = {p["metadata"]["labels"]["controller-revision-hash"] for p in after.values()}
