@@ -147,6 +147,9 @@ def test_one_pod_per_node_in_the_nodes_network_answering_on_its_ip(
         assert "controller-revision-hash" in pod["metadata"]["labels"]
         answer = _answers(lab, running["client"], internal)  # from a pod, to the node's IP
         assert answer["pod"] == pod["metadata"]["name"]
+        # `tulle lab exec` into it lands in the node's network namespace, as the kubelet ran it.
+        inside = lab.exec(NS, pod["metadata"]["name"], "ip", "-4", "-o", "addr").stdout
+        assert f" {internal}/" in inside
     assert host_dir.is_dir()  # the hostPath (DirectoryOrCreate), made before the start
     environ = Path(f"/proc/{_pids(lab, [running['pods']['node1']['metadata']['name']])[0]}"
                    "/environ").read_bytes().split(b"\0")
