@@ -50,9 +50,11 @@ def retryable(err: BaseException) -> bool:
     return isinstance(err, httpx.HTTPError | OSError | Conflict)
 
 
-# Written, never watched: Events (the controller), CRDs (`lab up` installs Gateway API's).
+# Kinds the agent's model does not read: Events (the controller writes them), CRDs (`lab up`
+# installs Gateway API's), DaemonSets (the lab controller reads them as served).
 _UNMODELLED = {
     "Event": ("v1", "events", True),
+    "DaemonSet": ("apps/v1", "daemonsets", True),
     "CustomResourceDefinition": ("apiextensions.k8s.io/v1", "customresourcedefinitions", False),
 }
 
@@ -73,9 +75,12 @@ def connect(kubeconfig: Path, field_manager: str, timeout: float = REQUEST_TIMEO
     )
 
 
+def namespaced(kind: str) -> bool:
+    return _UNMODELLED[kind][2] if kind in _UNMODELLED else kind_info(kind).namespaced
+
+
 def _namespace(kind: str, namespace: str) -> str | None:
-    namespaced = _UNMODELLED[kind][2] if kind in _UNMODELLED else kind_info(kind).namespaced
-    return namespace if namespaced else None
+    return namespace if namespaced(kind) else None
 
 
 def _code(err: ApiError) -> int:
@@ -165,7 +170,7 @@ class Informers:
             Informer(
                 client,
                 resource(kind),
-                namespace="*" if kind_info(kind).namespaced else "",
+                namespace="*" if namespaced(kind) else "",
                 on_delta=view.feed(kind),
                 watch_timeout=watch_timeout,
                 backoff=API_BACKOFF,

@@ -10,10 +10,17 @@ the pod gets its address only once ADD returned, and a failed ADD is reported on
 once the node agent polices its veth: no container starts before the datapath's programs are
 attached to the host-side veth (the agent writes the endpoint entry before it attaches), so
 a pod's first packet is policed.
+
+A ``hostNetwork`` pod has none of that: its containers run in the node's network namespace
+(``nsenter --net``, so bpffs and tracefs stay the host's), its IP is the node's, and they
+start at once. Containers get the downward API's ``fieldRef`` variables and ``$(VAR)``
+expansion of command and args; hostPath volumes are checked (or created) by type before a
+container starts and are usable at their own path (lab.podspec, lab.hostpaths).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import sys
 import time
@@ -22,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agent.model.core import Pod
-from lab import cgroups, ipam, network, procs
+from lab import cgroups, hostpaths, ipam, network, procs
 from lab.cni_runtime import LabCni, PodKey
 from lab.controllers.events import EventSink
 from lab.kubeapi import NotFound, StatusWriter
@@ -35,7 +42,15 @@ from lab.podruntime import (
     pod_status,
     sandbox_waiting,
 )
-from lab.podspec import container_argv, pod_env, resolv_conf
+from lab.podspec import (
+    container_argv,
+    declared_env,
+    expand,
+    host_path_mounts,
+    pod_env,
+    pod_ip_vars,
+    resolv_conf,
+)
 from lab.readiness import ports_ready
 from lab.state import LabPaths, read_json
 from lab.topology import LabPlan, NodePlan, host_veth_name
@@ -105,6 +120,35 @@ class Kubelet:
     def _create(self, pod: Pod) -> PodRuntime:
         node = self.plan.node(pod.spec.node_name or "")
         ns, name = pod.metadata.namespace, pod.metadata.name
+        host = bool(pod.spec.host_network)
+        ip: ipaddress.IPv4Address | None
+        if host:  # the node's netns and address: no veth, no IPAM, no datapath to wait for
+            netns, ip, veth = node.netns, node.fabric_ip, ""
+        else:
+            netns, ip, veth = self._pod_network(node, ns, name)
+        log.info("creating pod %s/%s on %s: netns %s%s, ip %s", ns, name, node.name, netns,
+                 " (hostNetwork)" if host else "", ip or "from CNI ADD")
+        cgroup = (cgroups.make(cgroups.pod_cgroup(self.plan.name, node.name, ns, name))
+                  if self.pod_cgroups else None)
+        containers = []
+        for c in pod.spec.containers:
+            argv, ports = container_argv(c, self.python)
+            declared = declared_env(pod, ip, node, c)
+            mounts, problems = host_path_mounts(pod, c)
+            containers.append(ContainerRuntime(
+                c.name, tuple(expand(arg, declared) for arg in argv), pod_env(pod, ip, node, c),
+                ports, ip_vars=pod_ip_vars(c), host_paths=mounts, config_error="; ".join(problems),
+            ))
+        rt = PodRuntime(pod.metadata.uid, ns, name, node, netns, ip,
+                        pod.spec.restart_policy or "Always", containers, host_veth=veth,
+                        attached=self.attached is None or host, cgroup=cgroup, host_network=host)
+        self._start_sandbox(rt)
+        return rt
+
+    def _pod_network(
+        self, node: NodePlan, ns: str, name: str
+    ) -> tuple[str, ipaddress.IPv4Address | None, str]:
+        """A pod netns of its own: (netns, ip, host veth); ip None until CNI ADD gives one."""
         netns = self.plan.pod_netns(ns, name)
         network.remove_netns(netns)  # a leftover from a crashed controller would hold stale state
         ip, veth = None, ""
@@ -114,23 +158,11 @@ class Kubelet:
             network.add_pod(node, netns, veth, ip)
         else:
             network.add_pod_netns(netns)  # the chain's ptp adds eth0, its address and routes
-        log.info("creating pod %s/%s on %s: netns %s, ip %s", ns, name, node.name, netns,
-                 ip or "from CNI ADD")
         network.write_pod_resolv_conf(netns, resolv_conf(ns))
-        cgroup = (cgroups.make(cgroups.pod_cgroup(self.plan.name, node.name, ns, name))
-                  if self.pod_cgroups else None)
-        containers = []
-        for c in pod.spec.containers:
-            argv, ports = container_argv(c, self.python)
-            containers.append(ContainerRuntime(c.name, argv, pod_env(pod, ip, node, c), ports))
-        rt = PodRuntime(pod.metadata.uid, ns, name, node, netns, ip,
-                        pod.spec.restart_policy or "Always", containers, host_veth=veth,
-                        attached=self.attached is None, cgroup=cgroup)
-        self._start_sandbox(rt)
-        return rt
+        return netns, ip, veth
 
     def _start_sandbox(self, rt: PodRuntime) -> None:
-        if self.cni is not None:
+        if self.cni is not None and not rt.host_network:
             rt.sandbox = self.adds.submit(
                 self.cni.add, rt.node, rt.netns, PodKey(rt.namespace, rt.name, rt.uid))
 
@@ -156,7 +188,8 @@ class Kubelet:
         rt.ip, rt.host_veth, rt.sandbox_error = sandbox.ip, sandbox.host_veth, ""
         rt.created_at = now  # the datapath's wait starts once there is a veth to police
         for c in rt.containers:
-            c.env["POD_IP"] = str(sandbox.ip)
+            for var in ("POD_IP", *c.ip_vars):
+                c.env[var] = str(sandbox.ip)
         log.info("pod %s/%s: CNI ADD gave %s on %s", rt.namespace, rt.name, sandbox.ip,
                  sandbox.host_veth)
 
@@ -164,14 +197,16 @@ class Kubelet:
         log.info("removing pod %s/%s from %s", rt.namespace, rt.name, rt.node.name)
         for c in rt.containers:
             self._stop_container(rt, c)
-        if self.cni is not None:
+        # A hostNetwork pod's netns is the node's: it has no sandbox of its own to remove.
+        if self.cni is not None and not rt.host_network:
             if rt.sandbox is not None:  # an ADD still running: DEL after it, not beside it
                 rt.sandbox.exception()
             try:  # DEL before the netns goes, as a kubelet does (host-local frees the address)
                 self.cni.delete(rt.node, rt.netns, PodKey(rt.namespace, rt.name, rt.uid))
             except Exception as err:  # the netns still goes; `tulle lab down` removes the rest
                 log.error("pod %s/%s: CNI DEL: %s", rt.namespace, rt.name, err)
-        network.remove_netns(rt.netns)
+        if not rt.host_network:
+            network.remove_netns(rt.netns)
         if rt.cgroup is not None:
             try:
                 cgroups.remove(rt.cgroup)
@@ -280,9 +315,18 @@ class Kubelet:
             self._start_container(rt, c)
 
     def _start_container(self, rt: PodRuntime, c: ContainerRuntime) -> None:
+        problem = c.config_error or next(filter(None, map(hostpaths.prepare, c.host_paths)), "")
+        if problem:  # a kubelet's FailedMount: said once, retried with back-off
+            if problem != c.mount_error:
+                log.error("pod %s/%s:%s: %s", rt.namespace, rt.name, c.name, problem)
+                self._event(rt, "FailedMount", problem, "Warning")
+            c.mount_error, c.next_start = problem, time.monotonic() + BACKOFF_MAX
+            return
+        c.mount_error = ""
         # The pod's cgroup first, from the host's /sys (`ip netns exec` remounts it): every
         # socket the container opens is then the pod's for the node's sock_ops tracer.
-        argv = cgroups.in_cgroup(rt.cgroup, ["ip", "netns", "exec", rt.netns, *c.argv])
+        argv = cgroups.in_cgroup(rt.cgroup, procs.netns_argv(rt.netns, c.argv) if rt.host_network
+                                 else ["ip", "netns", "exec", rt.netns, *c.argv])
         try:
             c.proc, c.record = procs.spawn(
                 f"{rt.namespace}_{rt.name}_{c.name}",

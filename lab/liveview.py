@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from agent.kube.cache import Delta, key_of, revision_of
-from agent.model.kinds import kind_info
+from agent.model.kinds import UnknownKindError, kind_info
 
 Key = tuple[str, str]  # (namespace, name)
 Obj = dict[str, Any]
@@ -107,5 +107,9 @@ def as_object(kind: str, obj: Any) -> Obj:
     """A plain dict with its kind: list items on a cluster carry no kind or apiVersion."""
     out = dict(obj)
     out.setdefault("kind", kind)
-    out.setdefault("apiVersion", kind_info(kind).api_version)
+    if "apiVersion" not in out:
+        try:
+            out["apiVersion"] = kind_info(kind).api_version
+        except UnknownKindError:
+            pass  # a kind the model does not read (DaemonSet): the lab server sends its own
     return out

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent.model.core import HostPathVolumeSource
 from lab import procs
 from lab.cni_runtime import Sandbox
 from lab.topology import NodePlan
@@ -41,6 +42,10 @@ class ContainerRuntime:
     finished: bool = False  # exited and will not be restarted (restartPolicy)
     ready: bool = False
     ready_checked: float = 0.0
+    ip_vars: tuple[str, ...] = ()  # variables set to the pod's IP once it has one
+    host_paths: tuple[HostPathVolumeSource, ...] = ()  # checked before each start
+    config_error: str = ""  # what the lab cannot run of the spec (lab.podspec)
+    mount_error: str = ""  # why the last start did not happen, until one does
 
     @property
     def running(self) -> bool:
@@ -69,6 +74,7 @@ class PodRuntime:
     sandbox_error: str = ""  # the last failed ADD's error, until one succeeds
     sandbox_retry: float = 0.0  # monotonic time of the next ADD after a failure
     sandbox_backoff: float = BACKOFF_START
+    host_network: bool = False  # in the node's netns: no veth, no sandbox of its own
 
 
 def sandbox_waiting(rt: PodRuntime) -> tuple[str, str]:
@@ -101,6 +107,9 @@ def pod_status(rt: PodRuntime, ready_by_container: dict[str, bool]) -> dict[str,
                     "reason": "Completed" if c.last_exit == 0 else "Error",
                 }
             }
+        elif c.mount_error:
+            reason = "CreateContainerConfigError" if c.config_error else "ContainerCreating"
+            state = {"waiting": {"reason": reason, "message": c.mount_error}}
         else:
             reason = "CrashLoopBackOff" if c.restarts else "ContainerCreating"
             state = {"waiting": {"reason": reason}}

@@ -1,14 +1,19 @@
-"""What a lab container runs, from its Pod spec (pure): argv, environment, resolv.conf."""
+"""What a lab container runs, from its Pod spec (pure): argv, environment (the downward
+API's ``fieldRef`` and ``$(VAR)`` references, as a kubelet expands them), hostPath mounts,
+resolv.conf."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
+from collections.abc import Mapping
 
-from agent.model.core import Container, Pod
+from agent.model.core import Container, HostPathVolumeSource, Pod
 from lab.topology import CLUSTER_DOMAIN, DNS_ADDRESS, NodePlan
 
 DEFAULT_ECHO_PORT = 8080
+_SUBSCRIPT = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
 
 
 def container_argv(
@@ -20,7 +25,7 @@ def container_argv(
     image) on every declared TCP containerPort, or on 8080 when none is declared.
     """
     declared = tuple((p.container_port, p.protocol) for p in container.ports)
-    if container.command:
+    if container.command:  # the kubelet expands $(VAR) in it (expand)
         return tuple(container.command) + tuple(container.args), declared
     tcp_ports = [port for port, proto in declared if proto == "TCP"] or [DEFAULT_ECHO_PORT]
     argv = [python, "-m", "lab.echo.server"]
@@ -47,9 +52,96 @@ def pod_env(
         "TULLE_LAB": os.environ.get("TULLE_LAB", ""),
         "HOSTNAME": pod.metadata.name,
     }
-    for var in container.env:
-        env[var.name] = var.value
+    env.update(declared_env(pod, ip, node, container))
     return env
+
+
+def field_value(pod: Pod, path: str, ip: ipaddress.IPv4Address | None, node: NodePlan) -> str:
+    """A downward-API field (the paths the model admits for env vars); the pod's IP is ""
+    until it is known, the node's address is the host IP."""
+    meta = pod.metadata
+    subscript = _SUBSCRIPT.match(path)
+    if subscript:
+        source = meta.labels if subscript[1] == "labels" else meta.annotations
+        return source.get(subscript[2], "")
+    values = {
+        "metadata.name": meta.name,
+        "metadata.namespace": meta.namespace,
+        "metadata.uid": meta.uid or "",
+        "spec.nodeName": node.name,
+        "spec.serviceAccountName": pod.spec.service_account,
+        "status.hostIP": str(node.fabric_ip),
+        "status.hostIPs": str(node.fabric_ip),
+        "status.podIP": "" if ip is None else str(ip),
+        "status.podIPs": "" if ip is None else str(ip),
+    }
+    return values.get(path, "")
+
+
+def declared_env(
+    pod: Pod, ip: ipaddress.IPv4Address | None, node: NodePlan, container: Container
+) -> dict[str, str]:
+    """The container's own variables in order, each value expanded against those before it
+    (a kubelet's rule); a source other than ``fieldRef`` (Secret, ConfigMap, resources) is
+    not emulated and gives ""."""
+    env: dict[str, str] = {}
+    for var in container.env:
+        ref = var.value_from.field_ref if var.value_from else None
+        env[var.name] = (field_value(pod, ref.field_path, ip, node) if ref
+                         else expand(var.value, env))
+    return env
+
+
+def pod_ip_vars(container: Container) -> tuple[str, ...]:
+    """The variables that hold the pod's IP, set once the sandbox has one (CNI ADD)."""
+    return tuple(
+        v.name for v in container.env
+        if v.value_from and v.value_from.field_ref
+        and v.value_from.field_ref.field_path in ("status.podIP", "status.podIPs")
+    )
+
+
+def expand(text: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion: a defined variable is replaced, an undefined
+    reference stays as written, ``$$`` is a literal ``$``."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            out.append("$")
+            i += 2
+            continue
+        if text.startswith("$(", i) and (end := text.find(")", i + 2)) != -1:
+            name = text[i + 2:end]
+            out.append(env[name] if name in env else text[i:end + 1])
+            i = end + 1
+            continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
+def host_path_mounts(
+    pod: Pod, container: Container
+) -> tuple[tuple[HostPathVolumeSource, ...], tuple[str, ...]]:
+    """The hostPaths a container mounts, and what the lab cannot give it. A lab container
+    runs on the host's filesystem (no mount namespace), so a hostPath is usable exactly at
+    its own path; one mounted elsewhere cannot be honoured. Other volume types are not
+    emulated: the container sees the host's file system there (lab/README.md)."""
+    volumes = {v.name: v for v in pod.spec.volumes}
+    sources, problems = [], []
+    for mount in container.volume_mounts:
+        source = volumes[mount.name].host_path if mount.name in volumes else None
+        if source is None:
+            continue
+        sources.append(source)
+        if os.path.normpath(source.path) != os.path.normpath(mount.mount_path):
+            problems.append(
+                f"volume {mount.name!r}: hostPath {source.path} is mounted at "
+                f"{mount.mount_path}; the lab runs containers on the host's filesystem, so a "
+                "hostPath is usable only at its own path (mount it there)"
+            )
+    return tuple(sources), tuple(problems)
 
 
 def resolv_conf(namespace: str) -> str:

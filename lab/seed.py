@@ -19,13 +19,18 @@ from lab.topology import LB_POOL_CIDR, LabPlan, NodePlan
 SYSTEM_NAMESPACES = ("default", "kube-system", SYSTEM_NAMESPACE)  # Kubernetes', Tulle's
 
 
+def node_labels(name: str) -> dict[str, str]:
+    """The labels a lab node registers with (a DaemonSet's nodeSelector matches them)."""
+    return {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}
+
+
 def node_object(node: NodePlan) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
             "name": node.name,
-            "labels": {"kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux"},
+            "labels": node_labels(node.name),
         },
         "spec": {"podCIDR": str(node.pod_cidr), "podCIDRs": [str(node.pod_cidr)]},
         "status": {

@@ -209,7 +209,12 @@ def exec_(
     plan = labstatus.load_plan(LabPaths.for_lab(name))
     if plan is None:
         raise click.ClickException(f"lab {name!r} is not up")
-    netns = plan.pod_netns(namespace, pod)
+    spec = obj.get("spec") or {}
+    node = spec.get("nodeName") or ""
+    host = bool(spec.get("hostNetwork")) and node in {n.name for n in plan.nodes}
+    # A hostNetwork pod runs in its node's netns (lab/kubelet.py): only that is switched
+    # there, as the kubelet runs it, so bpffs and tracefs stay the host's.
+    netns = plan.node(node).netns if host else plan.pod_netns(namespace, pod)
     if not os.path.exists(f"/var/run/netns/{netns}"):
         raise click.ClickException(
             f"pod {namespace}/{pod} has no sandbox yet (is it scheduled and running?)"
@@ -220,8 +225,8 @@ def exec_(
         NAMESPACE=namespace,
         POD_IP=str((obj.get("status") or {}).get("podIP", "")),
     )
-    argv = ["ip", "netns", "exec", netns, *command]
-    node = (obj.get("spec") or {}).get("nodeName") or ""
+    argv = (["nsenter", f"--net=/var/run/netns/{netns}", "--", *command] if host
+            else ["ip", "netns", "exec", netns, *command])
     cgroup = cgroups.pod_cgroup(name, node, namespace, pod) if node else None
     if cgroup is not None and cgroup.is_dir():  # run as the pod's (its node's RTT tracing)
         argv = cgroups.in_cgroup(cgroup, argv)

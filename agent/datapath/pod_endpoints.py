@@ -33,8 +33,12 @@ def pod_endpoints(pods: Iterable[Pod], memo: PodMemo | None = None) -> PodEndpoi
 
     ``memo`` (updated in place) saves the per-pod work for Pod objects seen last time: the
     planner replans this part on every Pod change, at 100,000 Pods."""
+    # A hostNetwork pod's IP is its node's: it is the host to policy, not an endpoint (as
+    # Cilium has it), and two of them on a node would otherwise claim one address.
     live_pods = [
-        p for p in pods if p.status.pod_ip and p.status.phase not in ("Succeeded", "Failed")
+        p for p in pods
+        if p.status.pod_ip and p.status.phase not in ("Succeeded", "Failed")
+        and not p.spec.host_network
     ]
     earlier = memo if memo is not None else {}
     label_sets = []

@@ -7,6 +7,7 @@ import base64
 import binascii
 
 from agent.model.convert_meta import read_labels
+from agent.model.convert_podspec import check_mounts, read_env_var, read_volume, read_volume_mount
 from agent.model.core import (
     TLS_SECRET_TYPE,
     AddressType,
@@ -18,7 +19,6 @@ from agent.model.core import (
     EndpointConditions,
     EndpointPort,
     EndpointSlice,
-    EnvVar,
     LoadBalancerIngress,
     LoadBalancerStatus,
     Namespace,
@@ -50,7 +50,6 @@ from agent.model.validation import (
     endpoint_ipv6,
     iana_svc_name,
     ip_address,
-    quote,
 )
 
 MIN_PORT, MAX_PORT = 1, 65535
@@ -81,12 +80,17 @@ def read_pod(r: Reader, metadata: ObjectMeta) -> Pod:
 def read_pod_spec(r: Reader) -> PodSpec:
     containers = r.objects("containers", _read_container, min_items=1)
     r.check_unique("containers", [c.name for c in containers], "name")
+    volumes = r.objects("volumes", read_volume)
+    r.check_unique("volumes", [v.name for v in volumes], "name")
+    check_mounts(r, containers, volumes)
     return PodSpec(
         containers=containers,
         node_name=r.string("nodeName", check=dns1123_subdomain),
         node_selector=read_labels(r, "nodeSelector"),
         restart_policy=r.enum("restartPolicy", RestartPolicy, RestartPolicy.ALWAYS),
         service_account_name=_read_service_account(r),
+        host_network=r.boolean("hostNetwork") or None,
+        volumes=volumes,
     )
 
 
@@ -103,21 +107,12 @@ def _read_container(r: Reader) -> Container:
         image=r.string("image", ""),
         command=r.string_list("command"),
         args=r.string_list("args"),
-        env=r.objects("env", _read_env_var),
+        env=r.objects("env", read_env_var),
         ports=r.objects("ports", _read_container_port),
+        volume_mounts=r.objects("volumeMounts", read_volume_mount),
     )
     r.check_unique("ports", [p.name for p in container.ports], "name")
     return container
-
-
-def _read_env_var(r: Reader) -> EnvVar:
-    return EnvVar(name=r.string("name", REQUIRED, check=_env_name), value=r.string("value", ""))
-
-
-def _env_name(value: str) -> str | None:
-    if not value or "=" in value or not value.isprintable():
-        return f"invalid value {quote(value)}: must be printable characters other than '='"
-    return None
 
 
 def _read_container_port(r: Reader) -> ContainerPort:

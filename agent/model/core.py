@@ -22,9 +22,48 @@ class Namespace:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectFieldSelector:
+    """A downward-API field of the pod (``spec.nodeName``, ``status.podIP``, ...)."""
+
+    field_path: str
+    api_version: str = "v1"
+
+
+@dataclass(frozen=True, slots=True)
+class EnvVarSource:
+    """Only ``fieldRef`` is kept: the other sources (Secret, ConfigMap, resource keys) are
+    dropped, and the lab kubelet sets such a variable to "" (lab/README.md)."""
+
+    field_ref: ObjectFieldSelector | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EnvVar:
     name: str
     value: str = ""
+    value_from: EnvVarSource | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeMount:
+    name: str
+    mount_path: str
+    read_only: bool | None = None  # None: unset (read-write), as the API omits false
+
+
+@dataclass(frozen=True, slots=True)
+class HostPathVolumeSource:
+    path: str
+    type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    """A pod volume: its name, and its source when that is a hostPath (the one source the
+    lab runs; the others are kept by name only)."""
+
+    name: str
+    host_path: HostPathVolumeSource | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +84,7 @@ class Container:
     args: tuple[str, ...] = ()
     env: tuple[EnvVar, ...] = ()
     ports: tuple[ContainerPort, ...] = ()
+    volume_mounts: tuple[VolumeMount, ...] = ()
 
 
 class RestartPolicy(StrEnum):
@@ -68,6 +108,10 @@ class PodSpec:
     node_selector: FrozenMap[str, str] = EMPTY
     restart_policy: RestartPolicy = RestartPolicy.ALWAYS
     service_account_name: str | None = None
+    # True: the node's network namespace (the pod's IP is the node's). None when unset or
+    # false, as the API omits false.
+    host_network: bool | None = None
+    volumes: tuple[Volume, ...] = ()
 
     @property
     def service_account(self) -> str:

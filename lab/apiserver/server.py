@@ -154,14 +154,18 @@ class _Handler(BaseHTTPRequestHandler):
                 close()
 
     def _client_gone(self) -> bool:
-        """During a watch the client sends nothing: anything readable is its FIN (or TLS
-        close_notify), so the stream ends instead of polling for a client that left."""
-        # poll, not select: a lab's API server holds over a thousand descriptors (each watch
-        # has its socket and two SQLite connections), and select() refuses any numbered
-        # 1024 or above, which ended those watches with a ValueError.
-        poller = select.poll()
-        poller.register(self.connection, select.POLLIN | select.POLLHUP | select.POLLERR)
-        return bool(poller.poll(0))
+        return peer_sent(self.connection)
+
+
+def peer_sent(conn: socket.socket) -> bool:
+    """During a watch the client sends nothing: anything readable is its FIN (or TLS
+    close_notify), so the stream ends instead of polling for a client that left. poll(),
+    not select(): an idle lab's API server holds over a thousand descriptors (each watch
+    has its socket and two SQLite connections), and select() refuses any numbered 1024 or
+    above, which ended those watches with a ValueError at their first heartbeat."""
+    poller = select.poll()
+    poller.register(conn, select.POLLIN | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(0))
 
 
 class _Deadlines:

@@ -159,6 +159,20 @@ _COLUMNS: dict[str, list[Column]] = {
         ("Images", "string", 1, _containers("spec.template.spec.containers", "image")),
         ("Selector", "string", 1, _selector),
     ],
+    # kubectl's DaemonSet columns (kubernetes pkg/printers/internalversion)
+    "DaemonSet": [
+        _NAME,
+        ("Desired", "integer", 0, lambda o: _get(o, "status.desiredNumberScheduled", 0)),
+        ("Current", "integer", 0, lambda o: _get(o, "status.currentNumberScheduled", 0)),
+        ("Ready", "integer", 0, lambda o: _get(o, "status.numberReady", 0)),
+        ("Up-to-date", "integer", 0, lambda o: _get(o, "status.updatedNumberScheduled", 0)),
+        ("Available", "integer", 0, lambda o: _get(o, "status.numberAvailable", 0)),
+        ("Node Selector", "string", 0, lambda o: _selector(o, "spec.template.spec.nodeSelector")),
+        _AGE,
+        ("Containers", "string", 1, _containers("spec.template.spec.containers", "name")),
+        ("Images", "string", 1, _containers("spec.template.spec.containers", "image")),
+        ("Selector", "string", 1, _selector),
+    ],
     "Namespace": [
         _NAME,
         ("Status", "string", 0, lambda o: _get(o, "status.phase", "Active")),

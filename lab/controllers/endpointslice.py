@@ -105,3 +105,28 @@ def _slice(
         "endpoints": endpoints,
         "ports": slice_ports,
     }
+
+
+def slice_differs(have: dict[str, Any], want: dict[str, Any]) -> bool:
+    """Does the served EndpointSlice lack what the controller wants in it?"""
+    if any(have.get(f) != want[f] for f in ("addressType", "endpoints", "ports")):
+        return True
+    meta, wanted = have["metadata"], want["metadata"]
+    labels = meta.get("labels") or {}
+    return (
+        any(labels.get(k) != v for k, v in wanted["labels"].items())
+        or meta.get("ownerReferences") != wanted["ownerReferences"]
+    )
+
+
+def updated_slice(have: dict[str, Any], want: dict[str, Any]) -> dict[str, Any]:
+    """``want`` at ``have``'s identity and resourceVersion (an update, not a blind write)."""
+    meta = have["metadata"]
+    return {
+        **want,
+        "metadata": {
+            **meta,
+            "labels": {**(meta.get("labels") or {}), **want["metadata"]["labels"]},
+            "ownerReferences": want["metadata"]["ownerReferences"],
+        },
+    }

@@ -1,4 +1,5 @@
-"""The lab's control plane process: Deployment, scheduler, EndpointSlice and GC controllers,
+"""The lab's control plane process: Deployment, DaemonSet, scheduler, EndpointSlice and GC
+controllers,
 the Gateway API status controller, plus the kubelet for every lab node.
 
 A Kubernetes client like any other: one informer per watched kind (list, then watch) feeds a
@@ -29,8 +30,15 @@ from agent.model.core import Pod, Service
 from controlplane.controller import LEASE_NAME
 from controlplane.leader import ElectionConfig, KubeLeases, LeaderElection
 from identity.system import SYSTEM_NAMESPACE
+from lab.controllers.daemonsets import DaemonSetController
 from lab.controllers.deployment import orphans, plan_deployment
-from lab.controllers.endpointslice import MANAGED_BY, MANAGED_BY_LABEL, desired_slices
+from lab.controllers.endpointslice import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    desired_slices,
+    slice_differs,
+    updated_slice,
+)
 from lab.controllers.events import Recorder, involved
 from lab.controllers.gateways import KINDS as GATEWAY_KINDS
 from lab.controllers.gateways import GatewayController, check_gateway_api
@@ -45,7 +53,7 @@ from lab.kubeapi import retryable as is_transient
 from lab.kubelet import Kubelet
 from lab.labstatus import load_plan
 from lab.liveview import LiveView
-from lab.seed import register_node
+from lab.seed import node_labels, register_node
 from lab.state import LabPaths
 from lab.supervisor import SystemProcesses, supervise
 from lab.topology import LabPlan
@@ -53,7 +61,8 @@ from lab.topology import LabPlan
 log = logging.getLogger("tulle.controller")
 FIELD_MANAGER = "tulle-lab-controller"
 WATCHED = tuple(dict.fromkeys((
-    "Deployment", "Pod", "Service", "EndpointSlice", *GATEWAY_KINDS, *INGRESS_KINDS, *LB_KINDS
+    "Deployment", "DaemonSet", "Pod", "Service", "EndpointSlice",
+    *GATEWAY_KINDS, *INGRESS_KINDS, *LB_KINDS,
 )))
 TICK = 0.1
 Ref = tuple[str, str, str]  # (kind, namespace, name)
@@ -66,11 +75,13 @@ class ClusterView:
     pods: list[Pod] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
     slices: list[dict[str, Any]] = field(default_factory=list)
+    daemonsets: list[dict[str, Any]] = field(default_factory=list)  # as served (unmodelled)
     raw: dict[Ref, dict[str, Any]] = field(default_factory=dict)  # Deployments and Pods as served
 
 
 def decode(objs: list[dict[str, Any]], models: ModelCache) -> ClusterView:
-    view = ClusterView(slices=[o for o in objs if o["kind"] == "EndpointSlice"])
+    view = ClusterView(slices=[o for o in objs if o["kind"] == "EndpointSlice"],
+                       daemonsets=[o for o in objs if o["kind"] == "DaemonSet"])
     for o in objs:
         if o["kind"] in ("Deployment", "Pod"):
             view.raw[(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])] = o
@@ -84,40 +95,28 @@ def decode(objs: list[dict[str, Any]], models: ModelCache) -> ClusterView:
     return view
 
 
-def slice_differs(have: dict[str, Any], want: dict[str, Any]) -> bool:
-    """Does the served EndpointSlice lack what the controller wants in it?"""
-    if any(have.get(f) != want[f] for f in ("addressType", "endpoints", "ports")):
-        return True
-    meta, wanted = have["metadata"], want["metadata"]
-    labels = meta.get("labels") or {}
-    return (
-        any(labels.get(k) != v for k, v in wanted["labels"].items())
-        or meta.get("ownerReferences") != wanted["ownerReferences"]
-    )
-
-
-def updated_slice(have: dict[str, Any], want: dict[str, Any]) -> dict[str, Any]:
-    """``want`` at ``have``'s identity and resourceVersion (an update, not a blind write)."""
-    meta = have["metadata"]
-    return {
-        **want,
-        "metadata": {
-            **meta,
-            "labels": {**(meta.get("labels") or {}), **want["metadata"]["labels"]},
-            "ownerReferences": want["metadata"]["ownerReferences"],
-        },
-    }
-
-
 class Controller:
     def __init__(self, api: ApiWriter, nodes: list[str]):
         self.api = api
         self.nodes = nodes
         self.events = Recorder(api)
         self.wanted_slices: set[tuple[str, str]] = set()  # as of the last round
+        # A lab node's labels as registered (lab.seed): what a DaemonSet's nodeSelector sees.
+        labels = {n: node_labels(n) for n in nodes}
+        self.daemonsets = DaemonSetController(api, self.events, labels, self._delete_pod)
 
     def reconcile(self, view: ClusterView) -> None:
-        self._deployments(view)
+        failed: Exception | None = None
+        try:
+            self._deployments(view)
+        except Exception as err:  # the DaemonSets' and the scheduler's work still goes on
+            failed = err
+        try:
+            self.daemonsets.reconcile(view.daemonsets, view.pods)
+        except Exception as err:
+            failed = failed or err
+        if failed is not None:
+            raise failed
         self._schedule(view)
         self._endpoint_slices(view)
 

@@ -15,12 +15,12 @@ from agent.model.convert import from_dict
 IP = "10.244.1.7"
 
 
-def pod(namespace: str, name: str, ip: str, created: str, app: str) -> Any:
+def pod(namespace: str, name: str, ip: str, created: str, app: str, host: bool = False) -> Any:
     return from_dict({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace, "uid": f"{namespace}-{name}",
                      "labels": {"app": app}, "creationTimestamp": created},
-        "spec": {"nodeName": "n1", "containers": [{"name": "c"}]},
+        "spec": {"nodeName": "n1", "hostNetwork": host, "containers": [{"name": "c"}]},
         "status": {"podIP": ip, "phase": "Running"}})
 
 
@@ -55,3 +55,11 @@ def test_same_creation_time_falls_back_to_namespace_and_name() -> None:
     for order in ([a, b], [b, a]):
         (only,) = [ep for _, ep in pod_endpoints(order).pairs]
         assert only.namespace == "a"
+
+
+def test_host_network_pods_are_the_host_not_endpoints() -> None:
+    node_ip = "10.240.0.11"
+    agent = pod("sys", "agent", node_ip, "2026-12-01T10:00:00Z", "agent", host=True)
+    waypoint = pod("sys", "waypoint", node_ip, "2026-12-01T10:01:00Z", "waypoint", host=True)
+    found = pod_endpoints([agent, waypoint, OTHER])
+    assert [ep.name for _, ep in found.pairs] == ["other"] and found.collisions == ()

@@ -74,6 +74,31 @@ def test_pod_columns(client: Client, store: Store) -> None:
     assert table["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
 
 
+def test_daemonset_columns_are_kubectls(client: Client, store: Store) -> None:
+    ds = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "agent", "namespace": "default"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "agent"}},
+            "template": {
+                "metadata": {"labels": {"app": "agent"}},
+                "spec": {"nodeSelector": {"kubernetes.io/os": "linux"},
+                         "containers": [{"name": "a", "image": "x"}]},
+            },
+        },
+    }
+    assert client.request("POST", "/apis/apps/v1/namespaces/default/daemonsets", ds).status == 201
+    store.update_status("DaemonSet", "default", "agent", {
+        "desiredNumberScheduled": 2, "currentNumberScheduled": 2, "numberReady": 1,
+        "updatedNumberScheduled": 2, "numberAvailable": 1})
+    table = _table(client, "/apis/apps/v1/namespaces/default/daemonsets")
+    names = [c["name"] for c in table["columnDefinitions"] if c["priority"] == 0]
+    assert names == ["Name", "Desired", "Current", "Ready", "Up-to-date", "Available",
+                     "Node Selector", "Age"]
+    assert table["rows"][0]["cells"][:7] == ["agent", 2, 2, 1, 2, 1, "kubernetes.io/os=linux"]
+
+
 def test_service_columns_and_one_object_as_a_table(client: Client) -> None:
     client.request("POST", "/api/v1/namespaces/default/services", service("web", port=8080))
     table = _table(client, "/api/v1/namespaces/default/services/web")

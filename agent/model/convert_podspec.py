@@ -1,0 +1,113 @@
+"""Readers for the parts of a pod spec a node runs by: environment sources (the downward
+API's ``fieldRef``), volumes (``hostPath``) and volume mounts, with Kubernetes' validation
+of each (pkg/apis/core/validation: the field paths an env var may name, the hostPath types,
+a mount naming a declared volume)."""
+
+from __future__ import annotations
+
+import re
+
+from agent.model.core import (
+    Container,
+    EnvVar,
+    EnvVarSource,
+    HostPathVolumeSource,
+    ObjectFieldSelector,
+    Volume,
+    VolumeMount,
+)
+from agent.model.reader import REQUIRED, Reader
+from agent.model.validation import dns1123_label, quote
+
+# The downward API fields an environment variable may name (Kubernetes'
+# validEnvDownwardAPIFieldPathExpressions), plus metadata.labels['k'] / annotations['k'].
+ENV_FIELD_PATHS = (
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.hostIP",
+    "status.hostIPs",
+    "status.podIP",
+    "status.podIPs",
+)
+_SUBSCRIPT = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
+HOST_PATH_TYPES = (
+    "", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice",
+    "BlockDevice",
+)
+
+
+def read_env_var(r: Reader) -> EnvVar:
+    var = EnvVar(
+        name=r.string("name", REQUIRED, check=_env_name),
+        value=r.string("value", ""),
+        value_from=r.obj("valueFrom", _read_env_source),
+    )
+    if var.value and r.has("valueFrom"):
+        r.fail("valueFrom", "may not be specified when `value` is not empty")
+    return var
+
+
+def _env_name(value: str) -> str | None:
+    if not value or "=" in value or not value.isprintable():
+        return f"invalid value {quote(value)}: must be printable characters other than '='"
+    return None
+
+
+def _read_env_source(r: Reader) -> EnvVarSource:
+    return EnvVarSource(field_ref=r.obj("fieldRef", _read_field_ref))
+
+
+def _read_field_ref(r: Reader) -> ObjectFieldSelector:
+    api_version = r.string("apiVersion", "v1")
+    if api_version != "v1":
+        r.fail("apiVersion", f"unsupported value {quote(api_version)} (supported: v1)")
+    path = r.string("fieldPath", REQUIRED)
+    if path not in ENV_FIELD_PATHS and not _SUBSCRIPT.match(path):
+        supported = ", ".join(ENV_FIELD_PATHS)
+        r.fail(
+            "fieldPath",
+            f"unsupported value {quote(path)} (supported: {supported}, "
+            "metadata.labels['<key>'], metadata.annotations['<key>'])",
+        )
+    return ObjectFieldSelector(field_path=path, api_version=api_version)
+
+
+def read_volume(r: Reader) -> Volume:
+    return Volume(
+        name=r.string("name", REQUIRED, check=dns1123_label),
+        host_path=r.obj("hostPath", _read_host_path),
+    )
+
+
+def _read_host_path(r: Reader) -> HostPathVolumeSource:
+    path = r.string("path", REQUIRED)
+    if not path.startswith("/"):
+        r.fail("path", f"invalid value {quote(path)}: must be an absolute path")
+    kind = r.string("type", "")
+    if kind not in HOST_PATH_TYPES:
+        supported = ", ".join(quote(t) for t in HOST_PATH_TYPES)
+        r.fail("type", f"unsupported value {quote(kind)} (supported: {supported})")
+    return HostPathVolumeSource(path=path, type=kind or None)
+
+
+def read_volume_mount(r: Reader) -> VolumeMount:
+    return VolumeMount(
+        name=r.string("name", REQUIRED),
+        mount_path=r.string("mountPath", REQUIRED),
+        read_only=r.boolean("readOnly") or None,
+    )
+
+
+def check_mounts(r: Reader, containers: tuple[Container, ...], volumes: tuple[Volume, ...]) -> None:
+    """Every volume mount names a volume of the pod, as the API server requires."""
+    declared = {v.name for v in volumes}
+    for i, container in enumerate(containers):
+        for j, mount in enumerate(container.volume_mounts):
+            if mount.name not in declared:
+                r.fail(
+                    f"containers[{i}].volumeMounts[{j}].name",
+                    f"not found: no volume {quote(mount.name)} in spec.volumes",
+                )

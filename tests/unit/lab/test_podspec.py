@@ -1,0 +1,168 @@
+"""What a lab container gets from its spec: downward-API env, $(VAR) expansion, hostPath
+mounts (lab.podspec), hostPath type checks (lab.hostpaths), and the kubelet's hostNetwork
+pods (no netns of their own, the node's IP, nsenter --net)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.model.convert import from_dict
+from agent.model.core import HostPathVolumeSource, Pod
+from lab import hostpaths
+from lab import kubelet as kubelet_mod
+from lab.kubelet import Kubelet, pod_status
+from lab.podspec import declared_env, expand, host_path_mounts, pod_env, pod_ip_vars
+from lab.state import LabPaths
+from lab.topology import plan_lab
+
+NODE = plan_lab("t", 2).nodes[1]
+IP = ipaddress.IPv4Address("10.244.2.9")
+
+
+def _pod(host_network: bool = False, **container: Any) -> Pod:
+    obj = from_dict({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "agent-x", "namespace": "sys", "uid": "u-1",
+                     "labels": {"app": "agent"}, "annotations": {"note": "n"}},
+        "spec": {
+            "nodeName": NODE.name, "hostNetwork": host_network, "serviceAccountName": "tulle",
+            "containers": [{"name": "c", **container}],
+            "volumes": [{"name": "state", "hostPath": {"path": "/var/run/x"}},
+                        {"name": "cfg", "configMap": {"name": "c"}}],
+        },
+    })
+    assert isinstance(obj, Pod)
+    return obj
+
+
+def _ref(name: str, path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def test_field_refs_resolve_from_the_pod_and_its_node():
+    paths = ["metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName",
+             "spec.serviceAccountName", "status.hostIP", "status.podIP",
+             "metadata.labels['app']", "metadata.annotations['note']", "metadata.labels['no']"]
+    pod = _pod(env=[_ref(f"V{i}", p) for i, p in enumerate(paths)])
+    env = declared_env(pod, IP, NODE, pod.spec.containers[0])
+    assert list(env.values()) == ["agent-x", "sys", "u-1", NODE.name, "tulle",
+                                  str(NODE.fabric_ip), str(IP), "agent", "n", ""]
+    assert declared_env(pod, None, NODE, pod.spec.containers[0])["V6"] == ""  # before CNI ADD
+    assert pod_ip_vars(pod.spec.containers[0]) == ("V6",)
+
+
+def test_values_expand_earlier_variables_and_other_sources_are_empty():
+    pod = _pod(env=[_ref("NODE", "spec.nodeName"), {"name": "ADDR", "value": "$(NODE):9965"},
+                    {"name": "LATER", "value": "$(AFTER)"}, {"name": "AFTER", "value": "x"},
+                    {"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}])
+    env = pod_env(pod, IP, NODE, pod.spec.containers[0])
+    assert env["ADDR"] == f"{NODE.name}:9965" and env["LATER"] == "$(AFTER)"
+    assert env["S"] == "" and env["POD_IP"] == str(IP)
+
+
+@pytest.mark.parametrize(("text", "out"), [
+    ("--node=$(N)", "--node=node2"), ("$(MISSING)", "$(MISSING)"), ("$$(N)", "$(N)"),
+    ("a$b", "a$b"), ("$(N", "$(N"), ("$(N)$(N)", "node2node2"), ("$", "$"),
+])
+def test_expansion_follows_kubernetes(text, out):
+    assert expand(text, {"N": "node2"}) == out
+
+
+def test_host_paths_are_usable_at_their_own_path_only():
+    same = _pod(volumeMounts=[{"name": "state", "mountPath": "/var/run/x/"},
+                              {"name": "cfg", "mountPath": "/etc/c"}])
+    sources, problems = host_path_mounts(same, same.spec.containers[0])
+    assert sources == (HostPathVolumeSource("/var/run/x"),) and problems == ()
+    moved = _pod(volumeMounts=[{"name": "state", "mountPath": "/state"}])
+    _, problems = host_path_mounts(moved, moved.spec.containers[0])
+    assert "hostPath /var/run/x is mounted at /state" in problems[0]
+
+
+def test_host_path_types_are_checked_or_created(tmp_path: Path):
+    made = tmp_path / "a" / "b"
+    assert hostpaths.prepare(HostPathVolumeSource(str(made), "DirectoryOrCreate")) is None
+    assert made.is_dir()
+    touched = tmp_path / "c" / "f"
+    assert hostpaths.prepare(HostPathVolumeSource(str(touched), "FileOrCreate")) is None
+    assert touched.is_file()
+    assert hostpaths.prepare(HostPathVolumeSource(str(touched), "Directory")) == (
+        f"hostPath type check failed: {touched} is not a directory")
+    assert "does not exist" in str(hostpaths.prepare(
+        HostPathVolumeSource(str(tmp_path / "none"), "File")))
+    assert hostpaths.prepare(HostPathVolumeSource(str(tmp_path / "none"))) is None  # no type
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "s"))
+    try:
+        assert hostpaths.prepare(HostPathVolumeSource(str(tmp_path / "s"), "Socket")) is None
+        assert "is not a socket" in str(hostpaths.prepare(
+            HostPathVolumeSource(str(made), "Socket")))
+    finally:
+        sock.close()
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def update_status(self, *args: Any) -> None:
+        pass
+
+    def record(self, about: Any, reason: str, message: str, component: str,
+               type_: str = "Normal") -> None:
+        self.events.append((reason, message))
+
+
+def _kubelet(tmp_path: Path) -> tuple[Kubelet, _Recorder]:
+    paths = LabPaths("t", tmp_path)
+    paths.make_dirs()
+    paths.lab_file.write_text(json.dumps({"name": "t", "nodes": 2, "datapath": True}))
+    sink = _Recorder()
+    return Kubelet(plan_lab("t", 2), paths, sink, probe=lambda n, v: False, events=sink), sink
+
+
+def test_a_host_network_pod_runs_in_the_nodes_netns_with_its_ip(tmp_path, monkeypatch):
+    kubelet, _ = _kubelet(tmp_path)
+    touched: list[str] = []
+    for name in ("add_pod", "add_pod_netns", "remove_netns", "write_pod_resolv_conf"):
+        monkeypatch.setattr(kubelet_mod.network, name, lambda *a, n=name: touched.append(n))
+    spawned: list[list[str]] = []
+
+    def spawn(role: str, argv: list[str], **kw: Any) -> tuple[Any, Any]:
+        spawned.append(list(argv))
+        raise OSError("not here")  # what a start that failed does: the test reads the argv
+
+    monkeypatch.setattr(kubelet_mod.procs, "spawn", spawn)
+    pod = _pod(True, command=["serve", "--node=$(NODE_NAME)"],
+               env=[_ref("NODE_NAME", "spec.nodeName"), _ref("MY_IP", "status.podIP")])
+    kubelet.sync([pod])
+    rt = kubelet.pods["u-1"]
+    assert (rt.netns, rt.ip, rt.host_veth, rt.attached) == (NODE.netns, NODE.fabric_ip, "", True)
+    assert rt.containers[0].env["MY_IP"] == str(NODE.fabric_ip)
+    kubelet.tick()
+    assert spawned == [["nsenter", f"--net=/var/run/netns/{NODE.netns}", "--", "serve",
+                        f"--node={NODE.name}"]]
+    status = pod_status(rt, {"c": False})
+    assert status["podIP"] == status["hostIP"] == str(NODE.fabric_ip)
+    kubelet.sync([])
+    assert touched == [] and kubelet.pods == {}  # the node's netns is never the pod's to remove
+
+
+def test_a_host_path_mounted_elsewhere_keeps_the_container_from_starting(tmp_path, monkeypatch):
+    kubelet, sink = _kubelet(tmp_path)
+    monkeypatch.setattr(kubelet_mod.procs, "spawn", lambda *a, **k: pytest.fail("started"))
+    kubelet.sync([_pod(True, command=["x"],
+                       volumeMounts=[{"name": "state", "mountPath": "/elsewhere"}])])
+    kubelet.tick()
+    kubelet.tick()
+    rt = kubelet.pods["u-1"]
+    waiting = pod_status(rt, {})["containerStatuses"][0]["state"]["waiting"]
+    assert waiting["reason"] == "CreateContainerConfigError"
+    assert "mounted at /elsewhere" in waiting["message"]
+    assert [r for r, _ in sink.events] == ["FailedMount"]  # said once
+    kubelet.shutdown()
