@@ -12,17 +12,11 @@ so the same backend refuses its requests. The certificates are made when the mod
 
 from __future__ import annotations
 
-import datetime
 import functools
-from base64 import b64encode
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from conformance.case import Case, CaseFailed
+from conformance.cases import certs
 from conformance.cases.backends import program
 from conformance.cases.common import (
     GATEWAY_API,
@@ -86,63 +80,25 @@ S(("0.0.0.0", 8080), H).serve_forever()
 """
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
-
-
-def _builder(cn: str, issuer: x509.Name, public_key: Any) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.UTC)
-    return (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(issuer)
-            .public_key(public_key).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=7)))
-
-
-def _authority(cn: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (_builder(cn, _name(cn), key.public_key())
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    return cert, key
-
-
-def _leaf(cn: str, ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (_builder(cn, ca[0].subject, key.public_key())
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
-            .sign(ca[1], hashes.SHA256()))
-    return _pem(cert), _key_pem(key)
-
-
 @functools.cache
 def _pki() -> dict[str, str]:
     """PEMs: the backend's CA and certificate (for HOST), the clients' CA and the Gateway's
     client certificate and key."""
-    server_ca, client_ca = _authority("backend CA"), _authority("gateway client CA")
-    server, server_key = _leaf(HOST, server_ca)
-    client, client_key = _leaf("gateway", client_ca)
-    return {"server_ca": _pem(server_ca[0]), "server": server, "server_key": server_key,
-            "client_ca": _pem(client_ca[0]), "client": client, "client_key": client_key}
+    server_ca, client_ca = certs.authority("backend CA"), certs.authority("gateway client CA")
+    server, server_key = certs.leaf(HOST, server_ca)
+    client, client_key = certs.leaf("gateway", client_ca)
+    return {"server_ca": certs.pem(server_ca[0]), "server": server, "server_key": server_key,
+            "client_ca": certs.pem(client_ca[0]), "client": client, "client_key": client_key}
 
 
-def _b64(text: str) -> str:
-    return b64encode(text.encode()).decode()
+
 
 
 def _secret(ns: str) -> dict[str, Any]:
     p = _pki()
     return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
             "metadata": {"name": SECRET, "namespace": ns},
-            "data": {"tls.crt": _b64(p["client"]), "tls.key": _b64(p["client_key"])}}
+            "data": {"tls.crt": certs.b64(p["client"]), "tls.key": certs.b64(p["client_key"])}}
 
 
 def _gateway(name: str, ref: dict[str, Any]) -> dict[str, Any]:

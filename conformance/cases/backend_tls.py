@@ -19,11 +19,11 @@ from functools import cache
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from conformance.case import Case, CaseFailed
+from conformance.cases import certs
 from conformance.cases.backends import TLS_SERVER, program
 from conformance.cases.common import (
     GATEWAY,
@@ -58,14 +58,6 @@ POLICIES = (
 )
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
 @cache
 def pki() -> dict[str, str]:
     """PEMs: ``ca`` (signed the server certificate), ``other_ca`` (signed nothing),
@@ -75,7 +67,8 @@ def pki() -> dict[str, str]:
 
     def ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
+        cert = (x509.CertificateBuilder().subject_name(certs.name(cn))
+                .issuer_name(certs.name(cn))
                 .public_key(key.public_key()).serial_number(x509.random_serial_number())
                 .not_valid_before(now - datetime.timedelta(days=1))
                 .not_valid_after(now + datetime.timedelta(days=1))
@@ -86,16 +79,16 @@ def pki() -> dict[str, str]:
     ca_key, ca_cert = ca("conformance CA")
     _, other = ca("another CA")
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(_name(HOST)).issuer_name(ca_cert.subject)
+    cert = (x509.CertificateBuilder().subject_name(certs.name(HOST))
+            .issuer_name(ca_cert.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName([
                 x509.DNSName(HOST), x509.UniformResourceIdentifier(SPIFFE)]), critical=False)
             .sign(ca_key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    return {"ca": _pem(ca_cert), "other_ca": _pem(other), "cert": _pem(cert), "key": key_pem}
+    return {"ca": certs.pem(ca_cert), "other_ca": certs.pem(other), "cert": certs.pem(cert),
+            "key": certs.key_pem(key)}
 
 
 def _config_map(name: str, pem: str) -> dict[str, Any]:

@@ -7,18 +7,12 @@ the HTTP one is unaffected). The certificates are made when the module loads."""
 
 from __future__ import annotations
 
-import base64
-import datetime
 import functools
 import json
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from conformance.case import Case, CaseFailed
+from conformance.cases import certs
 from conformance.cases.common import (
     GATEWAY_API,
     backend,
@@ -69,51 +63,14 @@ class _Pki:
     of an unrelated CA."""
 
     def __init__(self) -> None:
-        server_ca, server_ca_key = _authority("conformance server CA")
-        client_ca, client_ca_key = _authority("conformance client CA")
-        rogue_ca, rogue_key = _authority("conformance rogue CA")
-        self.server_ca = _pem(server_ca)
-        self.client_ca = _pem(client_ca)
-        self.server = _leaf(HOST, server_ca, server_ca_key)
-        self.client = _leaf("client", client_ca, client_ca_key)
-        self.rogue = _leaf("rogue", rogue_ca, rogue_key)
-
-
-def _pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def _builder(subject: str, issuer: x509.Name, public_key: Any) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.UTC)
-    return (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(issuer).public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=7)))
-
-
-def _authority(cn: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    cert = (_builder(cn, name, key.public_key())
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    return cert, key
-
-
-def _leaf(cn: str, ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (_builder(cn, ca.subject, key.public_key())
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    return _pem(cert), key_pem
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
+        server_ca = certs.authority("conformance server CA")
+        client_ca = certs.authority("conformance client CA")
+        rogue_ca = certs.authority("conformance rogue CA")
+        self.server_ca = certs.pem(server_ca[0])
+        self.client_ca = certs.pem(client_ca[0])
+        self.server = certs.leaf(HOST, server_ca)
+        self.client = certs.leaf("client", client_ca)
+        self.rogue = certs.leaf("rogue", rogue_ca)
 
 
 @functools.cache
@@ -146,7 +103,7 @@ def _manifests() -> tuple[dict[str, Any], ...]:
         namespace(NS), echo(NS, "backend"), echo(NS, "client"), service(NS, "backend"),
         {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
          "metadata": {"name": "server", "namespace": NS},
-         "data": {"tls.crt": _b64(crt), "tls.key": _b64(key)}},
+         "data": {"tls.crt": certs.b64(crt), "tls.key": certs.b64(key)}},
         {"apiVersion": "v1", "kind": "ConfigMap",
          "metadata": {"name": "client-ca", "namespace": NS}, "data": {"ca.crt": pki.client_ca}},
         _gateway(GATEWAY, {"default": {"validation": _refs("client-ca")},

@@ -5,8 +5,6 @@ project's interpreter (``cryptography`` and ``h2``), each printing one JSON line
 
 from __future__ import annotations
 
-import base64
-import datetime
 import functools
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from conformance.cases import certs
 
 # TLS connections, one per probe ({address, port, sni, ca?, http?}): with ``ca`` the
 # server's certificate must verify for the SNI name; with ``http`` an HTTP/1.1 GET for
@@ -127,21 +127,7 @@ class Pki:
     def secret(self, namespace: str, name: str) -> dict[str, Any]:
         return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
                 "metadata": {"name": name, "namespace": namespace},
-                "data": {"tls.crt": _b64(self.crt), "tls.key": _b64(self.key)}}
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-def _builder(subject: str, issuer: x509.Name, public_key: Any) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.UTC)
-    return (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(issuer).public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=7)))
+                "data": {"tls.crt": certs.b64(self.crt), "tls.key": certs.b64(self.key)}}
 
 
 @functools.cache
@@ -149,11 +135,11 @@ def pki(names: tuple[str, ...]) -> Pki:
     """A CA and a server certificate for ``names`` (the first is its CN)."""
     ca_key = ec.generate_private_key(ec.SECP256R1())
     issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "conformance TLS CA")])
-    ca = (_builder("conformance TLS CA", issuer, ca_key.public_key())
+    ca = (certs.builder("conformance TLS CA", issuer, ca_key.public_key())
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
           .sign(ca_key, hashes.SHA256()))
     key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (_builder(names[0], issuer, key.public_key())
+    leaf = (certs.builder(names[0], issuer, key.public_key())
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
                            critical=False)
             .sign(ca_key, hashes.SHA256()))

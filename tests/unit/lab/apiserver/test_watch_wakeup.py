@@ -32,20 +32,22 @@ MAPS = "/api/v1/namespaces/default/configmaps"
 SECRETS = "/api/v1/namespaces/default/secrets"
 
 
-@pytest.fixture
-def slow_poll(tmp_path: Path) -> Iterator[tuple[ApiServer, Store, Client]]:
+def served(tmp_path: Path, settings: WatchSettings) -> Iterator[tuple[ApiServer, Store, Client]]:
     creds = credentials(tmp_path / "state")
     store = Store(tmp_path / "store.db")
     bootstrap(store)
-    api = Api(
-        store, frozenset({creds.token}), watch_settings=WatchSettings(poll_interval=SLOW_POLL)
-    )
+    api = Api(store, frozenset({creds.token}), watch_settings=settings)
     server = ApiServer(api, tls_context(creds.server_cert, creds.server_key)).start()
     try:
         yield server, store, Client(server.port, creds.ca_cert, creds.token)
     finally:
         server.stop()
         store.close()
+
+
+@pytest.fixture
+def slow_poll(tmp_path: Path) -> Iterator[tuple[ApiServer, Store, Client]]:
+    yield from served(tmp_path, WatchSettings(poll_interval=SLOW_POLL))
 
 
 def open_watch(
@@ -190,16 +192,7 @@ def test_concurrent_writers_every_event_once_in_order(
 
 @pytest.fixture
 def default_poll(tmp_path: Path) -> Iterator[tuple[ApiServer, Store, Client]]:
-    creds = credentials(tmp_path / "state")
-    store = Store(tmp_path / "store.db")
-    bootstrap(store)
-    server = ApiServer(Api(store, frozenset({creds.token})),
-                       tls_context(creds.server_cert, creds.server_key)).start()
-    try:
-        yield server, store, Client(server.port, creds.ca_cert, creds.token)
-    finally:
-        server.stop()
-        store.close()
+    yield from served(tmp_path, WatchSettings())
 
 
 def test_a_watch_on_a_descriptor_above_1024_outlives_its_heartbeats(
