@@ -89,6 +89,14 @@ class Call(NamedTuple):
     sni: str = ""
 
 
+# Bounds on what the gate keeps between policy changes. Distinct residuals are few (one per
+# caller identity, say) unless the policies read client-chosen facts (peer address, SNI);
+# each keeps up to authz.residual.LINES_KEPT narrowed request lines (~38 KB at most with 20
+# rules), so 1,024 residuals bound that memory near 40 MB.
+RESIDUALS_KEPT = 65536
+NARROWED_KEPT = 1024
+
+
 class AuthzGate:
     """The current policies and pods, swapped on change; ``check`` per request."""
 
@@ -101,7 +109,11 @@ class AuthzGate:
         by_ip: dict[str, list[_PodInfo]] = {}
         for pod in pods:
             ip = pod.status.pod_ip
-            if ip and pod.status.phase not in ("Succeeded", "Failed"):
+            # A hostNetwork pod's address is its node's: every process on the node uses it,
+            # so it names the host, never that pod's identity (as in the kernel's endpoints
+            # and hbone/directory.py).
+            live = pod.status.phase not in ("Succeeded", "Failed")
+            if ip and live and not pod.spec.host_network:
                 info = _PodInfo(pod.metadata.namespace, dict(pod.metadata.labels),
                                 pod.spec.service_account)
                 by_ip.setdefault(ip, []).append(info)
@@ -177,7 +189,7 @@ class AuthzGate:
             found = self._narrowed.get(shared)
             if found is None:
                 found = self._narrowed[shared] = narrow(policies, connection)
-        if len(self._residuals) > 65536:
+        if len(self._residuals) > RESIDUALS_KEPT or len(self._narrowed) > NARROWED_KEPT:
             self._residuals.clear()
             self._narrowed.clear()
         self._residuals[key] = found

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from agent.model.core import Pod
+from agent.model.core import Container, Pod
 from lab import cgroups, hostpaths, ipam, network, procs
 from lab.cni_runtime import LabCni, PodKey
 from lab.controllers.events import EventSink
@@ -132,12 +132,11 @@ class Kubelet:
                   if self.pod_cgroups else None)
         containers = []
         for c in pod.spec.containers:
-            argv, ports = container_argv(c, self.python)
-            declared = declared_env(pod, ip, node, c)
+            argv, env, ports = self._process(pod, c, ip, node)
             mounts, problems = host_path_mounts(pod, c)
             containers.append(ContainerRuntime(
-                c.name, tuple(expand(arg, declared) for arg in argv), pod_env(pod, ip, node, c),
-                ports, ip_vars=pod_ip_vars(c), host_paths=mounts, config_error="; ".join(problems),
+                c.name, argv, env, ports, ip_vars=pod_ip_vars(c), host_paths=mounts,
+                config_error="; ".join(problems), source=(pod, c),
             ))
         rt = PodRuntime(pod.metadata.uid, ns, name, node, netns, ip,
                         pod.spec.restart_policy or "Always", containers, host_veth=veth,
@@ -160,6 +159,15 @@ class Kubelet:
             network.add_pod_netns(netns)  # the chain's ptp adds eth0, its address and routes
         network.write_pod_resolv_conf(netns, resolv_conf(ns))
         return netns, ip, veth
+
+    def _process(
+        self, pod: Pod, c: Container, ip: ipaddress.IPv4Address | None, node: NodePlan
+    ) -> tuple[tuple[str, ...], dict[str, str], tuple[tuple[int, str], ...]]:
+        """The container's argv (``$(VAR)`` expanded), environment and readiness ports, as
+        far as ``ip`` is known (None: CNI ADD still running; done again once it is)."""
+        argv, ports = container_argv(c, self.python)
+        declared = declared_env(pod, ip, node, c)
+        return tuple(expand(arg, declared) for arg in argv), pod_env(pod, ip, node, c), ports
 
     def _start_sandbox(self, rt: PodRuntime) -> None:
         if self.cni is not None and not rt.host_network:
@@ -188,6 +196,8 @@ class Kubelet:
         rt.ip, rt.host_veth, rt.sandbox_error = sandbox.ip, sandbox.host_veth, ""
         rt.created_at = now  # the datapath's wait starts once there is a veth to police
         for c in rt.containers:
+            if c.source is not None:  # $(VAR) references to the pod's IP expand only now
+                c.argv, c.env, _ = self._process(*c.source, sandbox.ip, rt.node)
             for var in ("POD_IP", *c.ip_vars):
                 c.env[var] = str(sandbox.ip)
         log.info("pod %s/%s: CNI ADD gave %s on %s", rt.namespace, rt.name, sandbox.ip,

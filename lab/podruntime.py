@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.model.core import HostPathVolumeSource
+from agent.model.core import Container, HostPathVolumeSource, Pod
 from lab import procs
 from lab.cni_runtime import Sandbox
 from lab.topology import NodePlan
@@ -46,6 +46,7 @@ class ContainerRuntime:
     host_paths: tuple[HostPathVolumeSource, ...] = ()  # checked before each start
     config_error: str = ""  # what the lab cannot run of the spec (lab.podspec)
     mount_error: str = ""  # why the last start did not happen, until one does
+    source: tuple[Pod, Container] | None = None  # what argv and env were made from
 
     @property
     def running(self) -> bool:

@@ -85,8 +85,8 @@ def endpoint_index(view: ClusterView, desired: DesiredDatapath, node: str,
     identities = {str(ip): identity for ip, identity in desired.ipcache.items()}
     pods = []
     for pod in view.pods:
-        if not pod.status.pod_ip:
-            continue
+        if not pod.status.pod_ip or pod.spec.host_network:
+            continue  # a hostNetwork pod's address is its node's: its flows name the host
         owner = next((r for r in pod.metadata.owner_references if r.controller), None)
         pods.append(
             {

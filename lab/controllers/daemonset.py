@@ -32,7 +32,7 @@ from agent.model.convert_meta import read_label_selector
 from agent.model.core import Pod, PodPhase
 from agent.model.meta import LabelSelector
 from agent.model.reader import REQUIRED, FieldError, Reader
-from lab.controllers.deployment import is_ready
+from lab.controllers.deployment import generated_name, is_ready
 
 REVISION_HASH = "controller-revision-hash"
 STRATEGIES = ("RollingUpdate", "OnDelete")
@@ -152,7 +152,7 @@ def pod_for(ds: DaemonSet, node: str, thash: str, suffix: str) -> dict[str, Any]
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": f"{ds.name}-{suffix}",
+            "name": generated_name(f"{ds.name}-", suffix),
             "namespace": ds.namespace,
             "labels": labels,
             **({"annotations": meta["annotations"]} if meta.get("annotations") else {}),

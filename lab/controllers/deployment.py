@@ -27,6 +27,15 @@ class DeploymentPlan:
     status: dict[str, Any] = field(default_factory=dict)
 
 
+# The API server's generateName: the base cut to 58 characters, then the random suffix, so a
+# long owner name still gives valid Pod names (a longer one is refused at every round).
+MAX_GENERATED_BASE = 58
+
+
+def generated_name(base: str, suffix: str) -> str:
+    return base[:MAX_GENERATED_BASE] + suffix
+
+
 def template_hash(deploy: Deployment) -> str:
     body = to_dict(deploy).get("spec", {}).get("template", {})
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:10]
@@ -49,7 +58,7 @@ def pod_for(deploy: Deployment, thash: str, suffix: str) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": f"{deploy.metadata.name}-{thash}-{suffix}",
+            "name": generated_name(f"{deploy.metadata.name}-{thash}-", suffix),
             "namespace": deploy.metadata.namespace,
             "labels": labels,
             "ownerReferences": [

@@ -106,19 +106,20 @@ class Controller:
         self.daemonsets = DaemonSetController(api, self.events, labels, self._delete_pod)
 
     def reconcile(self, view: ClusterView) -> None:
+        """Every part runs whatever another part raised (one refused Deployment or DaemonSet
+        must not stop binding or EndpointSlices lab-wide); the first error then fails the
+        round, which is retried with back-off."""
         failed: Exception | None = None
-        try:
-            self._deployments(view)
-        except Exception as err:  # the DaemonSets' and the scheduler's work still goes on
-            failed = err
-        try:
-            self.daemonsets.reconcile(view.daemonsets, view.pods)
-        except Exception as err:
-            failed = failed or err
+        for part in (self._deployments, self._daemonsets, self._schedule, self._endpoint_slices):
+            try:
+                part(view)
+            except Exception as err:
+                failed = failed or err
         if failed is not None:
             raise failed
-        self._schedule(view)
-        self._endpoint_slices(view)
+
+    def _daemonsets(self, view: ClusterView) -> None:
+        self.daemonsets.reconcile(view.daemonsets, view.pods)
 
     def _deployments(self, view: ClusterView) -> None:
         # One Deployment's refused write (a pod the API server rejects, a status patch that

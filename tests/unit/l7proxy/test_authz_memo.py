@@ -270,3 +270,36 @@ def test_header_fields_are_what_pick_headers_reads(raw: list[tuple[bytes, bytes]
     assert pick_headers(fields, names) == pick_headers(raw, names)
     if header_fields(other, names) == fields:
         assert pick_headers(other, subset) == pick_headers(raw, subset)
+
+
+def test_a_host_network_pods_address_names_the_host_not_the_pod() -> None:
+    """A hostNetwork pod's podIP is its node's, which every process on the node uses: a
+    policy allowing that pod's namespace must not allow the node's other processes."""
+    node_ip = "10.240.0.11"
+    monitor = from_dict({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "monitor", "namespace": "front"},
+        "spec": {"containers": [{"name": "c", "image": "x"}], "serviceAccountName": "mon",
+                 "hostNetwork": True},
+        "status": {"phase": "Running", "podIP": node_ip},
+    })
+    assert isinstance(monitor, Pod) and monitor.spec.host_network
+    gate = AuthzGate("cluster.local")
+    gate.swap([FRONT_ONLY], [*PODS, monitor])
+    from_host = gate.check(_call(client=node_ip))
+    assert from_host is not None and not from_host.allowed  # judged as an unknown caller
+    from_front = gate.check(_call(client="10.2.0.1"))  # a real pod of namespace front
+    assert from_front is None or from_front.allowed
+
+
+def test_residuals_narrowed_per_client_address_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Policies reading the peer address narrow one residual per client address: a client
+    spraying source addresses cannot grow them past NARROWED_KEPT, and verdicts hold."""
+    monkeypatch.setattr(l7proxy.authz, "NARROWED_KEPT", 4)
+    by_block = policy("by-block", {"rules": [rule(source={"ipBlocks": ["10.2.0.0/24"]})]})
+    gate = _gate(by_block)
+    for i in range(1, 40):
+        verdict = gate.check(_call(f"/p{i}", client=f"10.2.{i % 2}.{i}"))
+        allowed = verdict is None or verdict.allowed
+        assert allowed == (i % 2 == 0), i  # 10.2.0.x is in the block, 10.2.1.x is not
+        assert len(gate._narrowed) <= 5

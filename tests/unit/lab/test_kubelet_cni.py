@@ -141,3 +141,31 @@ def test_teardown_runs_del_after_a_running_add(tmp_path: Path, monkeypatch: Any)
     assert fake.calls == [("ADD", "uid-1"), ("DEL", "uid-1")]
     assert removed == ["tulle-t-pod-web"] and kubelet.pods == {}
     kubelet.shutdown()
+
+
+def test_references_to_the_pods_ip_expand_once_add_gave_it(tmp_path: Path) -> None:
+    """`$(MY_IP)` in args and env values, with MY_IP from status.podIP, is the address CNI
+    ADD gave, not the empty value known when the pod was created."""
+    from agent.model.convert import from_dict
+    from agent.model.core import Pod
+
+    kubelet, rt, fake, _statuses, _events, _started, _probed = _kubelet(tmp_path, attached=True)
+    fake.failures.clear()
+    pod = from_dict({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"containers": [{
+            "name": "c", "image": "x", "command": ["serve"], "args": ["--bind=$(MY_IP)"],
+            "env": [{"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                    {"name": "URL", "value": "http://$(MY_IP):80"}]}]},
+    })
+    assert isinstance(pod, Pod)
+    (container,) = pod.spec.containers
+    argv, env, _ = kubelet._process(pod, container, None, rt.node)
+    assert argv == ("serve", "--bind=") and env["URL"] == "http://:80"  # before ADD
+    rt.containers[0].source = (pod, container)
+    _finish_add(kubelet, rt, fake)
+    c = rt.containers[0]
+    assert c.argv == ("serve", "--bind=10.244.1.7")
+    assert (c.env["MY_IP"], c.env["URL"], c.env["POD_IP"]) == (
+        "10.244.1.7", "http://10.244.1.7:80", "10.244.1.7")
+    kubelet.shutdown()

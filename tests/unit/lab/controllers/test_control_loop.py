@@ -260,3 +260,25 @@ def test_one_deployment_refused_does_not_stall_the_others(loop) -> None:
     assert kubelet.synced  # the kubelet still got the round's view
     assert loop.step() == TICK  # the retry creates the refused Deployment's pod
     assert sorted(name.split("-")[0] for name in api.created) == ["api", "web"]
+
+
+def test_a_refused_deployment_does_not_stop_binding_or_slices(loop) -> None:
+    """The scheduler and the EndpointSlice controller still run in a round whose Deployment
+    part failed: one bad Deployment must not stop every pending Pod lab-wide."""
+    loop, api, _kubelet, _synced = loop
+    pending = {**POD, "metadata": {**POD["metadata"], "name": "pending", "uid": "u-pending",
+                                   "resourceVersion": "8"},
+               "spec": {"containers": [{"name": "echo"}]}}
+    loop.view.observe("Pod", pending)
+    loop.view.observe("Deployment", DEPLOY)
+    bound: list[str] = []
+    update = api.update
+
+    def recording_update(obj: dict[str, Any]) -> dict[str, Any]:
+        bound.append(obj["metadata"]["name"])
+        return update(obj)
+
+    api.update = recording_update  # type: ignore[method-assign]
+    api.errors = [api_error(422)]  # the Deployment's pod create is refused
+    assert loop.step() > TICK and loop.failures == 1
+    assert bound == ["pending"]

@@ -255,3 +255,13 @@ def test_invalid_daemonsets_are_refused_by_name_and_field(change, message):
     with pytest.raises(InvalidDaemonSet, match="^DaemonSet sys/agent: ") as err:
         read_daemonset(obj)
     assert message in str(err.value)
+
+
+def test_a_long_name_gives_pod_names_the_api_server_takes():
+    """As generateName does: the base is cut to 58 characters before the suffix, so a
+    DaemonSet named at the 253-character limit still gets valid Pods."""
+    obj = ds_obj()
+    obj["metadata"]["name"] = "d" * 253
+    plan = plan_daemonset(read_daemonset(obj), NODES, [], suffix=lambda: "x1a2b")
+    names = {b["metadata"]["name"] for b in plan.create}
+    assert names == {"d" * 58 + "x1a2b"}

@@ -1,3 +1,4 @@
+import dataclasses
 import itertools
 
 from lab.controllers.deployment import TEMPLATE_HASH, orphans, plan_deployment, template_hash
@@ -67,3 +68,13 @@ def test_pods_of_other_owners_are_ignored_and_orphans_found():
     plan = plan_deployment(d, [stranger], suffix=_counter())
     assert len(plan.create) == 2
     assert orphans([stranger, pod("bare")], {"dep-1"}) == [stranger]
+
+
+def test_a_long_name_gives_pod_names_the_api_server_takes():
+    """The base (name and template hash) is cut to 58 characters before the suffix, as
+    generateName does: a Deployment named at the 253-character limit still gets Pods."""
+    web = deployment(replicas=1)
+    d = dataclasses.replace(web, metadata=dataclasses.replace(web.metadata, name="w" * 253))
+    (body,) = plan_deployment(d, [], suffix=lambda: "00000").create
+    assert body["metadata"]["name"] == "w" * 58 + "00000"
+    assert len(body["metadata"]["name"]) == 63
