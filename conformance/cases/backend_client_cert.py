@@ -17,7 +17,7 @@ from typing import Any
 
 from conformance.case import Case, CaseFailed
 from conformance.cases import certs
-from conformance.cases.backends import program
+from conformance.cases.backends import TLS_SERVER, program
 from conformance.cases.common import (
     GATEWAY_API,
     backend,
@@ -39,45 +39,6 @@ APP = "tls-backend-with-client-cert-validation"
 HOST = "abc.example.com"
 PROFILE = "GATEWAY-HTTP"
 FEATURES = ("Gateway", "HTTPRoute", "BackendTLSPolicy", "GatewayBackendClientCertificate")
-
-# An HTTPS backend on 8080 that requires a client certificate of the CA in argv[3] and
-# answers JSON with the PEM certificates the client presented (upstream echo's
-# tls.peerCertificates); a refused handshake is answered with nothing.
-MTLS_SERVER = r"""
-import json, os, ssl, sys, tempfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-folder = tempfile.mkdtemp()
-for name, pem in (("c.pem", sys.argv[1]), ("k.pem", sys.argv[2])):
-    with open(os.path.join(folder, name), "w") as f:
-        f.write(pem)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(os.path.join(folder, "c.pem"), os.path.join(folder, "k.pem"))
-ctx.load_verify_locations(cadata=sys.argv[3])
-ctx.verify_mode = ssl.CERT_REQUIRED
-pod = os.environ.get("POD_NAME", "")
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        der = self.connection.getpeercert(binary_form=True)
-        peers = [ssl.DER_cert_to_PEM_cert(der)] if der else []
-        body = json.dumps({"pod": pod, "path": self.path,
-                           "tls": {"peerCertificates": peers}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-class S(ThreadingHTTPServer):
-    daemon_threads = True
-    def get_request(self):
-        sock, address = self.socket.accept()
-        return ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
-    def handle_error(self, request, client_address):
-        pass  # a client without an acceptable certificate: refused, not an error here
-S(("0.0.0.0", 8080), H).serve_forever()
-"""
 
 
 @functools.cache
@@ -112,9 +73,11 @@ def _gateway(name: str, ref: dict[str, Any]) -> dict[str, Any]:
 
 def _manifests() -> tuple[dict[str, Any], ...]:
     p = _pki()
-    server = program(NS, APP, POD_PYTHON, MTLS_SERVER)
-    server["spec"]["template"]["spec"]["containers"][0]["command"] += [
-        p["server"], p["server_key"], p["client_ca"]]
+    # backends.TLS_SERVER requiring a client certificate of the Gateway's CA
+    server = program(NS, APP, POD_PYTHON, TLS_SERVER)
+    container = server["spec"]["template"]["spec"]["containers"][0]
+    container["command"] += [p["server"], p["server_key"]]
+    container["env"] = [{"name": "CLIENT_CA_PEM", "value": p["client_ca"]}]
     ref = {"group": "", "kind": "Secret", "name": SECRET}
     rule = [{"matches": [exact("/")], "backendRefs": [backend(APP, 443)]}]
     return (

@@ -216,6 +216,8 @@ def program(ns: str, name: str, python: str, script: str) -> dict[str, Any]:
 
 # argv: certificate PEM, key PEM[, port, address]. HTTPS (HTTP/1.1) answering every GET with
 # its pod, the path, the Host and the SNI name the client sent (what upstream's echo reports).
+# With $CLIENT_CA_PEM set it requires a client certificate of that CA and also reports the
+# certificates presented (tls.peerCertificates); a refused handshake is answered with nothing.
 TLS_SERVER = r"""
 import json, os, socket, ssl, sys, tempfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -225,6 +227,9 @@ for name, pem in (("c.pem", sys.argv[1]), ("k.pem", sys.argv[2])):
         f.write(pem)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(os.path.join(folder, "c.pem"), os.path.join(folder, "k.pem"))
+if os.environ.get("CLIENT_CA_PEM"):
+    ctx.load_verify_locations(cadata=os.environ["CLIENT_CA_PEM"])
+    ctx.verify_mode = ssl.CERT_REQUIRED
 names = {}
 ctx.sni_callback = lambda sock, name, _ctx: names.__setitem__(sock, name)
 port, bind = (int(sys.argv[3]), sys.argv[4]) if len(sys.argv) > 4 else (8080, "0.0.0.0")
@@ -232,8 +237,12 @@ pod = os.environ.get("POD_NAME", "")
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
-        body = json.dumps({"pod": pod, "path": self.path, "host": self.headers.get("Host"),
-                           "sni": names.get(self.connection)}).encode()
+        answer = {"pod": pod, "path": self.path, "host": self.headers.get("Host"),
+                  "sni": names.get(self.connection)}
+        if ctx.verify_mode == ssl.CERT_REQUIRED:
+            der = self.connection.getpeercert(binary_form=True)
+            answer["tls"] = {"peerCertificates": [ssl.DER_cert_to_PEM_cert(der)] if der else []}
+        body = json.dumps(answer).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -247,6 +256,6 @@ class S(ThreadingHTTPServer):
         sock, address = self.socket.accept()  # the handshake happens in the handler's thread
         return ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
     def handle_error(self, request, client_address):
-        pass  # a refused handshake (the proxy's validation failing) is not an error here
+        pass  # a refused handshake (either side's validation failing) is not an error here
 S((bind, port), H).serve_forever()
 """
