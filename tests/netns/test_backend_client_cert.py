@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conformance.cases.backend_client_cert import MTLS_SERVER
+from conformance.cases.backends import TLS_SERVER
 from conformance.lab import POD_PYTHON
 from tests.unit.l7proxy.frontend_pki import Authority, Leaf
 
@@ -48,9 +48,11 @@ def site(lab: Lab) -> dict[str, Any]:
     server_ca, client_ca = Authority("backend CA"), Authority("gateway client CA")
     server = server_ca.issue(HOST)
     first, second = client_ca.issue("first", client=True), client_ca.issue("second", client=True)
+    # TLS_SERVER with $CLIENT_CA_PEM requires a client certificate of that CA and reports it
     backend = deployment(NS, "mtls", 1, node="node2", command=[
-        POD_PYTHON, "-c", MTLS_SERVER, server.crt.decode(), server.key.decode(),
-        client_ca.pem.decode()])
+        POD_PYTHON, "-c", TLS_SERVER, server.crt.decode(), server.key.decode()])
+    backend["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "CLIENT_CA_PEM", "value": client_ca.pem.decode()}]
     svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "mtls", "namespace": NS},
            "spec": {"selector": {"app": "mtls"},
                     "ports": [{"name": "https", "port": 443, "targetPort": "http"}]}}
