@@ -4,7 +4,8 @@ Every write records which leaf fields its field manager set: an Update (create, 
 takes the fields it changed from whoever held them; an Apply owns exactly the fields of its
 configuration. An Apply that would change a field another manager holds is a conflict (409)
 unless forced, and the fields a manager applied before and no longer applies are removed from
-the object when nobody else holds them.
+the object when nobody else holds them, with the fields that enclose them once nothing anyone
+holds is left inside (the server's defaults in them go too, as structured-merge-diff prunes).
 """
 
 from __future__ import annotations
@@ -126,6 +127,13 @@ def apply(
     for item in sorted(_items(previous - applied), key=len, reverse=True):
         if not _holds_any(item, keep):
             fieldsets.remove(result, item)
+    # So does a field on the way to one applied before and not now, once nobody holds
+    # anything in it: dropping `spec.tls` must not leave the server's defaults inside it
+    # (`clientCertificateRef.kind: Secret`) as a half object that fails validation.
+    # structured-merge-diff's prune makes such named fields members for the same reason.
+    for field in sorted(_enclosing(previous - applied), key=len, reverse=True):
+        if not _holds_any(field, keep):
+            fieldsets.remove(result, field)
     managers[(manager, "Apply")] = applied
     result["metadata"]["managedFields"] = entries(managers, result, live)
     return result
@@ -139,6 +147,12 @@ def _holds_any(prefix: Path, paths: set[Path]) -> bool:
 def _items(paths: set[Path]) -> set[Path]:
     """The keyed list items (paths ending in a ``k:`` token) that ``paths`` lie in."""
     return {p[: i + 1] for p in paths for i, token in enumerate(p) if token.startswith("k:")}
+
+
+def _enclosing(paths: set[Path]) -> set[Path]:
+    """The fields that ``paths`` lie in, below the top level (``spec`` and ``metadata``
+    themselves stay: they hold what nobody applies, the name among it)."""
+    return {p[: i + 1] for p in paths for i in range(1, len(p) - 1) if p[i].startswith("f:")}
 
 
 def _conflict(conflicts: dict[Path, list[str]], api_version: str) -> ApiError:

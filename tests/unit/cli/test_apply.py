@@ -249,3 +249,30 @@ def test_namespace_flag_fills_in_and_must_agree(run):
     assert "ConfigMap default/d: the namespace of the object does not match --namespace shop" in (
         refused.output
     )
+
+
+GATEWAY = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: tulle
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+"""
+BACKEND_CLIENT_CERT = "  tls:\n    backend:\n      clientCertificateRef: {name: client-cert}\n"
+
+
+def test_a_gateway_whose_new_version_drops_spec_tls_applies(run):
+    """The reported bug: the server defaults ``clientCertificateRef.kind: Secret``, which
+    nobody applied; dropping ``spec.tls`` left that half reference behind and the apply was
+    refused (``clientCertificateRef.name: Required value``). kubectl apply worked."""
+    first = run("apply", "-f", "-", input=GATEWAY + BACKEND_CLIENT_CERT)
+    assert first.exit_code == 0, first.output
+    [gateway] = _stored(run, "Gateway")
+    assert gateway["spec"]["tls"]["backend"]["clientCertificateRef"]["kind"] == "Secret"
+    second = run("apply", "-f", "-", input=GATEWAY)
+    assert second.exit_code == 0, second.output
+    assert second.output.strip() == "gateway.gateway.networking.k8s.io/gw configured"
+    [gateway] = _stored(run, "Gateway")
+    assert "tls" not in gateway["spec"]
+    assert gateway["spec"]["listeners"][0]["name"] == "http"
