@@ -4,6 +4,7 @@ route status shared with HTTPRoute. Limits and rules follow the Gateway API CRDs
 from __future__ import annotations
 
 from agent.model.convert_core import MAX_PORT, MIN_PORT
+from agent.model.convert_infrastructure import read_infrastructure
 from agent.model.convert_meta import read_conditions, read_label_selector
 from agent.model.gateway import (
     GATEWAY_GROUP,
@@ -165,6 +166,7 @@ def _read_gateway_spec(r: Reader) -> GatewaySpec:
         addresses=r.objects("addresses", _read_spec_address, max_items=16),
         allowed_listeners=r.obj("allowedListeners", _read_allowed_listeners),
         tls=r.obj("tls", _read_gateway_tls),
+        infrastructure=r.obj("infrastructure", read_infrastructure),
     )
     check_listeners(r, spec.listeners)
     r.check_unique("addresses", [a.value for a in spec.addresses if a.value], "value")

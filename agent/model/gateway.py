@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
 
+from agent.model.frozen import EMPTY, FrozenMap
 from agent.model.meta import Condition, LabelSelector, ObjectMeta
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
@@ -263,6 +264,25 @@ class GatewaySpecTLS:
 
 
 @dataclass(frozen=True, slots=True)
+class LocalParametersReference:
+    """``spec.infrastructure.parametersRef``: an object in the Gateway's namespace."""
+
+    group: str
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayInfrastructure:
+    """``spec.infrastructure`` (GEP-1762): labels and annotations for the objects created
+    in response to the Gateway, and implementation-specific parameters."""
+
+    labels: FrozenMap[str, str] = EMPTY
+    annotations: FrozenMap[str, str] = EMPTY
+    parameters_ref: LocalParametersReference | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GatewaySpec:
     gateway_class_name: str
     listeners: tuple[Listener, ...]
@@ -270,6 +290,7 @@ class GatewaySpec:
     allowed_listeners: AllowedListeners | None = None
     """None: no ListenerSets may attach (the CRD's default ``{from: None}``)."""
     tls: GatewaySpecTLS | None = None
+    infrastructure: GatewayInfrastructure | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ def all_cases() -> list[Case]:
         frontend_tls,
         gateway_addresses,
         gateway_http,
+        gateway_infra,
         gateway_more,
         gateway_status,
         grpc,
@@ -26,6 +27,6 @@ def all_cases() -> list[Case]:
 
     return [*gateway_http.CASES, *gateway_more.CASES, *gateway_status.CASES, *mesh_http.CASES,
             *grpc.CASES, *streams.CASES, *claims_more.CASES,
-            *gateway_addresses.CASES, *backend_tls.CASES, *listenerset.CASES,
+            *gateway_addresses.CASES, *gateway_infra.CASES, *backend_tls.CASES, *listenerset.CASES,
             *frontend_tls.CASES, *backend_client_cert.CASES,
             *tls.CASES, *tls_status.CASES]

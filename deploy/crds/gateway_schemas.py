@@ -201,6 +201,37 @@ GATEWAY_TLS = obj(
     },
 )
 
+GATEWAY_INFRASTRUCTURE = obj(
+    "Labels and annotations for the objects created in response to the Gateway, and "
+    "implementation-specific parameters (GEP-1762). Keys as Kubernetes label keys (the "
+    "lab's admission checks them; upstream's CRD has CEL rules).",
+    {
+        "labels": {
+            "description": "Labels for the objects created for this Gateway.",
+            "type": "object",
+            "maxProperties": 8,
+            "additionalProperties": string(
+                "A label value.", 0, 63, pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+            ),
+        },
+        "annotations": {
+            "description": "Annotations for the objects created for this Gateway.",
+            "type": "object",
+            "maxProperties": 16,
+            "additionalProperties": string("An annotation value.", 0, 4096),
+        },
+        "parametersRef": obj(
+            "An object in the Gateway's namespace with implementation-specific parameters.",
+            {
+                "group": string("The referent's API group.", hi=253),
+                "kind": kind("The referent's kind."),
+                "name": name("The referent's name."),
+            },
+            ("group", "kind", "name"),
+        ),
+    },
+)
+
 GATEWAY = obj(
     "A load balancer or proxy that takes traffic in for routes: its listeners say on which "
     "ports, protocols and hosts, its class says which controller implements it.",
@@ -242,6 +273,7 @@ GATEWAY = obj(
                     },
                 ),
                 "tls": GATEWAY_TLS,
+                "infrastructure": GATEWAY_INFRASTRUCTURE,
             },
             ("gatewayClassName", "listeners"),
         ),

@@ -338,3 +338,27 @@ def test_session_persistence_is_kept_defaulted_and_admitted_by_the_model(api: Di
     status, body = api("POST", ROUTES, route(rules=[{"sessionPersistence": {"type": "Sticky"}}]))
     assert status == 422 and "Unsupported value" in (
         causes(body)["spec.rules[0].sessionPersistence.type"])
+
+
+def test_gateway_infrastructure_is_kept_and_its_keys_checked(api: Direct) -> None:
+    """spec.infrastructure used to be pruned as an unknown field: the labels a user asked
+    for vanished without a word. Now it is stored, and a key upstream's CEL rule refuses
+    is refused by field."""
+    gateways = f"{GW}/v1/namespaces/default/gateways"
+    infra = {"labels": {"key2": "value2"}, "annotations": {"key1": "value1"}}
+    gateway = {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "edge"},
+        "spec": {"gatewayClassName": "tulle", "infrastructure": infra,
+                 "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]},
+    }
+    status, body = api("POST", gateways, gateway)
+    assert status == 201 and body["spec"]["infrastructure"] == infra
+    gateway["metadata"]["name"] = "bad"
+    gateway["spec"]["infrastructure"] = {"labels": {"-x": "v"}}
+    status, body = api("POST", gateways, gateway)
+    assert status == 422
+    assert "Label keys must be in the form" in causes(body)["spec.infrastructure.labels[-x]"]
+    gateway["spec"]["infrastructure"] = {"labels": {"a": "b c"}}
+    status, body = api("POST", gateways, gateway)
+    assert status == 422 and "spec.infrastructure.labels.a" in causes(body)  # the schema's
