@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from conformance.case import Case, CaseFailed
-from conformance.cases.common import GATEWAY_API, GATEWAY_BASE, INFRA
+from conformance.cases.common import GATEWAY_API, INFRA, namespace
 from conformance.lab import Lab, eventually
 
 PROFILE = "GATEWAY-HTTP"
@@ -90,5 +90,5 @@ def _check(lab: Lab) -> None:
 
 CASES = [
     Case("GatewayInfrastructure", PROFILE, ("Gateway", "GatewayInfrastructurePropagation"),
-         (*GATEWAY_BASE, GATEWAY), _check),
+         (namespace(INFRA), GATEWAY), _check),
 ]

@@ -4,11 +4,19 @@ that does not exist or is of an unknown kind (ResolvedRefs False; the route stay
 and its connections are refused rather than given to a wildcard route that would serve
 the name), route hostnames no listener has (NoMatchingListenerHostname), a parentRef to
 an HTTP or HTTPS listener (NotAllowedByListeners) or to a section the Gateway lacks
-(NoMatchingParent), and the Terminate listener's kinds."""
+(NoMatchingParent), and the Terminate listener's kinds. The Passthrough listener's kinds
+(tlsroute-listener-passthrough-supported-kinds.go) get a Gateway of their own, as upstream's
+does: its check wants the Gateway to have exactly that one listener, and a TLS listener on
+443 would conflict with the shared Gateway's HTTPS ones."""
 
 from __future__ import annotations
 
-from conformance.case import Case
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from conformance.case import Case, CaseFailed
+from conformance.cases.common import GATEWAY_API, INFRA, namespace
 from conformance.cases.tls import (
     CORE,
     TERMINATE,
@@ -18,7 +26,7 @@ from conformance.cases.tls import (
     expect_tls_listeners,
     tls_route,
 )
-from conformance.lab import Lab
+from conformance.lab import Lab, eventually
 
 PROFILE = "GATEWAY-TLS"
 NONEXISTENT = "nonexistent.example.com"
@@ -74,6 +82,77 @@ def _terminate_kinds(lab: Lab) -> None:
     expect_tls_listeners(lab, ("terminate", "mixed-terminate"), attached=None)
 
 
+PASSTHROUGH_GW = "gateway-tlsroute-passthrough-supported-kind"
+PASSTHROUGH_GATEWAY = {
+    "apiVersion": GATEWAY_API, "kind": "Gateway",
+    "metadata": {"name": PASSTHROUGH_GW, "namespace": INFRA},
+    "spec": {"gatewayClassName": "tulle", "listeners": [{
+        "name": "tls-passthrough", "port": 443, "protocol": "TLS",
+        "allowedRoutes": {"namespaces": {"from": "Same"},
+                          "kinds": [{"kind": "TCPRoute"}, {"kind": "TLSRoute"}]},
+        "tls": {"mode": "Passthrough"}}]},
+}
+# What upstream expects of that Gateway's status.listeners (its v1.ListenerStatus).
+PASSTHROUGH_LISTENERS = [{
+    "name": "tls-passthrough", "attachedRoutes": 0,
+    "supportedKinds": [{"group": "gateway.networking.k8s.io", "kind": "TLSRoute"}],
+    "conditions": [{"type": "ResolvedRefs", "status": "False", "reason": "InvalidRouteKinds"}],
+}]
+
+
+def listeners_mismatch(expected: Sequence[Mapping[str, Any]],
+                       actual: Sequence[Mapping[str, Any]]) -> str | None:
+    """Upstream's gatewayListenersMatch: as many listeners as expected, each named one with
+    the expected kinds among its supportedKinds (a group left out is the Gateway API's), no
+    kinds where none are expected, the expected attachedRoutes, and the expected
+    conditions' type, status and reason."""
+    if len(expected) != len(actual):
+        return f"{len(actual)} listeners, want {len(expected)}"
+    by_name = {ls.get("name"): ls for ls in actual}
+    for want in expected:
+        got = by_name.get(want["name"])
+        if got is None:
+            return f"no status for listener {want['name']}"
+        kinds = {(k.get("group", "gateway.networking.k8s.io"), k.get("kind"))
+                 for k in got.get("supportedKinds") or []}
+        wanted = {(k.get("group", "gateway.networking.k8s.io"), k["kind"])
+                  for k in want.get("supportedKinds") or []}
+        if (not wanted and kinds) or not wanted <= kinds:
+            return f"listener {want['name']} supportedKinds {sorted(kinds)}, want {sorted(wanted)}"
+        if got.get("attachedRoutes") != want["attachedRoutes"]:
+            return (f"listener {want['name']} attachedRoutes {got.get('attachedRoutes')}, "
+                    f"want {want['attachedRoutes']}")
+        conditions = {c.get("type"): c for c in got.get("conditions") or []}
+        for c in want.get("conditions") or []:
+            seen = conditions.get(c["type"]) or {}
+            if (seen.get("status"), seen.get("reason")) != (c["status"], c["reason"]):
+                return (f"listener {want['name']} {c['type']} {seen.get('status')} "
+                        f"{seen.get('reason')}, want {c['status']} {c['reason']}")
+    return None
+
+
+def _passthrough_kinds(lab: Lab) -> None:
+    """The Passthrough listener naming TCPRoute and TLSRoute: ResolvedRefs False
+    InvalidRouteKinds, TLSRoute in its supportedKinds, no route attached; judged once the
+    Gateway's conditions have its latest generation, as upstream waits."""
+    def once() -> None:
+        named = [g for g in lab.get("gateways", INFRA) if g["metadata"]["name"] == PASSTHROUGH_GW]
+        if not named:
+            raise CaseFailed(f"no Gateway {INFRA}/{PASSTHROUGH_GW}")
+        status = named[0].get("status") or {}
+        generation = named[0]["metadata"].get("generation")
+        stale = [c["type"] for c in status.get("conditions") or []
+                 if c.get("observedGeneration") != generation]
+        if stale or not status.get("conditions"):
+            raise CaseFailed(f"Gateway {PASSTHROUGH_GW} conditions not of generation "
+                             f"{generation}: {stale or 'none'}")
+        problem = listeners_mismatch(PASSTHROUGH_LISTENERS, status.get("listeners") or [])
+        if problem:
+            raise CaseFailed(f"{problem}: {json.dumps(status.get('listeners'))}")
+
+    eventually(once, timeout=45)
+
+
 OBJECTS = (*TLS, *ROUTES)
 CASES = [
     Case("TLSRouteInvalidBackendRefNonexistent", PROFILE, CORE, OBJECTS, _nonexistent,
@@ -86,4 +165,6 @@ CASES = [
          kinds=("TLSRoute",)),
     Case("TLSRouteListenerTerminateSupportedKinds", PROFILE, (*CORE, TERMINATE), OBJECTS,
          _terminate_kinds, kinds=("TLSRoute",)),
+    Case("TLSRouteListenerPassthroughSupportedKinds", PROFILE, CORE,
+         (namespace(INFRA), PASSTHROUGH_GATEWAY), _passthrough_kinds, kinds=("TLSRoute",)),
 ]

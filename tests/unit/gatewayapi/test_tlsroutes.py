@@ -259,3 +259,17 @@ def test_a_terminate_listener_without_its_secret_is_not_programmed_nor_served() 
     (ls,) = report.gateways[f"{INFRA}/gw"]["listeners"]
     refs = next(c for c in ls["conditions"] if c["type"] == "ResolvedRefs")
     assert (refs["status"], refs["reason"]) == ("False", "InvalidCertificateRef")
+
+
+def test_a_passthrough_listener_naming_tcproute_lists_only_tlsroute() -> None:
+    """Upstream's TLSRouteListenerPassthroughSupportedKinds: kinds [TCPRoute, TLSRoute] on a
+    Passthrough listener; TCPRoute is served on TCP listeners only."""
+    kinds = {"namespaces": {"from": "Same"}, "kinds": [{"kind": "TCPRoute"}, {"kind": "TLSRoute"}]}
+    only = listener("tls-passthrough", 443, "TLS", allowed=kinds, tls={"mode": "Passthrough"})
+    report = route_status(listeners=(only,))
+    (tls,) = report.gateways[f"{INFRA}/gw"]["listeners"]
+    assert tls["supportedKinds"] == [{"group": "gateway.networking.k8s.io", "kind": "TLSRoute"}]
+    assert tls["attachedRoutes"] == 0
+    got = {c["type"]: (c["status"], c["reason"]) for c in tls["conditions"]}
+    assert got["ResolvedRefs"] == ("False", "InvalidRouteKinds")
+    assert got["Accepted"] == ("True", "Accepted")
