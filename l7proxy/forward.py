@@ -92,7 +92,8 @@ async def _try_all(
     policy = fwd.retry
     backend_timeout = fwd.timeouts.backend_request
     attempt = 0
-    loop = asyncio.get_running_loop()
+    # The loop's clock only on a failure: Python 3.11's get_running_loop() is a getpid
+    # system call, and this runs for every request (bench/results/traceattr-2026-12-06.md).
     while True:
         attempt += 1
         outcome: int | UpstreamError
@@ -118,14 +119,16 @@ async def _try_all(
             failure = before_response(exc)
             outcome = failure.error
         except TimeoutError as exc:
-            if down.started or deadline is not None and loop.time() >= deadline:
+            if down.started or (deadline is not None
+                                and asyncio.get_running_loop().time() >= deadline):
                 raise
             outcome = UpstreamError.BACKEND_TIMEOUT
             failure = Failed(504, "backend request timeout", outcome)
             failure.__cause__ = exc
         if policy is None or not ex.body.replayable:
             raise failure
-        remaining = deadline - loop.time() if deadline is not None else None
+        remaining = (deadline - asyncio.get_running_loop().time()
+                     if deadline is not None else None)
         wait = policy.should_retry(attempt, outcome, draw=proxy.rng(), remaining=remaining)
         if wait is None:
             raise failure

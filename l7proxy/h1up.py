@@ -53,6 +53,9 @@ class Http1Upstream(asyncio.Protocol):
         self.timed = False  # the current request takes timing marks (``Exchange.timed``)
         self.head_at = 0  # monotonic ns: the current response's head arrived
         self.end_at = 0  # ... and its last byte, when not in the head's read
+        # The loop this connection lives on, from its first request: asked once, not per
+        # request (Python 3.11's get_running_loop() is a getpid system call).
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     # --- asyncio callbacks -----------------------------------------------------------
 
@@ -128,7 +131,9 @@ class Http1Upstream(asyncio.Protocol):
     ) -> asyncio.Future[ResponseHead]:
         """Write a request head (and the body so far); ``complete``: nothing more follows
         (else the caller writes the rest and calls ``finish_request``)."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop
+        if loop is None:
+            loop = self.loop = asyncio.get_running_loop()
         self.head = loop.create_future()
         self.done = loop.create_future()
         self.sink = None

@@ -138,7 +138,7 @@ class Pool:
             conn.sink = None
             conn.head = None
             conn.on_pause = conn.on_resume = None
-            conn.idle_since = asyncio.get_running_loop().time()
+            conn.idle_since = (conn.loop or asyncio.get_running_loop()).time()
             slot.idle.append(conn)
             self.stats.idle += 1
             self._wake(slot)

@@ -24,7 +24,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Iterator, Sequence
-from itertools import chain
+from itertools import chain, islice
 from typing import Any
 
 from agent.flows.flow import (
@@ -225,8 +225,21 @@ def read_batch(value: Any, data: bytes = b"") -> Iterator[L7Record | ValueError]
             column = array("q")
     else:
         items = value
-    at = 0
-    for item in items:
+    done = 0  # records read by the common batch's loop
+    if rows is not None and len(rows) == len(items):
+        # Nearly every batch: each record the common timed request, its row at its index
+        # (no slot bookkeeping); from the first that is not one, the general loop.
+        for item, row in zip(items, rows, strict=True):
+            if not (type(item) is list and len(item) in (15, 16, 17) and item[13] is True
+                    and type(item[1]) is int):
+                break
+            try:
+                yield _record(item, split_lean(item[1], row))
+            except ValueError as err:
+                yield err
+            done += 1
+    at = done * width
+    for item in islice(items, done, None) if done else items:
         try:
             if (column is not None and isinstance(item, list) and len(item) in (15, 16, 17)
                     and (item[13] is True or width == LEAN and item[13] is not None)):

@@ -80,7 +80,7 @@ from agent.metrics.config import FAMILY_LABELS, MetricsConfig
 from agent.metrics.encryption import ENCRYPTION_HELP, EncryptionSeries
 from agent.metrics.kernel import KERNEL_HELP, KernelSeries, histogram_buckets
 from agent.metrics.series import Cell, Series
-from agent.metrics.split import SPLIT_HELP, SplitSeries
+from agent.metrics.split import FOLD_LEN, SPLIT_HELP, SplitSeries
 from agent.servicemap.peers import workload_label
 
 _TYPE_NAMES = {
@@ -331,8 +331,16 @@ class FlowMetrics:
             cell[bisect_left(self._bounds_ns, latency)] += n
             cell[-1] += latency * n
         tulle = flow.tulle
-        if tulle is not None and tulle.request_parts is not None:
-            self._split.observe(tulle.request_parts, src, dst, flow.destination_service, n)
+        if tulle is not None and (parts := tulle.request_parts) is not None:
+            svc = flow.destination_service  # a waypoint flow's pair is known: no call
+            known = self._split.known.get((src, dst, id(svc))) if n == 1 else None
+            if known is not None and known[0] is svc:
+                pending = known[1].pending
+                pending += parts
+                if len(pending) >= FOLD_LEN:
+                    self._split.fold(known[1])
+            else:
+                self._split.observe(parts, src, dst, svc, n)
 
     # -- scraping ----------------------------------------------------------------------------
 

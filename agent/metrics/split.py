@@ -17,6 +17,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 
 from agent.flows.flow import RequestParts, RequestSplit, Service
+from agent.flows.reqsplit import PARTS_WIDTH
 from agent.metrics.series import Cell, Series
 
 SPLIT_HELP = {
@@ -31,39 +32,46 @@ PART_LABELS = (("client_network_ns", "client_network"), ("proxy_ns", "proxy"),
 _INDEXES = tuple(RequestSplit._fields.index(field) for field, _part in PART_LABELS)
 _COLLAPSED = frozenset({"world", "unknown"})
 # A pair's splits wait in its list until this many are there (or a scrape comes), then go
-# into its five histograms in one sort per part: a list append per flow instead of five
-# bucket searches and ten cell updates (bench/results/tracecost-2026-12-06-s12.md).
+# into its five histograms in one sort per part: six values added to a flat list per flow
+# instead of five bucket searches and ten cell updates (bench/results/tracecost-2026-12-06-s12.md;
+# flat, not a list of tuples: tracecut-2026-12-06-s16.md).
 FOLD_AT = 128
+FOLD_LEN = FOLD_AT * PARTS_WIDTH  # a pair's pending values when FOLD_AT splits wait
 # Pairs whose cells (and pending splits) are remembered; past this many, every pending
 # split is folded and the table starts again: at most MAX_PAIRS * FOLD_AT splits wait.
 MAX_PAIRS = 512
 
 
 class _Pair:
-    """A workload pair's five cells (in PART_LABELS order) and its splits not yet in them."""
+    """A workload pair's five cells (in PART_LABELS order) and its splits not yet in them,
+    end to end in one flat list (``PARTS_WIDTH`` values a split, in RequestSplit's order)."""
 
     __slots__ = ("cells", "pending")
 
     def __init__(self, cells: tuple[Cell, ...]) -> None:
         self.cells = cells
-        self.pending: list[RequestParts] = []
+        self.pending: list[int] = []
 
 
-def fold(cells: tuple[Cell, ...], bounds: tuple[int, ...], splits: list[RequestParts]) -> None:
-    """Count ``splits`` into their five histograms (in PART_LABELS order), as one
-    observation each, and empty the list: a value goes in the first bucket whose bound it
-    does not exceed (Prometheus' ``le``), which over a part's sorted values is the count up
-    to each bound (``bisect_right``) less the count up to the previous one. Sorting is C
-    and cheap here: the RTT parts repeat one value for a second at a time (the waypoint's
-    RTT cache) and upstream_connect is nearly always 0. The parts are read as columns in
-    one C pass, ``zip(*splits)`` over the flows' parts tuples (five comprehensions reading
-    RequestSplit attributes took ~1,000 instructions a flow)."""
-    if not splits:
+def fold(cells: tuple[Cell, ...], bounds: tuple[int, ...], pending: list[int]) -> None:
+    """Count the splits in ``pending`` (flat: ``PARTS_WIDTH`` values each, in
+    RequestSplit's order, `_Pair.pending`) into their five histograms (in PART_LABELS
+    order), as one observation each, and empty the list: a value goes in the first bucket
+    whose bound it does not exceed (Prometheus' ``le``), which over a part's sorted values
+    is the count up to each bound (``bisect_right``) less the count up to the previous
+    one. A part's values are one strided slice of the flat list (a C copy: no tuple per
+    split to take apart, as ``zip(*splits)`` over kept parts tuples did), sorted in place.
+    Sorting is C and cheap here: the RTT parts repeat one value for a second at a time
+    (the waypoint's RTT cache) and upstream_connect is nearly always 0."""
+    if not pending:
         return
-    parts = list(zip(*splits, strict=True))[1:]  # total_ns first: not a part
-    total = len(splits)
-    for cell, column in zip(cells, parts, strict=True):
-        values = sorted(column)
+    if len(pending) % PARTS_WIDTH:
+        raise ValueError(f"pending splits hold {len(pending)} values, not a multiple of "
+                         f"{PARTS_WIDTH}")
+    total = len(pending) // PARTS_WIDTH
+    for cell, at in zip(cells, _INDEXES, strict=True):
+        values = pending[at::PARTS_WIDTH]
+        values.sort()
         below = 0
         for i, bound in enumerate(bounds):
             upto = bisect_right(values, bound, below)
@@ -73,7 +81,7 @@ def fold(cells: tuple[Cell, ...], bounds: tuple[int, ...], splits: list[RequestP
                 break
         cell[len(bounds)] += total - below  # +Inf
         cell[-1] += sum(values)
-    splits.clear()
+    pending.clear()
 
 
 class SplitSeries:
@@ -88,6 +96,11 @@ class SplitSeries:
         # all five (one lookup per flow instead of five: the agent observes every waypoint
         # request). Bounded by MAX_PAIRS; a pair only lands here when all its keys did.
         self._pairs: dict[tuple[str, str], _Pair] = {}
+        # (src, dst before collapsing, id(the flow's Service)) -> (that Service, its pair):
+        # what `FlowMetrics` looks a waypoint flow's pair up by, without a call here or a
+        # label built per flow (the Service is held, and checked by identity: no id reuse).
+        # Emptied with `_pairs`.
+        self.known: dict[tuple[str, str, int], tuple[Service | None, _Pair]] = {}
 
     def flush(self) -> None:
         """Fold every pair's pending splits into its cells."""
@@ -95,6 +108,10 @@ class SplitSeries:
         for pair in self._pairs.values():
             if pair.pending:
                 fold(pair.cells, bounds, pair.pending)
+
+    def fold(self, pair: _Pair) -> None:
+        """Fold one pair's pending splits (`FlowMetrics`, at ``FOLD_LEN``)."""
+        fold(pair.cells, self._bounds_ns, pair.pending)
 
     def _cells(self, s: Series, src: str, dst: str) -> tuple[Cell, ...]:
         cache = s.cache
@@ -109,6 +126,7 @@ class SplitSeries:
             if len(self._pairs) >= MAX_PAIRS:
                 self.flush()
                 self._pairs.clear()
+                self.known.clear()
             self._pairs[(src, dst)] = _Pair(tuple(cells))
         return tuple(cells)
 
@@ -119,13 +137,15 @@ class SplitSeries:
         s = self.hist
         if s is None:
             return
+        raw_dst = dst
         if dst in _COLLAPSED and service is not None and service.name:
             dst = f"{service.namespace}/{service.name}"
         pair = self._pairs.get((src, dst))
         if pair is not None and n == 1:  # every waypoint flow, once its pair is known
+            self.known[(src, raw_dst, id(service))] = (service, pair)
             pending = pair.pending
-            pending.append(split)
-            if len(pending) >= FOLD_AT:
+            pending += split
+            if len(pending) >= FOLD_LEN:
                 fold(pair.cells, self._bounds_ns, pending)
             return
         # A pair's first flow, one over a cap (never remembered), or a counted flow: now.

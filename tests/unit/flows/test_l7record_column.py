@@ -48,3 +48,42 @@ def test_a_column_of_partial_rows_reads_the_same_and_names_the_rest() -> None:
     *records, err = batch(pack_marks(LEANS) + (7).to_bytes(8, "little"))
     assert records == whole
     assert isinstance(err, ValueError) and "1 integers no record claims" in str(err)
+
+
+def read(records: list[L7Record], leans: list[tuple[int, ...]], stray: bool = False
+         ) -> list[L7Record | ValueError]:
+    """``records`` with ``leans`` as their column; ``stray``: one integer more (not whole
+    rows: the general loop's slices)."""
+    column = pack_marks(leans) + ((7).to_bytes(8, "little") if stray else b"")
+    line, _, _ = encode_batch(records, column).partition(b"\n")
+    value = json.loads(line)
+    return list(read_batch(value, column))
+
+
+def test_a_batch_of_common_requests_reads_as_the_general_loop_does() -> None:
+    """A record per row, each the common timed request (the batch loop, no slot
+    bookkeeping): each record its own row's split, as the slices path gives them."""
+    fast = read([TIMED] * 3, LEANS)
+    assert [r[13] for r in fast] == [want(lean) for lean in LEANS]  # type: ignore[index]
+    *general, err = read([TIMED] * 3, LEANS, stray=True)
+    assert general == fast and isinstance(err, ValueError)
+
+
+def test_the_batch_loop_hands_over_at_the_first_record_it_cannot_take() -> None:
+    """As many rows as records, but one takes its slot another way (EXTRA marks), or is
+    malformed where the batch loop looks (a latency that is no integer) or past it (a
+    method that is no string): each later record still gets its own row, and a bad one is
+    its error, as in the general loop."""
+    bad_span: L7Record = (*TIMED[:1], "95000", *TIMED[2:])  # type: ignore[assignment]
+    bad_method: L7Record = (*TIMED[:3], 7, *TIMED[4:])  # type: ignore[assignment]
+    for middle in (WITH_EXTRA, bad_span, bad_method):
+        fast = read([TIMED, middle, TIMED], LEANS)
+        *general, _stray = read([TIMED, middle, TIMED], LEANS, stray=True)
+        assert [_same(r) for r in fast] == [_same(r) for r in general]
+        first, mid, last = fast
+        assert first[13] == want(LEANS[0]) and last[13] == want(LEANS[2])  # type: ignore[index]
+        assert isinstance(mid, ValueError) == (middle is not WITH_EXTRA)
+
+
+def _same(r: L7Record | ValueError) -> object:
+    return str(r) if isinstance(r, ValueError) else r

@@ -1,5 +1,5 @@
 """The split histograms' deferred fold (agent/metrics/split.py): a pair's splits wait in a
-list and go into its cells in one sort per part, at ``FOLD_AT``, past ``MAX_PAIRS`` or
+flat list and go into its cells in one sort per part, at ``FOLD_AT``, past ``MAX_PAIRS`` or
 before a scrape. Whatever waits, a scrape shows every observation made before it."""
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ SPLITS = st.lists(st.tuples(*[PART] * 5).map(lambda p: RequestSplit(sum(p), *p))
 def test_fold_counts_as_the_definition_for_any_values(splits: list[RequestSplit]) -> None:
     """Bounds hit exactly, next to them, above all, negative (a split read from JSON)."""
     cells = tuple([0] * (len(BOUNDS) + 2) for _ in PART_LABELS)
-    pending = list(splits)
+    pending = [v for s in splits for v in s]  # flat, as a pair keeps them
     fold(cells, BOUNDS, pending)
     for i, cell in enumerate(cells):
         assert cell == definition([parts_of(s)[i] for s in splits])
@@ -125,3 +125,12 @@ def test_a_collapsed_destination_is_the_service_dialled_on_both_paths() -> None:
         ss.observe(split, "shop/web", "world", svc, 1)
     ss.flush()
     assert cells_of(ss, "shop/web", "shop/echo")[0] == definition([1, 1, 1])
+
+
+def test_a_pending_list_that_is_not_whole_splits_is_refused() -> None:
+    """A flat list out of step (a parts tuple of another width got in) would count values
+    under the wrong parts: the fold names it instead."""
+    cells = tuple([0] * (len(BOUNDS) + 2) for _ in PART_LABELS)
+    with pytest.raises(ValueError, match="not a multiple of 6"):
+        fold(cells, BOUNDS, [1, 2, 3, 4, 5, 6, 7])
+    assert all(cell == [0] * (len(BOUNDS) + 2) for cell in cells)  # nothing counted
