@@ -7,7 +7,14 @@ import base64
 import binascii
 
 from agent.model.convert_meta import read_labels
-from agent.model.convert_podspec import check_mounts, read_env_var, read_volume, read_volume_mount
+from agent.model.convert_podspec import (
+    check_mounts,
+    read_env_from,
+    read_env_var,
+    read_volume,
+    read_volume_mount,
+)
+from agent.model.convert_probe import read_probes
 from agent.model.core import (
     TLS_SECRET_TYPE,
     AddressType,
@@ -50,6 +57,7 @@ from agent.model.validation import (
     endpoint_ipv6,
     iana_svc_name,
     ip_address,
+    quote,
 )
 
 MIN_PORT, MAX_PORT = 1, 65535
@@ -80,9 +88,12 @@ def read_pod(r: Reader, metadata: ObjectMeta) -> Pod:
 def read_pod_spec(r: Reader) -> PodSpec:
     containers = r.objects("containers", _read_container, min_items=1)
     r.check_unique("containers", [c.name for c in containers], "name")
+    init = r.objects("initContainers", _read_container)
+    _check_init_containers(r, init, {c.name for c in containers})
     volumes = r.objects("volumes", read_volume)
     r.check_unique("volumes", [v.name for v in volumes], "name")
     check_mounts(r, containers, volumes)
+    check_mounts(r, init, volumes, "initContainers")
     return PodSpec(
         containers=containers,
         node_name=r.string("nodeName", check=dns1123_subdomain),
@@ -91,7 +102,21 @@ def read_pod_spec(r: Reader) -> PodSpec:
         service_account_name=_read_service_account(r),
         host_network=r.boolean("hostNetwork") or None,
         volumes=volumes,
+        init_containers=init,
     )
+
+
+def _check_init_containers(r: Reader, init: tuple[Container, ...], names: set[str]) -> None:
+    """Names unique across both lists; no probes (an init container runs to completion:
+    ``restartPolicy: Always`` sidecars are not read)."""
+    r.check_unique("initContainers", [c.name for c in init], "name")
+    for i, c in enumerate(init):
+        if c.name in names:
+            r.fail(f"initContainers[{i}].name", f"Duplicate value: {quote(c.name)}")
+        for key, probe in (("startupProbe", c.startup_probe), ("livenessProbe", c.liveness_probe),
+                           ("readinessProbe", c.readiness_probe)):
+            if probe is not None:
+                r.fail(f"initContainers[{i}].{key}", "may not be set for init containers")
 
 
 def _read_service_account(r: Reader) -> str | None:
@@ -102,6 +127,7 @@ def _read_service_account(r: Reader) -> str | None:
 
 
 def _read_container(r: Reader) -> Container:
+    probes = read_probes(r)
     container = Container(
         name=r.string("name", REQUIRED, check=dns1123_label),
         image=r.string("image", ""),
@@ -110,6 +136,10 @@ def _read_container(r: Reader) -> Container:
         env=r.objects("env", read_env_var),
         ports=r.objects("ports", _read_container_port),
         volume_mounts=r.objects("volumeMounts", read_volume_mount),
+        env_from=r.objects("envFrom", read_env_from),
+        startup_probe=probes["startupProbe"],
+        liveness_probe=probes["livenessProbe"],
+        readiness_probe=probes["readinessProbe"],
     )
     r.check_unique("ports", [p.name for p in container.ports], "name")
     return container
