@@ -9,7 +9,8 @@ kubelet's Watch-based secret and ConfigMap managers):
 
 A missing object or key that is not ``optional`` keeps the container from starting
 (``EnvConfigError``: its message is the kubelet's, shown as CreateContainerConfigError);
-an optional one leaves the variable unset. Secret values are base64 in ``data``; a
+an optional one leaves the variable unset. Secret values are base64 in ``data`` (plain in
+``stringData``, which the lab's API server stores as written); a
 ConfigMap's come from ``data`` only (``binaryData`` is not put in the environment).
 """
 
@@ -60,6 +61,9 @@ def _data(kind: str, obj: Mapping[str, Any]) -> dict[str, str]:
             out[str(k)] = base64.b64decode(str(v), validate=True).decode("utf-8", "replace")
         except (binascii.Error, ValueError) as err:
             raise EnvConfigError(f"secret key {k!r} is not base64: {err}") from None
+    # A cluster's API server merges write-only stringData into data; the lab's keeps it as
+    # written, so it is read here too (and wins, as it does on a write).
+    out.update({str(k): str(v) for k, v in (obj.get("stringData") or {}).items()})
     return out
 
 

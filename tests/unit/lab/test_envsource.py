@@ -123,6 +123,17 @@ def test_a_secret_value_that_is_not_base64_is_a_config_error() -> None:
         del OBJECTS[("Secret", "shop", "broken")]
 
 
+def test_a_secrets_string_data_is_read_and_wins_over_data() -> None:
+    OBJECTS[("Secret", "shop", "mixed")] = {
+        "data": {"a": base64.b64encode(b"old").decode(), "b": base64.b64encode(b"kept").decode()},
+        "stringData": {"a": "new"}}
+    try:
+        env = _env(_pod(envFrom=[{"secretRef": {"name": "mixed"}}]))
+    finally:
+        del OBJECTS[("Secret", "shop", "mixed")]
+    assert env == {"a": "new", "b": "kept"}
+
+
 def test_a_container_without_object_sources_reads_nothing() -> None:
     pod = _pod(env=[{"name": "A", "value": "1"},
                     {"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}])
