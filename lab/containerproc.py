@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from agent.model.core import Container, Pod
 from lab import cgroups, envsource, hostpaths, procs
 from lab.controllers.events import EventSink
-from lab.envsource import Lookup
+from lab.envsource import Lookup, ResolvedEnv
 from lab.podruntime import ContainerRuntime, PodRuntime, now_rfc3339
 from lab.podspec import container_argv, declared_env, expand, pod_env
 from lab.prober import Prober
@@ -36,14 +36,13 @@ class ContainerProcesses:
 
     def _process(
         self, pod: Pod, c: Container, ip: ipaddress.IPv4Address | None, node: NodePlan,
-        *, resolve: bool = True,
+        sources: ResolvedEnv | None = None,
     ) -> tuple[tuple[str, ...], dict[str, str], tuple[tuple[int, str], ...]]:
         """The container's argv (``$(VAR)`` expanded), environment and readiness ports, as
-        far as ``ip`` is known (None: CNI ADD still running; done again once it is).
-        ``resolve``: read its Secrets and ConfigMaps (EnvConfigError when one is missing)."""
+        far as ``ip`` is known (None: CNI ADD still running; done again once it is) and
+        with what ``sources`` read of Secrets and ConfigMaps (None: not yet, see
+        _configure)."""
         argv, ports = container_argv(c, self.python)
-        sources = (envsource.resolve(c, pod.metadata.namespace, self.lookup)
-                   if resolve and envsource.uses_objects(c) else None)
         declared = declared_env(pod, ip, node, c, sources)
         env = pod_env(pod, ip, node, c, sources)
         return tuple(expand(arg, declared) for arg in argv), env, ports
@@ -83,8 +82,9 @@ class ContainerProcesses:
         (CreateContainerConfigError), retried with back-off."""
         if c.source is None or not envsource.uses_objects(c.source[1]):
             return True
+        pod, spec = c.source
         try:
-            c.argv, c.env, _ = self._process(*c.source, rt.ip, rt.node)
+            sources = envsource.resolve(spec, pod.metadata.namespace, self.lookup)
         except envsource.EnvConfigError as err:
             if str(err) != c.env_error:
                 log.error("pod %s/%s:%s: %s", rt.namespace, rt.name, c.name, err)
@@ -93,6 +93,10 @@ class ContainerProcesses:
             c.backoff = min(c.backoff * 2, BACKOFF_MAX)
             return False
         c.env_error = ""
+        for source, names in sources.skipped.items():
+            self._event(rt, "InvalidEnvironmentVariableNames",
+                        envsource.skipped_message(source, names), "Warning")
+        c.argv, c.env, _ = self._process(pod, spec, rt.ip, rt.node, sources)
         return True
 
     def _in_pod(self, rt: PodRuntime, argv: Sequence[str]) -> list[str]:

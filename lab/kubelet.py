@@ -139,7 +139,7 @@ class Kubelet(ContainerProcesses):
         init: list[ContainerRuntime] = []
         for c in (*pod.spec.init_containers, *pod.spec.containers):
             # Secrets and ConfigMaps are read at each start (_start_container), not here.
-            argv, env, ports = self._process(pod, c, ip, node, resolve=False)
+            argv, env, ports = self._process(pod, c, ip, node)
             mounts, problems = host_path_mounts(pod, c)
             is_init = len(init) < len(pod.spec.init_containers)
             (init if is_init else containers).append(ContainerRuntime(
@@ -197,7 +197,7 @@ class Kubelet(ContainerProcesses):
         rt.created_at = now  # the datapath's wait starts once there is a veth to police
         for c in (*rt.init_containers, *rt.containers):
             if c.source is not None:  # $(VAR) references to the pod's IP expand only now
-                c.argv, c.env, _ = self._process(*c.source, sandbox.ip, rt.node, resolve=False)
+                c.argv, c.env, _ = self._process(*c.source, sandbox.ip, rt.node)
             for var in ("POD_IP", *c.ip_vars):
                 c.env[var] = str(sandbox.ip)
         log.info("pod %s/%s: CNI ADD gave %s on %s", rt.namespace, rt.name, sandbox.ip,

@@ -21,6 +21,7 @@ from agent.model.core import Pod
 from lab import initcontainers
 from lab.kubelet import ContainerRuntime, Kubelet, PodRuntime, pod_status
 from lab.podspec import container_argv, pod_env
+from lab.probes import Kind
 from lab.state import LabPaths
 from lab.topology import plan_lab
 
@@ -114,7 +115,7 @@ def test_init_containers_run_in_order_before_the_app(tmp_path: Path, stop_all: A
         "message": "containers with incomplete status: [one two]"}
     assert first["initContainerStatuses"][1]["state"] == {"waiting": {"reason": "PodInitializing"}}
     assert first["containerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}
-    status = _until(kubelet, rt, lambda s: s["phase"] == "Running")
+    status = _until(kubelet, rt, lambda s: s["phase"] == "Running" and "app" in out.read_text())
     assert out.read_text().split() == ["one", "two", "app"]
     assert _cond(status, "Initialized") == {"type": "Initialized", "status": "True"}
     assert [s["state"] for s in status["initContainerStatuses"]] == [
@@ -243,7 +244,24 @@ def test_tcp_and_http_probes_connect_to_the_pod(tmp_path: Path, stop_all: Any) -
     (tmp_path / "www" / "ok").unlink()  # 404: not ready, and the TCP port still answers
     _until(kubelet, rt, lambda s: ("Unhealthy", "Readiness probe failed: HTTP probe failed "
                                    "with statuscode: 404") in sink.events)
-    assert rt.containers[0].restarts == 0 and not any(
-        "Liveness" in message for _, message in sink.events)
+    liveness = rt.containers[0].probes[Kind.LIVENESS]
+    assert liveness.last is True and liveness.result is True  # the port still answers
+    assert rt.containers[0].restarts == 0 and "Killing" not in {r for r, _ in sink.events}
 
 
+
+
+def test_env_from_keys_that_are_no_names_are_skipped_with_an_event(
+    tmp_path: Path, stop_all: Any
+) -> None:
+    out = tmp_path / "env"
+    objects = {("ConfigMap", "shop", "cfg"): {"data": {"1bad": "x", "GOOD": "yes"}}}
+    pod = _pod({"containers": [{**_sh("app", f"echo $GOOD > {out}; sleep 30"),
+                                "envFrom": [{"configMapRef": {"name": "cfg"}}]}]})
+    kubelet, rt, sink = _kubelet(tmp_path, pod, objects)
+    stop_all(kubelet)
+    _until(kubelet, rt, lambda s: out.exists() and out.read_text() == "yes\n")
+    assert ("InvalidEnvironmentVariableNames", "Keys [1bad] from the EnvFrom configmap "
+            "shop/cfg were skipped since they are considered invalid environment variable "
+            "names.") in sink.events
+    assert "1bad" not in rt.containers[0].env
