@@ -77,7 +77,7 @@ def test_init_containers_run_in_order_before_the_app(k: Kubectl, shared: Path) -
     trace, msg = shared / "trace", shared / "msg"
     k.out("apply", "-f", k.write("init.yaml", [pod("inits", [
         sh("app", f"cat {msg} >> {trace}; echo app >> {trace}; exec sleep 600")],
-        initContainers=[sh("first", f"sleep 1; echo first >> {trace}"),
+        initContainers=[sh("first", f"sleep 3; echo first >> {trace}"),
                         sh("second", f"echo hello-from-init > {msg}; echo second >> {trace}")],
     )]))
     waiting = wait_for(lambda: (r := _row(k, "inits"))[2].startswith("Init:") and r,
