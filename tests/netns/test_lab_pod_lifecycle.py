@@ -151,8 +151,8 @@ def test_a_failing_liveness_probe_restarts_the_container(k: Kubectl, shared: Pat
         "app", f"echo start >> {starts}; exec sleep 600",
         livenessProbe={"exec": {"command": ["test", "-e", str(shared / "never")]},
                        "periodSeconds": 1, "failureThreshold": 2})])]))
-    status = wait_for(
-        lambda: (s := _get(k, "live")["status"]).get("containerStatuses", [{}])[0].get(
+    status = wait_for(  # no status until the kubelet's first write
+        lambda: (s := _get(k, "live").get("status") or {}).get("containerStatuses", [{}])[0].get(
             "restartCount", 0) >= 1 and s, timeout=60, what="a restart")
     assert status["containerStatuses"][0]["restartCount"] >= 1
     wait_for(lambda: len(starts.read_text().split()) >= 2, timeout=30, what="a second start")
