@@ -8,6 +8,7 @@ import binascii
 
 from agent.model.convert_meta import read_labels
 from agent.model.convert_podspec import (
+    check_init_containers,
     check_mounts,
     read_env_from,
     read_env_var,
@@ -57,7 +58,6 @@ from agent.model.validation import (
     endpoint_ipv6,
     iana_svc_name,
     ip_address,
-    quote,
 )
 
 MIN_PORT, MAX_PORT = 1, 65535
@@ -89,7 +89,7 @@ def read_pod_spec(r: Reader) -> PodSpec:
     containers = r.objects("containers", _read_container, min_items=1)
     r.check_unique("containers", [c.name for c in containers], "name")
     init = r.objects("initContainers", _read_container)
-    _check_init_containers(r, init, {c.name for c in containers})
+    check_init_containers(r, init, {c.name for c in containers})
     volumes = r.objects("volumes", read_volume)
     r.check_unique("volumes", [v.name for v in volumes], "name")
     check_mounts(r, containers, volumes)
@@ -104,19 +104,6 @@ def read_pod_spec(r: Reader) -> PodSpec:
         volumes=volumes,
         init_containers=init,
     )
-
-
-def _check_init_containers(r: Reader, init: tuple[Container, ...], names: set[str]) -> None:
-    """Names unique across both lists; no probes (an init container runs to completion:
-    ``restartPolicy: Always`` sidecars are not read)."""
-    r.check_unique("initContainers", [c.name for c in init], "name")
-    for i, c in enumerate(init):
-        if c.name in names:
-            r.fail(f"initContainers[{i}].name", f"Duplicate value: {quote(c.name)}")
-        for key, probe in (("startupProbe", c.startup_probe), ("livenessProbe", c.liveness_probe),
-                           ("readinessProbe", c.readiness_probe)):
-            if probe is not None:
-                r.fail(f"initContainers[{i}].{key}", "may not be set for init containers")
 
 
 def _read_service_account(r: Reader) -> str | None:

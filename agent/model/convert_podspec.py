@@ -159,3 +159,16 @@ def check_mounts(
                     f"{key}[{i}].volumeMounts[{j}].name",
                     f"not found: no volume {quote(mount.name)} in spec.volumes",
                 )
+
+
+def check_init_containers(r: Reader, init: tuple[Container, ...], names: set[str]) -> None:
+    """Names unique across both lists; no probes (an init container runs to completion:
+    ``restartPolicy: Always`` sidecars are not read)."""
+    r.check_unique("initContainers", [c.name for c in init], "name")
+    for i, c in enumerate(init):
+        if c.name in names:
+            r.fail(f"initContainers[{i}].name", f"Duplicate value: {quote(c.name)}")
+        for key, probe in (("startupProbe", c.startup_probe), ("livenessProbe", c.liveness_probe),
+                           ("readinessProbe", c.readiness_probe)):
+            if probe is not None:
+                r.fail(f"initContainers[{i}].{key}", "may not be set for init containers")
