@@ -15,11 +15,15 @@ A ``hostNetwork`` pod has none of that: its containers run in the node's network
 (``nsenter --net``, so bpffs and tracefs stay the host's), its IP is the node's, and they
 start at once. Containers get the downward API's ``fieldRef`` variables and ``$(VAR)``
 expansion of command and args; hostPath volumes are checked (or created) by type before a
-container starts and are usable at their own path (lab.podspec, lab.hostpaths).
+container starts and are usable at their own path (lab.podspec, lab.hostpaths); env from
+Secrets and ConfigMaps is read at each start (lab.envsource, lab.containerproc). Init
+containers run one by one to completion before the app containers (lab.initcontainers);
+probes run beside a running container (lab.probes, lab.prober).
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import sys
@@ -28,29 +32,27 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from agent.model.core import Container, Pod
-from lab import cgroups, hostpaths, ipam, network, procs
+from agent.model.core import Pod
+from lab import cgroups, initcontainers, ipam, network, probes
 from lab.cni_runtime import LabCni, PodKey
+from lab.containerproc import BACKOFF_MAX, ContainerProcesses
 from lab.controllers.events import EventSink
+from lab.envsource import Lookup, no_objects
 from lab.kubeapi import NotFound, StatusWriter
 from lab.podruntime import (
     ATTACH_TIMEOUT,
     BACKOFF_START,
     ContainerRuntime,
     PodRuntime,
-    now_rfc3339,
     pod_status,
     sandbox_waiting,
 )
 from lab.podspec import (
-    container_argv,
-    declared_env,
-    expand,
     host_path_mounts,
-    pod_env,
     pod_ip_vars,
     resolv_conf,
 )
+from lab.prober import Prober
 from lab.readiness import ports_ready
 from lab.state import LabPaths, read_json
 from lab.topology import LabPlan, NodePlan, host_veth_name
@@ -59,9 +61,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ATTACH_TIMEOUT", "ContainerRuntime", "Kubelet", "PodRuntime", "pod_status"]
 
-BACKOFF_MAX = 10.0
 BACKOFF_RESET_AFTER = 10.0  # a container that ran this long starts its back-off afresh
-STOP_GRACE = 2.0
 READY_RECHECK = 5.0  # once ready, re-check listening ports this often
 ATTACH_POLL = 0.2
 ATTACH_POLL_SLOW = 1.0  # after the timeout
@@ -69,7 +69,7 @@ ATTACH_POLL_SLOW = 1.0  # after the timeout
 AttachedProbe = Callable[[NodePlan, str], bool]  # (node, host veth) -> datapath attached?
 
 
-class Kubelet:
+class Kubelet(ContainerProcesses):
     def __init__(
         self,
         plan: LabPlan,
@@ -79,16 +79,21 @@ class Kubelet:
         *,
         probe: AttachedProbe | None = None,
         events: EventSink | None = None,
+        lookup: Lookup = no_objects,
     ):
         """`probe`: is the datapath on a pod's veth (default: ask the node over netlink).
         A lab without Tulle's datapath (lab.json) starts containers at once. `events`:
         where the kubelet's Events go (a container started, a crashed one backing off),
-        which `kubectl describe pod` and `kubectl events` show as on a cluster."""
+        which `kubectl describe pod` and `kubectl events` show as on a cluster. `lookup`:
+        Secrets and ConfigMaps as served (the controller's watch cache), read at each
+        container start for env (lab.envsource)."""
         self.plan = plan
         self.paths = paths
         self.api = api
         self.events = events
         self.python = python
+        self.lookup = lookup
+        self.prober = Prober(python)
         lab = read_json(paths.lab_file) or {}
         wait = bool(lab.get("datapath", True))
         self.netlink: network.DatapathProbe | None = None
@@ -130,17 +135,21 @@ class Kubelet:
                  " (hostNetwork)" if host else "", ip or "from CNI ADD")
         cgroup = (cgroups.make(cgroups.pod_cgroup(self.plan.name, node.name, ns, name))
                   if self.pod_cgroups else None)
-        containers = []
-        for c in pod.spec.containers:
+        containers: list[ContainerRuntime] = []
+        init: list[ContainerRuntime] = []
+        for c in (*pod.spec.init_containers, *pod.spec.containers):
+            # Secrets and ConfigMaps are read at each start (_start_container), not here.
             argv, env, ports = self._process(pod, c, ip, node)
             mounts, problems = host_path_mounts(pod, c)
-            containers.append(ContainerRuntime(
+            is_init = len(init) < len(pod.spec.init_containers)
+            (init if is_init else containers).append(ContainerRuntime(
                 c.name, argv, env, ports, ip_vars=pod_ip_vars(c), host_paths=mounts,
-                config_error="; ".join(problems), source=(pod, c),
+                config_error="; ".join(problems), source=(pod, c), init=is_init,
             ))
         rt = PodRuntime(pod.metadata.uid, ns, name, node, netns, ip,
                         pod.spec.restart_policy or "Always", containers, host_veth=veth,
-                        attached=self.attached is None or host, cgroup=cgroup, host_network=host)
+                        attached=self.attached is None or host, cgroup=cgroup, host_network=host,
+                        init_containers=init)
         self._start_sandbox(rt)
         return rt
 
@@ -159,15 +168,6 @@ class Kubelet:
             network.add_pod_netns(netns)  # the chain's ptp adds eth0, its address and routes
         network.write_pod_resolv_conf(netns, resolv_conf(ns))
         return netns, ip, veth
-
-    def _process(
-        self, pod: Pod, c: Container, ip: ipaddress.IPv4Address | None, node: NodePlan
-    ) -> tuple[tuple[str, ...], dict[str, str], tuple[tuple[int, str], ...]]:
-        """The container's argv (``$(VAR)`` expanded), environment and readiness ports, as
-        far as ``ip`` is known (None: CNI ADD still running; done again once it is)."""
-        argv, ports = container_argv(c, self.python)
-        declared = declared_env(pod, ip, node, c)
-        return tuple(expand(arg, declared) for arg in argv), pod_env(pod, ip, node, c), ports
 
     def _start_sandbox(self, rt: PodRuntime) -> None:
         if self.cni is not None and not rt.host_network:
@@ -195,7 +195,7 @@ class Kubelet:
             return
         rt.ip, rt.host_veth, rt.sandbox_error = sandbox.ip, sandbox.host_veth, ""
         rt.created_at = now  # the datapath's wait starts once there is a veth to police
-        for c in rt.containers:
+        for c in (*rt.init_containers, *rt.containers):
             if c.source is not None:  # $(VAR) references to the pod's IP expand only now
                 c.argv, c.env, _ = self._process(*c.source, sandbox.ip, rt.node)
             for var in ("POD_IP", *c.ip_vars):
@@ -205,7 +205,7 @@ class Kubelet:
 
     def _teardown(self, rt: PodRuntime) -> None:
         log.info("removing pod %s/%s from %s", rt.namespace, rt.name, rt.node.name)
-        for c in rt.containers:
+        for c in (*rt.init_containers, *rt.containers):
             self._stop_container(rt, c)
         # A hostNetwork pod's netns is the node's: it has no sandbox of its own to remove.
         if self.cni is not None and not rt.host_network:
@@ -242,11 +242,9 @@ class Kubelet:
                 self._check_sandbox(rt, now)
             if rt.ip is not None and not rt.attached:
                 self._check_attached(rt, now)
-            ready: dict[str, bool] = {}
-            for c in rt.containers:
-                if rt.attached:
-                    self._supervise(rt, c, now)
-                ready[c.name] = self._ready(c, now)
+            if rt.attached:
+                self._supervise_pod(rt, now)
+            ready = {c.name: self._ready(c, now) for c in rt.containers}
             status = pod_status(rt, ready)
             if status != rt.last_status:
                 try:
@@ -279,12 +277,31 @@ class Kubelet:
             log.error("pod %s/%s: %s", rt.namespace, rt.name, sandbox_waiting(rt)[1])
         rt.next_attach_check = now + (ATTACH_POLL_SLOW if rt.attach_timed_out else ATTACH_POLL)
 
+    def _supervise_pod(self, rt: PodRuntime, now: float) -> None:
+        """Init containers one at a time until all have succeeded, then the app containers
+        and their probes (lab.initcontainers, lab.prober)."""
+        plan = initcontainers.plan(rt.init_containers)
+        if plan.run is not None:
+            self._supervise(rt, rt.init_containers[plan.run], now)
+        if not plan.done:
+            return
+        for c in rt.containers:
+            self._supervise(rt, c, now)
+            event = functools.partial(self._event, rt)
+            if self.prober.tick(c, rt.ip, functools.partial(self._in_pod, rt), event, now):
+                self._stop_container(rt, c, forget=False)  # restarted next tick per policy
+
     def _ready(self, c: ContainerRuntime, now: float) -> bool:
-        """Every tick until ready, then every READY_RECHECK seconds like a probe period:
-        reading /proc/PID/net/tcp costs real CPU when a pod holds many sockets."""
-        if not c.running or c.proc is None:
+        """A readinessProbe's verdict; without one, the lab's implicit readiness (every
+        declared port listens, once started): every tick until ready, then every
+        READY_RECHECK seconds like a probe period (/proc/PID/net/tcp costs real CPU when a
+        pod holds many sockets)."""
+        if not c.running or c.proc is None or not probes.started(c.probes):
             c.ready = False
             return False
+        if (verdict := probes.ready(c.probes)) is not None:
+            c.ready = verdict
+            return verdict
         if not c.ready or now - c.ready_checked >= READY_RECHECK:
             c.ready = ports_ready(c.proc.pid, c.ports)
             c.ready_checked = now
@@ -310,6 +327,8 @@ class Kubelet:
             restart = rt.restart_policy == "Always" or (
                 rt.restart_policy == "OnFailure" and c.last_exit != 0
             )
+            if c.init:
+                restart = initcontainers.restarts_after_exit(c.last_exit, rt.restart_policy)
             if restart:
                 c.restarts += 1
                 self._event(
@@ -323,57 +342,6 @@ class Kubelet:
                 c.finished = True
         if c.proc is None and not c.finished and now >= c.next_start:
             self._start_container(rt, c)
-
-    def _start_container(self, rt: PodRuntime, c: ContainerRuntime) -> None:
-        problem = c.config_error or next(filter(None, map(hostpaths.prepare, c.host_paths)), "")
-        if problem:  # a kubelet's FailedMount: said once, retried with back-off
-            if problem != c.mount_error:
-                log.error("pod %s/%s:%s: %s", rt.namespace, rt.name, c.name, problem)
-                self._event(rt, "FailedMount", problem, "Warning")
-            c.mount_error, c.next_start = problem, time.monotonic() + BACKOFF_MAX
-            return
-        c.mount_error = ""
-        # The pod's cgroup first, from the host's /sys (`ip netns exec` remounts it): every
-        # socket the container opens is then the pod's for the node's sock_ops tracer.
-        argv = cgroups.in_cgroup(rt.cgroup, procs.netns_argv(rt.netns, c.argv) if rt.host_network
-                                 else ["ip", "netns", "exec", rt.netns, *c.argv])
-        try:
-            c.proc, c.record = procs.spawn(
-                f"{rt.namespace}_{rt.name}_{c.name}",
-                argv,
-                log=self.paths.pod_log(rt.namespace, rt.name, c.name),
-                record_dir=self.paths.procs / "pods",
-                env=c.env,
-            )
-        except OSError as err:
-            log.error("cannot start %s/%s:%s: %s", rt.namespace, rt.name, c.name, err)
-            c.next_start = time.monotonic() + BACKOFF_MAX
-            return
-        c.started_at = time.monotonic()
-        c.started_at_text = now_rfc3339()
-        self._event(rt, "Started", f"Started container {c.name}")
-
-    def _event(self, rt: PodRuntime, reason: str, message: str, type_: str = "Normal") -> None:
-        if self.events is None:
-            return
-        about = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "namespace": rt.namespace,
-            "name": rt.name,
-            "uid": rt.uid,
-        }
-        self.events.record(about, reason, message, "kubelet", type_)
-
-    def _stop_container(self, rt: PodRuntime, c: ContainerRuntime) -> None:
-        if c.record is not None:
-            procs.terminate(c.record, timeout=STOP_GRACE)
-        if c.proc is not None:
-            c.proc.wait(timeout=STOP_GRACE)
-        c.proc = None
-        (self.paths.procs / "pods" / f"{rt.namespace}_{rt.name}_{c.name}.json").unlink(
-            missing_ok=True
-        )
 
     def _write_status(self, rt: PodRuntime, status: dict[str, Any]) -> None:
         try:

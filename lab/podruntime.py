@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.model.core import Container, HostPathVolumeSource, Pod
-from lab import procs
+from lab import initcontainers, procs
 from lab.cni_runtime import Sandbox
+from lab.probe_runner import ProbeRun
+from lab.probes import Kind, Worker, started
 from lab.topology import NodePlan
 
 BACKOFF_START = 0.5
@@ -46,7 +48,11 @@ class ContainerRuntime:
     host_paths: tuple[HostPathVolumeSource, ...] = ()  # checked before each start
     config_error: str = ""  # what the lab cannot run of the spec (lab.podspec)
     mount_error: str = ""  # why the last start did not happen, until one does
+    env_error: str = ""  # a missing Secret, ConfigMap or key (lab.envsource), until started
     source: tuple[Pod, Container] | None = None  # what argv and env were made from
+    init: bool = False  # an init container: runs to exit 0 (lab.initcontainers)
+    probes: dict[Kind, Worker] = field(default_factory=dict)  # this run's (lab.probes)
+    probe_runs: dict[Kind, ProbeRun] = field(default_factory=dict)  # probes running now
 
     @property
     def running(self) -> bool:
@@ -76,6 +82,7 @@ class PodRuntime:
     sandbox_retry: float = 0.0  # monotonic time of the next ADD after a failure
     sandbox_backoff: float = BACKOFF_START
     host_network: bool = False  # in the node's netns: no veth, no sandbox of its own
+    init_containers: list[ContainerRuntime] = field(default_factory=list)
 
 
 def sandbox_waiting(rt: PodRuntime) -> tuple[str, str]:
@@ -92,39 +99,58 @@ def sandbox_waiting(rt: PodRuntime) -> tuple[str, str]:
     return "WaitingForDatapath", f"waiting for the node agent to attach to {rt.host_veth}"
 
 
+def _state(rt: PodRuntime, c: ContainerRuntime, waiting_init: bool) -> dict[str, Any]:
+    """A container's ``state``; ``waiting_init``: an init container not reached yet, or an
+    app container of a pod not initialized yet (PodInitializing, as a kubelet says)."""
+    if not rt.attached:
+        if waiting_init or c.init:
+            return {"waiting": {"reason": "PodInitializing"}}
+        return {"waiting": {"reason": "ContainerCreating", "message": sandbox_waiting(rt)[1]}}
+    if c.running:
+        return {"running": {"startedAt": c.started_at_text}}
+    if c.finished:
+        return {"terminated": initcontainers.terminated(c.last_exit)}
+    if c.mount_error or c.env_error:
+        reason = ("CreateContainerConfigError" if c.config_error or c.env_error
+                  else "ContainerCreating")
+        return {"waiting": {"reason": reason, "message": c.env_error or c.mount_error}}
+    if waiting_init:
+        return {"waiting": {"reason": "PodInitializing"}}
+    reason = "CrashLoopBackOff" if c.restarts else "ContainerCreating"
+    if c.init and not c.restarts:
+        reason = "PodInitializing"
+    return {"waiting": {"reason": reason}}
+
+
+def _status(rt: PodRuntime, c: ContainerRuntime, ready: bool, waiting: bool) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "name": c.name,
+        "ready": ready,
+        "restartCount": c.restarts,
+        "started": c.running and started(c.probes),
+        "state": _state(rt, c, waiting),
+    }
+    if c.init and c.restarts and c.last_exit is not None and not c.finished:
+        status["lastState"] = {"terminated": initcontainers.terminated(c.last_exit)}
+    return status
+
+
 def pod_status(rt: PodRuntime, ready_by_container: dict[str, bool]) -> dict[str, Any]:
     """Kubernetes-shaped Pod status from the runtime view (pure)."""
-    statuses = []
-    for c in rt.containers:
-        if not rt.attached:
-            message = sandbox_waiting(rt)[1]
-            state: dict[str, Any] = {"waiting": {"reason": "ContainerCreating", "message": message}}
-        elif c.running:
-            state = {"running": {"startedAt": c.started_at_text}}
-        elif c.finished:
-            state = {
-                "terminated": {
-                    "exitCode": c.last_exit,
-                    "reason": "Completed" if c.last_exit == 0 else "Error",
-                }
-            }
-        elif c.mount_error:
-            reason = "CreateContainerConfigError" if c.config_error else "ContainerCreating"
-            state = {"waiting": {"reason": reason, "message": c.mount_error}}
-        else:
-            reason = "CrashLoopBackOff" if c.restarts else "ContainerCreating"
-            state = {"waiting": {"reason": reason}}
-        statuses.append(
-            {
-                "name": c.name,
-                "ready": ready_by_container.get(c.name, False),
-                "restartCount": c.restarts,
-                "started": c.running,
-                "state": state,
-            }
-        )
+    init = initcontainers.plan(rt.init_containers)
+    initialized = init.done
+    init_statuses = [
+        _status(rt, c, initcontainers.succeeded(c), init.run is None or i > init.run)
+        for i, c in enumerate(rt.init_containers)
+    ]
+    statuses = [_status(rt, c, initialized and ready_by_container.get(c.name, False),
+                        not initialized) for c in rt.containers]
     all_ready = bool(statuses) and all(s["ready"] for s in statuses)
-    if all(c.finished for c in rt.containers):
+    if init.failed:  # an init container failed under restartPolicy Never
+        phase = "Failed"
+    elif not initialized:
+        phase = "Pending"
+    elif all(c.finished for c in rt.containers):
         phase = "Succeeded" if all(c.last_exit == 0 for c in rt.containers) else "Failed"
     else:
         phase = "Running" if any(c.running for c in rt.containers) else "Pending"
@@ -139,7 +165,7 @@ def pod_status(rt: PodRuntime, ready_by_container: dict[str, bool]) -> dict[str,
     ips: dict[str, Any] = (
         {} if rt.ip is None else {"podIP": str(rt.ip), "podIPs": [{"ip": str(rt.ip)}]}
     )
-    return {
+    out = {
         "phase": phase,
         **ips,
         "hostIP": str(rt.node.fabric_ip),
@@ -147,9 +173,12 @@ def pod_status(rt: PodRuntime, ready_by_container: dict[str, bool]) -> dict[str,
         "conditions": [
             {"type": "PodScheduled", "status": "True"},
             sandbox,
-            {"type": "Initialized", "status": "True"},
+            initcontainers.initialized_condition(rt.init_containers),
             {"type": "ContainersReady", "status": ready, **not_ready},
             {"type": "Ready", "status": ready, **not_ready},
         ],
         "containerStatuses": statuses,
     }
+    if rt.init_containers:
+        out["initContainerStatuses"] = init_statuses
+    return out

@@ -1,6 +1,6 @@
 """What a lab container runs, from its Pod spec (pure): argv, environment (the downward
-API's ``fieldRef`` and ``$(VAR)`` references, as a kubelet expands them), hostPath mounts,
-resolv.conf."""
+API's ``fieldRef``, Secret and ConfigMap keys as lab.envsource resolved them, and ``$(VAR)``
+references, as a kubelet expands them), hostPath mounts, resolv.conf."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 
 from agent.model.core import Container, HostPathVolumeSource, Pod
+from lab.envsource import ResolvedEnv
 from lab.topology import CLUSTER_DOMAIN, DNS_ADDRESS, NodePlan
 
 DEFAULT_ECHO_PORT = 8080
@@ -36,7 +37,8 @@ def container_argv(
 
 
 def pod_env(
-    pod: Pod, ip: ipaddress.IPv4Address | None, node: NodePlan, container: Container
+    pod: Pod, ip: ipaddress.IPv4Address | None, node: NodePlan, container: Container,
+    sources: ResolvedEnv | None = None,
 ) -> dict[str, str]:
     """`ip` None: not known yet (CNI ADD still running); the kubelet sets POD_IP after it."""
     env = {
@@ -52,7 +54,7 @@ def pod_env(
         "TULLE_LAB": os.environ.get("TULLE_LAB", ""),
         "HOSTNAME": pod.metadata.name,
     }
-    env.update(declared_env(pod, ip, node, container))
+    env.update(declared_env(pod, ip, node, container, sources))
     return env
 
 
@@ -79,16 +81,27 @@ def field_value(pod: Pod, path: str, ip: ipaddress.IPv4Address | None, node: Nod
 
 
 def declared_env(
-    pod: Pod, ip: ipaddress.IPv4Address | None, node: NodePlan, container: Container
+    pod: Pod, ip: ipaddress.IPv4Address | None, node: NodePlan, container: Container,
+    sources: ResolvedEnv | None = None,
 ) -> dict[str, str]:
-    """The container's own variables in order, each value expanded against those before it
-    (a kubelet's rule); a source other than ``fieldRef`` (Secret, ConfigMap, resources) is
-    not emulated and gives ""."""
-    env: dict[str, str] = {}
-    for var in container.env:
-        ref = var.value_from.field_ref if var.value_from else None
-        env[var.name] = (field_value(pod, ref.field_path, ip, node) if ref
-                         else expand(var.value, env))
+    """The container's own variables: ``envFrom``'s first, then ``env`` in order, each
+    value expanded against those before it (a kubelet's rule). Secret and ConfigMap keys
+    come from ``sources`` (lab.envsource, resolved at each start; None: not yet, ""); an
+    optional key that is missing leaves its variable unset; ``resourceFieldRef`` is not
+    emulated and gives ""."""
+    env: dict[str, str] = dict(sources.env_from) if sources is not None else {}
+    for i, var in enumerate(container.env):
+        src = var.value_from
+        if src is None:
+            env[var.name] = expand(var.value, env)
+        elif src.field_ref is not None:
+            env[var.name] = field_value(pod, src.field_ref.field_path, ip, node)
+        elif sources is not None and i in sources.keys:
+            value = sources.keys[i]
+            if value is not None:
+                env[var.name] = value
+        else:
+            env[var.name] = ""
     return env
 
 

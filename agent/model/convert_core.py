@@ -7,7 +7,15 @@ import base64
 import binascii
 
 from agent.model.convert_meta import read_labels
-from agent.model.convert_podspec import check_mounts, read_env_var, read_volume, read_volume_mount
+from agent.model.convert_podspec import (
+    check_init_containers,
+    check_mounts,
+    read_env_from,
+    read_env_var,
+    read_volume,
+    read_volume_mount,
+)
+from agent.model.convert_probe import read_probes
 from agent.model.core import (
     TLS_SECRET_TYPE,
     AddressType,
@@ -80,9 +88,12 @@ def read_pod(r: Reader, metadata: ObjectMeta) -> Pod:
 def read_pod_spec(r: Reader) -> PodSpec:
     containers = r.objects("containers", _read_container, min_items=1)
     r.check_unique("containers", [c.name for c in containers], "name")
+    init = r.objects("initContainers", _read_container)
+    check_init_containers(r, init, {c.name for c in containers})
     volumes = r.objects("volumes", read_volume)
     r.check_unique("volumes", [v.name for v in volumes], "name")
     check_mounts(r, containers, volumes)
+    check_mounts(r, init, volumes, "initContainers")
     return PodSpec(
         containers=containers,
         node_name=r.string("nodeName", check=dns1123_subdomain),
@@ -91,6 +102,7 @@ def read_pod_spec(r: Reader) -> PodSpec:
         service_account_name=_read_service_account(r),
         host_network=r.boolean("hostNetwork") or None,
         volumes=volumes,
+        init_containers=init,
     )
 
 
@@ -102,6 +114,7 @@ def _read_service_account(r: Reader) -> str | None:
 
 
 def _read_container(r: Reader) -> Container:
+    probes = read_probes(r)
     container = Container(
         name=r.string("name", REQUIRED, check=dns1123_label),
         image=r.string("image", ""),
@@ -110,6 +123,10 @@ def _read_container(r: Reader) -> Container:
         env=r.objects("env", read_env_var),
         ports=r.objects("ports", _read_container_port),
         volume_mounts=r.objects("volumeMounts", read_volume_mount),
+        env_from=r.objects("envFrom", read_env_from),
+        startup_probe=probes["startupProbe"],
+        liveness_probe=probes["livenessProbe"],
+        readiness_probe=probes["readinessProbe"],
     )
     r.check_unique("ports", [p.name for p in container.ports], "name")
     return container

@@ -9,15 +9,18 @@ import re
 
 from agent.model.core import (
     Container,
+    EnvFromSource,
     EnvVar,
     EnvVarSource,
     HostPathVolumeSource,
+    KeySelector,
     ObjectFieldSelector,
     Volume,
     VolumeMount,
 )
+from agent.model.core_container import LocalObjectRef
 from agent.model.reader import REQUIRED, Reader
-from agent.model.validation import dns1123_label, quote
+from agent.model.validation import config_key, dns1123_label, dns1123_subdomain, quote
 
 # The downward API fields an environment variable may name (Kubernetes'
 # validEnvDownwardAPIFieldPathExpressions), plus metadata.labels['k'] / annotations['k'].
@@ -56,8 +59,50 @@ def _env_name(value: str) -> str | None:
     return None
 
 
+_ENV_SOURCES = ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef")
+
+
 def _read_env_source(r: Reader) -> EnvVarSource:
-    return EnvVarSource(field_ref=r.obj("fieldRef", _read_field_ref))
+    present = [k for k in _ENV_SOURCES if r.has(k)]
+    if not present:
+        r.fail(None, "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` "
+               "or `secretKeyRef`")
+    if len(present) > 1:
+        r.fail(present[1], "may not have more than one field specified at a time")
+    return EnvVarSource(
+        field_ref=r.obj("fieldRef", _read_field_ref),
+        secret_key_ref=r.obj("secretKeyRef", _read_key_selector),
+        config_map_key_ref=r.obj("configMapKeyRef", _read_key_selector),
+    )
+
+
+def _read_key_selector(r: Reader) -> KeySelector:
+    return KeySelector(
+        name=r.string("name", REQUIRED, check=dns1123_subdomain),
+        key=r.string("key", REQUIRED, check=config_key),
+        optional=r.boolean("optional") or None,
+    )
+
+
+def read_env_from(r: Reader) -> EnvFromSource:
+    present = [k for k in ("configMapRef", "secretRef") if r.has(k)]
+    if not present:
+        r.fail(None, "must specify one of: `configMapRef` or `secretRef`")
+    if len(present) > 1:
+        r.fail(present[1], "may not have more than one field specified at a time")
+    prefix = r.string("prefix", "")
+    if prefix and (problem := _env_name(prefix)):
+        r.fail("prefix", problem)
+    return EnvFromSource(
+        prefix=prefix,
+        config_map_ref=r.obj("configMapRef", _read_local_ref),
+        secret_ref=r.obj("secretRef", _read_local_ref),
+    )
+
+
+def _read_local_ref(r: Reader) -> LocalObjectRef:
+    return LocalObjectRef(name=r.string("name", REQUIRED, check=dns1123_subdomain),
+                          optional=r.boolean("optional") or None)
 
 
 def _read_field_ref(r: Reader) -> ObjectFieldSelector:
@@ -101,13 +146,29 @@ def read_volume_mount(r: Reader) -> VolumeMount:
     )
 
 
-def check_mounts(r: Reader, containers: tuple[Container, ...], volumes: tuple[Volume, ...]) -> None:
+def check_mounts(
+    r: Reader, containers: tuple[Container, ...], volumes: tuple[Volume, ...],
+    key: str = "containers",
+) -> None:
     """Every volume mount names a volume of the pod, as the API server requires."""
     declared = {v.name for v in volumes}
     for i, container in enumerate(containers):
         for j, mount in enumerate(container.volume_mounts):
             if mount.name not in declared:
                 r.fail(
-                    f"containers[{i}].volumeMounts[{j}].name",
+                    f"{key}[{i}].volumeMounts[{j}].name",
                     f"not found: no volume {quote(mount.name)} in spec.volumes",
                 )
+
+
+def check_init_containers(r: Reader, init: tuple[Container, ...], names: set[str]) -> None:
+    """Names unique across both lists; no probes (an init container runs to completion:
+    ``restartPolicy: Always`` sidecars are not read)."""
+    r.check_unique("initContainers", [c.name for c in init], "name")
+    for i, c in enumerate(init):
+        if c.name in names:
+            r.fail(f"initContainers[{i}].name", f"Duplicate value: {quote(c.name)}")
+        for key, probe in (("startupProbe", c.startup_probe), ("livenessProbe", c.liveness_probe),
+                           ("readinessProbe", c.readiness_probe)):
+            if probe is not None:
+                r.fail(f"initContainers[{i}].{key}", "may not be set for init containers")

@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 
+from agent.model.core_container import EnvFromSource, KeySelector, Probe
 from agent.model.frozen import EMPTY, FrozenMap
 from agent.model.meta import ConditionStatus, ObjectMeta, Protocol
 from identity.spiffe import DEFAULT_SERVICE_ACCOUNT
@@ -31,10 +32,12 @@ class ObjectFieldSelector:
 
 @dataclass(frozen=True, slots=True)
 class EnvVarSource:
-    """Only ``fieldRef`` is kept: the other sources (Secret, ConfigMap, resource keys) are
+    """``fieldRef``, ``secretKeyRef`` and ``configMapKeyRef``; ``resourceFieldRef`` is
     dropped, and the lab kubelet sets such a variable to "" (lab/README.md)."""
 
     field_ref: ObjectFieldSelector | None = None
+    secret_key_ref: KeySelector | None = None
+    config_map_key_ref: KeySelector | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,10 @@ class Container:
     env: tuple[EnvVar, ...] = ()
     ports: tuple[ContainerPort, ...] = ()
     volume_mounts: tuple[VolumeMount, ...] = ()
+    env_from: tuple[EnvFromSource, ...] = ()
+    startup_probe: Probe | None = None
+    liveness_probe: Probe | None = None
+    readiness_probe: Probe | None = None
 
 
 class RestartPolicy(StrEnum):
@@ -112,6 +119,8 @@ class PodSpec:
     # false, as the API omits false.
     host_network: bool | None = None
     volumes: tuple[Volume, ...] = ()
+    # Run one after another, each to exit 0, before ``containers`` start.
+    init_containers: tuple[Container, ...] = ()
 
     @property
     def service_account(self) -> str:

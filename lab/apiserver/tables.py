@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from lab.apiserver import event_columns, jsonpath
+from lab.apiserver import event_columns, jsonpath, pod_columns
 from lab.apiserver.routing import Target
 
 Obj = Mapping[str, Any]
@@ -65,10 +65,6 @@ def _pod_ready(obj: Obj) -> str:
     return f"{sum(1 for s in statuses if s.get('ready'))}/{total}"
 
 
-def _restarts(obj: Obj) -> int:
-    return sum(int(s.get("restartCount", 0)) for s in _get(obj, "status.containerStatuses", []))
-
-
 def _ports(obj: Obj) -> str:
     out = []
     for p in _get(obj, "spec.ports", []):
@@ -122,8 +118,8 @@ _COLUMNS: dict[str, list[Column]] = {
     "Pod": [
         _NAME,
         ("Ready", "string", 0, _pod_ready),
-        ("Status", "string", 0, lambda o: _get(o, "status.phase", "Pending")),
-        ("Restarts", "integer", 0, _restarts),
+        ("Status", "string", 0, pod_columns.pod_status_reason),
+        ("Restarts", "integer", 0, pod_columns.pod_restarts),
         _AGE,
         ("IP", "string", 1, lambda o: _get(o, "status.podIP", "<none>")),
         ("Node", "string", 1, lambda o: _get(o, "spec.nodeName", "<none>")),

@@ -386,7 +386,9 @@ def run(name: str, kubeconfig: Path | None = None) -> int:
     # Watches hold their connections open; writes get a client of their own.
     informers = Informers(connect(kubeconfig, FIELD_MANAGER), view).start()
     api = ApiWriter(connect(kubeconfig, FIELD_MANAGER), view)
-    kubelet = Kubelet(plan, paths, api, events=Recorder(api))
+    # env from Secrets and ConfigMaps reads the watch cache (both kinds are watched for
+    # the Gateway controller), as a kubelet's Watch-based secret and ConfigMap managers do.
+    kubelet = Kubelet(plan, paths, api, events=Recorder(api), lookup=view.get)
     controller = Controller(api, [n.name for n in plan.nodes])
     gateway_api = check_gateway_api(connect(kubeconfig, FIELD_MANAGER))
     election = LeaderElection(

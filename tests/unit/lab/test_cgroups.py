@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from lab import cgroups
-from lab import kubelet as kubelet_mod
+from lab import cgroups, procs
 from lab.kubelet import ContainerRuntime, Kubelet, PodRuntime
 from lab.state import LabPaths
 from lab.topology import plan_lab
@@ -65,7 +64,7 @@ def test_the_kubelet_starts_containers_in_the_pods_cgroup(tmp_path: Path,
         spawned.append(list(argv))
         return None, None
 
-    monkeypatch.setattr(kubelet_mod.procs, "spawn", spawn)
+    monkeypatch.setattr(procs, "spawn", spawn)
     cg = cgroups.pod_cgroup("t", "node1", "shop", "p")
     for cgroup in (cg, None):
         rt = PodRuntime("uid", "shop", "p", plan_lab("t", 1).nodes[0], "ns",

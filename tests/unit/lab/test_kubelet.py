@@ -5,6 +5,7 @@ from typing import Any
 from agent.model.convert import from_dict
 from agent.model.core import Pod
 from lab import kubelet as kubelet_mod
+from lab import procs
 from lab.kubelet import ContainerRuntime, Kubelet, PodRuntime, pod_status
 from lab.podspec import container_argv, resolv_conf
 from lab.state import LabPaths
@@ -216,8 +217,8 @@ def test_the_kubelet_records_a_started_container_and_a_crashed_one_backing_off(
     kubelet = Kubelet(
         plan_lab("t", 1), paths, _Statuses(), probe=lambda node, veth: True, events=events
     )  # type: ignore[arg-type]
-    procs = iter([_Proc(), _Proc()])
-    monkeypatch.setattr(kubelet_mod.procs, "spawn", lambda *a, **kw: (next(procs), None))
+    runs = iter([_Proc(), _Proc()])
+    monkeypatch.setattr(procs, "spawn", lambda *a, **kw: (next(runs), None))
     rt = _runtime(ContainerRuntime("web", ("x",), {}, ()))
     kubelet.pods[rt.uid] = rt
     kubelet.tick()

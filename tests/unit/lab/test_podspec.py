@@ -14,7 +14,7 @@ import pytest
 
 from agent.model.convert import from_dict
 from agent.model.core import HostPathVolumeSource, Pod
-from lab import hostpaths
+from lab import hostpaths, procs
 from lab import kubelet as kubelet_mod
 from lab.kubelet import Kubelet, pod_status
 from lab.podspec import declared_env, expand, host_path_mounts, pod_env, pod_ip_vars
@@ -137,7 +137,7 @@ def test_a_host_network_pod_runs_in_the_nodes_netns_with_its_ip(tmp_path, monkey
         spawned.append(list(argv))
         raise OSError("not here")  # what a start that failed does: the test reads the argv
 
-    monkeypatch.setattr(kubelet_mod.procs, "spawn", spawn)
+    monkeypatch.setattr(procs, "spawn", spawn)
     pod = _pod(True, command=["serve", "--node=$(NODE_NAME)"],
                env=[_ref("NODE_NAME", "spec.nodeName"), _ref("MY_IP", "status.podIP")])
     kubelet.sync([pod])
@@ -155,7 +155,7 @@ def test_a_host_network_pod_runs_in_the_nodes_netns_with_its_ip(tmp_path, monkey
 
 def test_a_host_path_mounted_elsewhere_keeps_the_container_from_starting(tmp_path, monkeypatch):
     kubelet, sink = _kubelet(tmp_path)
-    monkeypatch.setattr(kubelet_mod.procs, "spawn", lambda *a, **k: pytest.fail("started"))
+    monkeypatch.setattr(procs, "spawn", lambda *a, **k: pytest.fail("started"))
     kubelet.sync([_pod(True, command=["x"],
                        volumeMounts=[{"name": "state", "mountPath": "/elsewhere"}])])
     kubelet.tick()

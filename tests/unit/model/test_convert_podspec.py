@@ -8,12 +8,22 @@ import pytest
 
 from agent.model.convert import from_dict, to_dict
 from agent.model.core import (
+    Container,
     EnvVarSource,
     HostPathVolumeSource,
     ObjectFieldSelector,
     Pod,
     Volume,
     VolumeMount,
+)
+from agent.model.core_container import (
+    EnvFromSource,
+    ExecAction,
+    HTTPGetAction,
+    KeySelector,
+    LocalObjectRef,
+    Probe,
+    TCPSocketAction,
 )
 from tests.unit.model.helpers import edit, error_of, round_trip
 
@@ -50,7 +60,7 @@ def test_reads_host_network_env_sources_volumes_and_mounts() -> None:
     env = pod.spec.containers[0].env
     assert env[0].value_from == EnvVarSource(ObjectFieldSelector("spec.nodeName"))
     assert env[1].value_from == EnvVarSource(ObjectFieldSelector("metadata.labels['app']"))
-    assert env[2].value_from == EnvVarSource()  # a Secret's key: kept as a name only
+    assert env[2].value_from == EnvVarSource(secret_key_ref=KeySelector("s", "k"))
     assert pod.spec.volumes == (
         Volume("state", HostPathVolumeSource("/var/run/x", "DirectoryOrCreate")), Volume("cfg"))
     assert pod.spec.containers[0].volume_mounts == (
@@ -85,3 +95,88 @@ def test_false_and_unset_are_omitted_as_the_api_omits_them() -> None:
 ])
 def test_refuses_what_the_api_server_refuses(path: str, value: Any, message: str) -> None:
     assert message in error_of(edit(POD, path, value))
+
+
+LIFECYCLE: dict[str, Any] = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "app", "namespace": "ns"},
+    "spec": {
+        "initContainers": [
+            {"name": "first", "command": ["true"]},
+            {"name": "second", "command": ["sh", "-c", "echo hi > /tmp/x"],
+             "envFrom": [{"configMapRef": {"name": "cfg"}}]},
+        ],
+        "containers": [{
+            "name": "app",
+            "command": ["app"],
+            "ports": [{"name": "http", "containerPort": 8080}],
+            "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {
+                "name": "creds", "key": "password", "optional": True}}},
+                {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "mode"}}}],
+            "envFrom": [{"prefix": "DB_", "secretRef": {"name": "db"}}],
+            "startupProbe": {"exec": {"command": ["check"]}, "failureThreshold": 30},
+            "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5},
+            "readinessProbe": {"httpGet": {"port": 8080, "path": "/ready"},
+                               "successThreshold": 2, "timeoutSeconds": 0},
+        }],
+    },
+}
+
+
+def test_reads_init_containers_env_sources_and_probes_with_api_defaults() -> None:
+    pod = round_trip(LIFECYCLE)
+    assert isinstance(pod, Pod)
+    assert [c.name for c in pod.spec.init_containers] == ["first", "second"]
+    assert pod.spec.init_containers[1].env_from == (
+        EnvFromSource(config_map_ref=LocalObjectRef("cfg")),)
+    app: Container = pod.spec.containers[0]
+    assert app.env[0].value_from == EnvVarSource(
+        secret_key_ref=KeySelector("creds", "password", True))
+    assert app.env[1].value_from == EnvVarSource(config_map_key_ref=KeySelector("cfg", "mode"))
+    assert app.env_from == (EnvFromSource(prefix="DB_", secret_ref=LocalObjectRef("db")),)
+    assert app.startup_probe == Probe(exec=ExecAction(("check",)), failure_threshold=30)
+    assert app.liveness_probe == Probe(tcp_socket=TCPSocketAction("http"), period_seconds=5)
+    assert app.readiness_probe == Probe(http_get=HTTPGetAction(8080, "/ready"),
+                                        success_threshold=2, timeout_seconds=1)
+
+
+@pytest.mark.parametrize(("path", "value", "message"), [
+    ("spec.initContainers[1].name", "app", "spec.initContainers[1].name: Duplicate value"),
+    ("spec.initContainers[1].name", "first", "spec.initContainers[1].name: duplicate value"),
+    ("spec.initContainers[0].readinessProbe", {"exec": {"command": ["x"]}},
+     "spec.initContainers[0].readinessProbe: may not be set for init containers"),
+    ("spec.containers[0].livenessProbe.successThreshold", 2,
+     "spec.containers[0].livenessProbe.successThreshold: must be 1"),
+    ("spec.containers[0].startupProbe", {"exec": {"command": []}},
+     "startupProbe.exec.command: required"),
+    ("spec.containers[0].startupProbe", {"periodSeconds": 1},
+     "spec.containers[0].startupProbe: must specify a handler type"),
+    ("spec.containers[0].readinessProbe.tcpSocket", {"port": 1},
+     "readinessProbe.tcpSocket: may not specify more than 1 handler type"),
+    ("spec.containers[0].readinessProbe.periodSeconds", -1,
+     "readinessProbe.periodSeconds"),
+    ("spec.containers[0].livenessProbe.tcpSocket.port", 70000,
+     "livenessProbe.tcpSocket.port: must be between 1 and 65535"),
+    ("spec.containers[0].readinessProbe.httpGet.scheme", "FTP",
+     'readinessProbe.httpGet.scheme: unsupported value "FTP"'),
+    ("spec.containers[0].env[0].valueFrom.secretKeyRef.key", "a/b",
+     "secretKeyRef.key: invalid value"),
+    ("spec.containers[0].env[0].valueFrom.secretKeyRef.name", None,
+     "secretKeyRef.name: required"),
+    ("spec.containers[0].env[0].valueFrom.fieldRef", {"fieldPath": "metadata.name"},
+     "valueFrom.secretKeyRef: may not have more than one field specified at a time"),
+    ("spec.containers[0].env[0].valueFrom", {},
+     "valueFrom: must specify one of"),
+    ("spec.containers[0].envFrom[0]", {"prefix": "X"},
+     "envFrom[0]: must specify one of: `configMapRef` or `secretRef`"),
+    ("spec.containers[0].envFrom[0].configMapRef", {"name": "c"},
+     "envFrom[0].secretRef: may not have more than one field specified at a time"),
+    ("spec.containers[0].envFrom[0].prefix", "A=B", "envFrom[0].prefix: invalid value"),
+    ("spec.initContainers[0].volumeMounts", [{"name": "v", "mountPath": "/v"}],
+     'spec.initContainers[0].volumeMounts[0].name: not found: no volume "v"'),
+])
+def test_refuses_lifecycle_fields_the_api_server_refuses(
+    path: str, value: Any, message: str
+) -> None:
+    assert message in error_of(edit(LIFECYCLE, path, value))

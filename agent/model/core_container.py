@@ -1,0 +1,80 @@
+"""The parts of a v1 Container the lab kubelet runs beyond command and env values: key
+references into Secrets and ConfigMaps (``env[].valueFrom``, ``envFrom``) and probes.
+Shaped as the API's objects (the generic writer in convert.py writes them back as such);
+defaults are the API's (pkg/apis/core/v1/defaults.go)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class KeySelector:
+    """``secretKeyRef`` / ``configMapKeyRef``: one key of a Secret or ConfigMap in the pod's
+    namespace. ``optional``: a missing object or key leaves the variable unset instead of
+    keeping the container from starting."""
+
+    name: str
+    key: str
+    optional: bool | None = None  # None: unset (false), as the API omits false
+
+
+@dataclass(frozen=True, slots=True)
+class LocalObjectRef:
+    """``envFrom[].configMapRef`` / ``secretRef``."""
+
+    name: str
+    optional: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnvFromSource:
+    """``envFrom[]``: every key of a ConfigMap or a Secret (exactly one), each variable
+    named ``prefix`` + key."""
+
+    prefix: str = ""
+    config_map_ref: LocalObjectRef | None = None
+    secret_ref: LocalObjectRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecAction:
+    command: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPGetAction:
+    """``port``: a number or a container port's name; ``host`` "": the pod's IP."""
+
+    port: int | str
+    path: str = ""  # "" is "/"
+    host: str = ""
+    scheme: str = "HTTP"
+
+
+@dataclass(frozen=True, slots=True)
+class TCPSocketAction:
+    port: int | str
+    host: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GRPCAction:
+    port: int
+    service: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A container probe with exactly one handler (``exec``, ``http_get``, ``tcp_socket``
+    or ``grpc``), and its timing with the API's defaults."""
+
+    exec: ExecAction | None = None
+    http_get: HTTPGetAction | None = None
+    tcp_socket: TCPSocketAction | None = None
+    grpc: GRPCAction | None = None
+    initial_delay_seconds: int = 0
+    timeout_seconds: int = 1
+    period_seconds: int = 10
+    success_threshold: int = 1
+    failure_threshold: int = 3

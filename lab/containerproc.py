@@ -1,0 +1,135 @@
+"""How the lab kubelet starts and stops a container's process (a mixin of lab.kubelet's
+Kubelet): hostPaths checked, argv and env made from the spec with the Secrets and
+ConfigMaps as they are at this start (lab.envsource; a missing one is the kubelet's
+CreateContainerConfigError), the process spawned in the pod's network namespace and
+cgroup, its probes started afresh (lab.prober)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Sequence
+
+from agent.model.core import Container, Pod
+from lab import cgroups, envsource, hostpaths, procs
+from lab.controllers.events import EventSink
+from lab.envsource import Lookup, ResolvedEnv
+from lab.podruntime import ContainerRuntime, PodRuntime, now_rfc3339
+from lab.podspec import container_argv, declared_env, expand, pod_env
+from lab.prober import Prober
+from lab.state import LabPaths
+from lab.topology import NodePlan
+
+log = logging.getLogger("lab.kubelet")
+
+BACKOFF_MAX = 10.0
+STOP_GRACE = 2.0
+
+
+class ContainerProcesses:
+    paths: LabPaths
+    events: EventSink | None
+    python: str
+    lookup: Lookup
+    prober: Prober
+
+    def _process(
+        self, pod: Pod, c: Container, ip: ipaddress.IPv4Address | None, node: NodePlan,
+        sources: ResolvedEnv | None = None,
+    ) -> tuple[tuple[str, ...], dict[str, str], tuple[tuple[int, str], ...]]:
+        """The container's argv (``$(VAR)`` expanded), environment and readiness ports, as
+        far as ``ip`` is known (None: CNI ADD still running; done again once it is) and
+        with what ``sources`` read of Secrets and ConfigMaps (None: not yet, see
+        _configure)."""
+        argv, ports = container_argv(c, self.python)
+        declared = declared_env(pod, ip, node, c, sources)
+        env = pod_env(pod, ip, node, c, sources)
+        return tuple(expand(arg, declared) for arg in argv), env, ports
+
+    def _start_container(self, rt: PodRuntime, c: ContainerRuntime) -> None:
+        problem = c.config_error or next(filter(None, map(hostpaths.prepare, c.host_paths)), "")
+        if problem:  # a kubelet's FailedMount: said once, retried with back-off
+            if problem != c.mount_error:
+                log.error("pod %s/%s:%s: %s", rt.namespace, rt.name, c.name, problem)
+                self._event(rt, "FailedMount", problem, "Warning")
+            c.mount_error, c.next_start = problem, time.monotonic() + BACKOFF_MAX
+            return
+        c.mount_error = ""
+        if not self._configure(rt, c):
+            return
+        argv = self._in_pod(rt, c.argv)
+        try:
+            c.proc, c.record = procs.spawn(
+                f"{rt.namespace}_{rt.name}_{c.name}",
+                argv,
+                log=self.paths.pod_log(rt.namespace, rt.name, c.name),
+                record_dir=self.paths.procs / "pods",
+                env=c.env,
+            )
+        except OSError as err:
+            log.error("cannot start %s/%s:%s: %s", rt.namespace, rt.name, c.name, err)
+            c.next_start = time.monotonic() + BACKOFF_MAX
+            return
+        c.started_at = time.monotonic()
+        c.started_at_text = now_rfc3339()
+        self.prober.start(c, c.started_at)
+        self._event(rt, "Started", f"Started container {c.name}")
+
+    def _configure(self, rt: PodRuntime, c: ContainerRuntime) -> bool:
+        """Argv and env from the Secrets and ConfigMaps as they are now, as a kubelet reads
+        them at each start; a missing one keeps the container waiting
+        (CreateContainerConfigError), retried with back-off."""
+        if c.source is None or not envsource.uses_objects(c.source[1]):
+            return True
+        pod, spec = c.source
+        try:
+            sources = envsource.resolve(spec, pod.metadata.namespace, self.lookup)
+        except envsource.EnvConfigError as err:
+            if str(err) != c.env_error:
+                log.error("pod %s/%s:%s: %s", rt.namespace, rt.name, c.name, err)
+                self._event(rt, "Failed", f"Error: {err}", "Warning")
+            c.env_error, c.next_start = str(err), time.monotonic() + c.backoff
+            c.backoff = min(c.backoff * 2, BACKOFF_MAX)
+            return False
+        c.env_error = ""
+        for source, names in sources.skipped.items():
+            self._event(rt, "InvalidEnvironmentVariableNames",
+                        envsource.skipped_message(source, names), "Warning")
+        c.argv, c.env, _ = self._process(pod, spec, rt.ip, rt.node, sources)
+        return True
+
+    def _in_pod(self, rt: PodRuntime, argv: Sequence[str]) -> list[str]:
+        """``argv`` in the pod's network namespace and cgroup. The cgroup first, from the
+        host's /sys (`ip netns exec` remounts it): every socket the process opens is then
+        the pod's for the node's sock_ops tracer."""
+        return cgroups.in_cgroup(rt.cgroup, procs.netns_argv(rt.netns, argv) if rt.host_network
+                                 else ["ip", "netns", "exec", rt.netns, *argv])
+
+    def _event(self, rt: PodRuntime, reason: str, message: str, type_: str = "Normal") -> None:
+        if self.events is None:
+            return
+        about = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "namespace": rt.namespace,
+            "name": rt.name,
+            "uid": rt.uid,
+        }
+        self.events.record(about, reason, message, "kubelet", type_)
+
+    def _stop_container(self, rt: PodRuntime, c: ContainerRuntime, forget: bool = True) -> None:
+        """Stop the container's process; ``forget`` False (a liveness kill) leaves the
+        exited process for the supervision to see, restart and count."""
+        self.prober.stop(c)
+        if c.record is not None:
+            procs.terminate(c.record, timeout=STOP_GRACE)
+        if c.proc is not None:
+            c.proc.wait(timeout=STOP_GRACE)
+        if not forget:
+            return
+        c.proc = None
+        (self.paths.procs / "pods" / f"{rt.namespace}_{rt.name}_{c.name}.json").unlink(
+            missing_ok=True
+        )
+

@@ -1,0 +1,118 @@
+"""Running a container's probes in the lab, without blocking the kubelet's tick: each run
+is a process started in the container's context (its network namespace, cgroup,
+environment and working directory, as a CRI exec is) and polled on later ticks, killed
+once ``timeoutSeconds`` have passed (a failure, as the kubelet counts a timeout).
+
+``exec`` runs the probe's command. ``tcpSocket`` and ``httpGet`` connect from inside the
+pod's network namespace to the pod's IP (or ``host``) with this interpreter: a lab pod has
+no separate node to probe from (the kubelet connects from the node); HTTPS does not verify
+the certificate, as the kubelet does not; a status in [200, 400) passes. ``grpc`` is not
+run in the lab: the probe fails with a message saying so (lab/README.md)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO
+
+from agent.model.core import Container
+from agent.model.core_container import Probe
+
+OUTPUT_LIMIT = 1024  # bytes of a probe's output kept for its event, as a kubelet trims it
+UNSUPPORTED = "grpc probes are not supported in the lab"
+
+_TCP = ("import socket, sys\n"
+        "socket.create_connection((sys.argv[1], int(sys.argv[2])), "
+        "timeout=float(sys.argv[3])).close()\n")
+_HTTP = ("import ssl, sys, urllib.error, urllib.request\n"
+         "ctx = ssl._create_unverified_context()\n"
+         "try:\n"
+         "    code = urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]), "
+         "context=ctx).status\n"
+         "except urllib.error.HTTPError as err:\n"
+         "    code = err.code\n"
+         "print(f'HTTP probe failed with statuscode: {code}' if not 200 <= code < 400 else '')\n"
+         "sys.exit(0 if 200 <= code < 400 else 1)\n")
+
+
+@dataclass
+class ProbeRun:
+    proc: subprocess.Popen[bytes]
+    output: IO[bytes]
+    deadline: float  # monotonic: killed and failed after this
+
+
+def port_of(container: Container, port: int | str) -> int | None:
+    """A probe's port: a number, or the name of one of the container's ports."""
+    if isinstance(port, int):
+        return port
+    return next((p.container_port for p in container.ports if p.name == port), None)
+
+
+def probe_argv(
+    probe: Probe, container: Container, ip: ipaddress.IPv4Address | None, python: str
+) -> list[str] | str:
+    """What runs the probe inside the container's context, or why it cannot run."""
+    if probe.exec is not None:
+        return list(probe.exec.command)
+    if probe.grpc is not None:
+        return UNSUPPORTED
+    action = probe.http_get or probe.tcp_socket
+    assert action is not None  # the model admits exactly one handler
+    port = port_of(container, action.port)
+    if port is None:
+        return f"port {action.port!r} is not a named port of container {container.name}"
+    host = action.host or (str(ip) if ip is not None else "")
+    if not host:
+        return "the pod has no IP yet"
+    timeout = str(probe.timeout_seconds)
+    if probe.http_get is not None:
+        path = probe.http_get.path or "/"
+        path = path if path.startswith("/") else "/" + path
+        hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        url = f"{probe.http_get.scheme.lower()}://{hostport}{path}"
+        return [python, "-c", _HTTP, url, timeout]
+    return [python, "-c", _TCP, host, str(port), timeout]
+
+
+def launch(
+    argv: Sequence[str], env: Mapping[str, str], timeout: float, now: float
+) -> ProbeRun:
+    """Start a probe run (its own session, so a timeout kills all it started)."""
+    output = tempfile.TemporaryFile()
+    proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=output,
+                            stderr=subprocess.STDOUT, env=dict(env), start_new_session=True,
+                            close_fds=True)
+    return ProbeRun(proc, output, now + timeout)
+
+
+def poll(run: ProbeRun, now: float, timeout: float) -> tuple[bool, str] | None:
+    """None while the run goes on; else (success, what it said)."""
+    code = run.proc.poll()
+    if code is None and now < run.deadline:
+        return None
+    if code is None:
+        stop(run)
+        return False, f"command timed out after {timeout:g}s"
+    run.output.seek(0)
+    said = run.output.read(OUTPUT_LIMIT).decode("utf-8", "replace").strip()
+    run.output.close()
+    if code == 0:
+        return True, said
+    return False, said or f"command exited with {code}"
+
+
+def stop(run: ProbeRun) -> None:
+    """Kill a run's session (the probe process we started, by its PID) and reap it."""
+    try:
+        os.killpg(run.proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    run.proc.wait()
+    run.output.close()
+
