@@ -137,11 +137,17 @@ class Kubelet(ContainerProcesses):
                   if self.pod_cgroups else None)
         containers: list[ContainerRuntime] = []
         init: list[ContainerRuntime] = []
-        for c in (*pod.spec.init_containers, *pod.spec.containers):
+        # Sidecars (init containers with restartPolicy Always) run here beside the app
+        # containers, started with them after the other init containers succeeded: the
+        # lab's approximation (a kubelet starts each in its init order and reports it among
+        # initContainerStatuses; lab/README.md).
+        run_once = [c for c in pod.spec.init_containers if c.restart_policy != "Always"]
+        sidecars = [c for c in pod.spec.init_containers if c.restart_policy == "Always"]
+        for c in (*run_once, *sidecars, *pod.spec.containers):
             # Secrets and ConfigMaps are read at each start (_start_container), not here.
             argv, env, ports = self._process(pod, c, ip, node)
             mounts, problems = host_path_mounts(pod, c)
-            is_init = len(init) < len(pod.spec.init_containers)
+            is_init = len(init) < len(run_once)
             (init if is_init else containers).append(ContainerRuntime(
                 c.name, argv, env, ports, ip_vars=pod_ip_vars(c), host_paths=mounts,
                 config_error="; ".join(problems), source=(pod, c), init=is_init,

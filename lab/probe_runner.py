@@ -31,9 +31,11 @@ _TCP = ("import socket, sys\n"
         "timeout=float(sys.argv[3])).close()\n")
 _HTTP = ("import ssl, sys, urllib.error, urllib.request\n"
          "ctx = ssl._create_unverified_context()\n"
+         # no proxy from the container's environment: the kubelet's probes use none
+         "opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), "
+         "urllib.request.HTTPSHandler(context=ctx))\n"
          "try:\n"
-         "    code = urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]), "
-         "context=ctx).status\n"
+         "    code = opener.open(sys.argv[1], timeout=float(sys.argv[2])).status\n"
          "except urllib.error.HTTPError as err:\n"
          "    code = err.code\n"
          "print(f'HTTP probe failed with statuscode: {code}' if not 200 <= code < 400 else '')\n"
@@ -76,8 +78,8 @@ def probe_argv(
         path = path if path.startswith("/") else "/" + path
         hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         url = f"{probe.http_get.scheme.lower()}://{hostport}{path}"
-        return [python, "-c", _HTTP, url, timeout]
-    return [python, "-c", _TCP, host, str(port), timeout]
+        return [python, "-I", "-c", _HTTP, url, timeout]  # -I: no PYTHON* from the pod's env
+    return [python, "-I", "-c", _TCP, host, str(port), timeout]
 
 
 def launch(

@@ -39,7 +39,11 @@ class Prober:
              event: Event, now: float | None = None) -> Kind | None:
         """Advance ``c``'s probes; the probe kind whose failure means the container must be
         killed now, if any (its workers are then on hold until it restarts)."""
-        if not c.probes or c.source is None or not c.running:
+        if not c.running:  # probes in flight die with their container's run
+            if c.probe_runs:
+                self.stop(c)
+            return None
+        if not c.probes or c.source is None:
             return None
         now = time.monotonic() if now is None else now
         for kind, run in list(c.probe_runs.items()):

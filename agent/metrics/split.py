@@ -40,6 +40,7 @@ FOLD_LEN = FOLD_AT * PARTS_WIDTH  # a pair's pending values when FOLD_AT splits 
 # Pairs whose cells (and pending splits) are remembered; past this many, every pending
 # split is folded and the table starts again: at most MAX_PAIRS * FOLD_AT splits wait.
 MAX_PAIRS = 512
+MAX_KNOWN = 4 * MAX_PAIRS  # the shortcut table of known pairs (SplitSeries.known)
 
 
 class _Pair:
@@ -142,7 +143,12 @@ class SplitSeries:
             dst = f"{service.namespace}/{service.name}"
         pair = self._pairs.get((src, dst))
         if pair is not None and n == 1:  # every waypoint flow, once its pair is known
-            self.known[(src, raw_dst, id(service))] = (service, pair)
+            known = self.known
+            # Keyed by the Service object's id: every endpoint-index rebuild makes new ones,
+            # so old keys are never hit again. A miss only takes the path above.
+            if len(known) >= MAX_KNOWN:
+                known.clear()
+            known[(src, raw_dst, id(service))] = (service, pair)
             pending = pair.pending
             pending += split
             if len(pending) >= FOLD_LEN:

@@ -127,6 +127,7 @@ def _read_container(r: Reader) -> Container:
         startup_probe=probes["startupProbe"],
         liveness_probe=probes["livenessProbe"],
         readiness_probe=probes["readinessProbe"],
+        restart_policy=r.string("restartPolicy"),
     )
     r.check_unique("ports", [p.name for p in container.ports], "name")
     return container

@@ -162,12 +162,17 @@ def check_mounts(
 
 
 def check_init_containers(r: Reader, init: tuple[Container, ...], names: set[str]) -> None:
-    """Names unique across both lists; no probes (an init container runs to completion:
-    ``restartPolicy: Always`` sidecars are not read)."""
+    """Names unique across both lists; ``restartPolicy`` only ``Always`` (a sidecar, which
+    may have probes); no probes on the others (they run to completion)."""
     r.check_unique("initContainers", [c.name for c in init], "name")
     for i, c in enumerate(init):
         if c.name in names:
             r.fail(f"initContainers[{i}].name", f"Duplicate value: {quote(c.name)}")
+        if c.restart_policy is not None and c.restart_policy != "Always":
+            r.fail(f"initContainers[{i}].restartPolicy",
+                   f'Unsupported value: {quote(c.restart_policy)}: supported values: "Always"')
+        if c.restart_policy == "Always":
+            continue
         for key, probe in (("startupProbe", c.startup_probe), ("livenessProbe", c.liveness_probe),
                            ("readinessProbe", c.readiness_probe)):
             if probe is not None:

@@ -92,6 +92,9 @@ class Container:
     startup_probe: Probe | None = None
     liveness_probe: Probe | None = None
     readiness_probe: Probe | None = None
+    # An init container's "Always" makes it a sidecar (native sidecars, Kubernetes 1.33 GA):
+    # it keeps running beside the app containers and may have probes.
+    restart_policy: str | None = None
 
 
 class RestartPolicy(StrEnum):

@@ -249,6 +249,50 @@ def test_tcp_and_http_probes_connect_to_the_pod(tmp_path: Path, stop_all: Any) -
     assert rt.containers[0].restarts == 0 and "Killing" not in {r for r, _ in sink.events}
 
 
+def test_http_and_tcp_probes_ignore_the_containers_proxy_and_python_settings(
+    tmp_path: Path, stop_all: Any
+) -> None:
+    """The kubelet's probes use no proxy: a pod's ``http_proxy`` (here a dead one) or
+    ``PYTHONPATH`` must not fail them, and so restart a healthy container."""
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "ok").write_text("ok")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "socket.py").write_text("raise SystemExit(3)\n")
+    dead = "http://127.0.0.1:9"
+    web = {"name": "web", "ports": [{"name": "http", "containerPort": 18924}],
+           "command": [sys.executable, "-I", "-m", "http.server", "18924", "--bind",
+                       "127.0.0.1", "--directory", str(tmp_path / "www")],
+           "env": [{"name": "http_proxy", "value": dead}, {"name": "HTTP_PROXY", "value": dead},
+                   {"name": "PYTHONPATH", "value": str(tmp_path / "bad")}],
+           "readinessProbe": {"httpGet": {"port": "http", "path": "ok"}, "periodSeconds": 1},
+           "livenessProbe": {"tcpSocket": {"port": 18924}, "periodSeconds": 1,
+                             "failureThreshold": 1}}
+    kubelet, rt, sink = _kubelet(tmp_path, _pod({"containers": [web]}))
+    stop_all(kubelet)
+    _until(kubelet, rt, lambda s: s["containerStatuses"][0]["ready"])
+    liveness = rt.containers[0].probes[Kind.LIVENESS]
+    _until(kubelet, rt, lambda s: liveness.last is not None)
+    assert liveness.last is True and rt.containers[0].restarts == 0
+    assert "Unhealthy" not in {r for r, _ in sink.events}
+
+
+def test_a_probe_in_flight_dies_with_its_container(tmp_path: Path, stop_all: Any) -> None:
+    """A container that exits under restartPolicy Never leaves no probe process behind."""
+    pod = _pod({"restartPolicy": "Never", "containers": [{**_sh("app", "sleep 1"),
+                "livenessProbe": {"exec": {"command": ["sleep", "100"]},
+                                  "timeoutSeconds": 60, "periodSeconds": 1}}]})
+    kubelet, rt, sink = _kubelet(tmp_path, pod)
+    stop_all(kubelet)
+    c = rt.containers[0]
+    _until(kubelet, rt, lambda s: bool(c.probe_runs))
+    procs = [run.proc for run in c.probe_runs.values()]
+    _until(kubelet, rt, lambda s: s["containerStatuses"][0]["state"].get("terminated")
+           is not None)
+    kubelet.tick()
+    assert not c.probe_runs
+    assert all(p.poll() is not None for p in procs)  # killed and reaped
+
+
 
 
 def test_env_from_keys_that_are_no_names_are_skipped_with_an_event(

@@ -140,3 +140,19 @@ def test_a_known_entry_is_never_taken_for_another_service_at_the_same_address() 
     for _ in range(2):
         fm.observe(flow(2, parts))  # its Service is not ECHO: not that entry
     assert got(registry) == _with_sums_ns(want([(0, parts, 3), (2, parts, 5)]))
+
+
+def test_the_known_table_stays_bounded_as_services_are_rebuilt() -> None:
+    """Every endpoint-index rebuild hands flows new Service objects (the keys hold their
+    ids), while the pair table stays small: the known table must not grow with the rebuilds,
+    and what the flows counted is unchanged."""
+    registry = CollectorRegistry()
+    fm = FlowMetrics(None, registry)
+    parts = (1, 2, 0, 3, 4)
+    rebuilds = split_mod.MAX_KNOWN + 50
+    for _ in range(rebuilds):
+        fm.observe(flow(0, parts))  # the pair becomes known
+        service = Service(name="echo", namespace="shop")  # this rebuild's object
+        fm.observe(replace(flow(0, parts), destination_service=service))
+    assert len(fm._split.known) <= split_mod.MAX_KNOWN
+    assert got(registry) == _with_sums_ns(want([(0, parts, 2 * rebuilds)]))

@@ -175,8 +175,25 @@ def test_reads_init_containers_env_sources_and_probes_with_api_defaults() -> Non
     ("spec.containers[0].envFrom[0].prefix", "A=B", "envFrom[0].prefix: invalid value"),
     ("spec.initContainers[0].volumeMounts", [{"name": "v", "mountPath": "/v"}],
      'spec.initContainers[0].volumeMounts[0].name: not found: no volume "v"'),
+    ("spec.initContainers[0].restartPolicy", "Never",
+     'spec.initContainers[0].restartPolicy: Unsupported value: "Never"'),
 ])
 def test_refuses_lifecycle_fields_the_api_server_refuses(
     path: str, value: Any, message: str
 ) -> None:
     assert message in error_of(edit(LIFECYCLE, path, value))
+
+
+def test_a_sidecar_init_container_may_have_probes() -> None:
+    """Native sidecars (``restartPolicy: Always``, GA in Kubernetes 1.33) may have every
+    probe: a cluster's Pod with one must read, or the agent would drop it as absent (no
+    endpoint, no identity) and policy would see an unknown peer."""
+    probe = {"exec": {"command": ["x"]}}
+    pod = edit(LIFECYCLE, "spec.initContainers[0].restartPolicy", "Always")
+    for key in ("startupProbe", "livenessProbe", "readinessProbe"):
+        pod = edit(pod, f"spec.initContainers[0].{key}", probe)
+    read = from_dict(pod)
+    assert isinstance(read, Pod)
+    sidecar = read.spec.init_containers[0]
+    assert sidecar.restart_policy == "Always" and sidecar.readiness_probe is not None
+    assert to_dict(read)["spec"]["initContainers"][0]["restartPolicy"] == "Always"
