@@ -60,15 +60,12 @@ def _env_name(value: str) -> str | None:
 
 
 _ENV_SOURCES = ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef")
+_ONE_AT_A_TIME = "may not have more than one field specified at a time"
 
 
 def _read_env_source(r: Reader) -> EnvVarSource:
-    present = [k for k in _ENV_SOURCES if r.has(k)]
-    if not present:
-        r.fail(None, "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` "
-               "or `secretKeyRef`")
-    if len(present) > 1:
-        r.fail(present[1], "may not have more than one field specified at a time")
+    r.exactly_one(_ENV_SOURCES, "must specify one of: `fieldRef`, `resourceFieldRef`, "
+                  "`configMapKeyRef` or `secretKeyRef`", _ONE_AT_A_TIME)
     return EnvVarSource(
         field_ref=r.obj("fieldRef", _read_field_ref),
         secret_key_ref=r.obj("secretKeyRef", _read_key_selector),
@@ -85,11 +82,8 @@ def _read_key_selector(r: Reader) -> KeySelector:
 
 
 def read_env_from(r: Reader) -> EnvFromSource:
-    present = [k for k in ("configMapRef", "secretRef") if r.has(k)]
-    if not present:
-        r.fail(None, "must specify one of: `configMapRef` or `secretRef`")
-    if len(present) > 1:
-        r.fail(present[1], "may not have more than one field specified at a time")
+    r.exactly_one(("configMapRef", "secretRef"),
+                  "must specify one of: `configMapRef` or `secretRef`", _ONE_AT_A_TIME)
     prefix = r.string("prefix", "")
     if prefix and (problem := _env_name(prefix)):
         r.fail("prefix", problem)

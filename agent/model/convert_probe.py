@@ -33,11 +33,8 @@ def read_probes(r: Reader) -> dict[str, Probe | None]:
 
 
 def read_probe(r: Reader) -> Probe:
-    present = [h for h in _HANDLERS if r.has(h)]
-    if not present:
-        r.fail(None, "must specify a handler type (one of exec, httpGet, tcpSocket, grpc)")
-    if len(present) > 1:
-        r.fail(present[1], "may not specify more than 1 handler type")
+    r.exactly_one(_HANDLERS, "must specify a handler type (one of exec, httpGet, tcpSocket, "
+                  "grpc)", "may not specify more than 1 handler type")
     return Probe(
         exec=r.obj("exec", _read_exec),
         http_get=r.obj("httpGet", _read_http_get),

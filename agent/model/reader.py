@@ -72,6 +72,15 @@ class Reader:
     def has(self, key: str) -> bool:
         return self.data.get(key) is not None
 
+    def exactly_one(self, keys: tuple[str, ...], none: str, many: str) -> None:
+        """Fail unless exactly one of ``keys`` is set (a union such as a probe's handler):
+        ``none`` on this object, ``many`` on the second one set."""
+        present = [k for k in keys if self.has(k)]
+        if not present:
+            self.fail(None, none)
+        if len(present) > 1:
+            self.fail(present[1], many)
+
     def _get(self, key: str, default: object) -> Any:
         """The raw value at ``key`` (None when unset); fails if unset and required."""
         value = self.data.get(key)

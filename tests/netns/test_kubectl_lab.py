@@ -85,6 +85,18 @@ class Kubectl:
         return list(json.loads(self.out("get", "pods", "-n", ns, "-l", selector, "-o", "json"))["items"])
 
 
+def newest_in_namespace(lab: Lab, workdir: Path, ns: str) -> Iterator[Kubectl]:
+    """The newest kubectl with ``ns`` created, deleted after: a module fixture's body."""
+    assert NEWEST.exists(), f"kubectl not found at {NEWEST}: install the test extra"
+    kubeconfig = lab.tulle("lab", "kubeconfig").stdout.strip()
+    k = Kubectl(NEWEST, kubeconfig, workdir, ns)
+    k.out("create", "namespace", ns)
+    try:
+        yield k
+    finally:
+        k.run("delete", "namespace", ns, "--ignore-not-found", ok=False)
+
+
 @pytest.fixture(scope="module", params=_versions())
 def k(request: pytest.FixtureRequest, lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
     binary: Path = request.param

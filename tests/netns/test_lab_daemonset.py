@@ -23,7 +23,7 @@ from lab.state import LabPaths
 
 from .conftest import Lab
 from .test_datapath import deployment, run_py, wait_for
-from .test_kubectl_lab import NEWEST, Kubectl, Watch
+from .test_kubectl_lab import Kubectl, Watch, newest_in_namespace
 
 pytestmark = [pytest.mark.netns, pytest.mark.root]
 
@@ -70,14 +70,7 @@ def daemonset(version: str, host_dir: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def k(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
-    assert NEWEST.exists(), f"kubectl not found at {NEWEST}: install the test extra"
-    kubeconfig = lab.tulle("lab", "kubeconfig").stdout.strip()
-    k = Kubectl(NEWEST, kubeconfig, tmp_path_factory.mktemp("kubectl-ds"), NS)
-    k.out("create", "namespace", NS)
-    try:
-        yield k
-    finally:
-        k.run("delete", "namespace", NS, "--ignore-not-found", ok=False)
+    yield from newest_in_namespace(lab, tmp_path_factory.mktemp("kubectl-ds"), NS)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import pytest
 
 from .conftest import Lab
 from .test_datapath import wait_for
-from .test_kubectl_lab import NEWEST, Kubectl
+from .test_kubectl_lab import Kubectl, newest_in_namespace
 
 pytestmark = [pytest.mark.netns, pytest.mark.root]
 
@@ -40,14 +40,7 @@ def sh(name: str, script: str, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def k(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
-    assert NEWEST.exists(), f"kubectl not found at {NEWEST}: install the test extra"
-    kubeconfig = lab.tulle("lab", "kubeconfig").stdout.strip()
-    k = Kubectl(NEWEST, kubeconfig, tmp_path_factory.mktemp("kubectl-life"), NS)
-    k.out("create", "namespace", NS)
-    try:
-        yield k
-    finally:
-        k.run("delete", "namespace", NS, "--ignore-not-found", ok=False)
+    yield from newest_in_namespace(lab, tmp_path_factory.mktemp("kubectl-life"), NS)
 
 
 @pytest.fixture(scope="module")
