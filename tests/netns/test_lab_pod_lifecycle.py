@@ -78,6 +78,8 @@ def test_init_containers_run_in_order_before_the_app(k: Kubectl, shared: Path) -
     assert waiting[2] in ("Init:0/2", "Init:1/2")
     status = wait_for(lambda: (p := _get(k, "inits"))["status"].get("phase") == "Running" and p,
                       timeout=60, what="the app running")["status"]
+    # Running means the app's process started, not that its script has written yet
+    wait_for(lambda: "app" in trace.read_text().split(), timeout=30, what="the app's line")
     assert trace.read_text().split() == ["first", "second", "hello-from-init", "app"]
     assert [s["state"]["terminated"]["reason"] for s in status["initContainerStatuses"]] == [
         "Completed", "Completed"]
