@@ -43,6 +43,7 @@ from bench.l4.wrk import WrkResult
 from bench.observe.overhead import context_switches
 from bench.trace.overhead import ROUTED_URL, TARGET_URL, bring_up
 from bench.tracecost_stats import ProgCost, ProgStats, costs, parse_fdinfo, round_json
+from lab import components
 from lab.state import LabPaths
 
 LAB = "benchtcost"
@@ -74,11 +75,11 @@ class Round:
 def switch(lab: BenchLab, on: bool, timeout: float = 10.0) -> None:
     """Tracing on/off in both agents; returns once each logged the switch."""
     line = "kernel tracing resumed" if on else "kernel tracing paused"
-    logs = {n: LabPaths.for_lab(LAB).logs / f"agent-{n}.log" for n in NODES}
+    logs = {n: components.component_log(LabPaths.for_lab(LAB), "agent", n) for n in NODES}
     seen = {n: p.read_text(errors="replace").count(line) for n, p in logs.items()}
     pids = lab.process_pids()
     for node in NODES:
-        os.kill(pids[f"agent-{node}"], signal.SIGUSR2 if on else signal.SIGUSR1)
+        os.kill(pids[components.role("agent", node)], signal.SIGUSR2 if on else signal.SIGUSR1)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if all(p.read_text(errors="replace").count(line) > seen[n] for n, p in logs.items()):
@@ -89,7 +90,7 @@ def switch(lab: BenchLab, on: bool, timeout: float = 10.0) -> None:
 
 def measure(lab: BenchLab, runner: Runner, on: bool, seconds: int, workload: str) -> Round:
     url, close = WORKLOADS[workload]
-    agents = [lab.process_pids()[f"agent-{n}"] for n in NODES]
+    agents = [lab.process_pids()[components.role("agent", n)] for n in NODES]
     runner.settle(lab)
     before = tracer_programs(agents) if on else {}
     cpu0, wake0 = sum(cpu_seconds(p) for p in agents), context_switches(agents)

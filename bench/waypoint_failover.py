@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from l7proxy.standby import holder
-from lab import procs
+from lab import components, procs
 from lab.state import LabPaths
 
 NS = "failover"
@@ -158,10 +158,11 @@ def waypoint_record(lab_name: str, node: str = "node1") -> procs.ProcRecord:
     one whose PID the lock file names; the first one started until either took the lock."""
     paths = LabPaths.for_lab(lab_name)
     pair = [r for r in procs.load_records(paths.procs)
-            if r.role in (f"waypoint-{node}", f"waypoint-{node}-standby")]
-    active = holder(paths.node_state(node) / "waypoint.lock")
+            if r.role in (components.role("waypoint", node),
+                          components.role("waypoint-standby", node))]
+    active = holder(components.node_state(paths, node) / "waypoint.lock")
     return next((r for r in pair if r.pid == active),
-                next(r for r in pair if r.role == f"waypoint-{node}"))
+                next(r for r in pair if r.role == components.role("waypoint", node)))
 
 
 def role_record(lab_name: str, role: str) -> procs.ProcRecord:

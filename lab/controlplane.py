@@ -11,6 +11,7 @@ from pathlib import Path
 
 from identity.system import AGENT_SERVICE_ACCOUNT, SYSTEM_NAMESPACE
 from lab import procs
+from lab.components import CA_ROLE
 from lab.state import LabPaths
 from lab.topology import API_SERVER_IP, API_SERVER_PORT, LabPlan
 
@@ -160,7 +161,6 @@ def log_tail(paths: LabPaths, role: str, lines: int = 15) -> list[str]:
 CA_PORT = 15012
 CA_ADDRESS = f"{API_SERVER_IP}:{CA_PORT}"
 CA_METRICS = "127.0.0.1:15014"  # the fabric netns's loopback
-CA_ROLE = "controlplane"
 CA_ACCOUNT = "tulle-controlplane"  # deploy/controlplane/rbac.yaml
 CA_START_SECONDS = 30.0
 AGENT_ACCOUNT = AGENT_SERVICE_ACCOUNT  # in SYSTEM_NAMESPACE, as deploy/daemonset/rbac.yaml

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import network, procs
+from lab.components import agent_health
 from lab.state import LabPaths, read_json
 from lab.topology import LabPlan, NodePlan, plan_lab
 
@@ -57,7 +58,7 @@ class LabStatus:
 
 
 def _node_health(paths: LabPaths, node: NodePlan) -> tuple[bool, str]:
-    data = read_json(paths.health / f"agent-{node.name}.json")
+    data = read_json(agent_health(paths, node.name))
     if not data:
         return False, "no health report yet"
     age = time.time() - float(data.get("time", 0))

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from identity.system import SYSTEM_NAMESPACE
-from lab import cgroups, cni_runtime, listeners, network, procs
+from lab import cgroups, cni_runtime, components, listeners, network, procs
 from lab.controlplane import (
     CA_ADDRESS,
     LabError,
@@ -24,7 +24,7 @@ from lab.controlplane import (
     write_controller_kubeconfig,
 )
 from lab.labstatus import status
-from lab.state import BPF_PIN_ROOT, LabPaths, pin_dir, read_json, write_json_atomic
+from lab.state import BPF_PIN_ROOT, LabPaths, read_json, write_json_atomic
 from lab.topology import (
     WAYPOINT_PORT,
     LabPlan,
@@ -152,7 +152,7 @@ def _start_with(
         progress(f"starting the agent and DNS on {node.name}")
         node_cg = cgroups.make(cgroups.node_cgroup(plan.name, node.name)) if pod_cgroups else None
         procs.spawn(
-            f"agent-{node.name}",
+            components.role("agent", node.name),
             procs.netns_argv(
                 node.netns,
                 node_argv(
@@ -162,17 +162,17 @@ def _start_with(
                     "--kubeconfig",
                     str(agent_kubeconfigs[node.name]),
                     "--health-file",
-                    str(paths.health / f"agent-{node.name}.json"),
+                    str(components.agent_health(paths, node.name)),
                     "--observer-socket",
-                    str(paths.observer_socket(node.name)),
+                    str(components.observer_socket(paths, node.name)),
                     *(
                         [
                             "--pin-dir",
-                            str(pin_dir(plan.name, node.name)),
+                            str(components.pin_dir(paths, node.name)),
                             "--state-dir",
-                            str(paths.node_state(node.name)),
+                            str(components.node_state(paths, node.name)),
                             "--l7-intake",
-                            str(paths.l7_intake_socket(node.name)),
+                            str(components.l7_intake_socket(paths, node.name)),
                             "--waypoint",
                             f"{node.waypoint_ip}:{WAYPOINT_PORT}",
                             # LoadBalancer and Gateway addresses answered on the fabric
@@ -195,7 +195,7 @@ def _start_with(
                     *(["--pod-cgroup", str(node_cg)] if node_cg else []),
                 ),
             ),
-            log=paths.logs / f"agent-{node.name}.log",
+            log=components.component_log(paths, "agent", node.name),
             record_dir=paths.procs,
             env=env,
         )
@@ -214,13 +214,13 @@ def _start_with(
             argv = node_argv(
                 "waypoint", "--node", node.name,
                 "--kubeconfig", component_kubeconfig(paths, "tulle-waypoint"),
-                "--pin-dir", str(pin_dir(plan.name, node.name)),
+                "--pin-dir", str(components.pin_dir(paths, node.name)),
                 "--listen", f"{node.waypoint_ip}:{WAYPOINT_PORT}",
-                "--flow-intake", str(paths.l7_intake_socket(node.name)),
+                "--flow-intake", str(components.l7_intake_socket(paths, node.name)),
                 # HBONE on 15008/15007 with the agent's SVIDs
-                "--svid-dir", str(paths.node_state(node.name) / "svid"),
+                "--svid-dir", str(components.node_state(paths, node.name) / "svid"),
                 # active and warm standby (l7proxy/standby.py); the first one started serves
-                "--active-lock", str(paths.node_state(node.name) / "waypoint.lock"),
+                "--active-lock", str(components.node_state(paths, node.name) / "waypoint.lock"),
             )
             for role, extra in listeners.waypoint_roles(node.name):
                 role_env, role_fds = listeners.child_launch(held_fds, role, env)

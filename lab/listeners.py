@@ -22,6 +22,7 @@ from identity.hbone import HBONE_PORT, TUNNEL_OUTBOUND_PORT
 from l7proxy.listenfds import ENV as LISTEN_FDS_ENV
 from l7proxy.listenfds import format_fds, parse_fds
 from lab.apiserver.netns import in_netns
+from lab.components import role
 from lab.topology import WAYPOINT_PORT, NodePlan
 
 HELD_ENV = "TULLE_HELD_LISTENERS"
@@ -65,7 +66,7 @@ def open_waypoint_listeners(
 def waypoint_roles(node: str) -> tuple[tuple[str, list[str]], ...]:
     """A node's two waypoint processes (l7proxy/standby.py) and their extra arguments: the
     first serves at lab up; the standby waits until the lock has been held once."""
-    return (f"waypoint-{node}", []), (f"waypoint-{node}-standby", ["--standby"])
+    return (role("waypoint", node), []), (role("waypoint-standby", node), ["--standby"])
 
 
 def open_for_waypoints(nodes: Iterable[NodePlan]) -> dict[str, list[socket.socket]]:

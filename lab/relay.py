@@ -11,6 +11,7 @@ import threading
 from types import FrameType
 
 from agent.observer.relay import Relay
+from lab.components import observer_socket
 from lab.labstatus import load_plan
 from lab.state import LabPaths
 
@@ -24,7 +25,7 @@ def run(name: str) -> int:
     if plan is None:
         log.error("lab %s has no lab.json; is it up?", name)
         return 1
-    peers = [(n.name, f"unix:{paths.observer_socket(n.name)}") for n in plan.nodes]
+    peers = [(n.name, f"unix:{observer_socket(paths, n.name)}") for n in plan.nodes]
     paths.relay_socket.unlink(missing_ok=True)
     relay = Relay(peers, tcp_address=None, unix_socket=str(paths.relay_socket))
     relay.start()

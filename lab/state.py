@@ -60,16 +60,6 @@ class LabPaths:
     def logs(self) -> Path:
         return self.root / "logs"
 
-    def node_state(self, node: str) -> Path:
-        """A node agent's ``--state-dir`` (its compile record), removed by ``tulle lab down``."""
-        return self.root / "nodes" / node
-
-    def observer_socket(self, node: str) -> Path:
-        return self.root / f"observer-{node}.sock"
-
-    def l7_intake_socket(self, node: str) -> Path:
-        return self.root / "l7intake" / f"{node}.sock"  # a private (0700) directory
-
     @property
     def relay_socket(self) -> Path:
         return self.root / "relay.sock"

@@ -19,6 +19,7 @@ import click
 
 from agent.cli.context import lab_name
 from lab import labstatus
+from lab.components import agent_health
 from lab.state import LabPaths, read_json
 
 
@@ -66,7 +67,7 @@ def node_identities(name: str) -> list[NodeIdentities] | None:
         return None
     now = time.time()
     return [
-        from_report(n.name, read_json(paths.health / f"agent-{n.name}.json"), now)
+        from_report(n.name, read_json(agent_health(paths, n.name)), now)
         for n in plan.nodes
     ]
 

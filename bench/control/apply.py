@@ -44,7 +44,7 @@ from typing import Any
 from lightkube import Client, KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
 
-from lab import lifecycle
+from lab import components, lifecycle
 from lab.procs import ProcRecord, is_alive, load_records
 from lab.state import LabPaths, pin_dir, read_json
 
@@ -199,11 +199,7 @@ def apply_changes(kubeconfig: Path, client: Client, table: ServiceMap, services:
 
 
 def agent_record(paths: LabPaths, node: str) -> ProcRecord | None:
-    data = read_json(paths.procs / f"agent-{node}.json")
-    if not data:
-        return None
-    data["argv"] = tuple(data["argv"])
-    return ProcRecord(**data)
+    return components.component_record(paths, "agent", node)
 
 
 def first_sync(paths: LabPaths, node: str, progress: Any) -> dict[str, Any]:
@@ -221,7 +217,7 @@ def first_sync(paths: LabPaths, node: str, progress: Any) -> dict[str, Any]:
     wait_for(restarted, 60.0, "the agent's restart", interval=0.05)
     new = agent_record(paths, node)
     assert new is not None
-    health_file = paths.health / f"agent-{node}.json"
+    health_file = components.agent_health(paths, node)
 
     def synced() -> bool:
         health = read_json(health_file) or {}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import procs
+from lab import components, procs
 from lab.state import LabPaths
 
 Progress = Callable[[str], None]
@@ -158,7 +158,7 @@ class BenchLab:
 
     # -- agent health and lab processes --------------------------------------------------
     def health(self, node: str) -> dict[str, Any]:
-        path = LabPaths.for_lab(self.name).health / f"agent-{node}.json"
+        path = components.agent_health(LabPaths.for_lab(self.name), node)
         try:
             data: dict[str, Any] = json.loads(path.read_text())
             return data

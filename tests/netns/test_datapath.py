@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lab import procs
+from lab import components, procs
 from lab.state import LabPaths
 
 from . import clients
@@ -218,21 +218,21 @@ def test_agent_sigkill_resets_nothing(lab: Lab, lb: dict[str, Any]) -> None:
         run_py(lab, "lb", client, clients.HTTP_STREAM, "echo.lb", 80, 10)))
     req_thread.start()
     time.sleep(2)
-    record_dir = LabPaths.for_lab(lab.name).procs
-    (agent,) = [r for r in procs.load_records(record_dir) if r.role == "agent-node1"]
-    agent_log = LabPaths.for_lab(lab.name).logs / "agent-node1.log"
+    paths = LabPaths.for_lab(lab.name)
+    agent = components.component_record(paths, "agent", "node1")
+    assert agent is not None
+    agent_log = components.component_log(paths, "agent", "node1")
     logged_before = agent_log.stat().st_size
     os.kill(agent.pid, signal.SIGKILL)
-    wait_for(lambda: [r for r in procs.load_records(record_dir)
-                      if r.role == "agent-node1" and r.pid != agent.pid and procs.is_alive(r)],
-             what="agent restarted")
+    wait_for(lambda: (r := components.component_record(paths, "agent", "node1")) is not None
+             and r.pid != agent.pid and procs.is_alive(r), what="agent restarted")
     req_thread.join(timeout=60)
     out, _ = streams.communicate(timeout=60)
     result = json.loads(out.strip().splitlines()[-1])
     assert all(s["error"] is None and s["bytes"] > 100_000 for s in result.values()), result
     assert requests["failed"] == 0 and requests["ok"] > 50, requests
     # The new agent adopted state and is healthy again.
-    health = LabPaths.for_lab(lab.name).health / "agent-node1.json"
+    health = components.agent_health(paths, "node1")
     wait_for(lambda: json.loads(health.read_text()).get("pid") != agent.pid
              and json.loads(health.read_text())["ready"], what="new agent healthy")
     # Same programs, same kernel: it adopted the pinned programs instead of compiling
@@ -252,14 +252,15 @@ def test_an_agent_that_compiles_again_attaches_its_programs_to_every_running_pod
     from agent.datapath import templates
 
     paths = LabPaths.for_lab(lab.name)
-    record = paths.node_state("node1") / templates.RECORD_NAME
+    record = components.node_state(paths, "node1") / templates.RECORD_NAME
     assert record.is_file()
-    (agent,) = [r for r in procs.load_records(paths.procs) if r.role == "agent-node1"]
-    agent_log = paths.logs / "agent-node1.log"
+    agent = components.component_record(paths, "agent", "node1")
+    assert agent is not None
+    agent_log = components.component_log(paths, "agent", "node1")
     logged_before = agent_log.stat().st_size
     record.unlink()
     os.kill(agent.pid, signal.SIGKILL)
-    health = paths.health / "agent-node1.json"
+    health = components.agent_health(paths, "node1")
 
     def restarted_and_ready() -> bool:
         try:

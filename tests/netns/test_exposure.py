@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from lab import components
 from lab.state import LabPaths
 from lab.topology import DNS_ADDRESS, plan_lab
 
@@ -83,7 +84,7 @@ def test_the_node_still_scrapes_and_observes(lab: Lab, pod: str) -> None:
 def test_the_l7_intake_socket_is_private(lab: Lab) -> None:
     paths = LabPaths.for_lab(lab.name)
     for node in ("node1", "node2"):
-        sock = paths.l7_intake_socket(node)
+        sock = components.l7_intake_socket(paths, node)
         wait_for(sock.exists, what=f"{sock}")
         assert stat.S_ISSOCK(sock.stat().st_mode)
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600

@@ -19,8 +19,8 @@ from controlplane.roots import RETIRING, fingerprint, secret_for
 from identity.bundle import TrustBundle, verify_svid
 from identity.ca import CertificateAuthority
 from identity.certs import load_pem_chain
-from lab import lifecycle, procs
-from lab.controlplane import CA_ROLE, agent_kubeconfig, apiserver_dir
+from lab import components, lifecycle, procs
+from lab.controlplane import agent_kubeconfig, apiserver_dir
 from lab.kubeapi import connect
 from lab.state import LabPaths
 
@@ -92,14 +92,12 @@ def test_a_replaced_root_takes_over_with_an_overlap_that_survives_a_restart(
 
             # A restart (SIGTERM; the controller's supervisor starts it again) keeps the
             # schedule: the old root's retire-after time is not pushed back.
-            (rec,) = [r for r in procs.load_records(paths.procs) if r.role == CA_ROLE]
-            assert procs.terminate(rec)
+            rec = components.component_record(paths, "ca")
+            assert rec is not None and procs.terminate(rec)
             _wait(
                 "the identity service restarted",
-                lambda: any(
-                    r.role == CA_ROLE and r.pid != rec.pid and procs.is_alive(r)
-                    for r in procs.load_records(paths.procs)
-                ),
+                lambda: (r := components.component_record(paths, "ca")) is not None
+                and r.pid != rec.pid and procs.is_alive(r),
             )
             assert _wait(
                 "it serves again",

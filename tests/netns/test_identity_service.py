@@ -18,7 +18,7 @@ from agent.kube.resources import generic_resource
 from identity.bundle import TrustBundle, verify_svid
 from identity.certs import load_pem_chain
 from identity.spiffe import SpiffeId
-from lab import labstatus, procs
+from lab import components, labstatus, procs
 from lab.controlplane import CA_ADDRESS, agent_kubeconfig, apiserver_dir
 from lab.kubeapi import connect
 from lab.state import LabPaths
@@ -67,10 +67,10 @@ def _call(lab: Lab, node: str, kubeconfig: Path, bundle: Path, spiffe_id: str) -
 
 def test_agents_get_svids_for_their_own_nodes_pods_only(lab: Lab, tmp_path: Path) -> None:
     paths = LabPaths.for_lab(lab.name)
-    (ca,) = [r for r in procs.load_records(paths.procs) if r.role == "controlplane"]
-    assert procs.is_alive(ca)
+    ca = components.component_record(paths, "ca")
+    assert ca is not None and procs.is_alive(ca)
     st = labstatus.status(lab.name)
-    assert st is not None and any(p.role == "controlplane" and p.alive for p in st.processes)
+    assert st is not None and any(p.role == components.role("ca") and p.alive for p in st.processes)
     web = deployment("catest", "web", 1, node="node1")
     web["spec"]["template"]["spec"]["serviceAccountName"] = "web"
     db = deployment("catest", "db", 1, node="node2")

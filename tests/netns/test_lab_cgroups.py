@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import cgroups, procs
+from lab import cgroups, components, procs
 from lab.state import LabPaths
 
 from .conftest import Lab
@@ -37,9 +37,9 @@ def test_pods_run_in_their_cgroup_below_their_nodes(lab: Lab) -> None:
     pod_records = {r.role: r for r in procs.load_records(paths.procs / "pods")}
     for node, app in (("node1", "a"), ("node2", "b")):
         node_cg = cgroups.node_cgroup(lab.name, node)
-        agent = records[f"agent-{node}"]
+        agent = records[components.role("agent", node)]
         assert agent.argv[agent.argv.index("--pod-cgroup") + 1] == str(node_cg)
-        assert cgroup_of(records[f"waypoint-{node}"].pid) == node_cg / cgroups.WAYPOINT
+        assert cgroup_of(records[components.role("waypoint", node)].pid) == node_cg / cgroups.WAYPOINT
         assert cgroup_of(agent.pid) != node_cg and node_cg not in cgroup_of(agent.pid).parents
         pod = pods_of(lab, NS, app)[0]["metadata"]["name"]
         want = cgroups.pod_cgroup(lab.name, node, NS, pod)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from lab import procs
+from lab.components import agent_health
 from lab.state import LabPaths
 from lab.store import Store
 
@@ -60,7 +61,7 @@ def _resolves(lab: Lab, name: str) -> bool:
 
 
 def _health(paths: LabPaths, node: str) -> dict[str, Any]:
-    return dict(json.loads((paths.health / f"agent-{node}.json").read_text()))
+    return dict(json.loads(agent_health(paths, node).read_text()))
 
 
 def test_node_components_reconnect_after_the_api_server_restarts(lab: Lab) -> None:
