@@ -1,7 +1,7 @@
 """Readers for the parts of a pod spec a node runs by: environment sources (the downward
-API's ``fieldRef``), volumes (``hostPath``) and volume mounts, with Kubernetes' validation
-of each (pkg/apis/core/validation: the field paths an env var may name, the hostPath types,
-a mount naming a declared volume)."""
+API's ``fieldRef``), volumes (``hostPath``, ``emptyDir``) and volume mounts, with Kubernetes'
+validation of each (pkg/apis/core/validation: the field paths an env var may name, the
+hostPath types and emptyDir media, a mount naming a declared volume)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import re
 
 from agent.model.core import (
     Container,
+    EmptyDirVolumeSource,
     EnvFromSource,
     EnvVar,
     EnvVarSource,
@@ -118,7 +119,16 @@ def read_volume(r: Reader) -> Volume:
     return Volume(
         name=r.string("name", REQUIRED, check=dns1123_label),
         host_path=r.obj("hostPath", _read_host_path),
+        empty_dir=r.obj("emptyDir", _read_empty_dir),
     )
+
+
+def _read_empty_dir(r: Reader) -> EmptyDirVolumeSource:
+    medium = r.string("medium", "")
+    if medium not in ("", "Memory", "HugePages") and not medium.startswith("HugePages-"):
+        r.fail("medium", f'unsupported value {quote(medium)} '
+               '(supported: "", "Memory", "HugePages", "HugePages-<size>")')
+    return EmptyDirVolumeSource(medium=medium or None)
 
 
 def _read_host_path(r: Reader) -> HostPathVolumeSource:

@@ -61,12 +61,18 @@ class HostPathVolumeSource:
 
 
 @dataclass(frozen=True, slots=True)
+class EmptyDirVolumeSource:
+    medium: str | None = None  # "Memory" or unset (the node's disk); sizeLimit is not read
+
+
+@dataclass(frozen=True, slots=True)
 class Volume:
-    """A pod volume: its name, and its source when that is a hostPath (the one source the
-    lab runs; the others are kept by name only)."""
+    """A pod volume: its name, and its source when that is a hostPath or an emptyDir (the
+    sources the lab runs, lab/podvolumes.py; the others are kept by name only)."""
 
     name: str
     host_path: HostPathVolumeSource | None = None
+    empty_dir: EmptyDirVolumeSource | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ import pytest
 from agent.model.convert import from_dict, to_dict
 from agent.model.core import (
     Container,
+    EmptyDirVolumeSource,
     EnvVarSource,
     HostPathVolumeSource,
     ObjectFieldSelector,
@@ -48,7 +49,9 @@ POD: dict[str, Any] = {
         }],
         "volumes": [{"name": "state", "hostPath": {"path": "/var/run/x",
                                                    "type": "DirectoryOrCreate"}},
-                    {"name": "cfg", "configMap": {"name": "x"}}],
+                    {"name": "cfg", "configMap": {"name": "x"}},
+                    {"name": "scratch", "emptyDir": {}},
+                    {"name": "health", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}],
     },
 }
 
@@ -62,7 +65,9 @@ def test_reads_host_network_env_sources_volumes_and_mounts() -> None:
     assert env[1].value_from == EnvVarSource(ObjectFieldSelector("metadata.labels['app']"))
     assert env[2].value_from == EnvVarSource(secret_key_ref=KeySelector("s", "k"))
     assert pod.spec.volumes == (
-        Volume("state", HostPathVolumeSource("/var/run/x", "DirectoryOrCreate")), Volume("cfg"))
+        Volume("state", HostPathVolumeSource("/var/run/x", "DirectoryOrCreate")), Volume("cfg"),
+        Volume("scratch", empty_dir=EmptyDirVolumeSource()),
+        Volume("health", empty_dir=EmptyDirVolumeSource("Memory")))
     assert pod.spec.containers[0].volume_mounts == (
         VolumeMount("state", "/var/run/x", True), VolumeMount("cfg", "/etc/x"))
 
@@ -87,6 +92,8 @@ def test_false_and_unset_are_omitted_as_the_api_omits_them() -> None:
     ("spec.volumes[0].hostPath.type", "Pipe",
      'spec.volumes[0].hostPath.type: unsupported value "Pipe"'),
     ("spec.volumes[1].name", "state", "spec.volumes[1].name: duplicate value"),
+    ("spec.volumes[3].emptyDir.medium", "Disk",
+     'spec.volumes[3].emptyDir.medium: unsupported value "Disk"'),
     ("spec.containers[0].volumeMounts[1].name", "nowhere",
      'spec.containers[0].volumeMounts[1].name: not found: no volume "nowhere" in spec.volumes'),
     ("spec.containers[0].volumeMounts[0].mountPath", None,
