@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.waypoint_failover import CliLab, LabLike, role_record, waypoint_record
-from lab import procs
+from lab import components, procs
 from lab.restart import RestartPolicy
 from lab.state import LabPaths
 
@@ -166,7 +166,7 @@ def run_round(lab: LabLike, s: Setup, node: str = "node1") -> Round:
     # (restarted at once), not as a crash loop (back-off) after an earlier round's kill.
     # Both of the pair: the standby has synced long before (it takes ~1 s).
     stable = RestartPolicy().stable_after + 0.5
-    roles = (f"waypoint-{node}", f"waypoint-{node}-standby")
+    roles = (components.role("waypoint", node), components.role("waypoint-standby", node))
     _wait(lambda: all(procs.uptime(role_record(lab.name, r)) >= stable for r in roles),
           f"both waypoints of {node} up for {stable}s", 60)
     old = waypoint_record(lab.name, node)

@@ -16,6 +16,7 @@ from typing import Any
 from bench.l4.labs import cpu_seconds
 from bench.mtls.stats import cpu_per_krps
 from bench.observe.pyspy import top_frames
+from lab import components
 
 NODES = ("node1", "node2")
 
@@ -50,7 +51,7 @@ def snapshot(pids: Mapping[str, int]) -> dict[str, Snapshot]:
     """utime + stime of each node's waypoint tree now."""
     out = {}
     for node in NODES:
-        pid = pids.get(f"waypoint-{node}")
+        pid = pids.get(components.role("waypoint", node))
         cpu = sum(cpu_seconds(p) for p in process_tree(pid)) if pid is not None else 0.0
         out[node] = Snapshot(pid, cpu)
     return out
@@ -115,7 +116,7 @@ def profile(
     spies = {}
     for node in NODES:
         out = workdir / f"profile-{label}-{node}.txt"
-        pid = str(pids[f"waypoint-{node}"])
+        pid = str(pids[components.role("waypoint", node)])
         argv = [str(pyspy), "record", "--pid", pid, "-d", str(seconds), "-r", "200",
                 "-f", "raw", "--nonblocking", "-o", str(out)]  # fmt: skip
         spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

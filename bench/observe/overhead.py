@@ -25,6 +25,7 @@ from bench.l4.labs import BenchError, BenchLab, Progress
 from bench.l4.runner import BenchConfig, Runner
 from bench.l4.wrk import WrkResult
 from bench.observe import pinned
+from lab import components
 from lab.state import LabPaths, pin_dir
 
 LAB = "benchobs"
@@ -151,10 +152,11 @@ class OverheadBench:
         pids = {tuple(sorted(r.agent_pids.items())) for r in self.runs}
         if len(pids) > 1:
             self.notes.append(f"The lab's agents changed pids during the runs: {sorted(pids)}")
-        logs = LabPaths.for_lab(lab.name).logs
+        paths = LabPaths.for_lab(lab.name)
         for node in NODES:
+            log = components.component_log(paths, "agent", node)
             try:
-                lines = (logs / f"agent-{node}.log").read_text(errors="replace").splitlines()
+                lines = log.read_text(errors="replace").splitlines()
             except OSError:
                 continue
             bad = [x for x in lines if "Traceback" in x or " ERROR " in x]

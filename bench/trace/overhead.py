@@ -45,6 +45,7 @@ from bench.l4.wrk import WrkOutputError, WrkResult, parse_wrk, wrk_argv
 from bench.observe.overhead import median_cost, pair_orders, pair_ratios
 from bench.trace.attribute import Attributor
 from bench.trace.attribution import Sample
+from lab import components
 from lab.state import LabPaths
 
 LAB = "benchtrace"
@@ -241,7 +242,8 @@ class TraceBench:
     def start_attribution(self, lab: BenchLab, stack: ExitStack) -> None:
         """BPF stats on until `stack` closes, and an `Attributor` for the measured runs."""
         pids = lab.process_pids()
-        agents = [pids[f"agent-{n}"] for n in NODES if f"agent-{n}" in pids]
+        roles = [components.role("agent", n) for n in NODES]
+        agents = [pids[r] for r in roles if r in pids]
         if len(agents) != len(NODES) or WAYPOINT not in pids:
             raise BenchError(f"--attribute: needs both agents and {WAYPOINT} running "
                              f"(running: {', '.join(sorted(pids))})")
