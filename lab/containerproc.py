@@ -2,7 +2,8 @@
 Kubelet): hostPaths checked, argv and env made from the spec with the Secrets and
 ConfigMaps as they are at this start (lab.envsource; a missing one is the kubelet's
 CreateContainerConfigError), the process spawned in the pod's network namespace and
-cgroup, its probes started afresh (lab.prober)."""
+cgroup, its probes started afresh (lab.prober); stopped for good when its pod goes, or
+killed without waiting when a probe failed (its exit then restarted per restartPolicy)."""
 
 from __future__ import annotations
 
