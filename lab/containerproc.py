@@ -2,12 +2,14 @@
 Kubelet): hostPaths checked, argv and env made from the spec with the Secrets and
 ConfigMaps as they are at this start (lab.envsource; a missing one is the kubelet's
 CreateContainerConfigError), the process spawned in the pod's network namespace and
-cgroup, its probes started afresh (lab.prober)."""
+cgroup, its probes started afresh (lab.prober); stopped for good when its pod goes, or
+killed without waiting when a probe failed (its exit then restarted per restartPolicy)."""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import signal
 import time
 from collections.abc import Sequence
 
@@ -118,18 +120,29 @@ class ContainerProcesses:
         }
         self.events.record(about, reason, message, "kubelet", type_)
 
-    def _stop_container(self, rt: PodRuntime, c: ContainerRuntime, forget: bool = True) -> None:
-        """Stop the container's process; ``forget`` False (a liveness kill) leaves the
-        exited process for the supervision to see, restart and count."""
+    def _stop_container(self, rt: PodRuntime, c: ContainerRuntime) -> None:
+        """Stop the container's process for good (its pod goes), waiting for it."""
         self.prober.stop(c)
         if c.record is not None:
             procs.terminate(c.record, timeout=STOP_GRACE)
         if c.proc is not None:
             c.proc.wait(timeout=STOP_GRACE)
-        if not forget:
-            return
-        c.proc = None
+        c.proc, c.kill_at = None, None
         (self.paths.procs / "pods" / f"{rt.namespace}_{rt.name}_{c.name}.json").unlink(
             missing_ok=True
         )
 
+    def _kill_container(self, c: ContainerRuntime, now: float) -> None:
+        """A failed liveness or startup probe's kill, without holding up the tick (and so
+        every other pod): SIGTERM now, SIGKILL from STOP_GRACE later (_kill_progress). The
+        supervision then sees the exit (143 or 137), and restarts and counts it per
+        restartPolicy, as for any exit."""
+        self.prober.stop(c)
+        if c.record is not None:
+            procs.signal_group(c.record, signal.SIGTERM)
+        c.kill_at = now + STOP_GRACE
+
+    def _kill_progress(self, c: ContainerRuntime, now: float) -> None:
+        """A container being killed that outlived its grace period gets SIGKILL."""
+        if c.kill_at is not None and now >= c.kill_at and c.record is not None:
+            procs.signal_group(c.record, signal.SIGKILL)

@@ -9,22 +9,24 @@ kubelet's Watch-based secret and ConfigMap managers):
 
 A missing object or key that is not ``optional`` keeps the container from starting
 (``EnvConfigError``: its message is the kubelet's, shown as CreateContainerConfigError);
-an optional one leaves the variable unset. Secret values are base64 in ``data`` (plain in
-``stringData``, which the lab's API server stores as written); a
-ConfigMap's come from ``data`` only (``binaryData`` is not put in the environment).
+an optional one leaves the variable unset. Objects are read with the model's readers
+(agent.model.convert_core): a Secret's ``data`` decoded from base64 (the API server has
+merged ``stringData`` into it), a ConfigMap's ``data`` (``binaryData`` is not put in the
+environment); an object they refuse cannot configure the container.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.model.convert_core import read_config_map, read_secret
 from agent.model.core import Container
 from agent.model.core_container import KeySelector
+from agent.model.meta import ObjectMeta
+from agent.model.reader import FieldError, Reader
 
 Lookup = Callable[[str, str, str], Mapping[str, Any] | None]  # (kind, namespace, name)
 # Kubernetes' IsEnvVarName (validation.go): what envFrom may turn a key into.
@@ -33,7 +35,7 @@ _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 
 class EnvConfigError(Exception):
     """The container cannot be configured: a non-optional Secret, ConfigMap or key is
-    missing (or a Secret's value is not base64)."""
+    missing (or the object does not read, e.g. a Secret's value is not base64)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,25 +53,21 @@ def no_objects(kind: str, namespace: str, name: str) -> None:
     return None
 
 
-def _data(kind: str, obj: Mapping[str, Any]) -> dict[str, str]:
-    raw = obj.get("data") or {}
-    if kind == "ConfigMap":
-        return {str(k): str(v) for k, v in raw.items()}
-    out = {}
-    for k, v in raw.items():
-        try:
-            out[str(k)] = base64.b64decode(str(v), validate=True).decode("utf-8", "replace")
-        except (binascii.Error, ValueError) as err:
-            raise EnvConfigError(f"secret key {k!r} is not base64: {err}") from None
-    # A cluster's API server merges write-only stringData into data; the lab's keeps it as
-    # written, so it is read here too (and wins, as it does on a write).
-    out.update({str(k): str(v) for k, v in (obj.get("stringData") or {}).items()})
-    return out
+def _data(kind: str, namespace: str, name: str, obj: Mapping[str, Any]) -> dict[str, str]:
+    meta = ObjectMeta(name=name, namespace=namespace)
+    try:
+        if kind == "ConfigMap":
+            return dict(read_config_map(Reader(obj), meta).data)
+        secret = read_secret(Reader(obj), meta)
+    except FieldError as err:
+        raise EnvConfigError(f"{kind.lower()} {namespace}/{name}: {err}") from None
+    # The kubelet puts the bytes in the environment as they are; this one needs text.
+    return {k: v.decode("utf-8", "replace") for k, v in secret.data.items()}
 
 
 def _object(kind: str, namespace: str, name: str, lookup: Lookup) -> dict[str, str] | None:
     obj = lookup(kind, namespace, name)
-    return None if obj is None else _data(kind, obj)
+    return None if obj is None else _data(kind, namespace, name, obj)
 
 
 def key_value(kind: str, ref: KeySelector, namespace: str, lookup: Lookup) -> str | None:

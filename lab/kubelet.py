@@ -44,6 +44,7 @@ from lab.podruntime import (
     BACKOFF_START,
     ContainerRuntime,
     PodRuntime,
+    exit_code,
     pod_status,
     sandbox_waiting,
 )
@@ -293,16 +294,19 @@ class Kubelet(ContainerProcesses):
             return
         for c in rt.containers:
             self._supervise(rt, c, now)
+            if c.terminating:  # a failed probe's kill under way: no probes meanwhile
+                self._kill_progress(c, now)
+                continue
             event = functools.partial(self._event, rt)
             if self.prober.tick(c, rt.ip, functools.partial(self._in_pod, rt), event, now):
-                self._stop_container(rt, c, forget=False)  # restarted next tick per policy
+                self._kill_container(c, now)  # its exit is restarted per policy
 
     def _ready(self, c: ContainerRuntime, now: float) -> bool:
         """A readinessProbe's verdict; without one, the lab's implicit readiness (every
         declared port listens, once started): every tick until ready, then every
         READY_RECHECK seconds like a probe period (/proc/PID/net/tcp costs real CPU when a
         pod holds many sockets)."""
-        if not c.running or c.proc is None or not probes.started(c.probes):
+        if not c.running or c.proc is None or c.terminating or not probes.started(c.probes):
             c.ready = False
             return False
         if (verdict := probes.ready(c.probes)) is not None:
@@ -315,7 +319,8 @@ class Kubelet(ContainerProcesses):
 
     def _supervise(self, rt: PodRuntime, c: ContainerRuntime, now: float) -> None:
         if c.proc is not None and c.proc.poll() is not None:
-            c.last_exit = c.proc.returncode
+            c.last_exit = exit_code(c.proc.returncode)
+            c.kill_at = None
             ran_for = now - (c.started_at or now)
             log.warning(
                 "container %s/%s:%s exited with %s after %.1fs",

@@ -27,6 +27,12 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def exit_code(returncode: int) -> int:
+    """A container's exitCode as the runtime reports it: a process a signal ended is 128 +
+    the signal (containerd: SIGTERM 143, SIGKILL 137), not Popen's negative number."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
 @dataclass
 class ContainerRuntime:
     name: str
@@ -53,6 +59,11 @@ class ContainerRuntime:
     init: bool = False  # an init container: runs to exit 0 (lab.initcontainers)
     probes: dict[Kind, Worker] = field(default_factory=dict)  # this run's (lab.probes)
     probe_runs: dict[Kind, ProbeRun] = field(default_factory=dict)  # probes running now
+    kill_at: float | None = None  # being killed (a failed probe): SIGKILL from then on
+
+    @property
+    def terminating(self) -> bool:
+        return self.kill_at is not None
 
     @property
     def running(self) -> bool:
@@ -130,7 +141,7 @@ def _status(rt: PodRuntime, c: ContainerRuntime, ready: bool, waiting: bool) -> 
         "started": c.running and started(c.probes),
         "state": _state(rt, c, waiting),
     }
-    if c.init and c.restarts and c.last_exit is not None and not c.finished:
+    if c.restarts and c.last_exit is not None and not c.finished:  # the run before this one
         status["lastState"] = {"terminated": initcontainers.terminated(c.last_exit)}
     return status
 

@@ -3,15 +3,21 @@ is a process started in the container's context (its network namespace, cgroup,
 environment and working directory, as a CRI exec is) and polled on later ticks, killed
 once ``timeoutSeconds`` have passed (a failure, as the kubelet counts a timeout).
 
-``exec`` runs the probe's command. ``tcpSocket`` and ``httpGet`` connect from inside the
-pod's network namespace to the pod's IP (or ``host``) with this interpreter: a lab pod has
-no separate node to probe from (the kubelet connects from the node); HTTPS does not verify
-the certificate, as the kubelet does not; a status in [200, 400) passes. ``grpc`` is not
-run in the lab: the probe fails with a message saying so (lab/README.md)."""
+``exec`` runs the probe's command with ``$(VAR)`` expanded as the kubelet does
+(ExpandContainerCommandOnlyStatic: from the container's ``env`` values as written; a
+variable set by ``valueFrom`` expands to ""). ``tcpSocket`` and ``httpGet`` connect from
+inside the pod's network namespace to the pod's IP (or ``host``) with this interpreter: a
+lab pod has no separate node to probe from (the kubelet connects from the node); HTTPS does
+not verify the certificate, as the kubelet does not; ``httpHeaders`` are sent (a ``Host``
+header names the host; ``User-Agent`` and ``Accept`` default to the kubelet's); a status in
+[200, 400) passes. ``grpc`` is not run in the lab: the probe fails with a message saying
+so (lab/README.md). What a failed run said is its event's message: the start and the end
+of its output (where an error is), bounded."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import signal
 import subprocess
@@ -21,23 +27,38 @@ from dataclasses import dataclass
 from typing import IO
 
 from agent.model.core import Container
-from agent.model.core_container import Probe
+from agent.model.core_container import HTTPGetAction, Probe
+from lab.podspec import expand
 
-OUTPUT_LIMIT = 1024  # bytes of a probe's output kept for its event, as a kubelet trims it
+OUTPUT_LIMIT = 1024  # bytes of a probe's output kept for its event: its start and its end
+_ELIDED = b"\n[...]\n"
 UNSUPPORTED = "grpc probes are not supported in the lab"
+USER_AGENT = "kube-probe/1.32"  # the kubelet's, at lab.apiserver.discovery.KUBE_VERSION
 
+# The probes' own errors in one line, as the kubelet words them (not a traceback).
 _TCP = ("import socket, sys\n"
-        "socket.create_connection((sys.argv[1], int(sys.argv[2])), "
-        "timeout=float(sys.argv[3])).close()\n")
-_HTTP = ("import ssl, sys, urllib.error, urllib.request\n"
+        "try:\n"
+        "    socket.create_connection((sys.argv[1], int(sys.argv[2])), "
+        "timeout=float(sys.argv[3])).close()\n"
+        "except OSError as err:\n"
+        "    sys.exit(f'dial tcp {sys.argv[1]}:{sys.argv[2]}: {err.strerror or err}')\n")
+_HTTP = ("import json, ssl, sys, urllib.error, urllib.request\n"
          "ctx = ssl._create_unverified_context()\n"
          # no proxy from the container's environment: the kubelet's probes use none
          "opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), "
          "urllib.request.HTTPSHandler(context=ctx))\n"
+         "headers = {}\n"
+         "for name, value in json.loads(sys.argv[3]):\n"  # a repeated name: one list
+         "    key = name.capitalize()\n"
+         "    headers[key] = f'{headers[key]}, {value}' if key in headers else value\n"
+         "request = urllib.request.Request(sys.argv[1], headers=headers)\n"
          "try:\n"
-         "    code = opener.open(sys.argv[1], timeout=float(sys.argv[2])).status\n"
+         "    code = opener.open(request, timeout=float(sys.argv[2])).status\n"
          "except urllib.error.HTTPError as err:\n"
          "    code = err.code\n"
+         "except (OSError, ValueError) as err:\n"
+         "    reason = getattr(err, 'reason', err)\n"
+         "    sys.exit(f'Get \"{sys.argv[1]}\": {getattr(reason, \"strerror\", None) or reason}')\n"
          "print(f'HTTP probe failed with statuscode: {code}' if not 200 <= code < 400 else '')\n"
          "sys.exit(0 if 200 <= code < 400 else 1)\n")
 
@@ -61,7 +82,8 @@ def probe_argv(
 ) -> list[str] | str:
     """What runs the probe inside the container's context, or why it cannot run."""
     if probe.exec is not None:
-        return list(probe.exec.command)
+        static = {var.name: var.value or "" for var in container.env}
+        return [expand(arg, static) for arg in probe.exec.command]
     if probe.grpc is not None:
         return UNSUPPORTED
     action = probe.http_get or probe.tcp_socket
@@ -78,8 +100,34 @@ def probe_argv(
         path = path if path.startswith("/") else "/" + path
         hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         url = f"{probe.http_get.scheme.lower()}://{hostport}{path}"
-        return [python, "-I", "-c", _HTTP, url, timeout]  # -I: no PYTHON* from the pod's env
+        # -I: no PYTHON* from the pod's env
+        return [python, "-I", "-c", _HTTP, url, timeout, _headers(probe.http_get)]
     return [python, "-I", "-c", _TCP, host, str(port), timeout]
+
+
+def _headers(action: HTTPGetAction) -> str:
+    """The request's headers as JSON pairs: the probe's, then the kubelet's defaults for
+    the ones it does not set (pkg/probe/http/request.go)."""
+    pairs = [(h.name, h.value) for h in action.http_headers]
+    given = {name.lower() for name, _ in pairs}
+    pairs += [(name, value) for name, value in (("User-Agent", USER_AGENT), ("Accept", "*/*"))
+              if name.lower() not in given]
+    return json.dumps(pairs)
+
+
+def said(output: IO[bytes]) -> str:
+    """What a run wrote, for its event: all of it up to OUTPUT_LIMIT bytes, else its start
+    and its end (a traceback's or a script's error comes last)."""
+    size = output.seek(0, os.SEEK_END)
+    output.seek(0)
+    if size <= OUTPUT_LIMIT:
+        data = output.read()
+    else:
+        half = (OUTPUT_LIMIT - len(_ELIDED)) // 2
+        head = output.read(half)
+        output.seek(size - half)
+        data = head + _ELIDED + output.read(half)
+    return data.decode("utf-8", "replace").strip()
 
 
 def launch(
@@ -101,12 +149,11 @@ def poll(run: ProbeRun, now: float, timeout: float) -> tuple[bool, str] | None:
     if code is None:
         stop(run)
         return False, f"command timed out after {timeout:g}s"
-    run.output.seek(0)
-    said = run.output.read(OUTPUT_LIMIT).decode("utf-8", "replace").strip()
+    text = said(run.output)
     run.output.close()
     if code == 0:
-        return True, said
-    return False, said or f"command exited with {code}"
+        return True, text
+    return False, text or f"command exited with {code}"
 
 
 def stop(run: ProbeRun) -> None:

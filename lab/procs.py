@@ -110,6 +110,15 @@ def terminate(rec: ProcRecord, timeout: float = 5.0) -> bool:
     return True
 
 
+def signal_group(rec: ProcRecord, sig: signal.Signals) -> bool:
+    """Send ``sig`` to the process group we started, without waiting. True if it was ours
+    and alive."""
+    if not is_alive(rec):
+        return False
+    _signal_group(rec.pid, sig)
+    return True
+
+
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     # Processes are started with start_new_session, so their PGID is their PID.
     try:

@@ -5,10 +5,13 @@ startup probes need ``successThreshold`` 1."""
 
 from __future__ import annotations
 
+import re
+
 from agent.model.core_container import (
     ExecAction,
     GRPCAction,
     HTTPGetAction,
+    HTTPHeader,
     Probe,
     TCPSocketAction,
 )
@@ -17,6 +20,8 @@ from agent.model.validation import iana_svc_name, quote
 
 PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
 _HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
+# apimachinery's IsHTTPHeaderName
+_HEADER_NAME = re.compile(r"^[-A-Za-z0-9]+$")
 
 
 def _port_number(value: int) -> str | None:
@@ -67,7 +72,19 @@ def _read_http_get(r: Reader) -> HTTPGetAction:
     if scheme not in ("HTTP", "HTTPS"):
         r.fail("scheme", f"unsupported value {quote(scheme)} (supported: HTTP, HTTPS)")
     return HTTPGetAction(port=_port(r), path=r.string("path", ""), host=r.string("host", ""),
-                         scheme=scheme)
+                         scheme=scheme, http_headers=r.objects("httpHeaders", _read_header))
+
+
+def _header_name(value: str) -> str | None:
+    if _HEADER_NAME.fullmatch(value):
+        return None
+    return (f"invalid value {quote(value)}: a valid HTTP header must consist of alphanumeric "
+            "characters or '-' (e.g. 'X-Header-Name')")
+
+
+def _read_header(r: Reader) -> HTTPHeader:
+    return HTTPHeader(name=r.string("name", REQUIRED, check=_header_name),
+                      value=r.string("value", ""))
 
 
 def _read_tcp_socket(r: Reader) -> TCPSocketAction:

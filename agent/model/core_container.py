@@ -43,6 +43,14 @@ class ExecAction:
 
 
 @dataclass(frozen=True, slots=True)
+class HTTPHeader:
+    """``httpHeaders[]`` of an httpGet probe: sent as given (a name may repeat)."""
+
+    name: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
 class HTTPGetAction:
     """``port``: a number or a container port's name; ``host`` "": the pod's IP."""
 
@@ -50,6 +58,7 @@ class HTTPGetAction:
     path: str = ""  # "" is "/"
     host: str = ""
     scheme: str = "HTTP"
+    http_headers: tuple[HTTPHeader, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from lab.apiserver import crds, schema
 from lab.apiserver.errors import ApiError, bad_request, invalid, not_found
 from lab.apiserver.model_admission import AdmissionError, admit
 from lab.apiserver.routing import Target
+from lab.apiserver.secret_data import merge_string_data
 from lab.store import Store
 
 _DNS1123_SUBDOMAIN = re.compile(
@@ -115,7 +116,10 @@ def admitted(
 ) -> dict[str, Any]:
     """The object to store: for modelled kinds, what the lab's admission validated and
     defaulted, laid over what was sent, so ``kubectl get -o yaml`` shows every field applied
-    (as a cluster does) while the model reads exactly what admission checked."""
+    (as a cluster does) while the model reads exactly what admission checked. A Secret's
+    write-only ``stringData`` is merged into ``data`` first (``secret_data.py``)."""
+    if obj["kind"] == "Secret":
+        obj = merge_string_data(obj)
     declared = target.resource.schema_dict()
     problems = schema.validate(declared, obj) if declared is not None else []
     if obj["kind"] == crds.CRD_KIND:
@@ -145,11 +149,15 @@ def admitted(
     return full if _same_model(full, result) else result
 
 
+# A field path: names, indices and map keys (``data[a b]``: a key may hold a space).
+_PATH = re.compile(r"^[A-Za-z0-9_.$-]+(\[[^\]]*\][A-Za-z0-9_.$-]*)*$")
+
+
 def _field(error: str) -> tuple[str, str]:
     """ "request: Kind ns/name: spec.x: message" -> ("spec.x", "message")."""
     text = error.removeprefix("request: ")
     parts = text.split(": ", 2)
-    if len(parts) == 3 and " " not in parts[1]:
+    if len(parts) == 3 and _PATH.match(parts[1]):
         return parts[1], parts[2]
     if len(parts) >= 2:
         return "", ": ".join(parts[1:])

@@ -9,13 +9,12 @@ Pure: walks the body against ``builtin_types`` and returns what it found; patch 
 
 from __future__ import annotations
 
-import binascii
-from base64 import b64decode
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from lab.apiserver.builtin_types import META, SCALARS, messages
+from lab.apiserver.secret_data import go_base64_error
 
 _ANY = frozenset({"k8s.io.apimachinery.pkg.runtime.RawExtension"})
 
@@ -69,14 +68,8 @@ def _scalar_ok(type_: str, value: Any) -> bool:
         return isinstance(value, bool)
     if type_ in ("double", "float"):
         return isinstance(value, int | float) and not isinstance(value, bool)
-    if type_ == "bytes":
-        if not isinstance(value, str):
-            return False
-        try:
-            b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            return False
-        return True
+    if type_ == "bytes":  # a string that is not base64: Decoded.type_error says so
+        return isinstance(value, str)
     return isinstance(value, str)
 
 
@@ -108,6 +101,9 @@ class _Walk:
         if type_ in SCALARS:
             if not _scalar_ok(type_, value):
                 self.wrong(value, owner, go_path, _go_type(type_))
+            elif type_ == "bytes" and self.out.type_error is None:
+                # Go's []byte from a JSON string is base64.StdEncoding's, and its error
+                self.out.type_error = go_base64_error(value)
             return value
         return self.message(type_, value, path, owner, go_path)
 

@@ -2,8 +2,9 @@
 as on a cluster: init containers run one after another before the app (the second writes a
 file the app reads); a failing one keeps the pod in Init with the STATUS kubectl prints; a
 readiness probe keeps the pod out of its Service's EndpointSlice until it passes (and takes
-it out again); a failing liveness probe restarts the container; env comes from a Secret and
-a ConfigMap, and a missing key keeps the container from starting.
+it out again); a failing liveness probe restarts the container (its last run's exit code
+143, SIGTERM's); env comes from a Secret (its stringData stored as data) and a ConfigMap,
+and a missing key keeps the container from starting.
 
 One scripted session in a namespace of its own (removed at the end), on the session's lab.
 Pods are bound with ``nodeName``; files the containers share with the test are under a
@@ -150,6 +151,9 @@ def test_a_failing_liveness_probe_restarts_the_container(k: Kubectl, shared: Pat
         lambda: (s := _get(k, "live").get("status") or {}).get("containerStatuses", [{}])[0].get(
             "restartCount", 0) >= 1 and s, timeout=60, what="a restart")
     assert status["containerStatuses"][0]["restartCount"] >= 1
+    # SIGTERM ended it (through the pod's netns and cgroup wrappers): 128 + 15, as containerd
+    assert status["containerStatuses"][0]["lastState"] == {
+        "terminated": {"exitCode": 143, "reason": "Error"}}
     wait_for(lambda: len(starts.read_text().split()) >= 2, timeout=30, what="a second start")
     events = k.out("get", "events", "-n", NS, "--field-selector",
                    "involvedObject.name=live,reason=Killing")
@@ -169,6 +173,8 @@ def test_env_from_a_secret_and_a_configmap(k: Kubectl, shared: Path) -> None:
     k.out("apply", "-f", k.write("env.yaml", [secret, config, pod("envs", [app])]))
     wait_for(lambda: out.exists() and out.read_text().strip(), timeout=60, what="the env written")
     assert out.read_text().split() == ["hunter2", "fast", "3", "app:hunter2@db"]
+    stored = json.loads(k.out("get", "secret", "db", "-n", NS, "-o", "json"))
+    assert stored["data"] == {"password": "aHVudGVyMg=="} and "stringData" not in stored
 
     missing = sh("app", f"touch {shared}/missing-ran; exec sleep 600", env=[
         {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "db", "key": "nope"}}}])

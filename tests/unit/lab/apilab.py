@@ -20,7 +20,8 @@ from lab.apiserver.server import ApiServer
 from lab.controllers.events import Recorder
 from lab.controllers.gateways import GatewayController
 from lab.controllers.loadbalancer import LoadBalancerController
-from lab.controllers.manager import FIELD_MANAGER, WATCHED, Controller, ControlLoop
+from lab.controllers.manager import FIELD_MANAGER, WATCHED, ControlLoop
+from lab.controllers.reconcile import Controller
 from lab.kubeapi import ApiWriter, Informers, connect
 from lab.liveview import LiveView
 from lab.store import Store

@@ -7,117 +7,36 @@ failure restarting the container; a missing Secret key keeping it from starting.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.model.convert import from_dict
-from agent.model.core import Pod
 from lab import initcontainers
-from lab.kubelet import ContainerRuntime, Kubelet, PodRuntime, pod_status
-from lab.podspec import container_argv, pod_env
 from lab.probes import Kind
-from lab.state import LabPaths
-from lab.topology import plan_lab
+from tests.unit.lab.kubelet_harness import cond, make_kubelet, make_pod, sh, until
 
-WAIT = 20.0  # a bound on polling, not a timing assertion
-
-
-class _Sink:
-    def __init__(self) -> None:
-        self.written: list[dict[str, Any]] = []
-        self.events: list[tuple[str, str]] = []
-
-    def update_status(self, kind: str, ns: str, name: str, status: dict[str, Any]) -> None:
-        self.written.append(status)
-
-    def record(self, about: dict[str, str], reason: str, message: str, component: str,
-               type_: str = "Normal") -> None:
-        self.events.append((reason, message))
-
-
-def _pod(spec: dict[str, Any]) -> Pod:
-    pod = from_dict({"apiVersion": "v1", "kind": "Pod",
-                     "metadata": {"name": "p", "namespace": "shop", "uid": "u1"}, "spec": spec})
-    assert isinstance(pod, Pod)
-    return pod
-
-
-def _kubelet(tmp_path: Path, pod: Pod, objects: dict[tuple[str, str, str], Any] | None = None,
-             ) -> tuple[Kubelet, PodRuntime, _Sink]:
-    paths = LabPaths("t", tmp_path / "lab")
-    paths.make_dirs()
-    paths.lab_file.write_text('{"name": "t", "nodes": 1, "datapath": false}')
-    sink = _Sink()
-    found = objects or {}
-    kubelet = Kubelet(plan_lab("t", 1), paths, sink, events=sink,  # type: ignore[arg-type]
-                      lookup=lambda kind, ns, name: found.get((kind, ns, name)))
-    kubelet._in_pod = lambda rt, argv: list(argv)  # type: ignore[method-assign]
-    node = plan_lab("t", 1).nodes[0]
-    ip = ipaddress.IPv4Address("127.0.0.1")
-
-    def runtime(c: Any, init: bool) -> ContainerRuntime:
-        argv, ports = container_argv(c, "python3")
-        return ContainerRuntime(c.name, argv, pod_env(pod, ip, node, c), ports,
-                                source=(pod, c), init=init)
-
-    rt = PodRuntime("u1", "shop", "p", node, "ns", ip, pod.spec.restart_policy,
-                    [runtime(c, False) for c in pod.spec.containers], attached=True,
-                    init_containers=[runtime(c, True) for c in pod.spec.init_containers])
-    kubelet.pods[rt.uid] = rt
-    return kubelet, rt, sink
-
-
-def _until(kubelet: Kubelet, rt: PodRuntime, done: Callable[[dict[str, Any]], bool]
-           ) -> dict[str, Any]:
-    deadline = time.monotonic() + WAIT
-    while True:
-        kubelet.tick()
-        status = pod_status(rt, {c.name: c.ready for c in rt.containers})
-        if done(status):
-            return status
-        assert time.monotonic() < deadline, f"never reached; last status {status}"
-        time.sleep(0.05)
-
-
-def _sh(name: str, script: str) -> dict[str, Any]:
-    return {"name": name, "command": ["sh", "-c", script]}
-
-
-def _cond(status: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next(c for c in status["conditions"] if c["type"] == kind)
-
-
-@pytest.fixture
-def stop_all() -> Any:
-    made: list[Kubelet] = []
-    yield made.append
-    for k in made:
-        k.shutdown()
+# stop_all: a fixture of tests/unit/lab/conftest.py (kubelet_harness)
 
 
 def test_init_containers_run_in_order_before_the_app(tmp_path: Path, stop_all: Any) -> None:
     out = tmp_path / "trace"
-    pod = _pod({"initContainers": [_sh("one", f"sleep 0.3; echo one >> {out}"),
-                                   _sh("two", f"echo two >> {out}")],
-                "containers": [_sh("app", f"echo app >> {out}; sleep 30")]})
-    kubelet, rt, sink = _kubelet(tmp_path, pod)
+    pod = make_pod({"initContainers": [sh("one", f"sleep 0.3; echo one >> {out}"),
+                                   sh("two", f"echo two >> {out}")],
+                "containers": [sh("app", f"echo app >> {out}; sleep 30")]})
+    kubelet, rt, sink = make_kubelet(tmp_path, pod)
     stop_all(kubelet)
-    first = _until(kubelet, rt, lambda s: s["initContainerStatuses"][0]["state"].get("running"))
+    first = until(kubelet, rt, lambda s: s["initContainerStatuses"][0]["state"].get("running"))
     assert first["phase"] == "Pending"
-    assert _cond(first, "Initialized") == {
+    assert cond(first, "Initialized") == {
         "type": "Initialized", "status": "False", "reason": "ContainersNotInitialized",
         "message": "containers with incomplete status: [one two]"}
     assert first["initContainerStatuses"][1]["state"] == {"waiting": {"reason": "PodInitializing"}}
     assert first["containerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}
-    status = _until(kubelet, rt, lambda s: s["phase"] == "Running" and "app" in out.read_text())
+    status = until(kubelet, rt, lambda s: s["phase"] == "Running" and "app" in out.read_text())
     assert out.read_text().split() == ["one", "two", "app"]
-    assert _cond(status, "Initialized") == {"type": "Initialized", "status": "True"}
+    assert cond(status, "Initialized") == {"type": "Initialized", "status": "True"}
     assert [s["state"] for s in status["initContainerStatuses"]] == [
         {"terminated": {"exitCode": 0, "reason": "Completed"}}] * 2
     assert all(s["ready"] for s in status["initContainerStatuses"])
@@ -127,16 +46,16 @@ def test_init_containers_run_in_order_before_the_app(tmp_path: Path, stop_all: A
 def test_a_failing_init_container_is_retried_and_the_app_never_starts(
     tmp_path: Path, stop_all: Any, policy: str
 ) -> None:
-    pod = _pod({"restartPolicy": policy, "initContainers": [_sh("ok", "true"),
-                                                            _sh("bad", "exit 3")],
-                "containers": [_sh("app", f"touch {tmp_path}/app-ran; sleep 30")]})
-    kubelet, rt, sink = _kubelet(tmp_path, pod)
+    pod = make_pod({"restartPolicy": policy, "initContainers": [sh("ok", "true"),
+                                                            sh("bad", "exit 3")],
+                "containers": [sh("app", f"touch {tmp_path}/app-ran; sleep 30")]})
+    kubelet, rt, sink = make_kubelet(tmp_path, pod)
     stop_all(kubelet)
-    status = _until(kubelet, rt, lambda s: s["initContainerStatuses"][1]["restartCount"] >= 2)
+    status = until(kubelet, rt, lambda s: s["initContainerStatuses"][1]["restartCount"] >= 2)
     bad = status["initContainerStatuses"][1]
     assert status["phase"] == "Pending" and not (tmp_path / "app-ran").exists()
     assert bad["lastState"] == {"terminated": {"exitCode": 3, "reason": "Error"}}
-    waiting = _until(kubelet, rt,
+    waiting = until(kubelet, rt,
                      lambda s: "waiting" in s["initContainerStatuses"][1]["state"])
     assert waiting["initContainerStatuses"][1]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
     assert rt.init_containers[0].restarts == 0  # a succeeded one is not run again
@@ -145,11 +64,11 @@ def test_a_failing_init_container_is_retried_and_the_app_never_starts(
 def test_a_failed_init_container_fails_the_pod_under_restart_policy_never(
     tmp_path: Path, stop_all: Any
 ) -> None:
-    pod = _pod({"restartPolicy": "Never", "initContainers": [_sh("bad", "exit 2")],
-                "containers": [_sh("app", "sleep 30")]})
-    kubelet, rt, sink = _kubelet(tmp_path, pod)
+    pod = make_pod({"restartPolicy": "Never", "initContainers": [sh("bad", "exit 2")],
+                "containers": [sh("app", "sleep 30")]})
+    kubelet, rt, sink = make_kubelet(tmp_path, pod)
     stop_all(kubelet)
-    status = _until(kubelet, rt, lambda s: s["phase"] == "Failed")
+    status = until(kubelet, rt, lambda s: s["phase"] == "Failed")
     assert status["initContainerStatuses"][0]["state"] == {
         "terminated": {"exitCode": 2, "reason": "Error"}}
     assert status["initContainerStatuses"][0]["restartCount"] == 0
@@ -162,50 +81,50 @@ def test_a_failed_init_container_fails_the_pod_under_restart_policy_never(
 
 def test_a_readiness_probe_drives_ready(tmp_path: Path, stop_all: Any) -> None:
     flag = tmp_path / "ready"
-    pod = _pod({"containers": [{**_sh("app", "sleep 30"), "readinessProbe": {
+    pod = make_pod({"containers": [{**sh("app", "sleep 30"), "readinessProbe": {
         "exec": {"command": ["test", "-e", str(flag)]}, "periodSeconds": 1,
         "failureThreshold": 1}}]})
-    kubelet, rt, sink = _kubelet(tmp_path, pod)
+    kubelet, rt, sink = make_kubelet(tmp_path, pod)
     stop_all(kubelet)
-    status = _until(kubelet, rt, lambda s: ("Unhealthy", "Readiness probe failed: command "
+    status = until(kubelet, rt, lambda s: ("Unhealthy", "Readiness probe failed: command "
                                             "exited with 1") in sink.events)
     assert status["containerStatuses"][0]["ready"] is False
-    assert _cond(status, "Ready")["status"] == "False"
+    assert cond(status, "Ready")["status"] == "False"
     flag.touch()
-    status = _until(kubelet, rt, lambda s: _cond(s, "Ready")["status"] == "True")
+    status = until(kubelet, rt, lambda s: cond(s, "Ready")["status"] == "True")
     assert status["containerStatuses"][0]["ready"] is True
     flag.unlink()
-    _until(kubelet, rt, lambda s: not s["containerStatuses"][0]["ready"])
+    until(kubelet, rt, lambda s: not s["containerStatuses"][0]["ready"])
     assert rt.containers[0].restarts == 0  # readiness never restarts
 
 
 def test_a_failing_liveness_probe_restarts_the_container(tmp_path: Path, stop_all: Any) -> None:
-    pod = _pod({"containers": [{**_sh("app", "sleep 30"), "livenessProbe": {
+    pod = make_pod({"containers": [{**sh("app", "sleep 30"), "livenessProbe": {
         "exec": {"command": ["sh", "-c", "echo dead; exit 1"]}, "periodSeconds": 1,
         "failureThreshold": 2}}]})
-    kubelet, rt, sink = _kubelet(tmp_path, pod)
+    kubelet, rt, sink = make_kubelet(tmp_path, pod)
     stop_all(kubelet)
-    status = _until(kubelet, rt, lambda s: s["containerStatuses"][0]["restartCount"] >= 1)
+    status = until(kubelet, rt, lambda s: s["containerStatuses"][0]["restartCount"] >= 1)
     assert ("Unhealthy", "Liveness probe failed: dead") in sink.events
     assert ("Killing", "Container app failed liveness probe, will be restarted") in sink.events
     assert status["containerStatuses"][0]["restartCount"] == 1
 
 
 def test_a_probe_that_times_out_fails(tmp_path: Path, stop_all: Any) -> None:
-    pod = _pod({"containers": [{**_sh("app", "sleep 30"), "readinessProbe": {
+    pod = make_pod({"containers": [{**sh("app", "sleep 30"), "readinessProbe": {
         "exec": {"command": ["sleep", "30"]}, "timeoutSeconds": 1, "periodSeconds": 1}}]})
-    kubelet, rt, sink = _kubelet(tmp_path, pod)
+    kubelet, rt, sink = make_kubelet(tmp_path, pod)
     stop_all(kubelet)
-    _until(kubelet, rt, lambda s: ("Unhealthy", "Readiness probe failed: command timed out "
+    until(kubelet, rt, lambda s: ("Unhealthy", "Readiness probe failed: command timed out "
                                    "after 1s") in sink.events)
 
 
 def test_a_grpc_probe_is_reported_as_not_supported(tmp_path: Path, stop_all: Any) -> None:
-    pod = _pod({"containers": [{**_sh("app", "sleep 30"), "readinessProbe": {
+    pod = make_pod({"containers": [{**sh("app", "sleep 30"), "readinessProbe": {
         "grpc": {"port": 9000}, "periodSeconds": 1}}]})
-    kubelet, rt, sink = _kubelet(tmp_path, pod)
+    kubelet, rt, sink = make_kubelet(tmp_path, pod)
     stop_all(kubelet)
-    status = _until(kubelet, rt, lambda s: ("Unhealthy", "Readiness probe failed: grpc probes "
+    status = until(kubelet, rt, lambda s: ("Unhealthy", "Readiness probe failed: grpc probes "
                                             "are not supported in the lab") in sink.events)
     assert status["containerStatuses"][0]["ready"] is False
 
@@ -215,11 +134,11 @@ def test_a_missing_secret_key_keeps_the_container_from_starting(
 ) -> None:
     out = tmp_path / "env"
     objects: dict[tuple[str, str, str], Any] = {("Secret", "shop", "db"): {"data": {}}}
-    pod = _pod({"containers": [{**_sh("app", f"echo $PW > {out}; sleep 30"), "env": [
+    pod = make_pod({"containers": [{**sh("app", f"echo $PW > {out}; sleep 30"), "env": [
         {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "db", "key": "pw"}}}]}]})
-    kubelet, rt, sink = _kubelet(tmp_path, pod, objects)
+    kubelet, rt, sink = make_kubelet(tmp_path, pod, objects)
     stop_all(kubelet)
-    status = _until(kubelet, rt, lambda s: "waiting" in s["containerStatuses"][0]["state"]
+    status = until(kubelet, rt, lambda s: "waiting" in s["containerStatuses"][0]["state"]
                     and s["containerStatuses"][0]["state"]["waiting"].get("message"))
     assert status["containerStatuses"][0]["state"] == {"waiting": {
         "reason": "CreateContainerConfigError",
@@ -227,10 +146,10 @@ def test_a_missing_secret_key_keeps_the_container_from_starting(
     assert ("Failed", "Error: couldn't find key pw in Secret shop/db") in sink.events
     assert rt.containers[0].proc is None
     objects[("Secret", "shop", "db")] = {"data": {"pw": base64.b64encode(b"hunter2").decode()}}
-    _until(kubelet, rt, lambda s: out.exists() and out.read_text() == "hunter2\n")
+    until(kubelet, rt, lambda s: out.exists() and out.read_text() == "hunter2\n")
 
 
-def test_tcp_and_http_probes_connect_to_the_pod(tmp_path: Path, stop_all: Any) -> None:
+def test_tcp_and_http_probes_connect_to_themake_pod(tmp_path: Path, stop_all: Any) -> None:
     (tmp_path / "www").mkdir()
     (tmp_path / "www" / "ok").write_text("ok")
     web = {"name": "web", "ports": [{"name": "http", "containerPort": 18923}],
@@ -238,11 +157,11 @@ def test_tcp_and_http_probes_connect_to_the_pod(tmp_path: Path, stop_all: Any) -
                        "--directory", str(tmp_path / "www")],
            "readinessProbe": {"httpGet": {"port": "http", "path": "ok"}, "periodSeconds": 1},
            "livenessProbe": {"tcpSocket": {"port": 18923}, "periodSeconds": 1}}
-    kubelet, rt, sink = _kubelet(tmp_path, _pod({"containers": [web]}))
+    kubelet, rt, sink = make_kubelet(tmp_path, make_pod({"containers": [web]}))
     stop_all(kubelet)
-    _until(kubelet, rt, lambda s: s["containerStatuses"][0]["ready"])
+    until(kubelet, rt, lambda s: s["containerStatuses"][0]["ready"])
     (tmp_path / "www" / "ok").unlink()  # 404: not ready, and the TCP port still answers
-    _until(kubelet, rt, lambda s: ("Unhealthy", "Readiness probe failed: HTTP probe failed "
+    until(kubelet, rt, lambda s: ("Unhealthy", "Readiness probe failed: HTTP probe failed "
                                    "with statuscode: 404") in sink.events)
     liveness = rt.containers[0].probes[Kind.LIVENESS]
     assert liveness.last is True and liveness.result is True  # the port still answers
@@ -265,28 +184,32 @@ def test_http_and_tcp_probes_ignore_the_containers_proxy_and_python_settings(
            "env": [{"name": "http_proxy", "value": dead}, {"name": "HTTP_PROXY", "value": dead},
                    {"name": "PYTHONPATH", "value": str(tmp_path / "bad")}],
            "readinessProbe": {"httpGet": {"port": "http", "path": "ok"}, "periodSeconds": 1},
+           # liveness waits for the server to listen (a startup probe), then must never fail
+           "startupProbe": {"tcpSocket": {"port": 18924}, "periodSeconds": 1,
+                            "failureThreshold": 60},
            "livenessProbe": {"tcpSocket": {"port": 18924}, "periodSeconds": 1,
                              "failureThreshold": 1}}
-    kubelet, rt, sink = _kubelet(tmp_path, _pod({"containers": [web]}))
+    kubelet, rt, sink = make_kubelet(tmp_path, make_pod({"containers": [web]}))
     stop_all(kubelet)
-    _until(kubelet, rt, lambda s: s["containerStatuses"][0]["ready"])
+    until(kubelet, rt, lambda s: s["containerStatuses"][0]["ready"])
+    until(kubelet, rt, lambda s: rt.containers[0].probes[Kind.LIVENESS].last is not None)
     liveness = rt.containers[0].probes[Kind.LIVENESS]
-    _until(kubelet, rt, lambda s: liveness.last is not None)
-    assert liveness.last is True and rt.containers[0].restarts == 0
-    assert "Unhealthy" not in {r for r, _ in sink.events}
+    assert liveness.last is True and rt.containers[0].restarts == 0, sink.events
+    # only the startup probe may have failed, while the server was not yet listening
+    assert all(m.startswith("Startup") for r, m in sink.events if r == "Unhealthy")
 
 
 def test_a_probe_in_flight_dies_with_its_container(tmp_path: Path, stop_all: Any) -> None:
     """A container that exits under restartPolicy Never leaves no probe process behind."""
-    pod = _pod({"restartPolicy": "Never", "containers": [{**_sh("app", "sleep 1"),
+    pod = make_pod({"restartPolicy": "Never", "containers": [{**sh("app", "sleep 1"),
                 "livenessProbe": {"exec": {"command": ["sleep", "100"]},
                                   "timeoutSeconds": 60, "periodSeconds": 1}}]})
-    kubelet, rt, sink = _kubelet(tmp_path, pod)
+    kubelet, rt, sink = make_kubelet(tmp_path, pod)
     stop_all(kubelet)
     c = rt.containers[0]
-    _until(kubelet, rt, lambda s: bool(c.probe_runs))
+    until(kubelet, rt, lambda s: bool(c.probe_runs))
     procs = [run.proc for run in c.probe_runs.values()]
-    _until(kubelet, rt, lambda s: s["containerStatuses"][0]["state"].get("terminated")
+    until(kubelet, rt, lambda s: s["containerStatuses"][0]["state"].get("terminated")
            is not None)
     kubelet.tick()
     assert not c.probe_runs
@@ -300,11 +223,11 @@ def test_env_from_keys_that_are_no_names_are_skipped_with_an_event(
 ) -> None:
     out = tmp_path / "env"
     objects = {("ConfigMap", "shop", "cfg"): {"data": {"1bad": "x", "GOOD": "yes"}}}
-    pod = _pod({"containers": [{**_sh("app", f"echo $GOOD > {out}; sleep 30"),
+    pod = make_pod({"containers": [{**sh("app", f"echo $GOOD > {out}; sleep 30"),
                                 "envFrom": [{"configMapRef": {"name": "cfg"}}]}]})
-    kubelet, rt, sink = _kubelet(tmp_path, pod, objects)
+    kubelet, rt, sink = make_kubelet(tmp_path, pod, objects)
     stop_all(kubelet)
-    _until(kubelet, rt, lambda s: out.exists() and out.read_text() == "yes\n")
+    until(kubelet, rt, lambda s: out.exists() and out.read_text() == "yes\n")
     assert ("InvalidEnvironmentVariableNames", "Keys [1bad] from the EnvFrom configmap "
             "shop/cfg were skipped since they are considered invalid environment variable "
             "names.") in sink.events

@@ -21,6 +21,7 @@ from agent.model.core_container import (
     EnvFromSource,
     ExecAction,
     HTTPGetAction,
+    HTTPHeader,
     KeySelector,
     LocalObjectRef,
     Probe,
@@ -124,7 +125,8 @@ LIFECYCLE: dict[str, Any] = {
             "envFrom": [{"prefix": "DB_", "secretRef": {"name": "db"}}],
             "startupProbe": {"exec": {"command": ["check"]}, "failureThreshold": 30},
             "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5},
-            "readinessProbe": {"httpGet": {"port": 8080, "path": "/ready"},
+            "readinessProbe": {"httpGet": {"port": 8080, "path": "/ready", "httpHeaders": [
+                {"name": "X-Probe", "value": "a"}, {"name": "X-Probe", "value": "b"}]},
                                "successThreshold": 2, "timeoutSeconds": 0},
         }],
     },
@@ -144,7 +146,9 @@ def test_reads_init_containers_env_sources_and_probes_with_api_defaults() -> Non
     assert app.env_from == (EnvFromSource(prefix="DB_", secret_ref=LocalObjectRef("db")),)
     assert app.startup_probe == Probe(exec=ExecAction(("check",)), failure_threshold=30)
     assert app.liveness_probe == Probe(tcp_socket=TCPSocketAction("http"), period_seconds=5)
-    assert app.readiness_probe == Probe(http_get=HTTPGetAction(8080, "/ready"),
+    headers = (HTTPHeader("X-Probe", "a"), HTTPHeader("X-Probe", "b"))
+    assert app.readiness_probe == Probe(http_get=HTTPGetAction(8080, "/ready",
+                                                               http_headers=headers),
                                         success_threshold=2, timeout_seconds=1)
 
 
@@ -167,6 +171,10 @@ def test_reads_init_containers_env_sources_and_probes_with_api_defaults() -> Non
      "livenessProbe.tcpSocket.port: must be between 1 and 65535"),
     ("spec.containers[0].readinessProbe.httpGet.scheme", "FTP",
      'readinessProbe.httpGet.scheme: unsupported value "FTP"'),
+    ("spec.containers[0].readinessProbe.httpGet.httpHeaders", [{"name": "X B", "value": "1"}],
+     'httpGet.httpHeaders[0].name: invalid value "X B": a valid HTTP header must consist'),
+    ("spec.containers[0].readinessProbe.httpGet.httpHeaders", [{"value": "1"}],
+     "httpGet.httpHeaders[0].name: required"),
     ("spec.containers[0].env[0].valueFrom.secretKeyRef.key", "a/b",
      "secretKeyRef.key: invalid value"),
     ("spec.containers[0].env[0].valueFrom.secretKeyRef.name", None,

@@ -11,7 +11,8 @@ from lightkube import ApiError
 from lightkube.models.meta_v1 import Status
 
 from lab.controllers.endpointslice import MANAGED_BY, MANAGED_BY_LABEL
-from lab.controllers.manager import TICK, Controller, ControlLoop
+from lab.controllers.manager import TICK, ControlLoop
+from lab.controllers.reconcile import Controller
 from lab.kubeapi import retryable
 from lab.liveview import LiveView
 from lab.store.retry import Backoff

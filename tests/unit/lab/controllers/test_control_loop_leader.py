@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.controllers.manager import Controller, ControlLoop
+from lab.controllers.manager import ControlLoop
+from lab.controllers.reconcile import Controller
 from lab.liveview import LiveView
 from lab.store.retry import Backoff
 from tests.unit.lab.controllers.test_control_loop import DEPLOY, POD, FailingApi, FakeKubelet
