@@ -256,3 +256,36 @@ def test_the_agent_programs_no_external_entry_for_a_gateways_service():
     keys = {str(k.vip) for k in plan_services([mine, hijack], [], site=SITE).entries}
     assert "10.240.0.250" not in keys  # the Gateway's address stays the Gateway's
     assert {"10.240.0.251", "10.0.0.11", "10.96.0.99", "10.96.0.20"} <= keys
+
+
+# -- the Gateway's status ---------------------------------------------------------------------
+
+class _Writer:
+    def __init__(self):
+        self.writes = []
+
+    def update_status(self, kind, namespace, name, status):
+        self.writes.append((kind, namespace, name, status))
+        return {}
+
+
+def test_a_squatted_gateway_is_not_programmed_address_not_assigned_naming_the_squatter():
+    """Even when it asked for an address: AddressNotUsable is for an address that cannot be
+    given, and this one could be, through a Service of its own."""
+    from lab.controllers.gateways import GatewayController
+
+    gw = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+          "metadata": {"name": "edge", "namespace": "web", "uid": "u1", "generation": 1,
+                       "resourceVersion": "4"},
+          "spec": {"gatewayClassName": "tulle", "listeners": [HTTP],
+                   "addresses": [{"type": "IPAddress", "value": "10.240.0.250"}]}}
+    pool = {"apiVersion": "networking.tulle.io/v1alpha1", "kind": "LoadBalancerIPPool",
+            "metadata": {"name": "lab"}, "spec": {"blocks": [{"cidr": "10.240.0.240/28"}]}}
+    squatter = from_dict(user_service("tulle-gateway-edge"))
+    writer = _Writer()
+    GatewayController(writer).reconcile([GATEWAY_CLASS, gw, pool], [squatter])
+    [status] = [s for kind, _, _, s in writer.writes if kind == "Gateway"]
+    assert status["addresses"] == []
+    programmed = next(c for c in status["conditions"] if c["type"] == "Programmed")
+    assert (programmed["status"], programmed["reason"]) == ("False", "AddressNotAssigned")
+    assert "Service web/tulle-gateway-edge exists and is not this Gateway's" in programmed["message"]
