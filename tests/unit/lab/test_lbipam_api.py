@@ -95,6 +95,19 @@ def test_a_tulle_gateway_waits_not_programmed_without_a_pool(apilab: ApiLab) -> 
         assert gw is not None
         assert gw["status"]["addresses"] == [{"type": "IPAddress", "value": "10.240.0.241"}]
         assert ingress(apilab, "tulle-gateway-edge") == [{"ip": "10.240.0.241", "ipMode": "VIP"}]
+        # A listener and an infrastructure label added: the Service follows (updated in place).
+        changed = copy.deepcopy(gw)
+        changed["spec"]["listeners"].append({"name": "alt", "port": 8080, "protocol": "HTTP"})
+        changed["spec"]["infrastructure"] = {"labels": {"team": "edge"}}
+        apilab.store.update(changed)
+
+        def service() -> dict[str, Any]:
+            return apilab.store.get("Service", "default", "tulle-gateway-edge") or {}
+
+        p.settle(lambda: len(service()["spec"]["ports"]) == 2)
+        assert service()["metadata"]["labels"]["team"] == "edge"
+        assert service()["metadata"]["uid"] == svc["metadata"]["uid"]  # the same Service
+        assert service()["spec"]["clusterIP"] == svc["spec"]["clusterIP"]
         # The Gateway goes: so does its Service, and the address returns to the pool.
         apilab.store.delete("Gateway", "default", "edge")
         p.settle(lambda: apilab.store.get("Service", "default", "tulle-gateway-edge") is None)
