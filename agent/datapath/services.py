@@ -58,6 +58,7 @@ from agent.datapath.service_types import (
 )
 from agent.model.core import AddressType, EndpointSlice, Service, ServicePort, ServiceType
 from agent.model.frozen import EMPTY, FrozenMap
+from gatewayapi.infrastructure import looks_like_gateway_service
 
 __all__ = [  # the value types live in service_types; importers take them from here too
     "PROTOCOLS",
@@ -196,7 +197,10 @@ def many_service_entries(
             )
             for key, port_name, backends, table in ports_of
         )
-        if site is not None and service.spec.type is not ServiceType.CLUSTER_IP:
+        if (site is not None and service.spec.type is not ServiceType.CLUSTER_IP
+                and not looks_like_gateway_service(service)):
+            # A Gateway's Service has no endpoints: external entries at its address would
+            # shadow the Gateway's (the waypoint, l7_needs) and drop every client.
             from agent.datapath.external import external_entries  # it builds on this module
 
             more, more_notes = external_entries(service, entries, site)

@@ -6,8 +6,8 @@ and Services labelled ``gateway.networking.k8s.io/gateway-name: <Gateway>`` in i
 
 Upstream checks exactly that: it lists the three kinds by that label, waits until one
 exists, and compares the first of each kind found. Tulle's Gateways are served by the
-per-node waypoints, not by objects made for each Gateway, so until Tulle creates such an
-object this case fails and the feature is not claimed."""
+per-node waypoints; the one object Tulle makes for each is its Service of type LoadBalancer
+(``controlplane/gatewayservice``), which is what this finds."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The status controllers' loop, gated by leadership: the Gateway API status, Ingress and
-LoadBalancer pool controllers (the lab's own, ``lab/controllers``: the same code in a lab and
-on a cluster) reconcile the informers' view only while ``leading()`` says so.
+"""The status controllers' loop, gated by leadership: the Gateway API status, Gateway
+Service, Ingress and LoadBalancer pool controllers (the lab's own, ``lab/controllers``: the
+same code in a lab and on a cluster) reconcile the informers' view only while ``leading()`` says so.
 
 Leadership is checked before each round, and a round writes a few statuses (well under the
 five seconds between the renew deadline and the lease's expiry, client-go's defaults), so a
@@ -20,6 +20,7 @@ from agent.model.core import Service
 from lab.controllers.events import Recorder
 from lab.controllers.gateways import KINDS as GATEWAY_KINDS
 from lab.controllers.gateways import GatewayController
+from lab.controllers.gatewayservices import GatewayServiceController
 from lab.controllers.ingresses import KINDS as INGRESS_KINDS
 from lab.controllers.ingresses import IngressController
 from lab.controllers.loadbalancer import KINDS as LB_KINDS
@@ -37,11 +38,12 @@ class StatusControllers:
     gateways: GatewayController
     ingresses: IngressController
     lbipam: LoadBalancerController
+    gateway_services: GatewayServiceController | None = None  # None: Gateways get no Service
 
     @classmethod
     def over(cls, api: ApiWriter, gateways: GatewayController) -> StatusControllers:
         return cls(gateways, IngressController(api, Recorder(api)),
-                   LoadBalancerController(api, Recorder(api)))
+                   LoadBalancerController(api, Recorder(api)), GatewayServiceController(api))
 
 
 class StatusLoop:
@@ -97,6 +99,8 @@ class StatusLoop:
         objs = self.view.snapshot()
         services = [s for s in self.models.decode_all(objs, ("Service",))
                     if isinstance(s, Service)]
+        if parts.gateway_services is not None:  # a Service made now is addressed next round
+            parts.gateway_services.reconcile(objs, services)
         lb = parts.lbipam.reconcile(objs, services)
         parts.gateways.reconcile(objs, services, lb)
         parts.ingresses.reconcile(objs, services, lb)

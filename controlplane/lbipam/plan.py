@@ -5,9 +5,15 @@ allocation, and the status each claimant (or former claimant) should carry.
   (``LOAD_BALANCER_CLASS``) gets ``status.loadBalancer.ingress: [{ip, ipMode: VIP}]``; one of
   another class is another implementation's and left alone; one that stopped being a
   LoadBalancer gives its address back (its ingress is emptied).
-- A Gateway of a GatewayClass whose controller is Tulle's gets ``status.addresses:
-  [{type: IPAddress, value}]``; ``spec.addresses`` asks for one (the first IPAddress entry
-  with a value; one without a value asks for any; Tulle gives a Gateway one address).
+- A Gateway of a GatewayClass whose controller is Tulle's gets its address through its own
+  Service of type LoadBalancer (``controlplane/gatewayservice``, told from a user's by its
+  controller ownerReference, ``gatewayapi.infrastructure.is_service_of``): the claim is the
+  Gateway's (its key, hence the address it had before it had a Service; ``spec.addresses``
+  asks for one: the first IPAddress entry with a value; one without a value asks for any),
+  the address goes to that Service's ``status.loadBalancer.ingress`` and from there to the
+  Gateway's ``status.addresses: [{type: IPAddress, value}]``. A Gateway without its Service
+  (not made yet, or a user's Service squats the name) has no address and waits, saying why;
+  that Service is no ordinary LoadBalancer claim (a label or a name never makes one so).
 - An IngressClass of Tulle's controller that serves at least one Ingress gets one address
   for all its Ingresses (the waypoints serve them all there, on 80 and 443), which the
   Ingress controller writes to each one's ``status.loadBalancer.ingress``; the address they
@@ -29,6 +35,7 @@ from agent.model.ingress import Ingress, IngressClass
 from agent.model.lbpool import LOAD_BALANCER_CLASS, LoadBalancerIPPool
 from controlplane.lbipam.allocate import Claim, Key, allocate
 from gatewayapi import CONTROLLER_NAME
+from gatewayapi.infrastructure import is_service_of, service_name
 from gatewayapi.ingress.classes import served_ingresses
 
 __all__ = ["LOAD_BALANCER_CLASS", "Plan", "ours", "plan", "requested_address"]
@@ -62,11 +69,27 @@ def requested_address(gw: Gateway) -> str | None:
     return next((a.value for a in gw.spec.addresses if a.type == "IPAddress" and a.value), None)
 
 
-def _gateway_claim(gw: Gateway) -> Claim:
+def _gateway_claim(gw: Gateway, svc: Service) -> Claim:
+    """The Gateway's claim, made through its Service: selected by the Gateway's labels and
+    its Service's (infrastructure labels, gateway-name); holding the Service's address, else
+    the one the Gateway shows (kept across the move to a Service of its own)."""
     requested = requested_address(gw)
-    current = next((a.value for a in gw.status.addresses if a.type == "IPAddress"), None)
-    return Claim(("Gateway", gw.metadata.namespace, gw.metadata.name),
-                 dict(gw.metadata.labels), requested, current)
+    current = next((i.ip for i in svc.status.load_balancer.ingress if i.ip), None)
+    if current is None:
+        current = next((a.value for a in gw.status.addresses if a.type == "IPAddress"), None)
+    labels = {**gw.metadata.labels, **svc.metadata.labels}
+    return Claim(("Gateway", gw.metadata.namespace, gw.metadata.name), labels, requested,
+                 current)
+
+
+def _no_service(gw: Gateway, services: Sequence[Service]) -> str:
+    """Why a Gateway has no Service of its own to take an address through."""
+    name = service_name(gw.metadata.name)
+    ns = gw.metadata.namespace
+    if any(s.metadata.namespace == ns and s.metadata.name == name for s in services):
+        return (f"Service {ns}/{name} exists and is not this Gateway's (no controller "
+                "ownerReference to it): not overwritten; delete or rename that Service")
+    return f"its Service {ns}/{name} is not made yet"
 
 
 def _ingress_class_claim(name: str, labels: dict[str, str], members: Sequence[Ingress]) -> Claim:
@@ -85,16 +108,31 @@ def plan(
 ) -> Plan:
     tulle_classes = {c.metadata.name for c in classes if c.spec.controller_name == CONTROLLER_NAME}
     tulle_gateways = [g for g in gateways if g.spec.gateway_class_name in tulle_classes]
-    claims = [_service_claim(s) for s in services if ours(s)]
-    claims += [_gateway_claim(g) for g in tulle_gateways]
+    own: dict[tuple[str, str], Service] = {}  # Gateway -> its Service
+    for gw in tulle_gateways:
+        svc = next((s for s in services if is_service_of(s, gw)), None)
+        if svc is not None:
+            own[(gw.metadata.namespace, gw.metadata.name)] = svc
+    gateway_services = {id(s) for s in own.values()}
+    claims = [_service_claim(s) for s in services if ours(s) and id(s) not in gateway_services]
+    claims += [_gateway_claim(g, own[(g.metadata.namespace, g.metadata.name)])
+               for g in tulle_gateways if (g.metadata.namespace, g.metadata.name) in own]
     served = served_ingresses(ingresses, ingress_classes)
     labels = {c.metadata.name: dict(c.metadata.labels) for c in ingress_classes}
     claims += [_ingress_class_claim(n, labels[n], m) for n, m in sorted(served.items())]
     allocation = allocate(pools, claims)
+    for gw in tulle_gateways:
+        if (gw.metadata.namespace, gw.metadata.name) not in own:
+            allocation.waiting[("Gateway", gw.metadata.namespace, gw.metadata.name)] = (
+                _no_service(gw, services))
+    owner = {id(svc): ("Gateway", *gw_key) for gw_key, svc in own.items()}
     wanted: dict[tuple[str, str], dict[str, object]] = {}
     for svc in services:
         key = (svc.metadata.namespace, svc.metadata.name)
-        if ours(svc):
+        if id(svc) in owner:
+            ip = allocation.addresses.get(owner[id(svc)])
+            ingress = [{"ip": ip, "ipMode": "VIP"}] if ip else []
+        elif ours(svc):
             ip = allocation.addresses.get(("Service", *key))
             ingress = [{"ip": ip, "ipMode": "VIP"}] if ip else []
         elif svc.spec.type is ServiceType.LOAD_BALANCER or not svc.status.load_balancer.ingress:

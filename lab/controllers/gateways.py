@@ -1,8 +1,9 @@
 """The lab's Gateway API controller: the status of every HTTPRoute, GRPCRoute, TCPRoute,
 UDPRoute, Gateway and GatewayClass, computed by the route engine (pure) and written through
 the status subresource only when it changed. Tulle's Gateways' addresses come from the
-LoadBalancer pools (``controlplane.lbipam``, run by ``lab/controllers/loadbalancer.py``);
-this writes them."""
+LoadBalancer pools through each Gateway's own Service of type LoadBalancer
+(``controlplane.lbipam``, run by ``lab/controllers/loadbalancer.py``; the Services are
+``lab/controllers/gatewayservices.py``'s); this writes them."""
 
 from __future__ import annotations
 
@@ -194,8 +195,11 @@ class GatewayController:
                     status = {**status, "supportedFeatures": SUPPORTED_FEATURE_STATUS}
                 if kind == "Gateway" and (ns, name) in addresses:
                     reason = waiting.get((ns, name), "no address assigned")
+                    # AddressNotUsable only when the address asked for is what fails
+                    # (not a Service squatting its name, nor a pool that selects it not).
                     status = with_address(status, addresses[(ns, name)], reason,
-                                          (ns, name) in requested)
+                                          (ns, name) in requested
+                                          and reason.startswith("requested address"))
                 self._merge_status(kind, ns, name, status)
 
     def _policy_status(

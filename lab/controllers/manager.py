@@ -27,6 +27,7 @@ from lab.controllers.endpointslice import MANAGED_BY, MANAGED_BY_LABEL
 from lab.controllers.events import Recorder
 from lab.controllers.gateways import KINDS as GATEWAY_KINDS
 from lab.controllers.gateways import GatewayController, check_gateway_api
+from lab.controllers.gatewayservices import GatewayServiceController
 from lab.controllers.ingresses import KINDS as INGRESS_KINDS
 from lab.controllers.ingresses import IngressController
 from lab.controllers.loadbalancer import KINDS as LB_KINDS
@@ -67,6 +68,7 @@ class ControlLoop:
         ingresses: IngressController | None = None,
         lbipam: LoadBalancerController | None = None,
         leading: Callable[[], bool] = lambda: True,
+        gateway_services: GatewayServiceController | None = None,
     ) -> None:
         self.view = view
         self.synced = synced
@@ -75,6 +77,7 @@ class ControlLoop:
         self.gateways = gateways
         self.ingresses = ingresses
         self.lbipam = lbipam  # None: Services' addresses are another's (Gateways still get theirs)
+        self.gateway_services = gateway_services  # None: Gateways get no Service (no address)
         # The Gateway, Ingress and LoadBalancer status work runs only while this holds the
         # tulle-controller Lease (controlplane/leader), which a tulle-controller run against
         # the lab contends for too; Deployments, scheduling, slices and pods always run.
@@ -137,6 +140,8 @@ class ControlLoop:
         try:
             self.controller.reconcile(view)
             if leading:
+                if self.gateway_services is not None:
+                    self.gateway_services.reconcile(objs, view.services)
                 lb = None if self.lbipam is None else self.lbipam.reconcile(objs, view.services)
                 self.gateways.reconcile(objs, view.services, lb)
                 if self.ingresses is not None:
@@ -220,6 +225,7 @@ def run(name: str, kubeconfig: Path | None = None) -> int:
         view, informers.synced, kubelet, controller, GatewayController(api, gateway_api),
         ingresses=IngressController(api, Recorder(api)),
         lbipam=LoadBalancerController(api, Recorder(api)), leading=election.leading,
+        gateway_services=GatewayServiceController(api),
     )
     log.info("controller for lab %s started with nodes %s", name, controller.nodes)
     elected = election.start(stop)  # releases the Lease when ``stop`` is set

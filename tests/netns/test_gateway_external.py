@@ -120,6 +120,24 @@ def test_addresses_come_from_the_pool(site: dict[str, Any]) -> None:
     assert site["gateway"] != site["ingress"]
 
 
+def test_the_gateway_address_is_its_own_load_balancer_services(lab: Lab,
+                                                                site: dict[str, Any]) -> None:
+    """tulle-controller made the Gateway a Service of type LoadBalancer (no selector, so no
+    endpoints) and the address came through it; the agent programs no entry of its own for
+    that address (which would drop every client), so the Gateway serves there: the requests
+    of the other tests here reach it, and this one does too."""
+    [svc] = [s for s in lab.get("services", NS) if s["metadata"]["name"] == "tulle-gateway-edge"]
+    gw = lab.get("gateways", NS)[0]
+    assert svc["spec"]["type"] == "LoadBalancer" and not svc["spec"].get("selector")
+    assert svc["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] == "edge"
+    [owner] = svc["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["uid"]) == ("Gateway", gw["metadata"]["uid"])
+    assert [i["ip"] for i in svc["status"]["loadBalancer"]["ingress"]] == [site["gateway"]]
+    assert sorted(p["port"] for p in svc["spec"]["ports"]) == [80, 443]
+    code, echoed = get(lab, site["gateway"], "web.example", "/two/through-the-service")
+    assert code == "200" and pod_of(echoed) == "two"
+
+
 def test_gateway_http_by_host(lab: Lab, site: dict[str, Any]) -> None:
     code, echoed = get(lab, site["gateway"], "web.example", "/one/x?q=1")
     assert code == "200" and pod_of(echoed) == "one"

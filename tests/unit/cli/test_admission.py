@@ -26,11 +26,11 @@ from agent.model.documents import (
 from gatewayapi import RouteCompiler
 from lab.apiserver.model_admission import admit
 from lab.controllers.endpointslice import desired_slices
-from lab.controllers.gateways import GatewayController
 from lab.seed import DEFAULT_POOL, GATEWAY_CLASS
 from lab.store import Store
 from lab.store.objects import MAX_OBJECT_BYTES
 from lab.topology import LB_POOL_CIDR
+from tests.unit.lab.gateway_address import address_gateways
 
 FORGED_IP = "203.0.113.66"
 NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}
@@ -97,7 +97,7 @@ def test_gateway_status_addresses_from_apply_are_not_stored_or_programmed(run) -
     assert "status" not in gateway
     # The lab's Gateway controller assigns the address, through the status path.
     with Store(run.store) as store:
-        GatewayController(store).reconcile(store.list()[0], [])
+        address_gateways(store)  # its Service, then its address through it
     # Re-applying the forged status changes nothing either.
     assert _apply(run, NAMESPACE, GATEWAY_CLASS, GATEWAY).exit_code == 0
     objs = _stored(run)

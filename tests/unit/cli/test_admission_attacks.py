@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from agent.datapath.desired import waypoint_address
 from agent.model.convert import from_dict
 from agent.model.node import Node
-from lab.controllers.gateways import GatewayController
 from lab.ipam import allocate_cluster_ip
 from lab.seed import DEFAULT_POOL, GATEWAY_CLASS, node_object
 from lab.store import Store
 from lab.topology import plan_lab
+from tests.unit.lab.gateway_address import address_gateways
 
 ATTACKER = "10.244.1.126"  # a pod on node1: the last host of 10.244.1.64/26
 
@@ -134,7 +134,7 @@ def _service(ip: str | None = None) -> dict[str, Any]:
 
 def _gateway_address(run) -> str:
     with Store(run.store) as store:
-        GatewayController(store).reconcile(store.list()[0], [])
+        address_gateways(store)  # its Service, then its address through it
         gateway = store.get("Gateway", "shop", "edge")
     assert gateway is not None
     return str(gateway["status"]["addresses"][0]["value"])

@@ -64,7 +64,10 @@ def test_the_role_names_the_lease_and_the_lab_seeds_it() -> None:
         _one(docs, binding["roleRef"]["kind"], binding["roleRef"]["name"])
     cluster = _one(docs, "ClusterRole", ACCOUNT)
     verbs = {v for r in cluster["rules"] for v in r["verbs"]}
-    assert verbs == {"list", "watch", "patch", "create"}  # no update, delete or get anywhere
+    assert verbs == {"list", "watch", "patch", "create", "update", "delete"}  # no get
+    # update and delete only for the Gateways' Services (controlplane/gatewayservice)
+    assert {res for r in cluster["rules"] if {"update", "delete"} & set(r["verbs"])
+            for res in r["resources"]} == {"services"}
     writes = {res for r in cluster["rules"] if "patch" in r["verbs"] for res in r["resources"]}
     assert all(res.endswith("/status") for res in writes)
 

@@ -3,6 +3,7 @@
 import ipaddress
 
 from agent.model.convert import from_dict
+from controlplane.gatewayservice import desired_service
 from controlplane.lbipam import LOAD_BALANCER_CLASS, Claim, allocate, plan, requested_address
 from lab.seed import GATEWAY_CLASS
 
@@ -93,7 +94,7 @@ def _svc(name, type_="LoadBalancer", cls=None, ingress=None, lb_ip=None):
 
 def _gw(name, cls="tulle", address=None, requested=None):
     obj = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-           "metadata": {"name": name, "namespace": "web"},
+           "metadata": {"name": name, "namespace": "web", "uid": f"uid-{name}"},
            "spec": {"gatewayClassName": cls, "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}
     if requested:
         obj["spec"]["addresses"] = [{"type": "IPAddress", "value": requested}]
@@ -118,15 +119,19 @@ def test_plan_serves_ours_leaves_other_classes_and_releases_on_type_change():
     assert got.services[("web", "was-lb")] == {"loadBalancer": {"ingress": []}}
 
 
+def _own(*gateways):
+    """Each Gateway's own Service, as tulle-controller makes it (controlplane/gatewayservice)."""
+    return [from_dict(desired_service(g)) for g in gateways]
+
+
 def pool_net():
     return ipaddress.ip_network("10.240.0.240/28")
 
 
 def test_plan_gives_tulle_gateways_pool_addresses_replacing_service_range_ones():
     classes = [from_dict(GATEWAY_CLASS)]
-    got = plan([_pool("lab", {"cidr": "10.240.0.240/28"})], [],
-               [_gw("old", address="10.96.7.7"), _gw("asks", requested="10.240.0.250"), _gw("foreign", cls="other")],
-               classes)
+    gateways = [_gw("old", address="10.96.7.7"), _gw("asks", requested="10.240.0.250"), _gw("foreign", cls="other")]
+    got = plan([_pool("lab", {"cidr": "10.240.0.240/28"})], _own(*gateways[:2]), gateways, classes)
     assert set(got.gateways) == {("web", "old"), ("web", "asks")}
     assert ipaddress.ip_address(got.gateways[("web", "old")]) in pool_net()
     assert got.gateways[("web", "asks")] == "10.240.0.250"
@@ -172,11 +177,11 @@ def test_plan_gives_each_served_ingress_class_one_pool_address_beside_the_others
 def test_a_gateway_address_without_a_value_gets_a_pool_address():
     """GatewayAddressEmpty: ``addresses: [{type: IPAddress}]`` asks for any address."""
     gw = from_dict({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-                    "metadata": {"name": "any", "namespace": "web"},
+                    "metadata": {"name": "any", "namespace": "web", "uid": "u"},
                     "spec": {"gatewayClassName": "tulle", "addresses": [{"type": "IPAddress"}],
                              "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}})
     assert requested_address(gw) is None
-    got = plan([_pool("lab", {"cidr": "10.240.0.240/28"})], [], [gw], [from_dict(GATEWAY_CLASS)])
+    got = plan([_pool("lab", {"cidr": "10.240.0.240/28"})], _own(gw), [gw], [from_dict(GATEWAY_CLASS)])
     assert ipaddress.ip_address(got.gateways[("web", "any")]) in pool_net()
     assert got.waiting == {}
 
@@ -185,7 +190,7 @@ def test_a_gateway_asks_with_its_first_ip_address_that_has_a_value():
     gw = _gw("asks", requested="10.240.0.250")
     assert requested_address(gw) == "10.240.0.250"
     outside = _gw("outside", requested="192.0.2.1")
-    got = plan([_pool("lab", {"cidr": "10.240.0.240/28"})], [], [gw, outside],
+    got = plan([_pool("lab", {"cidr": "10.240.0.240/28"})], _own(gw, outside), [gw, outside],
                [from_dict(GATEWAY_CLASS)])
     assert got.gateways == {("web", "asks"): "10.240.0.250", ("web", "outside"): None}
     assert "192.0.2.1" in got.waiting[("Gateway", "web", "outside")]

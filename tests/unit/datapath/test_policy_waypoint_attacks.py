@@ -21,12 +21,12 @@ from agent.model.core import Service
 from agent.model.gateway import Gateway
 from gatewayapi import RouteCompiler
 from l7proxy.parents import gateway_parents
-from lab.controllers.gateways import GatewayController
 from lab.seed import DEFAULT_POOL, GATEWAY_CLASS
 from lab.store import Store
 from lab.topology import SERVICE_CIDR
 
 from ..cli.labapi import lab_api
+from ..lab.gateway_address import address_gateways
 from .test_desired_waypoint import node
 from .test_policy_waypoint import NAMESPACES, PODS
 
@@ -67,7 +67,7 @@ def _web(name: str = "web", cluster_ip: str | None = None) -> dict[str, Any]:
 def _trap_address(store_path: Path) -> str:
     assert _apply(store_path, NS_ATT, NS_SHOP, GATEWAY_CLASS, DEFAULT_POOL, TRAP).exit_code == 0
     with Store(store_path) as store:
-        GatewayController(store).reconcile(store.list()[0], [])
+        address_gateways(store)  # its Service, then its address through it
         gateway = next(o for o in store.list()[0] if o["kind"] == "Gateway")
     return str(gateway["status"]["addresses"][0]["value"])
 

@@ -19,6 +19,7 @@ from lab.apiserver.crds import install_gateway_api
 from lab.apiserver.server import ApiServer
 from lab.controllers.events import Recorder
 from lab.controllers.gateways import GatewayController
+from lab.controllers.gatewayservices import GatewayServiceController
 from lab.controllers.loadbalancer import LoadBalancerController
 from lab.controllers.manager import FIELD_MANAGER, WATCHED, ControlLoop
 from lab.controllers.reconcile import Controller
@@ -169,5 +170,6 @@ def parts(lab: ApiLab, *, informers: bool = True, backoff: Backoff = QUICK) -> P
         GatewayController(api),
         backoff=backoff,
         lbipam=LoadBalancerController(api, Recorder(api)),
+        gateway_services=GatewayServiceController(api),
     )
     return Parts(view, api, kubelet, loop, feed)

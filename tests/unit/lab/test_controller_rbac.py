@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.model.convert import from_dict
 from lab.controllers.gateways import GatewayController, check_gateway_api
+from lab.controllers.gatewayservices import GatewayServiceController
 from lab.controllers.manager import FIELD_MANAGER
 from lab.kubeapi import ApiWriter, connect
 from lab.seed import DEFAULT_POOL, GATEWAY_CLASS, register_node
@@ -51,6 +53,10 @@ ALLOWED = [
     "watch authorizationpolicies.security.tulle.io",
     "patch authorizationpolicies.security.tulle.io --subresource=status",
     "patch services --subresource=status",
+    # each of Tulle's Gateways' Service (controlplane/gatewayservice)
+    "create services",
+    "update services",
+    "delete services",
     "watch loadbalancerippools.networking.tulle.io",
     # the tulle-controller Lease it contends for (Gateway/Ingress/LB status only while leading)
     "get leases.coordination.k8s.io/tulle-controller --namespace=tulle-system",
@@ -69,9 +75,8 @@ DENIED = [
     "update daemonsets.apps",
     "create daemonsets.apps",
     "patch pods",
-    "create services",
-    "delete services",
     "patch services",
+    "get services",
     "create loadbalancerippools.networking.tulle.io",
     "update httproutes.gateway.networking.k8s.io",
     "create configmaps",
@@ -170,8 +175,13 @@ def test_gateway_api_status_is_written_through_the_api_once(apilab: ApiLab) -> N
         apilab.store.create(obj)
     kinds = ("Gateway", "HTTPRoute", "GatewayClass", "LoadBalancerIPPool")
     with connect(apilab.controller, FIELD_MANAGER) as client:
+        # The Gateway's address comes through its own Service, which this account makes.
+        GatewayServiceController(ApiWriter(client)).reconcile(apilab.store.list(kinds)[0], [])
+        made = apilab.store.get("Service", "default", "tulle-gateway-gw")
+        assert made is not None
+        services = [from_dict(made)]
         gateways = GatewayController(ApiWriter(client))
-        gateways.reconcile(apilab.store.list(kinds)[0], [])
+        gateways.reconcile(apilab.store.list(kinds)[0], services)
         gw = apilab.store.get("Gateway", "default", "gw")
         route = apilab.store.get("HTTPRoute", "default", "r")
         assert gw is not None and route is not None
@@ -179,7 +189,7 @@ def test_gateway_api_status_is_written_through_the_api_once(apilab: ApiLab) -> N
         assert gw["status"]["conditions"]  # the address and the conditions: neither lost
         assert route["status"]["parents"][0]["parentRef"]["name"] == "gw"
         before = apilab.store.revision()
-        gateways.reconcile(apilab.store.list(kinds)[0], [])
+        gateways.reconcile(apilab.store.list(kinds)[0], services)
         assert apilab.store.revision() == before  # nothing changed: nothing written
 
 

@@ -75,17 +75,42 @@ def test_a_tulle_gateway_waits_not_programmed_without_a_pool(apilab: ApiLab) -> 
         return next((c for c in conditions if c["type"] == "Programmed"), None)
 
     try:
-        p.settle(lambda: programmed() is not None)
+        # First its Service is made (the Gateway waits for it), then it waits for a pool.
+        p.settle(lambda: "no LoadBalancerIPPool selects it"
+                 in str((programmed() or {}).get("message")))
         condition = programmed()
         assert condition is not None
         assert (condition["status"], condition["reason"]) == ("False", "AddressNotAssigned")
-        assert "no LoadBalancerIPPool selects it" in condition["message"]
+        svc = apilab.store.get("Service", "default", "tulle-gateway-edge")
+        assert svc is not None and svc["spec"]["type"] == "LoadBalancer"
+        assert svc["metadata"]["labels"] == {"gateway.networking.k8s.io/gateway-name": "edge"}
+        gw = apilab.store.get("Gateway", "default", "edge")
+        assert gw is not None
+        [owner] = svc["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["uid"]) == ("Gateway", gw["metadata"]["uid"])
         apilab.store.create(POOL)
         p.settle(lambda: bool((apilab.store.get("Gateway", "default", "edge") or {})
                               .get("status", {}).get("addresses")))
         gw = apilab.store.get("Gateway", "default", "edge")
         assert gw is not None
         assert gw["status"]["addresses"] == [{"type": "IPAddress", "value": "10.240.0.241"}]
+        assert ingress(apilab, "tulle-gateway-edge") == [{"ip": "10.240.0.241", "ipMode": "VIP"}]
+        # A listener and an infrastructure label added: the Service follows (updated in place).
+        changed = copy.deepcopy(gw)
+        changed["spec"]["listeners"].append({"name": "alt", "port": 8080, "protocol": "HTTP"})
+        changed["spec"]["infrastructure"] = {"labels": {"team": "edge"}}
+        apilab.store.update(changed)
+
+        def service() -> dict[str, Any]:
+            return apilab.store.get("Service", "default", "tulle-gateway-edge") or {}
+
+        p.settle(lambda: len(service()["spec"]["ports"]) == 2)
+        assert service()["metadata"]["labels"]["team"] == "edge"
+        assert service()["metadata"]["uid"] == svc["metadata"]["uid"]  # the same Service
+        assert service()["spec"]["clusterIP"] == svc["spec"]["clusterIP"]
+        # The Gateway goes: so does its Service, and the address returns to the pool.
+        apilab.store.delete("Gateway", "default", "edge")
+        p.settle(lambda: apilab.store.get("Service", "default", "tulle-gateway-edge") is None)
     finally:
         assert p.informers is not None
         p.informers.stop()
