@@ -27,6 +27,7 @@ certificate files that change are used from the next dial on.
 from __future__ import annotations
 
 import heapq
+import logging
 import os
 import queue
 import threading
@@ -59,6 +60,9 @@ if TYPE_CHECKING:
     from agent.observer.tls import ClientTls
 
 
+log = logging.getLogger("tulle.relay")
+
+
 @dataclass(frozen=True)
 class Peer:
     name: str
@@ -84,6 +88,8 @@ class _PeerStream(threading.Thread):
         self._cancelled = threading.Event()
 
     def _status(self, state: str, message: str = "") -> None:
+        if state != "NODE_CONNECTED":  # the operator's view too (kubectl logs tulle-relay)
+            log.warning("node %s: %s %s", self.peer.name, state, message)
         st = NodeStatus(state, (self.peer.name,), message, time.time_ns(), self.peer.name)
         self.out.put(("status", st))
 
@@ -184,9 +190,9 @@ class RelayService(pb_grpc.ObserverServicer):
         """The cached channel to `peer`; TLS channels are renewed when the files change."""
         renewed = self.tls is not None and self.tls.refresh()
         with self._lock:
-            if renewed:
+            if renewed:  # new dials use the new pair; streams on the old channels go on
                 for old in [p for p in self._channels if not _is_unix(p.address)]:
-                    self._channels.pop(old).close()
+                    del self._channels[old]
             ch = self._channels.get(peer)
             if ch is None:
                 if self.tls is None or _is_unix(peer.address):

@@ -232,3 +232,14 @@ def test_unusable_files_get_an_error_naming_the_file(tmp_path: Path, ca: Authori
         ClientTls(TlsFiles(good.cert, good.key, garbage))
     with pytest.raises(TlsConfigError, match="not an unencrypted PEM private key"):
         ClientTls(TlsFiles(good.cert, garbage, good.ca))
+
+
+def test_the_relay_dials_with_its_renewed_pair(
+        tmp_path: Path, ca: Authority, agent: Callable[..., ObserverServer],
+        relay_of: Callable[..., ObserverClient]) -> None:
+    node = agent(agent_files(tmp_path, ca))
+    client = relay_of(node, relay_files(tmp_path, ca, not_before=LONG_AGO))
+    assert "the agent refused the relay's client certificate" in unavailable(client)
+    relay_files(tmp_path, ca)  # renewed in place, as the kubelet updates a Secret volume
+    events = list(client.get_flows(FlowsQuery(number=10)))
+    assert flow_ids(events) == [f"{NODE}@1", f"{NODE}@2", f"{NODE}@3"]
