@@ -75,7 +75,8 @@ def relay(listen: str, kubeconfig: str | None, peers: tuple[str, ...], agent_por
     if any(files) and not all(files):
         missing = [f for f, v in zip(flags, files, strict=True) if not v]
         raise click.BadParameter(f"needs {' and '.join(missing)} too", param_hint="--tls-*")
-    tls = files if all(files) else None
+    tls = ((tls_client_cert, tls_client_key, tls_server_ca)
+           if tls_client_cert and tls_client_key and tls_server_ca else None)
     if tls is None and (not static or needs_tls(static)):
         raise click.UsageError(
             "agents on the network are dialled over mTLS only: give --tls-client-cert, "
@@ -83,7 +84,7 @@ def relay(listen: str, kubeconfig: str | None, peers: tuple[str, ...], agent_por
             "unix:/PATH peers")
     raise SystemExit(run(RelayConfig(
         listen=listen, kubeconfig=kubeconfig, static_peers=static, agent_port=agent_port,
-        cluster=cluster_name, tls=tls, resync=resync,  # type: ignore[arg-type]
+        cluster=cluster_name, tls=tls, resync=resync,
     )))
 
 
