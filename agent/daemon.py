@@ -64,6 +64,9 @@ class AgentConfig:
     # the node IP only helps behind a host firewall (ARCHITECTURE.md, "Exposure").
     observer_host: str = "127.0.0.1"
     observer_port: int = 4244  # Hubble's per-node port
+    # mTLS on the observer's TCP port (agent.observer.tls): (cert, key, client CA) files, read
+    # again when they change. None: plaintext, which the CLI allows on loopback only.
+    observer_tls: tuple[str, str, str] | None = None
     metrics_address: str | None = "127.0.0.1:9965"  # Prometheus (Hubble's port); None: off
     metrics_hubble_names: bool = False  # hubble_* names for the families Hubble also has
     l7_intake: str | None = None  # unix socket where the node's waypoint hands over L7 flows
@@ -362,10 +365,19 @@ def _start_observer(ring: FlowRing, config: AgentConfig) -> Any:
 
     if config.observer_socket:
         Path(config.observer_socket).unlink(missing_ok=True)
+    tls = None
+    if config.observer_tls is not None:
+        from agent.observer.tls import ServerTls, TlsConfigError, TlsFiles
+
+        try:
+            tls = ServerTls(TlsFiles.of(*config.observer_tls))
+        except TlsConfigError as err:
+            raise SystemExit(f"tulle agent: observer TLS: {err}") from None
     server = ObserverServer(
         ring,
         config.node,
         tcp_address=f"{_host(config.observer_host)}:{config.observer_port}",
         unix_socket=config.observer_socket,
+        tls=tls,
     )
     return server.start()

@@ -12,6 +12,7 @@ from agent.cli.lab import lab
 from agent.cli.namespaces import list_namespaces
 from agent.cli.node import agent, waypoint
 from agent.cli.observe import list_group, observe, set_default_server, status
+from agent.cli.relay import certs, relay
 from agent.cli.resources import delete, describe_cmd, get, wait
 from agent.cli.servicemap import map_cmd
 from agent.cli.trace import trace
@@ -44,6 +45,8 @@ cli.add_command(status)
 list_group.add_command(list_namespaces)
 cli.add_command(list_group)
 cli.add_command(map_cmd)
+cli.add_command(relay)
+cli.add_command(certs)
 cli.add_command(trace)
 cli.add_command(identity)
 cli.add_command(convert_cmd)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import click
 
+from agent.cli.relay import observer_tls_files, relay
 from identity.spiffe import DEFAULT_TRUST_DOMAIN
 
 
@@ -43,6 +44,22 @@ kubeconfig_option = click.option(
     help="Address the observer API's TCP port binds (the node IP only behind a host firewall).",
 )
 @click.option("--observer-port", default=4244, show_default=True, help="Observer API TCP port.")
+@click.option(
+    "--observer-tls-cert",
+    default=None,
+    metavar="PATH",
+    help="The agent's certificate (PEM, for *.CLUSTER.observer.tulle.io): the observer's TCP "
+    "port speaks mTLS. With --observer-tls-key and --observer-tls-client-ca; files that "
+    "change are used from the next connection on.",
+)
+@click.option("--observer-tls-key", default=None, metavar="PATH", help="Its private key (PEM).")
+@click.option(
+    "--observer-tls-client-ca",
+    default=None,
+    metavar="PATH",
+    help="The CA (PEM) whose client certificates (the relay's) the observer's TCP port "
+    "accepts; no other client is served.",
+)
 @click.option("--flow-capacity", default=65_535, show_default=True, help="Flows kept in memory.")
 @click.option(
     "--metrics-address",
@@ -141,6 +158,9 @@ def agent(
     observer_socket: str | None,
     observer_host: str,
     observer_port: int,
+    observer_tls_cert: str | None,
+    observer_tls_key: str | None,
+    observer_tls_client_ca: str | None,
     flow_capacity: int,
     metrics_address: str,
     metrics_hubble_names: bool,
@@ -174,6 +194,8 @@ def agent(
         observer_socket=observer_socket,
         observer_host=observer_host,
         observer_port=observer_port,
+        observer_tls=observer_tls_files(observer_host, observer_tls_cert, observer_tls_key,
+                                        observer_tls_client_ca),
         metrics_address=metrics_address or None,
         metrics_hubble_names=metrics_hubble_names,
         l7_intake=l7_intake,
@@ -343,6 +365,8 @@ def setup(node: str, kubeconfig: str | None, out: str) -> None:
 
     raise SystemExit(run(node, kubeconfig, Path(out)))
 
+
+node_cli.add_command(relay)
 
 if __name__ == "__main__":
     node_cli()

@@ -6,7 +6,9 @@ and merges all nodes' flows in time order. Ports follow Hubble's.
 
 Modules: `convert` (the only translation between the proto and Python), `server`
 (`ObserverServer`, one node's ring), `relay` (`Relay`, all nodes), `client`
-(`ObserverClient`, used by the CLI), `hosting` (TCP plus unix-socket gRPC hosting).
+(`ObserverClient`, used by the CLI), `hosting` (TCP plus unix-socket gRPC hosting), `tls`
+(relay-to-agent mTLS: names, reloading files, why a handshake failed), `certgen` (the CA
+and pairs `tulle certs relay` writes), `relayd` (the relay as a cluster process).
 """
 
 AGENT_PORT = 4244

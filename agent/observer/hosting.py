@@ -66,9 +66,10 @@ class StreamLimit:
 class GrpcHost:
     """A started gRPC server bound to an optional TCP address and an optional unix socket.
 
-    ``tcp_address`` is "host:port" (port 0 picks a free one, see `tcp_port`). The unix
-    socket's parent directory is created, a stale socket file is replaced, and the file is
-    removed again on `stop`.
+    ``tcp_address`` is "host:port" (port 0 picks a free one, see `tcp_port`), served with
+    ``tcp_credentials`` when given (TLS), else in plaintext. The unix socket is always
+    plaintext (local use; file permissions guard it). Its parent directory is created, a
+    stale socket file is replaced, and the file is removed again on `stop`.
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class GrpcHost:
         tcp_address: str | None,
         unix_socket: str | os.PathLike[str] | None,
         max_workers: int = 32,
+        tcp_credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         if tcp_address is None and unix_socket is None:
             raise ValueError("give a TCP address, a unix socket, or both")
@@ -92,7 +94,10 @@ class GrpcHost:
         self.tcp_address = tcp_address
         self.unix_socket = Path(unix_socket) if unix_socket is not None else None
         if tcp_address is not None:
-            port = self._server.add_insecure_port(tcp_address)
+            if tcp_credentials is not None:
+                port = self._server.add_secure_port(tcp_address, tcp_credentials)
+            else:
+                port = self._server.add_insecure_port(tcp_address)
             if port == 0:
                 raise OSError(f"cannot listen on {tcp_address} (address in use?)")
             self.tcp_port = port
@@ -129,13 +134,15 @@ class ObserverHost:
     service: Any
 
     def __init__(self, tcp_address: str | None, unix_socket: str | os.PathLike[str] | None,
-                 max_workers: int, max_streams: int = MAX_STREAMS) -> None:
+                 max_workers: int, max_streams: int = MAX_STREAMS,
+                 tcp_credentials: Callable[[], grpc.ServerCredentials] | None = None) -> None:
         if max_streams >= max_workers:
             raise ValueError(f"max streams ({max_streams}) must stay below the worker threads "
                              f"({max_workers}) so status calls still get one")
         self.tcp_address = tcp_address
         self.unix_socket = unix_socket
         self.max_workers = max_workers
+        self.tcp_credentials = tcp_credentials  # called at each start: TLS on the TCP port
         self._host: GrpcHost | None = None
 
     def start(self) -> Self:
@@ -143,6 +150,7 @@ class ObserverHost:
             lambda s: pb_grpc.add_ObserverServicer_to_server(self.service, s),
             tcp_address=self.tcp_address, unix_socket=self.unix_socket,
             max_workers=self.max_workers,
+            tcp_credentials=self.tcp_credentials() if self.tcp_credentials else None,
         )
         self._started(self._host)
         return self

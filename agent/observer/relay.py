@@ -16,20 +16,27 @@ A peer that cannot be reached within ``connect_timeout`` is reported with a node
 record (NODE_UNAVAILABLE) and left out; one that fails or times out mid-stream is
 reported as NODE_ERROR. The relay never waits on a dead node beyond those timeouts.
 Dropped peers are not redialled within one GetFlows call; the next call tries again.
+
+With ``tls`` (agent.observer.tls.ClientTls) the relay dials TCP peers over mTLS: its client
+certificate, the agents' CA, and the name ``<peer name>.<cluster>.observer.tulle.io``;
+unix-socket peers stay plaintext. A peer whose handshake fails is reported with the reason
+(expired, wrong name, another CA, or the agent refusing the relay's certificate), and
+certificate files that change are used from the next dial on.
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
 import os
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -49,6 +56,12 @@ from agent.observer.gen import observer_pb2 as pb
 from agent.observer.gen import observer_pb2_grpc as pb_grpc
 from agent.observer.hosting import MAX_STREAMS, ObserverHost, StreamLimit, normalize_target
 
+if TYPE_CHECKING:
+    from agent.observer.tls import ClientTls
+
+
+log = logging.getLogger("tulle.relay")
+
 
 @dataclass(frozen=True)
 class Peer:
@@ -56,19 +69,27 @@ class Peer:
     address: str
 
 
+def _is_unix(address: str) -> bool:
+    return address.startswith("unix:")
+
+
 class _PeerStream(threading.Thread):
     """Reads one peer's GetFlows stream into the shared queue, then puts ("done", name)."""
 
     def __init__(self, peer: Peer, channel: grpc.Channel, request: pb.GetFlowsRequest,
                  out: queue.Queue[tuple[Any, ...]], connect_timeout: float,
-                 request_timeout: float | None) -> None:
+                 request_timeout: float | None,
+                 explain: Callable[[Peer], str | None]) -> None:
         super().__init__(name=f"relay-{peer.name}", daemon=True)
         self.peer, self.channel, self.request, self.out = peer, channel, request, out
+        self.explain = explain
         self.connect_timeout, self.request_timeout = connect_timeout, request_timeout
         self._call: Any = None
         self._cancelled = threading.Event()
 
     def _status(self, state: str, message: str = "") -> None:
+        if state != "NODE_CONNECTED":  # the operator's view too (kubectl logs tulle-relay)
+            log.warning("node %s: %s %s", self.peer.name, state, message)
         st = NodeStatus(state, (self.peer.name,), message, time.time_ns(), self.peer.name)
         self.out.put(("status", st))
 
@@ -81,6 +102,7 @@ class _PeerStream(threading.Thread):
     def _run(self) -> None:
         problem = probe(self.channel, self.connect_timeout)
         if problem:
+            problem = self.explain(self.peer) or problem
             self._status("NODE_UNAVAILABLE", f"{self.peer.address}: {problem}")
             return
         if self._cancelled.is_set():
@@ -134,8 +156,10 @@ def trim(responses: list[pb.GetFlowsResponse], number: int, first: bool) -> list
 class RelayService(pb_grpc.ObserverServicer):
     def __init__(self, peers: Sequence[tuple[str, str]], *, connect_timeout: float = 2.0,
                  request_timeout: float = 10.0, status_timeout: float = 2.0,
-                 reorder_window: float = 0.3, max_streams: int = MAX_STREAMS) -> None:
+                 reorder_window: float = 0.3, max_streams: int = MAX_STREAMS,
+                 tls: ClientTls | None = None) -> None:
         self.streams = StreamLimit(max_streams)
+        self.tls = tls
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.status_timeout = status_timeout
@@ -143,7 +167,7 @@ class RelayService(pb_grpc.ObserverServicer):
         self.stopping = threading.Event()
         self._started_ns = time.time_ns()
         self._lock = threading.Lock()
-        self._channels: dict[str, grpc.Channel] = {}
+        self._channels: dict[Peer, grpc.Channel] = {}
         self._peers: list[Peer] = []
         self.set_peers(peers)
 
@@ -154,20 +178,35 @@ class RelayService(pb_grpc.ObserverServicer):
         new = [Peer(name, normalize_target(addr)) for name, addr in peers]
         with self._lock:
             self._peers = new
-            keep = {p.address for p in new}
-            for addr in [a for a in self._channels if a not in keep]:
-                self._channels.pop(addr).close()
+            keep = set(new)
+            for peer in [p for p in self._channels if p not in keep]:
+                self._channels.pop(peer).close()
 
     def peers(self) -> list[Peer]:
         with self._lock:
             return list(self._peers)
 
     def _channel(self, peer: Peer) -> grpc.Channel:
+        """The cached channel to `peer`; TLS channels are renewed when the files change."""
+        renewed = self.tls is not None and self.tls.refresh()
         with self._lock:
-            ch = self._channels.get(peer.address)
+            if renewed:  # new dials use the new pair; streams on the old channels go on
+                for old in [p for p in self._channels if not _is_unix(p.address)]:
+                    del self._channels[old]
+            ch = self._channels.get(peer)
             if ch is None:
-                ch = self._channels[peer.address] = grpc.insecure_channel(peer.address)
+                if self.tls is None or _is_unix(peer.address):
+                    ch = grpc.insecure_channel(peer.address)
+                else:
+                    ch = self.tls.channel(peer.address, peer.name)
+                self._channels[peer] = ch
             return ch
+
+    def explain(self, peer: Peer) -> str | None:
+        """Why a TLS peer cannot be reached (None: not TLS, or not a TLS problem)."""
+        if self.tls is None or _is_unix(peer.address):
+            return None
+        return self.tls.diagnose(peer.address, peer.name, self.connect_timeout)
 
     def close(self) -> None:
         self.stopping.set()
@@ -191,7 +230,7 @@ class RelayService(pb_grpc.ObserverServicer):
         out: queue.Queue[tuple[Any, ...]] = queue.Queue()
         streams = [
             _PeerStream(p, self._channel(p), request, out, self.connect_timeout,
-                        None if request.follow else self.request_timeout)
+                        None if request.follow else self.request_timeout, self.explain)
             for p in peers
         ]
         for s in streams:
@@ -272,6 +311,8 @@ class RelayService(pb_grpc.ObserverServicer):
                 resp = stub.ServerStatus(pb.ServerStatusRequest(), timeout=self.status_timeout)
                 return p, status_from_proto(resp), ""
             except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.UNAVAILABLE:
+                    return p, None, self.explain(p) or e.details() or e.code().name
                 return p, None, e.details() or e.code().name
 
         with futures.ThreadPoolExecutor(max_workers=min(32, len(peers))) as pool:
@@ -333,12 +374,13 @@ class Relay(ObserverHost):
         reorder_window: float = 0.3,
         max_workers: int = 32,
         max_streams: int = MAX_STREAMS,
+        tls: ClientTls | None = None,
     ) -> None:
         super().__init__(tcp_address, unix_socket, max_workers, max_streams)
         self.service = RelayService(
             peers, connect_timeout=connect_timeout, request_timeout=request_timeout,
             status_timeout=status_timeout, reorder_window=reorder_window,
-            max_streams=max_streams,
+            max_streams=max_streams, tls=tls,
         )
 
     def set_peers(self, peers: Sequence[tuple[str, str]]) -> None:

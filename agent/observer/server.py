@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -37,6 +38,9 @@ from agent.observer.convert import (
 from agent.observer.gen import observer_pb2 as pb
 from agent.observer.gen import observer_pb2_grpc as pb_grpc
 from agent.observer.hosting import MAX_STREAMS, GrpcHost, ObserverHost, StreamLimit
+
+if TYPE_CHECKING:
+    from agent.observer.tls import ServerTls
 
 
 class ObserverService(pb_grpc.ObserverServicer):
@@ -123,8 +127,9 @@ class ObserverService(pb_grpc.ObserverServicer):
 
 class ObserverServer(ObserverHost):
     """Serves a node's ring on TCP (default ``127.0.0.1:4244``: the node's own loopback, see
-    ARCHITECTURE's "Exposure") and, if given, a unix socket. At most ``max_streams``
-    GetFlows calls run at once."""
+    ARCHITECTURE's "Exposure") and, if given, a unix socket. With ``tls`` the TCP port
+    speaks mTLS: the relay's client certificate is required (agent.observer.tls). At most
+    ``max_streams`` GetFlows calls run at once."""
 
     def __init__(
         self,
@@ -135,8 +140,10 @@ class ObserverServer(ObserverHost):
         unix_socket: str | os.PathLike[str] | None = None,
         max_workers: int = 32,
         max_streams: int = MAX_STREAMS,
+        tls: ServerTls | None = None,
     ) -> None:
-        super().__init__(tcp_address, unix_socket, max_workers, max_streams)
+        super().__init__(tcp_address, unix_socket, max_workers, max_streams,
+                         tls.credentials if tls is not None else None)
         self.ring = ring
         self.node_name = node_name
         self.service = ObserverService(ring, node_name, address=tcp_address or "",

@@ -31,6 +31,8 @@ def test_server_dry_run_admits_every_object_and_stores_none(
                  "daemonset.apps/tulle-waypoint created (server dry run)",
                  "deployment.apps/tulle-controlplane created (server dry run)",
                  "deployment.apps/tulle-controller created (server dry run)",
+                 "deployment.apps/tulle-relay created (server dry run)",
+                 "service/tulle-relay created (server dry run)",
                  "role.rbac.authorization.k8s.io/tulle-controller created (server dry run)",
                  "clusterrole.rbac.authorization.k8s.io/tulle-agent created (server dry run)",
                  "gatewayclass.gateway.networking.k8s.io/tulle created (server dry run)",

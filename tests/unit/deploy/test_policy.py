@@ -23,7 +23,7 @@ def test_every_workload_passes_the_policy(overlay: str) -> None:
     workloads = _workloads(overlay)
     assert {w["metadata"]["name"] for w in workloads} == {"tulle-agent", "tulle-waypoint",
                                                           "tulle-controlplane",
-                                                          "tulle-controller"}
+                                                          "tulle-controller", "tulle-relay"}
     found = [f for w in workloads for f in findings(w, image, version())]
     assert found == []
 

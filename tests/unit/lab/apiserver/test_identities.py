@@ -26,9 +26,10 @@ def test_every_component_gets_a_token(tokens: dict[str, str]) -> None:
         "tulle-controlplane",
         "tulle-lab-controller",
         "tulle-lab-dns",
+        "tulle-relay",  # deploy/daemonset/rbac.yaml: the relay lists Nodes
         "tulle-waypoint",
     ]
-    assert len(set(tokens.values())) == 6
+    assert len(set(tokens.values())) == 7
 
 
 def test_the_control_plane_reviews_tokens_and_keeps_to_kube_system(
@@ -107,3 +108,16 @@ def test_a_manifest_with_another_kind_is_refused(tmp_path: Path) -> None:
     bad.write_text("apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: default}\n")
     with pytest.raises(identities.IdentityError, match="kind 'Secret'"):
         identities.load([bad])
+
+
+def test_the_relay_lists_nodes_and_reads_nothing_else(
+    client: Client, tokens: dict[str, str]
+) -> None:
+    """agent/observer/relayd.py lists Nodes (no watch) to find the agents; the API server
+    enforces exactly that for its account."""
+    relay = tokens["tulle-relay"]
+    assert client.request("GET", "/api/v1/nodes", token=relay).status == 200
+    assert client.request("GET", "/api/v1/nodes?watch=true", token=relay).status == 403
+    assert client.request("GET", "/api/v1/pods", token=relay).status == 403
+    assert client.request("GET", "/api/v1/namespaces/tulle-system/secrets", token=relay).status \
+        == 403
