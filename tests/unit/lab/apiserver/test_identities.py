@@ -85,7 +85,7 @@ def test_the_dns_cannot_read_secrets_or_nodes(client: Client, tokens: dict[str, 
     assert client.request("GET", "/api/v1/nodes", token=dns).status == 403
 
 
-def test_the_controller_writes_endpointslices_not_services(
+def test_the_controller_writes_endpointslices_not_secrets(
     client: Client, tokens: dict[str, str]
 ) -> None:
     ctl = tokens["tulle-lab-controller"]
@@ -100,7 +100,11 @@ def test_the_controller_writes_endpointslices_not_services(
         "POST", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices", slice_, token=ctl
     )
     assert created.status == 201, created.body
-    assert client.request("POST", SERVICES, service("web"), token=ctl).status == 403
+    # It may create Services now (each Gateway's own), but never a Secret.
+    secret = {"apiVersion": "v1", "kind": "Secret",
+              "metadata": {"name": "stolen", "namespace": "default"}, "stringData": {"k": "v"}}
+    assert client.request("POST", "/api/v1/namespaces/default/secrets", secret,
+                          token=ctl).status == 403
 
 
 def test_a_manifest_with_another_kind_is_refused(tmp_path: Path) -> None:
