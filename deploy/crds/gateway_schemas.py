@@ -40,6 +40,19 @@ GATEWAY_CLASS = obj(
                     253,
                 ),
                 "description": string("A short human-readable description of the class.", hi=64),
+                "parametersRef": obj(
+                    "An object with implementation-specific parameters for the class. Tulle "
+                    "reads none: a class naming one is not Accepted (InvalidParameters).",
+                    {
+                        "group": string("The referent's API group.", hi=253),
+                        "kind": kind("The referent's kind."),
+                        "name": name("The referent's name."),
+                        "namespace": namespace(
+                            "The referent's namespace; unset for a cluster-scoped object."
+                        ),
+                    },
+                    ("group", "kind", "name"),
+                ),
             },
             ("controllerName",),
         ),
