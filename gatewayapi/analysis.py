@@ -189,13 +189,13 @@ def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Ana
         )
         for key, g in ours.items()
     }
-    for state in gateways.values():
+    for held in gateways.values():
         problem = gateway_parameters_problem(
-            state.gateway, class_problems[state.gateway.spec.gateway_class_name]
+            held.gateway, class_problems[held.gateway.spec.gateway_class_name]
         )
         if problem is not None:
-            state.invalid_parameters = problem
-            for listener in state.listeners:
+            held.invalid_parameters = problem
+            for listener in held.listeners:
                 listener.held = True
     sets = {v.listener_set.metadata.key: v for v in verdicts if v.allowed}
     reports = []

@@ -35,7 +35,7 @@ GATEWAY_CLASS = obj(
             {
                 "controllerName": string(
                     "The controller that manages Gateways of this class, as a domain-prefixed "
-                    "path (Tulle's: tulle.dev/gateway-controller). It cannot change once set.",
+                    "path (Tulle's: tulle.io/gateway-controller). It cannot change once set.",
                     1,
                     253,
                 ),
