@@ -31,6 +31,7 @@ from gatewayapi.frontendtls import referenced_ca_config_maps
 from gatewayapi.grpc import compile_grpc_route_rules
 from gatewayapi.l4routes import L4RouteReport, analyze_l4
 from gatewayapi.listenersets import Verdict, judge
+from gatewayapi.parameters import class_parameters_problem, gateway_parameters_problem
 from gatewayapi.rules import RuleReport, compile_route_rules
 from gatewayapi.tlsroutes import compile_tls_route_rules, resolve_tls_conflicts
 from gatewayapi.types import CONTROLLER_NAME
@@ -167,6 +168,7 @@ def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Ana
         c for c in inputs.gateway_classes if c.spec.controller_name == inputs.controller_name
     ]
     class_names = {c.metadata.name for c in classes}
+    class_problems = {c.metadata.name: class_parameters_problem(c) for c in classes}
     grants = Grants(inputs.reference_grants)
     secrets = {(s.metadata.namespace, s.metadata.name): s for s in inputs.secrets}
     services = {(s.metadata.namespace, s.metadata.name): s for s in inputs.services}
@@ -187,6 +189,14 @@ def analyze(inputs: RoutingInputs, check: CertificateCheck | None = None) -> Ana
         )
         for key, g in ours.items()
     }
+    for held in gateways.values():
+        problem = gateway_parameters_problem(
+            held.gateway, class_problems[held.gateway.spec.gateway_class_name]
+        )
+        if problem is not None:
+            held.invalid_parameters = problem
+            for listener in held.listeners:
+                listener.held = True
     sets = {v.listener_set.metadata.key: v for v in verdicts if v.allowed}
     reports = []
     every: list[HTTPRoute | GRPCRoute | TLSRoute] = [

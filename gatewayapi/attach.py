@@ -94,6 +94,8 @@ class ListenerState:
         return self.origin.namespace if self.origin else self.gateway.metadata.namespace
     client: ClientValidation | None = None
     """Client-certificate validation of an HTTPS listener's port (GEP-91); None: none."""
+    held: bool = False
+    """The whole Gateway is refused (``GatewayState.invalid_parameters``): not served."""
 
     def serves(self, kind: str) -> bool:
         return RouteGroupKind(kind=kind, group=GATEWAY_GROUP) in self.supported_kinds
@@ -107,7 +109,7 @@ class ListenerState:
         blocking = [
             ref for ref in self.refs if ref[0] != "InvalidRouteKinds" and ref not in ca_problems
         ]
-        return self.accepted[0] and not self.conflicted and not blocking
+        return self.accepted[0] and not self.conflicted and not blocking and not self.held
 
 
 @dataclass(slots=True)
@@ -117,6 +119,9 @@ class GatewayState:
     unsupported_addresses: list[str]
     backend_client: Resolution | None = None
     """``spec.tls.backend.clientCertificateRef`` resolved (gatewayapi.backendclientcert)."""
+    invalid_parameters: str | None = None
+    """Why its parametersRef, or its class's, is invalid (``gatewayapi.parameters``): the
+    Gateway is not Accepted, no listener is served and no route attaches."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -315,6 +320,11 @@ def attach_gateway(
     gw = gateway.gateway.metadata.key
     if listener_set is not None:
         gw = f"{gw} (ListenerSet {listener_set[0]}/{listener_set[1]})"
+    if gateway.invalid_parameters is not None:
+        # Not Accepted, so it has no listener to attach to; the spec names no route reason.
+        result.reason = "NoMatchingParent"
+        result.message = f"Gateway {gw} is not accepted: {gateway.invalid_parameters}"
+        return result
     if not selected:
         wanted = " and ".join(
             part

@@ -19,6 +19,9 @@ Derived from the same analysis as the tables, so status says exactly what is ser
   Programmed, per listener the same as a Gateway's (a conflicted one: Programmed False with
   the conflict's reason, as the ListenerSet conformance tests want); the Gateway's
   ``attachedListenerSets`` counts the Accepted ones. Its own listeners only in its status.
+- A Gateway or GatewayClass with a ``parametersRef`` (Tulle reads none) is not Accepted,
+  reason InvalidParameters; such a Gateway, or one of such a class, is not served
+  (``gatewayapi.parameters``).
 - GatewayClass: Accepted, and SupportedVersion when ``crd_versions`` is given
   (``gatewayapi.crdversion``).
 
@@ -49,6 +52,8 @@ from gatewayapi.listenerset_status import (
     listener_set_status,
     listener_status,
 )
+from gatewayapi.parameters import REASON as INVALID_PARAMETERS
+from gatewayapi.parameters import class_parameters_problem
 
 StatusDict = dict[str, Any]
 
@@ -181,7 +186,9 @@ def _gateway_status(
     ]
     usable = [s for s in own if s.accepted[0]]
     all_valid = all(s.programmed for s in own)
-    if state.unsupported_addresses:
+    if state.invalid_parameters is not None:
+        accepted = make.make("Accepted", False, INVALID_PARAMETERS, state.invalid_parameters)
+    elif state.unsupported_addresses:
         accepted = make.make(
             "Accepted",
             False,
@@ -289,7 +296,12 @@ def compute_status(
     classes = {}
     for gateway_class in analysis.classes:
         make = Conditions(gateway_class.metadata, gateway_class.status.conditions, now)
-        conditions = [make.make("Accepted", True, "Accepted", f"Handled by {controller}")]
+        problem = class_parameters_problem(gateway_class)
+        conditions = [
+            make.make("Accepted", False, INVALID_PARAMETERS, problem)
+            if problem is not None
+            else make.make("Accepted", True, "Accepted", f"Handled by {controller}")
+        ]
         if crd_versions is not None:  # best effort when unsupported: Accepted stays True
             conditions.append(make.make(
                 CONDITION, crd_versions.supported, crd_versions.reason, crd_versions.message

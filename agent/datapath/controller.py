@@ -109,8 +109,13 @@ def endpoint_index(view: ClusterView, desired: DesiredDatapath, node: str,
         for n in view.nodes
         for address in [a.address for a in n.status.addresses if a.type == "InternalIP"]
     ]
+    routes = [
+        {"vip": str(key.vip), "port": key.port, "protocol": key.protocol,
+         "namespace": namespace, "name": name}
+        for key, (_kind, namespace, name) in desired.l4_routes.items()
+    ]
     return EndpointIndex.build(pods=pods, services=services, nodes=nodes, local_node=node,
-                               trust_domain=trust_domain)
+                               trust_domain=trust_domain, routes=routes)
 
 
 class DatapathNotLoaded(RuntimeError):

@@ -82,6 +82,9 @@ class DesiredDatapath:
     mtls: Mapping[MtlsKey, MtlsEntry] = field(default_factory=dict)  # enrolled pods (mtls_plan)
     authz: Mapping[AuthzKey, tuple[AuthzEntry, ...]] = field(default_factory=dict)  # authz_l4
     errors: tuple[str, ...] = ()
+    # The (kind, namespace, name) of the TCPRoute or UDPRoute each served route entry is,
+    # so flows through it name the route (agent.datapath.controller.endpoint_index).
+    l4_routes: Mapping[ServiceKey, tuple[str, str, str]] = field(default_factory=dict)
 
 
 def mtls_part(part: EndpointsPart, view: ClusterView) -> dict[MtlsKey, MtlsEntry]:
@@ -100,8 +103,11 @@ def assemble(
     routes: RouteEntries | None = None,
 ) -> DesiredDatapath:
     """The desired state from its parts (each computed alone: see agent.datapath.planner)."""
+    l4_routes: dict[ServiceKey, tuple[str, str, str]] = {}
     if routes is not None and (routes.entries or routes.errors):
         entries, notes = merge(services.entries.values(), routes)
+        l4_routes = {key: route for key, route in routes.routes.items()
+                     if entries.get(key) is routes.entries.get(key)}  # not a Service's
         # A plan of its own (generation 0: the applier compares entries, not generations).
         services = ServicePlan(
             FrozenMap(entries), services.errors + routes.errors + tuple(notes), services.site
@@ -125,6 +131,7 @@ def assemble(
         mtls=mtls if mtls is not None else {},
         authz=part.authz,
         errors=part.errors + tuple(services.errors) + needs.errors,
+        l4_routes=l4_routes,
     )
 
 

@@ -126,7 +126,8 @@ class EventReader:
         found = peers(index, src, dst, None, dport, self.decoder.node_name)
         svc = index.services.get(original) if original is not None else None
         if svc is not None:  # translated: the service is the VIP the client asked for
-            found = Peers(found.source, found.destination, None, svc, found.node_name)
+            routes = index.routes.get(original, ()) if original is not None else ()
+            found = Peers(found.source, found.destination, None, svc, found.node_name, routes)
         return Resolved(self.decoder, found)
 
     def _sample(self, what: bytes, batch: list[bytes]) -> Flow:

@@ -99,7 +99,11 @@ ROUTE_ENTRY_KINDS = frozenset(
     {"TCPRoute", "UDPRoute", "Gateway", "GatewayClass", "ReferenceGrant", "Namespace",
      "Service", "EndpointSlice"}
 )
-INDEX_KINDS = frozenset({"Node", "Pod", "Service"})  # what the flow enricher's index reads
+# What the flow enricher's index reads: endpoints, Services, and which TCPRoute or UDPRoute
+# serves each Gateway listener (not EndpointSlices: backends never change a name).
+INDEX_KINDS = frozenset(
+    {"Node", "Pod", "Service", "TCPRoute", "UDPRoute", "Gateway", "GatewayClass", "Namespace"}
+)
 
 
 @dataclass(frozen=True, slots=True)

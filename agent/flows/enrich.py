@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.flows.flow import TCP, UDP, Endpoint, Flow, Service, Workload
+from agent.flows.flow import TCP, UDP, Endpoint, Flow, Service, TulleInfo, Workload
 from agent.flows.names import IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD
 from identity.spiffe import DEFAULT_TRUST_DOMAIN, SpiffeId, workload_id
 
@@ -60,6 +60,10 @@ class EndpointIndex:
     service_ips: Mapping[str, Service] = field(default_factory=dict)  # any port
     nodes: Mapping[str, str] = field(default_factory=dict)  # node IP -> node name
     local_node: str = ""
+    # Gateway listener (address, port) -> ((IP protocol, "namespace/route"), ...): the
+    # TCPRoute or UDPRoute the kernel serves it for (a TCP and a UDP listener may share a
+    # port number, so the flow's own protocol picks).
+    routes: Mapping[tuple[str, int], tuple[tuple[int, str], ...]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -69,11 +73,13 @@ class EndpointIndex:
         nodes: Iterable[Mapping[str, Any]] = (),
         local_node: str = "",
         trust_domain: str = DEFAULT_TRUST_DOMAIN,
+        routes: Iterable[Mapping[str, Any]] = (),
     ) -> EndpointIndex:
         """From pods ``{ip|ips, namespace, name, labels, workload{kind,name}, identity, node,
-        id, service_account}``, services ``{cluster_ip, port, namespace, name}`` and nodes
-        ``{ip, name}``; optional keys may be missing. A bad `trust_domain` raises
-        SpiffeIdError."""
+        id, service_account}``, services ``{cluster_ip, port, namespace, name}``, nodes
+        ``{ip, name}`` and the listeners TCPRoutes and UDPRoutes serve ``{vip, port,
+        protocol (6 or 17), namespace, name}``; optional keys may be missing. A bad
+        `trust_domain` raises SpiffeIdError."""
         SpiffeId(trust_domain)  # checked once, so a bad one fails even with no pods
         by_ip: dict[str, Endpoint] = {}
         spiffe_ids: dict[tuple[str, str | None], str] = {}  # few (namespace, SA) pairs
@@ -104,7 +110,12 @@ class EndpointIndex:
             by_port[(svc["cluster_ip"], int(svc.get("port") or 0))] = s
             by_svc_ip.setdefault(svc["cluster_ip"], s)
         node_ips = {n["ip"]: n["name"] for n in nodes if n.get("ip")}
-        return cls(by_ip, by_port, by_svc_ip, node_ips, local_node)
+        by_listener: dict[tuple[str, int], tuple[tuple[int, str], ...]] = {}
+        for r in routes:
+            where = (r["vip"], int(r["port"]))
+            named = (int(r["protocol"]), f"{r['namespace']}/{r['name']}")
+            by_listener[where] = (*by_listener.get(where, ()), named)
+        return cls(by_ip, by_port, by_svc_ip, node_ips, local_node, by_listener)
 
     def endpoint(self, ip: str) -> Endpoint:
         """The endpoint at `ip`: a pod, this node (host), another node, or the world."""
@@ -134,11 +145,14 @@ class Peers:
     source_service: Service | None = None
     destination_service: Service | None = None
     node_name: str = ""
+    routes: tuple[tuple[int, str], ...] = ()
+    """The TCPRoute/UDPRoute behind the destination, by IP protocol (EndpointIndex.routes):
+    the connection's, so a reply flow keeps it."""
 
     def flipped(self) -> Peers:
         """The same pair seen from a reply: source and destination (and services) swapped."""
         return Peers(self.destination, self.source, self.destination_service,
-                     self.source_service, self.node_name)
+                     self.source_service, self.node_name, self.routes)
 
 
 def peers(index: EndpointIndex, src: str, dst: str, sport: int | None, dport: int,
@@ -147,7 +161,8 @@ def peers(index: EndpointIndex, src: str, dst: str, sport: int | None, dport: in
     `sport` None: the source is known not to be a service."""
     return Peers(index.endpoint(src), index.endpoint(dst),
                  index.service(src, sport) if sport is not None else None,
-                 index.service(dst, dport), node_name or index.local_node)
+                 index.service(dst, dport), node_name or index.local_node,
+                 index.routes.get((dst, dport), ()))
 
 
 def _merge(have: Endpoint | None, found: Endpoint) -> Endpoint:
@@ -178,7 +193,18 @@ def apply_peers(flow: Flow, found: Peers) -> Flow:
         changes["source_service"] = found.source_service
     if not flow.node_name and found.node_name:
         changes["node_name"] = found.node_name
+    if found.routes and (route := _route_of(flow, found.routes)):
+        changes["tulle"] = dataclasses.replace(flow.tulle or TulleInfo(), route=route)
     return _evolve(flow, changes) if changes else flow
+
+
+def _route_of(flow: Flow, routes: tuple[tuple[int, str], ...]) -> str:
+    """The route for the flow's protocol, unless the producer named one (the waypoint's
+    HTTPRoute); "" for none."""
+    if flow.tulle is not None and flow.tulle.route:
+        return ""
+    protocol = 6 if isinstance(flow.l4, TCP) else 17 if isinstance(flow.l4, UDP) else 0
+    return next((name for p, name in routes if p == protocol), "")
 
 
 def enrich(flow: Flow, index: EndpointIndex, node_name: str = "") -> Flow:

@@ -253,7 +253,8 @@ class TulleInfo:
     packets_sent: int = 0
     packets_received: int = 0
     duration_ns: int = 0
-    route: str = ""  # "namespace/httproute-name" that matched an L7 request
+    route: str = ""  # "namespace/name": the HTTPRoute (GRPCRoute, ...) an L7 request
+    # matched, or the TCPRoute/UDPRoute serving a kernel flow's Gateway listener
     rule: str = ""  # rule within the route, or the policy rule that decided
     backend: str = ""  # backend chosen: "namespace/service:port" or "ip:port"
     drop_file: str = ""  # BPF source file that dropped

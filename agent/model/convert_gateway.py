@@ -4,7 +4,7 @@ route status shared with HTTPRoute. Limits and rules follow the Gateway API CRDs
 from __future__ import annotations
 
 from agent.model.convert_core import MAX_PORT, MIN_PORT
-from agent.model.convert_infrastructure import read_infrastructure
+from agent.model.convert_infrastructure import read_class_parameters_ref, read_infrastructure
 from agent.model.convert_meta import read_conditions, read_label_selector
 from agent.model.gateway import (
     GATEWAY_GROUP,
@@ -138,6 +138,7 @@ def _read_gateway_class_spec(r: Reader) -> GatewayClassSpec:
     return GatewayClassSpec(
         controller_name=r.string("controllerName", REQUIRED, check=controller_name),
         description=description,
+        parameters_ref=r.obj("parametersRef", read_class_parameters_ref),
     )
 
 

@@ -1,4 +1,5 @@
-"""The reader for a Gateway's ``spec.infrastructure`` (GEP-1762): the v1.6.1 CRD's limits
+"""The readers for a Gateway's ``spec.infrastructure`` (GEP-1762) and a GatewayClass's
+``spec.parametersRef``. Infrastructure: the v1.6.1 CRD's limits
 (at most 8 labels and 16 annotations, label values as Kubernetes', annotation values up to
 4096 characters) and its CEL rules on the keys, with upstream's messages, so that a key the
 API server would refuse never reaches an object Tulle creates for the Gateway."""
@@ -8,9 +9,19 @@ from __future__ import annotations
 import re
 
 from agent.model.frozen import FrozenMap
-from agent.model.gateway import GatewayInfrastructure, LocalParametersReference
+from agent.model.gateway import (
+    GatewayInfrastructure,
+    LocalParametersReference,
+    ParametersReference,
+)
 from agent.model.reader import REQUIRED, Reader
-from agent.model.validation import Check, gateway_group, gateway_kind, label_value
+from agent.model.validation import (
+    Check,
+    dns1123_label,
+    gateway_group,
+    gateway_kind,
+    label_value,
+)
 
 MAX_LABELS = 8
 MAX_ANNOTATIONS = 16
@@ -74,6 +85,17 @@ def _read_parameters_ref(r: Reader) -> LocalParametersReference:
         group=r.string("group", REQUIRED, check=gateway_group),
         kind=r.string("kind", REQUIRED, check=gateway_kind),
         name=r.string("name", REQUIRED, check=_reference_name),
+    )
+
+
+def read_class_parameters_ref(r: Reader) -> ParametersReference:
+    """A GatewayClass's ``spec.parametersRef`` (``ParametersReference``): the Gateway's
+    fields and an optional namespace (a DNS label, as Gateway API's ``Namespace``)."""
+    return ParametersReference(
+        group=r.string("group", REQUIRED, check=gateway_group),
+        kind=r.string("kind", REQUIRED, check=gateway_kind),
+        name=r.string("name", REQUIRED, check=_reference_name),
+        namespace=r.string("namespace", check=dns1123_label),
     )
 
 

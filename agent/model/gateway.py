@@ -82,9 +82,21 @@ class RouteStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ParametersReference:
+    """A GatewayClass's ``spec.parametersRef``: cluster-scoped, or namespaced when
+    ``namespace`` is set."""
+
+    group: str
+    kind: str
+    name: str
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayClassSpec:
     controller_name: str
     description: str | None = None
+    parameters_ref: ParametersReference | None = None
 
 
 @dataclass(frozen=True, slots=True)

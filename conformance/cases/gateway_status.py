@@ -2,7 +2,8 @@
 not allow, and a backendRef of an unknown kind (upstream HTTPRouteInvalidCrossNamespaceParentRef,
 HTTPRouteInvalidBackendRefUnknownKind), a parentRef port no listener has
 (HTTPRouteInvalidParentRefNotMatchingListenerPort, feature HTTPRouteDestinationPortMatching),
-and exact path matching."""
+exact path matching, and a Gateway whose infrastructure.parametersRef Tulle cannot read
+(GatewayInvalidParametersRef: Accepted False, InvalidParameters; gatewayapi/parameters.py)."""
 
 from __future__ import annotations
 
@@ -92,7 +93,47 @@ def _no_matching_port(lab: Lab) -> None:
     eventually(attached, timeout=30)
 
 
+PARAMS_GATEWAY = "gateway-invalid-parameters-ref"  # upstream's manifest, as it is
+
+
+def _invalid_parameters(lab: Lab) -> None:
+    """Once the Gateway's conditions are of its latest generation (upstream's
+    GatewayMustHaveLatestConditions): Accepted False, InvalidParameters; and, Tulle's own
+    check, its listener is not programmed (such a Gateway is not served)."""
+    def once() -> None:
+        gw = next((g for g in lab.get("gateways", INFRA)
+                   if g["metadata"]["name"] == PARAMS_GATEWAY), None)
+        if gw is None:
+            raise CaseFailed(f"no Gateway {INFRA}/{PARAMS_GATEWAY}")
+        status = gw.get("status") or {}
+        generation = gw["metadata"].get("generation")
+        conditions = {c.get("type"): c for c in status.get("conditions") or []}
+        stale = [t for t, c in conditions.items() if c.get("observedGeneration") != generation]
+        if not conditions or stale:
+            raise CaseFailed(f"conditions not of generation {generation}: {stale or 'none'}")
+        accepted = conditions.get("Accepted") or {}
+        if (accepted.get("status"), accepted.get("reason")) != ("False", "InvalidParameters"):
+            raise CaseFailed(f"Accepted {accepted.get('status')}/{accepted.get('reason')}, "
+                             "want False/InvalidParameters")
+        programmed = [c.get("status") for ls in status.get("listeners") or []
+                      for c in ls.get("conditions") or [] if c.get("type") == "Programmed"]
+        if programmed != ["False"]:
+            raise CaseFailed(f"listeners' Programmed {programmed}, want ['False']")
+
+    eventually(once, timeout=30)
+
+
 CASES = [
+    Case("GatewayInvalidParametersRef", PROFILE, ("Gateway",), (
+        *GATEWAY_BASE,
+        {"apiVersion": GATEWAY_API, "kind": "Gateway",
+         "metadata": {"name": PARAMS_GATEWAY, "namespace": INFRA,
+                      "annotations": {"gateway-api/skip-this-for-readiness": "true"}},
+         "spec": {"gatewayClassName": "tulle",
+                  "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}],
+                  "infrastructure": {"parametersRef": {
+                      "group": "invalid.io", "kind": "InvalidParameters", "name": "invalid"}}}},
+    ), _invalid_parameters),
     Case("HTTPRouteInvalidParentRefNotMatchingListenerPort", PROFILE,
          (*CORE, "HTTPRouteDestinationPortMatching"), (
              *GATEWAY_BASE,

@@ -4,23 +4,28 @@ that does not exist or is of an unknown kind (ResolvedRefs False; the route stay
 and its connections are refused rather than given to a wildcard route that would serve
 the name), route hostnames no listener has (NoMatchingListenerHostname), a parentRef to
 an HTTP or HTTPS listener (NotAllowedByListeners) or to a section the Gateway lacks
-(NoMatchingParent), and the Terminate listener's kinds. The Passthrough listener's kinds
-(tlsroute-listener-passthrough-supported-kinds.go) get a Gateway of their own, as upstream's
-does: its check wants the Gateway to have exactly that one listener, and a TLS listener on
-443 would conflict with the shared Gateway's HTTPS ones."""
+(NoMatchingParent), the Terminate listener's kinds, and the *NotSupported cases' listeners
+(tlsroute-listener-terminate-not-supported.go, -mixed-termination-not-supported.go; checked
+the other way round while the mode is claimed: ``mode_mismatch``). The Passthrough
+listener's kinds (tlsroute-listener-passthrough-supported-kinds.go) get a Gateway of their
+own, as upstream's does: its check wants the Gateway to have exactly that one listener, and a
+TLS listener on 443 would conflict with the shared Gateway's HTTPS ones."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from conformance.case import Case, CaseFailed
 from conformance.cases.common import GATEWAY_API, INFRA, namespace
 from conformance.cases.tls import (
     CORE,
+    MIXED,
+    NS,
     TERMINATE,
     TLS,
+    TLS_GW,
     expect_connections,
     expect_route,
     expect_tls_listeners,
@@ -153,6 +158,57 @@ def _passthrough_kinds(lab: Lab) -> None:
     eventually(once, timeout=45)
 
 
+def published_features(lab: Lab, class_name: str = "tulle") -> frozenset[str]:
+    """The GatewayClass's ``status.supportedFeatures``: upstream's suite infers the
+    features it runs against from there when none are given."""
+    for gateway_class in lab.get_cluster("gatewayclasses"):
+        if gateway_class["metadata"]["name"] == class_name:
+            status = gateway_class.get("status") or {}
+            return frozenset(f["name"] for f in status.get("supportedFeatures") or [])
+    raise CaseFailed(f"no GatewayClass {class_name}")
+
+
+def mode_mismatch(listeners: Sequence[Mapping[str, Any]], names: Sequence[str],
+                  supported: bool, refusal: str) -> str | None:
+    """tlsroute-listener-terminate-not-supported.go and -mixed-termination-not-supported.go:
+    upstream checks only an implementation that does NOT claim the mode, whose listeners
+    ``names`` must be Accepted False with ``refusal`` and no route attached; it returns at
+    once for one that claims it. Tulle's check of a claimed mode is the converse on the same
+    listeners, so the case can fail: Accepted True and not Conflicted."""
+    by_name = {ls.get("name"): ls for ls in listeners}
+    for name in names:
+        ls = by_name.get(name)
+        if ls is None:
+            return f"no status for listener {name}"
+        conditions = {c.get("type"): (c.get("status"), c.get("reason"))
+                      for c in ls.get("conditions") or []}
+        accepted = conditions.get("Accepted")
+        if supported:
+            conflicted = conditions.get("Conflicted", ("False", None))
+            if accepted != ("True", "Accepted") or conflicted[0] != "False":
+                return (f"listener {name} Accepted {accepted}, Conflicted "
+                        f"{conflicted}: the mode is claimed, want it accepted")
+        elif accepted != ("False", refusal) or ls.get("attachedRoutes") != 0:
+            return (f"listener {name} Accepted {accepted}, attachedRoutes "
+                    f"{ls.get('attachedRoutes')}: the mode is not claimed, want False {refusal}, 0")
+    return None
+
+
+def _mode_check(feature: str, names: tuple[str, ...], refusal: str) -> Callable[[Lab], None]:
+    def check(lab: Lab) -> None:
+        def once() -> None:
+            supported = feature in published_features(lab)
+            gateways = {g["metadata"]["name"]: g for g in lab.get("gateways", NS)}
+            listeners = (gateways.get(TLS_GW, {}).get("status") or {}).get("listeners") or []
+            problem = mode_mismatch(listeners, names, supported, refusal)
+            if problem:
+                raise CaseFailed(problem)
+
+        eventually(once, timeout=30)
+
+    return check
+
+
 OBJECTS = (*TLS, *ROUTES)
 CASES = [
     Case("TLSRouteInvalidBackendRefNonexistent", PROFILE, CORE, OBJECTS, _nonexistent,
@@ -165,6 +221,13 @@ CASES = [
          kinds=("TLSRoute",)),
     Case("TLSRouteListenerTerminateSupportedKinds", PROFILE, (*CORE, TERMINATE), OBJECTS,
          _terminate_kinds, kinds=("TLSRoute",)),
+    # The listeners of these two are the shared Gateway's (tls.py), on the ports of its
+    # Terminate and Mixed cases: no Gateway of their own, so no pool address.
+    Case("TLSRouteListenerTerminateNotSupported", PROFILE, CORE, OBJECTS,
+         _mode_check(TERMINATE, ("terminate",), "UnsupportedValue"), kinds=("TLSRoute",)),
+    Case("TLSRouteListenerMixedTerminationNotSupported", PROFILE, (*CORE, TERMINATE), OBJECTS,
+         _mode_check(MIXED, ("mixed-terminate", "mixed-passthrough"), "ProtocolConflict"),
+         kinds=("TLSRoute",)),
     Case("TLSRouteListenerPassthroughSupportedKinds", PROFILE, CORE,
          (namespace(INFRA), PASSTHROUGH_GATEWAY), _passthrough_kinds, kinds=("TLSRoute",)),
 ]

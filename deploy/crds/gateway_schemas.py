@@ -35,11 +35,24 @@ GATEWAY_CLASS = obj(
             {
                 "controllerName": string(
                     "The controller that manages Gateways of this class, as a domain-prefixed "
-                    "path (Tulle's: tulle.dev/gateway-controller). It cannot change once set.",
+                    "path (Tulle's: tulle.io/gateway-controller). It cannot change once set.",
                     1,
                     253,
                 ),
                 "description": string("A short human-readable description of the class.", hi=64),
+                "parametersRef": obj(
+                    "An object with implementation-specific parameters for the class. Tulle "
+                    "reads none: a class naming one is not Accepted (InvalidParameters).",
+                    {
+                        "group": string("The referent's API group.", hi=253),
+                        "kind": kind("The referent's kind."),
+                        "name": name("The referent's name."),
+                        "namespace": namespace(
+                            "The referent's namespace; unset for a cluster-scoped object."
+                        ),
+                    },
+                    ("group", "kind", "name"),
+                ),
             },
             ("controllerName",),
         ),

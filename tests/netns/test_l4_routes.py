@@ -2,10 +2,12 @@
 and UDP listeners at the Gateway's pool address and lands on the routes' backends in
 proportion to their weights (within a binomial bound over a bounded number of flows); a
 port without a listener is not served; a route from another namespace that the listener's
-allowedRoutes do not admit is refused in status and not served (the attacker's test)."""
+allowedRoutes do not admit is refused in status and not served (the attacker's test); the
+listeners' flows name the Gateway as their service and the route in ``tulle.route``."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -129,3 +131,28 @@ def test_a_route_from_another_namespace_is_refused_and_not_served(
     intruder = pods_of(lab, INTRUDER, "x")[0]["metadata"]["name"]
     result = run_py(lab, NS, edge["client"], clients.HTTP_SPREAD, edge["address"], 9100, 2)
     assert intruder not in result["pods"] and result["failed"] == 2, result
+
+
+def test_flows_through_the_listeners_name_the_gateway_and_their_route(
+    lab: Lab, edge: dict[str, Any]
+) -> None:
+    """Hubble's destination_service is the Gateway; Tulle's tulle.route the TCPRoute or
+    UDPRoute serving the listener, on every flow of those connections that names it."""
+    run_py(lab, NS, edge["client"], clients.HTTP_SPREAD, edge["address"], 9000, 3)
+    run_py(lab, NS, edge["client"], clients.UDP_ASK, edge["address"], 9053, 3)
+
+    def routes_by_protocol() -> dict[str, set[str]] | None:
+        out = lab.tulle("observe", "--last", "5000", "-o", "json").stdout
+        seen: dict[str, set[str]] = {}
+        for line in out.splitlines():
+            if not line.strip():
+                continue
+            flow = json.loads(line)["flow"]
+            if flow.get("destination_service") != {"name": "edge", "namespace": NS}:
+                continue
+            protocol = next(iter(flow.get("l4") or {"?": None}))
+            seen.setdefault(protocol, set()).add((flow.get("tulle") or {}).get("route", ""))
+        return seen if {"TCP", "UDP"} <= set(seen) else None
+
+    seen = wait(routes_by_protocol, timeout=30, what="flows to the Gateway's listeners")
+    assert seen["TCP"] == {f"{NS}/split"} and seen["UDP"] == {f"{NS}/dns"}, seen

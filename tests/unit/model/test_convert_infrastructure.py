@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 
 from agent.model.convert import to_dict
-from agent.model.gateway import Gateway, LocalParametersReference
+from agent.model.gateway import (
+    Gateway,
+    GatewayClass,
+    LocalParametersReference,
+    ParametersReference,
+)
 from tests.unit.model.helpers import edit, error_of, round_trip
 
 GATEWAY: dict[str, Any] = {
@@ -89,3 +94,43 @@ def test_the_limits_themselves_are_accepted() -> None:
     gateway = round_trip(edit(at_limit, "spec.infrastructure.annotations.k0", "x" * 4096))
     assert isinstance(gateway, Gateway) and gateway.spec.infrastructure is not None
     assert len(gateway.spec.infrastructure.labels) == 8
+
+
+GATEWAY_CLASS: dict[str, Any] = {
+    "apiVersion": "gateway.networking.k8s.io/v1",
+    "kind": "GatewayClass",
+    "metadata": {"name": "tulle"},
+    "spec": {
+        "controllerName": "tulle.dev/gateway-controller",
+        "parametersRef": {"group": "", "kind": "ConfigMap", "name": "cfg", "namespace": "infra"},
+    },
+}
+GC = "GatewayClass tulle: spec.parametersRef"
+
+
+def test_a_gateway_class_parameters_ref_is_read_and_written_back() -> None:
+    gateway_class = round_trip(GATEWAY_CLASS)
+    assert isinstance(gateway_class, GatewayClass)
+    assert gateway_class.spec.parameters_ref == ParametersReference(
+        "", "ConfigMap", "cfg", "infra")
+    cluster_scoped = {"group": "example.com", "kind": "TulleConfig", "name": "c"}
+    again = round_trip(edit(GATEWAY_CLASS, "spec.parametersRef", cluster_scoped))
+    assert isinstance(again, GatewayClass)
+    assert again.spec.parameters_ref == ParametersReference("example.com", "TulleConfig", "c")
+    assert to_dict(again)["spec"]["parametersRef"] == cluster_scoped
+
+
+CLASS_REFUSED = [
+    ({"kind": "ConfigMap", "name": "cfg"}, f"{GC}.group: required"),
+    ({"group": "", "name": "cfg"}, f"{GC}.kind: required"),
+    ({"group": "", "kind": "ConfigMap", "name": ""}, f"{GC}.name: must be 1 to 253 characters"),
+    ({"group": "", "kind": "ConfigMap", "name": "cfg", "namespace": "Not_A_Namespace"},
+     f"{GC}.namespace"),
+]
+
+
+@pytest.mark.parametrize(("value", "message"), CLASS_REFUSED, ids=[m for _, m in CLASS_REFUSED])
+def test_a_malformed_gateway_class_parameters_ref_is_refused_by_field(
+    value: dict[str, str], message: str
+) -> None:
+    assert error_of(edit(GATEWAY_CLASS, "spec.parametersRef", value)).startswith(message)

@@ -362,3 +362,26 @@ def test_gateway_infrastructure_is_kept_and_its_keys_checked(api: Direct) -> Non
     gateway["spec"]["infrastructure"] = {"labels": {"a": "b c"}}
     status, body = api("POST", gateways, gateway)
     assert status == 422 and "spec.infrastructure.labels.a" in causes(body)  # the schema's
+
+
+def test_a_gateway_class_parameters_ref_is_kept_and_checked(api: Direct) -> None:
+    """spec.parametersRef used to be pruned from GatewayClasses, so a class naming
+    parameters was Accepted as if it named none; now it is stored (and refused by status,
+    gatewayapi/parameters.py), and a malformed one is refused by field."""
+    classes = f"{GW}/v1/gatewayclasses"
+    ref = {"group": "", "kind": "ConfigMap", "name": "cfg", "namespace": "infra"}
+    gateway_class = {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": "with-params"},
+        "spec": {"controllerName": "tulle.io/gateway-controller", "parametersRef": ref},
+    }
+    status, body = api("POST", classes, gateway_class)
+    assert status == 201 and body["spec"]["parametersRef"] == ref
+    gateway_class["metadata"]["name"] = "bad"
+    gateway_class["spec"]["parametersRef"] = {"group": "", "kind": "ConfigMap", "name": "c",
+                                              "namespace": "Not_Valid"}
+    status, body = api("POST", classes, gateway_class)
+    assert status == 422 and "spec.parametersRef.namespace" in causes(body)
+    gateway_class["spec"]["parametersRef"] = {"group": "", "kind": "ConfigMap"}
+    status, body = api("POST", classes, gateway_class)
+    assert status == 422 and "spec.parametersRef.name" in causes(body)
