@@ -37,6 +37,7 @@ from controlplane.lbipam.allocate import Claim, Key, allocate
 from gatewayapi import CONTROLLER_NAME
 from gatewayapi.infrastructure import is_service_of, service_name
 from gatewayapi.ingress.classes import served_ingresses
+from gatewayapi.parameters import class_parameters_problem, gateway_parameters_problem
 
 __all__ = ["LOAD_BALANCER_CLASS", "Plan", "ours", "plan", "requested_address"]
 
@@ -115,12 +116,20 @@ def plan(
             own[(gw.metadata.namespace, gw.metadata.name)] = svc
     gateway_services = {id(s) for s in own.values()}
     claims = [_service_claim(s) for s in services if ours(s) and id(s) not in gateway_services]
+    # A Gateway refused for its parameters is not served, so it holds no address either.
+    class_problems = {c.metadata.name: class_parameters_problem(c) for c in classes}
+    refused = {(g.metadata.namespace, g.metadata.name): problem for g in tulle_gateways
+               if (problem := gateway_parameters_problem(
+                   g, class_problems.get(g.spec.gateway_class_name))) is not None}
     claims += [_gateway_claim(g, own[(g.metadata.namespace, g.metadata.name)])
-               for g in tulle_gateways if (g.metadata.namespace, g.metadata.name) in own]
+               for g in tulle_gateways if (g.metadata.namespace, g.metadata.name) in own
+               and (g.metadata.namespace, g.metadata.name) not in refused]
     served = served_ingresses(ingresses, ingress_classes)
     labels = {c.metadata.name: dict(c.metadata.labels) for c in ingress_classes}
     claims += [_ingress_class_claim(n, labels[n], m) for n, m in sorted(served.items())]
     allocation = allocate(pools, claims)
+    for (ns, name), problem in refused.items():
+        allocation.waiting[("Gateway", ns, name)] = f"not served: {problem}"
     for gw in tulle_gateways:
         if (gw.metadata.namespace, gw.metadata.name) not in own:
             allocation.waiting[("Gateway", gw.metadata.namespace, gw.metadata.name)] = (

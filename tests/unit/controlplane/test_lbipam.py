@@ -4,6 +4,7 @@ import ipaddress
 
 from agent.model.convert import from_dict
 from controlplane.gatewayservice import desired_service
+from gatewayapi.infrastructure import service_name
 from controlplane.lbipam import LOAD_BALANCER_CLASS, Claim, allocate, plan, requested_address
 from lab.seed import GATEWAY_CLASS
 
@@ -92,10 +93,12 @@ def _svc(name, type_="LoadBalancer", cls=None, ingress=None, lb_ip=None):
     return from_dict(obj)
 
 
-def _gw(name, cls="tulle", address=None, requested=None):
+def _gw(name, cls="tulle", address=None, requested=None, infrastructure=None):
     obj = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
            "metadata": {"name": name, "namespace": "web", "uid": f"uid-{name}"},
            "spec": {"gatewayClassName": cls, "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}
+    if infrastructure:
+        obj["spec"]["infrastructure"] = infrastructure
     if requested:
         obj["spec"]["addresses"] = [{"type": "IPAddress", "value": requested}]
     if address:
@@ -135,6 +138,19 @@ def test_plan_gives_tulle_gateways_pool_addresses_replacing_service_range_ones()
     assert set(got.gateways) == {("web", "old"), ("web", "asks")}
     assert ipaddress.ip_address(got.gateways[("web", "old")]) in pool_net()
     assert got.gateways[("web", "asks")] == "10.240.0.250"
+
+
+def test_a_gateway_refused_for_its_parameters_holds_no_address():
+    classes = [from_dict(GATEWAY_CLASS)]
+    refused = _gw("refused", address="10.240.0.241", infrastructure={
+        "parametersRef": {"group": "", "kind": "ConfigMap", "name": "knobs"}})
+    served = _gw("served")
+    own = _own(refused, served)
+    got = plan([_pool("lab", {"cidr": "10.240.0.240/28"})], own, [refused, served], classes)
+    assert got.gateways[("web", "refused")] is None
+    assert "parametersRef" in got.waiting[("Gateway", "web", "refused")]
+    assert ipaddress.ip_address(got.gateways[("web", "served")]) in pool_net()
+    assert ("web", service_name("refused")) not in got.services  # it never held one
 
 
 def test_a_service_waiting_for_an_address_has_none():
