@@ -26,8 +26,9 @@ from agent.flows.names import (
 
 __all__ = [
     "HTTP", "ICMPv4", "ICMPv6", "IP", "TCP", "UDP", "Endpoint", "EventType", "Flow",
-    "FlowType", "HTTPHeader", "IPVersion", "L7Type", "Layer4", "Layer7", "LostEvent",
-    "LostEventSource", "Policy", "RequestParts", "RequestSplit", "Service", "SrttSummary",
+    "FlowType", "HTTPHeader", "IPVersion", "L7Type", "LEAN_READINGS", "Layer4", "Layer7",
+    "LostEvent", "LostEventSource", "Policy", "RequestParts", "RequestSplit", "Service",
+    "SrttSummary",
     "TCPFlags", "TcpTrace", "TrafficDirection", "TulleInfo", "TunnelInfo", "Verdict",
     "Workload",
     "flow_from_json", "flow_to_json", "summarize",
@@ -231,6 +232,7 @@ class RequestSplit(NamedTuple):
 
 
 RequestParts = tuple[int, ...]
+LEAN_READINGS = 5  # reqsplit.LEAN: a request_parts this wide holds clock readings, not parts
 """A ``RequestSplit``'s six values as a plain tuple, in its fields' order (typed by no
 width: the L7 record's field 13 carries them or marks, told apart by width at run time)."""
 
@@ -264,7 +266,10 @@ class TulleInfo:
     kernel_drop_reason: int = 0  # enum skb_drop_reason code (name in drop_reason_desc)
     kernel_drop_location: str = ""  # kernel function that freed the packet ("tcp_v4_rcv+0x…")
     # L7: where the request's time went, RequestSplit's six ints in its order (``request``
-    # names them); a plain tuple, or a RequestSplit (a tuple too)
+    # names them); a plain tuple, or a RequestSplit (a tuple too); or, as the agent builds
+    # a common waypoint request's flow, its five LEAN clock readings still to split (span:
+    # ``duration_ns``): the split is computed when read (``request``, ``parts``), and the
+    # metrics fold the readings in batches (`agent.metrics.split`)
     request_parts: RequestParts | None = None
     # mTLS: the identity the peer's certificate presented, when it is not the SPIFFE ID of
     # the pod at that address (a refused handshake: wrong identity, another CA's workload)
@@ -272,10 +277,21 @@ class TulleInfo:
     tunnel: TunnelInfo | None = None  # the waypoint's tunnel, for its tunnel flows
 
     @property
-    def request(self) -> RequestSplit | None:
-        """``request_parts`` by name (a view built on each read: the agent's own hot path,
-        the metrics, reads the tuple)."""
+    def parts(self) -> RequestParts | None:
+        """The split's six parts as a plain tuple (``request_parts``, split now if it holds
+        clock readings: computed on each read, nothing cached on a frozen flow)."""
         parts = self.request_parts
+        if parts is not None and len(parts) == LEAN_READINGS:
+            from agent.flows.reqsplit import split_lean  # reqsplit imports this module
+
+            return split_lean(self.duration_ns, parts)
+        return parts
+
+    @property
+    def request(self) -> RequestSplit | None:
+        """``parts`` by name (a view built on each read: the agent's own hot path, the
+        metrics, reads the tuple)."""
+        parts = self.parts
         if parts is None or type(parts) is RequestSplit:
             return parts
         return RequestSplit._make(parts)
