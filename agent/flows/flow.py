@@ -26,9 +26,8 @@ from agent.flows.names import (
 
 __all__ = [
     "HTTP", "ICMPv4", "ICMPv6", "IP", "TCP", "UDP", "Endpoint", "EventType", "Flow",
-    "FlowType", "HTTPHeader", "IPVersion", "L7Type", "LEAN_READINGS", "Layer4", "Layer7",
-    "LostEvent", "LostEventSource", "Policy", "RequestParts", "RequestSplit", "Service",
-    "SrttSummary",
+    "FlowType", "HTTPHeader", "IPVersion", "L7Type", "Layer4", "Layer7", "LostEvent",
+    "LostEventSource", "Policy", "RequestParts", "RequestSplit", "Service", "SrttSummary",
     "TCPFlags", "TcpTrace", "TrafficDirection", "TulleInfo", "TunnelInfo", "Verdict",
     "Workload",
     "flow_from_json", "flow_to_json", "summarize",
@@ -232,7 +231,6 @@ class RequestSplit(NamedTuple):
 
 
 RequestParts = tuple[int, ...]
-LEAN_READINGS = 5  # reqsplit.LEAN: a request_parts this wide holds clock readings, not parts
 """A ``RequestSplit``'s six values as a plain tuple, in its fields' order (typed by no
 width: the L7 record's field 13 carries them or marks, told apart by width at run time)."""
 
@@ -267,10 +265,11 @@ class TulleInfo:
     kernel_drop_location: str = ""  # kernel function that freed the packet ("tcp_v4_rcv+0x…")
     # L7: where the request's time went, RequestSplit's six ints in its order (``request``
     # names them); a plain tuple, or a RequestSplit (a tuple too); or, as the agent builds
-    # a common waypoint request's flow, its five LEAN clock readings still to split (span:
-    # ``duration_ns``): the split is computed when read (``request``, ``parts``), and the
-    # metrics fold the readings in batches (`agent.metrics.split`)
-    request_parts: RequestParts | None = None
+    # a common waypoint request's flow, bytes: its row of the batch's column, the five LEAN
+    # clock readings still to split (``reqsplit.LEAN_ROW``; span: ``duration_ns``). The
+    # split is computed when read (``request``, ``parts``), and the metrics fold the rows
+    # in batches (`agent.metrics.split`)
+    request_parts: RequestParts | bytes | None = None
     # mTLS: the identity the peer's certificate presented, when it is not the SPIFFE ID of
     # the pod at that address (a refused handshake: wrong identity, another CA's workload)
     peer_spiffe_id: str = ""
@@ -281,11 +280,11 @@ class TulleInfo:
         """The split's six parts as a plain tuple (``request_parts``, split now if it holds
         clock readings: computed on each read, nothing cached on a frozen flow)."""
         parts = self.request_parts
-        if parts is not None and len(parts) == LEAN_READINGS:
-            from agent.flows.reqsplit import split_lean  # reqsplit imports this module
+        if type(parts) is bytes:
+            from agent.flows.reqsplit import LEAN_ROW, split_lean  # it imports this module
 
-            return split_lean(self.duration_ns, parts)
-        return parts
+            return split_lean(self.duration_ns, LEAN_ROW.unpack(parts))
+        return parts  # type: ignore[return-value]  # a tuple or None: not bytes
 
     @property
     def request(self) -> RequestSplit | None:

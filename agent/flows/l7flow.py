@@ -1,6 +1,6 @@
 """The one translation from the waypoint's L7 record (`agent.flows.l7record`) to a `Flow`.
 
-A common request's split stays its five clock readings on the flow
+A common request's split stays its row of clock readings on the flow, as bytes
 (``TulleInfo.request_parts``) until a reader asks for it (``TulleInfo.request``); the
 metrics fold those readings in batches (`agent.metrics.split`), so a flow nobody reads
 costs no split arithmetic of its own.
@@ -29,10 +29,9 @@ from agent.flows.flow import (
 from agent.flows.l7record import AUTHZ_DROPS, GRPC_STATUS, L7Record
 from agent.flows.names import EVENT_L7
 from agent.flows.policyjson import authorization_policy, network_policy
-from agent.flows.reqsplit import LEAN, PARTS_WIDTH, split
+from agent.flows.reqsplit import PARTS_WIDTH, split
 
 _L7_EVENT = EventType(EVENT_L7)
-_KEPT = (LEAN, PARTS_WIDTH)  # field 13 widths the flow keeps as they are
 
 
 class L7FlowBuilder:
@@ -97,10 +96,10 @@ class L7FlowBuilder:
             is_reply=False,
             summary=summary,
             tulle=TulleInfo(duration_ns=latency, route=route, rule=rule, backend=backend,
-                            # the common request's LEAN readings (split when read) or
-                            # the parts: kept as they are; RAW marks split now
-                            request_parts=(marks if len(marks) in _KEPT
-                                           else split(latency, marks))
+                            # the common request's row (bytes, split when read) kept
+                            # as it is; marks split now
+                            request_parts=marks if type(marks) is bytes
+                            else (marks if len(marks) == PARTS_WIDTH else split(latency, marks))
                             if type(marks) is tuple else None),
             # Both sides were judged by the waypoint (policy_waypoint.py); a request that
             # NetworkPolicy denied names none (it has no deny rules); one an

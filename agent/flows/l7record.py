@@ -27,23 +27,21 @@ from itertools import chain, islice
 from typing import Any
 
 from agent.flows.reqsplit import (
-    COMPACT,
     LEAN,
+    LEAN_ROW,
     RAW,
     check_extra,
     check_marks,
     raw_of,
     relative,
-    split_compact,
 )
 
 # (time_ns, latency_ns, code, method, url, protocol, route, rule, backend, drop_reason,
 #  client (ip, port), local (ip, port), summary, timing marks or None (`l7proxy.timing`;
 #  or True: its LEAN marks are in the batch's column; or its EXTRA marks, the LEAN ones
-#  in the column; once read (`read_batch`, `with_marks`): the common request's LEAN
-#  clock readings as they are (5 ints, split when a reader asks: `TulleInfo.request`),
-#  a RAW record's relative marks (MARKS..MAX_MARKS ints), or the parts of a COMPACT
-#  record of an older waypoint, split on read (PARTS_WIDTH ints)),
+#  in the column; once read (`read_batch`, `with_marks`): the common request's row of
+#  the column as bytes (`reqsplit.LEAN_ROW`, split when a reader asks:
+#  `TulleInfo.request`), or relative marks (COMPACT, MARKS..MAX_MARKS ints)),
 #  policy names or None: the NetworkPolicies ("namespace/name") that allowed the client's
 #  egress and the backend's ingress, as ``ConnectionPolicy.allowed_by`` gives them; for a
 #  request an AuthorizationPolicy denied (drop reason in AUTHZ_DROPS), no egress names and
@@ -60,7 +58,7 @@ PolicyNames = tuple[tuple[str, ...], tuple[str, ...]]
 AuditedNames = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]  # + AUDIT policies
 TunnelIds = tuple[str, str]
 L7Record = tuple[int, int, int, str, str, str, str, str, str, str, tuple[str, int],
-                 tuple[str, int], str, tuple[int, ...] | bool | None,
+                 tuple[str, int], str, tuple[int, ...] | bytes | bool | None,
                  PolicyNames | AuditedNames | None, TunnelIds | None, int | None]
 Column = Sequence[int]  # a batch's timing marks, LEAN per timed record (RAW: older head)
 AUTHZ_DROPS = frozenset({"POLICY_DENY", "POLICY_DENIED"})
@@ -152,15 +150,16 @@ def _short(column: Column, width: int) -> ValueError:
                       f"record's {width}")
 
 
-def _marks_at(column: Column, at: int, field: Any, width: int = LEAN) -> tuple[int, ...]:
+def _marks_at(column: Column, at: int, field: Any, width: int = LEAN
+              ) -> tuple[int, ...] | bytes:
     """A timed record's marks, relative: ``width`` integers of the column from ``at``
     and, beside a ``LEAN`` column, its field 13 (``true`` or its ``EXTRA`` marks)."""
     if at + width > len(column):
         raise _short(column, width)
+    if field is True and width == LEAN:  # the common request: its row, split when read
+        return LEAN_ROW.pack(*column[at:at + LEAN])
     if width == RAW:
         return relative(column[at:at + RAW])
-    if field is True:  # the common request: its LEAN readings as they are (split on read)
-        return tuple(column[at:at + LEAN])
     return relative(raw_of(column[at:at + LEAN], check_extra(field)))
 
 
@@ -176,17 +175,14 @@ def with_marks(records: Sequence[L7Record], column: Column) -> list[L7Record]:
     return out
 
 
-# A LEAN column's requests as tuples (little-endian on the wire): unpacked in one C pass,
-# a timed record's five readings cost ~800 instructions fewer than an array slice of them
-# star-called (callgrind, bench/results/tracecost-2026-12-06-s12.md).
-_LEAN_ROW = struct.Struct(f"<{LEAN}q")
+_ROW = LEAN_ROW.size  # bytes of a LEAN row on the wire
 
 
 def read_batch(value: Any, data: bytes = b"") -> Iterator[L7Record | ValueError]:
     """The records of one batch line (and its column's ``data``), in either form, each
     checked: a malformed record (or column) is its ValueError, the others still count."""
     column: array | None = None
-    rows: list[tuple[int, ...]] | None = None  # the LEAN column by request, when whole
+    rows: list[bytes] | None = None  # the LEAN column by request, when whole
     width = LEAN
     if isinstance(value, dict):
         items = value.get("records")
@@ -197,8 +193,11 @@ def read_batch(value: Any, data: bytes = b"") -> Iterator[L7Record | ValueError]
             width = RAW  # an older waypoint's column (field 13 true: RAW marks)
         try:
             column = decode_column(data, value.get("split" if width == LEAN else "marks"))
-            if width == LEAN and not len(data) % _LEAN_ROW.size:
-                rows = list(_LEAN_ROW.iter_unpack(data))
+            if width == LEAN and not len(data) % _ROW:
+                # each request's row as the bytes it came in (a C slice each): its flow
+                # keeps them, split only when read, and the metrics fold them as bytes
+                rows = list(map(data.__getitem__, map(slice, range(0, len(data), _ROW),
+                                                      range(_ROW, len(data) + 1, _ROW))))
         except ValueError as err:
             yield err
             column = array("q")
@@ -272,14 +271,10 @@ def record_from_json(value: Any) -> L7Record:
         raise ValueError("an L7 record is an array of 17 fields (13 to 16 from older "
                          "waypoints: without timing marks, policy names, tunnel, "
                          "grpc-status)")
-    marks = check_marks(value[13]) if len(value) >= 14 else None
-    if marks is not None and len(marks) == COMPACT and type(value[1]) is int:
-        # Split now: in a record, five integers are a LEAN row of clock readings.
-        marks = split_compact(value[1], *marks)
-    return _record(value, marks)
+    return _record(value, check_marks(value[13]) if len(value) >= 14 else None)
 
 
-def _record(value: list[Any], marks: tuple[int, ...] | None) -> L7Record:
+def _record(value: list[Any], marks: tuple[int, ...] | bytes | None) -> L7Record:
     """`record_from_json` of a 13- to 17-field array whose marks are ``marks``, checked."""
     for i in _INTS:
         if type(value[i]) is not int:

@@ -29,12 +29,10 @@ ARCHITECTURE.md, "Where a request's time went").
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
-from itertools import repeat
-from operator import add, le, lt, mul, sub
 from typing import Any
 
-from agent.flows import flow as flow_module
 from agent.flows.flow import RequestParts, RequestSplit
 
 FIELDS = ("total_ns", "client_network_ns", "proxy_ns", "upstream_connect_ns",
@@ -60,6 +58,9 @@ RAW = 11  # (client_rtt_us, start, sent, connect, connect_late, first, head_out,
 # field 13 is then the array of them, else ``true``. Fewer integers to take and pack per
 # request (bench/results/request-split-2026-12-05-cost4.md).
 LEAN = 5  # (client_rtt_us, start, sent, first, upstream_rtt_us)
+LEAN_ROW = struct.Struct(f"<{LEAN}q")
+"""A request's ``LEAN`` readings as the column carries them (little-endian int64s): the
+row a common request's flow keeps (``TulleInfo.request_parts``) until it is split."""
 EXTRA = 6  # (connect, connect_late, head_out, last, body_end, stalled); head_out, last
 #            and body_end are clock readings like the column's (0: did not happen)
 
@@ -119,8 +120,6 @@ def split_compact(span_ns: int, client_rtt_us: int, sent: int, first: int, head_
     return RequestSplit(client + span, client, span - window, 0, network, window - network)
 
 
-if LEAN != flow_module.LEAN_READINGS or LEAN == len(FIELDS):
-    raise TypeError("TulleInfo tells LEAN readings from parts by width: keep them apart")
 if RequestSplit._fields != FIELDS:  # split_lean returns them in this order
     raise TypeError("RequestSplit's fields changed: update reqsplit.FIELDS and split_lean")
 
@@ -165,34 +164,6 @@ def split_lean(span_ns: int, lean: Sequence[int]) -> RequestParts:
     if network > window:
         network = window
     return (client + span, client, span - window, 0, network, window - network)
-
-
-def split_columns(spans: Sequence[int], lean: Sequence[int]) -> tuple[list[int], ...]:
-    """``split_lean`` of many requests at once, as the metrics fold them: ``spans`` their
-    spans and ``lean`` their ``LEAN`` readings end to end, in the same order; five columns,
-    one per part in ``PARTS`` order (client_network, proxy, upstream_connect,
-    upstream_network, backend). When every request is the usual one (``split_lean``'s
-    first branch, and no negative RTT) the arithmetic runs as C loops (``map`` of
-    operator functions over the columns' strided slices): no Python frame per request.
-    Otherwise each request is split by ``split_lean``. tests/unit/flows/test_splitcolumns
-    checks it against ``split_lean`` for any integers."""
-    n = len(spans)
-    if len(lean) != n * LEAN:
-        raise ValueError(f"{len(lean)} clock readings for {n} requests: not {LEAN} each")
-    if not n:
-        return [], [], [], [], []
-    rtts, starts, sents = lean[0::LEAN], lean[1::LEAN], lean[2::LEAN]
-    firsts, upstream_rtts = lean[3::LEAN], lean[4::LEAN]
-    if (min(starts) > 0 and min(rtts) >= 0 and min(upstream_rtts) >= 0
-            and all(map(lt, starts, sents)) and all(map(le, sents, firsts))
-            and all(map(le, firsts, map(add, starts, spans)))):
-        window = list(map(sub, firsts, sents))
-        network = list(map(min, map(mul, upstream_rtts, repeat(1000, n)), window))
-        return (list(map(mul, rtts, repeat(1000, n))), list(map(sub, spans, window)),
-                [0] * n, network, list(map(sub, window, network)))
-    parts = [split_lean(span, lean[i:i + LEAN]) for span, i in zip(spans, range(0, n * LEAN, LEAN),
-                                                                    strict=True)]
-    return tuple(list(column) for column in zip(*parts, strict=True))[1:]
 
 
 def to_json(r: RequestSplit) -> dict[str, int]:

@@ -13,7 +13,7 @@ from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
-from agent.flows.flow import HTTP, LEAN_READINGS, Endpoint, Flow, Layer7, TrafficDirection
+from agent.flows.flow import HTTP, Endpoint, Flow, Layer7, TrafficDirection
 from agent.metrics.series import Series
 from agent.metrics.split import FOLD_AT, FOLD_LEN, SplitSeries
 
@@ -64,7 +64,7 @@ class HttpSeries:
             known = self._split.known.get((src, dst, id(svc))) if n == 1 else None
             if known is None or known[0] is not svc:
                 self._split.observe(parts, src, dst, svc, n, tulle.duration_ns)
-            elif len(parts) == LEAN_READINGS:  # the common request: its clock readings wait
+            elif type(parts) is bytes:  # the common request: its row of readings waits
                 pair = known[1]
                 pair.lean += parts
                 spans = pair.spans

@@ -16,8 +16,9 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 
-from agent.flows.flow import LEAN_READINGS, RequestParts, RequestSplit, Service
-from agent.flows.reqsplit import PARTS_WIDTH, split_columns, split_lean
+from agent.flows.flow import RequestParts, RequestSplit, Service
+from agent.flows.reqsplit import LEAN_ROW, PARTS_WIDTH, split_lean
+from agent.flows.splitcolumns import split_columns
 from agent.metrics.series import Cell, Series
 
 SPLIT_HELP = {
@@ -46,16 +47,16 @@ MAX_KNOWN = 4 * MAX_PAIRS  # the shortcut table of known pairs (SplitSeries.know
 class _Pair:
     """A workload pair's five cells (in PART_LABELS order) and its requests not yet in them:
     splits end to end in one flat list (``pending``: ``PARTS_WIDTH`` values a split, in
-    RequestSplit's order), and common requests not split yet (``lean``: their ``LEAN``
-    clock readings end to end, as the flows carry them; ``spans``: their spans), split
-    together when folded (`reqsplit.split_columns`). At most ``FOLD_AT`` of each wait."""
+    RequestSplit's order), and common requests not split yet (``lean``: their rows of
+    clock readings end to end, the bytes the flows carry; ``spans``: their spans), split
+    together when folded (`split_columns`). At most ``FOLD_AT`` of each wait."""
 
     __slots__ = ("cells", "lean", "pending", "spans")
 
     def __init__(self, cells: tuple[Cell, ...]) -> None:
         self.cells = cells
         self.pending: list[int] = []
-        self.lean: list[int] = []
+        self.lean = bytearray()
         self.spans: list[int] = []
 
 
@@ -79,7 +80,7 @@ def fold(cells: tuple[Cell, ...], bounds: tuple[int, ...], pending: list[int]) -
 
 
 def fold_lean(cells: tuple[Cell, ...], bounds: tuple[int, ...], spans: list[int],
-              lean: list[int]) -> None:
+              lean: bytearray) -> None:
     """Count requests not split yet (`_Pair.lean`, `_Pair.spans`) as `fold` counts their
     splits, and empty both lists: split together, by columns (`split_columns`)."""
     if spans:
@@ -155,12 +156,12 @@ class SplitSeries:
             self._pairs[(src, dst)] = _Pair(tuple(cells))
         return tuple(cells)
 
-    def observe(self, split: RequestParts, src: str, dst: str, service: Service | None,
-                n: int, span: int = 0) -> None:
+    def observe(self, split: RequestParts | bytes, src: str, dst: str,
+                service: Service | None, n: int, span: int = 0) -> None:
         """``src``/``dst``: the client's and the server's workload labels (the HTTP
         families' own, computed once per flow by `FlowMetrics`). ``split``: the parts, or
-        the flow's ``LEAN`` clock readings (``TulleInfo.request_parts``) and then ``span``
-        is the flow's (``duration_ns``)."""
+        the flow's row of clock readings (bytes: ``TulleInfo.request_parts``) and then
+        ``span`` is the flow's (``duration_ns``)."""
         s = self.hist
         if s is None:
             return
@@ -175,7 +176,7 @@ class SplitSeries:
             if len(known) >= MAX_KNOWN:
                 known.clear()
             known[(src, raw_dst, id(service))] = (service, pair)
-            if len(split) == LEAN_READINGS:
+            if type(split) is bytes:
                 pair.lean += split
                 pair.spans.append(span)
                 if len(pair.spans) >= FOLD_AT:
@@ -186,8 +187,8 @@ class SplitSeries:
             if len(pending) >= FOLD_LEN:
                 fold(pair.cells, self._bounds_ns, pending)
             return
-        if len(split) == LEAN_READINGS:
-            split = split_lean(span, split)
+        if type(split) is bytes:
+            split = split_lean(span, LEAN_ROW.unpack(split))
         # A pair's first flow, one over a cap (never remembered), or a counted flow: now.
         cells = pair.cells if pair is not None else self._cells(s, src, dst)
         bounds = self._bounds_ns

@@ -9,7 +9,7 @@ import json
 from agent.flows.flow import RequestSplit
 from agent.flows.l7flow import L7FlowBuilder
 from agent.flows.l7record import L7Record, encode_batch, pack_marks, read_batch
-from agent.flows.reqsplit import relative, split
+from agent.flows.reqsplit import LEAN_ROW, relative, split
 from tests.unit.flows.test_l7intake import DENIED, OK, T0
 
 TIMED: L7Record = (*OK[:13], True, *OK[14:])  # type: ignore[assignment]
@@ -43,9 +43,9 @@ def parts(record: L7Record | ValueError) -> RequestSplit | None:
 def test_each_timed_record_gets_its_own_marks_from_a_whole_column() -> None:
     timed, denied, extra, last = batch(pack_marks(LEANS))
     assert not isinstance(timed, ValueError) and not isinstance(last, ValueError)
-    assert timed[13] == LEANS[0] and parts(timed) == want(LEANS[0])
+    assert timed[13] == LEAN_ROW.pack(*LEANS[0]) and parts(timed) == want(LEANS[0])
     # the third slot: the EXTRA record took the second
-    assert last[13] == LEANS[2] and parts(last) == want(LEANS[2])
+    assert last[13] == LEAN_ROW.pack(*LEANS[2]) and parts(last) == want(LEANS[2])
     assert not isinstance(extra, ValueError) and extra[13] == relative(
         (*LEANS[1][:3], 0, 0, LEANS[1][3], 0, 0, LEANS[1][4], 0, 0))
     assert not isinstance(denied, ValueError) and denied[13] is None
@@ -74,7 +74,7 @@ def test_a_batch_of_common_requests_reads_as_the_general_loop_does() -> None:
     """A record per row, each the common timed request (the batch loop, no slot
     bookkeeping): each record its own row's split, as the slices path gives them."""
     fast = read([TIMED] * 3, LEANS)
-    assert [r[13] for r in fast] == LEANS  # type: ignore[index]
+    assert [r[13] for r in fast] == [LEAN_ROW.pack(*lean) for lean in LEANS]  # type: ignore[index]
     assert [parts(r) for r in fast] == [want(lean) for lean in LEANS]
     *general, err = read([TIMED] * 3, LEANS, stray=True)
     assert general == fast and isinstance(err, ValueError)

@@ -1,6 +1,6 @@
 """``split_columns``: many common requests split at once (the metrics' fold), column by
-column, is ``split_lean`` of each, whatever the readings; and a flow that keeps its LEAN
-readings (``TulleInfo.request_parts``) reads as the split of them."""
+column, is ``split_lean`` of each, whatever the readings; and a flow that keeps its row of
+readings (bytes, ``TulleInfo.request_parts``) reads as the split of them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.flows.flow import Flow, RequestSplit, TulleInfo, flow_to_json
-from agent.flows.reqsplit import LEAN, split_columns, split_lean, to_json
+from agent.flows.reqsplit import LEAN, LEAN_ROW, split_lean, to_json
+from agent.flows.splitcolumns import split_columns
 
 START = 1_700_000_000_000
 
@@ -25,7 +26,10 @@ def usual(draw: st.DrawFn) -> tuple[int, tuple[int, ...]]:
     return span, (draw(st.integers(0, 10**6)), start, sent, first, draw(st.integers(0, 10**6)))
 
 
-ANY = st.tuples(st.integers(-10**12, 10**12), st.tuples(*[st.integers(-10**19, 10**19)] * LEAN))
+INT64 = st.one_of(st.integers(-(1 << 63), (1 << 63) - 1),
+                  st.sampled_from((0, 1, -1, (1 << 62) - 1, 1 << 62, (1 << 52) - 1, 1 << 52,
+                                   (1 << 63) - 1, -(1 << 63))))
+ANY = st.tuples(st.one_of(st.integers(-10**12, 10**12), INT64), st.tuples(*[INT64] * LEAN))
 
 
 def eager(requests: list[tuple[int, tuple[int, ...]]]) -> tuple[list[int], ...]:
@@ -36,7 +40,7 @@ def eager(requests: list[tuple[int, tuple[int, ...]]]) -> tuple[list[int], ...]:
 
 def columns(requests: list[tuple[int, tuple[int, ...]]]) -> tuple[list[int], ...]:
     return split_columns([span for span, _ in requests],
-                         [v for _, lean in requests for v in lean])
+                         b"".join(LEAN_ROW.pack(*lean) for _, lean in requests))
 
 
 @given(st.lists(usual(), max_size=40))
@@ -64,15 +68,29 @@ def test_each_condition_of_the_column_path_is_needed() -> None:
         (95_000, (60, START, START + 30_000, START + 99_000, 55)),  # first past the span
         (95_000, (-3, START, START + 30_000, START + 70_000, 55)),  # a negative RTT
         (95_000, (60, START, START + 30_000, START + 70_000, -5)),  # and upstream
+        (-1, (60, START, START + 30_000, START + 70_000, 55)),  # a negative span
+        (95_000, (1 << 52, START, START + 30_000, START + 70_000, 55)),  # RTT * 1000 > 2^62
+        (95_000, (60, START, START + 30_000, START + 70_000, 1 << 52)),  # and upstream
+        (1 << 62, (60, START, START + 30_000, START + 70_000, 55)),  # a span too long
     ]
     for request in odd:
         assert columns([ok, request]) == eager([ok, request])
 
 
+def test_windows_on_both_sides_of_the_upstream_rtt() -> None:
+    """The upstream RTT inside every window, in none, and in some: network is the RTT, the
+    window, or each request's smaller of the two."""
+    inside = (95_000, (60, START, START + 30_000, START + 70_000, 20))  # 20 µs < 40 µs
+    outside = (95_000, (60, START, START + 30_000, START + 70_000, 55))  # 55 µs > 40 µs
+    for batch in ([inside] * 3, [outside] * 3, [inside, outside, inside]):
+        assert columns(batch) == eager(batch)
+    assert columns([inside])[3] == [20_000] and columns([outside])[3] == [40_000]
+
+
 def test_readings_out_of_step_with_the_spans_are_refused() -> None:
-    with pytest.raises(ValueError, match="not 5 each"):
-        split_columns([1, 2], [0] * 9)
-    assert split_columns([], []) == ([], [], [], [], [])
+    with pytest.raises(ValueError, match="not 40 each"):
+        split_columns([1, 2], bytes(72))
+    assert split_columns([], b"") == ([], [], [], [], [])
 
 
 @given(st.one_of(usual(), ANY))
@@ -81,7 +99,7 @@ def test_a_flow_keeping_its_readings_reads_as_their_split(
     """By name, as a tuple and in the JSON: what the flow would read had it been split
     when built."""
     span, lean = request
-    lazy = TulleInfo(duration_ns=span, request_parts=lean)
+    lazy = TulleInfo(duration_ns=span, request_parts=LEAN_ROW.pack(*lean))
     split = TulleInfo(duration_ns=span, request_parts=split_lean(span, lean))
     assert lazy.parts == split.parts == split_lean(span, lean)
     assert lazy.request == split.request == RequestSplit(*split_lean(span, lean))

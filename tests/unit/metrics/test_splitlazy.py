@@ -1,5 +1,5 @@
-"""The split metrics from flows that keep their LEAN clock readings (the agent's common
-waypoint flow, split only when read): the readings wait per workload pair and are split
+"""The split metrics from flows that keep their row of clock readings (bytes: the agent's
+common waypoint flow, split only when read): the rows wait per workload pair and are split
 together when folded (at ``FOLD_AT`` a pair, and at every scrape). Whatever the readings,
 the batches and where the scrapes and caps fall, the histograms are those of the same
 flows split one by one when built; and what waits stays bounded."""
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from agent.flows.flow import Flow
-from agent.flows.reqsplit import LEAN, PARTS_WIDTH, split_lean
+from agent.flows.reqsplit import LEAN, LEAN_ROW, PARTS_WIDTH, split_lean
 from agent.metrics import FlowMetrics
 from agent.metrics import split as split_mod
 from agent.metrics.split import FOLD_AT
@@ -32,7 +32,8 @@ READINGS = st.one_of(
         lambda t: (t[0] + t[2], (t[1], START, START + t[0], START + t[0] + min(t[3], t[2]),
                                  t[4]))),
     # anything (not sent, no answer, negative RTTs, out of order): one by one
-    st.tuples(st.integers(-10**9, 10**10), st.tuples(*[st.integers(-10**12, 10**13)] * LEAN)),
+    st.tuples(st.integers(-10**9, 10**10),
+              st.tuples(*[st.integers(-(1 << 63), (1 << 63) - 1)] * LEAN)),
 )
 # (variant of destination, (span, readings), times observed: 1 or a counted flow)
 OBSERVATION = st.tuples(st.integers(0, len(VARIANTS) - 1), READINGS,
@@ -43,7 +44,7 @@ def lean_flow(variant: int, span: int, lean: tuple[int, ...], split: bool) -> Fl
     """A waypoint flow keeping its readings, or (``split``) the same flow split when built."""
     base = variant_flow(variant, (0, 0, 0, 0, 0))
     assert base.tulle is not None
-    parts = split_lean(span, lean) if split else lean
+    parts = split_lean(span, lean) if split else LEAN_ROW.pack(*lean)
     return replace(base, tulle=replace(base.tulle, duration_ns=span, request_parts=parts))
 
 
@@ -112,5 +113,5 @@ def test_what_waits_stays_bounded() -> None:
     assert pairs and len(pairs) <= split_mod.MAX_PAIRS
     assert any(pair.spans for pair in pairs)  # readings do wait (the lazy path was taken)
     for pair in pairs:
-        assert len(pair.spans) < FOLD_AT and len(pair.lean) == LEAN * len(pair.spans)
+        assert len(pair.spans) < FOLD_AT and len(pair.lean) == 8 * LEAN * len(pair.spans)
         assert len(pair.pending) < FOLD_AT * PARTS_WIDTH
