@@ -86,13 +86,12 @@ def _usual(n: int, spans: Sequence[int], rows: bytes | bytearray) -> Columns | N
         span_col = array("q", spans)
     except OverflowError:  # beyond 64 bits
         return None
-    if not (_fits(_big(readings), n * LEAN) and _fits(_big(span_col), n)):
-        return None
     rtts, upstream_rtts = _big(readings[0::LEAN]), _big(readings[4::LEAN])
-    if not (_fits(rtts, n, _TOP12) and _fits(upstream_rtts, n, _TOP12)):
-        return None
     start, sent = _big(readings[1::LEAN]), _big(readings[2::LEAN])
     first, span = _big(readings[3::LEAN]), _big(span_col)
+    if not (_fits(rtts, n, _TOP12) and _fits(upstream_rtts, n, _TOP12) and _fits(start, n)
+            and _fits(sent, n) and _fits(first, n) and _fits(span, n)):
+        return None
     ones = _mask(n, 1)
     window = first - sent
     if not (_fits(start - ones, n) and _fits(sent - start - ones, n)  # 0 < start < sent
