@@ -28,8 +28,8 @@ from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent.flows.flow import Flow
+from agent.flows.l7flow import L7FlowBuilder
 from agent.flows.l7record import (
-    L7FlowBuilder,
     L7Record,
     decode_column,
     join_column,

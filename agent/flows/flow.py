@@ -265,18 +265,33 @@ class TulleInfo:
     kernel_drop_reason: int = 0  # enum skb_drop_reason code (name in drop_reason_desc)
     kernel_drop_location: str = ""  # kernel function that freed the packet ("tcp_v4_rcv+0x…")
     # L7: where the request's time went, RequestSplit's six ints in its order (``request``
-    # names them); a plain tuple, or a RequestSplit (a tuple too)
-    request_parts: RequestParts | None = None
+    # names them); a plain tuple, or a RequestSplit (a tuple too); or, as the agent builds
+    # a common waypoint request's flow, bytes: its row of the batch's column, the five LEAN
+    # clock readings still to split (``reqsplit.LEAN_ROW``; span: ``duration_ns``). The
+    # split is computed when read (``request``, ``parts``), and the metrics fold the rows
+    # in batches (`agent.metrics.split`)
+    request_parts: RequestParts | bytes | None = None
     # mTLS: the identity the peer's certificate presented, when it is not the SPIFFE ID of
     # the pod at that address (a refused handshake: wrong identity, another CA's workload)
     peer_spiffe_id: str = ""
     tunnel: TunnelInfo | None = None  # the waypoint's tunnel, for its tunnel flows
 
     @property
-    def request(self) -> RequestSplit | None:
-        """``request_parts`` by name (a view built on each read: the agent's own hot path,
-        the metrics, reads the tuple)."""
+    def parts(self) -> RequestParts | None:
+        """The split's six parts as a plain tuple (``request_parts``, split now if it holds
+        clock readings: computed on each read, nothing cached on a frozen flow)."""
         parts = self.request_parts
+        if type(parts) is bytes:
+            from agent.flows.reqsplit import LEAN_ROW, split_lean  # it imports this module
+
+            return split_lean(self.duration_ns, LEAN_ROW.unpack(parts))
+        return parts  # type: ignore[return-value]  # a tuple or None: not bytes
+
+    @property
+    def request(self) -> RequestSplit | None:
+        """``parts`` by name (a view built on each read: the agent's own hot path, the
+        metrics, reads the tuple)."""
+        parts = self.parts
         if parts is None or type(parts) is RequestSplit:
             return parts
         return RequestSplit._make(parts)

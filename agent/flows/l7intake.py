@@ -25,8 +25,8 @@ from pathlib import Path
 
 from agent.flows.flow import Flow, flow_from_json
 from agent.flows.ingest import FlowIngest
+from agent.flows.l7flow import L7FlowBuilder
 from agent.flows.l7record import (
-    L7FlowBuilder,
     L7Record,
     column_size,
     encode_batch,

@@ -1,9 +1,9 @@
-"""The waypoint's L7 flow record: what it knows of one request, as a flat tuple, and the one
-translation from it to a `Flow`.
+"""The waypoint's L7 flow record: what it knows of one request, as a flat tuple, its wire
+form and its checks (the flow built from it: `agent.flows.l7flow`).
 
 The waypoint appends a record per request and sends them to the node agent in batches, one
 JSON line per batch (`encode_batch`); the agent checks each record (`read_batch`) and builds
-the flow (`L7FlowBuilder`). A request's timing marks (`agent.flows.reqsplit.LEAN`) travel
+the flow (`agent.flows.l7flow`). A request's timing marks (`agent.flows.reqsplit.LEAN`) travel
 outside the JSON text: the waypoint packs each request's as it records it (`pack_lean`) and
 joins a batch's into one column of little-endian int64s (`join_column`) that follows the
 line as raw bytes (its size in the line's head: no base64 or hex to encode), and the
@@ -19,7 +19,6 @@ bench/results/l7-*).
 from __future__ import annotations
 
 import json
-import random
 import struct
 import sys
 from array import array
@@ -27,41 +26,22 @@ from collections.abc import Iterator, Sequence
 from itertools import chain, islice
 from typing import Any
 
-from agent.flows.flow import (
-    HTTP,
-    IP,
-    TCP,
-    Endpoint,
-    EventType,
-    Flow,
-    FlowType,
-    HTTPHeader,
-    IPVersion,
-    L7Type,
-    Layer7,
-    Policy,
-    TulleInfo,
-    Verdict,
-)
-from agent.flows.names import EVENT_L7
-from agent.flows.policyjson import authorization_policy, network_policy
 from agent.flows.reqsplit import (
     LEAN,
-    PARTS_WIDTH,
+    LEAN_ROW,
     RAW,
     check_extra,
     check_marks,
     raw_of,
     relative,
-    split,
-    split_lean,
 )
 
 # (time_ns, latency_ns, code, method, url, protocol, route, rule, backend, drop_reason,
 #  client (ip, port), local (ip, port), summary, timing marks or None (`l7proxy.timing`;
 #  or True: its LEAN marks are in the batch's column; or its EXTRA marks, the LEAN ones
-#  in the column; or, once `read_batch` took the common request's from the column, its
-#  split's parts: a tuple of PARTS_WIDTH ints, a width no marks form has),
+#  in the column; once read (`read_batch`, `with_marks`): the common request's row of
+#  the column as bytes (`reqsplit.LEAN_ROW`, split when a reader asks:
+#  `TulleInfo.request`), or relative marks (COMPACT, MARKS..MAX_MARKS ints)),
 #  policy names or None: the NetworkPolicies ("namespace/name") that allowed the client's
 #  egress and the backend's ingress, as ``ConnectionPolicy.allowed_by`` gives them; for a
 #  request an AuthorizationPolicy denied (drop reason in AUTHZ_DROPS), no egress names and
@@ -78,7 +58,7 @@ PolicyNames = tuple[tuple[str, ...], tuple[str, ...]]
 AuditedNames = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]  # + AUDIT policies
 TunnelIds = tuple[str, str]
 L7Record = tuple[int, int, int, str, str, str, str, str, str, str, tuple[str, int],
-                 tuple[str, int], str, tuple[int, ...] | bool | None,
+                 tuple[str, int], str, tuple[int, ...] | bytes | bool | None,
                  PolicyNames | AuditedNames | None, TunnelIds | None, int | None]
 Column = Sequence[int]  # a batch's timing marks, LEAN per timed record (RAW: older head)
 AUTHZ_DROPS = frozenset({"POLICY_DENY", "POLICY_DENIED"})
@@ -88,7 +68,6 @@ _INTS = (0, 1, 2)
 GRPC_STATUS = "grpc-status"
 """The header a gRPC request's flow carries its status in (``L7Record`` field 16)."""
 _STRS = (3, 4, 5, 6, 7, 8, 9, 12)
-_L7_EVENT = EventType(EVENT_L7)
 
 
 # Records are trees of tuples the waypoint built (no cycles): skipping json's check for
@@ -171,17 +150,16 @@ def _short(column: Column, width: int) -> ValueError:
                       f"record's {width}")
 
 
-def _marks_at(column: Column, at: int, field: Any, width: int = LEAN) -> tuple[int, ...]:
+def _marks_at(column: Column, at: int, field: Any, width: int = LEAN
+              ) -> tuple[int, ...] | bytes:
     """A timed record's marks, relative: ``width`` integers of the column from ``at``
     and, beside a ``LEAN`` column, its field 13 (``true`` or its ``EXTRA`` marks)."""
     if at + width > len(column):
         raise _short(column, width)
+    if field is True and width == LEAN:  # the common request: its row, split when read
+        return LEAN_ROW.pack(*column[at:at + LEAN])
     if width == RAW:
         return relative(column[at:at + RAW])
-    if field is True:  # the common request: its COMPACT marks, what `relative` would give
-        client_rtt_us, start, sent, first, upstream_rtt_us = column[at:at + LEAN]
-        return (client_rtt_us, sent - start if sent else 0, first - start if first else 0, 0,
-                upstream_rtt_us)
     return relative(raw_of(column[at:at + LEAN], check_extra(field)))
 
 
@@ -197,17 +175,14 @@ def with_marks(records: Sequence[L7Record], column: Column) -> list[L7Record]:
     return out
 
 
-# A LEAN column's requests as tuples (little-endian on the wire): unpacked in one C pass,
-# a timed record's five readings cost ~800 instructions fewer than an array slice of them
-# star-called (callgrind, bench/results/tracecost-2026-12-06-s12.md).
-_LEAN_ROW = struct.Struct(f"<{LEAN}q")
+_ROW = LEAN_ROW.size  # bytes of a LEAN row on the wire
 
 
 def read_batch(value: Any, data: bytes = b"") -> Iterator[L7Record | ValueError]:
     """The records of one batch line (and its column's ``data``), in either form, each
     checked: a malformed record (or column) is its ValueError, the others still count."""
     column: array | None = None
-    rows: list[tuple[int, ...]] | None = None  # the LEAN column by request, when whole
+    rows: list[bytes] | None = None  # the LEAN column by request, when whole
     width = LEAN
     if isinstance(value, dict):
         items = value.get("records")
@@ -218,8 +193,11 @@ def read_batch(value: Any, data: bytes = b"") -> Iterator[L7Record | ValueError]
             width = RAW  # an older waypoint's column (field 13 true: RAW marks)
         try:
             column = decode_column(data, value.get("split" if width == LEAN else "marks"))
-            if width == LEAN and not len(data) % _LEAN_ROW.size:
-                rows = list(_LEAN_ROW.iter_unpack(data))
+            if width == LEAN and not len(data) % _ROW:
+                # each request's row as the bytes it came in (a C slice each): its flow
+                # keeps them, split only when read, and the metrics fold them as bytes
+                rows = list(map(data.__getitem__, map(slice, range(0, len(data), _ROW),
+                                                      range(_ROW, len(data) + 1, _ROW))))
         except ValueError as err:
             yield err
             column = array("q")
@@ -234,7 +212,7 @@ def read_batch(value: Any, data: bytes = b"") -> Iterator[L7Record | ValueError]
                     and type(item[1]) is int):
                 break
             try:
-                yield _record(item, split_lean(item[1], row))
+                yield _record(item, row)  # split when read (`TulleInfo.request`)
             except ValueError as err:
                 yield err
             done += 1
@@ -245,12 +223,10 @@ def read_batch(value: Any, data: bytes = b"") -> Iterator[L7Record | ValueError]
                     and (item[13] is True or width == LEAN and item[13] is not None)):
                 here, at = at, at + width  # its slot, even if its marks are bad
                 # integers from the column by construction: no check of them as JSON
-                if width == LEAN and item[13] is True and type(item[1]) is int:
-                    # nearly every flow: split now, from the column (no marks tuple)
+                if width == LEAN and item[13] is True and rows is not None:
                     if at > len(column):
                         raise _short(column, width)
-                    yield _record(item, split_lean(
-                        item[1], column[here:at] if rows is None else rows[here // LEAN]))
+                    yield _record(item, rows[here // LEAN])  # the common request's row
                 else:
                     yield _record(item, _marks_at(column, here, item[13], width))
             else:
@@ -298,7 +274,7 @@ def record_from_json(value: Any) -> L7Record:
     return _record(value, check_marks(value[13]) if len(value) >= 14 else None)
 
 
-def _record(value: list[Any], marks: tuple[int, ...] | None) -> L7Record:
+def _record(value: list[Any], marks: tuple[int, ...] | bytes | None) -> L7Record:
     """`record_from_json` of a 13- to 17-field array whose marks are ``marks``, checked."""
     for i in _INTS:
         if type(value[i]) is not int:
@@ -325,83 +301,3 @@ def _tunnel(value: Any) -> TunnelIds | None:
         raise ValueError(f"a tunnel must be [client SPIFFE ID, backend SPIFFE ID], "
                          f"got {value!r}")
     return value[0], value[1]
-
-
-class L7FlowBuilder:
-    """Builds flows from records; caches IP pairs and numbers flows with UUID-shaped ids (a
-    random prefix per builder mixed with a counter: no urandom call per flow)."""
-
-    def __init__(self, node_name: str = "") -> None:
-        self.node_name = node_name
-        self._ips: dict[tuple[str, str, bool], IP] = {}
-        bits = random.getrandbits
-        self._uuid_prefix = f"{bits(32):08x}-{bits(16):04x}-4{bits(12):03x}"
-        self._uuid_node = random.getrandbits(48)
-        self._seq = 0
-        self._policies: dict[tuple[bool, tuple[str, ...]], tuple[Policy, ...]] = {}
-
-    def _named(self, names: tuple[str, ...], authz: bool = False) -> tuple[Policy, ...]:
-        """Policy objects for names (NetworkPolicies, or AuthorizationPolicies), built once
-        per distinct list (few per cluster)."""
-        if not names:
-            return ()
-        found = self._policies.get((authz, names))
-        if found is None:
-            if len(self._policies) > 4096:
-                self._policies.clear()
-            make = authorization_policy if authz else network_policy
-            found = self._policies[(authz, names)] = tuple(make(n) for n in names)
-        return found
-
-    def flow(self, r: L7Record) -> Flow:
-        when, latency, code, method, url, protocol, route, rule, backend, drop, client, local, \
-            summary, marks, names = r[:15]
-        tunnel = r[15] if len(r) > 15 else None  # type: ignore[misc]
-        grpc = r[16] if len(r) > 16 else None  # type: ignore[misc]
-        key = (client[0], local[0], tunnel is not None)
-        ip = self._ips.get(key)
-        if ip is None:
-            if len(self._ips) > 4096:
-                self._ips.clear()
-            v6 = ":" in client[0]
-            ip = self._ips[key] = IP(client[0], local[0], IPVersion.IPv6 if v6 else IPVersion.IPv4,
-                                     encrypted=tunnel is not None)
-        self._seq += 1
-        # AUDIT AuthorizationPolicies that matched a served request (a denied one is DROPPED:
-        # the denial decided what the client saw).
-        audited = names[2] if names and len(names) > 2 and not drop else ()
-        return Flow(
-            time=when,
-            uuid=f"{self._uuid_prefix}-{0x8000 | (self._seq >> 48) & 0x3FFF:04x}-"
-            f"{(self._uuid_node ^ self._seq) & 0xFFFFFFFFFFFF:012x}",
-            verdict=Verdict.DROPPED if drop else Verdict.AUDIT if audited else Verdict.FORWARDED,
-            drop_reason_desc=drop,
-            ip=ip,
-            l4=TCP(client[1], local[1]),
-            type=FlowType.L7,
-            node_name=self.node_name,
-            l7=Layer7(L7Type.RESPONSE, latency, HTTP(
-                code, method, url, protocol,
-                () if grpc is None else (HTTPHeader(GRPC_STATUS, str(grpc)),))),
-            event_type=_L7_EVENT,
-            # The record names the client as source: a response recorded client -> server,
-            # so metrics and the service map read the workload pair the right way round.
-            is_reply=False,
-            summary=summary,
-            tulle=TulleInfo(duration_ns=latency, route=route, rule=rule, backend=backend,
-                            request_parts=(marks if len(marks) == PARTS_WIDTH
-                                           else split(latency, marks))
-                            if type(marks) is tuple else None),
-            # Both sides were judged by the waypoint (policy_waypoint.py); a request that
-            # NetworkPolicy denied names none (it has no deny rules); one an
-            # AuthorizationPolicy denied names it on the ingress side (the server's policy).
-            egress_allowed_by=self._named(names[0]) if names and drop not in AUTHZ_DROPS else (),
-            ingress_allowed_by=self._named(names[1]) if names and drop not in AUTHZ_DROPS else (),
-            # An audited request names its AUDIT policies where Cilium's parser names the
-            # policies of an AUDIT verdict: ``*_denied_by``.
-            ingress_denied_by=self._named(names[1], True) if names and drop in AUTHZ_DROPS
-            else self._named(audited, True),
-            # The identities the tunnel asserted (the enrichment adds the pods around them).
-            source=Endpoint(spiffe_id=tunnel[0]) if tunnel else None,
-            destination=Endpoint(spiffe_id=tunnel[1]) if tunnel else None,
-        )

@@ -29,6 +29,7 @@ ARCHITECTURE.md, "Where a request's time went").
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,6 +58,9 @@ RAW = 11  # (client_rtt_us, start, sent, connect, connect_late, first, head_out,
 # field 13 is then the array of them, else ``true``. Fewer integers to take and pack per
 # request (bench/results/request-split-2026-12-05-cost4.md).
 LEAN = 5  # (client_rtt_us, start, sent, first, upstream_rtt_us)
+LEAN_ROW = struct.Struct(f"<{LEAN}q")
+"""A request's ``LEAN`` readings as the column carries them (little-endian int64s): the
+row a common request's flow keeps (``TulleInfo.request_parts``) until it is split."""
 EXTRA = 6  # (connect, connect_late, head_out, last, body_end, stalled); head_out, last
 #            and body_end are clock readings like the column's (0: did not happen)
 

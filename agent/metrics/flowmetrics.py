@@ -44,7 +44,6 @@ are ``client``.
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -52,14 +51,11 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.registry import CollectorRegistry
 
 from agent.flows.flow import (
-    HTTP,
     TCP,
     Endpoint,
     Flow,
     FlowType,
     L7Type,
-    Layer7,
-    TrafficDirection,
     Verdict,
 )
 from agent.flows.names import (
@@ -78,9 +74,10 @@ from agent.flows.names import (
 )
 from agent.metrics.config import FAMILY_LABELS, MetricsConfig
 from agent.metrics.encryption import ENCRYPTION_HELP, EncryptionSeries
+from agent.metrics.http import HttpSeries
 from agent.metrics.kernel import KERNEL_HELP, KernelSeries, histogram_buckets
 from agent.metrics.series import Cell, Series
-from agent.metrics.split import FOLD_LEN, SPLIT_HELP, SplitSeries
+from agent.metrics.split import SPLIT_HELP, SplitSeries
 from agent.servicemap.peers import workload_label
 
 _TYPE_NAMES = {
@@ -91,7 +88,6 @@ _TYPE_NAMES = {
 _L4_NAMES = {"TCP": "TCP", "UDP": "UDP", "ICMPv4": "ICMPv4", "ICMPv6": "ICMPv6"}
 POLICY_DROP_REASONS = frozenset({"POLICY_DENIED", "POLICY_DENY", "AUTH_REQUIRED"})
 _DROPPED, _FORWARDED = Verdict.DROPPED, Verdict.FORWARDED
-_INGRESS = TrafficDirection.INGRESS
 _RESPONSE = L7Type.RESPONSE
 _EP_CACHE_LIMIT = 4096
 
@@ -156,7 +152,6 @@ class FlowMetrics:
         self._overflow: dict[tuple[str, str], int] = {}
         self._lost: dict[str, int] = {}
         self._ep_cache: dict[int, tuple[Endpoint, str]] = {}
-        self._bounds_ns = tuple(round(b * 1e9) for b in cfg.http_duration_buckets)
 
         def series(family: str, suffix: str = "_total", histogram: int = 0) -> Series | None:
             """`histogram`: its number of bounds (cells add +Inf and the sum); 0: counter."""
@@ -178,12 +173,10 @@ class FlowMetrics:
         self._drops = series("drop")
         self._flags = series("tcp_flags")
         self._policy = series("policy_verdicts")
-        self._http = series("http_requests")
-        self._durations = series("http_request_duration_seconds", "",
-                                 histogram=len(self._bounds_ns))
         self._kernel = KernelSeries(series, cfg.tcp_connect_buckets, cfg.tcp_rtt_buckets,
                                     self._workload)
         self._split = SplitSeries(series, cfg.request_split_buckets)
+        self._https = HttpSeries(series, cfg.http_duration_buckets, self._workload, self._split)
         self._encryption = EncryptionSeries(series)
         self._lost_name = cfg.metric_name("lost_events")
         if registry is not None:
@@ -261,7 +254,7 @@ class FlowMetrics:
             self._count_policy(flow.traffic_direction, verdict, n, match)
 
         if l7kind == 2 and l7 is not None and l7.type == _RESPONSE:
-            self._count_http(flow, l7, l7.http, n)  # type: ignore[arg-type]
+            self._https.observe(flow, l7, l7.http, n)  # type: ignore[arg-type]
         elif (tulle := flow.tulle) is not None and (tulle.tcp or tulle.kernel_drop_reason):
             self._kernel.observe(flow, tulle, n)
 
@@ -305,54 +298,18 @@ class FlowMetrics:
         self._ep_cache[id(ep)] = (ep, label)  # holding `ep` keeps its id from being reused
         return label
 
-    def _count_http(self, flow: Flow, l7: Layer7, http: HTTP, n: int) -> None:
-        if flow.is_reply is False:  # a response flow recorded client -> server
-            client, server = flow.source, flow.destination
-        else:
-            client, server = flow.destination, flow.source
-        src, dst = self._workload(client), self._workload(server)
-        method = http.method
-        reporter = "server" if flow.traffic_direction == _INGRESS else "client"
-        s = self._http
-        if s is not None:
-            raw: tuple[Any, ...] = (method, http.protocol, http.code, reporter, src, dst)
-            cell = s.cache.get(raw)
-            if cell is None:
-                cell = s.admit(raw, (method or "unknown", http.protocol or "unknown",
-                                     str(http.code), reporter, src, dst))
-            cell[0] += n
-        s = self._durations
-        latency = l7.latency_ns
-        if s is not None and latency > 0:
-            raw = (method, reporter, src, dst)
-            cell = s.cache.get(raw)
-            if cell is None:
-                cell = s.admit(raw, (method or "unknown", reporter, src, dst))
-            cell[bisect_left(self._bounds_ns, latency)] += n
-            cell[-1] += latency * n
-        tulle = flow.tulle
-        if tulle is not None and (parts := tulle.request_parts) is not None:
-            svc = flow.destination_service  # a waypoint flow's pair is known: no call
-            known = self._split.known.get((src, dst, id(svc))) if n == 1 else None
-            if known is not None and known[0] is svc:
-                pending = known[1].pending
-                pending += parts
-                if len(pending) >= FOLD_LEN:
-                    self._split.fold(known[1])
-            else:
-                self._split.observe(parts, src, dst, svc, n)
-
     # -- scraping ----------------------------------------------------------------------------
 
     def _families(self) -> list[tuple[str, Series | None]]:
         return [("flows_processed", self._flows), ("drop", self._drops),
                 ("tcp_flags", self._flags), ("policy_verdicts", self._policy),
-                ("http_requests", self._http), *self._kernel.families(),
+                ("http_requests", self._https.requests), *self._kernel.families(),
                 *self._encryption.families()]
 
     def _histograms(self) -> list[tuple[str, Series | None, tuple[float, ...]]]:
         cfg = self.config
-        return [("http_request_duration_seconds", self._durations, cfg.http_duration_buckets),
+        return [("http_request_duration_seconds", self._https.durations,
+                 cfg.http_duration_buckets),
                 ("tcp_connect_duration_seconds", self._kernel.connect, cfg.tcp_connect_buckets),
                 ("tcp_rtt_seconds", self._kernel.rtt, cfg.tcp_rtt_buckets),
                 ("request_split_seconds", self._split.hist, cfg.request_split_buckets)]

@@ -14,10 +14,11 @@ client dialled (a waypoint flow's destination is the ClusterIP), never an addres
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from agent.flows.flow import RequestParts, RequestSplit, Service
-from agent.flows.reqsplit import PARTS_WIDTH
+from agent.flows.reqsplit import LEAN_ROW, PARTS_WIDTH, split_lean
+from agent.flows.splitcolumns import split_columns
 from agent.metrics.series import Cell, Series
 
 SPLIT_HELP = {
@@ -44,14 +45,19 @@ MAX_KNOWN = 4 * MAX_PAIRS  # the shortcut table of known pairs (SplitSeries.know
 
 
 class _Pair:
-    """A workload pair's five cells (in PART_LABELS order) and its splits not yet in them,
-    end to end in one flat list (``PARTS_WIDTH`` values a split, in RequestSplit's order)."""
+    """A workload pair's five cells (in PART_LABELS order) and its requests not yet in them:
+    splits end to end in one flat list (``pending``: ``PARTS_WIDTH`` values a split, in
+    RequestSplit's order), and common requests not split yet (``lean``: their rows of
+    clock readings end to end, the bytes the flows carry; ``spans``: their spans), split
+    together when folded (`split_columns`). At most ``FOLD_AT`` of each wait."""
 
-    __slots__ = ("cells", "pending")
+    __slots__ = ("cells", "lean", "pending", "spans")
 
     def __init__(self, cells: tuple[Cell, ...]) -> None:
         self.cells = cells
         self.pending: list[int] = []
+        self.lean = bytearray()
+        self.spans: list[int] = []
 
 
 def fold(cells: tuple[Cell, ...], bounds: tuple[int, ...], pending: list[int]) -> None:
@@ -61,17 +67,34 @@ def fold(cells: tuple[Cell, ...], bounds: tuple[int, ...], pending: list[int]) -
     whose bound it does not exceed (Prometheus' ``le``), which over a part's sorted values
     is the count up to each bound (``bisect_right``) less the count up to the previous
     one. A part's values are one strided slice of the flat list (a C copy: no tuple per
-    split to take apart, as ``zip(*splits)`` over kept parts tuples did), sorted in place.
-    Sorting is C and cheap here: the RTT parts repeat one value for a second at a time
-    (the waypoint's RTT cache) and upstream_connect is nearly always 0."""
+    split to take apart, as ``zip(*splits)`` over kept parts tuples did), sorted in place
+    (`fold_columns`). Sorting is C and cheap here: the RTT parts repeat one value for a
+    second at a time (the waypoint's RTT cache) and upstream_connect is nearly always 0."""
     if not pending:
         return
     if len(pending) % PARTS_WIDTH:
         raise ValueError(f"pending splits hold {len(pending)} values, not a multiple of "
                          f"{PARTS_WIDTH}")
-    total = len(pending) // PARTS_WIDTH
-    for cell, at in zip(cells, _INDEXES, strict=True):
-        values = pending[at::PARTS_WIDTH]
+    fold_columns(cells, bounds, [pending[at::PARTS_WIDTH] for at in _INDEXES])
+    pending.clear()
+
+
+def fold_lean(cells: tuple[Cell, ...], bounds: tuple[int, ...], spans: list[int],
+              lean: bytearray) -> None:
+    """Count requests not split yet (`_Pair.lean`, `_Pair.spans`) as `fold` counts their
+    splits, and empty both lists: split together, by columns (`split_columns`)."""
+    if spans:
+        fold_columns(cells, bounds, split_columns(spans, lean))
+    spans.clear()
+    lean.clear()
+
+
+def fold_columns(cells: tuple[Cell, ...], bounds: tuple[int, ...],
+                 columns: Sequence[list[int]]) -> None:
+    """Count each part's values (a column per cell, all as long; sorted here, in place)
+    into its histogram's cell, one observation each."""
+    for cell, values in zip(cells, columns, strict=True):
+        total = len(values)
         values.sort()
         below = 0
         for i, bound in enumerate(bounds):
@@ -82,7 +105,6 @@ def fold(cells: tuple[Cell, ...], bounds: tuple[int, ...], pending: list[int]) -
                 break
         cell[len(bounds)] += total - below  # +Inf
         cell[-1] += sum(values)
-    pending.clear()
 
 
 class SplitSeries:
@@ -104,15 +126,18 @@ class SplitSeries:
         self.known: dict[tuple[str, str, int], tuple[Service | None, _Pair]] = {}
 
     def flush(self) -> None:
-        """Fold every pair's pending splits into its cells."""
+        """Fold every pair's waiting requests into its cells."""
         bounds = self._bounds_ns
         for pair in self._pairs.values():
             if pair.pending:
                 fold(pair.cells, bounds, pair.pending)
+            if pair.spans:
+                fold_lean(pair.cells, bounds, pair.spans, pair.lean)
 
     def fold(self, pair: _Pair) -> None:
-        """Fold one pair's pending splits (`FlowMetrics`, at ``FOLD_LEN``)."""
+        """Fold one pair's waiting requests (`FlowMetrics`, at ``FOLD_AT`` of a kind)."""
         fold(pair.cells, self._bounds_ns, pair.pending)
+        fold_lean(pair.cells, self._bounds_ns, pair.spans, pair.lean)
 
     def _cells(self, s: Series, src: str, dst: str) -> tuple[Cell, ...]:
         cache = s.cache
@@ -131,10 +156,12 @@ class SplitSeries:
             self._pairs[(src, dst)] = _Pair(tuple(cells))
         return tuple(cells)
 
-    def observe(self, split: RequestParts, src: str, dst: str, service: Service | None,
-                n: int) -> None:
+    def observe(self, split: RequestParts | bytes, src: str, dst: str,
+                service: Service | None, n: int, span: int = 0) -> None:
         """``src``/``dst``: the client's and the server's workload labels (the HTTP
-        families' own, computed once per flow by `FlowMetrics`)."""
+        families' own, computed once per flow by `FlowMetrics`). ``split``: the parts, or
+        the flow's row of clock readings (bytes: ``TulleInfo.request_parts``) and then
+        ``span`` is the flow's (``duration_ns``)."""
         s = self.hist
         if s is None:
             return
@@ -149,11 +176,19 @@ class SplitSeries:
             if len(known) >= MAX_KNOWN:
                 known.clear()
             known[(src, raw_dst, id(service))] = (service, pair)
+            if type(split) is bytes:
+                pair.lean += split
+                pair.spans.append(span)
+                if len(pair.spans) >= FOLD_AT:
+                    fold_lean(pair.cells, self._bounds_ns, pair.spans, pair.lean)
+                return
             pending = pair.pending
             pending += split
             if len(pending) >= FOLD_LEN:
                 fold(pair.cells, self._bounds_ns, pending)
             return
+        if type(split) is bytes:
+            split = split_lean(span, LEAN_ROW.unpack(split))
         # A pair's first flow, one over a cap (never remembered), or a counted flow: now.
         cells = pair.cells if pair is not None else self._cells(s, src, dst)
         bounds = self._bounds_ns

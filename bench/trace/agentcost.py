@@ -45,7 +45,12 @@ def callgrind_total(text: str) -> int:
 def workload(timed: bool, batches: int) -> None:
     """The agent's path for ``batches`` batch lines of ``BATCH`` waypoint records (run in
     the tree under test: imports are that tree's)."""
-    from agent.flows.l7record import L7FlowBuilder, encode_batch, join_column, pack_lean, read_batch
+    from agent.flows.l7record import encode_batch, join_column, pack_lean, read_batch
+
+    try:  # the builder's own module since session 17; trees before it: l7record's
+        from agent.flows.l7flow import L7FlowBuilder
+    except ImportError:
+        from agent.flows.l7record import L7FlowBuilder  # type: ignore[attr-defined,no-redef]
     from agent.metrics.flowmetrics import FlowMetrics
 
     try:  # the agent's collector setting (``agent/daemon.py``), in trees that have one

@@ -18,9 +18,9 @@ import pytest
 
 from agent.flows.flow import Flow, Verdict, flow_from_json, flow_to_json
 from agent.flows.ingest import FlowIngest
+from agent.flows.l7flow import L7FlowBuilder
 from agent.flows.l7intake import FlowForwarder, L7Intake
 from agent.flows.l7record import (
-    L7FlowBuilder,
     L7Record,
     decode_column,
     encode_batch,

@@ -1,13 +1,15 @@
 """`read_batch` reads a whole LEAN column by request (one C unpack per batch) and any other
-column by slices: both give each timed record its own marks, in the column's order."""
+column by slices: both give each timed record its own marks, in the column's order (a
+common request's LEAN readings as they are: its flow splits them when read)."""
 
 from __future__ import annotations
 
 import json
 
 from agent.flows.flow import RequestSplit
+from agent.flows.l7flow import L7FlowBuilder
 from agent.flows.l7record import L7Record, encode_batch, pack_marks, read_batch
-from agent.flows.reqsplit import relative, split
+from agent.flows.reqsplit import LEAN_ROW, relative, split
 from tests.unit.flows.test_l7intake import DENIED, OK, T0
 
 TIMED: L7Record = (*OK[:13], True, *OK[14:])  # type: ignore[assignment]
@@ -31,11 +33,19 @@ def want(lean: tuple[int, ...]) -> RequestSplit:
     return split(OK[1], relative((client, start, sent, 0, 0, first, 0, first, up, 0, 0)))
 
 
+def parts(record: L7Record | ValueError) -> RequestSplit | None:
+    """The split of ``record``'s flow, as a reader gets it."""
+    assert not isinstance(record, ValueError)
+    tulle = L7FlowBuilder().flow(record).tulle
+    return tulle.request if tulle is not None else None
+
+
 def test_each_timed_record_gets_its_own_marks_from_a_whole_column() -> None:
     timed, denied, extra, last = batch(pack_marks(LEANS))
     assert not isinstance(timed, ValueError) and not isinstance(last, ValueError)
-    assert timed[13] == want(LEANS[0])
-    assert last[13] == want(LEANS[2])  # the third slot: the EXTRA record took the second
+    assert timed[13] == LEAN_ROW.pack(*LEANS[0]) and parts(timed) == want(LEANS[0])
+    # the third slot: the EXTRA record took the second
+    assert last[13] == LEAN_ROW.pack(*LEANS[2]) and parts(last) == want(LEANS[2])
     assert not isinstance(extra, ValueError) and extra[13] == relative(
         (*LEANS[1][:3], 0, 0, LEANS[1][3], 0, 0, LEANS[1][4], 0, 0))
     assert not isinstance(denied, ValueError) and denied[13] is None
@@ -64,7 +74,8 @@ def test_a_batch_of_common_requests_reads_as_the_general_loop_does() -> None:
     """A record per row, each the common timed request (the batch loop, no slot
     bookkeeping): each record its own row's split, as the slices path gives them."""
     fast = read([TIMED] * 3, LEANS)
-    assert [r[13] for r in fast] == [want(lean) for lean in LEANS]  # type: ignore[index]
+    assert [r[13] for r in fast] == [LEAN_ROW.pack(*lean) for lean in LEANS]  # type: ignore[index]
+    assert [parts(r) for r in fast] == [want(lean) for lean in LEANS]
     *general, err = read([TIMED] * 3, LEANS, stray=True)
     assert general == fast and isinstance(err, ValueError)
 
@@ -81,7 +92,7 @@ def test_the_batch_loop_hands_over_at_the_first_record_it_cannot_take() -> None:
         *general, _stray = read([TIMED, middle, TIMED], LEANS, stray=True)
         assert [_same(r) for r in fast] == [_same(r) for r in general]
         first, mid, last = fast
-        assert first[13] == want(LEANS[0]) and last[13] == want(LEANS[2])  # type: ignore[index]
+        assert parts(first) == want(LEANS[0]) and parts(last) == want(LEANS[2])
         assert isinstance(mid, ValueError) == (middle is not WITH_EXTRA)
 
 

@@ -91,7 +91,7 @@ def test_printer_option_reaches_every_text_output() -> None:
 def test_an_l7_flow_names_both_sides_it_was_judged_on() -> None:
     """The waypoint's L7 flows carry no direction: both the client's egress and the
     backend's ingress were judged, so --print-policy-names names both, once each."""
-    from agent.flows.l7record import L7FlowBuilder
+    from agent.flows.l7flow import L7FlowBuilder
     from tests.unit.flows.test_l7intake import DENIED, OK
 
     names = (("shop/client-out", "shop/allow-all"), ("shop/allow-web", "shop/allow-all"))

@@ -13,7 +13,8 @@ import pytest
 from agent.flows.codec import flow_to_json
 from agent.flows.filters import FlowFilter, compile_filter
 from agent.flows.flow import Verdict
-from agent.flows.l7record import L7FlowBuilder, encode_batch, read_batch
+from agent.flows.l7flow import L7FlowBuilder
+from agent.flows.l7record import encode_batch, read_batch
 from agent.flows.policyjson import policies_to_json
 from agent.flows.printer import format_compact, format_dict
 from authz import steered_services

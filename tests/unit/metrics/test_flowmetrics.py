@@ -228,7 +228,7 @@ def test_hostile_values_do_not_grow_memory() -> None:
     got = scrape(reg)
     assert len(series(got, "tulle_http_requests_total")) == 9  # 8 methods + other
     assert sum(series(got, "tulle_http_requests_total").values()) == 5000
-    assert len(fm._http.cache) <= 8  # type: ignore[union-attr]  # only admitted keys cached
+    assert len(fm._https.requests.cache) <= 8  # type: ignore[union-attr]  # only admitted keys cached
 
 
 def test_label_subset_sums_dropped_labels() -> None:

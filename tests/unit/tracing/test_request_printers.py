@@ -12,7 +12,8 @@ from agent.cli.trace import VERB_FILTERS, narrow
 from agent.flows.enrich import EndpointIndex, enrich
 from agent.flows.filters import compile_filters
 from agent.flows.flow import Flow
-from agent.flows.l7record import L7FlowBuilder, L7Record
+from agent.flows.l7flow import L7FlowBuilder
+from agent.flows.l7record import L7Record
 from agent.observer.convert import FlowsQuery
 from agent.tracing import tracefmt
 

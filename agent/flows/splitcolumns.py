@@ -1,0 +1,112 @@
+"""The request split of many common requests at once (``split_columns``), as the agent's
+metrics fold them (`agent.metrics.split`): what ``reqsplit.split_lean`` gives each, from
+their rows of clock readings as the waypoint's column carried them (bytes), at a
+fraction of its cost. Pure.
+
+Each column (every request's start, say) becomes one Python integer, 64 bits a request
+(a C conversion of the rows' bytes), so one big-integer subtraction subtracts the whole
+column: no Python frame and no integer object per request and operation. Every input is
+first checked to be in [0, 2^62) (``_fits``: two bits per lane, one AND). A difference
+then leaves each lane in [0, 2^62) exactly when no lane's difference is negative: a
+negative one borrows, which sets its lane's top bits. So ``_fits`` of a difference also
+checks an inequality for the whole column, and that is how ``split_lean``'s first branch
+(the usual request: 0 < start < sent <= first <= start + span) is recognised. A batch
+where any check fails is split request by request (``split_lean``).
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections.abc import Sequence
+
+from agent.flows.reqsplit import LEAN, LEAN_ROW, split_lean
+
+Columns = tuple[list[int], ...]
+_TOP2 = 0xC000_0000_0000_0000  # a lane with either bit set is not in [0, 2^62)
+_TOP12 = 0xFFF0_0000_0000_0000  # nor under 2^52 (an RTT in µs that * 1000 still fits)
+_MASKS: dict[tuple[int, int], int] = {}  # (lanes, pattern) -> mask; a few sizes in use
+
+
+def _mask(lanes: int, pattern: int) -> int:
+    mask = _MASKS.get((lanes, pattern))
+    if mask is None:
+        if len(_MASKS) > 64:
+            _MASKS.clear()
+        mask = _MASKS[(lanes, pattern)] = _big(array("Q", [pattern]) * lanes)
+    return mask
+
+
+def _big(values: array) -> int:
+    """A column as one integer, value i in bits 64i..64i+63."""
+    return int.from_bytes(values.tobytes(), sys.byteorder)
+
+
+def _fits(big: int, lanes: int, pattern: int = _TOP2) -> bool:
+    """Whether every lane of ``big`` is in [0, 2^62) (``_TOP2``): for a difference of
+    columns in that range, whether no lane's difference is negative."""
+    return big >= 0 and not big & _mask(lanes, pattern)
+
+
+def _list(big: int, lanes: int) -> list[int]:
+    """The lanes of ``big`` (checked by ``_fits``) as integers."""
+    values = array("q")
+    values.frombytes(big.to_bytes(8 * lanes, sys.byteorder))
+    return values.tolist()
+
+
+def split_columns(spans: Sequence[int], rows: bytes | bytearray) -> Columns:
+    """``split_lean`` of many requests: ``spans`` their spans and ``rows`` their rows
+    (``reqsplit.LEAN_ROW``) end to end, in the same order; five columns, one per part in
+    ``PARTS`` order (client_network, proxy, upstream_connect, upstream_network, backend).
+    tests/unit/flows/test_splitcolumns checks it against ``split_lean`` for any
+    readings."""
+    n = len(spans)
+    if len(rows) != n * LEAN_ROW.size:
+        raise ValueError(f"{len(rows)} bytes of clock readings for {n} requests: not "
+                         f"{LEAN_ROW.size} each")
+    if not n:
+        return [], [], [], [], []
+    fast = _usual(n, spans, rows)
+    if fast is not None:
+        return fast
+    parts = [split_lean(span, row)
+             for span, row in zip(spans, LEAN_ROW.iter_unpack(rows), strict=True)]
+    return tuple(list(column) for column in zip(*parts, strict=True))[1:]
+
+
+def _usual(n: int, spans: Sequence[int], rows: bytes | bytearray) -> Columns | None:
+    """``split_columns`` when every request is the usual one and every reading and span
+    is in [0, 2^62) (the RTTs under 2^52); else None."""
+    readings = array("q")
+    readings.frombytes(rows)
+    if sys.byteorder != "little":
+        readings.byteswap()
+    try:
+        span_col = array("q", spans)
+    except OverflowError:  # beyond 64 bits
+        return None
+    rtts, upstream_rtts = _big(readings[0::LEAN]), _big(readings[4::LEAN])
+    start, sent = _big(readings[1::LEAN]), _big(readings[2::LEAN])
+    first, span = _big(readings[3::LEAN]), _big(span_col)
+    if not (_fits(rtts, n, _TOP12) and _fits(upstream_rtts, n, _TOP12) and _fits(start, n)
+            and _fits(sent, n) and _fits(first, n) and _fits(span, n)):
+        return None
+    ones = _mask(n, 1)
+    window = first - sent
+    if not (_fits(start - ones, n) and _fits(sent - start - ones, n)  # 0 < start < sent
+            and _fits(window, n) and _fits(start + span - first, n)):  # <= first <= ...
+        return None
+    upstream = upstream_rtts * 1000
+    backend = window - upstream
+    if _fits(backend, n):  # every window holds its upstream RTT: network is the RTT
+        network = upstream
+    elif _fits(upstream - window, n):  # no window does: network is the window
+        network, backend = window, 0
+    else:  # some of each: the RTT, at most the window, request by request
+        windows, upstreams = _list(window, n), _list(upstream, n)
+        network_list = list(map(min, upstreams, windows))
+        return (_list(rtts * 1000, n), _list(span - window, n), [0] * n, network_list,
+                [w - u for w, u in zip(windows, network_list, strict=True)])
+    return (_list(rtts * 1000, n), _list(span - window, n), [0] * n, _list(network, n),
+            _list(backend, n))
