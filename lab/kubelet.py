@@ -14,8 +14,9 @@ a pod's first packet is policed.
 A ``hostNetwork`` pod has none of that: its containers run in the node's network namespace
 (``nsenter --net``, so bpffs and tracefs stay the host's), its IP is the node's, and they
 start at once. Containers get the downward API's ``fieldRef`` variables and ``$(VAR)``
-expansion of command and args; hostPath volumes are checked (or created) by type before a
-container starts and are usable at their own path (lab.podspec, lab.hostpaths); env from
+expansion of command and args; a pod with volumes runs each container in a mount namespace
+of its own, its hostPaths the node's share of the machine, checked (or created) by type
+before each start (lab.volumesetup, lab.podvolumes, lab.mountns, lab.hostpaths); env from
 Secrets and ConfigMaps is read at each start (lab.envsource, lab.containerproc). Init
 containers run one by one to completion before the app containers (lab.initcontainers);
 probes run beside a running container (lab.probes, lab.prober).
