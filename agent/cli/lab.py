@@ -238,6 +238,10 @@ def exec_(
                                    container or (names[0] if names else ""))
     if pid is not None:  # what the container sees at its mount paths, in its network
         argv = ["nsenter", f"--target={pid}", "--mount", "--net", "--", *command]
+    elif any(c.get("volumeMounts") for c in spec.get("containers") or []):
+        # Its volumes exist only in its mount namespace: never run on the host's files.
+        raise click.ClickException(
+            f"container {container or names[0]!r} of pod {namespace}/{pod} is not running")
     cgroup = cgroups.pod_cgroup(name, node, namespace, pod) if node else None
     if cgroup is not None and cgroup.is_dir():  # run as the pod's (its node's RTT tracing)
         argv = cgroups.in_cgroup(cgroup, argv)
