@@ -3,7 +3,9 @@ Kubelet): hostPaths checked, argv and env made from the spec with the Secrets an
 ConfigMaps as they are at this start (lab.envsource; a missing one is the kubelet's
 CreateContainerConfigError), the process spawned in the pod's network namespace and
 cgroup, its probes started afresh (lab.prober); stopped for good when its pod goes, or
-killed without waiting when a probe failed (its exit then restarted per restartPolicy)."""
+killed without waiting when a probe failed (its exit then restarted per restartPolicy).
+A container of a pod with volumes runs in its own mount namespace (lab.mountns's wrapper
+around lab.podvolumes' binds; lab.volumesetup) and its probes run inside it."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import time
 from collections.abc import Sequence
 
 from agent.model.core import Container, Pod
-from lab import cgroups, envsource, hostpaths, procs
+from lab import cgroups, envsource, hostpaths, mountns, procs, volumesetup
 from lab.controllers.events import EventSink
 from lab.envsource import Lookup, ResolvedEnv
 from lab.podruntime import ContainerRuntime, PodRuntime, now_rfc3339
@@ -47,6 +49,8 @@ class ContainerProcesses:
         argv, ports = container_argv(c, self.python)
         declared = declared_env(pod, ip, node, c, sources)
         env = pod_env(pod, ip, node, c, sources)
+        if volumesetup.uses_volumes(pod):
+            env = volumesetup.container_env(self.python, set(declared), env)
         return tuple(expand(arg, declared) for arg in argv), env, ports
 
     def _start_container(self, rt: PodRuntime, c: ContainerRuntime) -> None:
@@ -60,7 +64,9 @@ class ContainerProcesses:
         c.mount_error = ""
         if not self._configure(rt, c):
             return
-        argv = self._in_pod(rt, c.argv)
+        argv = (self._in_pod(rt, c.argv) if c.binds is None else cgroups.in_cgroup(
+            rt.cgroup, mountns.wrapper_argv(rt.netns, c.binds, c.argv,
+                                            pod_netns=not rt.host_network)))
         try:
             c.proc, c.record = procs.spawn(
                 f"{rt.namespace}_{rt.name}_{c.name}",
@@ -107,6 +113,15 @@ class ContainerProcesses:
         the pod's for the node's sock_ops tracer."""
         return cgroups.in_cgroup(rt.cgroup, procs.netns_argv(rt.netns, argv) if rt.host_network
                                  else ["ip", "netns", "exec", rt.netns, *argv])
+
+    def _in_container(self, rt: PodRuntime, c: ContainerRuntime, argv: Sequence[str]) -> list[str]:
+        """``argv`` beside the running container ``c`` (its probes): in a container with a
+        mount namespace, that namespace and its network's (``nsenter --target``: what the
+        container sees at its mount paths), as a CRI exec runs; else as _in_pod."""
+        if c.binds is None or c.proc is None:
+            return self._in_pod(rt, argv)
+        return cgroups.in_cgroup(rt.cgroup, ["nsenter", f"--target={c.proc.pid}", "--mount",
+                                             "--net", "--", *argv])
 
     def _event(self, rt: PodRuntime, reason: str, message: str, type_: str = "Normal") -> None:
         if self.events is None:

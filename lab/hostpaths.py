@@ -1,7 +1,7 @@
 """hostPath volumes as a kubelet checks them before a container starts: the path must be
 what its ``type`` says, ``DirectoryOrCreate`` and ``FileOrCreate`` create it (0755 and
-0644, as the kubelet does), an empty type checks nothing. A lab container shares the host's
-filesystem, so after this the path is usable as is (lab.podspec.host_path_mounts)."""
+0644, as the kubelet does), an empty type checks nothing. The kubelet checks the path at
+its place on the machine (lab.podvolumes.resolved_host_path: the node's share of it)."""
 
 from __future__ import annotations
 

@@ -14,8 +14,9 @@ a pod's first packet is policed.
 A ``hostNetwork`` pod has none of that: its containers run in the node's network namespace
 (``nsenter --net``, so bpffs and tracefs stay the host's), its IP is the node's, and they
 start at once. Containers get the downward API's ``fieldRef`` variables and ``$(VAR)``
-expansion of command and args; hostPath volumes are checked (or created) by type before a
-container starts and are usable at their own path (lab.podspec, lab.hostpaths); env from
+expansion of command and args; a pod with volumes runs each container in a mount namespace
+of its own, its hostPaths the node's share of the machine, checked (or created) by type
+before each start (lab.volumesetup, lab.podvolumes, lab.mountns, lab.hostpaths); env from
 Secrets and ConfigMaps is read at each start (lab.envsource, lab.containerproc). Init
 containers run one by one to completion before the app containers (lab.initcontainers);
 probes run beside a running container (lab.probes, lab.prober).
@@ -33,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agent.model.core import Pod
-from lab import cgroups, initcontainers, ipam, network, probes
+from lab import cgroups, initcontainers, ipam, network, probes, volumesetup
 from lab.cni_runtime import LabCni, PodKey
 from lab.containerproc import BACKOFF_MAX, ContainerProcesses
 from lab.controllers.events import EventSink
@@ -48,11 +49,7 @@ from lab.podruntime import (
     pod_status,
     sandbox_waiting,
 )
-from lab.podspec import (
-    host_path_mounts,
-    pod_ip_vars,
-    resolv_conf,
-)
+from lab.podspec import pod_ip_vars, resolv_conf
 from lab.prober import Prober
 from lab.readiness import ports_ready
 from lab.state import LabPaths, read_json
@@ -136,6 +133,12 @@ class Kubelet(ContainerProcesses):
                  " (hostNetwork)" if host else "", ip or "from CNI ADD")
         cgroup = (cgroups.make(cgroups.pod_cgroup(self.plan.name, node.name, ns, name))
                   if self.pod_cgroups else None)
+        # Volumes: every container in its own mount namespace (lab.volumesetup); a pod
+        # netns's resolv.conf is then bound there too (`ip netns exec` no longer runs).
+        fs = pod_root = None
+        if volumesetup.uses_volumes(pod):
+            fs = volumesetup.node_fs(self.paths, node.name)
+            pod_root = volumesetup.prepare_pod(self.paths, pod, None if host else resolv_conf(ns))
         containers: list[ContainerRuntime] = []
         init: list[ContainerRuntime] = []
         # Sidecars (init containers with restartPolicy Always) run here beside the app
@@ -147,11 +150,13 @@ class Kubelet(ContainerProcesses):
         for c in (*run_once, *sidecars, *pod.spec.containers):
             # Secrets and ConfigMaps are read at each start (_start_container), not here.
             argv, env, ports = self._process(pod, c, ip, node)
-            mounts, problems = host_path_mounts(pod, c)
+            mounts = (volumesetup.Mounts() if fs is None or pod_root is None else
+                      volumesetup.container_mounts(pod, c, fs, pod_root, resolv=not host))
             is_init = len(init) < len(run_once)
             (init if is_init else containers).append(ContainerRuntime(
-                c.name, argv, env, ports, ip_vars=pod_ip_vars(c), host_paths=mounts,
-                config_error="; ".join(problems), source=(pod, c), init=is_init,
+                c.name, argv, env, ports, ip_vars=pod_ip_vars(c), host_paths=mounts.host_paths,
+                binds=None if fs is None else mounts.binds, config_error=mounts.error,
+                source=(pod, c), init=is_init,
             ))
         rt = PodRuntime(pod.metadata.uid, ns, name, node, netns, ip,
                         pod.spec.restart_policy or "Always", containers, host_veth=veth,
@@ -224,6 +229,7 @@ class Kubelet(ContainerProcesses):
                 log.error("pod %s/%s: CNI DEL: %s", rt.namespace, rt.name, err)
         if not rt.host_network:
             network.remove_netns(rt.netns)
+        volumesetup.remove_pod(self.paths, rt.namespace, rt.name)  # after its containers
         if rt.cgroup is not None:
             try:
                 cgroups.remove(rt.cgroup)
@@ -298,7 +304,8 @@ class Kubelet(ContainerProcesses):
                 self._kill_progress(c, now)
                 continue
             event = functools.partial(self._event, rt)
-            if self.prober.tick(c, rt.ip, functools.partial(self._in_pod, rt), event, now):
+            if self.prober.tick(c, rt.ip, functools.partial(self._in_container, rt, c), event,
+                                now):
                 self._kill_container(c, now)  # its exit is restarted per policy
 
     def _ready(self, c: ContainerRuntime, now: float) -> bool:

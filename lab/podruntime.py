@@ -15,6 +15,7 @@ from typing import Any
 from agent.model.core import Container, HostPathVolumeSource, Pod
 from lab import initcontainers, procs
 from lab.cni_runtime import Sandbox
+from lab.podvolumes import Bind
 from lab.probe_runner import ProbeRun
 from lab.probes import Kind, Worker, started
 from lab.topology import NodePlan
@@ -52,6 +53,8 @@ class ContainerRuntime:
     ready_checked: float = 0.0
     ip_vars: tuple[str, ...] = ()  # variables set to the pod's IP once it has one
     host_paths: tuple[HostPathVolumeSource, ...] = ()  # checked before each start
+    # Its own mount namespace with these (lab.volumesetup); None: the host's filesystem.
+    binds: tuple[Bind, ...] | None = None
     config_error: str = ""  # what the lab cannot run of the spec (lab.podspec)
     mount_error: str = ""  # why the last start did not happen, until one does
     env_error: str = ""  # a missing Secret, ConfigMap or key (lab.envsource), until started

@@ -1,6 +1,6 @@
 """What a lab container runs, from its Pod spec (pure): argv, environment (the downward
 API's ``fieldRef``, Secret and ConfigMap keys as lab.envsource resolved them, and ``$(VAR)``
-references, as a kubelet expands them), hostPath mounts, resolv.conf."""
+references, as a kubelet expands them), resolv.conf."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Mapping
 
-from agent.model.core import Container, HostPathVolumeSource, Pod
+from agent.model.core import Container, Pod
 from lab.envsource import ResolvedEnv
 from lab.topology import CLUSTER_DOMAIN, DNS_ADDRESS, NodePlan
 
@@ -132,29 +132,6 @@ def expand(text: str, env: Mapping[str, str]) -> str:
         out.append(text[i])
         i += 1
     return "".join(out)
-
-
-def host_path_mounts(
-    pod: Pod, container: Container
-) -> tuple[tuple[HostPathVolumeSource, ...], tuple[str, ...]]:
-    """The hostPaths a container mounts, and what the lab cannot give it. A lab container
-    runs on the host's filesystem (no mount namespace), so a hostPath is usable exactly at
-    its own path; one mounted elsewhere cannot be honoured. Other volume types are not
-    emulated: the container sees the host's file system there (lab/README.md)."""
-    volumes = {v.name: v for v in pod.spec.volumes}
-    sources, problems = [], []
-    for mount in container.volume_mounts:
-        source = volumes[mount.name].host_path if mount.name in volumes else None
-        if source is None:
-            continue
-        sources.append(source)
-        if os.path.normpath(source.path) != os.path.normpath(mount.mount_path):
-            problems.append(
-                f"volume {mount.name!r}: hostPath {source.path} is mounted at "
-                f"{mount.mount_path}; the lab runs containers on the host's filesystem, so a "
-                "hostPath is usable only at its own path (mount it there)"
-            )
-    return tuple(sources), tuple(problems)
 
 
 def resolv_conf(namespace: str) -> str:

@@ -12,7 +12,7 @@ import click
 from agent.cli.cluster import ClusterError, connect_to
 from agent.cli.context import Choice, lab_name
 from agent.cli.node import dns
-from lab import cgroups, labstatus, lifecycle
+from lab import cgroups, labstatus, lifecycle, volumesetup
 from lab.apiserver.node_ports import parse_port_range
 from lab.state import LabPaths
 from lab.topology import TopologyError
@@ -184,6 +184,8 @@ def lab_pod(name: str, namespace: str, pod: str) -> dict[str, Any]:
 
 @lab.command(name="exec", context_settings={"ignore_unknown_options": True})
 @click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("-c", "--container", default=None,
+              help="The container whose mount namespace to enter (default: the first).")
 @click.option(
     "--external",
     is_flag=True,
@@ -194,9 +196,11 @@ def lab_pod(name: str, namespace: str, pod: str) -> dict[str, Any]:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def exec_(
-    ctx: click.Context, namespace: str, external: bool, pod: str | None, command: tuple[str, ...]
+    ctx: click.Context, namespace: str, container: str | None, external: bool, pod: str | None,
+    command: tuple[str, ...],
 ) -> None:
-    """Run COMMAND inside POD's network namespace: tulle lab exec POD -- CMD...
+    """Run COMMAND inside POD's network namespace (and, for a pod with volumes, its
+    container's mount namespace): tulle lab exec POD -- CMD...
 
     With --external, in the external client's: tulle lab exec --external -- CMD..."""
     if external:
@@ -227,6 +231,17 @@ def exec_(
     )
     argv = (["nsenter", f"--net=/var/run/netns/{netns}", "--", *command] if host
             else ["ip", "netns", "exec", netns, *command])
+    names = [c.get("name", "") for c in spec.get("containers") or []]
+    if container is not None and container not in names:
+        raise click.ClickException(f"pod {namespace}/{pod} has no container {container!r}")
+    pid = volumesetup.mount_ns_pid(LabPaths.for_lab(name), namespace, pod,
+                                   container or (names[0] if names else ""))
+    if pid is not None:  # what the container sees at its mount paths, in its network
+        argv = ["nsenter", f"--target={pid}", "--mount", "--net", "--", *command]
+    elif any(c.get("volumeMounts") for c in spec.get("containers") or []):
+        # Its volumes exist only in its mount namespace: never run on the host's files.
+        raise click.ClickException(
+            f"container {container or names[0]!r} of pod {namespace}/{pod} is not running")
     cgroup = cgroups.pod_cgroup(name, node, namespace, pod) if node else None
     if cgroup is not None and cgroup.is_dir():  # run as the pod's (its node's RTT tracing)
         argv = cgroups.in_cgroup(cgroup, argv)

@@ -1,6 +1,7 @@
 """A DaemonSet in the lab, driven with kubectl as on a cluster: the lab controller puts one
 pod on each node, the kubelet runs it in the node's network namespace (hostNetwork) with the
-downward API's env, ``$(VAR)`` expansion and a hostPath; ``kubectl get ds`` and ``rollout
+downward API's env, ``$(VAR)`` expansion and a hostPath (the node's own: bound from its root
+in the container's mount namespace, never made on the machine's /var/lib); ``kubectl get ds`` and ``rollout
 status`` read the status the controller writes; a deleted pod comes back on its node; a
 template change rolls node by node (a watch of the pods sees one node down at most); deleting
 the DaemonSet removes its pods and their processes.
@@ -36,6 +37,10 @@ print(json.dumps(json.loads(body)))
 """
 
 
+HOST_PATH = "/var/lib/tulle-ds-echo"  # the node's: under its root in the lab's state dir
+MOUNT_PATH = "/run/ds-echo"
+
+
 def daemonset(version: str, host_dir: Path) -> dict[str, Any]:
     container = {
         "name": "echo",
@@ -47,7 +52,7 @@ def daemonset(version: str, host_dir: Path) -> dict[str, Any]:
             {"name": "MY_NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
         ],
         "ports": [{"name": "http", "containerPort": PORT}],
-        "volumeMounts": [{"name": "state", "mountPath": str(host_dir)}],
+        "volumeMounts": [{"name": "state", "mountPath": MOUNT_PATH}],
     }
     return {
         "apiVersion": "apps/v1", "kind": "DaemonSet",
@@ -74,8 +79,8 @@ def k(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
 
 
 @pytest.fixture(scope="module")
-def host_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("ds-hostpath") / "state"  # created by the kubelet
+def host_dir() -> Path:
+    return Path(HOST_PATH)  # created by the kubelet, per node
 
 
 def _ready(pod: dict[str, Any]) -> bool:
@@ -143,9 +148,15 @@ def test_one_pod_per_node_in_the_nodes_network_answering_on_its_ip(
         # `tulle lab exec` into it lands in the node's network namespace, as the kubelet ran it.
         inside = lab.exec(NS, pod["metadata"]["name"], "ip", "-4", "-o", "addr").stdout
         assert f" {internal}/" in inside
-    assert host_dir.is_dir()  # the hostPath (DirectoryOrCreate), made before the start
-    environ = Path(f"/proc/{_pids(lab, [running['pods']['node1']['metadata']['name']])[0]}"
-                   "/environ").read_bytes().split(b"\0")
+    # The hostPath (DirectoryOrCreate), made before the start in each node's root only.
+    root = LabPaths(lab.name, Path(lab.env["TULLE_STATE_DIR"]) / lab.name).root / "nodes"
+    assert all((root / node / "root" / host_dir.relative_to("/")).is_dir()
+               for node in running["pods"])
+    assert not host_dir.exists()
+    pid = _pids(lab, [running["pods"]["node1"]["metadata"]["name"]])[0]
+    mounted = [line.split()[4] for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()]
+    assert MOUNT_PATH in mounted
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     assert b"MY_NODE=node1" in environ and f"ECHO_PORT={PORT}".encode() in environ
 
 

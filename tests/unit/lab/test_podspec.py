@@ -17,7 +17,7 @@ from agent.model.core import HostPathVolumeSource, Pod
 from lab import hostpaths, procs
 from lab import kubelet as kubelet_mod
 from lab.kubelet import Kubelet, pod_status
-from lab.podspec import declared_env, expand, host_path_mounts, pod_env, pod_ip_vars
+from lab.podspec import declared_env, expand, pod_env, pod_ip_vars
 from lab.state import LabPaths
 from lab.topology import plan_lab
 
@@ -72,16 +72,6 @@ def test_values_expand_earlier_variables_and_other_sources_are_empty():
 ])
 def test_expansion_follows_kubernetes(text, out):
     assert expand(text, {"N": "node2"}) == out
-
-
-def test_host_paths_are_usable_at_their_own_path_only():
-    same = _pod(volumeMounts=[{"name": "state", "mountPath": "/var/run/x/"},
-                              {"name": "cfg", "mountPath": "/etc/c"}])
-    sources, problems = host_path_mounts(same, same.spec.containers[0])
-    assert sources == (HostPathVolumeSource("/var/run/x"),) and problems == ()
-    moved = _pod(volumeMounts=[{"name": "state", "mountPath": "/state"}])
-    _, problems = host_path_mounts(moved, moved.spec.containers[0])
-    assert "hostPath /var/run/x is mounted at /state" in problems[0]
 
 
 def test_host_path_types_are_checked_or_created(tmp_path: Path):
@@ -153,16 +143,83 @@ def test_a_host_network_pod_runs_in_the_nodes_netns_with_its_ip(tmp_path, monkey
     assert touched == [] and kubelet.pods == {}  # the node's netns is never the pod's to remove
 
 
-def test_a_host_path_mounted_elsewhere_keeps_the_container_from_starting(tmp_path, monkeypatch):
+def _spawned(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    spawned: list[list[str]] = []
+
+    def spawn(role: str, argv: list[str], **kw: Any) -> tuple[Any, Any]:
+        spawned.append(list(argv))
+        raise OSError("not here")  # the test reads the argv
+
+    monkeypatch.setattr(procs, "spawn", spawn)
+    return spawned
+
+
+def test_a_pod_with_volumes_runs_in_its_own_mount_namespace(tmp_path, monkeypatch):
+    """A hostPath mounted elsewhere is bound there from the node's root (no longer refused);
+    an emptyDir is made at create and goes at teardown; the env gets the interpreter's
+    directory, the source root and the API server."""
+    kubelet, sink = _kubelet(tmp_path)
+    spawned = _spawned(monkeypatch)
+    pod = from_dict({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "agent-x", "namespace": "sys", "uid": "u-1"},
+        "spec": {"nodeName": NODE.name, "hostNetwork": True, "containers": [{
+            "name": "c", "command": ["serve"],
+            "volumeMounts": [{"name": "state", "mountPath": "/elsewhere"},
+                             {"name": "tmp", "mountPath": "/tmp"}]}],
+            "volumes": [{"name": "state", "hostPath": {"path": "/var/run/x",
+                                                       "type": "DirectoryOrCreate"}},
+                        {"name": "tmp", "emptyDir": {}}]},
+    })
+    kubelet.sync([pod])
+    scratch = tmp_path / "pods" / "sys_agent-x" / "volumes" / "tmp"
+    assert scratch.is_dir()
+    kubelet.tick()
+    argv = spawned[0]
+    assert argv[:5] == ["nsenter", f"--net=/var/run/netns/{NODE.netns}", "--", "unshare",
+                        "--mount"]
+    assert argv[-1] == "serve" and "mount --bind" in argv[argv.index("-c") + 1]
+    made = tmp_path / "nodes" / NODE.name / "root" / "run" / "x"
+    assert made.is_dir()  # DirectoryOrCreate, at the node's place for /var/run/x
+    assert (tmp_path / "nodes" / NODE.name / "root" / "var" / "run").readlink() == Path("../run")
+    env = kubelet.pods["u-1"].containers[0].env
+    assert env["KUBERNETES_SERVICE_HOST"] == "10.240.0.1"
+    assert env["KUBERNETES_SERVICE_PORT"] == "6443"
+    assert env["PATH"].startswith(str(Path(kubelet.python).parent) + ":")
+    assert Path(env["PYTHONPATH"], "lab", "kubelet.py").is_file()
+    kubelet.sync([])
+    assert not scratch.parent.parent.exists()  # the pod's directory went with it
+    assert made.is_dir()  # a hostPath stays: it is the node's
+
+
+def test_a_pod_without_volumes_runs_as_before(tmp_path, monkeypatch):
+    kubelet, _ = _kubelet(tmp_path)
+    spawned = _spawned(monkeypatch)
+    kubelet.sync([_pod(True, command=["serve"])])
+    kubelet.tick()
+    assert spawned == [["nsenter", f"--net=/var/run/netns/{NODE.netns}", "--", "serve"]]
+    assert "KUBERNETES_SERVICE_HOST" not in kubelet.pods["u-1"].containers[0].env
+    assert not (tmp_path / "pods").exists()
+    kubelet.shutdown()
+
+
+@pytest.mark.parametrize(("mounts", "said"), [
+    ([{"name": "cfg", "mountPath": "/etc/c"}], "hostPath and emptyDir volumes only"),
+    ([{"name": "state", "mountPath": "/var/run/s"}, {"name": "state", "mountPath": "/run/s"}],
+     "mounted twice"),
+    ([{"name": "state", "mountPath": "../up"}], "must be an absolute path"),
+])
+def test_a_volume_the_lab_cannot_give_keeps_the_container_from_starting(
+    tmp_path, monkeypatch, mounts, said
+):
     kubelet, sink = _kubelet(tmp_path)
     monkeypatch.setattr(procs, "spawn", lambda *a, **k: pytest.fail("started"))
-    kubelet.sync([_pod(True, command=["x"],
-                       volumeMounts=[{"name": "state", "mountPath": "/elsewhere"}])])
+    kubelet.sync([_pod(True, command=["x"], volumeMounts=mounts)])
     kubelet.tick()
     kubelet.tick()
     rt = kubelet.pods["u-1"]
     waiting = pod_status(rt, {})["containerStatuses"][0]["state"]["waiting"]
     assert waiting["reason"] == "CreateContainerConfigError"
-    assert "mounted at /elsewhere" in waiting["message"]
+    assert said in waiting["message"]
     assert [r for r, _ in sink.events] == ["FailedMount"]  # said once
     kubelet.shutdown()
