@@ -4,8 +4,8 @@ import ipaddress
 
 from agent.model.convert import from_dict
 from controlplane.gatewayservice import desired_service
-from gatewayapi.infrastructure import service_name
 from controlplane.lbipam import LOAD_BALANCER_CLASS, Claim, allocate, plan, requested_address
+from gatewayapi.infrastructure import service_name
 from lab.seed import GATEWAY_CLASS
 
 
