@@ -35,6 +35,7 @@ from l7proxy.flows import now_ns
 from l7proxy.h2guard import H2Guard
 from l7proxy.h2head import Malformed, Unsupported, parse_request
 from l7proxy.h2stream import ENCODER_TABLE, H2Stream
+from l7proxy.h2write import Coalescer
 from l7proxy.http.parser import BodyKind
 
 if TYPE_CHECKING:
@@ -86,17 +87,27 @@ class H2Frontend(H2Guard, asyncio.Protocol):
         self.writable = True
         self.closed = False
         self.shut = False  # our side sent FIN (lingering close)
+        self.out = Coalescer(self.h2, self._write)
         conn.pause_source(self._write_paused, self._write_resumed)
         self.flush()
 
     # --- output ---------------------------------------------------------------------------
 
     def flush(self) -> None:
-        data = self.h2.data_to_send()
+        """Take what ``h2`` queued; written when this loop iteration ends (``h2write``)."""
+        size = self.out.take()
+        if size:
+            self.budgets.updates.give(size >> 10)  # a WINDOW_UPDATE per KiB sent is fair
+
+    def flush_now(self) -> None:
+        """Write everything queued now: before a close or FIN nothing may stay held."""
+        self.flush()
+        self.out.now()
+
+    def _write(self, data: bytes) -> None:
         transport = self.conn.transport
-        if data and transport is not None and self.conn.mode != "closed" and not self.shut:
+        if transport is not None and self.conn.mode != "closed" and not self.shut:
             transport.write(data)
-            self.budgets.updates.give(len(data) >> 10)  # a WINDOW_UPDATE per KiB sent is fair
             if transport.get_write_buffer_size() > self.limits.h2_max_write_buffer:
                 self._give_up(h2limits.WRITE_BUFFER, "client does not read its responses")
 
@@ -202,6 +213,7 @@ class H2Frontend(H2Guard, asyncio.Protocol):
                 if SettingCodes.INITIAL_WINDOW_SIZE in changed:
                     self._wake_all()  # every stream window moved (RFC 9113 6.9.2)
             elif isinstance(event, h2.events.ConnectionTerminated):
+                self.flush_now()  # what this read answered (a PING ACK) goes out first
                 self.conn._close()
         self.flush()
 

@@ -18,6 +18,7 @@ from h2.settings import SettingCodes
 
 from l7proxy.exchange import RawHeaders
 from l7proxy.h2stream import ENCODER_TABLE, STREAM_BUFFER, WINDOW, Sender
+from l7proxy.h2write import Coalescer
 from l7proxy.timing import NO_RTT, RttCache, transport_socket
 from l7proxy.upstream import Address, UpstreamFailure
 
@@ -61,6 +62,7 @@ class H2Client(asyncio.Protocol):
         self.usable = True
         self.idle_since = 0.0
         self.rtt = NO_RTT  # the kernel's RTT of this connection (timing)
+        self.out = Coalescer(self.h2, self._write)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -70,8 +72,18 @@ class H2Client(asyncio.Protocol):
         self.flush()
 
     def flush(self) -> None:
-        data = self.h2.data_to_send()
-        if data and self.transport is not None:
+        """Take what ``h2`` queued; written when this loop iteration ends (``h2write``)."""
+        self.out.take()
+
+    def close(self) -> None:
+        """Close the connection, after writing what is queued (a GOAWAY)."""
+        self.out.take()
+        self.out.now()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
     def open(self, headers: RawHeaders, end_stream: bool) -> tuple[int, UpStream]:
@@ -87,8 +99,7 @@ class H2Client(asyncio.Protocol):
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             self._fail_all(UpstreamFailure(f"h2 protocol error: {exc}", sent=True))
-            if self.transport is not None:
-                self.transport.close()
+            self.close()  # h2 queued GOAWAY(PROTOCOL_ERROR)
             return
         for event in events:
             stream = self.streams.get(getattr(event, "stream_id", 0) or 0)

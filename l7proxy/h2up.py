@@ -296,6 +296,5 @@ class H2Upstreams:
         for pending in self.connecting.values():
             pending.cancel()
         for client in self.clients.values():
-            if client.transport is not None:
-                client.transport.close()
+            client.close()
         self.clients.clear()
