@@ -33,7 +33,7 @@ from l7proxy import h2limits
 from l7proxy.exchange import Exchange, RawHeaders, RequestBody
 from l7proxy.flows import now_ns
 from l7proxy.h2guard import H2Guard
-from l7proxy.h2head import Malformed, Unsupported, parse_request
+from l7proxy.h2head import Malformed, Unsupported, parse_request, unsendable
 from l7proxy.h2stream import ENCODER_TABLE, H2Stream
 from l7proxy.h2write import Coalescer
 from l7proxy.http.parser import BodyKind
@@ -56,8 +56,16 @@ class H2Frontend(H2Guard, asyncio.Protocol):
         self.limits = limits = self.proxy.limits
         self.stats = self.proxy.h2.stats  # type: ignore[attr-defined]
         self.window = max(limits.h2_window, MIN_WINDOW)
+        # h2's header checks and normalization off (their cost per call): request heads
+        # are checked by h2head, responses built from checked heads (h2head, the HTTP/1.1
+        # parser, validated route filters) with the fields normalized by h2stream.fields.
         config = h2.config.H2Configuration(
-            client_side=False, header_encoding=None, validate_inbound_headers=False
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
         )
         self.h2: h2.connection.H2Connection = h2.connection.H2Connection(config=config)
         # In force from the first SETTINGS frame (h2 would apply updates only on ACK).
@@ -115,6 +123,10 @@ class H2Frontend(H2Guard, asyncio.Protocol):
         """False if ``h2`` refused the head (a field HTTP/2 forbids): the stream is reset,
         as DATA must not follow a head that was never sent."""
         sent = True
+        problem = unsendable(headers)
+        if problem is not None:
+            log.warning("waypoint: h2 stream %d: response head refused: %s", stream_id, problem)
+            return False
         try:
             self.h2.send_headers(stream_id, headers, end_stream=end_stream)
         except h2.exceptions.StreamClosedError:

@@ -17,6 +17,7 @@ import h2.exceptions
 from h2.settings import SettingCodes
 
 from l7proxy.exchange import RawHeaders
+from l7proxy.h2head import response_problem
 from l7proxy.h2stream import ENCODER_TABLE, STREAM_BUFFER, WINDOW, Sender
 from l7proxy.h2write import Coalescer
 from l7proxy.timing import NO_RTT, RttCache, transport_socket
@@ -55,7 +56,16 @@ class H2Client(asyncio.Protocol):
 
     def __init__(self, address: Address) -> None:
         self.address = address
-        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        # h2's header checks and normalization off (their cost per call): requests are
+        # built from checked heads (h2up), responses checked by h2head.response_problem.
+        config = h2.config.H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
         self.h2 = h2.connection.H2Connection(config=config)
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, UpStream] = {}
@@ -98,11 +108,18 @@ class H2Client(asyncio.Protocol):
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            self._fail_all(UpstreamFailure(f"h2 protocol error: {exc}", sent=True))
-            self.close()  # h2 queued GOAWAY(PROTOCOL_ERROR)
+            self._protocol_error(str(exc))  # h2 queued GOAWAY(PROTOCOL_ERROR)
             return
         for event in events:
             stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
+            if isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
+                problem = response_problem(
+                    event.headers or [], trailers=isinstance(event, h2.events.TrailersReceived)
+                )
+                if problem is not None:  # as h2's own checks did: a connection error
+                    self.h2.close_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                    self._protocol_error(f"malformed response: {problem}")
+                    return
             if isinstance(event, h2.events.ResponseReceived) and stream is not None:
                 headers = event.headers or []
                 status = next((int(v) for n, v in headers if n == b":status"), 502)
@@ -143,6 +160,11 @@ class H2Client(asyncio.Protocol):
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self.usable = False
         self.flush()
+
+    def _protocol_error(self, why: str) -> None:
+        self.usable = False
+        self._fail_all(UpstreamFailure(f"h2 protocol error: {why}", sent=True))
+        self.close()
 
     def ack(self, size: int, stream_id: int) -> None:
         if size:
