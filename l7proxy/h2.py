@@ -120,8 +120,8 @@ class H2Frontend(H2Guard, asyncio.Protocol):
                 self._give_up(h2limits.WRITE_BUFFER, "client does not read its responses")
 
     def send_headers(self, stream_id: int, headers: RawHeaders, *, end_stream: bool) -> bool:
-        """False if ``h2`` refused the head (a field HTTP/2 forbids): the stream is reset,
-        as DATA must not follow a head that was never sent."""
+        """False if the head was refused (a field HTTP/2 forbids: ``h2head.unsendable``,
+        or ``h2`` itself): the stream is reset, as DATA must not follow a head never sent."""
         sent = True
         problem = unsendable(headers)
         if problem is not None:
@@ -225,7 +225,7 @@ class H2Frontend(H2Guard, asyncio.Protocol):
                 if SettingCodes.INITIAL_WINDOW_SIZE in changed:
                     self._wake_all()  # every stream window moved (RFC 9113 6.9.2)
             elif isinstance(event, h2.events.ConnectionTerminated):
-                self.flush_now()  # what this read answered (a PING ACK) goes out first
+                self.flush_now()  # what was held goes out first (h2 drops what it queued)
                 self.conn._close()
         self.flush()
 

@@ -117,7 +117,10 @@ class H2Client(asyncio.Protocol):
                     event.headers or [], trailers=isinstance(event, h2.events.TrailersReceived)
                 )
                 if problem is not None:  # as h2's own checks did: a connection error
-                    self.h2.close_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                    try:
+                        self.h2.close_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                    except h2.exceptions.ProtocolError:
+                        pass  # closed already (the backend's GOAWAY came first)
                     self._protocol_error(f"malformed response: {problem}")
                     return
             if isinstance(event, h2.events.ResponseReceived) and stream is not None:
