@@ -33,8 +33,9 @@ from l7proxy import h2limits
 from l7proxy.exchange import Exchange, RawHeaders, RequestBody
 from l7proxy.flows import now_ns
 from l7proxy.h2guard import H2Guard
-from l7proxy.h2head import Malformed, Unsupported, parse_request
+from l7proxy.h2head import Malformed, Unsupported, parse_request, unsendable
 from l7proxy.h2stream import ENCODER_TABLE, H2Stream
+from l7proxy.h2write import Coalescer
 from l7proxy.http.parser import BodyKind
 
 if TYPE_CHECKING:
@@ -55,8 +56,16 @@ class H2Frontend(H2Guard, asyncio.Protocol):
         self.limits = limits = self.proxy.limits
         self.stats = self.proxy.h2.stats  # type: ignore[attr-defined]
         self.window = max(limits.h2_window, MIN_WINDOW)
+        # h2's header checks and normalization off (their cost per call): request heads
+        # are checked by h2head, responses built from checked heads (h2head, the HTTP/1.1
+        # parser, validated route filters) with the fields normalized by h2stream.fields.
         config = h2.config.H2Configuration(
-            client_side=False, header_encoding=None, validate_inbound_headers=False
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
         )
         self.h2: h2.connection.H2Connection = h2.connection.H2Connection(config=config)
         # In force from the first SETTINGS frame (h2 would apply updates only on ACK).
@@ -86,24 +95,38 @@ class H2Frontend(H2Guard, asyncio.Protocol):
         self.writable = True
         self.closed = False
         self.shut = False  # our side sent FIN (lingering close)
+        self.out = Coalescer(self.h2, self._write)
         conn.pause_source(self._write_paused, self._write_resumed)
         self.flush()
 
     # --- output ---------------------------------------------------------------------------
 
     def flush(self) -> None:
-        data = self.h2.data_to_send()
+        """Take what ``h2`` queued; written when this loop iteration ends (``h2write``)."""
+        size = self.out.take()
+        if size:
+            self.budgets.updates.give(size >> 10)  # a WINDOW_UPDATE per KiB sent is fair
+
+    def flush_now(self) -> None:
+        """Write everything queued now: before a close or FIN nothing may stay held."""
+        self.flush()
+        self.out.now()
+
+    def _write(self, data: bytes) -> None:
         transport = self.conn.transport
-        if data and transport is not None and self.conn.mode != "closed" and not self.shut:
+        if transport is not None and self.conn.mode != "closed" and not self.shut:
             transport.write(data)
-            self.budgets.updates.give(len(data) >> 10)  # a WINDOW_UPDATE per KiB sent is fair
             if transport.get_write_buffer_size() > self.limits.h2_max_write_buffer:
                 self._give_up(h2limits.WRITE_BUFFER, "client does not read its responses")
 
     def send_headers(self, stream_id: int, headers: RawHeaders, *, end_stream: bool) -> bool:
-        """False if ``h2`` refused the head (a field HTTP/2 forbids): the stream is reset,
-        as DATA must not follow a head that was never sent."""
+        """False if the head was refused (a field HTTP/2 forbids: ``h2head.unsendable``,
+        or ``h2`` itself): the stream is reset, as DATA must not follow a head never sent."""
         sent = True
+        problem = unsendable(headers)
+        if problem is not None:
+            log.warning("waypoint: h2 stream %d: response head refused: %s", stream_id, problem)
+            return False
         try:
             self.h2.send_headers(stream_id, headers, end_stream=end_stream)
         except h2.exceptions.StreamClosedError:
@@ -202,6 +225,7 @@ class H2Frontend(H2Guard, asyncio.Protocol):
                 if SettingCodes.INITIAL_WINDOW_SIZE in changed:
                     self._wake_all()  # every stream window moved (RFC 9113 6.9.2)
             elif isinstance(event, h2.events.ConnectionTerminated):
+                self.flush_now()  # what was held goes out first (h2 drops what it queued)
                 self.conn._close()
         self.flush()
 

@@ -17,7 +17,9 @@ import h2.exceptions
 from h2.settings import SettingCodes
 
 from l7proxy.exchange import RawHeaders
+from l7proxy.h2head import response_problem
 from l7proxy.h2stream import ENCODER_TABLE, STREAM_BUFFER, WINDOW, Sender
+from l7proxy.h2write import Coalescer
 from l7proxy.timing import NO_RTT, RttCache, transport_socket
 from l7proxy.upstream import Address, UpstreamFailure
 
@@ -54,13 +56,23 @@ class H2Client(asyncio.Protocol):
 
     def __init__(self, address: Address) -> None:
         self.address = address
-        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        # h2's header checks and normalization off (their cost per call): requests are
+        # built from checked heads (h2up), responses checked by h2head.response_problem.
+        config = h2.config.H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
         self.h2 = h2.connection.H2Connection(config=config)
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, UpStream] = {}
         self.usable = True
         self.idle_since = 0.0
         self.rtt = NO_RTT  # the kernel's RTT of this connection (timing)
+        self.out = Coalescer(self.h2, self._write)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -70,8 +82,18 @@ class H2Client(asyncio.Protocol):
         self.flush()
 
     def flush(self) -> None:
-        data = self.h2.data_to_send()
-        if data and self.transport is not None:
+        """Take what ``h2`` queued; written when this loop iteration ends (``h2write``)."""
+        self.out.take()
+
+    def close(self) -> None:
+        """Close the connection, after writing what is queued (a GOAWAY)."""
+        self.out.take()
+        self.out.now()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
     def open(self, headers: RawHeaders, end_stream: bool) -> tuple[int, UpStream]:
@@ -86,12 +108,21 @@ class H2Client(asyncio.Protocol):
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            self._fail_all(UpstreamFailure(f"h2 protocol error: {exc}", sent=True))
-            if self.transport is not None:
-                self.transport.close()
+            self._protocol_error(str(exc))  # h2 queued GOAWAY(PROTOCOL_ERROR)
             return
         for event in events:
             stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
+            if isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
+                problem = response_problem(
+                    event.headers or [], trailers=isinstance(event, h2.events.TrailersReceived)
+                )
+                if problem is not None:  # as h2's own checks did: a connection error
+                    try:
+                        self.h2.close_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                    except h2.exceptions.ProtocolError:
+                        pass  # closed already (the backend's GOAWAY came first)
+                    self._protocol_error(f"malformed response: {problem}")
+                    return
             if isinstance(event, h2.events.ResponseReceived) and stream is not None:
                 headers = event.headers or []
                 status = next((int(v) for n, v in headers if n == b":status"), 502)
@@ -132,6 +163,11 @@ class H2Client(asyncio.Protocol):
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self.usable = False
         self.flush()
+
+    def _protocol_error(self, why: str) -> None:
+        self.usable = False
+        self._fail_all(UpstreamFailure(f"h2 protocol error: {why}", sent=True))
+        self.close()
 
     def ack(self, size: int, stream_id: int) -> None:
         if size:

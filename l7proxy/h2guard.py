@@ -45,6 +45,8 @@ class H2Guard:
 
         def flush(self) -> None: ...
 
+        def flush_now(self) -> None: ...
+
         def reset(self, stream_id: int, code: Codes = Codes.INTERNAL_ERROR) -> None: ...
 
     def _malformed(self, stream_id: int, reason: str) -> None:
@@ -80,7 +82,7 @@ class H2Guard:
             self.conn.mode = "closed"
             transport.abort()  # the client is not reading: nothing more can reach it
             return
-        self.flush()
+        self.flush_now()  # the GOAWAY and anything held, before the FIN
         # Lingering close: closing with unread input would send a TCP reset, and the
         # client's kernel would drop the GOAWAY. Send FIN, discard input, close later.
         if transport.can_write_eof():
@@ -102,6 +104,7 @@ class H2Guard:
         (request body owed but not arriving, or response not being read)."""
         if not self.streams and not self.draining:
             if now - self.conn.idle_since > idle_timeout:
+                self.flush_now()
                 self.conn._close()
             return
         timeout = self.limits.h2_stream_timeout

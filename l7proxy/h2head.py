@@ -1,4 +1,6 @@
-"""An HTTP/2 request header block checked before it becomes an exchange (pure).
+"""HTTP/2 header blocks checked where the ``h2`` library's own checks are off (pure):
+a client's request head before it becomes an exchange (``parse_request``), an h2c
+backend's response head and trailers before they are passed on (``response_problem``).
 
 The waypoint forwards most h2 requests as HTTP/1.1, where ``:method``, ``:path`` and
 ``:authority`` become the request line and Host. A value carrying a space, CR, LF or any
@@ -6,7 +8,11 @@ other control byte would let a client write its own request line or header, so t
 block is checked here against RFC 9113 8.2 and 8.3 (the ``h2`` library's own inbound
 checks are off: they fail the whole connection, while a malformed request is a *stream*
 error). A block that fails is answered with RST_STREAM(PROTOCOL_ERROR) and never reaches
-a backend.
+a backend. Cookie crumbs (RFC 9113 8.2.3) are joined into one field here, as ``h2``'s
+inbound normalization did (it is off too: the checks above cover it for less).
+
+Toward backends all of ``h2``'s header checks are off (their cost per call); what they
+checked in a response is checked here instead, to the same rules as a request's fields.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ _CONNECTION_SPECIFIC = frozenset(
     {b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding", b"upgrade"}
 )
 _PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path"})
+_STATUS = re.compile(rb"[1-9][0-9][0-9]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +70,13 @@ def parse_request(block: list[tuple[bytes, bytes]], *, max_headers: int = 128) -
     regular: list[tuple[bytes, bytes]] = []
     host: bytes | None = None
     length: int | None = None
+    cookies: list[bytes] = []
     for name, value in block:
+        if name == b"cookie":
+            cookies.append(value)  # crumbs, joined and checked below
+            continue
         if name[:1] == b":":
-            if regular or host is not None:
+            if regular or host is not None or cookies:
                 raise Malformed(f"pseudo-header {_show(name)} after a regular field")
             if name not in _PSEUDO:
                 raise Malformed(f"unknown pseudo-header {_show(name)}")
@@ -91,6 +102,11 @@ def parse_request(block: list[tuple[bytes, bytes]], *, max_headers: int = 128) -
                 raise Malformed("invalid content-length")
             length = int(value)
         regular.append((name, value))
+    if cookies:  # one field, last (where h2's normalization put it)
+        cookie = b"; ".join(cookies)
+        if _VALUE.fullmatch(cookie) is None:
+            raise Malformed("field 'cookie' has a control character or edge whitespace")
+        regular.append((b"cookie", cookie))
     if len(regular) > max_headers:
         raise Malformed(f"more than {max_headers} header fields")
     method = pseudo.get(b":method")
@@ -119,6 +135,55 @@ def parse_request(block: list[tuple[bytes, bytes]], *, max_headers: int = 128) -
         regular,
         length,
     )
+
+
+def response_problem(block: list[tuple[bytes, bytes]], *, trailers: bool = False) -> str | None:
+    """Why an h2c backend's response head (or trailer block) is malformed (RFC 9113
+    8.1.1, 8.2, 8.3.2), or None: the rules of ``parse_request`` for fields, exactly one
+    leading three-digit ``:status`` in a head, no pseudo-header in trailers."""
+    status = False
+    regular = False
+    for name, value in block:
+        if name[:1] == b":":
+            if trailers:
+                return f"pseudo-header {_show(name)} in trailers"
+            if regular:
+                return f"pseudo-header {_show(name)} after a regular field"
+            if name != b":status":
+                return f"pseudo-header {_show(name)} in a response"
+            if status:
+                return "duplicate :status"
+            if _STATUS.fullmatch(value) is None:
+                return ":status is not a three-digit code"
+            status = True
+            continue
+        regular = True
+        if _NAME.fullmatch(name) is None:
+            return f"field name {_show(name)} is not a lowercase token"
+        if _VALUE.fullmatch(value) is None:
+            return f"field {_show(name)} has a control character or edge whitespace"
+        if name in _CONNECTION_SPECIFIC:
+            return f"connection-specific field {_show(name)}"
+        if name == b"te" and value.lower() != b"trailers":
+            return "te other than 'trailers'"
+    if not trailers and not status:
+        return ":status missing"
+    return None
+
+
+def unsendable(block: list[tuple[bytes, bytes]]) -> str | None:
+    """Why a response head built by the waypoint must not go out, or None: what ``h2``'s
+    outbound checks refused (a connection-specific field, ``te`` other than trailers, a
+    pseudo-header other than one leading ``:status``). Its fields come from checked heads
+    (``response_problem``, the HTTP/1.1 parser, validated route filters): this is the
+    cheap backstop that a filter bug cannot turn into a connection error."""
+    for i, (name, value) in enumerate(block):
+        if name[:1] == b":":
+            if i or name != b":status":
+                return f"pseudo-header {_show(name)} misplaced"
+        elif name in _CONNECTION_SPECIFIC or (name == b"te" and value.lower() != b"trailers"):
+            return f"connection-specific field {_show(name)}"
+    return None
 
 
 def _port_ok(authority: bytes) -> bool:

@@ -4,12 +4,16 @@ h2c upstream client) and a client stream as the ``Downstream`` of its exchange
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import h2.connection
 import h2.errors
 import h2.exceptions
+import hpack.hpack
+import hpack.table
+from hpack import NeverIndexedHeaderTuple
 
 from l7proxy.exchange import Exchange, RawHeaders, RequestBody
 from l7proxy.grpcerr import grpc_local, grpc_status_of
@@ -41,6 +45,41 @@ ENCODER_TABLE = 4096
 """The most HPACK dynamic table we keep for a peer's decoder, whatever larger size its
 SETTINGS_HEADER_TABLE_SIZE allows (RFC 7541 4.2: the encoder may use less): otherwise a
 peer could make us keep every header we ever sent it (a Location with its own path)."""
+SECRET = frozenset({b"authorization", b"proxy-authorization"})
+"""Fields never put in an HPACK dynamic table (nor a cookie under 20 bytes), as ``h2``'s
+outbound normalization did (it is off: its cost per call): a guessable credential must
+not be probed through the compressed size of later fields (RFC 7541 7.1.3)."""
+
+
+def field(name: bytes, value: bytes) -> tuple[bytes, bytes]:
+    """One outbound field (``name`` lowercase), never indexed if it is a secret."""
+    if name in SECRET or (name == b"cookie" and len(value) < 20):
+        return NeverIndexedHeaderTuple(name, value)
+    return (name, value)
+
+
+def fields(headers: RawHeaders) -> list[tuple[bytes, bytes]]:
+    """Regular fields toward a client: names lowercased, connection-level ones dropped."""
+    out = []
+    for n, v in headers:
+        name = n.lower()
+        if name not in DROP:
+            out.append(field(name, v))
+    return out
+
+
+class _Quiet:
+    """hpack logs each field it codes at DEBUG (about 80 calls per unary gRPC call, each
+    a ``Logger.debug`` that finds DEBUG off): its module loggers are replaced by this."""
+
+    def debug(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+for _module in (hpack.hpack, hpack.table):  # each has ``log = logging.getLogger(__name__)``
+    if not logging.getLogger(_module.__name__).isEnabledFor(logging.DEBUG):
+        vars(_module)["log"] = _Quiet()  # (whoever turned DEBUG on keeps the messages)
+
 STREAM_BUFFER = 64 * 1024
 """Bytes a stream holds for a peer that cannot take them before its source is paused
 (per stream: a client with 100 streams that reads nothing parks about 100 x this)."""
@@ -191,8 +230,7 @@ class H2Stream:
             status, headers, body = grpc_local(status, headers, body)
             ex.grpc_status = grpc_status_of(headers)
         if not body:  # one HEADERS frame that ends the stream: gRPC's trailers-only errors
-            out = [(b":status", b"%d" % status)]
-            out += [(n.lower(), v) for n, v in headers if n.lower() not in DROP]
+            out = [(b":status", b"%d" % status), *fields(headers)]
             self.started = True
             self.sender.closed = True
             if not self.front.send_headers(self.stream_id, out, end_stream=True):
@@ -210,8 +248,7 @@ class H2Stream:
         body: BodyKind | None,
         length: int | None,
     ) -> None:
-        out = [(b":status", b"%d" % status)]
-        out += [(n.lower(), v) for n, v in headers if n.lower() not in DROP]
+        out = [(b":status", b"%d" % status), *fields(headers)]
         ex = self.exchange
         if ex is not None and ex.grpc:  # a trailers-only answer carries it in its head
             ex.grpc_status = grpc_status_of(out)
@@ -236,7 +273,7 @@ class H2Stream:
     def end(self, trailers: RawHeaders | None = None) -> None:
         self.sender.ending = True
         if trailers:
-            self.sender.trailers = [(n.lower(), v) for n, v in trailers]
+            self.sender.trailers = [field(n.lower(), v) for n, v in trailers]
             ex = self.exchange
             if ex is not None and ex.grpc:
                 ex.grpc_status = grpc_status_of(self.sender.trailers)

@@ -30,7 +30,7 @@ from l7proxy.exchange import (
 )
 from l7proxy.h2client import H2Client, UpStream, stream_hold
 from l7proxy.h2limits import H2Stats
-from l7proxy.h2stream import DROP, STREAM_BUFFER
+from l7proxy.h2stream import DROP, STREAM_BUFFER, field
 from l7proxy.retries import Retries, status_retry
 from l7proxy.session import add_session_field
 from l7proxy.timing import now
@@ -224,7 +224,7 @@ class H2Upstreams:
             if name == b"x-forwarded-for":
                 xff = xff + b", " + v.encode("latin-1") if xff else v.encode("latin-1")
             elif name not in DROP:
-                headers.append((name, v.encode("latin-1")))
+                headers.append(field(name, v.encode("latin-1")))
         if ex.grpc:
             headers.append((b"te", b"trailers"))
         append = appends_forwarded_for(ex.parent, trust_forwarded_for)
@@ -296,6 +296,5 @@ class H2Upstreams:
         for pending in self.connecting.values():
             pending.cancel()
         for client in self.clients.values():
-            if client.transport is not None:
-                client.transport.close()
+            client.close()
         self.clients.clear()

@@ -97,6 +97,10 @@ def test_write_buffer_ceiling_closes_a_client_that_does_not_read() -> None:
                     break
             assert wp.metric("tulle_waypoint_h2_goaways_total", reason="write_buffer") == 1
             assert dropped(wp, "H2_WRITE_BUFFER_FULL")
+            for _ in range(100):  # the abort's connection_lost comes a loop iteration later
+                if not wp.server.connections:
+                    break
+                await asyncio.sleep(0.01)
             assert not wp.server.connections
             client.close()
 
