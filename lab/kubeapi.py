@@ -51,10 +51,12 @@ def retryable(err: BaseException) -> bool:
 
 
 # Kinds the agent's model does not read: Events (the controller writes them), CRDs (`lab up`
-# installs Gateway API's), DaemonSets (the lab controller reads them as served).
+# installs Gateway API's), DaemonSets (the lab controller reads them as served),
+# ServiceAccounts (its serviceaccounts controller makes each namespace's `default`).
 _UNMODELLED = {
     "Event": ("v1", "events", True),
     "DaemonSet": ("apps/v1", "daemonsets", True),
+    "ServiceAccount": ("v1", "serviceaccounts", True),
     "CustomResourceDefinition": ("apiextensions.k8s.io/v1", "customresourcedefinitions", False),
 }
 

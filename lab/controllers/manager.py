@@ -1,5 +1,5 @@
-"""The lab's control plane process: Deployment, DaemonSet, scheduler, EndpointSlice and GC
-controllers, the Gateway API status controller, plus the kubelet for every lab node.
+"""The lab's control plane process: Deployment, DaemonSet, scheduler, EndpointSlice, GC and
+ServiceAccounts controllers, the Gateway API status controller, plus the kubelet for every lab node.
 
 A Kubernetes client like any other: one informer per watched kind (list, then watch) feeds a
 LiveView; whenever the view changes, decode it and run a round (lab.controllers.reconcile:
@@ -33,6 +33,8 @@ from lab.controllers.ingresses import IngressController
 from lab.controllers.loadbalancer import KINDS as LB_KINDS
 from lab.controllers.loadbalancer import LoadBalancerController
 from lab.controllers.reconcile import Controller, decode
+from lab.controllers.serviceaccounts import KINDS as SA_KINDS
+from lab.controllers.serviceaccounts import ServiceAccountController
 from lab.controlplane import controller_kubeconfig
 from lab.kubeapi import API_BACKOFF, ApiWriter, Informers, connect
 from lab.kubeapi import retryable as is_transient
@@ -48,7 +50,7 @@ log = logging.getLogger("tulle.controller")
 FIELD_MANAGER = "tulle-lab-controller"
 WATCHED = tuple(dict.fromkeys((
     "Deployment", "DaemonSet", "Pod", "Service", "EndpointSlice",
-    *GATEWAY_KINDS, *INGRESS_KINDS, *LB_KINDS,
+    *GATEWAY_KINDS, *INGRESS_KINDS, *LB_KINDS, *SA_KINDS,
 )))
 TICK = 0.1
 class ControlLoop:
@@ -69,6 +71,7 @@ class ControlLoop:
         lbipam: LoadBalancerController | None = None,
         leading: Callable[[], bool] = lambda: True,
         gateway_services: GatewayServiceController | None = None,
+        service_accounts: ServiceAccountController | None = None,
     ) -> None:
         self.view = view
         self.synced = synced
@@ -78,9 +81,11 @@ class ControlLoop:
         self.ingresses = ingresses
         self.lbipam = lbipam  # None: Services' addresses are another's (Gateways still get theirs)
         self.gateway_services = gateway_services  # None: Gateways get no Service (no address)
+        self.service_accounts = service_accounts  # None: namespaces get no `default` account
         # The Gateway, Ingress and LoadBalancer status work runs only while this holds the
         # tulle-controller Lease (controlplane/leader), which a tulle-controller run against
-        # the lab contends for too; Deployments, scheduling, slices and pods always run.
+        # the lab contends for too; Deployments, scheduling, slices, each
+        # namespace's `default` ServiceAccount and pods always run.
         self.leading = leading
         self.led = False  # as of the last round: a new term starts with a full round
         self.backoff = backoff
@@ -139,6 +144,8 @@ class ControlLoop:
         failed: Exception | None = None
         try:
             self.controller.reconcile(view)
+            if self.service_accounts is not None:
+                self.service_accounts.reconcile(objs)
             if leading:
                 if self.gateway_services is not None:
                     self.gateway_services.reconcile(objs, view.services)
@@ -226,6 +233,7 @@ def run(name: str, kubeconfig: Path | None = None) -> int:
         ingresses=IngressController(api, Recorder(api)),
         lbipam=LoadBalancerController(api, Recorder(api)), leading=election.leading,
         gateway_services=GatewayServiceController(api),
+        service_accounts=ServiceAccountController(api),
     )
     log.info("controller for lab %s started with nodes %s", name, controller.nodes)
     elected = election.start(stop)  # releases the Lease when ``stop`` is set

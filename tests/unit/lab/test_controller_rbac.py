@@ -58,6 +58,10 @@ ALLOWED = [
     "update services",
     "delete services",
     "watch loadbalancerippools.networking.tulle.io",
+    # each namespace's `default` ServiceAccount (lab/controllers/serviceaccounts.py)
+    "list serviceaccounts",
+    "watch serviceaccounts",
+    "create serviceaccounts --namespace=web",
     # the tulle-controller Lease it contends for (Gateway/Ingress/LB status only while leading)
     "get leases.coordination.k8s.io/tulle-controller --namespace=tulle-system",
     "update leases.coordination.k8s.io/tulle-controller --namespace=tulle-system",
@@ -89,6 +93,10 @@ DENIED = [
     "delete leases.coordination.k8s.io/tulle-controller --namespace=tulle-system",
     "create leases.coordination.k8s.io --namespace=kube-system",
     "list leases.coordination.k8s.io --namespace=tulle-system",
+    "update serviceaccounts",
+    "delete serviceaccounts",
+    "get serviceaccounts",
+    "patch serviceaccounts",
 ]
 
 
