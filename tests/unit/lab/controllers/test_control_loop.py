@@ -283,3 +283,25 @@ def test_a_refused_deployment_does_not_stop_binding_or_slices(loop) -> None:
     api.errors = [api_error(422)]  # the Deployment's pod create is refused
     assert loop.step() > TICK and loop.failures == 1
     assert bound == ["pending"]
+
+
+def test_the_loop_makes_each_namespaces_default_account_and_remakes_it() -> None:
+    from lab.controllers.serviceaccounts import ServiceAccountController
+
+    view = LiveView(("Deployment", "Pod", "Service", "EndpointSlice", "Namespace",
+                     "ServiceAccount"))
+    api = FailingApi(view)
+    loop = ControlLoop(
+        view, lambda: True, FakeKubelet(),  # type: ignore[arg-type]
+        Controller(api, ["node1"]), NoGateways(),  # type: ignore[arg-type]
+        service_accounts=ServiceAccountController(api),
+    )
+    view.observe("Namespace", {"apiVersion": "v1", "kind": "Namespace",
+                               "metadata": {"name": "web", "resourceVersion": "7"}})
+    assert loop.step() == TICK
+    assert api.created == ["default"]
+    assert view.get("ServiceAccount", "web", "default") is not None
+    assert loop.step() == TICK and api.created == ["default"]  # present: not made again
+    assert view.forget("ServiceAccount", ("web", "default"), 101)
+    assert loop.step() == TICK
+    assert api.created == ["default", "default"]
