@@ -11,9 +11,11 @@ allocation, and the status each claimant (or former claimant) should carry.
   Gateway's (its key, hence the address it had before it had a Service; ``spec.addresses``
   asks for one: the first IPAddress entry with a value; one without a value asks for any),
   the address goes to that Service's ``status.loadBalancer.ingress`` and from there to the
-  Gateway's ``status.addresses: [{type: IPAddress, value}]``. A Gateway without its Service
-  (not made yet, or a user's Service squats the name) has no address and waits, saying why;
-  that Service is no ordinary LoadBalancer claim (a label or a name never makes one so).
+  Gateway's ``status.addresses: [{type: IPAddress, value}]``. While its Service is not made
+  yet (the first round, or re-made) the Gateway's claim holds on to the address it shows, so
+  an upgrade neither releases nor reshuffles Gateway addresses; a Gateway whose Service's name
+  a user's Service squats claims nothing and waits, saying why (a label or a name never makes
+  a user's Service the Gateway's).
 - An IngressClass of Tulle's controller that serves at least one Ingress gets one address
   for all its Ingresses (the waypoints serve them all there, on 80 and 443), which the
   Ingress controller writes to each one's ``status.loadBalancer.ingress``; the address they
@@ -33,6 +35,7 @@ from agent.model.core import Service, ServiceType
 from agent.model.gateway import Gateway, GatewayClass
 from agent.model.ingress import Ingress, IngressClass
 from agent.model.lbpool import LOAD_BALANCER_CLASS, LoadBalancerIPPool
+from controlplane.gatewayservice import desired_service
 from controlplane.lbipam.allocate import Claim, Key, allocate
 from gatewayapi import CONTROLLER_NAME
 from gatewayapi.infrastructure import is_service_of, service_name
@@ -70,27 +73,34 @@ def requested_address(gw: Gateway) -> str | None:
     return next((a.value for a in gw.spec.addresses if a.type == "IPAddress" and a.value), None)
 
 
-def _gateway_claim(gw: Gateway, svc: Service) -> Claim:
+def _gateway_claim(gw: Gateway, svc: Service | None) -> Claim:
     """The Gateway's claim, made through its Service: selected by the Gateway's labels and
     its Service's (infrastructure labels, gateway-name); holding the Service's address, else
-    the one the Gateway shows (kept across the move to a Service of its own)."""
+    the one the Gateway shows. ``svc`` None: its Service is not made yet (first round after an
+    upgrade, or re-made): the claim holds on with the labels the Service will carry, so the
+    address is neither released nor reshuffled nor open to another claim meanwhile."""
     requested = requested_address(gw)
-    current = next((i.ip for i in svc.status.load_balancer.ingress if i.ip), None)
+    current = None
+    if svc is not None:
+        current = next((i.ip for i in svc.status.load_balancer.ingress if i.ip), None)
     if current is None:
         current = next((a.value for a in gw.status.addresses if a.type == "IPAddress"), None)
-    labels = {**gw.metadata.labels, **svc.metadata.labels}
+    svc_labels = (svc.metadata.labels if svc is not None
+                  else desired_service(gw)["metadata"]["labels"])
+    labels = {**gw.metadata.labels, **svc_labels}
     return Claim(("Gateway", gw.metadata.namespace, gw.metadata.name), labels, requested,
                  current)
 
 
-def _no_service(gw: Gateway, services: Sequence[Service]) -> str:
-    """Why a Gateway has no Service of its own to take an address through."""
+def _squatter(gw: Gateway, services: Sequence[Service]) -> str | None:
+    """Why a Gateway cannot have a Service of its own (another object holds its name), or
+    None. Such a Gateway claims nothing: a user's Service never carries a Gateway's address."""
     name = service_name(gw.metadata.name)
     ns = gw.metadata.namespace
     if any(s.metadata.namespace == ns and s.metadata.name == name for s in services):
         return (f"Service {ns}/{name} exists and is not this Gateway's (no controller "
                 "ownerReference to it): not overwritten; delete or rename that Service")
-    return f"its Service {ns}/{name} is not made yet"
+    return None
 
 
 def _ingress_class_claim(name: str, labels: dict[str, str], members: Sequence[Ingress]) -> Claim:
@@ -121,19 +131,20 @@ def plan(
     refused = {(g.metadata.namespace, g.metadata.name): problem for g in tulle_gateways
                if (problem := gateway_parameters_problem(
                    g, class_problems.get(g.spec.gateway_class_name))) is not None}
-    claims += [_gateway_claim(g, own[(g.metadata.namespace, g.metadata.name)])
-               for g in tulle_gateways if (g.metadata.namespace, g.metadata.name) in own
-               and (g.metadata.namespace, g.metadata.name) not in refused]
+    squatted = {(g.metadata.namespace, g.metadata.name): why for g in tulle_gateways
+                if (g.metadata.namespace, g.metadata.name) not in own
+                and (why := _squatter(g, services)) is not None}
+    claims += [_gateway_claim(g, own.get((g.metadata.namespace, g.metadata.name)))
+               for g in tulle_gateways if (g.metadata.namespace, g.metadata.name) not in refused
+               and (g.metadata.namespace, g.metadata.name) not in squatted]
     served = served_ingresses(ingresses, ingress_classes)
     labels = {c.metadata.name: dict(c.metadata.labels) for c in ingress_classes}
     claims += [_ingress_class_claim(n, labels[n], m) for n, m in sorted(served.items())]
     allocation = allocate(pools, claims)
     for (ns, name), problem in refused.items():
         allocation.waiting[("Gateway", ns, name)] = f"not served: {problem}"
-    for gw in tulle_gateways:
-        if (gw.metadata.namespace, gw.metadata.name) not in own:
-            allocation.waiting[("Gateway", gw.metadata.namespace, gw.metadata.name)] = (
-                _no_service(gw, services))
+    for (ns, name), why in squatted.items():
+        allocation.waiting[("Gateway", ns, name)] = why
     owner = {id(svc): ("Gateway", *gw_key) for gw_key, svc in own.items()}
     wanted: dict[tuple[str, str], dict[str, object]] = {}
     for svc in services:

@@ -126,7 +126,12 @@ def test_the_gateway_address_is_its_own_load_balancer_services(lab: Lab,
     endpoints) and the address came through it; the agent programs no entry of its own for
     that address (which would drop every client), so the Gateway serves there: the requests
     of the other tests here reach it, and this one does too."""
-    [svc] = [s for s in lab.get("services", NS) if s["metadata"]["name"] == "tulle-gateway-edge"]
+    def addressed() -> dict[str, Any] | None:  # the Service's status comes a round after it
+        svc = next((s for s in lab.get("services", NS)
+                    if s["metadata"]["name"] == "tulle-gateway-edge"), None)
+        ok = svc is not None and (svc.get("status") or {}).get("loadBalancer", {}).get("ingress")
+        return svc if ok else None
+    svc = wait_for(addressed, timeout=30, what="the Gateway's Service addressed")
     gw = lab.get("gateways", NS)[0]
     assert svc["spec"]["type"] == "LoadBalancer" and not svc["spec"].get("selector")
     assert svc["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] == "edge"

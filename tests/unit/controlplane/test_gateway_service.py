@@ -228,11 +228,25 @@ def test_the_gateway_address_is_its_services_and_survives_the_move_to_a_service(
     assert again.gateways == {("web", "edge"): "10.240.0.247"} and again.services == {}
 
 
-def test_without_its_service_or_a_pool_a_gateway_waits_and_says_why():
+def test_an_upgrade_keeps_gateway_addresses_while_their_services_are_made():
+    """The round that creates the Services plans on a snapshot without them: each Gateway
+    keeps the address it shows (not released, not swapped, not open to a Service asking)."""
+    a, b = gateway("a", address="10.240.0.243"), gateway("b", address="10.240.0.242")
+    thief = from_dict(served({"apiVersion": "v1", "kind": "Service",
+                              "metadata": {"name": "thief", "namespace": "other"},
+                              "spec": {"type": "LoadBalancer", "loadBalancerIP": "10.240.0.243",
+                                       "ports": [{"port": 80}]}}))
+    lb = plan_addresses([POOL], [thief], [a, b], CLASSES)
+    assert lb.gateways == {("web", "a"): "10.240.0.243", ("web", "b"): "10.240.0.242"}
+    assert ("Gateway", "web", "a") not in lb.waiting
+    assert "10.240.0.243" not in str(lb.services.get(("other", "thief")))
+
+
+def test_without_a_pool_a_gateway_waits_and_says_why():
     gw = gateway()
-    lb = plan_addresses([POOL], [], [gw], CLASSES)
+    lb = plan_addresses([], [], [gw], CLASSES)
     assert lb.gateways == {("web", "edge"): None}
-    assert lb.waiting[("Gateway", "web", "edge")] == "its Service web/tulle-gateway-edge is not made yet"
+    assert lb.waiting[("Gateway", "web", "edge")] == "no LoadBalancerIPPool selects it"
     held = from_dict(served(desired_service(gw), ingress="10.240.0.241"))
     none = plan_addresses([], [held], [gw], CLASSES)
     assert none.gateways == {("web", "edge"): None}

@@ -100,8 +100,9 @@ def test_statuses_are_written_only_while_leading(apilab: ApiLab, running: Runnin
     running.settle(lambda: bool(_status(apilab, "HTTPRoute", "r").get("parents"))
                    and bool(_status(apilab, "Ingress", "web").get("loadBalancer"))
                    and bool(_status(apilab, "Service", "web").get("loadBalancer"))
-                   # through its own Service, which this account makes (a round first)
-                   and bool(_status(apilab, "Gateway", "gw").get("addresses")))
+                   and bool(_status(apilab, "Gateway", "gw").get("addresses"))
+                   # its own Service, which this account makes; its address a round later
+                   and bool(_status(apilab, "Service", "tulle-gateway-gw").get("loadBalancer")))
     gateway = _status(apilab, "Gateway", "gw")
     assert _status(apilab, "Service", "tulle-gateway-gw")["loadBalancer"]["ingress"][0]["ip"] \
         == gateway["addresses"][0]["value"]
