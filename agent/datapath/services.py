@@ -58,7 +58,7 @@ from agent.datapath.service_types import (
 )
 from agent.model.core import AddressType, EndpointSlice, Service, ServicePort, ServiceType
 from agent.model.frozen import EMPTY, FrozenMap
-from gatewayapi.infrastructure import looks_like_gateway_service
+from agent.model.gateway_service import looks_like_gateway_service
 
 __all__ = [  # the value types live in service_types; importers take them from here too
     "PROTOCOLS",

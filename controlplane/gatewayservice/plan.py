@@ -1,5 +1,5 @@
 """What to create, update and delete so that each Gateway of Tulle's class has its Service
-(pure; ``gatewayapi.infrastructure`` names it and tells it from a user's).
+(pure; ``agent.model.gateway_service`` names it and tells it from a user's).
 
 The Service (GEP-1762 "resources created in response to the Gateway"):
 
@@ -33,14 +33,14 @@ from typing import Any
 
 from agent.model.core import Service
 from agent.model.gateway import Gateway, ListenerProtocol
-from agent.model.lbpool import LOAD_BALANCER_CLASS
-from gatewayapi.infrastructure import (
+from agent.model.gateway_service import (
     GATEWAY_GROUP,
     GATEWAY_NAME_LABEL,
     gateway_owner,
     is_service_of,
     service_name,
 )
+from agent.model.lbpool import LOAD_BALANCER_CLASS
 
 Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name)

@@ -7,7 +7,7 @@ allocation, and the status each claimant (or former claimant) should carry.
   LoadBalancer gives its address back (its ingress is emptied).
 - A Gateway of a GatewayClass whose controller is Tulle's gets its address through its own
   Service of type LoadBalancer (``controlplane/gatewayservice``, told from a user's by its
-  controller ownerReference, ``gatewayapi.infrastructure.is_service_of``): the claim is the
+  controller ownerReference, ``agent.model.gateway_service.is_service_of``): the claim is the
   Gateway's (its key, hence the address it had before it had a Service; ``spec.addresses``
   asks for one: the first IPAddress entry with a value; one without a value asks for any),
   the address goes to that Service's ``status.loadBalancer.ingress`` and from there to the
@@ -33,12 +33,12 @@ from dataclasses import dataclass, field
 
 from agent.model.core import Service, ServiceType
 from agent.model.gateway import Gateway, GatewayClass
+from agent.model.gateway_service import is_service_of, service_name
 from agent.model.ingress import Ingress, IngressClass
 from agent.model.lbpool import LOAD_BALANCER_CLASS, LoadBalancerIPPool
 from controlplane.gatewayservice import desired_service
 from controlplane.lbipam.allocate import Claim, Key, allocate
 from gatewayapi import CONTROLLER_NAME
-from gatewayapi.infrastructure import is_service_of, service_name
 from gatewayapi.ingress.classes import served_ingresses
 from gatewayapi.parameters import class_parameters_problem, gateway_parameters_problem
 

@@ -10,15 +10,15 @@ from ipaddress import IPv4Address, IPv4Network
 
 from agent.datapath.services import NodeSite, plan_services
 from agent.model.convert import from_dict
-from agent.model.lbpool import LOAD_BALANCER_CLASS
-from controlplane.gatewayservice import desired_service, plan
-from controlplane.lbipam import plan as plan_addresses
-from gatewayapi.infrastructure import (
+from agent.model.gateway_service import (
     GATEWAY_NAME_LABEL,
     is_service_of,
     looks_like_gateway_service,
     service_name,
 )
+from agent.model.lbpool import LOAD_BALANCER_CLASS
+from controlplane.gatewayservice import desired_service, plan
+from controlplane.lbipam import plan as plan_addresses
 from lab.seed import GATEWAY_CLASS
 
 CLASSES = [from_dict(GATEWAY_CLASS)]

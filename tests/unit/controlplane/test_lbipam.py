@@ -3,9 +3,9 @@
 import ipaddress
 
 from agent.model.convert import from_dict
+from agent.model.gateway_service import service_name
 from controlplane.gatewayservice import desired_service
 from controlplane.lbipam import LOAD_BALANCER_CLASS, Claim, allocate, plan, requested_address
-from gatewayapi.infrastructure import service_name
 from lab.seed import GATEWAY_CLASS
 
 
