@@ -12,7 +12,6 @@ import json
 import secrets
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,7 +153,9 @@ def test_two_node_containers_see_their_own_node(machine: Machine) -> None:
         (config / "setting").write_text(f"for {name}")
     results = {}
     for name in NODES:
-        done = machine.run(name, pod([sys.executable, "-I", "-c", CONTAINER]))
+        # The system interpreter, not sys.executable: a CI checkout (hence its .venv) lives
+        # below /tmp, which the pod's emptyDir hides inside the container.
+        done = machine.run(name, pod(["/usr/bin/python3", "-I", "-c", CONTAINER]))
         assert done.returncode == 0, done.stderr
         results[name] = json.loads(done.stdout)
     for name in NODES:
