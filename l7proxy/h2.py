@@ -22,7 +22,6 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import h2.config
 import h2.connection
 import h2.errors
 import h2.events
@@ -34,7 +33,7 @@ from l7proxy.exchange import Exchange, RawHeaders, RequestBody
 from l7proxy.flows import now_ns
 from l7proxy.h2guard import H2Guard
 from l7proxy.h2head import Malformed, Unsupported, parse_request, unsendable
-from l7proxy.h2stream import ENCODER_TABLE, H2Stream
+from l7proxy.h2stream import ENCODER_TABLE, H2Stream, unchecked_config
 from l7proxy.h2write import Coalescer
 from l7proxy.http.parser import BodyKind
 
@@ -59,14 +58,7 @@ class H2Frontend(H2Guard, asyncio.Protocol):
         # h2's header checks and normalization off (their cost per call): request heads
         # are checked by h2head, responses built from checked heads (h2head, the HTTP/1.1
         # parser, validated route filters) with the fields normalized by h2stream.fields.
-        config = h2.config.H2Configuration(
-            client_side=False,
-            header_encoding=None,
-            validate_inbound_headers=False,
-            normalize_inbound_headers=False,
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-        )
+        config = unchecked_config(client_side=False)
         self.h2: h2.connection.H2Connection = h2.connection.H2Connection(config=config)
         # In force from the first SETTINGS frame (h2 would apply updates only on ACK).
         self.h2.local_settings = Settings(

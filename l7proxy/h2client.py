@@ -9,7 +9,6 @@ import asyncio
 from collections.abc import Callable
 from typing import cast
 
-import h2.config
 import h2.connection
 import h2.errors
 import h2.events
@@ -18,7 +17,7 @@ from h2.settings import SettingCodes
 
 from l7proxy.exchange import RawHeaders
 from l7proxy.h2head import response_problem
-from l7proxy.h2stream import ENCODER_TABLE, STREAM_BUFFER, WINDOW, Sender
+from l7proxy.h2stream import ENCODER_TABLE, STREAM_BUFFER, WINDOW, Sender, unchecked_config
 from l7proxy.h2write import Coalescer
 from l7proxy.timing import NO_RTT, RttCache, transport_socket
 from l7proxy.upstream import Address, UpstreamFailure
@@ -58,14 +57,7 @@ class H2Client(asyncio.Protocol):
         self.address = address
         # h2's header checks and normalization off (their cost per call): requests are
         # built from checked heads (h2up), responses checked by h2head.response_problem.
-        config = h2.config.H2Configuration(
-            client_side=True,
-            header_encoding=None,
-            validate_inbound_headers=False,
-            normalize_inbound_headers=False,
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-        )
+        config = unchecked_config(client_side=True)
         self.h2 = h2.connection.H2Connection(config=config)
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, UpStream] = {}

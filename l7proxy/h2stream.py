@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import h2.config
 import h2.connection
 import h2.errors
 import h2.exceptions
@@ -49,6 +50,20 @@ SECRET = frozenset({b"authorization", b"proxy-authorization"})
 """Fields never put in an HPACK dynamic table (nor a cookie under 20 bytes), as ``h2``'s
 outbound normalization did (it is off: its cost per call): a guessable credential must
 not be probed through the compressed size of later fields (RFC 7541 7.1.3)."""
+
+
+def unchecked_config(*, client_side: bool) -> h2.config.H2Configuration:
+    """The waypoint's ``h2`` configuration, both sides: no header checks nor normalization
+    (their cost per call); ``h2head`` checks what they checked (request heads from clients,
+    response heads from backends) and ``fields`` normalizes what we send."""
+    return h2.config.H2Configuration(
+        client_side=client_side,
+        header_encoding=None,
+        validate_inbound_headers=False,
+        normalize_inbound_headers=False,
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
+    )
 
 
 def field(name: bytes, value: bytes) -> tuple[bytes, bytes]:

@@ -92,15 +92,11 @@ def _gateway_claim(gw: Gateway, svc: Service | None) -> Claim:
                  current)
 
 
-def _squatter(gw: Gateway, services: Sequence[Service]) -> str | None:
-    """Why a Gateway cannot have a Service of its own (another object holds its name), or
-    None. Such a Gateway claims nothing: a user's Service never carries a Gateway's address."""
-    name = service_name(gw.metadata.name)
-    ns = gw.metadata.namespace
-    if any(s.metadata.namespace == ns and s.metadata.name == name for s in services):
-        return (f"Service {ns}/{name} exists and is not this Gateway's (no controller "
-                "ownerReference to it): not overwritten; delete or rename that Service")
-    return None
+def _squatted(namespace: str, name: str) -> str:
+    """Why a Gateway whose Service name another Service holds claims nothing: a user's
+    Service never carries a Gateway's address."""
+    return (f"Service {namespace}/{name} exists and is not this Gateway's (no controller "
+            "ownerReference to it): not overwritten; delete or rename that Service")
 
 
 def _ingress_class_claim(name: str, labels: dict[str, str], members: Sequence[Ingress]) -> Claim:
@@ -119,31 +115,30 @@ def plan(
 ) -> Plan:
     tulle_classes = {c.metadata.name for c in classes if c.spec.controller_name == CONTROLLER_NAME}
     tulle_gateways = [g for g in gateways if g.spec.gateway_class_name in tulle_classes]
+    by_name = {(s.metadata.namespace, s.metadata.name): s for s in services}
+    class_problems = {c.metadata.name: class_parameters_problem(c) for c in classes}
     own: dict[tuple[str, str], Service] = {}  # Gateway -> its Service
+    held: dict[tuple[str, str], str] = {}  # Gateway -> why it claims no address
     for gw in tulle_gateways:
-        svc = next((s for s in services if is_service_of(s, gw)), None)
-        if svc is not None:
-            own[(gw.metadata.namespace, gw.metadata.name)] = svc
+        key = (gw.metadata.namespace, gw.metadata.name)
+        named = by_name.get((key[0], service_name(key[1])))
+        if named is not None and is_service_of(named, gw):
+            own[key] = named
+        # Refused for its parameters: not served, so it holds no address either.
+        problem = gateway_parameters_problem(gw, class_problems.get(gw.spec.gateway_class_name))
+        if problem is not None:
+            held[key] = f"not served: {problem}"
+        if named is not None and key not in own:
+            held[key] = _squatted(key[0], named.metadata.name)
     gateway_services = {id(s) for s in own.values()}
     claims = [_service_claim(s) for s in services if ours(s) and id(s) not in gateway_services]
-    # A Gateway refused for its parameters is not served, so it holds no address either.
-    class_problems = {c.metadata.name: class_parameters_problem(c) for c in classes}
-    refused = {(g.metadata.namespace, g.metadata.name): problem for g in tulle_gateways
-               if (problem := gateway_parameters_problem(
-                   g, class_problems.get(g.spec.gateway_class_name))) is not None}
-    squatted = {(g.metadata.namespace, g.metadata.name): why for g in tulle_gateways
-                if (g.metadata.namespace, g.metadata.name) not in own
-                and (why := _squatter(g, services)) is not None}
     claims += [_gateway_claim(g, own.get((g.metadata.namespace, g.metadata.name)))
-               for g in tulle_gateways if (g.metadata.namespace, g.metadata.name) not in refused
-               and (g.metadata.namespace, g.metadata.name) not in squatted]
+               for g in tulle_gateways if (g.metadata.namespace, g.metadata.name) not in held]
     served = served_ingresses(ingresses, ingress_classes)
     labels = {c.metadata.name: dict(c.metadata.labels) for c in ingress_classes}
     claims += [_ingress_class_claim(n, labels[n], m) for n, m in sorted(served.items())]
     allocation = allocate(pools, claims)
-    for (ns, name), problem in refused.items():
-        allocation.waiting[("Gateway", ns, name)] = f"not served: {problem}"
-    for (ns, name), why in squatted.items():
+    for (ns, name), why in held.items():
         allocation.waiting[("Gateway", ns, name)] = why
     owner = {id(svc): ("Gateway", *gw_key) for gw_key, svc in own.items()}
     wanted: dict[tuple[str, str], dict[str, object]] = {}
