@@ -10,6 +10,7 @@ def all_cases() -> list[Case]:
     from conformance.cases import (
         backend_client_cert,
         backend_tls,
+        backend_tls_reencrypt,
         claims_more,
         frontend_tls,
         gateway_addresses,
@@ -27,6 +28,7 @@ def all_cases() -> list[Case]:
 
     return [*gateway_http.CASES, *gateway_more.CASES, *gateway_status.CASES, *mesh_http.CASES,
             *grpc.CASES, *streams.CASES, *claims_more.CASES,
-            *gateway_addresses.CASES, *gateway_infra.CASES, *backend_tls.CASES, *listenerset.CASES,
+            *gateway_addresses.CASES, *gateway_infra.CASES, *backend_tls.CASES,
+            *backend_tls_reencrypt.CASES, *listenerset.CASES,
             *frontend_tls.CASES, *backend_client_cert.CASES,
             *tls.CASES, *tls_status.CASES]

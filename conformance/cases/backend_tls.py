@@ -5,8 +5,8 @@ SNI. A hostname or a CA the certificate does not match fails the request; a poli
 CA ConfigMap is missing is not accepted until the ConfigMap appears. Each policy's
 conditions are looked up under the Gateway whose route uses the Service, as upstream does.
 With ``subjectAltNames`` the certificate must carry one of them (DNS or URI), upstream
-backendtlspolicy-san.go. Not checked here: upstream's re-encrypt subtest through an HTTPS
-listener.
+backendtlspolicy-san.go. Upstream's re-encrypt subtest (through an HTTPS listener) is
+``backend_tls_reencrypt``, which shares this module's backend, CA ConfigMaps and builders.
 
 The certificates are made when this module loads (an EC CA, a server certificate for
 abc.example.com, and a second CA that signed nothing); the backend is a small HTTPS
@@ -91,18 +91,18 @@ def pki() -> dict[str, str]:
             "key": certs.key_pem(key)}
 
 
-def _config_map(name: str, pem: str) -> dict[str, Any]:
+def ca_config_map(name: str, pem: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": INFRA},
             "data": {"ca.crt": pem}}
 
 
-def _service(name: str) -> dict[str, Any]:
+def tls_service(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": INFRA},
             "spec": {"selector": {"app": APP},
                      "ports": [{"name": "btls", "port": 443, "targetPort": "http"}]}}
 
 
-def _policy(name: str, service: str, config_map: str, hostname: str,
+def tls_policy(name: str, service: str, config_map: str, hostname: str,
             sans: tuple[dict[str, str], ...] = ()) -> dict[str, Any]:
     validation: dict[str, Any] = {
         "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": config_map}],
@@ -115,36 +115,37 @@ def _policy(name: str, service: str, config_map: str, hostname: str,
                      "validation": validation}}
 
 
-def _objects() -> tuple[dict[str, Any], ...]:
+def base_objects() -> tuple[dict[str, Any], ...]:
     p = pki()
     backend_pod = program(INFRA, APP, POD_PYTHON, TLS_SERVER)
     backend_pod["spec"]["template"]["spec"]["containers"][0]["command"] += [p["cert"], p["key"]]
     route = http_route(INFRA, "backendtlspolicy", gateway_parent(),
                        [{"matches": [prefix(path)], "backendRefs": [backend(svc, 443)]}
                         for _, svc, _, _, path in POLICIES], hostnames=[HOST, OTHER_HOST])
-    return (backend_pod, _config_map(CA_MAP, p["ca"]), _config_map(MISMATCH_MAP, p["other_ca"]),
-            *(_service(svc) for _, svc, _, _, _ in POLICIES),
-            *(_policy(name, svc, cm, host) for name, svc, cm, host, _ in POLICIES), route)
+    return (backend_pod, ca_config_map(CA_MAP, p["ca"]),
+            ca_config_map(MISMATCH_MAP, p["other_ca"]),
+            *(tls_service(svc) for _, svc, _, _, _ in POLICIES),
+            *(tls_policy(name, svc, cm, host) for name, svc, cm, host, _ in POLICIES), route)
 
 
-def _conditions(lab: Lab, policy: str) -> dict[str, tuple[str, str]]:
-    """The policy's conditions under the Gateway ``same-namespace`` as ancestor."""
+def _conditions(lab: Lab, policy: str, gateway: str) -> dict[str, tuple[str, str]]:
+    """The policy's conditions under the Gateway ``gateway`` (in INFRA) as ancestor."""
     for p in lab.get("backendtlspolicies", INFRA):
         if p["metadata"]["name"] == policy:
             for a in (p.get("status") or {}).get("ancestors") or []:
                 ref = a.get("ancestorRef") or {}
-                if ref.get("kind", "Gateway") == "Gateway" and ref.get("name") == GATEWAY \
+                if ref.get("kind", "Gateway") == "Gateway" and ref.get("name") == gateway \
                         and ref.get("namespace", INFRA) == INFRA:
                     return {c["type"]: (c["status"], c["reason"]) for c in a["conditions"]}
-    raise CaseFailed(f"BackendTLSPolicy {policy} has no status for Gateway {GATEWAY}")
+    raise CaseFailed(f"BackendTLSPolicy {policy} has no status for Gateway {gateway}")
 
 
-def _expect_conditions(lab: Lab, policy: str, accepted: tuple[str, str],
-                       resolved: tuple[str, str]) -> None:
+def expect_conditions(lab: Lab, policy: str, accepted: tuple[str, str],
+                      resolved: tuple[str, str], gateway: str = GATEWAY) -> None:
     want = {"Accepted": accepted, "ResolvedRefs": resolved}
 
     def once() -> None:
-        got = _conditions(lab, policy)
+        got = _conditions(lab, policy, gateway)
         if {k: got.get(k) for k in want} != want:
             raise CaseFailed(f"BackendTLSPolicy {policy}: {got}, want {want}")
 
@@ -181,22 +182,22 @@ def _fails(lab: Lab, host: str, path: str) -> None:
 
 def _check(lab: Lab) -> None:
     for name, *_ in POLICIES:
-        _expect_conditions(lab, name, *OK)
+        expect_conditions(lab, name, *OK)
     _served(lab, "/backendtlspolicy")
     _fails(lab, OTHER_HOST, "/backendtlspolicy-host-mismatch")
     _fails(lab, HOST, "/backendtlspolicy-cert-mismatch")
     # the CA ConfigMap changed under a policy: refused while missing, accepted once there
     name, svc, _, host, path = POLICIES[3]
-    lab.apply([_policy(name, svc, RECONCILE_MAP, host)])
-    _expect_conditions(lab, name, ("False", "NoValidCACertificate"),
+    lab.apply([tls_policy(name, svc, RECONCILE_MAP, host)])
+    expect_conditions(lab, name, ("False", "NoValidCACertificate"),
                        ("False", "InvalidCACertificateRef"))
     _fails(lab, HOST, path)
-    lab.apply([_config_map(RECONCILE_MAP, pki()["ca"])])
+    lab.apply([ca_config_map(RECONCILE_MAP, pki()["ca"])])
     try:
-        _expect_conditions(lab, name, *OK)
+        expect_conditions(lab, name, *OK)
         _served(lab, path)
     finally:
-        lab.delete([_config_map(RECONCILE_MAP, "")])
+        lab.delete([ca_config_map(RECONCILE_MAP, "")])
 
 
 def _dns(name: str) -> dict[str, str]:
@@ -223,9 +224,9 @@ def _san_objects() -> tuple[dict[str, Any], ...]:
                        [{"matches": [exact(f"/backendtlspolicy-{n}")],
                          "backendRefs": [backend(f"backendtlspolicy-{n}-test", 443)]}
                         for n, _, _ in SANS], hostnames=[HOST])
-    return (*_objects()[:3],  # the backend and the CA ConfigMaps
-            *(_service(f"backendtlspolicy-{n}-test") for n, _, _ in SANS),
-            *(_policy(n, f"backendtlspolicy-{n}-test", CA_MAP, HOST, sans)
+    return (*base_objects()[:3],  # the backend and the CA ConfigMaps
+            *(tls_service(f"backendtlspolicy-{n}-test") for n, _, _ in SANS),
+            *(tls_policy(n, f"backendtlspolicy-{n}-test", CA_MAP, HOST, sans)
               for n, sans, _ in SANS), route)
 
 
@@ -234,7 +235,7 @@ def _check_sans(lab: Lab) -> None:
     DNS or URI names passes, one with none of them fails (upstream
     BackendTLSPolicySANValidation)."""
     for name, _, _ in SANS:
-        _expect_conditions(lab, name, *OK)
+        expect_conditions(lab, name, *OK)
     for name, _, matches in SANS:
         path = f"/backendtlspolicy-{name}"
         if matches:
@@ -245,7 +246,7 @@ def _check_sans(lab: Lab) -> None:
 
 CASES = [
     Case("BackendTLSPolicy", PROFILE, ("Gateway", "HTTPRoute", "BackendTLSPolicy"),
-         (*GATEWAY_BASE, *_objects()), _check),
+         (*GATEWAY_BASE, *base_objects()), _check),
     Case("BackendTLSPolicySANValidation", PROFILE,
          ("Gateway", "HTTPRoute", "BackendTLSPolicy", "BackendTLSPolicySANValidation"),
          (*GATEWAY_BASE, *_san_objects()), _check_sans),

@@ -16,11 +16,12 @@ from cryptography.x509.oid import NameOID
 
 from conformance.cases import certs
 
-# TLS connections, one per probe ({address, port, sni, ca?, http?}): with ``ca`` the
-# server's certificate must verify for the SNI name; with ``http`` an HTTP/1.1 GET for
-# that Host is sent and the answer's status and echo pod read (a backend behind a
-# terminating Gateway), else "hello" and the reply (the passthrough backend answers
-# with its pod name). Prints [{cn, reply | status + pod} | {error}].
+# TLS connections, one per probe ({address, port, sni, ca?, http?, path?}): with ``ca``
+# the server's certificate must verify for the SNI name; with ``http`` an HTTP/1.1 GET of
+# ``path`` (default /tls) for that Host is sent and the answer's status read, with the
+# echo's pod and the SNI name the backend saw when the body is an echo answer (a backend
+# behind a terminating Gateway), else "hello" and the reply (the passthrough backend
+# answers with its pod name). Prints [{cn, reply | status + pod? + sni?} | {error}].
 TLS_PROBE = r"""
 import json, socket, ssl, sys
 from cryptography import x509
@@ -39,14 +40,19 @@ for p in json.loads(sys.argv[1]):
                 cert = x509.load_der_x509_certificate(t.getpeercert(binary_form=True))
                 got = {"cn": cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value}
                 if p.get("http"):
-                    t.sendall(("GET /tls HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
-                               % p["http"]).encode())
+                    t.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                               % (p.get("path", "/tls"), p["http"])).encode())
                     data = b""
                     while chunk := t.recv(65536):
                         data += chunk
                     head, _, body = data.partition(b"\r\n\r\n")
                     got["status"] = int(head.split(b"\r\n", 1)[0].split()[1])
-                    got["pod"] = json.loads(body).get("pod")
+                    try:
+                        echo = json.loads(body)
+                    except ValueError:  # the proxy's own error page
+                        echo = None
+                    if isinstance(echo, dict):
+                        got["pod"], got["sni"] = echo.get("pod"), echo.get("sni")
                 else:
                     t.sendall(b"hello")
                     got["reply"] = t.recv(4096).decode()
