@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from conformance.features import PROFILES
+from conformance.features import IN_NO_PROFILE, PROFILES
 
 if TYPE_CHECKING:
     from conformance.lab import Lab
@@ -37,7 +37,7 @@ class Case:
         profile = PROFILES.get(self.profile)
         if profile is None:
             raise ValueError(f"case {self.name}: unknown profile {self.profile!r}")
-        outside = [f for f in self.features if not profile.has(f)]
+        outside = [f for f in self.features if not profile.has(f) and f not in IN_NO_PROFILE]
         if outside or not self.features:
             raise ValueError(
                 f"case {self.name}: features {outside or '(none)'} are not in {self.profile}"

@@ -3,8 +3,14 @@ from case results (pure).
 
 The claim is an input: the features the implementation says it supports (the set the project
 ships, `gatewayapi/supported_features.py`, which the GatewayClass publishes), as upstream's
-`--supported-features`. Core cases always count; an extended case counts only when every one
-of its features is core or claimed (upstream does not run the others). A claimed feature with
+`--supported-features`. As upstream's suite (v1.6.1 conformance/utils/suite/reports.go) does:
+a case counts in every profile that has all its features, core or extended (a Gateway-only
+case counts in all five Gateway profiles), and is extended there when one of them is not
+core in it; an extended result is a failure with a failed case, partial with a skipped one,
+else a success; a profile where no extended case counted has no extended section (so no
+supportedFeatures). Core cases always count; an extended case counts only when every one of
+its features is core or claimed (upstream does not run the others). One rule is stricter
+than upstream: a core result with no case passed is partial, never a success. A claimed feature with
 a failing or skipped case makes the run fail (`failed_claims`). `passing_features` is what the
 run could claim (`python -m conformance --write` makes it the shipped claim)."""
 
@@ -15,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conformance.case import CaseResult
-from conformance.features import PROFILES, Profile
+from conformance.features import PROFILES, Profile, profiles_of
 
 GATEWAY_API_VERSION = "v1.6.1"
 
@@ -73,13 +79,13 @@ def failed_claims(results: Sequence[CaseResult], claimed: Iterable[str]) -> dict
     return out
 
 
-def _status(results: Sequence[CaseResult]) -> dict[str, Any]:
+def _status(results: Sequence[CaseResult], core: bool) -> dict[str, Any]:
     passed = sum(r.outcome == "passed" for r in results)
     failed = [r.name for r in results if r.outcome == "failed"]
     skipped = [r.name for r in results if r.outcome == "skipped"]
     if failed:
         result = "failure"
-    elif skipped or not passed:
+    elif skipped or (core and not passed):
         result = "partial"  # upstream: no failures, but not everything ran
     else:
         result = "success"
@@ -94,31 +100,45 @@ def _status(results: Sequence[CaseResult]) -> dict[str, Any]:
     return status
 
 
+def counts_in(profile: Profile, r: CaseResult) -> bool:
+    return any(p.name == profile.name for p in profiles_of(r.features))
+
+
+def extended_in(profile: Profile, r: CaseResult) -> bool:
+    """Upstream's isTestExtended: any of the case's features is not core in this profile."""
+    return any(f not in profile.core for f in r.features)
+
+
 def profile_report(profile: Profile, results: Sequence[CaseResult], claimed: frozenset[str]
                    ) -> dict[str, Any]:
-    mine = [r for r in results if r.profile == profile.name]
-    core = [r for r in mine if not r.extended]
-    extended = [r for r in mine if r.extended
+    mine = [r for r in results if counts_in(profile, r)]
+    core = [r for r in mine if not extended_in(profile, r)]
+    extended = [r for r in mine if extended_in(profile, r)
                 and all(f in profile.core or f in claimed for f in r.features)]
     supported = sorted(f for f in profile.extended if f in claimed)
     unsupported = sorted(f for f in profile.extended if f not in claimed)
-    core_status = _status(core)
-    ext_status = _status(extended)  # none counted: "partial", as nothing was shown
-    ext: dict[str, Any] = {**ext_status}
-    if supported:
-        ext["supportedFeatures"] = supported
-    if unsupported:
-        ext["unsupportedFeatures"] = unsupported
+    core_status = _status(core, core=True)
+    out: dict[str, Any] = {"name": profile.name, "summary": "", "core": core_status}
+    ext_summary = ""
+    if extended:
+        ext: dict[str, Any] = {**_status(extended, core=False)}
+        if supported:
+            ext["supportedFeatures"] = supported
+        if unsupported:
+            ext["unsupportedFeatures"] = unsupported
+        out["extended"] = ext
+        ext_summary = (f" Extended tests {ext['result']} with {ext['statistics']['Passed']} "
+                       f"test(s) passed, {len(supported)} of {len(profile.extended)} "
+                       "extended features claimed.")
     c = core_status["statistics"]
     if not c["Passed"] and not c["Failed"]:
-        summary = ("No core case ran (skipped: the kinds this profile needs are not served "
-                   "by this lab yet, or no case exists).")
+        out["summary"] = ("No core case ran (skipped: the kinds this profile needs are not "
+                          "served by this lab yet, or no case exists).")
     else:
-        summary = (f"Core tests {core_status['result']} with {c['Passed']} test(s) passed, "
-                   f"{c['Failed']} failed, {c['Skipped']} skipped. "
-                   f"Extended tests {ext['result']} with {len(supported)} of "
-                   f"{len(profile.extended)} extended features claimed.")
-    return {"name": profile.name, "summary": summary, "core": core_status, "extended": ext}
+        out["summary"] = (f"Core tests {core_status['result']} with {c['Passed']} test(s) "
+                          f"passed, {c['Failed']} failed, {c['Skipped']} skipped."
+                          + (ext_summary or " No extended case counts in this profile."))
+    return out
 
 
 def build_report(results: Sequence[CaseResult], claimed: Iterable[str], date: str,

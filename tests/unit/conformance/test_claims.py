@@ -11,7 +11,7 @@ import yaml
 
 from conformance import claims
 from conformance.cases import all_cases
-from conformance.features import PROFILES
+from conformance.features import IN_NO_PROFILE, PROFILES
 from conformance.report import claimed_in_report
 from conformance.runner import plan_manifests
 from gatewayapi.supported_features import SUPPORTED_FEATURES
@@ -26,7 +26,11 @@ def latest_report() -> dict:
 
 
 def test_the_committed_report_claims_exactly_the_shipped_features():
-    assert claimed_in_report(latest_report()) == frozenset(SUPPORTED_FEATURES)
+    """All but the registry features no v1.6.1 profile lists (GRPCRouteNamedRouteRule):
+    the GatewayClass publishes them, and no profile of the report can."""
+    in_report = claimed_in_report(latest_report())
+    assert in_report <= frozenset(SUPPORTED_FEATURES)
+    assert frozenset(SUPPORTED_FEATURES) - in_report <= IN_NO_PROFILE
 
 
 def test_the_committed_report_has_every_profile_and_no_failure():
@@ -35,11 +39,11 @@ def test_the_committed_report_has_every_profile_and_no_failure():
     assert {p["name"] for p in report["profiles"]} == set(PROFILES)
     for p in report["profiles"]:
         assert p["core"]["result"] != "failure", p
-        assert p["extended"]["result"] != "failure", p
+        assert p.get("extended", {}).get("result") != "failure", p
 
 
 def test_every_claimed_feature_is_a_registry_name_with_a_case():
-    known = {f for p in PROFILES.values() for f in (*p.core, *p.extended)}
+    known = {f for p in PROFILES.values() for f in (*p.core, *p.extended)} | IN_NO_PROFILE
     named = {f for c in all_cases() for f in c.features}
     assert set(SUPPORTED_FEATURES) <= known & named
     assert list(SUPPORTED_FEATURES) == sorted(set(SUPPORTED_FEATURES))
@@ -72,8 +76,8 @@ def test_the_gateway_class_status_lists_the_shipped_features_sorted_by_name():
     [(kind, _, name, status)] = [w for w in writer.writes if w[0] == "GatewayClass"]
     assert name == "tulle"
     assert status["supportedFeatures"] == [{"name": f} for f in sorted(SUPPORTED_FEATURES)]
-    assert frozenset(f["name"] for f in status["supportedFeatures"]) == claimed_in_report(
-        latest_report())
+    published = frozenset(f["name"] for f in status["supportedFeatures"])
+    assert published - claimed_in_report(latest_report()) <= IN_NO_PROFILE
 
 
 def test_cases_have_unique_names_and_their_objects_agree():

@@ -136,3 +136,46 @@ def test_a_failing_core_case_of_one_kind_leaves_the_gateway_to_the_cases_that_pr
     only_base = [result("GatewayOnly", "GATEWAY-HTTP", ("Gateway",), "failed")]
     assert failed_claims(only_base, {"Gateway"}) == {
         "Gateway": ["GatewayOnly failed", "no case naming it passed"]}
+
+
+def test_a_case_counts_in_every_profile_that_has_all_its_features():
+    """Upstream's getConformanceProfilesForTest: a Gateway-only extended case counts in all
+    five Gateway profiles, an HTTPRoute one in GATEWAY-HTTP only."""
+    static = result("GatewayStaticAddresses", "GATEWAY-HTTP",
+                    ("Gateway", "GatewayStaticAddresses"), "passed")
+    results = [*RESULTS, result("TCPRuns", "GATEWAY-TCP", ("Gateway", "TCPRoute"), "passed"),
+               static]
+    claim = passing_features(results)
+    for name in ("GATEWAY-HTTP", "GATEWAY-GRPC", "GATEWAY-TLS", "GATEWAY-TCP", "GATEWAY-UDP"):
+        ext = profile_report(PROFILES[name], results, claim)["extended"]
+        assert "GatewayStaticAddresses" in ext["supportedFeatures"], name
+    tcp = profile_report(PROFILES["GATEWAY-TCP"], results, claim)
+    assert tcp["extended"]["statistics"] == {"Passed": 1, "Failed": 0, "Skipped": 0}
+    assert tcp["extended"]["result"] == "success"
+    # TCPRoute is core there (and, by the registry, extended too): its case counts as core
+    assert tcp["core"]["statistics"]["Passed"] == 1
+    grpc = profile_report(PROFILES["GATEWAY-GRPC"], results, claim)
+    assert grpc["extended"]["statistics"]["Passed"] == 1  # not the HTTPRoute cases
+
+
+def test_a_profile_where_no_extended_case_counted_has_no_extended_section():
+    """Upstream leaves ProfileReport.Extended nil then, so it lists no supportedFeatures
+    (this report used to say "partial" with nothing run)."""
+    mesh_grpc = profile_report(PROFILES["MESH-GRPC"], RESULTS, passing_features(RESULTS))
+    assert "extended" not in mesh_grpc
+    http = build_report(RESULTS, passing_features(RESULTS), "d")["profiles"][0]
+    assert "extended" in http
+
+
+def test_a_feature_in_no_profile_counts_in_no_profile_but_its_claim_is_checked():
+    named = [result("GRPCNamed", "GATEWAY-GRPC", ("Gateway", "GRPCRoute",
+                                                  "GRPCRouteNamedRouteRule"), "failed",
+                    extended=True)]
+    report = build_report(named, {"GRPCRouteNamedRouteRule"}, "d")
+    grpc = next(p for p in report["profiles"] if p["name"] == "GATEWAY-GRPC")
+    assert grpc["core"]["statistics"] == {"Passed": 0, "Failed": 0, "Skipped": 0}
+    assert "extended" not in grpc
+    assert failed_claims(named, {"GRPCRouteNamedRouteRule"}) == {
+        "GRPCRouteNamedRouteRule": ["GRPCNamed failed", "no case naming it passed"]}
+    Case("GRPCNamed", "GATEWAY-GRPC", ("Gateway", "GRPCRoute", "GRPCRouteNamedRouteRule"), (),
+         lambda lab: None)  # a registry name, though in no profile: accepted
