@@ -1,6 +1,7 @@
 """A waypoint on loopback with chosen limits, and backends that hold requests: the
 HTTP/1.1 ``HoldingBackend`` (optionally not reading) and the h2c ``HoldingH2Backend``
-(optionally streaming a response as fast as flow control allows)."""
+(optionally streaming a response as fast as flow control allows), built on ``H2cBackend``,
+the h2c server the other h2 tests' backends share."""
 
 from __future__ import annotations
 
@@ -86,8 +87,63 @@ class HoldingBackend:
             transport.abort()
 
 
+class H2cConn(asyncio.Protocol):
+    """One accepted connection of an ``H2cBackend``: the server side of an h2c connection,
+    which hands each event to the backend and writes what it queued."""
+
+    def __init__(self, backend: H2cBackend) -> None:
+        self.backend = backend
+        self.owed: dict[int, int] = {}  # body bytes still to stream, by stream (its use)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.backend.transports.append(self.transport)
+        self.h2 = h2.connection.H2Connection(config=self.backend.h2_config())
+        self.h2.initiate_connection()
+        self.backend.opened(self)
+        self.transport.write(self.h2.data_to_send())
+
+    def data_received(self, data: bytes) -> None:
+        for event in self.h2.receive_data(data):
+            self.backend.handle(self, event)
+        self.backend.flush(self)
+        self.transport.write(self.h2.data_to_send())
+
+
 @dataclass
-class HoldingH2Backend:
+class H2cBackend:
+    """An h2c backend on loopback; a subclass answers in ``handle`` (and may adjust its
+    connections in ``opened`` and queue more in ``flush``, after each read)."""
+
+    transports: list[asyncio.Transport] = field(default_factory=list, kw_only=True)
+    _server: asyncio.base_events.Server | None = field(default=None, kw_only=True)
+
+    def h2_config(self) -> h2.config.H2Configuration:
+        return h2.config.H2Configuration(client_side=False, header_encoding=None)
+
+    def opened(self, conn: H2cConn) -> None:
+        pass
+
+    def handle(self, conn: H2cConn, event: h2.events.Event) -> None:
+        pass
+
+    def flush(self, conn: H2cConn) -> None:
+        pass
+
+    async def start(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: H2cConn(self), "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for transport in self.transports:
+            transport.abort()
+
+
+@dataclass
+class HoldingH2Backend(H2cBackend):
     """An h2c backend that records requests and resets. It never answers, or with
     ``respond`` answers each request with that many body bytes as fast as flow control
     lets it (``sent`` counts them)."""
@@ -98,60 +154,34 @@ class HoldingH2Backend:
     sent: int = 0
     requests: list[int] = field(default_factory=list)
     resets: list[tuple[int, int]] = field(default_factory=list)
-    transports: list[asyncio.Transport] = field(default_factory=list)
-    _server: asyncio.base_events.Server | None = None
 
-    async def start(self) -> int:
-        backend = self
+    def opened(self, conn: H2cConn) -> None:
+        if self.table:
+            conn.h2.decoder.max_allowed_table_size = self.table
+            conn.h2.update_settings({SettingCodes.HEADER_TABLE_SIZE: self.table})
 
-        class Conn(asyncio.Protocol):
-            def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                self.transport = cast(asyncio.Transport, transport)
-                backend.transports.append(self.transport)
-                self.owed: dict[int, int] = {}
-                config = h2.config.H2Configuration(client_side=False, header_encoding=None)
-                self.h2 = h2.connection.H2Connection(config=config)
-                self.h2.initiate_connection()
-                if backend.table:
-                    self.h2.decoder.max_allowed_table_size = backend.table
-                    self.h2.update_settings({SettingCodes.HEADER_TABLE_SIZE: backend.table})
-                self.transport.write(self.h2.data_to_send())
+    def handle(self, conn: H2cConn, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            self.requests.append(event.stream_id)
+            if self.respond:
+                conn.h2.send_headers(event.stream_id, [(b":status", b"200")])
+                conn.owed[event.stream_id] = self.respond
+        elif isinstance(event, h2.events.StreamReset):
+            self.resets.append((event.stream_id, event.error_code))
+            conn.owed.pop(event.stream_id, None)
 
-            def data_received(self, data: bytes) -> None:
-                for event in self.h2.receive_data(data):
-                    if isinstance(event, h2.events.RequestReceived):
-                        backend.requests.append(event.stream_id)
-                        if backend.respond:
-                            self.h2.send_headers(event.stream_id, [(b":status", b"200")])
-                            self.owed[event.stream_id] = backend.respond
-                    elif isinstance(event, h2.events.StreamReset):
-                        backend.resets.append((event.stream_id, event.error_code))
-                        self.owed.pop(event.stream_id, None)
-                self.pump()
-                self.transport.write(self.h2.data_to_send())
-
-            def pump(self) -> None:
-                for sid, left in list(self.owed.items()):
-                    while left:
-                        n = min(left, self.h2.local_flow_control_window(sid), 16384)
-                        if n <= 0:
-                            break
-                        self.h2.send_data(sid, b"r" * n, end_stream=n == left)
-                        left -= n
-                        backend.sent += n
-                    self.owed[sid] = left
-                    if not left:
-                        del self.owed[sid]
-
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(Conn, "127.0.0.1", 0)
-        return int(self._server.sockets[0].getsockname()[1])
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for transport in self.transports:
-            transport.abort()
+    def flush(self, conn: H2cConn) -> None:
+        for sid, left in list(conn.owed.items()):
+            while left:
+                n = min(left, conn.h2.local_flow_control_window(sid), 16384)
+                if n <= 0:
+                    break
+                conn.h2.send_data(sid, b"r" * n, end_stream=n == left)
+                left -= n
+                self.sent += n
+            conn.owed[sid] = left
+            if not left:
+                del conn.owed[sid]
 
 
 @dataclass

@@ -9,16 +9,16 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import h2.config
-import h2.connection
 import h2.events
 import pytest
 
 from agent.flows.flow import Flow, Verdict
 from l7proxy.server import WaypointServer
 from l7proxy.testing import gateway_config
+from tests.unit.l7proxy.h2lab import H2cBackend, H2cConn
 from tests.unit.l7proxy.h2wire import Client, get, run
 
 Block = list[tuple[bytes, bytes]]
@@ -38,53 +38,26 @@ REPLY = b"\x00\x00\x00\x00\x02ok"
 
 
 @dataclass
-class ScriptedBackend:
+class ScriptedBackend(H2cBackend):
     """An h2c backend that answers every request with ``head``, one message and
     ``trailers``, sent as given (its own checks off); records the GOAWAYs it gets."""
 
     head: Block
     trailers: Block
     goaways: list[int] = field(default_factory=list)
-    transports: list[asyncio.Transport] = field(default_factory=list)
-    _server: asyncio.base_events.Server | None = None
 
-    async def start(self) -> int:
-        backend = self
+    def h2_config(self) -> h2.config.H2Configuration:
+        return h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                         validate_outbound_headers=False,
+                                         normalize_outbound_headers=False)
 
-        class Conn(asyncio.Protocol):
-            def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                self.transport = cast(asyncio.Transport, transport)
-                backend.transports.append(self.transport)
-                config = h2.config.H2Configuration(
-                    client_side=False,
-                    header_encoding=None,
-                    validate_outbound_headers=False,
-                    normalize_outbound_headers=False,
-                )
-                self.h2 = h2.connection.H2Connection(config=config)
-                self.h2.initiate_connection()
-                self.transport.write(self.h2.data_to_send())
-
-            def data_received(self, data: bytes) -> None:
-                for event in self.h2.receive_data(data):
-                    if isinstance(event, h2.events.StreamEnded):
-                        sid = event.stream_id
-                        self.h2.send_headers(sid, backend.head)
-                        self.h2.send_data(sid, REPLY)
-                        self.h2.send_headers(sid, backend.trailers, end_stream=True)
-                    elif isinstance(event, h2.events.ConnectionTerminated):
-                        backend.goaways.append(event.error_code)
-                self.transport.write(self.h2.data_to_send())
-
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(Conn, "127.0.0.1", 0)
-        return int(self._server.sockets[0].getsockname()[1])
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for transport in self.transports:
-            transport.abort()
+    def handle(self, conn: H2cConn, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.StreamEnded):
+            conn.h2.send_headers(event.stream_id, self.head)
+            conn.h2.send_data(event.stream_id, REPLY)
+            conn.h2.send_headers(event.stream_id, self.trailers, end_stream=True)
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.goaways.append(event.error_code)
 
 
 @asynccontextmanager
