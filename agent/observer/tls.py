@@ -38,6 +38,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from agent.files import Stamp
+from agent.files import stamp as files_stamp
 from identity.certs import load_pem_chain, not_after, not_before
 
 log = logging.getLogger("tulle.observer.tls")
@@ -75,16 +77,9 @@ class TlsFiles:
            ca: str | os.PathLike[str]) -> TlsFiles:
         return cls(Path(cert), Path(key), Path(ca))
 
-    def stamp(self) -> tuple[tuple[int, int, int], ...]:
+    def stamp(self) -> Stamp:
         """Changes when any file is replaced or rewritten (a Secret volume swaps a symlink)."""
-        out = []
-        for path in (self.cert, self.key, self.ca):
-            try:
-                st = path.stat()
-                out.append((st.st_ino, st.st_mtime_ns, st.st_size))
-            except OSError:
-                out.append((0, 0, 0))
-        return tuple(out)
+        return files_stamp((self.cert, self.key, self.ca))
 
 
 @dataclass(frozen=True)

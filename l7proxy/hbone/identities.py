@@ -34,6 +34,8 @@ from pathlib import Path
 
 from cryptography import x509
 
+from agent.files import Stamp
+from agent.files import stamp as files_stamp
 from agent.svid.store import BUNDLE_FILE, SVID_DIR, SvidFile, read_bundle, read_svids
 from identity.bundle import BundleError, SvidError, TrustBundle, parse_chain, verify_svid
 from identity.certs import load_pem_chain, not_after
@@ -41,7 +43,6 @@ from identity.hbone import ALPN_H2
 from identity.spiffe import DEFAULT_TRUST_DOMAIN, SpiffeId, workload_id
 
 log = logging.getLogger("tulle.waypoint.hbone")
-Stamp = tuple[tuple[str, int, int, int], ...]
 SNI_SUFFIX = ".id.hbone.tulle"
 
 
@@ -163,14 +164,7 @@ class SvidDirectory:
             paths += sorted((self.directory / SVID_DIR).iterdir())
         except FileNotFoundError:
             pass
-        out = []
-        for path in paths:
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                continue
-            out.append((path.name, st.st_ino, st.st_size, st.st_mtime_ns))
-        return tuple(out)
+        return files_stamp(paths)
 
     def refresh(self) -> bool:
         """Reload when a file changed; True if it did. A bundle that does not parse keeps
