@@ -17,6 +17,7 @@ def all_cases() -> list[Case]:
         gateway_http,
         gateway_infra,
         gateway_more,
+        gateway_retry,
         gateway_status,
         grpc,
         listenerset,
@@ -28,7 +29,8 @@ def all_cases() -> list[Case]:
 
     return [*gateway_http.CASES, *gateway_more.CASES, *gateway_status.CASES, *mesh_http.CASES,
             *grpc.CASES, *streams.CASES, *claims_more.CASES,
-            *gateway_addresses.CASES, *gateway_infra.CASES, *backend_tls.CASES,
+            *gateway_addresses.CASES, *gateway_infra.CASES, *gateway_retry.CASES,
+            *backend_tls.CASES,
             *backend_tls_reencrypt.CASES, *listenerset.CASES,
             *frontend_tls.CASES, *backend_client_cert.CASES,
             *tls.CASES, *tls_status.CASES]
