@@ -19,6 +19,7 @@ from agent.model.core import Container, Pod
 from lab import cgroups, envsource, hostpaths, mountns, procs, volumesetup
 from lab.controllers.events import EventSink
 from lab.envsource import Lookup, ResolvedEnv
+from lab.imageroot import Image
 from lab.podruntime import ContainerRuntime, PodRuntime, now_rfc3339
 from lab.podspec import container_argv, declared_env, expand, pod_env
 from lab.prober import Prober
@@ -35,6 +36,7 @@ class ContainerProcesses:
     paths: LabPaths
     events: EventSink | None
     python: str
+    image: Image  # what a container in a mount namespace runs (lab.imageroot)
     lookup: Lookup
     prober: Prober
 
@@ -46,11 +48,12 @@ class ContainerProcesses:
         far as ``ip`` is known (None: CNI ADD still running; done again once it is) and
         with what ``sources`` read of Secrets and ConfigMaps (None: not yet, see
         _configure)."""
-        argv, ports = container_argv(c, self.python)
+        image = volumesetup.uses_volumes(pod)  # a mount namespace: the image's python
+        argv, ports = container_argv(c, self.image.container_python() if image else self.python)
         declared = declared_env(pod, ip, node, c, sources)
         env = pod_env(pod, ip, node, c, sources)
-        if volumesetup.uses_volumes(pod):
-            env = volumesetup.container_env(self.python, set(declared), env)
+        if image:
+            env = volumesetup.container_env(self.image, set(declared), env)
         return tuple(expand(arg, declared) for arg in argv), env, ports
 
     def _start_container(self, rt: PodRuntime, c: ContainerRuntime) -> None:

@@ -39,6 +39,7 @@ from lab.cni_runtime import LabCni, PodKey
 from lab.containerproc import BACKOFF_MAX, ContainerProcesses
 from lab.controllers.events import EventSink
 from lab.envsource import Lookup, no_objects
+from lab.imageroot import Image
 from lab.kubeapi import NotFound, StatusWriter
 from lab.podruntime import (
     ATTACH_TIMEOUT,
@@ -90,6 +91,7 @@ class Kubelet(ContainerProcesses):
         self.api = api
         self.events = events
         self.python = python
+        self.image = Image.of(python)
         self.lookup = lookup
         self.prober = Prober(python)
         lab = read_json(paths.lab_file) or {}
@@ -151,12 +153,14 @@ class Kubelet(ContainerProcesses):
             # Secrets and ConfigMaps are read at each start (_start_container), not here.
             argv, env, ports = self._process(pod, c, ip, node)
             mounts = (volumesetup.Mounts() if fs is None or pod_root is None else
-                      volumesetup.container_mounts(pod, c, fs, pod_root, resolv=not host))
+                      volumesetup.container_mounts(pod, c, fs, pod_root, resolv=not host,
+                                                    image=self.image))
             is_init = len(init) < len(run_once)
             (init if is_init else containers).append(ContainerRuntime(
                 c.name, argv, env, ports, ip_vars=pod_ip_vars(c), host_paths=mounts.host_paths,
                 binds=None if fs is None else mounts.binds, config_error=mounts.error,
                 source=(pod, c), init=is_init,
+                python="" if fs is None else self.image.container_python(),
             ))
         rt = PodRuntime(pod.metadata.uid, ns, name, node, netns, ip,
                         pod.spec.restart_policy or "Always", containers, host_veth=veth,

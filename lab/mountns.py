@@ -18,7 +18,8 @@ Every step execs the next, so the pid the kubelet starts is the container's proc
 4. binds each source, parents first, making its mountpoint only below /run or inside a
    lab-owned bind; elsewhere it must already exist (it would be made on the host);
 5. remounts the readOnly binds read-only, last (no mountpoint can be made below a read-only
-   bind), closes the fds and execs the container's argv.
+   bind), closes the fds and execs the container's argv from ``/`` (an image's working
+   directory; the lab reads no ``workingDir``; the kubelet's own may be hidden there).
 
 The namespace is private: a container's mounts never reach the host, and die with it.
 """
@@ -77,6 +78,7 @@ def script(binds: Sequence[Bind], *, pod_netns: bool) -> str:
     ]
     if fds:
         lines.append("exec " + " ".join(f"{{{fd}}}<&-" for fd in fds))
+    lines.append("cd /")  # an image's working directory, not the kubelet's
     lines.append('exec "$@"')
     return "\n".join(lines) + "\n"
 

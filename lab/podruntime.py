@@ -60,6 +60,7 @@ class ContainerRuntime:
     env_error: str = ""  # a missing Secret, ConfigMap or key (lab.envsource), until started
     source: tuple[Pod, Container] | None = None  # what argv and env were made from
     init: bool = False  # an init container: runs to exit 0 (lab.initcontainers)
+    python: str = ""  # the interpreter as the container sees it (probes); "": the kubelet's
     probes: dict[Kind, Worker] = field(default_factory=dict)  # this run's (lab.probes)
     probe_runs: dict[Kind, ProbeRun] = field(default_factory=dict)  # probes running now
     kill_at: float | None = None  # being killed (a failed probe): SIGKILL from then on

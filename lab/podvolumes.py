@@ -20,7 +20,7 @@ ServiceAccount token and resolv.conf are files in that pod directory too. Other 
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,12 +170,13 @@ def _volume_source(volume: Volume, node: NodeFS, pod_root: Path) -> tuple[Path, 
 
 def container_binds(
     pod: Pod, container: Container, node: NodeFS, pod_root: Path, *,
-    token: bool = False, resolv: bool = False,
+    token: bool = False, resolv: bool = False, image: Sequence[Bind] = (),
 ) -> tuple[Bind, ...]:
     """The container's mounts in the order to make them (a parent before what lies below
     it), with the pod's ServiceAccount token (``token``) and resolv.conf (``resolv``) unless
-    the container mounts something at their place itself. Raises VolumeError for what the
-    lab cannot give (the container does not start)."""
+    the container mounts something at their place itself, and the ``image`` binds
+    (lab.imageroot). Raises VolumeError for
+    what the lab cannot give (the container does not start)."""
     volumes: Mapping[str, Volume] = {v.name: v for v in pod.spec.volumes}
     binds: list[Bind] = []
     for mount in container.volume_mounts:
@@ -192,6 +193,7 @@ def container_binds(
     )
     binds += [Bind(src, target, True, True) for on, src, target in extra
               if on and target not in taken]
+    binds += image
     _check(binds)
     # Parents first; the sort is stable, so equal depths keep the spec's order.
     return tuple(sorted(binds, key=lambda b: b.target.count("/") - (b.target == "/")))
