@@ -16,13 +16,14 @@ import time
 from collections.abc import Sequence
 
 from agent.model.core import Container, Pod
-from lab import cgroups, envsource, hostpaths, mountns, procs, volumesetup
+from lab import cgroups, envsource, hostpaths, mountns, podvolumes, procs, satoken, volumesetup
 from lab.controllers.events import EventSink
 from lab.envsource import Lookup, ResolvedEnv
 from lab.imageroot import Image
 from lab.podruntime import ContainerRuntime, PodRuntime, now_rfc3339
 from lab.podspec import container_argv, declared_env, expand, pod_env
 from lab.prober import Prober
+from lab.satoken import TokenIssuer
 from lab.state import LabPaths
 from lab.topology import NodePlan
 
@@ -39,6 +40,8 @@ class ContainerProcesses:
     image: Image  # what a container in a mount namespace runs (lab.imageroot)
     lookup: Lookup
     prober: Prober
+    tokens: TokenIssuer | None
+    ca_pem: str
 
     def _process(
         self, pod: Pod, c: Container, ip: ipaddress.IPv4Address | None, node: NodePlan,
@@ -57,7 +60,8 @@ class ContainerProcesses:
         return tuple(expand(arg, declared) for arg in argv), env, ports
 
     def _start_container(self, rt: PodRuntime, c: ContainerRuntime) -> None:
-        problem = c.config_error or next(filter(None, map(hostpaths.prepare, c.host_paths)), "")
+        problem = (c.config_error or self._token_problem(rt)
+                   or next(filter(None, map(hostpaths.prepare, c.host_paths)), ""))
         if problem:  # a kubelet's FailedMount: said once, retried with back-off
             if problem != c.mount_error:
                 log.error("pod %s/%s:%s: %s", rt.namespace, rt.name, c.name, problem)
@@ -86,6 +90,25 @@ class ContainerProcesses:
         c.started_at_text = now_rfc3339()
         self.prober.start(c, c.started_at)
         self._event(rt, "Started", f"Started container {c.name}")
+
+    def _token_problem(self, rt: PodRuntime) -> str:
+        """Write the pod's projected ServiceAccount token before its first container
+        starts (lab.satoken); why it cannot be, else "" (a missing ServiceAccount, the API
+        away: the container waits, retried)."""
+        if not rt.token or rt.token_written or self.tokens is None:
+            return ""
+        try:
+            token = self.tokens(rt.namespace, rt.service_account, rt.name, rt.uid,
+                                satoken.TOKEN_SECONDS)
+        except Exception as err:  # NotFound says which account; any other: the API's answer
+            return satoken.failed_message(str(err) or type(err).__name__)
+        pod_root = podvolumes.pod_dir(self.paths, rt.namespace, rt.name)
+        try:
+            satoken.write_files(pod_root, token, self.ca_pem, rt.namespace)
+        except (OSError, podvolumes.VolumeError) as err:
+            return satoken.failed_message(str(err))
+        rt.token_written = True
+        return ""
 
     def _configure(self, rt: PodRuntime, c: ContainerRuntime) -> bool:
         """Argv and env from the Secrets and ConfigMaps as they are now, as a kubelet reads

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agent.model.core import Pod
-from lab import cgroups, initcontainers, ipam, network, probes, volumesetup
+from lab import cgroups, initcontainers, ipam, network, probes, satoken, volumesetup
 from lab.cni_runtime import LabCni, PodKey
 from lab.containerproc import BACKOFF_MAX, ContainerProcesses
 from lab.controllers.events import EventSink
@@ -53,6 +53,7 @@ from lab.podruntime import (
 from lab.podspec import pod_ip_vars, resolv_conf
 from lab.prober import Prober
 from lab.readiness import ports_ready
+from lab.satoken import TokenIssuer
 from lab.state import LabPaths, read_json
 from lab.topology import LabPlan, NodePlan, host_veth_name
 
@@ -79,13 +80,17 @@ class Kubelet(ContainerProcesses):
         probe: AttachedProbe | None = None,
         events: EventSink | None = None,
         lookup: Lookup = no_objects,
+        tokens: TokenIssuer | None = None,
+        ca_pem: str = "",
     ):
         """`probe`: is the datapath on a pod's veth (default: ask the node over netlink).
         A lab without Tulle's datapath (lab.json) starts containers at once. `events`:
         where the kubelet's Events go (a container started, a crashed one backing off),
         which `kubectl describe pod` and `kubectl events` show as on a cluster. `lookup`:
         Secrets and ConfigMaps as served (the controller's watch cache), read at each
-        container start for env (lab.envsource)."""
+        container start for env (lab.envsource), and the ServiceAccounts a pod's token
+        is for. `tokens` and `ca_pem`: TokenRequests and the API server's CA for the
+        projected ServiceAccount token (lab.satoken); None: no token is mounted."""
         self.plan = plan
         self.paths = paths
         self.api = api
@@ -93,6 +98,7 @@ class Kubelet(ContainerProcesses):
         self.python = python
         self.image = Image.of(python)
         self.lookup = lookup
+        self.tokens, self.ca_pem = tokens, ca_pem
         self.prober = Prober(python)
         lab = read_json(paths.lab_file) or {}
         wait = bool(lab.get("datapath", True))
@@ -138,9 +144,12 @@ class Kubelet(ContainerProcesses):
         # Volumes: every container in its own mount namespace (lab.volumesetup); a pod
         # netns's resolv.conf is then bound there too (`ip netns exec` no longer runs).
         fs = pod_root = None
+        token = False
         if volumesetup.uses_volumes(pod):
             fs = volumesetup.node_fs(self.paths, node.name)
             pod_root = volumesetup.prepare_pod(self.paths, pod, None if host else resolv_conf(ns))
+            account = self.lookup("ServiceAccount", ns, pod.spec.service_account)
+            token = self.tokens is not None and satoken.automount(pod, account)
         containers: list[ContainerRuntime] = []
         init: list[ContainerRuntime] = []
         # Sidecars (init containers with restartPolicy Always) run here beside the app
@@ -154,7 +163,7 @@ class Kubelet(ContainerProcesses):
             argv, env, ports = self._process(pod, c, ip, node)
             mounts = (volumesetup.Mounts() if fs is None or pod_root is None else
                       volumesetup.container_mounts(pod, c, fs, pod_root, resolv=not host,
-                                                    image=self.image))
+                                                    image=self.image, token=token))
             is_init = len(init) < len(run_once)
             (init if is_init else containers).append(ContainerRuntime(
                 c.name, argv, env, ports, ip_vars=pod_ip_vars(c), host_paths=mounts.host_paths,
@@ -165,7 +174,8 @@ class Kubelet(ContainerProcesses):
         rt = PodRuntime(pod.metadata.uid, ns, name, node, netns, ip,
                         pod.spec.restart_policy or "Always", containers, host_veth=veth,
                         attached=self.attached is None or host, cgroup=cgroup, host_network=host,
-                        init_containers=init)
+                        init_containers=init, service_account=pod.spec.service_account,
+                        token=token)
         self._start_sandbox(rt)
         return rt
 

@@ -98,6 +98,10 @@ class PodRuntime:
     sandbox_backoff: float = BACKOFF_START
     host_network: bool = False  # in the node's netns: no veth, no sandbox of its own
     init_containers: list[ContainerRuntime] = field(default_factory=list)
+    # The projected ServiceAccount token (lab.satoken): asked for before the first start.
+    service_account: str = "default"
+    token: bool = False
+    token_written: bool = False
 
 
 def sandbox_waiting(rt: PodRuntime) -> tuple[str, str]:

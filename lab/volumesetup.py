@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.model.core import Container, HostPathVolumeSource, Pod
-from lab import podvolumes, procs
+from lab import podvolumes, procs, satoken
 from lab.imageroot import Image
 from lab.podvolumes import Bind, NodeFS, VolumeError
 from lab.state import LabPaths
@@ -36,8 +36,9 @@ class Mounts:
 
 
 def uses_volumes(pod: Pod) -> bool:
-    """Whether the pod's containers get mount namespaces: one of them mounts a volume."""
-    return any(c.volume_mounts for c in (*pod.spec.init_containers, *pod.spec.containers))
+    """Whether the pod's containers get mount namespaces: one of them mounts a volume, or
+    the Pod asks for its ServiceAccount token itself (lab.satoken)."""
+    return satoken.mount_namespace(pod)
 
 
 def node_fs(paths: LabPaths, node: str) -> NodeFS:
@@ -70,13 +71,13 @@ def prepare_pod(paths: LabPaths, pod: Pod, resolv: str | None) -> Path:
 
 def container_mounts(
     pod: Pod, container: Container, fs: NodeFS, pod_root: Path, *, resolv: bool,
-    image: Image,
+    image: Image, token: bool = False,
 ) -> Mounts:
     """The container's binds (its volumes, then ``image``'s) and the hostPaths to check (or
     make) before each start."""
     try:
         binds = podvolumes.container_binds(pod, container, fs, pod_root, resolv=resolv,
-                                           image=image.binds())
+                                           token=token, image=image.binds())
         volumes = {v.name: v for v in pod.spec.volumes}
         sources = tuple(
             podvolumes.resolved_host_path(source, fs)

@@ -130,6 +130,8 @@ class PodSpec:
     volumes: tuple[Volume, ...] = ()
     # Run one after another, each to exit 0, before ``containers`` start.
     init_containers: tuple[Container, ...] = ()
+    # None when unset: the ServiceAccount's own setting decides (default: mounted).
+    automount_service_account_token: bool | None = None
 
     @property
     def service_account(self) -> str:

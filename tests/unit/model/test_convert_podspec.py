@@ -81,6 +81,18 @@ def test_false_and_unset_are_omitted_as_the_api_omits_them() -> None:
     assert spec["containers"][0]["volumeMounts"][0] == {"name": "state", "mountPath": "/var/run/x"}
 
 
+@pytest.mark.parametrize("automount", [True, False, None])
+def test_automount_service_account_token_keeps_false_as_a_pointer_does(
+    automount: bool | None,
+) -> None:
+    """*bool in the API: false is a value (opted out), unset leaves it to the account."""
+    doc = edit(POD, "spec.automountServiceAccountToken", automount)
+    pod = from_dict(doc)
+    assert isinstance(pod, Pod)
+    assert pod.spec.automount_service_account_token is automount
+    assert to_dict(pod)["spec"].get("automountServiceAccountToken") is automount
+
+
 @pytest.mark.parametrize(("path", "value", "message"), [
     ("spec.containers[0].env[0].valueFrom.fieldRef.fieldPath", "spec.podCIDR",
      'spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: unsupported value "spec.podCIDR"'),
@@ -100,6 +112,8 @@ def test_false_and_unset_are_omitted_as_the_api_omits_them() -> None:
     ("spec.containers[0].volumeMounts[0].mountPath", None,
      "spec.containers[0].volumeMounts[0].mountPath: required"),
     ("spec.hostNetwork", "yes", "spec.hostNetwork: expected boolean"),
+    ("spec.automountServiceAccountToken", "yes",
+     "spec.automountServiceAccountToken: expected boolean"),
 ])
 def test_refuses_what_the_api_server_refuses(path: str, value: Any, message: str) -> None:
     assert message in error_of(edit(POD, path, value))
