@@ -16,7 +16,17 @@ import time
 from collections.abc import Sequence
 
 from agent.model.core import Container, Pod
-from lab import cgroups, envsource, hostpaths, mountns, podvolumes, procs, satoken, volumesetup
+from lab import (
+    cgroups,
+    envsource,
+    hostpaths,
+    mountns,
+    objectvolumes,
+    podvolumes,
+    procs,
+    satoken,
+    volumesetup,
+)
 from lab.controllers.events import EventSink
 from lab.envsource import Lookup, ResolvedEnv
 from lab.imageroot import Image
@@ -60,7 +70,7 @@ class ContainerProcesses:
         return tuple(expand(arg, declared) for arg in argv), env, ports
 
     def _start_container(self, rt: PodRuntime, c: ContainerRuntime) -> None:
-        problem = (c.config_error or self._token_problem(rt)
+        problem = (c.config_error or self._token_problem(rt) or self._object_volumes_problem(rt)
                    or next(filter(None, map(hostpaths.prepare, c.host_paths)), ""))
         if problem:  # a kubelet's FailedMount: said once, retried with back-off
             if problem != c.mount_error:
@@ -108,6 +118,25 @@ class ContainerProcesses:
         except (OSError, podvolumes.VolumeError) as err:
             return satoken.failed_message(str(err))
         rt.token_written = True
+        return ""
+
+    def _object_volumes_problem(self, rt: PodRuntime) -> str:
+        """Write the pod's Secret and ConfigMap volumes (lab.objectvolumes) from the watch
+        cache before its first container starts; why one cannot be yet, else ""."""
+        pod_root = podvolumes.pod_dir(self.paths, rt.namespace, rt.name)
+        for volume in rt.object_volumes:
+            ref = objectvolumes.object_ref(volume)
+            if ref is None or volume.name in rt.objects_written:
+                continue
+            try:
+                content = objectvolumes.files(
+                    volume.name, ref, self.lookup(ref.kind, rt.namespace, ref.name))
+                objectvolumes.write(podvolumes.empty_dir(pod_root, volume.name), content)
+            except objectvolumes.ObjectVolumeError as err:
+                return str(err)
+            except OSError as err:
+                return f'MountVolume.SetUp failed for volume "{volume.name}" : {err}'
+            rt.objects_written.add(volume.name)
         return ""
 
     def _configure(self, rt: PodRuntime, c: ContainerRuntime) -> bool:

@@ -34,7 +34,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agent.model.core import Pod
-from lab import cgroups, initcontainers, ipam, network, probes, satoken, volumesetup
+from lab import (
+    cgroups,
+    initcontainers,
+    ipam,
+    network,
+    objectvolumes,
+    probes,
+    satoken,
+    volumesetup,
+)
 from lab.cni_runtime import LabCni, PodKey
 from lab.containerproc import BACKOFF_MAX, ContainerProcesses
 from lab.controllers.events import EventSink
@@ -175,7 +184,8 @@ class Kubelet(ContainerProcesses):
                         pod.spec.restart_policy or "Always", containers, host_veth=veth,
                         attached=self.attached is None or host, cgroup=cgroup, host_network=host,
                         init_containers=init, service_account=pod.spec.service_account,
-                        token=token)
+                        token=token, object_volumes=() if fs is None else tuple(
+                            v for v in pod.spec.volumes if objectvolumes.object_ref(v)))
         self._start_sandbox(rt)
         return rt
 

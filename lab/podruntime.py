@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.model.core import Container, HostPathVolumeSource, Pod
+from agent.model.core import Container, HostPathVolumeSource, Pod, Volume
 from lab import initcontainers, procs
 from lab.cni_runtime import Sandbox
 from lab.podvolumes import Bind
@@ -102,6 +102,9 @@ class PodRuntime:
     service_account: str = "default"
     token: bool = False
     token_written: bool = False
+    # Secret and ConfigMap volumes (lab.objectvolumes): written before the first start.
+    object_volumes: tuple[Volume, ...] = ()
+    objects_written: set[str] = field(default_factory=set)
 
 
 def sandbox_waiting(rt: PodRuntime) -> tuple[str, str]:
