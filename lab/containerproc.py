@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 
 from agent.model.core import Container, Pod
+from l7proxy.listenfds import ENV as LISTEN_FDS_ENV
 from lab import (
     cgroups,
     envsource,
@@ -90,7 +91,8 @@ class ContainerProcesses:
                 argv,
                 log=self.paths.pod_log(rt.namespace, rt.name, c.name),
                 record_dir=self.paths.procs / "pods",
-                env=c.env,
+                env={**c.env, LISTEN_FDS_ENV: c.listen_fds} if c.listen_fds else c.env,
+                pass_fds=c.pass_fds,
             )
         except OSError as err:
             log.error("cannot start %s/%s:%s: %s", rt.namespace, rt.name, c.name, err)

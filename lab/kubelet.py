@@ -38,6 +38,7 @@ from lab import (
     cgroups,
     initcontainers,
     ipam,
+    listeners,
     network,
     objectvolumes,
     probes,
@@ -108,6 +109,8 @@ class Kubelet(ContainerProcesses):
         self.image = Image.of(python)
         self.lookup = lookup
         self.tokens, self.ca_pem = tokens, ca_pem
+        # role -> held listening sockets, as `lab up` gave this process (lab.listeners).
+        self.held = listeners.held_from_environ()
         self.prober = Prober(python)
         lab = read_json(paths.lab_file) or {}
         wait = bool(lab.get("datapath", True))
@@ -159,6 +162,9 @@ class Kubelet(ContainerProcesses):
             pod_root = volumesetup.prepare_pod(self.paths, pod, None if host else resolv_conf(ns))
             account = self.lookup("ServiceAccount", ns, pod.spec.service_account)
             token = self.tokens is not None and satoken.automount(pod, account)
+        # lab.tulle.io/held-listeners: the node's held sockets for every container.
+        held, held_fds, held_error = listeners.pod_listeners(pod.metadata.annotations,
+                                                             node.name, self.held)
         containers: list[ContainerRuntime] = []
         init: list[ContainerRuntime] = []
         # Sidecars (init containers with restartPolicy Always) run here beside the app
@@ -176,7 +182,8 @@ class Kubelet(ContainerProcesses):
             is_init = len(init) < len(run_once)
             (init if is_init else containers).append(ContainerRuntime(
                 c.name, argv, env, ports, ip_vars=pod_ip_vars(c), host_paths=mounts.host_paths,
-                binds=None if fs is None else mounts.binds, config_error=mounts.error,
+                binds=None if fs is None else mounts.binds,
+                config_error=mounts.error or held_error, listen_fds=held, pass_fds=held_fds,
                 source=(pod, c), init=is_init,
                 python="" if fs is None else self.image.container_python(),
             ))

@@ -61,6 +61,10 @@ class ContainerRuntime:
     source: tuple[Pod, Container] | None = None  # what argv and env were made from
     init: bool = False  # an init container: runs to exit 0 (lab.initcontainers)
     python: str = ""  # the interpreter as the container sees it (probes); "": the kubelet's
+    # The node's held listening sockets it gets (lab.listeners.pod_listeners): the
+    # TULLE_LISTEN_FDS value and the fds passed at each start.
+    listen_fds: str = ""
+    pass_fds: tuple[int, ...] = ()
     probes: dict[Kind, Worker] = field(default_factory=dict)  # this run's (lab.probes)
     probe_runs: dict[Kind, ProbeRun] = field(default_factory=dict)  # probes running now
     kill_at: float | None = None  # being killed (a failed probe): SIGKILL from then on
