@@ -119,6 +119,8 @@ class Kubelet(ContainerProcesses):
             probe = self.netlink = network.DatapathProbe()
         self.attached = probe if wait else None
         self.pod_cgroups = bool(lab.get("pod_cgroups"))  # decided by `tulle lab up`
+        for node in plan.nodes if self.pod_cgroups else ():  # the nodes' kubepods.slice
+            cgroups.make(cgroups.kubepods_cgroup(plan.name, node.name))
         # `--cni chain`: pods' networks from a real CNI chain, ADD off the tick in threads.
         self.cni = LabCni(plan, paths) if lab.get("cni") == "chain" else None
         self.adds = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cni-add")
