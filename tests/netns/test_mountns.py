@@ -179,3 +179,23 @@ def test_a_mount_path_missing_on_the_machine_stops_the_container(machine: Machin
     assert done.returncode == 1
     assert f"mountPath {missing} does not exist on this machine" in done.stderr
     assert not Path(missing).exists()
+
+
+def test_a_mount_path_missing_below_an_existing_dir_is_made_in_a_private_layer(
+    machine: Machine,
+) -> None:
+    """/var/lib/x (the agent's observer-tls mount) exists in an image, not on this machine:
+    made in an overlayfs layer over /var/lib inside the container, never on the host."""
+    missing = f"/var/lib/tulle-test-{secrets.token_hex(3)}/tls"
+    script = ("import json, os, pathlib, sys; f = pathlib.Path(sys.argv[1], 'f'); "
+              "f.write_text('seen'); print(json.dumps({'pid': os.getpid(), 'seen': "
+              "f.read_text(), 'dpkg': os.path.isdir('/var/lib/dpkg')}))")
+    done = machine.run("n1", pod(["/usr/bin/python3", "-I", "-c", script, missing],
+                                 [{"name": "tmp", "mountPath": missing}]))
+    assert done.returncode == 0, done.stderr
+    # The volume, and /var/lib's own files beside it.
+    got = json.loads(done.stdout)  # its pid: checked by run()
+    assert (got["seen"], got["dpkg"]) == ("seen", True)
+    assert not Path(missing).parent.exists()
+    scratch = machine.state / "pods" / "n1_agent" / "volumes" / "tmp" / "f"
+    assert scratch.read_text() == "seen"  # written through to the pod's emptyDir
