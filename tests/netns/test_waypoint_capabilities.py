@@ -20,6 +20,7 @@ map is the test's, pinned under /sys/fs/bpf/tulle and removed after. Run as a mo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import os
@@ -28,13 +29,16 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 from tests.unit.deploy.rendered import one, render
+from tests.unit.kube.conftest import account_kubeconfig, serve_lab
 
 pytestmark = [pytest.mark.root, pytest.mark.netns, pytest.mark.bpf]
 
@@ -238,6 +242,31 @@ class Node:
         return outcome
 
 
+    def spawn(self, caps: list[str], argv: list[str], out: IO[str]) -> subprocess.Popen[str]:
+        keep = {f"cap_{c.lower()}" for c in caps}
+        drop = ",".join(c for c in bounding() if c not in keep)
+        command = " ".join(f"'{a}'" for a in argv)
+        return subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{self.netns}", "capsh", f"--drop={drop}", "--",
+             "-c", f"exec {command}"],
+            stdout=out, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+
+    def wait_listening(self, proc: subprocess.Popen[str], log: Path) -> list[int]:
+        """The namespace's listening TCP ports once the waypoint logs it serves (or as they
+        are when it exits or PROBE_TIMEOUT passes)."""
+        deadline = time.monotonic() + PROBE_TIMEOUT
+        while time.monotonic() < deadline and proc.poll() is None:
+            if "listening on" in log.read_text(errors="replace"):
+                break
+            time.sleep(0.2)
+        out = subprocess.run(["nsenter", f"--net=/run/netns/{self.netns}", "ss", "-ltnH"],
+                             capture_output=True, text=True, check=True).stdout
+        ports = {int(line.split()[3].rpartition(":")[2]) for line in out.splitlines()}
+        return sorted(ports & set(PORTS.values()))
+
+
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
@@ -293,6 +322,51 @@ def test_nothing_else_is_needed(node: Node) -> None:
     if not old_kernel:  # (before 5.19 no request is tried without the map)
         assert outcome["request"] == "answered 'HTTP/1.1 503 Service Unavailable'", outcome
         assert outcome["unredirected refused"] == "ok"
+
+
+CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def inside(netns: str) -> Iterator[None]:
+    """This thread in ``netns`` (sockets it opens, and threads it starts, stay there)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open("/proc/thread-self/ns/net") as home, open(f"/run/netns/{netns}") as there:
+        if libc.setns(there.fileno(), CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns({netns})")
+        try:
+            yield
+        finally:
+            if libc.setns(home.fileno(), CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back")
+
+
+def test_the_waypoint_process_starts_with_the_grant(node: Node, tmp_path: Path) -> None:
+    """The real `agent.cli.node waypoint`, with the DaemonSet's args (node, pins, intake,
+    SVID directory, metrics) and only its capabilities, inside the test's namespace with a lab
+    API server there: it syncs, opens the map and binds all four listeners."""
+    with inside(node.netns):
+        fixture = serve_lab(tmp_path, gateway_api=True)
+        lab = next(fixture)
+    try:
+        kubeconfig = account_kubeconfig(lab, "tulle-waypoint")
+        (tmp_path / "svid").mkdir()
+        argv = [sys.executable, "-m", "agent.cli.node", "waypoint", "--node=node1",
+                f"--kubeconfig={kubeconfig}", f"--pin-dir={node.pin_dir}",
+                f"--flow-intake={tmp_path / 'l7intake.sock'}", f"--svid-dir={tmp_path / 'svid'}",
+                f"--metrics-address={WAYPOINT}:{PORTS['metrics']}",
+                f"--listen={WAYPOINT}:{PORTS['l7']}"]
+        log = tmp_path / "waypoint.log"
+        with log.open("w") as out:
+            proc = node.spawn(granted(), argv, out)
+        try:
+            listening = node.wait_listening(proc, log)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        assert listening == sorted(PORTS.values()), log.read_text()[-2000:]
+    finally:
+        next(fixture, None)
 
 
 def main() -> None:
