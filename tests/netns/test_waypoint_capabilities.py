@@ -13,7 +13,9 @@ way, the map entry written by the test as from_pod.c would.
 Each granted capability is needed: dropped one at a time, a named step fails. The probe runs
 the waypoint's own code (WaypointServer, WaypointConnector, OriginalDestinations) in a child
 under `capsh`, inside a network namespace the test creates (addresses on its lo only); the
-map is the test's, pinned under /sys/fs/bpf/tulle and removed after. Run as a module
+map is the test's, pinned under /sys/fs/bpf/tulle and removed after. The real process
+(`agent.cli.node waypoint`, the DaemonSet's args) is started the same way against a lab API
+server served inside that namespace, and binds its four listeners. Run as a module
 (`python -m tests.netns.test_waypoint_capabilities`, as root) it prints each outcome.
 """
 
