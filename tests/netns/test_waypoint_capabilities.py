@@ -275,6 +275,13 @@ def _ip(*args: str) -> None:
 
 @pytest.fixture
 def node() -> Iterator[Node]:
+    with namespace() as made:
+        yield made
+
+
+@contextlib.contextmanager
+def namespace() -> Iterator[Node]:
+    """A network namespace with the node's addresses on its lo, and the pinned map."""
     assert shutil.which("capsh"), "capsh (libcap2-bin) is needed"
     name = f"wpcap{secrets.token_hex(3)}"
     pin_dir = BPFFS / name
@@ -373,9 +380,7 @@ def test_the_waypoint_process_starts_with_the_grant(node: Node, tmp_path: Path) 
 
 def main() -> None:
     """Drop each granted capability in turn and print what the waypoint did."""
-    fixture = node.__wrapped__()  # type: ignore[attr-defined]
-    current = next(fixture)
-    try:
+    with namespace() as current:
         caps = granted()
         print(f"all of {caps}: {current.run_waypoint(caps)}", flush=True)
         for cap in caps:
@@ -383,8 +388,6 @@ def main() -> None:
             print(f"without {cap}: {outcome}", flush=True)
         print(f"with none: {current.run_waypoint([])}", flush=True)
         print(f"with BPF added: {current.run_waypoint([*caps, 'BPF'])}", flush=True)
-    finally:
-        next(fixture, None)
 
 
 if __name__ == "__main__":
