@@ -14,7 +14,7 @@ from typing import Any
 ALLOWED_CAPABILITIES = {
     ("tulle-agent", "agent"): frozenset({"NET_ADMIN", "BPF", "PERFMON"}),
     ("tulle-agent", "node-setup"): frozenset({"NET_ADMIN"}),  # an address on lo
-    ("tulle-waypoint", "waypoint"): frozenset({"NET_ADMIN", "BPF"}),  # SO_MARK; the pinned map
+    ("tulle-waypoint", "waypoint"): frozenset({"NET_ADMIN"}),  # SO_MARK (the pinned map needs none from 5.19)
 }
 # Seccomp: RuntimeDefault for all but the agent and the waypoint, whose bpf() (and the agent's
 # perf_event_open()) containerd's default profile refuses without SYS_ADMIN, a far larger
