@@ -1,0 +1,107 @@
+"""lab/install.py's pure parts: the generated overlay (rendered by the real kubectl), the
+readiness verdict over DaemonSets and Deployments, and the not-ready pods' reasons."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab import install
+
+
+def _render(tmp_path: Path, svid_lifetime: int | None) -> list[dict]:
+    base = os.path.relpath(install.LAB_OVERLAY, tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(install.overlay(base, svid_lifetime=svid_lifetime)))
+    done = subprocess.run([str(install.kubectl_binary()), "kustomize", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def _pod(objs: list[dict], name: str) -> dict:
+    [found] = [o for o in objs if o["kind"] in install.KIND.values()
+               and o["metadata"]["name"] == name]
+    return found["spec"]["template"]["spec"]
+
+
+def test_the_generated_overlay_gives_each_component_its_kubeconfig(tmp_path: Path) -> None:
+    objs = _render(tmp_path, svid_lifetime=120)
+    for workload, (account, containers) in install.WORKLOADS.items():
+        pod = _pod(objs, workload)
+        for init, index in containers:
+            c = pod["initContainers" if init else "containers"][index]
+            assert f"--kubeconfig=/run/tulle-lab/{account}.kubeconfig" in c["args"]
+            mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+            assert mounts["/run/tulle-lab"]["readOnly"] is True
+            assert ("/etc/resolv.conf" in mounts) == (workload in install.HOST_NETWORK)
+    agent = _pod(objs, "tulle-agent")
+    assert "--svid-lifetime=120" in agent["containers"][0]["args"]
+    assert "observer-tls" not in {v["name"] for v in agent["volumes"]}
+    assert "observer-tls" not in {m["name"] for m in agent["containers"][0]["volumeMounts"]}
+
+
+def test_no_svid_lifetime_no_flag(tmp_path: Path) -> None:
+    agent = _pod(_render(tmp_path, svid_lifetime=None), "tulle-agent")["containers"][0]
+    assert not any(a.startswith("--svid-lifetime") for a in agent["args"])
+
+
+def test_an_absolute_base_is_refused() -> None:
+    with pytest.raises(install.InstallError, match="relative"):
+        install.overlay(str(install.LAB_OVERLAY), svid_lifetime=None)
+
+
+def _ds(name: str, ready: int) -> dict:
+    return {"kind": "DaemonSet", "metadata": {"name": name}, "status": {"numberReady": ready}}
+
+
+def _deploy(name: str, available: int | None, replicas: int = 1) -> dict:
+    status = {} if available is None else {"availableReplicas": available}
+    return {"kind": "Deployment", "metadata": {"name": name}, "spec": {"replicas": replicas},
+            "status": status}
+
+
+def test_ready_when_every_daemonset_covers_the_nodes_and_deployments_are_available() -> None:
+    objs = [_ds("tulle-agent", 2), _ds("tulle-waypoint", 2),
+            _deploy("tulle-controlplane", 1), _deploy("tulle-controller", 1)]
+    assert install.not_ready(objs, nodes=2) == []
+    assert install.not_ready(objs, nodes=3) == ["daemonset/tulle-agent 2/3 ready",
+                                                "daemonset/tulle-waypoint 2/3 ready"]
+
+
+def test_not_ready_names_each_missing_or_short_workload() -> None:
+    objs = [_ds("tulle-agent", 1), _deploy("tulle-controlplane", None),
+            _deploy("tulle-controller", 1, replicas=2)]
+    assert install.not_ready(objs, nodes=2) == [
+        "daemonset/tulle-agent 1/2 ready", "daemonset/tulle-waypoint does not exist",
+        "deployment/tulle-controlplane 0/1 available", "deployment/tulle-controller 1/2 available",
+    ]
+
+
+def test_pod_problems_quote_the_container_reasons_of_unready_pods_only() -> None:
+    ready = {"metadata": {"name": "a"}, "spec": {"nodeName": "node1"},
+             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+    stuck = {"metadata": {"name": "b"}, "spec": {"nodeName": "node2"},
+             "status": {"phase": "Pending",
+                        "initContainerStatuses": [{"name": "setup", "state": {
+                            "terminated": {"reason": "Completed"}}}],
+                        "containerStatuses": [{"name": "agent", "state": {
+                            "waiting": {"reason": "ContainerCreating",
+                                        "message": "agent not attached"}}}]}}
+    assert install.pod_problems([ready, stuck]) == [
+        "pod b on node2: Pending (agent: ContainerCreating: agent not attached)"]
+
+
+def test_the_kubeconfig_points_at_the_fabric_with_its_ca_inline() -> None:
+    config = {"clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1234",
+                                                     "certificate-authority-data": "QQ=="}}]}
+    out = install.inline_kubeconfig(config)
+    assert out["clusters"][0]["cluster"] == {"server": "https://10.240.0.1:6443",
+                                             "certificate-authority-data": "QQ=="}
+    assert config["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:1234"
+    with pytest.raises(install.InstallError, match="CA"):
+        install.inline_kubeconfig({"clusters": [{"cluster": {"certificate-authority": "/x"}}]})
