@@ -1,8 +1,14 @@
 """The lab's cgroup v2 tree: one subtree per node, one child per pod, as a kubelet keeps them.
 
-    /sys/fs/cgroup/unified/tulle/<lab>/<node>/            the node agent's --pod-cgroup
-    /sys/fs/cgroup/unified/tulle/<lab>/<node>/<ns>_<pod>  the pod's processes
-    /sys/fs/cgroup/unified/tulle/<lab>/<node>/waypoint    the node's waypoint
+    /sys/fs/cgroup/unified/tulle/<lab>/<node>/                the node agent's --pod-cgroup
+    /sys/fs/cgroup/unified/tulle/<lab>/<node>/kubepods.slice/ the node's pods, as a kubelet's
+                                                  (systemd driver) top; made at the kubelet's start
+    /sys/fs/cgroup/unified/tulle/<lab>/<node>/kubepods.slice/<ns>_<pod>  a pod's processes
+    /sys/fs/cgroup/unified/tulle/<lab>/<node>/waypoint        the node's (spawned) waypoint
+
+The agent DaemonSet's ``--pod-cgroup=/run/tulle/cgroupv2/kubepods.slice`` (its cgroup2
+hostPath is the node's subtree in the lab, lab/podvolumes.py) is then exactly that node's
+pods; spawn mode's ``--pod-cgroup`` (the node's subtree) holds them too.
 
 The node agent's tracer attaches its sock_ops program (RTT samples) to the node's subtree, so it
 sees exactly that node's pods, whatever netns their processes are in (DESIGN.md: cgroup
@@ -24,6 +30,7 @@ from pathlib import Path
 CGROUP_V2 = Path("/sys/fs/cgroup/unified")
 ROOT = CGROUP_V2 / "tulle"
 WAYPOINT = "waypoint"
+KUBEPODS = "kubepods.slice"
 
 
 def lab_cgroup(lab: str) -> Path:
@@ -34,9 +41,14 @@ def node_cgroup(lab: str, node: str) -> Path:
     return ROOT / lab / node
 
 
+def kubepods_cgroup(lab: str, node: str) -> Path:
+    """The node's pods' parent (a kubelet's ``kubepods.slice``)."""
+    return node_cgroup(lab, node) / KUBEPODS
+
+
 def pod_cgroup(lab: str, node: str, namespace: str, pod: str) -> Path:
-    """The pod's child of its node's subtree (``_`` cannot appear in either name)."""
-    return node_cgroup(lab, node) / f"{namespace}_{pod}"
+    """The pod's child of its node's ``kubepods.slice`` (``_`` cannot appear in either name)."""
+    return kubepods_cgroup(lab, node) / f"{namespace}_{pod}"
 
 
 def available() -> bool:

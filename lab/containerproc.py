@@ -16,12 +16,25 @@ import time
 from collections.abc import Sequence
 
 from agent.model.core import Container, Pod
-from lab import cgroups, envsource, hostpaths, mountns, procs, volumesetup
+from l7proxy.listenfds import ENV as LISTEN_FDS_ENV
+from lab import (
+    cgroups,
+    envsource,
+    hostpaths,
+    mountns,
+    objectvolumes,
+    podvolumes,
+    procs,
+    satoken,
+    volumesetup,
+)
 from lab.controllers.events import EventSink
 from lab.envsource import Lookup, ResolvedEnv
+from lab.imageroot import Image
 from lab.podruntime import ContainerRuntime, PodRuntime, now_rfc3339
 from lab.podspec import container_argv, declared_env, expand, pod_env
 from lab.prober import Prober
+from lab.satoken import TokenIssuer
 from lab.state import LabPaths
 from lab.topology import NodePlan
 
@@ -35,8 +48,11 @@ class ContainerProcesses:
     paths: LabPaths
     events: EventSink | None
     python: str
+    image: Image  # what a container in a mount namespace runs (lab.imageroot)
     lookup: Lookup
     prober: Prober
+    tokens: TokenIssuer | None
+    ca_pem: str
 
     def _process(
         self, pod: Pod, c: Container, ip: ipaddress.IPv4Address | None, node: NodePlan,
@@ -46,15 +62,17 @@ class ContainerProcesses:
         far as ``ip`` is known (None: CNI ADD still running; done again once it is) and
         with what ``sources`` read of Secrets and ConfigMaps (None: not yet, see
         _configure)."""
-        argv, ports = container_argv(c, self.python)
+        image = volumesetup.uses_volumes(pod)  # a mount namespace: the image's python
+        argv, ports = container_argv(c, self.image.container_python() if image else self.python)
         declared = declared_env(pod, ip, node, c, sources)
         env = pod_env(pod, ip, node, c, sources)
-        if volumesetup.uses_volumes(pod):
-            env = volumesetup.container_env(self.python, set(declared), env)
+        if image:
+            env = volumesetup.container_env(self.image, set(declared), env)
         return tuple(expand(arg, declared) for arg in argv), env, ports
 
     def _start_container(self, rt: PodRuntime, c: ContainerRuntime) -> None:
-        problem = c.config_error or next(filter(None, map(hostpaths.prepare, c.host_paths)), "")
+        problem = (c.config_error or self._token_problem(rt) or self._object_volumes_problem(rt)
+                   or next(filter(None, map(hostpaths.prepare, c.host_paths)), ""))
         if problem:  # a kubelet's FailedMount: said once, retried with back-off
             if problem != c.mount_error:
                 log.error("pod %s/%s:%s: %s", rt.namespace, rt.name, c.name, problem)
@@ -73,7 +91,8 @@ class ContainerProcesses:
                 argv,
                 log=self.paths.pod_log(rt.namespace, rt.name, c.name),
                 record_dir=self.paths.procs / "pods",
-                env=c.env,
+                env={**c.env, LISTEN_FDS_ENV: c.listen_fds} if c.listen_fds else c.env,
+                pass_fds=c.pass_fds,
             )
         except OSError as err:
             log.error("cannot start %s/%s:%s: %s", rt.namespace, rt.name, c.name, err)
@@ -83,6 +102,44 @@ class ContainerProcesses:
         c.started_at_text = now_rfc3339()
         self.prober.start(c, c.started_at)
         self._event(rt, "Started", f"Started container {c.name}")
+
+    def _token_problem(self, rt: PodRuntime) -> str:
+        """Write the pod's projected ServiceAccount token before its first container
+        starts (lab.satoken); why it cannot be, else "" (a missing ServiceAccount, the API
+        away: the container waits, retried)."""
+        if not rt.token or rt.token_written or self.tokens is None:
+            return ""
+        try:
+            token = self.tokens(rt.namespace, rt.service_account, rt.name, rt.uid,
+                                satoken.TOKEN_SECONDS)
+        except Exception as err:  # NotFound says which account; any other: the API's answer
+            return satoken.failed_message(str(err) or type(err).__name__)
+        pod_root = podvolumes.pod_dir(self.paths, rt.namespace, rt.name)
+        try:
+            satoken.write_files(pod_root, token, self.ca_pem, rt.namespace)
+        except (OSError, podvolumes.VolumeError) as err:
+            return satoken.failed_message(str(err))
+        rt.token_written = True
+        return ""
+
+    def _object_volumes_problem(self, rt: PodRuntime) -> str:
+        """Write the pod's Secret and ConfigMap volumes (lab.objectvolumes) from the watch
+        cache before its first container starts; why one cannot be yet, else ""."""
+        pod_root = podvolumes.pod_dir(self.paths, rt.namespace, rt.name)
+        for volume in rt.object_volumes:
+            ref = objectvolumes.object_ref(volume)
+            if ref is None or volume.name in rt.objects_written:
+                continue
+            try:
+                content = objectvolumes.files(
+                    volume.name, ref, self.lookup(ref.kind, rt.namespace, ref.name))
+                objectvolumes.write(podvolumes.empty_dir(pod_root, volume.name), content)
+            except objectvolumes.ObjectVolumeError as err:
+                return str(err)
+            except OSError as err:
+                return f'MountVolume.SetUp failed for volume "{volume.name}" : {err}'
+            rt.objects_written.add(volume.name)
+        return ""
 
     def _configure(self, rt: PodRuntime, c: ContainerRuntime) -> bool:
         """Argv and env from the Secrets and ConfigMaps as they are now, as a kubelet reads

@@ -146,6 +146,29 @@ class ApiWriter:
             self.view.forget(kind, (namespace, name), int(held["metadata"]["resourceVersion"]))
         return gone
 
+    def request_token(self, namespace: str, account: str, pod: str, pod_uid: str,
+                      seconds: int) -> str:
+        """A TokenRequest for ServiceAccount ``account`` bound to the Pod (as the kubelet's
+        projected token); NotFound when the account (or the pod) does not exist."""
+        from lightkube.models.authentication_v1 import BoundObjectReference, TokenRequestSpec
+        from lightkube.models.meta_v1 import ObjectMeta
+        from lightkube.resources.core_v1 import ServiceAccount
+
+        request = ServiceAccount.Token(
+            metadata=ObjectMeta(name=account, namespace=namespace),
+            spec=TokenRequestSpec(audiences=[], expirationSeconds=seconds,
+                                  boundObjectRef=BoundObjectReference(
+                                      kind="Pod", apiVersion="v1", name=pod, uid=pod_uid)))
+        try:
+            made = self.client.create(request, account, namespace=namespace)
+        except ApiError as err:
+            if _code(err) == 404:
+                raise NotFound(err.status.message or f"serviceaccounts {account!r} not found"
+                               ) from None
+            raise
+        assert made.status is not None
+        return str(made.status.token)
+
     def update_status(self, kind: str, namespace: str, name: str, status: Obj) -> Obj:
         """A JSON merge patch of ``status`` on the status subresource (what the kubelet and
         the Gateway controllers write); NotFound when the object is gone."""

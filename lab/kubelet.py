@@ -34,11 +34,22 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agent.model.core import Pod
-from lab import cgroups, initcontainers, ipam, network, probes, volumesetup
+from lab import (
+    cgroups,
+    initcontainers,
+    ipam,
+    listeners,
+    network,
+    objectvolumes,
+    probes,
+    satoken,
+    volumesetup,
+)
 from lab.cni_runtime import LabCni, PodKey
 from lab.containerproc import BACKOFF_MAX, ContainerProcesses
 from lab.controllers.events import EventSink
 from lab.envsource import Lookup, no_objects
+from lab.imageroot import Image
 from lab.kubeapi import NotFound, StatusWriter
 from lab.podruntime import (
     ATTACH_TIMEOUT,
@@ -52,6 +63,7 @@ from lab.podruntime import (
 from lab.podspec import pod_ip_vars, resolv_conf
 from lab.prober import Prober
 from lab.readiness import ports_ready
+from lab.satoken import TokenIssuer
 from lab.state import LabPaths, read_json
 from lab.topology import LabPlan, NodePlan, host_veth_name
 
@@ -78,19 +90,27 @@ class Kubelet(ContainerProcesses):
         probe: AttachedProbe | None = None,
         events: EventSink | None = None,
         lookup: Lookup = no_objects,
+        tokens: TokenIssuer | None = None,
+        ca_pem: str = "",
     ):
         """`probe`: is the datapath on a pod's veth (default: ask the node over netlink).
         A lab without Tulle's datapath (lab.json) starts containers at once. `events`:
         where the kubelet's Events go (a container started, a crashed one backing off),
         which `kubectl describe pod` and `kubectl events` show as on a cluster. `lookup`:
         Secrets and ConfigMaps as served (the controller's watch cache), read at each
-        container start for env (lab.envsource)."""
+        container start for env (lab.envsource), and the ServiceAccounts a pod's token
+        is for. `tokens` and `ca_pem`: TokenRequests and the API server's CA for the
+        projected ServiceAccount token (lab.satoken); None: no token is mounted."""
         self.plan = plan
         self.paths = paths
         self.api = api
         self.events = events
         self.python = python
+        self.image = Image.of(python)
         self.lookup = lookup
+        self.tokens, self.ca_pem = tokens, ca_pem
+        # role -> held listening sockets, as `lab up` gave this process (lab.listeners).
+        self.held = listeners.held_from_environ()
         self.prober = Prober(python)
         lab = read_json(paths.lab_file) or {}
         wait = bool(lab.get("datapath", True))
@@ -99,6 +119,8 @@ class Kubelet(ContainerProcesses):
             probe = self.netlink = network.DatapathProbe()
         self.attached = probe if wait else None
         self.pod_cgroups = bool(lab.get("pod_cgroups"))  # decided by `tulle lab up`
+        for node in plan.nodes if self.pod_cgroups else ():  # the nodes' kubepods.slice
+            cgroups.make(cgroups.kubepods_cgroup(plan.name, node.name))
         # `--cni chain`: pods' networks from a real CNI chain, ADD off the tick in threads.
         self.cni = LabCni(plan, paths) if lab.get("cni") == "chain" else None
         self.adds = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cni-add")
@@ -136,9 +158,15 @@ class Kubelet(ContainerProcesses):
         # Volumes: every container in its own mount namespace (lab.volumesetup); a pod
         # netns's resolv.conf is then bound there too (`ip netns exec` no longer runs).
         fs = pod_root = None
+        token = False
         if volumesetup.uses_volumes(pod):
             fs = volumesetup.node_fs(self.paths, node.name)
             pod_root = volumesetup.prepare_pod(self.paths, pod, None if host else resolv_conf(ns))
+            account = self.lookup("ServiceAccount", ns, pod.spec.service_account)
+            token = self.tokens is not None and satoken.automount(pod, account)
+        # lab.tulle.io/held-listeners: the node's held sockets for every container.
+        held, held_fds, held_error = listeners.pod_listeners(pod.metadata.annotations,
+                                                             node.name, self.held)
         containers: list[ContainerRuntime] = []
         init: list[ContainerRuntime] = []
         # Sidecars (init containers with restartPolicy Always) run here beside the app
@@ -151,17 +179,22 @@ class Kubelet(ContainerProcesses):
             # Secrets and ConfigMaps are read at each start (_start_container), not here.
             argv, env, ports = self._process(pod, c, ip, node)
             mounts = (volumesetup.Mounts() if fs is None or pod_root is None else
-                      volumesetup.container_mounts(pod, c, fs, pod_root, resolv=not host))
+                      volumesetup.container_mounts(pod, c, fs, pod_root, resolv=not host,
+                                                    image=self.image, token=token))
             is_init = len(init) < len(run_once)
             (init if is_init else containers).append(ContainerRuntime(
                 c.name, argv, env, ports, ip_vars=pod_ip_vars(c), host_paths=mounts.host_paths,
-                binds=None if fs is None else mounts.binds, config_error=mounts.error,
+                binds=None if fs is None else mounts.binds,
+                config_error=mounts.error or held_error, listen_fds=held, pass_fds=held_fds,
                 source=(pod, c), init=is_init,
+                python="" if fs is None else self.image.container_python(),
             ))
         rt = PodRuntime(pod.metadata.uid, ns, name, node, netns, ip,
                         pod.spec.restart_policy or "Always", containers, host_veth=veth,
                         attached=self.attached is None or host, cgroup=cgroup, host_network=host,
-                        init_containers=init)
+                        init_containers=init, service_account=pod.spec.service_account,
+                        token=token, object_volumes=() if fs is None else tuple(
+                            v for v in pod.spec.volumes if objectvolumes.object_ref(v)))
         self._start_sandbox(rt)
         return rt
 

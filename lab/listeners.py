@@ -8,7 +8,9 @@ datapath redirects while a waypoint restarts waits in the accept queue instead o
 
 The controller learns which fds are whose from ``TULLE_HELD_LISTENERS`` (JSON: role -> the
 ``TULLE_LISTEN_FDS`` value for it); the numbers are the same in every process, as
-``subprocess``'s ``pass_fds`` keeps them.
+``subprocess``'s ``pass_fds`` keeps them. Its kubelet passes them the same way to every
+container of a pod annotated ``lab.tulle.io/held-listeners: waypoint`` on that node
+(``pod_listeners``): a waypoint run as a DaemonSet pod.
 """
 
 from __future__ import annotations
@@ -124,3 +126,25 @@ def child_launch(
         return env, ()
     env[LISTEN_FDS_ENV] = value
     return env, tuple(sorted(parse_fds(value).values()))
+
+
+HELD_ANNOTATION = "lab.tulle.io/held-listeners"
+HELD_KINDS = ("waypoint",)
+
+
+def pod_listeners(
+    annotations: Mapping[str, str], node: str, held: Mapping[str, str]
+) -> tuple[str, tuple[int, ...], str]:
+    """The ``TULLE_LISTEN_FDS`` value and the fds the kubelet passes to each container of a
+    pod annotated ``lab.tulle.io/held-listeners: waypoint`` on ``node`` (the node's held
+    waypoint sockets, so a waypoint run as a DaemonSet pod serves the addresses spawn mode's
+    does and keeps them across its restarts), and what is wrong with the annotation ("").
+    ("", (), "") without the annotation, or in a lab that holds none (no datapath)."""
+    kind = annotations.get(HELD_ANNOTATION)
+    if kind is None:
+        return "", (), ""
+    if kind not in HELD_KINDS:
+        return "", (), (f"annotation {HELD_ANNOTATION}: unsupported value {kind!r} "
+                        f"(supported: {', '.join(HELD_KINDS)})")
+    value = held.get(role("waypoint", node), "")  # both waypoint roles hold the same
+    return value, tuple(sorted(parse_fds(value).values())) if value else (), ""

@@ -15,10 +15,12 @@ Every step execs the next, so the pid the kubelet starts is the container's proc
 3. mounts a private tmpfs on /run: mountpoints below it are made there, never on the host,
    so nothing is left to remove (``rmdir`` of a dir that is a mountpoint in another live
    namespace succeeds and silently detaches that mount there);
-4. binds each source, parents first, making its mountpoint only below /run or inside a
-   lab-owned bind; elsewhere it must already exist (it would be made on the host);
+4. binds each source, parents first, making its mountpoint below /run or inside a
+   lab-owned bind; elsewhere, if missing, in a private overlayfs layer over its nearest
+   existing ancestor (never on the host; never over /, /proc, /sys or /dev);
 5. remounts the readOnly binds read-only, last (no mountpoint can be made below a read-only
-   bind), closes the fds and execs the container's argv.
+   bind), closes the fds and execs the container's argv from ``/`` (an image's working
+   directory; the lab reads no ``workingDir``; the kubelet's own may be hidden there).
 
 The namespace is private: a container's mounts never reach the host, and die with it.
 """
@@ -30,20 +32,36 @@ from collections.abc import Sequence
 
 from lab.podvolumes import Bind
 
-__all__ = ["PROG", "RUN_TMPFS_OPTIONS", "script", "wrapper_argv"]
+__all__ = ["LAYERS", "PROG", "RUN_TMPFS_OPTIONS", "script", "wrapper_argv"]
 
 PROG = "tulle-mountns"  # the script's $0: names it in its error messages
 RUN_TMPFS_OPTIONS = "mode=0755,size=64m"
+LAYERS = "/run/.tulle-layers"  # upper and work dirs of the layers below (in the /run tmpfs)
 
-# $1: "make" (a private place: create it) or "must" (on the host: it must exist);
-# $2: the bound fd; $3: the mountpoint. A file source gets a file mountpoint.
+# $1: "make" (a private place: create it) or "must" (on the host: never made there);
+# $2: the bound fd; $3: the mountpoint. A file source gets a file mountpoint. A "must"
+# mountpoint missing on the machine is made in a private writable layer (overlayfs, its
+# upper dir in the container's /run tmpfs) over its nearest existing ancestor, as an image's
+# root filesystem would hold it: /var/lib/x gets a layer over /var/lib. Never over / or the
+# kernel's own trees.
 _MOUNTPOINT = f"""\
+tulle_layers=0
 tulle_mountpoint() {{
   [ -e "$3" ] && return 0
   if [ "$1" = must ]; then
-    echo "{PROG}: mountPath $3 does not exist on this machine; the lab makes mountpoints \
-only below /run or inside a volume" >&2
-    exit 1
+    tulle_top=$3
+    while [ -n "$tulle_top" ] && [ ! -e "$tulle_top" ]; do tulle_top=${{tulle_top%/*}}; done
+    case "${{tulle_top:-/}}" in
+      /|/proc|/proc/*|/sys|/sys/*|/dev|/dev/*)
+        echo "{PROG}: mountPath $3 does not exist on this machine; the lab makes mountpoints \
+only below /run, inside a volume or in a layer over an existing directory other than /" >&2
+        exit 1;;
+    esac
+    tulle_layers=$((tulle_layers + 1))
+    tulle_layer={LAYERS}/$tulle_layers
+    mkdir -p "$tulle_layer/upper" "$tulle_layer/work"
+    mount -t overlay -o "lowerdir=$tulle_top,upperdir=$tulle_layer/upper,\
+workdir=$tulle_layer/work" tulle-layer "$tulle_top"
   fi
   if [ -d "/proc/self/fd/$2" ]; then mkdir -p "$3"; else mkdir -p "${{3%/*}}" && : >"$3"; fi
 }}"""
@@ -77,6 +95,7 @@ def script(binds: Sequence[Bind], *, pod_netns: bool) -> str:
     ]
     if fds:
         lines.append("exec " + " ".join(f"{{{fd}}}<&-" for fd in fds))
+    lines.append("cd /")  # an image's working directory, not the kubelet's
     lines.append('exec "$@"')
     return "\n".join(lines) + "\n"
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.model.core import Container, HostPathVolumeSource, Pod
+from agent.model.core import Container, HostPathVolumeSource, Pod, Volume
 from lab import initcontainers, procs
 from lab.cni_runtime import Sandbox
 from lab.podvolumes import Bind
@@ -60,6 +60,11 @@ class ContainerRuntime:
     env_error: str = ""  # a missing Secret, ConfigMap or key (lab.envsource), until started
     source: tuple[Pod, Container] | None = None  # what argv and env were made from
     init: bool = False  # an init container: runs to exit 0 (lab.initcontainers)
+    python: str = ""  # the interpreter as the container sees it (probes); "": the kubelet's
+    # The node's held listening sockets it gets (lab.listeners.pod_listeners): the
+    # TULLE_LISTEN_FDS value and the fds passed at each start.
+    listen_fds: str = ""
+    pass_fds: tuple[int, ...] = ()
     probes: dict[Kind, Worker] = field(default_factory=dict)  # this run's (lab.probes)
     probe_runs: dict[Kind, ProbeRun] = field(default_factory=dict)  # probes running now
     kill_at: float | None = None  # being killed (a failed probe): SIGKILL from then on
@@ -97,6 +102,13 @@ class PodRuntime:
     sandbox_backoff: float = BACKOFF_START
     host_network: bool = False  # in the node's netns: no veth, no sandbox of its own
     init_containers: list[ContainerRuntime] = field(default_factory=list)
+    # The projected ServiceAccount token (lab.satoken): asked for before the first start.
+    service_account: str = "default"
+    token: bool = False
+    token_written: bool = False
+    # Secret and ConfigMap volumes (lab.objectvolumes): written before the first start.
+    object_volumes: tuple[Volume, ...] = ()
+    objects_written: set[str] = field(default_factory=set)
 
 
 def sandbox_waiting(rt: PodRuntime) -> tuple[str, str]:

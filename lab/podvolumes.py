@@ -12,15 +12,17 @@ A lab node is not a machine, so a hostPath is mapped to the node's share of the 
     anything else                        <state>/<lab>/nodes/<node>/root/<path>
 
 ``/var/run`` is ``/run`` (as on Debian, and in the container, whose /run is a private tmpfs),
-on both sides. An ``emptyDir`` is ``<state>/<lab>/pods/<ns>_<pod>/volumes/<name>``; a pod's
-ServiceAccount token and resolv.conf are files in that pod directory too. Other volume types
-(configMap, secret, projected, ...) are not emulated: a container mounting one is refused.
+on both sides. An ``emptyDir`` is ``<state>/<lab>/pods/<ns>_<pod>/volumes/<name>``, and so
+is a ``secret`` or ``configMap`` volume (its files written by lab.objectvolumes, always bound
+read-only); a pod's ServiceAccount token and resolv.conf are files in that pod directory
+too. Other volume types (projected, ...) are not emulated: a container mounting one is
+refused.
 """
 
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,20 +164,24 @@ def _volume_source(volume: Volume, node: NodeFS, pod_root: Path) -> tuple[Path, 
         return host_source(volume.host_path.path, node)
     if volume.empty_dir is not None:
         return empty_dir(pod_root, volume.name), True
+    if volume.secret is not None or volume.config_map is not None:
+        # Written by the kubelet (lab.objectvolumes); bound read-only whatever the mount says.
+        return empty_dir(pod_root, volume.name), False
     raise VolumeError(
-        f"volume {volume.name!r}: the lab runs hostPath and emptyDir volumes only "
-        "(configMap, secret, projected and the others are not emulated)"
+        f"volume {volume.name!r}: the lab runs hostPath, emptyDir, secret and configMap "
+        "volumes only (projected and the others are not emulated)"
     )
 
 
 def container_binds(
     pod: Pod, container: Container, node: NodeFS, pod_root: Path, *,
-    token: bool = False, resolv: bool = False,
+    token: bool = False, resolv: bool = False, image: Sequence[Bind] = (),
 ) -> tuple[Bind, ...]:
     """The container's mounts in the order to make them (a parent before what lies below
     it), with the pod's ServiceAccount token (``token``) and resolv.conf (``resolv``) unless
-    the container mounts something at their place itself. Raises VolumeError for what the
-    lab cannot give (the container does not start)."""
+    the container mounts something at their place itself, and the ``image`` binds
+    (lab.imageroot). Raises VolumeError for
+    what the lab cannot give (the container does not start)."""
     volumes: Mapping[str, Volume] = {v.name: v for v in pod.spec.volumes}
     binds: list[Bind] = []
     for mount in container.volume_mounts:
@@ -184,7 +190,8 @@ def container_binds(
             raise VolumeError(f"volumeMount {mount.name!r}: the pod has no such volume")
         source, owned = _volume_source(volume, node, pod_root)
         target = container_path(clean_path(mount.mount_path, "mountPath"))
-        binds.append(Bind(source, target, bool(mount.read_only), owned))
+        object_volume = volume.secret is not None or volume.config_map is not None
+        binds.append(Bind(source, target, bool(mount.read_only) or object_volume, owned))
     taken = {b.target for b in binds}
     extra = (
         (token, serviceaccount_dir(pod_root), container_path(SERVICEACCOUNT_DIR)),
@@ -192,6 +199,7 @@ def container_binds(
     )
     binds += [Bind(src, target, True, True) for on, src, target in extra
               if on and target not in taken]
+    binds += image
     _check(binds)
     # Parents first; the sort is stable, so equal depths keep the spec's order.
     return tuple(sorted(binds, key=lambda b: b.target.count("/") - (b.target == "/")))

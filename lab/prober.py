@@ -57,7 +57,7 @@ class Prober:
             if kind in c.probe_runs:
                 continue
             w = c.probes[kind]
-            argv = probe_runner.probe_argv(w.probe, c.source[1], ip, self.python)
+            argv = probe_runner.probe_argv(w.probe, c.source[1], ip, c.python or self.python)
             if isinstance(argv, str):  # cannot run here: a failure that says why
                 self._record(c, kind, False, argv, now, event)
                 continue

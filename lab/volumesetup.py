@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.model.core import Container, HostPathVolumeSource, Pod
-from lab import podvolumes, procs
+from lab import podvolumes, procs, satoken
+from lab.imageroot import Image
 from lab.podvolumes import Bind, NodeFS, VolumeError
 from lab.state import LabPaths
 from lab.topology import API_SERVER_IP, API_SERVER_PORT
@@ -35,8 +36,9 @@ class Mounts:
 
 
 def uses_volumes(pod: Pod) -> bool:
-    """Whether the pod's containers get mount namespaces: one of them mounts a volume."""
-    return any(c.volume_mounts for c in (*pod.spec.init_containers, *pod.spec.containers))
+    """Whether the pod's containers get mount namespaces: one of them mounts a volume, or
+    the Pod asks for its ServiceAccount token itself (lab.satoken)."""
+    return satoken.mount_namespace(pod)
 
 
 def node_fs(paths: LabPaths, node: str) -> NodeFS:
@@ -68,11 +70,14 @@ def prepare_pod(paths: LabPaths, pod: Pod, resolv: str | None) -> Path:
 
 
 def container_mounts(
-    pod: Pod, container: Container, fs: NodeFS, pod_root: Path, *, resolv: bool
+    pod: Pod, container: Container, fs: NodeFS, pod_root: Path, *, resolv: bool,
+    image: Image, token: bool = False,
 ) -> Mounts:
-    """The container's binds and the hostPaths to check (or make) before each start."""
+    """The container's binds (its volumes, then ``image``'s) and the hostPaths to check (or
+    make) before each start."""
     try:
-        binds = podvolumes.container_binds(pod, container, fs, pod_root, resolv=resolv)
+        binds = podvolumes.container_binds(pod, container, fs, pod_root, resolv=resolv,
+                                           token=token, image=image.binds())
         volumes = {v.name: v for v in pod.spec.volumes}
         sources = tuple(
             podvolumes.resolved_host_path(source, fs)
@@ -84,19 +89,16 @@ def container_mounts(
     return Mounts(binds, sources)
 
 
-def container_env(python: str, declared: set[str], env: dict[str, str]) -> dict[str, str]:
+def container_env(image: Image, declared: set[str], env: dict[str, str]) -> dict[str, str]:
     """``env`` with what a container in a mount namespace also gets (design §2), unless the
-    container sets it itself: this interpreter's directory first on PATH (a symlinked
-    python3 is not the venv), the lab's source root on PYTHONPATH (``-m`` imports from the
-    working directory otherwise) and the API server as KUBERNETES_SERVICE_* (the fabric
-    address: the lab has no ``kubernetes`` Service)."""
-    source_root = str(Path(podvolumes.__file__).resolve().parent.parent)
+    container sets it itself: the image's PATH and PYTHONPATH (lab.imageroot) and the API
+    server as KUBERNETES_SERVICE_* (the fabric address: the lab has no ``kubernetes``
+    Service)."""
     extra = {
-        "PATH": f"{os.path.dirname(python)}:{env.get('PATH', '/usr/bin:/bin')}",
-        "PYTHONPATH": source_root,
         "KUBERNETES_SERVICE_HOST": str(API_SERVER_IP),
         "KUBERNETES_SERVICE_PORT": str(API_SERVER_PORT),
     }
+    env = image.env(env, declared)
     return {**env, **{k: v for k, v in extra.items() if k not in declared}}
 
 

@@ -245,6 +245,7 @@ def exec_(
                                    container or (names[0] if names else ""))
     if pid is not None:  # what the container sees at its mount paths, in its network
         argv = ["nsenter", f"--target={pid}", "--mount", "--net", "--", *command]
+        env = _container_env(pid) or env  # as a CRI exec: the container's env (its PATH)
     elif any(c.get("volumeMounts") for c in spec.get("containers") or []):
         # Its volumes exist only in its mount namespace: never run on the host's files.
         raise click.ClickException(
@@ -254,6 +255,16 @@ def exec_(
         argv = cgroups.in_cgroup(cgroup, argv)
     # exec replaces this process: exit code, stdin and tty pass straight through.
     os.execvpe(argv[0], argv, env)
+
+
+def _container_env(pid: int) -> dict[str, str]:
+    """The environment process ``pid`` started with ({} if it exited meanwhile)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
 
 
 def _exec_external(name: str, command: tuple[str, ...]) -> None:

@@ -101,6 +101,7 @@ def read_pod_spec(r: Reader) -> PodSpec:
         restart_policy=r.enum("restartPolicy", RestartPolicy, RestartPolicy.ALWAYS),
         service_account_name=_read_service_account(r),
         host_network=r.boolean("hostNetwork") or None,
+        automount_service_account_token=r.boolean("automountServiceAccountToken"),
         volumes=volumes,
         init_containers=init,
     )

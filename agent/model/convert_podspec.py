@@ -1,7 +1,8 @@
 """Readers for the parts of a pod spec a node runs by: environment sources (the downward
-API's ``fieldRef``), volumes (``hostPath``, ``emptyDir``) and volume mounts, with Kubernetes'
-validation of each (pkg/apis/core/validation: the field paths an env var may name, the
-hostPath types and emptyDir media, a mount naming a declared volume)."""
+API's ``fieldRef``), volumes (``hostPath``, ``emptyDir``, ``secret``, ``configMap``) and
+volume mounts, with Kubernetes' validation of each (pkg/apis/core/validation: the field
+paths an env var may name, the hostPath types and emptyDir media, a relative item path and a
+file mode, a mount naming a declared volume)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ from agent.model.core import (
     Volume,
     VolumeMount,
 )
-from agent.model.core_container import LocalObjectRef
+from agent.model.core_container import (
+    ConfigMapVolumeSource,
+    KeyToPath,
+    LocalObjectRef,
+    SecretVolumeSource,
+)
 from agent.model.reader import REQUIRED, Reader
 from agent.model.validation import config_key, dns1123_label, dns1123_subdomain, quote
 
@@ -120,7 +126,43 @@ def read_volume(r: Reader) -> Volume:
         name=r.string("name", REQUIRED, check=dns1123_label),
         host_path=r.obj("hostPath", _read_host_path),
         empty_dir=r.obj("emptyDir", _read_empty_dir),
+        secret=r.obj("secret", _read_secret_volume),
+        config_map=r.obj("configMap", _read_config_map_volume),
     )
+
+
+def _read_secret_volume(r: Reader) -> SecretVolumeSource:
+    return SecretVolumeSource(
+        secret_name=r.string("secretName", REQUIRED, check=dns1123_subdomain),
+        items=r.objects("items", _read_key_to_path),
+        default_mode=_mode(r, "defaultMode"),
+        optional=r.boolean("optional") or None,
+    )
+
+
+def _read_config_map_volume(r: Reader) -> ConfigMapVolumeSource:
+    return ConfigMapVolumeSource(
+        name=r.string("name", REQUIRED, check=dns1123_subdomain),
+        items=r.objects("items", _read_key_to_path),
+        default_mode=_mode(r, "defaultMode"),
+        optional=r.boolean("optional") or None,
+    )
+
+
+def _read_key_to_path(r: Reader) -> KeyToPath:
+    path = r.string("path", REQUIRED)
+    # validateLocalDescendingPath: relative, no ".." element.
+    if path.startswith("/"):
+        r.fail("path", f"invalid value {quote(path)}: must be a relative path")
+    if ".." in path.split("/"):
+        r.fail("path", f"invalid value {quote(path)}: must not contain '..'")
+    return KeyToPath(key=r.string("key", REQUIRED, check=config_key), path=path,
+                     mode=_mode(r, "mode"))
+
+
+def _mode(r: Reader, key: str) -> int | None:
+    """A file mode: 0 to 0777 (Kubernetes: "must be a number between 0 and 0777")."""
+    return r.integer(key, minimum=0, maximum=0o777)
 
 
 def _read_empty_dir(r: Reader) -> EmptyDirVolumeSource:

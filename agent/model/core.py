@@ -7,7 +7,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 
-from agent.model.core_container import EnvFromSource, KeySelector, Probe
+from agent.model.core_container import (
+    ConfigMapVolumeSource,
+    EnvFromSource,
+    KeySelector,
+    Probe,
+    SecretVolumeSource,
+)
 from agent.model.frozen import EMPTY, FrozenMap
 from agent.model.meta import ConditionStatus, ObjectMeta, Protocol
 from identity.spiffe import DEFAULT_SERVICE_ACCOUNT
@@ -67,12 +73,15 @@ class EmptyDirVolumeSource:
 
 @dataclass(frozen=True, slots=True)
 class Volume:
-    """A pod volume: its name, and its source when that is a hostPath or an emptyDir (the
-    sources the lab runs, lab/podvolumes.py; the others are kept by name only)."""
+    """A pod volume: its name, and its source when that is a hostPath, an emptyDir, a
+    Secret or a ConfigMap (the sources the lab runs, lab/podvolumes.py; the others are kept
+    by name only)."""
 
     name: str
     host_path: HostPathVolumeSource | None = None
     empty_dir: EmptyDirVolumeSource | None = None
+    secret: SecretVolumeSource | None = None
+    config_map: ConfigMapVolumeSource | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +139,8 @@ class PodSpec:
     volumes: tuple[Volume, ...] = ()
     # Run one after another, each to exit 0, before ``containers`` start.
     init_containers: tuple[Container, ...] = ()
+    # None when unset: the ServiceAccount's own setting decides (default: mounted).
+    automount_service_account_token: bool | None = None
 
     @property
     def service_account(self) -> str:

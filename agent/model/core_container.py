@@ -87,3 +87,35 @@ class Probe:
     period_seconds: int = 10
     success_threshold: int = 1
     failure_threshold: int = 3
+
+
+# --- Secret and ConfigMap volumes (the lab kubelet writes their files: lab/objectvolumes.py)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyToPath:
+    """One key of the object, written at ``path`` (relative, no ``..``) in the volume."""
+
+    key: str
+    path: str
+    mode: int | None = None  # None: the volume's defaultMode
+
+
+@dataclass(frozen=True, slots=True)
+class SecretVolumeSource:
+    """``secret``: ``items`` empty projects every key, each at a file of its name."""
+
+    secret_name: str
+    items: tuple[KeyToPath, ...] = ()
+    default_mode: int | None = None  # None: unset (0644, the API's default)
+    optional: bool | None = None  # None: unset (false), as the API omits false
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigMapVolumeSource:
+    """``configMap``: as SecretVolumeSource, naming the ConfigMap by ``name``."""
+
+    name: str
+    items: tuple[KeyToPath, ...] = ()
+    default_mode: int | None = None
+    optional: bool | None = None

@@ -190,6 +190,16 @@ def register_nodes(api: ApiWriter, plan: LabPlan, stop: threading.Event) -> None
         failures = 0
 
 
+def _ca_pem(kubeconfig: Path) -> str:
+    """The CA of ``kubeconfig``'s first cluster (a file, as the lab writes it)."""
+    import yaml
+
+    config = yaml.safe_load(kubeconfig.read_text()) or {}
+    cluster = (config.get("clusters") or [{}])[0].get("cluster") or {}
+    ca = Path(cluster.get("certificate-authority") or "")
+    return (ca if ca.is_absolute() else kubeconfig.parent / ca).read_text()
+
+
 def run(name: str, kubeconfig: Path | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s controller %(levelname)s %(message)s"
@@ -222,7 +232,10 @@ def run(name: str, kubeconfig: Path | None = None) -> int:
     api = ApiWriter(connect(kubeconfig, FIELD_MANAGER), view)
     # env from Secrets and ConfigMaps reads the watch cache (both kinds are watched for
     # the Gateway controller), as a kubelet's Watch-based secret and ConfigMap managers do.
-    kubelet = Kubelet(plan, paths, api, events=Recorder(api), lookup=view.get)
+    # A pod's projected ServiceAccount token: a TokenRequest as the controller's account
+    # (the kubelet's `serviceaccounts/token: create`), the CA its kubeconfig trusts.
+    kubelet = Kubelet(plan, paths, api, events=Recorder(api), lookup=view.get,
+                      tokens=api.request_token, ca_pem=_ca_pem(kubeconfig))
     controller = Controller(api, [n.name for n in plan.nodes])
     gateway_api = check_gateway_api(connect(kubeconfig, FIELD_MANAGER))
     election = LeaderElection(

@@ -43,6 +43,8 @@ def test_pods_run_in_their_cgroup_below_their_nodes(lab: Lab) -> None:
         assert cgroup_of(agent.pid) != node_cg and node_cg not in cgroup_of(agent.pid).parents
         pod = pods_of(lab, NS, app)[0]["metadata"]["name"]
         want = cgroups.pod_cgroup(lab.name, node, NS, pod)
+        assert want.parent == cgroups.kubepods_cgroup(lab.name, node)  # below the agent's
+        assert node_cg in want.parents
         assert cgroup_of(pod_records[f"{NS}_{pod}_{app}"].pid) == want
         # `tulle lab exec` joins the pod's cgroup before the command runs.
         out = lab.exec(NS, pod, "cat", "/proc/self/cgroup").stdout
@@ -51,4 +53,4 @@ def test_pods_run_in_their_cgroup_below_their_nodes(lab: Lab) -> None:
     gone = cgroups.pod_cgroup(lab.name, "node2", NS, pods_of(lab, NS, "b")[0]["metadata"]["name"])
     lab.tulle("delete", "deployment", "b", "-n", NS)
     wait_for(lambda: not gone.exists(), timeout=30, what=f"{gone} removed with its pod")
-    assert cgroups.node_cgroup(lab.name, "node2").is_dir()  # the node's stays
+    assert cgroups.kubepods_cgroup(lab.name, "node2").is_dir()  # the node's stays

@@ -118,3 +118,33 @@ def test_a_deleted_pods_empty_dir_goes_with_it(lab: Lab, k: Kubectl, pods: dict[
     # The node's hostPath is not the pod's: it stays (as on a node).
     node_path = _paths(lab).root / "nodes" / "node2" / "root" / HOST_PATH.lstrip("/")
     assert (node_path / "who").read_text() == "node2\n"
+
+
+# Imports the project as a manifest's `python3 -m agent...` would, from `/` (an image's
+# working directory), and says from where.
+WHERE = ("import agent, sys, time; "
+         "open('/tmp/where', 'w').write(agent.__file__ + ' ' + sys.prefix); time.sleep(3600)")
+
+
+def test_a_container_runs_the_image_not_the_checkout(lab: Lab, k: Kubectl) -> None:
+    """The lab's source root and venv are bound read-only at /run/tulle-image (the image's
+    stand-in), so a pod whose emptyDir hides /tmp (the agent DaemonSet's) still runs python:
+    in CI the checkout and its .venv live below /tmp ("python: No such file or directory")."""
+    spec = pod("image", "node1")
+    app = spec["spec"]["containers"][0]
+    app["command"], app["args"] = ["python3", "-c", WHERE], []
+    app["readinessProbe"] = {"exec": {"command": ["cat", "/tmp/where"]}, "periodSeconds": 1}
+    k.out("apply", "-f", k.write("image.yaml", [spec]))
+    try:
+        wait_for(lambda: _ready(k, "image"), timeout=60, what="image pod imported agent")
+        where = lab.exec(NS, "image", "cat", "/tmp/where").stdout.split()
+        assert where[0] == "/run/tulle-image/src/agent/__init__.py"
+        assert where[1] == "/run/tulle-image/venv"  # the lab's python is a venv's
+        # `tulle lab exec` runs with the container's environment, as a CRI exec does.
+        again = lab.exec(NS, "image", "python3", "-c", "import lab, os; print(lab.__file__, "
+                         "os.getcwd())").stdout
+        assert again == "/run/tulle-image/src/lab/__init__.py /\n"
+        refused = lab.exec(NS, "image", "touch", "/run/tulle-image/src/x", check=False)
+        assert refused.returncode != 0 and "Read-only file system" in refused.stderr
+    finally:
+        k.out("delete", "pod", "image", "-n", NS, "--wait=true", "--timeout=60s")

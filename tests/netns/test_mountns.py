@@ -179,3 +179,19 @@ def test_a_mount_path_missing_on_the_machine_stops_the_container(machine: Machin
     assert done.returncode == 1
     assert f"mountPath {missing} does not exist on this machine" in done.stderr
     assert not Path(missing).exists()
+
+
+def test_a_mount_path_missing_below_an_existing_dir_is_made_in_a_private_layer(
+    machine: Machine,
+) -> None:
+    """/var/lib/x (the agent's observer-tls mount) exists in an image, not on this machine:
+    made in an overlayfs layer over /var/lib inside the container, never on the host."""
+    missing = f"/var/lib/tulle-test-{secrets.token_hex(3)}/tls"
+    done = machine.run("n1", pod(["sh", "-c", f"echo seen > {missing}/f && cat {missing}/f && "
+                                  "ls -d /var/lib/dpkg"],
+                                 [{"name": "tmp", "mountPath": missing}]))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "seen\n/var/lib/dpkg\n"  # the volume, and /var/lib's own files
+    assert not Path(missing).parent.exists()
+    scratch = machine.state / "pods" / "n1_agent" / "volumes" / "tmp" / "f"
+    assert scratch.read_text() == "seen\n"  # written through to the pod's emptyDir

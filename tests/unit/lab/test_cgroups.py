@@ -19,9 +19,10 @@ from lab.topology import plan_lab
 
 def test_each_pod_sits_below_its_node_below_its_lab() -> None:
     pod = cgroups.pod_cgroup("lab1", "node2", "shop", "web-1")
-    assert pod == Path("/sys/fs/cgroup/unified/tulle/lab1/node2/shop_web-1")
-    assert pod.parent == cgroups.node_cgroup("lab1", "node2")
-    assert pod.parent.parent == cgroups.lab_cgroup("lab1")
+    assert pod == Path("/sys/fs/cgroup/unified/tulle/lab1/node2/kubepods.slice/shop_web-1")
+    assert pod.parent == cgroups.kubepods_cgroup("lab1", "node2")
+    assert pod.parent.parent == cgroups.node_cgroup("lab1", "node2")
+    assert pod.parent.parent.parent == cgroups.lab_cgroup("lab1")
     assert cgroups.node_cgroup("lab1", "node2") / cgroups.WAYPOINT != pod  # no pod name is it
 
 

@@ -62,6 +62,8 @@ ALLOWED = [
     "list serviceaccounts",
     "watch serviceaccounts",
     "create serviceaccounts --namespace=web",
+    # each pod's projected ServiceAccount token (lab/satoken.py)
+    "create serviceaccounts --subresource=token --namespace=web",
     # the tulle-controller Lease it contends for (Gateway/Ingress/LB status only while leading)
     "get leases.coordination.k8s.io/tulle-controller --namespace=tulle-system",
     "update leases.coordination.k8s.io/tulle-controller --namespace=tulle-system",
@@ -97,6 +99,8 @@ DENIED = [
     "delete serviceaccounts",
     "get serviceaccounts",
     "patch serviceaccounts",
+    "get serviceaccounts --subresource=token",
+    "create pods --subresource=token",
 ]
 
 

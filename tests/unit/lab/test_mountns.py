@@ -33,6 +33,7 @@ def test_the_script_for_a_hostnetwork_container() -> None:
         'mount --bind "/proc/self/fd/$tulle_fd2" /tmp\n'
         "mount -o remount,bind,ro /run/tulle/cgroupv2\n"
         "exec {tulle_fd0}<&- {tulle_fd1}<&- {tulle_fd2}<&-\n"
+        "cd /\n"
         'exec "$@"\n'])
 
 
@@ -74,7 +75,7 @@ def test_read_only_comes_last_and_mountpoints_are_made_only_in_private_places() 
 
 def test_no_volumes_still_gets_a_private_run() -> None:
     assert mountns.script([], pod_netns=False) == mountns._MOUNTPOINT.join([
-        "set -eu\n", "\nmount -t tmpfs -o mode=0755,size=64m tulle-run /run\nexec \"$@\"\n"])
+        "set -eu\n", "\nmount -t tmpfs -o mode=0755,size=64m tulle-run /run\ncd /\nexec \"$@\"\n"])
 
 
 def test_wrapper_argv() -> None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -53,25 +52,27 @@ def test_node_dirs() -> None:
     assert POD_DIR == Path("/run/tulle/lab1/pods/tulle-system_tulle-agent-x")
 
 
-def without_secret_volumes(pod: Pod) -> Pod:
-    """The pod without its Secret volumes (the agent's optional observer-tls), which the lab
-    does not emulate yet: test_a_secret_volume_is_refused_by_name."""
-    secret = {v.name for v in pod.spec.volumes if v.host_path is None and v.empty_dir is None}
-    containers = tuple(dataclasses.replace(c, volume_mounts=tuple(
-        m for m in c.volume_mounts if m.name not in secret)) for c in pod.spec.containers)
-    spec = dataclasses.replace(pod.spec, containers=containers, volumes=tuple(
-        v for v in pod.spec.volumes if v.name not in secret))
-    return dataclasses.replace(pod, spec=spec)
+def test_every_volume_type_the_manifests_use_is_run() -> None:
+    """hostPath, emptyDir and secret (the agent's optional observer-tls, bound read-only:
+    a Secret volume always is)."""
+    agent = daemonset_pod("agent.yaml", "tulle-agent")
+    assert {b.target: b for b in binds_of(agent, "agent")}["/var/lib/tulle/observer-tls"] == (
+        Bind(POD_DIR / "volumes" / "observer-tls", "/var/lib/tulle/observer-tls", True, False))
+    projected = pod_with([{"name": "p", "projected": {"sources": []}}],
+                         [{"name": "p", "mountPath": "/run/p"}])
+    with pytest.raises(VolumeError, match="volume 'p': the lab runs hostPath, emptyDir, secret "
+                                          "and configMap volumes only"):
+        binds_of(projected, "c")
 
 
-def test_a_secret_volume_is_refused_by_name() -> None:
-    with pytest.raises(VolumeError, match="volume 'observer-tls': the lab runs hostPath and "
-                                          "emptyDir volumes only"):
-        binds_of(daemonset_pod("agent.yaml", "tulle-agent"), "agent")
+def test_a_config_map_volume_is_read_only_even_if_the_mount_says_otherwise() -> None:
+    pod = pod_with([{"name": "cfg", "configMap": {"name": "settings"}}],
+                   [{"name": "cfg", "mountPath": "/run/cfg", "readOnly": False}])
+    assert binds_of(pod, "c") == (Bind(POD_DIR / "volumes" / "cfg", "/run/cfg", True, False),)
 
 
 def test_the_agent_containers_mounts_map_per_the_table() -> None:
-    agent = without_secret_volumes(daemonset_pod("agent.yaml", "tulle-agent"))
+    agent = daemonset_pod("agent.yaml", "tulle-agent")
     got = {(b.target, str(b.source), b.read_only, b.lab_owned)
            for b in binds_of(agent, "agent", token=True, resolv=True)}
     root, pod = "/run/tulle/lab1/nodes/node2/root", str(POD_DIR)
@@ -87,11 +88,12 @@ def test_the_agent_containers_mounts_map_per_the_table() -> None:
         ("/tmp", f"{pod}/volumes/tmp", False, True),
         ("/run/secrets/kubernetes.io/serviceaccount", f"{pod}/serviceaccount", True, True),
         ("/etc/resolv.conf", f"{pod}/resolv.conf", True, True),
+        ("/var/lib/tulle/observer-tls", f"{pod}/volumes/observer-tls", True, False),
     }
 
 
 def test_parents_are_bound_before_what_lies_below_them() -> None:
-    agent = without_secret_volumes(daemonset_pod("agent.yaml", "tulle-agent"))
+    agent = daemonset_pod("agent.yaml", "tulle-agent")
     targets = [b.target for b in binds_of(agent, "agent")]
     assert targets.index("/run/tulle") < targets.index("/run/tulle/cgroupv2")
     pod = pod_with([{"name": "a", "emptyDir": {}}, {"name": "b", "emptyDir": {}}],
@@ -142,8 +144,8 @@ def test_a_host_path_the_lab_cannot_map_is_refused(host_path: str, error: str) -
 
 
 @pytest.mark.parametrize(("volumes", "mounts", "error"), [
-    ([{"name": "cfg", "configMap": {"name": "x"}}], [{"name": "cfg", "mountPath": "/etc/x"}],
-     "volume 'cfg': the lab runs hostPath and emptyDir volumes only"),
+    ([{"name": "cfg", "downwardAPI": {"items": []}}], [{"name": "cfg", "mountPath": "/etc/x"}],
+     "volume 'cfg': the lab runs hostPath, emptyDir, secret and configMap volumes only"),
     ([{"name": "s", "hostPath": {"path": "/srv/x/../y"}}], [{"name": "s", "mountPath": "/srv"}],
      "hostPath '/srv/x/../y': must not contain '..'"),
     ([{"name": "s", "emptyDir": {}}], [{"name": "s", "mountPath": "data"}],

@@ -9,18 +9,21 @@ import sys
 from pathlib import Path
 
 from lab import procs, volumesetup
+from lab.imageroot import Image
 from lab.state import LabPaths
 
 
-def test_the_env_adds_path_pythonpath_and_the_api_server_unless_the_container_sets_them():
-    env = volumesetup.container_env("/venv/bin/python", {"PYTHONPATH"},
+def test_the_env_adds_the_image_and_the_api_server_unless_the_container_sets_them():
+    image = Image(Path("/src"), Path("/venv"), "/venv/bin/python")
+    env = volumesetup.container_env(image, {"PYTHONPATH"},
                                     {"PATH": "/usr/bin", "PYTHONPATH": "/mine"})
-    assert env["PATH"] == "/venv/bin:/usr/bin"
+    assert env["PATH"] == "/run/tulle-image/venv/bin:/usr/bin"  # the image's, not /venv
     assert env["PYTHONPATH"] == "/mine"  # declared by the container: kept
     assert (env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"]) == ("10.240.0.1",
                                                                                   "6443")
-    own = volumesetup.container_env("/venv/bin/python", {"PATH"}, {"PATH": "/only"})
-    assert own["PATH"] == "/only"
+    own = volumesetup.container_env(image, {"PATH", "KUBERNETES_SERVICE_HOST"},
+                                    {"PATH": "/only", "KUBERNETES_SERVICE_HOST": "h"})
+    assert (own["PATH"], own["KUBERNETES_SERVICE_HOST"]) == ("/only", "h")
 
 
 def test_exec_enters_only_a_running_container_with_a_mount_namespace_of_its_own(tmp_path: Path):

@@ -18,13 +18,16 @@ from agent.model.core import (
     VolumeMount,
 )
 from agent.model.core_container import (
+    ConfigMapVolumeSource,
     EnvFromSource,
     ExecAction,
     HTTPGetAction,
     HTTPHeader,
     KeySelector,
+    KeyToPath,
     LocalObjectRef,
     Probe,
+    SecretVolumeSource,
     TCPSocketAction,
 )
 from tests.unit.model.helpers import edit, error_of, round_trip
@@ -66,7 +69,8 @@ def test_reads_host_network_env_sources_volumes_and_mounts() -> None:
     assert env[1].value_from == EnvVarSource(ObjectFieldSelector("metadata.labels['app']"))
     assert env[2].value_from == EnvVarSource(secret_key_ref=KeySelector("s", "k"))
     assert pod.spec.volumes == (
-        Volume("state", HostPathVolumeSource("/var/run/x", "DirectoryOrCreate")), Volume("cfg"),
+        Volume("state", HostPathVolumeSource("/var/run/x", "DirectoryOrCreate")),
+        Volume("cfg", config_map=ConfigMapVolumeSource("x")),
         Volume("scratch", empty_dir=EmptyDirVolumeSource()),
         Volume("health", empty_dir=EmptyDirVolumeSource("Memory")))
     assert pod.spec.containers[0].volume_mounts == (
@@ -79,6 +83,49 @@ def test_false_and_unset_are_omitted_as_the_api_omits_them() -> None:
     spec = to_dict(from_dict(doc))["spec"]
     assert "hostNetwork" not in spec
     assert spec["containers"][0]["volumeMounts"][0] == {"name": "state", "mountPath": "/var/run/x"}
+
+
+def test_reads_secret_and_config_map_volumes() -> None:
+    volumes = [{"name": "tls", "secret": {"secretName": "certs", "defaultMode": 0o400,
+                                          "optional": True,
+                                          "items": [{"key": "tls.crt", "path": "a/cert.pem",
+                                                     "mode": 0o444}]}},
+               {"name": "cfg", "configMap": {"name": "settings"}},
+               {"name": "state", "emptyDir": {}}]
+    pod = from_dict(edit(POD, "spec.volumes", volumes))
+    assert isinstance(pod, Pod)
+    assert pod.spec.volumes == (
+        Volume("tls", secret=SecretVolumeSource("certs", (KeyToPath("tls.crt", "a/cert.pem",
+                                                                    0o444),), 0o400, True)),
+        Volume("cfg", config_map=ConfigMapVolumeSource("settings")),
+        Volume("state", empty_dir=EmptyDirVolumeSource()))
+    assert to_dict(pod)["spec"]["volumes"] == volumes
+
+
+@pytest.mark.parametrize(("volume", "message"), [
+    ({"secretName": "s", "items": [{"key": "k", "path": "../k"}]},
+     "secret.items[0].path: invalid value \"../k\": must not contain '..'"),
+    ({"secretName": "s", "items": [{"key": "k", "path": "/k"}]},
+     "secret.items[0].path: invalid value \"/k\": must be a relative path"),
+    ({"secretName": "s", "defaultMode": 0o1000}, "secret.defaultMode: must be between 0 and 511"),
+    ({"secretName": "s", "items": [{"key": "k/x", "path": "k"}]}, "secret.items[0].key"),
+    ({}, "secret.secretName: required"),
+])
+def test_refuses_bad_secret_volumes(volume: dict[str, Any], message: str) -> None:
+    volumes = [*POD["spec"]["volumes"], {"name": "v", "secret": volume}]
+    assert message in error_of(edit(POD, "spec.volumes", volumes))
+
+
+@pytest.mark.parametrize("automount", [True, False, None])
+def test_automount_service_account_token_keeps_false_as_a_pointer_does(
+    automount: bool | None,
+) -> None:
+    """*bool in the API: false is a value (opted out), unset leaves it to the account."""
+    doc = edit(POD, "spec.automountServiceAccountToken", automount)
+    pod = from_dict(doc)
+    assert isinstance(pod, Pod)
+    assert pod.spec.automount_service_account_token is automount
+    assert to_dict(pod)["spec"].get("automountServiceAccountToken") is automount
 
 
 @pytest.mark.parametrize(("path", "value", "message"), [
@@ -100,6 +147,8 @@ def test_false_and_unset_are_omitted_as_the_api_omits_them() -> None:
     ("spec.containers[0].volumeMounts[0].mountPath", None,
      "spec.containers[0].volumeMounts[0].mountPath: required"),
     ("spec.hostNetwork", "yes", "spec.hostNetwork: expected boolean"),
+    ("spec.automountServiceAccountToken", "yes",
+     "spec.automountServiceAccountToken: expected boolean"),
 ])
 def test_refuses_what_the_api_server_refuses(path: str, value: Any, message: str) -> None:
     assert message in error_of(edit(POD, path, value))
