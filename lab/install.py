@@ -9,16 +9,14 @@ Options a cluster would not have (today: ``--svid-lifetime``) and what the lab k
 not give pods yet go into a generated overlay in ``<state>/<lab>/install`` that references
 deploy/overlays/lab by a relative path (kustomize refuses an absolute one).
 
-Until the kubelet projects ServiceAccount tokens (design step 3(c)), the generated overlay
-gives each component its account's kubeconfig through a hostPath the lab fills
-(``/var/lib/tulle-lab`` in each node's root; ``--kubeconfig``), the hostNetwork pods the
-cluster DNS (a resolv.conf there, at /etc/resolv.conf), and drops the agent's optional
-observer-tls Secret volume (not emulated: the lab relay reads the nodes' observer sockets).
+What the kubelet does not give yet: the cluster DNS for hostNetwork pods (dnsPolicy
+ClusterFirstWithHostNet; the agent dials tulle-controlplane.tulle-system.svc). The generated
+overlay binds a resolv.conf the lab writes in each node's root (``/var/lib/tulle-lab``) at
+/etc/resolv.conf in the two DaemonSets' containers.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -34,21 +32,17 @@ from identity.system import SYSTEM_NAMESPACE
 from lab.podspec import resolv_conf
 from lab.podvolumes import NodeFS
 from lab.state import LabPaths
-from lab.topology import API_SERVER_IP, API_SERVER_PORT, LabPlan
+from lab.topology import LabPlan
 
 MODES = ("spawn", "manifests")
 LAB_OVERLAY = Path(__file__).resolve().parent.parent / "deploy" / "overlays" / "lab"
-CREDENTIALS_HOST_PATH = "/var/lib/tulle-lab"  # in each node's root (lab/podvolumes.py)
-CREDENTIALS_MOUNT = "/run/tulle-lab"  # below the container's /run tmpfs: made there
+RESOLV_HOST_PATH = "/var/lib/tulle-lab/resolv.conf"  # in each node's root (lab/podvolumes.py)
 READY_SECONDS = 240.0  # a first agent start compiles the datapath: seconds of CPU per node
-# workload -> (its ServiceAccount, [(init?, container index)] that talk to the API server)
-WORKLOADS: dict[str, tuple[str, tuple[tuple[bool, int], ...]]] = {
-    "tulle-agent": ("tulle-agent", ((True, 2), (False, 0))),  # node-setup, agent
-    "tulle-waypoint": ("tulle-waypoint", ((False, 0), (False, 1))),  # waypoint, its standby
-    "tulle-controlplane": ("tulle-controlplane", ((False, 0),)),
-    "tulle-controller": ("tulle-controller", ((False, 0),)),
+# hostNetwork workloads -> [(init?, container index)] that resolve cluster names
+HOST_NETWORK: dict[str, tuple[tuple[bool, int], ...]] = {
+    "tulle-agent": ((True, 2), (False, 0)),  # node-setup, agent
+    "tulle-waypoint": ((False, 0), (False, 1)),  # waypoint, its standby
 }
-HOST_NETWORK = ("tulle-agent", "tulle-waypoint")
 KIND = {"tulle-agent": "DaemonSet", "tulle-waypoint": "DaemonSet",
         "tulle-controlplane": "Deployment", "tulle-controller": "Deployment"}
 
@@ -61,57 +55,26 @@ def install_dir(paths: LabPaths) -> Path:
     return paths.root / "install"
 
 
-def kubeconfig_file(account: str) -> str:
-    return f"{CREDENTIALS_MOUNT}/{account}.kubeconfig"
-
-
 def overlay(base: str, *, svid_lifetime: int | None) -> dict[str, Any]:
     """The generated kustomization over ``base`` (relative to where it is written). Pure."""
     if base.startswith("/"):
         raise InstallError(f"kustomize resources must be relative paths, not {base}")
     patches: list[dict[str, Any]] = []
-    for workload, (account, containers) in WORKLOADS.items():
-        resolv = workload in HOST_NETWORK  # the DaemonSets, which have volumes already
-        credentials = {"name": "tulle-lab-credentials",
-                       "hostPath": {"path": CREDENTIALS_HOST_PATH, "type": "Directory"}}
+    for workload, containers in HOST_NETWORK.items():
         ops: list[dict[str, Any]] = [
-            {"op": "add", "path": "/spec/template/spec/volumes/-", "value": credentials}
-            if resolv else
-            {"op": "add", "path": "/spec/template/spec/volumes", "value": [credentials]},
+            {"op": "add", "path": "/spec/template/spec/volumes/-",
+             "value": {"name": "tulle-lab-resolv", "hostPath": {"path": RESOLV_HOST_PATH,
+                                                                "type": "File"}}},
         ]
-        if resolv:
-            ops.append({"op": "add", "path": "/spec/template/spec/volumes/-",
-                        "value": {"name": "tulle-lab-resolv", "hostPath": {
-                            "path": f"{CREDENTIALS_HOST_PATH}/resolv.conf", "type": "File"}}})
         for init, index in containers:
             where = f"/spec/template/spec/{'initContainers' if init else 'containers'}/{index}"
-            ops += [
-                {"op": "add", "path": f"{where}/args/-",
-                 "value": f"--kubeconfig={kubeconfig_file(account)}"},
-            ]
-            mount = {"name": "tulle-lab-credentials", "mountPath": CREDENTIALS_MOUNT,
-                     "readOnly": True}
-            ops.append({"op": "add", "path": f"{where}/volumeMounts/-", "value": mount}
-                       if resolv else
-                       {"op": "add", "path": f"{where}/volumeMounts", "value": [mount]})
-            if resolv:
-                ops.append({"op": "add", "path": f"{where}/volumeMounts/-",
-                            "value": {"name": "tulle-lab-resolv",
-                                      "mountPath": "/etc/resolv.conf", "readOnly": True}})
-        if workload == "tulle-agent":
-            # Secret volumes are not emulated yet; the agent treats the Secret as optional.
-            ops += [
-                {"op": "test", "path": "/spec/template/spec/volumes/9/name",
-                 "value": "observer-tls"},
-                {"op": "remove", "path": "/spec/template/spec/volumes/9"},
-                {"op": "test", "path": "/spec/template/spec/containers/0/volumeMounts/9/name",
-                 "value": "observer-tls"},
-                {"op": "remove", "path": "/spec/template/spec/containers/0/volumeMounts/9"},
-            ]
-            if svid_lifetime is not None:
-                ops.append({"op": "add", "path": "/spec/template/spec/containers/0/args/-",
-                            "value": f"--svid-lifetime={svid_lifetime}"})
-        patches.append({"target": {"kind": KIND[workload], "name": workload},
+            ops.append({"op": "add", "path": f"{where}/volumeMounts/-",
+                        "value": {"name": "tulle-lab-resolv", "mountPath": "/etc/resolv.conf",
+                                  "readOnly": True}})
+        if workload == "tulle-agent" and svid_lifetime is not None:
+            ops.append({"op": "add", "path": "/spec/template/spec/containers/0/args/-",
+                        "value": f"--svid-lifetime={svid_lifetime}"})
+        patches.append({"target": {"kind": "DaemonSet", "name": workload},
                         "patch": yaml.safe_dump(ops, width=1000)})
     return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
             "resources": [base], "patches": patches}
@@ -129,42 +92,12 @@ def write_overlay(paths: LabPaths, *, svid_lifetime: int | None) -> Path:
     return out
 
 
-def inline_kubeconfig(config: dict[str, Any]) -> dict[str, Any]:
-    """The kubeconfig with its CA inlined and the fabric address (a pod sees neither the
-    lab's state directory nor the host's loopback). Pure."""
-    out: dict[str, Any] = json.loads(json.dumps(config))
-    for cluster in out["clusters"]:
-        c = cluster["cluster"]
-        if "certificate-authority" in c:
-            raise InstallError("inline_kubeconfig: read the CA file first (ca_pem)")
-        c["server"] = f"https://{API_SERVER_IP}:{API_SERVER_PORT}"
-    return out
-
-
-def write_credentials(
-    paths: LabPaths, plan: LabPlan, kubeconfigs: dict[str, Path],
-    agent_kubeconfigs: dict[str, Path],
-) -> None:
-    """Each node's ``/var/lib/tulle-lab``: the accounts' kubeconfigs (the agent's bound to
-    that node, as the CA checks) and the cluster DNS resolv.conf for hostNetwork pods."""
+def write_node_files(paths: LabPaths, plan: LabPlan) -> None:
+    """Each node's resolv.conf for its hostNetwork pods: the node's cluster DNS."""
     for node in plan.nodes:
-        target = NodeFS.for_node(paths, node.name).root / CREDENTIALS_HOST_PATH.lstrip("/")
-        target.mkdir(parents=True, exist_ok=True)
-        for account, source in kubeconfigs.items():
-            if account == "tulle-agent":
-                source = agent_kubeconfigs[node.name]
-            (target / f"{account}.kubeconfig").write_text(yaml.safe_dump(
-                inline_kubeconfig(_with_ca_data(yaml.safe_load(source.read_text())))))
-        (target / "resolv.conf").write_text(resolv_conf(SYSTEM_NAMESPACE))
-
-
-def _with_ca_data(config: dict[str, Any]) -> dict[str, Any]:
-    for cluster in config["clusters"]:
-        c = cluster["cluster"]
-        if "certificate-authority" in c:
-            pem = Path(c.pop("certificate-authority")).read_bytes()
-            c["certificate-authority-data"] = base64.b64encode(pem).decode()
-    return config
+        target = NodeFS.for_node(paths, node.name).root / RESOLV_HOST_PATH.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(resolv_conf(SYSTEM_NAMESPACE))
 
 
 def kubectl_binary() -> Path:

@@ -259,23 +259,27 @@ def _start_from_manifests(
     start_apiserver(paths, plan, progress, env, node_port_range)
     seed_cluster(paths, plan, progress)
     progress("starting the lab controller (scheduler, kubelet, EndpointSlices)")
-    procs.spawn(
-        "controller",
-        tulle_argv("lab", "controller", "--name", plan.name,
-                   "--kubeconfig", str(write_controller_kubeconfig(paths))),
-        log=paths.logs / "controller.log", record_dir=paths.procs, env=env,
-    )
+    # The waypoints' listening sockets, held by the controller, whose kubelet passes them to
+    # the tulle-waypoint pods (annotation lab.tulle.io/held-listeners, lab/listeners.py).
+    held = listeners.open_for_waypoints(plan.nodes)
+    try:
+        held_fds = {role: listeners.listen_fds(socks) for role, socks in held.items()}
+        procs.spawn(
+            "controller",
+            tulle_argv("lab", "controller", "--name", plan.name,
+                       "--kubeconfig", str(write_controller_kubeconfig(paths))),
+            log=paths.logs / "controller.log", record_dir=paths.procs,
+            env=dict(env, **{listeners.HELD_ENV: json.dumps(held_fds)}),
+            pass_fds=sorted({sock.fileno() for socks in held.values() for sock in socks}),
+        )
+    finally:
+        listeners.close_all(held)  # the controller has its copies
     wait_nodes_registered(paths, plan, progress)
-    agent_kubeconfigs = write_agent_kubeconfigs(paths, plan)
-    accounts = {account: Path(component_kubeconfig(paths, account))
-                for account, _ in install.WORKLOADS.values()}
-    install.write_credentials(paths, plan, accounts, agent_kubeconfigs)
+    install.write_node_files(paths, plan)
     for node in plan.nodes:
         # The node's share of bpffs, the manifests' /sys/fs/bpf (the waypoint's hostPath is
         # type Directory: made here, as a node's systemd mounts bpffs before any pod).
         components.pin_dir(paths, node.name).parent.mkdir(parents=True, exist_ok=True)
-        if pod_cgroups:  # the agent's --pod-cgroup: <node>/kubepods.slice (design §2)
-            cgroups.make(cgroups.node_cgroup(plan.name, node.name) / "kubepods.slice")
         progress(f"starting DNS on {node.name}")
         procs.spawn(
             f"dns-{node.name}",

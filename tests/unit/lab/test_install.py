@@ -29,20 +29,26 @@ def _pod(objs: list[dict], name: str) -> dict:
     return found["spec"]["template"]["spec"]
 
 
-def test_the_generated_overlay_gives_each_component_its_kubeconfig(tmp_path: Path) -> None:
+def test_the_generated_overlay_gives_host_network_pods_the_cluster_dns(tmp_path: Path) -> None:
     objs = _render(tmp_path, svid_lifetime=120)
-    for workload, (account, containers) in install.WORKLOADS.items():
+    for workload, containers in install.HOST_NETWORK.items():
         pod = _pod(objs, workload)
+        assert {"name": "tulle-lab-resolv", "hostPath": {
+            "path": "/var/lib/tulle-lab/resolv.conf", "type": "File"}} in pod["volumes"]
         for init, index in containers:
             c = pod["initContainers" if init else "containers"][index]
-            assert f"--kubeconfig=/run/tulle-lab/{account}.kubeconfig" in c["args"]
             mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
-            assert mounts["/run/tulle-lab"]["readOnly"] is True
-            assert ("/etc/resolv.conf" in mounts) == (workload in install.HOST_NETWORK)
+            assert mounts["/etc/resolv.conf"] == {"name": "tulle-lab-resolv",
+                                                  "mountPath": "/etc/resolv.conf",
+                                                  "readOnly": True}
+    for workload in ("tulle-controlplane", "tulle-controller"):  # pod netns: the kubelet's
+        assert "volumes" not in _pod(objs, workload)
+        assert _pod(objs, workload)["automountServiceAccountToken"] is True
     agent = _pod(objs, "tulle-agent")
     assert "--svid-lifetime=120" in agent["containers"][0]["args"]
-    assert "observer-tls" not in {v["name"] for v in agent["volumes"]}
-    assert "observer-tls" not in {m["name"] for m in agent["containers"][0]["volumeMounts"]}
+    # in-cluster: the kubelet's projected token, no kubeconfig flag
+    assert not any(a.startswith("--kubeconfig") for c in agent["containers"]
+                   for a in c.get("args", []))
 
 
 def test_no_svid_lifetime_no_flag(tmp_path: Path) -> None:
@@ -94,14 +100,3 @@ def test_pod_problems_quote_the_container_reasons_of_unready_pods_only() -> None
                                         "message": "agent not attached"}}}]}}
     assert install.pod_problems([ready, stuck]) == [
         "pod b on node2: Pending (agent: ContainerCreating: agent not attached)"]
-
-
-def test_the_kubeconfig_points_at_the_fabric_with_its_ca_inline() -> None:
-    config = {"clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1234",
-                                                     "certificate-authority-data": "QQ=="}}]}
-    out = install.inline_kubeconfig(config)
-    assert out["clusters"][0]["cluster"] == {"server": "https://10.240.0.1:6443",
-                                             "certificate-authority-data": "QQ=="}
-    assert config["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:1234"
-    with pytest.raises(install.InstallError, match="CA"):
-        install.inline_kubeconfig({"clusters": [{"cluster": {"certificate-authority": "/x"}}]})
