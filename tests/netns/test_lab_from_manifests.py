@@ -6,7 +6,8 @@ One two-node lab of its own (module scope). Its tests, in file order: the instal
 `kubectl get ds,deploy` shows and nothing is lab-spawned; a pod reaches a Service through
 the DaemonSet's datapath; deleting an agent pod gets it recreated while a TCP stream opened
 before keeps flowing (the new agent adopts the pinned maps); a verb removed from the agent's
-ClusterRole is a denial the new agent's log names, and the agent recovers once it is back.
+ClusterRole is a denial the new agent's log names, and the agent recovers once it is back;
+an HTTPRoute is served by the waypoint DaemonSet, its status written by tulle-controller.
 """
 
 from __future__ import annotations
@@ -140,6 +141,45 @@ def test_a_pod_reaches_a_service_through_the_daemonset_s_datapath(mlab: Lab) -> 
                                            f"http://echo.{NS}/", check=False)).returncode == 0
                    and p.stdout, timeout=30, what="the Service answers")
     assert json.loads(out)["pod"] == echo["metadata"]["name"]
+
+
+def test_l7_through_the_waypoint_daemonset_and_status_from_tulle_controller(mlab: Lab) -> None:
+    """An HTTPRoute on the Service: a header picks the backend (only the waypoint pod,
+    serving the node's held listeners, can do that), and the route's status is written by
+    the tulle-controller Deployment, the lab controller having left it that work."""
+    apply(mlab, deployment(NS, "v2", 1, node="node1"), service(NS, "v2"), {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "split", "namespace": NS},
+        "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "echo", "port": 80}],
+                 "rules": [{"matches": [{"headers": [{"name": "x-version", "value": "v2"}]}],
+                            "backendRefs": [{"name": "v2", "port": 80}]},
+                           {"backendRefs": [{"name": "echo", "port": 80}]}]}})
+    mlab.wait_pods_ready(NS, 4, timeout=120)
+    client = pods_of(mlab, NS, "client")[0]["metadata"]["name"]
+
+    def pod_for(*headers: str) -> str | None:
+        args = [a for h in headers for a in ("-H", h)]
+        r = mlab.exec(NS, client, "curl", "-s", "--max-time", "3", *args, f"http://echo.{NS}/",
+                      check=False)
+        return json.loads(r.stdout)["pod"] if r.returncode == 0 and r.stdout else None
+
+    wait_for(lambda: (pod_for("x-version: v2") or "").startswith("v2-"), timeout=60,
+             what="the waypoint routes by header")
+    assert (pod_for() or "").startswith("echo-")
+
+    def accepted() -> bool:
+        [route] = mlab.get("httproutes", NS)
+        return any(c["type"] == "Accepted" and c["status"] == "True"
+                   for p in (route.get("status") or {}).get("parents") or []
+                   for c in p.get("conditions") or [])
+
+    wait_for(accepted, timeout=30, what="the route's Accepted status")
+    # Status work is the Lease holder's, and only the tulle-controller pod contends for it.
+    lease = json.loads(_kubectl(mlab, "get", "lease", "tulle-controller", "-n", SYSTEM,
+                                "-o", "json").stdout)
+    [controller] = [p for p in mlab.get("pods", SYSTEM)
+                    if p["metadata"]["labels"].get("app.kubernetes.io/name") == "tulle-controller"]
+    assert lease["spec"]["holderIdentity"].startswith(controller["metadata"]["name"] + "_"), lease
 
 
 def test_deleting_an_agent_pod_recreates_it_and_streams_keep_flowing(mlab: Lab) -> None:
