@@ -70,13 +70,13 @@ def up(
     `cni`: "builtin" (the kubelet builds pods' veths) or "chain" (lab/cni_runtime.py).
     `mode`: "spawn" (lab up starts the agents, waypoints and CA) or "manifests" (`kubectl
     apply -k` of deploy/overlays/lab: they run as the lab kubelet's pods, lab/install.py)."""
-    require_root()
-    if problem := cni_runtime.mode_error(cni):
-        raise LabError(problem)
     if mode not in install.MODES:
         raise LabError(f"install mode {mode!r}: expected one of {', '.join(install.MODES)}")
     if mode == "manifests" and not datapath:
         raise LabError("--from-manifests installs the datapath: --no-datapath labs are spawned")
+    require_root()
+    if problem := cni_runtime.mode_error(cni):
+        raise LabError(problem)
     paths = LabPaths.for_lab(name)
     existing = status(name)
     if existing is not None:

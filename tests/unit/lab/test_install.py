@@ -3,6 +3,7 @@ readiness verdict over DaemonSets and Deployments, and the not-ready pods' reaso
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -100,3 +101,47 @@ def test_pod_problems_quote_the_container_reasons_of_unready_pods_only() -> None
                                         "message": "agent not attached"}}}]}}
     assert install.pod_problems([ready, stuck]) == [
         "pod b on node2: Pending (agent: ContainerCreating: agent not attached)"]
+
+
+def test_lab_up_refuses_an_unknown_install_mode_or_manifests_without_a_datapath() -> None:
+    from lab import lifecycle
+
+    with pytest.raises(lifecycle.LabError, match="install mode 'helm': expected one of spawn, "
+                                                 "manifests"):
+        lifecycle.up("never", 2, lambda _m: None, mode="helm")
+    with pytest.raises(lifecycle.LabError, match="--no-datapath labs are spawned"):
+        lifecycle.up("never", 2, lambda _m: None, mode="manifests", datapath=False)
+
+
+def test_a_wait_that_runs_out_names_what_is_not_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lab.state import LabPaths
+    from lab.topology import plan_lab
+
+    paths = LabPaths(name="lab7", root=tmp_path / "lab7")
+    calls: list[tuple[str, ...]] = []
+    stuck = {"metadata": {"name": "tulle-agent-abcde"}, "spec": {"nodeName": "node2"},
+             "status": {"phase": "Running", "containerStatuses": [
+                 {"name": "agent", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}
+
+    def fake(_kubeconfig: Path, *args: str, timeout: float = 0) -> str:
+        calls.append(args)
+        if args[:2] == ("get", "daemonsets,deployments"):
+            return json.dumps({"items": [_ds("tulle-agent", 1), _ds("tulle-waypoint", 2),
+                                         _deploy("tulle-controlplane", 1),
+                                         _deploy("tulle-controller", 1)]})
+        if args[:2] == ("get", "pods"):
+            return json.dumps({"items": [stuck]})
+        return ""
+
+    monkeypatch.setattr(install, "kubectl", fake)
+    with pytest.raises(install.InstallError) as err:
+        install.apply_and_wait(paths, plan_lab("lab7", 2), tmp_path / "kubeconfig",
+                               lambda _m: None, svid_lifetime=None, timeout=0.5)
+    message = str(err.value)
+    assert message.startswith("Tulle's workloads not ready within 0s: daemonset/tulle-agent 1/2")
+    assert "pod tulle-agent-abcde on node2: Running (agent: CrashLoopBackOff)" in message
+    assert calls[0] == ("apply", "-k", str(install.install_dir(paths)))
+    written = yaml.safe_load((install.install_dir(paths) / "kustomization.yaml").read_text())
+    assert not written["resources"][0].startswith("/")
