@@ -46,10 +46,12 @@ def test_an_annotated_pod_gets_the_nodes_waypoint_sockets(lab: Lab, k: Kubectl) 
                     "containers": [{"name": "wp", "image": "tulle",
                                     "command": ["python3", "-c", REPORT]}]}}
     k.out("apply", "-f", k.write("wp.yaml", [pod]))
-    logs = wait_for(lambda: k.run("logs", "wp", "-n", NS, ok=False).stdout.strip(),
-                    timeout=60, what="the pod's report")
+    paths = LabPaths(lab.name, Path(lab.env["TULLE_STATE_DIR"]) / lab.name)
+    log = paths.pod_log(NS, "wp", "wp")  # the lab API server serves no pods/log
+    logs = wait_for(lambda: log.exists() and log.read_text().strip(), timeout=60,
+                    what="the pod's report in its log")
     got = json.loads(logs.splitlines()[0])
-    plan = labstatus.load_plan(LabPaths(lab.name, Path(lab.env["TULLE_STATE_DIR"]) / lab.name))
+    plan = labstatus.load_plan(paths)
     assert plan is not None
     ports = sorted(port for _, port, _ in got)
     assert WAYPOINT_PORT in ports and len(ports) == 3  # L7 and the two HBONE ports

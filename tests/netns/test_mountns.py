@@ -187,11 +187,15 @@ def test_a_mount_path_missing_below_an_existing_dir_is_made_in_a_private_layer(
     """/var/lib/x (the agent's observer-tls mount) exists in an image, not on this machine:
     made in an overlayfs layer over /var/lib inside the container, never on the host."""
     missing = f"/var/lib/tulle-test-{secrets.token_hex(3)}/tls"
-    done = machine.run("n1", pod(["sh", "-c", f"echo seen > {missing}/f && cat {missing}/f && "
-                                  "ls -d /var/lib/dpkg"],
+    script = ("import json, os, pathlib, sys; f = pathlib.Path(sys.argv[1], 'f'); "
+              "f.write_text('seen'); print(json.dumps({'pid': os.getpid(), 'seen': "
+              "f.read_text(), 'dpkg': os.path.isdir('/var/lib/dpkg')}))")
+    done = machine.run("n1", pod(["/usr/bin/python3", "-I", "-c", script, missing],
                                  [{"name": "tmp", "mountPath": missing}]))
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "seen\n/var/lib/dpkg\n"  # the volume, and /var/lib's own files
+    # The volume, and /var/lib's own files beside it.
+    got = json.loads(done.stdout)  # its pid: checked by run()
+    assert (got["seen"], got["dpkg"]) == ("seen", True)
     assert not Path(missing).parent.exists()
     scratch = machine.state / "pods" / "n1_agent" / "volumes" / "tmp" / "f"
-    assert scratch.read_text() == "seen\n"  # written through to the pod's emptyDir
+    assert scratch.read_text() == "seen"  # written through to the pod's emptyDir

@@ -34,7 +34,7 @@ def _pod(host_network: bool = False, **container: Any) -> Pod:
             "nodeName": NODE.name, "hostNetwork": host_network, "serviceAccountName": "tulle",
             "containers": [{"name": "c", **container}],
             "volumes": [{"name": "state", "hostPath": {"path": "/var/run/x"}},
-                        {"name": "cfg", "configMap": {"name": "c"}}],
+                        {"name": "cfg", "downwardAPI": {"items": []}}],
         },
     })
     assert isinstance(obj, Pod)
@@ -156,8 +156,8 @@ def _spawned(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 
 def test_a_pod_with_volumes_runs_in_its_own_mount_namespace(tmp_path, monkeypatch):
     """A hostPath mounted elsewhere is bound there from the node's root (no longer refused);
-    an emptyDir is made at create and goes at teardown; the env gets the interpreter's
-    directory, the source root and the API server."""
+    an emptyDir is made at create and goes at teardown; the env gets the image's PATH and
+    PYTHONPATH and the API server."""
     kubelet, sink = _kubelet(tmp_path)
     spawned = _spawned(monkeypatch)
     pod = from_dict({
@@ -185,8 +185,13 @@ def test_a_pod_with_volumes_runs_in_its_own_mount_namespace(tmp_path, monkeypatc
     env = kubelet.pods["u-1"].containers[0].env
     assert env["KUBERNETES_SERVICE_HOST"] == "10.240.0.1"
     assert env["KUBERNETES_SERVICE_PORT"] == "6443"
-    assert env["PATH"].startswith(str(Path(kubelet.python).parent) + ":")
-    assert Path(env["PYTHONPATH"], "lab", "kubelet.py").is_file()
+    # The image stand-in (lab/imageroot.py): the source root and venv bound below /run.
+    assert env["PYTHONPATH"] == "/run/tulle-image/src"
+    binds = kubelet.pods["u-1"].containers[0].binds or ()
+    (src,) = [b for b in binds if b.target == "/run/tulle-image/src"]
+    assert (src.source / "lab" / "kubelet.py").is_file() and src.read_only
+    if kubelet.image.venv is not None:  # this interpreter is a venv's (the project's is)
+        assert env["PATH"].startswith("/run/tulle-image/venv/bin:")
     kubelet.sync([])
     assert not scratch.parent.parent.exists()  # the pod's directory went with it
     assert made.is_dir()  # a hostPath stays: it is the node's
@@ -204,7 +209,8 @@ def test_a_pod_without_volumes_runs_as_before(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(("mounts", "said"), [
-    ([{"name": "cfg", "mountPath": "/etc/c"}], "hostPath and emptyDir volumes only"),
+    ([{"name": "cfg", "mountPath": "/etc/c"}],
+     "hostPath, emptyDir, secret and configMap volumes only"),
     ([{"name": "state", "mountPath": "/var/run/s"}, {"name": "state", "mountPath": "/run/s"}],
      "mounted twice"),
     ([{"name": "state", "mountPath": "../up"}], "must be an absolute path"),
