@@ -141,6 +141,14 @@ def test_a_pod_reaches_a_service_through_the_daemonset_s_datapath(mlab: Lab) -> 
                                            f"http://echo.{NS}/", check=False)).returncode == 0
                    and p.stdout, timeout=30, what="the Service answers")
     assert json.loads(out)["pod"] == echo["metadata"]["name"]
+    # The lab relay reads the DaemonSet agents' observer sockets (in each node's root).
+    def flows_to_echo() -> set[str]:
+        lines = mlab.tulle("observe", "--last", "500", "-o", "json").stdout.splitlines()
+        records = [json.loads(line) for line in lines if line]
+        return {r["node_name"] for r in records
+                if (r["flow"].get("destination") or {}).get("pod_name") == echo["metadata"]["name"]}
+
+    assert wait_for(flows_to_echo, timeout=20, what="the request's flows in tulle observe")
 
 
 def test_l7_through_the_waypoint_daemonset_and_status_from_tulle_controller(mlab: Lab) -> None:
