@@ -3,17 +3,24 @@ files, and how to find their processes: the one place tests, benches, `tulle lab
 relay ask, so that moving these components from lab-spawned processes to the pods of the
 deploy/ manifests (issue 13; /work/notes/lab_install_design.md) changes this module only.
 
-Today every component is spawned by `tulle lab up` (lab/lifecycle.py) under a role name, with
-its record in ``<lab>/procs/<role>.json`` and its output in ``<lab>/logs/<role>.log``.
+A spawned component (`tulle lab up`, lab/lifecycle.py) runs under a role name, with its record
+in ``<lab>/procs/<role>.json`` and its output in ``<lab>/logs/<role>.log``. In a lab installed
+from the manifests (lab.json ``"install": "manifests"``, lab/install.py) the agent and the
+waypoint are DaemonSet pods: their files are where the manifests put them, seen through each
+node's share of the machine (lab/podvolumes.py): /var/run/tulle is the node root's run/tulle,
+/sys/fs/bpf/tulle is the node's pin directory's tulle/, the health file is in the agent pod's
+emptyDir.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
+from identity.system import SYSTEM_NAMESPACE
 from lab import procs
-from lab.state import LabPaths
+from lab.state import LabPaths, read_json
 from lab.state import pin_dir as _pin_root
 
 __all__ = [
@@ -66,27 +73,61 @@ def component_log(paths: LabPaths, component: Component, node: str | None = None
     return paths.logs / f"{role(component, node)}.log"
 
 
+def from_manifests(paths: LabPaths) -> bool:
+    """Whether the lab's agents and waypoints are pods of deploy/'s DaemonSets."""
+    return (read_json(paths.lab_file) or {}).get("install") == "manifests"
+
+
+def _node_run_tulle(paths: LabPaths, node: str) -> Path:
+    # The manifests' /var/run/tulle hostPath on this node (lab/podvolumes.py: var/run is run).
+    return paths.root / "nodes" / node / "root" / "run" / "tulle"
+
+
 def agent_health(paths: LabPaths, node: str) -> Path:
-    """The node agent's ``--health-file`` (what `tulle lab status` and `identities` read)."""
-    return paths.health / f"{role('agent', node)}.json"
+    """The node agent's ``--health-file`` (what `tulle lab status` and `identities` read).
+    From the manifests: the freshest report naming ``node`` among the agent pods' emptyDirs
+    (a pod's directory goes with the pod); a path that does not exist when there is none."""
+    if not from_manifests(paths):
+        return paths.health / f"{role('agent', node)}.json"
+    best: tuple[float, Path] | None = None
+    pods = paths.root / "pods"
+    for report in pods.glob(f"{SYSTEM_NAMESPACE}_tulle-agent-*/volumes/health/agent.json"):
+        try:
+            data = json.loads(report.read_text())
+        except (OSError, ValueError):
+            continue  # being written, or the pod just went
+        if isinstance(data, dict) and data.get("node") == node:
+            when = float(data.get("time") or 0)
+            if best is None or when > best[0]:
+                best = (when, report)
+    return best[1] if best else paths.root / "pods" / f"no-agent-pod-on-{node}.json"
 
 
 def observer_socket(paths: LabPaths, node: str) -> Path:
     """The node agent's ``--observer-socket`` (the relay's peer for that node)."""
+    if from_manifests(paths):
+        return _node_run_tulle(paths, node) / "observer.sock"
     return paths.root / f"observer-{node}.sock"
 
 
 def node_state(paths: LabPaths, node: str) -> Path:
     """A node agent's ``--state-dir`` (its compile record, SVIDs, the waypoint lock), removed
     by ``tulle lab down``."""
+    if from_manifests(paths):
+        return _node_run_tulle(paths, node)
     return paths.root / "nodes" / node
 
 
 def l7_intake_socket(paths: LabPaths, node: str) -> Path:
     """The agent's ``--l7-intake``, the waypoint's ``--flow-intake``."""
+    if from_manifests(paths):
+        return _node_run_tulle(paths, node) / "l7intake" / "flows.sock"
     return paths.root / "l7intake" / f"{node}.sock"  # a private (0700) directory
 
 
 def pin_dir(paths: LabPaths, node: str) -> Path:
-    """Where the node's agent pins its maps (its and its waypoint's ``--pin-dir``)."""
+    """Where the node's agent pins its maps (its and its waypoint's ``--pin-dir``); from the
+    manifests, the pod's /sys/fs/bpf/tulle in the node's share of bpffs."""
+    if from_manifests(paths):
+        return _pin_root(paths.name, node) / "tulle"
     return _pin_root(paths.name, node)

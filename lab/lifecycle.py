@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from identity.system import SYSTEM_NAMESPACE
-from lab import cgroups, cni_runtime, components, listeners, network, procs
+from lab import cgroups, cni_runtime, components, install, listeners, network, procs
 from lab.controlplane import (
     CA_ADDRESS,
     LabError,
@@ -60,21 +60,29 @@ def kubeconfig_path(name: str) -> Path:
 def up(
     name: str, node_count: int, progress: Progress, *, datapath: bool = True,
     svid_lifetime: int | None = None, node_port_range: str | None = None, cni: str = "builtin",
+    mode: str = "spawn",
 ) -> LabPlan:
     """Build the lab. `datapath=False` runs agents without eBPF programs: a comparison lab
     for benchmarks against other datapaths (e.g. kube-proxy-style iptables).
     `svid_lifetime`: seconds each agent asks of the CA for its pods' SVIDs (the agent's
     `--svid-lifetime`; None: its default, 24 h), short to watch rotation happen.
     `node_port_range`: the API server's --service-node-port-range (None: 30000-32767).
-    `cni`: "builtin" (the kubelet builds pods' veths) or "chain" (lab/cni_runtime.py)."""
+    `cni`: "builtin" (the kubelet builds pods' veths) or "chain" (lab/cni_runtime.py).
+    `mode`: "spawn" (lab up starts the agents, waypoints and CA) or "manifests" (`kubectl
+    apply -k` of deploy/overlays/lab: they run as the lab kubelet's pods, lab/install.py)."""
+    if mode not in install.MODES:
+        raise LabError(f"install mode {mode!r}: expected one of {', '.join(install.MODES)}")
+    if mode == "manifests" and not datapath:
+        raise LabError("--from-manifests installs the datapath: --no-datapath labs are spawned")
     require_root()
     if problem := cni_runtime.mode_error(cni):
         raise LabError(problem)
     paths = LabPaths.for_lab(name)
     existing = status(name)
     if existing is not None:
-        same_cni = (read_json(paths.lab_file) or {}).get("cni", "builtin") == cni
-        if existing.healthy and len(existing.nodes) == node_count and same_cni:
+        recorded = read_json(paths.lab_file) or {}
+        same = (recorded.get("cni", "builtin"), recorded.get("install", "spawn")) == (cni, mode)
+        if existing.healthy and len(existing.nodes) == node_count and same:
             progress(f"lab {name!r} is already up with {node_count} nodes")
             return plan_lab(name, node_count)
         progress(f"lab {name!r} exists but is not healthy or has another size: rebuilding it")
@@ -85,17 +93,22 @@ def up(
     # Each node's pods in a cgroup subtree (lab.cgroups): the agent's RTT source.
     pod_cgroups = datapath and cgroups.available()
     write_json_atomic(paths.lab_file, {"name": name, "nodes": node_count, "datapath": datapath,
-                                       "pod_cgroups": pod_cgroups, "cni": cni})
+                                       "pod_cgroups": pod_cgroups, "cni": cni,
+                                       "install": mode})
     try:
         progress(f"building the fabric ({plan.fabric_netns})")
         network.build_fabric(plan)
         for node in plan.nodes:
             progress(f"building {node.name}: netns {node.netns}, pod CIDR {node.pod_cidr}")
-            network.build_node(plan, node)
+            network.build_node(plan, node, fabric_routes=mode == "manifests")
         progress(f"building the external client ({plan.external_netns})")
         network.build_external_client(plan)
-        _start_processes(paths, plan, progress, datapath=datapath, pod_cgroups=pod_cgroups,
-                         svid_lifetime=svid_lifetime, node_port_range=node_port_range)
+        if mode == "manifests":
+            _start_from_manifests(paths, plan, progress, pod_cgroups=pod_cgroups,
+                                  svid_lifetime=svid_lifetime, node_port_range=node_port_range)
+        else:
+            _start_processes(paths, plan, progress, datapath=datapath, pod_cgroups=pod_cgroups,
+                             svid_lifetime=svid_lifetime, node_port_range=node_port_range)
         _wait_healthy(name, progress)
     except BaseException:
         progress("lab up failed: removing what was created")
@@ -234,6 +247,53 @@ def _start_with(
                 )
     progress("starting the flow relay")
     _start_relay(paths, plan, env)
+
+
+def _start_from_manifests(
+    paths: LabPaths, plan: LabPlan, progress: Progress, *, pod_cgroups: bool,
+    svid_lifetime: int | None, node_port_range: str | None,
+) -> None:
+    """The lab's own processes (API server, controller, DNS, relay), then Tulle from deploy/
+    through kubectl; returns once its DaemonSets and Deployments are ready."""
+    env = dict(os.environ, TULLE_LAB=plan.name, TULLE_STATE_DIR=str(paths.root.parent))
+    start_apiserver(paths, plan, progress, env, node_port_range)
+    seed_cluster(paths, plan, progress)
+    progress("starting the lab controller (scheduler, kubelet, EndpointSlices)")
+    # The waypoints' listening sockets, held by the controller, whose kubelet passes them to
+    # the tulle-waypoint pods (annotation lab.tulle.io/held-listeners, lab/listeners.py).
+    held = listeners.open_for_waypoints(plan.nodes)
+    try:
+        held_fds = {role: listeners.listen_fds(socks) for role, socks in held.items()}
+        procs.spawn(
+            "controller",
+            tulle_argv("lab", "controller", "--name", plan.name,
+                       "--kubeconfig", str(write_controller_kubeconfig(paths))),
+            log=paths.logs / "controller.log", record_dir=paths.procs,
+            env=dict(env, **{listeners.HELD_ENV: json.dumps(held_fds)}),
+            pass_fds=sorted({sock.fileno() for socks in held.values() for sock in socks}),
+        )
+    finally:
+        listeners.close_all(held)  # the controller has its copies
+    wait_nodes_registered(paths, plan, progress)
+    install.write_node_files(paths, plan)
+    for node in plan.nodes:
+        # The node's share of bpffs, the manifests' /sys/fs/bpf (the waypoint's hostPath is
+        # type Directory: made here, as a node's systemd mounts bpffs before any pod).
+        components.pin_dir(paths, node.name).parent.mkdir(parents=True, exist_ok=True)
+        progress(f"starting DNS on {node.name}")
+        procs.spawn(
+            f"dns-{node.name}",
+            procs.netns_argv(node.netns, node_argv(
+                "dns", "--kubeconfig", component_kubeconfig(paths, "tulle-lab-dns"))),
+            log=paths.logs / f"dns-{node.name}.log", record_dir=paths.procs, env=env,
+        )
+    progress("starting the flow relay")
+    _start_relay(paths, plan, env)
+    try:
+        install.apply_and_wait(paths, plan, apiserver_dir(paths) / "kubeconfig", progress,
+                               svid_lifetime=svid_lifetime)
+    except install.InstallError as err:
+        raise LabError(str(err)) from None
 
 
 def _start_relay(paths: LabPaths, plan: LabPlan, env: dict[str, str]) -> None:

@@ -96,8 +96,12 @@ def build_external_client(plan: LabPlan) -> None:
         fab.link("set", index=port, master=_ifindex(fab, FABRIC_BRIDGE), state="up")
 
 
-def build_node(plan: LabPlan, node: NodePlan) -> None:
-    """Node netns: uplink to the fabric, gateway + DNS addresses, routes to other nodes."""
+def build_node(plan: LabPlan, node: NodePlan, *, fabric_routes: bool = False) -> None:
+    """Node netns: uplink to the fabric, gateway + DNS addresses, routes to other nodes.
+    ``fabric_routes``: the fabric netns routes the node's pod CIDR via the node's fabric
+    address, so pods reach what listens in the fabric (the API server at 10.240.0.1) and get
+    the replies: needed once Tulle's own Deployments run as pods (`lab up --from-manifests`).
+    Inside the fabric netns only; the root netns never gets a route."""
     _ensure_netns(node.netns)
     with NetNS(node.netns) as ipr:
         ipr.link("set", index=_ifindex(ipr, "lo"), state="up")
@@ -130,6 +134,8 @@ def build_node(plan: LabPlan, node: NodePlan) -> None:
     with NetNS(plan.fabric_netns) as fab:
         port = _ifindex(fab, node.fabric_peer)
         fab.link("set", index=port, master=_ifindex(fab, FABRIC_BRIDGE), state="up")
+        if fabric_routes:
+            fab.route("replace", dst=str(node.pod_cidr), gateway=str(node.fabric_ip))
 
     _sysctl(
         node.netns,

@@ -73,16 +73,23 @@ def lab() -> None:
     help="How the kubelet gives pods their network: builtin veths, or a real CNI chain "
     "(Debian's ptp + host-local, then tulle-cni) run as a node's runtime runs it.",
 )
+@click.option(
+    "--from-manifests",
+    is_flag=True,
+    help="Install Tulle with `kubectl apply -k deploy/overlays/lab`: agents and waypoints run "
+    "as DaemonSet pods, the CA and tulle-controller as Deployments (default: lab-spawned).",
+)
 @click.pass_context
 def up(
     ctx: click.Context, nodes: int, name: str | None, datapath: bool, svid_lifetime: int | None,
-    node_port_range: str | None, cni: str,
+    node_port_range: str | None, cni: str, from_manifests: bool,
 ) -> None:
     """Build the lab: fabric, nodes, controller, agents and DNS."""
     name = name or lab_name(ctx)
     try:
         plan = lifecycle.up(name, nodes, _progress, datapath=datapath, svid_lifetime=svid_lifetime,
-                            node_port_range=node_port_range, cni=cni)
+                            node_port_range=node_port_range, cni=cni,
+                            mode="manifests" if from_manifests else "spawn")
     except (lifecycle.LabError, TopologyError) as err:
         raise click.ClickException(str(err)) from err
     click.secho(f"lab {name!r} is up with {len(plan.nodes)} nodes", fg="green")

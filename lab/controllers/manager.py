@@ -23,6 +23,7 @@ from agent.model.cache import ModelCache
 from controlplane.controller import LEASE_NAME
 from controlplane.leader import ElectionConfig, KubeLeases, LeaderElection
 from identity.system import SYSTEM_NAMESPACE
+from lab.components import from_manifests
 from lab.controllers.endpointslice import MANAGED_BY, MANAGED_BY_LABEL
 from lab.controllers.events import Recorder
 from lab.controllers.gateways import KINDS as GATEWAY_KINDS
@@ -241,15 +242,20 @@ def run(name: str, kubeconfig: Path | None = None) -> int:
         KubeLeases(connect(kubeconfig, FIELD_MANAGER)), SYSTEM_NAMESPACE, LEASE_NAME,
         ElectionConfig(f"{FIELD_MANAGER}_{uuid.uuid4()}"),
     )
+    # Installed from the manifests, the tulle-controller Deployment writes Gateway, Ingress
+    # and LoadBalancer status: this one does not even contend for the Lease (either could win).
+    status_work = not from_manifests(paths)
     loop = ControlLoop(
         view, informers.synced, kubelet, controller, GatewayController(api, gateway_api),
         ingresses=IngressController(api, Recorder(api)),
-        lbipam=LoadBalancerController(api, Recorder(api)), leading=election.leading,
+        lbipam=LoadBalancerController(api, Recorder(api)),
+        leading=election.leading if status_work else (lambda: False),
         gateway_services=GatewayServiceController(api),
         service_accounts=ServiceAccountController(api),
     )
     log.info("controller for lab %s started with nodes %s", name, controller.nodes)
-    elected = election.start(stop)  # releases the Lease when ``stop`` is set
+    # releases the Lease when ``stop`` is set
+    elected = election.start(stop) if status_work else None
     try:
         register_nodes(api, plan, stop)
         while not stop.is_set():
@@ -257,7 +263,8 @@ def run(name: str, kubeconfig: Path | None = None) -> int:
     finally:
         stop.set()
         informers.stop()
-        elected.join(timeout=2.0)
+        if elected is not None:
+            elected.join(timeout=2.0)
         supervisor.join(timeout=2.0)
         log.info("stopping: tearing down pods")
         kubelet.shutdown()

@@ -93,14 +93,16 @@ def _progress(_msg: str) -> None:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """One two-node lab shared by the netns tier (bring-up costs a few seconds). Its pod
     network is `$TULLE_TEST_LAB_CNI` (`tulle lab up --cni`: builtin, the default, or chain),
-    so the whole tier can be run against the CNI chain."""
+    so the whole tier can be run against the CNI chain; Tulle's install is
+    `$TULLE_TEST_LAB_INSTALL` (spawn, the default, or manifests: `--from-manifests`)."""
     name = "test" + secrets.token_hex(3)
     state = tmp_path_factory.mktemp("tulle-state")
     env = new_lab_env(state, name)
     previous = os.environ.get("TULLE_STATE_DIR")
     os.environ["TULLE_STATE_DIR"] = str(state)
     try:
-        lifecycle.up(name, 2, _progress, cni=os.environ.get("TULLE_TEST_LAB_CNI", "builtin"))
+        lifecycle.up(name, 2, _progress, cni=os.environ.get("TULLE_TEST_LAB_CNI", "builtin"),
+                     mode=os.environ.get("TULLE_TEST_LAB_INSTALL", "spawn"))
         yield Lab(name, env)
     finally:
         lifecycle.down(name, _progress)

@@ -15,11 +15,14 @@ ALLOWED_CAPABILITIES = {
     ("tulle-agent", "agent"): frozenset({"NET_ADMIN", "BPF", "PERFMON"}),
     ("tulle-agent", "node-setup"): frozenset({"NET_ADMIN"}),  # an address on lo
     ("tulle-waypoint", "waypoint"): frozenset({"NET_ADMIN"}),  # SO_MARK (the pinned map needs none from 5.19)
+    # The lab overlay's warm standby (l7proxy/standby.py): the same process as its sibling.
+    ("tulle-waypoint", "waypoint-standby"): frozenset({"NET_ADMIN"}),
 }
 # Seccomp: RuntimeDefault for all but the agent and the waypoint, whose bpf() (and the agent's
 # perf_event_open()) containerd's default profile refuses without SYS_ADMIN, a far larger
 # grant (deploy/daemonset/agent.yaml, waypoint.yaml).
-UNCONFINED = {("tulle-agent", "agent"), ("tulle-waypoint", "waypoint")}
+UNCONFINED = {("tulle-agent", "agent"), ("tulle-waypoint", "waypoint"),
+              ("tulle-waypoint", "waypoint-standby")}
 # The one privileged container: Bidirectional mount propagation (bpffs mounted on the host)
 # is allowed by the API server only for privileged containers; it runs `mount` and exits.
 PRIVILEGED_INIT = {("tulle-agent", "mount-bpffs")}

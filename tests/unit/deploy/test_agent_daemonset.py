@@ -110,7 +110,7 @@ def test_the_flags_are_the_agents_own(
     assert config.pin_dir == "/sys/fs/bpf/tulle" and config.trace is True
     if address:
         assert config.waypoint == "10.244.1.254:15001"
-        assert config.l7_intake == "/var/run/tulle/l7intake.sock"
+        assert config.l7_intake == "/var/run/tulle/l7intake/flows.sock"
     else:
         assert config.waypoint is None and config.l7_intake is None
 
