@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make demo`: bring the lab up, apply examples/, send requests between pods on different
+# `make demo`: bring the lab up with Tulle installed from deploy/ (DaemonSets and Deployments, as
+# on a cluster), apply examples/, send requests between pods on different
 # nodes and show who answered, then route the catalog Service through the waypoint and show
 # where the time of a few requests went, enrol a namespace in mTLS, and end with a request
 # from outside the cluster through a Gateway. The lab stays up afterwards.
@@ -8,8 +9,8 @@ cd "$(dirname "$0")/.."
 TULLE=.venv/bin/tulle
 step() { printf '\n\033[1;35m== %s\033[0m\n' "$*"; }
 
-step "bringing up the lab (2 nodes)"
-$TULLE lab up --nodes 2
+step "bringing up the lab (2 nodes), Tulle installed from deploy/overlays/lab with kubectl"
+$TULLE lab up --nodes 2 --from-manifests
 
 # The lab serves the Kubernetes API: kubectl talks to it as to any cluster.
 KUBECTL=kubectl
@@ -17,6 +18,9 @@ KUBECTL=kubectl
 command -v "$KUBECTL" >/dev/null || KUBECTL="$TULLE"     # no kubectl: tulle's own verbs
 KUBECONFIG="$($TULLE lab kubeconfig)"
 export KUBECONFIG
+
+step "Tulle itself: the agent and waypoint DaemonSets and the control-plane Deployments ($KUBECTL get ds,deploy -n tulle-system)"
+$KUBECTL get ds,deploy -n tulle-system
 
 step "applying examples/ with $KUBECTL (KUBECONFIG=$KUBECONFIG)"
 $KUBECTL apply -f examples/
