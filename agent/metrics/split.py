@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 from agent.flows.flow import RequestParts, RequestSplit, Service
 from agent.flows.reqsplit import LEAN_ROW, PARTS_WIDTH, split_lean
-from agent.flows.splitcolumns import split_columns
+from agent.flows.splitcolumns import split_runs
 from agent.metrics.series import Cell, Series
 
 SPLIT_HELP = {
@@ -75,25 +75,33 @@ def fold(cells: tuple[Cell, ...], bounds: tuple[int, ...], pending: list[int]) -
     if len(pending) % PARTS_WIDTH:
         raise ValueError(f"pending splits hold {len(pending)} values, not a multiple of "
                          f"{PARTS_WIDTH}")
-    fold_columns(cells, bounds, [pending[at::PARTS_WIDTH] for at in _INDEXES])
+    fold_columns(cells, bounds, [pending[at::PARTS_WIDTH] for at in _INDEXES],
+                 len(pending) // PARTS_WIDTH)
     pending.clear()
 
 
 def fold_lean(cells: tuple[Cell, ...], bounds: tuple[int, ...], spans: list[int],
               lean: bytearray) -> None:
     """Count requests not split yet (`_Pair.lean`, `_Pair.spans`) as `fold` counts their
-    splits, and empty both lists: split together, by columns (`split_columns`)."""
+    splits, and empty both lists: split together, by columns (`split_runs`: a part all
+    of them share is counted once)."""
     if spans:
-        fold_columns(cells, bounds, split_columns(spans, lean))
+        fold_columns(cells, bounds, split_runs(spans, lean), len(spans))
     spans.clear()
     lean.clear()
 
 
 def fold_columns(cells: tuple[Cell, ...], bounds: tuple[int, ...],
-                 columns: Sequence[list[int]]) -> None:
-    """Count each part's values (a column per cell, all as long; sorted here, in place)
-    into its histogram's cell, one observation each."""
+                 columns: Sequence[list[int] | int], count: int) -> None:
+    """Count each part's values into its histogram's cell, one observation each, for
+    ``count`` requests: a column per cell, a list of them all (sorted here, in place), or
+    one int that every request has (`split_runs`), counted once as ``count`` of them (the
+    bucket `SplitSeries.observe` puts one in, ``bisect_left``)."""
     for cell, values in zip(cells, columns, strict=True):
+        if isinstance(values, int):
+            cell[bisect_left(bounds, values)] += count
+            cell[-1] += values * count
+            continue
         total = len(values)
         values.sort()
         below = 0
