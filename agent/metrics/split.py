@@ -42,6 +42,7 @@ FOLD_LEN = FOLD_AT * PARTS_WIDTH  # a pair's pending values when FOLD_AT splits 
 # split is folded and the table starts again: at most MAX_PAIRS * FOLD_AT splits wait.
 MAX_PAIRS = 512
 MAX_KNOWN = 4 * MAX_PAIRS  # the shortcut table of known pairs (SplitSeries.known)
+_NO_SERVICE = object()  # SplitSeries.last_service when no entry is remembered (None is a value)
 
 
 class _Pair:
@@ -132,6 +133,22 @@ class SplitSeries:
         # label built per flow (the Service is held, and checked by identity: no id reuse).
         # Emptied with `_pairs`.
         self.known: dict[tuple[str, str, int], tuple[Service | None, _Pair]] = {}
+        # The entry of `known` the last flow took, and its key's labels and Service:
+        # `HttpSeries.observe` takes it again, with no key built and no lookup, when the
+        # next flow has the same objects (consecutive requests of one client workload to
+        # one Service: most of a batch). Forgotten whenever `known` is emptied.
+        self.last_service: object = _NO_SERVICE
+        self.last_src = self.last_dst = ""
+        self.last_known: tuple[Service | None, _Pair] | None = None
+
+    def remember(self, src: str, dst: str, known: tuple[Service | None, _Pair]) -> None:
+        """``known`` (an entry of `known`, taken for a flow with these labels and its
+        Service) is the one the next flow with the same objects takes."""
+        self.last_service, self.last_src, self.last_dst = known[0], src, dst
+        self.last_known = known
+
+    def _forget(self) -> None:
+        self.last_service, self.last_known = _NO_SERVICE, None
 
     def flush(self) -> None:
         """Fold every pair's waiting requests into its cells."""
@@ -161,6 +178,7 @@ class SplitSeries:
                 self.flush()
                 self._pairs.clear()
                 self.known.clear()
+                self._forget()
             self._pairs[(src, dst)] = _Pair(tuple(cells))
         return tuple(cells)
 
@@ -183,6 +201,7 @@ class SplitSeries:
             # so old keys are never hit again. A miss only takes the path above.
             if len(known) >= MAX_KNOWN:
                 known.clear()
+                self._forget()
             known[(src, raw_dst, id(service))] = (service, pair)
             if type(split) is bytes:
                 pair.lean += split
