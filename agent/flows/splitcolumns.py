@@ -23,8 +23,10 @@ from collections.abc import Sequence
 from agent.flows.reqsplit import LEAN, LEAN_ROW, split_lean
 
 Columns = tuple[list[int], ...]
+Runs = tuple[list[int] | int, ...]  # `split_runs`: an int is every request's value
 _TOP2 = 0xC000_0000_0000_0000  # a lane with either bit set is not in [0, 2^62)
 _TOP12 = 0xFFF0_0000_0000_0000  # nor under 2^52 (an RTT in µs that * 1000 still fits)
+_RTT_LIMIT = 1 << 52
 _MASKS: dict[tuple[int, int], int] = {}  # (lanes, pattern) -> mask; a few sizes in use
 
 
@@ -62,6 +64,18 @@ def split_columns(spans: Sequence[int], rows: bytes | bytearray) -> Columns:
     tests/unit/flows/test_splitcolumns checks it against ``split_lean`` for any
     readings."""
     n = len(spans)
+    return tuple([column] * n if isinstance(column, int) else column
+                 for column in split_runs(spans, rows))
+
+
+def split_runs(spans: Sequence[int], rows: bytes | bytearray) -> Runs:
+    """`split_columns`, except that a part every request has the same value of is that
+    value (an int), not a list: the metrics count it into its histogram once
+    (`agent.metrics.split.fold_columns`). In the lab and in production most batches are
+    like that: both RTTs come from the waypoint's per-socket cache (read again once a
+    second) and upstream_connect is 0 on a pooled connection; so of the five parts only
+    proxy and backend vary request by request."""
+    n = len(spans)
     if len(rows) != n * LEAN_ROW.size:
         raise ValueError(f"{len(rows)} bytes of clock readings for {n} requests: not "
                          f"{LEAN_ROW.size} each")
@@ -75,8 +89,18 @@ def split_columns(spans: Sequence[int], rows: bytes | bytearray) -> Columns:
     return tuple(list(column) for column in zip(*parts, strict=True))[1:]
 
 
-def _usual(n: int, spans: Sequence[int], rows: bytes | bytearray) -> Columns | None:
-    """``split_columns`` when every request is the usual one and every reading and span
+def _same(column: array, n: int) -> int | None:
+    """The value every lane of ``column`` holds, when that is one in [0, 2^52) (an RTT in
+    µs that * 1000 still fits in a lane); else None. One C compare of the bytes, no int
+    object per lane."""
+    value = column[0]
+    if not 0 <= value < _RTT_LIMIT:
+        return None
+    return value if column.tobytes() == array("q", [value]).tobytes() * n else None
+
+
+def _usual(n: int, spans: Sequence[int], rows: bytes | bytearray) -> Runs | None:
+    """``split_runs`` when every request is the usual one and every reading and span
     is in [0, 2^62) (the RTTs under 2^52); else None."""
     readings = array("q")
     readings.frombytes(rows)
@@ -86,27 +110,42 @@ def _usual(n: int, spans: Sequence[int], rows: bytes | bytearray) -> Columns | N
         span_col = array("q", spans)
     except OverflowError:  # beyond 64 bits
         return None
-    rtts, upstream_rtts = _big(readings[0::LEAN]), _big(readings[4::LEAN])
     start, sent = _big(readings[1::LEAN]), _big(readings[2::LEAN])
     first, span = _big(readings[3::LEAN]), _big(span_col)
-    if not (_fits(rtts, n, _TOP12) and _fits(upstream_rtts, n, _TOP12) and _fits(start, n)
-            and _fits(sent, n) and _fits(first, n) and _fits(span, n)):
+    if not (_fits(start, n) and _fits(sent, n) and _fits(first, n) and _fits(span, n)):
         return None
     ones = _mask(n, 1)
     window = first - sent
     if not (_fits(start - ones, n) and _fits(sent - start - ones, n)  # 0 < start < sent
             and _fits(window, n) and _fits(start + span - first, n)):  # <= first <= ...
         return None
-    upstream = upstream_rtts * 1000
+    client: list[int] | int
+    rtt_col, upstream_col = readings[0::LEAN], readings[4::LEAN]
+    same = _same(rtt_col, n)
+    if same is not None:
+        client = same * 1000
+    else:
+        rtts = _big(rtt_col)
+        if not _fits(rtts, n, _TOP12):
+            return None
+        client = _list(rtts * 1000, n)
+    same = _same(upstream_col, n)
+    if same is not None:
+        upstream = ones * (same * 1000)  # no carry: each lane's product is under 2^62
+    else:
+        upstream_rtts = _big(upstream_col)
+        if not _fits(upstream_rtts, n, _TOP12):
+            return None
+        upstream = upstream_rtts * 1000
+    network: list[int] | int
     backend = window - upstream
     if _fits(backend, n):  # every window holds its upstream RTT: network is the RTT
-        network = upstream
-    elif _fits(upstream - window, n):  # no window does: network is the window
-        network, backend = window, 0
-    else:  # some of each: the RTT, at most the window, request by request
-        windows, upstreams = _list(window, n), _list(upstream, n)
-        network_list = list(map(min, upstreams, windows))
-        return (_list(rtts * 1000, n), _list(span - window, n), [0] * n, network_list,
-                [w - u for w, u in zip(windows, network_list, strict=True)])
-    return (_list(rtts * 1000, n), _list(span - window, n), [0] * n, _list(network, n),
-            _list(backend, n))
+        network = same * 1000 if same is not None else _list(upstream, n)
+        return client, _list(span - window, n), 0, network, _list(backend, n)
+    if _fits(upstream - window, n):  # no window does: network is the window
+        return client, _list(span - window, n), 0, _list(window, n), 0
+    # some of each: the RTT, at most the window, request by request
+    windows, upstreams = _list(window, n), _list(upstream, n)
+    network_list = list(map(min, upstreams, windows))
+    return (client, _list(span - window, n), 0, network_list,
+            [w - u for w, u in zip(windows, network_list, strict=True)])

@@ -61,7 +61,14 @@ class HttpSeries:
         tulle = flow.tulle
         if tulle is not None and (parts := tulle.request_parts) is not None:
             svc = flow.destination_service  # a waypoint flow's pair is known: no call
-            known = self._split.known.get((src, dst, id(svc))) if n == 1 else None
+            split = self._split
+            if (svc is split.last_service and src is split.last_src and dst is split.last_dst
+                    and n == 1):  # the same objects as the last flow's: its entry
+                known = split.last_known
+            else:
+                known = split.known.get((src, dst, id(svc))) if n == 1 else None
+                if known is not None and known[0] is svc:
+                    split.remember(src, dst, known)
             if known is None or known[0] is not svc:
                 self._split.observe(parts, src, dst, svc, n, tulle.duration_ns)
             elif type(parts) is bytes:  # the common request: its row of readings waits

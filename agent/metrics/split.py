@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 from agent.flows.flow import RequestParts, RequestSplit, Service
 from agent.flows.reqsplit import LEAN_ROW, PARTS_WIDTH, split_lean
-from agent.flows.splitcolumns import split_columns
+from agent.flows.splitcolumns import split_runs
 from agent.metrics.series import Cell, Series
 
 SPLIT_HELP = {
@@ -42,6 +42,7 @@ FOLD_LEN = FOLD_AT * PARTS_WIDTH  # a pair's pending values when FOLD_AT splits 
 # split is folded and the table starts again: at most MAX_PAIRS * FOLD_AT splits wait.
 MAX_PAIRS = 512
 MAX_KNOWN = 4 * MAX_PAIRS  # the shortcut table of known pairs (SplitSeries.known)
+_NO_SERVICE = object()  # SplitSeries.last_service when no entry is remembered (None is a value)
 
 
 class _Pair:
@@ -75,25 +76,33 @@ def fold(cells: tuple[Cell, ...], bounds: tuple[int, ...], pending: list[int]) -
     if len(pending) % PARTS_WIDTH:
         raise ValueError(f"pending splits hold {len(pending)} values, not a multiple of "
                          f"{PARTS_WIDTH}")
-    fold_columns(cells, bounds, [pending[at::PARTS_WIDTH] for at in _INDEXES])
+    fold_columns(cells, bounds, [pending[at::PARTS_WIDTH] for at in _INDEXES],
+                 len(pending) // PARTS_WIDTH)
     pending.clear()
 
 
 def fold_lean(cells: tuple[Cell, ...], bounds: tuple[int, ...], spans: list[int],
               lean: bytearray) -> None:
     """Count requests not split yet (`_Pair.lean`, `_Pair.spans`) as `fold` counts their
-    splits, and empty both lists: split together, by columns (`split_columns`)."""
+    splits, and empty both lists: split together, by columns (`split_runs`: a part all
+    of them share is counted once)."""
     if spans:
-        fold_columns(cells, bounds, split_columns(spans, lean))
+        fold_columns(cells, bounds, split_runs(spans, lean), len(spans))
     spans.clear()
     lean.clear()
 
 
 def fold_columns(cells: tuple[Cell, ...], bounds: tuple[int, ...],
-                 columns: Sequence[list[int]]) -> None:
-    """Count each part's values (a column per cell, all as long; sorted here, in place)
-    into its histogram's cell, one observation each."""
+                 columns: Sequence[list[int] | int], count: int) -> None:
+    """Count each part's values into its histogram's cell, one observation each, for
+    ``count`` requests: a column per cell, a list of them all (sorted here, in place), or
+    one int that every request has (`split_runs`), counted once as ``count`` of them (the
+    bucket `SplitSeries.observe` puts one in, ``bisect_left``)."""
     for cell, values in zip(cells, columns, strict=True):
+        if isinstance(values, int):
+            cell[bisect_left(bounds, values)] += count
+            cell[-1] += values * count
+            continue
         total = len(values)
         values.sort()
         below = 0
@@ -124,6 +133,22 @@ class SplitSeries:
         # label built per flow (the Service is held, and checked by identity: no id reuse).
         # Emptied with `_pairs`.
         self.known: dict[tuple[str, str, int], tuple[Service | None, _Pair]] = {}
+        # The entry of `known` the last flow took, and its key's labels and Service:
+        # `HttpSeries.observe` takes it again, with no key built and no lookup, when the
+        # next flow has the same objects (consecutive requests of one client workload to
+        # one Service: most of a batch). Forgotten whenever `known` is emptied.
+        self.last_service: object = _NO_SERVICE
+        self.last_src = self.last_dst = ""
+        self.last_known: tuple[Service | None, _Pair] | None = None
+
+    def remember(self, src: str, dst: str, known: tuple[Service | None, _Pair]) -> None:
+        """``known`` (an entry of `known`, taken for a flow with these labels and its
+        Service) is the one the next flow with the same objects takes."""
+        self.last_service, self.last_src, self.last_dst = known[0], src, dst
+        self.last_known = known
+
+    def _forget(self) -> None:
+        self.last_service, self.last_known = _NO_SERVICE, None
 
     def flush(self) -> None:
         """Fold every pair's waiting requests into its cells."""
@@ -153,6 +178,7 @@ class SplitSeries:
                 self.flush()
                 self._pairs.clear()
                 self.known.clear()
+                self._forget()
             self._pairs[(src, dst)] = _Pair(tuple(cells))
         return tuple(cells)
 
@@ -175,6 +201,7 @@ class SplitSeries:
             # so old keys are never hit again. A miss only takes the path above.
             if len(known) >= MAX_KNOWN:
                 known.clear()
+                self._forget()
             known[(src, raw_dst, id(service))] = (service, pair)
             if type(split) is bytes:
                 pair.lean += split
