@@ -109,10 +109,13 @@ def kubectl_binary() -> Path:
 
 
 def kubectl(kubeconfig: Path, *args: str, timeout: float = 120.0) -> str:
-    done = subprocess.run(
-        [str(kubectl_binary()), "--kubeconfig", str(kubeconfig), *args],
-        capture_output=True, text=True, timeout=timeout, check=False,
-    )
+    try:
+        done = subprocess.run(
+            [str(kubectl_binary()), "--kubeconfig", str(kubeconfig), *args],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise InstallError(f"kubectl {' '.join(args)}: no answer in {timeout:.0f} s") from None
     if done.returncode != 0:
         raise InstallError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
     return done.stdout

@@ -165,8 +165,8 @@ class Kubelet(ContainerProcesses):
             account = self.lookup("ServiceAccount", ns, pod.spec.service_account)
             token = self.tokens is not None and satoken.automount(pod, account)
         # lab.tulle.io/held-listeners: the node's held sockets for every container.
-        held, held_fds, held_error = listeners.pod_listeners(pod.metadata.annotations,
-                                                             node.name, self.held)
+        held, held_fds, held_error = listeners.pod_listeners(
+            pod.metadata.annotations, node.name, self.held, namespace=ns, host_network=host)
         containers: list[ContainerRuntime] = []
         init: list[ContainerRuntime] = []
         # Sidecars (init containers with restartPolicy Always) run here beside the app

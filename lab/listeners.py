@@ -21,6 +21,7 @@ import socket
 from collections.abc import Iterable, Mapping
 
 from identity.hbone import HBONE_PORT, TUNNEL_OUTBOUND_PORT
+from identity.system import SYSTEM_NAMESPACE
 from l7proxy.listenfds import ENV as LISTEN_FDS_ENV
 from l7proxy.listenfds import format_fds, parse_fds
 from lab.apiserver.netns import in_netns
@@ -133,16 +134,24 @@ HELD_KINDS = ("waypoint",)
 
 
 def pod_listeners(
-    annotations: Mapping[str, str], node: str, held: Mapping[str, str]
+    annotations: Mapping[str, str], node: str, held: Mapping[str, str], *,
+    namespace: str, host_network: bool,
 ) -> tuple[str, tuple[int, ...], str]:
     """The ``TULLE_LISTEN_FDS`` value and the fds the kubelet passes to each container of a
     pod annotated ``lab.tulle.io/held-listeners: waypoint`` on ``node`` (the node's held
     waypoint sockets, so a waypoint run as a DaemonSet pod serves the addresses spawn mode's
     does and keeps them across its restarts), and what is wrong with the annotation ("").
-    ("", (), "") without the annotation, or in a lab that holds none (no datapath)."""
+    ("", (), "") without the annotation, or in a lab that holds none (no datapath).
+    Only a hostNetwork pod of Tulle's own namespace may have them: any other pod holding
+    the waypoint's listening sockets would accept the connections the datapath redirects
+    to the waypoint."""
     kind = annotations.get(HELD_ANNOTATION)
     if kind is None:
         return "", (), ""
+    if namespace != SYSTEM_NAMESPACE or not host_network:
+        return "", (), (f"annotation {HELD_ANNOTATION}: only hostNetwork pods of namespace "
+                        f"{SYSTEM_NAMESPACE} may hold the node's listeners (this pod: "
+                        f"namespace {namespace}, hostNetwork {str(host_network).lower()})")
     if kind not in HELD_KINDS:
         return "", (), (f"annotation {HELD_ANNOTATION}: unsupported value {kind!r} "
                         f"(supported: {', '.join(HELD_KINDS)})")

@@ -85,10 +85,16 @@ def script(binds: Sequence[Bind], *, pod_netns: bool) -> str:
     if pod_netns:
         lines.append("mount -t sysfs sysfs /sys")
     lines.append(f"mount -t tmpfs -o {RUN_TMPFS_OPTIONS} tulle-run /run")
-    for i, (fd, bind) in enumerate(zip(fds, binds, strict=True)):
+    private = [_private(bind, binds[:i]) for i, bind in enumerate(binds)]
+    # First every mountpoint outside the lab's own dirs: one may need an overlay layer on
+    # an existing ancestor, which would hide any bind already made below that ancestor.
+    for fd, bind, mine in zip(fds, binds, private, strict=True):
+        if not mine:
+            lines.append(f'tulle_mountpoint must "${fd}" {shlex.quote(bind.target)}')
+    for fd, bind, mine in zip(fds, binds, private, strict=True):
         target = shlex.quote(bind.target)
-        mode = "make" if _private(bind, binds[:i]) else "must"
-        lines.append(f'tulle_mountpoint {mode} "${fd}" {target}')
+        if mine:
+            lines.append(f'tulle_mountpoint make "${fd}" {target}')
         lines.append(f'mount --bind "/proc/self/fd/${fd}" {target}')
     lines += [
         f"mount -o remount,bind,ro {shlex.quote(b.target)}" for b in binds if b.read_only

@@ -106,6 +106,9 @@ def write(directory: Path, content: Mapping[str, tuple[bytes, int]]) -> None:
     directory.chmod(0o755)
     for rel, (data, mode) in content.items():
         path = directory / rel
+        # A second guard behind the API's key and path checks: never a file outside the volume.
+        if Path(rel).is_absolute() or ".." in Path(rel).parts or not rel:
+            raise ObjectVolumeError(f"file {rel!r} would lie outside the volume")
         path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         path.write_bytes(data)
         path.chmod(mode)

@@ -389,4 +389,6 @@ def read_secret(r: Reader, metadata: ObjectMeta) -> Secret:
 
 
 def read_config_map(r: Reader, metadata: ObjectMeta) -> ConfigMap:
+    # binaryData is not kept, but its keys are checked: each names a file in a volume.
+    r.string_map("binaryData", key_check=config_key)
     return ConfigMap(metadata=metadata, data=r.string_map("data", key_check=config_key))

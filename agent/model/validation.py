@@ -202,6 +202,10 @@ def config_key(value: str) -> str | None:
     """A Secret or ConfigMap data key."""
     if len(value) > 253 or not _CONFIG_KEY.fullmatch(value):
         return _bad(value, "a data key must consist of alphanumerics, '-', '_' or '.'")
+    if value.startswith(".."):  # a file name in a volume: never the volume or its parent
+        return _bad(value, "must not be '..' or start with '..'")
+    if value == ".":
+        return _bad(value, "must not be '.'")
     return None
 
 

@@ -1,7 +1,8 @@
 """The held-listener annotation on the session's lab: a hostNetwork pod annotated
 ``lab.tulle.io/held-listeners: waypoint`` gets the node's held waypoint sockets (the ones
 spawn mode's waypoint serves, lab/listeners.py) under TULLE_LISTEN_FDS, still listening on
-the node's waypoint address, as a waypoint DaemonSet pod will."""
+the node's waypoint address, as a waypoint DaemonSet pod will. Only Tulle's own hostNetwork
+pods may: a tenant's pod with the annotation does not start and holds nothing."""
 
 from __future__ import annotations
 
@@ -38,16 +39,46 @@ def k(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
     yield from newest_in_namespace(lab, tmp_path_factory.mktemp("kubectl-held"), NS)
 
 
+SYSTEM_NS = "tulle-system"
+
+
+def _pod(namespace: str) -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "wp", "namespace": namespace,
+                         "annotations": {"lab.tulle.io/held-listeners": "waypoint"}},
+            "spec": {"nodeName": "node1", "hostNetwork": True,
+                     "containers": [{"name": "wp", "image": "tulle",
+                                     "command": ["python3", "-c", REPORT]}]}}
+
+
+def test_a_tenants_annotated_pod_gets_no_listener_and_does_not_start(k: Kubectl) -> None:
+    k.out("apply", "-f", k.write("tenant.yaml", [_pod(NS)]))
+
+    def waiting() -> dict[str, object] | None:
+        status = json.loads(k.out("get", "pod", "wp", "-n", NS, "-o", "json"))["status"]
+        for c in status.get("containerStatuses") or []:
+            if "waiting" in c.get("state", {}):
+                return dict(c["state"]["waiting"])
+        return None
+
+    state = wait_for(lambda: (w := waiting()) and w.get("reason") == "CreateContainerConfigError"
+                     and w, timeout=60, what="the tenant pod held in CreateContainerConfigError")
+    assert "only hostNetwork pods of namespace tulle-system" in str(state.get("message"))
+    assert f"namespace {NS}" in str(state.get("message"))
+
+
 def test_an_annotated_pod_gets_the_nodes_waypoint_sockets(lab: Lab, k: Kubectl) -> None:
-    pod = {"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"name": "wp", "namespace": NS,
-                        "annotations": {"lab.tulle.io/held-listeners": "waypoint"}},
-           "spec": {"nodeName": "node1", "hostNetwork": True,
-                    "containers": [{"name": "wp", "image": "tulle",
-                                    "command": ["python3", "-c", REPORT]}]}}
-    k.out("apply", "-f", k.write("wp.yaml", [pod]))
+    try:
+        _serves_the_held_sockets(lab, k)
+    finally:
+        k.run("delete", "pod", "wp", "-n", SYSTEM_NS, "--ignore-not-found", "--wait=false",
+              ok=False)
+
+
+def _serves_the_held_sockets(lab: Lab, k: Kubectl) -> None:
+    k.out("apply", "-f", k.write("wp.yaml", [_pod(SYSTEM_NS)]))
     paths = LabPaths(lab.name, Path(lab.env["TULLE_STATE_DIR"]) / lab.name)
-    log = paths.pod_log(NS, "wp", "wp")  # the lab API server serves no pods/log
+    log = paths.pod_log(SYSTEM_NS, "wp", "wp")  # the lab API server serves no pods/log
     logs = wait_for(lambda: log.exists() and log.read_text().strip(), timeout=60,
                     what="the pod's report in its log")
     got = json.loads(logs.splitlines()[0])

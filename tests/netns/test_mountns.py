@@ -199,3 +199,28 @@ def test_a_mount_path_missing_below_an_existing_dir_is_made_in_a_private_layer(
     assert not Path(missing).parent.exists()
     scratch = machine.state / "pods" / "n1_agent" / "volumes" / "tmp" / "f"
     assert scratch.read_text() == "seen"  # written through to the pod's emptyDir
+
+
+def test_two_mount_paths_under_one_missing_dir_and_resolv_conf_all_stay_visible(
+    machine: Machine,
+) -> None:
+    """Each missing mountPath needs a layer over an existing ancestor (/etc here); a layer
+    made after a bind below that ancestor would hide it (/etc/resolv.conf, or the first
+    volume), so every such mountpoint is made before any bind."""
+    parent = f"/etc/tulle-test-{secrets.token_hex(3)}"
+    script = ("import json, os, pathlib, sys; out = {'pid': os.getpid()}\n"
+              "for d in sys.argv[1:3]:\n"
+              "    pathlib.Path(d, 'f').write_text(d); out[d] = pathlib.Path(d, 'f').read_text()\n"
+              "out['resolv'] = pathlib.Path('/etc/resolv.conf').read_text()\n"
+              "print(json.dumps(out))")
+    done = machine.run("n1", pod(["/usr/bin/python3", "-I", "-c", script,
+                                  f"{parent}/a", f"{parent}/b"],
+                                 [{"name": "tmp", "mountPath": f"{parent}/a"},
+                                  {"name": "state", "mountPath": f"{parent}/b"}]))
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert (got[f"{parent}/a"], got[f"{parent}/b"]) == (f"{parent}/a", f"{parent}/b")
+    assert got["resolv"] == RESOLV
+    assert not Path(parent).exists()
+    volumes = machine.state / "pods" / "n1_agent" / "volumes"
+    assert (volumes / "tmp" / "f").read_text() == f"{parent}/a"  # through to the emptyDir

@@ -37,14 +37,30 @@ sys.exit(3)
 
 def test_the_annotation_picks_the_nodes_waypoint_sockets() -> None:
     annotated = {listeners.HELD_ANNOTATION: "waypoint"}
-    assert listeners.pod_listeners(annotated, "node1", HELD) == (
+    system = {"namespace": "tulle-system", "host_network": True}
+    assert listeners.pod_listeners(annotated, "node1", HELD, **system) == (
         "10.0.0.1:15001=7,10.0.0.1:15008=9", (7, 9), "")
-    assert listeners.pod_listeners({}, "node1", HELD) == ("", (), "")
-    assert listeners.pod_listeners(annotated, "node2", HELD) == ("", (), "")  # holds none
-    assert listeners.pod_listeners(annotated, "node1", {}) == ("", (), "")  # no datapath
-    _, _, error = listeners.pod_listeners({listeners.HELD_ANNOTATION: "gateway"}, "node1", HELD)
+    assert listeners.pod_listeners({}, "node1", HELD, **system) == ("", (), "")
+    assert listeners.pod_listeners(annotated, "node2", HELD, **system) == ("", (), "")
+    assert listeners.pod_listeners(annotated, "node1", {}, **system) == ("", (), "")
+    _, _, error = listeners.pod_listeners({listeners.HELD_ANNOTATION: "gateway"}, "node1", HELD,
+                                          **system)
     assert error == ("annotation lab.tulle.io/held-listeners: unsupported value 'gateway' "
                      "(supported: waypoint)")
+
+
+@pytest.mark.parametrize(("namespace", "host_network"), [
+    ("tenant", True), ("tulle-system", False), ("kube-system", True)])
+def test_no_other_pod_gets_the_waypoints_sockets(namespace: str, host_network: bool) -> None:
+    # A tenant's pod holding them would accept connections the datapath redirects to the
+    # waypoint: the annotation is honoured only for Tulle's own hostNetwork pods.
+    annotated = {listeners.HELD_ANNOTATION: "waypoint"}
+    value, fds, error = listeners.pod_listeners(annotated, "node1", HELD, namespace=namespace,
+                                                host_network=host_network)
+    assert (value, fds) == ("", ())
+    assert error.startswith("annotation lab.tulle.io/held-listeners: only hostNetwork pods "
+                            "of namespace tulle-system")
+    assert f"namespace {namespace}, hostNetwork {str(host_network).lower()}" in error
 
 
 @pytest.fixture

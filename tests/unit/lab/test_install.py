@@ -145,3 +145,16 @@ def test_a_wait_that_runs_out_names_what_is_not_ready(
     assert calls[0] == ("apply", "-k", str(install.install_dir(paths)))
     written = yaml.safe_load((install.install_dir(paths) / "kustomization.yaml").read_text())
     assert not written["resources"][0].startswith("/")
+
+
+def test_a_kubectl_that_does_not_answer_is_an_install_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A hung kubectl (an API server that accepts and never answers) must end `lab up` with
+    # a clear error, not a traceback.
+    slow = tmp_path / "kubectl"
+    slow.write_text("#!/bin/sh\nsleep 30\n")
+    slow.chmod(0o755)
+    monkeypatch.setattr(install, "kubectl_binary", lambda: slow)
+    with pytest.raises(install.InstallError, match=r"kubectl get nodes: no answer in 1 s"):
+        install.kubectl(tmp_path / "kubeconfig", "get", "nodes", timeout=1.0)

@@ -25,11 +25,11 @@ def test_the_script_for_a_hostnetwork_container() -> None:
         "exec {tulle_fd1}</sys/fs/cgroup/unified/tulle/l/n1\n"
         "exec {tulle_fd2}<'/tmp/s/pods/ns_p/volumes/tmp dir'\n"
         "mount -t tmpfs -o mode=0755,size=64m tulle-run /run\n"
+        'tulle_mountpoint must "$tulle_fd2" /tmp\n'
         'tulle_mountpoint make "$tulle_fd0" /run/tulle\n'
         'mount --bind "/proc/self/fd/$tulle_fd0" /run/tulle\n'
         'tulle_mountpoint make "$tulle_fd1" /run/tulle/cgroupv2\n'
         'mount --bind "/proc/self/fd/$tulle_fd1" /run/tulle/cgroupv2\n'
-        'tulle_mountpoint must "$tulle_fd2" /tmp\n'
         'mount --bind "/proc/self/fd/$tulle_fd2" /tmp\n'
         "mount -o remount,bind,ro /run/tulle/cgroupv2\n"
         "exec {tulle_fd0}<&- {tulle_fd1}<&- {tulle_fd2}<&-\n"

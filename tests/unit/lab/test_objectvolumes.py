@@ -97,3 +97,13 @@ def test_a_required_missing_secret_holds_the_pod_until_it_exists(tmp_path: Path)
     assert (podvolumes.empty_dir(root, "tls") / "tls.key").read_bytes() == b"KEY"
     assert list(podvolumes.empty_dir(root, "opt").iterdir()) == []  # optional, missing
     kubelet.shutdown()
+
+
+@pytest.mark.parametrize("rel", ["../escaped", "a/../../escaped", "/etc/escaped", ""])
+def test_write_never_puts_a_file_outside_the_volume(tmp_path: Path, rel: str) -> None:
+    # The API refuses such keys and paths; this is the guard behind it (a stored object
+    # from before that check, or a bug there, must still not write on the host).
+    where = tmp_path / "pods" / "ns_p" / "volumes" / "v"
+    with pytest.raises(ObjectVolumeError, match="outside the volume"):
+        objectvolumes.write(where, {rel: (b"x", 0o644)})
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == []

@@ -94,3 +94,29 @@ def test_merge_leaves_a_malformed_string_data_for_validation() -> None:
     odd = _secret("s", stringData={"a": 1})
     assert merge_string_data(odd) is odd
     assert merge_string_data(_secret("s", stringData={})) == _secret("s")
+
+
+CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
+
+
+@pytest.mark.parametrize(("field", "key"), [
+    ("binaryData", "../../escaped"), ("binaryData", ".."), ("binaryData", "..x"),
+    ("data", ".."), ("data", "."), ("binaryData", "a/b"),
+])
+def test_a_config_map_key_that_names_no_plain_file_is_422(
+        client: Client, field: str, key: str) -> None:
+    # Each key becomes a file in a configMap volume: '..', '.' and '..x' would name the
+    # volume's parent or itself (Kubernetes' IsConfigMapKey refuses them, binaryData too).
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bad"},
+            field: {key: _b64("x") if field == "binaryData" else "x"}}
+    reply = client.request("POST", CONFIGMAPS, body)
+    assert reply.status == 422 and reply.body["reason"] == "Invalid", reply.body
+    (cause,) = reply.body["details"]["causes"]
+    assert cause["field"] == f"{field}[{key}]"
+    assert client.get(f"{CONFIGMAPS}/bad").status == 404
+
+
+def test_a_secret_key_dot_dot_is_422(client: Client) -> None:
+    reply = client.request("POST", SECRETS, _secret("bad", data={"..": _b64("x")}))
+    assert reply.status == 422, reply.body
+    assert "must not be '..'" in reply.body["message"]
