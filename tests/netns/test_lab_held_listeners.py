@@ -55,7 +55,8 @@ def test_a_tenants_annotated_pod_gets_no_listener_and_does_not_start(k: Kubectl)
     k.out("apply", "-f", k.write("tenant.yaml", [_pod(NS)]))
 
     def waiting() -> dict[str, object] | None:
-        status = json.loads(k.out("get", "pod", "wp", "-n", NS, "-o", "json"))["status"]
+        pod = json.loads(k.out("get", "pod", "wp", "-n", NS, "-o", "json"))
+        status = pod.get("status") or {}  # none until the kubelet first reports
         for c in status.get("containerStatuses") or []:
             if "waiting" in c.get("state", {}):
                 return dict(c["state"]["waiting"])
