@@ -17,20 +17,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from bench.l7.balance import OK, ROUTE  # the same one-route Gateway and backend answer
 from l7proxy.http import RequestHead
 from l7proxy.server import WaypointServer, new_event_loop
 from l7proxy.testing import RawBackend, gateway_config, read_response
 from l7proxy.timing import SPLIT
 
-ROUTE = """
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: main, namespace: default}
-spec:
-  parentRefs: [{name: gw, namespace: infra}]
-  rules: [{backendRefs: [{name: web, port: 8080}]}]
-"""
-OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 CLIENTS = 8
 
 
