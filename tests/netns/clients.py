@@ -112,3 +112,48 @@ for t in threads: t.start()
 for t in threads: t.join()
 print(json.dumps(result), flush=True)
 """
+
+# L4 load until told "stop" on stdin (or `seconds` pass): new connections one after another
+# (each reads the pod line STREAM_SERVER sends, then closes) and one long-lived stream read
+# throughout. Reports when each new connection started and whether it got its line, and the
+# stream's bytes and first error. Every failure is kept, with its time.
+L4_LOAD = r"""
+import json, socket, sys, threading, time
+host, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+stop = threading.Event()
+stream = socket.create_connection((host, port), timeout=10)
+first = stream.makefile("rb").readline().strip().decode()
+state = {"bytes": 0, "error": None}
+def read():
+    try:
+        while not stop.is_set():
+            chunk = stream.recv(65536)
+            if not chunk:
+                state["error"] = "closed"
+                return
+            state["bytes"] += len(chunk)
+    except OSError as e:
+        state["error"] = repr(e)
+def wait_stop():
+    for line in sys.stdin:
+        if line.strip() == "stop":
+            break
+    stop.set()
+threading.Thread(target=read, daemon=True).start()
+threading.Thread(target=wait_stop, daemon=True).start()
+print(json.dumps({"ready": first}), flush=True)
+ok, fails, end = [], [], time.monotonic() + seconds
+while not stop.is_set() and time.monotonic() < end:
+    started = time.time()
+    try:
+        with socket.create_connection((host, port), timeout=3) as c:
+            c.settimeout(3)
+            if not c.makefile("rb").readline().strip():
+                raise OSError("no pod line")
+        ok.append(round(started, 3))
+    except OSError as e:
+        fails.append([round(started, 3), repr(e)])
+    time.sleep(0.02)
+print(json.dumps({"ok": ok, "fails": fails, "stream": state, "stopped": stop.is_set()}),
+      flush=True)
+"""

@@ -16,6 +16,7 @@ import json
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -254,3 +255,113 @@ def test_a_verb_removed_from_the_agent_role_is_a_named_denial(mlab: Lab) -> None
     recovered = wait_for(lambda: (p := _agent_pod(mlab, "node1")) is not None and _ready(p)
                          and p, timeout=90, what="the agent ready once the verb is back")
     assert recovered["metadata"]["uid"] == new["metadata"]["uid"]  # no restart was needed
+
+
+def _agent_outages(events: str, nodes: tuple[str, ...]) -> list[tuple[str, float, float]]:
+    """(node, from, to) for each time a node had no Ready agent pod that was not being
+    deleted, replayed from `kubectl get pods -w --output-watch-events -o json` lines that
+    `_watch_lines` stamped with their arrival time. The count starts once every node has
+    been seen serving (the watch opens with an ADDED event per existing pod)."""
+    pods: dict[str, dict[str, Any]] = {}
+    down: dict[str, float] = {}
+    started = False
+    out: list[tuple[str, float, float]] = []
+    at = 0.0
+    for line in events.splitlines():
+        at_text, _, body = line.partition(" ")
+        at, event = float(at_text), json.loads(body)
+        obj = event["object"]
+        if event["type"] == "DELETED":
+            pods.pop(obj["metadata"]["uid"], None)
+        else:
+            pods[obj["metadata"]["uid"]] = obj
+        serving = {p["spec"].get("nodeName") for p in pods.values()
+                   if _ready(p) and not p["metadata"].get("deletionTimestamp")}
+        started = started or serving >= set(nodes)
+        for node in nodes if started else ():
+            if node not in serving and node not in down:
+                down[node] = at
+            elif node in serving and node in down:
+                out.append((node, down.pop(node), at))
+    return out + [(node, since, at) for node, since in down.items()]
+
+
+def _watch_lines(proc: subprocess.Popen[str], sink: list[str]) -> None:
+    """Each watch event kubectl prints (JSON objects, one after another), one line each,
+    prefixed with the wall time it arrived."""
+    decoder, buffer = json.JSONDecoder(), ""
+    assert proc.stdout is not None
+    for text in proc.stdout:
+        buffer += text
+        while buffer.strip():
+            try:
+                obj, end = decoder.raw_decode(buffer.lstrip())
+            except ValueError:
+                break
+            sink.append(f"{time.time():.3f} {json.dumps(obj)}")
+            buffer = buffer.lstrip()[end:]
+
+
+def test_a_rolling_update_of_the_agent_daemonset_loses_no_l4_request(mlab: Lab) -> None:
+    """`kubectl rollout restart ds/tulle-agent` replaces every node's agent, one node at a
+    time (maxUnavailable 1), while a client on node2 opens connection after connection to a
+    ClusterIP whose backend is on node1 and reads one long stream: the pinned programs and
+    maps keep the datapath up while a node has no agent, and the new agent adopts them."""
+    [stream_svc] = [s for s in mlab.get("services", NS) if s["metadata"]["name"] == "stream"]
+    cluster_ip = stream_svc["spec"]["clusterIP"]
+    client = pods_of(mlab, NS, "client")[0]["metadata"]["name"]
+    nodes = ("node1", "node2")
+    old = {node: _agent_pod(mlab, node) for node in nodes}
+    assert all(p is not None and _ready(p) for p in old.values()), old
+    events: list[str] = []
+    watch = subprocess.Popen(
+        [str(kubectl_binary()), "--kubeconfig", str(lifecycle.kubeconfig_path(mlab.name)),
+         "get", "pods", "-n", SYSTEM, "-l", "app.kubernetes.io/name=tulle-agent", "-w",
+         "--output-watch-events", "-o", "json"], stdout=subprocess.PIPE, text=True)
+    reader = threading.Thread(target=_watch_lines, args=(watch, events), daemon=True)
+    reader.start()
+    load = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli.main", "lab", "exec", "-n", NS, client, "--",
+         PY, "-c", clients.L4_LOAD, cluster_ip, "9000", "400"],
+        env=mlab.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert load.stdin is not None and load.stdout is not None
+    try:
+        assert json.loads(load.stdout.readline())["ready"].startswith("stream-")
+        time.sleep(2.0)
+        _kubectl(mlab, "-n", SYSTEM, "rollout", "restart", "ds/tulle-agent")
+        done = subprocess.run(
+            [str(kubectl_binary()), "--kubeconfig", str(lifecycle.kubeconfig_path(mlab.name)),
+             "-n", SYSTEM, "rollout", "status", "ds/tulle-agent", "--timeout=300s"],
+            capture_output=True, text=True, timeout=320, check=False)
+        assert done.returncode == 0, f"rollout status: {done.stdout}{done.stderr}"
+        time.sleep(2.0)
+        load.stdin.write("stop\n")
+        load.stdin.flush()
+        result = json.loads(load.stdout.readline())
+    finally:
+        load.kill()
+        load.wait(timeout=10)
+        watch.kill()
+        watch.wait(timeout=10)
+    reader.join(timeout=10)
+    assert 'daemon set "tulle-agent" successfully rolled out' in done.stdout, done.stdout
+    new = {node: _agent_pod(mlab, node) for node in nodes}
+    for node in nodes:  # every node's agent was replaced, and the new one is Ready
+        was, now = old[node], new[node]
+        assert was is not None and now is not None and _ready(now), (node, now)
+        assert now["metadata"]["uid"] != was["metadata"]["uid"], f"{node}'s agent not replaced"
+    outages = _agent_outages("\n".join(events), nodes)
+    assert {node for node, _, _ in outages} == set(nodes), outages  # each node went through one
+    for node, start, end in outages:  # never two nodes without their agent at once
+        overlapping = [o for o in outages if o[0] != node and o[1] < end and start < o[2]]
+        assert not overlapping, (node, start, end, overlapping)
+    ok, fails = result["ok"], result["fails"]
+    during = [t for t in ok if any(start <= t <= end for _, start, end in outages)]
+    assert not fails, f"{len(fails)} of {len(ok) + len(fails)} new connections failed: {fails[:10]}"
+    assert result["stream"]["error"] is None, result["stream"]
+    # The load ran through the rollout, including while a node had no agent.
+    assert len(ok) >= 200 and len(during) >= 20, (
+        f"{len(ok)} connections, {len(during)} while a node had no agent ({outages})")
+    print(f"rolling update: {len(ok)} new connections, {len(during)} while a node had no "
+          f"agent, 0 failed; stream {result['stream']['bytes']} bytes unbroken; "
+          f"outages {[(n, round(e - s, 1)) for n, s, e in outages]}")
