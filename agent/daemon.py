@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -99,8 +100,14 @@ QUIET_LOGGERS = ("httpx2", "httpx")
 
 def setup_logging(node: str) -> None:
     """Log to a dup of fd 2 made now: BCC compiles redirect fd 2 process-wide for a second
-    (agent.datapath.native.captured_stderr), and other threads' records must not vanish."""
+    (agent.datapath.native.captured_stderr), and other threads' records must not vanish.
+    ``sys.stderr`` goes there too: the interpreter prints an uncaught exception's traceback
+    to it, and a start that fails on the main thread while the BCC thread compiles (a busy
+    metrics port, say) exits before that compile puts fd 2 back; its traceback went into
+    the compile's capture file and was lost with it."""
     stream = os.fdopen(os.dup(2), "w", buffering=1, errors="backslashreplace")
+    sys.stderr.flush()
+    sys.stderr = stream
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {node} %(levelname)s %(message)s",
                         stream=stream)
     for name in QUIET_LOGGERS:

@@ -122,8 +122,11 @@ def kubectl(kubeconfig: Path, *args: str, timeout: float = 120.0) -> str:
 
 
 def not_ready(workloads: Iterable[dict[str, Any]], nodes: int) -> list[str]:
-    """What is not ready yet, one phrase per workload; empty when every DaemonSet runs a
-    ready pod on each of ``nodes`` and every Deployment has its replicas available. Pure."""
+    """What is not ready yet, one phrase per workload; empty when each is what `kubectl
+    rollout status` calls rolled out (and each DaemonSet covers the ``nodes``). Pure.
+
+    A count alone is not enough: just after an apply that changes a template, the status
+    still describes the old generation, whose pods are all ready."""
     seen: dict[str, dict[str, Any]] = {
         f"{o['kind'].lower()}/{o['metadata']['name']}": o for o in workloads
     }
@@ -134,17 +137,64 @@ def not_ready(workloads: Iterable[dict[str, Any]], nodes: int) -> list[str]:
         if obj is None:
             out.append(f"{key} does not exist")
             continue
-        status = obj.get("status") or {}
-        if kind == "DaemonSet":
-            ready = int(status.get("numberReady") or 0)
-            if ready < nodes:
-                out.append(f"{key} {ready}/{nodes} ready")
-        else:
-            want = int((obj.get("spec") or {}).get("replicas", 1))
-            available = int(status.get("availableReplicas") or 0)
-            if available < want:
-                out.append(f"{key} {available}/{want} available")
+        why = (_daemonset_waits(obj, nodes) if kind == "DaemonSet"
+               else _deployment_waits(obj))
+        if why:
+            out.append(f"{key} {why}")
     return out
+
+
+def _count(status: dict[str, Any], field: str) -> int:
+    return int(status.get(field) or 0)
+
+
+def _unobserved(obj: dict[str, Any]) -> str | None:
+    """The spec change the controller has not acted on yet (the status is an older one's)."""
+    generation = int((obj.get("metadata") or {}).get("generation") or 0)
+    observed = _count(obj.get("status") or {}, "observedGeneration")
+    if observed < generation:
+        return f"generation {generation} not observed yet (status is of {observed})"
+    return None
+
+
+def _daemonset_waits(obj: dict[str, Any], nodes: int) -> str | None:
+    """kubectl's DaemonSet rollout check (updated and available on every desired node),
+    with the desired count at least ``nodes``: every lab node runs one."""
+    status = obj.get("status") or {}
+    desired = max(_count(status, "desiredNumberScheduled"), nodes)
+    updated = _count(status, "updatedNumberScheduled")
+    available = _count(status, "numberAvailable")
+    if why := _unobserved(obj):
+        return why
+    if updated < desired:
+        return f"{updated}/{desired} updated"
+    if available < desired:
+        return f"{available}/{desired} available"
+    return None
+
+
+def _deployment_waits(obj: dict[str, Any]) -> str | None:
+    """kubectl's Deployment rollout check (updated, no old replicas left, available), and
+    its Available condition."""
+    status = obj.get("status") or {}
+    want = int((obj.get("spec") or {}).get("replicas", 1))
+    updated = _count(status, "updatedReplicas")
+    available = _count(status, "availableReplicas")
+    old = _count(status, "replicas") - updated
+    if why := _unobserved(obj):
+        return why
+    if updated < want:
+        return f"{updated}/{want} updated"
+    if old > 0:
+        return f"{old} old replica(s) pending termination"
+    if available < want:
+        return f"{available}/{want} available"
+    condition = next((c for c in status.get("conditions") or []
+                      if c.get("type") == "Available"), {})
+    if condition.get("status") != "True":
+        reason = condition.get("reason") or "no Available condition"
+        return f"not Available ({reason})"
+    return None
 
 
 def pod_problems(pods: Iterable[dict[str, Any]]) -> list[str]:

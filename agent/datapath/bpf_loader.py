@@ -60,15 +60,19 @@ class BpfError(Exception):
 
 class CompileError(BpfError):
     """clang rejected the C. ``file``/``line`` point at the first error; ``diagnostics`` is all
-    that the compiler printed."""
+    that the compiler printed. ``raised`` is what BCC raised: its words are the reason when
+    clang printed no error (BCC's own Python failed, say), and it is the error's cause."""
 
-    def __init__(self, sources: list[Path], diagnostics: str) -> None:
+    def __init__(self, sources: list[Path], diagnostics: str,
+                 raised: BaseException | None = None) -> None:
         self.diagnostics = diagnostics.strip()
         first = _CLANG_ERROR.search(self.diagnostics)
         self.file: str | None = first["file"] if first else None
         self.line: int | None = int(first["line"]) if first else None
         names = ", ".join(_display(p) for p in sources)
-        where = f"{self.file}:{self.line}: {first['msg']}" if first else "no clang error found"
+        where = (f"{self.file}:{self.line}: {first['msg']}" if first
+                 else f"no clang error found; BCC raised {raised!r}" if raised is not None
+                 else "no clang error found")
         super().__init__(
             f"compiling {names} failed: {where}\n{self.diagnostics or '(no diagnostics)'}"
         )
@@ -123,11 +127,12 @@ def load_program(
     flags = compile_flags(cflags)
     debug = DEBUG_PREPROCESSOR if debug_dump_path else 0
     bpf: BPF | None = None
+    failure: Exception | None = None
     with captured_stderr() as stderr:
         try:
             bpf = BPF(text=text.encode(), cflags=flags, debug=debug)
-        except Exception:  # BCC raises a bare Exception; clang's text went to fd 2
-            bpf = None
+        except Exception as exc:  # BCC raises a bare Exception; clang's text went to fd 2
+            failure = exc
     printed = stderr[0]
     if debug_dump_path is not None:
         header = f"/* BCC input for {', '.join(map(str, source_files))}\n * cflags: {flags}\n */\n"
@@ -135,7 +140,7 @@ def load_program(
     elif printed.strip():
         sys.stderr.write(printed)  # warnings of a good compile belong to the user, not to us
     if bpf is None:
-        raise CompileError([Path(p) for p in source_files], printed)
+        raise CompileError([Path(p) for p in source_files], printed, failure) from failure
     return bpf
 
 

@@ -96,3 +96,27 @@ def test_the_feature_probe_silences_libbpf_and_restores_its_printer(
         assert printed  # and ours again after
     finally:
         features.libbpf.libbpf_set_print(previous)
+
+
+def test_what_bcc_raised_is_the_compile_error_s_reason_and_cause(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A compile that fails without a clang error (BCC's own Python, a missing kernel
+    header package) keeps BCC's exception: its words in the message, itself as the cause
+    (the traceback then shows where BCC failed), beside what went to fd 2."""
+    from agent.datapath import bpf_loader
+
+    source = tmp_path / "prog.c"
+    source.write_text("int x;\n")
+    boom = TypeError("an argument BCC did not expect")
+
+    def failing_bpf(**_kwargs: object) -> None:
+        os.write(2, b"modprobe: FATAL: Module kheaders not found\n")
+        raise boom
+
+    monkeypatch.setattr(bpf_loader, "BPF", failing_bpf)
+    with pytest.raises(bpf_loader.CompileError) as err:
+        bpf_loader.load_program([source], [])
+    assert err.value.__cause__ is boom
+    assert ("failed: no clang error found; BCC raised TypeError('an argument BCC did not "
+            "expect')") in str(err.value)
+    assert err.value.diagnostics == "modprobe: FATAL: Module kheaders not found"

@@ -62,31 +62,82 @@ def test_an_absolute_base_is_refused() -> None:
         install.overlay(str(install.LAB_OVERLAY), svid_lifetime=None)
 
 
-def _ds(name: str, ready: int) -> dict:
-    return {"kind": "DaemonSet", "metadata": {"name": name}, "status": {"numberReady": ready}}
-
-
-def _deploy(name: str, available: int | None, replicas: int = 1) -> dict:
-    status = {} if available is None else {"availableReplicas": available}
-    return {"kind": "Deployment", "metadata": {"name": name}, "spec": {"replicas": replicas},
+def _ds(name: str, available: int, *, desired: int = 2, updated: int | None = None,
+        generation: int = 1, observed: int | None = None) -> dict:
+    status = {"desiredNumberScheduled": desired, "numberReady": available,
+              "numberAvailable": available,
+              "updatedNumberScheduled": desired if updated is None else updated,
+              "observedGeneration": generation if observed is None else observed}
+    return {"kind": "DaemonSet", "metadata": {"name": name, "generation": generation},
             "status": status}
 
 
-def test_ready_when_every_daemonset_covers_the_nodes_and_deployments_are_available() -> None:
-    objs = [_ds("tulle-agent", 2), _ds("tulle-waypoint", 2),
+def _deploy(name: str, available: int | None, replicas: int = 1, *, updated: int | None = None,
+            total: int | None = None, generation: int = 1, observed: int | None = None,
+            condition: str | None = None) -> dict:
+    status: dict = {} if available is None else {
+        "availableReplicas": available, "replicas": replicas if total is None else total,
+        "updatedReplicas": replicas if updated is None else updated,
+        "observedGeneration": generation if observed is None else observed,
+        "conditions": [{"type": "Available", "reason": "MinimumReplicas",
+                        "status": condition or ("True" if available >= replicas else "False")}]}
+    return {"kind": "Deployment", "metadata": {"name": name, "generation": generation},
+            "spec": {"replicas": replicas}, "status": status}
+
+
+def _ready_set() -> list[dict]:
+    return [_ds("tulle-agent", 2), _ds("tulle-waypoint", 2),
             _deploy("tulle-controlplane", 1), _deploy("tulle-controller", 1)]
+
+
+def test_ready_when_every_daemonset_covers_the_nodes_and_deployments_are_available() -> None:
+    objs = _ready_set()
     assert install.not_ready(objs, nodes=2) == []
-    assert install.not_ready(objs, nodes=3) == ["daemonset/tulle-agent 2/3 ready",
-                                                "daemonset/tulle-waypoint 2/3 ready"]
+    assert install.not_ready(objs, nodes=3) == ["daemonset/tulle-agent 2/3 updated",
+                                                "daemonset/tulle-waypoint 2/3 updated"]
 
 
 def test_not_ready_names_each_missing_or_short_workload() -> None:
     objs = [_ds("tulle-agent", 1), _deploy("tulle-controlplane", None),
-            _deploy("tulle-controller", 1, replicas=2)]
+            _deploy("tulle-controller", 1, replicas=2, updated=2)]
     assert install.not_ready(objs, nodes=2) == [
-        "daemonset/tulle-agent 1/2 ready", "daemonset/tulle-waypoint does not exist",
-        "deployment/tulle-controlplane 0/1 available", "deployment/tulle-controller 1/2 available",
+        "daemonset/tulle-agent 1/2 available", "daemonset/tulle-waypoint does not exist",
+        "deployment/tulle-controlplane generation 1 not observed yet (status is of 0)",
+        "deployment/tulle-controller 1/2 available",
     ]
+
+
+@pytest.mark.parametrize(("changed", "expected"), [
+    # A re-apply that changed the template: every pod of the old generation is still ready.
+    (_ds("tulle-agent", 2, generation=3, observed=2),
+     "daemonset/tulle-agent generation 3 not observed yet (status is of 2)"),
+    # Observed, one node still runs the old template (ready, so numberReady alone says 2/2).
+    (_ds("tulle-agent", 2, generation=3, updated=1),
+     "daemonset/tulle-agent 1/2 updated"),
+    (_ds("tulle-agent", 1, desired=1, updated=1),
+     "daemonset/tulle-agent 1/2 updated"),  # a node the DaemonSet does not cover yet
+    (_deploy("tulle-controller", 1, generation=2, observed=1),
+     "deployment/tulle-controller generation 2 not observed yet (status is of 1)"),
+    (_deploy("tulle-controller", 1, updated=0, total=1),
+     "deployment/tulle-controller 0/1 updated"),
+    (_deploy("tulle-controller", 1, total=2),  # surge: the old pod still there
+     "deployment/tulle-controller 1 old replica(s) pending termination"),
+    (_deploy("tulle-controller", 1, condition="False"),
+     "deployment/tulle-controller not Available (MinimumReplicas)"),
+])
+def test_not_ready_until_the_rollout_is_what_kubectl_rollout_status_accepts(
+    changed: dict, expected: str,
+) -> None:
+    objs = [o for o in _ready_set() if o["metadata"]["name"] != changed["metadata"]["name"]]
+    assert install.not_ready([*objs, changed], nodes=2) == [expected]
+
+
+def test_a_deployment_without_its_available_condition_is_not_ready() -> None:
+    bare = _deploy("tulle-controller", 1)
+    del bare["status"]["conditions"]
+    objs = [o for o in _ready_set() if o["metadata"]["name"] != "tulle-controller"]
+    assert install.not_ready([*objs, bare], nodes=2) == [
+        "deployment/tulle-controller not Available (no Available condition)"]
 
 
 def test_pod_problems_quote_the_container_reasons_of_unready_pods_only() -> None:
@@ -140,7 +191,8 @@ def test_a_wait_that_runs_out_names_what_is_not_ready(
         install.apply_and_wait(paths, plan_lab("lab7", 2), tmp_path / "kubeconfig",
                                lambda _m: None, svid_lifetime=None, timeout=0.5)
     message = str(err.value)
-    assert message.startswith("Tulle's workloads not ready within 0s: daemonset/tulle-agent 1/2")
+    assert message.startswith(
+        "Tulle's workloads not ready within 0s: daemonset/tulle-agent 1/2 available")
     assert "pod tulle-agent-abcde on node2: Running (agent: CrashLoopBackOff)" in message
     assert calls[0] == ("apply", "-k", str(install.install_dir(paths)))
     written = yaml.safe_load((install.install_dir(paths) / "kustomization.yaml").read_text())
