@@ -189,8 +189,8 @@ def _deployment_waits(obj: dict[str, Any]) -> str | None:
         return f"{old} old replica(s) pending termination"
     if available < want:
         return f"{available}/{want} available"
-    condition = next((c for c in status.get("conditions") or []
-                      if c.get("type") == "Available"), {})
+    condition: dict[str, Any] = next((c for c in status.get("conditions") or []
+                                      if c.get("type") == "Available"), {})
     if condition.get("status") != "True":
         reason = condition.get("reason") or "no Available condition"
         return f"not Available ({reason})"

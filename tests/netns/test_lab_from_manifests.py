@@ -7,7 +7,8 @@ One two-node lab of its own (module scope). Its tests, in file order: the instal
 the DaemonSet's datapath; deleting an agent pod gets it recreated while a TCP stream opened
 before keeps flowing (the new agent adopts the pinned maps); a verb removed from the agent's
 ClusterRole is a denial the new agent's log names, and the agent recovers once it is back;
-an HTTPRoute is served by the waypoint DaemonSet, its status written by tulle-controller.
+an HTTPRoute is served by the waypoint DaemonSet, its status written by tulle-controller; a
+rolling update of the agent DaemonSet (`kubectl rollout restart`) loses no L4 connection.
 """
 
 from __future__ import annotations
@@ -307,6 +308,7 @@ def test_a_rolling_update_of_the_agent_daemonset_loses_no_l4_request(mlab: Lab) 
     time (maxUnavailable 1), while a client on node2 opens connection after connection to a
     ClusterIP whose backend is on node1 and reads one long stream: the pinned programs and
     maps keep the datapath up while a node has no agent, and the new agent adopts them."""
+    paths = LabPaths.for_lab(mlab.name)
     [stream_svc] = [s for s in mlab.get("services", NS) if s["metadata"]["name"] == "stream"]
     cluster_ip = stream_svc["spec"]["clusterIP"]
     client = pods_of(mlab, NS, "client")[0]["metadata"]["name"]
@@ -350,6 +352,8 @@ def test_a_rolling_update_of_the_agent_daemonset_loses_no_l4_request(mlab: Lab) 
         was, now = old[node], new[node]
         assert was is not None and now is not None and _ready(now), (node, now)
         assert now["metadata"]["uid"] != was["metadata"]["uid"], f"{node}'s agent not replaced"
+        log = paths.pod_log(SYSTEM, now["metadata"]["name"], "agent").read_text()
+        assert "datapath: adopted the programs pinned in" in log, log[-3000:]
     outages = _agent_outages("\n".join(events), nodes)
     assert {node for node, _, _ in outages} == set(nodes), outages  # each node went through one
     for node, start, end in outages:  # never two nodes without their agent at once
