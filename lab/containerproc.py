@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from agent.model.core import Container, Pod
 from l7proxy.listenfds import ENV as LISTEN_FDS_ENV
 from lab import (
+    capabilities,
     cgroups,
     envsource,
     hostpaths,
@@ -44,6 +45,16 @@ BACKOFF_MAX = 10.0
 STOP_GRACE = 2.0
 
 
+def _bounded(argv: tuple[str, ...], c: Container) -> tuple[str, ...]:
+    """``argv`` with the capabilities the container's securityContext grants
+    (lab.capabilities); unchanged for a name the kernel lacks, whose container never starts
+    (the kubelet's config error)."""
+    try:
+        return tuple(capabilities.bounded(argv, c.security_context, capabilities.known()))
+    except capabilities.CapabilityError:
+        return argv
+
+
 class ContainerProcesses:
     paths: LabPaths
     events: EventSink | None
@@ -68,7 +79,7 @@ class ContainerProcesses:
         env = pod_env(pod, ip, node, c, sources)
         if image:
             env = volumesetup.container_env(self.image, set(declared), env)
-        return tuple(expand(arg, declared) for arg in argv), env, ports
+        return _bounded(tuple(expand(arg, declared) for arg in argv), c), env, ports
 
     def _start_container(self, rt: PodRuntime, c: ContainerRuntime) -> None:
         problem = (c.config_error or self._token_problem(rt) or self._object_volumes_problem(rt)

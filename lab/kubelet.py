@@ -35,6 +35,7 @@ from typing import Any
 
 from agent.model.core import Pod
 from lab import (
+    capabilities,
     cgroups,
     initcontainers,
     ipam,
@@ -185,7 +186,9 @@ class Kubelet(ContainerProcesses):
             (init if is_init else containers).append(ContainerRuntime(
                 c.name, argv, env, ports, ip_vars=pod_ip_vars(c), host_paths=mounts.host_paths,
                 binds=None if fs is None else mounts.binds,
-                config_error=mounts.error or held_error, listen_fds=held, pass_fds=held_fds,
+                config_error=(mounts.error or held_error or capabilities.problem(
+                    c.security_context, capabilities.known())),
+                listen_fds=held, pass_fds=held_fds,
                 source=(pod, c), init=is_init,
                 python="" if fs is None else self.image.container_python(),
             ))

@@ -16,6 +16,7 @@ from agent.model.convert_podspec import (
     read_volume_mount,
 )
 from agent.model.convert_probe import read_probes
+from agent.model.convert_security import read_security_context
 from agent.model.core import (
     TLS_SECRET_TYPE,
     AddressType,
@@ -129,6 +130,7 @@ def _read_container(r: Reader) -> Container:
         liveness_probe=probes["livenessProbe"],
         readiness_probe=probes["readinessProbe"],
         restart_policy=r.string("restartPolicy"),
+        security_context=r.obj("securityContext", read_security_context),
     )
     r.check_unique("ports", [p.name for p in container.ports], "name")
     return container

@@ -13,6 +13,7 @@ from agent.model.core_container import (
     KeySelector,
     Probe,
     SecretVolumeSource,
+    SecurityContext,
 )
 from agent.model.frozen import EMPTY, FrozenMap
 from agent.model.meta import ConditionStatus, ObjectMeta, Protocol
@@ -110,6 +111,7 @@ class Container:
     # An init container's "Always" makes it a sidecar (native sidecars, Kubernetes 1.33 GA):
     # it keeps running beside the app containers and may have probes.
     restart_policy: str | None = None
+    security_context: SecurityContext | None = None
 
 
 class RestartPolicy(StrEnum):

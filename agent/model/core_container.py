@@ -89,6 +89,32 @@ class Probe:
     failure_threshold: int = 3
 
 
+# --- securityContext (the lab kubelet bounds a container's capabilities: lab/capabilities.py)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """``capabilities``: POSIX capability names as the API takes them (``NET_ADMIN``, ``ALL``;
+    a container runtime also reads ``CAP_NET_ADMIN``), added to and dropped from the
+    runtime's default set."""
+
+    add: tuple[str, ...] = ()
+    drop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityContext:
+    """A container's ``securityContext``, the fields a runtime acts on for its process.
+    None: unset (the runtime's default)."""
+
+    capabilities: Capabilities | None = None
+    privileged: bool | None = None
+    allow_privilege_escalation: bool | None = None
+    read_only_root_filesystem: bool | None = None
+    run_as_user: int | None = None
+    run_as_non_root: bool | None = None
+
+
 # --- Secret and ConfigMap volumes (the lab kubelet writes their files: lab/objectvolumes.py)
 
 
