@@ -18,6 +18,9 @@ ALLOWED_CAPABILITIES = {
     # The lab overlay's warm standby (l7proxy/standby.py): the same process as its sibling.
     ("tulle-waypoint", "waypoint-standby"): frozenset({"NET_ADMIN"}),
 }
+# An agent given --announce-interface answers ARP through an AF_PACKET socket
+# (agent/announce/responder.py): that one flag justifies NET_RAW (overlays/lab gives it).
+ANNOUNCE_FLAG, ANNOUNCE_CAPABILITY = "--announce-interface", "NET_RAW"
 # Seccomp: RuntimeDefault for all but the agent and the waypoint, whose bpf() (and the agent's
 # perf_event_open()) containerd's default profile refuses without SYS_ADMIN, a far larger
 # grant (deploy/daemonset/agent.yaml, waypoint.yaml).
@@ -99,7 +102,11 @@ def _container(workload: str, c: dict[str, Any], init: bool, image: str, tag: st
     caps = sc.get("capabilities", {})
     if not privileged and "ALL" not in caps.get("drop", []):
         out.append("capabilities: does not drop ALL")
-    extra = set(caps.get("add", [])) - ALLOWED_CAPABILITIES.get(key, frozenset())
+    allowed = ALLOWED_CAPABILITIES.get(key, frozenset())
+    if key == ("tulle-agent", "agent") and any(
+            a.split("=")[0] == ANNOUNCE_FLAG for a in c.get("args", [])):
+        allowed |= {ANNOUNCE_CAPABILITY}
+    extra = set(caps.get("add", [])) - allowed
     if extra:
         out.append(f"capabilities not justified: {sorted(extra)}")
     resources = c.get("resources", {})

@@ -42,6 +42,18 @@ def _check(obj: dict[str, Any]) -> list[str]:
     return findings(obj, IMAGE, version())
 
 
+def test_net_raw_is_justified_only_by_the_announcer_flag() -> None:
+    """overlays/lab announces (ARP) and so adds NET_RAW; the same grant without the flag is
+    refused, as in production."""
+    agent = one(render("lab"), "DaemonSet", "tulle-agent")
+    container = _container(agent, "agent")
+    assert "NET_RAW" in container["securityContext"]["capabilities"]["add"]
+    assert findings(agent, LAB_IMAGE, version()) == []
+    container["args"] = [a for a in container["args"] if not a.startswith("--announce-interface")]
+    assert "tulle-agent/agent: capabilities not justified: ['NET_RAW']" in findings(
+        agent, LAB_IMAGE, version())
+
+
 def test_privileged_is_refused_beyond_the_bpffs_mount() -> None:
     agent = _agent()
     _container(agent, "agent")["securityContext"]["privileged"] = True
