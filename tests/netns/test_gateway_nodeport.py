@@ -59,7 +59,7 @@ def site(lab: Lab) -> dict[str, Any]:
         return ports if ports and all(ports.values()) else None
 
     ports = wait_for(node_ports, timeout=30, what="the Gateway's Service and its nodePorts")
-    nodes = [str(n.fabric_ip) for n in plan_lab(2).nodes]
+    nodes = [str(n.fabric_ip) for n in plan_lab(lab.name, 2).nodes]
     info = {"nodes": nodes, "http": ports[80], "tcp": ports[5432]}
     for address in nodes:  # each node's agent and waypoint, not only the first one's
         wait_for(lambda a=address: get(lab, a, "web.example", "/one/ready",
