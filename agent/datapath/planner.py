@@ -6,10 +6,10 @@ plan into parts by what they read and replans only the parts a change reaches:
 - service entries (``ServiceState``): Service, EndpointSlice; replanned per Service;
 - endpoints, ipcache, policy (``plan_endpoints``): Node, Pod, Namespace, NetworkPolicy,
   AuthorizationPolicy (the pods it guards take ingress only from waypoints); replanned whole;
-- L7 needs (``l7_keys``): HTTPRoute and the Gateway API kinds, Service, Namespace, Secret, this
-  node's address (Gateways' nodePorts),
-  AuthorizationPolicy, BackendTrafficPolicy, HTTPLocalRateLimitPolicy; replanned whole, and
-  skipped while there is none of ``STEERING_KINDS``;
+- L7 needs (``l7_keys``): HTTPRoute and the Gateway API kinds, Service, Namespace, Secret,
+  AuthorizationPolicy, BackendTrafficPolicy, HTTPLocalRateLimitPolicy, and this node's address
+  (Gateways' nodePorts are served there); replanned whole, and skipped while there is none of
+  ``STEERING_KINDS``;
 - TCPRoute/UDPRoute entries (``plan_route_entries``): those kinds, Gateway API kinds,
   Service, EndpointSlice; replanned whole, skipped while there is no TCPRoute or UDPRoute;
 - mTLS enrolment (``mtls_part``): the endpoints part's pods, Namespace, PeerAuthentication;
