@@ -42,6 +42,7 @@ KINDS = (
     "IngressClass",
     "BackendTLSPolicy",
     "ConfigMap",
+    "Node",  # Gateways' nodePorts are served at their addresses (l7proxy/parents.py)
 )
 
 ROUTING_KINDS = frozenset(
@@ -158,10 +159,11 @@ class ClusterFeed:
             endpoints = StaticEndpoints(self.index.endpoints())
         else:
             endpoints = last[1]
-        if last is None or dirty & {"Gateway", "Service", "Ingress", "IngressClass", "ListenerSet",
-                                     "Namespace"}:
+        if last is None or dirty & {"Gateway", "GatewayClass", "Service", "Ingress",
+                                     "IngressClass", "ListenerSet", "Namespace", "Node"}:
             gateways = gateway_parents(typed["Gateway"], typed["Service"], ingresses_of(tables),
-                                       typed["ListenerSet"], typed["Namespace"])
+                                       typed["ListenerSet"], typed["Namespace"],
+                                       typed["GatewayClass"], typed["Node"])
         else:
             gateways = last[2]
         certificates = (

@@ -109,7 +109,7 @@ async def serve(node: str, client: Client, pin_dir: Path, listen: Address, intak
     l7proxy/standby.py)."""
     if held:
         log.info("taking %d held listening sockets: %s", len(held.fds), held.fds)
-    mtls_kinds = ("Node", "PeerAuthentication")  # waypoint addresses; backends' mTLS modes
+    mtls_kinds = ("PeerAuthentication",)  # backends' mTLS modes (Node: always, in KINDS)
     feed = ClusterFeed(client, KINDS + mtls_kinds if svid_dir is not None else KINDS)
     feed.source.start()
     while not feed.source.synced:  # every kind listed: never route from a partial view

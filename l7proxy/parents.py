@@ -1,5 +1,6 @@
 """Which parent a redirected connection was for, by its original destination: a Gateway
-listener at a Gateway's address, an IngressClass port at the class's address (its
+listener at a Gateway's address or at a node's address and its Service's nodePort
+(``agent/datapath/gateway_nodeports.py``), an IngressClass port at the class's address (its
 Ingresses' status). Neither ever takes a Service's ClusterIP: that connection is the
 Service's."""
 
@@ -7,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agent.datapath.l7_needs import cluster_ip_holders, gateway_addresses
+from agent.datapath.gateway_nodeports import gateway_node_ports, listener_node_ports
+from agent.datapath.l7_needs import KERNEL_PROTOCOLS, cluster_ip_holders, gateway_addresses
 from agent.model.core import Namespace, Service
-from agent.model.gateway import Gateway
+from agent.model.gateway import Gateway, GatewayClass
 from agent.model.ingress import Ingress, IngressClass
 from agent.model.listenerset import ListenerSet
+from agent.model.node import Node
 from gatewayapi import GatewayParent, IngressParent, RouteTables
 from gatewayapi.ingress.serve import IngressTables, compile_ingresses
 from gatewayapi.listenersets import namespace_labels, served_listeners
@@ -23,9 +26,12 @@ def gateway_parents(
     gateways: Sequence[Gateway], services: Sequence[Service],
     ingresses: IngressTables | None = None,
     listener_sets: Sequence[ListenerSet] = (), namespaces: Sequence[Namespace] = (),
+    classes: Sequence[GatewayClass] = (), nodes: Sequence[Node] = (),
 ) -> dict[Address, GatewayParent | IngressParent]:
     """(address, listener port) -> the Gateway listener (or IngressClass port) a
-    redirected connection was for. Never a Service's ClusterIP (``gateway_addresses``):
+    redirected connection was for; and (node InternalIP, nodePort) -> the listener on that
+    Service port, for every node (the kernel redirects only its own node's; ``classes``:
+    only Tulle's Gateways have them). Never a Service's ClusterIP (``gateway_addresses``):
     that connection is the Service's."""
     out: dict[Address, GatewayParent | IngressParent] = {}
     if ingresses is not None:  # compiled without Service and Gateway addresses
@@ -36,6 +42,13 @@ def gateway_parents(
             out[(str(address), listener.port)] = GatewayParent(
                 gw.metadata.namespace, gw.metadata.name, listener.port
             )
+    node_addresses = sorted({a for n in nodes if (a := n.status.address("InternalIP"))})
+    for gw, node_ports in gateway_node_ports(gateways, classes, services):
+        ports = [listener.port for listener in served_listeners(gw, listener_sets, labels)
+                 if listener.protocol not in KERNEL_PROTOCOLS]
+        for port, node_port in listener_node_ports(ports, node_ports):
+            parent = GatewayParent(gw.metadata.namespace, gw.metadata.name, port)
+            out.update({(address, node_port): parent for address in node_addresses})
     return out
 
 

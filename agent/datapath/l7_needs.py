@@ -37,13 +37,16 @@ class L7Needs:
     errors: tuple[str, ...] = ()
 
 
-def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
+def l7_keys(view: ClusterView, compiler: RouteCompiler, node_address: IPv4 | None = None
+            ) -> L7Needs:
     """What must reach a waypoint: Service ports with HTTPRoutes or GRPCRoutes (GAMMA;
     consumer routes only for clients in their namespace), the TCP ports of Services under an
     AuthorizationPolicy (``authz.steer``), a BackendTrafficPolicy or an
     HTTPLocalRateLimitPolicy (``targeted_services``; the waypoint enforces them all), and
     every listener but TCP and UDP ones (``KERNEL_PROTOCOLS``) of Gateways with an address,
-    and ports 80/443 of Tulle's IngressClasses' addresses."""
+    the same listeners at ``node_address`` (this node's) and their Service's nodePorts
+    (``agent/datapath/gateway_nodeports.py``), and ports 80/443 of Tulle's IngressClasses'
+    addresses."""
     from gatewayapi import RoutingInputs
     from gatewayapi.backendpolicy import targeted_services
     from gatewayapi.listenersets import namespace_labels, served_listeners
@@ -89,12 +92,29 @@ def l7_keys(view: ClusterView, compiler: RouteCompiler) -> L7Needs:
         for listener in served_listeners(gw, view.listener_sets, labels):
             if listener.protocol not in KERNEL_PROTOCOLS:  # TCP/UDP: agent/datapath/l4_routes
                 keys.add(ServiceKey(address, listener.port, 6))
+    if node_address is not None:
+        keys.update(node_port_keys(view, node_address))
     if view.ingresses:
         taken = frozenset(cluster_ip_holders(view.services)) | {str(a) for _, a in usable}
         keys.update(ingress_keys(view.ingresses, view.ingress_classes, taken))
     return L7Needs(
         frozenset(keys), {k: v for k, v in consumers.items() if k not in keys}, tuple(errors)
     )
+
+
+def node_port_keys(view: ClusterView, node_address: IPv4) -> set[ServiceKey]:
+    """(this node's address, nodePort) of each waypoint listener of Tulle's Gateways."""
+    from agent.datapath.gateway_nodeports import gateway_node_ports, listener_node_ports
+    from gatewayapi.listenersets import namespace_labels, served_listeners
+
+    labels = namespace_labels(view.namespaces)
+    keys: set[ServiceKey] = set()
+    for gw, node_ports in gateway_node_ports(view.gateways, view.gateway_classes, view.services):
+        ports = [listener.port for listener in served_listeners(gw, view.listener_sets, labels)
+                 if listener.protocol not in KERNEL_PROTOCOLS]
+        keys.update(ServiceKey(node_address, node_port, 6)
+                    for _, node_port in listener_node_ports(ports, node_ports))
+    return keys
 
 
 def cluster_ip_holders(services: Iterable[Service]) -> dict[str, str]:

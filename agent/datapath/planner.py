@@ -7,8 +7,9 @@ plan into parts by what they read and replans only the parts a change reaches:
 - endpoints, ipcache, policy (``plan_endpoints``): Node, Pod, Namespace, NetworkPolicy,
   AuthorizationPolicy (the pods it guards take ingress only from waypoints); replanned whole;
 - L7 needs (``l7_keys``): HTTPRoute and the Gateway API kinds, Service, Namespace, Secret,
-  AuthorizationPolicy, BackendTrafficPolicy, HTTPLocalRateLimitPolicy; replanned whole, and
-  skipped while there is none of ``STEERING_KINDS``;
+  AuthorizationPolicy, BackendTrafficPolicy, HTTPLocalRateLimitPolicy, and this node's address
+  (Gateways' nodePorts are served there); replanned whole, and skipped while there is none of
+  ``STEERING_KINDS``;
 - TCPRoute/UDPRoute entries (``plan_route_entries``): those kinds, Gateway API kinds,
   Service, EndpointSlice; replanned whole, skipped while there is no TCPRoute or UDPRoute;
 - mTLS enrolment (``mtls_part``): the endpoints part's pods, Namespace, PeerAuthentication;
@@ -191,7 +192,10 @@ class Planner:
             bucket[name] = obj
         self._view = self._desired = None
         if kind == "Node" and name[1] == self.node:
+            before = self.services.site
             self.services.set_site(node_site(self.objects["Node"].values(), self.node))
+            if self.services.site != before:
+                self._needs = None  # Gateways' nodePorts are served at this node's address
         if kind == "Service":
             assert obj is None or isinstance(obj, Service)
             self.services.put_service(obj, name)
@@ -260,4 +264,5 @@ class Planner:
     def _l7(self) -> L7Needs:
         if not any(self.objects[kind] for kind in STEERING_KINDS):
             return L7Needs()  # nothing can need a waypoint: skip the O(Services) compile
-        return l7_keys(self.view(), self.routes)
+        site = self.services.site
+        return l7_keys(self.view(), self.routes, site.address if site is not None else None)

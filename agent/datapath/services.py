@@ -200,7 +200,8 @@ def many_service_entries(
         if (site is not None and service.spec.type is not ServiceType.CLUSTER_IP
                 and not looks_like_gateway_service(service)):
             # A Gateway's Service has no endpoints: external entries at its address would
-            # shadow the Gateway's (the waypoint, l7_needs) and drop every client.
+            # shadow the Gateway's (the waypoint, l7_needs) and drop every client. Its
+            # nodePorts go to the waypoint too (l7_needs.node_port_keys).
             from agent.datapath.external import external_entries  # it builds on this module
 
             more, more_notes = external_entries(service, entries, site)

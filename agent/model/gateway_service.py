@@ -53,7 +53,8 @@ def gateway_owner(meta: ObjectMeta) -> OwnerReference | None:
 def looks_like_gateway_service(service: Service) -> bool:
     """Judged from the Service alone (the agent plans each Service on its own): its
     controller is a Gateway and its name is that Gateway's Service name. Such a Service has
-    no endpoints; its address is the Gateway's, which the waypoint serves."""
+    no endpoints; its address is the Gateway's, which the waypoint serves, and so are its
+    nodePorts at the nodes' addresses (``agent/datapath/gateway_nodeports.py``)."""
     ref = gateway_owner(service.metadata)
     return ref is not None and service.metadata.name == service_name(ref.name)
 

@@ -7,9 +7,12 @@ The Service (GEP-1762 "resources created in response to the Gateway"):
   it an address (the Gateway's ``spec.addresses`` request honoured), which becomes the
   Gateway's ``status.addresses``; no other load balancer implementation acts on it;
 - no selector: nothing behind it is a pod; the agent serves its address as the Gateway's
-  (through the waypoint) and programs no external entry for it (``looks_like_gateway_service``);
+  (through the waypoint) and programs no endpoint entry for it (``looks_like_gateway_service``);
 - one port per (port, protocol) of the Gateway's listeners (HTTP, HTTPS, TLS and TCP are TCP;
-  UDP is UDP), named ``<protocol>-<port>``; a nodePort the API server assigned is kept;
+  UDP is UDP), named ``<protocol>-<port>``; a nodePort the API server assigned is kept: the
+  agents serve each node's address at the nodePort of an HTTP, HTTPS or TLS listener's port as
+  that listener (through the waypoint), which is how a Gateway no pool gives an address stays
+  reachable (issue 13, ``agent/datapath/gateway_nodeports.py``);
 - labels: the Gateway's ``spec.infrastructure.labels`` plus ``gateway-name: <Gateway>`` (ours
   last: an infrastructure label cannot rename the owner); annotations: the infrastructure ones;
 - a controller ownerReference to the Gateway (garbage collection removes it with the Gateway

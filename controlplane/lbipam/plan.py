@@ -23,7 +23,9 @@ allocation, and the status each claimant (or former claimant) should carry.
 - A claim that waits has no address (never one outside a pool) and a reason, which the
   controller reports (an Event; a Gateway's ``Programmed`` condition, reason
   ``AddressNotAssigned`` as the Gateway API names it, or ``AddressNotUsable`` when the
-  address it asked for cannot be given).
+  address it asked for cannot be given). A waiting Gateway is still served at every node's
+  address on its Service's nodePorts, which that message names
+  (``agent/datapath/gateway_nodeports.py``).
 """
 
 from __future__ import annotations

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from agent.datapath.gateway_nodeports import (
+    gateway_node_ports,
+    ports_text,
+    waypoint_node_ports,
+)
 from agent.model.authz import AuthorizationPolicy
 from agent.model.backendpolicy import BackendTrafficPolicy
 from agent.model.backendtls import BackendTLSPolicy
@@ -98,14 +103,21 @@ def _certificate_problem(crt: bytes, key: bytes) -> str | None:
 
 
 def with_address(status: dict[str, Any], address: str | None, reason: str,
-                 requested: bool = False) -> dict[str, Any]:
+                 requested: bool = False, node_ports: Mapping[int, int] | None = None
+                 ) -> dict[str, Any]:
     """A Gateway's computed status with its pool address, or, while it waits for one, none
     and ``Programmed`` False with the Gateway API's reason: ``AddressNotUsable`` when it
     asked for an address (``spec.addresses``) that cannot be given, else
-    ``AddressNotAssigned`` (no pool for it, or the pools are full)."""
+    ``AddressNotAssigned`` (no pool for it, or the pools are full). ``node_ports``
+    (listener port -> its Service's nodePort): where it is served meanwhile, on every node's
+    address (``agent/datapath/gateway_nodeports.py``), said in the message only: a node
+    address in ``status.addresses`` would claim the listeners' own ports."""
     if address is not None:
         return {**status, "addresses": [{"type": "IPAddress", "value": address}]}
     why = "AddressNotUsable" if requested else "AddressNotAssigned"
+    if node_ports:
+        reason += (f"; served meanwhile at every node's address on its Service's nodePorts "
+                   f"(listener port->nodePort: {ports_text(node_ports)})")
     conditions = [
         {**c, "status": "False", "reason": why, "message": reason}
         if c.get("type") == "Programmed" else c
@@ -152,6 +164,8 @@ class GatewayController:
                    if kind == "Gateway"}
         requested = {(g.metadata.namespace, g.metadata.name) for g in gateways
                      if requested_address(g) is not None}
+        node_ports = {(g.metadata.namespace, g.metadata.name): waypoint_node_ports(g, ports)
+                      for g, ports in gateway_node_ports(gateways, classes, services)}
         self._policy_status([o for o in typed if isinstance(o, BackendTrafficPolicy)], services)
         self._policy_status(
             [o for o in typed if isinstance(o, HTTPLocalRateLimitPolicy)], services
@@ -199,7 +213,8 @@ class GatewayController:
                     # (not a Service squatting its name, nor a pool that selects it not).
                     status = with_address(status, addresses[(ns, name)], reason,
                                           (ns, name) in requested
-                                          and reason.startswith("requested address"))
+                                          and reason.startswith("requested address"),
+                                          node_ports.get((ns, name)))
                 self._merge_status(kind, ns, name, status)
 
     def _policy_status(

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.datapath.desired import DesiredDatapath, desired_datapath, l7_keys, view_of
+from agent.datapath.external import node_site
 from agent.datapath.planner import Change, Planner
 from agent.model.convert import ConversionError, from_dict
 from agent.model.resource import Resource
@@ -269,7 +270,8 @@ def decoded(doc: dict[str, Any]) -> Resource | None:
 
 def full_replan(objects: dict[tuple[str, str, str], Resource]) -> DesiredDatapath:
     view = view_of(objects.values())
-    return desired_datapath(view, NODE, None, l7_keys(view, RouteCompiler()), WAYPOINT)
+    address = node_site(view.nodes, NODE).address  # Gateways' nodePorts are served there
+    return desired_datapath(view, NODE, None, l7_keys(view, RouteCompiler(), address), WAYPOINT)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -68,3 +68,35 @@ def test_a_gateway_whose_requested_address_cannot_be_given_is_address_not_usable
     accepted = next(c for c in waiting["conditions"] if c["type"] == "Accepted")
     assert accepted["status"] == "True"
     assert waiting["addresses"] == []
+
+
+def test_a_gateway_with_no_pool_says_where_the_nodes_serve_it():
+    """Issue 13's fallback, reported honestly: no address in ``status.addresses`` (a node
+    address there would claim the listeners' own ports, which the conformance suite dials),
+    Programmed False AddressNotAssigned, and the message names the nodePorts the waypoint
+    listeners are served at (not the TCP listener's: the kernel serves that one only at a
+    Gateway address)."""
+    from lab.controllers.gateways import GatewayController
+    from lab.seed import GATEWAY_CLASS
+    from tests.unit.datapath.test_gateway_nodeports import TCP, gateway, gateway_service
+
+    gw = gateway(listeners=({"name": "http", "port": 80, "protocol": "HTTP"}, TCP))
+    gw["metadata"].update(generation=1, resourceVersion="3")
+    svc = from_dict(gateway_service(gw))
+    writer = _Writer()
+    GatewayController(writer).reconcile([GATEWAY_CLASS, gw], [svc])  # no LoadBalancerIPPool
+    [status] = [s for kind, _, name, s in writer.writes if (kind, name) == ("Gateway", "edge")]
+    assert status.get("addresses") == []
+    programmed = next(c for c in status["conditions"] if c["type"] == "Programmed")
+    assert (programmed["status"], programmed["reason"]) == ("False", "AddressNotAssigned")
+    assert programmed["message"] == (
+        "no LoadBalancerIPPool selects it; served meanwhile at every node's address on its "
+        "Service's nodePorts (listener port->nodePort: 80->31080)")
+
+
+def test_a_gateway_with_an_address_says_nothing_of_node_ports():
+    from lab.controllers.gateways import with_address
+
+    computed = {"conditions": [{"type": "Programmed", "status": "True", "message": "ok"}]}
+    assert with_address(computed, "10.240.0.241", "", node_ports={80: 31080}) == {
+        **computed, "addresses": [{"type": "IPAddress", "value": "10.240.0.241"}]}
