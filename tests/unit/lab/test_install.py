@@ -109,7 +109,7 @@ def test_lab_up_refuses_an_unknown_install_mode_or_manifests_without_a_datapath(
     with pytest.raises(lifecycle.LabError, match="install mode 'helm': expected one of spawn, "
                                                  "manifests"):
         lifecycle.up("never", 2, lambda _m: None, mode="helm")
-    with pytest.raises(lifecycle.LabError, match="--no-datapath labs are spawned"):
+    with pytest.raises(lifecycle.LabError, match="--install manifests installs the datapath: --no-datapath labs are spawned"):
         lifecycle.up("never", 2, lambda _m: None, mode="manifests", datapath=False)
 
 
