@@ -277,7 +277,6 @@ def _start_from_manifests(
     finally:
         listeners.close_all(held)  # the controller has its copies
     wait_nodes_registered(paths, plan, progress)
-    install.write_node_files(paths, plan)
     for node in plan.nodes:
         # The node's share of bpffs, the manifests' /sys/fs/bpf (the waypoint's hostPath is
         # type Directory: made here, as a node's systemd mounts bpffs before any pod).
