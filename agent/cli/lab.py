@@ -13,8 +13,8 @@ from agent.cli.cluster import ClusterError, connect_to
 from agent.cli.context import Choice, lab_name
 from agent.cli.node import dns
 from lab import cgroups, cni_runtime, labstatus, lifecycle, volumesetup
-from lab.install import MODES as INSTALL_MODES
 from lab.apiserver.node_ports import parse_port_range
+from lab.install import MODES as INSTALL_MODES
 from lab.state import LabPaths
 from lab.topology import TopologyError
 
