@@ -99,7 +99,8 @@ def lab() -> None:
     show_default=True,
     help="How the kubelet gives pods their network. chain: a real CNI chain (Debian's ptp + "
     "host-local, then tulle-cni) run as a node's container runtime runs it. builtin: the "
-    "kubelet builds the veths itself, a faster lab for benchmarks and the test tier.",
+    "kubelet builds the veths itself, no plugin processes per pod: the lab the benchmarks and "
+    "the test tier run on.",
 )
 @click.option("--from-manifests", is_flag=True, hidden=True,
               help="Old spelling of --install manifests.")
