@@ -1,18 +1,16 @@
-"""`tulle lab up --from-manifests`: Tulle installed from deploy/ with the real kubectl.
+"""`tulle lab up` (`--install manifests`, the default): Tulle installed from deploy/ with the
+real kubectl.
 
 The lab still spawns its API server, its controller (scheduler, kubelet), the per-node DNS
 and the relay; Tulle's own components (the tulle-agent and tulle-waypoint DaemonSets, the
 tulle-controlplane and tulle-controller Deployments) are what `kubectl apply -k
 deploy/overlays/lab` makes, run by the lab kubelet as pods (lab/README.md).
 
-Options a cluster would not have (today: ``--svid-lifetime``) and what the lab kubelet does
-not give pods yet go into a generated overlay in ``<state>/<lab>/install`` that references
-deploy/overlays/lab by a relative path (kustomize refuses an absolute one).
-
-What the kubelet does not give yet: the cluster DNS for hostNetwork pods (dnsPolicy
-ClusterFirstWithHostNet; the agent dials tulle-controlplane.tulle-system.svc). The generated
-overlay binds a resolv.conf the lab writes in each node's root (``/var/lib/tulle-lab``) at
-/etc/resolv.conf in the two DaemonSets' containers.
+Options a cluster would not have (today: ``--svid-lifetime``) go into a generated overlay in
+``<state>/<lab>/install`` that references deploy/overlays/lab by a relative path (kustomize
+refuses an absolute one). The DaemonSets' cluster DNS (dnsPolicy ClusterFirstWithHostNet: the
+agent dials tulle-controlplane.tulle-system.svc) is the lab kubelet's, as on a node
+(lab/volumesetup.py ``cluster_resolver``), not a patch.
 """
 
 from __future__ import annotations
@@ -29,20 +27,12 @@ from typing import Any
 import yaml
 
 from identity.system import SYSTEM_NAMESPACE
-from lab.podspec import resolv_conf
-from lab.podvolumes import NodeFS
 from lab.state import LabPaths
 from lab.topology import LabPlan
 
 MODES = ("spawn", "manifests")
 LAB_OVERLAY = Path(__file__).resolve().parent.parent / "deploy" / "overlays" / "lab"
-RESOLV_HOST_PATH = "/var/lib/tulle-lab/resolv.conf"  # in each node's root (lab/podvolumes.py)
 READY_SECONDS = 240.0  # a first agent start compiles the datapath: seconds of CPU per node
-# hostNetwork workloads -> [(init?, container index)] that resolve cluster names
-HOST_NETWORK: dict[str, tuple[tuple[bool, int], ...]] = {
-    "tulle-agent": ((True, 2), (False, 0)),  # node-setup, agent
-    "tulle-waypoint": ((False, 0), (False, 1)),  # waypoint, its standby
-}
 KIND = {"tulle-agent": "DaemonSet", "tulle-waypoint": "DaemonSet",
         "tulle-controlplane": "Deployment", "tulle-controller": "Deployment"}
 
@@ -59,25 +49,14 @@ def overlay(base: str, *, svid_lifetime: int | None) -> dict[str, Any]:
     """The generated kustomization over ``base`` (relative to where it is written). Pure."""
     if base.startswith("/"):
         raise InstallError(f"kustomize resources must be relative paths, not {base}")
-    patches: list[dict[str, Any]] = []
-    for workload, containers in HOST_NETWORK.items():
-        ops: list[dict[str, Any]] = [
-            {"op": "add", "path": "/spec/template/spec/volumes/-",
-             "value": {"name": "tulle-lab-resolv", "hostPath": {"path": RESOLV_HOST_PATH,
-                                                                "type": "File"}}},
-        ]
-        for init, index in containers:
-            where = f"/spec/template/spec/{'initContainers' if init else 'containers'}/{index}"
-            ops.append({"op": "add", "path": f"{where}/volumeMounts/-",
-                        "value": {"name": "tulle-lab-resolv", "mountPath": "/etc/resolv.conf",
-                                  "readOnly": True}})
-        if workload == "tulle-agent" and svid_lifetime is not None:
-            ops.append({"op": "add", "path": "/spec/template/spec/containers/0/args/-",
-                        "value": f"--svid-lifetime={svid_lifetime}"})
-        patches.append({"target": {"kind": "DaemonSet", "name": workload},
-                        "patch": yaml.safe_dump(ops, width=1000)})
-    return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-            "resources": [base], "patches": patches}
+    out: dict[str, Any] = {"apiVersion": "kustomize.config.k8s.io/v1beta1",
+                           "kind": "Kustomization", "resources": [base]}
+    if svid_lifetime is not None:
+        ops = [{"op": "add", "path": "/spec/template/spec/containers/0/args/-",
+                "value": f"--svid-lifetime={svid_lifetime}"}]
+        out["patches"] = [{"target": {"kind": "DaemonSet", "name": "tulle-agent"},
+                           "patch": yaml.safe_dump(ops, width=1000)}]
+    return out
 
 
 def write_overlay(paths: LabPaths, *, svid_lifetime: int | None) -> Path:
@@ -86,18 +65,10 @@ def write_overlay(paths: LabPaths, *, svid_lifetime: int | None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     base = os.path.relpath(LAB_OVERLAY, out)
     (out / "kustomization.yaml").write_text(
-        "# Generated by `tulle lab up --from-manifests` (lab/install.py); removed by lab down.\n"
+        "# Generated by `tulle lab up --install manifests` (lab/install.py); removed by lab down.\n"
         + yaml.safe_dump(overlay(base, svid_lifetime=svid_lifetime), sort_keys=False)
     )
     return out
-
-
-def write_node_files(paths: LabPaths, plan: LabPlan) -> None:
-    """Each node's resolv.conf for its hostNetwork pods: the node's cluster DNS."""
-    for node in plan.nodes:
-        target = NodeFS.for_node(paths, node.name).root / RESOLV_HOST_PATH.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(resolv_conf(SYSTEM_NAMESPACE))
 
 
 def kubectl_binary() -> Path:

@@ -156,13 +156,14 @@ class Kubelet(ContainerProcesses):
                  " (hostNetwork)" if host else "", ip or "from CNI ADD")
         cgroup = (cgroups.make(cgroups.pod_cgroup(self.plan.name, node.name, ns, name))
                   if self.pod_cgroups else None)
-        # Volumes: every container in its own mount namespace (lab.volumesetup); a pod
-        # netns's resolv.conf is then bound there too (`ip netns exec` no longer runs).
+        # Volumes: every container in its own mount namespace (lab.volumesetup); the pod's
+        # resolv.conf is then bound there too (`ip netns exec` no longer runs), in a pod
+        # netns or for a ClusterFirstWithHostNet pod in the node's.
         fs = pod_root = None
-        token = False
+        token, resolv = False, volumesetup.cluster_resolver(pod)
         if volumesetup.uses_volumes(pod):
             fs = volumesetup.node_fs(self.paths, node.name)
-            pod_root = volumesetup.prepare_pod(self.paths, pod, None if host else resolv_conf(ns))
+            pod_root = volumesetup.prepare_pod(self.paths, pod, resolv_conf(ns) if resolv else None)
             account = self.lookup("ServiceAccount", ns, pod.spec.service_account)
             token = self.tokens is not None and satoken.automount(pod, account)
         # lab.tulle.io/held-listeners: the node's held sockets for every container.
@@ -180,7 +181,7 @@ class Kubelet(ContainerProcesses):
             # Secrets and ConfigMaps are read at each start (_start_container), not here.
             argv, env, ports = self._process(pod, c, ip, node)
             mounts = (volumesetup.Mounts() if fs is None or pod_root is None else
-                      volumesetup.container_mounts(pod, c, fs, pod_root, resolv=not host,
+                      volumesetup.container_mounts(pod, c, fs, pod_root, resolv=resolv,
                                                     image=self.image, token=token))
             is_init = len(init) < len(run_once)
             (init if is_init else containers).append(ContainerRuntime(

@@ -69,11 +69,13 @@ def up(
     `node_port_range`: the API server's --service-node-port-range (None: 30000-32767).
     `cni`: "builtin" (the kubelet builds pods' veths) or "chain" (lab/cni_runtime.py).
     `mode`: "spawn" (lab up starts the agents, waypoints and CA) or "manifests" (`kubectl
-    apply -k` of deploy/overlays/lab: they run as the lab kubelet's pods, lab/install.py)."""
+    apply -k` of deploy/overlays/lab: they run as the lab kubelet's pods, lab/install.py).
+    The CLI's defaults are chain and manifests (what a cluster runs); these keyword defaults
+    stay builtin and spawn, the faster lab the test tier and the benchmarks build here."""
     if mode not in install.MODES:
         raise LabError(f"install mode {mode!r}: expected one of {', '.join(install.MODES)}")
     if mode == "manifests" and not datapath:
-        raise LabError("--from-manifests installs the datapath: --no-datapath labs are spawned")
+        raise LabError("--install manifests installs the datapath: --no-datapath labs are spawned")
     require_root()
     if problem := cni_runtime.mode_error(cni):
         raise LabError(problem)
@@ -275,7 +277,6 @@ def _start_from_manifests(
     finally:
         listeners.close_all(held)  # the controller has its copies
     wait_nodes_registered(paths, plan, progress)
-    install.write_node_files(paths, plan)
     for node in plan.nodes:
         # The node's share of bpffs, the manifests' /sys/fs/bpf (the waypoint's hostPath is
         # type Directory: made here, as a node's systemd mounts bpffs before any pod).

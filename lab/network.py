@@ -100,7 +100,8 @@ def build_node(plan: LabPlan, node: NodePlan, *, fabric_routes: bool = False) ->
     """Node netns: uplink to the fabric, gateway + DNS addresses, routes to other nodes.
     ``fabric_routes``: the fabric netns routes the node's pod CIDR via the node's fabric
     address, so pods reach what listens in the fabric (the API server at 10.240.0.1) and get
-    the replies: needed once Tulle's own Deployments run as pods (`lab up --from-manifests`).
+    the replies: needed once Tulle's own Deployments run as pods (`lab up --install manifests`,
+    the default).
     Inside the fabric netns only; the root netns never gets a route."""
     _ensure_netns(node.netns)
     with NetNS(node.netns) as ipr:

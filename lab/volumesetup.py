@@ -5,7 +5,9 @@ A pod with a volumeMount runs every container in its own mount namespace: at pod
 the node's root (``nodes/<node>/root``, 0700, ``var/run -> ../run``) and the pod's directory
 (its emptyDirs, and resolv.conf for a pod network namespace) are made; the emptyDirs outlive
 container restarts and go with the pod (``remove_pod``). A pod without volumeMounts is run
-as before: in its network namespace only, on the host's filesystem.
+as before: in its network namespace only, on the host's filesystem. A hostNetwork pod with
+``dnsPolicy: ClusterFirstWithHostNet`` gets a mount namespace too, for the cluster DNS's
+resolv.conf at /etc/resolv.conf (``cluster_resolver``): the node's /etc is the machine's.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.model.core import Container, HostPathVolumeSource, Pod
+from agent.model.core_container import DnsPolicy
 from lab import podvolumes, procs, satoken
 from lab.imageroot import Image
 from lab.podvolumes import Bind, NodeFS, VolumeError
 from lab.state import LabPaths
 from lab.topology import API_SERVER_IP, API_SERVER_PORT
 
-__all__ = ["Mounts", "container_env", "container_mounts", "mount_ns_pid", "node_fs",
-           "prepare_pod", "remove_pod", "uses_volumes"]
+__all__ = ["Mounts", "cluster_resolver", "container_env", "container_mounts", "mount_ns_pid",
+           "node_fs", "prepare_pod", "remove_pod", "uses_volumes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +38,22 @@ class Mounts:
     error: str = ""
 
 
+def cluster_resolver(pod: Pod) -> bool:
+    """Whether the pod's containers get the cluster DNS's resolv.conf, as a kubelet decides:
+    in a pod network namespace the lab always gives it; in the node's, only for
+    ``ClusterFirstWithHostNet`` (else the node's own resolver, as on a cluster)."""
+    if not pod.spec.host_network:
+        return True
+    return pod.spec.dns_policy is DnsPolicy.CLUSTER_FIRST_WITH_HOST_NET
+
+
 def uses_volumes(pod: Pod) -> bool:
-    """Whether the pod's containers get mount namespaces: one of them mounts a volume, or
-    the Pod asks for its ServiceAccount token itself (lab.satoken)."""
-    return satoken.mount_namespace(pod)
+    """Whether the pod's containers get mount namespaces: one of them mounts a volume, the
+    Pod asks for its ServiceAccount token itself (lab.satoken), or it is a hostNetwork pod
+    that asks for the cluster DNS (``cluster_resolver``: only a mount namespace can give it
+    its own /etc/resolv.conf in the node's network)."""
+    return satoken.mount_namespace(pod) or (bool(pod.spec.host_network)
+                                            and cluster_resolver(pod))
 
 
 def node_fs(paths: LabPaths, node: str) -> NodeFS:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: bring the lab up with Tulle installed from deploy/ (DaemonSets and Deployments, as
-# on a cluster), apply examples/, send requests between pods on different
+# `make demo`: bring the lab up as `tulle lab up` does by default, with Tulle installed from
+# deploy/ (DaemonSets and Deployments, as on a cluster) and pods given their network by a real
+# CNI chain (ptp + host-local, then tulle-cni), apply examples/, send requests between pods on different
 # nodes and show who answered, then route the catalog Service through the waypoint and show
 # where the time of a few requests went, enrol a namespace in mTLS, and end with a request
 # from outside the cluster through a Gateway. The lab stays up afterwards.
@@ -9,8 +10,8 @@ cd "$(dirname "$0")/.."
 TULLE=.venv/bin/tulle
 step() { printf '\n\033[1;35m== %s\033[0m\n' "$*"; }
 
-step "bringing up the lab (2 nodes), Tulle installed from deploy/overlays/lab with kubectl"
-$TULLE lab up --nodes 2 --from-manifests
+step "bringing up the lab (2 nodes): Tulle installed from deploy/overlays/lab with kubectl, pods networked by the CNI chain"
+$TULLE lab up --nodes 2
 
 # The lab serves the Kubernetes API: kubectl talks to it as to any cluster.
 KUBECTL=kubectl

@@ -12,8 +12,9 @@ import click
 from agent.cli.cluster import ClusterError, connect_to
 from agent.cli.context import Choice, lab_name
 from agent.cli.node import dns
-from lab import cgroups, labstatus, lifecycle, volumesetup
+from lab import cgroups, cni_runtime, labstatus, lifecycle, volumesetup
 from lab.apiserver.node_ports import parse_port_range
+from lab.install import MODES as INSTALL_MODES
 from lab.state import LabPaths
 from lab.topology import TopologyError
 
@@ -32,6 +33,22 @@ def _check_port_range(
         except ValueError as err:
             raise click.BadParameter(str(err)) from None
     return value
+
+
+def install_mode(install: str | None, *, from_manifests: bool, datapath: bool) -> str:
+    """`lab up`'s install mode from its options: --install, else the hidden --from-manifests
+    (the flag from before manifests became the default), else manifests, except for a lab
+    without the datapath, which only spawn mode can build."""
+    if from_manifests:
+        if install not in (None, "manifests"):
+            raise click.UsageError(f"--from-manifests contradicts --install {install}")
+        install = "manifests"
+    if install is None:
+        return "manifests" if datapath else "spawn"
+    if install == "manifests" and not datapath:
+        raise click.UsageError(
+            "--install manifests installs the datapath: a --no-datapath lab needs --install spawn")
+    return install
 
 
 @click.group()
@@ -66,30 +83,39 @@ def lab() -> None:
     "(default 30000-32767; the L4 benchmark widens it for 10,000 NodePort Services).",
 )
 @click.option(
-    "--cni",
-    type=click.Choice(["builtin", "chain"]),
-    default="builtin",
-    show_default=True,
-    help="How the kubelet gives pods their network: builtin veths, or a real CNI chain "
-    "(Debian's ptp + host-local, then tulle-cni) run as a node's runtime runs it.",
+    "--install",
+    type=click.Choice(INSTALL_MODES),
+    default=None,
+    help="How Tulle gets into the lab. manifests (the default): `kubectl apply -k "
+    "deploy/overlays/lab`, so agents and waypoints run as DaemonSet pods and the CA and "
+    "tulle-controller as Deployments, as on a cluster. spawn: the lab starts them as its own "
+    "processes, a faster lab for benchmarks and the test tier (and the only one "
+    "--no-datapath can have, so it is the default there).",
 )
 @click.option(
-    "--from-manifests",
-    is_flag=True,
-    help="Install Tulle with `kubectl apply -k deploy/overlays/lab`: agents and waypoints run "
-    "as DaemonSet pods, the CA and tulle-controller as Deployments (default: lab-spawned).",
+    "--cni",
+    type=click.Choice(cni_runtime.MODES),
+    default="chain",
+    show_default=True,
+    help="How the kubelet gives pods their network. chain: a real CNI chain (Debian's ptp + "
+    "host-local, then tulle-cni) run as a node's container runtime runs it. builtin: the "
+    "kubelet builds the veths itself, no plugin processes per pod: the lab the benchmarks and "
+    "the test tier run on.",
 )
+@click.option("--from-manifests", is_flag=True, hidden=True,
+              help="Old spelling of --install manifests.")
 @click.pass_context
 def up(
     ctx: click.Context, nodes: int, name: str | None, datapath: bool, svid_lifetime: int | None,
-    node_port_range: str | None, cni: str, from_manifests: bool,
+    node_port_range: str | None, install: str | None, cni: str, from_manifests: bool,
 ) -> None:
-    """Build the lab: fabric, nodes, controller, agents and DNS."""
+    """Build the lab: fabric, nodes, API server, kubelets and DNS, then Tulle (by default from
+    deploy/ with kubectl, pods networked through the CNI chain)."""
     name = name or lab_name(ctx)
+    mode = install_mode(install, from_manifests=from_manifests, datapath=datapath)
     try:
         plan = lifecycle.up(name, nodes, _progress, datapath=datapath, svid_lifetime=svid_lifetime,
-                            node_port_range=node_port_range, cni=cni,
-                            mode="manifests" if from_manifests else "spawn")
+                            node_port_range=node_port_range, cni=cni, mode=mode)
     except (lifecycle.LabError, TopologyError) as err:
         raise click.ClickException(str(err)) from err
     click.secho(f"lab {name!r} is up with {len(plan.nodes)} nodes", fg="green")

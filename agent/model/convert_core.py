@@ -48,6 +48,7 @@ from agent.model.core import (
     SessionAffinityConfig,
     TrafficPolicy,
 )
+from agent.model.core_container import DnsPolicy
 from agent.model.frozen import FrozenMap
 from agent.model.meta import ConditionStatus, ObjectMeta, Protocol
 from agent.model.reader import REQUIRED, Reader
@@ -103,6 +104,7 @@ def read_pod_spec(r: Reader) -> PodSpec:
         service_account_name=_read_service_account(r),
         host_network=r.boolean("hostNetwork") or None,
         automount_service_account_token=r.boolean("automountServiceAccountToken"),
+        dns_policy=r.enum("dnsPolicy", DnsPolicy),
         volumes=volumes,
         init_containers=init,
     )

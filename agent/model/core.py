@@ -9,6 +9,7 @@ from typing import ClassVar
 
 from agent.model.core_container import (
     ConfigMapVolumeSource,
+    DnsPolicy,
     EnvFromSource,
     KeySelector,
     Probe,
@@ -143,6 +144,7 @@ class PodSpec:
     init_containers: tuple[Container, ...] = ()
     # None when unset: the ServiceAccount's own setting decides (default: mounted).
     automount_service_account_token: bool | None = None
+    dns_policy: DnsPolicy | None = None  # None when unset: ClusterFirst
 
     @property
     def service_account(self) -> str:

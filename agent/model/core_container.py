@@ -6,6 +6,18 @@ defaults are the API's (pkg/apis/core/v1/defaults.go)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class DnsPolicy(StrEnum):
+    """A Pod's ``dnsPolicy``: which resolver its containers get. ``ClusterFirst`` (the API's
+    default) is the cluster DNS, except in the node's network, where only
+    ``ClusterFirstWithHostNet`` gives it (else the node's own, as ``Default``)."""
+
+    CLUSTER_FIRST = "ClusterFirst"
+    CLUSTER_FIRST_WITH_HOST_NET = "ClusterFirstWithHostNet"
+    DEFAULT = "Default"
+    NONE = "None"
 
 
 @dataclass(frozen=True, slots=True)

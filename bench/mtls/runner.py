@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.l4 import machine
-from bench.l4.labs import BenchError, BenchLab, Progress
+from bench.l4.labs import SPAWNED_LAB, BenchError, BenchLab, Progress
 from bench.l4.wrk import WrkOutputError, parse_wrk, wrk_argv
 from bench.mtls import availability, client, manifests, waypoints
 from identity.hbone import HBONE_PORT
@@ -106,7 +106,8 @@ class Runner:
         self.server.created = True
         self.progress(f"lab {LAB}: bringing up 2 nodes")
         self.server.tulle(
-            "lab", "up", "--name", LAB, "--nodes", "2", *self.config.lab_up_args, timeout=240
+            "lab", "up", "--name", LAB, "--nodes", "2", *SPAWNED_LAB, *self.config.lab_up_args,
+            timeout=240,
         )
 
     def deploy(self) -> None:

@@ -92,9 +92,11 @@ def _progress(_msg: str) -> None:
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """One two-node lab shared by the netns tier (bring-up costs a few seconds). Its pod
-    network is `$TULLE_TEST_LAB_CNI` (`tulle lab up --cni`: builtin, the default, or chain),
-    so the whole tier can be run against the CNI chain; Tulle's install is
-    `$TULLE_TEST_LAB_INSTALL` (spawn, the default, or manifests: `--from-manifests`)."""
+    network is `$TULLE_TEST_LAB_CNI` (`tulle lab up --cni`: builtin, the tier's default, or
+    chain), so the whole tier can be run against the CNI chain; Tulle's install is
+    `$TULLE_TEST_LAB_INSTALL` (`--install`: spawn, the tier's default, or manifests). The
+    CLI's defaults are chain and manifests; the tier keeps the faster lab until a full root
+    run has passed on those."""
     name = "test" + secrets.token_hex(3)
     state = tmp_path_factory.mktemp("tulle-state")
     env = new_lab_env(state, name)

@@ -1,5 +1,5 @@
-"""A lab with Tulle installed from deploy/ (`tulle lab up --from-manifests`): the real kubectl
-applies deploy/overlays/lab, and the lab kubelet runs the agents and waypoints as DaemonSet
+"""A lab with Tulle installed from deploy/ (`tulle lab up --install manifests`, the CLI's
+default): the real kubectl applies deploy/overlays/lab, and the lab kubelet runs the agents and waypoints as DaemonSet
 pods on every node and the CA and tulle-controller as Deployments.
 
 One two-node lab of its own (module scope). Its tests, in file order: the install is what

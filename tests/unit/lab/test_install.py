@@ -30,18 +30,16 @@ def _pod(objs: list[dict], name: str) -> dict:
     return found["spec"]["template"]["spec"]
 
 
-def test_the_generated_overlay_gives_host_network_pods_the_cluster_dns(tmp_path: Path) -> None:
+def test_the_generated_overlay_adds_the_lifetime_and_leaves_dns_to_the_kubelet(
+    tmp_path: Path,
+) -> None:
     objs = _render(tmp_path, svid_lifetime=120)
-    for workload, containers in install.HOST_NETWORK.items():
+    for workload in ("tulle-agent", "tulle-waypoint"):  # the kubelet's resolv.conf, as a node's
         pod = _pod(objs, workload)
-        assert {"name": "tulle-lab-resolv", "hostPath": {
-            "path": "/var/lib/tulle-lab/resolv.conf", "type": "File"}} in pod["volumes"]
-        for init, index in containers:
-            c = pod["initContainers" if init else "containers"][index]
-            mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
-            assert mounts["/etc/resolv.conf"] == {"name": "tulle-lab-resolv",
-                                                  "mountPath": "/etc/resolv.conf",
-                                                  "readOnly": True}
+        assert (pod["hostNetwork"], pod["dnsPolicy"]) == (True, "ClusterFirstWithHostNet")
+        assert not any(m["mountPath"] == "/etc/resolv.conf"
+                       for c in (*pod.get("initContainers", ()), *pod["containers"])
+                       for m in c.get("volumeMounts", ()))
     for workload in ("tulle-controlplane", "tulle-controller"):  # pod netns: the kubelet's
         assert "volumes" not in _pod(objs, workload)
         assert _pod(objs, workload)["automountServiceAccountToken"] is True
@@ -160,7 +158,7 @@ def test_lab_up_refuses_an_unknown_install_mode_or_manifests_without_a_datapath(
     with pytest.raises(lifecycle.LabError, match="install mode 'helm': expected one of spawn, "
                                                  "manifests"):
         lifecycle.up("never", 2, lambda _m: None, mode="helm")
-    with pytest.raises(lifecycle.LabError, match="--no-datapath labs are spawned"):
+    with pytest.raises(lifecycle.LabError, match="--install manifests installs the datapath: --no-datapath labs are spawned"):
         lifecycle.up("never", 2, lambda _m: None, mode="manifests", datapath=False)
 
 
