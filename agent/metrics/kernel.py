@@ -21,7 +21,9 @@ the workload pair reads the same from either end.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from agent.flows.flow import Endpoint, Flow, TcpTrace, TulleInfo
@@ -120,8 +122,9 @@ def _bucket(cell: Cell, bounds_ns: tuple[int, ...], value_ns: int, n: int) -> No
 
 
 def _buckets(cell: Cell, bounds_ns: tuple[int, ...], values_ns: list[int]) -> None:
-    for value in values_ns:
-        cell[bisect_left(bounds_ns, value)] += 1
+    """`_bucket` for many values: bucket indexes counted in C, one add per bucket hit."""
+    for i, n in Counter(map(partial(bisect_left, bounds_ns), values_ns)).items():
+        cell[i] += n
     cell[-1] += sum(values_ns)
 
 

@@ -134,3 +134,14 @@ def test_any_records_give_the_same_flows_and_metrics(
         batches: list[list[KernelRecord]], node: str) -> None:
     flat = [r for batch in batches for r in batch]
     assert intake(batches, INDEX, node) == per_record(flat, INDEX, node)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(records(), min_size=1, max_size=10))
+def test_a_batch_of_one_groups_closes_gives_the_same_flows_and_metrics(
+        batch: list[KernelRecord]) -> None:
+    """The common batch (one pod's closes to one peer) takes the intake's short way."""
+    first = batch[0]
+    same = [dataclasses.replace(r, kind=KIND_CLOSE, role=first.role, saddr=first.saddr,
+                                daddr=first.daddr, pod_ip=first.pod_ip) for r in batch]
+    assert intake([same], INDEX, "node1") == per_record(same, INDEX, "node1")
