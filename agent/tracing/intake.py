@@ -42,7 +42,8 @@ from agent.tracing.records import (
 )
 
 # What the metrics of a close depend on besides its measurements: the endpoints come from
-# the addresses and the record's pod, the orientation from the role.
+# the addresses and the record's pod, the orientation from the role. Measurements in the
+# layout's order (`column_struct` checks).
 KEY_FIELDS = ("kind", "role", "saddr", "daddr", "pod_ip")
 VALUE_FIELDS = ("start_ns", "established_ns", "srtt_sum_us", "srtt_samples", "retransmits")
 PAIR_CACHE_LIMIT = 65_536  # groups kept named; past this (world traffic) start over
@@ -116,10 +117,10 @@ class TraceIntake:
         self.ingest = ingest
         self.record_flow = record_flow
         self.clock = clock
-        order = _layout_order(layout, KEY_FIELDS + VALUE_FIELDS)
-        self.columns = column_struct(layout, order)
-        self._key = itemgetter(*(order.index(n) for n in KEY_FIELDS))
-        self._values = itemgetter(*(order.index(n) for n in VALUE_FIELDS))
+        key_order = _layout_order(layout, KEY_FIELDS)
+        self.keys = column_struct(layout, key_order)  # a group's key, in the layout's order
+        self.values = column_struct(layout, VALUE_FIELDS)
+        self._kind, self._role = key_order.index("kind"), key_order.index("role")
         self._time = column_struct(layout, ("time_ns",))
         self._pairs: dict[tuple[int, ...], tuple[Endpoint | None, Endpoint | None, Flow]] = {}
         self._pairs_for: EndpointIndex | None = None
@@ -129,25 +130,28 @@ class TraceIntake:
 
     def drain(self, batch: list[bytes], index: EndpointIndex) -> int:
         """Store and count one batch of raw records; the number of flows stored."""
-        batch = [raw for raw in batch if len(raw) == self.size]
-        if not batch:
-            return 0
+        if set(map(len, batch)) != {self.size}:
+            batch = [raw for raw in batch if len(raw) == self.size]
+            if not batch:
+                return 0
         if index is not self._pairs_for or len(self._pairs) > PAIR_CACHE_LIMIT:
             self._pairs, self._pairs_for = {}, index
-        rows = list(self.columns.iter_unpack(b"".join(batch)))
-        keys = list(map(self._key, rows))
+        joined = b"".join(batch)
+        keys = list(self.keys.iter_unpack(joined))
+        rows = list(self.values.iter_unpack(joined))
+        kind_at = self._kind
         deferred = TraceFlows(self.record_flow, index, self.time_of)
         groups: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
         firsts: dict[tuple[int, ...], bytes] = {}
         drops: list[tuple[Flow, int]] = []
-        if keys.count(keys[0]) == len(keys) and keys[0][0] == KIND_CLOSE:
+        if keys.count(keys[0]) == len(keys) and keys[0][kind_at] == KIND_CLOSE:
             # The common batch: one pod's closes to one peer. No Python step per record.
             raws, hows = batch, [deferred] * len(batch)
-            groups[keys[0]], firsts[keys[0]] = list(map(self._values, rows)), batch[0]
+            groups[keys[0]], firsts[keys[0]] = rows, batch[0]
         else:
             raws, hows = [], []
             for raw, key, row in zip(batch, keys, rows, strict=True):
-                kind = key[0]
+                kind = key[kind_at]
                 if kind == KIND_CLOSE:
                     raws.append(raw)
                     hows.append(deferred)
@@ -155,7 +159,7 @@ class TraceIntake:
                     if group is None:
                         group = groups[key] = []
                         firsts[key] = raw
-                    group.append(self._values(row))
+                    group.append(row)
                 elif kind == KIND_DROP:
                     flow = self.record_flow(raw, index)
                     if flow is not None:
@@ -166,7 +170,7 @@ class TraceIntake:
         for key, values in groups.items():
             source, destination, sample = self._pair(key, firsts[key], index)
             counts.append((sample, len(values)))
-            closes.append(close_columns(source, destination, key[1], values))
+            closes.append(close_columns(source, destination, key[self._role], values))
         self.ingest.put_deferred(raws, hows, counts, closes)
         return len(raws)
 

@@ -145,3 +145,12 @@ def test_a_batch_of_one_groups_closes_gives_the_same_flows_and_metrics(
     same = [dataclasses.replace(r, kind=KIND_CLOSE, role=first.role, saddr=first.saddr,
                                 daddr=first.daddr, pod_ip=first.pod_ip) for r in batch]
     assert intake([same], INDEX, "node1") == per_record(same, INDEX, "node1")
+
+
+def test_a_record_of_another_size_is_ignored() -> None:
+    flows, _ = intake([[CLIENT_CLOSE]], INDEX, "node1")
+    ring = FlowRing(16)
+    record_flow = record_flow_of(LAYOUT, CLOCK, REASONS, symbols, "node1", attribute)
+    reader = TraceIntake(LAYOUT, FlowIngest(ring), record_flow, CLOCK)
+    assert reader.drain([raw(CLIENT_CLOSE) + b"\0", raw(CLIENT_CLOSE)], INDEX) == 1
+    assert list(ring.snapshot()[0]) == flows
