@@ -58,6 +58,7 @@ from agent.flows.flow import (
     L7Type,
     Verdict,
 )
+from agent.flows.ingest import TcpCloses
 from agent.flows.names import (
     EVENT_AGENT,
     EVENT_CAPTURE,
@@ -72,7 +73,6 @@ from agent.flows.names import (
     TRACE_POINTS,
     LostEventSource,
 )
-from agent.flows.ingest import TcpCloses
 from agent.metrics.config import FAMILY_LABELS, MetricsConfig
 from agent.metrics.encryption import ENCRYPTION_HELP, EncryptionSeries
 from agent.metrics.http import HttpSeries

@@ -26,11 +26,11 @@ import dataclasses
 import struct
 from collections.abc import Callable
 from operator import itemgetter
-from typing import Any
 
 from agent.flows.enrich import EndpointIndex
 from agent.flows.flow import Endpoint, Flow
 from agent.flows.ingest import FlowIngest, TcpCloses
+from agent.flows.store import Materializer
 from agent.tracing.records import (
     KIND_CLOSE,
     KIND_DROP,
@@ -46,6 +46,8 @@ from agent.tracing.records import (
 # layout's order (`column_struct` checks).
 KEY_FIELDS = ("kind", "role", "saddr", "daddr", "pod_ip")
 VALUE_FIELDS = ("start_ns", "established_ns", "srtt_sum_us", "srtt_samples", "retransmits")
+Key = tuple[int, ...]  # a record's KEY_FIELDS
+Row = tuple[int, ...]  # its VALUE_FIELDS
 PAIR_CACHE_LIMIT = 65_536  # groups kept named; past this (world traffic) start over
 _CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
@@ -141,31 +143,14 @@ class TraceIntake:
         rows = list(self.values.iter_unpack(joined))
         kind_at = self._kind
         deferred = TraceFlows(self.record_flow, index, self.time_of)
-        groups: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
-        firsts: dict[tuple[int, ...], bytes] = {}
-        drops: list[tuple[Flow, int]] = []
         if keys.count(keys[0]) == len(keys) and keys[0][kind_at] == KIND_CLOSE:
             # The common batch: one pod's closes to one peer. No Python step per record.
-            raws, hows = batch, [deferred] * len(batch)
-            groups[keys[0]], firsts[keys[0]] = rows, batch[0]
+            raws: list[bytes] = batch
+            hows: list[Materializer] = [deferred] * len(batch)
+            groups, firsts = {keys[0]: rows}, {keys[0]: batch[0]}
+            drops: list[tuple[Flow, int]] = []
         else:
-            raws, hows = [], []
-            for raw, key, row in zip(batch, keys, rows, strict=True):
-                kind = key[kind_at]
-                if kind == KIND_CLOSE:
-                    raws.append(raw)
-                    hows.append(deferred)
-                    group = groups.get(key)
-                    if group is None:
-                        group = groups[key] = []
-                        firsts[key] = raw
-                    group.append(row)
-                elif kind == KIND_DROP:
-                    flow = self.record_flow(raw, index)
-                    if flow is not None:
-                        raws.append(raw)
-                        hows.append(Built(flow))
-                        drops.append((flow, 1))
+            raws, hows, groups, firsts, drops = self._sort(batch, keys, rows, index, deferred)
         counts, closes = drops, []
         for key, values in groups.items():
             source, destination, sample = self._pair(key, firsts[key], index)
@@ -173,6 +158,36 @@ class TraceIntake:
             closes.append(close_columns(source, destination, key[self._role], values))
         self.ingest.put_deferred(raws, hows, counts, closes)
         return len(raws)
+
+    def _sort(self, batch: list[bytes], keys: list[tuple[int, ...]],
+              rows: list[tuple[int, ...]], index: EndpointIndex, deferred: TraceFlows,
+              ) -> tuple[list[bytes], list[Materializer], dict[Key, list[Row]], dict[Key, bytes],
+                         list[tuple[Flow, int]]]:
+        """A mixed batch, record by record: closes grouped and deferred, drops built (and
+        left out when not reported), other kinds ignored; the store's order kept."""
+        raws: list[bytes] = []
+        hows: list[Materializer] = []
+        groups: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
+        firsts: dict[tuple[int, ...], bytes] = {}
+        drops: list[tuple[Flow, int]] = []
+        kind_at = self._kind
+        for raw, key, row in zip(batch, keys, rows, strict=True):
+            kind = key[kind_at]
+            if kind == KIND_CLOSE:
+                raws.append(raw)
+                hows.append(deferred)
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = []
+                    firsts[key] = raw
+                group.append(row)
+            elif kind == KIND_DROP:
+                flow = self.record_flow(raw, index)
+                if flow is not None:
+                    raws.append(raw)
+                    hows.append(Built(flow))
+                    drops.append((flow, 1))
+        return raws, hows, groups, firsts, drops
 
     def _pair(self, key: tuple[int, ...], raw: bytes, index: EndpointIndex,
               ) -> tuple[Endpoint | None, Endpoint | None, Flow]:
