@@ -16,7 +16,7 @@ from agent.flows.ingest import FlowIngest
 from agent.flows.store import FlowRing
 from agent.metrics import FlowMetrics
 from agent.tracing.feed import attribute
-from agent.tracing.intake import TraceIntake, column_struct, record_flow_of
+from agent.tracing.intake import TraceFlows, TraceIntake, column_struct, record_flow_of
 from agent.tracing.records import KIND_CLOSE, KIND_DROP, KernelRecord, to_flow
 
 from .golden import (
@@ -154,3 +154,12 @@ def test_a_record_of_another_size_is_ignored() -> None:
     reader = TraceIntake(LAYOUT, FlowIngest(ring), record_flow, CLOCK)
     assert reader.drain([raw(CLIENT_CLOSE) + b"\0", raw(CLIENT_CLOSE)], INDEX) == 1
     assert list(ring.snapshot()[0]) == flows
+
+
+def test_an_unbuilt_close_has_its_flows_time() -> None:
+    """The store filters unbuilt slots by `Materializer.time` (since/until)."""
+    record_flow = record_flow_of(LAYOUT, CLOCK, REASONS, symbols, "node1", attribute)
+    reader = TraceIntake(LAYOUT, FlowIngest(FlowRing(4)), record_flow, CLOCK)
+    how = TraceFlows(record_flow, INDEX, reader.time_of)
+    for rec in (CLIENT_CLOSE, dataclasses.replace(SERVER_CLOSE, time_ns=T + 12_345)):
+        assert how.time(raw(rec)) == how.flow(raw(rec)).time == CLOCK.wall(rec.time_ns)
