@@ -16,7 +16,7 @@ quarter of that workload's rate (bench/results/trace-2026-12-07-l4new.md). So, a
   built at once, as before, and stored in their place in the batch.
 
 ``tests/unit/tracing/test_intake.py`` checks that the flows and metrics are the ones the
-per-record path gave (`feed.record_flow`).
+per-record path gave (`record_flow_of`: decode, `to_flow`, `feed.attribute`).
 """
 
 from __future__ import annotations
