@@ -5,9 +5,9 @@ socket inside the pod that does not carry it (loopback), the pod whose network n
 socket lives in. `attribute` puts that pod on the flow's local side.
 
 `TraceFeed.step` drains the ring's raw records into `agent.tracing.intake`, which stores
-close records unbuilt and counts them by column; `record_flow` (`intake.record_flow_of`: decode, `to_flow`,
-`attribute`) stays the one translation of a record, run for drops, for one record of each
-group, and when a reader reads a close.
+close records unbuilt and counts them by column. `record_flow` (`intake.record_flow_of`:
+decode, `to_flow`, `attribute`) stays the one translation of a record, run for drops, for
+one record of each group, and when a reader reads a close.
 """
 
 from __future__ import annotations
