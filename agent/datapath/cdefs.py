@@ -18,6 +18,7 @@ import ctypes
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
 LIB_DIR = BPF_DIR / "lib"
@@ -101,23 +102,25 @@ _SCALARS: dict[str, type[ctypes._SimpleCData]] = {
     "__u8": ctypes.c_uint8, "__u16": ctypes.c_uint16, "__u32": ctypes.c_uint32,
     "__u64": ctypes.c_uint64, "__be16": ctypes.c_uint16, "__be32": ctypes.c_uint32,
 }
-_FIELD = re.compile(r"^\s*(?P<type>\w+)\s+(?P<name>[A-Za-z_]\w*)\s*;")
+_FIELD = re.compile(r"^\s*(?P<type>\w+)\s+(?P<name>[A-Za-z_]\w*)\s*(?:\[(?P<n>\d+)\])?\s*;")
 
 
 def struct_type(path: Path, struct: str) -> type[ctypes.Structure]:
     """``struct <struct>`` in ``path`` as a ctypes Structure with C's natural alignment.
-    Only scalar fields (``_SCALARS``) are read; anything else is an error, not a guess."""
+    Only scalar fields (``_SCALARS``) and fixed arrays of them (``__u8 pad[3];``) are read;
+    anything else is an error, not a guess."""
     text = re.sub(r"/\*.*?\*/", "", path.read_text(), flags=re.DOTALL)
     match = re.search(rf"\bstruct\s+{re.escape(struct)}\s*\{{(?P<body>.*?)\}}\s*;", text,
                       re.DOTALL)
     if not match:
         raise CDefsError(f"{path}: no 'struct {struct} {{ ... }};'")
-    fields: list[tuple[str, type[ctypes._SimpleCData]]] = []
+    fields: list[tuple[str, Any]] = []
     for line in match["body"].splitlines():
         if not line.strip():
             continue
         field = _FIELD.match(line)
         if not field or field["type"] not in _SCALARS:
             raise CDefsError(f"{path}: cannot read field line {line.strip()!r} in {struct}")
-        fields.append((field["name"], _SCALARS[field["type"]]))
+        scalar = _SCALARS[field["type"]]
+        fields.append((field["name"], scalar * int(field["n"]) if field["n"] else scalar))
     return type(struct, (ctypes.Structure,), {"_fields_": fields})

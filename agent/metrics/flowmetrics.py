@@ -58,6 +58,7 @@ from agent.flows.flow import (
     L7Type,
     Verdict,
 )
+from agent.flows.ingest import TcpCloses
 from agent.flows.names import (
     EVENT_AGENT,
     EVENT_CAPTURE,
@@ -197,6 +198,14 @@ class FlowMetrics:
             observe = self._observe
             for flow, n in counts:
                 observe(flow, n)
+
+    def observe_closes(self, closes: Iterable[TcpCloses]) -> None:
+        """The tracer's connection measurements by column (their flows' other counts come
+        through `observe_counts`, with samples that carry no measurement)."""
+        with self._lock:
+            observe = self._kernel.observe_closes
+            for group in closes:
+                observe(group)
 
     def observe_lost(self, source: LostEventSource | str, count: int) -> None:
         """Count `count` events lost at `source` (as `FlowRing.record_lost` is told)."""

@@ -21,10 +21,13 @@ the workload pair reads the same from either end.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from agent.flows.flow import Endpoint, Flow, TcpTrace, TulleInfo
+from agent.flows.ingest import TcpCloses
 from agent.metrics.series import Cell, Series
 
 KERNEL_HELP = {
@@ -83,6 +86,28 @@ class KernelSeries:
         if tcp.retransmits and self.retransmits is not None:
             cell_of(self.retransmits)[0] += tcp.retransmits * n
 
+    def observe_closes(self, closes: TcpCloses) -> None:
+        """`_observe_close` for a column of closes between one pair: the same cells, the
+        same counts, one lookup per family."""
+        raw = (closes.source, closes.destination)
+        pair: tuple[str, str] | None = None
+
+        def cell_of(s: Series) -> Cell:
+            nonlocal pair
+            cell = s.cache.get(raw)
+            if cell is None:
+                if pair is None:
+                    pair = (self._workload(raw[0]), self._workload(raw[1]))
+                cell = s.admit(raw, pair)
+            return cell
+
+        if closes.connect_ns and self.connect is not None:
+            _buckets(cell_of(self.connect), self._connect_ns, closes.connect_ns)
+        if closes.rtt_ns and self.rtt is not None:
+            _buckets(cell_of(self.rtt), self._rtt_ns, closes.rtt_ns)
+        if closes.retransmits and self.retransmits is not None:
+            cell_of(self.retransmits)[0] += closes.retransmits
+
     def families(self) -> list[tuple[str, Series | None]]:
         return [("tcp_retransmits", self.retransmits), ("kernel_drops", self.drops)]
 
@@ -94,6 +119,13 @@ class KernelSeries:
 def _bucket(cell: Cell, bounds_ns: tuple[int, ...], value_ns: int, n: int) -> None:
     cell[bisect_left(bounds_ns, value_ns)] += n
     cell[-1] += value_ns * n
+
+
+def _buckets(cell: Cell, bounds_ns: tuple[int, ...], values_ns: list[int]) -> None:
+    """`_bucket` for many values: bucket indexes counted in C, one add per bucket hit."""
+    for i, n in Counter(map(partial(bisect_left, bounds_ns), values_ns)).items():
+        cell[i] += n
+    cell[-1] += sum(values_ns)
 
 
 def histogram_buckets(bounds_s: tuple[float, ...], cell: Cell) -> tuple[list[Any], float]:

@@ -3,6 +3,11 @@
 A record names the local pod it is about (``pod_ip``): the socket's own address, or for a
 socket inside the pod that does not carry it (loopback), the pod whose network namespace the
 socket lives in. `attribute` puts that pod on the flow's local side.
+
+`TraceFeed.step` drains the ring's raw records into `agent.tracing.intake`, which stores
+close records unbuilt and counts them by column. `record_flow` (`intake.record_flow_of`:
+decode, `to_flow`, `attribute`) stays the one translation of a record, run for drops, for
+one record of each group, and when a reader reads a close.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from collections.abc import Callable, Iterable
 from agent.flows.enrich import EndpointIndex, enrich
 from agent.flows.flow import Flow, LostEventSource, TrafficDirection
 from agent.flows.ingest import FlowIngest
+from agent.tracing.intake import TraceIntake, record_flow_of
 from agent.tracing.kallsyms import Symbols
 from agent.tracing.reasons import kernel_drop_reasons
-from agent.tracing.records import Clock, KernelRecord, Symbolizer, to_flow
+from agent.tracing.records import Clock, KernelRecord, Symbolizer
 from agent.tracing.tracer import Tracer
 
 log = logging.getLogger("tulle.tracing")
@@ -67,6 +73,9 @@ class TraceFeed:
         self.records = 0
         self.want_attached = True  # set from a signal handler; applied by the feed thread
         self.attached = True
+        self.record_flow = record_flow_of(tracer.layout, self.clock, self.reasons,
+                                          self.symbols, node, attribute)
+        self.intake = TraceIntake(tracer.layout, ingest, self.record_flow, self.clock)
 
     def step(self) -> int:
         """Update the local pods, drain the ring once; the number of flows stored."""
@@ -76,14 +85,9 @@ class TraceFeed:
             log.info("kernel tracing %s", "resumed (tracepoints attached)" if self.attached
                      else "paused (tracepoints detached)")
         self.tracer.set_local(self.local_ips())
-        index = self.index()
-        stored = 0
-        for rec in self.tracer.read():
-            self.records += 1
-            flow = to_flow(rec, self.clock, self.reasons, self.symbols)
-            if flow is not None:
-                self.ingest.put(attribute(flow, rec, index, self.node))
-                stored += 1
+        batch = self.tracer.read_raw()
+        self.records += len(batch)
+        stored = self.intake.drain(batch, self.index()) if batch else 0
         lost = self.tracer.lost()
         if lost > self._lost_seen:
             self.ingest.record_lost(LostEventSource.PERF_EVENT_RING_BUFFER,

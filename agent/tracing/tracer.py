@@ -276,12 +276,15 @@ class Tracer:
                         pass
         self.local = wanted
 
+    def read_raw(self) -> list[bytes]:
+        """The records drained from the ring, as bytes of ``self.layout`` (the agent's
+        path: `agent.tracing.intake` reads them by column)."""
+        if self.ring is None:
+            return []
+        return [raw for raw in self.ring.read(MAX_READ_BYTES) if len(raw) == self.record_size]
+
     def read(self) -> list[KernelRecord]:
-        return [
-            KernelRecord.of(self.layout.from_buffer_copy(raw))
-            for raw in (self.ring.read(MAX_READ_BYTES) if self.ring is not None else ())
-            if len(raw) == self.record_size
-        ]
+        return [KernelRecord.of(self.layout.from_buffer_copy(raw)) for raw in self.read_raw()]
 
     def lost(self) -> int:
         table = self.table("trace_lost_v1")

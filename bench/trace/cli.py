@@ -226,9 +226,9 @@ def build(args: argparse.Namespace, bench: TraceBench, started: datetime,
             "alternate order (on/off, off/on, ...); the cost is 1 − the median of the pairs' "
             "on ÷ off ratios (negative: on was faster, i.e. noise). Each workload starts "
             f"with {WARM_UPS} discarded warm-up runs as long as the others (tracing on), "
-            "listed as `warm-up` below and never in the cost: new connections on a fresh "
-            "lab run at 8-10k/s until TIME_WAIT sockets hold the client's ports, and the "
-            "run after that is not yet steady. `waypoint CPU/request`: node1's waypoint "
+            "listed as `warm-up` below and never in the cost: the first runs on a fresh "
+            "lab are not yet steady (bench/trace/overhead.py). `waypoint CPU/request`: "
+            "node1's waypoint "
             "process's CPU time per request wrk counted, the median of the pairs' on ÷ off "
             "(the split's cost to the waypoint, whatever else the machine runs; meaningful "
             "for the waypoint workload only)."),

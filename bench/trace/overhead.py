@@ -12,9 +12,13 @@ Each workload starts with `WARM_UPS` discarded warm-up runs (pair `WARM_UP`) as 
 measured one, tracing on as pair 1 starts; they are reported, never in the cost. The first
 pair after a 2 s warm-up was its workload's outlier (L4 new connections 0.912 and 0.906
 against 0.99-1.01 in two runs): the first full-length runs of new connections on a fresh
-lab go at 8-10k/s until the client's TIME_WAIT sockets hold its ports, and the run after
-that one was once half the steady ~4.3k/s (bench/results/trace-2026-12-05-session7-wp.md);
-the second run after it was steady in every run seen.
+lab went at 8-10k/s, then fell to a steady ~4.3k/s (once half that, in the run after,
+bench/results/trace-2026-12-05-session7-wp.md), with tracing on and off alike. That ceiling
+was the per-pod conntrack quota (``bpf/lib/quota.h``), not TIME_WAIT: it counted every
+connection until the CT GC's 10 s census and dropped the client's SYNs once 32,768 were
+counted; c038318 fixed it, and since then the workload runs CPU-bound at ~11-14k/s
+(bench/results/trace-2026-12-07-l4new.md). The warm-ups stay: the second run after a
+fresh start was steady in every run seen.
 
 Beside req/s, each run records the CPU seconds of node1's waypoint process; its CPU per
 request, on ÷ off per pair, is the split's cost to the waypoint whatever else the machine

@@ -123,6 +123,33 @@ def test_agentcost_workload_runs_the_agents_path_with_the_split_on_and_off() -> 
     workload(False, 1)
 
 
+def test_l4cost_takes_the_per_connection_cost_from_two_run_lengths() -> None:
+    from bench.trace.l4cost import BATCH, LONG, SHORT, per_connection
+
+    assert per_connection(500, 500 + 9 * (LONG - SHORT) * BATCH) == 9
+
+
+def test_l4cost_records_are_the_workloads_two_closes_per_connection() -> None:
+    from agent.tracing.records import KIND_CLOSE, ROLE_CLIENT, ROLE_SERVER, KernelRecord
+    from bench.trace.l4cost import CLIENT, SERVER, _layout, close_records
+
+    layout = _layout()
+    client, server = (KernelRecord.of(layout.from_buffer_copy(r))
+                      for r in (close_records(layout, 1, 3)[2], close_records(layout, 2, 3)[2]))
+    assert (client.kind, client.role, client.saddr, client.daddr, client.pod_ip) == (
+        KIND_CLOSE, ROLE_CLIENT, CLIENT, SERVER, CLIENT)
+    assert (server.role, server.saddr, server.pod_ip, server.sport) == (
+        ROLE_SERVER, SERVER, SERVER, 80)
+    assert client.established_ns - client.start_ns == 60_000 and client.srtt_samples == 3
+
+
+@pytest.mark.parametrize("stage", ["read", "store", "full", "observed"])
+def test_l4cost_workload_runs_each_stage(stage: str) -> None:
+    from bench.trace.l4cost import workload
+
+    workload(stage, 1)  # what callgrind counts: a malformed record would raise here
+
+
 def test_a_subset_of_workloads_runs_only_those_and_says_so_in_the_command(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from datetime import UTC, datetime

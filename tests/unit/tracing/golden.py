@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import struct
+from dataclasses import astuple, fields
+
+from agent.datapath.cdefs import LIB_DIR, struct_type
 from agent.flows.enrich import EndpointIndex
 from agent.tracing.records import (
     KIND_CLOSE,
@@ -59,3 +64,18 @@ REASONS = {2: "NOT_SPECIFIED", 3: "NO_SOCKET", 70: "TC_INGRESS", 105: "QUEUE_PUR
 
 def symbols(address: int) -> str:
     return "tcp_v4_rcv+0x10" if address == 0xFFFF0010 else ""
+
+
+# struct trace_record as the C header lays it out (the BPF tier checks BCC's agrees).
+LAYOUT = struct_type(LIB_DIR / "conn_trace.h", "trace_record")
+_ADDRESSES = ("saddr", "daddr", "pod_ip")
+
+
+def raw(rec: KernelRecord) -> bytes:
+    """The ring-buffer bytes the kernel writes for `rec` (`KernelRecord.of`'s inverse)."""
+    leaf = LAYOUT()
+    for f, value in zip(fields(KernelRecord), astuple(rec), strict=True):
+        if f.name in _ADDRESSES:
+            value = struct.unpack("<I", socket.inet_aton(value))[0]
+        setattr(leaf, f.name, value)
+    return bytes(leaf)

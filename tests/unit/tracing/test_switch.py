@@ -11,6 +11,8 @@ from agent.tracing.attach import Hooks
 from agent.tracing.feed import TraceFeed
 from agent.tracing.tracer import HookPlan, program_names
 
+from .golden import LAYOUT
+
 PLAN = HookPlan(("trace_sock.c", "trace_drop.c"),
                 ("tracepoint:sock:inet_sock_set_state", "raw_tracepoint:tcp_probe",
                  "tracepoint:skb:kfree_skb"), ())
@@ -87,6 +89,8 @@ def test_the_programs_are_bccs_probe_functions() -> None:
 
 
 class StubTracer:
+    layout = LAYOUT
+
     def __init__(self) -> None:
         self.switches: list[bool] = []
 
@@ -96,7 +100,7 @@ class StubTracer:
     def set_local(self, _ips: Any) -> None:
         pass
 
-    def read(self) -> list[Any]:
+    def read_raw(self) -> list[bytes]:
         return []
 
     def lost(self) -> int:

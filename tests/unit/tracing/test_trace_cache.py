@@ -15,6 +15,8 @@ from agent.datapath.cdefs import BPF_DIR
 from agent.tracing import attach, cache
 from agent.tracing.tracer import CLASSIC_PROBE, RAW_PROBE, HookPlan
 
+from .golden import LAYOUT
+
 PLAN = HookPlan(("trace_sock.c", "trace_drop.c"),
                 ("tracepoint:sock:inet_sock_set_state", RAW_PROBE,
                  "tracepoint:tcp:tcp_retransmit_skb", "tracepoint:skb:kfree_skb"), ())
@@ -133,6 +135,8 @@ def test_an_old_records_programs_are_read_for_unpinning(
 class LossyTracer:
     """An adopted tracer whose lost counter the last start already reported up to 7."""
 
+    layout = LAYOUT
+
     def __init__(self) -> None:
         self.count = 7
 
@@ -142,7 +146,7 @@ class LossyTracer:
     def set_local(self, _ips: object) -> None:
         pass
 
-    def read(self) -> list[object]:
+    def read_raw(self) -> list[bytes]:
         return []
 
     def lost(self) -> int:
