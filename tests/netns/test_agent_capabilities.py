@@ -1,8 +1,11 @@
 """The agent runs with exactly the capabilities its DaemonSet grants (the rendered
 manifest's, nothing else in its bounding set): it compiles, loads and pins the datapath,
-attaches its tracepoints and its sock_ops program to a pod cgroup, and reports no error.
+attaches its tracepoints and its sock_ops program to a pod cgroup, and reports no error; and
+restarted over its pins, it adopts them.
 
-Each is needed: dropped one at a time, the start fails. Run as a module
+Each is needed: dropped one at a time, the start fails; and the restart is what needs
+SYS_ADMIN (BPF_MAP_GET_FD_BY_ID), which NET_ADMIN + BPF + PERFMON, enough for a first start,
+do not cover. Run as a module
 (`python -m tests.netns.test_agent_capabilities`, as root) it prints each outcome. The agent runs in the root network namespace with no pods (it attaches to
 no interface), its ports ephemeral, its pins and cgroup the test's own and removed after.
 """
@@ -61,9 +64,10 @@ class Node:
     work: Path
     name: str
 
-    def run_agent(self, caps: list[str]) -> Outcome:
+    def run_agent(self, caps: list[str], keep_pins: bool = False) -> Outcome:
         """The agent with only ``caps`` (CAP_ names without the prefix) until it reports its
-        datapath loaded, exits, or START_TIMEOUT passes."""
+        datapath loaded, exits, or START_TIMEOUT passes; its pins removed after unless
+        ``keep_pins`` (the next start then adopts them, as a restarted agent does)."""
         keep = {f"cap_{c.lower()}" for c in caps}
         drop = ",".join(c for c in bounding() if c not in keep)
         pins, state = BPFFS / self.name, self.work / f"state-{len(caps)}-{secrets.token_hex(2)}"
@@ -93,7 +97,8 @@ class Node:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
             log.close()
-            shutil.rmtree(pins, ignore_errors=True)
+            if not keep_pins:
+                shutil.rmtree(pins, ignore_errors=True)
 
     def _wait(self, proc: subprocess.Popen[bytes], health: Path, log: Path) -> Outcome:
         deadline = time.monotonic() + START_TIMEOUT
@@ -131,15 +136,29 @@ def node(tmp_path: Path) -> Iterator[Node]:
 
 def test_the_daemonsets_capabilities_are_enough(node: Node) -> None:
     caps = granted()
-    assert sorted(caps) == ["BPF", "NET_ADMIN", "PERFMON"]
+    assert sorted(caps) == ["NET_ADMIN", "SYS_ADMIN"]
     outcome = node.run_agent(caps)
     assert outcome.loaded, outcome.detail
 
 
-@pytest.mark.parametrize("dropped", ["NET_ADMIN", "BPF", "PERFMON"])
+def test_a_restart_adopts_its_pins_with_them_and_not_without_sys_admin(node: Node) -> None:
+    """The first start pins; a restart bounded to NET_ADMIN + BPF + PERFMON (enough for a
+    first start) cannot open the pinned programs' maps by id and does not load; one with the
+    DaemonSet's capabilities adopts the same pins."""
+    caps = granted()
+    first = node.run_agent(caps, keep_pins=True)
+    assert first.loaded, first.detail
+    narrow = node.run_agent(["NET_ADMIN", "BPF", "PERFMON"], keep_pins=True)
+    assert not narrow.loaded, f"restarts without SYS_ADMIN: {narrow.detail}"
+    again = node.run_agent(caps)
+    assert again.loaded, again.detail
+
+
+@pytest.mark.parametrize("dropped", ["NET_ADMIN", "SYS_ADMIN"])
 def test_each_one_is_needed(node: Node, dropped: str) -> None:
-    """The fewest that work: without any one of them the same start does not load (tc
-    programs need NET_ADMIN, maps BPF, the verifier's pointer comparisons PERFMON)."""
+    """The fewest that work: without either the same start does not load (tc programs need
+    NET_ADMIN; maps, loads and the verifier's pointer comparisons need SYS_ADMIN or the
+    BPF and PERFMON it covers)."""
     caps = granted()
     outcome = node.run_agent([c for c in caps if c != dropped])
     assert not outcome.loaded, f"loads without {dropped}: {outcome.detail}"

@@ -12,7 +12,7 @@ from typing import Any
 
 # Capabilities a container may add, and why (deploy/daemonset/agent.yaml says each one).
 ALLOWED_CAPABILITIES = {
-    ("tulle-agent", "agent"): frozenset({"NET_ADMIN", "BPF", "PERFMON"}),
+    ("tulle-agent", "agent"): frozenset({"NET_ADMIN", "SYS_ADMIN"}),  # SYS_ADMIN: restart adoption
     ("tulle-agent", "node-setup"): frozenset({"NET_ADMIN"}),  # an address on lo
     ("tulle-waypoint", "waypoint"): frozenset({"NET_ADMIN"}),  # SO_MARK (the pinned map needs none from 5.19)
     # The lab overlay's warm standby (l7proxy/standby.py): the same process as its sibling.
@@ -21,9 +21,9 @@ ALLOWED_CAPABILITIES = {
 # An agent given --announce-interface answers ARP through an AF_PACKET socket
 # (agent/announce/responder.py): that one flag justifies NET_RAW (overlays/lab gives it).
 ANNOUNCE_FLAG, ANNOUNCE_CAPABILITY = "--announce-interface", "NET_RAW"
-# Seccomp: RuntimeDefault for all but the agent and the waypoint, whose bpf() (and the agent's
-# perf_event_open()) containerd's default profile refuses without SYS_ADMIN, a far larger
-# grant (deploy/daemonset/agent.yaml, waypoint.yaml).
+# Seccomp: RuntimeDefault for all but the agent and the waypoint: containerd's default
+# profile refuses the waypoint's bpf() without SYS_ADMIN, a far larger grant; the agent holds
+# SYS_ADMIN, but RuntimeDefault is not measured with it (deploy/daemonset/agent.yaml).
 UNCONFINED = {("tulle-agent", "agent"), ("tulle-waypoint", "waypoint"),
               ("tulle-waypoint", "waypoint-standby")}
 # The one privileged container: Bidirectional mount propagation (bpffs mounted on the host)
