@@ -3,7 +3,8 @@ manifest's, nothing else in its bounding set): it compiles, loads and pins the d
 attaches its tracepoints and its sock_ops program to a pod cgroup, and reports no error; and
 restarted over its pins, it adopts them.
 
-Each is needed: dropped one at a time, the start fails; and the restart is what needs
+Without SYS_ADMIN the start fails (NET_ADMIN, for the tc attach to pods' veths, is not
+exercised by this pod-less start); and the restart is what needs
 SYS_ADMIN (BPF_MAP_GET_FD_BY_ID), which NET_ADMIN + BPF + PERFMON, enough for a first start,
 do not cover. Run as a module
 (`python -m tests.netns.test_agent_capabilities`, as root) it prints each outcome. The agent runs in the root network namespace with no pods (it attaches to
