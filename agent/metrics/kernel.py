@@ -66,30 +66,9 @@ class KernelSeries:
                                               else "unknown"))
             cell[0] += n
 
-    def _observe_close(self, flow: Flow, tcp: TcpTrace, n: int) -> None:
-        raw = (flow.source, flow.destination)
-        pair: tuple[str, str] | None = None
-
-        def cell_of(s: Series) -> Cell:
-            nonlocal pair
-            cell = s.cache.get(raw)
-            if cell is None:
-                if pair is None:  # workload labels are resolved only for a new pair
-                    pair = (self._workload(raw[0]), self._workload(raw[1]))
-                cell = s.admit(raw, pair)
-            return cell
-
-        if tcp.connect_latency_ns > 0 and self.connect is not None:
-            _bucket(cell_of(self.connect), self._connect_ns, tcp.connect_latency_ns, n)
-        if tcp.srtt_us is not None and tcp.srtt_us.samples and self.rtt is not None:
-            _bucket(cell_of(self.rtt), self._rtt_ns, tcp.srtt_us.mean * 1000, n)
-        if tcp.retransmits and self.retransmits is not None:
-            cell_of(self.retransmits)[0] += tcp.retransmits * n
-
-    def observe_closes(self, closes: TcpCloses) -> None:
-        """`_observe_close` for a column of closes between one pair: the same cells, the
-        same counts, one lookup per family."""
-        raw = (closes.source, closes.destination)
+    def _cells(self, raw: tuple[Endpoint | None, Endpoint | None]) -> Callable[[Series], Cell]:
+        """The (source, destination) pair's cell in any family, its workload labels resolved
+        only when a family meets the pair for the first time."""
         pair: tuple[str, str] | None = None
 
         def cell_of(s: Series) -> Cell:
@@ -101,6 +80,21 @@ class KernelSeries:
                 cell = s.admit(raw, pair)
             return cell
 
+        return cell_of
+
+    def _observe_close(self, flow: Flow, tcp: TcpTrace, n: int) -> None:
+        cell_of = self._cells((flow.source, flow.destination))
+        if tcp.connect_latency_ns > 0 and self.connect is not None:
+            _bucket(cell_of(self.connect), self._connect_ns, tcp.connect_latency_ns, n)
+        if tcp.srtt_us is not None and tcp.srtt_us.samples and self.rtt is not None:
+            _bucket(cell_of(self.rtt), self._rtt_ns, tcp.srtt_us.mean * 1000, n)
+        if tcp.retransmits and self.retransmits is not None:
+            cell_of(self.retransmits)[0] += tcp.retransmits * n
+
+    def observe_closes(self, closes: TcpCloses) -> None:
+        """`_observe_close` for a column of closes between one pair: the same cells, the
+        same counts, one lookup per family."""
+        cell_of = self._cells((closes.source, closes.destination))
         if closes.connect_ns and self.connect is not None:
             _buckets(cell_of(self.connect), self._connect_ns, closes.connect_ns)
         if closes.rtt_ns and self.rtt is not None:

@@ -99,18 +99,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(tree: Path, timed: bool, batches: int, work: Path) -> int:
-    """Instructions of one run of `workload` under callgrind, importing ``tree``'s agent
-    (this file's own workload, so that trees from before this bench can be measured)."""
+def callgrind(tree: Path, call: str, out: Path) -> int:
+    """Instructions of ``call`` (Python, run with this directory on sys.path: a bench
+    module's own workload, so that trees from before the bench can be measured) under
+    callgrind, importing ``tree``'s agent."""
     here = Path(__file__).resolve().parent
-    out = work / f"{tree.name}-{'on' if timed else 'off'}-{batches}.out"
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
-    code = (f"import sys; sys.path.append({str(here)!r}); "
-            f"from agentcost import workload; workload({timed}, {batches})")
+    code = f"import sys; sys.path.append({str(here)!r}); {call}"
     subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                     sys.executable, "-c", code], env=env, cwd=tree, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return callgrind_total(out.read_text())
+
+
+def measure(tree: Path, timed: bool, batches: int, work: Path) -> int:
+    """Instructions of one run of `workload` under callgrind, importing ``tree``'s agent."""
+    return callgrind(tree, f"from agentcost import workload; workload({timed}, {batches})",
+                     work / f"{tree.name}-{'on' if timed else 'off'}-{batches}.out")
 
 
 if __name__ == "__main__":

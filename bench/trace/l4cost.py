@@ -27,14 +27,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.trace.agentcost import callgrind_total
+from bench.trace.agentcost import callgrind
 
 BATCH = 1024  # connections per drain: ~200 ms of the workload at ~5k/s per agent
 SHORT, LONG = 2, 6
@@ -147,14 +145,8 @@ def workload(stage: str, batches: int) -> None:
 
 def measure(tree: Path, stage: str, batches: int, work: Path) -> int:
     """Instructions of one run of `workload` under callgrind, importing ``tree``'s agent."""
-    out = work / f"{tree.name}-{stage}-{batches}.out"
-    env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
-    code = (f"import sys; sys.path.append({str(HERE)!r}); "
-            f"from l4cost import workload; workload({stage!r}, {batches})")
-    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                    sys.executable, "-c", code], env=env, cwd=tree, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return callgrind_total(out.read_text())
+    return callgrind(tree, f"from l4cost import workload; workload({stage!r}, {batches})",
+                     work / f"{tree.name}-{stage}-{batches}.out")
 
 
 def main(argv: list[str] | None = None) -> int:
