@@ -90,6 +90,10 @@ class AgentConfig:
     # L2 announcement of LoadBalancer addresses (agent.announce): the interface whose ARP
     # this node answers for the addresses elected to it; None: off.
     announce_interface: str | None = None
+    # tulle-cni's state directory (cni/README.md): this node's pods' records, read for
+    # their addresses and veths, and the marks their CNI ADD waits for. None: off (every
+    # pod's veth is found by route, once the API server has its address).
+    cni_state_dir: str | None = None
 
 
 # The HTTP client's line per request (httpx logs each at INFO: 40+ lines while a first sync
@@ -212,6 +216,11 @@ def run(config: AgentConfig) -> int:
                  agent.loaded_s, config.pin_dir)
         _start_thread(agent.datapath.run_events, "events", agent.stop)
         _start_thread(agent.datapath.run_gc, "ct-gc", agent.stop)
+        if config.cni_state_dir:  # the pods' CNI ADDs wait for the loaded programs
+            from agent.cni.watch import watch_records
+
+            watch_records(Path(config.cni_state_dir), node, agent.datapath.cni_update,
+                          agent.changed, agent.stop)
     # The observer API starts after the first sync: its gRPC import (~0.06 s of the GIL)
     # would run while the first sync lists and plans. Bounded, should that sync not come.
     observer: Any = None
@@ -226,6 +235,10 @@ def run(config: AgentConfig) -> int:
             observer = _start_observer(ring, config)
         _next_tick(agent, observe_by if observer is None else None)
     _stop_serving(agent, observer, intake, metrics_server)
+    if config.cni_state_dir and agent.datapath is not None:
+        from agent.cni.registry import withdraw
+
+        withdraw(Path(config.cni_state_dir))  # STATUS: not ready; the marks stay true
     timer.cancel()  # stopped before a first sync: the GC pause ends with the agent too
     startup_gc.release()
     agent.report_node_ready(False, "AgentStopped")
@@ -286,7 +299,8 @@ def _start_datapath(agent: Agent, config: AgentConfig, ingest: FlowIngest,
 
     assert config.pin_dir is not None
     agent.datapath = DatapathController(
-        agent.node, None, ingest, waypoint, config.ct_endpoint_quota, config.trust_domain
+        agent.node, None, ingest, waypoint, config.ct_endpoint_quota, config.trust_domain,
+        Path(config.cni_state_dir) if config.cni_state_dir else None,
     )
     state_dir = Path(config.state_dir) if config.state_dir else None
     pod_cgroup = Path(config.pod_cgroup) if config.pod_cgroup else None

@@ -201,6 +201,8 @@ class Agent:
                     self.datapath.resync(objects)
                 elif changes:
                     self.datapath.apply_changes(changes)  # work per change, not per cluster
+                elif self.datapath.cni_pending:  # a tulle-cni record: a pod's ADD waits on it
+                    self.datapath.program_pending()
                 if objects is not None or any(c.kind in MODEL_KINDS for c in changes):
                     self._update_health_checks()
                 self.last_error = None

@@ -11,9 +11,11 @@ DEL; a failed ADD is undone with DEL at once, as a kubelet does before it retrie
 plugin state (host-local's leases, tulle-cni's records) lives under the lab's state dir,
 which `tulle lab down` removes: nothing goes to /var/lib/cni.
 
-``attachTimeout`` is 0: the agent does not answer tulle-cni's records yet (cni/README.md,
-"Not done yet"), so ADD must not wait for it. The kubelet keeps waiting for the datapath on
-the host veth itself, which it now learns from tulle-cni's record instead of naming it.
+tulle-cni's ``stateDir`` is the node's ``/var/run/tulle/cni`` (under the node's root in the
+lab's state), the agent's ``--cni-state-dir`` either way the lab installs it. In a lab with
+the datapath, ``attachTimeout`` is ``CNI_ATTACH_TIMEOUT``: ADD returns only once the node's
+agent has marked the pod's veth policed, so the kubelet starts containers as soon as ADD
+returned, as a node's runtime does. Without the datapath no agent answers: 0, no wait.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ DEBIAN_CNI = Path("/usr/lib/cni")  # containernetworking-plugins (scripts/setup.
 NETWORK = "tulle-lab"
 IFNAME = "eth0"
 PLUGINS = ("ptp", "host-local")  # what the chain needs from DEBIAN_CNI
+# Seconds tulle-cni's ADD waits for the agent (its README's default): a pod whose ADD runs
+# out is deleted and retried with back-off, as a kubelet does.
+CNI_ATTACH_TIMEOUT = 10
 
 
 class SandboxError(RuntimeError):
@@ -65,8 +70,10 @@ def cni_root(paths: LabPaths) -> Path:
 
 
 def tulle_state_dir(paths: LabPaths, node: str) -> Path:
-    """tulle-cni's ``stateDir`` on a node (the agent's ``--cni-state-dir`` once it reads it)."""
-    return cni_root(paths) / node / "tulle"
+    """tulle-cni's ``stateDir`` on a node, and its agent's ``--cni-state-dir``: the node's
+    /var/run/tulle/cni, which the agent DaemonSet's /var/run/tulle hostPath holds
+    (lab/podvolumes.py: a node's var/run is its root's run)."""
+    return paths.root / "nodes" / node / "root" / "run" / "tulle" / "cni"
 
 
 def ipam_dir(paths: LabPaths, node: str) -> Path:
@@ -74,7 +81,8 @@ def ipam_dir(paths: LabPaths, node: str) -> Path:
     return cni_root(paths) / node / "ipam"
 
 
-def conflist(node: NodePlan, paths: LabPaths) -> dict[str, Any]:
+def conflist(node: NodePlan, paths: LabPaths, attach_timeout: int = CNI_ATTACH_TIMEOUT
+             ) -> dict[str, Any]:
     """The node's network configuration list (pure). The range skips the node's gateway
     (first host, which ptp puts on each host veth as the pods' next hop) and its waypoint
     address (last-but-one), as the builtin allocator does (lab/ipam.py)."""
@@ -99,7 +107,7 @@ def conflist(node: NodePlan, paths: LabPaths) -> dict[str, Any]:
                 },
             },
             {"type": "tulle-cni", "stateDir": str(tulle_state_dir(paths, node.name)),
-             "attachTimeout": 0},
+             "attachTimeout": attach_timeout},
         ],
     }
 
@@ -134,9 +142,12 @@ class LabCni:
     its data directory."""
 
     def __init__(self, plan: LabPlan, paths: LabPaths, *, cni_path: Sequence[Path] = (DEBIAN_CNI,),
-                 python: str = sys.executable, in_node: bool = True) -> None:
-        """`in_node` False runs plugins in this process's netns (unit tests' fake plugins)."""
+                 python: str = sys.executable, in_node: bool = True,
+                 attach_timeout: int = CNI_ATTACH_TIMEOUT) -> None:
+        """`in_node` False runs plugins in this process's netns (unit tests' fake plugins).
+        `attach_timeout` 0: ADD does not wait for an agent (a lab without the datapath)."""
         self.plan, self.paths, self.in_node = plan, paths, in_node
+        self.attach_timeout = attach_timeout
         self.bin = cni_root(paths) / "bin"
         self.cni_path = [str(p) for p in cni_path] + [str(self.bin)]
         (cni_root(paths) / "results").mkdir(parents=True, exist_ok=True)
@@ -157,7 +168,8 @@ class LabCni:
 
     def chain(self, node: NodePlan) -> Chain:
         prefix = ["ip", "netns", "exec", node.netns] if self.in_node else []
-        return Chain(conflist(node, self.paths), self.cni_path, prefix=prefix)
+        return Chain(conflist(node, self.paths, self.attach_timeout), self.cni_path,
+                     prefix=prefix)
 
     def _cache(self, pod: PodKey) -> Path:
         return cni_root(self.paths) / "results" / f"{NETWORK}-{pod.uid}-{IFNAME}.json"

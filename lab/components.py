@@ -20,6 +20,7 @@ from typing import Literal
 
 from identity.system import SYSTEM_NAMESPACE
 from lab import procs
+from lab.cni_runtime import tulle_state_dir
 from lab.state import LabPaths, read_json
 from lab.state import pin_dir as _pin_root
 
@@ -101,6 +102,14 @@ def agent_health(paths: LabPaths, node: str) -> Path:
             if best is None or when > best[0]:
                 best = (when, report)
     return best[1] if best else paths.root / "pods" / f"no-agent-pod-on-{node}.json"
+
+
+def cni_state_dir(paths: LabPaths, node: str) -> str:
+    """A spawned node agent's ``--cni-state-dir``: tulle-cni's records in a ``--cni chain``
+    lab (lab/cni_runtime.py), empty (off) in a builtin one, whose pods have none."""
+    if (read_json(paths.lab_file) or {}).get("cni") != "chain":
+        return ""
+    return str(tulle_state_dir(paths, node))
 
 
 def observer_socket(paths: LabPaths, node: str) -> Path:

@@ -46,7 +46,7 @@ from lab import (
     satoken,
     volumesetup,
 )
-from lab.cni_runtime import LabCni, PodKey
+from lab.cni_runtime import CNI_ATTACH_TIMEOUT, LabCni, PodKey
 from lab.containerproc import BACKOFF_MAX, ContainerProcesses
 from lab.controllers.events import EventSink
 from lab.envsource import Lookup, no_objects
@@ -115,15 +115,18 @@ class Kubelet(ContainerProcesses):
         self.prober = Prober(python)
         lab = read_json(paths.lab_file) or {}
         wait = bool(lab.get("datapath", True))
+        # `--cni chain`: pods' networks from a real CNI chain, ADD off the tick in threads.
+        # tulle-cni's ADD returns once the agent marked the veth policed (attachTimeout):
+        # the kubelet does not look for itself. Without the datapath nothing waits.
+        self.cni = (LabCni(plan, paths, attach_timeout=CNI_ATTACH_TIMEOUT if wait else 0)
+                    if lab.get("cni") == "chain" else None)
         self.netlink: network.DatapathProbe | None = None
-        if wait and probe is None:
+        if wait and probe is None and self.cni is None:
             probe = self.netlink = network.DatapathProbe()
-        self.attached = probe if wait else None
+        self.attached = probe if wait and self.cni is None else None
         self.pod_cgroups = bool(lab.get("pod_cgroups"))  # decided by `tulle lab up`
         for node in plan.nodes if self.pod_cgroups else ():  # the nodes' kubepods.slice
             cgroups.make(cgroups.kubepods_cgroup(plan.name, node.name))
-        # `--cni chain`: pods' networks from a real CNI chain, ADD off the tick in threads.
-        self.cni = LabCni(plan, paths) if lab.get("cni") == "chain" else None
         self.adds = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cni-add")
         self.pods: dict[str, PodRuntime] = {}
         (paths.procs / "pods").mkdir(parents=True, exist_ok=True)
@@ -195,7 +198,8 @@ class Kubelet(ContainerProcesses):
             ))
         rt = PodRuntime(pod.metadata.uid, ns, name, node, netns, ip,
                         pod.spec.restart_policy or "Always", containers, host_veth=veth,
-                        attached=self.attached is None or host, cgroup=cgroup, host_network=host,
+                        attached=host or (self.attached is None and self.cni is None),
+                        cgroup=cgroup, host_network=host,
                         init_containers=init, service_account=pod.spec.service_account,
                         token=token, object_volumes=() if fs is None else tuple(
                             v for v in pod.spec.volumes if objectvolumes.object_ref(v)))
@@ -244,6 +248,7 @@ class Kubelet(ContainerProcesses):
             return
         rt.ip, rt.host_veth, rt.sandbox_error = sandbox.ip, sandbox.host_veth, ""
         rt.created_at = now  # the datapath's wait starts once there is a veth to police
+        rt.attached = self.attached is None  # ADD waited for the agent (or nothing polices)
         for c in (*rt.init_containers, *rt.containers):
             if c.source is not None:  # $(VAR) references to the pod's IP expand only now
                 c.argv, c.env, _ = self._process(*c.source, sandbox.ip, rt.node)

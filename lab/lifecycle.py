@@ -186,6 +186,8 @@ def _start_with(
                             str(components.pin_dir(paths, node.name)),
                             "--state-dir",
                             str(components.node_state(paths, node.name)),
+                            "--cni-state-dir",
+                            components.cni_state_dir(paths, node.name),
                             "--l7-intake",
                             str(components.l7_intake_socket(paths, node.name)),
                             "--waypoint",

@@ -36,6 +36,14 @@ kubeconfig_option = click.option(
     help="Where the agent keeps its compile record: a restart with the same programs adopts "
     "the pinned ones instead of compiling (~1.5 s CPU). Empty: always compile.",
 )
+@click.option(
+    "--cni-state-dir",
+    default="/var/run/tulle/cni",
+    show_default=True,
+    help="tulle-cni's state directory (cni/README.md): this node's pods' addresses and host "
+    "veths come from its records, and each pod's CNI ADD waits for the agent's mark there. "
+    "Pods without a record are found by route. Empty: off. Needs --pin-dir.",
+)
 @click.option("--observer-socket", default=None, help="Unix socket for the observer API.")
 @click.option(
     "--observer-host",
@@ -155,6 +163,7 @@ def agent(
     health_file: str | None,
     pin_dir: str | None,
     state_dir: str,
+    cni_state_dir: str,
     observer_socket: str | None,
     observer_host: str,
     observer_port: int,
@@ -210,6 +219,7 @@ def agent(
         svid_lifetime=svid_lifetime,
         system_namespace=system_namespace,
         announce_interface=announce_interface,
+        cni_state_dir=(cni_state_dir or None) if pin_dir else None,
     )
     raise SystemExit(run(config))
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # programs imports BCC: loaded on the agent's BCC thread only
 
     from pyroute2 import IPRoute
 
+    from agent.cni.attachments import CniAttachments
     from agent.datapath.programs import Datapath
 
 log = logging.getLogger("tulle.datapath")
@@ -64,9 +65,13 @@ class Applied:
 
 
 class Applier:
-    def __init__(self, dp: Datapath, netlink: Callable[[], IPRoute]) -> None:
+    def __init__(self, dp: Datapath, netlink: Callable[[], IPRoute],
+                 cni: CniAttachments | None = None) -> None:
         self.dp = dp
         self.netlink = netlink  # opened on the first pod veth: not on the first sync's path
+        # tulle-cni's records (--cni-state-dir): each pod's host veth, and the marks its ADD
+        # waits for. None: every veth is found by route.
+        self.cni = cni
         self.applied = self._adopt()
         self.overflows: dict[Unit, Overflow] = {}  # policy units left out (fail closed)
         self.refused_services: dict[ServiceKey, str] = {}  # service ports the lb maps refused
@@ -118,18 +123,29 @@ class Applier:
             and all(a is b for a, b in zip(done, values, strict=True))
         )
 
+    def _veth(self, ip: IPv4) -> int | None:
+        """The pod's host veth: its tulle-cni record's, else the one that routes to it."""
+        if self.cni is not None and (rec := self.cni.record_for(ip)) is not None:
+            return rec.host_ifindex
+        ifindex = attach.veth_for(self.netlink(), ip)
+        if self.cni is not None:
+            self.cni.routed(ip, ifindex)
+        return ifindex
+
     def _endpoints(self, desired: DesiredDatapath) -> None:
         overflowed = frozenset(self.overflows)
+        records = self.cni.generation if self.cni is not None else 0
         if (
             self._unchanged("endpoints", desired.endpoints)
             and self._done.get("overflowed") == overflowed
+            and self._done.get("records") == records
         ):
             return
         self._done.pop("endpoints", None)
         wanted: dict[int, tuple[IPv4, int, int]] = {}
         missing = False
         for ep in desired.endpoints.values():
-            ifindex = attach.veth_for(self.netlink(), ep.ip)
+            ifindex = self._veth(ep.ip)
             if ifindex is None:
                 missing = True
                 continue  # the sandbox is not wired yet; the next round finds it
@@ -149,13 +165,18 @@ class Applier:
                 attach.attach(self.netlink(), ifindex, self.dp.from_pod_fd, self.dp.to_pod_fd)
                 self.applied.attached.add(ifindex)
                 log.info("datapath attached to ifindex %d (%s)", ifindex, entry[0])
+            if self.cni is not None:  # entry written, programs on: the pod's ADD may return
+                self.cni.attached(entry[0], ifindex)
         for ifindex in [i for i in self.applied.endpoints if i not in wanted]:
             maps.delete_endpoint(self.dp, ifindex)
             self.applied.endpoints.pop(ifindex)
             self.applied.attached.discard(ifindex)
+            if self.cni is not None:
+                self.cni.detached(ifindex)
         if not missing:  # else look again next round, for the veths not found yet
             self._done["endpoints"] = (desired.endpoints,)
             self._done["overflowed"] = overflowed
+            self._done["records"] = records
 
     def _ipcache(self, desired: DesiredDatapath) -> None:
         if self._unchanged("ipcache", desired.ipcache):

@@ -38,6 +38,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from agent.cni.attachments import CniAttachments
+from agent.cni.pods import CniPods
 from agent.datapath import attach, maps
 from agent.datapath.applier import Applier
 from agent.datapath.conntrack_gc import plan_gc
@@ -51,13 +53,16 @@ from agent.flows.enrich import DEFAULT_TRUST_DOMAIN, EndpointIndex, enrich
 from agent.flows.ingest import FlowIngest
 from agent.kube import gcpause
 from agent.model.cache import ModelCache
-from agent.model.core import EndpointSlice, Service
+from agent.model.core import EndpointSlice, Pod, Service
 from agent.model.resource import Resource
 
 if TYPE_CHECKING:  # programs imports BCC (libbcc): not on the agent's import path
+    from pathlib import Path
+
     from pyroute2 import IPRoute
 
     from agent.datapath.programs import Datapath
+    from cni.record import EndpointRecord
 
 log = logging.getLogger("tulle.datapath")
 
@@ -131,8 +136,11 @@ class DatapathController:
         waypoint: tuple[ipaddress.IPv4Address, int] | None = None,
         ct_endpoint_quota: int = 0,
         trust_domain: str = DEFAULT_TRUST_DOMAIN,
+        cni_state_dir: Path | None = None,
     ) -> None:
-        """``dp`` None: plan now, program the maps once ``attach`` hands them over."""
+        """``dp`` None: plan now, program the maps once ``attach`` hands them over.
+        ``cni_state_dir``: tulle-cni's records (``cni_update``) give this node's pods their
+        addresses and veths, and get the agent's marks (agent.cni)."""
         if ct_endpoint_quota < 0:  # before any compile: a bad flag fails at once
             raise ValueError(f"conntrack endpoint quota must be 0 or more, got {ct_endpoint_quota}")
         self.node = node
@@ -153,6 +161,9 @@ class DatapathController:
         self._dp: Datapath | None = None
         self._applier: Applier | None = None
         self._load_error: BaseException | None = None
+        self.cni_pods = CniPods(node) if cni_state_dir is not None else None
+        self.cni = CniAttachments(cni_state_dir) if cni_state_dir is not None else None
+        self.cni_pending = False  # records taken (cni_update) that no sync programmed yet
         self.attached = threading.Event()  # the maps are here (attach_maps, attach, or failed)
         self.loaded = threading.Event()  # the programs too (attach, or attach_failed)
         if dp is not None:
@@ -177,7 +188,7 @@ class DatapathController:
 
     def _take(self, dp: Datapath) -> None:
         maps.write_ct_endpoint_quota(dp, self.ct_endpoint_quota)
-        applier = Applier(dp, self.netlink)
+        applier = Applier(dp, self.netlink, self.cni)
         # No lock: the first sync holds it while it plans, and reads these only once
         # ``attached`` is set.
         self._dp, self._applier = dp, applier
@@ -216,7 +227,10 @@ class DatapathController:
         started = time.monotonic()
         with _no_gc():
             with self.lock:
-                self.planner.reset(self.models.decode_all(objects, WATCHED_KINDS))
+                listed = self.models.decode_all(objects, WATCHED_KINDS)
+                if self.cni_pods is not None:  # this node's Pods with their records' addresses
+                    listed = self.cni_pods.patch_all(listed)
+                self.planner.reset(listed)
             self._program(started)
             if not self._frozen:
                 # What the first sync decoded and planned mostly stays for the agent's life:
@@ -255,11 +269,35 @@ class DatapathController:
                     obj = None
                 else:
                     obj = self.models.decode(change.new)  # None: invalid, counts as absent
+                if self.cni_pods is not None and change.kind == "Pod":
+                    if isinstance(obj, Pod):
+                        obj = self.cni_pods.patch(obj)
+                    else:
+                        self.cni_pods.forget((change.namespace, change.name))
                 decoded.append(Change(change.kind, change.namespace, change.name, obj))
             self.planner.update(decoded)
         self._program(started)
 
+    def cni_update(self, records: list[EndpointRecord]) -> None:
+        """This node's live tulle-cni records (agent.cni.watch, on its thread): the Pods
+        they give an address are replanned, the applier learns their veths; the next sync
+        (``program_pending``) writes and marks them."""
+        if self.cni_pods is None or self.cni is None:
+            return
+        with self.lock:
+            self.cni.set_records(records)
+            changed = self.cni_pods.set_records(records)
+            self.planner.update(Change("Pod", p.metadata.namespace, p.metadata.name, p)
+                                for p in changed)
+            self.cni_pending = True
+
+    def program_pending(self) -> None:
+        """Program what ``cni_update`` took in (the sync loop, when it has no change of its
+        own to apply)."""
+        self._program(time.monotonic())
+
     def _program(self, started: float) -> None:
+        self.cni_pending = False
         if not self.attached.is_set():
             # The first sync, planned while the programs compile: what needs no maps is
             # done before its writes wait for them.

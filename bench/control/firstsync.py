@@ -134,6 +134,7 @@ def _agent_start(kubeconfig: Path, pin_dir: Path, trace: bool, profile: Path | N
     argv = [*_spy(profile, f"daemon-{name}"), sys.executable, "-m", module, "agent",
             "--node", NODE, "--kubeconfig", str(kubeconfig), "--health-file", str(health),
             "--pin-dir", str(pin_dir), "--state-dir", str(work / "agent-state"),
+            "--cni-state-dir", "",  # no CNI records here: nothing written to the host's
             "--observer-port", str(free_port()),
             "--metrics-address", "", *([] if trace else ["--no-trace"])]
     log = (work / f"agent-{name}.log").open("w")

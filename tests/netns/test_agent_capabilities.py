@@ -78,7 +78,8 @@ class Node:
         state.mkdir(parents=True)
         argv = [sys.executable, "-m", "agent.cli.node", "agent", "--node", self.name,
                 "--kubeconfig", str(self.lab.kubeconfig), "--pin-dir", str(pins),
-                "--state-dir", str(state), "--health-file", str(health),
+                "--state-dir", str(state), "--cni-state-dir", str(state / "cni"),
+                "--health-file", str(health),
                 "--observer-port", "0", "--metrics-address", "127.0.0.1:0",
                 "--pod-cgroup", str(cgroup)]
         command = " ".join(f"'{a}'" for a in argv)

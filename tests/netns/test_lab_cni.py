@@ -2,8 +2,10 @@
 as a node's container runtime does, instead of building pods' veths itself.
 
 One two-node lab of its own: a pod starts only once ADD has configured its interface, has
-host-local's address, is policed by the agent on the veth ptp made (a NetworkPolicy deny
-works on it, across nodes), and deleting it runs DEL (host-local's lease is released);
+host-local's address, is policed by the agent on the veth ptp made (ADD waited for the
+agent's mark, which the agent wrote from the record before the API had the pod's address; a
+NetworkPolicy deny works on it, across nodes), and deleting it runs DEL (host-local's lease
+and the mark are gone);
 `lab down` leaves nothing, and nothing went to /var/lib/cni.
 """
 
@@ -22,7 +24,7 @@ import pytest
 
 from cni import store
 from cni.record import record_key
-from lab import lifecycle, network
+from lab import components, lifecycle, network
 from lab.cni_runtime import NETWORK, ipam_dir, tulle_state_dir
 from lab.state import LabPaths
 from lab.topology import plan_lab
@@ -89,8 +91,11 @@ def test_pods_get_their_network_from_the_chain_and_are_policed(chain_lab: Lab) -
     log = paths.pod_log(NS, server["metadata"]["name"], "srv").read_text()
     assert f"inet {ip}/24" in log.splitlines()[0], log
 
-    # tulle-cni recorded ptp's host veth, and the agent's programs are on that veth
-    rec = store.read_record(tulle_state_dir(paths, "node1"), record_key(NETWORK, uid, "eth0"))
+    # tulle-cni recorded ptp's host veth, the agent's programs are on that veth, and the
+    # agent marked the record: ADD (attachTimeout 10) returned on that mark, before the
+    # kubelet wrote podIP, so the agent took the address from the record
+    state_dir = tulle_state_dir(paths, "node1")
+    rec = store.read_record(state_dir, record_key(NETWORK, uid, "eth0"))
     assert rec is not None and rec.pod is not None and rec.pod.name == server["metadata"]["name"]
     assert rec.ips == (f"{ip}/24",)
     assert _link(node1.netns, rec.host_ifname) is not None
@@ -99,6 +104,12 @@ def test_pods_get_their_network_from_the_chain_and_are_policed(chain_lab: Lab) -
         assert probe(node1, rec.host_ifname)
     finally:
         probe.close()
+    assert store.wait_attached(state_dir, rec, 0)
+    assert json.loads(store.agent_path(state_dir).read_text())["node"] == "node1"
+    agent_log = components.component_log(paths, "agent", "node1").read_text()
+    assert f"marked {rec.key} ({ip}) attached on ifindex {rec.host_ifindex}" in agent_log
+    # no ADD of this test's pods ran out waiting for the agent (error 11)
+    assert [e for e in lab.get("events", NS) if e.get("reason") == "FailedCreatePodSandBox"] == []
 
     # Across nodes by pod IP (the fabric routes), and by name (DNS, the Service's ClusterIP)
     cli = client["metadata"]["name"]
@@ -115,6 +126,6 @@ def test_pods_get_their_network_from_the_chain_and_are_policed(chain_lab: Lab) -
     # Deleting the pod runs DEL: the lease, the record and ptp's veth are gone
     lab.tulle("delete", "deployment", "srv", "-n", NS)
     wait_for(lambda: not lease.exists(), timeout=60, what="host-local's lease released")
-    assert store.read_record(tulle_state_dir(paths, "node1"),
-                             record_key(NETWORK, uid, "eth0")) is None
+    assert store.read_record(state_dir, record_key(NETWORK, uid, "eth0")) is None
+    assert store.read_mark(state_dir, rec.key) is None
     assert _link(node1.netns, rec.host_ifname) is None

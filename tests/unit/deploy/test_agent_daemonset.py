@@ -108,6 +108,8 @@ def test_the_flags_are_the_agents_own(
     assert config.metrics_address == "192.0.2.1:9965"
     assert config.svid_dir == "/var/run/tulle/svid"  # on the state hostPath, for a waypoint
     assert config.pin_dir == "/sys/fs/bpf/tulle" and config.trace is True
+    # tulle-cni's records, on the state hostPath that the chained plugin writes on the host
+    assert config.cni_state_dir == "/var/run/tulle/cni"
     if address:
         assert config.waypoint == "10.244.1.254:15001"
         assert config.l7_intake == "/var/run/tulle/l7intake/flows.sock"

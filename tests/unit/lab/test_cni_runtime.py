@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from lab.cni_runtime import (
+    CNI_ATTACH_TIMEOUT,
     NETWORK,
     LabCni,
     PodKey,
@@ -111,7 +112,12 @@ def test_conflist_is_ptp_with_host_local_on_the_node_cidr_then_tulle(tmp_path: P
     assert ptp["ipam"]["dataDir"] == str(ipam_dir(paths, "node2"))
     assert str(ipam_dir(paths, "node2")).startswith(str(tmp_path))
     assert tulle == {"type": "tulle-cni", "stateDir": str(tulle_state_dir(paths, "node2")),
-                     "attachTimeout": 0}
+                     "attachTimeout": CNI_ATTACH_TIMEOUT}
+    # the node's /var/run/tulle/cni: where its agent (spawned or a DaemonSet pod) reads
+    assert tulle_state_dir(paths, "node2") == (paths.root / "nodes" / "node2" / "root" / "run"
+                                               / "tulle" / "cni")
+    # a lab without the datapath has no agent to wait for
+    assert conflist(node, paths, 0)["plugins"][1]["attachTimeout"] == 0
 
 
 def test_add_chains_prev_results_and_returns_ip_and_host_veth(runtime: LabCni,
