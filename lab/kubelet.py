@@ -29,7 +29,7 @@ import ipaddress
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,7 +38,6 @@ from lab import (
     capabilities,
     cgroups,
     initcontainers,
-    ipam,
     listeners,
     network,
     objectvolumes,
@@ -47,7 +46,7 @@ from lab import (
     volumesetup,
 )
 from lab.cni_runtime import CNI_ATTACH_TIMEOUT, LabCni, PodKey
-from lab.containerproc import BACKOFF_MAX, ContainerProcesses
+from lab.containerproc import BACKOFF_MAX
 from lab.controllers.events import EventSink
 from lab.envsource import Lookup, no_objects
 from lab.imageroot import Image
@@ -59,14 +58,14 @@ from lab.podruntime import (
     PodRuntime,
     exit_code,
     pod_status,
-    sandbox_waiting,
 )
 from lab.podspec import pod_ip_vars, resolv_conf
 from lab.prober import Prober
 from lab.readiness import ports_ready
+from lab.sandboxes import AttachedProbe, PodSandboxes
 from lab.satoken import TokenIssuer
 from lab.state import LabPaths, read_json
-from lab.topology import LabPlan, NodePlan, host_veth_name
+from lab.topology import LabPlan
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +73,9 @@ __all__ = ["ATTACH_TIMEOUT", "ContainerRuntime", "Kubelet", "PodRuntime", "pod_s
 
 BACKOFF_RESET_AFTER = 10.0  # a container that ran this long starts its back-off afresh
 READY_RECHECK = 5.0  # once ready, re-check listening ports this often
-ATTACH_POLL = 0.2
-ATTACH_POLL_SLOW = 1.0  # after the timeout
-
-AttachedProbe = Callable[[NodePlan, str], bool]  # (node, host veth) -> datapath attached?
 
 
-class Kubelet(ContainerProcesses):
+class Kubelet(PodSandboxes):
     def __init__(
         self,
         plan: LabPlan,
@@ -206,57 +201,6 @@ class Kubelet(ContainerProcesses):
         self._start_sandbox(rt)
         return rt
 
-    def _pod_network(
-        self, node: NodePlan, ns: str, name: str
-    ) -> tuple[str, ipaddress.IPv4Address | None, str]:
-        """A pod netns of its own: (netns, ip, host veth); ip None until CNI ADD gives one."""
-        netns = self.plan.pod_netns(ns, name)
-        network.remove_netns(netns)  # a leftover from a crashed controller would hold stale state
-        ip, veth = None, ""
-        if self.cni is None:
-            used = {rt.ip for rt in self.pods.values() if rt.node.name == node.name and rt.ip}
-            ip, veth = ipam.allocate(node.pod_cidr, used), host_veth_name(ns, name)
-            network.add_pod(node, netns, veth, ip)
-        else:
-            network.add_pod_netns(netns)  # the chain's ptp adds eth0, its address and routes
-        network.write_pod_resolv_conf(netns, resolv_conf(ns))
-        return netns, ip, veth
-
-    def _start_sandbox(self, rt: PodRuntime) -> None:
-        if self.cni is not None and not rt.host_network:
-            rt.sandbox = self.adds.submit(
-                self.cni.add, rt.node, rt.netns, PodKey(rt.namespace, rt.name, rt.uid))
-
-    def _check_sandbox(self, rt: PodRuntime, now: float) -> None:
-        """Take a finished ADD's result; after a failed one, say why and retry with back-off
-        (LabCni.add has already run DEL, as a kubelet does before it retries)."""
-        if rt.sandbox is None:
-            if rt.ip is None and now >= rt.sandbox_retry:
-                self._start_sandbox(rt)
-            return
-        if not rt.sandbox.done():
-            return
-        future, rt.sandbox = rt.sandbox, None
-        try:
-            sandbox = future.result()
-        except Exception as err:
-            rt.sandbox_error = str(err)
-            rt.sandbox_retry = now + rt.sandbox_backoff
-            rt.sandbox_backoff = min(rt.sandbox_backoff * 2, BACKOFF_MAX)
-            log.error("pod %s/%s: %s", rt.namespace, rt.name, err)
-            self._event(rt, "FailedCreatePodSandBox", sandbox_waiting(rt)[1], "Warning")
-            return
-        rt.ip, rt.host_veth, rt.sandbox_error = sandbox.ip, sandbox.host_veth, ""
-        rt.created_at = now  # the datapath's wait starts once there is a veth to police
-        rt.attached = self.attached is None  # ADD waited for the agent (or nothing polices)
-        for c in (*rt.init_containers, *rt.containers):
-            if c.source is not None:  # $(VAR) references to the pod's IP expand only now
-                c.argv, c.env, _ = self._process(*c.source, sandbox.ip, rt.node)
-            for var in ("POD_IP", *c.ip_vars):
-                c.env[var] = str(sandbox.ip)
-        log.info("pod %s/%s: CNI ADD gave %s on %s", rt.namespace, rt.name, sandbox.ip,
-                 sandbox.host_veth)
-
     def _teardown(self, rt: PodRuntime) -> None:
         log.info("removing pod %s/%s from %s", rt.namespace, rt.name, rt.node.name)
         for c in (*rt.init_containers, *rt.containers):
@@ -308,29 +252,6 @@ class Kubelet(ContainerProcesses):
                     failed = failed or err
         if failed is not None:
             raise failed
-
-    def _check_attached(self, rt: PodRuntime, now: float) -> None:
-        """Poll the node for the datapath on the pod's veth; never start a pod unpoliced."""
-        if self.attached is None or now < rt.next_attach_check:
-            return
-        try:
-            rt.attached = self.attached(rt.node, rt.host_veth)
-        except Exception as err:  # a netlink hiccup: report and poll again
-            log.warning("cannot check the datapath on %s: %s", rt.host_veth, err)
-        waited = now - rt.created_at
-        if rt.attached:
-            log.info(
-                "pod %s/%s: datapath attached to %s after %.1fs; starting containers",
-                rt.namespace,
-                rt.name,
-                rt.host_veth,
-                waited,
-            )
-            return
-        if waited > ATTACH_TIMEOUT and not rt.attach_timed_out:
-            rt.attach_timed_out = True
-            log.error("pod %s/%s: %s", rt.namespace, rt.name, sandbox_waiting(rt)[1])
-        rt.next_attach_check = now + (ATTACH_POLL_SLOW if rt.attach_timed_out else ATTACH_POLL)
 
     def _supervise_pod(self, rt: PodRuntime, now: float) -> None:
         """Init containers one at a time until all have succeeded, then the app containers
