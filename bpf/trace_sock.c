@@ -29,25 +29,101 @@
 #include "inet.h" /* not <uapi/linux/in.h>: see there why */
 #include "conn_trace.h"
 
-TRACEPOINT_PROBE(sock, inet_sock_set_state)
-{
-	__u64 sk = (__u64)args->skaddr;
-	int newstate = args->newstate;
-	__be32 saddr;
+/* Offsets for the raw inet_sock_set_state (agent/tracing/btf.py; -1: not found, and then the
+ * classic tracepoint is compiled). inet_sock begins with its struct sock, so its offsets apply
+ * to the same pointer. */
+#ifndef TRACE_OFF_SK_FAMILY /* struct sock: __sk_common.skc_family */
+#define TRACE_OFF_SK_FAMILY -1
+#endif
+#ifndef TRACE_OFF_SK_PROTOCOL /* struct sock: sk_protocol (a u16 since 5.6) */
+#define TRACE_OFF_SK_PROTOCOL -1
+#endif
+#ifndef TRACE_OFF_SK_DADDR /* struct sock: __sk_common.skc_daddr */
+#define TRACE_OFF_SK_DADDR -1
+#endif
+#ifndef TRACE_OFF_SK_DPORT /* struct sock: __sk_common.skc_dport (network byte order) */
+#define TRACE_OFF_SK_DPORT -1
+#endif
+#ifndef TRACE_OFF_INET_SADDR /* struct inet_sock: inet_saddr */
+#define TRACE_OFF_INET_SADDR -1
+#endif
+#ifndef TRACE_OFF_INET_SPORT /* struct inet_sock: inet_sport (network byte order) */
+#define TRACE_OFF_INET_SPORT -1
+#endif
 
-	/* The clock is read only by an event that records a time (a start, an
-	 * establishment, a close): not by those that end before (not ours, no change to
-	 * record), about half of a connection's state changes, and every node's tracer
-	 * sees every socket of a shared kernel. */
-	if (args->protocol != IPPROTO_TCP || args->family != AF_INET)
+/* The socket's fields the state logic uses: the classic tracepoint's record holds them all;
+ * the raw one reads each from the socket only where the logic needs it (sk_read_*). */
+struct sk_fields {
+	__be32 saddr;
+	__be32 daddr;
+	__u16 sport; /* host byte order, as the classic record has them */
+	__u16 dport;
+	__u16 family;
+	__u16 protocol;
+};
+
+#if defined(TRACE_STATE_RAW) && TRACE_OFF_SK_FAMILY >= 0 && TRACE_OFF_SK_PROTOCOL >= 0 &&        \
+	TRACE_OFF_SK_DADDR >= 0 && TRACE_OFF_SK_DPORT >= 0 && TRACE_OFF_INET_SADDR >= 0 &&      \
+	TRACE_OFF_INET_SPORT >= 0
+#define STATE_RAW 1
+#else
+#define STATE_RAW 0
+#endif
+
+/* What the classic record's fast-assign does (include/trace/events/sock.h), read from the
+ * socket: family and protocol (a start: only TCP over IPv4 is traced), the local address (the
+ * pod it belongs to), the peer and the ports (a close record). Unused without STATE_RAW. */
+static __always_inline void sk_read_ids(const char *sk, struct sk_fields *f)
+{
+	bpf_probe_read_kernel(&f->family, sizeof(f->family), sk + TRACE_OFF_SK_FAMILY);
+	bpf_probe_read_kernel(&f->protocol, sizeof(f->protocol), sk + TRACE_OFF_SK_PROTOCOL);
+}
+
+static __always_inline void sk_read_saddr(const char *sk, struct sk_fields *f)
+{
+	bpf_probe_read_kernel(&f->saddr, sizeof(f->saddr), sk + TRACE_OFF_INET_SADDR);
+}
+
+static __always_inline void sk_read_peer(const char *sk, struct sk_fields *f)
+{
+	__be16 sport = 0, dport = 0;
+
+	bpf_probe_read_kernel(&f->daddr, sizeof(f->daddr), sk + TRACE_OFF_SK_DADDR);
+	bpf_probe_read_kernel(&sport, sizeof(sport), sk + TRACE_OFF_INET_SPORT);
+	bpf_probe_read_kernel(&dport, sizeof(dport), sk + TRACE_OFF_SK_DPORT);
+	f->sport = bpf_ntohs(sport);
+	f->dport = bpf_ntohs(dport);
+}
+
+/* One state change of socket `skp`. `raw` (a constant: each probe below inlines its own copy):
+ * `f` is empty and the socket's fields are read as needed; else `f` holds the classic record's.
+ *
+ * The clock is read only by an event that records a time (a start, an establishment, a
+ * close): not by those that end before (not ours, no change to record), about half of a
+ * connection's state changes, and every node's tracer sees every socket of a shared kernel.
+ * The raw probe reads nothing from the socket for those either: family and protocol are
+ * checked where a conn_state is created (a start); later changes find one only for a TCP
+ * IPv4 socket, by its address. */
+static __always_inline int state_change(const void *skp, int oldstate, int newstate,
+					struct sk_fields *f, const int raw)
+{
+	__u64 sk = (__u64)skp;
+
+	if (!raw && (f->protocol != IPPROTO_TCP || f->family != AF_INET))
 		return 0;
-	__builtin_memcpy(&saddr, args->saddr, sizeof(saddr));
 	if (newstate == TRACE_TCP_SYN_SENT || newstate == TRACE_TCP_SYN_RECV) {
 		struct conn_state st = {};
 
-		st.netns = sock_netns(args->skaddr);
+		if (raw) {
+			sk_read_ids(skp, f);
+			if (f->protocol != IPPROTO_TCP || f->family != AF_INET)
+				return 0;
+		}
+		st.netns = sock_netns(skp);
 		if (newstate == TRACE_TCP_SYN_SENT) {
-			st.pod_ip = trace_pod_of(saddr, st.netns);
+			if (raw)
+				sk_read_saddr(skp, f);
+			st.pod_ip = trace_pod_of(f->saddr, st.netns);
 			if (!st.pod_ip)
 				return 0;
 		}
@@ -64,29 +140,36 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 	/* FIN_WAIT1 -> FIN_WAIT2, CLOSE_WAIT -> LAST_ACK, LISTEN...: nothing to record, so no
 	 * lookup (2 of a connection's ~10 state changes on each side). */
 	if (newstate != TRACE_TCP_ESTABLISHED && newstate != TRACE_TCP_CLOSE &&
-	    args->oldstate != TRACE_TCP_ESTABLISHED)
+	    oldstate != TRACE_TCP_ESTABLISHED)
 		return 0;
 	st = trace_conns_v1.lookup(&sk);
 	if (!st)
 		return 0;
 	if (newstate == TRACE_TCP_ESTABLISHED && !st->established_ns) {
 		st->established_ns = bpf_ktime_get_ns();
-		if (!st->pod_ip)
-			st->pod_ip = trace_pod_of(saddr, st->netns);
+		if (!st->pod_ip) {
+			if (raw)
+				sk_read_saddr(skp, f);
+			st->pod_ip = trace_pod_of(f->saddr, st->netns);
+		}
 		if (!st->pod_ip)
 			trace_conns_v1.delete(&sk); /* not a pod of this node */
 		else
-			srtt_read(st, args->skaddr); /* the handshake's: srtt_first_us */
+			srtt_read(st, skp); /* the handshake's: srtt_first_us */
 		return 0;
 	}
-	if (args->oldstate == TRACE_TCP_ESTABLISHED)
-		srtt_read(st, args->skaddr);
+	if (oldstate == TRACE_TCP_ESTABLISHED)
+		srtt_read(st, skp);
 	if (newstate != TRACE_TCP_CLOSE)
 		return 0;
-	retrans_at_close(st, args->skaddr);
+	retrans_at_close(st, skp);
 	if (st->pod_ip) {
 		struct trace_record rec = {};
 
+		if (raw) {
+			sk_read_saddr(skp, f);
+			sk_read_peer(skp, f);
+		}
 		rec.time_ns = bpf_ktime_get_ns();
 		rec.conn_id = st->conn_id;
 		rec.start_ns = st->start_ns;
@@ -100,13 +183,13 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 		rec.retransmits = st->retransmits;
 		rec.netns = st->netns;
 		rec.pod_ip = st->pod_ip;
-		rec.saddr = saddr;
-		__builtin_memcpy(&rec.daddr, args->daddr, sizeof(rec.daddr));
-		rec.sport = args->sport;
-		rec.dport = args->dport;
+		rec.saddr = f->saddr;
+		rec.daddr = f->daddr;
+		rec.sport = f->sport;
+		rec.dport = f->dport;
 		rec.kind = TRACE_KIND_CLOSE;
 		rec.role = st->role;
-		rec.last_state = args->oldstate;
+		rec.last_state = oldstate;
 		rec.protocol = IPPROTO_TCP;
 		rec.retrans_segments = st->retrans_segments;
 		trace_emit(&rec);
@@ -114,6 +197,30 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 	trace_conns_v1.delete(&sk);
 	return 0;
 }
+
+#if STATE_RAW
+RAW_TRACEPOINT_PROBE(inet_sock_set_state)
+{
+	/* TP_PROTO(const struct sock *sk, const int oldstate, const int newstate) */
+	struct sk_fields f = {};
+
+	return state_change((const void *)ctx->args[0], (int)ctx->args[1], (int)ctx->args[2], &f,
+			    1);
+}
+#else
+TRACEPOINT_PROBE(sock, inet_sock_set_state)
+{
+	struct sk_fields f = {};
+
+	f.family = args->family;
+	f.protocol = args->protocol;
+	__builtin_memcpy(&f.saddr, args->saddr, sizeof(f.saddr));
+	__builtin_memcpy(&f.daddr, args->daddr, sizeof(f.daddr));
+	f.sport = args->sport;
+	f.dport = args->dport;
+	return state_change(args->skaddr, args->oldstate, args->newstate, &f, 0);
+}
+#endif
 
 #if defined(TRACE_RTT_SOCKOPS)
 /* RTT samples come from trace_sockops.c's RTT_CB on the pod cgroup: no tcp_probe. */

@@ -46,18 +46,21 @@ if TYPE_CHECKING:
 
 RING = "trace_events_v1"
 RAW_PROBE, CLASSIC_PROBE = "raw_tracepoint:tcp_probe", "tracepoint:tcp:tcp_probe"
+RAW_STATE = "raw_tracepoint:inet_sock_set_state"
+CLASSIC_STATE = "tracepoint:sock:inet_sock_set_state"
 SOURCES: dict[str, tuple[str, ...]] = {
     "trace_sock.c": (
-        "tracepoint:sock:inet_sock_set_state",
+        RAW_STATE,
         RAW_PROBE,
         "tracepoint:tcp:tcp_retransmit_skb",
     ),
     "trace_drop.c": ("tracepoint:skb:kfree_skb",),
 }
 # Hooks the feature probe does not try by name, and what proves them: raw tracepoints attach
-# (it tries kfree_skb), and the tcp_probe event exists.
-DERIVED = {RAW_PROBE: ("raw_tracepoint:kfree_skb", CLASSIC_PROBE)}
-FALLBACK = {RAW_PROBE: CLASSIC_PROBE}
+# (it tries kfree_skb), and the event exists.
+DERIVED = {RAW_PROBE: ("raw_tracepoint:kfree_skb", CLASSIC_PROBE),
+           RAW_STATE: ("raw_tracepoint:kfree_skb", CLASSIC_STATE)}
+FALLBACK = {RAW_PROBE: CLASSIC_PROBE, RAW_STATE: CLASSIC_STATE}
 SOCKOPS_SOURCE = "trace_sockops.c"  # with trace_sock.c, in place of its tcp_probe
 SOCKOPS_FEATURE = "sock_ops"  # the program type, as feature_probe names it
 NEEDED_MAPS = ("map:ringbuf", "map:lru_hash")
@@ -71,7 +74,17 @@ OFFSETS = {
     "TRACE_OFF_TCP_TOTAL_RETRANS": ("tcp_sock", "total_retrans"),
     "TRACE_OFF_SKB_DEV": ("sk_buff", "dev"),
     "TRACE_OFF_DEV_NET": ("net_device", "nd_net.net"),
+    "TRACE_OFF_SK_FAMILY": ("sock", "__sk_common.skc_family"),
+    "TRACE_OFF_SK_PROTOCOL": ("sock", "sk_protocol"),
+    "TRACE_OFF_SK_DADDR": ("sock", "__sk_common.skc_daddr"),
+    "TRACE_OFF_SK_DPORT": ("sock", "__sk_common.skc_dport"),
+    "TRACE_OFF_INET_SADDR": ("inet_sock", "inet_saddr"),
+    "TRACE_OFF_INET_SPORT": ("inet_sock", "inet_sport"),
 }
+# What the raw inet_sock_set_state reads from the socket in place of the classic record's
+# fields: without every one of them the plan keeps the classic tracepoint.
+STATE_OFFSETS = ("TRACE_OFF_SK_FAMILY", "TRACE_OFF_SK_PROTOCOL", "TRACE_OFF_SK_DADDR",
+                 "TRACE_OFF_SK_DPORT", "TRACE_OFF_INET_SADDR", "TRACE_OFF_INET_SPORT")
 MAX_READ_BYTES = 1 << 20
 
 
