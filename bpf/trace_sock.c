@@ -29,30 +29,31 @@
 #include "inet.h" /* not <uapi/linux/in.h>: see there why */
 #include "conn_trace.h"
 
-/* Offsets for the raw inet_sock_set_state (agent/tracing/btf.py; -1: not found, and then the
- * classic tracepoint is compiled). inet_sock begins with its struct sock, so its offsets apply
- * to the same pointer. */
-#ifndef TRACE_OFF_SK_FAMILY /* struct sock: __sk_common.skc_family */
-#define TRACE_OFF_SK_FAMILY -1
+/* Offsets for the raw inet_sock_set_state (agent/tracing/btf.py; absent: the classic
+ * tracepoint is compiled). The loader passes TRACE_STATE_RAW only when BTF shows struct
+ * sock_common's head laid out as struct sk_head below (agent/tracing/tracer.py, SK_HEAD), as it
+ * has been since 2.6: then one read gives what a record needs. */
+#ifndef TRACE_OFF_SK_DADDR /* struct sock: __sk_common.skc_daddr, where struct sk_head starts */
+#define TRACE_OFF_SK_DADDR -1
 #endif
 #ifndef TRACE_OFF_SK_PROTOCOL /* struct sock: sk_protocol (a u16 since 5.6) */
 #define TRACE_OFF_SK_PROTOCOL -1
 #endif
-#ifndef TRACE_OFF_SK_DADDR /* struct sock: __sk_common.skc_daddr */
-#define TRACE_OFF_SK_DADDR -1
-#endif
-#ifndef TRACE_OFF_SK_DPORT /* struct sock: __sk_common.skc_dport (network byte order) */
-#define TRACE_OFF_SK_DPORT -1
-#endif
-#ifndef TRACE_OFF_INET_SADDR /* struct inet_sock: inet_saddr */
-#define TRACE_OFF_INET_SADDR -1
-#endif
-#ifndef TRACE_OFF_INET_SPORT /* struct inet_sock: inet_sport (network byte order) */
+#ifndef TRACE_OFF_INET_SPORT /* struct inet_sock (which starts with its sock): inet_sport */
 #define TRACE_OFF_INET_SPORT -1
 #endif
 
+struct sk_head {
+	__be32 daddr;     /* skc_daddr */
+	__be32 rcv_saddr; /* skc_rcv_saddr: inet_saddr once bound, connected or accepted */
+	__u32 hash;       /* skc_hash */
+	__be16 dport;     /* skc_dport */
+	__u16 num;        /* skc_num: 0 by TCP_CLOSE (inet_put_port): not read, see sk_read_sport */
+	__u16 family;     /* skc_family */
+};
+
 /* The socket's fields the state logic uses: the classic tracepoint's record holds them all;
- * the raw one reads each from the socket only where the logic needs it (sk_read_*). */
+ * the raw one reads them from the socket only where the logic needs them (sk_read_*). */
 struct sk_fields {
 	__be32 saddr;
 	__be32 daddr;
@@ -62,37 +63,41 @@ struct sk_fields {
 	__u16 protocol;
 };
 
-#if defined(TRACE_STATE_RAW) && TRACE_OFF_SK_FAMILY >= 0 && TRACE_OFF_SK_PROTOCOL >= 0 &&        \
-	TRACE_OFF_SK_DADDR >= 0 && TRACE_OFF_SK_DPORT >= 0 && TRACE_OFF_INET_SADDR >= 0 &&      \
+#if defined(TRACE_STATE_RAW) && TRACE_OFF_SK_DADDR >= 0 && TRACE_OFF_SK_PROTOCOL >= 0 &&        \
 	TRACE_OFF_INET_SPORT >= 0
 #define STATE_RAW 1
 #else
 #define STATE_RAW 0
 #endif
 
-/* What the classic record's fast-assign does (include/trace/events/sock.h), read from the
- * socket: family and protocol (a start: only TCP over IPv4 is traced), the local address (the
- * pod it belongs to), the peer and the ports (a close record). Unused without STATE_RAW. */
-static __always_inline void sk_read_ids(const char *sk, struct sk_fields *f)
+/* What the classic record's fast-assign takes (include/trace/events/sock.h), read from the
+ * socket: addresses, the peer's port and the family in one read of its head (a start, an
+ * establishment still to attribute, a close). Unused without STATE_RAW. */
+static __always_inline void sk_read_head(const char *sk, struct sk_fields *f)
 {
-	bpf_probe_read_kernel(&f->family, sizeof(f->family), sk + TRACE_OFF_SK_FAMILY);
-	bpf_probe_read_kernel(&f->protocol, sizeof(f->protocol), sk + TRACE_OFF_SK_PROTOCOL);
+	struct sk_head h = {};
+
+	bpf_probe_read_kernel(&h, sizeof(h), sk + TRACE_OFF_SK_DADDR);
+	f->saddr = h.rcv_saddr;
+	f->daddr = h.daddr;
+	f->dport = bpf_ntohs(h.dport);
+	f->family = h.family;
 }
 
-static __always_inline void sk_read_saddr(const char *sk, struct sk_fields *f)
+/* The local port, for a close record: inet_sport, as the classic record has it (skc_num is
+ * zeroed when TCP_CLOSE releases the port, before the tracepoint fires). */
+static __always_inline void sk_read_sport(const char *sk, struct sk_fields *f)
 {
-	bpf_probe_read_kernel(&f->saddr, sizeof(f->saddr), sk + TRACE_OFF_INET_SADDR);
-}
+	__be16 sport = 0;
 
-static __always_inline void sk_read_peer(const char *sk, struct sk_fields *f)
-{
-	__be16 sport = 0, dport = 0;
-
-	bpf_probe_read_kernel(&f->daddr, sizeof(f->daddr), sk + TRACE_OFF_SK_DADDR);
 	bpf_probe_read_kernel(&sport, sizeof(sport), sk + TRACE_OFF_INET_SPORT);
-	bpf_probe_read_kernel(&dport, sizeof(dport), sk + TRACE_OFF_SK_DPORT);
 	f->sport = bpf_ntohs(sport);
-	f->dport = bpf_ntohs(dport);
+}
+
+/* Only TCP over IPv4 is traced: checked where a conn_state is created (a start). */
+static __always_inline void sk_read_protocol(const char *sk, struct sk_fields *f)
+{
+	bpf_probe_read_kernel(&f->protocol, sizeof(f->protocol), sk + TRACE_OFF_SK_PROTOCOL);
 }
 
 /* One state change of socket `skp`. `raw` (a constant: each probe below inlines its own copy):
@@ -115,14 +120,15 @@ static __always_inline int state_change(const void *skp, int oldstate, int newst
 		struct conn_state st = {};
 
 		if (raw) {
-			sk_read_ids(skp, f);
-			if (f->protocol != IPPROTO_TCP || f->family != AF_INET)
+			sk_read_head(skp, f);
+			if (f->family != AF_INET)
+				return 0;
+			sk_read_protocol(skp, f);
+			if (f->protocol != IPPROTO_TCP)
 				return 0;
 		}
 		st.netns = sock_netns(skp);
 		if (newstate == TRACE_TCP_SYN_SENT) {
-			if (raw)
-				sk_read_saddr(skp, f);
 			st.pod_ip = trace_pod_of(f->saddr, st.netns);
 			if (!st.pod_ip)
 				return 0;
@@ -149,7 +155,7 @@ static __always_inline int state_change(const void *skp, int oldstate, int newst
 		st->established_ns = bpf_ktime_get_ns();
 		if (!st->pod_ip) {
 			if (raw)
-				sk_read_saddr(skp, f);
+				sk_read_head(skp, f);
 			st->pod_ip = trace_pod_of(f->saddr, st->netns);
 		}
 		if (!st->pod_ip)
@@ -167,8 +173,8 @@ static __always_inline int state_change(const void *skp, int oldstate, int newst
 		struct trace_record rec = {};
 
 		if (raw) {
-			sk_read_saddr(skp, f);
-			sk_read_peer(skp, f);
+			sk_read_head(skp, f);
+			sk_read_sport(skp, f);
 		}
 		rec.time_ns = bpf_ktime_get_ns();
 		rec.conn_id = st->conn_id;

@@ -39,12 +39,12 @@ from agent.tracing.tracer import (
     OFFSETS,
     RAW_PROBE,
     RAW_STATE,
-    STATE_OFFSETS,
     HookPlan,
     Tracer,
     TracerUnavailable,
     offset_flags,
     program_names,
+    raw_state_readable,
     reason_flags,
     rtt_cap_flags,
     sample_flags,
@@ -62,8 +62,8 @@ def build_flags(plan: HookPlan, offsets: Mapping[str, int | None], retransmit_ha
                 rtt_cap: int | None = None) -> tuple[HookPlan, list[str]]:
     """The plan as it will run and the cflags that build it. Pure: the kernel's answers come
     in as arguments. The raw tcp_probe reads ``srtt_us`` itself, and the raw inet_sock_set_state
-    the socket's family, protocol, addresses and ports (``STATE_OFFSETS``): without those
-    offsets the plan falls back to the classic tracepoint. With the sock_ops hook, trace_sock.c leaves
+    the socket's family, protocol, addresses and ports (``raw_state_readable``): without
+    those offsets the plan falls back to the classic tracepoint. With the sock_ops hook, trace_sock.c leaves
     tcp_probe out (``TRACE_RTT_SOCKOPS``)."""
     flags = offset_flags(offsets)
     if SOCKOPS in plan.hooks:
@@ -72,7 +72,7 @@ def build_flags(plan: HookPlan, offsets: Mapping[str, int | None], retransmit_ha
     plan = _raw_or_classic(plan, flags, RAW_PROBE, CLASSIC_PROBE, "-DTRACE_PROBE_RAW",
                            offsets.get("TRACE_OFF_TCP_SRTT") is not None)
     plan = _raw_or_classic(plan, flags, RAW_STATE, CLASSIC_STATE, "-DTRACE_STATE_RAW",
-                           all(offsets.get(name) is not None for name in STATE_OFFSETS))
+                           raw_state_readable(offsets))
     if retransmit_has_err:
         flags.append("-DTRACE_RETRANSMIT_HAS_ERR")
     flags.extend(reason_flags(reasons))

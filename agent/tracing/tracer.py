@@ -74,17 +74,18 @@ OFFSETS = {
     "TRACE_OFF_TCP_TOTAL_RETRANS": ("tcp_sock", "total_retrans"),
     "TRACE_OFF_SKB_DEV": ("sk_buff", "dev"),
     "TRACE_OFF_DEV_NET": ("net_device", "nd_net.net"),
+    "TRACE_OFF_SK_DADDR": ("sock", "__sk_common.skc_daddr"),
+    "TRACE_OFF_SK_RCV_SADDR": ("sock", "__sk_common.skc_rcv_saddr"),
+    "TRACE_OFF_SK_DPORT": ("sock", "__sk_common.skc_dport"),
+    "TRACE_OFF_SK_NUM": ("sock", "__sk_common.skc_num"),
     "TRACE_OFF_SK_FAMILY": ("sock", "__sk_common.skc_family"),
     "TRACE_OFF_SK_PROTOCOL": ("sock", "sk_protocol"),
-    "TRACE_OFF_SK_DADDR": ("sock", "__sk_common.skc_daddr"),
-    "TRACE_OFF_SK_DPORT": ("sock", "__sk_common.skc_dport"),
-    "TRACE_OFF_INET_SADDR": ("inet_sock", "inet_saddr"),
     "TRACE_OFF_INET_SPORT": ("inet_sock", "inet_sport"),
 }
-# What the raw inet_sock_set_state reads from the socket in place of the classic record's
-# fields: without every one of them the plan keeps the classic tracepoint.
-STATE_OFFSETS = ("TRACE_OFF_SK_FAMILY", "TRACE_OFF_SK_PROTOCOL", "TRACE_OFF_SK_DADDR",
-                 "TRACE_OFF_SK_DPORT", "TRACE_OFF_INET_SADDR", "TRACE_OFF_INET_SPORT")
+# The raw inet_sock_set_state reads struct sock_common's head in one piece (trace_sock.c's
+# struct sk_head): each field's place after skc_daddr, as BTF must show it.
+SK_HEAD = {"TRACE_OFF_SK_DADDR": 0, "TRACE_OFF_SK_RCV_SADDR": 4, "TRACE_OFF_SK_DPORT": 12,
+           "TRACE_OFF_SK_NUM": 14, "TRACE_OFF_SK_FAMILY": 16}
 MAX_READ_BYTES = 1 << 20
 
 
@@ -158,6 +159,16 @@ def _usable(hook: str, features: Mapping[str, bool]) -> str:
     if features.get(hook) or _derived(hook, features) or hook not in FALLBACK:
         return hook
     return FALLBACK[hook]
+
+
+def raw_state_readable(offsets: Mapping[str, int | None]) -> bool:
+    """Whether the raw inet_sock_set_state can read what the classic record holds: the
+    socket's protocol and local port, and its head laid out as ``SK_HEAD`` says. Pure."""
+    base = offsets.get("TRACE_OFF_SK_DADDR")
+    if any(offsets.get(name) is None
+           for name in ("TRACE_OFF_SK_PROTOCOL", "TRACE_OFF_INET_SPORT")) or base is None:
+        return False
+    return all(offsets.get(name) == base + place for name, place in SK_HEAD.items())
 
 
 def offset_flags(offsets: Mapping[str, int | None]) -> list[str]:

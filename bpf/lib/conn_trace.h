@@ -145,8 +145,15 @@ static __always_inline __u32 sock_netns(const void *sk)
 static __always_inline __be32 trace_pod_of(__be32 addr, __u32 netns)
 {
 	if (addr && trace_local_v1.lookup(&addr)) {
-		if (netns)
-			trace_netns_v1.update(&netns, &addr);
+		/* Written only when new or changed: an LRU update allocates a node and swaps it
+		 * in, several times a lookup's cost, and this runs for every traced socket (at
+		 * its start or establishment; bench/trace/state_cost.py). */
+		if (netns) {
+			__be32 *known = trace_netns_v1.lookup(&netns);
+
+			if (!known || *known != addr)
+				trace_netns_v1.update(&netns, &addr);
+		}
 		return addr;
 	}
 	if (netns) {

@@ -18,7 +18,7 @@ from agent.tracing.tracer import (
     CLASSIC_STATE,
     RAW_PROBE,
     RAW_STATE,
-    STATE_OFFSETS,
+    SK_HEAD,
     HookPlan,
 )
 
@@ -94,7 +94,7 @@ def test_without_the_srtt_offset_the_plan_falls_back_to_the_classic_probe() -> N
 
 
 RAW_STATE_PLAN = HookPlan(PLAN.sources, (RAW_STATE,) + PLAN.hooks[1:], ())
-SOCK_OFFSETS = dict.fromkeys(STATE_OFFSETS, 16)
+SOCK_OFFSETS = {**SK_HEAD, "TRACE_OFF_SK_PROTOCOL": 532, "TRACE_OFF_INET_SPORT": 814}
 
 
 def test_raw_inet_sock_set_state_with_the_sockets_field_offsets() -> None:
@@ -106,11 +106,12 @@ def test_raw_inet_sock_set_state_with_the_sockets_field_offsets() -> None:
         "raw_tracepoint__inet_sock_set_state", 17, "inet_sock_set_state")
 
 
-@pytest.mark.parametrize("lacking", STATE_OFFSETS)
-def test_without_any_socket_field_offset_the_classic_state_tracepoint_is_kept(
-        lacking: str) -> None:
+@pytest.mark.parametrize(("name", "value"), [(n, None) for n in SOCK_OFFSETS]
+                         + [("TRACE_OFF_SK_NUM", 16), ("TRACE_OFF_SK_FAMILY", 18)])
+def test_without_a_socket_field_or_with_another_layout_the_classic_tracepoint_is_kept(
+        name: str, value: int | None) -> None:
     plan, flags = cache.build_flags(RAW_STATE_PLAN,
-                                    {**OFFSETS, **SOCK_OFFSETS, lacking: None}, False, {}, None)
+                                    {**OFFSETS, **SOCK_OFFSETS, name: value}, False, {}, None)
     assert plan.hooks[0] == CLASSIC_STATE and RAW_STATE not in plan.hooks
     assert "-DTRACE_STATE_RAW" not in flags and "-DTRACE_PROBE_RAW" in flags
     assert cache.programs(plan)[0].name == "tracepoint__sock__inet_sock_set_state"
