@@ -123,14 +123,16 @@ static __always_inline int state_change(const void *skp, int oldstate, int newst
 			sk_read_head(skp, f);
 			if (f->family != AF_INET)
 				return 0;
-			sk_read_protocol(skp, f);
-			if (f->protocol != IPPROTO_TCP)
-				return 0;
 		}
 		st.netns = sock_netns(skp);
 		if (newstate == TRACE_TCP_SYN_SENT) {
 			st.pod_ip = trace_pod_of(f->saddr, st.netns);
 			if (!st.pod_ip)
+				return 0;
+		}
+		if (raw) { /* after the pod check: a client not ours never needs it */
+			sk_read_protocol(skp, f);
+			if (f->protocol != IPPROTO_TCP)
 				return 0;
 		}
 		st.conn_id = ((__u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32();
