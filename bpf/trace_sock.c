@@ -125,6 +125,8 @@ static __always_inline int state_change(const void *skp, int oldstate, int newst
 				return 0;
 		}
 		st.netns = sock_netns(skp);
+		if (newstate == TRACE_TCP_SYN_RECV && trace_foreign(st.netns))
+			return 0; /* another node's pod, or the host's */
 		if (newstate == TRACE_TCP_SYN_SENT) {
 			st.pod_ip = trace_pod_of(f->saddr, st.netns);
 			if (!st.pod_ip)
@@ -156,9 +158,13 @@ static __always_inline int state_change(const void *skp, int oldstate, int newst
 	if (newstate == TRACE_TCP_ESTABLISHED && !st->established_ns) {
 		st->established_ns = bpf_ktime_get_ns();
 		if (!st->pod_ip) {
+			__u32 gen = trace_gen(); /* before the address lookup: see trace_foreign */
+
 			if (raw)
 				sk_read_head(skp, f);
 			st->pod_ip = trace_pod_of(f->saddr, st->netns);
+			if (!st->pod_ip)
+				trace_mark_foreign(st->netns, gen, f->saddr);
 		}
 		if (!st->pod_ip)
 			trace_conns_v1.delete(&sk); /* not a pod of this node */

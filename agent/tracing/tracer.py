@@ -284,6 +284,11 @@ class Tracer:
         table = self.table("trace_local_v1")
         for ip in wanted - self.local:
             table[table.Key(_be32(ip))] = table.Leaf(1)
+        if wanted - self.local:
+            # After the addresses: what the kernel learned foreign before them (conn_trace.h,
+            # trace_foreign) no longer counts, so a pod whose address came late is traced.
+            gen = self.table("trace_gen_v1")
+            gen[gen.Key(0)] = gen.Leaf((gen[gen.Key(0)].value + 1) & 0xFFFFFFFF)
         gone = {_be32(ip) for ip in self.local - wanted}
         for ip_value in gone:
             try:

@@ -124,6 +124,29 @@ def test_sockets_of_addresses_not_local_are_not_traced(tracer: Tracer, netns: st
     assert not [r for r in _records(tracer, 1, timeout=1.0) if r.pod_ip == POD_IP]
 
 
+def test_a_namespace_learned_foreign_is_traced_once_its_address_is_local(
+        tracer: Tracer, netns: str) -> None:
+    """The first run teaches the kernel that the namespace holds none of this node's pods
+    (its server socket's address is not local: trace_foreign_v1), so its server sockets end
+    at SYN_RECV; adding the address starts a new generation, and the next run is traced."""
+    tracer.set_local(["10.99.77.200"])
+    run = ["ip", "netns", "exec", netns, sys.executable, "-c", SCRIPT, POD_IP]
+    subprocess.run(run, check=True, capture_output=True, timeout=30)
+    inode = os.stat(f"/var/run/netns/{netns}").st_ino
+    foreign = tracer.table("trace_foreign_v1")
+    gen = tracer.table("trace_gen_v1")
+    assert foreign[foreign.Key(inode)].value == gen[gen.Key(0)].value
+    assert not [r for r in _records(tracer, 1, timeout=0.5) if r.pod_ip == POD_IP]
+    tracer.set_local(["10.99.77.200", POD_IP])
+    ports = json.loads(subprocess.run(run, check=True, capture_output=True, text=True,
+                                      timeout=30).stdout)
+    closes = [r for r in _records(tracer, 4) if r.kind == KIND_CLOSE]
+    for name in ("pod", "loopback"):
+        roles = sorted(r.role for r in closes
+                       if (r.sport if r.role == 1 else r.dport) == ports[name])
+        assert roles == [1, 2], (name, closes)
+
+
 # One connection in the namespace (both its sockets), n small exchanges with TCP_NODELAY.
 EXCHANGE_LOOP = r"""
 ip, n = sys.argv[1], int(sys.argv[2])
