@@ -1,7 +1,25 @@
 /* trace_sock.c: TCP connection tracing from tracepoints (no kprobes, no fentry on this kernel).
  *
- *   sock:inet_sock_set_state   SYN_SENT / SYN_RECV start a connection's state; ESTABLISHED
- *                              stamps connect latency; CLOSE sends one record and forgets it
+ *   inet_sock_set_state        SYN_SENT / SYN_RECV start a connection's state; ESTABLISHED
+ *                              stamps connect latency; CLOSE sends one record and forgets it.
+ *                              A raw tracepoint (TRACE_STATE_RAW) when BTF gave the offsets:
+ *                              it fires for every state change of every TCP socket on the
+ *                              node (ten a connection; in the lab, each node's tracer sees
+ *                              both ends), and the classic one fills a record first (two
+ *                              sockaddr_in6 copies, family, protocol, ports, states) that
+ *                              most changes never read. The raw one gets (sk, oldstate,
+ *                              newstate) and reads from the socket only where used: the
+ *                              head of sock_common (addresses, peer port, family: one read)
+ *                              at a start, at an establishment still to attribute and at a
+ *                              close; sk_protocol at a start (after a client's pod check);
+ *                              inet_sport at a close (skc_num is 0 by then). Changes with
+ *                              nothing to record read nothing, later ones find a conn_state
+ *                              only for the TCP IPv4 socket a start created. 0.3-0.6 us
+ *                              less CPU a loopback connection than the classic one, traced
+ *                              or not (bench/trace/state_cost.py; the BPF run-time stats
+ *                              never see the record fill, and time the raw program 5-11%
+ *                              longer: bench/results/trace-2026-12-07-session20-raw.md).
+ *                              Classic (sock:inet_sock_set_state) without those offsets
  *   tcp_probe                  a random 1 in 16 of the segments received on established
  *                              sockets (conn_trace.h: TRACE_PROBE_SAMPLE_MASK): srtt
  *                              min / sum / max / last (the kernel's own smoothed RTT); more
@@ -24,7 +42,8 @@
  * All three key the state by the socket's address (skaddr), which the kernel gives each of
  * them. A socket is traced only when it belongs to a pod of this node (conn_trace.h). A
  * server-side socket learns its addresses after SYN_RECV fires, so it is attributed when it
- * becomes ESTABLISHED.
+ * becomes ESTABLISHED; one in a namespace already known to hold none of this node's pods
+ * (conn_trace.h: trace_foreign) ends at SYN_RECV.
  */
 #include "inet.h" /* not <uapi/linux/in.h>: see there why */
 #include "conn_trace.h"

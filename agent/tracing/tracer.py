@@ -18,6 +18,12 @@ classic tracepoint stays the fallback, also when BTF lacks ``tcp_sock.srtt_us``.
 way it takes a random 1 in 16 segments before any map lookup (conn_trace.h;
 bench/results/tracecost-2026-12-05.md).
 
+``inet_sock_set_state`` runs raw too (``raw_tracepoint:inet_sock_set_state``): it fires for
+every state change of every TCP socket, and the classic one's record (two sockaddr copies)
+is mostly unread. The raw program reads the socket's fields itself at BTF offsets
+(``raw_state_readable``), so without them, or without raw tracepoints, the classic one stays
+(bench/results/trace-2026-12-07-session20-raw.md).
+
 Given the cgroup that holds the node's pods (``--pod-cgroup``, ``agent.tracing.cgroup``), RTT
 samples come from ``trace_sockops.c``'s sock_ops ``RTT_CB`` on that cgroup instead of
 ``tcp_probe``: it runs only for the pods' sockets, once per RTT measurement, every one of them
