@@ -7,8 +7,9 @@ every start (bench/results/trace-cache-2026-12-05.md). The datapath's cache
 - the key covers the expanded C of the plan's sources and the full cflags: the struct
   offsets read from BTF, whether ``tcp_retransmit_skb`` has ``err``, this kernel's drop
   reason codes, the raw ``tcp_probe`` and ``inet_sock_set_state`` choices and the sample
-  mask (or sock_ops in its place, and its cap); plus the kernel, BCC, and each program's name and type (the pod cgroup is
-  not: it is where the sock_ops program attaches, not what it is);
+  mask (or sock_ops in its place, and its cap); plus the kernel, BCC, and each program's
+  name and type (the pod cgroup is not: it is where the sock_ops program attaches, not
+  what it is);
 - after a compile, the programs are pinned in the node's pin dir beside the datapath's
   (their maps, unpinned, live as long as the programs) and ``tracer-template.json`` is
   written beside the datapath's record in the state dir;
@@ -61,10 +62,11 @@ def build_flags(plan: HookPlan, offsets: Mapping[str, int | None], retransmit_ha
                 reasons: Mapping[int, str], probe_sample: int | None,
                 rtt_cap: int | None = None) -> tuple[HookPlan, list[str]]:
     """The plan as it will run and the cflags that build it. Pure: the kernel's answers come
-    in as arguments. The raw tcp_probe reads ``srtt_us`` itself, and the raw inet_sock_set_state
-    the socket's family, protocol, addresses and ports (``raw_state_readable``): without
-    those offsets the plan falls back to the classic tracepoint. With the sock_ops hook, trace_sock.c leaves
-    tcp_probe out (``TRACE_RTT_SOCKOPS``)."""
+    in as arguments. The raw tcp_probe reads ``srtt_us`` itself, and the raw
+    inet_sock_set_state the socket's family, protocol, addresses and ports
+    (``raw_state_readable``): without those offsets each falls back to its classic
+    tracepoint. With the sock_ops hook, trace_sock.c leaves tcp_probe out
+    (``TRACE_RTT_SOCKOPS``)."""
     flags = offset_flags(offsets)
     if SOCKOPS in plan.hooks:
         flags.append("-DTRACE_RTT_SOCKOPS")
