@@ -50,6 +50,25 @@ static __always_inline __u32 skb_netns(const char *skb, const void *rx_sk)
 	return inum;
 }
 
+/* The packet's ports (and for TCP its data offset and flags) into l4, and the payload length:
+ * the bytes after the TCP or UDP header. */
+static __always_inline __u32 l4_payload(const unsigned char *head, __u16 network,
+					const struct iphdr *ip, __u8 *l4, struct trace_record *rec)
+{
+	__u32 l4_len = bpf_ntohs(ip->tot_len) - ip->ihl * 4;
+
+	if ((ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) &&
+	    !(ip->frag_off & bpf_htons(0x1fff)))
+		bpf_probe_read_kernel(l4, 14, head + network + ip->ihl * 4);
+	if (ip->protocol == IPPROTO_TCP) {
+		rec->tcp_flags = l4[13];
+		return l4_len > (__u32)(l4[12] >> 4) * 4 ? l4_len - (l4[12] >> 4) * 4 : 0;
+	}
+	if (ip->protocol == IPPROTO_UDP)
+		return l4_len > 8 ? l4_len - 8 : 0;
+	return 0;
+}
+
 TRACEPOINT_PROBE(skb, kfree_skb)
 {
 	const char *skb = (const char *)args->skbaddr;
@@ -58,7 +77,7 @@ TRACEPOINT_PROBE(skb, kfree_skb)
 	__u16 network = 0;
 	struct iphdr ip = {};
 	__u8 l4[14] = {}; /* ports, and for TCP the data offset and flags (bytes 12, 13) */
-	__u32 l4_len;
+	int have_l4 = 0;
 	__u64 sk = (__u64)args->rx_sk;
 	struct conn_state *st = 0;
 	__be32 *pod = 0;
@@ -74,6 +93,16 @@ TRACEPOINT_PROBE(skb, kfree_skb)
 		return 0;
 	if (bpf_probe_read_kernel(&ip, sizeof(ip), head + network) || ip.version != 4)
 		return 0;
+#ifdef TRACE_REASON_QUEUE_PURGE /* its code on this kernel, read from tracefs by the loader */
+	/* The FIN every close purges (no payload): no loss, and one per connection of the node,
+	 * so it ends here, before any attribution (a lookup and three reads). */
+	if (args->reason == TRACE_REASON_QUEUE_PURGE) {
+		rec.payload_len = l4_payload(head, network, &ip, l4, &rec);
+		if (!rec.payload_len)
+			return 0;
+		have_l4 = 1;
+	}
+#endif
 	if (sk)
 		st = trace_conns_v1.lookup(&sk);
 	rec.netns = skb_netns(skb, args->rx_sk);
@@ -90,21 +119,8 @@ TRACEPOINT_PROBE(skb, kfree_skb)
 	} else {
 		return 0;
 	}
-	if ((ip.protocol == IPPROTO_TCP || ip.protocol == IPPROTO_UDP) &&
-	    !(ip.frag_off & bpf_htons(0x1fff)))
-		bpf_probe_read_kernel(l4, sizeof(l4), head + network + ip.ihl * 4);
-	/* Payload length: a FIN or bare ACK purged from a closing socket's queue is no loss. */
-	l4_len = bpf_ntohs(ip.tot_len) - ip.ihl * 4;
-	if (ip.protocol == IPPROTO_TCP) {
-		rec.tcp_flags = l4[13];
-		rec.payload_len = l4_len > (__u32)(l4[12] >> 4) * 4 ? l4_len - (l4[12] >> 4) * 4 : 0;
-	} else if (ip.protocol == IPPROTO_UDP) {
-		rec.payload_len = l4_len > 8 ? l4_len - 8 : 0;
-	}
-#ifdef TRACE_REASON_QUEUE_PURGE /* its code on this kernel, read from tracefs by the loader */
-	if (args->reason == TRACE_REASON_QUEUE_PURGE && !rec.payload_len)
-		return 0; /* the FIN every close purges: no loss, and one per connection */
-#endif
+	if (!have_l4)
+		rec.payload_len = l4_payload(head, network, &ip, l4, &rec);
 	rec.time_ns = bpf_ktime_get_ns();
 	rec.location = (__u64)args->location;
 	rec.saddr = ip.saddr;

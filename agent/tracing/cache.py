@@ -6,9 +6,10 @@ every start (bench/results/trace-cache-2026-12-05.md). The datapath's cache
 
 - the key covers the expanded C of the plan's sources and the full cflags: the struct
   offsets read from BTF, whether ``tcp_retransmit_skb`` has ``err``, this kernel's drop
-  reason codes, the raw ``tcp_probe`` choice and the sample mask (or sock_ops in its place,
-  and its cap); plus the kernel, BCC, and each program's name and type (the pod cgroup is
-  not: it is where the sock_ops program attaches, not what it is);
+  reason codes, the raw ``tcp_probe`` and ``inet_sock_set_state`` choices and the sample
+  mask (or sock_ops in its place, and its cap); plus the kernel, BCC, and each program's
+  name and type (the pod cgroup is not: it is where the sock_ops program attaches, not
+  what it is);
 - after a compile, the programs are pinned in the node's pin dir beside the datapath's
   (their maps, unpinned, live as long as the programs) and ``tracer-template.json`` is
   written beside the datapath's record in the state dir;
@@ -35,13 +36,16 @@ from agent.datapath.cdefs import BPF_DIR
 from agent.tracing.attach import SOCKOPS, SOCKOPS_FN, split_hook
 from agent.tracing.tracer import (
     CLASSIC_PROBE,
+    CLASSIC_STATE,
     OFFSETS,
     RAW_PROBE,
+    RAW_STATE,
     HookPlan,
     Tracer,
     TracerUnavailable,
     offset_flags,
     program_names,
+    raw_state_readable,
     reason_flags,
     rtt_cap_flags,
     sample_flags,
@@ -58,23 +62,36 @@ def build_flags(plan: HookPlan, offsets: Mapping[str, int | None], retransmit_ha
                 reasons: Mapping[int, str], probe_sample: int | None,
                 rtt_cap: int | None = None) -> tuple[HookPlan, list[str]]:
     """The plan as it will run and the cflags that build it. Pure: the kernel's answers come
-    in as arguments. The raw tcp_probe reads ``srtt_us`` itself, so without that offset the
-    plan falls back to the classic tracepoint. With the sock_ops hook, trace_sock.c leaves
-    tcp_probe out (``TRACE_RTT_SOCKOPS``)."""
+    in as arguments. The raw tcp_probe reads ``srtt_us`` itself, and the raw
+    inet_sock_set_state the socket's family, protocol, addresses and ports
+    (``raw_state_readable``): without those offsets each falls back to its classic
+    tracepoint. With the sock_ops hook, trace_sock.c leaves tcp_probe out
+    (``TRACE_RTT_SOCKOPS``)."""
     flags = offset_flags(offsets)
     if SOCKOPS in plan.hooks:
         flags.append("-DTRACE_RTT_SOCKOPS")
         flags.extend(rtt_cap_flags(rtt_cap))
-    if RAW_PROBE in plan.hooks and offsets.get("TRACE_OFF_TCP_SRTT") is not None:
-        flags.append("-DTRACE_PROBE_RAW")
-    elif RAW_PROBE in plan.hooks:
-        hooks = tuple(CLASSIC_PROBE if h == RAW_PROBE else h for h in plan.hooks)
-        plan = dataclasses.replace(plan, hooks=hooks)
+    plan = _raw_or_classic(plan, flags, RAW_PROBE, CLASSIC_PROBE, "-DTRACE_PROBE_RAW",
+                           offsets.get("TRACE_OFF_TCP_SRTT") is not None)
+    plan = _raw_or_classic(plan, flags, RAW_STATE, CLASSIC_STATE, "-DTRACE_STATE_RAW",
+                           raw_state_readable(offsets))
     if retransmit_has_err:
         flags.append("-DTRACE_RETRANSMIT_HAS_ERR")
     flags.extend(reason_flags(reasons))
     flags.extend(sample_flags(probe_sample))
     return plan, flags
+
+
+def _raw_or_classic(plan: HookPlan, flags: list[str], raw: str, classic: str, flag: str,
+                    readable: bool) -> HookPlan:
+    """Keep the plan's raw tracepoint `raw` (adding its -D `flag`) when the socket fields it
+    reads have offsets (`readable`), else swap in its classic tracepoint. Pure."""
+    if raw not in plan.hooks:
+        return plan
+    if readable:
+        flags.append(flag)
+        return plan
+    return dataclasses.replace(plan, hooks=tuple(classic if h == raw else h for h in plan.hooks))
 
 
 def programs(plan: HookPlan) -> list[templates.Program]:

@@ -18,6 +18,12 @@ classic tracepoint stays the fallback, also when BTF lacks ``tcp_sock.srtt_us``.
 way it takes a random 1 in 16 segments before any map lookup (conn_trace.h;
 bench/results/tracecost-2026-12-05.md).
 
+``inet_sock_set_state`` runs raw too (``raw_tracepoint:inet_sock_set_state``): it fires for
+every state change of every TCP socket, and the classic one's record (two sockaddr copies)
+is mostly unread. The raw program reads the socket's fields itself at BTF offsets
+(``raw_state_readable``), so without them, or without raw tracepoints, the classic one stays
+(bench/results/trace-2026-12-07-session20-raw.md).
+
 Given the cgroup that holds the node's pods (``--pod-cgroup``, ``agent.tracing.cgroup``), RTT
 samples come from ``trace_sockops.c``'s sock_ops ``RTT_CB`` on that cgroup instead of
 ``tcp_probe``: it runs only for the pods' sockets, once per RTT measurement, every one of them
@@ -46,18 +52,21 @@ if TYPE_CHECKING:
 
 RING = "trace_events_v1"
 RAW_PROBE, CLASSIC_PROBE = "raw_tracepoint:tcp_probe", "tracepoint:tcp:tcp_probe"
+RAW_STATE = "raw_tracepoint:inet_sock_set_state"
+CLASSIC_STATE = "tracepoint:sock:inet_sock_set_state"
 SOURCES: dict[str, tuple[str, ...]] = {
     "trace_sock.c": (
-        "tracepoint:sock:inet_sock_set_state",
+        RAW_STATE,
         RAW_PROBE,
         "tracepoint:tcp:tcp_retransmit_skb",
     ),
     "trace_drop.c": ("tracepoint:skb:kfree_skb",),
 }
 # Hooks the feature probe does not try by name, and what proves them: raw tracepoints attach
-# (it tries kfree_skb), and the tcp_probe event exists.
-DERIVED = {RAW_PROBE: ("raw_tracepoint:kfree_skb", CLASSIC_PROBE)}
-FALLBACK = {RAW_PROBE: CLASSIC_PROBE}
+# (it tries kfree_skb), and the event exists.
+DERIVED = {RAW_PROBE: ("raw_tracepoint:kfree_skb", CLASSIC_PROBE),
+           RAW_STATE: ("raw_tracepoint:kfree_skb", CLASSIC_STATE)}
+FALLBACK = {RAW_PROBE: CLASSIC_PROBE, RAW_STATE: CLASSIC_STATE}
 SOCKOPS_SOURCE = "trace_sockops.c"  # with trace_sock.c, in place of its tcp_probe
 SOCKOPS_FEATURE = "sock_ops"  # the program type, as feature_probe names it
 NEEDED_MAPS = ("map:ringbuf", "map:lru_hash")
@@ -71,7 +80,18 @@ OFFSETS = {
     "TRACE_OFF_TCP_TOTAL_RETRANS": ("tcp_sock", "total_retrans"),
     "TRACE_OFF_SKB_DEV": ("sk_buff", "dev"),
     "TRACE_OFF_DEV_NET": ("net_device", "nd_net.net"),
+    "TRACE_OFF_SK_DADDR": ("sock", "__sk_common.skc_daddr"),
+    "TRACE_OFF_SK_RCV_SADDR": ("sock", "__sk_common.skc_rcv_saddr"),
+    "TRACE_OFF_SK_DPORT": ("sock", "__sk_common.skc_dport"),
+    "TRACE_OFF_SK_NUM": ("sock", "__sk_common.skc_num"),
+    "TRACE_OFF_SK_FAMILY": ("sock", "__sk_common.skc_family"),
+    "TRACE_OFF_SK_PROTOCOL": ("sock", "sk_protocol"),
+    "TRACE_OFF_INET_SPORT": ("inet_sock", "inet_sport"),
 }
+# The raw inet_sock_set_state reads struct sock_common's head in one piece (trace_sock.c's
+# struct sk_head): each field's place after skc_daddr, as BTF must show it.
+SK_HEAD = {"TRACE_OFF_SK_DADDR": 0, "TRACE_OFF_SK_RCV_SADDR": 4, "TRACE_OFF_SK_DPORT": 12,
+           "TRACE_OFF_SK_NUM": 14, "TRACE_OFF_SK_FAMILY": 16}
 MAX_READ_BYTES = 1 << 20
 
 
@@ -145,6 +165,16 @@ def _usable(hook: str, features: Mapping[str, bool]) -> str:
     if features.get(hook) or _derived(hook, features) or hook not in FALLBACK:
         return hook
     return FALLBACK[hook]
+
+
+def raw_state_readable(offsets: Mapping[str, int | None]) -> bool:
+    """Whether the raw inet_sock_set_state can read what the classic record holds: the
+    socket's protocol and local port, and its head laid out as ``SK_HEAD`` says. Pure."""
+    base = offsets.get("TRACE_OFF_SK_DADDR")
+    if any(offsets.get(name) is None
+           for name in ("TRACE_OFF_SK_PROTOCOL", "TRACE_OFF_INET_SPORT")) or base is None:
+        return False
+    return all(offsets.get(name) == base + place for name, place in SK_HEAD.items())
 
 
 def offset_flags(offsets: Mapping[str, int | None]) -> list[str]:
@@ -260,6 +290,11 @@ class Tracer:
         table = self.table("trace_local_v1")
         for ip in wanted - self.local:
             table[table.Key(_be32(ip))] = table.Leaf(1)
+        if wanted - self.local:
+            # After the addresses: what the kernel learned foreign before them (conn_trace.h,
+            # trace_foreign) no longer counts, so a pod whose address came late is traced.
+            gen = self.table("trace_gen_v1")
+            gen[gen.Key(0)] = gen.Leaf((gen[gen.Key(0)].value + 1) & 0xFFFFFFFF)
         gone = {_be32(ip) for ip in self.local - wanted}
         for ip_value in gone:
             try:

@@ -7,6 +7,14 @@
  *   trace_local_v1           local pod IPv4 addresses (written by the agent): what to trace
  *   trace_netns_v1           network namespace inode -> that pod's address, learned from its
  *                            sockets, so loopback sockets inside a pod are still the pod's
+ *   trace_foreign_v1         network namespace inode -> trace_gen_v1 when it was learned to
+ *                            hold no pod of this node (a server socket there established
+ *                            with an address neither local nor loopback); valid while that
+ *                            generation lasts: the agent bumps it after adding pod addresses
+ *   trace_gen_v1             [0]: that generation (written by the agent)
+ *   trace_foreign(ns)        whether ns is known (this generation) to hold none of our pods
+ *   trace_mark_foreign(ns, gen, addr)   learn it, from a socket of address addr that
+ *                            trace_pod_of did not attribute, gen read before that lookup
  *   trace_events_v1          the ring buffer; trace_lost_v1 counts records it had no room for
  *   sock_netns(sk)           a socket's network namespace inode, or 0 when BTF gave no offset
  *   probe_sampled()          whether tcp_probe takes this segment (1 in TRACE_PROBE_SAMPLE_MASK+1)
@@ -118,6 +126,8 @@ struct trace_record {
 BPF_TABLE("lru_hash", __u64, struct conn_state, trace_conns_v1, 65536);
 BPF_HASH(trace_local_v1, __be32, __u32, 4096);
 BPF_TABLE("lru_hash", __u32, __be32, trace_netns_v1, 4096);
+BPF_TABLE("lru_hash", __u32, __u32, trace_foreign_v1, 4096);
+BPF_ARRAY(trace_gen_v1, __u32, 1);
 BPF_RINGBUF_OUTPUT(trace_events_v1, 128); /* 512 KiB: 4,096 records of 128 bytes, drained every
 					    * 200 ms: ~20,000 closes a second before loss */
 BPF_PERCPU_ARRAY(trace_lost_v1, __u64, 1);
@@ -145,8 +155,15 @@ static __always_inline __u32 sock_netns(const void *sk)
 static __always_inline __be32 trace_pod_of(__be32 addr, __u32 netns)
 {
 	if (addr && trace_local_v1.lookup(&addr)) {
-		if (netns)
-			trace_netns_v1.update(&netns, &addr);
+		/* Written only when new or changed: an LRU update allocates a node and swaps it
+		 * in, several times a lookup's cost, and this runs for every traced socket (at
+		 * its start or establishment; bench/trace/state_cost.py). */
+		if (netns) {
+			__be32 *known = trace_netns_v1.lookup(&netns);
+
+			if (!known || *known != addr)
+				trace_netns_v1.update(&netns, &addr);
+		}
 		return addr;
 	}
 	if (netns) {
@@ -156,6 +173,38 @@ static __always_inline __be32 trace_pod_of(__be32 addr, __u32 netns)
 			return *pod;
 	}
 	return 0;
+}
+
+static __always_inline __u32 trace_gen(void)
+{
+	__u32 zero = 0;
+	__u32 *gen = trace_gen_v1.lookup(&zero);
+
+	return gen ? *gen : 0;
+}
+
+/* The namespaces of another node's pods (the lab: one kernel, every tracer sees every socket)
+ * or of the host: a server socket there costs a conn_state created at SYN_RECV and deleted at
+ * ESTABLISHED, ~0.4 us a connection (bench/results/trace-2026-12-07-session20-raw.md); known
+ * foreign, SYN_RECV ends at once. Learned only from a socket with an address neither ours nor
+ * loopback (a pod's loopback sockets say nothing of its address), and only for the generation
+ * read before trace_pod_of looked the address up: the agent bumps it after adding addresses,
+ * so a pod whose address came late is not kept out. */
+static __always_inline int trace_foreign(__u32 netns)
+{
+	__u32 *gen;
+
+	if (!netns)
+		return 0;
+	gen = trace_foreign_v1.lookup(&netns);
+	return gen && *gen == trace_gen();
+}
+
+static __always_inline void trace_mark_foreign(__u32 netns, __u32 gen, __be32 addr)
+{
+	if (!netns || !addr || (bpf_ntohl(addr) >> 24) == 127)
+		return;
+	trace_foreign_v1.update(&netns, &gen);
 }
 
 static __always_inline int probe_sampled(void)

@@ -63,6 +63,7 @@ def test_every_tracing_hook_exists_here_and_none_is_a_kprobe() -> None:
     assert plan.sources == tuple(SOURCES)
     assert not any(h.startswith(("kprobe", "fentry")) for h in plan.hooks)
     assert "raw_tracepoint:tcp_probe" in plan.hooks  # per segment: the cheap kind
+    assert "raw_tracepoint:inet_sock_set_state" in plan.hooks  # per state change: the same
 
 
 def _records(tracer: Tracer, want: int, timeout: float = 10.0) -> list[KernelRecord]:
@@ -77,6 +78,8 @@ def _records(tracer: Tracer, want: int, timeout: float = 10.0) -> list[KernelRec
 def test_programs_fire_and_attribute_by_address_and_namespace(tracer: Tracer, netns: str) -> None:
     tracer.set_local([POD_IP])
     assert "raw_tracepoint:tcp_probe" in tracer.hooks.attached  # the samples below are its
+    # The records below: addresses and ports read from the socket, not a tracepoint record.
+    assert "raw_tracepoint:inet_sock_set_state" in tracer.hooks.attached
     ports = json.loads(subprocess.run(
         ["ip", "netns", "exec", netns, sys.executable, "-c", SCRIPT, POD_IP],
         check=True, capture_output=True, text=True, timeout=30).stdout)
@@ -97,6 +100,9 @@ def test_programs_fire_and_attribute_by_address_and_namespace(tracer: Tracer, ne
             assert r.srtt_first_us > 0  # the handshake's, read as it became established
     # 127.0.0.1 on both ends: the pod is known only through the namespace.
     assert {r.saddr for r in by_port[ports["loopback"]]} == {"127.0.0.1"}
+    assert {r.daddr for r in by_port[ports["loopback"]]} == {"127.0.0.1"}
+    for r in by_port[ports["pod"]]:
+        assert (r.saddr, r.daddr) == (POD_IP, POD_IP) and r.sport and r.dport
 
     drops = [r for r in records if r.kind == KIND_DROP and r.dport == 9]
     assert drops, records
@@ -116,6 +122,29 @@ def test_sockets_of_addresses_not_local_are_not_traced(tracer: Tracer, netns: st
     subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", SCRIPT, POD_IP],
                    check=True, capture_output=True, timeout=30)
     assert not [r for r in _records(tracer, 1, timeout=1.0) if r.pod_ip == POD_IP]
+
+
+def test_a_namespace_learned_foreign_is_traced_once_its_address_is_local(
+        tracer: Tracer, netns: str) -> None:
+    """The first run teaches the kernel that the namespace holds none of this node's pods
+    (its server socket's address is not local: trace_foreign_v1), so its server sockets end
+    at SYN_RECV; adding the address starts a new generation, and the next run is traced."""
+    tracer.set_local(["10.99.77.200"])
+    run = ["ip", "netns", "exec", netns, sys.executable, "-c", SCRIPT, POD_IP]
+    subprocess.run(run, check=True, capture_output=True, timeout=30)
+    inode = os.stat(f"/var/run/netns/{netns}").st_ino
+    foreign = tracer.table("trace_foreign_v1")
+    gen = tracer.table("trace_gen_v1")
+    assert foreign[foreign.Key(inode)].value == gen[gen.Key(0)].value
+    assert not [r for r in _records(tracer, 1, timeout=0.5) if r.pod_ip == POD_IP]
+    tracer.set_local(["10.99.77.200", POD_IP])
+    ports = json.loads(subprocess.run(run, check=True, capture_output=True, text=True,
+                                      timeout=30).stdout)
+    closes = [r for r in _records(tracer, 4) if r.kind == KIND_CLOSE]
+    for name in ("pod", "loopback"):
+        roles = sorted(r.role for r in closes
+                       if (r.sport if r.role == 1 else r.dport) == ports[name])
+        assert roles == [1, 2], (name, closes)
 
 
 # One connection in the namespace (both its sockets), n small exchanges with TCP_NODELAY.
@@ -148,6 +177,9 @@ def test_tcp_probe_samples_one_segment_in_16_and_keeps_the_summary(netns: str, k
         sampled = Tracer.load(plan_hooks(features))
         try:
             assert ("raw_tracepoint:tcp_probe" in sampled.hooks.attached) == (kind == "raw")
+            # The state tracepoint follows (its classic record fill is the fallback's path).
+            assert (("raw_tracepoint:inet_sock_set_state" in sampled.hooks.attached)
+                    == (kind == "raw"))
             for t in (full, sampled):
                 t.set_local([POD_IP])
             n = 800

@@ -52,7 +52,8 @@ def test_every_hook_present_loads_both_programs() -> None:
     plan = plan_hooks(ALL)
     assert plan.sources == ("trace_sock.c", "trace_drop.c") and plan.missing == ()
     assert "raw_tracepoint:tcp_probe" in plan.hooks and "kprobe" not in plan.hooks
-    assert plan.describe().startswith("tracing hooks in use: tracepoint:sock:inet_sock_set_state")
+    assert plan.describe().startswith(
+        "tracing hooks in use: raw_tracepoint:inet_sock_set_state")
 
 
 def test_a_missing_tracepoint_drops_only_its_program_and_is_named() -> None:
@@ -91,10 +92,25 @@ def test_tcp_probe_runs_raw_where_raw_tracepoints_attach() -> None:
     assert "tracepoint:tcp:tcp_probe" not in plan.hooks
 
 
+def test_inet_sock_set_state_runs_raw_where_raw_tracepoints_attach() -> None:
+    """Every TCP state change of the node hits it: the classic one fills a record (two
+    sockaddr copies) first (bench/results/trace-2026-12-07-session19-attribute.md)."""
+    plan = plan_hooks(PROBED)
+    assert plan.hooks[0] == "raw_tracepoint:inet_sock_set_state"
+    assert "tracepoint:sock:inet_sock_set_state" not in plan.hooks
+
+
 def test_without_raw_tracepoints_the_classic_tcp_probe_is_used() -> None:
     plan = plan_hooks(PROBED | {"raw_tracepoint:kfree_skb": False})
     assert "tracepoint:tcp:tcp_probe" in plan.hooks and plan.missing == ()
+    assert "tracepoint:sock:inet_sock_set_state" in plan.hooks
     assert plan.sources == ("trace_sock.c", "trace_drop.c")
+
+
+def test_without_the_state_event_trace_sock_is_left_out_and_the_classic_one_named() -> None:
+    plan = plan_hooks(PROBED | {"tracepoint:sock:inet_sock_set_state": False})
+    assert plan.sources == ("trace_drop.c",)
+    assert plan.missing == ("tracepoint:sock:inet_sock_set_state",)
 
 
 def test_without_the_tcp_probe_event_its_program_is_left_out_and_named() -> None:

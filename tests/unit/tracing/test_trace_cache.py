@@ -13,7 +13,14 @@ import pytest
 from agent.datapath import perf, templates
 from agent.datapath.cdefs import BPF_DIR
 from agent.tracing import attach, cache
-from agent.tracing.tracer import CLASSIC_PROBE, RAW_PROBE, HookPlan
+from agent.tracing.tracer import (
+    CLASSIC_PROBE,
+    CLASSIC_STATE,
+    RAW_PROBE,
+    RAW_STATE,
+    SK_HEAD,
+    HookPlan,
+)
 
 from .golden import LAYOUT
 
@@ -84,6 +91,30 @@ def test_without_the_srtt_offset_the_plan_falls_back_to_the_classic_probe() -> N
     assert CLASSIC_PROBE in plan.hooks and RAW_PROBE not in plan.hooks
     assert flags == ["-DTRACE_OFF_SK_NET=48", "-DTRACE_PROBE_SAMPLE_MASK=0"]
     assert "tracepoint__tcp__tcp_probe" in [p.name for p in cache.programs(plan)]
+
+
+RAW_STATE_PLAN = HookPlan(PLAN.sources, (RAW_STATE,) + PLAN.hooks[1:], ())
+SOCK_OFFSETS = {**SK_HEAD, "TRACE_OFF_SK_PROTOCOL": 532, "TRACE_OFF_INET_SPORT": 814}
+
+
+def test_raw_inet_sock_set_state_with_the_sockets_field_offsets() -> None:
+    plan, flags = cache.build_flags(RAW_STATE_PLAN, {**OFFSETS, **SOCK_OFFSETS}, False, {},
+                                    None)
+    assert plan == RAW_STATE_PLAN
+    assert flags[-2:] == ["-DTRACE_PROBE_RAW", "-DTRACE_STATE_RAW"]
+    assert [(p.name, p.prog_type, p.kernel_name) for p in cache.programs(plan)][0] == (
+        "raw_tracepoint__inet_sock_set_state", 17, "inet_sock_set_state")
+
+
+@pytest.mark.parametrize(("name", "value"), [(n, None) for n in SOCK_OFFSETS]
+                         + [("TRACE_OFF_SK_NUM", 16), ("TRACE_OFF_SK_FAMILY", 18)])
+def test_without_a_socket_field_or_with_another_layout_the_classic_tracepoint_is_kept(
+        name: str, value: int | None) -> None:
+    plan, flags = cache.build_flags(RAW_STATE_PLAN,
+                                    {**OFFSETS, **SOCK_OFFSETS, name: value}, False, {}, None)
+    assert plan.hooks[0] == CLASSIC_STATE and RAW_STATE not in plan.hooks
+    assert "-DTRACE_STATE_RAW" not in flags and "-DTRACE_PROBE_RAW" in flags
+    assert cache.programs(plan)[0].name == "tracepoint__sock__inet_sock_set_state"
 
 
 def key(plan: HookPlan, flags: list[str]) -> str:
