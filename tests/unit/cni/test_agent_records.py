@@ -215,6 +215,9 @@ def wired(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
         agent.routed = routed  # type: ignore[attr-defined]
         yield agent, endpoints, attached, tmp_path
         agent.close_netlink()
+        # Before the stub's own restore: undone after it, monkeypatch would put the stub's
+        # mocks back for good (they are what it saw when it patched).
+        monkeypatch.undo()
 
 
 def change(obj: dict[str, Any], deleted: bool = False) -> ObjectChange:

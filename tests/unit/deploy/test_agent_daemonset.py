@@ -238,4 +238,6 @@ def test_cni_chaining_installs_the_plugin_with_the_installers_flags(
     assert mounts[str(confdir)] == "/etc/cni/net.d" and mounts[str(bindir)] == "/opt/cni/bin"
     agent_state = _mounts(_container(pod, "agent"))["/var/run/tulle"]
     assert volumes[agent_state["name"]] == "/var/run/tulle"
-    assert plugin == {"type": "tulle-cni", "stateDir": "/var/run/tulle/cni", "attachTimeout": 0}
+    # ADD waits (10 s at most) for the agent, which reads that directory (--cni-state-dir)
+    assert plugin == {"type": "tulle-cni", "stateDir": "/var/run/tulle/cni", "attachTimeout": 10}
+    assert "--cni-state-dir=/var/run/tulle/cni" in _container(pod, "agent")["args"]
