@@ -83,7 +83,7 @@ class DesiredDatapath:
     authz: Mapping[AuthzKey, tuple[AuthzEntry, ...]] = field(default_factory=dict)  # authz_l4
     errors: tuple[str, ...] = ()
     # The (kind, namespace, name) of the TCPRoute or UDPRoute each served route entry is,
-    # so flows through it name the route (agent.datapath.controller.endpoint_index).
+    # so flows through it name the route (agent.datapath.flow_index.endpoint_index).
     l4_routes: Mapping[ServiceKey, tuple[str, str, str]] = field(default_factory=dict)
 
 

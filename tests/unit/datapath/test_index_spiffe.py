@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.datapath.controller import endpoint_index
 from agent.datapath.desired import desired_datapath, view_of
+from agent.datapath.flow_index import endpoint_index
 from agent.flows.enrich import enrich
 from agent.flows.flow import IP, TCP, Flow
 from agent.model.convert import from_dict

@@ -9,9 +9,9 @@ from __future__ import annotations
 import socket
 from ipaddress import IPv4Address
 
-from agent.datapath.controller import endpoint_index
 from agent.datapath.desired import desired_datapath, view_of
 from agent.datapath.eventreader import EventReader
+from agent.datapath.flow_index import endpoint_index
 from agent.datapath.flowevents import EventDecoder, FlowEventLayout
 from agent.datapath.services import ServiceKey
 from agent.flows.enrich import EndpointIndex, enrich
