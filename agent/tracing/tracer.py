@@ -316,7 +316,10 @@ class Tracer:
         path: `agent.tracing.intake` reads them by column)."""
         if self.ring is None:
             return []
-        return [raw for raw in self.ring.read(MAX_READ_BYTES) if len(raw) == self.record_size]
+        raws = self.ring.read(MAX_READ_BYTES)
+        if raws and set(map(len, raws)) != {self.record_size}:  # sizes checked in C
+            return [raw for raw in raws if len(raw) == self.record_size]
+        return raws
 
     def read(self) -> list[KernelRecord]:
         return [KernelRecord.of(self.layout.from_buffer_copy(raw)) for raw in self.read_raw()]
