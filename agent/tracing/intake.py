@@ -27,8 +27,8 @@ import ctypes
 import dataclasses
 import struct
 from collections.abc import Callable
-from itertools import compress
-from operator import sub, truediv
+from itertools import compress, repeat
+from operator import mul, sub, truediv
 
 from agent.flows.enrich import EndpointIndex
 from agent.flows.flow import Endpoint, Flow
@@ -101,6 +101,27 @@ class Columns:
                 code, start, step = reader
                 out.append(view.cast(code)[start::step].tolist())
         return out
+
+    def uniform(self, joined: bytes, count: int) -> tuple[int, ...] | None:
+        """The fields' values when all `count` records of `joined` hold the same ones, else
+        None. Compared as bytes (a column's copy against its first value repeated): no int
+        per record."""
+        view = memoryview(joined)
+        first: list[int] = []
+        for reader in self.readers:
+            if isinstance(reader, struct.Struct):
+                column = [value for (value,) in reader.iter_unpack(joined)]
+                if column.count(column[0]) != count:
+                    return None
+                first.append(column[0])
+                continue
+            code, start, step = reader
+            strided = view.cast(code)[start::step]
+            data = strided.tobytes()
+            if data != data[:strided.itemsize] * count:
+                return None
+            first.append(strided[0])
+        return tuple(first)
 
 
 def _layout_order(layout: type[ctypes.Structure], names: tuple[str, ...]) -> tuple[str, ...]:
@@ -176,18 +197,18 @@ class TraceIntake:
         if index is not self._pairs_for or len(self._pairs) > PAIR_CACHE_LIMIT:
             self._pairs, self._pairs_for = {}, index
         joined = b"".join(batch)
-        keys = self.keys.read(joined)
         rows = self.values.read(joined)
-        n, kind_at = len(batch), self._kind
+        n = len(batch)
         deferred = TraceFlows(self.record_flow, index, self.time_of)
-        if keys[kind_at][0] == KIND_CLOSE and all(c.count(c[0]) == n for c in keys):
+        key = self.keys.uniform(joined, n)
+        if key is not None and key[self._kind] == KIND_CLOSE:
             # The common batch: one pod's closes to one peer. No Python step per record.
-            key = tuple(c[0] for c in keys)
             raws: list[bytes] = batch
             hows: list[Materializer] = [deferred] * n
             groups, firsts = {key: rows}, {key: batch[0]}
             drops: list[tuple[Flow, int]] = []
         else:
+            keys = self.keys.read(joined)
             raws, hows, groups, firsts, drops = self._sort(batch, keys, rows, index, deferred)
         counts, closes = drops, []
         for key, values in groups.items():
@@ -248,19 +269,21 @@ def close_columns(source: Endpoint | None, destination: Endpoint | None, role: i
                   values: list[Column]) -> TcpCloses:
     """A group's measurements as `KernelSeries` counts them, from its `VALUE_FIELDS`
     columns: connect latency of client records that established, the mean smoothed RTT of
-    those with samples, retransmits. C iterators only: no Python step per record."""
+    those with samples, retransmits. C iterators only, no Python step per record; the usual
+    group (every client established, every connection sampled) skips the filters."""
     start, established, srtt_sum, samples, retransmits = values
     connect: list[int] = []
-    if role == ROLE_CLIENT:
+    if role == ROLE_CLIENT and start:
         # est - start > 0 (both unsigned, Python ints) is "established, latency above 0"
-        connect = list(filter(_POSITIVE, map(sub, established, start)))
-    means = map(truediv, compress(srtt_sum, samples), filter(None, samples))
-    rtt = list(map(_THOUSAND, map(round, means)))  # round(sum / n) * 1000, as µs -> ns
+        connect = list(map(sub, established, start))
+        if min(connect) <= 0:
+            connect = [latency for latency in connect if latency > 0]
+    if 0 in samples:
+        srtt_sum, samples = list(compress(srtt_sum, samples)), list(filter(None, samples))
+    # round(sum / n) * 1000: the mean in µs, rounded as `round` does, in ns
+    means = map(float.__round__, map(truediv, srtt_sum, samples))
+    rtt = list(map(mul, means, repeat(1000, len(samples))))
     return TcpCloses(source, destination, connect, rtt, sum(retransmits))
-
-
-_POSITIVE = (0).__lt__
-_THOUSAND = (1000).__mul__
 
 
 def record_flow_of(layout: type[ctypes.Structure], clock: Clock, reasons: dict[int, str],
