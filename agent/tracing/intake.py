@@ -104,8 +104,8 @@ class Columns:
 
     def uniform(self, joined: bytes, count: int) -> tuple[int, ...] | None:
         """The fields' values when all `count` records of `joined` hold the same ones, else
-        None. Compared as bytes (a column's copy against its first value repeated): no int
-        per record."""
+        None. A column is compared with its first value repeated, view against view (in C,
+        item by item): no int per record."""
         view = memoryview(joined)
         first: list[int] = []
         for reader in self.readers:
@@ -117,8 +117,7 @@ class Columns:
                 continue
             code, start, step = reader
             strided = view.cast(code)[start::step]
-            data = strided.tobytes()
-            if data != data[:strided.itemsize] * count:
+            if strided != memoryview(strided[:1].tobytes() * count).cast(code):
                 return None
             first.append(strided[0])
         return tuple(first)
