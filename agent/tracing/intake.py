@@ -29,6 +29,7 @@ import struct
 from collections.abc import Callable
 from itertools import compress, repeat
 from operator import mul, sub, truediv
+from typing import Literal
 
 from agent.flows.enrich import EndpointIndex
 from agent.flows.flow import Endpoint, Flow
@@ -52,7 +53,8 @@ VALUE_FIELDS = ("start_ns", "established_ns", "srtt_sum_us", "srtt_samples", "re
 Key = tuple[int, ...]  # a record's KEY_FIELDS
 Column = list[int]  # one field of every record of a batch (or of a group), in order
 PAIR_CACHE_LIMIT = 65_536  # groups kept named; past this (world traffic) start over
-_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+IntCode = Literal["B", "H", "I", "Q"]  # struct and memoryview codes of unsigned ints
+_CODES: dict[int, IntCode] = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
 def column_struct(layout: type[ctypes.Structure], names: tuple[str, ...]) -> struct.Struct:
@@ -81,7 +83,7 @@ class Columns:
 
     def __init__(self, layout: type[ctypes.Structure], names: tuple[str, ...]) -> None:
         size = ctypes.sizeof(layout)
-        self.readers: list[tuple[str, int, int] | struct.Struct] = []
+        self.readers: list[tuple[IntCode, int, int] | struct.Struct] = []
         for name in names:
             field = getattr(layout, name)
             code = _CODES[field.size]
@@ -230,7 +232,7 @@ class TraceIntake:
         firsts: dict[Key, bytes] = {}
         drops: list[tuple[Flow, int]] = []
         kind_at = self._kind
-        for at, (raw, key) in enumerate(zip(batch, zip(*keys), strict=True)):
+        for at, (raw, key) in enumerate(zip(batch, zip(*keys, strict=True), strict=True)):
             kind = key[kind_at]
             if kind == KIND_CLOSE:
                 raws.append(raw)

@@ -186,7 +186,7 @@ def test_columns_are_each_fields_values_in_record_order(batch: list[KernelRecord
         want = [v for (v,) in column_struct(LAYOUT, (name,)).iter_unpack(joined)]
         assert column == want, name
     keys = Columns(LAYOUT, KEY_FIELDS)
-    rows = set(zip(*keys.read(joined)))
+    rows = set(zip(*keys.read(joined), strict=True))
     assert keys.uniform(joined, len(batch)) == (rows.pop() if len(rows) == 1 else None)
 
 
@@ -207,7 +207,7 @@ u64 = st.integers(0, 2**64 - 1)
        st.lists(st.tuples(u64, st.one_of(st.just(0), u64), u64,
                           st.one_of(st.just(0), st.integers(1, 2**32 - 1)), u32), max_size=20))
 def test_close_columns_measure_what_the_rows_did(role: int, rows: list[tuple[int, ...]]) -> None:
-    columns = [list(c) for c in zip(*rows)] if rows else [[] for _ in VALUE_FIELDS]
+    columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in VALUE_FIELDS]
     got = close_columns(None, None, role, columns)
     assert (got.connect_ns, got.rtt_ns, got.retransmits) == _close_rows(role, rows)
 
