@@ -114,19 +114,27 @@ def _bucket(cell: Cell, bounds_ns: tuple[int, ...], value_ns: int, n: int) -> No
 
 
 def _buckets(cell: Cell, bounds_ns: tuple[int, ...], values_ns: list[int]) -> None:
-    """`_bucket` for many values: sorted once (in C), then each bucket's count is the
-    difference of two bisections of the sorted values, so the Python steps go by bucket,
-    not by value. A value lands where `_bucket` puts it, in the first bucket whose bound is
-    >= it (``bisect_left``): bucket i holds bounds[i-1] < v <= bounds[i]."""
+    """`_bucket` for many values. Fewer values than bounds: one bisection each. Otherwise
+    sorted once (in C), each bucket's count the difference of two bisections of the sorted
+    values, so the Python steps go by bucket, not by value, and stop at the bucket that
+    holds the largest. A value lands where `_bucket` puts it, in the first bucket whose
+    bound is >= it (``bisect_left``): bucket i holds bounds[i-1] < v <= bounds[i]."""
+    if len(values_ns) < len(bounds_ns):
+        for value in values_ns:
+            cell[bisect_left(bounds_ns, value)] += 1
+        cell[-1] += sum(values_ns)
+        return
     ordered = sorted(values_ns)
-    below = 0  # values <= the previous bound
+    below, total = 0, len(ordered)  # below: values <= the previous bound
     for i, bound in enumerate(bounds_ns):
         upto = bisect_right(ordered, bound)
         if upto != below:
             cell[i] += upto - below
             below = upto
-    if below != len(ordered):
-        cell[len(bounds_ns)] += len(ordered) - below
+            if below == total:
+                break
+    if below != total:
+        cell[len(bounds_ns)] += total - below
     cell[-1] += sum(values_ns)
 
 
