@@ -9,9 +9,11 @@ quarter of that workload's rate (bench/results/trace-2026-12-07-l4new.md). So, a
 - the store keeps each close record's bytes with what builds its flow (`TraceFlows`, which
   holds the `EndpointIndex` of that batch), and the flow is built only when a reader reads
   it: the same flow, later, and most are never read;
-- the metrics read a few columns of the batch (`struct.iter_unpack`), group the closes by
-  who they are about (role, addresses, pod), name each group's endpoints once per index
-  (from one flow built the old way) and count the group in one call (`TcpCloses`);
+- the metrics read a few columns of the batch (`Columns`: one list of ints per field, cut
+  out of the joined batch by a strided `memoryview`, no tuple per record), group the closes
+  by who they are about (role, addresses, pod), name each group's endpoints once per index
+  (from one flow built the old way) and count the group in one call (`TcpCloses`), its
+  measurements computed by column with C iterators (`close_columns`);
 - drops are rare and the kernel's reason decides whether they are reported at all: they are
   built at once, as before, and stored in their place in the batch.
 
@@ -25,7 +27,9 @@ import ctypes
 import dataclasses
 import struct
 from collections.abc import Callable
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import mul, sub, truediv
+from typing import Literal
 
 from agent.flows.enrich import EndpointIndex
 from agent.flows.flow import Endpoint, Flow
@@ -47,9 +51,10 @@ from agent.tracing.records import (
 KEY_FIELDS = ("kind", "role", "saddr", "daddr", "pod_ip")
 VALUE_FIELDS = ("start_ns", "established_ns", "srtt_sum_us", "srtt_samples", "retransmits")
 Key = tuple[int, ...]  # a record's KEY_FIELDS
-Row = tuple[int, ...]  # its VALUE_FIELDS
+Column = list[int]  # one field of every record of a batch (or of a group), in order
 PAIR_CACHE_LIMIT = 65_536  # groups kept named; past this (world traffic) start over
-_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+IntCode = Literal["B", "H", "I", "Q"]  # struct and memoryview codes of unsigned ints
+_CODES: dict[int, IntCode] = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
 def column_struct(layout: type[ctypes.Structure], names: tuple[str, ...]) -> struct.Struct:
@@ -64,6 +69,60 @@ def column_struct(layout: type[ctypes.Structure], names: tuple[str, ...]) -> str
         fmt += "x" * (offset - at) + _CODES[size]
         at = offset + size
     return struct.Struct(fmt + "x" * (ctypes.sizeof(layout) - at))
+
+
+class Columns:
+    """Fields of a batch of records of `layout`, joined, as one list of ints per field.
+
+    A field at an offset that is a multiple of its size (every field of ``struct
+    trace_record``) is a strided `memoryview` of the batch, turned into ints in C: no tuple
+    and no Python step per record (``struct.iter_unpack`` made one tuple per record, which
+    also fed the young collections). Any other field is read with `column_struct`."""
+
+    __slots__ = ("readers",)
+
+    def __init__(self, layout: type[ctypes.Structure], names: tuple[str, ...]) -> None:
+        size = ctypes.sizeof(layout)
+        self.readers: list[tuple[IntCode, int, int] | struct.Struct] = []
+        for name in names:
+            field = getattr(layout, name)
+            code = _CODES[field.size]
+            if (field.offset % field.size or size % field.size
+                    or struct.calcsize(code) != field.size):
+                self.readers.append(column_struct(layout, (name,)))
+            else:
+                self.readers.append((code, field.offset // field.size, size // field.size))
+
+    def read(self, joined: bytes) -> list[Column]:
+        view = memoryview(joined)
+        out: list[Column] = []
+        for reader in self.readers:
+            if isinstance(reader, struct.Struct):
+                out.append([value for (value,) in reader.iter_unpack(joined)])
+            else:
+                code, start, step = reader
+                out.append(view.cast(code)[start::step].tolist())
+        return out
+
+    def uniform(self, joined: bytes, count: int) -> tuple[int, ...] | None:
+        """The fields' values when all `count` records of `joined` hold the same ones, else
+        None. A column is compared with its first value repeated, view against view (in C,
+        item by item): no int per record."""
+        view = memoryview(joined)
+        first: list[int] = []
+        for reader in self.readers:
+            if isinstance(reader, struct.Struct):
+                column = [value for (value,) in reader.iter_unpack(joined)]
+                if column.count(column[0]) != count:
+                    return None
+                first.append(column[0])
+                continue
+            code, start, step = reader
+            strided = view.cast(code)[start::step]
+            if strided != memoryview(strided[:1].tobytes() * count).cast(code):
+                return None
+            first.append(strided[0])
+        return tuple(first)
 
 
 def _layout_order(layout: type[ctypes.Structure], names: tuple[str, ...]) -> tuple[str, ...]:
@@ -120,8 +179,8 @@ class TraceIntake:
         self.record_flow = record_flow
         self.clock = clock
         key_order = _layout_order(layout, KEY_FIELDS)
-        self.keys = column_struct(layout, key_order)  # a group's key, in the layout's order
-        self.values = column_struct(layout, VALUE_FIELDS)
+        self.keys = Columns(layout, key_order)  # a group's key, in the layout's order
+        self.values = Columns(layout, VALUE_FIELDS)
         self._kind, self._role = key_order.index("kind"), key_order.index("role")
         self._time = column_struct(layout, ("time_ns",))
         self._pairs: dict[tuple[int, ...], tuple[Endpoint | None, Endpoint | None, Flow]] = {}
@@ -139,54 +198,58 @@ class TraceIntake:
         if index is not self._pairs_for or len(self._pairs) > PAIR_CACHE_LIMIT:
             self._pairs, self._pairs_for = {}, index
         joined = b"".join(batch)
-        keys = list(self.keys.iter_unpack(joined))
-        rows = list(self.values.iter_unpack(joined))
-        kind_at = self._kind
+        rows = self.values.read(joined)
+        n = len(batch)
         deferred = TraceFlows(self.record_flow, index, self.time_of)
-        if keys.count(keys[0]) == len(keys) and keys[0][kind_at] == KIND_CLOSE:
+        key = self.keys.uniform(joined, n)
+        if key is not None and key[self._kind] == KIND_CLOSE:
             # The common batch: one pod's closes to one peer. No Python step per record.
             raws: list[bytes] = batch
-            hows: list[Materializer] = [deferred] * len(batch)
-            groups, firsts = {keys[0]: rows}, {keys[0]: batch[0]}
+            hows: list[Materializer] = [deferred] * n
+            groups, firsts = {key: rows}, {key: batch[0]}
             drops: list[tuple[Flow, int]] = []
         else:
+            keys = self.keys.read(joined)
             raws, hows, groups, firsts, drops = self._sort(batch, keys, rows, index, deferred)
         counts, closes = drops, []
         for key, values in groups.items():
             source, destination, sample = self._pair(key, firsts[key], index)
-            counts.append((sample, len(values)))
+            counts.append((sample, len(values[0])))
             closes.append(close_columns(source, destination, key[self._role], values))
         self.ingest.put_deferred(raws, hows, counts, closes)
         return len(raws)
 
-    def _sort(self, batch: list[bytes], keys: list[tuple[int, ...]],
-              rows: list[tuple[int, ...]], index: EndpointIndex, deferred: TraceFlows,
-              ) -> tuple[list[bytes], list[Materializer], dict[Key, list[Row]], dict[Key, bytes],
-                         list[tuple[Flow, int]]]:
-        """A mixed batch, record by record: closes grouped and deferred, drops built (and
-        left out when not reported), other kinds ignored; the store's order kept."""
+    def _sort(self, batch: list[bytes], keys: list[Column], rows: list[Column],
+              index: EndpointIndex, deferred: TraceFlows,
+              ) -> tuple[list[bytes], list[Materializer], dict[Key, list[Column]],
+                         dict[Key, bytes], list[tuple[Flow, int]]]:
+        """A mixed batch, record by record: closes grouped (by position, their columns cut
+        out per group) and deferred, drops built (and left out when not reported), other
+        kinds ignored; the store's order kept."""
         raws: list[bytes] = []
         hows: list[Materializer] = []
-        groups: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
-        firsts: dict[tuple[int, ...], bytes] = {}
+        members: dict[Key, list[int]] = {}
+        firsts: dict[Key, bytes] = {}
         drops: list[tuple[Flow, int]] = []
         kind_at = self._kind
-        for raw, key, row in zip(batch, keys, rows, strict=True):
+        for at, (raw, key) in enumerate(zip(batch, zip(*keys, strict=True), strict=True)):
             kind = key[kind_at]
             if kind == KIND_CLOSE:
                 raws.append(raw)
                 hows.append(deferred)
-                group = groups.get(key)
+                group = members.get(key)
                 if group is None:
-                    group = groups[key] = []
+                    group = members[key] = []
                     firsts[key] = raw
-                group.append(row)
+                group.append(at)
             elif kind == KIND_DROP:
                 flow = self.record_flow(raw, index)
                 if flow is not None:
                     raws.append(raw)
                     hows.append(Built(flow))
                     drops.append((flow, 1))
+        groups = {key: [list(map(column.__getitem__, at)) for column in rows]
+                  for key, at in members.items()}
         return raws, hows, groups, firsts, drops
 
     def _pair(self, key: tuple[int, ...], raw: bytes, index: EndpointIndex,
@@ -204,18 +267,24 @@ class TraceIntake:
 
 
 def close_columns(source: Endpoint | None, destination: Endpoint | None, role: int,
-                  values: list[tuple[int, ...]]) -> TcpCloses:
-    """A group's measurements as `KernelSeries` counts them: connect latency of client
-    records that established, the mean smoothed RTT of those with samples, retransmits."""
+                  values: list[Column]) -> TcpCloses:
+    """A group's measurements as `KernelSeries` counts them, from its `VALUE_FIELDS`
+    columns: connect latency of client records that established, the mean smoothed RTT of
+    those with samples, retransmits. C iterators only, no Python step per record; the usual
+    group (every client established, every connection sampled) skips the filters."""
+    start, established, srtt_sum, samples, retransmits = values
     connect: list[int] = []
-    if role == ROLE_CLIENT:
-        # est > start (both unsigned) is "established and a latency above 0"
-        connect = [est - start for start, est, _s, _n, _r in values if est > start]
-    rtt = [round(total / n) * 1000 for _st, _e, total, n, _r in values if n]
-    return TcpCloses(source, destination, connect, rtt, sum(map(_RETRANSMITS, values)))
-
-
-_RETRANSMITS = itemgetter(VALUE_FIELDS.index("retransmits"))
+    if role == ROLE_CLIENT and start:
+        # est - start > 0 (both unsigned, Python ints) is "established, latency above 0"
+        connect = list(map(sub, established, start))
+        if min(connect) <= 0:
+            connect = [latency for latency in connect if latency > 0]
+    if 0 in samples:
+        srtt_sum, samples = list(compress(srtt_sum, samples)), list(filter(None, samples))
+    # round(sum / n) * 1000: the mean in µs, rounded as `round` does, in ns
+    means = map(float.__round__, map(truediv, srtt_sum, samples))
+    rtt = list(map(mul, means, repeat(1000, len(samples))))
+    return TcpCloses(source, destination, connect, rtt, sum(retransmits))
 
 
 def record_flow_of(layout: type[ctypes.Structure], clock: Clock, reasons: dict[int, str],

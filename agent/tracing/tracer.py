@@ -239,6 +239,8 @@ class Tracer:
     """The loaded tracer: its tables (BCC's, or ``KernelTable``s when adopted from its pins),
     one program per hook of the plan, attached by ``agent.tracing.attach`` either way."""
 
+    _given: frozenset[str] | None = None  # set_local's last argument, once applied
+
     def __init__(self, plan: HookPlan, prog_fds: Mapping[str, int], *, bpf: Any = None,
                  adopted: Adopted | None = None) -> None:
         self.bpf = bpf  # the BCC module when this start compiled; None when it adopted
@@ -283,9 +285,15 @@ class Tracer:
         return self.bpf[name.encode()]
 
     def set_local(self, ips: Iterable[str]) -> None:
-        """Trace sockets of these (IPv4) pod addresses from now on; forget the others."""
-        wanted = {ip for ip in ips if ipaddress.ip_address(ip).version == 4}
+        """Trace sockets of these (IPv4) pod addresses from now on; forget the others.
+        Called every drain (`agent.tracing.feed`): the same addresses as last time return
+        before parsing any of them."""
+        given = frozenset(ips)
+        if given == self._given:
+            return
+        wanted = {ip for ip in given if ipaddress.ip_address(ip).version == 4}
         if wanted == self.local:
+            self._given = given
             return
         table = self.table("trace_local_v1")
         for ip in wanted - self.local:
@@ -310,13 +318,17 @@ class Tracer:
                     except KeyError:
                         pass
         self.local = wanted
+        self._given = given
 
     def read_raw(self) -> list[bytes]:
         """The records drained from the ring, as bytes of ``self.layout`` (the agent's
         path: `agent.tracing.intake` reads them by column)."""
         if self.ring is None:
             return []
-        return [raw for raw in self.ring.read(MAX_READ_BYTES) if len(raw) == self.record_size]
+        raws = self.ring.read(MAX_READ_BYTES)
+        if raws and set(map(len, raws)) != {self.record_size}:  # sizes checked in C
+            return [raw for raw in raws if len(raw) == self.record_size]
+        return raws
 
     def read(self) -> list[KernelRecord]:
         return [KernelRecord.of(self.layout.from_buffer_copy(raw)) for raw in self.read_raw()]

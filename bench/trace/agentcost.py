@@ -104,7 +104,10 @@ def callgrind(tree: Path, call: str, out: Path) -> int:
     module's own workload, so that trees from before the bench can be measured) under
     callgrind, importing ``tree``'s agent."""
     here = Path(__file__).resolve().parent
-    env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
+    # A fixed hash seed: the same dict and set layouts in every run, so that the two runs'
+    # difference is the workload's alone.
+    env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1",
+           "PYTHONHASHSEED": "0"}
     code = f"import sys; sys.path.append({str(here)!r}); {call}"
     subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                     sys.executable, "-c", code], env=env, cwd=tree, check=True,

@@ -34,7 +34,7 @@ from typing import Any
 
 from bench.trace.agentcost import callgrind
 
-BATCH = 1024  # connections per drain: ~200 ms of the workload at ~5k/s per agent
+BATCH = 1024  # connections per drain: one DRAIN_INTERVAL_S (0.2 s) at ~5k/s per agent
 SHORT, LONG = 2, 6
 STAGES = ("read", "store", "full", "observed")
 HERE = Path(__file__).resolve().parent
@@ -95,9 +95,10 @@ class _Ring:
         return list(self.batch)
 
 
-def workload(stage: str, batches: int) -> None:
-    """Both agents' path for ``batches`` drains of ``BATCH`` connections (run in the tree
-    under test: imports are that tree's)."""
+def workload(stage: str, batches: int, batch: int = BATCH) -> None:
+    """Both agents' path for ``batches`` drains of `batch` connections (run in the tree
+    under test: imports are that tree's). Each agent's node has its one pod, which the
+    feed hands the tracer every drain as the agent does (`local_pod_ips`)."""
     from agent.flows.enrich import EndpointIndex
     from agent.flows.ingest import FlowIngest
     from agent.flows.store import FlowRing
@@ -122,13 +123,14 @@ def workload(stage: str, batches: int) -> None:
     for node, role in (("node1", 1), ("node2", 2)):
         tracer: Any = object.__new__(Tracer)
         tracer.layout, tracer.record_size = layout, len(bytes(layout()))
-        tracer.ring = _Ring(close_records(layout, role, BATCH))
-        tracer.local, tracer.lost = set(), lambda: 0
+        tracer.ring = _Ring(close_records(layout, role, batch))
+        pod = CLIENT if role == 1 else SERVER
+        tracer.local, tracer.lost = {pod}, lambda: 0  # as set_local left it
         index = EndpointIndex.build(pods, services, nodes, local_node=node)
         ring = FlowRing(65_535)
         observers = () if stage in ("read", "store") else (FlowMetrics(),)
         feed = TraceFeed(tracer, FlowIngest(ring, observers), lambda i=index: i,
-                         lambda: (), node, reasons={}, symbols=lambda _a: "")
+                         lambda p=pod: [p], node, reasons={}, symbols=lambda _a: "")
         agents.append((tracer, feed, ring))
     read = getattr(Tracer, "read_raw", Tracer.read)
     for _ in range(batches + 1):  # +1: the first fills the caches and admits the series
@@ -139,20 +141,23 @@ def workload(stage: str, batches: int) -> None:
             feed.step()
             if stage == "observed":
                 records, _ = ring.snapshot()
-                for _flow in records[-BATCH:]:
+                for _flow in records[-batch:]:
                     pass
 
 
-def measure(tree: Path, stage: str, batches: int, work: Path) -> int:
+def measure(tree: Path, stage: str, batches: int, work: Path, batch: int = BATCH) -> int:
     """Instructions of one run of `workload` under callgrind, importing ``tree``'s agent."""
-    return callgrind(tree, f"from l4cost import workload; workload({stage!r}, {batches})",
-                     work / f"{tree.name}-{stage}-{batches}.out")
+    return callgrind(tree, f"from l4cost import workload; workload({stage!r}, {batches}, {batch})",
+                     work / f"{tree.name}-{stage}-{batches}-{batch}.out")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("trees", nargs="*", type=Path, default=[Path.cwd()])
     p.add_argument("--stages", default=",".join(STAGES))
+    p.add_argument("--batch", type=int, default=BATCH,
+                   help=f"connections per drain (default {BATCH}); a smaller one shows the "
+                        "per-drain fixed cost")
     args = p.parse_args(argv)
     report: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory(prefix="tulle-l4cost-") as tmp:
@@ -160,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             tree = tree.resolve()
             side = {}
             for stage in args.stages.split(","):
-                totals = [measure(tree, stage, n, Path(tmp)) for n in (SHORT, LONG)]
-                side[stage] = round(per_connection(*totals))
+                totals = [measure(tree, stage, n, Path(tmp), args.batch) for n in (SHORT, LONG)]
+                side[stage] = round(per_connection(*totals, args.batch))
                 print(f"{tree}: {stage} {side[stage]:,} instructions per connection",
                       flush=True)
             report[str(tree)] = side

@@ -4,9 +4,12 @@ checked through the scraped text exposition against golden flows."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from agent.metrics import FamilyConfig, FlowMetrics, MetricsConfig
+from agent.metrics.kernel import _bucket, _buckets
 from tests.unit.flows import samples
 from tests.unit.metrics.scrape import family_names, labels, scrape, series
 
@@ -119,3 +122,19 @@ def test_metrics_config_rejects_bad_kernel_settings() -> None:
         MetricsConfig(families={"kernel_drops": FamilyConfig(labels=("code",))})
     cfg = MetricsConfig.from_mapping({"tcp_connect_buckets": ["0.001", 1]})
     assert cfg.tcp_connect_buckets == (0.001, 1.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 10**12), max_size=6, unique=True).map(sorted),
+       st.lists(st.one_of(st.integers(0, 10**12), st.sampled_from([0, 100, 10**6])), max_size=40))
+def test_a_column_lands_in_the_buckets_its_values_land_in_one_by_one(
+        bounds: list[int], values: list[int]) -> None:
+    """`_buckets` (sorted once, bisected per bucket) counts what `_bucket` per value does,
+    values on a bound included (a bound is its bucket's upper edge)."""
+    values += bounds[:2]  # values exactly on bounds
+    one_by_one = [0] * (len(bounds) + 2)
+    for value in values:
+        _bucket(one_by_one, tuple(bounds), value, 1)
+    column = [0] * (len(bounds) + 2)
+    _buckets(column, tuple(bounds), values)
+    assert column == one_by_one
