@@ -126,6 +126,9 @@ def ip(*args: str) -> None:
 SO_RCVBUFFORCE = 33  # <asm-generic/socket.h>; not exported by Python's socket module
 
 
+FRAME_MAX = 1 << 18
+
+
 class Capture:
     """Every frame on one interface of a namespace, until `stop`."""
 
@@ -149,13 +152,23 @@ class Capture:
     def _run(self) -> None:
         while not self.done.is_set():
             try:
-                self.frames.append(self.sock.recv(65535))
+                # Past 64 KiB: a veth hands over GSO frames of up to 64 KiB of IP plus the
+                # Ethernet header, which a 65535-byte read would cut short.
+                self.frames.append(self.sock.recv(FRAME_MAX))
             except TimeoutError:
                 continue
 
     def stop(self) -> None:
         self.done.set()
         self.thread.join(5)
+        # What the kernel queued before the stop but the thread had not read yet (a busy
+        # machine delays it): without this the byte count below came up short in CI.
+        self.sock.setblocking(False)
+        while True:
+            try:
+                self.frames.append(self.sock.recv(FRAME_MAX))
+            except BlockingIOError:
+                break
         self.sock.close()
 
     def tcp_payloads(self, port: int) -> bytes:
