@@ -15,6 +15,7 @@ Every file is written whole by rename, so a reader never sees half a file.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -143,6 +144,11 @@ def decode_record(data: bytes) -> EndpointRecord:
     ips = _field(doc, "ips", list)
     if not all(isinstance(ip, str) for ip in ips):
         raise RecordError(f"'ips' must be strings, got {ips!r}")
+    for ip in ips:  # the agent indexes pods by them: a bad one is a damaged record
+        try:
+            ipaddress.ip_interface(ip)
+        except ValueError:
+            raise RecordError(f"'ips' holds {ip!r}, not an address/prefix") from None
     host = _field(doc, "host", dict)
     return EndpointRecord(
         network=_field(doc, "network", str),

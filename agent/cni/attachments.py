@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from agent.cni import registry
 from cni.record import EndpointRecord
@@ -47,21 +48,38 @@ class CniAttachments:
         self.generation = 0  # bumped on every change of by_ip: the applier replans endpoints
         self._marked: dict[str, int] = {}  # record key -> host ifindex marked
         self._routed: set[IPv4] = set()  # addresses whose veth was found by route (logged)
+        self._conflicts: set[Any] = set()  # addresses two records claim (logged)
 
-    def set_records(self, records: Iterable[EndpointRecord]) -> None:
+    def set_records(self, records: Iterable[EndpointRecord]) -> bool:
+        """Take the node's records; True when an address's record changed."""
         owner, conflicts = registry.by_ip(records)
         by_ip = {ip: rec for ip, rec in owner.items() if isinstance(ip, IPv4)}
-        for ip in sorted(conflicts):
+        for ip in sorted(conflicts - self._conflicts):
             log.warning("address %s is in two tulle-cni records: its veth is found by route", ip)
-        if by_ip != self.by_ip:
+        self._conflicts = conflicts
+        changed = by_ip != self.by_ip
+        if changed:
             self.by_ip = by_ip
             self.generation += 1
         keys = {rec.key for rec in by_ip.values()}
         for key in [k for k in self._marked if k not in keys]:
             del self._marked[key]  # its DEL removed the record and the mark
+        return changed
 
     def record_for(self, ip: IPv4) -> EndpointRecord | None:
         return self.by_ip.get(ip)
+
+    def match(self, ip: IPv4, namespace: str, name: str) -> tuple[EndpointRecord | None, bool]:
+        """(the record of the pod ``namespace/name`` at ``ip``, whether a record gives ``ip``
+        to another pod). The veth of another pod's record is that pod's: never policed, nor
+        marked, with this one's identity (an address still listed for a pod that is going,
+        while the new one's Pod is not in the agent's cache yet)."""
+        rec = self.by_ip.get(ip)
+        if rec is None:
+            return None, False
+        if rec.pod is None or (rec.pod.namespace, rec.pod.name) != (namespace, name):
+            return None, True
+        return rec, False
 
     def routed(self, ip: IPv4, ifindex: int | None) -> None:
         """The applier found ``ip``'s veth by route (no record): logged once per address."""
@@ -70,14 +88,14 @@ class CniAttachments:
             log.info("pod %s has no tulle-cni record (running before tulle-cni was installed?): "
                      "its veth (ifindex %d) was found by route", ip, ifindex)
 
-    def attached(self, ip: IPv4, ifindex: int) -> None:
-        """The datapath polices ``ifindex`` for ``ip``: answer its record, once."""
-        rec = self.by_ip.get(ip)
-        if rec is None or rec.host_ifindex != ifindex or self._marked.get(rec.key) == ifindex:
+    def attached(self, rec: EndpointRecord, ifindex: int) -> None:
+        """The datapath polices ``ifindex`` for ``rec``'s pod: answer the record, once."""
+        if rec.host_ifindex != ifindex or self._marked.get(rec.key) == ifindex:
             return
         registry.mark_attached(self.state_dir, rec)
         self._marked[rec.key] = ifindex
-        log.info("tulle-cni: marked %s (%s) attached on ifindex %d", rec.key, ip, ifindex)
+        log.info("tulle-cni: marked %s (%s) attached on ifindex %d", rec.key,
+                 ",".join(rec.ips), ifindex)
 
     def detached(self, ifindex: int) -> None:
         """The endpoint on ``ifindex`` is gone: withdraw its mark (CHECK then fails, 102)."""

@@ -80,11 +80,19 @@ class RecordWatch:
 
     def run(self, stop: threading.Event, interval: float = INTERVAL) -> None:
         while not stop.is_set():
-            try:
-                self.poll()
-            except OSError as err:  # a state directory that went away: say so, look again
-                log.warning("cannot read tulle-cni's records in %s: %s", self.state_dir, err)
+            self.poll_logged()
             stop.wait(interval)
+
+    def poll_logged(self) -> None:
+        """``poll``, whatever goes wrong logged and not raised: a thread that died would leave
+        every later ADD on the node waiting while the agent reports healthy."""
+        try:
+            self.poll()
+        except OSError as err:  # a state directory that went away: say so, look again
+            log.warning("cannot read tulle-cni's records in %s: %s", self.state_dir, err)
+        except Exception:
+            log.exception("tulle-cni's records in %s: reading them failed", self.state_dir)
+            self._seen = None  # read again in full next time
 
 
 def watch_records(state_dir: Path, node: str,
@@ -99,7 +107,7 @@ def watch_records(state_dir: Path, node: str,
         wake.set()
 
     watch = RecordWatch(state_dir, take)
-    watch.poll()  # before the announcement: what ADDs wait on is taken in at once
+    watch.poll_logged()  # before the announcement: what ADDs wait on is taken in at once
     registry.announce(state_dir, node)
     log.info("reading tulle-cni's records in %s", state_dir)
     thread = threading.Thread(target=watch.run, args=(stop,), name="cni-records", daemon=True)

@@ -25,7 +25,9 @@ if TYPE_CHECKING:  # programs imports BCC: loaded on the agent's BCC thread only
     from pyroute2 import IPRoute
 
     from agent.cni.attachments import CniAttachments
+    from agent.datapath.endpoints_part import LocalEndpoint
     from agent.datapath.programs import Datapath
+    from cni.record import EndpointRecord
 
 log = logging.getLogger("tulle.datapath")
 IPv4 = ipaddress.IPv4Address
@@ -123,32 +125,44 @@ class Applier:
             and all(a is b for a, b in zip(done, values, strict=True))
         )
 
-    def _veth(self, ip: IPv4) -> int | None:
-        """The pod's host veth: its tulle-cni record's, else the one that routes to it."""
-        if self.cni is not None and (rec := self.cni.record_for(ip)) is not None:
-            return rec.host_ifindex
-        ifindex = attach.veth_for(self.netlink(), ip)
+    def _veth(self, ep: LocalEndpoint) -> tuple[int | None, EndpointRecord | None]:
+        """The pod's host veth, and the tulle-cni record it came from: the pod's own record's
+        while that interface is there, else the one that routes to it. None when a record
+        gives the address to another pod: that veth is never policed as this one."""
+        rec = None
         if self.cni is not None:
-            self.cni.routed(ip, ifindex)
-        return ifindex
+            rec, other = self.cni.match(ep.ip, ep.namespace, ep.name)
+            if other:
+                return None, None
+            if rec is not None:
+                if attach.link_name(self.netlink(), rec.host_ifindex) == rec.host_ifname:
+                    return rec.host_ifindex, rec
+                rec = None  # its veth is gone (no DEL came): not a reason to stop the node
+        ifindex = attach.veth_for(self.netlink(), ep.ip)
+        if self.cni is not None:
+            self.cni.routed(ep.ip, ifindex)
+        return ifindex, rec
 
     def _endpoints(self, desired: DesiredDatapath) -> None:
         overflowed = frozenset(self.overflows)
-        records = self.cni.generation if self.cni is not None else 0
+        generation = self.cni.generation if self.cni is not None else 0
         if (
             self._unchanged("endpoints", desired.endpoints)
             and self._done.get("overflowed") == overflowed
-            and self._done.get("records") == records
+            and self._done.get("records") == generation
         ):
             return
         self._done.pop("endpoints", None)
         wanted: dict[int, tuple[IPv4, int, int]] = {}
+        records: dict[int, EndpointRecord] = {}
         missing = False
         for ep in desired.endpoints.values():
-            ifindex = self._veth(ep.ip)
+            ifindex, rec = self._veth(ep)
             if ifindex is None:
                 missing = True
                 continue  # the sandbox is not wired yet; the next round finds it
+            if rec is not None:
+                records[ifindex] = rec
             flags = ep.flags
             for direction, flag in OVERFLOW_FLAG.items():
                 flags |= flag if (ep.ip, direction) in self.overflows else 0
@@ -162,11 +176,20 @@ class Applier:
                     missing = True
                     continue
                 # Endpoint entry first: the programs drop traffic from unknown veths.
-                attach.attach(self.netlink(), ifindex, self.dp.from_pod_fd, self.dp.to_pod_fd)
+                try:
+                    attach.attach(self.netlink(), ifindex, self.dp.from_pod_fd,
+                                  self.dp.to_pod_fd)
+                except Exception as err:
+                    if not attach.is_gone(err):
+                        raise
+                    # Gone since it was found (its pod's netns went): the other pods go on.
+                    log.warning("datapath: ifindex %d (%s) is gone", ifindex, entry[0])
+                    missing = True
+                    continue
                 self.applied.attached.add(ifindex)
                 log.info("datapath attached to ifindex %d (%s)", ifindex, entry[0])
-            if self.cni is not None:  # entry written, programs on: the pod's ADD may return
-                self.cni.attached(entry[0], ifindex)
+            if self.cni is not None and ifindex in records:  # entry written, programs on:
+                self.cni.attached(records[ifindex], ifindex)  # the pod's ADD may return
         for ifindex in [i for i in self.applied.endpoints if i not in wanted]:
             maps.delete_endpoint(self.dp, ifindex)
             self.applied.endpoints.pop(ifindex)
@@ -176,7 +199,7 @@ class Applier:
         if not missing:  # else look again next round, for the veths not found yet
             self._done["endpoints"] = (desired.endpoints,)
             self._done["overflowed"] = overflowed
-            self._done["records"] = records
+            self._done["records"] = generation
 
     def _ipcache(self, desired: DesiredDatapath) -> None:
         if self._unchanged("ipcache", desired.ipcache):

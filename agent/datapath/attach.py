@@ -9,6 +9,7 @@ pyroute2 is imported on first use (``netlink``), not with this module: its impor
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,27 @@ def veth_for(ipr: IPRoute, pod_ip: ipaddress.IPv4Address) -> int | None:
         if oif and route.get_attr("RTA_GATEWAY") is None:
             return int(oif)
     return None
+
+
+def link_name(ipr: IPRoute, ifindex: int) -> str | None:
+    """The name of interface ``ifindex`` here; None when there is none (a veth gone with its
+    pod's netns)."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        links = ipr.link("get", index=ifindex)
+    except NetlinkError:
+        return None
+    for link in links:
+        return str(link.get_attr("IFLA_IFNAME"))
+    return None
+
+
+def is_gone(err: Exception) -> bool:
+    """Whether ``err`` (from ``attach``) says the interface is no more (ENODEV)."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    return isinstance(err, NetlinkError) and err.code == errno.ENODEV
 
 
 def uplink_for(ipr: IPRoute, address: ipaddress.IPv4Address) -> int | None:

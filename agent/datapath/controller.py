@@ -248,11 +248,12 @@ class DatapathController:
         if self.cni_pods is None or self.cni is None:
             return
         with self.lock:
-            self.cni.set_records(records)
+            veths = self.cni.set_records(records)
             changed = self.cni_pods.set_records(records)
             self.planner.update(Change("Pod", p.metadata.namespace, p.metadata.name, p)
                                 for p in changed)
-            self.cni_pending = True
+            if veths or changed:  # the watch's periodic full read mostly finds neither
+                self.cni_pending = True
 
     def program_pending(self) -> None:
         """Program what ``cni_update`` took in (the sync loop, when it has no change of its

@@ -1,10 +1,11 @@
 """The agent reads tulle-cni's records (agent.cni.pods, .attachments, .watch, and the
 controller's seam): a pod's address and veth come from its record before the API has them,
-the mark is written only once the endpoint entry and the programs are there, and nothing in
-a record can hand one pod's address or veth to another."""
+the mark is written only once the endpoint entry and the programs are there, a record of
+another pod never hands its address or veth to this one, and no bad record stops the node."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import os
@@ -13,10 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pyroute2.netlink.exceptions import NetlinkError
 
 from agent.cni import registry
 from agent.cni.attachments import CniAttachments, live
-from agent.cni.pods import CniPods, record_ipv4, records_by_pod, with_record_address
+from agent.cni.pods import (
+    CniPods,
+    record_ipv4,
+    record_of,
+    records_by_pod,
+    with_record_address,
+)
 from agent.cni.watch import FULL_EVERY, RecordWatch, listing
 from agent.datapath import applier as applier_mod
 from agent.datapath import maps
@@ -26,7 +34,14 @@ from agent.model.convert import from_dict
 from agent.model.core import Pod
 from bench.control.replan import NoMaps, stub_map_writes
 from cni import store
-from cni.record import EndpointRecord, PodRef, record_key
+from cni.record import (
+    EndpointRecord,
+    PodRef,
+    RecordError,
+    decode_record,
+    encode_record,
+    record_key,
+)
 
 NODE = "n1"
 IP = "10.244.1.7"
@@ -65,9 +80,11 @@ def test_a_pod_without_an_address_gets_its_records() -> None:
     assert patched.metadata == pod().metadata and patched.spec == pod().spec
 
 
-def test_the_api_address_is_never_overridden() -> None:
+def test_the_api_address_stands_unless_a_record_of_the_pods_own_uid_says_otherwise() -> None:
     served = pod(ip="10.244.1.99")
-    assert with_record_address(served, record()) is served
+    assert with_record_address(served, record(uid="")) is served  # cannot prove it is its own
+    # the sandbox made again (same pod UID) with a new address before the kubelet said so
+    assert with_record_address(served, record(uid="u1")).status.pod_ip == IP
 
 
 def test_a_record_of_another_uid_or_a_host_network_pod_changes_nothing() -> None:
@@ -83,16 +100,28 @@ def test_only_ipv4_addresses_count() -> None:
     assert with_record_address(pod(), record(ips=("fd00::5/64",))).status.pod_ip is None
 
 
-def test_a_pod_with_two_records_gets_none_and_is_named(caplog: pytest.LogCaptureFixture) -> None:
-    owned, ambiguous = records_by_pod([record(cid="a"), record(cid="b", ifindex=42),
-                                       record(name="api", ifindex=43)])
-    assert list(owned) == [("shop", "api")] and ambiguous == (("shop", "web"),)
+def test_a_pod_with_two_records_of_its_own_gets_none_and_is_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     pods = CniPods(NODE)
     pods.patch(pod())
     with caplog.at_level(logging.WARNING, logger="tulle.cni"):
         pods.set_records([record(cid="a"), record(cid="b", ifindex=42)])
     assert "shop/web has several tulle-cni records" in caplog.text
     assert pods.patch(pod()).status.pod_ip is None
+
+
+def test_a_stale_record_of_an_earlier_pod_under_the_name_does_not_block_the_new_one() -> None:
+    """A StatefulSet's web-0 made again on this node while the old sandbox's DEL never came:
+    the new pod (its own UID) gets its own record's address."""
+    stale = record(uid="old", cid="a", ips=("10.244.1.50/24",), ifindex=30)
+    fresh = record(uid="new", cid="b")
+    assert records_by_pod([stale, fresh]) == {("shop", "web"): (stale, fresh)}
+    assert record_of(pod(uid="new"), [stale, fresh]) == fresh
+    pods = CniPods(NODE)
+    pods.patch(pod(uid="new"))
+    [patched] = pods.set_records([stale, fresh])
+    assert patched.status.pod_ip == IP
 
 
 def test_cni_pods_hand_back_what_a_record_change_reaches() -> None:
@@ -125,15 +154,17 @@ def test_live_drops_a_record_whose_netns_is_gone_only_where_it_can_see(tmp_path:
 def test_the_mark_is_written_once_for_the_records_veth_and_withdrawn(tmp_path: Path) -> None:
     cni = CniAttachments(tmp_path)
     rec = record()
-    cni.set_records([rec])
+    assert cni.set_records([rec]) and not cni.set_records([rec])  # changed, then not
     ip = ipaddress.IPv4Address(IP)
     assert cni.record_for(ip) == rec
-    cni.attached(ip, 99)  # another veth than the record's: not an answer to it
+    assert cni.match(ip, "shop", "web") == (rec, False)
+    assert cni.match(ip, "shop", "api") == (None, True)  # another pod's veth
+    cni.attached(rec, 99)  # another veth than the record's: not an answer to it
     assert registry.read_marks(tmp_path) == {}
-    cni.attached(ip, rec.host_ifindex)
+    cni.attached(rec, rec.host_ifindex)
     assert store.wait_attached(tmp_path, rec, 0)
     store.mark_path(tmp_path, rec.key).unlink()
-    cni.attached(ip, rec.host_ifindex)  # once: a mark is not rewritten on every round
+    cni.attached(rec, rec.host_ifindex)  # once: a mark is not rewritten on every round
     assert registry.read_marks(tmp_path) == {}
     cni.detached(rec.host_ifindex)  # a record still naming the veth: its mark goes too
     registry.mark_attached(tmp_path, rec)  # as an earlier agent left it
@@ -200,10 +231,16 @@ def wired(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
                             lambda _dp, ifindex, *entry: endpoints.__setitem__(ifindex, entry))
         monkeypatch.setattr(maps, "delete_endpoint", lambda _dp, ifindex: endpoints.pop(ifindex))
         monkeypatch.setattr(applier_mod.attach, "veth_for", no_route)
+        links = {30: "veth30", 41: "veth41", 52: "veth52"}  # the node's veths (by ifindex)
+        monkeypatch.setattr(applier_mod.attach, "link_name", lambda _ipr, i: links.get(i))
 
         def attach(_ipr: Any, ifindex: int, *_fds: int) -> None:
             # the endpoint entry comes first, and no mark before the programs are on
-            assert ifindex in endpoints and registry.read_marks(tmp_path) == {}
+            assert ifindex in endpoints
+            assert not any(m.host_ifindex == ifindex
+                           for m in registry.read_marks(tmp_path).values())
+            if ifindex not in links:  # gone between the lookup and the attach
+                raise NetlinkError(errno.ENODEV, "No such device")
             attached.append(ifindex)
 
         monkeypatch.setattr(applier_mod.attach, "attach", attach)
@@ -213,6 +250,7 @@ def wired(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
         agent = DatapathController(NODE, dp, FlowRing(16),  # type: ignore[arg-type]
                                    cni_state_dir=tmp_path)
         agent.routed = routed  # type: ignore[attr-defined]
+        agent.links = links  # type: ignore[attr-defined]
         yield agent, endpoints, attached, tmp_path
         agent.close_netlink()
         # Before the stub's own restore: undone after it, monkeypatch would put the stub's
@@ -292,3 +330,82 @@ def test_a_new_sandbox_for_the_same_address_gets_its_own_veth_and_mark(wired: An
     assert list(endpoints) == [52] and attached == [41, 52]
     assert store.wait_attached(state, second, 0)
     assert record_key("net", second.container_id, "eth0") == second.key
+
+
+def test_a_records_veth_is_never_policed_as_another_pod(wired: Any) -> None:
+    """P is still listed with address X; Q's new record holds X, and Q's Pod is not in the
+    agent's cache yet: Q's veth gets neither P's identity nor a mark (by route neither)."""
+    agent, endpoints, attached, state = wired
+    agent.apply_changes([change(pod_dict(name="old", uid="p", ip=IP))])
+    agent.routed.clear()  # no record yet: P's veth looked for by route (there is none)
+    store.write_record(state, record(name="new", uid="q"))
+    RecordWatch(state, agent.cni_update).poll()
+    agent.program_pending()
+    assert endpoints == {} and attached == [] and registry.read_marks(state) == {}
+    assert agent.routed == []
+    agent.apply_changes([change(pod_dict(name="old", uid="p", ip=IP), deleted=True),
+                         change(pod_dict(name="new", uid="q"))])
+    assert list(endpoints) == [41] and store.wait_attached(state, record(name="new", uid="q"), 0)
+
+
+def test_a_record_whose_veth_is_gone_stops_no_other_pod(wired: Any) -> None:
+    agent, endpoints, attached, state = wired
+    gone = record(name="gone", uid="g", ips=("10.244.1.30/24",), ifindex=30)
+    alive = record()
+    for rec in (gone, alive):
+        store.write_record(state, rec)
+    del agent.links[30]  # its netns went without a DEL
+    RecordWatch(state, agent.cni_update).poll()
+    agent.resync([pod_dict(name="gone", uid="g"), pod_dict()])
+    assert attached == [41] and store.wait_attached(state, alive, 0)
+    assert not store.wait_attached(state, gone, 0)
+    assert agent.routed == [ipaddress.IPv4Address("10.244.1.30")]  # looked for by route
+
+
+def test_a_veth_gone_during_the_attach_stops_no_other_pod(wired: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    agent, endpoints, attached, state = wired
+    gone = record(name="gone", uid="g", ips=("10.244.1.30/24",), ifindex=30)
+    for rec in (gone, record()):
+        store.write_record(state, rec)
+    real = dict(agent.links)
+    monkeypatch.setattr(applier_mod.attach, "link_name", lambda _ipr, i: real.get(i))
+    del agent.links[30]  # the lookup still finds it; the attach gets ENODEV
+    RecordWatch(state, agent.cni_update).poll()
+    agent.resync([pod_dict(name="gone", uid="g"), pod_dict()])
+    assert attached == [41] and store.wait_attached(state, record(), 0)
+
+
+def test_a_full_read_that_finds_nothing_new_programs_nothing(wired: Any) -> None:
+    agent, _endpoints, _attached, state = wired
+    store.write_record(state, record())
+    clock = [0.0]
+    watch = RecordWatch(state, agent.cni_update, clock=lambda: clock[0])
+    watch.poll()
+    agent.program_pending()
+    clock[0] += FULL_EVERY
+    assert watch.poll()  # read in full ...
+    assert not agent.cni_pending  # ... and nothing to program
+
+
+def test_a_record_with_a_bad_address_is_damaged_not_fatal(tmp_path: Path) -> None:
+    bad = encode_record(record()).replace(f"{IP}/24".encode(), b"nonsense")
+    with pytest.raises(RecordError, match="'nonsense', not an address/prefix"):
+        decode_record(bad)
+    (tmp_path / "endpoints").mkdir()
+    (tmp_path / "endpoints" / f"{record().key}.json").write_bytes(bad)
+    taken: list[list[EndpointRecord]] = []
+    RecordWatch(tmp_path, taken.append).poll()
+    assert taken == [[]]
+
+
+def test_the_watch_thread_survives_what_its_callback_raises(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(_records: list[EndpointRecord]) -> None:
+        raise ValueError("boom")
+
+    watch = RecordWatch(tmp_path, broken)
+    with caplog.at_level(logging.ERROR, logger="tulle.cni"):
+        watch.poll_logged()
+    assert "reading them failed" in caplog.text and "boom" in caplog.text
