@@ -207,7 +207,9 @@ class Kubelet(PodSandboxes):
             self._stop_container(rt, c)
         # A hostNetwork pod's netns is the node's: it has no sandbox of its own to remove.
         if self.cni is not None and not rt.host_network:
-            if rt.sandbox is not None:  # an ADD still running: DEL after it, not beside it
+            # An ADD still queued is dropped; one running is waited for (up to tulle-cni's
+            # attachTimeout): DEL after it, not beside it.
+            if rt.sandbox is not None and not rt.sandbox.cancel():
                 rt.sandbox.exception()
             try:  # DEL before the netns goes, as a kubelet does (host-local frees the address)
                 self.cni.delete(rt.node, rt.netns, PodKey(rt.namespace, rt.name, rt.uid))
