@@ -107,7 +107,7 @@ def test_pods_get_their_network_from_the_chain_and_are_policed(chain_lab: Lab) -
     assert store.wait_attached(state_dir, rec, 0)
     assert json.loads(store.agent_path(state_dir).read_text())["node"] == "node1"
     agent_log = components.component_log(paths, "agent", "node1").read_text()
-    assert f"marked {rec.key} ({ip}) attached on ifindex {rec.host_ifindex}" in agent_log
+    assert f"marked {rec.key} ({ip}/24) attached on ifindex {rec.host_ifindex}" in agent_log
     # no ADD of this test's pods ran out waiting for the agent (error 11)
     assert [e for e in lab.get("events", NS) if e.get("reason") == "FailedCreatePodSandBox"] == []
 
