@@ -1,8 +1,8 @@
 """Which host veth serves a pod address, from tulle-cni's records, and the agent's answers.
 
-The applier (agent.datapath.applier) asks ``ifindex_for(ip)`` where it attaches a pod's
-programs, and calls ``attached`` once the endpoint entry is written and both programs are
-on the veth: that writes the mark the plugin's ADD waits for. A pod without a record was
+The applier (agent.datapath.applier) asks ``match(ip, namespace, name)`` where it attaches a
+pod's programs, and calls ``attached`` once the endpoint entry is written and both programs
+are on the veth: that writes the mark the plugin's ADD waits for. A pod without a record was
 running before tulle-cni was installed (or on a node whose CNI does not chain it): the
 applier then finds its veth by route, as before, and says so once.
 """
@@ -65,9 +65,6 @@ class CniAttachments:
         for key in [k for k in self._marked if k not in keys]:
             del self._marked[key]  # its DEL removed the record and the mark
         return changed
-
-    def record_for(self, ip: IPv4) -> EndpointRecord | None:
-        return self.by_ip.get(ip)
 
     def match(self, ip: IPv4, namespace: str, name: str) -> tuple[EndpointRecord | None, bool]:
         """(the record of the pod ``namespace/name`` at ``ip``, whether a record gives ``ip``

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from agent.model.core import Pod
@@ -33,12 +33,10 @@ T = TypeVar("T", bound=Any)
 
 
 def record_ipv4(rec: EndpointRecord) -> str | None:
-    """The record's first IPv4 address (the datapath is IPv4), without its prefix."""
+    """The record's first IPv4 address (the datapath is IPv4), without its prefix; its
+    addresses parse (``cni.record.decode_record`` refuses a record whose do not)."""
     for text in rec.ips:
-        try:
-            iface = ipaddress.ip_interface(text)
-        except ValueError:
-            continue
+        iface = ipaddress.ip_interface(text)
         if isinstance(iface, ipaddress.IPv4Interface):
             return str(iface.ip)
     return None
@@ -140,6 +138,3 @@ class CniPods:
                    if fresh.get(n) != self.records.get(n)}
         self.records = fresh
         return [self.patch(self._served[n]) for n in sorted(changed) if n in self._served]
-
-    def served(self) -> Mapping[Name, Pod]:
-        return self._served

@@ -156,7 +156,7 @@ def test_the_mark_is_written_once_for_the_records_veth_and_withdrawn(tmp_path: P
     rec = record()
     assert cni.set_records([rec]) and not cni.set_records([rec])  # changed, then not
     ip = ipaddress.IPv4Address(IP)
-    assert cni.record_for(ip) == rec
+    assert cni.by_ip.get(ip) == rec
     assert cni.match(ip, "shop", "web") == (rec, False)
     assert cni.match(ip, "shop", "api") == (None, True)  # another pod's veth
     cni.attached(rec, 99)  # another veth than the record's: not an answer to it
@@ -177,7 +177,7 @@ def test_an_address_two_records_claim_is_nobodys(tmp_path: Path,
     cni = CniAttachments(tmp_path)
     with caplog.at_level(logging.WARNING, logger="tulle.cni"):
         cni.set_records([record(cid="a"), record(name="api", cid="b", ifindex=42)])
-    assert cni.record_for(ipaddress.IPv4Address(IP)) is None
+    assert cni.by_ip.get(ipaddress.IPv4Address(IP)) is None
     assert f"address {IP} is in two tulle-cni records" in caplog.text
 
 
