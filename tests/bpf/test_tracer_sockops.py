@@ -31,7 +31,8 @@ from agent.tracing.tracer import CLASSIC_PROBE, RAW_PROBE, Tracer, plan_hooks
 from lab import cgroups
 from lab.state import pin_dir
 from tests.bpf.conftest import TRACE_POD_IP, NodeCgroups
-from tests.bpf.test_tracer import EXCHANGE_LOOP, SCRIPT as CONNECTIONS, _records
+from tests.bpf.test_tracer import EXCHANGE_LOOP, _records
+from tests.bpf.test_tracer import SCRIPT as CONNECTIONS
 
 pytestmark = pytest.mark.bpf
 
