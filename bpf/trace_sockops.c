@@ -25,8 +25,8 @@
  * it is not ours. sock_ops runs only for the sockets of the cgroup's processes, and the
  * kernel calls it at connect and at establishment whatever the flags; state callbacks are
  * asked for only by the sockets traced. Per L4 connection in the lab: 20 tracepoint runs
- * (4.3 us) gone, ~7 sock_ops runs more (bench/results/trace-2026-12-07-session21.md). A
- * process outside the cgroup is not traced, whatever its address or namespace.
+ * (4.3 us) gone, 8 sock_ops runs more (21 in all; bench/results/trace-2026-12-07-session21.md).
+ * A process outside the cgroup is not traced, whatever its address or namespace.
  *
  * Why sk_storage for RTT: the RTT callback's body was an LRU hash lookup per measurement,
  * about half of the program's cost per run; sk_storage is reached from the socket (~26 ns
