@@ -198,35 +198,12 @@ static __always_inline int state_change(const void *skp, int oldstate, int newst
 		return 0;
 	retrans_at_close(st, skp);
 	if (st->pod_ip) {
-		struct trace_record rec = {};
-
 		if (raw) {
 			sk_read_head(skp, f);
 			sk_read_sport(skp, f);
 		}
-		rec.time_ns = bpf_ktime_get_ns();
-		rec.conn_id = st->conn_id;
-		rec.start_ns = st->start_ns;
-		rec.established_ns = st->established_ns;
-		rec.srtt_sum_us = st->srtt_sum_us;
-		rec.srtt_min_us = st->srtt_samples ? st->srtt_min_us : 0;
-		rec.srtt_max_us = st->srtt_max_us;
-		rec.srtt_last_us = st->srtt_last_us;
-		rec.srtt_first_us = st->srtt_first_us;
-		rec.srtt_samples = st->srtt_samples;
-		rec.retransmits = st->retransmits;
-		rec.netns = st->netns;
-		rec.pod_ip = st->pod_ip;
-		rec.saddr = f->saddr;
-		rec.daddr = f->daddr;
-		rec.sport = f->sport;
-		rec.dport = f->dport;
-		rec.kind = TRACE_KIND_CLOSE;
-		rec.role = st->role;
-		rec.last_state = oldstate;
-		rec.protocol = IPPROTO_TCP;
-		rec.retrans_segments = st->retrans_segments;
-		trace_emit(&rec);
+		trace_emit_close(st, f->saddr, f->daddr, f->sport, f->dport, oldstate,
+				 st->retrans_segments);
 	}
 	trace_conns_v1.delete(&sk);
 	return 0;

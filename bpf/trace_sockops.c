@@ -78,7 +78,7 @@ static __always_inline __u64 sk_address(struct bpf_sock *sk)
 {
 	__u64 addr = 0;
 
-	bpf_probe_read_kernel(&addr, sizeof(addr), &sk);
+	trace_read_kernel(&addr, sizeof(addr), &sk);
 	return addr;
 }
 
@@ -187,7 +187,6 @@ static __always_inline void rtt_cb(struct bpf_sock_ops *skops, struct bpf_sock *
 static __always_inline void state_cb(struct bpf_sock_ops *skops, struct bpf_sock *sk)
 {
 	int oldstate = skops->args[0], newstate = skops->args[1];
-	struct trace_record rec = {};
 	struct conn_state *st;
 	struct rtt_acc *acc;
 	__u64 key = (__u64)sk;
@@ -207,31 +206,11 @@ static __always_inline void state_cb(struct bpf_sock_ops *skops, struct bpf_sock
 	}
 	if (newstate != TRACE_TCP_CLOSE)
 		return;
-	/* tcp_set_state calls back before TCP_CLOSE releases the port: local_port still holds
-	 * it (the tracepoint, after, must read inet_sport). */
-	rec.time_ns = bpf_ktime_get_ns();
-	rec.conn_id = st->conn_id;
-	rec.start_ns = st->start_ns;
-	rec.established_ns = st->established_ns;
-	rec.srtt_sum_us = st->srtt_sum_us;
-	rec.srtt_min_us = st->srtt_samples ? st->srtt_min_us : 0;
-	rec.srtt_max_us = st->srtt_max_us;
-	rec.srtt_last_us = st->srtt_last_us;
-	rec.srtt_first_us = st->srtt_first_us;
-	rec.srtt_samples = st->srtt_samples;
-	rec.retransmits = st->retransmits;
-	rec.netns = st->netns;
-	rec.pod_ip = st->pod_ip;
-	rec.saddr = skops->local_ip4;
-	rec.daddr = skops->remote_ip4;
-	rec.sport = skops->local_port;            /* host byte order */
-	rec.dport = bpf_ntohl(skops->remote_port); /* network order, in the upper 16 bits */
-	rec.kind = TRACE_KIND_CLOSE;
-	rec.role = st->role;
-	rec.last_state = oldstate;
-	rec.protocol = IPPROTO_TCP;
-	rec.retrans_segments = skops->total_retrans;
-	trace_emit(&rec);
+	/* tcp_set_state calls back before TCP_CLOSE releases the port: local_port (host byte
+	 * order) still holds it (the tracepoint, after, must read inet_sport); remote_port is
+	 * in network order, in the upper 16 bits. */
+	trace_emit_close(st, skops->local_ip4, skops->remote_ip4, skops->local_port,
+			 bpf_ntohl(skops->remote_port), oldstate, skops->total_retrans);
 	trace_conns_v1.delete(&key);
 }
 
