@@ -32,12 +32,13 @@
  *                              for every TCP socket on the node, ours or not, before the
  *                              program runs; the raw one hands over the socket pointer and
  *                              the program reads srtt_us only for sockets it traces
- *                              Not compiled with TRACE_RTT_SOCKOPS: trace_sockops.c's
- *                              RTT_CB on the node's pod cgroup takes the samples then
  *   tcp:tcp_retransmit_skb     retransmissions that left the stack (err == 0 where the
  *                              tracepoint has err, as tcpi_total_retrans counts them). One per
  *                              skb: a TSO skb holding several segments counts once, where
  *                              tcpi_total_retrans (ss "retrans:x/TOTAL") counts its segments
+ *
+ * With the node's pod cgroup (-DTRACE_CONN_SOCKOPS), trace_sockops.c's callbacks there take
+ * the place of inet_sock_set_state and tcp_probe: only tcp_retransmit_skb is compiled here.
  *
  * All three key the state by the socket's address (skaddr), which the kernel gives each of
  * them. A socket is traced only when it belongs to a pod of this node (conn_trace.h). A
@@ -197,41 +198,20 @@ static __always_inline int state_change(const void *skp, int oldstate, int newst
 		return 0;
 	retrans_at_close(st, skp);
 	if (st->pod_ip) {
-		struct trace_record rec = {};
-
 		if (raw) {
 			sk_read_head(skp, f);
 			sk_read_sport(skp, f);
 		}
-		rec.time_ns = bpf_ktime_get_ns();
-		rec.conn_id = st->conn_id;
-		rec.start_ns = st->start_ns;
-		rec.established_ns = st->established_ns;
-		rec.srtt_sum_us = st->srtt_sum_us;
-		rec.srtt_min_us = st->srtt_samples ? st->srtt_min_us : 0;
-		rec.srtt_max_us = st->srtt_max_us;
-		rec.srtt_last_us = st->srtt_last_us;
-		rec.srtt_first_us = st->srtt_first_us;
-		rec.srtt_samples = st->srtt_samples;
-		rec.retransmits = st->retransmits;
-		rec.netns = st->netns;
-		rec.pod_ip = st->pod_ip;
-		rec.saddr = f->saddr;
-		rec.daddr = f->daddr;
-		rec.sport = f->sport;
-		rec.dport = f->dport;
-		rec.kind = TRACE_KIND_CLOSE;
-		rec.role = st->role;
-		rec.last_state = oldstate;
-		rec.protocol = IPPROTO_TCP;
-		rec.retrans_segments = st->retrans_segments;
-		trace_emit(&rec);
+		trace_emit_close(st, f->saddr, f->daddr, f->sport, f->dport, oldstate,
+				 st->retrans_segments);
 	}
 	trace_conns_v1.delete(&sk);
 	return 0;
 }
 
-#if STATE_RAW
+#if defined(TRACE_CONN_SOCKOPS)
+/* Connections start, establish and close in trace_sockops.c's callbacks on the pod cgroup. */
+#elif STATE_RAW
 RAW_TRACEPOINT_PROBE(inet_sock_set_state)
 {
 	/* TP_PROTO(const struct sock *sk, const int oldstate, const int newstate) */
@@ -255,7 +235,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 }
 #endif
 
-#if defined(TRACE_RTT_SOCKOPS)
+#if defined(TRACE_CONN_SOCKOPS)
 /* RTT samples come from trace_sockops.c's RTT_CB on the pod cgroup: no tcp_probe. */
 #elif defined(TRACE_PROBE_RAW) && TRACE_OFF_TCP_SRTT >= 0
 RAW_TRACEPOINT_PROBE(tcp_probe)

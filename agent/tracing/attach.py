@@ -4,7 +4,7 @@ A tracer, compiled or adopted from its pins (``agent.tracing.cache``), attaches 
 itself: a classic tracepoint through a perf event (``agent.datapath.perf``), a raw tracepoint
 through libbpf's ``bpf_raw_tracepoint_open``. Either way the attachment is one fd: closing it
 detaches (the pause switch, and the agent's exit: pinned programs stay loaded, run nowhere).
-The sock_ops program (``sock_ops:rtt_cb``) goes on the node's pod cgroup instead
+The sock_ops program (``sock_ops:pod_cgroup``) goes on the node's pod cgroup instead
 (``agent.tracing.cgroup``): that attachment outlives our fds, so pausing and stopping detach it
 explicitly, and attaching skips a program the kernel already has there.
 """
@@ -18,7 +18,7 @@ from agent.datapath.native import raw_tracepoint_open
 from agent.datapath.perf import attach_tracepoint
 from agent.tracing.cgroup import CgroupAttachment
 
-SOCKOPS = "sock_ops:rtt_cb"  # trace_sockops.c on the pod cgroup: RTT samples
+SOCKOPS = "sock_ops:pod_cgroup"  # trace_sockops.c on the pod cgroup: connections, RTT
 SOCKOPS_FN = "trace_sockops"
 
 

@@ -65,11 +65,11 @@ def build_flags(plan: HookPlan, offsets: Mapping[str, int | None], retransmit_ha
     in as arguments. The raw tcp_probe reads ``srtt_us`` itself, and the raw
     inet_sock_set_state the socket's family, protocol, addresses and ports
     (``raw_state_readable``): without those offsets each falls back to its classic
-    tracepoint. With the sock_ops hook, trace_sock.c leaves tcp_probe out
-    (``TRACE_RTT_SOCKOPS``)."""
+    tracepoint. With the sock_ops hook, trace_sock.c leaves tcp_probe and inet_sock_set_state
+    out (``TRACE_CONN_SOCKOPS``): trace_sockops.c carries the connections."""
     flags = offset_flags(offsets)
     if SOCKOPS in plan.hooks:
-        flags.append("-DTRACE_RTT_SOCKOPS")
+        flags.append("-DTRACE_CONN_SOCKOPS")
         flags.extend(rtt_cap_flags(rtt_cap))
     plan = _raw_or_classic(plan, flags, RAW_PROBE, CLASSIC_PROBE, "-DTRACE_PROBE_RAW",
                            offsets.get("TRACE_OFF_TCP_SRTT") is not None)

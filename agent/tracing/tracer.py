@@ -24,11 +24,13 @@ is mostly unread. The raw program reads the socket's fields itself at BTF offset
 (``raw_state_readable``), so without them, or without raw tracepoints, the classic one stays
 (bench/results/trace-2026-12-07-session20-raw.md).
 
-Given the cgroup that holds the node's pods (``--pod-cgroup``, ``agent.tracing.cgroup``), RTT
-samples come from ``trace_sockops.c``'s sock_ops ``RTT_CB`` on that cgroup instead of
-``tcp_probe``: it runs only for the pods' sockets, once per RTT measurement, every one of them
-(bench/results/sockops-rtt-2026-12-05.md: 3-4x cheaper per keep-alive request). Without a
-cgroup, or on a kernel without sock_ops, ``tcp_probe`` stays the source, and the plan says so.
+Given the cgroup that holds the node's pods (``--pod-cgroup``, ``agent.tracing.cgroup``),
+``trace_sockops.c``'s sock_ops program on that cgroup carries the connections instead of
+both tracepoints: their start, establishment and close from its callbacks, and RTT samples
+from ``RTT_CB``. It runs only for the pods' sockets: the tracepoints run for every TCP socket
+of the node (bench/results/sockops-rtt-2026-12-05.md: 3-4x cheaper per keep-alive request;
+bench/results/trace-2026-12-07-session21.md: per new connection). Without a cgroup, or on a
+kernel without sock_ops, the tracepoints stay, and the plan says so.
 """
 
 from __future__ import annotations
@@ -108,8 +110,8 @@ class HookPlan:
 
     @property
     def rtt_source(self) -> str:
-        """Where RTT samples come from: ``sock_ops`` (RTT_CB on the pod cgroup),
-        ``tcp_probe`` or ``none``."""
+        """Where RTT samples (and, with ``sock_ops``, connections) come from: ``sock_ops``
+        (callbacks on the pod cgroup), ``tcp_probe`` or ``none``."""
         if SOCKOPS in self.hooks:
             return "sock_ops"
         return "tcp_probe" if RAW_PROBE in self.hooks or CLASSIC_PROBE in self.hooks else "none"
@@ -118,7 +120,7 @@ class HookPlan:
         used = ", ".join(self.hooks) or "none"
         lacking = f"; missing: {', '.join(self.missing)}" if self.missing else ""
         if self.rtt_source == "sock_ops":
-            rtt = f"; RTT from sock_ops RTT_CB on the pod cgroup {self.cgroup}"
+            rtt = f"; connections and RTT from sock_ops on the pod cgroup {self.cgroup}"
         elif self.rtt_source == "tcp_probe":
             rtt = ("; RTT from tcp_probe (per received segment: "
                    + ("sock_ops unavailable" if SOCKOPS_FEATURE in self.missing
@@ -140,8 +142,8 @@ def plan_hooks(features: Mapping[str, bool], cgroup: str | None = None) -> HookP
     sources: list[str] = []
     hooks: list[str] = []
     for source, wanted in SOURCES.items():
-        if sockops and source == "trace_sock.c":
-            wanted = tuple(h for h in wanted if h != RAW_PROBE)
+        if sockops and source == "trace_sock.c":  # trace_sockops.c carries connections and RTT
+            wanted = tuple(h for h in wanted if h not in (RAW_PROBE, RAW_STATE))
         needs = tuple(_usable(h, features) for h in wanted)
         lacking = [h for h in needs if not features.get(h) and not _derived(h, features)]
         missing.extend(lacking)
@@ -246,6 +248,9 @@ class Tracer:
         self.bpf = bpf  # the BCC module when this start compiled; None when it adopted
         self.adopted = adopted
         self.plan = plan
+        # Only the state tracepoint learns foreign namespaces (trace_gen_v1): with sock_ops
+        # in its place no program uses that map, so an adopted tracer has none to bump.
+        self.learns_foreign = bool({RAW_STATE, CLASSIC_STATE} & set(plan.hooks))
         self.hooks = Hooks({})
         self.ring: MappedRingBuffer | None = None
         try:
@@ -298,7 +303,7 @@ class Tracer:
         table = self.table("trace_local_v1")
         for ip in wanted - self.local:
             table[table.Key(_be32(ip))] = table.Leaf(1)
-        if wanted - self.local:
+        if wanted - self.local and self.learns_foreign:
             # After the addresses: what the kernel learned foreign before them (conn_trace.h,
             # trace_foreign) no longer counts, so a pod whose address came late is traced.
             gen = self.table("trace_gen_v1")

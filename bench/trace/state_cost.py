@@ -1,4 +1,5 @@
-"""What ``inet_sock_set_state`` costs per TCP connection, classic tracepoint against raw.
+"""What tracing a connection's life costs per TCP connection: the ``inet_sock_set_state``
+tracepoint, classic against raw, and sock_ops on the pod cgroup, which replaces it there.
 
     sudo .venv/bin/python -m bench.trace.state_cost [CONNECTIONS] [ROUNDS] [--stats]
 
@@ -9,19 +10,23 @@ counted. This measures from outside. In a private network namespace (removed at 
 one process opens and closes CONNECTIONS loopback connections (connect, accept, the server
 closes, then the client: ten state changes per connection); the CPU time of the process
 (user + system: on loopback both ends' kernel work runs in it) is measured with the tracer
-off, with the classic tracepoint and with the raw one, each for sockets the tracer does not
-trace (every other socket of a node) and for traced ones (a local pod's), ROUNDS times in
-interleaved order, and the medians are compared. With ``--stats`` the kernel's run-time stats
-are on too (they add their clock reads to every run) and each program's runs per connection
-and ns per run are printed beside the CPU time: the part of the cost inside the programs. The
-tracer attaches node-wide while it
-runs: run it under the lab lock. A side-by-side check, not the issue's benchmark
+off, with the classic tracepoint, with the raw one and with sock_ops on a cgroup of the
+bench's own (the process runs in it throughout; removed at the end), each for sockets the
+tracer does not trace (every other socket of a node for the tracepoints; for sock_ops, only
+the cgroup's, a pod's that is not local) and for traced ones (a local pod's), ROUNDS times in
+interleaved order, and the medians are compared. A socket outside the cgroup never runs the
+sock_ops program: it costs nothing, which the tracepoints cannot offer. With ``--stats``
+the kernel's run-time stats are on too (they add their clock reads to every run) and each
+program's runs per connection and ns per run are printed beside the CPU time: the part of
+the cost inside the programs. The tracer attaches node-wide while it runs: run it under the
+lab lock. A side-by-side check, not the issue's benchmark
 (`make bench-trace`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import statistics
 import subprocess
 import sys
@@ -47,9 +52,14 @@ print(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
 """
 
 
-def cpu_seconds(connections: int) -> float:
-    out = subprocess.run(["ip", "netns", "exec", NS, sys.executable, "-c", CHILD,
-                          str(connections), ADDR], check=True, capture_output=True, text=True)
+def cpu_seconds(connections: int, cgroup: Path) -> float:
+    from lab.cgroups import in_cgroup
+
+    # nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroup
+    out = subprocess.run(["nsenter", f"--net=/var/run/netns/{NS}", "--",
+                          *in_cgroup(cgroup, [sys.executable, "-c", CHILD, str(connections),
+                                              ADDR])],
+                         check=True, capture_output=True, text=True)
     return float(out.stdout)
 
 
@@ -82,7 +92,9 @@ def _drained(tracer: object, run: Callable[[], float]) -> float:
 def main(connections: int, rounds: int, stats: bool = False) -> None:
     from agent.datapath.features import feature_probe
     from agent.tracing.tracer import CLASSIC_STATE, RAW_STATE, Tracer, plan_hooks
+    from lab import cgroups
 
+    cgroup = cgroups.make(cgroups.node_cgroup(f"statecost{os.getpid()}", "n1"))
     subprocess.run(["ip", "netns", "add", NS], check=True)
     try:
         subprocess.run(["ip", "-n", NS, "link", "set", "lo", "up"], check=True)
@@ -92,29 +104,32 @@ def main(connections: int, rounds: int, stats: bool = False) -> None:
             CLASSIC_STATE if h == RAW_STATE else h for h in raw.hooks))
         tracers = {"classic": Tracer.load(classic)}
         tracers["raw"] = Tracer.load(raw)
+        tracers["sock_ops"] = Tracer.load(plan_hooks(feature_probe(), str(cgroup)))
         try:
             if stats:
                 from bench.bpfprogs import bpf_stats
 
                 with bpf_stats():
-                    _compare(tracers, connections, rounds)
+                    _compare(tracers, connections, rounds, cgroup)
             else:
-                _compare(tracers, connections, rounds)
+                _compare(tracers, connections, rounds, cgroup)
         finally:
             for tracer in tracers.values():
                 tracer.close()
     finally:
         subprocess.run(["ip", "netns", "del", NS], check=True)
+        cgroups.remove(cgroup.parent)
+        cgroups.remove_root_if_empty()
 
 
-def _compare(tracers: dict[str, Any], connections: int, rounds: int) -> None:
+def _compare(tracers: dict[str, Any], connections: int, rounds: int, cgroup: Path) -> None:
     for kind, tracer in tracers.items():
         print(f"{kind}: {tracer.plan.describe()}", flush=True)
         tracer.set_attached(False)
     runs: dict[str, list[float]] = {}
     progs: dict[str, dict[str, list[int]]] = {}
     for _ in range(rounds):
-        runs.setdefault("off", []).append(cpu_seconds(connections))
+        runs.setdefault("off", []).append(cpu_seconds(connections, cgroup))
         for kind, tracer in tracers.items():
             tracer.set_attached(True)
             try:
@@ -123,7 +138,7 @@ def _compare(tracers: dict[str, Any], connections: int, rounds: int) -> None:
                     label = f"{kind}, {'traced' if traced else 'not traced'}"
                     before = _prog_stats(tracer)
                     runs.setdefault(label, []).append(
-                        _drained(tracer, lambda: cpu_seconds(connections)))
+                        _drained(tracer, lambda: cpu_seconds(connections, cgroup)))
                     for hook, (cnt, ns) in _prog_stats(tracer).items():
                         acc = progs.setdefault(label, {}).setdefault(hook, [0, 0])
                         acc[0] += cnt - before[hook][0]

@@ -17,9 +17,12 @@
  *                            trace_pod_of did not attribute, gen read before that lookup
  *   trace_events_v1          the ring buffer; trace_lost_v1 counts records it had no room for
  *   sock_netns(sk)           a socket's network namespace inode, or 0 when BTF gave no offset
+ *   trace_read_kernel        bpf_probe_read_kernel by number (BCC may rename the name)
  *   probe_sampled()          whether tcp_probe takes this segment (1 in TRACE_PROBE_SAMPLE_MASK+1)
  *   trace_pod_of(addr, ns)   the local pod a socket belongs to (its address), or 0
  *   trace_emit(rec)          send a record, counting it as lost when the ring is full
+ *   trace_emit_close(st, ...)   send a connection's close record: its conn_state and the
+ *                            socket's addresses and ports as the caller read them
  *
  * Kernel structs are read with bpf_probe_read_kernel at offsets the loader takes from the
  * running kernel's BTF (-DTRACE_OFF_*; agent/tracing/btf.py): the installed headers are older
@@ -35,6 +38,7 @@
 #define TULLE_CONN_TRACE_H
 
 #include <uapi/linux/bpf.h>
+#include "inet.h" /* IPPROTO_TCP */
 
 #define TRACE_KIND_CLOSE 1
 #define TRACE_KIND_DROP 2
@@ -134,6 +138,13 @@ BPF_PERCPU_ARRAY(trace_lost_v1, __u64, 1);
 /* Never written: its Leaf gives Python struct trace_record, as BCC's ctypes. */
 BPF_ARRAY(trace_record_layout, struct trace_record, 1);
 
+/* bpf_probe_read_kernel, called by its number: BCC #defines that name to bpf_probe_read when
+ * its own check for the helper fails, as it does with only the DaemonSet's capabilities
+ * (tests/netns/test_agent_capabilities.py), and a sock_ops program may not call
+ * bpf_probe_read (trace_sockops.c reads through this). */
+static long (*trace_read_kernel)(void *dst, __u32 size, const void *src) =
+	(void *)BPF_FUNC_probe_read_kernel;
+
 static __always_inline __u32 sock_netns(const void *sk)
 {
 	void *net = 0;
@@ -141,9 +152,9 @@ static __always_inline __u32 sock_netns(const void *sk)
 
 	if (TRACE_OFF_SK_NET < 0 || TRACE_OFF_NET_INUM < 0 || !sk)
 		return 0;
-	if (bpf_probe_read_kernel(&net, sizeof(net), (const char *)sk + TRACE_OFF_SK_NET) || !net)
+	if (trace_read_kernel(&net, sizeof(net), (const char *)sk + TRACE_OFF_SK_NET) || !net)
 		return 0;
-	if (bpf_probe_read_kernel(&inum, sizeof(inum), (const char *)net + TRACE_OFF_NET_INUM))
+	if (trace_read_kernel(&inum, sizeof(inum), (const char *)net + TRACE_OFF_NET_INUM))
 		return 0;
 	return inum;
 }
@@ -266,6 +277,39 @@ static __always_inline void trace_emit(struct trace_record *rec)
 		if (lost)
 			*lost += 1;
 	}
+}
+
+/* The close record of the connection `st` (trace_sock.c's state tracepoint, trace_sockops.c's
+ * STATE_CB): ports in host byte order, `last_state` the state it left for TCP_CLOSE. */
+static __always_inline void trace_emit_close(const struct conn_state *st, __be32 saddr,
+					     __be32 daddr, __u16 sport, __u16 dport,
+					     __u8 last_state, __u32 retrans_segments)
+{
+	struct trace_record rec = {};
+
+	rec.time_ns = bpf_ktime_get_ns();
+	rec.conn_id = st->conn_id;
+	rec.start_ns = st->start_ns;
+	rec.established_ns = st->established_ns;
+	rec.srtt_sum_us = st->srtt_sum_us;
+	rec.srtt_min_us = st->srtt_samples ? st->srtt_min_us : 0;
+	rec.srtt_max_us = st->srtt_max_us;
+	rec.srtt_last_us = st->srtt_last_us;
+	rec.srtt_first_us = st->srtt_first_us;
+	rec.srtt_samples = st->srtt_samples;
+	rec.retransmits = st->retransmits;
+	rec.netns = st->netns;
+	rec.pod_ip = st->pod_ip;
+	rec.saddr = saddr;
+	rec.daddr = daddr;
+	rec.sport = sport;
+	rec.dport = dport;
+	rec.kind = TRACE_KIND_CLOSE;
+	rec.role = st->role;
+	rec.last_state = last_state;
+	rec.protocol = IPPROTO_TCP;
+	rec.retrans_segments = retrans_segments;
+	trace_emit(&rec);
 }
 
 #endif /* TULLE_CONN_TRACE_H */

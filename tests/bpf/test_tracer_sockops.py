@@ -1,6 +1,8 @@
-"""RTT from sock_ops RTT_CB on a node's pod cgroup, in the kernel: the samples are the kernel's
-own srtt as ``ss -ti`` shows it for the same socket; a process outside the node's cgroup gets
-none (the cgroup boundary holds, whatever its netns); the cap stops the callbacks; the
+"""Connections and RTT from sock_ops on a node's pod cgroup, in the kernel: both ends of a
+connection on the pod address and on loopback are recorded and attributed (by address, by
+namespace), a refused connect too; the RTT samples are the kernel's own srtt as ``ss -ti``
+shows it for the same socket; a process outside the node's cgroup is not traced (the cgroup
+boundary holds, whatever its netns and address); the cap stops the callbacks; the
 tracer cache adopts the pinned sock_ops program without attaching it twice, pause and resume
 detach and attach it, and an older copy left attached by a dead agent is replaced. Traffic
 stays in a network namespace of the test's own; cgroups are the test's own (conftest)."""
@@ -30,6 +32,7 @@ from lab import cgroups
 from lab.state import pin_dir
 from tests.bpf.conftest import TRACE_POD_IP, NodeCgroups
 from tests.bpf.test_tracer import EXCHANGE_LOOP, _records
+from tests.bpf.test_tracer import SCRIPT as CONNECTIONS
 
 pytestmark = pytest.mark.bpf
 
@@ -128,17 +131,56 @@ def test_rtt_cb_samples_match_ss_for_the_same_socket(sockops_tracer: Tracer, net
           f"mean {rec.srtt_sum_us / rec.srtt_samples:.0f}µs over {rec.srtt_samples} samples")
 
 
-def test_a_process_outside_the_nodes_cgroup_gets_no_rtt_callbacks(
+def test_connections_are_recorded_and_attributed_without_the_state_tracepoint(
         sockops_tracer: Tracer, netns: str, node_cgroups: NodeCgroups) -> None:
-    """Same netns, same pod address, so the tracepoints trace it; but its process sits in
-    another node's cgroup: no RTT_CB, only the two reads at ESTABLISHED and at close."""
+    tracer = sockops_tracer
+    assert set(tracer.hooks.attached) == {SOCKOPS, "tracepoint:tcp:tcp_retransmit_skb",
+                                          "tracepoint:skb:kfree_skb"}
+    out = subprocess.run(
+        ["nsenter", f"--net=/var/run/netns/{netns}", "--",
+         *cgroups.in_cgroup(node_cgroups.pod,
+                            [sys.executable, "-c", CONNECTIONS, TRACE_POD_IP])],
+        check=True, capture_output=True, text=True, timeout=30).stdout
+    ports = json.loads(out)
+    inode = os.stat(f"/var/run/netns/{netns}").st_ino
+    closes = [r for r in _records(tracer, 5) if r.kind == KIND_CLOSE]
+    by_port: dict[int, list[KernelRecord]] = {}
+    for r in closes:
+        by_port.setdefault(r.sport if r.role == 1 else r.dport, []).append(r)
+    for name in ("pod", "loopback"):
+        pair = sorted(by_port.get(ports[name], []), key=lambda r: r.role)
+        assert [r.role for r in pair] == [1, 2], (name, closes)
+        client, server = pair
+        assert (client.sport, client.dport) == (server.dport, server.sport)
+        for r in pair:
+            assert r.pod_ip == TRACE_POD_IP and r.netns == inode
+            # the handshake's srtt, and the one read leaving ESTABLISHED
+            assert r.srtt_first_us > 0 and r.srtt_samples >= 2
+            assert r.time_ns > r.established_ns and r.last_state not in (0, 1, 2, 3)
+        assert client.established_ns > client.start_ns  # connect latency
+        assert server.established_ns == server.start_ns  # a server starts established
+    # 127.0.0.1 on both ends: the pod is known only through the namespace.
+    assert {(r.saddr, r.daddr) for r in by_port[ports["loopback"]]} == {("127.0.0.1",) * 2}
+    assert {(r.saddr, r.daddr) for r in by_port[ports["pod"]]} == {(TRACE_POD_IP,) * 2}
+    refused = [r for r in closes if r.dport == 9]
+    assert len(refused) == 1 and refused[0].role == 1, closes
+    assert refused[0].established_ns == 0 and refused[0].last_state == 2  # SYN_SENT
+    assert refused[0].sport and refused[0].saddr == TRACE_POD_IP
+
+
+def test_a_process_outside_the_nodes_cgroup_is_not_traced(
+        sockops_tracer: Tracer, netns: str, node_cgroups: NodeCgroups) -> None:
+    """Same netns, same pod address, but its process sits in another node's cgroup: sock_ops
+    never runs for its sockets, so neither end is recorded."""
     outside = Run(netns, node_cgroups.outside)
     outside.close()
-    rec = client_close(sockops_tracer, outside.got["port"])
-    assert rec.pod_ip == TRACE_POD_IP and rec.srtt_samples <= 2, rec
-    inside = Run(netns, node_cgroups.pod)  # the same program, in the node: sampled
+    inside = Run(netns, node_cgroups.pod)  # the same program, in the node: traced
     inside.close()
-    assert client_close(sockops_tracer, inside.got["port"]).srtt_samples >= N
+    records = _records(sockops_tracer, 2)  # the ring keeps order: outside's came first
+    inside_client = [r for r in records if r.role == 1 and r.sport == inside.got["port"]]
+    assert inside_client and inside_client[0].srtt_samples >= N, records
+    port = outside.got["port"]
+    assert not [r for r in records if port in (r.sport, r.dport)], records
 
 
 def test_the_cap_stops_a_sockets_callbacks(netns: str, node_cgroups: NodeCgroups) -> None:
@@ -184,7 +226,7 @@ os._exit(0)
 
 
 def test_the_cache_adopts_the_sock_ops_program_and_never_attaches_it_twice(
-        node_cgroups: NodeCgroups, tmp_path: Path) -> None:
+        node_cgroups: NodeCgroups, netns: str, tmp_path: Path) -> None:
     pin, state, cg = pin_dir("test" + secrets.token_hex(3), "n1"), tmp_path / "state", \
         node_cgroups.node
     plan = plan_hooks(feature_probe(), str(cg))
@@ -199,6 +241,19 @@ def test_the_cache_adopts_the_sock_ops_program_and_never_attaches_it_twice(
         try:
             assert tracer.adopted is not None
             assert attached_ids(cg) == [first]  # found there, not attached again
+            # The restarted agent learns its pods and traces them (an adopted tracer holds
+            # only the maps its programs use: CI once lost every record here).
+            tracer.set_local([TRACE_POD_IP])
+            out = subprocess.run(
+                ["nsenter", f"--net=/var/run/netns/{netns}", "--",
+                 *cgroups.in_cgroup(node_cgroups.pod,
+                                    [sys.executable, "-c", CONNECTIONS, TRACE_POD_IP])],
+                check=True, capture_output=True, text=True, timeout=30).stdout
+            port = json.loads(out)["pod"]
+            pair = [r for r in _records(tracer, 2) if r.kind == KIND_CLOSE
+                    and port in (r.sport, r.dport)]
+            assert sorted(r.role for r in pair) == [1, 2], pair
+            assert all(r.pod_ip == TRACE_POD_IP for r in pair), pair
             tracer.set_attached(False)  # SIGUSR1
             assert attached_ids(cg) == []
             tracer.set_attached(True)  # SIGUSR2

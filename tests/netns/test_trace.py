@@ -256,7 +256,7 @@ def test_trace_follow_prints_new_connections_as_they_close(lab: Lab, trc: dict[s
 
 def test_lab_status_reports_the_hooks_in_use(lab: Lab) -> None:
     out = wait_for(lambda: (s := lab.tulle("lab", "status").stdout).count(
-        "tracing on 4 hooks (RTT from sock_ops)") == 2 and s, what="both agents tracing")
+        "tracing on 3 hooks (RTT from sock_ops)") == 2 and s, what="both agents tracing")
     assert "missing" not in out
 
 

@@ -1,6 +1,6 @@
-"""RTT from sock_ops on the node's pod cgroup, its pure parts: the hook plan picks sock_ops only
-with a cgroup (and a kernel that loads sock_ops), tcp_probe stays the fallback and the plan
-says why; the cflags and programs a sock_ops plan compiles with; the --pod-cgroup path is
+"""Connections and RTT from sock_ops on the node's pod cgroup, its pure parts: the hook plan
+picks sock_ops only with a cgroup (and a kernel that loads sock_ops), in place of both
+inet_sock_set_state and tcp_probe, which stay the fallback, and the plan says why; the cflags and programs a sock_ops plan compiles with; the --pod-cgroup path is
 refused when it is the root cgroup or outside a cgroup v2 mount. The kernel side:
 tests/bpf/test_tracer_sockops.py."""
 
@@ -15,7 +15,14 @@ from agent.datapath.cdefs import BPF_DIR
 from agent.tracing import cache
 from agent.tracing.attach import SOCKOPS, Hooks, program_name
 from agent.tracing.cgroup import PodCgroupError, cgroup2_mounts, check_pod_cgroup, pod_cgroup
-from agent.tracing.tracer import CLASSIC_PROBE, RAW_PROBE, plan_hooks, rtt_cap_flags
+from agent.tracing.tracer import (
+    CLASSIC_PROBE,
+    CLASSIC_STATE,
+    RAW_PROBE,
+    RAW_STATE,
+    plan_hooks,
+    rtt_cap_flags,
+)
 from tests.unit.tracing.test_kernel_sources import PROBED
 from tests.unit.tracing.test_trace_cache import OFFSETS, REASONS, key
 
@@ -39,13 +46,14 @@ def test_without_a_cgroup_rtt_comes_from_tcp_probe_and_the_plan_says_why() -> No
     assert plan.describe().endswith("RTT from tcp_probe (per received segment: no --pod-cgroup)")
 
 
-def test_with_a_cgroup_sock_ops_replaces_tcp_probe() -> None:
+def test_with_a_cgroup_sock_ops_replaces_tcp_probe_and_the_state_tracepoint() -> None:
     plan = plan_hooks(WITH_SOCKOPS, CG)
-    assert SOCKOPS in plan.hooks and RAW_PROBE not in plan.hooks
-    assert CLASSIC_PROBE not in plan.hooks
+    assert plan.hooks == ("tracepoint:tcp:tcp_retransmit_skb", SOCKOPS,
+                          "tracepoint:skb:kfree_skb")
+    assert not {RAW_PROBE, CLASSIC_PROBE, RAW_STATE, CLASSIC_STATE} & set(plan.hooks)
     assert plan.sources == ("trace_sock.c", "trace_sockops.c", "trace_drop.c")
     assert plan.missing == () and plan.cgroup == CG and plan.rtt_source == "sock_ops"
-    assert plan.describe().endswith(f"RTT from sock_ops RTT_CB on the pod cgroup {CG}")
+    assert plan.describe().endswith(f"connections and RTT from sock_ops on the pod cgroup {CG}")
 
 
 def test_a_kernel_without_sock_ops_falls_back_to_tcp_probe_and_names_it() -> None:
@@ -55,17 +63,22 @@ def test_a_kernel_without_sock_ops_falls_back_to_tcp_probe_and_names_it() -> Non
     assert "RTT from tcp_probe (per received segment: sock_ops unavailable)" in plan.describe()
 
 
-def test_without_the_socket_tracepoints_sock_ops_is_not_loaded_alone() -> None:
-    """RTT_CB only updates the conn_state trace_sock.c's tracepoints create."""
-    plan = plan_hooks(WITH_SOCKOPS | {"tracepoint:sock:inet_sock_set_state": False}, CG)
-    assert plan.sources == ("trace_drop.c",) and SOCKOPS not in plan.hooks
-    assert plan.cgroup is None and plan.rtt_source == "none"
+def test_sock_ops_needs_no_state_tracepoint_but_the_fallback_does() -> None:
+    """sock_ops creates and closes the conn_state itself; without a cgroup, a kernel
+    without inet_sock_set_state traces no connection."""
+    no_state = WITH_SOCKOPS | {CLASSIC_STATE: False}
+    plan = plan_hooks(no_state, CG)
+    assert SOCKOPS in plan.hooks and plan.missing == () and plan.rtt_source == "sock_ops"
+    fallback = plan_hooks(no_state)
+    assert fallback.sources == ("trace_drop.c",) and SOCKOPS not in fallback.hooks
+    assert CLASSIC_STATE in fallback.missing and fallback.rtt_source == "none"
 
 
 def test_a_sock_ops_plan_compiles_without_tcp_probe_and_loads_a_sock_ops_program() -> None:
     plan, flags = cache.build_flags(plan_hooks(WITH_SOCKOPS, CG), OFFSETS, True, REASONS, None)
     assert plan.cgroup == CG
-    assert "-DTRACE_RTT_SOCKOPS" in flags and "-DTRACE_PROBE_RAW" not in flags
+    assert "-DTRACE_CONN_SOCKOPS" in flags
+    assert "-DTRACE_PROBE_RAW" not in flags and "-DTRACE_STATE_RAW" not in flags
     assert ("trace_sockops", 13, "trace_sockops") in [
         (p.name, p.prog_type, p.kernel_name) for p in cache.programs(plan)]
     assert program_name(SOCKOPS) == "trace_sockops"
@@ -87,10 +100,12 @@ def test_the_sample_cap_is_only_for_sock_ops_and_positive() -> None:
         rtt_cap_flags(0)
 
 
-def test_the_sockops_source_exists_and_leaves_tcp_probe_out_of_trace_sock() -> None:
+def test_the_sockops_source_exists_and_leaves_both_tracepoints_out_of_trace_sock() -> None:
     text = (BPF_DIR / "trace_sock.c").read_text()
-    assert "#if defined(TRACE_RTT_SOCKOPS)" in text
-    assert "BPF_SOCK_OPS_RTT_CB" in (BPF_DIR / "trace_sockops.c").read_text()
+    assert text.count("#if defined(TRACE_CONN_SOCKOPS)") == 2
+    sockops = (BPF_DIR / "trace_sockops.c").read_text()
+    for op in ("TCP_CONNECT_CB", "PASSIVE_ESTABLISHED_CB", "RTT_CB", "STATE_CB"):
+        assert f"case BPF_SOCK_OPS_{op}:" in sockops
 
 
 def test_the_sock_ops_hook_needs_a_cgroup() -> None:
