@@ -13,6 +13,7 @@ on/off ratios.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import statistics
 import tempfile
@@ -77,6 +78,25 @@ def pair_ratios(runs: list[OverheadRun]) -> list[float]:
 def median_cost(ratios: list[float]) -> float | None:
     """The cost of flow events in %: 100 × (1 − median on/off ratio)."""
     return 100.0 * (1.0 - statistics.median(ratios)) if ratios else None
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float] | None:
+    """A distribution-free confidence interval for the median of ``values`` (the sign test's:
+    order statistics k and n+1-k, with k the largest whose binomial coverage,
+    1 - 2 P(Binom(n, 1/2) < k), is at least ``confidence``). None when even the full range
+    covers less (fewer than 6 values at 95%): more pairs are needed to place the median."""
+    xs, n = sorted(values), len(values)
+    below, k = 0.0, 0  # P(Binom(n, 1/2) <= k - 1), accumulated as k grows
+    while k < n // 2 and 1 - 2 * (below + math.comb(n, k) / 2**n) >= confidence:
+        below += math.comb(n, k) / 2**n
+        k += 1
+    return (xs[k - 1], xs[n - k]) if k else None
+
+
+def cost_interval(ratios: list[float], confidence: float = 0.95) -> tuple[float, float] | None:
+    """``median_cost``'s interval in % (low, high), from ``median_interval`` of the ratios."""
+    got = median_interval(ratios, confidence)
+    return None if got is None else (100.0 * (1.0 - got[1]), 100.0 * (1.0 - got[0]))
 
 
 @dataclass(frozen=True)

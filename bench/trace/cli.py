@@ -99,10 +99,15 @@ def target_rows(workloads: dict[str, Any]) -> list[list[str]]:
         rows.append([w["what"], ", ".join(f"{r:.3f}" for r in w["pair_ratios"]),
                      "n/a" if w["median_ratio"] is None else f"{w['median_ratio']:.3f}",
                      "n/a" if cost is None else f"{cost:+.1f}%",
+                     _interval(w.get("cost_interval_pct")),
                      _cpu_cost(w.get("median_cpu_cost_pct")), f"<= {TARGET_COST_PCT:.0f}%",
                      met])
         del name
     return rows
+
+
+def _interval(pct: list[float] | None) -> str:
+    return "too few pairs" if pct is None else f"{pct[0]:+.1f}% to {pct[1]:+.1f}%"
 
 
 def _cpu_cost(pct: float | None) -> str:
@@ -110,7 +115,7 @@ def _cpu_cost(pct: float | None) -> str:
 
 
 TARGET_HEADER = ["workload", "on/off per pair", "median on/off", "cost",
-                 "waypoint CPU/request", "target", ""]
+                 "cost, 95% interval", "waypoint CPU/request", "target", ""]
 RUN_HEADER = ["workload", "pair", "tracing", "req/s", "p99 ms", "errors", "lab cores", "load",
               "waypoint µs/req"]
 
@@ -224,7 +229,10 @@ def build(args: argparse.Namespace, bench: TraceBench, started: datetime,
             "split off, SIGUSR2 turns both on; each switch confirmed in every process's log), "
             "so the lab, its pods and the datapath stay the same between on and off. Pairs "
             "alternate order (on/off, off/on, ...); the cost is 1 − the median of the pairs' "
-            "on ÷ off ratios (negative: on was faster, i.e. noise). Each workload starts "
+            "on ÷ off ratios (negative: on was faster, i.e. noise); its 95% interval is "
+            "the sign test's, from the pairs' order statistics, which assumes nothing of "
+            "the noise's shape (6 pairs at least; 20 give the 6th to 15th). Each workload "
+            "starts "
             f"with {WARM_UPS} discarded warm-up runs as long as the others (tracing on), "
             "listed as `warm-up` below and never in the cost: the first runs on a fresh "
             "lab are not yet steady (bench/trace/overhead.py). `waypoint CPU/request`: "

@@ -46,7 +46,7 @@ from bench.l4 import machine, manifests
 from bench.l4.labs import BenchError, BenchLab, Progress
 from bench.l4.runner import BenchConfig, Runner
 from bench.l4.wrk import WrkOutputError, WrkResult, parse_wrk, wrk_argv
-from bench.observe.overhead import median_cost, pair_orders, pair_ratios
+from bench.observe.overhead import cost_interval, median_cost, pair_orders, pair_ratios
 from bench.trace.attribute import Attributor
 from bench.trace.attribution import Sample
 from lab import components
@@ -152,6 +152,9 @@ def summary(runs: list[TraceRun], workload: str) -> dict[str, Any]:
     return {"pair_ratios": [round(x, 4) for x in ratios],
             "median_ratio": round(1 - cost / 100, 4) if cost is not None else None,
             "median_cost_pct": round(cost, 2) if cost is not None else None,
+            # where the median cost lies, 95% (sign test; None: too few pairs to say)
+            "cost_interval_pct": ([round(x, 2) for x in interval]
+                                  if (interval := cost_interval(ratios)) else None),
             # the waypoint's CPU per request: + is what tracing costs it (a cost, not a rate)
             "cpu_pair_ratios": [round(x, 4) for x in cpu],
             "median_cpu_cost_pct": (round(100 * (statistics.median(cpu) - 1), 2)

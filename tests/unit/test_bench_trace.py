@@ -10,6 +10,7 @@ import pytest
 
 from bench.l4.labs import BenchError
 from bench.l4.wrk import WrkResult
+from bench.observe.overhead import cost_interval, median_interval
 from bench.trace.cli import target_rows
 from bench.trace.overhead import ROUTED_VIP, TraceRun, routed_objects, summary
 
@@ -179,3 +180,25 @@ def test_a_subset_of_workloads_runs_only_those_and_says_so_in_the_command(
     report = build(args, bench, datetime.now(UTC), None)
     assert list(report["workloads"]) == ["l4_keepalive", "waypoint"]
     assert "--workloads waypoint,l4_keepalive" in report["command"]
+
+
+def test_the_median_interval_is_the_sign_tests_order_statistics() -> None:
+    # Tables of the sign test's 95% interval for the median: 1st-6th of 6 (coverage 96.9%),
+    # 2nd-9th of 10, 6th-15th of 20, 7th-18th of 24.
+    for n, (lo, hi) in ((6, (1, 6)), (8, (1, 8)), (10, (2, 9)), (16, (4, 13)),
+                        (20, (6, 15)), (24, (7, 18))):
+        assert median_interval([float(x) for x in range(n, 0, -1)]) == (lo, hi)
+    assert median_interval([1.0] * 5) is None  # 1 - 2/32 < 95%: no interval placed
+    assert median_interval([1.0] * 5, confidence=0.9) == (1.0, 1.0)
+
+
+def test_the_cost_interval_turns_ratios_into_a_cost_and_shows_in_the_table() -> None:
+    ratios = [1.01, 0.97, 0.99, 0.98, 1.0, 0.96]  # on ÷ off: 0.96 is the highest cost
+    low, high = cost_interval(ratios) or (0.0, 0.0)
+    assert round(low, 6) == -1.0 and round(high, 6) == 4.0
+    runs = [run("a", i, True, 100 * r) for i, r in enumerate(ratios)]
+    runs += [run("a", i, False, 100) for i in range(len(ratios))]
+    s = summary(runs, "a")
+    assert s["cost_interval_pct"] == [-1.0, 4.0]
+    assert target_rows({"a": {"what": "A", **s}})[0][4] == "-1.0% to +4.0%"
+    assert summary(runs[:2] + runs[6:8], "a")["cost_interval_pct"] is None
