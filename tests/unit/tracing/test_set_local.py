@@ -36,11 +36,17 @@ class Table(dict):  # type: ignore[type-arg]
                 for k, v in list(dict.items(self))]
 
 
-def tracer(local: set[str], *, netns: Table | None = None) -> tuple[Tracer, dict[str, Table]]:
+def tracer(local: set[str], *, netns: Table | None = None,
+           learns_foreign: bool = True) -> tuple[Tracer, dict[str, Table]]:
+    """An adopted start's tracer; without ``learns_foreign`` (sock_ops in place of the state
+    tracepoint) its programs use no ``trace_gen_v1``, so the adopted tables have none."""
     tables = {"trace_local_v1": Table(*((_be32(ip), 1) for ip in local)),
-              "trace_gen_v1": Table((0, 7)), "trace_netns_v1": netns or Table()}
+              "trace_netns_v1": netns or Table()}
+    if learns_foreign:
+        tables["trace_gen_v1"] = Table((0, 7))
     t: Any = object.__new__(Tracer)
     t.adopted, t.local = SimpleNamespace(tables=tables), set(local)  # as an adopted start
+    t.learns_foreign = learns_foreign
     return t, tables
 
 
@@ -49,6 +55,14 @@ def test_new_addresses_are_written_and_the_generation_bumped() -> None:
     t.set_local(["10.244.1.2", "fd00::1"])  # IPv6: not traced
     assert set(tables["trace_local_v1"]) == {_be32("10.244.1.2")}
     assert dict.__getitem__(tables["trace_gen_v1"], 0) == 8
+    assert t.local == {"10.244.1.2"}
+
+
+def test_without_the_state_tracepoint_new_addresses_bump_no_generation() -> None:
+    # An adopted sock_ops tracer: a KeyError here once stopped every drain after a restart.
+    t, tables = tracer(set(), learns_foreign=False)
+    t.set_local(["10.244.1.2"])
+    assert set(tables["trace_local_v1"]) == {_be32("10.244.1.2")} and "trace_gen_v1" not in tables
     assert t.local == {"10.244.1.2"}
 
 
