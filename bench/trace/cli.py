@@ -99,14 +99,17 @@ def target_rows(workloads: dict[str, Any]) -> list[list[str]]:
         rows.append([w["what"], ", ".join(f"{r:.3f}" for r in w["pair_ratios"]),
                      "n/a" if w["median_ratio"] is None else f"{w['median_ratio']:.3f}",
                      "n/a" if cost is None else f"{cost:+.1f}%",
-                     _interval(w.get("cost_interval_pct")),
+                     _interval(w),
                      _cpu_cost(w.get("median_cpu_cost_pct")), f"<= {TARGET_COST_PCT:.0f}%",
                      met])
         del name
     return rows
 
 
-def _interval(pct: list[float] | None) -> str:
+def _interval(workload: dict[str, Any]) -> str:
+    if "cost_interval_pct" not in workload:  # a report from before the interval
+        return "n/a"
+    pct = workload["cost_interval_pct"]
     return "too few pairs" if pct is None else f"{pct[0]:+.1f}% to {pct[1]:+.1f}%"
 
 

@@ -11,7 +11,7 @@ import pytest
 from bench.l4.labs import BenchError
 from bench.l4.wrk import WrkResult
 from bench.observe.overhead import cost_interval, median_interval
-from bench.trace.cli import target_rows
+from bench.trace.cli import TARGET_HEADER, target_rows
 from bench.trace.overhead import ROUTED_VIP, TraceRun, routed_objects, summary
 
 
@@ -200,5 +200,6 @@ def test_the_cost_interval_turns_ratios_into_a_cost_and_shows_in_the_table() -> 
     runs += [run("a", i, False, 100) for i in range(len(ratios))]
     s = summary(runs, "a")
     assert s["cost_interval_pct"] == [-1.0, 4.0]
-    assert target_rows({"a": {"what": "A", **s}})[0][4] == "-1.0% to +4.0%"
+    row = target_rows({"a": {"what": "A", **s}})[0]
+    assert row[TARGET_HEADER.index("cost, 95% interval")] == "-1.0% to +4.0%"
     assert summary(runs[:2] + runs[6:8], "a")["cost_interval_pct"] is None

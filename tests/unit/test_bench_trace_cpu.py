@@ -11,7 +11,7 @@ import pytest
 from bench.l4.labs import BenchError
 from bench.l4.wrk import WrkResult
 from bench.trace import overhead
-from bench.trace.cli import parse_args, run_rows, target_rows
+from bench.trace.cli import TARGET_HEADER, parse_args, run_rows, target_rows
 from bench.trace.overhead import TraceBench, TraceRun, cpu_pair_ratios, summary
 
 WRK_REPORT = """Running 5s test @ http://10.96.200.11:8080/
@@ -40,7 +40,8 @@ def test_the_waypoints_cpu_per_request_is_compared_on_over_off_per_pair() -> Non
     assert s["median_cpu_cost_pct"] == 7.0  # median of +10% and +4%
     assert s["cpu_pair_ratios"] == [1.1, 1.04]
     row = target_rows({"waypoint": {"what": "W", **s}})[0]
-    assert row[4] == "+7.0%"
+    assert row[TARGET_HEADER.index("waypoint CPU/request")] == "+7.0%"
+    assert row[TARGET_HEADER.index("cost, 95% interval")] == "too few pairs"  # 3 pairs
 
 
 def test_no_requests_or_no_cpu_gives_no_figure_rather_than_a_division() -> None:
@@ -53,7 +54,9 @@ def test_no_requests_or_no_cpu_gives_no_figure_rather_than_a_division() -> None:
 
 def test_an_old_report_without_cpu_figures_still_renders() -> None:
     old = {"what": "W", "pair_ratios": [0.99], "median_ratio": 0.99, "median_cost_pct": 1.0}
-    assert target_rows({"waypoint": old})[0][4] == "n/a"
+    row = target_rows({"waypoint": old})[0]
+    assert row[TARGET_HEADER.index("waypoint CPU/request")] == "n/a"
+    assert row[TARGET_HEADER.index("cost, 95% interval")] == "n/a"
     assert run_rows([{"workload": "waypoint", "pair": 0, "tracing": "on", "rps": 1.0,
                       "p99_ms": 1.0, "lab_cores": 0.1, "load1": 0.5}])[0][-1] == "n/a"
 
