@@ -67,7 +67,7 @@ step "the flows those calls produced (tulle observe, Hubble-compatible)"
 sleep 0.5
 $TULLE observe --last 8 --from-pod "frontend/$first_web" --protocol tcp
 
-step "the kernel's view of those connections: connect latency and RTT (tulle trace, tracepoints)"
+step "the kernel's view of those connections: connect latency and RTT (tulle trace: sock_ops on the node's pod cgroup)"
 $TULLE trace connect --last 6 --from-pod "frontend/$first_web"
 $TULLE trace rtt --histogram --from-pod "frontend/$first_web"
 
