@@ -116,6 +116,13 @@ class HookPlan:
             return "sock_ops"
         return "tcp_probe" if RAW_PROBE in self.hooks or CLASSIC_PROBE in self.hooks else "none"
 
+    @property
+    def learns_foreign(self) -> bool:
+        """Whether a program learns foreign namespaces (``trace_gen_v1``): only the state
+        tracepoint does. With sock_ops in its place no program uses that map, and an adopted
+        tracer holds only the maps its programs use."""
+        return RAW_STATE in self.hooks or CLASSIC_STATE in self.hooks
+
     def describe(self) -> str:
         used = ", ".join(self.hooks) or "none"
         lacking = f"; missing: {', '.join(self.missing)}" if self.missing else ""
@@ -248,9 +255,6 @@ class Tracer:
         self.bpf = bpf  # the BCC module when this start compiled; None when it adopted
         self.adopted = adopted
         self.plan = plan
-        # Only the state tracepoint learns foreign namespaces (trace_gen_v1): with sock_ops
-        # in its place no program uses that map, so an adopted tracer has none to bump.
-        self.learns_foreign = bool({RAW_STATE, CLASSIC_STATE} & set(plan.hooks))
         self.hooks = Hooks({})
         self.ring: MappedRingBuffer | None = None
         try:
@@ -303,7 +307,7 @@ class Tracer:
         table = self.table("trace_local_v1")
         for ip in wanted - self.local:
             table[table.Key(_be32(ip))] = table.Leaf(1)
-        if wanted - self.local and self.learns_foreign:
+        if wanted - self.local and self.plan.learns_foreign:
             # After the addresses: what the kernel learned foreign before them (conn_trace.h,
             # trace_foreign) no longer counts, so a pod whose address came late is traced.
             gen = self.table("trace_gen_v1")

@@ -86,10 +86,12 @@ def median_interval(values: list[float], confidence: float = 0.95) -> tuple[floa
     1 - 2 P(Binom(n, 1/2) < k), is at least ``confidence``). None when even the full range
     covers less (fewer than 6 values at 95%): more pairs are needed to place the median."""
     xs, n = sorted(values), len(values)
-    below, k = 0.0, 0  # P(Binom(n, 1/2) <= k - 1), accumulated as k grows
-    while k < n // 2 and 1 - 2 * (below + math.comb(n, k) / 2**n) >= confidence:
-        below += math.comb(n, k) / 2**n
-        k += 1
+    below, k = 0.0, 0  # P(Binom(n, 1/2) < k), accumulated as k grows
+    while k < n // 2:
+        below_next = below + math.comb(n, k) / 2**n
+        if 1 - 2 * below_next < confidence:
+            break
+        below, k = below_next, k + 1
     return (xs[k - 1], xs[n - k]) if k else None
 
 

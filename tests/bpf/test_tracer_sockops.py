@@ -77,6 +77,17 @@ class Run:
         assert self.proc.returncode == 0, err
 
 
+def run_connections(netns: str, cgroup: Path) -> dict[str, int]:
+    """tests/bpf/test_tracer.py's connections script in the netns, as a member of `cgroup`:
+    its client ports by name (pod, loopback)."""
+    out = subprocess.run(
+        ["nsenter", f"--net=/var/run/netns/{netns}", "--",
+         *cgroups.in_cgroup(cgroup, [sys.executable, "-c", CONNECTIONS, TRACE_POD_IP])],
+        check=True, capture_output=True, text=True, timeout=30).stdout
+    ports: dict[str, int] = json.loads(out)
+    return ports
+
+
 def client_close(tracer: Tracer, port: int) -> KernelRecord:
     found = [r for r in _records(tracer, 2) if r.kind == KIND_CLOSE and r.role == 1
              and r.sport == port]
@@ -136,12 +147,7 @@ def test_connections_are_recorded_and_attributed_without_the_state_tracepoint(
     tracer = sockops_tracer
     assert set(tracer.hooks.attached) == {SOCKOPS, "tracepoint:tcp:tcp_retransmit_skb",
                                           "tracepoint:skb:kfree_skb"}
-    out = subprocess.run(
-        ["nsenter", f"--net=/var/run/netns/{netns}", "--",
-         *cgroups.in_cgroup(node_cgroups.pod,
-                            [sys.executable, "-c", CONNECTIONS, TRACE_POD_IP])],
-        check=True, capture_output=True, text=True, timeout=30).stdout
-    ports = json.loads(out)
+    ports = run_connections(netns, node_cgroups.pod)
     inode = os.stat(f"/var/run/netns/{netns}").st_ino
     closes = [r for r in _records(tracer, 5) if r.kind == KIND_CLOSE]
     by_port: dict[int, list[KernelRecord]] = {}
@@ -244,12 +250,7 @@ def test_the_cache_adopts_the_sock_ops_program_and_never_attaches_it_twice(
             # The restarted agent learns its pods and traces them (an adopted tracer holds
             # only the maps its programs use: CI once lost every record here).
             tracer.set_local([TRACE_POD_IP])
-            out = subprocess.run(
-                ["nsenter", f"--net=/var/run/netns/{netns}", "--",
-                 *cgroups.in_cgroup(node_cgroups.pod,
-                                    [sys.executable, "-c", CONNECTIONS, TRACE_POD_IP])],
-                check=True, capture_output=True, text=True, timeout=30).stdout
-            port = json.loads(out)["pod"]
+            port = run_connections(netns, node_cgroups.pod)["pod"]
             pair = [r for r in _records(tracer, 2) if r.kind == KIND_CLOSE
                     and port in (r.sport, r.dport)]
             assert sorted(r.role for r in pair) == [1, 2], pair

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from agent.tracing import tracer as tracer_module
-from agent.tracing.tracer import Tracer, _be32
+from agent.tracing.attach import SOCKOPS
+from agent.tracing.tracer import RAW_STATE, HookPlan, Tracer, _be32
 
 
 class Table(dict):  # type: ignore[type-arg]
@@ -46,7 +47,7 @@ def tracer(local: set[str], *, netns: Table | None = None,
         tables["trace_gen_v1"] = Table((0, 7))
     t: Any = object.__new__(Tracer)
     t.adopted, t.local = SimpleNamespace(tables=tables), set(local)  # as an adopted start
-    t.learns_foreign = learns_foreign
+    t.plan = HookPlan((), (RAW_STATE if learns_foreign else SOCKOPS,), ())
     return t, tables
 
 
