@@ -58,7 +58,7 @@ class Agent:
         self.last_error: str | None = None
         self.datapath: DatapathController | None = None
         self.reported: tuple[bool, str] | None = None  # last Ready condition written
-        self.tracing: Any = None  # agent.tracing.tracer.HookPlan once tracing runs
+        self.tracing: Any = None  # agent.tracing.start.Tracing once tracing runs
         self.health_checks: HealthCheckServer | None = None  # agent.daemon starts it
         self.svids: Any = None  # agent.svid.service.SvidService with --ca-address
         self.svid_error: str | None = None  # why it did not start
@@ -277,9 +277,7 @@ class Agent:
                 "errors": list(self.datapath.errors),
             }
         if self.tracing is not None:
-            report["tracing"] = {"hooks": list(self.tracing.hooks),
-                                 "missing": list(self.tracing.missing),
-                                 "rtt": self.tracing.rtt_source, "cgroup": self.tracing.cgroup}
+            report["tracing"] = self.tracing.report()
         if self.svids is not None:  # svids, trust_bundle, svid_failures, ca_address
             report.update(self.svids.manager.report())
         elif self.svid_error is not None:

@@ -72,6 +72,9 @@ def _node_health(paths: LabPaths, node: NodePlan) -> tuple[bool, str]:
             detail += f" (RTT from {tracing['rtt']})"
         if tracing.get("missing"):
             detail += f" (missing {', '.join(tracing['missing'])})"
+        if tracing.get("failed_batches"):  # the feed goes on; its failures must show
+            detail += (f", tracer: {tracing['failed_batches']} batches failed, last: "
+                       f"{tracing.get('last_error')}")
     return bool(data.get("ready")), detail
 
 

@@ -14,14 +14,30 @@ import atexit
 import logging
 import signal
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agent.datapath.controller import DatapathController, DatapathNotLoaded
 from agent.flows.ingest import FlowIngest
+from agent.tracing.health import FeedHealth
 from agent.tracing.tracer import HookPlan, Tracer, TracerUnavailable, plan_hooks
 
 log = logging.getLogger("tulle.tracing")
+
+
+@dataclass(frozen=True)
+class Tracing:
+    """Running tracing, as the agent's health report shows it: the hooks in use and the
+    feed's health (records read, batches failed, the last error)."""
+
+    plan: HookPlan
+    health: FeedHealth
+
+    def report(self) -> dict[str, object]:
+        return {"hooks": list(self.plan.hooks), "missing": list(self.plan.missing),
+                "rtt": self.plan.rtt_source, "cgroup": self.plan.cgroup,
+                **self.health.report()}
 
 
 def local_pod_ips(datapath: DatapathController) -> list[str]:
@@ -43,7 +59,7 @@ def start_tracing(
     pin_dir: Path | None = None,
     state_dir: Path | None = None,
     pod_cgroup: Path | None = None,
-) -> HookPlan | None:
+) -> Tracing | None:
     """`pod_cgroup` (checked: agent.tracing.cgroup.pod_cgroup): RTT from sock_ops there
     instead of tcp_probe."""
     from agent.datapath.features import feature_probe
@@ -71,7 +87,7 @@ def start_tracing(
     # The feed closes the tracer when `stop` is set; wait for that at exit, as the sock_ops
     # program stays on the pod cgroup (tracing) unless detached (tracepoints go with our fds).
     atexit.register(_stop_feed, stop, thread)
-    return tracer.plan
+    return Tracing(tracer.plan, feed.health)
 
 
 def _stop_feed(stop: threading.Event, thread: threading.Thread, timeout: float = 5.0) -> None:
