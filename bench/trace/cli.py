@@ -9,7 +9,9 @@ shared machine moves far less than req/s. On a busy machine, many short pairs of
 workload near its target, pinned, narrow the figure most: ``--workloads waypoint --pairs 12
 --seconds 3 --pin``. ``--attribute`` adds where the cost goes, per request: each BPF
 program the agents hold, each lab process's CPU and the waypoint's system calls
-(bench/trace/attribute.py). Results: bench/results/trace-<date>.{md,json}.
+(bench/trace/attribute.py). ``--control`` is the A/A control: tracing off in every run, the
+same pairs and order, so its "cost" and interval are the machine's noise alone, what a real
+run of as many pairs can resolve. Results: bench/results/trace-<date>.{md,json}.
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "waypoint's user/system CPU and its system calls (counted in the "
                         "kernel); the readings add cost, so such a run's on/off figures are "
                         "not the cost")
+    p.add_argument("--control", action="store_true",
+                   help="an A/A control: tracing off in every run, both runs of a pair "
+                        "alike; the 'cost' and its interval are then this machine's noise "
+                        "for as many pairs: what a real run's figures can resolve")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -91,11 +97,15 @@ def _workloads(text: str) -> tuple[str, ...]:
     return names
 
 
-def target_rows(workloads: dict[str, Any]) -> list[list[str]]:
+def target_rows(workloads: dict[str, Any], control: bool = False) -> list[list[str]]:
+    """One row per workload; a control (A/A) run meets or misses nothing: its figures are
+    noise."""
     rows = []
     for name, w in workloads.items():
         cost = w["median_cost_pct"]
         met = "n/a" if cost is None else ("**met**" if cost <= TARGET_COST_PCT else "**missed**")
+        if control:
+            met = "control: noise only"
         rows.append([w["what"], ", ".join(f"{r:.3f}" for r in w["pair_ratios"]),
                      "n/a" if w["median_ratio"] is None else f"{w['median_ratio']:.3f}",
                      "n/a" if cost is None else f"{cost:+.1f}%",
@@ -133,7 +143,9 @@ def run_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def render_markdown(rep: dict[str, Any]) -> str:
-    lines = [f"# Kernel tracing cost — {rep['date']}", "", rep["method"], "",
+    title = ("Kernel tracing cost, A/A control (tracing off in every run)"
+             if rep.get("control") else "Kernel tracing cost")
+    lines = [f"# {title} — {rep['date']}", "", rep["method"], "",
              "## Result", "", markdown_table(TARGET_HEADER, rep["targets"]), ""]
     if rep.get("attribution"):
         lines += attribution_markdown(rep["attribution"])
@@ -184,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
              f"on/off pairs × {args.seconds} s")
     bench = TraceBench(args.seconds, args.pairs, progress, threads=args.threads,
                        connections=args.connections, workloads=args.workloads, pin=args.pin,
-                       attribute=args.attribute)
+                       attribute=args.attribute, control=args.control)
     failure = None
     try:
         bench.run()
@@ -198,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rep = build(args, bench, started, failure)
     stem = f"trace-{started:%Y-%m-%d}" + ("-quick" if args.quick else "") + (
-        "-attribute" if args.attribute else "") + ("-partial" if failure else "")
+        "-attribute" if args.attribute else "") + ("-control" if args.control else "") + (
+        "-partial" if failure else "")
     md_path, json_path = write(rep, render_markdown(rep), args.out_dir, stem)
     print()
     print(text_table(TARGET_HEADER, rep["targets"]).replace("**", ""))
@@ -218,7 +231,8 @@ def build(args: argparse.Namespace, bench: TraceBench, started: datetime,
         "command": "make bench-trace" + (" ARGS=--quick" if args.quick else
                                          f" ARGS='--pairs {args.pairs} --seconds {args.seconds}"
                                          f"{chosen}{' --pin' if args.pin else ''}"
-                                         f"{' --attribute' if args.attribute else ''}'"),
+                                         f"{' --attribute' if args.attribute else ''}"
+                                         f"{' --control' if args.control else ''}'"),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "machine": {"loadavg_end": machine.loadavg(), "cpus": os.cpu_count()},
         "method": (
@@ -242,9 +256,14 @@ def build(args: argparse.Namespace, bench: TraceBench, started: datetime,
             "node1's waypoint "
             "process's CPU time per request wrk counted, the median of the pairs' on ÷ off "
             "(the split's cost to the waypoint, whatever else the machine runs; meaningful "
-            "for the waypoint workload only)."),
+            "for the waypoint workload only)." + (
+                " **A/A control (--control)**: tracing stayed off in every run; `off (A)` "
+                "holds on's place in each pair's order and `off (B)` off's, so the cost and "
+                "its interval are the machine's noise alone, for this many pairs."
+                if bench.control else "")),
+        "control": bench.control,
         "workloads": workloads,
-        "targets": target_rows(workloads),
+        "targets": target_rows(workloads, bench.control),
         "runs": [r.to_json() for r in bench.runs],
         "notes": ([f"The run did not finish: {failure}"] if failure else []) + bench.notes,
         "findings": "",

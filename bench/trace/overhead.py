@@ -115,6 +115,7 @@ class TraceRun:
     load1: float
     lab_cores: float
     waypoint_cpu_s: float = 0.0  # node1's waypoint process, user + system, over the run
+    control: bool = False  # --control: run with tracing off whatever `events` labels it
 
     @property
     def waypoint_us_per_request(self) -> float | None:
@@ -126,10 +127,18 @@ class TraceRun:
     def to_json(self) -> dict[str, Any]:
         per = self.waypoint_us_per_request
         return {"workload": self.workload, "pair": self.pair,
-                "tracing": "on" if self.events else "off", **self.result.to_json(),
+                "tracing": _label(self.events, self.control), **self.result.to_json(),
                 "load1": self.load1, "lab_cores": self.lab_cores,
                 "waypoint_cpu_s": round(self.waypoint_cpu_s, 4),
                 "waypoint_us_per_request": None if per is None else round(per, 2)}
+
+
+def _label(on: bool, control: bool) -> str:
+    """A run's tracing column: in a control, both runs of a pair are off; ``A`` takes the
+    place of on in the pair's order, ``B`` of off."""
+    if control:
+        return "off (A)" if on else "off (B)"
+    return "on" if on else "off"
 
 
 def cpu_pair_ratios(runs: list[TraceRun]) -> list[float]:
@@ -176,6 +185,9 @@ class TraceBench:
     attribute: bool = False  # per-program and per-syscall readings (bench/trace/attribute.py)
     samples: list[Sample] = field(default_factory=list)  # ``attribute``: one per measured run
     attributor: Attributor | None = None
+    # An A/A control: every run with tracing off, the pairs' A/B order as on/off's, so their
+    # "cost" is the machine's noise alone: what a real run of as many pairs can resolve.
+    control: bool = False
 
     def run(self) -> None:
         lab = BenchLab(LAB, True, self.progress)
@@ -278,7 +290,7 @@ class TraceBench:
 
     def measure(self, lab: BenchLab, runner: Runner, workload: str, pair: int,
                 on: bool) -> TraceRun:
-        self.switch(lab, on)
+        self.switch(lab, on and not self.control)
         runner.settle(lab)
         load1 = machine.loadavg()[0]
         before = lab.lab_cpu()
@@ -294,8 +306,9 @@ class TraceBench:
         cores = sum(after.get(k, 0.0) - v for k, v in before.items()) / max(result.seconds, 1e-9)
         waypoint = after.get(WAYPOINT, 0.0) - before.get(WAYPOINT, 0.0)
         label = "warm-up" if pair == WARM_UP else f"pair {pair + 1}"
-        self.progress(f"  {workload:<12} {label} tracing {'on ' if on else 'off'}: "
+        self.progress(f"  {workload:<12} {label} tracing {_label(on, self.control):<3}: "
                       f"{result.rps:>9,.0f}/s  p99 {result.p99_ms:.2f} ms  "
                       f"errors {result.errors}  lab procs {cores:.2f} cores  load {load1:.1f}  "
                       f"waypoint {waypoint * 1e6 / max(result.requests, 1):.1f} µs/req")
-        return TraceRun(workload, pair, on, result, load1, round(cores, 2), waypoint)
+        return TraceRun(workload, pair, on, result, load1, round(cores, 2), waypoint,
+                        self.control)

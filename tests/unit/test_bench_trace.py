@@ -107,6 +107,31 @@ def test_each_workload_starts_with_warm_up_runs_that_never_count(
     assert [row[1] for row in rows[:6]] == ["warm-up", "warm-up", "1", "1", "2", "2"]
 
 
+def test_a_control_run_keeps_tracing_off_in_both_runs_of_every_pair(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.trace import overhead
+    from bench.trace.cli import run_rows
+
+    switched: list[bool] = []
+    monkeypatch.setattr(overhead.TraceBench, "switch",
+                        lambda self, _lab, on, timeout=5.0: switched.append(on))
+    monkeypatch.setattr(overhead.TraceBench, "wrk",
+                        lambda self, *_a: WrkResult(100.0, 300, 3.0, 1.0, 2.0))
+    lab = SimpleNamespace(lab_cpu=lambda: {})
+    runner = SimpleNamespace(settle=lambda _lab: None)
+    for control, wanted in ((False, [True, False]), (True, [False, False])):
+        switched.clear()
+        bench = overhead.TraceBench(3, 1, lambda _m: None, control=control)
+        runs = [bench.measure(lab, runner, "l4_new_conn", 0, on)  # type: ignore[arg-type]
+                for on in (True, False)]
+        assert switched == wanted
+        labels = [row[2] for row in run_rows([r.to_json() for r in runs])]
+        assert labels == (["off (A)", "off (B)"] if control else ["on", "off"])
+    s = summary(runs, "l4_new_conn")
+    assert target_rows({"a": {"what": "A", **s}}, control=True)[0][-1] == "control: noise only"
+    assert target_rows({"a": {"what": "A", **s}})[0][-1] == "**met**"
+
+
 def test_agentcost_takes_the_per_flow_cost_from_two_run_lengths() -> None:
     from bench.trace.agentcost import BATCH, LONG, SHORT, callgrind_total, per_flow
 
