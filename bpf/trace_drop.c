@@ -30,6 +30,9 @@ enum skb_drop_reason { TULLE_SKB_DROP_REASON_OPAQUE = 0x7fffffff };
 #ifndef TRACE_OFF_DEV_NET /* struct net_device: nd_net.net */
 #define TRACE_OFF_DEV_NET -1
 #endif
+#ifndef TRACE_OFF_SKB_PROTOCOL /* struct sk_buff: protocol (__be16); the raw program's */
+#define TRACE_OFF_SKB_PROTOCOL -1
+#endif
 
 #define TRACE_ETH_P_IP 0x0800 /* the tracepoint's protocol is in host byte order */
 
@@ -69,22 +72,23 @@ static __always_inline __u32 l4_payload(const unsigned char *head, __u16 network
 	return 0;
 }
 
-TRACEPOINT_PROBE(skb, kfree_skb)
+/* One dropped packet: a record when it is a local pod's (see the top of this file). */
+static __always_inline int drop_event(const char *skb, const void *rx_sk, __u16 protocol,
+				      __u64 location, __u32 reason)
 {
-	const char *skb = (const char *)args->skbaddr;
 	struct trace_record rec = {};
 	unsigned char *head = 0;
 	__u16 network = 0;
 	struct iphdr ip = {};
 	__u8 l4[14] = {}; /* ports, and for TCP the data offset and flags (bytes 12, 13) */
 	int have_l4 = 0;
-	__u64 sk = (__u64)args->rx_sk;
+	__u64 sk = (__u64)rx_sk;
 	struct conn_state *st = 0;
 	__be32 *pod = 0;
 
 	if (TRACE_OFF_SKB_HEAD < 0 || TRACE_OFF_SKB_NETWORK_HEADER < 0)
 		return 0;
-	if (args->protocol != TRACE_ETH_P_IP)
+	if (protocol != TRACE_ETH_P_IP)
 		return 0;
 	if (bpf_probe_read_kernel(&head, sizeof(head), skb + TRACE_OFF_SKB_HEAD) || !head)
 		return 0;
@@ -96,7 +100,7 @@ TRACEPOINT_PROBE(skb, kfree_skb)
 #ifdef TRACE_REASON_QUEUE_PURGE /* its code on this kernel, read from tracefs by the loader */
 	/* The FIN every close purges (no payload): no loss, and one per connection of the node,
 	 * so it ends here, before any attribution (a lookup and three reads). */
-	if (args->reason == TRACE_REASON_QUEUE_PURGE) {
+	if (reason == TRACE_REASON_QUEUE_PURGE) {
 		rec.payload_len = l4_payload(head, network, &ip, l4, &rec);
 		if (!rec.payload_len)
 			return 0;
@@ -105,7 +109,7 @@ TRACEPOINT_PROBE(skb, kfree_skb)
 #endif
 	if (sk)
 		st = trace_conns_v1.lookup(&sk);
-	rec.netns = skb_netns(skb, args->rx_sk);
+	rec.netns = skb_netns(skb, rx_sk);
 	if (st && st->pod_ip) {
 		rec.conn_id = st->conn_id;
 		rec.pod_ip = st->pod_ip;
@@ -122,14 +126,35 @@ TRACEPOINT_PROBE(skb, kfree_skb)
 	if (!have_l4)
 		rec.payload_len = l4_payload(head, network, &ip, l4, &rec);
 	rec.time_ns = bpf_ktime_get_ns();
-	rec.location = (__u64)args->location;
+	rec.location = location;
 	rec.saddr = ip.saddr;
 	rec.daddr = ip.daddr;
 	rec.sport = ((__u16)l4[0] << 8) | l4[1];
 	rec.dport = ((__u16)l4[2] << 8) | l4[3];
-	rec.drop_reason = args->reason;
+	rec.drop_reason = reason;
 	rec.kind = TRACE_KIND_DROP;
 	rec.protocol = ip.protocol;
 	trace_emit(&rec);
 	return 0;
 }
+
+#if defined(TRACE_DROP_RAW) && TRACE_OFF_SKB_PROTOCOL >= 0
+RAW_TRACEPOINT_PROBE(kfree_skb)
+{
+	/* TP_PROTO(struct sk_buff *skb, void *location, enum skb_drop_reason reason,
+	 *          struct sock *rx_sk); the classic record's protocol is ntohs(skb->protocol) */
+	const char *skb = (const char *)ctx->args[0];
+	__be16 protocol = 0;
+
+	if (bpf_probe_read_kernel(&protocol, sizeof(protocol), skb + TRACE_OFF_SKB_PROTOCOL))
+		return 0;
+	return drop_event(skb, (const void *)ctx->args[3], bpf_ntohs(protocol), ctx->args[1],
+			  (__u32)ctx->args[2]);
+}
+#else
+TRACEPOINT_PROBE(skb, kfree_skb)
+{
+	return drop_event((const char *)args->skbaddr, args->rx_sk, args->protocol,
+			  (__u64)args->location, args->reason);
+}
+#endif

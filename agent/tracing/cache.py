@@ -35,9 +35,11 @@ from agent.datapath import templates
 from agent.datapath.cdefs import BPF_DIR
 from agent.tracing.attach import SOCKOPS, SOCKOPS_FN, split_hook
 from agent.tracing.tracer import (
+    CLASSIC_DROP,
     CLASSIC_PROBE,
     CLASSIC_STATE,
     OFFSETS,
+    RAW_DROP,
     RAW_PROBE,
     RAW_STATE,
     HookPlan,
@@ -75,6 +77,8 @@ def build_flags(plan: HookPlan, offsets: Mapping[str, int | None], retransmit_ha
                            offsets.get("TRACE_OFF_TCP_SRTT") is not None)
     plan = _raw_or_classic(plan, flags, RAW_STATE, CLASSIC_STATE, "-DTRACE_STATE_RAW",
                            raw_state_readable(offsets))
+    plan = _raw_or_classic(plan, flags, RAW_DROP, CLASSIC_DROP, "-DTRACE_DROP_RAW",
+                           offsets.get("TRACE_OFF_SKB_PROTOCOL") is not None)
     if retransmit_has_err:
         flags.append("-DTRACE_RETRANSMIT_HAS_ERR")
     flags.extend(reason_flags(reasons))

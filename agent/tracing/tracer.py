@@ -18,6 +18,12 @@ classic tracepoint stays the fallback, also when BTF lacks ``tcp_sock.srtt_us``.
 way it takes a random 1 in 16 segments before any map lookup (conn_trace.h;
 bench/results/tracecost-2026-12-05.md).
 
+``kfree_skb`` runs raw (``raw_tracepoint:kfree_skb``), reading the packet's protocol at its
+BTF offset: attached through a perf event, the classic tracepoint alone cost L4 new
+connections +7.0% [+4.2, +10.4] with ~1 hit a connection, an empty raw program +1.6%
+(bench/results/trace-2026-12-07-session23.md). Without raw tracepoints or the offset, the
+classic one stays.
+
 ``inet_sock_set_state`` runs raw too (``raw_tracepoint:inet_sock_set_state``): it fires for
 every state change of every TCP socket, and the classic one's record (two sockaddr copies)
 is mostly unread. The raw program reads the socket's fields itself at BTF offsets
@@ -56,19 +62,20 @@ RING = "trace_events_v1"
 RAW_PROBE, CLASSIC_PROBE = "raw_tracepoint:tcp_probe", "tracepoint:tcp:tcp_probe"
 RAW_STATE = "raw_tracepoint:inet_sock_set_state"
 CLASSIC_STATE = "tracepoint:sock:inet_sock_set_state"
+RAW_DROP, CLASSIC_DROP = "raw_tracepoint:kfree_skb", "tracepoint:skb:kfree_skb"
 SOURCES: dict[str, tuple[str, ...]] = {
     "trace_sock.c": (
         RAW_STATE,
         RAW_PROBE,
         "tracepoint:tcp:tcp_retransmit_skb",
     ),
-    "trace_drop.c": ("tracepoint:skb:kfree_skb",),
+    "trace_drop.c": (RAW_DROP,),
 }
 # Hooks the feature probe does not try by name, and what proves them: raw tracepoints attach
 # (it tries kfree_skb), and the event exists.
 DERIVED = {RAW_PROBE: ("raw_tracepoint:kfree_skb", CLASSIC_PROBE),
            RAW_STATE: ("raw_tracepoint:kfree_skb", CLASSIC_STATE)}
-FALLBACK = {RAW_PROBE: CLASSIC_PROBE, RAW_STATE: CLASSIC_STATE}
+FALLBACK = {RAW_PROBE: CLASSIC_PROBE, RAW_STATE: CLASSIC_STATE, RAW_DROP: CLASSIC_DROP}
 SOCKOPS_SOURCE = "trace_sockops.c"  # with trace_sock.c, in place of its tcp_probe
 SOCKOPS_FEATURE = "sock_ops"  # the program type, as feature_probe names it
 NEEDED_MAPS = ("map:ringbuf", "map:lru_hash")
@@ -81,6 +88,7 @@ OFFSETS = {
     "TRACE_OFF_TCP_SRTT": ("tcp_sock", "srtt_us"),
     "TRACE_OFF_TCP_TOTAL_RETRANS": ("tcp_sock", "total_retrans"),
     "TRACE_OFF_SKB_DEV": ("sk_buff", "dev"),
+    "TRACE_OFF_SKB_PROTOCOL": ("sk_buff", "protocol"),
     "TRACE_OFF_DEV_NET": ("net_device", "nd_net.net"),
     "TRACE_OFF_SK_DADDR": ("sock", "__sk_common.skc_daddr"),
     "TRACE_OFF_SK_RCV_SADDR": ("sock", "__sk_common.skc_rcv_saddr"),

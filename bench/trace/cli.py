@@ -56,8 +56,12 @@ def progress(message: str) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench-trace", description=__doc__.splitlines()[0])
-    p.add_argument("--pairs", type=int, default=4, help="on/off pairs per workload (default 4)")
-    p.add_argument("--seconds", type=int, default=5, help="seconds per wrk run (default 5)")
+    # 12 pairs by default: their sign-test interval runs from the 3rd to the 10th ratio (6,
+    # the fewest with one, give the whole range); a pair's noise here is ±4-5% on a quiet
+    # machine (--control, bench/results/trace-2026-12-07-session23.md)
+    p.add_argument("--pairs", type=int, default=12,
+                   help="on/off pairs per workload (default 12; 6 at least for an interval)")
+    p.add_argument("--seconds", type=int, default=3, help="seconds per wrk run (default 3)")
     p.add_argument("--quick", action="store_true", help="2 pairs of 3 s runs (a smoke run)")
     p.add_argument("--workloads", type=_workloads, default=tuple(WORKLOADS),
                    help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all); "
