@@ -179,12 +179,12 @@ def test_a_tampered_record_compiles(node: Node, caplog: pytest.LogCaptureFixture
 
 def test_a_removed_pin_compiles_and_pins_again(node: Node,
                                                caplog: pytest.LogCaptureFixture) -> None:
-    (node.pin / "tracepoint__skb__kfree_skb").unlink()
+    (node.pin / "raw_tracepoint__kfree_skb").unlink()
     tracer, why = start(node, caplog)
     tracer.close()
     assert tracer.adopted is None, why
     assert why.startswith("pinned program ") and "kfree_skb" in why and "ENOENT" in why, why
-    assert (node.pin / "tracepoint__skb__kfree_skb").exists()
+    assert (node.pin / "raw_tracepoint__kfree_skb").exists()
 
 
 def test_another_plan_unpins_the_programs_it_no_longer_has(
@@ -209,7 +209,7 @@ def _gone(prog_id: int) -> bool:
 
 def test_removing_the_pin_dir_frees_the_pinned_programs(node: Node) -> None:
     ids = []
-    for name in (RAW_FN, "tracepoint__skb__kfree_skb"):
+    for name in (RAW_FN, "raw_tracepoint__kfree_skb"):
         fd = obj_get(node.pin / name)
         try:
             ids.append(bpfinfo.prog_info(fd).id)

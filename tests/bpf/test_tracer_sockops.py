@@ -146,7 +146,7 @@ def test_connections_are_recorded_and_attributed_without_the_state_tracepoint(
         sockops_tracer: Tracer, netns: str, node_cgroups: NodeCgroups) -> None:
     tracer = sockops_tracer
     assert set(tracer.hooks.attached) == {SOCKOPS, "tracepoint:tcp:tcp_retransmit_skb",
-                                          "tracepoint:skb:kfree_skb"}
+                                          "raw_tracepoint:kfree_skb"}
     ports = run_connections(netns, node_cgroups.pod)
     inode = os.stat(f"/var/run/netns/{netns}").st_ino
     closes = [r for r in _records(tracer, 5) if r.kind == KIND_CLOSE]

@@ -57,7 +57,8 @@ def test_every_hook_present_loads_both_programs() -> None:
 
 
 def test_a_missing_tracepoint_drops_only_its_program_and_is_named() -> None:
-    plan = plan_hooks(ALL | {"tracepoint:skb:kfree_skb": False})
+    # no raw kfree_skb, and its classic fallback absent too: the classic one is named
+    plan = plan_hooks(ALL | {"raw_tracepoint:kfree_skb": False})
     assert plan == HookPlan(("trace_sock.c",), SOURCES["trace_sock.c"],
                             ("tracepoint:skb:kfree_skb",))
     assert "missing: tracepoint:skb:kfree_skb" in plan.describe()
@@ -100,10 +101,20 @@ def test_inet_sock_set_state_runs_raw_where_raw_tracepoints_attach() -> None:
     assert "tracepoint:sock:inet_sock_set_state" not in plan.hooks
 
 
+def test_kfree_skb_runs_raw_where_raw_tracepoints_attach() -> None:
+    """Attached through a perf event, the classic kfree_skb cost L4 new connections ~7% with
+    ~1 hit a connection; an empty raw program ~1.6%
+    (bench/results/trace-2026-12-07-session23.md)."""
+    plan = plan_hooks(PROBED)
+    assert plan.hooks[-1] == "raw_tracepoint:kfree_skb" and plan.missing == ()
+    assert "tracepoint:skb:kfree_skb" not in plan.hooks
+
+
 def test_without_raw_tracepoints_the_classic_tcp_probe_is_used() -> None:
     plan = plan_hooks(PROBED | {"raw_tracepoint:kfree_skb": False})
     assert "tracepoint:tcp:tcp_probe" in plan.hooks and plan.missing == ()
     assert "tracepoint:sock:inet_sock_set_state" in plan.hooks
+    assert "tracepoint:skb:kfree_skb" in plan.hooks
     assert plan.sources == ("trace_sock.c", "trace_drop.c")
 
 

@@ -49,7 +49,7 @@ def test_without_a_cgroup_rtt_comes_from_tcp_probe_and_the_plan_says_why() -> No
 def test_with_a_cgroup_sock_ops_replaces_tcp_probe_and_the_state_tracepoint() -> None:
     plan = plan_hooks(WITH_SOCKOPS, CG)
     assert plan.hooks == ("tracepoint:tcp:tcp_retransmit_skb", SOCKOPS,
-                          "tracepoint:skb:kfree_skb")
+                          "raw_tracepoint:kfree_skb")
     assert not {RAW_PROBE, CLASSIC_PROBE, RAW_STATE, CLASSIC_STATE} & set(plan.hooks)
     assert plan.sources == ("trace_sock.c", "trace_sockops.c", "trace_drop.c")
     assert plan.missing == () and plan.cgroup == CG and plan.rtt_source == "sock_ops"

@@ -117,6 +117,22 @@ def test_without_a_socket_field_or_with_another_layout_the_classic_tracepoint_is
     assert cache.programs(plan)[0].name == "tracepoint__sock__inet_sock_set_state"
 
 
+RAW_DROP_PLAN = HookPlan(PLAN.sources, PLAN.hooks[:-1] + ("raw_tracepoint:kfree_skb",), ())
+
+
+def test_raw_kfree_skb_with_the_packets_protocol_offset_else_the_classic_one() -> None:
+    plan, flags = cache.build_flags(RAW_DROP_PLAN, {**OFFSETS, "TRACE_OFF_SKB_PROTOCOL": 180},
+                                    False, {}, None)
+    assert plan == RAW_DROP_PLAN
+    assert "-DTRACE_OFF_SKB_PROTOCOL=180" in flags and flags[-1] == "-DTRACE_DROP_RAW"
+    assert cache.programs(plan)[-1] == templates.Program("raw_tracepoint__kfree_skb", 17,
+                                                         "kfree_skb")
+    # without the offset the raw program cannot tell IPv4: the classic tracepoint stays
+    plan, flags = cache.build_flags(RAW_DROP_PLAN, OFFSETS, False, {}, None)
+    assert plan.hooks[-1] == "tracepoint:skb:kfree_skb" and "-DTRACE_DROP_RAW" not in flags
+    assert cache.programs(plan)[-1].name == "tracepoint__skb__kfree_skb"
+
+
 def key(plan: HookPlan, flags: list[str]) -> str:
     sources = [BPF_DIR / s for s in plan.sources]
     return templates.key_of(templates.inputs(sources, flags, cache.programs(plan)))
