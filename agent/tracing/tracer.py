@@ -19,10 +19,11 @@ way it takes a random 1 in 16 segments before any map lookup (conn_trace.h;
 bench/results/tracecost-2026-12-05.md).
 
 ``kfree_skb`` runs raw (``raw_tracepoint:kfree_skb``), reading the packet's protocol at its
-BTF offset: attached through a perf event, the classic tracepoint alone cost L4 new
-connections +7.0% [+4.2, +10.4] with ~1 hit a connection, an empty raw program +1.6%
-(bench/results/trace-2026-12-07-session23.md). Without raw tracepoints or the offset, the
-classic one stays.
+BTF offset. The classic tracepoints attached alone (kfree_skb and tcp_retransmit_skb, through
+perf events) cost L4 new connections +7.0% [+4.2, +10.4], with ~1 kfree_skb hit a connection
+and none of the other; an empty program on the raw kfree_skb, +1.6% [+0.7, +4.1]
+(bench/results/trace-2026-12-07-session23.md; why the classic path costs that much is not
+known). Without raw tracepoints or the offset, the classic one stays.
 
 ``inet_sock_set_state`` runs raw too (``raw_tracepoint:inet_sock_set_state``): it fires for
 every state change of every TCP socket, and the classic one's record (two sockaddr copies)

@@ -102,8 +102,8 @@ def test_inet_sock_set_state_runs_raw_where_raw_tracepoints_attach() -> None:
 
 
 def test_kfree_skb_runs_raw_where_raw_tracepoints_attach() -> None:
-    """Attached through a perf event, the classic kfree_skb cost L4 new connections ~7% with
-    ~1 hit a connection; an empty raw program ~1.6%
+    """The classic tracepoints, attached through perf events, cost L4 new connections ~7%
+    with ~1 kfree_skb hit a connection; an empty raw kfree_skb program ~1.6%
     (bench/results/trace-2026-12-07-session23.md)."""
     plan = plan_hooks(PROBED)
     assert plan.hooks[-1] == "raw_tracepoint:kfree_skb" and plan.missing == ()
