@@ -8,6 +8,11 @@
  * when it is a traced connection, gives the connection's id. Every node's tracer sees every
  * drop on a shared kernel (the lab), so the namespace decides which node reports one. Reason
  * names are not known here: the agent reads them from the kernel (tracefs format or BTF).
+ *
+ * Two entry points, one compiled (agent/tracing/cache.py picks): the raw tracepoint
+ * (-DTRACE_DROP_RAW, its arguments read directly, the protocol from sk_buff at its BTF
+ * offset) and the classic one (the fallback, attached through a perf event). Both hand the
+ * same facts to drop_event.
  */
 #include "inet.h" /* not <uapi/linux/in.h>: see there why */
 #include <uapi/linux/ip.h>

@@ -37,6 +37,8 @@ from agent.tracing.tracer import Tracer
 
 log = logging.getLogger("tulle.tracing")
 DRAIN_INTERVAL_S = 0.2  # records wake nobody (conn_trace.h): this bounds how late they are
+
+
 def attribute(flow: Flow, rec: KernelRecord, index: EndpointIndex, node: str) -> Flow:
     """`flow` enriched from `index`, with the record's pod on the local side. Pure."""
     flow = enrich(flow, index, node)
