@@ -78,7 +78,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--control", action="store_true",
                    help="an A/A control: tracing off in every run, both runs of a pair "
                         "alike; the 'cost' and its interval are then this machine's noise "
-                        "for as many pairs: what a real run's figures can resolve")
+                        "for as many pairs: what a real run's figures can resolve (it never "
+                        "switches, so the switch's own effect is not in it)")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out-dir", type=Path, default=RESULTS)
