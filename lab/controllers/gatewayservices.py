@@ -46,6 +46,14 @@ class GatewayServiceController:
             try:
                 self.api.create(obj)
             except ApiError as err:
+                if err.status.code == 404:
+                    # The Gateway's namespace is gone (a Gateway created as it was deleted
+                    # can outlive it): no Service there, and the other Gateways' Services
+                    # and every status of the round still go through.
+                    log.warning("gateway %s/%s: no Service: namespace %s not found",
+                                meta["namespace"], meta["ownerReferences"][0]["name"],
+                                meta["namespace"])
+                    continue
                 if err.status.code != 409:
                     raise
                 continue  # AlreadyExists: the view lacked it; the next round decides
