@@ -53,10 +53,9 @@ class GatewayServiceController:
                     log.warning("gateway %s/%s: no Service: namespace %s not found",
                                 meta["namespace"], meta["ownerReferences"][0]["name"],
                                 meta["namespace"])
-                    continue
-                if err.status.code != 409:
+                elif err.status.code != 409:
                     raise
-                continue  # AlreadyExists: the view lacked it; the next round decides
+                continue  # 409 AlreadyExists: the view lacked it; the next round decides
             log.info("gateway %s/%s: created Service %s", meta["namespace"],
                      meta["ownerReferences"][0]["name"], meta["name"])
         for obj in result.update:

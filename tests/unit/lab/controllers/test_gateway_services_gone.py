@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from lightkube import ApiError
-from lightkube.models.meta_v1 import Status
 
 from lab.controllers.gatewayservices import GatewayServiceController
 from lab.seed import GATEWAY_CLASS
+from tests.unit.lab.controllers.test_serviceaccounts import Api, error
 
 
 def gateway(ns: str) -> dict[str, Any]:
@@ -22,22 +22,8 @@ def gateway(ns: str) -> dict[str, Any]:
                      "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}
 
 
-class Api:
-    def __init__(self, fail: dict[str, int]) -> None:
-        self.fail = fail
-        self.made: list[str] = []
-
-    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
-        where = obj["metadata"]["namespace"]
-        if where in self.fail:
-            code = self.fail[where]
-            raise ApiError(status=Status(code=code, message=f"HTTP {code}"))
-        self.made.append(where)
-        return obj
-
-
 def test_a_gateway_whose_namespace_is_gone_does_not_stop_the_others() -> None:
-    api = Api({"gone": 404})
+    api = Api({"gone": error(404)})
     objects = [copy.deepcopy(GATEWAY_CLASS), gateway("gone"), gateway("web")]
     result = GatewayServiceController(api).reconcile(objects, [])  # type: ignore[arg-type]
     assert len(result.create) == 2
@@ -45,7 +31,7 @@ def test_a_gateway_whose_namespace_is_gone_does_not_stop_the_others() -> None:
 
 
 def test_other_errors_still_fail_the_round() -> None:
-    api = Api({"gone": 403})
+    api = Api({"gone": error(403)})
     objects = [copy.deepcopy(GATEWAY_CLASS), gateway("gone"), gateway("web")]
     with pytest.raises(ApiError) as failed:
         GatewayServiceController(api).reconcile(objects, [])  # type: ignore[arg-type]
